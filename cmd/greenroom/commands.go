@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/build"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "devel"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	return fmt.Sprintf("greenroom %s (ABI v%d)", v, hostfuncs.ABIVersion)
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print greenroom's version and the guest ABI it speaks",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), versionString())
+		},
+	}
+}
+
+func pluginCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "plugin", Short: "Build and inspect plugins"}
+	var out string
+	buildCmd := &cobra.Command{
+		Use:   "build DIR",
+		Short: "Build the Go plugin in DIR to WebAssembly (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			if out == "" {
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				out = filepath.Join(dir, filepath.Base(abs)+".wasm")
+			}
+			if err := build.Build(cmd.Context(), dir, out); err != nil {
+				return err
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s  %d bytes  sha256 %s\n", out, len(b), plugin.SHA256(b))
+			return nil
+		},
+	}
+	buildCmd.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/<name>.wasm)")
+
+	var cfgFiles []string
+	var asJSON bool
+	inspectCmd := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Describe a plugin module: ABI version, imports, exports, size, sha256, capabilities",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return inspect(cmd, args[0], cfgFiles, asJSON)
+		},
+	}
+	inspectCmd.Flags().StringArrayVarP(&cfgFiles, "config", "c", nil, "compare with the grants of the plugin that uses FILE in this config")
+	inspectCmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(buildCmd, inspectCmd)
+	return cmd
+}
+
+// inspection is what `plugin inspect` reports.
+type inspection struct {
+	File   string       `json:"file"`
+	Module plugin.Info  `json:"module"`
+	Valid  bool         `json:"valid"`
+	Error  string       `json:"error,omitempty"`
+	Grants *grantReport `json:"grants,omitempty"`
+}
+
+type grantReport struct {
+	Plugin    string   `json:"plugin"`
+	Granted   []string `json:"granted"`
+	Ungranted []string `json:"imported_not_granted"`
+	Unused    []string `json:"granted_not_imported"`
+}
+
+func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) error {
+	wasm, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	info, verr := plugin.Inspect(cmd.Context(), wasm, nil)
+	rep := inspection{File: file, Module: info, Valid: verr == nil}
+	if verr != nil {
+		rep.Error = verr.Error()
+	}
+	if len(cfgFiles) > 0 {
+		cfg, err := loadConfig(cfgFiles)
+		if err != nil {
+			return err
+		}
+		id, pc := pluginForFile(cfg, file, info.SHA256)
+		if pc == nil {
+			return fmt.Errorf("no plugin in %s uses %s (matched by path or sha256 pin)", strings.Join(cfgFiles, ", "), file)
+		}
+		rep.Grants = compareGrants(id, pc, info.Capabilities)
+	}
+	w := cmd.OutOrStdout()
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printInspection(w, rep)
+	}
+	if verr != nil {
+		return &exitError{code: 1, err: fmt.Errorf("%s would be refused: %w", file, verr)}
+	}
+	return nil
+}
+
+func pluginForFile(cfg *config.Config, file, sum string) (string, *config.Plugin) {
+	abs, _ := filepath.Abs(file)
+	ids := make([]string, 0, len(cfg.Plugins))
+	for id := range cfg.Plugins {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		pc := cfg.Plugins[id]
+		if pc.SHA256 != "" && strings.EqualFold(pc.SHA256, sum) {
+			return id, pc
+		}
+		p := pc.Path
+		if o := cfg.Origin("plugins." + id + ".path"); o != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(o[:strings.LastIndexByte(o, ':')]), p)
+		}
+		if pa, _ := filepath.Abs(p); pa == abs {
+			return id, pc
+		}
+	}
+	return "", nil
+}
+
+// grantedCapabilities lists the capabilities the operator granted pc.
+func grantedCapabilities(pc *config.Plugin) []string {
+	var out []string
+	if pc.Capabilities.Database {
+		out = append(out, "database")
+	}
+	if pc.Capabilities.Scheduler {
+		out = append(out, "scheduler")
+	}
+	if len(pc.Capabilities.URLReader) > 0 {
+		out = append(out, "urlreader")
+	}
+	return out
+}
+
+func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
+	g := &grantReport{Plugin: id, Granted: grantedCapabilities(pc), Ungranted: []string{}, Unused: []string{}}
+	for _, c := range imported {
+		if !slices.Contains(g.Granted, c) {
+			g.Ungranted = append(g.Ungranted, c)
+		}
+	}
+	for _, c := range g.Granted {
+		if !slices.Contains(imported, c) {
+			g.Unused = append(g.Unused, c)
+		}
+	}
+	return g
+}
+
+func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
+	m := r.Module
+	fmt.Fprintf(w, "file:          %s\n", r.File)
+	fmt.Fprintf(w, "size:          %d bytes\n", m.Size)
+	fmt.Fprintf(w, "sha256:        %s\n", m.SHA256)
+	if m.ABIVersion > 0 {
+		fmt.Fprintf(w, "abi version:   %d\n", m.ABIVersion)
+	} else {
+		fmt.Fprintf(w, "abi version:   none declared\n")
+	}
+	fmt.Fprintf(w, "capabilities:  %s\n", listOrNone(m.Capabilities))
+	fmt.Fprintf(w, "exports:       %s\n", listOrNone(m.Exports))
+	fmt.Fprintf(w, "imports:\n")
+	for _, imp := range m.Imports {
+		c := ""
+		if imp.Capability != "" {
+			c = "  (" + imp.Capability + ")"
+		}
+		fmt.Fprintf(w, "  %s.%s%s\n", imp.Module, imp.Name, c)
+	}
+	if r.Grants != nil {
+		fmt.Fprintf(w, "config plugin: %s\n", r.Grants.Plugin)
+		fmt.Fprintf(w, "  granted:              %s\n", listOrNone(r.Grants.Granted))
+		fmt.Fprintf(w, "  imported, not granted: %s\n", listOrNone(r.Grants.Ungranted))
+		fmt.Fprintf(w, "  granted, not imported: %s\n", listOrNone(r.Grants.Unused))
+	}
+	if r.Valid {
+		fmt.Fprintf(w, "valid:         yes\n")
+	} else {
+		fmt.Fprintf(w, "valid:         no: %s\n", r.Error)
+	}
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+func configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Check or print the effective config"}
+	var files []string
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config files and report every error at once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(files)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "config OK: %s (%d plugins)\n", strings.Join(cfg.Files, ", "), len(cfg.Plugins))
+			return nil
+		},
+	}
+	addConfigFlag(check, &files, []string{"config.toml"})
+	var pfiles []string
+	print := &cobra.Command{
+		Use:   "print",
+		Short: "Print the effective merged config, secrets shown as [REDACTED]",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(pfiles)
+			if err != nil {
+				return err
+			}
+			b, err := cfg.Print()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	addConfigFlag(print, &pfiles, []string{"config.toml"})
+	cmd.AddCommand(check, print)
+	return cmd
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
+	"github.com/greenroom-dev/greenroom/runtime/server"
+)
+
+func serveCmd() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the configured plugins (built .wasm files)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), files, runtime.Options{})
+		},
+	}
+	addConfigFlag(cmd, &files, []string{"config.toml"})
+	return cmd
+}
+
+func devCmd() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Build plugins from their Go sources when they changed, then serve ./config.toml",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), files, runtime.Options{BuildSources: true})
+		},
+	}
+	addConfigFlag(cmd, &files, []string{"config.toml"})
+	return cmd
+}
+
+// loadConfig reads the config files; its errors exit with code 2.
+func loadConfig(files []string) (*config.Config, error) {
+	cfg, err := config.Load(files, nil)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
+}
+
+// run serves until SIGINT or SIGTERM, then shuts down gracefully: readiness
+// turns 503, the listener closes, requests in flight get
+// server.shutdown_timeout to finish, then plugins and the database close.
+// It returns an error (exit code 1) when the deadline cut something off.
+func run(ctx context.Context, files []string, opts runtime.Options) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, err := loadConfig(files)
+	if err != nil {
+		return err
+	}
+	log, _, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level, cfg.Secrets())
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	rt, err := runtime.New(cfg, log, opts)
+	if err != nil {
+		return err
+	}
+	srv := server.New(rt, log)
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		rt.Close(context.Background())
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "plugins": len(cfg.Plugins)}).Info("greenroom listening")
+
+	loadCtx, cancelLoad := context.WithCancel(ctx)
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		start := time.Now()
+		rt.Load(loadCtx)
+		log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Info("plugins loaded; ready")
+	}()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var serveFailure error
+	select {
+	case sig := <-sigs:
+		log.WithField("signal", sig.String()).Info("shutting down")
+	case err := <-serveErr:
+		serveFailure = fmt.Errorf("serve: %w", err)
+		log.WithError(err).Error("server stopped")
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+
+	timeout := cfg.Server.ShutdownTimeout.D()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var cut []error
+	if err := srv.Shutdown(sctx); err != nil {
+		cut = append(cut, fmt.Errorf("requests in flight: %w", err))
+	}
+	cancelLoad()
+	<-loaded
+	if err := rt.Close(sctx); err != nil {
+		cut = append(cut, err)
+	}
+	if len(cut) > 0 {
+		err := errors.Join(cut...)
+		log.WithError(err).Error("shutdown deadline cut work off")
+		return &exitError{code: 1, err: fmt.Errorf("shutdown after %s cut work off: %w", timeout, err)}
+	}
+	log.Info("shut down cleanly")
+	return serveFailure
+}

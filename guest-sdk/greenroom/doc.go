@@ -1,0 +1,28 @@
+// Package greenroom is the guest SDK for greenroom plugins written in Go.
+//
+// A plugin is an ordinary net/http handler compiled to WebAssembly:
+//
+//	func init() {
+//		mux := http.NewServeMux()
+//		mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+//			w.Write([]byte(`{"ok":true}`))
+//		})
+//		greenroom.Handle(mux)
+//	}
+//
+//	func main() {}
+//
+// Build it with the standard Go toolchain:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm .
+//
+// or with `greenroom plugin build DIR`.
+//
+// The package imports only the standard library. It compiles for the host
+// platform too, so plugin packages pass `go vet ./...` and their handlers can
+// be unit-tested natively: there, Config reads the values given to SetConfig
+// and Handler returns what was passed to Handle.
+//
+// The wire protocol between this package and the greenroom runtime is ABI v1,
+// documented in docs/abi.md of the greenroom repository.
+package greenroom

@@ -1,0 +1,314 @@
+package greenroom
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// This file implements the request and response envelopes of ABI v1
+// (docs/abi.md, "Envelopes"). It is plain Go so that it is tested natively;
+// the wasip1 build feeds it the bytes the host hands over.
+
+// Principal types as encoded in the request envelope.
+const (
+	principalNone    = 0
+	principalUser    = 1
+	principalService = 2
+)
+
+var errShortEnvelope = errors.New("greenroom: truncated request envelope")
+
+// envReader reads length-prefixed fields from an envelope held in a string,
+// so that every decoded field is a substring of one allocation.
+type envReader struct {
+	s   string
+	off int
+	err error
+}
+
+func (r *envReader) u32() uint32 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.s)-r.off < 4 {
+		r.err = errShortEnvelope
+		return 0
+	}
+	v := uint32(r.s[r.off]) | uint32(r.s[r.off+1])<<8 | uint32(r.s[r.off+2])<<16 | uint32(r.s[r.off+3])<<24
+	r.off += 4
+	return v
+}
+
+func (r *envReader) u64() uint64 {
+	lo := uint64(r.u32())
+	hi := uint64(r.u32())
+	return lo | hi<<32
+}
+
+func (r *envReader) u8() uint8 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.s)-r.off < 1 {
+		r.err = errShortEnvelope
+		return 0
+	}
+	v := r.s[r.off]
+	r.off++
+	return v
+}
+
+func (r *envReader) str() string {
+	n := int(r.u32())
+	if r.err != nil {
+		return ""
+	}
+	if n < 0 || len(r.s)-r.off < n {
+		r.err = errShortEnvelope
+		return ""
+	}
+	v := r.s[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+// requestMeta is what the envelope carries besides the HTTP request itself.
+type requestMeta struct {
+	requestID string
+	principal principalData
+}
+
+type principalData struct {
+	typ     uint8
+	subject string
+	claims  string // JSON object text, or ""
+}
+
+// decodeRequest turns a request envelope into an *http.Request whose context
+// carries the deadline, request id and principal.
+func decodeRequest(env string) (*http.Request, error) {
+	r := envReader{s: env}
+	method := r.str()
+	rawPath := r.str()
+	rawQuery := r.str()
+	var meta requestMeta
+	meta.requestID = r.str()
+	remoteAddr := r.str()
+	deadline := int64(r.u64())
+	meta.principal.typ = r.u8()
+	meta.principal.subject = r.str()
+	meta.principal.claims = r.str()
+	nh := int(r.u32())
+	if r.err != nil {
+		return nil, r.err
+	}
+	// Each header needs at least 8 bytes; refuse counts the envelope cannot hold.
+	if nh < 0 || nh > (len(env)-r.off)/8 {
+		return nil, errShortEnvelope
+	}
+	header := make(http.Header, nh)
+	host := ""
+	for i := 0; i < nh; i++ {
+		name := r.str()
+		value := r.str()
+		if r.err != nil {
+			return nil, r.err
+		}
+		key := http.CanonicalHeaderKey(name)
+		if key == "Host" {
+			host = value
+			continue
+		}
+		header[key] = append(header[key], value)
+	}
+	body := r.str()
+	if r.err != nil {
+		return nil, r.err
+	}
+
+	u := &url.URL{Path: rawPath, RawQuery: rawQuery}
+	if strings.IndexByte(rawPath, '%') >= 0 {
+		if p, err := url.PathUnescape(rawPath); err == nil {
+			u.Path = p
+			u.RawPath = rawPath
+		}
+	}
+	requestURI := rawPath
+	if rawQuery != "" {
+		requestURI = rawPath + "?" + rawQuery
+	}
+	req := &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          http.NoBody,
+		ContentLength: int64(len(body)),
+		Host:          host,
+		RemoteAddr:    remoteAddr,
+		RequestURI:    requestURI,
+	}
+	if len(body) > 0 {
+		req.Body = io.NopCloser(strings.NewReader(body))
+	}
+	ctx := &requestContext{meta: meta}
+	if deadline > 0 {
+		ctx.deadline = time.Unix(0, deadline)
+	}
+	return req.WithContext(ctx), nil
+}
+
+// requestContext is the context of one request. It knows its deadline but
+// only arms a timer when somebody asks for Done, which most handlers never do.
+type requestContext struct {
+	meta     requestMeta
+	deadline time.Time
+	inner    context.Context
+	cancel   context.CancelFunc
+}
+
+type requestContextKey struct{}
+
+func (c *requestContext) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+func (c *requestContext) armed() context.Context {
+	if c.inner == nil {
+		if c.deadline.IsZero() {
+			c.inner, c.cancel = context.WithCancel(context.Background())
+		} else {
+			c.inner, c.cancel = context.WithDeadline(context.Background(), c.deadline)
+		}
+	}
+	return c.inner
+}
+
+func (c *requestContext) Done() <-chan struct{} { return c.armed().Done() }
+
+func (c *requestContext) Err() error {
+	if c.inner != nil {
+		return c.inner.Err()
+	}
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *requestContext) Value(key any) any {
+	if key == (requestContextKey{}) {
+		return c
+	}
+	if c.inner != nil {
+		// Lets the context package find the armed cancelCtx and link
+		// children to it directly instead of starting a goroutine.
+		return c.inner.Value(key)
+	}
+	return nil
+}
+
+// finish releases the timer armed by Done, if any.
+func (c *requestContext) finish() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+func requestContextFrom(ctx context.Context) *requestContext {
+	c, _ := ctx.Value(requestContextKey{}).(*requestContext)
+	return c
+}
+
+// RequestID returns the id the runtime gave the request that ctx belongs to,
+// the same id that appears in the runtime's access log, or "" outside a
+// request.
+func RequestID(ctx context.Context) string {
+	if c := requestContextFrom(ctx); c != nil {
+		return c.meta.requestID
+	}
+	return ""
+}
+
+// responseWriter buffers a handler's response; the SDK sends it to the host
+// in one piece when the handler returns.
+type responseWriter struct {
+	header      http.Header
+	status      int
+	wroteHeader bool
+	body        []byte
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	if status < 100 || status > 999 {
+		status = http.StatusInternalServerError
+	}
+	w.status = status
+	w.wroteHeader = true
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+// WriteString lets io.WriteString skip a conversion.
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.body = append(w.body, s...)
+	return len(s), nil
+}
+
+// sniff sets Content-Type from the body when the handler did not, as
+// net/http's server does.
+func (w *responseWriter) sniff() {
+	if len(w.body) == 0 || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		return
+	}
+	if _, ok := w.header["Content-Type"]; !ok {
+		w.header["Content-Type"] = []string{http.DetectContentType(w.body)}
+	}
+}
+
+func (w *responseWriter) reset() {
+	clear(w.header)
+	w.status = http.StatusOK
+	w.wroteHeader = false
+	w.body = w.body[:0]
+}
+
+// appendResponseHead encodes status and headers, the part of the response
+// envelope that precedes the body (including the body's length prefix).
+func appendResponseHead(dst []byte, status int, header http.Header, bodyLen int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(status))
+	n := 0
+	for _, vs := range header {
+		n += len(vs)
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(n))
+	for k, vs := range header {
+		for _, v := range vs {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(k)))
+			dst = append(dst, k...)
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(v)))
+			dst = append(dst, v...)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(dst, uint32(bodyLen))
+}

@@ -1,0 +1,159 @@
+package greenroom
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+type envBuilder struct{ b []byte }
+
+func (e *envBuilder) str(s string) *envBuilder {
+	e.b = binary.LittleEndian.AppendUint32(e.b, uint32(len(s)))
+	e.b = append(e.b, s...)
+	return e
+}
+func (e *envBuilder) u32(v uint32) *envBuilder {
+	e.b = binary.LittleEndian.AppendUint32(e.b, v)
+	return e
+}
+func (e *envBuilder) u64(v uint64) *envBuilder {
+	e.b = binary.LittleEndian.AppendUint64(e.b, v)
+	return e
+}
+func (e *envBuilder) u8(v uint8) *envBuilder { e.b = append(e.b, v); return e }
+
+func sampleEnvelope(deadline time.Time) []byte {
+	e := &envBuilder{}
+	e.str("POST").str("/items/a%2Fb").str("x=1&y=2").str("rid-1").str("10.0.0.1:5555").u64(uint64(deadline.UnixNano()))
+	e.u8(principalService).str("service:ci").str(`{"sub":"ci"}`)
+	e.u32(3).str("Content-Type").str("text/plain").str("x-multi").str("1").str("Host").str("example.org")
+	e.str("hello body")
+	return e.b
+}
+
+func TestDecodeRequest(t *testing.T) {
+	deadline := time.Now().Add(time.Hour).Truncate(time.Nanosecond)
+	req, err := decodeRequest(string(sampleEnvelope(deadline)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Method != "POST" || req.URL.Path != "/items/a/b" || req.URL.RawPath != "/items/a%2Fb" || req.URL.RawQuery != "x=1&y=2" {
+		t.Errorf("url = %+v", req.URL)
+	}
+	if req.Header.Get("Content-Type") != "text/plain" || req.Header.Get("X-Multi") != "1" || req.Host != "example.org" || req.RemoteAddr != "10.0.0.1:5555" {
+		t.Errorf("headers = %v host %q", req.Header, req.Host)
+	}
+	body, _ := io.ReadAll(req.Body)
+	if string(body) != "hello body" || req.ContentLength != 10 {
+		t.Errorf("body = %q (%d)", body, req.ContentLength)
+	}
+	if got := RequestID(req.Context()); got != "rid-1" {
+		t.Errorf("request id = %q", got)
+	}
+	if d, ok := req.Context().Deadline(); !ok || !d.Equal(deadline) {
+		t.Errorf("deadline = %v %v, want %v", d, ok, deadline)
+	}
+	// A derived context is cancelled when the request finishes.
+	child, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	requestContextFrom(req.Context()).finish()
+	select {
+	case <-child.Done():
+	case <-time.After(time.Second):
+		t.Error("child context not cancelled when the request finished")
+	}
+}
+
+func TestDecodeRequestPastDeadline(t *testing.T) {
+	req, err := decodeRequest(string(sampleEnvelope(time.Now().Add(-time.Second))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+		t.Errorf("Err = %v", req.Context().Err())
+	}
+	select {
+	case <-req.Context().Done():
+	case <-time.After(time.Second):
+		t.Error("Done not closed past the deadline")
+	}
+}
+
+func TestDecodeRequestTruncated(t *testing.T) {
+	full := sampleEnvelope(time.Now())
+	for n := 0; n < len(full); n++ {
+		if _, err := decodeRequest(string(full[:n])); err == nil {
+			t.Fatalf("truncated envelope of %d/%d bytes decoded", n, len(full))
+		}
+	}
+	// A header count the envelope cannot hold is refused before allocating.
+	e := &envBuilder{}
+	e.str("GET").str("/").str("").str("").str("").u64(0).u8(0).str("").str("").u32(0xffffffff)
+	if _, err := decodeRequest(string(e.b)); err == nil {
+		t.Fatal("absurd header count accepted")
+	}
+}
+
+func TestResponseHead(t *testing.T) {
+	w := &responseWriter{header: http.Header{}}
+	w.reset()
+	w.Header().Add("X-A", "1")
+	w.Header().Add("X-A", "2")
+	w.WriteHeader(201)
+	io.WriteString(w, "<html><body>hi</body></html>")
+	w.sniff()
+	head := appendResponseHead(nil, w.status, w.header, len(w.body))
+	r := envReader{s: string(head) + string(w.body)}
+	if st := r.u32(); st != 201 {
+		t.Fatalf("status %d", st)
+	}
+	n := r.u32()
+	got := map[string][]string{}
+	for i := uint32(0); i < n; i++ {
+		k := r.str()
+		got[k] = append(got[k], r.str())
+	}
+	if body := r.str(); body != string(w.body) || r.err != nil {
+		t.Fatalf("body %q err %v", body, r.err)
+	}
+	if strings.Join(got["X-A"], ",") != "1,2" || !strings.HasPrefix(got["Content-Type"][0], "text/html") {
+		t.Errorf("headers = %v", got)
+	}
+}
+
+func TestNativeConfigAndHandler(t *testing.T) {
+	SetConfig(map[string]string{"greeting": "hi"})
+	if v, ok := Config("greeting"); !ok || v != "hi" {
+		t.Errorf("Config = %q %v", v, ok)
+	}
+	if _, ok := Config("other"); ok {
+		t.Error("unset key found")
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	Handle(h)
+	if Handler() == nil {
+		t.Error("Handler() nil after Handle")
+	}
+}
+
+func TestServeRecoversPanic(t *testing.T) {
+	defer Handle(nil)
+	Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }))
+	req, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+	w := &responseWriter{header: http.Header{}}
+	w.reset()
+	if code := serve(w, req); code != handlePanicked {
+		t.Errorf("code = %d, want handlePanicked", code)
+	}
+	Handle(nil)
+	w.reset()
+	if code := serve(w, req); code != handleOK || w.status != http.StatusNotImplemented {
+		t.Errorf("no handler: code %d status %d", code, w.status)
+	}
+}

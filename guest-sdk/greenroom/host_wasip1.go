@@ -1,0 +1,104 @@
+//go:build wasip1
+
+package greenroom
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"unsafe"
+)
+
+// Raw imports from the host module "greenroom". Every pointer/length pair
+// names a range of this module's linear memory; negative results are the
+// error codes of docs/abi.md, with a message waiting in the result slot.
+
+//go:wasmimport greenroom request_read
+func hostRequestRead(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom response_write
+func hostResponseWrite(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom result_read
+func hostResultRead(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom config_get
+func hostConfigGet(keyPtr unsafe.Pointer, keyLen uint32) int32
+
+// ABI error codes (docs/abi.md, "Error codes").
+const (
+	errNotFound = -1
+)
+
+// greenroomABIv1 declares that this module speaks ABI v1. The runtime reads
+// the export's name and never calls it.
+//
+//go:wasmexport greenroom_abi_v1
+func greenroomABIv1() {}
+
+var (
+	reqBuf  []byte
+	headBuf []byte
+	rw      = &responseWriter{header: make(http.Header)}
+)
+
+// greenroomHandle serves one HTTP request: it reads the request envelope of
+// reqLen bytes, runs the handler and writes the response envelope.
+//
+//go:wasmexport greenroom_handle
+func greenroomHandle(reqLen uint32) uint32 {
+	if uint32(cap(reqBuf)) < reqLen {
+		reqBuf = make([]byte, reqLen)
+	}
+	buf := reqBuf[:reqLen]
+	if reqLen > 0 {
+		if got := hostRequestRead(unsafe.Pointer(&buf[0]), reqLen); got != int32(reqLen) {
+			fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, reqLen)
+			return handleBadInput
+		}
+	}
+	// One copy: every decoded field is a substring of env.
+	env := string(buf)
+	req, err := decodeRequest(env)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "greenroom: %v\n", err)
+		return handleBadInput
+	}
+	rw.reset()
+	code := serve(rw, req)
+	if c := requestContextFrom(req.Context()); c != nil {
+		c.finish()
+	}
+	if code != handleOK {
+		return code
+	}
+	rw.sniff()
+	headBuf = appendResponseHead(headBuf[:0], rw.status, rw.header, len(rw.body))
+	writeAll(headBuf)
+	writeAll(rw.body)
+	return handleOK
+}
+
+func writeAll(b []byte) {
+	if len(b) > 0 {
+		hostResponseWrite(unsafe.Pointer(&b[0]), uint32(len(b)))
+	}
+}
+
+// takeResult copies n bytes from the host's result slot.
+func takeResult(n int32) []byte {
+	if n <= 0 {
+		return nil
+	}
+	b := make([]byte, n)
+	hostResultRead(unsafe.Pointer(&b[0]), uint32(n))
+	return b
+}
+
+func hostConfig(key string) (string, bool) {
+	n := hostConfigGet(unsafe.Pointer(unsafe.StringData(key)), uint32(len(key)))
+	if n < 0 {
+		return "", false
+	}
+	return string(takeResult(n)), true
+}

@@ -1,0 +1,77 @@
+package hostfuncs
+
+import (
+	"context"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// request_read(buf_ptr, buf_len i32) -> i32
+//
+// Copies the request envelope of the call in progress into guest memory at
+// buf_ptr. buf_len must be the length passed to greenroom_handle; the result
+// is the number of bytes copied. A shorter buffer gets ErrTooLarge and
+// nothing is copied. Traps if the buffer is outside guest memory.
+func requestRead(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "request_read"
+	in := instanceFrom(ctx, fn)
+	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	if int(n) < len(in.Request) {
+		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "request envelope is %d bytes, buffer %d", len(in.Request), n))
+		return
+	}
+	if len(in.Request) > 0 {
+		copy(guestBytes(mod, fn, ptr, uint32(len(in.Request))), in.Request)
+	}
+	stack[0] = api.EncodeI32(int32(len(in.Request)))
+}
+
+// response_write(buf_ptr, buf_len i32) -> i32
+//
+// Appends buf_len bytes at buf_ptr to the response envelope of the call in
+// progress. The guest may write the envelope in several pieces. Returns 0,
+// or ErrTooLarge once the response passes the plugin's limit (the call then
+// fails with 502). Traps if the buffer is outside guest memory.
+func responseWrite(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "response_write"
+	in := instanceFrom(ctx, fn)
+	b := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if in.MaxResponse > 0 && len(in.Response)+len(b) > in.MaxResponse {
+		in.ResponseOverflow = true
+		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "response exceeds %d bytes", in.MaxResponse))
+		return
+	}
+	in.Response = append(in.Response, b...)
+	stack[0] = 0
+}
+
+// result_read(buf_ptr, buf_len i32) -> i32
+//
+// Copies the result slot, filled by the previous host call that returned a
+// length (or an error code), to guest memory. Copies min(buf_len, slot
+// length) bytes and returns that count. Traps if the buffer is outside
+// guest memory.
+func resultRead(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "result_read"
+	in := instanceFrom(ctx, fn)
+	n := min(api.DecodeU32(stack[1]), uint32(len(in.result)))
+	copy(guestBytes(mod, fn, api.DecodeU32(stack[0]), n), in.result)
+	stack[0] = api.EncodeI32(int32(n))
+}
+
+// config_get(key_ptr, key_len i32) -> i32
+//
+// Looks up key in the plugin's own config table. Returns the value's length
+// with the value in the result slot, or ErrNotFound. Traps if the key is
+// outside guest memory.
+func configGet(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "config_get"
+	in := instanceFrom(ctx, fn)
+	key := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	v, ok := in.Host.Config(string(key))
+	if !ok {
+		stack[0] = api.EncodeI32(in.Fail(ErrNotFound, "config key %q is not set", key))
+		return
+	}
+	stack[0] = api.EncodeI32(in.SetResult([]byte(v)))
+}

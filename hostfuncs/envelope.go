@@ -1,0 +1,145 @@
+package hostfuncs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Principal types in the request envelope.
+const (
+	PrincipalNone    uint8 = 0
+	PrincipalUser    uint8 = 1
+	PrincipalService uint8 = 2
+)
+
+// Request is what the runtime sends a guest for one HTTP request. Byte
+// slices are borrowed; Encode copies them into the envelope.
+type Request struct {
+	Method     []byte
+	Path       []byte // relative to the plugin's mount, still escaped
+	RawQuery   []byte
+	RequestID  string
+	RemoteAddr string
+	Deadline   int64 // Unix nanoseconds, 0 for none
+	Principal  Principal
+	Headers    [][2][]byte
+	Body       []byte
+}
+
+// Principal is who is calling, as the guest may see it.
+type Principal struct {
+	Type    uint8
+	Subject string
+	Claims  []byte // JSON object, or empty
+}
+
+// AppendRequest encodes req as a request envelope (docs/abi.md) onto dst.
+func AppendRequest(dst []byte, req *Request) []byte {
+	dst = appendBytes(dst, req.Method)
+	dst = appendBytes(dst, req.Path)
+	dst = appendBytes(dst, req.RawQuery)
+	dst = appendString(dst, req.RequestID)
+	dst = appendString(dst, req.RemoteAddr)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(req.Deadline))
+	dst = append(dst, req.Principal.Type)
+	dst = appendString(dst, req.Principal.Subject)
+	dst = appendBytes(dst, req.Principal.Claims)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(req.Headers)))
+	for _, h := range req.Headers {
+		dst = appendBytes(dst, h[0])
+		dst = appendBytes(dst, h[1])
+	}
+	return appendBytes(dst, req.Body)
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
+	return append(dst, b...)
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
+// Response is a decoded response envelope. Its slices alias the envelope.
+type Response struct {
+	Status  int
+	Headers [][2][]byte
+	Body    []byte
+}
+
+// ErrBadResponse is wrapped by DecodeResponse errors.
+var ErrBadResponse = errors.New("malformed response envelope")
+
+// DecodeResponse parses a response envelope written by a guest. The guest is
+// not trusted: every length is checked against what is left, the header
+// count against what the envelope can hold, and the status against 100-999.
+// headers is reused when it has room.
+func DecodeResponse(b []byte, headers [][2][]byte) (Response, error) {
+	var r Response
+	d := decoder{b: b}
+	status := d.u32()
+	n := d.u32()
+	if d.err != nil {
+		return r, d.err
+	}
+	if status < 100 || status > 999 {
+		return r, fmt.Errorf("%w: status %d out of range 100-999", ErrBadResponse, status)
+	}
+	if uint64(n) > uint64(len(b)-d.off)/8 {
+		return r, fmt.Errorf("%w: header count %d exceeds the envelope", ErrBadResponse, n)
+	}
+	headers = headers[:0]
+	for i := uint32(0); i < n; i++ {
+		k := d.bytes()
+		v := d.bytes()
+		if d.err != nil {
+			return r, d.err
+		}
+		headers = append(headers, [2][]byte{k, v})
+	}
+	body := d.bytes()
+	if d.err != nil {
+		return r, d.err
+	}
+	if d.off != len(b) {
+		return r, fmt.Errorf("%w: %d trailing bytes", ErrBadResponse, len(b)-d.off)
+	}
+	r.Status, r.Headers, r.Body = int(status), headers, body
+	return r, nil
+}
+
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) u32() uint32 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b)-d.off < 4 {
+		d.err = fmt.Errorf("%w: truncated at byte %d", ErrBadResponse, d.off)
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b[d.off:])
+	d.off += 4
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.u32()
+	if d.err != nil {
+		return nil
+	}
+	if uint64(n) > uint64(len(d.b)-d.off) {
+		d.err = fmt.Errorf("%w: field of %d bytes at byte %d overruns the envelope", ErrBadResponse, n, d.off)
+		return nil
+	}
+	v := d.b[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
+	return v
+}

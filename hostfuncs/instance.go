@@ -1,0 +1,100 @@
+package hostfuncs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Host is what the runtime provides to one plugin's host functions. The wire
+// code decodes arguments, calls these methods and encodes the results; it
+// never sees how they are implemented.
+type Host interface {
+	// Config returns the value of key in the plugin's own config table.
+	Config(key string) (string, bool)
+}
+
+// Instance is the host-side state of one guest instance. The runtime keeps
+// one per instance and puts it in the context of every call into that
+// instance (WithInstance); host functions find it there.
+//
+// An Instance serves one call at a time, like its guest.
+type Instance struct {
+	Host Host
+
+	// Request is the request envelope of the call in progress.
+	Request []byte
+	// Response collects what the guest writes with response_write.
+	Response []byte
+	// MaxResponse bounds Response; past it response_write fails with
+	// ErrTooLarge and ResponseOverflow is set.
+	MaxResponse      int
+	ResponseOverflow bool
+
+	result []byte // the result slot, see result_read
+}
+
+// SetResult fills the result slot and returns its length as a host
+// function result.
+func (in *Instance) SetResult(b []byte) int32 {
+	in.result = append(in.result[:0], b...)
+	return int32(len(in.result))
+}
+
+// Fail fills the result slot with an error message and returns code.
+func (in *Instance) Fail(code int32, format string, args ...any) int32 {
+	in.result = fmt.Appendf(in.result[:0], format, args...)
+	return code
+}
+
+// Reset clears per-call state before the instance is used again.
+func (in *Instance) Reset() {
+	in.Request = nil
+	in.Response = in.Response[:0]
+	in.ResponseOverflow = false
+	in.result = in.result[:0]
+}
+
+type instanceKey struct{}
+
+// WithInstance returns a context for calls into the guest that in belongs to.
+func WithInstance(ctx context.Context, in *Instance) context.Context {
+	return context.WithValue(ctx, instanceKey{}, in)
+}
+
+func instanceFrom(ctx context.Context, fn string) *Instance {
+	in, _ := ctx.Value(instanceKey{}).(*Instance)
+	if in == nil {
+		panic(&TrapError{Func: fn, Reason: "called outside a greenroom call (no instance state in context)"})
+	}
+	return in
+}
+
+// TrapError is the panic value of a host function that traps because the
+// guest misused the ABI (an out-of-range pointer, a call at the wrong
+// time). wazero turns it into the error of the guest call, and the runtime
+// discards the instance.
+type TrapError struct {
+	Func   string
+	Reason string
+}
+
+func (e *TrapError) Error() string {
+	return fmt.Sprintf("%s.%s: %s", ModuleName, e.Func, e.Reason)
+}
+
+// guestBytes returns the n bytes of guest memory at ptr, without copying,
+// or traps if any of them lie outside the guest's memory. n == 0 yields nil
+// whatever ptr is.
+func guestBytes(mod api.Module, fn string, ptr, n uint32) []byte {
+	if n == 0 {
+		return nil
+	}
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		panic(&TrapError{Func: fn, Reason: fmt.Sprintf(
+			"range [%d, %d) is outside guest memory of %d bytes", ptr, uint64(ptr)+uint64(n), mod.Memory().Size())})
+	}
+	return b
+}

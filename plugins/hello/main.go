@@ -1,0 +1,43 @@
+// Command hello is greenroom's example plugin: GET /ping, GET /echo (the
+// query and headers back as JSON) and POST /echo (the body back).
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+)
+
+func init() {
+	greenroom.Handle(newMux())
+}
+
+func newMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	})
+	mux.HandleFunc("GET /echo", func(w http.ResponseWriter, r *http.Request) {
+		greeting, _ := greenroom.Config("greeting")
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"method":   r.Method,
+			"path":     r.URL.Path,
+			"query":    r.URL.Query(),
+			"headers":  r.Header,
+			"greeting": greeting,
+		})
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			w.Header().Set("Content-Type", ct)
+		}
+		io.Copy(w, r.Body)
+	})
+	return mux
+}
+
+func main() {}

@@ -1,0 +1,296 @@
+// Package config reads greenroom's config.toml: strict TOML (an unknown key
+// is an error naming the key and its line), ${VAR} and ${VAR:-default}
+// substituted from the environment, several files merged key by key, and
+// every error reported at once.
+//
+// Values that came from ${VAR} are secrets: Secrets returns them for log
+// redaction and Print shows them as [REDACTED]. Keys that hold credentials
+// by definition (tokens) are secrets whatever their origin.
+package config
+
+import (
+	"regexp"
+	"time"
+)
+
+// Config is the whole of greenroom's static configuration.
+type Config struct {
+	Server       Server             `toml:"server"`
+	Log          Log                `toml:"log"`
+	Runtime      Runtime            `toml:"runtime"`
+	Database     Database           `toml:"database"`
+	Scheduler    Scheduler          `toml:"scheduler"`
+	Reading      Reading            `toml:"reading"`
+	Integrations Integrations       `toml:"integrations"`
+	Auth         Auth               `toml:"auth"`
+	Plugins      map[string]*Plugin `toml:"plugins"`
+
+	// Files are the files the config was read from, in order.
+	Files []string `toml:"-"`
+
+	secrets     []string        // values substituted from the environment
+	secretPaths map[string]bool // key paths whose values are secret
+	origins     map[string]string
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	Listen          string   `toml:"listen"`
+	BodyLimit       Size     `toml:"body_limit"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	// MetricsListen serves /metrics on a separate address; empty serves it
+	// on the main listener behind admin authentication.
+	MetricsListen string `toml:"metrics_listen"`
+	// RateLimit limits requests per principal; zero is off.
+	RateLimit Rate `toml:"rate_limit"`
+	RateBurst int  `toml:"rate_burst"`
+	CORS      CORS `toml:"cors"`
+}
+
+// CORS configures cross-origin requests; off unless origins are listed.
+type CORS struct {
+	Origins          []string `toml:"origins"`
+	Methods          []string `toml:"methods"`
+	Headers          []string `toml:"headers"`
+	AllowCredentials bool     `toml:"allow_credentials"`
+	MaxAge           int      `toml:"max_age"`
+}
+
+// Log configures the runtime's log.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+	// AccessLog writes one line per request (default true).
+	AccessLog bool `toml:"access_log"`
+}
+
+// Runtime configures the WebAssembly runtime.
+type Runtime struct {
+	// CacheDir holds wazero's compilation cache and dev builds.
+	CacheDir string `toml:"cache_dir"`
+}
+
+// Database configures the databases plugins get.
+type Database struct {
+	Client         string `toml:"client"`
+	Connection     string `toml:"connection"`
+	Isolation      string `toml:"isolation"`
+	SkipMigrations bool   `toml:"skip_migrations"`
+}
+
+// Scheduler configures task scheduling.
+type Scheduler struct {
+	Enabled bool     `toml:"enabled"`
+	Lease   Duration `toml:"lease"`
+}
+
+// Reading configures the URL reader's global allow list.
+type Reading struct {
+	Allow    []AllowRule `toml:"allow"`
+	MaxBytes Size        `toml:"max_bytes"`
+	Timeout  Duration    `toml:"timeout"`
+}
+
+// AllowRule allows reads from host (a name, or "*.example.com" for its
+// subdomains), optionally only under paths, over https unless Scheme says
+// "http".
+type AllowRule struct {
+	Host   string   `toml:"host"`
+	Paths  []string `toml:"paths"`
+	Scheme string   `toml:"scheme"`
+}
+
+// Integrations holds credentials the URL reader adds for specific hosts.
+type Integrations struct {
+	GitHub    []Integration `toml:"github"`
+	GitLab    []Integration `toml:"gitlab"`
+	Bitbucket []Integration `toml:"bitbucket"`
+	Generic   []Integration `toml:"generic"`
+}
+
+// Integration is a credential for one host.
+type Integration struct {
+	Host  string `toml:"host"`
+	Token string `toml:"token"`
+	// Header overrides the header the token is sent in (generic only).
+	Header string `toml:"header"`
+}
+
+// Auth configures who may call plugin routes and the admin API.
+type Auth struct {
+	Tokens             map[string]*Token `toml:"tokens"`
+	JWT                *JWT              `toml:"jwt"`
+	DangerouslyDisable bool              `toml:"dangerously_disable"`
+}
+
+// Token is a static credential for scripts and services.
+type Token struct {
+	Token   string   `toml:"token"`
+	Subject string   `toml:"subject"`
+	Plugins []string `toml:"plugins"`
+	Admin   bool     `toml:"admin"`
+}
+
+// JWT configures bearer tokens from an identity provider.
+type JWT struct {
+	JWKSURL      string   `toml:"jwks_url"`
+	Issuer       string   `toml:"issuer"`
+	Audience     string   `toml:"audience"`
+	Algorithms   []string `toml:"algorithms"`
+	SubjectClaim string   `toml:"subject_claim"`
+	Leeway       Duration `toml:"leeway"`
+	// AdminClaim names a claim that makes the caller an admin: when it is
+	// true, or when it equals or (as an array) contains AdminValue.
+	AdminClaim string `toml:"admin_claim"`
+	AdminValue string `toml:"admin_value"`
+	// PrincipalType is "user" (default) or "service".
+	PrincipalType string `toml:"principal_type"`
+}
+
+// Plugin is one [plugins.<id>] table.
+type Plugin struct {
+	Path   string `toml:"path"`
+	SHA256 string `toml:"sha256"`
+	// LogLevel is the plugin's level floor.
+	LogLevel     string         `toml:"log_level"`
+	PublicRoutes []string       `toml:"public_routes"`
+	Limits       Limits         `toml:"limits"`
+	Capabilities Capabilities   `toml:"capabilities"`
+	Config       map[string]any `toml:"config"`
+	// Secrets names keys of Config that are secret whatever their origin.
+	Secrets []string `toml:"secrets"`
+}
+
+// Limits bound one plugin.
+type Limits struct {
+	Memory       Size     `toml:"memory"`
+	Timeout      Duration `toml:"timeout"`
+	Instances    int      `toml:"instances"`
+	QueueTimeout Duration `toml:"queue_timeout"`
+	MaxRequests  int      `toml:"max_requests"`
+	RetireMemory Size     `toml:"retire_memory"`
+	// MaxResponse bounds a response body; default 16MiB.
+	MaxResponse Size `toml:"max_response"`
+	// Interruptible keeps the deadline check in the guest's loops; turning
+	// it off is for plugins the operator vetted, and is logged loudly.
+	Interruptible bool `toml:"interruptible"`
+
+	DBMaxConns         int      `toml:"db_max_conns"`
+	DBStatementTimeout Duration `toml:"db_statement_timeout"`
+	DBMaxResult        Size     `toml:"db_max_result"`
+
+	LogRate  float64 `toml:"log_rate"`
+	LogBurst int     `toml:"log_burst"`
+}
+
+// Capabilities are what the operator granted a plugin.
+type Capabilities struct {
+	Database  bool `toml:"database"`
+	Scheduler bool `toml:"scheduler"`
+	// URLReader lists "host/path-prefix" entries the plugin may read.
+	URLReader []string `toml:"urlreader"`
+}
+
+// PluginIDPattern is the form of a plugin id.
+var PluginIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// Default returns the configuration used for keys a file leaves out.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			Listen:          "127.0.0.1:7007",
+			BodyLimit:       4 << 20,
+			ShutdownTimeout: Duration(30 * time.Second),
+			ReadTimeout:     Duration(30 * time.Second),
+			WriteTimeout:    Duration(30 * time.Second),
+			IdleTimeout:     Duration(2 * time.Minute),
+			RateBurst:       0,
+		},
+		Log:       Log{Level: "info", Format: "text", AccessLog: true},
+		Runtime:   Runtime{CacheDir: ".greenroom/cache"},
+		Database:  Database{Client: "sqlite", Connection: "file:.greenroom/data", Isolation: "role"},
+		Scheduler: Scheduler{Enabled: true, Lease: Duration(30 * time.Second)},
+		Reading:   Reading{MaxBytes: 16 << 20, Timeout: Duration(30 * time.Second)},
+		Auth:      Auth{Tokens: map[string]*Token{}},
+		Plugins:   map[string]*Plugin{},
+	}
+}
+
+// DefaultPlugin returns the settings of a plugin table that sets nothing.
+func DefaultPlugin() *Plugin {
+	return &Plugin{
+		Limits: Limits{
+			Memory:             64 << 20,
+			Timeout:            Duration(5 * time.Second),
+			Instances:          4,
+			QueueTimeout:       Duration(time.Second),
+			MaxRequests:        10000,
+			MaxResponse:        16 << 20,
+			Interruptible:      true,
+			DBMaxConns:         4,
+			DBStatementTimeout: Duration(5 * time.Second),
+			DBMaxResult:        8 << 20,
+			LogRate:            100,
+			LogBurst:           200,
+		},
+		Config: map[string]any{},
+	}
+}
+
+// setDefaults is called on map values the decoder creates.
+func (p *Plugin) setDefaults() { *p = *DefaultPlugin() }
+
+// EffectiveRetireMemory is limits.retire_memory, or 3/4 of limits.memory
+// when unset.
+func (l Limits) EffectiveRetireMemory() uint64 {
+	if l.RetireMemory > 0 {
+		return uint64(l.RetireMemory)
+	}
+	return uint64(l.Memory) / 4 * 3
+}
+
+// JWTDefaults fills what an [auth.jwt] table leaves out.
+func (j *JWT) setDefaults() {
+	*j = JWT{
+		Algorithms:    []string{"RS256", "ES256", "EdDSA"},
+		SubjectClaim:  "sub",
+		Leeway:        Duration(30 * time.Second),
+		PrincipalType: "user",
+	}
+}
+
+// Origin returns "file:line" where the key at path (dotted) was set, or "".
+func (c *Config) Origin(path string) string { return c.origins[path] }
+
+// Secrets returns every value substituted from the environment and every
+// credential the config holds, for redaction.
+func (c *Config) Secrets() []string {
+	out := append([]string(nil), c.secrets...)
+	for _, t := range c.Auth.Tokens {
+		if t != nil && t.Token != "" {
+			out = append(out, t.Token)
+		}
+	}
+	for _, list := range [][]Integration{c.Integrations.GitHub, c.Integrations.GitLab, c.Integrations.Bitbucket, c.Integrations.Generic} {
+		for _, in := range list {
+			if in.Token != "" {
+				out = append(out, in.Token)
+			}
+		}
+	}
+	for _, p := range c.Plugins {
+		for _, k := range p.Secrets {
+			if v, ok := p.ConfigValue(k); ok && v != "" {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// IsSecretPath reports whether the value at the dotted key path came from
+// the environment or is secret by definition.
+func (c *Config) IsSecretPath(path string) bool { return c.secretPaths[path] }

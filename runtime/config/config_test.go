@@ -1,0 +1,238 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) LookupEnv {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func read(t *testing.T, text string, vars map[string]string) (*Config, error) {
+	t.Helper()
+	return Read([]Source{{Name: "config.toml", Data: []byte(text)}}, env(vars))
+}
+
+func mustRead(t *testing.T, text string, vars map[string]string) *Config {
+	t.Helper()
+	c, err := read(t, text, vars)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return c
+}
+
+const contract = `
+[server]
+listen = "127.0.0.1:7007"
+body_limit = "4MiB"
+
+[log]
+level = "info"      # debug | info | warn | error
+format = "text"     # text | json
+
+[runtime]
+cache_dir = ".greenroom/cache"   # wazero compilation cache
+
+[plugins.hello]                   # id: [a-z][a-z0-9-]{0,62}; mounted at /api/hello
+path = "plugins/hello/hello.wasm"
+sha256 = ""                       # optional pin; a mismatch refuses that plugin
+[plugins.hello.limits]
+memory = "64MiB"                  # linear memory cap per instance
+timeout = "5s"                    # per request
+instances = 4                     # max concurrent instances (the pool)
+queue_timeout = "1s"              # wait for a free instance, then 503
+max_requests = 10000              # retire an instance after this many calls
+[plugins.hello.config]            # the plugin's own settings, any TOML values
+greeting = "hello"
+api_key = "${HELLO_API_KEY}"      # values that came from ${VAR} count as secrets
+`
+
+func TestContract(t *testing.T) {
+	c := mustRead(t, contract, map[string]string{"HELLO_API_KEY": "s3cret-value"})
+	h := c.Plugins["hello"]
+	if h == nil {
+		t.Fatal("no plugin hello")
+	}
+	if c.Server.BodyLimit != 4<<20 || h.Limits.Memory != 64<<20 || h.Limits.Timeout.D() != 5*time.Second ||
+		h.Limits.Instances != 4 || h.Limits.QueueTimeout.D() != time.Second || h.Limits.MaxRequests != 10000 {
+		t.Errorf("limits not decoded: %+v %+v", c.Server, h.Limits)
+	}
+	if got := h.Limits.EffectiveRetireMemory(); got != 48<<20 {
+		t.Errorf("retire memory default = %d, want 3/4 of memory", got)
+	}
+	if v, _ := h.ConfigValue("api_key"); v != "s3cret-value" {
+		t.Errorf("api_key = %q", v)
+	}
+	if got := c.Secrets(); len(got) != 1 || got[0] != "s3cret-value" {
+		t.Errorf("secrets = %q", got)
+	}
+	if keys := c.PluginSecretKeys("hello"); len(keys) != 1 || keys[0] != "api_key" {
+		t.Errorf("secret keys = %q", keys)
+	}
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret-value") || !strings.Contains(string(out), Redacted) {
+		t.Errorf("print leaks or does not redact:\n%s", out)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"unknown key with line", "[server]\nlisten = \"127.0.0.1:1\"\nlistne = \"x\"\n", []string{"config.toml:3: server.listne: unknown key \"listne\""}},
+		{"unknown top-level table", "\n[srever]\nlisten = \"x\"\n", []string{"config.toml:2: srever: unknown key"}},
+		{"unknown plugin limit", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmemroy = \"1MiB\"\n", []string{"config.toml:4: plugins.a.limits.memroy: unknown key"}},
+		{"missing env var", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\nkey = \"${NOPE}\"\n", []string{"config.toml:4: plugins.a.config.key: environment variable NOPE is not set"}},
+		{"bad duration", "[plugins.a]\npath = \"a.wasm\"\nlimits = { timeout = \"5 parsecs\" }\n", []string{"config.toml:3: plugins.a.limits.timeout: invalid duration \"5 parsecs\""}},
+		{"bad size", "[server]\nbody_limit = \"lots\"\n", []string{"config.toml:2: server.body_limit: invalid size \"lots\""}},
+		{"wrong type", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ninstances = \"four\"\n", []string{"config.toml:4: plugins.a.limits.instances: want an integer, got string \"four\""}},
+		{"bad plugin id", "[plugins.Hello]\npath = \"a.wasm\"\n", []string{"config.toml:1: plugins.Hello: plugin id \"Hello\" is invalid"}},
+		{"missing path", "[plugins.a]\n", []string{"plugins.a.path: must name a .wasm file"}},
+		{"syntax", "[server\n", []string{"config.toml: line 1"}},
+		{"short token", "[auth.tokens.ci]\ntoken = \"short\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters"}},
+		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
+		{"all at once", "[server]\nlistne = 1\n[log]\nlevel = \"loud\"\n[plugins.a]\npath = \"a.wasm\"\nlimits.timeout = \"soon\"\nconfig.k = \"${MISSING}\"\n",
+			[]string{"config.toml:2: server.listne: unknown key", "config.toml:4: log.level: must be one of", "config.toml:7: plugins.a.limits.timeout: invalid duration", "config.toml:8: plugins.a.config.k: environment variable MISSING is not set"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, nil)
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("err = %v, want Errors", err)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error does not contain %q:\n%s", w, msg)
+				}
+			}
+			if len(es) < len(tc.want) {
+				t.Errorf("got %d errors, want at least %d:\n%s", len(es), len(tc.want), msg)
+			}
+		})
+	}
+}
+
+func TestSubstitution(t *testing.T) {
+	vars := map[string]string{"HOST": "10.0.0.1", "EMPTY": ""}
+	c := mustRead(t, `
+[server]
+listen = "${HOST}:${PORT:-7007}"
+[plugins.a]
+path = "$${NOT_A_VAR}/a.wasm"
+[plugins.a.config]
+empty = "${EMPTY}"
+defaulted = "${EMPTY:-fallback}"
+`, vars)
+	if c.Server.Listen != "10.0.0.1:7007" {
+		t.Errorf("listen = %q", c.Server.Listen)
+	}
+	if c.Plugins["a"].Path != "${NOT_A_VAR}/a.wasm" {
+		t.Errorf("escaped path = %q", c.Plugins["a"].Path)
+	}
+	if v, _ := c.Plugins["a"].ConfigValue("empty"); v != "" {
+		t.Errorf("empty = %q", v)
+	}
+	if v, _ := c.Plugins["a"].ConfigValue("defaulted"); v != "fallback" {
+		t.Errorf("defaulted = %q", v)
+	}
+	if !c.IsSecretPath("server.listen") || c.IsSecretPath("plugins.a.config.defaulted") {
+		t.Errorf("secret paths wrong: listen %v defaulted %v", c.IsSecretPath("server.listen"), c.IsSecretPath("plugins.a.config.defaulted"))
+	}
+	if _, err := read(t, "[server]\nlisten = \"${BAD NAME}\"\n", nil); err == nil || !strings.Contains(err.Error(), "invalid variable reference") {
+		t.Errorf("bad reference: %v", err)
+	}
+	// A substituted value is data, not TOML: quotes and newlines stay in the string.
+	c = mustRead(t, "[plugins.a]\npath = \"a.wasm\"\nconfig.k = \"${V}\"\n", map[string]string{"V": "x\"\n[server]\nlisten = \"0.0.0.0:1\""})
+	if c.Server.Listen != "127.0.0.1:7007" {
+		t.Errorf("substitution injected config: listen = %q", c.Server.Listen)
+	}
+}
+
+func TestMergeKeyByKey(t *testing.T) {
+	base := Source{Name: "base.toml", Data: []byte(`
+[server]
+listen = "127.0.0.1:7007"
+body_limit = "4MiB"
+[plugins.hello]
+path = "hello.wasm"
+limits = { timeout = "5s", instances = 2 }
+config = { greeting = "hello", nested = { a = 1, b = true } }
+`)}
+	override := Source{Name: "prod.toml", Data: []byte(`
+[server]
+listen = "0.0.0.0:8080"
+[plugins.hello.limits]
+instances = 8
+[plugins.hello.config.nested]
+b = false
+`)}
+	c, err := Read([]Source{base, override}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Plugins["hello"]
+	if c.Server.Listen != "0.0.0.0:8080" || c.Server.BodyLimit != 4<<20 {
+		t.Errorf("server = %+v", c.Server)
+	}
+	if h.Limits.Instances != 8 || h.Limits.Timeout.D() != 5*time.Second {
+		t.Errorf("limits = %+v", h.Limits)
+	}
+	flat := h.FlatConfig()
+	if flat["greeting"] != "hello" || flat["nested.a"] != "1" || flat["nested.b"] != "false" {
+		t.Errorf("flat config = %v", flat)
+	}
+	if o := c.Origin("server.listen"); o != "prod.toml:3" {
+		t.Errorf("origin of server.listen = %q", o)
+	}
+	if o := c.Origin("server.body_limit"); o != "base.toml:4" {
+		t.Errorf("origin of server.body_limit = %q", o)
+	}
+}
+
+func TestConfigValueFormats(t *testing.T) {
+	c := mustRead(t, `
+[plugins.a]
+path = "a.wasm"
+[plugins.a.config]
+n = 42
+f = 1.0
+g = 2.5
+b = true
+list = ["x", 1]
+[plugins.a.config.db]
+host = "h"
+`, nil)
+	p := c.Plugins["a"]
+	for k, want := range map[string]string{"n": "42", "f": "1.0", "g": "2.5", "b": "true", "list": `["x",1]`, "db.host": "h", "db": `{"host":"h"}`} {
+		if got, ok := p.ConfigValue(k); !ok || got != want {
+			t.Errorf("%s = %q, %v; want %q", k, got, ok, want)
+		}
+	}
+	if _, ok := p.ConfigValue("missing"); ok {
+		t.Error("missing key found")
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]Size{"4MiB": 4 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "100": 100, "16MB": 16e6, "2.5MiB": 5 << 19} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1MiB", "lots", "1XB", "NaN"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package config
+
+import (
+	"encoding"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
+// decoder copies a generic TOML document into typed config structs,
+// strictly: every key must name a field, every value must fit its field's
+// type. It keeps going after an error so that all of them are reported.
+type decoder struct {
+	origins map[string]string
+	errs    Errors
+}
+
+type defaulter interface{ setDefaults() }
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+func (d *decoder) fail(path, format string, args ...any) {
+	d.errs = append(d.errs, &Error{Origin: d.origin(path), Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) origin(path string) string {
+	for p := path; p != ""; p = parentPath(p) {
+		if o, ok := d.origins[p]; ok {
+			return o
+		}
+	}
+	return ""
+}
+
+func (d *decoder) decode(path string, src any, dst reflect.Value) {
+	if dst.Kind() == reflect.Pointer {
+		if dst.IsNil() {
+			dst.Set(reflect.New(dst.Type().Elem()))
+			if df, ok := dst.Interface().(defaulter); ok {
+				df.setDefaults()
+			}
+		}
+		d.decode(path, src, dst.Elem())
+		return
+	}
+	if dst.CanAddr() && dst.Addr().Type().Implements(textUnmarshaler) {
+		d.decodeText(path, src, dst)
+		return
+	}
+	switch dst.Kind() {
+	case reflect.Struct:
+		d.decodeStruct(path, src, dst)
+	case reflect.Map:
+		d.decodeMap(path, src, dst)
+	case reflect.Slice:
+		arr, ok := src.([]any)
+		if !ok {
+			d.fail(path, "want an array, got %s", describe(src))
+			return
+		}
+		out := reflect.MakeSlice(dst.Type(), len(arr), len(arr))
+		for i, e := range arr {
+			d.decode(fmt.Sprintf("%s[%d]", path, i), e, out.Index(i))
+		}
+		dst.Set(out)
+	case reflect.String:
+		s, ok := src.(string)
+		if !ok {
+			d.fail(path, "want a string, got %s", describe(src))
+			return
+		}
+		dst.SetString(s)
+	case reflect.Bool:
+		b, ok := src.(bool)
+		if !ok {
+			d.fail(path, "want true or false, got %s", describe(src))
+			return
+		}
+		dst.SetBool(b)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, ok := src.(int64)
+		if !ok {
+			d.fail(path, "want an integer, got %s", describe(src))
+			return
+		}
+		if dst.OverflowInt(n) {
+			d.fail(path, "integer %d out of range", n)
+			return
+		}
+		dst.SetInt(n)
+	case reflect.Float64:
+		switch n := src.(type) {
+		case int64:
+			dst.SetFloat(float64(n))
+		case float64:
+			if math.IsNaN(n) || math.IsInf(n, 0) {
+				d.fail(path, "want a finite number, got %v", n)
+				return
+			}
+			dst.SetFloat(n)
+		default:
+			d.fail(path, "want a number, got %s", describe(src))
+		}
+	case reflect.Interface:
+		dst.Set(reflect.ValueOf(src))
+	default:
+		d.fail(path, "unsupported config field type %s", dst.Type())
+	}
+}
+
+func (d *decoder) decodeText(path string, src any, dst reflect.Value) {
+	u := dst.Addr().Interface().(encoding.TextUnmarshaler)
+	switch v := src.(type) {
+	case string:
+		if err := u.UnmarshalText([]byte(v)); err != nil {
+			d.fail(path, "%v", err)
+		}
+	case int64:
+		if dst.Type() == reflect.TypeFor[Size]() && v >= 0 {
+			dst.SetUint(uint64(v))
+			return
+		}
+		d.fail(path, "want a string, got %s", describe(src))
+	default:
+		d.fail(path, "want a string, got %s", describe(src))
+	}
+}
+
+func (d *decoder) decodeStruct(path string, src any, dst reflect.Value) {
+	m, ok := src.(map[string]any)
+	if !ok {
+		d.fail(path, "want a table, got %s", describe(src))
+		return
+	}
+	fields := map[string]int{}
+	var known []string
+	t := dst.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = i
+		known = append(known, tag)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := joinKey(path, []string{k})
+		i, ok := fields[k]
+		if !ok {
+			slices.Sort(known)
+			where := "at the top level"
+			if path != "" {
+				where = "in [" + path + "]"
+			}
+			d.fail(p, "unknown key %q %s (known keys: %s)", k, where, strings.Join(known, ", "))
+			continue
+		}
+		d.decode(p, m[k], dst.Field(i))
+	}
+}
+
+func (d *decoder) decodeMap(path string, src any, dst reflect.Value) {
+	m, ok := src.(map[string]any)
+	if !ok {
+		d.fail(path, "want a table, got %s", describe(src))
+		return
+	}
+	if dst.Type().Key().Kind() != reflect.String {
+		d.fail(path, "unsupported map key type %s", dst.Type().Key())
+		return
+	}
+	if dst.IsNil() {
+		dst.Set(reflect.MakeMap(dst.Type()))
+	}
+	elem := dst.Type().Elem()
+	if elem.Kind() == reflect.Interface {
+		for k, v := range m {
+			dst.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(v))
+		}
+		return
+	}
+	for k, v := range m {
+		p := joinKey(path, []string{k})
+		key := reflect.ValueOf(k).Convert(dst.Type().Key())
+		cur := dst.MapIndex(key)
+		nv := reflect.New(elem).Elem()
+		if cur.IsValid() {
+			nv.Set(cur)
+		}
+		d.decode(p, v, nv)
+		dst.SetMapIndex(key, nv)
+	}
+}
+
+func describe(v any) string {
+	switch t := v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return fmt.Sprintf("string %q", t)
+	case int64:
+		return fmt.Sprintf("integer %d", t)
+	case float64:
+		return fmt.Sprintf("float %v", t)
+	case bool:
+		return fmt.Sprintf("boolean %v", t)
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	case time.Time:
+		return "a date-time"
+	}
+	return fmt.Sprintf("%T", v)
+}

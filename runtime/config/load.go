@@ -1,0 +1,442 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// Error is one problem with the config, located at a file and line when
+// the key was read from a file.
+type Error struct {
+	Origin string // "file:line", or "" when unknown
+	Key    string // dotted key path, or ""
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Origin != "" {
+		b.WriteString(e.Origin)
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a config, reported together.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	if len(es) == 1 {
+		return "config: " + lines[0]
+	}
+	return fmt.Sprintf("config: %d errors:\n  %s", len(es), strings.Join(lines, "\n  "))
+}
+
+// LookupEnv finds an environment variable; os.LookupEnv in production.
+type LookupEnv func(string) (string, bool)
+
+// Source is one config file's name and text.
+type Source struct {
+	Name string
+	Data []byte
+}
+
+// Load reads the files and merges them as Read does.
+func Load(files []string, env LookupEnv) (*Config, error) {
+	var srcs []Source
+	var errs Errors
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, &Error{Msg: fmt.Sprintf("read config file: %v", err)})
+			continue
+		}
+		srcs = append(srcs, Source{Name: f, Data: data})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return Read(srcs, env)
+}
+
+// Read merges the sources in order (later ones override earlier ones key by
+// key), substitutes ${VAR} from env (os.LookupEnv when nil), decodes
+// strictly into a Config over the defaults and validates it. Every problem
+// is returned at once as Errors, with the Config as far as it was read.
+func Read(srcs []Source, env LookupEnv) (*Config, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	var errs Errors
+	merged := map[string]any{}
+	origins := map[string]string{}
+	secretPaths := map[string]bool{}
+	var secrets []string
+	for _, src := range srcs {
+		doc, lines, err := parse(src.Data)
+		if err != nil {
+			errs = append(errs, &Error{Origin: src.Name, Msg: err.Error()})
+			continue
+		}
+		for k, line := range lines {
+			origins[k] = fmt.Sprintf("%s:%d", src.Name, line)
+		}
+		s := substituter{env: env, file: src.Name, lines: lines, secretPaths: secretPaths}
+		s.walk("", doc)
+		errs = append(errs, s.errs...)
+		secrets = append(secrets, s.secrets...)
+		mergeMaps(merged, doc)
+	}
+	cfg := Default()
+	for _, src := range srcs {
+		cfg.Files = append(cfg.Files, src.Name)
+	}
+	cfg.origins = origins
+	cfg.secretPaths = secretPaths
+	cfg.secrets = dedupe(secrets)
+	d := decoder{origins: origins}
+	d.decode("", merged, reflect.ValueOf(cfg).Elem())
+	errs = append(errs, d.errs...)
+	errs = append(errs, cfg.validate()...)
+	if len(errs) > 0 {
+		sortErrors(errs, cfg.Files)
+		return cfg, errs
+	}
+	return cfg, nil
+}
+
+// sortErrors orders errors by file (in the order given) and line; errors
+// without a position come last in the order found.
+func sortErrors(errs Errors, files []string) {
+	rank := func(e *Error) (int, int) {
+		i := strings.LastIndexByte(e.Origin, ':')
+		if i < 0 {
+			return len(files), 0
+		}
+		file, line := e.Origin[:i], e.Origin[i+1:]
+		n, _ := strconv.Atoi(line)
+		if i := slices.Index(files, file); i >= 0 {
+			return i, n
+		}
+		return len(files), n
+	}
+	slices.SortStableFunc(errs, func(a, b *Error) int {
+		fa, la := rank(a)
+		fb, lb := rank(b)
+		if fa != fb {
+			return fa - fb
+		}
+		return la - lb
+	})
+}
+
+// parse decodes TOML text into a generic document and records the line of
+// every key, as dotted paths with [i] for array elements.
+func parse(data []byte) (map[string]any, map[string]int, error) {
+	doc := map[string]any{}
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return nil, nil, fmt.Errorf("line %d, column %d: %s", row, col, de.Error())
+		}
+		return nil, nil, err
+	}
+	lines := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	var prefix string
+	arrays := map[string]int{}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table:
+			prefix = joinKey("", keyOf(e))
+			lines[prefix] = lineOf(&p, e)
+		case unstable.ArrayTable:
+			k := joinKey("", keyOf(e))
+			prefix = fmt.Sprintf("%s[%d]", k, arrays[k])
+			arrays[k]++
+			lines[prefix] = lineOf(&p, e)
+			if _, ok := lines[k]; !ok {
+				lines[k] = lines[prefix]
+			}
+		case unstable.KeyValue:
+			recordKeyValue(&p, lines, prefix, e)
+		}
+	}
+	if err := p.Error(); err != nil {
+		return nil, nil, err
+	}
+	return doc, lines, nil
+}
+
+func recordKeyValue(p *unstable.Parser, lines map[string]int, prefix string, kv *unstable.Node) {
+	path := joinKey(prefix, keyOf(kv))
+	line := lineOf(p, kv)
+	// Dotted keys define their parent tables too.
+	for parent := path; ; {
+		i := strings.LastIndexByte(parent, '.')
+		if i <= len(prefix) {
+			break
+		}
+		parent = parent[:i]
+		if _, ok := lines[parent]; !ok {
+			lines[parent] = line
+		}
+	}
+	lines[path] = line
+	recordValue(p, lines, path, kv.Value(), line)
+}
+
+func recordValue(p *unstable.Parser, lines map[string]int, path string, v *unstable.Node, line int) {
+	switch v.Kind {
+	case unstable.InlineTable:
+		it := v.Children()
+		for it.Next() {
+			recordKeyValue(p, lines, path, it.Node())
+		}
+	case unstable.Array:
+		it := v.Children()
+		for i := 0; it.Next(); i++ {
+			ep := fmt.Sprintf("%s[%d]", path, i)
+			lines[ep] = line
+			recordValue(p, lines, ep, it.Node(), line)
+		}
+	}
+}
+
+func keyOf(n *unstable.Node) []string {
+	var parts []string
+	it := n.Key()
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return parts
+}
+
+func lineOf(p *unstable.Parser, n *unstable.Node) int {
+	it := n.Key()
+	if it.Next() {
+		if k := it.Node(); k.Raw.Length > 0 {
+			return p.Shape(k.Raw).Start.Line
+		}
+		if off := rangeOf(p, it.Node().Data); off >= 0 {
+			return p.Shape(unstable.Range{Offset: uint32(off), Length: 1}).Start.Line
+		}
+	}
+	if n.Raw.Length > 0 {
+		return p.Shape(n.Raw).Start.Line
+	}
+	return 0
+}
+
+// rangeOf returns the offset of b in the parser's input if b points into it.
+func rangeOf(p *unstable.Parser, b []byte) int {
+	data := p.Data()
+	if len(b) == 0 || len(data) == 0 {
+		return -1
+	}
+	defer func() { recover() }()
+	r := p.Range(b)
+	return int(r.Offset)
+}
+
+func joinKey(prefix string, parts []string) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	for _, p := range parts {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		if needsQuote(p) {
+			b.WriteString(strconv.Quote(p))
+		} else {
+			b.WriteString(p)
+		}
+	}
+	return b.String()
+}
+
+func needsQuote(k string) bool {
+	if k == "" {
+		return true
+	}
+	for _, r := range k {
+		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeMaps overlays src on dst: tables merge key by key, anything else
+// replaces.
+func mergeMaps(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				mergeMaps(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+func dedupe(ss []string) []string {
+	slices.Sort(ss)
+	return slices.Compact(ss)
+}
+
+// substituter replaces ${VAR} and ${VAR:-default} in every string of a
+// document, in place. "$${" stands for a literal "${".
+type substituter struct {
+	env         LookupEnv
+	file        string
+	lines       map[string]int
+	secretPaths map[string]bool
+	secrets     []string
+	errs        Errors
+}
+
+func (s *substituter) walk(path string, v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = s.walk(joinKey(path, []string{k}), e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = s.walk(fmt.Sprintf("%s[%d]", path, i), e)
+		}
+	case string:
+		out, secret, err := s.expand(t)
+		if err != nil {
+			s.errs = append(s.errs, &Error{Origin: s.origin(path), Key: path, Msg: err.Error()})
+			return t
+		}
+		if secret {
+			s.secretPaths[path] = true
+			s.secretPaths[stripIndexes(path)] = true
+		}
+		return out
+	}
+	return v
+}
+
+func (s *substituter) origin(path string) string {
+	for p := path; p != ""; {
+		if l, ok := s.lines[p]; ok {
+			return fmt.Sprintf("%s:%d", s.file, l)
+		}
+		p = parentPath(p)
+	}
+	return s.file
+}
+
+// expand substitutes one string and reports whether any part of the result
+// came from the environment.
+func (s *substituter) expand(in string) (string, bool, error) {
+	if !strings.Contains(in, "${") {
+		return in, false, nil
+	}
+	var b strings.Builder
+	secret := false
+	rest := in
+	for {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		if i > 0 && rest[i-1] == '$' {
+			b.WriteString(rest[:i-1])
+			b.WriteString("${")
+			rest = rest[i+2:]
+			continue
+		}
+		b.WriteString(rest[:i])
+		end := strings.IndexByte(rest[i:], '}')
+		if end < 0 {
+			return "", false, fmt.Errorf("unclosed ${ in %q", in)
+		}
+		expr := rest[i+2 : i+end]
+		rest = rest[i+end+1:]
+		name, def, hasDef := strings.Cut(expr, ":-")
+		if !validEnvName(name) {
+			return "", false, fmt.Errorf("invalid variable reference ${%s} (want ${NAME} or ${NAME:-default})", expr)
+		}
+		val, ok := s.env(name)
+		switch {
+		case ok && val != "":
+			b.WriteString(val)
+			secret = true
+			s.secrets = append(s.secrets, val)
+		case hasDef:
+			b.WriteString(def)
+		case ok:
+			// Set but empty, and no default: empty it is.
+		default:
+			return "", false, fmt.Errorf("environment variable %s is not set (and ${%s} has no default; write ${%s:-default} to give one)", name, name, name)
+		}
+	}
+	return b.String(), secret, nil
+}
+
+func validEnvName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i, r := range n {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func parentPath(p string) string {
+	if strings.HasSuffix(p, "]") {
+		if i := strings.LastIndexByte(p, '['); i > 0 {
+			return p[:i]
+		}
+	}
+	if i := strings.LastIndexByte(p, '.'); i > 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func stripIndexes(p string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range p {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']':
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

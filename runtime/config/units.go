@@ -1,0 +1,136 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Size is a number of bytes, written in config as an integer or a string
+// with a unit: "512KiB", "64MiB", "1GiB", "16MB", "4096B".
+type Size uint64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   uint64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30},
+	{"B", 1},
+}
+
+// ParseSize parses a size such as "64MiB".
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(s)
+	mult := uint64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t = strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+			mult = u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+		return 0, fmt.Errorf("invalid size %q (want e.g. \"512KiB\", \"64MiB\", \"1GiB\" or a number of bytes)", s)
+	}
+	v := n * float64(mult)
+	if v > float64(math.MaxInt64) {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return Size(v), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// MarshalText writes the size with the largest binary unit that divides it.
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func (s Size) String() string {
+	v := uint64(s)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if v >= u.mult && v%u.mult == 0 {
+			return fmt.Sprintf("%d%s", v/u.mult, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%dB", v)
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s",
+// "1m30s", "250ms").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want a Go duration such as \"5s\", \"250ms\", \"1m30s\")", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: negative", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Rate is an event rate written as "N/s", "N/m" or "N/h" ("100/s").
+type Rate struct {
+	N   float64
+	Per time.Duration
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Rate) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "" || s == "off" {
+		*r = Rate{}
+		return nil
+	}
+	num, unit, ok := strings.Cut(s, "/")
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[strings.TrimSpace(unit)]
+	if !ok || err != nil || per == 0 || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+		return fmt.Errorf("invalid rate %q (want e.g. \"100/s\", \"600/m\")", s)
+	}
+	*r = Rate{N: n, Per: per}
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r Rate) MarshalText() ([]byte, error) {
+	if r.Per == 0 {
+		return []byte(""), nil
+	}
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
+	return []byte(strconv.FormatFloat(r.N, 'f', -1, 64) + "/" + unit), nil
+}
+
+// PerSecond returns the rate in events per second, 0 when unset.
+func (r Rate) PerSecond() float64 {
+	if r.Per == 0 {
+		return 0
+	}
+	return r.N / r.Per.Seconds()
+}

@@ -1,0 +1,392 @@
+package config
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MinTokenLength is the shortest static token accepted.
+const MinTokenLength = 32
+
+func (c *Config) validate() Errors {
+	v := validator{c: c}
+	v.server()
+	v.log()
+	if c.Runtime.CacheDir == "" {
+		v.fail("runtime.cache_dir", "must not be empty")
+	}
+	v.database()
+	if c.Scheduler.Lease.D() < time.Second {
+		v.fail("scheduler.lease", "must be at least 1s, got %s", c.Scheduler.Lease)
+	}
+	v.reading()
+	v.auth()
+	ids := make([]string, 0, len(c.Plugins))
+	for id := range c.Plugins {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		v.plugin(id, c.Plugins[id])
+	}
+	return v.errs
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) fail(path, format string, args ...any) {
+	origin := ""
+	for p := path; p != ""; p = parentPath(p) {
+		if o, ok := v.c.origins[p]; ok {
+			origin = o
+			break
+		}
+	}
+	v.errs = append(v.errs, &Error{Origin: origin, Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) server() {
+	s := v.c.Server
+	if err := checkListen(s.Listen); err != nil {
+		v.fail("server.listen", "%v", err)
+	}
+	if s.MetricsListen != "" {
+		if err := checkListen(s.MetricsListen); err != nil {
+			v.fail("server.metrics_listen", "%v", err)
+		}
+	}
+	if s.BodyLimit == 0 {
+		v.fail("server.body_limit", "must be more than 0")
+	}
+	if s.RateBurst < 0 {
+		v.fail("server.rate_burst", "must not be negative")
+	}
+	if s.RateBurst > 0 && s.RateLimit.PerSecond() == 0 {
+		v.fail("server.rate_burst", "is set but server.rate_limit is not")
+	}
+	for i, o := range s.CORS.Origins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			v.fail(fmt.Sprintf("server.cors.origins[%d]", i), "origin %q must be \"*\" or start with http:// or https://", o)
+		}
+		if o == "*" && s.CORS.AllowCredentials {
+			v.fail("server.cors.allow_credentials", "cannot be true with origin \"*\"")
+		}
+	}
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid address %q (want host:port, e.g. \"127.0.0.1:7007\"): %v", addr, err)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("invalid address %q: host must be an IP address or localhost", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid address %q: bad port %q", addr, port)
+	}
+	return nil
+}
+
+var logLevels = []string{"debug", "info", "warn", "error"}
+
+func (v *validator) log() {
+	if !slices.Contains(logLevels, v.c.Log.Level) {
+		v.fail("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), v.c.Log.Level)
+	}
+	if f := v.c.Log.Format; f != "text" && f != "json" {
+		v.fail("log.format", "must be text or json, got %q", f)
+	}
+}
+
+func (v *validator) database() {
+	d := v.c.Database
+	switch d.Client {
+	case "sqlite":
+		if !strings.HasPrefix(d.Connection, "file:") && !strings.HasPrefix(d.Connection, "/") && !strings.HasPrefix(d.Connection, ".") {
+			v.fail("database.connection", "for client sqlite, want file:DIRECTORY (a directory that holds one file per plugin), got %q", d.Connection)
+		}
+	case "pg":
+		if !strings.HasPrefix(d.Connection, "postgres://") && !strings.HasPrefix(d.Connection, "postgresql://") {
+			v.fail("database.connection", "for client pg, want a postgres:// URL")
+		}
+	default:
+		v.fail("database.client", "must be sqlite or pg, got %q", d.Client)
+	}
+	if d.Isolation != "role" && d.Isolation != "schema" {
+		v.fail("database.isolation", "must be role or schema, got %q", d.Isolation)
+	}
+}
+
+func (v *validator) reading() {
+	r := v.c.Reading
+	for i, a := range r.Allow {
+		p := fmt.Sprintf("reading.allow[%d]", i)
+		if a.Host == "" {
+			v.fail(p+".host", "must not be empty")
+		} else if err := checkHostPattern(a.Host); err != nil {
+			v.fail(p+".host", "%v", err)
+		}
+		if a.Scheme != "" && a.Scheme != "https" && a.Scheme != "http" {
+			v.fail(p+".scheme", "must be https or http, got %q", a.Scheme)
+		}
+		for j, path := range a.Paths {
+			if !strings.HasPrefix(path, "/") {
+				v.fail(fmt.Sprintf("%s.paths[%d]", p, j), "path prefix %q must start with /", path)
+			}
+		}
+	}
+	if r.MaxBytes == 0 {
+		v.fail("reading.max_bytes", "must be more than 0")
+	}
+	if r.Timeout == 0 {
+		v.fail("reading.timeout", "must be more than 0")
+	}
+	for kind, list := range map[string][]Integration{"github": v.c.Integrations.GitHub, "gitlab": v.c.Integrations.GitLab, "bitbucket": v.c.Integrations.Bitbucket, "generic": v.c.Integrations.Generic} {
+		for i, in := range list {
+			p := fmt.Sprintf("integrations.%s[%d]", kind, i)
+			if in.Host == "" {
+				v.fail(p+".host", "must not be empty")
+			} else if strings.ContainsAny(in.Host, "/*:") {
+				v.fail(p+".host", "must be a plain host name, got %q", in.Host)
+			}
+			if in.Header != "" && kind != "generic" {
+				v.fail(p+".header", "only generic integrations choose their header")
+			}
+		}
+	}
+}
+
+func checkHostPattern(h string) error {
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || strings.ContainsAny(name, "/*:@ ") {
+		return fmt.Errorf("host %q must be a host name, optionally starting with \"*.\"", h)
+	}
+	return nil
+}
+
+var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+func (v *validator) auth() {
+	a := v.c.Auth
+	names := make([]string, 0, len(a.Tokens))
+	for n := range a.Tokens {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	seen := map[string]string{}
+	for _, n := range names {
+		t := a.Tokens[n]
+		p := "auth.tokens." + n
+		if len(t.Token) < MinTokenLength {
+			v.fail(p+".token", "must be at least %d characters, got %d", MinTokenLength, len(t.Token))
+		}
+		if other, ok := seen[t.Token]; ok && t.Token != "" {
+			v.fail(p+".token", "is the same as auth.tokens.%s.token", other)
+		}
+		seen[t.Token] = n
+		if t.Subject == "" {
+			v.fail(p+".subject", "must not be empty")
+		}
+		for i, id := range t.Plugins {
+			if !PluginIDPattern.MatchString(id) {
+				v.fail(fmt.Sprintf("%s.plugins[%d]", p, i), "%q is not a plugin id", id)
+			}
+		}
+	}
+	if j := a.JWT; j != nil {
+		if !strings.HasPrefix(j.JWKSURL, "https://") && !strings.HasPrefix(j.JWKSURL, "http://") {
+			v.fail("auth.jwt.jwks_url", "must be an http(s) URL, got %q", j.JWKSURL)
+		}
+		if j.Issuer == "" {
+			v.fail("auth.jwt.issuer", "must not be empty")
+		}
+		if j.Audience == "" {
+			v.fail("auth.jwt.audience", "must not be empty")
+		}
+		if len(j.Algorithms) == 0 {
+			v.fail("auth.jwt.algorithms", "must list at least one algorithm")
+		}
+		for i, alg := range j.Algorithms {
+			if !slices.Contains(jwtAlgorithms, alg) {
+				v.fail(fmt.Sprintf("auth.jwt.algorithms[%d]", i), "%q is not allowed (allowed: %s; never none or HMAC)", alg, strings.Join(jwtAlgorithms, ", "))
+			}
+		}
+		if j.SubjectClaim == "" {
+			v.fail("auth.jwt.subject_claim", "must not be empty")
+		}
+		if j.PrincipalType != "user" && j.PrincipalType != "service" {
+			v.fail("auth.jwt.principal_type", "must be user or service, got %q", j.PrincipalType)
+		}
+		if j.Leeway.D() > 5*time.Minute {
+			v.fail("auth.jwt.leeway", "must be at most 5m, got %s", j.Leeway)
+		}
+	}
+}
+
+func (v *validator) plugin(id string, p *Plugin) {
+	base := "plugins." + id
+	if !PluginIDPattern.MatchString(id) {
+		v.fail(base, "plugin id %q is invalid: want a lowercase letter followed by up to 62 lowercase letters, digits or '-'", id)
+	}
+	if p.Path == "" {
+		v.fail(base+".path", "must name a .wasm file (or, for greenroom dev, a Go source directory)")
+	}
+	if p.SHA256 != "" {
+		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != 32 {
+			v.fail(base+".sha256", "must be 64 hex digits, got %q", p.SHA256)
+		}
+	}
+	if p.LogLevel != "" && !slices.Contains(logLevels, p.LogLevel) {
+		v.fail(base+".log_level", "must be one of %s, got %q", strings.Join(logLevels, ", "), p.LogLevel)
+	}
+	for i, r := range p.PublicRoutes {
+		if !strings.HasPrefix(r, "/") {
+			v.fail(fmt.Sprintf("%s.public_routes[%d]", base, i), "route %q must start with /", r)
+		}
+	}
+	l := p.Limits
+	lp := base + ".limits"
+	if l.Memory < 1<<20 {
+		v.fail(lp+".memory", "must be at least 1MiB, got %s", l.Memory)
+	}
+	if l.Memory > 4<<30 {
+		v.fail(lp+".memory", "must be at most 4GiB (the 32-bit WebAssembly limit), got %s", l.Memory)
+	}
+	if l.Timeout == 0 {
+		v.fail(lp+".timeout", "must be more than 0")
+	}
+	if l.Instances < 1 || l.Instances > 1024 {
+		v.fail(lp+".instances", "must be between 1 and 1024, got %d", l.Instances)
+	}
+	if l.MaxRequests < 0 {
+		v.fail(lp+".max_requests", "must not be negative")
+	}
+	if l.RetireMemory > 0 && l.RetireMemory > l.Memory {
+		v.fail(lp+".retire_memory", "(%s) must not exceed limits.memory (%s)", l.RetireMemory, l.Memory)
+	}
+	if l.MaxResponse == 0 {
+		v.fail(lp+".max_response", "must be more than 0")
+	}
+	if l.DBMaxConns < 1 {
+		v.fail(lp+".db_max_conns", "must be at least 1, got %d", l.DBMaxConns)
+	}
+	if l.DBStatementTimeout == 0 {
+		v.fail(lp+".db_statement_timeout", "must be more than 0")
+	}
+	if l.DBMaxResult == 0 {
+		v.fail(lp+".db_max_result", "must be more than 0")
+	}
+	if l.LogRate <= 0 {
+		v.fail(lp+".log_rate", "must be more than 0")
+	}
+	if l.LogBurst < 1 {
+		v.fail(lp+".log_burst", "must be at least 1")
+	}
+	for i, g := range p.Capabilities.URLReader {
+		if g == "" || strings.Contains(g, "://") {
+			v.fail(fmt.Sprintf("%s.capabilities.urlreader[%d]", base, i), "grant %q must be host/path-prefix without a scheme, e.g. \"raw.githubusercontent.com/backstage/\"", g)
+			continue
+		}
+		host, _, _ := strings.Cut(g, "/")
+		if err := checkHostPattern(host); err != nil {
+			v.fail(fmt.Sprintf("%s.capabilities.urlreader[%d]", base, i), "%v", err)
+		}
+	}
+	for i, k := range p.Secrets {
+		if _, ok := p.ConfigValue(k); !ok {
+			v.fail(fmt.Sprintf("%s.secrets[%d]", base, i), "names %q, which is not a key of [%s.config]", k, base)
+		}
+	}
+}
+
+// ConfigValue returns the value at a dotted key of the plugin's config
+// table: strings as they are, numbers and booleans as their TOML text,
+// arrays and tables as JSON.
+func (p *Plugin) ConfigValue(key string) (string, bool) {
+	var cur any = p.Config
+	for _, part := range strings.Split(key, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		cur, ok = m[part]
+		if !ok {
+			return "", false
+		}
+	}
+	return formatValue(cur), true
+}
+
+// FlatConfig returns every leaf of the plugin's config table by dotted key,
+// plus every table and array by its own key.
+func (p *Plugin) FlatConfig() map[string]string {
+	out := map[string]string{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok {
+			for k, e := range m {
+				key := k
+				if prefix != "" {
+					key = prefix + "." + k
+				}
+				out[key] = formatValue(e)
+				walk(key, e)
+			}
+		}
+	}
+	walk("", p.Config)
+	return out
+}
+
+func formatValue(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case int64:
+		return strconv.FormatInt(t, 10)
+	case float64:
+		s := strconv.FormatFloat(t, 'g', -1, 64)
+		if !strings.ContainsAny(s, ".eIN") {
+			s += ".0" // TOML writes a float with a fraction or an exponent
+		}
+		return s
+	case bool:
+		return strconv.FormatBool(t)
+	case time.Time:
+		return t.Format(time.RFC3339Nano)
+	default:
+		b, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Sprint(t)
+		}
+		return string(b)
+	}
+}
+
+// PluginSecretKeys returns the keys of a plugin's config table whose values
+// are secret: substituted from the environment or listed in secrets.
+func (c *Config) PluginSecretKeys(id string) []string {
+	prefix := "plugins." + id + ".config."
+	var out []string
+	for p := range c.secretPaths {
+		if k, ok := strings.CutPrefix(p, prefix); ok && !strings.Contains(k, "[") {
+			out = append(out, k)
+		}
+	}
+	if p := c.Plugins[id]; p != nil {
+		out = append(out, p.Secrets...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

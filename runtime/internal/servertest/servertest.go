@@ -1,0 +1,142 @@
+// Package servertest starts a greenroom runtime and its HTTP server
+// in-process on a free loopback port, for tests that drive it over real
+// HTTP.
+package servertest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
+	"github.com/greenroom-dev/greenroom/runtime/server"
+)
+
+// Instance is a running greenroom.
+type Instance struct {
+	URL    string
+	Config *config.Config
+	RT     *runtime.Runtime
+	Server *server.Server
+	Log    *Buffer
+	Client *http.Client
+}
+
+// Buffer is a goroutine-safe log sink.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Options tune Start.
+type Options struct {
+	Env     map[string]string
+	Runtime runtime.Options
+	// CacheDir defaults to a directory shared by the test binary.
+	CacheDir string
+}
+
+// Start reads cfgText as config.toml (listen and cache_dir are overridden),
+// loads every plugin and serves on a free port until the test ends.
+func Start(t testing.TB, cfgText string, opts Options) *Instance {
+	t.Helper()
+	lookup := func(k string) (string, bool) {
+		v, ok := opts.Env[k]
+		return v, ok
+	}
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = t.TempDir()
+	}
+	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n"
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "test-override.toml", Data: []byte(override)}}, lookup)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	buf := &Buffer{}
+	log, _, err := logging.New(buf, "json", "debug", cfg.Secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartConfig(t, cfg, log, buf, opts.Runtime)
+}
+
+// StartConfig is Start for an already read config.
+func StartConfig(t testing.TB, cfg *config.Config, log *logrus.Logger, buf *Buffer, ropts runtime.Options) *Instance {
+	t.Helper()
+	rt, err := runtime.New(cfg, log, ropts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(rt, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	rt.Load(context.Background())
+	in := &Instance{
+		URL: "http://" + ln.Addr().String(), Config: cfg, RT: rt, Server: srv, Log: buf,
+		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+	}
+	t.Cleanup(func() {
+		if t.Failed() && buf != nil {
+			t.Logf("greenroom log:\n%s", buf.String())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		rt.Close(ctx)
+	})
+	return in
+}
+
+// Do sends a request and returns status, headers and body.
+func (in *Instance) Do(t testing.TB, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, in.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := in.Client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// Get is Do for GET without a body.
+func (in *Instance) Get(t testing.TB, path string, header ...string) (int, http.Header, string) {
+	t.Helper()
+	return in.Do(t, http.MethodGet, path, nil, header...)
+}

@@ -1,0 +1,101 @@
+// Package logging builds the runtime's logrus logger: text or JSON, a
+// level, and redaction of every configured secret from every line,
+// whatever wrote it (the runtime or a plugin).
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Redacted replaces a secret in log output.
+const Redacted = "[REDACTED]"
+
+// New returns a logger writing to w in format ("text" or "json") at level
+// ("debug", "info", "warn", "error"), with secrets redacted.
+func New(w io.Writer, format, level string, secrets []string) (*logrus.Logger, *Redactor, error) {
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log level: %w", err)
+	}
+	var inner logrus.Formatter
+	switch format {
+	case "json":
+		inner = &logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000Z07:00"}
+	case "text", "":
+		inner = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00", DisableColors: true}
+	default:
+		return nil, nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+	r := &Redactor{inner: inner}
+	r.SetSecrets(secrets)
+	l := logrus.New()
+	l.SetOutput(w)
+	l.SetLevel(lvl)
+	l.SetFormatter(r)
+	return l, r, nil
+}
+
+// Redactor is a logrus.Formatter that formats with an inner formatter and
+// then replaces every secret in the output with [REDACTED]. Working on the
+// formatted line catches a secret wherever it hides: the message, any
+// field, a field name, or a plugin's own attributes.
+type Redactor struct {
+	inner logrus.Formatter
+	forms atomic.Pointer[[][]byte]
+}
+
+// minSecret is the shortest secret redacted in free text; shorter values
+// ("1", "on") would shred every log line. docs/logging.md says so.
+const minSecret = 4
+
+// SetSecrets replaces the set of values to redact (on config reload).
+func (r *Redactor) SetSecrets(secrets []string) {
+	var forms [][]byte
+	for _, s := range secrets {
+		if len(s) < minSecret {
+			continue
+		}
+		forms = append(forms, []byte(s))
+		// The encodings the formatters apply to values that need quoting.
+		if q := strconv.Quote(s); q[1:len(q)-1] != s {
+			forms = append(forms, []byte(q[1:len(q)-1]))
+		}
+		if j, err := json.Marshal(s); err == nil && string(j[1:len(j)-1]) != s {
+			forms = append(forms, j[1:len(j)-1])
+		}
+	}
+	// Longest first, so that a secret containing another is replaced whole.
+	slices.SortFunc(forms, func(a, b []byte) int { return len(b) - len(a) })
+	r.forms.Store(&forms)
+}
+
+// Format implements logrus.Formatter.
+func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
+	b, err := r.inner.Format(e)
+	if err != nil {
+		return b, err
+	}
+	return r.Redact(b), nil
+}
+
+// Redact replaces every secret in b, in place when it can.
+func (r *Redactor) Redact(b []byte) []byte {
+	forms := r.forms.Load()
+	if forms == nil {
+		return b
+	}
+	for _, f := range *forms {
+		if bytes.Contains(b, f) {
+			b = bytes.ReplaceAll(b, f, []byte(Redacted))
+		}
+	}
+	return b
+}

@@ -1,0 +1,122 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+// Failure says how a call into a plugin failed. The server maps each to an
+// HTTP status.
+type Failure int
+
+const (
+	// FailBusy: every instance was busy for the whole queue timeout (503).
+	FailBusy Failure = iota + 1
+	// FailTimeout: the call ran past the plugin's timeout and was interrupted (504).
+	FailTimeout
+	// FailCanceled: the caller went away or the server is shutting down.
+	FailCanceled
+	// FailTrap: the guest trapped (unreachable, out-of-bounds access, stack
+	// overflow, ABI misuse) (500).
+	FailTrap
+	// FailPanic: the guest's handler panicked (500).
+	FailPanic
+	// FailMemory: the guest hit its memory cap (500).
+	FailMemory
+	// FailExit: the guest exited (a Go runtime fatal error, os.Exit) (500).
+	FailExit
+	// FailBadResponse: the guest wrote a malformed or oversized response (502).
+	FailBadResponse
+	// FailInstantiate: a new instance could not be created (500).
+	FailInstantiate
+	// FailClosed: the plugin was closed (reloaded or shut down) before the
+	// call got an instance; the caller may retry on the current version.
+	FailClosed
+)
+
+var failureNames = map[Failure]string{
+	FailBusy:        "busy",
+	FailTimeout:     "timeout",
+	FailCanceled:    "canceled",
+	FailTrap:        "trap",
+	FailPanic:       "panic",
+	FailMemory:      "memory_limit",
+	FailExit:        "exit",
+	FailBadResponse: "bad_response",
+	FailInstantiate: "instantiate",
+	FailClosed:      "closed",
+}
+
+func (f Failure) String() string {
+	if s, ok := failureNames[f]; ok {
+		return s
+	}
+	return fmt.Sprintf("failure(%d)", int(f))
+}
+
+// CallError is the error of a failed call into a plugin.
+type CallError struct {
+	Plugin string
+	Kind   Failure
+	Err    error
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("plugin %s: %s: %v", e.Plugin, e.Kind, e.Err)
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// ErrBusy is the cause of FailBusy errors.
+var ErrBusy = errors.New("all instances busy for the whole queue timeout")
+
+// ErrClosed is the cause of FailClosed errors.
+var ErrClosed = errors.New("plugin closed")
+
+// KindOf returns the Failure of err, or 0 when err is not a CallError.
+func KindOf(err error) Failure {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return ce.Kind
+	}
+	return 0
+}
+
+// classify turns the error of a guest call into a Failure. oom reports
+// whether the guest printed the Go runtime's out-of-memory fatal error
+// during the call; ctx is the call's context.
+func classify(ctx context.Context, err error, oom bool) Failure {
+	var trap *hostfuncs.TrapError
+	if errors.As(err, &trap) {
+		return FailTrap
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return FailTimeout
+		case sys.ExitCodeContextCanceled:
+			if ctx.Err() == context.DeadlineExceeded {
+				return FailTimeout
+			}
+			return FailCanceled
+		}
+		if oom {
+			return FailMemory
+		}
+		return FailExit
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		return FailTimeout
+	}
+	if oom || strings.Contains(err.Error(), "out of memory") {
+		return FailMemory
+	}
+	return FailTrap
+}

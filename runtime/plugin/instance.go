@@ -1,0 +1,183 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+// instance is one sandboxed instantiation of a plugin's module. It serves
+// one call at a time; the pool hands it out.
+type instance struct {
+	p      *Plugin
+	mod    api.Module
+	handle api.Function
+	state  hostfuncs.Instance
+	calls  int
+
+	// callCtx is the context of the call in progress; sleep watches it so
+	// that a guest blocked in a WASI sleep is interrupted at its deadline.
+	// Only the goroutine running the call reads or writes it.
+	callCtx context.Context
+	// requestID tags what the guest prints during the call.
+	requestID string
+	stdout    lineWriter
+	stderr    lineWriter
+	// oom is set when the guest printed the Go runtime's out-of-memory
+	// fatal error during the call in progress.
+	oom bool
+
+	stack       [1]uint64
+	reqBuf      []byte
+	respHeaders [][2][]byte
+}
+
+// newInstance instantiates the plugin's module in its runtime and runs the
+// guest's initializer (for Go guests: the runtime and every init function).
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	in := &instance{p: p}
+	in.state.Host = p.spec.Host
+	in.state.MaxResponse = p.spec.Limits.MaxResponse
+	in.stdout = lineWriter{in: in, stream: "stdout"}
+	in.stderr = lineWriter{in: in, stream: "stderr"}
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStdout(&in.stdout).
+		WithStderr(&in.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(in.sleep).
+		WithRandSource(rand.Reader)
+	if _, ok := p.cm.ExportedFunctions()[hostfuncs.ExportInitialize]; ok {
+		cfg = cfg.WithStartFunctions(hostfuncs.ExportInitialize)
+	} else {
+		cfg = cfg.WithStartFunctions()
+	}
+
+	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
+	defer cancel()
+	in.callCtx = ictx
+	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
+	in.callCtx = nil
+	in.flushOutput()
+	if err != nil {
+		kind := classify(ictx, err, in.oom)
+		if mod != nil {
+			mod.Close(context.Background())
+		}
+		return nil, fmt.Errorf("instantiate (%s): %w", kind, err)
+	}
+	in.mod = mod
+	in.handle = mod.ExportedFunction(hostfuncs.ExportHandle)
+	if in.handle == nil {
+		mod.Close(context.Background())
+		return nil, fmt.Errorf("instantiate: module does not export %s", hostfuncs.ExportHandle)
+	}
+	return in, nil
+}
+
+// call invokes fn(arg) in the instance under ctx and returns its result.
+func (in *instance) call(ctx context.Context, fn api.Function, arg uint64) (uint64, error) {
+	in.callCtx = ctx
+	in.oom = false
+	in.calls++
+	in.stack[0] = arg
+	err := fn.CallWithStack(hostfuncs.WithInstance(ctx, &in.state), in.stack[:])
+	in.callCtx = nil
+	in.flushOutput()
+	return in.stack[0], err
+}
+
+// sleep implements WASI's clock sleep (poll_oneoff) for the guest, cut
+// short when the call's context ends, so that the deadline interrupts a
+// guest blocked in a sleep as it interrupts one stuck in a loop.
+func (in *instance) sleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	ctx := in.callCtx
+	if ctx == nil {
+		time.Sleep(time.Duration(ns))
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+	}
+}
+
+func (in *instance) memorySize() uint64 {
+	if in.mod == nil || in.mod.Memory() == nil {
+		return 0
+	}
+	return uint64(in.mod.Memory().Size())
+}
+
+func (in *instance) close() {
+	if in.mod != nil {
+		in.mod.Close(context.Background())
+	}
+}
+
+func (in *instance) flushOutput() {
+	in.stdout.flush()
+	in.stderr.flush()
+}
+
+// maxLine bounds one line of guest output; longer lines are split.
+const maxLine = 16 << 10
+
+// lineWriter turns a guest's stdout or stderr into log lines tagged with
+// the plugin, the stream and the request in progress.
+type lineWriter struct {
+	in     *instance
+	stream string
+	buf    []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.buf[:i])
+		w.buf = w.buf[:copy(w.buf, w.buf[i+1:])]
+	}
+	for len(w.buf) >= maxLine {
+		w.emit(w.buf[:maxLine])
+		w.buf = w.buf[:copy(w.buf, w.buf[maxLine:])]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.emit(w.buf)
+		w.buf = w.buf[:0]
+	}
+}
+
+var oomMarker = []byte("out of memory")
+
+func (w *lineWriter) emit(line []byte) {
+	if w.stream == "stderr" && bytes.Contains(line, oomMarker) {
+		w.in.oom = true
+	}
+	fields := logrus.Fields{"stream": w.stream}
+	if w.in.requestID != "" {
+		fields["request_id"] = w.in.requestID
+	}
+	w.in.p.log.WithFields(fields).Info(string(line))
+}

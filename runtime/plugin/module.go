@@ -1,0 +1,205 @@
+// Package plugin loads one greenroom plugin (a WebAssembly module speaking
+// ABI v1) with wazero and runs calls into it on a bounded pool of sandboxed
+// instances.
+//
+// Lifecycle: Load compiles and validates the module and pre-warms an
+// instance; Handle serves calls; Close drains in-flight calls and releases
+// everything. A Plugin never outlives its Close, and a failed call never
+// affects another call: the instance it ran on is discarded.
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+const wasiModule = "wasi_snapshot_preview1"
+
+// Info describes a module as read from its bytes, without running it.
+type Info struct {
+	SHA256     string   `json:"sha256"`
+	Size       int      `json:"size"`
+	ABIVersion int      `json:"abi_version"`
+	Imports    []Import `json:"imports"`
+	Exports    []string `json:"exports"`
+	// Capabilities lists the grants the module's imports need, sorted.
+	Capabilities   []string `json:"capabilities"`
+	MemoryMinPages uint32   `json:"memory_min_pages"`
+}
+
+// Import is one function a module imports.
+type Import struct {
+	Module     string `json:"module"`
+	Name       string `json:"name"`
+	Capability string `json:"capability,omitempty"`
+}
+
+var wasmMagic = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
+
+// SHA256 returns the hex sha256 of b, as used for pins.
+func SHA256(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Compile checks that wasm is a WebAssembly module, compiles it in r and
+// validates it against ABI v1. The caller closes the returned module.
+func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.CompiledModule, Info, error) {
+	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		if bytes.HasPrefix(wasm, wasmMagic[:4]) {
+			return nil, info, fmt.Errorf("unsupported WebAssembly binary version %v (want 1)", wasm[4:8])
+		}
+		return nil, info, fmt.Errorf("not a WebAssembly module (the file does not start with \\0asm)")
+	}
+	cm, err := r.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, info, fmt.Errorf("compile: %w", err)
+	}
+	if err := describe(cm, &info); err != nil {
+		cm.Close(ctx)
+		return nil, info, err
+	}
+	return cm, info, nil
+}
+
+// describe fills info from a compiled module and checks it against ABI v1:
+// a declared, supported ABI version, the required exports, and imports that
+// this runtime provides.
+func describe(cm wazero.CompiledModule, info *Info) error {
+	var errs []string
+	versions := []int{}
+	for name := range cm.ExportedFunctions() {
+		info.Exports = append(info.Exports, name)
+		if v, ok := strings.CutPrefix(name, hostfuncs.ExportABIPrefix); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("export %q does not name an ABI version", name))
+				continue
+			}
+			versions = append(versions, n)
+		}
+	}
+	for name := range cm.ExportedMemories() {
+		info.Exports = append(info.Exports, name)
+	}
+	slices.Sort(info.Exports)
+	switch {
+	case len(versions) == 0:
+		errs = append(errs, fmt.Sprintf("module declares no greenroom ABI version (it exports no %sN function); build it with the greenroom guest SDK", hostfuncs.ExportABIPrefix))
+	case len(versions) > 1:
+		slices.Sort(versions)
+		errs = append(errs, fmt.Sprintf("module declares several ABI versions %v; it must declare exactly one", versions))
+	case versions[0] != hostfuncs.ABIVersion:
+		errs = append(errs, fmt.Sprintf("module declares unknown ABI version %d; this runtime supports version %d", versions[0], hostfuncs.ABIVersion))
+	default:
+		info.ABIVersion = versions[0]
+	}
+	if len(versions) == 1 && info.ABIVersion == 0 {
+		info.ABIVersion = versions[0]
+	}
+	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportHandle]; !ok {
+		errs = append(errs, fmt.Sprintf("module does not export %s", hostfuncs.ExportHandle))
+	}
+	mems := cm.ExportedMemories()
+	if m, ok := mems[hostfuncs.ExportMemory]; !ok {
+		errs = append(errs, "module does not export its memory as \"memory\"")
+	} else {
+		info.MemoryMinPages = m.Min()
+	}
+
+	caps := map[string]bool{}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		imp := Import{Module: mod, Name: name}
+		switch mod {
+		case wasiModule:
+		case hostfuncs.ModuleName:
+			hf, ok := hostfuncs.Lookup(name)
+			if !ok {
+				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
+				break
+			}
+			if err := checkSignature(f, hf); err != nil {
+				errs = append(errs, err.Error())
+			}
+			imp.Capability = hf.Capability
+			if hf.Capability != "" {
+				caps[hf.Capability] = true
+			}
+		default:
+			errs = append(errs, fmt.Sprintf("module imports %s.%s; only %q and %q can be imported", mod, name, hostfuncs.ModuleName, wasiModule))
+		}
+		info.Imports = append(info.Imports, imp)
+	}
+	for _, m := range cm.ImportedMemories() {
+		mod, name, _ := m.Import()
+		errs = append(errs, fmt.Sprintf("module imports memory %s.%s; a plugin must define its own", mod, name))
+	}
+	slices.SortFunc(info.Imports, func(a, b Import) int {
+		return strings.Compare(a.Module+"."+a.Name, b.Module+"."+b.Name)
+	})
+	for c := range caps {
+		info.Capabilities = append(info.Capabilities, c)
+	}
+	slices.Sort(info.Capabilities)
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func checkSignature(f api.FunctionDefinition, hf hostfuncs.Function) error {
+	ok := len(f.ParamTypes()) == len(hf.Params) && len(f.ResultTypes()) == len(hf.Results)
+	for _, t := range append(f.ParamTypes(), f.ResultTypes()...) {
+		ok = ok && t == api.ValueTypeI32
+	}
+	if !ok {
+		return fmt.Errorf("module imports %s.%s with signature %v -> %v; want %d i32 params -> %d i32 results",
+			hostfuncs.ModuleName, hf.Name, typeNames(f.ParamTypes()), typeNames(f.ResultTypes()), len(hf.Params), len(hf.Results))
+	}
+	return nil
+}
+
+func typeNames(ts []api.ValueType) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueTypeName(t)
+	}
+	return out
+}
+
+// Inspect compiles wasm in a throwaway runtime and describes it. Unlike
+// Compile it returns the description also when validation fails, with the
+// error.
+func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (Info, error) {
+	rc := wazero.NewRuntimeConfig()
+	if cache != nil {
+		rc = rc.WithCompilationCache(cache)
+	}
+	r := wazero.NewRuntimeWithConfig(ctx, rc)
+	defer r.Close(ctx)
+	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		_, info, err := Compile(ctx, r, wasm)
+		return info, err
+	}
+	cm, err := r.CompileModule(ctx, wasm)
+	if err != nil {
+		return info, fmt.Errorf("compile: %w", err)
+	}
+	defer cm.Close(ctx)
+	err = describe(cm, &info)
+	return info, err
+}

@@ -1,0 +1,214 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+// Limits bound what one plugin may use.
+type Limits struct {
+	// Memory caps each instance's linear memory, in bytes (rounded down to
+	// 64 KiB pages).
+	Memory uint64
+	// Timeout bounds each call; the guest is interrupted when it passes.
+	Timeout time.Duration
+	// InitTimeout bounds the guest's initializer when an instance is created.
+	InitTimeout time.Duration
+	// Instances is the most instances that exist at once.
+	Instances int
+	// QueueTimeout is how long a call waits for a free instance.
+	QueueTimeout time.Duration
+	// MaxRequests retires an instance after this many calls (0: never).
+	MaxRequests int
+	// RetireMemory retires an instance once its memory passes this many
+	// bytes (0: never).
+	RetireMemory uint64
+	// MaxResponse bounds a response envelope, in bytes.
+	MaxResponse int
+	// Warm is how many instances are created at load.
+	Warm int
+}
+
+// Spec is everything Load needs to know about one plugin.
+type Spec struct {
+	ID     string
+	Wasm   []byte
+	SHA256 string // optional pin, hex
+	Limits Limits
+	// Host provides the plugin's host functions (config, capabilities).
+	Host  hostfuncs.Host
+	Log   *logrus.Entry
+	Cache wazero.CompilationCache
+}
+
+// Plugin is a loaded plugin: its compiled module and its instance pool.
+type Plugin struct {
+	id   string
+	spec Spec
+	rt   wazero.Runtime
+	cm   wazero.CompiledModule
+	info Info
+	pool *pool
+	log  *logrus.Entry
+
+	CompileTime time.Duration
+	LoadTime    time.Duration
+}
+
+const pageSize = 65536
+
+// Load compiles and validates the plugin's module, and creates its warm
+// instances. On error nothing stays open.
+func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
+	start := time.Now()
+	lim := &spec.Limits
+	if lim.Instances < 1 {
+		lim.Instances = 1
+	}
+	if lim.Warm < 1 {
+		lim.Warm = 1
+	}
+	lim.Warm = min(lim.Warm, lim.Instances)
+	if lim.InitTimeout <= 0 {
+		lim.InitTimeout = max(lim.Timeout, 10*time.Second)
+	}
+	if spec.Log == nil {
+		spec.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if spec.Host == nil {
+		return nil, errors.New("plugin spec has no host")
+	}
+	p := &Plugin{id: spec.ID, spec: spec, log: spec.Log}
+	p.info = Info{SHA256: SHA256(spec.Wasm), Size: len(spec.Wasm)}
+	if pin := strings.ToLower(strings.TrimSpace(spec.SHA256)); pin != "" && pin != p.info.SHA256 {
+		return nil, fmt.Errorf("sha256 pin mismatch: config pins %s, file is %s", pin, p.info.SHA256)
+	}
+	pages := uint32(min(lim.Memory/pageSize, 65536))
+	if pages == 0 {
+		return nil, fmt.Errorf("memory limit %d bytes is less than one 64 KiB page", lim.Memory)
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(pages).
+		WithCloseOnContextDone(true)
+	if spec.Cache != nil {
+		rc = rc.WithCompilationCache(spec.Cache)
+	}
+	p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	defer func() {
+		if err != nil {
+			p.rt.Close(context.Background())
+		}
+	}()
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+		return nil, fmt.Errorf("instantiate WASI: %w", err)
+	}
+	if err := hostfuncs.Instantiate(ctx, p.rt); err != nil {
+		return nil, err
+	}
+	cstart := time.Now()
+	p.cm, p.info, err = Compile(ctx, p.rt, spec.Wasm)
+	p.CompileTime = time.Since(cstart)
+	if err != nil {
+		return nil, err
+	}
+	if min := uint64(p.info.MemoryMinPages) * pageSize; min > lim.Memory {
+		return nil, fmt.Errorf("module needs %d bytes of memory at start, over its limit of %d", min, lim.Memory)
+	}
+	p.pool = newPool(p, lim.Instances, lim.QueueTimeout)
+	if err := p.pool.warm(ctx, lim.Warm); err != nil {
+		p.pool.close(context.Background())
+		var ce *CallError
+		if errors.As(err, &ce) {
+			err = ce.Err
+		}
+		return nil, err
+	}
+	p.LoadTime = time.Since(start)
+	return p, nil
+}
+
+// ID returns the plugin's id.
+func (p *Plugin) ID() string { return p.id }
+
+// Info describes the plugin's module.
+func (p *Plugin) Info() Info { return p.info }
+
+// Limits returns the limits the plugin runs under.
+func (p *Plugin) Limits() Limits { return p.spec.Limits }
+
+// Stats returns the pool's figures.
+func (p *Plugin) Stats() Stats { return p.pool.stats() }
+
+// Handle serves one HTTP request on a pooled instance. respond is called
+// with the guest's response while the instance is still held, so the
+// response's slices are valid only during respond. Errors are *CallError.
+func (p *Plugin) Handle(ctx context.Context, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
+	in, err := p.pool.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(p.spec.Limits.Timeout)
+	req.Deadline = deadline.UnixNano()
+	in.reqBuf = hostfuncs.AppendRequest(in.reqBuf[:0], req)
+	in.state.Reset()
+	in.state.Request = in.reqBuf
+	in.requestID = req.RequestID
+
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	code, err := in.call(cctx, in.handle, uint64(len(in.reqBuf)))
+	cancel()
+	in.requestID = ""
+	if err != nil {
+		kind := classify(cctx, err, in.oom)
+		p.pool.discard(in)
+		return &CallError{Plugin: p.id, Kind: kind, Err: err}
+	}
+	switch uint32(code) {
+	case hostfuncs.HandleOK:
+	case hostfuncs.HandlePanicked:
+		p.pool.discard(in)
+		return &CallError{Plugin: p.id, Kind: FailPanic, Err: errors.New("handler panicked (stack in the plugin's stderr log)")}
+	default:
+		p.pool.discard(in)
+		return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("%s returned %d", hostfuncs.ExportHandle, uint32(code))}
+	}
+	if in.state.ResponseOverflow {
+		p.pool.discard(in)
+		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("response exceeds %d bytes", p.spec.Limits.MaxResponse)}
+	}
+	resp, err := hostfuncs.DecodeResponse(in.state.Response, in.respHeaders)
+	if err != nil {
+		p.pool.discard(in)
+		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: err}
+	}
+	err = respond(resp)
+	in.respHeaders = resp.Headers[:0]
+	in.state.Reset()
+	p.pool.release(in)
+	return err
+}
+
+// Close stops taking calls, lets the calls in flight finish until ctx ends,
+// then closes every instance and the module. It returns an error naming
+// what was cut off when ctx ended first.
+func (p *Plugin) Close(ctx context.Context) error {
+	var err error
+	if p.pool != nil {
+		if busy := p.pool.close(ctx); busy > 0 {
+			err = fmt.Errorf("plugin %s: %d calls still running when the drain deadline passed; interrupted", p.id, busy)
+		}
+	}
+	// Closing the runtime closes every module still open, interrupting
+	// calls in flight.
+	p.rt.Close(context.Background())
+	return err
+}

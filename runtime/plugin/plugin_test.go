@@ -1,0 +1,168 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+)
+
+type mapHost map[string]string
+
+func (m mapHost) Config(key string) (string, bool) { v, ok := m[key]; return v, ok }
+
+var (
+	hostileWasm []byte
+	testCache   wazero.CompilationCache
+)
+
+func TestMain(m *testing.M) {
+	p, err := guesttest.BuildErr("runtime/plugin/testdata/guests/hostile")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hostileWasm, _ = os.ReadFile(p)
+	testCache, _ = wazero.NewCompilationCacheWithDir(guesttest.CacheDir() + "/wazero")
+	os.Exit(m.Run())
+}
+
+func testLimits() Limits {
+	return Limits{
+		Memory:       64 << 20,
+		Timeout:      500 * time.Millisecond,
+		Instances:    4,
+		QueueTimeout: 200 * time.Millisecond,
+		MaxRequests:  10000,
+		RetireMemory: 48 << 20,
+		MaxResponse:  1 << 20,
+	}
+}
+
+func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: wasm, Limits: lim, Host: mapHost{"greeting": "hi"}, Log: log.WithField("plugin", "hostile"), Cache: testCache})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+func get(p *Plugin, path string) (int, string, error) {
+	path, query, _ := strings.Cut(path, "?")
+	req := &hostfuncs.Request{Method: []byte("GET"), Path: []byte(path), RawQuery: []byte(query), RequestID: "test"}
+	var status int
+	var body string
+	err := p.Handle(context.Background(), req, func(r hostfuncs.Response) error {
+		status, body = r.Status, string(r.Body)
+		return nil
+	})
+	return status, body, err
+}
+
+func TestFailuresDiscardInstanceAndPoolRecovers(t *testing.T) {
+	p := load(t, hostileWasm, testLimits())
+	cases := []struct {
+		path string
+		want Failure
+	}{
+		{"/loop", FailTimeout},
+		{"/sleep", FailTimeout},
+		{"/recurse", FailTimeout},
+		{"/alloc", FailMemory},
+		{"/panic", FailPanic},
+		{"/exit", FailExit},
+		{"/badptr", FailTrap},
+		{"/badkey", FailTrap},
+		{"/big?n=2000000", FailBadResponse},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			start := time.Now()
+			_, _, err := get(p, tc.path)
+			took := time.Since(start)
+			if got := KindOf(err); got != tc.want {
+				t.Fatalf("failure = %v (%v), want %v", got, err, tc.want)
+			}
+			if tc.want == FailTimeout && took > 2*p.Limits().Timeout {
+				t.Errorf("interrupted after %v, want within %v", took, 2*p.Limits().Timeout)
+			}
+			t.Logf("%s: %v after %v", tc.path, err, took)
+			status, body, err := get(p, "/ok")
+			if err != nil || status != 200 {
+				t.Fatalf("next call: %d %q %v", status, body, err)
+			}
+		})
+	}
+	st := p.Stats()
+	if st.Discarded != int64(len(cases)) {
+		t.Errorf("discarded = %d, want %d", st.Discarded, len(cases))
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	p := load(t, hostileWasm, testLimits())
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lim := p.Limits()
+			_ = lim
+			var err error
+			for try := 0; try < 50; try++ {
+				var status int
+				status, _, err = get(p, "/ok")
+				if err == nil && status == 200 {
+					return
+				}
+				if KindOf(err) != FailBusy {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if st := p.Stats(); st.Live > st.Max {
+		t.Errorf("live %d > max %d", st.Live, st.Max)
+	}
+}
+
+func TestBusy(t *testing.T) {
+	lim := testLimits()
+	lim.Instances = 1
+	lim.Timeout = 2 * time.Second
+	lim.QueueTimeout = 50 * time.Millisecond
+	p := load(t, hostileWasm, lim)
+	done := make(chan struct{})
+	go func() { get(p, "/sleep"); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	_, _, err := get(p, "/ok")
+	if KindOf(err) != FailBusy || !errors.Is(err, ErrBusy) {
+		t.Fatalf("err = %v, want busy", err)
+	}
+	<-done
+}

@@ -1,0 +1,280 @@
+package plugin
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// pool hands out instances, one call at a time each, and never holds more
+// than max of them (busy, idle or being created).
+//
+// A token in slots is the right to own one instance; idle holds instances
+// nobody owns. acquire takes a token (waiting at most the queue timeout),
+// then an idle instance or, if there is none, a new one. release returns the
+// instance and the token. Discarded and retired instances are closed;
+// a retired one is replaced in the background so that a warm instance stays
+// ready.
+type pool struct {
+	p            *Plugin
+	slots        chan struct{}
+	idle         chan *instance
+	queueTimeout time.Duration
+
+	mu     sync.Mutex
+	closed bool
+	live   int // instances that exist: busy + idle
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	created    atomic.Int64
+	discarded  atomic.Int64
+	retired    atomic.Int64
+	queued     atomic.Int64
+	rejected   atomic.Int64
+	queueNanos atomic.Int64
+}
+
+func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
+	return &pool{
+		p:            p,
+		slots:        make(chan struct{}, max),
+		idle:         make(chan *instance, max),
+		queueTimeout: queueTimeout,
+		done:         make(chan struct{}),
+	}
+}
+
+// acquire returns an instance for the caller's exclusive use.
+func (pl *pool) acquire(ctx context.Context) (*instance, error) {
+	select {
+	case pl.slots <- struct{}{}:
+	default:
+		if err := pl.wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	select {
+	case in := <-pl.idle:
+		return in, nil
+	default:
+	}
+	if !pl.add() {
+		<-pl.slots
+		return nil, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
+	}
+	in, err := pl.p.newInstance(ctx)
+	if err != nil {
+		pl.remove()
+		<-pl.slots
+		return nil, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
+	}
+	pl.created.Add(1)
+	return in, nil
+}
+
+// wait blocks for a token until the queue timeout.
+func (pl *pool) wait(ctx context.Context) error {
+	pl.queued.Add(1)
+	start := time.Now()
+	t := time.NewTimer(pl.queueTimeout)
+	defer func() {
+		t.Stop()
+		pl.queueNanos.Add(int64(time.Since(start)))
+	}()
+	select {
+	case pl.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		pl.rejected.Add(1)
+		return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
+	case <-pl.done:
+		return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
+	case <-ctx.Done():
+		return &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
+	}
+}
+
+// add counts a new instance unless the pool is closed.
+func (pl *pool) add() bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.closed {
+		return false
+	}
+	pl.live++
+	return true
+}
+
+func (pl *pool) remove() {
+	pl.mu.Lock()
+	pl.live--
+	pl.mu.Unlock()
+}
+
+// release gives back an instance that completed its call normally. It is
+// retired instead when it has served its quota of calls or its memory grew
+// past the retirement mark.
+func (pl *pool) release(in *instance) {
+	lim := pl.p.spec.Limits
+	switch {
+	case lim.MaxRequests > 0 && in.calls >= lim.MaxRequests,
+		lim.RetireMemory > 0 && in.memorySize() > lim.RetireMemory:
+		pl.retired.Add(1)
+		pl.drop(in)
+		<-pl.slots
+		pl.replace()
+		return
+	}
+	pl.park(in)
+	<-pl.slots
+}
+
+// park makes in idle, or closes it if the pool is closed.
+func (pl *pool) park(in *instance) {
+	pl.mu.Lock()
+	if !pl.closed {
+		pl.idle <- in // never blocks: at most max instances exist
+		pl.mu.Unlock()
+		return
+	}
+	pl.mu.Unlock()
+	pl.drop(in)
+}
+
+// discard closes an instance that failed; it is never reused.
+func (pl *pool) discard(in *instance) {
+	pl.discarded.Add(1)
+	pl.drop(in)
+	<-pl.slots
+}
+
+func (pl *pool) drop(in *instance) {
+	in.close()
+	pl.remove()
+}
+
+// replace creates an instance in the background to stand in for a retired
+// one, if a token is free; otherwise the next caller creates one.
+func (pl *pool) replace() {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.closed {
+		return
+	}
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		select {
+		case pl.slots <- struct{}{}:
+		default:
+			return
+		}
+		defer func() { <-pl.slots }()
+		if len(pl.idle) > 0 {
+			return
+		}
+		if !pl.add() {
+			return
+		}
+		in, err := pl.p.newInstance(context.Background())
+		if err != nil {
+			pl.remove()
+			pl.p.log.WithError(err).Warn("could not replace a retired instance")
+			return
+		}
+		pl.created.Add(1)
+		pl.park(in)
+	}()
+}
+
+// warm creates n instances now and leaves them idle.
+func (pl *pool) warm(ctx context.Context, n int) error {
+	ins := make([]*instance, 0, n)
+	defer func() {
+		for _, in := range ins {
+			pl.release(in)
+		}
+	}()
+	for i := 0; i < n; i++ {
+		in, err := pl.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		ins = append(ins, in)
+	}
+	return nil
+}
+
+// close stops handing out instances, closes the idle ones and waits until
+// the busy ones come back (they are closed on release) or ctx ends. It
+// reports how many instances were still busy when ctx ended.
+func (pl *pool) close(ctx context.Context) int {
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		return 0
+	}
+	pl.closed = true
+	close(pl.done)
+	pl.mu.Unlock()
+	pl.wg.Wait()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+	drain:
+		for {
+			select {
+			case in := <-pl.idle:
+				pl.drop(in)
+			default:
+				break drain
+			}
+		}
+		pl.mu.Lock()
+		live := pl.live
+		pl.mu.Unlock()
+		if live == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return live
+		case <-tick.C:
+		}
+	}
+}
+
+// Stats are a pool's figures at one moment.
+type Stats struct {
+	Max        int   `json:"max"`
+	Live       int   `json:"live"`
+	Idle       int   `json:"idle"`
+	Busy       int   `json:"busy"`
+	Created    int64 `json:"created"`
+	Discarded  int64 `json:"discarded"`
+	Retired    int64 `json:"retired"`
+	QueueWaits int64 `json:"queue_waits"`
+	Rejected   int64 `json:"rejected"`
+	QueueTime  int64 `json:"queue_wait_ns"`
+}
+
+func (pl *pool) stats() Stats {
+	pl.mu.Lock()
+	live := pl.live
+	pl.mu.Unlock()
+	idle := len(pl.idle)
+	return Stats{
+		Max:        cap(pl.slots),
+		Live:       live,
+		Idle:       idle,
+		Busy:       max(live-idle, 0),
+		Created:    pl.created.Load(),
+		Discarded:  pl.discarded.Load(),
+		Retired:    pl.retired.Load(),
+		QueueWaits: pl.queued.Load(),
+		Rejected:   pl.rejected.Load(),
+		QueueTime:  pl.queueNanos.Load(),
+	}
+}

@@ -1,0 +1,94 @@
+// Command hostile is a misbehaving guest for the runtime's sandbox tests.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+)
+
+//go:wasmimport greenroom request_read
+func requestRead(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom config_get
+func configGet(ptr unsafe.Pointer, size uint32) int32
+
+var sink [][]byte
+var counter int
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {
+		counter++
+		fmt.Fprintf(w, `{"ok":true,"calls":%d}`, counter)
+	})
+	mux.HandleFunc("GET /loop", func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; ; i++ {
+			counter += i
+		}
+	})
+	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Hour)
+	})
+	mux.HandleFunc("GET /recurse", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, fib(60))
+	})
+	mux.HandleFunc("GET /alloc", func(w http.ResponseWriter, r *http.Request) {
+		for {
+			sink = append(sink, make([]byte, 1<<20))
+		}
+	})
+	mux.HandleFunc("GET /grow", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		for i := 0; i < mb; i++ {
+			sink = append(sink, make([]byte, 1<<20))
+		}
+		fmt.Fprint(w, len(sink))
+	})
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic("hostile guest panics on purpose")
+	})
+	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
+		os.Exit(3)
+	})
+	mux.HandleFunc("GET /badptr", func(w http.ResponseWriter, r *http.Request) {
+		requestRead(unsafe.Pointer(uintptr(0xfffffff0)), 4096)
+	})
+	mux.HandleFunc("GET /badkey", func(w http.ResponseWriter, r *http.Request) {
+		configGet(unsafe.Pointer(uintptr(0x7ffffff0)), 0x7fffffff)
+	})
+	mux.HandleFunc("GET /big", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Write(make([]byte, n))
+	})
+	mux.HandleFunc("GET /stdout", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("hello from stdout")
+		fmt.Fprintln(os.Stderr, "hello from stderr")
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		_, err := os.ReadFile("/etc/passwd")
+		fmt.Fprintf(w, `{"env":%d,"fs_error":%q}`, len(os.Environ()), fmt.Sprint(err))
+	})
+	mux.HandleFunc("GET /badheader", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Evil"] = []string{"a\r\nInjected: 1"}
+		w.Header()["Bad Name"] = []string{"x"}
+		w.Header()["Content-Length"] = []string{"1"}
+		w.Header().Set("X-Fine", "yes")
+		w.Write([]byte("ok"))
+	})
+	greenroom.Handle(mux)
+}
+
+func fib(n int) int {
+	if n < 2 {
+		return n
+	}
+	return fib(n-1) + fib(n-2)
+}
+
+func main() {}

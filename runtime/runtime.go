@@ -1,0 +1,296 @@
+// Package runtime assembles greenroom: it turns a Config into loaded
+// plugins, each behind a Slot that routes calls to the plugin's current
+// version, and gives the plugins their host services.
+//
+// Lifecycle: New (nothing runs yet) → Load (compile, pre-warm; failures are
+// recorded per plugin and never stop the others) → Handle → Close.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/build"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+// Options change how a Runtime treats its config.
+type Options struct {
+	// BuildSources lets a plugin's path name a Go source directory, which
+	// is built (when its sources changed) into the cache. greenroom dev
+	// sets it; serve refuses source directories.
+	BuildSources bool
+}
+
+// Runtime holds every configured plugin.
+type Runtime struct {
+	cfg   *config.Config
+	log   *logrus.Logger
+	opts  Options
+	cache wazero.CompilationCache
+	slots map[string]*Slot
+	ids   []string
+
+	loaded atomic.Bool
+}
+
+// State is where a plugin is in its life.
+type State string
+
+const (
+	StateLoading State = "loading"
+	StateReady   State = "ready"
+	StateFailed  State = "failed"
+	StateClosed  State = "closed"
+)
+
+// Slot is the stable place of one plugin id: calls go to its current
+// version, which a reload may replace.
+type Slot struct {
+	ID  string
+	cur atomic.Pointer[plugin.Plugin]
+
+	mu      sync.Mutex
+	state   State
+	lastErr string
+	path    string
+}
+
+// Plugin returns the version serving calls, or nil.
+func (s *Slot) Plugin() *plugin.Plugin { return s.cur.Load() }
+
+// Status returns the slot's state and its last load error.
+func (s *Slot) Status() (State, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.lastErr
+}
+
+func (s *Slot) set(state State, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state = state
+	if err != nil {
+		s.lastErr = err.Error()
+	} else if state == StateReady {
+		s.lastErr = ""
+	}
+}
+
+// New prepares a runtime for cfg. Nothing is loaded until Load.
+func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error) {
+	cacheDir := resolve(cfg, "runtime.cache_dir", cfg.Runtime.CacheDir)
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("runtime.cache_dir: %w", err)
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(cacheDir, "wazero"))
+	if err != nil {
+		return nil, fmt.Errorf("runtime.cache_dir: compilation cache: %w", err)
+	}
+	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}}
+	for id := range cfg.Plugins {
+		r.ids = append(r.ids, id)
+		r.slots[id] = &Slot{ID: id, state: StateLoading, path: resolve(cfg, "plugins."+id+".path", cfg.Plugins[id].Path)}
+	}
+	slices.Sort(r.ids)
+	return r, nil
+}
+
+// resolve makes a relative path from the config relative to the directory
+// of the file that set it; defaults stay relative to the working directory.
+func resolve(cfg *config.Config, key, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	origin := cfg.Origin(key)
+	if i := strings.LastIndexByte(origin, ':'); i > 0 {
+		return filepath.Join(filepath.Dir(origin[:i]), path)
+	}
+	return path
+}
+
+// CacheDir is the resolved runtime.cache_dir.
+func (r *Runtime) CacheDir() string {
+	return resolve(r.cfg, "runtime.cache_dir", r.cfg.Runtime.CacheDir)
+}
+
+// Config returns the config the runtime runs.
+func (r *Runtime) Config() *config.Config { return r.cfg }
+
+// IDs returns the configured plugin ids, sorted.
+func (r *Runtime) IDs() []string { return r.ids }
+
+// Slot returns the slot of plugin id.
+func (r *Runtime) Slot(id string) *Slot { return r.slots[id] }
+
+// Loaded reports whether Load has finished (every plugin ready or failed).
+func (r *Runtime) Loaded() bool { return r.loaded.Load() }
+
+// Load loads every plugin, several at a time. A plugin that fails is
+// recorded as failed with its reason and logged; the others load anyway.
+func (r *Runtime) Load(ctx context.Context) {
+	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
+	sem := make(chan struct{}, max(2, goruntime.NumCPU()))
+	var wg sync.WaitGroup
+	for _, id := range r.ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r.loadSlot(ctx, r.slots[id])
+		}()
+	}
+	wg.Wait()
+	r.loaded.Store(true)
+}
+
+func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
+	log := r.log.WithField("plugin", s.ID)
+	p, err := r.loadPlugin(ctx, s)
+	if err != nil {
+		err = fmt.Errorf("plugin %s: %w", s.ID, err)
+		s.set(StateFailed, err)
+		log.WithError(err).Error("plugin failed to load; its routes answer 503")
+		return
+	}
+	s.cur.Store(p)
+	s.set(StateReady, nil)
+	info := p.Info()
+	log.WithFields(logrus.Fields{
+		"sha256":  info.SHA256,
+		"size":    info.Size,
+		"abi":     info.ABIVersion,
+		"compile": p.CompileTime.Round(time.Millisecond).String(),
+		"load":    p.LoadTime.Round(time.Millisecond).String(),
+	}).Info("plugin loaded")
+}
+
+func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, error) {
+	pc := r.cfg.Plugins[s.ID]
+	wasmPath, err := r.wasmPath(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", wasmPath, err)
+	}
+	lim := pc.Limits
+	if !lim.Interruptible {
+		r.log.WithField("plugin", s.ID).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
+	}
+	return plugin.Load(ctx, plugin.Spec{
+		ID:     s.ID,
+		Wasm:   wasm,
+		SHA256: pc.SHA256,
+		Limits: plugin.Limits{
+			Memory:       uint64(lim.Memory),
+			Timeout:      lim.Timeout.D(),
+			Instances:    lim.Instances,
+			QueueTimeout: lim.QueueTimeout.D(),
+			MaxRequests:  lim.MaxRequests,
+			RetireMemory: lim.EffectiveRetireMemory(),
+			MaxResponse:  int(lim.MaxResponse),
+		},
+		Host:  newHost(s.ID, pc),
+		Log:   r.log.WithField("plugin", s.ID),
+		Cache: r.cache,
+	})
+}
+
+// wasmPath returns the .wasm file of a slot, building it first when the
+// config names a source directory and the runtime may build.
+func (r *Runtime) wasmPath(ctx context.Context, s *Slot) (string, error) {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return "", fmt.Errorf("path: %w", err)
+	}
+	if !st.IsDir() {
+		return s.path, nil
+	}
+	if !r.opts.BuildSources {
+		return "", fmt.Errorf("path %s is a source directory; greenroom serve runs built modules: build it with `greenroom plugin build %s -o %s.wasm` and set path to the .wasm file, or run `greenroom dev`",
+			s.path, s.path, filepath.Join(s.path, s.ID))
+	}
+	start := time.Now()
+	out, rebuilt, err := build.Cached(ctx, s.path, r.CacheDir())
+	if err != nil {
+		return "", err
+	}
+	if rebuilt {
+		r.log.WithFields(logrus.Fields{"plugin": s.ID, "took": time.Since(start).Round(time.Millisecond).String()}).Info("built plugin from source")
+	}
+	return out, nil
+}
+
+// ErrUnknownPlugin is returned by Handle for an id not in the config.
+var ErrUnknownPlugin = errors.New("unknown plugin")
+
+// UnavailableError is returned by Handle for a plugin that is not serving.
+type UnavailableError struct {
+	ID     string
+	State  State
+	Reason string
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("plugin %s is %s: %s", e.ID, e.State, e.Reason)
+	}
+	return fmt.Sprintf("plugin %s is %s", e.ID, e.State)
+}
+
+// Handle serves one HTTP request with plugin id's current version.
+func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
+	s := r.slots[id]
+	if s == nil {
+		return ErrUnknownPlugin
+	}
+	for attempt := 0; ; attempt++ {
+		p := s.cur.Load()
+		if p == nil {
+			st, reason := s.Status()
+			return &UnavailableError{ID: id, State: st, Reason: reason}
+		}
+		err := p.Handle(ctx, req, respond)
+		// A reload closed the version we picked before it gave us an
+		// instance: the new version takes the call.
+		if plugin.KindOf(err) == plugin.FailClosed && attempt < 3 && s.cur.Load() != p {
+			continue
+		}
+		return err
+	}
+}
+
+// Close closes every plugin, letting calls in flight finish until ctx ends.
+// The error lists what was cut off.
+func (r *Runtime) Close(ctx context.Context) error {
+	var errs []error
+	for _, id := range r.ids {
+		s := r.slots[id]
+		if p := s.cur.Swap(nil); p != nil {
+			if err := p.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.set(StateClosed, nil)
+	}
+	r.cache.Close(context.Background())
+	return errors.Join(errs...)
+}

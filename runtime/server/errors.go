@@ -1,0 +1,86 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// APIError is the JSON body of every error greenroom itself answers with,
+// on plugin routes and on the admin API alike.
+type APIError struct {
+	Status    int    `json:"-"`
+	Message   string `json:"error"`
+	Code      string `json:"code"`
+	Plugin    string `json:"plugin,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	// RetryAfter, in seconds, is sent as the Retry-After header when set.
+	RetryAfter int `json:"-"`
+	// Headers are extra response headers (WWW-Authenticate, ...).
+	Headers map[string]string `json:"-"`
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func apiErr(status int, code, msg string) *APIError {
+	return &APIError{Status: status, Code: code, Message: msg}
+}
+
+// errorHandler is Fiber's error handler: every error becomes an APIError
+// response.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		var fe *fiber.Error
+		if errors.As(err, &fe) {
+			ae = apiErr(fe.Code, codeForStatus(fe.Code), fe.Message)
+			if fe.Code == fiber.StatusRequestEntityTooLarge {
+				ae.Message = "request body exceeds server.body_limit of " + strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10) + " bytes"
+			}
+		} else {
+			s.log.WithError(err).WithField("path", c.Path()).Error("internal error")
+			ae = apiErr(fiber.StatusInternalServerError, "internal", "internal server error")
+		}
+	}
+	if ae.RequestID == "" {
+		if rs := stateOf(c); rs != nil {
+			ae.RequestID = rs.id
+		}
+	}
+	if ae.RetryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ae.RetryAfter))
+	}
+	for k, v := range ae.Headers {
+		c.Set(k, v)
+	}
+	return c.Status(ae.Status).JSON(ae)
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return "headers_too_large"
+	case http.StatusRequestTimeout:
+		return "request_timeout"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "forbidden"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "error"
+}

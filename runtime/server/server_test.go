@@ -1,0 +1,352 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+)
+
+var (
+	helloWasm   string
+	hostileWasm string
+	abiv2Wasm   string
+	noabiWasm   string
+	cacheDir    string
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	for dst, dir := range map[*string]string{
+		&helloWasm:   "plugins/hello",
+		&hostileWasm: "runtime/plugin/testdata/guests/hostile",
+		&abiv2Wasm:   "runtime/plugin/testdata/guests/abiv2",
+		&noabiWasm:   "runtime/plugin/testdata/guests/noabi",
+	} {
+		if *dst, err = guesttest.BuildErr(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	// One compilation cache for the whole test binary keeps it fast.
+	cacheDir = filepath.Join(guesttest.CacheDir(), "server-test-cache")
+	os.Exit(m.Run())
+}
+
+func start(t *testing.T, cfg string) *servertest.Instance {
+	t.Helper()
+	return servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir})
+}
+
+func errorBody(t *testing.T, body string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("error body is not JSON: %q", body)
+	}
+	return m
+}
+
+func hostileConfig(timeout string, instances int) string {
+	return fmt.Sprintf(`
+[plugins.hostile]
+path = %q
+[plugins.hostile.limits]
+memory = "32MiB"
+timeout = %q
+instances = %d
+queue_timeout = "200ms"
+max_response = "1MiB"
+[plugins.hello]
+path = %q
+`, hostileWasm, timeout, instances, helloWasm)
+}
+
+func TestHello(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n[plugins.hello.config]\ngreeting = \"hi there\"\n", helloWasm))
+	status, h, body := in.Get(t, "/api/hello/ping")
+	if status != 200 || body != `{"ok":true}` || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("ping: %d %q %v", status, body, h)
+	}
+	if h.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+
+	status, _, body = in.Get(t, "/api/hello/echo?a=1&b=x%20y&a=2", "X-Custom", "v1", "Authorization", "Bearer secret-token", "Cookie", "session=abc")
+	if status != 200 {
+		t.Fatalf("echo: %d %s", status, body)
+	}
+	var echo struct {
+		Method   string
+		Path     string
+		Query    map[string][]string
+		Headers  map[string][]string
+		Greeting string
+	}
+	if err := json.Unmarshal([]byte(body), &echo); err != nil {
+		t.Fatal(err)
+	}
+	if echo.Path != "/echo" || echo.Method != "GET" || echo.Greeting != "hi there" {
+		t.Errorf("echo = %+v", echo)
+	}
+	if got := echo.Query["a"]; len(got) != 2 || got[0] != "1" || got[1] != "2" || echo.Query["b"][0] != "x y" {
+		t.Errorf("query = %v", echo.Query)
+	}
+	if echo.Headers["X-Custom"][0] != "v1" {
+		t.Errorf("headers = %v", echo.Headers)
+	}
+	for _, h := range []string{"Authorization", "Cookie"} {
+		if _, ok := echo.Headers[h]; ok {
+			t.Errorf("guest received %s", h)
+		}
+	}
+
+	payload := strings.Repeat("0123456789abcdef", 1024)
+	status, h, body = in.Do(t, "POST", "/api/hello/echo", strings.NewReader(payload), "Content-Type", "text/plain")
+	if status != 200 || body != payload || h.Get("Content-Type") != "text/plain" {
+		t.Errorf("post echo: %d, %d bytes, %v", status, len(body), h.Get("Content-Type"))
+	}
+
+	// X-Request-Id is honoured when valid and replaced when not.
+	_, h, _ = in.Get(t, "/api/hello/ping", "X-Request-Id", "abc-123")
+	if h.Get("X-Request-Id") != "abc-123" {
+		t.Errorf("valid request id not honoured: %q", h.Get("X-Request-Id"))
+	}
+	_, h, _ = in.Get(t, "/api/hello/ping", "X-Request-Id", "bad id\twith spaces")
+	if got := h.Get("X-Request-Id"); got == "" || strings.Contains(got, " ") {
+		t.Errorf("invalid request id echoed: %q", got)
+	}
+}
+
+func TestNotFoundAndBodyLimit(t *testing.T) {
+	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	for _, path := range []string{"/api/nope/ping", "/api/", "/api/Hello/ping", "/nothing"} {
+		status, h, body := in.Get(t, path)
+		if status != 404 || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+			t.Errorf("%s: %d %q", path, status, body)
+		}
+		errorBody(t, body)
+	}
+	status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("x", 65*1024)))
+	if status != 413 || errorBody(t, body)["code"] != "body_too_large" {
+		t.Errorf("over body_limit: %d %s", status, body)
+	}
+	status, _, _ = in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("x", 63*1024)))
+	if status != 200 {
+		t.Errorf("under body_limit: %d", status)
+	}
+}
+
+func TestHostileGuests(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	in := start(t, hostileConfig("500ms", 2))
+	cases := []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/loop", 504, "plugin_timeout"},
+		{"/sleep", 504, "plugin_timeout"},
+		{"/recurse", 504, "plugin_timeout"},
+		{"/alloc", 500, "plugin_memory_limit"},
+		{"/panic", 500, "plugin_panic"},
+		{"/exit", 500, "plugin_exit"},
+		{"/badptr", 500, "plugin_trap"},
+		{"/badkey", 500, "plugin_trap"},
+		{"/big?n=2000000", 502, "plugin_bad_response"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			start := time.Now()
+			status, _, body := in.Get(t, "/api/hostile"+tc.path)
+			took := time.Since(start)
+			if status != tc.status || errorBody(t, body)["code"] != tc.code {
+				t.Fatalf("got %d %s, want %d %s", status, body, tc.status, tc.code)
+			}
+			if tc.status == 504 && took > 2*timeout {
+				t.Errorf("answered after %v, want within 2x the %v timeout", took, timeout)
+			}
+			// The server, the plugin and its other routes keep working.
+			if status, _, body := in.Get(t, "/api/hostile/ok"); status != 200 {
+				t.Fatalf("next request: %d %s", status, body)
+			}
+			if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+				t.Fatalf("other plugin: %d", status)
+			}
+		})
+	}
+	st := in.RT.Slot("hostile").Plugin().Stats()
+	if st.Discarded < int64(len(cases))-1 {
+		t.Errorf("discarded %d instances, want at least %d", st.Discarded, len(cases)-1)
+	}
+}
+
+func TestSandbox(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	status, _, body := in.Get(t, "/api/hostile/env")
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var got struct {
+		Env     int    `json:"env"`
+		FSError string `json:"fs_error"`
+	}
+	json.Unmarshal([]byte(body), &got)
+	if got.Env != 0 || got.FSError == "<nil>" || got.FSError == "" {
+		t.Errorf("guest sees env=%d fs=%q; want no environment and no filesystem", got.Env, got.FSError)
+	}
+	in.Get(t, "/api/hostile/stdout", "X-Request-Id", "req-stdout-1")
+	log := in.Log.String()
+	for _, want := range []string{`"msg":"hello from stdout"`, `"msg":"hello from stderr"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "hello from stdout") && !(strings.Contains(line, `"plugin":"hostile"`) && strings.Contains(line, `"request_id":"req-stdout-1"`) && strings.Contains(line, `"stream":"stdout"`)) {
+			t.Errorf("guest output not tagged: %s", line)
+		}
+	}
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\nlimits = { instances = 8, queue_timeout = \"5s\" }\n", helloWasm))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fails := map[string]int{}
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			body := fmt.Sprintf("request-%d", i)
+			resp, err := in.Client.Post(in.URL+"/api/hello/echo", "text/plain", strings.NewReader(body))
+			if err != nil {
+				mu.Lock()
+				fails[err.Error()]++
+				mu.Unlock()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != body {
+				mu.Lock()
+				fails[fmt.Sprintf("%d %s", resp.StatusCode, b)]++
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(fails) > 0 {
+		t.Errorf("failed requests: %v", fails)
+	}
+	if st := in.RT.Slot("hello").Plugin().Stats(); st.Created > 8 || st.Live > 8 {
+		t.Errorf("pool exceeded its bound: %+v", st)
+	}
+}
+
+func TestBusyGets503(t *testing.T) {
+	in := start(t, hostileConfig("3s", 1))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.Client.Get(in.URL + "/api/hostile/sleep")
+	}()
+	time.Sleep(300 * time.Millisecond)
+	status, h, body := in.Get(t, "/api/hostile/ok")
+	if status != 503 || h.Get("Retry-After") == "" || errorBody(t, body)["code"] != "plugin_busy" {
+		t.Errorf("got %d %q Retry-After=%q", status, body, h.Get("Retry-After"))
+	}
+	<-done
+}
+
+func TestRetirement(t *testing.T) {
+	in := start(t, fmt.Sprintf(`
+[plugins.hostile]
+path = %q
+limits = { instances = 1, max_requests = 3, memory = "64MiB", retire_memory = "24MiB" }
+`, hostileWasm))
+	for i := 0; i < 7; i++ {
+		if status, _, body := in.Get(t, "/api/hostile/ok"); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	st := in.RT.Slot("hostile").Plugin().Stats()
+	if st.Retired < 2 {
+		t.Errorf("after 7 calls with max_requests=3: retired %d, want >= 2 (%+v)", st.Retired, st)
+	}
+	// Growing past retire_memory retires the instance after the call.
+	before := st.Retired
+	if status, _, body := in.Get(t, "/api/hostile/grow?mb=30"); status != 200 {
+		t.Fatalf("grow: %d %s", status, body)
+	}
+	if st := in.RT.Slot("hostile").Plugin().Stats(); st.Retired != before+1 {
+		t.Errorf("instance over retire_memory not retired: %+v", st)
+	}
+}
+
+func TestLoadFailuresAreIsolated(t *testing.T) {
+	dir := t.TempDir()
+	notWasm := filepath.Join(dir, "not.wasm")
+	os.WriteFile(notWasm, []byte("#!/bin/sh\necho definitely not wasm\n"), 0o644)
+	in := start(t, fmt.Sprintf(`
+[plugins.hello]
+path = %q
+[plugins.notwasm]
+path = %q
+[plugins.pinned]
+path = %q
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[plugins.abiv2]
+path = %q
+[plugins.noabi]
+path = %q
+[plugins.missing]
+path = %q
+[plugins.source]
+path = %q
+`, helloWasm, notWasm, helloWasm, abiv2Wasm, noabiWasm, filepath.Join(dir, "missing.wasm"), filepath.Join(guesttest.Root(), "plugins/hello")))
+
+	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+		t.Fatalf("hello does not serve beside failed plugins: %d", status)
+	}
+	for id, want := range map[string]string{
+		"notwasm": "not a WebAssembly module",
+		"pinned":  "sha256 pin mismatch",
+		"abiv2":   "unknown ABI version 2; this runtime supports version 1",
+		"noabi":   "declares no greenroom ABI version",
+		"missing": "no such file",
+		"source":  "is a source directory; greenroom serve runs built modules",
+	} {
+		status, h, body := in.Get(t, "/api/"+id+"/ping")
+		e := errorBody(t, body)
+		if status != 503 || e["code"] != "plugin_unavailable" || !strings.Contains(fmt.Sprint(e["error"]), want) || h.Get("Retry-After") == "" {
+			t.Errorf("%s: got %d %s, want 503 mentioning %q", id, status, body, want)
+		}
+	}
+	status, _, body := in.Get(t, "/.greenroom/health/v1/readiness")
+	if status != 200 {
+		t.Errorf("readiness with failed plugins (failed for good) = %d %s", status, body)
+	}
+}
+
+func TestResponseHeaderInjectionRefused(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	status, h, body := in.Get(t, "/api/hostile/badheader")
+	if status != 200 || body != "ok" {
+		t.Fatalf("%d %q", status, body)
+	}
+	if h.Get("Injected") != "" || h.Get("X-Evil") != "" || h.Get("Bad Name") != "" {
+		t.Errorf("unsafe header reached the client: %v", h)
+	}
+	if h.Get("X-Fine") != "yes" {
+		t.Errorf("safe header dropped: %v", h)
+	}
+}
