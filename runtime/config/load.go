@@ -2,9 +2,9 @@ package config
 
 import (
 	"errors"
-	"reflect"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"

@@ -63,7 +63,10 @@ func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 
 type testWriter struct{ t testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func get(p *Plugin, path string) (int, string, error) {
 	path, query, _ := strings.Cut(path, "?")
