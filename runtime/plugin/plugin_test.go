@@ -1,9 +1,11 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -39,12 +41,12 @@ func TestMain(m *testing.M) {
 
 func testLimits() Limits {
 	return Limits{
-		Memory:       64 << 20,
-		Timeout:      500 * time.Millisecond,
+		Memory:       32 << 20,
+		Timeout:      time.Second,
 		Instances:    4,
 		QueueTimeout: 200 * time.Millisecond,
 		MaxRequests:  10000,
-		RetireMemory: 48 << 20,
+		RetireMemory: 24 << 20,
 		MaxResponse:  1 << 20,
 	}
 }
@@ -52,7 +54,16 @@ func testLimits() Limits {
 func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 	t.Helper()
 	log := logrus.New()
-	log.SetOutput(testWriter{t})
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log.SetOutput(lockedWriter{&mu, &buf})
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("plugin log:\n%s", buf.String())
+			mu.Unlock()
+		}
+	})
 	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: wasm, Limits: lim, Host: mapHost{"greeting": "hi"}, Log: log.WithField("plugin", "hostile"), Cache: testCache})
 	if err != nil {
 		t.Fatalf("load: %v", err)
@@ -61,11 +72,15 @@ func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 	return p
 }
 
-type testWriter struct{ t testing.TB }
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
 
 func get(p *Plugin, path string) (int, string, error) {

@@ -146,8 +146,8 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 }
 
 func TestHostileGuests(t *testing.T) {
-	const timeout = 500 * time.Millisecond
-	in := start(t, hostileConfig("500ms", 2))
+	const timeout = time.Second
+	in := start(t, hostileConfig("1s", 2))
 	cases := []struct {
 		path   string
 		status int
