@@ -27,6 +27,9 @@ const (
 	HandleOK       = 0
 	HandlePanicked = 1
 	HandleBadInput = 2
+	// HandleError: the call ended cleanly with an application error whose
+	// message is the output (used by exports other than greenroom_handle).
+	HandleError = 3
 )
 
 // Error codes returned by host functions (always negative). For every error

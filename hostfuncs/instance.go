@@ -32,7 +32,44 @@ type Instance struct {
 	MaxResponse      int
 	ResponseOverflow bool
 
+	// RequestID and Task identify the call in progress (one of them is
+	// set), for logs and providers.
+	RequestID string
+	Task      string
+	// Initializing is true while the guest's initializer runs; host
+	// functions that register things (routes, tasks, migrations) accept
+	// calls only then.
+	Initializing bool
+
 	result []byte // the result slot, see result_read
+	values map[any]any
+	onEnd  []func()
+}
+
+// Value returns what a provider stored on this instance under key.
+func (in *Instance) Value(key any) any { return in.values[key] }
+
+// SetValue stores provider state on this instance (an open transaction, a
+// statement cache). It lives as long as the instance.
+func (in *Instance) SetValue(key, v any) {
+	if in.values == nil {
+		in.values = map[any]any{}
+	}
+	in.values[key] = v
+}
+
+// OnCallEnd registers f to run when the call in progress ends, however it
+// ends (a transaction left open is rolled back there).
+func (in *Instance) OnCallEnd(f func()) { in.onEnd = append(in.onEnd, f) }
+
+// EndCall runs and clears the OnCallEnd functions. The runtime calls it
+// after every call into the guest, including failed ones.
+func (in *Instance) EndCall() {
+	for i := len(in.onEnd) - 1; i >= 0; i-- {
+		in.onEnd[i]()
+	}
+	clear(in.onEnd)
+	in.onEnd = in.onEnd[:0]
 }
 
 // SetResult fills the result slot and returns its length as a host
@@ -50,6 +87,7 @@ func (in *Instance) Fail(code int32, format string, args ...any) int32 {
 
 // Reset clears per-call state before the instance is used again.
 func (in *Instance) Reset() {
+	in.RequestID, in.Task = "", ""
 	in.Request = nil
 	in.Response = in.Response[:0]
 	in.ResponseOverflow = false

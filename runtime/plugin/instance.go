@@ -27,8 +27,6 @@ type instance struct {
 	// that a guest blocked in a WASI sleep is interrupted at its deadline.
 	// Only the goroutine running the call reads or writes it.
 	callCtx context.Context
-	// requestID tags what the guest prints during the call.
-	requestID string
 	stdout    lineWriter
 	stderr    lineWriter
 	// oom is set when the guest printed the Go runtime's out-of-memory
@@ -65,7 +63,10 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
 	in.callCtx = ictx
+	in.state.Initializing = true
 	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
+	in.state.Initializing = false
+	in.state.EndCall()
 	in.callCtx = nil
 	in.flushOutput()
 	if err != nil {
@@ -176,8 +177,11 @@ func (w *lineWriter) emit(line []byte) {
 		w.in.oom = true
 	}
 	fields := logrus.Fields{"stream": w.stream}
-	if w.in.requestID != "" {
-		fields["request_id"] = w.in.requestID
+	if id := w.in.state.RequestID; id != "" {
+		fields["request_id"] = id
+	}
+	if task := w.in.state.Task; task != "" {
+		fields["task"] = task
 	}
 	w.in.p.log.WithFields(fields).Info(string(line))
 }

@@ -152,47 +152,97 @@ func (p *Plugin) Stats() Stats { return p.pool.stats() }
 // with the guest's response while the instance is still held, so the
 // response's slices are valid only during respond. Errors are *CallError.
 func (p *Plugin) Handle(ctx context.Context, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
+	var headers [][2][]byte
+	return p.Invoke(ctx, Call{
+		Export:    hostfuncs.ExportHandle,
+		RequestID: req.RequestID,
+		Encode: func(dst []byte, deadline int64) []byte {
+			req.Deadline = deadline
+			return hostfuncs.AppendRequest(dst, req)
+		},
+	}, func(in *instance, code uint32, out []byte) error {
+		if code != hostfuncs.HandleOK {
+			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("%s returned %d", hostfuncs.ExportHandle, code)}
+		}
+		resp, err := hostfuncs.DecodeResponse(out, in.respHeaders)
+		if err != nil {
+			return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: err}
+		}
+		headers = resp.Headers
+		err = respond(resp)
+		in.respHeaders = headers[:0]
+		return err
+	})
+}
+
+// Call describes one call into a guest export that takes the length of an
+// input envelope, which the guest reads with request_read.
+type Call struct {
+	Export    string
+	RequestID string
+	Task      string
+	// Timeout bounds the call; 0 means the plugin's limits.timeout.
+	Timeout time.Duration
+	// Encode appends the input envelope to dst; deadline is the call's
+	// deadline in Unix nanoseconds.
+	Encode func(dst []byte, deadline int64) []byte
+}
+
+// Invoke runs c on a pooled instance. When the guest returns normally,
+// done gets its return code and what it wrote with response_write, while
+// the instance is still held; an error from done that is a *CallError
+// discards the instance. Return codes HandlePanicked and HandleBadInput
+// discard the instance without calling done. Errors are *CallError.
+func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
 	in, err := p.pool.acquire(ctx)
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(p.spec.Limits.Timeout)
-	req.Deadline = deadline.UnixNano()
-	in.reqBuf = hostfuncs.AppendRequest(in.reqBuf[:0], req)
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = p.spec.Limits.Timeout
+	}
+	deadline := time.Now().Add(timeout)
 	in.state.Reset()
+	in.reqBuf = c.Encode(in.reqBuf[:0], deadline.UnixNano())
 	in.state.Request = in.reqBuf
-	in.requestID = req.RequestID
+	in.state.RequestID, in.state.Task = c.RequestID, c.Task
 
+	fn := in.handle
+	if c.Export != hostfuncs.ExportHandle {
+		if fn = in.mod.ExportedFunction(c.Export); fn == nil {
+			p.pool.release(in)
+			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("module does not export %s", c.Export)}
+		}
+	}
 	cctx, cancel := context.WithDeadline(ctx, deadline)
-	code, err := in.call(cctx, in.handle, uint64(len(in.reqBuf)))
+	code, err := in.call(cctx, fn, uint64(len(in.reqBuf)))
 	cancel()
-	in.requestID = ""
+	in.state.EndCall()
 	if err != nil {
 		kind := classify(cctx, err, in.oom)
 		p.pool.discard(in)
 		return &CallError{Plugin: p.id, Kind: kind, Err: err}
 	}
 	switch uint32(code) {
-	case hostfuncs.HandleOK:
 	case hostfuncs.HandlePanicked:
 		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailPanic, Err: errors.New("handler panicked (stack in the plugin's stderr log)")}
-	default:
+		return &CallError{Plugin: p.id, Kind: FailPanic, Err: errors.New("guest panicked (stack in the plugin's stderr log)")}
+	case hostfuncs.HandleBadInput:
 		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("%s returned %d", hostfuncs.ExportHandle, uint32(code))}
+		return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("guest could not decode the %s input envelope", c.Export)}
 	}
 	if in.state.ResponseOverflow {
 		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("response exceeds %d bytes", p.spec.Limits.MaxResponse)}
+		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("output exceeds %d bytes", p.spec.Limits.MaxResponse)}
 	}
-	resp, err := hostfuncs.DecodeResponse(in.state.Response, in.respHeaders)
-	if err != nil {
-		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: err}
-	}
-	err = respond(resp)
-	in.respHeaders = resp.Headers[:0]
+	err = done(in, uint32(code), in.state.Response)
 	in.state.Reset()
+	var ce *CallError
+	if errors.As(err, &ce) {
+		p.pool.discard(in)
+		return err
+	}
 	p.pool.release(in)
 	return err
 }
@@ -211,4 +261,14 @@ func (p *Plugin) Close(ctx context.Context) error {
 	// calls in flight.
 	p.rt.Close(context.Background())
 	return err
+}
+
+// Run is Invoke for callers outside this package: it returns the guest's
+// return code and a copy of its output.
+func (p *Plugin) Run(ctx context.Context, c Call) (code uint32, out []byte, err error) {
+	err = p.Invoke(ctx, c, func(_ *instance, rc uint32, b []byte) error {
+		code, out = rc, append([]byte(nil), b...)
+		return nil
+	})
+	return code, out, err
 }
