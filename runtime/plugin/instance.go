@@ -27,8 +27,8 @@ type instance struct {
 	// that a guest blocked in a WASI sleep is interrupted at its deadline.
 	// Only the goroutine running the call reads or writes it.
 	callCtx context.Context
-	stdout    lineWriter
-	stderr    lineWriter
+	stdout  lineWriter
+	stderr  lineWriter
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress.
 	oom bool
