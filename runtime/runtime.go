@@ -207,6 +207,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, erro
 			MaxRequests:  lim.MaxRequests,
 			RetireMemory: lim.EffectiveRetireMemory(),
 			MaxResponse:  int(lim.MaxResponse),
+			NoInterrupt:  !lim.Interruptible,
 		},
 		Host:  newHost(s.ID, pc),
 		Log:   r.log.WithField("plugin", s.ID),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,11 @@ func testLimits() Limits {
 
 func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 	t.Helper()
+	return loadSpec(t, Spec{Wasm: wasm, Limits: lim})
+}
+
+func loadSpec(t testing.TB, spec Spec) *Plugin {
+	t.Helper()
 	log := logrus.New()
 	var buf bytes.Buffer
 	var mu sync.Mutex
@@ -64,7 +70,8 @@ func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 			mu.Unlock()
 		}
 	})
-	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: wasm, Limits: lim, Host: mapHost{"greeting": "hi"}, Log: log.WithField("plugin", "hostile"), Cache: testCache})
+	spec.ID, spec.Host, spec.Log, spec.Cache = "hostile", mapHost{"greeting": "hi"}, log.WithField("plugin", "hostile"), testCache
+	p, err := Load(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -96,7 +103,18 @@ func get(p *Plugin, path string) (int, string, error) {
 }
 
 func TestFailuresDiscardInstanceAndPoolRecovers(t *testing.T) {
-	p := load(t, hostileWasm, testLimits())
+	for _, mode := range []Interruption{InterruptFlag, InterruptWazero} {
+		t.Run(string(mode), func(t *testing.T) {
+			p := loadSpec(t, Spec{Wasm: hostileWasm, Limits: testLimits(), forceWazero: mode == InterruptWazero})
+			if p.Interruption() != mode {
+				t.Fatalf("interruption = %s, want %s", p.Interruption(), mode)
+			}
+			testFailures(t, p)
+		})
+	}
+}
+
+func testFailures(t *testing.T, p *Plugin) {
 	cases := []struct {
 		path string
 		want Failure
@@ -132,6 +150,40 @@ func TestFailuresDiscardInstanceAndPoolRecovers(t *testing.T) {
 	st := p.Stats()
 	if st.Discarded != int64(len(cases)) {
 		t.Errorf("discarded = %d, want %d", st.Discarded, len(cases))
+	}
+}
+
+// A runaway guest must not stall the Go runtime: garbage collections keep
+// completing while it spins, and it is still interrupted at its deadline.
+func TestRunawayGuestDoesNotStallGC(t *testing.T) {
+	p := load(t, hostileWasm, testLimits())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := get(p, "/loop")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		goruntime.GC()
+	}
+	if err := <-done; KindOf(err) != FailTimeout {
+		t.Fatalf("loop ended with %v, want timeout", err)
+	}
+}
+
+func TestInterruptibleOff(t *testing.T) {
+	lim := testLimits()
+	lim.NoInterrupt = true
+	p := load(t, hostileWasm, lim)
+	if p.Interruption() != InterruptOff {
+		t.Fatalf("interruption = %s", p.Interruption())
+	}
+	if status, _, err := get(p, "/ok"); err != nil || status != 200 {
+		t.Fatalf("%d %v", status, err)
+	}
+	// Host-side waits are still cut at the deadline.
+	if _, _, err := get(p, "/sleep"); KindOf(err) != FailTimeout {
+		t.Fatalf("sleep ended with %v, want timeout", err)
 	}
 }
 
