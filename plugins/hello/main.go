@@ -1,6 +1,7 @@
-// Command hello is greenroom's example plugin: GET /ping and GET /healthz
-// (asked to be public), GET /echo (the query and headers back as JSON),
-// POST /echo (the body back) and GET /whoami (who is calling, as JSON).
+// Command hello is greenroom's example plugin: GET /ping, GET /healthz,
+// GET /echo (the query and headers back as JSON), POST /echo (the body
+// back) and GET /whoami (who is calling, as JSON). It asks for /ping,
+// /healthz and /whoami to be public; the operator decides.
 package main
 
 import (
@@ -13,7 +14,8 @@ import (
 
 func init() {
 	// Only asks: the operator decides with plugins.hello.public_routes.
-	greenroom.Public("/ping", "/healthz")
+	// On a public /whoami an anonymous caller is PrincipalNone.
+	greenroom.Public("/ping", "/healthz", "/whoami")
 	greenroom.Handle(newMux())
 }
 

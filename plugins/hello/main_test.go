@@ -30,7 +30,7 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("%s %s = %d %q, want %q", tc.method, tc.path, rec.Code, rec.Body, tc.want)
 		}
 	}
-	if got := greenroom.PublicRoutes(); !slices.Equal(got, []string{"/ping", "/healthz"}) {
+	if got := greenroom.PublicRoutes(); !slices.Equal(got, []string{"/ping", "/healthz", "/whoami"}) {
 		t.Errorf("public routes asked = %q", got)
 	}
 }

@@ -21,6 +21,10 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/server"
 )
 
+// Token is the admin token Start configures (as [auth.tokens.servertest])
+// unless Options.Anonymous is set.
+const Token = "servertest-admin-token-0123456789abcdef"
+
 // Instance is a running greenroom.
 type Instance struct {
 	URL    string
@@ -28,7 +32,14 @@ type Instance struct {
 	RT     *runtime.Runtime
 	Server *server.Server
 	Log    *Buffer
+	// Client sends Authorization: Bearer <Token> with every request that
+	// carries no Authorization header of its own (when Token is set).
 	Client *http.Client
+	// Anon sends requests exactly as given: no credential unless the
+	// request has one.
+	Anon *http.Client
+	// Token is the harness's admin token, "" with Options.Anonymous.
+	Token string
 }
 
 // Buffer is a goroutine-safe log sink.
@@ -56,6 +67,9 @@ type Options struct {
 	Runtime runtime.Options
 	// CacheDir defaults to a directory shared by the test binary.
 	CacheDir string
+	// Anonymous leaves out the harness's admin token: the config has only
+	// the credentials cfgText gives it, and Client sends none.
+	Anonymous bool
 }
 
 // Start reads cfgText as config.toml (listen and cache_dir are overridden),
@@ -71,6 +85,9 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 		cacheDir = t.TempDir()
 	}
 	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n"
+	if !opts.Anonymous {
+		override += "[auth.tokens.servertest]\ntoken = \"" + Token + "\"\nsubject = \"service:servertest\"\nadmin = true\n"
+	}
 	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "test-override.toml", Data: []byte(override)}}, lookup)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -80,7 +97,26 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return StartConfig(t, cfg, log, buf, opts.Runtime)
+	in := StartConfig(t, cfg, log, buf, opts.Runtime)
+	if !opts.Anonymous {
+		in.Token = Token
+		in.Client.Transport = bearer{base: in.Client.Transport, token: Token}
+	}
+	return in
+}
+
+// bearer adds a credential to requests that carry none.
+type bearer struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, ok := r.Header["Authorization"]; !ok {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.base.RoundTrip(r)
 }
 
 // StartConfig is Start for an already read config.
@@ -97,9 +133,11 @@ func StartConfig(t testing.TB, cfg *config.Config, log *logrus.Logger, buf *Buff
 	}
 	go srv.Serve(ln)
 	rt.Load(context.Background())
+	transport := &http.Transport{MaxIdleConnsPerHost: 256}
 	in := &Instance{
 		URL: "http://" + ln.Addr().String(), Config: cfg, RT: rt, Server: srv, Log: buf,
-		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+		Client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
+		Anon:   &http.Client{Timeout: 30 * time.Second, Transport: transport},
 	}
 	t.Cleanup(func() {
 		if t.Failed() && buf != nil {
@@ -113,8 +151,21 @@ func StartConfig(t testing.TB, cfg *config.Config, log *logrus.Logger, buf *Buff
 	return in
 }
 
-// Do sends a request and returns status, headers and body.
+// Do sends a request with Client and returns status, headers and body.
 func (in *Instance) Do(t testing.TB, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
+	t.Helper()
+	return in.DoWith(t, in.Client, method, path, body, header...)
+}
+
+// DoAnon is Do with the Anon client: the request carries only the headers
+// given.
+func (in *Instance) DoAnon(t testing.TB, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
+	t.Helper()
+	return in.DoWith(t, in.Anon, method, path, body, header...)
+}
+
+// DoWith is Do with any client.
+func (in *Instance) DoWith(t testing.TB, client *http.Client, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, in.URL+path, body)
 	if err != nil {
@@ -123,7 +174,7 @@ func (in *Instance) Do(t testing.TB, method, path string, body io.Reader, header
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := in.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
