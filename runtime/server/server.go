@@ -22,8 +22,8 @@ import (
 
 // Server serves one Runtime over HTTP.
 type Server struct {
-	rt  *runtime.Runtime
-	cfg *config.Config
+	rt   *runtime.Runtime
+	cfg  *config.Config
 	log  *logrus.Logger
 	app  *fiber.App
 	auth *auth.Authenticator
