@@ -199,7 +199,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) 
 	}
 	scheme, token, _ := bytes.Cut(h, []byte(" "))
 	if !bytes.EqualFold(scheme, bearer) {
-		return nil, refuse("unsupported authorization scheme: send Authorization: Bearer <token>", "authorization scheme is not Bearer")
+		return nil, refuse("unsupported authorization scheme: send the header Authorization: Bearer TOKEN", "authorization scheme is not Bearer")
 	}
 	token = bytes.TrimSpace(token)
 	if len(token) == 0 {

@@ -100,7 +100,7 @@ func (s *Server) unauthenticated(c *fiber.Ctx, rs *reqState, plugin string) erro
 		e.Headers = map[string]string{fiber.HeaderWWWAuthenticate: realm + `, error="invalid_token", error_description="` + ae.Public + `"`}
 		return e
 	}
-	e := s.deny(c, rs, fiber.StatusUnauthorized, plugin, "no credential", "authentication required: send Authorization: Bearer <token>")
+	e := s.deny(c, rs, fiber.StatusUnauthorized, plugin, "no credential", "authentication required: send the header Authorization: Bearer TOKEN")
 	e.Headers = map[string]string{fiber.HeaderWWWAuthenticate: realm}
 	return e
 }
