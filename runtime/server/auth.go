@@ -59,7 +59,9 @@ func (s *Server) identify(c *fiber.Ctx) error {
 	}
 	if h := c.Request().Header.Peek(fiber.HeaderAuthorization); len(h) > 0 {
 		rs := stateOf(c)
-		rs.principal, rs.authErr = s.auth.Authenticate(c.Context(), h)
+		// s.base, not the fasthttp context: deriving a timeout from a
+		// context the standard library does not know costs a goroutine.
+		rs.principal, rs.authErr = s.auth.Authenticate(s.base, h)
 		if rs.principal != nil {
 			rs.subject = rs.principal.Subject
 		}
