@@ -22,7 +22,7 @@ import (
 )
 
 // Token is the admin token Start configures (as [auth.tokens.servertest])
-// unless Options.Anonymous is set.
+// for a test whose config configures no authentication of its own.
 const Token = "servertest-admin-token-0123456789abcdef"
 
 // Instance is a running greenroom.
@@ -33,12 +33,13 @@ type Instance struct {
 	Server *server.Server
 	Log    *Buffer
 	// Client sends Authorization: Bearer <Token> with every request that
-	// carries no Authorization header of its own (when Token is set).
+	// carries no Authorization header of its own, when Start added the
+	// token; otherwise it is Anon.
 	Client *http.Client
 	// Anon sends requests exactly as given: no credential unless the
 	// request has one.
 	Anon *http.Client
-	// Token is the harness's admin token, "" with Options.Anonymous.
+	// Token is the harness's admin token, or "" when Start added none.
 	Token string
 }
 
@@ -67,8 +68,9 @@ type Options struct {
 	Runtime runtime.Options
 	// CacheDir defaults to a directory shared by the test binary.
 	CacheDir string
-	// Anonymous leaves out the harness's admin token: the config has only
-	// the credentials cfgText gives it, and Client sends none.
+	// Anonymous leaves out the harness's admin token even when the
+	// config configures no authentication: then nothing but public
+	// routes answers.
 	Anonymous bool
 }
 
@@ -85,12 +87,19 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 		cacheDir = t.TempDir()
 	}
 	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n"
-	if !opts.Anonymous {
-		override += "[auth.tokens.servertest]\ntoken = \"" + Token + "\"\nsubject = \"service:servertest\"\nadmin = true\n"
-	}
 	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "test-override.toml", Data: []byte(override)}}, lookup)
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	// Tests of plugin behaviour configure no authentication: they get an
+	// admin token, which Client sends. Tests of authentication configure
+	// their own credentials (or turn it off) and get exactly those, so a
+	// request sent without a credential really has none.
+	a := cfg.Auth
+	token := ""
+	if !opts.Anonymous && len(a.Tokens) == 0 && a.JWT == nil && !a.DangerouslyDisable {
+		token = Token
+		cfg.Auth.Tokens = map[string]*config.Token{"servertest": {Token: Token, Subject: "service:servertest", Type: "service", Admin: true}}
 	}
 	buf := &Buffer{}
 	log, _, err := logging.New(buf, "json", "debug", cfg.Secrets())
@@ -98,9 +107,9 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 		t.Fatal(err)
 	}
 	in := StartConfig(t, cfg, log, buf, opts.Runtime)
-	if !opts.Anonymous {
-		in.Token = Token
-		in.Client.Transport = bearer{base: in.Client.Transport, token: Token}
+	if token != "" {
+		in.Token = token
+		in.Client.Transport = bearer{base: in.Client.Transport, token: token}
 	}
 	return in
 }
