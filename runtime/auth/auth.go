@@ -210,7 +210,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) 
 		return st.p, nil
 	}
 	if a.jwt != nil && bytes.Count(token, []byte(".")) == 2 {
-		return a.jwt.verify(ctx, string(token), sum)
+		return a.jwt.verify(ctx, token, sum)
 	}
 	return nil, refuse(invalidCredential, "unknown token")
 }

@@ -332,3 +332,42 @@ func TestJWKSTooLarge(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// BenchmarkAuthenticate measures what a credential costs a request: a
+// static token, a JWT whose verification is remembered, and a JWT
+// verified from scratch (what the first request with it pays).
+//
+//	go test -run '^$' -bench Authenticate ./runtime/auth/
+func BenchmarkAuthenticate(b *testing.B) {
+	idp := authtest.New(b)
+	cfg := staticConfig()
+	cfg.JWT = jwtConfig(idp)
+	a, err := New(cfg, Options{Log: quietLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	run := func(name, header string, fresh bool) {
+		h := []byte(header)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if fresh {
+					a.jwt.mu.Lock()
+					clear(a.jwt.cache)
+					a.jwt.mu.Unlock()
+				}
+				if _, err := a.Authenticate(ctx, h); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	run("static", "Bearer "+ciToken, false)
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		tok := idp.Sign(b, alg, authtest.Claims("user:default/jane"))
+		run("jwt-cached-"+alg, "Bearer "+tok, false)
+		run("jwt-verify-"+alg, "Bearer "+tok, true)
+	}
+}

@@ -116,7 +116,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 
 func (v *jwtVerifier) close() { v.cancel() }
 
-func (v *jwtVerifier) verify(ctx context.Context, raw string, sum [sha256.Size]byte) (*Principal, error) {
+func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {
 	now := v.now()
 	v.mu.RLock()
 	c, ok := v.cache[sum]
@@ -124,6 +124,7 @@ func (v *jwtVerifier) verify(ctx context.Context, raw string, sum [sha256.Size]b
 	if ok && now.Before(c.until) {
 		return c.p, nil
 	}
+	raw := string(token)
 
 	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
@@ -35,6 +36,14 @@ func BenchmarkPing(b *testing.B) {
 	b.Run("greenroom", func(b *testing.B) {
 		in := servertest.Start(b, fmt.Sprintf("[log]\naccess_log = false\n[plugins.hello]\npath = %q\nlimits = { instances = 8 }\n", helloWasm), servertest.Options{CacheDir: cacheDir})
 		drive(b, in.URL+"/api/hello/ping", in.Token)
+	})
+	// The same with a JWT (ES256) instead of a static token: after the
+	// first request its verification is remembered.
+	b.Run("greenroom-jwt", func(b *testing.B) {
+		idp := authtest.New(b)
+		in := servertest.Start(b, fmt.Sprintf("[log]\naccess_log = false\n[auth.jwt]\njwks_url = %q\nissuer = %q\naudience = %q\n[plugins.hello]\npath = %q\nlimits = { instances = 8 }\n",
+			idp.JWKSURL, authtest.Issuer, authtest.Audience, helloWasm), servertest.Options{CacheDir: cacheDir})
+		drive(b, in.URL+"/api/hello/ping", idp.Sign(b, "ES256", authtest.Claims("user:default/bench")))
 	})
 }
 
