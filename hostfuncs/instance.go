@@ -13,6 +13,11 @@ import (
 type Host interface {
 	// Config returns the value of key in the plugin's own config table.
 	Config(key string) (string, bool)
+	// PublicRoute records the guest's request that path (relative to its
+	// mount) be served without a credential. The route becomes public
+	// only if the operator lists it too. An error means the path is
+	// malformed.
+	PublicRoute(path string) error
 }
 
 // Instance is the host-side state of one guest instance. The runtime keeps

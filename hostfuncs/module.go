@@ -29,6 +29,7 @@ var functions = []Function{
 	{Name: "response_write", Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(responseWrite)},
 	{Name: "result_read", Params: []string{"buf_ptr", "buf_len"}, Results: []string{"n"}, fn: api.GoModuleFunc(resultRead)},
 	{Name: "config_get", Params: []string{"key_ptr", "key_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(configGet)},
+	{Name: "public_route", Params: []string{"path_ptr", "path_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(publicRoute)},
 }
 
 // Functions returns the host functions of the "greenroom" module.

@@ -64,6 +64,8 @@ const (
 type Slot struct {
 	ID  string
 	cur atomic.Pointer[plugin.Plugin]
+	// host is the host of the version in cur (its public routes).
+	host atomic.Pointer[host]
 
 	mu      sync.Mutex
 	state   State
@@ -162,13 +164,18 @@ func (r *Runtime) Load(ctx context.Context) {
 
 func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
 	log := r.log.WithField("plugin", s.ID)
-	p, err := r.loadPlugin(ctx, s)
+	h := newHost(s.ID, r.cfg.Plugins[s.ID], log)
+	p, err := r.loadPlugin(ctx, s, h)
 	if err != nil {
 		err = fmt.Errorf("plugin %s: %w", s.ID, err)
 		s.set(StateFailed, err)
 		log.WithError(err).Error("plugin failed to load; its routes answer 503")
 		return
 	}
+	if un := h.unasked(); len(un) > 0 {
+		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
+	}
+	s.host.Store(h)
 	s.cur.Store(p)
 	s.set(StateReady, nil)
 	info := p.Info()
@@ -181,7 +188,7 @@ func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
 	}).Info("plugin loaded")
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, error) {
+func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plugin, error) {
 	pc := r.cfg.Plugins[s.ID]
 	wasmPath, err := r.wasmPath(ctx, s)
 	if err != nil {
@@ -209,7 +216,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, erro
 			MaxResponse:  int(lim.MaxResponse),
 			NoInterrupt:  !lim.Interruptible,
 		},
-		Host:  newHost(s.ID, pc),
+		Host:  h,
 		Log:   r.log.WithField("plugin", s.ID),
 		Cache: r.cache,
 	})
@@ -238,6 +245,19 @@ func (r *Runtime) wasmPath(ctx context.Context, s *Slot) (string, error) {
 		r.log.WithFields(logrus.Fields{"plugin": s.ID, "took": time.Since(start).Round(time.Millisecond).String()}).Info("built plugin from source")
 	}
 	return out, nil
+}
+
+// Public reports whether path, relative to plugin id's mount and as the
+// client sent it, is a public route: the plugin asked to open it
+// (greenroom.Public) and the operator lists it in public_routes. The match
+// is exact and method-agnostic; a plugin that is not loaded has none.
+func (r *Runtime) Public(id string, path []byte) bool {
+	s := r.slots[id]
+	if s == nil {
+		return false
+	}
+	h := s.host.Load()
+	return h != nil && h.isPublic(path)
 }
 
 // ErrUnknownPlugin is returned by Handle for an id not in the config.
@@ -285,6 +305,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	var errs []error
 	for _, id := range r.ids {
 		s := r.slots[id]
+		s.host.Store(nil)
 		if p := s.cur.Swap(nil); p != nil {
 			if err := p.Close(ctx); err != nil {
 				errs = append(errs, err)

@@ -18,10 +18,16 @@
 //
 // or with `greenroom plugin build DIR`.
 //
+// Every request reaches the plugin after the runtime has verified the
+// caller's credential; PrincipalFrom says who called. The plugin may ask
+// for routes to be callable without a credential with Public; the operator
+// decides.
+//
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
-// be unit-tested natively: there, Config reads the values given to SetConfig
-// and Handler returns what was passed to Handle.
+// be unit-tested natively: there, Config reads the values given to SetConfig,
+// Handler returns what was passed to Handle, PrincipalFrom reports what
+// WithPrincipal attached, and PublicRoutes lists what Public was asked.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

@@ -25,6 +25,9 @@ func hostResultRead(ptr unsafe.Pointer, size uint32) int32
 //go:wasmimport greenroom config_get
 func hostConfigGet(keyPtr unsafe.Pointer, keyLen uint32) int32
 
+//go:wasmimport greenroom public_route
+func hostPublicRoute(pathPtr unsafe.Pointer, pathLen uint32) int32
+
 // ABI error codes (docs/abi.md, "Error codes").
 const (
 	errNotFound = -1
@@ -101,4 +104,19 @@ func hostConfig(key string) (string, bool) {
 		return "", false
 	}
 	return string(takeResult(n)), true
+}
+
+func hostPublic(path string) error {
+	if n := hostPublicRoute(unsafe.Pointer(unsafe.StringData(path)), uint32(len(path))); n < 0 {
+		return hostError(n)
+	}
+	return nil
+}
+
+// hostError turns an error code into an error carrying the host's message
+// from the result slot.
+func hostError(code int32) error {
+	msg := make([]byte, 512)
+	n := hostResultRead(unsafe.Pointer(&msg[0]), uint32(len(msg)))
+	return fmt.Errorf("host error %d: %s", code, msg[:max(n, 0)])
 }

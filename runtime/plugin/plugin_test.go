@@ -23,6 +23,7 @@ import (
 type mapHost map[string]string
 
 func (m mapHost) Config(key string) (string, bool) { v, ok := m[key]; return v, ok }
+func (m mapHost) PublicRoute(string) error         { return nil }
 
 var (
 	hostileWasm []byte
