@@ -13,6 +13,9 @@ import (
 type Host interface {
 	// Config returns the value of key in the plugin's own config table.
 	Config(key string) (string, bool)
+	// Database returns the plugin's database, or an error naming the
+	// capability when the plugin was not granted it.
+	Database() (Database, error)
 }
 
 // Instance is the host-side state of one guest instance. The runtime keeps
