@@ -207,6 +207,13 @@ func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB,
 	return p, nil
 }
 
+// PluginDB returns the database opened for plugin id, or nil.
+func (s *Service) PluginDB(id string) *PluginDB {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.plugins[id]
+}
+
 // Close closes every plugin's pool and the runtime's database.
 func (s *Service) Close() error {
 	s.mu.Lock()

@@ -46,7 +46,6 @@ type pgBackend struct {
 	dbname  string
 	roleKey []byte
 	super   bool
-	admin   *sql.DB
 }
 
 func newPG(cfg Config, log *logrus.Entry) (*pgBackend, error) {
@@ -72,7 +71,6 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	b.admin = sdb
 	db := bun.NewDB(sdb, pgdialect.New())
 	if !b.cfg.SkipMigrations {
 		if err := b.createRuntimeSchema(ctx, db); err != nil {
@@ -90,7 +88,7 @@ func (b *pgBackend) createRuntimeSchema(ctx context.Context, db *bun.DB) error {
 	}
 	defer unlock()
 	var exists bool
-	if err := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", RuntimeSchema).Scan(&exists); err != nil {
+	if err := db.DB.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", RuntimeSchema).Scan(&exists); err != nil {
 		return fmt.Errorf("look up schema %s: %w", RuntimeSchema, err)
 	}
 	if exists {
@@ -99,7 +97,7 @@ func (b *pgBackend) createRuntimeSchema(ctx context.Context, db *bun.DB) error {
 	if err := b.checkCreateOnDatabase(ctx, db); err != nil {
 		return err
 	}
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+pgx.Identifier{RuntimeSchema}.Sanitize()); err != nil {
+	if _, err := db.DB.ExecContext(ctx, "CREATE SCHEMA "+pgx.Identifier{RuntimeSchema}.Sanitize()); err != nil {
 		return fmt.Errorf("create schema %s: %w", RuntimeSchema, err)
 	}
 	return nil
@@ -108,7 +106,7 @@ func (b *pgBackend) createRuntimeSchema(ctx context.Context, db *bun.DB) error {
 func (b *pgBackend) checkCreateOnDatabase(ctx context.Context, db *bun.DB) error {
 	var ok bool
 	var user string
-	if err := db.QueryRowContext(ctx, "SELECT has_database_privilege(current_database(), 'CREATE'), current_user").Scan(&ok, &user); err != nil {
+	if err := db.DB.QueryRowContext(ctx, "SELECT has_database_privilege(current_database(), 'CREATE'), current_user").Scan(&ok, &user); err != nil {
 		return fmt.Errorf("check privileges: %w", err)
 	}
 	if !ok {
@@ -128,7 +126,7 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 	}
 	var user string
 	var createRole bool
-	if err := db.QueryRowContext(ctx, "SELECT current_user, rolcreaterole FROM pg_roles WHERE rolname = current_user").Scan(&user, &createRole); err != nil {
+	if err := db.DB.QueryRowContext(ctx, "SELECT current_user, rolcreaterole FROM pg_roles WHERE rolname = current_user").Scan(&user, &createRole); err != nil {
 		return fmt.Errorf("check privileges: %w", err)
 	}
 	if !createRole && !b.super {
@@ -137,20 +135,20 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	if _, err := db.ExecContext(ctx, "INSERT INTO runtime_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", roleKeyName, key); err != nil {
+	if _, err := db.DB.ExecContext(ctx, "INSERT INTO runtime_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", roleKeyName, key); err != nil {
 		return fmt.Errorf("store the plugin role key: %w", err)
 	}
-	if err := db.QueryRowContext(ctx, "SELECT value FROM runtime_secrets WHERE name = $1", roleKeyName).Scan(&key); err != nil {
+	if err := db.DB.QueryRowContext(ctx, "SELECT value FROM runtime_secrets WHERE name = $1", roleKeyName).Scan(&key); err != nil {
 		return fmt.Errorf("read the plugin role key: %w", err)
 	}
 	b.mu.Lock()
 	b.roleKey = key
 	b.mu.Unlock()
 	var version int
-	if err := db.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version < 150000 {
+	if err := db.DB.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version < 150000 {
 		// Before PostgreSQL 15 every role may create objects in schema
 		// public; plugins must not.
-		if _, err := db.ExecContext(ctx, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
+		if _, err := db.DB.ExecContext(ctx, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
 			b.log.WithError(err).Warn("PostgreSQL before 15 lets every role create objects in schema public, and the runtime could not revoke that (REVOKE CREATE ON SCHEMA public FROM PUBLIC): plugins can create tables there")
 		}
 	}
@@ -252,7 +250,7 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 	conf := b.conf.Copy()
 	var heal func(context.Context) error
 	if b.cfg.Isolation == IsolationSchema {
-		if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+qs); err != nil {
+		if _, err := db.DB.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+qs); err != nil {
 			return nil, fmt.Errorf("create schema %s: %w", schema, err)
 		}
 	} else {
@@ -264,7 +262,7 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 		conf.User, conf.Password = role, password
 		heal = func(ctx context.Context) error { return b.setPassword(ctx, db, role, password) }
 	}
-	conf.RuntimeParams["search_path"] = qs
+	conf.RuntimeParams["search_path"] = schema // [a-z0-9_] only: no quoting needed
 	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
 	conf.RuntimeParams["application_name"] = "greenroom plugin " + id
 	maxBody := lim.MaxResult + 1<<16
@@ -293,7 +291,7 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 		return err
 	}
 	var exists bool
-	if err := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+	if err := db.DB.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
 		return fmt.Errorf("look up role %s: %w", role, err)
 	}
 	const attrs = " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD "
@@ -303,13 +301,13 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 	}
 	// The verifier is base64 and "$:", nothing a literal must escape. The
 	// statement is never logged.
-	if _, err := db.ExecContext(ctx, stmt+"'"+verifier+"'"); err != nil {
+	if _, err := db.DB.ExecContext(ctx, stmt+"'"+verifier+"'"); err != nil {
 		return fmt.Errorf("create role %s: %w", role, err)
 	}
 	if !b.super {
 		// The runtime's user must be a member of the role to give it the
 		// schema.
-		if _, err := db.ExecContext(ctx, "GRANT "+qr+" TO CURRENT_USER"); err != nil {
+		if _, err := db.DB.ExecContext(ctx, "GRANT "+qr+" TO CURRENT_USER"); err != nil {
 			return fmt.Errorf("grant role %s to the runtime's user: %w", role, err)
 		}
 	}
@@ -319,11 +317,11 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 		"REVOKE ALL ON SCHEMA " + qs + " FROM PUBLIC",
 		"ALTER ROLE " + qr + " SET search_path = " + qs,
 	} {
-		if _, err := db.ExecContext(ctx, s); err != nil {
+		if _, err := db.DB.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("provision schema %s for role %s: %w", schema, role, err)
 		}
 	}
-	if _, err := db.ExecContext(ctx, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+qr); err != nil {
+	if _, err := db.DB.ExecContext(ctx, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+qr); err != nil {
 		b.log.WithError(err).WithField("role", role).Warn("could not grant CONNECT on the database to a plugin role; it relies on PUBLIC's CONNECT")
 	}
 	return nil
@@ -334,7 +332,7 @@ func (b *pgBackend) setPassword(ctx context.Context, db *bun.DB, role, password 
 	if err != nil {
 		return err
 	}
-	_, err = db.ExecContext(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" PASSWORD '"+verifier+"'")
+	_, err = db.DB.ExecContext(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" PASSWORD '"+verifier+"'")
 	return err
 }
 
