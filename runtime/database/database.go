@@ -83,8 +83,11 @@ type Service struct {
 type backend interface {
 	// open connects the runtime's own database.
 	open(ctx context.Context) (*bun.DB, error)
+	// check verifies, before anything is created, that the database user
+	// has the privileges plugin isolation needs.
+	check(ctx context.Context, db *bun.DB) error
 	// prepare runs after the runtime's migrations, under the runtime lock
-	// (PostgreSQL: check privileges, read the role key).
+	// (PostgreSQL: read or create the role key).
 	prepare(ctx context.Context, db *bun.DB) error
 	// lock takes the named cross-replica lock; the returned function
 	// releases it.
@@ -144,6 +147,9 @@ func (s *Service) open(ctx context.Context) (err error) {
 		db.Close()
 		s.backend.close()
 		return err
+	}
+	if err := s.backend.check(ctx, db); err != nil {
+		return fail(err)
 	}
 	unlock, err := s.backend.lock(ctx, db, "runtime")
 	if err != nil {

@@ -71,17 +71,15 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	db := bun.NewDB(sdb, pgdialect.New())
-	if !b.cfg.SkipMigrations {
-		if err := b.createRuntimeSchema(ctx, db); err != nil {
-			sdb.Close()
-			return nil, err
-		}
-	}
-	return db, nil
+	return bun.NewDB(sdb, pgdialect.New()), nil
 }
 
-func (b *pgBackend) createRuntimeSchema(ctx context.Context, db *bun.DB) error {
+// ensureRuntimeSchema creates the schema of the runtime's tables, unless
+// migrations are skipped (then they must exist already).
+func (b *pgBackend) ensureRuntimeSchema(ctx context.Context, db *bun.DB) error {
+	if b.cfg.SkipMigrations {
+		return nil
+	}
 	unlock, err := b.lock(ctx, db, "runtime")
 	if err != nil {
 		return err
@@ -116,13 +114,13 @@ func (b *pgBackend) checkCreateOnDatabase(ctx context.Context, db *bun.DB) error
 	return nil
 }
 
-func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
+func (b *pgBackend) check(ctx context.Context, db *bun.DB) error {
 	if err := b.checkCreateOnDatabase(ctx, db); err != nil {
 		return err
 	}
 	if b.cfg.Isolation == IsolationSchema {
 		b.log.Warn(`database.isolation = "schema": plugins connect as the runtime's user and are kept apart by search_path only; a plugin that sends hostile SQL can read other plugins' data and the runtime's tables (see docs/database.md)`)
-		return nil
+		return b.ensureRuntimeSchema(ctx, db)
 	}
 	var user string
 	var createRole bool
@@ -132,6 +130,13 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 	if !createRole && !b.super {
 		return fmt.Errorf(`database.isolation = "role" needs the runtime's database user %q to have the CREATEROLE privilege (to give each plugin its own login role), and it does not: grant it as a superuser with ALTER ROLE %s CREATEROLE, or set isolation = "schema" under [database] to keep plugins apart by schema only (weaker: a plugin can then read other plugins' data, see docs/database.md)`,
 			user, pgx.Identifier{user}.Sanitize())
+	}
+	return b.ensureRuntimeSchema(ctx, db)
+}
+
+func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
+	if b.cfg.Isolation == IsolationSchema {
+		return nil
 	}
 	key := make([]byte, 32)
 	rand.Read(key)

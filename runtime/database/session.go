@@ -16,6 +16,9 @@ func deniedSessionCommand(q string) string {
 			continue
 		}
 		verb, rest := w[0], w[1:]
+		if rest[0] == "session" && len(rest) > 1 && rest[1] == "authorization" {
+			return strings.ToUpper(verb) + " SESSION AUTHORIZATION"
+		}
 		if verb == "set" && (rest[0] == "session" || rest[0] == "local") && len(rest) > 1 {
 			rest = rest[1:]
 		}

@@ -87,6 +87,7 @@ func createPrivate(path string) error {
 	return f.Close()
 }
 
+func (b *sqliteBackend) check(context.Context, *bun.DB) error   { return nil }
 func (b *sqliteBackend) prepare(context.Context, *bun.DB) error { return nil }
 
 func (b *sqliteBackend) lock(ctx context.Context, _ *bun.DB, name string) (func(), error) {

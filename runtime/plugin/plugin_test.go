@@ -23,7 +23,9 @@ type mapHost map[string]string
 
 func (m mapHost) Config(key string) (string, bool) { v, ok := m[key]; return v, ok }
 
-func (m mapHost) Database() (hostfuncs.Database, error) { return nil, errors.New("no database in this test") }
+func (m mapHost) Database() (hostfuncs.Database, error) {
+	return nil, errors.New("no database in this test")
+}
 
 var (
 	hostileWasm []byte

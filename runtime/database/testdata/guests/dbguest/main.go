@@ -36,6 +36,7 @@ func init() {
 		json.NewEncoder(w).Encode(map[string]string{"error": initErr})
 	})
 	mux.HandleFunc("POST /run", run)
+	rawRoutes(mux)
 	greenroom.Handle(mux)
 }
 
