@@ -17,6 +17,7 @@ import (
 var (
 	dbguestWasm string
 	helloWasm   string
+	todoWasm    string
 	cacheDir    string
 )
 
@@ -30,6 +31,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	if todoWasm, err = guesttest.BuildErr("plugins/todo"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	cacheDir = filepath.Join(guesttest.CacheDir(), "database-test-cache")
 	os.Exit(pgtest.Main(m))
 }
@@ -39,14 +44,14 @@ type backend struct {
 	name string
 	// conf returns a fresh [database] table for one test; the same table
 	// twice names the same database (restarts, replicas).
-	conf func(t *testing.T) string
+	conf func(t testing.TB) string
 }
 
 var backends = []backend{
-	{"sqlite", func(t *testing.T) string {
+	{"sqlite", func(t testing.TB) string {
 		return fmt.Sprintf("[database]\nclient = \"sqlite\"\nconnection = \"file:%s\"\n", t.TempDir())
 	}},
-	{"pg", func(t *testing.T) string {
+	{"pg", func(t testing.TB) string {
 		return fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", pgtest.URL(t))
 	}},
 }
