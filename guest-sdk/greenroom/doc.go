@@ -18,10 +18,15 @@
 //
 // or with `greenroom plugin build DIR`.
 //
+// A plugin granted the database capability gets its own database as a
+// *sql.DB from DB, and registers its migrations with Migrations (see
+// docs/database.md).
+//
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
-// be unit-tested natively: there, Config reads the values given to SetConfig
-// and Handler returns what was passed to Handle.
+// be unit-tested natively: there, Config reads the values given to SetConfig,
+// Handler returns what was passed to Handle, and DB returns the database
+// given to SetDB.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.
