@@ -246,6 +246,8 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 			return p.fail(ctx, sctx, lim, err)
 		}
 		if err := w.Row(vals); err != nil {
+			// Stop the statement rather than read the rest of its rows.
+			cancel()
 			return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.MaxResult, w.Rows())
 		}
 		clear(vals)
