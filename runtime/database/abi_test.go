@@ -165,3 +165,21 @@ func TestPGPasswordRestored(t *testing.T) {
 	db.SetMaxIdleConns(1)
 	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
 }
+
+// With skip_migrations the runtime refuses to start while its own
+// migrations are pending, and says what to run.
+func TestSkipMigrationsRefusesPending(t *testing.T) {
+	conf := backends[0].conf(t) + "skip_migrations = true\n" + plugin("alpha", true, "good", "")
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(conf)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, logrus.New(), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	if err := rt.Prepare(context.Background()); err == nil || !strings.Contains(err.Error(), "greenroom migrate up") {
+		t.Errorf("Prepare = %v, want a refusal naming `greenroom migrate up`", err)
+	}
+}

@@ -92,11 +92,30 @@ type MigrationStatus struct {
 }
 
 func runtimeMigrationStatus(ctx context.Context, db *bun.DB, client string) ([]MigrationStatus, error) {
+	all, err := runtimeMigrations(client)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMigrator(db, client)
 	if err != nil {
 		return nil, err
 	}
-	ms, err := m.MigrationsWithStatus(ctx)
+	// Before the first migration there is no bookkeeping table: all are
+	// pending.
+	var exists bool
+	q := "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '" + migrationsTable + "')"
+	if client == ClientPG {
+		q = "SELECT to_regclass('" + RuntimeSchema + "." + migrationsTable + "') IS NOT NULL"
+	}
+	if err := db.DB.QueryRowContext(ctx, q).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read applied runtime migrations: %w", err)
+	}
+	var ms migrate.MigrationSlice
+	if exists {
+		ms, err = m.MigrationsWithStatus(ctx)
+	} else {
+		ms = all.Sorted()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read applied runtime migrations: %w", err)
 	}
