@@ -21,7 +21,7 @@ plugins:
 
 # benchmarks: the sandboxed route against the same handler served natively
 bench:
-    go test -run '^$' -bench . -benchmem ./runtime/server/
+    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/
 
 # formatting, vet and a tidy go.mod; fails on a dirty diff
 lint:

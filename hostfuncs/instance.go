@@ -18,6 +18,9 @@ type Host interface {
 	// only if the operator lists it too. An error means the path is
 	// malformed.
 	PublicRoute(path string) error
+	// Database returns the plugin's database, or an error naming the
+	// capability when the plugin was not granted it.
+	Database() (Database, error)
 }
 
 // Instance is the host-side state of one guest instance. The runtime keeps

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
 )
 
 // host gives one plugin (one loaded version of it) its host services. It
@@ -25,6 +27,10 @@ type host struct {
 	asked  map[string]bool // every route the plugin asked to open
 	// public is asked ∩ listed, read on every unauthenticated request.
 	public atomic.Pointer[map[string]struct{}]
+
+	// db is the plugin's database; nil unless the plugin was granted the
+	// database capability.
+	db *database.PluginDB
 }
 
 var _ hostfuncs.Host = (*host)(nil)
@@ -92,4 +98,11 @@ func (h *host) unasked() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func (h *host) Database() (hostfuncs.Database, error) {
+	if h.db == nil {
+		return nil, fmt.Errorf("capability %q not granted to plugin %s (set database = true under [plugins.%s.capabilities])", hostfuncs.CapabilityDatabase, h.id, h.id)
+	}
+	return h.db, nil
 }

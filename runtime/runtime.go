@@ -26,6 +26,7 @@ import (
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -45,6 +46,7 @@ type Runtime struct {
 	cache wazero.CompilationCache
 	slots map[string]*Slot
 	ids   []string
+	db    *database.Service
 
 	loaded atomic.Bool
 }
@@ -105,6 +107,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		return nil, fmt.Errorf("runtime.cache_dir: compilation cache: %w", err)
 	}
 	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}}
+	r.db = database.New(DatabaseConfig(cfg), log)
 	for id := range cfg.Plugins {
 		r.ids = append(r.ids, id)
 		r.slots[id] = &Slot{ID: id, state: StateLoading, path: resolve(cfg, "plugins."+id+".path", cfg.Plugins[id].Path)}
@@ -124,6 +127,46 @@ func resolve(cfg *config.Config, key, path string) string {
 		return filepath.Join(filepath.Dir(origin[:i]), path)
 	}
 	return path
+}
+
+// DatabaseConfig returns the [database] table of cfg with its SQLite
+// directory resolved like other paths: relative to the config file that set
+// it.
+func DatabaseConfig(cfg *config.Config) database.Config {
+	d := cfg.Database
+	conn := d.Connection
+	if d.Client == database.ClientSQLite {
+		conn = resolve(cfg, "database.connection", database.SQLiteDir(conn))
+	}
+	return database.Config{Client: d.Client, Connection: conn, Isolation: d.Isolation, SkipMigrations: d.SkipMigrations}
+}
+
+// Database returns the database service: the runtime's own database
+// (Database().DB() once opened) for greenroom's services, and the plugins'.
+func (r *Runtime) Database() *database.Service { return r.db }
+
+// Prepare opens what the plugins share before any is loaded: the database,
+// when a plugin is granted it (connect, provision, apply the runtime's
+// migrations). An error here should stop startup. Load calls it too; a
+// failure there keeps every plugin that needs the database out of service
+// with the reason.
+func (r *Runtime) Prepare(ctx context.Context) error {
+	if !r.needsDatabase() {
+		return nil
+	}
+	if err := r.db.Open(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+func (r *Runtime) needsDatabase() bool {
+	for _, pc := range r.cfg.Plugins {
+		if pc.Capabilities.Database {
+			return true
+		}
+	}
+	return false
 }
 
 // CacheDir is the resolved runtime.cache_dir.
@@ -202,7 +245,23 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plu
 	if !lim.Interruptible {
 		r.log.WithField("plugin", s.ID).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
 	}
-	return plugin.Load(ctx, plugin.Spec{
+	// A plugin without the database capability gets nothing opened.
+	var pdb *database.PluginDB
+	if pc.Capabilities.Database {
+		if err := r.Prepare(ctx); err != nil {
+			return nil, err
+		}
+		pdb, err = r.db.Plugin(ctx, s.ID, database.Limits{
+			MaxConns:         lim.DBMaxConns,
+			StatementTimeout: lim.DBStatementTimeout.D(),
+			MaxResult:        int(lim.DBMaxResult),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	h.db = pdb
+	p, err := plugin.Load(ctx, plugin.Spec{
 		ID:     s.ID,
 		Wasm:   wasm,
 		SHA256: pc.SHA256,
@@ -220,6 +279,18 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plu
 		Log:   r.log.WithField("plugin", s.ID),
 		Cache: r.cache,
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The plugin's init registered its migrations (greenroom.Migrations);
+	// it serves only once they are applied.
+	if pdb != nil {
+		if err := pdb.ApplyMigrations(ctx); err != nil {
+			p.Close(context.Background())
+			return nil, fmt.Errorf("database: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // wasmPath returns the .wasm file of a slot, building it first when the
@@ -312,6 +383,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 			}
 		}
 		s.set(StateClosed, nil)
+	}
+	if err := r.db.Close(); err != nil {
+		errs = append(errs, err)
 	}
 	r.cache.Close(context.Background())
 	return errors.Join(errs...)

@@ -62,6 +62,7 @@ func loadConfig(files []string) (*config.Config, error) {
 // run serves until SIGINT or SIGTERM, then shuts down gracefully: readiness
 // turns 503, the listener closes, requests in flight get
 // server.shutdown_timeout to finish, then plugins and the database close.
+// The database is opened first (runtime.Prepare): failing that is fatal.
 // It returns an error (exit code 1) when the deadline cut something off.
 func run(ctx context.Context, files []string, opts runtime.Options) error {
 	if ctx == nil {
@@ -84,6 +85,12 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 	}
 	rt, err := runtime.New(cfg, log, opts)
 	if err != nil {
+		return err
+	}
+	// The database (when a plugin is granted it) must open before anything
+	// serves: a missing privilege stops startup with what to do about it.
+	if err := rt.Prepare(ctx); err != nil {
+		rt.Close(context.Background())
 		return err
 	}
 	srv := server.New(rt, log)

@@ -23,11 +23,16 @@
 // for routes to be callable without a credential with Public; the operator
 // decides.
 //
+// A plugin granted the database capability gets its own database as a
+// *sql.DB from DB, and registers its migrations with Migrations (see
+// docs/database.md).
+//
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
 // be unit-tested natively: there, Config reads the values given to SetConfig,
 // Handler returns what was passed to Handle, PrincipalFrom reports what
-// WithPrincipal attached, and PublicRoutes lists what Public was asked.
+// WithPrincipal attached, PublicRoutes lists what Public was asked, and DB
+// returns the database given to SetDB.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

@@ -25,6 +25,10 @@ type mapHost map[string]string
 func (m mapHost) Config(key string) (string, bool) { v, ok := m[key]; return v, ok }
 func (m mapHost) PublicRoute(string) error         { return nil }
 
+func (m mapHost) Database() (hostfuncs.Database, error) {
+	return nil, errors.New("no database in this test")
+}
+
 var (
 	hostileWasm []byte
 	testCache   wazero.CompilationCache
