@@ -4,10 +4,10 @@ package greenroom
 
 import (
 	"context"
-	"net/http"
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 )
 
@@ -59,6 +59,7 @@ func PublicRoutes() []string {
 func WithPrincipal(r *http.Request, p Principal) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 }
+
 // Natively there is no runtime to send statements to: DB returns the
 // database given to SetDB, or one whose every call fails with errNoRuntime.
 
