@@ -44,6 +44,10 @@ type Instance struct {
 	// set), for logs and providers.
 	RequestID string
 	Task      string
+	// Counters counts this instance's host calls (shared by the plugin's
+	// instances); nil counts nothing.
+	Counters *Counters
+
 	// Initializing is true while the guest's initializer runs; host
 	// functions that register things (routes, tasks, migrations) accept
 	// calls only then.

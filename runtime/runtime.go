@@ -85,11 +85,33 @@ type Slot struct {
 	state   State
 	lastErr string
 
+	// Counters accumulate over every version of the plugin (metrics).
+	counters     plugin.Counters
+	hostCounters *hostfuncs.Counters
+
 	// What the version in cur was loaded from; written under
 	// Runtime.reloadMu only.
 	path string
 	pc   *config.Plugin
 	sum  string // sha256 of the wasm it runs
+}
+
+// Counters returns the plugin's cumulative call, failure and pool figures.
+func (s *Slot) Counters() *plugin.Counters { return &s.counters }
+
+// HostCounters returns the plugin's cumulative host-function calls.
+func (s *Slot) HostCounters() *hostfuncs.Counters { return s.hostCounters }
+
+func newSlot(id string) *Slot {
+	return &Slot{ID: id, state: StateLoading, hostCounters: hostfuncs.NewCounters()}
+}
+
+// Config returns the config of the version serving calls, or nil.
+func (s *Slot) Config() *config.Plugin {
+	if s.cur.Load() == nil {
+		return nil
+	}
+	return s.pc
 }
 
 // Plugin returns the version serving calls, or nil.
@@ -129,7 +151,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	t := &slotTable{slots: map[string]*Slot{}}
 	for id := range cfg.Plugins {
 		t.ids = append(t.ids, id)
-		t.slots[id] = &Slot{ID: id, state: StateLoading}
+		t.slots[id] = newSlot(id)
 	}
 	slices.Sort(t.ids)
 	r.table.Store(t)
@@ -250,7 +272,7 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 	}
 	log := r.log.WithField("plugin", s.ID)
 	h := newHost(s.ID, pc, log)
-	p, err := r.loadPlugin(ctx, cfg, s.ID, pc, h, wasm)
+	p, err := r.loadPlugin(ctx, cfg, s, pc, h, wasm)
 	if err != nil {
 		return err
 	}
@@ -314,7 +336,8 @@ func (r *Runtime) readWasm(ctx context.Context, id, path string) ([]byte, error)
 	return wasm, nil
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, id string, pc *config.Plugin, h *host, wasm []byte) (*plugin.Plugin, error) {
+func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, wasm []byte) (*plugin.Plugin, error) {
+	id := s.ID
 	lim := pc.Limits
 	if !lim.Interruptible {
 		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
@@ -350,9 +373,11 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, id string,
 			MaxResponse:  int(lim.MaxResponse),
 			NoInterrupt:  !lim.Interruptible,
 		},
-		Host:  h,
-		Log:   r.log.WithField("plugin", id),
-		Cache: r.cache,
+		Host:         h,
+		Log:          r.log.WithField("plugin", id),
+		Cache:        r.cache,
+		Counters:     &s.counters,
+		HostCounters: s.hostCounters,
 	})
 	if err != nil {
 		return nil, err

@@ -38,9 +38,12 @@ type Server struct {
 	Listen          string   `toml:"listen"`
 	BodyLimit       Size     `toml:"body_limit"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
-	ReadTimeout     Duration `toml:"read_timeout"`
-	WriteTimeout    Duration `toml:"write_timeout"`
-	IdleTimeout     Duration `toml:"idle_timeout"`
+	// ShutdownDelay keeps serving, with readiness 503, this long after
+	// SIGTERM before the listener closes, so load balancers stop sending.
+	ShutdownDelay Duration `toml:"shutdown_delay"`
+	ReadTimeout   Duration `toml:"read_timeout"`
+	WriteTimeout  Duration `toml:"write_timeout"`
+	IdleTimeout   Duration `toml:"idle_timeout"`
 	// MetricsListen serves /metrics on a separate address; empty serves it
 	// on the main listener behind admin authentication.
 	MetricsListen string `toml:"metrics_listen"`

@@ -482,3 +482,19 @@ func (c *Config) PluginSecretKeys(id string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// Granted lists the capabilities the operator granted the plugin, sorted:
+// "database", "scheduler", "urlreader".
+func (p *Plugin) Granted() []string {
+	var out []string
+	if p.Capabilities.Database {
+		out = append(out, "database")
+	}
+	if p.Capabilities.Scheduler {
+		out = append(out, "scheduler")
+	}
+	if len(p.Capabilities.URLReader) > 0 {
+		out = append(out, "urlreader")
+	}
+	return out
+}

@@ -49,6 +49,7 @@ type instance struct {
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{p: p}
 	in.state.Host = p.spec.Host
+	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
 	in.stdout = lineWriter{in: in, stream: "stdout"}
 	in.stderr = lineWriter{in: in, stream: "stderr"}

@@ -69,6 +69,12 @@ type Spec struct {
 	Host  hostfuncs.Host
 	Log   *logrus.Entry
 	Cache wazero.CompilationCache
+	// Counters accumulate across versions of one plugin; nil gives this
+	// version its own.
+	Counters *Counters
+	// HostCounters count host-function calls; nil gives this version its
+	// own.
+	HostCounters *hostfuncs.Counters
 
 	// forceWazero makes tests use the fallback interruption.
 	forceWazero bool
@@ -111,6 +117,12 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	}
 	if spec.Host == nil {
 		return nil, errors.New("plugin spec has no host")
+	}
+	if spec.Counters == nil {
+		spec.Counters = &Counters{}
+	}
+	if spec.HostCounters == nil {
+		spec.HostCounters = hostfuncs.NewCounters()
 	}
 	p := &Plugin{id: spec.ID, spec: spec, log: spec.Log}
 	p.info = Info{SHA256: SHA256(spec.Wasm), Size: len(spec.Wasm)}
@@ -243,6 +255,15 @@ type Call struct {
 // discards the instance. Return codes HandlePanicked and HandleBadInput
 // discard the instance without calling done. Errors are *CallError.
 func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
+	p.spec.Counters.Calls.Add(1)
+	err := p.invoke(ctx, c, done)
+	if err != nil {
+		p.spec.Counters.fail(KindOf(err))
+	}
+	return err
+}
+
+func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
 	in, err := p.pool.acquire(ctx)
 	if err != nil {
 		return err

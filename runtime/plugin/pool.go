@@ -3,7 +3,6 @@ package plugin
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -28,17 +27,13 @@ type pool struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	created    atomic.Int64
-	discarded  atomic.Int64
-	retired    atomic.Int64
-	queued     atomic.Int64
-	rejected   atomic.Int64
-	queueNanos atomic.Int64
+	c *Counters
 }
 
 func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
 	return &pool{
 		p:            p,
+		c:            p.spec.Counters,
 		slots:        make(chan struct{}, max),
 		idle:         make(chan *instance, max),
 		queueTimeout: queueTimeout,
@@ -70,24 +65,24 @@ func (pl *pool) acquire(ctx context.Context) (*instance, error) {
 		<-pl.slots
 		return nil, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
 	}
-	pl.created.Add(1)
+	pl.c.Created.Add(1)
 	return in, nil
 }
 
 // wait blocks for a token until the queue timeout.
 func (pl *pool) wait(ctx context.Context) error {
-	pl.queued.Add(1)
+	pl.c.QueueWaits.Add(1)
 	start := time.Now()
 	t := time.NewTimer(pl.queueTimeout)
 	defer func() {
 		t.Stop()
-		pl.queueNanos.Add(int64(time.Since(start)))
+		pl.c.QueueNanos.Add(int64(time.Since(start)))
 	}()
 	select {
 	case pl.slots <- struct{}{}:
 		return nil
 	case <-t.C:
-		pl.rejected.Add(1)
+		pl.c.Rejected.Add(1)
 		return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
 	case <-pl.done:
 		return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
@@ -121,7 +116,7 @@ func (pl *pool) release(in *instance) {
 	switch {
 	case lim.MaxRequests > 0 && in.calls >= lim.MaxRequests,
 		lim.RetireMemory > 0 && in.memorySize() > lim.RetireMemory:
-		pl.retired.Add(1)
+		pl.c.Retired.Add(1)
 		pl.drop(in)
 		<-pl.slots
 		pl.replace()
@@ -145,7 +140,7 @@ func (pl *pool) park(in *instance) {
 
 // discard closes an instance that failed; it is never reused.
 func (pl *pool) discard(in *instance) {
-	pl.discarded.Add(1)
+	pl.c.Discarded.Add(1)
 	pl.drop(in)
 	<-pl.slots
 }
@@ -184,7 +179,7 @@ func (pl *pool) replace() {
 			pl.p.log.WithError(err).Warn("could not replace a retired instance")
 			return
 		}
-		pl.created.Add(1)
+		pl.c.Created.Add(1)
 		pl.park(in)
 	}()
 }
@@ -270,11 +265,11 @@ func (pl *pool) stats() Stats {
 		Live:       live,
 		Idle:       idle,
 		Busy:       max(live-idle, 0),
-		Created:    pl.created.Load(),
-		Discarded:  pl.discarded.Load(),
-		Retired:    pl.retired.Load(),
-		QueueWaits: pl.queued.Load(),
-		Rejected:   pl.rejected.Load(),
-		QueueTime:  pl.queueNanos.Load(),
+		Created:    pl.c.Created.Load(),
+		Discarded:  pl.c.Discarded.Load(),
+		Retired:    pl.c.Retired.Load(),
+		QueueWaits: pl.c.QueueWaits.Load(),
+		Rejected:   pl.c.Rejected.Load(),
+		QueueTime:  pl.c.QueueNanos.Load(),
 	}
 }
