@@ -29,6 +29,13 @@ var functions = []Function{
 	{Name: "response_write", Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(responseWrite)},
 	{Name: "result_read", Params: []string{"buf_ptr", "buf_len"}, Results: []string{"n"}, fn: api.GoModuleFunc(resultRead)},
 	{Name: "config_get", Params: []string{"key_ptr", "key_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(configGet)},
+	// Logging: every plugin may log; the runtime bounds it (level floor,
+	// rate limit, record size).
+	{Name: "log_enabled", Params: []string{"level"}, Results: []string{"enabled"}, fn: api.GoModuleFunc(logEnabled)},
+	{Name: "log_write", Params: []string{"rec_ptr", "rec_len"}, Results: []string{"result_or_errno"}, fn: api.GoModuleFunc(logWrite)},
+	// URL reader: outbound reads where the operator's allow list and the
+	// plugin's grant both match.
+	{Name: "urlreader_call", Capability: "urlreader", Params: []string{"req_ptr", "req_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(urlreaderCall)},
 }
 
 // Functions returns the host functions of the "greenroom" module.

@@ -27,6 +27,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
+	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
 // Options change how a Runtime treats its config.
@@ -35,6 +36,14 @@ type Options struct {
 	// is built (when its sources changed) into the cache. greenroom dev
 	// sets it; serve refuses source directories.
 	BuildSources bool
+	// URLReader tunes the URL reader's connections. greenroom's commands
+	// leave it zero; tests inject a resolver and make local test servers
+	// reachable (urlreader.Options.TestOnlyReachable, refused outside
+	// tests).
+	URLReader urlreader.Options
+	// LogDropReport is the interval of the dropped-log-lines summary
+	// (logging.DefaultDropReport when 0).
+	LogDropReport time.Duration
 }
 
 // Runtime holds every configured plugin.
@@ -44,7 +53,10 @@ type Runtime struct {
 	opts  Options
 	cache wazero.CompilationCache
 	slots map[string]*Slot
+	hosts map[string]*host
 	ids   []string
+
+	reader *urlreader.Reader
 
 	loaded atomic.Bool
 }
@@ -102,10 +114,21 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	if err != nil {
 		return nil, fmt.Errorf("runtime.cache_dir: compilation cache: %w", err)
 	}
-	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}}
-	for id := range cfg.Plugins {
+	reader, err := urlreader.New(cfg, opts.URLReader)
+	if err != nil {
+		cache.Close(context.Background())
+		return nil, err
+	}
+	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}, hosts: map[string]*host{}, reader: reader}
+	for id, pc := range cfg.Plugins {
+		h, err := newHost(id, pc, log, reader, opts.LogDropReport)
+		if err != nil {
+			cache.Close(context.Background())
+			return nil, err
+		}
+		r.hosts[id] = h
 		r.ids = append(r.ids, id)
-		r.slots[id] = &Slot{ID: id, state: StateLoading, path: resolve(cfg, "plugins."+id+".path", cfg.Plugins[id].Path)}
+		r.slots[id] = &Slot{ID: id, state: StateLoading, path: resolve(cfg, "plugins."+id+".path", pc.Path)}
 	}
 	slices.Sort(r.ids)
 	return r, nil
@@ -208,7 +231,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, erro
 			RetireMemory: lim.EffectiveRetireMemory(),
 			MaxResponse:  int(lim.MaxResponse),
 		},
-		Host:  newHost(s.ID, pc),
+		Host:  r.hosts[s.ID],
 		Log:   r.log.WithField("plugin", s.ID),
 		Cache: r.cache,
 	})
@@ -291,6 +314,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 		}
 		s.set(StateClosed, nil)
 	}
+	// After the plugins: what they dropped in their last moments is
+	// reported too.
+	for _, id := range r.ids {
+		r.hosts[id].close()
+	}
+	r.reader.Close()
 	r.cache.Close(context.Background())
 	return errors.Join(errs...)
 }

@@ -19,9 +19,22 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 )
 
-type mapHost map[string]string
+// testHost serves config from a map and writes guest output to a logrus
+// entry; it grants nothing else.
+type testHost struct {
+	config map[string]string
+	log    *logrus.Entry
+}
 
-func (m mapHost) Config(key string) (string, bool) { v, ok := m[key]; return v, ok }
+func (h testHost) Config(key string) (string, bool) { v, ok := h.config[key]; return v, ok }
+func (h testHost) LogEnabled(int32) bool            { return true }
+func (h testHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
+	h.log.WithField("stream", rec.Stream).Info(rec.Message)
+	return hostfuncs.LogWritten
+}
+func (h testHost) ReadURL(context.Context, *hostfuncs.Instance, *hostfuncs.URLRequest) (*hostfuncs.URLResponse, error) {
+	return nil, hostfuncs.Errorf(hostfuncs.ErrDenied, "not granted in this test")
+}
 
 var (
 	hostileWasm []byte
@@ -64,7 +77,9 @@ func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 			mu.Unlock()
 		}
 	})
-	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: wasm, Limits: lim, Host: mapHost{"greeting": "hi"}, Log: log.WithField("plugin", "hostile"), Cache: testCache})
+	entry := log.WithField("plugin", "hostile")
+	host := testHost{config: map[string]string{"greeting": "hi"}, log: entry}
+	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: wasm, Limits: lim, Host: host, Log: entry, Cache: testCache})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
