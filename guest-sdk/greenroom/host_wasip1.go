@@ -3,7 +3,9 @@
 package greenroom
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"unsafe"
@@ -25,10 +27,14 @@ func hostResultRead(ptr unsafe.Pointer, size uint32) int32
 //go:wasmimport greenroom config_get
 func hostConfigGet(keyPtr unsafe.Pointer, keyLen uint32) int32
 
-// ABI error codes (docs/abi.md, "Error codes").
-const (
-	errNotFound = -1
-)
+//go:wasmimport greenroom log_enabled
+func hostLogEnabled(level int32) int32
+
+//go:wasmimport greenroom log_write
+func hostLogWrite(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom urlreader_call
+func hostURLReaderCall(ptr unsafe.Pointer, size uint32) int32
 
 // greenroomABIv1 declares that this module speaks ABI v1. The runtime reads
 // the export's name and never calls it.
@@ -101,4 +107,35 @@ func hostConfig(key string) (string, bool) {
 		return "", false
 	}
 	return string(takeResult(n)), true
+}
+
+// hostError reads the message the host left for a failed call; messages are
+// at most 4 KiB (docs/abi.md, "The result slot").
+func hostError(fn string, code int32) *Error {
+	var buf [4096]byte
+	n := hostResultRead(unsafe.Pointer(&buf[0]), uint32(len(buf)))
+	return &Error{Func: fn, Code: code, Message: string(buf[:n])}
+}
+
+func newLogHandler() slog.Handler {
+	return &logHandler{
+		enabled: func(level int32) bool { return hostLogEnabled(level) == 1 },
+		write:   func(rec []byte) { emitRecord(rec) },
+	}
+}
+
+// emitRecord sends an encoded log record (never empty) to the host and
+// reports whether the host took it (written, filtered or counted as
+// dropped).
+func emitRecord(rec []byte) bool {
+	return hostLogWrite(unsafe.Pointer(&rec[0]), uint32(len(rec))) >= 0
+}
+
+func urlCall(_ context.Context, req *urlRequest) (*urlResponse, error) {
+	b := appendURLRequest(nil, req)
+	n := hostURLReaderCall(unsafe.Pointer(&b[0]), uint32(len(b)))
+	if n < 0 {
+		return nil, hostError("urlreader_call", n)
+	}
+	return decodeURLResponse(takeResult(n))
 }
