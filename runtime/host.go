@@ -55,7 +55,7 @@ func (h *host) Config(key string) (string, bool) {
 func (h *host) LogEnabled(level int32) bool { return h.log.Enabled(level) }
 
 func (h *host) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
-	return h.log.Write(in.RequestID, in.Task, rec)
+	return h.log.Write(logging.CallOf(in), rec)
 }
 
 // urlCodes maps the URL reader's failures to ABI error codes.
@@ -83,6 +83,9 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 		f := logrus.Fields{"url": req.URL, "method": req.Method, "took_ms": time.Since(start).Milliseconds()}
 		if in.RequestID != "" {
 			f["request_id"] = in.RequestID
+		}
+		if in.Task != "" {
+			f["task"] = in.Task
 		}
 		if err != nil {
 			f["error"] = err.Error()

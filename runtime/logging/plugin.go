@@ -119,15 +119,28 @@ func (l *PluginLogger) Enabled(level int32) bool {
 // does for time, msg and level) so that a plugin cannot forge them.
 func reserved(k string) bool {
 	switch k {
-	case "plugin", "request_id", "task", "stream":
+	case "plugin", "request_id", "task", "stream", "phase":
 		return true
 	}
 	return false
 }
 
-// Write writes rec for the call identified by requestID or task, or drops
-// it. It returns hostfuncs.LogWritten, LogFiltered or LogDropped.
-func (l *PluginLogger) Write(requestID, task string, rec *hostfuncs.LogRecord) int32 {
+// Call identifies what a plugin was doing when it logged: serving a request,
+// running a task, or initialising an instance (its init functions).
+type Call struct {
+	RequestID string
+	Task      string
+	Init      bool
+}
+
+// CallOf returns the Call in progress on in.
+func CallOf(in *hostfuncs.Instance) Call {
+	return Call{RequestID: in.RequestID, Task: in.Task, Init: in.Initializing}
+}
+
+// Write writes rec for call, or drops it. It returns hostfuncs.LogWritten,
+// LogFiltered or LogDropped.
+func (l *PluginLogger) Write(call Call, rec *hostfuncs.LogRecord) int32 {
 	if !l.Enabled(rec.Level) {
 		return hostfuncs.LogFiltered
 	}
@@ -140,11 +153,14 @@ func (l *PluginLogger) Write(requestID, task string, rec *hostfuncs.LogRecord) i
 		fields[l.key(a.Key)] = value(a.Value)
 	}
 	fields["plugin"] = l.id
-	if requestID != "" {
-		fields["request_id"] = requestID
+	if call.RequestID != "" {
+		fields["request_id"] = call.RequestID
 	}
-	if task != "" {
-		fields["task"] = task
+	if call.Task != "" {
+		fields["task"] = call.Task
+	}
+	if call.Init {
+		fields["phase"] = "init"
 	}
 	if rec.Stream != "" {
 		fields["stream"] = rec.Stream

@@ -68,17 +68,18 @@ func newPlugin(t *testing.T, format, level string, secrets []string, o PluginOpt
 func TestPluginRecordFields(t *testing.T) {
 	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{})
 	rec := &hostfuncs.LogRecord{Level: hostfuncs.LevelWarn, Message: "fetched", Attrs: []hostfuncs.LogAttr{
-		{"url", "https://x/y"}, {"req.status", int64(200)}, {"took", 1500 * time.Millisecond},
-		{"plugin", "forged"}, {"request_id", "forged"}, {"level", "forged"}, {"msg", "forged"},
-		{"bad key=\"x\"\nlevel=error", "v"}, {"ratio", math.NaN()}, {"inf", math.Inf(1)}, {"ok", true},
+		attr("url", "https://x/y"), attr("req.status", int64(200)), attr("took", 1500*time.Millisecond),
+		attr("plugin", "forged"), attr("request_id", "forged"), attr("level", "forged"), attr("msg", "forged"),
+		attr("bad key=\"x\"\nlevel=error", "v"), attr("ratio", math.NaN()), attr("inf", math.Inf(1)), attr("ok", true),
 	}}
-	if got := pl.Write("req-1", "", rec); got != hostfuncs.LogWritten {
+	if got := pl.Write(Call{RequestID: "req-1"}, rec); got != hostfuncs.LogWritten {
 		t.Fatalf("Write = %d", got)
 	}
-	pl.Write("", "nightly-sync", &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "from a task"})
-	pl.Write("req-2", "", &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "printed", Stream: "stdout"})
+	pl.Write(Call{Task: "nightly-sync"}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "from a task"})
+	pl.Write(Call{RequestID: "req-2"}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "printed", Stream: "stdout"})
+	pl.Write(Call{Init: true}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "starting"})
 	lines := buf.lines(t)
-	if len(lines) != 3 {
+	if len(lines) != 4 {
 		t.Fatalf("got %d lines:\n%s", len(lines), buf)
 	}
 	l := lines[0]
@@ -101,14 +102,17 @@ func TestPluginRecordFields(t *testing.T) {
 	if lines[2]["stream"] != "stdout" || lines[2]["level"] != "info" {
 		t.Errorf("stdout line = %v", lines[2])
 	}
+	if lines[3]["phase"] != "init" || lines[3]["request_id"] != nil {
+		t.Errorf("init line = %v", lines[3])
+	}
 }
 
 // The text format writes keys unquoted: a plugin must not be able to
 // start a new line or forge a field through a key.
 func TestPluginKeysCannotForgeText(t *testing.T) {
 	pl, buf := newPlugin(t, "text", "debug", nil, PluginOptions{})
-	pl.Write("r", "", &hostfuncs.LogRecord{Level: 0, Message: "m\nlevel=error msg=forged", Attrs: []hostfuncs.LogAttr{
-		{"a\nlevel=error msg=forged x", "v\nlevel=error"},
+	pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "m\nlevel=error msg=forged", Attrs: []hostfuncs.LogAttr{
+		attr("a\nlevel=error msg=forged x", "v\nlevel=error"),
 	}})
 	out := buf.String()
 	if strings.Count(out, "\n") != 1 {
@@ -129,7 +133,7 @@ func TestPluginLevels(t *testing.T) {
 	// The floor raises the runtime's level, never lowers it.
 	pl, buf := newPlugin(t, "json", "info", nil, PluginOptions{Level: "warn"})
 	for _, lv := range []int32{-4, 0, 2, 4, 8} {
-		pl.Write("r", "", &hostfuncs.LogRecord{Level: lv, Message: "m"})
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: lv, Message: "m"})
 	}
 	if n := len(buf.lines(t)); n != 2 {
 		t.Errorf("floor warn wrote %d of debug/info/info/warn/error, want 2", n)
@@ -138,7 +142,7 @@ func TestPluginLevels(t *testing.T) {
 		t.Error("Enabled disagrees with the floor")
 	}
 	low, buf2 := newPlugin(t, "json", "warn", nil, PluginOptions{Level: "debug"})
-	low.Write("r", "", &hostfuncs.LogRecord{Level: -4, Message: "m"})
+	low.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: -4, Message: "m"})
 	if buf2.String() != "" || low.Enabled(-4) {
 		t.Error("a plugin floor below log.level let a debug line through")
 	}
@@ -154,7 +158,7 @@ func TestPluginRateLimitReportsDrops(t *testing.T) {
 	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 3, ReportEvery: 20 * time.Millisecond})
 	results := map[int32]int{}
 	for i := 0; i < 10; i++ {
-		results[pl.Write("r", "", &hostfuncs.LogRecord{Level: 0, Message: "flood"})]++
+		results[pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})]++
 	}
 	if results[hostfuncs.LogWritten] != 3 || results[hostfuncs.LogDropped] != 7 {
 		t.Fatalf("results = %v, want 3 written and 7 dropped", results)
@@ -165,7 +169,7 @@ func TestPluginRateLimitReportsDrops(t *testing.T) {
 	}
 	// One summary per interval: a second burst gets its own line.
 	for i := 0; i < 4; i++ {
-		pl.Write("r", "", &hostfuncs.LogRecord{Level: 0, Message: "flood"})
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})
 	}
 	waitFor(t, buf, "dropped 4 log lines")
 	if n := strings.Count(buf.String(), `"msg":"dropped`); n != 2 {
@@ -176,7 +180,7 @@ func TestPluginRateLimitReportsDrops(t *testing.T) {
 func TestPluginCloseReportsPendingDrops(t *testing.T) {
 	pl, buf := newPlugin(t, "json", "error", nil, PluginOptions{Rate: 0.001, Burst: 1, ReportEvery: time.Hour})
 	for i := 0; i < 5; i++ {
-		pl.Write("r", "", &hostfuncs.LogRecord{Level: 8, Message: "flood"})
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 8, Message: "flood"})
 	}
 	pl.Close()
 	// log.level = error hides warn: the summary is written at error.
@@ -194,12 +198,14 @@ func TestPluginCloseReportsPendingDrops(t *testing.T) {
 func TestPluginSecretInKey(t *testing.T) {
 	secret := "pa ss=w\"rd\n42"
 	pl, buf := newPlugin(t, "text", "debug", []string{secret}, PluginOptions{})
-	pl.Write("r", "", &hostfuncs.LogRecord{Level: 0, Message: "m", Attrs: []hostfuncs.LogAttr{{"k-" + secret, "v"}}})
+	pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "m", Attrs: []hostfuncs.LogAttr{attr("k-"+secret, "v")}})
 	out := buf.String()
 	if strings.Contains(out, "pa ss") || strings.Contains(out, "pa_ss") || !strings.Contains(out, "k-[REDACTED]=v") {
 		t.Errorf("secret in key: %s", out)
 	}
 }
+
+func attr(k string, v any) hostfuncs.LogAttr { return hostfuncs.LogAttr{Key: k, Value: v} }
 
 func waitFor(t *testing.T, buf *syncBuffer, text string) map[string]any {
 	t.Helper()

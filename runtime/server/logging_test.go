@@ -65,6 +65,15 @@ func TestPluginLogFields(t *testing.T) {
 			t.Errorf("field %s = %#v, want %#v", k, lines[0][k], v)
 		}
 	}
+	// Lines from the plugin's init functions carry phase=init.
+	for _, l := range linesWith(t, in, "logurl starting") {
+		if l["phase"] != "init" || l["plugin"] != "logurl" || l["request_id"] != nil {
+			t.Errorf("init line = %v", l)
+		}
+	}
+	if len(linesWith(t, in, "logurl starting")) == 0 {
+		t.Error("no init line")
+	}
 	forged := linesWith(t, in, "forging")
 	if len(forged) != 1 {
 		t.Fatalf("forging lines: %v", forged)

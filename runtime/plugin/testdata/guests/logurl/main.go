@@ -32,7 +32,12 @@ func urlreaderCall(ptr unsafe.Pointer, size uint32) int32
 func requestRead(ptr unsafe.Pointer, size uint32) int32
 
 func init() {
+	greenroom.Logger().Info("logurl starting")
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /log1", func(w http.ResponseWriter, r *http.Request) {
+		greenroom.Logger().Info("handled", "user", "jane", "n", 1)
+		w.Write([]byte(`{"ok":true}`))
+	})
 	mux.HandleFunc("GET /structured", func(w http.ResponseWriter, r *http.Request) {
 		greenroom.Logger().With("svc", "docs").WithGroup("req").Warn("fetched",
 			"method", "GET", "status", 200, "took", 1500*time.Millisecond, "ok", true, "ratio", 0.5,
