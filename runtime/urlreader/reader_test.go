@@ -39,7 +39,7 @@ type server struct {
 	auth []string // Authorization / PRIVATE-TOKEN / X-Api-Key headers seen
 }
 
-func newServer(t *testing.T, tls bool, h http.HandlerFunc) *server {
+func newServer(t testing.TB, tls bool, h http.HandlerFunc) *server {
 	s := &server{}
 	wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
