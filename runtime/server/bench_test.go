@@ -161,8 +161,8 @@ func BenchmarkLogRoute(b *testing.B) {
 // BenchmarkReadRoute serves a route that reads a 4 KiB document from a
 // local test server and answers with it: natively (a Fiber handler with a
 // net/http client) and through greenroom (the logurl guest's /read, with
-// greenroom.ReadURL; the test server is made reachable with the test-only
-// option, and the answer is the guest's JSON around the body).
+// greenroom.ReadURL and raw=1, which answers with the body as is; the test
+// server is made reachable with the test-only option).
 //
 //	go test -run '^$' -bench ReadRoute -cpu 2 ./runtime/server/
 func BenchmarkReadRoute(b *testing.B) {
@@ -204,7 +204,7 @@ path = %q
 limits = { instances = 8 }
 capabilities = { urlreader = ["127.0.0.1"] }
 `, logurlWasm), runtime.Options{URLReader: urlreader.Options{TestOnlyReachable: []netip.AddrPort{addr}}})
-		u := in.URL + "/api/logurl/read?url=" + url.QueryEscape(src.URL+"/doc")
+		u := in.URL + "/api/logurl/read?raw=1&url=" + url.QueryEscape(src.URL+"/doc")
 		warmUp(b, u)
 		drive(b, u)
 	})

@@ -101,6 +101,10 @@ func init() {
 			defer cancel()
 		}
 		resp, err := greenroom.ReadURL(ctx, q.Get("url"), opts...)
+		if q.Get("raw") != "" && err == nil {
+			w.Write(resp.Body) // the body as is, for the benchmark
+			return
+		}
 		out := map[string]any{}
 		if err != nil {
 			out["error"] = err.Error()
