@@ -195,6 +195,9 @@ func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
 	s.cur.Store(p)
 	s.set(StateReady, nil)
 	info := p.Info()
+	if slices.Contains(info.Capabilities, "urlreader") && len(r.cfg.Plugins[s.ID].Capabilities.URLReader) == 0 {
+		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
+	}
 	log.WithFields(logrus.Fields{
 		"sha256":  info.SHA256,
 		"size":    info.Size,

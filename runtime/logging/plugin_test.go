@@ -155,7 +155,9 @@ func TestPluginLevels(t *testing.T) {
 }
 
 func TestPluginRateLimitReportsDrops(t *testing.T) {
-	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 3, ReportEvery: 20 * time.Millisecond})
+	// The summary timer is driven by hand (report) so that the test does
+	// not depend on how fast a loaded machine runs the loop.
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 3, ReportEvery: time.Hour})
 	results := map[int32]int{}
 	for i := 0; i < 10; i++ {
 		results[pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})]++
@@ -163,17 +165,53 @@ func TestPluginRateLimitReportsDrops(t *testing.T) {
 	if results[hostfuncs.LogWritten] != 3 || results[hostfuncs.LogDropped] != 7 {
 		t.Fatalf("results = %v, want 3 written and 7 dropped", results)
 	}
+	if strings.Contains(buf.String(), "dropped") {
+		t.Fatal("summary written before its interval ended")
+	}
+	pl.report() // the interval ends
 	summary := waitFor(t, buf, "dropped 7 log lines")
 	if summary["dropped"] != 7.0 || summary["plugin"] != "docs" || summary["level"] != "warning" || !strings.Contains(summary["msg"].(string), "log_rate 0.001/s, log_burst 3") {
 		t.Errorf("summary = %v", summary)
 	}
-	// One summary per interval: a second burst gets its own line.
+	// The next drops arm the next summary.
 	for i := 0; i < 4; i++ {
 		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})
 	}
+	if !pl.pending.Load() {
+		t.Fatal("drops after a summary did not schedule the next one")
+	}
+	pl.report()
 	waitFor(t, buf, "dropped 4 log lines")
 	if n := strings.Count(buf.String(), `"msg":"dropped`); n != 2 {
 		t.Errorf("%d summary lines for 2 intervals with drops", n)
+	}
+	pl.report() // an interval without drops writes nothing
+	if n := strings.Count(buf.String(), `"msg":"dropped`); n != 2 {
+		t.Errorf("an interval without drops wrote a summary")
+	}
+}
+
+// The real timer reports every drop, whatever the intervals turn out to be.
+func TestPluginDropTimer(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 1, ReportEvery: 10 * time.Millisecond})
+	for i := 0; i < 50; i++ {
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var sum float64
+		for _, l := range buf.lines(t) {
+			if d, ok := l["dropped"].(float64); ok {
+				sum += d
+			}
+		}
+		if sum == 49 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reported %v of 49 drops:\n%s", sum, buf)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

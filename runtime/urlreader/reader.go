@@ -345,10 +345,14 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, p.r.timeout)
 	defer cancel()
-	if !req.Deadline.IsZero() {
+	// The plugin's own deadline counts only when it is earlier than the
+	// call's (a handler passing its request's context has the same one).
+	if pd, ok := parent.Deadline(); !req.Deadline.IsZero() && (!ok || req.Deadline.Before(pd)) {
 		var c2 context.CancelFunc
 		ctx, c2 = context.WithDeadline(ctx, req.Deadline)
 		defer c2()
+	} else {
+		req.Deadline = time.Time{}
 	}
 	hreq, err := http.NewRequestWithContext(ctx, method, t.u.String(), nil)
 	if err != nil {
