@@ -368,8 +368,7 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 			}
 			nt, err := p.check(next.URL.String())
 			if err != nil {
-				e := err.(*Error)
-				return &Error{Kind: e.Kind, Msg: fmt.Sprintf("redirect from %s: %s", via[len(via)-1].URL.Redacted(), e.Msg)}
+				return &Error{Kind: KindOf(err), Msg: fmt.Sprintf("redirect from %s: %v", via[len(via)-1].URL.Redacted(), err)}
 			}
 			next.URL = nt.u
 			return nil
