@@ -22,7 +22,7 @@ plugins:
 # benchmarks: sandboxed routes against the same handlers served natively,
 # and the log and URL reader host functions (docs/benchmarks.md)
 bench:
-    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
+    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
 
 # formatting, vet and a tidy go.mod; fails on a dirty diff
 lint:

@@ -75,3 +75,26 @@ func configGet(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	stack[0] = api.EncodeI32(in.SetResult([]byte(v)))
 }
+
+// public_route(path_ptr, path_len i32) -> i32
+//
+// Asks that the route at path (UTF-8, relative to the plugin's mount, e.g.
+// "/ping") be served without a credential. Accepted only while the guest
+// initializes. Returns 0 when the request is recorded — the route is
+// public only if the operator also lists it in public_routes — ErrInvalid
+// for a malformed path, or ErrDenied outside initialization. Traps if the
+// path is outside guest memory.
+func publicRoute(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "public_route"
+	in := instanceFrom(ctx, fn)
+	path := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if !in.Initializing {
+		stack[0] = api.EncodeI32(in.Fail(ErrDenied, "public_route is accepted only while the plugin initializes (call greenroom.Public from init)"))
+		return
+	}
+	if err := in.Host.PublicRoute(string(path)); err != nil {
+		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%v", err))
+		return
+	}
+	stack[0] = 0
+}

@@ -115,6 +115,16 @@ type decoder struct {
 	b   []byte
 	off int
 	err error
+	// base is wrapped by decoding errors; nil means ErrBadResponse.
+	base error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	base := d.base
+	if base == nil {
+		base = ErrBadResponse
+	}
+	d.err = fmt.Errorf("%w: "+format, append([]any{base}, args...)...)
 }
 
 func (d *decoder) u32() uint32 {
@@ -122,7 +132,7 @@ func (d *decoder) u32() uint32 {
 		return 0
 	}
 	if len(d.b)-d.off < 4 {
-		d.err = fmt.Errorf("%w: truncated at byte %d", ErrBadResponse, d.off)
+		d.fail("truncated at byte %d", d.off)
 		return 0
 	}
 	v := binary.LittleEndian.Uint32(d.b[d.off:])
@@ -136,7 +146,7 @@ func (d *decoder) bytes() []byte {
 		return nil
 	}
 	if uint64(n) > uint64(len(d.b)-d.off) {
-		d.err = fmt.Errorf("%w: field of %d bytes at byte %d overruns the envelope", ErrBadResponse, n, d.off)
+		d.fail("field of %d bytes at byte %d overruns the buffer", n, d.off)
 		return nil
 	}
 	v := d.b[d.off : d.off+int(n) : d.off+int(n)]

@@ -2,7 +2,6 @@ package hostfuncs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -13,11 +12,20 @@ import (
 // code decodes arguments, calls these methods and encodes the results; it
 // never sees how they are implemented.
 //
-// Methods that can fail in an expected way return an *Error, whose code the
-// host function returns to the guest; any other error becomes ErrFailed.
+// Methods that can fail in an expected way return a *Failure, whose code
+// the host function returns to the guest; any other error becomes
+// ErrFailed.
 type Host interface {
 	// Config returns the value of key in the plugin's own config table.
 	Config(key string) (string, bool)
+	// PublicRoute records the guest's request that path (relative to its
+	// mount) be served without a credential. The route becomes public
+	// only if the operator lists it too. An error means the path is
+	// malformed.
+	PublicRoute(path string) error
+	// Database returns the plugin's database, or an error naming the
+	// capability when the plugin was not granted it.
+	Database() (Database, error)
 
 	// LogEnabled reports whether a record at level (an slog level: -4
 	// debug, 0 info, 4 warn, 8 error) would be written, i.e. whether it
@@ -32,20 +40,6 @@ type Host interface {
 	// ReadURL performs one URL reader operation for the call in progress
 	// (capability "urlreader"), under ctx, the call's context.
 	ReadURL(ctx context.Context, in *Instance, req *URLRequest) (*URLResponse, error)
-}
-
-// Error is an expected failure of a provider: the host function returns
-// Code (one of the Err* codes) and leaves Msg in the result slot.
-type Error struct {
-	Code int32
-	Msg  string
-}
-
-func (e *Error) Error() string { return ErrorName(e.Code) + ": " + e.Msg }
-
-// Errorf returns an *Error with a formatted message.
-func Errorf(code int32, format string, args ...any) *Error {
-	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
 // MaxMessage bounds the error message a host function leaves in the result
@@ -135,15 +129,6 @@ func (in *Instance) Fail(code int32, format string, args ...any) int32 {
 	return code
 }
 
-// failWith fills the result slot from a provider error and returns its
-// code: an *Error keeps its code, anything else is ErrFailed.
-func (in *Instance) failWith(err error) int32 {
-	var he *Error
-	if errors.As(err, &he) {
-		return in.Fail(he.Code, "%s", he.Msg)
-	}
-	return in.Fail(ErrFailed, "%v", err)
-}
 
 // Reset clears per-call state before the instance is used again.
 func (in *Instance) Reset() {

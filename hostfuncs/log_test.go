@@ -172,7 +172,7 @@ func TestFailCapsMessage(t *testing.T) {
 	if len(in.result) > MaxMessage || len(in.result) < MaxMessage-1 || !strings.HasPrefix(long, string(in.result)) {
 		t.Errorf("message of %d bytes not cut at a rune boundary to %d", len(in.result), MaxMessage)
 	}
-	in.failWith(Errorf(ErrDenied, "no %s", "grant"))
+	in.failWith(Failf(ErrDenied, "no %s", "grant"))
 	if string(in.result) != "no grant" {
 		t.Errorf("failWith: %q", in.result)
 	}

@@ -11,6 +11,9 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
+// CapabilityURLReader is the grant the URL reader function belongs to.
+const CapabilityURLReader = "urlreader"
+
 // URL reader operations: the first byte of a urlreader_call request.
 // Backstage's UrlReaderService reads single URLs, trees (archives of a
 // directory) and searches (globs); this runtime implements reading a URL,

@@ -3,59 +3,125 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
-// host gives one plugin its host services. It sees only that plugin's
-// config table and grants. One host serves every version of a plugin, so
-// its rate limit survives reloads.
+// host gives one plugin (one loaded version of it) its host services. It
+// sees only that plugin's config table and grants.
 type host struct {
 	id     string
 	config map[string]string
-	log    *logging.PluginLogger
-	rlog   *logrus.Entry           // the runtime's own lines about this plugin
-	urls   *urlreader.PluginReader // nil: urlreader not granted
+	log    *logrus.Entry
+
+	// listed are the operator's public_routes for the plugin.
+	listed map[string]bool
+	mu     sync.Mutex
+	asked  map[string]bool // every route the plugin asked to open
+	// public is asked ∩ listed, read on every unauthenticated request.
+	public atomic.Pointer[map[string]struct{}]
+
+	// db is the plugin's database; nil unless the plugin was granted the
+	// database capability.
+	db *database.PluginDB
+
+	// plog writes what the plugin logs. It belongs to the plugin id, not
+	// to this version, so that its rate limit survives reloads.
+	plog *logging.PluginLogger
+	// urls reads URLs for the plugin; nil unless it was granted urlreader.
+	urls *urlreader.PluginReader
 }
 
 var _ hostfuncs.Host = (*host)(nil)
 
-func newHost(id string, pc *config.Plugin, log *logrus.Logger, reader *urlreader.Reader, dropReport time.Duration) (*host, error) {
-	pl, err := logging.NewPluginLogger(log, id, logging.PluginOptions{
-		Level:       pc.LogLevel,
-		Rate:        pc.Limits.LogRate,
-		Burst:       pc.Limits.LogBurst,
-		ReportEvery: dropReport,
-	})
-	if err != nil {
-		return nil, err
+func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.PluginLogger, urls *urlreader.PluginReader) *host {
+	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls}
+	for _, r := range pc.PublicRoutes {
+		h.listed[r] = true
 	}
-	return &host{
-		id:     id,
-		config: pc.FlatConfig(),
-		log:    pl,
-		rlog:   log.WithField("plugin", id),
-		urls:   reader.For(id, pc.Capabilities.URLReader),
-	}, nil
+	return h
 }
-
-func (h *host) close() { h.log.Close() }
 
 func (h *host) Config(key string) (string, bool) {
 	v, ok := h.config[key]
 	return v, ok
 }
 
-func (h *host) LogEnabled(level int32) bool { return h.log.Enabled(level) }
+// PublicRoute records a route the plugin asks to open (greenroom.Public).
+// Every instance's init asks again; each route is considered and logged
+// once.
+func (h *host) PublicRoute(path string) error {
+	if err := config.CheckPublicRoute(path); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.asked[path] {
+		return nil
+	}
+	h.asked[path] = true
+	if !h.listed[path] {
+		h.log.WithField("route", path).Infof("plugin asks to make %s public, but plugins.%s.public_routes does not list it: it stays protected", path, h.id)
+		return nil
+	}
+	next := map[string]struct{}{path: {}}
+	if cur := h.public.Load(); cur != nil {
+		maps.Copy(next, *cur)
+	}
+	h.public.Store(&next)
+	h.log.WithField("route", path).Info("public route: served without a credential")
+	return nil
+}
+
+// isPublic reports whether path (relative to the mount, as sent) is a
+// public route: exact match, any method.
+func (h *host) isPublic(path []byte) bool {
+	m := h.public.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[string(path)]
+	return ok
+}
+
+// unasked returns the routes the operator lists that the plugin did not
+// ask for; they stay protected.
+func (h *host) unasked() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for r := range h.listed {
+		if !h.asked[r] {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (h *host) Database() (hostfuncs.Database, error) {
+	if h.db == nil {
+		return nil, fmt.Errorf("capability %q not granted to plugin %s (set database = true under [plugins.%s.capabilities])", hostfuncs.CapabilityDatabase, h.id, h.id)
+	}
+	return h.db, nil
+}
+
+func (h *host) LogEnabled(level int32) bool { return h.plog.Enabled(level) }
 
 func (h *host) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
-	return h.log.Write(logging.CallOf(in), rec)
+	return h.plog.Write(logging.CallOf(in), rec)
 }
 
 // urlCodes maps the URL reader's failures to ABI error codes.
@@ -70,7 +136,7 @@ var urlCodes = map[urlreader.Kind]int32{
 
 func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfuncs.URLRequest) (*hostfuncs.URLResponse, error) {
 	if h.urls == nil {
-		return nil, hostfuncs.Errorf(hostfuncs.ErrDenied,
+		return nil, hostfuncs.Failf(hostfuncs.ErrDenied,
 			"capability urlreader is not granted to plugin %s: the operator grants it with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\", ...]", h.id, h.id)
 	}
 	r := urlreader.Request{URL: req.URL, Method: req.Method, Header: req.Header}
@@ -79,7 +145,7 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 	}
 	start := time.Now()
 	resp, err := h.urls.Read(ctx, r)
-	if h.rlog.Logger.IsLevelEnabled(logrus.DebugLevel) {
+	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		f := logrus.Fields{"url": req.URL, "method": req.Method, "took_ms": time.Since(start).Milliseconds()}
 		if in.RequestID != "" {
 			f["request_id"] = in.RequestID
@@ -92,12 +158,12 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 		} else {
 			f["status"], f["bytes"] = resp.Status, len(resp.Body)
 		}
-		h.rlog.WithFields(f).Debug("url read")
+		h.log.WithFields(f).Debug("url read")
 	}
 	if err != nil {
 		var ue *urlreader.Error
 		if errors.As(err, &ue) {
-			return nil, &hostfuncs.Error{Code: urlCodes[ue.Kind], Msg: ue.Msg}
+			return nil, &hostfuncs.Failure{Code: urlCodes[ue.Kind], Msg: ue.Msg}
 		}
 		return nil, err
 	}

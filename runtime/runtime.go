@@ -26,6 +26,8 @@ import (
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
@@ -53,9 +55,12 @@ type Runtime struct {
 	opts  Options
 	cache wazero.CompilationCache
 	slots map[string]*Slot
-	hosts map[string]*host
 	ids   []string
+	db    *database.Service
 
+	// plogs hold each plugin's logger (rate limit, drop count) across
+	// versions; reader is the URL reader every plugin reads through.
+	plogs  map[string]*logging.PluginLogger
 	reader *urlreader.Reader
 
 	loaded atomic.Bool
@@ -76,6 +81,8 @@ const (
 type Slot struct {
 	ID  string
 	cur atomic.Pointer[plugin.Plugin]
+	// host is the host of the version in cur (its public routes).
+	host atomic.Pointer[host]
 
 	mu      sync.Mutex
 	state   State
@@ -119,14 +126,20 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}, hosts: map[string]*host{}, reader: reader}
+	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}, plogs: map[string]*logging.PluginLogger{}, reader: reader}
+	r.db = database.New(DatabaseConfig(cfg), log)
 	for id, pc := range cfg.Plugins {
-		h, err := newHost(id, pc, log, reader, opts.LogDropReport)
+		pl, err := logging.NewPluginLogger(log, id, logging.PluginOptions{
+			Level:       pc.LogLevel,
+			Rate:        pc.Limits.LogRate,
+			Burst:       pc.Limits.LogBurst,
+			ReportEvery: opts.LogDropReport,
+		})
 		if err != nil {
 			cache.Close(context.Background())
 			return nil, err
 		}
-		r.hosts[id] = h
+		r.plogs[id] = pl
 		r.ids = append(r.ids, id)
 		r.slots[id] = &Slot{ID: id, state: StateLoading, path: resolve(cfg, "plugins."+id+".path", pc.Path)}
 	}
@@ -145,6 +158,46 @@ func resolve(cfg *config.Config, key, path string) string {
 		return filepath.Join(filepath.Dir(origin[:i]), path)
 	}
 	return path
+}
+
+// DatabaseConfig returns the [database] table of cfg with its SQLite
+// directory resolved like other paths: relative to the config file that set
+// it.
+func DatabaseConfig(cfg *config.Config) database.Config {
+	d := cfg.Database
+	conn := d.Connection
+	if d.Client == database.ClientSQLite {
+		conn = resolve(cfg, "database.connection", database.SQLiteDir(conn))
+	}
+	return database.Config{Client: d.Client, Connection: conn, Isolation: d.Isolation, SkipMigrations: d.SkipMigrations}
+}
+
+// Database returns the database service: the runtime's own database
+// (Database().DB() once opened) for greenroom's services, and the plugins'.
+func (r *Runtime) Database() *database.Service { return r.db }
+
+// Prepare opens what the plugins share before any is loaded: the database,
+// when a plugin is granted it (connect, provision, apply the runtime's
+// migrations). An error here should stop startup. Load calls it too; a
+// failure there keeps every plugin that needs the database out of service
+// with the reason.
+func (r *Runtime) Prepare(ctx context.Context) error {
+	if !r.needsDatabase() {
+		return nil
+	}
+	if err := r.db.Open(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+func (r *Runtime) needsDatabase() bool {
+	for _, pc := range r.cfg.Plugins {
+		if pc.Capabilities.Database {
+			return true
+		}
+	}
+	return false
 }
 
 // CacheDir is the resolved runtime.cache_dir.
@@ -185,17 +238,23 @@ func (r *Runtime) Load(ctx context.Context) {
 
 func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
 	log := r.log.WithField("plugin", s.ID)
-	p, err := r.loadPlugin(ctx, s)
+	pc := r.cfg.Plugins[s.ID]
+	h := newHost(s.ID, pc, log, r.plogs[s.ID], r.reader.For(s.ID, pc.Capabilities.URLReader))
+	p, err := r.loadPlugin(ctx, s, h)
 	if err != nil {
 		err = fmt.Errorf("plugin %s: %w", s.ID, err)
 		s.set(StateFailed, err)
 		log.WithError(err).Error("plugin failed to load; its routes answer 503")
 		return
 	}
+	if un := h.unasked(); len(un) > 0 {
+		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
+	}
+	s.host.Store(h)
 	s.cur.Store(p)
 	s.set(StateReady, nil)
 	info := p.Info()
-	if slices.Contains(info.Capabilities, "urlreader") && len(r.cfg.Plugins[s.ID].Capabilities.URLReader) == 0 {
+	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
 		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
 	}
 	log.WithFields(logrus.Fields{
@@ -207,7 +266,7 @@ func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
 	}).Info("plugin loaded")
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, error) {
+func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plugin, error) {
 	pc := r.cfg.Plugins[s.ID]
 	wasmPath, err := r.wasmPath(ctx, s)
 	if err != nil {
@@ -221,7 +280,23 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, erro
 	if !lim.Interruptible {
 		r.log.WithField("plugin", s.ID).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
 	}
-	return plugin.Load(ctx, plugin.Spec{
+	// A plugin without the database capability gets nothing opened.
+	var pdb *database.PluginDB
+	if pc.Capabilities.Database {
+		if err := r.Prepare(ctx); err != nil {
+			return nil, err
+		}
+		pdb, err = r.db.Plugin(ctx, s.ID, database.Limits{
+			MaxConns:         lim.DBMaxConns,
+			StatementTimeout: lim.DBStatementTimeout.D(),
+			MaxResult:        int(lim.DBMaxResult),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	h.db = pdb
+	p, err := plugin.Load(ctx, plugin.Spec{
 		ID:     s.ID,
 		Wasm:   wasm,
 		SHA256: pc.SHA256,
@@ -233,11 +308,24 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot) (*plugin.Plugin, erro
 			MaxRequests:  lim.MaxRequests,
 			RetireMemory: lim.EffectiveRetireMemory(),
 			MaxResponse:  int(lim.MaxResponse),
+			NoInterrupt:  !lim.Interruptible,
 		},
-		Host:  r.hosts[s.ID],
+		Host:  h,
 		Log:   r.log.WithField("plugin", s.ID),
 		Cache: r.cache,
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The plugin's init registered its migrations (greenroom.Migrations);
+	// it serves only once they are applied.
+	if pdb != nil {
+		if err := pdb.ApplyMigrations(ctx); err != nil {
+			p.Close(context.Background())
+			return nil, fmt.Errorf("database: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // wasmPath returns the .wasm file of a slot, building it first when the
@@ -263,6 +351,19 @@ func (r *Runtime) wasmPath(ctx context.Context, s *Slot) (string, error) {
 		r.log.WithFields(logrus.Fields{"plugin": s.ID, "took": time.Since(start).Round(time.Millisecond).String()}).Info("built plugin from source")
 	}
 	return out, nil
+}
+
+// Public reports whether path, relative to plugin id's mount and as the
+// client sent it, is a public route: the plugin asked to open it
+// (greenroom.Public) and the operator lists it in public_routes. The match
+// is exact and method-agnostic; a plugin that is not loaded has none.
+func (r *Runtime) Public(id string, path []byte) bool {
+	s := r.slots[id]
+	if s == nil {
+		return false
+	}
+	h := s.host.Load()
+	return h != nil && h.isPublic(path)
 }
 
 // ErrUnknownPlugin is returned by Handle for an id not in the config.
@@ -310,6 +411,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	var errs []error
 	for _, id := range r.ids {
 		s := r.slots[id]
+		s.host.Store(nil)
 		if p := s.cur.Swap(nil); p != nil {
 			if err := p.Close(ctx); err != nil {
 				errs = append(errs, err)
@@ -317,10 +419,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 		}
 		s.set(StateClosed, nil)
 	}
+	if err := r.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	// After the plugins: what they dropped in their last moments is
 	// reported too.
 	for _, id := range r.ids {
-		r.hosts[id].close()
+		r.plogs[id].Close()
 	}
 	r.reader.Close()
 	r.cache.Close(context.Background())

@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), devCmd(), pluginCmd(), configCmd(), versionCmd())
+	root.AddCommand(serveCmd(), devCmd(), pluginCmd(), configCmd(), migrateCmd(), versionCmd())
 	return root
 }
 

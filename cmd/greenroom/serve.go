@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/auth"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/server"
@@ -59,6 +62,7 @@ func loadConfig(files []string) (*config.Config, error) {
 // run serves until SIGINT or SIGTERM, then shuts down gracefully: readiness
 // turns 503, the listener closes, requests in flight get
 // server.shutdown_timeout to finish, then plugins and the database close.
+// The database is opened first (runtime.Prepare): failing that is fatal.
 // It returns an error (exit code 1) when the deadline cut something off.
 func run(ctx context.Context, files []string, opts runtime.Options) error {
 	if ctx == nil {
@@ -68,12 +72,25 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 	if err != nil {
 		return err
 	}
+	devToken := ""
+	if opts.BuildSources && !cfg.Auth.DangerouslyDisable {
+		// Before the logger exists, so that the redactor knows it.
+		if devToken, err = addDevToken(cfg); err != nil {
+			return err
+		}
+	}
 	log, _, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level, cfg.Secrets())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	rt, err := runtime.New(cfg, log, opts)
 	if err != nil {
+		return err
+	}
+	// The database (when a plugin is granted it) must open before anything
+	// serves: a missing privilege stops startup with what to do about it.
+	if err := rt.Prepare(ctx); err != nil {
+		rt.Close(context.Background())
 		return err
 	}
 	srv := server.New(rt, log)
@@ -85,6 +102,9 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "plugins": len(cfg.Plugins)}).Info("greenroom listening")
+	if devToken != "" {
+		printDevToken(os.Stdout, devToken, ln.Addr().String(), cfg)
+	}
 
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	loaded := make(chan struct{})
@@ -128,4 +148,42 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 	}
 	log.Info("shut down cleanly")
 	return serveFailure
+}
+
+// devTokenName is the [auth.tokens] name of the token `greenroom dev`
+// generates (with a suffix if the config already uses it).
+const devTokenName = "dev"
+
+// addDevToken adds a random admin token for this run of `greenroom dev`
+// to cfg, as a user principal allowed every plugin, and returns it.
+func addDevToken(cfg *config.Config) (string, error) {
+	tok, err := auth.GenerateToken()
+	if err != nil {
+		return "", err
+	}
+	name := devTokenName
+	for i := 2; cfg.Auth.Tokens[name] != nil; i++ {
+		name = fmt.Sprintf("%s-%d", devTokenName, i)
+	}
+	if cfg.Auth.Tokens == nil {
+		cfg.Auth.Tokens = map[string]*config.Token{}
+	}
+	cfg.Auth.Tokens[name] = &config.Token{Token: tok, Subject: "user:development/dev", Type: "user", Admin: true}
+	return tok, nil
+}
+
+// printDevToken shows the development token once, on stdout: the log
+// (stderr) redacts it like every configured secret.
+func printDevToken(w io.Writer, tok, addr string, cfg *config.Config) {
+	plugin := "<plugin>"
+	ids := make([]string, 0, len(cfg.Plugins))
+	for id := range cfg.Plugins {
+		ids = append(ids, id)
+	}
+	if len(ids) > 0 {
+		slices.Sort(ids)
+		plugin = ids[0]
+	}
+	fmt.Fprintf(w, "\ngreenroom dev: token for this run (admin, every plugin; shown once, never logged, gone at exit):\n\n    %s\n\n"+
+		"    curl -H \"Authorization: Bearer %s\" http://%s/api/%s/\n\n", tok, tok, addr, plugin)
 }

@@ -18,6 +18,15 @@
 //
 // or with `greenroom plugin build DIR`.
 //
+// Every request reaches the plugin after the runtime has verified the
+// caller's credential; PrincipalFrom says who called. The plugin may ask
+// for routes to be callable without a credential with Public; the operator
+// decides.
+//
+// A plugin granted the database capability gets its own database as a
+// *sql.DB from DB, and registers its migrations with Migrations (see
+// docs/database.md).
+//
 // Plugins log with Logger, a standard *slog.Logger whose records the runtime
 // writes with their attributes as fields, tagged with the plugin and request,
 // under the operator's level floor and rate limit, secrets redacted. They
@@ -27,9 +36,11 @@
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
 // be unit-tested natively: there, Config reads the values given to SetConfig,
-// Handler returns what was passed to Handle, Logger writes text to stderr,
-// and ReadURL and HTTPClient read with net/http through the transport given
-// to SetURLTransport, without the runtime's rules.
+// Handler returns what was passed to Handle, PrincipalFrom reports what
+// WithPrincipal attached, PublicRoutes lists what Public was asked, DB
+// returns the database given to SetDB, Logger writes text to stderr, and
+// ReadURL and HTTPClient read with net/http through the transport given to
+// SetURLTransport, without the runtime's rules.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

@@ -112,7 +112,12 @@ func decodeRequest(env string) (*http.Request, error) {
 	if nh < 0 || nh > (len(env)-r.off)/8 {
 		return nil, errShortEnvelope
 	}
+	// One allocation holds the context and the URL; one backs every header
+	// value (each a full slice, so a handler's append copies instead of
+	// overwriting its neighbour).
+	hold := &requestHold{ctx: requestContext{meta: meta}}
 	header := make(http.Header, nh)
+	values := make([]string, nh)
 	host := ""
 	for i := 0; i < nh; i++ {
 		name := r.str()
@@ -125,14 +130,20 @@ func decodeRequest(env string) (*http.Request, error) {
 			host = value
 			continue
 		}
-		header[key] = append(header[key], value)
+		if prev, ok := header[key]; ok {
+			header[key] = append(prev, value)
+			continue
+		}
+		values[i] = value
+		header[key] = values[i : i+1 : i+1]
 	}
 	body := r.str()
 	if r.err != nil {
 		return nil, r.err
 	}
 
-	u := &url.URL{Path: rawPath, RawQuery: rawQuery}
+	u := &hold.url
+	u.Path, u.RawQuery = rawPath, rawQuery
 	if strings.IndexByte(rawPath, '%') >= 0 {
 		if p, err := url.PathUnescape(rawPath); err == nil {
 			u.Path = p
@@ -143,7 +154,8 @@ func decodeRequest(env string) (*http.Request, error) {
 	if rawQuery != "" {
 		requestURI = rawPath + "?" + rawQuery
 	}
-	req := &http.Request{
+	tmpl := &requestTemplate
+	*tmpl = http.Request{
 		Method:        method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
@@ -157,13 +169,26 @@ func decodeRequest(env string) (*http.Request, error) {
 		RequestURI:    requestURI,
 	}
 	if len(body) > 0 {
-		req.Body = io.NopCloser(strings.NewReader(body))
+		tmpl.Body = io.NopCloser(strings.NewReader(body))
 	}
-	ctx := &requestContext{meta: meta}
 	if deadline > 0 {
-		ctx.deadline = time.Unix(0, deadline)
+		hold.ctx.deadline = time.Unix(0, deadline)
 	}
-	return req.WithContext(ctx), nil
+	// WithContext copies the template: the request a handler gets is its
+	// own, and the template is reused.
+	req := tmpl.WithContext(&hold.ctx)
+	*tmpl = http.Request{}
+	return req, nil
+}
+
+// requestTemplate is filled for each request and copied by WithContext,
+// which saves building a Request only to copy it.
+var requestTemplate http.Request
+
+// requestHold gathers a request's small allocations into one.
+type requestHold struct {
+	ctx requestContext
+	url url.URL
 }
 
 // requestContext is the context of one request. It knows its deadline but
@@ -297,18 +322,18 @@ func (w *responseWriter) reset() {
 // envelope that precedes the body (including the body's length prefix).
 func appendResponseHead(dst []byte, status int, header http.Header, bodyLen int) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(status))
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0) // header count, filled in below
 	n := 0
-	for _, vs := range header {
-		n += len(vs)
-	}
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(n))
 	for k, vs := range header {
 		for _, v := range vs {
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(k)))
 			dst = append(dst, k...)
 			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(v)))
 			dst = append(dst, v...)
+			n++
 		}
 	}
+	binary.LittleEndian.PutUint32(dst[at:], uint32(n))
 	return binary.LittleEndian.AppendUint32(dst, uint32(bodyLen))
 }

@@ -4,6 +4,7 @@ package greenroom
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 var (
 	nativeMu     sync.RWMutex
 	nativeConfig map[string]string
+	nativePublic []string
 )
 
 // SetConfig replaces the values Config returns in a native (non-wasm) build,
@@ -71,7 +73,7 @@ const nativeMaxBytes = 16 << 20
 // credentials.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	fail := func(code int32, format string, args ...any) (*urlResponse, error) {
-		return nil, &Error{Func: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
+		return nil, &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
 	}
 	if req.method != http.MethodGet && req.method != http.MethodHead {
 		return fail(errInvalid, "method %q is not supported: the URL reader reads with GET and HEAD only", req.method)
@@ -117,3 +119,97 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		body:         body,
 	}, nil
 }
+
+func hostPublic(path string) error {
+	nativeMu.Lock()
+	defer nativeMu.Unlock()
+	nativePublic = append(nativePublic, path)
+	return nil
+}
+
+// PublicRoutes returns the routes passed to Public so far, in a native
+// (non-wasm) build, for unit tests of a plugin. It does not exist in the
+// wasip1 build.
+func PublicRoutes() []string {
+	nativeMu.RLock()
+	defer nativeMu.RUnlock()
+	return append([]string(nil), nativePublic...)
+}
+
+// WithPrincipal returns a copy of r that PrincipalFrom reports as made by
+// p, in a native (non-wasm) build, for unit tests of a plugin's handlers.
+// It does not exist in the wasip1 build: there the runtime says who calls.
+func WithPrincipal(r *http.Request, p Principal) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+}
+
+// Natively there is no runtime to send statements to: DB returns the
+// database given to SetDB, or one whose every call fails with errNoRuntime.
+
+var (
+	nativeDBValue    *sql.DB
+	nativeMigrations []Migration
+	errNoRuntime     = errors.New("greenroom: no database outside the greenroom runtime (in unit tests, give one with greenroom.SetDB)")
+)
+
+// SetDB makes DB return db in a native (non-wasm) build, for unit tests of
+// a plugin, after applying to db the migrations registered with Migrations,
+// in order, each in a transaction. Statements go to db unchanged, so use
+// placeholders its driver understands (`?` for SQLite). It does not exist
+// in the wasip1 build. SetDB(nil) restores the failing default.
+func SetDB(db *sql.DB) error {
+	nativeMu.Lock()
+	migs := append([]Migration(nil), nativeMigrations...)
+	nativeMu.Unlock()
+	if db != nil {
+		for _, m := range migs {
+			tx, err := db.Begin()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(m.SQL); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("greenroom: migration %s: %w", m.Name, err)
+			}
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+		}
+	}
+	nativeMu.Lock()
+	nativeDBValue = db
+	nativeMu.Unlock()
+	return nil
+}
+
+// RegisteredMigrations returns what Migrations registered, in a native
+// build.
+func RegisteredMigrations() []Migration {
+	nativeMu.RLock()
+	defer nativeMu.RUnlock()
+	return append([]Migration(nil), nativeMigrations...)
+}
+
+func nativeDB() *sql.DB {
+	nativeMu.RLock()
+	defer nativeMu.RUnlock()
+	return nativeDBValue
+}
+
+func registerMigrations(_ []byte, list []Migration) error {
+	nativeMu.Lock()
+	defer nativeMu.Unlock()
+	nativeMigrations = list
+	return nil
+}
+
+type noRuntime struct{}
+
+func newDBTransport() dbTransport { return noRuntime{} }
+
+func (noRuntime) exec([]byte) (string, error)  { return "", errNoRuntime }
+func (noRuntime) query([]byte) (string, error) { return "", errNoRuntime }
+func (noRuntime) begin(uint32) (uint32, error) { return 0, errNoRuntime }
+func (noRuntime) commit(uint32) error          { return errNoRuntime }
+func (noRuntime) rollback(uint32) error        { return errNoRuntime }
+func (noRuntime) migrations([]byte) error      { return errNoRuntime }

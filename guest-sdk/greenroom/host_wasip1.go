@@ -4,6 +4,7 @@ package greenroom
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,9 @@ func hostResultRead(ptr unsafe.Pointer, size uint32) int32
 
 //go:wasmimport greenroom config_get
 func hostConfigGet(keyPtr unsafe.Pointer, keyLen uint32) int32
+
+//go:wasmimport greenroom public_route
+func hostPublicRoute(pathPtr unsafe.Pointer, pathLen uint32) int32
 
 //go:wasmimport greenroom log_enabled
 func hostLogEnabled(level int32) int32
@@ -109,14 +113,6 @@ func hostConfig(key string) (string, bool) {
 	return string(takeResult(n)), true
 }
 
-// hostError reads the message the host left for a failed call; messages are
-// at most 4 KiB (docs/abi.md, "The result slot").
-func hostError(fn string, code int32) *Error {
-	var buf [4096]byte
-	n := hostResultRead(unsafe.Pointer(&buf[0]), uint32(len(buf)))
-	return &Error{Func: fn, Code: code, Message: string(buf[:n])}
-}
-
 func newLogHandler() slog.Handler {
 	return &logHandler{
 		enabled: func(level int32) bool { return hostLogEnabled(level) == 1 },
@@ -138,4 +134,116 @@ func urlCall(_ context.Context, req *urlRequest) (*urlResponse, error) {
 		return nil, hostError("urlreader_call", n)
 	}
 	return decodeURLResponse(takeResult(n))
+}
+
+func hostPublic(path string) error {
+	if n := hostPublicRoute(unsafe.Pointer(unsafe.StringData(path)), uint32(len(path))); n < 0 {
+		return hostError("public_route", n)
+	}
+	return nil
+}
+
+// Database host functions (docs/abi.md, "Database"). They are referenced
+// only from hostDB, which only DB and Migrations reach: a plugin that calls
+// neither does not import them.
+
+//go:wasmimport greenroom db_exec
+func hostDBExec(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom db_query
+func hostDBQuery(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom db_begin
+func hostDBBegin(flags uint32) int32
+
+//go:wasmimport greenroom db_commit
+func hostDBCommit(tx uint32) int32
+
+//go:wasmimport greenroom db_rollback
+func hostDBRollback(tx uint32) int32
+
+//go:wasmimport greenroom db_migrations
+func hostDBMigrations(ptr unsafe.Pointer, size uint32) int32
+
+func nativeDB() *sql.DB { return nil }
+
+type hostDB struct{}
+
+func newDBTransport() dbTransport { return hostDB{} }
+
+func bufPtr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
+
+// hostError reads the message the host left in the result slot for code.
+func hostError(op string, code int32) error {
+	buf := make([]byte, 4096)
+	n := hostResultRead(unsafe.Pointer(&buf[0]), uint32(len(buf)))
+	if n == int32(len(buf)) {
+		buf = make([]byte, 64<<10)
+		n = hostResultRead(unsafe.Pointer(&buf[0]), uint32(len(buf)))
+	}
+	return &Error{Op: op, Code: code, Message: string(buf[:max(n, 0)])}
+}
+
+// takeResultString copies n bytes of the result slot into a string without
+// a second copy.
+func takeResultString(n int32) string {
+	b := takeResult(n)
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func (hostDB) exec(req []byte) (string, error) {
+	n := hostDBExec(bufPtr(req), uint32(len(req)))
+	if n < 0 {
+		return "", hostError("db_exec", n)
+	}
+	return takeResultString(n), nil
+}
+
+func (hostDB) query(req []byte) (string, error) {
+	n := hostDBQuery(bufPtr(req), uint32(len(req)))
+	if n < 0 {
+		return "", hostError("db_query", n)
+	}
+	return takeResultString(n), nil
+}
+
+func (hostDB) begin(flags uint32) (uint32, error) {
+	n := hostDBBegin(flags)
+	if n < 0 {
+		return 0, hostError("db_begin", n)
+	}
+	return uint32(n), nil
+}
+
+func (hostDB) commit(tx uint32) error {
+	if n := hostDBCommit(tx); n < 0 {
+		return hostError("db_commit", n)
+	}
+	return nil
+}
+
+func (hostDB) rollback(tx uint32) error {
+	if n := hostDBRollback(tx); n < 0 {
+		return hostError("db_rollback", n)
+	}
+	return nil
+}
+
+func (hostDB) migrations(req []byte) error {
+	if n := hostDBMigrations(bufPtr(req), uint32(len(req))); n < 0 {
+		return hostError("db_migrations", n)
+	}
+	return nil
+}
+
+func registerMigrations(req []byte, _ []Migration) error {
+	return newDBTransport().migrations(req)
 }

@@ -143,7 +143,7 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body.Close()
 		if req.ContentLength != 0 || req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != "" {
-			return nil, &Error{Func: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("%s %s: the URL reader reads with GET and HEAD only, without a body", req.Method, req.URL.Redacted())}
+			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("%s %s: the URL reader reads with GET and HEAD only, without a body", req.Method, req.URL.Redacted())}
 		}
 	}
 	method := req.Method
@@ -151,7 +151,7 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		method = http.MethodGet
 	}
 	if method != http.MethodGet && method != http.MethodHead {
-		return nil, &Error{Func: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
+		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
 	}
 	resp, err := readURL(req.Context(), &urlRequest{method: method, url: req.URL.String(), header: req.Header})
 	if errors.Is(err, ErrNotModified) {

@@ -61,7 +61,7 @@ func TestURLResponseDecoding(t *testing.T) {
 }
 
 func TestErrorsMatch(t *testing.T) {
-	e := &Error{Func: "urlreader_call", Code: errDenied, Message: "refused: no rule"}
+	e := &Error{Op: "urlreader_call", Code: errDenied, Message: "refused: no rule"}
 	if !errors.Is(e, ErrDenied) || errors.Is(e, ErrFailed) || e.Timeout() {
 		t.Error("denied error matches wrongly")
 	}
@@ -69,7 +69,7 @@ func TestErrorsMatch(t *testing.T) {
 	if !errors.Is(to, ErrTimeout) || !errors.Is(to, context.DeadlineExceeded) || !to.Timeout() {
 		t.Error("timeout error matches wrongly")
 	}
-	if !strings.Contains(e.Error(), "urlreader_call: refused: no rule") {
+	if e.Error() != "greenroom: refused: no rule" {
 		t.Errorf("Error() = %q", e)
 	}
 	nf := &StatusError{Response: &ReadResponse{Status: 404, URL: "https://x"}}

@@ -14,11 +14,12 @@
 // default "5m"). The operator grants the read with [plugins.docs.capabilities]
 // urlreader and allows the host in [reading] allow; see config.toml.
 //
-// Storage: the copy and the history belong in the plugin's database. The
-// database capability (greenroom.DB) is not in this tree yet, so Store (see
-// store.go) is implemented in memory for now: each instance keeps its own
+// Storage: the copy and the history belong in the plugin's database. This
+// plugin was written alongside the database capability, so Store (see
+// store.go) is still implemented in memory: each instance keeps its own
 // copy, lost when the instance is retired. Moving to the database means
-// implementing Store over *sql.DB and returning it from newStore; the
+// implementing Store over greenroom.DB() (*sql.DB) with a migration for two
+// tables, returning it from newStore and granting database = true; the
 // handlers do not change. Fetching on a schedule waits for the scheduler
 // capability; until then fetches happen on demand.
 package main

@@ -32,10 +32,9 @@ type Fetch struct {
 }
 
 // Store keeps the latest copy and the fetch history. The issue asks for
-// both in the plugin's database; until the database capability
-// (greenroom.DB) lands, memStore keeps them in the instance's memory. A
-// database-backed Store replaces it in newStore without touching the
-// handlers.
+// both in the plugin's database; for now memStore keeps them in the
+// instance's memory. A Store over greenroom.DB() replaces it in newStore
+// without touching the handlers.
 type Store interface {
 	// Latest returns the latest copy, or nil when there is none.
 	Latest(ctx context.Context) (*Copy, error)

@@ -1,5 +1,7 @@
-// Command hello is greenroom's example plugin: GET /ping, GET /echo (the
-// query and headers back as JSON) and POST /echo (the body back).
+// Command hello is greenroom's example plugin: GET /ping, GET /healthz,
+// GET /echo (the query and headers back as JSON), POST /echo (the body
+// back) and GET /whoami (who is calling, as JSON). It asks for /ping,
+// /healthz and /whoami to be public; the operator decides.
 package main
 
 import (
@@ -11,6 +13,9 @@ import (
 )
 
 func init() {
+	// Only asks: the operator decides with plugins.hello.public_routes.
+	// On a public /whoami an anonymous caller is PrincipalNone.
+	greenroom.Public("/ping", "/healthz", "/whoami")
 	greenroom.Handle(newMux())
 }
 
@@ -19,6 +24,10 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}`))
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /echo", func(w http.ResponseWriter, r *http.Request) {
 		greeting, _ := greenroom.Config("greeting")
@@ -36,6 +45,10 @@ func newMux() *http.ServeMux {
 			w.Header().Set("Content-Type", ct)
 		}
 		io.Copy(w, r.Body)
+	})
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(greenroom.PrincipalFrom(r))
 	})
 	return mux
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,8 +18,10 @@ func TestRoutes(t *testing.T) {
 		method, path, body, want string
 	}{
 		{"GET", "/ping", "", `{"ok":true}`},
+		{"GET", "/healthz", "", `{"status":"ok"}`},
 		{"GET", "/echo?x=1", "", `"greeting":"hi"`},
 		{"POST", "/echo", "payload", "payload"},
+		{"GET", "/whoami", "", `{"Type":"none","Subject":"","Claims":null}`},
 	}
 	for _, tc := range cases {
 		rec := httptest.NewRecorder()
@@ -26,5 +29,18 @@ func TestRoutes(t *testing.T) {
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), tc.want) {
 			t.Errorf("%s %s = %d %q, want %q", tc.method, tc.path, rec.Code, rec.Body, tc.want)
 		}
+	}
+	if got := greenroom.PublicRoutes(); !slices.Equal(got, []string{"/ping", "/healthz", "/whoami"}) {
+		t.Errorf("public routes asked = %q", got)
+	}
+}
+
+func TestWhoami(t *testing.T) {
+	r := greenroom.WithPrincipal(httptest.NewRequest("GET", "/whoami", nil),
+		greenroom.Principal{Type: greenroom.PrincipalUser, Subject: "user:default/jane", Claims: map[string]any{"name": "Jane"}})
+	rec := httptest.NewRecorder()
+	greenroom.Handler().ServeHTTP(rec, r)
+	if want := `{"Type":"user","Subject":"user:default/jane","Claims":{"name":"Jane"}}`; strings.TrimSpace(rec.Body.String()) != want {
+		t.Errorf("whoami = %s, want %s", rec.Body, want)
 	}
 }

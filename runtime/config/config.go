@@ -148,11 +148,18 @@ type Auth struct {
 
 // Token is a static credential for scripts and services.
 type Token struct {
-	Token   string   `toml:"token"`
-	Subject string   `toml:"subject"`
+	Token   string `toml:"token"`
+	Subject string `toml:"subject"`
+	// Type is the principal type plugins see: "service" (default) or
+	// "user".
+	Type string `toml:"type"`
+	// Plugins restricts the token to these plugins; empty allows all.
 	Plugins []string `toml:"plugins"`
 	Admin   bool     `toml:"admin"`
 }
+
+// setDefaults is called on map values the decoder creates.
+func (t *Token) setDefaults() { *t = Token{Type: "service"} }
 
 // JWT configures bearer tokens from an identity provider.
 type JWT struct {

@@ -99,6 +99,14 @@ func TestErrors(t *testing.T) {
 		{"syntax", "[server\n", []string{"config.toml: line 1"}},
 		{"short token", "[auth.tokens.ci]\ntoken = \"short\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters"}},
 		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
+		{"token type", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\ntype = \"robot\"\n", []string{"auth.tokens.ci.type: must be service or user, got \"robot\""}},
+		{"public routes", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"ping\", \"/x?y=1\", \"/static/*\", \"/a b\"]\n", []string{
+			"plugins.a.public_routes[0]: route \"ping\" must start with /", "public_routes[1]: route \"/x?y=1\" must be a path only",
+			"public_routes[2]: route \"/static/*\": public routes are exact paths", "public_routes[3]: route \"/a b\" must not contain spaces"}},
+		{"cors", "[server.cors]\norigins = [\"https://ok.example\", \"example.com\", \"https://a.example/path\", \"https://x,y\", \"*\"]\nmethods = [\"GET\", \"BAD METHOD\"]\nheaders = [\"X-Ok\", \"a:b\"]\nmax_age = -1\nallow_credentials = true\n", []string{
+			"server.cors.origins[1]: origin \"example.com\" must start with http:// or https://", "server.cors.origins[2]: origin \"https://a.example/path\" must be a scheme and a host",
+			"server.cors.origins[3]", "server.cors.origins[4]: \"*\" allows every origin and cannot be combined", "server.cors.allow_credentials: cannot be true with origin \"*\"",
+			"server.cors.methods[1]: \"BAD METHOD\" is not an HTTP method", "server.cors.headers[1]: \"a:b\" is not an HTTP header name", "server.cors.max_age: must not be negative"}},
 		{"all at once", "[server]\nlistne = 1\n[log]\nlevel = \"loud\"\n[plugins.a]\npath = \"a.wasm\"\nlimits.timeout = \"soon\"\nconfig.k = \"${MISSING}\"\n",
 			[]string{"config.toml:2: server.listne: unknown key", "config.toml:4: log.level: must be one of", "config.toml:7: plugins.a.limits.timeout: invalid duration", "config.toml:8: plugins.a.config.k: environment variable MISSING is not set"}},
 	}
@@ -234,5 +242,55 @@ func TestSizes(t *testing.T) {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) succeeded", in)
 		}
+	}
+}
+
+func TestAuthKeys(t *testing.T) {
+	c := mustRead(t, `
+[auth.tokens.ci]
+token = "${CI_TOKEN}"
+subject = "service:ci"
+plugins = ["todo"]
+[auth.tokens.ops]
+token = "ops-token-0123456789abcdef0123456789"
+subject = "user:default/ops"
+type = "user"
+admin = true
+[auth.jwt]
+jwks_url = "https://idp.example/jwks"
+issuer = "https://idp.example"
+audience = "greenroom"
+[plugins.hello]
+path = "hello.wasm"
+public_routes = ["/ping", "/"]
+[server]
+rate_limit = "100/s"
+rate_burst = 200
+[server.cors]
+origins = ["https://app.example", "https://*.example.org", "http://localhost:3000"]
+`, map[string]string{"CI_TOKEN": "ci-token-0123456789abcdef0123456789"})
+	if ci := c.Auth.Tokens["ci"]; ci.Type != "service" || ci.Plugins[0] != "todo" || ci.Admin {
+		t.Errorf("ci = %+v", ci)
+	}
+	if ops := c.Auth.Tokens["ops"]; ops.Type != "user" || !ops.Admin {
+		t.Errorf("ops = %+v", ops)
+	}
+	j := c.Auth.JWT
+	if j == nil || j.SubjectClaim != "sub" || j.Leeway.D() != 30*time.Second || j.PrincipalType != "user" || len(j.Algorithms) != 3 {
+		t.Errorf("jwt defaults = %+v", j)
+	}
+	if c.Server.RateLimit.PerSecond() != 100 || c.Server.RateBurst != 200 {
+		t.Errorf("rate = %+v burst %d", c.Server.RateLimit, c.Server.RateBurst)
+	}
+	secrets := strings.Join(c.Secrets(), " ")
+	if !strings.Contains(secrets, "ci-token-0123456789abcdef0123456789") || !strings.Contains(secrets, "ops-token-0123456789abcdef0123456789") {
+		t.Errorf("tokens are not secrets: %q", secrets)
+	}
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "-token-0123456789") {
+		t.Errorf("config print shows a token:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,14 +74,76 @@ func (v *validator) server() {
 	if s.RateBurst > 0 && s.RateLimit.PerSecond() == 0 {
 		v.fail("server.rate_burst", "is set but server.rate_limit is not")
 	}
-	for i, o := range s.CORS.Origins {
-		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-			v.fail(fmt.Sprintf("server.cors.origins[%d]", i), "origin %q must be \"*\" or start with http:// or https://", o)
+	v.cors()
+}
+
+func (v *validator) cors() {
+	c := v.c.Server.CORS
+	for i, o := range c.Origins {
+		p := fmt.Sprintf("server.cors.origins[%d]", i)
+		if o == "*" {
+			if len(c.Origins) > 1 {
+				v.fail(p, "\"*\" allows every origin and cannot be combined with other origins")
+			}
+			if c.AllowCredentials {
+				v.fail("server.cors.allow_credentials", "cannot be true with origin \"*\"")
+			}
+			continue
 		}
-		if o == "*" && s.CORS.AllowCredentials {
-			v.fail("server.cors.allow_credentials", "cannot be true with origin \"*\"")
+		if err := checkOrigin(o); err != nil {
+			v.fail(p, "%v", err)
 		}
 	}
+	for i, m := range c.Methods {
+		if !isToken(m) {
+			v.fail(fmt.Sprintf("server.cors.methods[%d]", i), "%q is not an HTTP method", m)
+		}
+	}
+	for i, h := range c.Headers {
+		if !isToken(h) {
+			v.fail(fmt.Sprintf("server.cors.headers[%d]", i), "%q is not an HTTP header name", h)
+		}
+	}
+	if c.MaxAge < 0 {
+		v.fail("server.cors.max_age", "must not be negative, got %d", c.MaxAge)
+	}
+}
+
+// checkOrigin accepts what a browser sends as Origin: scheme://host[:port],
+// with "*." allowed at the start of the host for every subdomain.
+func checkOrigin(o string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("origin %q %s (want e.g. \"https://app.example.com\" or \"https://*.example.com\")", o, why)
+	}
+	scheme, rest, ok := strings.Cut(o, "://")
+	if !ok || (scheme != "http" && scheme != "https") {
+		return bad("must start with http:// or https://")
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	host := strings.TrimPrefix(rest, "*.")
+	if host == "" || strings.ContainsAny(host, "/?#@*, \t") {
+		return bad("must be a scheme and a host, with no path, query or wildcard inside the host")
+	}
+	if u, err := url.Parse(scheme + "://" + host); err != nil || u.Host != host {
+		return bad("is not a valid origin")
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110), as method and
+// header names are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 func checkListen(addr string) error {
@@ -232,6 +295,9 @@ func (v *validator) auth() {
 		if t.Subject == "" {
 			v.fail(p+".subject", "must not be empty")
 		}
+		if t.Type != "service" && t.Type != "user" {
+			v.fail(p+".type", "must be service or user, got %q", t.Type)
+		}
 		for i, id := range t.Plugins {
 			if !PluginIDPattern.MatchString(id) {
 				v.fail(fmt.Sprintf("%s.plugins[%d]", p, i), "%q is not a plugin id", id)
@@ -285,8 +351,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 		v.fail(base+".log_level", "must be one of %s, got %q", strings.Join(logLevels, ", "), p.LogLevel)
 	}
 	for i, r := range p.PublicRoutes {
-		if !strings.HasPrefix(r, "/") {
-			v.fail(fmt.Sprintf("%s.public_routes[%d]", base, i), "route %q must start with /", r)
+		if err := CheckPublicRoute(r); err != nil {
+			v.fail(fmt.Sprintf("%s.public_routes[%d]", base, i), "%v", err)
 		}
 	}
 	l := p.Limits
@@ -342,6 +408,32 @@ func (v *validator) plugin(id string, p *Plugin) {
 			v.fail(fmt.Sprintf("%s.secrets[%d]", base, i), "names %q, which is not a key of [%s.config]", k, base)
 		}
 	}
+}
+
+// MaxRouteLength bounds a public route.
+const MaxRouteLength = 1024
+
+// CheckPublicRoute checks a public route: an exact path relative to the
+// plugin's mount, as a client sends it ("/ping"), with no query, fragment
+// or wildcard. The same rule applies to what a plugin asks for and to what
+// the operator lists.
+func CheckPublicRoute(r string) error {
+	switch {
+	case !strings.HasPrefix(r, "/"):
+		return fmt.Errorf("route %q must start with /", r)
+	case len(r) > MaxRouteLength:
+		return fmt.Errorf("route of %d bytes is longer than %d", len(r), MaxRouteLength)
+	case strings.ContainsAny(r, "?#"):
+		return fmt.Errorf("route %q must be a path only, without ? or #", r)
+	case strings.Contains(r, "*"):
+		return fmt.Errorf("route %q: public routes are exact paths; wildcards are not supported", r)
+	}
+	for i := 0; i < len(r); i++ {
+		if r[i] <= ' ' || r[i] == 0x7f {
+			return fmt.Errorf("route %q must not contain spaces or control characters", r)
+		}
+	}
+	return nil
 }
 
 // ConfigValue returns the value at a dotted key of the plugin's config

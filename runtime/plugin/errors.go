@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -96,27 +95,27 @@ func classify(ctx context.Context, err error, oom bool) Failure {
 	if errors.As(err, &trap) {
 		return FailTrap
 	}
+	if oom {
+		return FailMemory
+	}
+	// Past the deadline, whatever stopped the guest (wazero closing the
+	// module, the interrupt flag's unreachable, a cut-short sleep) was the
+	// deadline.
+	switch ctx.Err() {
+	case context.DeadlineExceeded:
+		return FailTimeout
+	case context.Canceled:
+		return FailCanceled
+	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
 			return FailTimeout
 		case sys.ExitCodeContextCanceled:
-			if ctx.Err() == context.DeadlineExceeded {
-				return FailTimeout
-			}
 			return FailCanceled
 		}
-		if oom {
-			return FailMemory
-		}
 		return FailExit
-	}
-	if ctx.Err() == context.DeadlineExceeded {
-		return FailTimeout
-	}
-	if oom || strings.Contains(err.Error(), "out of memory") {
-		return FailMemory
 	}
 	return FailTrap
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
 // instance is one sandboxed instantiation of a plugin's module. It serves
@@ -19,8 +21,12 @@ type instance struct {
 	p      *Plugin
 	mod    api.Module
 	handle api.Function
-	state  hostfuncs.Instance
-	calls  int
+	// flag and fuel are the interrupt globals of an instrumented module
+	// (nil otherwise), see package instrument.
+	flag  api.MutableGlobal
+	fuel  api.MutableGlobal
+	state hostfuncs.Instance
+	calls int
 
 	// callCtx is the context of the call in progress; sleep watches it so
 	// that a guest blocked in a WASI sleep is interrupted at its deadline.
@@ -53,35 +59,61 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithSysNanotime().
 		WithNanosleep(in.sleep).
 		WithRandSource(rand.Reader)
-	if _, ok := p.cm.ExportedFunctions()[hostfuncs.ExportInitialize]; ok {
-		cfg = cfg.WithStartFunctions(hostfuncs.ExportInitialize)
-	} else {
-		cfg = cfg.WithStartFunctions()
-	}
-
+	// Start functions are run below, under the same interruption as calls.
+	// (A module with a start section is never instrumented, so wazero's
+	// interruption bounds that section by the init timeout.)
+	cfg = cfg.WithStartFunctions()
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
 	in.callCtx = ictx
-	in.state.Initializing = true
 	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
-	in.state.Initializing = false
-	in.state.EndCall()
 	in.callCtx = nil
-	in.flushOutput()
 	if err != nil {
-		kind := classify(ictx, err, in.oom)
-		if mod != nil {
-			mod.Close(context.Background())
-		}
-		return nil, fmt.Errorf("instantiate (%s): %w", kind, err)
+		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in.mod = mod
+	if p.mode == InterruptFlag {
+		flag, ok1 := mod.ExportedGlobal(instrument.FlagName).(api.MutableGlobal)
+		fuel, ok2 := mod.ExportedGlobal(instrument.FuelName).(api.MutableGlobal)
+		if !ok1 || !ok2 {
+			mod.Close(context.Background())
+			return nil, fmt.Errorf("instantiate: instrumented module lacks its interrupt globals")
+		}
+		in.flag, in.fuel = flag, fuel
+	}
+	if init := mod.ExportedFunction(hostfuncs.ExportInitialize); init != nil {
+		in.state.Initializing = true
+		_, _, err := in.run(ictx, init, 0)
+		in.state.Initializing = false
+		in.state.EndCall()
+		if err != nil {
+			kind := classify(ictx, err, in.oom)
+			mod.Close(context.Background())
+			return nil, fmt.Errorf("guest initializer (%s): %w", kind, err)
+		}
+	}
 	in.handle = mod.ExportedFunction(hostfuncs.ExportHandle)
 	if in.handle == nil {
 		mod.Close(context.Background())
 		return nil, fmt.Errorf("instantiate: module does not export %s", hostfuncs.ExportHandle)
 	}
 	return in, nil
+}
+
+// run calls fn(arg) under ctx, interrupting the guest when ctx ends. It
+// reports tainted when the interrupt fired, even if the call managed to
+// return: such an instance must be discarded.
+func (in *instance) run(ctx context.Context, fn api.Function, arg uint64) (code uint64, tainted bool, err error) {
+	if in.flag == nil {
+		code, err = in.call(ctx, fn, arg)
+		return code, false, err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		in.flag.Set(1)
+		in.fuel.Set(1) // check at the next loop iteration or call
+	})
+	code, err = in.call(ctx, fn, arg)
+	return code, !stop(), err
 }
 
 // call invokes fn(arg) in the instance under ctx and returns its result.
@@ -96,23 +128,30 @@ func (in *instance) call(ctx context.Context, fn api.Function, arg uint64) (uint
 	return in.stack[0], err
 }
 
-// sleep implements WASI's clock sleep (poll_oneoff) for the guest, cut
-// short when the call's context ends, so that the deadline interrupts a
-// guest blocked in a sleep as it interrupts one stuck in a loop.
+// errInterrupted is the panic value of a WASI sleep cut short by the end
+// of its call's context; wazero turns it into the call's error.
+var errInterrupted = errors.New("interrupted in a sleep at the call's deadline")
+
+// sleep implements WASI's clock sleep (poll_oneoff) for the guest. When the
+// call's context ends it traps, so that the deadline interrupts a guest
+// blocked in a sleep as it interrupts one stuck in a loop.
 func (in *instance) sleep(ns int64) {
-	if ns <= 0 {
-		return
-	}
 	ctx := in.callCtx
 	if ctx == nil {
-		time.Sleep(time.Duration(ns))
+		time.Sleep(time.Duration(max(ns, 0)))
 		return
 	}
-	t := time.NewTimer(time.Duration(ns))
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
+	if ns > 0 {
+		t := time.NewTimer(time.Duration(ns))
+		select {
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	if ctx.Err() != nil {
+		panic(errInterrupted)
 	}
 }
 

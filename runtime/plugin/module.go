@@ -53,15 +53,23 @@ func SHA256(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// checkMagic refuses bytes that are not a WebAssembly 1.0 binary module.
+func checkMagic(wasm []byte) error {
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		if bytes.HasPrefix(wasm, wasmMagic[:4]) && len(wasm) >= 8 {
+			return fmt.Errorf("unsupported WebAssembly binary version %v (want 1)", wasm[4:8])
+		}
+		return fmt.Errorf("not a WebAssembly module (the file does not start with \\0asm)")
+	}
+	return nil
+}
+
 // Compile checks that wasm is a WebAssembly module, compiles it in r and
 // validates it against ABI v1. The caller closes the returned module.
 func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.CompiledModule, Info, error) {
 	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
-	if !bytes.HasPrefix(wasm, wasmMagic) {
-		if bytes.HasPrefix(wasm, wasmMagic[:4]) {
-			return nil, info, fmt.Errorf("unsupported WebAssembly binary version %v (want 1)", wasm[4:8])
-		}
-		return nil, info, fmt.Errorf("not a WebAssembly module (the file does not start with \\0asm)")
+	if err := checkMagic(wasm); err != nil {
+		return nil, info, err
 	}
 	cm, err := r.CompileModule(ctx, wasm)
 	if err != nil {

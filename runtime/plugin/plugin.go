@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
 // Limits bound what one plugin may use.
@@ -36,7 +37,27 @@ type Limits struct {
 	MaxResponse int
 	// Warm is how many instances are created at load.
 	Warm int
+	// NoInterrupt turns off interruption of the guest's own code at the
+	// deadline (host calls and sleeps are still cut short). Only for
+	// plugins the operator vetted: a runaway loop then holds its instance
+	// and a core until it ends.
+	NoInterrupt bool
 }
+
+// Interruption is how a plugin's guest code is stopped at its deadline.
+type Interruption string
+
+const (
+	// InterruptFlag: the module is instrumented at load with a check of a
+	// host-set flag at every loop header and function entry (cheap).
+	InterruptFlag Interruption = "flag"
+	// InterruptWazero: wazero's close-on-context-done, used when the
+	// module cannot be instrumented (slower: its check leaves compiled
+	// code on every loop iteration).
+	InterruptWazero Interruption = "wazero"
+	// InterruptOff: limits.interruptible = false.
+	InterruptOff Interruption = "off"
+)
 
 // Spec is everything Load needs to know about one plugin.
 type Spec struct {
@@ -48,6 +69,9 @@ type Spec struct {
 	Host  hostfuncs.Host
 	Log   *logrus.Entry
 	Cache wazero.CompilationCache
+
+	// forceWazero makes tests use the fallback interruption.
+	forceWazero bool
 }
 
 // Plugin is a loaded plugin: its compiled module and its instance pool.
@@ -59,6 +83,7 @@ type Plugin struct {
 	info Info
 	pool *pool
 	log  *logrus.Entry
+	mode Interruption
 
 	CompileTime time.Duration
 	LoadTime    time.Duration
@@ -96,9 +121,29 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if pages == 0 {
 		return nil, fmt.Errorf("memory limit %d bytes is less than one 64 KiB page", lim.Memory)
 	}
+	if err := checkMagic(spec.Wasm); err != nil {
+		return nil, err
+	}
+	code := spec.Wasm
+	switch {
+	case lim.NoInterrupt:
+		p.mode = InterruptOff
+	case spec.forceWazero:
+		p.mode = InterruptWazero
+	default:
+		out, st, err := instrument.Interruptible(spec.Wasm)
+		if err != nil {
+			p.mode = InterruptWazero
+			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
+		} else {
+			p.mode = InterruptFlag
+			code = out
+			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops}).Debug("instrumented for interruption")
+		}
+	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(p.mode == InterruptWazero)
 	if spec.Cache != nil {
 		rc = rc.WithCompilationCache(spec.Cache)
 	}
@@ -115,8 +160,9 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		return nil, err
 	}
 	cstart := time.Now()
-	p.cm, p.info, err = Compile(ctx, p.rt, spec.Wasm)
+	p.cm, p.info, err = Compile(ctx, p.rt, code)
 	p.CompileTime = time.Since(cstart)
+	p.info.SHA256, p.info.Size = SHA256(spec.Wasm), len(spec.Wasm)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +187,9 @@ func (p *Plugin) ID() string { return p.id }
 
 // Info describes the plugin's module.
 func (p *Plugin) Info() Info { return p.info }
+
+// Interruption says how the plugin's guest code is stopped at deadlines.
+func (p *Plugin) Interruption() Interruption { return p.mode }
 
 // Limits returns the limits the plugin runs under.
 func (p *Plugin) Limits() Limits { return p.spec.Limits }
@@ -216,11 +265,14 @@ func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, cod
 		}
 	}
 	cctx, cancel := context.WithDeadline(ctx, deadline)
-	code, err := in.call(cctx, fn, uint64(len(in.reqBuf)))
+	code, tainted, err := in.run(cctx, fn, uint64(len(in.reqBuf)))
+	var kind Failure
+	if err != nil {
+		kind = classify(cctx, err, in.oom) // before cancel, which would mask why
+	}
 	cancel()
 	in.state.EndCall()
 	if err != nil {
-		kind := classify(cctx, err, in.oom)
 		p.pool.discard(in)
 		return &CallError{Plugin: p.id, Kind: kind, Err: err}
 	}
@@ -239,7 +291,9 @@ func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, cod
 	err = done(in, uint32(code), in.state.Response)
 	in.state.Reset()
 	var ce *CallError
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) || tainted {
+		// tainted: the deadline fired as the call ended, so the interrupt
+		// flag may be set; the instance must not serve again.
 		p.pool.discard(in)
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -27,13 +28,17 @@ type testHost struct {
 }
 
 func (h testHost) Config(key string) (string, bool) { v, ok := h.config[key]; return v, ok }
-func (h testHost) LogEnabled(int32) bool            { return true }
+func (h testHost) PublicRoute(string) error         { return nil }
+func (h testHost) Database() (hostfuncs.Database, error) {
+	return nil, errors.New("no database in this test")
+}
+func (h testHost) LogEnabled(int32) bool { return true }
 func (h testHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
 	h.log.WithField("stream", rec.Stream).Info(rec.Message)
 	return hostfuncs.LogWritten
 }
 func (h testHost) ReadURL(context.Context, *hostfuncs.Instance, *hostfuncs.URLRequest) (*hostfuncs.URLResponse, error) {
-	return nil, hostfuncs.Errorf(hostfuncs.ErrDenied, "not granted in this test")
+	return nil, hostfuncs.Failf(hostfuncs.ErrDenied, "not granted in this test")
 }
 
 var (
@@ -66,6 +71,11 @@ func testLimits() Limits {
 
 func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 	t.Helper()
+	return loadSpec(t, Spec{Wasm: wasm, Limits: lim})
+}
+
+func loadSpec(t testing.TB, spec Spec) *Plugin {
+	t.Helper()
 	log := logrus.New()
 	var buf bytes.Buffer
 	var mu sync.Mutex
@@ -78,8 +88,11 @@ func load(t testing.TB, wasm []byte, lim Limits) *Plugin {
 		}
 	})
 	entry := log.WithField("plugin", "hostile")
-	host := testHost{config: map[string]string{"greeting": "hi"}, log: entry}
-	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: wasm, Limits: lim, Host: host, Log: entry, Cache: testCache})
+	spec.ID, spec.Log, spec.Cache = "hostile", entry, testCache
+	if spec.Host == nil {
+		spec.Host = testHost{config: map[string]string{"greeting": "hi"}, log: entry}
+	}
+	p, err := Load(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -111,7 +124,18 @@ func get(p *Plugin, path string) (int, string, error) {
 }
 
 func TestFailuresDiscardInstanceAndPoolRecovers(t *testing.T) {
-	p := load(t, hostileWasm, testLimits())
+	for _, mode := range []Interruption{InterruptFlag, InterruptWazero} {
+		t.Run(string(mode), func(t *testing.T) {
+			p := loadSpec(t, Spec{Wasm: hostileWasm, Limits: testLimits(), forceWazero: mode == InterruptWazero})
+			if p.Interruption() != mode {
+				t.Fatalf("interruption = %s, want %s", p.Interruption(), mode)
+			}
+			testFailures(t, p)
+		})
+	}
+}
+
+func testFailures(t *testing.T, p *Plugin) {
 	cases := []struct {
 		path string
 		want Failure
@@ -147,6 +171,40 @@ func TestFailuresDiscardInstanceAndPoolRecovers(t *testing.T) {
 	st := p.Stats()
 	if st.Discarded != int64(len(cases)) {
 		t.Errorf("discarded = %d, want %d", st.Discarded, len(cases))
+	}
+}
+
+// A runaway guest must not stall the Go runtime: garbage collections keep
+// completing while it spins, and it is still interrupted at its deadline.
+func TestRunawayGuestDoesNotStallGC(t *testing.T) {
+	p := load(t, hostileWasm, testLimits())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := get(p, "/loop")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		goruntime.GC()
+	}
+	if err := <-done; KindOf(err) != FailTimeout {
+		t.Fatalf("loop ended with %v, want timeout", err)
+	}
+}
+
+func TestInterruptibleOff(t *testing.T) {
+	lim := testLimits()
+	lim.NoInterrupt = true
+	p := load(t, hostileWasm, lim)
+	if p.Interruption() != InterruptOff {
+		t.Fatalf("interruption = %s", p.Interruption())
+	}
+	if status, _, err := get(p, "/ok"); err != nil || status != 200 {
+		t.Fatalf("%d %v", status, err)
+	}
+	// Host-side waits are still cut at the deadline.
+	if _, _, err := get(p, "/sleep"); KindOf(err) != FailTimeout {
+		t.Fatalf("sleep ended with %v, want timeout", err)
 	}
 }
 

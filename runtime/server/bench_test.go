@@ -19,6 +19,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
@@ -43,21 +44,32 @@ func BenchmarkPing(b *testing.B) {
 		}
 		go app.Listener(ln)
 		defer app.Shutdown()
-		drive(b, "http://"+ln.Addr().String()+"/api/hello/ping")
+		drive(b, "http://"+ln.Addr().String()+"/api/hello/ping", servertest.Token)
 	})
 	b.Run("greenroom", func(b *testing.B) {
 		in := servertest.Start(b, fmt.Sprintf("[log]\naccess_log = false\n[plugins.hello]\npath = %q\nlimits = { instances = 8 }\n", helloWasm), servertest.Options{CacheDir: cacheDir})
-		drive(b, in.URL+"/api/hello/ping")
+		drive(b, in.URL+"/api/hello/ping", in.Token)
+	})
+	// The same with a JWT (ES256) instead of a static token: after the
+	// first request its verification is remembered.
+	b.Run("greenroom-jwt", func(b *testing.B) {
+		idp := authtest.New(b)
+		in := servertest.Start(b, fmt.Sprintf("[log]\naccess_log = false\n[auth.jwt]\njwks_url = %q\nissuer = %q\naudience = %q\n[plugins.hello]\npath = %q\nlimits = { instances = 8 }\n",
+			idp.JWKSURL, authtest.Issuer, authtest.Audience, helloWasm), servertest.Options{CacheDir: cacheDir})
+		drive(b, in.URL+"/api/hello/ping", idp.Sign(b, "ES256", authtest.Claims("user:default/bench")))
 	})
 }
 
-func drive(b *testing.B, url string) {
+// drive sends the same request, with a bearer token (checked by
+// greenroom, ignored by the native handler), from parallel connections.
+func drive(b *testing.B, url, token string) {
 	c := &fasthttp.Client{MaxConnsPerHost: 1024}
 	check := func() {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		req.SetRequestURI(url)
+		req.Header.Set("Authorization", "Bearer "+token)
 		if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 			b.Fatalf("%s: %v %d %s", url, err, resp.StatusCode(), resp.Body())
 		}
@@ -71,6 +83,7 @@ func drive(b *testing.B, url string) {
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		req.SetRequestURI(url)
+		req.Header.Set("Authorization", "Bearer "+token)
 		for pb.Next() {
 			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 				b.Errorf("%v %d", err, resp.StatusCode())
@@ -90,9 +103,14 @@ func warmUp(b *testing.B, url string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(url)
+			req.Header.Set("Authorization", "Bearer "+servertest.Token)
 			for i := 0; i < 20; i++ {
-				if status, _, err := c.Get(nil, url); err != nil || status != 200 {
-					b.Errorf("warm-up %s: %d %v", url, status, err)
+				if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					b.Errorf("warm-up %s: %d %v", url, resp.StatusCode(), err)
 					return
 				}
 			}
@@ -102,13 +120,15 @@ func warmUp(b *testing.B, url string) {
 }
 
 // startQuiet starts greenroom with cfgText and a JSON log to io.Discard
-// (benchmarks write far too many lines to keep).
+// (benchmarks write far too many lines to keep), with servertest's static
+// token as the credential, as BenchmarkPing uses.
 func startQuiet(b *testing.B, cfgText string, ropts runtime.Options) *servertest.Instance {
 	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n[log]\naccess_log = false\n"
 	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "bench.toml", Data: []byte(override)}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	cfg.Auth.Tokens = map[string]*config.Token{"bench": {Token: servertest.Token, Subject: "service:bench", Type: "service", Admin: true}}
 	log, _, err := logging.New(io.Discard, "json", "info", cfg.Secrets())
 	if err != nil {
 		b.Fatal(err)
@@ -143,7 +163,7 @@ func BenchmarkLogRoute(b *testing.B) {
 		go app.Listener(ln)
 		defer app.Shutdown()
 		warmUp(b, "http://"+ln.Addr().String()+"/api/logurl/log1")
-		drive(b, "http://"+ln.Addr().String()+"/api/logurl/log1")
+		drive(b, "http://"+ln.Addr().String()+"/api/logurl/log1", servertest.Token)
 	})
 	for _, route := range []string{"log1", "nolog"} {
 		name := "greenroom"
@@ -153,7 +173,7 @@ func BenchmarkLogRoute(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			in := startQuiet(b, fmt.Sprintf("[plugins.logurl]\npath = %q\nlimits = { instances = 8, log_rate = 1e9, log_burst = 1000000000 }\n", logurlWasm), runtime.Options{})
 			warmUp(b, in.URL+"/api/logurl/"+route)
-			drive(b, in.URL+"/api/logurl/"+route)
+			drive(b, in.URL+"/api/logurl/"+route, servertest.Token)
 		})
 	}
 }
@@ -192,7 +212,7 @@ func BenchmarkReadRoute(b *testing.B) {
 		defer app.Shutdown()
 		u := "http://" + ln.Addr().String() + "/api/logurl/read?url=" + url.QueryEscape(src.URL+"/doc")
 		warmUp(b, u)
-		drive(b, u)
+		drive(b, u, servertest.Token)
 	})
 	b.Run("greenroom", func(b *testing.B) {
 		addr := netip.MustParseAddrPort(src.Listener.Addr().String())
@@ -206,6 +226,6 @@ capabilities = { urlreader = ["127.0.0.1"] }
 `, logurlWasm), runtime.Options{URLReader: urlreader.Options{TestOnlyReachable: []netip.AddrPort{addr}}})
 		u := in.URL + "/api/logurl/read?raw=1&url=" + url.QueryEscape(src.URL+"/doc")
 		warmUp(b, u)
-		drive(b, u)
+		drive(b, u, servertest.Token)
 	})
 }

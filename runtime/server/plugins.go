@@ -26,6 +26,12 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		idBytes, sub = rest[:i], rest[i:]
 	}
 	id := string(idBytes)
+	// Access is decided before anything else, so that a caller without a
+	// credential learns nothing, not even which plugins exist.
+	principal, err := s.authorizePlugin(c, rs, id, sub)
+	if err != nil {
+		return err
+	}
 	if !config.PluginIDPattern.MatchString(id) || s.rt.Slot(id) == nil {
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
 	}
@@ -43,6 +49,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	req.RawQuery = fr.URI().QueryString()
 	req.RequestID = rs.id
 	req.RemoteAddr = c.Context().RemoteAddr().String()
+	if principal != nil {
+		req.Principal = hostfuncs.Principal{Type: envelopeType(principal.Type), Subject: principal.Subject, Claims: principal.Claims}
+	}
 	fr.Header.VisitAll(func(k, v []byte) {
 		if !forwardRequestHeader(k) {
 			return
@@ -54,7 +63,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	req.Body = fr.Body()
 
-	err := s.rt.Handle(s.base, id, req, func(resp hostfuncs.Response) error {
+	err = s.rt.Handle(s.base, id, req, func(resp hostfuncs.Response) error {
 		w := c.Response()
 		w.SetStatusCode(resp.Status)
 		for _, h := range resp.Headers {

@@ -16,15 +16,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/auth"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 )
 
 // Server serves one Runtime over HTTP.
 type Server struct {
-	rt  *runtime.Runtime
-	cfg *config.Config
-	log *logrus.Logger
-	app *fiber.App
+	rt   *runtime.Runtime
+	cfg  *config.Config
+	log  *logrus.Logger
+	app  *fiber.App
+	auth *auth.Authenticator
 
 	// base is the parent context of every plugin call; cancelling it
 	// interrupts them all (hard shutdown).
@@ -36,7 +38,7 @@ type Server struct {
 // New builds the HTTP app for rt. It serves nothing until Serve.
 func New(rt *runtime.Runtime, log *logrus.Logger) *Server {
 	cfg := rt.Config()
-	s := &Server{rt: rt, cfg: cfg, log: log}
+	s := &Server{rt: rt, cfg: cfg, log: log, auth: newAuthenticator(cfg, log)}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:               "greenroom",
@@ -59,6 +61,13 @@ func (s *Server) App() *fiber.App { return s.app }
 
 func (s *Server) routes() {
 	s.app.Use(s.requestState)
+	if len(s.cfg.Server.CORS.Origins) > 0 {
+		s.app.Use(s.corsHandler())
+	}
+	s.app.Use(s.identify)
+	if s.cfg.Server.RateLimit.PerSecond() > 0 {
+		s.app.Use(s.rateLimiter())
+	}
 	health := s.app.Group("/.greenroom/health/v1")
 	health.Get("/liveness", s.liveness)
 	health.Get("/readiness", s.readiness)
@@ -68,12 +77,6 @@ func (s *Server) routes() {
 	s.app.Use(func(c *fiber.Ctx) error {
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
 	})
-}
-
-// requireAdmin is the one place where admin authentication is enforced for
-// everything under /.greenroom/ except health.
-func (s *Server) requireAdmin(c *fiber.Ctx) error {
-	return c.Next()
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -87,6 +90,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	err := s.app.ShutdownWithContext(ctx)
 	s.cancel()
+	s.auth.Close()
 	return err
 }
 
@@ -99,6 +103,10 @@ type reqState struct {
 	plugin  string
 	subject string
 	start   time.Time
+	// principal is the verified caller, nil when the request carried no
+	// valid credential; authErr says why not.
+	principal *auth.Principal
+	authErr   error
 }
 
 const stateKey = "greenroom.request"

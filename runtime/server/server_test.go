@@ -84,7 +84,7 @@ func TestHello(t *testing.T) {
 		t.Error("no X-Request-Id")
 	}
 
-	status, _, body = in.Get(t, "/api/hello/echo?a=1&b=x%20y&a=2", "X-Custom", "v1", "Authorization", "Bearer secret-token", "Cookie", "session=abc")
+	status, _, body = in.Get(t, "/api/hello/echo?a=1&b=x%20y&a=2", "X-Custom", "v1", "Authorization", "Bearer "+in.Token, "Cookie", "session=abc")
 	if status != 200 {
 		t.Fatalf("echo: %d %s", status, body)
 	}

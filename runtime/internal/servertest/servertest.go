@@ -21,6 +21,10 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/server"
 )
 
+// Token is the admin token Start configures (as [auth.tokens.servertest])
+// for a test whose config configures no authentication of its own.
+const Token = "servertest-admin-token-0123456789abcdef"
+
 // Instance is a running greenroom.
 type Instance struct {
 	URL    string
@@ -28,7 +32,15 @@ type Instance struct {
 	RT     *runtime.Runtime
 	Server *server.Server
 	Log    *Buffer
+	// Client sends Authorization: Bearer <Token> with every request that
+	// carries no Authorization header of its own, when Start added the
+	// token; otherwise it is Anon.
 	Client *http.Client
+	// Anon sends requests exactly as given: no credential unless the
+	// request has one.
+	Anon *http.Client
+	// Token is the harness's admin token, or "" when Start added none.
+	Token string
 }
 
 // Buffer is a goroutine-safe log sink.
@@ -56,6 +68,10 @@ type Options struct {
 	Runtime runtime.Options
 	// CacheDir defaults to a directory shared by the test binary.
 	CacheDir string
+	// Anonymous leaves out the harness's admin token even when the
+	// config configures no authentication: then nothing but public
+	// routes answers.
+	Anonymous bool
 }
 
 // Start reads cfgText as config.toml (listen and cache_dir are overridden),
@@ -75,12 +91,41 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	// Tests of plugin behaviour configure no authentication: they get an
+	// admin token, which Client sends. Tests of authentication configure
+	// their own credentials (or turn it off) and get exactly those, so a
+	// request sent without a credential really has none.
+	a := cfg.Auth
+	token := ""
+	if !opts.Anonymous && len(a.Tokens) == 0 && a.JWT == nil && !a.DangerouslyDisable {
+		token = Token
+		cfg.Auth.Tokens = map[string]*config.Token{"servertest": {Token: Token, Subject: "service:servertest", Type: "service", Admin: true}}
+	}
 	buf := &Buffer{}
 	log, _, err := logging.New(buf, "json", "debug", cfg.Secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return StartConfig(t, cfg, log, buf, opts.Runtime)
+	in := StartConfig(t, cfg, log, buf, opts.Runtime)
+	if token != "" {
+		in.Token = token
+		in.Client.Transport = bearer{base: in.Client.Transport, token: token}
+	}
+	return in
+}
+
+// bearer adds a credential to requests that carry none.
+type bearer struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, ok := r.Header["Authorization"]; !ok {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.base.RoundTrip(r)
 }
 
 // StartConfig is Start for an already read config.
@@ -97,9 +142,11 @@ func StartConfig(t testing.TB, cfg *config.Config, log *logrus.Logger, buf *Buff
 	}
 	go srv.Serve(ln)
 	rt.Load(context.Background())
+	transport := &http.Transport{MaxIdleConnsPerHost: 256}
 	in := &Instance{
 		URL: "http://" + ln.Addr().String(), Config: cfg, RT: rt, Server: srv, Log: buf,
-		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+		Client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
+		Anon:   &http.Client{Timeout: 30 * time.Second, Transport: transport},
 	}
 	t.Cleanup(func() {
 		if t.Failed() && buf != nil {
@@ -113,8 +160,21 @@ func StartConfig(t testing.TB, cfg *config.Config, log *logrus.Logger, buf *Buff
 	return in
 }
 
-// Do sends a request and returns status, headers and body.
+// Do sends a request with Client and returns status, headers and body.
 func (in *Instance) Do(t testing.TB, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
+	t.Helper()
+	return in.DoWith(t, in.Client, method, path, body, header...)
+}
+
+// DoAnon is Do with the Anon client: the request carries only the headers
+// given.
+func (in *Instance) DoAnon(t testing.TB, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
+	t.Helper()
+	return in.DoWith(t, in.Anon, method, path, body, header...)
+}
+
+// DoWith is Do with any client.
+func (in *Instance) DoWith(t testing.TB, client *http.Client, method, path string, body io.Reader, header ...string) (int, http.Header, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, in.URL+path, body)
 	if err != nil {
@@ -123,7 +183,7 @@ func (in *Instance) Do(t testing.TB, method, path string, body io.Reader, header
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := in.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

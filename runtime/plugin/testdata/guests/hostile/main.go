@@ -18,10 +18,22 @@ func requestRead(ptr unsafe.Pointer, size uint32) int32
 //go:wasmimport greenroom config_get
 func configGet(ptr unsafe.Pointer, size uint32) int32
 
+//go:wasmimport greenroom public_route
+func publicRoute(ptr unsafe.Pointer, size uint32) int32
+
 var sink [][]byte
 var counter int
 
+// initPublic is what public_route answered during init for a malformed
+// route; /public-codes reports it.
+var initPublic int32
+
+func askPublic(path string) int32 {
+	return publicRoute(unsafe.Pointer(unsafe.StringData(path)), uint32(len(path)))
+}
+
 func init() {
+	initPublic = askPublic("no-leading-slash")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {
 		counter++
@@ -80,6 +92,10 @@ func init() {
 		w.Header()["Content-Length"] = []string{"1"}
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("GET /public-codes", func(w http.ResponseWriter, r *http.Request) {
+		// After init, asking to open a route is refused.
+		fmt.Fprintf(w, `{"init_malformed":%d,"late":%d}`, initPublic, askPublic("/ok"))
 	})
 	greenroom.Handle(mux)
 }

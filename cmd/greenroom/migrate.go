@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
+)
+
+func migrateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Show or apply database migrations (the runtime's and the plugins')",
+	}
+	var sfiles, ufiles []string
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "List the runtime's migrations (applied or pending) and every plugin migration applied",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(sfiles)
+			if err != nil {
+				return err
+			}
+			log, _, err := logging.New(os.Stderr, cfg.Log.Format, "warn", cfg.Secrets())
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			st, err := database.Status(ctx, runtime.DatabaseConfig(cfg), log)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "OWNER\tMIGRATION\tAPPLIED")
+			for _, m := range st {
+				owner, applied := "runtime", "pending"
+				if m.Plugin != "" {
+					owner = "plugin " + m.Plugin
+				}
+				if !m.AppliedAt.IsZero() {
+					applied = m.AppliedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", owner, m.Name, applied)
+			}
+			return w.Flush()
+		},
+	}
+	addConfigFlag(status, &sfiles, []string{"config.toml"})
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Apply the runtime's pending migrations, then load every plugin granted the database to apply its own",
+		Long: `Apply the runtime's pending migrations, then load every plugin granted the
+database to apply its pending migrations, and exit. This is how migrations
+are applied when database.skip_migrations is set. Plugin paths that name Go
+source directories are built first, as greenroom dev does.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(ufiles)
+			if err != nil {
+				return err
+			}
+			cfg.Database.SkipMigrations = false
+			log, _, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level, cfg.Secrets())
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			for id, pc := range cfg.Plugins {
+				if !pc.Capabilities.Database {
+					delete(cfg.Plugins, id)
+				}
+			}
+			rt, err := runtime.New(cfg, log, runtime.Options{BuildSources: true})
+			if err != nil {
+				return err
+			}
+			ctx := context.Background()
+			defer rt.Close(ctx)
+			if err := rt.Database().Open(ctx); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			rt.Load(ctx)
+			failed := 0
+			for _, id := range rt.IDs() {
+				st, reason := rt.Slot(id).Status()
+				if st != runtime.StateReady {
+					failed++
+					fmt.Fprintf(cmd.ErrOrStderr(), "plugin %s: %s\n", id, reason)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "plugin %s: migrations up to date\n", id)
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d plugins could not be migrated", failed)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "runtime: migrations up to date")
+			return nil
+		},
+	}
+	addConfigFlag(up, &ufiles, []string{"config.toml"})
+	cmd.AddCommand(status, up)
+	return cmd
+}

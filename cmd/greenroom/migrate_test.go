@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
+)
+
+// migrate up applies the runtime's and the plugins' migrations with
+// skip_migrations set; migrate status then lists them as applied.
+func TestMigrateUpAndStatus(t *testing.T) {
+	// The same cache as the runtime's tests (runtime/internal/guesttest).
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	todo, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "plugins", "todo"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+[log]
+level = "warn"
+[runtime]
+cache_dir = %q
+[database]
+connection = "file:data"
+skip_migrations = true
+[plugins.todo]
+path = %q
+[plugins.todo.capabilities]
+database = true
+[plugins.hello]
+path = "missing.wasm"
+`, filepath.Join(cache, "cmd-test-cache"), todo)), 0o644)
+
+	run := func(args ...string) (string, error) {
+		root := newRoot()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(args)
+		err := root.Execute()
+		return out.String(), err
+	}
+	out, err := run("migrate", "status", "-c", cfgPath)
+	if err != nil || !strings.Contains(out, "runtime") || !strings.Contains(out, "pending") {
+		t.Fatalf("status before: %v\n%s", err, out)
+	}
+	out, err = run("migrate", "up", "-c", cfgPath)
+	if err != nil || !strings.Contains(out, "plugin todo: migrations up to date") {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	out, err = run("migrate", "status", "-c", cfgPath)
+	if err != nil || strings.Contains(out, "pending") || !strings.Contains(out, "plugin todo  001_items.up.sql") {
+		t.Fatalf("status after: %v\n%s", err, out)
+	}
+	// The SQLite directory is relative to the config file.
+	if _, err := os.Stat(filepath.Join(dir, "data", "plugins", "todo.db")); err != nil {
+		t.Error(err)
+	}
+}

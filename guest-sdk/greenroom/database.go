@@ -1,0 +1,450 @@
+package greenroom
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// This file is the plugin's side of the database capability (docs/abi.md,
+// "Database"; docs/database.md): a database/sql driver that sends each
+// statement to the runtime and decodes the rows it sends back. It is plain
+// Go, tested natively; the wasip1 build plugs in the host functions.
+
+// dbTransport carries encoded requests to the runtime and results back.
+type dbTransport interface {
+	exec(req []byte) (string, error)
+	query(req []byte) (string, error)
+	begin(flags uint32) (uint32, error)
+	commit(tx uint32) error
+	rollback(tx uint32) error
+	migrations(req []byte) error
+}
+
+var (
+	dbOnce sync.Once
+	theDB  *sql.DB
+)
+
+// DriverName is the name under which DB registers the SDK's database/sql
+// driver.
+const DriverName = "greenroom"
+
+// DB returns the plugin's own database as a *sql.DB. The operator must
+// grant the capability (database = true under [plugins.<id>.capabilities]);
+// otherwise every call fails with an error naming it (ErrDenied).
+//
+// Statements take arguments as `?` or as `$1, $2, ...` (not both in one
+// statement) on SQLite and PostgreSQL alike: the runtime rewrites `?` for
+// PostgreSQL. Named arguments are not supported. Values cross as NULL,
+// int64, float64, bool, string, []byte and time.Time (UTC); database/sql
+// converts the other Go types as usual.
+//
+// Transactions work as in database/sql; one still open when the request
+// ends is rolled back by the runtime. Prepared statements are emulated:
+// each execution sends the statement text again.
+//
+// The database is usable from handlers, not from init (its migrations are
+// applied after init). Outside the runtime (a native build), DB returns the
+// database given to SetDB, or one whose every call fails.
+func DB() *sql.DB {
+	if db := nativeDB(); db != nil {
+		return db
+	}
+	dbOnce.Do(func() {
+		// Registered here rather than in an init function: a plugin that
+		// never calls DB links none of the database host functions, and
+		// the runtime then sees that it does not use the capability.
+		sql.Register(DriverName, &sqlDriver{t: newDBTransport()})
+		db, err := sql.Open(DriverName, "")
+		if err != nil {
+			panic(err) // the driver was just registered
+		}
+		db.SetMaxIdleConns(4)
+		theDB = db
+	})
+	return theDB
+}
+
+// Migrations registers the plugin's database migrations: every file named
+// *.up.sql found in fsys, at any depth, ordered by file name (not by
+// directory), e.g. an embed.FS of migrations/*.up.sql. Call it from init.
+// When the plugin loads, the runtime applies the ones its database has not
+// seen yet, each in a transaction, and records them; a failing migration
+// keeps the plugin out of service with the error. Name files so that they
+// sort in the order they must run (001_create_items.up.sql, ...), and never
+// change one that was applied: add a new one.
+//
+// It returns an error when fsys holds no migration, two files share a
+// name, or the runtime refused them (ErrDenied without the capability).
+func Migrations(fsys fs.FS) error {
+	type file struct{ name, path string }
+	var files []file
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".up.sql") {
+			files = append(files, file{name: d.Name(), path: p})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("greenroom: migrations: %w", err)
+	}
+	if len(files) == 0 {
+		return errors.New("greenroom: migrations: no *.up.sql file found")
+	}
+	sort.Slice(files, func(i, j int) bool {
+		if files[i].name != files[j].name {
+			return files[i].name < files[j].name
+		}
+		return files[i].path < files[j].path
+	})
+	req := binary.LittleEndian.AppendUint32(nil, uint32(len(files)))
+	var list []Migration
+	for i, f := range files {
+		if i > 0 && files[i-1].name == f.name {
+			return fmt.Errorf("greenroom: migrations: two files named %s (%s and %s)", f.name, files[i-1].path, f.path)
+		}
+		b, err := fs.ReadFile(fsys, f.path)
+		if err != nil {
+			return fmt.Errorf("greenroom: migrations: %w", err)
+		}
+		req = appendField(req, f.name)
+		req = appendField(req, string(b))
+		list = append(list, Migration{Name: f.name, SQL: string(b)})
+	}
+	return registerMigrations(req, list)
+}
+
+// Migration is one registered migration file.
+type Migration struct {
+	Name string // the file's name, e.g. 001_items.up.sql
+	SQL  string
+}
+
+func appendField(dst []byte, s string) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
+// Value tags of the wire encoding (docs/abi.md, "Values").
+const (
+	tagNull   = 0
+	tagInt64  = 1
+	tagDouble = 2
+	tagFalse  = 3
+	tagTrue   = 4
+	tagString = 5
+	tagBytes  = 6
+	tagTime   = 7
+)
+
+// appendValue encodes one argument, already converted by database/sql to a
+// driver.Value.
+func appendValue(dst []byte, v driver.Value) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, tagNull), nil
+	case int64:
+		return binary.LittleEndian.AppendUint64(append(dst, tagInt64), uint64(x)), nil
+	case float64:
+		return binary.LittleEndian.AppendUint64(append(dst, tagDouble), math.Float64bits(x)), nil
+	case bool:
+		if x {
+			return append(dst, tagTrue), nil
+		}
+		return append(dst, tagFalse), nil
+	case string:
+		return appendField(append(dst, tagString), x), nil
+	case []byte:
+		dst = binary.LittleEndian.AppendUint32(append(dst, tagBytes), uint32(len(x)))
+		return append(dst, x...), nil
+	case time.Time:
+		dst = binary.LittleEndian.AppendUint64(append(dst, tagTime), uint64(x.Unix()))
+		return binary.LittleEndian.AppendUint32(dst, uint32(x.Nanosecond())), nil
+	}
+	return dst, fmt.Errorf("greenroom: unsupported argument type %T", v)
+}
+
+// appendStatement encodes a statement request: u32 tx, bytes sql, u32 argc,
+// value × argc.
+func appendStatement(dst []byte, tx uint32, query string, args []driver.NamedValue) ([]byte, error) {
+	dst = binary.LittleEndian.AppendUint32(dst, tx)
+	dst = appendField(dst, query)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(args)))
+	for _, a := range args {
+		if a.Name != "" {
+			return nil, fmt.Errorf("greenroom: named argument %q: use ? or $n placeholders", a.Name)
+		}
+		var err error
+		if dst, err = appendValue(dst, a.Value); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+var errBadResult = errors.New("greenroom: malformed database result")
+
+// decodeValue decodes one value at r's position; strings are substrings of
+// r's buffer, bytes are copies.
+func (r *envReader) value() driver.Value {
+	switch r.u8() {
+	case tagNull:
+		return nil
+	case tagInt64:
+		return int64(r.u64())
+	case tagDouble:
+		return math.Float64frombits(r.u64())
+	case tagFalse:
+		return false
+	case tagTrue:
+		return true
+	case tagString:
+		return r.str()
+	case tagBytes:
+		return []byte(r.str())
+	case tagTime:
+		sec := int64(r.u64())
+		nsec := int64(r.u32())
+		return time.Unix(sec, nsec).UTC()
+	}
+	if r.err == nil {
+		r.err = errBadResult
+	}
+	return nil
+}
+
+// decodeRows parses a query result: u32 ncols, (bytes name, bytes type) ×
+// ncols, u32 nrows, value × ncols × nrows.
+func decodeRows(res string) (*rows, error) {
+	r := envReader{s: res}
+	n := int(r.u32())
+	if r.err != nil || n < 0 || n > len(res)/8 {
+		return nil, errBadResult
+	}
+	rs := &rows{cols: make([]string, n), types: make([]string, n)}
+	for i := 0; i < n; i++ {
+		rs.cols[i] = r.str()
+		rs.types[i] = r.str()
+	}
+	nrows := int(r.u32())
+	if r.err != nil || nrows < 0 || (n > 0 && nrows > (len(res)-r.off)/n) {
+		return nil, errBadResult
+	}
+	rs.vals = make([]driver.Value, 0, n*nrows)
+	for i := 0; i < n*nrows; i++ {
+		rs.vals = append(rs.vals, r.value())
+	}
+	if r.err != nil || r.off != len(res) {
+		return nil, errBadResult
+	}
+	return rs, nil
+}
+
+type execResult struct {
+	affected, lastID int64
+	hasLastID        bool
+}
+
+func (r execResult) LastInsertId() (int64, error) {
+	if !r.hasLastID {
+		return 0, errors.New("greenroom: LastInsertId is not supported by this database; use RETURNING")
+	}
+	return r.lastID, nil
+}
+
+func (r execResult) RowsAffected() (int64, error) { return r.affected, nil }
+
+func decodeExecResult(res string) (execResult, error) {
+	r := envReader{s: res}
+	out := execResult{affected: int64(r.u64()), lastID: int64(r.u64()), hasLastID: r.u8() == 1}
+	if r.err != nil || r.off != len(res) {
+		return out, errBadResult
+	}
+	return out, nil
+}
+
+// sqlDriver is the database/sql driver DB registers.
+type sqlDriver struct{ t dbTransport }
+
+func (d *sqlDriver) Open(string) (driver.Conn, error) { return &conn{t: d.t}, nil }
+
+// conn is a database/sql connection. It holds nothing on the host but the
+// transaction it is in, if any: the host picks a pooled connection for each
+// statement outside a transaction.
+type conn struct {
+	t   dbTransport
+	tx  uint32
+	buf []byte
+}
+
+var (
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+)
+
+func (c *conn) Prepare(query string) (driver.Stmt, error) { return &stmt{c: c, query: query}, nil }
+
+func (c *conn) PrepareContext(_ context.Context, query string) (driver.Stmt, error) {
+	return &stmt{c: c, query: query}, nil
+}
+
+func (c *conn) Close() error {
+	if c.tx != 0 {
+		c.t.rollback(c.tx)
+		c.tx = 0
+	}
+	return nil
+}
+
+func (c *conn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if c.tx != 0 {
+		return nil, errors.New("greenroom: transaction already open on this connection")
+	}
+	level := int(opts.Isolation)
+	if level < 0 || level > 0xff {
+		return nil, fmt.Errorf("greenroom: isolation level %d", level)
+	}
+	flags := uint32(level) << 8
+	if opts.ReadOnly {
+		flags |= 1
+	}
+	tx, err := c.t.begin(flags)
+	if err != nil {
+		return nil, err
+	}
+	c.tx = tx
+	return &txn{c: c}, nil
+}
+
+func (c *conn) Ping(ctx context.Context) error {
+	_, err := c.QueryContext(ctx, "SELECT 1", nil)
+	return err
+}
+
+func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req, err := appendStatement(c.buf[:0], c.tx, query, args)
+	if err != nil {
+		return nil, err
+	}
+	c.buf = req
+	res, err := c.t.exec(req)
+	if err != nil {
+		return nil, err
+	}
+	return decodeExecResult(res)
+}
+
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req, err := appendStatement(c.buf[:0], c.tx, query, args)
+	if err != nil {
+		return nil, err
+	}
+	c.buf = req
+	res, err := c.t.query(req)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRows(res)
+}
+
+type txn struct{ c *conn }
+
+func (t *txn) Commit() error {
+	id := t.c.tx
+	t.c.tx = 0
+	return t.c.t.commit(id)
+}
+
+func (t *txn) Rollback() error {
+	id := t.c.tx
+	t.c.tx = 0
+	return t.c.t.rollback(id)
+}
+
+// stmt is an emulated prepared statement: it keeps the text and sends it
+// with each execution.
+type stmt struct {
+	c     *conn
+	query string
+}
+
+func (s *stmt) Close() error  { return nil }
+func (s *stmt) NumInput() int { return -1 }
+
+func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.c.ExecContext(context.Background(), s.query, named(args))
+}
+
+func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.c.QueryContext(context.Background(), s.query, named(args))
+}
+
+func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.ExecContext(ctx, s.query, args)
+}
+
+func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.QueryContext(ctx, s.query, args)
+}
+
+func named(args []driver.Value) []driver.NamedValue {
+	out := make([]driver.NamedValue, len(args))
+	for i, v := range args {
+		out[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return out
+}
+
+// rows is a whole query result, decoded.
+type rows struct {
+	cols, types []string
+	vals        []driver.Value
+	next        int
+}
+
+func (r *rows) Columns() []string { return r.cols }
+func (r *rows) Close() error      { r.vals = nil; return nil }
+
+// ColumnTypeDatabaseTypeName returns the column's type as the database
+// names it (e.g. "INT8", "TEXT"), or "".
+func (r *rows) ColumnTypeDatabaseTypeName(i int) string { return r.types[i] }
+
+func (r *rows) Next(dest []driver.Value) error {
+	n := len(r.cols)
+	if r.next+n > len(r.vals) || n == 0 {
+		return io.EOF
+	}
+	copy(dest, r.vals[r.next:r.next+n])
+	r.next += n
+	return nil
+}

@@ -1,0 +1,136 @@
+package greenroom
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
+	"errors"
+	"math"
+	"testing"
+	"testing/fstest"
+	"time"
+)
+
+// fakeDB answers every query with one fixed result and records requests.
+type fakeDB struct {
+	reqs   [][]byte
+	result string
+	err    error
+}
+
+func (f *fakeDB) exec(req []byte) (string, error) {
+	f.reqs = append(f.reqs, append([]byte(nil), req...))
+	var b []byte
+	b = binary.LittleEndian.AppendUint64(b, 3)
+	b = binary.LittleEndian.AppendUint64(b, 42)
+	return string(append(b, 1)), f.err
+}
+func (f *fakeDB) query(req []byte) (string, error) {
+	f.reqs = append(f.reqs, append([]byte(nil), req...))
+	return f.result, f.err
+}
+func (f *fakeDB) begin(uint32) (uint32, error) { return 9, f.err }
+func (f *fakeDB) commit(uint32) error          { return f.err }
+func (f *fakeDB) rollback(uint32) error        { return f.err }
+func (f *fakeDB) migrations([]byte) error      { return f.err }
+
+func TestDriverEncodesAndDecodes(t *testing.T) {
+	ts := time.Date(2026, 11, 29, 1, 2, 3, 4, time.UTC)
+	// One row of every type, in the host's encoding (docs/abi.md).
+	var res []byte
+	res = binary.LittleEndian.AppendUint32(res, 7)
+	for _, c := range []string{"n", "i", "f", "b", "s", "x", "t"} {
+		res = appendField(appendField(res, c), "T")
+	}
+	res = binary.LittleEndian.AppendUint32(res, 1)
+	for _, v := range []driver.Value{nil, int64(-5), 2.5, true, "str", []byte{1, 2}, ts} {
+		var err error
+		if res, err = appendValue(res, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &fakeDB{result: string(res)}
+	db := sql.OpenDB(connector{f})
+	defer db.Close()
+
+	var (
+		n           sql.NullString
+		i           int64
+		fl          float64
+		b           bool
+		s           string
+		x           []byte
+		tm          time.Time
+		placeholder = "SELECT ?"
+	)
+	if err := db.QueryRow(placeholder, int32(7), "a", nil, math.Pi, false, []byte("z"), ts).Scan(&n, &i, &fl, &b, &s, &x, &tm); err != nil {
+		t.Fatal(err)
+	}
+	if n.Valid || i != -5 || fl != 2.5 || !b || s != "str" || string(x) != "\x01\x02" || !tm.Equal(ts) {
+		t.Errorf("scanned %v %v %v %v %q %v %v", n, i, fl, b, s, x, tm)
+	}
+	// The request carries the statement and its arguments, typed.
+	want, _ := appendStatement(nil, 0, placeholder, named([]driver.Value{int64(7), "a", nil, math.Pi, false, []byte("z"), ts}))
+	if string(f.reqs[0]) != string(want) {
+		t.Errorf("request\n%x\nwant\n%x", f.reqs[0], want)
+	}
+	r, err := db.Exec("DELETE FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := r.RowsAffected(); a != 3 {
+		t.Errorf("affected %d", a)
+	}
+	if id, err := r.LastInsertId(); id != 42 || err != nil {
+		t.Errorf("last id %d %v", id, err)
+	}
+	if _, err := db.Exec("SELECT 1", sql.Named("x", 1)); err == nil {
+		t.Error("named argument accepted")
+	}
+	// Host errors keep their kind.
+	f.err = &Error{Op: "db_query", Code: -2, Message: "capability \"database\" not granted"}
+	if _, err := db.Query("SELECT 1"); !errors.Is(err, ErrDenied) || errors.Is(err, ErrTimeout) {
+		t.Errorf("err = %v", err)
+	}
+	// A malformed result is an error, not a panic.
+	f.err, f.result = nil, string(res[:len(res)-3])
+	if _, err := db.Query("SELECT 1"); err == nil {
+		t.Error("truncated result accepted")
+	}
+}
+
+type connector struct{ t dbTransport }
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return &conn{t: c.t}, nil }
+func (c connector) Driver() driver.Driver                        { return &sqlDriver{t: c.t} }
+
+func TestMigrationsOrderAndErrors(t *testing.T) {
+	fsys := fstest.MapFS{
+		"migrations/b/002_second.up.sql": {Data: []byte("CREATE TABLE b (x int);")},
+		"migrations/001_first.up.sql":    {Data: []byte("CREATE TABLE a (x int);")},
+		"migrations/001_first.down.sql":  {Data: []byte("DROP TABLE a;")},
+		"README.md":                      {Data: []byte("not a migration")},
+	}
+	if err := Migrations(fsys); err != nil {
+		t.Fatal(err)
+	}
+	got := RegisteredMigrations()
+	if len(got) != 2 || got[0].Name != "001_first.up.sql" || got[1].Name != "002_second.up.sql" {
+		t.Errorf("registered %+v", got)
+	}
+	if err := Migrations(fstest.MapFS{"x.sql": {}}); err == nil {
+		t.Error("no *.up.sql accepted")
+	}
+	dup := fstest.MapFS{"a/001_x.up.sql": {Data: []byte("x")}, "b/001_x.up.sql": {Data: []byte("y")}}
+	if err := Migrations(dup); err == nil {
+		t.Error("two files of one name accepted")
+	}
+}
+
+func TestNativeDBWithoutRuntime(t *testing.T) {
+	SetDB(nil)
+	if _, err := DB().Exec("SELECT 1"); err == nil {
+		t.Error("native DB without SetDB worked")
+	}
+}

@@ -1,0 +1,92 @@
+package greenroom
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPrincipalFromEnvelope(t *testing.T) {
+	req, err := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := PrincipalFrom(req)
+	if p.Type != PrincipalService || p.Subject != "service:ci" || p.Claims["sub"] != "ci" {
+		t.Errorf("principal = %+v", p)
+	}
+	// Each call gets its own claims map.
+	p.Claims["sub"] = "changed"
+	if PrincipalFrom(req).Claims["sub"] != "ci" {
+		t.Error("claims map shared between calls")
+	}
+	b, _ := json.Marshal(PrincipalFrom(req))
+	if string(b) != `{"Type":"service","Subject":"service:ci","Claims":{"sub":"ci"}}` {
+		t.Errorf("json = %s", b)
+	}
+
+	for _, tc := range []struct {
+		typ     uint8
+		subject string
+		claims  string
+		want    Principal
+	}{
+		{principalNone, "", "", Principal{Type: PrincipalNone}},
+		{principalUser, "user:default/jane", `{"sub":"jane","groups":["a","b"],"exp":1700000000}`,
+			Principal{Type: PrincipalUser, Subject: "user:default/jane", Claims: map[string]any{"sub": "jane", "groups": []any{"a", "b"}, "exp": float64(1700000000)}}},
+		{principalService, "service:ci", "", Principal{Type: PrincipalService, Subject: "service:ci"}},
+		{principalService, "service:ci", "not json", Principal{Type: PrincipalService, Subject: "service:ci"}},
+		// An unknown type from a newer host is no principal at all.
+		{9, "someone", "", Principal{Type: PrincipalNone}},
+	} {
+		e := &envBuilder{}
+		e.str("GET").str("/").str("").str("rid").str("1.2.3.4:5").u64(0).u8(tc.typ).str(tc.subject).str(tc.claims).u32(0).str("")
+		req, err := decodeRequest(string(e.b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := PrincipalFrom(req)
+		gb, _ := json.Marshal(got)
+		wb, _ := json.Marshal(tc.want)
+		if string(gb) != string(wb) {
+			t.Errorf("type %d: got %s, want %s", tc.typ, gb, wb)
+		}
+	}
+}
+
+func TestPrincipalNative(t *testing.T) {
+	r := httptest.NewRequest("GET", "/whoami", nil)
+	if p := PrincipalFrom(r); p.Type != PrincipalNone || p.Subject != "" {
+		t.Errorf("plain test request: %+v", p)
+	}
+	if p := PrincipalFrom(nil); p.Type != PrincipalNone {
+		t.Errorf("nil request: %+v", p)
+	}
+	r = WithPrincipal(r, Principal{Type: PrincipalUser, Subject: "user:default/jane", Claims: map[string]any{"email": "jane@example.com"}})
+	if p := PrincipalFrom(r); p.Type != PrincipalUser || p.Subject != "user:default/jane" || p.Claims["email"] != "jane@example.com" {
+		t.Errorf("WithPrincipal: %+v", p)
+	}
+	if p := PrincipalFrom(WithPrincipal(r, Principal{})); p.Type != PrincipalNone {
+		t.Errorf("zero principal: %+v", p)
+	}
+}
+
+func TestPublic(t *testing.T) {
+	Public("/ping", "/healthz")
+	if got := PublicRoutes(); !slices.Contains(got, "/ping") || !slices.Contains(got, "/healthz") {
+		t.Errorf("PublicRoutes = %q", got)
+	}
+	for _, bad := range []string{"ping", "/x?y", "/static/*", "/a b", "/tab\t", "/" + strings.Repeat("x", 1024)} {
+		func() {
+			defer func() {
+				if v := recover(); v == nil || !strings.Contains(v.(string), "greenroom.Public") {
+					t.Errorf("Public(%q) recovered %v, want a panic naming greenroom.Public", bad, v)
+				}
+			}()
+			Public(bad)
+		}()
+	}
+}

@@ -1,0 +1,303 @@
+package hostfuncs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// This file is the wire encoding of the database host functions
+// (docs/abi.md, "Database"): statements and their arguments from the guest,
+// rows and exec results to it. Everything from the guest is untrusted: every
+// length and count is checked against what is left of the buffer.
+
+// Value tags. A value is a tag byte followed by its payload.
+const (
+	TagNull   = 0 // no payload
+	TagInt64  = 1 // 8 bytes, two's complement, little-endian
+	TagDouble = 2 // 8 bytes, IEEE 754 binary64 bits, little-endian
+	TagFalse  = 3 // no payload
+	TagTrue   = 4 // no payload
+	TagString = 5 // u32 length + UTF-8 bytes
+	TagBytes  = 6 // u32 length + bytes
+	TagTime   = 7 // i64 Unix seconds + u32 nanoseconds (0-999999999), UTC
+)
+
+// Limits on what a guest may send in one statement.
+const (
+	MaxStatementSQL  = 1 << 20 // bytes of SQL text
+	MaxStatementArgs = 65535   // arguments (PostgreSQL's limit)
+)
+
+// Statement is a decoded db_query or db_exec request.
+type Statement struct {
+	// Tx is the transaction the statement runs in, 0 for none.
+	Tx   uint32
+	SQL  string
+	Args []any // nil, int64, float64, bool, string, []byte or time.Time
+}
+
+// ExecResult is what db_exec reports.
+type ExecResult struct {
+	RowsAffected int64
+	// LastInsertID is valid when HasLastInsertID (SQLite); PostgreSQL
+	// statements use RETURNING instead.
+	LastInsertID    int64
+	HasLastInsertID bool
+}
+
+// MigrationFile is one migration a guest registered with db_migrations.
+type MigrationFile struct {
+	Name string
+	SQL  string
+}
+
+// errMalformed is wrapped by decoding errors.
+var errMalformed = errors.New("malformed request")
+
+// DecodeStatement parses a statement request:
+//
+//	u32 tx, bytes sql, u32 argc, value × argc
+func DecodeStatement(b []byte) (Statement, error) {
+	var st Statement
+	d := decoder{b: b, base: errMalformed}
+	st.Tx = d.u32()
+	sql := d.bytes()
+	argc := d.u32()
+	if d.err != nil {
+		return st, d.err
+	}
+	if len(sql) > MaxStatementSQL {
+		return st, fmt.Errorf("statement of %d bytes exceeds %d", len(sql), MaxStatementSQL)
+	}
+	if !utf8.Valid(sql) {
+		return st, fmt.Errorf("%w: statement text is not UTF-8", errMalformed)
+	}
+	if argc > MaxStatementArgs {
+		return st, fmt.Errorf("%d arguments exceed the limit of %d", argc, MaxStatementArgs)
+	}
+	// Each value takes at least its tag byte.
+	if uint64(argc) > uint64(len(b)-d.off) {
+		return st, fmt.Errorf("%w: argument count %d exceeds the request", errMalformed, argc)
+	}
+	st.SQL = string(sql)
+	if argc > 0 {
+		st.Args = make([]any, argc)
+	}
+	for i := range st.Args {
+		v, err := d.value()
+		if err != nil {
+			return st, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		st.Args[i] = v
+	}
+	if d.off != len(b) {
+		return st, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b)-d.off)
+	}
+	return st, nil
+}
+
+// DecodeMigrations parses a db_migrations request:
+//
+//	u32 count, (bytes name, bytes sql) × count
+func DecodeMigrations(b []byte) ([]MigrationFile, error) {
+	d := decoder{b: b, base: errMalformed}
+	n := d.u32()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if uint64(n) > uint64(len(b)-d.off)/8 {
+		return nil, fmt.Errorf("%w: migration count %d exceeds the request", errMalformed, n)
+	}
+	files := make([]MigrationFile, 0, n)
+	for i := uint32(0); i < n; i++ {
+		name, sql := d.bytes(), d.bytes()
+		if d.err != nil {
+			return nil, d.err
+		}
+		if !utf8.Valid(name) || !utf8.Valid(sql) {
+			return nil, fmt.Errorf("%w: migration %d is not UTF-8", errMalformed, i+1)
+		}
+		files = append(files, MigrationFile{Name: string(name), SQL: string(sql)})
+	}
+	if d.off != len(b) {
+		return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b)-d.off)
+	}
+	return files, nil
+}
+
+func (d *decoder) u8() byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.off >= len(d.b) {
+		d.fail("truncated at byte %d", d.off)
+		return 0
+	}
+	v := d.b[d.off]
+	d.off++
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	lo := uint64(d.u32())
+	hi := uint64(d.u32())
+	return lo | hi<<32
+}
+
+func (d *decoder) value() (any, error) {
+	tag := d.u8()
+	var v any
+	switch tag {
+	case TagNull:
+	case TagInt64:
+		v = int64(d.u64())
+	case TagDouble:
+		v = math.Float64frombits(d.u64())
+	case TagFalse:
+		v = false
+	case TagTrue:
+		v = true
+	case TagString:
+		b := d.bytes()
+		if d.err == nil && !utf8.Valid(b) {
+			return nil, fmt.Errorf("%w: string is not UTF-8", errMalformed)
+		}
+		v = string(b)
+	case TagBytes:
+		v = append([]byte{}, d.bytes()...)
+	case TagTime:
+		sec := int64(d.u64())
+		nsec := d.u32()
+		if d.err == nil && nsec > 999_999_999 {
+			return nil, fmt.Errorf("%w: time nanoseconds %d out of range", errMalformed, nsec)
+		}
+		v = time.Unix(sec, int64(nsec)).UTC()
+	default:
+		if d.err == nil {
+			return nil, fmt.Errorf("%w: unknown value tag %d", errMalformed, tag)
+		}
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return v, nil
+}
+
+// AppendValue encodes v, one of the types a database/sql driver returns
+// (nil, int64, float64, bool, string, []byte, time.Time), onto dst. Other
+// integer and float types are widened; anything else is sent as its text.
+func AppendValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, TagNull)
+	case int64:
+		return binary.LittleEndian.AppendUint64(append(dst, TagInt64), uint64(x))
+	case int:
+		return AppendValue(dst, int64(x))
+	case int32:
+		return AppendValue(dst, int64(x))
+	case float64:
+		return binary.LittleEndian.AppendUint64(append(dst, TagDouble), math.Float64bits(x))
+	case float32:
+		return AppendValue(dst, float64(x))
+	case bool:
+		if x {
+			return append(dst, TagTrue)
+		}
+		return append(dst, TagFalse)
+	case string:
+		return appendString(append(dst, TagString), x)
+	case []byte:
+		return appendBytes(append(dst, TagBytes), x)
+	case time.Time:
+		dst = binary.LittleEndian.AppendUint64(append(dst, TagTime), uint64(x.Unix()))
+		return binary.LittleEndian.AppendUint32(dst, uint32(x.Nanosecond()))
+	default:
+		return appendString(append(dst, TagString), fmt.Sprint(x))
+	}
+}
+
+// RowWriter encodes a query result for the result slot:
+//
+//	u32 ncols, (bytes name, bytes type) × ncols, u32 nrows, value × (ncols × nrows)
+//
+// It refuses to grow past its limit.
+type RowWriter struct {
+	buf     []byte
+	limit   int
+	cols    int
+	rows    uint32
+	countAt int
+}
+
+// ErrResultTooLarge is returned by RowWriter.Row once the result passes the
+// writer's limit.
+var ErrResultTooLarge = errors.New("result too large")
+
+// Reset empties w and sets the most bytes it may hold (0: no limit).
+func (w *RowWriter) Reset(limit int) {
+	w.buf = w.buf[:0]
+	w.limit = limit
+	w.cols, w.rows, w.countAt = 0, 0, 0
+}
+
+// Columns writes the column header; call it once, before any row.
+func (w *RowWriter) Columns(names, types []string) {
+	w.cols = len(names)
+	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(names)))
+	for i, n := range names {
+		w.buf = appendString(w.buf, n)
+		t := ""
+		if i < len(types) {
+			t = types[i]
+		}
+		w.buf = appendString(w.buf, t)
+	}
+	w.countAt = len(w.buf)
+	w.buf = binary.LittleEndian.AppendUint32(w.buf, 0)
+}
+
+// Row appends one row of len(vals) == number of columns values. It returns
+// ErrResultTooLarge (and drops the row) when the result would pass the limit.
+func (w *RowWriter) Row(vals []any) error {
+	n := len(w.buf)
+	for _, v := range vals {
+		w.buf = AppendValue(w.buf, v)
+	}
+	if w.limit > 0 && len(w.buf) > w.limit {
+		w.buf = w.buf[:n]
+		return ErrResultTooLarge
+	}
+	w.rows++
+	return nil
+}
+
+// Rows is the number of rows written.
+func (w *RowWriter) Rows() int { return int(w.rows) }
+
+// Len is the encoded size so far.
+func (w *RowWriter) Len() int { return len(w.buf) }
+
+// Bytes returns the encoded result. It is valid until the next Reset.
+func (w *RowWriter) Bytes() []byte {
+	if w.countAt+4 <= len(w.buf) {
+		binary.LittleEndian.PutUint32(w.buf[w.countAt:], w.rows)
+	}
+	return w.buf
+}
+
+// AppendExecResult encodes an exec result:
+//
+//	i64 rows_affected, i64 last_insert_id, u8 has_last_insert_id
+func AppendExecResult(dst []byte, r ExecResult) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.RowsAffected))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.LastInsertID))
+	if r.HasLastInsertID {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}

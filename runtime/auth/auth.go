@@ -1,0 +1,227 @@
+// Package auth verifies the credentials callers present to greenroom —
+// static bearer tokens from the config and JWTs from the organisation's
+// identity provider — and turns them into a Principal. It knows nothing of
+// HTTP frameworks: the server hands it the Authorization header and gets a
+// Principal, or an error saying why not.
+//
+// Nothing in this package logs or returns a credential: errors carry a
+// reason fit for the audit log, principals name their credential
+// ("token:ci", "jwt"), never its value.
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+// Type is the kind of principal. The values are those of the request
+// envelope (docs/abi.md).
+type Type uint8
+
+const (
+	TypeNone    Type = 0
+	TypeUser    Type = 1
+	TypeService Type = 2
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeUser:
+		return "user"
+	case TypeService:
+		return "service"
+	}
+	return "none"
+}
+
+func parseType(s string) Type {
+	if s == "user" {
+		return TypeUser
+	}
+	return TypeService
+}
+
+// Principal is a verified caller. Principals of static tokens are shared
+// between requests: never modify one.
+type Principal struct {
+	Type    Type
+	Subject string
+	// Claims is the JSON object of a JWT's verified claims; nil for static
+	// tokens.
+	Claims []byte
+	// Admin allows the admin API.
+	Admin bool
+	// Credential names the credential for logs: "token:<name>" or "jwt".
+	Credential string
+	// plugins restricts the principal to these plugins; nil allows all.
+	plugins map[string]bool
+}
+
+// AllowsPlugin reports whether the principal may call plugin id.
+func (p *Principal) AllowsPlugin(id string) bool {
+	return p.plugins == nil || p.plugins[id]
+}
+
+// Plugins returns the plugins the principal is restricted to, sorted, or
+// nil when it may call every plugin.
+func (p *Principal) Plugins() []string {
+	if p.plugins == nil {
+		return nil
+	}
+	out := make([]string, 0, len(p.plugins))
+	for id := range p.plugins {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ErrNoCredential: the request carries no Authorization header.
+var ErrNoCredential = errors.New("no credential")
+
+// Error is a credential that was refused.
+type Error struct {
+	// Reason says why, for the audit log. It never holds the credential.
+	Reason string
+	// Public is what the client is told: short, and no more precise than
+	// it needs to be to act on it.
+	Public string
+}
+
+func (e *Error) Error() string { return e.Reason }
+
+func refuse(public, format string, args ...any) *Error {
+	return &Error{Public: public, Reason: fmt.Sprintf(format, args...)}
+}
+
+const invalidCredential = "invalid credential"
+
+// Options tune an Authenticator; the zero value is production's.
+type Options struct {
+	Log *logrus.Logger
+	// HTTPClient fetches the JWKS. Its responses are capped at 1 MiB
+	// whatever client is given. Default: a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Now is the clock JWTs are checked against.
+	Now func() time.Time
+	// RefreshInterval is how often the JWKS is fetched (default 15m).
+	RefreshInterval time.Duration
+	// UnknownKIDInterval is the least time between two fetches of the
+	// JWKS caused by tokens whose key id is unknown (default 30s), so a
+	// flood of such tokens cannot hammer the identity provider.
+	UnknownKIDInterval time.Duration
+}
+
+// Authenticator verifies credentials. It is safe for concurrent use.
+type Authenticator struct {
+	// tokens maps the SHA-256 of each static token to it. The presented
+	// token is hashed and looked up: whatever timing the lookup shows is
+	// about digests, which tell nothing about a token's bytes, and no
+	// comparison ever runs on the token itself or depends on its length.
+	// The candidate's digest is then compared in constant time.
+	tokens map[[sha256.Size]byte]*staticToken
+	jwt    *jwtVerifier
+}
+
+type staticToken struct {
+	sum [sha256.Size]byte
+	p   *Principal
+}
+
+// New builds an Authenticator from the [auth] config. With [auth.jwt] it
+// fetches the JWKS once before returning (a failure is logged, not
+// returned: tokens are refused until a later fetch succeeds) and keeps it
+// fresh in the background until Close.
+func New(cfg *config.Auth, opts Options) (*Authenticator, error) {
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Authenticator{tokens: map[[sha256.Size]byte]*staticToken{}}
+	for name, t := range cfg.Tokens {
+		if t == nil || t.Token == "" {
+			continue
+		}
+		p := &Principal{Type: parseType(t.Type), Subject: t.Subject, Admin: t.Admin, Credential: "token:" + name}
+		if len(t.Plugins) > 0 {
+			p.plugins = map[string]bool{}
+			for _, id := range t.Plugins {
+				p.plugins[id] = true
+			}
+		}
+		sum := sha256.Sum256([]byte(t.Token))
+		a.tokens[sum] = &staticToken{sum: sum, p: p}
+	}
+	if cfg.JWT != nil {
+		v, err := newJWTVerifier(cfg.JWT, opts)
+		if err != nil {
+			return nil, err
+		}
+		a.jwt = v
+	}
+	return a, nil
+}
+
+// Configured reports whether any credential can succeed: a static token
+// or a JWT issuer is configured.
+func (a *Authenticator) Configured() bool { return len(a.tokens) > 0 || a.jwt != nil }
+
+// Close stops the background JWKS refresh.
+func (a *Authenticator) Close() {
+	if a.jwt != nil {
+		a.jwt.close()
+	}
+}
+
+var bearer = []byte("bearer")
+
+// Authenticate verifies the value of an Authorization header. It returns
+// ErrNoCredential for an empty header, an *Error for a refused credential.
+func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) (*Principal, error) {
+	h := bytes.TrimSpace(authorization)
+	if len(h) == 0 {
+		return nil, ErrNoCredential
+	}
+	scheme, token, _ := bytes.Cut(h, []byte(" "))
+	if !bytes.EqualFold(scheme, bearer) {
+		return nil, refuse("unsupported authorization scheme: send the header Authorization: Bearer TOKEN", "authorization scheme is not Bearer")
+	}
+	token = bytes.TrimSpace(token)
+	if len(token) == 0 {
+		return nil, refuse(invalidCredential, "empty bearer token")
+	}
+	sum := sha256.Sum256(token)
+	if st, ok := a.tokens[sum]; ok && subtle.ConstantTimeCompare(st.sum[:], sum[:]) == 1 {
+		return st.p, nil
+	}
+	if a.jwt != nil && bytes.Count(token, []byte(".")) == 2 {
+		return a.jwt.verify(ctx, token, sum)
+	}
+	return nil, refuse(invalidCredential, "unknown token")
+}
+
+// GenerateToken returns a new random static token: 32 bytes from the
+// operating system's CSPRNG, base64url, with a prefix that secret scanners
+// can match.
+func GenerateToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return "greenroom_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}

@@ -1,0 +1,373 @@
+package auth
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
+)
+
+const (
+	ciToken    = "ci-token-0123456789abcdef0123456789"
+	opsToken   = "ops-token-0123456789abcdef0123456789"
+	otherToken = "xx-token-0123456789abcdef0123456789" // same length as ciToken
+)
+
+func quietLog() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func staticConfig() *config.Auth {
+	return &config.Auth{Tokens: map[string]*config.Token{
+		"ci":  {Token: ciToken, Subject: "service:ci", Type: "service", Plugins: []string{"todo"}},
+		"ops": {Token: opsToken, Subject: "user:default/ops", Type: "user", Admin: true},
+	}}
+}
+
+func jwtConfig(idp *authtest.IdP) *config.JWT {
+	return &config.JWT{
+		JWKSURL:       idp.JWKSURL,
+		Issuer:        authtest.Issuer,
+		Audience:      authtest.Audience,
+		Algorithms:    []string{"RS256", "ES256", "EdDSA"},
+		SubjectClaim:  "sub",
+		Leeway:        config.Duration(30 * time.Second),
+		AdminClaim:    "groups",
+		AdminValue:    "greenroom-admins",
+		PrincipalType: "user",
+	}
+}
+
+func newAuth(t *testing.T, cfg *config.Auth, opts Options) *Authenticator {
+	t.Helper()
+	if opts.Log == nil {
+		opts.Log = quietLog()
+	}
+	a, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+func authenticate(a *Authenticator, header string) (*Principal, error) {
+	return a.Authenticate(context.Background(), []byte(header))
+}
+
+func TestStaticTokens(t *testing.T) {
+	a := newAuth(t, staticConfig(), Options{})
+	if !a.Configured() {
+		t.Fatal("not configured")
+	}
+	p, err := authenticate(a, "Bearer "+ciToken)
+	if err != nil || p.Subject != "service:ci" || p.Type != TypeService || p.Admin || p.Credential != "token:ci" || p.Claims != nil {
+		t.Fatalf("ci: %+v %v", p, err)
+	}
+	if !p.AllowsPlugin("todo") || p.AllowsPlugin("hello") || strings.Join(p.Plugins(), ",") != "todo" {
+		t.Errorf("ci restrictions: todo=%v hello=%v %v", p.AllowsPlugin("todo"), p.AllowsPlugin("hello"), p.Plugins())
+	}
+	p, err = authenticate(a, "bearer   "+opsToken+"  ")
+	if err != nil || p.Subject != "user:default/ops" || p.Type != TypeUser || !p.Admin || !p.AllowsPlugin("anything") || p.Plugins() != nil {
+		t.Fatalf("ops: %+v %v", p, err)
+	}
+
+	if _, err := authenticate(a, ""); !errors.Is(err, ErrNoCredential) {
+		t.Errorf("no header: %v", err)
+	}
+	for _, h := range []string{
+		"Bearer " + otherToken,
+		"Bearer " + ciToken[:len(ciToken)-1],
+		"Bearer " + ciToken + "x",
+		"Bearer " + strings.ToUpper(ciToken),
+		"Bearer",
+		"Bearer    ",
+		"Basic " + ciToken,
+		ciToken,
+		"Token " + ciToken,
+	} {
+		p, err := authenticate(a, h)
+		var ae *Error
+		if p != nil || !errors.As(err, &ae) || ae.Public == "" {
+			t.Errorf("%q: got %+v %v, want a refusal", h, p, err)
+			continue
+		}
+		if strings.Contains(ae.Reason, "token-0123456789") || strings.Contains(ae.Public, "token-0123456789") {
+			t.Errorf("%q: the refusal repeats the credential: %+v", h, ae)
+		}
+	}
+}
+
+func TestNothingConfigured(t *testing.T) {
+	a := newAuth(t, &config.Auth{}, Options{})
+	if a.Configured() {
+		t.Error("an empty [auth] is configured")
+	}
+	if _, err := authenticate(a, "Bearer "+ciToken); err == nil {
+		t.Error("a token passed with none configured")
+	}
+}
+
+func TestGenerateToken(t *testing.T) {
+	a, _ := GenerateToken()
+	b, err := GenerateToken()
+	if err != nil || a == b || len(a) < config.MinTokenLength || !strings.HasPrefix(a, "greenroom_") {
+		t.Errorf("tokens %q %q %v", a, b, err)
+	}
+}
+
+func TestJWT(t *testing.T) {
+	idp := authtest.New(t)
+	cfg := staticConfig()
+	cfg.JWT = jwtConfig(idp)
+	a := newAuth(t, cfg, Options{})
+
+	now := time.Now()
+	with := func(edit func(jwt.MapClaims)) jwt.MapClaims {
+		c := authtest.Claims("user:default/jane")
+		edit(c)
+		return c
+	}
+	valid := authtest.Claims("user:default/jane")
+	der, _ := x509.MarshalPKIXPublicKey(idp.RSA.Public())
+
+	good := []struct {
+		name  string
+		token string
+		admin bool
+	}{
+		{"RS256", idp.Sign(t, "RS256", valid), false},
+		{"ES256", idp.Sign(t, "ES256", valid), false},
+		{"EdDSA", idp.Sign(t, "EdDSA", valid), false},
+		{"no kid: every key of the alg is tried", authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, "", valid), false},
+		{"audience array", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["aud"] = []string{"other", authtest.Audience} })), false},
+		{"expired within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Second).Unix() })), false},
+		{"nbf within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(10 * time.Second).Unix() })), false},
+		{"admin by group", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev", "greenroom-admins"} })), true},
+		{"not admin by other groups", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev"} })), false},
+		{"admin claim is a string", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = "greenroom-admins" })), true},
+		{"admin claim true", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = true })), true},
+	}
+	for _, tc := range good {
+		t.Run("valid/"+tc.name, func(t *testing.T) {
+			p, err := authenticate(a, "Bearer "+tc.token)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if p.Type != TypeUser || p.Subject != "user:default/jane" || p.Credential != "jwt" || p.Admin != tc.admin || !p.AllowsPlugin("any") {
+				t.Errorf("principal = %+v", p)
+			}
+			var claims map[string]any
+			if err := json.Unmarshal(p.Claims, &claims); err != nil || claims["sub"] != "user:default/jane" || claims["iss"] != authtest.Issuer {
+				t.Errorf("claims = %s (%v)", p.Claims, err)
+			}
+		})
+	}
+
+	bad := []struct {
+		name, token, reason, public string
+	}{
+		{"expired", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), "expired", "token expired"},
+		{"not yet valid", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), "not valid yet", "token not valid yet"},
+		{"wrong issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), "issuer", invalidCredential},
+		{"no issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { delete(c, "iss") })), "iss claim is required", invalidCredential},
+		{"wrong audience", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["aud"] = "other" })), "audience", invalidCredential},
+		{"no expiry", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { delete(c, "exp") })), "required claim", invalidCredential},
+		{"no subject", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { delete(c, "sub") })), "no sub claim", invalidCredential},
+		{"subject not a string", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["sub"] = 42 })), "no sub claim", invalidCredential},
+		{"alg none", authtest.AlgNone(t, valid), `algorithm "none" is not allowed`, invalidCredential},
+		{"HS256 with the public key (PEM)", idp.HS256WithPublicKey(t, valid), `algorithm "HS256" is not allowed`, invalidCredential},
+		{"HS256 with the public key (DER)", authtest.SignWith(t, jwt.SigningMethodHS256, der, authtest.KidRSA, valid), `algorithm "HS256" is not allowed`, invalidCredential},
+		{"RS384 not configured", authtest.SignWith(t, jwt.SigningMethodRS384, idp.RSA, authtest.KidRSA, valid), `algorithm "RS384" is not allowed`, invalidCredential},
+		{"unknown kid", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "nope", valid), `"nope" is not in the issuer's JWKS`, invalidCredential},
+		{"kid of another key type", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, authtest.KidEC, valid), "cannot be verified", invalidCredential},
+		{"tampered signature", authtest.Tamper(idp.Sign(t, "RS256", valid)), "signature is invalid", invalidCredential},
+		{"tampered payload", authtest.TamperPayload(t, idp.Sign(t, "ES256", valid), with(func(c jwt.MapClaims) { c["sub"] = "user:default/admin" })), "signature is invalid", invalidCredential},
+		{"signed by another key", authtest.SignWith(t, jwt.SigningMethodRS256, idp.AddRSAKeyUnpublished(t), authtest.KidRSA, valid), "signature is invalid", invalidCredential},
+		{"malformed", "aaa.bbb.ccc", "malformed", invalidCredential},
+	}
+	for _, tc := range bad {
+		t.Run("refused/"+tc.name, func(t *testing.T) {
+			p, err := authenticate(a, "Bearer "+tc.token)
+			var ae *Error
+			if p != nil || !errors.As(err, &ae) {
+				t.Fatalf("got %+v %v, want a refusal", p, err)
+			}
+			if !strings.Contains(ae.Reason, tc.reason) || ae.Public != tc.public {
+				t.Errorf("refusal %+v, want reason containing %q and public %q", ae, tc.reason, tc.public)
+			}
+			for _, part := range strings.Split(tc.token, ".") {
+				if len(part) > 8 && (strings.Contains(ae.Reason, part) || strings.Contains(ae.Public, part)) {
+					t.Errorf("refusal repeats part of the token: %+v", ae)
+				}
+			}
+		})
+	}
+
+	// Static tokens still work beside JWTs.
+	if p, err := authenticate(a, "Bearer "+ciToken); err != nil || p.Subject != "service:ci" {
+		t.Errorf("static token with JWT configured: %+v %v", p, err)
+	}
+}
+
+func TestJWTSubjectClaimAndServicePrincipals(t *testing.T) {
+	idp := authtest.New(t)
+	cfg := jwtConfig(idp)
+	cfg.SubjectClaim = "email"
+	cfg.PrincipalType = "service"
+	cfg.AdminClaim, cfg.AdminValue = "realm_access.roles", "admin"
+	a := newAuth(t, &config.Auth{JWT: cfg}, Options{})
+	c := authtest.Claims("ignored")
+	c["email"] = "bot@example.com"
+	c["realm_access"] = map[string]any{"roles": []string{"admin"}}
+	p, err := authenticate(a, "Bearer "+idp.Sign(t, "EdDSA", c))
+	if err != nil || p.Subject != "bot@example.com" || p.Type != TypeService || !p.Admin {
+		t.Errorf("principal %+v %v", p, err)
+	}
+}
+
+// A verified JWT is remembered, but never past its expiry.
+func TestJWTCacheHonoursExpiry(t *testing.T) {
+	idp := authtest.New(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{Now: clock})
+	c := authtest.Claims("user:default/jane")
+	c["exp"] = now.Add(2 * time.Second).Unix()
+	tok := idp.Sign(t, "RS256", c)
+	for i := 0; i < 3; i++ {
+		if _, err := authenticate(a, "Bearer "+tok); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if n := len(a.jwt.cache); n != 1 {
+		t.Errorf("cache holds %d entries, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(2*time.Second + 31*time.Second) // past exp + leeway
+	mu.Unlock()
+	if _, err := authenticate(a, "Bearer "+tok); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired token accepted from the cache: %v", err)
+	}
+}
+
+// A token signed with a key published after start is accepted: the
+// unknown kid makes the verifier fetch the JWKS again.
+func TestJWKSRefreshOnUnknownKid(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	if n := idp.Fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches at start, want 1", n)
+	}
+	key := idp.AddRSAKey(t, "rsa-2")
+	tok := authtest.SignWith(t, jwt.SigningMethodRS256, key, "rsa-2", authtest.Claims("user:default/jane"))
+	if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/jane" {
+		t.Fatalf("rotated key: %+v %v", p, err)
+	}
+	if n := idp.Fetches.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2", n)
+	}
+}
+
+// A flood of tokens with unknown key ids fetches the JWKS at most once per
+// UnknownKIDInterval, and the refused requests do not wait for it.
+func TestJWKSUnknownKidFloodIsRateLimited(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{UnknownKIDInterval: time.Hour})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			tok := authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, "unknown-"+string(rune('a'+i%26)), authtest.Claims("x"))
+			if _, err := authenticate(a, "Bearer "+tok); err == nil {
+				t.Error("unknown kid accepted")
+			}
+		}(i)
+	}
+	wg.Wait()
+	if n := idp.Fetches.Load(); n > 2 {
+		t.Errorf("%d JWKS fetches for a flood of unknown kids, want at most 2 (start + one refresh)", n)
+	}
+	if took := time.Since(start); took > jwksTimeout {
+		t.Errorf("refusals took %v", took)
+	}
+}
+
+// An identity provider that is down at start does not stop the server;
+// JWTs are refused until a fetch succeeds.
+func TestJWKSUnavailableAtStart(t *testing.T) {
+	idp := authtest.New(t)
+	idp.Status.Store(503)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{UnknownKIDInterval: time.Millisecond})
+	tok := idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))
+	if _, err := authenticate(a, "Bearer "+tok); err == nil {
+		t.Fatal("token accepted without keys")
+	}
+	idp.Status.Store(0)
+	time.Sleep(5 * time.Millisecond)
+	if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/jane" {
+		t.Errorf("after the IdP came back: %+v %v", p, err)
+	}
+}
+
+func TestJWKSTooLarge(t *testing.T) {
+	b := &limitedBody{ReadCloser: io.NopCloser(strings.NewReader(strings.Repeat("x", maxJWKS+10))), left: maxJWKS}
+	if _, err := io.ReadAll(b); !errors.Is(err, errJWKSTooLarge) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// BenchmarkAuthenticate measures what a credential costs a request: a
+// static token, a JWT whose verification is remembered, and a JWT
+// verified from scratch (what the first request with it pays).
+//
+//	go test -run '^$' -bench Authenticate ./runtime/auth/
+func BenchmarkAuthenticate(b *testing.B) {
+	idp := authtest.New(b)
+	cfg := staticConfig()
+	cfg.JWT = jwtConfig(idp)
+	a, err := New(cfg, Options{Log: quietLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	run := func(name, header string, fresh bool) {
+		h := []byte(header)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if fresh {
+					a.jwt.mu.Lock()
+					clear(a.jwt.cache)
+					a.jwt.mu.Unlock()
+				}
+				if _, err := a.Authenticate(ctx, h); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	run("static", "Bearer "+ciToken, false)
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		tok := idp.Sign(b, alg, authtest.Claims("user:default/jane"))
+		run("jwt-cached-"+alg, "Bearer "+tok, false)
+		run("jwt-verify-"+alg, "Bearer "+tok, true)
+	}
+}

@@ -1,0 +1,276 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+const (
+	// jwksTimeout bounds one fetch of the JWKS, and a request's wait for
+	// a refresh caused by an unknown key id.
+	jwksTimeout = 10 * time.Second
+	// maxJWKS caps a JWKS response.
+	maxJWKS = 1 << 20
+	// cacheTTL is the longest a verified JWT is remembered (never past
+	// its expiry); cacheMax bounds how many are.
+	cacheTTL = time.Minute
+	cacheMax = 10000
+)
+
+// jwtVerifier checks bearer JWTs: signature against the issuer's JWKS
+// (github.com/MicahParks/keyfunc, which fetches, caches and refreshes it),
+// then the claims (github.com/golang-jwt/jwt/v5).
+type jwtVerifier struct {
+	cfg    *config.JWT
+	typ    Type
+	parser *jwt.Parser
+	keys   keyfunc.Keyfunc
+	now    func() time.Time
+	log    *logrus.Logger
+	cancel context.CancelFunc
+
+	mu    sync.RWMutex
+	cache map[[sha256.Size]byte]cachedJWT
+}
+
+type cachedJWT struct {
+	p     *Principal
+	until time.Time
+}
+
+func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
+	v := &jwtVerifier{cfg: cfg, typ: parseType(cfg.PrincipalType), now: opts.Now, log: opts.Log, cache: map[[sha256.Size]byte]cachedJWT{}}
+	// Only the configured algorithms, which config validation limits to
+	// asymmetric ones: "none" and HMAC never verify, so a token "signed"
+	// with HS256 and the issuer's public key as the secret is refused
+	// before any key is looked up.
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(cfg.Algorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithLeeway(cfg.Leeway.D()),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(opts.Now),
+	)
+	client := &http.Client{Timeout: jwksTimeout}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient
+		client = &c
+	}
+	base := client.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	client.Transport = limitedTransport{base: base, max: maxJWKS}
+
+	refresh := opts.RefreshInterval
+	if refresh <= 0 {
+		refresh = 15 * time.Minute
+	}
+	unknownKID := opts.UnknownKIDInterval
+	if unknownKID <= 0 {
+		unknownKID = 30 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v.cancel = cancel
+	log := opts.Log.WithField("jwks_url", cfg.JWKSURL)
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+		Client:          client,
+		HTTPTimeout:     jwksTimeout,
+		RefreshInterval: refresh,
+		// One refresh per interval for unknown key ids; a request waits
+		// for it at most jwksTimeout, and is refused at once when the
+		// next refresh is further away than that.
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(unknownKID), 1),
+		RateLimitWaitMax:  jwksTimeout,
+		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				log.WithError(err).Warn("could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
+			}
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
+	}
+	v.keys = kf
+	return v, nil
+}
+
+func (v *jwtVerifier) close() { v.cancel() }
+
+func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {
+	now := v.now()
+	v.mu.RLock()
+	c, ok := v.cache[sum]
+	v.mu.RUnlock()
+	if ok && now.Before(c.until) {
+		return c.p, nil
+	}
+	raw := string(token)
+
+	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
+	defer cancel()
+	claims := jwt.MapClaims{}
+	tok, err := v.parser.ParseWithClaims(raw, claims, v.keys.KeyfuncCtx(ctx))
+	if err != nil {
+		return nil, v.refusal(tok, err)
+	}
+	sub, _ := lookupClaim(claims, v.cfg.SubjectClaim).(string)
+	if sub == "" {
+		return nil, refuse(invalidCredential, "token has no %s claim with a string value (auth.jwt.subject_claim)", v.cfg.SubjectClaim)
+	}
+	_, payload, _ := strings.Cut(raw, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	js, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(payload, "="))
+	if err != nil {
+		return nil, refuse(invalidCredential, "malformed token payload")
+	}
+	p := &Principal{Type: v.typ, Subject: sub, Claims: js, Admin: v.isAdmin(claims), Credential: "jwt"}
+
+	// Remember the result until the token expires (with the leeway the
+	// check allows), and never longer than cacheTTL, so a key the issuer
+	// withdraws stops working within that.
+	until := now.Add(cacheTTL)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		if e := exp.Add(v.cfg.Leeway.D()); e.Before(until) {
+			until = e
+		}
+	}
+	v.mu.Lock()
+	if len(v.cache) >= cacheMax {
+		for k, e := range v.cache {
+			if !now.Before(e.until) {
+				delete(v.cache, k)
+			}
+		}
+		if len(v.cache) >= cacheMax {
+			clear(v.cache)
+		}
+	}
+	v.cache[sum] = cachedJWT{p: p, until: until}
+	v.mu.Unlock()
+	return p, nil
+}
+
+// refusal explains a failed verification for the audit log. golang-jwt's
+// errors never include the token.
+func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
+	alg := ""
+	if tok != nil && tok.Header != nil {
+		alg, _ = tok.Header["alg"].(string)
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return refuse(invalidCredential, "malformed JWT")
+	case alg != "" && !slices.Contains(v.cfg.Algorithms, alg):
+		return refuse(invalidCredential, "JWT algorithm %q is not allowed (auth.jwt.algorithms: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			kid, _ := tok.Header["kid"].(string)
+			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS", kid)
+		}
+		return refuse(invalidCredential, "JWT cannot be verified: %v", err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return refuse(invalidCredential, "JWT signature is invalid")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return refuse("token expired", "JWT expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return refuse("token not valid yet", "JWT not valid yet (nbf)")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return refuse(invalidCredential, "JWT issuer is not %q", v.cfg.Issuer)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return refuse(invalidCredential, "JWT audience does not include %q", v.cfg.Audience)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return refuse(invalidCredential, "JWT lacks a required claim: %v", err)
+	}
+	return refuse(invalidCredential, "JWT refused: %v", err)
+}
+
+// isAdmin applies auth.jwt.admin_claim: the claim is true, or equals
+// admin_value, or is an array that contains it.
+func (v *jwtVerifier) isAdmin(claims jwt.MapClaims) bool {
+	if v.cfg.AdminClaim == "" {
+		return false
+	}
+	switch c := lookupClaim(claims, v.cfg.AdminClaim).(type) {
+	case bool:
+		return c
+	case string:
+		return v.cfg.AdminValue != "" && c == v.cfg.AdminValue
+	case []any:
+		return v.cfg.AdminValue != "" && slices.Contains(c, any(v.cfg.AdminValue))
+	}
+	return false
+}
+
+// lookupClaim returns the claim called name; when there is none and name
+// has dots, it walks nested objects ("realm_access.roles"). A claim whose
+// own name has dots (a namespaced "https://example.com/roles") is found
+// first.
+func lookupClaim(claims map[string]any, name string) any {
+	if v, ok := claims[name]; ok {
+		return v
+	}
+	var cur any = claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[part]
+	}
+	return cur
+}
+
+// limitedTransport caps response bodies: a JWKS larger than max fails to
+// decode instead of filling memory.
+type limitedTransport struct {
+	base http.RoundTripper
+	max  int64
+}
+
+func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: t.max}
+	return resp, nil
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+var errJWKSTooLarge = fmt.Errorf("JWKS response is larger than %d bytes", maxJWKS)
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errJWKSTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}

@@ -1,0 +1,210 @@
+package database_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	neturl "net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+	rtplugin "github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+func stmt(tx uint32, sql string, argc uint32, rest ...byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, tx)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(sql)))
+	b = append(b, sql...)
+	b = binary.LittleEndian.AppendUint32(b, argc)
+	return append(b, rest...)
+}
+
+// Malformed requests from a guest get ErrInvalid with a message; a buffer
+// outside guest memory traps; the instance and the plugin keep working.
+func TestHostileEncodings(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""))
+	raw := func(fn string, body []byte) (int32, string) {
+		status, _, resp := in.Do(t, "POST", "/api/alpha/raw/"+fn, strings.NewReader(string(body)))
+		if status != 200 {
+			t.Fatalf("raw %s: %d %s", fn, status, resp)
+		}
+		var out struct {
+			Code    int32
+			Message string
+		}
+		json.Unmarshal([]byte(resp), &out)
+		return out.Code, out.Message
+	}
+	cases := map[string][]byte{
+		"empty":          nil,
+		"truncated":      stmt(0, "SELECT 1", 0)[:6],
+		"sql overruns":   binary.LittleEndian.AppendUint32(make([]byte, 4), 1<<31),
+		"huge argc":      stmt(0, "SELECT ?", 0xffffffff),
+		"bad tag":        stmt(0, "SELECT ?", 1, 99),
+		"short int":      stmt(0, "SELECT ?", 1, hostfuncs.TagInt64, 1, 2),
+		"bad utf8 arg":   stmt(0, "SELECT ?", 1, hostfuncs.TagString, 2, 0, 0, 0, 0xff, 0xfe),
+		"bad utf8 sql":   stmt(0, "SELECT '\xff'", 0),
+		"bad nanos":      stmt(0, "SELECT ?", 1, hostfuncs.TagTime, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff),
+		"trailing bytes": stmt(0, "SELECT 1", 0, 0, 0),
+		"unknown tx":     stmt(12345, "SELECT 1", 0),
+	}
+	for name, body := range cases {
+		code, msg := raw("query", body)
+		if code != hostfuncs.ErrInvalid || msg == "" {
+			t.Errorf("%s: code %d %q, want ErrInvalid with a message", name, code, msg)
+		}
+	}
+	if code, msg := raw("commit", []byte("777")); code != hostfuncs.ErrNotFound || !strings.Contains(msg, "not open") {
+		t.Errorf("commit of an unknown transaction: %d %q", code, msg)
+	}
+	if code, _ := raw("begin", []byte("4")); code != hostfuncs.ErrInvalid {
+		t.Errorf("begin with unknown flags: %d", code)
+	}
+	if code, msg := raw("migrations", []byte{1, 0, 0, 0, 1, 0, 0, 0, 'x', 1, 0, 0, 0, 'y'}); code != hostfuncs.ErrInvalid || !strings.Contains(msg, "while the plugin initializes") {
+		t.Errorf("migrations after init: %d %q", code, msg)
+	}
+	// A well-formed raw query works.
+	if code, _ := raw("query", stmt(0, "SELECT count(*) FROM notes", 0)); code <= 0 {
+		t.Errorf("valid raw query: %d", code)
+	}
+	status, _, body := in.Get(t, "/api/alpha/badptr")
+	if status != 500 || !strings.Contains(body, "plugin_trap") {
+		t.Errorf("out-of-range buffer: %d %s", status, body)
+	}
+	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+}
+
+// plugin inspect reports the database capability only for a module that
+// imports database functions: the SDK keeps them unlinked unless used.
+func TestCapabilityImports(t *testing.T) {
+	for path, want := range map[string]string{dbguestWasm: "[database]", helloWasm: "[]"} {
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := rtplugin.Inspect(context.Background(), wasm, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := "[" + strings.Join(info.Capabilities, " ") + "]"; got != want {
+			t.Errorf("%s: capabilities %s, want %s", path, got, want)
+		}
+	}
+}
+
+// Without CREATEROLE, isolation = "role" stops startup with what to do.
+func TestPGMissingCreateRole(t *testing.T) {
+	url := pgtest.URL(t)
+	admin := pgtest.Admin(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbname := strings.TrimPrefix(u.Path, "/")
+	role := "nocreaterole_" + dbname
+	admin.Exec("DROP ROLE IF EXISTS " + role)
+	if _, err := admin.Exec("CREATE ROLE " + role + " LOGIN PASSWORD 'x'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + role) })
+	if _, err := admin.Exec("ALTER DATABASE " + dbname + " OWNER TO " + role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("ALTER DATABASE " + dbname + " OWNER TO CURRENT_USER") })
+	u.User = neturl.UserPassword(role, "x")
+	userURL := u.String()
+	conf := "[database]\nclient = \"pg\"\nconnection = \"${DB}\"\n" + plugin("alpha", true, "good", "")
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(conf)}}, func(k string) (string, bool) { return userURL, k == "DB" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, logrus.New(), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	err = rt.Prepare(context.Background())
+	for _, want := range []string{"CREATEROLE", `ALTER ROLE "` + role + `" CREATEROLE`, `isolation = "schema"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), ":x@") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+}
+
+// isolation = "schema" (weaker, explicit opt-in) still keeps names apart.
+func TestPGSchemaIsolation(t *testing.T) {
+	conf := "[database]\nclient = \"pg\"\nisolation = \"schema\"\nconnection = \"" + pgtest.URL(t) + "\"\n"
+	in := start(t, conf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
+	must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('a')"))
+	if n := count(t, in, "beta", "notes"); n != 0 {
+		t.Errorf("beta sees %d of alpha's notes", n)
+	}
+	if !strings.Contains(in.Log.String(), `isolation = \"schema\"`) {
+		t.Error("schema isolation not warned about")
+	}
+}
+
+// Role passwords are derived, not stored: a plugin that changes its own
+// role's password (PostgreSQL allows that) gets the derived one back when
+// the runtime next provisions it, which every replica computes alike.
+// (The live self-healing on a failed login needs password authentication
+// in pg_hba.conf, which the test server may not use.)
+func TestPGRolePasswordDerived(t *testing.T) {
+	dbconf := backends[1].conf(t)
+	in := start(t, dbconf, plugin("alpha", true, "good", ""))
+	admin := pgtest.Admin(t)
+	role := database.RoleName(dbName(t, in), "alpha")
+	verifier := func() string {
+		var v string
+		if err := admin.QueryRow("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	derived := verifier()
+	if !strings.HasPrefix(derived, "SCRAM-SHA-256$4096:") {
+		t.Fatalf("role password stored as %.20q..., want a SCRAM verifier", derived)
+	}
+	must(t, in, "alpha", exec("ALTER ROLE CURRENT_USER PASSWORD 'changed-by-plugin'"))
+	if verifier() == derived {
+		t.Fatal("the plugin's password change did not take")
+	}
+	stop(t, in)
+	in = start(t, dbconf, plugin("alpha", true, "good", ""))
+	if verifier() != derived {
+		t.Error("a restart did not restore the derived password")
+	}
+	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+	if strings.Contains(in.Log.String(), "changed-by-plugin") {
+		t.Error("a password reached the log")
+	}
+}
+
+// With skip_migrations the runtime refuses to start while its own
+// migrations are pending, and says what to run.
+func TestSkipMigrationsRefusesPending(t *testing.T) {
+	conf := backends[0].conf(t) + "skip_migrations = true\n" + plugin("alpha", true, "good", "")
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(conf)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, logrus.New(), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	if err := rt.Prepare(context.Background()); err == nil || !strings.Contains(err.Error(), "greenroom migrate up") {
+		t.Errorf("Prepare = %v, want a refusal naming `greenroom migrate up`", err)
+	}
+}

@@ -1,0 +1,479 @@
+package database_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+)
+
+// Two plugins with tables of the same name each see only their own rows.
+func TestSameTableNamesAreSeparate(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
+		must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES (?)", "alpha's"))
+		must(t, in, "beta", exec("INSERT INTO notes (note) VALUES ($1)", "beta's 1"), exec("INSERT INTO notes (note) VALUES (?)", "beta's 2"))
+		for id, want := range map[string]int{"alpha": 1, "beta": 2} {
+			r := must(t, in, id, query("SELECT note FROM notes ORDER BY note"))[0]
+			if len(r.Rows) != want || !strings.HasPrefix(r.Rows[0][0].(string), id) {
+				t.Errorf("%s sees %v", id, r.Rows)
+			}
+		}
+	})
+}
+
+// Hostile SQL from one plugin must not reach another plugin's data, the
+// runtime's tables, the server's files or other roles.
+func TestIsolationHostileSQL(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
+		must(t, in, "beta", exec("INSERT INTO notes (note) VALUES ('beta secret')"))
+		var hostile []string
+		switch b.name {
+		case "pg":
+			betaRole := database.RoleName(dbName(t, in), "beta")
+			hostile = []string{
+				// another plugin's table, by qualified name, and writes to it
+				"SELECT * FROM plugin_beta.notes",
+				"INSERT INTO plugin_beta.notes (note) VALUES ('x')",
+				"DROP TABLE plugin_beta.notes",
+				"CREATE TABLE plugin_beta.evil (x int)",
+				"GRANT USAGE ON SCHEMA plugin_beta TO CURRENT_USER",
+				// becoming someone else
+				"SET ROLE " + betaRole,
+				"SET ROLE postgres",
+				"SET LOCAL ROLE postgres",
+				"RESET ROLE",
+				"SET SESSION AUTHORIZATION postgres",
+				"RESET SESSION AUTHORIZATION",
+				"SELECT set_config('role', 'postgres', false)",
+				"SELECT set_config('session_authorization', 'postgres', false)",
+				// another schema through search_path
+				"SET search_path TO plugin_beta",
+				"SET search_path = plugin_beta, public",
+				"SET SCHEMA 'plugin_beta'",
+				"SELECT 1; SET search_path TO plugin_beta",
+				// the runtime's tables
+				"SELECT * FROM greenroom.plugin_migrations",
+				"SELECT * FROM greenroom.runtime_secrets",
+				"SELECT * FROM greenroom.greenroom_migrations",
+				"SELECT * FROM pg_authid",
+				// the server's files and programs
+				"SELECT pg_read_file('/etc/passwd')",
+				"SELECT pg_read_binary_file('/etc/passwd')",
+				"SELECT pg_ls_dir('.')",
+				"SELECT lo_import('/etc/passwd')",
+				"COPY notes TO PROGRAM 'id'",
+				"COPY notes FROM PROGRAM 'id'",
+				"COPY notes FROM '/etc/passwd'",
+				"COPY notes TO '/tmp/greenroom-escape'",
+				"CREATE EXTENSION IF NOT EXISTS pgcrypto",
+				"CREATE EXTENSION IF NOT EXISTS dblink",
+				// privileges
+				"ALTER ROLE CURRENT_USER SUPERUSER",
+				"ALTER ROLE CURRENT_USER CREATEROLE",
+				"ALTER ROLE CURRENT_USER CREATEDB",
+				"ALTER ROLE postgres PASSWORD 'owned'",
+				"ALTER ROLE " + betaRole + " PASSWORD 'owned'",
+				"CREATE ROLE evil LOGIN",
+				"GRANT " + betaRole + " TO CURRENT_USER",
+				// objects outside its schema
+				"CREATE TABLE public.evil (x int)",
+				"CREATE SCHEMA evil",
+				"CREATE DATABASE evil",
+				"CREATE TABLE greenroom.evil (x int)",
+			}
+		case "sqlite":
+			dir := strings.TrimPrefix(strings.Trim(strings.Split(dbconf, "connection = ")[1], "\"\n"), "file:")
+			beta := filepath.Join(dir, "plugins", "beta.db")
+			runtimeDB := filepath.Join(dir, "greenroom.db")
+			escape := filepath.Join(t.TempDir(), "escape.db")
+			hostile = []string{
+				"ATTACH DATABASE '" + beta + "' AS beta",
+				"ATTACH DATABASE '" + runtimeDB + "' AS rt",
+				"ATTACH DATABASE ':memory:' AS m",
+				"ATTACH DATABASE (SELECT '" + beta + "') AS beta",
+				"SELECT * FROM beta.notes",
+				"VACUUM INTO '" + escape + "'",
+				"VACUUM",
+				"SELECT load_extension('/usr/lib/x86_64-linux-gnu/libm.so.6')",
+				"SELECT fts3_tokenizer('simple')",
+				"PRAGMA temp_store_directory = '/tmp'",
+				"PRAGMA database_list",
+				"SELECT * FROM pragma_database_list",
+				"PRAGMA writable_schema = ON",
+				"PRAGMA journal_mode = DELETE",
+				"PRAGMA locking_mode = EXCLUSIVE",
+				"PRAGMA cache_size = -100000000",
+				"PRAGMA mmap_size = 1000000000",
+				"SELECT 1; ATTACH DATABASE '" + beta + "' AS beta",
+			}
+			defer func() {
+				if _, err := os.Stat(escape); err == nil {
+					t.Errorf("VACUUM INTO wrote %s", escape)
+				}
+			}()
+		}
+		for _, sql := range hostile {
+			for _, op := range []string{"exec", "query"} {
+				r := run(t, in, "alpha", step{Op: op, SQL: sql})[0]
+				t.Logf("%s %s: %s %s", op, sql, r.Kind, r.Error)
+				if r.Error == "" {
+					t.Errorf("%s %q was not refused: %+v", op, sql, r)
+				}
+			}
+		}
+		// Nothing reached beta, and alpha still works.
+		if n := count(t, in, "beta", "notes"); n != 1 {
+			t.Errorf("beta has %d notes after the attacks, want 1", n)
+		}
+		must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('still fine')"), query("SELECT * FROM notes"))
+		if b.name == "sqlite" {
+			// Inspecting its own schema is allowed.
+			must(t, in, "alpha", query("PRAGMA table_info(notes)"), query("SELECT name FROM sqlite_master"))
+		} else {
+			r := must(t, in, "alpha", query("SELECT current_user, current_setting('search_path')"))[0]
+			if got := r.Rows[0]; !strings.HasPrefix(got[0].(string), "gr_") || got[1] != "plugin_alpha" {
+				t.Errorf("alpha's session is %v", got)
+			}
+		}
+	})
+}
+
+func dbName(t *testing.T, in *servertest.Instance) string {
+	var name string
+	if err := in.RT.Database().DB().QueryRow("SELECT current_database()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func TestTransactions(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		res := must(t, in, "alpha",
+			step{Op: "begin"},
+			exec("INSERT INTO notes (note) VALUES ('committed')"),
+			query("SELECT count(*) FROM notes"),
+			step{Op: "commit"},
+			step{Op: "begin"},
+			exec("INSERT INTO notes (note) VALUES ('rolled back')"),
+			step{Op: "rollback"},
+		)
+		if n := res[2].Rows[0][0].(float64); n != 1 {
+			t.Errorf("inside the transaction count = %v, want 1", n)
+		}
+		// A transaction left open when the request ends is rolled back.
+		must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('left open')"))
+		r := must(t, in, "alpha", query("SELECT note FROM notes"))[0]
+		if len(r.Rows) != 1 || r.Rows[0][0] != "committed" {
+			t.Errorf("notes = %v, want only the committed one", r.Rows)
+		}
+		if !strings.Contains(in.Log.String(), "still open when the call ended; rolled back") {
+			t.Error("no warning logged for the transaction left open")
+		}
+		// A failing statement inside a transaction does not leak into a
+		// later one; commit of an unknown transaction fails cleanly.
+		res = run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO nope VALUES (1)"), step{Op: "rollback"}, step{Op: "commit"})
+		if res[1].Error == "" || res[2].Error != "" || res[3].Error == "" {
+			t.Errorf("results %+v", res)
+		}
+		must(t, in, "alpha", step{Op: "begin", ReadOnly: true}, query("SELECT count(*) FROM notes"), step{Op: "commit"})
+	})
+}
+
+// 100 concurrent requests each insert a row; none is lost.
+func TestConcurrentInserts(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", `instances = 8
+queue_timeout = "30s"
+timeout = "30s"
+db_max_conns = 4
+db_statement_timeout = "20s"`))
+		var wg sync.WaitGroup
+		errs := make(chan string, 100)
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := run(t, in, "alpha", exec("INSERT INTO notes (note) VALUES (?)", fmt.Sprintf("note %d", i)))
+				if res[0].Error != "" {
+					errs <- res[0].Error
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
+		if n := count(t, in, "alpha", "notes"); n != 100 {
+			t.Errorf("%d rows after 100 inserts", n)
+		}
+	})
+}
+
+// With every connection busy a statement waits for one, and past the
+// statement timeout fails cleanly.
+func TestPoolExhaustion(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf,
+			plugin("patient", true, "good", "instances = 3\ndb_max_conns = 1\ndb_statement_timeout = \"20s\"\ntimeout = \"30s\""),
+			plugin("hasty", true, "good", "instances = 3\ndb_max_conns = 1\ndb_statement_timeout = \"1s\"\ntimeout = \"30s\""))
+		hold := func(id string, ms int, done chan<- []result) {
+			done <- run(t, in, id, step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: ms}, step{Op: "commit"})
+		}
+		waitInUse := func(id string) {
+			deadline := time.Now().Add(20 * time.Second)
+			for in.RT.Database().PluginDB(id).Stats().InUse < 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never held its connection", id)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		heldP, heldH := make(chan []result, 1), make(chan []result, 1)
+		go hold("patient", 1500, heldP)
+		go hold("hasty", 4000, heldH)
+		waitInUse("patient")
+		waitInUse("hasty")
+
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r := run(t, in, "patient", query("SELECT count(*) FROM notes"))[0]
+			if r.Error != "" || r.Rows[0][0].(float64) != 1 {
+				t.Errorf("patient: waiting statement got %+v, want the committed row", r)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r := run(t, in, "hasty", query("SELECT count(*) FROM notes"))[0]
+			if r.Kind != "timeout" || !strings.Contains(r.Error, "pool exhausted") {
+				t.Errorf("hasty: got %+v, want a pool exhausted timeout", r)
+			}
+			if took := time.Since(start); took < 900*time.Millisecond {
+				t.Errorf("hasty failed after %v, before its 1s statement timeout", took)
+			}
+		}()
+		wg.Wait()
+		for _, ch := range []chan []result{heldP, heldH} {
+			for _, r := range <-ch {
+				if r.Error != "" {
+					t.Errorf("holder: %s", r.Error)
+				}
+			}
+		}
+	})
+}
+
+func TestStatementTimeout(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", "db_statement_timeout = \"300ms\"\ntimeout = \"20s\""))
+		slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+		if b.name == "pg" {
+			slow = "SELECT pg_sleep(30)"
+		}
+		for _, op := range []string{"query", "exec"} {
+			start := time.Now()
+			r := run(t, in, "alpha", step{Op: op, SQL: slow})[0]
+			if r.Kind != "timeout" || !strings.Contains(r.Error, "db_statement_timeout") {
+				t.Errorf("%s: got %+v, want a statement timeout", op, r)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("%s: cancelled after %v", op, took)
+			}
+		}
+		must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+	})
+}
+
+func TestResultLimit(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_result = \"64KiB\""))
+		many := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) SELECT x, 'padding padding padding' FROM c"
+		big := "SELECT randomblob(10000000)"
+		if b.name == "pg" {
+			many = "SELECT x, 'padding padding padding' FROM generate_series(1, 100000) x"
+			big = "SELECT repeat('x', 10000000)"
+		}
+		r := run(t, in, "alpha", query(many))[0]
+		if r.Kind != "too_large" || !strings.Contains(r.Error, "db_max_result") {
+			t.Errorf("many rows: got %.200v, want too_large", r)
+		}
+		if r := run(t, in, "alpha", query(big))[0]; r.Error == "" {
+			t.Errorf("one huge value: not refused")
+		}
+		// Under the limit is fine, and the plugin keeps working.
+		must(t, in, "alpha", query(strings.Replace(many, "100000", "100", 1)), query("SELECT count(*) FROM notes"))
+	})
+}
+
+func TestTypesRoundTrip(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "", ""))
+		ddl := "CREATE TABLE vals (i INTEGER, f REAL, b BOOLEAN, s TEXT, x BLOB, ts TIMESTAMP, n TEXT)"
+		if b.name == "pg" {
+			ddl = "CREATE TABLE vals (i bigint, f double precision, b boolean, s text, x bytea, ts timestamptz, n text)"
+		}
+		ts := "2026-11-29T12:34:56.123456Z"
+		blob := map[string]string{"bytes": "AAEC/w=="}
+		res := must(t, in, "alpha", exec(ddl),
+			exec("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?, ?)", -9007199254740993, 1.5, true, "héllo 'quoted' ?", blob, map[string]string{"time": ts}, nil),
+			query("SELECT i, f, b, s, x, ts, n FROM vals WHERE i = $1 AND s = $2", -9007199254740993, "héllo 'quoted' ?"))
+		if res[1].Affected != 1 {
+			t.Errorf("affected = %d", res[1].Affected)
+		}
+		if b.name == "sqlite" && res[1].LastID == nil {
+			t.Error("no LastInsertId on SQLite")
+		}
+		r := res[2]
+		if len(r.Rows) != 1 {
+			t.Fatalf("rows = %v", r.Rows)
+		}
+		row := r.Rows[0]
+		wantBool := any(true)
+		wantBoolType := "bool"
+		if b.name == "sqlite" {
+			wantBool, wantBoolType = float64(1), "int64" // SQLite has no boolean type
+		}
+		want := []any{float64(-9007199254740993), 1.5, wantBool, "héllo 'quoted' ?", map[string]any{"bytes": "AAEC/w=="}, map[string]any{"time": ts}, nil}
+		if fmt.Sprint(row) != fmt.Sprint(want) {
+			t.Errorf("row = %v\nwant  %v", row, want)
+		}
+		wantTypes := []string{"int64", "float64", wantBoolType, "string", "[]uint8", "time.Time", "<nil>"}
+		if fmt.Sprint(r.GoTypes) != fmt.Sprint(wantTypes) {
+			t.Errorf("Go types = %v, want %v", r.GoTypes, wantTypes)
+		}
+		// Emulated prepared statements.
+		must(t, in, "alpha", step{Op: "prepare", SQL: "INSERT INTO vals (i) VALUES (?)", Args: []any{7}})
+		if r := must(t, in, "alpha", query("SELECT count(*) FROM vals WHERE i = 7"))[0]; r.Rows[0][0].(float64) != 3 {
+			t.Errorf("prepared statement ran %v times, want 3", r.Rows[0][0])
+		}
+	})
+}
+
+// A plugin without the capability gets an error naming it on every call,
+// and nothing is opened for it.
+func TestCapabilityDenied(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("nodb", false, "good", ""), plugin("alpha", true, "good", ""))
+		const want = `capability "database" not granted to plugin nodb (set database = true under [plugins.nodb.capabilities])`
+		for _, s := range []step{exec("CREATE TABLE x (y int)"), query("SELECT 1"), {Op: "begin"}, {Op: "prepare", SQL: "SELECT 1"}} {
+			r := run(t, in, "nodb", s)[0]
+			if r.Kind != "denied" || !strings.Contains(r.Error, want) {
+				t.Errorf("%s: got %+v, want denied naming the capability", s.Op, r)
+			}
+		}
+		_, _, body := in.Get(t, "/api/nodb/init")
+		if !strings.Contains(body, `capability \"database\" not granted to plugin nodb`) {
+			t.Errorf("greenroom.Migrations without the capability: %s", body)
+		}
+		if db := in.RT.Database().PluginDB("nodb"); db != nil {
+			t.Error("a database was opened for a plugin without the capability")
+		}
+		switch b.name {
+		case "sqlite":
+			dir := strings.TrimPrefix(strings.Trim(strings.Split(dbconf, "connection = ")[1], "\"\n"), "file:")
+			if _, err := os.Stat(filepath.Join(dir, "plugins", "nodb.db")); err == nil {
+				t.Error("nodb.db exists")
+			}
+		case "pg":
+			var n int
+			in.RT.Database().DB().QueryRow("SELECT count(*) FROM pg_namespace WHERE nspname = 'plugin_nodb'").Scan(&n)
+			if n != 0 {
+				t.Error("schema plugin_nodb exists")
+			}
+		}
+	})
+}
+
+// Data and applied migrations survive a restart; migrations are applied
+// once, also by two replicas starting together, and new ones are applied
+// on the next start.
+func TestRestartAndReplicas(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		conf := []string{dbconf, plugin("alpha", true, "good", "")}
+		var wg sync.WaitGroup
+		replicas := make([]*servertest.Instance, 2)
+		for i := range replicas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				replicas[i] = start(t, conf...)
+			}()
+		}
+		wg.Wait()
+		for i, in := range replicas {
+			if st, reason := in.RT.Slot("alpha").Status(); st != "ready" {
+				t.Fatalf("replica %d: alpha is %s: %s", i, st, reason)
+			}
+		}
+		must(t, replicas[0], "alpha", exec("INSERT INTO notes (note) VALUES ('kept')"))
+		if n := count(t, replicas[1], "alpha", "applied"); n != 1 {
+			t.Errorf("migration 002 applied %d times by two replicas", n)
+		}
+		for _, in := range replicas {
+			stop(t, in)
+		}
+
+		in := start(t, dbconf, plugin("alpha", true, "more", ""))
+		r := must(t, in, "alpha", query("SELECT note FROM notes"), query("SELECT name FROM applied ORDER BY name"))
+		if len(r[0].Rows) != 1 || r[0].Rows[0][0] != "kept" {
+			t.Errorf("after restart notes = %v", r[0].Rows)
+		}
+		if fmt.Sprint(r[1].Rows) != "[[002] [003]]" {
+			t.Errorf("after restart with a new migration, applied = %v", r[1].Rows)
+		}
+		var recs []string
+		rows, err := in.RT.Database().DB().QueryContext(context.Background(), "SELECT name FROM plugin_migrations WHERE plugin = 'alpha' ORDER BY name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var n string
+			rows.Scan(&n)
+			recs = append(recs, n)
+		}
+		rows.Close()
+		if fmt.Sprint(recs) != "[001_notes.up.sql 002_applied.up.sql 003_more.up.sql]" {
+			t.Errorf("recorded migrations = %v", recs)
+		}
+	})
+}
+
+func stop(t *testing.T, in *servertest.Instance) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in.Server.Shutdown(ctx)
+	if err := in.RT.Close(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// A failing migration keeps its plugin out of service with the reason;
+// the others serve.
+func TestFailingMigration(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("broken", true, "bad", ""), plugin("alpha", true, "good", ""))
+		status, _, body := in.Do(t, "POST", "/api/broken/run", strings.NewReader(`{"steps":[]}`))
+		if status != 503 || !strings.Contains(body, "migration 002_broken.up.sql failed") || !strings.Contains(body, "plugin_unavailable") {
+			t.Errorf("broken: %d %s", status, body)
+		}
+		must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+		var n int
+		in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = 'broken'").Scan(&n)
+		if n != 1 {
+			t.Errorf("broken has %d migrations recorded, want 1 (the one before the failure)", n)
+		}
+	})
+}

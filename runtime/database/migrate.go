@@ -1,0 +1,176 @@
+package database
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
+
+	"github.com/greenroom-dev/greenroom/migrations"
+)
+
+// Names of bun's bookkeeping tables for the runtime's own migrations.
+const (
+	migrationsTable      = "greenroom_migrations"
+	migrationsLocksTable = "greenroom_migration_locks"
+)
+
+func runtimeMigrations(client string) (*migrate.Migrations, error) {
+	var fsys fs.FS
+	if client == ClientPG {
+		fsys = migrations.PG()
+	} else {
+		fsys = migrations.SQLite()
+	}
+	m := migrate.NewMigrations()
+	if err := m.Discover(fsys); err != nil {
+		return nil, fmt.Errorf("runtime migrations: %w", err)
+	}
+	return m, nil
+}
+
+func newMigrator(db *bun.DB, client string) (*migrate.Migrator, error) {
+	ms, err := runtimeMigrations(client)
+	if err != nil {
+		return nil, err
+	}
+	return migrate.NewMigrator(db, ms,
+		migrate.WithTableName(migrationsTable),
+		migrate.WithLocksTableName(migrationsLocksTable),
+		migrate.WithMarkAppliedOnSuccess(true)), nil
+}
+
+// migrateRuntime applies the runtime's pending migrations. The caller holds
+// the runtime lock, so replicas starting together apply each one once.
+func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.Entry) ([]string, error) {
+	m, err := newMigrator(db, client)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("runtime migrations: create bookkeeping tables: %w", err)
+	}
+	group, err := m.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("runtime migrations: %w", err)
+	}
+	var names []string
+	for _, mig := range group.Migrations {
+		names = append(names, mig.String())
+	}
+	if len(names) > 0 {
+		log.WithField("migrations", names).Info("applied the runtime's migrations")
+	}
+	return names, nil
+}
+
+// pendingRuntimeMigrations lists the runtime's migrations not yet applied.
+func pendingRuntimeMigrations(ctx context.Context, db *bun.DB, client string) ([]string, error) {
+	st, err := runtimeMigrationStatus(ctx, db, client)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range st {
+		if m.AppliedAt.IsZero() {
+			out = append(out, m.Name)
+		}
+	}
+	return out, nil
+}
+
+// MigrationStatus is one migration and when it was applied (zero: pending).
+type MigrationStatus struct {
+	// Plugin is "" for the runtime's own migrations.
+	Plugin    string
+	Name      string
+	AppliedAt time.Time
+}
+
+func runtimeMigrationStatus(ctx context.Context, db *bun.DB, client string) ([]MigrationStatus, error) {
+	all, err := runtimeMigrations(client)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMigrator(db, client)
+	if err != nil {
+		return nil, err
+	}
+	// Before the first migration there is no bookkeeping table: all are
+	// pending.
+	var exists bool
+	q := "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '" + migrationsTable + "')"
+	if client == ClientPG {
+		q = "SELECT to_regclass('" + RuntimeSchema + "." + migrationsTable + "') IS NOT NULL"
+	}
+	if err := db.DB.QueryRowContext(ctx, q).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read applied runtime migrations: %w", err)
+	}
+	var ms migrate.MigrationSlice
+	if exists {
+		ms, err = m.MigrationsWithStatus(ctx)
+	} else {
+		ms = all.Sorted()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read applied runtime migrations: %w", err)
+	}
+	out := make([]MigrationStatus, 0, len(ms))
+	for _, mig := range ms {
+		out = append(out, MigrationStatus{Name: mig.String(), AppliedAt: mig.MigratedAt})
+	}
+	return out, nil
+}
+
+// Status opens the runtime's database without migrating it and reports the
+// runtime's migrations and every plugin migration recorded so far. It is
+// `greenroom migrate status`.
+func Status(ctx context.Context, cfg Config, log *logrus.Logger) ([]MigrationStatus, error) {
+	cfg.SkipMigrations = true
+	var b backend
+	var err error
+	switch cfg.Client {
+	case ClientSQLite:
+		b, err = newSQLite(cfg, log.WithField("component", "database"))
+	case ClientPG:
+		b, err = newPG(cfg, log.WithField("component", "database"))
+	default:
+		err = fmt.Errorf("unknown database client %q", cfg.Client)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	db, err := b.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	out, err := runtimeMigrationStatus(ctx, db, cfg.Client)
+	if err != nil {
+		return nil, err
+	}
+	var recs []pluginMigration
+	if err := db.NewSelect().Model(&recs).Order("plugin", "name").Scan(ctx); err != nil {
+		// Before the runtime's first migration there is no table yet.
+		return out, nil
+	}
+	for _, r := range recs {
+		out = append(out, MigrationStatus{Plugin: r.Plugin, Name: r.Name, AppliedAt: r.AppliedAt})
+	}
+	return out, nil
+}
+
+// pluginMigration is one row of plugin_migrations.
+type pluginMigration struct {
+	bun.BaseModel `bun:"table:plugin_migrations"`
+
+	Plugin    string    `bun:"plugin,pk"`
+	Name      string    `bun:"name,pk"`
+	SHA256    string    `bun:"sha256,notnull"`
+	AppliedAt time.Time `bun:"applied_at,notnull"`
+}

@@ -1,0 +1,67 @@
+package database
+
+import "testing"
+
+func TestQuestionMarksToDollars(t *testing.T) {
+	cases := []struct {
+		in   string
+		args int
+		want string
+	}{
+		{"SELECT ?", 1, "SELECT $1"},
+		{"INSERT INTO t (a, b) VALUES (?, ?)", 2, "INSERT INTO t (a, b) VALUES ($1, $2)"},
+		{"SELECT '?', ? -- why?\n, ?", 2, "SELECT '?', $1 -- why?\n, $2"},
+		{`SELECT "a?b", ? /* ? /* nested ? */ ? */ , ?`, 2, `SELECT "a?b", $1 /* ? /* nested ? */ ? */ , $2`},
+		{"SELECT $$ ? $$, $tag$ it's ? $tag$, ?", 1, "SELECT $$ ? $$, $tag$ it's ? $tag$, $1"},
+		{"SELECT E'\\' ?', ?", 1, "SELECT E'\\' ?', $1"},
+		{"SELECT 'it''s ?', ?", 1, "SELECT 'it''s ?', $1"},
+		{"SELECT $1, data ? 'key'", 1, "SELECT $1, data ? 'key'"}, // already numbered: jsonb ? stays
+		{"SELECT data ? 'key'", 0, "SELECT data ? 'key'"},         // no arguments: untouched
+		{"SELECT a$1 FROM t WHERE x = ?", 1, "SELECT a$1 FROM t WHERE x = $1"},
+	}
+	for _, c := range cases {
+		if got := questionMarksToDollars(c.in, c.args); got != c.want {
+			t.Errorf("%q:\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestDeniedSessionCommand(t *testing.T) {
+	denied := []string{
+		"SET ROLE x", "set role x", "SET SESSION ROLE x", "SET LOCAL ROLE x", "RESET ROLE", "reset role;",
+		"SET SESSION AUTHORIZATION x", "RESET SESSION AUTHORIZATION", "SET search_path TO x",
+		"SET search_path=x", "SET LOCAL search_path = x", "SET SCHEMA 'x'", "SELECT 1; SET ROLE x",
+		"/* c */ SET ROLE x", "-- c\nSET ROLE x", `SET "role" x`, "SELECT 1;\n  RESET ROLE",
+	}
+	for _, q := range denied {
+		if deniedSessionCommand(q) == "" {
+			t.Errorf("%q not refused", q)
+		}
+	}
+	allowed := []string{
+		"SELECT 'SET ROLE x'", "SELECT 1 -- SET ROLE x", "SET statement_timeout = 1000", "RESET ALL",
+		"SET TIME ZONE 'UTC'", "INSERT INTO roles (role) VALUES ('x')", "SELECT $$; SET ROLE x$$",
+		"UPDATE t SET role = 'x'", "SET application_name = 'x'",
+	}
+	for _, q := range allowed {
+		if cmd := deniedSessionCommand(q); cmd != "" {
+			t.Errorf("%q refused as %s", q, cmd)
+		}
+	}
+}
+
+func TestRoleAndSchemaNames(t *testing.T) {
+	long := "a234567890123456789012345678901234567890123456789012345678901-z"
+	for _, id := range []string{"todo", "my-plugin", long} {
+		r, s := RoleName("greenroom", id), SchemaName(id)
+		if len(r) > 63 || len(s) > 63 {
+			t.Errorf("%s: role %q schema %q longer than 63 bytes", id, r, s)
+		}
+	}
+	if RoleName("db1", "todo") == RoleName("db2", "todo") {
+		t.Error("two databases share a role name")
+	}
+	if SchemaName("a-b") != "plugin_a_b" || SchemaName(long) == SchemaName(long[:len(long)-1]+"y") {
+		t.Error("schema names collide")
+	}
+}

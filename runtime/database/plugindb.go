@@ -1,0 +1,462 @@
+package database
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+// PluginDB is one plugin's database. It implements hostfuncs.Database.
+type PluginDB struct {
+	svc *Service
+	id  string
+	db  *sql.DB
+	log *logrus.Entry
+
+	mu         sync.Mutex
+	lim        Limits
+	migrations []hostfuncs.MigrationFile
+	registered bool
+}
+
+var _ hostfuncs.Database = (*PluginDB)(nil)
+
+func newPluginDB(s *Service, id string, db *sql.DB, lim Limits) *PluginDB {
+	return &PluginDB{svc: s, id: id, db: db, lim: lim, log: s.log.WithField("plugin", id)}
+}
+
+func (p *PluginDB) setLimits(lim Limits) {
+	p.mu.Lock()
+	p.lim = lim
+	p.mu.Unlock()
+	p.db.SetMaxOpenConns(lim.MaxConns)
+	p.db.SetMaxIdleConns(lim.MaxConns)
+}
+
+func (p *PluginDB) limits() Limits {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lim
+}
+
+// SQL returns the plugin's connection pool, for the runtime's own use
+// (benchmarks, tests). It connects as the plugin does, with its isolation.
+func (p *PluginDB) SQL() *sql.DB { return p.db }
+
+// Stats returns the plugin's pool figures.
+func (p *PluginDB) Stats() sql.DBStats { return p.db.Stats() }
+
+// deniedError is a statement the sandbox or the database's privileges
+// refused; the guest gets ErrDenied.
+type deniedError struct {
+	err error
+	msg string
+}
+
+func (e *deniedError) Error() string { return e.msg }
+func (e *deniedError) Unwrap() error { return e.err }
+
+// timeoutError is a statement the database cancelled at its statement
+// timeout.
+type timeoutError struct{ err error }
+
+func (e *timeoutError) Error() string { return e.err.Error() }
+func (e *timeoutError) Unwrap() error { return e.err }
+
+// txState is one instance's open transactions.
+type txState struct {
+	next uint32
+	open map[uint32]*openTx
+}
+
+type openTx struct {
+	conn *sql.Conn
+	tx   *sql.Tx
+}
+
+type txKey struct{}
+
+func (p *PluginDB) txs(in *hostfuncs.Instance) *txState {
+	st, _ := in.Value(txKey{}).(*txState)
+	if st == nil {
+		st = &txState{open: map[uint32]*openTx{}}
+		in.SetValue(txKey{}, st)
+	}
+	return st
+}
+
+// acquire takes a connection from the plugin's pool, waiting at most the
+// statement timeout when all db_max_conns are busy.
+func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
+	wctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
+	defer cancel()
+	conn, err := p.db.Conn(wctx)
+	if err == nil {
+		if p.svc.cfg.Client == ClientSQLite {
+			if err := limitConn(ctx, conn, lim.MaxResult); err != nil {
+				conn.Close()
+				return nil, err
+			}
+		}
+		return conn, nil
+	}
+	if ctx.Err() != nil {
+		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed while waiting for a database connection")
+	}
+	if wctx.Err() != nil {
+		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "database connection pool exhausted: all %d connections (limits.db_max_conns) stayed busy for %s (limits.db_statement_timeout)", lim.MaxConns, lim.StatementTimeout)
+	}
+	return nil, fmt.Errorf("database connection: %w", err)
+}
+
+// check refuses statements before they reach the database: during init,
+// and (PostgreSQL) session commands that would change the role or
+// search_path.
+func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error {
+	if in.Initializing {
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "the database cannot be used while the plugin initializes: its migrations are applied after init; query from handlers")
+	}
+	if p.svc.cfg.Client == ClientPG {
+		if cmd := deniedSessionCommand(st.SQL); cmd != "" {
+			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: plugins cannot run %s (a plugin's database session stays its own role and schema)", cmd)
+		}
+	}
+	return nil
+}
+
+// runner is what runs a statement: a connection or a transaction.
+type runner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// runner returns the connection or transaction st runs on, and a function
+// that releases it.
+func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement, lim Limits) (runner, func(), error) {
+	if st.Tx != 0 {
+		t := p.txs(in).open[st.Tx]
+		if t == nil {
+			return nil, nil, hostfuncs.Failf(hostfuncs.ErrInvalid, "transaction %d is not open", st.Tx)
+		}
+		return t.tx, func() {}, nil
+	}
+	conn, err := p.acquire(ctx, lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, func() { conn.Close() }, nil
+}
+
+// fail turns a statement error into what the guest sees.
+func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error {
+	var f *hostfuncs.Failure
+	if errors.As(err, &f) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed during the statement; it was cancelled")
+	}
+	if errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s", lim.StatementTimeout)
+	}
+	err = p.svc.backend.classify(err)
+	var d *deniedError
+	if errors.As(err, &d) {
+		return hostfuncs.Failf(hostfuncs.ErrDenied, "%s", d.msg)
+	}
+	var t *timeoutError
+	if errors.As(err, &t) {
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s (%v)", lim.StatementTimeout, t.err)
+	}
+	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
+}
+
+// Exec implements hostfuncs.Database.
+func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement) (hostfuncs.ExecResult, error) {
+	var res hostfuncs.ExecResult
+	if err := p.check(in, st); err != nil {
+		return res, err
+	}
+	lim := p.limits()
+	r, release, err := p.runner(ctx, in, st, lim)
+	if err != nil {
+		return res, err
+	}
+	defer release()
+	sctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
+	defer cancel()
+	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
+	if err != nil {
+		return res, p.fail(ctx, sctx, lim, err)
+	}
+	res.RowsAffected, _ = sr.RowsAffected()
+	if id, err := sr.LastInsertId(); err == nil && p.svc.cfg.Client == ClientSQLite {
+		res.LastInsertID, res.HasLastInsertID = id, true
+	}
+	return res, nil
+}
+
+// Query implements hostfuncs.Database.
+func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement, w *hostfuncs.RowWriter) error {
+	if err := p.check(in, st); err != nil {
+		return err
+	}
+	lim := p.limits()
+	r, release, err := p.runner(ctx, in, st, lim)
+	if err != nil {
+		return err
+	}
+	defer release()
+	sctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
+	defer cancel()
+	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
+	if err != nil {
+		return p.fail(ctx, sctx, lim, err)
+	}
+	defer rows.Close()
+	cols, err := rows.ColumnTypes()
+	if err != nil {
+		return p.fail(ctx, sctx, lim, err)
+	}
+	names := make([]string, len(cols))
+	types := make([]string, len(cols))
+	for i, c := range cols {
+		names[i], types[i] = c.Name(), c.DatabaseTypeName()
+	}
+	w.Reset(lim.MaxResult)
+	w.Columns(names, types)
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return p.fail(ctx, sctx, lim, err)
+		}
+		if err := w.Row(vals); err != nil {
+			// Stop the statement rather than read the rest of its rows.
+			cancel()
+			return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.MaxResult, w.Rows())
+		}
+		clear(vals)
+	}
+	if err := rows.Err(); err != nil {
+		return p.fail(ctx, sctx, lim, err)
+	}
+	return nil
+}
+
+// Begin implements hostfuncs.Database. The transaction holds one of the
+// plugin's connections until it ends; when the call ends with it still
+// open, it is rolled back.
+func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostfuncs.TxOptions) (uint32, error) {
+	if in.Initializing {
+		return 0, hostfuncs.Failf(hostfuncs.ErrInvalid, "the database cannot be used while the plugin initializes")
+	}
+	if opts.Isolation < 0 || opts.Isolation > int(sql.LevelLinearizable) {
+		return 0, hostfuncs.Failf(hostfuncs.ErrInvalid, "unknown isolation level %d", opts.Isolation)
+	}
+	lim := p.limits()
+	conn, err := p.acquire(ctx, lim)
+	if err != nil {
+		return 0, err
+	}
+	// The transaction lives in the call's context: database/sql rolls it
+	// back by itself if the call is interrupted.
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.IsolationLevel(opts.Isolation), ReadOnly: opts.ReadOnly})
+	if err != nil {
+		conn.Close()
+		return 0, p.fail(ctx, ctx, lim, err)
+	}
+	st := p.txs(in)
+	if len(st.open) == 0 {
+		in.OnCallEnd(func() { p.endCall(in) })
+	}
+	st.next++
+	if st.next == 0 || st.next > 1<<31-1 {
+		st.next = 1
+	}
+	st.open[st.next] = &openTx{conn: conn, tx: tx}
+	return st.next, nil
+}
+
+// endCall rolls back what the call left open.
+func (p *PluginDB) endCall(in *hostfuncs.Instance) {
+	st := p.txs(in)
+	for id, t := range st.open {
+		t.tx.Rollback()
+		t.conn.Close()
+		delete(st.open, id)
+		fields := logrus.Fields{}
+		if in.RequestID != "" {
+			fields["request_id"] = in.RequestID
+		}
+		if in.Task != "" {
+			fields["task"] = in.Task
+		}
+		p.log.WithFields(fields).Warn("a database transaction was still open when the call ended; rolled back")
+	}
+}
+
+func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, commit bool) error {
+	st := p.txs(in)
+	t := st.open[id]
+	if t == nil {
+		return hostfuncs.Failf(hostfuncs.ErrNotFound, "transaction %d is not open", id)
+	}
+	delete(st.open, id)
+	defer t.conn.Close()
+	var err error
+	if commit {
+		err = t.tx.Commit()
+	} else {
+		err = t.tx.Rollback()
+	}
+	if err != nil {
+		lim := p.limits()
+		return p.fail(ctx, ctx, lim, err)
+	}
+	return nil
+}
+
+// Commit implements hostfuncs.Database.
+func (p *PluginDB) Commit(ctx context.Context, in *hostfuncs.Instance, tx uint32) error {
+	return p.end(ctx, in, tx, true)
+}
+
+// Rollback implements hostfuncs.Database.
+func (p *PluginDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint32) error {
+	return p.end(ctx, in, tx, false)
+}
+
+type migrationsKey struct{}
+
+// RegisterMigrations implements hostfuncs.Database. Each instance registers
+// the same files in its init; the list of the most recent init to finish is
+// what ApplyMigrations applies.
+func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.MigrationFile) error {
+	list, _ := in.Value(migrationsKey{}).(*[]hostfuncs.MigrationFile)
+	if list == nil {
+		list = &[]hostfuncs.MigrationFile{}
+		in.SetValue(migrationsKey{}, list)
+		in.OnCallEnd(func() {
+			p.mu.Lock()
+			p.migrations = slices.Clone(*list)
+			p.registered = true
+			p.mu.Unlock()
+			in.SetValue(migrationsKey{}, nil)
+		})
+	}
+	for _, f := range files {
+		if f.Name == "" || strings.TrimSpace(f.SQL) == "" {
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q is empty or unnamed", f.Name)
+		}
+		for _, g := range *list {
+			if g.Name == f.Name {
+				return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q registered twice", f.Name)
+			}
+		}
+		*list = append(*list, f)
+	}
+	return nil
+}
+
+// ApplyMigrations applies, in name order, the registered migrations not yet
+// recorded for this plugin, each in a transaction on the plugin's own
+// connection (so with its privileges only), and records them in the
+// runtime's plugin_migrations table. Replicas starting together wait for
+// each other on the plugin's lock, so each migration is applied once.
+func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
+	p.mu.Lock()
+	files := slices.Clone(p.migrations)
+	p.mu.Unlock()
+	if len(files) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(files, func(a, b hostfuncs.MigrationFile) int { return strings.Compare(a.Name, b.Name) })
+	db := p.svc.DB()
+	unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var recs []pluginMigration
+	if err := db.NewSelect().Model(&recs).Where("plugin = ?", p.id).Scan(ctx); err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	applied := map[string]string{}
+	for _, r := range recs {
+		applied[r.Name] = r.SHA256
+	}
+	var pending []hostfuncs.MigrationFile
+	for _, f := range files {
+		sum := sha256.Sum256([]byte(f.SQL))
+		if old, ok := applied[f.Name]; ok {
+			if old != hex.EncodeToString(sum[:]) {
+				p.log.WithField("migration", f.Name).Warn("an applied migration has changed since; changes are not applied again (add a new migration instead)")
+			}
+			continue
+		}
+		pending = append(pending, f)
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	if p.svc.cfg.SkipMigrations {
+		return fmt.Errorf("%d migrations pending (first: %s) and database.skip_migrations is set: run `greenroom migrate up`", len(pending), pending[0].Name)
+	}
+	for _, f := range pending {
+		if err := p.applyOne(ctx, f); err != nil {
+			return fmt.Errorf("migration %s failed: %w", f.Name, err)
+		}
+		p.log.WithField("migration", f.Name).Info("applied plugin migration")
+	}
+	return nil
+}
+
+func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
+	conn, err := p.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if p.svc.cfg.Client == ClientPG {
+		// Migrations may take longer than a request's statement.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+		return p.svc.backend.classify(err)
+	}
+	sum := sha256.Sum256([]byte(f.SQL))
+	rec := &pluginMigration{Plugin: p.id, Name: f.Name, SHA256: hex.EncodeToString(sum[:]), AppliedAt: time.Now().UTC()}
+	// Recorded before the plugin's transaction commits: a crash in
+	// between leaves a migration recorded but not applied, which the next
+	// migration that needs it reports, rather than one applied twice.
+	if _, err := p.svc.DB().NewInsert().Model(rec).Exec(ctx); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		p.svc.DB().NewDelete().Model(rec).WherePK().Exec(context.Background())
+		return err
+	}
+	return nil
+}

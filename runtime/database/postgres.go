@@ -1,0 +1,385 @@
+package database
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/sirupsen/logrus"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+)
+
+// PostgreSQL: the runtime's tables in schema "greenroom"; each plugin's in
+// schema plugin_<id>. With isolation = "role" a plugin's connections log in
+// as its own role (gr_<hash of the database name>_<id>), which owns its
+// schema and has no other privilege; its password is derived from a key in
+// the runtime's tables, so every replica computes the same one and no
+// operator types it. The driver is pgx through database/sql (stdlib).
+
+// RuntimeSchema holds greenroom's own tables on PostgreSQL.
+const RuntimeSchema = "greenroom"
+
+const roleKeyName = "plugin-role-key"
+
+type pgBackend struct {
+	cfg  Config
+	log  *logrus.Entry
+	conf *pgx.ConnConfig // the operator's connection
+
+	mu      sync.Mutex
+	dbname  string
+	roleKey []byte
+	super   bool
+}
+
+func newPG(cfg Config, log *logrus.Entry) (*pgBackend, error) {
+	conf, err := pgx.ParseConfig(cfg.Connection)
+	if err != nil {
+		return nil, fmt.Errorf("database.connection: %w", err)
+	}
+	return &pgBackend{cfg: cfg, log: log, conf: conf}, nil
+}
+
+func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
+	c := b.conf.Copy()
+	c.RuntimeParams["search_path"] = RuntimeSchema
+	c.RuntimeParams["application_name"] = "greenroom"
+	sdb := stdlib.OpenDB(*c)
+	sdb.SetMaxOpenConns(8)
+	sdb.SetMaxIdleConns(4)
+	if err := sdb.PingContext(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := sdb.QueryRowContext(ctx, "SELECT current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").Scan(&b.dbname, &b.super); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return bun.NewDB(sdb, pgdialect.New()), nil
+}
+
+// ensureRuntimeSchema creates the schema of the runtime's tables, unless
+// migrations are skipped (then they must exist already).
+func (b *pgBackend) ensureRuntimeSchema(ctx context.Context, db *bun.DB) error {
+	if b.cfg.SkipMigrations {
+		return nil
+	}
+	unlock, err := b.lock(ctx, db, "runtime")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var exists bool
+	if err := db.DB.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", RuntimeSchema).Scan(&exists); err != nil {
+		return fmt.Errorf("look up schema %s: %w", RuntimeSchema, err)
+	}
+	if exists {
+		return nil
+	}
+	if err := b.checkCreateOnDatabase(ctx, db); err != nil {
+		return err
+	}
+	if _, err := db.DB.ExecContext(ctx, "CREATE SCHEMA "+pgx.Identifier{RuntimeSchema}.Sanitize()); err != nil {
+		return fmt.Errorf("create schema %s: %w", RuntimeSchema, err)
+	}
+	return nil
+}
+
+func (b *pgBackend) checkCreateOnDatabase(ctx context.Context, db *bun.DB) error {
+	var ok bool
+	var user string
+	if err := db.DB.QueryRowContext(ctx, "SELECT has_database_privilege(current_database(), 'CREATE'), current_user").Scan(&ok, &user); err != nil {
+		return fmt.Errorf("check privileges: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("the runtime's database user %q lacks the CREATE privilege on database %q, which it needs to create schemas (its own and one per plugin): grant it with GRANT CREATE ON DATABASE %s TO %s",
+			user, b.dbname, pgx.Identifier{b.dbname}.Sanitize(), pgx.Identifier{user}.Sanitize())
+	}
+	return nil
+}
+
+func (b *pgBackend) check(ctx context.Context, db *bun.DB) error {
+	if err := b.checkCreateOnDatabase(ctx, db); err != nil {
+		return err
+	}
+	if b.cfg.Isolation == IsolationSchema {
+		b.log.Warn(`database.isolation = "schema": plugins connect as the runtime's user and are kept apart by search_path only; a plugin that sends hostile SQL can read other plugins' data and the runtime's tables (see docs/database.md)`)
+		return b.ensureRuntimeSchema(ctx, db)
+	}
+	var user string
+	var createRole bool
+	if err := db.DB.QueryRowContext(ctx, "SELECT current_user, rolcreaterole FROM pg_roles WHERE rolname = current_user").Scan(&user, &createRole); err != nil {
+		return fmt.Errorf("check privileges: %w", err)
+	}
+	if !createRole && !b.super {
+		return fmt.Errorf(`database.isolation = "role" needs the runtime's database user %q to have the CREATEROLE privilege (to give each plugin its own login role), and it does not: grant it as a superuser with ALTER ROLE %s CREATEROLE, or set isolation = "schema" under [database] to keep plugins apart by schema only (weaker: a plugin can then read other plugins' data, see docs/database.md)`,
+			user, pgx.Identifier{user}.Sanitize())
+	}
+	return b.ensureRuntimeSchema(ctx, db)
+}
+
+func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
+	if b.cfg.Isolation == IsolationSchema {
+		return nil
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	if _, err := db.DB.ExecContext(ctx, "INSERT INTO runtime_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", roleKeyName, key); err != nil {
+		return fmt.Errorf("store the plugin role key: %w", err)
+	}
+	if err := db.DB.QueryRowContext(ctx, "SELECT value FROM runtime_secrets WHERE name = $1", roleKeyName).Scan(&key); err != nil {
+		return fmt.Errorf("read the plugin role key: %w", err)
+	}
+	b.mu.Lock()
+	b.roleKey = key
+	b.mu.Unlock()
+	var version int
+	if err := db.DB.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version < 150000 {
+		// Before PostgreSQL 15 every role may create objects in schema
+		// public; plugins must not.
+		if _, err := db.DB.ExecContext(ctx, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
+			b.log.WithError(err).Warn("PostgreSQL before 15 lets every role create objects in schema public, and the runtime could not revoke that (REVOKE CREATE ON SCHEMA public FROM PUBLIC): plugins can create tables there")
+		}
+	}
+	return nil
+}
+
+// lock takes a session-level advisory lock on a connection of its own:
+// replicas starting together wait for each other around schema and role
+// creation and migrations.
+func (b *pgBackend) lock(ctx context.Context, db *bun.DB, name string) (func(), error) {
+	conn, err := db.DB.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("greenroom:" + name))
+	key := int64(h.Sum64())
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return func() {
+		conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key)
+		conn.Close()
+	}, nil
+}
+
+// RoleName is the login role of plugin id in database dbname. Roles are
+// global to a PostgreSQL cluster, so the name carries a hash of the
+// database's: two greenroom databases on one cluster never share a role.
+func RoleName(dbname, id string) string {
+	return RolePrefix(dbname) + identPart(id, 63-len(RolePrefix(dbname)))
+}
+
+// RolePrefix is the prefix of every plugin role of database dbname.
+func RolePrefix(dbname string) string {
+	h := sha256.Sum256([]byte(dbname))
+	return "gr_" + hex.EncodeToString(h[:4]) + "_"
+}
+
+// SchemaName is the schema of plugin id.
+func SchemaName(id string) string {
+	return "plugin_" + identPart(id, 63-len("plugin_"))
+}
+
+// identPart turns a plugin id into an identifier part of at most n bytes:
+// '-' becomes '_' (ids never contain '_', so this is one-to-one), and an id
+// too long keeps a hash of itself.
+func identPart(id string, n int) string {
+	s := strings.ReplaceAll(id, "-", "_")
+	if len(s) <= n {
+		return s
+	}
+	h := sha256.Sum256([]byte(id))
+	return s[:n-9] + "_" + hex.EncodeToString(h[:4])
+}
+
+// rolePassword derives the password of a plugin role from the role key:
+// every replica reading the same key computes the same password.
+func (b *pgBackend) rolePassword(role string) string {
+	b.mu.Lock()
+	key := b.roleKey
+	b.mu.Unlock()
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("password:" + role))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// scramVerifier is the SCRAM-SHA-256 verifier of password (RFC 7677, as
+// PostgreSQL stores it), so that the password itself never appears in a
+// statement the server might log. The salt is derived too, so replicas
+// write the same verifier.
+func (b *pgBackend) scramVerifier(role, password string) (string, error) {
+	b.mu.Lock()
+	key := b.roleKey
+	b.mu.Unlock()
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("salt:" + role))
+	salt := m.Sum(nil)[:16]
+	const iter = 4096
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(k []byte, s string) []byte {
+		h := hmac.New(sha256.New, k)
+		h.Write([]byte(s))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	server := mac(salted, "Server Key")
+	enc := base64.StdEncoding.EncodeToString
+	return "SCRAM-SHA-256$" + strconv.Itoa(iter) + ":" + enc(salt) + "$" + enc(stored[:]) + ":" + enc(server), nil
+}
+
+func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limits) (*sql.DB, error) {
+	schema := SchemaName(id)
+	qs := pgx.Identifier{schema}.Sanitize()
+	conf := b.conf.Copy()
+	var heal func(context.Context) error
+	if b.cfg.Isolation == IsolationSchema {
+		if _, err := db.DB.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+qs); err != nil {
+			return nil, fmt.Errorf("create schema %s: %w", schema, err)
+		}
+	} else {
+		role := RoleName(b.dbname, id)
+		password := b.rolePassword(role)
+		if err := b.provisionRole(ctx, db, role, password, schema); err != nil {
+			return nil, err
+		}
+		conf.User, conf.Password = role, password
+		heal = func(ctx context.Context) error { return b.setPassword(ctx, db, role, password) }
+	}
+	conf.RuntimeParams["search_path"] = schema // [a-z0-9_] only: no quoting needed
+	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
+	conf.RuntimeParams["application_name"] = "greenroom plugin " + id
+	maxBody := lim.MaxResult + 1<<16
+	inner := stdlib.GetConnector(*conf, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+		// One message (one row) may not exceed db_max_result: the driver
+		// would buffer it whole before the result limit could apply.
+		c.PgConn().Frontend().SetMaxBodyLen(maxBody)
+		return nil
+	}))
+	sdb := sql.OpenDB(&pgConnector{inner: inner, heal: heal, log: b.log.WithField("plugin", id)})
+	sdb.SetMaxOpenConns(lim.MaxConns)
+	sdb.SetMaxIdleConns(lim.MaxConns)
+	if err := sdb.PingContext(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("connect as the plugin's role: %w", err)
+	}
+	return sdb, nil
+}
+
+// provisionRole creates (or re-asserts) the plugin's login role with no
+// privilege but owning its schema. The caller holds the plugin's lock.
+func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, password, schema string) error {
+	qr, qs := pgx.Identifier{role}.Sanitize(), pgx.Identifier{schema}.Sanitize()
+	verifier, err := b.scramVerifier(role, password)
+	if err != nil {
+		return err
+	}
+	var exists bool
+	if err := db.DB.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+		return fmt.Errorf("look up role %s: %w", role, err)
+	}
+	const attrs = " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD "
+	stmt := "CREATE ROLE " + qr + attrs
+	if exists {
+		stmt = "ALTER ROLE " + qr + " WITH" + attrs
+	}
+	// The verifier is base64 and "$:", nothing a literal must escape. The
+	// statement is never logged.
+	if _, err := db.DB.ExecContext(ctx, stmt+"'"+verifier+"'"); err != nil {
+		return fmt.Errorf("create role %s: %w", role, err)
+	}
+	if !b.super {
+		// The runtime's user must be a member of the role to give it the
+		// schema.
+		if _, err := db.DB.ExecContext(ctx, "GRANT "+qr+" TO CURRENT_USER"); err != nil {
+			return fmt.Errorf("grant role %s to the runtime's user: %w", role, err)
+		}
+	}
+	for _, s := range []string{
+		"CREATE SCHEMA IF NOT EXISTS " + qs + " AUTHORIZATION " + qr,
+		"ALTER SCHEMA " + qs + " OWNER TO " + qr,
+		"REVOKE ALL ON SCHEMA " + qs + " FROM PUBLIC",
+		"ALTER ROLE " + qr + " SET search_path = " + qs,
+	} {
+		if _, err := db.DB.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("provision schema %s for role %s: %w", schema, role, err)
+		}
+	}
+	if _, err := db.DB.ExecContext(ctx, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+qr); err != nil {
+		b.log.WithError(err).WithField("role", role).Warn("could not grant CONNECT on the database to a plugin role; it relies on PUBLIC's CONNECT")
+	}
+	return nil
+}
+
+func (b *pgBackend) setPassword(ctx context.Context, db *bun.DB, role, password string) error {
+	verifier, err := b.scramVerifier(role, password)
+	if err != nil {
+		return err
+	}
+	_, err = db.DB.ExecContext(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" PASSWORD '"+verifier+"'")
+	return err
+}
+
+func (b *pgBackend) rewrite(q string, args int) string { return questionMarksToDollars(q, args) }
+
+func (b *pgBackend) classify(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "42501": // insufficient_privilege
+			return &deniedError{err: err, msg: err.Error()}
+		case "57014": // query_canceled: statement_timeout
+			return &timeoutError{err: err}
+		}
+	}
+	return err
+}
+
+func (b *pgBackend) close() {}
+
+// pgConnector opens a plugin's connections. A plugin can change its own
+// role's password (PostgreSQL lets every role do that); when a connection
+// then fails authentication, the connector sets the derived password again
+// and retries once, so the plugin only ever breaks its own in-flight
+// connections' successors for one attempt.
+type pgConnector struct {
+	inner driver.Connector
+	heal  func(context.Context) error
+	log   *logrus.Entry
+}
+
+func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.inner.Connect(ctx)
+	var pe *pgconn.PgError
+	if err != nil && c.heal != nil && errors.As(err, &pe) && pe.Code == "28P01" {
+		c.log.Warn("the plugin's database role failed to authenticate (did the plugin change its password?); restoring the derived password")
+		if herr := c.heal(ctx); herr != nil {
+			return nil, errors.Join(err, herr)
+		}
+		return c.inner.Connect(ctx)
+	}
+	return conn, err
+}
+
+func (c *pgConnector) Driver() driver.Driver { return c.inner.Driver() }

@@ -1,0 +1,216 @@
+// Command dbguest is a test plugin for the database capability: it runs the
+// steps a test posts (statements, transactions, sleeps) and answers with
+// each step's outcome, so that tests can send any SQL, hostile or not,
+// through the real SDK and host functions.
+package main
+
+import (
+	"database/sql"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+var initErr string
+
+func init() {
+	// config migrations = "good" | "bad" | "more" picks a set; none by default.
+	if set, ok := greenroom.Config("migrations"); ok {
+		sub, _ := fs.Sub(migrations, "migrations/"+set)
+		if err := greenroom.Migrations(sub); err != nil {
+			initErr = err.Error()
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /init", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"error": initErr})
+	})
+	mux.HandleFunc("POST /run", run)
+	rawRoutes(mux)
+	greenroom.Handle(mux)
+}
+
+type step struct {
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, prepare
+	SQL  string `json:"sql"`
+	Args []any  `json:"args"`
+	MS   int    `json:"ms"`
+	// ReadOnly and Isolation apply to begin.
+	ReadOnly  bool `json:"read_only"`
+	Isolation int  `json:"isolation"`
+}
+
+type result struct {
+	Error    string   `json:"error,omitempty"`
+	Kind     string   `json:"kind,omitempty"`
+	Columns  []string `json:"columns,omitempty"`
+	Types    []string `json:"types,omitempty"`
+	Rows     [][]any  `json:"rows,omitempty"`
+	GoTypes  []string `json:"go_types,omitempty"`
+	Affected int64    `json:"affected,omitempty"`
+	LastID   *int64   `json:"last_id,omitempty"`
+}
+
+func run(w http.ResponseWriter, r *http.Request) {
+	var req struct{ Steps []step }
+	d := json.NewDecoder(r.Body)
+	d.UseNumber()
+	if err := d.Decode(&req); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	db := greenroom.DB()
+	ctx := r.Context()
+	var tx *sql.Tx
+	var out []result
+	for _, s := range req.Steps {
+		var res result
+		args := make([]any, len(s.Args))
+		for i, a := range s.Args {
+			args[i] = argValue(a)
+		}
+		var err error
+		switch s.Op {
+		case "begin":
+			tx, err = db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.ReadOnly, Isolation: sql.IsolationLevel(s.Isolation)})
+		case "commit", "rollback":
+			switch {
+			case tx == nil:
+				err = errors.New("no transaction")
+			case s.Op == "commit":
+				err = tx.Commit()
+			default:
+				err = tx.Rollback()
+			}
+		case "sleep":
+			time.Sleep(time.Duration(s.MS) * time.Millisecond)
+		case "exec":
+			var sr sql.Result
+			if tx != nil {
+				sr, err = tx.ExecContext(ctx, s.SQL, args...)
+			} else {
+				sr, err = db.ExecContext(ctx, s.SQL, args...)
+			}
+			if err == nil {
+				res.Affected, _ = sr.RowsAffected()
+				if id, e := sr.LastInsertId(); e == nil {
+					res.LastID = &id
+				}
+			}
+		case "prepare":
+			var st *sql.Stmt
+			if st, err = db.PrepareContext(ctx, s.SQL); err == nil {
+				for i := 0; i < 3 && err == nil; i++ {
+					_, err = st.ExecContext(ctx, args...)
+				}
+				st.Close()
+			}
+		case "query":
+			var rows *sql.Rows
+			if tx != nil {
+				rows, err = tx.QueryContext(ctx, s.SQL, args...)
+			} else {
+				rows, err = db.QueryContext(ctx, s.SQL, args...)
+			}
+			if err == nil {
+				res, err = readRows(rows)
+			}
+		default:
+			err = fmt.Errorf("unknown op %q", s.Op)
+		}
+		if s.Op == "commit" || s.Op == "rollback" {
+			tx = nil
+		}
+		if err != nil {
+			res.Error = err.Error()
+			res.Kind = kind(err)
+		}
+		out = append(out, res)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"results": out})
+}
+
+func kind(err error) string {
+	for name, k := range map[string]error{"denied": greenroom.ErrDenied, "invalid": greenroom.ErrInvalid, "failed": greenroom.ErrFailed,
+		"timeout": greenroom.ErrTimeout, "too_large": greenroom.ErrTooLarge, "not_found": greenroom.ErrNotFound} {
+		if errors.Is(err, k) {
+			return name
+		}
+	}
+	return "other"
+}
+
+func readRows(rows *sql.Rows) (result, error) {
+	defer rows.Close()
+	var res result
+	cols, err := rows.ColumnTypes()
+	if err != nil {
+		return res, err
+	}
+	for _, c := range cols {
+		res.Columns = append(res.Columns, c.Name())
+		res.Types = append(res.Types, c.DatabaseTypeName())
+	}
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return res, err
+		}
+		row := make([]any, len(vals))
+		res.GoTypes = res.GoTypes[:0]
+		for i, v := range vals {
+			res.GoTypes = append(res.GoTypes, fmt.Sprintf("%T", v))
+			switch x := v.(type) {
+			case []byte:
+				row[i] = map[string]string{"bytes": base64.StdEncoding.EncodeToString(x)}
+			case time.Time:
+				row[i] = map[string]string{"time": x.Format(time.RFC3339Nano)}
+			default:
+				row[i] = x
+			}
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	return res, rows.Err()
+}
+
+// argValue turns a JSON argument into a Go value: integers to int64, other
+// numbers to float64, {"bytes": base64} to []byte, {"time": RFC3339} to
+// time.Time.
+func argValue(a any) any {
+	switch x := a.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		if b, ok := x["bytes"].(string); ok {
+			v, _ := base64.StdEncoding.DecodeString(b)
+			return v
+		}
+		if t, ok := x["time"].(string); ok {
+			v, _ := time.Parse(time.RFC3339Nano, t)
+			return v
+		}
+	}
+	return a
+}
+
+func main() {}

@@ -1,0 +1,1 @@
+INSERT INTO applied (name) VALUES ('003');

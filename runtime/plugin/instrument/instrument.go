@@ -1,0 +1,628 @@
+// Package instrument rewrites a WebAssembly module so that the host can
+// interrupt it cheaply. It adds two exported mutable i32 globals, a fuel
+// counter and an interrupt flag, and at the entry of every function and the
+// header of every loop it inserts
+//
+//	global.get $fuel
+//	i32.const 1
+//	i32.sub
+//	global.set $fuel
+//	global.get $fuel
+//	i32.eqz
+//	if
+//	  i32.const Refill
+//	  global.set $fuel
+//	  i32.const 0
+//	  memory.grow 0   ;; exits to Go: a safe point for the Go scheduler and GC
+//	  drop
+//	  global.get $flag
+//	  if
+//	    unreachable
+//	  end
+//	end
+//
+// At a call's deadline the host sets the flag, then the fuel to 1, so the
+// guest traps at its next loop iteration or function call. Were the fuel
+// write lost to the guest's own update, the check still comes within Refill
+// iterations. The periodic exit matters as much as the flag: compiled code
+// never reaches a Go safe point by itself, so a guest spinning without it
+// would stall the Go runtime's stop-the-world (and with it the timer that
+// sets the flag). This replaces wazero's close-on-context-done, whose check
+// leaves compiled code on every loop iteration and costs far more
+// (docs/benchmarks.md).
+//
+// The rewriter parses only what it must: section headers, the import,
+// global, export and code sections, and instructions to find loops. It
+// knows the immediates of every instruction of WebAssembly 2.0 plus the
+// threads, tail-call and exception-handling proposals; a module using any
+// other opcode is refused with an error naming it, and the caller falls
+// back to wazero's own interruption. No maintained Go library walks
+// instruction streams for rewriting (wazero's decoder is internal, wabin
+// stops at function bodies), hence this small one.
+package instrument
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Export names of the added globals.
+const (
+	FlagName = "greenroom_interrupt"
+	FuelName = "greenroom_fuel"
+)
+
+// Refill is how many loop iterations and function entries run between two
+// exits to Go. Each exit costs well under a microsecond; a Go guest makes
+// a few hundred million checks per second, so this exits a few thousand
+// times per second at most.
+const Refill = 1 << 16
+
+// Section ids.
+const (
+	secCustom = 0
+	secImport = 2
+	secMemory = 5
+	secGlobal = 6
+	secExport = 7
+	secStart  = 8
+	secCode   = 10
+	secTag    = 13
+)
+
+// Stats describes what Interruptible inserted.
+type Stats struct {
+	Functions int // checks at function entries
+	Loops     int // checks at loop headers
+}
+
+// Interruptible returns a copy of the module with the interrupt flag and
+// its checks. Custom sections holding DWARF (".debug_*") are dropped, since
+// code offsets change.
+func Interruptible(wasm []byte) ([]byte, Stats, error) {
+	var st Stats
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return nil, st, errors.New("not a WebAssembly 1.0 binary module")
+	}
+	type section struct {
+		id   byte
+		body []byte
+	}
+	var secs []section
+	r := &reader{b: wasm, off: 8}
+	for r.off < len(r.b) {
+		id := r.byte()
+		n := r.u32()
+		body := r.bytes(int(n))
+		if r.err != nil {
+			return nil, st, fmt.Errorf("section at byte %d: %w", r.off, r.err)
+		}
+		secs = append(secs, section{id, body})
+	}
+
+	var importedGlobals, definedGlobals, memories uint32
+	for _, s := range secs {
+		switch s.id {
+		case secImport:
+			g, m, err := countImports(s.body)
+			if err != nil {
+				return nil, st, fmt.Errorf("import section: %w", err)
+			}
+			importedGlobals, memories = g, memories+m
+		case secMemory:
+			mr := &reader{b: s.body}
+			memories += mr.u32()
+		case secGlobal:
+			gr := &reader{b: s.body}
+			definedGlobals = gr.u32()
+			if gr.err != nil {
+				return nil, st, fmt.Errorf("global section: %w", gr.err)
+			}
+		case secStart:
+			// A start section runs inside instantiation, before the host
+			// can reach the flag: such a module needs another mechanism.
+			return nil, st, errors.New("module has a start section, which runs before the interrupt flag can be reached")
+		case secExport:
+			for _, name := range []string{FlagName, FuelName} {
+				if exportsName(s.body, name) {
+					return nil, st, fmt.Errorf("module already exports %q", name)
+				}
+			}
+		}
+	}
+	if memories == 0 {
+		return nil, st, errors.New("module has no memory, which the interruption check needs")
+	}
+	fuel := importedGlobals + definedGlobals
+	flag := fuel + 1
+	check := appendCheck(nil, fuel, flag)
+
+	out := append([]byte(nil), wasm[:8]...)
+	wroteGlobal, wroteExport := false, false
+	writeSection := func(id byte, body []byte) {
+		out = append(out, id)
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	newGlobalSection := func(old []byte) []byte {
+		var body []byte
+		rest := []byte(nil)
+		if old != nil {
+			gr := &reader{b: old}
+			gr.u32()
+			rest = old[gr.off:]
+		}
+		body = appendU32(body, definedGlobals+2)
+		body = append(body, rest...)
+		// (global $fuel (mut i32) (i32.const Refill)) (global $flag (mut i32) (i32.const 0))
+		body = append(body, 0x7f, 0x01, 0x41)
+		body = appendS32(body, Refill)
+		return append(body, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+	}
+	newExportSection := func(old []byte) []byte {
+		var body []byte
+		rest := []byte(nil)
+		count := uint32(0)
+		if old != nil {
+			er := &reader{b: old}
+			count = er.u32()
+			rest = old[er.off:]
+		}
+		body = appendU32(body, count+2)
+		body = append(body, rest...)
+		for _, e := range []struct {
+			name string
+			idx  uint32
+		}{{FuelName, fuel}, {FlagName, flag}} {
+			body = appendU32(body, uint32(len(e.name)))
+			body = append(body, e.name...)
+			body = append(body, 0x03) // global
+			body = appendU32(body, e.idx)
+		}
+		return body
+	}
+	// order gives each known section its place in the module, so that a
+	// created global or export section lands where the spec requires.
+	order := func(id byte) int {
+		switch id {
+		case 1, 2, 3, 4, 5:
+			return int(id)
+		case secTag:
+			return 6
+		case secGlobal:
+			return 7
+		case secExport:
+			return 8
+		case 8, 9:
+			return int(id) + 1
+		case 12:
+			return 10 // datacount precedes code
+		case secCode:
+			return 11
+		case 11:
+			return 12
+		}
+		return -1
+	}
+	for _, s := range secs {
+		if s.id != secCustom {
+			if !wroteGlobal && order(s.id) > order(secGlobal) {
+				writeSection(secGlobal, newGlobalSection(nil))
+				wroteGlobal = true
+			}
+			if !wroteExport && order(s.id) > order(secExport) {
+				writeSection(secExport, newExportSection(nil))
+				wroteExport = true
+			}
+		}
+		switch s.id {
+		case secCustom:
+			cr := &reader{b: s.body}
+			name := cr.bytes(int(cr.u32()))
+			if cr.err == nil && bytes.HasPrefix(name, []byte(".debug_")) {
+				continue
+			}
+			writeSection(s.id, s.body)
+		case secGlobal:
+			writeSection(secGlobal, newGlobalSection(s.body))
+			wroteGlobal = true
+		case secExport:
+			writeSection(secExport, newExportSection(s.body))
+			wroteExport = true
+		case secCode:
+			body, err := rewriteCode(s.body, check, &st)
+			if err != nil {
+				return nil, st, err
+			}
+			writeSection(secCode, body)
+		default:
+			writeSection(s.id, s.body)
+		}
+	}
+	if !wroteGlobal {
+		writeSection(secGlobal, newGlobalSection(nil))
+	}
+	if !wroteExport {
+		writeSection(secExport, newExportSection(nil))
+	}
+	return out, st, nil
+}
+
+// appendCheck appends the check sequence of the package comment.
+func appendCheck(dst []byte, fuel, flag uint32) []byte {
+	get := func(g uint32) { dst = appendU32(append(dst, 0x23), g) }
+	set := func(g uint32) { dst = appendU32(append(dst, 0x24), g) }
+	get(fuel)
+	dst = append(dst, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
+	set(fuel)
+	get(fuel)
+	dst = append(dst, 0x45, 0x04, 0x40, 0x41) // i32.eqz; if; i32.const
+	dst = appendS32(dst, Refill)
+	set(fuel)
+	dst = append(dst, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0; memory.grow 0; drop
+	get(flag)
+	return append(dst, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if; unreachable; end; end
+}
+
+// countImports counts the imported globals and memories.
+func countImports(b []byte) (globals, memories uint32, err error) {
+	r := &reader{b: b}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.bytes(int(r.u32())) // module
+		r.bytes(int(r.u32())) // name
+		switch kind := r.byte(); kind {
+		case 0x00: // func
+			r.u32()
+		case 0x01: // table
+			r.reftype()
+			r.limits()
+		case 0x02: // memory
+			r.limits()
+			memories++
+		case 0x03: // global
+			r.valtype()
+			r.byte()
+			globals++
+		case 0x04: // tag
+			r.byte()
+			r.u32()
+		default:
+			return 0, 0, fmt.Errorf("import %d: unknown kind 0x%02x", i, kind)
+		}
+	}
+	return globals, memories, r.err
+}
+
+func exportsName(b []byte, name string) bool {
+	r := &reader{b: b}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if string(r.bytes(int(r.u32()))) == name {
+			return true
+		}
+		r.byte()
+		r.u32()
+	}
+	return false
+}
+
+// rewriteCode inserts the check at the entry of every function body and
+// after the block type of every loop.
+func rewriteCode(b []byte, check []byte, st *Stats) ([]byte, error) {
+	r := &reader{b: b}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(b)+len(b)/8), n)
+	var body []byte
+	for i := uint32(0); i < n; i++ {
+		size := r.u32()
+		fn := r.bytes(int(size))
+		if r.err != nil {
+			return nil, fmt.Errorf("code section, function %d: %w", i, r.err)
+		}
+		var err error
+		body, err = rewriteBody(body[:0], fn, check, st)
+		if err != nil {
+			return nil, fmt.Errorf("code section, function %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	if r.off != len(b) {
+		return nil, fmt.Errorf("code section: %d trailing bytes", len(b)-r.off)
+	}
+	return out, nil
+}
+
+func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
+	r := &reader{b: fn}
+	groups := r.u32()
+	for j := uint32(0); j < groups; j++ {
+		r.u32()
+		r.valtype()
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("locals: %w", r.err)
+	}
+	dst = append(dst, fn[:r.off]...)
+	dst = append(dst, check...)
+	st.Functions++
+	for r.off < len(r.b) {
+		start := r.off
+		op := r.byte()
+		isLoop := op == 0x03
+		if err := r.skipImmediates(op); err != nil {
+			return nil, fmt.Errorf("instruction at byte %d: %w", start, err)
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("instruction at byte %d: %w", start, r.err)
+		}
+		dst = append(dst, fn[start:r.off]...)
+		if isLoop {
+			dst = append(dst, check...)
+			st.Loops++
+		}
+	}
+	return dst, nil
+}
+
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+var errTruncated = errors.New("truncated")
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.off >= len(r.b) {
+		r.err = errTruncated
+		return 0
+	}
+	v := r.b[r.off]
+	r.off++
+	return v
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.err = errTruncated
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+// leb reads an LEB128 number of at most maxBits bits, returning it raw.
+func (r *reader) leb(maxBits int) uint64 {
+	var v uint64
+	for shift := 0; ; shift += 7 {
+		if shift >= maxBits+7 {
+			r.err = errors.New("LEB128 number too long")
+			return 0
+		}
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+}
+
+func (r *reader) u32() uint32 {
+	v := r.leb(32)
+	if v > math.MaxUint32 {
+		r.err = errors.New("u32 out of range")
+	}
+	return uint32(v)
+}
+
+func (r *reader) valtype() {
+	switch t := r.byte(); t {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69:
+	case 0x63, 0x64: // (ref null ht), (ref ht)
+		r.leb(33)
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("unknown value type 0x%02x", t)
+		}
+	}
+}
+
+func (r *reader) reftype() { r.valtype() }
+
+func (r *reader) limits() {
+	flags := r.byte()
+	if flags&0x04 != 0 { // memory64
+		r.leb(64)
+		if flags&0x01 != 0 {
+			r.leb(64)
+		}
+		return
+	}
+	r.u32()
+	if flags&0x01 != 0 {
+		r.u32()
+	}
+}
+
+// blocktype skips a block type: empty, a value type, or a type index.
+func (r *reader) blocktype() {
+	if r.off >= len(r.b) {
+		r.err = errTruncated
+		return
+	}
+	switch c := r.b[r.off]; c {
+	case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69:
+		r.off++
+	case 0x63, 0x64:
+		r.off++
+		r.leb(33)
+	default:
+		r.leb(33) // s33 type index
+	}
+}
+
+func (r *reader) memarg() {
+	align := r.u32()
+	if align&0x40 != 0 { // multi-memory: a memory index follows
+		r.u32()
+	}
+	r.leb(64) // offset (u64 with memory64)
+}
+
+// skipImmediates advances past the immediates of opcode op.
+func (r *reader) skipImmediates(op byte) error {
+	switch {
+	case op == 0x00, op == 0x01, op == 0x05, op == 0x0b, op == 0x0f, op == 0x19, op == 0x0a,
+		op == 0x1a, op == 0x1b, op == 0xd1, op == 0xd3, op == 0xd4,
+		op >= 0x45 && op <= 0xc4:
+		// unreachable nop else end return catch_all throw_ref drop select
+		// ref.is_null ref.as_non_null ref.eq, numeric: no immediates
+	case op == 0x02, op == 0x03, op == 0x04, op == 0x06: // block loop if try
+		r.blocktype()
+	case op == 0x07, op == 0x08, op == 0x09, op == 0x18, // catch throw rethrow delegate
+		op == 0x0c, op == 0x0d, // br br_if
+		op == 0x10, op == 0x12, // call return_call
+		op == 0x14, op == 0x15, // call_ref return_call_ref
+		op == 0xd5, op == 0xd6, // br_on_null br_on_non_null
+		op >= 0x20 && op <= 0x26, // local.*, global.*, table.get/set
+		op == 0xd2:               // ref.func
+		r.u32()
+	case op == 0x0e: // br_table
+		n := r.u32()
+		for i := uint32(0); i <= n && r.err == nil; i++ {
+			r.u32()
+		}
+	case op == 0x11, op == 0x13: // call_indirect return_call_indirect
+		r.u32()
+		r.u32()
+	case op == 0x1c: // select t*
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.valtype()
+		}
+	case op == 0x1f: // try_table bt vec(catch)
+		r.blocktype()
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			switch kind := r.byte(); kind {
+			case 0x00, 0x01:
+				r.u32()
+				r.u32()
+			case 0x02, 0x03:
+				r.u32()
+			default:
+				return fmt.Errorf("try_table: unknown catch kind 0x%02x", kind)
+			}
+		}
+	case op >= 0x28 && op <= 0x3e: // loads and stores
+		r.memarg()
+	case op == 0x3f, op == 0x40: // memory.size memory.grow
+		r.u32()
+	case op == 0x41: // i32.const
+		r.leb(32)
+	case op == 0x42: // i64.const
+		r.leb(64)
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op == 0xd0: // ref.null ht
+		r.leb(33)
+	case op == 0xfc:
+		return r.skipFC()
+	case op == 0xfd:
+		return r.skipSIMD()
+	case op == 0xfe:
+		return r.skipAtomic()
+	default:
+		return fmt.Errorf("unsupported opcode 0x%02x", op)
+	}
+	return nil
+}
+
+func (r *reader) skipFC() error {
+	switch sub := r.u32(); {
+	case sub <= 7: // saturating truncations
+	case sub == 8: // memory.init data mem
+		r.u32()
+		r.u32()
+	case sub == 9, sub == 13, sub == 15, sub == 16, sub == 17: // data.drop elem.drop table.grow/size/fill
+		r.u32()
+	case sub == 10, sub == 12, sub == 14: // memory.copy table.init table.copy
+		r.u32()
+		r.u32()
+	case sub == 11: // memory.fill
+		r.u32()
+	default:
+		return fmt.Errorf("unsupported opcode 0xfc %d", sub)
+	}
+	return nil
+}
+
+func (r *reader) skipSIMD() error {
+	switch sub := r.u32(); {
+	case sub <= 11, sub == 92, sub == 93: // loads, stores, load zero
+		r.memarg()
+	case sub == 12, sub == 13: // v128.const, i8x16.shuffle
+		r.bytes(16)
+	case sub >= 21 && sub <= 34: // extract/replace lane
+		r.byte()
+	case sub >= 84 && sub <= 91: // load/store lane
+		r.memarg()
+		r.byte()
+	case sub <= 0x113: // every other SIMD instruction has no immediate
+	default:
+		return fmt.Errorf("unsupported opcode 0xfd %d", sub)
+	}
+	return nil
+}
+
+func (r *reader) skipAtomic() error {
+	switch sub := r.u32(); {
+	case sub == 3: // atomic.fence
+		r.byte()
+	case sub <= 2, sub >= 0x10 && sub <= 0x4e:
+		r.memarg()
+	default:
+		return fmt.Errorf("unsupported opcode 0xfe %d", sub)
+	}
+	return nil
+}
+
+func appendS32(dst []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(dst, c)
+		}
+		dst = append(dst, c|0x80)
+	}
+}
+
+func appendU32(dst []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			dst = append(dst, c|0x80)
+			continue
+		}
+		return append(dst, c)
+	}
+}

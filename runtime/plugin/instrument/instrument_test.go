@@ -1,0 +1,212 @@
+package instrument
+
+import (
+	"context"
+	goruntime "runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+)
+
+// module assembles a binary module from sections.
+func module(sections ...[]byte) []byte {
+	out := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	for _, s := range sections {
+		out = append(out, s...)
+	}
+	return out
+}
+
+func section(id byte, body ...byte) []byte {
+	return append(appendU32([]byte{id}, uint32(len(body))), body...)
+}
+
+// loopModule exports "spin": (func (loop (br 0))) and "count": a function
+// that loops n times with a local counter.
+func loopModule() []byte {
+	types := section(1, 2, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f)
+	funcs := section(3, 2, 0, 1)
+	memory := section(5, 1, 0, 1)
+	exports := section(7, 2,
+		4, 's', 'p', 'i', 'n', 0, 0,
+		5, 'c', 'o', 'u', 'n', 't', 0, 1)
+	spin := []byte{0, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b}
+	// (local i32) (loop (local.set 1 (i32.add (local.get 1) (i32.const 1))) (br_if 0 (i32.lt_u (local.get 1) (local.get 0)))) (local.get 1)
+	count := []byte{1, 1, 0x7f,
+		0x03, 0x40,
+		0x20, 1, 0x41, 1, 0x6a, 0x21, 1,
+		0x20, 1, 0x20, 0, 0x49, 0x0d, 0,
+		0x0b,
+		0x20, 1, 0x0b}
+	code := []byte{2}
+	code = appendU32(code, uint32(len(spin)))
+	code = append(code, spin...)
+	code = appendU32(code, uint32(len(count)))
+	code = append(code, count...)
+	return module(types, funcs, memory, exports, section(10, code...))
+}
+
+func instantiate(t *testing.T, wasm []byte) api.Module {
+	t.Helper()
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	t.Cleanup(func() { r.Close(ctx) })
+	m, err := r.Instantiate(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func globals(t *testing.T, m api.Module) (fuel, flag api.MutableGlobal) {
+	t.Helper()
+	fuel, ok1 := m.ExportedGlobal(FuelName).(api.MutableGlobal)
+	flag, ok2 := m.ExportedGlobal(FlagName).(api.MutableGlobal)
+	if !ok1 || !ok2 {
+		t.Fatalf("exported globals missing: %v %v", ok1, ok2)
+	}
+	return fuel, flag
+}
+
+func spin(m api.Module) chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.ExportedFunction("spin").Call(context.Background())
+		done <- err
+	}()
+	return done
+}
+
+func waitTrap(t *testing.T, done chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("spin ended with %v, want an unreachable trap", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("spin not interrupted within 10s of setting the flag")
+	}
+}
+
+func TestInterruptsLoop(t *testing.T) {
+	out, st, err := Interruptible(loopModule())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Functions != 2 || st.Loops != 2 {
+		t.Errorf("stats = %+v, want 2 functions and 2 loops", st)
+	}
+	m := instantiate(t, out)
+	fuel, flag := globals(t, m)
+	// Semantics are unchanged while the flag is clear, across refills.
+	res, err := m.ExportedFunction("count").Call(context.Background(), 3*Refill+5)
+	if err != nil || res[0] != 3*Refill+5 {
+		t.Fatalf("count = %v, %v", res, err)
+	}
+	done := spin(m)
+	select {
+	case err := <-done:
+		t.Fatalf("spin returned before the interrupt: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	flag.Set(1)
+	fuel.Set(1)
+	waitTrap(t, done)
+	// A set flag also stops a function at entry once its fuel runs out.
+	fuel.Set(1)
+	if _, err := m.ExportedFunction("count").Call(context.Background(), 1); err == nil {
+		t.Error("call with the flag set succeeded")
+	}
+}
+
+// The spinning guest exits to Go regularly, so a stop-the-world (GC) can
+// complete while it spins, and the flag alone, without a fuel write, stops
+// it within Refill iterations.
+func TestSpinningGuestLetsGCRunAndFlagAloneStopsIt(t *testing.T) {
+	out, _, err := Interruptible(loopModule())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := instantiate(t, out)
+	_, flag := globals(t, m)
+	done := spin(m)
+	time.Sleep(20 * time.Millisecond)
+	gcDone := make(chan struct{})
+	go func() {
+		for i := 0; i < 5; i++ {
+			goruntime.GC()
+		}
+		close(gcDone)
+	}()
+	select {
+	case <-gcDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GC did not complete while the guest spun: the guest never reaches a safe point")
+	}
+	flag.Set(1)
+	waitTrap(t, done)
+}
+
+func TestRefusals(t *testing.T) {
+	if _, _, err := Interruptible([]byte("not wasm")); err == nil {
+		t.Error("garbage accepted")
+	}
+	exporting := module(section(5, 1, 0, 1), section(6, 1, 0x7f, 0, 0x41, 0, 0x0b), section(7, append(append([]byte{1, byte(len(FlagName))}, FlagName...), 3, 0)...))
+	if _, _, err := Interruptible(exporting); err == nil || !strings.Contains(err.Error(), "already exports") {
+		t.Errorf("module exporting %s: %v", FlagName, err)
+	}
+	if _, _, err := Interruptible(module(section(1, 1, 0x60, 0, 0))); err == nil || !strings.Contains(err.Error(), "no memory") {
+		t.Errorf("module without memory: %v", err)
+	}
+	if _, _, err := Interruptible(module(section(5, 1, 0, 1), section(8, 0))); err == nil || !strings.Contains(err.Error(), "start section") {
+		t.Errorf("module with a start section: %v", err)
+	}
+	// An opcode outside the known set is refused with its name.
+	types := section(1, 1, 0x60, 0, 0)
+	funcs := section(3, 1, 0)
+	code := section(10, 1, 3, 0, 0x27, 0x0b)
+	if _, _, err := Interruptible(module(types, funcs, section(5, 1, 0, 1), code)); err == nil || !strings.Contains(err.Error(), "unsupported opcode 0x27") {
+		t.Errorf("unknown opcode: %v", err)
+	}
+	// A module cut inside a section is refused, never read past. (Cut
+	// exactly between sections it is a shorter module, which wazero's
+	// validation judges.)
+	full := loopModule()
+	boundaries := map[int]bool{}
+	for r := (&reader{b: full, off: 8}); r.off < len(full); {
+		boundaries[r.off] = true
+		r.byte()
+		r.bytes(int(r.u32()))
+	}
+	for n := 9; n < len(full); n++ {
+		if _, _, err := Interruptible(full[:n]); err == nil && !boundaries[n] {
+			t.Errorf("module cut inside a section at byte %d accepted", n)
+		}
+	}
+}
+
+// A real Go guest compiles once instrumented; the plugin and server tests
+// exercise its interruption.
+func TestGoGuestCompiles(t *testing.T) {
+	b := guesttest.Read(t, "runtime/plugin/testdata/guests/hostile")
+	out, st, err := Interruptible(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Functions == 0 || st.Loops < st.Functions/2 {
+		t.Errorf("suspiciously few checks: %+v", st)
+	}
+	t.Logf("%d bytes -> %d bytes, %+v", len(b), len(out), st)
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if _, err := r.CompileModule(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,237 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/auth"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+// This file is the server's access control (docs/auth.md): who the caller
+// is (identify), whether they may call a plugin route (authorizePlugin)
+// or the admin API (requireAdmin), the per-principal rate limit, CORS and
+// the audit log.
+
+// realm is the realm of every WWW-Authenticate challenge.
+const realm = `Bearer realm="greenroom"`
+
+// newAuthenticator builds the authenticator and says loudly at every start
+// when the server is open or closed to everybody.
+func newAuthenticator(cfg *config.Config, log *logrus.Logger) *auth.Authenticator {
+	a, err := auth.New(&cfg.Auth, auth.Options{Log: log})
+	if err != nil {
+		// Only a JWKS URL the fetcher cannot use gets here; fail closed
+		// for JWTs and keep the static tokens.
+		log.WithError(err).Error("JWT authentication is unavailable: every JWT is refused")
+		a, _ = auth.New(&config.Auth{Tokens: cfg.Auth.Tokens}, auth.Options{Log: log})
+	}
+	switch {
+	case cfg.Auth.DangerouslyDisable:
+		log.Warn("auth.dangerously_disable = true: AUTHENTICATION IS OFF. Every plugin route and the admin API answer anybody who can reach " + cfg.Server.Listen + "; never run this way outside a sandboxed development machine")
+	case !a.Configured():
+		log.Warn("NO CREDENTIALS ARE CONFIGURED ([auth.tokens.<name>] or [auth.jwt]): every plugin route except the public routes answers 401 and the admin API is unreachable. Configure a credential, or use `greenroom dev` for a development token")
+	}
+	return a
+}
+
+func isHealth(c *fiber.Ctx) bool {
+	return strings.HasPrefix(c.Path(), "/.greenroom/health/")
+}
+
+// identify verifies the request's credential, if it carries one, and
+// records the result on the request: the decision is made where the
+// route is known (authorizePlugin, requireAdmin), after the rate limiter
+// has counted the request against the caller.
+func (s *Server) identify(c *fiber.Ctx) error {
+	if isHealth(c) {
+		return c.Next()
+	}
+	if h := c.Request().Header.Peek(fiber.HeaderAuthorization); len(h) > 0 {
+		rs := stateOf(c)
+		// s.base, not the fasthttp context: deriving a timeout from a
+		// context the standard library does not know costs a goroutine.
+		rs.principal, rs.authErr = s.auth.Authenticate(s.base, h)
+		if rs.principal != nil {
+			rs.subject = rs.principal.Subject
+		}
+	}
+	return c.Next()
+}
+
+// authorizePlugin decides whether the request may call plugin id at path
+// sub (relative to the mount, as sent). It returns the principal the
+// plugin sees (nil: none), or the 401/403 error.
+//
+//   - A credential valid for the plugin: allowed, with its principal.
+//   - Otherwise, a public route (asked by the plugin and listed by the
+//     operator): allowed, as no principal. A credential that is invalid or
+//     restricted to other plugins is ignored there, not rejected.
+//   - Otherwise: 403 for a valid credential restricted to other plugins,
+//     401 for none or an invalid one.
+func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []byte) (*auth.Principal, error) {
+	p := rs.principal
+	if p != nil && p.AllowsPlugin(id) {
+		return p, nil
+	}
+	if s.cfg.Auth.DangerouslyDisable || s.rt.Public(id, sub) {
+		return nil, nil
+	}
+	if p != nil {
+		reason := fmt.Sprintf("%s is restricted to plugins %s", p.Credential, strings.Join(p.Plugins(), ", "))
+		return nil, s.deny(c, rs, fiber.StatusForbidden, id, reason,
+			fmt.Sprintf("%s may not call plugin %s", p.Subject, id))
+	}
+	return nil, s.unauthenticated(c, rs, id)
+}
+
+func (s *Server) unauthenticated(c *fiber.Ctx, rs *reqState, plugin string) error {
+	var ae *auth.Error
+	if errors.As(rs.authErr, &ae) {
+		e := s.deny(c, rs, fiber.StatusUnauthorized, plugin, ae.Reason, ae.Public)
+		e.Headers = map[string]string{fiber.HeaderWWWAuthenticate: realm + `, error="invalid_token", error_description="` + ae.Public + `"`}
+		return e
+	}
+	e := s.deny(c, rs, fiber.StatusUnauthorized, plugin, "no credential", "authentication required: send the header Authorization: Bearer TOKEN")
+	e.Headers = map[string]string{fiber.HeaderWWWAuthenticate: realm}
+	return e
+}
+
+// deny writes the audit line of a refused request and returns its error.
+func (s *Server) deny(c *fiber.Ctx, rs *reqState, status int, plugin, reason, msg string) *APIError {
+	s.audit(c, rs, "denied", status, plugin, reason)
+	e := &APIError{Status: status, Code: codeForStatus(status), Message: msg, Plugin: plugin}
+	if status == fiber.StatusForbidden {
+		e.Headers = map[string]string{fiber.HeaderWWWAuthenticate: realm + `, error="insufficient_scope"`}
+	}
+	return e
+}
+
+// requireAdmin is the one place where admin authentication is enforced for
+// everything under /.greenroom/ except health: an admin credential, or
+// 401 (none or invalid) / 403 (valid, not an admin). Every admin request
+// that passes is audited with its outcome.
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	rs := stateOf(c)
+	if !s.cfg.Auth.DangerouslyDisable {
+		p := rs.principal
+		if p == nil {
+			return s.unauthenticated(c, rs, "")
+		}
+		if !p.Admin {
+			return s.deny(c, rs, fiber.StatusForbidden, "", p.Credential+" is not an admin credential",
+				p.Subject+" may not use the admin API")
+		}
+	}
+	err := c.Next()
+	status := c.Response().StatusCode()
+	var ae *APIError
+	if errors.As(err, &ae) {
+		status = ae.Status
+	} else if err != nil {
+		status = fiber.StatusInternalServerError
+	}
+	s.audit(c, rs, "admin", status, "", "")
+	return err
+}
+
+// audit writes one structured line: who (principal, credential, ip), what
+// (method, path, plugin) and the outcome (status, reason). It never holds
+// a credential: principals name theirs ("token:ci", "jwt"), refusals say
+// why without repeating it, and the query string is left out.
+func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plugin, reason string) {
+	who, cred := "anonymous", "none"
+	if p := rs.principal; p != nil {
+		who, cred = p.Subject, p.Credential
+	} else if rs.authErr != nil && !errors.Is(rs.authErr, auth.ErrNoCredential) {
+		cred = "invalid"
+	}
+	f := logrus.Fields{
+		"audit":      event,
+		"principal":  who,
+		"credential": cred,
+		"ip":         c.IP(),
+		"method":     c.Method(),
+		"path":       string(c.Request().URI().PathOriginal()),
+		"status":     status,
+		"request_id": rs.id,
+	}
+	if plugin != "" {
+		f["plugin"] = plugin
+	}
+	if reason != "" {
+		f["reason"] = reason
+	}
+	if event == "denied" {
+		s.log.WithFields(f).Warn("access denied")
+		return
+	}
+	s.log.WithFields(f).Info("admin action")
+}
+
+// rateLimiter is Fiber's limiter keyed by principal: the subject of a
+// valid credential, else the client's IP. rate_limit = "N/unit" with
+// rate_burst = B allows B requests per window of B/N units (whole seconds,
+// at least one); B defaults to N, so "100/s" is 100 requests per second.
+// Health endpoints are not limited.
+func (s *Server) rateLimiter() fiber.Handler {
+	r := s.cfg.Server.RateLimit
+	burst := s.cfg.Server.RateBurst
+	if burst <= 0 {
+		burst = max(1, int(math.Ceil(r.N)))
+	}
+	window := time.Duration(float64(burst) / r.PerSecond() * float64(time.Second))
+	return limiter.New(limiter.Config{
+		Next:       isHealth,
+		Max:        burst,
+		Expiration: max(window, time.Second),
+		KeyGenerator: func(c *fiber.Ctx) string {
+			if rs := stateOf(c); rs != nil && rs.principal != nil {
+				return "principal:" + rs.principal.Subject
+			}
+			return "ip:" + c.IP()
+		},
+		LimitReached: func(c *fiber.Ctx) error {
+			rs := stateOf(c)
+			retry, _ := strconv.Atoi(string(c.Response().Header.Peek(fiber.HeaderRetryAfter)))
+			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, "", fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
+			return &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, 1),
+				Message: "too many requests: rate limit exceeded, retry later"}
+		},
+	})
+}
+
+// corsHandler is Fiber's CORS middleware for [server.cors]. It answers
+// preflight requests itself, before any credential is asked for.
+func (s *Server) corsHandler() fiber.Handler {
+	c := s.cfg.Server.CORS
+	return cors.New(cors.Config{
+		AllowOrigins:     strings.Join(c.Origins, ","),
+		AllowMethods:     strings.Join(c.Methods, ","),
+		AllowHeaders:     strings.Join(c.Headers, ","),
+		AllowCredentials: c.AllowCredentials,
+		ExposeHeaders:    "X-Request-Id,Retry-After",
+		MaxAge:           c.MaxAge,
+	})
+}
+
+// envelopeType maps a principal type onto the request envelope's.
+func envelopeType(t auth.Type) uint8 {
+	switch t {
+	case auth.TypeUser:
+		return hostfuncs.PrincipalUser
+	case auth.TypeService:
+		return hostfuncs.PrincipalService
+	}
+	return hostfuncs.PrincipalNone
+}

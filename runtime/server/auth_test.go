@@ -1,0 +1,448 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+)
+
+const (
+	ciToken      = "ci-token-0123456789abcdef0123456789"
+	opsToken     = "ops-token-0123456789abcdef0123456789"
+	todoToken    = "todo-token-0123456789abcdef0123456789"
+	unknownToken = "unknown-token-0123456789abcdef012345"
+)
+
+// authConfig: ci may call every plugin, ops is an admin user, todo-bot
+// may call only "todo"; JWTs from idp, admins by group. hello asks for
+// /ping, /healthz and /whoami to be public; the operator lists /ping
+// (asked: public), /echo (not asked: stays protected) and not /healthz
+// (asked, not listed: stays protected).
+func authConfig(idp *authtest.IdP, extra string) string {
+	return fmt.Sprintf(`
+[auth.tokens.ci]
+token = %q
+subject = "service:ci"
+[auth.tokens.ops]
+token = %q
+subject = "user:default/ops"
+type = "user"
+admin = true
+[auth.tokens.todo]
+token = %q
+subject = "service:todo-bot"
+plugins = ["todo"]
+[auth.jwt]
+jwks_url = %q
+issuer = %q
+audience = %q
+admin_claim = "groups"
+admin_value = "greenroom-admins"
+[plugins.hello]
+path = %q
+public_routes = ["/ping", "/echo"]
+%s`, ciToken, opsToken, todoToken, idp.JWKSURL, authtest.Issuer, authtest.Audience, helloWasm, extra)
+}
+
+func startAuth(t *testing.T, cfg string) *servertest.Instance {
+	t.Helper()
+	return servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Anonymous: true})
+}
+
+func bearer(token string) []string {
+	if token == "" {
+		return nil
+	}
+	return []string{"Authorization", "Bearer " + token}
+}
+
+// The matrix of the issue: every kind of credential against every kind of
+// route, with the exact status.
+func TestAuthMatrix(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+
+	claims := func(edit func(jwt.MapClaims)) jwt.MapClaims {
+		c := authtest.Claims("user:default/jane")
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	now := time.Now()
+	valid := claims(nil)
+	admin := claims(func(c jwt.MapClaims) { c["groups"] = []string{"greenroom-admins"} })
+
+	const (
+		protected = "/api/hello/whoami"  // not listed by the operator
+		public    = "/api/hello/ping"    // asked and listed
+		asked     = "/api/hello/healthz" // asked, not listed
+		listed    = "/api/hello/echo"    // listed, not asked
+		adminAPI  = "/.greenroom/plugins/v1/"
+	)
+	routes := []string{protected, public, asked, listed, adminAPI}
+	rows := []struct {
+		name  string
+		token string
+		want  [5]int // protected, public, asked, listed, admin
+	}{
+		{"none", "", [5]int{401, 200, 401, 401, 401}},
+		{"static valid", ciToken, [5]int{200, 200, 200, 200, 403}},
+		{"static admin", opsToken, [5]int{200, 200, 200, 200, 200}},
+		{"static restricted to another plugin", todoToken, [5]int{403, 200, 403, 403, 403}},
+		{"static unknown", unknownToken, [5]int{401, 200, 401, 401, 401}},
+		{"JWT valid RS256", idp.Sign(t, "RS256", valid), [5]int{200, 200, 200, 200, 403}},
+		{"JWT valid ES256", idp.Sign(t, "ES256", valid), [5]int{200, 200, 200, 200, 403}},
+		{"JWT valid EdDSA", idp.Sign(t, "EdDSA", valid), [5]int{200, 200, 200, 200, 403}},
+		{"JWT admin", idp.Sign(t, "ES256", admin), [5]int{200, 200, 200, 200, 200}},
+		{"JWT expired", idp.Sign(t, "RS256", claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })), [5]int{401, 200, 401, 401, 401}},
+		{"JWT not yet valid", idp.Sign(t, "RS256", claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })), [5]int{401, 200, 401, 401, 401}},
+		{"JWT wrong issuer", idp.Sign(t, "RS256", claims(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), [5]int{401, 200, 401, 401, 401}},
+		{"JWT wrong audience", idp.Sign(t, "RS256", claims(func(c jwt.MapClaims) { c["aud"] = "another-service" })), [5]int{401, 200, 401, 401, 401}},
+		{"JWT alg none", authtest.AlgNone(t, admin), [5]int{401, 200, 401, 401, 401}},
+		{"JWT HS256 signed with the public key", idp.HS256WithPublicKey(t, admin), [5]int{401, 200, 401, 401, 401}},
+		{"JWT unknown kid", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "unknown-kid", admin), [5]int{401, 200, 401, 401, 401}},
+		{"JWT tampered signature", authtest.Tamper(idp.Sign(t, "RS256", admin)), [5]int{401, 200, 401, 401, 401}},
+		{"JWT tampered claims", authtest.TamperPayload(t, idp.Sign(t, "RS256", valid), admin), [5]int{401, 200, 401, 401, 401}},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			for i, path := range routes {
+				status, h, body := in.DoAnon(t, "GET", path, nil, bearer(row.token)...)
+				if status != row.want[i] {
+					t.Errorf("%s: got %d %s, want %d", path, status, body, row.want[i])
+					continue
+				}
+				switch status {
+				case 401:
+					e := errorBody(t, body)
+					if e["code"] != "unauthenticated" || !strings.HasPrefix(h.Get("WWW-Authenticate"), `Bearer realm="greenroom"`) {
+						t.Errorf("%s: 401 with %s, WWW-Authenticate %q", path, body, h.Get("WWW-Authenticate"))
+					}
+					if row.token != "" && !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+						t.Errorf("%s: invalid credential without error=invalid_token: %q", path, h.Get("WWW-Authenticate"))
+					}
+				case 403:
+					if e := errorBody(t, body); e["code"] != "forbidden" || !strings.Contains(h.Get("WWW-Authenticate"), "insufficient_scope") {
+						t.Errorf("%s: 403 with %s, WWW-Authenticate %q", path, body, h.Get("WWW-Authenticate"))
+					}
+				}
+			}
+		})
+	}
+
+	// Every refusal is audited, with who, what and why; no line holds a
+	// credential, not even redacted (nothing tried to log one).
+	log := in.Log.String()
+	denied, admins := 0, 0
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"audit":"denied"`) {
+			denied++
+			for _, f := range []string{`"principal":`, `"credential":`, `"ip":`, `"path":`, `"reason":`, `"status":`} {
+				if !strings.Contains(line, f) {
+					t.Errorf("audit line without %s: %s", f, line)
+				}
+			}
+		}
+		if strings.Contains(line, `"audit":"admin"`) {
+			admins++
+		}
+	}
+	wantDenied := 0
+	for _, row := range rows {
+		for _, st := range row.want {
+			if st == 401 || st == 403 {
+				wantDenied++
+			}
+		}
+	}
+	if denied != wantDenied || admins != 2 {
+		t.Errorf("audit: %d denied lines (want %d), %d admin actions (want 2)", denied, wantDenied, admins)
+	}
+	for _, want := range []string{
+		`"reason":"JWT expired"`, `"reason":"JWT not valid yet (nbf)"`, `JWT issuer is not`, `JWT audience does not include`,
+		`JWT algorithm \"none\" is not allowed`, `JWT algorithm \"HS256\" is not allowed`, `JWT signing key \"unknown-kid\" is not in the issuer's JWKS`,
+		`"reason":"JWT signature is invalid"`, `"reason":"unknown token"`, `"reason":"no credential"`,
+		`"reason":"token:todo is restricted to plugins todo"`, `"reason":"token:ci is not an admin credential"`, `"reason":"jwt is not an admin credential"`,
+		`"principal":"service:todo-bot"`, `"credential":"invalid"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	if strings.Contains(log, "[REDACTED]") {
+		t.Error("a credential reached the log (redacted)")
+	}
+	for _, row := range rows {
+		for _, part := range strings.Split(row.token, ".") {
+			if len(part) > 8 && strings.Contains(log, part) {
+				t.Errorf("%s: the log holds part of the token", row.name)
+			}
+		}
+	}
+	if n := strings.Count(log, "plugin asks to make /healthz public, but plugins.hello.public_routes does not list it"); n != 1 {
+		t.Errorf("asked-but-not-listed logged %d times, want once", n)
+	}
+	if !strings.Contains(log, "public_routes lists routes the plugin does not ask to open") || !strings.Contains(log, `"routes":["/echo"]`) {
+		t.Error("listed-but-not-asked route not logged")
+	}
+}
+
+// Public routes are exact paths relative to the mount, for every method;
+// anything else about them stays protected.
+func TestPublicRouteMatching(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/api/hello/ping", 200},
+		{"GET", "/api/hello/ping?x=1", 200},
+		{"POST", "/api/hello/ping", 405}, // reaches the plugin, whose mux has GET only
+		{"GET", "/api/hello/ping/", 401},
+		{"GET", "/api/hello/p%69ng", 401},
+		{"GET", "/api/hello//ping", 401},
+		{"GET", "/api/hello/PING", 401},
+		{"GET", "/api/hello/ping/x", 401},
+		{"GET", "/api/hello", 401},
+		{"GET", "/api/nope/ping", 401}, // an unknown plugin has no public routes
+		{"GET", "/api/", 401},
+	} {
+		if status, _, body := in.DoAnon(t, tc.method, tc.path, nil); status != tc.want {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, status, body, tc.want)
+		}
+	}
+	// With a credential, what does not exist is 404, and a restricted
+	// token gets 403 for any plugin but its own.
+	for _, tc := range []struct {
+		token, path string
+		want        int
+	}{
+		{ciToken, "/api/nope/ping", 404},
+		{ciToken, "/api/", 404},
+		{todoToken, "/api/nope/ping", 403},
+	} {
+		if status, _, body := in.DoAnon(t, "GET", tc.path, nil, bearer(tc.token)...); status != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.path, status, body, tc.want)
+		}
+	}
+	// Malformed Authorization headers are refused like invalid tokens.
+	for _, h := range []string{"Basic " + ciToken, ciToken, "Bearer", "Bearer " + ciToken + " extra"} {
+		if status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, "Authorization", h); status != 401 {
+			t.Errorf("Authorization %q: %d %s", h, status, body)
+		}
+	}
+}
+
+func TestPublicRouteOnlyDuringInit(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	status, _, body := in.Get(t, "/api/hostile/public-codes")
+	if status != 200 || body != `{"init_malformed":-3,"late":-2}` {
+		t.Errorf("public_route codes: %d %s, want ERR_INVALID during init for a malformed route, ERR_DENIED after", status, body)
+	}
+}
+
+// The guest sees who calls, never how: no Authorization, no cookies.
+func TestGuestNeverSeesCredentials(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	for _, token := range []string{ciToken, idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))} {
+		status, _, body := in.DoAnon(t, "GET", "/api/hello/echo", nil,
+			"Authorization", "Bearer "+token, "Cookie", "session=abc", "Proxy-Authorization", "Basic eDp5", "X-Kept", "yes")
+		if status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+		var echo struct{ Headers map[string][]string }
+		if err := json.Unmarshal([]byte(body), &echo); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
+			if _, ok := echo.Headers[h]; ok {
+				t.Errorf("guest received %s", h)
+			}
+		}
+		if echo.Headers["X-Kept"][0] != "yes" || strings.Contains(body, token) {
+			t.Errorf("echo = %s", body)
+		}
+	}
+}
+
+type whoami struct {
+	Type    string
+	Subject string
+	Claims  map[string]any
+}
+
+func getWhoami(t *testing.T, in *servertest.Instance, path, token string) whoami {
+	t.Helper()
+	status, _, body := in.DoAnon(t, "GET", path, nil, bearer(token)...)
+	if status != 200 {
+		t.Fatalf("%s: %d %s", path, status, body)
+	}
+	var w whoami
+	if err := json.Unmarshal([]byte(body), &w); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	return w
+}
+
+// Principal fields arrive intact in the guest (greenroom.PrincipalFrom).
+func TestPrincipalReachesGuest(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	c := authtest.Claims("user:default/jane")
+	c["email"] = "jane@example.com"
+	c["groups"] = []string{"dev", "ops"}
+	c["nested"] = map[string]any{"n": 1.5, "ok": true}
+	c["unicode"] = "Zoë ✓"
+	w := getWhoami(t, in, "/api/hello/whoami", idp.Sign(t, "EdDSA", c))
+	if w.Type != "user" || w.Subject != "user:default/jane" {
+		t.Errorf("jwt principal = %+v", w)
+	}
+	want, _ := json.Marshal(c)
+	var wantMap map[string]any
+	json.Unmarshal(want, &wantMap)
+	got, _ := json.Marshal(w.Claims)
+	want, _ = json.Marshal(wantMap)
+	if string(got) != string(want) {
+		t.Errorf("claims = %s\nwant     %s", got, want)
+	}
+
+	w = getWhoami(t, in, "/api/hello/whoami", ciToken)
+	if w.Type != "service" || w.Subject != "service:ci" || w.Claims != nil {
+		t.Errorf("static principal = %+v", w)
+	}
+	w = getWhoami(t, in, "/api/hello/whoami", opsToken)
+	if w.Type != "user" || w.Subject != "user:default/ops" {
+		t.Errorf("user token principal = %+v", w)
+	}
+
+	// On a public route: an anonymous caller, a credential for another
+	// plugin and an invalid one are all no principal; a valid one is
+	// passed on.
+	pub := startAuth(t, authConfig(idp, fmt.Sprintf("[plugins.other]\npath = %q\npublic_routes = [\"/whoami\"]\n", helloWasm)))
+	for _, token := range []string{"", todoToken, unknownToken, authtest.Tamper(idp.Sign(t, "RS256", c))} {
+		if w := getWhoami(t, pub, "/api/other/whoami", token); w.Type != "none" || w.Subject != "" || w.Claims != nil {
+			t.Errorf("public route, token %.12q: %+v", token, w)
+		}
+	}
+	if w := getWhoami(t, pub, "/api/other/whoami", ciToken); w.Type != "service" || w.Subject != "service:ci" {
+		t.Errorf("public route with a valid token: %+v", w)
+	}
+	if w := getWhoami(t, pub, "/api/other/whoami", idp.Sign(t, "ES256", c)); w.Type != "user" || w.Claims["email"] != "jane@example.com" {
+		t.Errorf("public route with a valid JWT: %+v", w)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	idp := authtest.New(t)
+	// 3 requests per 3 minutes: nothing refills during the test.
+	in := startAuth(t, authConfig(idp, "[server]\nrate_limit = \"1/m\"\nrate_burst = 3\n"))
+	for i := 1; i <= 4; i++ {
+		status, h, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(ciToken)...)
+		if i <= 3 && status != 200 {
+			t.Fatalf("request %d: %d %s", i, status, body)
+		}
+		if i == 4 {
+			retry, err := strconv.Atoi(h.Get("Retry-After"))
+			if status != 429 || err != nil || retry < 1 || retry > 180 || errorBody(t, body)["code"] != "rate_limited" {
+				t.Fatalf("past the burst: %d %s Retry-After %q", status, body, h.Get("Retry-After"))
+			}
+		}
+	}
+	// Per principal: another credential has its own budget, and so does
+	// every principal of JWTs...
+	if status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(opsToken)...); status != 200 {
+		t.Errorf("another principal limited: %d", status)
+	}
+	// ...but a second token of the same principal shares it: the key is
+	// the subject.
+	jane := idp.Sign(t, "RS256", authtest.Claims("service:ci"))
+	if status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(jane)...); status != 429 {
+		t.Errorf("same subject, other credential: %d, want 429", status)
+	}
+	// Unauthenticated requests are limited by IP, failed ones included.
+	for i := 1; i <= 4; i++ {
+		status, _, _ := in.DoAnon(t, "GET", "/api/hello/ping", nil)
+		if want := map[bool]int{true: 200, false: 429}[i <= 3]; status != want {
+			t.Errorf("anonymous request %d: %d, want %d", i, status, want)
+		}
+	}
+	// Health checks are never limited.
+	for i := 0; i < 10; i++ {
+		if status, _, _ := in.DoAnon(t, "GET", "/.greenroom/health/v1/liveness", nil); status != 200 {
+			t.Fatalf("liveness %d: %d", i, status)
+		}
+	}
+	if !strings.Contains(in.Log.String(), `"reason":"rate limit of 3 requests per 3m0s exceeded"`) {
+		t.Error("rate limiting not audited")
+	}
+}
+
+func TestCORS(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, "[server.cors]\norigins = [\"https://app.example\"]\nmax_age = 600\n"))
+	preflight := func(origin string) (int, http.Header) {
+		status, h, _ := in.DoAnon(t, "OPTIONS", "/api/hello/whoami", nil,
+			"Origin", origin, "Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "Authorization")
+		return status, h
+	}
+	status, h := preflight("https://app.example")
+	if status != 204 || h.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		!strings.Contains(h.Get("Access-Control-Allow-Headers"), "Authorization") || h.Get("Access-Control-Max-Age") != "600" {
+		t.Errorf("preflight from a listed origin: %d %v", status, h)
+	}
+	status, h = preflight("https://evil.example")
+	if h.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin allowed: %d %v", status, h)
+	}
+	_, h, _ = in.DoAnon(t, "GET", "/api/hello/whoami", nil, "Origin", "https://app.example", "Authorization", "Bearer "+ciToken)
+	if h.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+		t.Errorf("actual request from a listed origin: %v", h)
+	}
+	// Off by default.
+	def := startAuth(t, authConfig(idp, ""))
+	status, h, _ = def.DoAnon(t, "OPTIONS", "/api/hello/whoami", nil, "Origin", "https://app.example", "Access-Control-Request-Method", "GET")
+	if h.Get("Access-Control-Allow-Origin") != "" || status != 401 {
+		t.Errorf("CORS without [server.cors]: %d %v", status, h)
+	}
+}
+
+// With no credential configured, nothing but the public routes answers.
+func TestNoCredentialsConfigured(t *testing.T) {
+	in := startAuth(t, fmt.Sprintf("[plugins.hello]\npath = %q\npublic_routes = [\"/ping\"]\n", helloWasm))
+	for path, want := range map[string]int{"/api/hello/whoami": 401, "/api/hello/ping": 200, "/.greenroom/plugins/v1/": 401, "/.greenroom/health/v1/readiness": 200} {
+		if status, _, body := in.DoAnon(t, "GET", path, nil, bearer(ciToken)...); status != want {
+			t.Errorf("%s: %d %s, want %d", path, status, body, want)
+		}
+	}
+	if !strings.Contains(in.Log.String(), "NO CREDENTIALS ARE CONFIGURED") {
+		t.Error("no warning at start")
+	}
+}
+
+func TestDangerouslyDisable(t *testing.T) {
+	in := startAuth(t, fmt.Sprintf("[auth]\ndangerously_disable = true\n[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[plugins.hello]\npath = %q\n", ciToken, helloWasm))
+	if w := getWhoami(t, in, "/api/hello/whoami", ""); w.Type != "none" {
+		t.Errorf("anonymous: %+v", w)
+	}
+	if w := getWhoami(t, in, "/api/hello/whoami", ciToken); w.Subject != "service:ci" {
+		t.Errorf("a valid credential still names the caller: %+v", w)
+	}
+	if status, _, body := in.DoAnon(t, "GET", "/.greenroom/plugins/v1/", nil); status != 200 {
+		t.Errorf("admin API: %d %s", status, body)
+	}
+	if !strings.Contains(in.Log.String(), "AUTHENTICATION IS OFF") {
+		t.Error("no warning at start")
+	}
+}
