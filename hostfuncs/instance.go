@@ -129,7 +129,6 @@ func (in *Instance) Fail(code int32, format string, args ...any) int32 {
 	return code
 }
 
-
 // Reset clears per-call state before the instance is used again.
 func (in *Instance) Reset() {
 	in.RequestID, in.Task = "", ""
