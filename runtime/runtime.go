@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -50,20 +51,33 @@ type Options struct {
 
 // Runtime holds every configured plugin.
 type Runtime struct {
-	cfg   *config.Config
+	cfg   atomic.Pointer[config.Config]
 	log   *logrus.Logger
 	opts  Options
 	cache wazero.CompilationCache
-	slots map[string]*Slot
-	ids   []string
+	table atomic.Pointer[slotTable]
 	db    *database.Service
 
-	// plogs hold each plugin's logger (rate limit, drop count) across
-	// versions; reader is the URL reader every plugin reads through.
+	// reloadMu serialises Load, Reload and Close: one changes the plugin
+	// set at a time. Requests never take it.
+	reloadMu sync.Mutex
+	// drains tracks replaced versions finishing their calls in flight.
+	drains sync.WaitGroup
+
+	// plogs hold each plugin id's logger (rate limit, drop count) across
+	// its versions; reader is the URL reader every plugin reads through
+	// ([reading] and [[integrations]] change only with a restart).
+	plogMu sync.Mutex
 	plogs  map[string]*logging.PluginLogger
 	reader *urlreader.Reader
-
 	loaded atomic.Bool
+}
+
+// slotTable is the set of plugins at one moment; a reload publishes a new
+// one. Requests read it without locks.
+type slotTable struct {
+	slots map[string]*Slot
+	ids   []string
 }
 
 // State is where a plugin is in its life.
@@ -87,7 +101,12 @@ type Slot struct {
 	mu      sync.Mutex
 	state   State
 	lastErr string
-	path    string
+
+	// What the version in cur was loaded from; written under
+	// Runtime.reloadMu only.
+	path string
+	pc   *config.Plugin
+	sum  string // sha256 of the wasm it runs
 }
 
 // Plugin returns the version serving calls, or nil.
@@ -126,24 +145,16 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{cfg: cfg, log: log, opts: opts, cache: cache, slots: map[string]*Slot{}, plogs: map[string]*logging.PluginLogger{}, reader: reader}
+	r := &Runtime{log: log, opts: opts, cache: cache, plogs: map[string]*logging.PluginLogger{}, reader: reader}
+	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
-	for id, pc := range cfg.Plugins {
-		pl, err := logging.NewPluginLogger(log, id, logging.PluginOptions{
-			Level:       pc.LogLevel,
-			Rate:        pc.Limits.LogRate,
-			Burst:       pc.Limits.LogBurst,
-			ReportEvery: opts.LogDropReport,
-		})
-		if err != nil {
-			cache.Close(context.Background())
-			return nil, err
-		}
-		r.plogs[id] = pl
-		r.ids = append(r.ids, id)
-		r.slots[id] = &Slot{ID: id, state: StateLoading, path: resolve(cfg, "plugins."+id+".path", pc.Path)}
+	t := &slotTable{slots: map[string]*Slot{}}
+	for id := range cfg.Plugins {
+		t.ids = append(t.ids, id)
+		t.slots[id] = &Slot{ID: id, state: StateLoading}
 	}
-	slices.Sort(r.ids)
+	slices.Sort(t.ids)
+	r.table.Store(t)
 	return r, nil
 }
 
@@ -182,7 +193,7 @@ func (r *Runtime) Database() *database.Service { return r.db }
 // failure there keeps every plugin that needs the database out of service
 // with the reason.
 func (r *Runtime) Prepare(ctx context.Context) error {
-	if !r.needsDatabase() {
+	if !needsDatabase(r.cfg.Load()) {
 		return nil
 	}
 	if err := r.db.Open(ctx); err != nil {
@@ -191,8 +202,8 @@ func (r *Runtime) Prepare(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runtime) needsDatabase() bool {
-	for _, pc := range r.cfg.Plugins {
+func needsDatabase(cfg *config.Config) bool {
+	for _, pc := range cfg.Plugins {
 		if pc.Capabilities.Database {
 			return true
 		}
@@ -202,17 +213,18 @@ func (r *Runtime) needsDatabase() bool {
 
 // CacheDir is the resolved runtime.cache_dir.
 func (r *Runtime) CacheDir() string {
-	return resolve(r.cfg, "runtime.cache_dir", r.cfg.Runtime.CacheDir)
+	cfg := r.cfg.Load()
+	return resolve(cfg, "runtime.cache_dir", cfg.Runtime.CacheDir)
 }
 
-// Config returns the config the runtime runs.
-func (r *Runtime) Config() *config.Config { return r.cfg }
+// Config returns the config the runtime runs (the latest reloaded one).
+func (r *Runtime) Config() *config.Config { return r.cfg.Load() }
 
 // IDs returns the configured plugin ids, sorted.
-func (r *Runtime) IDs() []string { return r.ids }
+func (r *Runtime) IDs() []string { return r.table.Load().ids }
 
-// Slot returns the slot of plugin id.
-func (r *Runtime) Slot(id string) *Slot { return r.slots[id] }
+// Slot returns the slot of plugin id, or nil.
+func (r *Runtime) Slot(id string) *Slot { return r.table.Load().slots[id] }
 
 // Loaded reports whether Load has finished (every plugin ready or failed).
 func (r *Runtime) Loaded() bool { return r.loaded.Load() }
@@ -220,55 +232,130 @@ func (r *Runtime) Loaded() bool { return r.loaded.Load() }
 // Load loads every plugin, several at a time. A plugin that fails is
 // recorded as failed with its reason and logged; the others load anyway.
 func (r *Runtime) Load(ctx context.Context) {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
+	cfg, t := r.cfg.Load(), r.table.Load()
 	sem := make(chan struct{}, max(2, goruntime.NumCPU()))
 	var wg sync.WaitGroup
-	for _, id := range r.ids {
+	for _, id := range t.ids {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r.loadSlot(ctx, r.slots[id])
+			s := t.slots[id]
+			if err := r.loadSlot(ctx, cfg, s); err != nil {
+				err = fmt.Errorf("plugin %s: %w", id, err)
+				s.set(StateFailed, err)
+				r.log.WithField("plugin", id).WithError(err).Error("plugin failed to load; its routes answer 503")
+			}
 		}()
 	}
 	wg.Wait()
 	r.loaded.Store(true)
 }
 
-func (r *Runtime) loadSlot(ctx context.Context, s *Slot) {
-	log := r.log.WithField("plugin", s.ID)
-	pc := r.cfg.Plugins[s.ID]
-	h := newHost(s.ID, pc, log, r.plogs[s.ID], r.reader.For(s.ID, pc.Capabilities.URLReader))
-	p, err := r.loadPlugin(ctx, s, h)
+// loadSlot loads the version of s that cfg describes and installs it,
+// unless s already runs exactly that (same config, same wasm), which it
+// reports with errUnchanged. On error the slot keeps what it had.
+func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) error {
+	pc := cfg.Plugins[s.ID]
+	path := resolve(cfg, "plugins."+s.ID+".path", pc.Path)
+	wasm, err := r.readWasm(ctx, s.ID, path)
 	if err != nil {
-		err = fmt.Errorf("plugin %s: %w", s.ID, err)
-		s.set(StateFailed, err)
-		log.WithError(err).Error("plugin failed to load; its routes answer 503")
-		return
+		return err
+	}
+	sum := plugin.SHA256(wasm)
+	if s.cur.Load() != nil && s.sum == sum && s.path == path && reflect.DeepEqual(s.pc, pc) {
+		return errUnchanged
+	}
+	log := r.log.WithField("plugin", s.ID)
+	plog, err := r.pluginLogger(s.ID, pc)
+	if err != nil {
+		return err
+	}
+	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
+	p, err := r.loadPlugin(ctx, cfg, s.ID, pc, h, wasm)
+	if err != nil {
+		return err
 	}
 	if un := h.unasked(); len(un) > 0 {
 		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
 	}
-	s.host.Store(h)
-	s.cur.Store(p)
-	s.set(StateReady, nil)
+	r.install(cfg, s, p, h, pc, path, sum)
 	info := p.Info()
 	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
 		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
 	}
 	log.WithFields(logrus.Fields{
-		"sha256":  info.SHA256,
-		"size":    info.Size,
-		"abi":     info.ABIVersion,
-		"compile": p.CompileTime.Round(time.Millisecond).String(),
-		"load":    p.LoadTime.Round(time.Millisecond).String(),
+		"sha256":       info.SHA256,
+		"size":         info.Size,
+		"abi":          info.ABIVersion,
+		"interruption": string(p.Interruption()),
+		"compile":      p.CompileTime.Round(time.Millisecond).String(),
+		"load":         p.LoadTime.Round(time.Millisecond).String(),
 	}).Info("plugin loaded")
+	return nil
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plugin, error) {
-	pc := r.cfg.Plugins[s.ID]
-	wasmPath, err := r.wasmPath(ctx, s)
+// pluginLogger returns the logger of plugin id with pc's level floor and
+// rate limit: the one the id already has (a reload applies new settings to
+// it, and its bucket and drop count carry over), or a new one.
+func (r *Runtime) pluginLogger(id string, pc *config.Plugin) (*logging.PluginLogger, error) {
+	opts := logging.PluginOptions{
+		Level:       pc.LogLevel,
+		Rate:        pc.Limits.LogRate,
+		Burst:       pc.Limits.LogBurst,
+		ReportEvery: r.opts.LogDropReport,
+	}
+	r.plogMu.Lock()
+	defer r.plogMu.Unlock()
+	if pl := r.plogs[id]; pl != nil {
+		return pl, pl.Update(opts)
+	}
+	pl, err := logging.NewPluginLogger(r.log, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	r.plogs[id] = pl
+	return pl, nil
+}
+
+// errUnchanged: the slot already runs what the config describes.
+var errUnchanged = errors.New("unchanged")
+
+// install makes p the version of s that serves calls. The version it
+// replaces finishes its calls in flight (up to server.shutdown_timeout)
+// and is closed in the background.
+func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host, pc *config.Plugin, path, sum string) {
+	s.host.Store(h)
+	old := s.cur.Swap(p)
+	s.pc, s.path, s.sum = pc, path, sum
+	s.set(StateReady, nil)
+	if old != nil {
+		r.retire(old, cfg.Server.ShutdownTimeout.D())
+	}
+}
+
+// retire closes a version that no longer takes calls once its calls in
+// flight finish, or after drain.
+func (r *Runtime) retire(old *plugin.Plugin, drain time.Duration) {
+	r.drains.Add(1)
+	go func() {
+		defer r.drains.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), drain)
+		defer cancel()
+		if err := old.Close(ctx); err != nil {
+			r.log.WithField("plugin", old.ID()).WithError(err).Warn("replaced plugin version cut off")
+		}
+	}()
+}
+
+// readWasm returns the module bytes of plugin id at path, building them
+// first when path is a source directory and the runtime may build.
+func (r *Runtime) readWasm(ctx context.Context, id, path string) ([]byte, error) {
+	wasmPath, err := r.wasmPath(ctx, id, path)
 	if err != nil {
 		return nil, err
 	}
@@ -276,17 +363,22 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plu
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", wasmPath, err)
 	}
+	return wasm, nil
+}
+
+func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, id string, pc *config.Plugin, h *host, wasm []byte) (*plugin.Plugin, error) {
 	lim := pc.Limits
 	if !lim.Interruptible {
-		r.log.WithField("plugin", s.ID).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
+		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
 	}
 	// A plugin without the database capability gets nothing opened.
 	var pdb *database.PluginDB
 	if pc.Capabilities.Database {
-		if err := r.Prepare(ctx); err != nil {
-			return nil, err
+		if err := r.db.Open(ctx); err != nil {
+			return nil, fmt.Errorf("database: %w", err)
 		}
-		pdb, err = r.db.Plugin(ctx, s.ID, database.Limits{
+		var err error
+		pdb, err = r.db.Plugin(ctx, id, database.Limits{
 			MaxConns:         lim.DBMaxConns,
 			StatementTimeout: lim.DBStatementTimeout.D(),
 			MaxResult:        int(lim.DBMaxResult),
@@ -297,7 +389,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plu
 	}
 	h.db = pdb
 	p, err := plugin.Load(ctx, plugin.Spec{
-		ID:     s.ID,
+		ID:     id,
 		Wasm:   wasm,
 		SHA256: pc.SHA256,
 		Limits: plugin.Limits{
@@ -311,7 +403,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plu
 			NoInterrupt:  !lim.Interruptible,
 		},
 		Host:  h,
-		Log:   r.log.WithField("plugin", s.ID),
+		Log:   r.log.WithField("plugin", id),
 		Cache: r.cache,
 	})
 	if err != nil {
@@ -328,29 +420,40 @@ func (r *Runtime) loadPlugin(ctx context.Context, s *Slot, h *host) (*plugin.Plu
 	return p, nil
 }
 
-// wasmPath returns the .wasm file of a slot, building it first when the
-// config names a source directory and the runtime may build.
-func (r *Runtime) wasmPath(ctx context.Context, s *Slot) (string, error) {
-	st, err := os.Stat(s.path)
+// wasmPath returns the .wasm file of plugin id at path, building it first
+// when path is a source directory and the runtime may build.
+func (r *Runtime) wasmPath(ctx context.Context, id, path string) (string, error) {
+	st, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("path: %w", err)
 	}
 	if !st.IsDir() {
-		return s.path, nil
+		return path, nil
 	}
 	if !r.opts.BuildSources {
 		return "", fmt.Errorf("path %s is a source directory; greenroom serve runs built modules: build it with `greenroom plugin build %s -o %s.wasm` and set path to the .wasm file, or run `greenroom dev`",
-			s.path, s.path, filepath.Join(s.path, s.ID))
+			path, path, filepath.Join(path, id))
 	}
 	start := time.Now()
-	out, rebuilt, err := build.Cached(ctx, s.path, r.CacheDir())
+	out, rebuilt, err := build.Cached(ctx, path, r.CacheDir())
 	if err != nil {
 		return "", err
 	}
 	if rebuilt {
-		r.log.WithFields(logrus.Fields{"plugin": s.ID, "took": time.Since(start).Round(time.Millisecond).String()}).Info("built plugin from source")
+		r.log.WithFields(logrus.Fields{"plugin": id, "took": time.Since(start).Round(time.Millisecond).String()}).Info("built plugin from source")
 	}
 	return out, nil
+}
+
+// Paths returns each plugin's resolved path: a .wasm file, or (for
+// greenroom dev) a Go source directory. Watchers use it.
+func (r *Runtime) Paths() map[string]string {
+	cfg := r.cfg.Load()
+	out := map[string]string{}
+	for id, pc := range cfg.Plugins {
+		out[id] = resolve(cfg, "plugins."+id+".path", pc.Path)
+	}
+	return out
 }
 
 // Public reports whether path, relative to plugin id's mount and as the
@@ -358,7 +461,7 @@ func (r *Runtime) wasmPath(ctx context.Context, s *Slot) (string, error) {
 // (greenroom.Public) and the operator lists it in public_routes. The match
 // is exact and method-agnostic; a plugin that is not loaded has none.
 func (r *Runtime) Public(id string, path []byte) bool {
-	s := r.slots[id]
+	s := r.Slot(id)
 	if s == nil {
 		return false
 	}
@@ -385,7 +488,7 @@ func (e *UnavailableError) Error() string {
 
 // Handle serves one HTTP request with plugin id's current version.
 func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
-	s := r.slots[id]
+	s := r.Slot(id)
 	if s == nil {
 		return ErrUnknownPlugin
 	}
@@ -408,9 +511,12 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 // Close closes every plugin, letting calls in flight finish until ctx ends.
 // The error lists what was cut off.
 func (r *Runtime) Close(ctx context.Context) error {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
 	var errs []error
-	for _, id := range r.ids {
-		s := r.slots[id]
+	t := r.table.Load()
+	for _, id := range t.ids {
+		s := t.slots[id]
 		s.host.Store(nil)
 		if p := s.cur.Swap(nil); p != nil {
 			if err := p.Close(ctx); err != nil {
@@ -419,14 +525,17 @@ func (r *Runtime) Close(ctx context.Context) error {
 		}
 		s.set(StateClosed, nil)
 	}
+	r.drains.Wait()
 	if err := r.db.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	// After the plugins: what they dropped in their last moments is
 	// reported too.
-	for _, id := range r.ids {
-		r.plogs[id].Close()
+	r.plogMu.Lock()
+	for _, pl := range r.plogs {
+		pl.Close()
 	}
+	r.plogMu.Unlock()
 	r.reader.Close()
 	r.cache.Close(context.Background())
 	return errors.Join(errs...)

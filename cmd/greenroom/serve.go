@@ -24,15 +24,17 @@ import (
 
 func serveCmd() *cobra.Command {
 	var files []string
+	var watch bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the configured plugins (built .wasm files)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return run(cmd.Context(), files, runtime.Options{})
+			return run(cmd.Context(), files, runtime.Options{}, watch)
 		},
 	}
 	addConfigFlag(cmd, &files, []string{"config.toml"})
+	cmd.Flags().BoolVar(&watch, "watch", false, "reload a plugin when its .wasm file changes")
 	return cmd
 }
 
@@ -40,10 +42,10 @@ func devCmd() *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Build plugins from their Go sources when they changed, then serve ./config.toml",
+		Short: "Build plugins from their Go sources when they changed, serve ./config.toml, rebuild and reload on source changes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return run(cmd.Context(), files, runtime.Options{BuildSources: true})
+			return run(cmd.Context(), files, runtime.Options{BuildSources: true}, true)
 		},
 	}
 	addConfigFlag(cmd, &files, []string{"config.toml"})
@@ -64,7 +66,7 @@ func loadConfig(files []string) (*config.Config, error) {
 // server.shutdown_timeout to finish, then plugins and the database close.
 // The database is opened first (runtime.Prepare): failing that is fatal.
 // It returns an error (exit code 1) when the deadline cut something off.
-func run(ctx context.Context, files []string, opts runtime.Options) error {
+func run(ctx context.Context, files []string, opts runtime.Options, watch bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -79,7 +81,7 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 			return err
 		}
 	}
-	log, _, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level, cfg.Secrets())
+	log, redactor, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level, cfg.Secrets())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -106,6 +108,9 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 		printDevToken(os.Stdout, devToken, ln.Addr().String(), cfg)
 	}
 
+	rl := &reloader{files: files, devToken: devToken, log: log, redactor: redactor, rt: rt, srv: srv}
+	srv.SetReloader(rl.reload)
+
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	loaded := make(chan struct{})
 	go func() {
@@ -115,18 +120,37 @@ func run(ctx context.Context, files []string, opts runtime.Options) error {
 		log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Info("plugins loaded; ready")
 	}()
 
+	var stopWatch func()
+	if watch || opts.BuildSources {
+		if stopWatch, err = startWatcher(loadCtx, rl, opts.BuildSources); err != nil {
+			log.WithError(err).Error("cannot watch plugin files; reload with SIGHUP or the admin API")
+		}
+	}
+
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	var serveFailure error
-	select {
-	case sig := <-sigs:
-		log.WithField("signal", sig.String()).Info("shutting down")
-	case err := <-serveErr:
-		serveFailure = fmt.Errorf("serve: %w", err)
-		log.WithError(err).Error("server stopped")
-	case <-ctx.Done():
-		log.Info("shutting down")
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("SIGHUP: reloading the config and every plugin")
+				go rl.reload(loadCtx)
+				continue
+			}
+			log.WithField("signal", sig.String()).Info("shutting down")
+		case err := <-serveErr:
+			serveFailure = fmt.Errorf("serve: %w", err)
+			log.WithError(err).Error("server stopped")
+		case <-ctx.Done():
+			log.Info("shutting down")
+		}
+		break wait
+	}
+	if stopWatch != nil {
+		stopWatch()
 	}
 
 	timeout := cfg.Server.ShutdownTimeout.D()
@@ -161,6 +185,13 @@ func addDevToken(cfg *config.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	addDevTokenValue(cfg, tok)
+	return tok, nil
+}
+
+// addDevTokenValue adds tok as the development token to cfg (again, after
+// a reload re-read the config).
+func addDevTokenValue(cfg *config.Config, tok string) {
 	name := devTokenName
 	for i := 2; cfg.Auth.Tokens[name] != nil; i++ {
 		name = fmt.Sprintf("%s-%d", devTokenName, i)
@@ -169,7 +200,6 @@ func addDevToken(cfg *config.Config) (string, error) {
 		cfg.Auth.Tokens = map[string]*config.Token{}
 	}
 	cfg.Auth.Tokens[name] = &config.Token{Token: tok, Subject: "user:development/dev", Type: "user", Admin: true}
-	return tok, nil
 }
 
 // printDevToken shows the development token once, on stdout: the log

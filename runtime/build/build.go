@@ -31,7 +31,14 @@ func Build(ctx context.Context, dir, out string) error {
 	if err := os.MkdirAll(filepath.Dir(absOut), 0o755); err != nil {
 		return fmt.Errorf("build %s: %w", dir, err)
 	}
-	tmp := absOut + ".tmp"
+	// A unique temporary name: concurrent builds of one plugin (two test
+	// binaries, two replicas) must not write into each other's file.
+	f, err := os.CreateTemp(filepath.Dir(absOut), filepath.Base(absOut)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("build %s: %w", dir, err)
+	}
+	tmp := f.Name()
+	f.Close()
 	cmd := exec.CommandContext(ctx, goTool(), "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o", tmp, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
@@ -124,7 +131,13 @@ func SourceHash(dir string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("hash sources of %s: %w", dir, err)
 			}
-			fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(f), len(b))
+			// Names relative to their root: the hash must not depend on
+			// how the caller spelled dir.
+			rel, err := filepath.Rel(root, f)
+			if err != nil {
+				rel = filepath.Base(f)
+			}
+			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", filepath.Base(root), filepath.ToSlash(rel), len(b))
 			h.Write(b)
 		}
 	}

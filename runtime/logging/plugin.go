@@ -45,10 +45,10 @@ type PluginLogger struct {
 	log     *logrus.Logger
 	redact  *Redactor
 	id      string
-	floor   int32
+	floor   atomic.Int32
 	limiter *rate.Limiter
 	every   time.Duration
-	limits  string
+	limits  atomic.Pointer[string] // "log_rate 100/s, log_burst 200", for the summary
 
 	dropped atomic.Int64
 	pending atomic.Bool // a summary is scheduled
@@ -67,30 +67,60 @@ var slogLevels = map[string]int32{
 
 // NewPluginLogger returns the logger of plugin id, writing to log.
 func NewPluginLogger(log *logrus.Logger, id string, o PluginOptions) (*PluginLogger, error) {
-	floor := int32(math.MinInt32)
-	if o.Level != "" {
-		f, ok := slogLevels[o.Level]
-		if !ok {
-			return nil, fmt.Errorf("plugins.%s.log_level: unknown level %q", id, o.Level)
-		}
-		floor = f
-	}
-	if o.Rate <= 0 || o.Burst < 1 {
-		return nil, fmt.Errorf("plugins.%s.limits: log_rate must be more than 0 and log_burst at least 1", id)
+	floor, err := checkOptions(id, o)
+	if err != nil {
+		return nil, err
 	}
 	if o.ReportEvery <= 0 {
 		o.ReportEvery = DefaultDropReport
 	}
 	r, _ := log.Formatter.(*Redactor)
-	return &PluginLogger{
+	l := &PluginLogger{
 		log:     log,
 		redact:  r,
 		id:      id,
-		floor:   floor,
 		limiter: rate.NewLimiter(rate.Limit(o.Rate), o.Burst),
 		every:   o.ReportEvery,
-		limits:  fmt.Sprintf("log_rate %g/s, log_burst %d", o.Rate, o.Burst),
-	}, nil
+	}
+	l.floor.Store(floor)
+	l.limits.Store(limitsText(o))
+	return l, nil
+}
+
+// Update applies new settings (a config reload): the level floor at once,
+// the new rate and burst to the same bucket, so that what the plugin
+// already spent still counts. ReportEvery is kept.
+func (l *PluginLogger) Update(o PluginOptions) error {
+	floor, err := checkOptions(l.id, o)
+	if err != nil {
+		return err
+	}
+	l.floor.Store(floor)
+	l.limiter.SetLimit(rate.Limit(o.Rate))
+	l.limiter.SetBurst(o.Burst)
+	l.limits.Store(limitsText(o))
+	return nil
+}
+
+// checkOptions validates o and returns the slog level of its floor.
+func checkOptions(id string, o PluginOptions) (int32, error) {
+	floor := int32(math.MinInt32)
+	if o.Level != "" {
+		f, ok := slogLevels[o.Level]
+		if !ok {
+			return 0, fmt.Errorf("plugins.%s.log_level: unknown level %q", id, o.Level)
+		}
+		floor = f
+	}
+	if o.Rate <= 0 || o.Burst < 1 {
+		return 0, fmt.Errorf("plugins.%s.limits: log_rate must be more than 0 and log_burst at least 1", id)
+	}
+	return floor, nil
+}
+
+func limitsText(o PluginOptions) *string {
+	s := fmt.Sprintf("log_rate %g/s, log_burst %d", o.Rate, o.Burst)
+	return &s
 }
 
 // LogrusLevel maps an slog level to the logrus level its lines are written
@@ -111,7 +141,7 @@ func LogrusLevel(level int32) logrus.Level {
 // Enabled reports whether a line at level (an slog level) passes the
 // plugin's floor and the runtime's log level.
 func (l *PluginLogger) Enabled(level int32) bool {
-	return level >= l.floor && l.log.IsLevelEnabled(LogrusLevel(level))
+	return level >= l.floor.Load() && l.log.IsLevelEnabled(LogrusLevel(level))
 }
 
 // reserved are the fields the runtime sets on every plugin line; a plugin
@@ -251,7 +281,7 @@ func (l *PluginLogger) flush() {
 		level = logrus.ErrorLevel
 	}
 	l.log.WithFields(logrus.Fields{"plugin": l.id, "dropped": n}).
-		Logf(level, "dropped %d log lines over the plugin's rate limit (%s)", n, l.limits)
+		Logf(level, "dropped %d log lines over the plugin's rate limit (%s)", n, *l.limits.Load())
 }
 
 // Dropped returns how many lines were dropped and not yet reported.

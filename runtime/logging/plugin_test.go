@@ -245,6 +245,33 @@ func TestPluginSecretInKey(t *testing.T) {
 
 func attr(k string, v any) hostfuncs.LogAttr { return hostfuncs.LogAttr{Key: k, Value: v} }
 
+// A reload applies new settings to the same logger: the floor at once, the
+// rate and burst to the same bucket.
+func TestPluginUpdate(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 2, ReportEvery: time.Hour})
+	write := func(level int32) int32 {
+		return pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: level, Message: "m"})
+	}
+	write(0)
+	write(0)
+	if write(0) != hostfuncs.LogDropped {
+		t.Fatal("burst of 2 let a third line through")
+	}
+	if err := pl.Update(PluginOptions{Level: "warn", Rate: 1e9, Burst: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if write(0) != hostfuncs.LogFiltered || write(4) != hostfuncs.LogWritten {
+		t.Error("new floor or rate not applied")
+	}
+	if err := pl.Update(PluginOptions{Level: "loud", Rate: 1, Burst: 1}); err == nil {
+		t.Error("bad level accepted")
+	}
+	pl.report()
+	if l := waitFor(t, buf, "dropped 1 log lines"); !strings.Contains(l["msg"].(string), "log_rate 1e+09/s, log_burst 100") {
+		t.Errorf("summary names old limits: %v", l["msg"])
+	}
+}
+
 func waitFor(t *testing.T, buf *syncBuffer, text string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

@@ -61,7 +61,7 @@ func (s *Server) identify(c *fiber.Ctx) error {
 		rs := stateOf(c)
 		// s.base, not the fasthttp context: deriving a timeout from a
 		// context the standard library does not know costs a goroutine.
-		rs.principal, rs.authErr = s.auth.Authenticate(s.base, h)
+		rs.principal, rs.authErr = s.authn.Load().Authenticate(s.base, h)
 		if rs.principal != nil {
 			rs.subject = rs.principal.Subject
 		}
@@ -84,7 +84,7 @@ func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []by
 	if p != nil && p.AllowsPlugin(id) {
 		return p, nil
 	}
-	if s.cfg.Auth.DangerouslyDisable || s.rt.Public(id, sub) {
+	if s.rt.Config().Auth.DangerouslyDisable || s.rt.Public(id, sub) {
 		return nil, nil
 	}
 	if p != nil {
@@ -123,7 +123,7 @@ func (s *Server) deny(c *fiber.Ctx, rs *reqState, status int, plugin, reason, ms
 // that passes is audited with its outcome.
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	rs := stateOf(c)
-	if !s.cfg.Auth.DangerouslyDisable {
+	if !s.rt.Config().Auth.DangerouslyDisable {
 		p := rs.principal
 		if p == nil {
 			return s.unauthenticated(c, rs, "")

@@ -227,3 +227,29 @@ func TestHostileCapabilityCalls(t *testing.T) {
 		t.Errorf("after the trap: %d", status)
 	}
 }
+
+// A reload that adds a plugin gives it a logger; one that changes
+// log_level applies the new floor to the running plugin's next version.
+func TestPluginLoggingAcrossReload(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm) + logurlConfig("log_level = \"error\"\n"))
+	if res := in.Reload(t); res.Plugins["logurl"].Outcome != runtime.OutcomeAdded {
+		t.Fatalf("reload: %+v", res)
+	}
+	in.Get(t, "/api/logurl/levels", "X-Request-Id", "before")
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm) + logurlConfig("log_level = \"warn\"\n"))
+	if res := in.Reload(t); res.Plugins["logurl"].Outcome != runtime.OutcomeReloaded {
+		t.Fatalf("reload: %+v", res)
+	}
+	in.Get(t, "/api/logurl/levels", "X-Request-Id", "after")
+	got := map[string][]string{}
+	for _, l := range logLines(t, in) {
+		if m, _ := l["msg"].(string); strings.HasPrefix(m, "level ") {
+			rid := l["request_id"].(string)
+			got[rid] = append(got[rid], m)
+		}
+	}
+	if strings.Join(got["before"], ",") != "level error" || strings.Join(got["after"], ",") != "level warn,level error" {
+		t.Errorf("lines by request: %v", got)
+	}
+}

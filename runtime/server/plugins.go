@@ -248,3 +248,31 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{"plugins": out})
 }
+
+// reload re-reads the config and every plugin (POST
+// /.greenroom/plugins/v1/reload). 200 with what happened to each plugin,
+// 422 when a plugin failed to load (its previous version, if any, keeps
+// serving), 400 when the config is invalid (nothing changes).
+func (s *Server) reload(c *fiber.Ctx) error {
+	f := s.reloader.Load()
+	if f == nil {
+		return apiErr(fiber.StatusNotImplemented, "reload_unavailable", "this server was started without a config to reload")
+	}
+	res, err := (*f)(c.UserContext())
+	if err != nil {
+		var cerr config.Errors
+		if errors.As(err, &cerr) {
+			msgs := make([]string, len(cerr))
+			for i, e := range cerr {
+				msgs[i] = e.Error()
+			}
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "config is invalid; nothing was reloaded", "code": "invalid_config", "config_errors": msgs})
+		}
+		return apiErr(fiber.StatusConflict, "reload_failed", err.Error())
+	}
+	status := fiber.StatusOK
+	if res.Failed() {
+		status = fiber.StatusUnprocessableEntity
+	}
+	return c.Status(status).JSON(res)
+}

@@ -22,11 +22,15 @@ import (
 
 // Server serves one Runtime over HTTP.
 type Server struct {
-	rt   *runtime.Runtime
-	cfg  *config.Config
-	log  *logrus.Logger
-	app  *fiber.App
-	auth *auth.Authenticator
+	rt  *runtime.Runtime
+	cfg *config.Config
+	log *logrus.Logger
+	app *fiber.App
+	// authn verifies credentials; a reload swaps it.
+	authn atomic.Pointer[auth.Authenticator]
+	// reloader re-reads the config and reloads; set by the command that
+	// knows the config files.
+	reloader atomic.Pointer[Reloader]
 
 	// base is the parent context of every plugin call; cancelling it
 	// interrupts them all (hard shutdown).
@@ -38,7 +42,8 @@ type Server struct {
 // New builds the HTTP app for rt. It serves nothing until Serve.
 func New(rt *runtime.Runtime, log *logrus.Logger) *Server {
 	cfg := rt.Config()
-	s := &Server{rt: rt, cfg: cfg, log: log, auth: newAuthenticator(cfg, log)}
+	s := &Server{rt: rt, cfg: cfg, log: log}
+	s.authn.Store(newAuthenticator(cfg, log))
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:               "greenroom",
@@ -73,6 +78,7 @@ func (s *Server) routes() {
 	health.Get("/readiness", s.readiness)
 	admin := s.app.Group("/.greenroom", s.requireAdmin)
 	admin.Get("/plugins/v1/", s.listPlugins)
+	admin.Post("/plugins/v1/reload", s.reload)
 	s.app.All("/api/*", s.handlePlugin)
 	s.app.Use(func(c *fiber.Ctx) error {
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
@@ -90,8 +96,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	err := s.app.ShutdownWithContext(ctx)
 	s.cancel()
-	s.auth.Close()
+	s.authn.Load().Close()
 	return err
+}
+
+// Reloader re-reads the configuration and applies it; POST
+// /.greenroom/plugins/v1/reload calls it.
+type Reloader func(context.Context) (*runtime.ReloadResult, error)
+
+// SetReloader installs the function behind the reload endpoint.
+func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
+
+// Reload applies what of cfg the server can change while running: the
+// credentials (static tokens, JWT settings). The rest of cfg is applied by
+// the runtime's Reload; listener settings need a restart.
+func (s *Server) Reload(cfg *config.Config) {
+	old := s.authn.Swap(newAuthenticator(cfg, s.log))
+	old.Close()
 }
 
 // Draining reports whether Shutdown has begun.
@@ -133,7 +154,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 			return herr
 		}
 	}
-	if s.cfg.Log.AccessLog {
+	if s.rt.Config().Log.AccessLog {
 		s.accessLog(c, rs)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,9 @@ const Token = "servertest-admin-token-0123456789abcdef"
 
 // Instance is a running greenroom.
 type Instance struct {
+	opts Options
+	text atomic.Pointer[string]
+
 	URL    string
 	Config *config.Config
 	RT     *runtime.Runtime
@@ -78,28 +82,12 @@ type Options struct {
 // loads every plugin and serves on a free port until the test ends.
 func Start(t testing.TB, cfgText string, opts Options) *Instance {
 	t.Helper()
-	lookup := func(k string) (string, bool) {
-		v, ok := opts.Env[k]
-		return v, ok
+	if opts.CacheDir == "" {
+		opts.CacheDir = t.TempDir()
 	}
-	cacheDir := opts.CacheDir
-	if cacheDir == "" {
-		cacheDir = t.TempDir()
-	}
-	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n"
-	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "test-override.toml", Data: []byte(override)}}, lookup)
+	cfg, token, err := readConfig(cfgText, opts)
 	if err != nil {
 		t.Fatalf("config: %v", err)
-	}
-	// Tests of plugin behaviour configure no authentication: they get an
-	// admin token, which Client sends. Tests of authentication configure
-	// their own credentials (or turn it off) and get exactly those, so a
-	// request sent without a credential really has none.
-	a := cfg.Auth
-	token := ""
-	if !opts.Anonymous && len(a.Tokens) == 0 && a.JWT == nil && !a.DangerouslyDisable {
-		token = Token
-		cfg.Auth.Tokens = map[string]*config.Token{"servertest": {Token: Token, Subject: "service:servertest", Type: "service", Admin: true}}
 	}
 	buf := &Buffer{}
 	log, _, err := logging.New(buf, "json", "debug", cfg.Secrets())
@@ -107,11 +95,68 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 		t.Fatal(err)
 	}
 	in := StartConfig(t, cfg, log, buf, opts.Runtime)
+	in.opts = opts
+	in.text.Store(&cfgText)
+	in.Server.SetReloader(func(ctx context.Context) (*runtime.ReloadResult, error) {
+		cfg, _, err := readConfig(*in.text.Load(), in.opts)
+		if err != nil {
+			return nil, err
+		}
+		res, err := in.RT.Reload(ctx, cfg)
+		if err == nil {
+			in.Server.Reload(in.RT.Config())
+		}
+		return res, err
+	})
 	if token != "" {
 		in.Token = token
 		in.Client.Transport = bearer{base: in.Client.Transport, token: token}
 	}
 	return in
+}
+
+// readConfig reads cfgText as config.toml with the harness's overrides.
+// Tests of plugin behaviour configure no authentication: they get an admin
+// token, which Client sends. Tests of authentication configure their own
+// credentials (or turn it off) and get exactly those, so a request sent
+// without a credential really has none.
+func readConfig(cfgText string, opts Options) (*config.Config, string, error) {
+	lookup := func(k string) (string, bool) {
+		v, ok := opts.Env[k]
+		return v, ok
+	}
+	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + opts.CacheDir + "\"\n"
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "test-override.toml", Data: []byte(override)}}, lookup)
+	if err != nil {
+		return nil, "", err
+	}
+	a := cfg.Auth
+	token := ""
+	if !opts.Anonymous && len(a.Tokens) == 0 && a.JWT == nil && !a.DangerouslyDisable {
+		token = Token
+		cfg.Auth.Tokens = map[string]*config.Token{"servertest": {Token: Token, Subject: "service:servertest", Type: "service", Admin: true}}
+	}
+	return cfg, token, nil
+}
+
+// SetConfig replaces the config text that the next reload (Reload, or POST
+// /.greenroom/plugins/v1/reload) reads.
+func (in *Instance) SetConfig(cfgText string) { in.text.Store(&cfgText) }
+
+// Reload re-reads the config text (see SetConfig) as the reload endpoint
+// does, failing the test on a config error.
+func (in *Instance) Reload(t testing.TB) *runtime.ReloadResult {
+	t.Helper()
+	cfg, _, err := readConfig(*in.text.Load(), in.opts)
+	if err != nil {
+		t.Fatalf("reload config: %v", err)
+	}
+	res, err := in.RT.Reload(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	in.Server.Reload(in.RT.Config())
+	return res
 }
 
 // bearer adds a credential to requests that carry none.

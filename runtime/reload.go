@@ -1,0 +1,176 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	goruntime "runtime"
+	"slices"
+
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+// Outcomes of a plugin in a reload.
+const (
+	OutcomeUnchanged = "unchanged" // same config, same wasm: left as it was
+	OutcomeReloaded  = "reloaded"  // a new version serves
+	OutcomeAdded     = "added"     // new in the config, now serving
+	OutcomeRemoved   = "removed"   // gone from the config, closed
+	OutcomeFailed    = "failed"    // the new version did not load
+)
+
+// ReloadResult says what a reload did.
+type ReloadResult struct {
+	Plugins map[string]PluginReload `json:"plugins"`
+	// RestartNeeded lists changed settings that only take effect when the
+	// process restarts (the listener, the database, ...).
+	RestartNeeded []string `json:"restart_needed,omitempty"`
+}
+
+// PluginReload is one plugin's part in a reload.
+type PluginReload struct {
+	Outcome string `json:"outcome"`
+	// Error says why the new version failed to load; when the plugin was
+	// serving before, its previous version keeps serving.
+	Error string `json:"error,omitempty"`
+	// Serving reports whether the plugin serves after the reload.
+	Serving bool `json:"serving"`
+}
+
+// Failed reports whether any plugin failed to load.
+func (r *ReloadResult) Failed() bool {
+	for _, p := range r.Plugins {
+		if p.Outcome == OutcomeFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// Reload moves the runtime to cfg without downtime. Each plugin whose
+// config or wasm changed is loaded and pre-warmed beside the version
+// serving now, then swapped in atomically; calls in flight finish on the
+// old version, which is closed after them. A plugin whose new version fails
+// to load keeps its old one serving, and the result says why. Plugins
+// added to the config are loaded; removed ones are closed after their calls
+// in flight. Settings that cannot change while running are reported in
+// RestartNeeded and keep their old values.
+func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult, error) {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	if !r.loaded.Load() {
+		return nil, errors.New("reload: plugins are still loading")
+	}
+	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
+	oldCfg, old := r.cfg.Load(), r.table.Load()
+	res := &ReloadResult{Plugins: map[string]PluginReload{}, RestartNeeded: restartNeeded(oldCfg, cfg)}
+	// Settings that need a restart keep their running values.
+	cfg = withRunning(cfg, oldCfg, res.RestartNeeded)
+
+	next := &slotTable{slots: map[string]*Slot{}}
+	for id := range cfg.Plugins {
+		next.ids = append(next.ids, id)
+	}
+	slices.Sort(next.ids)
+	for _, id := range next.ids {
+		s, existed := old.slots[id]
+		if !existed {
+			s = &Slot{ID: id, state: StateLoading}
+		}
+		next.slots[id] = s
+		err := r.loadSlot(ctx, cfg, s)
+		pr := PluginReload{Outcome: OutcomeReloaded}
+		switch {
+		case errors.Is(err, errUnchanged):
+			// The running version is what the config asks for: an earlier
+			// failed reload no longer applies.
+			pr.Outcome = OutcomeUnchanged
+			s.set(StateReady, nil)
+		case err != nil:
+			err = fmt.Errorf("plugin %s: %w", id, err)
+			pr = PluginReload{Outcome: OutcomeFailed, Error: err.Error()}
+			log := r.log.WithField("plugin", id).WithError(err)
+			if s.cur.Load() != nil {
+				s.set(StateReady, err) // serving, with its last load error
+				log.Error("reload: new version failed to load; the previous version keeps serving")
+			} else {
+				s.set(StateFailed, err)
+				log.Error("reload: plugin failed to load; its routes answer 503")
+			}
+		case !existed:
+			pr.Outcome = OutcomeAdded
+		}
+		pr.Serving = s.cur.Load() != nil
+		res.Plugins[id] = pr
+	}
+	r.cfg.Store(cfg)
+	r.table.Store(next)
+	for _, id := range old.ids {
+		if _, kept := next.slots[id]; kept {
+			continue
+		}
+		s := old.slots[id]
+		s.host.Store(nil)
+		if p := s.cur.Swap(nil); p != nil {
+			r.retire(p, oldCfg.Server.ShutdownTimeout.D())
+		}
+		s.set(StateClosed, nil)
+		res.Plugins[id] = PluginReload{Outcome: OutcomeRemoved}
+	}
+	for _, k := range res.RestartNeeded {
+		r.log.WithField("setting", k).Warn("reload: this setting changed but only takes effect after a restart; the running value stays")
+	}
+	return res, nil
+}
+
+// Sections of the config that are fixed while the process runs.
+var fixedSettings = []struct {
+	key string
+	get func(*config.Config) any
+}{
+	{"server.listen", func(c *config.Config) any { return c.Server.Listen }},
+	{"server.body_limit", func(c *config.Config) any { return c.Server.BodyLimit }},
+	{"server.read_timeout", func(c *config.Config) any { return c.Server.ReadTimeout }},
+	{"server.write_timeout", func(c *config.Config) any { return c.Server.WriteTimeout }},
+	{"server.idle_timeout", func(c *config.Config) any { return c.Server.IdleTimeout }},
+	{"server.metrics_listen", func(c *config.Config) any { return c.Server.MetricsListen }},
+	{"server.rate_limit", func(c *config.Config) any { return c.Server.RateLimit }},
+	{"server.rate_burst", func(c *config.Config) any { return c.Server.RateBurst }},
+	{"server.cors", func(c *config.Config) any { return c.Server.CORS }},
+	{"log.format", func(c *config.Config) any { return c.Log.Format }},
+	{"runtime", func(c *config.Config) any { return c.Runtime }},
+	{"database", func(c *config.Config) any { return c.Database }},
+	{"scheduler", func(c *config.Config) any { return c.Scheduler }},
+	{"reading", func(c *config.Config) any { return c.Reading }},
+	{"integrations", func(c *config.Config) any { return c.Integrations }},
+}
+
+func restartNeeded(old, cfg *config.Config) []string {
+	var out []string
+	for _, f := range fixedSettings {
+		if !reflect.DeepEqual(f.get(old), f.get(cfg)) {
+			out = append(out, f.key)
+		}
+	}
+	return out
+}
+
+// withRunning returns cfg with the fixed settings in keys taken from the
+// running config.
+func withRunning(cfg, running *config.Config, keys []string) *config.Config {
+	if len(keys) == 0 {
+		return cfg
+	}
+	c := *cfg
+	c.Server.Listen, c.Server.BodyLimit = running.Server.Listen, running.Server.BodyLimit
+	c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout = running.Server.ReadTimeout, running.Server.WriteTimeout, running.Server.IdleTimeout
+	c.Server.MetricsListen = running.Server.MetricsListen
+	c.Server.RateLimit, c.Server.RateBurst, c.Server.CORS = running.Server.RateLimit, running.Server.RateBurst, running.Server.CORS
+	c.Log.Format = running.Log.Format
+	c.Runtime, c.Database, c.Scheduler = running.Runtime, running.Database, running.Scheduler
+	c.Reading, c.Integrations = running.Reading, running.Integrations
+	return &c
+}

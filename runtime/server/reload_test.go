@@ -1,0 +1,191 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+)
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Continuous concurrent load on a plugin while it is reloaded ten times,
+// with and without a changed module: no request fails, and responses
+// switch to the new version.
+func TestReloadUnderLoad(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ver.wasm")
+	copyFile(t, v1, path)
+	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = 4, queue_timeout = \"5s\" }\n", path))
+
+	var (
+		stop     atomic.Bool
+		total    atomic.Int64
+		mu       sync.Mutex
+		failures []string
+		wg       sync.WaitGroup
+	)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				resp, err := in.Client.Get(in.URL + "/api/ver/v")
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					continue
+				}
+				var b [16]byte
+				n, _ := resp.Body.Read(b[:])
+				resp.Body.Close()
+				total.Add(1)
+				if resp.StatusCode != 200 || (string(b[:n]) != "v1" && string(b[:n]) != "v2") {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%d %q", resp.StatusCode, b[:n]))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// A slow call in flight during a swap finishes on the old version.
+	slow := make(chan string, 1)
+	go func() {
+		_, _, body := in.Get(t, "/api/ver/slow?ms=1500")
+		slow <- body
+	}()
+	time.Sleep(200 * time.Millisecond)
+
+	want := "v1"
+	for i := 0; i < 10; i++ {
+		changed := i%2 == 0
+		if changed {
+			if want == "v1" {
+				copyFile(t, v2, path)
+				want = "v2"
+			} else {
+				copyFile(t, v1, path)
+				want = "v1"
+			}
+		}
+		res := in.Reload(t)
+		got := res.Plugins["ver"]
+		if changed && got.Outcome != runtime.OutcomeReloaded || !changed && got.Outcome != runtime.OutcomeUnchanged || !got.Serving {
+			t.Fatalf("reload %d (changed=%v): %+v", i, changed, got)
+		}
+		if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != want {
+			t.Fatalf("after reload %d: %d %q, want %q", i, status, body, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if body := <-slow; body != "v1" {
+		t.Errorf("slow call in flight across a reload answered %q, want v1 (the version it started on)", body)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed during reloads, e.g. %v", len(failures), total.Load(), failures[:min(5, len(failures))])
+	}
+	if total.Load() < 100 {
+		t.Errorf("only %d requests ran during the reloads", total.Load())
+	}
+	t.Logf("%d requests during 10 reloads, none failed", total.Load())
+}
+
+// A new version that fails to load leaves the old one serving and says
+// why, through the admin API; plugins come and go with the config.
+func TestReloadFailureAndPluginSetChanges(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ver.wasm")
+	copyFile(t, v1, path)
+	cfgA := fmt.Sprintf("[plugins.ver]\npath = %q\n", path)
+	in := start(t, cfgA)
+
+	os.WriteFile(path, []byte("not wasm at all"), 0o644)
+	status, _, body := in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil)
+	if status != 422 {
+		t.Fatalf("reload with a broken module: %d %s", status, body)
+	}
+	var res runtime.ReloadResult
+	json.Unmarshal([]byte(body), &res)
+	if p := res.Plugins["ver"]; p.Outcome != runtime.OutcomeFailed || !p.Serving || p.Error == "" {
+		t.Errorf("result = %+v", p)
+	}
+	if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != "v1" {
+		t.Fatalf("old version stopped serving: %d %q", status, body)
+	}
+	_, _, body = in.Get(t, "/.greenroom/plugins/v1/")
+	if !json.Valid([]byte(body)) || !strings.Contains(body, "not a WebAssembly module") {
+		t.Errorf("inspection does not show the last load error: %s", body)
+	}
+
+	// Fixed again, and a second plugin added.
+	copyFile(t, v1, path)
+	in.SetConfig(cfgA + fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	status, _, body = in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil)
+	if status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	json.Unmarshal([]byte(body), &res)
+	if res.Plugins["hello"].Outcome != runtime.OutcomeAdded || res.Plugins["ver"].Outcome != runtime.OutcomeUnchanged {
+		t.Errorf("result = %+v", res)
+	}
+	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+		t.Errorf("added plugin answers %d", status)
+	}
+	_, _, body = in.Get(t, "/.greenroom/plugins/v1/")
+	if strings.Contains(body, "not a WebAssembly module") {
+		t.Errorf("the fixed plugin still shows its old error: %s", body)
+	}
+
+	// Removed again: 404 like any unknown plugin.
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	res = *in.Reload(t)
+	if res.Plugins["ver"].Outcome != runtime.OutcomeRemoved {
+		t.Errorf("result = %+v", res)
+	}
+	if status, _, _ := in.Get(t, "/api/ver/v"); status != 404 {
+		t.Errorf("removed plugin answers %d", status)
+	}
+
+	// An invalid config changes nothing.
+	in.SetConfig("[plugins.hello]\npaht = \"x\"\n")
+	status, _, body = in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil)
+	if status != 400 || !strings.Contains(body, "unknown key") {
+		t.Errorf("invalid config: %d %s", status, body)
+	}
+	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+		t.Errorf("hello after an invalid reload: %d", status)
+	}
+	// Settings fixed while running are reported, not applied.
+	in.SetConfig(fmt.Sprintf("[server]\nbody_limit = \"1KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	res = *in.Reload(t)
+	if len(res.RestartNeeded) != 1 || res.RestartNeeded[0] != "server.body_limit" {
+		t.Errorf("restart needed = %v", res.RestartNeeded)
+	}
+}

@@ -1,0 +1,27 @@
+// Command ver1 is version 1 of a plugin the reload tests swap in and out.
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+)
+
+const version = "v1"
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(version))
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		w.Write([]byte(version))
+	})
+	greenroom.Handle(mux)
+}
+
+func main() {}
