@@ -19,9 +19,10 @@ build:
 plugins:
     for d in plugins/*/; do go run ./cmd/greenroom plugin build "$d"; done
 
-# benchmarks: the sandboxed route against the same handler served natively
+# benchmarks: sandboxed routes against the same handlers served natively,
+# and the log and URL reader host functions (docs/benchmarks.md)
 bench:
-    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/
+    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
 
 # formatting, vet and a tidy go.mod; fails on a dirty diff
 lint:

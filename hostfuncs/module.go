@@ -38,6 +38,14 @@ var functions = []Function{
 	{Name: "db_commit", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbCommit)},
 	{Name: "db_rollback", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbRollback)},
 	{Name: "db_migrations", Capability: CapabilityDatabase, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbMigrations)},
+
+	// Logging: every plugin may log; the runtime bounds it (level floor,
+	// rate limit, record size).
+	{Name: "log_enabled", Params: []string{"level"}, Results: []string{"enabled"}, fn: api.GoModuleFunc(logEnabled)},
+	{Name: "log_write", Params: []string{"rec_ptr", "rec_len"}, Results: []string{"result_or_errno"}, fn: api.GoModuleFunc(logWrite)},
+	// URL reader: outbound reads where the operator's allow list and the
+	// plugin's grant both match.
+	{Name: "urlreader_call", Capability: CapabilityURLReader, Params: []string{"req_ptr", "req_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(urlreaderCall)},
 }
 
 // Functions returns the host functions of the "greenroom" module.

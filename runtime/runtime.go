@@ -28,7 +28,9 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
+	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
 // Options change how a Runtime treats its config.
@@ -37,6 +39,14 @@ type Options struct {
 	// is built (when its sources changed) into the cache. greenroom dev
 	// sets it; serve refuses source directories.
 	BuildSources bool
+	// URLReader tunes the URL reader's connections. greenroom's commands
+	// leave it zero; tests inject a resolver and make local test servers
+	// reachable (urlreader.Options.TestOnlyReachable, refused outside
+	// tests).
+	URLReader urlreader.Options
+	// LogDropReport is the interval of the dropped-log-lines summary
+	// (logging.DefaultDropReport when 0).
+	LogDropReport time.Duration
 }
 
 // Runtime holds every configured plugin.
@@ -53,6 +63,13 @@ type Runtime struct {
 	reloadMu sync.Mutex
 	// drains tracks replaced versions finishing their calls in flight.
 	drains sync.WaitGroup
+
+	// plogs hold each plugin id's logger (rate limit, drop count) across
+	// its versions; reader is the URL reader every plugin reads through
+	// ([reading] and [[integrations]] change only with a restart).
+	plogMu sync.Mutex
+	plogs  map[string]*logging.PluginLogger
+	reader *urlreader.Reader
 	loaded atomic.Bool
 }
 
@@ -145,7 +162,12 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	if err != nil {
 		return nil, fmt.Errorf("runtime.cache_dir: compilation cache: %w", err)
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache}
+	reader, err := urlreader.New(cfg, opts.URLReader)
+	if err != nil {
+		cache.Close(context.Background())
+		return nil, err
+	}
+	r := &Runtime{log: log, opts: opts, cache: cache, plogs: map[string]*logging.PluginLogger{}, reader: reader}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	t := &slotTable{slots: map[string]*Slot{}}
@@ -271,7 +293,11 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return errUnchanged
 	}
 	log := r.log.WithField("plugin", s.ID)
-	h := newHost(s.ID, pc, log)
+	plog, err := r.pluginLogger(s.ID, pc)
+	if err != nil {
+		return err
+	}
+	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
 	p, err := r.loadPlugin(ctx, cfg, s, pc, h, wasm)
 	if err != nil {
 		return err
@@ -281,6 +307,9 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 	}
 	r.install(cfg, s, p, h, pc, path, sum)
 	info := p.Info()
+	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
+		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
+	}
 	log.WithFields(logrus.Fields{
 		"sha256":       info.SHA256,
 		"size":         info.Size,
@@ -290,6 +319,29 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		"load":         p.LoadTime.Round(time.Millisecond).String(),
 	}).Info("plugin loaded")
 	return nil
+}
+
+// pluginLogger returns the logger of plugin id with pc's level floor and
+// rate limit: the one the id already has (a reload applies new settings to
+// it, and its bucket and drop count carry over), or a new one.
+func (r *Runtime) pluginLogger(id string, pc *config.Plugin) (*logging.PluginLogger, error) {
+	opts := logging.PluginOptions{
+		Level:       pc.LogLevel,
+		Rate:        pc.Limits.LogRate,
+		Burst:       pc.Limits.LogBurst,
+		ReportEvery: r.opts.LogDropReport,
+	}
+	r.plogMu.Lock()
+	defer r.plogMu.Unlock()
+	if pl := r.plogs[id]; pl != nil {
+		return pl, pl.Update(opts)
+	}
+	pl, err := logging.NewPluginLogger(r.log, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	r.plogs[id] = pl
+	return pl, nil
 }
 
 // errUnchanged: the slot already runs what the config describes.
@@ -502,6 +554,14 @@ func (r *Runtime) Close(ctx context.Context) error {
 	if err := r.db.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	// After the plugins: what they dropped in their last moments is
+	// reported too.
+	r.plogMu.Lock()
+	for _, pl := range r.plogs {
+		pl.Close()
+	}
+	r.plogMu.Unlock()
+	r.reader.Close()
 	r.cache.Close(context.Background())
 	return errors.Join(errs...)
 }

@@ -3,8 +3,10 @@
 package greenroom
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"unsafe"
@@ -29,10 +31,14 @@ func hostConfigGet(keyPtr unsafe.Pointer, keyLen uint32) int32
 //go:wasmimport greenroom public_route
 func hostPublicRoute(pathPtr unsafe.Pointer, pathLen uint32) int32
 
-// ABI error codes (docs/abi.md, "Error codes").
-const (
-	errNotFound = -1
-)
+//go:wasmimport greenroom log_enabled
+func hostLogEnabled(level int32) int32
+
+//go:wasmimport greenroom log_write
+func hostLogWrite(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom urlreader_call
+func hostURLReaderCall(ptr unsafe.Pointer, size uint32) int32
 
 // greenroomABIv1 declares that this module speaks ABI v1. The runtime reads
 // the export's name and never calls it.
@@ -105,6 +111,29 @@ func hostConfig(key string) (string, bool) {
 		return "", false
 	}
 	return string(takeResult(n)), true
+}
+
+func newLogHandler() slog.Handler {
+	return &logHandler{
+		enabled: func(level int32) bool { return hostLogEnabled(level) == 1 },
+		write:   func(rec []byte) { emitRecord(rec) },
+	}
+}
+
+// emitRecord sends an encoded log record (never empty) to the host and
+// reports whether the host took it (written, filtered or counted as
+// dropped).
+func emitRecord(rec []byte) bool {
+	return hostLogWrite(unsafe.Pointer(&rec[0]), uint32(len(rec))) >= 0
+}
+
+func urlCall(_ context.Context, req *urlRequest) (*urlResponse, error) {
+	b := appendURLRequest(nil, req)
+	n := hostURLReaderCall(unsafe.Pointer(&b[0]), uint32(len(b)))
+	if n < 0 {
+		return nil, hostError("urlreader_call", n)
+	}
+	return decodeURLResponse(takeResult(n))
 }
 
 func hostPublic(path string) error {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
@@ -184,6 +183,7 @@ type lineWriter struct {
 	in     *instance
 	stream string
 	buf    []byte
+	rec    hostfuncs.LogRecord
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -212,16 +212,17 @@ func (w *lineWriter) flush() {
 
 var oomMarker = []byte("out of memory")
 
+// emit writes one line through the plugin's logger, as an info record with
+// the stream as its tag, under the same level floor and rate limit as the
+// plugin's structured records.
 func (w *lineWriter) emit(line []byte) {
 	if w.stream == "stderr" && bytes.Contains(line, oomMarker) {
 		w.in.oom = true
 	}
-	fields := logrus.Fields{"stream": w.stream}
-	if id := w.in.state.RequestID; id != "" {
-		fields["request_id"] = id
+	st := &w.in.state
+	if !st.Host.LogEnabled(hostfuncs.LevelInfo) {
+		return
 	}
-	if task := w.in.state.Task; task != "" {
-		fields["task"] = task
-	}
-	w.in.p.log.WithFields(fields).Info(string(line))
+	w.rec = hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: string(line), Stream: w.stream}
+	st.Host.Log(st, &w.rec)
 }
