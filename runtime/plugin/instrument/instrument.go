@@ -77,6 +77,10 @@ const (
 type Stats struct {
 	Functions int // checks at function entries
 	Loops     int // checks at loop headers
+	// Skipped counts function entries left without a check because every
+	// call they can make is preceded by a loop-header check, or because
+	// they call nothing (see needsEntryCheck).
+	Skipped int
 }
 
 // Interruptible returns a copy of the module with the interrupt flag and
@@ -348,8 +352,16 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	dst = append(dst, fn[:r.off]...)
-	dst = append(dst, check...)
-	st.Functions++
+	entry, err := needsEntryCheck(fn, r.off)
+	if err != nil {
+		return nil, err
+	}
+	if entry {
+		dst = append(dst, check...)
+		st.Functions++
+	} else {
+		st.Skipped++
+	}
 	for r.off < len(r.b) {
 		start := r.off
 		op := r.byte()
@@ -367,6 +379,49 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// needsEntryCheck reports whether a function body (instructions from off)
+// needs the check at its entry. The check there exists for recursion that
+// passes no loop; it is redundant when
+//   - the function makes no call at all (it cannot recurse, and its own
+//     loops are checked), or
+//   - a loop header is reached before any instruction that calls or
+//     branches (only straight-line code and block openings precede it):
+//     then every invocation passes that loop's check before it can call
+//     anything. Go's compiler starts nearly every function this way.
+func needsEntryCheck(fn []byte, off int) (bool, error) {
+	r := &reader{b: fn, off: off}
+	loopFirst, straight, calls := false, true, false
+	for r.off < len(r.b) {
+		start := r.off
+		op := r.byte()
+		switch op {
+		case 0x10, 0x11, 0x12, 0x13, 0x14, 0x15: // call, call_indirect, return_call*, call_ref*
+			calls = true
+			straight = false
+		case 0x03: // loop
+			if straight {
+				loopFirst = true
+			}
+			straight = false
+		case 0x02, 0x01: // block, nop
+		default:
+			if op <= 0x1f || op >= 0xd5 && op <= 0xd6 { // other control instructions
+				straight = false
+			}
+		}
+		if err := r.skipImmediates(op); err != nil {
+			return true, fmt.Errorf("instruction at byte %d: %w", start, err)
+		}
+		if r.err != nil {
+			return true, fmt.Errorf("instruction at byte %d: %w", start, r.err)
+		}
+		if calls && !loopFirst {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 type reader struct {
