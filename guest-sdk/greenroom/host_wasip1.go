@@ -47,7 +47,6 @@ func hostURLReaderCall(ptr unsafe.Pointer, size uint32) int32
 func greenroomABIv1() {}
 
 var (
-	reqBuf  []byte
 	headBuf []byte
 	rw      = &responseWriter{header: make(http.Header)}
 )
@@ -57,18 +56,19 @@ var (
 //
 //go:wasmexport greenroom_handle
 func greenroomHandle(reqLen uint32) uint32 {
-	if uint32(cap(reqBuf)) < reqLen {
-		reqBuf = make([]byte, reqLen)
+	if reqLen == 0 {
+		return handleBadInput
 	}
-	buf := reqBuf[:reqLen]
-	if reqLen > 0 {
-		if got := hostRequestRead(unsafe.Pointer(&buf[0]), reqLen); got != int32(reqLen) {
-			fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, reqLen)
-			return handleBadInput
-		}
+	// The envelope is read into memory of its own and never written again,
+	// so it can be viewed as a string without a copy: every decoded field
+	// (and the body) is a substring of it, alive as long as the handler
+	// keeps any of them.
+	buf := make([]byte, reqLen)
+	if got := hostRequestRead(unsafe.Pointer(&buf[0]), reqLen); got != int32(reqLen) {
+		fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, reqLen)
+		return handleBadInput
 	}
-	// One copy: every decoded field is a substring of env.
-	env := string(buf)
+	env := unsafe.String(&buf[0], len(buf))
 	req, err := decodeRequest(env)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "greenroom: %v\n", err)

@@ -33,7 +33,8 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if !config.PluginIDPattern.MatchString(id) || s.rt.Slot(id) == nil {
+	// Only configured (so valid) ids have a slot.
+	if s.rt.Slot(id) == nil {
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
 	}
 	rs.plugin = id
@@ -57,7 +58,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		if !forwardRequestHeader(k) {
 			return
 		}
-		req.Headers = append(req.Headers, [2][]byte{k, v})
+		req.Headers = append(req.Headers, [2][]byte{hostfuncs.CanonicalHeaderName(k), v})
 	})
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
