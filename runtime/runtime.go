@@ -344,6 +344,17 @@ func (r *Runtime) pluginLogger(id string, pc *config.Plugin) (*logging.PluginLog
 	return pl, nil
 }
 
+// DroppedLogLines returns how many log lines plugin id ever had dropped by
+// its rate limit.
+func (r *Runtime) DroppedLogLines(id string) int64 {
+	r.plogMu.Lock()
+	defer r.plogMu.Unlock()
+	if pl := r.plogs[id]; pl != nil {
+		return pl.DroppedTotal()
+	}
+	return 0
+}
+
 // errUnchanged: the slot already runs what the config describes.
 var errUnchanged = errors.New("unchanged")
 

@@ -51,7 +51,8 @@ type PluginLogger struct {
 	limits  atomic.Pointer[string] // "log_rate 100/s, log_burst 200", for the summary
 
 	dropped atomic.Int64
-	pending atomic.Bool // a summary is scheduled
+	total   atomic.Int64 // every line ever dropped, for metrics
+	pending atomic.Bool  // a summary is scheduled
 	mu      sync.Mutex
 	timer   *time.Timer
 	closed  bool
@@ -247,6 +248,7 @@ func value(v any) any {
 // drop counts a dropped line and makes sure a summary is scheduled.
 func (l *PluginLogger) drop() {
 	l.dropped.Add(1)
+	l.total.Add(1)
 	if !l.pending.CompareAndSwap(false, true) {
 		return
 	}
@@ -286,6 +288,9 @@ func (l *PluginLogger) flush() {
 
 // Dropped returns how many lines were dropped and not yet reported.
 func (l *PluginLogger) Dropped() int64 { return l.dropped.Load() }
+
+// DroppedTotal returns how many lines were ever dropped.
+func (l *PluginLogger) DroppedTotal() int64 { return l.total.Load() }
 
 // Close reports what is still unreported and stops the summary timer. The
 // plugin must not log after Close.

@@ -1,8 +1,8 @@
 // Package metrics exports greenroom's figures in Prometheus format with
 // github.com/prometheus/client_golang: HTTP requests per plugin and status
 // with a latency histogram, instance pools, guest failures, host-function
-// calls and capability denials, plugin load and compile times, and whatever
-// other services register (task runs, dropped log lines).
+// calls and capability denials, plugin load and compile times, dropped log
+// lines, and whatever other services register (task runs).
 //
 // Request metrics are observed as requests pass; everything else is read
 // from the runtime's cumulative counters when Prometheus scrapes, so the
@@ -93,11 +93,12 @@ var (
 	descLoadSeconds  = desc("plugin_load_seconds", "How long the serving version took to load (compile, instantiate, pre-warm).", "plugin")
 	descCompile      = desc("plugin_compile_seconds", "How long the serving version took to compile (short when the compilation cache had it).", "plugin")
 	descUp           = desc("plugin_up", "1 when the plugin serves, 0 when it failed to load or is loading.", "plugin")
+	descLogDropped   = desc("log_lines_dropped_total", "Plugin log lines dropped by the plugin's rate limit (limits.log_rate, log_burst).", "plugin")
 )
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInstances, descMaxInstances, descCreated, descDiscarded, descRetired, descQueueWaits,
-		descQueueSeconds, descRejected, descCalls, descFailures, descHostCalls, descDenials, descLoadSeconds, descCompile, descUp} {
+		descQueueSeconds, descRejected, descCalls, descFailures, descHostCalls, descDenials, descLoadSeconds, descCompile, descUp, descLogDropped} {
 		ch <- d
 	}
 }
@@ -143,6 +144,7 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		for capability, d := range denied {
 			counter(descDenials, d, capability)
 		}
+		counter(descLogDropped, c.rt.DroppedLogLines(id))
 		p := s.Plugin()
 		if p == nil {
 			gauge(descUp, 0)

@@ -131,6 +131,14 @@ func TestPluginLogRateLimit(t *testing.T) {
 			if written+initLines < 5 || written+initLines > 6 {
 				t.Errorf("%d lines written (and %d at init) with log_burst 5", written, initLines)
 			}
+			// The metric counts the same drops.
+			fams := scrape(t, func(path string) (int, string) {
+				status, _, body := in.Get(t, path)
+				return status, body
+			})
+			if v := value(fams, "greenroom_log_lines_dropped_total", "plugin", "logurl"); v != dropped {
+				t.Errorf("greenroom_log_lines_dropped_total = %v, want %v", v, dropped)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
