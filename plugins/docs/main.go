@@ -14,14 +14,10 @@
 // default "5m"). The operator grants the read with [plugins.docs.capabilities]
 // urlreader and allows the host in [reading] allow; see config.toml.
 //
-// Storage: the copy and the history belong in the plugin's database. This
-// plugin was written alongside the database capability, so Store (see
-// store.go) is still implemented in memory: each instance keeps its own
-// copy, lost when the instance is retired. Moving to the database means
-// implementing Store over greenroom.DB() (*sql.DB) with a migration for two
-// tables, returning it from newStore and granting database = true; the
-// handlers do not change. Fetching on a schedule waits for the scheduler
-// capability; until then fetches happen on demand.
+// Storage: the copy (body, ETag, Last-Modified) and the fetch history live
+// in the plugin's own database (greenroom.DB, migrations in migrations/),
+// so every instance and every restart sees the same copy. The operator
+// grants database = true next to the urlreader grant.
 package main
 
 import (
@@ -37,6 +33,9 @@ import (
 )
 
 func init() {
+	if err := greenroom.Migrations(migrations); err != nil {
+		panic(err)
+	}
 	greenroom.Handle(newApp(newStore(), time.Now).routes())
 }
 

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+	_ "modernc.org/sqlite"
 )
 
 // The plugin's handlers run natively: ReadURL goes to a local test server
@@ -39,7 +42,7 @@ func TestLatestAndHistory(t *testing.T) {
 	greenroom.SetConfig(map[string]string{"url": srv.URL + "/README.md", "max_age": "1m"})
 
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	a := newApp(newStore(), func() time.Time { return now })
+	a := newApp(freshStore(t), func() time.Time { return now })
 	h := a.routes()
 	get := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
@@ -91,7 +94,7 @@ func TestLatestAndHistory(t *testing.T) {
 	}
 
 	// No copy and a failing source: 502 with the reason.
-	fresh := newApp(newStore(), time.Now).routes()
+	fresh := newApp(freshStore(t), time.Now).routes()
 	rec = httptest.NewRecorder()
 	fresh.ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
 	if rec.Code != 502 || !strings.Contains(rec.Body.String(), "503") {
@@ -100,9 +103,9 @@ func TestLatestAndHistory(t *testing.T) {
 }
 
 func TestHistoryIsBounded(t *testing.T) {
-	s := newStore()
+	s := freshStore(t)
 	for i := 0; i < maxHistory+10; i++ {
-		s.AddFetch(t.Context(), Fetch{Bytes: i})
+		s.AddFetch(t.Context(), Fetch{Bytes: i, At: time.Unix(int64(1000+i), 0)})
 	}
 	all, _ := s.History(t.Context(), 1000)
 	if len(all) != maxHistory || all[0].Bytes != maxHistory+9 {
@@ -113,8 +116,23 @@ func TestHistoryIsBounded(t *testing.T) {
 func TestMissingURL(t *testing.T) {
 	greenroom.SetConfig(nil)
 	rec := httptest.NewRecorder()
-	newApp(newStore(), time.Now).routes().ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
+	newApp(freshStore(t), time.Now).routes().ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
 	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "config key url is not set") {
 		t.Errorf("%d %q", rec.Code, rec.Body)
 	}
+}
+
+// freshStore gives a test its own database (SQLite, with the plugin's
+// migrations applied, as the runtime would) behind the plugin's Store.
+func freshStore(t *testing.T) Store {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "docs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { greenroom.SetDB(nil); db.Close() })
+	if err := greenroom.SetDB(db); err != nil {
+		t.Fatal(err)
+	}
+	return newStore()
 }

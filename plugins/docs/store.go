@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
-	"slices"
-	"sync"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
 )
 
 // Copy is the latest fetched copy of the document.
@@ -31,10 +35,7 @@ type Fetch struct {
 	DurationMS int64     `json:"duration_ms"`
 }
 
-// Store keeps the latest copy and the fetch history. The issue asks for
-// both in the plugin's database; for now memStore keeps them in the
-// instance's memory. A Store over greenroom.DB() replaces it in newStore
-// without touching the handlers.
+// Store keeps the latest copy and the fetch history.
 type Store interface {
 	// Latest returns the latest copy, or nil when there is none.
 	Latest(ctx context.Context) (*Copy, error)
@@ -46,54 +47,101 @@ type Store interface {
 	History(ctx context.Context, limit int) ([]Fetch, error)
 }
 
-// maxHistory bounds the fetches memStore keeps.
+// maxHistory bounds the fetches the store keeps.
 const maxHistory = 100
 
-// memStore is Store in memory. Each plugin instance has its own, and loses
-// it when the runtime retires the instance.
-type memStore struct {
-	mu      sync.Mutex
-	latest  *Copy
-	fetches []Fetch // oldest first
-}
+//go:embed migrations/*.up.sql
+var migrations embed.FS
 
-func newStore() Store { return &memStore{} }
+// dbStore keeps the copy and the history in the plugin's own database
+// (greenroom.DB), shared by every instance and kept across restarts.
+type dbStore struct{ db *sql.DB }
 
-func (s *memStore) Latest(context.Context) (*Copy, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.latest == nil {
+func newStore() Store { return &dbStore{db: greenroom.DB()} }
+
+func (s *dbStore) Latest(ctx context.Context) (*Copy, error) {
+	var c Copy
+	var lastModified sql.NullTime
+	err := s.db.QueryRowContext(ctx,
+		"SELECT url, body, content_type, etag, last_modified, fetched_at, checked_at FROM copy WHERE id = 1").
+		Scan(&c.URL, &c.Body, &c.ContentType, &c.ETag, &lastModified, &c.FetchedAt, &c.CheckedAt)
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
-	c := *s.latest
+	if err != nil {
+		return nil, fmt.Errorf("read the latest copy: %w", err)
+	}
+	if lastModified.Valid {
+		c.LastModified = lastModified.Time
+	}
 	return &c, nil
 }
 
-func (s *memStore) SaveCopy(_ context.Context, c *Copy) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cp := *c
-	s.latest = &cp
-	return nil
-}
-
-func (s *memStore) AddFetch(_ context.Context, f Fetch) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fetches = append(s.fetches, f)
-	if len(s.fetches) > maxHistory {
-		s.fetches = slices.Delete(s.fetches, 0, len(s.fetches)-maxHistory)
+func (s *dbStore) SaveCopy(ctx context.Context, c *Copy) error {
+	var lastModified sql.NullTime
+	if !c.LastModified.IsZero() {
+		lastModified = sql.NullTime{Time: c.LastModified.UTC(), Valid: true}
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO copy (id, url, body, content_type, etag, last_modified, fetched_at, checked_at)
+VALUES (1, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET url = excluded.url, body = excluded.body, content_type = excluded.content_type,
+  etag = excluded.etag, last_modified = excluded.last_modified, fetched_at = excluded.fetched_at, checked_at = excluded.checked_at`,
+		c.URL, c.Body, c.ContentType, c.ETag, lastModified, c.FetchedAt.UTC(), c.CheckedAt.UTC())
+	if err != nil {
+		return fmt.Errorf("save the copy: %w", err)
 	}
 	return nil
 }
 
-func (s *memStore) History(_ context.Context, limit int) ([]Fetch, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := min(limit, len(s.fetches))
-	out := make([]Fetch, 0, n)
-	for i := len(s.fetches) - 1; i >= len(s.fetches)-n; i-- {
-		out = append(out, s.fetches[i])
+// AddFetch records f with the next id, so that fetches recorded within one
+// clock tick keep their order. Two instances racing for the same id (on
+// PostgreSQL) make one insert fail; it retries.
+func (s *dbStore) AddFetch(ctx context.Context, f Fetch) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = s.addFetch(ctx, f); err == nil {
+			return nil
+		}
 	}
-	return out, nil
+	return err
+}
+
+func (s *dbStore) addFetch(ctx context.Context, f Fetch) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record the fetch: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO fetches (id, at, outcome, status, etag, bytes, error, duration_ms)
+SELECT COALESCE(MAX(id), 0) + 1, ?, ?, ?, ?, ?, ?, ? FROM fetches`,
+		f.At.UTC(), f.Outcome, f.Status, f.ETag, f.Bytes, f.Error, f.DurationMS); err != nil {
+		return fmt.Errorf("record the fetch: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		"DELETE FROM fetches WHERE id NOT IN (SELECT id FROM fetches ORDER BY at DESC, id DESC LIMIT ?)", maxHistory); err != nil {
+		return fmt.Errorf("prune the history: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record the fetch: %w", err)
+	}
+	return nil
+}
+
+func (s *dbStore) History(ctx context.Context, limit int) ([]Fetch, error) {
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT at, outcome, status, etag, bytes, error, duration_ms FROM fetches ORDER BY at DESC, id DESC LIMIT ?", limit)
+	if err != nil {
+		return nil, fmt.Errorf("read the history: %w", err)
+	}
+	defer rows.Close()
+	out := []Fetch{}
+	for rows.Next() {
+		var f Fetch
+		if err := rows.Scan(&f.At, &f.Outcome, &f.Status, &f.ETag, &f.Bytes, &f.Error, &f.DurationMS); err != nil {
+			return nil, fmt.Errorf("read the history: %w", err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }

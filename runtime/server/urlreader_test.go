@@ -299,7 +299,7 @@ capabilities = { urlreader = ["example.com", "127.0.0.1"] }
 }
 
 // plugins/docs through greenroom: fetch on demand, ETag revalidation,
-// history.
+// history, all kept in its database (so its two instances share them).
 func TestDocsPlugin(t *testing.T) {
 	var notModified atomic.Int64
 	src := newTarget(t, false, func(w http.ResponseWriter, r *http.Request) {
@@ -313,14 +313,16 @@ func TestDocsPlugin(t *testing.T) {
 		fmt.Fprint(w, "# Backstage README")
 	})
 	cfg := fmt.Sprintf(`
+[database]
+connection = "file:%s"
 [reading]
 allow = [{ host = "raw.test", paths = ["/backstage/"], scheme = "http" }]
 [plugins.docs]
 path = %q
-limits = { instances = 1 }
-capabilities = { urlreader = ["raw.test/backstage/"] }
+limits = { instances = 2 }
+capabilities = { urlreader = ["raw.test/backstage/"], database = true }
 config = { url = "http://raw.test:%d/backstage/backstage/master/README.md", max_age = "1h" }
-`, docsWasm, src.port())
+`, t.TempDir(), docsWasm, src.port())
 	in := servertest.Start(t, cfg, servertest.Options{
 		CacheDir: cacheDir,
 		Runtime: runtime.Options{URLReader: urlreader.Options{
@@ -332,7 +334,18 @@ config = { url = "http://raw.test:%d/backstage/backstage/master/README.md", max_
 	if status != 200 || body != "# Backstage README" || h.Get("ETag") != `"readme-1"` || h.Get("Content-Type") != "text/markdown" {
 		t.Fatalf("latest: %d %q %v", status, body, h)
 	}
-	in.Get(t, "/api/docs/latest")
+	// Concurrent requests land on both instances; neither fetches again.
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, _, body := in.Get(t, "/api/docs/latest"); status != 200 || body != "# Backstage README" {
+				t.Errorf("latest: %d %q", status, body)
+			}
+		}()
+	}
+	wg.Wait()
 	if status, _, body := in.Get(t, "/api/docs/latest?refresh=1"); status != 200 || body != "# Backstage README" {
 		t.Errorf("refresh: %d %q", status, body)
 	}
