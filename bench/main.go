@@ -28,8 +28,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -86,6 +88,9 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -117,22 +122,7 @@ func run(args []string) int {
 	}
 	md := rep.Markdown()
 	fmt.Println(md)
-	code := 0
-	if n, lines := rep.RequestErrors(); n > 0 {
-		banner := strings.Repeat("!", 72)
-		fmt.Fprintf(os.Stderr, "\n%s\n!!! REQUEST ERRORS: %d requests failed; these numbers are not valid.\n", banner, n)
-		for _, l := range lines {
-			fmt.Fprintln(os.Stderr, "!!!   "+l)
-		}
-		fmt.Fprintln(os.Stderr, banner)
-		if !o.allowErrors {
-			code = 1
-		}
-	}
-	if f := rep.Failures(); len(f) > 0 {
-		fmt.Fprintf(os.Stderr, "greenbench: FAILED: %s\n", strings.Join(f, "; "))
-		code = 1
-	}
+	code := verdictCode(os.Stderr, rep, o.allowErrors)
 	if o.out != "" {
 		root, _ := moduleRoot()
 		path := o.out
@@ -144,6 +134,29 @@ func run(args []string) int {
 			return 1
 		}
 		fmt.Fprintf(os.Stderr, "greenbench: wrote the generated section of %s\n", path)
+	}
+	return code
+}
+
+// verdictCode says on w, loudly, when requests failed or measurements
+// could not be made, and returns the exit code: 1 for either, except that
+// -allow-errors lets failed requests pass.
+func verdictCode(w io.Writer, rep *Report, allowErrors bool) int {
+	code := 0
+	if n, lines := rep.RequestErrors(); n > 0 {
+		banner := strings.Repeat("!", 72)
+		fmt.Fprintf(w, "\n%s\n!!! REQUEST ERRORS: %d requests failed; these numbers are not valid.\n", banner, n)
+		for _, l := range lines {
+			fmt.Fprintln(w, "!!!   "+l)
+		}
+		fmt.Fprintln(w, banner)
+		if !allowErrors {
+			code = 1
+		}
+	}
+	if f := rep.Failures(); len(f) > 0 {
+		fmt.Fprintf(w, "greenbench: FAILED: %s\n", strings.Join(f, "; "))
+		code = 1
 	}
 	return code
 }

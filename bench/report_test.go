@@ -230,3 +230,23 @@ func TestCommand(t *testing.T) {
 		t.Errorf("command %q", got)
 	}
 }
+
+func TestVerdictCode(t *testing.T) {
+	var out strings.Builder
+	r := report(0.5, 0.5, ms(8), ms(4))
+	if code := verdictCode(&out, r, false); code != 0 || out.Len() != 0 {
+		t.Errorf("clean run: %d %q", code, out.String())
+	}
+	r.Scenarios[0].Native.Rounds[0].Non2xx = 1
+	if code := verdictCode(&out, r, false); code != 1 || !strings.Contains(out.String(), "REQUEST ERRORS: 1 requests failed") {
+		t.Errorf("with an error: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := verdictCode(&out, r, true); code != 0 || !strings.Contains(out.String(), "REQUEST ERRORS") {
+		t.Errorf("-allow-errors still says so and exits 0: %d %q", code, out.String())
+	}
+	r.Scenarios[1].Failed = "wrk: exit status 1"
+	if code := verdictCode(&out, r, true); code != 1 {
+		t.Errorf("a failed measurement is not allowed away: %d", code)
+	}
+}
