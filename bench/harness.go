@@ -191,11 +191,9 @@ func (h *harness) configText(c grConfig) string {
 		case "readurl":
 			p("[plugins.%s.capabilities]\nurlreader = [\"127.0.0.1\"]\n", pl.id)
 		case "docs":
-			// docs keeps its copy in instance memory; it is only loaded
-			// (start-up, RSS), never called.
-			limits = slices.DeleteFunc(limits, func(s string) bool { return strings.HasPrefix(s, "instances") })
-			limits = append(limits, "instances = 1")
-			p("[plugins.%s.capabilities]\nurlreader = [\"raw.githubusercontent.com/backstage/\"]\n", pl.id)
+			// Only loaded (start-up, memory), never called. Granted its
+			// database, where it keeps its copy and fetch history.
+			p("[plugins.%s.capabilities]\nurlreader = [\"raw.githubusercontent.com/backstage/\"]\ndatabase = true\n", pl.id)
 			p("[plugins.%s.config]\nurl = \"https://raw.githubusercontent.com/backstage/backstage/master/README.md\"\n", pl.id)
 		}
 		if len(limits) > 0 {

@@ -60,8 +60,11 @@ func TestConfigText(t *testing.T) {
 			if pc.Path != h.wasm[p.module] {
 				t.Errorf("%s: path %s", p.id, pc.Path)
 			}
-			if c.tuned && p.module != "docs" && pc.Limits.Instances != 8 {
+			if c.tuned && pc.Limits.Instances != 8 {
 				t.Errorf("%s: instances %d", p.id, pc.Limits.Instances)
+			}
+			if db := p.module == "todo" || p.module == "docs"; pc.Capabilities.Database != db {
+				t.Errorf("%s: database granted %v", p.id, pc.Capabilities.Database)
 			}
 		}
 		if c.pg && cfg.Database.Client != "pg" {
