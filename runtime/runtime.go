@@ -51,12 +51,13 @@ type Options struct {
 
 // Runtime holds every configured plugin.
 type Runtime struct {
-	cfg   atomic.Pointer[config.Config]
-	log   *logrus.Logger
-	opts  Options
-	cache wazero.CompilationCache
-	table atomic.Pointer[slotTable]
-	db    *database.Service
+	cfg    atomic.Pointer[config.Config]
+	log    *logrus.Logger
+	opts   Options
+	cache  wazero.CompilationCache
+	engine *plugin.Engine
+	table  atomic.Pointer[slotTable]
+	db     *database.Service
 
 	// reloadMu serialises Load, Reload and Close: one changes the plugin
 	// set at a time. Requests never take it.
@@ -167,7 +168,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache, plogs: map[string]*logging.PluginLogger{}, reader: reader}
+	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), plogs: map[string]*logging.PluginLogger{}, reader: reader}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	t := &slotTable{slots: map[string]*Slot{}}
@@ -438,7 +439,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		},
 		Host:         h,
 		Log:          r.log.WithField("plugin", id),
-		Cache:        r.cache,
+		Engine:       r.engine,
 		Counters:     &s.counters,
 		HostCounters: s.hostCounters,
 	})
@@ -562,6 +563,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		s.set(StateClosed, nil)
 	}
 	r.drains.Wait()
+	r.engine.Close(context.Background())
 	if err := r.db.Close(); err != nil {
 		errs = append(errs, err)
 	}

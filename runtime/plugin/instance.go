@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -34,6 +36,8 @@ type instance struct {
 	callCtx context.Context
 	stdout  lineWriter
 	stderr  lineWriter
+	// cancel ends the call in progress; a forced drain uses it.
+	cancel atomic.Pointer[context.CancelFunc]
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress.
 	oom bool
@@ -66,6 +70,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	cfg = cfg.WithStartFunctions()
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
+	if memoryAllocator != nil {
+		ictx = experimental.WithMemoryAllocator(ictx, memoryAllocator)
+	}
 	in.callCtx = ictx
 	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
 	in.callCtx = nil

@@ -23,7 +23,8 @@ type pool struct {
 
 	mu     sync.Mutex
 	closed bool
-	live   int // instances that exist: busy + idle
+	live   int // instances that exist (busy, idle or being created)
+	all    map[*instance]struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
 
@@ -38,7 +39,15 @@ func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
 		idle:         make(chan *instance, max),
 		queueTimeout: queueTimeout,
 		done:         make(chan struct{}),
+		all:          map[*instance]struct{}{},
 	}
+}
+
+// track records a created instance among the pool's live ones.
+func (pl *pool) track(in *instance) {
+	pl.mu.Lock()
+	pl.all[in] = struct{}{}
+	pl.mu.Unlock()
 }
 
 // acquire returns an instance for the caller's exclusive use.
@@ -66,6 +75,7 @@ func (pl *pool) acquire(ctx context.Context) (*instance, error) {
 		return nil, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
 	}
 	pl.c.Created.Add(1)
+	pl.track(in)
 	return in, nil
 }
 
@@ -147,7 +157,27 @@ func (pl *pool) discard(in *instance) {
 
 func (pl *pool) drop(in *instance) {
 	in.close()
+	pl.mu.Lock()
+	delete(pl.all, in)
+	pl.mu.Unlock()
 	pl.remove()
+}
+
+// interrupt ends the calls still running in a closed pool (their contexts
+// are cancelled: guest code traps at its next check, host calls return)
+// and waits a little for their instances to come back and be closed. It
+// returns how many did not.
+func (pl *pool) interrupt() int {
+	pl.mu.Lock()
+	for in := range pl.all {
+		if c := in.cancel.Load(); c != nil {
+			(*c)()
+		}
+	}
+	pl.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return pl.close(ctx)
 }
 
 // replace creates an instance in the background to stand in for a retired
@@ -180,6 +210,7 @@ func (pl *pool) replace() {
 			return
 		}
 		pl.c.Created.Add(1)
+		pl.track(in)
 		pl.park(in)
 	}()
 }
@@ -207,12 +238,10 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 // reports how many instances were still busy when ctx ended.
 func (pl *pool) close(ctx context.Context) int {
 	pl.mu.Lock()
-	if pl.closed {
-		pl.mu.Unlock()
-		return 0
+	if !pl.closed {
+		pl.closed = true
+		close(pl.done)
 	}
-	pl.closed = true
-	close(pl.done)
 	pl.mu.Unlock()
 	pl.wg.Wait()
 	tick := time.NewTicker(5 * time.Millisecond)

@@ -273,3 +273,47 @@ func TestGoGuestCompiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// growModule exports "grow": memory.grow(n), with memory limits given.
+func growModule(limits ...byte) []byte {
+	types := section(1, 1, 0x60, 1, 0x7f, 1, 0x7f)
+	funcs := section(3, 1, 0)
+	memory := section(5, append([]byte{1}, limits...)...)
+	exports := section(7, 1, 4, 'g', 'r', 'o', 'w', 0, 0)
+	body := []byte{0, 0x20, 0, 0x40, 0, 0x0b}
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(types, funcs, memory, exports, section(10, append(code, body...)...))
+}
+
+func TestMemoryCap(t *testing.T) {
+	for _, interrupt := range []bool{false, true} {
+		for name, limits := range map[string][]byte{"no max": {0, 1}, "larger max": {1, 1, 100}} {
+			out, _, err := Rewrite(growModule(limits...), Options{Interrupt: interrupt, MaxMemoryPages: 4})
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			m := instantiate(t, out)
+			grow := m.ExportedFunction("grow")
+			if res, err := grow.Call(context.Background(), 3); err != nil || int32(res[0]) != 1 {
+				t.Errorf("%s: grow to 4 pages = %v %v", name, res, err)
+			}
+			if res, err := grow.Call(context.Background(), 1); err != nil || int32(res[0]) != -1 {
+				t.Errorf("%s: grow past the cap = %v %v, want -1", name, res, err)
+			}
+		}
+	}
+	// A smaller declared maximum stays.
+	out, _, err := Rewrite(growModule(1, 1, 2), Options{MaxMemoryPages: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := instantiate(t, out).ExportedFunction("grow").Call(context.Background(), 2); int32(res[0]) != -1 {
+		t.Errorf("declared max of 2 pages raised to the cap: grow(2) = %d", int32(res[0]))
+	}
+	if _, _, err := Rewrite(growModule(0, 10), Options{MaxMemoryPages: 4}); err == nil || !strings.Contains(err.Error(), "needs 10 pages") {
+		t.Errorf("min over the cap: %v", err)
+	}
+	if _, _, err := Rewrite(growModule(3, 1, 2), Options{MaxMemoryPages: 4}); err == nil || !strings.Contains(err.Error(), "shared or 64-bit") {
+		t.Errorf("shared memory: %v", err)
+	}
+}
