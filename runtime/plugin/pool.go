@@ -10,7 +10,9 @@ import (
 // than max of them (busy, idle or being created).
 //
 // A token in slots is the right to own one instance; idle holds instances
-// nobody owns. acquire takes a token (waiting at most the queue timeout),
+// nobody owns, as a stack: the instance released last is handed out first,
+// while its memory and the code it ran are still in the CPU's caches
+// (rotating through every instance measurably slowed each call). acquire takes a token (waiting at most the queue timeout),
 // then an idle instance or, if there is none, a new one. release returns the
 // instance and the token. Discarded and retired instances are closed;
 // a retired one is replaced in the background so that a warm instance stays
@@ -18,10 +20,10 @@ import (
 type pool struct {
 	p            *Plugin
 	slots        chan struct{}
-	idle         chan *instance
 	queueTimeout time.Duration
 
 	mu     sync.Mutex
+	idle   []*instance // guarded by mu; a stack
 	closed bool
 	live   int // instances that exist (busy, idle or being created)
 	all    map[*instance]struct{}
@@ -36,7 +38,6 @@ func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
 		p:            p,
 		c:            p.spec.Counters,
 		slots:        make(chan struct{}, max),
-		idle:         make(chan *instance, max),
 		queueTimeout: queueTimeout,
 		done:         make(chan struct{}),
 		all:          map[*instance]struct{}{},
@@ -59,10 +60,8 @@ func (pl *pool) acquire(ctx context.Context) (*instance, error) {
 			return nil, err
 		}
 	}
-	select {
-	case in := <-pl.idle:
+	if in := pl.pop(); in != nil {
 		return in, nil
-	default:
 	}
 	if !pl.add() {
 		<-pl.slots
@@ -140,7 +139,7 @@ func (pl *pool) release(in *instance) {
 func (pl *pool) park(in *instance) {
 	pl.mu.Lock()
 	if !pl.closed {
-		pl.idle <- in // never blocks: at most max instances exist
+		pl.idle = append(pl.idle, in)
 		pl.mu.Unlock()
 		return
 	}
@@ -197,7 +196,7 @@ func (pl *pool) replace() {
 			return
 		}
 		defer func() { <-pl.slots }()
-		if len(pl.idle) > 0 {
+		if pl.idleCount() > 0 {
 			return
 		}
 		if !pl.add() {
@@ -247,14 +246,8 @@ func (pl *pool) close(ctx context.Context) int {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-	drain:
-		for {
-			select {
-			case in := <-pl.idle:
-				pl.drop(in)
-			default:
-				break drain
-			}
+		for in := pl.pop(); in != nil; in = pl.pop() {
+			pl.drop(in)
 		}
 		pl.mu.Lock()
 		live := pl.live
@@ -288,7 +281,7 @@ func (pl *pool) stats() Stats {
 	pl.mu.Lock()
 	live := pl.live
 	pl.mu.Unlock()
-	idle := len(pl.idle)
+	idle := pl.idleCount()
 	return Stats{
 		Max:        cap(pl.slots),
 		Live:       live,
@@ -301,4 +294,24 @@ func (pl *pool) stats() Stats {
 		Rejected:   pl.c.Rejected.Load(),
 		QueueTime:  pl.c.QueueNanos.Load(),
 	}
+}
+
+// pop takes the most recently parked idle instance, or returns nil.
+func (pl *pool) pop() *instance {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	n := len(pl.idle)
+	if n == 0 {
+		return nil
+	}
+	in := pl.idle[n-1]
+	pl.idle[n-1] = nil
+	pl.idle = pl.idle[:n-1]
+	return in
+}
+
+func (pl *pool) idleCount() int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return len(pl.idle)
 }
