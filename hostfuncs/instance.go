@@ -21,6 +21,12 @@ type Host interface {
 	// Database returns the plugin's database, or an error naming the
 	// capability when the plugin was not granted it.
 	Database() (Database, error)
+	// RegisterTask records a task the guest registers while it
+	// initializes (Instance.Initializing is true; in is the registering
+	// instance). It returns a *Failure: ErrDenied naming the capability
+	// when the plugin was not granted the scheduler, ErrInvalid when the
+	// task is refused (which also fails the plugin's load).
+	RegisterTask(in *Instance, t TaskSpec) error
 }
 
 // Instance is the host-side state of one guest instance. The runtime keeps

@@ -37,6 +37,8 @@ var functions = []Function{
 	{Name: "db_commit", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbCommit)},
 	{Name: "db_rollback", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbRollback)},
 	{Name: "db_migrations", Capability: CapabilityDatabase, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbMigrations)},
+
+	{Name: "task_register", Capability: CapabilityScheduler, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(taskRegister)},
 }
 
 // Functions returns the host functions of the "greenroom" module.
