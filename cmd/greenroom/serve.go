@@ -61,7 +61,9 @@ func loadConfig(files []string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// run serves until SIGINT or SIGTERM, then shuts down gracefully: readiness
+// run serves until SIGINT or SIGTERM, then shuts down gracefully: the
+// scheduler stops (task runs in progress are cancelled, recorded and their
+// leases released, so another replica can take over at once), readiness
 // turns 503, the listener closes, requests in flight get
 // server.shutdown_timeout to finish, then plugins and the database close.
 // The database is opened first (runtime.Prepare): failing that is fatal.
@@ -95,6 +97,8 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 		rt.Close(context.Background())
 		return err
 	}
+	// Tasks start as plugins load and register them.
+	rt.StartScheduler()
 	srv := server.New(rt, log)
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -157,6 +161,9 @@ wait:
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var cut []error
+	if err := rt.StopScheduler(sctx); err != nil {
+		cut = append(cut, err)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		cut = append(cut, fmt.Errorf("requests in flight: %w", err))
 	}
