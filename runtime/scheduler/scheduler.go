@@ -57,9 +57,10 @@ type Config struct {
 const (
 	// keepRuns is how many runs of each task the history keeps.
 	keepRuns = 100
-	// localGrace: a local run still "running" this long past its timeout
-	// belonged to a replica that died.
-	localGrace = 5 * time.Minute
+	// lostGrace: a global run whose lease expired this long ago, or a
+	// local run still "running" this long past its timeout, belonged to a
+	// replica that died (a takeover marks a global run lost at once).
+	lostGrace = 5 * time.Minute
 	// tidyEvery is how often the history is tidied.
 	tidyEvery = time.Minute
 	// maxBatch bounds the tasks of one claim or completion statement.
@@ -779,6 +780,9 @@ func (s *Scheduler) renewer() {
 		}
 		s.mu.Lock()
 		for _, r := range held {
+			if _, running := s.active[r]; !running {
+				continue // ended (and released) meanwhile
+			}
 			switch {
 			case err == nil && ok[r.id]:
 				r.leaseOK = sent

@@ -172,10 +172,15 @@ UPDATE scheduler_tasks t
 SET lease_owner = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_owner END,
     lease_until = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_until END,
     run_id      = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.run_id END,
-    last_run_id = f.run_id, last_start = r.started_at, last_end = r.ended_at, last_outcome = f.outcome,
-    last_failure = NULLIF(f.failure, ''), last_error = NULLIF(f.error, ''), last_duration_us = f.duration_us,
-    last_replica = r.replica
-FROM f JOIN r ON r.run_id = f.run_id
+    last_run_id      = CASE WHEN r.run_id IS NULL THEN t.last_run_id ELSE f.run_id END,
+    last_start       = CASE WHEN r.run_id IS NULL THEN t.last_start ELSE r.started_at END,
+    last_end         = CASE WHEN r.run_id IS NULL THEN t.last_end ELSE r.ended_at END,
+    last_outcome     = CASE WHEN r.run_id IS NULL THEN t.last_outcome ELSE f.outcome END,
+    last_failure     = CASE WHEN r.run_id IS NULL THEN t.last_failure ELSE NULLIF(f.failure, '') END,
+    last_error       = CASE WHEN r.run_id IS NULL THEN t.last_error ELSE NULLIF(f.error, '') END,
+    last_duration_us = CASE WHEN r.run_id IS NULL THEN t.last_duration_us ELSE f.duration_us END,
+    last_replica     = CASE WHEN r.run_id IS NULL THEN t.last_replica ELSE r.replica END
+FROM f LEFT JOIN r ON r.run_id = f.run_id
 WHERE t.plugin = f.plugin AND t.task = f.task`, runIDs, plugins, tasks, outcomes, failures, errs, durs)
 		return err
 	})
@@ -213,9 +218,9 @@ UPDATE scheduler_runs r
 SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $1
 FROM scheduler_tasks t
 WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task
-  AND ((t.scope = 'global' AND (t.run_id IS DISTINCT FROM r.run_id OR t.lease_until < now()))
+  AND ((t.scope = 'global' AND (t.run_id IS DISTINCT FROM r.run_id OR t.lease_until < now() - $2 * interval '1 millisecond'))
     OR (t.scope = 'local' AND r.started_at < now() - (t.timeout_ms + $2) * interval '1 millisecond'))`,
-		lostMessage, localGrace.Milliseconds()); err != nil {
+		lostMessage, lostGrace.Milliseconds()); err != nil {
 		return err
 	}
 	_, err := s.db.ExecContext(ctx, `

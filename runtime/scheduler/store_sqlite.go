@@ -126,6 +126,11 @@ func (s *sqliteStore) finish(ctx context.Context, fs []finishItem) error {
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
 		now := s.clock()
 		for _, f := range fs {
+			// Release the lease this run holds, whatever became of its row.
+			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL WHERE plugin = ? AND task = ? AND run_id = ?",
+				f.plugin, f.task, f.runID); err != nil {
+				return err
+			}
 			var started time.Time
 			var replica string
 			err := tx.QueryRowContext(ctx, `
@@ -134,19 +139,15 @@ WHERE run_id = ? AND outcome = 'running'
 RETURNING started_at, replica`, now.UnixMicro(), f.outcome, nullString(f.failure), nullString(f.err), micros(f.duration), f.runID).
 				Scan(dbTime{&started}, &replica)
 			if errors.Is(err, sql.ErrNoRows) {
-				continue // already marked lost
+				continue // already marked lost: the history keeps that
 			}
 			if err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `
-UPDATE scheduler_tasks SET
-    lease_owner = CASE WHEN run_id = ?1 THEN NULL ELSE lease_owner END,
-    lease_until = CASE WHEN run_id = ?1 THEN NULL ELSE lease_until END,
-    run_id      = CASE WHEN run_id = ?1 THEN NULL ELSE run_id END,
-    last_run_id = ?1, last_start = ?2, last_end = ?3, last_outcome = ?4, last_failure = ?5, last_error = ?6,
-    last_duration_us = ?7, last_replica = ?8
-WHERE plugin = ?9 AND task = ?10`, f.runID, started.UnixMicro(), now.UnixMicro(), f.outcome, nullString(f.failure), nullString(f.err),
+UPDATE scheduler_tasks SET last_run_id = ?, last_start = ?, last_end = ?, last_outcome = ?, last_failure = ?, last_error = ?,
+    last_duration_us = ?, last_replica = ?
+WHERE plugin = ? AND task = ?`, f.runID, started.UnixMicro(), now.UnixMicro(), f.outcome, nullString(f.failure), nullString(f.err),
 				micros(f.duration), replica, f.plugin, f.task); err != nil {
 				return err
 			}
@@ -180,9 +181,9 @@ UPDATE scheduler_runs SET outcome = 'failed', failure = 'lost', ended_at = ?1, e
 WHERE outcome = 'running' AND EXISTS (
     SELECT 1 FROM scheduler_tasks t
     WHERE t.plugin = scheduler_runs.plugin AND t.task = scheduler_runs.task
-      AND ((t.scope = 'global' AND (t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id OR t.lease_until < ?1))
+      AND ((t.scope = 'global' AND (t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id OR t.lease_until < ?1 - ?3 * 1000))
         OR (t.scope = 'local' AND scheduler_runs.started_at < ?1 - (t.timeout_ms + ?3) * 1000)))`,
-		now.UnixMicro(), lostMessage, localGrace.Milliseconds()); err != nil {
+		now.UnixMicro(), lostMessage, lostGrace.Milliseconds()); err != nil {
 		return err
 	}
 	_, err := s.db.ExecContext(ctx, `
