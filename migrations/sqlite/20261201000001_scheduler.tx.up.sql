@@ -39,4 +39,3 @@ CREATE TABLE scheduler_runs (
 );
 
 CREATE INDEX scheduler_runs_task ON scheduler_runs (plugin, task, started_at);
-CREATE INDEX scheduler_runs_running ON scheduler_runs (plugin, task) WHERE outcome = 'running';

@@ -14,6 +14,7 @@ package scheduler
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,8 +64,12 @@ const (
 	lostGrace = 5 * time.Minute
 	// tidyEvery is how often the history is tidied.
 	tidyEvery = time.Minute
-	// maxBatch bounds the tasks of one claim or completion statement.
+	// maxBatch bounds the runs of one completion statement.
 	maxBatch = 500
+	// claimChunk bounds the tasks of one claim statement, and
+	// claimWorkers how many claim statements run at once.
+	claimChunk   = 100
+	claimWorkers = 4
 	// retryLocked is how soon a replica looks again at a task whose row
 	// another replica was claiming at the same moment.
 	retryLocked = 50 * time.Millisecond
@@ -401,11 +406,23 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 	for _, r := range locals {
 		s.launch(r)
 	}
+	// Claims go in chunks, a few at a time: the runs of a chunk start as
+	// soon as its statement returns, while the next chunks are claimed.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, claimWorkers)
 	for len(claims) > 0 {
-		n := min(len(claims), maxBatch)
-		s.claimRuns(ctx, claims[:n])
+		n := min(len(claims), claimChunk)
+		chunk := claims[:n]
 		claims = claims[n:]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.claimRuns(ctx, chunk)
+		}()
 	}
+	wg.Wait()
 	return s.untilNext()
 }
 
@@ -824,8 +841,12 @@ func (s *Scheduler) janitor() {
 	}
 }
 
+// newRunID returns a run id: 16 hex digits of the Unix time in
+// microseconds, then 8 random ones. Ids sort by time (mostly), which keeps
+// inserts into the history's primary key at its end.
 func newRunID() string {
 	var b [12]byte
-	rand.Read(b[:])
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMicro()))
+	rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
 }

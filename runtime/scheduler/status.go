@@ -204,11 +204,19 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 	}
 	spec := r.spec
 	if spec.Scope == Global {
-		sent := time.Now()
-		st, err := s.store(ctx)
+		var sent time.Time
 		var res []claimResult
-		if err == nil {
+		st, err := s.store(ctx)
+		// A row another statement holds for a moment (another replica's
+		// claim or registration) is skipped by a claim: try again a few
+		// times before answering that the task runs.
+		for attempt := 0; err == nil; attempt++ {
+			sent = time.Now()
 			res, err = st.claim(ctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
+			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 {
+				break
+			}
+			time.Sleep(retryLocked)
 		}
 		if err != nil {
 			release()
