@@ -27,12 +27,18 @@
 // *sql.DB from DB, and registers its migrations with Migrations (see
 // docs/database.md).
 //
+// A plugin granted the scheduler capability runs background work with
+// Schedule: a Task with a cron expression or a period, a timeout and a
+// scope (Global: once per due time across all replicas; Local: on every
+// replica). See docs/scheduler.md.
+//
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
 // be unit-tested natively: there, Config reads the values given to SetConfig,
 // Handler returns what was passed to Handle, PrincipalFrom reports what
-// WithPrincipal attached, PublicRoutes lists what Public was asked, and DB
-// returns the database given to SetDB.
+// WithPrincipal attached, PublicRoutes lists what Public was asked, DB
+// returns the database given to SetDB, and RunTask runs a task registered
+// with Schedule.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.
