@@ -21,11 +21,13 @@ type Host interface {
 	// Database returns the plugin's database, or an error naming the
 	// capability when the plugin was not granted it.
 	Database() (Database, error)
+	// Scheduler returns an error naming the capability when the plugin
+	// was not granted the scheduler.
+	Scheduler() error
 	// RegisterTask records a task the guest registers while it
 	// initializes (Instance.Initializing is true; in is the registering
-	// instance). It returns a *Failure: ErrDenied naming the capability
-	// when the plugin was not granted the scheduler, ErrInvalid when the
-	// task is refused (which also fails the plugin's load).
+	// instance). An error (a *Failure, ErrInvalid) means the task is
+	// refused, which also fails the plugin's load.
 	RegisterTask(in *Instance, t TaskSpec) error
 }
 

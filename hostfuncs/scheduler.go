@@ -104,7 +104,8 @@ func AppendTaskRun(dst []byte, r TaskRun) []byte {
 //
 // Registers one task (the encoding of AppendTaskSpec). Accepted only while
 // the guest initializes. Returns 0, ErrDenied when the plugin was not
-// granted the scheduler (nothing is registered), or ErrInvalid for a
+// granted the scheduler (for every call: nothing is registered), or
+// ErrInvalid for a
 // malformed request, a call after initialization, or a task the runtime
 // refuses (a bad id or schedule, a duplicate id, a duration out of range;
 // such a task also fails the plugin's load). Traps if the buffer is
@@ -113,6 +114,10 @@ func taskRegister(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "task_register"
 	in := instanceFrom(ctx, fn)
 	buf := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if err := in.Host.Scheduler(); err != nil {
+		stack[0] = api.EncodeI32(in.Fail(ErrDenied, "%s", err.Error()))
+		return
+	}
 	if !in.Initializing {
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: tasks can only be registered while the plugin initializes (call greenroom.Schedule from init)", fn))
 		return

@@ -130,21 +130,30 @@ func (h *host) Database() (hostfuncs.Database, error) {
 type taskSeenKey struct{}
 
 // RegisterTask records a task the plugin registers while an instance
-// initializes. Without the scheduler grant it is refused (ErrDenied) and
-// nothing is registered. While the version loads, a task the scheduler
+// initializes (the wire checked the grant with Scheduler). While the
+// version loads, a task the scheduler
 // refuses (bad id, schedule, timeout, a duplicate id) fails the load as
 // well as the call. Once loaded, later instances repeat the same
 // registrations, which change nothing.
+// Scheduler refuses a plugin not granted the scheduler, naming the
+// capability; the first refusal while the version loads is logged.
+func (h *host) Scheduler() error {
+	if h.scheduler {
+		return nil
+	}
+	h.tmu.Lock()
+	first := !h.denied && !h.tasksFixed
+	h.denied = true
+	h.tmu.Unlock()
+	if first {
+		h.log.Warnf("plugin schedules tasks but is not granted the scheduler (set scheduler = true under [plugins.%s.capabilities]); none will run", h.id)
+	}
+	return fmt.Errorf("capability %q not granted to plugin %s (set scheduler = true under [plugins.%s.capabilities])", hostfuncs.CapabilityScheduler, h.id, h.id)
+}
+
 func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) error {
-	if !h.scheduler {
-		h.tmu.Lock()
-		first := !h.denied && !h.tasksFixed
-		h.denied = true
-		h.tmu.Unlock()
-		if first {
-			h.log.WithField("task", spec.ID).Warnf("plugin schedules tasks but is not granted the scheduler (set scheduler = true under [plugins.%s.capabilities]); none will run", h.id)
-		}
-		return hostfuncs.Failf(hostfuncs.ErrDenied, "capability %q not granted to plugin %s (set scheduler = true under [plugins.%s.capabilities])", hostfuncs.CapabilityScheduler, h.id, h.id)
+	if err := h.Scheduler(); err != nil {
+		return hostfuncs.Failf(hostfuncs.ErrDenied, "%v", err)
 	}
 	t, err := scheduler.NewTask(h.id, spec, h.defTimeout)
 	seen, _ := in.Value(taskSeenKey{}).(map[string]bool)

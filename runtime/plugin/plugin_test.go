@@ -29,8 +29,10 @@ func (m mapHost) Database() (hostfuncs.Database, error) {
 	return nil, errors.New("no database in this test")
 }
 
+func (m mapHost) Scheduler() error { return errors.New("no scheduler in this test") }
+
 func (m mapHost) RegisterTask(*hostfuncs.Instance, hostfuncs.TaskSpec) error {
-	return hostfuncs.Failf(hostfuncs.ErrDenied, "no scheduler in this test")
+	return errors.New("no scheduler in this test")
 }
 
 var (

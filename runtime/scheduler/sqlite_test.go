@@ -205,6 +205,7 @@ func TestHostileRegistration(t *testing.T) {
 		plugin("garbage", true)+"[plugins.garbage.config]\nraw = \"garbage\"\n",
 		plugin("huge", true)+"[plugins.huge.config]\nraw = \"huge-id\"\n",
 		plugin("late", true),
+		plugin("denied", false),
 	)
 	if state, reason := in.RT.Slot("trap").Status(); state != "failed" || !strings.Contains(reason, "greenroom.task_register: range [4294967280") {
 		t.Errorf("trap: %s %q", state, reason)
@@ -218,6 +219,11 @@ func TestHostileRegistration(t *testing.T) {
 	status, _, body := in.Get(t, "/api/late/raw?case=valid")
 	if status != 200 || !strings.Contains(body, `"code":-3`) || !strings.Contains(body, "only be registered while the plugin initializes") {
 		t.Errorf("after init: %d %s", status, body)
+	}
+	// Without the grant every call is denied, whatever else is wrong.
+	status, _, body = in.Get(t, "/api/denied/raw?case=garbage")
+	if status != 200 || !strings.Contains(body, `"code":-2`) || !strings.Contains(body, `capability \"scheduler\" not granted`) {
+		t.Errorf("not granted: %d %s", status, body)
 	}
 	if l := list(t, in, ""); len(l.Tasks) != 0 {
 		t.Errorf("tasks: %+v", l.Tasks)
