@@ -178,6 +178,32 @@ func TestPGLeaseTakeoverWhenReplicaDies(t *testing.T) {
 	}
 }
 
+// A run that lasts longer than the lease keeps it (the replica renews it):
+// no other replica runs the task meanwhile, and the run is not lost.
+func TestPGLongRunRenewsLease(t *testing.T) {
+	url := pgtest.URL(t)
+	replicas(t, 2, url, schedConf("2s"),
+		plugin("sched", true, def{ID: "long", Every: "1s", Timeout: "30s", Action: "sleep", MS: 4500}))
+	db := openPG(t, url)
+	var runs []row
+	waitFor(t, 40*time.Second, "two runs to end", func() bool {
+		runs = runsOf(t, db, "sched", "long")
+		return len(runs) >= 2 && runs[1].outcome != "running"
+	})
+	for i, r := range runs[:2] {
+		t.Logf("run %d on %s: %s to %s", i, r.replica, r.started.Time.Format("15:04:05.000"), r.ended.Time.Format("15:04:05.000"))
+		if r.outcome != "succeeded" {
+			t.Errorf("run %d: %s %s %s", i, r.outcome, r.failure, r.errText)
+		}
+		if d := r.ended.Time.Sub(r.started.Time); d < 4500*time.Millisecond {
+			t.Errorf("run %d lasted %s", i, d)
+		}
+	}
+	if runs[1].started.Time.Before(runs[0].ended.Time) {
+		t.Errorf("run 1 (%s) started at %s, before run 0 (%s) ended at %s", runs[1].replica, runs[1].started.Time, runs[0].replica, runs[0].ended.Time)
+	}
+}
+
 // A local task runs on each of the three replicas.
 func TestPGLocalTaskRunsOnEveryReplica(t *testing.T) {
 	url := pgtest.URL(t)

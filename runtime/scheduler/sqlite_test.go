@@ -62,23 +62,34 @@ func TestTimeoutInterruptsLoop(t *testing.T) {
 
 // A panic or a trap marks the run failed and discards the instance; the
 // next due time runs anyway.
-func TestPanicDoesNotStopTheSchedule(t *testing.T) {
-	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "boom", Every: "1s", Action: "panic"}))
-	var runs []scheduler.Run
-	waitFor(t, 20*time.Second, "two panicked runs", func() bool {
-		runs = ended(history(t, in, "sched", "boom"), "")
-		return len(runs) >= 2
-	})
-	for _, r := range runs {
-		if r.Outcome != "failed" || r.Failure != "panic" {
-			t.Errorf("run: %+v", r)
+func TestPanicAndTrapDoNotStopTheSchedule(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "boom", Every: "1s", Action: "panic"},
+		def{ID: "trap", Every: "1s", Action: "trap"}))
+	for _, tc := range []struct{ task, failure, text string }{
+		{"boom", "panic", "guest panicked"},
+		{"trap", "trap", "greenroom.task_register: range [4294967280"},
+	} {
+		var runs []scheduler.Run
+		waitFor(t, 20*time.Second, "two failed runs of "+tc.task, func() bool {
+			runs = ended(history(t, in, "sched", tc.task), "")
+			return len(runs) >= 2
+		})
+		for _, r := range runs {
+			if r.Outcome != "failed" || r.Failure != tc.failure || !strings.Contains(r.Error, tc.text) {
+				t.Errorf("%s run: %+v", tc.task, r)
+			}
 		}
 	}
 	if !strings.Contains(in.Log.String(), "task panics on purpose") {
 		t.Error("the panic's message is not in the log")
 	}
-	if st := in.RT.Slot("sched").Plugin().Stats(); st.Discarded < 2 {
-		t.Errorf("pool: %+v, want the panicked instances discarded", st)
+	if st := in.RT.Slot("sched").Plugin().Stats(); st.Discarded < 4 {
+		t.Errorf("pool: %+v, want the failed instances discarded", st)
+	}
+	st := in.RT.Scheduler().Stats()
+	if st.Failures["panic"] < 2 || st.Failures["trap"] < 2 || st.Runs["failed"] < 4 || st.Lateness.Count < 4 || st.Tasks != 2 {
+		t.Errorf("stats: %+v", st)
 	}
 }
 

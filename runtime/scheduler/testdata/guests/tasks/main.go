@@ -30,8 +30,8 @@ type taskDef struct {
 	Timeout      string `json:"timeout"`
 	InitialDelay string `json:"initial_delay"`
 	Scope        string `json:"scope"`
-	// Action: ok (default), sleep (ms), loop, panic, error, info, log,
-	// db (insert a row into the plugin's database).
+	// Action: ok (default), sleep (ms), loop, panic, trap, error, info,
+	// log, db (insert a row into the plugin's database).
 	Action string `json:"action"`
 	MS     int    `json:"ms"`
 }
@@ -150,6 +150,9 @@ func action(d taskDef) func(context.Context) error {
 			}
 		case "panic":
 			panic("task panics on purpose")
+		case "trap":
+			// ABI misuse: a buffer outside memory traps.
+			taskRegister(unsafe.Pointer(uintptr(0xfffffff0)), 4096)
 		case "error":
 			return errors.New("task failed on purpose")
 		case "info":
