@@ -116,6 +116,8 @@ type Scheduler struct {
 	st      store
 	started bool
 	stopped bool
+	// closed: Stop waits for the runs; no new run may start.
+	closed bool
 
 	wake       chan struct{}
 	loopCtx    context.Context
@@ -329,6 +331,9 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Unlock()
 	s.loopCancel()
 	s.loops.Wait()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.runCancel()
 	done := make(chan struct{})
 	go func() {
@@ -404,7 +409,7 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 		s.sync(ctx, syncs)
 	}
 	for _, r := range locals {
-		s.launch(r)
+		s.mustLaunch(r)
 	}
 	// Claims go in chunks, a few at a time: the runs of a chunk start as
 	// soon as its statement returns, while the next chunks are claimed.
@@ -503,9 +508,13 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	s.mu.Unlock()
 	sent := time.Now()
 	var res []claimResult
-	st, err := s.store(ctx)
+	// Not cancelled by Stop: a claim that took leases must say so, so that
+	// its runs start, are cancelled and release them.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	st, err := s.store(cctx)
 	if err == nil {
-		res, err = st.claim(ctx, s.cfg.Replica, s.cfg.Lease, items)
+		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Error("cannot claim due tasks; retrying")
@@ -550,7 +559,19 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	s.mu.Unlock()
 	s.stats.claimed(int64(len(won)), lost)
 	for _, r := range won {
-		s.launch(r)
+		s.mustLaunch(r)
+	}
+}
+
+// mustLaunch launches a run of the loop, which Stop waits for before it
+// closes (so the launch cannot be refused; if it were, the task is freed).
+func (s *Scheduler) mustLaunch(r *run) {
+	if !s.launch(r) {
+		s.mu.Lock()
+		if r.task.run == r {
+			r.task.run = nil
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -560,12 +581,19 @@ func (s *Scheduler) heldRetry() time.Duration {
 	return min(max(s.cfg.Lease/4, 100*time.Millisecond), time.Second)
 }
 
-func (s *Scheduler) launch(r *run) {
+// launch starts r, unless Stop is already waiting for the runs (then it
+// reports false and r does not run).
+func (s *Scheduler) launch(r *run) bool {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
 	s.active[r] = struct{}{}
-	s.mu.Unlock()
 	s.runs.Add(1)
+	s.mu.Unlock()
 	go s.execute(r)
+	return true
 }
 
 // execute runs r in the plugin and records the outcome.

@@ -1,8 +1,11 @@
 package scheduler_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,5 +318,53 @@ func TestAdminAPINeedsCredential(t *testing.T) {
 	}
 	if status, _, body := in.Get(t, "/.greenroom/scheduler/v1/tasks/sched/nope"); status != 404 || !strings.Contains(body, "unknown_task") {
 		t.Errorf("unknown task: %d %s", status, body)
+	}
+}
+
+// Triggers racing with a stop neither panic nor hang, and leave no lease
+// behind.
+func TestTriggerDuringStop(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "g", Cron: "@yearly", Action: "sleep", MS: 50},
+		def{ID: "l", Cron: "@yearly", Scope: "local", Action: "sleep", MS: 50}))
+	sched := in.RT.Scheduler()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sched.Trigger(context.Background(), "sched", []string{"g", "l"}[i%2])
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sched.Stop(ctx); err != nil {
+		t.Error(err)
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := sched.Trigger(context.Background(), "sched", "g"); !errors.Is(err, scheduler.ErrDisabled) {
+		t.Errorf("trigger after stop: %v", err)
+	}
+	for _, st := range list(t, in, "").Tasks {
+		if st.Running {
+			t.Errorf("still running after stop: %+v", st)
+		}
+	}
+	for _, id := range []string{"g", "l"} {
+		for _, r := range history(t, in, "sched", id) {
+			if r.Outcome == "running" {
+				t.Errorf("%s: run left running: %+v", id, r)
+			}
+		}
 	}
 }

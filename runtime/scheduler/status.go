@@ -235,6 +235,17 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 		s.mu.Unlock()
 		s.stats.claimed(1, 0)
 	}
-	s.launch(r)
+	if !s.launch(r) {
+		// Stopped meanwhile: give back what the claim took.
+		release()
+		if spec.Scope == Global && !s.dead.Load() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if st, err := s.store(ctx); err == nil {
+				st.finish(ctx, []finishItem{{runID: r.id, plugin: spec.Plugin, task: spec.ID, outcome: "failed", failure: "canceled", err: "the replica shut down as the run started"}})
+			}
+		}
+		return Run{}, ErrDisabled
+	}
 	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: time.Now().UTC(), Outcome: "running"}, nil
 }
