@@ -348,6 +348,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	}
 	close(s.writerStop)
 	<-s.writerDone
+	s.log.Info("scheduler stopped")
 	return err
 }
 
@@ -510,7 +511,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	var res []claimResult
 	// Not cancelled by Stop: a claim that took leases must say so, so that
 	// its runs start, are cancelled and release them.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	st, err := s.store(cctx)
 	if err == nil {
