@@ -183,7 +183,7 @@ func TestPGLeaseTakeoverWhenReplicaDies(t *testing.T) {
 func TestPGLongRunRenewsLease(t *testing.T) {
 	url := pgtest.URL(t)
 	replicas(t, 2, url, schedConf("2s"),
-		plugin("sched", true, def{ID: "long", Every: "1s", Timeout: "30s", Action: "sleep", MS: 4500}))
+		plugin("sched", true, def{ID: "long", Every: "1s", Timeout: "30s", Action: "sleep", MS: 3000}))
 	db := openPG(t, url)
 	var runs []row
 	waitFor(t, 40*time.Second, "two runs to end", func() bool {
@@ -195,7 +195,7 @@ func TestPGLongRunRenewsLease(t *testing.T) {
 		if r.outcome != "succeeded" {
 			t.Errorf("run %d: %s %s %s", i, r.outcome, r.failure, r.errText)
 		}
-		if d := r.ended.Time.Sub(r.started.Time); d < 4500*time.Millisecond {
+		if d := r.ended.Time.Sub(r.started.Time); d < 3000*time.Millisecond {
 			t.Errorf("run %d lasted %s", i, d)
 		}
 	}
@@ -206,6 +206,7 @@ func TestPGLongRunRenewsLease(t *testing.T) {
 
 // A local task runs on each of the three replicas.
 func TestPGLocalTaskRunsOnEveryReplica(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	replicas(t, 3, url, plugin("sched", true, def{ID: "here", Every: "1s", Scope: "local"}))
 	db := openPG(t, url)

@@ -39,6 +39,7 @@ func TestSQLiteSingleNode(t *testing.T) {
 // A task stuck in a loop is interrupted at its timeout; the run is failed,
 // and the next runs still happen.
 func TestTimeoutInterruptsLoop(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", true,
 		def{ID: "loop", Every: "1s", Timeout: "300ms", Action: "loop"},
 		def{ID: "tick", Every: "1s"},
@@ -66,6 +67,7 @@ func TestTimeoutInterruptsLoop(t *testing.T) {
 // A panic or a trap marks the run failed and discards the instance; the
 // next due time runs anyway.
 func TestPanicAndTrapDoNotStopTheSchedule(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", true,
 		def{ID: "boom", Every: "1s", Action: "panic"},
 		def{ID: "trap", Every: "1s", Action: "trap"}))
@@ -99,6 +101,7 @@ func TestPanicAndTrapDoNotStopTheSchedule(t *testing.T) {
 // A reload with a plugin version that no longer registers a task stops
 // scheduling it; its history stays.
 func TestReloadDropsTask(t *testing.T) {
+	t.Parallel()
 	db := sqliteConf(t)
 	in := start(t, "one", db, plugin("sched", true, def{ID: "keep", Every: "1s"}, def{ID: "drop", Every: "1s"}))
 	waitFor(t, 15*time.Second, "runs of both tasks", func() bool {
@@ -137,6 +140,7 @@ func TestReloadDropsTask(t *testing.T) {
 // Without the scheduler grant, Schedule fails with an error naming the
 // capability, the plugin still loads and serves, and nothing runs.
 func TestScheduleWithoutCapability(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", false, def{ID: "tick", Every: "1s"}))
 	status, _, body := in.Get(t, "/api/sched/init")
 	if status != 200 || !strings.Contains(body, `capability \"scheduler\" not granted to plugin sched`) || !strings.Contains(body, "scheduler = true") {
@@ -247,6 +251,7 @@ func TestHostileRegistration(t *testing.T) {
 // Inside Run a task knows its run (TaskRunFrom) and its deadline, and its
 // output is logged with the task's id.
 func TestTaskContext(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", true,
 		def{ID: "info", Cron: "@yearly", Timeout: "7s", Action: "info"},
 		def{ID: "talk", Every: "1s", Action: "log"},
@@ -276,6 +281,7 @@ func TestTaskContext(t *testing.T) {
 // [scheduler] enabled = false: the replica runs nothing, lists its tasks,
 // and refuses triggers with 503.
 func TestDisabledReplica(t *testing.T) {
+	t.Parallel()
 	in := start(t, "off", sqliteConf(t), "[scheduler]\nenabled = false\n", plugin("sched", true, def{ID: "tick", Every: "1s"}))
 	time.Sleep(1500 * time.Millisecond)
 	l := list(t, in, "")
@@ -293,6 +299,7 @@ func TestDisabledReplica(t *testing.T) {
 // A task has the plugin's other capabilities, as a request does: here its
 // database.
 func TestTaskUsesPluginDatabase(t *testing.T) {
+	t.Parallel()
 	conf := strings.Replace(plugin("sched", true, def{ID: "mark", Every: "1s", Action: "db"}), "scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
 	in := start(t, "one", sqliteConf(t), conf)
 	waitFor(t, 15*time.Second, "two rows written by the task", func() bool {
