@@ -19,9 +19,17 @@ build:
 plugins:
     for d in plugins/*/; do go run ./cmd/greenroom plugin build "$d"; done
 
-# benchmarks: the sandboxed route against the same handler served natively
-bench:
-    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/
+# the benchmark harness (issue 8): plugin routes through greenroom against
+# the same handlers served natively, start-up and memory; prints the report
+# and rewrites the generated part of docs/benchmarks.md. Flags pass
+# through, e.g. just bench -duration 2s -scenarios ping
+bench *ARGS:
+    go run ./bench/... {{ARGS}}
+
+# Go micro-benchmarks beside the code they measure: envelopes, the pool,
+# host-function round trips, routes in-process (docs/benchmarks.md)
+bench-go:
+    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
 
 # the scheduler: 1000 one-second tasks on three replicas (needs PostgreSQL: DATABASE_URL)
 bench-scheduler:
@@ -31,4 +39,5 @@ bench-scheduler:
 lint:
     gofmt -l . | tee /dev/stderr | (! read)
     go vet ./...
+    GOOS=wasip1 GOARCH=wasm go vet ./bench/plugins/...
     go mod tidy && git diff --exit-code go.mod go.sum

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/textproto"
+	"strings"
 )
 
 // Principal types in the request envelope.
@@ -34,7 +36,34 @@ type Principal struct {
 	Claims  []byte // JSON object, or empty
 }
 
+// CanonicalHeaderName returns k in canonical MIME form ("content-type" →
+// "Content-Type"), the form request envelopes carry header names in. It
+// returns k itself when it is already canonical or is not a valid header
+// name (which is then left as it is, like net/textproto does).
+func CanonicalHeaderName(k []byte) []byte {
+	upper := true
+	for _, c := range k {
+		if !isTokenByte(c) {
+			return k
+		}
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return []byte(textproto.CanonicalMIMEHeaderKey(string(k)))
+		}
+		upper = c == '-'
+	}
+	return k
+}
+
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
 // AppendRequest encodes req as a request envelope (docs/abi.md) onto dst.
+// Header names must be canonical (CanonicalHeaderName).
 func AppendRequest(dst []byte, req *Request) []byte {
 	dst = appendBytes(dst, req.Method)
 	dst = appendBytes(dst, req.Path)

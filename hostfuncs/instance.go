@@ -3,6 +3,7 @@ package hostfuncs
 import (
 	"context"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -10,6 +11,10 @@ import (
 // Host is what the runtime provides to one plugin's host functions. The wire
 // code decodes arguments, calls these methods and encodes the results; it
 // never sees how they are implemented.
+//
+// Methods that can fail in an expected way return a *Failure, whose code
+// the host function returns to the guest; any other error becomes
+// ErrFailed.
 type Host interface {
 	// Config returns the value of key in the plugin's own config table.
 	Config(key string) (string, bool)
@@ -29,7 +34,29 @@ type Host interface {
 	// instance). An error (a *Failure, ErrInvalid) means the task is
 	// refused, which also fails the plugin's load.
 	RegisterTask(in *Instance, t TaskSpec) error
+
+	// LogEnabled reports whether a record at level (an slog level: -4
+	// debug, 0 info, 4 warn, 8 error) would be written, i.e. whether it
+	// passes the plugin's level floor and the runtime's log level.
+	LogEnabled(level int32) bool
+	// Log writes rec for the call in progress on in, tagged with the
+	// plugin and the call's request id or task, unless the plugin's rate
+	// limit drops it. It returns LogWritten, LogFiltered or LogDropped.
+	// The record's strings are the host's own copies; Log may keep them.
+	Log(in *Instance, rec *LogRecord) int32
+
+	// ReadURL performs one URL reader operation for the call in progress
+	// (capability "urlreader"), under ctx, the call's context.
+	ReadURL(ctx context.Context, in *Instance, req *URLRequest) (*URLResponse, error)
 }
+
+// MaxMessage bounds the error message a host function leaves in the result
+// slot, so that a guest can always read it with a buffer of this size.
+const MaxMessage = 4096
+
+// maxKeptResult is the largest result slot kept between calls; a larger one
+// (a big URL read) is released when the call ends.
+const maxKeptResult = 1 << 20
 
 // Instance is the host-side state of one guest instance. The runtime keeps
 // one per instance and puts it in the context of every call into that
@@ -52,6 +79,10 @@ type Instance struct {
 	// set), for logs and providers.
 	RequestID string
 	Task      string
+	// Counters counts this instance's host calls (shared by the plugin's
+	// instances); nil counts nothing.
+	Counters *Counters
+
 	// Initializing is true while the guest's initializer runs; host
 	// functions that register things (routes, tasks, migrations) accept
 	// calls only then.
@@ -60,6 +91,7 @@ type Instance struct {
 	result []byte // the result slot, see result_read
 	values map[any]any
 	onEnd  []func()
+	logRec LogRecord // reused by log_write
 }
 
 // Value returns what a provider stored on this instance under key.
@@ -95,9 +127,17 @@ func (in *Instance) SetResult(b []byte) int32 {
 	return int32(len(in.result))
 }
 
-// Fail fills the result slot with an error message and returns code.
+// Fail fills the result slot with an error message and returns code. The
+// message is cut to MaxMessage bytes (at a UTF-8 boundary).
 func (in *Instance) Fail(code int32, format string, args ...any) int32 {
 	in.result = fmt.Appendf(in.result[:0], format, args...)
+	if len(in.result) > MaxMessage {
+		n := MaxMessage
+		for n > 0 && !utf8.RuneStart(in.result[n]) {
+			n--
+		}
+		in.result = in.result[:n]
+	}
 	return code
 }
 
@@ -107,6 +147,9 @@ func (in *Instance) Reset() {
 	in.Request = nil
 	in.Response = in.Response[:0]
 	in.ResponseOverflow = false
+	if cap(in.result) > maxKeptResult {
+		in.result = nil
+	}
 	in.result = in.result[:0]
 }
 

@@ -3,6 +3,7 @@ package hostfuncs
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -39,6 +40,13 @@ var functions = []Function{
 	{Name: "db_migrations", Capability: CapabilityDatabase, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbMigrations)},
 
 	{Name: "task_register", Capability: CapabilityScheduler, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(taskRegister)},
+	// Logging: every plugin may log; the runtime bounds it (level floor,
+	// rate limit, record size).
+	{Name: "log_enabled", Params: []string{"level"}, Results: []string{"enabled"}, fn: api.GoModuleFunc(logEnabled)},
+	{Name: "log_write", Params: []string{"rec_ptr", "rec_len"}, Results: []string{"result_or_errno"}, fn: api.GoModuleFunc(logWrite)},
+	// URL reader: outbound reads where the operator's allow list and the
+	// plugin's grant both match.
+	{Name: "urlreader_call", Capability: CapabilityURLReader, Params: []string{"req_ptr", "req_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(urlreaderCall)},
 }
 
 // Functions returns the host functions of the "greenroom" module.
@@ -60,7 +68,7 @@ func Lookup(name string) (Function, bool) {
 // takes and returns i32 values only.
 func Instantiate(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder(ModuleName)
-	for _, f := range functions {
+	for i, f := range functions {
 		params := make([]api.ValueType, len(f.Params))
 		for i := range params {
 			params[i] = i32
@@ -70,7 +78,7 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 			results[i] = i32
 		}
 		b.NewFunctionBuilder().
-			WithGoModuleFunction(f.fn, params, results).
+			WithGoModuleFunction(counted(i, len(f.Results) > 0, f.fn), params, results).
 			WithParameterNames(f.Params...).
 			WithResultNames(f.Results...).
 			Export(f.Name)
@@ -79,4 +87,44 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 		return fmt.Errorf("instantiate host module %q: %w", ModuleName, err)
 	}
 	return nil
+}
+
+// Counters count one plugin's host-function calls and the calls refused
+// with ErrDenied, per function (in the order of Functions). The runtime
+// keeps one per plugin across its versions and exports them as metrics.
+type Counters struct {
+	calls  []atomic.Int64
+	denied []atomic.Int64
+}
+
+// NewCounters returns zeroed counters for every host function.
+func NewCounters() *Counters {
+	return &Counters{calls: make([]atomic.Int64, len(functions)), denied: make([]atomic.Int64, len(functions))}
+}
+
+// Calls returns the number of calls of the function at index i of
+// Functions, and how many were denied.
+func (c *Counters) Calls(i int) (calls, denied int64) {
+	if c == nil || i < 0 || i >= len(c.calls) {
+		return 0, 0
+	}
+	return c.calls[i].Load(), c.denied[i].Load()
+}
+
+// counted wraps the i-th host function so that calls (and denials, for
+// functions that return an error code) are counted on the calling
+// instance's Counters.
+func counted(i int, hasResult bool, f api.GoModuleFunction) api.GoModuleFunction {
+	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		in, _ := ctx.Value(instanceKey{}).(*Instance)
+		if in == nil || in.Counters == nil {
+			f.Call(ctx, mod, stack)
+			return
+		}
+		in.Counters.calls[i].Add(1)
+		f.Call(ctx, mod, stack)
+		if hasResult && api.DecodeI32(stack[0]) == ErrDenied {
+			in.Counters.denied[i].Add(1)
+		}
+	})
 }

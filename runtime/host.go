@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,7 +15,9 @@ import (
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/scheduler"
+	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
 // host gives one plugin (one loaded version of it) its host services. It
@@ -49,12 +53,17 @@ type host struct {
 	// fails the load.
 	taskErr error
 	denied  bool
+	// plog writes what the plugin logs. It belongs to the plugin id, not
+	// to this version, so that its rate limit survives reloads.
+	plog *logging.PluginLogger
+	// urls reads URLs for the plugin; nil unless it was granted urlreader.
+	urls *urlreader.PluginReader
 }
 
 var _ hostfuncs.Host = (*host)(nil)
 
-func newHost(id string, pc *config.Plugin, log *logrus.Entry) *host {
-	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{},
+func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.PluginLogger, urls *urlreader.PluginReader) *host {
+	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls,
 		scheduler: pc.Capabilities.Scheduler, defTimeout: pc.Limits.Timeout.D(), taskIndex: map[string]int{}}
 	for _, r := range pc.PublicRoutes {
 		h.listed[r] = true
@@ -129,12 +138,6 @@ func (h *host) Database() (hostfuncs.Database, error) {
 // taskSeenKey keys the set of task ids one instance registered.
 type taskSeenKey struct{}
 
-// RegisterTask records a task the plugin registers while an instance
-// initializes (the wire checked the grant with Scheduler). While the
-// version loads, a task the scheduler
-// refuses (bad id, schedule, timeout, a duplicate id) fails the load as
-// well as the call. Once loaded, later instances repeat the same
-// registrations, which change nothing.
 // Scheduler refuses a plugin not granted the scheduler, naming the
 // capability; the first refusal while the version loads is logged.
 func (h *host) Scheduler() error {
@@ -151,6 +154,11 @@ func (h *host) Scheduler() error {
 	return fmt.Errorf("capability %q not granted to plugin %s (set scheduler = true under [plugins.%s.capabilities])", hostfuncs.CapabilityScheduler, h.id, h.id)
 }
 
+// RegisterTask records a task the plugin registers while an instance
+// initializes (the wire checked the grant with Scheduler). While the
+// version loads, a task the scheduler refuses (bad id, schedule, timeout,
+// a duplicate id) fails the load as well as the call. Once loaded, later
+// instances repeat the same registrations, which change nothing.
 func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) error {
 	if err := h.Scheduler(); err != nil {
 		return hostfuncs.Failf(hostfuncs.ErrDenied, "%v", err)
@@ -205,4 +213,63 @@ func (h *host) taskError() error {
 	h.tmu.Lock()
 	defer h.tmu.Unlock()
 	return h.taskErr
+}
+
+func (h *host) LogEnabled(level int32) bool { return h.plog.Enabled(level) }
+
+func (h *host) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
+	return h.plog.Write(logging.CallOf(in), rec)
+}
+
+// urlCodes maps the URL reader's failures to ABI error codes.
+var urlCodes = map[urlreader.Kind]int32{
+	urlreader.Invalid:     hostfuncs.ErrInvalid,
+	urlreader.Denied:      hostfuncs.ErrDenied,
+	urlreader.NotModified: hostfuncs.ErrNotModified,
+	urlreader.TooLarge:    hostfuncs.ErrTooLarge,
+	urlreader.Timeout:     hostfuncs.ErrTimeout,
+	urlreader.Failed:      hostfuncs.ErrFailed,
+}
+
+func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfuncs.URLRequest) (*hostfuncs.URLResponse, error) {
+	if h.urls == nil {
+		return nil, hostfuncs.Failf(hostfuncs.ErrDenied,
+			"capability urlreader is not granted to plugin %s: the operator grants it with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\", ...]", h.id, h.id)
+	}
+	r := urlreader.Request{URL: req.URL, Method: req.Method, Header: req.Header}
+	if req.Deadline > 0 {
+		r.Deadline = time.Unix(0, req.Deadline)
+	}
+	start := time.Now()
+	resp, err := h.urls.Read(ctx, r)
+	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		f := logrus.Fields{"url": req.URL, "method": req.Method, "took_ms": time.Since(start).Milliseconds()}
+		if in.RequestID != "" {
+			f["request_id"] = in.RequestID
+		}
+		if in.Task != "" {
+			f["task"] = in.Task
+		}
+		if err != nil {
+			f["error"] = err.Error()
+		} else {
+			f["status"], f["bytes"] = resp.Status, len(resp.Body)
+		}
+		h.log.WithFields(f).Debug("url read")
+	}
+	if err != nil {
+		var ue *urlreader.Error
+		if errors.As(err, &ue) {
+			return nil, &hostfuncs.Failure{Code: urlCodes[ue.Kind], Msg: ue.Msg}
+		}
+		return nil, err
+	}
+	return &hostfuncs.URLResponse{
+		Status:       resp.Status,
+		URL:          resp.URL,
+		ETag:         resp.ETag,
+		LastModified: resp.LastModified,
+		Header:       resp.Header,
+		Body:         resp.Body,
+	}, nil
 }

@@ -78,7 +78,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	for _, id := range next.ids {
 		s, existed := old.slots[id]
 		if !existed {
-			s = &Slot{ID: id, state: StateLoading}
+			s = newSlot(id)
 		}
 		next.slots[id] = s
 		err := r.loadSlot(ctx, cfg, s)

@@ -29,8 +29,10 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 	"github.com/greenroom-dev/greenroom/runtime/scheduler"
+	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
 // Options change how a Runtime treats its config.
@@ -43,23 +45,39 @@ type Options struct {
 	// empty means host name, process id and a random suffix. Tests
 	// running several replicas in one process set distinct ones.
 	Replica string
+	// URLReader tunes the URL reader's connections. greenroom's commands
+	// leave it zero; tests inject a resolver and make local test servers
+	// reachable (urlreader.Options.TestOnlyReachable, refused outside
+	// tests).
+	URLReader urlreader.Options
+	// LogDropReport is the interval of the dropped-log-lines summary
+	// (logging.DefaultDropReport when 0).
+	LogDropReport time.Duration
 }
 
 // Runtime holds every configured plugin.
 type Runtime struct {
-	cfg   atomic.Pointer[config.Config]
-	log   *logrus.Logger
-	opts  Options
-	cache wazero.CompilationCache
-	table atomic.Pointer[slotTable]
-	db    *database.Service
-	sched *scheduler.Scheduler
+	cfg    atomic.Pointer[config.Config]
+	log    *logrus.Logger
+	opts   Options
+	cache  wazero.CompilationCache
+	engine *plugin.Engine
+	table  atomic.Pointer[slotTable]
+	db     *database.Service
+	sched  *scheduler.Scheduler
 
 	// reloadMu serialises Load, Reload and Close: one changes the plugin
 	// set at a time. Requests never take it.
 	reloadMu sync.Mutex
 	// drains tracks replaced versions finishing their calls in flight.
 	drains sync.WaitGroup
+
+	// plogs hold each plugin id's logger (rate limit, drop count) across
+	// its versions; reader is the URL reader every plugin reads through
+	// ([reading] and [[integrations]] change only with a restart).
+	plogMu sync.Mutex
+	plogs  map[string]*logging.PluginLogger
+	reader *urlreader.Reader
 	loaded atomic.Bool
 }
 
@@ -92,11 +110,33 @@ type Slot struct {
 	state   State
 	lastErr string
 
+	// Counters accumulate over every version of the plugin (metrics).
+	counters     plugin.Counters
+	hostCounters *hostfuncs.Counters
+
 	// What the version in cur was loaded from; written under
 	// Runtime.reloadMu only.
 	path string
 	pc   *config.Plugin
 	sum  string // sha256 of the wasm it runs
+}
+
+// Counters returns the plugin's cumulative call, failure and pool figures.
+func (s *Slot) Counters() *plugin.Counters { return &s.counters }
+
+// HostCounters returns the plugin's cumulative host-function calls.
+func (s *Slot) HostCounters() *hostfuncs.Counters { return s.hostCounters }
+
+func newSlot(id string) *Slot {
+	return &Slot{ID: id, state: StateLoading, hostCounters: hostfuncs.NewCounters()}
+}
+
+// Config returns the config of the version serving calls, or nil.
+func (s *Slot) Config() *config.Plugin {
+	if s.cur.Load() == nil {
+		return nil
+	}
+	return s.pc
 }
 
 // Plugin returns the version serving calls, or nil.
@@ -130,7 +170,12 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	if err != nil {
 		return nil, fmt.Errorf("runtime.cache_dir: compilation cache: %w", err)
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache}
+	reader, err := urlreader.New(cfg, opts.URLReader)
+	if err != nil {
+		cache.Close(context.Background())
+		return nil, err
+	}
+	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), plogs: map[string]*logging.PluginLogger{}, reader: reader}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	r.sched = scheduler.New(scheduler.Config{
@@ -149,7 +194,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	t := &slotTable{slots: map[string]*Slot{}}
 	for id := range cfg.Plugins {
 		t.ids = append(t.ids, id)
-		t.slots[id] = &Slot{ID: id, state: StateLoading}
+		t.slots[id] = newSlot(id)
 	}
 	slices.Sort(t.ids)
 	r.table.Store(t)
@@ -285,8 +330,12 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return errUnchanged
 	}
 	log := r.log.WithField("plugin", s.ID)
-	h := newHost(s.ID, pc, log)
-	p, err := r.loadPlugin(ctx, cfg, s.ID, pc, h, wasm)
+	plog, err := r.pluginLogger(s.ID, pc)
+	if err != nil {
+		return err
+	}
+	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
+	p, err := r.loadPlugin(ctx, cfg, s, pc, h, wasm)
 	if err != nil {
 		return err
 	}
@@ -295,6 +344,9 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 	}
 	r.install(cfg, s, p, h, pc, path, sum)
 	info := p.Info()
+	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
+		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
+	}
 	log.WithFields(logrus.Fields{
 		"sha256":       info.SHA256,
 		"size":         info.Size,
@@ -304,6 +356,40 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		"load":         p.LoadTime.Round(time.Millisecond).String(),
 	}).Info("plugin loaded")
 	return nil
+}
+
+// pluginLogger returns the logger of plugin id with pc's level floor and
+// rate limit: the one the id already has (a reload applies new settings to
+// it, and its bucket and drop count carry over), or a new one.
+func (r *Runtime) pluginLogger(id string, pc *config.Plugin) (*logging.PluginLogger, error) {
+	opts := logging.PluginOptions{
+		Level:       pc.LogLevel,
+		Rate:        pc.Limits.LogRate,
+		Burst:       pc.Limits.LogBurst,
+		ReportEvery: r.opts.LogDropReport,
+	}
+	r.plogMu.Lock()
+	defer r.plogMu.Unlock()
+	if pl := r.plogs[id]; pl != nil {
+		return pl, pl.Update(opts)
+	}
+	pl, err := logging.NewPluginLogger(r.log, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	r.plogs[id] = pl
+	return pl, nil
+}
+
+// DroppedLogLines returns how many log lines plugin id ever had dropped by
+// its rate limit.
+func (r *Runtime) DroppedLogLines(id string) int64 {
+	r.plogMu.Lock()
+	defer r.plogMu.Unlock()
+	if pl := r.plogs[id]; pl != nil {
+		return pl.DroppedTotal()
+	}
+	return 0
 }
 
 // errUnchanged: the slot already runs what the config describes.
@@ -352,7 +438,8 @@ func (r *Runtime) readWasm(ctx context.Context, id, path string) ([]byte, error)
 	return wasm, nil
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, id string, pc *config.Plugin, h *host, wasm []byte) (*plugin.Plugin, error) {
+func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, wasm []byte) (*plugin.Plugin, error) {
+	id := s.ID
 	lim := pc.Limits
 	if !lim.Interruptible {
 		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
@@ -395,9 +482,11 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, id string,
 			MaxResponse:  int(lim.MaxResponse),
 			NoInterrupt:  !lim.Interruptible,
 		},
-		Host:  h,
-		Log:   r.log.WithField("plugin", id),
-		Cache: r.cache,
+		Host:         h,
+		Log:          r.log.WithField("plugin", id),
+		Engine:       r.engine,
+		Counters:     &s.counters,
+		HostCounters: s.hostCounters,
 	})
 	if err != nil {
 		// A task the runtime refused says more than the guest's reaction
@@ -559,9 +648,18 @@ func (r *Runtime) Close(ctx context.Context) error {
 		s.set(StateClosed, nil)
 	}
 	r.drains.Wait()
+	r.engine.Close(context.Background())
 	if err := r.db.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	// After the plugins: what they dropped in their last moments is
+	// reported too.
+	r.plogMu.Lock()
+	for _, pl := range r.plogs {
+		pl.Close()
+	}
+	r.plogMu.Unlock()
+	r.reader.Close()
 	r.cache.Close(context.Background())
 	return errors.Join(errs...)
 }

@@ -163,23 +163,8 @@ func pluginForFile(cfg *config.Config, file, sum string) (string, *config.Plugin
 	return "", nil
 }
 
-// grantedCapabilities lists the capabilities the operator granted pc.
-func grantedCapabilities(pc *config.Plugin) []string {
-	var out []string
-	if pc.Capabilities.Database {
-		out = append(out, "database")
-	}
-	if pc.Capabilities.Scheduler {
-		out = append(out, "scheduler")
-	}
-	if len(pc.Capabilities.URLReader) > 0 {
-		out = append(out, "urlreader")
-	}
-	return out
-}
-
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
-	g := &grantReport{Plugin: id, Granted: grantedCapabilities(pc), Ungranted: []string{}, Unused: []string{}}
+	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}}
 	for _, c := range imported {
 		if !slices.Contains(g.Granted, c) {
 			g.Ungranted = append(g.Ungranted, c)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -107,6 +108,20 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var metricsSrv *http.Server
+	if addr := cfg.Server.MetricsListen; addr != "" {
+		mln, err := net.Listen("tcp", addr)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			rt.Close(context.Background())
+			return fmt.Errorf("server.metrics_listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", srv.MetricsHandler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go metricsSrv.Serve(mln)
+		log.WithField("listen", mln.Addr().String()).Info("metrics listening (no authentication: keep this address internal)")
+	}
 	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "plugins": len(cfg.Plugins)}).Info("greenroom listening")
 	if devToken != "" {
 		printDevToken(os.Stdout, devToken, ln.Addr().String(), cfg)
@@ -158,11 +173,23 @@ wait:
 	}
 
 	timeout := cfg.Server.ShutdownTimeout.D()
+	var cut []error
+	// Tasks stop first: their runs are cancelled and recorded, and their
+	// leases released, so that another replica takes them over at once.
+	schedCtx, cancelSched := context.WithTimeout(context.Background(), timeout)
+	if err := rt.StopScheduler(schedCtx); err != nil {
+		cut = append(cut, err)
+	}
+	cancelSched()
+	srv.Drain()
+	if d := cfg.Server.ShutdownDelay.D(); d > 0 {
+		log.WithField("delay", d.String()).Info("readiness is 503; still serving for server.shutdown_delay")
+		time.Sleep(d)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var cut []error
-	if err := rt.StopScheduler(sctx); err != nil {
-		cut = append(cut, err)
+	if metricsSrv != nil {
+		metricsSrv.Close()
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		cut = append(cut, fmt.Errorf("requests in flight: %w", err))

@@ -21,43 +21,6 @@ import (
 // statement to the runtime and decodes the rows it sends back. It is plain
 // Go, tested natively; the wasip1 build plugs in the host functions.
 
-// Error is an error the runtime returned from a host function. Compare it
-// with errors.Is against ErrDenied, ErrTimeout, ... to learn its kind; its
-// message says what happened.
-type Error struct {
-	// Op is the host function, e.g. "db_query".
-	Op string
-	// Code is the ABI error code (docs/abi.md, "Error codes").
-	Code    int32
-	Message string
-}
-
-func (e *Error) Error() string { return "greenroom: " + e.Message }
-
-// Is reports whether target is an *Error with the same code (ErrDenied,
-// ErrTimeout, ...).
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
-}
-
-// Kinds of Error, for errors.Is.
-var (
-	ErrNotFound = &Error{Code: -1, Message: "not found"}
-	// ErrDenied: the plugin was not granted the capability, or the sandbox
-	// refused the statement (another plugin's data, ATTACH, SET ROLE, ...).
-	ErrDenied  = &Error{Code: -2, Message: "denied"}
-	ErrInvalid = &Error{Code: -3, Message: "invalid"}
-	// ErrFailed: the database refused or failed the statement (a syntax
-	// error, a constraint).
-	ErrFailed = &Error{Code: -4, Message: "failed"}
-	// ErrTimeout: limits.db_statement_timeout or the request's deadline
-	// passed, or every connection stayed busy.
-	ErrTimeout = &Error{Code: -5, Message: "timeout"}
-	// ErrTooLarge: the result passed limits.db_max_result.
-	ErrTooLarge = &Error{Code: -6, Message: "too large"}
-)
-
 // dbTransport carries encoded requests to the runtime and results back.
 type dbTransport interface {
 	exec(req []byte) (string, error)

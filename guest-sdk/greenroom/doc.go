@@ -32,13 +32,21 @@
 // scope (Global: once per due time across all replicas; Local: on every
 // replica). See docs/scheduler.md.
 //
+// Plugins log with Logger, a standard *slog.Logger whose records the runtime
+// writes with their attributes as fields, tagged with the plugin and request,
+// under the operator's level floor and rate limit, secrets redacted. They
+// read URLs with ReadURL or HTTPClient where the operator allows it
+// ([reading] allow and the plugin's capabilities.urlreader grant).
+//
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
 // be unit-tested natively: there, Config reads the values given to SetConfig,
 // Handler returns what was passed to Handle, PrincipalFrom reports what
 // WithPrincipal attached, PublicRoutes lists what Public was asked, DB
-// returns the database given to SetDB, and RunTask runs a task registered
-// with Schedule.
+// returns the database given to SetDB, Logger writes text to stderr,
+// ReadURL and HTTPClient read with net/http through the transport given to
+// SetURLTransport, without the runtime's rules, and RunTask runs a task
+// registered with Schedule.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

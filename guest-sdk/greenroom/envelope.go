@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // This file implements the request and response envelopes of ABI v1
@@ -112,20 +114,24 @@ func decodeRequest(env string) (*http.Request, error) {
 	if nh < 0 || nh > (len(env)-r.off)/8 {
 		return nil, errShortEnvelope
 	}
-	// One allocation holds the context and the URL; one backs every header
-	// value (each a full slice, so a handler's append copies instead of
-	// overwriting its neighbour).
+	// One allocation holds the context, the URL and (for the usual few
+	// headers) the header values; each value is a full slice, so a
+	// handler's append copies instead of overwriting its neighbour.
 	hold := &requestHold{ctx: requestContext{meta: meta}}
+	values := hold.values[:]
+	if nh > len(values) {
+		values = make([]string, nh)
+	}
 	header := make(http.Header, nh)
-	values := make([]string, nh)
 	host := ""
 	for i := 0; i < nh; i++ {
-		name := r.str()
+		// Names arrive in canonical form (docs/abi.md): the host
+		// canonicalises them, natively and cheaply.
+		key := r.str()
 		value := r.str()
 		if r.err != nil {
 			return nil, r.err
 		}
-		key := http.CanonicalHeaderKey(name)
 		if key == "Host" {
 			host = value
 			continue
@@ -150,46 +156,62 @@ func decodeRequest(env string) (*http.Request, error) {
 			u.RawPath = rawPath
 		}
 	}
-	requestURI := rawPath
-	if rawQuery != "" {
-		requestURI = rawPath + "?" + rawQuery
-	}
-	tmpl := &requestTemplate
-	*tmpl = http.Request{
-		Method:        method,
-		URL:           u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        header,
-		Body:          http.NoBody,
-		ContentLength: int64(len(body)),
-		Host:          host,
-		RemoteAddr:    remoteAddr,
-		RequestURI:    requestURI,
-	}
-	if len(body) > 0 {
-		tmpl.Body = io.NopCloser(strings.NewReader(body))
-	}
 	if deadline > 0 {
 		hold.ctx.deadline = time.Unix(0, deadline)
 	}
-	// WithContext copies the template: the request a handler gets is its
-	// own, and the template is reused.
-	req := tmpl.WithContext(&hold.ctx)
-	*tmpl = http.Request{}
+	req := hold.request()
+	req.Method = method
+	req.URL = u
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
+	req.Header = header
+	req.Body = http.NoBody
+	req.ContentLength = int64(len(body))
+	req.Host = host
+	req.RemoteAddr = remoteAddr
+	req.RequestURI = rawPath
+	if rawQuery != "" {
+		req.RequestURI = rawPath + "?" + rawQuery
+	}
+	if len(body) > 0 {
+		req.Body = io.NopCloser(strings.NewReader(body))
+	}
 	return req, nil
 }
 
-// requestTemplate is filled for each request and copied by WithContext,
-// which saves building a Request only to copy it.
-var requestTemplate http.Request
-
 // requestHold gathers a request's small allocations into one.
 type requestHold struct {
-	ctx requestContext
-	url url.URL
+	req    http.Request
+	ctx    requestContext
+	url    url.URL
+	values [8]string
 }
+
+// request returns the hold's Request with its context set. In wasm every
+// allocation and large copy costs about a microsecond, and WithContext
+// would allocate and copy a second Request only to set one field, so the
+// field is set in place: its offset is looked up once, by name and type,
+// with reflection. Should a future net/http rename or retype it, the
+// lookup fails and WithContext is used, as correct as before and a little
+// slower.
+func (h *requestHold) request() *http.Request {
+	if ctxField.ok {
+		*(*context.Context)(unsafe.Add(unsafe.Pointer(&h.req), ctxField.offset)) = &h.ctx
+		return &h.req
+	}
+	var zero http.Request
+	return zero.WithContext(&h.ctx)
+}
+
+var ctxField = func() (f struct {
+	offset uintptr
+	ok     bool
+}) {
+	sf, found := reflect.TypeFor[http.Request]().FieldByName("ctx")
+	if found && sf.Type == reflect.TypeFor[context.Context]() {
+		f.offset, f.ok = sf.Offset, true
+	}
+	return f
+}()
 
 // requestContext is the context of one request. It knows its deadline but
 // only arms a timer when somebody asks for Done, which most handlers never do.

@@ -32,7 +32,7 @@ func sampleEnvelope(deadline time.Time) []byte {
 	e := &envBuilder{}
 	e.str("POST").str("/items/a%2Fb").str("x=1&y=2").str("rid-1").str("10.0.0.1:5555").u64(uint64(deadline.UnixNano()))
 	e.u8(principalService).str("service:ci").str(`{"sub":"ci"}`)
-	e.u32(3).str("Content-Type").str("text/plain").str("x-multi").str("1").str("Host").str("example.org")
+	e.u32(3).str("Content-Type").str("text/plain").str("X-Multi").str("1").str("Host").str("example.org")
 	e.str("hello body")
 	return e.b
 }
@@ -155,5 +155,30 @@ func TestServeRecoversPanic(t *testing.T) {
 	w.reset()
 	if code := serve(w, req); code != handleOK || w.status != http.StatusNotImplemented {
 		t.Errorf("no handler: code %d status %d", code, w.status)
+	}
+}
+
+// The in-place context must be the one Request.Context returns, with the
+// same behaviour as WithContext's.
+func TestRequestContextInPlace(t *testing.T) {
+	if !ctxField.ok {
+		t.Fatal("http.Request has no ctx field of type context.Context any more: the SDK falls back to WithContext; update requestHold.request")
+	}
+	deadline := time.Now().Add(time.Hour)
+	req, err := decodeRequest(string(sampleEnvelope(deadline)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := req.Context().(*requestContext); !ok {
+		t.Fatalf("Context() = %T", req.Context())
+	}
+	if d, ok := req.Context().Deadline(); !ok || !d.Equal(deadline) {
+		t.Errorf("deadline %v %v", d, ok)
+	}
+	// WithContext on it still works as usual.
+	type k struct{}
+	r2 := req.WithContext(context.WithValue(req.Context(), k{}, 1))
+	if r2.Context().Value(k{}) != 1 || RequestID(r2.Context()) != "rid-1" {
+		t.Error("derived request lost its context")
 	}
 }

@@ -7,6 +7,18 @@ import (
 	"runtime/debug"
 )
 
+// reportPanic logs a handler's panic as one error record with the stack as
+// an attribute, or, when there is no runtime to take it (a native build),
+// writes it to stderr.
+func reportPanic(method, path string, v any, stack []byte) {
+	msg := fmt.Sprintf("panic serving %s %s: %v", method, path, v)
+	rec := appendRecordHead(nil, levelError, truncate(msg, truncatedMessage))
+	rec = appendStringAttr(rec, "stack", truncate(string(stack), 32<<10))
+	if !emitRecord(rec) {
+		fmt.Fprintf(os.Stderr, "%s\n%s", msg, stack)
+	}
+}
+
 var handler http.Handler
 
 // Handle registers h as the plugin's HTTP handler. Call it from an init
@@ -41,12 +53,12 @@ const (
 )
 
 // serve runs the registered handler for one decoded request and reports
-// whether it panicked. A panic is written to stderr with its stack, which
-// the runtime logs; the runtime then discards this instance.
+// whether it panicked. A panic is logged at error level with its stack;
+// the runtime then discards this instance.
 func serve(w *responseWriter, req *http.Request) (code uint32) {
 	defer func() {
 		if v := recover(); v != nil {
-			fmt.Fprintf(os.Stderr, "panic serving %s %s: %v\n%s", req.Method, req.URL.Path, v, debug.Stack())
+			reportPanic(req.Method, req.URL.Path, v, debug.Stack())
 			code = handlePanicked
 		}
 	}()

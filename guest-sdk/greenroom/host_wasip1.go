@@ -3,8 +3,10 @@
 package greenroom
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"unsafe"
@@ -29,10 +31,14 @@ func hostConfigGet(keyPtr unsafe.Pointer, keyLen uint32) int32
 //go:wasmimport greenroom public_route
 func hostPublicRoute(pathPtr unsafe.Pointer, pathLen uint32) int32
 
-// ABI error codes (docs/abi.md, "Error codes").
-const (
-	errNotFound = -1
-)
+//go:wasmimport greenroom log_enabled
+func hostLogEnabled(level int32) int32
+
+//go:wasmimport greenroom log_write
+func hostLogWrite(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom urlreader_call
+func hostURLReaderCall(ptr unsafe.Pointer, size uint32) int32
 
 // greenroomABIv1 declares that this module speaks ABI v1. The runtime reads
 // the export's name and never calls it.
@@ -41,7 +47,6 @@ const (
 func greenroomABIv1() {}
 
 var (
-	reqBuf  []byte
 	headBuf []byte
 	rw      = &responseWriter{header: make(http.Header)}
 )
@@ -51,18 +56,19 @@ var (
 //
 //go:wasmexport greenroom_handle
 func greenroomHandle(reqLen uint32) uint32 {
-	if uint32(cap(reqBuf)) < reqLen {
-		reqBuf = make([]byte, reqLen)
+	if reqLen == 0 {
+		return handleBadInput
 	}
-	buf := reqBuf[:reqLen]
-	if reqLen > 0 {
-		if got := hostRequestRead(unsafe.Pointer(&buf[0]), reqLen); got != int32(reqLen) {
-			fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, reqLen)
-			return handleBadInput
-		}
+	// The envelope is read into memory of its own and never written again,
+	// so it can be viewed as a string without a copy: every decoded field
+	// (and the body) is a substring of it, alive as long as the handler
+	// keeps any of them.
+	buf := make([]byte, reqLen)
+	if got := hostRequestRead(unsafe.Pointer(&buf[0]), reqLen); got != int32(reqLen) {
+		fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, reqLen)
+		return handleBadInput
 	}
-	// One copy: every decoded field is a substring of env.
-	env := string(buf)
+	env := unsafe.String(&buf[0], len(buf))
 	req, err := decodeRequest(env)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "greenroom: %v\n", err)
@@ -105,6 +111,29 @@ func hostConfig(key string) (string, bool) {
 		return "", false
 	}
 	return string(takeResult(n)), true
+}
+
+func newLogHandler() slog.Handler {
+	return &logHandler{
+		enabled: func(level int32) bool { return hostLogEnabled(level) == 1 },
+		write:   func(rec []byte) { emitRecord(rec) },
+	}
+}
+
+// emitRecord sends an encoded log record (never empty) to the host and
+// reports whether the host took it (written, filtered or counted as
+// dropped).
+func emitRecord(rec []byte) bool {
+	return hostLogWrite(unsafe.Pointer(&rec[0]), uint32(len(rec))) >= 0
+}
+
+func urlCall(_ context.Context, req *urlRequest) (*urlResponse, error) {
+	b := appendURLRequest(nil, req)
+	n := hostURLReaderCall(unsafe.Pointer(&b[0]), uint32(len(b)))
+	if n < 0 {
+		return nil, hostError("urlreader_call", n)
+	}
+	return decodeURLResponse(takeResult(n))
 }
 
 func hostPublic(path string) error {

@@ -131,11 +131,6 @@ func appendTaskSpec(dst []byte, t Task) []byte {
 	return append(dst, byte(t.Scope))
 }
 
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
-	return append(dst, s...)
-}
-
 // decodeTaskRun reads a task envelope:
 //
 //	bytes id, bytes run_id, u64 deadline_ns, u64 due_ns, u8 flags (bit 0: manual)

@@ -38,9 +38,12 @@ type Server struct {
 	Listen          string   `toml:"listen"`
 	BodyLimit       Size     `toml:"body_limit"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
-	ReadTimeout     Duration `toml:"read_timeout"`
-	WriteTimeout    Duration `toml:"write_timeout"`
-	IdleTimeout     Duration `toml:"idle_timeout"`
+	// ShutdownDelay keeps serving, with readiness 503, this long after
+	// SIGTERM before the listener closes, so load balancers stop sending.
+	ShutdownDelay Duration `toml:"shutdown_delay"`
+	ReadTimeout   Duration `toml:"read_timeout"`
+	WriteTimeout  Duration `toml:"write_timeout"`
+	IdleTimeout   Duration `toml:"idle_timeout"`
 	// MetricsListen serves /metrics on a separate address; empty serves it
 	// on the main listener behind admin authentication.
 	MetricsListen string `toml:"metrics_listen"`
@@ -96,11 +99,15 @@ type Reading struct {
 
 // AllowRule allows reads from host (a name, or "*.example.com" for its
 // subdomains), optionally only under paths, over https unless Scheme says
-// "http".
+// "http" (which allows both).
 type AllowRule struct {
 	Host   string   `toml:"host"`
 	Paths  []string `toml:"paths"`
 	Scheme string   `toml:"scheme"`
+	// Internal lets this exact host (not a "*." pattern) resolve to
+	// internal addresses — loopback, private, link-local and the like —
+	// which the URL reader otherwise refuses.
+	Internal bool `toml:"internal"`
 }
 
 // Integrations holds credentials the URL reader adds for specific hosts.
@@ -109,6 +116,22 @@ type Integrations struct {
 	GitLab    []Integration `toml:"gitlab"`
 	Bitbucket []Integration `toml:"bitbucket"`
 	Generic   []Integration `toml:"generic"`
+}
+
+// List returns the integrations of kind ("github", "gitlab", "bitbucket"
+// or "generic").
+func (i Integrations) List(kind string) []Integration {
+	switch kind {
+	case "github":
+		return i.GitHub
+	case "gitlab":
+		return i.GitLab
+	case "bitbucket":
+		return i.Bitbucket
+	case "generic":
+		return i.Generic
+	}
+	return nil
 }
 
 // Integration is a credential for one host.

@@ -208,26 +208,60 @@ func (v *validator) reading() {
 				v.fail(fmt.Sprintf("%s.paths[%d]", p, j), "path prefix %q must start with /", path)
 			}
 		}
+		if a.Internal && strings.HasPrefix(a.Host, "*.") {
+			v.fail(p+".internal", "needs an exact host, not the pattern %q: internal addresses are allowed one host at a time", a.Host)
+		}
 	}
 	if r.MaxBytes == 0 {
 		v.fail("reading.max_bytes", "must be more than 0")
 	}
+	if r.MaxBytes > 1<<30 {
+		v.fail("reading.max_bytes", "must be at most 1GiB, got %s", r.MaxBytes)
+	}
 	if r.Timeout == 0 {
 		v.fail("reading.timeout", "must be more than 0")
 	}
-	for kind, list := range map[string][]Integration{"github": v.c.Integrations.GitHub, "gitlab": v.c.Integrations.GitLab, "bitbucket": v.c.Integrations.Bitbucket, "generic": v.c.Integrations.Generic} {
-		for i, in := range list {
+	hosts := map[string]string{}
+	for _, kind := range []string{"github", "gitlab", "bitbucket", "generic"} {
+		for i, in := range v.c.Integrations.List(kind) {
 			p := fmt.Sprintf("integrations.%s[%d]", kind, i)
 			if in.Host == "" {
 				v.fail(p+".host", "must not be empty")
-			} else if strings.ContainsAny(in.Host, "/*:") {
+			} else if err := checkHostPattern(in.Host); err != nil || strings.HasPrefix(in.Host, "*.") {
 				v.fail(p+".host", "must be a plain host name, got %q", in.Host)
 			}
+			h := strings.ToLower(strings.TrimSuffix(in.Host, "."))
+			if other, ok := hosts[h]; ok && h != "" {
+				v.fail(p+".host", "%s already has a credential in %s; one host gets one token", in.Host, other)
+			}
+			hosts[h] = p
 			if in.Header != "" && kind != "generic" {
 				v.fail(p+".header", "only generic integrations choose their header")
 			}
+			if in.Header != "" && !validHeaderName(in.Header) {
+				v.fail(p+".header", "%q is not an HTTP header name", in.Header)
+			}
 		}
 	}
+}
+
+// validHeaderName reports whether h is an HTTP token (RFC 9110) other than
+// the headers that frame or route a request.
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	switch strings.ToLower(h) {
+	case "host", "connection", "content-length", "transfer-encoding", "te", "trailer", "upgrade", "keep-alive", "proxy-connection", "cookie":
+		return false
+	}
+	return true
 }
 
 func checkHostPattern(h string) error {
@@ -481,4 +515,20 @@ func (c *Config) PluginSecretKeys(id string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// Granted lists the capabilities the operator granted the plugin, sorted:
+// "database", "scheduler", "urlreader".
+func (p *Plugin) Granted() []string {
+	var out []string
+	if p.Capabilities.Database {
+		out = append(out, "database")
+	}
+	if p.Capabilities.Scheduler {
+		out = append(out, "scheduler")
+	}
+	if len(p.Capabilities.URLReader) > 0 {
+		out = append(out, "urlreader")
+	}
+	return out
 }

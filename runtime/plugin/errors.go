@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -118,4 +119,42 @@ func classify(ctx context.Context, err error, oom bool) Failure {
 		return FailExit
 	}
 	return FailTrap
+}
+
+// Counters are a plugin's cumulative figures. The runtime keeps one set per
+// plugin id and passes it to every version it loads, so they survive
+// reloads (Prometheus counters must only grow).
+type Counters struct {
+	// Pool.
+	Created, Discarded, Retired atomic.Int64
+	QueueWaits, QueueNanos      atomic.Int64
+	Rejected                    atomic.Int64 // busy for the whole queue timeout
+	// Calls.
+	Calls    atomic.Int64
+	Failures [failureCount]atomic.Int64 // indexed by Failure
+}
+
+const failureCount = int(FailClosed) + 1
+
+// Failed returns how many calls failed with kind.
+func (c *Counters) Failed(kind Failure) int64 {
+	if kind <= 0 || int(kind) >= failureCount {
+		return 0
+	}
+	return c.Failures[kind].Load()
+}
+
+// Failures lists every Failure, for exporters.
+func Failures() []Failure {
+	out := make([]Failure, 0, failureCount-1)
+	for f := Failure(1); int(f) < failureCount; f++ {
+		out = append(out, f)
+	}
+	return out
+}
+
+func (c *Counters) fail(kind Failure) {
+	if kind > 0 && int(kind) < failureCount {
+		c.Failures[kind].Add(1)
+	}
 }

@@ -6,11 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -35,6 +36,8 @@ type instance struct {
 	callCtx context.Context
 	stdout  lineWriter
 	stderr  lineWriter
+	// cancel ends the call in progress; a forced drain uses it.
+	cancel atomic.Pointer[context.CancelFunc]
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress.
 	oom bool
@@ -49,6 +52,7 @@ type instance struct {
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{p: p}
 	in.state.Host = p.spec.Host
+	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
 	in.stdout = lineWriter{in: in, stream: "stdout"}
 	in.stderr = lineWriter{in: in, stream: "stderr"}
@@ -66,6 +70,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	cfg = cfg.WithStartFunctions()
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
+	if memoryAllocator != nil {
+		ictx = experimental.WithMemoryAllocator(ictx, memoryAllocator)
+	}
 	in.callCtx = ictx
 	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
 	in.callCtx = nil
@@ -183,6 +190,7 @@ type lineWriter struct {
 	in     *instance
 	stream string
 	buf    []byte
+	rec    hostfuncs.LogRecord
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -211,16 +219,17 @@ func (w *lineWriter) flush() {
 
 var oomMarker = []byte("out of memory")
 
+// emit writes one line through the plugin's logger, as an info record with
+// the stream as its tag, under the same level floor and rate limit as the
+// plugin's structured records.
 func (w *lineWriter) emit(line []byte) {
 	if w.stream == "stderr" && bytes.Contains(line, oomMarker) {
 		w.in.oom = true
 	}
-	fields := logrus.Fields{"stream": w.stream}
-	if id := w.in.state.RequestID; id != "" {
-		fields["request_id"] = id
+	st := &w.in.state
+	if !st.Host.LogEnabled(hostfuncs.LevelInfo) {
+		return
 	}
-	if task := w.in.state.Task; task != "" {
-		fields["task"] = task
-	}
-	w.in.p.log.WithFields(fields).Info(string(line))
+	w.rec = hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: string(line), Stream: w.stream}
+	st.Host.Log(st, &w.rec)
 }

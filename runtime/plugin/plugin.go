@@ -9,7 +9,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -66,9 +65,18 @@ type Spec struct {
 	SHA256 string // optional pin, hex
 	Limits Limits
 	// Host provides the plugin's host functions (config, capabilities).
-	Host  hostfuncs.Host
-	Log   *logrus.Entry
-	Cache wazero.CompilationCache
+	Host hostfuncs.Host
+	Log  *logrus.Entry
+	// Engine compiles and runs the module; plugins share one. Nil gives
+	// this plugin an engine of its own (with Cache), closed with it.
+	Engine *Engine
+	Cache  wazero.CompilationCache
+	// Counters accumulate across versions of one plugin; nil gives this
+	// version its own.
+	Counters *Counters
+	// HostCounters count host-function calls; nil gives this version its
+	// own.
+	HostCounters *hostfuncs.Counters
 
 	// forceWazero makes tests use the fallback interruption.
 	forceWazero bool
@@ -79,11 +87,14 @@ type Plugin struct {
 	id   string
 	spec Spec
 	rt   wazero.Runtime
+	own  *Engine // the engine Load made for this plugin alone, if any
 	cm   wazero.CompiledModule
-	info Info
-	pool *pool
-	log  *logrus.Entry
-	mode Interruption
+	// release gives cm back to the engine.
+	release func()
+	info    Info
+	pool    *pool
+	log     *logrus.Entry
+	mode    Interruption
 
 	CompileTime time.Duration
 	LoadTime    time.Duration
@@ -112,8 +123,15 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if spec.Host == nil {
 		return nil, errors.New("plugin spec has no host")
 	}
+	if spec.Counters == nil {
+		spec.Counters = &Counters{}
+	}
+	if spec.HostCounters == nil {
+		spec.HostCounters = hostfuncs.NewCounters()
+	}
 	p := &Plugin{id: spec.ID, spec: spec, log: spec.Log}
-	p.info = Info{SHA256: SHA256(spec.Wasm), Size: len(spec.Wasm)}
+	sum := SHA256(spec.Wasm)
+	p.info = Info{SHA256: sum, Size: len(spec.Wasm)}
 	if pin := strings.ToLower(strings.TrimSpace(spec.SHA256)); pin != "" && pin != p.info.SHA256 {
 		return nil, fmt.Errorf("sha256 pin mismatch: config pins %s, file is %s", pin, p.info.SHA256)
 	}
@@ -124,54 +142,55 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if err := checkMagic(spec.Wasm); err != nil {
 		return nil, err
 	}
-	code := spec.Wasm
-	switch {
-	case lim.NoInterrupt:
-		p.mode = InterruptOff
-	case spec.forceWazero:
-		p.mode = InterruptWazero
-	default:
-		out, st, err := instrument.Interruptible(spec.Wasm)
-		if err != nil {
-			p.mode = InterruptWazero
-			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
-		} else {
-			p.mode = InterruptFlag
-			code = out
-			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops}).Debug("instrumented for interruption")
-		}
+	// The module is rewritten: its memory maximum becomes the plugin's
+	// cap, and (unless the operator turned it off) loops and calls get the
+	// interruption checks of package instrument.
+	engine := spec.Engine
+	if engine == nil {
+		engine = NewEngine(spec.Cache, "")
+		p.own = engine
 	}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(p.mode == InterruptWazero)
-	if spec.Cache != nil {
-		rc = rc.WithCompilationCache(spec.Cache)
-	}
-	p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	defer func() {
-		if err != nil {
-			p.rt.Close(context.Background())
+		if err != nil && p.own != nil {
+			p.own.Close(context.Background())
 		}
 	}()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
-		return nil, fmt.Errorf("instantiate WASI: %w", err)
+	var code []byte
+	if !lim.NoInterrupt && !spec.forceWazero {
+		out, st, err := engine.rewrite(spec.Wasm, sum, instrument.Options{Interrupt: true, MaxMemoryPages: pages})
+		if err != nil {
+			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
+		} else {
+			p.mode, code = InterruptFlag, out
+			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped}).Debug("instrumented for interruption")
+		}
 	}
-	if err := hostfuncs.Instantiate(ctx, p.rt); err != nil {
+	if code == nil {
+		p.mode = InterruptWazero
+		if lim.NoInterrupt {
+			p.mode = InterruptOff
+		}
+		if code, _, err = engine.rewrite(spec.Wasm, sum, instrument.Options{MaxMemoryPages: pages}); err != nil {
+			return nil, err
+		}
+	}
+	// The module's bytes are not needed once compiled (the decoded module
+	// keeps what it uses); a plugin does not hold them for its lifetime.
+	p.spec.Wasm = nil
+	cstart := time.Now()
+	if p.rt, err = engine.runtime(ctx, p.mode == InterruptWazero); err != nil {
 		return nil, err
 	}
-	cstart := time.Now()
-	p.cm, p.info, err = Compile(ctx, p.rt, code)
+	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, code)
 	p.CompileTime = time.Since(cstart)
-	p.info.SHA256, p.info.Size = SHA256(spec.Wasm), len(spec.Wasm)
+	p.info.SHA256, p.info.Size = sum, len(spec.Wasm)
 	if err != nil {
 		return nil, err
-	}
-	if min := uint64(p.info.MemoryMinPages) * pageSize; min > lim.Memory {
-		return nil, fmt.Errorf("module needs %d bytes of memory at start, over its limit of %d", min, lim.Memory)
 	}
 	p.pool = newPool(p, lim.Instances, lim.QueueTimeout)
 	if err := p.pool.warm(ctx, lim.Warm); err != nil {
 		p.pool.close(context.Background())
+		p.release()
 		var ce *CallError
 		if errors.As(err, &ce) {
 			err = ce.Err
@@ -243,6 +262,15 @@ type Call struct {
 // discards the instance. Return codes HandlePanicked and HandleBadInput
 // discard the instance without calling done. Errors are *CallError.
 func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
+	p.spec.Counters.Calls.Add(1)
+	err := p.invoke(ctx, c, done)
+	if err != nil {
+		p.spec.Counters.fail(KindOf(err))
+	}
+	return err
+}
+
+func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
 	in, err := p.pool.acquire(ctx)
 	if err != nil {
 		return err
@@ -265,7 +293,9 @@ func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, cod
 		}
 	}
 	cctx, cancel := context.WithDeadline(ctx, deadline)
+	in.cancel.Store(&cancel)
 	code, tainted, err := in.run(cctx, fn, uint64(len(in.reqBuf)))
+	in.cancel.Store(nil)
 	var kind Failure
 	if err != nil {
 		kind = classify(cctx, err, in.oom) // before cancel, which would mask why
@@ -302,18 +332,24 @@ func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, cod
 }
 
 // Close stops taking calls, lets the calls in flight finish until ctx ends,
-// then closes every instance and the module. It returns an error naming
-// what was cut off when ctx ended first.
+// then interrupts the ones still running, closes every instance and
+// releases the compiled module. It returns an error naming what was cut
+// off when ctx ended first.
 func (p *Plugin) Close(ctx context.Context) error {
 	var err error
-	if p.pool != nil {
-		if busy := p.pool.close(ctx); busy > 0 {
-			err = fmt.Errorf("plugin %s: %d calls still running when the drain deadline passed; interrupted", p.id, busy)
+	if busy := p.pool.close(ctx); busy > 0 {
+		err = fmt.Errorf("plugin %s: %d calls still running when the drain deadline passed; interrupted", p.id, busy)
+		if stuck := p.pool.interrupt(); stuck > 0 {
+			// Only a guest that cannot be interrupted (limits.interruptible
+			// = false) stays: its instance is left running rather than
+			// unmapped under it.
+			p.log.WithField("instances", stuck).Error("plugin instances did not stop when interrupted; leaving them")
 		}
 	}
-	// Closing the runtime closes every module still open, interrupting
-	// calls in flight.
-	p.rt.Close(context.Background())
+	p.release()
+	if p.own != nil {
+		p.own.Close(context.Background())
+	}
 	return err
 }
 

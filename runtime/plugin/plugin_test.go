@@ -20,18 +20,30 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 )
 
-type mapHost map[string]string
-
-func (m mapHost) Config(key string) (string, bool) { v, ok := m[key]; return v, ok }
-func (m mapHost) PublicRoute(string) error         { return nil }
-
-func (m mapHost) Database() (hostfuncs.Database, error) {
-	return nil, errors.New("no database in this test")
+// testHost serves config from a map and writes guest output to a logrus
+// entry; it grants nothing else.
+type testHost struct {
+	config map[string]string
+	log    *logrus.Entry
 }
 
-func (m mapHost) Scheduler() error { return errors.New("no scheduler in this test") }
+func (h testHost) Config(key string) (string, bool) { v, ok := h.config[key]; return v, ok }
+func (h testHost) PublicRoute(string) error         { return nil }
+func (h testHost) Database() (hostfuncs.Database, error) {
+	return nil, errors.New("no database in this test")
+}
+func (h testHost) LogEnabled(int32) bool { return true }
+func (h testHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
+	h.log.WithField("stream", rec.Stream).Info(rec.Message)
+	return hostfuncs.LogWritten
+}
+func (h testHost) ReadURL(context.Context, *hostfuncs.Instance, *hostfuncs.URLRequest) (*hostfuncs.URLResponse, error) {
+	return nil, hostfuncs.Failf(hostfuncs.ErrDenied, "not granted in this test")
+}
 
-func (m mapHost) RegisterTask(*hostfuncs.Instance, hostfuncs.TaskSpec) error {
+func (h testHost) Scheduler() error { return errors.New("no scheduler in this test") }
+
+func (h testHost) RegisterTask(*hostfuncs.Instance, hostfuncs.TaskSpec) error {
 	return errors.New("no scheduler in this test")
 }
 
@@ -81,7 +93,11 @@ func loadSpec(t testing.TB, spec Spec) *Plugin {
 			mu.Unlock()
 		}
 	})
-	spec.ID, spec.Host, spec.Log, spec.Cache = "hostile", mapHost{"greeting": "hi"}, log.WithField("plugin", "hostile"), testCache
+	entry := log.WithField("plugin", "hostile")
+	spec.ID, spec.Log, spec.Cache = "hostile", entry, testCache
+	if spec.Host == nil {
+		spec.Host = testHost{config: map[string]string{"greeting": "hi"}, log: entry}
+	}
 	p, err := Load(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("load: %v", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
@@ -32,7 +33,8 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if !config.PluginIDPattern.MatchString(id) || s.rt.Slot(id) == nil {
+	// Only configured (so valid) ids have a slot.
+	if s.rt.Slot(id) == nil {
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
 	}
 	rs.plugin = id
@@ -56,7 +58,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		if !forwardRequestHeader(k) {
 			return
 		}
-		req.Headers = append(req.Headers, [2][]byte{k, v})
+		req.Headers = append(req.Headers, [2][]byte{hostfuncs.CanonicalHeaderName(k), v})
 	})
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
@@ -231,18 +233,44 @@ type pluginView struct {
 	State     runtime.State `json:"state"`
 	LastError string        `json:"last_error,omitempty"`
 	Info      *plugin.Info  `json:"module,omitempty"`
-	Pool      *plugin.Stats `json:"pool,omitempty"`
+	// Granted are the capabilities the operator granted; Ungranted the
+	// ones the module imports that were not granted (its calls to them
+	// are denied).
+	Granted      []string       `json:"granted"`
+	Ungranted    []string       `json:"imported_not_granted"`
+	Interruption string         `json:"interruption,omitempty"`
+	Limits       *config.Limits `json:"limits,omitempty"`
+	Pool         *plugin.Stats  `json:"pool,omitempty"`
 }
 
 func (s *Server) listPlugins(c *fiber.Ctx) error {
+	cfg := s.rt.Config()
 	out := []pluginView{}
 	for _, id := range s.rt.IDs() {
 		slot := s.rt.Slot(id)
+		if slot == nil {
+			continue
+		}
 		st, lastErr := slot.Status()
-		v := pluginView{ID: id, State: st, LastError: lastErr}
+		v := pluginView{ID: id, State: st, LastError: lastErr, Granted: []string{}, Ungranted: []string{}}
+		pc := slot.Config()
+		if pc == nil {
+			pc = cfg.Plugins[id]
+		}
+		if pc != nil {
+			v.Granted = append(v.Granted, pc.Granted()...)
+			lim := pc.Limits
+			v.Limits = &lim
+		}
 		if p := slot.Plugin(); p != nil {
 			info, stats := p.Info(), p.Stats()
 			v.Info, v.Pool = &info, &stats
+			v.Interruption = string(p.Interruption())
+			for _, c := range info.Capabilities {
+				if !slices.Contains(v.Granted, c) {
+					v.Ungranted = append(v.Ungranted, c)
+				}
+			}
 		}
 		out = append(out, v)
 	}

@@ -1,8 +1,12 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +16,10 @@ import (
 	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
+	"github.com/greenroom-dev/greenroom/runtime/server"
 )
 
 func copyFile(t *testing.T, src, dst string) {
@@ -187,5 +194,56 @@ func TestReloadFailureAndPluginSetChanges(t *testing.T) {
 	res = *in.Reload(t)
 	if len(res.RestartNeeded) != 1 || res.RestartNeeded[0] != "server.body_limit" {
 		t.Errorf("restart needed = %v", res.RestartNeeded)
+	}
+}
+
+// Readiness is 503 with reasons until the plugins are loaded, 200 after,
+// and 503 again once draining starts; liveness is 200 throughout.
+func TestReadinessLifecycle(t *testing.T) {
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
+		"[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = %q\n[plugins.hello]\npath = %q\n", cacheDir, helloWasm))}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _, _ := logging.New(io.Discard, "text", "error", nil)
+	rt, err := runtime.New(cfg, log, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(rt, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer func() {
+		srv.Shutdown(context.Background())
+		rt.Close(context.Background())
+	}()
+	probe := func(path string) (int, string) {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/.greenroom/health/v1/" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := probe("readiness"); status != 503 || !strings.Contains(body, "plugin hello is loading") {
+		t.Errorf("before load: %d %s", status, body)
+	}
+	if status, _ := probe("liveness"); status != 200 {
+		t.Errorf("liveness before load: %d", status)
+	}
+	rt.Load(context.Background())
+	if status, body := probe("readiness"); status != 200 {
+		t.Errorf("after load: %d %s", status, body)
+	}
+	srv.Drain()
+	if status, body := probe("readiness"); status != 503 || !strings.Contains(body, "shutting down") {
+		t.Errorf("draining: %d %s", status, body)
+	}
+	if status, _ := probe("liveness"); status != 200 {
+		t.Errorf("liveness while draining: %d", status)
 	}
 }

@@ -8,16 +8,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/auth"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/metrics"
 )
 
 // Server serves one Runtime over HTTP.
@@ -31,6 +36,7 @@ type Server struct {
 	// reloader re-reads the config and reloads; set by the command that
 	// knows the config files.
 	reloader atomic.Pointer[Reloader]
+	metrics  *metrics.Metrics
 
 	// base is the parent context of every plugin call; cancelling it
 	// interrupts them all (hard shutdown).
@@ -39,10 +45,12 @@ type Server struct {
 	draining atomic.Bool
 }
 
-// New builds the HTTP app for rt. It serves nothing until Serve.
-func New(rt *runtime.Runtime, log *logrus.Logger) *Server {
+// New builds the HTTP app for rt. It serves nothing until Serve. Extra
+// Prometheus collectors (other services' figures) are exported with
+// greenroom's own at /metrics.
+func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Collector) *Server {
 	cfg := rt.Config()
-	s := &Server{rt: rt, cfg: cfg, log: log}
+	s := &Server{rt: rt, cfg: cfg, log: log, metrics: metrics.New(rt, collectors...)}
 	s.authn.Store(newAuthenticator(cfg, log))
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
@@ -80,6 +88,7 @@ func (s *Server) routes() {
 	admin.Get("/plugins/v1/", s.listPlugins)
 	admin.Post("/plugins/v1/reload", s.reload)
 	s.schedulerRoutes(admin)
+	s.app.Get("/metrics", s.requireAdmin, adaptor.HTTPHandler(s.MetricsHandler()))
 	s.app.All("/api/*", s.handlePlugin)
 	s.app.Use(func(c *fiber.Ctx) error {
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
@@ -90,6 +99,10 @@ func (s *Server) routes() {
 func (s *Server) Serve(ln net.Listener) error {
 	return s.app.Listener(ln)
 }
+
+// Drain turns readiness to 503 while the server keeps serving: the first
+// step of a graceful shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // Shutdown stops accepting connections and waits for requests in flight
 // until ctx ends; then it interrupts the plugin calls still running.
@@ -114,6 +127,13 @@ func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 func (s *Server) Reload(cfg *config.Config) {
 	old := s.authn.Swap(newAuthenticator(cfg, s.log))
 	old.Close()
+}
+
+// MetricsHandler serves the Prometheus exposition of the server's metrics:
+// at /metrics behind admin authentication, and on [server] metrics_listen
+// without (bind that address to a network only Prometheus reaches).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{ErrorLog: s.log})
 }
 
 // Draining reports whether Shutdown has begun.
@@ -155,6 +175,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 			return herr
 		}
 	}
+	s.metrics.ObserveRequest(rs.plugin, c.Response().StatusCode(), time.Since(rs.start))
 	if s.rt.Config().Log.AccessLog {
 		s.accessLog(c, rs)
 	}

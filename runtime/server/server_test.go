@@ -20,6 +20,8 @@ var (
 	hostileWasm string
 	abiv2Wasm   string
 	noabiWasm   string
+	logurlWasm  string
+	docsWasm    string
 	cacheDir    string
 )
 
@@ -30,6 +32,8 @@ func TestMain(m *testing.M) {
 		&hostileWasm: "runtime/plugin/testdata/guests/hostile",
 		&abiv2Wasm:   "runtime/plugin/testdata/guests/abiv2",
 		&noabiWasm:   "runtime/plugin/testdata/guests/noabi",
+		&logurlWasm:  "runtime/plugin/testdata/guests/logurl",
+		&docsWasm:    "plugins/docs",
 	} {
 		if *dst, err = guesttest.BuildErr(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)

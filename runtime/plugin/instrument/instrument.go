@@ -49,6 +49,10 @@ import (
 	"math"
 )
 
+// Version changes whenever Rewrite's output for the same input and options
+// changes; caches of rewritten modules key on it.
+const Version = 3
+
 // Export names of the added globals.
 const (
 	FlagName = "greenroom_interrupt"
@@ -77,12 +81,35 @@ const (
 type Stats struct {
 	Functions int // checks at function entries
 	Loops     int // checks at loop headers
+	// Skipped counts function entries left without a check because every
+	// call they can make is preceded by a loop-header check, or because
+	// they call nothing (see needsEntryCheck).
+	Skipped int
+	// Cached is set by callers that took the output from a cache, where
+	// the counts are not known.
+	Cached bool
 }
 
-// Interruptible returns a copy of the module with the interrupt flag and
-// its checks. Custom sections holding DWARF (".debug_*") are dropped, since
-// code offsets change.
+// Options say what Rewrite changes.
+type Options struct {
+	// Interrupt adds the fuel and flag globals and their checks.
+	Interrupt bool
+	// MaxMemoryPages, when not 0, caps the module's memory at this many
+	// 64 KiB pages: its declared maximum is lowered to it (or set, when it
+	// declares none), so the engine refuses to grow it further. A module
+	// that needs more at start is refused.
+	MaxMemoryPages uint32
+}
+
+// Interruptible is Rewrite with only Interrupt.
 func Interruptible(wasm []byte) ([]byte, Stats, error) {
+	return Rewrite(wasm, Options{Interrupt: true})
+}
+
+// Rewrite returns a copy of the module changed as opts say. With
+// Interrupt, custom sections holding DWARF (".debug_*") are dropped, since
+// code offsets change.
+func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	var st Stats
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return nil, st, errors.New("not a WebAssembly 1.0 binary module")
@@ -124,16 +151,18 @@ func Interruptible(wasm []byte) ([]byte, Stats, error) {
 		case secStart:
 			// A start section runs inside instantiation, before the host
 			// can reach the flag: such a module needs another mechanism.
-			return nil, st, errors.New("module has a start section, which runs before the interrupt flag can be reached")
+			if opts.Interrupt {
+				return nil, st, errors.New("module has a start section, which runs before the interrupt flag can be reached")
+			}
 		case secExport:
 			for _, name := range []string{FlagName, FuelName} {
-				if exportsName(s.body, name) {
+				if opts.Interrupt && exportsName(s.body, name) {
 					return nil, st, fmt.Errorf("module already exports %q", name)
 				}
 			}
 		}
 	}
-	if memories == 0 {
+	if memories == 0 && opts.Interrupt {
 		return nil, st, errors.New("module has no memory, which the interruption check needs")
 	}
 	fuel := importedGlobals + definedGlobals
@@ -207,6 +236,11 @@ func Interruptible(wasm []byte) ([]byte, Stats, error) {
 		}
 		return -1
 	}
+	if !opts.Interrupt {
+		// Nothing is added: the global and export sections stay as they are.
+		wroteGlobal, wroteExport = true, true
+	}
+	cappedMemory := opts.MaxMemoryPages == 0
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !wroteGlobal && order(s.id) > order(secGlobal) {
@@ -222,17 +256,39 @@ func Interruptible(wasm []byte) ([]byte, Stats, error) {
 		case secCustom:
 			cr := &reader{b: s.body}
 			name := cr.bytes(int(cr.u32()))
-			if cr.err == nil && bytes.HasPrefix(name, []byte(".debug_")) {
+			if opts.Interrupt && cr.err == nil && bytes.HasPrefix(name, []byte(".debug_")) {
 				continue
 			}
 			writeSection(s.id, s.body)
+		case secMemory:
+			body := s.body
+			if opts.MaxMemoryPages > 0 {
+				var err error
+				if body, err = capMemory(s.body, opts.MaxMemoryPages); err != nil {
+					return nil, st, err
+				}
+				cappedMemory = true
+			}
+			writeSection(s.id, body)
 		case secGlobal:
+			if !opts.Interrupt {
+				writeSection(s.id, s.body)
+				continue
+			}
 			writeSection(secGlobal, newGlobalSection(s.body))
 			wroteGlobal = true
 		case secExport:
+			if !opts.Interrupt {
+				writeSection(s.id, s.body)
+				continue
+			}
 			writeSection(secExport, newExportSection(s.body))
 			wroteExport = true
 		case secCode:
+			if !opts.Interrupt {
+				writeSection(s.id, s.body)
+				continue
+			}
 			body, err := rewriteCode(s.body, check, &st)
 			if err != nil {
 				return nil, st, err
@@ -248,7 +304,43 @@ func Interruptible(wasm []byte) ([]byte, Stats, error) {
 	if !wroteExport {
 		writeSection(secExport, newExportSection(nil))
 	}
+	if !cappedMemory {
+		return nil, st, errors.New("module defines no memory of its own to cap (an imported memory cannot be bounded per plugin)")
+	}
 	return out, st, nil
+}
+
+// capMemory lowers the maximum of the first memory of a memory section to
+// max pages.
+func capMemory(b []byte, max uint32) ([]byte, error) {
+	r := &reader{b: b}
+	n := r.u32()
+	if r.err != nil || n == 0 {
+		return nil, errors.New("memory section declares no memory")
+	}
+	flags := r.byte()
+	if flags&^0x01 != 0 {
+		return nil, fmt.Errorf("memory 0 has limit flags 0x%02x (shared or 64-bit memory), which this runtime does not run", flags)
+	}
+	min := r.u32()
+	declared := uint32(0)
+	if flags&0x01 != 0 {
+		declared = r.u32()
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("memory section: %w", r.err)
+	}
+	if min > max {
+		return nil, fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536)
+	}
+	if flags&0x01 != 0 && declared < max {
+		max = declared
+	}
+	out := appendU32(nil, n)
+	out = append(out, 0x01)
+	out = appendU32(out, min)
+	out = appendU32(out, max)
+	return append(out, b[r.off:]...), nil
 }
 
 // appendCheck appends the check sequence of the package comment.
@@ -348,8 +440,16 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	dst = append(dst, fn[:r.off]...)
-	dst = append(dst, check...)
-	st.Functions++
+	entry, err := needsEntryCheck(fn, r.off)
+	if err != nil {
+		return nil, err
+	}
+	if entry {
+		dst = append(dst, check...)
+		st.Functions++
+	} else {
+		st.Skipped++
+	}
 	for r.off < len(r.b) {
 		start := r.off
 		op := r.byte()
@@ -367,6 +467,49 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// needsEntryCheck reports whether a function body (instructions from off)
+// needs the check at its entry. The check there exists for recursion that
+// passes no loop; it is redundant when
+//   - the function makes no call at all (it cannot recurse, and its own
+//     loops are checked), or
+//   - a loop header is reached before any instruction that calls or
+//     branches (only straight-line code and block openings precede it):
+//     then every invocation passes that loop's check before it can call
+//     anything. Go's compiler starts nearly every function this way.
+func needsEntryCheck(fn []byte, off int) (bool, error) {
+	r := &reader{b: fn, off: off}
+	loopFirst, straight, calls := false, true, false
+	for r.off < len(r.b) {
+		start := r.off
+		op := r.byte()
+		switch op {
+		case 0x10, 0x11, 0x12, 0x13, 0x14, 0x15: // call, call_indirect, return_call*, call_ref*
+			calls = true
+			straight = false
+		case 0x03: // loop
+			if straight {
+				loopFirst = true
+			}
+			straight = false
+		case 0x02, 0x01: // block, nop
+		default:
+			if op <= 0x1f || op >= 0xd5 && op <= 0xd6 { // other control instructions
+				straight = false
+			}
+		}
+		if err := r.skipImmediates(op); err != nil {
+			return true, fmt.Errorf("instruction at byte %d: %w", start, err)
+		}
+		if r.err != nil {
+			return true, fmt.Errorf("instruction at byte %d: %w", start, r.err)
+		}
+		if calls && !loopFirst {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 type reader struct {

@@ -99,8 +99,10 @@ func TestInterruptsLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Functions != 2 || st.Loops != 2 {
-		t.Errorf("stats = %+v, want 2 functions and 2 loops", st)
+	// Neither function calls anything: their loops are checked, their
+	// entries need not be.
+	if st.Functions != 0 || st.Skipped != 2 || st.Loops != 2 {
+		t.Errorf("stats = %+v, want 2 loops checked and 2 entries skipped", st)
 	}
 	m := instantiate(t, out)
 	fuel, flag := globals(t, m)
@@ -151,6 +153,67 @@ func TestSpinningGuestLetsGCRunAndFlagAloneStopsIt(t *testing.T) {
 	}
 	flag.Set(1)
 	waitTrap(t, done)
+}
+
+// fibModule exports "fib": recursion without any loop, exponential in n.
+func fibModule() []byte {
+	types := section(1, 1, 0x60, 1, 0x7f, 1, 0x7f)
+	funcs := section(3, 1, 0)
+	memory := section(5, 1, 0, 1)
+	exports := section(7, 1, 3, 'f', 'i', 'b', 0, 0)
+	body := []byte{0,
+		0x20, 0, 0x41, 2, 0x49, // n < 2
+		0x04, 0x7f, 0x20, 0, // if (result i32) n
+		0x05, // else fib(n-1) + fib(n-2)
+		0x20, 0, 0x41, 1, 0x6b, 0x10, 0,
+		0x20, 0, 0x41, 2, 0x6b, 0x10, 0,
+		0x6a, 0x0b, 0x0b}
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(types, funcs, memory, exports, section(10, append(code, body...)...))
+}
+
+// Recursion that passes no loop keeps its entry check and is interrupted.
+func TestInterruptsRecursion(t *testing.T) {
+	out, st, err := Interruptible(fibModule())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Functions != 1 || st.Loops != 0 {
+		t.Fatalf("stats = %+v, want the recursive function's entry checked", st)
+	}
+	m := instantiate(t, out)
+	if res, err := m.ExportedFunction("fib").Call(context.Background(), 20); err != nil || res[0] != 6765 {
+		t.Fatalf("fib(20) = %v, %v", res, err)
+	}
+	_, flag := globals(t, m)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.ExportedFunction("fib").Call(context.Background(), 60)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	flag.Set(1)
+	waitTrap(t, done)
+}
+
+func TestNeedsEntryCheck(t *testing.T) {
+	cases := []struct {
+		name string
+		body []byte // instructions after the (empty) locals
+		want bool
+	}{
+		{"no calls", []byte{0x03, 0x40, 0x0c, 0, 0x0b, 0x0b}, false},
+		{"loop first, then calls", []byte{0x02, 0x40, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b, 0x0b}, false},
+		{"call before any loop", []byte{0x10, 0, 0x03, 0x40, 0x0b, 0x0b}, true},
+		{"branch before the loop", []byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b}, true},
+		{"calls, no loop", []byte{0x10, 0, 0x0b}, true},
+	}
+	for _, c := range cases {
+		got, err := needsEntryCheck(append([]byte{0}, c.body...), 1)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
 }
 
 func TestRefusals(t *testing.T) {
@@ -208,5 +271,49 @@ func TestGoGuestCompiles(t *testing.T) {
 	defer r.Close(ctx)
 	if _, err := r.CompileModule(ctx, out); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// growModule exports "grow": memory.grow(n), with memory limits given.
+func growModule(limits ...byte) []byte {
+	types := section(1, 1, 0x60, 1, 0x7f, 1, 0x7f)
+	funcs := section(3, 1, 0)
+	memory := section(5, append([]byte{1}, limits...)...)
+	exports := section(7, 1, 4, 'g', 'r', 'o', 'w', 0, 0)
+	body := []byte{0, 0x20, 0, 0x40, 0, 0x0b}
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(types, funcs, memory, exports, section(10, append(code, body...)...))
+}
+
+func TestMemoryCap(t *testing.T) {
+	for _, interrupt := range []bool{false, true} {
+		for name, limits := range map[string][]byte{"no max": {0, 1}, "larger max": {1, 1, 100}} {
+			out, _, err := Rewrite(growModule(limits...), Options{Interrupt: interrupt, MaxMemoryPages: 4})
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			m := instantiate(t, out)
+			grow := m.ExportedFunction("grow")
+			if res, err := grow.Call(context.Background(), 3); err != nil || int32(res[0]) != 1 {
+				t.Errorf("%s: grow to 4 pages = %v %v", name, res, err)
+			}
+			if res, err := grow.Call(context.Background(), 1); err != nil || int32(res[0]) != -1 {
+				t.Errorf("%s: grow past the cap = %v %v, want -1", name, res, err)
+			}
+		}
+	}
+	// A smaller declared maximum stays.
+	out, _, err := Rewrite(growModule(1, 1, 2), Options{MaxMemoryPages: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := instantiate(t, out).ExportedFunction("grow").Call(context.Background(), 2); int32(res[0]) != -1 {
+		t.Errorf("declared max of 2 pages raised to the cap: grow(2) = %d", int32(res[0]))
+	}
+	if _, _, err := Rewrite(growModule(0, 10), Options{MaxMemoryPages: 4}); err == nil || !strings.Contains(err.Error(), "needs 10 pages") {
+		t.Errorf("min over the cap: %v", err)
+	}
+	if _, _, err := Rewrite(growModule(3, 1, 2), Options{MaxMemoryPages: 4}); err == nil || !strings.Contains(err.Error(), "shared or 64-bit") {
+		t.Errorf("shared memory: %v", err)
 	}
 }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// greenroomBinary builds the command once per test binary.
+func greenroomBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "greenroom-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "greenroom")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+const testToken = "shutdown-test-token-0123456789abcdef"
+
+// process is a greenroom serve process under test.
+type process struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *bytes.Buffer
+	mu     *sync.Mutex
+	done   chan error
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+type lockedBuffer struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// startServe runs greenroom serve with the ver1 guest (GET /slow?ms=N)
+// and extra [server] settings, and waits until it is ready.
+func startServe(t *testing.T, server string) *process {
+	t.Helper()
+	bin := greenroomBinary(t)
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	ver, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "server", "testdata", "guests", "ver1"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf(`
+[server]
+listen = %q
+%s
+[log]
+format = "json"
+[runtime]
+cache_dir = %q
+[auth.tokens.test]
+token = %q
+subject = "service:test"
+admin = true
+[plugins.ver]
+path = %q
+limits = { timeout = "30s", instances = 2 }
+`, addr, server, filepath.Join(cache, "cmd-test-cache"), testToken, ver)
+	cfgPath := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	p := &process{addr: addr, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "serve", "--config", cfgPath)
+	p.cmd.Stderr = lockedBuffer{p.mu, p.stderr}
+	p.cmd.Stdout = io.Discard
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("greenroom stderr:\n%s", p.log())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/.greenroom/health/v1/readiness"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("greenroom did not become ready within 60s")
+	return nil
+}
+
+func (p *process) get(path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(60 * time.Second):
+		t.Fatal("greenroom did not exit within 60s of SIGTERM")
+		return -1
+	}
+}
+
+// SIGTERM with a slow request in flight: readiness turns 503 while the
+// server still serves (shutdown_delay), the request completes, new
+// connections are refused after, and the exit code is 0.
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	p := startServe(t, `shutdown_timeout = "20s"`+"\n"+`shutdown_delay = "1s"`)
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		s, b, err := p.get("/api/ver/slow?ms=2500")
+		slow <- result{s, b, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	resp, err := http.Get("http://" + p.addr + "/.greenroom/health/v1/readiness")
+	if err != nil {
+		t.Fatalf("readiness during shutdown_delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("readiness during shutdown = %d, want 503", resp.StatusCode)
+	}
+	r := <-slow
+	if r.err != nil || r.status != 200 || r.body != "v1" {
+		t.Fatalf("in-flight request: %d %q %v", r.status, r.body, r.err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if _, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+		t.Error("listener still accepts connections after exit")
+	}
+	if !strings.Contains(p.log(), "shut down cleanly") {
+		t.Errorf("log lacks the clean shutdown line")
+	}
+}
+
+// When shutdown_timeout cuts a request off, the exit code is not 0 and
+// the log says what was cut off.
+func TestSIGTERMTimeoutCutsOff(t *testing.T) {
+	p := startServe(t, `shutdown_timeout = "500ms"`)
+	go p.get("/api/ver/slow?ms=10000")
+	time.Sleep(500 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code == 0 {
+		t.Error("exit code 0 although the shutdown deadline cut a request off")
+	}
+	if log := p.log(); !strings.Contains(log, "cut work off") || !strings.Contains(log, "ver") {
+		t.Errorf("log does not say what was cut off:\n%s", log)
+	}
+}

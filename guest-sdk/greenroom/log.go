@@ -1,0 +1,179 @@
+package greenroom
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Logger returns the plugin's structured logger. Its records go to the
+// runtime's log with their attributes as separate fields, tagged with the
+// plugin and the request (or task) being served:
+//
+//	log := greenroom.Logger()
+//	log.Info("fetched", "url", u, "bytes", n)
+//	log.With("user", id).WithGroup("req").Warn("slow", "took", d)
+//
+// Groups become dotted field names ("req.took"). Levels map to the
+// runtime's: below Info is debug, Info info, Warn warn, Error and above
+// error. The operator's [plugins.<id>] log_level raises the floor (Enabled
+// asks the runtime, so records below it cost nothing), and a per-plugin
+// rate limit drops what is over it, counted and reported. Secrets from the
+// plugin's config are redacted from every line. A record over 64 KiB is
+// cut: long strings first, then its attributes.
+//
+// To send slog's default logger and the log package here as well:
+//
+//	slog.SetDefault(greenroom.Logger())
+//
+// In a native (non-wasm) build, Logger writes text to stderr with slog's
+// TextHandler.
+func Logger() *slog.Logger {
+	loggerOnce.Do(func() { logger = slog.New(newLogHandler()) })
+	return logger
+}
+
+var (
+	loggerOnce sync.Once
+	logger     *slog.Logger
+)
+
+// logHandler is the slog.Handler that encodes records for log_write. It
+// pre-encodes the attributes and groups of With and WithGroup, as slog's
+// own handlers do.
+type logHandler struct {
+	enabled func(level int32) bool
+	write   func(rec []byte)
+	pre     []byte // attributes and group openings from WithAttrs/WithGroup
+	groups  int    // groups opened in pre
+}
+
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// When a record is over maxLogRecord, strings are cut to these sizes.
+const (
+	truncatedString  = 1 << 10
+	truncatedMessage = 8 << 10
+)
+
+func (h *logHandler) Enabled(_ context.Context, level slog.Level) bool {
+	return h.enabled(clampLevel(level))
+}
+
+func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
+	bp := recordPool.Get().(*[]byte)
+	buf := h.encode((*bp)[:0], r, 0)
+	if len(buf) > maxLogRecord {
+		buf = h.encode(buf[:0], r, truncatedString)
+		if len(buf) > maxLogRecord {
+			buf = appendRecordHead(buf[:0], clampLevel(r.Level), truncate(r.Message, truncatedMessage))
+			buf = appendStringAttr(buf, "greenroom.truncated", "record over 64 KiB; its attributes were dropped")
+		}
+	}
+	h.write(buf)
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		recordPool.Put(bp)
+	}
+	return nil
+}
+
+// encode writes r; maxStr > 0 cuts long strings (the message to
+// truncatedMessage) and marks the record as truncated.
+func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
+	msg := r.Message
+	if maxStr > 0 {
+		msg = truncate(msg, truncatedMessage)
+	}
+	dst = appendRecordHead(dst, clampLevel(r.Level), msg)
+	if maxStr > 0 {
+		dst = appendBoolAttr(dst, "greenroom.truncated", true)
+	}
+	dst = append(dst, h.pre...)
+	r.Attrs(func(a slog.Attr) bool {
+		dst = appendSlogAttr(dst, a, maxStr)
+		return true
+	})
+	for i := 0; i < h.groups; i++ {
+		dst = append(dst, kindGroupEnd)
+	}
+	return dst
+}
+
+func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if len(attrs) == 0 {
+		return h
+	}
+	h2 := *h
+	h2.pre = slices.Clip(h.pre)
+	for _, a := range attrs {
+		h2.pre = appendSlogAttr(h2.pre, a, 0)
+	}
+	return &h2
+}
+
+func (h *logHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	h2 := *h
+	h2.pre = appendKey(slices.Clip(h.pre), kindGroup, name)
+	h2.groups++
+	return &h2
+}
+
+// appendSlogAttr encodes a, following slog's handler rules: values are
+// resolved, an empty attribute is ignored, an empty group is omitted and a
+// group with an empty key is inlined.
+func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return dst
+	}
+	v := a.Value
+	switch v.Kind() {
+	case slog.KindGroup:
+		attrs := v.Group()
+		if len(attrs) == 0 {
+			return dst
+		}
+		if a.Key != "" {
+			dst = appendKey(dst, kindGroup, a.Key)
+		}
+		for _, ga := range attrs {
+			dst = appendSlogAttr(dst, ga, maxStr)
+		}
+		if a.Key != "" {
+			dst = append(dst, kindGroupEnd)
+		}
+		return dst
+	case slog.KindString:
+		return appendStringAttr(dst, a.Key, truncate(v.String(), maxStr))
+	case slog.KindInt64:
+		return appendInt64Attr(dst, kindInt64, a.Key, v.Int64())
+	case slog.KindUint64:
+		return appendUint64Attr(dst, a.Key, v.Uint64())
+	case slog.KindFloat64:
+		return appendFloat64Attr(dst, a.Key, v.Float64())
+	case slog.KindBool:
+		return appendBoolAttr(dst, a.Key, v.Bool())
+	case slog.KindDuration:
+		return appendInt64Attr(dst, kindDuration, a.Key, int64(v.Duration()))
+	case slog.KindTime:
+		return appendStringAttr(dst, a.Key, v.Time().Format(time.RFC3339Nano))
+	}
+	s := ""
+	if err, ok := v.Any().(error); ok {
+		s = err.Error()
+	} else {
+		s = v.String()
+	}
+	return appendStringAttr(dst, a.Key, truncate(s, maxStr))
+}
+
+func clampLevel(l slog.Level) int32 {
+	return int32(max(min(int(l), math.MaxInt32), math.MinInt32))
+}

@@ -1,0 +1,297 @@
+package greenroom
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ReadResponse is what ReadURL read.
+type ReadResponse struct {
+	// Status is the HTTP status, 2xx (other statuses are a *StatusError).
+	Status int
+	// URL is the URL that answered, after redirects.
+	URL string
+	// Header holds the response headers.
+	Header http.Header
+	// Body is the response body, at most the operator's reading.max_bytes.
+	Body []byte
+	// ETag is the entity tag as sent ("\"abc\"" or "W/\"abc\""); pass it
+	// to IfNoneMatch on the next read.
+	ETag string
+	// LastModified is the parsed Last-Modified header; zero when the
+	// server sent none or an unparseable one (the raw value stays in
+	// Header).
+	LastModified time.Time
+}
+
+// ReadOption changes a read.
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	header http.Header
+}
+
+// IfNoneMatch makes the read conditional: when the resource still has this
+// ETag, ReadURL returns ErrNotModified instead of the body.
+func IfNoneMatch(etag string) ReadOption {
+	return func(o *readOptions) { o.header.Set("If-None-Match", etag) }
+}
+
+// IfModifiedSince makes the read conditional on the resource having changed
+// since t: when it has not, ReadURL returns ErrNotModified.
+func IfModifiedSince(t time.Time) ReadOption {
+	return func(o *readOptions) { o.header.Set("If-Modified-Since", t.UTC().Format(http.TimeFormat)) }
+}
+
+// WithHeader adds a request header (Accept, Accept-Language, Range, ...).
+// Credentials (Authorization, Cookie), hop-by-hop and forwarding headers are
+// refused with ErrDenied: the runtime adds the operator's integration
+// credentials itself.
+func WithHeader(key, value string) ReadOption {
+	return func(o *readOptions) { o.header.Add(key, value) }
+}
+
+// StatusError is ReadURL's error for a response with a status other than
+// 2xx or 304. The response is kept, body included. A 404 matches
+// ErrNotFound.
+type StatusError struct {
+	Response *ReadResponse
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("greenroom: read %s: HTTP %d %s", e.Response.URL, e.Response.Status, http.StatusText(e.Response.Status))
+}
+
+// Is matches ErrNotFound for HTTP 404.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrNotFound && e.Response.Status == http.StatusNotFound
+}
+
+// ReadURL reads url with GET through the runtime's URL reader: the
+// operator's [reading] allow list and this plugin's grant
+// ([plugins.<id>.capabilities] urlreader) must both allow it. The read ends
+// at the earliest of ctx's deadline, the call's deadline and the operator's
+// reading.timeout.
+//
+// Errors match (errors.Is) ErrDenied when a grant, allow rule or address
+// rule refused (the message names it), ErrNotModified for a conditional
+// read of an unchanged resource, ErrTooLarge for a body over
+// reading.max_bytes, ErrTimeout when a deadline passed, ErrInvalid for a
+// malformed URL, ErrFailed for network failures; a status other than 2xx is
+// a *StatusError (404 matches ErrNotFound).
+//
+// In a native (non-wasm) build ReadURL uses net/http directly, through the
+// transport set with SetURLTransport (http.DefaultTransport by default),
+// with no allow rules, grants or integration credentials: it exists so that
+// plugins run and unit-test natively.
+func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse, error) {
+	o := readOptions{header: http.Header{}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	resp, err := readURL(ctx, &urlRequest{method: http.MethodGet, url: url, header: o.header})
+	if err != nil {
+		return nil, err
+	}
+	rr := &ReadResponse{
+		Status: resp.status,
+		URL:    resp.url,
+		Header: resp.header,
+		Body:   resp.body,
+		ETag:   resp.etag,
+	}
+	if resp.lastModified != "" {
+		rr.LastModified, _ = http.ParseTime(resp.lastModified)
+	}
+	if rr.Status < 200 || rr.Status > 299 {
+		return nil, &StatusError{Response: rr}
+	}
+	return rr, nil
+}
+
+// readURL performs one read with ctx's deadline.
+func readURL(ctx context.Context, req *urlRequest) (*urlResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		req.deadline = d
+	}
+	return urlCall(ctx, req)
+}
+
+// HTTPClient returns an *http.Client whose transport is the runtime's URL
+// reader, for code that takes an *http.Client: it reads with GET and HEAD
+// under the same rules as ReadURL (other methods, and requests with a body,
+// get an ErrInvalid error). Redirects are followed by the runtime, which
+// checks each one. A conditional request for an unchanged resource gets a
+// 304 response, as from any server.
+func HTTPClient() *http.Client {
+	return &http.Client{Transport: urlTransport{}}
+}
+
+type urlTransport struct{}
+
+func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body.Close()
+		if req.ContentLength != 0 || req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != "" {
+			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("%s %s: the URL reader reads with GET and HEAD only, without a body", req.Method, req.URL.Redacted())}
+		}
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	if method != http.MethodGet && method != http.MethodHead {
+		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
+	}
+	resp, err := readURL(req.Context(), &urlRequest{method: method, url: req.URL.String(), header: req.Header})
+	if errors.Is(err, ErrNotModified) {
+		h := http.Header{}
+		if etag := req.Header.Get("If-None-Match"); etag != "" {
+			h.Set("ETag", etag)
+		}
+		return &http.Response{
+			Status: "304 Not Modified", StatusCode: http.StatusNotModified,
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: h, Body: http.NoBody, Request: req,
+		}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &http.Response{
+		Status:     fmt.Sprintf("%d %s", resp.status, http.StatusText(resp.status)),
+		StatusCode: resp.status,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        resp.header,
+		Body:          io.NopCloser(bytes.NewReader(resp.body)),
+		ContentLength: int64(len(resp.body)),
+		Request:       req,
+	}
+	if method == http.MethodHead {
+		out.Body = http.NoBody
+		out.ContentLength = -1
+		if n, err := strconv.ParseInt(resp.header.Get("Content-Length"), 10, 64); err == nil {
+			out.ContentLength = n
+		}
+	}
+	if resp.url != "" && resp.url != req.URL.String() {
+		// Redirected: the response belongs to the last request.
+		r2 := req.Clone(req.Context())
+		if u, err := req.URL.Parse(resp.url); err == nil {
+			r2.URL = u
+			r2.Host = u.Host
+		}
+		out.Request = r2
+	}
+	return out, nil
+}
+
+// urlRequest is one URL reader request (operation read_url).
+type urlRequest struct {
+	method   string
+	url      string
+	deadline time.Time
+	header   http.Header
+}
+
+// urlResponse is a decoded URL reader response.
+type urlResponse struct {
+	status       int
+	url          string
+	etag         string
+	lastModified string
+	header       http.Header
+	body         []byte
+}
+
+// The URL reader's operations (docs/abi.md, "URL reader").
+const opReadURL = 1
+
+// appendURLRequest encodes req as a urlreader_call request envelope.
+func appendURLRequest(dst []byte, req *urlRequest) []byte {
+	dst = append(dst, opReadURL)
+	dst = appendStr(dst, req.url)
+	dst = appendStr(dst, req.method)
+	var deadline uint64
+	if !req.deadline.IsZero() {
+		deadline = uint64(req.deadline.UnixNano())
+	}
+	dst = appendU64(dst, deadline)
+	n := 0
+	for _, vs := range req.header {
+		n += len(vs)
+	}
+	dst = appendU32(dst, uint32(n))
+	for k, vs := range req.header {
+		for _, v := range vs {
+			dst = appendStr(dst, k)
+			dst = appendStr(dst, v)
+		}
+	}
+	return dst
+}
+
+var errBadURLResponse = errors.New("greenroom: malformed urlreader response")
+
+// decodeURLResponse parses a response envelope. The body aliases b.
+func decodeURLResponse(b []byte) (*urlResponse, error) {
+	r := byteReader{b: b}
+	resp := &urlResponse{status: int(r.u32())}
+	resp.url = string(r.bytes())
+	resp.etag = string(r.bytes())
+	resp.lastModified = string(r.bytes())
+	n := int(r.u32())
+	if r.bad || n > (len(b)-r.off)/8 {
+		return nil, errBadURLResponse
+	}
+	resp.header = make(http.Header, n)
+	for i := 0; i < n; i++ {
+		k := http.CanonicalHeaderKey(string(r.bytes()))
+		v := string(r.bytes())
+		resp.header[k] = append(resp.header[k], v)
+	}
+	resp.body = r.bytes()
+	if r.bad || r.off != len(b) {
+		return nil, errBadURLResponse
+	}
+	return resp, nil
+}
+
+// byteReader reads length-prefixed fields; after the first short read it
+// returns zero values and bad is set.
+type byteReader struct {
+	b   []byte
+	off int
+	bad bool
+}
+
+func (r *byteReader) u32() uint32 {
+	if r.bad || len(r.b)-r.off < 4 {
+		r.bad = true
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(r.b[r.off:])
+	r.off += 4
+	return v
+}
+
+func (r *byteReader) bytes() []byte {
+	n := r.u32()
+	if r.bad || uint64(n) > uint64(len(r.b)-r.off) {
+		r.bad = true
+		return nil
+	}
+	v := r.b[r.off : r.off+int(n) : r.off+int(n)]
+	r.off += int(n)
+	return v
+}

@@ -1,0 +1,186 @@
+// Command docs is greenroom's example URL reader plugin. It fetches one
+// configured document with greenroom.ReadURL, keeps the latest copy with its
+// ETag, and serves:
+//
+//	GET /latest   the latest copy; fetched on demand when there is none or
+//	              it was last checked more than max_age ago (a conditional
+//	              fetch with If-None-Match); ?refresh=1 checks now
+//	GET /history  the fetch history, newest first (?limit=N, default 20)
+//
+// When a fetch fails and an older copy exists, /latest serves that copy
+// with an X-Docs-Stale header saying why; with no copy it answers 502.
+//
+// Config ([plugins.docs.config]): url (required), max_age (a Go duration,
+// default "5m"). The operator grants the read with [plugins.docs.capabilities]
+// urlreader and allows the host in [reading] allow; see config.toml.
+//
+// Storage: the copy (body, ETag, Last-Modified) and the fetch history live
+// in the plugin's own database (greenroom.DB, migrations in migrations/),
+// so every instance and every restart sees the same copy. The operator
+// grants database = true next to the urlreader grant.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+)
+
+func init() {
+	if err := greenroom.Migrations(migrations); err != nil {
+		panic(err)
+	}
+	greenroom.Handle(newApp(newStore(), time.Now).routes())
+}
+
+func main() {}
+
+type app struct {
+	store Store
+	now   func() time.Time
+}
+
+func newApp(s Store, now func() time.Time) *app { return &app{store: s, now: now} }
+
+func (a *app) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /latest", a.latest)
+	mux.HandleFunc("GET /history", a.history)
+	return mux
+}
+
+// settings reads the plugin's config on every request: it is a map lookup
+// in the host, and native tests can change it between requests.
+func settings() (url string, maxAge time.Duration, err error) {
+	url, ok := greenroom.Config("url")
+	if !ok || url == "" {
+		return "", 0, errors.New("config key url is not set: set [plugins.docs.config] url")
+	}
+	maxAge = 5 * time.Minute
+	if s, ok := greenroom.Config("max_age"); ok {
+		if maxAge, err = time.ParseDuration(s); err != nil {
+			return "", 0, fmt.Errorf("config key max_age: %v", err)
+		}
+	}
+	return url, maxAge, nil
+}
+
+func (a *app) latest(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	url, maxAge, err := settings()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	cur, err := a.store.Latest(ctx)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if cur != nil && cur.URL != url {
+		cur = nil // the operator pointed the plugin elsewhere
+	}
+	var stale error
+	if cur == nil || r.URL.Query().Get("refresh") != "" || a.now().Sub(cur.CheckedAt) > maxAge {
+		next, err := a.fetch(ctx, url, cur)
+		switch {
+		case err != nil && cur == nil:
+			writeError(w, http.StatusBadGateway, err)
+			return
+		case err != nil:
+			stale = err
+		default:
+			cur = next
+		}
+	}
+	h := w.Header()
+	if cur.ContentType != "" {
+		h.Set("Content-Type", cur.ContentType)
+	}
+	if cur.ETag != "" {
+		h.Set("ETag", cur.ETag)
+	}
+	h.Set("X-Docs-Source", cur.URL)
+	h.Set("X-Docs-Fetched-At", cur.FetchedAt.UTC().Format(time.RFC3339))
+	if stale != nil {
+		h.Set("X-Docs-Stale", stale.Error())
+	}
+	w.Write(cur.Body)
+}
+
+// fetch reads url, conditionally when cur has an ETag, and records the
+// attempt. It returns the copy now current.
+func (a *app) fetch(ctx context.Context, url string, cur *Copy) (*Copy, error) {
+	log := greenroom.Logger()
+	var opts []greenroom.ReadOption
+	if cur != nil && cur.ETag != "" {
+		opts = append(opts, greenroom.IfNoneMatch(cur.ETag))
+	}
+	start := a.now()
+	resp, err := greenroom.ReadURL(ctx, url, opts...)
+	f := Fetch{At: start, DurationMS: a.now().Sub(start).Milliseconds()}
+	var next *Copy
+	switch {
+	case errors.Is(err, greenroom.ErrNotModified) && cur != nil:
+		f.Outcome, f.Status, f.ETag = "not_modified", http.StatusNotModified, cur.ETag
+		next = cur
+		next.CheckedAt = start
+		err = nil
+	case err != nil:
+		f.Outcome, f.Error = "error", err.Error()
+		var se *greenroom.StatusError
+		if errors.As(err, &se) {
+			f.Status = se.Response.Status
+		}
+	default:
+		f.Outcome, f.Status, f.ETag, f.Bytes = "fetched", resp.Status, resp.ETag, len(resp.Body)
+		next = &Copy{
+			URL: url, Body: resp.Body, ContentType: resp.Header.Get("Content-Type"),
+			ETag: resp.ETag, LastModified: resp.LastModified, FetchedAt: start, CheckedAt: start,
+		}
+	}
+	if serr := a.store.AddFetch(ctx, f); serr != nil {
+		log.Error("could not record the fetch", "error", serr)
+	}
+	if err != nil {
+		log.Warn("fetch failed", "url", url, "error", err)
+		return nil, err
+	}
+	if err := a.store.SaveCopy(ctx, next); err != nil {
+		return nil, fmt.Errorf("save the copy: %w", err)
+	}
+	log.Info("fetch", "url", url, "outcome", f.Outcome, "etag", f.ETag, "bytes", f.Bytes, "duration_ms", f.DurationMS)
+	return next, nil
+}
+
+func (a *app) history(w http.ResponseWriter, r *http.Request) {
+	limit := 20
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxHistory {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit must be 1-%d", maxHistory))
+			return
+		}
+		limit = n
+	}
+	fetches, err := a.store.History(r.Context(), limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	url, _, _ := settings()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"url": url, "fetches": fetches})
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+	_ "modernc.org/sqlite"
+)
+
+// The plugin's handlers run natively: ReadURL goes to a local test server
+// through greenroom.SetURLTransport.
+func TestLatestAndHistory(t *testing.T) {
+	var hits, notModified atomic.Int64
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if down.Load() {
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			notModified.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/markdown")
+		io.WriteString(w, "# Backstage")
+	}))
+	defer srv.Close()
+	greenroom.SetURLTransport(srv.Client().Transport)
+	defer greenroom.SetURLTransport(nil)
+	greenroom.SetConfig(map[string]string{"url": srv.URL + "/README.md", "max_age": "1m"})
+
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := newApp(freshStore(t), func() time.Time { return now })
+	h := a.routes()
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec
+	}
+
+	rec := get("/latest")
+	if rec.Code != 200 || rec.Body.String() != "# Backstage" || rec.Header().Get("ETag") != `"v1"` || rec.Header().Get("Content-Type") != "text/markdown" {
+		t.Fatalf("first /latest: %d %q %v", rec.Code, rec.Body, rec.Header())
+	}
+	get("/latest") // within max_age: served from the store
+	if hits.Load() != 1 {
+		t.Errorf("%d fetches within max_age", hits.Load())
+	}
+	now = now.Add(2 * time.Minute) // past max_age: a conditional fetch
+	if rec := get("/latest"); rec.Code != 200 || rec.Body.String() != "# Backstage" {
+		t.Errorf("after 304: %d %q", rec.Code, rec.Body)
+	}
+	if rec := get("/latest?refresh=1"); rec.Code != 200 || notModified.Load() != 2 {
+		t.Errorf("refresh: %d, %d not-modified answers", rec.Code, notModified.Load())
+	}
+	down.Store(true)
+	rec = get("/latest?refresh=1")
+	if rec.Code != 200 || rec.Body.String() != "# Backstage" || !strings.Contains(rec.Header().Get("X-Docs-Stale"), "HTTP 503") {
+		t.Errorf("stale copy while the source fails: %d %q %v", rec.Code, rec.Body, rec.Header())
+	}
+
+	rec = get("/history?limit=10")
+	var hist struct {
+		URL     string
+		Fetches []Fetch
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &hist); err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, f := range hist.Fetches {
+		outcomes = append(outcomes, f.Outcome)
+	}
+	if got := strings.Join(outcomes, ","); got != "error,not_modified,not_modified,fetched" {
+		t.Errorf("history = %s", got)
+	}
+	if hist.Fetches[0].Status != 503 || hist.Fetches[3].Bytes != len("# Backstage") || hist.URL != srv.URL+"/README.md" {
+		t.Errorf("history = %+v", hist)
+	}
+	if rec := get("/history?limit=0"); rec.Code != 400 {
+		t.Errorf("limit 0: %d", rec.Code)
+	}
+
+	// No copy and a failing source: 502 with the reason.
+	fresh := newApp(freshStore(t), time.Now).routes()
+	rec = httptest.NewRecorder()
+	fresh.ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
+	if rec.Code != 502 || !strings.Contains(rec.Body.String(), "503") {
+		t.Errorf("no copy, source down: %d %q", rec.Code, rec.Body)
+	}
+}
+
+func TestHistoryIsBounded(t *testing.T) {
+	s := freshStore(t)
+	for i := 0; i < maxHistory+10; i++ {
+		s.AddFetch(t.Context(), Fetch{Bytes: i, At: time.Unix(int64(1000+i), 0)})
+	}
+	all, _ := s.History(t.Context(), 1000)
+	if len(all) != maxHistory || all[0].Bytes != maxHistory+9 {
+		t.Errorf("history of %d, newest %d", len(all), all[0].Bytes)
+	}
+}
+
+func TestMissingURL(t *testing.T) {
+	greenroom.SetConfig(nil)
+	rec := httptest.NewRecorder()
+	newApp(freshStore(t), time.Now).routes().ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "config key url is not set") {
+		t.Errorf("%d %q", rec.Code, rec.Body)
+	}
+}
+
+// freshStore gives a test its own database (SQLite, with the plugin's
+// migrations applied, as the runtime would) behind the plugin's Store.
+func freshStore(t *testing.T) Store {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "docs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { greenroom.SetDB(nil); db.Close() })
+	if err := greenroom.SetDB(db); err != nil {
+		t.Fatal(err)
+	}
+	return newStore()
+}

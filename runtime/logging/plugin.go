@@ -1,0 +1,306 @@
+package logging
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+// DefaultDropReport is how often a plugin's dropped log lines are reported,
+// at most: one summary line per interval, only when something was dropped.
+const DefaultDropReport = time.Second
+
+// PluginOptions bound what one plugin may log.
+type PluginOptions struct {
+	// Level is the plugin's level floor ("debug", "info", "warn",
+	// "error"); "" for none. It only raises the runtime's log.level.
+	Level string
+	// Rate is how many lines per second the plugin may write on average,
+	// Burst how many at once (a token bucket).
+	Rate  float64
+	Burst int
+	// ReportEvery is the interval of the dropped-lines summary;
+	// DefaultDropReport when 0.
+	ReportEvery time.Duration
+}
+
+// PluginLogger writes what one plugin logs — its structured records and the
+// lines it prints on stdout and stderr — tagged with the plugin and the
+// call, under its level floor and rate limit. Lines over the rate limit are
+// counted and reported in one summary line per interval.
+//
+// A PluginLogger costs nothing until the plugin logs: no goroutine runs, and
+// the summary timer is armed only when a line is dropped.
+type PluginLogger struct {
+	log     *logrus.Logger
+	redact  *Redactor
+	id      string
+	floor   atomic.Int32
+	limiter *rate.Limiter
+	every   time.Duration
+	limits  atomic.Pointer[string] // "log_rate 100/s, log_burst 200", for the summary
+
+	dropped atomic.Int64
+	total   atomic.Int64 // every line ever dropped, for metrics
+	pending atomic.Bool  // a summary is scheduled
+	mu      sync.Mutex
+	timer   *time.Timer
+	closed  bool
+}
+
+// slogLevels maps config level names to the slog level of their floor.
+var slogLevels = map[string]int32{
+	"debug": math.MinInt32,
+	"info":  hostfuncs.LevelInfo,
+	"warn":  hostfuncs.LevelWarn,
+	"error": hostfuncs.LevelError,
+}
+
+// NewPluginLogger returns the logger of plugin id, writing to log.
+func NewPluginLogger(log *logrus.Logger, id string, o PluginOptions) (*PluginLogger, error) {
+	floor, err := checkOptions(id, o)
+	if err != nil {
+		return nil, err
+	}
+	if o.ReportEvery <= 0 {
+		o.ReportEvery = DefaultDropReport
+	}
+	r, _ := log.Formatter.(*Redactor)
+	l := &PluginLogger{
+		log:     log,
+		redact:  r,
+		id:      id,
+		limiter: rate.NewLimiter(rate.Limit(o.Rate), o.Burst),
+		every:   o.ReportEvery,
+	}
+	l.floor.Store(floor)
+	l.limits.Store(limitsText(o))
+	return l, nil
+}
+
+// Update applies new settings (a config reload): the level floor at once,
+// the new rate and burst to the same bucket, so that what the plugin
+// already spent still counts. ReportEvery is kept.
+func (l *PluginLogger) Update(o PluginOptions) error {
+	floor, err := checkOptions(l.id, o)
+	if err != nil {
+		return err
+	}
+	l.floor.Store(floor)
+	l.limiter.SetLimit(rate.Limit(o.Rate))
+	l.limiter.SetBurst(o.Burst)
+	l.limits.Store(limitsText(o))
+	return nil
+}
+
+// checkOptions validates o and returns the slog level of its floor.
+func checkOptions(id string, o PluginOptions) (int32, error) {
+	floor := int32(math.MinInt32)
+	if o.Level != "" {
+		f, ok := slogLevels[o.Level]
+		if !ok {
+			return 0, fmt.Errorf("plugins.%s.log_level: unknown level %q", id, o.Level)
+		}
+		floor = f
+	}
+	if o.Rate <= 0 || o.Burst < 1 {
+		return 0, fmt.Errorf("plugins.%s.limits: log_rate must be more than 0 and log_burst at least 1", id)
+	}
+	return floor, nil
+}
+
+func limitsText(o PluginOptions) *string {
+	s := fmt.Sprintf("log_rate %g/s, log_burst %d", o.Rate, o.Burst)
+	return &s
+}
+
+// LogrusLevel maps an slog level to the logrus level its lines are written
+// at: below info is debug, 0-3 info, 4-7 warn, 8 and above error. Plugin
+// lines are never written at logrus's fatal or panic levels.
+func LogrusLevel(level int32) logrus.Level {
+	switch {
+	case level < hostfuncs.LevelInfo:
+		return logrus.DebugLevel
+	case level < hostfuncs.LevelWarn:
+		return logrus.InfoLevel
+	case level < hostfuncs.LevelError:
+		return logrus.WarnLevel
+	}
+	return logrus.ErrorLevel
+}
+
+// Enabled reports whether a line at level (an slog level) passes the
+// plugin's floor and the runtime's log level.
+func (l *PluginLogger) Enabled(level int32) bool {
+	return level >= l.floor.Load() && l.log.IsLevelEnabled(LogrusLevel(level))
+}
+
+// reserved are the fields the runtime sets on every plugin line; a plugin
+// attribute with one of these keys is written as "fields.<key>" (as logrus
+// does for time, msg and level) so that a plugin cannot forge them.
+func reserved(k string) bool {
+	switch k {
+	case "plugin", "request_id", "task", "stream", "phase":
+		return true
+	}
+	return false
+}
+
+// Call identifies what a plugin was doing when it logged: serving a request,
+// running a task, or initialising an instance (its init functions).
+type Call struct {
+	RequestID string
+	Task      string
+	Init      bool
+}
+
+// CallOf returns the Call in progress on in.
+func CallOf(in *hostfuncs.Instance) Call {
+	return Call{RequestID: in.RequestID, Task: in.Task, Init: in.Initializing}
+}
+
+// Write writes rec for call, or drops it. It returns hostfuncs.LogWritten,
+// LogFiltered or LogDropped.
+func (l *PluginLogger) Write(call Call, rec *hostfuncs.LogRecord) int32 {
+	if !l.Enabled(rec.Level) {
+		return hostfuncs.LogFiltered
+	}
+	if !l.limiter.Allow() {
+		l.drop()
+		return hostfuncs.LogDropped
+	}
+	fields := make(logrus.Fields, len(rec.Attrs)+3)
+	for _, a := range rec.Attrs {
+		fields[l.key(a.Key)] = value(a.Value)
+	}
+	fields["plugin"] = l.id
+	if call.RequestID != "" {
+		fields["request_id"] = call.RequestID
+	}
+	if call.Task != "" {
+		fields["task"] = call.Task
+	}
+	if call.Init {
+		fields["phase"] = "init"
+	}
+	if rec.Stream != "" {
+		fields["stream"] = rec.Stream
+	}
+	e := logrus.NewEntry(l.log)
+	e.Data = fields
+	e.Log(LogrusLevel(rec.Level), rec.Message)
+	return hostfuncs.LogWritten
+}
+
+// key makes a plugin's attribute key safe to write: the text format writes
+// keys unquoted, so control characters, spaces, '=' and '"' (which could
+// forge fields or lines) become '_'. A secret in the key is redacted before
+// its characters are replaced, so that the replacement cannot hide it from
+// the redactor.
+func (l *PluginLogger) key(k string) string {
+	if reserved(k) {
+		return "fields." + k
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c == '=' || c == '"' || c >= 0x7f {
+			return l.sanitize(k)
+		}
+	}
+	return k
+}
+
+func (l *PluginLogger) sanitize(k string) string {
+	if l.redact != nil {
+		k = string(l.redact.Redact([]byte(k)))
+	}
+	var b strings.Builder
+	for i, r := range k {
+		if r == utf8.RuneError && !strings.HasPrefix(k[i:], "\uFFFD") || !unicode.IsPrint(r) || r == ' ' || r == '=' || r == '"' {
+			r = '_'
+		}
+		b.WriteRune(r)
+	}
+	if reserved(b.String()) {
+		return "fields." + b.String()
+	}
+	return b.String()
+}
+
+// value makes a decoded attribute value writable by both formatters: JSON
+// cannot encode NaN or infinities, so those become strings.
+func value(v any) any {
+	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return fmt.Sprint(f)
+	}
+	return v
+}
+
+// drop counts a dropped line and makes sure a summary is scheduled.
+func (l *PluginLogger) drop() {
+	l.dropped.Add(1)
+	l.total.Add(1)
+	if !l.pending.CompareAndSwap(false, true) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.timer = time.AfterFunc(l.every, l.report)
+}
+
+// report writes the summary of the interval that just ended. A drop that
+// races with it is either counted here or schedules the next summary.
+func (l *PluginLogger) report() {
+	l.mu.Lock()
+	l.timer = nil
+	l.mu.Unlock()
+	l.pending.Store(false)
+	l.flush()
+}
+
+func (l *PluginLogger) flush() {
+	n := l.dropped.Swap(0)
+	if n == 0 {
+		return
+	}
+	// The summary is the runtime's line, not the plugin's: it is not rate
+	// limited, and it is written at warn, or at error when the runtime's
+	// level would hide warn, so that drops are never silent.
+	level := logrus.WarnLevel
+	if !l.log.IsLevelEnabled(level) {
+		level = logrus.ErrorLevel
+	}
+	l.log.WithFields(logrus.Fields{"plugin": l.id, "dropped": n}).
+		Logf(level, "dropped %d log lines over the plugin's rate limit (%s)", n, *l.limits.Load())
+}
+
+// Dropped returns how many lines were dropped and not yet reported.
+func (l *PluginLogger) Dropped() int64 { return l.dropped.Load() }
+
+// DroppedTotal returns how many lines were ever dropped.
+func (l *PluginLogger) DroppedTotal() int64 { return l.total.Load() }
+
+// Close reports what is still unreported and stops the summary timer. The
+// plugin must not log after Close.
+func (l *PluginLogger) Close() {
+	l.mu.Lock()
+	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	l.mu.Unlock()
+	l.flush()
+}

@@ -1,0 +1,288 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not JSON: %q", l)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func newPlugin(t *testing.T, format, level string, secrets []string, o PluginOptions) (*PluginLogger, *syncBuffer) {
+	t.Helper()
+	buf := &syncBuffer{}
+	log, _, err := New(buf, format, level, secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Rate == 0 {
+		o.Rate, o.Burst = 1000, 1000
+	}
+	pl, err := NewPluginLogger(log, "docs", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pl.Close)
+	return pl, buf
+}
+
+func TestPluginRecordFields(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{})
+	rec := &hostfuncs.LogRecord{Level: hostfuncs.LevelWarn, Message: "fetched", Attrs: []hostfuncs.LogAttr{
+		attr("url", "https://x/y"), attr("req.status", int64(200)), attr("took", 1500*time.Millisecond),
+		attr("plugin", "forged"), attr("request_id", "forged"), attr("level", "forged"), attr("msg", "forged"),
+		attr("bad key=\"x\"\nlevel=error", "v"), attr("ratio", math.NaN()), attr("inf", math.Inf(1)), attr("ok", true),
+	}}
+	if got := pl.Write(Call{RequestID: "req-1"}, rec); got != hostfuncs.LogWritten {
+		t.Fatalf("Write = %d", got)
+	}
+	pl.Write(Call{Task: "nightly-sync"}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "from a task"})
+	pl.Write(Call{RequestID: "req-2"}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "printed", Stream: "stdout"})
+	pl.Write(Call{Init: true}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "starting"})
+	lines := buf.lines(t)
+	if len(lines) != 4 {
+		t.Fatalf("got %d lines:\n%s", len(lines), buf)
+	}
+	l := lines[0]
+	want := map[string]any{
+		"plugin": "docs", "request_id": "req-1", "level": "warning", "msg": "fetched", "url": "https://x/y",
+		"req.status": 200.0, "took": 1.5e9, "fields.plugin": "forged", "fields.request_id": "forged",
+		"fields.level": "forged", "fields.msg": "forged", "bad_key__x__level_error": "v", "ratio": "NaN", "inf": "+Inf", "ok": true,
+	}
+	for k, v := range want {
+		if l[k] != v {
+			t.Errorf("field %q = %#v, want %#v", k, l[k], v)
+		}
+	}
+	if _, ok := l["task"]; ok {
+		t.Error("request line has a task field")
+	}
+	if lines[1]["task"] != "nightly-sync" || lines[1]["request_id"] != nil {
+		t.Errorf("task line = %v", lines[1])
+	}
+	if lines[2]["stream"] != "stdout" || lines[2]["level"] != "info" {
+		t.Errorf("stdout line = %v", lines[2])
+	}
+	if lines[3]["phase"] != "init" || lines[3]["request_id"] != nil {
+		t.Errorf("init line = %v", lines[3])
+	}
+}
+
+// The text format writes keys unquoted: a plugin must not be able to
+// start a new line or forge a field through a key.
+func TestPluginKeysCannotForgeText(t *testing.T) {
+	pl, buf := newPlugin(t, "text", "debug", nil, PluginOptions{})
+	pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "m\nlevel=error msg=forged", Attrs: []hostfuncs.LogAttr{
+		attr("a\nlevel=error msg=forged x", "v\nlevel=error"),
+	}})
+	out := buf.String()
+	if strings.Count(out, "\n") != 1 {
+		t.Errorf("one record wrote several lines:\n%s", out)
+	}
+}
+
+func TestPluginLevels(t *testing.T) {
+	for _, tc := range []struct {
+		level int32
+		want  logrus.Level
+	}{{-8, logrus.DebugLevel}, {-4, logrus.DebugLevel}, {-1, logrus.DebugLevel}, {0, logrus.InfoLevel}, {3, logrus.InfoLevel},
+		{4, logrus.WarnLevel}, {7, logrus.WarnLevel}, {8, logrus.ErrorLevel}, {math.MaxInt32, logrus.ErrorLevel}} {
+		if got := LogrusLevel(tc.level); got != tc.want {
+			t.Errorf("LogrusLevel(%d) = %v, want %v", tc.level, got, tc.want)
+		}
+	}
+	// The floor raises the runtime's level, never lowers it.
+	pl, buf := newPlugin(t, "json", "info", nil, PluginOptions{Level: "warn"})
+	for _, lv := range []int32{-4, 0, 2, 4, 8} {
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: lv, Message: "m"})
+	}
+	if n := len(buf.lines(t)); n != 2 {
+		t.Errorf("floor warn wrote %d of debug/info/info/warn/error, want 2", n)
+	}
+	if pl.Enabled(0) || !pl.Enabled(4) {
+		t.Error("Enabled disagrees with the floor")
+	}
+	low, buf2 := newPlugin(t, "json", "warn", nil, PluginOptions{Level: "debug"})
+	low.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: -4, Message: "m"})
+	if buf2.String() != "" || low.Enabled(-4) {
+		t.Error("a plugin floor below log.level let a debug line through")
+	}
+	if _, err := NewPluginLogger(logrus.New(), "x", PluginOptions{Level: "loud", Rate: 1, Burst: 1}); err == nil {
+		t.Error("unknown level accepted")
+	}
+	if _, err := NewPluginLogger(logrus.New(), "x", PluginOptions{Rate: 0, Burst: 1}); err == nil {
+		t.Error("zero rate accepted")
+	}
+}
+
+func TestPluginRateLimitReportsDrops(t *testing.T) {
+	// The summary timer is driven by hand (report) so that the test does
+	// not depend on how fast a loaded machine runs the loop.
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 3, ReportEvery: time.Hour})
+	results := map[int32]int{}
+	for i := 0; i < 10; i++ {
+		results[pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})]++
+	}
+	if results[hostfuncs.LogWritten] != 3 || results[hostfuncs.LogDropped] != 7 {
+		t.Fatalf("results = %v, want 3 written and 7 dropped", results)
+	}
+	if strings.Contains(buf.String(), "dropped") {
+		t.Fatal("summary written before its interval ended")
+	}
+	pl.report() // the interval ends
+	summary := waitFor(t, buf, "dropped 7 log lines")
+	if summary["dropped"] != 7.0 || summary["plugin"] != "docs" || summary["level"] != "warning" || !strings.Contains(summary["msg"].(string), "log_rate 0.001/s, log_burst 3") {
+		t.Errorf("summary = %v", summary)
+	}
+	// The next drops arm the next summary.
+	for i := 0; i < 4; i++ {
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})
+	}
+	if !pl.pending.Load() {
+		t.Fatal("drops after a summary did not schedule the next one")
+	}
+	pl.report()
+	waitFor(t, buf, "dropped 4 log lines")
+	if n := strings.Count(buf.String(), `"msg":"dropped`); n != 2 {
+		t.Errorf("%d summary lines for 2 intervals with drops", n)
+	}
+	pl.report() // an interval without drops writes nothing
+	if n := strings.Count(buf.String(), `"msg":"dropped`); n != 2 {
+		t.Errorf("an interval without drops wrote a summary")
+	}
+}
+
+// The real timer reports every drop, whatever the intervals turn out to be.
+func TestPluginDropTimer(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 1, ReportEvery: 10 * time.Millisecond})
+	for i := 0; i < 50; i++ {
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "flood"})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var sum float64
+		for _, l := range buf.lines(t) {
+			if d, ok := l["dropped"].(float64); ok {
+				sum += d
+			}
+		}
+		if sum == 49 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reported %v of 49 drops:\n%s", sum, buf)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPluginCloseReportsPendingDrops(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "error", nil, PluginOptions{Rate: 0.001, Burst: 1, ReportEvery: time.Hour})
+	for i := 0; i < 5; i++ {
+		pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 8, Message: "flood"})
+	}
+	pl.Close()
+	// log.level = error hides warn: the summary is written at error.
+	l := waitFor(t, buf, "dropped 4 log lines")
+	if l["level"] != "error" {
+		t.Errorf("summary at %v under log.level error", l["level"])
+	}
+	if pl.Dropped() != 0 {
+		t.Errorf("Dropped = %d after Close", pl.Dropped())
+	}
+}
+
+// A secret the plugin puts in a key is redacted before the key's unsafe
+// characters are replaced, so the replacement cannot hide it.
+func TestPluginSecretInKey(t *testing.T) {
+	secret := "pa ss=w\"rd\n42"
+	pl, buf := newPlugin(t, "text", "debug", []string{secret}, PluginOptions{})
+	pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: 0, Message: "m", Attrs: []hostfuncs.LogAttr{attr("k-"+secret, "v")}})
+	out := buf.String()
+	if strings.Contains(out, "pa ss") || strings.Contains(out, "pa_ss") || !strings.Contains(out, "k-[REDACTED]=v") {
+		t.Errorf("secret in key: %s", out)
+	}
+}
+
+func attr(k string, v any) hostfuncs.LogAttr { return hostfuncs.LogAttr{Key: k, Value: v} }
+
+// A reload applies new settings to the same logger: the floor at once, the
+// rate and burst to the same bucket.
+func TestPluginUpdate(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 2, ReportEvery: time.Hour})
+	write := func(level int32) int32 {
+		return pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: level, Message: "m"})
+	}
+	write(0)
+	write(0)
+	if write(0) != hostfuncs.LogDropped {
+		t.Fatal("burst of 2 let a third line through")
+	}
+	if err := pl.Update(PluginOptions{Level: "warn", Rate: 1e9, Burst: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if write(0) != hostfuncs.LogFiltered || write(4) != hostfuncs.LogWritten {
+		t.Error("new floor or rate not applied")
+	}
+	if err := pl.Update(PluginOptions{Level: "loud", Rate: 1, Burst: 1}); err == nil {
+		t.Error("bad level accepted")
+	}
+	pl.report()
+	if l := waitFor(t, buf, "dropped 1 log lines"); !strings.Contains(l["msg"].(string), "log_rate 1e+09/s, log_burst 100") {
+		t.Errorf("summary names old limits: %v", l["msg"])
+	}
+}
+
+func waitFor(t *testing.T, buf *syncBuffer, text string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range buf.lines(t) {
+			if m, _ := l["msg"].(string); strings.Contains(m, text) {
+				return l
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no line with %q in:\n%s", text, buf)
+	return nil
+}

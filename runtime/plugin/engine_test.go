@@ -1,0 +1,67 @@
+package plugin
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
+)
+
+// Plugins running the same module share its compiled module; it is closed
+// when the last of them closes, and each keeps serving meanwhile.
+func TestEngineSharesIdenticalModules(t *testing.T) {
+	eng := NewEngine(testCache, t.TempDir())
+	defer eng.Close(context.Background())
+	p1 := loadSpec(t, Spec{Wasm: hostileWasm, Limits: testLimits(), Engine: eng})
+	p2 := loadSpec(t, Spec{Wasm: hostileWasm, Limits: testLimits(), Engine: eng})
+	if p1.cm != p2.cm {
+		t.Fatal("identical modules compiled twice")
+	}
+	other := testLimits()
+	other.Memory = 40 << 20 // another cap: other bytes, another module
+	p3 := loadSpec(t, Spec{Wasm: hostileWasm, Limits: other, Engine: eng})
+	if p3.cm == p1.cm {
+		t.Fatal("modules with different memory caps share a compiled module")
+	}
+	p1.Close(context.Background())
+	if status, _, err := get(p2, "/ok"); err != nil || status != 200 {
+		t.Fatalf("after the other plugin closed: %d %v", status, err)
+	}
+	p2.Close(context.Background())
+	p3.Close(context.Background())
+	eng.mu.Lock()
+	left := len(eng.modules)
+	eng.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d compiled modules left after every plugin closed", left)
+	}
+}
+
+// Rewritten modules are kept on disk and reused.
+func TestEngineRewriteCache(t *testing.T) {
+	dir := t.TempDir()
+	eng := NewEngine(nil, dir)
+	opts := instrument.Options{Interrupt: true, MaxMemoryPages: 512}
+	sum := SHA256(hostileWasm)
+	first, st, err := eng.rewrite(hostileWasm, sum, opts)
+	if err != nil || st.Cached {
+		t.Fatalf("first rewrite: cached=%v %v", st.Cached, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.wasm"))
+	if len(files) != 1 {
+		t.Fatalf("cache files: %v", files)
+	}
+	second, st, err := eng.rewrite(hostileWasm, sum, opts)
+	if err != nil || !st.Cached || string(second) != string(first) {
+		t.Fatalf("second rewrite: cached=%v same=%v %v", st.Cached, string(second) == string(first), err)
+	}
+	// Other options are another entry.
+	if _, st, _ := eng.rewrite(hostileWasm, sum, instrument.Options{MaxMemoryPages: 512}); st.Cached {
+		t.Error("different options hit the same cache entry")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("cache holds %d entries, want 2", len(entries))
+	}
+}

@@ -1,0 +1,263 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
+)
+
+// logLines parses the JSON log of in.
+func logLines(t *testing.T, in *servertest.Instance) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(in.Log.String(), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// linesWith returns the log lines whose message contains text.
+func linesWith(t *testing.T, in *servertest.Instance, text string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range logLines(t, in) {
+		if m, _ := l["msg"].(string); strings.Contains(m, text) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func logurlConfig(extra string) string {
+	return fmt.Sprintf("[plugins.logurl]\npath = %q\n%s", logurlWasm, extra)
+}
+
+func TestPluginLogFields(t *testing.T) {
+	in := start(t, logurlConfig(""))
+	if status, _, body := in.Get(t, "/api/logurl/structured", "X-Request-Id", "req-structured-1"); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	lines := linesWith(t, in, "fetched")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines for one record:\n%s", len(lines), in.Log)
+	}
+	want := map[string]any{
+		"plugin": "logurl", "request_id": "req-structured-1", "level": "warning", "msg": "fetched",
+		"svc": "docs", "req.method": "GET", "req.status": 200.0, "req.took": 1.5e9, "req.ok": true,
+		"req.ratio": 0.5, "req.user.id": 7.0,
+	}
+	for k, v := range want {
+		if lines[0][k] != v {
+			t.Errorf("field %s = %#v, want %#v", k, lines[0][k], v)
+		}
+	}
+	// Lines from the plugin's init functions carry phase=init.
+	for _, l := range linesWith(t, in, "logurl starting") {
+		if l["phase"] != "init" || l["plugin"] != "logurl" || l["request_id"] != nil {
+			t.Errorf("init line = %v", l)
+		}
+	}
+	if len(linesWith(t, in, "logurl starting")) == 0 {
+		t.Error("no init line")
+	}
+	forged := linesWith(t, in, "forging")
+	if len(forged) != 1 {
+		t.Fatalf("forging lines: %v", forged)
+	}
+	f := forged[0]
+	if f["plugin"] != "logurl" || f["request_id"] != "req-structured-1" || f["fields.plugin"] != "forged" ||
+		f["fields.request_id"] != "forged" || f["fields.stream"] != "forged" || f["fields.level"] != "forged" || f["stream"] != nil {
+		t.Errorf("a plugin forged the runtime's fields: %v", f)
+	}
+}
+
+func TestPluginLogLevelFloor(t *testing.T) {
+	in := start(t, logurlConfig("log_level = \"warn\"\n")+fmt.Sprintf("[plugins.open]\npath = %q\n", logurlWasm))
+	in.Get(t, "/api/logurl/levels")
+	in.Get(t, "/api/open/levels")
+	got := map[string][]string{}
+	for _, l := range logLines(t, in) {
+		if m, _ := l["msg"].(string); strings.HasPrefix(m, "level ") {
+			got[l["plugin"].(string)] = append(got[l["plugin"].(string)], m)
+		}
+	}
+	if strings.Join(got["logurl"], ",") != "level warn,level error" {
+		t.Errorf("log_level warn let through %q", got["logurl"])
+	}
+	if strings.Join(got["open"], ",") != "level debug,level info,level warn,level error,level stdout" {
+		t.Errorf("no floor: %q", got["open"])
+	}
+}
+
+// Lines over the rate limit — structured and printed alike — are counted
+// and reported; written plus reported is everything the plugin logged.
+func TestPluginLogRateLimit(t *testing.T) {
+	in := servertest.Start(t, logurlConfig("limits = { log_rate = 0.01, log_burst = 5 }\n"), servertest.Options{
+		CacheDir: cacheDir,
+		Runtime:  runtime.Options{LogDropReport: 50 * time.Millisecond},
+	})
+	const n = 60 // structured, then as many printed
+	if status, _, body := in.Get(t, fmt.Sprintf("/api/logurl/flood?n=%d", n)); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		written := len(linesWith(t, in, "flood"))
+		var dropped float64
+		summaries := linesWith(t, in, "log lines over the plugin's rate limit")
+		for _, s := range summaries {
+			dropped += s["dropped"].(float64)
+			if s["plugin"] != "logurl" || s["level"] != "warning" || !strings.Contains(s["msg"].(string), "log_rate 0.01/s, log_burst 5") {
+				t.Fatalf("summary = %v", s)
+			}
+		}
+		if written+int(dropped) == 2*n {
+			// The bucket also paid for the init line ("logurl starting").
+			initLines := len(linesWith(t, in, "logurl starting"))
+			if written+initLines < 5 || written+initLines > 6 {
+				t.Errorf("%d lines written (and %d at init) with log_burst 5", written, initLines)
+			}
+			// The metric counts the same drops.
+			fams := scrape(t, func(path string) (int, string) {
+				status, _, body := in.Get(t, path)
+				return status, body
+			})
+			if v := value(fams, "greenroom_log_lines_dropped_total", "plugin", "logurl"); v != dropped {
+				t.Errorf("greenroom_log_lines_dropped_total = %v, want %v", v, dropped)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("written %d + dropped %.0f != %d:\n%s", written, dropped, 2*n, in.Log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A plugin that reads its secret config and logs it — in the message, an
+// attribute value, an attribute key, a group name, stdout, stderr and
+// log.Print — leaks nothing, in either log format.
+func TestPluginSecretsRedacted(t *testing.T) {
+	const key = "sk-live-3f9a7c1e5b"      // from ${LOGURL_KEY}
+	const token = "plain-text-token-8d2e" // listed in secrets
+	cfgText := logurlConfig(`secrets = ["nested.token"]
+[plugins.logurl.config]
+api_key = "${LOGURL_KEY}"
+nested = { token = "` + token + `" }
+`)
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			// Authentication is not under test here: off, so that the
+			// request needs no credential (and the log holds no token).
+			override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n[auth]\ndangerously_disable = true\n"
+			cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "o.toml", Data: []byte(override)}},
+				func(k string) (string, bool) { return key, k == "LOGURL_KEY" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := &servertest.Buffer{}
+			log, _, err := logging.New(buf, format, "debug", cfg.Secrets())
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := servertest.StartConfig(t, cfg, log, buf, runtime.Options{})
+			status, _, body := in.Get(t, "/api/logurl/secret")
+			if status != 200 || body != "logged" {
+				t.Fatalf("%d %q", status, body)
+			}
+			out := buf.String()
+			for _, leak := range []string{key, token, "sk-live", "plain-text-token"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("log leaks %q:\n%s", leak, out)
+				}
+			}
+			for _, want := range []string{"the key is [REDACTED]", "stdout: [REDACTED]", "stderr: [REDACTED] [REDACTED]", "log.Print: [REDACTED]", "log.Print through slog: [REDACTED]"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("log lacks %q:\n%s", want, out)
+				}
+			}
+			if n := strings.Count(out, "[REDACTED]"); n < 10 {
+				t.Errorf("only %d redactions:\n%s", n, out)
+			}
+		})
+	}
+}
+
+func TestPluginPanicLogged(t *testing.T) {
+	in := start(t, logurlConfig(""))
+	status, _, body := in.Get(t, "/api/logurl/panic", "X-Request-Id", "req-panic")
+	if status != 500 || errorBody(t, body)["code"] != "plugin_panic" {
+		t.Fatalf("%d %s", status, body)
+	}
+	lines := linesWith(t, in, "panic serving GET /panic: logurl panics on purpose")
+	if len(lines) != 1 || lines[0]["level"] != "error" || lines[0]["request_id"] != "req-panic" || !strings.Contains(fmt.Sprint(lines[0]["stack"]), "main.init") {
+		t.Errorf("panic lines: %v", lines)
+	}
+}
+
+// Hostile calls to log_write and urlreader_call get error codes, or trap on
+// a bad pointer; the instance, or the next one, keeps serving.
+func TestHostileCapabilityCalls(t *testing.T) {
+	in := start(t, logurlConfig(""))
+	for path, want := range map[string]string{
+		"/raw/log?case=oversize":   "-6",
+		"/raw/log?case=badkind":    "-3",
+		"/raw/log?case=unbalanced": "-3",
+		"/raw/log?case=short":      "-3",
+		"/raw/url?case=tree":       "-3",
+		"/raw/url?case=garbage":    "-3",
+		"/raw/url?case=oversize":   "-6",
+	} {
+		status, _, body := in.Get(t, "/api/logurl"+path)
+		if status != 200 || body != want {
+			t.Errorf("%s: %d %q, want %s", path, status, body, want)
+		}
+	}
+	status, _, body := in.Get(t, "/api/logurl/raw/log?case=badptr")
+	if status != 500 || errorBody(t, body)["code"] != "plugin_trap" {
+		t.Errorf("bad pointer: %d %s", status, body)
+	}
+	if status, _, _ := in.Get(t, "/api/logurl/structured"); status != 200 {
+		t.Errorf("after the trap: %d", status)
+	}
+}
+
+// A reload that adds a plugin gives it a logger; one that changes
+// log_level applies the new floor to the running plugin's next version.
+func TestPluginLoggingAcrossReload(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm) + logurlConfig("log_level = \"error\"\n"))
+	if res := in.Reload(t); res.Plugins["logurl"].Outcome != runtime.OutcomeAdded {
+		t.Fatalf("reload: %+v", res)
+	}
+	in.Get(t, "/api/logurl/levels", "X-Request-Id", "before")
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm) + logurlConfig("log_level = \"warn\"\n"))
+	if res := in.Reload(t); res.Plugins["logurl"].Outcome != runtime.OutcomeReloaded {
+		t.Fatalf("reload: %+v", res)
+	}
+	in.Get(t, "/api/logurl/levels", "X-Request-Id", "after")
+	got := map[string][]string{}
+	for _, l := range logLines(t, in) {
+		if m, _ := l["msg"].(string); strings.HasPrefix(m, "level ") {
+			rid := l["request_id"].(string)
+			got[rid] = append(got[rid], m)
+		}
+	}
+	if strings.Join(got["before"], ",") != "level error" || strings.Join(got["after"], ",") != "level warn,level error" {
+		t.Errorf("lines by request: %v", got)
+	}
+}

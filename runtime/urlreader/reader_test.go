@@ -1,0 +1,493 @@
+package urlreader
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// mapResolver answers from a fixed table, like a DNS server an attacker
+// controls would.
+type mapResolver map[string][]string
+
+func (m mapResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	addrs, ok := m[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	out := make([]netip.Addr, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.MustParseAddr(a)
+	}
+	return out, nil
+}
+
+// server is a local test server that counts its requests.
+type server struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	auth []string // Authorization / PRIVATE-TOKEN / X-Api-Key headers seen
+}
+
+func newServer(t testing.TB, tls bool, h http.HandlerFunc) *server {
+	s := &server{}
+	wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		for _, k := range []string{"Authorization", "Private-Token", "X-Api-Key"} {
+			if v := r.Header.Get(k); v != "" {
+				s.auth = append(s.auth, k+": "+v)
+			}
+		}
+		s.mu.Unlock()
+		h(w, r)
+	})
+	if tls {
+		s.Server = httptest.NewTLSServer(wrapped)
+	} else {
+		s.Server = httptest.NewServer(wrapped)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) addrPort() netip.AddrPort {
+	return netip.MustParseAddrPort(s.Listener.Addr().String())
+}
+
+func (s *server) port() string {
+	return fmt.Sprint(s.addrPort().Port())
+}
+
+func (s *server) seenAuth() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.auth...)
+}
+
+// reader builds a reader from cfgText with the given servers reachable.
+func reader(t *testing.T, cfgText string, res mapResolver, reachable ...*server) *Reader {
+	t.Helper()
+	opts := Options{Resolver: res}
+	for _, s := range reachable {
+		opts.TestOnlyReachable = append(opts.TestOnlyReachable, s.addrPort())
+		if s.TLS != nil {
+			opts.TLSConfig = &tls.Config{RootCAs: s.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+		}
+	}
+	r, err := New(mustConfig(t, cfgText), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func read(p *PluginReader, url string, header ...string) (*Response, error) {
+	req := Request{URL: url}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header = append(req.Header, [2]string{header[i], header[i+1]})
+	}
+	return p.Read(context.Background(), req)
+}
+
+func wantErr(t *testing.T, err error, kind Kind, contains ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("read succeeded, want %v error containing %q", kind, contains)
+	}
+	if KindOf(err) != kind {
+		t.Fatalf("err = %v (%v), want %v", err, KindOf(err), kind)
+	}
+	for _, c := range contains {
+		if !strings.Contains(err.Error(), c) {
+			t.Errorf("err = %q, want it to contain %q", err, c)
+		}
+	}
+}
+
+const localConfig = `
+[reading]
+allow = [{ host = "docs.test", scheme = "http" }, { host = "127.0.0.1", scheme = "http" }, { host = "169.254.169.254", scheme = "http" }]
+`
+
+var localGrants = []string{"docs.test", "127.0.0.1", "169.254.169.254"}
+
+func TestReadAndETag(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+		w.Header().Set("Content-Type", "text/markdown")
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprintf(w, "# docs for %s", r.Header.Get("User-Agent"))
+	})
+	p := reader(t, localConfig, mapResolver{"docs.test": {"127.0.0.1"}}, srv).For("docs", localGrants)
+	url := "http://docs.test:" + srv.port() + "/README.md"
+	resp, err := read(p, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 200 || string(resp.Body) != "# docs for greenroom-urlreader" || resp.ETag != `"v1"` || resp.LastModified != "Wed, 21 Oct 2015 07:28:00 GMT" || resp.URL != url {
+		t.Errorf("resp = %+v body %q", resp, resp.Body)
+	}
+	found := false
+	for _, h := range resp.Header {
+		found = found || h == [2]string{"Content-Type", "text/markdown"}
+	}
+	if !found {
+		t.Errorf("headers = %v", resp.Header)
+	}
+	_, err = read(p, url, "If-None-Match", resp.ETag)
+	wantErr(t, err, NotModified, `not modified (ETag "v1")`)
+
+	head, err := p.Read(context.Background(), Request{URL: url, Method: "HEAD"})
+	if err != nil || head.Status != 200 || len(head.Body) != 0 || head.ETag != `"v1"` {
+		t.Errorf("HEAD: %+v %v", head, err)
+	}
+	_, err = p.Read(context.Background(), Request{URL: url, Method: "POST"})
+	wantErr(t, err, Invalid, `method "POST" is not supported: the URL reader reads with GET and HEAD only`)
+	if srv.hits.Load() != 3 {
+		t.Errorf("server saw %d requests, want 3 (the POST must not reach it)", srv.hits.Load())
+	}
+}
+
+// The loopback server is refused unless a test made its exact address
+// reachable; nothing reaches it.
+func TestInternalAddressesRefusedAtConnect(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {})
+	other := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {})
+	res := mapResolver{
+		"docs.test":  {"127.0.0.1"},
+		"mixed.test": {"93.184.215.14", "127.0.0.1"},
+		"meta.test":  {"169.254.169.254"},
+		"v6.test":    {"::ffff:127.0.0.1"},
+	}
+	cfg := strings.Replace(localConfig, `allow = [`, `allow = [{ host = "*.test", scheme = "http" }, `, 1)
+	// other is reachable, srv is not.
+	p := reader(t, cfg, res, other).For("p", append(localGrants, "*.test"))
+	for url, want := range map[string]string{
+		"http://127.0.0.1:" + srv.port() + "/":  "address 127.0.0.1 is loopback (127.0.0.0/8); refused by the URL reader's address rules",
+		"http://docs.test:" + srv.port() + "/":  "host docs.test resolves to 127.0.0.1, which is loopback",
+		"http://mixed.test:" + srv.port() + "/": "host mixed.test resolves to 127.0.0.1, which is loopback",
+		"http://meta.test/latest/meta-data/":    "host meta.test resolves to 169.254.169.254, which is link-local",
+		"http://169.254.169.254/latest/":        "address 169.254.169.254 is link-local",
+		"http://v6.test:" + other.port() + "/":  "loopback (127.0.0.0/8), IPv4-mapped",
+	} {
+		_, err := read(p, url)
+		wantErr(t, err, Denied, want)
+	}
+	if srv.hits.Load() != 0 || other.hits.Load() != 0 {
+		t.Errorf("refused servers were reached: %d %d", srv.hits.Load(), other.hits.Load())
+	}
+	// Exactly the reachable address and port, not the same address on
+	// another port.
+	if _, err := read(p, "http://127.0.0.1:"+other.port()+"/"); err != nil {
+		t.Errorf("reachable test server: %v", err)
+	}
+	// internal = true on an exact host lets it resolve internally.
+	q := reader(t, `
+[reading]
+allow = [{ host = "wiki.corp", scheme = "http", internal = true }, { host = "*.corp", scheme = "http" }]
+`, mapResolver{"wiki.corp": {"127.0.0.1"}, "other.corp": {"127.0.0.1"}}).For("q", []string{"wiki.corp", "*.corp"})
+	if _, err := read(q, "http://wiki.corp:"+srv.port()+"/"); err != nil {
+		t.Errorf("internal = true: %v", err)
+	}
+	_, err := read(q, "http://other.corp:"+srv.port()+"/")
+	wantErr(t, err, Denied, "resolves to 127.0.0.1, which is loopback")
+}
+
+// The Control hook refuses an internal address even when the pre-dial check
+// was passed (a resolver that answers differently the second time).
+func TestControlChecksTheSocketAddress(t *testing.T) {
+	r := reader(t, localConfig, nil)
+	conn, err := r.dialer.DialContext(context.Background(), "tcp", "127.0.0.1:9")
+	if conn != nil {
+		conn.Close()
+	}
+	wantErr(t, err, Denied, "address 127.0.0.1 is loopback")
+}
+
+func TestRedirects(t *testing.T) {
+	target := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "landed") })
+	internal := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "internal secrets") })
+	var front *server
+	front = newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/to-loopback":
+			http.Redirect(w, r, "http://127.0.0.1:"+internal.port()+"/", http.StatusFound)
+		case "/to-metadata":
+			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/iam/security-credentials/", http.StatusFound)
+		case "/to-decimal":
+			http.Redirect(w, r, "http://2130706433:"+internal.port()+"/", http.StatusFound)
+		case "/to-elsewhere":
+			http.Redirect(w, r, "https://evil.example/", http.StatusFound)
+		case "/to-target":
+			http.Redirect(w, r, "http://127.0.0.1:"+target.port()+"/", http.StatusMovedPermanently)
+		case "/chain":
+			n := 0
+			fmt.Sscan(r.URL.Query().Get("n"), &n)
+			if n > 0 {
+				http.Redirect(w, r, fmt.Sprintf("/chain?n=%d", n-1), http.StatusFound)
+				return
+			}
+			fmt.Fprint(w, "end of chain")
+		}
+	})
+	p := reader(t, localConfig, mapResolver{"docs.test": {"127.0.0.1"}}, front, target).For("p", localGrants)
+	base := "http://docs.test:" + front.port()
+	for path, want := range map[string][]string{
+		"/to-loopback":  {"redirect from " + base + "/to-loopback", "address 127.0.0.1 is loopback"},
+		"/to-metadata":  {"address 169.254.169.254 is link-local"},
+		"/to-decimal":   {"non-canonical spelling of the IPv4 address 127.0.0.1"},
+		"/to-elsewhere": {"no [reading] allow rule matches host evil.example"},
+	} {
+		_, err := read(p, base+path)
+		wantErr(t, err, Denied, want...)
+	}
+	if internal.hits.Load() != 0 {
+		t.Errorf("internal server reached through a redirect")
+	}
+	resp, err := read(p, base+"/to-target")
+	if err != nil || string(resp.Body) != "landed" || resp.URL != "http://127.0.0.1:"+target.port()+"/" {
+		t.Errorf("allowed redirect: %+v %v", resp, err)
+	}
+	if resp, err := read(p, base+"/chain?n=5"); err != nil || string(resp.Body) != "end of chain" {
+		t.Errorf("5 redirects: %v", err)
+	}
+	_, err = read(p, base+"/chain?n=6")
+	wantErr(t, err, Failed, "stopped after 5 redirects")
+
+	// A grant narrower than the allow list is checked on redirects too.
+	narrow := reader(t, localConfig, mapResolver{"docs.test": {"127.0.0.1"}}, front, target).For("narrow", []string{"docs.test/to-target"})
+	_, err = read(narrow, base+"/to-target")
+	wantErr(t, err, Denied, "not granted to plugin narrow")
+}
+
+func TestLimits(t *testing.T) {
+	release := make(chan struct{})
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Write(make([]byte, 2048))
+		case "/big-chunked":
+			for i := 0; i < 4; i++ {
+				w.Write(make([]byte, 512))
+				w.(http.Flusher).Flush()
+			}
+		case "/exact":
+			w.Write(make([]byte, 1024))
+		case "/slow-headers":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		case "/slow-body":
+			w.Header().Set("Content-Length", "100")
+			w.Write([]byte("start"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
+	cfg := localConfig + "max_bytes = 1024\ntimeout = \"300ms\"\n"
+	p := reader(t, cfg, nil, srv).For("p", localGrants)
+	base := "http://127.0.0.1:" + srv.port()
+	_, err := read(p, base+"/big")
+	wantErr(t, err, TooLarge, "body of 2048 bytes is over reading.max_bytes (1024)")
+	_, err = read(p, base+"/big-chunked")
+	wantErr(t, err, TooLarge, "over reading.max_bytes (1024); stopped reading")
+	if resp, err := read(p, base+"/exact"); err != nil || len(resp.Body) != 1024 {
+		t.Errorf("body of exactly max_bytes: %v", err)
+	}
+	for _, path := range []string{"/slow-headers", "/slow-body"} {
+		start := time.Now()
+		_, err = read(p, base+path)
+		wantErr(t, err, Timeout, "read took longer than reading.timeout (300ms)")
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s: cut off after %v", path, took)
+		}
+	}
+	// The call's deadline and the plugin's own bound the read too.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	long := reader(t, localConfig, nil, srv).For("p", localGrants)
+	_, err = long.Read(ctx, Request{URL: base + "/slow-headers"})
+	wantErr(t, err, Timeout, "the call's deadline passed")
+	_, err = long.Read(context.Background(), Request{URL: base + "/slow-headers", Deadline: time.Now().Add(50 * time.Millisecond)})
+	wantErr(t, err, Timeout, "the plugin's deadline for this read passed")
+}
+
+func TestRequestHeaders(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Header.Get("Accept")) })
+	p := reader(t, localConfig+`
+[[integrations.gitlab]]
+host = "gitlab.test"
+token = "glpat-0123456789abcdef"
+`, nil, srv).For("p", localGrants)
+	url := "http://127.0.0.1:" + srv.port() + "/"
+	if resp, err := read(p, url, "Accept", "text/plain"); err != nil || string(resp.Body) != "text/plain" {
+		t.Errorf("Accept: %v", err)
+	}
+	for _, tc := range []struct {
+		k, v string
+		kind Kind
+		want string
+	}{
+		{"Authorization", "Bearer mine", Denied, "request header Authorization may not be set by a plugin: it carries credentials"},
+		{"cookie", "a=b", Denied, "Cookie may not be set"},
+		{"X-Forwarded-For", "10.0.0.1", Denied, "X-Forwarded-For may not be set"},
+		{"Private-Token", "x", Denied, "Private-Token may not be set by a plugin: it carries integration credentials"},
+		{"Host", "internal", Denied, "Host may not be set"},
+		{"X-Ok", "a\r\nInjected: 1", Invalid, "control character"},
+		{"Bad Name", "v", Invalid, "not an HTTP token"},
+	} {
+		_, err := read(p, url, tc.k, tc.v)
+		wantErr(t, err, tc.kind, tc.want)
+	}
+	if srv.hits.Load() != 1 {
+		t.Errorf("refused requests reached the server: %d", srv.hits.Load())
+	}
+}
+
+// Integration tokens go to their exact host over https, on every hop that
+// goes there and no other; the plugin never sees them.
+func TestIntegrationTokens(t *testing.T) {
+	const tok = "ghp_0123456789abcdefghijklmnopqrstuvwxyz"
+	var other *server
+	other = newServer(t, true, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "other host") })
+	gh := newServer(t, true, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/echo":
+			// A server that echoes credentials back.
+			w.Header().Set("X-Echo", r.Header.Get("Authorization"))
+			fmt.Fprintf(w, "you sent %q", r.Header.Get("Authorization"))
+		case "/away":
+			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing", http.StatusFound)
+		case "/back":
+			http.Redirect(w, r, "/echo", http.StatusFound)
+		default:
+			fmt.Fprint(w, "ok")
+		}
+	})
+	plain := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "plain") })
+	cfg := `
+[reading]
+allow = [{ host = "example.com", scheme = "http" }, { host = "127.0.0.1" }]
+[[integrations.github]]
+host = "example.com"
+token = "` + tok + `"
+`
+	res := mapResolver{"example.com": {"127.0.0.1"}}
+	p := reader(t, cfg, res, gh, other, plain).For("p", []string{"example.com", "127.0.0.1"})
+	ghURL := "https://example.com:" + gh.port()
+
+	resp, err := read(p, ghURL+"/echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(resp.Body), tok) || !strings.Contains(string(resp.Body), "Bearer [REDACTED]") {
+		t.Errorf("echoed token reached the plugin: %q", resp.Body)
+	}
+	for _, h := range resp.Header {
+		if strings.Contains(h[1], tok) {
+			t.Errorf("echoed token in header %s", h[0])
+		}
+	}
+	if got := gh.seenAuth(); len(got) != 1 || got[0] != "Authorization: Bearer "+tok {
+		t.Errorf("integration host saw %q", got)
+	}
+	// Redirect away: the other host gets nothing.
+	if resp, err := read(p, ghURL+"/away"); err != nil || string(resp.Body) != "other host" {
+		t.Fatalf("redirect away: %v", err)
+	}
+	if got := other.seenAuth(); len(got) != 0 {
+		t.Errorf("token sent to another host across a redirect: %q", got)
+	}
+	// Redirect within the host: sent again on the new hop.
+	if _, err := read(p, ghURL+"/back"); err != nil {
+		t.Fatal(err)
+	}
+	if got := gh.seenAuth(); len(got) != 4 {
+		t.Errorf("integration host saw %d tokens over its 4 requests", len(got))
+	}
+	// Directly to another host, and to the same host over plain http:
+	// nothing.
+	if _, err := read(p, "https://127.0.0.1:"+other.port()+"/"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(p, "http://example.com:"+plain.port()+"/"); err != nil {
+		t.Fatal(err)
+	}
+	if got := append(other.seenAuth(), plain.seenAuth()...); len(got) != 0 {
+		t.Errorf("token sent where it does not belong: %q", got)
+	}
+}
+
+func TestIntegrationHeaders(t *testing.T) {
+	srv := newServer(t, true, func(w http.ResponseWriter, r *http.Request) {})
+	cfg := `
+[reading]
+allow = [{ host = "*.test" }]
+[[integrations.gitlab]]
+host = "gitlab.test"
+token = "glpat-aaaaaaaaaaaaaaaa"
+[[integrations.bitbucket]]
+host = "bb.test"
+token = "bb-bbbbbbbbbbbbbbbb"
+[[integrations.generic]]
+host = "generic.test"
+token = "key-cccccccccccccccc"
+header = "X-Api-Key"
+[[integrations.generic]]
+host = "bearer.test"
+token = "key-dddddddddddddddd"
+`
+	res := mapResolver{"gitlab.test": {"127.0.0.1"}, "bb.test": {"127.0.0.1"}, "generic.test": {"127.0.0.1"}, "bearer.test": {"127.0.0.1"}}
+	r := reader(t, cfg, res, srv)
+	// The httptest certificate names example.com and 127.0.0.1 only.
+	r.transport.TLSClientConfig.ServerName = "example.com"
+	p := r.For("p", []string{"*.test"})
+	for _, h := range []string{"gitlab", "bb", "generic", "bearer"} {
+		if _, err := read(p, "https://"+h+".test:"+srv.port()+"/"); err != nil {
+			t.Fatalf("%s: %v", h, err)
+		}
+	}
+	want := []string{"Private-Token: glpat-aaaaaaaaaaaaaaaa", "Authorization: Bearer bb-bbbbbbbbbbbbbbbb", "X-Api-Key: key-cccccccccccccccc", "Authorization: Bearer key-dddddddddddddddd"}
+	if got := srv.seenAuth(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("headers = %q, want %q", got, want)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close() // nothing listens there now
+	r, err := New(mustConfig(t, localConfig), Options{Resolver: mapResolver{}, TestOnlyReachable: []netip.AddrPort{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.For("p", localGrants)
+	_, err = read(p, fmt.Sprintf("http://127.0.0.1:%d/", addr.Port()))
+	wantErr(t, err, Failed, "connection refused")
+	_, err = read(p, "http://docs.test/")
+	wantErr(t, err, Failed, "resolve docs.test")
+}

@@ -1,0 +1,307 @@
+package urlreader
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+// hostPattern matches a host exactly, or, written "*.example.com", any
+// subdomain of example.com (at any depth, not example.com itself).
+type hostPattern struct {
+	exact  string // lowercase, no trailing dot
+	suffix string // ".example.com" for "*.example.com"
+}
+
+func parsePattern(s string) hostPattern {
+	s = strings.ToLower(strings.TrimSuffix(s, "."))
+	if rest, ok := strings.CutPrefix(s, "*."); ok {
+		return hostPattern{suffix: "." + rest}
+	}
+	return hostPattern{exact: s}
+}
+
+func (p hostPattern) match(host string) bool {
+	if p.suffix != "" {
+		return len(host) > len(p.suffix) && strings.HasSuffix(host, p.suffix)
+	}
+	return host == p.exact
+}
+
+func (p hostPattern) String() string {
+	if p.suffix != "" {
+		return "*" + p.suffix
+	}
+	return p.exact
+}
+
+// pathUnder reports whether path is prefix or below it. A prefix ending in
+// "/" matches what starts with it; any other prefix matches itself and what
+// is below it as a path segment ("/docs" matches "/docs" and "/docs/a",
+// not "/docsx"). An empty prefix matches every path.
+func pathUnder(path, prefix string) bool {
+	if prefix == "" || path == prefix {
+		return true
+	}
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
+}
+
+// allowRule is one parsed [reading] allow entry.
+type allowRule struct {
+	name     string // "reading.allow[0]"
+	host     hostPattern
+	paths    []string
+	http     bool
+	internal bool
+}
+
+func (r *allowRule) matchPath(path string) bool {
+	if len(r.paths) == 0 {
+		return true
+	}
+	for _, p := range r.paths {
+		if pathUnder(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseAllow(rules []config.AllowRule) []allowRule {
+	out := make([]allowRule, 0, len(rules))
+	for i, a := range rules {
+		out = append(out, allowRule{
+			name:     fmt.Sprintf("reading.allow[%d]", i),
+			host:     parsePattern(a.Host),
+			paths:    a.Paths,
+			http:     a.Scheme == "http",
+			internal: a.Internal && !strings.HasPrefix(a.Host, "*."),
+		})
+	}
+	return out
+}
+
+// grant is one entry of a plugin's capabilities.urlreader.
+type grant struct {
+	src  string
+	host hostPattern
+	path string
+}
+
+func parseGrants(grants []string) []grant {
+	out := make([]grant, 0, len(grants))
+	for _, g := range grants {
+		host, path, found := strings.Cut(g, "/")
+		if found {
+			path = "/" + path
+		}
+		out = append(out, grant{src: g, host: parsePattern(host), path: path})
+	}
+	return out
+}
+
+// target is a URL that passed parsing and canonicalisation.
+type target struct {
+	u    *url.URL
+	host string // canonical: lowercase name without a trailing dot, or a canonical IPv4 address
+	path string // decoded path, "/" when empty
+}
+
+// parseTarget parses raw and puts its host in canonical form. It refuses
+// what could be read two ways: credentials in the URL, non-canonical
+// spellings of IPv4 addresses (decimal, octal, hexadecimal, short forms),
+// IPv6 addresses that embed an IPv4 address, IPv6 zones, non-ASCII hosts,
+// encoded slashes and dot segments in the path.
+func parseTarget(raw string) (*target, error) {
+	if len(raw) > maxURL {
+		return nil, errorf(Invalid, "URL is %d bytes, over the limit of %d", len(raw), maxURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errorf(Invalid, "%v", err)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "https" && u.Scheme != "http" {
+		if u.Scheme == "" {
+			return nil, errorf(Invalid, "%q is not an absolute URL (want https://host/path)", raw)
+		}
+		return nil, errorf(Invalid, "%s: scheme %q is not supported (https, or http where an allow rule says so)", raw, u.Scheme)
+	}
+	if u.Opaque != "" {
+		return nil, errorf(Invalid, "%s: opaque URLs are not supported", raw)
+	}
+	if u.User != nil {
+		return nil, errorf(Denied, "%s://%s: credentials in the URL are refused; the host adds credentials from [[integrations]]", u.Scheme, u.Host)
+	}
+	host, err := canonicalHost(u)
+	if err != nil {
+		return nil, err
+	}
+	hostPart := host
+	if strings.Contains(host, ":") {
+		hostPart = "[" + host + "]"
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, errorf(Invalid, "%s: bad port %q", raw, port)
+		}
+		u.Host = hostPart + ":" + port
+	} else {
+		u.Host = hostPart
+	}
+	u.Fragment, u.RawFragment = "", ""
+	path := u.Path
+	if path == "" {
+		path = "/"
+	}
+	if esc := strings.ToLower(u.EscapedPath()); strings.Contains(esc, "%2f") || strings.Contains(esc, "%5c") || strings.Contains(path, "\\") {
+		return nil, errorf(Invalid, "%s: encoded slashes and backslashes in the path are refused", raw)
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return nil, errorf(Invalid, "%s: dot segments (. and ..) in the path are refused", raw)
+		}
+	}
+	return &target{u: u, host: host, path: path}, nil
+}
+
+// canonicalHost returns u's host in the form rules and the dialer use.
+func canonicalHost(u *url.URL) (string, error) {
+	h := u.Hostname()
+	if h == "" {
+		return "", errorf(Invalid, "%s: URL has no host", u.Redacted())
+	}
+	if strings.HasPrefix(u.Host, "[") {
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			return "", errorf(Invalid, "bad IPv6 address %q", h)
+		}
+		if a.Zone() != "" {
+			return "", errorf(Invalid, "IPv6 zones are refused (%s)", h)
+		}
+		if a.Is4In6() || isIPv4Compatible(a) {
+			return "", errorf(Denied, "host [%s] is an IPv6 spelling of the IPv4 address %s; refused (write the address itself, and only where an allow rule permits it)", h, embeddedIPv4(a))
+		}
+		return a.String(), nil
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if h == "" {
+		return "", errorf(Invalid, "%s: URL has no host", u.Redacted())
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return "", errorf(Invalid, "host %q is not an ASCII host name (write an internationalised name in its xn-- form)", h)
+		}
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if l == "" {
+			return "", errorf(Invalid, "host %q has an empty label", h)
+		}
+	}
+	// A host whose last label is a number is an IPv4 address (WHATWG URL),
+	// which only its canonical dotted-decimal form may name: 2130706433,
+	// 0177.0.0.1, 0x7f.1 and 127.1 all mean 127.0.0.1 to some resolvers.
+	if last := labels[len(labels)-1]; isNumericLabel(last) {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is4() && a.String() == h {
+			return h, nil
+		}
+		if a, ok := parseLegacyIPv4(h); ok {
+			return "", errorf(Denied, "host %q is a non-canonical spelling of the IPv4 address %s; refused (write the address itself, and only where an allow rule permits it)", h, a)
+		}
+		return "", errorf(Invalid, "host %q ends in a number but is not an IPv4 address", h)
+	}
+	return h, nil
+}
+
+func isNumericLabel(l string) bool {
+	if l == "" {
+		return false
+	}
+	if strings.HasPrefix(l, "0x") {
+		for i := 2; i < len(l); i++ {
+			if !isHex(l[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(l); i++ {
+		if l[i] < '0' || l[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+// parseLegacyIPv4 parses the forms inet_aton accepts: one to four parts,
+// each decimal, octal (leading 0) or hexadecimal (0x), the last part
+// filling the remaining bytes.
+func parseLegacyIPv4(s string) (netip.Addr, bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	vals := make([]uint64, len(parts))
+	for i, p := range parts {
+		base := 10
+		switch {
+		case strings.HasPrefix(p, "0x"):
+			base, p = 16, p[2:]
+			if p == "" {
+				p = "0"
+			}
+		case len(p) > 1 && p[0] == '0':
+			base, p = 8, p[1:]
+		}
+		v, err := strconv.ParseUint(p, base, 32)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		vals[i] = v
+	}
+	var n uint64
+	for i, v := range vals[:len(vals)-1] {
+		if v > 255 {
+			return netip.Addr{}, false
+		}
+		n |= v << (24 - 8*i)
+	}
+	last := vals[len(vals)-1]
+	if last >= 1<<(8*(5-len(vals))) {
+		return netip.Addr{}, false
+	}
+	n |= last
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+}
+
+// embeddedIPv4 returns the IPv4 address in the last four bytes of a.
+func embeddedIPv4(a netip.Addr) netip.Addr {
+	b := a.As16()
+	return netip.AddrFrom4([4]byte(b[12:16]))
+}
+
+// isIPv4Compatible reports the deprecated ::a.b.c.d form (other than :: and
+// ::1 themselves).
+func isIPv4Compatible(a netip.Addr) bool {
+	if !a.Is6() || a.Is4In6() {
+		return false
+	}
+	b := a.As16()
+	for _, x := range b[:12] {
+		if x != 0 {
+			return false
+		}
+	}
+	return !(b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] <= 1)
+}

@@ -1,0 +1,223 @@
+package urlreader
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+)
+
+func mustConfig(t testing.TB, text string) *config.Config {
+	t.Helper()
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+// Every spelling of an internal address that some resolver or URL parser
+// reads as that address is refused before anything is resolved or dialled.
+func TestHostSpellingsRefused(t *testing.T) {
+	cases := []struct {
+		url  string
+		kind Kind
+		want string
+	}{
+		{"http://2130706433/", Denied, "non-canonical spelling of the IPv4 address 127.0.0.1"},
+		{"http://0177.0.0.1/", Denied, "127.0.0.1"},
+		{"http://0x7f.0.0.1/", Denied, "127.0.0.1"},
+		{"http://0X7F.0.0.1/", Denied, "127.0.0.1"},
+		{"http://0x7f000001/", Denied, "127.0.0.1"},
+		{"http://017700000001/", Denied, "127.0.0.1"},
+		{"http://127.1/", Denied, "127.0.0.1"},
+		{"http://127.0.1/", Denied, "127.0.0.1"},
+		{"http://127.000.000.001/", Denied, "127.0.0.1"},
+		{"http://0/", Denied, "0.0.0.0"},
+		{"http://0251.0376.0251.0376/", Denied, "169.254.169.254"},
+		{"http://2852039166/", Denied, "169.254.169.254"},
+		{"http://[::ffff:127.0.0.1]/", Denied, "IPv6 spelling of the IPv4 address 127.0.0.1"},
+		{"http://[::ffff:7f00:1]/", Denied, "127.0.0.1"},
+		{"http://[0:0:0:0:0:ffff:a9fe:a9fe]/", Denied, "169.254.169.254"},
+		{"http://[::127.0.0.1]/", Denied, "127.0.0.1"},
+		{"http://[fe80::1%25eth0]/", Invalid, "zones are refused"},
+		{"http://1.2.3.999/", Invalid, "ends in a number but is not an IPv4 address"},
+		{"http://08.0.0.1/", Invalid, "ends in a number"},
+		{"http://user:pw@example.com/", Denied, "credentials in the URL are refused"},
+		{"ftp://example.com/", Invalid, `scheme "ftp" is not supported`},
+		{"//example.com/x", Invalid, "not an absolute URL"},
+		{"http:///x", Invalid, "no host"},
+		{"http://exämple.com/", Invalid, "not an ASCII host name"},
+		{"http://a..b/", Invalid, "empty label"},
+		{"https://example.com/a/../b", Invalid, "dot segments"},
+		{"https://example.com/a/%2e%2e/b", Invalid, "dot segments"},
+		{"https://example.com/a%2Fb", Invalid, "encoded slashes"},
+		{"https://example.com/a%5cb", Invalid, "encoded slashes"},
+		{"https://example.com:99999/", Invalid, "bad port"},
+		{"https://ex%61mple.com/", Invalid, "invalid URL escape"},
+		{"https://example.com/" + strings.Repeat("a", maxURL), Invalid, "over the limit"},
+	}
+	for _, tc := range cases {
+		_, err := parseTarget(tc.url)
+		if err == nil || KindOf(err) != tc.kind || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v (%v), want %v containing %q", tc.url, err, KindOf(err), tc.kind, tc.want)
+		}
+	}
+	for raw, want := range map[string]string{
+		"HTTPS://Example.COM./a?b=1#frag": "https://example.com/a?b=1",
+		"http://127.0.0.1:8080/x":         "http://127.0.0.1:8080/x",
+		"https://[2001:db8::1]/":          "https://[2001:db8::1]/",
+	} {
+		tg, err := parseTarget(raw)
+		if err != nil || tg.u.String() != want {
+			t.Errorf("%s: %v %v, want %s", raw, tg, err, want)
+		}
+	}
+}
+
+func TestInternalAddresses(t *testing.T) {
+	internal := map[string]string{
+		"127.0.0.1":                "loopback",
+		"127.255.0.9":              "loopback",
+		"::1":                      "loopback",
+		"0.0.0.0":                  "unspecified",
+		"::":                       "unspecified",
+		"10.1.2.3":                 "private",
+		"172.16.0.1":               "private",
+		"172.31.255.255":           "private",
+		"192.168.1.1":              "private",
+		"fd00::1":                  "unique local",
+		"169.254.169.254":          "link-local",
+		"fe80::1":                  "link-local",
+		"100.64.0.1":               "CGNAT",
+		"224.0.0.1":                "multicast",
+		"ff02::1":                  "multicast",
+		"255.255.255.255":          "broadcast",
+		"::ffff:127.0.0.1":         "loopback (127.0.0.0/8), IPv4-mapped",
+		"::ffff:169.254.169.254":   "link-local",
+		"::ffff:10.0.0.1":          "private",
+		"64:ff9b::7f00:1":          "loopback (127.0.0.0/8), through NAT64",
+		"64:ff9b::a9fe:a9fe":       "link-local",
+		"2002:7f00:1::1":           "loopback (127.0.0.0/8), through 6to4",
+		"2002:c0a8:101::1":         "private",
+		"::7f00:1":                 "IPv4-compatible",
+		"fec0::1":                  "site-local",
+		"192.0.0.8":                "IETF",
+		"198.18.0.1":               "benchmarking",
+		"fe80::1%eth0":             "scoped",
+		"64:ff9b:1::1":             "NAT64",
+		"100::1":                   "discard",
+		"0.1.2.3":                  "unspecified",
+		"::ffff:0.0.0.0":           "unspecified",
+		"::ffff:255.255.255.255":   "broadcast",
+		"::ffff:100.100.100.100":   "CGNAT",
+		"::ffff:fd00:0:0":          "",
+		"2606:4700:4700::1111":     "",
+		"8.8.8.8":                  "",
+		"64:ff9b::808:808":         "",
+		"2002:808:808::1":          "",
+		"::ffff:1.1.1.1":           "",
+		"172.32.0.1":               "",
+		"100.128.0.1":              "",
+		"169.255.0.1":              "",
+		"2001:db8::1":              "",
+		"::ffff:203.0.113.1":       "",
+		"2a00:1450:4001:80b::200e": "",
+	}
+	for s, want := range internal {
+		a := netip.MustParseAddr(s)
+		got := internalReason(a)
+		if want == "" && got != "" || want != "" && !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", s, got, want)
+		}
+	}
+}
+
+const rulesConfig = `
+[reading]
+allow = [
+  { host = "raw.githubusercontent.com", paths = ["/backstage/"] },
+  { host = "*.example.com" },
+  { host = "plain.test", scheme = "http", paths = ["/docs"] },
+]
+`
+
+func TestAllowListAndGrants(t *testing.T) {
+	r, err := New(mustConfig(t, rulesConfig), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.For("docs", []string{"raw.githubusercontent.com/backstage/", "*.example.com", "plain.test/docs"})
+	narrow := r.For("narrow", []string{"a.example.com/only/"})
+	if r.For("none", nil) != nil {
+		t.Error("a plugin without grants got a reader")
+	}
+	cases := []struct {
+		p    *PluginReader
+		url  string
+		want string // "" means allowed
+	}{
+		{p, "https://raw.githubusercontent.com/backstage/backstage/master/README.md", ""},
+		{p, "https://RAW.githubusercontent.com./backstage/x", ""},
+		{p, "https://raw.githubusercontent.com/backstagex/x", `reading.allow[0] allows host raw.githubusercontent.com only under paths ["/backstage/"]`},
+		{p, "https://raw.githubusercontent.com/evil/x", `only under paths`},
+		{p, "http://raw.githubusercontent.com/backstage/x", `scheme http is not allowed by reading.allow[0]`},
+		{p, "https://evil.com/", "no [reading] allow rule matches host evil.com (rules allow raw.githubusercontent.com, *.example.com, plain.test)"},
+		{p, "https://example.com/", "no [reading] allow rule matches host example.com"},
+		{p, "https://a.example.com/x", ""},
+		{p, "https://a.b.example.com/x", ""},
+		{p, "https://aexample.com/x", "no [reading] allow rule matches"},
+		{p, "http://a.example.com/", "scheme http is not allowed by reading.allow[1]"},
+		{p, "http://plain.test/docs", ""},
+		{p, "http://plain.test/docs/a", ""},
+		{p, "https://plain.test/docs/a", ""},
+		{p, "http://plain.test/docsx", `only under paths ["/docs"]`},
+		{narrow, "https://a.example.com/only/x", ""},
+		{narrow, "https://a.example.com/other", `not granted to plugin narrow by plugins.narrow.capabilities.urlreader ["a.example.com/only/"]`},
+		{narrow, "https://b.example.com/only/x", "not granted to plugin narrow"},
+		{narrow, "https://raw.githubusercontent.com/backstage/x", "not granted"},
+	}
+	for _, tc := range cases {
+		_, err := tc.p.check(tc.url)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.url, err)
+		case tc.want != "" && (err == nil || KindOf(err) != Denied || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want denied with %q", tc.url, err, tc.want)
+		}
+	}
+	empty, _ := New(mustConfig(t, ""), Options{})
+	if _, err := empty.For("x", []string{"example.com"}).check("https://example.com/"); err == nil || !strings.Contains(err.Error(), "[reading] allow is empty") {
+		t.Errorf("empty allow list: %v", err)
+	}
+}
+
+func TestPathUnder(t *testing.T) {
+	for _, tc := range []struct {
+		path, prefix string
+		want         bool
+	}{
+		{"/a", "", true}, {"/docs", "/docs", true}, {"/docs/x", "/docs", true}, {"/docsx", "/docs", false},
+		{"/docs/", "/docs/", true}, {"/docs/x", "/docs/", true}, {"/docs", "/docs/", false}, {"/", "/", true},
+	} {
+		if got := pathUnder(tc.path, tc.prefix); got != tc.want {
+			t.Errorf("pathUnder(%q, %q) = %v", tc.path, tc.prefix, got)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for text, want := range map[string]string{
+		"[reading]\nallow = [{ host = \"*.corp\", internal = true }]\n": "needs an exact host",
+		"[reading]\nmax_bytes = \"2GiB\"\n":                             "at most 1GiB",
+		"[[integrations.github]]\nhost = \"a.com\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"A.com\"\ntoken = \"t2\"\n": "already has a credential in integrations.github[0]",
+		"[[integrations.generic]]\nhost = \"a.com\"\ntoken = \"t\"\nheader = \"Bad Header\"\n":                                   "not an HTTP header name",
+		"[[integrations.generic]]\nhost = \"*.a.com\"\ntoken = \"t\"\n":                                                          "plain host name",
+	} {
+		_, err := config.Read([]config.Source{{Name: "c.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false })
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", text, err, want)
+		}
+	}
+}
