@@ -70,6 +70,9 @@ const (
 	// claimWorkers how many claim statements run at once.
 	claimChunk   = 100
 	claimWorkers = 4
+	// claimAhead is how long before a global task's due time replicas
+	// claim it; the run waits for the due time.
+	claimAhead = 250 * time.Millisecond
 	// retryLocked is how soon a replica looks again at a task whose row
 	// another replica was claiming at the same moment.
 	retryLocked = 50 * time.Millisecond
@@ -153,6 +156,18 @@ type task struct {
 }
 
 func (t *task) notBefore() time.Time { return t.regAt.Add(t.InitialDelay) }
+
+// nextAttempt is when this replica next acts on t for its due time: a
+// global task is claimed up to claimAhead before it (its run still starts
+// at the due time), so that the claim's round trip does not make it late;
+// never before the task's initial delay has passed.
+func (t *task) nextAttempt() time.Time {
+	at := t.due
+	if t.Scope == Global {
+		at = at.Add(-claimAhead)
+	}
+	return later(at, t.notBefore())
+}
 
 // run is one run of a task on this replica.
 type run struct {
@@ -484,7 +499,7 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 				continue
 			}
 		}
-		t.attempt = later(t.due, t.notBefore())
+		t.attempt = t.nextAttempt()
 	}
 	s.mu.Unlock()
 	s.wakeUp()
@@ -545,7 +560,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		case !x.nextRun.Equal(r.due):
 			// Another replica ran it: wait for the due time it stored.
 			t.due = x.nextRun
-			t.attempt = later(t.due, t.notBefore())
+			t.attempt = t.nextAttempt()
 		case x.held:
 			// Still due, but a run holds the lease (a long run, or a
 			// replica that died and whose lease has not expired yet).
@@ -615,21 +630,38 @@ func (s *Scheduler) execute(r *run) {
 			}
 		}
 	}
+	if wait := time.Until(r.due); wait > 0 && !r.manual {
+		// Claimed ahead: start at the due time.
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+		}
+	}
 	s.stats.running.Add(1)
 	var began time.Time
 	var dueNS int64
 	if !r.manual {
 		dueNS = r.due.UnixNano()
 	}
-	code, out, err := s.cfg.Run(ctx, t.Plugin, plugin.Call{
-		Export:  hostfuncs.ExportTaskRun,
-		Task:    t.ID,
-		Timeout: t.Timeout,
-		Encode: func(dst []byte, deadline int64) []byte {
-			began = time.Now()
-			return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: deadline, Due: dueNS, Manual: r.manual})
-		},
-	})
+	var code uint32
+	var out []byte
+	var err error
+	if ctx.Err() != nil {
+		// Stopped while it waited for its due time.
+		err = &plugin.CallError{Plugin: t.Plugin, Kind: plugin.FailCanceled, Err: ctx.Err()}
+	} else {
+		code, out, err = s.cfg.Run(ctx, t.Plugin, plugin.Call{
+			Export:  hostfuncs.ExportTaskRun,
+			Task:    t.ID,
+			Timeout: t.Timeout,
+			Encode: func(dst []byte, deadline int64) []byte {
+				began = time.Now()
+				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: deadline, Due: dueNS, Manual: r.manual})
+			},
+		})
+	}
 	end := time.Now()
 	s.stats.running.Add(-1)
 	if began.IsZero() {
@@ -656,7 +688,7 @@ func (s *Scheduler) execute(r *run) {
 		if tk.Scope == Global && !r.manual {
 			tk.due = r.next
 		}
-		tk.attempt = later(tk.due, tk.notBefore())
+		tk.attempt = tk.nextAttempt()
 	}
 	s.mu.Unlock()
 	s.wakeUp()

@@ -29,8 +29,9 @@ type store interface {
 	// claim takes the lease of each item's task for replica, when the row
 	// is still due at item.due (any due time for a manual item) and no
 	// live lease holds it, sets next_run to item.next, marks a run left
-	// by an expired lease as lost, and inserts the run's row. One result
-	// per item, in order.
+	// by an expired lease as lost, and inserts the run's row (started at
+	// the due time when claimed ahead of it). One result per item, in
+	// order.
 	claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error)
 	// start inserts the row of a local task's run.
 	start(ctx context.Context, replica string, st localStart) error

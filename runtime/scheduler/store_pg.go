@@ -95,7 +95,8 @@ WITH input AS (
 ), ins AS (
     INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
     SELECT i.run_id, i.plugin, i.task, $7, CASE WHEN i.manual THEN 'manual' ELSE 'schedule' END,
-           CASE WHEN i.manual THEN NULL ELSE i.due END, now(), 'running'
+           CASE WHEN i.manual THEN NULL ELSE i.due END,
+           CASE WHEN i.manual THEN now() ELSE GREATEST(now(), i.due) END, 'running'
     FROM upd u JOIN input i ON i.plugin = u.plugin AND i.task = u.task
 )
 SELECT i.plugin, i.task, u.task IS NOT NULL, t.plugin IS NOT NULL, t.next_run,

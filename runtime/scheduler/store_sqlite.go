@@ -86,9 +86,9 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				continue
 			}
 			newNext := it.next
-			trigger, due := "schedule", us(it.due)
+			trigger, due, started := "schedule", us(it.due), later(now, it.due)
 			if it.manual {
-				newNext, trigger, due = next, "manual", nil
+				newNext, trigger, due, started = next, "manual", nil, now
 			}
 			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = ?, lease_until = ?, run_id = ?, next_run = ? WHERE plugin = ? AND task = ?",
 				replica, now.Add(lease).UnixMicro(), it.runID, us(newNext), it.plugin, it.task); err != nil {
@@ -101,7 +101,7 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				}
 			}
 			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
-				it.runID, it.plugin, it.task, replica, trigger, due, now.UnixMicro()); err != nil {
+				it.runID, it.plugin, it.task, replica, trigger, due, started.UnixMicro()); err != nil {
 				return err
 			}
 			r.claimed = true

@@ -131,6 +131,11 @@ func testStore(t *testing.T, cfg database.Config) {
 	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run5"}); r.claimed {
 		t.Errorf("second claim of a due time: %+v", r)
 	}
+	// Claimed ahead of its due time (a minute ahead here), a run is
+	// recorded as starting at the due time.
+	if runs, err := st.runs(ctx, "p", "t", 1); err != nil || len(runs) != 1 || runs[0].RunID != "run4" || !runs[0].Started.Equal(next) {
+		t.Errorf("run claimed ahead: %+v %v", runs, err)
+	}
 	if err := st.finish(ctx, []finishItem{{runID: "run4", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
 		t.Fatal(err)
 	}
