@@ -31,6 +31,10 @@ bench *ARGS:
 bench-go:
     go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
 
+# the scheduler: 1000 one-second tasks on three replicas (needs PostgreSQL: DATABASE_URL)
+bench-scheduler:
+    GREENROOM_SCHED_BENCH=30s go test -run TestBenchmarkThousandTasks -v ./runtime/scheduler/
+
 # formatting, vet and a tidy go.mod; fails on a dirty diff
 lint:
     gofmt -l . | tee /dev/stderr | (! read)

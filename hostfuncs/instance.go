@@ -26,6 +26,14 @@ type Host interface {
 	// Database returns the plugin's database, or an error naming the
 	// capability when the plugin was not granted it.
 	Database() (Database, error)
+	// Scheduler returns an error naming the capability when the plugin
+	// was not granted the scheduler.
+	Scheduler() error
+	// RegisterTask records a task the guest registers while it
+	// initializes (Instance.Initializing is true; in is the registering
+	// instance). An error (a *Failure, ErrInvalid) means the task is
+	// refused, which also fails the plugin's load.
+	RegisterTask(in *Instance, t TaskSpec) error
 
 	// LogEnabled reports whether a record at level (an slog level: -4
 	// debug, 0 info, 4 warn, 8 error) would be written, i.e. whether it

@@ -39,6 +39,7 @@ var functions = []Function{
 	{Name: "db_rollback", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbRollback)},
 	{Name: "db_migrations", Capability: CapabilityDatabase, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbMigrations)},
 
+	{Name: "task_register", Capability: CapabilityScheduler, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(taskRegister)},
 	// Logging: every plugin may log; the runtime bounds it (level floor,
 	// rate limit, record size).
 	{Name: "log_enabled", Params: []string{"level"}, Results: []string{"enabled"}, fn: api.GoModuleFunc(logEnabled)},

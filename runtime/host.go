@@ -16,6 +16,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
+	"github.com/greenroom-dev/greenroom/runtime/scheduler"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
@@ -37,6 +38,21 @@ type host struct {
 	// database capability.
 	db *database.PluginDB
 
+	// The tasks the plugin registers (greenroom.Schedule), when it was
+	// granted the scheduler.
+	scheduler  bool
+	defTimeout time.Duration
+	tmu        sync.Mutex
+	tasks      []scheduler.Task
+	taskIndex  map[string]int
+	// tasksFixed is set once the version is loaded: the first instance's
+	// registrations are the plugin's tasks, later instances only repeat
+	// them.
+	tasksFixed bool
+	// taskErr is the first task the runtime refused while loading; it
+	// fails the load.
+	taskErr error
+	denied  bool
 	// plog writes what the plugin logs. It belongs to the plugin id, not
 	// to this version, so that its rate limit survives reloads.
 	plog *logging.PluginLogger
@@ -47,7 +63,8 @@ type host struct {
 var _ hostfuncs.Host = (*host)(nil)
 
 func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.PluginLogger, urls *urlreader.PluginReader) *host {
-	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls}
+	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls,
+		scheduler: pc.Capabilities.Scheduler, defTimeout: pc.Limits.Timeout.D(), taskIndex: map[string]int{}}
 	for _, r := range pc.PublicRoutes {
 		h.listed[r] = true
 	}
@@ -116,6 +133,86 @@ func (h *host) Database() (hostfuncs.Database, error) {
 		return nil, fmt.Errorf("capability %q not granted to plugin %s (set database = true under [plugins.%s.capabilities])", hostfuncs.CapabilityDatabase, h.id, h.id)
 	}
 	return h.db, nil
+}
+
+// taskSeenKey keys the set of task ids one instance registered.
+type taskSeenKey struct{}
+
+// Scheduler refuses a plugin not granted the scheduler, naming the
+// capability; the first refusal while the version loads is logged.
+func (h *host) Scheduler() error {
+	if h.scheduler {
+		return nil
+	}
+	h.tmu.Lock()
+	first := !h.denied && !h.tasksFixed
+	h.denied = true
+	h.tmu.Unlock()
+	if first {
+		h.log.Warnf("plugin schedules tasks but is not granted the scheduler (set scheduler = true under [plugins.%s.capabilities]); none will run", h.id)
+	}
+	return fmt.Errorf("capability %q not granted to plugin %s (set scheduler = true under [plugins.%s.capabilities])", hostfuncs.CapabilityScheduler, h.id, h.id)
+}
+
+// RegisterTask records a task the plugin registers while an instance
+// initializes (the wire checked the grant with Scheduler). While the
+// version loads, a task the scheduler refuses (bad id, schedule, timeout,
+// a duplicate id) fails the load as well as the call. Once loaded, later
+// instances repeat the same registrations, which change nothing.
+func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) error {
+	if err := h.Scheduler(); err != nil {
+		return hostfuncs.Failf(hostfuncs.ErrDenied, "%v", err)
+	}
+	t, err := scheduler.NewTask(h.id, spec, h.defTimeout)
+	seen, _ := in.Value(taskSeenKey{}).(map[string]bool)
+	if seen == nil {
+		seen = map[string]bool{}
+		in.SetValue(taskSeenKey{}, seen)
+	}
+	if err == nil && seen[t.ID] {
+		err = fmt.Errorf("task %q is registered twice", t.ID)
+	}
+	h.tmu.Lock()
+	defer h.tmu.Unlock()
+	if err != nil {
+		if !h.tasksFixed && h.taskErr == nil {
+			h.taskErr = err
+		}
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "%v", err)
+	}
+	seen[t.ID] = true
+	if i, ok := h.taskIndex[t.ID]; ok {
+		if !h.tasks[i].Equal(&t) {
+			h.log.WithField("task", t.ID).Warn("an instance registered a task differently from the instance the plugin loaded with; the first registration stays")
+		}
+		return nil
+	}
+	if h.tasksFixed {
+		h.log.WithField("task", t.ID).Warn("an instance registered a task the plugin did not register when it loaded; it is ignored until the plugin reloads")
+		return nil
+	}
+	h.taskIndex[t.ID] = len(h.tasks)
+	h.tasks = append(h.tasks, t)
+	return nil
+}
+
+// fixTasks ends the registration of the version's tasks and returns them,
+// or the error of the first task refused.
+func (h *host) fixTasks() ([]scheduler.Task, error) {
+	h.tmu.Lock()
+	defer h.tmu.Unlock()
+	h.tasksFixed = true
+	if h.taskErr != nil {
+		return nil, h.taskErr
+	}
+	return slices.Clone(h.tasks), nil
+}
+
+// taskError returns the first task refused so far.
+func (h *host) taskError() error {
+	h.tmu.Lock()
+	defer h.tmu.Unlock()
+	return h.taskErr
 }
 
 func (h *host) LogEnabled(level int32) bool { return h.plog.Enabled(level) }

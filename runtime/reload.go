@@ -114,6 +114,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		}
 		s := old.slots[id]
 		s.host.Store(nil)
+		r.sched.RemovePlugin(id)
 		if p := s.cur.Swap(nil); p != nil {
 			r.retire(p, oldCfg.Server.ShutdownTimeout.D())
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/uptrace/bun"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/build"
@@ -30,6 +31,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
+	"github.com/greenroom-dev/greenroom/runtime/scheduler"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
@@ -39,6 +41,10 @@ type Options struct {
 	// is built (when its sources changed) into the cache. greenroom dev
 	// sets it; serve refuses source directories.
 	BuildSources bool
+	// Replica names this process in the scheduler's leases and history;
+	// empty means host name, process id and a random suffix. Tests
+	// running several replicas in one process set distinct ones.
+	Replica string
 	// URLReader tunes the URL reader's connections. greenroom's commands
 	// leave it zero; tests inject a resolver and make local test servers
 	// reachable (urlreader.Options.TestOnlyReachable, refused outside
@@ -58,6 +64,7 @@ type Runtime struct {
 	engine *plugin.Engine
 	table  atomic.Pointer[slotTable]
 	db     *database.Service
+	sched  *scheduler.Scheduler
 
 	// reloadMu serialises Load, Reload and Close: one changes the plugin
 	// set at a time. Requests never take it.
@@ -171,6 +178,19 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), plogs: map[string]*logging.PluginLogger{}, reader: reader}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
+	r.sched = scheduler.New(scheduler.Config{
+		Enabled: cfg.Scheduler.Enabled,
+		Lease:   cfg.Scheduler.Lease.D(),
+		Replica: opts.Replica,
+		Log:     logrus.NewEntry(log),
+		DB: func(context.Context) (*bun.DB, error) {
+			if db := r.db.DB(); db != nil {
+				return db, nil
+			}
+			return nil, errors.New("the runtime's database is not open")
+		},
+		Run: r.runTask,
+	})
 	t := &slotTable{slots: map[string]*Slot{}}
 	for id := range cfg.Plugins {
 		t.ids = append(t.ids, id)
@@ -210,9 +230,23 @@ func DatabaseConfig(cfg *config.Config) database.Config {
 // (Database().DB() once opened) for greenroom's services, and the plugins'.
 func (r *Runtime) Database() *database.Service { return r.db }
 
+// Scheduler returns the scheduler of the plugins' tasks. It lists tasks
+// whether or not it runs them.
+func (r *Runtime) Scheduler() *scheduler.Scheduler { return r.sched }
+
+// StartScheduler starts running the plugins' tasks (unless [scheduler]
+// enabled = false). Tasks registered by plugins loaded before or after
+// are scheduled.
+func (r *Runtime) StartScheduler() { r.sched.Start() }
+
+// StopScheduler stops running tasks: runs in progress are cancelled,
+// recorded and their leases released, waiting at most until ctx ends.
+// Close calls it too.
+func (r *Runtime) StopScheduler(ctx context.Context) error { return r.sched.Stop(ctx) }
+
 // Prepare opens what the plugins share before any is loaded: the database,
-// when a plugin is granted it (connect, provision, apply the runtime's
-// migrations). An error here should stop startup. Load calls it too; a
+// when a plugin is granted it or the scheduler (connect, provision, apply
+// the runtime's migrations). An error here should stop startup. Load calls it too; a
 // failure there keeps every plugin that needs the database out of service
 // with the reason.
 func (r *Runtime) Prepare(ctx context.Context) error {
@@ -225,9 +259,11 @@ func (r *Runtime) Prepare(ctx context.Context) error {
 	return nil
 }
 
+// needsDatabase: a plugin is granted its database, or the scheduler (whose
+// tasks, leases and history live in the runtime's tables).
 func needsDatabase(cfg *config.Config) bool {
 	for _, pc := range cfg.Plugins {
-		if pc.Capabilities.Database {
+		if pc.Capabilities.Database || pc.Capabilities.Scheduler {
 			return true
 		}
 	}
@@ -367,6 +403,8 @@ func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host
 	old := s.cur.Swap(p)
 	s.pc, s.path, s.sum = pc, path, sum
 	s.set(StateReady, nil)
+	// The tasks this version registered replace the previous version's.
+	r.sched.SetTasks(s.ID, h.tasks)
 	if old != nil {
 		r.retire(old, cfg.Server.ShutdownTimeout.D())
 	}
@@ -406,6 +444,13 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 	if !lim.Interruptible {
 		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
 	}
+	// The scheduler keeps its tasks' leases and history in the runtime's
+	// database.
+	if pc.Capabilities.Scheduler {
+		if err := r.db.Open(ctx); err != nil {
+			return nil, fmt.Errorf("database (for the scheduler): %w", err)
+		}
+	}
 	// A plugin without the database capability gets nothing opened.
 	var pdb *database.PluginDB
 	if pc.Capabilities.Database {
@@ -444,6 +489,20 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		HostCounters: s.hostCounters,
 	})
 	if err != nil {
+		// A task the runtime refused says more than the guest's reaction
+		// to the refusal (a Go plugin typically panics).
+		if terr := h.taskError(); terr != nil {
+			return nil, terr
+		}
+		return nil, err
+	}
+	// The first instance's init registered the plugin's tasks.
+	tasks, err := h.fixTasks()
+	if err == nil && len(tasks) > 0 && !slices.Contains(p.Info().Exports, hostfuncs.ExportTaskRun) {
+		err = fmt.Errorf("plugin registers tasks but does not export %s", hostfuncs.ExportTaskRun)
+	}
+	if err != nil {
+		p.Close(context.Background())
 		return nil, err
 	}
 	// The plugin's init registered its migrations (greenroom.Migrations);
@@ -506,6 +565,28 @@ func (r *Runtime) Public(id string, path []byte) bool {
 	return h != nil && h.isPublic(path)
 }
 
+// runTask calls a task export in plugin id's current version (the
+// scheduler's Runner). A call that raced with a reload is retried on the
+// new version, as Handle does.
+func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32, []byte, error) {
+	s := r.Slot(id)
+	if s == nil {
+		return 0, nil, fmt.Errorf("%w %q", ErrUnknownPlugin, id)
+	}
+	for attempt := 0; ; attempt++ {
+		p := s.cur.Load()
+		if p == nil {
+			st, reason := s.Status()
+			return 0, nil, &UnavailableError{ID: id, State: st, Reason: reason}
+		}
+		code, out, err := p.Run(ctx, c)
+		if plugin.KindOf(err) == plugin.FailClosed && attempt < 3 && s.cur.Load() != p {
+			continue
+		}
+		return code, out, err
+	}
+}
+
 // ErrUnknownPlugin is returned by Handle for an id not in the config.
 var ErrUnknownPlugin = errors.New("unknown plugin")
 
@@ -545,12 +626,16 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 	}
 }
 
-// Close closes every plugin, letting calls in flight finish until ctx ends.
-// The error lists what was cut off.
+// Close stops the scheduler (cancelling task runs and releasing their
+// leases), then closes every plugin, letting calls in flight finish until
+// ctx ends. The error lists what was cut off.
 func (r *Runtime) Close(ctx context.Context) error {
+	var errs []error
+	if err := r.sched.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	var errs []error
 	t := r.table.Load()
 	for _, id := range t.ids {
 		s := t.slots[id]

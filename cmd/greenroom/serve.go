@@ -62,7 +62,9 @@ func loadConfig(files []string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// run serves until SIGINT or SIGTERM, then shuts down gracefully: readiness
+// run serves until SIGINT or SIGTERM, then shuts down gracefully: the
+// scheduler stops (task runs in progress are cancelled, recorded and their
+// leases released, so another replica can take over at once), readiness
 // turns 503, the listener closes, requests in flight get
 // server.shutdown_timeout to finish, then plugins and the database close.
 // The database is opened first (runtime.Prepare): failing that is fatal.
@@ -96,6 +98,8 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 		rt.Close(context.Background())
 		return err
 	}
+	// Tasks start as plugins load and register them.
+	rt.StartScheduler()
 	srv := server.New(rt, log)
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -168,15 +172,22 @@ wait:
 		stopWatch()
 	}
 
+	timeout := cfg.Server.ShutdownTimeout.D()
+	var cut []error
+	// Tasks stop first: their runs are cancelled and recorded, and their
+	// leases released, so that another replica takes them over at once.
+	schedCtx, cancelSched := context.WithTimeout(context.Background(), timeout)
+	if err := rt.StopScheduler(schedCtx); err != nil {
+		cut = append(cut, err)
+	}
+	cancelSched()
 	srv.Drain()
 	if d := cfg.Server.ShutdownDelay.D(); d > 0 {
 		log.WithField("delay", d.String()).Info("readiness is 503; still serving for server.shutdown_delay")
 		time.Sleep(d)
 	}
-	timeout := cfg.Server.ShutdownTimeout.D()
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var cut []error
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}

@@ -27,6 +27,11 @@
 // *sql.DB from DB, and registers its migrations with Migrations (see
 // docs/database.md).
 //
+// A plugin granted the scheduler capability runs background work with
+// Schedule: a Task with a cron expression or a period, a timeout and a
+// scope (Global: once per due time across all replicas; Local: on every
+// replica). See docs/scheduler.md.
+//
 // Plugins log with Logger, a standard *slog.Logger whose records the runtime
 // writes with their attributes as fields, tagged with the plugin and request,
 // under the operator's level floor and rate limit, secrets redacted. They
@@ -38,9 +43,10 @@
 // be unit-tested natively: there, Config reads the values given to SetConfig,
 // Handler returns what was passed to Handle, PrincipalFrom reports what
 // WithPrincipal attached, PublicRoutes lists what Public was asked, DB
-// returns the database given to SetDB, Logger writes text to stderr, and
+// returns the database given to SetDB, Logger writes text to stderr,
 // ReadURL and HTTPClient read with net/http through the transport given to
-// SetURLTransport, without the runtime's rules.
+// SetURLTransport, without the runtime's rules, and RunTask runs a task
+// registered with Schedule.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

@@ -213,3 +213,45 @@ func (noRuntime) begin(uint32) (uint32, error) { return 0, errNoRuntime }
 func (noRuntime) commit(uint32) error          { return errNoRuntime }
 func (noRuntime) rollback(uint32) error        { return errNoRuntime }
 func (noRuntime) migrations([]byte) error      { return errNoRuntime }
+
+// Natively Schedule checks what it can of a task (the runtime parses cron
+// expressions fully) and keeps it, for RunTask.
+
+func registerTask(_ []byte, t Task) error {
+	if err := checkTask(t); err != nil {
+		return err
+	}
+	tasksMu.Lock()
+	defer tasksMu.Unlock()
+	if _, dup := tasks[t.ID]; dup {
+		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q is registered twice", t.ID)}
+	}
+	return nil
+}
+
+// ScheduledTasks returns the tasks registered with Schedule, sorted by
+// ID, in a native (non-wasm) build, for unit tests of a plugin. It does not
+// exist in the wasip1 build.
+func ScheduledTasks() []Task { return scheduledTasks() }
+
+// RunTask runs the registered task id once, as the runtime would, in a
+// native (non-wasm) build, for unit tests of a plugin: ctx gets the task's
+// timeout (or keeps its own deadline when the task has none), TaskRunFrom
+// reports a manual run, and a panic in Run comes back as an error. It does
+// not exist in the wasip1 build.
+func RunTask(ctx context.Context, id string) error {
+	tasksMu.Lock()
+	t, ok := tasks[id]
+	tasksMu.Unlock()
+	if !ok {
+		return fmt.Errorf("greenroom: no task %q is registered (greenroom.Schedule)", id)
+	}
+	if t.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.Timeout)
+		defer cancel()
+	}
+	ctx = context.WithValue(ctx, taskRunKey{}, TaskRun{Task: id, RunID: "native", Manual: true})
+	err, _ := callTask(ctx, t)
+	return err
+}

@@ -247,3 +247,37 @@ func (hostDB) migrations(req []byte) error {
 func registerMigrations(req []byte, _ []Migration) error {
 	return newDBTransport().migrations(req)
 }
+
+// The scheduler's host function (docs/abi.md, "Scheduler"). It is
+// referenced only from registerTask, which only Schedule reaches: a plugin
+// that schedules nothing does not import it.
+
+//go:wasmimport greenroom task_register
+func hostTaskRegister(ptr unsafe.Pointer, size uint32) int32
+
+func registerTask(req []byte, _ Task) error {
+	if n := hostTaskRegister(bufPtr(req), uint32(len(req))); n < 0 {
+		return hostError("task_register", n)
+	}
+	return nil
+}
+
+// greenroomTaskRun runs one scheduled task: it reads the task envelope of
+// envLen bytes, runs the task's Run function and, when it returns an
+// error, writes the error's text as the output.
+//
+//go:wasmexport greenroom_task_run
+func greenroomTaskRun(envLen uint32) uint32 {
+	buf := make([]byte, envLen)
+	if envLen > 0 {
+		if got := hostRequestRead(unsafe.Pointer(&buf[0]), envLen); got != int32(envLen) {
+			fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, envLen)
+			return handleBadInput
+		}
+	}
+	code, msg := runTask(string(buf))
+	if code == handleError {
+		writeAll([]byte(msg))
+	}
+	return code
+}

@@ -10,6 +10,12 @@
 //
 // Bad input gets 400 with {"error": "..."}; an unknown id gets 404.
 // The operator grants the database: [plugins.todo.capabilities] database = true.
+//
+// A global task, purge-done, deletes the items marked done more than
+// done_retention ago ([plugins.todo.config] done_retention, a Go duration,
+// default 24h), every purge_every (default 10m). It needs scheduler = true
+// under [plugins.todo.capabilities]; without it the plugin serves all the
+// same and done items stay.
 package main
 
 import (
@@ -39,7 +45,55 @@ func init() {
 	if err := greenroom.Migrations(migrations); err != nil {
 		panic(err)
 	}
+	every, err := durationConfig("purge_every", 10*time.Minute)
+	if err != nil {
+		panic(err)
+	}
+	err = greenroom.Schedule(greenroom.Task{
+		ID:      purgeTask,
+		Every:   every,
+		Timeout: time.Minute,
+		Scope:   greenroom.Global, // one replica purges, once per period
+		Run:     purgeDone,
+	})
+	if err != nil {
+		// Without the scheduler grant the plugin serves all the same.
+		fmt.Fprintf(os.Stderr, "todo: done items will not be purged: %v\n", err)
+	}
 	greenroom.Handle(newMux())
+}
+
+// purgeTask is the id of the task that deletes old done items.
+const purgeTask = "purge-done"
+
+// durationConfig reads a Go duration from the plugin's config.
+func durationConfig(key string, def time.Duration) (time.Duration, error) {
+	v, ok := greenroom.Config(key)
+	if !ok {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("todo: [plugins.todo.config] %s = %q is not a non-negative Go duration such as \"24h\"", key, v)
+	}
+	return d, nil
+}
+
+// purgeDone deletes the items marked done more than done_retention ago.
+func purgeDone(ctx context.Context) error {
+	keep, err := durationConfig("done_retention", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	cutoff := time.Now().UTC().Add(-keep).Truncate(time.Microsecond)
+	res, err := greenroom.DB().ExecContext(ctx, "DELETE FROM items WHERE done = ? AND COALESCE(done_at, updated_at) <= ?", true, cutoff)
+	if err != nil {
+		return fmt.Errorf("purge done items: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		fmt.Printf("todo: purged %d items done more than %s ago\n", n, keep)
+	}
+	return nil
 }
 
 func main() {}
@@ -51,6 +105,30 @@ type Item struct {
 	Done      bool      `json:"done"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// DoneAt is when the item was marked done (null when it is not).
+	DoneAt *time.Time `json:"done_at"`
+}
+
+const itemColumns = "id, title, done, created_at, updated_at, done_at"
+
+func (it *Item) scanTargets() []any {
+	return []any{&it.ID, &it.Title, &it.Done, &it.CreatedAt, &it.UpdatedAt, nullTime{&it.DoneAt}}
+}
+
+// nullTime scans a nullable timestamp into a *time.Time (nil for NULL).
+type nullTime struct{ p **time.Time }
+
+func (n nullTime) Scan(v any) error {
+	var nt sql.NullTime
+	if err := nt.Scan(v); err != nil {
+		return err
+	}
+	*n.p = nil
+	if nt.Valid {
+		t := nt.Time.UTC()
+		*n.p = &t
+	}
+	return nil
 }
 
 const (
@@ -69,7 +147,7 @@ func newMux() *http.ServeMux {
 }
 
 func list(w http.ResponseWriter, r *http.Request) {
-	q := "SELECT id, title, done, created_at, updated_at FROM items"
+	q := "SELECT " + itemColumns + " FROM items"
 	var args []any
 	if v := r.URL.Query().Get("done"); v != "" {
 		done, err := strconv.ParseBool(v)
@@ -90,7 +168,7 @@ func list(w http.ResponseWriter, r *http.Request) {
 	items := []Item{}
 	for rows.Next() {
 		var it Item
-		if err := rows.Scan(&it.ID, &it.Title, &it.Done, &it.CreatedAt, &it.UpdatedAt); err != nil {
+		if err := rows.Scan(it.scanTargets()...); err != nil {
 			dbFail(w, err)
 			return
 		}
@@ -143,9 +221,12 @@ func create(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	it := Item{ID: newID(), Title: *in.Title, Done: in.Done != nil && *in.Done, CreatedAt: now, UpdatedAt: now}
+	if it.Done {
+		it.DoneAt = &now
+	}
 	_, err := greenroom.DB().ExecContext(r.Context(),
-		"INSERT INTO items (id, title, done, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-		it.ID, it.Title, it.Done, it.CreatedAt, it.UpdatedAt)
+		"INSERT INTO items (id, title, done, created_at, updated_at, done_at) VALUES (?, ?, ?, ?, ?, ?)",
+		it.ID, it.Title, it.Done, it.CreatedAt, it.UpdatedAt, timeArg(it.DoneAt))
 	if err != nil {
 		dbFail(w, err)
 		return
@@ -170,8 +251,7 @@ type rowQuerier interface {
 
 func load(r *http.Request, q rowQuerier, id int64) (Item, error) {
 	var it Item
-	err := q.QueryRowContext(r.Context(), "SELECT id, title, done, created_at, updated_at FROM items WHERE id = ?", id).
-		Scan(&it.ID, &it.Title, &it.Done, &it.CreatedAt, &it.UpdatedAt)
+	err := q.QueryRowContext(r.Context(), "SELECT "+itemColumns+" FROM items WHERE id = ?", id).Scan(it.scanTargets()...)
 	return it, err
 }
 
@@ -222,14 +302,22 @@ func update(w http.ResponseWriter, r *http.Request) {
 		dbFail(w, err)
 		return
 	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	if in.Title != nil {
 		it.Title = *in.Title
 	}
 	if in.Done != nil {
+		switch {
+		case *in.Done && !it.Done:
+			it.DoneAt = &now
+		case !*in.Done:
+			it.DoneAt = nil
+		}
 		it.Done = *in.Done
 	}
-	it.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
-	if _, err := tx.ExecContext(r.Context(), "UPDATE items SET title = ?, done = ?, updated_at = ? WHERE id = ?", it.Title, it.Done, it.UpdatedAt, id); err != nil {
+	it.UpdatedAt = now
+	if _, err := tx.ExecContext(r.Context(), "UPDATE items SET title = ?, done = ?, updated_at = ?, done_at = ? WHERE id = ?",
+		it.Title, it.Done, it.UpdatedAt, timeArg(it.DoneAt), id); err != nil {
 		dbFail(w, err)
 		return
 	}
@@ -255,6 +343,14 @@ func remove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// timeArg is a nullable time as a statement argument.
+func timeArg(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
 }
 
 // newID returns a random id that JavaScript numbers hold exactly (< 2^53).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite" // a real database for the handlers, natively
 
@@ -72,5 +74,68 @@ func TestItemsCRUD(t *testing.T) {
 	}
 	if code, _ := do("DELETE", "/items/"+id, ""); code != http.StatusNotFound {
 		t.Errorf("delete again: %d", code)
+	}
+}
+
+// purge-done deletes the items done more than done_retention ago, and
+// nothing else.
+func TestPurgeDone(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "todo.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := greenroom.SetDB(db); err != nil {
+		t.Fatal(err)
+	}
+	defer greenroom.SetDB(nil)
+	greenroom.SetConfig(map[string]string{"done_retention": "24h"})
+	defer greenroom.SetConfig(nil)
+	h := greenroom.Handler()
+	create := func(body string) string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/items", strings.NewReader(body)))
+		var m map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &m)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("create: %d %s", rec.Code, rec.Body)
+		}
+		return fmt.Sprint(int64(m["id"].(float64)))
+	}
+	old, recent, open := create(`{"title":"old","done":true}`), create(`{"title":"recent"}`), create(`{"title":"open"}`)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PATCH", "/items/"+recent, strings.NewReader(`{"done":true}`)))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"done_at":"`) {
+		t.Fatalf("mark done: %d %s", rec.Code, rec.Body)
+	}
+	if _, err := db.Exec("UPDATE items SET done_at = ? WHERE id = ?", time.Now().UTC().Add(-48*time.Hour), old); err != nil {
+		t.Fatal(err)
+	}
+
+	tasks := greenroom.ScheduledTasks()
+	if len(tasks) != 1 || tasks[0].ID != "purge-done" || tasks[0].Scope != greenroom.Global || tasks[0].Every != 10*time.Minute {
+		t.Fatalf("scheduled: %+v", tasks)
+	}
+	if err := greenroom.RunTask(context.Background(), "purge-done"); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	rows, err := db.Query("SELECT title FROM items ORDER BY title")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		left = append(left, s)
+	}
+	rows.Close()
+	if strings.Join(left, ",") != "open,recent" {
+		t.Errorf("after the purge: %v (open=%s)", left, open)
+	}
+
+	greenroom.SetConfig(map[string]string{"done_retention": "forever"})
+	if err := greenroom.RunTask(context.Background(), "purge-done"); err == nil || !strings.Contains(err.Error(), "done_retention") {
+		t.Errorf("bad retention: %v", err)
 	}
 }

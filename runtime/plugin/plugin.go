@@ -354,9 +354,13 @@ func (p *Plugin) Close(ctx context.Context) error {
 }
 
 // Run is Invoke for callers outside this package: it returns the guest's
-// return code and a copy of its output.
+// return code, HandleOK or HandleError, and a copy of its output. Any other
+// return code discards the instance and is a FailTrap *CallError.
 func (p *Plugin) Run(ctx context.Context, c Call) (code uint32, out []byte, err error) {
 	err = p.Invoke(ctx, c, func(_ *instance, rc uint32, b []byte) error {
+		if rc != hostfuncs.HandleOK && rc != hostfuncs.HandleError {
+			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("%s returned unknown code %d", c.Export, rc)}
+		}
 		code, out = rc, append([]byte(nil), b...)
 		return nil
 	})

@@ -41,6 +41,12 @@ func (h testHost) ReadURL(context.Context, *hostfuncs.Instance, *hostfuncs.URLRe
 	return nil, hostfuncs.Failf(hostfuncs.ErrDenied, "not granted in this test")
 }
 
+func (h testHost) Scheduler() error { return errors.New("no scheduler in this test") }
+
+func (h testHost) RegisterTask(*hostfuncs.Instance, hostfuncs.TaskSpec) error {
+	return errors.New("no scheduler in this test")
+}
+
 var (
 	hostileWasm []byte
 	testCache   wazero.CompilationCache

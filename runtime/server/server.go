@@ -87,6 +87,7 @@ func (s *Server) routes() {
 	admin := s.app.Group("/.greenroom", s.requireAdmin)
 	admin.Get("/plugins/v1/", s.listPlugins)
 	admin.Post("/plugins/v1/reload", s.reload)
+	s.schedulerRoutes(admin)
 	s.app.Get("/metrics", s.requireAdmin, adaptor.HTTPHandler(s.MetricsHandler()))
 	s.app.All("/api/*", s.handlePlugin)
 	s.app.Use(func(c *fiber.Ctx) error {

@@ -186,6 +186,7 @@ func StartConfig(t testing.TB, cfg *config.Config, log *logrus.Logger, buf *Buff
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
+	rt.StartScheduler()
 	rt.Load(context.Background())
 	transport := &http.Transport{MaxIdleConnsPerHost: 256}
 	in := &Instance{

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/build"
+)
+
+// serve starts the scheduler, and on shutdown cancels the task runs in
+// progress, records them and releases their leases before it exits.
+func TestServeShutdownStopsTasks(t *testing.T) {
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	wasm, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "scheduler", "testdata", "guests", "tasks"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+[server]
+listen = "127.0.0.1:0"
+[log]
+level = "warn"
+[runtime]
+cache_dir = %q
+[database]
+connection = "file:data"
+[auth]
+dangerously_disable = true
+[plugins.sched]
+path = %q
+[plugins.sched.capabilities]
+scheduler = true
+[[plugins.sched.config.tasks]]
+id = "slow"
+every = "1s"
+timeout = "1m"
+action = "sleep"
+ms = 60000
+`, filepath.Join(cache, "cmd-test-cache"), wasm)), 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{cfgPath}, runtime.Options{}, false) }()
+	defer cancel()
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "data", "greenroom.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		db.QueryRow("SELECT count(*) FROM scheduler_runs WHERE outcome = 'running'").Scan(&n)
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no run started")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+	var outcome, failure string
+	var lease sql.NullString
+	if err := db.QueryRow("SELECT outcome, failure FROM scheduler_runs").Scan(&outcome, &failure); err != nil || outcome != "failed" || failure != "canceled" {
+		t.Errorf("the run in progress: %s/%s %v, want failed/canceled", outcome, failure, err)
+	}
+	if err := db.QueryRow("SELECT lease_owner FROM scheduler_tasks").Scan(&lease); err != nil || lease.Valid {
+		t.Errorf("lease after shutdown: %v %v, want released", lease, err)
+	}
+}

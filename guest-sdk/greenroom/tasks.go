@@ -1,0 +1,260 @@
+package greenroom
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// This file is the plugin's side of the scheduler capability (docs/abi.md,
+// "Scheduler"; docs/scheduler.md): Schedule registers a task with the
+// runtime, and the runtime's calls of greenroom_task_run come to runTask.
+// It is plain Go, tested natively; the wasip1 build plugs in the host
+// function and the export.
+
+// Scope says where a scheduled task runs.
+type Scope int
+
+const (
+	// Global (the default): one replica at a time runs the task, and
+	// each due time runs once across all replicas. Replicas coordinate
+	// through the runtime's database.
+	Global Scope = iota
+	// Local: every replica runs the task, on its own clock.
+	Local
+)
+
+func (s Scope) String() string {
+	switch s {
+	case Global:
+		return "global"
+	case Local:
+		return "local"
+	}
+	return fmt.Sprintf("Scope(%d)", int(s))
+}
+
+// Task is a piece of background work the runtime runs on a schedule.
+type Task struct {
+	// ID names the task within the plugin: 1-128 letters, digits, '.',
+	// '_' or '-', starting with a letter or digit. It appears in the
+	// admin API's paths and in logs.
+	ID string
+	// Exactly one of Cron and Every is set. Cron is a standard cron
+	// expression of five fields (minute hour day-of-month month
+	// day-of-week) or a descriptor such as @hourly, in UTC unless it
+	// starts with CRON_TZ=<zone>; Every is a period of at least a second.
+	Cron  string
+	Every time.Duration
+	// Timeout bounds each run: ctx is cancelled and the run interrupted
+	// when it passes. Zero means the plugin's limits.timeout.
+	Timeout time.Duration
+	// InitialDelay delays the first run after the plugin loads.
+	InitialDelay time.Duration
+	// Scope is Global (the default) or Local.
+	Scope Scope
+	// Run does the work. It has the plugin's capabilities, as a request
+	// handler does (DB, Config, ...). An error or a panic marks the run
+	// failed; the next due time runs anyway.
+	Run func(ctx context.Context) error
+}
+
+// TaskRun describes the run in progress, for a task's Run function.
+type TaskRun struct {
+	// Task is the task's ID; RunID identifies this run in the history.
+	Task  string
+	RunID string
+	// Due is the due time this run is for; zero for a run triggered by an
+	// operator (Manual).
+	Due    time.Time
+	Manual bool
+}
+
+type taskRunKey struct{}
+
+// TaskRunFrom returns the run that ctx belongs to, inside a task's Run.
+func TaskRunFrom(ctx context.Context) (TaskRun, bool) {
+	r, ok := ctx.Value(taskRunKey{}).(TaskRun)
+	return r, ok
+}
+
+var (
+	tasksMu sync.Mutex
+	tasks   = map[string]Task{}
+)
+
+// Schedule registers a task with the runtime. Call it from init: the
+// runtime accepts registrations only while the plugin initializes.
+//
+// The operator must grant the capability (scheduler = true under
+// [plugins.<id>.capabilities]); otherwise Schedule returns an error naming
+// it (ErrDenied) and nothing is registered. A task the runtime refuses — an
+// invalid id, cron expression or duration, or an id registered twice —
+// makes Schedule return an error (ErrInvalid) and also fails the plugin's
+// load, with the reason, so that a mistake cannot go unnoticed.
+//
+// Natively (unit tests) the runtime's checks are approximated, every
+// registration is accepted, and RunTask runs a registered task.
+func Schedule(t Task) error {
+	if t.Run == nil {
+		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q has no Run function", t.ID)}
+	}
+	if t.Scope != Global && t.Scope != Local {
+		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q: unknown scope %d", t.ID, int(t.Scope))}
+	}
+	if err := registerTask(appendTaskSpec(nil, t), t); err != nil {
+		return err
+	}
+	tasksMu.Lock()
+	tasks[t.ID] = t
+	tasksMu.Unlock()
+	return nil
+}
+
+// appendTaskSpec encodes a task_register request:
+//
+//	bytes id, bytes cron, u64 every_ns, u64 timeout_ns, u64 initial_delay_ns, u8 scope
+func appendTaskSpec(dst []byte, t Task) []byte {
+	dst = appendStr(dst, t.ID)
+	dst = appendStr(dst, t.Cron)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.Every))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.Timeout))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.InitialDelay))
+	return append(dst, byte(t.Scope))
+}
+
+// decodeTaskRun reads a task envelope:
+//
+//	bytes id, bytes run_id, u64 deadline_ns, u64 due_ns, u8 flags (bit 0: manual)
+func decodeTaskRun(env string) (run TaskRun, deadline time.Time, err error) {
+	r := envReader{s: env}
+	run.Task = r.str()
+	run.RunID = r.str()
+	dl := int64(r.u64())
+	due := int64(r.u64())
+	flags := r.u8()
+	if r.err != nil {
+		return run, deadline, r.err
+	}
+	if r.off != len(env) {
+		return run, deadline, errors.New("greenroom: trailing bytes after the task envelope")
+	}
+	if dl > 0 {
+		deadline = time.Unix(0, dl)
+	}
+	if due > 0 {
+		run.Due = time.Unix(0, due).UTC()
+	}
+	run.Manual = flags&1 != 0
+	return run, deadline, nil
+}
+
+// runTask runs the task an envelope names and returns the export's code:
+// handleOK, handleError with msg the error's text, handlePanicked (the
+// stack goes to stderr), or handleBadInput.
+func runTask(env string) (code uint32, msg string) {
+	info, deadline, err := decodeTaskRun(env)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "greenroom: %v\n", err)
+		return handleBadInput, ""
+	}
+	tasksMu.Lock()
+	t, ok := tasks[info.Task]
+	tasksMu.Unlock()
+	if !ok {
+		return handleError, fmt.Sprintf("task %q is not registered in this plugin instance", info.Task)
+	}
+	ctx := context.Background()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	ctx = context.WithValue(ctx, taskRunKey{}, info)
+	err, panicked := callTask(ctx, t)
+	switch {
+	case panicked:
+		return handlePanicked, ""
+	case err != nil:
+		msg = err.Error()
+		if msg == "" {
+			msg = "task returned an error with no message"
+		}
+		return handleError, msg
+	}
+	return handleOK, ""
+}
+
+// callTask calls t.Run, turning a panic into panicked (with its stack on
+// stderr, which the runtime logs).
+func callTask(ctx context.Context, t Task) (err error, panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			fmt.Fprintf(os.Stderr, "panic in task %s: %v\n%s", t.ID, v, debug.Stack())
+			err, panicked = fmt.Errorf("task %s panicked: %v", t.ID, v), true
+		}
+	}()
+	return t.Run(ctx), false
+}
+
+// handleError is the greenroom_task_run code of a run whose Run returned
+// an error; the output is the error's text.
+const handleError = 3
+
+// Native checks, approximating the runtime's (runtime/scheduler.NewTask).
+
+var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func checkTask(t Task) error {
+	bad := func(format string, args ...any) error {
+		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q: ", t.ID) + fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case !taskIDPattern.MatchString(t.ID):
+		return bad("invalid id: want 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	case t.Cron != "" && t.Every != 0:
+		return bad("set either Cron or Every, not both")
+	case t.Cron == "" && t.Every == 0:
+		return bad("set Cron or Every")
+	case t.Every != 0 && (t.Every < time.Second || t.Every > 366*24*time.Hour):
+		return bad("Every is %s; it must be between 1s and 8784h0m0s", t.Every)
+	case t.Timeout < 0 || t.Timeout > 24*time.Hour:
+		return bad("Timeout is %s; it must be between 0 and 24h0m0s", t.Timeout)
+	case t.InitialDelay < 0 || t.InitialDelay > 24*time.Hour:
+		return bad("InitialDelay is %s; it must be between 0 and 24h0m0s", t.InitialDelay)
+	}
+	if c := t.Cron; c != "" {
+		body := c
+		if strings.HasPrefix(c, "CRON_TZ=") || strings.HasPrefix(c, "TZ=") {
+			_, body, _ = strings.Cut(c, " ")
+		}
+		switch {
+		case strings.HasPrefix(body, "@every"):
+			return bad("cron %q: @every is not accepted here; set Every instead", c)
+		case strings.HasPrefix(body, "@"):
+		case len(strings.Fields(body)) != 5:
+			return bad("cron %q has %d fields; want the standard 5 (minute hour day-of-month month day-of-week)", c, len(strings.Fields(body)))
+		}
+	}
+	return nil
+}
+
+// scheduledTasks returns the registered tasks sorted by id.
+func scheduledTasks() []Task {
+	tasksMu.Lock()
+	defer tasksMu.Unlock()
+	out := make([]Task, 0, len(tasks))
+	for _, t := range tasks {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b Task) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}

@@ -1,0 +1,130 @@
+//go:build !wasip1
+
+package greenroom
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func nop(context.Context) error { return nil }
+
+func TestScheduleChecks(t *testing.T) {
+	if err := Schedule(Task{ID: "sdk-ok", Every: time.Minute, Run: nop}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		task Task
+		want string
+	}{
+		{Task{ID: "sdk-ok", Every: time.Minute, Run: nop}, "registered twice"},
+		{Task{ID: "norun", Every: time.Minute}, "no Run function"},
+		{Task{ID: "scope", Every: time.Minute, Scope: 9, Run: nop}, "unknown scope"},
+		{Task{ID: "bad id", Every: time.Minute, Run: nop}, "invalid id"},
+		{Task{ID: "both", Every: time.Minute, Cron: "@hourly", Run: nop}, "not both"},
+		{Task{ID: "neither", Run: nop}, "set Cron or Every"},
+		{Task{ID: "fast", Every: time.Millisecond, Run: nop}, "between 1s"},
+		{Task{ID: "timeout", Every: time.Minute, Timeout: -time.Second, Run: nop}, "Timeout"},
+		{Task{ID: "delay", Every: time.Minute, InitialDelay: 48 * time.Hour, Run: nop}, "InitialDelay"},
+		{Task{ID: "secs", Cron: "0 * * * * *", Run: nop}, "6 fields"},
+		{Task{ID: "atevery", Cron: "@every 1m", Run: nop}, "set Every instead"},
+	} {
+		err := Schedule(tc.task)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want ErrInvalid with %q", tc.task.ID, err, tc.want)
+		}
+	}
+	ids := map[string]bool{}
+	for _, task := range ScheduledTasks() {
+		ids[task.ID] = true
+	}
+	if !ids["sdk-ok"] || ids["norun"] || ids["fast"] {
+		t.Errorf("scheduled: %v; want sdk-ok and none of the refused tasks", ids)
+	}
+}
+
+func TestRunTaskNatively(t *testing.T) {
+	var saw TaskRun
+	var deadline time.Time
+	if err := Schedule(Task{ID: "sdk-run", Cron: "CRON_TZ=UTC @daily", Timeout: time.Minute, Scope: Local, Run: func(ctx context.Context) error {
+		saw, _ = TaskRunFrom(ctx)
+		deadline, _ = ctx.Deadline()
+		return errors.New("nope")
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RunTask(context.Background(), "sdk-run"); err == nil || err.Error() != "nope" {
+		t.Errorf("RunTask: %v", err)
+	}
+	if saw.Task != "sdk-run" || !saw.Manual || time.Until(deadline) < 50*time.Second {
+		t.Errorf("run %+v, deadline in %s", saw, time.Until(deadline))
+	}
+	if err := Schedule(Task{ID: "sdk-panic", Every: time.Hour, Run: func(context.Context) error { panic("boom") }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RunTask(context.Background(), "sdk-panic"); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		t.Errorf("RunTask of a panicking task: %v", err)
+	}
+	if err := RunTask(context.Background(), "sdk-none"); err == nil {
+		t.Error("RunTask of an unknown task succeeded")
+	}
+}
+
+// taskEnvelope encodes a task envelope as the runtime does (docs/abi.md).
+func taskEnvelope(id, run string, deadline, due int64, manual bool) string {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(id)))
+	b = append(b, id...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(run)))
+	b = append(b, run...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(deadline))
+	b = binary.LittleEndian.AppendUint64(b, uint64(due))
+	flags := byte(0)
+	if manual {
+		flags = 1
+	}
+	return string(append(b, flags))
+}
+
+// runTask is what greenroom_task_run does with the envelope.
+func TestRunTaskEnvelope(t *testing.T) {
+	var saw TaskRun
+	var left time.Duration
+	Schedule(Task{ID: "env-ok", Every: time.Hour, Run: func(ctx context.Context) error {
+		saw, _ = TaskRunFrom(ctx)
+		dl, _ := ctx.Deadline()
+		left = time.Until(dl)
+		return nil
+	}})
+	Schedule(Task{ID: "env-err", Every: time.Hour, Run: func(context.Context) error { return errors.New("it broke") }})
+	Schedule(Task{ID: "env-panic", Every: time.Hour, Run: func(context.Context) error { panic("boom") }})
+	due := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	deadline := time.Now().Add(30 * time.Second).UnixNano()
+	if code, msg := runTask(taskEnvelope("env-ok", "r1", deadline, due.UnixNano(), false)); code != handleOK || msg != "" {
+		t.Errorf("ok: %d %q", code, msg)
+	}
+	if saw.Task != "env-ok" || saw.RunID != "r1" || !saw.Due.Equal(due) || saw.Manual || left < 25*time.Second || left > 30*time.Second {
+		t.Errorf("run %+v, %s left", saw, left)
+	}
+	if code, msg := runTask(taskEnvelope("env-err", "r2", deadline, 0, true)); code != handleError || msg != "it broke" {
+		t.Errorf("error: %d %q", code, msg)
+	}
+	if code, _ := runTask(taskEnvelope("env-panic", "r3", deadline, 0, true)); code != handlePanicked {
+		t.Errorf("panic: %d", code)
+	}
+	if code, msg := runTask(taskEnvelope("env-nope", "r4", deadline, 0, true)); code != handleError || !strings.Contains(msg, "not registered") {
+		t.Errorf("unknown: %d %q", code, msg)
+	}
+	env := taskEnvelope("env-ok", "r5", deadline, 0, false)
+	for n := 0; n < len(env); n++ {
+		if code, _ := runTask(env[:n]); code != handleBadInput {
+			t.Fatalf("truncated envelope of %d bytes: %d", n, code)
+		}
+	}
+	if code, _ := runTask(env + "x"); code != handleBadInput {
+		t.Errorf("trailing bytes: %d", code)
+	}
+}

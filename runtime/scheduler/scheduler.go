@@ -1,0 +1,913 @@
+// Package scheduler runs the tasks plugins register (greenroom.Schedule),
+// with the semantics of Backstage's SchedulerService: a task has a cron
+// expression or a period, a timeout, an initial delay and a scope. Global
+// tasks run on one replica at a time and each due time runs once across
+// all replicas, coordinated only through the runtime's database (a lease
+// row per task, taken atomically); local tasks run on every replica on its
+// own clock. Every run is recorded (docs/scheduler.md).
+//
+// Lifecycle: New (nothing runs) → SetTasks/RemovePlugin as plugin versions
+// come and go (at any time) → Start (only when [scheduler] enabled) →
+// Stop (cancels running tasks, records them, releases their leases).
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sirupsen/logrus"
+	"github.com/uptrace/bun"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+// Runner calls into the current version of a plugin: the runtime gives
+// the scheduler one that picks the plugin's serving version.
+type Runner func(ctx context.Context, plugin string, c plugin.Call) (code uint32, out []byte, err error)
+
+// Config is what a Scheduler needs.
+type Config struct {
+	// Enabled runs tasks on this replica; a disabled scheduler still
+	// lists them.
+	Enabled bool
+	// Lease is how long a global task's lease lasts without renewal: a
+	// replica that dies mid-run holds its task at most this long.
+	Lease time.Duration
+	// Replica names this replica in leases and history (NewReplicaID).
+	Replica string
+	Log     *logrus.Entry
+	// DB returns the runtime's own database, or an error while it is not
+	// open (the runtime opens it when a plugin is granted the scheduler).
+	DB func(ctx context.Context) (*bun.DB, error)
+	// Run calls a plugin's task export.
+	Run Runner
+}
+
+// Tuning.
+const (
+	// keepRuns is how many runs of each task the history keeps.
+	keepRuns = 100
+	// lostGrace: a global run whose lease expired this long ago, or a
+	// local run still "running" this long past its timeout, belonged to a
+	// replica that died (a takeover marks a global run lost at once).
+	lostGrace = 5 * time.Minute
+	// tidyEvery is how often the history is tidied.
+	tidyEvery = time.Minute
+	// maxBatch bounds the runs of one completion statement.
+	maxBatch = 500
+	// claimChunk bounds the tasks of one claim statement, and
+	// claimWorkers how many claim statements run at once.
+	claimChunk   = 100
+	claimWorkers = 4
+	// claimAhead is how long before a global task's due time replicas
+	// claim it; the run waits for the due time.
+	claimAhead = 250 * time.Millisecond
+	// retryLocked is how soon a replica looks again at a task whose row
+	// another replica was claiming at the same moment.
+	retryLocked = 50 * time.Millisecond
+	// retryError is how soon a failed database step is retried.
+	retryError = 2 * time.Second
+	// maxErrorText bounds the error text kept for a run.
+	maxErrorText = 4096
+)
+
+// Errors of Trigger.
+var (
+	ErrUnknownTask = errors.New("no such task")
+	ErrDisabled    = errors.New("the scheduler is disabled on this replica ([scheduler] enabled = false) or stopped")
+	ErrRunning     = errors.New("task is running")
+)
+
+// RunningError says a task could not be triggered because it runs.
+type RunningError struct {
+	Plugin, Task string
+	// Replica is the replica running it (for global tasks: the lease
+	// holder), when known.
+	Replica string
+}
+
+func (e *RunningError) Error() string {
+	if e.Replica != "" {
+		return fmt.Sprintf("task %s/%s is running on replica %s", e.Plugin, e.Task, e.Replica)
+	}
+	return fmt.Sprintf("task %s/%s is running", e.Plugin, e.Task)
+}
+
+func (e *RunningError) Is(target error) bool { return target == ErrRunning }
+
+// Scheduler schedules and runs the tasks of every plugin of one runtime.
+type Scheduler struct {
+	cfg Config
+	log *logrus.Entry
+
+	mu    sync.Mutex
+	tasks map[string]*task
+	// active holds the runs claimed or running on this replica, also
+	// those of tasks unregistered since they started.
+	active  map[*run]struct{}
+	st      store
+	started bool
+	stopped bool
+	// closed: Stop waits for the runs; no new run may start.
+	closed bool
+
+	wake       chan struct{}
+	loopCtx    context.Context
+	loopCancel context.CancelFunc
+	runCtx     context.Context
+	runCancel  context.CancelFunc
+	loops      sync.WaitGroup // loop, renewer, janitor
+	runs       sync.WaitGroup // task runs
+	finishes   chan *finishReq
+	writerStop chan struct{}
+	writerDone chan struct{}
+	// dead makes the scheduler behave as if its process died: no more
+	// database writes, leases left to expire (Abandon).
+	dead atomic.Bool
+
+	stats stats
+}
+
+// task is one registered task and what this replica knows of it.
+type task struct {
+	Task
+	key string
+	// synced: the row of this registration is in the database.
+	synced bool
+	regAt  time.Time
+	// due is the next due time: for global tasks the row's next_run as
+	// last seen, for local tasks this replica's own.
+	due time.Time
+	// attempt is when this replica next acts on the task.
+	attempt time.Time
+	// run is the run this replica is claiming or running, or nil.
+	run *run
+}
+
+func (t *task) notBefore() time.Time { return t.regAt.Add(t.InitialDelay) }
+
+// nextAttempt is when this replica next acts on t for its due time: a
+// global task is claimed up to claimAhead before it (its run still starts
+// at the due time), so that the claim's round trip does not make it late;
+// never before the task's initial delay has passed.
+func (t *task) nextAttempt() time.Time {
+	at := t.due
+	if t.Scope == Global {
+		at = at.Add(-claimAhead)
+	}
+	return later(at, t.notBefore())
+}
+
+// run is one run of a task on this replica.
+type run struct {
+	id     string
+	task   *task
+	spec   Task // the registration it runs under
+	manual bool
+	due    time.Time
+	// next is the next_run a scheduled global claim stores.
+	next    time.Time
+	claimed bool
+	// leaseOK is when this replica last knew it held the lease.
+	leaseOK time.Time
+	cancel  context.CancelFunc
+	lost    atomic.Bool
+}
+
+type finishReq struct {
+	item finishItem
+	done chan struct{}
+}
+
+// New returns a scheduler; nothing runs until Start.
+func New(cfg Config) *Scheduler {
+	if cfg.Log == nil {
+		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if cfg.Replica == "" {
+		cfg.Replica = NewReplicaID()
+	}
+	if cfg.Lease < time.Second {
+		cfg.Lease = 30 * time.Second
+	}
+	return &Scheduler{
+		cfg:    cfg,
+		log:    cfg.Log.WithField("component", "scheduler"),
+		tasks:  map[string]*task{},
+		active: map[*run]struct{}{},
+		wake:   make(chan struct{}, 1),
+		stats:  newStats(),
+	}
+}
+
+// NewReplicaID returns an id for this process: host name, process id and
+// a random suffix, so that a restarted process is a new replica.
+func NewReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "replica"
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Replica returns this replica's id.
+func (s *Scheduler) Replica() string { return s.cfg.Replica }
+
+// Enabled reports whether this replica runs tasks.
+func (s *Scheduler) Enabled() bool { return s.cfg.Enabled }
+
+func key(plugin, id string) string { return plugin + "\x00" + id }
+
+// SetTasks makes tasks the whole set plugin registers: new tasks are
+// scheduled, changed ones rescheduled, and tasks the plugin no longer
+// registers stop being scheduled (a run in progress finishes; their
+// history stays). The runtime calls it when it installs a plugin version.
+func (s *Scheduler) SetTasks(plugin string, tasks []Task) {
+	now := time.Now()
+	s.mu.Lock()
+	keep := map[string]bool{}
+	for _, nt := range tasks {
+		k := key(plugin, nt.ID)
+		keep[k] = true
+		if t, ok := s.tasks[k]; ok {
+			if t.Task.Equal(&nt) {
+				continue
+			}
+			t.Task = nt
+			t.synced, t.regAt, t.attempt = false, now, now
+			if nt.Scope == Local {
+				t.due = t.first(now)
+			}
+			continue
+		}
+		t := &task{Task: nt, key: k, regAt: now, attempt: now}
+		if nt.Scope == Local {
+			t.due = t.first(now)
+		}
+		s.tasks[k] = t
+	}
+	var dropped []string
+	for k, t := range s.tasks {
+		if t.Plugin == plugin && !keep[k] {
+			delete(s.tasks, k)
+			dropped = append(dropped, t.ID)
+		}
+	}
+	s.mu.Unlock()
+	if len(dropped) > 0 {
+		s.log.WithFields(logrus.Fields{"plugin": plugin, "tasks": dropped}).Info("the plugin no longer registers these tasks: they are no longer scheduled (their history stays)")
+	}
+	s.wakeUp()
+}
+
+// RemovePlugin stops scheduling every task of plugin (removed or closed).
+func (s *Scheduler) RemovePlugin(plugin string) { s.SetTasks(plugin, nil) }
+
+func (s *Scheduler) wakeUp() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// store returns the scheduler's tables, opening the database if needed.
+func (s *Scheduler) store(ctx context.Context) (store, error) {
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	if s.cfg.DB == nil {
+		return nil, errors.New("scheduler: no database")
+	}
+	db, err := s.cfg.DB(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: database: %w", err)
+	}
+	st, err = newStore(db)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.st == nil {
+		s.st = st
+	}
+	st = s.st
+	s.mu.Unlock()
+	return st, nil
+}
+
+// Start begins scheduling on this replica, unless the scheduler is
+// disabled. Tasks may be set before or after.
+func (s *Scheduler) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.stopped || !s.cfg.Enabled {
+		return
+	}
+	s.started = true
+	s.loopCtx, s.loopCancel = context.WithCancel(context.Background())
+	s.runCtx, s.runCancel = context.WithCancel(context.Background())
+	s.finishes = make(chan *finishReq, maxBatch)
+	s.writerStop, s.writerDone = make(chan struct{}), make(chan struct{})
+	s.loops.Add(3)
+	go s.loop()
+	go s.renewer()
+	go s.janitor()
+	go s.writer()
+	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
+}
+
+// Stop stops scheduling, cancels the runs in progress (each is recorded as
+// failed, canceled, and its global lease released so that another replica
+// may take the task at once) and waits for them until ctx ends.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started || s.stopped {
+		s.stopped = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	s.loopCancel()
+	s.loops.Wait()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.runCancel()
+	done := make(chan struct{})
+	go func() {
+		s.runs.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("scheduler: task runs still running when the shutdown deadline passed")
+	}
+	close(s.writerStop)
+	<-s.writerDone
+	s.log.Info("scheduler stopped")
+	return err
+}
+
+// Abandon stops this replica as if its process died: runs are interrupted
+// but nothing more is written, so their rows stay "running" and their
+// leases are left to expire. Tests use it to show that another replica
+// takes over.
+func (s *Scheduler) Abandon() {
+	s.dead.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Stop(ctx)
+}
+
+// loop acts on tasks as they come due.
+func (s *Scheduler) loop() {
+	defer s.loops.Done()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.loopCtx.Done():
+			return
+		case <-s.wake:
+		case <-timer.C:
+		}
+		timer.Reset(s.tick(s.loopCtx))
+	}
+}
+
+// tick syncs new registrations, starts due local runs and claims due
+// global ones; it returns how long to sleep.
+func (s *Scheduler) tick(ctx context.Context) time.Duration {
+	now := time.Now()
+	var syncs, claims []*task
+	var locals []*run
+	s.mu.Lock()
+	for _, t := range s.tasks {
+		if t.run != nil || t.attempt.After(now) {
+			continue
+		}
+		if !t.synced {
+			syncs = append(syncs, t)
+			t.attempt = now.Add(time.Hour) // until sync says otherwise
+			continue
+		}
+		r := &run{id: newRunID(), task: t, spec: t.Task, due: t.due}
+		t.run = r
+		if t.Scope == Local {
+			t.due = t.next(r.due, now)
+			locals = append(locals, r)
+			continue
+		}
+		r.next = t.next(r.due, now)
+		claims = append(claims, t)
+	}
+	s.mu.Unlock()
+	if len(syncs) > 0 {
+		s.sync(ctx, syncs)
+	}
+	for _, r := range locals {
+		s.mustLaunch(r)
+	}
+	// Claims go in chunks, a few at a time: the runs of a chunk start as
+	// soon as its statement returns, while the next chunks are claimed.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, claimWorkers)
+	for len(claims) > 0 {
+		n := min(len(claims), claimChunk)
+		chunk := claims[:n]
+		claims = claims[n:]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.claimRuns(ctx, chunk)
+		}()
+	}
+	wg.Wait()
+	return s.untilNext()
+}
+
+func (s *Scheduler) untilNext() time.Duration {
+	now := time.Now()
+	wait := time.Minute
+	s.mu.Lock()
+	for _, t := range s.tasks {
+		if t.run == nil {
+			wait = min(wait, t.attempt.Sub(now))
+		}
+	}
+	s.mu.Unlock()
+	return max(wait, 0)
+}
+
+// sync writes the rows of new or changed registrations and learns each
+// global task's next due time.
+func (s *Scheduler) sync(ctx context.Context, ts []*task) {
+	regs := make([]registration, len(ts))
+	s.mu.Lock()
+	for i, t := range ts {
+		spec := t.Task
+		regs[i] = registration{task: &spec, at: t.regAt}
+		if t.Scope == Global {
+			regs[i].next = t.first(t.regAt)
+		}
+	}
+	s.mu.Unlock()
+	var nexts []time.Time
+	st, err := s.store(ctx)
+	if err == nil {
+		nexts, err = st.register(ctx, regs)
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.WithError(err).Error("cannot register tasks in the database; retrying")
+	}
+	now := time.Now()
+	s.mu.Lock()
+	for i, t := range ts {
+		if s.tasks[t.key] != t || !t.Task.Equal(regs[i].task) {
+			continue // replaced meanwhile: synced again
+		}
+		if err != nil {
+			t.attempt = now.Add(retryError)
+			continue
+		}
+		t.synced = true
+		if t.Scope == Global {
+			t.due = nexts[i]
+			if t.due.IsZero() {
+				t.synced, t.attempt = false, now.Add(retryError)
+				continue
+			}
+		}
+		t.attempt = t.nextAttempt()
+	}
+	s.mu.Unlock()
+	s.wakeUp()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// claimRuns tries to take the leases of due global tasks in one statement
+// and starts the runs it got.
+func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
+	items := make([]claimItem, len(ts))
+	s.mu.Lock()
+	for i, t := range ts {
+		r := t.run
+		items[i] = claimItem{plugin: t.Plugin, task: t.ID, due: r.due, next: r.next, runID: r.id}
+	}
+	s.mu.Unlock()
+	sent := time.Now()
+	var res []claimResult
+	// Not cancelled by Stop: a claim that took leases must say so, so that
+	// its runs start, are cancelled and release them.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	st, err := s.store(cctx)
+	if err == nil {
+		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.WithError(err).Error("cannot claim due tasks; retrying")
+	}
+	now := time.Now()
+	var won []*run
+	var lost int64
+	s.mu.Lock()
+	for i, t := range ts {
+		r := t.run
+		if err != nil {
+			t.run, t.attempt = nil, now.Add(retryError)
+			continue
+		}
+		x := res[i]
+		switch {
+		case x.claimed:
+			r.claimed, r.leaseOK = true, sent
+			t.due = r.next
+			won = append(won, r)
+			continue
+		case !x.exists:
+			t.synced = false
+			t.attempt = now
+		case x.nextRun.IsZero():
+			t.synced, t.attempt = false, now.Add(retryError)
+		case !x.nextRun.Equal(r.due):
+			// Another replica ran it: wait for the due time it stored.
+			t.due = x.nextRun
+			t.attempt = t.nextAttempt()
+		case x.held:
+			// Still due, but a run holds the lease (a long run, or a
+			// replica that died and whose lease has not expired yet).
+			t.attempt = now.Add(s.heldRetry())
+		default:
+			// Another replica was claiming it at the same moment.
+			t.attempt = now.Add(retryLocked)
+		}
+		lost++
+		t.run = nil
+	}
+	s.mu.Unlock()
+	s.stats.claimed(int64(len(won)), lost)
+	for _, r := range won {
+		s.mustLaunch(r)
+	}
+}
+
+// mustLaunch launches a run of the loop, which Stop waits for before it
+// closes (so the launch cannot be refused; if it were, the task is freed).
+func (s *Scheduler) mustLaunch(r *run) {
+	if !s.launch(r) {
+		s.mu.Lock()
+		if r.task.run == r {
+			r.task.run = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// heldRetry is how often a replica looks at a due task whose lease another
+// run holds.
+func (s *Scheduler) heldRetry() time.Duration {
+	return min(max(s.cfg.Lease/4, 100*time.Millisecond), time.Second)
+}
+
+// launch starts r, unless Stop is already waiting for the runs (then it
+// reports false and r does not run).
+func (s *Scheduler) launch(r *run) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.active[r] = struct{}{}
+	s.runs.Add(1)
+	s.mu.Unlock()
+	go s.execute(r)
+	return true
+}
+
+// execute runs r in the plugin and records the outcome.
+func (s *Scheduler) execute(r *run) {
+	defer s.runs.Done()
+	ctx, cancel := context.WithCancel(s.runCtx)
+	defer cancel()
+	s.mu.Lock()
+	r.cancel = cancel
+	s.mu.Unlock()
+	t := r.spec
+	log := s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID, "run_id": r.id})
+	if t.Scope == Local && !s.dead.Load() {
+		if st, err := s.store(ctx); err == nil {
+			err = st.start(ctx, s.cfg.Replica, localStart{runID: r.id, plugin: t.Plugin, task: t.ID, manual: r.manual, due: r.due})
+			if err != nil && ctx.Err() == nil {
+				log.WithError(err).Warn("cannot record the start of a run")
+			}
+		}
+	}
+	if wait := time.Until(r.due); wait > 0 && !r.manual {
+		// Claimed ahead: start at the due time.
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+		}
+	}
+	s.stats.running.Add(1)
+	var began time.Time
+	var dueNS int64
+	if !r.manual {
+		dueNS = r.due.UnixNano()
+	}
+	var code uint32
+	var out []byte
+	var err error
+	if ctx.Err() != nil {
+		// Stopped while it waited for its due time.
+		err = &plugin.CallError{Plugin: t.Plugin, Kind: plugin.FailCanceled, Err: ctx.Err()}
+	} else {
+		code, out, err = s.cfg.Run(ctx, t.Plugin, plugin.Call{
+			Export:  hostfuncs.ExportTaskRun,
+			Task:    t.ID,
+			Timeout: t.Timeout,
+			Encode: func(dst []byte, deadline int64) []byte {
+				began = time.Now()
+				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: deadline, Due: dueNS, Manual: r.manual})
+			},
+		})
+	}
+	end := time.Now()
+	s.stats.running.Add(-1)
+	if began.IsZero() {
+		began = end
+	}
+	if !r.manual {
+		s.stats.late(began.Sub(r.due))
+	}
+	outcome, failure, msg := s.outcome(r, code, out, err)
+	s.stats.ran(outcome, failure)
+	f := log.WithFields(logrus.Fields{"outcome": outcome, "duration": end.Sub(began).Round(time.Microsecond).String()})
+	if outcome == "succeeded" {
+		f.Debug("task run ended")
+	} else {
+		f.WithFields(logrus.Fields{"failure": failure, "error": msg}).Warn("task run failed")
+	}
+	if !s.dead.Load() {
+		s.complete(finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began)})
+	}
+	s.mu.Lock()
+	delete(s.active, r)
+	if tk := r.task; tk.run == r {
+		tk.run = nil
+		if tk.Scope == Global && !r.manual {
+			tk.due = r.next
+		}
+		tk.attempt = tk.nextAttempt()
+	}
+	s.mu.Unlock()
+	s.wakeUp()
+}
+
+// outcome classifies how a run ended: "succeeded", or "failed" with the
+// kind of failure and its message.
+func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome, failure, msg string) {
+	switch {
+	case r.lost.Load():
+		return "failed", "lost", "this replica could not renew the task's lease in time; the run was interrupted so that it never runs twice at once"
+	case err == nil && code == hostfuncs.HandleOK:
+		return "succeeded", "", ""
+	case err == nil:
+		msg = errorText(out)
+		if msg == "" {
+			msg = "the task returned an error"
+		}
+		return "failed", "error", msg
+	}
+	kind := plugin.KindOf(err)
+	switch {
+	case kind == plugin.FailTimeout:
+		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.Timeout)
+	case kind == plugin.FailCanceled && s.runCtx.Err() != nil:
+		return "failed", "canceled", "interrupted: the replica shut down during the run"
+	case kind == 0:
+		return "failed", "unavailable", errorText([]byte(err.Error()))
+	}
+	return "failed", kind.String(), errorText([]byte(err.Error()))
+}
+
+// errorText makes b fit for the history: valid UTF-8, at most maxErrorText
+// bytes.
+func errorText(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if len(s) > maxErrorText {
+		s = s[:maxErrorText]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "..."
+	}
+	return s
+}
+
+// complete hands a finished run to the writer and waits until it is
+// recorded, so that the task's lease is released before it runs again.
+func (s *Scheduler) complete(f finishItem) {
+	req := &finishReq{item: f, done: make(chan struct{})}
+	select {
+	case s.finishes <- req:
+	case <-s.writerDone:
+		return
+	}
+	select {
+	case <-req.done:
+	case <-s.writerDone:
+	}
+}
+
+// writer records finished runs, batching those that end together.
+func (s *Scheduler) writer() {
+	defer close(s.writerDone)
+	for {
+		var batch []*finishReq
+		select {
+		case req := <-s.finishes:
+			batch = append(batch, req)
+		case <-s.writerStop:
+			// Runs have all ended: record what is queued, then stop.
+			for {
+				select {
+				case req := <-s.finishes:
+					batch = append(batch, req)
+					continue
+				default:
+				}
+				break
+			}
+			s.flush(batch)
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case req := <-s.finishes:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		s.flush(batch)
+	}
+}
+
+func (s *Scheduler) flush(batch []*finishReq) {
+	if len(batch) == 0 {
+		return
+	}
+	defer func() {
+		for _, req := range batch {
+			close(req.done)
+		}
+	}()
+	if s.dead.Load() {
+		return
+	}
+	items := make([]finishItem, len(batch))
+	for i, req := range batch {
+		items[i] = req.item
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var st store
+		if st, err = s.store(ctx); err == nil {
+			err = st.finish(ctx, items)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	s.log.WithError(err).WithField("runs", len(items)).Error("cannot record the end of task runs; their leases expire on their own")
+}
+
+// renewer extends the leases of the global runs in progress, every third
+// of the lease, and interrupts a run whose lease this replica lost.
+func (s *Scheduler) renewer() {
+	defer s.loops.Done()
+	every := s.cfg.Lease / 3
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.loopCtx.Done():
+			return
+		case <-tick.C:
+		}
+		var held []*run
+		s.mu.Lock()
+		for r := range s.active {
+			if r.claimed && r.spec.Scope == Global {
+				held = append(held, r)
+			}
+		}
+		s.mu.Unlock()
+		if len(held) == 0 || s.dead.Load() {
+			continue
+		}
+		ids := make([]string, len(held))
+		for i, r := range held {
+			ids[i] = r.id
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(s.loopCtx, every)
+		var ok map[string]bool
+		st, err := s.store(ctx)
+		if err == nil {
+			ok, err = st.renew(ctx, s.cfg.Replica, s.cfg.Lease, ids)
+		}
+		cancel()
+		if err != nil && s.loopCtx.Err() == nil {
+			s.log.WithError(err).Warn("cannot renew task leases")
+		}
+		s.mu.Lock()
+		for _, r := range held {
+			if _, running := s.active[r]; !running {
+				continue // ended (and released) meanwhile
+			}
+			switch {
+			case err == nil && ok[r.id]:
+				r.leaseOK = sent
+			case err == nil, time.Since(r.leaseOK) > s.cfg.Lease*5/6:
+				// Another replica may hold it now (or soon): stop.
+				if r.lost.CompareAndSwap(false, true) && r.cancel != nil {
+					r.cancel()
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// janitor tidies the history now and then: runs of dead replicas are
+// marked lost, and only the last keepRuns runs of each task are kept.
+func (s *Scheduler) janitor() {
+	defer s.loops.Done()
+	wait := 10 * time.Second
+	for {
+		select {
+		case <-s.loopCtx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = tidyEvery
+		if s.dead.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.loopCtx, 30*time.Second)
+		st, err := s.store(ctx)
+		if err == nil {
+			err = st.tidy(ctx, keepRuns)
+		}
+		cancel()
+		if err != nil && s.loopCtx.Err() == nil {
+			s.log.WithError(err).Warn("cannot tidy the task history")
+		}
+	}
+}
+
+// newRunID returns a run id: 16 hex digits of the Unix time in
+// microseconds, then 8 random ones. Ids sort by time (mostly), which keeps
+// inserts into the history's primary key at its end.
+func newRunID() string {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMicro()))
+	rand.Read(b[8:])
+	return hex.EncodeToString(b[:])
+}

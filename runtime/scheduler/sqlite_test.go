@@ -1,0 +1,377 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/scheduler"
+)
+
+// A single node on SQLite: a global task runs on its schedule and its
+// history and state show through the admin API.
+func TestSQLiteSingleNode(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "tick", Every: "1s"},
+		def{ID: "fail", Every: "1s", Action: "error"},
+	))
+	waitFor(t, 15*time.Second, "two runs of each task", func() bool {
+		return len(ended(history(t, in, "sched", "tick"), "succeeded")) >= 2 && len(ended(history(t, in, "sched", "fail"), "failed")) >= 2
+	})
+	l := list(t, in, "")
+	tick := find(l, "sched", "tick")
+	if tick == nil || tick.Scope != "global" || tick.Schedule != "every 1s" || tick.NextRun == nil || tick.LastOutcome != "succeeded" || tick.LastStart == nil || tick.LastDurationMS == nil {
+		t.Fatalf("tick: %+v", tick)
+	}
+	fail := find(l, "sched", "fail")
+	if fail == nil || fail.LastOutcome != "failed" || fail.LastFailure != "error" || !strings.Contains(fail.LastError, "task failed on purpose") {
+		t.Fatalf("fail: %+v", fail)
+	}
+	if l.Replica != "one" || !l.Enabled {
+		t.Errorf("list: %+v", l)
+	}
+}
+
+// A task stuck in a loop is interrupted at its timeout; the run is failed,
+// and the next runs still happen.
+func TestTimeoutInterruptsLoop(t *testing.T) {
+	t.Parallel()
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "loop", Every: "1s", Timeout: "300ms", Action: "loop"},
+		def{ID: "tick", Every: "1s"},
+	))
+	var runs []scheduler.Run
+	waitFor(t, 20*time.Second, "two timed-out runs", func() bool {
+		runs = ended(history(t, in, "sched", "loop"), "")
+		return len(runs) >= 2
+	})
+	for _, r := range runs {
+		if r.Outcome != "failed" || r.Failure != "timeout" || !strings.Contains(r.Error, "timeout of 300ms") {
+			t.Errorf("loop run: %+v", r)
+		}
+		if r.DurationMS == nil || *r.DurationMS > 5000 {
+			t.Errorf("loop run took %v ms", r.DurationMS)
+		}
+	}
+	// The plugin is unharmed: its other task keeps succeeding.
+	n := len(ended(history(t, in, "sched", "tick"), "succeeded"))
+	waitFor(t, 10*time.Second, "another run of tick", func() bool {
+		return len(ended(history(t, in, "sched", "tick"), "succeeded")) > n
+	})
+}
+
+// A panic or a trap marks the run failed and discards the instance; the
+// next due time runs anyway.
+func TestPanicAndTrapDoNotStopTheSchedule(t *testing.T) {
+	t.Parallel()
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "boom", Every: "1s", Action: "panic"},
+		def{ID: "trap", Every: "1s", Action: "trap"}))
+	for _, tc := range []struct{ task, failure, text string }{
+		{"boom", "panic", "guest panicked"},
+		{"trap", "trap", "greenroom.task_register: range [4294967280"},
+	} {
+		var runs []scheduler.Run
+		waitFor(t, 20*time.Second, "two failed runs of "+tc.task, func() bool {
+			runs = ended(history(t, in, "sched", tc.task), "")
+			return len(runs) >= 2
+		})
+		for _, r := range runs {
+			if r.Outcome != "failed" || r.Failure != tc.failure || !strings.Contains(r.Error, tc.text) {
+				t.Errorf("%s run: %+v", tc.task, r)
+			}
+		}
+	}
+	if !strings.Contains(in.Log.String(), "task panics on purpose") {
+		t.Error("the panic's message is not in the log")
+	}
+	if st := in.RT.Slot("sched").Plugin().Stats(); st.Discarded < 4 {
+		t.Errorf("pool: %+v, want the failed instances discarded", st)
+	}
+	st := in.RT.Scheduler().Stats()
+	if st.Failures["panic"] < 2 || st.Failures["trap"] < 2 || st.Runs["failed"] < 4 || st.Lateness.Count < 4 || st.Tasks != 2 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// A reload with a plugin version that no longer registers a task stops
+// scheduling it; its history stays.
+func TestReloadDropsTask(t *testing.T) {
+	t.Parallel()
+	db := sqliteConf(t)
+	in := start(t, "one", db, plugin("sched", true, def{ID: "keep", Every: "1s"}, def{ID: "drop", Every: "1s"}))
+	waitFor(t, 15*time.Second, "runs of both tasks", func() bool {
+		return len(ended(history(t, in, "sched", "drop"), "succeeded")) >= 1 && len(ended(history(t, in, "sched", "keep"), "succeeded")) >= 1
+	})
+	in.SetConfig(db + plugin("sched", true, def{ID: "keep", Every: "1s"}))
+	if res := in.Reload(t); res.Plugins["sched"].Outcome != "reloaded" {
+		t.Fatalf("reload: %+v", res)
+	}
+	time.Sleep(500 * time.Millisecond) // a run in progress when the reload came ends
+	dropped := len(history(t, in, "sched", "drop"))
+	kept := len(history(t, in, "sched", "keep"))
+	time.Sleep(3 * time.Second)
+	if n := len(history(t, in, "sched", "drop")); n != dropped {
+		t.Errorf("the dropped task ran %d more times after the reload", n-dropped)
+	}
+	if n := len(history(t, in, "sched", "keep")); n <= kept {
+		t.Errorf("the kept task stopped running after the reload")
+	}
+	l := list(t, in, "")
+	if find(l, "sched", "drop") != nil || find(l, "sched", "keep") == nil {
+		t.Errorf("after the reload, tasks: %+v", l.Tasks)
+	}
+	// Its history stays, listed with ?all=true.
+	if st := find(list(t, in, "?all=true"), "sched", "drop"); st == nil || st.Registered || st.LastOutcome != "succeeded" {
+		t.Errorf("dropped task with all=true: %+v", st)
+	}
+	// And a plugin removed from the config takes its tasks with it.
+	in.SetConfig(db + plugin("other", true))
+	in.Reload(t)
+	if l := list(t, in, ""); len(l.Tasks) != 0 {
+		t.Errorf("after removing the plugin: %+v", l.Tasks)
+	}
+}
+
+// Without the scheduler grant, Schedule fails with an error naming the
+// capability, the plugin still loads and serves, and nothing runs.
+func TestScheduleWithoutCapability(t *testing.T) {
+	t.Parallel()
+	in := start(t, "one", sqliteConf(t), plugin("sched", false, def{ID: "tick", Every: "1s"}))
+	status, _, body := in.Get(t, "/api/sched/init")
+	if status != 200 || !strings.Contains(body, `capability \"scheduler\" not granted to plugin sched`) || !strings.Contains(body, "scheduler = true") {
+		t.Fatalf("init: %d %s", status, body)
+	}
+	time.Sleep(2 * time.Second)
+	if l := list(t, in, "?all=true"); len(l.Tasks) != 0 {
+		t.Errorf("tasks: %+v", l.Tasks)
+	}
+	if status, _ := trigger(t, in, "sched", "tick"); status != 404 {
+		t.Errorf("trigger: %d", status)
+	}
+	if !strings.Contains(in.Log.String(), "not granted the scheduler") {
+		t.Error("no warning in the log")
+	}
+}
+
+// Invalid tasks fail the plugin's load with a reason naming the task,
+// whatever the plugin does with Schedule's error.
+func TestInvalidTaskFailsLoad(t *testing.T) {
+	cases := []struct {
+		name string
+		defs []def
+		want string
+	}{
+		{"cron out of range", []def{{ID: "a", Cron: "61 * * * *"}}, `task "a": cron "61 * * * *"`},
+		{"cron seconds", []def{{ID: "a", Cron: "0 * * * * *"}}, "has 6 fields"},
+		{"cron garbage", []def{{ID: "a", Cron: "every day"}}, `task "a": cron`},
+		{"cron never", []def{{ID: "a", Cron: "0 0 30 2 *"}}, "never fires"},
+		{"cron tz without space", []def{{ID: "a", Cron: "CRON_TZ=UTC"}}, "followed by a space"},
+		{"cron bad zone", []def{{ID: "a", Cron: "CRON_TZ=Mars/Base 0 * * * *"}}, "bad location"},
+		{"cron @every", []def{{ID: "a", Cron: "@every 5s"}}, "set Every instead"},
+		{"both", []def{{ID: "a", Cron: "@hourly", Every: "1s"}}, "not both"},
+		{"neither", []def{{ID: "a"}}, "set Cron or Every"},
+		{"too often", []def{{ID: "a", Every: "100ms"}}, "between 1s"},
+		{"negative timeout", []def{{ID: "a", Every: "1s", Timeout: "-1s"}}, "Timeout is -1s"},
+		{"huge timeout", []def{{ID: "a", Every: "1s", Timeout: "48h"}}, "Timeout is 48h"},
+		{"negative delay", []def{{ID: "a", Every: "1s", InitialDelay: "-5s"}}, "InitialDelay"},
+		{"duplicate", []def{{ID: "a", Every: "1s"}, {ID: "a", Every: "2s"}}, `task "a" is registered twice`},
+		{"bad id", []def{{ID: "a/b", Every: "1s"}}, `task id "a/b" is invalid`},
+		{"empty id", []def{{ID: "", Every: "1s"}}, `task id "" is invalid`},
+	}
+	// One replica loads every case with a plugin that ignores Schedule's
+	// error, and a few with one that panics on it.
+	const strict = 3
+	conf := []string{sqliteConf(t), plugin("ok", true, def{ID: "fine", Every: "1h"})}
+	for i, tc := range cases {
+		conf = append(conf, plugin(fmt.Sprintf("lax%d", i), true, tc.defs...))
+		if i < strict {
+			conf = append(conf, plugin(fmt.Sprintf("strict%d", i), true, tc.defs...)+fmt.Sprintf("[plugins.strict%d.config]\nstrict = true\n", i))
+		}
+	}
+	in := start(t, "one", conf...)
+	for i, tc := range cases {
+		ids := []string{fmt.Sprintf("lax%d", i)}
+		if i < strict {
+			ids = append(ids, fmt.Sprintf("strict%d", i))
+		}
+		for _, id := range ids {
+			state, reason := in.RT.Slot(id).Status()
+			if state != "failed" || !strings.Contains(reason, tc.want) {
+				t.Errorf("%s (%s): state %s, reason %q; want failed with %q", tc.name, id, state, reason, tc.want)
+			}
+		}
+	}
+	if state, _ := in.RT.Slot("ok").Status(); state != "ready" {
+		t.Errorf("the valid plugin: %s", state)
+	}
+	if l := list(t, in, ""); len(l.Tasks) != 1 || l.Tasks[0].Plugin != "ok" {
+		t.Errorf("tasks: %+v", l.Tasks)
+	}
+}
+
+// Hostile registrations: a pointer outside memory traps (and fails the
+// load when it happens in init), malformed bytes and calls after init get
+// ErrInvalid with a message.
+func TestHostileRegistration(t *testing.T) {
+	in := start(t, "one", sqliteConf(t),
+		plugin("trap", true)+"[plugins.trap.config]\nraw = \"badptr\"\n",
+		plugin("garbage", true)+"[plugins.garbage.config]\nraw = \"garbage\"\n",
+		plugin("huge", true)+"[plugins.huge.config]\nraw = \"huge-id\"\n",
+		plugin("late", true),
+		plugin("denied", false),
+	)
+	if state, reason := in.RT.Slot("trap").Status(); state != "failed" || !strings.Contains(reason, "greenroom.task_register: range [4294967280") {
+		t.Errorf("trap: %s %q", state, reason)
+	}
+	for _, id := range []string{"garbage", "huge"} {
+		status, _, body := in.Get(t, "/api/"+id+"/init")
+		if status != 200 || !strings.Contains(body, `"raw_code":-3`) || !strings.Contains(body, "task_register: malformed") {
+			t.Errorf("%s: %d %s", id, status, body)
+		}
+	}
+	status, _, body := in.Get(t, "/api/late/raw?case=valid")
+	if status != 200 || !strings.Contains(body, `"code":-3`) || !strings.Contains(body, "only be registered while the plugin initializes") {
+		t.Errorf("after init: %d %s", status, body)
+	}
+	// Without the grant every call is denied, whatever else is wrong.
+	status, _, body = in.Get(t, "/api/denied/raw?case=garbage")
+	if status != 200 || !strings.Contains(body, `"code":-2`) || !strings.Contains(body, `capability \"scheduler\" not granted`) {
+		t.Errorf("not granted: %d %s", status, body)
+	}
+	if l := list(t, in, ""); len(l.Tasks) != 0 {
+		t.Errorf("tasks: %+v", l.Tasks)
+	}
+}
+
+// Inside Run a task knows its run (TaskRunFrom) and its deadline, and its
+// output is logged with the task's id.
+func TestTaskContext(t *testing.T) {
+	t.Parallel()
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "info", Cron: "@yearly", Timeout: "7s", Action: "info"},
+		def{ID: "talk", Every: "1s", Action: "log"},
+	))
+	if status, body := trigger(t, in, "sched", "info"); status != 200 {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	var runs []scheduler.Run
+	waitFor(t, 10*time.Second, "the triggered run", func() bool {
+		runs = ended(history(t, in, "sched", "info"), "")
+		return len(runs) == 1
+	})
+	want := "info ok=true task=info run=" + runs[0].RunID + " manual=true due=false deadline=true left=7s"
+	if runs[0].Error != want {
+		t.Errorf("run saw %q, want %q", runs[0].Error, want)
+	}
+	waitFor(t, 10*time.Second, "a log line of the task", func() bool {
+		for _, line := range strings.Split(in.Log.String(), "\n") {
+			if strings.Contains(line, "hello from task talk") && strings.Contains(line, `"task":"talk"`) && strings.Contains(line, `"plugin":"sched"`) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// [scheduler] enabled = false: the replica runs nothing, lists its tasks,
+// and refuses triggers with 503.
+func TestDisabledReplica(t *testing.T) {
+	t.Parallel()
+	in := start(t, "off", sqliteConf(t), "[scheduler]\nenabled = false\n", plugin("sched", true, def{ID: "tick", Every: "1s"}))
+	time.Sleep(1500 * time.Millisecond)
+	l := list(t, in, "")
+	if l.Enabled || len(l.Tasks) != 1 || l.Tasks[0].ID != "tick" || l.Tasks[0].LastOutcome != "" {
+		t.Errorf("tasks: %+v", l)
+	}
+	if status, body := trigger(t, in, "sched", "tick"); status != 503 || !strings.Contains(body, "scheduler_disabled") {
+		t.Errorf("trigger: %d %s", status, body)
+	}
+	if runs := history(t, in, "sched", "tick"); len(runs) != 0 {
+		t.Errorf("runs: %+v", runs)
+	}
+}
+
+// A task has the plugin's other capabilities, as a request does: here its
+// database.
+func TestTaskUsesPluginDatabase(t *testing.T) {
+	t.Parallel()
+	conf := strings.Replace(plugin("sched", true, def{ID: "mark", Every: "1s", Action: "db"}), "scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	in := start(t, "one", sqliteConf(t), conf)
+	waitFor(t, 15*time.Second, "two rows written by the task", func() bool {
+		_, _, body := in.Get(t, "/api/sched/rows")
+		return strings.Contains(body, `"rows":2`) || strings.Contains(body, `"rows":3`)
+	})
+}
+
+// The admin API needs an admin credential.
+func TestAdminAPINeedsCredential(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "tick", Cron: "@yearly"}))
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/.greenroom/scheduler/v1/tasks"},
+		{"GET", "/.greenroom/scheduler/v1/tasks/sched/tick"},
+		{"POST", "/.greenroom/scheduler/v1/tasks/sched/tick/trigger"},
+	} {
+		if status, _, _ := in.DoAnon(t, r.method, r.path, nil); status != 401 {
+			t.Errorf("%s %s without a credential: %d", r.method, r.path, status)
+		}
+	}
+	if runs := history(t, in, "sched", "tick"); len(runs) != 0 {
+		t.Errorf("runs: %+v", runs)
+	}
+	if status, _, body := in.Get(t, "/.greenroom/scheduler/v1/tasks/sched/nope"); status != 404 || !strings.Contains(body, "unknown_task") {
+		t.Errorf("unknown task: %d %s", status, body)
+	}
+}
+
+// Triggers racing with a stop neither panic nor hang, and leave no lease
+// behind.
+func TestTriggerDuringStop(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "g", Cron: "@yearly", Action: "sleep", MS: 50},
+		def{ID: "l", Cron: "@yearly", Scope: "local", Action: "sleep", MS: 50}))
+	sched := in.RT.Scheduler()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sched.Trigger(context.Background(), "sched", []string{"g", "l"}[i%2])
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sched.Stop(ctx); err != nil {
+		t.Error(err)
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := sched.Trigger(context.Background(), "sched", "g"); !errors.Is(err, scheduler.ErrDisabled) {
+		t.Errorf("trigger after stop: %v", err)
+	}
+	for _, st := range list(t, in, "").Tasks {
+		if st.Running {
+			t.Errorf("still running after stop: %+v", st)
+		}
+	}
+	for _, id := range []string{"g", "l"} {
+		for _, r := range history(t, in, "sched", id) {
+			if r.Outcome == "running" {
+				t.Errorf("%s: run left running: %+v", id, r)
+			}
+		}
+	}
+}

@@ -1,0 +1,251 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+)
+
+// TaskStatus is one task as the admin API shows it: its registration,
+// its next due time, whether it runs now and how its last run went.
+type TaskStatus struct {
+	Plugin string `json:"plugin"`
+	ID     string `json:"id"`
+	Scope  Scope  `json:"scope"`
+	// Schedule is the cron expression, or "every <duration>".
+	Schedule     string `json:"schedule"`
+	Cron         string `json:"cron,omitempty"`
+	Every        string `json:"every,omitempty"`
+	Timeout      string `json:"timeout"`
+	InitialDelay string `json:"initial_delay,omitempty"`
+	// Registered is false for a task the plugin no longer registers on
+	// this replica (listed with ?all=true: its history stays).
+	Registered bool `json:"registered"`
+	// NextRun is the next due time: the one all replicas share for a
+	// global task, this replica's for a local one.
+	NextRun *time.Time `json:"next_run"`
+	// Running: a run is in progress (for a global task on any replica,
+	// named by RunningOn; for a local task on this replica).
+	Running   bool   `json:"running"`
+	RunningOn string `json:"running_on,omitempty"`
+	// The last run that ended, on any replica.
+	LastRunID      string     `json:"last_run_id,omitempty"`
+	LastOutcome    string     `json:"last_outcome,omitempty"`
+	LastFailure    string     `json:"last_failure,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastStart      *time.Time `json:"last_start,omitempty"`
+	LastEnd        *time.Time `json:"last_end,omitempty"`
+	LastDurationMS *float64   `json:"last_duration_ms,omitempty"`
+	LastReplica    string     `json:"last_replica,omitempty"`
+}
+
+func statusOf(t *Task) TaskStatus {
+	st := TaskStatus{Plugin: t.Plugin, ID: t.ID, Scope: t.Scope, Schedule: t.Schedule(), Cron: t.Cron, Timeout: t.Timeout.String(), Registered: true}
+	if t.Every > 0 {
+		st.Every = t.Every.String()
+	}
+	if t.InitialDelay > 0 {
+		st.InitialDelay = t.InitialDelay.String()
+	}
+	return st
+}
+
+func (st *TaskStatus) fill(r *taskRow, now time.Time) {
+	if st.Plugin == "" {
+		st.Plugin, st.ID, st.Scope, st.Schedule = r.plugin, r.task, Scope(r.scope), r.schedule
+		st.Timeout = (time.Duration(r.timeoutMS) * time.Millisecond).String()
+		if d, ok := strings.CutPrefix(r.schedule, "every "); ok {
+			st.Every = d
+		} else {
+			st.Cron = r.schedule
+		}
+	}
+	if st.Scope == Global {
+		st.NextRun = timePtr(r.nextRun)
+		if r.runID != "" && !r.leaseUntil.Before(now) {
+			st.Running, st.RunningOn = true, r.leaseOwner
+		}
+	}
+	st.LastRunID, st.LastOutcome, st.LastFailure, st.LastError = r.lastRunID, r.lastOutcome, r.lastFailure, r.lastError
+	st.LastStart, st.LastEnd, st.LastReplica = timePtr(r.lastStart), timePtr(r.lastEnd), r.lastReplica
+	if r.lastDurationUS.Valid {
+		ms := float64(r.lastDurationUS.Int64) / 1000
+		st.LastDurationMS = &ms
+	}
+}
+
+// Tasks lists the tasks registered on this replica, sorted by plugin and
+// id, with their state; all adds the tasks the database knows that no
+// plugin registers here any more (Registered false).
+func (s *Scheduler) Tasks(ctx context.Context, all bool) ([]TaskStatus, error) {
+	s.mu.Lock()
+	out := make([]TaskStatus, 0, len(s.tasks))
+	index := map[string]int{}
+	for k, t := range s.tasks {
+		st := statusOf(&t.Task)
+		if t.Scope == Local && s.cfg.Enabled {
+			st.NextRun = timePtr(t.due)
+		}
+		if t.run != nil && t.run.claimed || t.run != nil && t.Scope == Local {
+			st.Running, st.RunningOn = true, s.cfg.Replica
+		}
+		index[k] = len(out)
+		out = append(out, st)
+	}
+	hasTasks := len(s.tasks) > 0
+	s.mu.Unlock()
+	if hasTasks || all {
+		rows, now, err := s.rows(ctx)
+		if err != nil && hasTasks {
+			return nil, err
+		}
+		for i := range rows {
+			r := &rows[i]
+			k := key(r.plugin, r.task)
+			j, ok := index[k]
+			if !ok {
+				if !all {
+					continue
+				}
+				out = append(out, TaskStatus{})
+				j = len(out) - 1
+			}
+			running := out[j].Running
+			out[j].fill(r, now)
+			out[j].Running = out[j].Running || running
+		}
+	}
+	slices.SortFunc(out, func(a, b TaskStatus) int {
+		if c := strings.Compare(a.Plugin, b.Plugin); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// rows reads every task row; no database yet means no rows.
+func (s *Scheduler) rows(ctx context.Context) ([]taskRow, time.Time, error) {
+	st, err := s.store(ctx)
+	if err != nil {
+		return nil, time.Now(), err
+	}
+	return st.tasks(ctx)
+}
+
+// Task returns one task's status and its last runs (at most limit), newest
+// first. A task the plugin no longer registers but the history holds is
+// returned too. ErrUnknownTask when neither knows it.
+func (s *Scheduler) Task(ctx context.Context, plugin, id string, limit int) (TaskStatus, []Run, error) {
+	all, err := s.Tasks(ctx, true)
+	if err != nil {
+		return TaskStatus{}, nil, err
+	}
+	for _, st := range all {
+		if st.Plugin == plugin && st.ID == id {
+			store, err := s.store(ctx)
+			if err != nil {
+				return st, nil, err
+			}
+			runs, err := store.runs(ctx, plugin, id, limit)
+			return st, runs, err
+		}
+	}
+	return TaskStatus{}, nil, ErrUnknownTask
+}
+
+// Trigger runs a registered task now on this replica, outside its
+// schedule (the schedule is unchanged). A global task's lease is taken
+// first: a *RunningError (errors.Is ErrRunning) when a run holds it, on
+// any replica; a local task may not be running on this replica.
+// ErrUnknownTask when the task is not registered here; ErrDisabled when
+// this replica runs no tasks. It returns once the run has started.
+func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error) {
+	k := key(plugin, id)
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if !s.started || s.stopped {
+			s.mu.Unlock()
+			return Run{}, ErrDisabled
+		}
+		t := s.tasks[k]
+		switch {
+		case t == nil:
+			s.mu.Unlock()
+			return Run{}, ErrUnknownTask
+		case t.run != nil:
+			s.mu.Unlock()
+			return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: s.cfg.Replica}
+		case !t.synced && attempt == 0:
+			s.mu.Unlock()
+			s.sync(ctx, []*task{t})
+			continue
+		case !t.synced:
+			s.mu.Unlock()
+			return Run{}, errors.New("the task is not registered in the database yet; try again")
+		}
+		r := &run{id: newRunID(), task: t, spec: t.Task, manual: true}
+		t.run = r
+		s.mu.Unlock()
+		return s.startManual(ctx, t, r)
+	}
+}
+
+func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, error) {
+	release := func() {
+		s.mu.Lock()
+		if t.run == r {
+			t.run = nil
+		}
+		s.mu.Unlock()
+		s.wakeUp()
+	}
+	spec := r.spec
+	if spec.Scope == Global {
+		var sent time.Time
+		var res []claimResult
+		st, err := s.store(ctx)
+		// A row another statement holds for a moment (another replica's
+		// claim or registration) is skipped by a claim: try again a few
+		// times before answering that the task runs.
+		for attempt := 0; err == nil; attempt++ {
+			sent = time.Now()
+			res, err = st.claim(ctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
+			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 {
+				break
+			}
+			time.Sleep(retryLocked)
+		}
+		if err != nil {
+			release()
+			return Run{}, err
+		}
+		if !res[0].claimed {
+			release()
+			s.stats.claimed(0, 1)
+			if !res[0].exists {
+				return Run{}, ErrUnknownTask
+			}
+			return Run{}, &RunningError{Plugin: spec.Plugin, Task: spec.ID, Replica: res[0].holder}
+		}
+		s.mu.Lock()
+		r.claimed, r.leaseOK = true, sent
+		s.mu.Unlock()
+		s.stats.claimed(1, 0)
+	}
+	if !s.launch(r) {
+		// Stopped meanwhile: give back what the claim took.
+		release()
+		if spec.Scope == Global && !s.dead.Load() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if st, err := s.store(ctx); err == nil {
+				st.finish(ctx, []finishItem{{runID: r.id, plugin: spec.Plugin, task: spec.ID, outcome: "failed", failure: "canceled", err: "the replica shut down as the run started"}})
+			}
+		}
+		return Run{}, ErrDisabled
+	}
+	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: time.Now().UTC(), Outcome: "running"}, nil
+}

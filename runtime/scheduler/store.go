@@ -1,0 +1,218 @@
+package scheduler
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// The scheduler keeps its state in the runtime's own database
+// (migrations/*/..._scheduler.tx.up.sql): a row per task with its next due
+// time and lease, and a row per run. On PostgreSQL every lease decision
+// compares against the database's clock, in one statement, so replicas
+// with skewed clocks cannot both hold a lease; claims, completions and
+// renewals are batched (one statement for every task due at once). SQLite
+// is for one node (or replicas on one host sharing the file): the same
+// steps run in one IMMEDIATE transaction each, on the host's clock.
+
+// store is the scheduler's view of its tables.
+type store interface {
+	// register upserts the rows of tasks registered at at. A global task
+	// keeps the next_run its row already has, unless its schedule or scope
+	// changed (or it has none): then next is stored. It returns each
+	// task's next_run (zero for local tasks).
+	register(ctx context.Context, regs []registration) ([]time.Time, error)
+	// claim takes the lease of each item's task for replica, when the row
+	// is still due at item.due (any due time for a manual item) and no
+	// live lease holds it, sets next_run to item.next, marks a run left
+	// by an expired lease as lost, and inserts the run's row (started at
+	// the due time when claimed ahead of it). One result per item, in
+	// order.
+	claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error)
+	// start inserts the row of a local task's run.
+	start(ctx context.Context, replica string, st localStart) error
+	// finish completes runs: their rows, their tasks' last_* columns, and
+	// releases the lease each still holds.
+	finish(ctx context.Context, fs []finishItem) error
+	// renew extends the leases replica holds for runIDs and reports which
+	// it still held.
+	renew(ctx context.Context, replica string, lease time.Duration, runIDs []string) (map[string]bool, error)
+	// tidy marks runs whose replica is gone as lost and keeps the last
+	// keep runs of each task.
+	tidy(ctx context.Context, keep int) error
+	// tasks reads every task row, and the database's time.
+	tasks(ctx context.Context) ([]taskRow, time.Time, error)
+	// runs reads the last runs of a task, newest first.
+	runs(ctx context.Context, plugin, task string, limit int) ([]Run, error)
+}
+
+type registration struct {
+	task *Task
+	next time.Time // first due time, for a new row (zero for local)
+	at   time.Time
+}
+
+type claimItem struct {
+	plugin, task string
+	manual       bool
+	due, next    time.Time // zero for manual
+	runID        string
+}
+
+type claimResult struct {
+	claimed bool
+	exists  bool      // the task has a row
+	nextRun time.Time // the row's next_run as the claim saw it
+	held    bool      // a live lease holds the task
+	holder  string
+}
+
+type localStart struct {
+	runID, plugin, task string
+	manual              bool
+	due                 time.Time
+	started             time.Time
+}
+
+type finishItem struct {
+	runID, plugin, task string
+	outcome, failure    string
+	err                 string
+	duration            time.Duration
+}
+
+// taskRow is a scheduler_tasks row.
+type taskRow struct {
+	plugin, task, scope, schedule string
+	timeoutMS                     int64
+	nextRun, leaseUntil           time.Time
+	leaseOwner, runID             string
+	lastRunID                     string
+	lastStart, lastEnd            time.Time
+	lastOutcome, lastFailure      string
+	lastError, lastReplica        string
+	lastDurationUS                sql.NullInt64
+}
+
+// lostMessage is the error of a run whose replica stopped renewing its
+// lease.
+const lostMessage = "the replica running it stopped renewing its lease before the run ended (it stopped abruptly or lost the database); the lease expired"
+
+func newStore(db *bun.DB) (store, error) {
+	switch db.Dialect().Name() {
+	case dialect.PG:
+		return &pgStore{db: db.DB}, nil
+	case dialect.SQLite:
+		return &sqliteStore{db: db.DB}, nil
+	}
+	return nil, fmt.Errorf("scheduler: unsupported database dialect %s", db.Dialect().Name())
+}
+
+// dbTime scans a time stored as timestamptz (PostgreSQL) or as INTEGER
+// Unix microseconds (SQLite); NULL is the zero time.
+type dbTime struct{ t *time.Time }
+
+func (d dbTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*d.t = time.Time{}
+	case time.Time:
+		*d.t = x.UTC()
+	case int64:
+		*d.t = time.UnixMicro(x).UTC()
+	default:
+		return fmt.Errorf("scheduler: unexpected time value of type %T", v)
+	}
+	return nil
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// Run is one run of a task, as the history keeps it.
+type Run struct {
+	RunID   string `json:"run_id"`
+	Plugin  string `json:"plugin"`
+	Task    string `json:"task"`
+	Replica string `json:"replica"`
+	// Trigger is "schedule" or "manual" (POST .../trigger).
+	Trigger string     `json:"trigger"`
+	Due     *time.Time `json:"due_at,omitempty"`
+	Started time.Time  `json:"started_at"`
+	Ended   *time.Time `json:"ended_at,omitempty"`
+	// Outcome is "running", "succeeded" or "failed".
+	Outcome string `json:"outcome"`
+	// Failure says how a failed run failed: error (Run returned one),
+	// timeout, panic, trap, memory_limit, exit, busy, canceled, lost, ...
+	Failure    string   `json:"failure,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	DurationMS *float64 `json:"duration_ms,omitempty"`
+}
+
+const runColumns = "run_id, plugin, task, replica, triggered_by, due_at, started_at, ended_at, outcome, failure, error, duration_us"
+
+func scanRuns(rows *sql.Rows) ([]Run, error) {
+	defer rows.Close()
+	out := []Run{}
+	for rows.Next() {
+		var r Run
+		var due, ended time.Time
+		var failure, msg sql.NullString
+		var dur sql.NullInt64
+		if err := rows.Scan(&r.RunID, &r.Plugin, &r.Task, &r.Replica, &r.Trigger, dbTime{&due}, dbTime{&r.Started}, dbTime{&ended},
+			&r.Outcome, &failure, &msg, &dur); err != nil {
+			return nil, err
+		}
+		r.Due, r.Ended = timePtr(due), timePtr(ended)
+		r.Failure, r.Error = failure.String, msg.String
+		if dur.Valid {
+			ms := float64(dur.Int64) / 1000
+			r.DurationMS = &ms
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+const taskColumns = "plugin, task, scope, schedule, timeout_ms, next_run, lease_owner, lease_until, run_id, " +
+	"last_run_id, last_start, last_end, last_outcome, last_failure, last_error, last_duration_us, last_replica"
+
+func scanTasks(rows *sql.Rows) ([]taskRow, error) {
+	defer rows.Close()
+	var out []taskRow
+	for rows.Next() {
+		var r taskRow
+		var owner, run, lastRun, outcome, failure, msg, replica sql.NullString
+		if err := rows.Scan(&r.plugin, &r.task, &r.scope, &r.schedule, &r.timeoutMS, dbTime{&r.nextRun}, &owner, dbTime{&r.leaseUntil}, &run,
+			&lastRun, dbTime{&r.lastStart}, dbTime{&r.lastEnd}, &outcome, &failure, &msg, &r.lastDurationUS, &replica); err != nil {
+			return nil, err
+		}
+		r.leaseOwner, r.runID, r.lastRunID = owner.String, run.String, lastRun.String
+		r.lastOutcome, r.lastFailure, r.lastError, r.lastReplica = outcome.String, failure.String, msg.String, replica.String
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// inTx runs f in a transaction.
+func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,257 @@
+package scheduler
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// pgStore keeps the scheduler's state on PostgreSQL. Arrays travel as
+// statement parameters (pgx encodes Go slices), so a batch of any size is
+// one statement. Rows of scheduler_tasks are always locked before rows of
+// scheduler_runs, and batches lock tasks in (plugin, task) order or skip
+// locked ones, so statements of different replicas never deadlock.
+type pgStore struct {
+	db *sql.DB
+}
+
+var _ store = (*pgStore)(nil)
+
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+func (s *pgStore) register(ctx context.Context, regs []registration) ([]time.Time, error) {
+	n := len(regs)
+	plugins, tasks, scopes, scheds := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	timeouts, nexts := make([]int64, n), make([]time.Time, n)
+	for i, r := range regs {
+		plugins[i], tasks[i], scopes[i], scheds[i] = r.task.Plugin, r.task.ID, string(r.task.Scope), r.task.Schedule()
+		timeouts[i], nexts[i] = r.task.Timeout.Milliseconds(), r.next
+	}
+	rows, err := s.db.QueryContext(ctx, `
+INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, next_run, registered_at)
+SELECT i.plugin, i.task, i.scope, i.schedule, i.timeout_ms, CASE WHEN i.scope = 'global' THEN i.next END, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
+    AS i(plugin, task, scope, schedule, timeout_ms, next)
+ORDER BY i.plugin, i.task
+ON CONFLICT (plugin, task) DO UPDATE SET
+    next_run = CASE WHEN t.schedule <> excluded.schedule OR t.scope <> excluded.scope OR t.next_run IS NULL
+                    THEN excluded.next_run ELSE t.next_run END,
+    scope = excluded.scope, schedule = excluded.schedule, timeout_ms = excluded.timeout_ms,
+    registered_at = excluded.registered_at
+RETURNING t.plugin, t.task, t.next_run`, plugins, tasks, scopes, scheds, timeouts, nexts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	got := map[[2]string]time.Time{}
+	for rows.Next() {
+		var p, t string
+		var next time.Time
+		if err := rows.Scan(&p, &t, dbTime{&next}); err != nil {
+			return nil, err
+		}
+		got[[2]string{p, t}] = next
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]time.Time, n)
+	for i, r := range regs {
+		out[i] = got[[2]string{r.task.Plugin, r.task.ID}]
+	}
+	return out, nil
+}
+
+func (s *pgStore) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
+	n := len(items)
+	plugins, tasks, runIDs := make([]string, n), make([]string, n), make([]string, n)
+	dues, nexts, manual := make([]time.Time, n), make([]time.Time, n), make([]bool, n)
+	for i, it := range items {
+		plugins[i], tasks[i], runIDs[i] = it.plugin, it.task, it.runID
+		dues[i], nexts[i], manual[i] = it.due, it.next, it.manual
+	}
+	rows, err := s.db.QueryContext(ctx, `
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bool[])
+        AS i(plugin, task, due, next, run_id, manual)
+), cand AS (
+    SELECT t.plugin, t.task, t.run_id AS old_run
+    FROM scheduler_tasks t JOIN input i ON t.plugin = i.plugin AND t.task = i.task
+    WHERE (i.manual OR t.next_run = i.due)
+      AND (t.lease_until IS NULL OR t.lease_until < now())
+    FOR UPDATE OF t SKIP LOCKED
+), upd AS (
+    UPDATE scheduler_tasks t
+    SET lease_owner = $7, lease_until = now() + $8::bigint * interval '1 microsecond', run_id = i.run_id,
+        next_run = CASE WHEN i.manual THEN t.next_run ELSE i.next END
+    FROM cand c JOIN input i ON i.plugin = c.plugin AND i.task = c.task
+    WHERE t.plugin = c.plugin AND t.task = c.task
+    RETURNING t.plugin, t.task
+), lost AS (
+    UPDATE scheduler_runs r
+    SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $9
+    FROM cand c
+    WHERE r.run_id = c.old_run AND r.outcome = 'running'
+), ins AS (
+    INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
+    SELECT i.run_id, i.plugin, i.task, $7, CASE WHEN i.manual THEN 'manual' ELSE 'schedule' END,
+           CASE WHEN i.manual THEN NULL ELSE i.due END,
+           CASE WHEN i.manual THEN now() ELSE GREATEST(now(), i.due) END, 'running'
+    FROM upd u JOIN input i ON i.plugin = u.plugin AND i.task = u.task
+)
+SELECT i.plugin, i.task, u.task IS NOT NULL, t.plugin IS NOT NULL, t.next_run,
+       COALESCE(t.lease_until >= now(), false), COALESCE(t.lease_owner, '')
+FROM input i
+LEFT JOIN upd u ON u.plugin = i.plugin AND u.task = i.task
+LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task`,
+		plugins, tasks, dues, nexts, runIDs, manual, replica, micros(lease), lostMessage)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	got := make(map[[2]string]claimResult, n)
+	for rows.Next() {
+		var p, t string
+		var r claimResult
+		if err := rows.Scan(&p, &t, &r.claimed, &r.exists, dbTime{&r.nextRun}, &r.held, &r.holder); err != nil {
+			return nil, err
+		}
+		got[[2]string{p, t}] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]claimResult, n)
+	for i, it := range items {
+		out[i] = got[[2]string{it.plugin, it.task}]
+	}
+	return out, nil
+}
+
+func (s *pgStore) start(ctx context.Context, replica string, st localStart) error {
+	trigger := "schedule"
+	var due any = st.due
+	if st.manual {
+		trigger, due = "manual", nil
+	}
+	_, err := s.db.ExecContext(ctx, `
+INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
+VALUES ($1, $2, $3, $4, $5, $6, now(), 'running')`, st.runID, st.plugin, st.task, replica, trigger, due)
+	return err
+}
+
+func (s *pgStore) finish(ctx context.Context, fs []finishItem) error {
+	n := len(fs)
+	runIDs, plugins, tasks := make([]string, n), make([]string, n), make([]string, n)
+	outcomes, failures, errs, durs := make([]string, n), make([]string, n), make([]string, n), make([]int64, n)
+	for i, f := range fs {
+		runIDs[i], plugins[i], tasks[i] = f.runID, f.plugin, f.task
+		outcomes[i], failures[i], errs[i], durs[i] = f.outcome, f.failure, f.err, micros(f.duration)
+	}
+	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+		// Tasks first, in order: see pgStore.
+		if _, err := tx.ExecContext(ctx, `
+SELECT 1 FROM scheduler_tasks t
+JOIN unnest($1::text[], $2::text[]) AS i(plugin, task) ON t.plugin = i.plugin AND t.task = i.task
+ORDER BY t.plugin, t.task
+FOR UPDATE OF t`, plugins, tasks); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `
+WITH f AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+        AS f(run_id, plugin, task, outcome, failure, error, duration_us)
+), r AS (
+    UPDATE scheduler_runs r
+    SET ended_at = now(), outcome = f.outcome, failure = NULLIF(f.failure, ''), error = NULLIF(f.error, ''),
+        duration_us = f.duration_us
+    FROM f
+    WHERE r.run_id = f.run_id AND r.outcome = 'running'
+    RETURNING r.run_id, r.started_at, r.ended_at, r.replica
+)
+UPDATE scheduler_tasks t
+SET lease_owner = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_owner END,
+    lease_until = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_until END,
+    run_id      = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.run_id END,
+    last_run_id      = CASE WHEN r.run_id IS NULL THEN t.last_run_id ELSE f.run_id END,
+    last_start       = CASE WHEN r.run_id IS NULL THEN t.last_start ELSE r.started_at END,
+    last_end         = CASE WHEN r.run_id IS NULL THEN t.last_end ELSE r.ended_at END,
+    last_outcome     = CASE WHEN r.run_id IS NULL THEN t.last_outcome ELSE f.outcome END,
+    last_failure     = CASE WHEN r.run_id IS NULL THEN t.last_failure ELSE NULLIF(f.failure, '') END,
+    last_error       = CASE WHEN r.run_id IS NULL THEN t.last_error ELSE NULLIF(f.error, '') END,
+    last_duration_us = CASE WHEN r.run_id IS NULL THEN t.last_duration_us ELSE f.duration_us END,
+    last_replica     = CASE WHEN r.run_id IS NULL THEN t.last_replica ELSE r.replica END
+FROM f LEFT JOIN r ON r.run_id = f.run_id
+WHERE t.plugin = f.plugin AND t.task = f.task`, runIDs, plugins, tasks, outcomes, failures, errs, durs)
+		return err
+	})
+}
+
+func (s *pgStore) renew(ctx context.Context, replica string, lease time.Duration, runIDs []string) (map[string]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `
+WITH l AS (
+    SELECT plugin, task FROM scheduler_tasks
+    WHERE lease_owner = $1 AND run_id = ANY($2::text[])
+    ORDER BY plugin, task
+    FOR UPDATE
+)
+UPDATE scheduler_tasks t SET lease_until = now() + $3::bigint * interval '1 microsecond'
+FROM l WHERE t.plugin = l.plugin AND t.task = l.task
+RETURNING t.run_id`, replica, runIDs, micros(lease))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	held := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		held[id] = true
+	}
+	return held, rows.Err()
+}
+
+func (s *pgStore) tidy(ctx context.Context, keep int) error {
+	if _, err := s.db.ExecContext(ctx, `
+UPDATE scheduler_runs r
+SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $1
+FROM scheduler_tasks t
+WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task
+  AND ((t.scope = 'global' AND (t.run_id IS DISTINCT FROM r.run_id OR t.lease_until < now() - $2 * interval '1 millisecond'))
+    OR (t.scope = 'local' AND r.started_at < now() - (t.timeout_ms + $2) * interval '1 millisecond'))`,
+		lostMessage, lostGrace.Milliseconds()); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `
+DELETE FROM scheduler_runs WHERE run_id IN (
+    SELECT run_id FROM (
+        SELECT run_id, outcome, row_number() OVER (PARTITION BY plugin, task ORDER BY started_at DESC) AS rn
+        FROM scheduler_runs
+    ) x WHERE x.rn > $1 AND x.outcome <> 'running'
+)`, keep)
+	return err
+}
+
+func (s *pgStore) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
+	var now time.Time
+	if err := s.db.QueryRowContext(ctx, "SELECT now()").Scan(&now); err != nil {
+		return nil, now, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+taskColumns+" FROM scheduler_tasks ORDER BY plugin, task")
+	if err != nil {
+		return nil, now, err
+	}
+	out, err := scanTasks(rows)
+	return out, now.UTC(), err
+}
+
+func (s *pgStore) runs(ctx context.Context, plugin, task string, limit int) ([]Run, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+runColumns+" FROM scheduler_runs WHERE plugin = $1 AND task = $2 ORDER BY started_at DESC, run_id LIMIT $3",
+		plugin, task, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanRuns(rows)
+}

@@ -1,0 +1,216 @@
+package scheduler
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+// sqliteStore keeps the scheduler's state in the runtime's SQLite file.
+// Every batch is one IMMEDIATE transaction (the runtime's DSN asks for
+// them), which SQLite serialises, so the statements inside can check then
+// write. Times are Unix microseconds; "now" is the host's clock, which
+// every replica sharing the file shares.
+type sqliteStore struct {
+	db *sql.DB
+	// now is the clock (tests may replace it).
+	now func() time.Time
+}
+
+var _ store = (*sqliteStore)(nil)
+
+func (s *sqliteStore) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+// us encodes a time as stored: Unix microseconds, or NULL for the zero time.
+func us(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func (s *sqliteStore) register(ctx context.Context, regs []registration) ([]time.Time, error) {
+	out := make([]time.Time, len(regs))
+	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		now := s.clock()
+		for i, r := range regs {
+			var next any
+			if r.task.Scope == Global {
+				next = us(r.next)
+			}
+			var got time.Time
+			err := tx.QueryRowContext(ctx, `
+INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, next_run, registered_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (plugin, task) DO UPDATE SET
+    next_run = CASE WHEN t.schedule <> excluded.schedule OR t.scope <> excluded.scope OR t.next_run IS NULL
+                    THEN excluded.next_run ELSE t.next_run END,
+    scope = excluded.scope, schedule = excluded.schedule, timeout_ms = excluded.timeout_ms,
+    registered_at = excluded.registered_at
+RETURNING next_run`, r.task.Plugin, r.task.ID, string(r.task.Scope), r.task.Schedule(), r.task.Timeout.Milliseconds(), next, now.UnixMicro()).
+				Scan(dbTime{&got})
+			if err != nil {
+				return err
+			}
+			out[i] = got
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
+	out := make([]claimResult, len(items))
+	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		now := s.clock()
+		for i, it := range items {
+			var next, until time.Time
+			var owner, oldRun sql.NullString
+			err := tx.QueryRowContext(ctx, "SELECT next_run, lease_until, lease_owner, run_id FROM scheduler_tasks WHERE plugin = ? AND task = ?", it.plugin, it.task).
+				Scan(dbTime{&next}, dbTime{&until}, &owner, &oldRun)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			r := claimResult{exists: true, nextRun: next, held: !until.IsZero() && !until.Before(now), holder: owner.String}
+			if r.held || (!it.manual && !next.Equal(it.due)) {
+				out[i] = r
+				continue
+			}
+			newNext := it.next
+			trigger, due, started := "schedule", us(it.due), later(now, it.due)
+			if it.manual {
+				newNext, trigger, due, started = next, "manual", nil, now
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = ?, lease_until = ?, run_id = ?, next_run = ? WHERE plugin = ? AND task = ?",
+				replica, now.Add(lease).UnixMicro(), it.runID, us(newNext), it.plugin, it.task); err != nil {
+				return err
+			}
+			if oldRun.Valid {
+				if _, err := tx.ExecContext(ctx, "UPDATE scheduler_runs SET outcome = 'failed', failure = 'lost', ended_at = ?, error = ? WHERE run_id = ? AND outcome = 'running'",
+					now.UnixMicro(), lostMessage, oldRun.String); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+				it.runID, it.plugin, it.task, replica, trigger, due, started.UnixMicro()); err != nil {
+				return err
+			}
+			r.claimed = true
+			out[i] = r
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *sqliteStore) start(ctx context.Context, replica string, st localStart) error {
+	trigger, due := "schedule", us(st.due)
+	if st.manual {
+		trigger, due = "manual", nil
+	}
+	_, err := s.db.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+		st.runID, st.plugin, st.task, replica, trigger, due, s.clock().UnixMicro())
+	return err
+}
+
+func (s *sqliteStore) finish(ctx context.Context, fs []finishItem) error {
+	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+		now := s.clock()
+		for _, f := range fs {
+			// Release the lease this run holds, whatever became of its row.
+			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL WHERE plugin = ? AND task = ? AND run_id = ?",
+				f.plugin, f.task, f.runID); err != nil {
+				return err
+			}
+			var started time.Time
+			var replica string
+			err := tx.QueryRowContext(ctx, `
+UPDATE scheduler_runs SET ended_at = ?, outcome = ?, failure = ?, error = ?, duration_us = ?
+WHERE run_id = ? AND outcome = 'running'
+RETURNING started_at, replica`, now.UnixMicro(), f.outcome, nullString(f.failure), nullString(f.err), micros(f.duration), f.runID).
+				Scan(dbTime{&started}, &replica)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // already marked lost: the history keeps that
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `
+UPDATE scheduler_tasks SET last_run_id = ?, last_start = ?, last_end = ?, last_outcome = ?, last_failure = ?, last_error = ?,
+    last_duration_us = ?, last_replica = ?
+WHERE plugin = ? AND task = ?`, f.runID, started.UnixMicro(), now.UnixMicro(), f.outcome, nullString(f.failure), nullString(f.err),
+				micros(f.duration), replica, f.plugin, f.task); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *sqliteStore) renew(ctx context.Context, replica string, lease time.Duration, runIDs []string) (map[string]bool, error) {
+	held := map[string]bool{}
+	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		until := s.clock().Add(lease).UnixMicro()
+		for _, id := range runIDs {
+			res, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_until = ? WHERE lease_owner = ? AND run_id = ?", until, replica, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				held[id] = true
+			}
+		}
+		return nil
+	})
+	return held, err
+}
+
+func (s *sqliteStore) tidy(ctx context.Context, keep int) error {
+	now := s.clock()
+	if _, err := s.db.ExecContext(ctx, `
+UPDATE scheduler_runs SET outcome = 'failed', failure = 'lost', ended_at = ?1, error = ?2
+WHERE outcome = 'running' AND EXISTS (
+    SELECT 1 FROM scheduler_tasks t
+    WHERE t.plugin = scheduler_runs.plugin AND t.task = scheduler_runs.task
+      AND ((t.scope = 'global' AND (t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id OR t.lease_until < ?1 - ?3 * 1000))
+        OR (t.scope = 'local' AND scheduler_runs.started_at < ?1 - (t.timeout_ms + ?3) * 1000)))`,
+		now.UnixMicro(), lostMessage, lostGrace.Milliseconds()); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `
+DELETE FROM scheduler_runs WHERE run_id IN (
+    SELECT run_id FROM (
+        SELECT run_id, outcome, row_number() OVER (PARTITION BY plugin, task ORDER BY started_at DESC) AS rn
+        FROM scheduler_runs
+    ) WHERE rn > ? AND outcome <> 'running'
+)`, keep)
+	return err
+}
+
+func (s *sqliteStore) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
+	now := s.clock().UTC()
+	rows, err := s.db.QueryContext(ctx, "SELECT "+taskColumns+" FROM scheduler_tasks ORDER BY plugin, task")
+	if err != nil {
+		return nil, now, err
+	}
+	out, err := scanTasks(rows)
+	return out, now, err
+}
+
+func (s *sqliteStore) runs(ctx context.Context, plugin, task string, limit int) ([]Run, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+runColumns+" FROM scheduler_runs WHERE plugin = ? AND task = ? ORDER BY started_at DESC, run_id LIMIT ?",
+		plugin, task, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanRuns(rows)
+}

@@ -1,0 +1,171 @@
+package scheduler
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+)
+
+// The store's statements, on both databases: what a claim takes, what it
+// leaves, and what completing, renewing and tidying do.
+func TestStore(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		cfg  func(testing.TB) database.Config
+	}{
+		{"sqlite", func(t testing.TB) database.Config {
+			return database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}
+		}},
+		{"pg", func(t testing.TB) database.Config {
+			return database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole}
+		}},
+	} {
+		t.Run(b.name, func(t *testing.T) { testStore(t, b.cfg(t)) })
+	}
+}
+
+func testStore(t *testing.T, cfg database.Config) {
+	ctx := context.Background()
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	svc := database.New(cfg, log)
+	if err := svc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	st, err := newStore(svc.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lease = 1500 * time.Millisecond
+	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := trunc(time.Now().Add(-time.Second))
+	got, err := st.register(ctx, []registration{{task: &task, next: due}})
+	if err != nil || !got[0].Equal(due) {
+		t.Fatalf("register: %v %v", got, err)
+	}
+	// Registering again (another replica, a restart) keeps next_run.
+	if got, err := st.register(ctx, []registration{{task: &task, next: due.Add(time.Hour)}}); err != nil || !got[0].Equal(due) {
+		t.Fatalf("register again: %v %v", got, err)
+	}
+	next := due.Add(time.Minute)
+	claim := func(replica string, it claimItem) claimResult {
+		t.Helper()
+		res, err := st.claim(ctx, replica, lease, []claimItem{it})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	// A claim for a stale due time gets nothing and learns next_run.
+	if r := claim("a", claimItem{plugin: "p", task: "t", due: due.Add(-time.Minute), next: due, runID: "stale"}); r.claimed || !r.exists || !r.nextRun.Equal(due) {
+		t.Errorf("stale claim: %+v", r)
+	}
+	if r := claim("a", claimItem{plugin: "p", task: "nope", due: due, next: next, runID: "x"}); r.claimed || r.exists {
+		t.Errorf("claim of an unknown task: %+v", r)
+	}
+	if r := claim("a", claimItem{plugin: "p", task: "t", due: due, next: next, runID: "run1"}); !r.claimed {
+		t.Fatalf("claim: %+v", r)
+	}
+	// The lease is held: neither the next due time nor a trigger gets it.
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run2"}); r.claimed || !r.held || r.holder != "a" {
+		t.Errorf("claim under a lease: %+v", r)
+	}
+	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}); r.claimed || !r.held {
+		t.Errorf("manual claim under a lease: %+v", r)
+	}
+	if held, err := st.renew(ctx, "b", lease, []string{"run1"}); err != nil || held["run1"] {
+		t.Errorf("renew by another replica: %v %v", held, err)
+	}
+	if held, err := st.renew(ctx, "a", lease, []string{"run1"}); err != nil || !held["run1"] {
+		t.Errorf("renew: %v %v", held, err)
+	}
+	// a dies; its lease expires; b takes the task (a manual run: next_run
+	// stays) and a's run is marked lost.
+	time.Sleep(lease + 200*time.Millisecond)
+	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}); !r.claimed {
+		t.Fatalf("claim after the lease expired: %+v", r)
+	}
+	runs, err := st.runs(ctx, "p", "t", 10)
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("runs: %+v %v", runs, err)
+	}
+	if r := runs[1]; r.RunID != "run1" || r.Outcome != "failed" || r.Failure != "lost" || r.Replica != "a" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(due) {
+		t.Errorf("the dead replica's run: %+v", r)
+	}
+	if r := runs[0]; r.RunID != "run2" || r.Outcome != "running" || r.Trigger != "manual" || r.Due != nil {
+		t.Errorf("the manual run: %+v", r)
+	}
+	// a comes back and reports run1: its row stays lost and b's lease
+	// stays; b's run ends and releases it.
+	if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := claim("c", claimItem{plugin: "p", task: "t", manual: true, runID: "run3"}); r.claimed || r.holder != "b" {
+		t.Errorf("b's lease after a's late finish: %+v", r)
+	}
+	if err := st.finish(ctx, []finishItem{{runID: "run2", plugin: "p", task: "t", outcome: "failed", failure: "error", err: "it broke", duration: 1500 * time.Microsecond}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err := st.tasks(ctx)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("tasks: %+v %v", rows, err)
+	}
+	if r := rows[0]; r.runID != "" || r.leaseOwner != "" || !r.nextRun.Equal(next) || r.lastRunID != "run2" || r.lastOutcome != "failed" ||
+		r.lastFailure != "error" || r.lastError != "it broke" || r.lastDurationUS.Int64 != 1500 || r.lastReplica != "b" || r.lastStart.IsZero() || r.lastEnd.IsZero() {
+		t.Errorf("task row: %+v", r)
+	}
+	// The next due time is claimed once.
+	if r := claim("c", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run4"}); !r.claimed {
+		t.Errorf("claim of the next due time: %+v", r)
+	}
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run5"}); r.claimed {
+		t.Errorf("second claim of a due time: %+v", r)
+	}
+	// Claimed ahead of its due time (a minute ahead here), a run is
+	// recorded as starting at the due time.
+	if runs, err := st.runs(ctx, "p", "t", 1); err != nil || len(runs) != 1 || runs[0].RunID != "run4" || !runs[0].Started.Equal(next) {
+		t.Errorf("run claimed ahead: %+v %v", runs, err)
+	}
+	if err := st.finish(ctx, []finishItem{{runID: "run4", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
+		t.Fatal(err)
+	}
+	// A changed schedule resets next_run.
+	task.Every = 2 * time.Minute
+	if got, err := st.register(ctx, []registration{{task: &task, next: due.Add(time.Hour)}}); err != nil || !got[0].Equal(due.Add(time.Hour)) {
+		t.Errorf("register a changed schedule: %v %v", got, err)
+	}
+	// Local tasks have no next_run; tidy keeps the last runs.
+	local, _ := NewTask("p", hostfuncs.TaskSpec{ID: "l", Every: time.Second, Scope: hostfuncs.ScopeLocal}, time.Second)
+	if got, err := st.register(ctx, []registration{{task: &local, next: due}}); err != nil || !got[0].IsZero() {
+		t.Errorf("register local: %v %v", got, err)
+	}
+	for i := 0; i < 5; i++ {
+		id := "l" + string(rune('0'+i))
+		if err := st.start(ctx, "a", localStart{runID: id, plugin: "p", task: "l", due: due}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.finish(ctx, []finishItem{{runID: id, plugin: "p", task: "l", outcome: "succeeded"}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := st.tidy(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := st.runs(ctx, "p", "l", 10); len(runs) != 3 || runs[0].RunID != "l4" {
+		t.Errorf("after tidy: %+v", runs)
+	}
+	if runs, _ := st.runs(ctx, "p", "t", 10); len(runs) != 3 {
+		t.Errorf("after tidy, the global task: %+v", runs)
+	}
+}

@@ -1,0 +1,212 @@
+package scheduler
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	_ "time/tzdata" // CRON_TZ= works on hosts without a zoneinfo database
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+// Scope says where a task runs.
+type Scope string
+
+const (
+	// Global tasks run on one replica at a time, and each due time runs
+	// once across all replicas.
+	Global Scope = "global"
+	// Local tasks run on every replica, on its own clock.
+	Local Scope = "local"
+)
+
+// Bounds of a task's settings.
+const (
+	MinEvery        = time.Second
+	MaxEvery        = 366 * 24 * time.Hour
+	MaxTimeout      = 24 * time.Hour
+	MaxInitialDelay = 24 * time.Hour
+	maxCron         = 200
+)
+
+// TaskIDPattern is the form of a task id: it appears in URL paths and logs.
+var TaskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Task is one validated task of one plugin.
+type Task struct {
+	Plugin string
+	ID     string
+	// Exactly one of Cron and Every is set.
+	Cron         string
+	Every        time.Duration
+	Timeout      time.Duration
+	InitialDelay time.Duration
+	Scope        Scope
+
+	cron cron.Schedule
+}
+
+// NewTask validates what plugin registered (task_register) and returns the
+// task. A zero timeout becomes defaultTimeout (the plugin's
+// limits.timeout). Errors name the task and say what is wrong.
+func NewTask(plugin string, spec hostfuncs.TaskSpec, defaultTimeout time.Duration) (Task, error) {
+	t := Task{Plugin: plugin, ID: spec.ID, Cron: spec.Cron, Every: spec.Every, Timeout: spec.Timeout, InitialDelay: spec.InitialDelay}
+	if !TaskIDPattern.MatchString(spec.ID) {
+		return t, fmt.Errorf("task id %q is invalid: want 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", truncate(spec.ID, 140))
+	}
+	fail := func(format string, args ...any) (Task, error) {
+		return t, fmt.Errorf("task %q: %s", spec.ID, fmt.Sprintf(format, args...))
+	}
+	switch spec.Scope {
+	case hostfuncs.ScopeGlobal:
+		t.Scope = Global
+	case hostfuncs.ScopeLocal:
+		t.Scope = Local
+	default:
+		return fail("unknown scope %d", spec.Scope)
+	}
+	switch {
+	case spec.Cron != "" && spec.Every != 0:
+		return fail("set either Cron or Every, not both")
+	case spec.Cron == "" && spec.Every == 0:
+		return fail("set Cron or Every")
+	case spec.Cron != "":
+		sched, err := ParseCron(spec.Cron)
+		if err != nil {
+			return fail("%v", err)
+		}
+		t.cron = sched
+	case spec.Every < MinEvery || spec.Every > MaxEvery:
+		return fail("Every is %s; it must be between %s and %s", spec.Every, MinEvery, MaxEvery)
+	}
+	switch {
+	case spec.Timeout < 0 || spec.Timeout > MaxTimeout:
+		return fail("Timeout is %s; it must be between 0 (the plugin's limits.timeout) and %s", spec.Timeout, MaxTimeout)
+	case spec.Timeout == 0:
+		t.Timeout = defaultTimeout
+	}
+	if spec.InitialDelay < 0 || spec.InitialDelay > MaxInitialDelay {
+		return fail("InitialDelay is %s; it must be between 0 and %s", spec.InitialDelay, MaxInitialDelay)
+	}
+	return t, nil
+}
+
+// ParseCron parses a standard cron expression: five fields (minute, hour,
+// day of month, month, day of week) or a descriptor (@yearly, @annually,
+// @monthly, @weekly, @daily, @midnight, @hourly), optionally prefixed by
+// CRON_TZ=<IANA zone> and a space; times are UTC otherwise. Seconds fields
+// and @every are refused (use Every). The expression must fire at least
+// once in the next five years.
+func ParseCron(spec string) (sched cron.Schedule, err error) {
+	bad := func(format string, args ...any) (cron.Schedule, error) {
+		return nil, fmt.Errorf("cron %q: %s", truncate(spec, maxCron), fmt.Sprintf(format, args...))
+	}
+	if len(spec) > maxCron {
+		return bad("longer than %d bytes", maxCron)
+	}
+	if strings.TrimSpace(spec) != spec || strings.ContainsFunc(spec, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+		return bad("has leading or trailing space or control characters")
+	}
+	body := spec
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		// robfig/cron slices up to the first space without checking that
+		// there is one (robfig/cron#554): make sure first.
+		i := strings.IndexByte(spec, ' ')
+		if i < 0 {
+			return bad("a CRON_TZ= prefix must be followed by a space and the schedule")
+		}
+		body = strings.TrimSpace(spec[i:])
+	}
+	if strings.HasPrefix(body, "@every") {
+		return bad("@every is not accepted here; set Every instead")
+	}
+	if !strings.HasPrefix(body, "@") {
+		if n := len(strings.Fields(body)); n != 5 {
+			return bad("has %d fields; want the standard 5 (minute hour day-of-month month day-of-week), no seconds field", n)
+		}
+	}
+	defer func() {
+		// Defence in depth: the parser has panicked on odd input before.
+		if v := recover(); v != nil {
+			sched, err = bad("cannot be parsed (%v)", v)
+		}
+	}()
+	s, err := cron.ParseStandard(spec)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if s.Next(time.Now().UTC()).IsZero() {
+		return bad("never fires (no matching date in the next five years)")
+	}
+	return s, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Schedule is the task's schedule as text: the cron expression, or
+// "every <duration>". Replicas compare it to notice a changed schedule.
+func (t *Task) Schedule() string {
+	if t.Cron != "" {
+		return t.Cron
+	}
+	return "every " + t.Every.String()
+}
+
+// Equal reports whether t and u are the same registration.
+func (t *Task) Equal(u *Task) bool {
+	return t.Plugin == u.Plugin && t.ID == u.ID && t.Cron == u.Cron && t.Every == u.Every &&
+		t.Timeout == u.Timeout && t.InitialDelay == u.InitialDelay && t.Scope == u.Scope
+}
+
+// first is the first due time of a task registered at at: after its
+// initial delay, at once for Every tasks, at the next match for cron ones.
+func (t *Task) first(at time.Time) time.Time {
+	start := at.Add(t.InitialDelay)
+	if t.Every > 0 {
+		return trunc(start)
+	}
+	return t.nextCron(start)
+}
+
+// next returns the due time that follows due, skipping those already past
+// at now: a replica that falls behind, or a task nobody ran for a while,
+// runs once for what it missed rather than once per missed due time. Every
+// tasks keep their grid (due + k·Every).
+func (t *Task) next(due, now time.Time) time.Time {
+	if t.Every > 0 {
+		n := due.Add(t.Every)
+		if n.After(now) {
+			return trunc(n)
+		}
+		gap := now.Sub(due)
+		k := gap/t.Every + 1
+		if k > (1<<62)/t.Every {
+			return trunc(now.Add(t.Every))
+		}
+		return trunc(due.Add(k * t.Every))
+	}
+	if now.After(due) {
+		due = now
+	}
+	return t.nextCron(due)
+}
+
+func (t *Task) nextCron(after time.Time) time.Time {
+	n := t.cron.Next(after.UTC())
+	if n.IsZero() {
+		return n
+	}
+	return trunc(n)
+}
+
+// trunc rounds a time to what both databases store exactly (microseconds),
+// in UTC, so that a due time read back compares equal.
+func trunc(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/scheduler"
+)
+
+// The scheduler's admin API (docs/scheduler.md), under
+// /.greenroom/scheduler/v1/ behind requireAdmin:
+//
+//	GET  tasks[?all=true]                     every task with its state
+//	GET  tasks/{plugin}/{task}[?runs=N]       one task and its last runs
+//	POST tasks/{plugin}/{task}/trigger        run it now (409 while it runs)
+
+func (s *Server) schedulerRoutes(admin fiber.Router) {
+	g := admin.Group("/scheduler/v1")
+	g.Get("/tasks", s.listTasks)
+	g.Get("/tasks/:plugin/:task", s.getTask)
+	g.Post("/tasks/:plugin/:task/trigger", s.triggerTask)
+}
+
+func (s *Server) listTasks(c *fiber.Ctx) error {
+	sched := s.rt.Scheduler()
+	all := c.Query("all") == "true"
+	tasks, err := sched.Tasks(c.UserContext(), all)
+	if err != nil {
+		return s.schedulerUnavailable(err)
+	}
+	return c.JSON(fiber.Map{"replica": sched.Replica(), "enabled": sched.Enabled(), "tasks": tasks})
+}
+
+// taskParams returns the plugin and task of the path, or a 404 for
+// values no task can have.
+func taskParams(c *fiber.Ctx) (plugin, task string, err error) {
+	plugin, task = c.Params("plugin"), c.Params("task")
+	if !config.PluginIDPattern.MatchString(plugin) || !scheduler.TaskIDPattern.MatchString(task) {
+		return "", "", unknownTask(plugin, task)
+	}
+	return plugin, task, nil
+}
+
+func unknownTask(plugin, task string) *APIError {
+	return &APIError{Status: fiber.StatusNotFound, Code: "unknown_task", Message: fmt.Sprintf("no task %q of plugin %q", task, plugin)}
+}
+
+func (s *Server) getTask(c *fiber.Ctx) error {
+	plugin, task, err := taskParams(c)
+	if err != nil {
+		return err
+	}
+	limit := 20
+	if v := c.Query("runs"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			return apiErr(fiber.StatusBadRequest, "bad_request", "runs must be an integer from 0 to 100")
+		}
+		limit = n
+	}
+	st, runs, err := s.rt.Scheduler().Task(c.UserContext(), plugin, task, limit)
+	if errors.Is(err, scheduler.ErrUnknownTask) {
+		return unknownTask(plugin, task)
+	}
+	if err != nil {
+		return s.schedulerUnavailable(err)
+	}
+	return c.JSON(fiber.Map{"task": st, "runs": runs})
+}
+
+// triggerTask runs a task now (POST .../trigger): 200 with the run once it
+// started, 404 for a task not registered on this replica, 409 while it
+// runs (a global task on any replica), 503 when this replica runs no
+// tasks.
+func (s *Server) triggerTask(c *fiber.Ctx) error {
+	plugin, task, err := taskParams(c)
+	if err != nil {
+		return err
+	}
+	run, err := s.rt.Scheduler().Trigger(c.UserContext(), plugin, task)
+	var running *scheduler.RunningError
+	switch {
+	case err == nil:
+		s.log.WithFields(logrus.Fields{"plugin": plugin, "task": task, "run_id": run.RunID}).Info("task triggered through the admin API")
+		return c.JSON(run)
+	case errors.Is(err, scheduler.ErrUnknownTask):
+		return unknownTask(plugin, task)
+	case errors.As(err, &running):
+		return &APIError{Status: fiber.StatusConflict, Code: "task_running", Plugin: plugin, Message: running.Error()}
+	case errors.Is(err, scheduler.ErrDisabled):
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "scheduler_disabled", Plugin: plugin, Message: err.Error()}
+	}
+	return s.schedulerUnavailable(err)
+}
+
+func (s *Server) schedulerUnavailable(err error) error {
+	s.log.WithError(err).Error("scheduler admin API: the scheduler's tables cannot be read")
+	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "scheduler_unavailable", RetryAfter: 5,
+		Message: "the scheduler's database cannot be reached: " + err.Error()}
+}
