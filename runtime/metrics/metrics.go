@@ -94,16 +94,26 @@ var (
 	descCompile      = desc("plugin_compile_seconds", "How long the serving version took to compile (short when the compilation cache had it).", "plugin")
 	descUp           = desc("plugin_up", "1 when the plugin serves, 0 when it failed to load or is loading.", "plugin")
 	descLogDropped   = desc("log_lines_dropped_total", "Plugin log lines dropped by the plugin's rate limit (limits.log_rate, log_burst).", "plugin")
+
+	descTasks        = desc("tasks_registered", "Scheduled tasks registered by the loaded plugins.")
+	descTasksRunning = desc("task_runs_running", "Task runs in progress on this replica.")
+	descTaskRuns     = desc("task_runs_total", "Task runs on this replica by outcome (succeeded, failed).", "outcome")
+	descTaskFailures = desc("task_failures_total", "Failed task runs on this replica by kind (error, timeout, panic, trap, canceled, lost, ...).", "kind")
+	descTaskClaims   = desc("task_claims_total", "Due times of global tasks this replica claimed.")
+	descTaskContend  = desc("task_claims_contended_total", "Claims of global due times this replica did not get (another replica ran it, or a run held the lease).")
+	descTaskLateness = desc("task_lateness_seconds", "How long after its due time each scheduled run started.")
 )
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInstances, descMaxInstances, descCreated, descDiscarded, descRetired, descQueueWaits,
-		descQueueSeconds, descRejected, descCalls, descFailures, descHostCalls, descDenials, descLoadSeconds, descCompile, descUp, descLogDropped} {
+		descQueueSeconds, descRejected, descCalls, descFailures, descHostCalls, descDenials, descLoadSeconds, descCompile, descUp, descLogDropped,
+		descTasks, descTasksRunning, descTaskRuns, descTaskFailures, descTaskClaims, descTaskContend, descTaskLateness} {
 		ch <- d
 	}
 }
 
 func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.collectScheduler(ch)
 	fns := hostfuncs.Functions()
 	for _, id := range c.rt.IDs() {
 		s := c.rt.Slot(id)
@@ -158,4 +168,32 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLoadSeconds, p.LoadTime.Seconds())
 		gauge(descCompile, p.CompileTime.Seconds())
 	}
+}
+
+func (c *runtimeCollector) collectScheduler(ch chan<- prometheus.Metric) {
+	sched := c.rt.Scheduler()
+	if sched == nil {
+		return
+	}
+	st := sched.Stats()
+	ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(st.Tasks))
+	ch <- prometheus.MustNewConstMetric(descTasksRunning, prometheus.GaugeValue, float64(st.Running))
+	for _, outcome := range []string{"succeeded", "failed"} {
+		ch <- prometheus.MustNewConstMetric(descTaskRuns, prometheus.CounterValue, float64(st.Runs[outcome]), outcome)
+	}
+	for kind, n := range st.Failures {
+		ch <- prometheus.MustNewConstMetric(descTaskFailures, prometheus.CounterValue, float64(n), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(descTaskClaims, prometheus.CounterValue, float64(st.Claims))
+	ch <- prometheus.MustNewConstMetric(descTaskContend, prometheus.CounterValue, float64(st.Contended))
+	h := st.Lateness
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var cum uint64
+	for i, b := range h.Bounds {
+		if i < len(h.Counts) {
+			cum += h.Counts[i]
+		}
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(descTaskLateness, h.Count, h.Sum.Seconds(), buckets)
 }

@@ -62,6 +62,21 @@ func TestTimeoutInterruptsLoop(t *testing.T) {
 	waitFor(t, 10*time.Second, "another run of tick", func() bool {
 		return len(ended(history(t, in, "sched", "tick"), "succeeded")) > n
 	})
+	// The metrics count the same runs.
+	_, _, body := in.Get(t, "/metrics")
+	for _, want := range []string{
+		`greenroom_task_failures_total{kind="timeout"}`,
+		`greenroom_task_runs_total{outcome="succeeded"}`,
+		`greenroom_task_lateness_seconds_count`,
+		`greenroom_tasks_registered 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `greenroom_task_failures_total{kind="timeout"} 0`) {
+		t.Error("timed-out runs not counted")
+	}
 }
 
 // A panic or a trap marks the run failed and discards the instance; the
