@@ -18,6 +18,11 @@
 // in the plugin's own database (greenroom.DB, migrations in migrations/),
 // so every instance and every restart sees the same copy. The operator
 // grants database = true next to the urlreader grant.
+//
+// Refresh: with scheduler = true granted, a global task named "refresh"
+// fetches the document every max_age (conditionally, with its ETag), so
+// /latest is served from the database; without the grant, /latest fetches
+// on demand as above.
 package main
 
 import (
@@ -36,7 +41,37 @@ func init() {
 	if err := greenroom.Migrations(migrations); err != nil {
 		panic(err)
 	}
-	greenroom.Handle(newApp(newStore(), time.Now).routes())
+	a := newApp(newStore(), time.Now)
+	greenroom.Handle(a.routes())
+	// With the scheduler granted, a global task refreshes the copy every
+	// max_age, so requests rarely wait for a fetch; without it, /latest
+	// fetches on demand.
+	if _, maxAge, err := settings(); err == nil {
+		err := greenroom.Schedule(greenroom.Task{
+			ID: "refresh", Every: maxAge, Timeout: time.Minute, InitialDelay: 5 * time.Second,
+			Scope: greenroom.Global, Run: a.refresh,
+		})
+		if err != nil {
+			greenroom.Logger().Info("no scheduled refresh; fetching on demand", "reason", err.Error())
+		}
+	}
+}
+
+// refresh is the scheduled task: a conditional fetch of the document.
+func (a *app) refresh(ctx context.Context) error {
+	url, _, err := settings()
+	if err != nil {
+		return err
+	}
+	cur, err := a.store.Latest(ctx)
+	if err != nil {
+		return err
+	}
+	if cur != nil && cur.URL != url {
+		cur = nil
+	}
+	_, err = a.fetch(ctx, url, cur)
+	return err
 }
 
 func main() {}

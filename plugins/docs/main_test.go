@@ -136,3 +136,34 @@ func freshStore(t *testing.T) Store {
 	}
 	return newStore()
 }
+
+// The refresh task fetches conditionally and records the attempt.
+func TestRefreshTask(t *testing.T) {
+	var hits int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		w.Header().Set("ETag", `"r1"`)
+		if r.Header.Get("If-None-Match") == `"r1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Write([]byte("doc"))
+	}))
+	defer srv.Close()
+	greenroom.SetConfig(map[string]string{"url": srv.URL + "/doc"})
+	defer greenroom.SetConfig(nil)
+	a := newApp(freshStore(t), time.Now)
+	for i := 0; i < 2; i++ {
+		if err := a.refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist, _ := a.store.History(t.Context(), 10)
+	if hits != 2 || len(hist) != 2 || hist[0].Outcome != "not_modified" || hist[1].Outcome != "fetched" {
+		t.Errorf("hits %d, history %+v", hits, hist)
+	}
+	cur, _ := a.store.Latest(t.Context())
+	if cur == nil || string(cur.Body) != "doc" {
+		t.Errorf("copy = %+v", cur)
+	}
+}
