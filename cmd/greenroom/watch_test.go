@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
+)
+
+// waitBody polls url until it answers 200 with body want.
+func waitBody(t *testing.T, url, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+			if resp.StatusCode == 200 && string(b) == want {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer %q within %v; last: %s", url, want, within, last)
+}
+
+// run starts the greenroom binary with args and waits for readiness.
+func runGreenroom(t *testing.T, dir, addr string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(greenroomBinary(t), args...)
+	cmd.Dir = dir
+	stderr := lockedBuffer{mu: &sync.Mutex{}, b: &bytes.Buffer{}}
+	cmd.Stderr, cmd.Stdout = stderr, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			stderr.mu.Lock()
+			t.Logf("greenroom stderr:\n%s", stderr.b.String())
+			stderr.mu.Unlock()
+		}
+	})
+	waitReady(t, addr)
+}
+
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/.greenroom/health/v1/readiness"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("not ready within 120s")
+}
+
+func watchConfig(addr, cache, path string) string {
+	return fmt.Sprintf(`
+[server]
+listen = %q
+[runtime]
+cache_dir = %q
+[auth.tokens.test]
+token = %q
+subject = "service:test"
+[plugins.ver]
+path = %q
+`, addr, cache, testToken, path)
+}
+
+// serve --watch reloads a plugin when its .wasm file changes.
+func TestServeWatchReloadsChangedModule(t *testing.T) {
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	guests := filepath.Join("..", "..", "runtime", "server", "testdata", "guests")
+	v1, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver1"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver2"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "ver.wasm")
+	copyWasm(t, v1, wasm)
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), wasm)), 0o644)
+	runGreenroom(t, dir, addr, "serve", "--watch")
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
+	copyWasm(t, v2, wasm)
+	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
+}
+
+// greenroom dev rebuilds a plugin when its Go sources change and reloads it.
+func TestDevRebuildsChangedSources(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "ver")
+	os.MkdirAll(src, 0o755)
+	// A module of its own that uses this checkout's SDK, so the test
+	// writes nothing into the source tree and needs no network.
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte(fmt.Sprintf(
+		"module example.com/ver\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", root)), 0o644)
+	orig, err := os.ReadFile(filepath.Join(root, "runtime", "server", "testdata", "guests", "ver1", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644)
+	tidy := exec.Command("go", "mod", "tidy")
+	tidy.Dir = src
+	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	if out, err := tidy.CombinedOutput(); err != nil {
+		t.Fatalf("go mod tidy in the test plugin: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), src)), 0o644)
+	runGreenroom(t, dir, addr, "dev")
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
+	changed := strings.Replace(string(orig), `const version = "v1"`, `const version = "v1-edited"`, 1)
+	if changed == string(orig) {
+		t.Fatal("test guest changed shape: no version constant to edit")
+	}
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(changed), 0o644)
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1-edited", 120*time.Second)
+}
+
+func copyWasm(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
