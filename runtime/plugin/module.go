@@ -103,6 +103,9 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		info.Exports = append(info.Exports, name)
 	}
 	slices.Sort(info.Exports)
+	if len(versions) == 1 {
+		info.ABIVersion = versions[0] // reported even when unsupported
+	}
 	switch {
 	case len(versions) == 0:
 		errs = append(errs, fmt.Sprintf("module declares no greenroom ABI version (it exports no %sN function); build it with the greenroom guest SDK", hostfuncs.ExportABIPrefix))
@@ -111,11 +114,6 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		errs = append(errs, fmt.Sprintf("module declares several ABI versions %v; it must declare exactly one", versions))
 	case versions[0] != hostfuncs.ABIVersion:
 		errs = append(errs, fmt.Sprintf("module declares unknown ABI version %d; this runtime supports version %d", versions[0], hostfuncs.ABIVersion))
-	default:
-		info.ABIVersion = versions[0]
-	}
-	if len(versions) == 1 && info.ABIVersion == 0 {
-		info.ABIVersion = versions[0]
 	}
 	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportHandle]; !ok {
 		errs = append(errs, fmt.Sprintf("module does not export %s", hostfuncs.ExportHandle))

@@ -263,3 +263,14 @@ func TestBusy(t *testing.T) {
 	}
 	<-done
 }
+
+// A module whose memory at start exceeds limits.memory is refused at load,
+// saying how much it needs.
+func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
+	lim := testLimits()
+	lim.Memory = 1 << 20 // 16 pages; a Go module starts with more
+	_, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Host: testHost{log: logrus.NewEntry(logrus.New())}, Cache: testCache})
+	if err == nil || !strings.Contains(err.Error(), "pages of memory at start") {
+		t.Fatalf("err = %v, want a refusal naming the memory the module needs", err)
+	}
+}

@@ -97,17 +97,7 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 	in := StartConfig(t, cfg, log, buf, opts.Runtime)
 	in.opts = opts
 	in.text.Store(&cfgText)
-	in.Server.SetReloader(func(ctx context.Context) (*runtime.ReloadResult, error) {
-		cfg, _, err := readConfig(*in.text.Load(), in.opts)
-		if err != nil {
-			return nil, err
-		}
-		res, err := in.RT.Reload(ctx, cfg)
-		if err == nil {
-			in.Server.Reload(in.RT.Config())
-		}
-		return res, err
-	})
+	in.Server.SetReloader(in.reload)
 	if token != "" {
 		in.Token = token
 		in.Client.Transport = bearer{base: in.Client.Transport, token: token}
@@ -147,16 +137,24 @@ func (in *Instance) SetConfig(cfgText string) { in.text.Store(&cfgText) }
 // does, failing the test on a config error.
 func (in *Instance) Reload(t testing.TB) *runtime.ReloadResult {
 	t.Helper()
-	cfg, _, err := readConfig(*in.text.Load(), in.opts)
-	if err != nil {
-		t.Fatalf("reload config: %v", err)
-	}
-	res, err := in.RT.Reload(context.Background(), cfg)
+	res, err := in.reload(context.Background())
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	in.Server.Reload(in.RT.Config())
 	return res
+}
+
+// reload is what POST /.greenroom/plugins/v1/reload does in a test server.
+func (in *Instance) reload(ctx context.Context) (*runtime.ReloadResult, error) {
+	cfg, _, err := readConfig(*in.text.Load(), in.opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := in.RT.Reload(ctx, cfg)
+	if err == nil {
+		in.Server.Reload(in.RT.Config())
+	}
+	return res, err
 }
 
 // bearer adds a credential to requests that carry none.
