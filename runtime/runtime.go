@@ -342,7 +342,7 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return err
 	}
 	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
-	p, err := r.loadPlugin(ctx, cfg, s, pc, h, wasm)
+	p, err := r.loadPlugin(ctx, cfg, s, pc, h, wasm, sum)
 	if err != nil {
 		return err
 	}
@@ -445,7 +445,7 @@ func (r *Runtime) readWasm(ctx context.Context, id, path string) ([]byte, error)
 	return wasm, nil
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, wasm []byte) (*plugin.Plugin, error) {
+func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, wasm []byte, sum string) (*plugin.Plugin, error) {
 	id := s.ID
 	lim := pc.Limits
 	if !lim.Interruptible {
@@ -479,6 +479,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		ID:     id,
 		Wasm:   wasm,
 		SHA256: pc.SHA256,
+		Sum:    sum,
 		Limits: plugin.Limits{
 			Memory:       uint64(lim.Memory),
 			Timeout:      lim.Timeout.D(),

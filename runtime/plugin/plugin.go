@@ -63,6 +63,8 @@ type Spec struct {
 	ID     string
 	Wasm   []byte
 	SHA256 string // optional pin, hex
+	// Sum is the hex sha256 of Wasm when the caller already computed it.
+	Sum    string
 	Limits Limits
 	// Host provides the plugin's host functions (config, capabilities).
 	Host hostfuncs.Host
@@ -130,7 +132,10 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		spec.HostCounters = hostfuncs.NewCounters()
 	}
 	p := &Plugin{id: spec.ID, spec: spec, log: spec.Log}
-	sum := SHA256(spec.Wasm)
+	sum := spec.Sum
+	if sum == "" {
+		sum = SHA256(spec.Wasm)
+	}
 	p.info = Info{SHA256: sum, Size: len(spec.Wasm)}
 	if pin := strings.ToLower(strings.TrimSpace(spec.SHA256)); pin != "" && pin != p.info.SHA256 {
 		return nil, fmt.Errorf("sha256 pin mismatch: config pins %s, file is %s", pin, p.info.SHA256)
