@@ -289,6 +289,13 @@ func (r *Runtime) Slot(id string) *Slot { return r.table.Load().slots[id] }
 // Loaded reports whether Load has finished (every plugin ready or failed).
 func (r *Runtime) Loaded() bool { return r.loaded.Load() }
 
+// parallelLoads is how many plugins Load loads at once. More than the
+// cores: a warm load is one goroutine of CPU per plugin (wazero validates a
+// module on one core), so with five plugins on two cores two workers would
+// leave one core idle while the last plugin loads; loading them all at
+// once ends together. The cap bounds the memory a load holds at its peak.
+const parallelLoads = 8
+
 // Load loads every plugin, several at a time. A plugin that fails is
 // recorded as failed with its reason and logged; the others load anyway.
 func (r *Runtime) Load(ctx context.Context) {
@@ -296,7 +303,7 @@ func (r *Runtime) Load(ctx context.Context) {
 	defer r.reloadMu.Unlock()
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
 	cfg, t := r.cfg.Load(), r.table.Load()
-	sem := make(chan struct{}, max(2, goruntime.NumCPU()))
+	sem := make(chan struct{}, parallelLoads)
 	var wg sync.WaitGroup
 	for _, id := range t.ids {
 		wg.Add(1)

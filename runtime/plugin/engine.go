@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -38,18 +37,22 @@ type Engine struct {
 	closed   bool
 }
 
-// moduleKey identifies a compiled module: the bytes compiled (after
-// rewriting) and the runtime they were compiled in.
+// moduleKey identifies a compiled module: the bytes compiled (named by
+// rewriteKey, since the rewrite is deterministic) and the runtime they were
+// compiled in.
 type moduleKey struct {
-	sum         [32]byte
+	code        string
 	closeOnDone bool
 }
 
-// sharedModule is a compiled module with the plugins that use it.
+// sharedModule is a compiled module with the plugins that use it. cm,
+// info and err are set once done is closed.
 type sharedModule struct {
+	done chan struct{}
 	cm   wazero.CompiledModule
 	info Info
-	refs int
+	err  error
+	refs int // guarded by Engine.mu
 }
 
 // NewEngine returns an engine compiling through cache (nil: no disk cache)
@@ -65,7 +68,7 @@ func (e *Engine) rewrite(wasm []byte, sum string, opts instrument.Options) ([]by
 	if e == nil || e.dir == "" {
 		return instrument.Rewrite(wasm, opts)
 	}
-	path := filepath.Join(e.dir, fmt.Sprintf("%s-v%d-i%t-m%d.wasm", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages))
+	path := filepath.Join(e.dir, rewriteKey(sum, opts)+".wasm")
 	if b, err := os.ReadFile(path); err == nil {
 		return b, instrument.Stats{Cached: true}, nil
 	}
@@ -85,39 +88,70 @@ func (e *Engine) rewrite(wasm []byte, sum string, opts instrument.Options) ([]by
 	return out, st, nil
 }
 
-// compile returns the compiled module of code in the runtime for
+// rewriteKey names what rewrite returns for a module whose sha256 is sum:
+// the output depends only on the input, the options and the rewriter's
+// version. Hashing the rewritten bytes instead would cost as much again as
+// hashing the module (several milliseconds per Go module) at each start.
+func rewriteKey(sum string, opts instrument.Options) string {
+	return fmt.Sprintf("%s-v%d-i%t-m%d", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages)
+}
+
+// compile returns the compiled module of code (which key names, see
+// rewriteKey) in the runtime for
 // closeOnDone, compiling and validating it unless a plugin already did:
 // plugins running the same module share it (its machine code and the
 // module wazero keeps decoded, together about three times the size of the
 // module). release gives the module back; the last release closes it.
-func (e *Engine) compile(ctx context.Context, closeOnDone bool, code []byte) (cm wazero.CompiledModule, info Info, release func(), err error) {
+func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte) (cm wazero.CompiledModule, info Info, release func(), err error) {
 	r, err := e.runtime(ctx, closeOnDone)
 	if err != nil {
 		return nil, info, nil, err
 	}
-	key := moduleKey{sum: sha256.Sum256(code), closeOnDone: closeOnDone}
+	mk := moduleKey{code: key, closeOnDone: closeOnDone}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	sm := e.modules[key]
-	if sm == nil {
-		cm, info, err := Compile(ctx, r, code)
-		if err != nil {
-			return nil, info, nil, err
-		}
-		sm = &sharedModule{cm: cm, info: info}
-		e.modules[key] = sm
+	sm := e.modules[mk]
+	first := sm == nil
+	if first {
+		sm = &sharedModule{done: make(chan struct{})}
+		e.modules[mk] = sm
 	}
 	sm.refs++
+	e.mu.Unlock()
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			if sm.refs--; sm.refs == 0 {
-				delete(e.modules, key)
+			if sm.refs--; sm.refs == 0 && sm.cm != nil {
+				if e.modules[mk] == sm {
+					delete(e.modules, mk)
+				}
 				sm.cm.Close(context.Background())
 			}
 		})
+	}
+	// Compiling is outside the lock, so that plugins with different
+	// modules compile (or, warm, validate) in parallel; a plugin whose
+	// module is being compiled waits for that compilation.
+	if first {
+		sm.cm, sm.info, sm.err = compile(ctx, r, code, Info{Size: len(code)})
+		if sm.err != nil {
+			e.mu.Lock()
+			delete(e.modules, mk)
+			e.mu.Unlock()
+		}
+		close(sm.done)
+	} else {
+		select {
+		case <-sm.done:
+		case <-ctx.Done():
+			release()
+			return nil, info, nil, ctx.Err()
+		}
+	}
+	if sm.err != nil {
+		release()
+		return nil, sm.info, nil, sm.err
 	}
 	return sm.cm, sm.info, release, nil
 }

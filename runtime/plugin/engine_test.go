@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -63,5 +64,60 @@ func TestEngineRewriteCache(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Errorf("cache holds %d entries, want 2", len(entries))
+	}
+}
+
+// Plugins loading the same module at the same time wait for one
+// compilation and share it; a failed compilation is not kept, so a later
+// load tries again.
+func TestEngineConcurrentCompiles(t *testing.T) {
+	ctx := context.Background()
+	eng := NewEngine(testCache, "")
+	defer eng.Close(ctx)
+	code, _, err := instrument.Rewrite(hostileWasm, instrument.Options{Interrupt: true, MaxMemoryPages: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	type result struct {
+		cm      any
+		release func()
+		err     error
+	}
+	compileAll := func(key string, code []byte) []result {
+		res := make([]result, n)
+		var wg sync.WaitGroup
+		for i := range res {
+			wg.Go(func() {
+				cm, _, release, err := eng.compile(ctx, false, key, code)
+				res[i] = result{cm, release, err}
+			})
+		}
+		wg.Wait()
+		return res
+	}
+	res := compileAll("good", code)
+	for i, r := range res {
+		if r.err != nil || r.cm != res[0].cm {
+			t.Fatalf("load %d: err %v, shares the module: %v", i, r.err, r.cm == res[0].cm)
+		}
+	}
+	for _, r := range res {
+		r.release()
+	}
+
+	bad := append([]byte(nil), code[:len(code)/2]...) // truncated
+	for round := range 2 {
+		for i, r := range compileAll("bad", bad) {
+			if r.err == nil {
+				t.Fatalf("round %d, load %d: a truncated module compiled", round, i)
+			}
+		}
+	}
+	eng.mu.Lock()
+	left := len(eng.modules)
+	eng.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d modules kept after every release and failure", left)
 	}
 }

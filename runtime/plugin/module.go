@@ -67,7 +67,11 @@ func checkMagic(wasm []byte) error {
 // Compile checks that wasm is a WebAssembly module, compiles it in r and
 // validates it against ABI v1. The caller closes the returned module.
 func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.CompiledModule, Info, error) {
-	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
+	return compile(ctx, r, wasm, Info{SHA256: SHA256(wasm), Size: len(wasm)})
+}
+
+// compile is Compile with the module's description started by the caller.
+func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (wazero.CompiledModule, Info, error) {
 	if err := checkMagic(wasm); err != nil {
 		return nil, info, err
 	}

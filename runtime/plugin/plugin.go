@@ -161,13 +161,15 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		}
 	}()
 	var code []byte
+	var key string
 	if !lim.NoInterrupt && !spec.forceWazero {
-		out, st, err := engine.rewrite(spec.Wasm, sum, instrument.Options{Interrupt: true, MaxMemoryPages: pages})
+		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages}
+		out, st, err := engine.rewrite(spec.Wasm, sum, opts)
 		if err != nil {
 			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
 		} else {
-			p.mode, code = InterruptFlag, out
-			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped}).Debug("instrumented for interruption")
+			p.mode, code, key = InterruptFlag, out, rewriteKey(sum, opts)
+			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped, "data_segments": st.DataSegments, "merged_segments": st.MergedSegments}).Debug("instrumented for interruption")
 		}
 	}
 	if code == nil {
@@ -175,9 +177,11 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if lim.NoInterrupt {
 			p.mode = InterruptOff
 		}
-		if code, _, err = engine.rewrite(spec.Wasm, sum, instrument.Options{MaxMemoryPages: pages}); err != nil {
+		opts := instrument.Options{MaxMemoryPages: pages}
+		if code, _, err = engine.rewrite(spec.Wasm, sum, opts); err != nil {
 			return nil, err
 		}
+		key = rewriteKey(sum, opts)
 	}
 	// The module's bytes are not needed once compiled (the decoded module
 	// keeps what it uses); a plugin does not hold them for its lifetime.
@@ -186,7 +190,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if p.rt, err = engine.runtime(ctx, p.mode == InterruptWazero); err != nil {
 		return nil, err
 	}
-	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, code)
+	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, key, code)
 	p.CompileTime = time.Since(cstart)
 	p.info.SHA256, p.info.Size = sum, len(spec.Wasm)
 	if err != nil {
