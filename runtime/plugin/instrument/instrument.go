@@ -31,8 +31,11 @@
 // leaves compiled code on every loop iteration and costs far more
 // (docs/benchmarks.md).
 //
+// It also merges the module's data segments where that keeps the memory an
+// instance starts with the same (see mergeData).
+//
 // The rewriter parses only what it must: section headers, the import,
-// global, export and code sections, and instructions to find loops. It
+// global, export, code and data sections, and instructions to find loops. It
 // knows the immediates of every instruction of WebAssembly 2.0 plus the
 // threads, tail-call and exception-handling proposals; a module using any
 // other opcode is refused with an error naming it, and the caller falls
@@ -51,7 +54,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes; caches of rewritten modules key on it.
-const Version = 3
+const Version = 4
 
 // Export names of the added globals.
 const (
@@ -67,14 +70,16 @@ const Refill = 1 << 16
 
 // Section ids.
 const (
-	secCustom = 0
-	secImport = 2
-	secMemory = 5
-	secGlobal = 6
-	secExport = 7
-	secStart  = 8
-	secCode   = 10
-	secTag    = 13
+	secCustom    = 0
+	secImport    = 2
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
 )
 
 // Stats describes what Interruptible inserted.
@@ -85,6 +90,9 @@ type Stats struct {
 	// call they can make is preceded by a loop-header check, or because
 	// they call nothing (see needsEntryCheck).
 	Skipped int
+	// DataSegments and MergedSegments count the data segments before and
+	// after mergeData.
+	DataSegments, MergedSegments int
 	// Cached is set by callers that took the output from a cache, where
 	// the counts are not known.
 	Cached bool
@@ -106,7 +114,8 @@ func Interruptible(wasm []byte) ([]byte, Stats, error) {
 	return Rewrite(wasm, Options{Interrupt: true})
 }
 
-// Rewrite returns a copy of the module changed as opts say. With
+// Rewrite returns a copy of the module changed as opts say, and with its
+// data segments merged where that keeps memory the same (see mergeData). With
 // Interrupt, custom sections holding DWARF (".debug_*") are dropped, since
 // code offsets change.
 func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
@@ -130,7 +139,8 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		secs = append(secs, section{id, body})
 	}
 
-	var importedGlobals, definedGlobals, memories uint32
+	var importedGlobals, definedGlobals, memories, importedMemories uint32
+	dataCount := false
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
@@ -138,7 +148,9 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			if err != nil {
 				return nil, st, fmt.Errorf("import section: %w", err)
 			}
-			importedGlobals, memories = g, memories+m
+			importedGlobals, importedMemories, memories = g, m, memories+m
+		case secDataCount:
+			dataCount = true
 		case secMemory:
 			mr := &reader{b: s.body}
 			memories += mr.u32()
@@ -284,6 +296,13 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			}
 			writeSection(secExport, newExportSection(s.body))
 			wroteExport = true
+		case secData:
+			body, before, after, err := mergeData(s.body, importedMemories > 0, dataCount)
+			if err != nil {
+				return nil, st, fmt.Errorf("data section: %w", err)
+			}
+			st.DataSegments, st.MergedSegments = before, after
+			writeSection(s.id, body)
 		case secCode:
 			if !opts.Interrupt {
 				writeSection(s.id, s.body)

@@ -1,0 +1,162 @@
+package instrument
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+)
+
+// dataModule is a module with one page of memory and the given data
+// section body.
+func dataModule(data []byte) []byte {
+	return module(section(5, 1, 0, 1), section(11, data...))
+}
+
+// dataSection encodes active segments of memory 0 at i32.const offsets.
+func dataSection(segs ...dataSegment) []byte {
+	b := appendU32(nil, uint32(len(segs)))
+	for _, s := range segs {
+		b = append(b, 0, 0x41)
+		b = appendS32(b, int32(s.off))
+		b = append(b, 0x0b)
+		b = appendU32(b, uint32(len(s.data)))
+		b = append(b, s.data...)
+	}
+	return b
+}
+
+func seg(off uint32, data string) dataSegment { return dataSegment{off, []byte(data)} }
+
+func TestMergeData(t *testing.T) {
+	gap := MergeGap
+	for _, tc := range []struct {
+		name          string
+		segs          []dataSegment
+		before, after int
+	}{
+		{"adjacent", []dataSegment{seg(0, "ab"), seg(2, "cd")}, 2, 1},
+		{"short gaps", []dataSegment{seg(10, "ab"), seg(20, "cd"), seg(uint32(22+gap), "ef")}, 3, 1},
+		{"one gap too long", []dataSegment{seg(10, "ab"), seg(uint32(13+gap), "cd"), seg(uint32(20+gap), "ef")}, 3, 2},
+		{"at the end of memory", []dataSegment{seg(65534, "x"), seg(65535, "y")}, 2, 1},
+		{"empty segments", []dataSegment{seg(5, ""), seg(7, "a"), seg(8, "")}, 3, 1},
+		{"out of order", []dataSegment{seg(30, "cd"), seg(10, "ab"), seg(uint32(40+gap), "ef")}, 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := dataModule(dataSection(tc.segs...))
+			out, st, err := Rewrite(in, Options{MaxMemoryPages: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.DataSegments != tc.before || st.MergedSegments != tc.after {
+				t.Errorf("segments %d -> %d, want %d -> %d", st.DataSegments, st.MergedSegments, tc.before, tc.after)
+			}
+			sameMemory(t, in, out)
+		})
+	}
+}
+
+// Where merging could change memory or segment indices, the data section
+// is left as it is.
+func TestMergeDataLeavesAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		imported  bool
+		datacount bool
+		data      []byte
+	}{
+		{"overlapping", false, false, dataSection(seg(0, "abcd"), seg(2, "xy"))},
+		{"overlapping out of order", false, false, dataSection(seg(10, "ab"), seg(8, "cde"))},
+		{"imported memory", true, false, dataSection(seg(0, "ab"), seg(4, "cd"))},
+		{"data count section", false, true, dataSection(seg(0, "ab"), seg(4, "cd"))},
+		{"passive segment", false, false, []byte{2, 0, 0x41, 0, 0x0b, 1, 'a', 1, 1, 'b'}},
+		{"global offset", false, false, []byte{2, 0, 0x41, 0, 0x0b, 1, 'a', 0, 0x23, 0, 0x0b, 1, 'b'}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, before, after, err := mergeData(tc.data, tc.imported, tc.datacount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(body, tc.data) || before != 2 || after != 2 {
+				t.Errorf("changed: %d -> %d segments", before, after)
+			}
+		})
+	}
+	if _, _, _, err := mergeData([]byte{1, 0, 0x41, 0, 0x0b, 5, 'a'}, false, false); err == nil {
+		t.Error("truncated segment accepted")
+	}
+}
+
+// A Go guest keeps its memory byte for byte and loses most of its segments.
+func TestMergeDataGoGuest(t *testing.T) {
+	b := guesttest.Read(t, "runtime/plugin/testdata/guests/hostile")
+	out, st, err := Rewrite(b, Options{MaxMemoryPages: 16384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("data segments %d -> %d, module %d -> %d bytes", st.DataSegments, st.MergedSegments, len(b), len(out))
+	if st.MergedSegments == 0 || st.MergedSegments*10 > st.DataSegments {
+		t.Errorf("data segments %d -> %d: want at least 10x fewer", st.DataSegments, st.MergedSegments)
+	}
+	sameMemory(t, b, out)
+}
+
+// sameMemory instantiates both modules (a Go reactor runs no code at
+// instantiation) and compares their memories.
+func sameMemory(t *testing.T, a, b []byte) {
+	t.Helper()
+	ctx := context.Background()
+	var mems [2][]byte
+	for i, wasm := range [][]byte{a, b} {
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+		defer r.Close(ctx)
+		cm, err := r.CompileModule(ctx, wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range cm.ImportedFunctions() {
+			mod, _, _ := imp.Import()
+			if r.Module(mod) == nil {
+				// Importing functions is all a Go guest does; stub the
+				// modules so that it instantiates.
+				stubImports(t, r, cm, mod)
+			}
+		}
+		m, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithStartFunctions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mems[i], _ = m.Memory().Read(0, m.Memory().Size())
+	}
+	if !bytes.Equal(mems[0], mems[1]) {
+		for i := range min(len(mems[0]), len(mems[1])) {
+			if mems[0][i] != mems[1][i] {
+				t.Fatalf("memories differ first at byte %d: %d != %d (sizes %d, %d)", i, mems[0][i], mems[1][i], len(mems[0]), len(mems[1]))
+			}
+		}
+		t.Fatalf("memory sizes differ: %d != %d", len(mems[0]), len(mems[1]))
+	}
+}
+
+// stubImports defines module mod in r with a function doing nothing for
+// each function cm imports from it.
+func stubImports(t *testing.T, r wazero.Runtime, cm wazero.CompiledModule, mod string) {
+	t.Helper()
+	b := r.NewHostModuleBuilder(mod)
+	for _, imp := range cm.ImportedFunctions() {
+		m, name, _ := imp.Import()
+		if m != mod {
+			continue
+		}
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {}), imp.ParamTypes(), imp.ResultTypes()).
+			Export(name)
+	}
+	if _, err := b.Instantiate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
