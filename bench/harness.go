@@ -155,6 +155,8 @@ type grConfig struct {
 	pg       bool   // PostgreSQL from $GREENBENCH_DATABASE_URL
 	plugins  []plugin
 	tuned    bool // the pool settings of the load scenarios, not the defaults
+	// uninterruptible sets limits.interruptible = false on every plugin.
+	uninterruptible bool
 }
 
 // configText is greenroom's config for c. Both servers log warn and above
@@ -181,6 +183,9 @@ func (h *harness) configText(c grConfig) string {
 		var limits []string
 		if c.tuned {
 			limits = append(limits, fmt.Sprintf("instances = %d", h.opt.instances), `queue_timeout = "10s"`)
+		}
+		if c.uninterruptible {
+			limits = append(limits, "interruptible = false")
 		}
 		switch pl.module {
 		case "todo":
@@ -344,9 +349,15 @@ type scenario struct {
 	name, title, what string
 	db                string // "", "sqlite" or "pg": which servers serve it
 	method, path      string
-	body              []byte
-	contentType       string
-	check             func(body []byte) error
+	// grPath is greenroom's path when it is not path (a variant serving
+	// the plugin under another id).
+	grPath string
+	// variant names the greenroom setup of a variant scenario (see
+	// runVariant); "" is the common one.
+	variant     string
+	body        []byte
+	contentType string
+	check       func(body []byte) error
 }
 
 func wantBody(want []byte) func([]byte) error {
@@ -383,6 +394,9 @@ func (h *harness) scenarios() []scenario {
 		{name: "ping", method: "GET", path: "/api/hello/ping", check: wantBody([]byte(`{"ok":true}`)),
 			title: "`GET /api/hello/ping`: plugins/hello vs Fiber",
 			what:  "`{\"ok\":true}` with the credential checked (greenroom) or ignored (native)."},
+		{name: "ping-uninterruptible", method: "GET", path: "/api/hello/ping", grPath: "/api/hello-off/ping", variant: "uninterruptible", check: wantBody([]byte(`{"ok":true}`)),
+			title: "`GET /api/hello/ping` with `limits.interruptible = false`: plugins/hello vs Fiber",
+			what:  "The ping scenario with the plugin's interruption checks off (the operator's opt-out for vetted plugins, docs/sandbox.md), so that the two tables side by side show what interrupting guests costs under load. greenroom runs only this plugin, under the id `hello-off`, in a process of its own; a native server of its own too."},
 		{name: "echo", method: "POST", path: "/api/hello/echo", body: echo, contentType: "application/octet-stream", check: wantBody(echo),
 			title: "`POST /api/hello/echo`, 16 KiB body: plugins/hello vs Fiber",
 			what:  "The body back, as sent."},
@@ -405,9 +419,15 @@ func (h *harness) measure(ctx context.Context, sc scenario, gr, nat *server) Sce
 		s    *server
 		side *Side
 	}{{gr, &res.Greenroom}, {nat, &res.Native}}
+	path := func(s *server) string {
+		if s == gr && sc.grPath != "" {
+			return sc.grPath
+		}
+		return sc.path
+	}
 	check := func() error {
 		for _, x := range sides {
-			status, body, err := h.do(ctx, x.s, sc.method, sc.path, sc.body, sc.contentType)
+			status, body, err := h.do(ctx, x.s, sc.method, path(x.s), sc.body, sc.contentType)
 			if err != nil {
 				return fmt.Errorf("%s: %w", x.s.name, err)
 			}
@@ -425,7 +445,7 @@ func (h *harness) measure(ctx context.Context, sc scenario, gr, nat *server) Sce
 		return res
 	}
 	target := func(s *server) loadTarget {
-		t := loadTarget{Method: sc.method, URL: s.base + sc.path, Body: sc.body, Header: [][2]string{{"Authorization", "Bearer " + h.token}}}
+		t := loadTarget{Method: sc.method, URL: s.base + path(s), Body: sc.body, Header: [][2]string{{"Authorization", "Bearer " + h.token}}}
 		if sc.contentType != "" {
 			t.Header = append(t.Header, [2]string{"Content-Type", sc.contentType})
 		}
@@ -602,6 +622,35 @@ func (h *harness) runSQLite(ctx context.Context, scs []scenario, rep *Report) []
 	nm.AfterLoad, nm.PeakUnderLoad, _ = nat.proc.memory()
 	rep.Memory = append(rep.Memory, gm, nm)
 	return out
+}
+
+// runVariant serves a variant scenario with a greenroom of its own running
+// only plugins/hello as hello-off, set up as sc.variant says, and a native
+// server of its own.
+func (h *harness) runVariant(ctx context.Context, sc scenario) ScenarioResult {
+	res := ScenarioResult{Name: sc.name, Title: sc.title, What: sc.what}
+	c := grConfig{cacheDir: h.cacheDir, plugins: []plugin{{"hello-off", "hello"}}, tuned: true}
+	switch sc.variant {
+	case "uninterruptible":
+		c.uninterruptible = true
+	default:
+		res.Failed = fmt.Sprintf("unknown variant %q", sc.variant)
+		return res
+	}
+	gr, _, err := h.startGreenroom(ctx, sc.variant, c, nil)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	defer gr.proc.stop()
+	nat, err := h.startNative(ctx, "native-"+sc.variant, nil, nil)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	defer nat.proc.stop()
+	h.progress("scenario %s", sc.name)
+	return h.measure(ctx, sc, gr, nat)
 }
 
 // runPG serves the PostgreSQL scenario in a fresh database, dropped after

@@ -31,6 +31,7 @@ func TestConfigText(t *testing.T) {
 		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", dataDir: "/x/data", plugins: modules(fivePlugins...), tuned: true},
 		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", pg: true, plugins: modules("todo"), tuned: true},
 		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", plugins: []plugin{{"hello", "hello"}, {"hello-2", "hello"}}},
+		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", plugins: []plugin{{"hello-off", "hello"}}, tuned: true, uninterruptible: true},
 	} {
 		text := h.configText(c)
 		env := func(k string) (string, bool) {
@@ -62,6 +63,9 @@ func TestConfigText(t *testing.T) {
 			}
 			if c.tuned && pc.Limits.Instances != 8 {
 				t.Errorf("%s: instances %d", p.id, pc.Limits.Instances)
+			}
+			if pc.Limits.Interruptible == c.uninterruptible {
+				t.Errorf("%s: interruptible %v", p.id, pc.Limits.Interruptible)
 			}
 			if db := p.module == "todo" || p.module == "docs"; pc.Capabilities.Database != db {
 				t.Errorf("%s: database granted %v", p.id, pc.Capabilities.Database)

@@ -64,7 +64,7 @@ func main() {
 }
 
 // scenarioNames are what -scenarios matches against.
-var scenarioNames = []string{"ping", "echo", "todo-sqlite", "todo-pg", "log", "read", "startup", "idle-rss"}
+var scenarioNames = []string{"ping", "ping-uninterruptible", "echo", "todo-sqlite", "todo-pg", "log", "read", "startup", "idle-rss"}
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("greenbench", flag.ContinueOnError)
@@ -288,12 +288,15 @@ func benchmark(ctx context.Context, o options, args []string) (*Report, error) {
 	byName := map[string]ScenarioResult{}
 	var sqlite []scenario
 	var pg *scenario
+	var variants []scenario
 	all := h.scenarios()
 	for i, sc := range all {
 		switch {
 		case !h.want(sc.name):
 		case sc.db == "pg":
 			pg = &all[i]
+		case sc.variant != "":
+			variants = append(variants, sc)
 		default:
 			sqlite = append(sqlite, sc)
 		}
@@ -301,6 +304,11 @@ func benchmark(ctx context.Context, o options, args []string) (*Report, error) {
 	if len(sqlite) > 0 && ctx.Err() == nil {
 		for _, r := range h.runSQLite(ctx, sqlite, rep) {
 			byName[r.Name] = r
+		}
+	}
+	for _, sc := range variants {
+		if ctx.Err() == nil {
+			byName[sc.name] = h.runVariant(ctx, sc)
 		}
 	}
 	if pg != nil && ctx.Err() == nil {
@@ -316,7 +324,7 @@ func benchmark(ctx context.Context, o options, args []string) (*Report, error) {
 	}
 	if len(h.interruption) > 0 {
 		var modes []string
-		for _, id := range fivePlugins {
+		for _, id := range append(fivePlugins[:len(fivePlugins):len(fivePlugins)], "hello-off") {
 			if m, ok := h.interruption[id]; ok {
 				modes = append(modes, fmt.Sprintf("%s: %s", id, m))
 			}
