@@ -15,8 +15,7 @@ import (
 // (rotating through every instance measurably slowed each call). acquire takes a token (waiting at most the queue timeout),
 // then an idle instance or, if there is none, a new one. release returns the
 // instance and the token. Discarded and retired instances are closed;
-// a retired one is replaced in the background so that a warm instance stays
-// ready.
+// a retired one is closed and replaced in the background (see renew).
 type pool struct {
 	p            *Plugin
 	slots        chan struct{}
@@ -126,9 +125,7 @@ func (pl *pool) release(in *instance) {
 	case lim.MaxRequests > 0 && in.calls >= lim.MaxRequests,
 		lim.RetireMemory > 0 && in.memorySize() > lim.RetireMemory:
 		pl.c.Retired.Add(1)
-		pl.drop(in)
-		<-pl.slots
-		pl.replace()
+		pl.renew(in)
 		return
 	}
 	pl.park(in)
@@ -179,26 +176,27 @@ func (pl *pool) interrupt() int {
 	return pl.close(ctx)
 }
 
-// replace creates an instance in the background to stand in for a retired
-// one, if a token is free; otherwise the next caller creates one.
-func (pl *pool) replace() {
+// renew closes a retired instance and creates its successor in the
+// background, keeping the retired one's token meanwhile: a waiting caller
+// gets the next instance that frees up instead of creating one itself, so
+// no request waits for an instance to be created or closed (several
+// milliseconds for a Go guest) because another one was retired. The
+// successor is parked idle; if it cannot be created, the next caller that
+// finds no idle instance tries again.
+func (pl *pool) renew(old *instance) {
 	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	if pl.closed {
+		pl.mu.Unlock()
+		pl.drop(old)
+		<-pl.slots
 		return
 	}
 	pl.wg.Add(1)
+	pl.mu.Unlock()
 	go func() {
 		defer pl.wg.Done()
-		select {
-		case pl.slots <- struct{}{}:
-		default:
-			return
-		}
 		defer func() { <-pl.slots }()
-		if pl.idleCount() > 0 {
-			return
-		}
+		pl.drop(old)
 		if !pl.add() {
 			return
 		}
