@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	goruntime "runtime"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func BenchmarkHandle(b *testing.B) {
 // BenchmarkHandleRaw is BenchmarkHandle with a guest that implements the ABI
 // by hand (no net/http, no SDK): what is left is the host's cost per call.
 func BenchmarkHandleRaw(b *testing.B) {
-	benchHandle(b, guesttest.Read(b, "runtime/plugin/testdata/guests/raw"), "/")
+	benchHandle(b, guesttest.Read(b, rawGuest), "/")
 }
 
 func benchHandle(b *testing.B, wasm []byte, path string) {
@@ -107,6 +108,84 @@ func BenchmarkLogWrite(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			run(b.N)
+		})
+	}
+}
+
+// rawGuest is the hand-written ABI guest (testdata/guests/raw).
+const rawGuest = "runtime/plugin/testdata/guests/raw"
+
+// BenchmarkAcquireRelease measures the pool handing out a warm instance and
+// taking it back (pool.acquire + pool.release: the semaphore, the LIFO idle
+// stack, the retirement checks), without calling the guest; "serial" from
+// one goroutine, "parallel" from GOMAXPROCS goroutines with an instance for
+// each, so that it measures contention on the pool rather than waits for
+// an instance. It fails if any instance is created while it runs.
+//
+//	go test -run '^$' -bench AcquireRelease -benchmem ./runtime/plugin/
+func BenchmarkAcquireRelease(b *testing.B) {
+	lim := testLimits()
+	lim.Instances = max(lim.Instances, goruntime.GOMAXPROCS(0))
+	lim.Warm = lim.Instances
+	lim.MaxRequests = 0
+	p := loadSpec(b, Spec{Wasm: guesttest.Read(b, rawGuest), Limits: lim})
+	ctx := context.Background()
+	cycle := func() error {
+		in, err := p.pool.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		p.pool.release(in)
+		return nil
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := cycle(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := cycle(); err != nil {
+					b.Error(err) // not Fatal: this is not the benchmark's goroutine
+					return
+				}
+			}
+		})
+	})
+	if st := p.Stats(); st.Created != int64(lim.Warm) || st.Discarded != 0 || st.Retired != 0 {
+		b.Fatalf("stats %+v: instances were created or dropped while measuring reuse", st)
+	}
+}
+
+// BenchmarkNewInstance measures creating one instance as the pool does
+// when it has no idle one (Plugin.newInstance: instantiate the compiled
+// module with its memory, run the guest's _initialize, which for a Go guest
+// is the Go runtime's start and every init function) and closing it:
+// plugins/hello (the SDK and net/http) and the hand-written raw guest.
+//
+//	go test -run '^$' -bench NewInstance -benchmem ./runtime/plugin/
+func BenchmarkNewInstance(b *testing.B) {
+	for _, g := range []struct{ name, dir string }{
+		{"hello", "plugins/hello"},
+		{"raw", rawGuest},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			p := loadSpec(b, Spec{Wasm: guesttest.Read(b, g.dir), Limits: testLimits()})
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				in, err := p.newInstance(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.close()
+			}
 		})
 	}
 }
