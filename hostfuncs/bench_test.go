@@ -107,7 +107,7 @@ func appendResponse(dst []byte, status int, body []byte, headers ...string) []by
 }
 
 // BenchmarkDecodeResponse measures decoding a guest's response envelope
-// (status, 3 headers, a 180-byte JSON body) with a reused header slice, as
+// (status, 3 headers, a 148-byte JSON body) with a reused header slice, as
 // Plugin.Handle does for every call.
 func BenchmarkDecodeResponse(b *testing.B) {
 	body := []byte(`{"id":42,"title":"Write the micro-benchmarks","done":false,"owner":"user:default/jane.doe","created_at":"2026-11-29T12:00:00Z","tags":["perf","ci"]}`)
