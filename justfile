@@ -29,7 +29,7 @@ bench *ARGS:
 # Go micro-benchmarks beside the code they measure: envelopes, the pool,
 # host-function round trips, routes in-process (docs/benchmarks.md)
 bench-go:
-    go test -run '^$' -bench . -benchmem ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
+    go test -run '^$' -bench . -benchmem ./hostfuncs/ ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
 
 # the scheduler: 1000 one-second tasks on three replicas (needs PostgreSQL: DATABASE_URL)
 bench-scheduler:

@@ -119,21 +119,25 @@ func TestDecodeLogRecordHostile(t *testing.T) {
 	}
 }
 
-func TestDecodeURLRequest(t *testing.T) {
-	enc := func(op uint8, url, method string, deadline uint64, headers ...string) []byte {
-		b := []byte{op}
-		for _, s := range []string{url, method} {
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
-			b = append(b, s...)
-		}
-		b = binary.LittleEndian.AppendUint64(b, deadline)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(headers)/2))
-		for _, s := range headers {
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
-			b = append(b, s...)
-		}
-		return b
+// encURLRequest writes a urlreader_call request as docs/abi.md describes
+// it; headers are name, value pairs.
+func encURLRequest(op uint8, url, method string, deadline uint64, headers ...string) []byte {
+	b := []byte{op}
+	for _, s := range []string{url, method} {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
 	}
+	b = binary.LittleEndian.AppendUint64(b, deadline)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(headers)/2))
+	for _, s := range headers {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+func TestDecodeURLRequest(t *testing.T) {
+	enc := encURLRequest
 	var req URLRequest
 	b := enc(URLOpRead, "https://example.com/x", "GET", 42, "If-None-Match", `"abc"`)
 	if err := DecodeURLRequest(b, &req); err != nil {
