@@ -31,6 +31,10 @@ type Engine struct {
 	// dir keeps rewritten modules (see rewrite); "" keeps none.
 	dir string
 
+	// compiling admits one compilation from scratch at a time (see
+	// compile).
+	compiling chan struct{}
+
 	mu       sync.Mutex
 	runtimes map[bool]wazero.Runtime // by close-on-context-done
 	modules  map[moduleKey]*sharedModule
@@ -58,7 +62,7 @@ type sharedModule struct {
 // NewEngine returns an engine compiling through cache (nil: no disk cache)
 // and keeping rewritten modules in dir ("": nowhere).
 func NewEngine(cache wazero.CompilationCache, dir string) *Engine {
-	return &Engine{cache: cache, dir: dir, runtimes: map[bool]wazero.Runtime{}, modules: map[moduleKey]*sharedModule{}}
+	return &Engine{cache: cache, dir: dir, compiling: make(chan struct{}, 1), runtimes: map[bool]wazero.Runtime{}, modules: map[moduleKey]*sharedModule{}}
 }
 
 // rewrite is instrument.Rewrite, remembered on disk: the output depends
@@ -102,7 +106,13 @@ func rewriteKey(sum string, opts instrument.Options) string {
 // plugins running the same module share it (its machine code and the
 // module wazero keeps decoded, together about three times the size of the
 // module). release gives the module back; the last release closes it.
-func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte) (cm wazero.CompiledModule, info Info, release func(), err error) {
+//
+// fresh says that code is likely not in the compilation cache. Such
+// compilations run one at a time, each on every core (the caller's
+// experimental.WithCompilationWorkers), where five at once made a cold
+// start slower; the others (decoding, validating and reading machine
+// code from the cache: one core each) run in parallel.
+func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
 	r, err := e.runtime(ctx, closeOnDone)
 	if err != nil {
 		return nil, info, nil, err
@@ -134,7 +144,17 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 	// modules compile (or, warm, validate) in parallel; a plugin whose
 	// module is being compiled waits for that compilation.
 	if first {
-		sm.cm, sm.info, sm.err = compile(ctx, r, code, Info{Size: len(code)})
+		if fresh {
+			select {
+			case e.compiling <- struct{}{}:
+				defer func() { <-e.compiling }()
+			case <-ctx.Done():
+				sm.err = ctx.Err()
+			}
+		}
+		if sm.err == nil {
+			sm.cm, sm.info, sm.err = compile(ctx, r, code, Info{Size: len(code)})
+		}
 		if sm.err != nil {
 			e.mu.Lock()
 			delete(e.modules, mk)

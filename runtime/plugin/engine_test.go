@@ -89,7 +89,7 @@ func TestEngineConcurrentCompiles(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range res {
 			wg.Go(func() {
-				cm, _, release, err := eng.compile(ctx, false, key, code)
+				cm, _, release, err := eng.compile(ctx, false, key, code, true)
 				res[i] = result{cm, release, err}
 			})
 		}

@@ -162,13 +162,16 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	}()
 	var code []byte
 	var key string
+	// seen: the rewritten module was on disk, so this module was very
+	// likely compiled before and wazero's cache has its machine code.
+	seen := false
 	if !lim.NoInterrupt && !spec.forceWazero {
 		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages}
 		out, st, err := engine.rewrite(spec.Wasm, sum, opts)
 		if err != nil {
 			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
 		} else {
-			p.mode, code, key = InterruptFlag, out, rewriteKey(sum, opts)
+			p.mode, code, key, seen = InterruptFlag, out, rewriteKey(sum, opts), st.Cached
 			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped, "data_segments": st.DataSegments, "merged_segments": st.MergedSegments}).Debug("instrumented for interruption")
 		}
 	}
@@ -178,9 +181,11 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 			p.mode = InterruptOff
 		}
 		opts := instrument.Options{MaxMemoryPages: pages}
-		if code, _, err = engine.rewrite(spec.Wasm, sum, opts); err != nil {
+		var st instrument.Stats
+		if code, st, err = engine.rewrite(spec.Wasm, sum, opts); err != nil {
 			return nil, err
 		}
+		seen = st.Cached
 		key = rewriteKey(sum, opts)
 	}
 	// The module's bytes are not needed once compiled (the decoded module
@@ -190,7 +195,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if p.rt, err = engine.runtime(ctx, p.mode == InterruptWazero); err != nil {
 		return nil, err
 	}
-	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, key, code)
+	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, key, code, !seen)
 	p.CompileTime = time.Since(cstart)
 	p.info.SHA256, p.info.Size = sum, len(spec.Wasm)
 	if err != nil {
