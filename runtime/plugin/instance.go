@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -36,8 +35,9 @@ type instance struct {
 	callCtx context.Context
 	stdout  lineWriter
 	stderr  lineWriter
-	// cancel ends the call in progress; a forced drain uses it.
-	cancel atomic.Pointer[context.CancelFunc]
+	// ctx is the context of the instance's calls; its cancel ends the
+	// call in progress (a forced drain uses it).
+	ctx *callContext
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress.
 	oom bool
@@ -51,6 +51,7 @@ type instance struct {
 // guest's initializer (for Go guests: the runtime and every init function).
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{p: p}
+	in.ctx = newCallContext(in)
 	in.state.Host = p.spec.Host
 	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
@@ -91,11 +92,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	if init := mod.ExportedFunction(hostfuncs.ExportInitialize); init != nil {
 		in.state.Initializing = true
-		_, _, err := in.run(ictx, init, 0)
+		_, kind, _, err := in.run(ctx, time.Now().Add(p.spec.Limits.InitTimeout), init, 0)
 		in.state.Initializing = false
 		in.state.EndCall()
 		if err != nil {
-			kind := classify(ictx, err, in.oom)
+			in.ctx.close()
 			mod.Close(context.Background())
 			return nil, fmt.Errorf("guest initializer (%s): %w", kind, err)
 		}
@@ -108,20 +109,18 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
-// run calls fn(arg) under ctx, interrupting the guest when ctx ends. It
-// reports tainted when the interrupt fired, even if the call managed to
-// return: such an instance must be discarded.
-func (in *instance) run(ctx context.Context, fn api.Function, arg uint64) (code uint64, tainted bool, err error) {
-	if in.flag == nil {
-		code, err = in.call(ctx, fn, arg)
-		return code, false, err
+// run calls fn(arg) until deadline or until parent ends, interrupting the
+// guest then (see callContext). It returns the kind of failure when err is
+// not nil, and reports tainted when the interrupt fired, even if the call
+// managed to return: such an instance must be discarded.
+func (in *instance) run(parent context.Context, deadline time.Time, fn api.Function, arg uint64) (code uint64, kind Failure, tainted bool, err error) {
+	c := in.ctx
+	c.begin(parent, deadline)
+	code, err = in.call(c, fn, arg)
+	if err != nil {
+		kind = classify(c, err, in.oom) // before end, which would mask why
 	}
-	stop := context.AfterFunc(ctx, func() {
-		in.flag.Set(1)
-		in.fuel.Set(1) // check at the next loop iteration or call
-	})
-	code, err = in.call(ctx, fn, arg)
-	return code, !stop(), err
+	return code, kind, c.end() != nil && in.flag != nil, err
 }
 
 // call invokes fn(arg) in the instance under ctx and returns its result.
@@ -171,6 +170,7 @@ func (in *instance) memorySize() uint64 {
 }
 
 func (in *instance) close() {
+	in.ctx.close()
 	if in.mod != nil {
 		in.mod.Close(context.Background())
 	}

@@ -306,15 +306,7 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("module does not export %s", c.Export)}
 		}
 	}
-	cctx, cancel := context.WithDeadline(ctx, deadline)
-	in.cancel.Store(&cancel)
-	code, tainted, err := in.run(cctx, fn, uint64(len(in.reqBuf)))
-	in.cancel.Store(nil)
-	var kind Failure
-	if err != nil {
-		kind = classify(cctx, err, in.oom) // before cancel, which would mask why
-	}
-	cancel()
+	code, kind, tainted, err := in.run(ctx, deadline, fn, uint64(len(in.reqBuf)))
 	in.state.EndCall()
 	if err != nil {
 		p.pool.discard(in)

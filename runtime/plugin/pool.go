@@ -166,9 +166,7 @@ func (pl *pool) drop(in *instance) {
 func (pl *pool) interrupt() int {
 	pl.mu.Lock()
 	for in := range pl.all {
-		if c := in.cancel.Load(); c != nil {
-			(*c)()
-		}
+		in.ctx.cancel(context.Canceled)
 	}
 	pl.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
