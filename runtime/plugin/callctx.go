@@ -92,13 +92,19 @@ func (c *callContext) end() error {
 	if err == nil && c.done != nil {
 		close(c.done)
 	}
+	c.unlockAndRunAfters()
+	return err
+}
+
+// unlockAndRunAfters takes the functions registered with AfterFunc,
+// unlocks c.mu and starts them.
+func (c *callContext) unlockAndRunAfters() {
 	afters := c.afters
 	c.afters = nil
 	c.mu.Unlock()
 	for _, a := range afters {
 		go a.f()
 	}
-	return err
 }
 
 // close releases the timer and the watch on the caller's context; the
@@ -138,12 +144,7 @@ func (c *callContext) cancel(err error) {
 	if c.done != nil {
 		close(c.done)
 	}
-	afters := c.afters
-	c.afters = nil
-	c.mu.Unlock()
-	for _, a := range afters {
-		go a.f()
-	}
+	c.unlockAndRunAfters()
 }
 
 func (c *callContext) Deadline() (time.Time, bool) {
