@@ -160,8 +160,25 @@ func WithInstance(ctx context.Context, in *Instance) context.Context {
 	return context.WithValue(ctx, instanceKey{}, in)
 }
 
-func instanceFrom(ctx context.Context, fn string) *Instance {
+// InstanceContext is a context that carries its call's instance itself,
+// an alternative to WithInstance for a caller that makes its own context
+// type for calls (and so needs no value context on top of it).
+type InstanceContext interface {
+	context.Context
+	GreenroomInstance() *Instance
+}
+
+// instanceOf returns the instance of the call ctx belongs to, or nil.
+func instanceOf(ctx context.Context) *Instance {
+	if ic, ok := ctx.(InstanceContext); ok {
+		return ic.GreenroomInstance()
+	}
 	in, _ := ctx.Value(instanceKey{}).(*Instance)
+	return in
+}
+
+func instanceFrom(ctx context.Context, fn string) *Instance {
+	in := instanceOf(ctx)
 	if in == nil {
 		panic(&TrapError{Func: fn, Reason: "called outside a greenroom call (no instance state in context)"})
 	}

@@ -116,7 +116,7 @@ func (c *Counters) Calls(i int) (calls, denied int64) {
 // instance's Counters.
 func counted(i int, hasResult bool, f api.GoModuleFunction) api.GoModuleFunction {
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-		in, _ := ctx.Value(instanceKey{}).(*Instance)
+		in := instanceOf(ctx)
 		if in == nil || in.Counters == nil {
 			f.Call(ctx, mod, stack)
 			return

@@ -4,69 +4,74 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
 
-// callContext is the context of the call in progress on an instance: it
-// ends at the call's deadline (DeadlineExceeded), when the caller's context
-// ends, or when the call is interrupted (Canceled), and then raises the
-// instance's interrupt flag. An instance keeps one and reuses it from call
-// to call, so that a call allocates nothing for its deadline:
-// context.WithDeadline plus context.AfterFunc cost about 4 µs per call
-// (a timer, a channel, two child maps, and the lock of the caller's
-// context, which every call in flight shares).
+// callContext is the context of one call into an instance: it ends at the
+// call's deadline (DeadlineExceeded), when the caller's context ends, when
+// the call is interrupted (Canceled), or when the call returns, and when
+// it ends during the call it raises the instance's interrupt flag.
+//
+// It replaces context.WithDeadline + context.AfterFunc +
+// hostfuncs.WithInstance per call, which cost about 4 µs and eleven
+// allocations (a timer, channels, two child maps, and the lock of the
+// caller's context, which every call in flight shares). What a call needs
+// beyond this one small object lives in the instance and is reused: the
+// timer (callTimer), and the watch on the caller's context, made once per
+// distinct caller's context (callers mostly pass the server's).
 //
 // It carries none of the caller's values (Value returns nil): nothing a
 // call uses needs them, and delegating would let context.Cause find the
-// caller's cancelCtx instead of this context's error.
+// caller's cancelCtx instead of this context's error. It implements
+// AfterFunc, which the context package uses for contexts derived from it
+// (a statement's timeout, an HTTP request's) instead of a goroutine each.
 type callContext struct {
-	in    *instance
-	timer *time.Timer // calls expire; made once, reset per call
-
-	mu       sync.Mutex
-	active   bool // a call is in progress
+	in       *instance
+	parent   context.Context
 	deadline time.Time
-	err      error
-	done     chan struct{} // made when asked for
-	afters   []*afterFunc  // see AfterFunc
 
-	// linked is the caller's context of the latest call, watched for
-	// cancellation by unlink's registration; callers mostly pass the same
-	// one (the server's), so registering is rare. unlink is only used by
-	// the goroutine making calls.
-	linked context.Context
-	unlink func() bool
+	mu     sync.Mutex
+	active bool // the call has not returned
+	err    error
+	done   chan struct{} // made when asked for
+	afters []*afterFunc
 }
 
 type afterFunc struct{ f func() }
 
-func newCallContext(in *instance) *callContext {
-	c := &callContext{in: in}
-	c.timer = time.AfterFunc(time.Hour, c.expire)
-	c.timer.Stop()
-	return c
+// callTimer is what an instance keeps for its calls' contexts.
+type callTimer struct {
+	cur   atomic.Pointer[callContext] // the call in progress
+	timer *time.Timer                 // its deadline; made once, reset per call
+
+	// linked is the caller's context of a recent call, watched for
+	// cancellation through unlink's registration. Only the goroutine
+	// making the instance's calls uses them.
+	linked context.Context
+	unlink func() bool
 }
 
-// begin starts a call under parent, ending at deadline.
-func (c *callContext) begin(parent context.Context, deadline time.Time) {
-	c.mu.Lock()
-	c.active, c.err, c.done, c.deadline = true, nil, nil, deadline
-	c.mu.Unlock()
-	c.timer.Reset(time.Until(deadline))
-	if parent != c.linked {
-		if c.unlink != nil {
-			c.unlink()
+func (t *callTimer) init() {
+	t.timer = time.AfterFunc(time.Hour, t.expire)
+	t.timer.Stop()
+}
+
+// begin starts the context of a call under parent, ending at deadline.
+func (t *callTimer) begin(in *instance, parent context.Context, deadline time.Time) *callContext {
+	c := &callContext{in: in, parent: parent, deadline: deadline, active: true}
+	t.cur.Store(c)
+	t.timer.Reset(time.Until(deadline))
+	if parent != t.linked {
+		if t.unlink != nil {
+			t.unlink()
 		}
-		c.mu.Lock()
-		c.linked = parent
-		c.mu.Unlock()
-		c.unlink = nil
+		t.linked, t.unlink = parent, nil
 		if parent.Done() != nil {
-			c.unlink = context.AfterFunc(parent, func() {
-				c.mu.Lock()
-				current := c.linked == parent
-				c.mu.Unlock()
-				if current {
+			t.unlink = context.AfterFunc(parent, func() {
+				if c := t.cur.Load(); c != nil && c.parent == parent {
 					c.cancel(parent.Err())
 				}
 			})
@@ -79,21 +84,70 @@ func (c *callContext) begin(parent context.Context, deadline time.Time) {
 		default:
 		}
 	}
+	return c
 }
 
-// end ends the call. It returns the context's error as the call ended;
+// end ends c's call. It returns the context's error as the call returned;
 // when not nil, the interrupt flag was raised and the instance must not
-// serve again. Whoever still holds the context sees it canceled.
-func (c *callContext) end() error {
-	c.timer.Stop()
+// serve again. Whoever still holds c sees it canceled from now on.
+func (t *callTimer) end(c *callContext) error {
+	t.timer.Stop()
+	t.cur.Store(nil)
 	c.mu.Lock()
 	err := c.err
 	c.active = false
-	if err == nil && c.done != nil {
-		close(c.done)
+	if err == nil {
+		c.err = context.Canceled
+		if c.done != nil {
+			close(c.done)
+		}
 	}
 	c.unlockAndRunAfters()
 	return err
+}
+
+// close releases the timer and the watch on the caller's context; the
+// instance is being closed.
+func (t *callTimer) close() {
+	t.timer.Stop()
+	if t.unlink != nil {
+		t.unlink()
+	}
+}
+
+// cancel interrupts the call in progress, if any.
+func (t *callTimer) cancel(err error) {
+	if c := t.cur.Load(); c != nil {
+		c.cancel(err)
+	}
+}
+
+// expire is the timer's function. A timer that fired for an earlier call
+// (its Stop came too late) finds the current call's deadline ahead, or no
+// call, and does nothing.
+func (t *callTimer) expire() {
+	if c := t.cur.Load(); c != nil && !time.Now().Before(c.deadline) {
+		c.cancel(context.DeadlineExceeded)
+	}
+}
+
+// cancel ends the context with err; if the call is still running, it
+// raises the instance's interrupt flag. An ended context stays as it is.
+func (c *callContext) cancel(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	if in := c.in; c.active && in.flag != nil {
+		in.flag.Set(1)
+		in.fuel.Set(1) // check at the next loop iteration or call
+	}
+	if c.done != nil {
+		close(c.done)
+	}
+	c.unlockAndRunAfters()
 }
 
 // unlockAndRunAfters takes the functions registered with AfterFunc,
@@ -107,58 +161,14 @@ func (c *callContext) unlockAndRunAfters() {
 	}
 }
 
-// close releases the timer and the watch on the caller's context; the
-// instance is being closed.
-func (c *callContext) close() {
-	c.timer.Stop()
-	if c.unlink != nil {
-		c.unlink()
-	}
-}
-
-// expire is the timer's function. A timer that fired for an earlier call
-// (its Stop came too late) finds the current call's deadline ahead and
-// does nothing.
-func (c *callContext) expire() {
-	c.mu.Lock()
-	early := time.Now().Before(c.deadline)
-	c.mu.Unlock()
-	if !early {
-		c.cancel(context.DeadlineExceeded)
-	}
-}
-
-// cancel ends the call in progress with err and raises the instance's
-// interrupt flag; without a call in progress it does nothing.
-func (c *callContext) cancel(err error) {
-	c.mu.Lock()
-	if !c.active || c.err != nil {
-		c.mu.Unlock()
-		return
-	}
-	c.err = err
-	if in := c.in; in.flag != nil {
-		in.flag.Set(1)
-		in.fuel.Set(1) // check at the next loop iteration or call
-	}
-	if c.done != nil {
-		close(c.done)
-	}
-	c.unlockAndRunAfters()
-}
-
-func (c *callContext) Deadline() (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.deadline, true
-}
+func (c *callContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func (c *callContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
 		c.done = make(chan struct{})
-		if c.err != nil || !c.active {
+		if c.err != nil {
 			close(c.done)
 		}
 	}
@@ -168,22 +178,21 @@ func (c *callContext) Done() <-chan struct{} {
 func (c *callContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err == nil && !c.active {
-		return context.Canceled
-	}
 	return c.err
 }
 
 func (c *callContext) Value(any) any { return nil }
 
-// AfterFunc arranges for f to run in its own goroutine when the call ends
-// or is canceled. The context package uses it for contexts derived from
-// this one (a statement's timeout, an HTTP request's), which would
-// otherwise each need a goroutine to watch Done.
+// GreenroomInstance gives host functions the call's instance state (see
+// hostfuncs.InstanceContext).
+func (c *callContext) GreenroomInstance() *hostfuncs.Instance { return &c.in.state }
+
+// AfterFunc arranges for f to run in its own goroutine when the context
+// ends; stop cancels that unless it already happened.
 func (c *callContext) AfterFunc(f func()) (stop func() bool) {
 	a := &afterFunc{f: f}
 	c.mu.Lock()
-	if c.err != nil || !c.active {
+	if c.err != nil {
 		c.mu.Unlock()
 		go f()
 		return func() bool { return false }

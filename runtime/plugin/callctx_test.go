@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,13 +29,20 @@ func notDone(t *testing.T, ctx context.Context, what string) {
 	}
 }
 
+func newTestCallTimer(t *testing.T) (*instance, *callTimer) {
+	in := &instance{}
+	in.ct.init()
+	t.Cleanup(in.ct.close)
+	return in, &in.ct
+}
+
 func TestCallContext(t *testing.T) {
-	c := newCallContext(&instance{})
-	defer c.close()
+	in, ct := newTestCallTimer(t)
+	bg := context.Background()
 
 	// The deadline ends the call, and a context derived from the call's
 	// ends with it.
-	c.begin(context.Background(), time.Now().Add(20*time.Millisecond))
+	c := ct.begin(in, bg, time.Now().Add(20*time.Millisecond))
 	child, cancel := context.WithTimeout(c, time.Hour)
 	defer cancel()
 	notDone(t, c, "before the deadline")
@@ -43,72 +51,111 @@ func TestCallContext(t *testing.T) {
 	if !errors.Is(c.Err(), context.DeadlineExceeded) || !errors.Is(child.Err(), context.DeadlineExceeded) {
 		t.Fatalf("Err = %v, derived %v; want DeadlineExceeded", c.Err(), child.Err())
 	}
-	if err := c.end(); !errors.Is(err, context.DeadlineExceeded) {
+	if err := ct.end(c); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("end = %v", err)
 	}
 
-	// A call that ends in time: its derived contexts end with it, and the
-	// next call starts afresh; the earlier call's timer, stopped, never
-	// cancels a later call.
-	c.begin(context.Background(), time.Now().Add(30*time.Millisecond))
+	// A call that returns in time: its derived contexts end with it; the
+	// next call starts afresh, and the earlier call's timer, stopped,
+	// never cancels it.
+	c = ct.begin(in, bg, time.Now().Add(30*time.Millisecond))
 	child2, cancel2 := context.WithCancel(c)
 	defer cancel2()
-	if err := c.end(); err != nil {
+	if err := ct.end(c); err != nil {
 		t.Fatalf("end of a call in time = %v", err)
 	}
 	waitDone(t, child2, "derived context after the call")
-	if c.Err() == nil {
-		t.Error("the context of an ended call is not canceled")
-	}
-	c.begin(context.Background(), time.Now().Add(time.Hour))
+	c = ct.begin(in, bg, time.Now().Add(time.Hour))
 	time.Sleep(60 * time.Millisecond)
 	notDone(t, c, "past the previous call's deadline")
-	c.cancel(context.Canceled) // an interrupt (forced drain)
+	ct.cancel(context.Canceled) // an interrupt (forced drain)
 	waitDone(t, c, "interrupt")
-	if err := c.end(); !errors.Is(err, context.Canceled) {
+	if err := ct.end(c); !errors.Is(err, context.Canceled) {
 		t.Fatalf("end after an interrupt = %v", err)
 	}
 
-	// Cancel without a call in progress does nothing to the next call.
-	c.cancel(context.Canceled)
-	c.begin(context.Background(), time.Now().Add(time.Hour))
-	notDone(t, c, "after a cancel between calls")
-	c.end()
+	// An interrupt without a call in progress does nothing to the next.
+	ct.cancel(context.Canceled)
+	c = ct.begin(in, bg, time.Now().Add(time.Hour))
+	notDone(t, c, "after an interrupt between calls")
+	ct.end(c)
 
 	// The caller's context ending ends the call; a caller's context that
 	// was replaced by another does not.
-	parentA, cancelA := context.WithCancel(context.Background())
-	c.begin(parentA, time.Now().Add(time.Hour))
+	parentA, cancelA := context.WithCancel(bg)
+	c = ct.begin(in, parentA, time.Now().Add(time.Hour))
 	cancelA()
 	waitDone(t, c, "caller's context canceled")
-	c.end()
-	c.begin(parentA, time.Now().Add(time.Hour))
+	ct.end(c)
+	c = ct.begin(in, parentA, time.Now().Add(time.Hour))
 	waitDone(t, c, "a call under an already canceled caller's context")
-	c.end()
-	parentB, cancelB := context.WithCancel(context.Background())
-	parentC, cancelC := context.WithCancel(context.Background())
+	ct.end(c)
+	parentB, cancelB := context.WithCancel(bg)
+	parentC, cancelC := context.WithCancel(bg)
 	defer cancelC()
-	c.begin(parentB, time.Now().Add(time.Hour))
-	c.end()
-	c.begin(parentC, time.Now().Add(time.Hour))
+	c = ct.begin(in, parentB, time.Now().Add(time.Hour))
+	ct.end(c)
+	c = ct.begin(in, parentC, time.Now().Add(time.Hour))
 	cancelB()
 	time.Sleep(20 * time.Millisecond)
 	notDone(t, c, "an earlier caller's context canceled")
-	c.end()
+	ct.end(c)
 }
+
+// A call's context, once done, stays done with its error, whatever later
+// calls on the instance do: code that outlives a call (a goroutine the
+// context package starts to watch a derived context, a connection's
+// cleanup) must never see Done closed and Err nil. (Reusing one context
+// object for every call broke that, and the context package panicked
+// with "missing cancel error" under load.)
+func TestCallContextOutlivesItsCall(t *testing.T) {
+	in, ct := newTestCallTimer(t)
+	var wg sync.WaitGroup
+	var prev context.Context
+	for i := range 2000 {
+		c := ct.begin(in, context.Background(), time.Now().Add(time.Hour))
+		if prev != nil && prev.Err() == nil {
+			t.Fatal("the previous call's context has no error once the next call began")
+		}
+		prev = c
+		// opaque hides AfterFunc, so the context package watches the
+		// derived context from a goroutine that may run after the call.
+		child, cancel := context.WithCancel(opaque{c})
+		wg.Go(func() {
+			<-child.Done()
+			cancel()
+		})
+		if i%2 == 0 {
+			ct.cancel(context.Canceled)
+		}
+		ct.end(c)
+		if c.Err() == nil {
+			t.Fatal("ended call's context has no error")
+		}
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("ended call's context not done")
+		}
+	}
+	wg.Wait()
+}
+
+// opaque is a context that hides its implementation's methods beyond
+// context.Context.
+type opaque struct{ context.Context }
 
 // AfterFunc registrations run when the call ends and not after stop.
 func TestCallContextAfterFunc(t *testing.T) {
-	c := newCallContext(&instance{})
-	defer c.close()
-	c.begin(context.Background(), time.Now().Add(time.Hour))
+	in, ct := newTestCallTimer(t)
+	c := ct.begin(in, context.Background(), time.Now().Add(time.Hour))
 	ran := make(chan string, 2)
 	stop := context.AfterFunc(c, func() { ran <- "kept" })
 	stopped := context.AfterFunc(c, func() { ran <- "stopped" })
 	if !stopped() {
 		t.Fatal("stop of a pending function returned false")
 	}
-	c.end()
+	ct.end(c)
 	select {
 	case got := <-ran:
 		if got != "kept" {

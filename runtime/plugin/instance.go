@@ -35,9 +35,9 @@ type instance struct {
 	callCtx context.Context
 	stdout  lineWriter
 	stderr  lineWriter
-	// ctx is the context of the instance's calls; its cancel ends the
+	// ct makes the contexts of the instance's calls; its cancel ends the
 	// call in progress (a forced drain uses it).
-	ctx *callContext
+	ct callTimer
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress.
 	oom bool
@@ -51,7 +51,7 @@ type instance struct {
 // guest's initializer (for Go guests: the runtime and every init function).
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{p: p}
-	in.ctx = newCallContext(in)
+	in.ct.init()
 	in.state.Host = p.spec.Host
 	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
@@ -96,7 +96,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		in.state.Initializing = false
 		in.state.EndCall()
 		if err != nil {
-			in.ctx.close()
+			in.ct.close()
 			mod.Close(context.Background())
 			return nil, fmt.Errorf("guest initializer (%s): %w", kind, err)
 		}
@@ -114,22 +114,21 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 // not nil, and reports tainted when the interrupt fired, even if the call
 // managed to return: such an instance must be discarded.
 func (in *instance) run(parent context.Context, deadline time.Time, fn api.Function, arg uint64) (code uint64, kind Failure, tainted bool, err error) {
-	c := in.ctx
-	c.begin(parent, deadline)
+	c := in.ct.begin(in, parent, deadline)
 	code, err = in.call(c, fn, arg)
 	if err != nil {
 		kind = classify(c, err, in.oom) // before end, which would mask why
 	}
-	return code, kind, c.end() != nil && in.flag != nil, err
+	return code, kind, in.ct.end(c) != nil && in.flag != nil, err
 }
 
 // call invokes fn(arg) in the instance under ctx and returns its result.
-func (in *instance) call(ctx context.Context, fn api.Function, arg uint64) (uint64, error) {
+func (in *instance) call(ctx *callContext, fn api.Function, arg uint64) (uint64, error) {
 	in.callCtx = ctx
 	in.oom = false
 	in.calls++
 	in.stack[0] = arg
-	err := fn.CallWithStack(hostfuncs.WithInstance(ctx, &in.state), in.stack[:])
+	err := fn.CallWithStack(ctx, in.stack[:])
 	in.callCtx = nil
 	in.flushOutput()
 	return in.stack[0], err
@@ -170,7 +169,7 @@ func (in *instance) memorySize() uint64 {
 }
 
 func (in *instance) close() {
-	in.ctx.close()
+	in.ct.close()
 	if in.mod != nil {
 		in.mod.Close(context.Background())
 	}

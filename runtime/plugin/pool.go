@@ -166,7 +166,7 @@ func (pl *pool) drop(in *instance) {
 func (pl *pool) interrupt() int {
 	pl.mu.Lock()
 	for in := range pl.all {
-		in.ctx.cancel(context.Canceled)
+		in.ct.cancel(context.Canceled)
 	}
 	pl.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
