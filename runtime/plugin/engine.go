@@ -101,17 +101,18 @@ func rewriteKey(sum string, opts instrument.Options) string {
 }
 
 // compile returns the compiled module of code (which key names, see
-// rewriteKey) in the runtime for
-// closeOnDone, compiling and validating it unless a plugin already did:
+// rewriteKey) in the runtime for closeOnDone, compiling and validating it
+// unless a plugin already did:
 // plugins running the same module share it (its machine code and the
 // module wazero keeps decoded, together about three times the size of the
 // module). release gives the module back; the last release closes it.
 //
 // fresh says that code is likely not in the compilation cache. Such
 // compilations run one at a time, each on every core (the caller's
-// experimental.WithCompilationWorkers), where five at once made a cold
-// start slower; the others (decoding, validating and reading machine
-// code from the cache: one core each) run in parallel.
+// experimental.WithCompilationWorkers): five at once only competed for
+// the same cores (a cold start took as long, within noise) and held more
+// memory at their peak. The others (decoding, validating and reading
+// machine code from the cache: one core each) run in parallel.
 func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
 	r, err := e.runtime(ctx, closeOnDone)
 	if err != nil {

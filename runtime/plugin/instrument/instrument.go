@@ -82,7 +82,7 @@ const (
 	secTag       = 13
 )
 
-// Stats describes what Interruptible inserted.
+// Stats describes what Rewrite changed.
 type Stats struct {
 	Functions int // checks at function entries
 	Loops     int // checks at loop headers
