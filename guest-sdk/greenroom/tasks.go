@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -211,14 +210,33 @@ const handleError = 3
 
 // Native checks, approximating the runtime's (runtime/scheduler.NewTask).
 
-var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// validTaskID reports whether id matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$,
+// the runtime's scheduler.TaskIDPattern. It is written out rather than a
+// regexp because the regexp package would add about 190 KB of code to
+// every plugin, which the host decodes, validates and compiles at each
+// load and each instance runs the initializer of (docs/benchmarks.md).
+func validTaskID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func checkTask(t Task) error {
 	bad := func(format string, args ...any) error {
 		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q: ", t.ID) + fmt.Sprintf(format, args...)}
 	}
 	switch {
-	case !taskIDPattern.MatchString(t.ID):
+	case !validTaskID(t.ID):
 		return bad("invalid id: want 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	case t.Cron != "" && t.Every != 0:
 		return bad("set either Cron or Every, not both")

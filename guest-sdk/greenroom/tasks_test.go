@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,17 @@ func TestRunTaskEnvelope(t *testing.T) {
 	}
 	if code, _ := runTask(env + "x"); code != handleBadInput {
 		t.Errorf("trailing bytes: %d", code)
+	}
+}
+
+// TestValidTaskID holds validTaskID to the runtime's pattern.
+func TestValidTaskID(t *testing.T) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	ids := []string{"", "a", "A", "0", "-a", ".a", "_a", "a-b.c_d", "a b", "a/b", "é", "a\n", "a\x00",
+		strings.Repeat("a", 128), strings.Repeat("a", 129), "z9.-_", "ok\u00e9"}
+	for _, id := range ids {
+		if got, want := validTaskID(id), pattern.MatchString(id); got != want {
+			t.Errorf("validTaskID(%q) = %v, the runtime's pattern says %v", id, got, want)
+		}
 	}
 }
