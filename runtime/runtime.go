@@ -63,6 +63,7 @@ type Runtime struct {
 	opts   Options
 	cache  wazero.CompilationCache
 	engine *plugin.Engine
+	sums   sumIndex
 	table  atomic.Pointer[slotTable]
 	db     *database.Service
 	sched  *scheduler.Scheduler
@@ -176,7 +177,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), plogs: map[string]*logging.PluginLogger{}, reader: reader}
+	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{filepath.Join(cacheDir, "sums")}, plogs: map[string]*logging.PluginLogger{}, reader: reader}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	r.sched = scheduler.New(scheduler.Config{
@@ -335,11 +336,11 @@ func (r *Runtime) Load(ctx context.Context) {
 func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) error {
 	pc := cfg.Plugins[s.ID]
 	path := resolve(cfg, "plugins."+s.ID+".path", pc.Path)
-	wasm, err := r.readWasm(ctx, s.ID, path)
+	src, err := r.readWasm(ctx, s.ID, path)
 	if err != nil {
 		return err
 	}
-	sum := plugin.SHA256(wasm)
+	sum := src.sum
 	if s.cur.Load() != nil && s.sum == sum && s.path == path && reflect.DeepEqual(s.pc, pc) {
 		return errUnchanged
 	}
@@ -349,7 +350,7 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return err
 	}
 	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
-	p, err := r.loadPlugin(ctx, cfg, s, pc, h, wasm, sum)
+	p, err := r.loadPlugin(ctx, cfg, s, pc, h, src)
 	if err != nil {
 		return err
 	}
@@ -438,21 +439,18 @@ func (r *Runtime) retire(old *plugin.Plugin, drain time.Duration) {
 	}()
 }
 
-// readWasm returns the module bytes of plugin id at path, building them
-// first when path is a source directory and the runtime may build.
-func (r *Runtime) readWasm(ctx context.Context, id, path string) ([]byte, error) {
+// readWasm returns the module of plugin id at path (see sumIndex: its
+// bytes may be read only later, if needed), building it first when path is
+// a source directory and the runtime may build.
+func (r *Runtime) readWasm(ctx context.Context, id, path string) (wasmSource, error) {
 	wasmPath, err := r.wasmPath(ctx, id, path)
 	if err != nil {
-		return nil, err
+		return wasmSource{}, err
 	}
-	wasm, err := os.ReadFile(wasmPath)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", wasmPath, err)
-	}
-	return wasm, nil
+	return r.sums.load(wasmPath)
 }
 
-func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, wasm []byte, sum string) (*plugin.Plugin, error) {
+func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, src wasmSource) (*plugin.Plugin, error) {
 	id := s.ID
 	lim := pc.Limits
 	if !lim.Interruptible {
@@ -483,10 +481,12 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 	}
 	h.db = pdb
 	p, err := plugin.Load(ctx, plugin.Spec{
-		ID:     id,
-		Wasm:   wasm,
-		SHA256: pc.SHA256,
-		Sum:    sum,
+		ID:       id,
+		Wasm:     src.wasm,
+		ReadWasm: src.read,
+		Size:     src.size,
+		SHA256:   pc.SHA256,
+		Sum:      src.sum,
 		Limits: plugin.Limits{
 			Memory:       uint64(lim.Memory),
 			Timeout:      lim.Timeout.D(),

@@ -65,16 +65,26 @@ func NewEngine(cache wazero.CompilationCache, dir string) *Engine {
 	return &Engine{cache: cache, dir: dir, compiling: make(chan struct{}, 1), runtimes: map[bool]wazero.Runtime{}, modules: map[moduleKey]*sharedModule{}}
 }
 
-// rewrite is instrument.Rewrite, remembered on disk: the output depends
-// only on the input, the options and the rewriter's version, and reading
-// it back costs a few milliseconds where rewriting a Go module costs tens.
-func (e *Engine) rewrite(wasm []byte, sum string, opts instrument.Options) ([]byte, instrument.Stats, error) {
+// rewrite is instrument.Rewrite of the module original returns (whose
+// sha256 is sum), remembered on disk: the output depends only on the
+// input, the options and the rewriter's version, and reading it back costs
+// a few milliseconds where rewriting a Go module costs tens. original is
+// only called when the output is not on disk.
+func (e *Engine) rewrite(original func() ([]byte, error), sum string, opts instrument.Options) ([]byte, instrument.Stats, error) {
 	if e == nil || e.dir == "" {
+		wasm, err := original()
+		if err != nil {
+			return nil, instrument.Stats{}, err
+		}
 		return instrument.Rewrite(wasm, opts)
 	}
 	path := filepath.Join(e.dir, rewriteKey(sum, opts)+".wasm")
 	if b, err := os.ReadFile(path); err == nil {
 		return b, instrument.Stats{Cached: true}, nil
+	}
+	wasm, err := original()
+	if err != nil {
+		return nil, instrument.Stats{}, err
 	}
 	out, st, err := instrument.Rewrite(wasm, opts)
 	if err != nil {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,30 +41,38 @@ func TestEngineSharesIdenticalModules(t *testing.T) {
 	}
 }
 
-// Rewritten modules are kept on disk and reused.
+// Rewritten modules are kept on disk and reused, without reading the
+// original module again.
 func TestEngineRewriteCache(t *testing.T) {
 	dir := t.TempDir()
 	eng := NewEngine(nil, dir)
 	opts := instrument.Options{Interrupt: true, MaxMemoryPages: 512}
 	sum := SHA256(hostileWasm)
-	first, st, err := eng.rewrite(hostileWasm, sum, opts)
-	if err != nil || st.Cached {
-		t.Fatalf("first rewrite: cached=%v %v", st.Cached, err)
+	reads := 0
+	original := func() ([]byte, error) { reads++; return hostileWasm, nil }
+	first, st, err := eng.rewrite(original, sum, opts)
+	if err != nil || st.Cached || reads != 1 {
+		t.Fatalf("first rewrite: cached=%v reads=%d %v", st.Cached, reads, err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.wasm"))
 	if len(files) != 1 {
 		t.Fatalf("cache files: %v", files)
 	}
-	second, st, err := eng.rewrite(hostileWasm, sum, opts)
-	if err != nil || !st.Cached || string(second) != string(first) {
-		t.Fatalf("second rewrite: cached=%v same=%v %v", st.Cached, string(second) == string(first), err)
+	second, st, err := eng.rewrite(original, sum, opts)
+	if err != nil || !st.Cached || string(second) != string(first) || reads != 1 {
+		t.Fatalf("second rewrite: cached=%v same=%v reads=%d %v", st.Cached, string(second) == string(first), reads, err)
 	}
 	// Other options are another entry.
-	if _, st, _ := eng.rewrite(hostileWasm, sum, instrument.Options{MaxMemoryPages: 512}); st.Cached {
-		t.Error("different options hit the same cache entry")
+	if _, st, _ := eng.rewrite(original, sum, instrument.Options{MaxMemoryPages: 512}); st.Cached || reads != 2 {
+		t.Errorf("different options: cached=%v reads=%d; want another entry, rewritten from the original", st.Cached, reads)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Errorf("cache holds %d entries, want 2", len(entries))
+	}
+	// A failure to read the original is returned as such.
+	failing := func() ([]byte, error) { return nil, errors.New("gone") }
+	if _, _, err := eng.rewrite(failing, SHA256([]byte("other")), opts); err == nil || err.Error() != "gone" {
+		t.Errorf("unreadable original: %v", err)
 	}
 }
 

@@ -60,10 +60,17 @@ const (
 
 // Spec is everything Load needs to know about one plugin.
 type Spec struct {
-	ID     string
-	Wasm   []byte
+	ID   string
+	Wasm []byte
+	// ReadWasm, when Wasm is nil, reads the module's bytes. Load calls it
+	// only if it needs them: when the engine has no rewritten module for
+	// Sum on disk. Sum and Size are then required.
+	ReadWasm func() ([]byte, error)
+	// Size is the module's length in bytes when Wasm is nil.
+	Size   int
 	SHA256 string // optional pin, hex
-	// Sum is the hex sha256 of Wasm when the caller already computed it.
+	// Sum is the hex sha256 of the module, when the caller already
+	// computed it.
 	Sum    string
 	Limits Limits
 	// Host provides the plugin's host functions (config, capabilities).
@@ -132,11 +139,17 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		spec.HostCounters = hostfuncs.NewCounters()
 	}
 	p := &Plugin{id: spec.ID, spec: spec, log: spec.Log}
-	sum := spec.Sum
-	if sum == "" {
-		sum = SHA256(spec.Wasm)
+	wasm, size, sum := spec.Wasm, len(spec.Wasm), spec.Sum
+	lazy := wasm == nil && spec.ReadWasm != nil
+	if lazy {
+		if sum == "" {
+			return nil, errors.New("plugin spec has ReadWasm but no Sum")
+		}
+		size = spec.Size
+	} else if sum == "" {
+		sum = SHA256(wasm)
 	}
-	p.info = Info{SHA256: sum, Size: len(spec.Wasm)}
+	p.info = Info{SHA256: sum, Size: size}
 	if pin := strings.ToLower(strings.TrimSpace(spec.SHA256)); pin != "" && pin != p.info.SHA256 {
 		return nil, fmt.Errorf("sha256 pin mismatch: config pins %s, file is %s", pin, p.info.SHA256)
 	}
@@ -144,8 +157,25 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if pages == 0 {
 		return nil, fmt.Errorf("memory limit %d bytes is less than one 64 KiB page", lim.Memory)
 	}
-	if err := checkMagic(spec.Wasm); err != nil {
-		return nil, err
+	if !lazy {
+		if err := checkMagic(wasm); err != nil {
+			return nil, err
+		}
+	}
+	// original returns the module's bytes, reading them first if the
+	// caller deferred that.
+	original := func() ([]byte, error) {
+		if lazy {
+			b, err := spec.ReadWasm()
+			if err != nil {
+				return nil, &sourceError{err}
+			}
+			if err := checkMagic(b); err != nil {
+				return nil, &sourceError{err}
+			}
+			wasm, lazy = b, false
+		}
+		return wasm, nil
 	}
 	// The module is rewritten: its memory maximum becomes the plugin's
 	// cap, and (unless the operator turned it off) loops and calls get the
@@ -167,7 +197,11 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	seen := false
 	if !lim.NoInterrupt && !spec.forceWazero {
 		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages}
-		out, st, err := engine.rewrite(spec.Wasm, sum, opts)
+		out, st, err := engine.rewrite(original, sum, opts)
+		var serr *sourceError
+		if errors.As(err, &serr) {
+			return nil, serr.err
+		}
 		if err != nil {
 			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
 		} else {
@@ -182,7 +216,11 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		}
 		opts := instrument.Options{MaxMemoryPages: pages}
 		var st instrument.Stats
-		if code, st, err = engine.rewrite(spec.Wasm, sum, opts); err != nil {
+		if code, st, err = engine.rewrite(original, sum, opts); err != nil {
+			var serr *sourceError
+			if errors.As(err, &serr) {
+				return nil, serr.err
+			}
 			return nil, err
 		}
 		seen = st.Cached
@@ -190,14 +228,14 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	}
 	// The module's bytes are not needed once compiled (the decoded module
 	// keeps what it uses); a plugin does not hold them for its lifetime.
-	p.spec.Wasm = nil
+	p.spec.Wasm, p.spec.ReadWasm = nil, nil
 	cstart := time.Now()
 	if p.rt, err = engine.runtime(ctx, p.mode == InterruptWazero); err != nil {
 		return nil, err
 	}
 	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, key, code, !seen)
 	p.CompileTime = time.Since(cstart)
-	p.info.SHA256, p.info.Size = sum, len(spec.Wasm)
+	p.info.SHA256, p.info.Size = sum, size
 	if err != nil {
 		return nil, err
 	}

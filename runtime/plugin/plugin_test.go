@@ -274,3 +274,42 @@ func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal naming the memory the module needs", err)
 	}
 }
+
+// With ReadWasm, Load reads the module only when the engine has no
+// rewritten copy on disk, and refuses bytes that are not a module.
+func TestLoadReadsModuleLazily(t *testing.T) {
+	ctx := context.Background()
+	eng := NewEngine(testCache, t.TempDir())
+	defer eng.Close(ctx)
+	host := testHost{log: logrus.NewEntry(logrus.New())}
+	reads := 0
+	spec := Spec{ID: "hostile", Sum: SHA256(hostileWasm), Size: len(hostileWasm), Limits: testLimits(), Host: host, Engine: eng,
+		ReadWasm: func() ([]byte, error) { reads++; return hostileWasm, nil }}
+	for i := range 2 {
+		p, err := Load(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := p.Info(); info.SHA256 != spec.Sum || info.Size != len(hostileWasm) {
+			t.Errorf("info %+v, want the given sum and size", info)
+		}
+		p.Close(ctx)
+		if reads != 1 {
+			t.Errorf("load %d: module read %d times, want 1", i+1, reads)
+		}
+	}
+	bad := spec
+	bad.Sum = SHA256([]byte("not wasm"))
+	bad.ReadWasm = func() ([]byte, error) { return []byte("not wasm"), nil }
+	if _, err := Load(ctx, bad); err == nil || !strings.Contains(err.Error(), "not a WebAssembly module") {
+		t.Errorf("not a module: %v", err)
+	}
+	bad.ReadWasm = func() ([]byte, error) { return nil, errors.New("file vanished") }
+	if _, err := Load(ctx, bad); err == nil || err.Error() != "file vanished" {
+		t.Errorf("unreadable: %v", err)
+	}
+	bad.Sum = ""
+	if _, err := Load(ctx, bad); err == nil || !strings.Contains(err.Error(), "no Sum") {
+		t.Errorf("no sum: %v", err)
+	}
+}
