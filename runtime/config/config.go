@@ -196,24 +196,24 @@ type Plugin struct {
 
 // Limits bound one plugin.
 type Limits struct {
-	Memory       Size     `toml:"memory"`
-	Timeout      Duration `toml:"timeout"`
-	Instances    int      `toml:"instances"`
-	QueueTimeout Duration `toml:"queue_timeout"`
-	MaxRequests  int      `toml:"max_requests"`
-	RetireMemory Size     `toml:"retire_memory"`
+	Memory       Size     `toml:"memory" json:"memory"`
+	Timeout      Duration `toml:"timeout" json:"timeout"`
+	Instances    int      `toml:"instances" json:"instances"`
+	QueueTimeout Duration `toml:"queue_timeout" json:"queue_timeout"`
+	MaxRequests  int      `toml:"max_requests" json:"max_requests"`
+	RetireMemory Size     `toml:"retire_memory" json:"retire_memory"`
 	// MaxResponse bounds a response body; default 16MiB.
-	MaxResponse Size `toml:"max_response"`
+	MaxResponse Size `toml:"max_response" json:"max_response"`
 	// Interruptible keeps the deadline check in the guest's loops; turning
 	// it off is for plugins the operator vetted, and is logged loudly.
-	Interruptible bool `toml:"interruptible"`
+	Interruptible bool `toml:"interruptible" json:"interruptible"`
 
-	DBMaxConns         int      `toml:"db_max_conns"`
-	DBStatementTimeout Duration `toml:"db_statement_timeout"`
-	DBMaxResult        Size     `toml:"db_max_result"`
+	DBMaxConns         int      `toml:"db_max_conns" json:"db_max_conns"`
+	DBStatementTimeout Duration `toml:"db_statement_timeout" json:"db_statement_timeout"`
+	DBMaxResult        Size     `toml:"db_max_result" json:"db_max_result"`
 
-	LogRate  float64 `toml:"log_rate"`
-	LogBurst int     `toml:"log_burst"`
+	LogRate  float64 `toml:"log_rate" json:"log_rate"`
+	LogBurst int     `toml:"log_burst" json:"log_burst"`
 }
 
 // Capabilities are what the operator granted a plugin.

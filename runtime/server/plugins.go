@@ -232,7 +232,11 @@ type pluginView struct {
 	ID        string        `json:"id"`
 	State     runtime.State `json:"state"`
 	LastError string        `json:"last_error,omitempty"`
-	Info      *plugin.Info  `json:"module,omitempty"`
+	// SHA256 and ABIVersion repeat the running module's, from Info, at the
+	// top level where an operator's script looks first.
+	SHA256     string       `json:"sha256,omitempty"`
+	ABIVersion int          `json:"abi_version,omitempty"`
+	Info       *plugin.Info `json:"module,omitempty"`
 	// Granted are the capabilities the operator granted; Ungranted the
 	// ones the module imports that were not granted (its calls to them
 	// are denied).
@@ -265,6 +269,7 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 		if p := slot.Plugin(); p != nil {
 			info, stats := p.Info(), p.Stats()
 			v.Info, v.Pool = &info, &stats
+			v.SHA256, v.ABIVersion = info.SHA256, info.ABIVersion
 			v.Interruption = string(p.Interruption())
 			for _, c := range info.Capabilities {
 				if !slices.Contains(v.Granted, c) {

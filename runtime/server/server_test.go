@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -352,5 +355,118 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	}
 	if h.Get("X-Fine") != "yes" {
 		t.Errorf("safe header dropped: %v", h)
+	}
+}
+
+// The admin view shows each plugin's state, module, grants (and what its
+// module imports without a grant), limits, pool and last load error.
+func TestAdminPluginView(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.wasm")
+	in := start(t, fmt.Sprintf(`
+[plugins.hello]
+path = %q
+limits = { instances = 3 }
+[plugins.logurl]
+path = %q
+[plugins.gone]
+path = %q
+`, helloWasm, logurlWasm, missing))
+	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+		t.Fatal("ping failed")
+	}
+	status, _, body := in.Get(t, "/.greenroom/plugins/v1/")
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var view struct {
+		Plugins []struct {
+			ID         string   `json:"id"`
+			State      string   `json:"state"`
+			LastError  string   `json:"last_error"`
+			SHA256     string   `json:"sha256"`
+			ABIVersion int      `json:"abi_version"`
+			Granted    []string `json:"granted"`
+			Ungranted  []string `json:"imported_not_granted"`
+			Module     *struct {
+				SHA256       string   `json:"sha256"`
+				Capabilities []string `json:"capabilities"`
+			} `json:"module"`
+			Limits *struct {
+				Instances int `json:"instances"`
+			} `json:"limits"`
+			Pool *struct {
+				Max     int   `json:"max"`
+				Created int64 `json:"created"`
+			} `json:"pool"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(body), &view); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]int{}
+	for i, p := range view.Plugins {
+		byID[p.ID] = i
+	}
+	hello := view.Plugins[byID["hello"]]
+	sum := sha256File(t, helloWasm)
+	if hello.State != "ready" || hello.SHA256 != sum || hello.Module == nil || hello.Module.SHA256 != sum || hello.ABIVersion != 1 ||
+		hello.Limits == nil || hello.Limits.Instances != 3 || hello.Pool == nil || hello.Pool.Max != 3 || hello.Pool.Created < 1 || len(hello.Ungranted) != 0 {
+		t.Errorf("hello: %+v", hello)
+	}
+	logurl := view.Plugins[byID["logurl"]]
+	if len(logurl.Granted) != 0 || !slices.Contains(logurl.Ungranted, "urlreader") || logurl.Module == nil || !slices.Contains(logurl.Module.Capabilities, "urlreader") {
+		t.Errorf("logurl: granted %v, imported but not granted %v", logurl.Granted, logurl.Ungranted)
+	}
+	gone := view.Plugins[byID["gone"]]
+	if gone.State != "failed" || !strings.Contains(gone.LastError, "missing.wasm") || gone.Module != nil || gone.SHA256 != "" {
+		t.Errorf("gone: %+v", gone)
+	}
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// One access-log line per request, with the fields operators filter on;
+// access_log = false turns it off.
+func TestAccessLog(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	in.Get(t, "/api/hello/ping", "X-Request-Id", "access-1")
+	in.Get(t, "/nothing", "X-Request-Id", "access-2")
+	lines := map[string]map[string]any{}
+	for _, l := range strings.Split(in.Log.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" {
+			id, _ := m["request_id"].(string)
+			lines[id] = m
+		}
+	}
+	ping := lines["access-1"]
+	if ping == nil {
+		t.Fatalf("no access-log line for the ping; log:\n%s", in.Log.String())
+	}
+	for k, want := range map[string]any{"method": "GET", "path": "/api/hello/ping", "plugin": "hello", "status": 200.0,
+		"bytes": float64(len(`{"ok":true}`)), "principal": "service:servertest"} {
+		if ping[k] != want {
+			t.Errorf("access log %s = %v, want %v (line %v)", k, ping[k], want, ping)
+		}
+	}
+	if d, ok := ping["duration_ms"].(float64); !ok || d < 0 {
+		t.Errorf("duration_ms = %v", ping["duration_ms"])
+	}
+	if nf := lines["access-2"]; nf == nil || nf["status"] != 404.0 || nf["plugin"] != nil {
+		t.Errorf("404 line: %v", nf)
+	}
+
+	quiet := start(t, fmt.Sprintf("[log]\naccess_log = false\n[plugins.hello]\npath = %q\n", helloWasm))
+	quiet.Get(t, "/api/hello/ping")
+	if strings.Contains(quiet.Log.String(), `"msg":"request"`) {
+		t.Error("access_log = false still logs requests")
 	}
 }
