@@ -60,6 +60,7 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"SET search_path = plugin_beta, public",
 				"SET SCHEMA 'plugin_beta'",
 				"SELECT 1; SET search_path TO plugin_beta",
+				"SELECT set_config('search_path', 'plugin_beta', false)",
 				// the runtime's tables
 				"SELECT * FROM greenroom.plugin_migrations",
 				"SELECT * FROM greenroom.runtime_secrets",
@@ -82,6 +83,9 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"ALTER ROLE CURRENT_USER CREATEDB",
 				"ALTER ROLE postgres PASSWORD 'owned'",
 				"ALTER ROLE " + betaRole + " PASSWORD 'owned'",
+				"ALTER ROLE CURRENT_USER PASSWORD 'owned'",
+				"ALTER USER CURRENT_USER PASSWORD 'owned'",
+				"ALTER ROLE CURRENT_USER SET search_path = plugin_beta",
 				"CREATE ROLE evil LOGIN",
 				"GRANT " + betaRole + " TO CURRENT_USER",
 				// objects outside its schema
@@ -89,6 +93,9 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"CREATE SCHEMA evil",
 				"CREATE DATABASE evil",
 				"CREATE TABLE greenroom.evil (x int)",
+				"CREATE TEMP TABLE evil (x int)",
+				"SELECT * INTO TEMP evil FROM notes",
+				"CREATE TABLE pg_temp.evil (x int)",
 			}
 		case "sqlite":
 			dir := strings.TrimPrefix(strings.Trim(strings.Split(dbconf, "connection = ")[1], "\"\n"), "file:")

@@ -26,15 +26,23 @@ func TestQuestionMarksToDollars(t *testing.T) {
 	}
 }
 
-func TestDeniedSessionCommand(t *testing.T) {
+func TestDeniedCommand(t *testing.T) {
 	denied := []string{
 		"SET ROLE x", "set role x", "SET SESSION ROLE x", "SET LOCAL ROLE x", "RESET ROLE", "reset role;",
 		"SET SESSION AUTHORIZATION x", "RESET SESSION AUTHORIZATION", "SET search_path TO x",
 		"SET search_path=x", "SET LOCAL search_path = x", "SET SCHEMA 'x'", "SELECT 1; SET ROLE x",
 		"/* c */ SET ROLE x", "-- c\nSET ROLE x", `SET "role" x`, "SELECT 1;\n  RESET ROLE",
+		"SELECT set_config('search_path', 'plugin_beta', false)", "select SET_CONFIG ( 'ROLE' , 'x', true)",
+		"SELECT pg_catalog.set_config('session_authorization', 'x', false)",
+		"ALTER ROLE CURRENT_USER PASSWORD 'x'", "alter user current_user set search_path = x",
+		"ALTER ROLE CURRENT_USER SET statement_timeout = 0", "ALTER GROUP g ADD USER x", "SELECT 1; ALTER ROLE x NOLOGIN",
+		"CREATE TEMP TABLE t (x int)", "CREATE TEMPORARY TABLE t (x int)", "create local temporary table t (x int)",
+		"CREATE GLOBAL TEMP TABLE t (x int)", "CREATE OR REPLACE TEMP VIEW v AS SELECT 1", "CREATE TEMP SEQUENCE s",
+		"SELECT * INTO TEMP t FROM notes", "SELECT 1 INTO TEMPORARY TABLE t", "CREATE TABLE pg_temp.t (x int)",
+		`CREATE TABLE "pg_temp".t (x int)`,
 	}
 	for _, q := range denied {
-		if deniedSessionCommand(q) == "" {
+		if deniedCommand(q) == "" {
 			t.Errorf("%q not refused", q)
 		}
 	}
@@ -42,9 +50,13 @@ func TestDeniedSessionCommand(t *testing.T) {
 		"SELECT 'SET ROLE x'", "SELECT 1 -- SET ROLE x", "SET statement_timeout = 1000", "RESET ALL",
 		"SET TIME ZONE 'UTC'", "INSERT INTO roles (role) VALUES ('x')", "SELECT $$; SET ROLE x$$",
 		"UPDATE t SET role = 'x'", "SET application_name = 'x'",
+		"SELECT 'ALTER ROLE x'", "ALTER TABLE notes ADD COLUMN role text", "CREATE TABLE temp (x int)",
+		"CREATE TABLE t (temp int)", "SELECT set_config('statement_timeout', '1000', false)",
+		"SELECT my_set_config('role')", "SELECT pg_temp_stats FROM t", "INSERT INTO temp VALUES (1)",
+		"SELECT 'pg_temp.t'", "DO $$ BEGIN EXECUTE 'ALTER ROLE x'; END $$",
 	}
 	for _, q := range allowed {
-		if cmd := deniedSessionCommand(q); cmd != "" {
+		if cmd := deniedCommand(q); cmd != "" {
 			t.Errorf("%q refused as %s", q, cmd)
 		}
 	}

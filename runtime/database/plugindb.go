@@ -121,15 +121,14 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 }
 
 // check refuses statements before they reach the database: during init,
-// and (PostgreSQL) session commands that would change the role or
-// search_path.
+// and (PostgreSQL) the commands deniedCommand names.
 func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error {
 	if in.Initializing {
 		return hostfuncs.Failf(hostfuncs.ErrInvalid, "the database cannot be used while the plugin initializes: its migrations are applied after init; query from handlers")
 	}
 	if p.svc.cfg.Client == ClientPG {
-		if cmd := deniedSessionCommand(st.SQL); cmd != "" {
-			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: plugins cannot run %s (a plugin's database session stays its own role and schema)", cmd)
+		if cmd := deniedCommand(st.SQL); cmd != "" {
+			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: plugins cannot run %s (a plugin's database session stays its own role, in its own schema)", cmd)
 		}
 	}
 	return nil

@@ -2,20 +2,54 @@ package database
 
 import "strings"
 
-// deniedSessionCommand returns the name of a session command in q that a
-// plugin may not run on PostgreSQL, or "". A plugin's privileges are those
-// of its role whatever it runs, so this is defence in depth with a clearer
-// error: it refuses, in any statement of q, SET ROLE, RESET ROLE,
-// SET SESSION AUTHORIZATION, RESET SESSION AUTHORIZATION and changes of
-// search_path (SET search_path, SET SCHEMA). Literals, quoted identifiers
-// and comments are skipped, so a string mentioning them is not refused.
-func deniedSessionCommand(q string) string {
-	for _, stmt := range strings.Split(codeOnly(q), ";") {
+// deniedCommand returns the name of a command in q that a plugin may not
+// run on PostgreSQL, or "". A plugin's privileges are those of its role
+// whatever it runs, so this is defence in depth with a clearer error: it
+// refuses, in any statement of q,
+//   - SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION, RESET SESSION
+//     AUTHORIZATION and changes of search_path (SET search_path, SET
+//     SCHEMA), and their function forms (set_config('role' |
+//     'session_authorization' | 'search_path', ...));
+//   - ALTER ROLE, ALTER USER and ALTER GROUP (PostgreSQL lets a role change
+//     its own password and session defaults);
+//   - temporary objects (CREATE TEMP ..., SELECT ... INTO TEMP, anything
+//     naming pg_temp), which live outside the plugin's schema.
+//
+// Literals, quoted identifiers and comments are skipped, so a string
+// mentioning them is not refused. Code PostgreSQL runs from inside the
+// server (a DO block or a function's body) is not seen here: there, the
+// role's privileges are what holds (see docs/database.md).
+func deniedCommand(q string) string {
+	code := codeOnly(q)
+	for _, stmt := range strings.Split(code, ";") {
 		w := strings.Fields(strings.ToLower(stmt))
-		if len(w) < 2 || (w[0] != "set" && w[0] != "reset") {
+		if len(w) < 2 {
 			continue
 		}
-		verb, rest := w[0], w[1:]
+		if cmd := deniedWords(w); cmd != "" {
+			return cmd
+		}
+	}
+	lower := strings.ToLower(code)
+	if len(identOccurrences(lower, "pg_temp")) > 0 {
+		return "temporary objects (pg_temp)"
+	}
+	for _, at := range identOccurrences(lower, "set_config") {
+		if name, ok := firstLiteralArg(q, at+len("set_config")); ok {
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "role", "session_authorization", "search_path":
+				return "set_config('" + strings.ToLower(strings.TrimSpace(name)) + "', ...)"
+			}
+		}
+	}
+	return ""
+}
+
+// deniedWords checks one statement, as lower-case words.
+func deniedWords(w []string) string {
+	verb, rest := w[0], w[1:]
+	switch verb {
+	case "set", "reset":
 		if rest[0] == "session" && len(rest) > 1 && rest[1] == "authorization" {
 			return strings.ToUpper(verb) + " SESSION AUTHORIZATION"
 		}
@@ -30,8 +64,68 @@ func deniedSessionCommand(q string) string {
 		case verb == "set" && (strings.HasPrefix(rest[0], "search_path") || rest[0] == "schema"):
 			return "SET search_path"
 		}
+	case "alter":
+		switch rest[0] {
+		case "role", "user", "group":
+			return "ALTER " + strings.ToUpper(rest[0])
+		}
+	case "create":
+		if len(rest) > 2 && rest[0] == "or" && rest[1] == "replace" {
+			rest = rest[2:]
+		}
+		if len(rest) > 1 && (rest[0] == "global" || rest[0] == "local") {
+			rest = rest[1:]
+		}
+		if rest[0] == "temp" || rest[0] == "temporary" {
+			return "CREATE TEMPORARY"
+		}
+	}
+	if verb == "select" || verb == "with" {
+		for i := 0; i+1 < len(w); i++ {
+			if w[i] == "into" && (w[i+1] == "temp" || w[i+1] == "temporary") {
+				return "SELECT INTO TEMPORARY"
+			}
+		}
 	}
 	return ""
+}
+
+// identOccurrences returns where word occurs in code as a whole identifier
+// (a qualifying "schema." before it is allowed).
+func identOccurrences(code, word string) []int {
+	var out []int
+	for from := 0; ; {
+		i := strings.Index(code[from:], word)
+		if i < 0 {
+			return out
+		}
+		i += from
+		end := i + len(word)
+		if (i == 0 || !isIdentChar(code[i-1])) && (end == len(code) || !isIdentChar(code[end])) {
+			out = append(out, i)
+		}
+		from = end
+	}
+}
+
+// firstLiteralArg returns the first argument of the call whose name ends
+// at off in q when it is a plain string literal: ( 'text' ...
+func firstLiteralArg(q string, off int) (string, bool) {
+	rest := strings.TrimLeft(q[off:], " \t\r\n")
+	rest, ok := strings.CutPrefix(rest, "(")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimLeft(rest, " \t\r\n")
+	rest, ok = strings.CutPrefix(rest, "'")
+	if !ok {
+		return "", false
+	}
+	end := strings.IndexByte(rest, '\'')
+	if end < 0 {
+		return "", false
+	}
+	return rest[:end], true
 }
 
 // codeOnly returns q with string literals, quoted identifiers, dollar-quoted
