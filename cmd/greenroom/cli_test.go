@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the greenroom binary with args (and env added to the test's)
+// and returns its combined output and exit code.
+func runCLI(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(greenroomBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("greenroom %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+// The CLI the spine names: version, config check, config print, plugin
+// build and plugin inspect, with and without a config.
+func TestCLI(t *testing.T) {
+	out, code := runCLI(t, nil, "version")
+	if code != 0 || !strings.Contains(out, "ABI v1") {
+		t.Errorf("version: %d %q", code, out)
+	}
+
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "hello.wasm")
+	if out, code := runCLI(t, nil, "plugin", "build", filepath.Join("..", "..", "plugins", "hello"), "-o", wasm); code != 0 {
+		t.Fatalf("plugin build: %d %s", code, out)
+	}
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte(fmt.Sprintf(`
+[auth.tokens.ci]
+token = "${CLI_TEST_TOKEN}"
+subject = "service:ci"
+[plugins.hello]
+path = %q
+[plugins.hello.capabilities]
+database = true
+`, wasm)), 0o644)
+	env := []string{"CLI_TEST_TOKEN=cli-secret-0123456789abcdef0123456789"}
+	if out, code := runCLI(t, env, "config", "check", "--config", good); code != 0 || !strings.Contains(out, "config OK") {
+		t.Errorf("config check (good): %d %q", code, out)
+	}
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[server]\nlisten = 5\nbogus = 1\n[plugins.x]\npath = \"${CLI_TEST_UNSET}\"\n"), 0o644)
+	out, code = runCLI(t, nil, "config", "check", "--config", bad)
+	for _, want := range []string{"3 errors", "bad.toml:2: server.listen", "bad.toml:3: server.bogus: unknown key", "bad.toml:5: plugins.x.path: environment variable CLI_TEST_UNSET is not set"} {
+		if code == 0 || !strings.Contains(out, want) {
+			t.Errorf("config check (bad): exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+
+	out, code = runCLI(t, env, "config", "print", "--config", good)
+	if code != 0 || !strings.Contains(out, "[REDACTED]") || strings.Contains(out, "cli-secret") || !strings.Contains(out, "[plugins.hello]") {
+		t.Errorf("config print: %d\n%s", code, out)
+	}
+
+	out, code = runCLI(t, nil, "plugin", "inspect", "--json", wasm)
+	var info struct {
+		Module struct {
+			SHA256     string `json:"sha256"`
+			ABIVersion int    `json:"abi_version"`
+		} `json:"module"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || len(info.Module.SHA256) != 64 || info.Module.ABIVersion != 1 {
+		t.Errorf("plugin inspect --json: %d %.300s", code, out)
+	}
+	out, code = runCLI(t, env, "plugin", "inspect", wasm, "--config", good)
+	for _, want := range []string{"abi version:   1", "config plugin: hello", "granted, not imported: database", "imported, not granted: none"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("plugin inspect --config: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	notWasm := filepath.Join(dir, "not.wasm")
+	os.WriteFile(notWasm, []byte("#!/bin/sh\n"), 0o644)
+	if out, code := runCLI(t, nil, "plugin", "inspect", notWasm); code == 0 || !strings.Contains(out, "not a WebAssembly module") {
+		t.Errorf("plugin inspect of a non-module: %d %q", code, out)
+	}
+}
