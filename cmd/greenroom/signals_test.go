@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
+)
+
+// SIGHUP re-reads the config and every plugin: a new module path is
+// swapped in without a failed request.
+func TestSIGHUPReloads(t *testing.T) {
+	p := startServe(t, "")
+	if s, b, err := p.get("/api/ver/v"); err != nil || s != 200 || b != "v1" {
+		t.Fatalf("before: %d %q %v", s, b, err)
+	}
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	ver2, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "server", "testdata", "guests", "ver2"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(p.cfg, "[plugins.ver]\npath = ")
+	if i < 0 {
+		t.Fatal("config has no [plugins.ver] path")
+	}
+	line := p.cfg[i+len("[plugins.ver]\n"):]
+	line = line[:strings.IndexByte(line, '\n')]
+	cfg := strings.Replace(p.cfg, line, "path = \""+ver2+"\"", 1)
+	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s, b, err := p.get("/api/ver/v")
+		if err != nil || s != 200 {
+			t.Fatalf("during the reload: %d %q %v", s, b, err)
+		}
+		if b == "v2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %q 60s after SIGHUP", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(p.log(), "SIGHUP: reloading the config and every plugin") {
+		t.Errorf("log does not mention the reload:\n%s", p.log())
+	}
+}
+
+// SIGINT shuts down like SIGTERM: exit code 0 when nothing was cut off.
+func TestSIGINTShutsDown(t *testing.T) {
+	p := startServe(t, "")
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if !strings.Contains(p.log(), "shut down cleanly") {
+		t.Errorf("log lacks the clean shutdown line:\n%s", p.log())
+	}
+}
+
+// [server] metrics_listen serves /metrics without a credential on its own
+// address; the main listener's /metrics still asks for an admin one.
+func TestMetricsListen(t *testing.T) {
+	maddr := freeAddr(t)
+	p := startServe(t, `metrics_listen = "`+maddr+`"`)
+	if s, _, err := p.get("/api/ver/v"); err != nil || s != 200 {
+		t.Fatalf("request: %d %v", s, err)
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",status="200"} 1`) {
+		t.Errorf("metrics_listen: %d\n%.2000s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("main listener /metrics without a credential: %d, want 401", resp.StatusCode)
+	}
+}
