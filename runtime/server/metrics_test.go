@@ -3,7 +3,9 @@ package server_test
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -78,6 +80,20 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	get("/api/hostile/loop")
 	get("/api/hostile/panic")
+	get("/api/hostile/alloc")
+	get("/api/hostile/badptr")
+	// Both instances sleep until the 1s timeout; a third call waits the
+	// 200ms queue timeout and is refused.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); get("/api/hostile/sleep") }()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if status, _ := get("/api/hostile/ok"); status != 503 {
+		t.Errorf("third call with both instances busy: %d, want 503", status)
+	}
+	wg.Wait()
 	after := scrape(t, get)
 
 	checks := []struct {
@@ -90,7 +106,12 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		{"greenroom_http_requests_total", []string{"plugin", "hostile", "status", "504"}, 1},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "timeout"}, 1},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "panic"}, 1},
-		{"greenroom_pool_instances_discarded_total", []string{"plugin", "hostile"}, 2},
+		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "memory_limit"}, 1},
+		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "trap"}, 1},
+		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "busy"}, 1},
+		{"greenroom_pool_queue_waits_total", []string{"plugin", "hostile"}, 1},
+		{"greenroom_pool_rejected_total", []string{"plugin", "hostile"}, 1},
+		{"greenroom_pool_instances_discarded_total", []string{"plugin", "hostile"}, 6},
 		{"greenroom_hostfunc_calls_total", []string{"plugin", "hello", "function", "config_get"}, 5},
 	}
 	for _, c := range checks {
