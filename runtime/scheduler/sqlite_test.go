@@ -40,7 +40,24 @@ func TestSQLiteSingleNode(t *testing.T) {
 // and the next runs still happen.
 func TestTimeoutInterruptsLoop(t *testing.T) {
 	t.Parallel()
-	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+	eachDB(t, testTimeoutInterruptsLoop)
+}
+
+// eachDB runs test on SQLite and on PostgreSQL, in parallel.
+func eachDB(t *testing.T, test func(t *testing.T, db string)) {
+	for _, b := range []struct {
+		name string
+		conf func(testing.TB) string
+	}{{"sqlite", sqliteConf}, {"pg", pgConf}} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, b.conf(t))
+		})
+	}
+}
+
+func testTimeoutInterruptsLoop(t *testing.T, db string) {
+	in := start(t, "one", db, plugin("sched", true,
 		def{ID: "loop", Every: "1s", Timeout: "300ms", Action: "loop"},
 		def{ID: "tick", Every: "1s"},
 	))
@@ -117,7 +134,10 @@ func TestPanicAndTrapDoNotStopTheSchedule(t *testing.T) {
 // scheduling it; its history stays.
 func TestReloadDropsTask(t *testing.T) {
 	t.Parallel()
-	db := sqliteConf(t)
+	eachDB(t, testReloadDropsTask)
+}
+
+func testReloadDropsTask(t *testing.T, db string) {
 	in := start(t, "one", db, plugin("sched", true, def{ID: "keep", Every: "1s"}, def{ID: "drop", Every: "1s"}))
 	waitFor(t, 15*time.Second, "runs of both tasks", func() bool {
 		return len(ended(history(t, in, "sched", "drop"), "succeeded")) >= 1 && len(ended(history(t, in, "sched", "keep"), "succeeded")) >= 1
@@ -320,6 +340,30 @@ func TestTaskUsesPluginDatabase(t *testing.T) {
 	waitFor(t, 15*time.Second, "two rows written by the task", func() bool {
 		_, _, body := in.Get(t, "/api/sched/rows")
 		return strings.Contains(body, `"rows":2`) || strings.Contains(body, `"rows":3`)
+	})
+}
+
+// A transaction a task leaves open is rolled back when the run ends: what
+// it wrote is gone and the next run is not blocked by it (on SQLite by its
+// write lock; on PostgreSQL by its connection: five runs are more than
+// the default db_max_conns of 4).
+func TestTaskOpenTransactionRolledBack(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, db string) {
+		conf := strings.Replace(plugin("sched", true, def{ID: "leak", Every: "1s", Action: "opentx"}), "scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+		in := start(t, "one", db, conf)
+		waitFor(t, 30*time.Second, "five runs of the leaking task", func() bool {
+			return len(ended(history(t, in, "sched", "leak"), "")) >= 5
+		})
+		for _, r := range ended(history(t, in, "sched", "leak"), "") {
+			if r.Outcome != "succeeded" {
+				t.Errorf("run: %+v (a transaction left open by an earlier run blocked it?)", r)
+			}
+		}
+		_, _, body := in.Get(t, "/api/sched/rows")
+		if !strings.Contains(body, `"rows":0`) {
+			t.Errorf("rows written in transactions left open are visible: %s", body)
+		}
 	})
 }
 

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,8 @@ type taskDef struct {
 	InitialDelay string `json:"initial_delay"`
 	Scope        string `json:"scope"`
 	// Action: ok (default), sleep (ms), loop, panic, trap, error, info,
-	// log, db (insert a row into the plugin's database).
+	// log, db (insert a row into the plugin's database), opentx (insert a
+	// row in a transaction and return without ending it).
 	Action string `json:"action"`
 	MS     int    `json:"ms"`
 }
@@ -135,6 +137,9 @@ func rawRegister(c string) (int32, string) {
 
 var sink int
 
+// leaked keeps the transactions opentx leaves open.
+var leaked []*sql.Tx
+
 func action(d taskDef) func(context.Context) error {
 	return func(ctx context.Context) error {
 		switch d.Action {
@@ -162,6 +167,18 @@ func action(d taskDef) func(context.Context) error {
 				ok, run.Task, run.RunID, run.Manual, !run.Due.IsZero(), hasDL, time.Until(dl).Round(time.Second))
 		case "log":
 			fmt.Println("hello from task", d.ID)
+		case "opentx":
+			if _, err := greenroom.DB().ExecContext(ctx, "CREATE TABLE IF NOT EXISTS marks (at TEXT)"); err != nil {
+				return err
+			}
+			tx, err := greenroom.DB().BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO marks (at) VALUES ('left open')"); err != nil {
+				return err
+			}
+			leaked = append(leaked, tx) // neither committed nor rolled back
 		case "db":
 			if _, err := greenroom.DB().ExecContext(ctx, "CREATE TABLE IF NOT EXISTS marks (at TEXT)"); err != nil {
 				return err
