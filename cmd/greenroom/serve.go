@@ -172,22 +172,25 @@ wait:
 		stopWatch()
 	}
 
-	timeout := cfg.Server.ShutdownTimeout.D()
+	// In order: readiness turns 503; running tasks are cancelled, recorded
+	// and their leases released (so another replica takes them over at
+	// once) while requests are still served; after server.shutdown_delay
+	// the listener stops and requests in flight finish; then instances and
+	// the database close. One deadline, shutdown_timeout after the delay,
+	// bounds it all.
+	timeout, delay := cfg.Server.ShutdownTimeout.D(), cfg.Server.ShutdownDelay.D()
+	start := time.Now()
+	sctx, cancel := context.WithDeadline(context.Background(), start.Add(delay+timeout))
+	defer cancel()
 	var cut []error
-	// Tasks stop first: their runs are cancelled and recorded, and their
-	// leases released, so that another replica takes them over at once.
-	schedCtx, cancelSched := context.WithTimeout(context.Background(), timeout)
-	if err := rt.StopScheduler(schedCtx); err != nil {
+	srv.Drain()
+	if err := rt.StopScheduler(sctx); err != nil {
 		cut = append(cut, err)
 	}
-	cancelSched()
-	srv.Drain()
-	if d := cfg.Server.ShutdownDelay.D(); d > 0 {
-		log.WithField("delay", d.String()).Info("readiness is 503; still serving for server.shutdown_delay")
-		time.Sleep(d)
+	if left := delay - time.Since(start); left > 0 {
+		log.WithField("delay", delay.String()).Info("readiness is 503; still serving for server.shutdown_delay")
+		time.Sleep(left)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}
