@@ -470,3 +470,35 @@ func TestAccessLog(t *testing.T) {
 		t.Error("access_log = false still logs requests")
 	}
 }
+
+// A plugin reads its own [plugins.<id>.config] table and nothing else: not
+// another plugin's, not the runtime's settings.
+func TestPluginConfigIsolation(t *testing.T) {
+	in := start(t, fmt.Sprintf(`
+[server]
+body_limit = "1MiB"
+[plugins.hostile]
+path = %q
+[plugins.hostile.config]
+mine = "a"
+nested = { deep = "x" }
+[plugins.hello]
+path = %q
+[plugins.hello.config]
+theirs = "b"
+`, hostileWasm, helloWasm))
+	for key, want := range map[string]string{
+		"mine":                         `{"found":true,"value":"a"}`,
+		"nested.deep":                  `{"found":true,"value":"x"}`,
+		"theirs":                       `{"found":false,"value":""}`,
+		"plugins.hello.config.theirs":  `{"found":false,"value":""}`,
+		"hello.theirs":                 `{"found":false,"value":""}`,
+		"server.body_limit":            `{"found":false,"value":""}`,
+		"body_limit":                   `{"found":false,"value":""}`,
+		"auth.tokens.servertest.token": `{"found":false,"value":""}`,
+	} {
+		if status, _, body := in.Get(t, "/api/hostile/config?key="+key); status != 200 || body != want {
+			t.Errorf("config %q: %d %s, want %s", key, status, body, want)
+		}
+	}
+}

@@ -86,6 +86,10 @@ func init() {
 		_, err := os.ReadFile("/etc/passwd")
 		fmt.Fprintf(w, `{"env":%d,"fs_error":%q}`, len(os.Environ()), fmt.Sprint(err))
 	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := greenroom.Config(r.URL.Query().Get("key"))
+		fmt.Fprintf(w, `{"found":%v,"value":%q}`, ok, v)
+	})
 	mux.HandleFunc("GET /badheader", func(w http.ResponseWriter, r *http.Request) {
 		w.Header()["X-Evil"] = []string{"a\r\nInjected: 1"}
 		w.Header()["Bad Name"] = []string{"x"}
