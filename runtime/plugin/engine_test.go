@@ -3,10 +3,15 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/tetratelabs/wazero"
 
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
@@ -128,5 +133,47 @@ func TestEngineConcurrentCompiles(t *testing.T) {
 	eng.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d modules kept after every release and failure", left)
+	}
+}
+
+// A restart with the same cache directory compiles nothing: the second
+// engine finds the rewritten module and wazero's machine code on disk, and
+// writes no new cache file (the rewrite is deterministic, so the module
+// wazero is given has the same key).
+func TestCompilationCacheSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	files := func() map[string]string {
+		out := map[string]string{}
+		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				fi, _ := d.Info()
+				out[path] = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+			}
+			return nil
+		})
+		return out
+	}
+	var first map[string]string
+	for run := 1; run <= 2; run++ {
+		cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "wazero"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng := NewEngine(cache, filepath.Join(dir, "rewritten"))
+		p, err := Load(ctx, Spec{ID: "hostile", Wasm: hostileWasm, Limits: testLimits(), Host: testHost{log: logrus.NewEntry(logrus.New())}, Engine: eng})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Close(ctx)
+		eng.Close(ctx)
+		cache.Close(ctx)
+		if run == 1 {
+			first = files()
+			continue
+		}
+		if second := files(); !maps.Equal(first, second) || len(first) < 2 {
+			t.Errorf("cache files after the first start:\n%v\nafter the second:\n%v", first, second)
+		}
 	}
 }
