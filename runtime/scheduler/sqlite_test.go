@@ -36,6 +36,34 @@ func TestSQLiteSingleNode(t *testing.T) {
 	}
 }
 
+// InitialDelay holds the first run back that long after the plugin loaded;
+// a task without one runs within its first period.
+func TestInitialDelay(t *testing.T) {
+	t.Parallel()
+	loaded := time.Now()
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "late", Every: "1s", InitialDelay: "3s"},
+		def{ID: "soon", Every: "1s"},
+	))
+	waitFor(t, 20*time.Second, "a run of the delayed task", func() bool {
+		return len(ended(history(t, in, "sched", "late"), "succeeded")) >= 1
+	})
+	soon := ended(history(t, in, "sched", "soon"), "succeeded")
+	late := ended(history(t, in, "sched", "late"), "succeeded")
+	first := late[0]
+	for _, r := range late {
+		if r.Started.Before(first.Started) {
+			first = r
+		}
+	}
+	if d := first.Started.Sub(loaded); d < 3*time.Second {
+		t.Errorf("the delayed task first ran %v after the test started loading the plugin, want at least 3s", d)
+	}
+	if len(soon) < 2 {
+		t.Errorf("the undelayed task ran %d times meanwhile, want at least 2", len(soon))
+	}
+}
+
 // A task stuck in a loop is interrupted at its timeout; the run is failed,
 // and the next runs still happen.
 func TestTimeoutInterruptsLoop(t *testing.T) {
