@@ -312,24 +312,7 @@ func TestDocsPlugin(t *testing.T) {
 		w.Header().Set("Content-Type", "text/markdown")
 		fmt.Fprint(w, "# Backstage README")
 	})
-	cfg := fmt.Sprintf(`
-[database]
-connection = "file:%s"
-[reading]
-allow = [{ host = "raw.test", paths = ["/backstage/"], scheme = "http" }]
-[plugins.docs]
-path = %q
-limits = { instances = 2 }
-capabilities = { urlreader = ["raw.test/backstage/"], database = true }
-config = { url = "http://raw.test:%d/backstage/backstage/master/README.md", max_age = "1h" }
-`, t.TempDir(), docsWasm, src.port())
-	in := servertest.Start(t, cfg, servertest.Options{
-		CacheDir: cacheDir,
-		Runtime: runtime.Options{URLReader: urlreader.Options{
-			Resolver:          testResolver{"raw.test": "127.0.0.1"},
-			TestOnlyReachable: []netip.AddrPort{src.addr()},
-		}},
-	})
+	in := startDocs(t, src, "", "/backstage/backstage/master/README.md")
 	status, h, body := in.Get(t, "/api/docs/latest")
 	if status != 200 || body != "# Backstage README" || h.Get("ETag") != `"readme-1"` || h.Get("Content-Type") != "text/markdown" {
 		t.Fatalf("latest: %d %q %v", status, body, h)
@@ -361,4 +344,68 @@ config = { url = "http://raw.test:%d/backstage/backstage/master/README.md", max_
 	if len(linesWith(t, in, "fetch")) < 2 {
 		t.Errorf("the plugin's fetch log lines are missing:\n%s", in.Log)
 	}
+}
+
+// With the scheduler granted, plugins/docs refreshes its copy from a global
+// task: the URL reader works inside a task as in a request, and what the
+// task fetched is what /latest then serves without fetching.
+func TestDocsRefreshTaskReadsURL(t *testing.T) {
+	src := newTarget(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/markdown")
+		fmt.Fprint(w, "# fetched by the task")
+	})
+	in := startDocs(t, src, ", scheduler = true", "/backstage/README.md")
+	status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/docs/refresh/trigger", nil)
+	if status != 200 {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	var run struct {
+		RunID string `json:"run_id"`
+	}
+	json.Unmarshal([]byte(body), &run)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, body = in.Get(t, "/.greenroom/scheduler/v1/tasks/docs/refresh?runs=5")
+		if strings.Contains(body, `"outcome":"succeeded"`) {
+			break
+		}
+		if strings.Contains(body, `"outcome":"failed"`) || time.Now().After(deadline) {
+			t.Fatalf("refresh run %s: %s", run.RunID, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if src.hits.Load() != 1 {
+		t.Fatalf("source saw %d requests, want 1 (from the task)", src.hits.Load())
+	}
+	if status, _, body := in.Get(t, "/api/docs/latest"); status != 200 || body != "# fetched by the task" {
+		t.Errorf("latest: %d %q", status, body)
+	}
+	if src.hits.Load() != 1 {
+		t.Errorf("/latest fetched again (source saw %d requests) instead of serving the task's copy", src.hits.Load())
+	}
+}
+
+// startDocs serves plugins/docs (two instances, its own SQLite file) with
+// its document at path on src, reachable as raw.test; caps extends its
+// capabilities table.
+func startDocs(t *testing.T, src *target, caps, path string) *servertest.Instance {
+	t.Helper()
+	cfg := fmt.Sprintf(`
+[database]
+connection = "file:%s"
+[reading]
+allow = [{ host = "raw.test", paths = ["/backstage/"], scheme = "http" }]
+[plugins.docs]
+path = %q
+limits = { instances = 2 }
+capabilities = { urlreader = ["raw.test/backstage/"], database = true%s }
+config = { url = "http://raw.test:%d%s", max_age = "1h" }
+`, t.TempDir(), docsWasm, caps, src.port(), path)
+	return servertest.Start(t, cfg, servertest.Options{
+		CacheDir: cacheDir,
+		Runtime: runtime.Options{URLReader: urlreader.Options{
+			Resolver:          testResolver{"raw.test": "127.0.0.1"},
+			TestOnlyReachable: []netip.AddrPort{src.addr()},
+		}},
+	})
 }
