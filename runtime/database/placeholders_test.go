@@ -40,6 +40,7 @@ func TestDeniedCommand(t *testing.T) {
 		"CREATE GLOBAL TEMP TABLE t (x int)", "CREATE OR REPLACE TEMP VIEW v AS SELECT 1", "CREATE TEMP SEQUENCE s",
 		"SELECT * INTO TEMP t FROM notes", "SELECT 1 INTO TEMPORARY TABLE t", "CREATE TABLE pg_temp.t (x int)",
 		`CREATE TABLE "pg_temp".t (x int)`,
+		"WITH n AS (SELECT 1 AS x) SELECT x INTO TEMP t FROM n",
 	}
 	for _, q := range denied {
 		if deniedCommand(q) == "" {
@@ -54,6 +55,7 @@ func TestDeniedCommand(t *testing.T) {
 		"CREATE TABLE t (temp int)", "SELECT set_config('statement_timeout', '1000', false)",
 		"SELECT my_set_config('role')", "SELECT pg_temp_stats FROM t", "INSERT INTO temp VALUES (1)",
 		"SELECT 'pg_temp.t'", "DO $$ BEGIN EXECUTE 'ALTER ROLE x'; END $$",
+		"WITH n AS (SELECT 1) INSERT INTO temp SELECT * FROM n", "INSERT INTO temp SELECT 1",
 	}
 	for _, q := range allowed {
 		if cmd := deniedCommand(q); cmd != "" {

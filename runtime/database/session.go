@@ -80,9 +80,15 @@ func deniedWords(w []string) string {
 			return "CREATE TEMPORARY"
 		}
 	}
-	if verb == "select" || verb == "with" {
-		for i := 0; i+1 < len(w); i++ {
-			if w[i] == "into" && (w[i+1] == "temp" || w[i+1] == "temporary") {
+	// SELECT ... INTO TEMP t, also after WITH; not INSERT INTO temp (a
+	// table of that name).
+	last := ""
+	for i := 0; i+1 < len(w); i++ {
+		switch w[i] {
+		case "select", "insert", "update", "delete", "merge":
+			last = w[i]
+		case "into":
+			if last == "select" && (w[i+1] == "temp" || w[i+1] == "temporary") {
 				return "SELECT INTO TEMPORARY"
 			}
 		}
