@@ -7,9 +7,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +47,11 @@ type Server struct {
 	base     context.Context
 	cancel   context.CancelFunc
 	draining atomic.Bool
+
+	// inflight holds the requests being served, so that a shutdown cut
+	// short can say which ones it cut off.
+	inflightMu sync.Mutex
+	inflight   map[*reqState]struct{}
 }
 
 // New builds the HTTP app for rt. It serves nothing until Serve. Extra
@@ -50,7 +59,7 @@ type Server struct {
 // greenroom's own at /metrics.
 func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Collector) *Server {
 	cfg := rt.Config()
-	s := &Server{rt: rt, cfg: cfg, log: log, metrics: metrics.New(rt, collectors...)}
+	s := &Server{rt: rt, cfg: cfg, log: log, metrics: metrics.New(rt, collectors...), inflight: map[*reqState]struct{}{}}
 	s.authn.Store(newAuthenticator(cfg, log))
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
@@ -105,10 +114,16 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // Shutdown stops accepting connections and waits for requests in flight
-// until ctx ends; then it interrupts the plugin calls still running.
+// until ctx ends; then it interrupts the plugin calls still running. When
+// ctx ended first, the error names the requests it cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	err := s.app.ShutdownWithContext(ctx)
+	if err != nil {
+		if cut := s.inFlight(); len(cut) > 0 {
+			err = fmt.Errorf("%w; cut off: %s", err, strings.Join(cut, ", "))
+		}
+	}
 	s.cancel()
 	s.authn.Load().Close()
 	return err
@@ -139,12 +154,33 @@ func (s *Server) MetricsHandler() http.Handler {
 // Draining reports whether Shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
+// inFlight describes the requests being served, oldest first. It reads
+// them under the lock: a request's strings point into its buffers, which
+// are reused once it leaves the set.
+func (s *Server) inFlight() []string {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	all := make([]*reqState, 0, len(s.inflight))
+	for rs := range s.inflight {
+		all = append(all, rs)
+	}
+	slices.SortFunc(all, func(a, b *reqState) int { return a.start.Compare(b.start) })
+	out := make([]string, len(all))
+	for i, rs := range all {
+		out[i] = fmt.Sprintf("%s %s (request %s, running %s)", rs.method, rs.path, rs.id, time.Since(rs.start).Round(time.Millisecond))
+	}
+	return out
+}
+
 // reqState is what the server knows about a request as it passes through.
 type reqState struct {
 	id      string
 	plugin  string
 	subject string
 	start   time.Time
+	// method and path are set before the request is registered in
+	// flight and never change, so a shutdown may read them.
+	method, path string
 	// principal is the verified caller, nil when the request carried no
 	// valid credential; authErr says why not.
 	principal *auth.Principal
@@ -169,6 +205,15 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	}
 	c.Locals(stateKey, rs)
 	c.Set(fiber.HeaderXRequestID, rs.id)
+	rs.method, rs.path = c.Method(), c.Path()
+	s.inflightMu.Lock()
+	s.inflight[rs] = struct{}{}
+	s.inflightMu.Unlock()
+	defer func() {
+		s.inflightMu.Lock()
+		delete(s.inflight, rs)
+		s.inflightMu.Unlock()
+	}()
 	err := c.Next()
 	if err != nil {
 		if herr := s.errorHandler(c, err); herr != nil {
