@@ -89,7 +89,12 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); get("/api/hostile/sleep") }()
 	}
-	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("hostile").Plugin().Stats().Busy < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the two sleeping calls never held both instances")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if status, _ := get("/api/hostile/ok"); status != 503 {
 		t.Errorf("third call with both instances busy: %d, want 503", status)
 	}
