@@ -53,13 +53,6 @@ func SHA256(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// sourceError is a failure to get a module's bytes (ReadWasm, or bytes that
-// are not a module), as opposed to a failure to rewrite them.
-type sourceError struct{ err error }
-
-func (e *sourceError) Error() string { return e.err.Error() }
-func (e *sourceError) Unwrap() error { return e.err }
-
 // checkMagic refuses bytes that are not a WebAssembly 1.0 binary module.
 func checkMagic(wasm []byte) error {
 	if !bytes.HasPrefix(wasm, wasmMagic) {

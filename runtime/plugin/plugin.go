@@ -163,15 +163,18 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		}
 	}
 	// original returns the module's bytes, reading them first if the
-	// caller deferred that.
+	// caller deferred that. A failure to read them is kept in srcErr: it
+	// ends the load, where a failure to rewrite them falls back.
+	var srcErr error
 	original := func() ([]byte, error) {
 		if lazy {
 			b, err := spec.ReadWasm()
-			if err != nil {
-				return nil, &sourceError{err}
+			if err == nil {
+				err = checkMagic(b)
 			}
-			if err := checkMagic(b); err != nil {
-				return nil, &sourceError{err}
+			if err != nil {
+				srcErr = err
+				return nil, err
 			}
 			wasm, lazy = b, false
 		}
@@ -198,9 +201,8 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if !lim.NoInterrupt && !spec.forceWazero {
 		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages}
 		out, st, err := engine.rewrite(original, sum, opts)
-		var serr *sourceError
-		if errors.As(err, &serr) {
-			return nil, serr.err
+		if srcErr != nil {
+			return nil, srcErr
 		}
 		if err != nil {
 			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
@@ -217,10 +219,6 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		opts := instrument.Options{MaxMemoryPages: pages}
 		var st instrument.Stats
 		if code, st, err = engine.rewrite(original, sum, opts); err != nil {
-			var serr *sourceError
-			if errors.As(err, &serr) {
-				return nil, serr.err
-			}
 			return nil, err
 		}
 		seen = st.Cached
