@@ -463,10 +463,14 @@ func (h *harness) measure(ctx context.Context, sc scenario, gr, nat *server) Sce
 	}
 	for i := 0; i < h.opt.rounds; i++ {
 		for _, x := range sides {
+			cpu0, cpuErr := x.s.proc.cpu()
 			r, err := h.gen.Run(ctx, target(x.s), h.opt.duration, h.opt.conns, h.opt.maxRequests)
 			if err != nil {
 				res.Failed = fmt.Sprintf("round %d of %s: %v", i+1, x.s.name, err)
 				return res
+			}
+			if cpu1, err := x.s.proc.cpu(); err == nil && cpuErr == nil {
+				r.CPU = cpu1 - cpu0
 			}
 			x.side.Rounds = append(x.side.Rounds, r)
 		}

@@ -53,6 +53,44 @@ func parseStatus(s string) (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// clockTicks is the kernel's USER_HZ, the unit of the CPU times in
+// /proc/<pid>/stat: 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// cpuTime is the CPU time (user + system, all threads) a process has used,
+// from /proc/<pid>/stat; its resolution is 10 ms.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads utime and stime (fields 14 and 15) from the text of
+// /proc/<pid>/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted after its last ')'.
+func parseStatCPU(s string) (time.Duration, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no command name")
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state), so utime and stime are f[11] and f[12].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc stat: CPU time %q: %v", v, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // loadAverage is the 1-minute load average, or -1 when unknown.
 func loadAverage() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -173,6 +211,9 @@ func (p *proc) waitReady(ctx context.Context, url string, limit time.Duration) (
 
 // memory reads the process's VmRSS and VmHWM.
 func (p *proc) memory() (rss, hwm int64, err error) { return memStatus(p.pid()) }
+
+// cpu is the CPU time the process has used so far.
+func (p *proc) cpu() (time.Duration, error) { return cpuTime(p.pid()) }
 
 // moduleRoot is the directory of the go.mod of the module the harness
 // belongs to (found from the working directory by the go command).

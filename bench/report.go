@@ -54,6 +54,24 @@ func (s Side) SocketErrors() (n int64) {
 	return n
 }
 
+// CPUPerRequest is the server's CPU time over the rounds divided by their
+// requests, or 0 when a round's CPU time is unknown.
+func (s Side) CPUPerRequest() time.Duration {
+	var cpu time.Duration
+	var n int64
+	for _, r := range s.Rounds {
+		if r.CPU <= 0 {
+			return 0
+		}
+		cpu += r.CPU
+		n += r.Requests
+	}
+	if n == 0 {
+		return 0
+	}
+	return cpu / time.Duration(n)
+}
+
 // Errors is every failed request, warm-up included.
 func (s Side) Errors() int64 { return s.Non2xx() + s.SocketErrors() + s.WarmupErrors }
 
@@ -104,6 +122,15 @@ type ScenarioResult struct {
 	// Failed says why a measurement could not be made or finished: a
 	// response that was not the expected one, a load generator failure.
 	Failed string
+}
+
+// cpuNotIncluded names what else did the work of a request, besides the
+// load generator, whose CPU time the servers' figures leave out.
+func (s ScenarioResult) cpuNotIncluded() string {
+	if strings.HasSuffix(s.Name, "-pg") {
+		return " and PostgreSQL's"
+	}
+	return ""
 }
 
 func (s ScenarioResult) measured() bool {
@@ -450,6 +477,10 @@ func (r *Report) Markdown() string {
 			p("; per-round ratio %.2f–%.2f", slices.Min(rr), slices.Max(rr))
 		}
 		p(".")
+		if g, n := s.Greenroom.CPUPerRequest(), s.Native.CPUPerRequest(); g > 0 && n > 0 {
+			p(" Server CPU per request (user + system from /proc; the load generator's%s not included): greenroom %s, native %s (%.1f×).",
+				s.cpuNotIncluded(), fmtCPU(g), fmtCPU(n), float64(g)/float64(n))
+		}
 		if w := s.Greenroom.WarmupErrors + s.Native.WarmupErrors; w > 0 {
 			p(" **Warm-up errors: greenroom %d, native %d.**", s.Greenroom.WarmupErrors, s.Native.WarmupErrors)
 		}
@@ -547,6 +578,14 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2f s", d.Seconds())
 	}
+}
+
+// fmtCPU shows a CPU time per request, with a decimal below 100 µs.
+func fmtCPU(d time.Duration) string {
+	if d > 0 && d < 100*time.Microsecond {
+		return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+	}
+	return fmtDur(d)
 }
 
 func fmtKiB(k int64) string {

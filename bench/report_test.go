@@ -27,6 +27,14 @@ func TestSideAggregates(t *testing.T) {
 	if (Side{}).Throughput() != 0 || (Side{}).P99() != 0 {
 		t.Error("an empty side measures nothing")
 	}
+	s.Rounds[0].CPU, s.Rounds[1].CPU = 4*time.Millisecond, 8*time.Millisecond
+	if got := s.CPUPerRequest(); got != 0 {
+		t.Errorf("CPU per request %v with a round's CPU unknown, want 0", got)
+	}
+	s.Rounds[2].CPU = 6 * time.Millisecond // 18 ms over 3000 requests
+	if got := s.CPUPerRequest(); got != 6*time.Microsecond {
+		t.Errorf("CPU per request %v, want 6µs", got)
+	}
 }
 
 func TestRatios(t *testing.T) {
@@ -146,6 +154,18 @@ func TestMarkdownSaysSo(t *testing.T) {
 	}
 	if strings.Contains(md, "REQUEST ERRORS") {
 		t.Error("an error banner without errors")
+	}
+	if strings.Contains(md, "Server CPU per request") {
+		t.Error("a CPU line without CPU times")
+	}
+	for i := range r.Scenarios[0].Greenroom.Rounds {
+		r.Scenarios[0].Greenroom.Rounds[i].CPU = time.Duration(r.Scenarios[0].Greenroom.Rounds[i].Requests) * 30 * time.Microsecond
+	}
+	for i := range r.Scenarios[0].Native.Rounds {
+		r.Scenarios[0].Native.Rounds[i].CPU = time.Duration(r.Scenarios[0].Native.Rounds[i].Requests) * 7500 * time.Nanosecond
+	}
+	if want := "greenroom 30.0 µs, native 7.5 µs (4.0×)"; !strings.Contains(r.Markdown(), want) {
+		t.Errorf("report lacks %q:\n%s", want, r.Markdown())
 	}
 
 	r.Scenarios[1].Native.Rounds[0].SocketErrors = 2

@@ -28,6 +28,10 @@ type Round struct {
 	// Capped is set when the round stopped at its request bound rather
 	// than at its duration; its RPS then understates the rate.
 	Capped bool `json:"capped"`
+	// CPU is the CPU time (user + system) the server used during the
+	// round, read from /proc by the harness; 0 when unknown. The load
+	// generator's and a database server's are not in it.
+	CPU time.Duration `json:"cpu,omitempty"`
 }
 
 // Errors is every failed request of the round.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -105,3 +106,30 @@ func TestParseStatus(t *testing.T) {
 		t.Error("no error for an unknown unit")
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with a space and a parenthesis, then 1234 + 56 ticks.
+	const stat = "4242 (green room) x) S 1 4242 4242 0 -1 4194560 9107 0 0 0 1234 56 0 0 20 0 9 0 1000 2410000000 76725 18446744073709551615\n"
+	got, err := parseStatCPU(stat)
+	if want := 12900 * time.Millisecond; err != nil || got != want {
+		t.Errorf("got %v %v, want %v", got, err, want)
+	}
+	for _, bad := range []string{"4242 greenroom S 1", "4242 (greenroom) S 1 2 3", "4242 (g) S 1 4242 4242 0 -1 4194560 9107 0 0 0 12x 56 0"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("no error for %q", bad)
+		}
+	}
+	// This process has used some CPU, and the figure does not go back.
+	a, err := cpuTime(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	for i := 0; i < 1e7; i++ {
+		sink += i
+	}
+	if b, err := cpuTime(os.Getpid()); err != nil || b < a {
+		t.Errorf("cpu time went from %v to %v (%v)", a, b, err)
+	}
+}
+
+var sink int
