@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -370,12 +371,27 @@ func wantBody(want []byte) func([]byte) error {
 }
 
 func hundredItems(body []byte) error {
-	var list struct{ Items []json.RawMessage }
+	var list struct{ Items []map[string]json.RawMessage }
 	if err := json.Unmarshal(body, &list); err != nil {
 		return fmt.Errorf("not a todo list: %v", err)
 	}
 	if len(list.Items) != 100 {
 		return fmt.Errorf("%d items, want 100", len(list.Items))
+	}
+	return sameItemFields(list.Items)
+}
+
+// todoItemFields are the JSON fields of plugins/todo's Item: the native
+// handler must answer with the same ones, or the two sides would not do
+// the same work.
+var todoItemFields = []string{"created_at", "done", "done_at", "id", "title", "updated_at"}
+
+func sameItemFields(items []map[string]json.RawMessage) error {
+	for i, it := range items {
+		keys := slices.Sorted(maps.Keys(it))
+		if !slices.Equal(keys, todoItemFields) {
+			return fmt.Errorf("item %d has the fields %v, want plugins/todo's %v", i, keys, todoItemFields)
+		}
 	}
 	return nil
 }

@@ -85,12 +85,19 @@ func TestNativeRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sdb.Close()
-	migration, err := os.ReadFile("../plugins/todo/migrations/001_items.up.sql")
-	if err != nil {
-		t.Fatal(err)
+	// plugins/todo's migrations, in order, as greenroom applies them.
+	ups, err := filepath.Glob("../plugins/todo/migrations/*.up.sql")
+	if err != nil || len(ups) == 0 {
+		t.Fatalf("plugins/todo's migrations: %v %v", ups, err)
 	}
-	if _, err := sdb.Exec(string(migration)); err != nil {
-		t.Fatal(err)
+	for _, up := range ups {
+		migration, err := os.ReadFile(up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sdb.Exec(string(migration)); err != nil {
+			t.Fatalf("%s: %v", up, err)
+		}
 	}
 	now := time.Now().UTC()
 	for i := 1; i <= 3; i++ {
@@ -134,6 +141,10 @@ func TestNativeRoutes(t *testing.T) {
 	if err := json.Unmarshal([]byte(b), &list); s != 200 || err != nil || len(list.Items) != 3 || list.Items[0].CreatedAt.IsZero() {
 		t.Errorf("todo: %d %s %v", s, b, err)
 	}
+	var fields struct{ Items []map[string]json.RawMessage }
+	if err := json.Unmarshal([]byte(b), &fields); err != nil || sameItemFields(fields.Items) != nil {
+		t.Errorf("todo items do not have plugins/todo's fields: %s (%v)", b, sameItemFields(fields.Items))
+	}
 	if s, b := do("GET", "/api/logline/log", ""); s != 200 || b != `{"ok":true}` {
 		t.Errorf("log: %d %s", s, b)
 	}
@@ -145,5 +156,22 @@ func TestNativeRoutes(t *testing.T) {
 	}
 	if s, _ := do("GET", "/api/readurl/read?url="+url.QueryEscape("http://127.0.0.1:1/"), ""); s != http.StatusBadGateway {
 		t.Errorf("failed read: %d", s)
+	}
+}
+
+func TestHundredItemsWantsTheSameFields(t *testing.T) {
+	list := func(item string) []byte {
+		return []byte(`{"items":[` + strings.TrimSuffix(strings.Repeat(item+",", 100), ",") + `]}`)
+	}
+	const full = `{"id":1,"title":"t","done":false,"created_at":"2026-11-29T23:16:35Z","updated_at":"2026-11-29T23:16:35Z","done_at":null}`
+	if err := hundredItems(list(full)); err != nil {
+		t.Errorf("plugins/todo's item refused: %v", err)
+	}
+	// The native handler once left done_at out: less work than the plugin.
+	if err := hundredItems(list(`{"id":1,"title":"t","done":false,"created_at":"2026-11-29T23:16:35Z","updated_at":"2026-11-29T23:16:35Z"}`)); err == nil || !strings.Contains(err.Error(), "done_at") {
+		t.Errorf("an item without done_at passed: %v", err)
+	}
+	if err := hundredItems([]byte(`{"items":[` + full + `]}`)); err == nil {
+		t.Error("one item passed for a hundred")
 	}
 }

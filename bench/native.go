@@ -37,6 +37,8 @@ type item struct {
 	Done          bool      `bun:"done" json:"done"`
 	CreatedAt     time.Time `bun:"created_at" json:"created_at"`
 	UpdatedAt     time.Time `bun:"updated_at" json:"updated_at"`
+	// DoneAt is plugins/todo's Item.DoneAt: the same column and field.
+	DoneAt *time.Time `bun:"done_at" json:"done_at"`
 }
 
 // runNative is `greenbench native`: the comparison server, the plugins'
