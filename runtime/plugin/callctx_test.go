@@ -56,8 +56,8 @@ func TestCallContext(t *testing.T) {
 	}
 
 	// A call that returns in time: its derived contexts end with it; the
-	// next call starts afresh, and the earlier call's timer, stopped,
-	// never cancels it.
+	// next call starts afresh, and the timer, still set for the earlier
+	// call's deadline, does not cancel it when it fires.
 	c = ct.begin(in, bg, time.Now().Add(30*time.Millisecond))
 	child2, cancel2 := context.WithCancel(c)
 	defer cancel2()
@@ -100,6 +100,53 @@ func TestCallContext(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	notDone(t, c, "an earlier caller's context canceled")
 	ct.end(c)
+}
+
+// The timer is set only when a call's deadline is earlier than the one it
+// is set for, and when it fires for an earlier call's deadline it is set
+// again for the running call's: no call ends before its deadline, and
+// every call that runs past it ends.
+func TestCallTimerKeepsEarlierDeadline(t *testing.T) {
+	in, ct := newTestCallTimer(t)
+	bg := context.Background()
+	endsAt := func(c *callContext, what string) {
+		t.Helper()
+		waitDone(t, c, what)
+		if now := time.Now(); now.Before(c.deadline) {
+			t.Fatalf("%s: ended %v before its deadline", what, c.deadline.Sub(now))
+		}
+		if err := ct.end(c); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: end = %v, want DeadlineExceeded", what, err)
+		}
+	}
+
+	// A deadline earlier than the one the timer is set for sets it.
+	ct.end(ct.begin(in, bg, time.Now().Add(time.Hour)))
+	endsAt(ct.begin(in, bg, time.Now().Add(40*time.Millisecond)), "a shorter deadline after a long one")
+
+	// A later deadline keeps the timer; when it fires for the earlier
+	// call, it is set again for this one.
+	ct.end(ct.begin(in, bg, time.Now().Add(60*time.Millisecond)))
+	c := ct.begin(in, bg, time.Now().Add(250*time.Millisecond))
+	if got, want := ct.armed.Load(), c.deadline.UnixNano(); got >= want {
+		t.Fatalf("timer set for %d, want the earlier call's deadline (before %d)", got, want)
+	}
+	time.Sleep(150 * time.Millisecond) // past the earlier call's deadline
+	notDone(t, c, "past the earlier call's deadline")
+	if got := ct.armed.Load(); got != c.deadline.UnixNano() {
+		t.Fatalf("after firing for an earlier call, timer set for %d, want %d", got, c.deadline.UnixNano())
+	}
+	endsAt(c, "a longer deadline after a short one")
+
+	// With no call in progress, the timer fires once and stays unset.
+	ct.end(ct.begin(in, bg, time.Now().Add(20*time.Millisecond)))
+	deadline := time.Now().Add(5 * time.Second)
+	for ct.armed.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("timer still set 5s after the last call's deadline")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // A call's context, once done, stays done with its error, whatever later
