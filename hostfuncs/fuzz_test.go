@@ -25,3 +25,62 @@ func FuzzDecodeURLRequest(f *testing.F) {
 		DecodeURLRequest(b, &req)
 	})
 }
+
+// The response envelope is what every guest call ends with.
+func FuzzDecodeResponse(f *testing.F) {
+	f.Add(appendResponse(nil, 200, []byte(`{"ok":true}`), "Content-Type", "application/json"))
+	f.Add(appendResponse(nil, 204, nil))
+	f.Add([]byte{200, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeResponse(b, nil)
+		if err != nil {
+			return
+		}
+		if r.Status < 100 || r.Status > 999 {
+			t.Fatalf("status %d accepted", r.Status)
+		}
+		// Everything decoded lies inside the envelope.
+		n := 8 + 4 + len(r.Body)
+		for _, h := range r.Headers {
+			n += 8 + len(h[0]) + len(h[1])
+		}
+		if n != len(b) {
+			t.Fatalf("decoded %d bytes of a %d-byte envelope", n, len(b))
+		}
+	})
+}
+
+func FuzzDecodeStatement(f *testing.F) {
+	st := appendUint32(nil, 0)
+	st = appendBytes(st, []byte("SELECT ?"))
+	st = appendUint32(st, 3)
+	for _, v := range []any{int64(42), "x", []byte{1}} {
+		st = AppendValue(st, v)
+	}
+	f.Add(st)
+	f.Add(append(appendBytes(appendUint32(nil, 1), []byte("COMMIT")), 0, 0, 0, 0))
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 0, 0, 'x', 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := DecodeStatement(b)
+		if err != nil {
+			return
+		}
+		if len(st.SQL) > MaxStatementSQL || len(st.Args) > MaxStatementArgs {
+			t.Fatalf("statement of %d bytes with %d arguments accepted", len(st.SQL), len(st.Args))
+		}
+	})
+}
+
+func FuzzDecodeMigrations(f *testing.F) {
+	m := appendUint32(nil, 1)
+	m = appendBytes(m, []byte("001_init.up.sql"))
+	m = appendBytes(m, []byte("CREATE TABLE t (x int);"))
+	f.Add(m)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		files, err := DecodeMigrations(b)
+		if err == nil && len(files) > len(b)/8 {
+			t.Fatalf("%d migrations from %d bytes", len(files), len(b))
+		}
+	})
+}

@@ -90,4 +90,11 @@ database = true
 	if out, code := runCLI(t, nil, "plugin", "inspect", notWasm); code == 0 || !strings.Contains(out, "not a WebAssembly module") {
 		t.Errorf("plugin inspect of a non-module: %d %q", code, out)
 	}
+	// Declares 4 294 967 295 globals in 5 bytes: refused before wazero
+	// would try to allocate them all.
+	bomb := filepath.Join(dir, "bomb.wasm")
+	os.WriteFile(bomb, []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 6, 5, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0o644)
+	if out, code := runCLI(t, nil, "plugin", "inspect", bomb); code == 0 || !strings.Contains(out, "malformed module: global section at byte 8: 4294967295 entries declared in 0 bytes") {
+		t.Errorf("plugin inspect of a module declaring more than it holds: %d %q", code, out)
+	}
 }

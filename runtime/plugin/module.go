@@ -22,6 +22,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
 const wasiModule = "wasi_snapshot_preview1"
@@ -73,6 +74,11 @@ func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.Compile
 // compile is Compile with the module's description started by the caller.
 func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (wazero.CompiledModule, Info, error) {
 	if err := checkMagic(wasm); err != nil {
+		return nil, info, err
+	}
+	// wazero allocates what a module declares before reading it; a
+	// module declaring more than it holds could end the process.
+	if err := instrument.CheckSizes(wasm); err != nil {
 		return nil, info, err
 	}
 	cm, err := r.CompileModule(ctx, wasm)
@@ -203,6 +209,9 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
 	if !bytes.HasPrefix(wasm, wasmMagic) {
 		_, info, err := Compile(ctx, r, wasm)
+		return info, err
+	}
+	if err := instrument.CheckSizes(wasm); err != nil {
 		return info, err
 	}
 	cm, err := r.CompileModule(ctx, wasm)

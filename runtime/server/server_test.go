@@ -303,6 +303,18 @@ func TestLoadFailuresAreIsolated(t *testing.T) {
 	dir := t.TempDir()
 	notWasm := filepath.Join(dir, "not.wasm")
 	os.WriteFile(notWasm, []byte("#!/bin/sh\necho definitely not wasm\n"), 0o644)
+	// 16 bytes declaring 4 294 967 295 imports: wazero would ask for
+	// hundreds of GiB before reading the first, and the out-of-memory
+	// error would end the server (instrument.CheckSizes).
+	bomb := filepath.Join(dir, "bomb.wasm")
+	os.WriteFile(bomb, []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 2, 6, 0xff, 0xff, 0xff, 0xff, 0x0f, 0}, 0o644)
+	// One function declaring 4 294 967 295 locals (wazero would fill a
+	// slice that long), loaded without the interruption rewrite.
+	locals := filepath.Join(dir, "locals.wasm")
+	os.WriteFile(locals, []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 4, 1, 0x60, 0, 0, // type: func() ()
+		3, 2, 1, 0, // function 0 of type 0
+		10, 10, 1, 8, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b}, 0o644)
 	in := start(t, fmt.Sprintf(`
 [plugins.hello]
 path = %q
@@ -319,7 +331,12 @@ path = %q
 path = %q
 [plugins.source]
 path = %q
-`, helloWasm, notWasm, helloWasm, abiv2Wasm, noabiWasm, filepath.Join(dir, "missing.wasm"), filepath.Join(guesttest.Root(), "plugins/hello")))
+[plugins.bomb]
+path = %q
+[plugins.locals]
+path = %q
+limits = { interruptible = false }
+`, helloWasm, notWasm, helloWasm, abiv2Wasm, noabiWasm, filepath.Join(dir, "missing.wasm"), filepath.Join(guesttest.Root(), "plugins/hello"), bomb, locals))
 
 	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
 		t.Fatalf("hello does not serve beside failed plugins: %d", status)
@@ -331,6 +348,8 @@ path = %q
 		"noabi":   "declares no greenroom ABI version",
 		"missing": "no such file",
 		"source":  "is a source directory; greenroom serve runs built modules",
+		"bomb":    "malformed module: import section at byte 8: 4294967295 imports declared in 1 bytes",
+		"locals":  "malformed module: code section at byte 18: function body 0: 4294967295 locals, more than 50000",
 	} {
 		status, h, body := in.Get(t, "/api/"+id+"/ping")
 		e := errorBody(t, body)

@@ -117,11 +117,15 @@ func Interruptible(wasm []byte) ([]byte, Stats, error) {
 // Rewrite returns a copy of the module changed as opts say, and with its
 // data segments merged where that keeps memory the same (see mergeData). With
 // Interrupt, custom sections holding DWARF (".debug_*") are dropped, since
-// code offsets change.
+// code offsets change. A module CheckSizes refuses is refused, with an error
+// wrapping ErrMalformed.
 func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	var st Stats
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return nil, st, errors.New("not a WebAssembly 1.0 binary module")
+	}
+	if err := CheckSizes(wasm); err != nil {
+		return nil, st, err
 	}
 	type section struct {
 		id   byte

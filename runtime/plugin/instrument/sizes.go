@@ -1,0 +1,278 @@
+package instrument
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// MaxLocals is the most locals CheckSizes lets one function declare: the
+// limit web browsers apply (V8's kV8MaxWasmFunctionLocals), far above what
+// compilers emit.
+const MaxLocals = 50000
+
+// CheckSizes refuses a module whose declared counts and lengths exceed the
+// bytes that are there to back them: a vector count larger than what is
+// left of its section, a name or data segment longer than its section, a
+// function declaring more than MaxLocals locals.
+//
+// wazero's decoder allocates each vector at its declared size before
+// reading its elements, so a 16-byte module declaring 4 294 967 295
+// imports makes it ask for hundreds of GiB, and the Go runtime ends the
+// whole process ("fatal error: runtime: out of memory"), which no recover
+// catches. With every count bounded by the bytes behind it, what the
+// decoder allocates stays proportional to the module's size. Run it on
+// every module before wazero sees it.
+//
+// It checks the sections wazero decodes (types, imports, functions,
+// tables, memories, globals, exports, elements, code, data, tags and the
+// "name" custom section) as far as their sizes go; whether the module is
+// otherwise valid is wazero's to say.
+//
+// Its errors wrap ErrMalformed.
+func CheckSizes(wasm []byte) error {
+	if err := checkSizes(wasm); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+// ErrMalformed is wrapped by the errors of CheckSizes (and so of Rewrite,
+// which checks first): the module is not one to run, with or without
+// instrumentation.
+var ErrMalformed = errors.New("malformed module")
+
+func checkSizes(wasm []byte) error {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return errors.New("not a WebAssembly 1.0 binary module")
+	}
+	r := &reader{b: wasm, off: 8}
+	for r.off < len(r.b) {
+		at := r.off
+		id := r.byte()
+		size := r.u32()
+		if r.err == nil && uint64(size) > uint64(len(r.b)-r.off) {
+			return fmt.Errorf("section at byte %d declares %d bytes, %d remain", at, size, len(r.b)-r.off)
+		}
+		body := r.bytes(int(size))
+		if r.err != nil {
+			return fmt.Errorf("section at byte %d: %w", at, r.err)
+		}
+		if err := checkSection(id, body); err != nil {
+			return fmt.Errorf("%s section at byte %d: %w", sectionName(id), at, err)
+		}
+	}
+	return nil
+}
+
+func sectionName(id byte) string {
+	names := [...]string{"custom", "type", "import", "function", "table", "memory", "global", "export", "start", "element", "code", "data", "data count", "tag"}
+	if int(id) < len(names) {
+		return names[id]
+	}
+	return fmt.Sprintf("unknown (id %d)", id)
+}
+
+// count reads a vector's length and refuses one longer than the bytes
+// left, each element taking at least min bytes.
+func (r *reader) count(what string, min int) uint32 {
+	n := r.u32()
+	if r.err == nil && uint64(n)*uint64(min) > uint64(len(r.b)-r.off) {
+		r.err = fmt.Errorf("%d %s declared in %d bytes", n, what, len(r.b)-r.off)
+	}
+	return n
+}
+
+// name reads a length-prefixed name (or byte string), refusing a length
+// beyond the bytes left.
+func (r *reader) name() []byte {
+	n := r.u32()
+	if r.err == nil && uint64(n) > uint64(len(r.b)-r.off) {
+		r.err = fmt.Errorf("%d bytes declared at byte %d, %d remain", n, r.off, len(r.b)-r.off)
+		return nil
+	}
+	return r.bytes(int(n))
+}
+
+// constExpr skips a constant expression up to and including its end.
+func (r *reader) constExpr() {
+	for r.err == nil {
+		op := r.byte()
+		if op == 0x0b {
+			return
+		}
+		if err := r.skipImmediates(op); err != nil && r.err == nil {
+			r.err = err
+		}
+	}
+}
+
+func checkSection(id byte, body []byte) error {
+	r := &reader{b: body}
+	switch id {
+	case 0:
+		if string(r.name()) == "name" && r.err == nil {
+			return checkNames(r)
+		}
+	case 1: // type: 0x60 vec(valtype) vec(valtype), or other composite types wazero refuses
+		n := r.count("types", 3)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			if r.byte() != 0x60 {
+				return nil // not a function type: wazero refuses it
+			}
+			for range 2 {
+				k := r.count("value types", 1)
+				for j := uint32(0); j < k && r.err == nil; j++ {
+					r.valtype()
+				}
+			}
+		}
+	case 2: // import
+		n := r.count("imports", 4)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.name()
+			r.name()
+			switch kind := r.byte(); kind {
+			case 0x00, 0x04: // func, tag
+				if kind == 0x04 {
+					r.byte()
+				}
+				r.u32()
+			case 0x01:
+				r.reftype()
+				r.limits()
+			case 0x02:
+				r.limits()
+			case 0x03:
+				r.valtype()
+				r.byte()
+			default:
+				return fmt.Errorf("import %d: unknown kind 0x%02x", i, kind)
+			}
+		}
+	case 3, 4, 5, 6, 13: // function, table, memory, global, tag
+		r.count("entries", 1)
+	case 7: // export
+		n := r.count("exports", 3)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.name()
+			r.byte()
+			r.u32()
+		}
+	case 9:
+		checkElements(r)
+	case 10:
+		checkCode(r)
+	case 11:
+		checkData(r)
+	}
+	return r.err
+}
+
+func checkElements(r *reader) {
+	n := r.count("element segments", 3)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		if flags > 7 {
+			return // wazero refuses it
+		}
+		if flags&0x02 != 0 && flags&0x01 == 0 { // 2, 6: explicit table index
+			r.u32()
+		}
+		if flags&0x01 == 0 { // 0, 2, 4, 6: active, with an offset
+			r.constExpr()
+		}
+		if flags&0x03 != 0 { // 1, 2, 3, 5, 6, 7: element kind or reference type
+			if flags&0x04 != 0 {
+				r.reftype()
+			} else {
+				r.byte()
+			}
+		}
+		if flags&0x04 == 0 { // function indices
+			k := r.count("function indices", 1)
+			for j := uint32(0); j < k && r.err == nil; j++ {
+				r.u32()
+			}
+			continue
+		}
+		k := r.count("element expressions", 1)
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			r.constExpr()
+		}
+	}
+}
+
+func checkCode(r *reader) {
+	n := r.count("function bodies", 2)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		fn := &reader{b: r.bytes(int(r.u32()))}
+		if r.err != nil {
+			return
+		}
+		groups := fn.count("local groups", 2)
+		var locals uint64
+		for j := uint32(0); j < groups && fn.err == nil; j++ {
+			locals += uint64(fn.u32())
+			fn.valtype()
+		}
+		if fn.err == nil && locals > MaxLocals {
+			fn.err = fmt.Errorf("%d locals, more than %d", locals, MaxLocals)
+		}
+		if fn.err != nil {
+			r.err = fmt.Errorf("function body %d: %w", i, fn.err)
+		}
+	}
+}
+
+func checkData(r *reader) {
+	n := r.count("data segments", 2)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		switch flags := r.u32(); flags {
+		case 0:
+			r.constExpr()
+		case 1:
+		case 2:
+			r.u32()
+			r.constExpr()
+		default:
+			return // wazero refuses it
+		}
+		r.name() // the segment's bytes, length-prefixed like a name
+	}
+}
+
+// checkNames checks the name section's subsections: module name, function
+// names (a name map) and local names (an indirect name map), whose counts
+// wazero allocates maps for.
+func checkNames(r *reader) error {
+	for r.off < len(r.b) && r.err == nil {
+		id := r.byte()
+		sub := &reader{b: r.bytes(int(r.u32()))}
+		if r.err != nil {
+			break
+		}
+		nameMap := func(rd *reader) {
+			k := rd.count("names", 2)
+			for j := uint32(0); j < k && rd.err == nil; j++ {
+				rd.u32()
+				rd.name()
+			}
+		}
+		switch id {
+		case 1:
+			nameMap(sub)
+		case 2:
+			k := sub.count("functions' local names", 2)
+			for j := uint32(0); j < k && sub.err == nil; j++ {
+				sub.u32()
+				nameMap(sub)
+			}
+		}
+		if sub.err != nil {
+			return fmt.Errorf("name subsection %d: %w", id, sub.err)
+		}
+	}
+	return r.err
+}

@@ -1,0 +1,113 @@
+package instrument
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+)
+
+// huge is the LEB128 encoding of 4 294 967 295.
+var huge = []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
+
+func TestCheckSizesAcceptsModules(t *testing.T) {
+	guest := guesttest.Read(t, "runtime/plugin/testdata/guests/hostile")
+	rewritten, _, err := Interruptible(guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string][]byte{
+		"loop": loopModule(), "fib": fibModule(), "grow": growModule(1, 1, 100),
+		"Go guest": guest, "Go guest, rewritten": rewritten,
+		"locals at the limit": localsModule(MaxLocals),
+	} {
+		if err := CheckSizes(m); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Each module declares far more than it holds; wazero would allocate
+// what it declares (for the import section: hundreds of GiB, which ends
+// the process) before finding out.
+func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
+	vec := func(id byte, rest ...byte) []byte {
+		return module(section(id, append(append([]byte{}, huge...), rest...)...))
+	}
+	for name, tc := range map[string]struct {
+		wasm []byte
+		want string
+	}{
+		"types":     {vec(1), "type section"},
+		"imports":   {vec(2, 0), "4294967295 imports"},
+		"functions": {vec(3), "function section"},
+		"tables":    {vec(4), "table section"},
+		"memories":  {vec(5), "memory section"},
+		"globals":   {vec(6, 0x7f, 0, 0x41, 0, 0x0b), "global section"},
+		"exports":   {vec(7), "export section"},
+		"elements":  {vec(9), "element section"},
+		"code":      {vec(10), "code section"},
+		"data":      {vec(11), "data section"},
+		"tags":      {vec(13), "tag section"},
+		"params": {module(section(1, append([]byte{1, 0x60}, huge...)...)),
+			"value types declared"},
+		"import name": {module(section(2, append([]byte{1}, huge...)...)),
+			"import section at byte 8: 4294967295 bytes declared"},
+		"element indices": {module(section(9, append([]byte{1, 1, 0}, huge...)...)),
+			"function indices declared"},
+		"element expressions": {module(section(9, append([]byte{1, 5, 0x70}, huge...)...)),
+			"element expressions declared"},
+		"data segment bytes": {module(section(11, append([]byte{1, 1}, huge...)...)),
+			"data section at byte 8: 4294967295 bytes declared"},
+		"locals": {localsModule(MaxLocals + 1), "50001 locals, more than 50000"},
+		"locals in one group": {module(section(10, append(append([]byte{1, 7, 1}, huge...), 0x7f)...)),
+			"4294967295 locals"},
+		"function names": {module(section(0, append([]byte{4, 'n', 'a', 'm', 'e', 1, 5}, huge...)...)),
+			"name subsection 1"},
+		"local names": {module(section(0, append([]byte{4, 'n', 'a', 'm', 'e', 2, 7, 1, 0}, huge...)...)),
+			"name subsection 2"},
+		"section size": {append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0, 11}, huge...), "section at byte 8 declares 4294967295 bytes, 0 remain"},
+		"not wasm":     {[]byte("\x7fELF"), "not a WebAssembly"},
+	} {
+		err := CheckSizes(tc.wasm)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}
+
+// localsModule has one function declaring n i32 locals.
+func localsModule(n uint32) []byte {
+	types := section(1, 1, 0x60, 0, 0)
+	funcs := section(3, 1, 0)
+	body := appendU32([]byte{1}, n)
+	body = append(body, 0x7f, 0x0b)
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(types, funcs, section(10, append(code, body...)...))
+}
+
+// The limit on locals is one wazero's decoder and compiler live with.
+func TestLocalsAtTheLimitCompile(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer r.Close(ctx)
+	if _, err := r.CompileModule(ctx, localsModule(MaxLocals)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkCheckSizes runs the check on a Go guest, as every load does.
+//
+//	go test -run '^$' -bench CheckSizes ./runtime/plugin/instrument/
+func BenchmarkCheckSizes(b *testing.B) {
+	guest := guesttest.Read(b, "runtime/plugin/testdata/guests/hostile")
+	b.SetBytes(int64(len(guest)))
+	for b.Loop() {
+		if err := CheckSizes(guest); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
