@@ -107,7 +107,7 @@ func (e *Engine) rewrite(original func() ([]byte, error), sum string, opts instr
 // version. Hashing the rewritten bytes instead would cost as much again as
 // hashing the module (several milliseconds per Go module) at each start.
 func rewriteKey(sum string, opts instrument.Options) string {
-	return fmt.Sprintf("%s-v%d-i%t-m%d", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages)
+	return fmt.Sprintf("%s-v%d-i%t-m%d-t%d", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages, opts.MaxTableEntries)
 }
 
 // compile returns the compiled module of code (which key names, see

@@ -111,6 +111,12 @@ type Plugin struct {
 
 const pageSize = 65536
 
+// MaxTableEntries bounds a plugin's tables: they are fixed at their
+// initial size, which may total at most this many entries (8 MiB of the
+// host's memory per instance; a Go guest's table has a few thousand).
+// See instrument.Options.MaxTableEntries.
+const MaxTableEntries = 1 << 20
+
 // Load compiles and validates the plugin's module, and creates its warm
 // instances. On error nothing stays open.
 func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
@@ -199,7 +205,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	// likely compiled before and wazero's cache has its machine code.
 	seen := false
 	if !lim.NoInterrupt && !spec.forceWazero {
-		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages}
+		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries}
 		out, st, err := engine.rewrite(original, sum, opts)
 		if srcErr != nil {
 			return nil, srcErr
@@ -219,7 +225,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if lim.NoInterrupt {
 			p.mode = InterruptOff
 		}
-		opts := instrument.Options{MaxMemoryPages: pages}
+		opts := instrument.Options{MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries}
 		var st instrument.Stats
 		if code, st, err = engine.rewrite(original, sum, opts); err != nil {
 			return nil, err

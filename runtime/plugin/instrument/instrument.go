@@ -54,7 +54,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes; caches of rewritten modules key on it.
-const Version = 4
+const Version = 5
 
 // Export names of the added globals.
 const (
@@ -72,6 +72,7 @@ const Refill = 1 << 16
 const (
 	secCustom    = 0
 	secImport    = 2
+	secTable     = 4
 	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
@@ -107,6 +108,13 @@ type Options struct {
 	// declares none), so the engine refuses to grow it further. A module
 	// that needs more at start is refused.
 	MaxMemoryPages uint32
+	// MaxTableEntries, when not 0, fixes the module's tables at their
+	// initial size (each one's maximum becomes its minimum, so table.grow
+	// fails and returns -1) and refuses a module whose tables start with
+	// more entries than this together. Table entries live in the host's
+	// memory, outside the capped linear memory: wazero lets an unbounded
+	// table grow to 2^32-1 entries, 32 GiB.
+	MaxTableEntries uint32
 }
 
 // Interruptible is Rewrite with only Interrupt.
@@ -276,6 +284,15 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				continue
 			}
 			writeSection(s.id, s.body)
+		case secTable:
+			body := s.body
+			if opts.MaxTableEntries > 0 {
+				var err error
+				if body, err = fixTables(s.body, opts.MaxTableEntries); err != nil {
+					return nil, st, err
+				}
+			}
+			writeSection(s.id, body)
 		case secMemory:
 			body := s.body
 			if opts.MaxMemoryPages > 0 {
@@ -364,6 +381,50 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 	out = appendU32(out, min)
 	out = appendU32(out, max)
 	return append(out, b[r.off:]...), nil
+}
+
+// fixTables sets the maximum of every table of a table section to its
+// minimum, refusing tables whose minimums add up to more than budget.
+func fixTables(b []byte, budget uint32) ([]byte, error) {
+	r := &reader{b: b}
+	n := r.u32()
+	out := appendU32(nil, n)
+	var total uint64
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if r.off < len(r.b) && r.b[r.off] == 0x40 {
+			return nil, fmt.Errorf("table %d has an initializer expression, which this runtime does not run", i)
+		}
+		start := r.off
+		r.reftype()
+		reftype := r.b[start:r.off]
+		flags := r.byte()
+		if r.err == nil && flags&^0x01 != 0 {
+			return nil, fmt.Errorf("table %d has limit flags 0x%02x (64-bit or shared), which this runtime does not run", i, flags)
+		}
+		min := r.u32()
+		if flags&0x01 != 0 {
+			if max := r.u32(); r.err == nil && max < min {
+				return nil, fmt.Errorf("table %d: maximum %d below its minimum %d", i, max, min)
+			}
+		}
+		if r.err != nil {
+			break
+		}
+		if total += uint64(min); total > uint64(budget) {
+			return nil, fmt.Errorf("module's tables need %d entries at start, over the limit of %d", total, budget)
+		}
+		out = append(out, reftype...)
+		out = append(out, 0x01)
+		out = appendU32(out, min)
+		out = appendU32(out, min)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("table section: %w", r.err)
+	}
+	if r.off != len(b) {
+		return nil, fmt.Errorf("table section: %d trailing bytes", len(b)-r.off)
+	}
+	return out, nil
 }
 
 // appendCheck appends the check sequence of the package comment.

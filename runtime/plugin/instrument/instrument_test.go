@@ -317,3 +317,59 @@ func TestMemoryCap(t *testing.T) {
 		t.Errorf("shared memory: %v", err)
 	}
 }
+
+// tableModule has a table of min entries (with max, when given) and
+// exports "grow": table.grow of 100 null entries, returning the old size
+// or -1.
+func tableModule(min byte, max ...byte) []byte {
+	limits := []byte{0x70, 0, min}
+	if len(max) > 0 {
+		limits = append([]byte{0x70, 1, min}, max...)
+	}
+	body := []byte{0, 0xd0, 0x70, 0x41, 0xe4, 0x00, 0xfc, 0x0f, 0x00, 0x0b}
+	return module(
+		section(1, 1, 0x60, 0, 1, 0x7f),
+		section(3, 1, 0),
+		section(4, append([]byte{1}, limits...)...),
+		section(5, 1, 0, 1),
+		section(7, 1, 4, 'g', 'r', 'o', 'w', 0, 0),
+		section(10, append([]byte{1, byte(len(body))}, body...)...))
+}
+
+// Table entries live in the host's memory, where the linear memory cap
+// does not reach: with MaxTableEntries a table cannot grow.
+func TestTablesFixed(t *testing.T) {
+	grow := func(wasm []byte) int32 {
+		t.Helper()
+		m := instantiate(t, wasm)
+		res, err := m.ExportedFunction("grow").Call(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int32(res[0])
+	}
+	for name, wasm := range map[string][]byte{"no maximum": tableModule(2), "maximum 1000": tableModule(2, 0xe8, 0x07)} {
+		if got := grow(wasm); got != 2 {
+			t.Fatalf("%s, as built: table.grow returned %d, want the old size 2", name, got)
+		}
+		fixed, _, err := Rewrite(wasm, Options{MaxMemoryPages: 1, MaxTableEntries: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := grow(fixed); got != -1 {
+			t.Errorf("%s, rewritten: table.grow returned %d, want -1", name, got)
+		}
+	}
+	for name, tc := range map[string]struct {
+		wasm []byte
+		want string
+	}{
+		"over the budget":     {tableModule(17), "tables need 17 entries at start, over the limit of 16"},
+		"maximum below min":   {tableModule(3, 2), "table 0: maximum 2 below its minimum 3"},
+		"64-bit table limits": {module(section(4, 1, 0x70, 0x04, 1), section(5, 1, 0, 1)), "limit flags 0x04"},
+	} {
+		if _, _, err := Rewrite(tc.wasm, Options{MaxMemoryPages: 1, MaxTableEntries: 16}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}
