@@ -15,7 +15,7 @@ import (
 // `go test` runs the seeds; `go test -fuzz FuzzRewrite
 // ./runtime/plugin/instrument/` searches further.
 func FuzzRewrite(f *testing.F) {
-	for _, m := range [][]byte{loopModule(), fibModule(), growModule(0, 1), growModule(1, 1, 100)} {
+	for _, m := range [][]byte{loopModule(), fibModule(), growModule(0, 1), growModule(1, 1, 100), tableModule(2), tableModule(2, 9)} {
 		f.Add(m, true, uint32(0))
 		f.Add(m, false, uint32(2))
 	}
@@ -31,7 +31,11 @@ func FuzzRewrite(f *testing.F) {
 		return err
 	}
 	f.Fuzz(func(t *testing.T, wasm []byte, interrupt bool, maxPages uint32) {
-		out, _, err := Rewrite(wasm, Options{Interrupt: interrupt, MaxMemoryPages: maxPages % 70000})
+		opts := Options{Interrupt: interrupt, MaxMemoryPages: maxPages % 70000}
+		if maxPages%2 == 0 {
+			opts.MaxTableEntries = 1 << 20
+		}
+		out, _, err := Rewrite(wasm, opts)
 		if CheckSizes(wasm) != nil || err != nil || valid(wasm) != nil {
 			return
 		}
