@@ -12,6 +12,13 @@ import (
 // compilers emit.
 const MaxLocals = 50000
 
+// MaxModuleLocals is the most locals CheckSizes lets a module's functions
+// declare together. A local costs a few bytes to declare and wazero keeps
+// a byte per local for as long as the module is loaded, so without it a
+// module of a few MB could declare tens of billions. A Go guest declares
+// about 16 000-18 000 (at most 20 in one function).
+const MaxModuleLocals = 1 << 22
+
 // CheckSizes refuses a module whose declared counts and lengths exceed the
 // bytes that are there to back them: a vector count larger than what is
 // left of its section, a name or data segment longer than its section, a
@@ -206,6 +213,7 @@ func checkElements(r *reader) {
 
 func checkCode(r *reader) {
 	n := r.count("function bodies", 2)
+	var total uint64
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		fn := &reader{b: r.bytes(int(r.u32()))}
 		if r.err != nil {
@@ -222,6 +230,10 @@ func checkCode(r *reader) {
 		}
 		if fn.err != nil {
 			r.err = fmt.Errorf("function body %d: %w", i, fn.err)
+			return
+		}
+		if total += locals; total > MaxModuleLocals {
+			r.err = fmt.Errorf("functions 0 to %d declare %d locals together, more than %d", i, total, MaxModuleLocals)
 		}
 	}
 }

@@ -63,6 +63,8 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 		"data segment bytes": {module(section(11, append([]byte{1, 1}, huge...)...)),
 			"data section at byte 8: 4294967295 bytes declared"},
 		"locals": {localsModule(MaxLocals + 1), "50001 locals, more than 50000"},
+		"locals in the module": {manyLocals(MaxModuleLocals/MaxLocals + 1),
+			"functions 0 to 83 declare 4200000 locals together, more than 4194304"},
 		"locals in one group": {module(section(10, append(append([]byte{1, 7, 1}, huge...), 0x7f)...)),
 			"4294967295 locals"},
 		"function names": {module(section(0, append([]byte{4, 'n', 'a', 'm', 'e', 1, 5}, huge...)...)),
@@ -87,6 +89,19 @@ func localsModule(n uint32) []byte {
 	body = append(body, 0x7f, 0x0b)
 	code := appendU32([]byte{1}, uint32(len(body)))
 	return module(types, funcs, section(10, append(code, body...)...))
+}
+
+// manyLocals has n function bodies each declaring MaxLocals locals (and no
+// function section: CheckSizes looks at the code section alone).
+func manyLocals(n int) []byte {
+	body := appendU32([]byte{1}, MaxLocals)
+	body = append(body, 0x7f, 0x0b)
+	code := appendU32(nil, uint32(n))
+	for range n {
+		code = appendU32(code, uint32(len(body)))
+		code = append(code, body...)
+	}
+	return module(section(10, code...))
 }
 
 // The limit on locals is one wazero's decoder and compiler live with.
