@@ -54,7 +54,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes; caches of rewritten modules key on it.
-const Version = 5
+const Version = 6
 
 // Export names of the added globals.
 const (
@@ -326,6 +326,9 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			writeSection(s.id, body)
 		case secCode:
 			if !opts.Interrupt {
+				if err := checkControl(s.body); err != nil {
+					return nil, st, err
+				}
 				writeSection(s.id, s.body)
 				continue
 			}
@@ -534,6 +537,7 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 	} else {
 		st.Skipped++
 	}
+	var c controlCount
 	for r.off < len(r.b) {
 		start := r.off
 		op := r.byte()
@@ -544,6 +548,9 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("instruction at byte %d: %w", start, r.err)
 		}
+		if err := c.add(op); err != nil {
+			return nil, err
+		}
 		dst = append(dst, fn[start:r.off]...)
 		if isLoop {
 			dst = append(dst, check...)
@@ -551,6 +558,68 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// MaxFunctionLoops and MaxFunctionBlocks bound one function's loops and
+// structured blocks (block, loop, if, try). wazero's optimizing compiler
+// takes time that grows faster than linearly with them in one function
+// (10 000 loops, 30 KB of code: over a minute to compile once
+// instrumented; 40 000 empty blocks: 16 s), and it can only be stopped
+// between functions (see Engine: the compilation deadline). At the limits a
+// function compiles in a fraction of a second. Go's compiler emits at most
+// 3 loops and 799 blocks in one function (the example plugins).
+const (
+	MaxFunctionLoops  = 1000
+	MaxFunctionBlocks = 10000
+)
+
+// controlCount counts a function's loops and blocks against the limits.
+type controlCount struct{ loops, blocks int }
+
+func (c *controlCount) add(op byte) error {
+	switch op {
+	case 0x03:
+		if c.loops++; c.loops > MaxFunctionLoops {
+			return fmt.Errorf("more than %d loops in one function", MaxFunctionLoops)
+		}
+		fallthrough
+	case 0x02, 0x04, 0x06:
+		if c.blocks++; c.blocks > MaxFunctionBlocks {
+			return fmt.Errorf("more than %d blocks in one function", MaxFunctionBlocks)
+		}
+	}
+	return nil
+}
+
+// checkControl applies the limits of controlCount to every function of a
+// code section, for modules rewritten without the interruption checks
+// (rewriteBody applies them otherwise).
+func checkControl(b []byte) error {
+	r := &reader{b: b}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		fn := &reader{b: r.bytes(int(r.u32()))}
+		groups := fn.u32()
+		for j := uint32(0); j < groups && fn.err == nil; j++ {
+			fn.u32()
+			fn.valtype()
+		}
+		var c controlCount
+		for fn.off < len(fn.b) && fn.err == nil {
+			start := fn.off
+			op := fn.byte()
+			if err := fn.skipImmediates(op); err != nil {
+				return fmt.Errorf("code section, function %d: instruction at byte %d: %w", i, start, err)
+			}
+			if err := c.add(op); err != nil {
+				return fmt.Errorf("code section, function %d: %w", i, err)
+			}
+		}
+		if fn.err != nil {
+			return fmt.Errorf("code section, function %d: %w", i, fn.err)
+		}
+	}
+	return r.err
 }
 
 // needsEntryCheck reports whether a function body (instructions from off)

@@ -373,3 +373,37 @@ func TestTablesFixed(t *testing.T) {
 		}
 	}
 }
+
+// controlModule has one function (with a memory, which the checks need)
+// made of n empty structures opened with op (0x02 block, 0x03 loop).
+func controlModule(op byte, n int) []byte {
+	body := []byte{0}
+	for range n {
+		body = append(body, op, 0x40, 0x0b)
+	}
+	body = append(body, 0x0b)
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(section(1, 1, 0x60, 0, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, body...)...))
+}
+
+// wazero's compiler slows down faster than linearly with the loops and
+// blocks of one function, and cannot be stopped inside one: both rewrites
+// refuse functions past the limits.
+func TestControlLimits(t *testing.T) {
+	for _, opts := range []Options{{Interrupt: true}, {MaxMemoryPages: 1}} {
+		for name, tc := range map[string]struct {
+			wasm []byte
+			want string // "" when accepted
+		}{
+			"loops at the limit":  {controlModule(0x03, MaxFunctionLoops), ""},
+			"too many loops":      {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops in one function"},
+			"blocks at the limit": {controlModule(0x02, MaxFunctionBlocks), ""},
+			"too many blocks":     {controlModule(0x02, MaxFunctionBlocks+1), "function 0: more than 10000 blocks in one function"},
+		} {
+			_, _, err := Rewrite(tc.wasm, opts)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("%s, interrupt %t: %v, want %q", name, opts.Interrupt, err, tc.want)
+			}
+		}
+	}
+}
