@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,5 +97,21 @@ database = true
 	os.WriteFile(bomb, []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 6, 5, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0o644)
 	if out, code := runCLI(t, nil, "plugin", "inspect", bomb); code == 0 || !strings.Contains(out, "malformed module: global section at byte 8: 4294967295 entries declared in 0 bytes") {
 		t.Errorf("plugin inspect of a module declaring more than it holds: %d %q", code, out)
+	}
+	// One function of 1001 empty loops: past the limit that keeps
+	// compiling a function short.
+	body := []byte{0}
+	for range 1001 {
+		body = append(body, 0x03, 0x40, 0x0b)
+	}
+	body = append(body, 0x0b)
+	sec := binary.AppendUvarint([]byte{1}, uint64(len(body)))
+	sec = append(sec, body...)
+	loops := []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 5, 3, 1, 0, 1, 10}
+	loops = append(binary.AppendUvarint(loops, uint64(len(sec))), sec...)
+	slow := filepath.Join(dir, "loops.wasm")
+	os.WriteFile(slow, loops, 0o644)
+	if out, code := runCLI(t, nil, "plugin", "inspect", slow); code == 0 || !strings.Contains(out, "function 0: more than 1000 loops in one function") {
+		t.Errorf("plugin inspect of a module over the loop limit: %d %q", code, out)
 	}
 }

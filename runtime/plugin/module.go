@@ -13,13 +13,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -211,11 +214,19 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 		_, info, err := Compile(ctx, r, wasm)
 		return info, err
 	}
-	if err := instrument.CheckSizes(wasm); err != nil {
+	// The limits a load applies (sizes, loops and blocks per function, the
+	// compilation deadline), so that inspecting a hostile module ends too.
+	if _, _, err := instrument.Rewrite(wasm, instrument.Options{}); err != nil {
 		return info, err
 	}
-	cm, err := r.CompileModule(ctx, wasm)
+	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
+	defer cancel()
+	cctx = experimental.WithCompilationWorkers(cctx, max(2, goruntime.NumCPU()))
+	cm, err := r.CompileModule(cctx, wasm)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return info, fmt.Errorf("compilation did not finish within %s: %w", compileTimeout, err)
+		}
 		return info, fmt.Errorf("compile: %w", err)
 	}
 	defer cm.Close(ctx)
