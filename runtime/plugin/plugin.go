@@ -210,8 +210,8 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if srcErr != nil {
 			return nil, srcErr
 		}
-		if errors.Is(err, instrument.ErrMalformed) {
-			return nil, err
+		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) {
+			return nil, err // no fallback would accept it either
 		}
 		if err != nil {
 			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")

@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 )
 
@@ -270,7 +271,7 @@ func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
 	lim := testLimits()
 	lim.Memory = 1 << 20 // 16 pages; a Go module starts with more
 	_, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Host: testHost{log: logrus.NewEntry(logrus.New())}, Cache: testCache})
-	if err == nil || !strings.Contains(err.Error(), "pages of memory at start") {
+	if !errors.Is(err, instrument.ErrOverLimit) || !strings.Contains(err.Error(), "pages of memory at start") {
 		t.Fatalf("err = %v, want a refusal naming the memory the module needs", err)
 	}
 }

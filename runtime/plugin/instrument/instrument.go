@@ -374,7 +374,7 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 		return nil, fmt.Errorf("memory section: %w", r.err)
 	}
 	if min > max {
-		return nil, fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536)
+		return nil, overLimit(fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536))
 	}
 	if flags&0x01 != 0 && declared < max {
 		max = declared
@@ -385,6 +385,20 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 	out = appendU32(out, max)
 	return append(out, b[r.off:]...), nil
 }
+
+// ErrOverLimit is wrapped by Rewrite's errors for a module over one of
+// the runtime's limits (memory or tables needed at start, loops or blocks in
+// a function): no other rewrite makes it acceptable.
+var ErrOverLimit = errors.New("module over a limit")
+
+// limitError marks an error as one of ErrOverLimit without changing its
+// message.
+type limitError struct{ error }
+
+func (e limitError) Unwrap() error        { return e.error }
+func (e limitError) Is(target error) bool { return target == ErrOverLimit }
+
+func overLimit(err error) error { return limitError{err} }
 
 // fixTables sets the maximum of every table of a table section to its
 // minimum, refusing tables whose minimums add up to more than budget.
@@ -414,7 +428,7 @@ func fixTables(b []byte, budget uint32) ([]byte, error) {
 			break
 		}
 		if total += uint64(min); total > uint64(budget) {
-			return nil, fmt.Errorf("module's tables need %d entries at start, over the limit of %d", total, budget)
+			return nil, overLimit(fmt.Errorf("module's tables need %d entries at start, over the limit of %d", total, budget))
 		}
 		out = append(out, reftype...)
 		out = append(out, 0x01)
@@ -580,12 +594,12 @@ func (c *controlCount) add(op byte) error {
 	switch op {
 	case 0x03:
 		if c.loops++; c.loops > MaxFunctionLoops {
-			return fmt.Errorf("more than %d loops in one function", MaxFunctionLoops)
+			return overLimit(fmt.Errorf("more than %d loops in one function", MaxFunctionLoops))
 		}
 		fallthrough
 	case 0x02, 0x04, 0x06:
 		if c.blocks++; c.blocks > MaxFunctionBlocks {
-			return fmt.Errorf("more than %d blocks in one function", MaxFunctionBlocks)
+			return overLimit(fmt.Errorf("more than %d blocks in one function", MaxFunctionBlocks))
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package instrument
 
 import (
 	"context"
+	"errors"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -368,8 +369,12 @@ func TestTablesFixed(t *testing.T) {
 		"maximum below min":   {tableModule(3, 2), "table 0: maximum 2 below its minimum 3"},
 		"64-bit table limits": {module(section(4, 1, 0x70, 0x04, 1), section(5, 1, 0, 1)), "limit flags 0x04"},
 	} {
-		if _, _, err := Rewrite(tc.wasm, Options{MaxMemoryPages: 1, MaxTableEntries: 16}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		_, _, err := Rewrite(tc.wasm, Options{MaxMemoryPages: 1, MaxTableEntries: 16})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+		if over := errors.Is(err, ErrOverLimit); over != (name == "over the budget") {
+			t.Errorf("%s: errors.Is(err, ErrOverLimit) = %t", name, over)
 		}
 	}
 }
@@ -401,7 +406,7 @@ func TestControlLimits(t *testing.T) {
 			"too many blocks":     {controlModule(0x02, MaxFunctionBlocks+1), "function 0: more than 10000 blocks in one function"},
 		} {
 			_, _, err := Rewrite(tc.wasm, opts)
-			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrOverLimit) || !strings.Contains(err.Error(), tc.want)) {
 				t.Errorf("%s, interrupt %t: %v, want %q", name, opts.Interrupt, err, tc.want)
 			}
 		}
