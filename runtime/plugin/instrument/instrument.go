@@ -562,7 +562,7 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("instruction at byte %d: %w", start, r.err)
 		}
-		if err := c.add(op); err != nil {
+		if err := c.add(op, fn[start+1:r.off]); err != nil {
 			return nil, err
 		}
 		dst = append(dst, fn[start:r.off]...)
@@ -574,24 +574,34 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 	return dst, nil
 }
 
-// MaxFunctionLoops and MaxFunctionBlocks bound one function's loops and
-// structured blocks (block, loop, if, try). wazero's optimizing compiler
-// takes time that grows faster than linearly with them in one function
-// (10 000 loops, 30 KB of code: over a minute to compile once
-// instrumented; 40 000 empty blocks: 16 s), and it can only be stopped
-// between functions (see Engine: the compilation deadline). At the limits a
-// function compiles in a fraction of a second. Go's compiler emits at most
-// 3 loops and 799 blocks in one function (the example plugins).
+// MaxFunctionLoops, MaxFunctionBlocks and MaxFunctionBranchTargets bound
+// one function's loops, structured blocks (block, loop, if, try) and
+// br_table targets. wazero's optimizing compiler takes time that grows
+// faster than linearly with them in one function (10 000 loops, 30 KB of
+// code: over a minute to compile once instrumented; 40 000 empty blocks:
+// 16 s; one br_table of 100 000 targets: 4.4 s, of a million: minutes),
+// and it can only be stopped between functions (see Engine: the
+// compilation deadline). At the limits a function compiles in a second or
+// two at most. Go's compiler emits at most 3 loops and 799 blocks in one
+// function (the example plugins).
 const (
-	MaxFunctionLoops  = 1000
-	MaxFunctionBlocks = 10000
+	MaxFunctionLoops         = 1000
+	MaxFunctionBlocks        = 10000
+	MaxFunctionBranchTargets = 65536
 )
 
-// controlCount counts a function's loops and blocks against the limits.
-type controlCount struct{ loops, blocks int }
+// controlCount counts a function's loops, blocks and br_table targets
+// against the limits.
+type controlCount struct{ loops, blocks, targets int }
 
-func (c *controlCount) add(op byte) error {
+// add counts the instruction op, whose immediates are imm.
+func (c *controlCount) add(op byte, imm []byte) error {
 	switch op {
+	case 0x0e: // br_table: a vector of labels, then the default
+		n := (&reader{b: imm}).u32()
+		if c.targets += int(n) + 1; c.targets > MaxFunctionBranchTargets {
+			return overLimit(fmt.Errorf("more than %d br_table targets in one function", MaxFunctionBranchTargets))
+		}
 	case 0x03:
 		if c.loops++; c.loops > MaxFunctionLoops {
 			return overLimit(fmt.Errorf("more than %d loops in one function", MaxFunctionLoops))
@@ -625,7 +635,7 @@ func checkControl(b []byte) error {
 			if err := fn.skipImmediates(op); err != nil {
 				return fmt.Errorf("code section, function %d: instruction at byte %d: %w", i, start, err)
 			}
-			if err := c.add(op); err != nil {
+			if err := c.add(op, fn.b[start+1:fn.off]); err != nil {
 				return fmt.Errorf("code section, function %d: %w", i, err)
 			}
 		}

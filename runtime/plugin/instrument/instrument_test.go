@@ -391,6 +391,16 @@ func controlModule(op byte, n int) []byte {
 	return module(section(1, 1, 0x60, 0, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, body...)...))
 }
 
+// brTableModule has one function with a br_table of n labels (and its
+// default), all to the same block.
+func brTableModule(n int) []byte {
+	body := append([]byte{0, 0x02, 0x40, 0x41, 0x00, 0x0e}, appendU32(nil, uint32(n))...)
+	body = append(body, make([]byte, n+1)...)
+	body = append(body, 0x0b, 0x0b)
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(section(1, 1, 0x60, 0, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, body...)...))
+}
+
 // wazero's compiler slows down faster than linearly with the loops and
 // blocks of one function, and cannot be stopped inside one: both rewrites
 // refuse functions past the limits.
@@ -400,10 +410,12 @@ func TestControlLimits(t *testing.T) {
 			wasm []byte
 			want string // "" when accepted
 		}{
-			"loops at the limit":  {controlModule(0x03, MaxFunctionLoops), ""},
-			"too many loops":      {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops in one function"},
-			"blocks at the limit": {controlModule(0x02, MaxFunctionBlocks), ""},
-			"too many blocks":     {controlModule(0x02, MaxFunctionBlocks+1), "function 0: more than 10000 blocks in one function"},
+			"loops at the limit":   {controlModule(0x03, MaxFunctionLoops), ""},
+			"too many loops":       {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops in one function"},
+			"blocks at the limit":  {controlModule(0x02, MaxFunctionBlocks), ""},
+			"too many blocks":      {controlModule(0x02, MaxFunctionBlocks+1), "function 0: more than 10000 blocks in one function"},
+			"targets at the limit": {brTableModule(MaxFunctionBranchTargets - 1), ""},
+			"too many targets":     {brTableModule(MaxFunctionBranchTargets), "function 0: more than 65536 br_table targets in one function"},
 		} {
 			_, _, err := Rewrite(tc.wasm, opts)
 			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrOverLimit) || !strings.Contains(err.Error(), tc.want)) {
