@@ -53,8 +53,8 @@ import (
 )
 
 // Version changes whenever Rewrite's output for the same input and options
-// changes; caches of rewritten modules key on it.
-const Version = 6
+// changes, or what it refuses does; caches of rewritten modules key on it.
+const Version = 7
 
 // Export names of the added globals.
 const (
