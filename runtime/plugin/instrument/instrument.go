@@ -54,7 +54,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 7
+const Version = 8
 
 // Export names of the added globals.
 const (

@@ -12,6 +12,12 @@ import (
 // compilers emit.
 const MaxLocals = 50000
 
+// MaxParams is the most parameters, and the most results, CheckSizes lets a
+// function type have: the browsers' limit (V8's kV8MaxWasmFunctionParams
+// and ...Returns). wazero's compiler takes time quadratic in a call's
+// arguments (two calls of 50 000: 1.3 s).
+const MaxParams = 1000
+
 // MaxModuleLocals is the most locals CheckSizes lets a module's functions
 // declare together. A local costs a few bytes to declare and wazero keeps
 // a byte per local for as long as the module is loaded, so without it a
@@ -128,8 +134,11 @@ func checkSection(id byte, body []byte) error {
 			if r.byte() != 0x60 {
 				return nil // not a function type: wazero refuses it
 			}
-			for range 2 {
+			for _, what := range []string{"parameters", "results"} {
 				k := r.count("value types", 1)
+				if r.err == nil && k > MaxParams {
+					return fmt.Errorf("type %d has %d %s, more than %d", i, k, what, MaxParams)
+				}
 				for j := uint32(0); j < k && r.err == nil; j++ {
 					r.valtype()
 				}
