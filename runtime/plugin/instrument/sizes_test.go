@@ -55,7 +55,7 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 		"params": {module(section(1, append([]byte{1, 0x60}, huge...)...)),
 			"value types declared"},
 		"import name": {module(section(2, append([]byte{1}, huge...)...)),
-			"import section at byte 8: 4294967295 bytes declared"},
+			"import section at byte 8: truncated"},
 		"element indices": {module(section(9, append([]byte{1, 1, 0}, huge...)...)),
 			"function indices declared"},
 		"element expressions": {module(section(9, append([]byte{1, 5, 0x70}, huge...)...)),
