@@ -32,7 +32,11 @@
 // (docs/benchmarks.md).
 //
 // It also merges the module's data segments where that keeps the memory an
-// instance starts with the same (see mergeData).
+// instance starts with the same (see mergeData), and it keeps what a module
+// can make the host spend bounded: declared sizes (CheckSizes, before
+// anything else), the memory cap, tables fixed at their initial size, and
+// per-function limits on what wazero's compiler is slow with
+// (MaxFunctionLoops and the others).
 //
 // The rewriter parses only what it must: section headers, the import,
 // global, export, code and data sections, and instructions to find loops. It
