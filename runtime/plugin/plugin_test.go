@@ -17,8 +17,8 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
-	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
 // testHost serves config from a map and writes guest output to a logrus
