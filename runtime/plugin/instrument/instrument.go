@@ -621,7 +621,10 @@ func (c *controlCount) add(op byte, imm []byte) error {
 
 // checkControl applies the limits of controlCount to every function of a
 // code section, for modules rewritten without the interruption checks
-// (rewriteBody applies them otherwise).
+// (rewriteBody applies them otherwise). A function it cannot read to the
+// end (an instruction it does not know: the reason such a module is not
+// instrumented) is counted up to there; whether the rest is valid is
+// wazero's to say, and the compilation deadline still bounds it.
 func checkControl(b []byte) error {
 	r := &reader{b: b}
 	n := r.u32()
@@ -636,15 +639,12 @@ func checkControl(b []byte) error {
 		for fn.off < len(fn.b) && fn.err == nil {
 			start := fn.off
 			op := fn.byte()
-			if err := fn.skipImmediates(op); err != nil {
-				return fmt.Errorf("code section, function %d: instruction at byte %d: %w", i, start, err)
+			if fn.skipImmediates(op) != nil {
+				break
 			}
 			if err := c.add(op, fn.b[start+1:fn.off]); err != nil {
 				return fmt.Errorf("code section, function %d: %w", i, err)
 			}
-		}
-		if fn.err != nil {
-			return fmt.Errorf("code section, function %d: %w", i, fn.err)
 		}
 	}
 	return r.err

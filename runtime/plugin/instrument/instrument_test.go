@@ -424,3 +424,18 @@ func TestControlLimits(t *testing.T) {
 		}
 	}
 }
+
+// A module the rewriter cannot instrument (an instruction it does not
+// know) falls back to wazero's interruption, and the rewrite for that
+// (MaxMemoryPages only) still accepts it: wazero says whether it is valid.
+func TestUnknownInstructionLeftToWazero(t *testing.T) {
+	body := []byte{0, 0x27, 0x0b} // 0x27: no instruction
+	code := appendU32([]byte{1}, uint32(len(body)))
+	wasm := module(section(1, 1, 0x60, 0, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, body...)...))
+	if _, _, err := Interruptible(wasm); err == nil || !strings.Contains(err.Error(), "0x27") {
+		t.Fatalf("instrumenting: %v, want a refusal naming the opcode", err)
+	}
+	if _, _, err := Rewrite(wasm, Options{MaxMemoryPages: 1}); err != nil {
+		t.Fatalf("rewrite without the checks: %v", err)
+	}
+}
