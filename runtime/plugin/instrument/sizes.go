@@ -27,8 +27,9 @@ const MaxModuleLocals = 1 << 22
 
 // CheckSizes refuses a module whose declared counts and lengths exceed the
 // bytes that are there to back them: a vector count larger than what is
-// left of its section, a name or data segment longer than its section, a
-// function declaring more than MaxLocals locals.
+// left of its section, a name or data segment longer than its section,
+// more than MaxLocals locals in a function or MaxModuleLocals in all, a
+// function type with more than MaxParams parameters or results.
 //
 // wazero's decoder allocates each vector at its declared size before
 // reading its elements, so a 16-byte module declaring 4 294 967 295
