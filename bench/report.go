@@ -279,6 +279,12 @@ func (r *Report) Targets() []TargetResult {
 			t.Measured = fmt.Sprintf("%.2f× at %d connections (the target is at %d)", s.Ratio(), r.Connections, targetConns)
 		default:
 			t.Measured = fmt.Sprintf("%.2f× (%s vs %s req/s)", s.Ratio(), fmtRate(s.Greenroom.Throughput()), fmtRate(s.Native.Throughput()))
+			if g, n := s.Greenroom.CPUPerRequest(), s.Native.CPUPerRequest(); g > 0 && n > 0 {
+				t.Measured += fmt.Sprintf("; server CPU per request %.1f× native's", float64(g)/float64(n))
+			}
+			if strings.HasPrefix(r.LoadGen, "vegeta") {
+				t.Measured += "; with vegeta, which takes more of the shared cores than wrk and so gives a higher ratio"
+			}
 			t.Verdict = verdict(s.Ratio() >= min)
 			if s.Errors() > 0 {
 				t.Verdict = Invalid

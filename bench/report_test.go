@@ -107,6 +107,17 @@ func TestTargets(t *testing.T) {
 		t.Errorf("a skipped scenario says why: %s", ts[3].Measured)
 	}
 
+	// The server's CPU ratio goes with the throughput ratio, and a run
+	// with vegeta says it tends to flatter greenroom.
+	for i := range r.Scenarios[0].Greenroom.Rounds {
+		r.Scenarios[0].Greenroom.Rounds[i].CPU = 30 * time.Second
+		r.Scenarios[0].Native.Rounds[i].CPU = 10 * time.Second
+	}
+	r.LoadGen = "vegeta v12 as a library"
+	if m := r.Targets()[0].Measured; !strings.Contains(m, "server CPU per request") || !strings.Contains(m, "with vegeta") {
+		t.Errorf("ping target with CPU times under vegeta: %s", m)
+	}
+
 	r = report(0.59, 0.7, ms(8.1), ms(4))
 	ts = r.Targets()
 	if ts[0].Verdict != Missed || ts[1].Verdict != Missed || ts[2].Verdict != Met {
