@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -166,15 +164,7 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 			}
 		}
 		if sm.err == nil {
-			cctx, cancel := context.WithTimeout(ctx, compileTimeout)
-			// wazero looks at the context between functions only when
-			// it compiles with several workers.
-			cctx = experimental.WithCompilationWorkers(cctx, max(2, experimental.GetCompilationWorkers(ctx)))
-			sm.cm, sm.info, sm.err = compile(cctx, r, code, Info{Size: len(code)})
-			if errors.Is(sm.err, context.DeadlineExceeded) && ctx.Err() == nil {
-				sm.err = fmt.Errorf("compilation did not finish within %s, a bound no plugin built by a compiler comes near (a 6 MB Go module compiles in about 2 s): %w", compileTimeout, sm.err)
-			}
-			cancel()
+			sm.cm, sm.info, sm.err = compile(ctx, r, code, Info{Size: len(code)})
 		}
 		if sm.err != nil {
 			e.mu.Lock()
@@ -196,15 +186,6 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 	}
 	return sm.cm, sm.info, release, nil
 }
-
-// compileTimeout bounds one module's compilation. wazero stops between
-// functions once its context ends, and instrument's per-function limits
-// keep each function's share short, so a module made to be slow to
-// compile (many functions full of loops: tens of µs of compiling per byte,
-// against a Go module's fraction of a µs) fails after this instead of
-// holding the load, and the other plugins' fresh compilations queued
-// behind it, for hours. A variable for tests.
-var compileTimeout = 2 * time.Minute
 
 // errEngineClosed is returned by Load on a closed engine.
 var errEngineClosed = errors.New("plugin engine closed")

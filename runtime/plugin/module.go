@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -74,7 +75,18 @@ func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.Compile
 	return compile(ctx, r, wasm, Info{SHA256: SHA256(wasm), Size: len(wasm)})
 }
 
+// compileTimeout bounds one module's compilation. wazero stops between
+// functions once its context ends, and instrument's per-function limits
+// keep each function's share short, so a module made to be slow to
+// compile (many functions full of loops: tens of µs of compiling per byte,
+// against a Go module's fraction of a µs) fails after this instead of
+// holding its load, and the other plugins' fresh compilations queued
+// behind it, for hours. A variable for tests.
+var compileTimeout = 2 * time.Minute
+
 // compile is Compile with the module's description started by the caller.
+// It refuses what instrument.CheckSizes refuses before wazero sees it, and
+// ends the compilation at compileTimeout.
 func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (wazero.CompiledModule, Info, error) {
 	if err := checkMagic(wasm); err != nil {
 		return nil, info, err
@@ -84,8 +96,16 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (waz
 	if err := instrument.CheckSizes(wasm); err != nil {
 		return nil, info, err
 	}
-	cm, err := r.CompileModule(ctx, wasm)
+	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
+	defer cancel()
+	// wazero looks at the context between functions only when it compiles
+	// with several workers.
+	cctx = experimental.WithCompilationWorkers(cctx, max(2, experimental.GetCompilationWorkers(ctx)))
+	cm, err := r.CompileModule(cctx, wasm)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, info, fmt.Errorf("compilation did not finish within %s, a bound no plugin built by a compiler comes near (a 6 MB Go module compiles in about 2 s): %w", compileTimeout, err)
+		}
 		return nil, info, fmt.Errorf("compile: %w", err)
 	}
 	if err := describe(cm, &info); err != nil {
@@ -210,26 +230,17 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
 	defer r.Close(ctx)
 	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
-	if !bytes.HasPrefix(wasm, wasmMagic) {
-		_, info, err := Compile(ctx, r, wasm)
-		return info, err
-	}
-	// The limits a load applies (sizes, loops and blocks per function, the
-	// compilation deadline), so that inspecting a hostile module ends too.
-	if _, _, err := instrument.Rewrite(wasm, instrument.Options{}); err != nil {
-		return info, err
-	}
-	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
-	defer cancel()
-	cctx = experimental.WithCompilationWorkers(cctx, max(2, goruntime.NumCPU()))
-	cm, err := r.CompileModule(cctx, wasm)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return info, fmt.Errorf("compilation did not finish within %s: %w", compileTimeout, err)
+	// The per-function limits a load applies through the rewrite, so that
+	// inspecting a hostile module ends too (compile applies the rest).
+	if bytes.HasPrefix(wasm, wasmMagic) {
+		if _, _, err := instrument.Rewrite(wasm, instrument.Options{}); err != nil {
+			return info, err
 		}
-		return info, fmt.Errorf("compile: %w", err)
 	}
-	defer cm.Close(ctx)
-	err = describe(cm, &info)
+	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
+	cm, info, err := compile(ctx, r, wasm, info)
+	if cm != nil {
+		cm.Close(ctx)
+	}
 	return info, err
 }

@@ -584,7 +584,7 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 // faster than linearly with them in one function (10 000 loops, 30 KB of
 // code: over a minute to compile once instrumented; 40 000 empty blocks:
 // 16 s; one br_table of 100 000 targets: 4.4 s, of a million: minutes),
-// and it can only be stopped between functions (see Engine: the
+// and it can only be stopped between functions (see package plugin: the
 // compilation deadline). At the limits a function compiles in a second or
 // two at most. Go's compiler emits at most 3 loops and 799 blocks in one
 // function (the example plugins).
