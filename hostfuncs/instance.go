@@ -83,6 +83,10 @@ type Instance struct {
 	// instances); nil counts nothing.
 	Counters *Counters
 
+	// GC is the garbage-collector tuning gc_memory_limit and gc_percent
+	// give the guest; the runtime sets it before the instance starts.
+	GC GCTuning
+
 	// Initializing is true while the guest's initializer runs; host
 	// functions that register things (routes, tasks, migrations) accept
 	// calls only then.

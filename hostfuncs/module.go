@@ -44,6 +44,9 @@ var functions = []Function{
 	// rate limit, record size).
 	{Name: "log_enabled", Params: []string{"level"}, Results: []string{"enabled"}, fn: api.GoModuleFunc(logEnabled)},
 	{Name: "log_write", Params: []string{"rec_ptr", "rec_len"}, Results: []string{"result_or_errno"}, fn: api.GoModuleFunc(logWrite)},
+	// Garbage-collector tuning for Go guests: every plugin may ask.
+	{Name: "gc_memory_limit", Results: []string{"kib"}, fn: api.GoModuleFunc(gcMemoryLimit)},
+	{Name: "gc_percent", Results: []string{"percent"}, fn: api.GoModuleFunc(gcPercent)},
 	// URL reader: outbound reads where the operator's allow list and the
 	// plugin's grant both match.
 	{Name: "urlreader_call", Capability: CapabilityURLReader, Params: []string{"req_ptr", "req_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(urlreaderCall)},

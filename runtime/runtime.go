@@ -496,6 +496,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 			RetireMemory: lim.EffectiveRetireMemory(),
 			MaxResponse:  int(lim.MaxResponse),
 			NoInterrupt:  !lim.Interruptible,
+			GCPercent:    lim.GCPercent,
 		},
 		Host:         h,
 		Log:          r.log.WithField("plugin", id),

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"unsafe"
 )
 
@@ -39,6 +40,27 @@ func hostLogWrite(ptr unsafe.Pointer, size uint32) int32
 
 //go:wasmimport greenroom urlreader_call
 func hostURLReaderCall(ptr unsafe.Pointer, size uint32) int32
+
+//go:wasmimport greenroom gc_memory_limit
+func hostGCMemoryLimit() int32
+
+//go:wasmimport greenroom gc_percent
+func hostGCPercent() int32
+
+// init applies the garbage-collector tuning the runtime gives this plugin
+// (docs/abi.md, "Garbage collector"): a soft memory limit below the size at
+// which the runtime retires an instance, so that the collector works
+// harder before the instance grows past it, and the operator's
+// limits.gc_percent. Package initialization runs before the plugin's own
+// init functions, so these hold for everything the plugin allocates.
+func init() {
+	if kib := hostGCMemoryLimit(); kib > 0 {
+		debug.SetMemoryLimit(int64(kib) << 10)
+	}
+	if p := hostGCPercent(); p != 0 {
+		debug.SetGCPercent(int(p))
+	}
+}
 
 // greenroomABIv1 declares that this module speaks ABI v1. The runtime reads
 // the export's name and never calls it.

@@ -207,6 +207,9 @@ type Limits struct {
 	// Interruptible keeps the deadline check in the guest's loops; turning
 	// it off is for plugins the operator vetted, and is logged loudly.
 	Interruptible bool `toml:"interruptible" json:"interruptible"`
+	// GCPercent is the Go guest's GOGC: 0 for Go's default (100), -1 for
+	// off (collect only near the memory limit the runtime sets).
+	GCPercent int `toml:"gc_percent" json:"gc_percent"`
 
 	DBMaxConns         int      `toml:"db_max_conns" json:"db_max_conns"`
 	DBStatementTimeout Duration `toml:"db_statement_timeout" json:"db_statement_timeout"`

@@ -378,6 +378,9 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.MaxResponse == 0 {
 		v.fail(lp+".max_response", "must be more than 0")
 	}
+	if l.GCPercent < -1 || l.GCPercent > 10000 {
+		v.fail(lp+".gc_percent", "must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got %d", l.GCPercent)
+	}
 	if l.DBMaxConns < 1 {
 		v.fail(lp+".db_max_conns", "must be at least 1, got %d", l.DBMaxConns)
 	}

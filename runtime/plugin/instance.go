@@ -55,6 +55,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.state.Host = p.spec.Host
 	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
+	in.state.GC = p.gc
 	in.stdout = lineWriter{in: in, stream: "stdout"}
 	in.stderr = lineWriter{in: in, stream: "stderr"}
 	cfg := wazero.NewModuleConfig().

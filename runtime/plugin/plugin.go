@@ -41,6 +41,9 @@ type Limits struct {
 	// plugins the operator vetted: a runaway loop then holds its instance
 	// and a core until it ends.
 	NoInterrupt bool
+	// GCPercent is the guest's GOGC: 0 for Go's default (100), -1 for off
+	// (only the memory limit starts a collection). See GCTuning.
+	GCPercent int
 }
 
 // Interruption is how a plugin's guest code is stopped at its deadline.
@@ -104,6 +107,8 @@ type Plugin struct {
 	pool    *pool
 	log     *logrus.Entry
 	mode    Interruption
+	// gc is the garbage-collector tuning every instance's guest is given.
+	gc hostfuncs.GCTuning
 
 	CompileTime time.Duration
 	LoadTime    time.Duration
@@ -116,6 +121,33 @@ const pageSize = 65536
 // host's memory per instance; a Go guest's table has a few thousand).
 // See instrument.Options.MaxTableEntries.
 const MaxTableEntries = 1 << 20
+
+// gcTuning returns what a plugin's Go guest is told about garbage
+// collection (hostfuncs.GCTuning) under lim, for a module whose memory
+// starts at minPages: a soft memory limit that keeps the Go heap below the
+// size at which the pool retires the instance (RetireMemory, or the cap
+// when there is none), and lim.GCPercent.
+//
+// Without it a plugin that keeps a working set of a third of the retire
+// size or more lets its heap grow to about twice that between collections
+// (GOGC=100), passes the retire size and is replaced after nearly every
+// request, losing what it kept. The limit counts only what the Go runtime
+// allocated above the module's initial memory (its static data), less
+// headroom: the collector lets the heap overshoot a soft limit a little.
+// Where that leaves under 4 MiB, no limit is set (the collector would run
+// almost constantly).
+func gcTuning(lim Limits, minPages uint32) hostfuncs.GCTuning {
+	t := hostfuncs.GCTuning{Percent: int32(lim.GCPercent)}
+	threshold := lim.RetireMemory
+	if threshold == 0 || threshold > lim.Memory {
+		threshold = lim.Memory
+	}
+	reserved := uint64(minPages)*pageSize + max(2<<20, threshold/16)
+	if threshold >= reserved+4<<20 {
+		t.MemoryLimit = threshold - reserved
+	}
+	return t
+}
 
 // Load compiles and validates the plugin's module, and creates its warm
 // instances. On error nothing stays open.
@@ -246,6 +278,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if err != nil {
 		return nil, err
 	}
+	p.gc = gcTuning(*lim, p.info.MemoryMinPages)
 	p.pool = newPool(p, lim.Instances, lim.QueueTimeout)
 	if err := p.pool.warm(ctx, lim.Warm); err != nil {
 		p.pool.close(context.Background())

@@ -212,6 +212,27 @@ func TestHostileGuests(t *testing.T) {
 	}
 }
 
+// limits.gc_percent and the memory limit derived from limits.retire_memory
+// reach the guest's collector: 24 MiB less the module's static data and
+// 2 MiB of headroom.
+func TestGCSettingsFromConfig(t *testing.T) {
+	cfg := strings.Replace(hostileConfig("2s", 1), `memory = "32MiB"`, `memory = "32MiB"
+retire_memory = "24MiB"
+gc_percent = 300`, 1)
+	in := start(t, cfg)
+	status, _, body := in.Get(t, "/api/hostile/gc")
+	var got struct {
+		MemoryLimit int64 `json:"memory_limit"`
+		GCPercent   int   `json:"gc_percent"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &got) != nil {
+		t.Fatalf("/gc: %d %s", status, body)
+	}
+	if got.GCPercent != 300 || got.MemoryLimit < 12<<20 || got.MemoryLimit > 22<<20 {
+		t.Errorf("guest collector: %s; want gc_percent 300 and a memory limit between 12 and 22 MiB", body)
+	}
+}
+
 func TestSandbox(t *testing.T) {
 	in := start(t, hostileConfig("2s", 1))
 	status, _, body := in.Get(t, "/api/hostile/env")

@@ -3,8 +3,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 	"unsafe"
@@ -22,6 +24,12 @@ func configGet(ptr unsafe.Pointer, size uint32) int32
 func publicRoute(ptr unsafe.Pointer, size uint32) int32
 
 var sink [][]byte
+
+// kept and churnSink are /churn's working set and last piece of garbage.
+var (
+	kept      [][]byte
+	churnSink []byte
+)
 var counter int
 
 // initPublic is what public_route answered during init for a malformed
@@ -61,6 +69,32 @@ func init() {
 			sink = append(sink, make([]byte, 1<<20))
 		}
 		fmt.Fprint(w, len(sink))
+	})
+	// /churn keeps live MiB reachable (allocated once per instance) and
+	// then allocates garbage MiB in 64 KiB pieces: a plugin with a steady
+	// working set and short-lived allocations, for the garbage collector's
+	// memory limit.
+	mux.HandleFunc("GET /churn", func(w http.ResponseWriter, r *http.Request) {
+		live, _ := strconv.Atoi(r.URL.Query().Get("live"))
+		garbage, _ := strconv.Atoi(r.URL.Query().Get("garbage"))
+		if r.URL.Query().Has("nolimit") {
+			debug.SetMemoryLimit(math.MaxInt64) // the Go default
+		}
+		for len(kept) < live*16 {
+			kept = append(kept, make([]byte, 64<<10))
+		}
+		for i := 0; i < garbage*16; i++ {
+			b := make([]byte, 64<<10)
+			b[0] = byte(i)
+			churnSink = b
+		}
+		fmt.Fprint(w, len(kept)/16)
+	})
+	// /gc reports the collector's settings as the SDK left them.
+	mux.HandleFunc("GET /gc", func(w http.ResponseWriter, r *http.Request) {
+		percent := debug.SetGCPercent(100)
+		debug.SetGCPercent(percent)
+		fmt.Fprintf(w, `{"memory_limit":%d,"gc_percent":%d}`, debug.SetMemoryLimit(-1), percent)
 	})
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("hostile guest panics on purpose")
