@@ -302,6 +302,9 @@ func (p *Plugin) Info() Info { return p.info }
 // Interruption says how the plugin's guest code is stopped at deadlines.
 func (p *Plugin) Interruption() Interruption { return p.mode }
 
+// GC returns what the plugin's guests are told about garbage collection.
+func (p *Plugin) GC() hostfuncs.GCTuning { return p.gc }
+
 // Limits returns the limits the plugin runs under.
 func (p *Plugin) Limits() Limits { return p.spec.Limits }
 

@@ -240,11 +240,14 @@ type pluginView struct {
 	// Granted are the capabilities the operator granted; Ungranted the
 	// ones the module imports that were not granted (its calls to them
 	// are denied).
-	Granted      []string       `json:"granted"`
-	Ungranted    []string       `json:"imported_not_granted"`
-	Interruption string         `json:"interruption,omitempty"`
-	Limits       *config.Limits `json:"limits,omitempty"`
-	Pool         *plugin.Stats  `json:"pool,omitempty"`
+	Granted      []string `json:"granted"`
+	Ungranted    []string `json:"imported_not_granted"`
+	Interruption string   `json:"interruption,omitempty"`
+	// GCMemoryLimit is the soft memory limit, in bytes, the runtime gives
+	// the guest's garbage collector (docs/abi.md, "Garbage collector").
+	GCMemoryLimit uint64         `json:"gc_memory_limit,omitempty"`
+	Limits        *config.Limits `json:"limits,omitempty"`
+	Pool          *plugin.Stats  `json:"pool,omitempty"`
 }
 
 func (s *Server) listPlugins(c *fiber.Ctx) error {
@@ -271,6 +274,7 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 			v.Info, v.Pool = &info, &stats
 			v.SHA256, v.ABIVersion = info.SHA256, info.ABIVersion
 			v.Interruption = string(p.Interruption())
+			v.GCMemoryLimit = p.GC().MemoryLimit
 			for _, c := range info.Capabilities {
 				if !slices.Contains(v.Granted, c) {
 					v.Ungranted = append(v.Ungranted, c)

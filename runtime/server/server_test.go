@@ -443,6 +443,7 @@ path = %q
 			ABIVersion int      `json:"abi_version"`
 			Granted    []string `json:"granted"`
 			Ungranted  []string `json:"imported_not_granted"`
+			GCLimit    uint64   `json:"gc_memory_limit"`
 			Module     *struct {
 				SHA256       string   `json:"sha256"`
 				Capabilities []string `json:"capabilities"`
@@ -466,7 +467,8 @@ path = %q
 	hello := view.Plugins[byID["hello"]]
 	sum := sha256File(t, helloWasm)
 	if hello.State != "ready" || hello.SHA256 != sum || hello.Module == nil || hello.Module.SHA256 != sum || hello.ABIVersion != 1 ||
-		hello.Limits == nil || hello.Limits.Instances != 3 || hello.Pool == nil || hello.Pool.Max != 3 || hello.Pool.Created < 1 || len(hello.Ungranted) != 0 {
+		hello.Limits == nil || hello.Limits.Instances != 3 || hello.Pool == nil || hello.Pool.Max != 3 || hello.Pool.Created < 1 || len(hello.Ungranted) != 0 ||
+		hello.GCLimit < 32<<20 || hello.GCLimit >= 48<<20 {
 		t.Errorf("hello: %+v", hello)
 	}
 	logurl := view.Plugins[byID["logurl"]]
