@@ -26,7 +26,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -124,11 +123,7 @@ func run(args []string) int {
 	fmt.Println(md)
 	code := verdictCode(os.Stderr, rep, o.allowErrors)
 	if o.out != "" {
-		root, _ := moduleRoot()
-		path := o.out
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(root, path)
-		}
+		path := reportPath(o.out)
 		if err := writeReport(path, md); err != nil {
 			fmt.Fprintln(os.Stderr, "greenbench:", err)
 			return 1
@@ -188,18 +183,56 @@ func command(args []string) string {
 	return cmd
 }
 
+// reportPath is where the generated section goes: out, relative to the
+// module root unless absolute; "" for none.
+func reportPath(out string) string {
+	if out == "" || filepath.IsAbs(out) {
+		return out
+	}
+	root, _ := moduleRoot()
+	return filepath.Join(root, out)
+}
+
 // revision is the commit of the working tree, marked when it has
-// uncommitted changes, or "" outside a git checkout.
-func revision() string {
+// uncommitted changes, or "" outside a git checkout. Changes to report,
+// the file the harness itself rewrites (o.out, may be ""), do not count:
+// the previous run's output left uncommitted is not a change to the code
+// measured.
+func revision(report string) string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return ""
 	}
 	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+	ignore := ""
+	if top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output(); err == nil && report != "" {
+		if abs, err := filepath.Abs(report); err == nil {
+			if rel, err := filepath.Rel(strings.TrimSpace(string(top)), abs); err == nil {
+				ignore = filepath.ToSlash(rel)
+			}
+		}
+	}
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && changedBesides(string(st), ignore) {
 		rev += " with uncommitted changes"
 	}
 	return rev
+}
+
+// changedBesides reports whether `git status --porcelain` output lists a
+// changed path other than ignore (relative to the repository's top, with
+// slashes; "" ignores nothing). A rename counts by both its paths.
+func changedBesides(porcelain, ignore string) bool {
+	for _, line := range strings.Split(porcelain, "\n") {
+		if len(line) < 4 {
+			continue
+		}
+		for _, path := range strings.Split(line[3:], " -> ") {
+			if strings.Trim(path, `"`) != ignore || ignore == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // benchmark is one whole run; the error is for what stops it from
@@ -212,7 +245,7 @@ func benchmark(ctx context.Context, o options, args []string) (*Report, error) {
 		CPU:         cpuModel(),
 		GoVersion:   goruntime.Version(),
 		Platform:    goruntime.GOOS + "/" + goruntime.GOARCH,
-		Revision:    revision(),
+		Revision:    revision(reportPath(o.out)),
 		LoadStart:   loadAverage(),
 		Connections: o.conns,
 		Rounds:      o.rounds,

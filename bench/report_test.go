@@ -281,3 +281,21 @@ func TestVerdictCode(t *testing.T) {
 		t.Errorf("a failed measurement is not allowed away: %d", code)
 	}
 }
+
+func TestChangedBesides(t *testing.T) {
+	for _, tc := range []struct {
+		porcelain, ignore string
+		want              bool
+	}{
+		{"", "docs/benchmarks.md", false},
+		{" M docs/benchmarks.md\n", "docs/benchmarks.md", false},
+		{" M docs/benchmarks.md\n", "", true},
+		{" M docs/benchmarks.md\nM  runtime/plugin/pool.go\n", "docs/benchmarks.md", true},
+		{"R  docs/old.md -> docs/benchmarks.md\n", "docs/benchmarks.md", true},
+		{` M "docs/bench marks.md"` + "\n", "docs/bench marks.md", false},
+	} {
+		if got := changedBesides(tc.porcelain, tc.ignore); got != tc.want {
+			t.Errorf("changedBesides(%q, %q) = %v, want %v", tc.porcelain, tc.ignore, got, tc.want)
+		}
+	}
+}
