@@ -205,8 +205,10 @@ func revision(report string) string {
 	}
 	rev := strings.TrimSpace(string(out))
 	ignore := ""
-	if top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output(); err == nil && report != "" {
-		if abs, err := filepath.Abs(report); err == nil {
+	if report != "" {
+		top, err1 := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+		abs, err2 := filepath.Abs(report)
+		if err1 == nil && err2 == nil {
 			if rel, err := filepath.Rel(strings.TrimSpace(string(top)), abs); err == nil {
 				ignore = filepath.ToSlash(rel)
 			}
