@@ -206,6 +206,8 @@ const (
 	opDBQuery       = 6
 	opDBBeginCommit = 7
 	opURLReaderRead = 8
+	opGCMemoryLimit = 9
+	opGCPercent     = 10
 )
 
 // What BenchmarkHostCall's guest sends and its fake providers expect.
@@ -368,6 +370,8 @@ func encURLRead(url, header, value string) []byte {
 // runtime/urlreader). Not measured: request_read and response_write (every
 // call of BenchmarkHandleRaw makes them), and public_route, db_migrations
 // and task_register, which are accepted only while a plugin initializes.
+// gc_memory_limit and gc_percent, which the SDK calls once per instance,
+// are here as the bare crossing with a number computed at load.
 //
 //	go test -run '^$' -bench HostCall -benchmem ./runtime/plugin/
 func BenchmarkHostCall(b *testing.B) {
@@ -386,6 +390,7 @@ func BenchmarkHostCall(b *testing.B) {
 	lim := testLimits()
 	lim.Timeout = 10 * time.Minute
 	lim.MaxRequests = 0
+	lim.GCPercent = 250 // so that gc_percent's check sees the value passed
 	counters := hostfuncs.NewCounters()
 	p := loadSpec(b, Spec{Wasm: guesttest.Read(b, rawGuest), Limits: lim, Host: host, HostCounters: counters})
 
@@ -406,6 +411,8 @@ func BenchmarkHostCall(b *testing.B) {
 		{"db_query/rows=100", "db_query", opDBQuery, 0, db.queryResultLen(100), encStatement(benchQuerySQL, "user:default/jane.doe", int64(100))},
 		{"db_begin+db_commit", "db_commit", opDBBeginCommit, 0, benchTx, nil},
 		{"urlreader_call", "urlreader_call", opURLReaderRead, 0, int32(len(hostfuncs.AppendURLResponse(nil, urlResp))), encURLRead(benchURL, "If-None-Match", `"0"`)},
+		{"gc_memory_limit", "gc_memory_limit", opGCMemoryLimit, 0, int32(p.GC().MemoryLimit >> 10), nil},
+		{"gc_percent", "gc_percent", opGCPercent, 0, int32(lim.GCPercent), nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			fn := -1

@@ -39,6 +39,12 @@ func dbCommit(tx int32) int32
 //go:wasmimport greenroom urlreader_call
 func urlreaderCall(ptr unsafe.Pointer, size uint32) int32
 
+//go:wasmimport greenroom gc_memory_limit
+func gcMemoryLimit() int32
+
+//go:wasmimport greenroom gc_percent
+func gcPercent() int32
+
 //go:wasmexport greenroom_abi_v1
 func abiV1() {}
 
@@ -64,14 +70,16 @@ func handle(n uint32) uint32 {
 // task_register) are not here: they are accepted only while the plugin
 // initializes, so they cannot be called in a loop from an export.
 const (
-	opConfigGet      = 1 // config_get(payload), result_read
-	opResultRead     = 2 // result_read alone, of one config_get(payload) made before the loop
-	opLogEnabled     = 3 // log_enabled(arg)
-	opLogWrite       = 4 // log_write(payload)
-	opDBExec         = 5 // db_exec(payload), result_read
-	opDBQuery        = 6 // db_query(payload), result_read
-	opDBBeginCommit  = 7 // db_begin(arg), then db_commit of the handle it returned
-	opURLReaderRead  = 8 // urlreader_call(payload), result_read
+	opConfigGet      = 1  // config_get(payload), result_read
+	opResultRead     = 2  // result_read alone, of one config_get(payload) made before the loop
+	opLogEnabled     = 3  // log_enabled(arg)
+	opLogWrite       = 4  // log_write(payload)
+	opDBExec         = 5  // db_exec(payload), result_read
+	opDBQuery        = 6  // db_query(payload), result_read
+	opDBBeginCommit  = 7  // db_begin(arg), then db_commit of the handle it returned
+	opURLReaderRead  = 8  // urlreader_call(payload), result_read
+	opGCMemoryLimit  = 9  // gc_memory_limit()
+	opGCPercent      = 10 // gc_percent()
 	benchEnvelopeLen = 16
 )
 
@@ -136,6 +144,10 @@ func benchHost(n uint32) uint32 {
 			}
 		case opURLReaderRead:
 			got, read = urlreaderCall(p, size), true
+		case opGCMemoryLimit:
+			got = gcMemoryLimit()
+		case opGCPercent:
+			got = gcPercent()
 		default:
 			return 2
 		}
