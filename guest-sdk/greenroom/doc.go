@@ -38,12 +38,12 @@
 // read URLs with ReadURL or HTTPClient where the operator allows it
 // ([reading] allow and the plugin's capabilities.urlreader grant).
 //
-// Before the plugin's own init functions run, the package sets the Go
-// collector's soft memory limit to a little under the size at which the
-// runtime retires an instance, and GOGC to the operator's
-// limits.gc_percent (debug.SetMemoryLimit, debug.SetGCPercent; a guest has
-// no environment to read GOMEMLIMIT and GOGC from). A plugin may change
-// them again in its init.
+// Compiled to WebAssembly, before the plugin's own init functions run, the
+// package sets the Go collector's soft memory limit to a little under the
+// size at which the runtime retires an instance, and GOGC to the
+// operator's limits.gc_percent (debug.SetMemoryLimit, debug.SetGCPercent;
+// a guest has no environment to read GOMEMLIMIT and GOGC from). A plugin
+// may change them again in its init. The native build leaves them alone.
 //
 // The package imports only the standard library. It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
