@@ -217,6 +217,11 @@ func TestPublicRouteMatching(t *testing.T) {
 		{"GET", "/api/hello", 401},
 		{"GET", "/api/nope/ping", 401}, // an unknown plugin has no public routes
 		{"GET", "/api/", 401},
+		{"GET", "/api", 401}, // once a panic that took the server down
+		{"HEAD", "/api", 401},
+		{"GET", "/API?x=1", 401},
+		{"GET", "/x/../api/hello/ping", 404}, // routed as sent: not under /api/
+		{"GET", "//api/hello/ping", 404},
 	} {
 		if status, _, body := in.DoAnon(t, tc.method, tc.path, nil); status != tc.want {
 			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, status, body, tc.want)
@@ -230,6 +235,7 @@ func TestPublicRouteMatching(t *testing.T) {
 	}{
 		{ciToken, "/api/nope/ping", 404},
 		{ciToken, "/api/", 404},
+		{ciToken, "/api", 404},
 		{todoToken, "/api/nope/ping", 403},
 	} {
 		if status, _, body := in.DoAnon(t, "GET", tc.path, nil, bearer(tc.token)...); status != tc.want {

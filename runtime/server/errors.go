@@ -3,9 +3,11 @@ package server
 import (
 	"errors"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/sirupsen/logrus"
 )
 
 // APIError is the JSON body of every error greenroom itself answers with,
@@ -30,6 +32,27 @@ func apiErr(status int, code, msg string) *APIError {
 
 // errorHandler is Fiber's error handler: every error becomes an APIError
 // response.
+// next runs the rest of the request's handlers and turns a panic in
+// greenroom's own handling into a 500 with the stack in the log, so that
+// one request cannot take the server down (fasthttp does not recover) and
+// the request is still counted and access-logged. A plugin's own crash
+// never gets here: it is a trap inside its sandbox, answered by the call
+// path.
+func (s *Server) next(c *fiber.Ctx, rs *reqState) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.WithFields(logrus.Fields{
+				"method":     rs.method,
+				"path":       string(c.Request().URI().PathOriginal()),
+				"request_id": rs.id,
+				"stack":      string(debug.Stack()),
+			}).Errorf("panic serving a request: %v", v)
+			err = apiErr(fiber.StatusInternalServerError, "internal", "internal server error")
+		}
+	}()
+	return c.Next()
+}
+
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var ae *APIError
 	if !errors.As(err, &ae) {

@@ -17,16 +17,26 @@ import (
 
 var reqPool = sync.Pool{New: func() any { return &hostfuncs.Request{} }}
 
+// splitPluginPath splits the path as the client sent it, /api/<id>/<rest>,
+// into the plugin id and /<rest>. Fiber's /api/* route also matches "/api"
+// itself (in any case, with or without a query), which names no plugin
+// (id ""): it is answered like an unknown plugin.
+func splitPluginPath(raw []byte) (id string, sub []byte) {
+	const prefix = "/api/"
+	if len(raw) < len(prefix) || !bytes.EqualFold(raw[:len(prefix)], []byte(prefix)) {
+		return "", []byte("/")
+	}
+	rest := raw[len(prefix):]
+	if i := bytes.IndexByte(rest, '/'); i >= 0 {
+		return string(rest[:i]), rest[i:]
+	}
+	return string(rest), []byte("/")
+}
+
 // handlePlugin serves /api/<id>/<rest> with plugin id, passing /<rest> on.
 func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	rs := stateOf(c)
-	raw := c.Request().URI().PathOriginal()
-	rest := raw[len("/api/"):]
-	idBytes, sub := rest, []byte("/")
-	if i := bytes.IndexByte(rest, '/'); i >= 0 {
-		idBytes, sub = rest[:i], rest[i:]
-	}
-	id := string(idBytes)
+	id, sub := splitPluginPath(c.Request().URI().PathOriginal())
 	// Access is decided before anything else, so that a caller without a
 	// credential learns nothing, not even which plugins exist.
 	principal, err := s.authorizePlugin(c, rs, id, sub)
@@ -35,7 +45,11 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	// Only configured (so valid) ids have a slot.
 	if s.rt.Slot(id) == nil {
-		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
+		msg := fmt.Sprintf("no plugin %q", id)
+		if id == "" {
+			msg = "the path names no plugin: want /api/<plugin>/..."
+		}
+		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: msg}
 	}
 	rs.plugin = id
 

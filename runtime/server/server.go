@@ -214,7 +214,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		delete(s.inflight, rs)
 		s.inflightMu.Unlock()
 	}()
-	err := c.Next()
+	err := s.next(c, rs)
 	if err != nil {
 		if herr := s.errorHandler(c, err); herr != nil {
 			return herr
