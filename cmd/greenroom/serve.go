@@ -177,8 +177,9 @@ wait:
 	// once) while requests are still served; after server.shutdown_delay
 	// the listener stops and requests in flight finish; then instances and
 	// the database close. One deadline, shutdown_timeout after the delay,
-	// bounds it all.
-	timeout, delay := cfg.Server.ShutdownTimeout.D(), cfg.Server.ShutdownDelay.D()
+	// bounds it all. Both are read now, so that a reload's values apply.
+	running := rt.Config().Server
+	timeout, delay := running.ShutdownTimeout.D(), running.ShutdownDelay.D()
 	start := time.Now()
 	sctx, cancel := context.WithDeadline(context.Background(), start.Add(delay+timeout))
 	defer cancel()

@@ -231,3 +231,37 @@ func TestSIGTERMTimeoutCutsOff(t *testing.T) {
 		t.Errorf("log does not say what was cut off:\n%s", log)
 	}
 }
+
+// The shutdown's timeout is the one running when the signal comes: a
+// reload that shortens it applies, as it does to replaced plugin versions.
+func TestShutdownTimeoutFollowsReload(t *testing.T) {
+	p := startServe(t, `shutdown_timeout = "30s"`)
+	cfg := strings.Replace(p.cfg, `shutdown_timeout = "30s"`, `shutdown_timeout = "500ms"`, 1)
+	if cfg == p.cfg {
+		t.Fatal("config has no shutdown_timeout line")
+	}
+	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.log(), `msg=reloaded`) && !strings.Contains(p.log(), `"msg":"reloaded"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload 60s after SIGHUP:\n%s", p.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	go p.get("/api/ver/slow?ms=20000")
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code == 0 {
+		t.Error("exit code 0 although the reloaded 500ms deadline cut a request off")
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("shutdown took %s: the 30s timeout of the start applied, not the reloaded 500ms", took)
+	}
+	if log := p.log(); !strings.Contains(log, "shutdown after 500ms cut work off") {
+		t.Errorf("log does not name the reloaded timeout:\n%s", log)
+	}
+}
