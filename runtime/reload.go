@@ -134,6 +134,7 @@ var fixedSettings = []struct {
 }{
 	{"server.listen", func(c *config.Config) any { return c.Server.Listen }},
 	{"server.body_limit", func(c *config.Config) any { return c.Server.BodyLimit }},
+	{"server.header_limit", func(c *config.Config) any { return c.Server.HeaderLimit }},
 	{"server.read_timeout", func(c *config.Config) any { return c.Server.ReadTimeout }},
 	{"server.write_timeout", func(c *config.Config) any { return c.Server.WriteTimeout }},
 	{"server.idle_timeout", func(c *config.Config) any { return c.Server.IdleTimeout }},

@@ -35,8 +35,11 @@ type Config struct {
 
 // Server configures the HTTP listener.
 type Server struct {
-	Listen          string   `toml:"listen"`
-	BodyLimit       Size     `toml:"body_limit"`
+	Listen    string `toml:"listen"`
+	BodyLimit Size   `toml:"body_limit"`
+	// HeaderLimit bounds a request's line and headers together: the HTTP
+	// server's per-connection read buffer.
+	HeaderLimit     Size     `toml:"header_limit"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// ShutdownDelay keeps serving, with readiness 503, this long after
 	// SIGTERM before the listener closes, so load balancers stop sending.
@@ -236,6 +239,7 @@ func Default() *Config {
 		Server: Server{
 			Listen:          "127.0.0.1:7007",
 			BodyLimit:       4 << 20,
+			HeaderLimit:     16 << 10,
 			ShutdownTimeout: Duration(30 * time.Second),
 			ReadTimeout:     Duration(30 * time.Second),
 			WriteTimeout:    Duration(30 * time.Second),

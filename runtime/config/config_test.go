@@ -93,6 +93,8 @@ func TestErrors(t *testing.T) {
 		{"missing env var", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\nkey = \"${NOPE}\"\n", []string{"config.toml:4: plugins.a.config.key: environment variable NOPE is not set"}},
 		{"bad duration", "[plugins.a]\npath = \"a.wasm\"\nlimits = { timeout = \"5 parsecs\" }\n", []string{"config.toml:3: plugins.a.limits.timeout: invalid duration \"5 parsecs\""}},
 		{"bad size", "[server]\nbody_limit = \"lots\"\n", []string{"config.toml:2: server.body_limit: invalid size \"lots\""}},
+		{"header_limit too small", "[server]\nheader_limit = \"1KiB\"\n", []string{"config.toml:2: server.header_limit: must be from 4KiB to 1MiB, got 1024 bytes"}},
+		{"header_limit too large", "[server]\nheader_limit = \"2MiB\"\n", []string{"config.toml:2: server.header_limit: must be from 4KiB to 1MiB, got 2097152 bytes"}},
 		{"wrong type", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ninstances = \"four\"\n", []string{"config.toml:4: plugins.a.limits.instances: want an integer, got string \"four\""}},
 		{"gc_percent out of range", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ngc_percent = -5\n", []string{"plugins.a.limits.gc_percent: must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got -5"}},
 		{"bad plugin id", "[plugins.Hello]\npath = \"a.wasm\"\n", []string{"config.toml:1: plugins.Hello: plugin id \"Hello\" is invalid"}},

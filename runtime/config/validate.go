@@ -68,6 +68,9 @@ func (v *validator) server() {
 	if s.BodyLimit == 0 {
 		v.fail("server.body_limit", "must be more than 0")
 	}
+	if s.HeaderLimit < minHeaderLimit || s.HeaderLimit > maxHeaderLimit {
+		v.fail("server.header_limit", "must be from 4KiB to 1MiB, got %d bytes", uint64(s.HeaderLimit))
+	}
 	if s.RateBurst < 0 {
 		v.fail("server.rate_burst", "must not be negative")
 	}
@@ -76,6 +79,13 @@ func (v *validator) server() {
 	}
 	v.cors()
 }
+
+// Bounds of server.header_limit: Fiber's own default, and a size past which
+// one connection's buffer is a memory problem.
+const (
+	minHeaderLimit = 4 << 10
+	maxHeaderLimit = 1 << 20
+)
 
 func (v *validator) cors() {
 	c := v.c.Server.CORS

@@ -65,6 +65,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	s.app = fiber.New(fiber.Config{
 		AppName:               "greenroom",
 		BodyLimit:             int(min(cfg.Server.BodyLimit, 1<<31-1)),
+		ReadBufferSize:        int(cfg.Server.HeaderLimit),
 		ReadTimeout:           cfg.Server.ReadTimeout.D(),
 		WriteTimeout:          cfg.Server.WriteTimeout.D(),
 		IdleTimeout:           cfg.Server.IdleTimeout.D(),

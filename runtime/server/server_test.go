@@ -168,6 +168,37 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 	}
 }
 
+// server.header_limit bounds a request's line and headers: a JWT with a
+// few kilobytes of group claims fits the 16 KiB default; past the limit
+// the answer is 431, and the server goes on serving.
+func TestHeaderLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit      string // "" is the default
+		size, want int
+	}{
+		{"", 12 << 10, 200},
+		{"", 17 << 10, 431},
+		{"4KiB", 5 << 10, 431},
+		{"64KiB", 60 << 10, 200},
+	} {
+		cfg := fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm)
+		if tc.limit != "" {
+			cfg = fmt.Sprintf("[server]\nheader_limit = %q\n", tc.limit) + cfg
+		}
+		in := start(t, cfg)
+		status, _, body := in.Get(t, "/api/hello/ping", "X-Big", strings.Repeat("g", tc.size))
+		if status != tc.want {
+			t.Errorf("limit %q, %d-byte header: %d %s, want %d", tc.limit, tc.size, status, body, tc.want)
+		}
+		if tc.want == 431 && errorBody(t, body)["code"] != "headers_too_large" {
+			t.Errorf("limit %q: %s", tc.limit, body)
+		}
+		if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+			t.Errorf("limit %q: a normal request afterwards: %d", tc.limit, status)
+		}
+	}
+}
+
 func TestHostileGuests(t *testing.T) {
 	const timeout = time.Second
 	in := start(t, hostileConfig("1s", 2))
