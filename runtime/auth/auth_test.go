@@ -156,6 +156,7 @@ func TestJWT(t *testing.T) {
 		{"audience array", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["aud"] = []string{"other", authtest.Audience} })), false},
 		{"expired within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Second).Unix() })), false},
 		{"nbf within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(10 * time.Second).Unix() })), false},
+		{"iat within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Second).Unix() })), false},
 		{"admin by group", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev", "greenroom-admins"} })), true},
 		{"not admin by other groups", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev"} })), false},
 		{"admin claim is a string", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = "greenroom-admins" })), true},
@@ -182,6 +183,7 @@ func TestJWT(t *testing.T) {
 	}{
 		{"expired", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), "expired", "token expired"},
 		{"not yet valid", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), "not valid yet", "token not valid yet"},
+		{"issued in the future", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })), "used before issued", invalidCredential},
 		{"wrong issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), "issuer", invalidCredential},
 		{"no issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { delete(c, "iss") })), "iss claim is required", invalidCredential},
 		{"wrong audience", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["aud"] = "other" })), "audience", invalidCredential},

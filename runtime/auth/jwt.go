@@ -67,6 +67,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithLeeway(cfg.Leeway.D()),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // an iat later than now (past the leeway) is refused
 		jwt.WithTimeFunc(opts.Now),
 	)
 	client := &http.Client{Timeout: jwksTimeout}

@@ -59,6 +59,12 @@ func (s *Server) identify(c *fiber.Ctx) error {
 	}
 	if h := c.Request().Header.Peek(fiber.HeaderAuthorization); len(h) > 0 {
 		rs := stateOf(c)
+		// Two credentials are ambiguous (which one would a proxy in front,
+		// or a log, attribute the request to?): neither counts.
+		if len(c.Request().Header.PeekAll(fiber.HeaderAuthorization)) > 1 {
+			rs.authErr = &auth.Error{Public: "send one Authorization header, not several", Reason: "more than one Authorization header"}
+			return c.Next()
+		}
 		// s.base, not the fasthttp context: deriving a timeout from a
 		// context the standard library does not know costs a goroutine.
 		rs.principal, rs.authErr = s.authn.Load().Authenticate(s.base, h)

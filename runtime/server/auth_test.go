@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"io"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -246,6 +247,26 @@ func TestPublicRouteMatching(t *testing.T) {
 	for _, h := range []string{"Basic " + ciToken, ciToken, "Bearer", "Bearer " + ciToken + " extra"} {
 		if status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, "Authorization", h); status != 401 {
 			t.Errorf("Authorization %q: %d %s", h, status, body)
+		}
+	}
+	// Two Authorization headers are ambiguous: refused whatever their order
+	// or validity, even two valid ones, and on the admin API too.
+	for _, pair := range [][2]string{{ciToken, unknownToken}, {unknownToken, ciToken}, {todoToken, ciToken}, {opsToken, opsToken}} {
+		for _, path := range []string{"/api/hello/whoami", "/.greenroom/plugins/v1/"} {
+			req, err := http.NewRequest("GET", in.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header["Authorization"] = []string{"Bearer " + pair[0], "Bearer " + pair[1]}
+			resp, err := in.Anon.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 401 || !strings.Contains(string(body), "one Authorization header") {
+				t.Errorf("%s with two credentials: %d %s, want 401", path, resp.StatusCode, body)
+			}
 		}
 	}
 }
