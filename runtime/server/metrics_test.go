@@ -78,6 +78,9 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		get("/api/hello/echo?x=1")
 	}
+	// Refused requests count under their plugin when it exists.
+	in.DoAnon(t, "GET", "/api/hello/echo", nil)
+	in.DoAnon(t, "GET", "/api/hello/echo", nil, "Authorization", "Bearer nope")
 	get("/api/hostile/loop")
 	get("/api/hostile/panic")
 	get("/api/hostile/alloc")
@@ -109,6 +112,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		{"greenroom_http_requests_total", []string{"plugin", "hello", "status", "200"}, 5},
 		{"greenroom_http_request_duration_seconds", []string{"plugin", "hello"}, 5},
 		{"greenroom_http_requests_total", []string{"plugin", "hostile", "status", "504"}, 1},
+		{"greenroom_http_requests_total", []string{"plugin", "hello", "status", "401"}, 2},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "timeout"}, 1},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "panic"}, 1},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "memory_limit"}, 1},

@@ -37,21 +37,26 @@ func splitPluginPath(raw []byte) (id string, sub []byte) {
 func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	rs := stateOf(c)
 	id, sub := splitPluginPath(c.Request().URI().PathOriginal())
+	// Only configured (so valid) ids have a slot. A refused request to one
+	// is still counted and logged under its plugin (the metrics and the
+	// access log are the operator's); the client is told nothing.
+	known := s.rt.Slot(id) != nil
+	if known {
+		rs.plugin = id
+	}
 	// Access is decided before anything else, so that a caller without a
 	// credential learns nothing, not even which plugins exist.
 	principal, err := s.authorizePlugin(c, rs, id, sub)
 	if err != nil {
 		return err
 	}
-	// Only configured (so valid) ids have a slot.
-	if s.rt.Slot(id) == nil {
+	if !known {
 		msg := fmt.Sprintf("no plugin %q", id)
 		if id == "" {
 			msg = "the path names no plugin: want /api/<plugin>/..."
 		}
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: msg}
 	}
-	rs.plugin = id
 
 	req := reqPool.Get().(*hostfuncs.Request)
 	defer func() {
