@@ -4,8 +4,9 @@
 // every error reported at once.
 //
 // Values that came from ${VAR} are secrets: Secrets returns them for log
-// redaction and Print shows them as [REDACTED]. Keys that hold credentials
-// by definition (tokens) are secrets whatever their origin.
+// redaction, and Print and Read's errors show them as [REDACTED]. Keys
+// that hold credentials by definition (tokens) are secrets whatever their
+// origin.
 package config
 
 import (
@@ -303,7 +304,9 @@ func (j *JWT) setDefaults() {
 func (c *Config) Origin(path string) string { return c.origins[path] }
 
 // Secrets returns every value substituted from the environment and every
-// credential the config holds, for redaction.
+// credential the config holds, for redaction: tokens, every scalar under a
+// key listed in a plugin's secrets, and the password in
+// database.connection.
 func (c *Config) Secrets() []string {
 	out := append([]string(nil), c.secrets...)
 	for _, t := range c.Auth.Tokens {
@@ -319,10 +322,37 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	for _, p := range c.Plugins {
+		if p == nil {
+			continue
+		}
 		for _, k := range p.Secrets {
-			if v, ok := p.ConfigValue(k); ok && v != "" {
-				out = append(out, v)
+			if v, ok := p.configAt(k); ok {
+				out = appendLeaves(out, v)
 			}
+		}
+	}
+	return append(out, connectionSecrets(c.Database.Connection)...)
+}
+
+// appendLeaves appends the text of every scalar in v, as a plugin reads it
+// with ConfigValue: a listed table or array is secret in each of its
+// values, which is what a plugin logs. Booleans are left out: "true" and
+// "false" hide nothing and would be cut out of every log line. The
+// redactor skips values too short to redact.
+func appendLeaves(out []string, v any) []string {
+	switch t := v.(type) {
+	case map[string]any:
+		for _, e := range t {
+			out = appendLeaves(out, e)
+		}
+	case []any:
+		for _, e := range t {
+			out = appendLeaves(out, e)
+		}
+	case bool, nil:
+	default:
+		if s := formatValue(t); s != "" {
+			out = append(out, s)
 		}
 	}
 	return out

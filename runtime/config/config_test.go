@@ -1,10 +1,15 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 func env(m map[string]string) LookupEnv {
@@ -295,5 +300,139 @@ origins = ["https://app.example", "https://*.example.org", "http://localhost:300
 	}
 	if strings.Contains(string(out), "-token-0123456789") {
 		t.Errorf("config print shows a token:\n%s", out)
+	}
+}
+
+// A key listed in a plugin's secrets that holds a table or an array is
+// secret in every value under it: each is registered for log redaction, as
+// the plugin would log it, and config print shows each as [REDACTED].
+func TestListedSecretSubtrees(t *testing.T) {
+	c := mustRead(t, `
+[plugins.a]
+path = "a.wasm"
+secrets = ["creds", "keys", "pin", "nested", "flag", "rate"]
+[plugins.a.config]
+greeting = "hello-in-clear"
+port = 8080
+enabled = true
+creds = { password = "hunter2-long", deep = { otp = 135792468 } }
+keys = ["key-one-1234", "array-secret-value-one"]
+pin = 987654321
+rate = 12.5
+flag = true
+nested = [{ k = "inline-table-secret-in-array" }, [2468013579]]
+`, nil)
+	values := []string{"hunter2-long", "135792468", "key-one-1234", "array-secret-value-one", "987654321", "12.5", "inline-table-secret-in-array", "2468013579"}
+	secrets := c.Secrets()
+	for _, v := range values {
+		if !slices.Contains(secrets, v) {
+			t.Errorf("Secrets() lacks %q: %q", v, secrets)
+		}
+	}
+	if slices.Contains(secrets, "true") {
+		t.Errorf("Secrets() holds a boolean, which would be cut out of every log line: %q", secrets)
+	}
+
+	// What a plugin logs, whole or value by value, leaks nothing.
+	var buf bytes.Buffer
+	log, _, err := logging.New(&buf, "text", "info", secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := c.Plugins["a"].ConfigValue("creds")
+	log.WithField("creds", whole).Info("keys: " + strings.Join(values, " "))
+	for _, v := range values {
+		if strings.Contains(buf.String(), v) {
+			t.Errorf("log leaks %q: %s", v, buf.String())
+		}
+	}
+
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range append(values, "flag = true") {
+		if strings.Contains(string(out), v) {
+			t.Errorf("config print shows %q:\n%s", v, out)
+		}
+	}
+	for _, want := range []string{"greeting = 'hello-in-clear'", "port = 8080", "enabled = true", "pin = '[REDACTED]'", "flag = '[REDACTED]'", "keys = ['[REDACTED]', '[REDACTED]']"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("config print lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// A password written in database.connection is a secret: config print
+// shows [REDACTED] in its place, and it is registered for log redaction.
+func TestConnectionPassword(t *testing.T) {
+	cases := []struct {
+		conn, print string
+		secrets     []string
+	}{
+		{"postgres://u:literal-db-password@db.internal:5432/app", "postgres://u:[REDACTED]@db.internal:5432/app", []string{"literal-db-password"}},
+		{"postgresql://u:p%40ss+word@h/db?sslmode=disable", "postgresql://u:[REDACTED]@h/db?sslmode=disable", []string{"p%40ss+word", "p@ss+word", "p@ss word"}},
+		{"postgres://u:pa/ss?w@rd@h/db", "postgres://u:[REDACTED]@h/db", []string{"pa/ss?w@rd"}},
+		{"postgres://h/db?sslmode=require&password=query-secret&user=u", "postgres://h/db?sslmode=require&password=[REDACTED]&user=u", []string{"query-secret"}},
+		{"postgres://u@h/db", "postgres://u@h/db", nil},
+		{"host=h user=u password=kv-secret-1 dbname=app", "host=h user=u password=[REDACTED] dbname=app", []string{"kv-secret-1"}},
+		{`host=h password = 'it\'s a secret' dbname=app`, `host=h password = '[REDACTED]' dbname=app`, []string{`it\'s a secret`, "it's a secret"}},
+		{"file:.greenroom/data", "file:.greenroom/data", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.conn, func(t *testing.T) {
+			if got := redactConnection(tc.conn); got != tc.print {
+				t.Errorf("redactConnection = %q, want %q", got, tc.print)
+			}
+			if got := connectionSecrets(tc.conn); !slices.Equal(got, tc.secrets) {
+				t.Errorf("connectionSecrets = %q, want %q", got, tc.secrets)
+			}
+		})
+	}
+
+	c := mustRead(t, "[database]\nclient = \"pg\"\nconnection = \"postgres://u:literal-db-password@host/db\"\n", nil)
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "literal-db-password") || !strings.Contains(string(out), "connection = 'postgres://u:[REDACTED]@host/db'") {
+		t.Errorf("config print shows the database password:\n%s", out)
+	}
+	if !slices.Contains(c.Secrets(), "literal-db-password") {
+		t.Errorf("database password is not a secret: %q", c.Secrets())
+	}
+}
+
+// Errors never show a value substituted from the environment, whichever
+// check rejects it.
+func TestErrorsRedactSecrets(t *testing.T) {
+	cases := []struct {
+		name, text, value string
+		want              string
+	}{
+		{"validation", "[log]\nlevel = \"${V}\"\n", "hunter2-secret", `log.level: must be one of debug, info, warn, error, got "[REDACTED]"`},
+		{"part of a value", "[server]\nlisten = \"${V}:99999\"\n", "hunter2-secret", `server.listen: invalid address "[REDACTED]:99999"`},
+		{"quotes escaped", "[log]\nformat = \"${V}\"\n", "hunter\"2\nsecret", `log.format: must be text or json, got "[REDACTED]"`},
+		{"short", "[log]\nformat = \"${V}\"\n", "xy", `log.format: must be text or json, got "[REDACTED]"`},
+		{"decoding", "[plugins.a]\npath = \"a.wasm\"\nlimits.instances = \"${V}\"\n", "hunter2-secret", `plugins.a.limits.instances: want an integer, got string "[REDACTED]"`},
+		{"text value", "[server]\nbody_limit = \"${V}\"\n", "hunter2-secret", `server.body_limit: invalid size "[REDACTED]"`},
+		{"database", "[database]\nclient = \"sqlite\"\nconnection = \"${V}\"\n", "postgres://u:pw@h/db", `got "[REDACTED]"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, map[string]string{"V": tc.value})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
+			}
+			for _, leak := range []string{tc.value, strconv.Quote(tc.value)} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error shows the secret %q:\n%s", tc.value, msg)
+				}
+			}
+		})
 	}
 }

@@ -79,7 +79,8 @@ func Load(files []string, env LookupEnv) (*Config, error) {
 // Read merges the sources in order (later ones override earlier ones key by
 // key), substitutes ${VAR} from env (os.LookupEnv when nil), decodes
 // strictly into a Config over the defaults and validates it. Every problem
-// is returned at once as Errors, with the Config as far as it was read.
+// is returned at once as Errors, with the Config as far as it was read; no
+// message shows a secret (Secrets), each is [REDACTED].
 func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	if env == nil {
 		env = os.LookupEnv
@@ -117,6 +118,8 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	errs = append(errs, cfg.validate()...)
 	if len(errs) > 0 {
 		sortErrors(errs, cfg.Files)
+		// Messages quote the values they reject; none may show a secret.
+		redactErrors(errs, cfg.Secrets())
 		return cfg, errs
 	}
 	return cfg, nil

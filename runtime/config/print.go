@@ -22,7 +22,7 @@ func (c *Config) Print() ([]byte, error) {
 	if err := toml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("print config: %w", err)
 	}
-	c.redact("", doc)
+	c.redact("", doc, false)
 	var out bytes.Buffer
 	enc := toml.NewEncoder(&out)
 	enc.SetIndentTables(true)
@@ -32,31 +32,48 @@ func (c *Config) Print() ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func (c *Config) redact(path string, v any) any {
+// redact replaces every scalar under a secret path with [REDACTED]: once a
+// key is secret (substituted from the environment, a token, or listed in a
+// plugin's secrets), so is everything in it, whatever its type.
+func (c *Config) redact(path string, v any, secret bool) any {
+	secret = secret || c.isSecret(path)
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
-			t[k] = c.redact(joinKey(path, []string{k}), e)
+			t[k] = c.redact(joinKey(path, []string{k}), e, secret)
 		}
 		return t
 	case []any:
 		for i, e := range t {
-			t[i] = c.redact(fmt.Sprintf("%s[%d]", path, i), e)
+			t[i] = c.redact(fmt.Sprintf("%s[%d]", path, i), e, secret)
 		}
 		return t
 	case string:
-		if t != "" && (c.secretPaths[path] || c.secretPaths[stripIndexes(path)] || alwaysSecret(path) || c.isListedSecret(path)) {
+		if secret && t != "" {
 			return Redacted
 		}
+		if path == "database.connection" {
+			return redactConnection(t)
+		}
 		return t
+	case nil:
+		return v
+	}
+	if secret {
+		return Redacted
 	}
 	return v
 }
 
-// alwaysSecret reports keys that hold credentials whatever their origin.
+func (c *Config) isSecret(path string) bool {
+	return c.secretPaths[path] || c.secretPaths[stripIndexes(path)] || alwaysSecret(path) || c.isListedSecret(path)
+}
+
+// alwaysSecret reports keys that hold credentials whatever their origin:
+// auth.tokens.<name>.token and integrations.<kind>[i].token.
 func alwaysSecret(path string) bool {
-	last := path[strings.LastIndexByte(path, '.')+1:]
-	return last == "token" && (strings.HasPrefix(path, "auth.tokens.") || strings.HasPrefix(path, "integrations."))
+	rest, ok := strings.CutSuffix(path, ".token")
+	return ok && (strings.HasPrefix(rest, "auth.tokens.") || strings.HasPrefix(rest, "integrations."))
 }
 
 func (c *Config) isListedSecret(path string) bool {
@@ -66,11 +83,11 @@ func (c *Config) isListedSecret(path string) bool {
 	}
 	for id, p := range c.Plugins {
 		key, ok := strings.CutPrefix(rest, id+".config.")
-		if !ok {
+		if !ok || p == nil {
 			continue
 		}
 		for _, s := range p.Secrets {
-			if s == key || strings.HasPrefix(key, s+".") {
+			if s == key || strings.HasPrefix(key, s+".") || strings.HasPrefix(key, s+"[") {
 				return true
 			}
 		}

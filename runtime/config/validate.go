@@ -453,18 +453,28 @@ func CheckPublicRoute(r string) error {
 // table: strings as they are, numbers and booleans as their TOML text,
 // arrays and tables as JSON.
 func (p *Plugin) ConfigValue(key string) (string, bool) {
+	v, ok := p.configAt(key)
+	if !ok {
+		return "", false
+	}
+	return formatValue(v), true
+}
+
+// configAt returns the value at a dotted key of the plugin's config table
+// as decoded: a table, an array or a scalar.
+func (p *Plugin) configAt(key string) (any, bool) {
 	var cur any = p.Config
 	for _, part := range strings.Split(key, ".") {
 		m, ok := cur.(map[string]any)
 		if !ok {
-			return "", false
+			return nil, false
 		}
 		cur, ok = m[part]
 		if !ok {
-			return "", false
+			return nil, false
 		}
 	}
-	return formatValue(cur), true
+	return cur, true
 }
 
 // FlatConfig returns every leaf of the plugin's config table by dotted key,
