@@ -104,7 +104,9 @@ var ErrBadResponse = errors.New("malformed response envelope")
 
 // DecodeResponse parses a response envelope written by a guest. The guest is
 // not trusted: every length is checked against what is left, the header
-// count against what the envelope can hold, and the status against 100-999.
+// count against what the envelope can hold, and the status against 200-999
+// (an informational 1xx is not a response: sent as one, it would leave the
+// connection waiting for the real answer, or switch its protocol).
 // headers is reused when it has room.
 func DecodeResponse(b []byte, headers [][2][]byte) (Response, error) {
 	var r Response
@@ -114,8 +116,8 @@ func DecodeResponse(b []byte, headers [][2][]byte) (Response, error) {
 	if d.err != nil {
 		return r, d.err
 	}
-	if status < 100 || status > 999 {
-		return r, fmt.Errorf("%w: status %d out of range 100-999", ErrBadResponse, status)
+	if status < 200 || status > 999 {
+		return r, fmt.Errorf("%w: status %d out of range 200-999", ErrBadResponse, status)
 	}
 	if uint64(n) > uint64(len(b)-d.off)/8 {
 		return r, fmt.Errorf("%w: header count %d exceeds the envelope", ErrBadResponse, n)

@@ -298,6 +298,11 @@ func (w *responseWriter) WriteHeader(status int) {
 	if w.wroteHeader {
 		return
 	}
+	// Informational statuses (103 Early Hints, 100, 101) cannot be sent
+	// ahead of the answer here: ignored, as the final status is still to come.
+	if status >= 100 && status < 200 {
+		return
+	}
 	if status < 100 || status > 999 {
 		status = http.StatusInternalServerError
 	}

@@ -127,6 +127,31 @@ func TestResponseHead(t *testing.T) {
 	}
 }
 
+// Informational statuses cannot go ahead of the answer: they are ignored
+// and the final status is what the handler writes next (200 if none).
+func TestResponseInformationalStatus(t *testing.T) {
+	for _, tc := range []struct {
+		codes []int
+		want  int
+	}{
+		{[]int{103, 201}, 201},
+		{[]int{100}, 200},
+		{[]int{101, 204}, 204},
+		{[]int{99}, 500},
+		{[]int{404, 200}, 404},
+	} {
+		w := &responseWriter{header: http.Header{}}
+		w.reset()
+		for _, c := range tc.codes {
+			w.WriteHeader(c)
+		}
+		w.Write([]byte("x"))
+		if w.status != tc.want {
+			t.Errorf("WriteHeader%v: status %d, want %d", tc.codes, w.status, tc.want)
+		}
+	}
+}
+
 func TestNativeConfigAndHandler(t *testing.T) {
 	SetConfig(map[string]string{"greeting": "hi"})
 	if v, ok := Config("greeting"); !ok || v != "hi" {

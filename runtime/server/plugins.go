@@ -88,9 +88,14 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		w := c.Response()
 		w.SetStatusCode(resp.Status)
 		for _, h := range resp.Headers {
-			if forwardResponseHeader(h[0], h[1]) {
-				w.Header.AddBytesKV(h[0], h[1])
+			if !forwardResponseHeader(h[0], h[1]) {
+				continue
 			}
+			if v, ok := mountLocation(id, h[0], h[1]); ok {
+				w.Header.AddBytesV(fiber.HeaderLocation, v)
+				continue
+			}
+			w.Header.AddBytesKV(h[0], h[1])
 		}
 		w.SetBody(resp.Body)
 		return nil
@@ -177,6 +182,26 @@ func forwardRequestHeader(k []byte) bool {
 var droppedResponseHeaders = map[string]bool{
 	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
 	"upgrade": true, "te": true, "trailer": true, "content-length": true,
+	"proxy-authenticate": true, // hop-by-hop
+	"x-request-id":       true, // greenroom's own, already set
+}
+
+// mountLocation puts the plugin's mount in front of a Location that is a
+// path from the root ("/items", not "//host/..." or "/\host"): a plugin
+// sees paths relative to its mount, so its redirects (its own, and
+// ServeMux's to a cleaned path or a trailing slash) are too, and would
+// otherwise leave /api/<id>. Other Locations pass as they are.
+func mountLocation(id string, k, v []byte) ([]byte, bool) {
+	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
+		return nil, false
+	}
+	if len(v) == 0 || v[0] != '/' || len(v) > 1 && (v[1] == '/' || v[1] == '\\') {
+		return nil, false
+	}
+	out := make([]byte, 0, len("/api/")+len(id)+len(v))
+	out = append(out, "/api/"...)
+	out = append(out, id...)
+	return append(out, v...), true
 }
 
 // forwardResponseHeader refuses framing headers and any name or value that

@@ -443,6 +443,33 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	if h.Get("X-Fine") != "yes" {
 		t.Errorf("safe header dropped: %v", h)
 	}
+	if ids := h.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "forged" || h.Get("Proxy-Authenticate") != "" {
+		t.Errorf("guest set greenroom's or a hop-by-hop header: %v", h)
+	}
+}
+
+// A plugin sees paths relative to its mount, so a Location that is a path
+// from the root gets the mount in front: its own redirects and ServeMux's
+// (to a cleaned path) stay inside /api/<id>. Others pass as they are.
+func TestRedirectsStayInTheMount(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	client := *in.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, tc := range []struct{ path, want string }{
+		{"/api/hostile/redirect?to=/items", "/api/hostile/items"},
+		{"/api/hostile/redirect?to=/", "/api/hostile/"},
+		{"/api/hostile/redirect?to=//elsewhere.test/x", "//elsewhere.test/x"},
+		{"/api/hostile/redirect?to=/%5Celsewhere.test", "/\\elsewhere.test"},
+		{"/api/hostile/redirect?to=https://elsewhere.test/x", "https://elsewhere.test/x"},
+		{"/api/hostile/redirect?to=next", "next"},
+		{"/api/hello//ping", "/api/hello/ping"}, // ServeMux's redirect to the clean path
+		{"/api/hello/./ping", "/api/hello/ping"},
+	} {
+		status, h, body := in.DoWith(t, &client, "GET", tc.path, nil)
+		if status/100 != 3 || h.Get("Location") != tc.want {
+			t.Errorf("%s: %d Location %q (%s), want %q", tc.path, status, h.Get("Location"), body, tc.want)
+		}
+	}
 }
 
 // The admin view shows each plugin's state, module, grants (and what its

@@ -128,8 +128,16 @@ func init() {
 		w.Header()["X-Evil"] = []string{"a\r\nInjected: 1"}
 		w.Header()["Bad Name"] = []string{"x"}
 		w.Header()["Content-Length"] = []string{"1"}
+		w.Header().Set("X-Request-Id", "forged")
+		w.Header().Set("Proxy-Authenticate", "Basic")
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
+	})
+	// A redirect, to where the query says (the host keeps root-relative
+	// ones inside the plugin's mount).
+	mux.HandleFunc("GET /redirect", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", r.URL.Query().Get("to"))
+		w.WriteHeader(http.StatusFound)
 	})
 	mux.HandleFunc("GET /public-codes", func(w http.ResponseWriter, r *http.Request) {
 		// After init, asking to open a route is refused.
