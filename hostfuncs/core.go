@@ -59,6 +59,9 @@ func resultRead(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = api.EncodeI32(int32(n))
 }
 
+// MaxConfigKey is the longest key config_get looks up.
+const MaxConfigKey = 1024
+
 // config_get(key_ptr, key_len i32) -> i32
 //
 // Looks up key in the plugin's own config table. Returns the value's length
@@ -68,6 +71,11 @@ func configGet(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "config_get"
 	in := instanceFrom(ctx, fn)
 	key := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	// A key longer than any config key is not copied, let alone quoted.
+	if len(key) > MaxConfigKey {
+		stack[0] = api.EncodeI32(in.Fail(ErrNotFound, "config key of %d bytes is longer than any key (at most %d)", len(key), MaxConfigKey))
+		return
+	}
 	v, ok := in.Host.Config(string(key))
 	if !ok {
 		stack[0] = api.EncodeI32(in.Fail(ErrNotFound, "config key %q is not set", key))

@@ -431,11 +431,12 @@ const MaxRouteLength = 1024
 // or wildcard. The same rule applies to what a plugin asks for and to what
 // the operator lists.
 func CheckPublicRoute(r string) error {
+	// The length first: the other messages quote the route.
 	switch {
-	case !strings.HasPrefix(r, "/"):
-		return fmt.Errorf("route %q must start with /", r)
 	case len(r) > MaxRouteLength:
 		return fmt.Errorf("route of %d bytes is longer than %d", len(r), MaxRouteLength)
+	case !strings.HasPrefix(r, "/"):
+		return fmt.Errorf("route %q must start with /", r)
 	case strings.ContainsAny(r, "?#"):
 		return fmt.Errorf("route %q must be a path only, without ? or #", r)
 	case strings.Contains(r, "*"):

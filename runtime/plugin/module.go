@@ -125,7 +125,7 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		info.Exports = append(info.Exports, name)
 		if v, ok := strings.CutPrefix(name, hostfuncs.ExportABIPrefix); ok {
 			n, err := strconv.Atoi(v)
-			if err != nil {
+			if err != nil || strconv.Itoa(n) != v { // "01" or "+1" names no version
 				errs = append(errs, fmt.Sprintf("export %q does not name an ABI version", name))
 				continue
 			}
@@ -150,6 +150,18 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 	}
 	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportHandle]; !ok {
 		errs = append(errs, fmt.Sprintf("module does not export %s", hostfuncs.ExportHandle))
+	}
+	// The exports the host calls must have the types it calls them with,
+	// or every call would fail after a load that looked fine.
+	for name, f := range cm.ExportedFunctions() {
+		want, ok := exportSignatures[name]
+		if !ok && strings.HasPrefix(name, hostfuncs.ExportABIPrefix) {
+			want, ok = exportSignature{}, true
+		}
+		if ok && (!slices.Equal(f.ParamTypes(), want.params) || !slices.Equal(f.ResultTypes(), want.results)) {
+			errs = append(errs, fmt.Sprintf("module exports %s with signature %v -> %v; want %v -> %v",
+				name, typeNames(f.ParamTypes()), typeNames(f.ResultTypes()), typeNames(want.params), typeNames(want.results)))
+		}
 	}
 	mems := cm.ExportedMemories()
 	if m, ok := mems[hostfuncs.ExportMemory]; !ok {
@@ -197,6 +209,16 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+type exportSignature struct{ params, results []api.ValueType }
+
+// exportSignatures are the types of the exports the host calls (docs/abi.md);
+// greenroom_abi_vN takes and returns nothing.
+var exportSignatures = map[string]exportSignature{
+	hostfuncs.ExportHandle:     {[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+	hostfuncs.ExportTaskRun:    {[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+	hostfuncs.ExportInitialize: {},
 }
 
 func checkSignature(f api.FunctionDefinition, hf hostfuncs.Function) error {

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ var (
 	hostileWasm string
 	abiv2Wasm   string
 	noabiWasm   string
+	badsigWasm  string
 	logurlWasm  string
 	docsWasm    string
 	cacheDir    string
@@ -38,6 +41,7 @@ func TestMain(m *testing.M) {
 		&hostileWasm: "runtime/plugin/testdata/guests/hostile",
 		&abiv2Wasm:   "runtime/plugin/testdata/guests/abiv2",
 		&noabiWasm:   "runtime/plugin/testdata/guests/noabi",
+		&badsigWasm:  "runtime/plugin/testdata/guests/badsig",
 		&logurlWasm:  "runtime/plugin/testdata/guests/logurl",
 		&docsWasm:    "plugins/docs",
 	} {
@@ -395,6 +399,8 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 path = %q
 [plugins.noabi]
 path = %q
+[plugins.badsig]
+path = %q
 [plugins.missing]
 path = %q
 [plugins.source]
@@ -404,21 +410,25 @@ path = %q
 [plugins.locals]
 path = %q
 limits = { interruptible = false }
-`, helloWasm, notWasm, helloWasm, abiv2Wasm, noabiWasm, filepath.Join(dir, "missing.wasm"), filepath.Join(guesttest.Root(), "plugins/hello"), bomb, locals))
+`, helloWasm, notWasm, helloWasm, abiv2Wasm, noabiWasm, badsigWasm, filepath.Join(dir, "missing.wasm"), filepath.Join(guesttest.Root(), "plugins/hello"), bomb, locals))
 
 	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
 		t.Fatalf("hello does not serve beside failed plugins: %d", status)
 	}
-	for id, want := range map[string]string{
-		"notwasm": "not a WebAssembly module",
-		"pinned":  "sha256 pin mismatch",
-		"abiv2":   "unknown ABI version 2; this runtime supports version 1",
-		"noabi":   "declares no greenroom ABI version",
-		"missing": "no such file",
-		"source":  "is a source directory; greenroom serve runs built modules",
-		"bomb":    "malformed module: import section at byte 8: 4294967295 imports declared in 1 bytes",
-		"locals":  "malformed module: code section at byte 18: function body 0: 4294967295 locals, more than 50000",
+	for _, tc := range []struct{ id, want string }{
+		{"notwasm", "not a WebAssembly module"},
+		{"pinned", "sha256 pin mismatch"},
+		{"abiv2", "unknown ABI version 2; this runtime supports version 1"},
+		{"noabi", "declares no greenroom ABI version"},
+		{"badsig", "module exports greenroom_handle with signature [i32 i32] -> [i32]; want [i32] -> [i32]"},
+		{"badsig", "module exports greenroom_task_run with signature [i64] -> [i64]; want [i32] -> [i32]"},
+		{"badsig", `export "greenroom_abi_v01" does not name an ABI version`},
+		{"missing", "no such file"},
+		{"source", "is a source directory; greenroom serve runs built modules"},
+		{"bomb", "malformed module: import section at byte 8: 4294967295 imports declared in 1 bytes"},
+		{"locals", "malformed module: code section at byte 18: function body 0: 4294967295 locals, more than 50000"},
 	} {
+		id, want := tc.id, tc.want
 		status, h, body := in.Get(t, "/api/"+id+"/ping")
 		e := errorBody(t, body)
 		if status != 503 || e["code"] != "plugin_unavailable" || !strings.Contains(fmt.Sprint(e["error"]), want) || h.Get("Retry-After") == "" {
@@ -445,6 +455,26 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	}
 	if ids := h.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "forged" || h.Get("Proxy-Authenticate") != "" {
 		t.Errorf("guest set greenroom's or a hop-by-hop header: %v", h)
+	}
+}
+
+// A config_get key is bounded before the host copies or quotes it: a
+// 16 MiB key of zero bytes once made the host allocate ~30 times that
+// (the copy, then %q of it for the error message).
+func TestConfigGetHugeKey(t *testing.T) {
+	in := start(t, strings.Replace(hostileConfig("5s", 1), `memory = "32MiB"`, `memory = "64MiB"`, 1))
+	if status, _, body := in.Get(t, "/api/hostile/bigkey?n=8"); status != 200 || body != `{"code":-1}` {
+		t.Fatalf("short key: %d %s", status, body)
+	}
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	status, _, body := in.Get(t, "/api/hostile/bigkey?n="+strconv.Itoa(16<<20))
+	goruntime.ReadMemStats(&after)
+	if status != 200 || body != `{"code":-1}` {
+		t.Fatalf("16 MiB key: %d %s, want ERR_NOT_FOUND", status, body)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Errorf("a 16 MiB key made the host allocate %d MiB", grew>>20)
 	}
 }
 

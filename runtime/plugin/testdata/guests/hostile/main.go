@@ -108,6 +108,12 @@ func init() {
 	mux.HandleFunc("GET /badkey", func(w http.ResponseWriter, r *http.Request) {
 		configGet(unsafe.Pointer(uintptr(0x7ffffff0)), 0x7fffffff)
 	})
+	// config_get with a key of n zero bytes (each would be quoted as \x00).
+	mux.HandleFunc("GET /bigkey", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		key := make([]byte, max(n, 1))
+		fmt.Fprintf(w, `{"code":%d}`, configGet(unsafe.Pointer(&key[0]), uint32(n)))
+	})
 	mux.HandleFunc("GET /big", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		w.Write(make([]byte, n))
