@@ -319,6 +319,21 @@ func (r *Reader) ruleHosts() string {
 // Read performs one read under ctx (the call's context): the earliest of
 // ctx's deadline, req.Deadline and reading.timeout bounds it.
 func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error) {
+	hops := &hopper{r: p.r}
+	resp, err := p.read(ctx, req, hops)
+	// An integration token sent on this read never goes back to the
+	// plugin, wherever the server echoed it: the body, a header, the final
+	// URL (a redirect's Location), or an error message that quotes them.
+	if len(hops.sent) > 0 {
+		if resp != nil {
+			hops.scrub(resp)
+		}
+		err = hops.scrubErr(err)
+	}
+	return resp, err
+}
+
+func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Response, error) {
 	method := req.Method
 	switch method {
 	case "":
@@ -359,7 +374,6 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 		return nil, errorf(Invalid, "%s: %v", t.u.Redacted(), err)
 	}
 	hreq.Header = header
-	hops := &hopper{r: p.r}
 	client := &http.Client{
 		Transport: hops,
 		CheckRedirect: func(next *http.Request, via []*http.Request) error {
@@ -417,7 +431,6 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 			out.Header = append(out.Header, [2]string{k, v})
 		}
 	}
-	hops.scrub(out)
 	return out, nil
 }
 
@@ -516,9 +529,31 @@ func (h *hopper) scrub(resp *Response) {
 			resp.Body = bytes.ReplaceAll(resp.Body, []byte(raw), []byte("[REDACTED]"))
 		}
 		for i, hv := range resp.Header {
-			if strings.Contains(hv[1], raw) {
-				resp.Header[i][1] = strings.ReplaceAll(hv[1], raw, "[REDACTED]")
-			}
+			resp.Header[i][0] = h.scrubString(hv[0])
+			resp.Header[i][1] = h.scrubString(hv[1])
 		}
 	}
+	resp.URL = h.scrubString(resp.URL)
+	resp.ETag = h.scrubString(resp.ETag)
+	resp.LastModified = h.scrubString(resp.LastModified)
+}
+
+func (h *hopper) scrubString(s string) string {
+	for _, raw := range h.sent {
+		if len(raw) >= 4 && strings.Contains(s, raw) {
+			s = strings.ReplaceAll(s, raw, "[REDACTED]")
+		}
+	}
+	return s
+}
+
+// scrubErr is scrub for an error's message.
+func (h *hopper) scrubErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := h.scrubString(err.Error()); msg != err.Error() {
+		return &Error{Kind: KindOf(err), Msg: msg}
+	}
+	return err
 }

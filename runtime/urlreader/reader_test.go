@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -381,6 +382,16 @@ func TestIntegrationTokens(t *testing.T) {
 			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing", http.StatusFound)
 		case "/back":
 			http.Redirect(w, r, "/echo", http.StatusFound)
+		case "/leak":
+			// Echoes the credential into a redirect's Location and an ETag.
+			http.Redirect(w, r, "/landing?t="+url.QueryEscape(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), http.StatusFound)
+		case "/landing":
+			w.Header().Set("ETag", `"`+r.URL.Query().Get("t")+`"`)
+			fmt.Fprint(w, "landed")
+		case "/leakaway":
+			// ... and into a redirect the reader refuses, whose error
+			// message quotes the URL.
+			http.Redirect(w, r, "https://denied.example/?t="+url.QueryEscape(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), http.StatusFound)
 		default:
 			fmt.Fprint(w, "ok")
 		}
@@ -436,6 +447,18 @@ token = "` + tok + `"
 	}
 	if got := append(other.seenAuth(), plain.seenAuth()...); len(got) != 0 {
 		t.Errorf("token sent where it does not belong: %q", got)
+	}
+	// A token echoed into the final URL, an ETag or an error message.
+	resp, err = read(p, ghURL+"/leak")
+	if err != nil || string(resp.Body) != "landed" {
+		t.Fatalf("redirect with the token in its Location: %v", err)
+	}
+	if strings.Contains(resp.URL, tok) || strings.Contains(resp.ETag, tok) || !strings.Contains(resp.URL, "REDACTED") {
+		t.Errorf("echoed token reached the plugin: URL %q ETag %q", resp.URL, resp.ETag)
+	}
+	_, err = read(p, ghURL+"/leakaway")
+	if err == nil || strings.Contains(err.Error(), tok) || KindOf(err) != Denied {
+		t.Errorf("refused redirect carrying the token: %v (kind %v), want Denied without the token", err, KindOf(err))
 	}
 }
 
