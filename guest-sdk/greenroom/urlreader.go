@@ -141,8 +141,16 @@ type urlTransport struct{}
 
 func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
+		// A body of unknown length (ContentLength 0) is refused unless it
+		// is empty: it would otherwise be dropped without a word.
+		empty := req.ContentLength == 0
+		if empty {
+			var one [1]byte
+			n, _ := io.ReadFull(req.Body, one[:])
+			empty = n == 0
+		}
 		req.Body.Close()
-		if req.ContentLength != 0 || req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != "" {
+		if !empty || req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != "" {
 			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("%s %s: the URL reader reads with GET and HEAD only, without a body", req.Method, req.URL.Redacted())}
 		}
 	}

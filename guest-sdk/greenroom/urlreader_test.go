@@ -153,4 +153,21 @@ func TestNativeReadURL(t *testing.T) {
 	if _, err := c.Do(dreq); !errors.Is(err, ErrInvalid) {
 		t.Errorf("DELETE: %v", err)
 	}
+	// A GET with a body: refused whether its length is known or not, unless
+	// the body of unknown length turns out empty.
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+		ok   bool
+	}{
+		{"known length", strings.NewReader("x"), false},
+		{"unknown length", io.MultiReader(strings.NewReader("x")), false},
+		{"unknown length, empty", io.MultiReader(), true},
+	} {
+		greq, _ := http.NewRequest("GET", srv.URL+"/doc", tc.body)
+		hr, err := c.Do(greq)
+		if tc.ok && (err != nil || hr.StatusCode != 200) || !tc.ok && !errors.Is(err, ErrInvalid) {
+			t.Errorf("GET with a body, %s: %v %v", tc.name, hr, err)
+		}
+	}
 }
