@@ -93,7 +93,12 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	for _, src := range srcs {
 		doc, lines, err := parse(src.Data)
 		if err != nil {
-			errs = append(errs, &Error{Origin: src.Name, Msg: err.Error()})
+			origin := src.Name
+			var se *syntaxError
+			if errors.As(err, &se) {
+				origin = fmt.Sprintf("%s:%d", src.Name, se.line)
+			}
+			errs = append(errs, &Error{Origin: origin, Msg: err.Error()})
 			continue
 		}
 		for k, line := range lines {
@@ -150,6 +155,14 @@ func sortErrors(errs Errors, files []string) {
 	})
 }
 
+// syntaxError is a TOML syntax error, at a line of its file.
+type syntaxError struct {
+	line int
+	msg  string
+}
+
+func (e *syntaxError) Error() string { return e.msg }
+
 // parse decodes TOML text into a generic document and records the line of
 // every key, as dotted paths with [i] for array elements.
 func parse(data []byte) (map[string]any, map[string]int, error) {
@@ -158,7 +171,7 @@ func parse(data []byte) (map[string]any, map[string]int, error) {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return nil, nil, fmt.Errorf("line %d, column %d: %s", row, col, de.Error())
+			return nil, nil, &syntaxError{line: row, msg: fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())}
 		}
 		return nil, nil, err
 	}
