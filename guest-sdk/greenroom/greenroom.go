@@ -9,10 +9,12 @@ import (
 
 // reportPanic logs a handler's panic as one error record with the stack as
 // an attribute, or, when there is no runtime to take it (a native build),
-// writes it to stderr.
+// writes it to stderr. A message over 16 KiB is dropped (it could hold a
+// secret, which a cut would split); the stack, which holds no values, is
+// cut at 32 KiB.
 func reportPanic(method, path string, v any, stack []byte) {
 	msg := fmt.Sprintf("panic serving %s %s: %v", method, path, v)
-	rec := appendRecordHead(nil, levelError, truncate(msg, truncatedMessage))
+	rec := appendRecordHead(nil, levelError, dropString(msg, 16<<10))
 	rec = appendStringAttr(rec, "stack", truncate(string(stack), 32<<10))
 	if !emitRecord(rec) {
 		fmt.Fprintf(os.Stderr, "%s\n%s", msg, stack)

@@ -23,7 +23,9 @@ import (
 // asks the runtime, so records below it cost nothing), and a per-plugin
 // rate limit drops what is over it, counted and reported. Secrets from the
 // plugin's config are redacted from every line. A record over 64 KiB is
-// cut: long strings first, then its attributes.
+// shrunk: its long strings are dropped first, then its attributes (a
+// string is dropped whole, never cut, so that no part of a secret in it is
+// left for the runtime's redaction to miss).
 //
 // To send slog's default logger and the log package here as well:
 //
@@ -53,11 +55,9 @@ type logHandler struct {
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// When a record is over maxLogRecord, strings are cut to these sizes.
-const (
-	truncatedString  = 1 << 10
-	truncatedMessage = 8 << 10
-)
+// When a record is over maxLogRecord, string values longer than this are
+// dropped (see dropString).
+const droppedString = 1 << 10
 
 func (h *logHandler) Enabled(_ context.Context, level slog.Level) bool {
 	return h.enabled(clampLevel(level))
@@ -67,10 +67,12 @@ func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 	bp := recordPool.Get().(*[]byte)
 	buf := h.encode((*bp)[:0], r, 0)
 	if len(buf) > maxLogRecord {
-		buf = h.encode(buf[:0], r, truncatedString)
+		buf = h.encode(buf[:0], r, droppedString)
 		if len(buf) > maxLogRecord {
-			buf = appendRecordHead(buf[:0], clampLevel(r.Level), truncate(r.Message, truncatedMessage))
-			buf = appendStringAttr(buf, "greenroom.truncated", "record over 64 KiB; its attributes were dropped")
+			buf = appendMessageOnly(buf[:0], clampLevel(r.Level), r.Message)
+			if len(buf) > maxLogRecord {
+				buf = appendMessageOnly(buf[:0], clampLevel(r.Level), droppedText(len(r.Message)))
+			}
 		}
 	}
 	h.write(buf)
@@ -81,14 +83,10 @@ func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// encode writes r; maxStr > 0 cuts long strings (the message to
-// truncatedMessage) and marks the record as truncated.
+// encode writes r; maxStr > 0 drops attribute values longer than maxStr
+// and marks the record as truncated. The message is always whole.
 func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
-	msg := r.Message
-	if maxStr > 0 {
-		msg = truncate(msg, truncatedMessage)
-	}
-	dst = appendRecordHead(dst, clampLevel(r.Level), msg)
+	dst = appendRecordHead(dst, clampLevel(r.Level), r.Message)
 	if maxStr > 0 {
 		dst = appendBoolAttr(dst, "greenroom.truncated", true)
 	}
@@ -101,6 +99,13 @@ func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
 		dst = append(dst, kindGroupEnd)
 	}
 	return dst
+}
+
+// appendMessageOnly writes a record of the message alone, noting that its
+// attributes were dropped.
+func appendMessageOnly(dst []byte, level int32, msg string) []byte {
+	dst = appendRecordHead(dst, level, msg)
+	return appendStringAttr(dst, "greenroom.truncated", "record over 64 KiB; its attributes were dropped")
 }
 
 func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
@@ -151,7 +156,7 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 		}
 		return dst
 	case slog.KindString:
-		return appendStringAttr(dst, a.Key, truncate(v.String(), maxStr))
+		return appendStringAttr(dst, a.Key, dropString(v.String(), maxStr))
 	case slog.KindInt64:
 		return appendInt64Attr(dst, kindInt64, a.Key, v.Int64())
 	case slog.KindUint64:
@@ -171,7 +176,7 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 	} else {
 		s = v.String()
 	}
-	return appendStringAttr(dst, a.Key, truncate(s, maxStr))
+	return appendStringAttr(dst, a.Key, dropString(s, maxStr))
 }
 
 func clampLevel(l slog.Level) int32 {

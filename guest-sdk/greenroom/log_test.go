@@ -1,6 +1,7 @@
 package greenroom
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -126,13 +127,15 @@ func TestLogHandlerTruncates(t *testing.T) {
 	c := &capture{floor: -4}
 	log := c.logger()
 	long := strings.Repeat("x", 40<<10)
-	log.Info(long, "a", long, "b", long)
+	log.Info(long, "a", long, "b", long, "short", "kept")
 	many := make([]any, 0, 20000)
 	for i := 0; i < 10000; i++ {
 		many = append(many, fmt.Sprint("k", i), i)
 	}
 	log.Info("many", many...)
-	if len(c.records) != 2 {
+	huge := strings.Repeat("m", 70<<10)
+	log.Info(huge)
+	if len(c.records) != 3 {
 		t.Fatalf("%d records", len(c.records))
 	}
 	for _, rec := range c.records {
@@ -140,13 +143,63 @@ func TestLogHandlerTruncates(t *testing.T) {
 			t.Errorf("record of %d bytes sent", len(rec))
 		}
 	}
+	// Long attribute values are dropped whole; the message is kept.
 	_, msg, attrs := decodeRecord(t, c.records[0])
-	if len(msg) > truncatedMessage || !strings.HasSuffix(msg, "…") || len(attrs) != 3 || attrs[0] != "greenroom.truncated=true" || len(attrs[1]) > truncatedString+10 {
-		t.Errorf("long strings: msg %d bytes, attrs %d", len(msg), len(attrs))
+	dropped := "[40960 bytes dropped: record over 64 KiB]"
+	want := []string{"greenroom.truncated=true", "a=" + dropped, "b=" + dropped, "short=kept"}
+	if msg != long || strings.Join(attrs, " ") != strings.Join(want, " ") {
+		t.Errorf("long strings: msg %d bytes, attrs %q", len(msg), attrs)
 	}
 	_, msg, attrs = decodeRecord(t, c.records[1])
 	if msg != "many" || len(attrs) != 1 || !strings.Contains(attrs[0], "attributes were dropped") {
 		t.Errorf("many attrs: %q %v", msg, attrs)
+	}
+	_, msg, attrs = decodeRecord(t, c.records[2])
+	if msg != "[71680 bytes dropped: record over 64 KiB]" || len(attrs) != 1 {
+		t.Errorf("huge message: %.50q %v", msg, attrs)
+	}
+}
+
+// The guest cannot know the plugin's secrets, which the runtime redacts
+// whole: shrinking an oversized record never sends part of a string, so
+// no part of a secret escapes the redaction.
+func TestLogHandlerNeverCutsStrings(t *testing.T) {
+	const secret = "s3cr3t-value-0123456789"
+	c := &capture{floor: -4}
+	log := c.logger()
+	pad := strings.Repeat("p", 70<<10)
+	// A value that straddles the 1 KiB limit, a message that straddles
+	// 8 KiB, a message too long for any record.
+	log.Info("value", "pad", pad, "v", strings.Repeat("z", droppedString-10)+secret)
+	log.Info(strings.Repeat("m", 8<<10-10)+secret, "pad", pad)
+	log.Info(strings.Repeat("m", maxLogRecord-10)+secret, "pad", pad)
+	log.Info(strings.Repeat("m", 40<<10), "many", strings.Repeat("m", 30<<10), slog.Group("g", "v", pad[:droppedString-10]+secret))
+	if len(c.records) != 4 {
+		t.Fatalf("%d records", len(c.records))
+	}
+	for i, rec := range c.records {
+		whole := bytes.Count(rec, []byte(secret))
+		if part := bytes.Count(rec, []byte(secret[:4])); part != whole {
+			t.Errorf("record %d holds part of the secret (%d starts, %d whole)", i, part, whole)
+		}
+		if len(rec) > maxLogRecord {
+			t.Errorf("record %d of %d bytes sent", i, len(rec))
+		}
+	}
+	if _, msg, _ := decodeRecord(t, c.records[1]); !strings.HasSuffix(msg, secret) {
+		t.Errorf("a message that fits was not kept whole: ...%q", msg[max(len(msg)-30, 0):])
+	}
+}
+
+func TestDropString(t *testing.T) {
+	if got := dropString("short", 5); got != "short" {
+		t.Errorf("dropString = %q", got)
+	}
+	if got := dropString("longer", 0); got != "longer" {
+		t.Errorf("dropString with no limit = %q", got)
+	}
+	if got := dropString("héllo", 5); got != "[6 bytes dropped: record over 64 KiB]" {
+		t.Errorf("dropString = %q", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package greenroom
 import (
 	"encoding/binary"
 	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -75,7 +76,26 @@ func appendBoolAttr(dst []byte, key string, v bool) []byte {
 	return append(appendKey(dst, kindBool, key), b)
 }
 
+// dropString returns s, or, when n > 0 and s is longer than n bytes, a
+// marker in its place that says how long it was. A string is dropped
+// whole, never cut: the runtime redacts secrets whole, and a cut could
+// leave the first part of one in the record, which no redaction would
+// catch.
+func dropString(s string, n int) string {
+	if n <= 0 || len(s) <= n {
+		return s
+	}
+	return droppedText(len(s))
+}
+
+// droppedText is what replaces a dropped string of n bytes.
+func droppedText(n int) string {
+	return "[" + strconv.Itoa(n) + " bytes dropped: record over 64 KiB]"
+}
+
 // truncate cuts s to at most n bytes at a rune boundary, marking the cut.
+// Only for text that holds no secret (a stack trace); other strings are
+// dropped whole (dropString).
 func truncate(s string, n int) string {
 	if n <= 0 || len(s) <= n {
 		return s

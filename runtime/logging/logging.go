@@ -86,6 +86,27 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 	return r.Redact(b), nil
 }
 
+// Longest returns the length of the longest text Redact replaces (a
+// secret, or one of its escaped forms), 0 when there is none. A writer
+// that cuts a stream of text into lines can redact what it holds and then
+// cut anywhere but in its last Longest()-1 bytes without splitting a
+// secret: any secret that starts earlier ends within the text, so it was
+// replaced.
+func (r *Redactor) Longest() int {
+	forms := r.forms.Load()
+	if forms == nil || len(*forms) == 0 {
+		return 0
+	}
+	return len((*forms)[0]) // longest first
+}
+
+// RedactorOf returns the redactor of a logger made by New, nil for any
+// other logger.
+func RedactorOf(log *logrus.Logger) *Redactor {
+	r, _ := log.Formatter.(*Redactor)
+	return r
+}
+
 // Redact replaces every secret in b, in place when it can.
 func (r *Redactor) Redact(b []byte) []byte {
 	forms := r.forms.Load()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 )
 
 func TestRedactsEverywhere(t *testing.T) {
@@ -39,5 +41,23 @@ func TestBadSettings(t *testing.T) {
 	}
 	if _, _, err := New(&bytes.Buffer{}, "text", "loud", nil); err == nil {
 		t.Error("level loud accepted")
+	}
+}
+
+func TestLongest(t *testing.T) {
+	log, r, err := New(&bytes.Buffer{}, "text", "info", []string{"abc", "tok-1234", `a"b<c>d`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if RedactorOf(log) != r || RedactorOf(logrus.New()) != nil {
+		t.Error("RedactorOf does not find the logger's redactor")
+	}
+	// The JSON form of a"b<c>d, a\"b\u003cc\u003ed, is the longest.
+	if n := r.Longest(); n != len(`a\"b\u003cc\u003ed`) {
+		t.Errorf("Longest = %d", n)
+	}
+	r.SetSecrets([]string{"abc"})
+	if n := r.Longest(); n != 0 {
+		t.Errorf("Longest with no secret to redact = %d", n)
 	}
 }

@@ -75,10 +75,9 @@ func NewPluginLogger(log *logrus.Logger, id string, o PluginOptions) (*PluginLog
 	if o.ReportEvery <= 0 {
 		o.ReportEvery = DefaultDropReport
 	}
-	r, _ := log.Formatter.(*Redactor)
 	l := &PluginLogger{
 		log:     log,
-		redact:  r,
+		redact:  RedactorOf(log),
 		id:      id,
 		limiter: rate.NewLimiter(rate.Limit(o.Rate), o.Burst),
 		every:   o.ReportEvery,

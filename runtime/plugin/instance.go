@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
@@ -56,8 +57,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
 	in.state.GC = p.gc
-	in.stdout = lineWriter{in: in, stream: "stdout"}
-	in.stderr = lineWriter{in: in, stream: "stderr"}
+	redact := logging.RedactorOf(p.log.Logger)
+	in.stdout = lineWriter{in: in, stream: "stdout", redact: redact}
+	in.stderr = lineWriter{in: in, stream: "stderr", redact: redact}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStdout(&in.stdout).
@@ -181,39 +183,106 @@ func (in *instance) flushOutput() {
 	in.stderr.flush()
 }
 
-// maxLine bounds one line of guest output; longer lines are split.
+// maxLine bounds one line of guest output; longer lines, with or without
+// their newline, are split into lines of maxLine bytes.
 const maxLine = 16 << 10
 
 // lineWriter turns a guest's stdout or stderr into log lines tagged with
 // the plugin, the stream and the request in progress.
+//
+// A line is split without splitting a secret: the writer redacts a line
+// before it cuts it, and until the newline comes it keeps back the last
+// bytes that could begin a secret still being written (one less than the
+// longest secret), so it holds at most maxLine plus that many bytes.
 type lineWriter struct {
 	in     *instance
 	stream string
+	redact *logging.Redactor // the log's, nil when it has none
 	buf    []byte
-	rec    hostfuncs.LogRecord
+	// split is set when part of the line in buf was emitted already.
+	split bool
+	rec   hostfuncs.LogRecord
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
+	n := len(p)
+	for len(p) > 0 {
+		hold := w.hold()
+		line, rest, end := p, []byte(nil), false
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			line, rest, end = p[:i], p[i+1:], true
 		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[:copy(w.buf, w.buf[i+1:])]
+		if room := max(maxLine+hold-len(w.buf), 0); len(line) > room {
+			line, rest, end = line[:room], p[room:], false
+		}
+		w.buf = append(w.buf, line...)
+		p = rest
+		if end {
+			w.emitLines()
+			continue
+		}
+		if len(w.buf) >= maxLine+hold {
+			w.redactBuf()
+			for len(w.buf) >= maxLine+hold {
+				c := cut(w.buf)
+				w.emit(w.buf[:c])
+				w.buf = w.buf[:copy(w.buf, w.buf[c:])]
+				w.split = true
+			}
+		}
 	}
-	for len(w.buf) >= maxLine {
-		w.emit(w.buf[:maxLine])
-		w.buf = w.buf[:copy(w.buf, w.buf[maxLine:])]
+	return n, nil
+}
+
+// hold is how many bytes at the end of an unfinished line could begin a
+// secret and must not be cut off yet.
+func (w *lineWriter) hold() int {
+	if w.redact == nil {
+		return 0
 	}
-	return len(p), nil
+	return max(w.redact.Longest()-1, 0)
+}
+
+func (w *lineWriter) redactBuf() {
+	if w.redact != nil {
+		w.buf = w.redact.Redact(w.buf)
+	}
+}
+
+// emitLines emits the buffer as a finished line, in pieces of maxLine
+// bytes cut after redaction, and empties it.
+func (w *lineWriter) emitLines() {
+	if len(w.buf) > maxLine {
+		w.redactBuf()
+	}
+	b := w.buf
+	for len(b) > maxLine {
+		c := cut(b)
+		w.emit(b[:c])
+		b = b[c:]
+	}
+	if len(b) > 0 || !w.split {
+		w.emit(b)
+	}
+	w.buf = w.buf[:0]
+	w.split = false
+}
+
+var redacted = []byte(logging.Redacted)
+
+// cut returns where the first piece of b (over maxLine bytes) ends: at
+// maxLine, or before a [REDACTED] that would straddle it.
+func cut(b []byte) int {
+	from := maxLine - len(redacted) + 1
+	if i := bytes.Index(b[from:min(len(b), maxLine+len(redacted)-1)], redacted); i >= 0 {
+		return from + i
+	}
+	return maxLine
 }
 
 func (w *lineWriter) flush() {
 	if len(w.buf) > 0 {
-		w.emit(w.buf)
-		w.buf = w.buf[:0]
+		w.emitLines()
 	}
 }
 

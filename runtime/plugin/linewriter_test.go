@@ -1,0 +1,126 @@
+package plugin
+
+import (
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
+)
+
+// lineHost records the lines a lineWriter emits, redacted as the log's
+// formatter redacts them.
+type lineHost struct {
+	testHost
+	redact *logging.Redactor
+	lines  *[]string
+}
+
+func (h lineHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
+	*h.lines = append(*h.lines, string(h.redact.Redact([]byte(rec.Message))))
+	return hostfuncs.LogWritten
+}
+
+// newLineWriter returns a stderr writer whose log redacts secrets, and the
+// lines it emits.
+func newLineWriter(t *testing.T, secrets ...string) (*lineWriter, *[]string) {
+	t.Helper()
+	_, r, err := logging.New(io.Discard, "text", "info", secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := new([]string)
+	in := &instance{}
+	in.state.Host = lineHost{redact: r, lines: lines}
+	return &lineWriter{in: in, stream: "stderr", redact: r}, lines
+}
+
+// Every line is at most maxLine bytes, whether or not its newline has come,
+// and what the writer buffers stays bounded.
+func TestLineWriterBoundsLines(t *testing.T) {
+	w, lines := newLineWriter(t)
+	big := strings.Repeat("x", 40<<10)
+	w.Write([]byte(big + "\nshort\n"))
+	w.Write([]byte(strings.Repeat("y", 4<<20)))
+	if cap(w.buf) > 2*maxLine {
+		t.Errorf("writer buffers %d bytes", cap(w.buf))
+	}
+	w.flush()
+	total := 0
+	for _, l := range *lines {
+		if len(l) > maxLine {
+			t.Errorf("line of %d bytes", len(l))
+		}
+		total += len(l)
+	}
+	if total != len(big)+len("short")+4<<20 {
+		t.Errorf("%d bytes in lines", total)
+	}
+	if len(*lines) != 3+1+256 || (*lines)[3] != "short" {
+		t.Errorf("%d lines, the fourth %.10q", len(*lines), (*lines)[3])
+	}
+	// A line of exactly maxLine bytes, in one write or two, is one line.
+	*lines = nil
+	w.Write([]byte(strings.Repeat("z", maxLine) + "\n"))
+	w.Write([]byte(strings.Repeat("z", maxLine)))
+	w.Write([]byte("\n\n"))
+	if len(*lines) != 3 || len((*lines)[0]) != maxLine || len((*lines)[1]) != maxLine || (*lines)[2] != "" {
+		t.Errorf("%d lines for two of maxLine bytes and an empty one", len(*lines))
+	}
+}
+
+// A secret that straddles a cut is never split between two lines, whether
+// it arrives in one write or byte by byte, with or without a newline.
+func TestLineWriterKeepsSecretsWhole(t *testing.T) {
+	const secret = "s3cr3t-value-0123456789"
+	for pad := maxLine - len(secret) - 2; pad <= maxLine+2; pad++ {
+		for _, mode := range []string{"one write", "bytewise", "no newline"} {
+			w, lines := newLineWriter(t, secret, "other-secret")
+			text := strings.Repeat("x", pad) + secret + strings.Repeat("x", 10)
+			switch mode {
+			case "one write":
+				w.Write([]byte(text + "\n"))
+			case "bytewise":
+				for i := range len(text) {
+					w.Write([]byte{text[i]})
+				}
+				w.Write([]byte("\n"))
+			case "no newline":
+				w.Write([]byte(text + strings.Repeat("x", maxLine)))
+				w.flush()
+			}
+			for _, l := range *lines {
+				if strings.Trim(strings.ReplaceAll(l, logging.Redacted, ""), "x") != "" {
+					t.Fatalf("%s, secret at %d: line holds part of the secret: ...%q", mode, pad, l[max(len(l)-40, 0):])
+				}
+				if len(l) > maxLine {
+					t.Fatalf("%s: line of %d bytes", mode, len(l))
+				}
+			}
+			if n := strings.Count(strings.Join(*lines, ""), logging.Redacted); n != 1 {
+				t.Fatalf("%s, secret at %d: %d redactions", mode, pad, n)
+			}
+		}
+	}
+}
+
+// The instance's writers use the redactor of the plugin's log.
+func TestLineWriterUsesLogRedactor(t *testing.T) {
+	log, r, err := logging.New(io.Discard, "json", "info", []string{"s3cr3t-value"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadSpec(t, Spec{Wasm: hostileWasm, Limits: testLimits()})
+	p.log = logrus.NewEntry(log)
+	in, err := p.newInstance(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	if in.stdout.redact != r || in.stderr.redact != r {
+		t.Error("the instance's output is not redacted with the log's redactor")
+	}
+}
