@@ -137,9 +137,10 @@ func (in *instance) call(ctx *callContext, fn api.Function, arg uint64) (uint64,
 	return in.stack[0], err
 }
 
-// errInterrupted is the panic value of a WASI sleep cut short by the end
-// of its call's context; wazero turns it into the call's error.
-var errInterrupted = errors.New("interrupted in a sleep at the call's deadline")
+// errInterrupted is the panic value of a WASI sleep or output write cut
+// short by the end of its call's context; wazero turns it into the call's
+// error.
+var errInterrupted = errors.New("interrupted in a host call at the call's deadline")
 
 // sleep implements WASI's clock sleep (poll_oneoff) for the guest. When the
 // call's context ends it traps, so that the deadline interrupts a guest
@@ -160,6 +161,14 @@ func (in *instance) sleep(ns int64) {
 		}
 	}
 	if ctx.Err() != nil {
+		panic(errInterrupted)
+	}
+}
+
+// interruptAtDeadline traps, like a cut-short sleep, when the call in
+// progress is past its deadline or canceled.
+func (in *instance) interruptAtDeadline() {
+	if ctx := in.callCtx; ctx != nil && ctx.Err() != nil {
 		panic(errInterrupted)
 	}
 }
@@ -207,6 +216,10 @@ type lineWriter struct {
 func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
+		// A write is a host call, where the interrupt flag is not seen:
+		// one of many megabytes of short lines must still end at the
+		// call's deadline, as a sleep does.
+		w.in.interruptAtDeadline()
 		hold := w.hold()
 		line, rest, end := p, []byte(nil), false
 		if i := bytes.IndexByte(p, '\n'); i >= 0 {

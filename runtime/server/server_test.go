@@ -458,6 +458,21 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	}
 }
 
+// A write to stdout is a host call, where the interrupt flag is not seen:
+// one write of 48 MiB of empty lines (seconds of work for the host) still
+// ends at the call's timeout.
+func TestOutputWriteInterrupted(t *testing.T) {
+	in := start(t, strings.Replace(hostileConfig("1s", 1), `memory = "32MiB"`, `memory = "128MiB"`, 1))
+	start := time.Now()
+	status, _, body := in.Get(t, "/api/hostile/flood?mb=48")
+	if took := time.Since(start); status != 504 || took > 2*time.Second {
+		t.Errorf("48 MiB write: %d %s after %v, want 504 within 2x the 1s timeout", status, body, took)
+	}
+	if status, _, _ := in.Get(t, "/api/hostile/ok"); status != 200 {
+		t.Errorf("next request: %d", status)
+	}
+}
+
 // A config_get key is bounded before the host copies or quotes it: a
 // 16 MiB key of zero bytes once made the host allocate ~30 times that
 // (the copy, then %q of it for the error message).

@@ -122,6 +122,17 @@ func init() {
 		fmt.Println("hello from stdout")
 		fmt.Fprintln(os.Stderr, "hello from stderr")
 	})
+	// One write of mb MiB of empty lines: a single host call that takes
+	// seconds unless the deadline stops it inside.
+	mux.HandleFunc("GET /flood", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		b := make([]byte, mb<<20)
+		for i := range b {
+			b[i] = '\n'
+		}
+		os.Stdout.Write(b)
+		w.Write([]byte("done"))
+	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
 		_, err := os.ReadFile("/etc/passwd")
 		fmt.Fprintf(w, `{"env":%d,"fs_error":%q}`, len(os.Environ()), fmt.Sprint(err))
