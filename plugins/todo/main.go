@@ -231,7 +231,8 @@ func create(w http.ResponseWriter, r *http.Request) {
 		dbFail(w, err)
 		return
 	}
-	w.Header().Set("Location", fmt.Sprintf("/api/todo/items/%d", it.ID))
+	// Relative to the mount: greenroom puts /api/todo in front.
+	w.Header().Set("Location", fmt.Sprintf("/items/%d", it.ID))
 	reply(w, http.StatusCreated, it)
 }
 

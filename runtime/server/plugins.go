@@ -190,13 +190,20 @@ var droppedResponseHeaders = map[string]bool{
 // path from the root ("/items", not "//host/..." or "/\host"): a plugin
 // sees paths relative to its mount, so its redirects (its own, and
 // ServeMux's to a cleaned path or a trailing slash) are too, and would
-// otherwise leave /api/<id>. Other Locations pass as they are.
+// otherwise leave /api/<id>. A Location already under /api/<id>, and any
+// other, passes as it is.
 func mountLocation(id string, k, v []byte) ([]byte, bool) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
 		return nil, false
 	}
 	if len(v) == 0 || v[0] != '/' || len(v) > 1 && (v[1] == '/' || v[1] == '\\') {
 		return nil, false
+	}
+	// A plugin that writes its mount itself keeps it once.
+	if rest, ok := bytes.CutPrefix(v, []byte("/api/")); ok {
+		if after, ok := bytes.CutPrefix(rest, []byte(id)); ok && (len(after) == 0 || after[0] == '/' || after[0] == '?' || after[0] == '#') {
+			return nil, false
+		}
 	}
 	out := make([]byte, 0, len("/api/")+len(id)+len(v))
 	out = append(out, "/api/"...)

@@ -507,6 +507,11 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 		{"/api/hostile/redirect?to=/%5Celsewhere.test", "/\\elsewhere.test"},
 		{"/api/hostile/redirect?to=https://elsewhere.test/x", "https://elsewhere.test/x"},
 		{"/api/hostile/redirect?to=next", "next"},
+		{"/api/hostile/redirect?to=/api/hostile/items", "/api/hostile/items"}, // already under the mount
+		{"/api/hostile/redirect?to=/api/hostile", "/api/hostile"},
+		{"/api/hostile/redirect?to=/api/hostile?x=1", "/api/hostile?x=1"},
+		{"/api/hostile/redirect?to=/api/hostilex/y", "/api/hostile/api/hostilex/y"},
+		{"/api/hostile/redirect?to=/api/other/y", "/api/hostile/api/other/y"},
 		{"/api/hello//ping", "/api/hello/ping"}, // ServeMux's redirect to the clean path
 		{"/api/hello/./ping", "/api/hello/ping"},
 	} {
