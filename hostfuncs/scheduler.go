@@ -107,9 +107,9 @@ func AppendTaskRun(dst []byte, r TaskRun) []byte {
 // granted the scheduler (for every call: nothing is registered), or
 // ErrInvalid for a
 // malformed request, a call after initialization, or a task the runtime
-// refuses (a bad id or schedule, a duplicate id, a duration out of range;
-// such a task also fails the plugin's load). Traps if the buffer is
-// outside guest memory.
+// refuses (a bad id or schedule, a duplicate id, a duration out of range,
+// more tasks than one plugin may register; such a task also fails the
+// plugin's load). Traps if the buffer is outside guest memory.
 func taskRegister(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "task_register"
 	in := instanceFrom(ctx, fn)

@@ -53,6 +53,9 @@ type host struct {
 	// fails the load.
 	taskErr error
 	denied  bool
+	// ignoredWarned: a later instance's registrations were ignored and
+	// that was logged (once per version).
+	ignoredWarned bool
 	// plog writes what the plugin logs. It belongs to the plugin id, not
 	// to this version, so that its rate limit survives reloads.
 	plog *logging.PluginLogger
@@ -138,6 +141,10 @@ func (h *host) Database() (hostfuncs.Database, error) {
 // taskSeenKey keys the set of task ids one instance registered.
 type taskSeenKey struct{}
 
+// taskIgnoredKey keys the ids of the registrations of one instance that
+// the loaded version ignores.
+type taskIgnoredKey struct{}
+
 // Scheduler refuses a plugin not granted the scheduler, naming the
 // capability; the first refusal while the version loads is logged.
 func (h *host) Scheduler() error {
@@ -157,8 +164,9 @@ func (h *host) Scheduler() error {
 // RegisterTask records a task the plugin registers while an instance
 // initializes (the wire checked the grant with Scheduler). While the
 // version loads, a task the scheduler refuses (bad id, schedule, timeout,
-// a duplicate id) fails the load as well as the call. Once loaded, later
-// instances repeat the same registrations, which change nothing.
+// a duplicate id, one past scheduler.MaxTasks) fails the load as well as
+// the call. Once loaded, later instances repeat the same registrations,
+// which change nothing; other ones are ignored (ignoreTask).
 func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) error {
 	if err := h.Scheduler(); err != nil {
 		return hostfuncs.Failf(hostfuncs.ErrDenied, "%v", err)
@@ -169,8 +177,12 @@ func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) err
 		seen = map[string]bool{}
 		in.SetValue(taskSeenKey{}, seen)
 	}
-	if err == nil && seen[t.ID] {
+	switch {
+	case err != nil:
+	case seen[t.ID]:
 		err = fmt.Errorf("task %q is registered twice", t.ID)
+	case len(seen) >= scheduler.MaxTasks:
+		err = fmt.Errorf("task %q: the plugin registers more than %d tasks, the most one plugin may register", t.ID, scheduler.MaxTasks)
 	}
 	h.tmu.Lock()
 	defer h.tmu.Unlock()
@@ -183,17 +195,54 @@ func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) err
 	seen[t.ID] = true
 	if i, ok := h.taskIndex[t.ID]; ok {
 		if !h.tasks[i].Equal(&t) {
-			h.log.WithField("task", t.ID).Warn("an instance registered a task differently from the instance the plugin loaded with; the first registration stays")
+			h.ignoreTask(in, t.ID) // the first registration stays
 		}
 		return nil
 	}
 	if h.tasksFixed {
-		h.log.WithField("task", t.ID).Warn("an instance registered a task the plugin did not register when it loaded; it is ignored until the plugin reloads")
+		h.ignoreTask(in, t.ID)
 		return nil
 	}
 	h.taskIndex[t.ID] = len(h.tasks)
 	h.tasks = append(h.tasks, t)
 	return nil
+}
+
+// ignoreTask notes a registration of in that the loaded version ignores: a
+// task it did not register, or registered differently. The first instance
+// of the version that makes any is logged once its initializer ends, with
+// how many it made; later ones are not, since instances are recreated
+// after panics and max_requests and a line each time would flood the log
+// past the plugin's log_rate. h.tmu is held.
+func (h *host) ignoreTask(in *hostfuncs.Instance, id string) {
+	if h.ignoredWarned {
+		return
+	}
+	ids, _ := in.Value(taskIgnoredKey{}).(*[]string)
+	if ids == nil {
+		ids = new([]string)
+		in.SetValue(taskIgnoredKey{}, ids)
+		in.OnCallEnd(func() {
+			in.SetValue(taskIgnoredKey{}, nil)
+			h.warnIgnored(*ids)
+		})
+	}
+	*ids = append(*ids, id)
+}
+
+// warnIgnored logs the registrations an instance made that were ignored,
+// unless an earlier instance of the version was logged.
+func (h *host) warnIgnored(ids []string) {
+	h.tmu.Lock()
+	first := !h.ignoredWarned
+	h.ignoredWarned = true
+	h.tmu.Unlock()
+	if !first {
+		return
+	}
+	h.log.WithFields(logrus.Fields{"ignored": len(ids), "tasks": ids[:min(len(ids), 10)]}).Warnf(
+		"an instance registered %d task(s) the plugin did not register, or registered differently, when it loaded; "+
+			"they are ignored until the plugin reloads (logged once per plugin version)", len(ids))
 }
 
 // fixTasks ends the registration of the version's tasks and returns them,

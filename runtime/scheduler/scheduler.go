@@ -721,10 +721,12 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome
 	return "failed", kind.String(), errorText([]byte(err.Error()))
 }
 
-// errorText makes b fit for the history: valid UTF-8, at most maxErrorText
-// bytes.
+// errorText makes b fit for the history: valid UTF-8 without NUL bytes
+// (PostgreSQL's text refuses them; both become U+FFFD), at most
+// maxErrorText bytes.
 func errorText(b []byte) string {
 	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	if len(s) > maxErrorText {
 		s = s[:maxErrorText]
 		for !utf8.ValidString(s) {
@@ -804,17 +806,43 @@ func (s *Scheduler) flush(batch []*finishReq) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var st store
-		if st, err = s.store(ctx); err == nil {
-			err = st.finish(ctx, items)
-		}
+		err = s.finish(ctx, items)
 		cancel()
 		if err == nil {
 			return
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
-	s.log.WithError(err).WithField("runs", len(items)).Error("cannot record the end of task runs; their leases expire on their own")
+	failed := items
+	if len(items) > 1 {
+		// One run the database refuses must not leave the others of its
+		// batch (other tasks', other plugins') running with their leases
+		// held: record them one by one, all within one more timeout.
+		failed = nil
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for _, it := range items {
+			if ferr := s.finish(ctx, []finishItem{it}); ferr != nil {
+				failed, err = append(failed, it), ferr
+			}
+		}
+		cancel()
+	}
+	if len(failed) > 0 {
+		s.log.WithError(err).WithFields(logrus.Fields{"runs": len(failed), "first_run_id": failed[0].runID}).
+			Error("cannot record the end of task runs; their leases expire on their own")
+	}
+}
+
+// finish records the end of runs in one transaction.
+func (s *Scheduler) finish(ctx context.Context, items []finishItem) error {
+	st, err := s.store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.finish(ctx, items); err != nil {
+		return fmt.Errorf("scheduler: record the end of %d run(s): %w", len(items), err)
+	}
+	return nil
 }
 
 // renewer extends the leases of the global runs in progress, every third

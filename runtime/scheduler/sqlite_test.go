@@ -158,6 +158,30 @@ func TestPanicAndTrapDoNotStopTheSchedule(t *testing.T) {
 	}
 }
 
+// An error text holding a NUL byte (which PostgreSQL's text refuses) and
+// invalid UTF-8 is recorded with U+FFFD in their place: the run ends, its
+// lease is released, and the task runs again at its next due time.
+func TestErrorTextWithNUL(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, db string) {
+		in := start(t, "one", db, plugin("sched", true, def{ID: "nul", Every: "1s", Action: "nul"}))
+		const want = "nul \uFFFD byte, bad \uFFFD utf-8"
+		var runs []scheduler.Run
+		waitFor(t, 20*time.Second, "two ended runs", func() bool {
+			runs = ended(history(t, in, "sched", "nul"), "")
+			return len(runs) >= 2
+		})
+		for _, r := range runs {
+			if r.Outcome != "failed" || r.Failure != "error" || r.Error != want {
+				t.Errorf("run: %+v, want the error %q", r, want)
+			}
+		}
+		if st := find(list(t, in, ""), "sched", "nul"); st == nil || st.LastError != want {
+			t.Errorf("task: %+v, want the last error %q", st, want)
+		}
+	})
+}
+
 // A reload with a plugin version that no longer registers a task stops
 // scheduling it; its history stays.
 func TestReloadDropsTask(t *testing.T) {

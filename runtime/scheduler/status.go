@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -206,21 +207,26 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 	if spec.Scope == Global {
 		var sent time.Time
 		var res []claimResult
-		st, err := s.store(ctx)
+		// Not cancelled with the request (as in claimRuns): a claim that
+		// took the lease must say so, so that the run starts and releases
+		// it, even if the client went away meanwhile.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		st, err := s.store(cctx)
 		// A row another statement holds for a moment (another replica's
 		// claim or registration) is skipped by a claim: try again a few
 		// times before answering that the task runs.
 		for attempt := 0; err == nil; attempt++ {
 			sent = time.Now()
-			res, err = st.claim(ctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
-			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 {
+			res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
+			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(retryLocked)
 		}
 		if err != nil {
 			release()
-			return Run{}, err
+			return Run{}, fmt.Errorf("scheduler: claim task %s/%s: %w", spec.Plugin, spec.ID, err)
 		}
 		if !res[0].claimed {
 			release()

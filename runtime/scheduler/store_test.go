@@ -15,6 +15,11 @@ import (
 // The store's statements, on both databases: what a claim takes, what it
 // leaves, and what completing, renewing and tidying do.
 func TestStore(t *testing.T) {
+	eachStore(t, testStore)
+}
+
+// eachStore runs test on a store on SQLite and one on PostgreSQL.
+func eachStore(t *testing.T, test func(t *testing.T, st store)) {
 	for _, b := range []struct {
 		name string
 		cfg  func(testing.TB) database.Config
@@ -26,16 +31,16 @@ func TestStore(t *testing.T) {
 			return database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole}
 		}},
 	} {
-		t.Run(b.name, func(t *testing.T) { testStore(t, b.cfg(t)) })
+		t.Run(b.name, func(t *testing.T) { test(t, openStore(t, b.cfg(t))) })
 	}
 }
 
-func testStore(t *testing.T, cfg database.Config) {
-	ctx := context.Background()
+// openStore opens the runtime's database and returns its scheduler store.
+func openStore(t testing.TB, cfg database.Config) store {
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	svc := database.New(cfg, log)
-	if err := svc.Open(ctx); err != nil {
+	if err := svc.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
@@ -43,6 +48,11 @@ func testStore(t *testing.T, cfg database.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func testStore(t *testing.T, st store) {
+	ctx := context.Background()
 	const lease = 1500 * time.Millisecond
 	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
 	if err != nil {

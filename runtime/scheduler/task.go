@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // CRON_TZ= works on hosts without a zoneinfo database
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 
@@ -30,6 +31,9 @@ const (
 	MaxTimeout      = 24 * time.Hour
 	MaxInitialDelay = 24 * time.Hour
 	maxCron         = 200
+	// MaxTasks is how many tasks one plugin may register: a registration
+	// past it is refused and fails the plugin's load.
+	MaxTasks = 1000
 )
 
 // TaskIDPattern is the form of a task id: it appears in URL paths and logs.
@@ -109,6 +113,11 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 	}
 	if strings.TrimSpace(spec) != spec || strings.ContainsFunc(spec, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
 		return bad("has leading or trailing space or control characters")
+	}
+	// The schedule is stored as text (PostgreSQL refuses invalid UTF-8,
+	// like the NUL above).
+	if !utf8.ValidString(spec) {
+		return bad("is not valid UTF-8")
 	}
 	body := spec
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {

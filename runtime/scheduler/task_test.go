@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
@@ -67,6 +68,19 @@ func TestParseCron(t *testing.T) {
 			t.Errorf("%q: accepted", c)
 		}
 	}
+	// The schedule is stored as text: NUL and invalid UTF-8 are refused
+	// before the parser sees them.
+	for c, want := range map[string]string{
+		"* * * * *\x00":          "control characters",
+		"\xff * * * *":           "not valid UTF-8",
+		"CRON_TZ=\xff 0 * * * *": "not valid UTF-8",
+		"@hourly\xff":            "not valid UTF-8",
+		"0 * * * mon\xc3":        "not valid UTF-8",
+	} {
+		if _, err := ParseCron(c); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", c, err, want)
+		}
+	}
 }
 
 func FuzzParseCron(f *testing.F) {
@@ -77,6 +91,9 @@ func FuzzParseCron(f *testing.F) {
 		s, err := ParseCron(c)
 		if err == nil && s.Next(time.Now()).IsZero() {
 			t.Errorf("%q: accepted but never fires", c)
+		}
+		if err == nil && (!utf8.ValidString(c) || strings.ContainsRune(c, 0)) {
+			t.Errorf("%q: accepted, but PostgreSQL cannot store it as text", c)
 		}
 	})
 }
@@ -129,12 +146,30 @@ func TestNextDueTime(t *testing.T) {
 	}
 }
 
+// The error text a run keeps is valid UTF-8 without NUL bytes, which
+// PostgreSQL's text columns refuse (SQLSTATE 22021), and at most
+// maxErrorText bytes.
 func TestErrorText(t *testing.T) {
-	if got := errorText([]byte("bad \xff utf8")); got != "bad \uFFFD utf8" {
-		t.Errorf("%q", got)
-	}
-	long := errorText([]byte(strings.Repeat("é", 5000)))
-	if len(long) > maxErrorText+3 || !strings.HasSuffix(long, "...") {
-		t.Errorf("len %d", len(long))
+	long := strings.Repeat("x", maxErrorText-1) + "é" + "tail"
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"plain", "it broke", "it broke"},
+		{"nul", "a\x00b\x00", "a\uFFFDb\uFFFD"},
+		{"invalid utf-8", "a\xffb\xc3", "a\uFFFDb\uFFFD"},
+		{"both", "\x00\xfe", "\uFFFD\uFFFD"},
+		{"long", strings.Repeat("y", maxErrorText+10), strings.Repeat("y", maxErrorText) + "..."},
+		{"cut inside a rune", long, strings.Repeat("x", maxErrorText-1) + "..."},
+		{"long multibyte", strings.Repeat("é", 5000), strings.Repeat("é", maxErrorText/2) + "..."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := errorText([]byte(tc.in))
+			if got != tc.want {
+				t.Errorf("errorText(%q) = %q, want %q", truncate(tc.in, 20), truncate(got, 20), truncate(tc.want, 20))
+			}
+			if !utf8.ValidString(got) || strings.ContainsRune(got, 0) {
+				t.Errorf("errorText(%q) = %q: invalid UTF-8 or NUL", truncate(tc.in, 20), truncate(got, 20))
+			}
+		})
 	}
 }

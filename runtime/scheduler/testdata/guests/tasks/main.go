@@ -33,7 +33,8 @@ type taskDef struct {
 	Scope        string `json:"scope"`
 	// Action: ok (default), sleep (ms), loop, panic, trap, error, info,
 	// log, db (insert a row into the plugin's database), opentx (insert a
-	// row in a transaction and return without ending it).
+	// row in a transaction and return without ending it), nul (an error
+	// whose text holds a NUL byte and invalid UTF-8).
 	Action string `json:"action"`
 	MS     int    `json:"ms"`
 }
@@ -160,6 +161,8 @@ func action(d taskDef) func(context.Context) error {
 			taskRegister(unsafe.Pointer(uintptr(0xfffffff0)), 4096)
 		case "error":
 			return errors.New("task failed on purpose")
+		case "nul":
+			return errors.New("nul \x00 byte, bad \xff utf-8")
 		case "info":
 			run, ok := greenroom.TaskRunFrom(ctx)
 			dl, hasDL := ctx.Deadline()

@@ -1,0 +1,170 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+// quietLog is a log for schedulers under test.
+func quietLog() *logrus.Entry {
+	log := logrus.New()
+	log.SetLevel(logrus.ErrorLevel)
+	return logrus.NewEntry(log)
+}
+
+// refuseNUL is a store whose finish refuses a batch in which an error text
+// holds a NUL byte, as PostgreSQL does: SQLite stores one.
+type refuseNUL struct{ store }
+
+func (r refuseNUL) finish(ctx context.Context, fs []finishItem) error {
+	for _, f := range fs {
+		if strings.ContainsRune(f.err, 0) {
+			return errors.New("invalid byte sequence for encoding \"UTF8\": 0x00 (SQLSTATE 22021)")
+		}
+	}
+	return r.store.finish(ctx, fs)
+}
+
+// A batch of completions the database refuses because of one run does not
+// leave the other runs of the batch (other plugins' here) "running" with
+// their leases held: each is recorded on its own.
+func TestFlushRecordsRunsDespiteABadOne(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		if _, ok := st.(*sqliteStore); ok {
+			st = refuseNUL{st}
+		}
+		s := New(Config{Log: quietLog()})
+		s.st = st
+		items := []finishItem{
+			{runID: "good1", plugin: "p1", task: "t", outcome: "succeeded"},
+			// Raw, not through errorText: the store refuses it.
+			{runID: "bad", plugin: "p2", task: "t", outcome: "failed", failure: "error", err: "nul \x00 byte"},
+			{runID: "good2", plugin: "p3", task: "t", outcome: "failed", failure: "error", err: "it broke"},
+		}
+		var batch []*finishReq
+		for _, it := range items {
+			task, err := NewTask(it.plugin, hostfuncs.TaskSpec{ID: it.task, Cron: "@yearly"}, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.register(ctx, []registration{{task: &task, next: task.first(time.Now()), at: time.Now()}}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := st.claim(ctx, "a", time.Minute, []claimItem{{plugin: it.plugin, task: it.task, manual: true, runID: it.runID}})
+			if err != nil || !res[0].claimed {
+				t.Fatalf("claim %s: %+v %v", it.runID, res, err)
+			}
+			batch = append(batch, &finishReq{item: it, done: make(chan struct{})})
+		}
+		s.flush(batch)
+		for _, req := range batch {
+			select {
+			case <-req.done:
+			default:
+				t.Errorf("%s: not done", req.item.runID)
+			}
+		}
+		rows, _, err := st.tasks(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			runs, err := st.runs(ctx, r.plugin, r.task, 10)
+			if err != nil || len(runs) != 1 {
+				t.Fatalf("%s/%s: runs %+v %v", r.plugin, r.task, runs, err)
+			}
+			run := runs[0]
+			if run.RunID == "bad" {
+				if run.Outcome != "running" || r.runID != "bad" {
+					t.Errorf("the refused run: %+v, task row %+v", run, r)
+				}
+				continue
+			}
+			if run.Outcome == "running" || r.runID != "" || r.leaseOwner != "" || r.lastRunID != run.RunID {
+				t.Errorf("%s was not recorded because another run of its batch was refused: run %+v, task row %+v", run.RunID, run, r)
+			}
+		}
+	})
+}
+
+// cancelAfterClaim is a store whose manual claim, once its statement has
+// committed, cancels the context of the request that triggered it (a
+// client that disconnects at that moment), which the driver then reports
+// as it reads the result.
+type cancelAfterClaim struct {
+	store
+	cancel context.CancelFunc
+}
+
+func (c cancelAfterClaim) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
+	res, err := c.store.claim(ctx, replica, lease, items)
+	if err == nil && items[0].manual {
+		c.cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return res, err
+}
+
+// A client that disconnects while its trigger claims a global task: the
+// claim took the lease, so the run starts anyway and releases it when it
+// ends, rather than leaving it held until it expires.
+func TestTriggerClaimOutlivesTheRequest(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		reqCtx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ran := make(chan struct{}, 1)
+		s := New(Config{Enabled: true, Log: quietLog(), Lease: time.Minute,
+			Run: func(ctx context.Context, _ string, c plugin.Call) (uint32, []byte, error) {
+				c.Encode(nil, 0)
+				ran <- struct{}{}
+				return hostfuncs.HandleOK, nil, nil
+			}})
+		s.st = cancelAfterClaim{st, cancel}
+		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"}, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetTasks("p", []Task{task})
+		s.Start()
+		defer s.Stop(context.Background())
+		run, err := s.Trigger(reqCtx, "p", "t")
+		if err != nil {
+			t.Fatalf("trigger: %v", err)
+		}
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the triggered run did not run")
+		}
+		ctx := context.Background()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			runs, err := st.runs(ctx, "p", "t", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, _, err := st.tasks(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) == 1 && runs[0].RunID == run.RunID && runs[0].Outcome == "succeeded" && rows[0].runID == "" && rows[0].leaseOwner == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the run did not end or release its lease: runs %+v, task row %+v", runs, rows)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
