@@ -12,6 +12,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -29,6 +30,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -703,7 +705,7 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome
 	case err == nil && code == hostfuncs.HandleOK:
 		return "succeeded", "", ""
 	case err == nil:
-		msg = errorText(out)
+		msg = errorText(s.redact(out))
 		if msg == "" {
 			msg = "the task returned an error"
 		}
@@ -716,9 +718,18 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome
 	case kind == plugin.FailCanceled && s.runCtx.Err() != nil:
 		return "failed", "canceled", "interrupted: the replica shut down during the run"
 	case kind == 0:
-		return "failed", "unavailable", errorText([]byte(err.Error()))
+		return "failed", "unavailable", errorText(s.redact([]byte(err.Error())))
 	}
-	return "failed", kind.String(), errorText([]byte(err.Error()))
+	return "failed", kind.String(), errorText(s.redact([]byte(err.Error())))
+}
+
+// redact replaces the secrets in a run's error text before errorText cuts
+// it, so that a cut cannot leave part of one in the log or the history.
+func (s *Scheduler) redact(b []byte) []byte {
+	if r := logging.RedactorOf(s.log.Logger); r != nil {
+		return r.Redact(bytes.Clone(b))
+	}
+	return b
 }
 
 // errorText makes b fit for the history: valid UTF-8 without NUL bytes

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/scheduler"
 )
 
@@ -180,6 +182,29 @@ func TestErrorTextWithNUL(t *testing.T) {
 			t.Errorf("task: %+v, want the last error %q", st, want)
 		}
 	})
+}
+
+// A secret in a task's error is redacted before the error is cut to the
+// history's 4096 bytes: cut first, a secret across the cut left its first
+// bytes in the log and the history.
+func TestErrorTextSecretAcrossCut(t *testing.T) {
+	const secret = "s3cr3t-0123456789abcdef"
+	conf := strings.Join([]string{sqliteConf(t), plugin("sched", true, def{ID: "secret", Every: "1s", Action: "secret"}),
+		"[plugins.sched.config.secret]\nvalue = \"${SCHED_TEST_SECRET}\"\n"}, "\n")
+	in := servertest.Start(t, conf, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"SCHED_TEST_SECRET": secret},
+		Runtime: runtime.Options{Replica: "one"}})
+	var runs []scheduler.Run
+	waitFor(t, 20*time.Second, "a failed run", func() bool {
+		runs = ended(history(t, in, "sched", "secret"), "failed")
+		return len(runs) >= 1
+	})
+	if e := runs[0].Error; strings.Contains(e, secret[:6]) || !strings.HasPrefix(e, "xxxx") {
+		t.Errorf("history keeps part of the secret: ...%q", e[max(len(e)-40, 0):])
+	}
+	waitFor(t, 5*time.Second, "the failure in the log", func() bool { return strings.Contains(in.Log.String(), "task run failed") })
+	if log := in.Log.String(); strings.Contains(log, secret[:6]) {
+		t.Errorf("log keeps part of the secret:\n%s", log)
+	}
 }
 
 // A reload with a plugin version that no longer registers a task stops

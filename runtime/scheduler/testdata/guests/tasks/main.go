@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -161,6 +162,11 @@ func action(d taskDef) func(context.Context) error {
 			taskRegister(unsafe.Pointer(uintptr(0xfffffff0)), 4096)
 		case "error":
 			return errors.New("task failed on purpose")
+		case "secret":
+			// The operator's secret, just past the 4096 bytes the
+			// history keeps of an error.
+			v, _ := greenroom.Config("secret.value")
+			return errors.New(strings.Repeat("x", 4090) + v)
 		case "nul":
 			return errors.New("nul \x00 byte, bad \xff utf-8")
 		case "info":
