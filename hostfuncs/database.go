@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -148,6 +149,12 @@ func dbQuery(ctx context.Context, mod api.Module, stack []uint64) {
 	// The writer's buffer becomes the result slot; the slot's old buffer
 	// becomes the writer's, so neither is copied nor reallocated.
 	b := w.Bytes()
+	if len(b) > math.MaxInt32 {
+		// The length is returned as an i32 (config caps db_max_result
+		// below this).
+		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "%s: a result of %d bytes cannot be returned", fn, len(b)))
+		return
+	}
 	w.buf, in.result = in.result[:0], b
 	stack[0] = api.EncodeI32(int32(len(b)))
 }

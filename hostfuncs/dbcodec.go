@@ -225,24 +225,26 @@ func AppendValue(dst []byte, v any) []byte {
 //
 //	u32 ncols, (bytes name, bytes type) × ncols, u32 nrows, value × (ncols × nrows)
 //
-// It refuses to grow past its limit.
+// It refuses to grow past its limit: each value is checked before it is
+// encoded, so that one wide row cannot take more memory than the limit.
 type RowWriter struct {
-	buf     []byte
-	limit   int
-	cols    int
-	rows    uint32
-	countAt int
+	buf      []byte
+	limit    int
+	cols     int
+	rows     uint32
+	countAt  int
+	rowStart int
 }
 
-// ErrResultTooLarge is returned by RowWriter.Row once the result passes the
-// writer's limit.
+// ErrResultTooLarge is returned by RowWriter.Row and RowWriter.Value once
+// the result would pass the writer's limit.
 var ErrResultTooLarge = errors.New("result too large")
 
 // Reset empties w and sets the most bytes it may hold (0: no limit).
 func (w *RowWriter) Reset(limit int) {
 	w.buf = w.buf[:0]
 	w.limit = limit
-	w.cols, w.rows, w.countAt = 0, 0, 0
+	w.cols, w.rows, w.countAt, w.rowStart = 0, 0, 0, 0
 }
 
 // Columns writes the column header; call it once, before any row.
@@ -259,21 +261,61 @@ func (w *RowWriter) Columns(names, types []string) {
 	}
 	w.countAt = len(w.buf)
 	w.buf = binary.LittleEndian.AppendUint32(w.buf, 0)
+	w.rowStart = len(w.buf)
 }
 
 // Row appends one row of len(vals) == number of columns values. It returns
 // ErrResultTooLarge (and drops the row) when the result would pass the limit.
 func (w *RowWriter) Row(vals []any) error {
-	n := len(w.buf)
 	for _, v := range vals {
-		w.buf = AppendValue(w.buf, v)
+		if err := w.Value(v); err != nil {
+			w.DropRow()
+			return err
+		}
 	}
+	w.EndRow()
+	return nil
+}
+
+// Value appends one value of the current row, as Row does for each of its
+// values; EndRow ends the row. It returns ErrResultTooLarge, without
+// encoding a string or []byte, when v would take the result past the
+// limit; the caller then drops the row (DropRow).
+func (w *RowWriter) Value(v any) error {
+	switch x := v.(type) {
+	case string:
+		if w.limit > 0 && len(w.buf)+5+len(x) > w.limit {
+			return ErrResultTooLarge
+		}
+		w.buf = appendString(append(w.buf, TagString), x)
+		return nil
+	case []byte:
+		if w.limit > 0 && len(w.buf)+5+len(x) > w.limit {
+			return ErrResultTooLarge
+		}
+		w.buf = appendBytes(append(w.buf, TagBytes), x)
+		return nil
+	}
+	// The others take 13 bytes at most (types no driver returns: their
+	// text).
+	n := len(w.buf)
+	w.buf = AppendValue(w.buf, v)
 	if w.limit > 0 && len(w.buf) > w.limit {
 		w.buf = w.buf[:n]
 		return ErrResultTooLarge
 	}
-	w.rows++
 	return nil
+}
+
+// EndRow counts the values appended since the last row as one row.
+func (w *RowWriter) EndRow() {
+	w.rows++
+	w.rowStart = len(w.buf)
+}
+
+// DropRow removes the values appended since the last row.
+func (w *RowWriter) DropRow() {
+	w.buf = w.buf[:w.rowStart]
 }
 
 // Rows is the number of rows written.

@@ -46,6 +46,39 @@ func TestRowWriterLimit(t *testing.T) {
 	}
 }
 
+// A value that would pass the limit is refused before it is encoded, so
+// that one wide row never takes more memory than the limit; Value and
+// EndRow build a row one value at a time.
+func TestRowWriterChecksEachValue(t *testing.T) {
+	var w RowWriter
+	w.Reset(1 << 16)
+	w.Columns([]string{"a", "b", "c"}, nil)
+	big := make([]byte, 10<<20)
+	if err := w.Row([]any{"fits", big, big}); err != ErrResultTooLarge {
+		t.Fatalf("err = %v", err)
+	}
+	if w.Rows() != 0 || cap(w.buf) >= 1<<20 {
+		t.Errorf("rows %d, buffer grew to %d bytes", w.Rows(), cap(w.buf))
+	}
+	header := w.Len()
+	for _, v := range []any{int64(1), "x", nil} {
+		if err := w.Value(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.EndRow()
+	if err := w.Value(int64(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Value(big); err != ErrResultTooLarge {
+		t.Fatalf("err = %v", err)
+	}
+	w.DropRow()
+	if w.Rows() != 1 || w.Len() != header+9+6+1 {
+		t.Errorf("rows %d len %d, want 1 row of %d bytes", w.Rows(), w.Len(), 9+6+1)
+	}
+}
+
 func appendUint32(b []byte, v uint32) []byte {
 	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
 }

@@ -400,6 +400,11 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.DBMaxResult == 0 {
 		v.fail(lp+".db_max_result", "must be more than 0")
 	}
+	if l.DBMaxResult > 1<<30 {
+		// A result is copied whole into the plugin's memory, and its
+		// length crosses the ABI as an i32.
+		v.fail(lp+".db_max_result", "must be at most 1GiB, got %s", l.DBMaxResult)
+	}
 	if l.LogRate <= 0 {
 		v.fail(lp+".log_rate", "must be more than 0")
 	}

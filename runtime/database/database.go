@@ -70,6 +70,10 @@ type Service struct {
 	cfg Config
 	log *logrus.Entry
 
+	// opening serializes Open. mu guards the fields below; it is never
+	// held while waiting for the database (a lock another replica holds),
+	// so that DB and the other plugins do not wait with it.
+	opening sync.Mutex
 	mu      sync.Mutex
 	opened  bool
 	openErr error
@@ -77,6 +81,9 @@ type Service struct {
 	backend backend
 	db      *bun.DB
 	plugins map[string]*PluginDB
+	// loading has a channel per plugin being provisioned, closed when
+	// done.
+	loading map[string]chan struct{}
 }
 
 // backend is what differs between SQLite and PostgreSQL.
@@ -101,9 +108,16 @@ type backend interface {
 	close()
 }
 
+// limitsSetter is a backend whose plugin connections take limits when
+// they open (PostgreSQL: statement_timeout, the driver's largest message):
+// setLimits applies a reload's.
+type limitsSetter interface {
+	setLimits(id string, lim Limits)
+}
+
 // New returns a Service for cfg. Nothing is opened until Open.
 func New(cfg Config, log *logrus.Logger) *Service {
-	return &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}}
+	return &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}, loading: map[string]chan struct{}{}}
 }
 
 // Client returns the configured client, ClientSQLite or ClientPG.
@@ -113,45 +127,59 @@ func (s *Service) Client() string { return s.cfg.Client }
 // migrations (unless skip_migrations) and prepares plugin provisioning. It
 // is idempotent: later calls return the first call's result.
 func (s *Service) Open(ctx context.Context) error {
+	s.opening.Lock()
+	defer s.opening.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed, opened, openErr := s.closed, s.opened, s.openErr
+	s.mu.Unlock()
+	if closed {
 		return errors.New("database service closed")
 	}
-	if s.opened {
-		return s.openErr
+	if opened {
+		return openErr
 	}
-	s.opened = true
-	s.openErr = s.open(ctx)
-	return s.openErr
+	b, db, err := s.open(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.closed {
+		db.Close()
+		b.close()
+		err = errors.New("database service closed")
+	}
+	s.opened, s.openErr = true, err
+	if err == nil {
+		s.backend, s.db = b, db
+	}
+	return err
 }
 
-func (s *Service) open(ctx context.Context) (err error) {
+func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
+	var b backend
 	switch s.cfg.Client {
 	case ClientSQLite:
-		s.backend, err = newSQLite(s.cfg, s.log)
+		b, err = newSQLite(s.cfg, s.log)
 	case ClientPG:
-		s.backend, err = newPG(s.cfg, s.log)
+		b, err = newPG(s.cfg, s.log)
 	default:
 		err = fmt.Errorf("unknown database client %q", s.cfg.Client)
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	db, err := s.backend.open(ctx)
+	db, err := b.open(ctx)
 	if err != nil {
-		s.backend.close()
-		return err
+		b.close()
+		return nil, nil, err
 	}
-	fail := func(err error) error {
+	fail := func(err error) (backend, *bun.DB, error) {
 		db.Close()
-		s.backend.close()
-		return err
+		b.close()
+		return nil, nil, err
 	}
-	if err := s.backend.check(ctx, db); err != nil {
+	if err := b.check(ctx, db); err != nil {
 		return fail(err)
 	}
-	unlock, err := s.backend.lock(ctx, db, "runtime")
+	unlock, err := b.lock(ctx, db, "runtime")
 	if err != nil {
 		return fail(err)
 	}
@@ -167,11 +195,10 @@ func (s *Service) open(ctx context.Context) (err error) {
 	} else if _, err := migrateRuntime(ctx, db, s.cfg.Client, s.log); err != nil {
 		return fail(err)
 	}
-	if err := s.backend.prepare(ctx, db); err != nil {
+	if err := b.prepare(ctx, db); err != nil {
 		return fail(err)
 	}
-	s.db = db
-	return nil
+	return b, db, nil
 }
 
 // DB returns the runtime's own database, for greenroom's services (the
@@ -185,32 +212,69 @@ func (s *Service) DB() *bun.DB {
 
 // Plugin provisions plugin id's database (schema and role, or file) and
 // opens its connection pool. A second call for the same id returns the
-// same PluginDB with the new limits' pool size.
+// same PluginDB with the new limits.
 func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB, error) {
 	if err := s.Open(ctx); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errors.New("database service closed")
+		}
+		if p := s.plugins[id]; p != nil {
+			b := s.backend
+			s.mu.Unlock()
+			p.setLimits(lim)
+			if ls, ok := b.(limitsSetter); ok {
+				ls.setLimits(id, lim)
+			}
+			return p, nil
+		}
+		wait := s.loading[id]
+		if wait == nil {
+			break
+		}
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("database for plugin %s: %w", id, ctx.Err())
+		}
+		s.mu.Lock()
+	}
+	done := make(chan struct{})
+	s.loading[id] = done
+	b, db := s.backend, s.db
+	s.mu.Unlock()
+
+	sdb, err := s.provision(ctx, b, db, id, lim)
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("database service closed")
-	}
-	if p := s.plugins[id]; p != nil {
-		p.setLimits(lim)
-		return p, nil
-	}
-	unlock, err := s.backend.lock(ctx, s.db, "plugin:"+id)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	sdb, err := s.backend.plugin(ctx, s.db, id, lim)
+	delete(s.loading, id)
+	close(done)
 	if err != nil {
 		return nil, fmt.Errorf("database for plugin %s: %w", id, err)
+	}
+	if s.closed {
+		sdb.Close()
+		return nil, errors.New("database service closed")
 	}
 	p := newPluginDB(s, id, sdb, lim)
 	s.plugins[id] = p
 	return p, nil
+}
+
+// provision creates and opens plugin id's database under the plugin's
+// cross-replica lock.
+func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id string, lim Limits) (*sql.DB, error) {
+	unlock, err := b.lock(ctx, db, "plugin:"+id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return b.plugin(ctx, db, id, lim)
 }
 
 // PluginDB returns the database opened for plugin id, or nil.

@@ -61,6 +61,16 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"SET SCHEMA 'plugin_beta'",
 				"SELECT 1; SET search_path TO plugin_beta",
 				"SELECT set_config('search_path', 'plugin_beta', false)",
+				"SELECT set_config(E'search_path', 'plugin_beta', false)",
+				`SELECT "set_config"('search_path', 'plugin_beta', false)`,
+				"SELECT set_config(('search_path'), 'plugin_beta', false)",
+				`SELECT set_config(U&'search\005fpath', 'plugin_beta', false)`,
+				"SELECT set_config('search_' || 'path', 'plugin_beta', false)",
+				"UPDATE pg_settings SET setting = 'plugin_beta' WHERE name = 'search_path'",
+				`SET"search_path" TO plugin_beta`,
+				`SET U&"search\005fpath" TO plugin_beta`,
+				"SELECT 1; --\rSET search_path TO plugin_beta",
+				"SELECT 1 AS x$$a$; SET search_path TO plugin_beta; SELECT $a$ $a$",
 				// the runtime's tables
 				"SELECT * FROM greenroom.plugin_migrations",
 				"SELECT * FROM greenroom.runtime_secrets",
@@ -96,6 +106,14 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"CREATE TEMP TABLE evil (x int)",
 				"SELECT * INTO TEMP evil FROM notes",
 				"CREATE TABLE pg_temp.evil (x int)",
+				"SELECT 1 AS x INTO LOCAL TEMP evil",
+				"SELECT 1 AS x INTO GLOBAL TEMPORARY TABLE evil",
+				"SELECT*INTO TEMP evil FROM notes",
+				// notifications, which a plugin cannot receive
+				"LISTEN greenroom",
+				"UNLISTEN *",
+				"NOTIFY greenroom",
+				"SELECT pg_notify('greenroom', 'x')",
 			}
 		case "sqlite":
 			dir := strings.TrimPrefix(strings.Trim(strings.Split(dbconf, "connection = ")[1], "\"\n"), "file:")
@@ -135,6 +153,15 @@ func TestIsolationHostileSQL(t *testing.T) {
 				if r.Error == "" {
 					t.Errorf("%s %q was not refused: %+v", op, sql, r)
 				}
+			}
+		}
+		if b.name == "pg" {
+			// A session can turn standard_conforming_strings off; then a
+			// backslash escapes a quote in every literal.
+			r := run(t, in, "alpha", step{Op: "begin"}, exec("SET LOCAL standard_conforming_strings = off"),
+				exec(`SELECT '\''; SET search_path TO plugin_beta; --'`), query("SELECT current_setting('search_path')"), step{Op: "rollback"})
+			if r[2].Error == "" {
+				t.Errorf("SET search_path hidden by a backslash was not refused: %+v", r[3])
 			}
 		}
 		// Nothing reached beta, and alpha still works.
@@ -317,8 +344,10 @@ func TestResultLimit(t *testing.T) {
 		if r.Kind != "too_large" || !strings.Contains(r.Error, "db_max_result") {
 			t.Errorf("many rows: got %.200v, want too_large", r)
 		}
-		if r := run(t, in, "alpha", query(big))[0]; r.Error == "" {
-			t.Errorf("one huge value: not refused")
+		// One value over the limit: SQLite's length limit, pgx's message
+		// limit.
+		if r := run(t, in, "alpha", query(big))[0]; r.Kind != "too_large" || !strings.Contains(r.Error, "db_max_result") {
+			t.Errorf("one huge value: got %.200v, want too_large", r)
 		}
 		// Under the limit is fine, and the plugin keeps working.
 		must(t, in, "alpha", query(strings.Replace(many, "100000", "100", 1)), query("SELECT count(*) FROM notes"))

@@ -13,8 +13,8 @@ import (
 
 // lockFile takes an exclusive flock on path (created if missing), waiting
 // until it is free or ctx ends. SQLite replicas share one directory on one
-// host, so a file lock serializes their migrations the way an advisory lock
-// does on PostgreSQL. flock conflicts between two opens of the file in the
+// host, so a file lock serializes their migrations the way a row of
+// greenroom.runtime_locks does on PostgreSQL. flock conflicts between two opens of the file in the
 // same process too, so two runtimes in one test binary also exclude each
 // other.
 func lockFile(ctx context.Context, path string) (func(), error) {

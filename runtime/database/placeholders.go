@@ -31,11 +31,7 @@ func questionMarksToDollars(q string, args int) string {
 		case c == '"':
 			i = skipQuoted(q, i, '"', false)
 		case c == '-' && i+1 < len(q) && q[i+1] == '-':
-			if j := strings.IndexByte(q[i:], '\n'); j >= 0 {
-				i += j + 1
-			} else {
-				i = len(q)
-			}
+			i = lineEnd(q, i)
 		case c == '/' && i+1 < len(q) && q[i+1] == '*':
 			i = skipBlockComment(q, i)
 		case c == '$':
@@ -54,6 +50,11 @@ func questionMarksToDollars(q string, args int) string {
 		case c == '?':
 			n++
 			b.WriteString(q[last:i])
+			if i > 0 && (isIdentChar(q[i-1]) || q[i-1] == '$') {
+				// $n stays a token of its own: $a? must not become $a$1,
+				// a dollar quote that would hide or show what follows.
+				b.WriteByte(' ')
+			}
 			b.WriteByte('$')
 			b.WriteString(strconv.Itoa(n))
 			i++
@@ -113,12 +114,26 @@ func skipBlockComment(q string, i int) int {
 	return len(q)
 }
 
+// lineEnd returns the end of the -- comment at q[i]: PostgreSQL ends it at
+// a carriage return as well as at a newline.
+func lineEnd(q string, i int) int {
+	if j := strings.IndexAny(q[i:], "\r\n"); j >= 0 {
+		return i + j
+	}
+	return len(q)
+}
+
 // dollarTag returns the opening tag ($$ or $name$) of a dollar-quoted
-// string starting at q[i].
+// string starting at q[i], unless q[i] continues an identifier.
 func dollarTag(q string, i int) (string, bool) {
 	if i > 0 && isIdentChar(q[i-1]) {
 		return "", false
 	}
+	return dollarTagAt(q, i)
+}
+
+// dollarTagAt is dollarTag for a $ known not to continue an identifier.
+func dollarTagAt(q string, i int) (string, bool) {
 	for j := i + 1; j < len(q); j++ {
 		c := q[j]
 		if c == '$' {

@@ -18,11 +18,21 @@ func TestQuestionMarksToDollars(t *testing.T) {
 		{"SELECT $1, data ? 'key'", 1, "SELECT $1, data ? 'key'"}, // already numbered: jsonb ? stays
 		{"SELECT data ? 'key'", 0, "SELECT data ? 'key'"},         // no arguments: untouched
 		{"SELECT a$1 FROM t WHERE x = ?", 1, "SELECT a$1 FROM t WHERE x = $1"},
+		// PostgreSQL ends a -- comment at a carriage return too.
+		{"SELECT 1 AS a --\r, ? AS b", 1, "SELECT 1 AS a --\r, $1 AS b"},
+		{"SELECT $a? $a$ x $a$", 1, "SELECT $a $1 $a$ x $a$"},
+		{"SELECT x FROM t WHERE y=x?", 1, "SELECT x FROM t WHERE y=x $1"},
 	}
 	for _, c := range cases {
 		if got := questionMarksToDollars(c.in, c.args); got != c.want {
 			t.Errorf("%q:\n got %q\nwant %q", c.in, got, c.want)
 		}
+	}
+	// The statement filter reads what the plugin sent; the rewrite must
+	// not show the server code the filter saw as a literal.
+	q := "SELECT $a? $a$ AS p, set_config('search_path', 'x', false) AS s, $1::int AS n -- $a$"
+	if deniedCommand(q) != "" || deniedCommand(questionMarksToDollars(q, 1)) != "" {
+		t.Errorf("%q rewritten to %q, which runs set_config", q, questionMarksToDollars(q, 1))
 	}
 }
 
@@ -41,6 +51,27 @@ func TestDeniedCommand(t *testing.T) {
 		"SELECT * INTO TEMP t FROM notes", "SELECT 1 INTO TEMPORARY TABLE t", "CREATE TABLE pg_temp.t (x int)",
 		`CREATE TABLE "pg_temp".t (x int)`,
 		"WITH n AS (SELECT 1 AS x) SELECT x INTO TEMP t FROM n",
+		// set_config's name in any form but a plain literal
+		"SELECT set_config(E'search_path', 'x', false)", `SELECT "set_config"('search_path', 'x', false)`,
+		"SELECT set_config(('search_path'), 'x', false)", `SELECT set_config(U&'search\005fpath', 'x', false)`,
+		"SELECT set_config('search_' || 'path', 'x', false)", "SELECT set_config('search_'\n'path', 'x', false)",
+		"SELECT set_config/**/('search_path', 'x', false)", "SELECT set_config(setting_name => 'search_path', new_value => 'x', is_local => false)",
+		"SELECT set_config('search\\_path', 'x', false)", `SELECT U&"set\005fconfig"('search_path', 'x', false)`,
+		"SELECT set_config(name, 'x', false) FROM t", "SELECT set_config('search_path'::text, 'x', false)",
+		"UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'",
+		"update pg_catalog . pg_settings set setting = 'x' where name = 'role'",
+		// SET's name quoted, or with no space
+		`SET"search_path" TO x`, `SET U&"search\005fpath" TO x`, `SET U&"search!005fpath" UESCAPE '!' TO x`,
+		`SET "session_authorization" = x`, "SET role=x", "SET LOCAL role TO x",
+		// temporary tables
+		"SELECT 1 AS x INTO LOCAL TEMP t", "SELECT 1 AS x INTO GLOBAL TEMPORARY TABLE t", "SELECT*INTO TEMP t FROM n",
+		// comments end at \r too; identifiers may hold $; backslashes may
+		// escape quotes (standard_conforming_strings off)
+		"SELECT 1; --\rSET search_path TO x", "SELECT 1 AS x$$a$; SET search_path TO x; SELECT $a$ $a$",
+		"SELECT '\\''; SET search_path TO x; --'",
+		// notifications
+		"LISTEN c", "UNLISTEN *", "unlisten*", `LISTEN"c"`, "NOTIFY c, 'x'", "SELECT pg_notify('c', 'x')",
+		"SELECT pg_catalog.pg_notify('c', 'x')",
 	}
 	for _, q := range denied {
 		if deniedCommand(q) == "" {
@@ -56,6 +87,9 @@ func TestDeniedCommand(t *testing.T) {
 		"SELECT my_set_config('role')", "SELECT pg_temp_stats FROM t", "INSERT INTO temp VALUES (1)",
 		"SELECT 'pg_temp.t'", "DO $$ BEGIN EXECUTE 'ALTER ROLE x'; END $$",
 		"WITH n AS (SELECT 1) INSERT INTO temp SELECT * FROM n", "INSERT INTO temp SELECT 1",
+		"SELECT set_config( 'statement_timeout' , '1000', false)", "SELECT 'C:\\dir', 'SET ROLE x'",
+		"SELECT $a$ SET ROLE x $a$, x$y FROM t", "SELECT 'listen', notify_me FROM pg_settings",
+		"UPDATE t SET x = 1 -- pg_settings", "SELECT 1 INTO t", "INSERT INTO t SELECT 1 FROM local",
 	}
 	for _, q := range allowed {
 		if cmd := deniedCommand(q); cmd != "" {

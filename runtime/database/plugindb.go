@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -73,6 +75,13 @@ type timeoutError struct{ err error }
 
 func (e *timeoutError) Error() string { return e.err.Error() }
 func (e *timeoutError) Unwrap() error { return e.err }
+
+// tooLargeError is a value or row the database or its driver refused for
+// passing db_max_result (SQLite's length limit, pgx's message limit).
+type tooLargeError struct{ err error }
+
+func (e *tooLargeError) Error() string { return e.err.Error() }
+func (e *tooLargeError) Unwrap() error { return e.err }
 
 // txState is one instance's open transactions.
 type txState struct {
@@ -140,21 +149,62 @@ type runner interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// runner returns the connection or transaction st runs on, and a function
-// that releases it.
-func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement, lim Limits) (runner, func(), error) {
+// runner returns the connection or transaction st runs on, and done,
+// which releases it and returns the statement's error err. Outside a
+// transaction, a statement that left one open on its connection (BEGIN or
+// SAVEPOINT sent as SQL) has it rolled back there, before the connection
+// goes back to the pool, and done returns an error that says so.
+func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement, lim Limits) (runner, func(err error) error, error) {
 	if st.Tx != 0 {
 		t := p.txs(in).open[st.Tx]
 		if t == nil {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrInvalid, "transaction %d is not open", st.Tx)
 		}
-		return t.tx, func() {}, nil
+		return t.tx, func(err error) error { return err }, nil
 	}
 	conn, err := p.acquire(ctx, lim)
 	if err != nil {
 		return nil, nil, err
 	}
-	return conn, func() { conn.Close() }, nil
+	return conn, func(err error) error {
+		defer conn.Close()
+		if rollbackStray(ctx, conn, lim.StatementTimeout) && err == nil {
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "the statement left a transaction open (BEGIN or SAVEPOINT without COMMIT or RELEASE); it was rolled back with its changes: use db.Begin/BeginTx for a transaction across statements")
+		}
+		return err
+	}, nil
+}
+
+// rollbackStray rolls back a transaction left open on conn, and reports
+// whether there was one. The ROLLBACK runs even if the call's deadline has
+// passed, for at most timeout. A connection that cannot be rolled back is
+// discarded, which ends its transaction too.
+func rollbackStray(ctx context.Context, conn *sql.Conn, timeout time.Duration) bool {
+	open := false
+	conn.Raw(func(dc any) error {
+		var err error
+		switch c := dc.(type) {
+		case *sqliteConn:
+			if c.txControl {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+				defer cancel()
+				open, err = c.rollbackStray(rctx)
+			}
+		case interface{ Conn() *pgx.Conn }:
+			if pc := c.Conn().PgConn(); pc.TxStatus() != 'I' {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+				defer cancel()
+				open = true
+				err = pc.Exec(rctx, "ROLLBACK").Close()
+			}
+		}
+		if err != nil {
+			open = true
+			return driver.ErrBadConn
+		}
+		return nil
+	})
+	return open
 }
 
 // fail turns a statement error into what the guest sees.
@@ -178,21 +228,24 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error 
 	if errors.As(err, &t) {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s (%v)", lim.StatementTimeout, t.err)
 	}
+	var big *tooLargeError
+	if errors.As(err, &big) {
+		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %d bytes (%v); select less at a time (LIMIT, pagination, substr)", lim.MaxResult, big.err)
+	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
 }
 
 // Exec implements hostfuncs.Database.
-func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement) (hostfuncs.ExecResult, error) {
-	var res hostfuncs.ExecResult
+func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement) (res hostfuncs.ExecResult, err error) {
 	if err := p.check(in, st); err != nil {
 		return res, err
 	}
 	lim := p.limits()
-	r, release, err := p.runner(ctx, in, st, lim)
+	r, done, err := p.runner(ctx, in, st, lim)
 	if err != nil {
 		return res, err
 	}
-	defer release()
+	defer func() { err = done(err) }()
 	sctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
 	defer cancel()
 	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
@@ -207,16 +260,16 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 }
 
 // Query implements hostfuncs.Database.
-func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement, w *hostfuncs.RowWriter) error {
+func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement, w *hostfuncs.RowWriter) (err error) {
 	if err := p.check(in, st); err != nil {
 		return err
 	}
 	lim := p.limits()
-	r, release, err := p.runner(ctx, in, st, lim)
+	r, done, err := p.runner(ctx, in, st, lim)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer func() { err = done(err) }()
 	sctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
 	defer cancel()
 	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
@@ -235,27 +288,36 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 	}
 	w.Reset(lim.MaxResult)
 	w.Columns(names, types)
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
+	// Each value goes from the driver straight into the result as it is
+	// scanned, its size checked first: a row past the limit stops at the
+	// first value that does not fit, and no other copy of it is made.
+	dest := make([]any, len(cols))
+	for i := range dest {
+		dest[i] = valueScanner{w}
 	}
 	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
+		if err := rows.Scan(dest...); err != nil {
+			w.DropRow()
+			if errors.Is(err, hostfuncs.ErrResultTooLarge) {
+				// Stop the statement rather than read the rest of its rows.
+				cancel()
+				return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.MaxResult, w.Rows())
+			}
 			return p.fail(ctx, sctx, lim, err)
 		}
-		if err := w.Row(vals); err != nil {
-			// Stop the statement rather than read the rest of its rows.
-			cancel()
-			return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.MaxResult, w.Rows())
-		}
-		clear(vals)
+		w.EndRow()
 	}
 	if err := rows.Err(); err != nil {
 		return p.fail(ctx, sctx, lim, err)
 	}
 	return nil
 }
+
+// valueScanner is the scan destination of every column of a query: it
+// appends the value to the result.
+type valueScanner struct{ w *hostfuncs.RowWriter }
+
+func (s valueScanner) Scan(src any) error { return s.w.Value(src) }
 
 // Begin implements hostfuncs.Database. The transaction holds one of the
 // plugin's connections until it ends; when the call ends with it still
@@ -426,11 +488,23 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 }
 
 func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
+	if p.svc.cfg.Client == ClientPG {
+		// The same filter as the plugin's statements.
+		if cmd := deniedCommand(f.SQL); cmd != "" {
+			return fmt.Errorf("statement refused: plugins cannot run %s, in migrations either (a plugin's database session stays its own role, in its own schema)", cmd)
+		}
+	}
 	conn, err := p.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	// The connection is discarded rather than put back in the pool: what
+	// the migration set for its session (SET, PRAGMA) outlives its
+	// transaction.
+	defer func() {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+	}()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err

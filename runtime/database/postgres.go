@@ -12,13 +12,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
@@ -37,6 +38,10 @@ const RuntimeSchema = "greenroom"
 
 const roleKeyName = "plugin-role-key"
 
+// locksTable holds a row per cross-replica lock (see lock). It is created
+// with the schema, before the runtime's migrations, which run under one.
+const locksTable = RuntimeSchema + ".runtime_locks"
+
 type pgBackend struct {
 	cfg  Config
 	log  *logrus.Entry
@@ -46,6 +51,7 @@ type pgBackend struct {
 	dbname  string
 	roleKey []byte
 	super   bool
+	plugins map[string]*pgConnector
 }
 
 func newPG(cfg Config, log *logrus.Entry) (*pgBackend, error) {
@@ -53,7 +59,7 @@ func newPG(cfg Config, log *logrus.Entry) (*pgBackend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database.connection: %w", err)
 	}
-	return &pgBackend{cfg: cfg, log: log, conf: conf}, nil
+	return &pgBackend{cfg: cfg, log: log, conf: conf, plugins: map[string]*pgConnector{}}, nil
 }
 
 func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
@@ -74,29 +80,40 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 	return bun.NewDB(sdb, pgdialect.New()), nil
 }
 
-// ensureRuntimeSchema creates the schema of the runtime's tables, unless
-// migrations are skipped (then they must exist already).
+// ensureRuntimeSchema creates the schema of the runtime's tables and the
+// table of its locks, unless migrations are skipped (then they must exist
+// already). It runs before any lock can be taken.
 func (b *pgBackend) ensureRuntimeSchema(ctx context.Context, db *bun.DB) error {
 	if b.cfg.SkipMigrations {
+		var exists bool
+		if err := db.DB.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", locksTable).Scan(&exists); err != nil {
+			return fmt.Errorf("look up table %s: %w", locksTable, err)
+		}
+		if !exists {
+			return fmt.Errorf("database.skip_migrations is set and the runtime's table %s does not exist: run `greenroom migrate up`", locksTable)
+		}
 		return nil
 	}
-	unlock, err := b.lock(ctx, db, "runtime")
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	var exists bool
 	if err := db.DB.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", RuntimeSchema).Scan(&exists); err != nil {
 		return fmt.Errorf("look up schema %s: %w", RuntimeSchema, err)
 	}
-	if exists {
-		return nil
+	if !exists {
+		if err := b.checkCreateOnDatabase(ctx, db); err != nil {
+			return err
+		}
 	}
-	if err := b.checkCreateOnDatabase(ctx, db); err != nil {
-		return err
-	}
-	if _, err := db.DB.ExecContext(ctx, "CREATE SCHEMA "+pgx.Identifier{RuntimeSchema}.Sanitize()); err != nil {
-		return fmt.Errorf("create schema %s: %w", RuntimeSchema, err)
+	for _, stmt := range []string{
+		"CREATE SCHEMA IF NOT EXISTS " + RuntimeSchema,
+		"CREATE TABLE IF NOT EXISTS " + locksTable + " (name text PRIMARY KEY)",
+	} {
+		// Replicas starting together race here: IF NOT EXISTS still fails
+		// on a catalog's unique index when another session creates the
+		// same object at the same time, which then exists.
+		var pe *pgconn.PgError
+		if _, err := db.DB.ExecContext(ctx, stmt); err != nil && !(errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P06" || pe.Code == "42P07")) {
+			return fmt.Errorf("create the runtime's schema: %s: %w", stmt, err)
+		}
 	}
 	return nil
 }
@@ -160,25 +177,37 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 	return nil
 }
 
-// lock takes a session-level advisory lock on a connection of its own:
-// replicas starting together wait for each other around schema and role
-// creation and migrations.
-func (b *pgBackend) lock(ctx context.Context, db *bun.DB, name string) (func(), error) {
-	conn, err := db.DB.Conn(ctx)
+// lock takes the named cross-replica lock: replicas starting together wait
+// for each other around role creation and migrations. The lock is the
+// row name of greenroom.runtime_locks, locked FOR UPDATE in a transaction
+// on a connection of its own, outside the runtime's pool (which the
+// critical section uses); the returned function closes that connection.
+// Plugin roles have no privilege on schema greenroom, so no plugin can
+// take or hold these locks, as it could advisory locks, which every role
+// may take.
+func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (func(), error) {
+	c := b.conf.Copy()
+	c.RuntimeParams["application_name"] = "greenroom lock"
+	// Waiting is bounded by ctx, holding by the critical section.
+	for _, p := range []string{"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"} {
+		c.RuntimeParams[p] = "0"
+	}
+	conn, err := pgx.ConnectConfig(ctx, c)
 	if err != nil {
+		return nil, fmt.Errorf("lock %s: connect to PostgreSQL: %w", name, err)
+	}
+	_, err = conn.Exec(ctx, "INSERT INTO "+locksTable+" (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", name)
+	if err == nil {
+		_, err = conn.Exec(ctx, "BEGIN")
+	}
+	if err == nil {
+		_, err = conn.Exec(ctx, "SELECT name FROM "+locksTable+" WHERE name = $1 FOR UPDATE", name)
+	}
+	if err != nil {
+		conn.Close(context.Background())
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte("greenroom:" + name))
-	key := int64(h.Sum64())
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	return func() {
-		conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key)
-		conn.Close()
-	}, nil
+	return func() { conn.Close(context.Background()) }, nil
 }
 
 // RoleName is the login role of plugin id in database dbname. Roles are
@@ -268,16 +297,16 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 		heal = func(ctx context.Context) error { return b.setPassword(ctx, db, role, password) }
 	}
 	conf.RuntimeParams["search_path"] = schema // [a-z0-9_] only: no quoting needed
-	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
 	conf.RuntimeParams["application_name"] = "greenroom plugin " + id
-	maxBody := lim.MaxResult + 1<<16
-	inner := stdlib.GetConnector(*conf, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
-		// One message (one row) may not exceed db_max_result: the driver
-		// would buffer it whole before the result limit could apply.
-		c.PgConn().Frontend().SetMaxBodyLen(maxBody)
-		return nil
-	}))
-	sdb := sql.OpenDB(&pgConnector{inner: inner, heal: heal, log: b.log.WithField("plugin", id)})
+	// A plugin cannot receive notifications (it could LISTEN from a DO
+	// block): drop them rather than let the driver buffer them.
+	conf.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
+	pc := &pgConnector{conf: conf, heal: heal, log: b.log.WithField("plugin", id)}
+	pc.lim.Store(&lim)
+	b.mu.Lock()
+	b.plugins[id] = pc
+	b.mu.Unlock()
+	sdb := sql.OpenDB(pc)
 	sdb.SetMaxOpenConns(lim.MaxConns)
 	sdb.SetMaxIdleConns(lim.MaxConns)
 	if err := sdb.PingContext(ctx); err != nil {
@@ -344,6 +373,12 @@ func (b *pgBackend) setPassword(ctx context.Context, db *bun.DB, role, password 
 func (b *pgBackend) rewrite(q string, args int) string { return questionMarksToDollars(q, args) }
 
 func (b *pgBackend) classify(err error) error {
+	var big *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &big) {
+		// One message (a row) longer than db_max_result, refused by the
+		// driver before it is read.
+		return &tooLargeError{err: err}
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -358,28 +393,66 @@ func (b *pgBackend) classify(err error) error {
 
 func (b *pgBackend) close() {}
 
-// pgConnector opens a plugin's connections. A plugin can change its own
-// role's password (PostgreSQL lets every role do that); when a connection
-// then fails authentication, the connector sets the derived password again
-// and retries once, so the plugin only ever breaks its own in-flight
-// connections' successors for one attempt.
+// setLimits makes plugin id's connections use lim's statement timeout and
+// result limit: a connection opened with others is replaced by a new one
+// before its next use.
+func (b *pgBackend) setLimits(id string, lim Limits) {
+	b.mu.Lock()
+	pc := b.plugins[id]
+	b.mu.Unlock()
+	if pc != nil {
+		pc.lim.Store(&lim)
+	}
+}
+
+// pgConnector opens a plugin's connections, each with the plugin's
+// current limits. A plugin can change its own role's password (PostgreSQL
+// lets every role do that); when a connection then fails authentication,
+// the connector sets the derived password again and retries once, so the
+// plugin only ever breaks its own in-flight connections' successors for
+// one attempt.
 type pgConnector struct {
-	inner driver.Connector
-	heal  func(context.Context) error
-	log   *logrus.Entry
+	conf *pgx.ConnConfig
+	lim  atomic.Pointer[Limits]
+	heal func(context.Context) error
+	log  *logrus.Entry
+}
+
+// connector opens connections with the current limits.
+func (c *pgConnector) connector() driver.Connector {
+	lim := c.lim.Load()
+	conf := c.conf.Copy()
+	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
+	maxBody := lim.MaxResult + 1<<16
+	return stdlib.GetConnector(*conf,
+		stdlib.OptionAfterConnect(func(_ context.Context, conn *pgx.Conn) error {
+			// One message (one row) may not exceed db_max_result: the
+			// driver would buffer it whole before the result limit could
+			// apply.
+			conn.PgConn().Frontend().SetMaxBodyLen(maxBody)
+			return nil
+		}),
+		stdlib.OptionResetSession(func(context.Context, *pgx.Conn) error {
+			// A reload changed the limits since this connection opened:
+			// database/sql discards it and opens another.
+			if now := c.lim.Load(); now.StatementTimeout != lim.StatementTimeout || now.MaxResult != lim.MaxResult {
+				return driver.ErrBadConn
+			}
+			return nil
+		}))
 }
 
 func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.inner.Connect(ctx)
+	conn, err := c.connector().Connect(ctx)
 	var pe *pgconn.PgError
 	if err != nil && c.heal != nil && errors.As(err, &pe) && pe.Code == "28P01" {
 		c.log.Warn("the plugin's database role failed to authenticate (did the plugin change its password?); restoring the derived password")
 		if herr := c.heal(ctx); herr != nil {
 			return nil, errors.Join(err, herr)
 		}
-		return c.inner.Connect(ctx)
+		return c.connector().Connect(ctx)
 	}
 	return conn, err
 }
 
-func (c *pgConnector) Driver() driver.Driver { return c.inner.Driver() }
+func (c *pgConnector) Driver() driver.Driver { return stdlib.GetDefaultDriver() }

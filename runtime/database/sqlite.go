@@ -118,8 +118,15 @@ func (b *sqliteBackend) rewrite(sql string, _ int) string { return sql }
 
 func (b *sqliteBackend) classify(err error) error {
 	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_AUTH {
-		return &deniedError{err: err, msg: "statement refused by the sandbox (a plugin's SQLite database cannot ATTACH, VACUUM, load extensions, run most PRAGMAs or reach any other file): " + err.Error()}
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_AUTH:
+			return &deniedError{err: err, msg: "statement refused by the sandbox (a plugin's SQLite database cannot ATTACH, VACUUM, load extensions, run most PRAGMAs or reach any other file): " + err.Error()}
+		case sqlite3.SQLITE_TOOBIG:
+			// A string or blob longer than SQLITE_LIMIT_LENGTH, which
+			// is db_max_result.
+			return &tooLargeError{err: err}
+		}
 	}
 	return err
 }
@@ -146,25 +153,181 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, err
 	}
 	ar, ok := dc.(sqlite.AuthorizerRegisterer)
-	if !ok {
+	inner, ok2 := dc.(sqliteDriverConn)
+	if !ok || !ok2 {
 		dc.Close()
-		return nil, fmt.Errorf("sqlite driver connection %T has no authorizer", dc)
+		return nil, fmt.Errorf("sqlite driver connection %T has no authorizer or lacks a database/sql interface", dc)
 	}
-	if err := ar.RegisterAuthorizer(authorize); err != nil {
+	sc := &sqliteConn{sqliteDriverConn: inner}
+	if err := ar.RegisterAuthorizer(sc.authorize); err != nil {
 		dc.Close()
 		return nil, fmt.Errorf("install authorizer: %w", err)
 	}
-	return dc, nil
+	return sc, nil
 }
 
 func (c *sqliteConnector) Driver() driver.Driver { return sqliteDriver }
 
+// sqliteDriverConn is what database/sql uses of the driver's connection.
+type sqliteDriverConn interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.Pinger
+	driver.SessionResetter
+	driver.Validator
+}
+
+// sqliteConn is a plugin's connection: the driver's, with the state its
+// authorizer keeps. database/sql uses a connection from one goroutine at a
+// time, and the authorizer runs while that goroutine compiles a statement,
+// so the fields need no lock.
+//
+// SQLite keeps a transaction open on the connection until it ends, whoever
+// began it, and the driver returns a connection to the pool without
+// checking; so the connection notes when a plugin's statement begins or ends
+// a transaction or savepoint itself (BEGIN, SAVEPOINT sent as SQL), and
+// rollbackStray ends what such a statement left open. Read-only
+// transactions run with PRAGMA query_only, which the driver does not set.
+type sqliteConn struct {
+	sqliteDriverConn
+	// trusted lets the runtime's own statements (BEGIN, COMMIT, ROLLBACK,
+	// PRAGMA query_only) past the authorizer.
+	trusted bool
+	// txControl is set when a plugin's statement that begins or ends a
+	// transaction or a savepoint has been compiled since the connection
+	// was last known to be out of any transaction.
+	txControl bool
+	// queryOnly is set while PRAGMA query_only is on.
+	queryOnly bool
+}
+
+// Unwrap lets the driver's functions (sqlite.Limit) reach its connection.
+func (c *sqliteConn) Unwrap() driver.Conn { return c.sqliteDriverConn }
+
+func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, trigger string) sqlite.AuthorizerReturnCode {
+	if c.trusted {
+		return sqlite.AuthorizerOK
+	}
+	if action == sqlite.AuthTransaction || action == sqlite.AuthSavepoint {
+		c.txControl = true
+	}
+	return authorize(action, arg1, arg2, dbName, trigger)
+}
+
+// trustedExec runs one of the runtime's own statements.
+func (c *sqliteConn) trustedExec(ctx context.Context, q string) error {
+	c.trusted = true
+	defer func() { c.trusted = false }()
+	_, err := c.sqliteDriverConn.ExecContext(ctx, q, nil)
+	return err
+}
+
+// BeginTx begins a transaction; a read-only one refuses every write
+// (SQLITE_READONLY) until it ends.
+func (c *sqliteConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	c.trusted = true
+	tx, err := c.sqliteDriverConn.BeginTx(ctx, opts)
+	c.trusted = false
+	if err != nil {
+		return nil, err
+	}
+	if opts.ReadOnly {
+		c.queryOnly = true
+		if err := c.trustedExec(ctx, "PRAGMA query_only = 1"); err != nil {
+			tx.Rollback()
+			c.resetQueryOnly()
+			return nil, err
+		}
+	}
+	return &sqliteTx{tx: tx, c: c}, nil
+}
+
+// resetQueryOnly turns query_only off after a read-only transaction. If
+// that fails, the connection stays marked and IsValid discards it.
+func (c *sqliteConn) resetQueryOnly() {
+	if c.queryOnly && c.trustedExec(context.Background(), "PRAGMA query_only = 0") == nil {
+		c.queryOnly = false
+	}
+}
+
+// rollbackStray rolls back the transaction a plugin's own statement left
+// open on the connection, and reports whether there was one. It runs
+// ROLLBACK only after such a statement; ROLLBACK outside a transaction
+// fails with "no transaction is active", which means there was none.
+func (c *sqliteConn) rollbackStray(ctx context.Context) (bool, error) {
+	if !c.txControl {
+		return false, nil
+	}
+	err := c.trustedExec(ctx, "ROLLBACK")
+	if err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+		return false, err
+	}
+	c.txControl = false
+	return err == nil, nil
+}
+
+// IsValid is called before database/sql puts the connection back in the
+// pool: a transaction a plugin's statement left open is rolled back there
+// (PluginDB also does it, to tell the plugin), and a connection that could
+// not be cleaned up is discarded, which rolls back whatever it had open.
+func (c *sqliteConn) IsValid() bool {
+	if c.queryOnly {
+		return false
+	}
+	if _, err := c.rollbackStray(context.Background()); err != nil {
+		return false
+	}
+	return c.sqliteDriverConn.IsValid()
+}
+
+// sqliteTx is a transaction the runtime began (db_begin).
+type sqliteTx struct {
+	tx driver.Tx
+	c  *sqliteConn
+}
+
+func (t *sqliteTx) Commit() error {
+	t.c.trusted = true
+	err := t.tx.Commit()
+	t.c.trusted = false
+	t.end(err)
+	return err
+}
+
+func (t *sqliteTx) Rollback() error {
+	t.c.trusted = true
+	err := t.tx.Rollback()
+	t.c.trusted = false
+	t.end(err)
+	return err
+}
+
+// end resets the connection once the transaction is over: after a COMMIT
+// or ROLLBACK that succeeded (or a failed COMMIT, which the driver rolls
+// back) it is out of any transaction, whatever the plugin's statements did
+// inside it.
+func (t *sqliteTx) end(err error) {
+	t.c.resetQueryOnly()
+	if err == nil {
+		t.c.txControl = false
+	}
+}
+
 // limitConn applies per-connection limits SQLite only sets through
 // sqlite3_limit: no attached database at all (defence in depth behind the
-// authorizer), and no string or blob longer than the plugin's
-// db_max_result, so that a single value cannot take the host's memory.
+// authorizer); no string or blob longer than the plugin's db_max_result, so
+// that a single value cannot take the host's memory; and at most
+// maxColumns columns in a table or a result row. The driver reads a row
+// whole before the runtime can count its size, so a row can take up to
+// maxColumns values of that length, not the 2000 SQLite allows by default.
 func limitConn(ctx context.Context, conn *sql.Conn, maxLength int) error {
 	if _, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_ATTACHED, 0); err != nil {
+		return err
+	}
+	if _, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_COLUMN, maxColumns); err != nil {
 		return err
 	}
 	if maxLength > 0 {
@@ -174,6 +337,9 @@ func limitConn(ctx context.Context, conn *sql.Conn, maxLength int) error {
 	}
 	return nil
 }
+
+// maxColumns is SQLITE_LIMIT_COLUMN on plugin connections.
+const maxColumns = 100
 
 // Pragmas a plugin may run. Reading the schema of its own database,
 // foreign-key and integrity checks, and settings that only change how its
