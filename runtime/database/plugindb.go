@@ -137,7 +137,7 @@ func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error 
 	}
 	if p.svc.cfg.Client == ClientPG {
 		if cmd := deniedCommand(st.SQL); cmd != "" {
-			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: plugins cannot run %s (a plugin's database session stays its own role, in its own schema)", cmd)
+			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: plugins cannot run %s (a plugin's session stays its own: its role, its schema, no temporary objects, no notifications)", cmd)
 		}
 	}
 	return nil
@@ -491,7 +491,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	if p.svc.cfg.Client == ClientPG {
 		// The same filter as the plugin's statements.
 		if cmd := deniedCommand(f.SQL); cmd != "" {
-			return fmt.Errorf("statement refused: plugins cannot run %s, in migrations either (a plugin's database session stays its own role, in its own schema)", cmd)
+			return fmt.Errorf("statement refused: plugins cannot run %s, in migrations either (a plugin's session stays its own: its role, its schema, no temporary objects, no notifications)", cmd)
 		}
 	}
 	conn, err := p.db.Conn(ctx)
