@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
@@ -58,7 +59,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	if !errors.As(err, &ae) {
 		var fe *fiber.Error
 		if errors.As(err, &fe) {
-			ae = apiErr(fe.Code, codeForStatus(fe.Code), fe.Message)
+			ae = apiErr(fe.Code, codeForStatus(fe.Code), parseErrorMessage(fe.Message))
 			if fe.Code == fiber.StatusRequestEntityTooLarge {
 				ae.Message = "request body exceeds server.body_limit of " + strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10) + " bytes"
 			}
@@ -79,6 +80,17 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		c.Set(k, v)
 	}
 	return c.Status(ae.Status).JSON(ae)
+}
+
+// parseErrorMessage keeps the reason of an HTTP parse error and drops the
+// request bytes fasthttp quotes after it ("...: buffer size=148, contents:
+// \"POST ... Authorization: Bearer ...\""): the answer should not repeat a
+// credential, not even to the client that sent it.
+func parseErrorMessage(msg string) string {
+	if i := strings.Index(msg, ": buffer size="); i >= 0 {
+		return msg[:i]
+	}
+	return msg
 }
 
 func codeForStatus(status int) string {

@@ -140,6 +140,32 @@ func TestHello(t *testing.T) {
 	}
 }
 
+// Requests whose framing two servers could read differently are refused
+// (the shape of request smuggling), and the answer names the problem
+// without repeating the request's bytes, its credential among them.
+func TestAmbiguousFramingRefused(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	for _, raw := range []string{
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: -5\r\n\r\nhello",
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, raw, in.Token)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", raw[:40], err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != 400 || errorBody(t, string(b))["code"] != "bad_request" || strings.Contains(string(b), in.Token) {
+			t.Errorf("%q: %d %s, want 400 bad_request without the request's bytes", raw[:60], resp.StatusCode, b)
+		}
+	}
+}
+
 func TestNotFoundAndBodyLimit(t *testing.T) {
 	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
 	for _, path := range []string{"/api/nope/ping", "/api/", "/api/Hello/ping", "/nothing"} {
