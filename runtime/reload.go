@@ -78,7 +78,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	for _, id := range next.ids {
 		s, existed := old.slots[id]
 		if !existed {
-			s = newSlot(id)
+			s = r.newSlot(id)
 		}
 		next.slots[id] = s
 		err := r.loadSlot(ctx, cfg, s)
@@ -167,7 +167,7 @@ func withRunning(cfg, running *config.Config, keys []string) *config.Config {
 		return cfg
 	}
 	c := *cfg
-	c.Server.Listen, c.Server.BodyLimit = running.Server.Listen, running.Server.BodyLimit
+	c.Server.Listen, c.Server.BodyLimit, c.Server.HeaderLimit = running.Server.Listen, running.Server.BodyLimit, running.Server.HeaderLimit
 	c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout = running.Server.ReadTimeout, running.Server.WriteTimeout, running.Server.IdleTimeout
 	c.Server.MetricsListen = running.Server.MetricsListen
 	c.Server.RateLimit, c.Server.RateBurst, c.Server.CORS = running.Server.RateLimit, running.Server.RateBurst, running.Server.CORS

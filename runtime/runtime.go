@@ -79,6 +79,9 @@ type Runtime struct {
 	// ([reading] and [[integrations]] change only with a restart).
 	plogMu sync.Mutex
 	plogs  map[string]*logging.PluginLogger
+	// counters hold each plugin id's figures across its slots.
+	countersMu sync.Mutex
+	counters   map[string]*idCounters
 	reader *urlreader.Reader
 	loaded atomic.Bool
 }
@@ -112,8 +115,9 @@ type Slot struct {
 	state   State
 	lastErr string
 
-	// Counters accumulate over every version of the plugin (metrics).
-	counters     plugin.Counters
+	// Counters accumulate over every version of the plugin id (metrics),
+	// also across its removal and return (Runtime.counters keeps them).
+	counters     *plugin.Counters
 	hostCounters *hostfuncs.Counters
 
 	// What the version in cur was loaded from; written under
@@ -124,13 +128,29 @@ type Slot struct {
 }
 
 // Counters returns the plugin's cumulative call, failure and pool figures.
-func (s *Slot) Counters() *plugin.Counters { return &s.counters }
+func (s *Slot) Counters() *plugin.Counters { return s.counters }
 
 // HostCounters returns the plugin's cumulative host-function calls.
 func (s *Slot) HostCounters() *hostfuncs.Counters { return s.hostCounters }
 
-func newSlot(id string) *Slot {
-	return &Slot{ID: id, state: StateLoading, hostCounters: hostfuncs.NewCounters()}
+// idCounters are one plugin id's cumulative figures.
+type idCounters struct {
+	calls plugin.Counters
+	host  *hostfuncs.Counters
+}
+
+// newSlot makes the slot of plugin id with the id's counters, which
+// outlive a slot: Prometheus counters must only grow, also when a reload
+// removes a plugin and a later one adds it back.
+func (r *Runtime) newSlot(id string) *Slot {
+	r.countersMu.Lock()
+	defer r.countersMu.Unlock()
+	c := r.counters[id]
+	if c == nil {
+		c = &idCounters{host: hostfuncs.NewCounters()}
+		r.counters[id] = c
+	}
+	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host}
 }
 
 // Config returns the config of the version serving calls, or nil.
@@ -177,7 +197,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{filepath.Join(cacheDir, "sums")}, plogs: map[string]*logging.PluginLogger{}, reader: reader}
+	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{filepath.Join(cacheDir, "sums")}, plogs: map[string]*logging.PluginLogger{}, counters: map[string]*idCounters{}, reader: reader}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	r.sched = scheduler.New(scheduler.Config{
@@ -196,7 +216,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	t := &slotTable{slots: map[string]*Slot{}}
 	for id := range cfg.Plugins {
 		t.ids = append(t.ids, id)
-		t.slots[id] = newSlot(id)
+		t.slots[id] = r.newSlot(id)
 	}
 	slices.Sort(t.ids)
 	r.table.Store(t)
@@ -501,7 +521,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		Host:         h,
 		Log:          r.log.WithField("plugin", id),
 		Engine:       r.engine,
-		Counters:     &s.counters,
+		Counters:     s.counters,
 		HostCounters: s.hostCounters,
 	})
 	if err != nil {

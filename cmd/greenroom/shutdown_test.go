@@ -201,6 +201,10 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Errorf("readiness during shutdown = %d, want 503", resp.StatusCode)
 	}
+	// Keep-alive clients are told to reconnect (elsewhere).
+	if !resp.Close {
+		t.Error("a response during shutdown does not carry Connection: close")
+	}
 	r := <-slow
 	if r.err != nil || r.status != 200 || r.body != "v1" {
 		t.Fatalf("in-flight request: %d %q %v", r.status, r.body, r.err)

@@ -357,7 +357,6 @@ type Call struct {
 // discards the instance. Return codes HandlePanicked and HandleBadInput
 // discard the instance without calling done. Errors are *CallError.
 func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
-	p.spec.Counters.Calls.Add(1)
 	err := p.invoke(ctx, c, done)
 	if err != nil {
 		p.spec.Counters.fail(KindOf(err))
@@ -370,6 +369,9 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	if err != nil {
 		return err
 	}
+	// A call into the guest: attempts refused before one (busy, closed)
+	// count as failures only.
+	p.spec.Counters.Calls.Add(1)
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = p.spec.Limits.Timeout

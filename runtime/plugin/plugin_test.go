@@ -263,6 +263,10 @@ func TestBusy(t *testing.T) {
 		t.Fatalf("err = %v, want busy", err)
 	}
 	<-done
+	// The refused attempt never entered the guest: one call, one busy.
+	if c := p.spec.Counters; c.Calls.Load() != 1 || c.Failures[FailBusy].Load() != 1 {
+		t.Errorf("calls %d, busy failures %d; want 1 and 1", c.Calls.Load(), c.Failures[FailBusy].Load())
+	}
 }
 
 // A module whose memory at start exceeds limits.memory is refused at load,

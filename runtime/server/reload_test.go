@@ -179,6 +179,21 @@ func TestReloadFailureAndPluginSetChanges(t *testing.T) {
 	if status, _, _ := in.Get(t, "/api/ver/v"); status != 404 {
 		t.Errorf("removed plugin answers %d", status)
 	}
+	// Added back: its counters go on from where they were (Prometheus
+	// counters only grow).
+	callsBefore := in.RT.Slot("hello").Counters().Calls.Load()
+	in.SetConfig("")
+	if res := in.Reload(t); res.Plugins["hello"].Outcome != runtime.OutcomeRemoved {
+		t.Errorf("result = %+v", res)
+	}
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	if res := in.Reload(t); res.Plugins["hello"].Outcome != runtime.OutcomeAdded {
+		t.Errorf("result = %+v", res)
+	}
+	in.Get(t, "/api/hello/ping")
+	if calls := in.RT.Slot("hello").Counters().Calls.Load(); callsBefore < 1 || calls != callsBefore+1 {
+		t.Errorf("hello's calls after its removal and return: %d, want %d", calls, callsBefore+1)
+	}
 
 	// An invalid config changes nothing.
 	in.SetConfig("[plugins.hello]\npaht = \"x\"\n")

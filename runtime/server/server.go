@@ -75,6 +75,10 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 		// the raw path too, so /api/<id> is decided on what was sent.
 		UnescapePath: false,
 	})
+	// Keep-alive clients are told to close when the server shuts down, so
+	// that they reconnect (to another replica) instead of reusing a
+	// connection that is about to go away.
+	s.app.Server().CloseOnShutdown = true
 	s.routes()
 	return s
 }
@@ -220,6 +224,10 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		if herr := s.errorHandler(c, err); herr != nil {
 			return herr
 		}
+	}
+	if s.draining.Load() {
+		// Also during shutdown_delay, before the listener closes.
+		c.Context().SetConnectionClose()
 	}
 	s.metrics.ObserveRequest(rs.plugin, c.Response().StatusCode(), time.Since(rs.start))
 	if s.rt.Config().Log.AccessLog {
