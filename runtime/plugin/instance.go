@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -39,6 +40,9 @@ type instance struct {
 	// ct makes the contexts of the instance's calls; its cancel ends the
 	// call in progress (a forced drain uses it).
 	ct callTimer
+	// initFailure is the first line of a Go panic or fatal error the
+	// guest printed while it initialized: the reason a failed init gives.
+	initFailure string
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress.
 	oom bool
@@ -101,6 +105,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		if err != nil {
 			in.ct.close()
 			mod.Close(context.Background())
+			if in.initFailure != "" {
+				return nil, fmt.Errorf("guest initializer (%s): %s: %w", kind, in.initFailure, err)
+			}
 			return nil, fmt.Errorf("guest initializer (%s): %w", kind, err)
 		}
 	}
@@ -281,6 +288,20 @@ func (w *lineWriter) emitLines() {
 	w.split = false
 }
 
+// initFailure makes a printed panic line fit to be a load error: redacted,
+// valid UTF-8 and at most 512 bytes.
+func (w *lineWriter) initFailure(line []byte) string {
+	b := bytes.Clone(line)
+	if w.redact != nil {
+		b = w.redact.Redact(b)
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if len(s) > 512 {
+		s = strings.ToValidUTF8(s[:512], "") + "..."
+	}
+	return s
+}
+
 var redacted = []byte(logging.Redacted)
 
 // cut returns where the first piece of b (over maxLine bytes) ends: at
@@ -307,6 +328,10 @@ var oomMarker = []byte("out of memory")
 func (w *lineWriter) emit(line []byte) {
 	if w.stream == "stderr" && bytes.Contains(line, oomMarker) {
 		w.in.oom = true
+	}
+	if w.stream == "stderr" && w.in.state.Initializing && w.in.initFailure == "" &&
+		(bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: "))) {
+		w.in.initFailure = w.initFailure(line)
 	}
 	st := &w.in.state
 	if !st.Host.LogEnabled(hostfuncs.LevelInfo) {

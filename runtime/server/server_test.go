@@ -499,6 +499,20 @@ func TestOutputWriteInterrupted(t *testing.T) {
 	}
 }
 
+// A plugin whose init panics fails to load with the panic's message in
+// the reason (not only "unreachable"), redacted like any log line.
+func TestInitPanicReason(t *testing.T) {
+	const secret = "init-secret-0123456789"
+	cfg := hostileConfig("2s", 1) + "[plugins.hostile.config]\ninit_panic = \"cannot start: token ${INIT_SECRET} refused\"\n"
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"INIT_SECRET": secret}})
+	status, _, body := in.Get(t, "/api/hostile/ok")
+	e := errorBody(t, body)
+	reason := fmt.Sprint(e["error"])
+	if status != 503 || !strings.Contains(reason, "panic: cannot start: token [REDACTED] refused") || strings.Contains(body, secret) {
+		t.Errorf("got %d %s, want 503 with the redacted panic message", status, body)
+	}
+}
+
 // A config_get key is bounded before the host copies or quotes it: a
 // 16 MiB key of zero bytes once made the host allocate ~30 times that
 // (the copy, then %q of it for the error message).

@@ -41,6 +41,9 @@ func askPublic(path string) int32 {
 }
 
 func init() {
+	if msg, ok := greenroom.Config("init_panic"); ok {
+		panic(msg)
+	}
 	initPublic = askPublic("no-leading-slash")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {
