@@ -649,6 +649,11 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 	for attempt := 0; ; attempt++ {
 		p := s.cur.Load()
 		if p == nil {
+			// A reload removed the plugin while the call waited: it is
+			// gone, as for a call that comes after.
+			if r.Slot(id) != s {
+				return ErrUnknownPlugin
+			}
 			st, reason := s.Status()
 			return &UnavailableError{ID: id, State: st, Reason: reason}
 		}

@@ -262,3 +262,35 @@ func TestReadinessLifecycle(t *testing.T) {
 		t.Errorf("liveness while draining: %d", status)
 	}
 }
+
+// A call waiting for an instance when a reload removes its plugin gets
+// 404, as a call that comes after; the call in flight finishes.
+func TestRemovedWhileWaiting(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	cfg := fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = 1, queue_timeout = \"10s\" }\n[plugins.hello]\npath = %q\n", v1, helloWasm)
+	in := start(t, cfg)
+	type result struct {
+		status int
+		body   string
+	}
+	running, waiting := make(chan result, 1), make(chan result, 1)
+	go func() { s, _, b := in.Get(t, "/api/ver/slow?ms=1500"); running <- result{s, b} }()
+	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("ver").Plugin().Stats().Busy < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow call never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	go func() { s, _, b := in.Get(t, "/api/ver/v"); waiting <- result{s, b} }()
+	time.Sleep(200 * time.Millisecond) // queued behind the slow call
+	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	if res := in.Reload(t); res.Plugins["ver"].Outcome != runtime.OutcomeRemoved {
+		t.Fatalf("result = %+v", res)
+	}
+	if r := <-waiting; r.status != 404 {
+		t.Errorf("waiting call: %d %s, want 404", r.status, r.body)
+	}
+	if r := <-running; r.status != 200 {
+		t.Errorf("call in flight: %d %s, want 200", r.status, r.body)
+	}
+}
