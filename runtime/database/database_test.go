@@ -181,6 +181,23 @@ func TestIsolationHostileSQL(t *testing.T) {
 	})
 }
 
+// SQLite's ALTER TABLE column forms pass its authorizer, in migrations and
+// in handlers.
+func TestSQLiteAlterColumns(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "sqlitealter", ""))
+	if st, reason := in.RT.Slot("alpha").Status(); st != "ready" {
+		t.Fatalf("alpha is %s: %s", st, reason)
+	}
+	r := must(t, in, "alpha", exec("CREATE TABLE more (a TEXT, b TEXT, c TEXT)"), exec("ALTER TABLE more DROP COLUMN c"),
+		exec("ALTER TABLE more RENAME COLUMN b TO bb"), exec("ALTER TABLE main.more ADD COLUMN d TEXT"),
+		exec("CREATE TEMP TABLE tt (a TEXT, b TEXT)"), exec("ALTER TABLE temp.tt DROP COLUMN b"),
+		query("SELECT group_concat(name, ' ') FROM pragma_table_info('items')"),
+		query("SELECT group_concat(name, ' ') FROM pragma_table_info('more')"))
+	if got := fmt.Sprint(r[6].Rows, r[7].Rows); got != "[[a bb d]] [[a bb d]]" {
+		t.Errorf("columns after ALTER TABLE: %s, want [[a bb d]] [[a bb d]]", got)
+	}
+}
+
 func dbName(t *testing.T, in *servertest.Instance) string {
 	var name string
 	if err := in.RT.Database().DB().QueryRow("SELECT current_database()").Scan(&name); err != nil {

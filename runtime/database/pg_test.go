@@ -169,3 +169,84 @@ func TestReloadedDBLimits(t *testing.T) {
 		}
 	})
 }
+
+// The statement filter on a real server: what it refuses would otherwise
+// have run (a changed search_path, a temporary table, a rule that
+// notifies, an aggregate over set_config, a COPY that waits for data), and
+// what it lets through runs.
+func TestPGStatementFilter(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"3s\""), plugin("beta", true, "good", ""))
+	must(t, in, "alpha", exec("CREATE DOMAIN x$e AS text"), exec("CREATE TABLE j (x int)"), exec("CREATE TABLE files (path text, note text)"),
+		exec("CREATE TABLE help (k text, v text)"), exec("CREATE TABLE config (name text, v text)"), exec("CREATE TABLE temp (x int)"),
+		exec("CREATE TABLE prefs (notify boolean)"), exec(`INSERT INTO files VALUES ('a\b', 'uses pg_notify')`),
+		exec("INSERT INTO config VALUES ('work_mem', '')"))
+	for _, sql := range []string{
+		// x$E is one identifier: the literal is a plain one
+		`SELECT plugin_alpha.x$E'\'; SET search_path TO plugin_beta; --'`,
+		// SELECT INTO TEMP with a column labelled insert or merge
+		`SELECT 1 AS "insert" INTO TEMP t1`,
+		"SELECT 1 insert INTO TEMP t2",
+		"SELECT 1 merge INTO TEMP t3",
+		"EXPLAIN ANALYZE CREATE TEMP TABLE t4 AS SELECT 1",
+		// an UPDATE of the view would update pg_settings
+		"CREATE VIEW s AS SELECT * FROM pg_settings",
+		"UPDATE ONLY (pg_settings) SET setting = 'plugin_beta' WHERE name = 'search_path'",
+		"CREATE RULE r AS ON INSERT TO j DO ALSO NOTIFY greenroom",
+		"CREATE AGGREGATE a(text, boolean) (SFUNC = 'set_config', STYPE = text, INITCOND = 'search_path')",
+		"CREATE AGGREGATE a(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')",
+		"COPY j FROM STDIN",
+		"COPY j TO STDOUT",
+		`SET standard_conforming_strings = off; SELECT '\''; SET search_path TO plugin_beta; --'`,
+	} {
+		for _, op := range []string{"exec", "query"} {
+			r := run(t, in, "alpha", step{Op: op, SQL: sql})[0]
+			if r.Kind != "denied" || !strings.Contains(r.Error, "statement refused") {
+				t.Errorf("%s %q: got %+v, want refused", op, sql, r)
+			}
+		}
+	}
+	// A session with standard_conforming_strings off, however it was
+	// turned off, reads a backslash in every literal as an escape.
+	r := run(t, in, "alpha", exec(`DO $$ BEGIN EXECUTE 'SET standard_' || 'conforming_strings = off'; END $$`),
+		exec(`SELECT '\''; SET search_path TO plugin_beta; --'`), exec("SET standard_conforming_strings = on"))
+	if r[0].Error != "" || r[1].Kind != "denied" || r[2].Error != "" {
+		t.Errorf("standard_conforming_strings off for the session: %+v", r)
+	}
+	r = must(t, in, "alpha",
+		// a function's own search_path; pg_temp qualifying nothing
+		exec("CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$"),
+		exec("ALTER FUNCTION f() SET search_path = plugin_alpha, pg_temp"),
+		query(`SELECT f(), 1 AS "pg_temp"`),
+		// backslashes in plain literals
+		query(`SELECT replace(path, '\', '/') FROM files WHERE note = 'uses pg_notify'`),
+		exec(`INSERT INTO help VALUES ('paths', 'Use C:\'), ('notify', 'We notify you; listen for updates')`),
+		query(`SELECT count(*) FROM files WHERE path LIKE 'a\_%' ESCAPE '\' AND note = 'pg_temp'`),
+		// columns and aliases named set_config, pg_notify, notify
+		exec("CREATE TABLE s (set_config text, pg_notify text)"),
+		query("SELECT * FROM j AS pg_notify"),
+		query("SELECT notify FROM prefs"),
+		// pg_settings read, to update another table
+		exec("WITH s AS (SELECT setting FROM pg_settings WHERE name = 'work_mem') UPDATE config SET v = s.setting FROM s WHERE config.name = 'work_mem'"),
+		exec("CREATE TABLE settings AS SELECT name, setting FROM pg_settings"),
+		// a table named temp
+		exec("INSERT INTO temp VALUES (1)"),
+		exec("EXPLAIN ANALYZE INSERT INTO temp VALUES (2)"),
+		exec("MERGE INTO temp t USING (SELECT 3 AS x) s ON t.x = s.x WHEN NOT MATCHED THEN INSERT VALUES (s.x)"),
+		exec("CREATE RULE r2 AS ON INSERT TO j DO ALSO INSERT INTO temp VALUES (NEW.x)"),
+		exec("INSERT INTO j VALUES (4)"),
+		exec("EXPLAIN ANALYZE CREATE TABLE t5 AS SELECT 1"),
+		exec("CREATE AGGREGATE total(int) (SFUNC = int4pl, STYPE = int)"),
+		query("SELECT total(x) FROM temp"),
+		query("SELECT 'a'::x$e"),
+		query("SELECT 1 AS x$$a$, ? AS y", "arg"),
+	)
+	if got := fmt.Sprint(r[2].Rows, r[3].Rows, r[5].Rows, r[9].Affected, r[18].Rows, r[20].Rows); got != "[[1 1]] [[a/b]] [[0]] 1 [[10]] [[1 arg]]" {
+		t.Errorf("allowed statements returned %s", got)
+	}
+	res := must(t, in, "alpha", query(`SELECT current_setting('search_path'), pg_my_temp_schema()::int,
+		(SELECT count(*) FROM pg_rules WHERE rulename = 'r'), to_regclass('s') IS NULL OR NOT EXISTS (SELECT FROM pg_views WHERE viewname = 's'),
+		(SELECT count(*) FROM pg_proc WHERE proname = 'a')`))[0]
+	if got := fmt.Sprint(res.Rows); got != "[[plugin_alpha 0 0 true 0]]" {
+		t.Errorf("alpha's session after the refused statements (search_path, temporary schema, rule r, no view s, aggregate a): %s", got)
+	}
+}

@@ -21,13 +21,13 @@ func questionMarksToDollars(q string, args int) string {
 	var b strings.Builder
 	n := 0
 	last := 0
+	word := [2]int{-1, -1} // where the last identifier or keyword began and ended
 	for i := 0; i < len(q); {
 		c := q[i]
 		switch {
 		case c == '\'':
 			// 'text' with '' escapes; E'..' adds backslash escapes.
-			escapes := i > 0 && (q[i-1] == 'E' || q[i-1] == 'e') && (i == 1 || !isIdentChar(q[i-2]))
-			i = skipQuoted(q, i, '\'', escapes)
+			i = skipQuoted(q, i, '\'', escapeString(q, i, word))
 		case c == '"':
 			i = skipQuoted(q, i, '"', false)
 		case c == '-' && i+1 < len(q) && q[i+1] == '-':
@@ -38,7 +38,9 @@ func questionMarksToDollars(q string, args int) string {
 			if i+1 < len(q) && q[i+1] >= '0' && q[i+1] <= '9' && (i == 0 || !isIdentChar(q[i-1])) {
 				return q // already numbered
 			}
-			if tag, ok := dollarTag(q, i); ok {
+			// Identifiers were skipped whole (below), so a $ here is not
+			// inside one.
+			if tag, ok := dollarTagAt(q, i); ok {
 				if j := strings.Index(q[i+len(tag):], tag); j >= 0 {
 					i += len(tag) + j + len(tag)
 				} else {
@@ -47,6 +49,13 @@ func questionMarksToDollars(q string, args int) string {
 			} else {
 				i++
 			}
+		case isIdentChar(c) && (c < '0' || c > '9'):
+			// An identifier or keyword, where $ is a letter: x$$a$ is
+			// one identifier, not x and a dollar quote.
+			word[0] = i
+			for i++; i < len(q) && (isIdentChar(q[i]) || q[i] == '$'); i++ {
+			}
+			word[1] = i
 		case c == '?':
 			n++
 			b.WriteString(q[last:i])
@@ -123,16 +132,16 @@ func lineEnd(q string, i int) int {
 	return len(q)
 }
 
-// dollarTag returns the opening tag ($$ or $name$) of a dollar-quoted
-// string starting at q[i], unless q[i] continues an identifier.
-func dollarTag(q string, i int) (string, bool) {
-	if i > 0 && isIdentChar(q[i-1]) {
-		return "", false
-	}
-	return dollarTagAt(q, i)
+// escapeString reports whether the literal opened by the quote at q[i] is
+// an escape string (E'...'): the identifier or keyword just before the
+// quote, which began at word[0] and ended at word[1], is E alone. In x$E'...'
+// or xE'...' the E ends a longer identifier, and the literal is a plain one.
+func escapeString(q string, i int, word [2]int) bool {
+	return word[1] == i && word[0] == i-1 && (q[i-1] == 'E' || q[i-1] == 'e')
 }
 
-// dollarTagAt is dollarTag for a $ known not to continue an identifier.
+// dollarTagAt returns the opening tag ($$ or $name$) of a dollar-quoted
+// string starting at q[i], a $ known not to continue an identifier.
 func dollarTagAt(q string, i int) (string, bool) {
 	for j := i + 1; j < len(q); j++ {
 		c := q[j]

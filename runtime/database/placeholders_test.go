@@ -1,6 +1,10 @@
 package database
 
-import "testing"
+import (
+	"testing"
+
+	"modernc.org/sqlite"
+)
 
 func TestQuestionMarksToDollars(t *testing.T) {
 	cases := []struct {
@@ -22,6 +26,17 @@ func TestQuestionMarksToDollars(t *testing.T) {
 		{"SELECT 1 AS a --\r, ? AS b", 1, "SELECT 1 AS a --\r, $1 AS b"},
 		{"SELECT $a? $a$ x $a$", 1, "SELECT $a $1 $a$ x $a$"},
 		{"SELECT x FROM t WHERE y=x?", 1, "SELECT x FROM t WHERE y=x $1"},
+		// $ continues an identifier: x$$a$ is not x and a dollar quote.
+		{"SELECT 1 AS x$$a$, ? AS y", 1, "SELECT 1 AS x$$a$, $1 AS y"},
+		{"SELECT 1 AS x$, ? AS y, $$?$$", 1, "SELECT 1 AS x$, $1 AS y, $$?$$"},
+		// E'...' only when E is a token of its own: x$E'\' and xE'\' are
+		// plain literals; a number ends before E.
+		{"SELECT x$E'\\', ? FROM t", 1, "SELECT x$E'\\', $1 FROM t"},
+		{"SELECT xE'\\', ? FROM t", 1, "SELECT xE'\\', $1 FROM t"},
+		{"SELECT e'\\'', ?", 1, "SELECT e'\\'', $1"},
+		{"SELECT 1 FROM t WHERE a=E'\\'' OR b=?", 1, "SELECT 1 FROM t WHERE a=E'\\'' OR b=$1"},
+		{"SELECT 1E'\\'', ?", 1, "SELECT 1E'\\'', $1"},
+		{"SELECT 1$a$ ? $a$, ?", 1, "SELECT 1$a$ ? $a$, $1"},
 	}
 	for _, c := range cases {
 		if got := questionMarksToDollars(c.in, c.args); got != c.want {
@@ -31,7 +46,7 @@ func TestQuestionMarksToDollars(t *testing.T) {
 	// The statement filter reads what the plugin sent; the rewrite must
 	// not show the server code the filter saw as a literal.
 	q := "SELECT $a? $a$ AS p, set_config('search_path', 'x', false) AS s, $1::int AS n -- $a$"
-	if deniedCommand(q) != "" || deniedCommand(questionMarksToDollars(q, 1)) != "" {
+	if deniedCommand(q, false) != "" || deniedCommand(questionMarksToDollars(q, 1), false) != "" {
 		t.Errorf("%q rewritten to %q, which runs set_config", q, questionMarksToDollars(q, 1))
 	}
 }
@@ -65,17 +80,69 @@ func TestDeniedCommand(t *testing.T) {
 		`SET "session_authorization" = x`, "SET role=x", "SET LOCAL role TO x",
 		// temporary tables
 		"SELECT 1 AS x INTO LOCAL TEMP t", "SELECT 1 AS x INTO GLOBAL TEMPORARY TABLE t", "SELECT*INTO TEMP t FROM n",
-		// comments end at \r too; identifiers may hold $; backslashes may
-		// escape quotes (standard_conforming_strings off)
+		// comments end at \r too; identifiers may hold $, and then E is no
+		// escape string's: x$E'\' is x$E and a plain literal
 		"SELECT 1; --\rSET search_path TO x", "SELECT 1 AS x$$a$; SET search_path TO x; SELECT $a$ $a$",
-		"SELECT '\\''; SET search_path TO x; --'",
-		// notifications
+		`SELECT plugin_alpha.x$E'\'; SET search_path TO plugin_beta; --'`, `SELECT x$e'\'; RESET ROLE; --'`,
+		`SELECT xE'\'; RESET ROLE; --'`,
+		// a statement naming standard_conforming_strings is read both ways
+		`SET standard_conforming_strings = off; SELECT '\''; SET search_path TO x; --'`,
+		// notifications, also as a rule's action
 		"LISTEN c", "UNLISTEN *", "unlisten*", `LISTEN"c"`, "NOTIFY c, 'x'", "SELECT pg_notify('c', 'x')",
-		"SELECT pg_catalog.pg_notify('c', 'x')",
+		"SELECT pg_catalog.pg_notify('c', 'x')", "SELECT pg_notify /**/ ('c', 'x')",
+		"CREATE RULE r AS ON INSERT TO j DO ALSO NOTIFY greenroom", "create rule r as on insert to j do notify c",
+		"CREATE RULE r AS ON INSERT TO j DO INSTEAD (NOTIFY c)", "CREATE RULE r AS ON INSERT TO j DO ALSO (INSERT INTO k VALUES (1); NOTIFY c)",
+		// SELECT ... INTO TEMP with a column labelled insert or merge, which
+		// is no INSERT INTO temp
+		`SELECT 1 AS "insert" INTO TEMP t`, "SELECT 1 insert INTO TEMP t", "SELECT 1 merge INTO TEMP t",
+		"SELECT 1 AS insert INTO TEMP t", "SELECT (1) insert INTO TEMP t", "SELECT also insert INTO TEMP t FROM s",
+		"SELECT explain insert INTO TEMP t FROM s", "SELECT not materialized(1) insert INTO TEMP t",
+		"EXPLAIN ANALYZE SELECT 1 insert INTO TEMP t", "PREPARE p AS SELECT 1 AS insert INTO TEMP t",
+		"PREPARE p AS SELECT 1 INTO TEMP t", "WITH a AS (SELECT 1) SELECT (1) merge INTO LOCAL TEMP t",
+		// CREATE TEMP after EXPLAIN ANALYZE, which runs it
+		"EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1", "EXPLAIN (ANALYZE) CREATE TEMPORARY TABLE t AS SELECT 1",
+		"explain analyze create global temp table t as select 1",
+		// pg_settings as an UPDATE's target, or under a view or rule an
+		// UPDATE could go through
+		"UPDATE ONLY (pg_settings) SET setting = 'x' WHERE name = 'search_path'",
+		`UPDATE postgres.pg_catalog."pg_settings" SET setting = 'x' WHERE name = 'search_path'`,
+		"WITH u AS (UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path' RETURNING 1) SELECT * FROM u",
+		"EXPLAIN ANALYZE UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'",
+		"CREATE VIEW s AS SELECT * FROM pg_settings", `CREATE OR REPLACE VIEW s AS SELECT name, setting FROM pg_catalog."pg_settings"`,
+		"CREATE RULE r AS ON UPDATE TO v DO INSTEAD UPDATE pg_settings SET setting = NEW.x WHERE name = NEW.n",
+		"CREATE VIEW s AS TABLE pg_settings",
+		// aggregates whose support function is set_config, or named by a
+		// string
+		"CREATE AGGREGATE a(text, boolean) (SFUNC = 'set_config', STYPE = text, INITCOND = 'search_path')",
+		"CREATE AGGREGATE a(text, boolean) (sfunc = set_config, stype = text, initcond = 'search_path')",
+		"CREATE OR REPLACE AGGREGATE a(text, boolean) (SFUNC = pg_catalog.set_config, STYPE = text, INITCOND = 'role')",
+		"CREATE AGGREGATE a (BASETYPE = text, SFUNC = E'set_config', STYPE = text)",
+		`CREATE AGGREGATE a(text, boolean) (SFUNC = U&'set\005fconfig', STYPE = text, INITCOND = 'search_path')`,
+		"CREATE AGGREGATE a(text, boolean) (SFUNC = $$set_config$$, STYPE = text, INITCOND = 'search_path')",
+		`CREATE AGGREGATE a(text) (SFUNC = textcat, STYPE = text, FINALFUNC = "set_config")`,
+		// COPY's data stream
+		"COPY t FROM STDIN", "COPY t TO stdout", "COPY (SELECT 1) TO STDOUT WITH (FORMAT csv)", "copy t (a, b) from stdin;",
 	}
 	for _, q := range denied {
-		if deniedCommand(q) == "" {
-			t.Errorf("%q not refused", q)
+		for _, backslashes := range []bool{false, true} {
+			if deniedCommand(q, backslashes) == "" {
+				t.Errorf("%q not refused (backslashes %v)", q, backslashes)
+			}
+		}
+	}
+	// Refused where standard_conforming_strings is off, when a backslash
+	// escapes a quote in every literal; read with it on, as the server
+	// then reads them, they hide nothing.
+	backslashes := []string{
+		"SELECT '\\''; SET search_path TO x; --'", `SELECT 'a\''; RESET ROLE; --'`,
+		`SELECT '\', '; SET ROLE x; --'`,
+	}
+	for _, q := range backslashes {
+		if deniedCommand(q, true) == "" {
+			t.Errorf("%q not refused with backslashes", q)
+		}
+		if cmd := deniedCommand(q, false); cmd != "" {
+			t.Errorf("%q refused as %s without backslashes", q, cmd)
 		}
 	}
 	allowed := []string{
@@ -90,11 +157,69 @@ func TestDeniedCommand(t *testing.T) {
 		"SELECT set_config( 'statement_timeout' , '1000', false)", "SELECT 'C:\\dir', 'SET ROLE x'",
 		"SELECT $a$ SET ROLE x $a$, x$y FROM t", "SELECT 'listen', notify_me FROM pg_settings",
 		"UPDATE t SET x = 1 -- pg_settings", "SELECT 1 INTO t", "INSERT INTO t SELECT 1 FROM local",
+		// a backslash is a character of a plain literal
+		`SELECT replace(path, '\', '/') FROM files WHERE note = 'uses pg_notify'`,
+		`INSERT INTO help VALUES ('paths', 'Use C:\'), ('notify', 'We notify you; listen for updates')`,
+		`SELECT * FROM files WHERE path LIKE 'a\_%' ESCAPE '\' AND kind = 'pg_temp'`,
+		`SELECT E'\'; SET ROLE x; --'`, `SELECT e'it\'s'`, `SET standard_conforming_strings = on`,
+		// pg_temp that qualifies no name; a function's own search_path
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT 1 $$",
+		"ALTER FUNCTION f() SET search_path = x, pg_temp", `SELECT 1 AS "pg_temp"`, "SELECT 1 AS pg_temp",
+		"CREATE PROCEDURE p() LANGUAGE sql SET search_path = pg_temp AS $$ SELECT 1 $$", "ALTER ROUTINE f() RESET search_path",
+		// columns and aliases named set_config, pg_notify or notify
+		"CREATE TABLE s (set_config text, pg_notify text)", "SELECT * FROM t AS pg_notify", "SELECT set_config, pg_notify FROM s",
+		"CREATE TABLE prefs (notify boolean)", "SELECT notify FROM prefs", "SELECT count(notify) FROM prefs WHERE notify",
+		"CREATE RULE r AS ON INSERT TO j DO ALSO INSERT INTO log VALUES ('notify')",
+		// reading pg_settings, also to update another table
+		"WITH s AS (SELECT setting FROM pg_settings WHERE name = 'work_mem') UPDATE config SET v = s.setting FROM s WHERE config.name = 'work_mem'",
+		"UPDATE config c SET v = s.setting FROM pg_settings s WHERE s.name = c.name",
+		"CREATE TABLE settings AS SELECT name, setting FROM pg_settings", "SELECT * FROM pg_settings FOR UPDATE",
+		// INSERT INTO and MERGE INTO a table named temp, wherever a command
+		// may be
+		"MERGE INTO temp t USING s ON t.x = s.x WHEN NOT MATCHED THEN INSERT VALUES (s.x)",
+		"WITH s AS (SELECT 1 AS x) MERGE INTO temp t USING s ON t.x = s.x WHEN MATCHED THEN DELETE",
+		"EXPLAIN ANALYZE INSERT INTO temp VALUES (1)", "EXPLAIN (ANALYZE, VERBOSE) INSERT INTO temp VALUES (1)",
+		"PREPARE p AS INSERT INTO temp VALUES (1)", "PREPARE p (int) AS INSERT INTO temp VALUES ($1)",
+		"WITH a AS (INSERT INTO temp VALUES (1) RETURNING x) SELECT * FROM a",
+		"WITH a AS MATERIALIZED (SELECT 1) INSERT INTO temp SELECT * FROM a",
+		"WITH a AS NOT MATERIALIZED (INSERT INTO local VALUES (1) RETURNING x) SELECT * FROM a",
+		"CREATE RULE r AS ON INSERT TO j DO ALSO INSERT INTO temp VALUES (NEW.x)",
+		"CREATE RULE r AS ON INSERT TO j DO INSTEAD (INSERT INTO temp VALUES (NEW.x); INSERT INTO global VALUES (NEW.x))",
+		"EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", "SELECT 1 AS x INTO t",
+		// aggregates over other functions, by name
+		"CREATE AGGREGATE total(int) (SFUNC = int4pl, STYPE = int)",
+		"CREATE AGGREGATE a(text) (SFUNC = pg_catalog.textcat, STYPE = text, INITCOND = '')",
+		// COPY to and from nowhere else is the server's to refuse
+		"SELECT 'stdin', stdout FROM t", "CREATE TABLE copy_log (stdin text)",
+		"SELECT 'a'::x$e", "SELECT x$e FROM t",
 	}
 	for _, q := range allowed {
-		if cmd := deniedCommand(q); cmd != "" {
+		if cmd := deniedCommand(q, false); cmd != "" {
 			t.Errorf("%q refused as %s", q, cmd)
 		}
+	}
+}
+
+// ALTER TABLE names its database in arg1: DROP COLUMN passes the column
+// where other actions pass the database.
+func TestAuthorizeAlterTable(t *testing.T) {
+	cases := []struct {
+		arg1, arg2, db string
+		want           sqlite.AuthorizerReturnCode
+	}{
+		{"main", "t", "c", sqlite.AuthorizerOK}, // DROP COLUMN c
+		{"main", "t", "", sqlite.AuthorizerOK},  // ADD COLUMN, RENAME
+		{"temp", "t", "c", sqlite.AuthorizerOK},
+		{"other", "t", "", sqlite.AuthorizerDeny},
+		{"other", "t", "main", sqlite.AuthorizerDeny},
+	}
+	for _, c := range cases {
+		if got := authorize(sqlite.AuthAlterTable, c.arg1, c.arg2, c.db, ""); got != c.want {
+			t.Errorf("ALTER TABLE %s.%s (%q): %v, want %v", c.arg1, c.arg2, c.db, got, c.want)
+		}
+	}
+	if got := authorize(sqlite.AuthInsert, "t", "", "other", ""); got != sqlite.AuthorizerDeny {
+		t.Errorf("INSERT INTO other.t: %v", got)
 	}
 }
 

@@ -130,17 +130,50 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 }
 
 // check refuses statements before they reach the database: during init,
-// and (PostgreSQL) the commands deniedCommand names.
+// and (PostgreSQL) the commands deniedCommand names. checkSession reads
+// them again once their connection is known.
 func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error {
 	if in.Initializing {
 		return hostfuncs.Failf(hostfuncs.ErrInvalid, "the database cannot be used while the plugin initializes: its migrations are applied after init; query from handlers")
 	}
 	if p.svc.cfg.Client == ClientPG {
-		if cmd := deniedCommand(st.SQL); cmd != "" {
-			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: plugins cannot run %s (a plugin's session stays its own: its role, its schema, no temporary objects, no notifications)", cmd)
+		if cmd := deniedCommand(st.SQL, false); cmd != "" {
+			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
 	}
 	return nil
+}
+
+// checkSession returns the command deniedCommand names in q when q is to
+// run on conn, a PostgreSQL connection whose session reads a backslash in
+// every literal as an escape: standard_conforming_strings off, as the
+// server last reported it (it reports every change, whatever made it: a
+// SET, a DO block, a function), or not reported. Otherwise check has read
+// q as the server will.
+func (p *PluginDB) checkSession(conn *sql.Conn, q string) string {
+	if p.svc.cfg.Client != ClientPG {
+		return ""
+	}
+	conforming := false
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
+			conforming = c.Conn().PgConn().ParameterStatus("standard_conforming_strings") == "on"
+		}
+		return nil
+	})
+	if conforming {
+		return ""
+	}
+	return deniedCommand(q, true)
+}
+
+// refusal says why the command cmd that deniedCommand named is refused;
+// where is said after its name.
+func refusal(cmd, where string) string {
+	if strings.HasPrefix(cmd, "COPY") {
+		return "plugins cannot run " + cmd + where + ": the runtime does not carry COPY's data to or from a plugin (use INSERT and SELECT)"
+	}
+	return "plugins cannot run " + cmd + where + " (a plugin's session stays its own: its role, its schema, no temporary objects, no notifications)"
 }
 
 // runner is what runs a statement: a connection or a transaction.
@@ -160,11 +193,18 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		if t == nil {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrInvalid, "transaction %d is not open", st.Tx)
 		}
+		if cmd := p.checkSession(t.conn, st.SQL); cmd != "" {
+			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
+		}
 		return t.tx, func(err error) error { return err }, nil
 	}
 	conn, err := p.acquire(ctx, lim)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cmd := p.checkSession(conn, st.SQL); cmd != "" {
+		conn.Close()
+		return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 	}
 	return conn, func(err error) error {
 		defer conn.Close()
@@ -488,10 +528,11 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 }
 
 func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
+	// The same filter as the plugin's statements.
+	const where = ", in migrations either"
 	if p.svc.cfg.Client == ClientPG {
-		// The same filter as the plugin's statements.
-		if cmd := deniedCommand(f.SQL); cmd != "" {
-			return fmt.Errorf("statement refused: plugins cannot run %s, in migrations either (a plugin's session stays its own: its role, its schema, no temporary objects, no notifications)", cmd)
+		if cmd := deniedCommand(f.SQL, false); cmd != "" {
+			return fmt.Errorf("statement refused: %s", refusal(cmd, where))
 		}
 	}
 	conn, err := p.db.Conn(ctx)
@@ -505,6 +546,9 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 		conn.Close()
 	}()
+	if cmd := p.checkSession(conn, f.SQL); cmd != "" {
+		return fmt.Errorf("statement refused: %s", refusal(cmd, where))
+	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err

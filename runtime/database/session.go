@@ -1,9 +1,9 @@
 package database
 
 import (
+	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // deniedCommand returns the name of a command in q that a plugin may not
@@ -11,29 +11,48 @@ import (
 // whatever it runs, so this is defence in depth with a clearer error: it
 // refuses, in any statement of q,
 //   - SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION, RESET SESSION
-//     AUTHORIZATION and changes of search_path (SET search_path, SET
-//     SCHEMA, UPDATE pg_settings), and every set_config call but those
-//     whose first argument is a plain string literal naming another
-//     setting (set_config('statement_timeout', ...));
+//     AUTHORIZATION and changes of the session's search_path (SET
+//     search_path, SET SCHEMA, an UPDATE of pg_settings, a view or rule
+//     over pg_settings, which an UPDATE could go through), and every
+//     set_config call but those whose first argument is a plain string
+//     literal naming another setting (set_config('statement_timeout',
+//     ...)), and aggregates built on set_config or on a function named by
+//     a string literal (SFUNC = 'set_config'). A function's own SET
+//     search_path (CREATE FUNCTION ... SET search_path = ..., ALTER
+//     FUNCTION ... SET) is not refused: it applies while that function
+//     runs, with the plugin's privileges, as its body could set it;
 //   - ALTER ROLE, ALTER USER and ALTER GROUP (PostgreSQL lets a role change
 //     its own password and session defaults);
-//   - temporary objects (CREATE TEMP ..., SELECT ... INTO [LOCAL | GLOBAL]
-//     TEMP, anything naming pg_temp), which live outside the plugin's
-//     schema;
-//   - LISTEN, UNLISTEN, NOTIFY and pg_notify: a plugin cannot receive
-//     notifications, and the runtime drops them.
+//   - temporary objects (CREATE [OR REPLACE] [LOCAL | GLOBAL] TEMP ...
+//     anywhere in a statement, as after EXPLAIN ANALYZE, SELECT ... INTO
+//     [LOCAL | GLOBAL] TEMP, a name qualified with pg_temp), which live
+//     outside the plugin's schema;
+//   - LISTEN, UNLISTEN, NOTIFY (also as a rule's action) and pg_notify
+//     calls: a plugin cannot receive notifications, and the runtime drops
+//     them;
+//   - COPY ... FROM STDIN and COPY ... TO STDOUT: the runtime does not carry
+//     COPY's data stream (FROM STDIN would wait for data until the
+//     statement timeout, TO STDOUT return nothing).
 //
 // Literals, quoted identifiers and comments are skipped, so a string
-// mentioning them is not refused; q is read both as PostgreSQL reads it
-// with standard_conforming_strings on and off (a session can turn it off,
-// and then a backslash escapes a quote in every literal). Code PostgreSQL
-// runs from inside the server (a DO block or a function's body) is not seen
-// here: there, the role's privileges are what holds (see docs/database.md).
-func deniedCommand(q string) string {
-	for _, backslashes := range []bool{false, true} {
-		if cmd := deniedIn(q, codeOnly(q, backslashes)); cmd != "" {
-			return cmd
-		}
+// mentioning them is not refused. q is read as PostgreSQL reads it with
+// standard_conforming_strings on and, when backslashes is set (the
+// session has it off, see checkSession) or q names that setting, also as
+// with it off, when a backslash escapes a quote in every literal. Code
+// PostgreSQL runs from inside the server (a DO block or a function's body)
+// is not seen here: there, the role's privileges are what holds (see
+// docs/database.md).
+func deniedCommand(q string, backslashes bool) string {
+	code := codeOnly(q, false)
+	if cmd := deniedIn(q, code); cmd != "" {
+		return cmd
+	}
+	// The server parses a whole query string before it runs any of it, so
+	// a SET earlier in q does not change how q is read; a statement naming
+	// the setting is read both ways all the same.
+	const setting = "standard_conforming_strings"
+	if backslashes || strings.Contains(lowerASCII(q), setting) || strings.Contains(lowerASCII(code), setting) {
+		return deniedIn(q, codeOnly(q, true))
 	}
 	return ""
 }
@@ -41,26 +60,29 @@ func deniedCommand(q string) string {
 // deniedIn checks q, whose code (codeOnly) is code.
 func deniedIn(q, code string) string {
 	for _, stmt := range strings.Split(code, ";") {
-		// Words are runs of identifier characters: PostgreSQL needs no
-		// space between a keyword and punctuation (SELECT*INTO).
-		w := strings.FieldsFunc(lowerASCII(stmt), func(r rune) bool {
-			return r < utf8.RuneSelf && !isIdentChar(byte(r)) && r != '$'
-		})
-		if len(w) == 0 {
-			continue
-		}
-		if cmd := deniedWords(w); cmd != "" {
+		if cmd := deniedStatement(tokens(lowerASCII(stmt))); cmd != "" {
 			return cmd
 		}
 	}
 	lower := lowerASCII(code) // same offsets as q
-	if len(identOccurrences(lower, "pg_temp")) > 0 {
-		return "temporary objects (pg_temp)"
+	for _, at := range identOccurrences(lower, "pg_temp") {
+		// pg_temp.t, not a column or alias named pg_temp, nor a
+		// function's SET search_path = ..., pg_temp.
+		if nextByte(lower, at+len("pg_temp")) == '.' {
+			return "temporary objects (pg_temp)"
+		}
 	}
-	if len(identOccurrences(lower, "pg_notify")) > 0 {
-		return "pg_notify"
+	for _, at := range identOccurrences(lower, "pg_notify") {
+		if nextByte(lower, at+len("pg_notify")) == '(' {
+			return "pg_notify"
+		}
 	}
 	for _, at := range identOccurrences(lower, "set_config") {
+		if nextByte(lower, at+len("set_config")) != '(' {
+			// A column or alias, not a call (an aggregate's SFUNC =
+			// set_config is deniedStatement's).
+			continue
+		}
 		name, ok := setConfigName(q, code, at+len("set_config"))
 		if !ok {
 			return "set_config(...) with a setting name other than a plain string literal"
@@ -73,8 +95,64 @@ func deniedIn(q, code string) string {
 	return ""
 }
 
-// deniedWords checks one statement, as lower-case words.
-func deniedWords(w []string) string {
+// deniedStatement checks one statement, as tokens.
+func deniedStatement(t []string) string {
+	var w []string // its words alone
+	for _, tok := range t {
+		if isWord(tok) {
+			w = append(w, tok)
+		}
+	}
+	if len(w) == 0 {
+		return ""
+	}
+	if cmd := deniedVerb(w); cmd != "" {
+		return cmd
+	}
+	for i := range w {
+		if w[i] == "create" && createsTemp(w[i+1:]) {
+			// Also after EXPLAIN ANALYZE, which runs it.
+			return "CREATE TEMPORARY"
+		}
+	}
+	for k, tok := range t {
+		switch tok {
+		case "into":
+			// SELECT ... INTO [LOCAL | GLOBAL] TEMP t, also after WITH or
+			// EXPLAIN; not INSERT INTO temp or MERGE INTO temp (a table of
+			// that name), where INSERT or MERGE is the command, not a
+			// column label (SELECT 1 insert INTO TEMP t).
+			if k+1 < len(t) && tempWords[t[k+1]] && !(k > 0 && (t[k-1] == "insert" || t[k-1] == "merge") && commandAt(t, k-1)) {
+				return "SELECT INTO TEMPORARY"
+			}
+		case "notify":
+			// A rule's action (DO ALSO NOTIFY c); at the start, deniedVerb.
+			if ruleAction(t, k) {
+				return "NOTIFY"
+			}
+		case "update":
+			// pg_settings' update rule calls set_config; reading it is fine.
+			if updateTarget(t, k) == "pg_settings" {
+				return "UPDATE pg_settings"
+			}
+		}
+	}
+	if w[0] == "create" && slices.Contains(w, "pg_settings") && (slices.Contains(w, "view") || slices.Contains(w, "rule")) {
+		// An UPDATE of the view, or a rule's, updates pg_settings.
+		return "CREATE VIEW or RULE over pg_settings"
+	}
+	if cmd := aggregateSupport(t); cmd != "" {
+		return cmd
+	}
+	if w[0] == "copy" && (slices.Contains(w, "stdin") || slices.Contains(w, "stdout")) {
+		return "COPY ... FROM STDIN or TO STDOUT"
+	}
+	return ""
+}
+
+// deniedVerb checks the command a statement begins with, as lower-case
+// words.
+func deniedVerb(w []string) string {
 	verb, rest := w[0], w[1:]
 	if len(rest) == 0 {
 		rest = []string{""} // UNLISTEN *
@@ -101,44 +179,199 @@ func deniedWords(w []string) string {
 		case "role", "user", "group":
 			return "ALTER " + strings.ToUpper(rest[0])
 		}
-	case "create":
-		if len(rest) > 2 && rest[0] == "or" && rest[1] == "replace" {
-			rest = rest[2:]
-		}
-		if len(rest) > 1 && (rest[0] == "global" || rest[0] == "local") {
-			rest = rest[1:]
-		}
-		if rest[0] == "temp" || rest[0] == "temporary" {
-			return "CREATE TEMPORARY"
-		}
 	case "listen", "unlisten", "notify":
 		return strings.ToUpper(verb)
 	}
-	// SELECT ... INTO [LOCAL | GLOBAL] TEMP t, also after WITH; not
-	// INSERT INTO temp (a table of that name).
-	last := ""
-	update, settings := false, false
-	for i := range w {
-		switch w[i] {
-		case "select", "insert", "update", "delete", "merge":
-			last = w[i]
-			update = update || w[i] == "update"
-		case "pg_settings":
-			settings = true
-		case "into":
-			if last == "select" && i+1 < len(w) {
-				switch w[i+1] {
-				case "temp", "temporary", "local", "global":
-					return "SELECT INTO TEMPORARY"
-				}
+	return ""
+}
+
+// createsTemp reports whether the words after CREATE make it create a
+// temporary object: [OR REPLACE] [LOCAL | GLOBAL] TEMP | TEMPORARY.
+func createsTemp(w []string) bool {
+	if len(w) > 2 && w[0] == "or" && w[1] == "replace" {
+		w = w[2:]
+	}
+	if len(w) > 1 && (w[0] == "global" || w[0] == "local") {
+		w = w[1:]
+	}
+	return len(w) > 0 && (w[0] == "temp" || w[0] == "temporary")
+}
+
+// tempWords are the words after SELECT ... INTO that make a temporary
+// table.
+var tempWords = map[string]bool{"temp": true, "temporary": true, "local": true, "global": true}
+
+// commandAt reports whether t[k] (INSERT, MERGE) is where a command
+// begins, rather than a column label or name: at the start of the
+// statement; after EXPLAIN and its options, or PREPARE name AS; as a
+// WITH query's body, or after the WITH queries; as a rule's action. What
+// comes before a label is an expression, which none of these can end.
+func commandAt(t []string, k int) bool {
+	if k == 0 || ruleAction(t, k) {
+		return true
+	}
+	switch t[k-1] {
+	case "(":
+		return withBody(t, k-1) // WITH x AS (INSERT ...)
+	case ")":
+		j := opening(t, k-1)
+		// WITH x AS (...) INSERT, EXPLAIN (ANALYZE) INSERT
+		return j > 0 && (withBody(t, j) || j == 1 && t[0] == "explain")
+	case "as":
+		// PREPARE p [(types)] AS INSERT
+		return t[0] == "prepare" && (k == 3 || k > 3 && t[k-2] == ")" && opening(t, k-2) == 2)
+	}
+	if t[0] == "explain" {
+		// EXPLAIN [ANALYZE] [VERBOSE] INSERT
+		for _, tok := range t[1:k] {
+			if tok != "analyze" && tok != "analyse" && tok != "verbose" {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// withBody reports whether the parenthesis t[j] opens a WITH query's body:
+// AS (, AS [NOT] MATERIALIZED (.
+func withBody(t []string, j int) bool {
+	switch {
+	case j >= 1 && t[j-1] == "as":
+		return true
+	case j >= 2 && t[j-1] == "materialized":
+		return t[j-2] == "as" || j >= 3 && t[j-2] == "not" && t[j-3] == "as"
+	}
+	return false
+}
+
+// ruleAction reports whether t[k] begins an action of CREATE RULE: after
+// DO, ALSO or INSTEAD, or a parenthesis after them.
+func ruleAction(t []string, k int) bool {
+	if t[0] != "create" || k < 1 {
+		return false
+	}
+	if t[k-1] == "(" {
+		k--
+		if k < 1 {
+			return false
+		}
+	}
+	switch t[k-1] {
+	case "do", "also", "instead":
+		return true
+	}
+	return false
+}
+
+// opening returns the index of the parenthesis that the one at t[k]
+// closes, or -1.
+func opening(t []string, k int) int {
+	depth := 0
+	for j := k; j >= 0; j-- {
+		switch t[j] {
+		case ")":
+			depth++
+		case "(":
+			depth--
+			if depth == 0 {
+				return j
 			}
 		}
 	}
-	if update && settings {
-		// pg_settings' update rule calls set_config.
-		return "UPDATE pg_settings"
+	return -1
+}
+
+// updateTarget returns the last part of the name of the relation that
+// UPDATE at t[k] updates (after ONLY, a parenthesis, and its schema or
+// database), or "".
+func updateTarget(t []string, k int) string {
+	i := k + 1
+	if i < len(t) && t[i] == "only" {
+		i++
+	}
+	if i < len(t) && t[i] == "(" {
+		i++
+	}
+	return dottedName(t, i)
+}
+
+// dottedName returns the last part of the name a.b.c at t[i], or "" if no
+// word is there.
+func dottedName(t []string, i int) string {
+	name := ""
+	for ; i < len(t) && isWord(t[i]); i += 2 {
+		name = t[i]
+		if i+1 >= len(t) || t[i+1] != "." {
+			break
+		}
+	}
+	return name
+}
+
+// aggregateSupport checks CREATE AGGREGATE: the server calls its support
+// functions (SFUNC, FINALFUNC, COMBINEFUNC, ...) with arguments this
+// filter never sees, INITCOND among them, so SFUNC = set_config with
+// INITCOND = 'search_path' would set search_path; and it takes such a
+// function's name as a string literal too (SFUNC = 'set_config'), which
+// the filter does not read as a name.
+func aggregateSupport(t []string) string {
+	i := 1
+	if len(t) > 3 && t[1] == "or" && t[2] == "replace" {
+		i = 3
+	}
+	if t[0] != "create" || i >= len(t) || t[i] != "aggregate" {
+		return ""
+	}
+	for k := i; k+1 < len(t); k++ {
+		if !isWord(t[k]) || !strings.HasSuffix(t[k], "func") || t[k+1] != "=" {
+			continue
+		}
+		switch dottedName(t, k+2) {
+		case "":
+			return "CREATE AGGREGATE with a support function named by a string"
+		case "set_config":
+			return "CREATE AGGREGATE over set_config"
+		}
 	}
 	return ""
+}
+
+// tokens splits the code of a statement into words (runs of identifier
+// characters and $: PostgreSQL needs no space between a keyword and
+// punctuation, SELECT*INTO) and single punctuation characters; white space
+// goes.
+func tokens(code string) []string {
+	var t []string
+	for i := 0; i < len(code); {
+		j := i + 1
+		switch c := code[i]; {
+		case isIdentChar(c) || c == '$':
+			for j < len(code) && (isIdentChar(code[j]) || code[j] == '$') {
+				j++
+			}
+		case strings.IndexByte(spaces, c) >= 0:
+			i = j
+			continue
+		}
+		t = append(t, code[i:j])
+		i = j
+	}
+	return t
+}
+
+// isWord reports whether a token of tokens is a word.
+func isWord(tok string) bool {
+	return tok != "" && (isIdentChar(tok[0]) || tok[0] == '$')
+}
+
+// nextByte returns the first byte of code at or after i that is not white
+// space, or 0.
+func nextByte(code string, i int) byte {
+	if i = len(code) - len(strings.TrimLeft(code[min(i, len(code)):], spaces)); i < len(code) {
+		return code[i]
+	}
+	return 0
 }
 
 // identOccurrences returns where word occurs in code as a whole identifier
@@ -197,13 +430,21 @@ func codeOnly(q string, backslashes bool) string {
 			b[k] = ' '
 		}
 	}
+	word := [2]int{-1, -1} // where the last identifier or keyword began and ended
 	for i := 0; i < len(q); {
 		c := q[i]
 		switch {
 		case c == '\'':
-			escapes := backslashes || i > 0 && (q[i-1] == 'E' || q[i-1] == 'e') && (i == 1 || !isIdentChar(q[i-2]))
-			j := skipQuoted(q, i, '\'', escapes)
-			blank(i, j)
+			// An E or U& before the literal goes with it.
+			from, escapes := i, escapeString(q, i, word)
+			switch {
+			case escapes:
+				from = i - 1
+			case i >= 2 && q[i-1] == '&' && word[1] == i-1 && word[0] == i-2 && (q[i-2] == 'u' || q[i-2] == 'U'):
+				from = i - 2
+			}
+			j := skipQuoted(q, i, '\'', backslashes || escapes)
+			blank(from, j)
 			i = j
 		case c == '"':
 			// A quoted identifier stays a word: "role" is still a role.
@@ -249,8 +490,10 @@ func codeOnly(q string, backslashes bool) string {
 		case isIdentChar(c) && (c < '0' || c > '9'):
 			// An identifier or keyword, where $ is a letter: x$$a$ is
 			// one identifier, not x and a dollar quote.
+			word[0] = i
 			for i++; i < len(q) && (isIdentChar(q[i]) || q[i] == '$'); i++ {
 			}
+			word[1] = i
 		default:
 			i++
 		}

@@ -359,9 +359,10 @@ var allowedPragmas = map[string]bool{
 }
 
 // Virtual table modules a plugin may use: they keep their data in tables
-// of the same database.
+// of the same database. modernc.org/sqlite is built with FTS5, R*Tree and
+// Geopoly, not FTS3/FTS4.
 var allowedModules = map[string]bool{
-	"fts3": true, "fts4": true, "fts5": true, "rtree": true, "rtree_i32": true, "geopoly": true,
+	"fts5": true, "rtree": true, "rtree_i32": true, "geopoly": true,
 }
 
 // Functions denied even though a statement could name them.
@@ -373,6 +374,11 @@ var deniedFunctions = map[string]bool{
 // statement is compiled; a denied action fails the statement with
 // SQLITE_AUTH before it runs.
 func authorize(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, _ string) sqlite.AuthorizerReturnCode {
+	if action == sqlite.AuthAlterTable {
+		// ALTER TABLE names its database in arg1 and, for DROP COLUMN,
+		// passes the column's name where the others pass the database's.
+		dbName = arg1
+	}
 	if dbName != "" && dbName != "main" && dbName != "temp" {
 		return sqlite.AuthorizerDeny
 	}
