@@ -79,6 +79,10 @@ func (h *host) Config(key string) (string, bool) {
 	return v, ok
 }
 
+// MaxPublicRoutes is how many distinct routes one plugin version may ask
+// to make public.
+const MaxPublicRoutes = 100
+
 // PublicRoute records a route the plugin asks to open (greenroom.Public).
 // Every instance's init asks again; each route is considered and logged
 // once.
@@ -90,6 +94,11 @@ func (h *host) PublicRoute(path string) error {
 	defer h.mu.Unlock()
 	if h.asked[path] {
 		return nil
+	}
+	// Every instance's init asks again, and a hostile one could ask for a
+	// new route each time: the routes remembered (and logged) are bounded.
+	if len(h.asked) >= MaxPublicRoutes {
+		return fmt.Errorf("a plugin may ask for at most %d public routes", MaxPublicRoutes)
 	}
 	h.asked[path] = true
 	if !h.listed[path] {

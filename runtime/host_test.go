@@ -140,3 +140,34 @@ func TestRegisterTaskLimit(t *testing.T) {
 		})
 	}
 }
+
+// The routes a plugin asks to make public are bounded: a hostile init that
+// asks for a new route each time (every instance runs it) could otherwise
+// grow the host's memory and the log without end.
+func TestPublicRouteLimit(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	pc := &config.Plugin{PublicRoutes: []string{"/listed"}}
+	h := newHost("p", pc, logrus.NewEntry(log), nil, nil)
+	for i := range MaxPublicRoutes - 1 {
+		if err := h.PublicRoute(fmt.Sprintf("/r%d", i)); err != nil {
+			t.Fatalf("route %d: %v", i, err)
+		}
+	}
+	if err := h.PublicRoute("/listed"); err != nil {
+		t.Fatalf("the %dth route: %v", MaxPublicRoutes, err)
+	}
+	if err := h.PublicRoute("/r0"); err != nil {
+		t.Errorf("a route asked before, asked again: %v", err)
+	}
+	for i := range 1000 {
+		if err := h.PublicRoute(fmt.Sprintf("/more%d", i)); err == nil || !strings.Contains(err.Error(), "at most 100 public routes") {
+			t.Fatalf("route %d past the limit: %v", MaxPublicRoutes+i, err)
+		}
+	}
+	if n := len(hook.AllEntries()); n > MaxPublicRoutes {
+		t.Errorf("%d log lines for %d routes", n, MaxPublicRoutes)
+	}
+	if !h.isPublic([]byte("/listed")) || h.isPublic([]byte("/r1")) {
+		t.Error("the listed route is not public, or an unlisted one is")
+	}
+}
