@@ -99,6 +99,9 @@ type Response struct {
 	Body    []byte
 }
 
+// MaxResponseHeaders is the most headers a response envelope may hold.
+const MaxResponseHeaders = 1000
+
 // ErrBadResponse is wrapped by DecodeResponse errors.
 var ErrBadResponse = errors.New("malformed response envelope")
 
@@ -121,6 +124,11 @@ func DecodeResponse(b []byte, headers [][2][]byte) (Response, error) {
 	}
 	if uint64(n) > uint64(len(b)-d.off)/8 {
 		return r, fmt.Errorf("%w: header count %d exceeds the envelope", ErrBadResponse, n)
+	}
+	// Each header costs the server a copy and some bookkeeping: a few
+	// million empty ones made it hold hundreds of MiB for one response.
+	if n > MaxResponseHeaders {
+		return r, fmt.Errorf("%w: %d headers, more than %d", ErrBadResponse, n, MaxResponseHeaders)
 	}
 	headers = headers[:0]
 	for i := uint32(0); i < n; i++ {

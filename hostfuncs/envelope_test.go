@@ -29,3 +29,35 @@ func TestDecodeResponseStatus(t *testing.T) {
 		}
 	}
 }
+
+// A response may hold at most MaxResponseHeaders headers.
+func TestDecodeResponseHeaderCount(t *testing.T) {
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{0, true}, {MaxResponseHeaders, true}, {MaxResponseHeaders + 1, false}, {1_800_000, false}} {
+		hs := make([]string, 0, 2*tc.n)
+		for range tc.n {
+			hs = append(hs, "a", "")
+		}
+		_, err := DecodeResponse(appendResponse(nil, 200, nil, hs...), nil)
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrBadResponse) {
+			t.Errorf("%d headers: %v, want ok=%v", tc.n, err, tc.ok)
+		}
+	}
+}
+
+// A large response buffer does not stay with the instance after its call;
+// a small one is reused.
+func TestResetReleasesLargeResponse(t *testing.T) {
+	in := &Instance{Response: make([]byte, 10, maxKeptResult+1)}
+	in.Reset()
+	if cap(in.Response) != 0 {
+		t.Errorf("kept a %d-byte response buffer", cap(in.Response))
+	}
+	in.Response = make([]byte, 10, 4096)
+	in.Reset()
+	if len(in.Response) != 0 || cap(in.Response) != 4096 {
+		t.Errorf("small buffer: len %d cap %d, want 0 and 4096", len(in.Response), cap(in.Response))
+	}
+}

@@ -150,6 +150,9 @@ func (in *Instance) Reset() {
 	in.RequestID, in.Task = "", ""
 	in.Request = nil
 	in.Response = in.Response[:0]
+	if cap(in.Response) > maxKeptResult {
+		in.Response = nil // one large response does not stay with the instance
+	}
 	in.ResponseOverflow = false
 	if cap(in.result) > maxKeptResult {
 		in.result = nil
