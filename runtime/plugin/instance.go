@@ -71,7 +71,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(in.sleep).
-		WithRandSource(rand.Reader)
+		WithRandSource(randReader{in})
 	// Start functions are run below, under the same interruption as calls.
 	// (A module with a start section is never instrumented, so wazero's
 	// interruption bounds that section by the init timeout.)
@@ -170,6 +170,16 @@ func (in *instance) sleep(ns int64) {
 	if ctx.Err() != nil {
 		panic(errInterrupted)
 	}
+}
+
+// randReader is the guest's random source (WASI random_get): the
+// system's, read in pieces with the call's deadline checked between them,
+// as one call may ask for gigabytes.
+type randReader struct{ in *instance }
+
+func (r randReader) Read(p []byte) (int, error) {
+	r.in.interruptAtDeadline()
+	return rand.Read(p[:min(len(p), 1<<20)])
 }
 
 // interruptAtDeadline traps, like a cut-short sleep, when the call in

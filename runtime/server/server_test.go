@@ -513,6 +513,20 @@ func TestInitPanicReason(t *testing.T) {
 	}
 }
 
+// random_get is a host call too: one for 900 MiB (seconds of work) ends at
+// the call's timeout, and a small one works.
+func TestRandomGetInterrupted(t *testing.T) {
+	in := start(t, strings.Replace(hostileConfig("300ms", 1), `memory = "32MiB"`, `memory = "1GiB"`, 1))
+	if status, _, body := in.Get(t, "/api/hostile/random?mb=1"); status != 200 || body != `{"errno":0}` {
+		t.Fatalf("1 MiB: %d %s", status, body)
+	}
+	start := time.Now()
+	status, _, body := in.Get(t, "/api/hostile/random?mb=900")
+	if took := time.Since(start); status != 504 || took > 900*time.Millisecond {
+		t.Errorf("900 MiB: %d %s after %v, want 504 within 3x the 300ms timeout", status, body, took)
+	}
+}
+
 // A config_get key is bounded before the host copies or quotes it: a
 // 16 MiB key of zero bytes once made the host allocate ~30 times that
 // (the copy, then %q of it for the error message).

@@ -23,6 +23,9 @@ func configGet(ptr unsafe.Pointer, size uint32) int32
 //go:wasmimport greenroom public_route
 func publicRoute(ptr unsafe.Pointer, size uint32) int32
 
+//go:wasmimport wasi_snapshot_preview1 random_get
+func randomGet(ptr unsafe.Pointer, size uint32) uint32
+
 var sink [][]byte
 
 // kept and churnSink are /churn's working set and last piece of garbage.
@@ -135,6 +138,12 @@ func init() {
 		}
 		os.Stdout.Write(b)
 		w.Write([]byte("done"))
+	})
+	// One random_get of mb MiB: one host call.
+	mux.HandleFunc("GET /random", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		b := make([]byte, mb<<20)
+		fmt.Fprintf(w, `{"errno":%d}`, randomGet(unsafe.Pointer(&b[0]), uint32(len(b))))
 	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
 		_, err := os.ReadFile("/etc/passwd")
