@@ -230,7 +230,9 @@ func dbRollback(ctx context.Context, mod api.Module, stack []uint64) {
 // count). Accepted only while the guest initializes; the runtime applies
 // the new ones in the plugin's database before the plugin serves. Returns
 // 0, or ErrDenied, ErrInvalid (malformed, a duplicate name, called after
-// init). Traps if the buffer is outside guest memory.
+// init, past MaxMigrations, MaxMigrationSQL or MaxMigrationsSQL over the
+// init's calls; a refused call registers none of its files). Traps if the
+// buffer is outside guest memory.
 func dbMigrations(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "db_migrations"
 	in := instanceFrom(ctx, fn)

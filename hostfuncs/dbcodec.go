@@ -32,6 +32,17 @@ const (
 	MaxStatementArgs = 65535   // arguments (PostgreSQL's limit)
 )
 
+// Limits on the migrations a guest registers with db_migrations, over all
+// its calls in one init. The runtime reads every file's SQL through its
+// statement filter and applies it at load: without a bound, a guest could
+// register millions (or gigabytes) from its init.
+const (
+	MaxMigrations        = 10000    // files
+	MaxMigrationNameSize = 255      // bytes of a file's name
+	MaxMigrationSQL      = 4 << 20  // bytes of one file's SQL
+	MaxMigrationsSQL     = 64 << 20 // bytes of SQL of every file
+)
+
 // Statement is a decoded db_query or db_exec request.
 type Statement struct {
 	// Tx is the transaction the statement runs in, 0 for none.
@@ -112,11 +123,23 @@ func DecodeMigrations(b []byte) ([]MigrationFile, error) {
 	if uint64(n) > uint64(len(b)-d.off)/8 {
 		return nil, fmt.Errorf("%w: migration count %d exceeds the request", errMalformed, n)
 	}
+	if n > MaxMigrations {
+		return nil, fmt.Errorf("%d migrations, more than the %d a plugin may register", n, MaxMigrations)
+	}
 	files := make([]MigrationFile, 0, n)
+	total := 0
 	for i := uint32(0); i < n; i++ {
 		name, sql := d.bytes(), d.bytes()
 		if d.err != nil {
 			return nil, d.err
+		}
+		switch total += len(sql); {
+		case len(name) > MaxMigrationNameSize:
+			return nil, fmt.Errorf("migration %d: a name of %d bytes, more than the %d a migration's may have", i+1, len(name), MaxMigrationNameSize)
+		case len(sql) > MaxMigrationSQL:
+			return nil, fmt.Errorf("migration %d: %d bytes of SQL, more than the %d (4 MiB) a migration may have", i+1, len(sql), MaxMigrationSQL)
+		case total > MaxMigrationsSQL:
+			return nil, fmt.Errorf("migration %d: more than %d bytes of SQL in the plugin's migrations, the most they may total (64 MiB)", i+1, MaxMigrationsSQL)
 		}
 		if !utf8.Valid(name) || !utf8.Valid(sql) {
 			return nil, fmt.Errorf("%w: migration %d is not UTF-8", errMalformed, i+1)

@@ -82,8 +82,8 @@ type Runtime struct {
 	// counters hold each plugin id's figures across its slots.
 	countersMu sync.Mutex
 	counters   map[string]*idCounters
-	reader *urlreader.Reader
-	loaded atomic.Bool
+	reader     *urlreader.Reader
+	loaded     atomic.Bool
 }
 
 // slotTable is the set of plugins at one moment; a reload publishes a new
@@ -494,6 +494,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 			MaxConns:         lim.DBMaxConns,
 			StatementTimeout: lim.DBStatementTimeout.D(),
 			MaxResult:        int(lim.DBMaxResult),
+			MigrationTimeout: lim.MigrationTimeout.D(),
 		})
 		if err != nil {
 			return nil, err

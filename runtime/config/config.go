@@ -218,6 +218,9 @@ type Limits struct {
 	DBMaxConns         int      `toml:"db_max_conns" json:"db_max_conns"`
 	DBStatementTimeout Duration `toml:"db_statement_timeout" json:"db_statement_timeout"`
 	DBMaxResult        Size     `toml:"db_max_result" json:"db_max_result"`
+	// MigrationTimeout bounds applying the plugin's pending migrations
+	// when it loads.
+	MigrationTimeout Duration `toml:"migration_timeout" json:"migration_timeout"`
 
 	LogRate  float64 `toml:"log_rate" json:"log_rate"`
 	LogBurst int     `toml:"log_burst" json:"log_burst"`
@@ -271,6 +274,7 @@ func DefaultPlugin() *Plugin {
 			DBMaxConns:         4,
 			DBStatementTimeout: Duration(5 * time.Second),
 			DBMaxResult:        8 << 20,
+			MigrationTimeout:   Duration(5 * time.Minute),
 			LogRate:            100,
 			LogBurst:           200,
 		},

@@ -405,6 +405,9 @@ func (v *validator) plugin(id string, p *Plugin) {
 		// length crosses the ABI as an i32.
 		v.fail(lp+".db_max_result", "must be at most 1GiB, got %s", l.DBMaxResult)
 	}
+	if l.MigrationTimeout <= 0 {
+		v.fail(lp+".migration_timeout", "must be more than 0")
+	}
 	if l.LogRate <= 0 {
 		v.fail(lp+".log_rate", "must be more than 0")
 	}

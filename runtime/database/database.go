@@ -63,6 +63,10 @@ type Limits struct {
 	StatementTimeout time.Duration
 	// MaxResult bounds the encoded size of one query result.
 	MaxResult int
+	// MigrationTimeout bounds ApplyMigrations: the wait for another
+	// replica applying them and every pending migration, all together
+	// (0: no bound).
+	MigrationTimeout time.Duration
 }
 
 // Service is the database side of one runtime.

@@ -250,3 +250,21 @@ func TestPGStatementFilter(t *testing.T) {
 		t.Errorf("alpha's session after the refused statements (search_path, temporary schema, rule r, no view s, aggregate a): %s", got)
 	}
 }
+
+// A hostile 1 MiB statement reaches the server (which refuses it) in
+// well under a second of filtering: the filter took seconds of host CPU
+// on it, past the request's deadline, when it was quadratic.
+func TestPGStatementFilterLinear(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
+	n := 49000
+	for _, sql := range []string{
+		"select 1 " + strings.Repeat("as(", n) + strings.Repeat(")insert into temp ", n),
+		"select 1 " + strings.Repeat("as(", n) + strings.Repeat(")insert into temp ", n) + "-- standard_conforming_strings",
+	} {
+		begin := time.Now()
+		r := run(t, in, "alpha", exec(sql))[0]
+		if took := time.Since(begin); took > 2*time.Second || r.Kind != "failed" || !strings.Contains(r.Error, "syntax error") {
+			t.Errorf("%d bytes: %s, %+v; want a syntax error from the server in well under a second", len(sql), took, r)
+		}
+	}
+}

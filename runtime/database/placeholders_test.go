@@ -1,7 +1,9 @@
 package database
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"modernc.org/sqlite"
 )
@@ -236,5 +238,41 @@ func TestRoleAndSchemaNames(t *testing.T) {
 	}
 	if SchemaName("a-b") != "plugin_a_b" || SchemaName(long) == SchemaName(long[:len(long)-1]+"y") {
 		t.Error("schema names collide")
+	}
+}
+
+// adversarialStatements are statements of about 1 MiB (the largest a
+// plugin may send) that made the filter quadratic: every INSERT INTO TEMP
+// or PREPARE ... AS INSERT INTO TEMP after a closing parenthesis searched
+// back for its opening one.
+func adversarialStatements(n int) map[string]string {
+	return map[string]string{
+		"with":         "select 1 " + strings.Repeat("as(", n) + strings.Repeat(")insert into temp ", n),
+		"materialized": "select 1 " + strings.Repeat("as materialized(", n/4) + strings.Repeat(")insert into temp ", n/4),
+		"settings":     "select 1 " + strings.Repeat("as(", n) + strings.Repeat(")insert into temp ", n) + "-- standard_conforming_strings",
+	}
+}
+
+// The filter reads a statement in time linear in its length: a hostile 1
+// MiB statement is checked in a few milliseconds (it took seconds of host
+// CPU, past the call's deadline, when the filter was quadratic). The bound
+// is generous for a slow shared machine.
+func TestDeniedCommandLinear(t *testing.T) {
+	for name, q := range adversarialStatements(49000) {
+		for _, backslashes := range []bool{false, true} {
+			start := time.Now()
+			deniedCommand(q, backslashes)
+			if took := time.Since(start); took > 2*time.Second {
+				t.Errorf("%s (%d bytes, backslashes %v): checked in %s, want well under a second", name, len(q), backslashes, took)
+			}
+		}
+	}
+}
+
+func BenchmarkDeniedCommandAdversarial(b *testing.B) {
+	q := adversarialStatements(49000)["settings"]
+	b.SetBytes(int64(len(q)))
+	for b.Loop() {
+		deniedCommand(q, true)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -444,33 +445,56 @@ func (p *PluginDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint
 
 type migrationsKey struct{}
 
+// registered is what one instance's init registered so far.
+type registered struct {
+	files []hostfuncs.MigrationFile
+	names map[string]bool
+	sql   int // bytes of SQL in files
+}
+
 // RegisterMigrations implements hostfuncs.Database. Each instance registers
 // the same files in its init; the list of the most recent init to finish is
-// what ApplyMigrations applies.
+// what ApplyMigrations applies. A call registers all its files or, when
+// one is refused (a duplicate name, past the limits of hostfuncs: count and
+// bytes over all the init's calls), none.
 func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.MigrationFile) error {
-	list, _ := in.Value(migrationsKey{}).(*[]hostfuncs.MigrationFile)
-	if list == nil {
-		list = &[]hostfuncs.MigrationFile{}
-		in.SetValue(migrationsKey{}, list)
+	reg, _ := in.Value(migrationsKey{}).(*registered)
+	if reg == nil {
+		reg = &registered{names: map[string]bool{}}
+		in.SetValue(migrationsKey{}, reg)
 		in.OnCallEnd(func() {
 			p.mu.Lock()
-			p.migrations = slices.Clone(*list)
+			p.migrations = slices.Clone(reg.files)
 			p.registered = true
 			p.mu.Unlock()
 			in.SetValue(migrationsKey{}, nil)
 		})
 	}
+	if n := len(reg.files) + len(files); n > hostfuncs.MaxMigrations {
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "%d migrations, more than the %d a plugin may register", n, hostfuncs.MaxMigrations)
+	}
+	total := reg.sql
+	names := make(map[string]bool, len(files))
 	for _, f := range files {
 		if f.Name == "" || strings.TrimSpace(f.SQL) == "" {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q is empty or unnamed", f.Name)
 		}
-		for _, g := range *list {
-			if g.Name == f.Name {
-				return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q registered twice", f.Name)
-			}
+		if reg.names[f.Name] || names[f.Name] {
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q registered twice", f.Name)
 		}
-		*list = append(*list, f)
+		names[f.Name] = true
+		switch total += len(f.SQL); {
+		case len(f.SQL) > hostfuncs.MaxMigrationSQL:
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q: %d bytes of SQL, more than the %d (4 MiB) a migration may have", f.Name, len(f.SQL), hostfuncs.MaxMigrationSQL)
+		case total > hostfuncs.MaxMigrationsSQL:
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q: more than %d bytes of SQL in the plugin's migrations, the most they may total (64 MiB)", f.Name, hostfuncs.MaxMigrationsSQL)
+		}
 	}
+	for name := range names {
+		reg.names[name] = true
+	}
+	reg.files = append(reg.files, files...)
+	reg.sql = total
 	return nil
 }
 
@@ -479,18 +503,37 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 // connection (so with its privileges only), and records them in the
 // runtime's plugin_migrations table. Replicas starting together wait for
 // each other on the plugin's lock, so each migration is applied once.
+// Limits.MigrationTimeout bounds it all, the wait for the lock included: a
+// migration that runs past it is cancelled (on PostgreSQL by the server's
+// statement_timeout too) and fails, rather than hold the plugin's load,
+// and the runtime's readiness, forever.
 func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	p.mu.Lock()
 	files := slices.Clone(p.migrations)
+	timeout := p.lim.MigrationTimeout
 	p.mu.Unlock()
 	if len(files) == 0 {
 		return nil
 	}
 	slices.SortStableFunc(files, func(a, b hostfuncs.MigrationFile) int { return strings.Compare(a.Name, b.Name) })
+	parent := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	// timedOut turns an error that the timeout caused into one naming it.
+	timedOut := func(err error) error {
+		var t *timeoutError
+		if timeout > 0 && parent.Err() == nil && (ctx.Err() != nil || errors.As(err, &t)) {
+			return fmt.Errorf("the plugin's pending migrations ran past limits.migration_timeout of %s and were cancelled (raise it for long migrations): %w", timeout, err)
+		}
+		return err
+	}
 	db := p.svc.DB()
 	unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
 	if err != nil {
-		return err
+		return fmt.Errorf("waiting for the plugin's migration lock (another replica applying them?): %w", timedOut(err))
 	}
 	defer unlock()
 	var recs []pluginMigration
@@ -520,7 +563,7 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	}
 	for _, f := range pending {
 		if err := p.applyOne(ctx, f); err != nil {
-			return fmt.Errorf("migration %s failed: %w", f.Name, err)
+			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
 		}
 		p.log.WithField("migration", f.Name).Info("applied plugin migration")
 	}
@@ -555,8 +598,14 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	defer tx.Rollback()
 	if p.svc.cfg.Client == ClientPG {
-		// Migrations may take longer than a request's statement.
-		if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+		// Migrations may take longer than a request's statement, as long
+		// as ctx allows (limits.migration_timeout): the server stops the
+		// migration then too, whatever became of the client.
+		ms := int64(0)
+		if deadline, ok := ctx.Deadline(); ok {
+			ms = max(time.Until(deadline).Milliseconds()+1, 1)
+		}
+		if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(ms, 10)); err != nil {
 			return err
 		}
 	}

@@ -115,6 +115,7 @@ func deniedStatement(t []string) string {
 			return "CREATE TEMPORARY"
 		}
 	}
+	p := parens{t: t}
 	for k, tok := range t {
 		switch tok {
 		case "into":
@@ -122,7 +123,7 @@ func deniedStatement(t []string) string {
 			// EXPLAIN; not INSERT INTO temp or MERGE INTO temp (a table of
 			// that name), where INSERT or MERGE is the command, not a
 			// column label (SELECT 1 insert INTO TEMP t).
-			if k+1 < len(t) && tempWords[t[k+1]] && !(k > 0 && (t[k-1] == "insert" || t[k-1] == "merge") && commandAt(t, k-1)) {
+			if k+1 < len(t) && tempWords[t[k+1]] && !(k > 0 && (t[k-1] == "insert" || t[k-1] == "merge") && commandAt(&p, k-1)) {
 				return "SELECT INTO TEMPORARY"
 			}
 		case "notify":
@@ -205,8 +206,10 @@ var tempWords = map[string]bool{"temp": true, "temporary": true, "local": true, 
 // begins, rather than a column label or name: at the start of the
 // statement; after EXPLAIN and its options, or PREPARE name AS; as a
 // WITH query's body, or after the WITH queries; as a rule's action. What
-// comes before a label is an expression, which none of these can end.
-func commandAt(t []string, k int) bool {
+// comes before a label is an expression, which none of these can end. p
+// holds the statement's tokens.
+func commandAt(p *parens, k int) bool {
+	t := p.t
 	if k == 0 || ruleAction(t, k) {
 		return true
 	}
@@ -214,12 +217,12 @@ func commandAt(t []string, k int) bool {
 	case "(":
 		return withBody(t, k-1) // WITH x AS (INSERT ...)
 	case ")":
-		j := opening(t, k-1)
+		j := p.opening(k - 1)
 		// WITH x AS (...) INSERT, EXPLAIN (ANALYZE) INSERT
 		return j > 0 && (withBody(t, j) || j == 1 && t[0] == "explain")
 	case "as":
 		// PREPARE p [(types)] AS INSERT
-		return t[0] == "prepare" && (k == 3 || k > 3 && t[k-2] == ")" && opening(t, k-2) == 2)
+		return t[0] == "prepare" && (k == 3 || k > 3 && t[k-2] == ")" && p.opening(k-2) == 2)
 	}
 	if t[0] == "explain" {
 		// EXPLAIN [ANALYZE] [VERBOSE] INSERT
@@ -264,22 +267,34 @@ func ruleAction(t []string, k int) bool {
 	return false
 }
 
+// parens are a statement's tokens t and, once asked for, where each of
+// their parentheses opens: matched in one pass, so that a statement of many
+// INSERT INTO TEMP after a parenthesis is read in linear time (searching
+// back from each made it quadratic: seconds of host CPU for 1 MiB).
+type parens struct {
+	t    []string
+	open []int // the index of the parenthesis each ) closes, or -1
+}
+
 // opening returns the index of the parenthesis that the one at t[k]
 // closes, or -1.
-func opening(t []string, k int) int {
-	depth := 0
-	for j := k; j >= 0; j-- {
-		switch t[j] {
-		case ")":
-			depth++
-		case "(":
-			depth--
-			if depth == 0 {
-				return j
+func (p *parens) opening(k int) int {
+	if p.open == nil {
+		p.open = make([]int, len(p.t))
+		var stack []int
+		for j, tok := range p.t {
+			p.open[j] = -1
+			switch tok {
+			case "(":
+				stack = append(stack, j)
+			case ")":
+				if n := len(stack); n > 0 {
+					p.open[j], stack = stack[n-1], stack[:n-1]
+				}
 			}
 		}
 	}
-	return -1
+	return p.open[k]
 }
 
 // updateTarget returns the last part of the name of the relation that

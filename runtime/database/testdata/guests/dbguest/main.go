@@ -31,6 +31,11 @@ func init() {
 			initErr = err.Error()
 		}
 	}
+	// config raw_migrations = "count,size,calls" registers count files of
+	// size bytes of SQL in each of calls calls of db_migrations.
+	if spec, ok := greenroom.Config("raw_migrations"); ok {
+		initErr = rawRegister(spec)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /init", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"error": initErr})

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -60,4 +63,32 @@ func rawRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /badptr", func(w http.ResponseWriter, r *http.Request) {
 		rawQuery(unsafe.Pointer(uintptr(0xfffffff0)), 100)
 	})
+}
+
+// rawRegister registers migrations as raw_migrations = "count,size,calls"
+// says (see init) and returns the first refusal, as "call N: code C:
+// message", or "".
+func rawRegister(spec string) string {
+	var count, size, calls int
+	if _, err := fmt.Sscanf(spec, "%d,%d,%d", &count, &size, &calls); err != nil {
+		return err.Error()
+	}
+	sql := "SELECT 1;"
+	sql += strings.Repeat(" ", max(size-len(sql), 0))
+	for c := 0; c < calls; c++ {
+		buf := binary.LittleEndian.AppendUint32(nil, uint32(count))
+		for i := 0; i < count; i++ {
+			name := fmt.Sprintf("%03d_%06d.up.sql", c, i)
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(len(name)))
+			buf = append(buf, name...)
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sql)))
+			buf = append(buf, sql...)
+		}
+		if code := rawMigrations(unsafe.Pointer(&buf[0]), uint32(len(buf))); code < 0 {
+			msg := make([]byte, 4096)
+			n := rawResultRead(unsafe.Pointer(&msg[0]), uint32(len(msg)))
+			return fmt.Sprintf("call %d: code %d: %s", c+1, code, msg[:n])
+		}
+	}
+	return ""
 }

@@ -1,0 +1,100 @@
+package database_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawMigrations is a plugin running dbguest that registers migrations as
+// spec says ("count,size,calls", see dbguest's init).
+func rawMigrations(id, spec string) string {
+	return plugin(id, true, "", "") + fmt.Sprintf("[plugins.%s.config]\nraw_migrations = %q\n", id, spec)
+}
+
+// A plugin registering more migrations, or larger ones, than a plugin may
+// is refused at once with ErrInvalid naming the limit; the plugin loads
+// without them. 100000 files took the host tens of seconds, past the init
+// timeout (quadratic duplicate check); more kept a core busy for hours.
+func TestMigrationLimits(t *testing.T) {
+	for spec, want := range map[string]string{
+		"100000,8,1":  "100000 migrations, more than the 10000 a plugin may register",
+		"1,4194305,1": "4194305 bytes of SQL, more than the 4194304 (4 MiB) a migration may have",
+	} {
+		begin := time.Now()
+		in := start(t, backends[0].conf(t), rawMigrations("alpha", spec))
+		if took := time.Since(begin); took > 10*time.Second {
+			t.Errorf("%s: loading took %s", spec, took)
+		}
+		status, _, body := in.Get(t, "/api/alpha/init")
+		var out struct{ Error string }
+		json.Unmarshal([]byte(body), &out)
+		if status != 200 || !strings.Contains(out.Error, "call 1: code -") || !strings.Contains(out.Error, want) {
+			t.Errorf("%s: init reported %d %s, want a refusal containing %q", spec, status, body, want)
+		}
+	}
+}
+
+// A migration that never ends is cancelled at limits.migration_timeout:
+// its plugin fails to load with a reason naming the key, the runtime
+// finishes loading (readiness 200) and the other plugins serve. On
+// PostgreSQL the server stops it too, also when the migration turned the
+// statement timeout off. Without the limit, Load never returned.
+func TestMigrationTimeout(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		conf := []string{dbconf, plugin("hang", true, "hang", `migration_timeout = "2s"`), plugin("alpha", true, "good", "")}
+		hanging := []string{"hang"}
+		if b.name == "pg" {
+			conf = append(conf, plugin("pghang", true, "pghang", `migration_timeout = "2s"`), plugin("settings", true, "pgtimeout", `migration_timeout = "3m"`))
+			hanging = append(hanging, "pghang")
+		}
+		begin := time.Now()
+		in := start(t, conf...)
+		if took := time.Since(begin); took > 30*time.Second {
+			t.Errorf("loading took %s", took)
+		}
+		for _, id := range hanging {
+			st, reason := in.RT.Slot(id).Status()
+			if st != "failed" || !strings.Contains(reason, "migration 002_hang.up.sql failed") || !strings.Contains(reason, "limits.migration_timeout of 2s") {
+				t.Errorf("%s: %s: %s", id, st, reason)
+			}
+			var n int
+			in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = ?", id).Scan(&n)
+			if n != 1 {
+				t.Errorf("%s has %d migrations recorded, want 1 (the one before the hanging one)", id, n)
+			}
+		}
+		if status, _, body := in.Get(t, "/.greenroom/health/v1/readiness"); status != 200 {
+			t.Errorf("readiness: %d %s", status, body)
+		}
+		must(t, in, "alpha", query("SELECT count(*) FROM applied"))
+		if b.name != "pg" {
+			return
+		}
+		// The server's statement timeout is what is left of the
+		// migration timeout.
+		r := must(t, in, "settings", query("SELECT ms FROM settings"))[0]
+		if ms, _ := r.Rows[0][0].(float64); ms < 170000 || ms > 180000 {
+			t.Errorf("statement_timeout during a migration with migration_timeout 3m: %v ms", r.Rows)
+		}
+		// Nothing of the hanging migrations still runs on the server.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var n int
+			err := in.RT.Database().DB().QueryRow("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE '%RECURSIVE c(x)%' AND pid <> pg_backend_pid()").Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d hanging migrations still run on the server", n)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}

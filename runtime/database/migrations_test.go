@@ -1,0 +1,98 @@
+package database
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+)
+
+func migrationFiles(from, n, size int) []hostfuncs.MigrationFile {
+	files := make([]hostfuncs.MigrationFile, n)
+	for i := range files {
+		files[i] = hostfuncs.MigrationFile{Name: fmt.Sprintf("%06d.up.sql", from+i), SQL: "SELECT 1;" + strings.Repeat(" ", max(size-9, 0))}
+	}
+	return files
+}
+
+// refused checks that err is ErrInvalid with a message containing want.
+func refused(t *testing.T, what string, err error, want string) {
+	t.Helper()
+	var f *hostfuncs.Failure
+	if !errors.As(err, &f) || f.Code != hostfuncs.ErrInvalid || !strings.Contains(f.Msg, want) {
+		t.Errorf("%s: got %v, want ErrInvalid containing %q", what, err, want)
+	}
+}
+
+// Migrations registered over an init's calls of db_migrations are checked
+// for duplicates in linear time and bounded in number and bytes; a refused
+// call registers none of its files.
+func TestRegisterMigrationsLimits(t *testing.T) {
+	p := &PluginDB{}
+	in := &hostfuncs.Instance{Initializing: true}
+	refused(t, "a duplicate in one call", p.RegisterMigrations(in, append(migrationFiles(0, 3, 9), migrationFiles(1, 1, 9)...)), `"000001.up.sql" registered twice`)
+	start := time.Now()
+	if err := p.RegisterMigrations(in, migrationFiles(0, hostfuncs.MaxMigrations-1, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("registering %d migrations took %s", hostfuncs.MaxMigrations-1, took)
+	}
+	refused(t, "a duplicate of an earlier call's", p.RegisterMigrations(in, migrationFiles(5, 1, 9)), `"000005.up.sql" registered twice`)
+	refused(t, "past the count", p.RegisterMigrations(in, migrationFiles(20000, 2, 9)), "10001 migrations, more than the 10000 a plugin may register")
+	refused(t, "a file too large", p.RegisterMigrations(in, migrationFiles(20000, 1, hostfuncs.MaxMigrationSQL+1)), "4194305 bytes of SQL, more than the 4194304 (4 MiB) a migration may have")
+	// The refused calls registered nothing: the last file fits.
+	if err := p.RegisterMigrations(in, migrationFiles(20000, 1, 9)); err != nil {
+		t.Fatal(err)
+	}
+	in.EndCall()
+	if len(p.migrations) != hostfuncs.MaxMigrations {
+		t.Errorf("%d migrations registered, want %d", len(p.migrations), hostfuncs.MaxMigrations)
+	}
+
+	// Bytes over all the calls of one init.
+	in = &hostfuncs.Instance{Initializing: true}
+	for i := range hostfuncs.MaxMigrationsSQL / hostfuncs.MaxMigrationSQL {
+		if err := p.RegisterMigrations(in, migrationFiles(i, 1, hostfuncs.MaxMigrationSQL)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused(t, "past the bytes", p.RegisterMigrations(in, migrationFiles(100, 1, 9)), "more than 67108864 bytes of SQL in the plugin's migrations")
+	in.EndCall()
+	if len(p.migrations) != hostfuncs.MaxMigrationsSQL/hostfuncs.MaxMigrationSQL {
+		t.Errorf("%d migrations registered, want %d", len(p.migrations), hostfuncs.MaxMigrationsSQL/hostfuncs.MaxMigrationSQL)
+	}
+}
+
+// The decoder refuses a request past the limits before it copies it.
+func TestDecodeMigrationsLimits(t *testing.T) {
+	enc := func(files []hostfuncs.MigrationFile) []byte {
+		b := []byte{byte(len(files)), byte(len(files) >> 8), byte(len(files) >> 16), 0}
+		for _, f := range files {
+			for _, s := range []string{f.Name, f.SQL} {
+				b = append(b, byte(len(s)), byte(len(s)>>8), byte(len(s)>>16), byte(len(s)>>24))
+				b = append(b, s...)
+			}
+		}
+		return b
+	}
+	for name, c := range map[string]struct {
+		req  []byte
+		want string
+	}{
+		"count":     {enc(migrationFiles(0, hostfuncs.MaxMigrations+1, 0)), "10001 migrations, more than the 10000"},
+		"file size": {enc(migrationFiles(0, 1, hostfuncs.MaxMigrationSQL+1)), "4194305 bytes of SQL, more than the 4194304 (4 MiB)"},
+		"total":     {enc(migrationFiles(0, 17, hostfuncs.MaxMigrationSQL)), "migration 17: more than 67108864 bytes of SQL"},
+		"name":      {enc([]hostfuncs.MigrationFile{{Name: strings.Repeat("x", 256) + ".up.sql", SQL: "SELECT 1"}}), "a name of 263 bytes, more than the 255"},
+	} {
+		if _, err := hostfuncs.DecodeMigrations(c.req); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", name, err, c.want)
+		}
+	}
+	if files, err := hostfuncs.DecodeMigrations(enc(migrationFiles(0, 3, 9))); err != nil || len(files) != 3 {
+		t.Errorf("3 small migrations: %d, %v", len(files), err)
+	}
+}
