@@ -109,9 +109,10 @@ func (b *pgBackend) ensureRuntimeSchema(ctx context.Context, db *bun.DB) error {
 	} {
 		// Replicas starting together race here: IF NOT EXISTS still fails
 		// on a catalog's unique index when another session creates the
-		// same object at the same time, which then exists.
+		// same object at the same time, which then exists (the table's
+		// row type can be the one that collides: 42710).
 		var pe *pgconn.PgError
-		if _, err := db.DB.ExecContext(ctx, stmt); err != nil && !(errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P06" || pe.Code == "42P07")) {
+		if _, err := db.DB.ExecContext(ctx, stmt); err != nil && !(errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P06" || pe.Code == "42P07" || pe.Code == "42710")) {
 			return fmt.Errorf("create the runtime's schema: %s: %w", stmt, err)
 		}
 	}
