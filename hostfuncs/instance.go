@@ -43,6 +43,8 @@ type Host interface {
 	// plugin and the call's request id or task, unless the plugin's rate
 	// limit drops it. It returns LogWritten, LogFiltered or LogDropped.
 	// The record's strings are the host's own copies; Log may keep them.
+	// A Host with a rate limit implements LogLimiter too, so that
+	// log_write drops a record over the limit before decoding it.
 	Log(in *Instance, rec *LogRecord) int32
 
 	// ReadURL performs one URL reader operation for the call in progress
@@ -95,7 +97,7 @@ type Instance struct {
 	result []byte // the result slot, see result_read
 	values map[any]any
 	onEnd  []func()
-	logRec LogRecord // reused by log_write
+	logRec LogRecord // reused by log_write, emptied after each write
 }
 
 // Value returns what a provider stored on this instance under key.

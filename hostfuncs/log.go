@@ -29,7 +29,20 @@ const (
 	MaxLogAttrs = 256
 	// MaxLogDepth is the deepest nesting of groups.
 	MaxLogDepth = 16
+	// MaxLogKeys bounds the attribute keys of a record once their groups'
+	// names are prefixed to them: all of them together take at most this
+	// many bytes. Without it a record could name a group of nearly
+	// MaxLogRecord bytes and put MaxLogAttrs attributes in it, and one
+	// 64 KiB record would become a 16 MiB log line. An attribute whose
+	// key would pass the limit is dropped, and the record says so in
+	// LogTruncatedKey.
+	MaxLogKeys = 64 << 10
 )
+
+// LogTruncatedKey is the attribute that marks a record whose attributes
+// were dropped (by the host past MaxLogKeys, or by the guest SDK when the
+// record was over MaxLogRecord).
+const LogTruncatedKey = "greenroom.truncated"
 
 // Attribute kinds in a log record.
 const (
@@ -61,7 +74,8 @@ type LogRecord struct {
 	Stream string
 	// Attrs are the record's attributes, groups flattened: an attribute k
 	// inside group g inside group f has the key "f.g.k". Values are
-	// string, int64, uint64, float64, bool or time.Duration.
+	// string, int64, uint64, float64, bool or time.Duration. The keys
+	// take at most MaxLogKeys bytes together (plus LogTruncatedKey's).
 	Attrs []LogAttr
 }
 
@@ -77,7 +91,10 @@ var ErrBadLogRecord = errors.New("malformed log record")
 // DecodeLogRecord parses a log record written by a guest into rec, reusing
 // rec.Attrs. The guest is not trusted: every length is checked against
 // what is left, kinds must be known, groups must balance, and the counts
-// and nesting are bounded.
+// and nesting are bounded. So is what the record becomes: the keys of its
+// attributes, each with its groups' names, take at most MaxLogKeys bytes
+// together; an attribute that would pass that is dropped (its value is not
+// even copied), and a last attribute, LogTruncatedKey, says how many were.
 func DecodeLogRecord(b []byte, rec *LogRecord) error {
 	if len(b) > MaxLogRecord {
 		return fmt.Errorf("%w: %d bytes, over the limit of %d", ErrBadLogRecord, len(b), MaxLogRecord)
@@ -94,6 +111,7 @@ func DecodeLogRecord(b []byte, rec *LogRecord) error {
 	var prefix []byte // the open groups' names, each followed by '.'
 	var marks [MaxLogDepth]int
 	depth := 0
+	attrs, dropped, keyBytes := 0, 0, 0
 	for d.off < len(b) {
 		at := d.off
 		kind := d.u8()
@@ -121,10 +139,17 @@ func DecodeLogRecord(b []byte, rec *LogRecord) error {
 			prefix = append(append(prefix, key...), '.')
 			continue
 		}
+		if attrs == MaxLogAttrs {
+			return fmt.Errorf("%w: more than %d attributes", ErrBadLogRecord, MaxLogAttrs)
+		}
+		attrs++
+		keep := keyBytes+len(prefix)+len(key) <= MaxLogKeys
 		var v any
 		switch kind {
 		case LogKindString:
-			v = string(d.bytes())
+			if s := d.bytes(); keep {
+				v = string(s)
+			}
 		case LogKindInt64:
 			v = int64(d.u64())
 		case LogKindUint64:
@@ -141,15 +166,30 @@ func DecodeLogRecord(b []byte, rec *LogRecord) error {
 		if d.err != nil {
 			return d.err
 		}
-		if len(rec.Attrs) == MaxLogAttrs {
-			return fmt.Errorf("%w: more than %d attributes", ErrBadLogRecord, MaxLogAttrs)
+		if !keep {
+			dropped++
+			continue
 		}
+		keyBytes += len(prefix) + len(key)
 		rec.Attrs = append(rec.Attrs, LogAttr{Key: string(prefix) + string(key), Value: v})
 	}
 	if depth > 0 {
 		return fmt.Errorf("%w: %d groups left open", ErrBadLogRecord, depth)
 	}
+	if dropped > 0 {
+		rec.Attrs = append(rec.Attrs, LogAttr{Key: LogTruncatedKey, Value: fmt.Sprintf(
+			"%d of %d attributes dropped: their keys with their groups' names came to over %d bytes", dropped, attrs, MaxLogKeys)})
+	}
 	return nil
+}
+
+// release drops what rec holds (its message and attribute values, up to a
+// record's worth), keeping only the attribute slice, so that an idle
+// instance keeps no log record alive.
+func (rec *LogRecord) release() {
+	rec.Message = ""
+	clear(rec.Attrs)
+	rec.Attrs = rec.Attrs[:0]
 }
 
 type logDecoder struct {
@@ -225,6 +265,19 @@ func logEnabled(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 }
 
+// LogLimiter is implemented by a Host whose Log applies a rate limit.
+// log_write then takes the record's place in the limit before it decodes
+// the record, so that a record over the limit is dropped unread and costs
+// almost nothing.
+type LogLimiter interface {
+	// LogAllow takes one line from the plugin's rate limit. False means
+	// the record is dropped, and LogAllow has counted it as dropped.
+	LogAllow() bool
+	// LogAllowed writes rec like Log, for a record that passed LogEnabled
+	// and LogAllow: it does not take from the rate limit again.
+	LogAllowed(in *Instance, rec *LogRecord) int32
+}
+
 // log_write(rec_ptr, rec_len i32) -> i32
 //
 // Writes the log record of rec_len bytes at rec_ptr (docs/abi.md, "Log
@@ -233,6 +286,11 @@ func logEnabled(ctx context.Context, mod api.Module, stack []uint64) {
 // or LogDropped (2, over the rate limit); ErrTooLarge when the record is
 // over MaxLogRecord bytes, ErrInvalid when it is malformed (the message
 // says where). Traps if the record is outside guest memory.
+//
+// Only the level is read before the level floor and the rate limit are
+// applied: a filtered or dropped record is not decoded (nor checked), and
+// a malformed record the limit lets through has spent its line. What the
+// decoded record holds is released when the call returns.
 func logWrite(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "log_write"
 	in := instanceFrom(ctx, fn)
@@ -249,10 +307,20 @@ func logWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = LogFiltered
 		return
 	}
-	rec := &in.logRec
-	if err := DecodeLogRecord(b, rec); err != nil {
-		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%v", err))
+	limiter, limited := in.Host.(LogLimiter)
+	if limited && !limiter.LogAllow() {
+		stack[0] = LogDropped
 		return
 	}
-	stack[0] = api.EncodeI32(in.Host.Log(in, rec))
+	rec := &in.logRec
+	err := DecodeLogRecord(b, rec)
+	switch {
+	case err != nil:
+		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%v", err))
+	case limited:
+		stack[0] = api.EncodeI32(limiter.LogAllowed(in, rec))
+	default:
+		stack[0] = api.EncodeI32(in.Host.Log(in, rec))
+	}
+	rec.release()
 }

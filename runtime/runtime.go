@@ -211,7 +211,8 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 			}
 			return nil, errors.New("the runtime's database is not open")
 		},
-		Run: r.runTask,
+		Run:       r.runTask,
+		PluginLog: r.existingPluginLogger,
 	})
 	t := &slotTable{slots: map[string]*Slot{}}
 	for id := range cfg.Plugins {
@@ -414,6 +415,13 @@ func (r *Runtime) pluginLogger(id string, pc *config.Plugin) (*logging.PluginLog
 	}
 	r.plogs[id] = pl
 	return pl, nil
+}
+
+// existingPluginLogger returns plugin id's logger if it has one.
+func (r *Runtime) existingPluginLogger(id string) *logging.PluginLogger {
+	r.plogMu.Lock()
+	defer r.plogMu.Unlock()
+	return r.plogs[id]
 }
 
 // DroppedLogLines returns how many log lines plugin id ever had dropped by

@@ -174,10 +174,28 @@ func (l *PluginLogger) Write(call Call, rec *hostfuncs.LogRecord) int32 {
 	if !l.Enabled(rec.Level) {
 		return hostfuncs.LogFiltered
 	}
-	if !l.limiter.Allow() {
-		l.drop()
+	if !l.Allow() {
 		return hostfuncs.LogDropped
 	}
+	return l.WriteAllowed(call, rec)
+}
+
+// Allow takes one line from the plugin's rate limit. Over the limit it
+// counts a dropped line (reported in the next summary, and in
+// DroppedTotal) and returns false. log_write asks before it decodes a
+// record, and the runtime before it writes a line of its own about the
+// plugin that counts against the plugin's limit.
+func (l *PluginLogger) Allow() bool {
+	if l.limiter.Allow() {
+		return true
+	}
+	l.drop()
+	return false
+}
+
+// WriteAllowed writes rec for call, a line that passed Enabled and Allow
+// already. It returns hostfuncs.LogWritten.
+func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord) int32 {
 	fields := make(logrus.Fields, len(rec.Attrs)+3)
 	for _, a := range rec.Attrs {
 		fields[l.key(a.Key)] = value(a.Value)

@@ -286,3 +286,32 @@ func waitFor(t *testing.T, buf *syncBuffer, text string) map[string]any {
 	t.Fatalf("no line with %q in:\n%s", text, buf)
 	return nil
 }
+
+// Allow shares the bucket with Write and counts what it refuses like a
+// dropped line (log_write asks before it decodes a record; the scheduler
+// before it writes the line of a failed run); WriteAllowed writes without
+// taking from the bucket again.
+func TestPluginAllow(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 3, ReportEvery: time.Hour})
+	allowed := 0
+	for i := 0; i < 2; i++ {
+		if pl.Allow() {
+			allowed++
+			pl.WriteAllowed(Call{Task: "t"}, &hostfuncs.LogRecord{Message: "allowed"})
+		}
+	}
+	if pl.Write(Call{}, &hostfuncs.LogRecord{Message: "written"}) != hostfuncs.LogWritten || allowed != 2 {
+		t.Fatalf("%d of 2 allowed, then the burst's last line not written", allowed)
+	}
+	if pl.Allow() || pl.Write(Call{}, &hostfuncs.LogRecord{Message: "written"}) != hostfuncs.LogDropped {
+		t.Fatal("over the burst, a line was let through")
+	}
+	if pl.Dropped() != 2 || pl.DroppedTotal() != 2 {
+		t.Errorf("dropped %d (total %d), want 2", pl.Dropped(), pl.DroppedTotal())
+	}
+	if n := strings.Count(buf.String(), `"msg":"allowed"`); n != 2 {
+		t.Errorf("%d lines written by WriteAllowed, want 2", n)
+	}
+	pl.Close()
+	waitFor(t, buf, "dropped 2 log lines")
+}

@@ -59,7 +59,8 @@ func benchHandle(b *testing.B, wasm []byte, path string) {
 	}
 }
 
-// logHost is a Host whose Log is the runtime's PluginLogger.
+// logHost is a Host whose Log is the runtime's PluginLogger, a
+// LogLimiter like the runtime's host.
 type logHost struct {
 	testHost
 	pl *logging.PluginLogger
@@ -68,6 +69,10 @@ type logHost struct {
 func (h logHost) LogEnabled(level int32) bool { return h.pl.Enabled(level) }
 func (h logHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
 	return h.pl.Write(logging.CallOf(in), rec)
+}
+func (h logHost) LogAllow() bool { return h.pl.Allow() }
+func (h logHost) LogAllowed(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
+	return h.pl.WriteAllowed(logging.CallOf(in), rec)
 }
 
 // BenchmarkLogWrite measures one Logger().Info("bench", "i", i, "user",

@@ -54,6 +54,9 @@ type Config struct {
 	DB func(ctx context.Context) (*bun.DB, error)
 	// Run calls a plugin's task export.
 	Run Runner
+	// PluginLog returns plugin id's logger, or nil: the lines about its
+	// task runs take from its log rate limit like its own lines.
+	PluginLog func(id string) *logging.PluginLogger
 }
 
 // Tuning.
@@ -80,8 +83,11 @@ const (
 	retryLocked = 50 * time.Millisecond
 	// retryError is how soon a failed database step is retried.
 	retryError = 2 * time.Second
-	// maxErrorText bounds the error text kept for a run.
-	maxErrorText = 4096
+	// maxErrorText bounds the error text kept for a run, and
+	// maxLogErrorText the part of it written in the log line of a failed
+	// run.
+	maxErrorText    = 4096
+	maxLogErrorText = 512
 )
 
 // Errors of Trigger.
@@ -674,12 +680,7 @@ func (s *Scheduler) execute(r *run) {
 	}
 	outcome, failure, msg := s.outcome(r, code, out, err)
 	s.stats.ran(outcome, failure)
-	f := log.WithFields(logrus.Fields{"outcome": outcome, "duration": end.Sub(began).Round(time.Microsecond).String()})
-	if outcome == "succeeded" {
-		f.Debug("task run ended")
-	} else {
-		f.WithFields(logrus.Fields{"failure": failure, "error": msg}).Warn("task run failed")
-	}
+	s.logRun(log, t.Plugin, outcome, failure, msg, end.Sub(began))
 	if !s.dead.Load() {
 		s.complete(finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began)})
 	}
@@ -694,6 +695,36 @@ func (s *Scheduler) execute(r *run) {
 	}
 	s.mu.Unlock()
 	s.wakeUp()
+}
+
+// logRun writes the line of a run that ended: debug when it succeeded,
+// warn when it failed. The line is the runtime's, but the plugin decides
+// how many there are (its tasks and their schedules) and what their errors
+// say, so it takes from the plugin's log rate limit like the plugin's own
+// lines: one over the limit is dropped and counted with them (in the
+// plugin's summary line and greenroom_log_lines_dropped_total). The error
+// is cut to maxLogErrorText bytes; the history keeps up to maxErrorText.
+func (s *Scheduler) logRun(log *logrus.Entry, plugin, outcome, failure, msg string, d time.Duration) {
+	level := logrus.WarnLevel
+	if outcome == "succeeded" {
+		level = logrus.DebugLevel
+	}
+	if !log.Logger.IsLevelEnabled(level) {
+		return
+	}
+	if s.cfg.PluginLog != nil {
+		if pl := s.cfg.PluginLog(plugin); pl != nil && !pl.Allow() {
+			return
+		}
+	}
+	f := log.WithFields(logrus.Fields{"outcome": outcome, "duration": d.Round(time.Microsecond).String()})
+	if outcome == "succeeded" {
+		f.Debug("task run ended")
+		return
+	}
+	// msg was redacted before it was cut to maxErrorText, so this cut
+	// cannot leave part of a secret either.
+	f.WithFields(logrus.Fields{"failure": failure, "error": cutText(msg, maxLogErrorText)}).Warn("task run failed")
 }
 
 // outcome classifies how a run ended: "succeeded", or "failed" with the
@@ -738,14 +769,20 @@ func (s *Scheduler) redact(b []byte) []byte {
 func errorText(b []byte) string {
 	s := strings.ToValidUTF8(string(b), "\uFFFD")
 	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	if len(s) > maxErrorText {
-		s = s[:maxErrorText]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		s += "..."
+	return cutText(s, maxErrorText)
+}
+
+// cutText cuts the valid UTF-8 text s to at most n bytes, at a rune
+// boundary, marking a cut with "...".
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
 }
 
 // complete hands a finished run to the writer and waits until it is

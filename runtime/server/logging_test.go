@@ -3,10 +3,12 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
@@ -259,5 +261,59 @@ func TestPluginLoggingAcrossReload(t *testing.T) {
 	}
 	if strings.Join(got["before"], ",") != "level error" || strings.Join(got["after"], ",") != "level warn,level error" {
 		t.Errorf("lines by request: %v", got)
+	}
+}
+
+// The audit's group bomb — a 64 KiB record of one group named with 63 000
+// bytes holding 256 attributes — through the runtime: a record within the
+// rate limit becomes one line of about its own size, its keys cut short
+// with a marker (it was a 15.4 MiB line), and records over the limit are
+// dropped before they are decoded (each cost 32 MiB and 8 ms), counted
+// like any dropped line.
+func TestPluginLogGroupBomb(t *testing.T) {
+	const burst, n = 5, 100
+	in := servertest.Start(t, logurlConfig(fmt.Sprintf("limits = { log_rate = 0.001, log_burst = %d }\n", burst)), servertest.Options{
+		CacheDir: cacheDir,
+		Runtime:  runtime.Options{LogDropReport: 50 * time.Millisecond},
+	})
+	in.Get(t, "/api/logurl/nolog") // an instance is up
+	var before, after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	status, _, body := in.Get(t, fmt.Sprintf("/api/logurl/raw/log?case=groupbomb&n=%d", n))
+	goruntime.ReadMemStats(&after)
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var results map[string]int
+	if err := json.Unmarshal([]byte(body), &results); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	written, dropped := results["0"], results["2"]
+	initLines := len(linesWith(t, in, "logurl starting"))
+	if written < 1 || written+dropped != n || written+initLines > burst {
+		t.Fatalf("results %v (and %d lines at init), want %d written or dropped with log_burst %d", results, initLines, n, burst)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
+		t.Errorf("%d records (%d dropped) made the host allocate %d MiB", n, dropped, grew>>20)
+	}
+	lines := 0
+	for _, l := range strings.Split(in.Log.String(), "\n") {
+		if !strings.Contains(l, `"msg":"groupbomb"`) {
+			continue
+		}
+		lines++
+		if len(l) > 2*hostfuncs.MaxLogRecord {
+			t.Errorf("a line of %d KiB from a record of 64 KiB", len(l)>>10)
+		}
+		if !strings.Contains(l, `"greenroom.truncated":"255 of 256 attributes dropped`) {
+			t.Errorf("the line does not say what was dropped: %.300s", l)
+		}
+	}
+	if lines != written {
+		t.Errorf("%d lines for %d records written", lines, written)
+	}
+	if got := in.RT.DroppedLogLines("logurl"); got != int64(dropped) {
+		t.Errorf("DroppedLogLines = %d, want %d", got, dropped)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -169,6 +170,26 @@ func init() {
 			rec = []byte{1, 2}
 		case "badptr":
 			fmt.Fprint(w, logWrite(unsafe.Pointer(uintptr(0xfffffff0)), 4096))
+			return
+		case "groupbomb":
+			// One group named with 63 000 bytes holding 256 bool
+			// attributes with 2-byte keys, written n times; the
+			// results are counted by value.
+			rec = appendStr(binary.LittleEndian.AppendUint32(nil, 0), "groupbomb")
+			rec = append(rec, 7)
+			rec = appendStr(rec, strings.Repeat("g", 63000))
+			for i := 0; i < 256; i++ {
+				rec = append(rec, 5)
+				rec = appendStr(rec, fmt.Sprintf("%02d", i%100))
+				rec = append(rec, 1)
+			}
+			rec = append(rec, 8)
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			results := map[int32]int{}
+			for i := 0; i < n; i++ {
+				results[logWrite(unsafe.Pointer(&rec[0]), uint32(len(rec)))]++
+			}
+			json.NewEncoder(w).Encode(results)
 			return
 		}
 		fmt.Fprint(w, logWrite(unsafe.Pointer(&rec[0]), uint32(len(rec))))

@@ -35,7 +35,8 @@ type taskDef struct {
 	// Action: ok (default), sleep (ms), loop, panic, trap, error, info,
 	// log, db (insert a row into the plugin's database), opentx (insert a
 	// row in a transaction and return without ending it), nul (an error
-	// whose text holds a NUL byte and invalid UTF-8).
+	// whose text holds a NUL byte and invalid UTF-8), long (an error of ms
+	// bytes, with the config's secret.value at byte 500).
 	Action string `json:"action"`
 	MS     int    `json:"ms"`
 }
@@ -68,8 +69,12 @@ func init() {
 	if v, ok := greenroom.Config("generate"); ok {
 		n, _ := strconv.Atoi(v)
 		every, _ := greenroom.Config("generate_every")
+		act, _ := greenroom.Config("generate_action")
+		scope, _ := greenroom.Config("generate_scope")
+		ms, _ := greenroom.Config("generate_ms")
+		msn, _ := strconv.Atoi(ms)
 		for i := 0; i < n; i++ {
-			defs = append(defs, taskDef{ID: fmt.Sprintf("g%04d", i), Every: every})
+			defs = append(defs, taskDef{ID: fmt.Sprintf("g%04d", i), Every: every, Action: act, Scope: scope, MS: msn})
 		}
 	}
 	for _, d := range defs {
@@ -167,6 +172,9 @@ func action(d taskDef) func(context.Context) error {
 			// history keeps of an error.
 			v, _ := greenroom.Config("secret.value")
 			return errors.New(strings.Repeat("x", 4090) + v)
+		case "long":
+			v, _ := greenroom.Config("secret.value")
+			return errors.New(strings.Repeat("y", 500) + v + strings.Repeat("y", max(d.MS-500-len(v), 0)))
 		case "nul":
 			return errors.New("nul \x00 byte, bad \xff utf-8")
 		case "info":
