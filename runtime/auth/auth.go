@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -134,6 +136,10 @@ type Authenticator struct {
 	// The candidate's digest is then compared in constant time.
 	tokens map[[sha256.Size]byte]*staticToken
 	jwt    *jwtVerifier
+	// jwtCfg is the [auth.jwt] jwt was built from; handedOver is set when
+	// Renew gave jwt to a successor, which closes it instead.
+	jwtCfg     config.JWT
+	handedOver atomic.Bool
 }
 
 type staticToken struct {
@@ -172,9 +178,31 @@ func New(cfg *config.Auth, opts Options) (*Authenticator, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.jwt = v
+		a.jwt, a.jwtCfg = v, *cfg.JWT
 	}
 	return a, nil
+}
+
+// Renew returns the Authenticator for cfg that replaces a (a config
+// reload). When cfg's [auth.jwt] is the one a was built from, the new one
+// keeps a's JWT verifier — its keys and its cache of verified tokens —
+// instead of fetching the JWKS again: a reload while the identity
+// provider is down or slow must not refuse every JWT until its next
+// refresh. a stays usable until it is closed, which then leaves the
+// verifier to its successor.
+func (a *Authenticator) Renew(cfg *config.Auth, opts Options) (*Authenticator, error) {
+	if a == nil || a.jwt == nil || cfg.JWT == nil || !reflect.DeepEqual(*cfg.JWT, a.jwtCfg) || a.handedOver.Load() {
+		return New(cfg, opts)
+	}
+	tokensOnly := *cfg
+	tokensOnly.JWT = nil
+	n, err := New(&tokensOnly, opts)
+	if err != nil {
+		return nil, err
+	}
+	n.jwt, n.jwtCfg = a.jwt, a.jwtCfg
+	a.handedOver.Store(true)
+	return n, nil
 }
 
 // Configured reports whether any credential can succeed: a static token
@@ -183,7 +211,7 @@ func (a *Authenticator) Configured() bool { return len(a.tokens) > 0 || a.jwt !=
 
 // Close stops the background JWKS refresh.
 func (a *Authenticator) Close() {
-	if a.jwt != nil {
+	if a.jwt != nil && !a.handedOver.Load() {
 		a.jwt.close()
 	}
 }

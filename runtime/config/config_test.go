@@ -109,6 +109,9 @@ func TestErrors(t *testing.T) {
 		{"syntax", "[server\n", []string{"config.toml:1: TOML syntax error at column"}},
 		{"syntax on a later line", "[server]\nlisten = \"x\"\nbody_limit = = 3\n", []string{"config.toml:3: TOML syntax error at column 14"}},
 		{"short token", "[auth.tokens.ci]\ntoken = \"short\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters"}},
+		{"short token in bytes only", "[auth.tokens.ci]\ntoken = \"€€€€€€€€€€€\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters, got 11"}},
+		{"token with a newline", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\\n\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must not begin or end with whitespace"}},
+		{"token for no plugin", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\nplugins = []\n", []string{"config.toml:4: auth.tokens.ci.plugins: is empty: list the plugins the token may call"}},
 		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
 		{"token type", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\ntype = \"robot\"\n", []string{"auth.tokens.ci.type: must be service or user, got \"robot\""}},
 		{"public routes", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"ping\", \"/x?y=1\", \"/static/*\", \"/a b\"]\n", []string{

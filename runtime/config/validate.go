@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MinTokenLength is the shortest static token accepted.
@@ -295,8 +296,13 @@ func (v *validator) auth() {
 	for _, n := range names {
 		t := a.Tokens[n]
 		p := "auth.tokens." + n
-		if len(t.Token) < MinTokenLength {
-			v.fail(p+".token", "must be at least %d characters, got %d", MinTokenLength, len(t.Token))
+		if n := utf8.RuneCountInString(t.Token); n < MinTokenLength {
+			v.fail(p+".token", "must be at least %d characters, got %d", MinTokenLength, n)
+		}
+		// A bearer token is presented trimmed: one with spaces around it
+		// (a newline from an env file) could never match.
+		if strings.TrimSpace(t.Token) != t.Token {
+			v.fail(p+".token", "must not begin or end with whitespace (a newline from an environment file?)")
 		}
 		if other, ok := seen[t.Token]; ok && t.Token != "" {
 			v.fail(p+".token", "is the same as auth.tokens.%s.token", other)
@@ -307,6 +313,11 @@ func (v *validator) auth() {
 		}
 		if t.Type != "service" && t.Type != "user" {
 			v.fail(p+".type", "must be service or user, got %q", t.Type)
+		}
+		// Left out, the token may call every plugin; an empty list reads
+		// like "none" and would mean all: refused as ambiguous.
+		if t.Plugins != nil && len(t.Plugins) == 0 {
+			v.fail(p+".plugins", "is empty: list the plugins the token may call, or leave the key out for all of them")
 		}
 		for i, id := range t.Plugins {
 			if !PluginIDPattern.MatchString(id) {

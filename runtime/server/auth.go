@@ -29,7 +29,13 @@ const realm = `Bearer realm="greenroom"`
 // newAuthenticator builds the authenticator and says loudly at every start
 // when the server is open or closed to everybody.
 func newAuthenticator(cfg *config.Config, log *logrus.Logger) *auth.Authenticator {
-	a, err := auth.New(&cfg.Auth, auth.Options{Log: log})
+	return renewAuthenticator(nil, cfg, log)
+}
+
+// renewAuthenticator builds the authenticator that replaces old (nil at
+// start), keeping old's JWT keys when [auth.jwt] did not change.
+func renewAuthenticator(old *auth.Authenticator, cfg *config.Config, log *logrus.Logger) *auth.Authenticator {
+	a, err := old.Renew(&cfg.Auth, auth.Options{Log: log})
 	if err != nil {
 		// Only a JWKS URL the fetcher cannot use gets here; fail closed
 		// for JWTs and keep the static tokens.
@@ -45,8 +51,13 @@ func newAuthenticator(cfg *config.Config, log *logrus.Logger) *auth.Authenticato
 	return a
 }
 
+// healthPrefix is where the health endpoints live; routing ignores case,
+// and so does this check.
+const healthPrefix = "/.greenroom/health/"
+
 func isHealth(c *fiber.Ctx) bool {
-	return strings.HasPrefix(c.Path(), "/.greenroom/health/")
+	p := c.Path()
+	return len(p) >= len(healthPrefix) && strings.EqualFold(p[:len(healthPrefix)], healthPrefix)
 }
 
 // identify verifies the request's credential, if it carries one, and
@@ -210,7 +221,11 @@ func (s *Server) rateLimiter() fiber.Handler {
 		LimitReached: func(c *fiber.Ctx) error {
 			rs := stateOf(c)
 			retry, _ := strconv.Atoi(string(c.Response().Header.Peek(fiber.HeaderRetryAfter)))
-			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, "", fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
+			plugin := ""
+			if id, _ := splitPluginPath(c.Request().URI().PathOriginal()); s.rt.Slot(id) != nil {
+				plugin = id
+			}
+			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, plugin, fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
 			return &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, 1),
 				Message: "too many requests: rate limit exceeded, retry later"}
 		},

@@ -405,14 +405,47 @@ func TestRateLimit(t *testing.T) {
 			t.Errorf("anonymous request %d: %d, want %d", i, status, want)
 		}
 	}
-	// Health checks are never limited.
+	// Health checks are never limited, however the path is cased.
 	for i := 0; i < 10; i++ {
-		if status, _, _ := in.DoAnon(t, "GET", "/.greenroom/health/v1/liveness", nil); status != 200 {
-			t.Fatalf("liveness %d: %d", i, status)
+		for _, path := range []string{"/.greenroom/health/v1/liveness", "/.GREENROOM/Health/v1/readiness"} {
+			if status, _, _ := in.DoAnon(t, "GET", path, nil); status != 200 {
+				t.Fatalf("%s %d: %d", path, i, status)
+			}
 		}
 	}
 	if !strings.Contains(in.Log.String(), `"reason":"rate limit of 3 requests per 3m0s exceeded"`) {
 		t.Error("rate limiting not audited")
+	}
+	// The audit line of a limited plugin request names the plugin.
+	if !strings.Contains(in.Log.String(), `"plugin":"hello","principal":"anonymous","reason":"rate limit`) {
+		t.Errorf("the audit line of a rate-limited plugin request lacks the plugin:\n%s", in.Log.String())
+	}
+}
+
+// Under the health prefix, other methods and paths get 405 and 404 without
+// a credential, as the endpoints themselves: not the admin API's 401.
+func TestHealthOtherRequests(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/.greenroom/health/v1/liveness", 405},
+		{"DELETE", "/.greenroom/health/v1/readiness", 405},
+		{"GET", "/.greenroom/health/v1/", 404},
+		{"GET", "/.greenroom/health/v2/liveness", 404},
+		{"HEAD", "/.greenroom/health/v1/liveness", 200},
+	} {
+		for _, token := range []string{"", opsToken} {
+			status, h, body := in.DoAnon(t, tc.method, tc.path, nil, bearer(token)...)
+			if status != tc.want {
+				t.Errorf("%s %s (token %v): %d %s, want %d", tc.method, tc.path, token != "", status, body, tc.want)
+			}
+			if tc.want == 405 && h.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: Allow %q", tc.method, tc.path, h.Get("Allow"))
+			}
+		}
 	}
 }
 
@@ -471,5 +504,31 @@ func TestDangerouslyDisable(t *testing.T) {
 	}
 	if !strings.Contains(in.Log.String(), "AUTHENTICATION IS OFF") {
 		t.Error("no warning at start")
+	}
+}
+
+// A reload that leaves [auth.jwt] as it is keeps the JWKS keys it has: an
+// identity provider that is down at that moment does not log every JWT
+// user out until its next refresh (changed static tokens apply at once).
+func TestReloadKeepsJWKSWhileIdPIsDown(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	seen := idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))
+	if status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(seen)...); status != 200 {
+		t.Fatalf("before: %d %s", status, body)
+	}
+	idp.Status.Store(503)
+	fetches := idp.Fetches.Load()
+	const newToken = "new-token-0123456789abcdef0123456789"
+	in.SetConfig(authConfig(idp, "") + fmt.Sprintf("[auth.tokens.new]\ntoken = %q\nsubject = \"service:new\"\n", newToken))
+	in.Reload(t)
+	fresh := idp.Sign(t, "ES256", authtest.Claims("user:default/joe"))
+	for name, token := range map[string]string{"a JWT seen before": seen, "a JWT never seen": fresh, "the new static token": newToken} {
+		if status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(token)...); status != 200 {
+			t.Errorf("%s after a reload with the IdP down: %d %s", name, status, body)
+		}
+	}
+	if n := idp.Fetches.Load(); n != fetches {
+		t.Errorf("the reload fetched the JWKS again (%d fetches)", n-fetches)
 	}
 }

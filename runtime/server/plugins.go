@@ -184,6 +184,13 @@ var droppedResponseHeaders = map[string]bool{
 	"upgrade": true, "te": true, "trailer": true, "content-length": true,
 	"proxy-authenticate": true, // hop-by-hop
 	"x-request-id":       true, // greenroom's own, already set
+	// CORS is the operator's ([server.cors]), not a plugin's.
+	"access-control-allow-origin":      true,
+	"access-control-allow-credentials": true,
+	"access-control-allow-methods":     true,
+	"access-control-allow-headers":     true,
+	"access-control-expose-headers":    true,
+	"access-control-max-age":           true,
 }
 
 // mountLocation puts the plugin's mount in front of a Location that is a
@@ -354,7 +361,11 @@ func (s *Server) reload(c *fiber.Ctx) error {
 			for i, e := range cerr {
 				msgs[i] = e.Error()
 			}
-			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "config is invalid; nothing was reloaded", "code": "invalid_config", "config_errors": msgs})
+			body := fiber.Map{"error": "config is invalid; nothing was reloaded", "code": "invalid_config", "config_errors": msgs}
+			if rs := stateOf(c); rs != nil {
+				body["request_id"] = rs.id
+			}
+			return c.Status(fiber.StatusBadRequest).JSON(body)
 		}
 		return apiErr(fiber.StatusConflict, "reload_failed", err.Error())
 	}

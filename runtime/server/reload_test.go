@@ -198,7 +198,7 @@ func TestReloadFailureAndPluginSetChanges(t *testing.T) {
 	// An invalid config changes nothing.
 	in.SetConfig("[plugins.hello]\npaht = \"x\"\n")
 	status, _, body = in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil)
-	if status != 400 || !strings.Contains(body, "unknown key") {
+	if status != 400 || !strings.Contains(body, "unknown key") || !strings.Contains(body, `"request_id":`) {
 		t.Errorf("invalid config: %d %s", status, body)
 	}
 	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {

@@ -35,8 +35,10 @@ type Server struct {
 	cfg *config.Config
 	log *logrus.Logger
 	app *fiber.App
-	// authn verifies credentials; a reload swaps it.
-	authn atomic.Pointer[auth.Authenticator]
+	// authn verifies credentials; a reload swaps it, one at a time
+	// (authnMu).
+	authn   atomic.Pointer[auth.Authenticator]
+	authnMu sync.Mutex
 	// reloader re-reads the config and reloads; set by the command that
 	// knows the config files.
 	reloader atomic.Pointer[Reloader]
@@ -98,6 +100,16 @@ func (s *Server) routes() {
 	health := s.app.Group("/.greenroom/health/v1")
 	health.Get("/liveness", s.liveness)
 	health.Get("/readiness", s.readiness)
+	// Anything else under the health prefix is answered here, without a
+	// credential like the endpoints themselves (it would otherwise reach
+	// the admin API's check and get 401 for a credential it never read).
+	s.app.Use(healthPrefix, func(c *fiber.Ctx) error {
+		if p := strings.ToLower(strings.TrimSuffix(c.Path(), "/")); p == "/.greenroom/health/v1/liveness" || p == "/.greenroom/health/v1/readiness" {
+			c.Set(fiber.HeaderAllow, "GET, HEAD")
+			return apiErr(fiber.StatusMethodNotAllowed, "method_not_allowed", c.Method()+" is not allowed here: use GET")
+		}
+		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
+	})
 	admin := s.app.Group("/.greenroom", s.requireAdmin)
 	admin.Get("/plugins/v1/", s.listPlugins)
 	admin.Post("/plugins/v1/reload", s.reload)
@@ -145,7 +157,10 @@ func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 // credentials (static tokens, JWT settings). The rest of cfg is applied by
 // the runtime's Reload; listener settings need a restart.
 func (s *Server) Reload(cfg *config.Config) {
-	old := s.authn.Swap(newAuthenticator(cfg, s.log))
+	s.authnMu.Lock()
+	defer s.authnMu.Unlock()
+	old := s.authn.Load()
+	s.authn.Store(renewAuthenticator(old, cfg, s.log))
 	old.Close()
 }
 

@@ -159,6 +159,7 @@ func init() {
 		w.Header()["Content-Length"] = []string{"1"}
 		w.Header().Set("X-Request-Id", "forged")
 		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
 	})
