@@ -29,6 +29,26 @@ func runCLI(t *testing.T, env []string, args ...string) (string, int) {
 	return string(out), 0
 }
 
+// How a command is called wrongly is a usage error, exit code 2: never 0
+// (a script running `migrate down` must not see success) nor 1. A group
+// called alone prints its help.
+func TestCLIUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"nosuch"}, {"migrate", "down"}, {"plugin", "nosuch"}, {"config", "nosuch"},
+		{"serve", "extra"}, {"plugin", "build"}, {"plugin", "build", "a", "b"},
+		{"config", "check", "--config"}, {"--bogus"}, {"version", "--bogus"},
+	} {
+		if out, code := runCLI(t, nil, args...); code != 2 {
+			t.Errorf("greenroom %s: exit %d, want 2:\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	for _, args := range [][]string{{}, {"migrate"}, {"plugin"}, {"config"}, {"serve", "--help"}} {
+		if out, code := runCLI(t, nil, args...); code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("greenroom %s: exit %d, want 0 with the help:\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+}
+
 // The CLI the spine names: version, config check, config print, plugin
 // build and plugin inspect, with and without a config.
 func TestCLI(t *testing.T) {

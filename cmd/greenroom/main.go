@@ -47,7 +47,33 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), devCmd(), pluginCmd(), configCmd(), migrateCmd(), versionCmd())
+	usageErrors(root)
 	return root
+}
+
+// usageErrors makes every mistake in how a command is called — an unknown
+// command or subcommand, a wrong number of arguments, an unknown or
+// incomplete flag — exit with code 2, like a config error, and not 0 (a
+// script running `greenroom migrate down` must not see success) or 1 (a
+// failure of the work itself). A command group called alone prints its
+// help.
+func usageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	if cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.Args = cobra.NoArgs
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	if validate := cmd.Args; validate != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := validate(c, args); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		usageErrors(sub)
+	}
 }
 
 func addConfigFlag(cmd *cobra.Command, files *[]string, def []string) {
