@@ -106,6 +106,37 @@ database = true
 			t.Errorf("plugin inspect --config: exit %d, output lacks %q:\n%s", code, want, out)
 		}
 	}
+	// A Go main package that is no plugin builds, but is not kept; an
+	// output that is a directory is a usage error.
+	plain := filepath.Join(dir, "plain")
+	os.MkdirAll(plain, 0o755)
+	os.WriteFile(filepath.Join(plain, "go.mod"), []byte("module plain\n\ngo 1.24\n"), 0o644)
+	os.WriteFile(filepath.Join(plain, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	plainOut := filepath.Join(dir, "plain.wasm")
+	if out, code := runCLI(t, nil, "plugin", "build", plain, "-o", plainOut); code != 1 || !strings.Contains(out, "not a greenroom plugin") {
+		t.Errorf("plugin build of a non-plugin: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(plainOut); err == nil {
+		t.Error("the non-plugin's module was kept")
+	}
+	if out, code := runCLI(t, nil, "plugin", "build", plain, "-o", dir); code != 2 || !strings.Contains(out, "is a directory") {
+		t.Errorf("plugin build -o DIR: exit %d\n%s", code, out)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "*.tmp")); len(tmps) > 0 {
+		t.Errorf("temporary files left: %v", tmps)
+	}
+	// With a config, what serve would refuse too: a wrong pin, a memory
+	// cap below what the module needs at start.
+	for name, extra := range map[string]string{
+		"sha256 pin mismatch: config pins 0000": "sha256 = \"" + strings.Repeat("0", 64) + "\"\n",
+		"over plugins.hello.limits.memory":      "limits = { memory = \"1MiB\" }\n",
+	} {
+		refused := filepath.Join(dir, "refused.toml")
+		os.WriteFile(refused, []byte(fmt.Sprintf("[plugins.hello]\npath = %q\n%s", wasm, extra)), 0o644)
+		if out, code := runCLI(t, nil, "plugin", "inspect", wasm, "--config", refused); code != 1 || !strings.Contains(out, name) {
+			t.Errorf("plugin inspect --config, want %q: exit %d\n%s", name, code, out)
+		}
+	}
 	notWasm := filepath.Join(dir, "not.wasm")
 	os.WriteFile(notWasm, []byte("#!/bin/sh\n"), 0o644)
 	if out, code := runCLI(t, nil, "plugin", "inspect", notWasm); code == 0 || !strings.Contains(out, "not a WebAssembly module") {

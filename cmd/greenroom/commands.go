@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,12 +59,21 @@ func pluginCmd() *cobra.Command {
 				}
 				out = filepath.Join(dir, filepath.Base(abs)+".wasm")
 			}
+			if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+				return &exitError{code: 2, err: fmt.Errorf("-o %s is a directory: name the .wasm file to write", out)}
+			}
 			if err := build.Build(cmd.Context(), dir, out); err != nil {
 				return err
 			}
 			b, err := os.ReadFile(out)
 			if err != nil {
 				return err
+			}
+			// A Go main package builds whether or not it is a plugin: say
+			// at once what the runtime would refuse.
+			if _, err := plugin.Inspect(cmd.Context(), b, nil); err != nil {
+				os.Remove(out)
+				return fmt.Errorf("%s built, but it is not a greenroom plugin (removed): %w", dir, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s  %d bytes  sha256 %s\n", out, len(b), plugin.SHA256(b))
 			return nil
@@ -123,6 +133,22 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 			return fmt.Errorf("no plugin in %s uses %s (matched by path or sha256 pin)", strings.Join(cfgFiles, ", "), file)
 		}
 		rep.Grants = compareGrants(id, pc, info.Capabilities)
+		// What serve would also refuse with this config: the module's
+		// bytes against the pin, its memory at start against the cap.
+		var cerrs []string
+		if pc.SHA256 != "" && !strings.EqualFold(pc.SHA256, info.SHA256) {
+			cerrs = append(cerrs, fmt.Sprintf("sha256 pin mismatch: config pins %s, file is %s", pc.SHA256, info.SHA256))
+		}
+		if need := uint64(info.MemoryMinPages) * 65536; pc.Limits.Memory > 0 && need > uint64(pc.Limits.Memory) {
+			cerrs = append(cerrs, fmt.Sprintf("module needs %d bytes of memory at start, over plugins.%s.limits.memory (%d bytes)", need, id, uint64(pc.Limits.Memory)))
+		}
+		if len(cerrs) > 0 {
+			if verr != nil {
+				cerrs = append([]string{verr.Error()}, cerrs...)
+			}
+			verr = errors.New(strings.Join(cerrs, "; "))
+			rep.Valid, rep.Error = false, verr.Error()
+		}
 	}
 	w := cmd.OutOrStdout()
 	if asJSON {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -93,7 +94,10 @@ source directories are built first, as greenroom dev does.`,
 				st, reason := rt.Slot(id).Status()
 				if st != runtime.StateReady {
 					failed++
-					fmt.Fprintf(cmd.ErrOrStderr(), "plugin %s: %s\n", id, reason)
+					if !strings.HasPrefix(reason, "plugin "+id+": ") {
+						reason = "plugin " + id + ": " + reason
+					}
+					fmt.Fprintln(cmd.ErrOrStderr(), reason)
 					continue
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "plugin %s: migrations up to date\n", id)

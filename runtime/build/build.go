@@ -50,6 +50,7 @@ func Build(ctx context.Context, dir, out string) error {
 		return fmt.Errorf("build %s: go build failed: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
 	}
 	if err := os.Rename(tmp, absOut); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("build %s: %w", dir, err)
 	}
 	return nil

@@ -205,11 +205,18 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		info.Capabilities = append(info.Capabilities, c)
 	}
 	slices.Sort(info.Capabilities)
+	if len(errs) > maxModuleErrors {
+		// 100 000 unknown imports made a 9 MB reason, in every 503 and log line.
+		errs = append(errs[:maxModuleErrors], fmt.Sprintf("and %d more", len(errs)-maxModuleErrors))
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
 }
+
+// maxModuleErrors is how many of a module's problems a refusal lists.
+const maxModuleErrors = 10
 
 type exportSignature struct{ params, results []api.ValueType }
 
