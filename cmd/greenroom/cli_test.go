@@ -142,6 +142,9 @@ database = true
 	if out, code := runCLI(t, nil, "plugin", "inspect", notWasm); code == 0 || !strings.Contains(out, "not a WebAssembly module") {
 		t.Errorf("plugin inspect of a non-module: %d %q", code, out)
 	}
+	if out, _ := runCLI(t, nil, "plugin", "inspect", "--json", notWasm); strings.Contains(out, "null") || !strings.Contains(out, `"imports": []`) {
+		t.Errorf("plugin inspect --json of a non-module has null lists: %s", out)
+	}
 	// Declares 4 294 967 295 globals in 5 bytes: refused before wazero
 	// would try to allocate them all.
 	bomb := filepath.Join(dir, "bomb.wasm")

@@ -119,6 +119,16 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 		return err
 	}
 	info, verr := plugin.Inspect(cmd.Context(), wasm, nil)
+	// Lists are lists in the JSON, empty ones too (not null).
+	if info.Imports == nil {
+		info.Imports = []plugin.Import{}
+	}
+	if info.Exports == nil {
+		info.Exports = []string{}
+	}
+	if info.Capabilities == nil {
+		info.Capabilities = []string{}
+	}
 	rep := inspection{File: file, Module: info, Valid: verr == nil}
 	if verr != nil {
 		rep.Error = verr.Error()
