@@ -3,6 +3,9 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,6 +124,9 @@ func TestErrors(t *testing.T) {
 			"server.cors.origins[1]: origin \"example.com\" must start with http:// or https://", "server.cors.origins[2]: origin \"https://a.example/path\" must be a scheme and a host",
 			"server.cors.origins[3]", "server.cors.origins[4]: \"*\" allows every origin and cannot be combined", "server.cors.allow_credentials: cannot be true with origin \"*\"",
 			"server.cors.methods[1]: \"BAD METHOD\" is not an HTTP method", "server.cors.headers[1]: \"a:b\" is not an HTTP header name", "server.cors.max_age: must not be negative"}},
+		{"negative size", "[server]\nbody_limit = -1\n", []string{"config.toml:2: server.body_limit: must not be negative, got -1"}},
+		{"nested default", "[server]\nlisten = \"${A:-${B}}\"\n", []string{"config.toml:2: server.listen: nested ${ in \"${A:-${B}}\" is not supported"}},
+		{"escape in a default", "[log]\nlevel = \"${NOPE:-$${x}\"\n", []string{"config.toml:2: log.level: nested ${ in \"${NOPE:-$${x}\" is not supported"}},
 		{"all at once", "[server]\nlistne = 1\n[log]\nlevel = \"loud\"\n[plugins.a]\npath = \"a.wasm\"\nlimits.timeout = \"soon\"\nconfig.k = \"${MISSING}\"\n",
 			[]string{"config.toml:2: server.listne: unknown key", "config.toml:4: log.level: must be one of", "config.toml:7: plugins.a.limits.timeout: invalid duration", "config.toml:8: plugins.a.config.k: environment variable MISSING is not set"}},
 	}
@@ -440,5 +446,148 @@ func TestErrorsRedactSecrets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Files are merged before substitution: a later file overrides a key whose
+// earlier value names an unset variable, an overridden ${VAR} is neither
+// substituted nor secret, and errors name the file and line of the value
+// that is used.
+func TestMergeThenSubstitute(t *testing.T) {
+	base := Source{Name: "base.toml", Data: []byte("[plugins.hello]\npath = \"hello.wasm\"\n[plugins.hello.config]\napi_key = \"${HELLO_API_KEY}\"\nother = \"${OTHER:-x}\"\n")}
+	over := Source{Name: "over.toml", Data: []byte("[plugins.hello.config]\napi_key = \"literal-override\"\n")}
+	for _, vars := range []map[string]string{nil, {"HELLO_API_KEY": "s3cret-value"}} {
+		c, err := Read([]Source{base, over}, env(vars))
+		if err != nil {
+			t.Fatalf("env %v: %v", vars, err)
+		}
+		if v, _ := c.Plugins["hello"].ConfigValue("api_key"); v != "literal-override" {
+			t.Errorf("api_key = %q", v)
+		}
+		if c.IsSecretPath("plugins.hello.config.api_key") || len(c.Secrets()) != 0 {
+			t.Errorf("overridden ${VAR} is secret: %v %q", c.IsSecretPath("plugins.hello.config.api_key"), c.Secrets())
+		}
+		out, err := c.Print()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), "api_key = 'literal-override'") {
+			t.Errorf("config print does not show the literal override:\n%s", out)
+		}
+	}
+
+	over = Source{Name: "over.toml", Data: []byte("[server]\nlisten = \"${NOPE2}\"\n")}
+	_, err := Read([]Source{base, over}, env(nil))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"base.toml:4: plugins.hello.config.api_key: environment variable HELLO_API_KEY is not set", "over.toml:2: server.listen: environment variable NOPE2 is not set"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+}
+
+// A syntax error in one file reports the syntax errors only: the merged
+// config lacks that file, and validating it would report false errors.
+func TestSyntaxErrorSkipsValidation(t *testing.T) {
+	broken := Source{Name: "base.toml", Data: []byte("[plugins.hello]\npath = \"hello.wasm\"\nx = = 1\n")}
+	other := Source{Name: "over.toml", Data: []byte("[plugins.hello.limits]\ninstances = 2\n")}
+	also := Source{Name: "third.toml", Data: []byte("[server\n")}
+	_, err := Read([]Source{broken, other, also}, env(nil))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("err = %v, want Errors", err)
+	}
+	if len(es) != 2 || !strings.HasPrefix(es[0].Error(), "base.toml:3: TOML syntax error") || !strings.HasPrefix(es[1].Error(), "third.toml:1: TOML syntax error") {
+		t.Errorf("want the two syntax errors only, got:\n%v", err)
+	}
+}
+
+// Only the array element that came from the environment is secret.
+func TestArrayElementSecret(t *testing.T) {
+	c := mustRead(t, "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\narr = [\"${A1}\", \"${NOPE:-d2}\", \"lit\"]\n", map[string]string{"A1": "env-secret-1"})
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "arr = ['[REDACTED]', 'd2', 'lit']") {
+		t.Errorf("config print:\n%s", out)
+	}
+	if !slices.Equal(c.Secrets(), []string{"env-secret-1"}) {
+		t.Errorf("secrets = %q", c.Secrets())
+	}
+	var buf bytes.Buffer
+	log, _, err := logging.New(&buf, "text", "info", c.Secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := c.Plugins["a"].ConfigValue("arr")
+	log.Info("arr: " + v)
+	if strings.Contains(buf.String(), "env-secret-1") {
+		t.Errorf("log leaks the substituted value: %s", buf.String())
+	}
+}
+
+// A file may start with a UTF-8 byte order mark.
+func TestByteOrderMark(t *testing.T) {
+	c := mustRead(t, "\xef\xbb\xbf[server]\nlisten = \"127.0.0.1:1\"\n", nil)
+	if c.Server.Listen != "127.0.0.1:1" || c.Origin("server.listen") != "config.toml:2" {
+		t.Errorf("listen = %q at %q", c.Server.Listen, c.Origin("server.listen"))
+	}
+}
+
+// Finding keys' lines is linear: 100k keys took over a minute when each
+// line was counted from the start of the file. (The keys are spread over
+// tables of 100: go-toml's own duplicate-key check still scans a table's
+// siblings, quadratic in the keys of one table.)
+func TestLargeFileIsLinear(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[plugins.a]\npath = \"a.wasm\"\n")
+	for i := range 100000 {
+		if i%100 == 0 {
+			fmt.Fprintf(&b, "[plugins.a.config.t%d]\n", i/100)
+		}
+		fmt.Fprintf(&b, "key_%d = \"value-%d\"\n", i, i)
+	}
+	start := time.Now()
+	c := mustRead(t, b.String(), nil)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("100k keys took %v", d)
+	}
+	if o := c.Origin("plugins.a.config.t999.key_99999"); o != "config.toml:101002" {
+		t.Errorf("origin = %q", o)
+	}
+}
+
+// Load reads regular files of at most MaxFileSize bytes only.
+func TestLoadRefuses(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.toml")
+	if err := os.WriteFile(ok, []byte("[server]\nlisten = \"127.0.0.1:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load([]string{ok}, env(nil)); err != nil || c.Server.Listen != "127.0.0.1:1" {
+		t.Fatalf("load: %v", err)
+	}
+	big := filepath.Join(dir, "big.toml")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxFileSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := Load([]string{big}, env(nil)); err == nil || !strings.Contains(err.Error(), big+": 16777217 bytes is larger than the limit of 16MiB") {
+		t.Errorf("big file: %v", err)
+	}
+	if _, err := Load([]string{dir}, env(nil)); err == nil || !strings.Contains(err.Error(), dir+": not a regular file") {
+		t.Errorf("directory: %v", err)
+	}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		if _, err := Load([]string{"/dev/zero"}, env(nil)); err == nil || !strings.Contains(err.Error(), "/dev/zero: not a regular file") {
+			t.Errorf("/dev/zero: %v", err)
+		}
 	}
 }

@@ -119,7 +119,11 @@ func (d *decoder) decodeText(path string, src any, dst reflect.Value) {
 			d.fail(path, "%v", err)
 		}
 	case int64:
-		if dst.Type() == reflect.TypeFor[Size]() && v >= 0 {
+		if dst.Type() == reflect.TypeFor[Size]() {
+			if v < 0 {
+				d.fail(path, "must not be negative, got %d", v)
+				return
+			}
 			dst.SetUint(uint64(v))
 			return
 		}

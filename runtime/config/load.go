@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"slices"
@@ -58,12 +60,17 @@ type Source struct {
 	Data []byte
 }
 
-// Load reads the files and merges them as Read does.
+// MaxFileSize is the largest config file Load reads.
+const MaxFileSize = 16 << 20
+
+// Load reads the files and merges them as Read does. Each must be a regular
+// file of at most MaxFileSize bytes: a FIFO or a device would hang or
+// exhaust memory.
 func Load(files []string, env LookupEnv) (*Config, error) {
 	var srcs []Source
 	var errs Errors
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readFile(f)
 		if err != nil {
 			errs = append(errs, &Error{Msg: fmt.Sprintf("read config file: %v", err)})
 			continue
@@ -76,11 +83,44 @@ func Load(files []string, env LookupEnv) (*Config, error) {
 	return Read(srcs, env)
 }
 
+// readFile reads a config file, refusing anything but a regular file of at
+// most MaxFileSize bytes.
+func readFile(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes is larger than the limit of %s", name, fi.Size(), Size(MaxFileSize))
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// The file may have grown since Stat.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than the limit of %s", name, Size(MaxFileSize))
+	}
+	return data, nil
+}
+
 // Read merges the sources in order (later ones override earlier ones key by
-// key), substitutes ${VAR} from env (os.LookupEnv when nil), decodes
-// strictly into a Config over the defaults and validates it. Every problem
-// is returned at once as Errors, with the Config as far as it was read; no
-// message shows a secret (Secrets), each is [REDACTED].
+// key), substitutes ${VAR} from env (os.LookupEnv when nil) in the merged
+// document, so that only values that survive the merge are substituted,
+// decodes strictly into a Config over the defaults and validates it. Every
+// problem is returned at once as Errors, with the Config as far as it was
+// read; no message shows a secret (Secrets), each is [REDACTED]. When a
+// file has a TOML syntax error, only the syntax errors are reported: the
+// merged config lacks that file, and checking it would report problems the
+// file may well fix.
 func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	if env == nil {
 		env = os.LookupEnv
@@ -88,8 +128,6 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	var errs Errors
 	merged := map[string]any{}
 	origins := map[string]string{}
-	secretPaths := map[string]bool{}
-	var secrets []string
 	for _, src := range srcs {
 		doc, lines, err := parse(src.Data)
 		if err != nil {
@@ -104,23 +142,25 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		for k, line := range lines {
 			origins[k] = fmt.Sprintf("%s:%d", src.Name, line)
 		}
-		s := substituter{env: env, file: src.Name, lines: lines, secretPaths: secretPaths}
-		s.walk("", doc)
-		errs = append(errs, s.errs...)
-		secrets = append(secrets, s.secrets...)
 		mergeMaps(merged, doc)
 	}
+	parsed := len(errs) == 0
+	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}}
+	s.walk("", merged)
 	cfg := Default()
 	for _, src := range srcs {
 		cfg.Files = append(cfg.Files, src.Name)
 	}
 	cfg.origins = origins
-	cfg.secretPaths = secretPaths
-	cfg.secrets = dedupe(secrets)
+	cfg.secretPaths = s.secretPaths
+	cfg.secrets = dedupe(s.secrets)
 	d := decoder{origins: origins}
 	d.decode("", merged, reflect.ValueOf(cfg).Elem())
-	errs = append(errs, d.errs...)
-	errs = append(errs, cfg.validate()...)
+	if parsed {
+		errs = append(errs, s.errs...)
+		errs = append(errs, d.errs...)
+		errs = append(errs, cfg.validate()...)
+	}
 	if len(errs) > 0 {
 		sortErrors(errs, cfg.Files)
 		// Messages quote the values they reject; none may show a secret.
@@ -163,9 +203,14 @@ type syntaxError struct {
 
 func (e *syntaxError) Error() string { return e.msg }
 
+// utf8BOM is the byte order mark some editors write at a file's start.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 // parse decodes TOML text into a generic document and records the line of
-// every key, as dotted paths with [i] for array elements.
+// every key, as dotted paths with [i] for array elements. A leading UTF-8
+// byte order mark is ignored.
 func parse(data []byte) (map[string]any, map[string]int, error) {
+	data = bytes.TrimPrefix(data, utf8BOM)
 	doc := map[string]any{}
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
@@ -176,7 +221,7 @@ func parse(data []byte) (map[string]any, map[string]int, error) {
 		return nil, nil, err
 	}
 	lines := map[string]int{}
-	var p unstable.Parser
+	p := lineParser{newlines: newlineOffsets(data)}
 	p.Reset(data)
 	var prefix string
 	arrays := map[string]int{}
@@ -185,12 +230,12 @@ func parse(data []byte) (map[string]any, map[string]int, error) {
 		switch e.Kind {
 		case unstable.Table:
 			prefix = joinKey("", keyOf(e))
-			lines[prefix] = lineOf(&p, e)
+			lines[prefix] = p.lineOf(e)
 		case unstable.ArrayTable:
 			k := joinKey("", keyOf(e))
 			prefix = fmt.Sprintf("%s[%d]", k, arrays[k])
 			arrays[k]++
-			lines[prefix] = lineOf(&p, e)
+			lines[prefix] = p.lineOf(e)
 			if _, ok := lines[k]; !ok {
 				lines[k] = lines[prefix]
 			}
@@ -204,9 +249,9 @@ func parse(data []byte) (map[string]any, map[string]int, error) {
 	return doc, lines, nil
 }
 
-func recordKeyValue(p *unstable.Parser, lines map[string]int, prefix string, kv *unstable.Node) {
+func recordKeyValue(p *lineParser, lines map[string]int, prefix string, kv *unstable.Node) {
 	path := joinKey(prefix, keyOf(kv))
-	line := lineOf(p, kv)
+	line := p.lineOf(kv)
 	// Dotted keys define their parent tables too.
 	for parent := path; ; {
 		i := strings.LastIndexByte(parent, '.')
@@ -222,7 +267,7 @@ func recordKeyValue(p *unstable.Parser, lines map[string]int, prefix string, kv 
 	recordValue(p, lines, path, kv.Value(), line)
 }
 
-func recordValue(p *unstable.Parser, lines map[string]int, path string, v *unstable.Node, line int) {
+func recordValue(p *lineParser, lines map[string]int, path string, v *unstable.Node, line int) {
 	switch v.Kind {
 	case unstable.InlineTable:
 		it := v.Children()
@@ -248,18 +293,44 @@ func keyOf(n *unstable.Node) []string {
 	return parts
 }
 
-func lineOf(p *unstable.Parser, n *unstable.Node) int {
+// lineParser is a TOML parser that finds the line of an offset with a
+// binary search over the input's newlines (Parser.Shape counts them from
+// the start every time: quadratic over a file's keys).
+type lineParser struct {
+	unstable.Parser
+	newlines []int // offsets of every '\n', ascending
+}
+
+func newlineOffsets(data []byte) []int {
+	var out []int
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return out
+		}
+		out = append(out, i+j)
+		i += j + 1
+	}
+}
+
+// line returns the 1-based line of the byte at off.
+func (p *lineParser) line(off int) int {
+	n, _ := slices.BinarySearch(p.newlines, off)
+	return n + 1
+}
+
+func (p *lineParser) lineOf(n *unstable.Node) int {
 	it := n.Key()
 	if it.Next() {
 		if k := it.Node(); k.Raw.Length > 0 {
-			return p.Shape(k.Raw).Start.Line
+			return p.line(int(k.Raw.Offset))
 		}
-		if off := rangeOf(p, it.Node().Data); off >= 0 {
-			return p.Shape(unstable.Range{Offset: uint32(off), Length: 1}).Start.Line
+		if off := rangeOf(&p.Parser, it.Node().Data); off >= 0 {
+			return p.line(off)
 		}
 	}
 	if n.Raw.Length > 0 {
-		return p.Shape(n.Raw).Start.Line
+		return p.line(int(n.Raw.Offset))
 	}
 	return 0
 }
@@ -323,11 +394,10 @@ func dedupe(ss []string) []string {
 }
 
 // substituter replaces ${VAR} and ${VAR:-default} in every string of a
-// document, in place. "$${" stands for a literal "${".
+// merged document, in place. "$${" stands for a literal "${".
 type substituter struct {
 	env         LookupEnv
-	file        string
-	lines       map[string]int
+	origins     map[string]string // "file:line" by key path
 	secretPaths map[string]bool
 	secrets     []string
 	errs        Errors
@@ -350,8 +420,8 @@ func (s *substituter) walk(path string, v any) any {
 			return t
 		}
 		if secret {
+			// Only this value: an array's other elements are not secret.
 			s.secretPaths[path] = true
-			s.secretPaths[stripIndexes(path)] = true
 		}
 		return out
 	}
@@ -359,13 +429,12 @@ func (s *substituter) walk(path string, v any) any {
 }
 
 func (s *substituter) origin(path string) string {
-	for p := path; p != ""; {
-		if l, ok := s.lines[p]; ok {
-			return fmt.Sprintf("%s:%d", s.file, l)
+	for p := path; p != ""; p = parentPath(p) {
+		if o, ok := s.origins[p]; ok {
+			return o
 		}
-		p = parentPath(p)
 	}
-	return s.file
+	return ""
 }
 
 // expand substitutes one string and reports whether any part of the result
@@ -396,6 +465,10 @@ func (s *substituter) expand(in string) (string, bool, error) {
 		}
 		expr := rest[i+2 : i+end]
 		rest = rest[i+end+1:]
+		if strings.Contains(expr, "${") {
+			// ${A:-${B}} would end at B's "}": refuse rather than guess.
+			return "", false, fmt.Errorf("nested ${ in %q is not supported: a variable name or default cannot contain \"${\"", in)
+		}
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
 			return "", false, fmt.Errorf("invalid variable reference ${%s} (want ${NAME} or ${NAME:-default})", expr)
@@ -439,20 +512,4 @@ func parentPath(p string) string {
 		return p[:i]
 	}
 	return ""
-}
-
-func stripIndexes(p string) string {
-	var b strings.Builder
-	depth := 0
-	for _, r := range p {
-		switch {
-		case r == '[':
-			depth++
-		case r == ']':
-			depth--
-		case depth == 0:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

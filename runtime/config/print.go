@@ -66,7 +66,7 @@ func (c *Config) redact(path string, v any, secret bool) any {
 }
 
 func (c *Config) isSecret(path string) bool {
-	return c.secretPaths[path] || c.secretPaths[stripIndexes(path)] || alwaysSecret(path) || c.isListedSecret(path)
+	return c.secretPaths[path] || alwaysSecret(path) || c.isListedSecret(path)
 }
 
 // alwaysSecret reports keys that hold credentials whatever their origin:
