@@ -659,9 +659,14 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 		p := s.cur.Load()
 		if p == nil {
 			// A reload removed the plugin while the call waited: it is
-			// gone, as for a call that comes after.
-			if r.Slot(id) != s {
-				return ErrUnknownPlugin
+			// gone, as for a call that comes after — unless a later
+			// reload added it back, whose slot then takes the call.
+			if now := r.Slot(id); now != s {
+				if now == nil || attempt >= 3 {
+					return ErrUnknownPlugin
+				}
+				s = now
+				continue
 			}
 			st, reason := s.Status()
 			return &UnavailableError{ID: id, State: st, Reason: reason}

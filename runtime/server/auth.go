@@ -224,6 +224,7 @@ func (s *Server) rateLimiter() fiber.Handler {
 			plugin := ""
 			if id, _ := splitPluginPath(c.Request().URI().PathOriginal()); s.rt.Slot(id) != nil {
 				plugin = id
+				rs.plugin = id // counted under it too, as a 401 or 403 is
 			}
 			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, plugin, fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
 			return &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, 1),

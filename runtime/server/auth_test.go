@@ -416,6 +416,14 @@ func TestRateLimit(t *testing.T) {
 	if !strings.Contains(in.Log.String(), `"reason":"rate limit of 3 requests per 3m0s exceeded"`) {
 		t.Error("rate limiting not audited")
 	}
+	// A limited plugin request is counted under its plugin, like a 401.
+	m := scrape(t, func(path string) (int, string) {
+		status, _, body := in.DoAnon(t, "GET", path, nil, bearer(opsToken)...)
+		return status, body
+	})
+	if n := value(m, "greenroom_http_requests_total", "plugin", "hello", "status", "429"); n < 1 {
+		t.Errorf("429s counted under hello: %v", n)
+	}
 	// The audit line of a limited plugin request names the plugin.
 	if !strings.Contains(in.Log.String(), `"plugin":"hello","principal":"anonymous","reason":"rate limit`) {
 		t.Errorf("the audit line of a rate-limited plugin request lacks the plugin:\n%s", in.Log.String())

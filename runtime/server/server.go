@@ -104,6 +104,9 @@ func (s *Server) routes() {
 	// credential like the endpoints themselves (it would otherwise reach
 	// the admin API's check and get 401 for a credential it never read).
 	s.app.Use(healthPrefix, func(c *fiber.Ctx) error {
+		if !isHealth(c) { // Fiber's prefix match also takes /.greenroom/healthz
+			return c.Next()
+		}
 		if p := strings.ToLower(strings.TrimSuffix(c.Path(), "/")); p == "/.greenroom/health/v1/liveness" || p == "/.greenroom/health/v1/readiness" {
 			c.Set(fiber.HeaderAllow, "GET, HEAD")
 			return apiErr(fiber.StatusMethodNotAllowed, "method_not_allowed", c.Method()+" is not allowed here: use GET")

@@ -528,10 +528,10 @@ func (h *hopper) scrub(resp *Response) {
 		if bytes.Contains(resp.Body, []byte(raw)) {
 			resp.Body = bytes.ReplaceAll(resp.Body, []byte(raw), []byte("[REDACTED]"))
 		}
-		for i, hv := range resp.Header {
-			resp.Header[i][0] = h.scrubString(hv[0])
-			resp.Header[i][1] = h.scrubString(hv[1])
-		}
+	}
+	for i, hv := range resp.Header {
+		resp.Header[i][0] = h.scrubString(hv[0])
+		resp.Header[i][1] = h.scrubString(hv[1])
 	}
 	resp.URL = h.scrubString(resp.URL)
 	resp.ETag = h.scrubString(resp.ETag)
