@@ -38,7 +38,9 @@ func apiErr(status int, code, msg string) *APIError {
 // one request cannot take the server down (fasthttp does not recover) and
 // the request is still counted and access-logged. A plugin's own crash
 // never gets here: it is a trap inside its sandbox, answered by the call
-// path.
+// path. It is a last resort, not a way to carry on: what the panicking
+// code held without a deferred release (a lock, a pooled instance) stays
+// held, so a panic logged here is a bug to fix.
 func (s *Server) next(c *fiber.Ctx, rs *reqState) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
