@@ -1,7 +1,6 @@
 package scheduler_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -17,14 +16,7 @@ import (
 func jsonLines(t *testing.T, in *servertest.Instance, plugin, msg string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, l := range strings.Split(in.Log.String(), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", l)
-		}
+	for _, m := range in.LogLines(t) {
 		if m["plugin"] == plugin && strings.Contains(fmt.Sprint(m["msg"]), msg) {
 			out = append(out, m)
 		}

@@ -16,21 +16,7 @@ import (
 )
 
 // logLines parses the JSON log of in.
-func logLines(t *testing.T, in *servertest.Instance) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range strings.Split(in.Log.String(), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", l)
-		}
-		out = append(out, m)
-	}
-	return out
-}
+func logLines(t *testing.T, in *servertest.Instance) []map[string]any { return in.LogLines(t) }
 
 // linesWith returns the log lines whose message contains text.
 func linesWith(t *testing.T, in *servertest.Instance, text string) []map[string]any {

@@ -6,9 +6,11 @@ package servertest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,4 +245,22 @@ func (in *Instance) DoWith(t testing.TB, client *http.Client, method, path strin
 func (in *Instance) Get(t testing.TB, path string, header ...string) (int, http.Header, string) {
 	t.Helper()
 	return in.Do(t, http.MethodGet, path, nil, header...)
+}
+
+// LogLines parses the instance's JSON log, failing the test on a line that
+// is not JSON.
+func (in *Instance) LogLines(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(in.Log.String(), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		out = append(out, m)
+	}
+	return out
 }
