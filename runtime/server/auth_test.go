@@ -457,6 +457,35 @@ func TestHealthOtherRequests(t *testing.T) {
 	}
 }
 
+// The admin API's routes answer another method with 405 and Allow, after
+// the admin check like the routes themselves (401 without a credential).
+func TestAdminOtherMethods(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	for _, tc := range []struct {
+		method, path, allow string
+	}{
+		{"POST", "/.greenroom/plugins/v1/", "GET, HEAD"},
+		{"DELETE", "/.greenroom/plugins/v1", "GET, HEAD"},
+		{"GET", "/.greenroom/plugins/v1/reload", "POST"},
+		{"PUT", "/.greenroom/scheduler/v1/tasks", "GET, HEAD"},
+		{"DELETE", "/.greenroom/scheduler/v1/tasks/hello/t", "GET, HEAD"},
+		{"GET", "/.greenroom/scheduler/v1/tasks/hello/t/trigger", "POST"},
+		{"POST", "/metrics", "GET, HEAD"},
+	} {
+		if status, _, body := in.DoAnon(t, tc.method, tc.path, nil); status != 401 {
+			t.Errorf("%s %s without a credential: %d %s, want 401", tc.method, tc.path, status, body)
+		}
+		status, h, body := in.DoAnon(t, tc.method, tc.path, nil, bearer(opsToken)...)
+		if status != 405 || h.Get("Allow") != tc.allow || !strings.Contains(body, `"code":"method_not_allowed"`) {
+			t.Errorf("%s %s: %d Allow %q %s, want 405 with Allow %q", tc.method, tc.path, status, h.Get("Allow"), body, tc.allow)
+		}
+	}
+	if status, _, body := in.DoAnon(t, "GET", "/.greenroom/plugins/v1/nope", nil, bearer(opsToken)...); status != 404 {
+		t.Errorf("GET an unknown admin path: %d %s, want 404", status, body)
+	}
+}
+
 func TestCORS(t *testing.T) {
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, "[server.cors]\norigins = [\"https://app.example\"]\nmax_age = 600\n"))

@@ -1,14 +1,17 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
+	"github.com/valyala/fasthttp"
 )
 
 // APIError is the JSON body of every error greenroom itself answers with,
@@ -120,4 +123,75 @@ func codeForStatus(status int) string {
 		return "internal"
 	}
 	return "error"
+}
+
+// methodNotAllowed answers a known path asked with another method: 405
+// with Allow. A GET route also answers HEAD.
+func methodNotAllowed(method string) fiber.Handler {
+	allow := method
+	if method == fiber.MethodGet {
+		allow = "GET, HEAD"
+	}
+	return func(c *fiber.Ctx) error {
+		e := apiErr(fiber.StatusMethodNotAllowed, "method_not_allowed", c.Method()+" is not allowed here: use "+method)
+		e.Headers = map[string]string{fiber.HeaderAllow: allow}
+		return e
+	}
+}
+
+// knownMethod reports whether Fiber routes method; it answers any other
+// with a plain-text 400 before any handler or middleware runs.
+func knownMethod(method []byte) bool {
+	for _, m := range fiber.DefaultMethods {
+		if string(method) == m {
+			return true
+		}
+	}
+	return false
+}
+
+// unknownMethods wraps Fiber's request handler so that a method Fiber does
+// not route (PROPFIND, BREW, ...) gets greenroom's JSON error like every
+// other refused request: 501, as RFC 9110 asks of a server that does not
+// implement a method, with a request id, counted in the metrics and in the
+// access log. No credential is asked for: the answer says nothing about
+// any plugin.
+func (s *Server) unknownMethods(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if knownMethod(ctx.Method()) {
+			next(ctx)
+			return
+		}
+		start := time.Now()
+		id := string(ctx.Request.Header.Peek(fiber.HeaderXRequestID))
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		method := string(ctx.Method())
+		if len(method) > 64 {
+			method = method[:64] + "..."
+		}
+		ae := apiErr(fiber.StatusNotImplemented, "not_implemented",
+			"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", "))
+		ae.RequestID = id
+		body, _ := json.Marshal(ae)
+		ctx.Response.Header.Set(fiber.HeaderXRequestID, id)
+		ctx.SetStatusCode(fiber.StatusNotImplemented)
+		ctx.SetContentType(fiber.MIMEApplicationJSON)
+		ctx.SetBody(body)
+		if s.draining.Load() {
+			ctx.SetConnectionClose()
+		}
+		s.metrics.ObserveRequest("", fiber.StatusNotImplemented, time.Since(start))
+		if s.rt.Config().Log.AccessLog {
+			s.log.WithFields(logrus.Fields{
+				"method":      method,
+				"path":        string(ctx.Request.URI().PathOriginal()),
+				"status":      fiber.StatusNotImplemented,
+				"bytes":       len(body),
+				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+				"request_id":  id,
+			}).Info("request")
+		}
+	}
 }

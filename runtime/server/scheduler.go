@@ -22,8 +22,11 @@ import (
 func (s *Server) schedulerRoutes(admin fiber.Router) {
 	g := admin.Group("/scheduler/v1")
 	g.Get("/tasks", s.listTasks)
+	g.All("/tasks", methodNotAllowed(fiber.MethodGet))
 	g.Get("/tasks/:plugin/:task", s.getTask)
+	g.All("/tasks/:plugin/:task", methodNotAllowed(fiber.MethodGet))
 	g.Post("/tasks/:plugin/:task/trigger", s.triggerTask)
+	g.All("/tasks/:plugin/:task/trigger", methodNotAllowed(fiber.MethodPost))
 }
 
 func (s *Server) listTasks(c *fiber.Ctx) error {

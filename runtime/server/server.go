@@ -81,6 +81,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	// that they reconnect (to another replica) instead of reusing a
 	// connection that is about to go away.
 	s.app.Server().CloseOnShutdown = true
+	s.app.Server().Handler = s.unknownMethods(s.app.Server().Handler)
 	s.routes()
 	return s
 }
@@ -108,16 +109,18 @@ func (s *Server) routes() {
 			return c.Next()
 		}
 		if p := strings.ToLower(strings.TrimSuffix(c.Path(), "/")); p == "/.greenroom/health/v1/liveness" || p == "/.greenroom/health/v1/readiness" {
-			c.Set(fiber.HeaderAllow, "GET, HEAD")
-			return apiErr(fiber.StatusMethodNotAllowed, "method_not_allowed", c.Method()+" is not allowed here: use GET")
+			return methodNotAllowed(fiber.MethodGet)(c)
 		}
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
 	})
 	admin := s.app.Group("/.greenroom", s.requireAdmin)
 	admin.Get("/plugins/v1/", s.listPlugins)
+	admin.All("/plugins/v1/", methodNotAllowed(fiber.MethodGet))
 	admin.Post("/plugins/v1/reload", s.reload)
+	admin.All("/plugins/v1/reload", methodNotAllowed(fiber.MethodPost))
 	s.schedulerRoutes(admin)
 	s.app.Get("/metrics", s.requireAdmin, adaptor.HTTPHandler(s.MetricsHandler()))
+	s.app.All("/metrics", s.requireAdmin, methodNotAllowed(fiber.MethodGet))
 	s.app.All("/api/*", s.handlePlugin)
 	s.app.Use(func(c *fiber.Ctx) error {
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())

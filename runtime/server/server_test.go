@@ -166,6 +166,39 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 	}
 }
 
+// A method Fiber does not route gets greenroom's JSON error (501) with a
+// request id, and is counted; it used to be Fiber's plain-text 400.
+func TestUnknownMethod(t *testing.T) {
+	in := start(t, fmt.Sprintf("[log]\naccess_log = true\n[plugins.hello]\npath = %q\n", helloWasm))
+	for _, path := range []string{"/api/hello/ping", "/.greenroom/plugins/v1/", "/"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "BREW %s HTTP/1.1\r\nHost: x\r\nX-Request-Id: brew-1\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("BREW %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		e := errorBody(t, string(b))
+		if resp.StatusCode != 501 || e["code"] != "not_implemented" || e["request_id"] != "brew-1" ||
+			resp.Header.Get("X-Request-Id") != "brew-1" || !strings.Contains(fmt.Sprint(e["error"]), `"BREW"`) {
+			t.Errorf("BREW %s: %d %v %s, want 501 not_implemented naming the method", path, resp.StatusCode, resp.Header, b)
+		}
+	}
+	logged := 0
+	for _, l := range in.LogLines(t) {
+		if l["msg"] == "request" && l["method"] == "BREW" && l["request_id"] == "brew-1" && l["status"] == float64(501) {
+			logged++
+		}
+	}
+	if logged != 3 {
+		t.Errorf("%d access log lines for the three BREW requests:\n%s", logged, in.Log.String())
+	}
+}
+
 func TestNotFoundAndBodyLimit(t *testing.T) {
 	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
 	for _, path := range []string{"/api/nope/ping", "/api/", "/api/Hello/ping", "/nothing"} {
