@@ -209,7 +209,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 			if db := r.db.DB(); db != nil {
 				return db, nil
 			}
-			return nil, errors.New("the runtime's database is not open")
+			return nil, scheduler.ErrNoDatabase
 		},
 		Run:       r.runTask,
 		PluginLog: r.existingPluginLogger,

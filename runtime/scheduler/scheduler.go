@@ -49,8 +49,9 @@ type Config struct {
 	// Replica names this replica in leases and history (NewReplicaID).
 	Replica string
 	Log     *logrus.Entry
-	// DB returns the runtime's own database, or an error while it is not
-	// open (the runtime opens it when a plugin is granted the scheduler).
+	// DB returns the runtime's own database, or an error wrapping
+	// ErrNoDatabase while it is not open (the runtime opens it when a
+	// plugin is granted the scheduler).
 	DB func(ctx context.Context) (*bun.DB, error)
 	// Run calls a plugin's task export.
 	Run Runner
@@ -58,6 +59,10 @@ type Config struct {
 	// task runs take from its log rate limit like its own lines.
 	PluginLog func(id string) *logging.PluginLogger
 }
+
+// tidyFirst is how long after Start the history is first tidied (a
+// variable for tests).
+var tidyFirst = 10 * time.Second
 
 // Tuning.
 const (
@@ -95,6 +100,9 @@ var (
 	ErrUnknownTask = errors.New("no such task")
 	ErrDisabled    = errors.New("the scheduler is disabled on this replica ([scheduler] enabled = false) or stopped")
 	ErrRunning     = errors.New("task is running")
+	// ErrNoDatabase: the runtime's database is not open, as on a server
+	// where no plugin is granted the scheduler (or the database).
+	ErrNoDatabase = errors.New("the runtime's database is not open")
 )
 
 // RunningError says a task could not be triggered because it runs.
@@ -300,7 +308,7 @@ func (s *Scheduler) store(ctx context.Context) (store, error) {
 		return st, nil
 	}
 	if s.cfg.DB == nil {
-		return nil, errors.New("scheduler: no database")
+		return nil, fmt.Errorf("scheduler: %w", ErrNoDatabase)
 	}
 	db, err := s.cfg.DB(ctx)
 	if err != nil {
@@ -955,7 +963,7 @@ func (s *Scheduler) renewer() {
 // marked lost, and only the last keepRuns runs of each task are kept.
 func (s *Scheduler) janitor() {
 	defer s.loops.Done()
-	wait := 10 * time.Second
+	wait := tidyFirst
 	for {
 		select {
 		case <-s.loopCtx.Done():
@@ -972,7 +980,8 @@ func (s *Scheduler) janitor() {
 			err = st.tidy(ctx, keepRuns)
 		}
 		cancel()
-		if err != nil && s.loopCtx.Err() == nil {
+		// No database, no history: no plugin is granted the scheduler.
+		if err != nil && s.loopCtx.Err() == nil && !errors.Is(err, ErrNoDatabase) {
 			s.log.WithError(err).Warn("cannot tidy the task history")
 		}
 	}

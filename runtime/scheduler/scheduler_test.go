@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/uptrace/bun"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
@@ -18,6 +20,54 @@ func quietLog() *logrus.Entry {
 	log := logrus.New()
 	log.SetLevel(logrus.ErrorLevel)
 	return logrus.NewEntry(log)
+}
+
+// A scheduler without a database (no plugin is granted it, so the runtime
+// never opened one) has no history to tidy and says nothing about it; it
+// used to warn "cannot tidy the task history" every minute.
+func TestJanitorWithoutDatabaseIsQuiet(t *testing.T) {
+	defer func(d time.Duration) { tidyFirst = d }(tidyFirst)
+	tidyFirst = time.Millisecond
+	log := logrus.New()
+	var buf lockedBuffer
+	log.SetOutput(&buf)
+	tidied := make(chan struct{}, 1)
+	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: time.Minute,
+		DB: func(context.Context) (*bun.DB, error) {
+			select {
+			case tidied <- struct{}{}:
+			default:
+			}
+			return nil, ErrNoDatabase
+		}})
+	s.Start()
+	select {
+	case <-tidied:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the janitor never looked for the database")
+	}
+	time.Sleep(200 * time.Millisecond) // it would warn now, before Stop
+	s.Stop(context.Background())
+	if strings.Contains(buf.String(), "cannot tidy") {
+		t.Errorf("a scheduler without a database warned:\n%s", buf.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // refuseNUL is a store whose finish refuses a batch in which an error text
