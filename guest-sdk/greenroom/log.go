@@ -171,9 +171,14 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 		return appendStringAttr(dst, a.Key, v.Time().Format(time.RFC3339Nano))
 	}
 	s := ""
-	if err, ok := v.Any().(error); ok {
-		s = err.Error()
-	} else {
+	switch x := v.Any().(type) {
+	case error:
+		s = x.Error()
+	case []byte:
+		// As slog's TextHandler writes it: the bytes as text, which the
+		// host can redact (fmt's [85 115 ...] hid a secret from it).
+		s = string(x)
+	default:
 		s = v.String()
 	}
 	return appendStringAttr(dst, a.Key, dropString(s, maxStr))

@@ -168,12 +168,12 @@ nested = { token = "` + token + `" }
 				t.Fatalf("%d %q", status, body)
 			}
 			out := buf.String()
-			for _, leak := range []string{key, token, "sk-live", "plain-text-token"} {
+			for _, leak := range []string{key, token, "sk-live", "plain-text-token", fmt.Sprint([]byte(key))[1:20]} {
 				if strings.Contains(out, leak) {
 					t.Errorf("log leaks %q:\n%s", leak, out)
 				}
 			}
-			for _, want := range []string{"the key is [REDACTED]", "stdout: [REDACTED]", "stderr: [REDACTED] [REDACTED]", "log.Print: [REDACTED]", "log.Print through slog: [REDACTED]"} {
+			for _, want := range []string{"the key is [REDACTED]", "stdout: [REDACTED]", "stderr: [REDACTED] [REDACTED]", "log.Print: [REDACTED]", "log.Print through slog: [REDACTED]", map[string]string{"json": `"raw":"[REDACTED]"`, "text": `raw=[REDACTED]`}[format]} {
 				if !strings.Contains(out, want) {
 					t.Errorf("log lacks %q:\n%s", want, out)
 				}

@@ -75,6 +75,7 @@ func init() {
 		l.Info("the key is "+secret, "api_key", secret, secret, "as a key", "nested", token)
 		l.WithGroup(secret).Info("grouped", "k", "v")
 		l.Info("json-escaped", "quoted", fmt.Sprintf("%q", secret))
+		l.Info("as bytes", "raw", []byte(secret))
 		fmt.Println("stdout:", secret)
 		fmt.Fprintln(os.Stderr, "stderr:", secret, token)
 		log.Print("log.Print: ", secret)
