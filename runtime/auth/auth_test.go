@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -296,9 +297,16 @@ func TestJWKSUnknownKidFloodIsRateLimited(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			tok := authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, "unknown-"+string(rune('a'+i%26)), authtest.Claims("x"))
-			if _, err := authenticate(a, "Bearer "+tok); err == nil {
+			kid := "unknown-" + string(rune('a'+i%26))
+			tok := authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, kid, authtest.Claims("x"))
+			_, err := authenticate(a, "Bearer "+tok)
+			if err == nil {
 				t.Error("unknown kid accepted")
+			} else if want := fmt.Sprintf("JWT signing key %q is not in the issuer's JWKS", kid); !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+				// Also while the JWKS is not fetched again: not the
+				// library's "failed to wait for JWK Set refresh rate
+				// limiter ..." over two lines.
+				t.Errorf("refusal %q, want %q", err, want)
 			}
 		}(i)
 	}

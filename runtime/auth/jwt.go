@@ -45,6 +45,9 @@ type jwtVerifier struct {
 	now    func() time.Time
 	log    *logrus.Logger
 	cancel context.CancelFunc
+	// unknownKID is how often the JWKS may be fetched again for a key id
+	// it lacks.
+	unknownKID time.Duration
 
 	mu    sync.RWMutex
 	cache map[[sha256.Size]byte]cachedJWT
@@ -89,6 +92,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	if unknownKID <= 0 {
 		unknownKID = 30 * time.Second
 	}
+	v.unknownKID = unknownKID
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
 	log := opts.Log.WithField("jwks_url", cfg.JWKSURL)
@@ -184,11 +188,19 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 	case alg != "" && !slices.Contains(v.cfg.Algorithms, alg):
 		return refuse(invalidCredential, "JWT algorithm %q is not allowed (auth.jwt.algorithms: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		if errors.Is(err, jwkset.ErrKeyNotFound) {
-			kid, _ := tok.Header["kid"].(string)
-			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS", kid)
+		kid := ""
+		if tok != nil {
+			kid, _ = tok.Header["kid"].(string)
 		}
-		return refuse(invalidCredential, "JWT cannot be verified: %v", err)
+		switch {
+		case errors.Is(err, jwkset.ErrKeyNotFound):
+			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS", kid)
+		case kid != "" && strings.Contains(err.Error(), "refresh rate limiter"):
+			// The key is not among those fetched, and the JWKS may not be
+			// fetched again yet (jwkset says so only in its text).
+			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS (fetched again for an unknown key at most every %s)", kid, v.unknownKID)
+		}
+		return refuse(invalidCredential, "JWT cannot be verified: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return refuse(invalidCredential, "JWT signature is invalid")
 	case errors.Is(err, jwt.ErrTokenExpired):
