@@ -111,6 +111,12 @@ func (r *Reader) dial(ctx context.Context, network, address string) (net.Conn, e
 		if len(addrs) == 0 {
 			return nil, errorf(Failed, "resolve %s: no addresses", host)
 		}
+		// Go's resolver gives IPv4 answers (DNS A records, /etc/hosts) in
+		// their IPv4-mapped IPv6 form; name them as the IPv4 addresses they
+		// are (the checks judge both forms alike).
+		for i, a := range addrs {
+			addrs[i] = a.Unmap()
+		}
 	}
 	internalOK := r.internal[host]
 	// Every address must pass, not only the first: a name that resolves to

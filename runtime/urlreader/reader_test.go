@@ -185,7 +185,7 @@ func TestInternalAddressesRefusedAtConnect(t *testing.T) {
 		"http://mixed.test:" + srv.port() + "/": "host mixed.test resolves to 127.0.0.1, which is loopback",
 		"http://meta.test/latest/meta-data/":    "host meta.test resolves to 169.254.169.254, which is link-local",
 		"http://169.254.169.254/latest/":        "address 169.254.169.254 is link-local",
-		"http://v6.test:" + other.port() + "/":  "loopback (127.0.0.0/8), IPv4-mapped",
+		"http://v6.test:" + srv.port() + "/":    "host v6.test resolves to 127.0.0.1, which is loopback (127.0.0.0/8)",
 	} {
 		_, err := read(p, url)
 		wantErr(t, err, Denied, want)
