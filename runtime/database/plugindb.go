@@ -82,6 +82,13 @@ func (e *timeoutError) Unwrap() error { return e.err }
 // passing db_max_result (SQLite's length limit, pgx's message limit).
 type tooLargeError struct{ err error }
 
+// busyError is a statement that waited for SQLite's write lock, held by
+// another transaction, as long as the plugin's statement timeout.
+type busyError struct{ err error }
+
+func (e *busyError) Error() string { return e.err.Error() }
+func (e *busyError) Unwrap() error { return e.err }
+
 func (e *tooLargeError) Error() string { return e.err.Error() }
 func (e *tooLargeError) Unwrap() error { return e.err }
 
@@ -115,7 +122,7 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 	conn, err := p.db.Conn(wctx)
 	if err == nil {
 		if p.svc.cfg.Client == ClientSQLite {
-			if err := limitConn(ctx, conn, lim.MaxResult); err != nil {
+			if err := limitConn(ctx, conn, lim.MaxResult, lim.StatementTimeout); err != nil {
 				conn.Close()
 				return nil, err
 			}
@@ -269,6 +276,10 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error 
 	var t *timeoutError
 	if errors.As(err, &t) {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s (%v)", lim.StatementTimeout, t.err)
+	}
+	var busy *busyError
+	if errors.As(err, &busy) {
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database stayed locked for limits.db_statement_timeout of %s: another transaction holds its write lock (SQLite lets one transaction write at a time: keep transactions short, and do not open a second one while the first is open) (%v)", lim.StatementTimeout, busy.err)
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
@@ -121,7 +123,15 @@ func (b *sqliteBackend) classify(err error) error {
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_AUTH:
-			return &deniedError{err: err, msg: "statement refused by the sandbox (a plugin's SQLite database cannot ATTACH, VACUUM, load extensions, run most PRAGMAs or reach any other file): " + err.Error()}
+			return &deniedError{err: err, msg: sqliteDenied + err.Error()}
+		case sqlite3.SQLITE_ERROR:
+			// A function the authorizer denies (load_extension) fails
+			// with a plain SQLITE_ERROR, not SQLITE_AUTH.
+			if strings.Contains(err.Error(), "not authorized") {
+				return &deniedError{err: err, msg: sqliteDenied + err.Error()}
+			}
+		case sqlite3.SQLITE_BUSY:
+			return &busyError{err: err}
 		case sqlite3.SQLITE_TOOBIG:
 			// A string or blob longer than SQLITE_LIMIT_LENGTH, which
 			// is db_max_result.
@@ -132,6 +142,8 @@ func (b *sqliteBackend) classify(err error) error {
 }
 
 func (b *sqliteBackend) close() {}
+
+const sqliteDenied = "statement refused by the sandbox (a plugin's SQLite database cannot ATTACH, VACUUM, load extensions, run most PRAGMAs or reach any other file): "
 
 // sqliteDriver opens the plugins' connections. It is a Driver of its own,
 // so that nothing registered on the package's default driver reaches them.
@@ -202,6 +214,8 @@ type sqliteConn struct {
 	txControl bool
 	// queryOnly is set while PRAGMA query_only is on.
 	queryOnly bool
+	// busy is the busy timeout limitConn last set (0: the DSN's).
+	busy time.Duration
 }
 
 // Unwrap lets the driver's functions (sqlite.Limit) reach its connection.
@@ -323,7 +337,27 @@ func (t *sqliteTx) end(err error) {
 // maxColumns columns in a table or a result row. The driver reads a row
 // whole before the runtime can count its size, so a row can take up to
 // maxColumns values of that length, not the 2000 SQLite allows by default.
-func limitConn(ctx context.Context, conn *sql.Conn, maxLength int) error {
+//
+// It also sets how long a statement (BEGIN IMMEDIATE included) waits for
+// the write lock another of the plugin's transactions holds:
+// db_statement_timeout, after which it fails with SQLITE_BUSY, reported as
+// a timeout. The driver's own wait does not follow the context.
+func limitConn(ctx context.Context, conn *sql.Conn, maxLength int, busy time.Duration) error {
+	busy = max(busy, time.Millisecond)
+	err := conn.Raw(func(dc any) error {
+		c, ok := dc.(*sqliteConn)
+		if !ok || c.busy == busy {
+			return nil
+		}
+		if err := c.trustedExec(ctx, "PRAGMA busy_timeout = "+strconv.FormatInt(busy.Milliseconds(), 10)); err != nil {
+			return fmt.Errorf("set busy_timeout: %w", err)
+		}
+		c.busy = busy
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	if _, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_ATTACHED, 0); err != nil {
 		return err
 	}
