@@ -436,6 +436,16 @@ func TestTypesRoundTrip(t *testing.T) {
 		if fmt.Sprint(r.GoTypes) != fmt.Sprint(wantTypes) {
 			t.Errorf("Go types = %v, want %v", r.GoTypes, wantTypes)
 		}
+		// Times come back as time.Time whatever the spelling of the
+		// column's type: on SQLite the driver parses only DATE, DATETIME
+		// and TIMESTAMP itself.
+		res = must(t, in, "alpha", exec("CREATE TABLE times (a timestamptz, b TIMESTAMP WITH TIME ZONE, c timestamp(6), d timestamp, e TIMESTAMPTZ)"),
+			exec("INSERT INTO times VALUES (?, ?, ?, ?, ?)", map[string]string{"time": ts}, map[string]string{"time": ts}, map[string]string{"time": ts}, map[string]string{"time": ts}, map[string]string{"time": ts}),
+			query("SELECT a, b, c, d, e, 'not a time' FROM times"))
+		r = res[2]
+		if fmt.Sprint(r.GoTypes) != "[time.Time time.Time time.Time time.Time time.Time string]" || fmt.Sprint(r.Rows[0][:5]) != "["+strings.Repeat("map[time:"+ts+"] ", 4)+"map[time:"+ts+"]]" {
+			t.Errorf("times: %v %v", r.GoTypes, r.Rows)
+		}
 		// Emulated prepared statements.
 		must(t, in, "alpha", step{Op: "prepare", SQL: "INSERT INTO vals (i) VALUES (?)", Args: []any{7}})
 		if r := must(t, in, "alpha", query("SELECT count(*) FROM vals WHERE i = 7"))[0]; r.Rows[0][0].(float64) != 3 {

@@ -346,7 +346,7 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 	// first value that does not fit, and no other copy of it is made.
 	dest := make([]any, len(cols))
 	for i := range dest {
-		dest[i] = valueScanner{w}
+		dest[i] = valueScanner{w: w, times: p.svc.cfg.Client == ClientSQLite && sqliteTimeColumn(types[i])}
 	}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
@@ -367,10 +367,21 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 }
 
 // valueScanner is the scan destination of every column of a query: it
-// appends the value to the result.
-type valueScanner struct{ w *hostfuncs.RowWriter }
+// appends the value to the result. With times, a text value that reads as
+// a time is sent as one (see sqliteTimeColumn).
+type valueScanner struct {
+	w     *hostfuncs.RowWriter
+	times bool
+}
 
-func (s valueScanner) Scan(src any) error { return s.w.Value(src) }
+func (s valueScanner) Scan(src any) error {
+	if str, ok := src.(string); ok && s.times {
+		if t, ok := parseSQLiteTime(str); ok {
+			return s.w.Value(t)
+		}
+	}
+	return s.w.Value(src)
+}
 
 // Begin implements hostfuncs.Database. The transaction holds one of the
 // plugin's connections until it ends; when the call ends with it still

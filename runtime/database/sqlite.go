@@ -143,6 +143,47 @@ func (b *sqliteBackend) classify(err error) error {
 
 func (b *sqliteBackend) close() {}
 
+// sqliteTimeColumn reports whether a column declared decl holds times
+// that the driver leaves as text. The driver turns text into time.Time
+// only in columns declared exactly DATE, DATETIME or TIMESTAMP; a
+// migration written for PostgreSQL too declares TIMESTAMPTZ, TIMESTAMP
+// WITH TIME ZONE or TIMESTAMP(6), and its times must come back as times
+// there as well.
+func sqliteTimeColumn(decl string) bool {
+	switch decl {
+	case "DATE", "DATETIME", "TIMESTAMP", "":
+		return false
+	}
+	d := strings.ToUpper(strings.TrimSpace(decl))
+	return d == "DATE" || strings.HasPrefix(d, "TIMESTAMP") || strings.HasPrefix(d, "DATETIME")
+}
+
+// sqliteTimeLayouts are the texts the driver writes and reads as times.
+var sqliteTimeLayouts = []string{
+	"2006-01-02 15:04:05.999999999-07:00",
+	"2006-01-02T15:04:05.999999999-07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04",
+	"2006-01-02T15:04",
+	"2006-01-02",
+}
+
+// parseSQLiteTime reads s as the driver reads a DATETIME column's text
+// (a trailing Z is UTC); ok is false when s is no time.
+func parseSQLiteTime(s string) (time.Time, bool) {
+	if len(s) < len("2006-01-02") || len(s) > 64 {
+		return time.Time{}, false
+	}
+	ts, _ := strings.CutSuffix(s, "Z")
+	for _, layout := range sqliteTimeLayouts {
+		if t, err := time.Parse(layout, ts); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
 const sqliteDenied = "statement refused by the sandbox (a plugin's SQLite database cannot ATTACH, VACUUM, load extensions, run most PRAGMAs or reach any other file): "
 
 // sqliteDriver opens the plugins' connections. It is a Driver of its own,
