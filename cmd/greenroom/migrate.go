@@ -88,6 +88,8 @@ source directories are built first, as greenroom dev does.`,
 			if err := rt.Database().Open(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
 			}
+			// Each migration applied is logged (to stderr) as it is.
+			fmt.Fprintln(cmd.OutOrStdout(), "runtime: migrations up to date")
 			rt.Load(ctx)
 			failed := 0
 			for _, id := range rt.IDs() {
@@ -105,7 +107,6 @@ source directories are built first, as greenroom dev does.`,
 			if failed > 0 {
 				return fmt.Errorf("%d plugins could not be migrated", failed)
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "runtime: migrations up to date")
 			return nil
 		},
 	}

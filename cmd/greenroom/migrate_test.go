@@ -53,7 +53,7 @@ path = "missing.wasm"
 		t.Fatalf("status before: %v\n%s", err, out)
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
-	if err != nil || !strings.Contains(out, "plugin todo: migrations up to date") {
+	if err != nil || !strings.HasPrefix(out, "runtime: migrations up to date\nplugin todo: migrations up to date") {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
 	out, err = run("migrate", "status", "-c", cfgPath)
