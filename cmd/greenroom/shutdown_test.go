@@ -220,6 +220,42 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 }
 
+// Without shutdown_delay (the default), while a slow request drains the
+// server still answers: readiness 503, other requests 503 shutting_down
+// with Connection: close; it used to close its listener at once, so a
+// probe saw a refused connection, not readiness 503.
+func TestSIGTERMDrainAnswers(t *testing.T) {
+	p := startServe(t, `shutdown_timeout = "20s"`)
+	slow := make(chan string, 1)
+	go func() {
+		s, b, err := p.get("/api/ver/slow?ms=2500")
+		slow <- fmt.Sprint(s, " ", b, " ", err)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	resp, err := http.Get("http://" + p.addr + "/.greenroom/health/v1/readiness")
+	if err != nil {
+		t.Fatalf("readiness while a request drains: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !resp.Close {
+		t.Errorf("readiness while a request drains: %d (close %v), want 503 with Connection: close", resp.StatusCode, resp.Close)
+	}
+	if status, body, err := p.get("/api/ver/slow?ms=1"); status != 503 || !strings.Contains(body, `"code":"shutting_down"`) {
+		t.Errorf("a new request while draining: %d %s %v, want 503 shutting_down", status, body, err)
+	}
+	if r := <-slow; r != "200 v1 <nil>" {
+		t.Errorf("in-flight request: %s", r)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if _, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+		t.Error("listener still accepts connections after exit")
+	}
+}
+
 // When shutdown_timeout cuts a request off, the exit code is not 0 and
 // the log says what was cut off.
 func TestSIGTERMTimeoutCutsOff(t *testing.T) {

@@ -49,6 +49,11 @@ type Server struct {
 	base     context.Context
 	cancel   context.CancelFunc
 	draining atomic.Bool
+	// refusing is set when Shutdown begins: requests other than the
+	// health endpoints get 503 while those admitted before finish.
+	refusing atomic.Bool
+	// admitted counts the requests being served that were not refused.
+	admitted atomic.Int64
 
 	// inflight holds the requests being served, so that a shutdown cut
 	// short can say which ones it cut off.
@@ -136,11 +141,24 @@ func (s *Server) Serve(ln net.Listener) error {
 // step of a graceful shutdown.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Shutdown stops accepting connections and waits for requests in flight
-// until ctx ends; then it interrupts the plugin calls still running. When
-// ctx ended first, the error names the requests it cut off.
+// Shutdown stops taking requests and waits for those in flight until ctx
+// ends; then it interrupts the plugin calls still running. When ctx ended
+// first, the error names the requests it cut off.
+//
+// While requests are in flight the listener stays open: a new request gets
+// 503 shutting_down (the health endpoints answer, readiness 503), so that
+// what a client or a probe sees during the drain is an answer rather than
+// a refused connection. Once none is left, or ctx ends, the listener
+// closes, idle connections are closed and open ones finish.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.refusing.Store(true)
+	for s.admitted.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	err := s.app.ShutdownWithContext(ctx)
 	if err != nil {
 		if cut := s.inFlight(); len(cut) > 0 {
@@ -240,7 +258,16 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		delete(s.inflight, rs)
 		s.inflightMu.Unlock()
 	}()
-	err := s.next(c, rs)
+	var err error
+	if s.refusing.Load() && !isHealth(c) {
+		e := apiErr(fiber.StatusServiceUnavailable, "shutting_down", "the server is shutting down; retry (on another replica)")
+		e.RetryAfter = 1
+		err = e
+	} else {
+		s.admitted.Add(1)
+		err = s.next(c, rs)
+		s.admitted.Add(-1)
+	}
 	if err != nil {
 		if herr := s.errorHandler(c, err); herr != nil {
 			return herr
