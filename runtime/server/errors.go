@@ -73,10 +73,21 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 			ae = apiErr(fiber.StatusInternalServerError, "internal", "internal server error")
 		}
 	}
-	if ae.RequestID == "" {
-		if rs := stateOf(c); rs != nil {
-			ae.RequestID = rs.id
+	rs := stateOf(c)
+	if ae.RequestID == "" && rs != nil {
+		ae.RequestID = rs.id
+	}
+	if rs == nil && ae.RequestID == "" {
+		// fasthttp refused the request before any handler ran (a body
+		// over server.body_limit, headers over server.header_limit, a
+		// malformed or too slow request): it gets its id, its count and
+		// its access log line here.
+		ae.RequestID = c.Get(fiber.HeaderXRequestID)
+		if !validRequestID(ae.RequestID) {
+			ae.RequestID = newRequestID()
 		}
+		c.Set(fiber.HeaderXRequestID, ae.RequestID)
+		defer s.refusedEarly(c, ae.RequestID)
 	}
 	if ae.RetryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ae.RetryAfter))
@@ -85,6 +96,25 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		c.Set(k, v)
 	}
 	return c.Status(ae.Status).JSON(ae)
+}
+
+// refusedEarly counts and access-logs a request fasthttp refused before
+// greenroom's handlers (errorHandler), once its answer is written.
+func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
+	took := time.Since(c.Context().Time())
+	status := c.Response().StatusCode()
+	s.metrics.ObserveRequest("", status, took)
+	if !s.rt.Config().Log.AccessLog {
+		return
+	}
+	s.log.WithFields(logrus.Fields{
+		"method":      c.Method(),
+		"path":        string(c.Request().URI().PathOriginal()),
+		"status":      status,
+		"bytes":       len(c.Response().Body()),
+		"duration_ms": float64(took.Microseconds()) / 1000,
+		"request_id":  id,
+	}).Info("request")
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the

@@ -200,7 +200,7 @@ func TestUnknownMethod(t *testing.T) {
 }
 
 func TestNotFoundAndBodyLimit(t *testing.T) {
-	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\n[log]\naccess_log = true\n[plugins.hello]\npath = %q\n", helloWasm))
 	for _, path := range []string{"/api/nope/ping", "/api/", "/api/Hello/ping", "/nothing"} {
 		status, h, body := in.Get(t, path)
 		if status != 404 || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
@@ -216,14 +216,23 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", in.Token, 65*1024)
+	fmt.Fprintf(conn, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nX-Request-Id: big-1\r\nContent-Length: %d\r\n\r\n", in.Token, 65*1024)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("over body_limit: %v", err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 413 || errorBody(t, string(b))["code"] != "body_too_large" {
-		t.Errorf("over body_limit: %d %s", resp.StatusCode, b)
+	// fasthttp refuses it before greenroom's handlers; it still gets its
+	// request id and its access log line.
+	if e := errorBody(t, string(b)); resp.StatusCode != 413 || e["code"] != "body_too_large" || e["request_id"] != "big-1" || resp.Header.Get("X-Request-Id") != "big-1" {
+		t.Errorf("over body_limit: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	logged := false
+	for _, l := range in.LogLines(t) {
+		logged = logged || l["msg"] == "request" && l["request_id"] == "big-1" && l["status"] == float64(413) && l["path"] == "/api/hello/echo"
+	}
+	if !logged {
+		t.Errorf("no access log line for the 413:\n%s", in.Log.String())
 	}
 	status, _, _ := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("x", 63*1024)))
 	if status != 200 {
@@ -253,8 +262,10 @@ func TestHeaderLimit(t *testing.T) {
 		if status != tc.want {
 			t.Errorf("limit %q, %d-byte header: %d %s, want %d", tc.limit, tc.size, status, body, tc.want)
 		}
-		if tc.want == 431 && errorBody(t, body)["code"] != "headers_too_large" {
-			t.Errorf("limit %q: %s", tc.limit, body)
+		if tc.want == 431 {
+			if e := errorBody(t, body); e["code"] != "headers_too_large" || e["request_id"] == nil {
+				t.Errorf("limit %q: %s, want headers_too_large with a request id", tc.limit, body)
+			}
 		}
 		if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
 			t.Errorf("limit %q: a normal request afterwards: %d", tc.limit, status)
