@@ -161,7 +161,7 @@ type Token struct {
 	// "user".
 	Type string `toml:"type"`
 	// Plugins restricts the token to these plugins; empty allows all.
-	Plugins []string `toml:"plugins"`
+	Plugins []string `toml:"plugins,omitempty"`
 	Admin   bool     `toml:"admin"`
 }
 

@@ -69,7 +69,9 @@ func TestContract(t *testing.T) {
 		h.Limits.Instances != 4 || h.Limits.QueueTimeout.D() != time.Second || h.Limits.MaxRequests != 10000 {
 		t.Errorf("limits not decoded: %+v %+v", c.Server, h.Limits)
 	}
-	if got := h.Limits.EffectiveRetireMemory(); got != 48<<20 {
+	// The default, 3/4 of memory, is filled in: config print and the
+	// plugins API show what is in effect (they showed 0B).
+	if got := h.Limits.RetireMemory; got != 48<<20 {
 		t.Errorf("retire memory default = %d, want 3/4 of memory", got)
 	}
 	if v, _ := h.ConfigValue("api_key"); v != "s3cret-value" {
@@ -87,6 +89,9 @@ func TestContract(t *testing.T) {
 	}
 	if strings.Contains(string(out), "s3cret-value") || !strings.Contains(string(out), Redacted) {
 		t.Errorf("print leaks or does not redact:\n%s", out)
+	}
+	if !strings.Contains(string(out), "retire_memory = '48MiB'") {
+		t.Errorf("print does not show the retire_memory in effect:\n%s", out)
 	}
 }
 
@@ -312,6 +317,11 @@ origins = ["https://app.example", "https://*.example.org", "http://localhost:300
 	}
 	if strings.Contains(string(out), "-token-0123456789") {
 		t.Errorf("config print shows a token:\n%s", out)
+	}
+	// A token without plugins (all of them) prints without the key: the
+	// `plugins = []` it printed is refused as input.
+	if strings.Contains(string(out), "plugins = []") || !strings.Contains(string(out), "plugins = ['todo']") {
+		t.Errorf("config print of the tokens' plugins:\n%s", out)
 	}
 }
 

@@ -167,6 +167,11 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		redactErrors(errs, cfg.Secrets())
 		return cfg, errs
 	}
+	// Defaults that depend on other settings are filled in, so that the
+	// config (config print, the plugins API) shows the values in effect.
+	for _, pc := range cfg.Plugins {
+		pc.Limits.RetireMemory = Size(pc.Limits.EffectiveRetireMemory())
+	}
 	return cfg, nil
 }
 
