@@ -105,6 +105,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		if err != nil {
 			in.ct.close()
 			mod.Close(context.Background())
+			// The reason is shown to operators (and in each 503): the
+			// first line of wazero's error, not its wasm stack trace.
+			err = firstLineError{err}
 			if in.initFailure != "" {
 				return nil, fmt.Errorf("guest initializer (%s): %s: %w", kind, in.initFailure, err)
 			}
@@ -350,3 +353,13 @@ func (w *lineWriter) emit(line []byte) {
 	w.rec = hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: string(line), Stream: w.stream}
 	st.Host.Log(st, &w.rec)
 }
+
+// firstLineError is err shown by its first line only.
+type firstLineError struct{ err error }
+
+func (e firstLineError) Error() string {
+	msg, _, _ := strings.Cut(e.err.Error(), "\n")
+	return msg
+}
+
+func (e firstLineError) Unwrap() error { return e.err }

@@ -555,6 +555,10 @@ func TestInitPanicReason(t *testing.T) {
 	if status != 503 || !strings.Contains(reason, "panic: cannot start: token [REDACTED] refused") || strings.Contains(body, secret) {
 		t.Errorf("got %d %s, want 503 with the redacted panic message", status, body)
 	}
+	// One line: not wazero's wasm stack trace.
+	if strings.Contains(reason, "\n") || strings.Contains(reason, "wasm stack trace") {
+		t.Errorf("the reason holds more than the error's first line: %q", reason)
+	}
 }
 
 // random_get is a host call too: one for 900 MiB (seconds of work) ends at
