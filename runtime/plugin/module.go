@@ -119,6 +119,8 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (waz
 // a declared, supported ABI version, the required exports, and imports that
 // this runtime provides.
 func describe(cm wazero.CompiledModule, info *Info) error {
+	// Lists are lists in JSON (the plugins API, inspect), empty ones too.
+	info.Exports, info.Imports, info.Capabilities = []string{}, []Import{}, []string{}
 	var errs []string
 	versions := []int{}
 	for name := range cm.ExportedFunctions() {

@@ -327,6 +327,10 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 			lim := pc.Limits
 			v.Limits = &lim
 		}
+		if pc != nil {
+			// A plugin with no version loaded has an empty pool.
+			v.Pool = &plugin.Stats{Max: pc.Limits.Instances}
+		}
 		if p := slot.Plugin(); p != nil {
 			info, stats := p.Info(), p.Stats()
 			v.Info, v.Pool = &info, &stats

@@ -686,8 +686,13 @@ path = %q
 		t.Errorf("logurl: granted %v, imported but not granted %v", logurl.Granted, logurl.Ungranted)
 	}
 	gone := view.Plugins[byID["gone"]]
-	if gone.State != "failed" || !strings.Contains(gone.LastError, "missing.wasm") || gone.Module != nil || gone.SHA256 != "" {
+	if gone.State != "failed" || !strings.Contains(gone.LastError, "missing.wasm") || gone.Module != nil || gone.SHA256 != "" ||
+		gone.Pool == nil || gone.Pool.Created != 0 {
 		t.Errorf("gone: %+v", gone)
+	}
+	// hello imports no capability: an empty list, not null.
+	if !strings.Contains(body, `"capabilities":[]`) {
+		t.Errorf("a module without capabilities lists them as null:\n%s", body)
 	}
 }
 
