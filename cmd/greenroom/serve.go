@@ -136,7 +136,12 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 		defer close(loaded)
 		start := time.Now()
 		rt.Load(loadCtx)
-		log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Info("plugins loaded; ready")
+		took := time.Since(start).Round(time.Millisecond).String()
+		if loadCtx.Err() != nil || srv.Draining() {
+			log.WithField("took", took).Info("plugin loading stopped: shutting down")
+			return
+		}
+		log.WithField("took", took).Info("plugins loaded; ready")
 	}()
 
 	var stopWatch func()
