@@ -268,27 +268,3 @@ func TestPGStatementFilterLinear(t *testing.T) {
 		}
 	}
 }
-
-// A plugin whose migrations are all applied loads without the migration
-// lock: another replica holding it (applying its own, or stuck) does not
-// hold this one up, and no lock connection is opened.
-func TestPGAppliedMigrationsNeedNoLock(t *testing.T) {
-	url := pgtest.URL(t)
-	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "good", ""))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	db := in.RT.Database().DB()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "SELECT name FROM greenroom.runtime_locks WHERE name = 'plugin:alpha' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
-	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
-	defer cancelShort()
-	if err := in.RT.Database().PluginDB("alpha").ApplyMigrations(short); err != nil {
-		t.Errorf("applying no pending migration waited for the held lock: %v", err)
-	}
-}

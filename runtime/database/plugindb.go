@@ -16,7 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
-	"github.com/uptrace/bun"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
@@ -554,21 +553,32 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		return err
 	}
 	db := p.svc.DB()
-	// Most loads find every migration applied: that needs no lock (on
-	// PostgreSQL a connection of its own), only a look at the records.
-	// Records are only ever added, so what is applied now stays applied.
-	pending, err := p.pendingMigrations(ctx, db, files, true)
-	if err != nil || len(pending) == 0 {
-		return err
-	}
 	unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
 	if err != nil {
 		return fmt.Errorf("waiting for the plugin's migration lock (another replica applying them?): %w", timedOut(err))
 	}
 	defer unlock()
-	// Another replica may have applied them while this one waited.
-	if pending, err = p.pendingMigrations(ctx, db, files, false); err != nil || len(pending) == 0 {
-		return err
+	var recs []pluginMigration
+	if err := db.NewSelect().Model(&recs).Where("plugin = ?", p.id).Scan(ctx); err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	applied := map[string]string{}
+	for _, r := range recs {
+		applied[r.Name] = r.SHA256
+	}
+	var pending []hostfuncs.MigrationFile
+	for _, f := range files {
+		sum := sha256.Sum256([]byte(f.SQL))
+		if old, ok := applied[f.Name]; ok {
+			if old != hex.EncodeToString(sum[:]) {
+				p.log.WithField("migration", f.Name).Warn("an applied migration has changed since; changes are not applied again (add a new migration instead)")
+			}
+			continue
+		}
+		pending = append(pending, f)
+	}
+	if len(pending) == 0 {
+		return nil
 	}
 	if p.svc.cfg.SkipMigrations {
 		return fmt.Errorf("%d migrations pending (first: %s) and database.skip_migrations is set: run `greenroom migrate up`", len(pending), pending[0].Name)
@@ -580,32 +590,6 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		p.log.WithField("migration", f.Name).Info("applied plugin migration")
 	}
 	return nil
-}
-
-// pendingMigrations returns those of files (sorted by name) that the
-// plugin's records do not list; with warn it logs each applied one whose
-// text has changed since.
-func (p *PluginDB) pendingMigrations(ctx context.Context, db *bun.DB, files []hostfuncs.MigrationFile, warn bool) ([]hostfuncs.MigrationFile, error) {
-	var recs []pluginMigration
-	if err := db.NewSelect().Model(&recs).Where("plugin = ?", p.id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("read applied migrations: %w", err)
-	}
-	applied := make(map[string]string, len(recs))
-	for _, r := range recs {
-		applied[r.Name] = r.SHA256
-	}
-	var pending []hostfuncs.MigrationFile
-	for _, f := range files {
-		old, ok := applied[f.Name]
-		if !ok {
-			pending = append(pending, f)
-			continue
-		}
-		if sum := sha256.Sum256([]byte(f.SQL)); warn && old != hex.EncodeToString(sum[:]) {
-			p.log.WithField("migration", f.Name).Warn("an applied migration has changed since; changes are not applied again (add a new migration instead)")
-		}
-	}
-	return pending, nil
 }
 
 func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
