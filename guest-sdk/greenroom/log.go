@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -171,14 +172,13 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 		return appendStringAttr(dst, a.Key, v.Time().Format(time.RFC3339Nano))
 	}
 	s := ""
-	switch x := v.Any().(type) {
-	case error:
-		s = x.Error()
-	case []byte:
+	if err, ok := v.Any().(error); ok {
+		s = err.Error()
+	} else if b, ok := byteSlice(v.Any()); ok {
 		// As slog's TextHandler writes it: the bytes as text, which the
 		// host can redact (fmt's [85 115 ...] hid a secret from it).
-		s = string(x)
-	default:
+		s = string(b)
+	} else {
 		s = v.String()
 	}
 	return appendStringAttr(dst, a.Key, dropString(s, maxStr))
@@ -186,4 +186,16 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 
 func clampLevel(l slog.Level) int32 {
 	return int32(max(min(int(l), math.MaxInt32), math.MinInt32))
+}
+
+// byteSlice returns a's bytes when it is a []byte or of a type defined as
+// one (json.RawMessage, net.IP), as slog's handlers read it.
+func byteSlice(a any) ([]byte, bool) {
+	if b, ok := a.([]byte); ok {
+		return b, true
+	}
+	if t := reflect.TypeOf(a); t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+		return reflect.ValueOf(a).Bytes(), true
+	}
+	return nil, false
 }

@@ -3,6 +3,7 @@ package greenroom
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +101,7 @@ func TestLogHandlerEncoding(t *testing.T) {
 		"when", when,
 		"lazy", valuer{},
 		"bytes", []byte("s3cret-value"),
+		"raw", json.RawMessage(`{"token":"s3cret"}`),
 		"ints", []int{1, 2},
 		slog.Attr{},
 	)
@@ -111,7 +113,7 @@ func TestLogHandlerEncoding(t *testing.T) {
 	level, msg, attrs := decodeRecord(t, c.records[0])
 	want := []string{"svc=docs", "req.id=7", "req.took=1.5s", "req.user.name=jane", "req.user.admin=true", "req.inlined=1.5",
 		"req.big=18446744073709551615", "req.err=boom", "req.when=2026-01-02T03:04:05.000000006Z", "req.lazy=resolved",
-		"req.bytes=s3cret-value", "req.ints=[1 2]"}
+		"req.bytes=s3cret-value", `req.raw={"token":"s3cret"}`, "req.ints=[1 2]"}
 	if level != 4 || msg != "slow" || strings.Join(attrs, " ") != strings.Join(want, " ") {
 		t.Errorf("got %d %q %q\nwant %q", level, msg, attrs, want)
 	}

@@ -101,7 +101,14 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // refusedEarly counts and access-logs a request fasthttp refused before
 // greenroom's handlers (errorHandler), once its answer is written.
 func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
-	took := time.Since(c.Context().Time())
+	// fasthttp has not stamped the request's start yet: for a
+	// connection's first request its duration runs from the connection's
+	// start; a later request's start is unknown (Time still holds the
+	// previous one's, idle time included), so it is logged as 0.
+	var took time.Duration
+	if fc := c.Context(); fc.ConnRequestNum() == 0 && !fc.ConnTime().IsZero() {
+		took = time.Since(fc.ConnTime())
+	}
 	status := c.Response().StatusCode()
 	s.metrics.ObserveRequest("", status, took)
 	if !s.rt.Config().Log.AccessLog {
