@@ -354,6 +354,68 @@ func TestSQLiteWriteLockWait(t *testing.T) {
 	if n := count(t, in, "alpha", "notes"); n != 0 {
 		t.Errorf("%d notes, want 0", n)
 	}
+	// A write outside any transaction, while another request's
+	// transaction holds the lock, says the same (it said the statement
+	// ran past its timeout).
+	held := make(chan []result, 1)
+	go func() {
+		held <- run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: 2500}, step{Op: "commit"})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for in.RT.Database().PluginDB("alpha").Stats().InUse < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // past its INSERT: the lock is held
+	w := run(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('waits')"))[0]
+	if w.Kind != "timeout" || !strings.Contains(w.Error, "write lock") {
+		t.Errorf("a write waiting for the lock: %s %q, want a timeout naming the write lock", w.Kind, w.Error)
+	}
+	for _, r := range <-held {
+		if r.Error != "" {
+			t.Errorf("holder: %s", r.Error)
+		}
+	}
+}
+
+// A reload's migration waits for the write lock the running version holds
+// as long as limits.migration_timeout allows, not the short busy timeout
+// pooled connections have for the plugin's statements.
+func TestSQLiteMigrationWaitsForTheWriteLock(t *testing.T) {
+	dbconf := backends[0].conf(t)
+	conf := func(migrations string) string {
+		return dbconf + plugin("alpha", true, migrations, "db_max_conns = 3\ndb_statement_timeout = \"500ms\"\ntimeout = \"20s\"")
+	}
+	in := start(t, conf("good"))
+	// Connections that served statements, with their short busy timeout.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			must(t, in, "alpha", step{Op: "begin", ReadOnly: false}, query("SELECT 1"), step{Op: "sleep", MS: 300}, step{Op: "rollback"})
+		}()
+	}
+	wg.Wait()
+	if idle := in.RT.Database().PluginDB("alpha").Stats().Idle; idle < 2 {
+		t.Fatalf("%d idle connections, want 2", idle)
+	}
+	held := make(chan []result, 1)
+	go func() {
+		held <- run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: 2000}, step{Op: "commit"})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for in.RT.Database().PluginDB("alpha").Stats().InUse < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	in.SetConfig(conf("more"))
+	if res := in.Reload(t); res.Plugins["alpha"].Outcome != "reloaded" {
+		t.Fatalf("reload with a migration while a transaction holds the lock: %+v", res.Plugins["alpha"])
+	}
+	if r := must(t, in, "alpha", query("SELECT name FROM applied WHERE name = '003'"))[0]; len(r.Rows) != 1 {
+		t.Errorf("migration 003 not applied: %v", r.Rows)
+	}
+	<-held
 }
 
 func TestStatementTimeout(t *testing.T) {

@@ -121,7 +121,10 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 	conn, err := p.db.Conn(wctx)
 	if err == nil {
 		if p.svc.cfg.Client == ClientSQLite {
-			if err := limitConn(ctx, conn, lim.MaxResult, lim.StatementTimeout); err != nil {
+			// The lock wait ends a little before the statement's own
+			// timeout, so that it is what the plugin is told of.
+			busy := lim.StatementTimeout - min(lim.StatementTimeout/10, 100*time.Millisecond)
+			if err := limitConn(ctx, conn, lim.MaxResult, busy); err != nil {
 				conn.Close()
 				return nil, err
 			}
@@ -264,10 +267,16 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error 
 	if ctx.Err() != nil {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed during the statement; it was cancelled")
 	}
+	err = p.svc.backend.classify(err)
+	var busy *busyError
+	if errors.As(err, &busy) {
+		// Before the statement timeout's own message: waiting for the
+		// lock is what took the time (the two end together).
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database stayed locked for limits.db_statement_timeout of %s: another transaction holds its write lock (SQLite lets one transaction write at a time: keep transactions short, and do not open a second one while the first is open) (%v)", lim.StatementTimeout, busy.err)
+	}
 	if errors.Is(sctx.Err(), context.DeadlineExceeded) {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s", lim.StatementTimeout)
 	}
-	err = p.svc.backend.classify(err)
 	var d *deniedError
 	if errors.As(err, &d) {
 		return hostfuncs.Failf(hostfuncs.ErrDenied, "%s", d.msg)
@@ -275,10 +284,6 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error 
 	var t *timeoutError
 	if errors.As(err, &t) {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s (%v)", lim.StatementTimeout, t.err)
-	}
-	var busy *busyError
-	if errors.As(err, &busy) {
-		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database stayed locked for limits.db_statement_timeout of %s: another transaction holds its write lock (SQLite lets one transaction write at a time: keep transactions short, and do not open a second one while the first is open) (%v)", lim.StatementTimeout, busy.err)
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
@@ -613,6 +618,18 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}()
 	if cmd := p.checkSession(conn, f.SQL); cmd != "" {
 		return fmt.Errorf("statement refused: %s", refusal(cmd, where))
+	}
+	if p.svc.cfg.Client == ClientSQLite {
+		// A pooled connection waits for the write lock (held by the
+		// plugin's running version during a reload) only its
+		// db_statement_timeout; a migration waits as long as ctx allows.
+		busy := 10 * time.Second
+		if deadline, ok := ctx.Deadline(); ok {
+			busy = time.Until(deadline)
+		}
+		if err := setBusyTimeout(ctx, conn, busy); err != nil {
+			return err
+		}
 	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {

@@ -127,7 +127,7 @@ func (b *sqliteBackend) classify(err error) error {
 		case sqlite3.SQLITE_ERROR:
 			// A function the authorizer denies (load_extension) fails
 			// with a plain SQLITE_ERROR, not SQLITE_AUTH.
-			if strings.Contains(err.Error(), "not authorized") {
+			if strings.Contains(err.Error(), "not authorized to use function") {
 				return &deniedError{err: err, msg: sqliteDenied + err.Error()}
 			}
 		case sqlite3.SQLITE_BUSY:
@@ -380,23 +380,12 @@ func (t *sqliteTx) end(err error) {
 // maxColumns values of that length, not the 2000 SQLite allows by default.
 //
 // It also sets how long a statement (BEGIN IMMEDIATE included) waits for
-// the write lock another of the plugin's transactions holds:
-// db_statement_timeout, after which it fails with SQLITE_BUSY, reported as
-// a timeout. The driver's own wait does not follow the context.
+// the write lock another of the plugin's transactions holds: busy (the
+// caller passes a little less than db_statement_timeout), after which it
+// fails with SQLITE_BUSY, reported as a timeout. The driver's BEGIN does
+// not follow the context.
 func limitConn(ctx context.Context, conn *sql.Conn, maxLength int, busy time.Duration) error {
-	busy = max(busy, time.Millisecond)
-	err := conn.Raw(func(dc any) error {
-		c, ok := dc.(*sqliteConn)
-		if !ok || c.busy == busy {
-			return nil
-		}
-		if err := c.trustedExec(ctx, "PRAGMA busy_timeout = "+strconv.FormatInt(busy.Milliseconds(), 10)); err != nil {
-			return fmt.Errorf("set busy_timeout: %w", err)
-		}
-		c.busy = busy
-		return nil
-	})
-	if err != nil {
+	if err := setBusyTimeout(ctx, conn, busy); err != nil {
 		return err
 	}
 	if _, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_ATTACHED, 0); err != nil {
@@ -411,6 +400,24 @@ func limitConn(ctx context.Context, conn *sql.Conn, maxLength int, busy time.Dur
 		}
 	}
 	return nil
+}
+
+// setBusyTimeout sets how long a statement on a plugin's connection waits
+// for a lock another connection holds (at least a millisecond), unless it
+// is set so already.
+func setBusyTimeout(ctx context.Context, conn *sql.Conn, busy time.Duration) error {
+	busy = max(busy, time.Millisecond)
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*sqliteConn)
+		if !ok || c.busy == busy {
+			return nil
+		}
+		if err := c.trustedExec(ctx, "PRAGMA busy_timeout = "+strconv.FormatInt(busy.Milliseconds(), 10)); err != nil {
+			return fmt.Errorf("set busy_timeout: %w", err)
+		}
+		c.busy = busy
+		return nil
+	})
 }
 
 // maxColumns is SQLITE_LIMIT_COLUMN on plugin connections.
