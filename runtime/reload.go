@@ -11,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
 // Outcomes of a plugin in a reload.
@@ -93,6 +94,9 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			err = fmt.Errorf("plugin %s: %w", id, err)
 			pr = PluginReload{Outcome: OutcomeFailed, Error: err.Error()}
 			log := r.log.WithField("plugin", id).WithError(err)
+			if d := plugin.ErrorDetail(err); d != "" {
+				log = log.WithField("detail", d)
+			}
 			if s.cur.Load() != nil {
 				s.set(StateReady, err) // serving, with its last load error
 				log.Error("reload: new version failed to load; the previous version keeps serving")

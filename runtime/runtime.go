@@ -337,7 +337,11 @@ func (r *Runtime) Load(ctx context.Context) {
 			if err := r.loadSlot(ctx, cfg, s); err != nil {
 				err = fmt.Errorf("plugin %s: %w", id, err)
 				s.set(StateFailed, err)
-				r.log.WithField("plugin", id).WithError(err).Error("plugin failed to load; its routes answer 503")
+				log := r.log.WithField("plugin", id).WithError(err)
+				if d := plugin.ErrorDetail(err); d != "" {
+					log = log.WithField("detail", d)
+				}
+				log.Error("plugin failed to load; its routes answer 503")
 			}
 		}()
 	}

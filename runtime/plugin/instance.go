@@ -363,3 +363,14 @@ func (e firstLineError) Error() string {
 }
 
 func (e firstLineError) Unwrap() error { return e.err }
+
+// ErrorDetail returns what a load error leaves out of its message (the
+// wasm stack trace of a failed initializer), for the log; "" when nothing.
+func ErrorDetail(err error) string {
+	var fe firstLineError
+	if !errors.As(err, &fe) {
+		return ""
+	}
+	_, rest, _ := strings.Cut(fe.err.Error(), "\n")
+	return rest
+}

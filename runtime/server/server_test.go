@@ -558,9 +558,12 @@ func TestInitPanicReason(t *testing.T) {
 	if status != 503 || !strings.Contains(reason, "panic: cannot start: token [REDACTED] refused") || strings.Contains(body, secret) {
 		t.Errorf("got %d %s, want 503 with the redacted panic message", status, body)
 	}
-	// One line: not wazero's wasm stack trace.
+	// One line: not wazero's wasm stack trace, which the log line has.
 	if strings.Contains(reason, "\n") || strings.Contains(reason, "wasm stack trace") {
 		t.Errorf("the reason holds more than the error's first line: %q", reason)
+	}
+	if !strings.Contains(in.Log.String(), `"detail":"wasm stack trace:`) {
+		t.Errorf("the load failure's log line lacks the wasm stack trace:\n%s", in.Log.String())
 	}
 }
 
