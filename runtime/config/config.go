@@ -11,6 +11,7 @@ package config
 
 import (
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -196,6 +197,10 @@ type Plugin struct {
 	Config       map[string]any `toml:"config"`
 	// Secrets names keys of Config that are secret whatever their origin.
 	Secrets []string `toml:"secrets"`
+	// literals holds the source text of Config's number, boolean and
+	// date-time values by dotted key (1_000, 0xff, 1e10, 2026-01-02), which
+	// ConfigValue returns as written.
+	literals map[string]string
 }
 
 // Limits bound one plugin.
@@ -332,6 +337,12 @@ func (c *Config) Secrets() []string {
 		for _, k := range p.Secrets {
 			if v, ok := p.configAt(k); ok {
 				out = appendLeaves(out, v)
+				// A number as the plugin reads it: as written (0x1234).
+				for lk, text := range p.literals {
+					if (lk == k || strings.HasPrefix(lk, k+".") || strings.HasPrefix(lk, k+"[")) && text != "true" && text != "false" {
+						out = append(out, text)
+					}
+				}
 			}
 		}
 	}

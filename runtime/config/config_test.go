@@ -236,20 +236,54 @@ func TestConfigValueFormats(t *testing.T) {
 	c := mustRead(t, `
 [plugins.a]
 path = "a.wasm"
+secrets = ["pin"]
 [plugins.a.config]
 n = 42
 f = 1.0
 g = 2.5
 b = true
 list = ["x", 1]
+big = 1_000_000
+hex = 0xff
+exp = 1e10
+trail = 2.50
+inf = inf
+day = 2026-01-02
+at = 07:30:00
+when = 1979-05-27T07:32:00-08:00
+pin = 0x1234
 [plugins.a.config.db]
 host = "h"
+port = 5_432
 `, nil)
 	p := c.Plugins["a"]
-	for k, want := range map[string]string{"n": "42", "f": "1.0", "g": "2.5", "b": "true", "list": `["x",1]`, "db.host": "h", "db": `{"host":"h"}`} {
+	// Numbers, booleans and date-times as their TOML text, as written.
+	for k, want := range map[string]string{"n": "42", "f": "1.0", "g": "2.5", "b": "true", "list": `["x",1]`, "db.host": "h", "db.port": "5_432",
+		"big": "1_000_000", "hex": "0xff", "exp": "1e10", "trail": "2.50", "inf": "inf", "day": "2026-01-02", "at": "07:30:00", "when": "1979-05-27T07:32:00-08:00"} {
 		if got, ok := p.ConfigValue(k); !ok || got != want {
 			t.Errorf("%s = %q, %v; want %q", k, got, ok, want)
 		}
+		if got := p.FlatConfig()[k]; got != want {
+			t.Errorf("FlatConfig()[%s] = %q; want %q", k, got, want)
+		}
+	}
+	// A later file's value replaces the text too.
+	merged, err := Read([]Source{
+		{Name: "a.toml", Data: []byte("[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\nx = 0xff\ny = 1_000\n")},
+		{Name: "b.toml", Data: []byte("[plugins.a.config]\nx = \"text\"\ny = 7\n")},
+	}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := merged.Plugins["a"].ConfigValue("x"); x != "text" {
+		t.Errorf("x = %q after a later file set a string", x)
+	}
+	if y, _ := merged.Plugins["a"].ConfigValue("y"); y != "7" {
+		t.Errorf("y = %q after a later file set 7", y)
+	}
+	// A listed secret is redacted as the plugin reads it.
+	if secrets := strings.Join(c.Secrets(), " "); !strings.Contains(secrets, "0x1234") {
+		t.Errorf("secrets %q lack the pin as written", secrets)
 	}
 	if _, ok := p.ConfigValue("missing"); ok {
 		t.Error("missing key found")

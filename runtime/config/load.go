@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -128,8 +129,9 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	var errs Errors
 	merged := map[string]any{}
 	origins := map[string]string{}
+	literals := map[string]string{}
 	for _, src := range srcs {
-		doc, lines, err := parse(src.Data)
+		doc, lines, lits, err := parse(src.Data)
 		if err != nil {
 			origin := src.Name
 			var se *syntaxError
@@ -142,6 +144,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		for k, line := range lines {
 			origins[k] = fmt.Sprintf("%s:%d", src.Name, line)
 		}
+		maps.Copy(literals, lits)
 		mergeMaps(merged, doc)
 	}
 	parsed := len(errs) == 0
@@ -169,8 +172,17 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	}
 	// Defaults that depend on other settings are filled in, so that the
 	// config (config print, the plugins API) shows the values in effect.
-	for _, pc := range cfg.Plugins {
+	for id, pc := range cfg.Plugins {
 		pc.Limits.RetireMemory = Size(pc.Limits.EffectiveRetireMemory())
+		prefix := "plugins." + id + ".config."
+		for k, text := range literals {
+			if key, ok := strings.CutPrefix(k, prefix); ok {
+				if pc.literals == nil {
+					pc.literals = map[string]string{}
+				}
+				pc.literals[key] = text
+			}
+		}
 	}
 	return cfg, nil
 }
@@ -212,21 +224,22 @@ func (e *syntaxError) Error() string { return e.msg }
 var utf8BOM = []byte("\xef\xbb\xbf")
 
 // parse decodes TOML text into a generic document and records the line of
-// every key, as dotted paths with [i] for array elements. A leading UTF-8
-// byte order mark is ignored.
-func parse(data []byte) (map[string]any, map[string]int, error) {
+// every key, as dotted paths with [i] for array elements, and the source
+// text of every number, boolean and date-time. A leading UTF-8 byte order
+// mark is ignored.
+func parse(data []byte) (map[string]any, map[string]int, map[string]string, error) {
 	data = bytes.TrimPrefix(data, utf8BOM)
 	doc := map[string]any{}
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return nil, nil, &syntaxError{line: row, msg: fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())}
+			return nil, nil, nil, &syntaxError{line: row, msg: fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())}
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	lines := map[string]int{}
-	p := lineParser{newlines: newlineOffsets(data)}
+	p := lineParser{newlines: newlineOffsets(data), literals: map[string]string{}}
 	p.Reset(data)
 	var prefix string
 	arrays := map[string]int{}
@@ -249,9 +262,9 @@ func parse(data []byte) (map[string]any, map[string]int, error) {
 		}
 	}
 	if err := p.Error(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return doc, lines, nil
+	return doc, lines, p.literals, nil
 }
 
 func recordKeyValue(p *lineParser, lines map[string]int, prefix string, kv *unstable.Node) {
@@ -274,6 +287,8 @@ func recordKeyValue(p *lineParser, lines map[string]int, prefix string, kv *unst
 
 func recordValue(p *lineParser, lines map[string]int, path string, v *unstable.Node, line int) {
 	switch v.Kind {
+	case unstable.Integer, unstable.Float, unstable.Bool, unstable.DateTime, unstable.LocalDate, unstable.LocalTime, unstable.LocalDateTime:
+		p.literals[path] = string(v.Data)
 	case unstable.InlineTable:
 		it := v.Children()
 		for it.Next() {
@@ -304,6 +319,7 @@ func keyOf(n *unstable.Node) []string {
 type lineParser struct {
 	unstable.Parser
 	newlines []int // offsets of every '\n', ascending
+	literals map[string]string
 }
 
 func newlineOffsets(data []byte) []int {

@@ -477,7 +477,22 @@ func (p *Plugin) ConfigValue(key string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return formatValue(v), true
+	return p.valueText(key, v), true
+}
+
+// valueText is the text of v, the value at key: a number, boolean or
+// date-time as written in the file (1_000, 0xff, 2026-01-02; a later
+// file's string or table under the key is not one), anything else as
+// formatValue gives it.
+func (p *Plugin) valueText(key string, v any) string {
+	switch v.(type) {
+	case string, map[string]any, []any:
+	default:
+		if text, ok := p.literals[key]; ok {
+			return text
+		}
+	}
+	return formatValue(v)
 }
 
 // configAt returns the value at a dotted key of the plugin's config table
@@ -509,7 +524,7 @@ func (p *Plugin) FlatConfig() map[string]string {
 				if prefix != "" {
 					key = prefix + "." + k
 				}
-				out[key] = formatValue(e)
+				out[key] = p.valueText(key, e)
 				walk(key, e)
 			}
 		}
