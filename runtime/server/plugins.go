@@ -184,13 +184,6 @@ var droppedResponseHeaders = map[string]bool{
 	"upgrade": true, "te": true, "trailer": true, "content-length": true,
 	"proxy-authenticate": true, // hop-by-hop
 	"x-request-id":       true, // greenroom's own, already set
-	// CORS is the operator's ([server.cors]), not a plugin's.
-	"access-control-allow-origin":      true,
-	"access-control-allow-credentials": true,
-	"access-control-allow-methods":     true,
-	"access-control-allow-headers":     true,
-	"access-control-expose-headers":    true,
-	"access-control-max-age":           true,
 }
 
 // mountLocation puts the plugin's mount in front of a Location that is a
@@ -234,7 +227,9 @@ func forwardResponseHeader(k, v []byte) bool {
 		}
 		lower[i] = ch
 	}
-	if droppedResponseHeaders[string(lower[:len(k)])] {
+	if name := lower[:len(k)]; droppedResponseHeaders[string(name)] || bytes.HasPrefix(name, []byte("access-control-")) {
+		// CORS (every Access-Control-* header, Allow-Private-Network
+		// included) is the operator's ([server.cors]), not a plugin's.
 		return false
 	}
 	for _, ch := range v {

@@ -160,6 +160,7 @@ func init() {
 		w.Header().Set("X-Request-Id", "forged")
 		w.Header().Set("Proxy-Authenticate", "Basic")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Private-Network", "true")
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
 	})
