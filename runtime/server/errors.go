@@ -128,11 +128,32 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 // request bytes fasthttp quotes after it ("...: buffer size=148, contents:
 // \"POST ... Authorization: Bearer ...\""): the answer should not repeat a
 // credential, not even to the client that sent it.
+//
+// Its request-line errors quote the whole head instead (`invalid request
+// uri "/x" in "GET /x HTTP/1.1\r\nAuthorization: ..."`), so every quoted
+// part is left out too: `invalid request uri "…" in "…"`.
 func parseErrorMessage(msg string) string {
 	if i := strings.Index(msg, ": buffer size="); i >= 0 {
-		return msg[:i]
+		msg = msg[:i]
 	}
-	return msg
+	if !strings.Contains(msg, `"`) {
+		return msg
+	}
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		if msg[i] != '"' {
+			b.WriteByte(msg[i])
+			continue
+		}
+		// Skip to the closing quote (%q escapes quotes inside).
+		for i++; i < len(msg) && msg[i] != '"'; i++ {
+			if msg[i] == '\\' {
+				i++
+			}
+		}
+		b.WriteString(`"…"`)
+	}
+	return b.String()
 }
 
 func codeForStatus(status int) string {
