@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -208,48 +209,81 @@ func knownMethod(method []byte) bool {
 	return false
 }
 
-// unknownMethods wraps Fiber's request handler so that a method Fiber does
-// not route (PROPFIND, BREW, ...) gets greenroom's JSON error like every
-// other refused request: 501, as RFC 9110 asks of a server that does not
-// implement a method, with a request id, counted in the metrics and in the
-// access log. No credential is asked for: the answer says nothing about
-// any plugin.
-func (s *Server) unknownMethods(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+// guard wraps Fiber's request handler, for what must be answered before
+// Fiber sees a request:
+//   - a method Fiber does not route (PROPFIND, BREW, ...), which it would
+//     answer with a plain-text 400 before any handler: greenroom's JSON
+//     error, 501 as RFC 9110 asks of a server that does not implement a
+//     method;
+//   - a request with both Transfer-Encoding: chunked and Content-Length,
+//     whose body a proxy in front may have framed differently (request
+//     smuggling): 400, and the connection is closed.
+//
+// Both get a request id, a count in the metrics and an access log line.
+// No credential is asked for: the answer says nothing about any plugin.
+func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		if knownMethod(ctx.Method()) {
-			next(ctx)
-			return
-		}
-		start := time.Now()
-		id := string(ctx.Request.Header.Peek(fiber.HeaderXRequestID))
-		if !validRequestID(id) {
-			id = newRequestID()
-		}
-		method := string(ctx.Method())
-		if len(method) > 64 {
-			method = method[:64] + "..."
-		}
-		ae := apiErr(fiber.StatusNotImplemented, "not_implemented",
-			"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", "))
-		ae.RequestID = id
-		body, _ := json.Marshal(ae)
-		ctx.Response.Header.Set(fiber.HeaderXRequestID, id)
-		ctx.SetStatusCode(fiber.StatusNotImplemented)
-		ctx.SetContentType(fiber.MIMEApplicationJSON)
-		ctx.SetBody(body)
-		if s.draining.Load() {
+		switch {
+		case !knownMethod(ctx.Method()):
+			method := string(ctx.Method())
+			if len(method) > 64 {
+				method = method[:64] + "..."
+			}
+			s.refuseRaw(ctx, apiErr(fiber.StatusNotImplemented, "not_implemented",
+				"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", ")), method)
+		case ctx.Request.Header.ContentLength() == -1 && hasRawHeader(ctx.Request.Header.RawHeaders(), "content-length"):
 			ctx.SetConnectionClose()
-		}
-		s.metrics.ObserveRequest("", fiber.StatusNotImplemented, time.Since(start))
-		if s.rt.Config().Log.AccessLog {
-			s.log.WithFields(logrus.Fields{
-				"method":      method,
-				"path":        string(ctx.Request.URI().PathOriginal()),
-				"status":      fiber.StatusNotImplemented,
-				"bytes":       len(body),
-				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
-				"request_id":  id,
-			}).Info("request")
+			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request",
+				"the request has both Transfer-Encoding and Content-Length, which servers may read differently; send one"), string(ctx.Method()))
+		default:
+			next(ctx)
 		}
 	}
+}
+
+// refuseRaw answers ae on a request Fiber has not seen, with its request
+// id (X-Request-Id when valid), and counts and access-logs it.
+func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string) {
+	start := time.Now()
+	id := string(ctx.Request.Header.Peek(fiber.HeaderXRequestID))
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	ae.RequestID = id
+	body, _ := json.Marshal(ae)
+	ctx.Response.Header.Set(fiber.HeaderXRequestID, id)
+	ctx.SetStatusCode(ae.Status)
+	ctx.SetContentType(fiber.MIMEApplicationJSON)
+	ctx.SetBody(body)
+	if s.draining.Load() {
+		ctx.SetConnectionClose()
+	}
+	s.metrics.ObserveRequest("", ae.Status, time.Since(start))
+	if s.rt.Config().Log.AccessLog {
+		s.log.WithFields(logrus.Fields{
+			"method":      method,
+			"path":        string(ctx.Request.URI().PathOriginal()),
+			"status":      ae.Status,
+			"bytes":       len(body),
+			"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+			"request_id":  id,
+		}).Info("request")
+	}
+}
+
+// hasRawHeader reports whether raw, a request's header lines as received,
+// has a header named name (lower case).
+func hasRawHeader(raw []byte, name string) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if k, _, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(strings.TrimSpace(string(k)), name) {
+			return true
+		}
+	}
+	return false
 }

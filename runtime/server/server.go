@@ -86,7 +86,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	// that they reconnect (to another replica) instead of reusing a
 	// connection that is about to go away.
 	s.app.Server().CloseOnShutdown = true
-	s.app.Server().Handler = s.unknownMethods(s.app.Server().Handler)
+	s.app.Server().Handler = s.guard(s.app.Server().Handler)
 	s.routes()
 	return s
 }
