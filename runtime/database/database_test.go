@@ -285,20 +285,11 @@ func TestPoolExhaustion(t *testing.T) {
 		hold := func(id string, ms int, done chan<- []result) {
 			done <- run(t, in, id, step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: ms}, step{Op: "commit"})
 		}
-		waitInUse := func(id string) {
-			deadline := time.Now().Add(20 * time.Second)
-			for in.RT.Database().PluginDB(id).Stats().InUse < 1 {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s never held its connection", id)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
 		heldP, heldH := make(chan []result, 1), make(chan []result, 1)
 		go hold("patient", 1500, heldP)
 		go hold("hasty", 4000, heldH)
-		waitInUse("patient")
-		waitInUse("hasty")
+		waitInUse(t, in, "patient")
+		waitInUse(t, in, "hasty")
 
 		var wg sync.WaitGroup
 		wg.Add(2)
@@ -357,15 +348,7 @@ func TestSQLiteWriteLockWait(t *testing.T) {
 	// A write outside any transaction, while another request's
 	// transaction holds the lock, says the same (it said the statement
 	// ran past its timeout).
-	held := make(chan []result, 1)
-	go func() {
-		held <- run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: 2500}, step{Op: "commit"})
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for in.RT.Database().PluginDB("alpha").Stats().InUse < 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // past its INSERT: the lock is held
+	held := holdWriteLock(t, in, "alpha", 2500)
 	w := run(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('waits')"))[0]
 	if w.Kind != "timeout" || !strings.Contains(w.Error, "write lock") {
 		t.Errorf("a write waiting for the lock: %s %q, want a timeout naming the write lock", w.Kind, w.Error)
@@ -375,6 +358,33 @@ func TestSQLiteWriteLockWait(t *testing.T) {
 			t.Errorf("holder: %s", r.Error)
 		}
 	}
+}
+
+// waitInUse waits until plugin id holds one of its connections.
+func waitInUse(t *testing.T, in *servertest.Instance, id string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for in.RT.Database().PluginDB(id).Stats().InUse < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never held its connection", id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// holdWriteLock starts a request of plugin id that inserts in a
+// transaction and keeps it open for ms, and returns once the insert has
+// run (the transaction holds SQLite's write lock); the request's results
+// arrive on the channel.
+func holdWriteLock(t *testing.T, in *servertest.Instance, id string, ms int) <-chan []result {
+	t.Helper()
+	held := make(chan []result, 1)
+	go func() {
+		held <- run(t, in, id, step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: ms}, step{Op: "commit"})
+	}()
+	waitInUse(t, in, id)
+	time.Sleep(100 * time.Millisecond) // past its INSERT
+	return held
 }
 
 // A reload's migration waits for the write lock the running version holds
@@ -399,15 +409,7 @@ func TestSQLiteMigrationWaitsForTheWriteLock(t *testing.T) {
 	if idle := in.RT.Database().PluginDB("alpha").Stats().Idle; idle < 2 {
 		t.Fatalf("%d idle connections, want 2", idle)
 	}
-	held := make(chan []result, 1)
-	go func() {
-		held <- run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('held')"), step{Op: "sleep", MS: 2000}, step{Op: "commit"})
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for in.RT.Database().PluginDB("alpha").Stats().InUse < 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
+	held := holdWriteLock(t, in, "alpha", 2000)
 	in.SetConfig(conf("more"))
 	if res := in.Reload(t); res.Plugins["alpha"].Outcome != "reloaded" {
 		t.Fatalf("reload with a migration while a transaction holds the lock: %+v", res.Plugins["alpha"])
