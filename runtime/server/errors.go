@@ -215,6 +215,8 @@ func knownMethod(method []byte) bool {
 //     answer with a plain-text 400 before any handler: greenroom's JSON
 //     error, 501 as RFC 9110 asks of a server that does not implement a
 //     method;
+//   - an HTTP version other than 1.1 and 1.0 (fasthttp serves HTTP/9.9 as
+//     1.1): 505, and the connection is closed;
 //   - a request with both Transfer-Encoding: chunked and Content-Length,
 //     whose body a proxy in front may have framed differently (request
 //     smuggling): 400, and the connection is closed.
@@ -231,6 +233,10 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			}
 			s.refuseRaw(ctx, apiErr(fiber.StatusNotImplemented, "not_implemented",
 				"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", ")), method)
+		case !supportedProtocol(ctx.Request.Header.Protocol()):
+			ctx.SetConnectionClose()
+			s.refuseRaw(ctx, apiErr(fiber.StatusHTTPVersionNotSupported, "http_version_not_supported",
+				"HTTP version "+strconv.Quote(string(ctx.Request.Header.Protocol()))+" is not supported; greenroom serves HTTP/1.1 and HTTP/1.0"), string(ctx.Method()))
 		case ctx.Request.Header.ContentLength() == -1 && hasRawHeader(ctx.Request.Header.RawHeaders(), "content-length"):
 			ctx.SetConnectionClose()
 			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request",
@@ -239,6 +245,12 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			next(ctx)
 		}
 	}
+}
+
+// supportedProtocol reports whether proto, a request line's version, is
+// one greenroom speaks.
+func supportedProtocol(proto []byte) bool {
+	return string(proto) == "HTTP/1.1" || string(proto) == "HTTP/1.0"
 }
 
 // refuseRaw answers ae on a request Fiber has not seen, with its request

@@ -207,6 +207,28 @@ func TestUnknownMethod(t *testing.T) {
 	}
 }
 
+// An HTTP version greenroom does not speak gets 505 (HTTP/9.9 was served
+// as 1.1); 1.0 and 1.1 are served.
+func TestHTTPVersion(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	for proto, want := range map[string]int{"HTTP/9.9": 505, "HTTP/2.0": 505, "HTTP/1.1": 200, "HTTP/1.0": 200} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /api/hello/ping %s\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", proto, in.Token)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", proto, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != want || want == 505 && errorBody(t, string(b))["code"] != "http_version_not_supported" {
+			t.Errorf("%s: %d %s, want %d", proto, resp.StatusCode, b, want)
+		}
+	}
+}
+
 func TestNotFoundAndBodyLimit(t *testing.T) {
 	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\n[log]\naccess_log = true\n[plugins.hello]\npath = %q\n", helloWasm))
 	for _, path := range []string{"/api/nope/ping", "/api/", "/api/Hello/ping", "/nothing"} {
