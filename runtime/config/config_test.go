@@ -252,6 +252,8 @@ day = 2026-01-02
 at = 07:30:00
 when = 1979-05-27T07:32:00-08:00
 pin = 0x1234
+"max conns" = 0x10
+"a.b" = 1_000
 [plugins.a.config.db]
 host = "h"
 port = 5_432
@@ -259,13 +261,17 @@ port = 5_432
 	p := c.Plugins["a"]
 	// Numbers, booleans and date-times as their TOML text, as written.
 	for k, want := range map[string]string{"n": "42", "f": "1.0", "g": "2.5", "b": "true", "list": `["x",1]`, "db.host": "h", "db.port": "5_432",
-		"big": "1_000_000", "hex": "0xff", "exp": "1e10", "trail": "2.50", "inf": "inf", "day": "2026-01-02", "at": "07:30:00", "when": "1979-05-27T07:32:00-08:00"} {
+		"big": "1_000_000", "hex": "0xff", "exp": "1e10", "trail": "2.50", "inf": "inf", "day": "2026-01-02", "at": "07:30:00", "when": "1979-05-27T07:32:00-08:00", "max conns": "0x10"} {
 		if got, ok := p.ConfigValue(k); !ok || got != want {
 			t.Errorf("%s = %q, %v; want %q", k, got, ok, want)
 		}
 		if got := p.FlatConfig()[k]; got != want {
 			t.Errorf("FlatConfig()[%s] = %q; want %q", k, got, want)
 		}
+	}
+	// A quoted key with a dot is one key: FlatConfig has it whole.
+	if got := p.FlatConfig()["a.b"]; got != "1_000" {
+		t.Errorf(`FlatConfig()["a.b"] = %q, want 1_000`, got)
 	}
 	// A later file's value replaces the text too.
 	merged, err := Read([]Source{

@@ -176,7 +176,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		pc.Limits.RetireMemory = Size(pc.Limits.EffectiveRetireMemory())
 		prefix := "plugins." + id + ".config."
 		for k, text := range literals {
-			if key, ok := strings.CutPrefix(k, prefix); ok {
+			if key, ok := strings.CutPrefix(plainKey(k), prefix); ok {
 				if pc.literals == nil {
 					pc.literals = map[string]string{}
 				}
@@ -365,6 +365,40 @@ func rangeOf(p *unstable.Parser, b []byte) int {
 	defer func() { recover() }()
 	r := p.Range(b)
 	return int(r.Offset)
+}
+
+// plainKey turns a path joinKey made back into the dotted key a plugin
+// asks for: quoted parts ("max conns") unquoted.
+func plainKey(path string) string {
+	if !strings.Contains(path, `"`) {
+		return path
+	}
+	var b strings.Builder
+	for i := 0; i < len(path); {
+		if path[i] != '"' {
+			b.WriteByte(path[i])
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(path) && path[j] != '"' {
+			if path[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(path) {
+			b.WriteString(path[i:])
+			break
+		}
+		if part, err := strconv.Unquote(path[i : j+1]); err == nil {
+			b.WriteString(part)
+		} else {
+			b.WriteString(path[i : j+1])
+		}
+		i = j + 1
+	}
+	return b.String()
 }
 
 func joinKey(prefix string, parts []string) string {

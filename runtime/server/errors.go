@@ -217,7 +217,7 @@ func knownMethod(method []byte) bool {
 //     method;
 //   - an HTTP version other than 1.1 and 1.0 (fasthttp serves HTTP/9.9 as
 //     1.1): 505, and the connection is closed;
-//   - a request with both Transfer-Encoding: chunked and Content-Length,
+//   - a request with both Transfer-Encoding and Content-Length,
 //     whose body a proxy in front may have framed differently (request
 //     smuggling): 400, and the connection is closed.
 //
@@ -237,7 +237,7 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			ctx.SetConnectionClose()
 			s.refuseRaw(ctx, apiErr(fiber.StatusHTTPVersionNotSupported, "http_version_not_supported",
 				"HTTP version "+strconv.Quote(string(ctx.Request.Header.Protocol()))+" is not supported; greenroom serves HTTP/1.1 and HTTP/1.0"), string(ctx.Method()))
-		case ctx.Request.Header.ContentLength() == -1 && hasRawHeader(ctx.Request.Header.RawHeaders(), "content-length"):
+		case hasBothFramings(ctx.Request.Header.RawHeaders()):
 			ctx.SetConnectionClose()
 			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request",
 				"the request has both Transfer-Encoding and Content-Length, which servers may read differently; send one"), string(ctx.Method()))
@@ -283,19 +283,26 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	}
 }
 
-// hasRawHeader reports whether raw, a request's header lines as received,
-// has a header named name (lower case).
-func hasRawHeader(raw []byte, name string) bool {
-	for len(raw) > 0 {
+// hasBothFramings reports whether raw, a request's header lines as
+// received, has both a Transfer-Encoding (any coding) and a Content-Length
+// header. The parsed header cannot tell: fasthttp drops Content-Length
+// for a chunked body, and sets it to 0 once an empty one is read.
+func hasBothFramings(raw []byte) bool {
+	te, cl := false, false
+	for len(raw) > 0 && !(te && cl) {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
 			line, raw = raw[:i], raw[i+1:]
 		} else {
 			raw = nil
 		}
-		if k, _, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(strings.TrimSpace(string(k)), name) {
-			return true
+		k, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
 		}
+		k = bytes.TrimSpace(k)
+		te = te || bytes.EqualFold(k, []byte("transfer-encoding"))
+		cl = cl || bytes.EqualFold(k, []byte("content-length"))
 	}
-	return false
+	return te && cl
 }

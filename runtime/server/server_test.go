@@ -151,7 +151,10 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		// Request-line errors quote the whole head in fasthttp's message.
 		"GET /api/hello/p\x00ing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
 		"GARBAGE\r\nAuthorization: Bearer %s\r\n\r\n",
-		// Both framings: a proxy in front may have read the other one.
+		// Both framings: a proxy in front may have read the other one;
+		// also with an empty chunked body and with another coding.
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 5\r\nTransfer-Encoding: identity\r\n\r\nhello",
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\ncontent-length : 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"GET /a b c HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
