@@ -83,10 +83,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		// over server.body_limit, headers over server.header_limit, a
 		// malformed or too slow request): it gets its id, its count and
 		// its access log line here.
-		ae.RequestID = c.Get(fiber.HeaderXRequestID)
-		if !validRequestID(ae.RequestID) {
-			ae.RequestID = newRequestID()
-		}
+		ae.RequestID = requestIDFrom(c.Get(fiber.HeaderXRequestID))
 		c.Set(fiber.HeaderXRequestID, ae.RequestID)
 		defer s.refusedEarly(c, ae.RequestID)
 	}
@@ -110,19 +107,7 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 	if fc := c.Context(); fc.ConnRequestNum() == 0 && !fc.ConnTime().IsZero() {
 		took = time.Since(fc.ConnTime())
 	}
-	status := c.Response().StatusCode()
-	s.metrics.ObserveRequest("", status, took)
-	if !s.rt.Config().Log.AccessLog {
-		return
-	}
-	s.log.WithFields(logrus.Fields{
-		"method":      c.Method(),
-		"path":        string(c.Request().URI().PathOriginal()),
-		"status":      status,
-		"bytes":       len(c.Response().Body()),
-		"duration_ms": float64(took.Microseconds()) / 1000,
-		"request_id":  id,
-	}).Info("request")
+	s.record(c.Context(), c.Method(), id, "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the
@@ -257,30 +242,16 @@ func supportedProtocol(proto []byte) bool {
 // id (X-Request-Id when valid), and counts and access-logs it.
 func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string) {
 	start := time.Now()
-	id := string(ctx.Request.Header.Peek(fiber.HeaderXRequestID))
-	if !validRequestID(id) {
-		id = newRequestID()
-	}
-	ae.RequestID = id
+	ae.RequestID = requestIDFrom(string(ctx.Request.Header.Peek(fiber.HeaderXRequestID)))
 	body, _ := json.Marshal(ae)
-	ctx.Response.Header.Set(fiber.HeaderXRequestID, id)
+	ctx.Response.Header.Set(fiber.HeaderXRequestID, ae.RequestID)
 	ctx.SetStatusCode(ae.Status)
 	ctx.SetContentType(fiber.MIMEApplicationJSON)
 	ctx.SetBody(body)
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
-	s.metrics.ObserveRequest("", ae.Status, time.Since(start))
-	if s.rt.Config().Log.AccessLog {
-		s.log.WithFields(logrus.Fields{
-			"method":      method,
-			"path":        string(ctx.Request.URI().PathOriginal()),
-			"status":      ae.Status,
-			"bytes":       len(body),
-			"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
-			"request_id":  id,
-		}).Info("request")
-	}
+	s.record(ctx, method, ae.RequestID, "", "", time.Since(start))
 }
 
 // hasBothFramings reports whether raw, a request's header lines as

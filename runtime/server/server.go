@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/auth"
@@ -241,12 +242,7 @@ func stateOf(c *fiber.Ctx) *reqState {
 // requestState gives every request an id (X-Request-Id when the client sent
 // a valid one), returns it, and writes the access log line.
 func (s *Server) requestState(c *fiber.Ctx) error {
-	rs := &reqState{start: time.Now()}
-	if id := c.Get(fiber.HeaderXRequestID); validRequestID(id) {
-		rs.id = id
-	} else {
-		rs.id = newRequestID()
-	}
+	rs := &reqState{start: time.Now(), id: requestIDFrom(c.Get(fiber.HeaderXRequestID))}
 	c.Locals(stateKey, rs)
 	c.Set(fiber.HeaderXRequestID, rs.id)
 	rs.method, rs.path = c.Method(), c.Path()
@@ -277,29 +273,43 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		// Also during shutdown_delay, before the listener closes.
 		c.Context().SetConnectionClose()
 	}
-	s.metrics.ObserveRequest(rs.plugin, c.Response().StatusCode(), time.Since(rs.start))
-	if s.rt.Config().Log.AccessLog {
-		s.accessLog(c, rs)
-	}
+	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.subject, time.Since(rs.start))
 	return nil
 }
 
-func (s *Server) accessLog(c *fiber.Ctx, rs *reqState) {
+// record counts an answered request in the metrics and writes its access
+// log line: every request, also those answered before the middleware
+// (guard, errorHandler), whose plugin and principal are "".
+func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal string, took time.Duration) {
+	status := fc.Response.StatusCode()
+	s.metrics.ObserveRequest(plugin, status, took)
+	if !s.rt.Config().Log.AccessLog {
+		return
+	}
 	f := logrus.Fields{
-		"method":      c.Method(),
-		"path":        string(c.Request().URI().PathOriginal()),
-		"status":      c.Response().StatusCode(),
-		"bytes":       len(c.Response().Body()),
-		"duration_ms": float64(time.Since(rs.start).Microseconds()) / 1000,
-		"request_id":  rs.id,
+		"method":      method,
+		"path":        string(fc.Request.URI().PathOriginal()),
+		"status":      status,
+		"bytes":       len(fc.Response.Body()),
+		"duration_ms": float64(took.Microseconds()) / 1000,
+		"request_id":  id,
 	}
-	if rs.plugin != "" {
-		f["plugin"] = rs.plugin
+	if plugin != "" {
+		f["plugin"] = plugin
 	}
-	if rs.subject != "" {
-		f["principal"] = rs.subject
+	if principal != "" {
+		f["principal"] = principal
 	}
 	s.log.WithFields(f).Info("request")
+}
+
+// requestIDFrom returns sent, a request's X-Request-Id, when it is a valid
+// id, else a new one.
+func requestIDFrom(sent string) string {
+	if validRequestID(sent) {
+		return sent
+	}
+	return newRequestID()
 }
 
 var (
