@@ -106,6 +106,29 @@ database = true
 			t.Errorf("plugin inspect --config: exit %d, output lacks %q:\n%s", code, want, out)
 		}
 	}
+	// One module used by two plugins: each plugin's grants, and a refusal
+	// that only the second's cap causes names that plugin.
+	shared := filepath.Join(dir, "shared.toml")
+	os.WriteFile(shared, []byte(fmt.Sprintf(`
+[plugins.hello]
+path = %q
+[plugins.hello.capabilities]
+database = true
+[plugins.second]
+path = %q
+limits = { memory = "1MiB" }
+[plugins.second.capabilities]
+scheduler = true
+`, wasm, wasm)), 0o644)
+	out, code = runCLI(t, nil, "plugin", "inspect", wasm, "--config", shared)
+	for _, want := range []string{"config plugin: hello\n  granted:              database", "config plugin: second\n  granted:              scheduler", "plugin second: module needs"} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("plugin inspect --config with two plugins on one module: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	if strings.Contains(out, "plugin hello: module needs") {
+		t.Errorf("plugin inspect --config blamed hello for second's memory cap:\n%s", out)
+	}
 	// A Go main package that is no plugin builds, but is not kept; an
 	// output that is a directory is a usage error.
 	plain := filepath.Join(dir, "plain")

@@ -103,7 +103,9 @@ type inspection struct {
 	Module plugin.Info  `json:"module"`
 	Valid  bool         `json:"valid"`
 	Error  string       `json:"error,omitempty"`
-	Grants *grantReport `json:"grants,omitempty"`
+	// Grants has one entry per plugin of the config that uses the file
+	// (several plugins may share one module).
+	Grants []*grantReport `json:"grants,omitempty"`
 }
 
 type grantReport struct {
@@ -138,19 +140,23 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 		if err != nil {
 			return err
 		}
-		id, pc := pluginForFile(cfg, file, info.SHA256)
-		if pc == nil {
+		ids := pluginsForFile(cfg, file, info.SHA256)
+		if len(ids) == 0 {
 			return fmt.Errorf("no plugin in %s uses %s (matched by path or sha256 pin)", strings.Join(cfgFiles, ", "), file)
 		}
-		rep.Grants = compareGrants(id, pc, info.Capabilities)
-		// What serve would also refuse with this config: the module's
-		// bytes against the pin, its memory at start against the cap.
+		// What serve would also refuse with this config, for each plugin
+		// that uses the file: the module's bytes against the pin, its
+		// memory at start against the cap.
 		var cerrs []string
-		if pc.SHA256 != "" && !strings.EqualFold(pc.SHA256, info.SHA256) {
-			cerrs = append(cerrs, fmt.Sprintf("sha256 pin mismatch: config pins %s, file is %s", pc.SHA256, info.SHA256))
-		}
-		if need := uint64(info.MemoryMinPages) * 65536; pc.Limits.Memory > 0 && need > uint64(pc.Limits.Memory) {
-			cerrs = append(cerrs, fmt.Sprintf("module needs %d bytes of memory at start, over plugins.%s.limits.memory (%d bytes)", need, id, uint64(pc.Limits.Memory)))
+		for _, id := range ids {
+			pc := cfg.Plugins[id]
+			rep.Grants = append(rep.Grants, compareGrants(id, pc, info.Capabilities))
+			if pc.SHA256 != "" && !strings.EqualFold(pc.SHA256, info.SHA256) {
+				cerrs = append(cerrs, fmt.Sprintf("plugin %s: sha256 pin mismatch: config pins %s, file is %s", id, pc.SHA256, info.SHA256))
+			}
+			if need := uint64(info.MemoryMinPages) * 65536; pc.Limits.Memory > 0 && need > uint64(pc.Limits.Memory) {
+				cerrs = append(cerrs, fmt.Sprintf("plugin %s: module needs %d bytes of memory at start, over plugins.%s.limits.memory (%d bytes)", id, need, id, uint64(pc.Limits.Memory)))
+			}
 		}
 		if len(cerrs) > 0 {
 			if verr != nil {
@@ -176,27 +182,26 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 	return nil
 }
 
-func pluginForFile(cfg *config.Config, file, sum string) (string, *config.Plugin) {
+// pluginsForFile returns the ids, sorted, of the plugins in cfg whose
+// module is file: by its sha256 pin or by its path.
+func pluginsForFile(cfg *config.Config, file, sum string) []string {
 	abs, _ := filepath.Abs(file)
-	ids := make([]string, 0, len(cfg.Plugins))
-	for id := range cfg.Plugins {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		pc := cfg.Plugins[id]
+	var ids []string
+	for id, pc := range cfg.Plugins {
 		if pc.SHA256 != "" && strings.EqualFold(pc.SHA256, sum) {
-			return id, pc
+			ids = append(ids, id)
+			continue
 		}
 		p := pc.Path
 		if o := cfg.Origin("plugins." + id + ".path"); o != "" && !filepath.IsAbs(p) {
 			p = filepath.Join(filepath.Dir(o[:strings.LastIndexByte(o, ':')]), p)
 		}
 		if pa, _ := filepath.Abs(p); pa == abs {
-			return id, pc
+			ids = append(ids, id)
 		}
 	}
-	return "", nil
+	slices.Sort(ids)
+	return ids
 }
 
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
@@ -234,11 +239,11 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		}
 		fmt.Fprintf(w, "  %s.%s%s\n", imp.Module, imp.Name, c)
 	}
-	if r.Grants != nil {
-		fmt.Fprintf(w, "config plugin: %s\n", r.Grants.Plugin)
-		fmt.Fprintf(w, "  granted:              %s\n", listOrNone(r.Grants.Granted))
-		fmt.Fprintf(w, "  imported, not granted: %s\n", listOrNone(r.Grants.Ungranted))
-		fmt.Fprintf(w, "  granted, not imported: %s\n", listOrNone(r.Grants.Unused))
+	for _, g := range r.Grants {
+		fmt.Fprintf(w, "config plugin: %s\n", g.Plugin)
+		fmt.Fprintf(w, "  granted:              %s\n", listOrNone(g.Granted))
+		fmt.Fprintf(w, "  imported, not granted: %s\n", listOrNone(g.Ungranted))
+		fmt.Fprintf(w, "  granted, not imported: %s\n", listOrNone(g.Unused))
 	}
 	if r.Valid {
 		fmt.Fprintf(w, "valid:         yes\n")
