@@ -99,10 +99,10 @@ func pluginCmd() *cobra.Command {
 
 // inspection is what `plugin inspect` reports.
 type inspection struct {
-	File   string       `json:"file"`
-	Module plugin.Info  `json:"module"`
-	Valid  bool         `json:"valid"`
-	Error  string       `json:"error,omitempty"`
+	File   string      `json:"file"`
+	Module plugin.Info `json:"module"`
+	Valid  bool        `json:"valid"`
+	Error  string      `json:"error,omitempty"`
 	// Grants has one entry per plugin of the config that uses the file
 	// (several plugins may share one module).
 	Grants []*grantReport `json:"grants,omitempty"`
