@@ -14,7 +14,20 @@ import (
 
 func nop(context.Context) error { return nil }
 
+// freshTasks empties the task registry for one test (and after it), so
+// that the tests also pass with -count above 1.
+func freshTasks(t *testing.T) {
+	reset := func() {
+		tasksMu.Lock()
+		clear(tasks)
+		tasksMu.Unlock()
+	}
+	reset()
+	t.Cleanup(reset)
+}
+
 func TestScheduleChecks(t *testing.T) {
+	freshTasks(t)
 	if err := Schedule(Task{ID: "sdk-ok", Every: time.Minute, Run: nop}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +62,7 @@ func TestScheduleChecks(t *testing.T) {
 }
 
 func TestRunTaskNatively(t *testing.T) {
+	freshTasks(t)
 	var saw TaskRun
 	var deadline time.Time
 	if err := Schedule(Task{ID: "sdk-run", Cron: "CRON_TZ=UTC @daily", Timeout: time.Minute, Scope: Local, Run: func(ctx context.Context) error {
@@ -92,6 +106,7 @@ func taskEnvelope(id, run string, deadline, due int64, manual bool) string {
 
 // runTask is what greenroom_task_run does with the envelope.
 func TestRunTaskEnvelope(t *testing.T) {
+	freshTasks(t)
 	var saw TaskRun
 	var left time.Duration
 	Schedule(Task{ID: "env-ok", Every: time.Hour, Run: func(ctx context.Context) error {
