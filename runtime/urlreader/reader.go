@@ -229,12 +229,15 @@ var deniedHeaders = map[string]string{
 	"trailer":             "it is hop-by-hop",
 	"upgrade":             "it is hop-by-hop",
 	"content-length":      "reads have no body",
-	"expect":              "reads have no body",
-	"forwarded":           "it would speak for the runtime's network",
-	"x-forwarded-for":     "it would speak for the runtime's network",
-	"x-forwarded-host":    "it would speak for the runtime's network",
-	"x-forwarded-proto":   "it would speak for the runtime's network",
-	"x-real-ip":           "it would speak for the runtime's network",
+	// Bodies arrive decoded: the host asks for compression itself and
+	// decodes, so that it can find an integration token a server echoes.
+	"accept-encoding":   "the host negotiates compression and hands bodies over decoded",
+	"expect":            "reads have no body",
+	"forwarded":         "it would speak for the runtime's network",
+	"x-forwarded-for":   "it would speak for the runtime's network",
+	"x-forwarded-host":  "it would speak for the runtime's network",
+	"x-forwarded-proto": "it would speak for the runtime's network",
+	"x-real-ip":         "it would speak for the runtime's network",
 }
 
 // hopHeaders are not passed back to the plugin.
@@ -327,6 +330,13 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	if len(hops.sent) > 0 {
 		if resp != nil {
 			hops.scrub(resp)
+			// A body still encoded (a coding the transport does not
+			// decode, sent unasked) cannot be searched for the token.
+			for _, h := range resp.Header {
+				if strings.EqualFold(h[0], "Content-Encoding") && !strings.EqualFold(strings.TrimSpace(h[1]), "identity") {
+					return nil, errorf(Failed, "%s: refused: the response is encoded (Content-Encoding: %s), and a read that carried an integration token is only handed over decoded, so that an echoed token can be removed", resp.URL, hops.scrubString(h[1]))
+				}
+			}
 		}
 		err = hops.scrubErr(err)
 	}
@@ -502,6 +512,11 @@ func (h *hopper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t, ok := h.r.tokens[req.URL.Hostname()]; ok && req.URL.Scheme == "https" {
 		req = req.Clone(req.Context())
 		req.Header.Set(t.header, t.value)
+		// A hop that carries the token asks for the whole body (a
+		// server may always answer a range request so): parts of an
+		// echoed token, read in two ranges, would each pass the scrub.
+		req.Header.Del("Range")
+		req.Header.Del("If-Range")
 		h.sent = append(h.sent, t.secret)
 	}
 	resp, err := h.r.transport.RoundTrip(req)

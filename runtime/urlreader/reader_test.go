@@ -355,6 +355,7 @@ token = "glpat-0123456789abcdef"
 		{"X-Forwarded-For", "10.0.0.1", Denied, "X-Forwarded-For may not be set"},
 		{"Private-Token", "x", Denied, "Private-Token may not be set by a plugin: it carries integration credentials"},
 		{"Host", "internal", Denied, "Host may not be set"},
+		{"Accept-Encoding", "gzip", Denied, "Accept-Encoding may not be set by a plugin: the host negotiates compression"},
 		{"X-Ok", "a\r\nInjected: 1", Invalid, "control character"},
 		{"Bad Name", "v", Invalid, "not an HTTP token"},
 	} {
@@ -385,6 +386,14 @@ func TestIntegrationTokens(t *testing.T) {
 		case "/leak":
 			// Echoes the credential into a redirect's Location and an ETag.
 			http.Redirect(w, r, "/landing?t="+url.QueryEscape(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), http.StatusFound)
+		case "/range":
+			// Echoes the credential as a file, ranges honoured: two
+			// ranges would each hold part of it.
+			http.ServeContent(w, r, "echo.txt", time.Time{}, strings.NewReader("you sent "+r.Header.Get("Authorization")))
+		case "/encoded":
+			// Echoes it in a coding nobody asked for.
+			w.Header().Set("Content-Encoding", "x-rot13")
+			fmt.Fprint(w, r.Header.Get("Authorization"))
 		case "/landing":
 			w.Header().Set("ETag", `"`+r.URL.Query().Get("t")+`"`)
 			fmt.Fprint(w, "landed")
@@ -455,6 +464,15 @@ token = "` + tok + `"
 	}
 	if strings.Contains(resp.URL, tok) || strings.Contains(resp.ETag, tok) || !strings.Contains(resp.URL, "REDACTED") {
 		t.Errorf("echoed token reached the plugin: URL %q ETag %q", resp.URL, resp.ETag)
+	}
+	// A range request to the integration's host is sent whole.
+	resp, err = read(p, ghURL+"/range", "Range", "bytes=0-15")
+	if err != nil || resp.Status != http.StatusOK || string(resp.Body) != "you sent Bearer [REDACTED]" {
+		t.Errorf("range read of an echo: %v %+v", err, resp)
+	}
+	// A body in a coding the reader cannot decode is not handed over.
+	if resp, err := read(p, ghURL+"/encoded"); err == nil || strings.Contains(err.Error(), tok) || !strings.Contains(err.Error(), "Content-Encoding: x-rot13") {
+		t.Errorf("encoded echo: %v %+v", err, resp)
 	}
 	_, err = read(p, ghURL+"/leakaway")
 	if err == nil || strings.Contains(err.Error(), tok) || KindOf(err) != Denied {
