@@ -44,7 +44,7 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 	if rl.devToken != "" && !cfg.Auth.DangerouslyDisable {
 		addDevTokenValue(cfg, rl.devToken)
 	}
-	rl.redactor.SetSecrets(cfg.Secrets())
+	rl.redactor.AddSecrets(cfg.Secrets())
 	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
 		rl.log.SetLevel(lvl)
 	}

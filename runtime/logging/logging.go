@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
@@ -35,7 +36,7 @@ func New(w io.Writer, format, level string, secrets []string) (*logrus.Logger, *
 		return nil, nil, fmt.Errorf("log format %q: want text or json", format)
 	}
 	r := &Redactor{inner: inner}
-	r.SetSecrets(secrets)
+	r.AddSecrets(secrets)
 	l := logrus.New()
 	l.SetOutput(w)
 	l.SetLevel(lvl)
@@ -50,31 +51,84 @@ func New(w io.Writer, format, level string, secrets []string) (*logrus.Logger, *
 type Redactor struct {
 	inner logrus.Formatter
 	forms atomic.Pointer[[][]byte]
+
+	mu   sync.Mutex      // serialises AddSecrets
+	seen map[string]bool // the forms in forms
 }
 
 // minSecret is the shortest secret redacted in free text; shorter values
 // ("1", "on") would shred every log line. docs/logging.md says so.
 const minSecret = 4
 
-// SetSecrets replaces the set of values to redact (on config reload).
-func (r *Redactor) SetSecrets(secrets []string) {
+// AddSecrets adds values to redact (at start and on each config reload).
+// A value stays redacted for the life of the process: after a reload
+// that changes or drops a secret, the plugin version that read it may
+// still be finishing calls, and a line naming a retired secret must not
+// show it either.
+func (r *Redactor) AddSecrets(secrets []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
 	var forms [][]byte
+	if cur := r.forms.Load(); cur != nil {
+		forms = append(forms, *cur...)
+	}
 	for _, s := range secrets {
 		if len(s) < minSecret {
 			continue
 		}
-		forms = append(forms, []byte(s))
-		// The encodings the formatters apply to values that need quoting.
-		if q := strconv.Quote(s); q[1:len(q)-1] != s {
-			forms = append(forms, []byte(q[1:len(q)-1]))
-		}
-		if j, err := json.Marshal(s); err == nil && string(j[1:len(j)-1]) != s {
-			forms = append(forms, j[1:len(j)-1])
+		for _, f := range escapedForms(s) {
+			if !r.seen[f] {
+				r.seen[f] = true
+				forms = append(forms, []byte(f))
+			}
 		}
 	}
 	// Longest first, so that a secret containing another is replaced whole.
-	slices.SortFunc(forms, func(a, b []byte) int { return len(b) - len(a) })
+	slices.SortStableFunc(forms, func(a, b []byte) int { return len(b) - len(a) })
 	r.forms.Store(&forms)
+}
+
+// escapes are the ways a value's text is escaped on its way into a line:
+// Go quoting (the text format quotes values that need it), JSON (the JSON
+// format, and a config table or array a plugin reads as JSON), and JSON
+// without HTML escaping (a plugin's own encoder).
+var escapes = []func(string) string{
+	func(s string) string { q := strconv.Quote(s); return q[1 : len(q)-1] },
+	func(s string) string { j, _ := json.Marshal(s); return string(j[1 : len(j)-1]) },
+	func(s string) string {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.Encode(s)
+		j := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+		return string(j[1 : len(j)-1])
+	},
+}
+
+// escapedForms returns s and the forms it takes escaped once or twice
+// (a secret in a config table a plugin reads as JSON and logs is escaped
+// by the table's JSON and again by the log's format), without repeats.
+func escapedForms(s string) []string {
+	out := []string{s}
+	seen := map[string]bool{s: true}
+	level := []string{s}
+	for range 2 {
+		var next []string
+		for _, v := range level {
+			for _, esc := range escapes {
+				if e := esc(v); !seen[e] {
+					seen[e] = true
+					out = append(out, e)
+					next = append(next, e)
+				}
+			}
+		}
+		level = next
+	}
+	return out
 }
 
 // Format implements logrus.Formatter.

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -52,12 +53,51 @@ func TestLongest(t *testing.T) {
 	if RedactorOf(log) != r || RedactorOf(logrus.New()) != nil {
 		t.Error("RedactorOf does not find the logger's redactor")
 	}
-	// The JSON form of a"b<c>d, a\"b\u003cc\u003ed, is the longest.
-	if n := r.Longest(); n != len(`a\"b\u003cc\u003ed`) {
-		t.Errorf("Longest = %d", n)
+	// The longest form of a"b<c>d: its JSON form, Go-quoted.
+	if n, want := r.Longest(), len(`a\\\"b\\u003cc\\u003ed`); n != want {
+		t.Errorf("Longest = %d, want %d", n, want)
 	}
-	r.SetSecrets([]string{"abc"})
-	if n := r.Longest(); n != 0 {
-		t.Errorf("Longest with no secret to redact = %d", n)
+}
+
+// A secret escaped twice on its way into a line is redacted: a config
+// table a plugin reads as JSON (so <, &, >, " and \ escaped) and logs, in
+// the message or a field, in either format.
+func TestRedactsTwiceEscaped(t *testing.T) {
+	secret := `sekrit-<&>"\-0123456789`
+	table, _ := json.Marshal(map[string]string{"pw": secret})
+	var plain bytes.Buffer
+	enc := json.NewEncoder(&plain)
+	enc.SetEscapeHTML(false)
+	enc.Encode([]string{secret})
+	for _, format := range []string{"text", "json"} {
+		var out bytes.Buffer
+		log, _, err := New(&out, format, "info", []string{secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.WithField("cfg", string(table)).Info("table " + string(table))
+		log.WithField("cfg", plain.String()).Info("array " + plain.String())
+		if got := out.String(); strings.Contains(got, "sekrit") || strings.Count(got, Redacted) != 4 {
+			t.Errorf("%s: %s", format, got)
+		}
+	}
+}
+
+// A secret stays redacted after a reload drops it: the plugin version
+// that read it may still be finishing calls.
+func TestRedactsRetiredSecrets(t *testing.T) {
+	var out bytes.Buffer
+	log, r, err := New(&out, "text", "info", []string{"old-secret-1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddSecrets([]string{"new-secret-5678"})
+	r.AddSecrets([]string{"new-secret-5678"}) // a reload with the same set
+	log.Info("old-secret-1234 new-secret-5678")
+	if got := out.String(); strings.Contains(got, "secret") || strings.Count(got, Redacted) != 2 {
+		t.Errorf("got %s", got)
+	}
+	if forms := r.forms.Load(); len(*forms) != 2 {
+		t.Errorf("%d forms after adding a secret twice, want 2", len(*forms))
 	}
 }
