@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -174,28 +173,14 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 	s := ""
 	if err, ok := v.Any().(error); ok {
 		s = err.Error()
-	} else if b, ok := byteSlice(v.Any()); ok {
-		// As slog's TextHandler writes it: the bytes as text, which the
-		// host can redact (fmt's [85 115 ...] hid a secret from it).
-		s = string(b)
 	} else {
-		s = v.String()
+		// fmt's %v, but with bytes as text wherever they are, which the
+		// host can redact (fmt's [85 115 ...] hid a secret from it).
+		s = logText(v.Any())
 	}
 	return appendStringAttr(dst, a.Key, dropString(s, maxStr))
 }
 
 func clampLevel(l slog.Level) int32 {
 	return int32(max(min(int(l), math.MaxInt32), math.MinInt32))
-}
-
-// byteSlice returns a's bytes when it is a []byte or of a type defined as
-// one (json.RawMessage, net.IP), as slog's handlers read it.
-func byteSlice(a any) ([]byte, bool) {
-	if b, ok := a.([]byte); ok {
-		return b, true
-	}
-	if t := reflect.TypeOf(a); t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
-		return reflect.ValueOf(a).Bytes(), true
-	}
-	return nil, false
 }

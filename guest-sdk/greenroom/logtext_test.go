@@ -1,0 +1,66 @@
+package greenroom
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+)
+
+type logTextInner struct {
+	Name string
+	key  []byte
+}
+
+type logTextOuter struct {
+	ID    int
+	In    logTextInner
+	Raw   json.RawMessage
+	Any   any
+	Err   error
+	Ptr   *logTextInner
+	Float float32
+	C     complex64
+}
+
+// Bytes anywhere in a value are written as text; everything else as fmt's
+// %v writes it.
+func TestLogText(t *testing.T) {
+	secret := []byte("s3cret-value")
+	self := []any{1}
+	self = append(self, self) // holds a copy of itself one deep
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{secret, "s3cret-value"},
+		{json.RawMessage(`{"k":1}`), `{"k":1}`},
+		{[2]byte{'h', 'i'}, "hi"},
+		{logTextInner{"a", secret}, "{a s3cret-value}"},
+		{&logTextInner{"a", secret}, "&{a s3cret-value}"},
+		{[][]byte{secret, []byte("x")}, "[s3cret-value x]"},
+		{[]any{secret, 2, "s"}, "[s3cret-value 2 s]"},
+		{map[string][]byte{"b": secret, "a": []byte("x")}, "map[a:x b:s3cret-value]"},
+		{map[string]any{"k": secret}, "map[k:s3cret-value]"},
+		{logTextOuter{ID: 1, In: logTextInner{"n", secret}, Raw: json.RawMessage("[]"), Any: secret, Err: errors.New("boom"), Float: 0.1, C: complex(0.1, 2)},
+			"{1 {n s3cret-value} [] s3cret-value boom <nil> 0.1 (0.1+2i)}"},
+		{[]any{net.IPv4(1, 2, 3, 4)}, "[1.2.3.4]"}, // its String method, as fmt
+		{[]any{nil, (*logTextInner)(nil), time.Second}, "[<nil> <nil> 1s]"},
+	} {
+		if got := logText(tc.v); got != tc.want {
+			t.Errorf("logText(%#v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+	// Types that hold no bytes go to fmt as they are.
+	for _, v := range []any{1, "s", []int{1, 2}, map[string]int{"b": 2, "a": 1}, struct{ A, b int }{1, 2}, time.Second, errors.New("e"), 1.5, nil} {
+		if got, want := logText(v), fmt.Sprint(v); got != want {
+			t.Errorf("logText(%#v) = %q, fmt says %q", v, got, want)
+		}
+	}
+	// Nothing loops forever.
+	if got := logText(self); got != "[1 [1]]" {
+		t.Errorf("logText of a self-holding slice = %q", got)
+	}
+}
