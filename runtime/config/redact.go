@@ -118,10 +118,13 @@ func urlPasswords(conn string, start int) [][2]int {
 	if q := strings.IndexByte(rest, '?'); q >= 0 {
 		pos := start + q + 1
 		for _, param := range strings.Split(conn[pos:], "&") {
-			if v, ok := strings.CutPrefix(param, "password="); ok {
+			// The key as the driver reads it: percent-decoded
+			// (pass%77ord is a password too).
+			k, v, ok := strings.Cut(param, "=")
+			if dk, err := url.QueryUnescape(k); ok && err == nil && dk == "password" {
 				v, _, _ = strings.Cut(v, "#")
 				if v != "" {
-					spans = append(spans, [2]int{pos + len("password="), pos + len("password=") + len(v)})
+					spans = append(spans, [2]int{pos + len(k) + 1, pos + len(k) + 1 + len(v)})
 				}
 			}
 			pos += len(param) + 1

@@ -167,7 +167,9 @@ func checkListen(addr string) error {
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("invalid address %q: bad port %q", addr, port)
+		// The port alone is not quoted: the address may be a secret, and
+		// only whole secrets are redacted.
+		return fmt.Errorf("invalid address %q: the port must be a number from 0 to 65535", addr)
 	}
 	return nil
 }
