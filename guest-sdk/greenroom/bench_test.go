@@ -23,21 +23,21 @@ func BenchmarkRequestCycle(b *testing.B) {
 	e.u32(3).str("User-Agent").str("bench").str("Accept").str("*/*").str("Host").str("127.0.0.1")
 	e.str("")
 	env := e.b
-	w := &responseWriter{header: http.Header{}}
-	var head []byte
+	var head, body []byte
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		req, err := decodeRequest(string(env))
+		req, w, err := decodeRequest(string(env))
 		if err != nil {
 			b.Fatal(err)
 		}
-		w.reset()
+		w.head, w.body = head[:0], body[:0]
 		mux.ServeHTTP(w, req)
-		w.sniff()
-		head = appendResponseHead(head[:0], w.status, w.header, len(w.body))
+		w.finish()
 		if w.status != 200 {
 			b.Fatal(w.status)
 		}
+		head, body = w.head, w.body
+		w.retire()
 	}
 	_ = fmt.Sprint
 }

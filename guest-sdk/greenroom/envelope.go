@@ -93,8 +93,9 @@ type principalData struct {
 }
 
 // decodeRequest turns a request envelope into an *http.Request whose context
-// carries the deadline, request id and principal.
-func decodeRequest(env string) (*http.Request, error) {
+// carries the deadline, request id and principal, and the request's own
+// response writer.
+func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 	r := envReader{s: env}
 	method := r.str()
 	rawPath := r.str()
@@ -108,11 +109,11 @@ func decodeRequest(env string) (*http.Request, error) {
 	meta.principal.claims = r.str()
 	nh := int(r.u32())
 	if r.err != nil {
-		return nil, r.err
+		return nil, nil, r.err
 	}
 	// Each header needs at least 8 bytes; refuse counts the envelope cannot hold.
 	if nh < 0 || nh > (len(env)-r.off)/8 {
-		return nil, errShortEnvelope
+		return nil, nil, errShortEnvelope
 	}
 	// One allocation holds the context, the URL and (for the usual few
 	// headers) the header values; each value is a full slice, so a
@@ -130,7 +131,7 @@ func decodeRequest(env string) (*http.Request, error) {
 		key := r.str()
 		value := r.str()
 		if r.err != nil {
-			return nil, r.err
+			return nil, nil, r.err
 		}
 		if key == "Host" {
 			host = value
@@ -145,7 +146,7 @@ func decodeRequest(env string) (*http.Request, error) {
 	}
 	body := r.str()
 	if r.err != nil {
-		return nil, r.err
+		return nil, nil, r.err
 	}
 
 	u := &hold.url
@@ -175,7 +176,8 @@ func decodeRequest(env string) (*http.Request, error) {
 	if len(body) > 0 {
 		req.Body = io.NopCloser(strings.NewReader(body))
 	}
-	return req, nil
+	hold.rw.status = http.StatusOK
+	return req, &hold.rw, nil
 }
 
 // requestHold gathers a request's small allocations into one.
@@ -183,6 +185,7 @@ type requestHold struct {
 	req    http.Request
 	ctx    requestContext
 	url    url.URL
+	rw     responseWriter
 	values [8]string
 }
 
@@ -283,19 +286,41 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// responseWriter buffers a handler's response; the SDK sends it to the host
-// in one piece when the handler returns.
+// responseWriter buffers one request's response; the SDK sends it to the
+// host in one piece when the handler returns. Every request gets a writer
+// of its own: a goroutine the handler started may still hold it after the
+// handler returned, and nothing it writes then may reach another request.
+// Such late writes fail with errWriteAfterReturn.
+//
+// As net/http's, the writer takes the header when the status is written
+// (WriteHeader, or the first Write): later changes to the header map are
+// not sent.
 type responseWriter struct {
-	header      http.Header
+	header      http.Header // made on the first Header call
 	status      int
 	wroteHeader bool
+	done        bool   // the handler returned: the writer is retired
+	hasType     bool   // the header had a Content-Type when it was taken
+	head        []byte // status and headers, encoded when the status was written
 	body        []byte
 }
 
-func (w *responseWriter) Header() http.Header { return w.header }
+// errWriteAfterReturn is what a write to a request's response gets once
+// its handler returned.
+var errWriteAfterReturn = errors.New("greenroom: write to a response after its handler returned")
+
+func (w *responseWriter) Header() http.Header {
+	if w.done {
+		return http.Header{} // not sent anywhere
+	}
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
 
 func (w *responseWriter) WriteHeader(status int) {
-	if w.wroteHeader {
+	if w.wroteHeader || w.done {
 		return
 	}
 	// Informational statuses (103 Early Hints, 100, 101) cannot be sent
@@ -308,9 +333,14 @@ func (w *responseWriter) WriteHeader(status int) {
 	}
 	w.status = status
 	w.wroteHeader = true
+	_, w.hasType = w.header["Content-Type"]
+	w.head = appendResponseHead(w.head[:0], status, w.header)
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errWriteAfterReturn
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -320,6 +350,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 
 // WriteString lets io.WriteString skip a conversion.
 func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.done {
+		return 0, errWriteAfterReturn
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -327,40 +360,45 @@ func (w *responseWriter) WriteString(s string) (int, error) {
 	return len(s), nil
 }
 
-// sniff sets Content-Type from the body when the handler did not, as
-// net/http's server does.
-func (w *responseWriter) sniff() {
-	if len(w.body) == 0 || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
-		return
+// finish completes the response once the handler returned: the status
+// (200 if none was written), a Content-Type sniffed from the body when the
+// handler set none (as net/http's server does), and the body's length
+// prefix. w.head then holds the envelope up to the body, w.body the body.
+func (w *responseWriter) finish() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
 	}
-	if _, ok := w.header["Content-Type"]; !ok {
-		w.header["Content-Type"] = []string{http.DetectContentType(w.body)}
+	if !w.hasType && len(w.body) > 0 && w.status != http.StatusNoContent && w.status != http.StatusNotModified {
+		w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.body))
 	}
+	w.head = binary.LittleEndian.AppendUint32(w.head, uint32(len(w.body)))
 }
 
-func (w *responseWriter) reset() {
-	clear(w.header)
-	w.status = http.StatusOK
-	w.wroteHeader = false
-	w.body = w.body[:0]
+// retire ends the writer's use: later writes fail, and its buffers are no
+// longer its own (the SDK reuses them for the next request).
+func (w *responseWriter) retire() {
+	w.done = true
+	w.head, w.body, w.header = nil, nil, nil
 }
 
 // appendResponseHead encodes status and headers, the part of the response
-// envelope that precedes the body (including the body's length prefix).
-func appendResponseHead(dst []byte, status int, header http.Header, bodyLen int) []byte {
+// envelope that precedes the body's length prefix and the body.
+func appendResponseHead(dst []byte, status int, header http.Header) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(status))
-	at := len(dst)
-	dst = append(dst, 0, 0, 0, 0) // header count, filled in below
-	n := 0
+	dst = append(dst, 0, 0, 0, 0) // header count, counted by appendHeader
 	for k, vs := range header {
 		for _, v := range vs {
-			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(k)))
-			dst = append(dst, k...)
-			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(v)))
-			dst = append(dst, v...)
-			n++
+			dst = appendHeader(dst, k, v)
 		}
 	}
-	binary.LittleEndian.PutUint32(dst[at:], uint32(n))
-	return binary.LittleEndian.AppendUint32(dst, uint32(bodyLen))
+	return dst
+}
+
+// appendHeader appends one header to a head begun by appendResponseHead.
+func appendHeader(head []byte, k, v string) []byte {
+	binary.LittleEndian.PutUint32(head[4:], binary.LittleEndian.Uint32(head[4:])+1)
+	head = binary.LittleEndian.AppendUint32(head, uint32(len(k)))
+	head = append(head, k...)
+	head = binary.LittleEndian.AppendUint32(head, uint32(len(v)))
+	return append(head, v...)
 }

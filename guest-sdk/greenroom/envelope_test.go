@@ -39,7 +39,7 @@ func sampleEnvelope(deadline time.Time) []byte {
 
 func TestDecodeRequest(t *testing.T) {
 	deadline := time.Now().Add(time.Hour).Truncate(time.Nanosecond)
-	req, err := decodeRequest(string(sampleEnvelope(deadline)))
+	req, _, err := decodeRequest(string(sampleEnvelope(deadline)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestDecodeRequest(t *testing.T) {
 }
 
 func TestDecodeRequestPastDeadline(t *testing.T) {
-	req, err := decodeRequest(string(sampleEnvelope(time.Now().Add(-time.Second))))
+	req, _, err := decodeRequest(string(sampleEnvelope(time.Now().Add(-time.Second))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,42 +88,91 @@ func TestDecodeRequestPastDeadline(t *testing.T) {
 func TestDecodeRequestTruncated(t *testing.T) {
 	full := sampleEnvelope(time.Now())
 	for n := 0; n < len(full); n++ {
-		if _, err := decodeRequest(string(full[:n])); err == nil {
+		if _, _, err := decodeRequest(string(full[:n])); err == nil {
 			t.Fatalf("truncated envelope of %d/%d bytes decoded", n, len(full))
 		}
 	}
 	// A header count the envelope cannot hold is refused before allocating.
 	e := &envBuilder{}
 	e.str("GET").str("/").str("").str("").str("").u64(0).u8(0).str("").str("").u32(0xffffffff)
-	if _, err := decodeRequest(string(e.b)); err == nil {
+	if _, _, err := decodeRequest(string(e.b)); err == nil {
 		t.Fatal("absurd header count accepted")
 	}
 }
 
-func TestResponseHead(t *testing.T) {
-	w := &responseWriter{header: http.Header{}}
-	w.reset()
-	w.Header().Add("X-A", "1")
-	w.Header().Add("X-A", "2")
-	w.WriteHeader(201)
-	io.WriteString(w, "<html><body>hi</body></html>")
-	w.sniff()
-	head := appendResponseHead(nil, w.status, w.header, len(w.body))
-	r := envReader{s: string(head) + string(w.body)}
-	if st := r.u32(); st != 201 {
-		t.Fatalf("status %d", st)
-	}
+// decodeResponse reads a response envelope: status, headers, body.
+func decodeResponse(t *testing.T, env []byte) (int, map[string][]string, string) {
+	t.Helper()
+	r := envReader{s: string(env)}
+	st := r.u32()
 	n := r.u32()
 	got := map[string][]string{}
 	for i := uint32(0); i < n; i++ {
 		k := r.str()
 		got[k] = append(got[k], r.str())
 	}
-	if body := r.str(); body != string(w.body) || r.err != nil {
-		t.Fatalf("body %q err %v", body, r.err)
+	body := r.str()
+	if r.err != nil || r.off != len(env) {
+		t.Fatalf("response envelope: %v, %d of %d bytes read", r.err, r.off, len(env))
 	}
-	if strings.Join(got["X-A"], ",") != "1,2" || !strings.HasPrefix(got["Content-Type"][0], "text/html") {
+	return int(st), got, body
+}
+
+func TestResponseHead(t *testing.T) {
+	w := &responseWriter{}
+	w.Header().Add("X-A", "1")
+	w.Header().Add("X-A", "2")
+	w.WriteHeader(201)
+	io.WriteString(w, "<html><body>hi</body></html>")
+	// After the status, the header is not sent any more (net/http's rule).
+	w.Header().Set("X-Late", "1")
+	w.finish()
+	st, got, body := decodeResponse(t, append(w.head, w.body...))
+	if st != 201 || body != "<html><body>hi</body></html>" {
+		t.Fatalf("status %d body %q", st, body)
+	}
+	if strings.Join(got["X-A"], ",") != "1,2" || !strings.HasPrefix(got["Content-Type"][0], "text/html") || got["X-Late"] != nil {
 		t.Errorf("headers = %v", got)
+	}
+	// A handler that writes nothing: 200, the header as it is at the end.
+	w = &responseWriter{}
+	w.Header().Set("X-End", "1")
+	w.finish()
+	if st, got, body := decodeResponse(t, append(w.head, w.body...)); st != 200 || got["X-End"] == nil || got["Content-Type"] != nil || body != "" {
+		t.Errorf("empty response: %d %v %q", st, got, body)
+	}
+}
+
+// A writer kept past its handler (a goroutine the handler started) writes
+// nowhere: the next request on the instance, which reuses the buffers,
+// gets none of it.
+func TestResponseWriterRetired(t *testing.T) {
+	env := string(sampleEnvelope(time.Now().Add(time.Minute)))
+	_, first, _ := decodeRequest(env)
+	first.Header().Set("X-First", "1")
+	first.Write([]byte("first"))
+	first.finish()
+	head, body := first.head, first.body
+	hdr := first.Header()
+	first.retire()
+
+	_, second, _ := decodeRequest(env)
+	second.head, second.body = head[:0], body[:0]
+	// The late writes, by the first request's handler's goroutine.
+	if n, err := first.Write([]byte("LEAK")); n != 0 || err != errWriteAfterReturn {
+		t.Errorf("late Write = %d, %v", n, err)
+	}
+	if _, err := io.WriteString(first, "LEAK"); err != errWriteAfterReturn {
+		t.Errorf("late WriteString: %v", err)
+	}
+	first.Header().Set("X-Leak", "1")
+	hdr.Set("X-Leak-Kept", "1") // the map it took while it ran
+	first.WriteHeader(500)
+	second.Write([]byte("second"))
+	second.finish()
+	st, got, b := decodeResponse(t, append(second.head, second.body...))
+	if st != 200 || b != "second" || got["X-Leak"] != nil || got["X-Leak-Kept"] != nil || got["X-First"] != nil {
+		t.Errorf("second response: %d %v %q", st, got, b)
 	}
 }
 
@@ -140,8 +189,7 @@ func TestResponseInformationalStatus(t *testing.T) {
 		{[]int{99}, 500},
 		{[]int{404, 200}, 404},
 	} {
-		w := &responseWriter{header: http.Header{}}
-		w.reset()
+		w := &responseWriter{}
 		for _, c := range tc.codes {
 			w.WriteHeader(c)
 		}
@@ -170,14 +218,12 @@ func TestNativeConfigAndHandler(t *testing.T) {
 func TestServeRecoversPanic(t *testing.T) {
 	defer Handle(nil)
 	Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }))
-	req, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
-	w := &responseWriter{header: http.Header{}}
-	w.reset()
+	req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
 	if code := serve(w, req); code != handlePanicked {
 		t.Errorf("code = %d, want handlePanicked", code)
 	}
 	Handle(nil)
-	w.reset()
+	req, w, _ = decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
 	if code := serve(w, req); code != handleOK || w.status != http.StatusNotImplemented {
 		t.Errorf("no handler: code %d status %d", code, w.status)
 	}
@@ -190,7 +236,7 @@ func TestRequestContextInPlace(t *testing.T) {
 		t.Fatal("http.Request has no ctx field of type context.Context any more: the SDK falls back to WithContext; update requestHold.request")
 	}
 	deadline := time.Now().Add(time.Hour)
-	req, err := decodeRequest(string(sampleEnvelope(deadline)))
+	req, _, err := decodeRequest(string(sampleEnvelope(deadline)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"unsafe"
@@ -68,10 +67,9 @@ func init() {
 //go:wasmexport greenroom_abi_v1
 func greenroomABIv1() {}
 
-var (
-	headBuf []byte
-	rw      = &responseWriter{header: make(http.Header)}
-)
+// The response's buffers, reused from one request to the next: a request's
+// writer has them only while its handler runs (see responseWriter).
+var headBuf, bodyBuf []byte
 
 // greenroomHandle serves one HTTP request: it reads the request envelope of
 // reqLen bytes, runs the handler and writes the response envelope.
@@ -91,24 +89,24 @@ func greenroomHandle(reqLen uint32) uint32 {
 		return handleBadInput
 	}
 	env := unsafe.String(&buf[0], len(buf))
-	req, err := decodeRequest(env)
+	req, w, err := decodeRequest(env)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "greenroom: %v\n", err)
 		return handleBadInput
 	}
-	rw.reset()
-	code := serve(rw, req)
+	w.head, w.body = headBuf[:0], bodyBuf[:0]
+	code := serve(w, req)
 	if c := requestContextFrom(req.Context()); c != nil {
 		c.finish()
 	}
-	if code != handleOK {
-		return code
+	if code == handleOK {
+		w.finish()
+		writeAll(w.head)
+		writeAll(w.body)
 	}
-	rw.sniff()
-	headBuf = appendResponseHead(headBuf[:0], rw.status, rw.header, len(rw.body))
-	writeAll(headBuf)
-	writeAll(rw.body)
-	return handleOK
+	headBuf, bodyBuf = w.head[:0], w.body[:0]
+	w.retire()
+	return code
 }
 
 func writeAll(b []byte) {

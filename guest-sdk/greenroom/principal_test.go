@@ -10,7 +10,7 @@ import (
 )
 
 func TestPrincipalFromEnvelope(t *testing.T) {
-	req, err := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+	req, _, err := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestPrincipalFromEnvelope(t *testing.T) {
 	} {
 		e := &envBuilder{}
 		e.str("GET").str("/").str("").str("rid").str("1.2.3.4:5").u64(0).u8(tc.typ).str(tc.subject).str(tc.claims).u32(0).str("")
-		req, err := decodeRequest(string(e.b))
+		req, _, err := decodeRequest(string(e.b))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -452,6 +452,19 @@ func TestBusyGets503(t *testing.T) {
 	<-done
 }
 
+// A goroutine a handler left behind writes nowhere: not into the next
+// request on the same instance (the SDK reused one writer for all).
+func TestLateWriteReachesNoOtherRequest(t *testing.T) {
+	in := start(t, hostileConfig("3s", 1))
+	if status, _, body := in.Get(t, "/api/hostile/latewrite"); status != 200 || string(body) != "first" {
+		t.Fatalf("first: %d %q", status, body)
+	}
+	status, h, body := in.Get(t, "/api/hostile/nap")
+	if status != 200 || string(body) != "second" || h.Get("X-Leaked") != "" || h.Get("X-Leaked-Too") != "" {
+		t.Errorf("second request: %d %q, headers %v", status, body, h)
+	}
+}
+
 func TestRetirement(t *testing.T) {
 	in := start(t, fmt.Sprintf(`
 [plugins.hostile]

@@ -53,6 +53,22 @@ func init() {
 		counter++
 		fmt.Fprintf(w, `{"ok":true,"calls":%d}`, counter)
 	})
+	// A goroutine that writes to the response after the handler returned,
+	// when the next call on the instance lets it run (it waits in a sleep).
+	mux.HandleFunc("GET /latewrite", func(w http.ResponseWriter, r *http.Request) {
+		go func() {
+			h := w.Header()
+			time.Sleep(50 * time.Millisecond)
+			h.Set("X-Leaked", "from-the-previous-request")
+			w.Header().Set("X-Leaked-Too", "1")
+			w.Write([]byte("LEAKED"))
+		}()
+		w.Write([]byte("first"))
+	})
+	mux.HandleFunc("GET /nap", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		w.Write([]byte("second"))
+	})
 	mux.HandleFunc("GET /loop", func(w http.ResponseWriter, r *http.Request) {
 		for i := 0; ; i++ {
 			counter += i
