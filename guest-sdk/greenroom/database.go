@@ -169,6 +169,10 @@ func appendValue(dst []byte, v driver.Value) ([]byte, error) {
 	case string:
 		return appendField(append(dst, tagString), x), nil
 	case []byte:
+		if x == nil {
+			// As database/sql's drivers read it: a nil []byte is NULL.
+			return append(dst, tagNull), nil
+		}
 		dst = binary.LittleEndian.AppendUint32(append(dst, tagBytes), uint32(len(x)))
 		return append(dst, x...), nil
 	case time.Time:

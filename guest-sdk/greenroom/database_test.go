@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -74,6 +75,13 @@ func TestDriverEncodesAndDecodes(t *testing.T) {
 	want, _ := appendStatement(nil, 0, placeholder, named([]driver.Value{int64(7), "a", nil, math.Pi, false, []byte("z"), ts}))
 	if string(f.reqs[0]) != string(want) {
 		t.Errorf("request\n%x\nwant\n%x", f.reqs[0], want)
+	}
+	// A nil []byte is NULL, an empty one an empty blob.
+	f.reqs = nil
+	db.Exec("INSERT INTO t VALUES (?, ?)", []byte(nil), []byte{})
+	want, _ = appendStatement(nil, 0, "INSERT INTO t VALUES (?, ?)", named([]driver.Value{nil, []byte{}}))
+	if len(f.reqs) != 1 || string(f.reqs[0]) != string(want) || !strings.Contains(string(want), string([]byte{tagNull, tagBytes, 0, 0, 0, 0})) {
+		t.Errorf("nil and empty []byte: request\n%x\nwant\n%x", f.reqs, want)
 	}
 	r, err := db.Exec("DELETE FROM t")
 	if err != nil {
