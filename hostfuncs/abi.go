@@ -20,6 +20,9 @@ const (
 	ExportTaskRun    = "greenroom_task_run"
 	ExportMemory     = "memory"
 	ExportInitialize = "_initialize"
+	// ExportStart is a WASI command's entry point: a module that exports
+	// it is refused (docs/abi.md, "Exports").
+	ExportStart = "_start"
 )
 
 // Return codes of the greenroom_handle export.

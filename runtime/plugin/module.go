@@ -153,6 +153,12 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportHandle]; !ok {
 		errs = append(errs, fmt.Sprintf("module does not export %s", hostfuncs.ExportHandle))
 	}
+	// A WASI command expects _start to run before its exports: a Go
+	// plugin built without -buildmode=c-shared loads, and then every call
+	// fails ("wasmexport function called before runtime initialization").
+	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportStart]; ok {
+		errs = append(errs, fmt.Sprintf("module is a WASI command (it exports %s), whose exports cannot be called without running it as a program; build the plugin as a reactor: for Go, GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared (greenroom plugin build does)", hostfuncs.ExportStart))
+	}
 	// The exports the host calls must have the types it calls them with,
 	// or every call would fail after a load that looked fine.
 	for name, f := range cm.ExportedFunctions() {
