@@ -25,11 +25,25 @@ const MaxParams = 1000
 // about 16 000-18 000 (at most 20 in one function).
 const MaxModuleLocals = 1 << 22
 
+// MaxElementEntries is the most entries CheckSizes lets a module's element
+// segments hold together, active and passive. wazero keeps each entry of
+// each instance on the host's heap (about 48 bytes: a function instance
+// and its reference), outside the instance's capped linear memory, so a
+// 16 MB module of passive segments took 0.7 GB per instance. A Go guest
+// has one entry per function: a few thousand.
+const MaxElementEntries = 1 << 18
+
+// MaxGlobals is the most globals CheckSizes lets a module define. Like
+// element entries they live on the host's heap, per instance (a module of
+// 4 million took 160 MB per instance). A Go guest defines 8.
+const MaxGlobals = 1 << 16
+
 // CheckSizes refuses a module whose declared counts and lengths exceed the
 // bytes that are there to back them: a vector count larger than what is
 // left of its section, a name or data segment longer than its section,
 // more than MaxLocals locals in a function or MaxModuleLocals in all, a
-// function type with more than MaxParams parameters or results.
+// function type with more than MaxParams parameters or results, more than
+// MaxElementEntries element entries or MaxGlobals globals.
 //
 // wazero's decoder allocates each vector at its declared size before
 // reading its elements, so a 16-byte module declaring 4 294 967 295
@@ -150,8 +164,12 @@ func checkSection(id byte, body []byte) error {
 			_, _, err := countImports(body)
 			return err
 		}
-	case 3, 4, 5, 6, 13: // function, table, memory, global, tag
+	case 3, 4, 5, 13: // function, table, memory, tag
 		r.count("entries", 1)
+	case 6: // global
+		if n := r.count("globals", 3); r.err == nil && n > MaxGlobals {
+			return fmt.Errorf("%d globals, more than %d", n, MaxGlobals)
+		}
 	case 7: // export
 		n := r.count("exports", 3)
 		for i := uint32(0); i < n && r.err == nil; i++ {
@@ -171,6 +189,12 @@ func checkSection(id byte, body []byte) error {
 
 func checkElements(r *reader) {
 	n := r.count("element segments", 3)
+	var total uint64
+	entries := func(i uint32, k uint32) {
+		if total += uint64(k); r.err == nil && total > MaxElementEntries {
+			r.err = fmt.Errorf("segments 0 to %d hold %d entries together, more than %d", i, total, MaxElementEntries)
+		}
+	}
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		flags := r.u32()
 		if flags > 7 {
@@ -191,12 +215,14 @@ func checkElements(r *reader) {
 		}
 		if flags&0x04 == 0 { // function indices
 			k := r.count("function indices", 1)
+			entries(i, k)
 			for j := uint32(0); j < k && r.err == nil; j++ {
 				r.u32()
 			}
 			continue
 		}
 		k := r.count("element expressions", 1)
+		entries(i, k)
 		for j := uint32(0); j < k && r.err == nil; j++ {
 			r.constExpr()
 		}

@@ -77,6 +77,9 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 			"name subsection 2"},
 		"section size": {append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0, 11}, huge...), "section at byte 8 declares 4294967295 bytes, 0 remain"},
 		"not wasm":     {[]byte("\x7fELF"), "not a WebAssembly"},
+		"element entries": {module(section(9, passiveSegments(2, MaxElementEntries/2+1)...)),
+			"segments 0 to 1 hold 262146 entries together, more than 262144"},
+		"too many globals": {module(section(6, manyGlobals(MaxGlobals+1)...)), "65537 globals, more than 65536"},
 	} {
 		err := CheckSizes(tc.wasm)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -129,4 +132,24 @@ func BenchmarkCheckSizes(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// passiveSegments is an element section of n passive segments of k
+// function indices each.
+func passiveSegments(n, k int) []byte {
+	b := appendU32(nil, uint32(n))
+	for range n {
+		b = appendU32(append(b, 1, 0x00), uint32(k)) // passive, funcref
+		b = append(b, make([]byte, k)...)            // function 0, k times
+	}
+	return b
+}
+
+// manyGlobals is a global section of n immutable i32 globals.
+func manyGlobals(n int) []byte {
+	b := appendU32(nil, uint32(n))
+	for range n {
+		b = append(b, 0x7f, 0, 0x41, 0, 0x0b)
+	}
+	return b
 }
