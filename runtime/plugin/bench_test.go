@@ -141,7 +141,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	p := loadSpec(b, Spec{Wasm: guesttest.Read(b, rawGuest), Limits: lim})
 	ctx := context.Background()
 	cycle := func() error {
-		in, err := p.pool.acquire(ctx)
+		in, _, err := p.pool.acquire(ctx, time.Second)
 		if err != nil {
 			return err
 		}

@@ -79,6 +79,11 @@ var ErrBusy = errors.New("all instances busy for the whole queue timeout")
 // ErrClosed is the cause of FailClosed errors.
 var ErrClosed = errors.New("plugin closed")
 
+// ErrStarting is a call that waited its whole timeout for a new instance
+// to start (FailTimeout); the instance goes on starting and serves a later
+// call.
+var ErrStarting = errors.New("no instance was ready in time: a new one is still starting")
+
 // KindOf returns the Failure of err, or 0 when err is not a CallError.
 func KindOf(err error) Failure {
 	var ce *CallError

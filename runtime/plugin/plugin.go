@@ -365,18 +365,17 @@ func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, cod
 }
 
 func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
-	in, err := p.pool.acquire(ctx)
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = p.spec.Limits.Timeout
+	}
+	in, deadline, err := p.pool.acquire(ctx, timeout)
 	if err != nil {
 		return err
 	}
 	// A call into the guest: attempts refused before one (busy, closed)
 	// count as failures only.
 	p.spec.Counters.Calls.Add(1)
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = p.spec.Limits.Timeout
-	}
-	deadline := time.Now().Add(timeout)
 	in.state.Reset()
 	in.reqBuf = c.Encode(in.reqBuf[:0], deadline.UnixNano())
 	in.state.Request = in.reqBuf

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -50,31 +51,74 @@ func (pl *pool) track(in *instance) {
 	pl.mu.Unlock()
 }
 
-// acquire returns an instance for the caller's exclusive use.
-func (pl *pool) acquire(ctx context.Context) (*instance, error) {
+// acquire returns an instance for the caller's exclusive use, and the
+// deadline of the call it is for: timeout from the moment the caller got
+// its turn (a token), whether an instance was idle then or one had to be
+// created. A caller that would wait past that deadline for an instance to
+// start gives up with FailTimeout; the instance goes on starting in the
+// background (bounded by the init timeout) and is left idle for the next.
+func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, time.Time, error) {
 	select {
 	case pl.slots <- struct{}{}:
 	default:
 		if err := pl.wait(ctx); err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 	}
+	deadline := time.Now().Add(timeout)
 	if in := pl.pop(); in != nil {
-		return in, nil
+		return in, deadline, nil
 	}
 	if !pl.add() {
 		<-pl.slots
-		return nil, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 	}
-	in, err := pl.p.newInstance(ctx)
-	if err != nil {
-		pl.remove()
-		<-pl.slots
-		return nil, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
+	type created struct {
+		in  *instance
+		err error
 	}
-	pl.c.Created.Add(1)
-	pl.track(in)
-	return in, nil
+	ch := make(chan created, 1)
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		in, err := pl.p.newInstance(context.Background())
+		if err == nil {
+			pl.c.Created.Add(1)
+			pl.track(in)
+		}
+		ch <- created{in, err}
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	var err error
+	select {
+	case c := <-ch:
+		if c.err != nil {
+			pl.remove()
+			<-pl.slots
+			return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: c.err}
+		}
+		return c.in, deadline, nil
+	case <-t.C:
+		err = &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s; an initializer may run for %s), and will serve a later call", ErrStarting, timeout, pl.p.spec.Limits.InitTimeout)}
+	case <-ctx.Done():
+		err = &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
+	}
+	// The caller gave up: the instance, once started, is left idle, and
+	// the token is returned then.
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		defer func() { <-pl.slots }()
+		c := <-ch
+		if c.err != nil {
+			pl.remove()
+			pl.p.log.WithError(c.err).Warn("a new instance, which a call stopped waiting for, could not be created")
+			return
+		}
+		pl.park(c.in)
+	}()
+	return nil, time.Time{}, err
 }
 
 // wait blocks for a token until the queue timeout.
@@ -219,7 +263,7 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 		}
 	}()
 	for i := 0; i < n; i++ {
-		in, err := pl.acquire(ctx)
+		in, _, err := pl.acquire(ctx, pl.p.spec.Limits.InitTimeout+time.Minute)
 		if err != nil {
 			return err
 		}

@@ -121,6 +121,11 @@ func (s *Server) callError(id string, err error) error {
 		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
 			Message: fmt.Sprintf("plugin %s is busy: every instance stayed busy for its whole queue timeout", id)}
 	case plugin.FailTimeout:
+		if errors.Is(err, plugin.ErrStarting) {
+			log.Warn("no plugin instance was ready within the call's timeout: a new one is still starting")
+			return &APIError{Status: fiber.StatusGatewayTimeout, Code: "plugin_timeout", Plugin: id,
+				Message: fmt.Sprintf("plugin %s had no instance ready within its timeout: a new one is still starting", id)}
+		}
 		log.Warn("plugin call interrupted at its timeout; instance discarded")
 		return &APIError{Status: fiber.StatusGatewayTimeout, Code: "plugin_timeout", Plugin: id,
 			Message: fmt.Sprintf("plugin %s did not answer within its timeout", id)}

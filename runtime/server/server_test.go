@@ -465,6 +465,26 @@ func TestLateWriteReachesNoOtherRequest(t *testing.T) {
 	}
 }
 
+// A request that has to wait for a new instance to start waits no longer
+// than limits.timeout: 504 then, and the instance, once started, serves
+// the next request.
+func TestSlowInstanceStartBoundedByTimeout(t *testing.T) {
+	in := start(t, hostileConfig("1s", 1)+"[plugins.hostile.config]\ninit_sleep_ms = \"2500\"\n")
+	if status, _, _ := in.Get(t, "/api/hostile/exit"); status != 500 {
+		t.Fatalf("exit: %d", status) // the only instance is gone
+	}
+	begin := time.Now()
+	status, _, body := in.Get(t, "/api/hostile/ok")
+	if took := time.Since(begin); status != 504 || took > 1800*time.Millisecond || !strings.Contains(body, "had no instance ready within its timeout") {
+		t.Errorf("waiting for a slow instance: %d %s after %v, want 504 within about the 1s timeout", status, body, took)
+	}
+	time.Sleep(2 * time.Second) // the instance finishes starting
+	begin = time.Now()
+	if status, _, body := in.Get(t, "/api/hostile/ok"); status != 200 || time.Since(begin) > 500*time.Millisecond {
+		t.Errorf("next request: %d %s after %v, want the instance started meanwhile", status, body, time.Since(begin))
+	}
+}
+
 func TestRetirement(t *testing.T) {
 	in := start(t, fmt.Sprintf(`
 [plugins.hostile]

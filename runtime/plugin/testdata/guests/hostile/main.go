@@ -48,6 +48,10 @@ func init() {
 		panic(msg)
 	}
 	initPublic = askPublic("no-leading-slash")
+	if ms, ok := greenroom.Config("init_sleep_ms"); ok {
+		n, _ := strconv.Atoi(ms)
+		time.Sleep(time.Duration(n) * time.Millisecond)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {
 		counter++
