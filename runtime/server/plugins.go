@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
@@ -189,14 +190,23 @@ var droppedResponseHeaders = map[string]bool{
 	"upgrade": true, "te": true, "trailer": true, "content-length": true,
 	"proxy-authenticate": true, // hop-by-hop
 	"x-request-id":       true, // greenroom's own, already set
+	"www-authenticate":   true, // authentication is greenroom's
+	// State a browser keeps for the whole origin, every plugin's routes
+	// and greenroom's own: one plugin may not set it for all. (A plugin
+	// never sees cookies, so it has no use for setting them; a cookie
+	// flood would make every request of that browser too large.)
+	"set-cookie": true, "clear-site-data": true, "service-worker-allowed": true,
+	"strict-transport-security": true, "alt-svc": true,
 }
 
-// mountLocation puts the plugin's mount in front of a Location that is a
-// path from the root ("/items", not "//host/..." or "/\host"): a plugin
+// mountLocation keeps a plugin's redirects inside its mount. A plugin
 // sees paths relative to its mount, so its redirects (its own, and
-// ServeMux's to a cleaned path or a trailing slash) are too, and would
-// otherwise leave /api/<id>. A Location already under /api/<id>, and any
-// other, passes as it is.
+// ServeMux's to a cleaned path or a trailing slash) are too: a Location
+// that is a path from the root ("/items", not "//host/..." or "/\host")
+// gets /api/<id> in front. Its dot segments are resolved first, as a
+// browser would ("%2e" and "\" included), so that "/../x" cannot climb
+// out of the mount once prefixed; a path that resolves under /api/<id>
+// keeps no second prefix. Any other Location passes as it is.
 func mountLocation(id string, k, v []byte) ([]byte, bool) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
 		return nil, false
@@ -204,16 +214,51 @@ func mountLocation(id string, k, v []byte) ([]byte, bool) {
 	if len(v) == 0 || v[0] != '/' || len(v) > 1 && (v[1] == '/' || v[1] == '\\') {
 		return nil, false
 	}
-	// A plugin that writes its mount itself keeps it once.
-	if rest, ok := bytes.CutPrefix(v, []byte("/api/")); ok {
-		if after, ok := bytes.CutPrefix(rest, []byte(id)); ok && (len(after) == 0 || after[0] == '/' || after[0] == '?' || after[0] == '#') {
-			return nil, false
+	end := bytes.IndexAny(v, "?#")
+	if end < 0 {
+		end = len(v)
+	}
+	p, changed := resolveDots(v[:end])
+	mount := make([]byte, 0, len("/api/")+len(id)+len(v))
+	mount = append(append(mount, "/api/"...), id...)
+	if after, ok := bytes.CutPrefix(p, mount); ok && (len(after) == 0 || after[0] == '/') {
+		if !changed {
+			return nil, false // a plugin that writes its mount itself keeps it once
+		}
+		return append(p, v[end:]...), true
+	}
+	return append(append(mount, p...), v[end:]...), true
+}
+
+// resolveDots removes the dot segments of an absolute path as a browser
+// resolves them: "." and ".." also spelled with "%2e", "\" as "/". It
+// reports whether the path changed.
+func resolveDots(p []byte) ([]byte, bool) {
+	if bytes.IndexByte(p, '.') < 0 && bytes.IndexByte(p, '\\') < 0 && !bytes.Contains(bytes.ToLower(p), []byte("%2e")) {
+		return p, false
+	}
+	segs := bytes.Split(bytes.ReplaceAll(p[1:], []byte("\\"), []byte("/")), []byte("/"))
+	out := make([][]byte, 0, len(segs))
+	trailing := false
+	for i, seg := range segs {
+		last := i == len(segs)-1
+		switch strings.ToLower(string(seg)) {
+		case "..", ".%2e", "%2e.", "%2e%2e":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			trailing = last
+		case ".", "%2e":
+			trailing = last
+		default:
+			out = append(out, seg)
 		}
 	}
-	out := make([]byte, 0, len("/api/")+len(id)+len(v))
-	out = append(out, "/api/"...)
-	out = append(out, id...)
-	return append(out, v...), true
+	res := append([]byte{'/'}, bytes.Join(out, []byte("/"))...)
+	if trailing && len(out) > 0 {
+		res = append(res, '/')
+	}
+	return res, !bytes.Equal(res, p)
 }
 
 // forwardResponseHeader refuses framing headers and any name or value that

@@ -595,6 +595,11 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	if ids := h.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "forged" || h.Get("Proxy-Authenticate") != "" || h.Get("Access-Control-Allow-Origin") != "" || h.Get("Access-Control-Allow-Private-Network") != "" {
 		t.Errorf("guest set greenroom's or a hop-by-hop header: %v", h)
 	}
+	for _, name := range []string{"Set-Cookie", "Clear-Site-Data", "Service-Worker-Allowed", "Strict-Transport-Security", "Alt-Svc", "WWW-Authenticate"} {
+		if h.Get(name) != "" {
+			t.Errorf("guest set %s, which holds for the whole origin: %v", name, h)
+		}
+	}
 }
 
 // A write to stdout is a host call, where the interrupt flag is not seen:
@@ -686,6 +691,14 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 		{"/api/hostile/redirect?to=/api/hostile?x=1", "/api/hostile?x=1"},
 		{"/api/hostile/redirect?to=/api/hostilex/y", "/api/hostile/api/hostilex/y"},
 		{"/api/hostile/redirect?to=/api/other/y", "/api/hostile/api/other/y"},
+		// Dot segments cannot climb out of the mount, however spelled.
+		{"/api/hostile/redirect?to=/api/hostile/../other/x", "/api/hostile/api/other/x"},
+		{"/api/hostile/redirect?to=/../../other", "/api/hostile/other"},
+		{"/api/hostile/redirect?to=/%252e%252E/other?q=/../x", "/api/hostile/other?q=/../x"},
+		{"/api/hostile/redirect?to=/a%5C..%5C..%5Cother", "/api/hostile/other"},
+		{"/api/hostile/redirect?to=/api/hostile/a/./../b/", "/api/hostile/b/"},
+		{"/api/hostile/redirect?to=/items/a.txt", "/api/hostile/items/a.txt"},
+		{"/api/hostile/redirect?to=/..", "/api/hostile/"},
 		{"/api/hello//ping", "/api/hello/ping"}, // ServeMux's redirect to the clean path
 		{"/api/hello/./ping", "/api/hello/ping"},
 	} {

@@ -181,6 +181,13 @@ func init() {
 		w.Header().Set("Proxy-Authenticate", "Basic")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Access-Control-Allow-Private-Network", "true")
+		// State a browser keeps for the whole origin.
+		w.Header().Add("Set-Cookie", "session=evil; Path=/")
+		w.Header().Set("Clear-Site-Data", `"*"`)
+		w.Header().Set("Service-Worker-Allowed", "/")
+		w.Header().Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		w.Header().Set("Alt-Svc", `h2="evil.example:443"`)
+		w.Header().Set("WWW-Authenticate", `Basic realm="phish"`)
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
 	})
