@@ -329,10 +329,56 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	if _, err := authenticate(a, "Bearer "+tok); err == nil {
 		t.Fatal("token accepted without keys")
 	}
+	// A token without a kid asks for a fetch as an unknown kid does (it
+	// waited for the periodic refresh, 15 minutes).
+	noKid := authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "", authtest.Claims("user:default/nokid"))
+	if _, err := authenticate(a, "Bearer "+noKid); err == nil {
+		t.Fatal("token without kid accepted without keys")
+	}
 	idp.Status.Store(0)
 	time.Sleep(5 * time.Millisecond)
+	if p, err := authenticate(a, "Bearer "+noKid); err != nil || p.Subject != "user:default/nokid" {
+		t.Errorf("token without kid after the IdP came back: %+v %v", p, err)
+	}
 	if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/jane" {
 		t.Errorf("after the IdP came back: %+v %v", p, err)
+	}
+}
+
+// Keys published for encryption never verify a signature, with a kid or
+// without; keys that say nothing of their use do.
+func TestJWKSKeyUse(t *testing.T) {
+	idp := authtest.New(t)
+	enc := idp.AddRSAKeyFor(t, "enc-1", "enc")
+	plain := idp.AddRSAKeyFor(t, "plain-1", "")
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	for _, kid := range []string{"enc-1", ""} {
+		tok := authtest.SignWith(t, jwt.SigningMethodRS256, enc, kid, authtest.Claims("user:default/enc"))
+		if p, err := authenticate(a, "Bearer "+tok); err == nil {
+			t.Errorf("token signed with an encryption key (kid %q) accepted: %+v", kid, p)
+		}
+	}
+	tok := authtest.SignWith(t, jwt.SigningMethodRS256, plain, "plain-1", authtest.Claims("user:default/plain"))
+	if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/plain" {
+		t.Errorf("key without use: %+v %v", p, err)
+	}
+}
+
+// A token naming critical header parameters is refused: greenroom
+// understands none (RFC 7515, 4.1.11).
+func TestJWTCriticalHeader(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, authtest.Claims("user:default/crit"))
+	tok.Header["kid"] = authtest.KidRSA
+	tok.Header["crit"] = []string{"exp-ext"}
+	tok.Header["exp-ext"] = true
+	s, err := tok.SignedString(idp.RSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := authenticate(a, "Bearer "+s); err == nil || !strings.Contains(err.Error(), "critical header parameters") {
+		t.Errorf("token with crit: %+v %v, want refused", p, err)
 	}
 }
 

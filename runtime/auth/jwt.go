@@ -115,8 +115,41 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		cancel()
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
 	}
+	// Keys marked for encryption ("use": "enc") never verify a signature;
+	// keys that say nothing of their use do.
+	kf, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: kf.Storage(), UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
+	}
 	v.keys = kf
 	return v, nil
+}
+
+// errCritical refuses a JWT that names critical header parameters: RFC
+// 7515 requires a verifier that does not understand one to refuse the
+// token, and greenroom understands none.
+var errCritical = errors.New("JWT has critical header parameters (crit), which greenroom does not support")
+
+// keyfunc finds the key that verifies tok. A token without a kid when no
+// key at all is known (the JWKS could not be fetched yet, or was empty)
+// asks for the same rate-limited fetch an unknown kid does, so that an
+// issuer that sends no kid is not refused until the next periodic fetch.
+func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
+	inner := v.keys.KeyfuncCtx(ctx)
+	return func(tok *jwt.Token) (any, error) {
+		if _, ok := tok.Header["crit"]; ok {
+			return nil, errCritical
+		}
+		k, err := inner(tok)
+		if set, ok := k.(jwt.VerificationKeySet); ok && err == nil && len(set.Keys) == 0 {
+			if all, err := v.keys.Storage().KeyReadAll(ctx); err == nil && len(all) == 0 {
+				v.keys.Storage().KeyRead(ctx, "") // fetches, unless fetched too recently
+				return inner(tok)
+			}
+		}
+		return k, err
+	}
 }
 
 func (v *jwtVerifier) close() { v.cancel() }
@@ -134,7 +167,7 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
 	defer cancel()
 	claims := jwt.MapClaims{}
-	tok, err := v.parser.ParseWithClaims(raw, claims, v.keys.KeyfuncCtx(ctx))
+	tok, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc(ctx))
 	if err != nil {
 		return nil, v.refusal(tok, err)
 	}
@@ -187,6 +220,8 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 		return refuse(invalidCredential, "malformed JWT")
 	case alg != "" && !slices.Contains(v.cfg.Algorithms, alg):
 		return refuse(invalidCredential, "JWT algorithm %q is not allowed (auth.jwt.algorithms: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))
+	case errors.Is(err, errCritical):
+		return refuse(invalidCredential, "%v", errCritical)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		kid := ""
 		if tok != nil {

@@ -68,17 +68,18 @@ func (s *Server) identify(c *fiber.Ctx) error {
 	if isHealth(c) {
 		return c.Next()
 	}
-	if h := c.Request().Header.Peek(fiber.HeaderAuthorization); len(h) > 0 {
-		rs := stateOf(c)
+	all := c.Request().Header.PeekAll(fiber.HeaderAuthorization)
+	switch {
+	case len(all) > 1:
 		// Two credentials are ambiguous (which one would a proxy in front,
-		// or a log, attribute the request to?): neither counts.
-		if len(c.Request().Header.PeekAll(fiber.HeaderAuthorization)) > 1 {
-			rs.authErr = &auth.Error{Public: "send one Authorization header, not several", Reason: "more than one Authorization header"}
-			return c.Next()
-		}
+		// or a log, attribute the request to?): neither counts, also when
+		// one of them is empty.
+		stateOf(c).authErr = &auth.Error{Public: "send one Authorization header, not several", Reason: "more than one Authorization header"}
+	case len(all) == 1 && len(all[0]) > 0:
+		rs := stateOf(c)
 		// s.base, not the fasthttp context: deriving a timeout from a
 		// context the standard library does not know costs a goroutine.
-		rs.principal, rs.authErr = s.authn.Load().Authenticate(s.base, h)
+		rs.principal, rs.authErr = s.authn.Load().Authenticate(s.base, all[0])
 		if rs.principal != nil {
 			rs.subject = rs.principal.Subject
 		}

@@ -122,6 +122,21 @@ func (idp *IdP) AddRSAKey(t testing.TB, kid string) *rsa.PrivateKey {
 	return k
 }
 
+// AddRSAKeyFor publishes another RSA public key under kid with the given
+// "use" ("enc", or "" for none) and returns its private key.
+func (idp *IdP) AddRSAKeyFor(t testing.TB, kid, use string) *rsa.PrivateKey {
+	t.Helper()
+	k := idp.AddRSAKeyUnpublished(t)
+	jwk := rsaJWK(kid, &k.PublicKey)
+	if jwk["use"] = use; use == "" {
+		delete(jwk, "use")
+	}
+	idp.mu.Lock()
+	idp.extra = append(idp.extra, jwk)
+	idp.mu.Unlock()
+	return k
+}
+
 // AddRSAKeyUnpublished returns a new RSA key the IdP does not publish.
 func (idp *IdP) AddRSAKeyUnpublished(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
