@@ -48,7 +48,9 @@ type Host interface {
 	Log(in *Instance, rec *LogRecord) int32
 
 	// ReadURL performs one URL reader operation for the call in progress
-	// (capability "urlreader"), under ctx, the call's context.
+	// (capability "urlreader"), under ctx, the call's context. With a nil
+	// req it only reports whether the plugin has the capability: nil, or
+	// the error naming it.
 	ReadURL(ctx context.Context, in *Instance, req *URLRequest) (*URLResponse, error)
 }
 

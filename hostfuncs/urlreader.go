@@ -140,6 +140,12 @@ func urlreaderCall(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "urlreader_call"
 	in := instanceFrom(ctx, fn)
 	b := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	// Without the capability, what the request holds does not matter:
+	// every call is denied.
+	if _, denied := in.Host.ReadURL(ctx, in, nil); denied != nil {
+		stack[0] = api.EncodeI32(in.failWith(denied))
+		return
+	}
 	if len(b) > MaxURLRequest {
 		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "urlreader request is %d bytes, over the limit of %d", len(b), MaxURLRequest))
 		return

@@ -294,6 +294,9 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 		return nil, hostfuncs.Failf(hostfuncs.ErrDenied,
 			"capability urlreader is not granted to plugin %s: the operator grants it with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\", ...]", h.id, h.id)
 	}
+	if req == nil {
+		return nil, nil // only the grant was asked for
+	}
 	r := urlreader.Request{URL: req.URL, Method: req.Method, Header: req.Header}
 	if req.Deadline > 0 {
 		r.Deadline = time.Unix(0, req.Deadline)

@@ -200,15 +200,26 @@ func TestPluginPanicLogged(t *testing.T) {
 // Hostile calls to log_write and urlreader_call get error codes, or trap on
 // a bad pointer; the instance, or the next one, keeps serving.
 func TestHostileCapabilityCalls(t *testing.T) {
+	granted := start(t, "[reading]\nallow = [{ host = \"example.com\" }]\n"+logurlConfig("[plugins.logurl.capabilities]\nurlreader = [\"example.com\"]\n"))
+	for path, want := range map[string]string{
+		"/raw/url?case=tree":     "-3",
+		"/raw/url?case=garbage":  "-3",
+		"/raw/url?case=oversize": "-6",
+	} {
+		if status, _, body := granted.Get(t, "/api/logurl"+path); status != 200 || body != want {
+			t.Errorf("granted: %s: %d %q, want %s", path, status, body, want)
+		}
+	}
 	in := start(t, logurlConfig(""))
 	for path, want := range map[string]string{
 		"/raw/log?case=oversize":   "-6",
 		"/raw/log?case=badkind":    "-3",
 		"/raw/log?case=unbalanced": "-3",
 		"/raw/log?case=short":      "-3",
-		"/raw/url?case=tree":       "-3",
-		"/raw/url?case=garbage":    "-3",
-		"/raw/url?case=oversize":   "-6",
+		// Without the grant every call is denied, whatever it holds.
+		"/raw/url?case=tree":     "-2",
+		"/raw/url?case=garbage":  "-2",
+		"/raw/url?case=oversize": "-2",
 	} {
 		status, _, body := in.Get(t, "/api/logurl"+path)
 		if status != 200 || body != want {
