@@ -302,13 +302,19 @@ func (w *lineWriter) emitLines() {
 }
 
 // initFailure makes a printed panic line fit to be a load error: redacted,
-// valid UTF-8 and at most 512 bytes.
+// valid UTF-8 without control characters (an operator's terminal would
+// obey escape sequences in it) and at most 512 bytes.
 func (w *lineWriter) initFailure(line []byte) string {
 	b := bytes.Clone(line)
 	if w.redact != nil {
 		b = w.redact.Redact(b)
 	}
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return '\uFFFD'
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 	if len(s) > 512 {
 		s = strings.ToValidUTF8(s[:512], "") + "..."
 	}

@@ -621,7 +621,7 @@ func TestOutputWriteInterrupted(t *testing.T) {
 // the reason (not only "unreachable"), redacted like any log line.
 func TestInitPanicReason(t *testing.T) {
 	const secret = "init-secret-0123456789"
-	cfg := hostileConfig("2s", 1) + "[plugins.hostile.config]\ninit_panic = \"cannot start: token ${INIT_SECRET} refused\"\n"
+	cfg := hostileConfig("2s", 1) + "[plugins.hostile.config]\ninit_panic = \"cannot start: token ${INIT_SECRET} refused\\u001b[31m\"\n"
 	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"INIT_SECRET": secret}})
 	status, _, body := in.Get(t, "/api/hostile/ok")
 	e := errorBody(t, body)
@@ -630,7 +630,7 @@ func TestInitPanicReason(t *testing.T) {
 		t.Errorf("got %d %s, want 503 with the redacted panic message", status, body)
 	}
 	// One line: not wazero's wasm stack trace, which the log line has.
-	if strings.Contains(reason, "\n") || strings.Contains(reason, "wasm stack trace") {
+	if strings.ContainsAny(reason, "\n\x1b") || strings.Contains(reason, "wasm stack trace") {
 		t.Errorf("the reason holds more than the error's first line: %q", reason)
 	}
 	if !strings.Contains(in.Log.String(), `"detail":"wasm stack trace:`) {
