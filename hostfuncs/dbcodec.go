@@ -49,6 +49,9 @@ type Statement struct {
 	Tx   uint32
 	SQL  string
 	Args []any // nil, int64, float64, bool, string, []byte or time.Time
+	// Deadline is the plugin's own deadline for the statement, in Unix
+	// nanoseconds, 0 for none (an optional last field of the request).
+	Deadline int64
 }
 
 // ExecResult is what db_exec reports.
@@ -104,6 +107,13 @@ func DecodeStatement(b []byte) (Statement, error) {
 			return st, fmt.Errorf("argument %d: %w", i+1, err)
 		}
 		st.Args[i] = v
+	}
+	// An optional i64 after the arguments: the plugin's deadline.
+	if len(b)-d.off == 8 {
+		st.Deadline = int64(d.u64())
+		if st.Deadline < 0 {
+			return st, fmt.Errorf("%w: negative deadline", errMalformed)
+		}
 	}
 	if d.off != len(b) {
 		return st, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b)-d.off)

@@ -1,6 +1,7 @@
 package hostfuncs
 
 import (
+	"encoding/binary"
 	"math"
 	"reflect"
 	"testing"
@@ -27,6 +28,20 @@ func TestStatementRoundTrip(t *testing.T) {
 	for n := 0; n < len(req); n++ {
 		if _, err := DecodeStatement(req[:n]); err == nil {
 			t.Fatalf("truncated request of %d/%d bytes decoded", n, len(req))
+		}
+	}
+	// The optional last field: the plugin's deadline.
+	withDeadline := binary.LittleEndian.AppendUint64(append([]byte(nil), req...), uint64(1_800_000_000_000_000_000))
+	if st, err := DecodeStatement(withDeadline); err != nil || st.Deadline != 1_800_000_000_000_000_000 || !reflect.DeepEqual(st.Args, vals) {
+		t.Errorf("with a deadline: %+v %v", st, err)
+	}
+	for _, bad := range [][]byte{
+		withDeadline[:len(withDeadline)-1],                                   // 7 bytes left over
+		append(withDeadline, 0),                                              // 9
+		binary.LittleEndian.AppendUint64(append([]byte(nil), req...), 1<<63), // negative
+	} {
+		if _, err := DecodeStatement(bad); err == nil {
+			t.Errorf("request with %d bytes after its arguments decoded", len(bad)-len(req))
 		}
 	}
 }

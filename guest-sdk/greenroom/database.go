@@ -183,8 +183,9 @@ func appendValue(dst []byte, v driver.Value) ([]byte, error) {
 }
 
 // appendStatement encodes a statement request: u32 tx, bytes sql, u32 argc,
-// value × argc.
-func appendStatement(dst []byte, tx uint32, query string, args []driver.NamedValue) ([]byte, error) {
+// value × argc, and the statement's deadline (i64 Unix nanoseconds) when
+// deadline is not zero.
+func appendStatement(dst []byte, tx uint32, query string, args []driver.NamedValue, deadline int64) ([]byte, error) {
 	dst = binary.LittleEndian.AppendUint32(dst, tx)
 	dst = appendField(dst, query)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(args)))
@@ -197,7 +198,37 @@ func appendStatement(dst []byte, tx uint32, query string, args []driver.NamedVal
 			return nil, err
 		}
 	}
+	if deadline != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(deadline))
+	}
 	return dst, nil
+}
+
+// statementDeadline is ctx's deadline in Unix nanoseconds, 0 for none: the
+// host stops the statement there (the guest cannot: it waits in the host
+// call).
+func statementDeadline(ctx context.Context) int64 {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return max(d.UnixNano(), 1)
+}
+
+// ctxError is a statement that failed because its context ended: it is
+// the context's error (errors.Is(err, context.DeadlineExceeded), as
+// database/sql drivers report it) and the host's (*Error, ErrTimeout).
+type ctxError struct{ ctx, host error }
+
+func (e *ctxError) Error() string   { return e.host.Error() }
+func (e *ctxError) Unwrap() []error { return []error{e.ctx, e.host} }
+
+// statementError returns err, marked as the context's when ctx ended.
+func statementError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return &ctxError{ctx: cerr, host: err}
+	}
+	return err
 }
 
 var errBadResult = errors.New("greenroom: malformed database result")
@@ -353,14 +384,14 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	req, err := appendStatement(c.buf[:0], c.tx, query, args)
+	req, err := appendStatement(c.buf[:0], c.tx, query, args, statementDeadline(ctx))
 	if err != nil {
 		return nil, err
 	}
 	c.buf = req
 	res, err := c.t.exec(req)
 	if err != nil {
-		return nil, err
+		return nil, statementError(ctx, err)
 	}
 	return decodeExecResult(res)
 }
@@ -369,14 +400,14 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	req, err := appendStatement(c.buf[:0], c.tx, query, args)
+	req, err := appendStatement(c.buf[:0], c.tx, query, args, statementDeadline(ctx))
 	if err != nil {
 		return nil, err
 	}
 	c.buf = req
 	res, err := c.t.query(req)
 	if err != nil {
-		return nil, err
+		return nil, statementError(ctx, err)
 	}
 	return decodeRows(res)
 }

@@ -72,17 +72,33 @@ func TestDriverEncodesAndDecodes(t *testing.T) {
 		t.Errorf("scanned %v %v %v %v %q %v %v", n, i, fl, b, s, x, tm)
 	}
 	// The request carries the statement and its arguments, typed.
-	want, _ := appendStatement(nil, 0, placeholder, named([]driver.Value{int64(7), "a", nil, math.Pi, false, []byte("z"), ts}))
+	want, _ := appendStatement(nil, 0, placeholder, named([]driver.Value{int64(7), "a", nil, math.Pi, false, []byte("z"), ts}), 0)
 	if string(f.reqs[0]) != string(want) {
 		t.Errorf("request\n%x\nwant\n%x", f.reqs[0], want)
 	}
 	// A nil []byte is NULL, an empty one an empty blob.
 	f.reqs = nil
 	db.Exec("INSERT INTO t VALUES (?, ?)", []byte(nil), []byte{})
-	want, _ = appendStatement(nil, 0, "INSERT INTO t VALUES (?, ?)", named([]driver.Value{nil, []byte{}}))
+	want, _ = appendStatement(nil, 0, "INSERT INTO t VALUES (?, ?)", named([]driver.Value{nil, []byte{}}), 0)
 	if len(f.reqs) != 1 || string(f.reqs[0]) != string(want) || !strings.Contains(string(want), string([]byte{tagNull, tagBytes, 0, 0, 0, 0})) {
 		t.Errorf("nil and empty []byte: request\n%x\nwant\n%x", f.reqs, want)
 	}
+	// A context's deadline goes with the statement (the host stops it
+	// there), and an error once the context ended is the context's too.
+	f.reqs = nil
+	dl := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	db.ExecContext(ctx, "SELECT 1")
+	want, _ = appendStatement(nil, 0, "SELECT 1", nil, dl.UnixNano())
+	if len(f.reqs) != 1 || string(f.reqs[0]) != string(want) || len(want) != 4+4+8+4+8 {
+		t.Errorf("statement with a deadline: request\n%x\nwant\n%x", f.reqs, want)
+	}
+	cancel()
+	f.err = &Error{Op: "db_exec", Code: errTimeout, Message: "the plugin's deadline for this statement passed"}
+	if err := statementError(ctx, f.err); !errors.Is(err, context.Canceled) || !errors.Is(err, ErrTimeout) || err.Error() != f.err.Error() {
+		t.Errorf("statement error after the context ended: %v", err)
+	}
+	f.err = nil
 	r, err := db.Exec("DELETE FROM t")
 	if err != nil {
 		t.Fatal(err)

@@ -453,6 +453,33 @@ func TestStatementTimeout(t *testing.T) {
 	})
 }
 
+// A statement whose context has an earlier deadline than
+// db_statement_timeout stops at it (the plugin's QueryContext with a
+// timeout), and the plugin sees the context's error.
+func TestStatementFollowsPluginDeadline(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", "db_statement_timeout = \"20s\"\ntimeout = \"30s\""))
+		slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+		if b.name == "pg" {
+			slow = "SELECT pg_sleep(30)"
+		}
+		for _, op := range []string{"query", "exec"} {
+			start := time.Now()
+			r := run(t, in, "alpha", step{Op: op, SQL: slow, TimeoutMS: 300})[0]
+			if r.Kind != "timeout" || !r.CtxDeadline || !strings.Contains(r.Error, "the plugin's deadline for this statement passed") {
+				t.Errorf("%s: got %+v, want the plugin's deadline", op, r)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("%s: cancelled after %v, want about 300ms", op, took)
+			}
+		}
+		// A deadline later than the statement timeout changes nothing.
+		if r := run(t, in, "alpha", step{Op: "query", SQL: "SELECT 1", TimeoutMS: 60000})[0]; r.Error != "" {
+			t.Errorf("with a distant deadline: %+v", r)
+		}
+	})
+}
+
 func TestResultLimit(t *testing.T) {
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_result = \"64KiB\""))

@@ -89,6 +89,7 @@ type step struct {
 	SQL       string `json:"sql,omitempty"`
 	Args      []any  `json:"args,omitempty"`
 	MS        int    `json:"ms,omitempty"`
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
 	ReadOnly  bool   `json:"read_only,omitempty"`
 	Isolation int    `json:"isolation,omitempty"`
 }
@@ -102,6 +103,8 @@ type result struct {
 	GoTypes  []string `json:"go_types"`
 	Affected int64    `json:"affected"`
 	LastID   *int64   `json:"last_id"`
+	// CtxDeadline: errors.Is(err, context.DeadlineExceeded) in the guest.
+	CtxDeadline bool `json:"ctx_deadline"`
 }
 
 func exec(sql string, args ...any) step  { return step{Op: "exec", SQL: sql, Args: args} }

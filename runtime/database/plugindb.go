@@ -259,13 +259,16 @@ func rollbackStray(ctx context.Context, conn *sql.Conn, timeout time.Duration) b
 }
 
 // fail turns a statement error into what the guest sees.
-func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error {
+func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Statement, err error) error {
 	var f *hostfuncs.Failure
 	if errors.As(err, &f) {
 		return err
 	}
 	if ctx.Err() != nil {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed during the statement; it was cancelled")
+	}
+	if st.Deadline > 0 && sctx.Err() != nil && !time.Now().Before(time.Unix(0, st.Deadline)) {
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the plugin's deadline for this statement passed; it was cancelled")
 	}
 	err = p.svc.backend.classify(err)
 	var busy *busyError
@@ -292,6 +295,19 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, err error) error 
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
 }
 
+// statementContext bounds a statement by db_statement_timeout, and by the
+// plugin's own deadline for it when that is earlier (a Go plugin's
+// QueryContext with a context that has a deadline).
+func statementContext(ctx context.Context, lim Limits, st *hostfuncs.Statement) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(lim.StatementTimeout)
+	if st.Deadline > 0 {
+		if d := time.Unix(0, st.Deadline); d.Before(deadline) {
+			deadline = d
+		}
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
 // Exec implements hostfuncs.Database.
 func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfuncs.Statement) (res hostfuncs.ExecResult, err error) {
 	if err := p.check(in, st); err != nil {
@@ -303,11 +319,11 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 		return res, err
 	}
 	defer func() { err = done(err) }()
-	sctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
+	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
 	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
 	if err != nil {
-		return res, p.fail(ctx, sctx, lim, err)
+		return res, p.fail(ctx, sctx, lim, st, err)
 	}
 	res.RowsAffected, _ = sr.RowsAffected()
 	if id, err := sr.LastInsertId(); err == nil && p.svc.cfg.Client == ClientSQLite {
@@ -327,16 +343,16 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 		return err
 	}
 	defer func() { err = done(err) }()
-	sctx, cancel := context.WithTimeout(ctx, lim.StatementTimeout)
+	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
 	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
 	if err != nil {
-		return p.fail(ctx, sctx, lim, err)
+		return p.fail(ctx, sctx, lim, st, err)
 	}
 	defer rows.Close()
 	cols, err := rows.ColumnTypes()
 	if err != nil {
-		return p.fail(ctx, sctx, lim, err)
+		return p.fail(ctx, sctx, lim, st, err)
 	}
 	names := make([]string, len(cols))
 	types := make([]string, len(cols))
@@ -360,12 +376,12 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 				cancel()
 				return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.MaxResult, w.Rows())
 			}
-			return p.fail(ctx, sctx, lim, err)
+			return p.fail(ctx, sctx, lim, st, err)
 		}
 		w.EndRow()
 	}
 	if err := rows.Err(); err != nil {
-		return p.fail(ctx, sctx, lim, err)
+		return p.fail(ctx, sctx, lim, st, err)
 	}
 	return nil
 }
@@ -407,7 +423,7 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.IsolationLevel(opts.Isolation), ReadOnly: opts.ReadOnly})
 	if err != nil {
 		conn.Close()
-		return 0, p.fail(ctx, ctx, lim, err)
+		return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
 	}
 	st := p.txs(in)
 	if len(st.open) == 0 {
@@ -455,7 +471,7 @@ func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, c
 	}
 	if err != nil {
 		lim := p.limits()
-		return p.fail(ctx, ctx, lim, err)
+		return p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"embed"
 	"encoding/base64"
@@ -50,6 +51,9 @@ type step struct {
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
+	// TimeoutMS, for exec and query, gives the statement a context with
+	// that timeout.
+	TimeoutMS int `json:"timeout_ms"`
 	// ReadOnly and Isolation apply to begin.
 	ReadOnly  bool `json:"read_only"`
 	Isolation int  `json:"isolation"`
@@ -64,6 +68,8 @@ type result struct {
 	GoTypes  []string `json:"go_types,omitempty"`
 	Affected int64    `json:"affected,omitempty"`
 	LastID   *int64   `json:"last_id,omitempty"`
+	// CtxDeadline: the error is the context's deadline too.
+	CtxDeadline bool `json:"ctx_deadline,omitempty"`
 }
 
 func run(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +91,12 @@ func run(w http.ResponseWriter, r *http.Request) {
 			args[i] = argValue(a)
 		}
 		var err error
+		ctx := ctx
+		if s.TimeoutMS > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(s.TimeoutMS)*time.Millisecond)
+			defer cancel()
+		}
 		switch s.Op {
 		case "begin":
 			tx, err = db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.ReadOnly, Isolation: sql.IsolationLevel(s.Isolation)})
@@ -139,6 +151,7 @@ func run(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			res.Error = err.Error()
 			res.Kind = kind(err)
+			res.CtxDeadline = errors.Is(err, context.DeadlineExceeded)
 		}
 		out = append(out, res)
 	}
