@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -51,7 +52,30 @@ type logHandler struct {
 	write   func(rec []byte)
 	pre     []byte // attributes and group openings from WithAttrs/WithGroup
 	groups  int    // groups opened in pre
+	count   attrCount
+	// chain is what pre encodes, kept for a record that must be sent
+	// flat (see encodeFlat).
+	chain []chainLink
 }
+
+// chainLink is one WithGroup (group set) or WithAttrs (attrs set) call.
+type chainLink struct {
+	group string
+	attrs []slog.Attr
+}
+
+// The runtime's bounds on a record's structure (docs/abi.md): at most
+// maxLogAttrs attributes, groups at most maxLogDepth deep.
+const (
+	maxLogAttrs = 256
+	maxLogDepth = 16
+)
+
+// attrCount counts what an encoding writes: attributes, and the depth of
+// groups.
+type attrCount struct{ attrs, depth, maxDepth int }
+
+func (c *attrCount) fits() bool { return c.attrs <= maxLogAttrs && c.maxDepth <= maxLogDepth }
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
@@ -84,21 +108,91 @@ func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
 }
 
 // encode writes r; maxStr > 0 drops attribute values longer than maxStr
-// and marks the record as truncated. The message is always whole.
+// and marks the record as truncated. The message is always whole. A
+// record with more attributes or deeper groups than the runtime takes is
+// written flat instead (encodeFlat).
 func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
+	start := len(dst)
 	dst = appendRecordHead(dst, clampLevel(r.Level), r.Message)
+	c := h.count
 	if maxStr > 0 {
 		dst = appendBoolAttr(dst, "greenroom.truncated", true)
+		c.attrs++
 	}
 	dst = append(dst, h.pre...)
 	r.Attrs(func(a slog.Attr) bool {
-		dst = appendSlogAttr(dst, a, maxStr)
+		dst = appendSlogAttr(dst, a, maxStr, &c)
 		return true
 	})
 	for i := 0; i < h.groups; i++ {
 		dst = append(dst, kindGroupEnd)
 	}
+	if !c.fits() {
+		return h.encodeFlat(dst[:start], r, maxStr)
+	}
 	return dst
+}
+
+// encodeFlat writes r without groups, each attribute under its dotted
+// name ("req.took", which is how the runtime writes a grouped one too),
+// and with at most maxLogAttrs attributes: the ones past it are dropped
+// and counted in greenroom.truncated. The runtime refuses a record over
+// its bounds whole, so this keeps the message and what fits.
+func (h *logHandler) encodeFlat(dst []byte, r slog.Record, maxStr int) []byte {
+	dst = appendRecordHead(dst, clampLevel(r.Level), r.Message)
+	f := flatWriter{dst: dst, maxStr: maxStr, room: maxLogAttrs - 1} // one for the note
+	if maxStr > 0 {
+		f.dst = appendBoolAttr(f.dst, "greenroom.truncated", true)
+		f.room--
+	}
+	prefix := ""
+	for _, l := range h.chain {
+		if l.attrs == nil {
+			prefix += l.group + "."
+			continue
+		}
+		for _, a := range l.attrs {
+			f.attr(prefix, a)
+		}
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		f.attr(prefix, a)
+		return true
+	})
+	if f.dropped > 0 {
+		f.dst = appendStringAttr(f.dst, "greenroom.attrs_dropped", strconv.Itoa(f.dropped)+" attributes dropped: a record holds at most "+strconv.Itoa(maxLogAttrs))
+	}
+	return f.dst
+}
+
+// flatWriter writes attributes without groups for encodeFlat.
+type flatWriter struct {
+	dst           []byte
+	maxStr        int
+	room, dropped int
+}
+
+func (f *flatWriter) attr(prefix string, a slog.Attr) {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		if a.Key != "" {
+			prefix += a.Key + "."
+		}
+		for _, ga := range a.Value.Group() {
+			f.attr(prefix, ga)
+		}
+		return
+	}
+	if f.room == 0 {
+		f.dropped++
+		return
+	}
+	f.room--
+	a.Key = prefix + a.Key
+	f.dst = appendSlogAttr(f.dst, a, f.maxStr, &attrCount{})
 }
 
 // appendMessageOnly writes a record of the message alone, noting that its
@@ -115,8 +209,9 @@ func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	h2 := *h
 	h2.pre = slices.Clip(h.pre)
 	for _, a := range attrs {
-		h2.pre = appendSlogAttr(h2.pre, a, 0)
+		h2.pre = appendSlogAttr(h2.pre, a, 0, &h2.count)
 	}
+	h2.chain = append(slices.Clip(h.chain), chainLink{attrs: slices.Clone(attrs)})
 	return &h2
 }
 
@@ -127,18 +222,24 @@ func (h *logHandler) WithGroup(name string) slog.Handler {
 	h2 := *h
 	h2.pre = appendKey(slices.Clip(h.pre), kindGroup, name)
 	h2.groups++
+	h2.count.depth++
+	h2.count.maxDepth = max(h2.count.maxDepth, h2.count.depth)
+	h2.chain = append(slices.Clip(h.chain), chainLink{group: name})
 	return &h2
 }
 
 // appendSlogAttr encodes a, following slog's handler rules: values are
 // resolved, an empty attribute is ignored, an empty group is omitted and a
 // group with an empty key is inlined.
-func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
+func appendSlogAttr(dst []byte, a slog.Attr, maxStr int, c *attrCount) []byte {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {
 		return dst
 	}
 	v := a.Value
+	if v.Kind() != slog.KindGroup {
+		c.attrs++
+	}
 	switch v.Kind() {
 	case slog.KindGroup:
 		attrs := v.Group()
@@ -147,12 +248,15 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int) []byte {
 		}
 		if a.Key != "" {
 			dst = appendKey(dst, kindGroup, a.Key)
+			c.depth++
+			c.maxDepth = max(c.maxDepth, c.depth)
 		}
 		for _, ga := range attrs {
-			dst = appendSlogAttr(dst, ga, maxStr)
+			dst = appendSlogAttr(dst, ga, maxStr, c)
 		}
 		if a.Key != "" {
 			dst = append(dst, kindGroupEnd)
+			c.depth--
 		}
 		return dst
 	case slog.KindString:

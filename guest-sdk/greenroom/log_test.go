@@ -155,9 +155,11 @@ func TestLogHandlerTruncates(t *testing.T) {
 	if msg != long || strings.Join(attrs, " ") != strings.Join(want, " ") {
 		t.Errorf("long strings: msg %d bytes, attrs %q", len(msg), attrs)
 	}
+	// 10 000 attributes: more than a record holds (256); the first 255
+	// are sent, and how many were dropped.
 	_, msg, attrs = decodeRecord(t, c.records[1])
-	if msg != "many" || len(attrs) != 1 || !strings.Contains(attrs[0], "attributes were dropped") {
-		t.Errorf("many attrs: %q %v", msg, attrs)
+	if msg != "many" || len(attrs) != maxLogAttrs || attrs[254] != "k254=254" || attrs[255] != "greenroom.attrs_dropped=9745 attributes dropped: a record holds at most 256" {
+		t.Errorf("many attrs: %q %d attrs, last %q", msg, len(attrs), attrs[len(attrs)-1])
 	}
 	_, msg, attrs = decodeRecord(t, c.records[2])
 	if msg != "[71680 bytes dropped: record over 64 KiB]" || len(attrs) != 1 {
@@ -226,5 +228,40 @@ func TestNativeLoggerWritesText(t *testing.T) {
 	}
 	if _, ok := Logger().Handler().(*slog.TextHandler); !ok {
 		t.Errorf("native Logger handler is %T", Logger().Handler())
+	}
+}
+
+// A record with more attributes or deeper groups than the runtime takes
+// (it refuses such a record whole) is sent flat: dotted names, as the
+// runtime writes grouped attributes anyway, and at most 256 attributes.
+func TestLogHandlerFlattens(t *testing.T) {
+	c := &capture{floor: -4}
+	log := c.logger()
+	deep := log.With("top", 1)
+	var args []any
+	for i := range 20 {
+		deep = deep.WithGroup(fmt.Sprintf("g%d", i))
+	}
+	args = append(args, "leaf", "x", slog.Group("inner", "a", 1))
+	deep.Info("deep", args...)
+	shallow := log.WithGroup("req").With("id", 7)
+	shallow.Info("ok", "took", time.Second)
+	if len(c.records) != 2 {
+		t.Fatalf("%d records", len(c.records))
+	}
+	path := "g0.g1.g2.g3.g4.g5.g6.g7.g8.g9.g10.g11.g12.g13.g14.g15.g16.g17.g18.g19."
+	_, msg, attrs := decodeRecord(t, c.records[0])
+	if want := []string{"top=1", path + "leaf=x", path + "inner.a=1"}; msg != "deep" || strings.Join(attrs, " ") != strings.Join(want, " ") {
+		t.Errorf("20 groups deep: %q %q, want %q", msg, attrs, want)
+	}
+	if !bytes.Contains(c.records[0], []byte(path+"leaf")) {
+		t.Error("a record 21 groups deep was not sent flat")
+	}
+	// Within the bounds records keep their groups.
+	if bytes.Contains(c.records[1], []byte("req.took")) {
+		t.Error("a record within the bounds was sent flat")
+	}
+	if _, _, attrs := decodeRecord(t, c.records[1]); strings.Join(attrs, " ") != "req.id=7 req.took=1s" {
+		t.Errorf("grouped record: %q", attrs)
 	}
 }
