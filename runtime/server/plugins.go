@@ -88,8 +88,12 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	err = s.rt.Handle(s.base, id, req, func(resp hostfuncs.Response) error {
 		w := c.Response()
 		w.SetStatusCode(resp.Status)
+		headLength := -1 // the guest's Content-Length, kept for a HEAD
 		for _, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {
+				if n, ok := contentLength(h[0], h[1]); ok {
+					headLength = n
+				}
 				continue
 			}
 			if v, ok := mountLocation(id, h[0], h[1]); ok {
@@ -99,6 +103,13 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			w.Header.AddBytesKV(h[0], h[1])
 		}
 		w.SetBody(resp.Body)
+		// A HEAD answer has no body; its Content-Length is that of the
+		// GET (http.ServeContent, http.FileServer set it), as net/http
+		// sends it.
+		if headLength >= 0 && len(resp.Body) == 0 && fr.Header.IsHead() && resp.Status/100 == 2 && resp.Status != fiber.StatusNoContent {
+			w.Header.SetContentLength(headLength)
+			w.SkipBody = true
+		}
 		return nil
 	})
 	if err != nil {
@@ -259,6 +270,22 @@ func resolveDots(p []byte) ([]byte, bool) {
 		res = append(res, '/')
 	}
 	return res, !bytes.Equal(res, p)
+}
+
+// contentLength parses a guest's Content-Length header: digits only, at
+// most 18 of them.
+func contentLength(k, v []byte) (int, bool) {
+	if len(k) != len("Content-Length") || !bytes.EqualFold(k, []byte("Content-Length")) || len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	n := 0
+	for _, ch := range v {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		n = n*10 + int(ch-'0')
+	}
+	return n, true
 }
 
 // forwardResponseHeader refuses framing headers and any name or value that

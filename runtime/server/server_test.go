@@ -485,6 +485,19 @@ func TestSlowInstanceStartBoundedByTimeout(t *testing.T) {
 	}
 }
 
+// A HEAD answer carries the Content-Length the GET would have, as
+// net/http's server sends it (http.ServeContent sets it, writes no body).
+func TestHeadKeepsContentLength(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	if status, _, body := in.Get(t, "/api/hostile/content"); status != 200 || body != "hello, content" {
+		t.Fatalf("GET: %d %q", status, body)
+	}
+	status, h, body := in.DoWith(t, in.Client, "HEAD", "/api/hostile/content", nil)
+	if status != 200 || h.Get("Content-Length") != "14" || body != "" {
+		t.Errorf("HEAD: %d Content-Length %q body %q, want 200 with 14 and no body", status, h.Get("Content-Length"), body)
+	}
+}
+
 func TestRetirement(t *testing.T) {
 	in := start(t, fmt.Sprintf(`
 [plugins.hostile]

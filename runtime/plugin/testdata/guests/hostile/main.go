@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -68,6 +69,10 @@ func init() {
 			w.Write([]byte("LEAKED"))
 		}()
 		w.Write([]byte("first"))
+	})
+	// GET and HEAD (ServeMux's GET pattern takes both).
+	mux.HandleFunc("GET /content", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "c.txt", time.Time{}, strings.NewReader("hello, content"))
 	})
 	mux.HandleFunc("GET /nap", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(200 * time.Millisecond)
