@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	goruntime "runtime"
 	"runtime/debug"
 	"slices"
@@ -366,7 +365,7 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return err
 	}
 	sum := src.sum
-	if s.cur.Load() != nil && s.sum == sum && s.path == path && reflect.DeepEqual(s.pc, pc) {
+	if s.cur.Load() != nil && s.sum == sum && s.path == path && s.pc.Equal(pc) {
 		return errUnchanged
 	}
 	log := r.log.WithField("plugin", s.ID)

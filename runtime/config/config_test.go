@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -645,5 +646,42 @@ func TestLoadRefuses(t *testing.T) {
 		if _, err := Load([]string{"/dev/zero"}, env(nil)); err == nil || !strings.Contains(err.Error(), "/dev/zero: not a regular file") {
 			t.Errorf("/dev/zero: %v", err)
 		}
+	}
+}
+
+// nan and inf, which TOML allows and JSON cannot hold, come back in a
+// table or an array as the strings TOML spells them with, so that the
+// plugin can decode the JSON; and a config holding nan equals itself (it
+// counted as changed on every reload).
+func TestConfigNaN(t *testing.T) {
+	text := `
+[plugins.a]
+path = "a.wasm"
+[plugins.a.config]
+list = [inf, nan, -inf, 1.5]
+[plugins.a.config.nested]
+x = nan
+y = 2
+`
+	p := mustRead(t, text, nil).Plugins["a"]
+	if v, _ := p.ConfigValue("list"); v != `["inf","nan","-inf",1.5]` {
+		t.Errorf("list = %s", v)
+	}
+	if v, _ := p.ConfigValue("nested"); v != `{"x":"nan","y":2}` {
+		t.Errorf("nested = %s", v)
+	}
+	if v, _ := p.ConfigValue("nested.x"); v != "nan" {
+		t.Errorf("nested.x = %s", v)
+	}
+	if math.IsNaN(p.Config["nested"].(map[string]any)["x"].(float64)) == false {
+		t.Error("the config's own value was changed")
+	}
+	again := mustRead(t, text, nil).Plugins["a"]
+	if !p.Equal(again) {
+		t.Error("a plugin config holding nan does not equal itself")
+	}
+	other := mustRead(t, strings.Replace(text, "y = 2", "y = 3", 1), nil).Plugins["a"]
+	if p.Equal(other) {
+		t.Error("different configs are equal")
 	}
 }

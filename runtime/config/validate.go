@@ -4,8 +4,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -552,12 +555,100 @@ func formatValue(v any) string {
 	case time.Time:
 		return t.Format(time.RFC3339Nano)
 	default:
-		b, err := json.Marshal(t)
+		b, err := json.Marshal(jsonSafe(t))
 		if err != nil {
 			return fmt.Sprint(t)
 		}
 		return string(b)
 	}
+}
+
+// jsonSafe returns v with the floats JSON cannot hold (nan, inf, -inf) as
+// the strings TOML spells them with, copying only what it changes.
+func jsonSafe(v any) any {
+	switch t := v.(type) {
+	case float64:
+		switch {
+		case math.IsNaN(t):
+			return "nan"
+		case math.IsInf(t, 1):
+			return "inf"
+		case math.IsInf(t, -1):
+			return "-inf"
+		}
+	case map[string]any:
+		var out map[string]any
+		for k, e := range t {
+			if s := jsonSafe(e); !sameValue(s, e) || out != nil {
+				if out == nil {
+					out = maps.Clone(t)
+				}
+				out[k] = s
+			}
+		}
+		if out != nil {
+			return out
+		}
+	case []any:
+		var out []any
+		for i, e := range t {
+			if s := jsonSafe(e); !sameValue(s, e) {
+				if out == nil {
+					out = slices.Clone(t)
+				}
+				out[i] = s
+			}
+		}
+		if out != nil {
+			return out
+		}
+	}
+	return v
+}
+
+// sameValue is reflect.DeepEqual for config values, except that nan
+// equals nan.
+func sameValue(a, b any) bool {
+	switch x := a.(type) {
+	case float64:
+		y, ok := b.(float64)
+		return ok && (x == y || x != x && y != y)
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if w, ok := y[k]; !ok || !sameValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// Equal reports whether p and q configure a plugin alike: deep equality,
+// except that a nan in the plugin's config table equals itself (so that a
+// config holding one does not count as changed on every reload).
+func (p *Plugin) Equal(q *Plugin) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	p2, q2 := *p, *q
+	p2.Config, q2.Config = nil, nil
+	return reflect.DeepEqual(p2, q2) && sameValue(p.Config, q.Config)
 }
 
 // PluginSecretKeys returns the keys of a plugin's config table whose values
