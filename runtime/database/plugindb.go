@@ -519,8 +519,8 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 	total := reg.sql
 	names := make(map[string]bool, len(files))
 	for _, f := range files {
-		if f.Name == "" || strings.TrimSpace(f.SQL) == "" {
-			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q is empty or unnamed", f.Name)
+		if f.Name == "" {
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "a migration has no name")
 		}
 		if reg.names[f.Name] || names[f.Name] {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q registered twice", f.Name)
@@ -664,8 +664,11 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
-		return p.svc.backend.classify(err)
+	// A file with no SQL (an empty placeholder) is recorded, nothing run.
+	if strings.TrimSpace(f.SQL) != "" {
+		if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+			return p.svc.backend.classify(err)
+		}
 	}
 	sum := sha256.Sum256([]byte(f.SQL))
 	rec := &pluginMigration{Plugin: p.id, Name: f.Name, SHA256: hex.EncodeToString(sum[:]), AppliedAt: time.Now().UTC()}
