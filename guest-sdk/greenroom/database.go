@@ -128,6 +128,27 @@ func Migrations(fsys fs.FS) error {
 	return registerMigrations(req, list)
 }
 
+// SQLState returns the SQLSTATE of a statement the database refused, ""
+// when err carries none. It is the same on both databases for constraint
+// violations (SQLite's are mapped to PostgreSQL's): "23505" a unique key,
+// "23503" a foreign key, "23502" a NOT NULL column, "23514" a CHECK,
+// "23000" another constraint. On PostgreSQL every refusal has one (e.g.
+// "42P01": no such table).
+//
+//	if greenroom.SQLState(err) == "23505" { // already there: 409 }
+func SQLState(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return ""
+	}
+	const marker = "(SQLSTATE "
+	i := strings.LastIndex(e.Message, marker)
+	if i < 0 || len(e.Message) < i+len(marker)+6 || e.Message[i+len(marker)+5] != ')' {
+		return ""
+	}
+	return e.Message[i+len(marker) : i+len(marker)+5]
+}
+
 // Migration is one registered migration file.
 type Migration struct {
 	Name string // the file's name, e.g. 001_items.up.sql

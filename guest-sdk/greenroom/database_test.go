@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -156,5 +157,24 @@ func TestNativeDBWithoutRuntime(t *testing.T) {
 	SetDB(nil)
 	if _, err := DB().Exec("SELECT 1"); err == nil {
 		t.Error("native DB without SetDB worked")
+	}
+}
+
+func TestSQLState(t *testing.T) {
+	for msg, want := range map[string]string{
+		`ERROR: duplicate key value violates unique constraint "kv_pkey" (SQLSTATE 23505)`: "23505",
+		`constraint failed: UNIQUE constraint failed: kv.k (1555) (SQLSTATE 23505)`:        "23505",
+		`no such table: nope`:                   "",
+		`(SQLSTATE 2350`:                        "",
+		`(SQLSTATE 23505) and more`:             "23505",
+		`a (SQLSTATE 42P01) b (SQLSTATE 23502)`: "23502",
+	} {
+		err := fmt.Errorf("wrapped: %w", &Error{Op: "db_exec", Code: errFailed, Message: msg})
+		if got := SQLState(err); got != want {
+			t.Errorf("SQLState(%q) = %q, want %q", msg, got, want)
+		}
+	}
+	if SQLState(errors.New("(SQLSTATE 23505)")) != "" {
+		t.Error("an error not from the runtime has an SQLSTATE")
 	}
 }

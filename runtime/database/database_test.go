@@ -480,6 +480,30 @@ func TestStatementFollowsPluginDeadline(t *testing.T) {
 	})
 }
 
+// A constraint violation has the same SQLSTATE on both databases, so a
+// plugin can tell a duplicate key from other failures portably.
+func TestConstraintSQLState(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		r := run(t, in, "alpha",
+			exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL CHECK (v >= 0))"),
+			exec("INSERT INTO kv VALUES ('a', 1)"),
+			exec("INSERT INTO kv VALUES ('a', 2)"),
+			exec("INSERT INTO kv VALUES ('b', NULL)"),
+			exec("INSERT INTO kv VALUES ('c', -1)"),
+			exec("INSERT INTO nope VALUES (1)"))
+		for i, want := range []string{"", "", "23505", "23502", "23514"} {
+			if r[i].SQLState != want || (want != "" && r[i].Kind != "failed") {
+				t.Errorf("step %d: %s %q sqlstate %q, want %q", i, r[i].Kind, r[i].Error, r[i].SQLState, want)
+			}
+		}
+		// Other refusals carry PostgreSQL's own SQLSTATE, and none on SQLite.
+		if want := map[string]string{"pg": "42P01", "sqlite": ""}[b.name]; r[5].Kind != "failed" || r[5].SQLState != want {
+			t.Errorf("missing table: %s %q sqlstate %q, want %q", r[5].Kind, r[5].Error, r[5].SQLState, want)
+		}
+	})
+}
+
 func TestResultLimit(t *testing.T) {
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_result = \"64KiB\""))

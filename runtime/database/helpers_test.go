@@ -105,6 +105,8 @@ type result struct {
 	LastID   *int64   `json:"last_id"`
 	// CtxDeadline: errors.Is(err, context.DeadlineExceeded) in the guest.
 	CtxDeadline bool `json:"ctx_deadline"`
+	// SQLState: greenroom.SQLState(err) in the guest.
+	SQLState string `json:"sqlstate"`
 }
 
 func exec(sql string, args ...any) step  { return step{Op: "exec", SQL: sql, Args: args} }

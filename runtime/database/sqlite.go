@@ -136,9 +136,37 @@ func (b *sqliteBackend) classify(err error) error {
 			// A string or blob longer than SQLITE_LIMIT_LENGTH, which
 			// is db_max_result.
 			return &tooLargeError{err: err}
+		case sqlite3.SQLITE_CONSTRAINT:
+			return &sqlStateError{err: err, state: constraintState(se.Code())}
 		}
 	}
 	return err
+}
+
+// sqlStateError is a constraint violation on SQLite, with the SQLSTATE
+// PostgreSQL gives the same violation, so that a plugin can tell them
+// apart the same way on both (greenroom.SQLState).
+type sqlStateError struct {
+	err   error
+	state string
+}
+
+func (e *sqlStateError) Error() string { return e.err.Error() + " (SQLSTATE " + e.state + ")" }
+func (e *sqlStateError) Unwrap() error { return e.err }
+
+// constraintState maps SQLite's extended constraint codes to SQLSTATE.
+func constraintState(code int) string {
+	switch code {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return "23505" // unique_violation
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return "23503" // foreign_key_violation
+	case sqlite3.SQLITE_CONSTRAINT_NOTNULL:
+		return "23502" // not_null_violation
+	case sqlite3.SQLITE_CONSTRAINT_CHECK:
+		return "23514" // check_violation
+	}
+	return "23000" // integrity_constraint_violation
 }
 
 func (b *sqliteBackend) close() {}

@@ -70,6 +70,8 @@ type result struct {
 	LastID   *int64   `json:"last_id,omitempty"`
 	// CtxDeadline: the error is the context's deadline too.
 	CtxDeadline bool `json:"ctx_deadline,omitempty"`
+	// SQLState is greenroom.SQLState of the error.
+	SQLState string `json:"sqlstate,omitempty"`
 }
 
 func run(w http.ResponseWriter, r *http.Request) {
@@ -152,6 +154,7 @@ func run(w http.ResponseWriter, r *http.Request) {
 			res.Error = err.Error()
 			res.Kind = kind(err)
 			res.CtxDeadline = errors.Is(err, context.DeadlineExceeded)
+			res.SQLState = greenroom.SQLState(err)
 		}
 		out = append(out, res)
 	}
