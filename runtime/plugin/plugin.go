@@ -404,7 +404,7 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	}
 	if in.state.ResponseOverflow {
 		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("output exceeds %d bytes", p.spec.Limits.MaxResponse)}
+		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("the response envelope (status, headers and body) is over limits.max_response of %d bytes", p.spec.Limits.MaxResponse)}
 	}
 	err = done(in, uint32(code), in.state.Response)
 	in.state.Reset()
