@@ -172,7 +172,7 @@ scheduler = true
 	// would try to allocate them all.
 	bomb := filepath.Join(dir, "bomb.wasm")
 	os.WriteFile(bomb, []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 6, 5, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0o644)
-	if out, code := runCLI(t, nil, "plugin", "inspect", bomb); code == 0 || !strings.Contains(out, "malformed module: global section at byte 8: 4294967295 entries declared in 0 bytes") {
+	if out, code := runCLI(t, nil, "plugin", "inspect", bomb); code == 0 || !strings.Contains(out, "malformed module: global section at byte 8: 4294967295 globals declared in 0 bytes") {
 		t.Errorf("plugin inspect of a module declaring more than it holds: %d %q", code, out)
 	}
 	// One function of 1001 empty loops: past the limit that keeps
