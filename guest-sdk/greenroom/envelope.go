@@ -223,6 +223,7 @@ type requestContext struct {
 	deadline time.Time
 	inner    context.Context
 	cancel   context.CancelFunc
+	finished bool // the handler returned: canceled, as net/http's is
 }
 
 type requestContextKey struct{}
@@ -236,6 +237,9 @@ func (c *requestContext) armed() context.Context {
 		} else {
 			c.inner, c.cancel = context.WithDeadline(context.Background(), c.deadline)
 		}
+		if c.finished {
+			c.cancel()
+		}
 	}
 	return c.inner
 }
@@ -245,6 +249,9 @@ func (c *requestContext) Done() <-chan struct{} { return c.armed().Done() }
 func (c *requestContext) Err() error {
 	if c.inner != nil {
 		return c.inner.Err()
+	}
+	if c.finished {
+		return context.Canceled
 	}
 	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
 		return context.DeadlineExceeded
@@ -264,8 +271,11 @@ func (c *requestContext) Value(key any) any {
 	return nil
 }
 
-// finish releases the timer armed by Done, if any.
+// finish ends the context once the handler returned (code that kept it
+// sees it canceled, as with net/http's server) and releases the timer
+// armed by Done, if any.
 func (c *requestContext) finish() {
+	c.finished = true
 	if c.cancel != nil {
 		c.cancel()
 	}

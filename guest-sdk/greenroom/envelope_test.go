@@ -68,6 +68,19 @@ func TestDecodeRequest(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Error("child context not cancelled when the request finished")
 	}
+	// A context kept past the handler, never asked for Done while it
+	// ran, is canceled too, as net/http's is.
+	req, _, _ = decodeRequest(string(sampleEnvelope(deadline)))
+	kept := req.Context()
+	requestContextFrom(kept).finish()
+	if !errors.Is(kept.Err(), context.Canceled) {
+		t.Errorf("Err after the handler returned = %v", kept.Err())
+	}
+	select {
+	case <-kept.Done():
+	default:
+		t.Error("Done not closed after the handler returned")
+	}
 }
 
 func TestDecodeRequestPastDeadline(t *testing.T) {
