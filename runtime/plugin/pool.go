@@ -69,16 +69,30 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	if in := pl.pop(); in != nil {
 		return in, deadline, nil
 	}
-	if !pl.add() {
+	// Counted as live, and as work close waits for, under the lock that
+	// close takes to mark the pool closed.
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
 		<-pl.slots
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 	}
+	pl.live++
+	pl.wg.Add(1)
+	pl.mu.Unlock()
+
+	// The instance starts in a goroutine of its own; the caller waits
+	// until its deadline. Whoever is second (the caller giving up, or the
+	// start finishing) decides, under mu, who owns the instance.
 	type created struct {
 		in  *instance
 		err error
 	}
-	ch := make(chan created, 1)
-	pl.wg.Add(1)
+	var (
+		mu        sync.Mutex
+		abandoned bool
+		ch        = make(chan created, 1)
+	)
 	go func() {
 		defer pl.wg.Done()
 		in, err := pl.p.newInstance(context.Background())
@@ -86,39 +100,49 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 			pl.c.Created.Add(1)
 			pl.track(in)
 		}
-		ch <- created{in, err}
+		mu.Lock()
+		defer mu.Unlock()
+		if !abandoned {
+			ch <- created{in, err}
+			return
+		}
+		// The caller gave up: the instance waits idle for the next call.
+		defer func() { <-pl.slots }()
+		if err != nil {
+			pl.remove()
+			pl.p.log.WithError(err).Warn("a new instance, which a call stopped waiting for, could not be created")
+			return
+		}
+		pl.park(in)
 	}()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	var err error
+	var c created
 	select {
-	case c := <-ch:
-		if c.err != nil {
-			pl.remove()
-			<-pl.slots
-			return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: c.err}
-		}
-		return c.in, deadline, nil
+	case c = <-ch:
 	case <-t.C:
-		err = &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s; an initializer may run for %s), and will serve a later call", ErrStarting, timeout, pl.p.spec.Limits.InitTimeout)}
 	case <-ctx.Done():
-		err = &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
 	}
-	// The caller gave up: the instance, once started, is left idle, and
-	// the token is returned then.
-	pl.wg.Add(1)
-	go func() {
-		defer pl.wg.Done()
-		defer func() { <-pl.slots }()
-		c := <-ch
-		if c.err != nil {
-			pl.remove()
-			pl.p.log.WithError(c.err).Warn("a new instance, which a call stopped waiting for, could not be created")
-			return
+	if c.in == nil && c.err == nil {
+		mu.Lock()
+		select {
+		case c = <-ch: // it started as the caller gave up: take it
+		default:
+			abandoned = true
 		}
-		pl.park(c.in)
-	}()
-	return nil, time.Time{}, err
+		mu.Unlock()
+	}
+	switch {
+	case abandoned && ctx.Err() != nil:
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
+	case abandoned:
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s; an initializer may run for %s), and will serve a later call", ErrStarting, timeout, pl.p.spec.Limits.InitTimeout)}
+	case c.err != nil:
+		pl.remove()
+		<-pl.slots
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: c.err}
+	}
+	return c.in, deadline, nil
 }
 
 // wait blocks for a token until the queue timeout.
