@@ -28,12 +28,18 @@ type pool struct {
 	live   int // instances that exist (busy, idle or being created)
 	all    map[*instance]struct{}
 	done   chan struct{}
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // instances being started or replaced in the background
+	// starts is the context instances start under: close cancels it,
+	// which interrupts an initializer still running (its instance could
+	// never serve).
+	starts     context.Context
+	stopStarts context.CancelFunc
 
 	c *Counters
 }
 
 func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
+	starts, stopStarts := context.WithCancel(context.Background())
 	return &pool{
 		p:            p,
 		c:            p.spec.Counters,
@@ -41,6 +47,8 @@ func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
 		queueTimeout: queueTimeout,
 		done:         make(chan struct{}),
 		all:          map[*instance]struct{}{},
+		starts:       starts,
+		stopStarts:   stopStarts,
 	}
 }
 
@@ -53,11 +61,14 @@ func (pl *pool) track(in *instance) {
 
 // acquire returns an instance for the caller's exclusive use, and the
 // deadline of the call it is for: timeout from the moment the caller got
-// its turn (a token), whether an instance was idle then or one had to be
-// created. A caller that would wait past that deadline for an instance to
-// start gives up with FailTimeout; the instance goes on starting in the
-// background (bounded by the init timeout) and is left idle for the next.
+// the instance. A caller that finds none idle waits for a new one to start
+// at most timeout, then gives up with FailTimeout (ErrStarting); the
+// instance goes on starting in the background (bounded by the init
+// timeout) and is left idle for a later call.
 func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: err}
+	}
 	select {
 	case pl.slots <- struct{}{}:
 	default:
@@ -65,9 +76,8 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 			return nil, time.Time{}, err
 		}
 	}
-	deadline := time.Now().Add(timeout)
 	if in := pl.pop(); in != nil {
-		return in, deadline, nil
+		return in, time.Now().Add(timeout), nil
 	}
 	// Counted as live, and as work close waits for, under the lock that
 	// close takes to mark the pool closed.
@@ -81,8 +91,8 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	pl.wg.Add(1)
 	pl.mu.Unlock()
 
-	// The instance starts in a goroutine of its own; the caller waits
-	// until its deadline. Whoever is second (the caller giving up, or the
+	// The instance starts in a goroutine of its own; the caller waits for
+	// it at most timeout. Whoever is second (the caller giving up, or the
 	// start finishing) decides, under mu, who owns the instance.
 	type created struct {
 		in  *instance
@@ -95,7 +105,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	)
 	go func() {
 		defer pl.wg.Done()
-		in, err := pl.p.newInstance(context.Background())
+		in, err := pl.p.newInstance(pl.starts)
 		if err == nil {
 			pl.c.Created.Add(1)
 			pl.track(in)
@@ -115,7 +125,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 		}
 		pl.park(in)
 	}()
-	t := time.NewTimer(time.Until(deadline))
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	var c created
 	select {
@@ -142,7 +152,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 		<-pl.slots
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: c.err}
 	}
-	return c.in, deadline, nil
+	return c.in, time.Now().Add(timeout), nil
 }
 
 // wait blocks for a token until the queue timeout.
@@ -266,7 +276,7 @@ func (pl *pool) renew(old *instance) {
 		if !pl.add() {
 			return
 		}
-		in, err := pl.p.newInstance(context.Background())
+		in, err := pl.p.newInstance(pl.starts)
 		if err != nil {
 			pl.remove()
 			pl.p.log.WithError(err).Warn("could not replace a retired instance")
@@ -306,7 +316,16 @@ func (pl *pool) close(ctx context.Context) int {
 		close(pl.done)
 	}
 	pl.mu.Unlock()
-	pl.wg.Wait()
+	// Instances still starting would never serve: their initializers are
+	// interrupted, and waited for as long as ctx allows (one that cannot
+	// be interrupted, limits.interruptible = false, is left running).
+	pl.stopStarts()
+	started := make(chan struct{})
+	go func() { pl.wg.Wait(); close(started) }()
+	select {
+	case <-started:
+	case <-ctx.Done():
+	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {

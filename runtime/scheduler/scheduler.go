@@ -752,6 +752,8 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome
 	}
 	kind := plugin.KindOf(err)
 	switch {
+	case kind == plugin.FailTimeout && errors.Is(err, plugin.ErrStarting):
+		return "failed", "timeout", fmt.Sprintf("did not run: no instance was ready within its timeout of %s (a new one was still starting)", r.spec.Timeout)
 	case kind == plugin.FailTimeout:
 		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.Timeout)
 	case kind == plugin.FailCanceled && s.runCtx.Err() != nil:

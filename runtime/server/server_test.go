@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -492,6 +493,36 @@ func TestSlowInstanceStartBoundedByTimeout(t *testing.T) {
 	}
 }
 
+// A call that waited for an instance to start still has its whole timeout
+// to run: a start of 0.5 s and a handler of 1.6 s, each within the 2 s
+// timeout, answer 200 (sharing the timeout, every such call timed out and
+// discarded the instance it had waited for).
+func TestStartAndCallEachHaveTheTimeout(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1)+"[plugins.hostile.config]\ninit_sleep_ms = \"500\"\n")
+	for i := 0; i < 2; i++ {
+		if status, _, _ := in.Get(t, "/api/hostile/exit"); status != 500 {
+			t.Fatalf("exit: %d", status)
+		}
+		if status, _, body := in.Get(t, "/api/hostile/nap?ms=1600"); status != 200 {
+			t.Errorf("call after a new instance started: %d %s", status, body)
+		}
+	}
+	// Closing the plugin interrupts an instance still starting: it
+	// could never serve, and close does not wait for its initializer.
+	slow := start(t, hostileConfig("1s", 1)+"[plugins.hostile.config]\ninit_sleep_ms = \"4000\"\n")
+	slow.Get(t, "/api/hostile/exit")
+	if status, _, _ := slow.Get(t, "/api/hostile/ok"); status != 504 {
+		t.Fatalf("ok while the instance starts: %d, want 504", status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	slow.RT.Slot("hostile").Plugin().Close(ctx)
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("closing the plugin took %v while an instance started; want it interrupted", took)
+	}
+}
+
 // A HEAD answer carries the Content-Length the GET would have, as
 // net/http's server sends it (http.ServeContent sets it, writes no body).
 func TestHeadKeepsContentLength(t *testing.T) {
@@ -719,6 +750,8 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 		{"/api/hostile/redirect?to=/api/hostile/a/./../b/", "/api/hostile/b/"},
 		{"/api/hostile/redirect?to=/items/a.txt", "/api/hostile/items/a.txt"},
 		{"/api/hostile/redirect?to=/..", "/api/hostile/"},
+		{"/api/hostile/redirect?to=/.%09./.%09./admin", "/api/hostile/admin"}, // a browser drops tabs
+		{"/api/hostile/redirect?to=/api/hostile/.%09./.%09./admin", "/api/hostile/admin"},
 		{"/api/hello//ping", "/api/hello/ping"}, // ServeMux's redirect to the clean path
 		{"/api/hello/./ping", "/api/hello/ping"},
 	} {

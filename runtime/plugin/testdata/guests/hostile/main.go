@@ -75,7 +75,11 @@ func init() {
 		http.ServeContent(w, r, "c.txt", time.Time{}, strings.NewReader("hello, content"))
 	})
 	mux.HandleFunc("GET /nap", func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond)
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil {
+			ms = 200
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
 		w.Write([]byte("second"))
 	})
 	mux.HandleFunc("GET /loop", func(w http.ResponseWriter, r *http.Request) {
