@@ -222,6 +222,15 @@ func mountLocation(id string, k, v []byte) ([]byte, bool) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
 		return nil, false
 	}
+	// A browser drops tabs (and newlines, refused already) from a URL
+	// before parsing it, so ".\t." is ".." to it: they go first.
+	if bytes.IndexByte(v, '\t') >= 0 {
+		v = bytes.ReplaceAll(v, []byte("\t"), nil)
+		if mounted, ok := mountLocation(id, k, v); ok {
+			return mounted, true
+		}
+		return v, true
+	}
 	if len(v) == 0 || v[0] != '/' || len(v) > 1 && (v[1] == '/' || v[1] == '\\') {
 		return nil, false
 	}
