@@ -136,7 +136,7 @@ func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
 // encodeFlat writes r without groups, each attribute under its dotted
 // name ("req.took", which is how the runtime writes a grouped one too),
 // and with at most maxLogAttrs attributes: the ones past it are dropped
-// and counted in greenroom.truncated. The runtime refuses a record over
+// and counted in greenroom.attrs_dropped. The runtime refuses a record over
 // its bounds whole, so this keeps the message and what fits.
 func (h *logHandler) encodeFlat(dst []byte, r slog.Record, maxStr int) []byte {
 	dst = appendRecordHead(dst, clampLevel(r.Level), r.Message)

@@ -20,9 +20,9 @@ func logText(v any) string {
 	if !rv.IsValid() || !holdsBytes(rv.Type()) {
 		return fmt.Sprint(v)
 	}
-	var b strings.Builder
-	writeLogText(&b, rv, 0)
-	return b.String()
+	w := logTextWriter{budget: maxLogTextNodes}
+	w.write(rv, 0)
+	return w.b.String()
 }
 
 // holdsBytesCache maps a reflect.Type to whether a value of it can hold a
@@ -68,9 +68,20 @@ func holdsBytesIn(t reflect.Type, visiting map[reflect.Type]bool) bool {
 	return false
 }
 
-// maxLogTextDepth bounds the nesting logText follows (a slice that holds
-// itself would have none).
-const maxLogTextDepth = 32
+// maxLogTextDepth bounds the nesting logText follows, and
+// maxLogTextNodes the values it writes in all: a slice that holds itself
+// would have no end, and one that holds itself twice would double with
+// each level.
+const (
+	maxLogTextDepth = 32
+	maxLogTextNodes = 10000
+)
+
+// logTextWriter writes one value for logText.
+type logTextWriter struct {
+	b      strings.Builder
+	budget int // values it may still write
+}
 
 var (
 	errorType     = reflect.TypeFor[error]()
@@ -78,11 +89,13 @@ var (
 	formatterType = reflect.TypeFor[fmt.Formatter]()
 )
 
-func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
-	if depth > maxLogTextDepth {
+func (w *logTextWriter) write(v reflect.Value, depth int) {
+	b := &w.b
+	if depth > maxLogTextDepth || w.budget <= 0 {
 		b.WriteString("...")
 		return
 	}
+	w.budget--
 	if !v.IsValid() {
 		b.WriteString("<nil>")
 		return
@@ -104,7 +117,7 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 			b.WriteString("<nil>")
 			return
 		}
-		writeLogText(b, v.Elem(), depth)
+		w.write(v.Elem(), depth)
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 {
 			if t.Kind() == reflect.Slice {
@@ -121,7 +134,7 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
-			writeLogText(b, v.Index(i), depth+1)
+			w.write(v.Index(i), depth+1)
 		}
 		b.WriteByte(']')
 	case reflect.Struct:
@@ -130,7 +143,7 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
-			writeLogText(b, v.Field(i), depth+1)
+			w.write(v.Field(i), depth+1)
 		}
 		b.WriteByte('}')
 	case reflect.Map:
@@ -144,11 +157,18 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 		}
 		var entries []entry
 		for it := v.MapRange(); it.Next(); {
-			var kb strings.Builder
-			writeLogText(&kb, it.Key(), depth+1)
-			entries = append(entries, entry{kb.String(), it.Value(), it.Key()})
+			kw := logTextWriter{budget: w.budget}
+			kw.write(it.Key(), depth+1)
+			w.budget = kw.budget
+			entries = append(entries, entry{kw.b.String(), it.Value(), it.Key()})
 		}
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+		// In fmt's order: numbers by value, strings, then by their text.
+		slices.SortStableFunc(entries, func(a, b entry) int {
+			if c, ok := compareKeys(a.k, b.k); ok {
+				return c
+			}
+			return strings.Compare(a.key, b.key)
+		})
 		b.WriteString("map[")
 		for i, e := range entries {
 			if i > 0 {
@@ -156,7 +176,7 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 			}
 			b.WriteString(e.key)
 			b.WriteByte(':')
-			writeLogText(b, e.v, depth+1)
+			w.write(e.v, depth+1)
 		}
 		b.WriteByte(']')
 	case reflect.Pointer:
@@ -168,7 +188,7 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 			switch t.Elem().Kind() {
 			case reflect.Struct, reflect.Slice, reflect.Array, reflect.Map:
 				b.WriteByte('&')
-				writeLogText(b, v.Elem(), depth+1)
+				w.write(v.Elem(), depth+1)
 				return
 			}
 		}
@@ -196,4 +216,51 @@ func writeLogText(b *strings.Builder, v reflect.Value, depth int) {
 		}
 		b.WriteString("0x" + strconv.FormatUint(uint64(v.Pointer()), 16))
 	}
+}
+
+// compareKeys orders two map keys as fmt does for the kinds it can,
+// reporting false for others (they are then ordered by their text).
+func compareKeys(a, b reflect.Value) (int, bool) {
+	if a.Kind() != b.Kind() {
+		return 0, false
+	}
+	switch a.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return cmpOrdered(a.Int(), b.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return cmpOrdered(a.Uint(), b.Uint()), true
+	case reflect.Float32, reflect.Float64:
+		x, y := a.Float(), b.Float()
+		switch {
+		case x != x && y != y:
+			return 0, true
+		case x != x: // NaN first, as fmt
+			return -1, true
+		case y != y:
+			return 1, true
+		}
+		return cmpOrdered(x, y), true
+	case reflect.String:
+		return strings.Compare(a.String(), b.String()), true
+	case reflect.Bool:
+		x, y := a.Bool(), b.Bool()
+		switch {
+		case x == y:
+			return 0, true
+		case !x:
+			return -1, true
+		}
+		return 1, true
+	}
+	return 0, false
+}
+
+func cmpOrdered[T int64 | uint64 | float64](x, y T) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,8 +60,29 @@ func TestLogText(t *testing.T) {
 			t.Errorf("logText(%#v) = %q, fmt says %q", v, got, want)
 		}
 	}
-	// Nothing loops forever.
 	if got := logText(self); got != "[1 [1]]" {
-		t.Errorf("logText of a self-holding slice = %q", got)
+		t.Errorf("logText of a slice holding a copy of itself = %q", got)
+	}
+	// Nothing loops forever or doubles without end: a slice that holds
+	// itself twice (2^33 leaves at the depth bound) stops at the budget.
+	cycle := make([]any, 2)
+	cycle[0], cycle[1] = cycle, []byte("x")
+	wide := make([]any, 2)
+	wide[0], wide[1] = wide, wide
+	for _, v := range []any{cycle, wide} {
+		done := make(chan string)
+		go func() { done <- logText(v) }()
+		select {
+		case got := <-done:
+			if !strings.Contains(got, "...") || len(got) > 1<<20 {
+				t.Errorf("a cyclic value: %d bytes, %.80q", len(got), got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("logText of a cyclic value did not return")
+		}
+	}
+	// Map keys in fmt's order: numbers by value.
+	if got, want := logText(map[int][]byte{10: []byte("x"), 2: []byte("y"), 1: []byte("z")}), "map[1:z 2:y 10:x]"; got != want {
+		t.Errorf("map keys: %q, want %q", got, want)
 	}
 }
