@@ -112,6 +112,8 @@ func TestErrors(t *testing.T) {
 		{"wrong type", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ninstances = \"four\"\n", []string{"config.toml:4: plugins.a.limits.instances: want an integer, got string \"four\""}},
 		{"db_max_result too large", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_result = \"3GiB\"\n", []string{"plugins.a.limits.db_max_result: must be at most 1GiB, got 3GiB"}},
 		{"migration_timeout zero", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmigration_timeout = \"0s\"\n", []string{"config.toml:4: plugins.a.limits.migration_timeout: must be more than 0"}},
+		{"log_rate nan", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nlog_rate = nan\n", []string{"config.toml:4: plugins.a.limits.log_rate: want a finite number, got NaN"}},
+		{"log_rate inf", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nlog_rate = inf\n", []string{"plugins.a.limits.log_rate: want a finite number, got +Inf"}},
 		{"gc_percent out of range", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ngc_percent = -5\n", []string{"plugins.a.limits.gc_percent: must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got -5"}},
 		{"bad plugin id", "[plugins.Hello]\npath = \"a.wasm\"\n", []string{"config.toml:1: plugins.Hello: plugin id \"Hello\" is invalid"}},
 		{"missing path", "[plugins.a]\n", []string{"plugins.a.path: must name a .wasm file"}},
