@@ -120,7 +120,9 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 		defer func() { <-pl.slots }()
 		if err != nil {
 			pl.remove()
-			pl.p.log.WithError(err).Warn("a new instance, which a call stopped waiting for, could not be created")
+			if pl.starts.Err() == nil { // not the pool closing
+				pl.p.log.WithError(err).Warn("a new instance, which a call stopped waiting for, could not be created")
+			}
 			return
 		}
 		pl.park(in)
@@ -147,6 +149,14 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
 	case abandoned:
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s; an initializer may run for %s), and will serve a later call", ErrStarting, timeout, pl.p.spec.Limits.InitTimeout)}
+	case c.err != nil && pl.starts.Err() != nil:
+		// The pool closed while the instance started (a reload swapped
+		// in a new version, or the plugin was removed): closed, as for a
+		// caller that arrived later, so that the call goes to the new
+		// version (or gets 404).
+		pl.remove()
+		<-pl.slots
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 	case c.err != nil:
 		pl.remove()
 		<-pl.slots
@@ -279,7 +289,9 @@ func (pl *pool) renew(old *instance) {
 		in, err := pl.p.newInstance(pl.starts)
 		if err != nil {
 			pl.remove()
-			pl.p.log.WithError(err).Warn("could not replace a retired instance")
+			if pl.starts.Err() == nil { // not the pool closing
+				pl.p.log.WithError(err).Warn("could not replace a retired instance")
+			}
 			return
 		}
 		pl.c.Created.Add(1)

@@ -493,6 +493,42 @@ func TestSlowInstanceStartBoundedByTimeout(t *testing.T) {
 	}
 }
 
+// A reload that swaps in a new version while a request waits for an
+// instance of the old one to start sends that request to the new version
+// (closing the old one interrupts the start; it answered 500).
+func TestReloadDuringInstanceStart(t *testing.T) {
+	cfg := func(v string) string {
+		return fmt.Sprintf(`
+[plugins.hostile]
+path = %q
+limits = { instances = 2, timeout = "10s", queue_timeout = "10s" }
+[plugins.hostile.config]
+init_sleep_ms = "1500"
+version = %q
+`, hostileWasm, v)
+	}
+	in := start(t, cfg("1"))
+	busy := make(chan int)
+	go func() { // holds the one started instance of version 1
+		status, _, _ := in.Get(t, "/api/hostile/nap?ms=3000")
+		busy <- status
+	}()
+	time.Sleep(300 * time.Millisecond)
+	in.SetConfig(cfg("2"))
+	reloaded := make(chan struct{})
+	go func() { in.Reload(t); close(reloaded) }() // version 2 starts: 1.5 s
+	time.Sleep(300 * time.Millisecond)
+	// No idle instance of version 1: this one starts one, which the swap
+	// to version 2 interrupts.
+	if status, _, body := in.Get(t, "/api/hostile/nap?ms=10"); status != 200 {
+		t.Errorf("request waiting for a start during the reload: %d %s, want 200 from the new version", status, body)
+	}
+	<-reloaded
+	if status := <-busy; status != 200 {
+		t.Errorf("request in flight during the reload: %d", status)
+	}
+}
+
 // A call that waited for an instance to start still has its whole timeout
 // to run: a start of 0.5 s and a handler of 1.6 s, each within the 2 s
 // timeout, answer 200 (sharing the timeout, every such call timed out and
