@@ -76,6 +76,7 @@ var headBuf, bodyBuf []byte
 //
 //go:wasmexport greenroom_handle
 func greenroomHandle(reqLen uint32) uint32 {
+	serving = true
 	if reqLen == 0 {
 		return handleBadInput
 	}
@@ -282,12 +283,28 @@ func registerTask(req []byte, _ Task) error {
 	return nil
 }
 
+// serving is set by the first call into the plugin after its initializer:
+// before it, the plugin's init functions run.
+var serving bool
+
+// refuseTask is a registration the SDK itself refuses (no Run function,
+// an unknown scope), which the runtime never sees: during init it panics
+// with the reason, so that the plugin's load fails as it does for the
+// runtime's refusals, whatever the plugin does with Schedule's error.
+func refuseTask(err error) error {
+	if !serving {
+		panic(err)
+	}
+	return err
+}
+
 // greenroomTaskRun runs one scheduled task: it reads the task envelope of
 // envLen bytes, runs the task's Run function and, when it returns an
 // error, writes the error's text as the output.
 //
 //go:wasmexport greenroom_task_run
 func greenroomTaskRun(envLen uint32) uint32 {
+	serving = true
 	buf := make([]byte, envLen)
 	if envLen > 0 {
 		if got := hostRequestRead(unsafe.Pointer(&buf[0]), envLen); got != int32(envLen) {

@@ -98,16 +98,19 @@ var (
 // it (ErrDenied) and nothing is registered. A task the runtime refuses — an
 // invalid id, cron expression or duration, or an id registered twice —
 // makes Schedule return an error (ErrInvalid) and also fails the plugin's
-// load, with the reason, so that a mistake cannot go unnoticed.
+// load, with the reason, so that a mistake cannot go unnoticed. The two
+// mistakes the SDK catches itself, a Task without Run or with an unknown
+// Scope, fail the load by panicking in the plugin's init (compiled to
+// WebAssembly; natively Schedule returns them as ErrInvalid).
 //
 // Natively (unit tests) the runtime's checks are approximated, every
 // registration is accepted, and RunTask runs a registered task.
 func Schedule(t Task) error {
 	if t.Run == nil {
-		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q has no Run function", t.ID)}
+		return refuseTask(&Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q has no Run function", t.ID)})
 	}
 	if t.Scope != Global && t.Scope != Local {
-		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q: unknown scope %d", t.ID, int(t.Scope))}
+		return refuseTask(&Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q: unknown scope %d", t.ID, int(t.Scope))})
 	}
 	if err := registerTask(appendTaskSpec(nil, t), t); err != nil {
 		return err

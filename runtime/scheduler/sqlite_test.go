@@ -294,6 +294,9 @@ func TestInvalidTaskFailsLoad(t *testing.T) {
 		{"duplicate", []def{{ID: "a", Every: "1s"}, {ID: "a", Every: "2s"}}, `task "a" is registered twice`},
 		{"bad id", []def{{ID: "a/b", Every: "1s"}}, `task id "a/b" is invalid`},
 		{"empty id", []def{{ID: "", Every: "1s"}}, `task id "" is invalid`},
+		// Caught by the SDK itself, which panics in init for them.
+		{"no run", []def{{ID: "a", Every: "1s", Action: "norun"}}, `task "a" has no Run function`},
+		{"bad scope", []def{{ID: "a", Every: "1s", Scope: "bad"}}, `task "a": unknown scope 7`},
 	}
 	// One replica loads every case with a plugin that ignores Schedule's
 	// error, and a few with one that panics on it.

@@ -82,8 +82,14 @@ func init() {
 			ID: d.ID, Cron: d.Cron, Every: dur(d.Every), Timeout: dur(d.Timeout), InitialDelay: dur(d.InitialDelay),
 			Run: action(d),
 		}
-		if d.Scope == "local" {
+		switch d.Scope {
+		case "local":
 			t.Scope = greenroom.Local
+		case "bad":
+			t.Scope = 7
+		}
+		if d.Action == "norun" {
+			t.Run = nil
 		}
 		if err := greenroom.Schedule(t); err != nil {
 			initErrors = append(initErrors, err.Error())
