@@ -129,6 +129,12 @@ scheduler = true
 	if strings.Contains(out, "plugin hello: module needs") {
 		t.Errorf("plugin inspect --config blamed hello for second's memory cap:\n%s", out)
 	}
+	// A plugin granted nothing has an empty list in the JSON, not null.
+	none := filepath.Join(dir, "none.toml")
+	os.WriteFile(none, []byte(fmt.Sprintf("[plugins.hello]\npath = %q\n", wasm)), 0o644)
+	if out, _ := runCLI(t, nil, "plugin", "inspect", "--json", wasm, "--config", none); !strings.Contains(out, `"granted": []`) || strings.Contains(out, "null") {
+		t.Errorf("plugin inspect --json of a plugin granted nothing:\n%s", out)
+	}
 	// A Go main package that is no plugin builds, but is not kept; an
 	// output that is a directory is a usage error.
 	plain := filepath.Join(dir, "plain")

@@ -206,6 +206,9 @@ func pluginsForFile(cfg *config.Config, file, sum string) []string {
 
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
 	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}}
+	if g.Granted == nil {
+		g.Granted = []string{} // a list in the JSON, as in the admin API
+	}
 	for _, c := range imported {
 		if !slices.Contains(g.Granted, c) {
 			g.Ungranted = append(g.Ungranted, c)

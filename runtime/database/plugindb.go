@@ -605,10 +605,11 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		return fmt.Errorf("%d migrations pending (first: %s) and database.skip_migrations is set: run `greenroom migrate up`", len(pending), pending[0].Name)
 	}
 	for _, f := range pending {
+		start := time.Now()
 		if err := p.applyOne(ctx, f); err != nil {
 			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
 		}
-		p.log.WithField("migration", f.Name).Info("applied plugin migration")
+		p.log.WithFields(logrus.Fields{"migration": f.Name, "took": time.Since(start).Round(time.Millisecond).String()}).Info("applied plugin migration")
 	}
 	return nil
 }
