@@ -432,13 +432,18 @@ func TestSQLiteMigrationWaitsForTheWriteLock(t *testing.T) {
 	<-held
 }
 
+// slowStatement runs until it is cancelled (or for 30 s on PostgreSQL).
+func slowStatement(b backend) string {
+	if b.name == "pg" {
+		return "SELECT pg_sleep(30)"
+	}
+	return "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+}
+
 func TestStatementTimeout(t *testing.T) {
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_statement_timeout = \"300ms\"\ntimeout = \"20s\""))
-		slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
-		if b.name == "pg" {
-			slow = "SELECT pg_sleep(30)"
-		}
+		slow := slowStatement(b)
 		for _, op := range []string{"query", "exec"} {
 			start := time.Now()
 			r := run(t, in, "alpha", step{Op: op, SQL: slow})[0]
@@ -459,10 +464,7 @@ func TestStatementTimeout(t *testing.T) {
 func TestStatementFollowsPluginDeadline(t *testing.T) {
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_statement_timeout = \"20s\"\ntimeout = \"30s\""))
-		slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
-		if b.name == "pg" {
-			slow = "SELECT pg_sleep(30)"
-		}
+		slow := slowStatement(b)
 		for _, op := range []string{"query", "exec"} {
 			start := time.Now()
 			r := run(t, in, "alpha", step{Op: op, SQL: slow, TimeoutMS: 300})[0]
