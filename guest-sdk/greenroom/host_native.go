@@ -214,12 +214,12 @@ func (noRuntime) commit(uint32) error          { return errNoRuntime }
 func (noRuntime) rollback(uint32) error        { return errNoRuntime }
 func (noRuntime) migrations([]byte) error      { return errNoRuntime }
 
-// Natively Schedule checks what it can of a task (the runtime parses cron
-// expressions fully) and keeps it, for RunTask.
-
 // refuseTask is a registration the SDK itself refuses; natively (unit
 // tests) Schedule returns the error.
 func refuseTask(err error) error { return err }
+
+// Natively Schedule checks what it can of a task (the runtime parses cron
+// expressions fully) and keeps it, for RunTask.
 
 func registerTask(_ []byte, t Task) error {
 	if err := checkTask(t); err != nil {
