@@ -29,7 +29,7 @@ bench *ARGS:
 # Go micro-benchmarks beside the code they measure: envelopes, the pool,
 # host-function round trips, routes in-process (docs/benchmarks.md)
 bench-go:
-    go test -run '^$' -bench . -benchmem ./hostfuncs/ ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/
+    go test -run '^$' -bench . -benchmem ./hostfuncs/ ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/ ./bench/floor/
 
 # the scheduler: 1000 one-second tasks on three replicas (needs PostgreSQL: DATABASE_URL)
 bench-scheduler:
@@ -39,5 +39,5 @@ bench-scheduler:
 lint:
     gofmt -l . | tee /dev/stderr | (! read)
     go vet ./...
-    GOOS=wasip1 GOARCH=wasm go vet ./bench/plugins/...
+    GOOS=wasip1 GOARCH=wasm go vet ./bench/plugins/... ./bench/floor/guest
     go mod tidy && git diff --exit-code go.mod go.sum

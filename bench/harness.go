@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/bench/floor"
 )
 
 // options are the harness's flags.
@@ -714,3 +716,41 @@ func randomHex(n int) string {
 }
 
 var errInterrupted = errors.New("interrupted")
+
+// floorRound is how long each round of the floor measurement runs on each
+// side: the listing takes under a millisecond natively and about ten times
+// that in wasm, so a second is thousands of listings.
+const floorRound = time.Second
+
+// measureFloor runs package floor's listing natively (in this process) and
+// in a wasm guest under a plain wazero runtime, in alternating rounds,
+// while no server runs.
+func (h *harness) measureFloor(ctx context.Context) *FloorResult {
+	res := &FloorResult{}
+	out := filepath.Join(h.work, "floor.wasm")
+	if err := floor.BuildGuest(ctx, filepath.Join(h.root, floor.GuestDir), out); err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	g, err := floor.LoadGuest(ctx, wasm)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	defer g.Close(ctx)
+	m, err := floor.Measure(ctx, g, h.opt.rounds, floorRound)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	res.Native, res.Wasm = m.Native, m.Wasm
+	for i := range m.Native {
+		h.progress("  floor round %d: native %s, wasm %s per listing", i+1, fmtCPU(m.Native[i]), fmtCPU(m.Wasm[i]))
+	}
+	return res
+}

@@ -63,7 +63,7 @@ func main() {
 }
 
 // scenarioNames are what -scenarios matches against.
-var scenarioNames = []string{"ping", "ping-uninterruptible", "echo", "todo-sqlite", "todo-pg", "log", "read", "startup", "idle-rss"}
+var scenarioNames = []string{"ping", "ping-uninterruptible", "echo", "todo-sqlite", "todo-pg", "log", "read", "startup", "idle-rss", "floor"}
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("greenbench", flag.ContinueOnError)
@@ -309,6 +309,10 @@ func benchmark(ctx context.Context, o options, args []string) (*Report, error) {
 	}
 	defer stopDoc()
 
+	if h.want("floor") && o.rounds > 0 {
+		h.progress("the Go-in-wasm floor: the todo listing's own Go code, natively and in wasm")
+		rep.Floor = h.measureFloor(ctx)
+	}
 	if h.want("startup") && o.startupRuns > 0 {
 		h.progress("start-up: %d cold and %d warm runs with five plugins", o.startupRuns, o.startupRuns)
 		rep.Startup = h.measureStartup(ctx)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/bench/floor"
 )
 
 // Side is what one server did in a scenario: its measured rounds, in the
@@ -190,6 +192,38 @@ func (r IdleResult) PerPluginKiB() float64 {
 	return float64(median(r.Five)-median(r.One)) / 4
 }
 
+// FloorResult is the Go-in-wasm floor (package floor): the time of one
+// listing of the todo route's own Go work natively and in a wasm guest under
+// a plain wazero runtime, per round in the order run.
+type FloorResult struct {
+	Native, Wasm []time.Duration
+	Failed       string
+}
+
+func (f *FloorResult) measured() bool {
+	return f != nil && f.Failed == "" && len(f.Native) > 0 && len(f.Wasm) > 0
+}
+
+// Ratio is the median wasm listing's time over the median native one's.
+func (f *FloorResult) Ratio() float64 {
+	if !f.measured() || median(f.Native) <= 0 {
+		return 0
+	}
+	return float64(median(f.Wasm)) / float64(median(f.Native))
+}
+
+// CPUFloor is the least CPU per request, as a multiple of native's, that a
+// route whose native server uses nativeCPU per request could need when its
+// listing runs in wasm: everything else as native, plus the listing's
+// extra time in wasm. 0 when either is unknown.
+func (f *FloorResult) CPUFloor(nativeCPU time.Duration) float64 {
+	if !f.measured() || nativeCPU <= 0 {
+		return 0
+	}
+	extra := median(f.Wasm) - median(f.Native)
+	return float64(nativeCPU+extra) / float64(nativeCPU)
+}
+
 // MemoryResult is one server process's memory, from /proc/<pid>/status.
 type MemoryResult struct {
 	Process       string
@@ -220,6 +254,7 @@ type Report struct {
 	Scenarios   []ScenarioResult
 	Startup     *StartupResult
 	Idle        *IdleResult
+	Floor       *FloorResult
 	Memory      []MemoryResult
 }
 
@@ -281,6 +316,9 @@ func (r *Report) Targets() []TargetResult {
 			t.Measured = fmt.Sprintf("%.2f× (%s vs %s req/s)", s.Ratio(), fmtRate(s.Greenroom.Throughput()), fmtRate(s.Native.Throughput()))
 			if g, n := s.Greenroom.CPUPerRequest(), s.Native.CPUPerRequest(); g > 0 && n > 0 {
 				t.Measured += fmt.Sprintf("; server CPU per request %.1f× native's", float64(g)/float64(n))
+				if f := r.Floor.CPUFloor(n); strings.HasPrefix(name, "todo") && f > 0 {
+					t.Measured += fmt.Sprintf(", of which the Go-in-wasm floor alone is %.1f× (see below)", f)
+				}
 			}
 			if strings.HasPrefix(r.LoadGen, "vegeta") {
 				t.Measured += "; with vegeta, which takes more of the shared cores than wrk and so gives a higher ratio"
@@ -385,6 +423,9 @@ func (r *Report) Failures() []string {
 	}
 	if r.Idle != nil && r.Idle.Failed != "" {
 		out = append(out, "idle-rss: "+r.Idle.Failed)
+	}
+	if r.Floor != nil && r.Floor.Failed != "" {
+		out = append(out, "floor: "+r.Floor.Failed)
 	}
 	return out
 }
@@ -530,6 +571,33 @@ func (r *Report) Markdown() string {
 			p("| 1 plugin | %d | %s | %s–%s |\n", len(id.One), fmtKiB(median(id.One)), fmtKiB(slices.Min(id.One)), fmtKiB(slices.Max(id.One)))
 			p("| 5 plugins | %d | %s | %s–%s |\n", len(id.Five), fmtKiB(median(id.Five)), fmtKiB(slices.Min(id.Five)), fmtKiB(slices.Max(id.Five)))
 			p("| **each plugin beyond the first** | | **%.1f MiB** | |\n", id.PerPluginKiB()/1024)
+		}
+	}
+	if f := r.Floor; f != nil {
+		p("\n#### The Go-in-wasm floor: the todo listing's own Go code, natively and in wasm\n\n")
+		p("The todo route's own work without HTTP, greenroom or a database (package bench/floor: %d rows through `database/sql` from a driver that holds them, scanned into plugins/todo's item type and encoded with `encoding/json` as plugins/todo answers), run in the harness's process and as a wasip1 module built like a plugin under a plain wazero runtime (no interruption checks, no memory limit, no host calls), in alternating rounds of at least %s each while no server runs; the time is the process's CPU time (all threads, so native Go's collector on the other core counts). What wasm costs this code by itself is a floor under any Go plugin's route that does the same work.\n\n", floor.Rows, floorRound)
+		if f.Failed != "" {
+			p("**Failed:** %s\n", oneLine(f.Failed))
+		}
+		if f.measured() {
+			var rounds []string
+			for i := range f.Native {
+				rounds = append(rounds, fmtCPU(f.Native[i])+" / "+fmtCPU(f.Wasm[i]))
+			}
+			p("| run as | one listing (median) | wasm / native |\n|---|---:|---:|\n")
+			p("| native Go | %s | 1.00× |\n", fmtCPU(median(f.Native)))
+			p("| Go compiled to wasm, wazero | %s | **%.1f×** |\n", fmtCPU(median(f.Wasm)), f.Ratio())
+			p("\nRounds in the order run (native / wasm): %s.", strings.Join(rounds, " · "))
+			for _, name := range []string{"todo-sqlite", "todo-pg"} {
+				s := r.scenario(name)
+				if s == nil || !s.measured() {
+					continue
+				}
+				if g, n := s.Greenroom.CPUPerRequest(), s.Native.CPUPerRequest(); g > 0 && n > 0 {
+					p(" On %s the native server used %s of CPU per request; the same request with only this listing's extra time in wasm would need %.1f× that, against greenroom's measured %.1f×.", name, fmtCPU(n), f.CPUFloor(n), float64(g)/float64(n))
+				}
+			}
+			p("\n")
 		}
 	}
 	if len(r.Memory) > 0 {

@@ -299,3 +299,57 @@ func TestChangedBesides(t *testing.T) {
 		}
 	}
 }
+
+func TestFloor(t *testing.T) {
+	us := func(f float64) time.Duration { return time.Duration(f * float64(time.Microsecond)) }
+	r := report(0.7, 0.2, ms(2), ms(2))
+	todo := &r.Scenarios[1]
+	// native 1000 req/s at 300 µs of CPU each; greenroom at 1.5 ms.
+	todo.Native.Rounds[0].CPU = time.Duration(todo.Native.Rounds[0].Requests) * us(300)
+	todo.Greenroom.Rounds[0].CPU = time.Duration(todo.Greenroom.Rounds[0].Requests) * us(1500)
+
+	var none *FloorResult
+	if none.Ratio() != 0 || none.CPUFloor(us(300)) != 0 {
+		t.Error("no floor measured: no ratio, no CPU floor")
+	}
+	r.Floor = &FloorResult{Native: []time.Duration{us(90), us(80), us(100)}, Wasm: []time.Duration{us(930), us(1000), us(900)}}
+	if got := r.Floor.Ratio(); math.Abs(got-930.0/90) > 1e-9 {
+		t.Errorf("floor ratio %v, want the medians' 930/90", got)
+	}
+	// 300 µs natively, of which the listing 90 µs; in wasm 930: 1140 µs.
+	if got := r.Floor.CPUFloor(us(300)); math.Abs(got-1140.0/300) > 1e-9 {
+		t.Errorf("CPU floor %v, want 3.8", got)
+	}
+	if r.Floor.CPUFloor(0) != 0 {
+		t.Error("a CPU floor without native's CPU")
+	}
+	var todoTarget TargetResult
+	for _, tr := range r.Targets() {
+		if strings.Contains(tr.Target, "SQLite") {
+			todoTarget = tr
+		}
+	}
+	if !strings.Contains(todoTarget.Measured, "server CPU per request 5.0× native's, of which the Go-in-wasm floor alone is 3.8×") || todoTarget.Verdict != Missed {
+		t.Errorf("todo target: %+v", todoTarget)
+	}
+	md := r.Markdown()
+	for _, want := range []string{
+		"#### The Go-in-wasm floor",
+		"| native Go | 90.0 µs | 1.00× |",
+		"| Go compiled to wasm, wazero | 930 µs | **10.3×** |",
+		"Rounds in the order run (native / wasm): 90.0 µs / 930 µs · 80.0 µs / 1.00 ms · 100 µs / 900 µs.",
+		"On todo-sqlite the native server used 300 µs of CPU per request; the same request with only this listing's extra time in wasm would need 3.8× that, against greenroom's measured 5.0×.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "todo-pg the native") {
+		t.Error("the skipped PostgreSQL scenario got a floor line")
+	}
+	r.Floor = &FloorResult{Failed: "build bench/floor/guest for wasip1: exit status 1"}
+	md = r.Markdown()
+	if !strings.Contains(md, "- floor: build bench/floor/guest") || !strings.Contains(md, "**Failed:** build") || strings.Contains(md, "of which the Go-in-wasm floor") {
+		t.Errorf("failed floor:\n%s", md)
+	}
+}
