@@ -317,7 +317,7 @@ func (r *Report) Targets() []TargetResult {
 			if g, n := s.Greenroom.CPUPerRequest(), s.Native.CPUPerRequest(); g > 0 && n > 0 {
 				t.Measured += fmt.Sprintf("; server CPU per request %.1f× native's", float64(g)/float64(n))
 				if f := r.Floor.CPUFloor(n); strings.HasPrefix(name, "todo") && f > 0 {
-					t.Measured += fmt.Sprintf(", of which the Go-in-wasm floor alone is %.1f× (see below)", f)
+					t.Measured += fmt.Sprintf("; with only its listing in wasm (the Go-in-wasm floor, below) it would be %.1f×", f)
 				}
 			}
 			if strings.HasPrefix(r.LoadGen, "vegeta") {
