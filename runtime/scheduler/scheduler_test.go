@@ -147,9 +147,11 @@ func TestFlushRecordsRunsDespiteABadOne(t *testing.T) {
 }
 
 // cancelAfterClaim is a store whose manual claim, once its statement has
-// committed, cancels the context of the request that triggered it (a
-// client that disconnects at that moment), which the driver then reports
-// as it reads the result.
+// committed and taken the lease, cancels the context of the request that
+// triggered it (a client that disconnects at that moment), which the
+// driver then reports as it reads the result. A claim that skipped the
+// row (the scheduler's own sync held it for a moment, as on a starved
+// machine) leaves the request alone: Trigger then tries again.
 type cancelAfterClaim struct {
 	store
 	cancel context.CancelFunc
@@ -157,7 +159,7 @@ type cancelAfterClaim struct {
 
 func (c cancelAfterClaim) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
 	res, err := c.store.claim(ctx, replica, lease, items)
-	if err == nil && items[0].manual {
+	if err == nil && items[0].manual && len(res) > 0 && res[0].claimed {
 		c.cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
