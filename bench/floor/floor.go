@@ -97,8 +97,8 @@ type Result struct {
 
 // Measure alternates rounds of the listing natively and in g, each round
 // running batches until it has taken at least roundTime of wall time, and
-// gives each round's time per listing. Both sides must encode the same
-// bytes.
+// gives each round's time per listing. Both sides must encode as many
+// bytes per listing as one native listing does, or Measure fails.
 func Measure(ctx context.Context, g *Guest, rounds int, roundTime time.Duration) (Result, error) {
 	var res Result
 	want, err := NativeWork(1)

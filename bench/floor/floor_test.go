@@ -54,8 +54,8 @@ func guest(tb testing.TB) *Guest {
 	return g
 }
 
-// The guest does the same work as the native listing: same bytes, and
-// Measure refuses a side that encodes different ones.
+// The guest does the same work as the native listing: as many bytes, and
+// Measure refuses a side that encodes a different number.
 func TestGuestEncodesWhatNativeDoes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a wasm module")
