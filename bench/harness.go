@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/greenroom-dev/greenroom/bench/floor"
+	"github.com/greenroom-dev/greenroom/runtime/build"
 )
 
 // options are the harness's flags.
@@ -728,7 +729,7 @@ const floorRound = time.Second
 func (h *harness) measureFloor(ctx context.Context) *FloorResult {
 	res := &FloorResult{}
 	out := filepath.Join(h.work, "floor.wasm")
-	if err := floor.BuildGuest(ctx, filepath.Join(h.root, floor.GuestDir), out); err != nil {
+	if err := build.Build(ctx, filepath.Join(h.root, floor.GuestDir), out); err != nil {
 		res.Failed = err.Error()
 		return res
 	}

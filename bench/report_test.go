@@ -347,9 +347,9 @@ func TestFloor(t *testing.T) {
 	if strings.Contains(md, "todo-pg the native") {
 		t.Error("the skipped PostgreSQL scenario got a floor line")
 	}
-	r.Floor = &FloorResult{Failed: "build bench/floor/guest for wasip1: exit status 1"}
+	r.Floor = &FloorResult{Failed: "build bench/floor/guest: go build failed: exit status 1"}
 	md = r.Markdown()
-	if !strings.Contains(md, "- floor: build bench/floor/guest") || !strings.Contains(md, "**Failed:** build") || strings.Contains(md, "the Go-in-wasm floor, below") {
+	if !strings.Contains(md, "- floor: build bench/floor/guest:") || !strings.Contains(md, "**Failed:** build") || strings.Contains(md, "the Go-in-wasm floor, below") {
 		t.Errorf("failed floor:\n%s", md)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -13,20 +11,10 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
-// GuestDir is the guest's source directory relative to the module root.
+// GuestDir is the guest's source directory relative to the module root;
+// runtime/build's Build makes a module of it as `greenroom plugin build`
+// does.
 const GuestDir = "bench/floor/guest"
-
-// BuildGuest builds the guest in dir (the module's GuestDir) into out, with
-// the flags `greenroom plugin build` uses.
-func BuildGuest(ctx context.Context, dir, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s for wasip1: %v\n%s", dir, err, b)
-	}
-	return nil
-}
 
 // Guest is the built guest, instantiated once in a wazero runtime of its
 // own: wazero's defaults (its optimizing compiler on amd64 and arm64), no

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
 )
 
 func TestListMatchesTheTodoPluginsAnswer(t *testing.T) {
@@ -39,7 +41,7 @@ func guest(tb testing.TB) *Guest {
 	tb.Helper()
 	ctx := context.Background()
 	out := filepath.Join(tb.TempDir(), "floor.wasm")
-	if err := BuildGuest(ctx, "guest", out); err != nil {
+	if err := build.Build(ctx, "guest", out); err != nil {
 		tb.Fatal(err)
 	}
 	wasm, err := os.ReadFile(out)

@@ -6,7 +6,8 @@
 // floor measures Go compiled to wasm, not greenroom.
 //
 // The build constraint keeps `go run ./bench/...` down to one main
-// package; floor.BuildGuest builds this one for wasip1.
+// package; the harness and the tests build this one for wasip1 with
+// runtime/build.
 package main
 
 import "github.com/greenroom-dev/greenroom/bench/floor"
