@@ -369,7 +369,8 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return errUnchanged
 	}
 	log := r.log.WithField("plugin", s.ID)
-	plog, err := r.pluginLogger(s.ID, pc)
+	logOpts := r.pluginLogOptions(pc)
+	plog, err := r.pluginLogger(s.ID, logOpts)
 	if err != nil {
 		return err
 	}
@@ -382,6 +383,9 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
 	}
 	r.install(cfg, s, p, h, pc, path, sum)
+	// The new version's log settings apply from now on, not while it
+	// loaded: a version that fails to load leaves the serving one's.
+	plog.Update(logOpts)
 	info := p.Info()
 	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
 		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
@@ -397,20 +401,25 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 	return nil
 }
 
-// pluginLogger returns the logger of plugin id with pc's level floor and
-// rate limit: the one the id already has (a reload applies new settings to
-// it, and its bucket and drop count carry over), or a new one.
-func (r *Runtime) pluginLogger(id string, pc *config.Plugin) (*logging.PluginLogger, error) {
-	opts := logging.PluginOptions{
+// pluginLogOptions are the log settings pc gives its plugin.
+func (r *Runtime) pluginLogOptions(pc *config.Plugin) logging.PluginOptions {
+	return logging.PluginOptions{
 		Level:       pc.LogLevel,
 		Rate:        pc.Limits.LogRate,
 		Burst:       pc.Limits.LogBurst,
 		ReportEvery: r.opts.LogDropReport,
 	}
+}
+
+// pluginLogger returns the logger of plugin id: the one the id already
+// has, unchanged (its bucket and drop count carry over to a new version,
+// which applies its settings with Update once it serves), after checking
+// that opts are valid; or a new one with opts.
+func (r *Runtime) pluginLogger(id string, opts logging.PluginOptions) (*logging.PluginLogger, error) {
 	r.plogMu.Lock()
 	defer r.plogMu.Unlock()
 	if pl := r.plogs[id]; pl != nil {
-		return pl, pl.Update(opts)
+		return pl, pl.Check(opts)
 	}
 	pl, err := logging.NewPluginLogger(r.log, id, opts)
 	if err != nil {
@@ -445,6 +454,9 @@ var errUnchanged = errors.New("unchanged")
 // replaces finishes its calls in flight (up to server.shutdown_timeout)
 // and is closed in the background.
 func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host, pc *config.Plugin, path, sum string) {
+	if h.db != nil {
+		h.db.Activate()
+	}
 	s.host.Store(h)
 	old := s.cur.Swap(p)
 	s.pc, s.path, s.sum = pc, path, sum

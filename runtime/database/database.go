@@ -114,7 +114,7 @@ type backend interface {
 
 // limitsSetter is a backend whose plugin connections take limits when
 // they open (PostgreSQL: statement_timeout, the driver's largest message):
-// setLimits applies a reload's.
+// setLimits applies a version's when it starts serving (PluginDB.Activate).
 type limitsSetter interface {
 	setLimits(id string, lim Limits)
 }
@@ -215,8 +215,12 @@ func (s *Service) DB() *bun.DB {
 }
 
 // Plugin provisions plugin id's database (schema and role, or file) and
-// opens its connection pool. A second call for the same id returns the
-// same PluginDB with the new limits.
+// opens its connection pool. A later call for the same id (a new version
+// of the plugin, loading beside the one serving) returns a new PluginDB on
+// the same pool, with lim and its own registered migrations; lim becomes
+// the pool's (connection count, each connection's limits) only when that
+// version serves and the runtime calls Activate, so a version that fails to
+// load changes nothing for the one serving.
 func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB, error) {
 	if err := s.Open(ctx); err != nil {
 		return nil, err
@@ -228,13 +232,8 @@ func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB,
 			return nil, errors.New("database service closed")
 		}
 		if p := s.plugins[id]; p != nil {
-			b := s.backend
 			s.mu.Unlock()
-			p.setLimits(lim)
-			if ls, ok := b.(limitsSetter); ok {
-				ls.setLimits(id, lim)
-			}
-			return p, nil
+			return newPluginDB(s, id, p.db, lim), nil
 		}
 		wait := s.loading[id]
 		if wait == nil {

@@ -699,3 +699,31 @@ func TestFailingMigration(t *testing.T) {
 		}
 	})
 }
+
+// A version that fails to load changes nothing of the plugin's database
+// for the version serving (its pool's limits), and what it registered
+// (migrations) stays its own: a later version that registers none applies
+// none.
+func TestFailedVersionLeavesTheDatabaseAlone(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf+plugin("alpha", true, "good", "db_max_conns = 3"))
+		maxOpen := func() int { return in.RT.Database().PluginDB("alpha").Stats().MaxOpenConnections }
+		if n := maxOpen(); n != 3 {
+			t.Fatalf("max open connections %d, want 3", n)
+		}
+		in.SetConfig(dbconf + plugin("alpha", true, "bad", "db_max_conns = 1"))
+		if status, _, body := in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil); status != 422 {
+			t.Fatalf("reload with a failing migration: %d %s", status, body)
+		}
+		if n := maxOpen(); n != 3 {
+			t.Errorf("after the failed version: max open connections %d, want the serving version's 3", n)
+		}
+		in.SetConfig(dbconf + plugin("alpha", true, "", "db_max_conns = 2"))
+		if res := in.Reload(t); res.Plugins["alpha"].Outcome != "reloaded" {
+			t.Fatalf("reload to a version without migrations: %+v", res.Plugins["alpha"])
+		}
+		if n := maxOpen(); n != 2 {
+			t.Errorf("after the new version: max open connections %d, want 2", n)
+		}
+	})
+}

@@ -39,12 +39,17 @@ func newPluginDB(s *Service, id string, db *sql.DB, lim Limits) *PluginDB {
 	return &PluginDB{svc: s, id: id, db: db, lim: lim, log: s.log.WithField("plugin", id)}
 }
 
-func (p *PluginDB) setLimits(lim Limits) {
-	p.mu.Lock()
-	p.lim = lim
-	p.mu.Unlock()
+// Activate makes p's limits those of the plugin's connection pool: how
+// many connections it keeps and the limits each new connection gets. The
+// runtime calls it when p's plugin version starts serving. A version's
+// statements always run under its own limits.
+func (p *PluginDB) Activate() {
+	lim := p.limits()
 	p.db.SetMaxOpenConns(lim.MaxConns)
 	p.db.SetMaxIdleConns(lim.MaxConns)
+	if ls, ok := p.svc.backend.(limitsSetter); ok {
+		ls.setLimits(p.id, lim)
+	}
 }
 
 func (p *PluginDB) limits() Limits {

@@ -102,6 +102,12 @@ func (l *PluginLogger) Update(o PluginOptions) error {
 	return nil
 }
 
+// Check reports whether Update would accept o.
+func (l *PluginLogger) Check(o PluginOptions) error {
+	_, err := checkOptions(l.id, o)
+	return err
+}
+
 // checkOptions validates o and returns the slog level of its floor.
 func checkOptions(id string, o PluginOptions) (int32, error) {
 	floor := int32(math.MinInt32)

@@ -314,3 +314,40 @@ func TestPluginLogGroupBomb(t *testing.T) {
 		t.Errorf("DroppedLogLines = %d, want %d", got, dropped)
 	}
 }
+
+// A reload whose new version fails to load leaves the serving version's
+// log settings as they were, and a reload back to the serving config
+// (unchanged) finds them so.
+func TestFailedReloadKeepsLogSettings(t *testing.T) {
+	in := start(t, logurlConfig("log_level = \"warn\"\n"))
+	levels := func(rid string) string {
+		t.Helper()
+		if status, _, body := in.Get(t, "/api/logurl/levels", "X-Request-Id", rid); status != 200 {
+			t.Fatalf("%s: %d %s", rid, status, body)
+		}
+		var got []string
+		for _, l := range logLines(t, in) {
+			if m, _ := l["msg"].(string); strings.HasPrefix(m, "level ") && l["request_id"] == rid {
+				got = append(got, m)
+			}
+		}
+		return strings.Join(got, ",")
+	}
+	if got := levels("before"); got != "level warn,level error" {
+		t.Fatalf("before: %s", got)
+	}
+	in.SetConfig(logurlConfig("log_level = \"error\"\nsha256 = \"" + strings.Repeat("0", 64) + "\"\nlimits = { log_rate = 0.001, log_burst = 1 }\n"))
+	if status, _, body := in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil); status != 422 {
+		t.Fatalf("reload with a wrong pin: %d %s", status, body)
+	}
+	if got := levels("failed"); got != "level warn,level error" {
+		t.Errorf("after the failed reload: %q, want the serving version's settings", got)
+	}
+	in.SetConfig(logurlConfig("log_level = \"warn\"\n"))
+	if res := in.Reload(t); res.Plugins["logurl"].Outcome != runtime.OutcomeUnchanged {
+		t.Fatalf("reload back: %+v", res)
+	}
+	if got := levels("reverted"); got != "level warn,level error" {
+		t.Errorf("after reverting: %q", got)
+	}
+}
