@@ -664,13 +664,24 @@ func (e *UnavailableError) Error() string {
 	return fmt.Sprintf("plugin %s is %s", e.ID, e.State)
 }
 
-// Handle serves one HTTP request with plugin id's current version.
+// ErrNotPublic is returned by Handle for a request without a principal
+// (admitted on a public route) that a reload moved to a version whose
+// config does not open that route.
+var ErrNotPublic = errors.New("the route is not public in the plugin's new version")
+
+// Handle serves one HTTP request with plugin id's current version. A
+// request that a reload moves to the new version (it was waiting for an
+// instance of the old one) is let in again under the new version's config:
+// without a principal only on a route that is still public.
 func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
 	s := r.Slot(id)
 	if s == nil {
 		return ErrUnknownPlugin
 	}
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 && req.Principal.Type == hostfuncs.PrincipalNone && !r.Config().Auth.DangerouslyDisable && !r.Public(id, req.Path) {
+			return ErrNotPublic
+		}
 		p := s.cur.Load()
 		if p == nil {
 			// A reload removed the plugin while the call waited: it is

@@ -112,6 +112,15 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		}
 		return nil
 	})
+	if errors.Is(err, runtime.ErrNotPublic) {
+		// A reload closed the route's public access while the request
+		// waited: decided again, as for a request arriving now.
+		if _, aerr := s.authorizePlugin(c, rs, id, sub); aerr != nil {
+			return aerr
+		}
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
+			Message: fmt.Sprintf("plugin %s was reloaded while the call waited; try again", id)}
+	}
 	if err != nil {
 		return s.callError(id, err)
 	}

@@ -294,3 +294,48 @@ func TestRemovedWhileWaiting(t *testing.T) {
 		t.Errorf("call in flight: %d %s, want 200", r.status, r.body)
 	}
 }
+
+// A call without a credential, admitted on a public route and waiting for
+// an instance when a reload closes that route, is not served by the new
+// version: it gets the 401 a call arriving now gets.
+func TestPublicRouteClosedWhileWaiting(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	cfg := func(path, public string) string {
+		return fmt.Sprintf("[plugins.ver]\npath = %q\npublic_routes = [%s]\nlimits = { instances = 1, queue_timeout = \"10s\" }\n", path, public)
+	}
+	in := start(t, cfg(v1, `"/v"`))
+	if status, _, body := in.DoAnon(t, "GET", "/api/ver/v", nil); status != 200 || body != "v1" {
+		t.Fatalf("public route: %d %s", status, body)
+	}
+	type result struct {
+		status int
+		body   string
+	}
+	running, waiting := make(chan result, 1), make(chan result, 1)
+	go func() { s, _, b := in.Get(t, "/api/ver/slow?ms=1500"); running <- result{s, b} }()
+	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("ver").Plugin().Stats().Busy < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow call never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	go func() { s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil); waiting <- result{s, b} }()
+	time.Sleep(200 * time.Millisecond) // queued behind the slow call
+	in.SetConfig(cfg(v2, ""))
+	if res := in.Reload(t); res.Plugins["ver"].Outcome != runtime.OutcomeReloaded {
+		t.Fatalf("result = %+v", res)
+	}
+	if r := <-waiting; r.status != 401 {
+		t.Errorf("anonymous call waiting across the reload: %d %s, want 401", r.status, r.body)
+	}
+	if r := <-running; r.status != 200 || r.body != "v1" {
+		t.Errorf("call in flight: %d %s, want 200 v1", r.status, r.body)
+	}
+	if status, _, _ := in.DoAnon(t, "GET", "/api/ver/v", nil); status != 401 {
+		t.Errorf("anonymous call after the reload: %d", status)
+	}
+	if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != "v2" {
+		t.Errorf("authenticated call after the reload: %d %s", status, body)
+	}
+}

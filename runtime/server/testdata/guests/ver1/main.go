@@ -22,6 +22,8 @@ func init() {
 		w.Write([]byte(version))
 	})
 	greenroom.Handle(mux)
+	// Open only where the operator also lists it in public_routes.
+	greenroom.Public("/v")
 }
 
 func main() {}
