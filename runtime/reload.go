@@ -66,6 +66,9 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		return nil, errors.New("reload: plugins are still loading")
 	}
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
+	// A database that failed to open (when a reload first granted it) is
+	// tried again.
+	r.db.RetryOpen()
 	oldCfg, old := r.cfg.Load(), r.table.Load()
 	res := &ReloadResult{Plugins: map[string]PluginReload{}, RestartNeeded: restartNeeded(oldCfg, cfg)}
 	// Settings that need a restart keep their running values.

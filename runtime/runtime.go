@@ -275,11 +275,33 @@ func (r *Runtime) Prepare(ctx context.Context) error {
 	if !needsDatabase(r.cfg.Load()) {
 		return nil
 	}
+	log := r.log.WithField("client", r.db.Client())
+	log.Info("opening the database")
+	// Not silent while it waits: connecting is bounded (connect_timeout),
+	// the runtime's migrations and another replica's lock on them are not.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		start := time.Now()
+		t := time.NewTicker(prepareReport)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				log.WithField("waited", time.Since(start).Round(time.Second).String()).Warn("still opening the database (connecting, or applying the runtime's migrations, or waiting for another replica applying them)")
+			}
+		}
+	}()
 	if err := r.db.Open(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	return nil
 }
+
+// prepareReport is how often Prepare says it is still waiting.
+var prepareReport = 10 * time.Second
 
 // needsDatabase: a plugin is granted its database, or the scheduler (whose
 // tasks, leases and history live in the runtime's tables).

@@ -67,12 +67,18 @@ func loadConfig(files []string) (*config.Config, error) {
 // leases released, so another replica can take over at once), readiness
 // turns 503, the listener closes, requests in flight get
 // server.shutdown_timeout to finish, then plugins and the database close.
-// The database is opened first (runtime.Prepare): failing that is fatal.
-// It returns an error (exit code 1) when the deadline cut something off.
+// The database is opened first (runtime.Prepare): failing that is fatal,
+// and SIGINT or SIGTERM while it opens stop the start. It returns an error
+// (exit code 1) when the deadline cut something off.
 func run(ctx context.Context, files []string, opts runtime.Options, watch bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// From the start, so that no signal finds the process without its
+	// handler (SIGHUP's default action is to exit).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	cfg, err := loadConfig(files)
 	if err != nil {
 		return err
@@ -94,8 +100,13 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	}
 	// The database (when a plugin is granted it) must open before anything
 	// serves: a missing privilege stops startup with what to do about it.
-	if err := rt.Prepare(ctx); err != nil {
+	reloadPending, err := prepare(ctx, rt, sigs, log)
+	if err != nil {
 		rt.Close(context.Background())
+		if errors.Is(err, errStopped) {
+			log.Info("shut down cleanly")
+			return nil
+		}
 		return err
 	}
 	// Tasks start as plugins load and register them.
@@ -128,7 +139,12 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	}
 
 	rl := &reloader{files: files, devToken: devToken, log: log, redactor: redactor, rt: rt, srv: srv}
-	srv.SetReloader(rl.reload)
+	// Every reload (the admin API's too, whose request context fasthttp
+	// never cancels) ends when shutdown starts, so that a reload waiting
+	// on a database that does not answer cannot hold the shutdown.
+	reloadCtx, cancelReloads := context.WithCancel(ctx)
+	defer cancelReloads()
+	srv.SetReloader(func(context.Context) (*runtime.ReloadResult, error) { return rl.reload(reloadCtx) })
 
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	loaded := make(chan struct{})
@@ -151,9 +167,10 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 		}
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	if reloadPending {
+		log.Info("SIGHUP came while the database opened: reloading the config and every plugin once they are loaded")
+		go rl.reload(reloadCtx)
+	}
 	var serveFailure error
 wait:
 	for {
@@ -161,7 +178,7 @@ wait:
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				log.Info("SIGHUP: reloading the config and every plugin")
-				go rl.reload(loadCtx)
+				go rl.reload(reloadCtx)
 				continue
 			}
 			log.WithField("signal", sig.String()).Info("shutting down")
@@ -173,6 +190,7 @@ wait:
 		}
 		break wait
 	}
+	cancelReloads()
 	if stopWatch != nil {
 		stopWatch()
 	}
@@ -215,6 +233,37 @@ wait:
 	}
 	log.Info("shut down cleanly")
 	return serveFailure
+}
+
+// errStopped: SIGINT or SIGTERM came before the server started serving.
+var errStopped = errors.New("stopped before serving")
+
+// prepare runs rt.Prepare until it ends; SIGINT or SIGTERM meanwhile
+// cancel it and make it return errStopped. It reports whether a SIGHUP came
+// meanwhile (a reload is then due).
+func prepare(ctx context.Context, rt *runtime.Runtime, sigs <-chan os.Signal, log *logrus.Logger) (reloadPending bool, err error) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- rt.Prepare(pctx) }()
+	stopped := false
+	for {
+		select {
+		case err := <-done:
+			if stopped {
+				return reloadPending, errStopped
+			}
+			return reloadPending, err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reloadPending = true
+				continue
+			}
+			log.WithField("signal", sig.String()).Info("shutting down before serving: the database was still opening")
+			stopped = true
+			cancel()
+		}
+	}
 }
 
 // devTokenName is the [auth.tokens] name of the token `greenroom dev`

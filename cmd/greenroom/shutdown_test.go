@@ -91,6 +91,25 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 // and extra [server] settings, and waits until it is ready.
 func startServe(t *testing.T, server string) *process {
 	t.Helper()
+	p := startProcess(t, server, "")
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + p.addr + "/.greenroom/health/v1/readiness"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("greenroom did not become ready within 60s")
+	return nil
+}
+
+// startProcess runs greenroom serve as startServe does, with extra
+// config after its own, and does not wait.
+func startProcess(t *testing.T, server, extra string) *process {
+	t.Helper()
 	bin := greenroomBinary(t)
 	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
 	ver, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "server", "testdata", "guests", "ver1"), cache)
@@ -114,7 +133,7 @@ admin = true
 [plugins.ver]
 path = %q
 limits = { timeout = "30s", instances = 2 }
-`, addr, server, filepath.Join(cache, "cmd-test-cache"), testToken, ver)
+%s`, addr, server, filepath.Join(cache, "cmd-test-cache"), testToken, ver, extra)
 	cfgPath := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	p := &process{addr: addr, cfgPath: cfgPath, cfg: cfg, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
@@ -131,22 +150,13 @@ limits = { timeout = "30s", instances = 2 }
 			t.Logf("greenroom stderr:\n%s", p.log())
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/.greenroom/health/v1/readiness"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("greenroom did not become ready within 60s")
-	return nil
+	return p
 }
 
-func (p *process) get(path string) (int, string, error) {
-	req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
+func (p *process) get(path string) (int, string, error) { return p.do("GET", path) }
+
+func (p *process) do(method, path string) (int, string, error) {
+	req, _ := http.NewRequest(method, "http://"+p.addr+path, nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
 	if err != nil {

@@ -129,7 +129,8 @@ func (s *Service) Client() string { return s.cfg.Client }
 
 // Open connects the runtime's own database, applies the runtime's
 // migrations (unless skip_migrations) and prepares plugin provisioning. It
-// is idempotent: later calls return the first call's result.
+// is idempotent: later calls return the first call's result (a failure
+// too, until RetryOpen).
 func (s *Service) Open(ctx context.Context) error {
 	s.opening.Lock()
 	defer s.opening.Unlock()
@@ -155,6 +156,17 @@ func (s *Service) Open(ctx context.Context) error {
 		s.backend, s.db = b, db
 	}
 	return err
+}
+
+// RetryOpen makes the next Open try again if the last one failed. A
+// reload calls it: a database that did not answer when a reload first
+// granted it may answer at the next.
+func (s *Service) RetryOpen() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened && s.openErr != nil {
+		s.opened, s.openErr = false, nil
+	}
 }
 
 func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
