@@ -277,6 +277,40 @@ func TestRedirects(t *testing.T) {
 	wantErr(t, err, Denied, "not granted to plugin narrow")
 }
 
+// A "..;" segment, which a Tomcat-style server reads as "..", never leaves
+// the reader: neither asked for nor as a redirect's target, so a rule's
+// path prefix holds against such servers.
+func TestDotSegmentWithParametersNeverSent(t *testing.T) {
+	var paths []string
+	var mu sync.Mutex
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.EscapedPath())
+		mu.Unlock()
+		if r.URL.Path == "/allowed/jump" {
+			http.Redirect(w, r, "/allowed/..;/admin", http.StatusFound)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	cfg := "[reading]\nallow = [{ host = \"docs.test\", scheme = \"http\", paths = [\"/allowed/\"] }]\n"
+	p := reader(t, cfg, mapResolver{"docs.test": {"127.0.0.1"}}, srv).For("p", []string{"docs.test/allowed/"})
+	base := "http://docs.test:" + srv.port()
+	for _, path := range []string{"/allowed/..;/admin", "/allowed/..;x=1/admin", "/allowed/%2e%2e;/admin", "/allowed/..%3B/admin"} {
+		_, err := read(p, base+path)
+		wantErr(t, err, Invalid, "dot segments")
+	}
+	_, err := read(p, base+"/allowed/jump")
+	if err == nil || !strings.Contains(err.Error(), "dot segments") {
+		t.Errorf("redirect to /allowed/..;/admin: err = %v, want refused naming dot segments", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paths) != 1 || paths[0] != "/allowed/jump" {
+		t.Errorf("server saw %q, want only /allowed/jump", paths)
+	}
+}
+
 func TestLimits(t *testing.T) {
 	release := make(chan struct{})
 	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {

@@ -118,7 +118,8 @@ type target struct {
 // what could be read two ways: credentials in the URL, non-canonical
 // spellings of IPv4 addresses (decimal, octal, hexadecimal, short forms),
 // IPv6 addresses that embed an IPv4 address, IPv6 zones, non-ASCII hosts,
-// encoded slashes and dot segments in the path.
+// encoded slashes and dot segments in the path (with ";parameters" too:
+// "..;" is ".." to Tomcat-style servers).
 func parseTarget(raw string) (*target, error) {
 	if len(raw) > maxURL {
 		return nil, errorf(Invalid, "URL is %d bytes, over the limit of %d", len(raw), maxURL)
@@ -165,8 +166,12 @@ func parseTarget(raw string) (*target, error) {
 		return nil, errorf(Invalid, "%s: encoded slashes and backslashes in the path are refused", raw)
 	}
 	for _, seg := range strings.Split(path, "/") {
-		if seg == "." || seg == ".." {
-			return nil, errorf(Invalid, "%s: dot segments (. and ..) in the path are refused", raw)
+		// Tomcat, Spring and Jetty strip a segment's ";parameters" before
+		// they resolve dot segments: to them "..;" (or "..;x") is "..",
+		// which would climb out of a rule's path prefix. The path is
+		// decoded, so %2e and %3b spellings are caught too.
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
+			return nil, errorf(Invalid, "%s: dot segments (. and .., also with ;parameters as in ..;) in the path are refused", raw)
 		}
 	}
 	return &target{u: u, host: host, path: path}, nil

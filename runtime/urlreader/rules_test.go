@@ -52,6 +52,17 @@ func TestHostSpellingsRefused(t *testing.T) {
 		{"http://a..b/", Invalid, "empty label"},
 		{"https://example.com/a/../b", Invalid, "dot segments"},
 		{"https://example.com/a/%2e%2e/b", Invalid, "dot segments"},
+		// A segment whose part before its first ';' is a dot segment:
+		// Tomcat, Spring and Jetty strip ";params" and read it as one.
+		{"http://host.test/allowed/..;/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/..;jsessionid=1/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/.;/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/..;", Invalid, "dot segments"},
+		{"http://host.test/allowed/%2e%2e;/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/.%2E;x/y", Invalid, "dot segments"},
+		{"http://host.test/allowed/..%3b/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/..%3B/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/..;a;b/x", Invalid, "dot segments"},
 		{"https://example.com/a%2Fb", Invalid, "encoded slashes"},
 		{"https://example.com/a%5cb", Invalid, "encoded slashes"},
 		{"https://example.com:99999/", Invalid, "bad port"},
@@ -68,6 +79,11 @@ func TestHostSpellingsRefused(t *testing.T) {
 		"HTTPS://Example.COM./a?b=1#frag": "https://example.com/a?b=1",
 		"http://127.0.0.1:8080/x":         "http://127.0.0.1:8080/x",
 		"https://[2001:db8::1]/":          "https://[2001:db8::1]/",
+		// ';' outside a dot segment is an ordinary character.
+		"https://example.com/a;v=1/b":  "https://example.com/a;v=1/b",
+		"https://example.com/a/...;/b": "https://example.com/a/...;/b",
+		"https://example.com/a/x..;/b": "https://example.com/a/x..;/b",
+		"https://example.com/a/;../b":  "https://example.com/a/;../b",
 	} {
 		tg, err := parseTarget(raw)
 		if err != nil || tg.u.String() != want {
@@ -190,6 +206,31 @@ func TestAllowListAndGrants(t *testing.T) {
 	empty, _ := New(mustConfig(t, ""), Options{})
 	if _, err := empty.For("x", []string{"example.com"}).check("https://example.com/"); err == nil || !strings.Contains(err.Error(), "[reading] allow is empty") {
 		t.Errorf("empty allow list: %v", err)
+	}
+}
+
+// A path rule means what it says: a "..;" segment, which Tomcat- and
+// Spring-style servers read as "..", cannot climb out of the prefix.
+func TestPathRuleDotSegmentWithParameters(t *testing.T) {
+	r, err := New(mustConfig(t, "[reading]\nallow = [{ host = \"host.test\", scheme = \"http\", paths = [\"/allowed/\"] }]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.For("docs", []string{"host.test/allowed/"})
+	if _, err := p.check("http://host.test/allowed/x"); err != nil {
+		t.Fatalf("allowed path refused: %v", err)
+	}
+	for _, u := range []string{
+		"http://host.test/allowed/..;/x",
+		"http://host.test/allowed/..;/..;/etc/passwd",
+		"http://host.test/allowed/%2e%2e;/x",
+		"http://host.test/allowed/..%3B/x",
+		"http://host.test/allowed/.;/../x",
+	} {
+		_, err := p.check(u)
+		if err == nil || KindOf(err) != Invalid || !strings.Contains(err.Error(), "dot segments") {
+			t.Errorf("%s: err = %v, want refused naming dot segments", u, err)
+		}
 	}
 }
 
