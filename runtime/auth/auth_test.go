@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -343,6 +344,77 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/jane" {
 		t.Errorf("after the IdP came back: %+v %v", p, err)
 	}
+}
+
+// The JWKS URL is logged without the password in its userinfo: the
+// warning about a failed fetch names the URL as url.Redacted gives it.
+func TestJWKSURLPasswordNotLogged(t *testing.T) {
+	// A port with nothing listening on it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var buf syncBuffer
+	log := logrus.New()
+	log.SetOutput(&buf)
+	cfg := jwtConfig(authtest.New(t))
+	cfg.JWKSURL = "http://svc:hunter2password@" + addr + "/jwks"
+	newAuth(t, &config.Auth{JWT: cfg}, Options{Log: log})
+	out := buf.String()
+	if !strings.Contains(out, "could not fetch the JWKS") {
+		t.Fatalf("no warning logged:\n%s", out)
+	}
+	if strings.Contains(out, "hunter2password") || !strings.Contains(out, "jwks_url=\"http://svc:xxxxx@"+addr+"/jwks\"") {
+		t.Errorf("log shows the jwks_url password, or not the redacted URL:\n%s", out)
+	}
+}
+
+// A JWKS URL that does not parse fails New with an error that does not
+// quote its password either.
+func TestJWKSURLPasswordNotInError(t *testing.T) {
+	cfg := jwtConfig(authtest.New(t))
+	cfg.JWKSURL = "http://svc:hunter2password@idp.example/jwks%zz"
+	a, err := New(&config.Auth{JWT: cfg}, Options{Log: quietLog()})
+	if err == nil {
+		a.Close()
+		t.Fatal("New accepted a JWKS URL that does not parse")
+	}
+	if strings.Contains(err.Error(), "hunter2password") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: failed to create HTTP client storage for \"http://xxxxx@idp.example/jwks%zz\"") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestRedactedURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://idp.example/jwks":                    "https://idp.example/jwks",
+		"https://svc:pw-1234@idp.example/jwks":        "https://svc:xxxxx@idp.example/jwks",
+		"https://svc@idp.example/jwks":                "https://svc@idp.example/jwks",
+		"http://svc:pw-1234@idp.example:8080/a?b=c":   "http://svc:xxxxx@idp.example:8080/a?b=c",
+		"http://svc:pw%zz1234@idp.example/bad-escape": "http://xxxxx@idp.example/bad-escape",
+	} {
+		if got := redactedURL(raw); got != want {
+			t.Errorf("redactedURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // Keys published for encryption never verify a signature, with a kid or

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,7 +97,9 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	v.unknownKID = unknownKID
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
-	log := opts.Log.WithField("jwks_url", cfg.JWKSURL)
+	// The URL may hold a password ("https://svc:pw@idp/jwks"): it is
+	// logged without it. (The config registers it as a secret too.)
+	log := opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL))
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
 		Client:          client,
 		HTTPTimeout:     jwksTimeout,
@@ -113,7 +117,8 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	})
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
+		// keyfunc's errors quote the URL, password and all.
+		return nil, &jwksURLError{msg: "auth.jwt.jwks_url: " + scrubURL(err.Error(), cfg.JWKSURL), err: err}
 	}
 	// Keys marked for encryption ("use": "enc") never verify a signature;
 	// keys that say nothing of their use do.
@@ -125,6 +130,42 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	v.keys = kf
 	return v, nil
 }
+
+// redactedURL returns raw with the password in its userinfo replaced by
+// "xxxxx", as url.URL.Redacted does. A URL that does not parse loses its
+// whole userinfo, up to the last '@' (a password may hold '/' or '@').
+func redactedURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if at := strings.LastIndexByte(rest, '@'); ok && at >= 0 {
+		return scheme + "://xxxxx@" + rest[at+1:]
+	}
+	return raw
+}
+
+// scrubURL replaces raw, as is and Go-quoted (%q), in msg with its
+// redacted form.
+func scrubURL(msg, raw string) string {
+	red := redactedURL(raw)
+	if red == raw {
+		return msg
+	}
+	q, rq := strconv.Quote(raw), strconv.Quote(red)
+	msg = strings.ReplaceAll(msg, q[1:len(q)-1], rq[1:len(rq)-1])
+	return strings.ReplaceAll(msg, raw, red)
+}
+
+// jwksURLError is an error about the JWKS URL whose message shows the URL
+// without its password; errors.Is and As still see the cause.
+type jwksURLError struct {
+	msg string
+	err error
+}
+
+func (e *jwksURLError) Error() string { return e.msg }
+func (e *jwksURLError) Unwrap() error { return e.err }
 
 // errCritical refuses a JWT that names critical header parameters: RFC
 // 7515 requires a verifier that does not understand one to refuse the

@@ -314,8 +314,8 @@ func (c *Config) Origin(path string) string { return c.origins[path] }
 
 // Secrets returns every value substituted from the environment and every
 // credential the config holds, for redaction: tokens, every scalar under a
-// key listed in a plugin's secrets, and the password in
-// database.connection.
+// key listed in a plugin's secrets (numbers also in their float64 forms),
+// the password in database.connection and the one in auth.jwt.jwks_url.
 func (c *Config) Secrets() []string {
 	out := append([]string(nil), c.secrets...)
 	for _, t := range c.Auth.Tokens {
@@ -346,14 +346,18 @@ func (c *Config) Secrets() []string {
 			}
 		}
 	}
+	if c.Auth.JWT != nil {
+		out = append(out, urlSecrets(c.Auth.JWT.JWKSURL)...)
+	}
 	return append(out, connectionSecrets(c.Database.Connection)...)
 }
 
 // appendLeaves appends the text of every scalar in v, as a plugin reads it
 // with ConfigValue: a listed table or array is secret in each of its
-// values, which is what a plugin logs. Booleans are left out: "true" and
-// "false" hide nothing and would be cut out of every log line. The
-// redactor skips values too short to redact.
+// values, which is what a plugin logs. A number is appended also in the
+// forms a float64 of it takes when printed (floatForms). Booleans are left
+// out: "true" and "false" hide nothing and would be cut out of every log
+// line. The redactor skips values too short to redact.
 func appendLeaves(out []string, v any) []string {
 	switch t := v.(type) {
 	case map[string]any:
@@ -369,6 +373,9 @@ func appendLeaves(out []string, v any) []string {
 		if s := formatValue(t); s != "" {
 			out = append(out, s)
 		}
+		// A number also as the plugin prints it once decoded as a
+		// float64, which is what reading it as JSON gives.
+		out = append(out, floatForms(t)...)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -375,9 +376,10 @@ func TestListedSecretSubtrees(t *testing.T) {
 	c := mustRead(t, `
 [plugins.a]
 path = "a.wasm"
-secrets = ["creds", "keys", "pin", "nested", "flag", "rate"]
+secrets = ["creds", "keys", "pin", "nested", "flag", "rate", "api key"]
 [plugins.a.config]
 greeting = "hello-in-clear"
+"api key" = "quoted-key-secret"
 port = 8080
 enabled = true
 creds = { password = "hunter2-long", deep = { otp = 135792468 } }
@@ -387,7 +389,7 @@ rate = 12.5
 flag = true
 nested = [{ k = "inline-table-secret-in-array" }, [2468013579]]
 `, nil)
-	values := []string{"hunter2-long", "135792468", "key-one-1234", "array-secret-value-one", "987654321", "12.5", "inline-table-secret-in-array", "2468013579"}
+	values := []string{"quoted-key-secret", "hunter2-long", "135792468", "key-one-1234", "array-secret-value-one", "987654321", "12.5", "inline-table-secret-in-array", "2468013579"}
 	secrets := c.Secrets()
 	for _, v := range values {
 		if !slices.Contains(secrets, v) {
@@ -703,5 +705,195 @@ y = 2
 	other := mustRead(t, strings.Replace(text, "y = 2", "y = 3", 1), nil).Plugins["a"]
 	if p.Equal(other) {
 		t.Error("different configs are equal")
+	}
+}
+
+// probeNumbers lists numbers under a listed secret key: an inline table as
+// an operator writes it, with a hex integer, a plain one, one past 2^53
+// (which a float64 cannot hold exactly) and a float; short is too short
+// to redact, in any form.
+const probeNumbers = `
+[plugins.probe]
+path = "p.wasm"
+secrets = ["nested", "ratio", "short"]
+[plugins.probe.config]
+nested = { inner = "nestedsecretvalue", n = 0x1F2E3D4C, pin = 12345678, big = 98765432109876543 }
+ratio = 31415926.5e3
+short = 100
+`
+
+// A plugin that reads a secret table as JSON and decodes it into
+// map[string]any holds its numbers as float64s, which logrus's text format
+// (fmt's %v) writes as 1.2345678e+07 and encoding/json as 98765432109876540
+// for 98765432109876543: those forms are secrets too.
+func TestSecretNumbersAsFloats(t *testing.T) {
+	c := mustRead(t, probeNumbers, nil)
+	secrets := c.Secrets()
+	for _, want := range []string{
+		"nestedsecretvalue",
+		"0x1F2E3D4C", "523124044", "5.23124044e+08",
+		"12345678", "1.2345678e+07",
+		"98765432109876543", "98765432109876540", "9.876543210987654e+16",
+		"31415926.5e3", "3.14159265e+10", "31415926500",
+	} {
+		if !slices.Contains(secrets, want) {
+			t.Errorf("Secrets() lacks %q: %q", want, secrets)
+		}
+	}
+	// 100 is too short to redact (the redactor skips it); its float form
+	// 1e+02 is not, and must not be registered in its stead.
+	if slices.Contains(secrets, "1e+02") {
+		t.Errorf("Secrets() holds 1e+02, a form of a secret under 4 characters: %q", secrets)
+	}
+
+	leaks := []string{"nestedsecretvalue", "523124044", "5.23124044", "12345678", "1.2345678", "9876543210987654", "9.876543210987654", "31415926500", "3.14159265"}
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log, _, err := logging.New(&buf, format, "info", secrets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, _ := c.Plugins["probe"].ConfigValue("nested")
+			var m map[string]any
+			if err := json.Unmarshal([]byte(text), &m); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range m {
+				log.WithField(k, v).Info("field " + k)
+			}
+			again, _ := json.Marshal(m)
+			log.WithField("whole", string(again)).WithField("v", fmt.Sprint(m)).Info("whole")
+			ratio, _ := c.Plugins["probe"].ConfigValue("ratio")
+			f, _ := strconv.ParseFloat(ratio, 64)
+			log.WithField("ratio", f).Infof("ratio %v %s", f, strconv.FormatFloat(f, 'f', -1, 64))
+			for _, leak := range leaks {
+				if strings.Contains(buf.String(), leak) {
+					t.Errorf("log leaks %q:\n%s", leak, buf.String())
+				}
+			}
+		})
+	}
+}
+
+// A type error at a secret key names the type it found, never the value:
+// a token written as a number is still the token.
+func TestSecretTypeErrors(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       string
+		leaks      []string
+	}{
+		{"token integer", "[auth.tokens.ci2]\ntoken = 1234567890123456789\nsubject = \"service:ci\"\n",
+			"config.toml:2: auth.tokens.ci2.token: want a string, got an integer", []string{"1234567890123456789", "1.234567890123456789e+18"}},
+		{"integration token float", "[[integrations.github]]\nhost = \"github.com\"\ntoken = 9876543210987654321.5\n",
+			"config.toml:3: integrations.github[0].token: want a string, got a float", []string{"9876543210987654321", "9.876543210987655e+18", "9876543210987655000"}},
+		{"token boolean", "[auth.tokens.ci2]\ntoken = true\nsubject = \"service:ci\"\n",
+			"auth.tokens.ci2.token: want a string, got a boolean", []string{"true"}},
+		{"token written as the table", "[auth.tokens]\nci3 = \"inline-token-0123456789abcdefghij\"\n",
+			`config.toml:2: auth.tokens.ci3: want a table, got string "[REDACTED]"`, []string{"inline-token"}},
+		{"integration written as a string", "[integrations]\ngithub = \"ghp_0123456789abcdefghij\"\n",
+			`config.toml:2: integrations.github: want an array, got string "[REDACTED]"`, []string{"ghp_"}},
+		{"integration written as a number", "[integrations]\ngithub = [12345678901234]\n",
+			`config.toml:2: integrations.github[0]: want a table, got an integer`, []string{"12345678901234"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
+			}
+			for _, leak := range tc.leaks {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error shows the secret %q:\n%s", leak, msg)
+				}
+			}
+		})
+	}
+	// A value that is no secret is still quoted.
+	if _, err := read(t, "[plugins.a]\npath = \"a.wasm\"\nlimits.instances = 4.5\n", nil); err == nil || !strings.Contains(err.Error(), "want an integer, got float 4.5") {
+		t.Errorf("err = %v, want the value quoted", err)
+	}
+}
+
+// The decoder knows every key the config treats as a secret before it has
+// decoded anything: values from the environment, tokens, the tables that
+// hold them, and the keys a plugin's secrets list names.
+func TestSecretKeysBeforeDecoding(t *testing.T) {
+	merged, _, _, err := parse([]byte(`
+[plugins.a]
+path = "a.wasm"
+secrets = ["db", "pin"]
+[plugins.a.config]
+db = { password = "x" }
+pin = 1234
+pinx = 5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := secretKeys(merged, map[string]bool{"log.level": true})
+	for path, want := range map[string]bool{
+		"log.level": true, "log.format": false,
+		"auth.tokens.ci.token": true, "auth.tokens.ci": true, "auth.tokens": true, "auth.tokens.ci.subject": false,
+		"integrations.github[0].token": true, "integrations.github[0]": true, "integrations.github": true, "integrations.github[0].host": false,
+		"plugins.a.config.db": true, "plugins.a.config.db.password": true, "plugins.a.config.pin": true, "plugins.a.config.pinx": false,
+		"plugins.a.path": false, "plugins.b.config.db": false,
+	} {
+		if got := secret(path); got != want {
+			t.Errorf("secret(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// A password in auth.jwt.jwks_url's userinfo is a secret, as one in
+// database.connection is: config print masks it, the log redactor knows
+// it, and an error that quotes the URL does not show it.
+func TestJWKSURLPassword(t *testing.T) {
+	const jwt = "[auth.jwt]\nissuer = \"https://idp/\"\naudience = \"greenroom\"\njwks_url = "
+	c := mustRead(t, jwt+"\"http://svc:hunter2password@127.0.0.1:18399/jwks\"\n", nil)
+	if !slices.Contains(c.Secrets(), "hunter2password") {
+		t.Errorf("jwks_url password is not a secret: %q", c.Secrets())
+	}
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "hunter2password") || !strings.Contains(string(out), "jwks_url = 'http://svc:[REDACTED]@127.0.0.1:18399/jwks'") {
+		t.Errorf("config print shows the jwks_url password:\n%s", out)
+	}
+	var buf bytes.Buffer
+	log, _, err := logging.New(&buf, "text", "info", c.Secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.WithField("jwks_url", c.Auth.JWT.JWKSURL).Warn("could not fetch the JWKS")
+	if strings.Contains(buf.String(), "hunter2password") {
+		t.Errorf("log shows the jwks_url password: %s", buf.String())
+	}
+
+	// Percent-encoded, it is a secret as written and decoded.
+	c = mustRead(t, jwt+"\"https://svc:hunter%32pass%40word@idp.example/jwks\"\n", nil)
+	for _, want := range []string{"hunter%32pass%40word", "hunter2pass@word"} {
+		if !slices.Contains(c.Secrets(), want) {
+			t.Errorf("Secrets() lacks %q: %q", want, c.Secrets())
+		}
+	}
+	// Without a password there is nothing to hide.
+	c = mustRead(t, jwt+"\"https://svc@idp.example/jwks\"\n", nil)
+	if len(c.Secrets()) != 0 {
+		t.Errorf("secrets = %q", c.Secrets())
+	}
+	if out, _ := c.Print(); !strings.Contains(string(out), "jwks_url = 'https://svc@idp.example/jwks'") {
+		t.Errorf("config print:\n%s", out)
+	}
+
+	_, err = read(t, jwt+"\"ftp://svc:hunter2password@idp.example/jwks\"\n", nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2password") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: must be an http(s) URL") {
+		t.Errorf("err = %v, want the URL refused without its password", err)
 	}
 }

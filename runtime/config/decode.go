@@ -15,7 +15,10 @@ import (
 // type. It keeps going after an error so that all of them are reported.
 type decoder struct {
 	origins map[string]string
-	errs    Errors
+	// secret reports the keys whose values are secret (secretKeys): an
+	// error there names the type it found, never the value.
+	secret func(path string) bool
+	errs   Errors
 }
 
 type defaulter interface{ setDefaults() }
@@ -58,7 +61,7 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 	case reflect.Slice:
 		arr, ok := src.([]any)
 		if !ok {
-			d.fail(path, "want an array, got %s", describe(src))
+			d.fail(path, "want an array, got %s", d.describe(path, src))
 			return
 		}
 		out := reflect.MakeSlice(dst.Type(), len(arr), len(arr))
@@ -69,24 +72,28 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 	case reflect.String:
 		s, ok := src.(string)
 		if !ok {
-			d.fail(path, "want a string, got %s", describe(src))
+			d.fail(path, "want a string, got %s", d.describe(path, src))
 			return
 		}
 		dst.SetString(s)
 	case reflect.Bool:
 		b, ok := src.(bool)
 		if !ok {
-			d.fail(path, "want true or false, got %s", describe(src))
+			d.fail(path, "want true or false, got %s", d.describe(path, src))
 			return
 		}
 		dst.SetBool(b)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		n, ok := src.(int64)
 		if !ok {
-			d.fail(path, "want an integer, got %s", describe(src))
+			d.fail(path, "want an integer, got %s", d.describe(path, src))
 			return
 		}
 		if dst.OverflowInt(n) {
+			if d.isSecret(path) {
+				d.fail(path, "integer out of range")
+				return
+			}
 			d.fail(path, "integer %d out of range", n)
 			return
 		}
@@ -97,12 +104,12 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 			dst.SetFloat(float64(n))
 		case float64:
 			if math.IsNaN(n) || math.IsInf(n, 0) {
-				d.fail(path, "want a finite number, got %v", n)
+				d.fail(path, "want a finite number, got %s", d.describeNumber(path, n))
 				return
 			}
 			dst.SetFloat(n)
 		default:
-			d.fail(path, "want a number, got %s", describe(src))
+			d.fail(path, "want a number, got %s", d.describe(path, src))
 		}
 	case reflect.Interface:
 		dst.Set(reflect.ValueOf(src))
@@ -121,22 +128,22 @@ func (d *decoder) decodeText(path string, src any, dst reflect.Value) {
 	case int64:
 		if dst.Type() == reflect.TypeFor[Size]() {
 			if v < 0 {
-				d.fail(path, "must not be negative, got %d", v)
+				d.fail(path, "must not be negative, got %s", d.describeNumber(path, v))
 				return
 			}
 			dst.SetUint(uint64(v))
 			return
 		}
-		d.fail(path, "want a string, got %s", describe(src))
+		d.fail(path, "want a string, got %s", d.describe(path, src))
 	default:
-		d.fail(path, "want a string, got %s", describe(src))
+		d.fail(path, "want a string, got %s", d.describe(path, src))
 	}
 }
 
 func (d *decoder) decodeStruct(path string, src any, dst reflect.Value) {
 	m, ok := src.(map[string]any)
 	if !ok {
-		d.fail(path, "want a table, got %s", describe(src))
+		d.fail(path, "want a table, got %s", d.describe(path, src))
 		return
 	}
 	fields := map[string]int{}
@@ -174,7 +181,7 @@ func (d *decoder) decodeStruct(path string, src any, dst reflect.Value) {
 func (d *decoder) decodeMap(path string, src any, dst reflect.Value) {
 	m, ok := src.(map[string]any)
 	if !ok {
-		d.fail(path, "want a table, got %s", describe(src))
+		d.fail(path, "want a table, got %s", d.describe(path, src))
 		return
 	}
 	if dst.Type().Key().Kind() != reflect.String {
@@ -202,6 +209,37 @@ func (d *decoder) decodeMap(path string, src any, dst reflect.Value) {
 		d.decode(p, v, nv)
 		dst.SetMapIndex(key, nv)
 	}
+}
+
+func (d *decoder) isSecret(path string) bool { return d.secret != nil && d.secret(path) }
+
+// describe names what a value is for an error message: its type and, unless
+// the key is secret, its value. A secret string is quoted as "[REDACTED]",
+// as redactErrors quotes one.
+func (d *decoder) describe(path string, v any) string {
+	if !d.isSecret(path) {
+		return describe(v)
+	}
+	switch v.(type) {
+	case string:
+		return fmt.Sprintf("string %q", Redacted)
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	}
+	return describe(v)
+}
+
+// describeNumber is a number as an error quotes it: "[REDACTED]" at a
+// secret key.
+func (d *decoder) describeNumber(path string, n any) string {
+	if d.isSecret(path) {
+		return Redacted
+	}
+	return fmt.Sprint(n)
 }
 
 func describe(v any) string {

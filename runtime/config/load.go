@@ -157,7 +157,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	cfg.origins = origins
 	cfg.secretPaths = s.secretPaths
 	cfg.secrets = dedupe(s.secrets)
-	d := decoder{origins: origins}
+	d := decoder{origins: origins, secret: secretKeys(merged, s.secretPaths)}
 	d.decode("", merged, reflect.ValueOf(cfg).Elem())
 	if parsed {
 		errs = append(errs, s.errs...)

@@ -55,6 +55,9 @@ func (c *Config) redact(path string, v any, secret bool) any {
 		if path == "database.connection" {
 			return redactConnection(t)
 		}
+		if urlKeys[path] {
+			return redactURL(t)
+		}
 		return t
 	case nil:
 		return v
@@ -83,13 +86,8 @@ func (c *Config) isListedSecret(path string) bool {
 	}
 	for id, p := range c.Plugins {
 		key, ok := strings.CutPrefix(rest, id+".config.")
-		if !ok || p == nil {
-			continue
-		}
-		for _, s := range p.Secrets {
-			if s == key || strings.HasPrefix(key, s+".") || strings.HasPrefix(key, s+"[") {
-				return true
-			}
+		if ok && p != nil && underListedKey(key, p.Secrets) {
+			return true
 		}
 	}
 	return false

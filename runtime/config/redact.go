@@ -1,6 +1,9 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -48,6 +51,117 @@ func redactErrors(errs Errors, secrets []string) {
 	}
 }
 
+// floatForms returns the texts a secret number takes once a plugin holds
+// it as a float64 — what reading it as JSON and decoding that into an
+// interface gives — and prints it: fmt's %v and strconv's 'g' (logrus's
+// text format, "1.2345678e+07"), encoding/json's (the JSON format and a
+// re-encoded table; "98765432109876540" for 98765432109876543, which a
+// float64 cannot hold), 'f' and 'e'. Forms equal to the number's own
+// decimal text are left out. A number whose decimal text is shorter than
+// minSecretLength gets none: it is not redacted as written, and its longer
+// forms ("1e+02" for 100) must not be either.
+func floatForms(v any) []string {
+	var f float64
+	var text string
+	switch n := v.(type) {
+	case int64:
+		f, text = float64(n), strconv.FormatInt(n, 10)
+	case float64:
+		f, text = n, strconv.FormatFloat(n, 'g', -1, 64)
+	default:
+		return nil
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || len(text) < minSecretLength {
+		return nil
+	}
+	forms := []string{
+		fmt.Sprint(f),
+		strconv.FormatFloat(f, 'g', -1, 64),
+		strconv.FormatFloat(f, 'f', -1, 64),
+		strconv.FormatFloat(f, 'e', -1, 64),
+	}
+	if j, err := json.Marshal(f); err == nil {
+		forms = append(forms, string(j))
+	}
+	var out []string
+	for _, s := range forms {
+		if s != text && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// secretKeys returns a test for the key paths of a merged, substituted
+// document whose values are secret, for the decoder, which has to know
+// them before it has decoded anything (Config.isSecret looks at decoded
+// plugins): values substituted from the environment (secretPaths), token
+// keys, the tables and arrays that hold tokens (a token written one level
+// up, "[auth.tokens] ci = "...", is still a token), and every key under
+// one a plugin's secrets list names.
+func secretKeys(doc map[string]any, secretPaths map[string]bool) func(path string) bool {
+	listed := map[string][]string{} // plugin id → its secrets list
+	if plugins, ok := doc["plugins"].(map[string]any); ok {
+		for id, p := range plugins {
+			table, ok := p.(map[string]any)
+			if !ok {
+				continue
+			}
+			list, _ := table["secrets"].([]any)
+			for _, k := range list {
+				if k, ok := k.(string); ok {
+					listed[id] = append(listed[id], k)
+				}
+			}
+		}
+	}
+	return func(path string) bool {
+		if secretPaths[path] || alwaysSecret(path) || holdsTokens(path) {
+			return true
+		}
+		rest, ok := strings.CutPrefix(path, "plugins.")
+		if !ok {
+			return false
+		}
+		for id, list := range listed {
+			if key, ok := strings.CutPrefix(rest, id+".config."); ok && underListedKey(key, list) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// holdsTokens reports the keys whose values hold token keys: auth.tokens,
+// auth.tokens.<name>, integrations, integrations.<kind> and
+// integrations.<kind>[i]. A value of the wrong type there is most likely a
+// token written in the wrong place.
+func holdsTokens(path string) bool {
+	switch path {
+	case "auth.tokens", "integrations":
+		return true
+	}
+	parent := parentPath(path)
+	if parent == "auth.tokens" || parent == "integrations" {
+		return true
+	}
+	return strings.HasSuffix(path, "]") && parentPath(parent) == "integrations"
+}
+
+// underListedKey reports whether key (a key path under a plugin's config
+// table, "[i]" for array elements) is one of the listed secret keys or
+// lies under one. Quoted parts ("my key") are compared unquoted, as the
+// secrets list names them.
+func underListedKey(key string, list []string) bool {
+	key = plainKey(key)
+	for _, s := range list {
+		if s == key || strings.HasPrefix(key, s+".") || strings.HasPrefix(key, s+"[") {
+			return true
+		}
+	}
+	return false
+}
+
 // redactConnection returns a database connection string with its
 // passwords replaced by [REDACTED].
 func redactConnection(conn string) string {
@@ -56,6 +170,30 @@ func redactConnection(conn string) string {
 		conn = conn[:spans[i][0]] + Redacted + conn[spans[i][1]:]
 	}
 	return conn
+}
+
+// urlKeys are the config keys other than database.connection that hold a
+// URL, and so may hold a password in its userinfo (or a password query
+// parameter), treated as database.connection's is.
+var urlKeys = map[string]bool{"auth.jwt.jwks_url": true}
+
+// redactURL returns a URL with its passwords replaced by [REDACTED]
+// ("https://svc:[REDACTED]@idp/jwks"); anything but a URL is returned as
+// it is.
+func redactURL(u string) string {
+	if !strings.Contains(u, "://") {
+		return u
+	}
+	return redactConnection(u)
+}
+
+// urlSecrets returns the passwords written in a URL, as written and
+// decoded, for log redaction; none for anything but a URL.
+func urlSecrets(u string) []string {
+	if !strings.Contains(u, "://") {
+		return nil
+	}
+	return connectionSecrets(u)
 }
 
 // connectionSecrets returns the passwords written in a database connection

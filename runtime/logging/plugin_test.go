@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/config"
 )
 
 type syncBuffer struct {
@@ -314,4 +315,48 @@ func TestPluginAllow(t *testing.T) {
 	}
 	pl.Close()
 	waitFor(t, buf, "dropped 2 log lines")
+}
+
+// A plugin that reads a secret config table as JSON, decodes it into
+// map[string]any and logs each field hands the runtime float64s: the
+// text format writes them as fmt's %v does (1.2345678e+07), the JSON
+// format as encoding/json does (98765432109876540 for 98765432109876543).
+// Neither form leaks, with the secrets the config registers.
+func TestPluginFloatSecretsRedacted(t *testing.T) {
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(`
+[plugins.probe]
+path = "p.wasm"
+secrets = ["nested"]
+[plugins.probe.config]
+nested = { inner = "nestedsecretvalue", n = 0x1F2E3D4C, pin = 12345678, big = 98765432109876543 }
+`)}}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := cfg.Plugins["probe"].ConfigValue("nested")
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(text), &fields); err != nil {
+		t.Fatal(err)
+	}
+	leaks := []string{"nestedsecretvalue", "523124044", "5.23124044", "12345678", "1.2345678", "9876543210987654", "9.876543210987654"}
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			pl, buf := newPlugin(t, format, "info", cfg.Secrets(), PluginOptions{})
+			var attrs []hostfuncs.LogAttr
+			for k, v := range fields {
+				pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "field", Attrs: []hostfuncs.LogAttr{attr(k, v)}})
+				attrs = append(attrs, attr("nested."+k, v))
+			}
+			pl.Write(Call{RequestID: "r"}, &hostfuncs.LogRecord{Level: hostfuncs.LevelWarn, Message: "all", Attrs: attrs})
+			out := buf.String()
+			for _, leak := range leaks {
+				if strings.Contains(out, leak) {
+					t.Errorf("%s log leaks %q:\n%s", format, leak, out)
+				}
+			}
+			if n := strings.Count(out, Redacted); n != 8 {
+				t.Errorf("%d redactions, want 8:\n%s", n, out)
+			}
+		})
+	}
 }
