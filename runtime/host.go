@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -303,8 +304,10 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 	}
 	start := time.Now()
 	resp, err := h.urls.Read(ctx, r)
-	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-		f := logrus.Fields{"url": req.URL, "method": req.Method, "took_ms": time.Since(start).Milliseconds()}
+	// The plugin makes as many of these lines as it reads: they count
+	// against its log rate limit, and its URL is cut short.
+	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) && h.plog.Allow() {
+		f := logrus.Fields{"url": cutForLog(req.URL), "method": cutForLog(req.Method), "took_ms": time.Since(start).Milliseconds()}
 		if in.RequestID != "" {
 			f["request_id"] = in.RequestID
 		}
@@ -312,7 +315,7 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 			f["task"] = in.Task
 		}
 		if err != nil {
-			f["error"] = err.Error()
+			f["error"] = cutForLog(err.Error())
 		} else {
 			f["status"], f["bytes"] = resp.Status, len(resp.Body)
 		}
@@ -333,4 +336,16 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 		Header:       resp.Header,
 		Body:         resp.Body,
 	}, nil
+}
+
+// maxLoggedText bounds a text a plugin chose (a URL it read) in a line of
+// the runtime's log.
+const maxLoggedText = 1024
+
+// cutForLog returns s, or its first maxLoggedText bytes and a marker.
+func cutForLog(s string) string {
+	if len(s) <= maxLoggedText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxLoggedText], "") + fmt.Sprintf("...(%d bytes cut)", len(s)-maxLoggedText)
 }

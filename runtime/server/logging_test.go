@@ -351,3 +351,23 @@ func TestFailedReloadKeepsLogSettings(t *testing.T) {
 		t.Errorf("after reverting: %q", got)
 	}
 }
+
+// The runtime's debug line for each URL read counts against the plugin's
+// log rate limit (the plugin makes as many as it reads) and carries at
+// most 1 KiB of the URL the plugin passed.
+func TestURLReadLinesAreBounded(t *testing.T) {
+	in := start(t, "[log]\nlevel = \"debug\"\n"+logurlConfig("limits = { log_rate = 0.001, log_burst = 3 }\n[plugins.logurl.capabilities]\nurlreader = [\"example.com/\"]\n"))
+	url := "gopher://x/" + strings.Repeat("A", 10000)
+	if status, _, body := in.Get(t, "/api/logurl/read?n=50&url="+url); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	lines := linesWith(t, in, "url read")
+	if len(lines) == 0 || len(lines) > 3 {
+		t.Errorf("%d url read lines for 50 reads with log_burst 3", len(lines))
+	}
+	for _, l := range lines {
+		if u, _ := l["url"].(string); len(u) > 1100 || !strings.HasPrefix(u, "gopher://x/AAA") {
+			t.Errorf("url field of %d bytes: %.80s...", len(u), u)
+		}
+	}
+}

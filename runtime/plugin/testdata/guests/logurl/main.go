@@ -102,6 +102,11 @@ func init() {
 			ctx, cancel = context.WithTimeout(ctx, dur)
 			defer cancel()
 		}
+		// n = N reads the URL N times (the last one answers).
+		n, _ := strconv.Atoi(q.Get("n"))
+		for i := 1; i < n; i++ {
+			greenroom.ReadURL(ctx, q.Get("url"), opts...)
+		}
 		resp, err := greenroom.ReadURL(ctx, q.Get("url"), opts...)
 		if q.Get("raw") != "" && err == nil {
 			w.Write(resp.Body) // the body as is, for the benchmark
