@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -35,7 +36,7 @@ func New(w io.Writer, format, level string, secrets []string) (*logrus.Logger, *
 	default:
 		return nil, nil, fmt.Errorf("log format %q: want text or json", format)
 	}
-	r := &Redactor{inner: inner}
+	r := &Redactor{inner: inner, json: format == "json"}
 	r.AddSecrets(secrets)
 	l := logrus.New()
 	l.SetOutput(w)
@@ -50,6 +51,7 @@ func New(w io.Writer, format, level string, secrets []string) (*logrus.Logger, *
 // field, a field name, or a plugin's own attributes.
 type Redactor struct {
 	inner logrus.Formatter
+	json  bool // inner writes JSON: a secret number is replaced by a string
 	forms atomic.Pointer[[][]byte]
 
 	mu   sync.Mutex      // serialises AddSecrets
@@ -137,7 +139,70 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
+	if r.json {
+		b = r.redactJSONNumbers(b)
+	}
 	return r.Redact(b), nil
+}
+
+// redactJSONNumbers replaces each number of a JSON line that contains a
+// secret (a secret number a plugin logged as a number) with the string
+// "[REDACTED]", so that the line stays JSON; Redact, which replaces text
+// wherever it is, would leave a bare [REDACTED] there.
+func (r *Redactor) redactJSONNumbers(b []byte) []byte {
+	forms := r.forms.Load()
+	if forms == nil {
+		return b
+	}
+	var out []byte // nil until a number is replaced
+	inString, escaped := false, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '-' || c >= '0' && c <= '9':
+			j := i
+			for j < len(b) && strings.IndexByte("+-.0123456789eE", b[j]) >= 0 {
+				j++
+			}
+			if containsAny(b[i:j], *forms) {
+				if out == nil {
+					out = append(make([]byte, 0, len(b)+len(Redacted)), b[:i]...)
+				}
+				out = append(append(append(out, '"'), Redacted...), '"')
+			} else if out != nil {
+				out = append(out, b[i:j]...)
+			}
+			i = j - 1
+			continue
+		}
+		if out != nil {
+			out = append(out, c)
+		}
+	}
+	if out == nil {
+		return b
+	}
+	return out
+}
+
+func containsAny(b []byte, forms [][]byte) bool {
+	for _, f := range forms {
+		if bytes.Contains(b, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // Longest returns the length of the longest text Redact replaces (a

@@ -101,3 +101,40 @@ func TestRedactsRetiredSecrets(t *testing.T) {
 		t.Errorf("%d forms after adding a secret twice, want 2", len(*forms))
 	}
 }
+
+// In the JSON format a secret number logged as a number becomes the
+// string "[REDACTED]", so the line stays JSON; other numbers stay numbers.
+func TestJSONSecretNumbersStayJSON(t *testing.T) {
+	var out bytes.Buffer
+	log, _, err := New(&out, "json", "info", []string{"12345678", "98765432109876540"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.WithFields(logrus.Fields{
+		"pin": 12345678, "neg": -12345678, "float": 1.2345678e7, "inside": 9123456789,
+		"big": float64(98765432109876543), "count": 42, "ratio": 0.5,
+		"text": "pin 12345678 in a string", "list": []int{1, 12345678},
+	}).Info("numbers")
+	line := out.Bytes()
+	var m map[string]any
+	if err := json.Unmarshal(line, &m); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, line)
+	}
+	for _, k := range []string{"pin", "neg", "float", "inside", "big"} {
+		if m[k] != Redacted {
+			t.Errorf("%s = %#v, want %q", k, m[k], Redacted)
+		}
+	}
+	if m["count"] != 42.0 || m["ratio"] != 0.5 {
+		t.Errorf("other numbers changed: count %#v, ratio %#v", m["count"], m["ratio"])
+	}
+	if m["text"] != "pin "+Redacted+" in a string" {
+		t.Errorf("text = %#v", m["text"])
+	}
+	if l, _ := m["list"].([]any); len(l) != 2 || l[0] != 1.0 || l[1] != Redacted {
+		t.Errorf("list = %#v", m["list"])
+	}
+	if bytes.Contains(line, []byte("12345678")) || bytes.Contains(line, []byte("9876543210987654")) {
+		t.Errorf("a secret is in the line: %s", line)
+	}
+}
