@@ -300,6 +300,8 @@ func decodeRows(res string) (*rows, error) {
 	if r.err != nil || nrows < 0 || (n > 0 && nrows > (len(res)-r.off)/n) {
 		return nil, errBadResult
 	}
+	// A row of no columns (SELECT FROM t) has no values, only its count.
+	rs.nrows = nrows
 	rs.vals = make([]driver.Value, 0, n*nrows)
 	for i := 0; i < n*nrows; i++ {
 		rs.vals = append(rs.vals, r.value())
@@ -481,26 +483,29 @@ func named(args []driver.Value) []driver.NamedValue {
 	return out
 }
 
-// rows is a whole query result, decoded.
+// rows is a whole query result, decoded: nrows rows of len(cols) values
+// each, row by row in vals. A result may have rows of no columns (SELECT
+// FROM t): then vals is empty and nrows alone counts them.
 type rows struct {
 	cols, types []string
 	vals        []driver.Value
-	next        int
+	nrows       int
+	next        int // the row Next returns next
 }
 
 func (r *rows) Columns() []string { return r.cols }
-func (r *rows) Close() error      { r.vals = nil; return nil }
+func (r *rows) Close() error      { r.vals, r.nrows = nil, 0; return nil }
 
 // ColumnTypeDatabaseTypeName returns the column's type as the database
 // names it (e.g. "INT8", "TEXT"), or "".
 func (r *rows) ColumnTypeDatabaseTypeName(i int) string { return r.types[i] }
 
 func (r *rows) Next(dest []driver.Value) error {
-	n := len(r.cols)
-	if r.next+n > len(r.vals) || n == 0 {
+	if r.next >= r.nrows {
 		return io.EOF
 	}
-	copy(dest, r.vals[r.next:r.next+n])
-	r.next += n
+	n := len(r.cols)
+	copy(dest, r.vals[r.next*n:(r.next+1)*n])
+	r.next++
 	return nil
 }
