@@ -154,3 +154,79 @@ func dollarTagAt(q string, i int) (string, bool) {
 	}
 	return "", false
 }
+
+// Objects that belong to no schema. The statement filter (deniedCommand,
+// in session.go) refuses, in each statement, what would make a plugin
+// create or reach an object of the whole database rather than of its own
+// schema, which would outlive its schema and could be shared with other
+// plugins; deniedGlobal checks a statement for them.
+
+// largeObjectFunctions are PostgreSQL's server-side large object functions
+// (https://www.postgresql.org/docs/current/lo-funcs.html, and the
+// descriptor-level ones of lo-interfaces: lo_open, loread, lowrite, ...).
+// A large object belongs to the database, not to a schema: a plugin could
+// create one (lo_create(424242) squats a fixed OID), grant it to PUBLIC and
+// have another plugin read it, and it outlives the plugin's schema. Any
+// mention of these names as an identifier is refused, not only a call:
+// an operator or an aggregate can call a function named in its definition
+// (CREATE OPERATOR ### (..., FUNCTION = lo_from_bytea)).
+var largeObjectFunctions = map[string]bool{
+	"lo_creat": true, "lo_create": true, "lo_from_bytea": true, "lo_import": true, "lo_export": true,
+	"lo_put": true, "lo_get": true, "lo_unlink": true, "lo_open": true, "lo_close": true,
+	"lo_truncate": true, "lo_truncate64": true, "lo_lseek": true, "lo_lseek64": true,
+	"lo_tell": true, "lo_tell64": true, "loread": true, "lowrite": true,
+}
+
+// outsideSchema says why deniedGlobal refuses a command.
+const outsideSchema = "belong to the whole database, not to the plugin's schema"
+
+// deniedGlobal checks one statement, as tokens t (lower case) and its words
+// w, for what creates or reaches objects of no schema:
+//   - large objects: any mention of a large object function (above), and
+//     the commands on large objects (GRANT and REVOKE ... ON LARGE OBJECT,
+//     ALTER LARGE OBJECT, COMMENT or SECURITY LABEL ON LARGE OBJECT, ALTER
+//     DEFAULT PRIVILEGES ... ON LARGE OBJECTS);
+//   - CREATE CAST and DROP CAST: a cast is a row of pg_cast, of the whole
+//     database (PostgreSQL lets a role that owns a type cast it);
+//   - CREATE OPERATOR whose FUNCTION (or PROCEDURE) is named by a string
+//     literal, which PostgreSQL accepts (FUNCTION = 'lo_from_bytea') and
+//     the filter does not read as a name;
+//   - PREPARE TRANSACTION, whose transaction outlives the session (and
+//     holds its locks) until someone commits or rolls it back.
+//
+// The other commands that make such objects (CREATE ACCESS METHOD, EVENT
+// TRIGGER, OPERATOR CLASS or FAMILY, LANGUAGE, TRANSFORM, PUBLICATION,
+// SUBSCRIPTION, TABLESPACE, SCHEMA, ROLE, DATABASE) are the server's to
+// refuse: they need privileges a plugin's role lacks (see docs/database.md).
+func deniedGlobal(t, w []string) string {
+	for _, tok := range t {
+		if largeObjectFunctions[tok] {
+			return tok + " (large objects " + outsideSchema + ": store bytes in a bytea column)"
+		}
+	}
+	for i := 1; i+1 < len(w); i++ {
+		if w[i] == "large" && (w[i+1] == "object" || w[i+1] == "objects") && (w[i-1] == "on" || i == 1 && w[0] == "alter") {
+			cmd := strings.ToUpper(w[0]) + " ... ON LARGE OBJECT"
+			if w[i-1] != "on" {
+				cmd = "ALTER LARGE OBJECT"
+			}
+			return cmd + " (large objects " + outsideSchema + ")"
+		}
+	}
+	if len(w) > 1 && w[1] == "cast" && (w[0] == "create" || w[0] == "drop") {
+		return strings.ToUpper(w[0]) + " CAST (casts " + outsideSchema + ")"
+	}
+	if len(t) == 2 && t[0] == "prepare" && t[1] == "transaction" {
+		// PREPARE TRANSACTION 'id' (the literal is not among the tokens);
+		// PREPARE transaction AS ... prepares a statement of that name.
+		return "PREPARE TRANSACTION (a prepared transaction outlives the plugin's session)"
+	}
+	if len(t) > 2 && t[0] == "create" && t[1] == "operator" && t[2] != "class" && t[2] != "family" {
+		for k := 3; k+1 < len(t); k++ {
+			if (t[k] == "function" || t[k] == "procedure") && t[k+1] == "=" && dottedName(t, k+2) == "" {
+				return "CREATE OPERATOR with a function named by a string"
+			}
+		}
+	}
+	return ""
+}

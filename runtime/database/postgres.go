@@ -12,10 +12,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -171,11 +173,46 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 	if err := db.DB.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version < 150000 {
 		// Before PostgreSQL 15 every role may create objects in schema
 		// public; plugins must not.
-		if _, err := db.DB.ExecContext(ctx, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
+		if err := execCatalog(ctx, db, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
 			b.log.WithError(err).Warn("PostgreSQL before 15 lets every role create objects in schema public, and the runtime could not revoke that (REVOKE CREATE ON SCHEMA public FROM PUBLIC): plugins can create tables there")
 		}
 	}
+	if b.super {
+		b.revokeLargeObjectCreation(ctx, db)
+	}
 	return nil
+}
+
+// largeObjectCreators are the functions that create a large object, an
+// object of the whole database rather than of a schema. PostgreSQL grants
+// EXECUTE on them to PUBLIC, except lo_import's (superusers only).
+var largeObjectCreators = []string{"pg_catalog.lo_creat(integer)", "pg_catalog.lo_create(oid)", "pg_catalog.lo_from_bytea(oid, bytea)"}
+
+// revokeLargeObjectCreation revokes EXECUTE on largeObjectCreators from
+// PUBLIC, in the runtime's database, so that no plugin role can create a
+// large object, also from code the statement filter does not read (a DO
+// block, a function's body, query_to_xml). Only the functions' owner, a
+// superuser, can; the runtime does when it connects as one. Other roles of
+// the database lose it too: an application that needs it gets it back with
+// GRANT EXECUTE ON FUNCTION ... TO its role (see docs/database.md). It runs
+// at Open, under the runtime's lock, and changes nothing once done.
+func (b *pgBackend) revokeLargeObjectCreation(ctx context.Context, db *bun.DB) {
+	var revoked []string
+	for _, f := range largeObjectCreators {
+		var public bool
+		err := db.DB.QueryRowContext(ctx, "SELECT has_function_privilege('public', $1, 'EXECUTE')", f).Scan(&public)
+		if err == nil && public {
+			if err = execCatalog(ctx, db, "REVOKE EXECUTE ON FUNCTION "+f+" FROM PUBLIC"); err == nil {
+				revoked = append(revoked, f)
+			}
+		}
+		if err != nil {
+			b.log.WithError(err).WithField("function", f).Warn("the runtime could not revoke EXECUTE on a function that creates large objects from PUBLIC: plugins can create large objects (objects outside their schema) from code the statement filter does not read (DO blocks, function bodies)")
+		}
+	}
+	if len(revoked) > 0 {
+		b.log.WithField("functions", strings.Join(revoked, " ")).Infof("revoked EXECUTE on the functions that create large objects from PUBLIC in database %s, so that plugins cannot create objects outside their schema; other roles of this database that need them get them back with GRANT EXECUTE ON FUNCTION ... TO role", b.dbname)
+	}
 }
 
 // lock takes the named cross-replica lock: replicas starting together wait
@@ -331,13 +368,31 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 	}
 	const attrs = " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD "
 	stmt := "CREATE ROLE " + qr + attrs
-	if exists {
+	switch {
+	case exists && b.super:
 		stmt = "ALTER ROLE " + qr + " WITH" + attrs
+	case exists:
+		// Only a superuser may name SUPERUSER, REPLICATION or BYPASSRLS
+		// in ALTER ROLE, even to turn them off: a CREATEROLE user's
+		// ALTER ROLE ... NOSUPERUSER fails ("must be superuser to alter
+		// superuser roles or change superuser attribute"), which kept
+		// every plugin from loading at a restart or on a second replica.
+		// The role is checked for them below instead.
+		stmt = "ALTER ROLE " + qr + " WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD "
 	}
 	// The verifier is base64 and "$:", nothing a literal must escape. The
 	// statement is never logged.
 	if _, err := db.DB.ExecContext(ctx, stmt+"'"+verifier+"'"); err != nil {
 		return fmt.Errorf("create role %s: %w", role, err)
+	}
+	if exists && !b.super {
+		var super, replication, bypassRLS bool
+		if err := db.DB.QueryRowContext(ctx, "SELECT rolsuper, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1", role).Scan(&super, &replication, &bypassRLS); err != nil {
+			return fmt.Errorf("look up role %s: %w", role, err)
+		}
+		if super || replication || bypassRLS {
+			return fmt.Errorf("role %s has SUPERUSER, REPLICATION or BYPASSRLS, which a plugin's role must not have and only a superuser can take away: run ALTER ROLE %s NOSUPERUSER NOREPLICATION NOBYPASSRLS as a superuser", role, qr)
+		}
 	}
 	if !b.super {
 		// The runtime's user must be a member of the role to give it the
@@ -356,10 +411,69 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 			return fmt.Errorf("provision schema %s for role %s: %w", schema, role, err)
 		}
 	}
-	if _, err := db.DB.ExecContext(ctx, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+qr); err != nil {
+	if err := b.grantConnect(ctx, db, role); err != nil {
 		b.log.WithError(err).WithField("role", role).Warn("could not grant CONNECT on the database to a plugin role; it relies on PUBLIC's CONNECT")
 	}
 	return nil
+}
+
+// grantConnect grants CONNECT on the database to role, unless a grant of
+// its own gives it already (PUBLIC's does not count: an operator may revoke
+// that). Every plugin's grant, on every replica, updates the same row of
+// pg_database, and PostgreSQL fails an update of a catalog row that another
+// transaction updated since it read it ("tuple concurrently updated",
+// XX000) rather than wait: the plugin locks keep one plugin's provisioning
+// to one replica at a time, not two plugins'. So grants are made under the
+// cross-replica lock "database", which only they take (after their
+// plugin's, never before), and retried, briefly, if something else (an
+// operator's GRANT, ALTER DATABASE) updates the row at the same time.
+func (b *pgBackend) grantConnect(ctx context.Context, db *bun.DB, role string) error {
+	const q = `SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
+		WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT'
+		AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1))`
+	var granted bool
+	if err := db.DB.QueryRowContext(ctx, q, role).Scan(&granted); err != nil {
+		return err
+	}
+	if granted {
+		return nil
+	}
+	unlock, err := b.lock(ctx, db, databaseLock)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return execCatalog(ctx, db, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+pgx.Identifier{role}.Sanitize())
+}
+
+// databaseLock is the cross-replica lock under which the runtime changes
+// catalog rows every plugin's provisioning shares (the database's ACL).
+// Plugin locks are "plugin:<id>", the runtime's "runtime".
+const databaseLock = "database"
+
+// execCatalog runs stmt, a statement that updates a catalog row other
+// sessions may update at the same time (GRANT, REVOKE), retrying it a few
+// times, after a short and growing wait, when PostgreSQL reports "tuple
+// concurrently updated" (XX000): the update it lost to has committed by
+// then, and the next attempt reads it.
+func execCatalog(ctx context.Context, db *bun.DB, stmt string) error {
+	wait := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := db.DB.ExecContext(ctx, stmt)
+		var pe *pgconn.PgError
+		if err == nil || attempt == 6 || !errors.As(err, &pe) || pe.Code != "XX000" || !strings.Contains(pe.Message, "concurrently") {
+			return err
+		}
+		// Jitter keeps sessions that collided from colliding again.
+		t := time.NewTimer(wait + time.Duration(mrand.Int64N(int64(wait))))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		wait *= 2
+	}
 }
 
 func (b *pgBackend) setPassword(ctx context.Context, db *bun.DB, role, password string) error {

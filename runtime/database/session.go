@@ -32,7 +32,9 @@ import (
 //     them;
 //   - COPY ... FROM STDIN and COPY ... TO STDOUT: the runtime does not carry
 //     COPY's data stream (FROM STDIN would wait for data until the
-//     statement timeout, TO STDOUT return nothing).
+//     statement timeout, TO STDOUT return nothing);
+//   - objects of no schema: large objects, casts, prepared transactions
+//     (deniedGlobal, in placeholders.go).
 //
 // Literals, quoted identifiers and comments are skipped, so a string
 // mentioning them is not refused. q is read as PostgreSQL reads it with
@@ -107,6 +109,9 @@ func deniedStatement(t []string) string {
 		return ""
 	}
 	if cmd := deniedVerb(w); cmd != "" {
+		return cmd
+	}
+	if cmd := deniedGlobal(t, w); cmd != "" {
 		return cmd
 	}
 	for i := range w {

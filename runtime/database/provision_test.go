@@ -1,0 +1,170 @@
+package database_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	neturl "net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+)
+
+// warnings records the warnings (and worse) a logger writes.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Levels() []logrus.Level {
+	return []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}
+}
+
+func (w *warnings) Fire(e *logrus.Entry) error {
+	s := e.Message
+	if err, ok := e.Data[logrus.ErrorKey]; ok {
+		s += ": " + fmt.Sprint(err)
+	}
+	w.mu.Lock()
+	w.msgs = append(w.msgs, s)
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.msgs...)
+}
+
+// Several replicas sharing one database, each loading its plugins in
+// parallel (the runtime loads up to 8 at once), on a database where PUBLIC
+// has no CONNECT: every plugin role gets CONNECT and every plugin
+// connects, with no warning. Every plugin's GRANT CONNECT ON DATABASE
+// updates the same pg_database row, and concurrent ones failed with
+// "tuple concurrently updated" (XX000): the runtime warned that the role
+// "relies on PUBLIC's CONNECT", and the plugin then failed to connect
+// (FATAL: permission denied for database). With and without a superuser
+// as the runtime's user (a CREATEROLE user owning the database, as
+// docs/database.md asks for, also grants each role to itself).
+func TestPGConcurrentProvisioning(t *testing.T) {
+	for _, user := range []string{"superuser", "createrole"} {
+		t.Run(user, func(t *testing.T) {
+			admin := pgtest.Admin(t)
+			var runtimeUser string
+			if user == "createrole" {
+				var b [6]byte
+				rand.Read(b[:])
+				runtimeUser = "gr_test_runtime_" + hex.EncodeToString(b[:])
+				if _, err := admin.Exec("CREATE ROLE " + runtimeUser + " LOGIN CREATEROLE"); err != nil {
+					t.Fatal(err)
+				}
+				// Runs last: after the database and its plugin roles are
+				// dropped.
+				t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + runtimeUser) })
+			}
+			url := pgtest.URL(t)
+			u, err := neturl.Parse(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dbname := strings.TrimPrefix(u.Path, "/")
+			qdb := pgx.Identifier{dbname}.Sanitize()
+			if runtimeUser != "" {
+				if _, err := admin.Exec("ALTER DATABASE " + qdb + " OWNER TO " + runtimeUser); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { admin.Exec("ALTER DATABASE " + qdb + " OWNER TO CURRENT_USER") })
+				u.User = neturl.User(runtimeUser)
+				url = u.String()
+			}
+			if _, err := admin.Exec("REVOKE CONNECT ON DATABASE " + qdb + " FROM PUBLIC"); err != nil {
+				t.Fatal(err)
+			}
+			provisionConcurrently(t, url, dbname, 2, 8)
+		})
+	}
+}
+
+// provisionConcurrently opens replicas Services on the database at url and
+// has each provision the same plugins, all at once, and checks that every
+// plugin connects as its role and nothing was warned about.
+func provisionConcurrently(t *testing.T, url, dbname string, replicas, plugins int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	warned := &warnings{}
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	log.AddHook(warned)
+	cfg := database.Config{Client: database.ClientPG, Connection: url, Isolation: database.IsolationRole}
+	lim := database.Limits{MaxConns: 1, StatementTimeout: 10 * time.Second, MaxResult: 1 << 20}
+	svcs := make([]*database.Service, replicas)
+	for i := range svcs {
+		svcs[i] = database.New(cfg, log)
+		defer svcs[i].Close()
+	}
+	// Every replica opens first (they wait for each other on the
+	// runtime's lock), then all provision together.
+	var wg sync.WaitGroup
+	errs := make(chan error, replicas*(plugins+1))
+	for _, svc := range svcs {
+		wg.Go(func() {
+			if err := svc.Open(ctx); err != nil {
+				errs <- fmt.Errorf("open: %w", err)
+			}
+		})
+	}
+	wg.Wait()
+	start := make(chan struct{})
+	for r, svc := range svcs {
+		for p := range plugins {
+			wg.Go(func() {
+				<-start
+				if _, err := svc.Plugin(ctx, fmt.Sprintf("p%d", p), lim); err != nil {
+					errs <- fmt.Errorf("replica %d: %w", r, err)
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, w := range warned.all() {
+		t.Errorf("warned: %s", w)
+	}
+	for r, svc := range svcs {
+		for p := range plugins {
+			id := fmt.Sprintf("p%d", p)
+			pdb := svc.PluginDB(id)
+			if pdb == nil {
+				continue // its error is above
+			}
+			var who string
+			if err := pdb.SQL().QueryRowContext(ctx, "SELECT current_user").Scan(&who); err != nil {
+				t.Errorf("replica %d: plugin %s cannot connect: %v", r, id, err)
+			} else if who != database.RoleName(dbname, id) {
+				t.Errorf("replica %d: plugin %s connects as %s", r, id, who)
+			}
+		}
+	}
+}
+
+// testWriter sends a logger's output to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
