@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,10 +57,20 @@ type pgBackend struct {
 	plugins map[string]*pgConnector
 }
 
+// defaultConnectTimeout bounds each connection's opening (dial, TLS,
+// authentication) when the connection string sets no connect_timeout:
+// without it a server that accepts connections and never answers would
+// hold the runtime's start, and every plugin call that needs a new
+// connection, for good.
+const defaultConnectTimeout = 10 * time.Second
+
 func newPG(cfg Config, log *logrus.Entry) (*pgBackend, error) {
 	conf, err := pgx.ParseConfig(cfg.Connection)
 	if err != nil {
 		return nil, fmt.Errorf("database.connection: %w", err)
+	}
+	if conf.ConnectTimeout == 0 && !strings.Contains(strings.ToLower(cfg.Connection), "connect_timeout") && os.Getenv("PGCONNECT_TIMEOUT") == "" {
+		conf.ConnectTimeout = defaultConnectTimeout
 	}
 	return &pgBackend{cfg: cfg, log: log, conf: conf, plugins: map[string]*pgConnector{}}, nil
 }
