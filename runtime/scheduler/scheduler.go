@@ -151,6 +151,8 @@ type Scheduler struct {
 	// dead makes the scheduler behave as if its process died: no more
 	// database writes, leases left to expire (Abandon).
 	dead atomic.Bool
+	// clk times leases (realClock; tests may replace it before Start).
+	clk clock
 
 	stats stats
 }
@@ -195,10 +197,16 @@ type run struct {
 	// next is the next_run a scheduled global claim stores.
 	next    time.Time
 	claimed bool
-	// leaseOK is when this replica last knew it held the lease.
+	// leaseOK is when this replica last knew it held the lease: when it
+	// sent the claim, or the last renewal that came back in time (on
+	// s.clk). The lease expires in the database no sooner than a lease
+	// after it.
 	leaseOK time.Time
-	cancel  context.CancelFunc
-	lost    atomic.Bool
+	// leaseStop stops the timer that interrupts the run at its lease
+	// deadline (watchLease).
+	leaseStop func() bool
+	cancel    context.CancelFunc
+	lost      atomic.Bool
 }
 
 type finishReq struct {
@@ -224,6 +232,7 @@ func New(cfg Config) *Scheduler {
 		active: map[*run]struct{}{},
 		wake:   make(chan struct{}, 1),
 		stats:  newStats(),
+		clk:    realClock{},
 	}
 }
 
@@ -342,7 +351,7 @@ func (s *Scheduler) Start() {
 	s.writerStop, s.writerDone = make(chan struct{}), make(chan struct{})
 	s.loops.Add(3)
 	go s.loop()
-	go s.renewer()
+	go s.renewer(s.clk.NewTicker(s.cfg.Lease / 3))
 	go s.janitor()
 	go s.writer()
 	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
@@ -538,7 +547,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		items[i] = claimItem{plugin: t.Plugin, task: t.ID, due: r.due, next: r.next, runID: r.id}
 	}
 	s.mu.Unlock()
-	sent := time.Now()
+	sent := s.clk.Now()
 	var res []claimResult
 	// Not cancelled by Stop: a claim that took leases must say so, so that
 	// its runs start, are cancelled and release them.
@@ -635,6 +644,11 @@ func (s *Scheduler) execute(r *run) {
 	defer cancel()
 	s.mu.Lock()
 	r.cancel = cancel
+	if r.lost.Load() {
+		cancel() // lost before it began
+	} else if r.claimed {
+		s.watchLease(r)
+	}
 	s.mu.Unlock()
 	t := r.spec
 	log := s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID, "run_id": r.id})
@@ -694,6 +708,10 @@ func (s *Scheduler) execute(r *run) {
 	}
 	s.mu.Lock()
 	delete(s.active, r)
+	if r.leaseStop != nil {
+		r.leaseStop()
+		r.leaseStop = nil
+	}
 	if tk := r.task; tk.run == r {
 		tk.run = nil
 		if tk.Scope == Global && !r.manual {
@@ -903,18 +921,54 @@ func (s *Scheduler) finish(ctx context.Context, items []finishItem) error {
 	return nil
 }
 
+// lostAfter is how long after r.leaseOK a run is interrupted unless a
+// renewal came back meanwhile: 5/6 of the lease, so that it is interrupted
+// a sixth of the lease before its lease can expire in the database and
+// another replica take the task.
+func (s *Scheduler) lostAfter() time.Duration { return s.cfg.Lease * 5 / 6 }
+
+// watchLease interrupts the claimed run r (as lost) at its lease deadline,
+// lostAfter past r.leaseOK: at once if that has passed, else by a timer of
+// its own, which rearms itself while renewals move r.leaseOK on. So the
+// deadline holds for each run whatever the phase of the renewer's ticks.
+// s.mu is held.
+func (s *Scheduler) watchLease(r *run) {
+	if _, running := s.active[r]; !running || r.lost.Load() {
+		return
+	}
+	left := r.leaseOK.Add(s.lostAfter()).Sub(s.clk.Now())
+	if left <= 0 {
+		s.lose(r)
+		return
+	}
+	r.leaseStop = s.clk.AfterFunc(left, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.watchLease(r)
+	})
+}
+
+// lose marks r lost and interrupts it: another replica may hold its lease
+// now, or soon. s.mu is held.
+func (s *Scheduler) lose(r *run) {
+	if r.lost.CompareAndSwap(false, true) && r.cancel != nil {
+		r.cancel()
+	}
+}
+
 // renewer extends the leases of the global runs in progress, every third
-// of the lease, and interrupts a run whose lease this replica lost.
-func (s *Scheduler) renewer() {
+// of the lease (from Start, all in one statement), and interrupts a run
+// whose lease another replica holds. A run whose renewals fail is
+// interrupted at its lease deadline by watchLease.
+func (s *Scheduler) renewer(tick ticker) {
 	defer s.loops.Done()
 	every := s.cfg.Lease / 3
-	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
 		case <-s.loopCtx.Done():
 			return
-		case <-tick.C:
+		case <-tick.Chan():
 		}
 		var held []*run
 		s.mu.Lock()
@@ -931,7 +985,7 @@ func (s *Scheduler) renewer() {
 		for i, r := range held {
 			ids[i] = r.id
 		}
-		sent := time.Now()
+		sent := s.clk.Now()
 		ctx, cancel := context.WithTimeout(s.loopCtx, every)
 		var ok map[string]bool
 		st, err := s.store(ctx)
@@ -943,18 +997,26 @@ func (s *Scheduler) renewer() {
 			s.log.WithError(err).Warn("cannot renew task leases")
 		}
 		s.mu.Lock()
+		now := s.clk.Now()
 		for _, r := range held {
-			if _, running := s.active[r]; !running {
-				continue // ended (and released) meanwhile
+			if _, running := s.active[r]; !running || r.lost.Load() {
+				continue // ended (and released) or interrupted meanwhile
 			}
 			switch {
-			case err == nil && ok[r.id]:
-				r.leaseOK = sent
-			case err == nil, time.Since(r.leaseOK) > s.cfg.Lease*5/6:
+			case err == nil && !ok[r.id]:
 				// Another replica may hold it now (or soon): stop.
-				if r.lost.CompareAndSwap(false, true) && r.cancel != nil {
-					r.cancel()
-				}
+				s.lose(r)
+			case !now.Before(r.leaseOK.Add(s.lostAfter())):
+				// The run's deadline passed before this renewal came
+				// back, even if it succeeded: the run is interrupted all
+				// the same (its timer may not have run yet), as a late
+				// success would let it run on past the point where its
+				// lease may have expired in the database.
+				s.lose(r)
+			case err == nil:
+				// From when it was sent: the database set the new expiry
+				// no sooner.
+				r.leaseOK = later(r.leaseOK, sent)
 			}
 		}
 		s.mu.Unlock()

@@ -217,7 +217,7 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 		// claim or registration) is skipped by a claim: try again a few
 		// times before answering that the task runs.
 		for attempt := 0; err == nil; attempt++ {
-			sent = time.Now()
+			sent = s.clk.Now()
 			res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
 			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 || ctx.Err() != nil {
 				break

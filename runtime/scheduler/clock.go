@@ -1,0 +1,38 @@
+package scheduler
+
+import "time"
+
+// clock is the time source of the lease bookkeeping of global runs: when
+// this replica last knew it held a lease (the claim, each renewal), the
+// renewer's ticks, and each run's lease deadline. Everything else (due
+// times, timeouts) is on the host's clock. Tests replace it with a fake
+// one (Scheduler.clk, before Start).
+type clock interface {
+	Now() time.Time
+	// NewTicker ticks every d, from now.
+	NewTicker(d time.Duration) ticker
+	// AfterFunc calls f in its own goroutine once d has passed; stop
+	// cancels that if it has not happened yet.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// ticker is a time.Ticker. Its receiver calls Chan each time it waits for
+// a tick (a fake clock relies on that to know the receiver is idle).
+type ticker interface {
+	Chan() <-chan time.Time
+	Stop()
+}
+
+// realClock is the host's clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) NewTicker(d time.Duration) ticker { return realTicker{time.NewTicker(d)} }
+
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+
+type realTicker struct{ t *time.Ticker }
+
+func (t realTicker) Chan() <-chan time.Time { return t.t.C }
+func (t realTicker) Stop()                  { t.t.Stop() }

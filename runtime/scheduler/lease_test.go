@@ -1,0 +1,400 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+// fakeClock is a clock that moves only when the test advances it. Its
+// timers run in the goroutine that advances it; a tick is delivered only
+// once its receiver waits for it, and the clock moves on only once the
+// receiver has handled it and waits again (it calls Chan), so that each
+// renewal round sees the time of its tick, whatever the machine's speed.
+type fakeClock struct {
+	t       testing.TB
+	mu      sync.Mutex
+	now     time.Time
+	timers  []*fakeTimer
+	tickers []*fakeTicker
+}
+
+type fakeTimer struct {
+	at   time.Time
+	f    func()
+	done bool // fired or stopped
+}
+
+type fakeTicker struct {
+	every   time.Duration
+	next    time.Time
+	ch      chan time.Time // unbuffered
+	waiting chan struct{}  // the receiver called Chan
+	idle    bool           // it waits for a tick (used by Advance only)
+	stop    sync.Once
+	stopped chan struct{}
+}
+
+func newFakeClock(t testing.TB) *fakeClock {
+	return &fakeClock{t: t, now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTicker(d time.Duration) ticker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tk := &fakeTicker{every: d, next: c.now.Add(d), ch: make(chan time.Time), waiting: make(chan struct{}, 1), stopped: make(chan struct{})}
+	c.tickers = append(c.tickers, tk)
+	return tk
+}
+
+func (tk *fakeTicker) Chan() <-chan time.Time {
+	select {
+	case tk.waiting <- struct{}{}:
+	default:
+	}
+	return tk.ch
+}
+
+func (tk *fakeTicker) Stop() { tk.stop.Do(func() { close(tk.stopped) }) }
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tm := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, tm)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !tm.done
+		tm.done = true
+		return was
+	}
+}
+
+// jump moves the clock to at without firing timers or ticks: what a
+// goroutine sees when it has been held up (a statement stuck on the
+// network) while timers that are due have not run yet.
+func (c *fakeClock) jump(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at.After(c.now) {
+		c.now = at
+	}
+}
+
+// AdvanceTo moves the clock to end, firing the timers and delivering the
+// ticks due by then in time order (timers first at equal times).
+func (c *fakeClock) AdvanceTo(end time.Time) {
+	c.t.Helper()
+	for {
+		c.mu.Lock()
+		var tm *fakeTimer
+		var tk *fakeTicker
+		at := end
+		for _, x := range c.timers {
+			if !x.done && !x.at.After(at) && (tm == nil || x.at.Before(at)) {
+				tm, at = x, x.at
+			}
+		}
+		for _, x := range c.tickers {
+			select {
+			case <-x.stopped:
+				continue
+			default:
+			}
+			if !x.next.After(at) && (tm == nil && tk == nil || x.next.Before(at)) {
+				tm, tk, at = nil, x, x.next
+			}
+		}
+		if at.After(c.now) {
+			c.now = at
+		}
+		switch {
+		case tm != nil:
+			tm.done = true
+			c.mu.Unlock()
+			tm.f()
+		case tk != nil:
+			tk.next = tk.next.Add(tk.every)
+			c.mu.Unlock()
+			c.deliver(tk, at)
+		default:
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (c *fakeClock) deliver(tk *fakeTicker, at time.Time) {
+	c.t.Helper()
+	wait := func(what string) bool {
+		select {
+		case <-tk.waiting:
+			return true
+		case <-tk.stopped:
+			return false
+		case <-time.After(30 * time.Second):
+			c.t.Fatalf("fake clock: the ticker's receiver did not %s within 30s", what)
+			return false
+		}
+	}
+	if !tk.idle && !wait("wait for its tick") {
+		return
+	}
+	tk.idle = false
+	select {
+	case tk.ch <- at:
+	case <-tk.stopped:
+		return
+	case <-time.After(30 * time.Second):
+		c.t.Fatalf("fake clock: the ticker's receiver did not take its tick within 30s")
+	}
+	tk.idle = wait("handle its tick")
+}
+
+var errUnreachable = errors.New("dial tcp 10.0.0.5:5432: connect: no route to host (the test cut this replica off the database)")
+
+// reachable is a store this replica can lose (every statement then fails,
+// as when the network to the database is cut), and whose renewals can be
+// held up (beforeRenew runs before each one).
+type reachable struct {
+	store
+	down        atomic.Bool
+	beforeRenew func()
+}
+
+func (r *reachable) register(ctx context.Context, regs []registration) ([]time.Time, error) {
+	if r.down.Load() {
+		return nil, errUnreachable
+	}
+	return r.store.register(ctx, regs)
+}
+
+func (r *reachable) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
+	if r.down.Load() {
+		return nil, errUnreachable
+	}
+	return r.store.claim(ctx, replica, lease, items)
+}
+
+func (r *reachable) start(ctx context.Context, replica string, st localStart) error {
+	if r.down.Load() {
+		return errUnreachable
+	}
+	return r.store.start(ctx, replica, st)
+}
+
+func (r *reachable) finish(ctx context.Context, fs []finishItem) error {
+	if r.down.Load() {
+		return errUnreachable
+	}
+	return r.store.finish(ctx, fs)
+}
+
+func (r *reachable) renew(ctx context.Context, replica string, lease time.Duration, runIDs []string) (map[string]bool, error) {
+	if r.beforeRenew != nil {
+		r.beforeRenew()
+	}
+	if r.down.Load() {
+		return nil, errUnreachable
+	}
+	return r.store.renew(ctx, replica, lease, runIDs)
+}
+
+func (r *reachable) tidy(ctx context.Context, keep int) error {
+	if r.down.Load() {
+		return errUnreachable
+	}
+	return r.store.tidy(ctx, keep)
+}
+
+func (r *reachable) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
+	if r.down.Load() {
+		return nil, time.Time{}, errUnreachable
+	}
+	return r.store.tasks(ctx)
+}
+
+func (r *reachable) runs(ctx context.Context, plugin, task string, limit int) ([]Run, error) {
+	if r.down.Load() {
+		return nil, errUnreachable
+	}
+	return r.store.runs(ctx, plugin, task, limit)
+}
+
+// leaseReplica is one replica of a lease test: a scheduler on st and the
+// fake clock, with one global task p/t that only triggers run.
+type leaseReplica struct {
+	*Scheduler
+	// runs receives the context of each run as it starts; the run lasts
+	// until its context ends.
+	runs chan context.Context
+}
+
+const testLease = 30 * time.Second
+
+func startLeaseReplica(t *testing.T, name string, clk *fakeClock, st store) *leaseReplica {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	r := &leaseReplica{runs: make(chan context.Context, 10)}
+	r.Scheduler = New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: name,
+		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
+			c.Encode(nil, 0)
+			r.runs <- ctx
+			<-ctx.Done()
+			return 0, nil, &plugin.CallError{Plugin: p, Kind: plugin.FailCanceled, Err: ctx.Err()}
+		}})
+	r.st, r.clk = st, clk
+	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetTasks("p", []Task{task})
+	r.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r.Stop(ctx)
+	})
+	return r
+}
+
+// trigger runs p/t on r now and returns its run's context.
+func (r *leaseReplica) trigger(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := r.Trigger(context.Background(), "p", "t"); err != nil {
+		t.Fatalf("trigger on %s: %v", r.Replica(), err)
+	}
+	select {
+	case ctx := <-r.runs:
+		return ctx
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the run triggered on %s did not start", r.Replica())
+		return nil
+	}
+}
+
+// waitLost waits until r's run has ended, failed as lost.
+func (r *leaseReplica) waitLost(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.Stats().Failures["lost"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run on %s did not end as lost: %+v", r.Replica(), r.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two replicas on one SQLite database, whose clock, like every replica's
+// lease bookkeeping, is a fake clock: replica a runs a global task, then
+// loses the database. Its run must be interrupted 5/6 of the lease after
+// the claim or its last successful renewal, measured from that run, not
+// at the renewer's next tick, and in any case before the lease expires
+// and replica b may take the task. The renewer ticks every third of the
+// lease from Start; a's run is claimed just before a tick, the phase in
+// which a check made only at ticks comes latest.
+func TestLostReplicaInterruptsItsRunBeforeTheLeaseExpires(t *testing.T) {
+	const every, lostAfter = testLease / 3, testLease * 5 / 6
+	for _, c := range []struct {
+		name string
+		// renewFirst: one renewal succeeds before the database is lost.
+		renewFirst bool
+	}{
+		{"lost before the first renewal", false},
+		{"lost after a renewal", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clk := newFakeClock(t)
+			sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+			sq.now = clk.Now // the database's clock decides when a lease expires
+			aStore := &reachable{store: sq}
+			start := clk.Now()
+			a := startLeaseReplica(t, "a", clk, aStore)
+			b := startLeaseReplica(t, "b", clk, sq)
+
+			clk.AdvanceTo(start.Add(every - time.Millisecond))
+			aRun := a.trigger(t)
+			leaseOK := clk.Now()
+			if c.renewFirst {
+				clk.AdvanceTo(start.Add(every))
+				leaseOK = start.Add(every)
+			}
+			aStore.down.Store(true)
+			// Renewals fail from now on; the last one that succeeded was
+			// at leaseOK, so the lease expires at leaseOK + lease.
+			clk.AdvanceTo(leaseOK.Add(lostAfter - time.Millisecond))
+			if aRun.Err() != nil {
+				t.Fatalf("a's run was interrupted %s after its last renewal, before 5/6 of the lease (%s)", clk.Now().Sub(leaseOK), lostAfter)
+			}
+			if _, err := b.Trigger(context.Background(), "p", "t"); !errors.Is(err, ErrRunning) {
+				t.Fatalf("trigger on b while a's lease is live: %v, want ErrRunning", err)
+			}
+			clk.AdvanceTo(leaseOK.Add(lostAfter))
+			if aRun.Err() == nil {
+				t.Errorf("a's run still runs %s after a's last successful claim or renewal (the renewer ticks every %s since Start; the lease expires %s after it): it should have been interrupted by 5/6 of the lease, %s",
+					clk.Now().Sub(leaseOK), every, testLease, lostAfter)
+			}
+			// The lease expires in the database: b takes the task.
+			clk.AdvanceTo(leaseOK.Add(testLease + time.Millisecond/2))
+			b.trigger(t)
+			if aRun.Err() == nil {
+				t.Errorf("replica b started the task %s after a's last renewal (the lease had expired) while a's run still ran: two replicas run it at once", clk.Now().Sub(leaseOK))
+			}
+			a.waitLost(t)
+		})
+	}
+}
+
+// A renewal that succeeds only after the run's deadline has passed (here
+// it was held up until after the lease had expired in the database, and
+// nobody had taken the task meanwhile, so the database accepted it) does
+// not keep the run going: the run is interrupted all the same, even if its
+// lease timer has not fired yet.
+func TestLateRenewalDoesNotExtendTheRun(t *testing.T) {
+	const every = testLease / 3
+	clk := newFakeClock(t)
+	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+	sq.now = clk.Now
+	aStore := &reachable{store: sq}
+	start := clk.Now()
+	a := startLeaseReplica(t, "a", clk, aStore)
+
+	clk.AdvanceTo(start.Add(time.Second))
+	aRun := a.trigger(t)
+	claimed := clk.Now()
+	expired := claimed.Add(testLease + time.Millisecond/2)
+	var once sync.Once
+	aStore.beforeRenew = func() {
+		// The first renewal, sent at the first tick, reaches the
+		// database only once the lease has expired there.
+		once.Do(func() { clk.jump(expired) })
+	}
+	clk.AdvanceTo(start.Add(every))
+	if aRun.Err() == nil {
+		t.Errorf("a renewal sent %s after the claim that came back %s after it, past the lease's expiry in the database, kept the run going",
+			start.Add(every).Sub(claimed), expired.Sub(claimed))
+	}
+	clk.AdvanceTo(clk.Now()) // the timers due by now fire
+	if aRun.Err() == nil {
+		t.Errorf("a's run still runs %s after its claim, its lease timer fired, after a late renewal", clk.Now().Sub(claimed))
+	}
+	a.waitLost(t)
+}
