@@ -18,6 +18,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/syncbuf"
 )
 
 const (
@@ -356,7 +357,7 @@ func TestJWKSURLPasswordNotLogged(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	log := logrus.New()
 	log.SetOutput(&buf)
 	cfg := jwtConfig(authtest.New(t))
@@ -398,23 +399,6 @@ func TestRedactedURL(t *testing.T) {
 			t.Errorf("redactedURL(%q) = %q, want %q", raw, got, want)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // Keys published for encryption never verify a signature, with a kid or

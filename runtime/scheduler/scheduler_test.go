@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/internal/syncbuf"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -29,7 +29,7 @@ func TestJanitorWithoutDatabaseIsQuiet(t *testing.T) {
 	defer func(d time.Duration) { tidyFirst = d }(tidyFirst)
 	tidyFirst = time.Millisecond
 	log := logrus.New()
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	log.SetOutput(&buf)
 	tidied := make(chan struct{}, 1)
 	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: time.Minute,
@@ -51,23 +51,6 @@ func TestJanitorWithoutDatabaseIsQuiet(t *testing.T) {
 	if strings.Contains(buf.String(), "cannot tidy") {
 		t.Errorf("a scheduler without a database warned:\n%s", buf.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // refuseNUL is a store whose finish refuses a batch in which an error text

@@ -4,14 +4,12 @@
 package servertest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/syncbuf"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/server"
 )
@@ -50,23 +49,7 @@ type Instance struct {
 }
 
 // Buffer is a goroutine-safe log sink.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String returns everything logged so far.
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type Buffer = syncbuf.Buffer
 
 // Options tune Start.
 type Options struct {
