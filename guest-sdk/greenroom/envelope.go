@@ -354,6 +354,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	if !w.bodyAllowed() {
+		return 0, http.ErrBodyNotAllowed
+	}
 	w.body = append(w.body, p...)
 	return len(p), nil
 }
@@ -366,8 +369,18 @@ func (w *responseWriter) WriteString(s string) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	if !w.bodyAllowed() {
+		return 0, http.ErrBodyNotAllowed
+	}
 	w.body = append(w.body, s...)
 	return len(s), nil
+}
+
+// bodyAllowed reports whether the status written allows a body: not 204
+// No Content nor 304 Not Modified (Write then fails with
+// http.ErrBodyNotAllowed, as with net/http).
+func (w *responseWriter) bodyAllowed() bool {
+	return w.status != http.StatusNoContent && w.status != http.StatusNotModified
 }
 
 // finish completes the response once the handler returned: the status
@@ -378,7 +391,7 @@ func (w *responseWriter) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.hasType && len(w.body) > 0 && w.status != http.StatusNoContent && w.status != http.StatusNotModified {
+	if !w.hasType && len(w.body) > 0 && w.bodyAllowed() {
 		w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.body))
 	}
 	w.head = binary.LittleEndian.AppendUint32(w.head, uint32(len(w.body)))

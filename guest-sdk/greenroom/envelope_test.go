@@ -213,6 +213,25 @@ func TestResponseInformationalStatus(t *testing.T) {
 	}
 }
 
+// A 204 or 304 has no body: Write fails with http.ErrBodyNotAllowed, as
+// with net/http, and nothing is sent.
+func TestNoBodyStatuses(t *testing.T) {
+	for _, status := range []int{http.StatusNoContent, http.StatusNotModified} {
+		w := &responseWriter{}
+		w.WriteHeader(status)
+		if n, err := w.Write([]byte("x")); n != 0 || err != http.ErrBodyNotAllowed {
+			t.Errorf("%d: Write = %d, %v; want 0, ErrBodyNotAllowed", status, n, err)
+		}
+		if n, err := io.WriteString(w, "x"); n != 0 || err != http.ErrBodyNotAllowed {
+			t.Errorf("%d: WriteString = %d, %v", status, n, err)
+		}
+		w.finish()
+		if st, h, b := decodeResponse(t, append(w.head, w.body...)); st != status || b != "" || h["Content-Type"] != nil {
+			t.Errorf("%d: response %d %v %q", status, st, h, b)
+		}
+	}
+}
+
 func TestNativeConfigAndHandler(t *testing.T) {
 	SetConfig(map[string]string{"greeting": "hi"})
 	if v, ok := Config("greeting"); !ok || v != "hi" {

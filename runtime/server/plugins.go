@@ -88,6 +88,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	err = s.rt.Handle(s.base, id, req, func(resp hostfuncs.Response) error {
 		w := c.Response()
 		w.SetStatusCode(resp.Status)
+		// The guest decides: its SDK sniffs a type as net/http does, and
+		// a handler that suppressed it (a nil Content-Type) gets none.
+		w.Header.SetNoDefaultContentType(true)
 		headLength := -1 // the guest's Content-Length, kept for a HEAD
 		for _, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {

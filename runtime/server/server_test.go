@@ -572,6 +572,20 @@ func TestHeadKeepsContentLength(t *testing.T) {
 	}
 }
 
+// A response the plugin sends without a Content-Type (it set the header
+// to nil, which suppresses it in net/http) gets none from the server
+// either; one with a body and no header set gets the sniffed type.
+func TestNoContentTypeAdded(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	status, h, body := in.Get(t, "/api/hostile/notype")
+	if status != 200 || body != "<html>no type</html>" || h["Content-Type"] != nil {
+		t.Errorf("notype: %d %v %q, want no Content-Type", status, h, body)
+	}
+	if _, h, _ := in.Get(t, "/api/hostile/ok"); h.Get("Content-Type") == "" {
+		t.Errorf("ok: no Content-Type")
+	}
+}
+
 func TestRetirement(t *testing.T) {
 	in := start(t, fmt.Sprintf(`
 [plugins.hostile]

@@ -74,6 +74,11 @@ func init() {
 	mux.HandleFunc("GET /content", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "c.txt", time.Time{}, strings.NewReader("hello, content"))
 	})
+	// A nil Content-Type suppresses the header (net/http's rule).
+	mux.HandleFunc("GET /notype", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil
+		w.Write([]byte("<html>no type</html>"))
+	})
 	mux.HandleFunc("GET /nap", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
 		if err != nil {
