@@ -52,9 +52,9 @@ func (x sumIndex) load(path string) (wasmSource, error) {
 	if known {
 		if sum, ok := x.lookup(path, before.key); ok {
 			return wasmSource{sum: sum, size: before.size, read: func() ([]byte, error) {
-				b, err := os.ReadFile(path)
+				b, err := plugin.ReadModule(path)
 				if err != nil {
-					return nil, fmt.Errorf("read %s: %w", path, err)
+					return nil, err
 				}
 				if plugin.SHA256(b) != sum {
 					return nil, fmt.Errorf("%s changed while it was being loaded; load it again", path)
@@ -63,9 +63,9 @@ func (x sumIndex) load(path string) (wasmSource, error) {
 			}}, nil
 		}
 	}
-	wasm, err := os.ReadFile(path)
+	wasm, err := plugin.ReadModule(path)
 	if err != nil {
-		return wasmSource{}, fmt.Errorf("read %s: %w", path, err)
+		return wasmSource{}, err
 	}
 	sum := plugin.SHA256(wasm)
 	// Only bytes read from a file that did not change meanwhile, nor

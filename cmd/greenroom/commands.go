@@ -116,7 +116,7 @@ type grantReport struct {
 }
 
 func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) error {
-	wasm, err := os.ReadFile(file)
+	wasm, err := plugin.ReadModule(file)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -960,6 +961,30 @@ theirs = "b"
 	} {
 		if status, _, body := in.Get(t, "/api/hostile/config?key="+key); status != 200 || body != want {
 			t.Errorf("config %q: %d %s, want %s", key, status, body, want)
+		}
+	}
+}
+
+// A plugin path that names something other than a module file (a device,
+// a FIFO) fails that plugin with the reason, at once: it neither eats the
+// host's memory (/dev/zero) nor blocks loading for good (a FIFO), and the
+// other plugins serve.
+func TestPluginPathNotARegularFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo.wasm")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n[plugins.zero]\npath = \"/dev/zero\"\n[plugins.fifo]\npath = %q\n", helloWasm, fifo))
+	if status, _, _ := in.Get(t, "/.greenroom/health/v1/readiness"); status != 200 {
+		t.Errorf("readiness %d", status)
+	}
+	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
+		t.Errorf("hello: %d", status)
+	}
+	for id, want := range map[string]string{"zero": "a character device", "fifo": "a named pipe"} {
+		status, _, body := in.Get(t, "/api/"+id+"/x")
+		if status != 503 || !strings.Contains(body, "not a regular file ("+want+")") {
+			t.Errorf("%s: %d %s", id, status, body)
 		}
 	}
 }

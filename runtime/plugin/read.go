@@ -1,0 +1,72 @@
+package plugin
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// MaxModuleSize is the largest module file ReadModule reads. Go plugins
+// are a few MiB to a few tens; the cap keeps a path that names something
+// else (a huge or sparse file) from taking the host's memory.
+const MaxModuleSize = 256 << 20
+
+// ReadModule reads the module file at path. It must be a regular file of
+// at most MaxModuleSize bytes: a device (/dev/zero), a FIFO (which would
+// block the read until a writer comes), a directory or a larger file is
+// refused with what it is.
+func ReadModule(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := checkModuleFile(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	// Again on what was opened: the path may name another file by now.
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := checkModuleFile(path, fi); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxModuleSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > MaxModuleSize {
+		return nil, fmt.Errorf("read %s: more than %d MiB, the largest module greenroom loads", path, MaxModuleSize>>20)
+	}
+	return b, nil
+}
+
+func checkModuleFile(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("read %s: not a regular file (%s): a plugin's path names its .wasm file", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > MaxModuleSize {
+		return fmt.Errorf("read %s: %d bytes, more than %d MiB, the largest module greenroom loads", path, fi.Size(), MaxModuleSize>>20)
+	}
+	return nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
+}
