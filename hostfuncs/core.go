@@ -15,14 +15,14 @@ import (
 func requestRead(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "request_read"
 	in := instanceFrom(ctx, fn)
-	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
-	if int(n) < len(in.Request) {
-		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "request envelope is %d bytes, buffer %d", len(in.Request), n))
+	// The whole buffer the guest names must be its own, not only the
+	// part the envelope fills.
+	buf := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if len(buf) < len(in.Request) {
+		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "request envelope is %d bytes, buffer %d", len(in.Request), len(buf)))
 		return
 	}
-	if len(in.Request) > 0 {
-		copy(guestBytes(mod, fn, ptr, uint32(len(in.Request))), in.Request)
-	}
+	copy(buf, in.Request)
 	stack[0] = api.EncodeI32(int32(len(in.Request)))
 }
 
