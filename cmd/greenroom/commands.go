@@ -240,6 +240,9 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		if imp.Capability != "" {
 			c = "  (" + imp.Capability + ")"
 		}
+		if imp.Kind != "" {
+			c += "  (" + imp.Kind + ")"
+		}
 		fmt.Fprintf(w, "  %s.%s%s\n", imp.Module, imp.Name, c)
 	}
 	for _, g := range r.Grants {

@@ -19,11 +19,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -43,11 +45,15 @@ type Info struct {
 	MemoryMinPages uint32   `json:"memory_min_pages"`
 }
 
-// Import is one function a module imports.
+// Import is one import of a module: a function, or (in a module that is
+// refused for it) a table, memory, global or tag.
 type Import struct {
 	Module     string `json:"module"`
 	Name       string `json:"name"`
 	Capability string `json:"capability,omitempty"`
+	// Kind is empty for a function, else "table", "memory", "global" or
+	// "tag": imports a plugin may not have.
+	Kind string `json:"kind,omitempty"`
 }
 
 var wasmMagic = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
@@ -108,17 +114,18 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (waz
 		}
 		return nil, info, fmt.Errorf("compile: %w", err)
 	}
-	if err := describe(cm, &info); err != nil {
+	if err := describe(cm, wasm, &info); err != nil {
 		cm.Close(ctx)
 		return nil, info, err
 	}
 	return cm, info, nil
 }
 
-// describe fills info from a compiled module and checks it against ABI v1:
-// a declared, supported ABI version, the required exports, and imports that
-// this runtime provides.
-func describe(cm wazero.CompiledModule, info *Info) error {
+// describe fills info from a compiled module (whose bytes are wasm) and
+// checks it against ABI v1: a declared, supported ABI version, the required
+// exports, and imports that this runtime provides: greenroom and WASI
+// functions with their types, nothing else.
+func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
 	// Lists are lists in JSON (the plugins API, inspect), empty ones too.
 	info.Exports, info.Imports, info.Capabilities = []string{}, []Import{}, []string{}
 	var errs []string
@@ -184,6 +191,22 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		imp := Import{Module: mod, Name: name}
 		switch mod {
 		case wasiModule:
+			// wazero's WASI exports every preview 1 function; a name it
+			// lacks or other types would fail every instantiation.
+			wasi, err := wasiFunctions()
+			if err != nil {
+				errs = append(errs, err.Error())
+				break
+			}
+			want, ok := wasi[name]
+			if !ok {
+				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
+				break
+			}
+			if !slices.Equal(f.ParamTypes(), want.params) || !slices.Equal(f.ResultTypes(), want.results) {
+				errs = append(errs, fmt.Sprintf("module imports %s.%s with signature %v -> %v; want %v -> %v",
+					mod, name, typeNames(f.ParamTypes()), typeNames(f.ResultTypes()), typeNames(want.params), typeNames(want.results)))
+			}
 		case hostfuncs.ModuleName:
 			hf, ok := hostfuncs.Lookup(name)
 			if !ok {
@@ -202,12 +225,26 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 		}
 		info.Imports = append(info.Imports, imp)
 	}
-	for _, m := range cm.ImportedMemories() {
-		mod, name, _ := m.Import()
-		errs = append(errs, fmt.Sprintf("module imports memory %s.%s; a plugin must define its own", mod, name))
+	// wazero lists imported functions and memories, not globals or
+	// tables, which compile and fail only when instantiated: the import
+	// section tells them all. Nothing but functions can be imported (the
+	// host modules export only functions), so each one is refused.
+	imports, err := instrument.Imports(wasm)
+	if err != nil {
+		errs = append(errs, fmt.Sprintf("cannot read the module's imports: %v", err))
+	}
+	for _, imp := range imports {
+		if imp.Kind == instrument.ImportFunction {
+			continue
+		}
+		errs = append(errs, fmt.Sprintf("module imports %s %s.%s; a plugin must define its own", imp.Kind, imp.Module, imp.Name))
+		info.Imports = append(info.Imports, Import{Module: imp.Module, Name: imp.Name, Kind: imp.Kind.String()})
 	}
 	slices.SortFunc(info.Imports, func(a, b Import) int {
-		return strings.Compare(a.Module+"."+a.Name, b.Module+"."+b.Name)
+		if c := strings.Compare(a.Module+"."+a.Name, b.Module+"."+b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Kind, b.Kind)
 	})
 	for c := range caps {
 		info.Capabilities = append(info.Capabilities, c)
@@ -225,6 +262,25 @@ func describe(cm wazero.CompiledModule, info *Info) error {
 
 // maxModuleErrors is how many of a module's problems a refusal lists.
 const maxModuleErrors = 10
+
+// wasiFunctions returns the functions wazero's WASI module exports, which
+// the engine instantiates in every runtime, with their types: read once
+// from that module compiled in a throwaway runtime.
+var wasiFunctions = sync.OnceValues(func() (map[string]exportSignature, error) {
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	cm, err := wasi_snapshot_preview1.NewBuilder(r).Compile(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the WASI functions: %w", err)
+	}
+	defer cm.Close(ctx)
+	fns := map[string]exportSignature{}
+	for name, f := range cm.ExportedFunctions() {
+		fns[name] = exportSignature{slices.Clone(f.ParamTypes()), slices.Clone(f.ResultTypes())}
+	}
+	return fns, nil
+})
 
 type exportSignature struct{ params, results []api.ValueType }
 
@@ -270,7 +326,7 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 	// The per-function limits a load applies through the rewrite, so that
 	// inspecting a hostile module ends too (compile applies the rest).
 	if bytes.HasPrefix(wasm, wasmMagic) {
-		if _, _, err := instrument.Rewrite(wasm, instrument.Options{}); err != nil {
+		if _, _, err := instrument.Rewrite(wasm, instrument.Options{MaxTableEntries: MaxTableEntries}); err != nil {
 			return info, err
 		}
 	}

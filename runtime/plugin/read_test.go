@@ -32,10 +32,10 @@ func TestReadModuleRefusesWhatIsNotAModuleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{
-		"/dev/zero": "not a regular file (a character device)",
-		fifo:        "not a regular file (a named pipe)",
-		dir:         "not a regular file (a directory)",
-		big:         "more than 256 MiB",
+		"/dev/zero":                        "not a regular file (a character device)",
+		fifo:                               "not a regular file (a named pipe)",
+		dir:                                "not a regular file (a directory)",
+		big:                                "more than 256 MiB",
 		filepath.Join(dir, "missing.wasm"): "no such file",
 	} {
 		if _, err := ReadModule(path); err == nil || !strings.Contains(err.Error(), want) {

@@ -466,32 +466,126 @@ func appendCheck(dst []byte, fuel, flag uint32) []byte {
 
 // countImports counts the imported globals and memories.
 func countImports(b []byte) (globals, memories uint32, err error) {
+	err = eachImport(b, func(_, _ []byte, kind ImportKind) {
+		switch kind {
+		case ImportMemory:
+			memories++
+		case ImportGlobal:
+			globals++
+		}
+	})
+	return globals, memories, err
+}
+
+// eachImport reads an import section's body, calling fn with each
+// import's module, name and kind. It is the one reader of imports: the
+// rewrite counts them with it, CheckSizes checks them with it and Imports
+// lists them with it.
+func eachImport(b []byte, fn func(module, name []byte, kind ImportKind)) error {
 	r := &reader{b: b}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.bytes(int(r.u32())) // module
-		r.bytes(int(r.u32())) // name
-		switch kind := r.byte(); kind {
-		case 0x00: // func
+		module := r.bytes(int(r.u32()))
+		name := r.bytes(int(r.u32()))
+		kind := ImportKind(r.byte())
+		switch kind {
+		case ImportFunction:
 			r.u32()
-		case 0x01: // table
+		case ImportTable:
 			r.reftype()
 			r.limits()
-		case 0x02: // memory
+		case ImportMemory:
 			r.limits()
-			memories++
-		case 0x03: // global
+		case ImportGlobal:
 			r.valtype()
 			r.byte()
-			globals++
-		case 0x04: // tag
+		case ImportTag:
 			r.byte()
 			r.u32()
 		default:
-			return 0, 0, fmt.Errorf("import %d: unknown kind 0x%02x", i, kind)
+			if r.err == nil {
+				return fmt.Errorf("import %d: unknown kind 0x%02x", i, byte(kind))
+			}
+		}
+		if r.err == nil {
+			fn(module, name, kind)
 		}
 	}
-	return globals, memories, r.err
+	return r.err
+}
+
+// ImportKind is the kind of an import (the byte of its descriptor).
+type ImportKind byte
+
+// The kinds of import.
+const (
+	ImportFunction ImportKind = 0x00
+	ImportTable    ImportKind = 0x01
+	ImportMemory   ImportKind = 0x02
+	ImportGlobal   ImportKind = 0x03
+	ImportTag      ImportKind = 0x04 // exception handling
+)
+
+// String names the kind as the WebAssembly text format does, with
+// "function" for func.
+func (k ImportKind) String() string {
+	switch k {
+	case ImportFunction:
+		return "function"
+	case ImportTable:
+		return "table"
+	case ImportMemory:
+		return "memory"
+	case ImportGlobal:
+		return "global"
+	case ImportTag:
+		return "tag"
+	}
+	return fmt.Sprintf("kind 0x%02x", byte(k))
+}
+
+// Import is one entry of a module's import section.
+type Import struct {
+	Module, Name string
+	Kind         ImportKind
+}
+
+// Imports lists the imports of a module, of every kind, in the order of
+// its import section. wazero's CompiledModule lists only imported
+// functions and memories; a module importing a global or a table compiles
+// and fails only when instantiated. The module should have passed
+// CheckSizes (compiling it runs after), which bounds the count by the
+// section's bytes; Imports checks that bound too before allocating.
+func Imports(wasm []byte) ([]Import, error) {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return nil, errors.New("not a WebAssembly 1.0 binary module")
+	}
+	r := &reader{b: wasm, off: 8}
+	for r.off < len(r.b) {
+		at := r.off
+		id := r.byte()
+		body := r.bytes(int(r.u32()))
+		if r.err != nil {
+			return nil, fmt.Errorf("section at byte %d: %w", at, r.err)
+		}
+		if id != secImport {
+			continue
+		}
+		cr := &reader{b: body}
+		n := cr.count("imports", 4)
+		if cr.err != nil {
+			return nil, fmt.Errorf("import section at byte %d: %w", at, cr.err)
+		}
+		imps := make([]Import, 0, n)
+		err := eachImport(body, func(module, name []byte, kind ImportKind) {
+			imps = append(imps, Import{string(module), string(name), kind})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("import section at byte %d: %w", at, err)
+		}
+		return imps, nil
+	}
+	return nil, nil
 }
 
 func exportsName(b []byte, name string) bool {

@@ -1,0 +1,224 @@
+package plugin
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+// wasmImport is one entry of a hand-assembled import section: desc is the
+// import's kind byte followed by its type (docs: WebAssembly 1.0, 5.5.5).
+type wasmImport struct {
+	module, name string
+	desc         []byte
+}
+
+// Type indices of importsModule's type section.
+const (
+	typeVoid    = 0 // () -> ()
+	typeHandle  = 1 // (i32) -> i32
+	typeFdWrite = 2 // (i32 i32 i32 i32) -> i32, WASI fd_write's
+	typeI32Void = 3 // (i32) -> ()
+)
+
+func funcImport(module, name string, typ byte) wasmImport {
+	return wasmImport{module, name, []byte{0x00, typ}}
+}
+
+func globalImport(module, name string) wasmImport {
+	return wasmImport{module, name, []byte{0x03, 0x7f, 0x01}} // (mut i32)
+}
+
+func tableImport(module, name string) wasmImport {
+	return wasmImport{module, name, []byte{0x01, 0x70, 0x00, 0x01}} // funcref, min 1
+}
+
+func memoryImport(module, name string) wasmImport {
+	return wasmImport{module, name, []byte{0x02, 0x00, 0x01}} // min 1 page
+}
+
+// importsModule assembles a module that is a valid ABI v1 reactor but for
+// its imports: it exports memory (its own, unless it imports one),
+// greenroom_abi_v1 and greenroom_handle.
+func importsModule(imports ...wasmImport) []byte {
+	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
+	section := func(id byte, body []byte) []byte { return append(uleb([]byte{id}, len(body)), body...) }
+	str := func(b []byte, s string) []byte { return append(uleb(b, len(s)), s...) }
+	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	wasm = append(wasm, section(1, []byte{4,
+		0x60, 0, 0,
+		0x60, 1, 0x7f, 1, 0x7f,
+		0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f,
+		0x60, 1, 0x7f, 0,
+	})...)
+	funcs, ownMemory := 0, true
+	imps := uleb(nil, len(imports))
+	for _, imp := range imports {
+		imps = append(str(str(imps, imp.module), imp.name), imp.desc...)
+		switch imp.desc[0] {
+		case 0x00:
+			funcs++
+		case 0x02:
+			ownMemory = false
+		}
+	}
+	wasm = append(wasm, section(2, imps)...)
+	wasm = append(wasm, section(3, []byte{2, typeVoid, typeHandle})...)
+	if ownMemory {
+		wasm = append(wasm, section(5, []byte{1, 0, 1})...)
+	}
+	exports := []byte{3}
+	exports = append(str(exports, "memory"), 0x02, 0)
+	exports = append(str(exports, "greenroom_abi_v1"), 0x00, byte(funcs))
+	exports = append(str(exports, "greenroom_handle"), 0x00, byte(funcs+1))
+	wasm = append(wasm, section(7, exports)...)
+	// bodies: nop; i32.const 0
+	return append(wasm, section(10, []byte{2, 2, 0, 0x0b, 4, 0, 0x41, 0, 0x0b})...)
+}
+
+// loadErr loads wasm as serve does (rewritten, compiled, an instance
+// created) and returns why it failed.
+func loadErr(t *testing.T, wasm []byte) error {
+	t.Helper()
+	ctx := context.Background()
+	eng := NewEngine(nil, "")
+	defer eng.Close(ctx)
+	log := logrus.New()
+	log.SetLevel(logrus.ErrorLevel)
+	spec := Spec{ID: "imports", Wasm: wasm, Sum: SHA256(wasm), Size: len(wasm), Limits: testLimits(), Log: logrus.NewEntry(log), Host: testHost{log: logrus.NewEntry(log)}, Engine: eng}
+	p, err := Load(ctx, spec)
+	if err == nil {
+		p.Close(ctx)
+	}
+	return err
+}
+
+// A module is refused by validation, which inspect runs too, for every
+// import the runtime cannot satisfy: globals, tables and memories (a plugin
+// defines its own) from any module, and WASI functions wazero does not
+// export or exports with other types. inspect said "valid: yes" for all of
+// these, and serve refused them only when creating an instance
+// ("module[env] not instantiated", "\"no_such_wasi\" is not exported").
+func TestImportsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		imp    wasmImport
+		reason string
+		listed string // the import's entry in Info.Imports, as JSON
+		// loadReason, when set, is Load's reason instead: the rewrite
+		// refuses a module without a memory of its own before validation.
+		loadReason string
+	}{
+		{"env global", globalImport("env", "g"), "module imports global env.g; a plugin must define its own",
+			`{"module":"env","name":"g","kind":"global"}`, ""},
+		{"greenroom global", globalImport("greenroom", "fuel"), "module imports global greenroom.fuel; a plugin must define its own",
+			`{"module":"greenroom","name":"fuel","kind":"global"}`, ""},
+		{"greenroom table", tableImport("greenroom", "table"), "module imports table greenroom.table; a plugin must define its own",
+			`{"module":"greenroom","name":"table","kind":"table"}`, ""},
+		{"WASI function as a global", globalImport("wasi_snapshot_preview1", "fd_write"), "module imports global wasi_snapshot_preview1.fd_write; a plugin must define its own",
+			`{"module":"wasi_snapshot_preview1","name":"fd_write","kind":"global"}`, ""},
+		{"memory", memoryImport("env", "mem"), "module imports memory env.mem; a plugin must define its own",
+			`{"module":"env","name":"mem","kind":"memory"}`, "module defines no memory of its own"},
+		{"unknown WASI function", funcImport("wasi_snapshot_preview1", "no_such_wasi", typeVoid), "module imports wasi_snapshot_preview1.no_such_wasi, which this runtime does not provide",
+			`{"module":"wasi_snapshot_preview1","name":"no_such_wasi"}`, ""},
+		{"WASI function of another type", funcImport("wasi_snapshot_preview1", "fd_write", typeI32Void), "module imports wasi_snapshot_preview1.fd_write with signature [i32] -> []; want [i32 i32 i32 i32] -> [i32]",
+			`{"module":"wasi_snapshot_preview1","name":"fd_write"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wasm := importsModule(funcImport("wasi_snapshot_preview1", "proc_exit", typeI32Void), tc.imp)
+			info, err := Inspect(context.Background(), wasm, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("Inspect = %v, want a refusal with %q", err, tc.reason)
+			}
+			listed, _ := json.Marshal(info.Imports)
+			if !strings.Contains(string(listed), tc.listed) {
+				t.Errorf("Info.Imports = %s, want it to list %s", listed, tc.listed)
+			}
+			reason := tc.reason
+			if tc.loadReason != "" {
+				reason = tc.loadReason
+			}
+			if err := loadErr(t, wasm); err == nil || !strings.Contains(err.Error(), reason) {
+				t.Errorf("Load = %v, want a refusal with %q", err, reason)
+			}
+		})
+	}
+}
+
+// Several bad imports are all named, within maxModuleErrors.
+func TestImportsRefusedTogether(t *testing.T) {
+	wasm := importsModule(globalImport("env", "g"), tableImport("greenroom", "table"), funcImport("wasi_snapshot_preview1", "no_such_wasi", typeVoid))
+	_, err := Inspect(context.Background(), wasm, nil)
+	for _, want := range []string{"global env.g", "table greenroom.table", "wasi_snapshot_preview1.no_such_wasi"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Inspect = %v, want it to name %s", err, want)
+		}
+	}
+}
+
+// What a plugin may import still passes: WASI functions with their types
+// (hand-assembled), and a Go plugin built with the guest SDK.
+func TestImportsAccepted(t *testing.T) {
+	wasm := importsModule(funcImport("wasi_snapshot_preview1", "fd_write", typeFdWrite), funcImport("wasi_snapshot_preview1", "proc_exit", typeI32Void))
+	info, err := Inspect(context.Background(), wasm, nil)
+	if err != nil {
+		t.Fatalf("Inspect = %v, want the module accepted", err)
+	}
+	if len(info.Imports) != 2 || info.Imports[0].Name != "fd_write" || info.Imports[1].Name != "proc_exit" {
+		t.Errorf("Info.Imports = %+v", info.Imports)
+	}
+	if err := loadErr(t, wasm); err != nil {
+		t.Errorf("Load = %v, want the module loaded", err)
+	}
+	info, err = Inspect(context.Background(), hostileWasm, testCache)
+	if err != nil {
+		t.Fatalf("Inspect of the Go test guest = %v", err)
+	}
+	modules := map[string]int{}
+	for _, imp := range info.Imports {
+		modules[imp.Module]++
+	}
+	if len(modules) != 2 || modules["wasi_snapshot_preview1"] == 0 || modules["greenroom"] == 0 {
+		t.Errorf("Go guest imports %+v: want WASI and greenroom functions", info.Imports)
+	}
+	listed, _ := json.Marshal(info.Imports)
+	if strings.Contains(string(listed), `"kind"`) {
+		t.Errorf("a function import's JSON has a kind: %s", listed)
+	}
+}
+
+// Refusals of non-function imports count against maxModuleErrors like the
+// others: a module of thousands of global imports gets a short reason.
+func TestImportsRefusalBounded(t *testing.T) {
+	var imps []wasmImport
+	for i := range 30 {
+		imps = append(imps, globalImport("env", fmt.Sprintf("g%02d", i)))
+	}
+	info, err := Inspect(context.Background(), importsModule(imps...), nil)
+	if err == nil {
+		t.Fatal("a module importing 30 globals was accepted")
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "module imports global env."); n != maxModuleErrors || !strings.Contains(msg, fmt.Sprintf("and %d more", 30-maxModuleErrors)) {
+		t.Errorf("%d import errors listed, want the first %d and a count of the rest:\n%s", n, maxModuleErrors, msg)
+	}
+	if len(info.Imports) != 30 {
+		t.Errorf("Info.Imports lists %d imports, want 30", len(info.Imports))
+	}
+}
+
+// Inspect applies the table budget a load applies (MaxTableEntries): a
+// module whose table starts larger is refused by both.
+func TestInspectRefusesOversizedTable(t *testing.T) {
+	wasm := []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00,
+		0x04, 0x06, 0x01, 0x70, 0x00, 0x81, 0x80, 0x40} // one funcref table, min 1<<20 + 1
+	_, err := Inspect(context.Background(), wasm, nil)
+	if err == nil || !strings.Contains(err.Error(), "over the limit of 1048576") {
+		t.Errorf("Inspect = %v, want the table budget's refusal", err)
+	}
+}
