@@ -727,3 +727,39 @@ func TestFailedVersionLeavesTheDatabaseAlone(t *testing.T) {
 		}
 	})
 }
+
+// A migration may not end the transaction it runs in: its COMMIT would
+// keep what came before it and run the rest outside, unrecorded (SQLite)
+// or recorded as applied (PostgreSQL). It is refused, and nothing of it
+// stays.
+func TestMigrationCannotCommit(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "commit", ""))
+		status, _, body := in.Do(t, "POST", "/api/alpha/run", strings.NewReader(`{"steps":[]}`))
+		if status != 503 || !strings.Contains(body, "migration 002_commit.up.sql failed") {
+			t.Fatalf("alpha: %d %s", status, body)
+		}
+		var n int
+		in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = 'alpha'").Scan(&n)
+		if n != 1 {
+			t.Errorf("%d migrations recorded, want 1 (the one before the refused one)", n)
+		}
+		sqldb := in.RT.Database().PluginDB("alpha").SQL()
+		for _, table := range []string{"early", "late"} {
+			if _, err := sqldb.Exec("SELECT count(*) FROM " + table); err == nil {
+				t.Errorf("table %s of the refused migration exists", table)
+			}
+		}
+	})
+}
+
+// A SQLite migration is held to the plugin's value size (db_max_result):
+// a 20 MB value is refused, as from a request (it took the host ~1 GB
+// for a 900 MB one).
+func TestSQLiteMigrationValueLimit(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "sqlitebig", ""))
+	status, _, body := in.Do(t, "POST", "/api/alpha/run", strings.NewReader(`{"steps":[]}`))
+	if status != 503 || !strings.Contains(body, "migration 002_big.up.sql failed") {
+		t.Fatalf("alpha: %d %s", status, body)
+	}
+}

@@ -626,6 +626,9 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		if cmd := deniedCommand(f.SQL, false); cmd != "" {
 			return fmt.Errorf("statement refused: %s", refusal(cmd, where))
 		}
+		if cmd := transactionControl(f.SQL); cmd != "" {
+			return fmt.Errorf("statement refused: %s in a migration: each migration runs in a transaction of its own, which it may not end or begin (savepoints are fine)", cmd)
+		}
 	}
 	conn, err := p.db.Conn(ctx)
 	if err != nil {
@@ -645,11 +648,13 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		// A pooled connection waits for the write lock (held by the
 		// plugin's running version during a reload) only its
 		// db_statement_timeout; a migration waits as long as ctx allows.
+		// Its values and columns are bounded as the plugin's statements
+		// are (db_max_result, 100 columns, no attached database).
 		busy := 10 * time.Second
 		if deadline, ok := ctx.Deadline(); ok {
 			busy = time.Until(deadline)
 		}
-		if err := setBusyTimeout(ctx, conn, busy); err != nil {
+		if err := limitConn(ctx, conn, p.limits().MaxResult, busy); err != nil {
 			return err
 		}
 	}
@@ -658,6 +663,12 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		return err
 	}
 	defer tx.Rollback()
+	if p.svc.cfg.Client == ClientSQLite {
+		// The migration may not end the transaction it runs in (a COMMIT
+		// would keep half of it, unrecorded) nor begin another.
+		setMigrating(conn, true)
+		defer setMigrating(conn, false)
+	}
 	if p.svc.cfg.Client == ClientPG {
 		// Migrations may take longer than a request's statement, as long
 		// as ctx allows (limits.migration_timeout): the server stops the

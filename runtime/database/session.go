@@ -156,6 +156,42 @@ func deniedStatement(t []string) string {
 	return ""
 }
 
+// transactionControl names the first statement of q that begins or ends
+// a transaction (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK but not
+// ROLLBACK TO a savepoint, ABORT), or returns "". A migration runs in a
+// transaction of the runtime's: one that ended it would run the rest of
+// its statements outside, and be recorded as applied all the same.
+func transactionControl(q string) string {
+	for _, stmt := range strings.Split(codeOnly(q, false), ";") {
+		var w []string
+		for _, tok := range tokens(lowerASCII(stmt)) {
+			if isWord(tok) {
+				w = append(w, tok)
+			}
+		}
+		if len(w) == 0 {
+			continue
+		}
+		switch w[0] {
+		case "begin", "commit", "end", "abort":
+			return strings.ToUpper(w[0])
+		case "start":
+			if len(w) > 1 && w[1] == "transaction" {
+				return "START TRANSACTION"
+			}
+		case "rollback":
+			if len(w) > 1 && w[1] == "to" {
+				continue // to a savepoint
+			}
+			if len(w) > 2 && w[1] == "transaction" && w[2] == "to" || len(w) > 2 && w[1] == "work" && w[2] == "to" {
+				continue
+			}
+			return "ROLLBACK"
+		}
+	}
+	return ""
+}
+
 // deniedVerb checks the command a statement begins with, as lower-case
 // words.
 func deniedVerb(w []string) string {

@@ -285,6 +285,19 @@ type sqliteConn struct {
 	queryOnly bool
 	// busy is the busy timeout limitConn last set (0: the DSN's).
 	busy time.Duration
+	// migrating is set while a migration runs in the runtime's
+	// transaction: BEGIN, COMMIT and ROLLBACK are denied then.
+	migrating bool
+}
+
+// setMigrating sets conn's migrating flag.
+func setMigrating(conn *sql.Conn, on bool) {
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(*sqliteConn); ok {
+			c.migrating = on
+		}
+		return nil
+	})
 }
 
 // Unwrap lets the driver's functions (sqlite.Limit) reach its connection.
@@ -293,6 +306,9 @@ func (c *sqliteConn) Unwrap() driver.Conn { return c.sqliteDriverConn }
 func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, trigger string) sqlite.AuthorizerReturnCode {
 	if c.trusted {
 		return sqlite.AuthorizerOK
+	}
+	if action == sqlite.AuthTransaction && c.migrating {
+		return sqlite.AuthorizerDeny
 	}
 	if action == sqlite.AuthTransaction || action == sqlite.AuthSavepoint {
 		c.txControl = true

@@ -1,0 +1,3 @@
+CREATE TABLE early (x integer);
+COMMIT;
+CREATE TABLE late (x integer);
