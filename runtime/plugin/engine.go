@@ -1,13 +1,25 @@
 package plugin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	goruntime "runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
@@ -30,6 +42,15 @@ type Engine struct {
 	cache wazero.CompilationCache
 	// dir keeps rewritten modules (see rewrite); "" keeps none.
 	dir string
+	// cacheDir is where cache keeps its entries (see
+	// compilationCacheDir); "" when it keeps none or they cannot be
+	// found.
+	cacheDir string
+
+	// purging serializes discardDamaged; purges counts the times it
+	// removed entries.
+	purging sync.Mutex
+	purges  atomic.Uint64
 
 	// compiling admits one compilation from scratch at a time (see
 	// compile).
@@ -62,15 +83,33 @@ type sharedModule struct {
 // NewEngine returns an engine compiling through cache (nil: no disk cache)
 // and keeping rewritten modules in dir ("": nowhere).
 func NewEngine(cache wazero.CompilationCache, dir string) *Engine {
-	return &Engine{cache: cache, dir: dir, compiling: make(chan struct{}, 1), runtimes: map[bool]wazero.Runtime{}, modules: map[moduleKey]*sharedModule{}}
+	return &Engine{cache: cache, dir: dir, cacheDir: compilationCacheDir(cache), compiling: make(chan struct{}, 1), runtimes: map[bool]wazero.Runtime{}, modules: map[moduleKey]*sharedModule{}}
 }
 
-// rewrite is instrument.Rewrite of the module original returns (whose
+// logOrStd is log, or the standard logger's when nil.
+func logOrStd(log *logrus.Entry) *logrus.Entry {
+	if log == nil {
+		return logrus.NewEntry(logrus.StandardLogger())
+	}
+	return log
+}
+
+// rewrite is rewriteWith, warning on the standard logger.
+func (e *Engine) rewrite(original func() ([]byte, error), sum string, opts instrument.Options) ([]byte, instrument.Stats, error) {
+	return e.rewriteWith(nil, original, sum, opts)
+}
+
+// rewriteWith is instrument.Rewrite of the module original returns (whose
 // sha256 is sum), remembered on disk: the output depends only on the
 // input, the options and the rewriter's version, and reading it back costs
 // a few milliseconds where rewriting a Go module costs tens. original is
 // only called when the output is not on disk.
-func (e *Engine) rewrite(original func() ([]byte, error), sum string, opts instrument.Options) ([]byte, instrument.Stats, error) {
+//
+// The cache directory is only a cache: an entry that is not what was
+// written (a truncated, emptied or overwritten file; see decodeRewritten)
+// is removed, with a warning on log naming it, and the module is rewritten
+// from the original, as if the entry had never been there.
+func (e *Engine) rewriteWith(log *logrus.Entry, original func() ([]byte, error), sum string, opts instrument.Options) ([]byte, instrument.Stats, error) {
 	if e == nil || e.dir == "" {
 		wasm, err := original()
 		if err != nil {
@@ -80,7 +119,20 @@ func (e *Engine) rewrite(original func() ([]byte, error), sum string, opts instr
 	}
 	path := filepath.Join(e.dir, rewriteKey(sum, opts)+".wasm")
 	if b, err := os.ReadFile(path); err == nil {
-		return b, instrument.Stats{Cached: true}, nil
+		out, derr := decodeRewritten(b)
+		if derr == nil {
+			return out, instrument.Stats{Cached: true}, nil
+		}
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			derr = fmt.Errorf("%w (and removing it: %v)", derr, rerr)
+		}
+		if errors.Is(derr, errOldRewritten) {
+			logOrStd(log).WithField("entry", path).Debug("replacing a rewritten module cached by an earlier greenroom")
+		} else {
+			logOrStd(log).WithField("entry", path).WithError(derr).Warn("discarded a damaged rewritten module from the cache (runtime.cache_dir); rewriting the module from its file")
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		logOrStd(log).WithField("entry", path).WithError(err).Warn("cannot read a rewritten module from the cache (runtime.cache_dir); rewriting the module from its file")
 	}
 	wasm, err := original()
 	if err != nil {
@@ -90,16 +142,82 @@ func (e *Engine) rewrite(original func() ([]byte, error), sum string, opts instr
 	if err != nil {
 		return nil, st, err
 	}
-	if err := os.MkdirAll(e.dir, 0o755); err == nil {
-		if f, err := os.CreateTemp(e.dir, ".rewrite-*"); err == nil {
-			_, werr := f.Write(out)
-			if cerr := f.Close(); werr == nil && cerr == nil {
-				os.Rename(f.Name(), path)
-			}
-			os.Remove(f.Name())
-		}
-	}
+	// Failing to keep it is only a missed saving.
+	e.storeRewritten(path, out)
 	return out, st, nil
+}
+
+// A rewritten module's cache entry is rewrittenMagic, the module's length
+// (8 bytes) and its CRC-32C (Castagnoli, 4 bytes), both little-endian,
+// then the module. The checksum is what tells a damaged entry from the
+// module: CRC-32C catches the damage a disk, a crash or a careless hand
+// does (any truncation, zeroing or overwrite, short of one chance in 2^32)
+// at a tenth of a millisecond for a Go module, where hashing it again
+// with SHA-256 would cost several milliseconds at every start. (It is not
+// a defence against someone who can write to the cache directory: they
+// could as well write wazero's machine code next to it.)
+const rewrittenMagic = "greenroom rewritten module v1\n"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errOldRewritten is an entry written by an earlier greenroom: the bare
+// module, without a checksum to check it by.
+var errOldRewritten = errors.New("a rewritten module cached without a checksum, by an earlier greenroom")
+
+// decodeRewritten returns the module of cache entry b, or what is wrong
+// with the entry. An entry of an earlier format (the bare module) has no
+// header and is refused (errOldRewritten): it is rewritten once more.
+func decodeRewritten(b []byte) ([]byte, error) {
+	const header = len(rewrittenMagic) + 8 + 4
+	if bytes.HasPrefix(b, wasmMagic) {
+		return nil, errOldRewritten
+	}
+	if len(b) < header || string(b[:len(rewrittenMagic)]) != rewrittenMagic {
+		return nil, fmt.Errorf("not a rewritten module's cache entry (%d bytes, without its header)", len(b))
+	}
+	n := binary.LittleEndian.Uint64(b[len(rewrittenMagic):])
+	sum := binary.LittleEndian.Uint32(b[len(rewrittenMagic)+8:])
+	out := b[header:]
+	if uint64(len(out)) != n {
+		return nil, fmt.Errorf("the cache entry holds %d bytes of module, its header says %d", len(out), n)
+	}
+	if got := crc32.Checksum(out, castagnoli); got != sum {
+		return nil, fmt.Errorf("the cache entry's module does not match its checksum (CRC-32C %08x, header says %08x)", got, sum)
+	}
+	return out, nil
+}
+
+// storeRewritten writes out as the cache entry at path: to a temporary
+// file, flushed to the disk, then renamed, so that the entry is either
+// absent or whole, even after a crash (a rename can reach the disk before
+// the data it names).
+func (e *Engine) storeRewritten(path string, out []byte) error {
+	if err := os.MkdirAll(e.dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(e.dir, ".rewrite-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails once renamed
+	header := make([]byte, 0, len(rewrittenMagic)+12)
+	header = append(header, rewrittenMagic...)
+	header = binary.LittleEndian.AppendUint64(header, uint64(len(out)))
+	header = binary.LittleEndian.AppendUint32(header, crc32.Checksum(out, castagnoli))
+	_, err = f.Write(header)
+	if err == nil {
+		_, err = f.Write(out)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // rewriteKey names what rewrite returns for a module whose sha256 is sum:
@@ -110,7 +228,12 @@ func rewriteKey(sum string, opts instrument.Options) string {
 	return fmt.Sprintf("%s-v%d-i%t-m%d-t%d", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages, opts.MaxTableEntries)
 }
 
-// compile returns the compiled module of code (which key names, see
+// compile is compileWith, warning on the standard logger.
+func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
+	return e.compileWith(ctx, nil, closeOnDone, key, code, fresh)
+}
+
+// compileWith returns the compiled module of code (which key names, see
 // rewriteKey) in the runtime for closeOnDone, compiling and validating it
 // unless a plugin already did:
 // plugins running the same module share it (its machine code and the
@@ -123,7 +246,10 @@ func rewriteKey(sum string, opts instrument.Options) string {
 // the same cores (a cold start took as long, within noise) and held more
 // memory at their peak. The others (decoding, validating and reading
 // machine code from the cache: one core each) run in parallel.
-func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
+//
+// A damaged entry of wazero's compilation cache is discarded and the
+// module compiled again (see build); the warning goes to log.
+func (e *Engine) compileWith(ctx context.Context, log *logrus.Entry, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
 	r, err := e.runtime(ctx, closeOnDone)
 	if err != nil {
 		return nil, info, nil, err
@@ -155,17 +281,7 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 	// modules compile (or, warm, validate) in parallel; a plugin whose
 	// module is being compiled waits for that compilation.
 	if first {
-		if fresh {
-			select {
-			case e.compiling <- struct{}{}:
-				defer func() { <-e.compiling }()
-			case <-ctx.Done():
-				sm.err = ctx.Err()
-			}
-		}
-		if sm.err == nil {
-			sm.cm, sm.info, sm.err = compile(ctx, r, code, Info{Size: len(code)})
-		}
+		sm.cm, sm.info, sm.err = e.build(ctx, logOrStd(log), r, code, fresh)
 		if sm.err != nil {
 			e.mu.Lock()
 			delete(e.modules, mk)
@@ -185,6 +301,328 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 		return nil, sm.info, nil, sm.err
 	}
 	return sm.cm, sm.info, release, nil
+}
+
+// build compiles and validates code in r (see compile), admitted by
+// e.compiling when fresh.
+//
+// A compilation that fails on wazero's compilation cache (cacheDamage) is
+// not the module's fault: the damaged entries are removed (discardDamaged)
+// and the module compiled once more, which, the entry gone, compiles it
+// from scratch and writes the entry again. What that second compilation
+// returns is returned as it is: an error then is the module's, reported
+// as any other. There is no third attempt.
+func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime, code []byte, fresh bool) (wazero.CompiledModule, Info, error) {
+	held := false
+	defer func() {
+		if held {
+			<-e.compiling
+		}
+	}()
+	admit := func() error {
+		if held {
+			return nil
+		}
+		select {
+		case e.compiling <- struct{}{}:
+			held = true
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fresh {
+		if err := admit(); err != nil {
+			return nil, Info{Size: len(code)}, err
+		}
+	}
+	purges := e.purges.Load()
+	cm, info, err := compile(ctx, r, code, Info{Size: len(code)})
+	if err == nil || !e.cacheDamage(err) {
+		return cm, info, err
+	}
+	if derr := e.discardDamaged(log, err, purges); derr != nil {
+		return nil, info, fmt.Errorf("%w (%v)", err, derr)
+	}
+	// From scratch, now: one at a time.
+	if err := admit(); err != nil {
+		return nil, info, err
+	}
+	return compile(ctx, r, code, Info{Size: len(code)})
+}
+
+// cacheDamage says whether err, from compiling a module, comes from
+// reading wazero's compilation cache rather than from the module: wazero
+// says "compilationcache: ..." when an entry cannot be read back (an empty
+// or truncated file, another file's bytes, a checksum mismatch), and an
+// entry it cannot open is named by a *fs.PathError (see cacheEntryError).
+func (e *Engine) cacheDamage(err error) bool {
+	return strings.Contains(err.Error(), "compilationcache") || e.cacheEntryError(err) != nil
+}
+
+// cacheEntryError returns the *fs.PathError in err about an entry of
+// wazero's cache, if any. A temporary file that wazero failed to write is
+// not an entry.
+func (e *Engine) cacheEntryError(err error) *fs.PathError {
+	var pe *fs.PathError
+	if e.cacheDir == "" || !errors.As(err, &pe) {
+		return nil
+	}
+	path := filepath.Clean(pe.Path)
+	if filepath.Dir(path) != e.cacheDir || !isCacheEntryName(filepath.Base(path)) {
+		return nil
+	}
+	return pe
+}
+
+// discardDamaged removes the entries of wazero's compilation cache that
+// cause (a compilation error, see cacheDamage) comes from, logging a
+// warning on log for each, so that the next compilation of the module
+// writes it anew. purges is e.purges when that compilation started: if
+// another compilation removed entries since, this one may have read one
+// of them, and is only tried again.
+//
+// wazero does not say which entry it failed to read (its file name is a
+// hash of the module and of the CPU's features), so each entry is checked
+// the way wazero reads it back (checkCacheEntry) and those it would refuse
+// are removed. Should none look damaged (say, a new wazero wrote a format
+// this check does not know), every entry is removed: the cache is only a
+// cache, and its entries are written again as their modules are compiled.
+// It returns an error when nothing could be removed; the compilation is
+// then not tried again.
+func (e *Engine) discardDamaged(log *logrus.Entry, cause error, purges uint64) error {
+	e.purging.Lock()
+	defer e.purging.Unlock()
+	if e.purges.Load() != purges {
+		return nil
+	}
+	dir := e.cacheDir
+	if dir == "" {
+		return errors.New("a damaged entry of the compilation cache; greenroom does not know where wazero keeps its entries: delete runtime.cache_dir's wazero directory while greenroom is stopped")
+	}
+	type entry struct {
+		name string
+		err  error
+	}
+	var entries, damaged []entry
+	if pe := e.cacheEntryError(cause); pe != nil {
+		// The entry wazero could not open.
+		damaged = []entry{{filepath.Base(pe.Path), pe.Err}}
+	} else {
+		names, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("listing the compilation cache: %w", err)
+		}
+		version, known := cacheVersion(dir)
+		for _, de := range names {
+			if !isCacheEntryName(de.Name()) {
+				continue // a temporary file of a compilation in progress
+			}
+			en := entry{name: de.Name()}
+			if known {
+				en.err = checkCacheEntry(filepath.Join(dir, en.name), version)
+			}
+			if entries = append(entries, en); en.err != nil {
+				damaged = append(damaged, en)
+			}
+		}
+		if len(damaged) == 0 {
+			for _, en := range entries {
+				damaged = append(damaged, entry{en.name, errors.New("none of the cache's entries looks damaged; discarding them all")})
+			}
+		}
+	}
+	removed := 0
+	var errs []error
+	for _, en := range damaged {
+		path := filepath.Join(dir, en.name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.WithField("entry", path).WithError(err).Error("cannot remove a damaged entry of the compilation cache (runtime.cache_dir); delete it while greenroom is stopped")
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+		log.WithFields(logrus.Fields{"entry": path, "damage": en.err.Error()}).WithError(cause).Warn("discarded a damaged entry of the compilation cache (runtime.cache_dir); compiling the module again")
+	}
+	if removed == 0 {
+		if len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("no entry of the compilation cache in %s to remove", dir))
+		}
+		return errors.Join(errs...)
+	}
+	e.purges.Add(1)
+	return nil
+}
+
+// compilationCacheDir returns the directory in which cache, made by
+// wazero.NewCompilationCacheWithDir, keeps its entries: a directory of the
+// one given to it, named for wazero's version, GOARCH and GOOS. wazero
+// does not export it; it is read from the cache's unexported fields
+// (TestCompilationCacheDir checks it against the wazero greenroom is built
+// with). "" when there is none (nil, or an in-memory cache) or the fields
+// are not where they were.
+func compilationCacheDir(cache wazero.CompilationCache) (dir string) {
+	defer func() {
+		if recover() != nil {
+			dir = ""
+		}
+	}()
+	v := reflect.ValueOf(cache)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return ""
+	}
+	fc := v.Elem().FieldByName("fileCache")
+	if fc.Kind() != reflect.Interface || fc.IsNil() {
+		return ""
+	}
+	if fc = fc.Elem(); fc.Kind() != reflect.Pointer || fc.IsNil() || fc.Elem().Kind() != reflect.Struct {
+		return ""
+	}
+	path := fc.Elem().FieldByName("dirPath")
+	if path.Kind() != reflect.String || path.String() == "" {
+		return ""
+	}
+	return filepath.Clean(path.String())
+}
+
+// cacheVersion returns the wazero version of the entries in dir, a
+// directory named by wazero "wazero-<version>-<GOARCH>-<GOOS>".
+func cacheVersion(dir string) (string, bool) {
+	v, ok := strings.CutPrefix(filepath.Base(dir), "wazero-")
+	if !ok {
+		return "", false
+	}
+	v, ok = strings.CutSuffix(v, "-"+goruntime.GOARCH+"-"+goruntime.GOOS)
+	return v, ok && v != "" && len(v) < 256
+}
+
+// isCacheEntryName says whether name is that of an entry of wazero's cache:
+// the hex of a sha256 (its temporary files add a suffix).
+func isCacheEntryName(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(name)
+	return err == nil
+}
+
+// wazevoMagic starts an entry of wazero's cache.
+var wazevoMagic = []byte("WAZEVO")
+
+// checkCacheEntry returns an error when wazero (of the given version)
+// would fail to read back the entry at path, as its compiler's
+// deserializeCompiledModule (internal/engine/wazevo/engine_cache.go) does:
+// header (magic, version, number of functions), function offsets,
+// machine code and its CRC-32C, source map, catch-clause table. An entry
+// of another version, or one without the catch-clause table, is not
+// damaged: wazero replaces those itself.
+func checkCacheEntry(path, version string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	left := fi.Size()
+	r := bufio.NewReaderSize(f, 64<<10)
+	var b [8]byte
+	read := func(n int64, what string) ([]byte, error) {
+		if n > left {
+			return nil, fmt.Errorf("%s: %d bytes needed, %d left", what, n, left)
+		}
+		left -= n
+		var buf []byte
+		if n <= int64(len(b)) {
+			buf = b[:n]
+		} else {
+			buf = make([]byte, n)
+		}
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return buf, nil
+	}
+	skip := func(n uint64, what string) error {
+		if n > uint64(left) {
+			return fmt.Errorf("%s: %d bytes needed, %d left", what, n, left)
+		}
+		left -= int64(n)
+		_, err := r.Discard(int(n))
+		return err
+	}
+	header, err := read(int64(len(wazevoMagic)+1+len(version)+4), "header")
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(header, wazevoMagic) {
+		return errors.New("invalid magic number")
+	}
+	if n := int(header[len(wazevoMagic)]); len(wazevoMagic)+1+n >= len(header) || string(header[len(wazevoMagic)+1:][:n]) != version {
+		return nil // another version's: stale, which wazero replaces
+	}
+	functions := binary.LittleEndian.Uint32(header[len(header)-4:])
+	if err := skip(uint64(functions)*8, "function offsets"); err != nil {
+		return err
+	}
+	size, err := read(8, "machine code size")
+	if err != nil {
+		return err
+	}
+	if n := binary.LittleEndian.Uint64(size); n > 0 {
+		if n > uint64(left) {
+			return fmt.Errorf("machine code: %d bytes declared, %d left", n, left)
+		}
+		h := crc32.New(castagnoli)
+		if _, err := io.CopyN(h, r, int64(n)); err != nil {
+			return fmt.Errorf("machine code: %w", err)
+		}
+		left -= int64(n)
+		sum, err := read(4, "machine code checksum")
+		if err != nil {
+			return err
+		}
+		if binary.LittleEndian.Uint32(sum) != h.Sum32() {
+			return errors.New("machine code checksum mismatch")
+		}
+	}
+	hasMap, err := read(1, "source map presence")
+	if err != nil {
+		return err
+	}
+	if hasMap[0] == 1 {
+		n, err := read(8, "source map length")
+		if err != nil {
+			return err
+		}
+		if n := binary.LittleEndian.Uint64(n); n > uint64(left)/16 {
+			return fmt.Errorf("source map: %d entries declared, %d bytes left", n, left)
+		} else if err := skip(n*16, "source map"); err != nil {
+			return err
+		}
+	}
+	if left < 4 {
+		return nil // without a catch-clause table: stale, which wazero replaces
+	}
+	tables, err := read(4, "catch-clause table")
+	if err != nil {
+		return err
+	}
+	for i := binary.LittleEndian.Uint32(tables); i > 0; i-- {
+		count, err := read(4, "catch clauses")
+		if err != nil {
+			return err
+		}
+		if err := skip(uint64(binary.LittleEndian.Uint32(count))*5, "catch clauses"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errEngineClosed is returned by Load on a closed engine.

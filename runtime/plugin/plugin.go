@@ -238,7 +238,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	seen := false
 	if !lim.NoInterrupt && !spec.forceWazero {
 		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries}
-		out, st, err := engine.rewrite(original, sum, opts)
+		out, st, err := engine.rewriteWith(p.log, original, sum, opts)
 		if srcErr != nil {
 			return nil, srcErr
 		}
@@ -259,7 +259,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		}
 		opts := instrument.Options{MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries}
 		var st instrument.Stats
-		if code, st, err = engine.rewrite(original, sum, opts); err != nil {
+		if code, st, err = engine.rewriteWith(p.log, original, sum, opts); err != nil {
 			return nil, err
 		}
 		seen = st.Cached
@@ -272,7 +272,7 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if p.rt, err = engine.runtime(ctx, p.mode == InterruptWazero); err != nil {
 		return nil, err
 	}
-	p.cm, p.info, p.release, err = engine.compile(ctx, p.mode == InterruptWazero, key, code, !seen)
+	p.cm, p.info, p.release, err = engine.compileWith(ctx, p.log, p.mode == InterruptWazero, key, code, !seen)
 	p.CompileTime = time.Since(cstart)
 	p.info.SHA256, p.info.Size = sum, size
 	if err != nil {

@@ -1,0 +1,472 @@
+package plugin
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	"github.com/tetratelabs/wazero"
+)
+
+// cacheStart is one start of a process on the cache directory dir: a
+// fresh compilation cache and engine on it load wasm as the runtime does
+// after a restart (the module's sum known, its bytes read only if needed)
+// and serve one request. The engine and cache are closed before it
+// returns.
+type cacheStart struct {
+	err   error // from Load, or from GET /ok
+	reads int   // how many times the module's bytes were read
+	hook  *logtest.Hook
+}
+
+func startOnCache(t *testing.T, dir string, wasm []byte) *cacheStart {
+	t.Helper()
+	ctx := context.Background()
+	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "wazero"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close(ctx)
+	eng := NewEngine(cache, filepath.Join(dir, "rewritten"))
+	defer eng.Close(ctx)
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	entry := log.WithField("plugin", "hostile")
+	run := &cacheStart{hook: hook}
+	p, err := Load(ctx, Spec{
+		ID:       "hostile",
+		ReadWasm: func() ([]byte, error) { run.reads++; return wasm, nil },
+		Sum:      SHA256(wasm),
+		Size:     len(wasm),
+		Limits:   testLimits(),
+		Host:     testHost{config: map[string]string{"greeting": "hi"}, log: entry},
+		Log:      entry,
+		Engine:   eng,
+	})
+	if err != nil {
+		run.err = err
+		return run
+	}
+	defer p.Close(ctx)
+	if status, body, err := get(p, "/ok"); err != nil || status != 200 {
+		run.err = fmt.Errorf("GET /ok: %d %q %v", status, body, err)
+	}
+	return run
+}
+
+// warnings returns the messages (with their fields) logged at warning
+// level or above.
+func (s *cacheStart) warnings() []string {
+	var out []string
+	for _, e := range s.hook.AllEntries() {
+		if e.Level <= logrus.WarnLevel {
+			out = append(out, fmt.Sprintf("%s %v", e.Message, e.Data))
+		}
+	}
+	return out
+}
+
+// cacheFiles returns the files matching pattern under dir, failing the
+// test when there are none.
+func cacheFiles(t *testing.T, dir, pattern string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no cache files %s under %s (%v)", pattern, dir, err)
+	}
+	return files
+}
+
+// A damaged entry in the cache directory is thrown away and rebuilt from
+// the original module: the plugin loads and serves, a warning names the
+// entry, and the next start uses the rebuilt entry. Each case is one of
+// the damages an audit reproduced against a real server (start, stop,
+// damage, start again): before, the plugin failed for good with the
+// damage reported as the module's fault.
+func TestDamagedCacheEntriesAreRebuilt(t *testing.T) {
+	randomBytes := func(t *testing.T, path string) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, max(fi.Size(), 64))
+		r := rand.NewChaCha8([32]byte{1})
+		r.Read(b)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	truncateHalf := func(t *testing.T, path string) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, fi.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flipCodeByte := func(t *testing.T, path string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// In the machine code, past the header and function offsets.
+		b[len(b)-len(b)/3] ^= 0xff
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		pattern string // the entries damaged, under the cache directory
+		damage  func(t *testing.T, path string)
+		// rereads: the rewritten module is rebuilt from the original,
+		// which is read again.
+		rereads bool
+	}{
+		// truncate -s 1000 rewritten/*: was "malformed module: section at
+		// byte 223 declares 955 bytes, 774 remain".
+		{"rewritten truncated", "rewritten/*.wasm", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		// Emptied (what a crash between write and rename could leave):
+		// was "not a WebAssembly module (the file does not start with
+		// \0asm)".
+		{"rewritten emptied", "rewritten/*.wasm", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"rewritten random bytes", "rewritten/*.wasm", randomBytes, true},
+		// Emptied: was "compile: compilationcache: error reading header:
+		// EOF".
+		{"wazero emptied", "wazero/*/*", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		// Random bytes: was "compilationcache: invalid magic number".
+		{"wazero random bytes", "wazero/*/*", randomBytes, false},
+		{"wazero truncated", "wazero/*/*", truncateHalf, false},
+		{"wazero machine code changed", "wazero/*/*", flipCodeByte, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if run := startOnCache(t, dir, hostileWasm); run.err != nil || run.reads != 1 {
+				t.Fatalf("first start: read the module %d times, %v", run.reads, run.err)
+			}
+			if run := startOnCache(t, dir, hostileWasm); run.err != nil || run.reads != 0 {
+				t.Fatalf("second start, intact cache: read the module %d times, %v", run.reads, run.err)
+			}
+			damaged := cacheFiles(t, dir, tc.pattern)
+			for _, path := range damaged {
+				tc.damage(t, path)
+			}
+
+			run := startOnCache(t, dir, hostileWasm)
+			if run.err != nil {
+				t.Fatalf("start on the damaged cache: %v", run.err)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.rereads]; run.reads != want {
+				t.Errorf("start on the damaged cache read the module %d times, want %d", run.reads, want)
+			}
+			warnings := run.warnings()
+			t.Logf("warnings:\n%s", strings.Join(warnings, "\n"))
+			if strings.Contains(strings.Join(warnings, "\n"), "none of the cache's entries looks damaged") {
+				t.Error("the damaged entry was not told from sound ones")
+			}
+			for _, path := range damaged {
+				name := filepath.Base(path)
+				if !strings.Contains(strings.Join(warnings, "\n"), name) {
+					t.Errorf("no warning names the damaged entry %s; warnings:\n%s", name, strings.Join(warnings, "\n"))
+				}
+			}
+
+			// The entry was rebuilt: the next start finds everything again,
+			// without a warning or a read of the module.
+			run = startOnCache(t, dir, hostileWasm)
+			if run.err != nil || run.reads != 0 || len(run.warnings()) != 0 {
+				t.Errorf("start after the rebuild: read the module %d times, warnings %q, %v", run.reads, run.warnings(), run.err)
+			}
+		})
+	}
+}
+
+// badOperandsModule is a module that the rewriter accepts and wazero's
+// validation refuses: its one function adds two values it does not have.
+func badOperandsModule() []byte {
+	section := func(id byte, body []byte) []byte {
+		return append(binary.AppendUvarint([]byte{id}, uint64(len(body))), body...)
+	}
+	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	wasm = append(wasm, section(1, []byte{1, 0x60, 0, 0})...)              // type () -> ()
+	wasm = append(wasm, section(3, []byte{1, 0})...)                       // one function
+	wasm = append(wasm, section(5, []byte{1, 0, 1})...)                    // memory, min 1
+	wasm = append(wasm, section(10, []byte{1, 4, 0, 0x6a, 0x1a, 0x0b})...) // i32.add; drop; end
+	return wasm
+}
+
+// A module that is really malformed, or invalid, still fails with its own
+// error when it is loaded on a cache directory, the second time too (when
+// its rewritten module comes from the cache): nothing of the cache is
+// blamed or thrown away, and the load is not retried in a loop.
+func TestMalformedModuleKeepsItsError(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"truncated", hostileWasm[:len(hostileWasm)/2], "malformed module"},
+		{"invalid", badOperandsModule(), "compile: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Without any cache, the error the module deserves.
+			eng := NewEngine(nil, "")
+			_, want := Load(ctx, Spec{ID: "bad", Wasm: tc.wasm, Limits: testLimits(), Host: testHost{log: logrus.NewEntry(logrus.New())}, Engine: eng})
+			eng.Close(ctx)
+			if want == nil || !strings.Contains(want.Error(), tc.want) {
+				t.Fatalf("without a cache: %v, want an error with %q", want, tc.want)
+			}
+			dir := t.TempDir()
+			for start := 1; start <= 2; start++ {
+				run := startOnCache(t, dir, tc.wasm)
+				if run.err == nil || run.err.Error() != want.Error() {
+					t.Fatalf("start %d on a cache directory: %v\nwant the module's own error: %v", start, run.err, want)
+				}
+				if strings.Contains(run.err.Error(), "compilationcache") || len(run.warnings()) != 0 {
+					t.Errorf("start %d blamed the cache: %v, warnings %q", start, run.err, run.warnings())
+				}
+				// The invalid module's rewritten module is sound: the second
+				// start takes it from the cache, and it is kept.
+				if tc.name == "invalid" && start == 2 && run.reads != 0 {
+					t.Errorf("start %d read the module %d times; want its rewritten module from the cache", start, run.reads)
+				}
+			}
+			if tc.name == "invalid" {
+				cacheFiles(t, dir, "rewritten/*.wasm")
+			}
+		})
+	}
+}
+
+// The engine finds where wazero keeps its compilation cache's entries
+// (wazero does not export it): a wazero upgrade that moves it fails here,
+// not in production, where a damaged entry could then not be removed.
+func TestCompilationCacheDir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "wazero"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close(ctx)
+	got := compilationCacheDir(cache)
+	subdirs, _ := filepath.Glob(filepath.Join(dir, "wazero", "wazero-*-"+goruntime.GOARCH+"-"+goruntime.GOOS))
+	if len(subdirs) != 1 || got != subdirs[0] {
+		t.Fatalf("compilationCacheDir = %q, want the one directory wazero made: %q", got, subdirs)
+	}
+	if _, ok := cacheVersion(got); !ok {
+		t.Errorf("no wazero version in %s", got)
+	}
+	if got := compilationCacheDir(wazero.NewCompilationCache()); got != "" {
+		t.Errorf("in-memory cache: %q", got)
+	}
+	if got := compilationCacheDir(nil); got != "" {
+		t.Errorf("nil cache: %q", got)
+	}
+
+	// An entry wazero wrote passes checkCacheEntry.
+	eng := NewEngine(cache, "")
+	defer eng.Close(ctx)
+	if eng.cacheDir != got {
+		t.Fatalf("engine's cacheDir %q", eng.cacheDir)
+	}
+	run := startOnCache(t, dir, hostileWasm)
+	if run.err != nil {
+		t.Fatal(run.err)
+	}
+	version, _ := cacheVersion(got)
+	for _, f := range cacheFiles(t, got, "*") {
+		if !isCacheEntryName(filepath.Base(f)) {
+			t.Errorf("unexpected file %s", f)
+		} else if err := checkCacheEntry(f, version); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// An entry that cannot be removed (here a directory in its place, with
+// something in it) fails the load once, with wazero's error and what
+// could not be removed, instead of retrying.
+func TestUnremovableCacheEntry(t *testing.T) {
+	dir := t.TempDir()
+	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
+		t.Fatal(run.err)
+	}
+	for _, f := range cacheFiles(t, dir, "wazero/*/*") {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(f, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := startOnCache(t, dir, hostileWasm)
+	if run.err == nil || !strings.Contains(run.err.Error(), "compilationcache") || !strings.Contains(run.err.Error(), "directory not empty") {
+		t.Fatalf("load: %v; want wazero's error and the failed removal", run.err)
+	}
+	t.Logf("load: %v", run.err)
+}
+
+// When no entry looks damaged to checkCacheEntry (a format it does not
+// know), every entry goes, temporary files of compilations in progress
+// excepted; an entry that is sound is kept when another is damaged.
+func TestDiscardDamagedEntries(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	entry := logrus.NewEntry(log)
+	names := []string{strings.Repeat("a", 64), strings.Repeat("b", 64)}
+	tmp := names[0] + ".123.tmp"
+	for _, tc := range []struct {
+		dir  string // the cache's directory, by which its wazero version is known
+		left []string
+	}{
+		{"wazero-nosuchformat", []string{tmp}},                                   // no version: every entry goes
+		{"wazero-dev-" + goruntime.GOARCH + "-" + goruntime.GOOS, []string{tmp}}, // both damaged
+	} {
+		dir := filepath.Join(t.TempDir(), tc.dir)
+		os.Mkdir(dir, 0o755)
+		for _, n := range append(names, tmp) {
+			os.WriteFile(filepath.Join(dir, n), []byte("junk"), 0o644)
+		}
+		e := &Engine{cacheDir: dir}
+		if err := e.discardDamaged(entry, fmt.Errorf("compilationcache: invalid magic number"), 0); err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		des, _ := os.ReadDir(dir)
+		for _, de := range des {
+			left = append(left, de.Name())
+		}
+		if fmt.Sprint(left) != fmt.Sprint(tc.left) {
+			t.Errorf("%s: left %v, want %v", tc.dir, left, tc.left)
+		}
+		if e.purges.Load() != 1 {
+			t.Errorf("%s: purges %d", tc.dir, e.purges.Load())
+		}
+		// Another compilation that started before this purge does not
+		// purge again: it only tries again.
+		os.WriteFile(filepath.Join(dir, names[0]), []byte("junk"), 0o644)
+		if err := e.discardDamaged(entry, fmt.Errorf("compilationcache: invalid magic number"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, names[0])); err != nil {
+			t.Errorf("%s: a stale purge removed an entry", tc.dir)
+		}
+	}
+	if len(hook.AllEntries()) != 4 {
+		t.Errorf("%d log entries, want one per entry removed", len(hook.AllEntries()))
+	}
+}
+
+// Plugins loading at once on a cache whose entries are all damaged each
+// load: one removes the damaged entries, and the others, whose entries it
+// removed too, compile again without removing anything more.
+func TestConcurrentLoadsOnDamagedCache(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	limits := func(i int) Limits {
+		lim := testLimits()
+		lim.Memory = uint64(32+i) << 20 // another cap: another module
+		return lim
+	}
+	const n = 3
+	loadAll := func() (errs []error, warnings []string) {
+		cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "wazero"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close(ctx)
+		eng := NewEngine(cache, filepath.Join(dir, "rewritten"))
+		defer eng.Close(ctx)
+		log, hook := logtest.NewNullLogger()
+		entry := log.WithField("plugin", "hostile")
+		errs = make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				p, err := Load(ctx, Spec{ID: fmt.Sprint("hostile", i), Wasm: hostileWasm, Limits: limits(i), Host: testHost{log: entry}, Log: entry, Engine: eng})
+				if err == nil {
+					if status, _, herr := get(p, "/ok"); herr != nil || status != 200 {
+						err = fmt.Errorf("GET /ok: %d %v", status, herr)
+					}
+					p.Close(ctx)
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for _, e := range hook.AllEntries() {
+			warnings = append(warnings, e.Message+" "+fmt.Sprint(e.Data["entry"]))
+		}
+		return errs, warnings
+	}
+	if errs, _ := loadAll(); errors.Join(errs...) != nil {
+		t.Fatal(errs)
+	}
+	files := cacheFiles(t, dir, "wazero/*/*")
+	if len(files) != n {
+		t.Fatalf("%d cache entries, want %d", len(files), n)
+	}
+	for _, f := range files {
+		os.Truncate(f, 0)
+	}
+	errs, warnings := loadAll()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("loads on the damaged cache: %v\nwarnings:\n%s", err, strings.Join(warnings, "\n"))
+	}
+	if len(warnings) != n {
+		t.Errorf("warnings:\n%s\nwant one per damaged entry", strings.Join(warnings, "\n"))
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("%s not rebuilt: %v", f, err)
+		}
+	}
+}
+
+// A rewritten module cached by an earlier greenroom (the bare module,
+// without a checksum) is replaced quietly: an upgrade is not damage.
+func TestOldRewrittenEntryReplaced(t *testing.T) {
+	dir := t.TempDir()
+	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
+		t.Fatal(run.err)
+	}
+	for _, f := range cacheFiles(t, dir, "rewritten/*.wasm") {
+		b, _ := os.ReadFile(f)
+		out, err := decodeRewritten(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(f, out, 0o644)
+	}
+	run := startOnCache(t, dir, hostileWasm)
+	if run.err != nil || run.reads != 1 || len(run.warnings()) != 0 {
+		t.Fatalf("start on an earlier greenroom's cache: read the module %d times, warnings %q, %v", run.reads, run.warnings(), run.err)
+	}
+	if run := startOnCache(t, dir, hostileWasm); run.err != nil || run.reads != 0 {
+		t.Fatalf("next start: read the module %d times, %v", run.reads, run.err)
+	}
+}
