@@ -2,11 +2,13 @@ package scheduler
 
 import "time"
 
-// clock is the time source of the lease bookkeeping of global runs: when
-// this replica last knew it held a lease (the claim, each renewal), the
-// renewer's ticks, and each run's lease deadline. Everything else (due
-// times, timeouts) is on the host's clock. Tests replace it with a fake
-// one (Scheduler.clk, before Start).
+// clock is the scheduler's time source: due times (registration, the
+// loop's wake-ups, the wait of a run claimed ahead of its due time,
+// lateness) and the lease bookkeeping of global runs: when this replica
+// last knew it held a lease (the claim, each renewal), the renewer's
+// ticks, and each run's lease deadline. Run timeouts are the plugin
+// call's, on the host's clock. Tests replace it with a fake one
+// (Scheduler.clk, before SetTasks and Start).
 type clock interface {
 	Now() time.Time
 	// NewTicker ticks every d, from now.

@@ -163,7 +163,10 @@ type task struct {
 	key string
 	// synced: the row of this registration is in the database.
 	synced bool
-	regAt  time.Time
+	// gen counts the registrations SetTasks made of the task: a run, a
+	// claim or a sync of an earlier one does not set its due time.
+	gen   uint64
+	regAt time.Time
 	// due is the next due time: for global tasks the row's next_run as
 	// last seen, for local tasks this replica's own.
 	due time.Time
@@ -171,6 +174,25 @@ type task struct {
 	attempt time.Time
 	// run is the run this replica is claiming or running, or nil.
 	run *run
+}
+
+// afterRun is when this replica next acts on t once r (claiming or
+// running) is done with it, r's next due time (when r is a scheduled
+// global run) set first; s.mu is held. If a reload changed the task since
+// r began, r's due times are the old schedule's: the task follows the
+// new registration, whose due time its sync learns (or has learnt).
+func (t *task) afterRun(r *run) {
+	if r.gen != t.gen {
+		if t.synced {
+			t.attempt = t.nextAttempt()
+		}
+		// Else its sync is due (attempt), in flight, or retrying.
+		return
+	}
+	if t.Scope == Global && !r.manual {
+		t.due = r.next
+	}
+	t.attempt = t.nextAttempt()
 }
 
 func (t *task) notBefore() time.Time { return t.regAt.Add(t.InitialDelay) }
@@ -191,7 +213,8 @@ func (t *task) nextAttempt() time.Time {
 type run struct {
 	id     string
 	task   *task
-	spec   Task // the registration it runs under
+	spec   Task   // the registration it runs under
+	gen    uint64 // and its task.gen
 	manual bool
 	due    time.Time
 	// next is the next_run a scheduled global claim stores.
@@ -261,7 +284,7 @@ func key(plugin, id string) string { return plugin + "\x00" + id }
 // registers stop being scheduled (a run in progress finishes; their
 // history stays). The runtime calls it when it installs a plugin version.
 func (s *Scheduler) SetTasks(plugin string, tasks []Task) {
-	now := time.Now()
+	now := s.clk.Now()
 	s.mu.Lock()
 	keep := map[string]bool{}
 	for _, nt := range tasks {
@@ -271,7 +294,11 @@ func (s *Scheduler) SetTasks(plugin string, tasks []Task) {
 			if t.Task.Equal(&nt) {
 				continue
 			}
+			// A run in progress goes on under the old registration;
+			// the new one is written to the database at once (tick) and
+			// scheduled from now, as if registered now.
 			t.Task = nt
+			t.gen++
 			t.synced, t.regAt, t.attempt = false, now, now
 			if nt.Scope == Local {
 				t.due = t.first(now)
@@ -406,36 +433,43 @@ func (s *Scheduler) Abandon() {
 // loop acts on tasks as they come due.
 func (s *Scheduler) loop() {
 	defer s.loops.Done()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	for {
+		if s.loopCtx.Err() != nil {
+			return
+		}
+		// On s.clk, like due times, so that a fake clock drives the loop.
+		stop := s.clk.AfterFunc(s.tick(s.loopCtx), s.wakeUp)
 		select {
 		case <-s.loopCtx.Done():
-			return
 		case <-s.wake:
-		case <-timer.C:
 		}
-		timer.Reset(s.tick(s.loopCtx))
+		stop()
 	}
 }
 
 // tick syncs new registrations, starts due local runs and claims due
 // global ones; it returns how long to sleep.
 func (s *Scheduler) tick(ctx context.Context) time.Duration {
-	now := time.Now()
+	now := s.clk.Now()
 	var syncs, claims []*task
 	var locals []*run
 	s.mu.Lock()
 	for _, t := range s.tasks {
-		if t.run != nil || t.attempt.After(now) {
+		if t.attempt.After(now) {
 			continue
 		}
 		if !t.synced {
+			// Also while a run of the task is in progress: a reload's
+			// change is written at once, and the task's next due time
+			// is the new registration's when that run ends.
 			syncs = append(syncs, t)
 			t.attempt = now.Add(time.Hour) // until sync says otherwise
 			continue
 		}
-		r := &run{id: newRunID(), task: t, spec: t.Task, due: t.due}
+		if t.run != nil {
+			continue
+		}
+		r := &run{id: newRunID(), task: t, spec: t.Task, gen: t.gen, due: t.due}
 		t.run = r
 		if t.Scope == Local {
 			t.due = t.next(r.due, now)
@@ -473,11 +507,11 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 }
 
 func (s *Scheduler) untilNext() time.Duration {
-	now := time.Now()
+	now := s.clk.Now()
 	wait := time.Minute
 	s.mu.Lock()
 	for _, t := range s.tasks {
-		if t.run == nil {
+		if t.run == nil || !t.synced {
 			wait = min(wait, t.attempt.Sub(now))
 		}
 	}
@@ -489,10 +523,12 @@ func (s *Scheduler) untilNext() time.Duration {
 // global task's next due time.
 func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	regs := make([]registration, len(ts))
+	gens := make([]uint64, len(ts))
 	s.mu.Lock()
 	for i, t := range ts {
 		spec := t.Task
 		regs[i] = registration{task: &spec, at: t.regAt}
+		gens[i] = t.gen
 		if t.Scope == Global {
 			regs[i].next = t.first(t.regAt)
 		}
@@ -506,10 +542,10 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	if err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Error("cannot register tasks in the database; retrying")
 	}
-	now := time.Now()
+	now := s.clk.Now()
 	s.mu.Lock()
 	for i, t := range ts {
-		if s.tasks[t.key] != t || !t.Task.Equal(regs[i].task) {
+		if s.tasks[t.key] != t || t.gen != gens[i] {
 			continue // replaced meanwhile: synced again
 		}
 		if err != nil {
@@ -524,6 +560,8 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 				continue
 			}
 		}
+		// A run in progress (claimed or running before the change)
+		// leaves the task alone until it ends: then afterRun.
 		t.attempt = t.nextAttempt()
 	}
 	s.mu.Unlock()
@@ -560,12 +598,28 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	if err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Error("cannot claim due tasks; retrying")
 	}
-	now := time.Now()
+	now := s.clk.Now()
 	var won []*run
 	var lost int64
 	s.mu.Lock()
 	for i, t := range ts {
 		r := t.run
+		if r.gen != t.gen {
+			// A reload changed the task during the claim: the run, if
+			// claimed, goes on under the old registration, and the new
+			// one's sync sets the task's due time, not this claim.
+			if err == nil && res[i].claimed {
+				r.claimed, r.leaseOK = true, sent
+				won = append(won, r)
+				continue
+			}
+			if err == nil {
+				lost++
+			}
+			t.run = nil
+			t.afterRun(r)
+			continue
+		}
 		if err != nil {
 			t.run, t.attempt = nil, now.Add(retryError)
 			continue
@@ -660,13 +714,14 @@ func (s *Scheduler) execute(r *run) {
 			}
 		}
 	}
-	if wait := time.Until(r.due); wait > 0 && !r.manual {
+	if wait := r.due.Sub(s.clk.Now()); wait > 0 && !r.manual {
 		// Claimed ahead: start at the due time.
-		timer := time.NewTimer(wait)
+		due := make(chan struct{})
+		stop := s.clk.AfterFunc(wait, func() { close(due) })
 		select {
-		case <-timer.C:
+		case <-due:
 		case <-ctx.Done():
-			timer.Stop()
+			stop()
 		}
 	}
 	s.stats.running.Add(1)
@@ -687,12 +742,12 @@ func (s *Scheduler) execute(r *run) {
 			Task:    t.ID,
 			Timeout: t.Timeout,
 			Encode: func(dst []byte, deadline int64) []byte {
-				began = time.Now()
+				began = s.clk.Now()
 				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: deadline, Due: dueNS, Manual: r.manual})
 			},
 		})
 	}
-	end := time.Now()
+	end := s.clk.Now()
 	s.stats.running.Add(-1)
 	if began.IsZero() {
 		began = end
@@ -714,10 +769,7 @@ func (s *Scheduler) execute(r *run) {
 	}
 	if tk := r.task; tk.run == r {
 		tk.run = nil
-		if tk.Scope == Global && !r.manual {
-			tk.due = r.next
-		}
-		tk.attempt = tk.nextAttempt()
+		tk.afterRun(r)
 	}
 	s.mu.Unlock()
 	s.wakeUp()

@@ -187,7 +187,7 @@ func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error)
 			s.mu.Unlock()
 			return Run{}, errors.New("the task is not registered in the database yet; try again")
 		}
-		r := &run{id: newRunID(), task: t, spec: t.Task, manual: true}
+		r := &run{id: newRunID(), task: t, spec: t.Task, gen: t.gen, manual: true}
 		t.run = r
 		s.mu.Unlock()
 		return s.startManual(ctx, t, r)

@@ -101,9 +101,16 @@ func NewTask(plugin string, spec hostfuncs.TaskSpec, defaultTimeout time.Duratio
 // ParseCron parses a standard cron expression: five fields (minute, hour,
 // day of month, month, day of week) or a descriptor (@yearly, @annually,
 // @monthly, @weekly, @daily, @midnight, @hourly), optionally prefixed by
-// CRON_TZ=<IANA zone> and a space; times are UTC otherwise. Seconds fields
-// and @every are refused (use Every). The expression must fire at least
-// once in the next five years.
+// CRON_TZ=<IANA zone> and a space; times are UTC otherwise. Seconds fields,
+// @every (use Every), CRON_TZ=Local and an empty CRON_TZ= are refused. The
+// expression must fire at least once in the next five years.
+//
+// In a zone with clock changes, an expression whose minute and hour are
+// both fixed (neither field starts with '*'; every descriptor but @hourly)
+// fires on wall times, as vixie cron runs such jobs: once per matching
+// wall time, at its first occurrence when clocks go back, and at the first
+// instant after the gap when clocks go forward past it (wallSchedule). Any
+// other expression fires at every real instant whose wall time matches.
 func ParseCron(spec string) (sched cron.Schedule, err error) {
 	bad := func(format string, args ...any) (cron.Schedule, error) {
 		return nil, fmt.Errorf("cron %q: %s", truncate(spec, maxCron), fmt.Sprintf(format, args...))
@@ -127,6 +134,16 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 		if i < 0 {
 			return bad("a CRON_TZ= prefix must be followed by a space and the schedule")
 		}
+		prefix, _, _ := strings.Cut(spec[:i], "=")
+		// time.LoadLocation takes "" for UTC and "Local" for the host's
+		// zone: replicas in different zones would compute different due
+		// times.
+		switch zone := spec[len(prefix)+1 : i]; {
+		case zone == "":
+			return bad("%s= names no zone; name an IANA zone (%s=Europe/Paris), or leave the prefix out for UTC", prefix, prefix)
+		case strings.EqualFold(zone, "Local"):
+			return bad("%s=%s is not accepted: replicas in different zones would compute different due times; name an IANA zone (%s=Europe/Paris)", prefix, zone, prefix)
+		}
 		body = strings.TrimSpace(spec[i:])
 	}
 	if strings.HasPrefix(body, "@every") {
@@ -147,10 +164,91 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 	if err != nil {
 		return bad("%v", err)
 	}
+	if ss, ok := s.(*cron.SpecSchedule); ok && ss.Location != time.Local && ss.Location != time.UTC && fixedTime(body) {
+		wall := *ss
+		wall.Location = time.UTC
+		s = wallSchedule{wall: &wall, loc: ss.Location}
+	}
 	if s.Next(time.Now().UTC()).IsZero() {
 		return bad("never fires (no matching date in the next five years)")
 	}
 	return s, nil
+}
+
+// fixedTime reports whether the cron expression body (without CRON_TZ=)
+// has a fixed minute and hour: vixie cron's rule, neither field starts
+// with '*' (nor '?', robfig/cron's other wildcard). Of the descriptors only
+// @hourly has a wildcard.
+func fixedTime(body string) bool {
+	if strings.HasPrefix(body, "@") {
+		return body != "@hourly"
+	}
+	f := strings.Fields(body)
+	wild := func(s string) bool { return strings.HasPrefix(s, "*") || strings.HasPrefix(s, "?") }
+	return len(f) == 5 && !wild(f[0]) && !wild(f[1])
+}
+
+// wallSchedule is a cron schedule with a fixed minute and hour in a zone
+// with clock changes: it fires once per matching wall time. When clocks go
+// back, a repeated wall time fires at its first occurrence only; when they
+// go forward, a wall time in the gap fires at the first instant after it
+// (02:30 in Europe/Paris on the last Sunday of March fires at 03:00 CEST).
+// Several wall times in one gap fire once.
+type wallSchedule struct {
+	wall *cron.SpecSchedule // the schedule on wall times written as UTC
+	loc  *time.Location
+}
+
+func (s wallSchedule) Next(after time.Time) time.Time {
+	w := wallTime(after, s.loc)
+	// A wall time at or before after already fired, in the first pass of
+	// a repeated stretch: skip it (at most a day of minutes in the
+	// longest stretches the zone database knows).
+	for range 4 * 24 * 60 {
+		w = s.wall.Next(w)
+		if w.IsZero() {
+			return w
+		}
+		if at := instantOf(w, s.loc); at.After(after) {
+			return at.In(after.Location())
+		}
+	}
+	return time.Time{}
+}
+
+// wallTime is t's wall clock in loc, written as a UTC time.
+func wallTime(t time.Time, loc *time.Location) time.Time {
+	l := t.In(loc)
+	return time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), time.UTC)
+}
+
+// instantOf is the first instant whose wall clock in loc reads w (a wall
+// time written as UTC), or, when none does (clocks jumped past w), the
+// first instant after the jump.
+func instantOf(w time.Time, loc *time.Location) time.Time {
+	// An instant reading w is w minus the offset in effect then: one of
+	// the offsets around it.
+	var found, gap time.Time
+	for _, probe := range []time.Duration{-48 * time.Hour, 0, 48 * time.Hour} {
+		_, off := w.Add(probe).In(loc).Zone()
+		c := w.Add(-time.Duration(off) * time.Second)
+		switch cw := wallTime(c, loc); {
+		case cw.Equal(w):
+			if found.IsZero() || c.Before(found) {
+				found = c
+			}
+		case cw.Before(w):
+			// c is before a jump past w: the jump is where c's zone
+			// period ends.
+			if _, end := c.In(loc).ZoneBounds(); !end.IsZero() && !wallTime(end, loc).Before(w) && (gap.IsZero() || end.Before(gap)) {
+				gap = end
+			}
+		}
+	}
+	if !found.IsZero() {
+		return found
+	}
+	return gap
 }
 
 func truncate(s string, n int) string {

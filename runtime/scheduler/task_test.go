@@ -173,3 +173,158 @@ func TestErrorText(t *testing.T) {
 		})
 	}
 }
+
+// dues walks a task's due times from from (exclusive) to to (inclusive),
+// each run on time.
+func dues(t *testing.T, cron string, from, to time.Time) []string {
+	t.Helper()
+	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: cron}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for due := task.first(from); !due.IsZero() && !due.After(to); due = task.next(due, due) {
+		if len(out) > 1000 {
+			t.Fatalf("%q: more than 1000 due times from %s to %s", cron, from, to)
+		}
+		out = append(out, due.Format("01-02T15:04Z"))
+	}
+	return out
+}
+
+// Daylight saving time in a CRON_TZ zone, as vixie cron does it: a job
+// with a fixed minute and hour runs once a day, at the first occurrence
+// of a wall time that repeats when clocks go back, and at the first
+// instant after the gap for a wall time that does not exist when clocks go
+// forward; a job whose minute or hour is a wildcard runs at every real
+// instant that matches. Paris: 2027-03-28 02:00 CET becomes 03:00 CEST
+// (01:00Z); 2027-10-31 03:00 CEST becomes 02:00 CET (01:00Z).
+func TestCronDaylightSavingTime(t *testing.T) {
+	spring0, spring1 := time.Date(2027, 3, 27, 12, 0, 0, 0, time.UTC), time.Date(2027, 3, 29, 12, 0, 0, 0, time.UTC)
+	fall0, fall1 := time.Date(2027, 10, 30, 12, 0, 0, 0, time.UTC), time.Date(2027, 11, 1, 12, 0, 0, 0, time.UTC)
+	hourly := func(from, to time.Time) []string {
+		var out []string
+		for at := from.Truncate(time.Hour).Add(time.Hour); !at.After(to); at = at.Add(time.Hour) {
+			out = append(out, at.Format("01-02T15:04Z"))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		cron     string
+		from, to time.Time
+		want     []string
+	}{
+		// Spring forward: 02:30 does not exist on 03-28; it runs at 03:00
+		// CEST, the first instant after the gap.
+		{"CRON_TZ=Europe/Paris 30 2 * * *", spring0, spring1, []string{"03-28T01:00Z", "03-29T00:30Z"}},
+		// 03:00 and 03:30 exist: unchanged (03:00 runs once).
+		{"CRON_TZ=Europe/Paris 0 3 * * *", spring0, spring1, []string{"03-28T01:00Z", "03-29T01:00Z"}},
+		{"CRON_TZ=Europe/Paris 30 3 * * *", spring0, spring1, []string{"03-28T01:30Z", "03-29T01:30Z"}},
+		// Both times of a job fall in the gap: one run after it.
+		{"CRON_TZ=Europe/Paris 0,30 2 * * *", spring0, spring1, []string{"03-28T01:00Z", "03-29T00:00Z", "03-29T00:30Z"}},
+		// Fall back: 02:30 happens twice on 10-31; it runs the first time.
+		{"CRON_TZ=Europe/Paris 30 2 * * *", fall0, fall1, []string{"10-31T00:30Z", "11-01T01:30Z"}},
+		{"CRON_TZ=Europe/Paris 0 2 * * *", fall0, fall1, []string{"10-31T00:00Z", "11-01T01:00Z"}},
+		{"CRON_TZ=Europe/Paris 0 3 * * *", fall0, fall1, []string{"10-31T02:00Z", "11-01T02:00Z"}},
+		{"CRON_TZ=Europe/Paris 0 1 * * *", fall0, fall1, []string{"10-30T23:00Z", "11-01T00:00Z"}},
+		// A fixed hour written as a range or list is fixed too.
+		{"CRON_TZ=Europe/Paris 0 1-3 * * *", fall0, fall0.Add(15 * time.Hour), []string{"10-30T23:00Z", "10-31T00:00Z", "10-31T02:00Z"}},
+		// @daily is 0 0 * * *: once a day.
+		{"CRON_TZ=America/Sao_Paulo @daily", time.Date(2018, 11, 3, 12, 0, 0, 0, time.UTC), time.Date(2018, 11, 5, 12, 0, 0, 0, time.UTC),
+			[]string{"11-04T03:00Z", "11-05T02:00Z"}}, // 11-04 00:00 -03 did not exist: 01:00 -02
+		// Wildcard hour: every real hour, 25 on fall-back day, 23 on
+		// spring-forward day; the repeated 02:00 runs twice, the missing
+		// one not at all.
+		{"CRON_TZ=Europe/Paris 0 * * * *", spring0, spring1, hourly(spring0, spring1)},
+		{"CRON_TZ=Europe/Paris 0 * * * *", fall0, fall1, hourly(fall0, fall1)},
+		{"CRON_TZ=Europe/Paris @hourly", fall0, fall1, hourly(fall0, fall1)},
+		// Wildcard minute: every real instant that matches.
+		{"CRON_TZ=Europe/Paris */30 2 * * *", fall0, fall1, []string{"10-31T00:00Z", "10-31T00:30Z", "10-31T01:00Z", "10-31T01:30Z", "11-01T01:00Z", "11-01T01:30Z"}},
+		{"CRON_TZ=Europe/Paris */30 2 * * *", spring0, spring1, []string{"03-29T00:00Z", "03-29T00:30Z"}},
+		// UTC has no clock changes.
+		{"30 2 * * *", fall0, fall1, []string{"10-31T02:30Z", "11-01T02:30Z"}},
+	} {
+		got := dues(t, c.cron, c.from, c.to)
+		if strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("%q from %s to %s:\n got %v\nwant %v", c.cron, c.from.Format(time.RFC3339), c.to.Format(time.RFC3339), got, c.want)
+		}
+	}
+	// Every five minutes across the repeated hour: every real 5 minutes.
+	got := dues(t, "CRON_TZ=Europe/Paris */5 * * * *", time.Date(2027, 10, 30, 23, 57, 0, 0, time.UTC), time.Date(2027, 10, 31, 2, 3, 0, 0, time.UTC))
+	if len(got) != 25 || got[0] != "10-31T00:00Z" || got[24] != "10-31T02:00Z" {
+		t.Errorf("*/5 across fall-back: %d due times %v, want 25 from 00:00Z to 02:00Z", len(got), got)
+	}
+	got = dues(t, "CRON_TZ=Europe/Paris */5 * * * *", time.Date(2027, 3, 27, 23, 57, 0, 0, time.UTC), time.Date(2027, 3, 28, 2, 3, 0, 0, time.UTC))
+	if len(got) != 25 || got[0] != "03-28T00:00Z" || got[24] != "03-28T02:00Z" {
+		t.Errorf("*/5 across spring-forward: %d due times %v, want 25 from 00:00Z to 02:00Z", len(got), got)
+	}
+	// A late run: the next due time after now, still once a day.
+	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "CRON_TZ=Europe/Paris 30 2 * * *"}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Date(2027, 10, 31, 0, 30, 0, 0, time.UTC)
+	for _, now := range []time.Time{first.Add(10 * time.Minute), first.Add(time.Hour), first.Add(70 * time.Minute)} {
+		if got := task.next(first, now); !got.Equal(time.Date(2027, 11, 1, 1, 30, 0, 0, time.UTC)) {
+			t.Errorf("next after the 02:30 of 10-31 at %s = %s, want 11-01T01:30Z", now.Format(time.RFC3339), got)
+		}
+	}
+}
+
+// CRON_TZ names an IANA zone: not Local (replicas in different zones
+// would compute different due times), not nothing.
+func TestCronTZMustNameAZone(t *testing.T) {
+	for c, want := range map[string]string{
+		"CRON_TZ=Local 0 9 * * *": "CRON_TZ=Local",
+		"CRON_TZ=local 0 9 * * *": "CRON_TZ=local",
+		"TZ=Local 0 9 * * *":      "TZ=Local",
+		"CRON_TZ= 0 9 * * *":      "names no zone",
+		"TZ= 0 9 * * *":           "names no zone",
+	} {
+		_, err := ParseCron(c)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "IANA") {
+			t.Errorf("%q: %v, want an error with %q naming an IANA zone", c, err, want)
+		}
+		if _, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: c}, time.Second); err == nil {
+			t.Errorf("NewTask %q: accepted", c)
+		}
+	}
+	for _, c := range []string{"CRON_TZ=UTC 0 9 * * *", "CRON_TZ=Europe/Paris 0 9 * * *", "TZ=America/New_York @daily"} {
+		if _, err := ParseCron(c); err != nil {
+			t.Errorf("%q: %v", c, err)
+		}
+	}
+}
+
+// Fixed-time schedules in zones with odd clock changes (half-hour DST,
+// a skipped day, two-hour DST, offsets with minutes): a daily job's due
+// times are a day apart, give or take the clock change, except around a
+// run at the end of a gap (Apia skipped 2011-12-30: its run comes at the
+// first instant of 12-31, then 12-31's own).
+func TestCronWallTimeOddZones(t *testing.T) {
+	for _, zone := range []string{"Australia/Lord_Howe", "Pacific/Apia", "Antarctica/Troll", "Asia/Kathmandu", "America/St_Johns", "America/Sao_Paulo", "Europe/Dublin"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, expr := range []string{"30 2 * * *", "0 0 * * *", "59 23 * * *", "0 1 * * *"} {
+			task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "CRON_TZ=" + zone + " " + expr}, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prev := task.first(time.Date(2008, 1, 1, 0, 0, 0, 0, time.UTC))
+			for prev.Year() < 2028 {
+				due := task.next(prev, prev)
+				// A run at the end of a gap may come soon after the one
+				// before it, or before the one after it.
+				prevStart, _ := prev.In(loc).ZoneBounds()
+				dueStart, _ := due.In(loc).ZoneBounds()
+				atGap := prevStart.Equal(prev) || dueStart.Equal(due)
+				if gap := due.Sub(prev); gap <= 0 || gap > 51*time.Hour || gap < 21*time.Hour && !atGap {
+					t.Errorf("%s %q: %s then %s, %s apart", zone, expr, prev, due, gap)
+				}
+				prev = due
+			}
+		}
+	}
+}
