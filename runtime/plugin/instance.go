@@ -139,7 +139,9 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 func (in *instance) call(ctx *callContext, fn api.Function, arg uint64) (uint64, error) {
 	in.callCtx = ctx
 	in.oom = false
-	in.calls++
+	if !in.state.Initializing {
+		in.calls++ // requests and task runs; not the start-up call
+	}
 	in.stack[0] = arg
 	err := fn.CallWithStack(ctx, in.stack[:])
 	in.callCtx = nil
