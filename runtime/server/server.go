@@ -291,6 +291,7 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal s
 		"path":        string(fc.Request.URI().PathOriginal()),
 		"status":      status,
 		"bytes":       len(fc.Response.Body()),
+		"duration":    took.Round(time.Microsecond).String(),
 		"duration_ms": float64(took.Microseconds()) / 1000,
 		"request_id":  id,
 	}

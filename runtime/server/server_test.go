@@ -925,6 +925,11 @@ func TestAccessLog(t *testing.T) {
 	if d, ok := ping["duration_ms"].(float64); !ok || d < 0 {
 		t.Errorf("duration_ms = %v", ping["duration_ms"])
 	}
+	if d, _ := ping["duration"].(string); d == "" {
+		t.Errorf("duration = %v", ping["duration"])
+	} else if _, err := time.ParseDuration(d); err != nil {
+		t.Errorf("duration %q: %v", d, err)
+	}
 	if nf := lines["access-2"]; nf == nil || nf["status"] != 404.0 || nf["plugin"] != nil {
 		t.Errorf("404 line: %v", nf)
 	}
