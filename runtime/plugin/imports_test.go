@@ -180,8 +180,13 @@ func TestImportsAccepted(t *testing.T) {
 		t.Fatalf("Inspect of the Go test guest = %v", err)
 	}
 	modules := map[string]int{}
+	seen := map[Import]bool{}
 	for _, imp := range info.Imports {
 		modules[imp.Module]++
+		if seen[imp] {
+			t.Errorf("%s.%s listed twice (Go imports fd_write and random_get under two names)", imp.Module, imp.Name)
+		}
+		seen[imp] = true
 	}
 	if len(modules) != 2 || modules["wasi_snapshot_preview1"] == 0 || modules["greenroom"] == 0 {
 		t.Errorf("Go guest imports %+v: want WASI and greenroom functions", info.Imports)

@@ -246,6 +246,9 @@ func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
 		}
 		return strings.Compare(a.Kind, b.Kind)
 	})
+	// Go's wasip1 port imports fd_write and random_get twice (under two
+	// Go names): listed once.
+	info.Imports = slices.Compact(info.Imports)
 	for c := range caps {
 		info.Capabilities = append(info.Capabilities, c)
 	}
