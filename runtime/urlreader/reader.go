@@ -330,15 +330,18 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	if len(hops.sent) > 0 {
 		if resp != nil {
 			hops.scrub(resp)
-			// A body still encoded (a coding the transport does not
-			// decode, sent unasked) cannot be searched for the token.
-			for _, h := range resp.Header {
-				if strings.EqualFold(h[0], "Content-Encoding") && !strings.EqualFold(strings.TrimSpace(h[1]), "identity") {
-					return nil, errorf(Failed, "%s: refused: the response is encoded (Content-Encoding: %s), and a read that carried an integration token is only handed over decoded, so that an echoed token can be removed", resp.URL, hops.scrubString(h[1]))
-				}
-			}
 		}
 		err = hops.scrubErr(err)
+	}
+	// Bodies are handed over decoded: one still encoded (a coding the
+	// transport does not decode, sent unasked) fails the read; with a
+	// token sent, it could not have been searched for an echo either.
+	if resp != nil && len(resp.Body) > 0 {
+		for _, h := range resp.Header {
+			if strings.EqualFold(h[0], "Content-Encoding") && !strings.EqualFold(strings.TrimSpace(h[1]), "identity") {
+				return nil, errorf(Failed, "%s: refused: the response is encoded (Content-Encoding: %s), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", resp.URL, hops.scrubString(h[1]))
+			}
+		}
 	}
 	return resp, err
 }
@@ -395,6 +398,11 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 				return &Error{Kind: KindOf(err), Msg: fmt.Sprintf("redirect from %s: %v", via[len(via)-1].URL.Redacted(), err)}
 			}
 			next.URL = nt.u
+			// Go's client names the previous URL in a redirect's Referer:
+			// that URL can hold what its server put there (an echoed
+			// integration token), and the next host has no business
+			// with it.
+			next.Header.Del("Referer")
 			return nil
 		},
 	}
@@ -454,7 +462,11 @@ func (r *Reader) checkHeader(k, v string) error {
 			return errorf(Invalid, "request header name %q is not an HTTP token", k)
 		}
 	}
-	if why, ok := r.denyHdr[strings.ToLower(k)]; ok {
+	why, ok := r.denyHdr[strings.ToLower(k)]
+	if !ok && len(k) > len("x-forwarded-") && strings.EqualFold(k[:len("x-forwarded-")], "x-forwarded-") {
+		why, ok = "it would speak for the runtime's network", true
+	}
+	if ok {
 		return errorf(Denied, "request header %s may not be set by a plugin: %s", http.CanonicalHeaderKey(k), why)
 	}
 	for i := 0; i < len(v); i++ {

@@ -566,3 +566,46 @@ func TestFailures(t *testing.T) {
 	_, err = read(p, "http://docs.test/")
 	wantErr(t, err, Failed, "resolve docs.test")
 }
+
+// A redirect's next request carries no Referer (Go's client would name
+// the previous URL, which its server may have filled with an echoed
+// token); a plugin may set no X-Forwarded-* header at all; a body still
+// encoded (a coding the runtime does not decode) fails the read, with or
+// without a token.
+func TestRefererForwardedAndEncodedBodies(t *testing.T) {
+	var referers []string
+	var mu sync.Mutex
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		referers = append(referers, r.Header.Get("Referer"))
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/jump":
+			http.Redirect(w, r, "/land?t=secret-in-the-url", http.StatusFound)
+		case "/land":
+			http.Redirect(w, r, "/end", http.StatusFound)
+		case "/deflate":
+			w.Header().Set("Content-Encoding", "deflate")
+			w.Write([]byte{0x4b, 0x4c, 0x4a, 0x06, 0x00})
+		default:
+			fmt.Fprint(w, "ok")
+		}
+	})
+	cfg := "[reading]\nallow = [{ host = \"docs.test\", scheme = \"http\" }]\n"
+	p := reader(t, cfg, mapResolver{"docs.test": {"127.0.0.1"}}, srv).For("p", []string{"docs.test/"})
+	base := "http://docs.test:" + srv.port()
+	if resp, err := read(p, base+"/jump"); err != nil || string(resp.Body) != "ok" {
+		t.Fatalf("redirects: %v %+v", err, resp)
+	}
+	for i, ref := range referers {
+		if ref != "" {
+			t.Errorf("request %d carried Referer %q", i+1, ref)
+		}
+	}
+	for _, h := range []string{"X-Forwarded-Prefix", "x-forwarded-port", "X-Forwarded-Ssl", "X-Forwarded-For"} {
+		_, err := read(p, base+"/", h, "evil")
+		wantErr(t, err, Denied, "may not be set by a plugin")
+	}
+	_, err := read(p, base+"/deflate")
+	wantErr(t, err, Failed, "Content-Encoding: deflate")
+}
