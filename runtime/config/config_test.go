@@ -897,3 +897,17 @@ func TestJWKSURLPassword(t *testing.T) {
 		t.Errorf("err = %v, want the URL refused without its password", err)
 	}
 }
+
+// A rate's count is bounded: "1e20/s" would overflow the limiter's burst
+// (it became a limit of 1 request per second).
+func TestRateBounds(t *testing.T) {
+	for text, ok := range map[string]bool{
+		"100/s": true, "1e9/s": true, "0.5/m": true,
+		"1e20/s": false, "1000000001/h": false, "0/s": false, "-1/s": false, "NaN/s": false, "x": false,
+	} {
+		var r Rate
+		if err := r.UnmarshalText([]byte(text)); (err == nil) != ok {
+			t.Errorf("%q: err = %v, want ok %v", text, err, ok)
+		}
+	}
+}

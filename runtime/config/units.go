@@ -114,6 +114,9 @@ func (r *Rate) UnmarshalText(b []byte) error {
 	if !ok || err != nil || per == 0 || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
 		return fmt.Errorf("invalid rate %q (want e.g. \"100/s\", \"600/m\")", s)
 	}
+	if n > maxRate {
+		return fmt.Errorf("rate %q: at most %d per period (leave it unset for no limit)", s, int64(maxRate))
+	}
 	*r = Rate{N: n, Per: per}
 	return nil
 }
@@ -126,6 +129,10 @@ func (r Rate) MarshalText() ([]byte, error) {
 	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
 	return []byte(strconv.FormatFloat(r.N, 'f', -1, 64) + "/" + unit), nil
 }
+
+// maxRate bounds a rate's count: a limiter's burst is an int, and a
+// larger count limits nothing a server could serve anyway.
+const maxRate = 1e9
 
 // PerSecond returns the rate in events per second, 0 when unset.
 func (r Rate) PerSecond() float64 {
