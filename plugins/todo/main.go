@@ -205,6 +205,12 @@ func decode(w http.ResponseWriter, r *http.Request) (input, bool) {
 			fail(w, http.StatusBadRequest, "title must be 1 to %d characters", maxTitle)
 			return in, false
 		}
+		// PostgreSQL's text cannot hold NUL (SQLite's can): refused on
+		// both, so that the two databases answer alike.
+		if strings.ContainsRune(t, 0) {
+			fail(w, http.StatusBadRequest, "title must not contain the NUL character")
+			return in, false
+		}
 		in.Title = &t
 	}
 	return in, true
@@ -286,14 +292,21 @@ func update(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "nothing to change: send title and/or done")
 		return
 	}
-	// Read and write in one transaction, so concurrent updates of one item
-	// do not lose each other's fields.
+	// Read and write in one transaction that first locks the item's row
+	// (a no-op UPDATE, which both databases accept), so that concurrent
+	// updates of one item wait for each other and do not lose each
+	// other's fields: on PostgreSQL a plain SELECT in a READ COMMITTED
+	// transaction locks nothing.
 	tx, err := greenroom.DB().BeginTx(r.Context(), nil)
 	if err != nil {
 		dbFail(w, err)
 		return
 	}
 	defer tx.Rollback()
+	if _, err := tx.ExecContext(r.Context(), "UPDATE items SET id = id WHERE id = ?", id); err != nil {
+		dbFail(w, err)
+		return
+	}
 	it, err := load(r, tx, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		fail(w, http.StatusNotFound, "no item %d", id)
