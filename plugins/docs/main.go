@@ -123,7 +123,16 @@ func (a *app) latest(w http.ResponseWriter, r *http.Request) {
 	}
 	var stale error
 	if cur == nil || r.URL.Query().Get("refresh") != "" || a.now().Sub(cur.CheckedAt) > maxAge {
-		next, err := a.fetch(ctx, url, cur)
+		// The fetch gets part of what is left of the request's time, so
+		// that a slow source still leaves time to answer with the copy
+		// there is (limits.timeout is shorter than reading.timeout).
+		fctx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithTimeout(ctx, time.Until(dl)*3/4)
+			defer cancel()
+		}
+		next, err := a.fetch(fctx, url, cur)
 		switch {
 		case err != nil && cur == nil:
 			writeError(w, http.StatusBadGateway, err)
@@ -173,6 +182,11 @@ func (a *app) fetch(ctx context.Context, url string, cur *Copy) (*Copy, error) {
 		if errors.As(err, &se) {
 			f.Status = se.Response.Status
 		}
+	case len(resp.Body) > maxCopy:
+		// Kept, it could not be read back (db_max_result, 8 MiB by
+		// default): refused, and the copy there is stays.
+		err = fmt.Errorf("the document is %d bytes, more than the %d this plugin keeps", len(resp.Body), maxCopy)
+		f.Outcome, f.Status, f.Bytes, f.Error = "error", resp.Status, len(resp.Body), err.Error()
 	default:
 		f.Outcome, f.Status, f.ETag, f.Bytes = "fetched", resp.Status, resp.ETag, len(resp.Body)
 		next = &Copy{
@@ -188,11 +202,15 @@ func (a *app) fetch(ctx context.Context, url string, cur *Copy) (*Copy, error) {
 		return nil, err
 	}
 	if err := a.store.SaveCopy(ctx, next); err != nil {
-		return nil, fmt.Errorf("save the copy: %w", err)
+		return nil, err // says "save the copy"
 	}
 	log.Info("fetch", "url", url, "outcome", f.Outcome, "etag", f.ETag, "bytes", f.Bytes, "duration_ms", f.DurationMS)
 	return next, nil
 }
+
+// maxCopy is the largest document kept: its row must come back whole
+// under the plugin's db_max_result (8 MiB by default).
+var maxCopy = 4 << 20
 
 func (a *app) history(w http.ResponseWriter, r *http.Request) {
 	limit := 20

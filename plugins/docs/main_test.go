@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -165,5 +166,51 @@ func TestRefreshTask(t *testing.T) {
 	cur, _ := a.store.Latest(t.Context())
 	if cur == nil || string(cur.Body) != "doc" {
 		t.Errorf("copy = %+v", cur)
+	}
+}
+
+// A document larger than the plugin keeps is refused (recorded as an
+// error) and the copy there is keeps serving; a source slower than the
+// request's time leaves the copy served, stale, rather than a 504.
+func TestOversizeAndSlowSource(t *testing.T) {
+	var mode atomic.Int64 // 0: small, 1: too large, 2: slow
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch mode.Load() {
+		case 1:
+			w.Write(make([]byte, maxCopy+1))
+		case 2:
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		default:
+			io.WriteString(w, "small")
+		}
+	}))
+	defer srv.Close()
+	greenroom.SetURLTransport(srv.Client().Transport)
+	defer greenroom.SetURLTransport(nil)
+	greenroom.SetConfig(map[string]string{"url": srv.URL + "/doc"})
+	defer greenroom.SetConfig(nil)
+	h := newApp(freshStore(t), time.Now).routes()
+	get := func(ctx context.Context) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/latest?refresh=1", nil).WithContext(ctx))
+		return rec
+	}
+	if rec := get(context.Background()); rec.Code != 200 || rec.Body.String() != "small" {
+		t.Fatalf("first: %d %q", rec.Code, rec.Body)
+	}
+	mode.Store(1)
+	rec := get(context.Background())
+	if rec.Code != 200 || rec.Body.String() != "small" || !strings.Contains(rec.Header().Get("X-Docs-Stale"), "more than the") {
+		t.Errorf("too large: %d %d bytes %v", rec.Code, rec.Body.Len(), rec.Header())
+	}
+	mode.Store(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	rec = get(ctx)
+	if rec.Code != 200 || rec.Body.String() != "small" || rec.Header().Get("X-Docs-Stale") == "" {
+		t.Errorf("slow source: %d, %d bytes, %v", rec.Code, rec.Body.Len(), rec.Header())
 	}
 }

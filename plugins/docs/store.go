@@ -98,7 +98,7 @@ ON CONFLICT (id) DO UPDATE SET url = excluded.url, body = excluded.body, content
 // PostgreSQL) make one insert fail; it retries.
 func (s *dbStore) AddFetch(ctx context.Context, f Fetch) error {
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
 		if err = s.addFetch(ctx, f); err == nil {
 			return nil
 		}
