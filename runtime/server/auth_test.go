@@ -286,6 +286,23 @@ func TestPublicRouteOnlyDuringInit(t *testing.T) {
 	}
 }
 
+// A header the client names in Connection is hop-by-hop: it does not
+// reach the guest (RFC 9110, 7.6.1).
+func TestConnectionNamedHeadersDropped(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	status, _, body := in.Get(t, "/api/hello/echo", "Connection", "X-Bar, keep-alive", "X-Bar", "hop", "X-Kept", "yes")
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var echo struct{ Headers map[string][]string }
+	if err := json.Unmarshal([]byte(body), &echo); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := echo.Headers["X-Bar"]; ok || len(echo.Headers["X-Kept"]) != 1 {
+		t.Errorf("guest headers: %v", echo.Headers)
+	}
+}
+
 // The guest sees who calls, never how: no Authorization, no cookies.
 func TestGuestNeverSeesCredentials(t *testing.T) {
 	idp := authtest.New(t)

@@ -74,9 +74,22 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if principal != nil {
 		req.Principal = hostfuncs.Principal{Type: envelopeType(principal.Type), Subject: principal.Subject, Claims: principal.Claims}
 	}
+	// Headers the client named in Connection are hop-by-hop too (RFC
+	// 9110, 7.6.1): not the guest's.
+	var hop [][]byte
+	for _, tok := range bytes.Split(fr.Header.Peek(fiber.HeaderConnection), []byte(",")) {
+		if tok = bytes.TrimSpace(tok); len(tok) > 0 {
+			hop = append(hop, tok)
+		}
+	}
 	fr.Header.VisitAll(func(k, v []byte) {
 		if !forwardRequestHeader(k) {
 			return
+		}
+		for _, h := range hop {
+			if bytes.EqualFold(k, h) {
+				return
+			}
 		}
 		req.Headers = append(req.Headers, [2][]byte{hostfuncs.CanonicalHeaderName(k), v})
 	})
