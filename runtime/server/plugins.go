@@ -76,20 +76,10 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	// Headers the client named in Connection are hop-by-hop too (RFC
 	// 9110, 7.6.1): not the guest's.
-	var hop [][]byte
-	for _, tok := range bytes.Split(fr.Header.Peek(fiber.HeaderConnection), []byte(",")) {
-		if tok = bytes.TrimSpace(tok); len(tok) > 0 {
-			hop = append(hop, tok)
-		}
-	}
+	connection := fr.Header.Peek(fiber.HeaderConnection)
 	fr.Header.VisitAll(func(k, v []byte) {
-		if !forwardRequestHeader(k) {
+		if !forwardRequestHeader(k) || namedIn(connection, k) {
 			return
-		}
-		for _, h := range hop {
-			if bytes.EqualFold(k, h) {
-				return
-			}
 		}
 		req.Headers = append(req.Headers, [2][]byte{hostfuncs.CanonicalHeaderName(k), v})
 	})
@@ -196,6 +186,19 @@ func (s *Server) callError(id string, err error) error {
 	}
 	log.Error("plugin call failed")
 	return &APIError{Status: fiber.StatusInternalServerError, Code: "internal", Plugin: id, Message: "internal error"}
+}
+
+// namedIn reports whether the comma-separated list (a Connection
+// header's value) names header k.
+func namedIn(list, k []byte) bool {
+	for len(list) > 0 {
+		var tok []byte
+		tok, list, _ = bytes.Cut(list, []byte(","))
+		if bytes.EqualFold(bytes.TrimSpace(tok), k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Hop-by-hop and credential headers never reach a guest: the guest learns
