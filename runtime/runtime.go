@@ -458,6 +458,15 @@ func (r *Runtime) existingPluginLogger(id string) *logging.PluginLogger {
 	return r.plogs[id]
 }
 
+// PluginLogAllow takes one line from plugin id's log rate limit, for a
+// line of the runtime's about the plugin that the plugin can multiply (a
+// failure it causes per request). Over the limit it counts a dropped line
+// and returns false.
+func (r *Runtime) PluginLogAllow(id string) bool {
+	pl := r.existingPluginLogger(id)
+	return pl == nil || pl.Allow()
+}
+
 // DroppedLogLines returns how many log lines plugin id ever had dropped by
 // its rate limit.
 func (r *Runtime) DroppedLogLines(id string) int64 {

@@ -371,3 +371,21 @@ func TestURLReadLinesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// The runtime's line about each failed call ("plugin panicked; instance
+// discarded") comes as often as the plugin fails: it takes from the
+// plugin's log rate limit, and a dropped one is counted.
+func TestFailureLinesAreRateLimited(t *testing.T) {
+	in := start(t, strings.Replace(hostileConfig("2s", 1), "instances = 1\n", "instances = 1\nlog_rate = 0.001\nlog_burst = 3\n", 1))
+	for range 10 {
+		if status, _, body := in.Get(t, "/api/hostile/panic"); status != 500 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	if n := len(linesWith(t, in, "plugin panicked")); n > 3 {
+		t.Errorf("%d 'plugin panicked' lines for 10 panics with log_burst 3", n)
+	}
+	if in.RT.DroppedLogLines("hostile") == 0 {
+		t.Error("no dropped line counted")
+	}
+}

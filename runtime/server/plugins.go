@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime"
@@ -133,6 +134,25 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	return nil
 }
 
+// pluginLines logs a line about a plugin's call when its log rate limit
+// allowed it.
+type pluginLines struct {
+	e     *logrus.Entry
+	allow func() bool
+}
+
+func (l pluginLines) Warn(msg string) {
+	if l.allow() {
+		l.e.Warn(msg)
+	}
+}
+
+func (l pluginLines) Error(msg string) {
+	if l.allow() {
+		l.e.Error(msg)
+	}
+}
+
 // callError maps a failed plugin call to the response its caller gets.
 func (s *Server) callError(id string, err error) error {
 	var ua *runtime.UnavailableError
@@ -142,7 +162,10 @@ func (s *Server) callError(id string, err error) error {
 	if errors.Is(err, runtime.ErrUnknownPlugin) {
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
 	}
-	log := s.log.WithField("plugin", id).WithError(err)
+	// These lines come as often as the plugin fails: they take from its
+	// log rate limit, as its own lines do (a drop is counted).
+	entry := s.log.WithField("plugin", id).WithError(err)
+	log := pluginLines{entry, func() bool { return s.rt.PluginLogAllow(id) }}
 	switch plugin.KindOf(err) {
 	case plugin.FailBusy:
 		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
