@@ -86,47 +86,41 @@ func IsSource(dir string) error {
 }
 
 // SourceHash hashes everything that decides the build output of the plugin
-// in dir: its files (recursively, skipping hidden directories and testdata),
-// and the go.mod and go.sum of its module, and the SDK sources when the
-// plugin lives in the greenroom module itself.
+// in dir: its files (recursively, skipping what Go ignores: names starting
+// with . or _, and testdata), the go.mod and go.sum of its module, the SDK
+// sources when the plugin lives in the greenroom module itself, and the
+// files of every other package of its module that it imports.
 func SourceHash(dir string) (string, error) {
 	h := sha256.New()
-	roots := []string{dir}
+	type root struct {
+		path    string
+		recurse bool
+	}
+	roots := []root{{dir, true}}
 	if mod, err := findModuleRoot(dir); err == nil {
 		for _, f := range []string{"go.mod", "go.sum"} {
-			roots = append(roots, filepath.Join(mod, f))
+			roots = append(roots, root{filepath.Join(mod, f), false})
 		}
 		sdk := filepath.Join(mod, "guest-sdk")
 		if _, err := os.Stat(sdk); err == nil {
-			roots = append(roots, sdk)
+			roots = append(roots, root{sdk, true})
+		}
+		// Every other package of the module the plugin imports: its
+		// files decide the build as much as the plugin's own.
+		for _, d := range moduleDeps(dir) {
+			if !within(d, dir) && !within(d, sdk) {
+				roots = append(roots, root{d, false})
+			}
 		}
 	}
-	for _, root := range roots {
-		var files []string
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if d.IsDir() {
-				name := d.Name()
-				if path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if strings.HasSuffix(path, ".wasm") {
-				return nil
-			}
-			files = append(files, path)
-			return nil
-		})
+	for _, r := range roots {
+		if p, err := filepath.EvalSymlinks(r.path); err == nil {
+			r.path = p // a plugin directory that is a link hashes as its target
+		}
+		files, err := sourceFiles(r.path, r.recurse)
 		if err != nil {
 			return "", fmt.Errorf("hash sources of %s: %w", dir, err)
 		}
-		slices.Sort(files)
 		for _, f := range files {
 			b, err := os.ReadFile(f)
 			if err != nil {
@@ -134,16 +128,95 @@ func SourceHash(dir string) (string, error) {
 			}
 			// Names relative to their root: the hash must not depend on
 			// how the caller spelled dir.
-			rel, err := filepath.Rel(root, f)
+			rel, err := filepath.Rel(r.path, f)
 			if err != nil {
 				rel = filepath.Base(f)
 			}
-			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", filepath.Base(root), filepath.ToSlash(rel), len(b))
+			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", filepath.Base(r.path), filepath.ToSlash(rel), len(b))
 			h.Write(b)
 		}
 	}
 	fmt.Fprintf(h, "go=%s", goVersion())
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sourceFiles lists, sorted, the files under root (root itself when it is
+// a file; its subdirectories too when recurse) that can decide a build:
+// not the names Go ignores (starting with . or _, an editor's lock or
+// swap file among them), not testdata, not .wasm outputs. A root that is a
+// symbolic link is followed; a link inside it to a directory, or to
+// nothing, is skipped.
+func sourceFiles(root string, recurse bool) ([]string, error) {
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	} else if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (!recurse || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) || strings.HasSuffix(path, ".wasm") {
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+				return nil
+			}
+		}
+		files = append(files, path)
+		return nil
+	})
+	slices.Sort(files)
+	return files, err
+}
+
+// moduleDeps returns the directories of the packages of dir's own module
+// that the package in dir imports, directly or not (go list -deps, for
+// wasip1), or nil when go list fails (the build then reports why).
+func moduleDeps(dir string) []string {
+	cmd := exec.Command(goTool(), "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil
+	}
+	var dirs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			dirs = append(dirs, l)
+		}
+	}
+	return dirs
+}
+
+// within reports whether path is dir or lies under it.
+func within(path, dir string) bool {
+	a, err1 := filepath.Abs(path)
+	b, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if r, err := filepath.EvalSymlinks(a); err == nil {
+		a = r
+	}
+	if r, err := filepath.EvalSymlinks(b); err == nil {
+		b = r
+	}
+	rel, err := filepath.Rel(b, a)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 var goVersion = sync.OnceValue(func() string {

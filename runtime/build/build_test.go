@@ -28,3 +28,51 @@ func TestSourceHashIgnoresSpelling(t *testing.T) {
 		t.Error("a changed source does not change the hash")
 	}
 }
+
+// The hash covers the packages of the plugin's module that it imports
+// from outside its directory (an edit there must rebuild it), and ignores
+// what Go ignores: an editor's lock file (a dangling .#main.go link) does
+// not fail it. A plugin directory that is a symbolic link hashes as its
+// target does.
+func TestSourceHashModuleDepsAndIgnoredFiles(t *testing.T) {
+	mod := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(mod, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module example.test/m\n\ngo 1.26\n")
+	write("lib/shared/shared.go", "package shared\n\nconst V = \"one\"\n")
+	write("plugins/p/main.go", "package main\n\nimport \"example.test/m/lib/shared\"\n\nvar _ = shared.V\n\nfunc main() {}\n")
+	write("unrelated/u.go", "package unrelated\n")
+	dir := filepath.Join(mod, "plugins", "p")
+	before, err := SourceHash(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("unrelated/u.go", "package unrelated\n\nconst X = 1\n")
+	if got, _ := SourceHash(dir); got != before {
+		t.Error("an edit in a package the plugin does not import changed the hash")
+	}
+	write("lib/shared/shared.go", "package shared\n\nconst V = \"two\"\n")
+	after, err := SourceHash(dir)
+	if err != nil || after == before {
+		t.Errorf("an edit in an imported package of the module left the hash as it was (%v)", err)
+	}
+	if err := os.Symlink("user@host.123:1700000000", filepath.Join(dir, ".#main.go")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := SourceHash(dir); err != nil || got != after {
+		t.Errorf("an editor's lock link: %v, hash changed %v", err, got != after)
+	}
+	link := filepath.Join(mod, "plugins", "linked")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := SourceHash(link); err != nil || got != after {
+		t.Errorf("a symlinked plugin directory: %v, same hash %v", err, got == after)
+	}
+}
