@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -148,8 +149,28 @@ scheduler = true
 	if _, err := os.Stat(plainOut); err == nil {
 		t.Error("the non-plugin's module was kept")
 	}
+	// Over an existing plugin module, the non-plugin leaves it as it was.
+	kept := filepath.Join(dir, "kept.wasm")
+	goodWasm, _ := os.ReadFile(wasm)
+	os.WriteFile(kept, goodWasm, 0o644)
+	if _, code := runCLI(t, nil, "plugin", "build", plain, "-o", kept); code != 1 {
+		t.Errorf("plugin build of a non-plugin over a module: exit %d", code)
+	}
+	if b, err := os.ReadFile(kept); err != nil || !bytes.Equal(b, goodWasm) {
+		t.Errorf("the module at -o was not left as it was: %v", err)
+	}
+	if leftover, _ := filepath.Glob(filepath.Join(dir, "*.building")); len(leftover) > 0 {
+		t.Errorf("left behind: %v", leftover)
+	}
 	if out, code := runCLI(t, nil, "plugin", "build", plain, "-o", dir); code != 2 || !strings.Contains(out, "is a directory") {
 		t.Errorf("plugin build -o DIR: exit %d\n%s", code, out)
+	}
+	newDir := filepath.Join(dir, "newdir") + "/"
+	if out, code := runCLI(t, nil, "plugin", "build", plain, "-o", newDir); code != 2 || !strings.Contains(out, "is a directory") {
+		t.Errorf("plugin build -o newdir/: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "newdir")); err == nil {
+		t.Error("plugin build -o newdir/ left a file named newdir")
 	}
 	if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "*.tmp")); len(tmps) > 0 {
 		t.Errorf("temporary files left: %v", tmps)

@@ -59,21 +59,31 @@ func pluginCmd() *cobra.Command {
 				}
 				out = filepath.Join(dir, filepath.Base(abs)+".wasm")
 			}
-			if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+			if fi, err := os.Stat(out); err == nil && fi.IsDir() || strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)) {
 				return &exitError{code: 2, err: fmt.Errorf("-o %s is a directory: name the .wasm file to write", out)}
 			}
-			if err := build.Build(cmd.Context(), dir, out); err != nil {
+			// Built next to out and checked before it replaces out: a
+			// module the runtime would refuse leaves the file there was (a
+			// watching server keeps its plugin's file).
+			tmp := out + ".building"
+			if err := build.Build(cmd.Context(), dir, tmp); err != nil {
+				os.Remove(tmp)
 				return err
 			}
-			b, err := os.ReadFile(out)
+			b, err := os.ReadFile(tmp)
 			if err != nil {
+				os.Remove(tmp)
 				return err
 			}
 			// A Go main package builds whether or not it is a plugin: say
 			// at once what the runtime would refuse.
 			if _, err := plugin.Inspect(cmd.Context(), b, nil); err != nil {
-				os.Remove(out)
-				return fmt.Errorf("%s built, but it is not a greenroom plugin (removed): %w", dir, err)
+				os.Remove(tmp)
+				return fmt.Errorf("%s built, but it is not a greenroom plugin (not written to %s): %w", dir, out, err)
+			}
+			if err := os.Rename(tmp, out); err != nil {
+				os.Remove(tmp)
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s  %d bytes  sha256 %s\n", out, len(b), plugin.SHA256(b))
 			return nil
