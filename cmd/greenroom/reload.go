@@ -95,6 +95,9 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 			abs, _ := filepath.Abs(p)
 			if st, err := os.Stat(abs); err == nil && st.IsDir() && sources {
 				sourceDirs = append(sourceDirs, abs)
+				// Its parent too: a directory deleted and made again
+				// (git checkout, git stash) is seen coming back.
+				add(filepath.Dir(abs))
 				filepath.WalkDir(abs, func(path string, d fs.DirEntry, err error) error {
 					if err == nil && d.IsDir() {
 						if name := d.Name(); path != abs && (strings.HasPrefix(name, ".") || name == "testdata") {
@@ -116,7 +119,7 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 			return true
 		}
 		for _, d := range sourceDirs {
-			if strings.HasPrefix(name, d+string(filepath.Separator)) && !strings.HasSuffix(name, ".wasm") && !strings.HasSuffix(name, ".tmp") {
+			if name == d || strings.HasPrefix(name, d+string(filepath.Separator)) && !strings.HasSuffix(name, ".wasm") && !strings.HasSuffix(name, ".tmp") {
 				return true
 			}
 		}
@@ -137,6 +140,12 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				if !ok {
 					return
 				}
+				if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+					// A watched directory that goes away loses its watch:
+					// forgotten, so that refresh watches it again once it
+					// is back.
+					delete(watched, ev.Name)
+				}
 				if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 && relevant(ev.Name) {
 					timer.Reset(settle)
 				}
@@ -147,9 +156,9 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				rl.log.WithError(err).Warn("file watcher")
 			case <-timer.C:
 				rl.log.Info("plugin or config files changed: reloading")
-				if _, err := rl.reload(ctx); err == nil {
-					refresh()
-				}
+				rl.reload(ctx)
+				// Also after a failed reload: what is there now is watched.
+				refresh()
 			case <-done:
 				return
 			}

@@ -146,6 +146,25 @@ func TestDevRebuildsChangedSources(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(src, "main.go"), []byte(changed), 0o644)
 	waitBody(t, "http://"+addr+"/api/ver/v", "v1-edited", 120*time.Second)
+
+	// The directory deleted and made again (git checkout, git stash):
+	// its new sources load, and later edits are still seen.
+	saved := map[string][]byte{}
+	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
+		saved[f], _ = os.ReadFile(filepath.Join(src, f))
+	}
+	if err := os.RemoveAll(src); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // a reload that finds it missing
+	os.MkdirAll(src, 0o755)
+	saved["main.go"] = []byte(strings.Replace(changed, `"v1-edited"`, `"v1-again"`, 1))
+	for f, b := range saved {
+		os.WriteFile(filepath.Join(src, f), b, 0o644)
+	}
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1-again", 120*time.Second)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(strings.Replace(changed, `"v1-edited"`, `"v1-third"`, 1)), 0o644)
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1-third", 60*time.Second)
 }
 
 func copyWasm(t *testing.T, src, dst string) {
