@@ -93,6 +93,31 @@ func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
 	}
 }
 
+// The same through serve --watch: the config file's change starts the
+// reload, and SIGTERM ends it as it ends the admin API's.
+func TestSIGTERMEndsAWatcherReloadWaitingOnTheDatabase(t *testing.T) {
+	serveFlags = []string{"--watch"}
+	defer func() { serveFlags = nil }()
+	p := startServe(t, "shutdown_timeout = \"2s\"\n"+silentDatabase(t))
+	ver := p.cfg[strings.Index(p.cfg, "[plugins.ver]\npath = ")+len("[plugins.ver]\n"):]
+	ver = ver[:strings.IndexByte(ver, '\n')]
+	cfg := p.cfg + "[plugins.dbp]\n" + ver + "\n[plugins.dbp.capabilities]\ndatabase = true\n"
+	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "plugin or config files changed: reloading")
+	time.Sleep(300 * time.Millisecond) // the reload is connecting
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	code := p.wait(t)
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("exit %s after SIGTERM with shutdown_timeout 2s", took)
+	}
+	if code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
 // While the database does not answer at start-up: the log says so, SIGHUP
 // does not kill the process, SIGTERM stops the start cleanly (exit 0).
 func TestSignalsWhileTheDatabaseOpens(t *testing.T) {

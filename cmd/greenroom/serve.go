@@ -162,7 +162,8 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 
 	var stopWatch func()
 	if watch || opts.BuildSources {
-		if stopWatch, err = startWatcher(loadCtx, rl, opts.BuildSources); err != nil {
+		// Its reloads end when shutdown starts, as the others do.
+		if stopWatch, err = startWatcher(reloadCtx, rl, opts.BuildSources); err != nil {
 			log.WithError(err).Error("cannot watch plugin files; reload with SIGHUP or the admin API")
 		}
 	}

@@ -106,6 +106,10 @@ func startServe(t *testing.T, server string) *process {
 	return nil
 }
 
+// serveFlags are added to the serve command of the processes a test
+// starts (set it before, not in parallel tests).
+var serveFlags []string
+
 // startProcess runs greenroom serve as startServe does, with extra
 // config after its own, and does not wait.
 func startProcess(t *testing.T, server, extra string) *process {
@@ -137,7 +141,7 @@ limits = { timeout = "30s", instances = 2 }
 	cfgPath := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	p := &process{addr: addr, cfgPath: cfgPath, cfg: cfg, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "serve", "--config", cfgPath)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, serveFlags...)...)
 	p.cmd.Stderr = lockedBuffer{p.mu, p.stderr}
 	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {
