@@ -470,3 +470,31 @@ func TestOldRewrittenEntryReplaced(t *testing.T) {
 		t.Fatalf("next start: read the module %d times, %v", run.reads, run.err)
 	}
 }
+
+// A module refused by validation whose error names "compilationcache"
+// (here, an import of that name) is not taken for cache damage: the cache
+// keeps every entry, and nothing is discarded.
+func TestValidationErrorIsNotCacheDamage(t *testing.T) {
+	dir := t.TempDir()
+	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
+		t.Fatal(run.err)
+	}
+	entries := func() int {
+		m, _ := filepath.Glob(filepath.Join(dir, "wazero", "*", "*"))
+		return len(m)
+	}
+	before := entries()
+	if before == 0 {
+		t.Fatal("nothing in the compilation cache")
+	}
+	run := startOnCache(t, dir, importsModule(funcImport("env", "compilationcache", typeVoid)))
+	if run.err == nil || !strings.Contains(run.err.Error(), "env.compilationcache") {
+		t.Fatalf("load = %v, want the import refused", run.err)
+	}
+	if after := entries(); after < before { // the refused module's own may be added
+		t.Errorf("the cache went from %d entries to %d", before, after)
+	}
+	if w := run.warnings(); len(w) > 0 {
+		t.Errorf("warnings: %v", w)
+	}
+}

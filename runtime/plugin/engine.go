@@ -357,7 +357,13 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 // or truncated file, another file's bytes, a checksum mismatch), and an
 // entry it cannot open is named by a *fs.PathError (see cacheEntryError).
 func (e *Engine) cacheDamage(err error) bool {
-	return strings.Contains(err.Error(), "compilationcache") || e.cacheEntryError(err) != nil
+	// Only wazero's own error: a validation error quotes the module's
+	// names, which may say anything.
+	var ce *compileError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	return strings.Contains(ce.Error(), "compilationcache") || e.cacheEntryError(ce) != nil
 }
 
 // cacheEntryError returns the *fs.PathError in err about an entry of

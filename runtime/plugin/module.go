@@ -90,6 +90,13 @@ func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.Compile
 // behind it, for hours. A variable for tests.
 var compileTimeout = 2 * time.Minute
 
+// compileError is wazero's refusal to compile a module (or to read it back
+// from its cache), as opposed to greenroom's validation of what compiled.
+type compileError struct{ err error }
+
+func (e *compileError) Error() string { return e.err.Error() }
+func (e *compileError) Unwrap() error { return e.err }
+
 // compile is Compile with the module's description started by the caller.
 // It refuses what instrument.CheckSizes refuses before wazero sees it, and
 // ends the compilation at compileTimeout.
@@ -112,7 +119,7 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (waz
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, info, fmt.Errorf("compilation did not finish within %s, a bound no plugin built by a compiler comes near (a 6 MB Go module compiles in about 2 s): %w", compileTimeout, err)
 		}
-		return nil, info, fmt.Errorf("compile: %w", err)
+		return nil, info, &compileError{fmt.Errorf("compile: %w", err)}
 	}
 	if err := describe(cm, wasm, &info); err != nil {
 		cm.Close(ctx)
