@@ -161,8 +161,20 @@ func deniedStatement(t []string) string {
 // ROLLBACK TO a savepoint, ABORT), or returns "". A migration runs in a
 // transaction of the runtime's: one that ended it would run the rest of
 // its statements outside, and be recorded as applied all the same.
+//
+// q is read both as with standard_conforming_strings on and as with it off
+// (a backslash escaping a quote), as deniedCommand reads a statement that
+// names the setting: a migration's connection may come with it off.
 func transactionControl(q string) string {
-	for _, stmt := range strings.Split(codeOnly(q, false), ";") {
+	if cmd := transactionControlIn(codeOnly(q, false)); cmd != "" {
+		return cmd
+	}
+	return transactionControlIn(codeOnly(q, true))
+}
+
+func transactionControlIn(code string) string {
+	atomic := false // inside a BEGIN ATOMIC ... END function body
+	for _, stmt := range strings.Split(code, ";") {
 		var w []string
 		for _, tok := range tokens(lowerASCII(stmt)) {
 			if isWord(tok) {
@@ -170,6 +182,21 @@ func transactionControl(q string) string {
 			}
 		}
 		if len(w) == 0 {
+			continue
+		}
+		if atomic {
+			// The body's statements, up to the END that closes it.
+			if w[0] == "end" {
+				atomic = false
+			}
+			continue
+		}
+		for i := range len(w) - 1 {
+			if w[i] == "begin" && w[i+1] == "atomic" && i > 0 {
+				atomic = true // CREATE FUNCTION ... BEGIN ATOMIC
+			}
+		}
+		if atomic {
 			continue
 		}
 		switch w[0] {

@@ -12,13 +12,16 @@ func TestTransactionControl(t *testing.T) {
 		"ROLLBACK":                                               "ROLLBACK",
 		"ROLLBACK WORK":                                          "ROLLBACK",
 		"COMMIT PREPARED 'x'":                                    "COMMIT",
-		"SAVEPOINT s; ROLLBACK TO SAVEPOINT s; RELEASE s":                               "",
-		"ROLLBACK TO s; ROLLBACK TRANSACTION TO s; ROLLBACK WORK TO s":                  "",
-		"INSERT INTO t VALUES ('commit; begin')":                                        "",
-		"-- COMMIT\nSELECT 1":                                                           "",
-		"CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql": "",
-		"SELECT CASE WHEN true THEN 1 END":                                              "",
-		"CREATE TABLE commits (x int)":                                                  "",
+		"SAVEPOINT s; ROLLBACK TO SAVEPOINT s; RELEASE s":                                                 "",
+		"ROLLBACK TO s; ROLLBACK TRANSACTION TO s; ROLLBACK WORK TO s":                                    "",
+		"INSERT INTO t VALUES ('commit; begin')":                                                          "",
+		"-- COMMIT\nSELECT 1":                                                                             "",
+		"CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql":                   "",
+		"SELECT CASE WHEN true THEN 1 END":                                                                "",
+		"CREATE TABLE commits (x int)":                                                                    "",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; CREATE TABLE t (x int)": "",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; COMMIT":       "COMMIT",
+		`SELECT 'x\''; COMMIT; --'`:                                                                       "COMMIT", // as read with standard_conforming_strings off
 	} {
 		if got := transactionControl(q); got != want {
 			t.Errorf("transactionControl(%q) = %q, want %q", q, got, want)
