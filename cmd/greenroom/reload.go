@@ -119,7 +119,7 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 			return true
 		}
 		for _, d := range sourceDirs {
-			if name == d || strings.HasPrefix(name, d+string(filepath.Separator)) && !strings.HasSuffix(name, ".wasm") && !strings.HasSuffix(name, ".tmp") {
+			if name == d || strings.HasPrefix(name, d+string(filepath.Separator)) && !strings.HasSuffix(name, ".wasm") && !strings.HasSuffix(name, ".tmp") && !strings.HasSuffix(name, ".building") {
 				return true
 			}
 		}

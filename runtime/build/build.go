@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Build compiles the Go package in dir to a wasm file at out.
@@ -186,7 +187,11 @@ func sourceFiles(root string, recurse bool) ([]string, error) {
 // that the package in dir imports, directly or not (go list -deps, for
 // wasip1), or nil when go list fails (the build then reports why).
 func moduleDeps(dir string) []string {
-	cmd := exec.Command(goTool(), "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", ".")
+	// Bounded: go list may try the network for a module it lacks (the
+	// build then fails and says so).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool(), "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	out, err := cmd.Output()

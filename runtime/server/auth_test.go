@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -300,6 +301,17 @@ func TestConnectionNamedHeadersDropped(t *testing.T) {
 	}
 	if _, ok := echo.Headers["X-Bar"]; ok || len(echo.Headers["X-Kept"]) != 1 {
 		t.Errorf("guest headers: %v", echo.Headers)
+	}
+	// Named in a second Connection header too.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: keep-alive\r\nConnection: X-Foo\r\nX-Foo: hop\r\nX-Kept: yes\r\nConnection: close\r\n\r\n", in.Token)
+	raw, _ := io.ReadAll(conn)
+	if !strings.Contains(string(raw), "X-Kept") || strings.Contains(string(raw), "X-Foo") {
+		t.Errorf("with two Connection headers the guest saw: %s", raw)
 	}
 }
 

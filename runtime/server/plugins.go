@@ -77,10 +77,15 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	// Headers the client named in Connection are hop-by-hop too (RFC
 	// 9110, 7.6.1): not the guest's.
-	connection := fr.Header.Peek(fiber.HeaderConnection)
+	connection := fr.Header.PeekAll(fiber.HeaderConnection) // every Connection header
 	fr.Header.VisitAll(func(k, v []byte) {
-		if !forwardRequestHeader(k) || namedIn(connection, k) {
+		if !forwardRequestHeader(k) {
 			return
+		}
+		for _, list := range connection {
+			if namedIn(list, k) {
+				return
+			}
 		}
 		req.Headers = append(req.Headers, [2][]byte{hostfuncs.CanonicalHeaderName(k), v})
 	})
