@@ -434,9 +434,10 @@ type pluginView struct {
 	Info       *plugin.Info `json:"module,omitempty"`
 	// Granted are the capabilities the operator granted; Ungranted the
 	// ones the module imports that were not granted (its calls to them
-	// are denied).
-	Granted      []string `json:"granted"`
-	Ungranted    []string `json:"imported_not_granted"`
+	// are denied): left out, not empty, while no module is loaded (the
+	// module says what it imports: greenroom plugin inspect FILE --config).
+	Granted      []string  `json:"granted"`
+	Ungranted    *[]string `json:"imported_not_granted,omitempty"`
 	Interruption string   `json:"interruption,omitempty"`
 	// GCMemoryLimit is the soft memory limit, in bytes, the runtime gives
 	// the guest's garbage collector (docs/abi.md, "Garbage collector").
@@ -454,7 +455,7 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 			continue
 		}
 		st, lastErr := slot.Status()
-		v := pluginView{ID: id, State: st, LastError: lastErr, Granted: []string{}, Ungranted: []string{}}
+		v := pluginView{ID: id, State: st, LastError: lastErr, Granted: []string{}}
 		pc := slot.Config()
 		if pc == nil {
 			pc = cfg.Plugins[id]
@@ -474,11 +475,13 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 			v.SHA256, v.ABIVersion = info.SHA256, info.ABIVersion
 			v.Interruption = string(p.Interruption())
 			v.GCMemoryLimit = p.GC().MemoryLimit
+			ungranted := []string{}
 			for _, c := range info.Capabilities {
 				if !slices.Contains(v.Granted, c) {
-					v.Ungranted = append(v.Ungranted, c)
+					ungranted = append(ungranted, c)
 				}
 			}
+			v.Ungranted = &ungranted
 		}
 		out = append(out, v)
 	}

@@ -879,8 +879,16 @@ path = %q
 	}
 	gone := view.Plugins[byID["gone"]]
 	if gone.State != "failed" || !strings.Contains(gone.LastError, "missing.wasm") || gone.Module != nil || gone.SHA256 != "" ||
-		gone.Pool == nil || gone.Pool.Created != 0 {
+		gone.Pool == nil || gone.Pool.Created != 0 || gone.Ungranted != nil {
 		t.Errorf("gone: %+v", gone)
+	}
+	// Without a module, what it imports is unknown: no list, rather than
+	// an empty one that says nothing is missing.
+	if n := strings.Count(body, `"imported_not_granted"`); n != len(view.Plugins)-1 {
+		t.Errorf("imported_not_granted in %d of %d plugins (all but the failed one):\n%s", n, len(view.Plugins), body)
+	}
+	if !strings.Contains(body, `"imported_not_granted":[]`) {
+		t.Errorf("a loaded module granted all it imports has no empty list:\n%s", body)
 	}
 	// hello imports no capability: an empty list, not null.
 	if !strings.Contains(body, `"capabilities":[]`) {
