@@ -438,7 +438,7 @@ type pluginView struct {
 	// module says what it imports: greenroom plugin inspect FILE --config).
 	Granted      []string  `json:"granted"`
 	Ungranted    *[]string `json:"imported_not_granted,omitempty"`
-	Interruption string   `json:"interruption,omitempty"`
+	Interruption string    `json:"interruption,omitempty"`
 	// GCMemoryLimit is the soft memory limit, in bytes, the runtime gives
 	// the guest's garbage collector (docs/abi.md, "Garbage collector").
 	GCMemoryLimit uint64         `json:"gc_memory_limit,omitempty"`
