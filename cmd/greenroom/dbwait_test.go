@@ -56,11 +56,11 @@ func (p *process) waitLog(t *testing.T, text string) {
 	}
 }
 
-// A reload through the admin API that waits on a database that does not
-// answer (it grants a plugin the database for the first time) does not
-// hold the shutdown: SIGTERM ends the reload and the process exits within
-// shutdown_timeout, not after the connection's own timeout.
-func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
+// grantDatabaseInConfig starts greenroom serve (with serveFlags) beside a
+// database that does not answer, and rewrites its config to add a plugin
+// granted the database: the reload that loads it waits on the connection.
+func grantDatabaseInConfig(t *testing.T) *process {
+	t.Helper()
 	p := startServe(t, "shutdown_timeout = \"2s\"\n"+silentDatabase(t))
 	ver := p.cfg[strings.Index(p.cfg, "[plugins.ver]\npath = ")+len("[plugins.ver]\n"):]
 	ver = ver[:strings.IndexByte(ver, '\n')]
@@ -68,12 +68,13 @@ func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	answered := make(chan int, 1)
-	go func() {
-		s, _, _ := p.do("POST", "/.greenroom/plugins/v1/reload")
-		answered <- s
-	}()
-	time.Sleep(500 * time.Millisecond) // the reload is connecting
+	return p
+}
+
+// terminateWithinTimeout sends SIGTERM and wants exit code 0 well before
+// the connection's own timeout (shutdown_timeout is 2s).
+func (p *process) terminateWithinTimeout(t *testing.T) {
+	t.Helper()
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	code := p.wait(t)
@@ -83,6 +84,21 @@ func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
+}
+
+// A reload through the admin API that waits on a database that does not
+// answer (it grants a plugin the database for the first time) does not
+// hold the shutdown: SIGTERM ends the reload and the process exits within
+// shutdown_timeout, not after the connection's own timeout.
+func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
+	p := grantDatabaseInConfig(t)
+	answered := make(chan int, 1)
+	go func() {
+		s, _, _ := p.do("POST", "/.greenroom/plugins/v1/reload")
+		answered <- s
+	}()
+	time.Sleep(500 * time.Millisecond) // the reload is connecting
+	p.terminateWithinTimeout(t)
 	select {
 	case s := <-answered:
 		if s == 0 || s == 200 {
@@ -98,24 +114,10 @@ func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
 func TestSIGTERMEndsAWatcherReloadWaitingOnTheDatabase(t *testing.T) {
 	serveFlags = []string{"--watch"}
 	defer func() { serveFlags = nil }()
-	p := startServe(t, "shutdown_timeout = \"2s\"\n"+silentDatabase(t))
-	ver := p.cfg[strings.Index(p.cfg, "[plugins.ver]\npath = ")+len("[plugins.ver]\n"):]
-	ver = ver[:strings.IndexByte(ver, '\n')]
-	cfg := p.cfg + "[plugins.dbp]\n" + ver + "\n[plugins.dbp.capabilities]\ndatabase = true\n"
-	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := grantDatabaseInConfig(t)
 	p.waitLog(t, "plugin or config files changed: reloading")
 	time.Sleep(300 * time.Millisecond) // the reload is connecting
-	start := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	code := p.wait(t)
-	if took := time.Since(start); took > 30*time.Second {
-		t.Errorf("exit %s after SIGTERM with shutdown_timeout 2s", took)
-	}
-	if code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
+	p.terminateWithinTimeout(t)
 }
 
 // While the database does not answer at start-up: the log says so, SIGHUP
