@@ -479,14 +479,8 @@ func TestValidationErrorIsNotCacheDamage(t *testing.T) {
 	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
 		t.Fatal(run.err)
 	}
-	entries := func() int {
-		m, _ := filepath.Glob(filepath.Join(dir, "wazero", "*", "*"))
-		return len(m)
-	}
+	entries := func() int { return len(cacheFiles(t, dir, "wazero/*/*")) }
 	before := entries()
-	if before == 0 {
-		t.Fatal("nothing in the compilation cache")
-	}
 	run := startOnCache(t, dir, importsModule(funcImport("env", "compilationcache", typeVoid)))
 	if run.err == nil || !strings.Contains(run.err.Error(), "env.compilationcache") {
 		t.Fatalf("load = %v, want the import refused", run.err)
