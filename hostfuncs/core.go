@@ -49,14 +49,13 @@ func responseWrite(ctx context.Context, mod api.Module, stack []uint64) {
 //
 // Copies the result slot, filled by the previous host call that returned a
 // length (or an error code), to guest memory. Copies min(buf_len, slot
-// length) bytes and returns that count. Traps if the buffer is outside
-// guest memory.
+// length) bytes and returns that count. Traps if any of the buffer is
+// outside guest memory, however short the slot.
 func resultRead(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "result_read"
 	in := instanceFrom(ctx, fn)
-	n := min(api.DecodeU32(stack[1]), uint32(len(in.result)))
-	copy(guestBytes(mod, fn, api.DecodeU32(stack[0]), n), in.result)
-	stack[0] = api.EncodeI32(int32(n))
+	buf := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	stack[0] = api.EncodeI32(int32(copy(buf, in.result)))
 }
 
 // MaxConfigKey is the longest key config_get looks up.

@@ -14,16 +14,7 @@ import (
 func TestRequestReadChecksTheWholeBuffer(t *testing.T) {
 	in := &Instance{Request: []byte("envelope")}
 	mem := module{mem: memory{b: make([]byte, 64<<10)}}
-	call := func(ptr, n uint32) (code int32, trap error) {
-		defer func() {
-			if r := recover(); r != nil {
-				trap, _ = r.(error)
-			}
-		}()
-		stack := []uint64{api.EncodeU32(ptr), api.EncodeU32(n)}
-		requestRead(WithInstance(context.Background(), in), mem, stack)
-		return api.DecodeI32(stack[0]), nil
-	}
+	call := bufferCall(requestRead, in, mem)
 	if code, trap := call(0, 8); code != 8 || trap != nil || string(mem.mem.b[:8]) != "envelope" {
 		t.Fatalf("exact buffer: %d %v", code, trap)
 	}
@@ -36,5 +27,43 @@ func TestRequestReadChecksTheWholeBuffer(t *testing.T) {
 	}
 	if code, trap := call(0, 4); trap != nil || code >= 0 {
 		t.Errorf("a short buffer: %d %v, want an error code", code, trap)
+	}
+}
+
+// result_read traps on a buffer that is not entirely inside memory, however
+// short the result slot is (an empty slot included), as request_read does.
+func TestResultReadChecksTheWholeBuffer(t *testing.T) {
+	in := &Instance{}
+	mem := module{mem: memory{b: make([]byte, 64<<10)}}
+	call := bufferCall(resultRead, in, mem)
+	var te *TrapError
+	for _, slot := range []string{"", "ok"} {
+		in.result = []byte(slot)
+		if code, trap := call(0, 2); int(code) != len(slot) || trap != nil || string(mem.mem.b[:len(slot)]) != slot {
+			t.Errorf("slot %q, a buffer inside memory: %d %v", slot, code, trap)
+		}
+		if code, trap := call(0xffffffff, 0); code != 0 || trap != nil {
+			t.Errorf("slot %q, an empty buffer anywhere: %d %v, want 0 and no trap", slot, code, trap)
+		}
+		for _, b := range [][2]uint32{{0xffffffff, 2}, {64<<10 - 1, 512}, {0, 0xffffffff}} {
+			if _, trap := call(b[0], b[1]); !errors.As(trap, &te) {
+				t.Errorf("slot %q, buffer [%d, +%d) in 64 KiB of memory: %v, want a trap", slot, b[0], b[1], trap)
+			}
+		}
+	}
+}
+
+// bufferCall calls a host function taking (buf_ptr, buf_len) for in and
+// returns its result, or the trap it panicked with.
+func bufferCall(fn func(context.Context, api.Module, []uint64), in *Instance, mem api.Module) func(ptr, n uint32) (int32, error) {
+	return func(ptr, n uint32) (code int32, trap error) {
+		defer func() {
+			if r := recover(); r != nil {
+				trap, _ = r.(error)
+			}
+		}()
+		stack := []uint64{api.EncodeU32(ptr), api.EncodeU32(n)}
+		fn(WithInstance(context.Background(), in), mem, stack)
+		return api.DecodeI32(stack[0]), nil
 	}
 }
