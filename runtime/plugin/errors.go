@@ -113,17 +113,37 @@ func classify(ctx context.Context, err error, oom bool) Failure {
 	case context.Canceled:
 		return FailCanceled
 	}
+	// With the context still live, an exit is the guest's own proc_exit,
+	// whatever its code: the two codes wazero uses when it closes a module
+	// for a context (0xffffffff, 0xefffffff) are codes a guest can choose.
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			return FailTimeout
-		case sys.ExitCodeContextCanceled:
-			return FailCanceled
-		}
 		return FailExit
 	}
 	return FailTrap
+}
+
+// guestExit is a guest's proc_exit with one of the codes wazero also uses
+// for a closed context, whose messages ("module closed with context
+// canceled") would say the opposite of what happened.
+type guestExit struct{ *sys.ExitError }
+
+func (e guestExit) Error() string {
+	return fmt.Sprintf("module closed with exit_code(%d)", e.ExitCode())
+}
+
+func (e guestExit) Unwrap() error { return e.ExitError }
+
+// exitError returns err with the message of a plain exit when kind is
+// FailExit and err is an exit with one of those codes.
+func exitError(kind Failure, err error) error {
+	var exit *sys.ExitError
+	if kind == FailExit && errors.As(err, &exit) {
+		if c := exit.ExitCode(); c == sys.ExitCodeContextCanceled || c == sys.ExitCodeDeadlineExceeded {
+			return guestExit{exit}
+		}
+	}
+	return err
 }
 
 // Counters are a plugin's cumulative figures. The runtime keeps one set per

@@ -131,6 +131,7 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 	code, err = in.call(c, fn, arg)
 	if err != nil {
 		kind = classify(c, err, in.oom) // before end, which would mask why
+		err = exitError(kind, err)
 	}
 	return code, kind, in.ct.end(c) != nil && in.flag != nil, err
 }

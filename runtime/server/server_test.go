@@ -325,6 +325,8 @@ func TestHostileGuests(t *testing.T) {
 		{"/alloc", 500, "plugin_memory_limit"},
 		{"/panic", 500, "plugin_panic"},
 		{"/exit", 500, "plugin_exit"},
+		{"/exit?code=-1", 500, "plugin_exit"},         // wazero's code for a cancelled context
+		{"/exit?code=4026531839", 500, "plugin_exit"}, // and for a deadline
 		{"/badptr", 500, "plugin_trap"},
 		{"/badkey", 500, "plugin_trap"},
 		{"/big?n=2000000", 502, "plugin_bad_response"},

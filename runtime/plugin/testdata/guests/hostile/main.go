@@ -139,8 +139,15 @@ func init() {
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("hostile guest panics on purpose")
 	})
+	// /exit exits with code 3, or ?code (proc_exit takes its low 32 bits:
+	// -1 and 4026531839 are the codes wazero uses for a cancelled context
+	// and a deadline).
 	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
-		os.Exit(3)
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil {
+			code = 3
+		}
+		os.Exit(code)
 	})
 	mux.HandleFunc("GET /badptr", func(w http.ResponseWriter, r *http.Request) {
 		requestRead(unsafe.Pointer(uintptr(0xfffffff0)), 4096)
