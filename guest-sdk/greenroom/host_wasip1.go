@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
 	"unsafe"
 )
 
@@ -85,7 +86,7 @@ func greenroomHandle(reqLen uint32) uint32 {
 	// (and the body) is a substring of it, alive as long as the handler
 	// keeps any of them.
 	buf := make([]byte, reqLen)
-	if got := hostRequestRead(unsafe.Pointer(&buf[0]), reqLen); got != int32(reqLen) {
+	if got := requestRead(buf); got != int32(reqLen) {
 		fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, reqLen)
 		return handleBadInput
 	}
@@ -102,8 +103,10 @@ func greenroomHandle(reqLen uint32) uint32 {
 	}
 	if code == handleOK {
 		w.finish()
+		slotMu.Lock()
 		writeAll(w.head)
 		writeAll(w.body)
+		slotMu.Unlock()
 	}
 	headBuf, bodyBuf = w.head[:0], w.body[:0]
 	w.retire()
@@ -116,22 +119,69 @@ func writeAll(b []byte) {
 	}
 }
 
-// takeResult copies n bytes from the host's result slot.
-func takeResult(n int32) []byte {
-	if n <= 0 {
-		return nil
+// slotMu makes a host call and the result_read that empties the result
+// slot it filled one step for the plugin's goroutines. The slot is one per
+// instance, and between the two calls the SDK allocates the buffer to read
+// into, which can park the goroutine (a garbage-collection assist) and let
+// another one run, whose host call would replace the slot: a *sql.DB used
+// from several goroutines got another goroutine's rows or error. Every
+// host call that can fill the slot (an error message counts) holds slotMu;
+// a host call stops the whole module while it runs anyway, so this
+// serialises nothing that could run in parallel.
+var slotMu sync.Mutex
+
+// slotCall makes the host call f, which returns an error code with a
+// message in the result slot, or a non-negative result.
+func slotCall(op string, f func() int32) (int32, error) {
+	slotMu.Lock()
+	defer slotMu.Unlock()
+	n := f()
+	if n < 0 {
+		return n, hostError(op, n)
+	}
+	return n, nil
+}
+
+// slotResult makes the host call f, which returns an error code with a
+// message in the result slot, or the length of its result there, and
+// returns the result.
+func slotResult(op string, f func() int32) ([]byte, error) {
+	slotMu.Lock()
+	defer slotMu.Unlock()
+	n := f()
+	if n < 0 {
+		return nil, hostError(op, n)
+	}
+	return takeResult(op, n)
+}
+
+// takeResult copies the n bytes of the result slot (slotMu held).
+func takeResult(op string, n int32) ([]byte, error) {
+	if n == 0 {
+		return nil, nil
 	}
 	b := make([]byte, n)
-	hostResultRead(unsafe.Pointer(&b[0]), uint32(n))
-	return b
+	if got := hostResultRead(unsafe.Pointer(&b[0]), uint32(n)); got != n {
+		// Only a goroutine that outlived the call it made the host call
+		// in gets here: the host empties the slot for every call.
+		return nil, &Error{Op: op, Code: errFailed, Message: fmt.Sprintf(
+			"its result of %d bytes was gone (%d left) when read: the goroutine outlived the request or task run it was made in", n, got)}
+	}
+	return b, nil
+}
+
+// requestRead reads the call's envelope into buf.
+func requestRead(buf []byte) int32 {
+	slotMu.Lock()
+	defer slotMu.Unlock()
+	return hostRequestRead(unsafe.Pointer(&buf[0]), uint32(len(buf)))
 }
 
 func hostConfig(key string) (string, bool) {
-	n := hostConfigGet(unsafe.Pointer(unsafe.StringData(key)), uint32(len(key)))
-	if n < 0 {
-		return "", false
-	}
-	return string(takeResult(n)), true
+	b, err := slotResult("config_get", func() int32 {
+		return hostConfigGet(unsafe.Pointer(unsafe.StringData(key)), uint32(len(key)))
+	})
+	return string(b), err == nil
 }
 
 func newLogHandler() slog.Handler {
@@ -145,23 +195,27 @@ func newLogHandler() slog.Handler {
 // reports whether the host took it (written, filtered or counted as
 // dropped).
 func emitRecord(rec []byte) bool {
+	slotMu.Lock()
+	defer slotMu.Unlock()
 	return hostLogWrite(unsafe.Pointer(&rec[0]), uint32(len(rec))) >= 0
 }
 
 func urlCall(_ context.Context, req *urlRequest) (*urlResponse, error) {
 	b := appendURLRequest(nil, req)
-	n := hostURLReaderCall(unsafe.Pointer(&b[0]), uint32(len(b)))
-	if n < 0 {
-		return nil, hostError("urlreader_call", n)
+	res, err := slotResult("urlreader_call", func() int32 {
+		return hostURLReaderCall(unsafe.Pointer(&b[0]), uint32(len(b)))
+	})
+	if err != nil {
+		return nil, err
 	}
-	return decodeURLResponse(takeResult(n))
+	return decodeURLResponse(res)
 }
 
 func hostPublic(path string) error {
-	if n := hostPublicRoute(unsafe.Pointer(unsafe.StringData(path)), uint32(len(path))); n < 0 {
-		return hostError("public_route", n)
-	}
-	return nil
+	_, err := slotCall("public_route", func() int32 {
+		return hostPublicRoute(unsafe.Pointer(unsafe.StringData(path)), uint32(len(path)))
+	})
+	return err
 }
 
 // Database host functions (docs/abi.md, "Database"). They are referenced
@@ -199,7 +253,8 @@ func bufPtr(b []byte) unsafe.Pointer {
 	return unsafe.Pointer(&b[0])
 }
 
-// hostError reads the message the host left in the result slot for code.
+// hostError reads the message the host left in the result slot for code
+// (slotMu held).
 func hostError(op string, code int32) error {
 	buf := make([]byte, 4096)
 	n := hostResultRead(unsafe.Pointer(&buf[0]), uint32(len(buf)))
@@ -210,59 +265,44 @@ func hostError(op string, code int32) error {
 	return &Error{Op: op, Code: code, Message: string(buf[:max(n, 0)])}
 }
 
-// takeResultString copies n bytes of the result slot into a string without
-// a second copy.
-func takeResultString(n int32) string {
-	b := takeResult(n)
+// resultString views a result as a string without a second copy (nothing
+// writes the buffer again).
+func resultString(b []byte, err error) (string, error) {
 	if len(b) == 0 {
-		return ""
+		return "", err
 	}
-	return unsafe.String(&b[0], len(b))
+	return unsafe.String(&b[0], len(b)), err
 }
 
 func (hostDB) exec(req []byte) (string, error) {
-	n := hostDBExec(bufPtr(req), uint32(len(req)))
-	if n < 0 {
-		return "", hostError("db_exec", n)
-	}
-	return takeResultString(n), nil
+	return resultString(slotResult("db_exec", func() int32 { return hostDBExec(bufPtr(req), uint32(len(req))) }))
 }
 
 func (hostDB) query(req []byte) (string, error) {
-	n := hostDBQuery(bufPtr(req), uint32(len(req)))
-	if n < 0 {
-		return "", hostError("db_query", n)
-	}
-	return takeResultString(n), nil
+	return resultString(slotResult("db_query", func() int32 { return hostDBQuery(bufPtr(req), uint32(len(req))) }))
 }
 
 func (hostDB) begin(flags uint32) (uint32, error) {
-	n := hostDBBegin(flags)
-	if n < 0 {
-		return 0, hostError("db_begin", n)
+	n, err := slotCall("db_begin", func() int32 { return hostDBBegin(flags) })
+	if err != nil {
+		return 0, err
 	}
 	return uint32(n), nil
 }
 
 func (hostDB) commit(tx uint32) error {
-	if n := hostDBCommit(tx); n < 0 {
-		return hostError("db_commit", n)
-	}
-	return nil
+	_, err := slotCall("db_commit", func() int32 { return hostDBCommit(tx) })
+	return err
 }
 
 func (hostDB) rollback(tx uint32) error {
-	if n := hostDBRollback(tx); n < 0 {
-		return hostError("db_rollback", n)
-	}
-	return nil
+	_, err := slotCall("db_rollback", func() int32 { return hostDBRollback(tx) })
+	return err
 }
 
 func (hostDB) migrations(req []byte) error {
-	if n := hostDBMigrations(bufPtr(req), uint32(len(req))); n < 0 {
-		return hostError("db_migrations", n)
-	}
-	return nil
+	_, err := slotCall("db_migrations", func() int32 { return hostDBMigrations(bufPtr(req), uint32(len(req))) })
+	return err
 }
 
 func registerMigrations(req []byte, _ []Migration) error {
@@ -277,10 +317,8 @@ func registerMigrations(req []byte, _ []Migration) error {
 func hostTaskRegister(ptr unsafe.Pointer, size uint32) int32
 
 func registerTask(req []byte, _ Task) error {
-	if n := hostTaskRegister(bufPtr(req), uint32(len(req))); n < 0 {
-		return hostError("task_register", n)
-	}
-	return nil
+	_, err := slotCall("task_register", func() int32 { return hostTaskRegister(bufPtr(req), uint32(len(req))) })
+	return err
 }
 
 // serving is set by the first call into the plugin after its initializer:
@@ -307,14 +345,16 @@ func greenroomTaskRun(envLen uint32) uint32 {
 	serving = true
 	buf := make([]byte, envLen)
 	if envLen > 0 {
-		if got := hostRequestRead(unsafe.Pointer(&buf[0]), envLen); got != int32(envLen) {
+		if got := requestRead(buf); got != int32(envLen) {
 			fmt.Fprintf(os.Stderr, "greenroom: request_read returned %d, want %d\n", got, envLen)
 			return handleBadInput
 		}
 	}
 	code, msg := runTask(string(buf))
 	if code == handleError {
+		slotMu.Lock()
 		writeAll([]byte(msg))
+		slotMu.Unlock()
 	}
 	return code
 }

@@ -3,6 +3,7 @@ package database_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -203,6 +204,29 @@ func TestMigrationSession(t *testing.T) {
 		st, reason := in.RT.Slot("hostile").Status()
 		if st == "ready" || !strings.Contains(reason, "migration 002_escape.up.sql failed: statement refused") || !strings.Contains(reason, "SET search_path") {
 			t.Errorf("hostile migration: %s: %s", st, reason)
+		}
+	})
+}
+
+// A *sql.DB may be used from several goroutines at once, and each gets its
+// own rows and errors back: the SDK reads the host's one result slot per
+// instance in the same step as the call that filled it, even when an
+// allocation in between lets another goroutine run.
+func TestParallelStatementsGetTheirOwnResults(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("par", true, "", `timeout = "60s"`))
+		for i := range 3 {
+			status, _, body := in.Get(t, "/api/par/parallel?g=60&k=30")
+			var out struct {
+				Bad      int
+				Examples []string
+			}
+			if status != 200 || json.Unmarshal([]byte(body), &out) != nil {
+				t.Fatalf("request %d: %d %s", i, status, body)
+			}
+			if out.Bad != 0 {
+				t.Errorf("request %d: %d of 1800 statements got another's answer, e.g. %q", i, out.Bad, out.Examples)
+			}
 		}
 	})
 }

@@ -42,6 +42,7 @@ func init() {
 		json.NewEncoder(w).Encode(map[string]string{"error": initErr})
 	})
 	mux.HandleFunc("POST /run", run)
+	mux.HandleFunc("GET /parallel", parallel)
 	rawRoutes(mux)
 	greenroom.Handle(mux)
 }
