@@ -187,6 +187,11 @@ func TestJWT(t *testing.T) {
 		{"expired", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), "expired", "token expired"},
 		{"not yet valid", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), "not valid yet", "token not valid yet"},
 		{"issued in the future", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })), "used before issued", invalidCredential},
+		// Past int64 seconds golang-jwt's dates wrap to the distant past.
+		{"not valid until after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = 1e19 })), "nbf claim 1e+19 is out of range", invalidCredential},
+		{"issued after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = 1e300 })), "iat claim 1e+300 is out of range", invalidCredential},
+		{"expiring after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = 9.3e18 })), "exp claim 9.3e+18 is out of range", invalidCredential},
+		{"expiring after the year 9999", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = maxNumericDate + 1 })), "out of range", invalidCredential},
 		{"wrong issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), "issuer", invalidCredential},
 		{"no issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { delete(c, "iss") })), "iss claim is required", invalidCredential},
 		{"wrong audience", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["aud"] = "other" })), "audience", invalidCredential},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -209,6 +210,14 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	defer cancel()
 	claims := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc(ctx))
+	if err == nil || errors.Is(err, jwt.ErrTokenInvalidClaims) {
+		// Signed by the issuer: golang-jwt turns a date past int64 seconds
+		// into one billions of years ago, so a far-future nbf or iat
+		// passed its check and a far-future exp read as expired.
+		if e := dateRange(claims); e != nil {
+			return nil, e
+		}
+	}
 	if err != nil {
 		return nil, v.refusal(tok, err)
 	}
@@ -247,6 +256,21 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	v.cache[sum] = cachedJWT{p: p, until: until}
 	v.mu.Unlock()
 	return p, nil
+}
+
+// maxNumericDate is the last second of year 9999, the latest exp, nbf or
+// iat a token may carry.
+const maxNumericDate = 253402300799
+
+// dateRange refuses a token whose exp, nbf or iat is a number outside
+// [-maxNumericDate, maxNumericDate]; golang-jwt checks their types.
+func dateRange(claims jwt.MapClaims) *Error {
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if f, ok := claims[name].(float64); ok && !(math.Abs(f) <= maxNumericDate) {
+			return refuse(invalidCredential, "JWT %s claim %g is out of range (a date up to the year 9999)", name, f)
+		}
+	}
+	return nil
 }
 
 // refusal explains a failed verification for the audit log. golang-jwt's
