@@ -241,12 +241,13 @@ func (v *validator) reading() {
 	for _, kind := range []string{"github", "gitlab", "bitbucket", "generic"} {
 		for i, in := range v.c.Integrations.List(kind) {
 			p := fmt.Sprintf("integrations.%s[%d]", kind, i)
-			if in.Host == "" {
+			h, err := IntegrationHost(in.Host)
+			switch {
+			case in.Host == "":
 				v.fail(p+".host", "must not be empty")
-			} else if err := checkHostPattern(in.Host); err != nil || strings.HasPrefix(in.Host, "*.") {
-				v.fail(p+".host", "must be a plain host name, got %q", in.Host)
+			case err != nil:
+				v.fail(p+".host", "%v", err)
 			}
-			h := strings.ToLower(strings.TrimSuffix(in.Host, "."))
 			if other, ok := hosts[h]; ok && h != "" {
 				v.fail(p+".host", "%s already has a credential in %s; one host gets one token", in.Host, other)
 			}
@@ -259,6 +260,28 @@ func (v *validator) reading() {
 			}
 		}
 	}
+}
+
+// IntegrationHost returns the key an integration's host is matched by: the
+// name in lower case without a trailing dot, and ":port" when the host
+// names one ("ghe.example.com:8443": that port only; without one, every
+// port).
+func IntegrationHost(h string) (string, error) {
+	name, port := h, ""
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
+			return "", fmt.Errorf("port of %q must be a number from 1 to 65535", h)
+		}
+	}
+	if err := checkHostPattern(name); err != nil || strings.HasPrefix(name, "*.") {
+		return "", fmt.Errorf("must be a plain host name, optionally with a port, got %q", h)
+	}
+	key := strings.ToLower(strings.TrimSuffix(name, "."))
+	if port != "" {
+		key += ":" + port
+	}
+	return key, nil
 }
 
 // validHeaderName reports whether h is an HTTP token (RFC 9110) other than

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -127,7 +128,7 @@ type Reader struct {
 	internal  map[string]bool // exact hosts allowed to resolve internally
 	maxBytes  int64
 	timeout   time.Duration
-	tokens    map[string]token
+	tokens    map[string]token  // by config.IntegrationHost
 	denyHdr   map[string]string // lowercase header name → why a plugin may not set it
 	resolver  Resolver
 	reachable map[netip.AddrPort]bool
@@ -137,7 +138,8 @@ type Reader struct {
 }
 
 // token is an integration credential: a header added to requests for one
-// exact host, over https only.
+// exact host (on one port when the integration names it), over https, or
+// over http where an allow rule says scheme = "http" for the URL.
 type token struct {
 	src    string // "integrations.github[0]"
 	header string
@@ -192,7 +194,11 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 			default:
 				t.header, t.value = "Authorization", "Bearer "+in.Token
 			}
-			r.tokens[strings.ToLower(strings.TrimSuffix(in.Host, "."))] = t
+			key, err := config.IntegrationHost(in.Host)
+			if err != nil {
+				return nil, fmt.Errorf("integrations.%s[%d].host: %w", kind, i, err)
+			}
+			r.tokens[key] = t
 			r.denyHdr[strings.ToLower(t.header)] = "it carries integration credentials, which the host adds from [[integrations]]"
 		}
 	}
@@ -511,9 +517,11 @@ func isTimeout(err error) bool {
 }
 
 // hopper is the http.RoundTripper of one read: it adds an integration's
-// token to a request for that integration's exact host over https — on
-// every hop, so that a redirect to another host never carries it — and
-// remembers which tokens it sent, to scrub them from the response.
+// token to a request for that integration's exact host (and port, when
+// the integration names one) — on every hop, so that a redirect to another
+// host never carries it — and remembers which tokens it sent, to scrub
+// them from the response. Every hop has passed the allow rules, so a hop
+// over plain http is one the operator allowed with scheme = "http".
 type hopper struct {
 	r    *Reader
 	sent []string
@@ -521,7 +529,7 @@ type hopper struct {
 }
 
 func (h *hopper) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t, ok := h.r.tokens[req.URL.Hostname()]; ok && req.URL.Scheme == "https" {
+	if t, ok := h.r.token(req.URL); ok {
 		req = req.Clone(req.Context())
 		req.Header.Set(t.header, t.value)
 		// A hop that carries the token asks for the whole body (a
@@ -543,6 +551,21 @@ func (h *hopper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	h.prev = req.URL.Redacted()
 	return resp, err
+}
+
+// token returns the integration credential for u: the integration for its
+// host and port, else the one for its host on every port.
+func (r *Reader) token(u *url.URL) (token, bool) {
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	if t, ok := r.tokens[host+":"+port]; ok {
+		return t, true
+	}
+	t, ok := r.tokens[host]
+	return t, ok
 }
 
 // scrub removes the tokens sent for this read from what goes back to the

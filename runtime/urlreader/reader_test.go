@@ -480,16 +480,19 @@ token = "` + tok + `"
 	if got := gh.seenAuth(); len(got) != 4 {
 		t.Errorf("integration host saw %d tokens over its 4 requests", len(got))
 	}
-	// Directly to another host, and to the same host over plain http:
-	// nothing.
+	// Directly to another host: nothing.
 	if _, err := read(p, "https://127.0.0.1:"+other.port()+"/"); err != nil {
 		t.Fatal(err)
 	}
+	if got := other.seenAuth(); len(got) != 0 {
+		t.Errorf("token sent where it does not belong: %q", got)
+	}
+	// Over plain http where the operator allows it for that host: sent.
 	if _, err := read(p, "http://example.com:"+plain.port()+"/"); err != nil {
 		t.Fatal(err)
 	}
-	if got := append(other.seenAuth(), plain.seenAuth()...); len(got) != 0 {
-		t.Errorf("token sent where it does not belong: %q", got)
+	if got := plain.seenAuth(); len(got) != 1 || got[0] != "Authorization: Bearer "+tok {
+		t.Errorf("integration host over allowed plain http saw %q", got)
 	}
 	// A token echoed into the final URL, an ETag or an error message.
 	resp, err = read(p, ghURL+"/leak")
@@ -511,6 +514,44 @@ token = "` + tok + `"
 	_, err = read(p, ghURL+"/leakaway")
 	if err == nil || strings.Contains(err.Error(), tok) || KindOf(err) != Denied {
 		t.Errorf("refused redirect carrying the token: %v (kind %v), want Denied without the token", err, KindOf(err))
+	}
+}
+
+// An integration whose host names a port is for that port only; the
+// scheme's port counts when a URL names none.
+func TestIntegrationPorts(t *testing.T) {
+	a := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {})
+	b := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {})
+	cfg := `
+[reading]
+allow = [{ host = "127.0.0.1", scheme = "http" }]
+[[integrations.generic]]
+host = "127.0.0.1:` + a.port() + `"
+token = "key-aaaaaaaaaaaaaaaa"
+header = "X-Api-Key"
+`
+	p := reader(t, cfg, mapResolver{}, a, b).For("p", []string{"127.0.0.1"})
+	for _, s := range []*server{a, b} {
+		if _, err := read(p, "http://127.0.0.1:"+s.port()+"/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.seenAuth(); len(got) != 1 || got[0] != "X-Api-Key: key-aaaaaaaaaaaaaaaa" {
+		t.Errorf("the integration's port saw %q", got)
+	}
+	if got := b.seenAuth(); len(got) != 0 {
+		t.Errorf("another port of the same host saw %q", got)
+	}
+
+	r := &Reader{tokens: map[string]token{"a.test:443": {src: "443"}, "a.test:80": {src: "80"}, "b.test": {src: "any"}}}
+	for raw, want := range map[string]string{
+		"https://a.test/": "443", "https://A.test.:443/": "443", "http://a.test/": "80", "http://a.test:443/": "443",
+		"https://a.test:8443/": "", "https://b.test:8443/": "any", "http://b.test/": "any", "https://c.test/": "",
+	} {
+		u, _ := url.Parse(raw)
+		if got, _ := r.token(u); got.src != want {
+			t.Errorf("%s: integration %q, want %q", raw, got.src, want)
+		}
 	}
 }
 

@@ -252,13 +252,25 @@ func TestConfigValidation(t *testing.T) {
 	for text, want := range map[string]string{
 		"[reading]\nallow = [{ host = \"*.corp\", internal = true }]\n": "needs an exact host",
 		"[reading]\nmax_bytes = \"2GiB\"\n":                             "at most 1GiB",
-		"[[integrations.github]]\nhost = \"a.com\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"A.com\"\ntoken = \"t2\"\n": "already has a credential in integrations.github[0]",
-		"[[integrations.generic]]\nhost = \"a.com\"\ntoken = \"t\"\nheader = \"Bad Header\"\n":                                   "not an HTTP header name",
-		"[[integrations.generic]]\nhost = \"*.a.com\"\ntoken = \"t\"\n":                                                          "plain host name",
+		"[[integrations.github]]\nhost = \"a.com\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"A.com\"\ntoken = \"t2\"\n":            "already has a credential in integrations.github[0]",
+		"[[integrations.generic]]\nhost = \"a.com\"\ntoken = \"t\"\nheader = \"Bad Header\"\n":                                              "not an HTTP header name",
+		"[[integrations.generic]]\nhost = \"*.a.com\"\ntoken = \"t\"\n":                                                                     "plain host name",
+		"[[integrations.generic]]\nhost = \"*.a.com:443\"\ntoken = \"t\"\n":                                                                 "plain host name",
+		"[[integrations.generic]]\nhost = \"a.com:0\"\ntoken = \"t\"\n":                                                                     "from 1 to 65535",
+		"[[integrations.generic]]\nhost = \"a.com:65536\"\ntoken = \"t\"\n":                                                                 "from 1 to 65535",
+		"[[integrations.generic]]\nhost = \"a.com:\"\ntoken = \"t\"\n":                                                                      "from 1 to 65535",
+		"[[integrations.generic]]\nhost = \"a.com:+1\"\ntoken = \"t\"\n":                                                                    "from 1 to 65535",
+		"[[integrations.generic]]\nhost = \"[::1]:443\"\ntoken = \"t\"\n":                                                                   "plain host name",
+		"[[integrations.github]]\nhost = \"a.com:8443\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"A.com.:8443\"\ntoken = \"t2\"\n": "already has a credential in integrations.github[0]",
 	} {
 		_, err := config.Read([]config.Source{{Name: "c.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false })
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want %q", text, err, want)
 		}
+	}
+	// A host and the same host on one port are two integrations.
+	text := "[[integrations.github]]\nhost = \"a.com\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"a.com:8443\"\ntoken = \"t2\"\n"
+	if _, err := config.Read([]config.Source{{Name: "c.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false }); err != nil {
+		t.Errorf("a host and the same host on one port: %v", err)
 	}
 }
