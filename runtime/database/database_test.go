@@ -1,7 +1,9 @@
 package database_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -482,6 +484,37 @@ func TestStatementFollowsPluginDeadline(t *testing.T) {
 	})
 }
 
+// A slow statement made with the request's own context (its deadline is
+// the call's) is stopped by the call's timeout, not by the plugin's
+// deadline: the client gets 504 and the instance is discarded, every time.
+// When the statement's timer for the plugin's deadline ran on its own, it
+// often fired before the call's, the guest got its timeout error in time to
+// answer 200, and the instance was kept.
+func TestStatementAtCallDeadline(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", "timeout = \"1s\"\ndb_statement_timeout = \"30s\""))
+		slow := slowStatement(b)
+		const n = 8
+		for i := range n {
+			// The request's context, and one whose own timeout is later
+			// than the call's (so its deadline is the call's too).
+			s := step{Op: "query", SQL: slow}
+			if i%2 == 1 {
+				s = step{Op: "exec", SQL: slow, TimeoutMS: 60000}
+			}
+			body, _ := json.Marshal(map[string]any{"steps": []step{s}})
+			status, _, resp := in.Do(t, "POST", "/api/alpha/run", bytes.NewReader(body))
+			if status != 504 {
+				t.Errorf("request %d (%s): %d %s, want 504 at the call's timeout", i, s.Op, status, resp)
+			}
+		}
+		if d := in.RT.Slot("alpha").Plugin().Stats().Discarded; d < n {
+			t.Errorf("%d instances discarded, want %d (one per timed-out call)", d, n)
+		}
+		must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+	})
+}
+
 // A constraint violation has the same SQLSTATE on both databases, so a
 // plugin can tell a duplicate key from other failures portably.
 func TestConstraintSQLState(t *testing.T) {
@@ -730,25 +763,32 @@ func TestFailedVersionLeavesTheDatabaseAlone(t *testing.T) {
 
 // A migration may not end the transaction it runs in: its COMMIT would
 // keep what came before it and run the rest outside, unrecorded (SQLite)
-// or recorded as applied (PostgreSQL). It is refused, and nothing of it
-// stays.
+// or recorded as applied (PostgreSQL). It is refused, with a message that
+// names the statement on both databases (SQLite's authorizer reports END
+// as the COMMIT it is), and nothing of it stays.
 func TestMigrationCannotCommit(t *testing.T) {
-	each(t, func(t *testing.T, b backend, dbconf string) {
-		in := start(t, dbconf, plugin("alpha", true, "commit", ""))
-		status, _, body := in.Do(t, "POST", "/api/alpha/run", strings.NewReader(`{"steps":[]}`))
-		if status != 503 || !strings.Contains(body, "migration 002_commit.up.sql failed") {
-			t.Fatalf("alpha: %d %s", status, body)
-		}
-		var n int
-		in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = 'alpha'").Scan(&n)
-		if n != 1 {
-			t.Errorf("%d migrations recorded, want 1 (the one before the refused one)", n)
-		}
-		sqldb := in.RT.Database().PluginDB("alpha").SQL()
-		for _, table := range []string{"early", "late"} {
-			if _, err := sqldb.Exec("SELECT count(*) FROM " + table); err == nil {
-				t.Errorf("table %s of the refused migration exists", table)
-			}
+	each(t, func(t *testing.T, b backend, _ string) {
+		for set, cmd := range map[string]string{"commit": "COMMIT", "begin": "BEGIN", "rollback": "ROLLBACK", "end": map[string]string{"pg": "END", "sqlite": "COMMIT"}[b.name]} {
+			t.Run(set, func(t *testing.T) {
+				dbconf := b.conf(t)
+				in := start(t, dbconf, plugin("alpha", true, set, ""))
+				status, _, body := in.Do(t, "POST", "/api/alpha/run", strings.NewReader(`{"steps":[]}`))
+				want := "migration 002_" + set + ".up.sql failed: statement refused: " + cmd + " in a migration: each migration runs in a transaction of its own, which it may not end or begin"
+				if status != 503 || !strings.Contains(body, want) {
+					t.Fatalf("alpha: %d %s, want 503 %q", status, body, want)
+				}
+				var n int
+				in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = 'alpha'").Scan(&n)
+				if n != 1 {
+					t.Errorf("%d migrations recorded, want 1 (the one before the refused one)", n)
+				}
+				sqldb := in.RT.Database().PluginDB("alpha").SQL()
+				for _, table := range []string{"early", "late"} {
+					if _, err := sqldb.Exec("SELECT count(*) FROM " + table); err == nil {
+						t.Errorf("table %s of the refused migration exists", table)
+					}
+				}
+			})
 		}
 	})
 }

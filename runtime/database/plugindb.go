@@ -272,7 +272,7 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	if ctx.Err() != nil {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed during the statement; it was cancelled")
 	}
-	if st.Deadline > 0 && sctx.Err() != nil && !time.Now().Before(time.Unix(0, st.Deadline)) {
+	if d, ok := pluginDeadline(ctx, st); ok && sctx.Err() != nil && !time.Now().Before(d) {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the plugin's deadline for this statement passed; it was cancelled")
 	}
 	err = p.svc.backend.classify(err)
@@ -305,12 +305,28 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 // QueryContext with a context that has a deadline).
 func statementContext(ctx context.Context, lim Limits, st *hostfuncs.Statement) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(lim.StatementTimeout)
-	if st.Deadline > 0 {
-		if d := time.Unix(0, st.Deadline); d.Before(deadline) {
-			deadline = d
-		}
+	if d, ok := pluginDeadline(ctx, st); ok && d.Before(deadline) {
+		deadline = d
 	}
 	return context.WithDeadline(ctx, deadline)
+}
+
+// pluginDeadline returns the plugin's own deadline for st when it is
+// earlier than the call's (ctx's). A handler passing its request's context
+// passes the call's deadline: a timer of the statement's own for it could
+// fire before the call's interrupts the instance, and the guest, told of a
+// timeout in time, would answer (200) and its instance be kept. At the
+// call's deadline the call's interruption is what happens (504, instance
+// discarded), as when the statement ignores it.
+func pluginDeadline(ctx context.Context, st *hostfuncs.Statement) (time.Time, bool) {
+	if st.Deadline <= 0 {
+		return time.Time{}, false
+	}
+	d := time.Unix(0, st.Deadline)
+	if cd, ok := ctx.Deadline(); ok && !d.Before(cd) {
+		return time.Time{}, false
+	}
+	return d, true
 }
 
 // Exec implements hostfuncs.Database.
@@ -619,6 +635,13 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	return nil
 }
 
+// txControlRefused is the error of a migration that would end or begin a
+// transaction with cmd: the rest of it would run outside the migration's
+// transaction, and a failure after would leave it half applied.
+func txControlRefused(cmd string) error {
+	return fmt.Errorf("statement refused: %s in a migration: each migration runs in a transaction of its own, which it may not end or begin (savepoints are fine)", cmd)
+}
+
 func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
 	// The same filter as the plugin's statements.
 	const where = ", in migrations either"
@@ -627,7 +650,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			return fmt.Errorf("statement refused: %s", refusal(cmd, where))
 		}
 		if cmd := transactionControl(f.SQL); cmd != "" {
-			return fmt.Errorf("statement refused: %s in a migration: each migration runs in a transaction of its own, which it may not end or begin (savepoints are fine)", cmd)
+			return txControlRefused(cmd)
 		}
 	}
 	conn, err := p.db.Conn(ctx)
@@ -684,6 +707,12 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	// A file with no SQL (an empty placeholder) is recorded, nothing run.
 	if strings.TrimSpace(f.SQL) != "" {
 		if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+			// SQLite's authorizer refused a BEGIN, COMMIT or ROLLBACK
+			// as it was compiled (PostgreSQL's are refused above,
+			// before the file runs): say so rather than "not authorized".
+			if cmd := refusedTx(conn); cmd != "" {
+				return txControlRefused(cmd)
+			}
 			return p.svc.backend.classify(err)
 		}
 	}

@@ -288,16 +288,34 @@ type sqliteConn struct {
 	// migrating is set while a migration runs in the runtime's
 	// transaction: BEGIN, COMMIT and ROLLBACK are denied then.
 	migrating bool
+	// refusedTx is the transaction statement denied while migrating,
+	// as SQLite names it (BEGIN, COMMIT, ROLLBACK; END is a COMMIT), so
+	// that the migration's error can say what was refused rather than
+	// the authorizer's generic "not authorized".
+	refusedTx string
 }
 
 // setMigrating sets conn's migrating flag.
 func setMigrating(conn *sql.Conn, on bool) {
 	conn.Raw(func(dc any) error {
 		if c, ok := dc.(*sqliteConn); ok {
-			c.migrating = on
+			c.migrating, c.refusedTx = on, ""
 		}
 		return nil
 	})
+}
+
+// refusedTx returns the transaction statement the authorizer denied on
+// conn while its migration ran, "" if none.
+func refusedTx(conn *sql.Conn) string {
+	var cmd string
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(*sqliteConn); ok {
+			cmd = c.refusedTx
+		}
+		return nil
+	})
+	return cmd
 }
 
 // Unwrap lets the driver's functions (sqlite.Limit) reach its connection.
@@ -308,6 +326,7 @@ func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, d
 		return sqlite.AuthorizerOK
 	}
 	if action == sqlite.AuthTransaction && c.migrating {
+		c.refusedTx = arg1
 		return sqlite.AuthorizerDeny
 	}
 	if action == sqlite.AuthTransaction || action == sqlite.AuthSavepoint {

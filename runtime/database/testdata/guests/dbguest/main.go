@@ -25,7 +25,7 @@ var migrations embed.FS
 var initErr string
 
 func init() {
-	// config migrations = "good" | "bad" | "more" picks a set; none by default.
+	// config migrations = NAME picks the set migrations/NAME; none by default.
 	if set, ok := greenroom.Config("migrations"); ok {
 		sub, _ := fs.Sub(migrations, "migrations/"+set)
 		if err := greenroom.Migrations(sub); err != nil {

@@ -60,4 +60,3 @@ func parallel(w http.ResponseWriter, r *http.Request) {
 	wg.Wait()
 	json.NewEncoder(w).Encode(map[string]any{"bad": len(bad), "examples": bad[:min(len(bad), 5)]})
 }
-

@@ -1,0 +1,3 @@
+CREATE TABLE early (x integer);
+BEGIN;
+CREATE TABLE late (x integer);

@@ -1,0 +1,3 @@
+CREATE TABLE early (x integer);
+END TRANSACTION;
+CREATE TABLE late (x integer);

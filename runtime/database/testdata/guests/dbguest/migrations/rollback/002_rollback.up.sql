@@ -1,0 +1,3 @@
+CREATE TABLE early (x integer);
+ROLLBACK;
+CREATE TABLE late (x integer);
