@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -65,8 +66,11 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 // startWatcher reloads when a plugin's file changes: its .wasm (serve
 // --watch), or with sources (greenroom dev) any file of its source
 // directory, which the reload then rebuilds. The config files are watched
-// too. Changes are gathered for a short while, so that a build writing
-// many files causes one reload.
+// too. A watched file reached through symbolic links is watched where
+// each link is and where the chain ends (see linkChain), so a link's
+// target replaced, or the link pointed elsewhere (a Kubernetes ConfigMap
+// update), is seen. Changes are gathered for a short while, so that a
+// build writing many files causes one reload.
 func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(), err error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -83,13 +87,18 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 	// relevant reports whether an event on name should cause a reload.
 	var targets map[string]bool
 	var sourceDirs []string
+	watchFile := func(abs string) {
+		for _, name := range linkChain(abs) {
+			targets[name] = true
+			add(filepath.Dir(name))
+		}
+	}
 	refresh := func() {
 		targets = map[string]bool{}
 		sourceDirs = nil
 		for _, f := range rl.files {
 			abs, _ := filepath.Abs(f)
-			targets[abs] = true
-			add(filepath.Dir(abs))
+			watchFile(abs)
 		}
 		for _, p := range rl.rt.Paths() {
 			abs, _ := filepath.Abs(p)
@@ -109,8 +118,7 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				})
 				continue
 			}
-			targets[abs] = true
-			add(filepath.Dir(abs))
+			watchFile(abs)
 		}
 	}
 	refresh()
@@ -140,10 +148,11 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				if !ok {
 					return
 				}
-				if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
-					// A watched directory that goes away loses its watch:
-					// forgotten, so that refresh watches it again once it
-					// is back.
+				if ev.Op&(fsnotify.Remove|fsnotify.Rename|fsnotify.Create) != 0 {
+					// A watched directory that goes away loses its watch,
+					// and one whose name now is a new directory or link
+					// (a link swapped by a rename) watches the old one:
+					// forgotten, so that refresh watches what is there.
 					delete(watched, ev.Name)
 				}
 				if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 && relevant(ev.Name) {
@@ -156,6 +165,10 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				rl.log.WithError(err).Warn("file watcher")
 			case <-timer.C:
 				rl.log.Info("plugin or config files changed: reloading")
+				// Before the reload too: a link that now points elsewhere
+				// is followed before the reload reads the files, so a
+				// change there after the read is not missed.
+				refresh()
 				rl.reload(ctx)
 				// Also after a failed reload: what is there now is watched.
 				refresh()
@@ -169,4 +182,71 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 		w.Close()
 		wg.Wait()
 	}, nil
+}
+
+// maxLinks bounds the links linkChain follows for one path, as the kernel
+// bounds them: a loop of links ends there.
+const maxLinks = 40
+
+// linkChain returns the names whose change changes what the absolute,
+// clean path names: path itself, each symbolic link met on the way to the
+// file — a link to the file, or a directory component such as a
+// Kubernetes ConfigMap's ..data — and the name the chain ends at. The
+// links are resolved one step at a time, as the kernel does, and each
+// name after path is built on its directory's resolved name, which is
+// how the watcher reports events in that directory. A component that does
+// not exist (yet) is taken as written. Without links it is just path.
+func linkChain(path string) []string {
+	const sep = string(filepath.Separator)
+	names := []string{path}
+	root := filepath.VolumeName(path) + sep
+	done, rest := root, strings.TrimPrefix(path, root)
+	for links := 0; rest != ""; {
+		comp := rest
+		rest = ""
+		if i := strings.Index(comp, sep); i >= 0 {
+			comp, rest = comp[:i], comp[i+1:]
+		}
+		switch comp {
+		case "", ".":
+			continue
+		case "..":
+			// done has no links left in it: its parent is its name's.
+			done = filepath.Dir(done)
+			continue
+		}
+		next := filepath.Join(done, comp)
+		target, err := readLink(next)
+		if err != nil || links == maxLinks {
+			done = next
+			continue
+		}
+		links++
+		if !slices.Contains(names, next) {
+			names = append(names, next)
+		}
+		if filepath.IsAbs(target) {
+			root = filepath.VolumeName(target) + sep
+			done, target = root, strings.TrimPrefix(target, root)
+		}
+		// The link's target stands for it; the rest follows it.
+		rest = target + sep + rest
+	}
+	if !slices.Contains(names, done) {
+		names = append(names, done)
+	}
+	return names
+}
+
+// readLink returns the target of the symbolic link name, and an error when
+// name is not one (or is missing).
+func readLink(name string) (string, error) {
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return "", fs.ErrInvalid
+	}
+	return os.Readlink(name)
 }
