@@ -66,6 +66,14 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		return nil, errors.New("reload: plugins are still loading")
 	}
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
+	// A task run that looks for a plugin meanwhile waits for the new table
+	// (taskSlot).
+	published := make(chan struct{})
+	r.reloading.Store(&published)
+	defer func() {
+		r.reloading.Store(nil)
+		close(published)
+	}()
 	// A database that failed to open (when a reload first granted it) is
 	// tried again.
 	r.db.RetryOpen()
@@ -73,6 +81,16 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	res := &ReloadResult{Plugins: map[string]PluginReload{}, RestartNeeded: restartNeeded(oldCfg, cfg)}
 	// Settings that need a restart keep their running values.
 	cfg = withRunning(cfg, oldCfg, res.RestartNeeded)
+	// The new config is in force before any plugin moves to its new
+	// version: a call that waited for an old version is let in again
+	// under it (Handle, ErrMoved), with the credentials the hooks apply.
+	r.cfg.Store(cfg)
+	r.onReloadMu.Lock()
+	hooks := slices.Clone(r.onReload)
+	r.onReloadMu.Unlock()
+	for _, f := range hooks {
+		f(cfg)
+	}
 
 	next := &slotTable{slots: map[string]*Slot{}}
 	for id := range cfg.Plugins {
@@ -112,16 +130,32 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		}
 		pr.Serving = s.cur.Load() != nil
 		res.Plugins[id] = pr
+		reloadStep("loaded " + id)
 	}
-	r.cfg.Store(cfg)
-	r.table.Store(next)
+	// The plugin set changes with the table. A removed plugin's tasks
+	// stop before: a run starting after could not find the plugin. An
+	// added plugin's tasks start after: a run starting before could not
+	// find it (install leaves them to this).
+	var removed []string
 	for _, id := range old.ids {
-		if _, kept := next.slots[id]; kept {
-			continue
+		if _, kept := next.slots[id]; !kept {
+			removed = append(removed, id)
+			r.sched.RemovePlugin(id)
 		}
+	}
+	r.table.Store(next)
+	reloadStep("published")
+	for _, id := range next.ids {
+		s := next.slots[id]
+		if _, existed := old.slots[id]; !existed {
+			if h := s.host.Load(); h != nil && s.cur.Load() != nil {
+				r.sched.SetTasks(id, h.tasks)
+			}
+		}
+	}
+	for _, id := range removed {
 		s := old.slots[id]
 		s.host.Store(nil)
-		r.sched.RemovePlugin(id)
 		if p := s.cur.Swap(nil); p != nil {
 			r.retire(p, oldCfg.Server.ShutdownTimeout.D())
 		}
@@ -132,6 +166,18 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		r.log.WithField("setting", k).Warn("reload: this setting changed but only takes effect after a restart; the running value stays")
 	}
 	return res, nil
+}
+
+// testReloadStep, when set (by tests), is called at each step of a reload:
+// "loaded <id>" once plugin id is loaded (or failed to), "published" once
+// the new plugin table is stored. It lets a test act inside a reload's
+// windows deterministically.
+var testReloadStep func(step string)
+
+func reloadStep(step string) {
+	if f := testReloadStep; f != nil {
+		f(step)
+	}
 }
 
 // Sections of the config that are fixed while the process runs.

@@ -72,6 +72,19 @@ type Runtime struct {
 	reloadMu sync.Mutex
 	// drains tracks replaced versions finishing their calls in flight.
 	drains sync.WaitGroup
+	// shutdown is closed by BeginShutdown, cut when Close's context ends:
+	// from the first, a drain ends with the shutdown, not on its own timer
+	// (retire). drainErrs are the drains cut since the shutdown began.
+	shutdownOnce, cutOnce sync.Once
+	shutdown, cut         chan struct{}
+	drainMu               sync.Mutex
+	drainErrs             []error
+	// reloading is closed once the reload in progress has published its
+	// plugin table; nil while no reload runs.
+	reloading atomic.Pointer[chan struct{}]
+	// onReload are called by Reload with the config it moves to (OnReload).
+	onReloadMu sync.Mutex
+	onReload   []func(*config.Config)
 
 	// plogs hold each plugin id's logger (rate limit, drop count) across
 	// its versions; reader is the URL reader every plugin reads through
@@ -196,7 +209,8 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{filepath.Join(cacheDir, "sums")}, plogs: map[string]*logging.PluginLogger{}, counters: map[string]*idCounters{}, reader: reader}
+	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{filepath.Join(cacheDir, "sums")}, plogs: map[string]*logging.PluginLogger{}, counters: map[string]*idCounters{}, reader: reader,
+		shutdown: make(chan struct{}), cut: make(chan struct{})}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	r.sched = scheduler.New(scheduler.Config{
@@ -320,8 +334,22 @@ func (r *Runtime) CacheDir() string {
 	return resolve(cfg, "runtime.cache_dir", cfg.Runtime.CacheDir)
 }
 
-// Config returns the config the runtime runs (the latest reloaded one).
+// Config returns the config the runtime runs: the latest reload's, from
+// the moment that reload begins (its plugins are swapped in as they load).
 func (r *Runtime) Config() *config.Config { return r.cfg.Load() }
+
+// OnReload registers f, which every Reload calls with the config it moves
+// to, once that config is the runtime's (Config) and before any plugin
+// of it is installed. What decides who may call a plugin (the server's
+// credentials) is applied there: a call that a reload moves from an old
+// version to a new one is let in again (ErrMoved) under the new config, so
+// it must be in force by then — and requests arriving meanwhile are
+// decided under it too.
+func (r *Runtime) OnReload(f func(*config.Config)) {
+	r.onReloadMu.Lock()
+	defer r.onReloadMu.Unlock()
+	r.onReload = append(r.onReload, f)
+}
 
 // IDs returns the configured plugin ids, sorted.
 func (r *Runtime) IDs() []string { return r.table.Load().ids }
@@ -492,25 +520,90 @@ func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host
 	old := s.cur.Swap(p)
 	s.pc, s.path, s.sum = pc, path, sum
 	s.set(StateReady, nil)
-	// The tasks this version registered replace the previous version's.
-	r.sched.SetTasks(s.ID, h.tasks)
+	// The tasks this version registered replace the previous version's;
+	// those of a plugin a reload adds are scheduled only once the plugin
+	// table holds it (Reload), so that no run can look for it before.
+	if r.Slot(s.ID) == s {
+		r.sched.SetTasks(s.ID, h.tasks)
+	}
 	if old != nil {
 		r.retire(old, cfg.Server.ShutdownTimeout.D())
 	}
 }
 
 // retire closes a version that no longer takes calls once its calls in
-// flight finish, or after drain.
+// flight finish, or after drain — unless a shutdown begins first: then its
+// calls are in flight for the shutdown like any other, and end with it
+// (Close's context), so that what the shutdown cuts off is reported as
+// such whichever version it ran on.
 func (r *Runtime) retire(old *plugin.Plugin, drain time.Duration) {
 	r.drains.Add(1)
 	go func() {
 		defer r.drains.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), drain)
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		if err := old.Close(ctx); err != nil {
+		closed := make(chan error, 1)
+		go func() { closed <- old.Close(ctx) }()
+		t := time.NewTimer(drain)
+		defer t.Stop()
+		var err error
+		select {
+		case err = <-closed:
+		case <-t.C:
+			if r.shuttingDown() {
+				err = r.drainUntilCut(closed, cancel)
+			} else {
+				cancel()
+				err = <-closed
+			}
+		case <-r.shutdown:
+			err = r.drainUntilCut(closed, cancel)
+		}
+		if err != nil {
 			r.log.WithField("plugin", old.ID()).WithError(err).Warn("replaced plugin version cut off")
 		}
 	}()
+}
+
+// drainUntilCut waits, once a shutdown has begun, for a replaced version's
+// drain to end: its calls finish, or Close's context ends and cuts them
+// (cancel). A cut is one of the shutdown's: Close returns it.
+func (r *Runtime) drainUntilCut(closed <-chan error, cancel context.CancelFunc) error {
+	select {
+	case err := <-closed:
+		return err
+	case <-r.cut:
+	}
+	cancel()
+	err := <-closed
+	if err != nil {
+		r.drainMu.Lock()
+		r.drainErrs = append(r.drainErrs, err)
+		r.drainMu.Unlock()
+	}
+	return err
+}
+
+func (r *Runtime) shuttingDown() bool {
+	select {
+	case <-r.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
+// BeginShutdown marks the start of a graceful shutdown, before the server
+// stops taking requests and Close: a version that a reload replaced and
+// that still has calls in flight no longer ends them at its own drain
+// deadline (server.shutdown_timeout from the reload) but with the
+// shutdown's (Close's context), like the calls of every other version. So
+// a call in flight when the shutdown began finishes if it can within the
+// shutdown's deadline, and when it cannot, it is still in flight when that
+// deadline passes and is reported as cut off — it is not cut a moment
+// earlier by a timer the shutdown does not account for.
+func (r *Runtime) BeginShutdown() {
+	r.shutdownOnce.Do(func() { close(r.shutdown) })
 }
 
 // readWasm returns the module of plugin id at path (see sumIndex: its
@@ -660,9 +753,9 @@ func (r *Runtime) Public(id string, path []byte) bool {
 // scheduler's Runner). A call that raced with a reload is retried on the
 // new version, as Handle does.
 func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32, []byte, error) {
-	s := r.Slot(id)
-	if s == nil {
-		return 0, nil, fmt.Errorf("%w %q", ErrUnknownPlugin, id)
+	s, err := r.taskSlot(ctx, id)
+	if err != nil {
+		return 0, nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		p := s.cur.Load()
@@ -675,6 +768,35 @@ func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32
 			continue
 		}
 		return code, out, err
+	}
+}
+
+// taskSlot returns the slot of plugin id for a task run. A run that finds
+// no plugin while a reload is in progress waits for the reload to publish
+// its plugin table, and looks again: the reload may be installing the
+// plugin. Failing instead would record the run as failed and move the
+// task on to its next due time (an hour later for an hourly task) although
+// the plugin serves a moment later. Reload schedules an added plugin's
+// tasks only once the table holds it, so this is a safety net.
+func (r *Runtime) taskSlot(ctx context.Context, id string) (*Slot, error) {
+	for {
+		if s := r.Slot(id); s != nil {
+			return s, nil
+		}
+		done := r.reloading.Load()
+		if done == nil {
+			// A reload that ended since the look above published its
+			// table before it cleared r.reloading.
+			if s := r.Slot(id); s != nil {
+				return s, nil
+			}
+			return nil, fmt.Errorf("%w %q", ErrUnknownPlugin, id)
+		}
+		select {
+		case <-*done:
+		case <-ctx.Done():
+			return nil, &plugin.CallError{Plugin: id, Kind: plugin.FailCanceled, Err: ctx.Err()}
+		}
 	}
 }
 
@@ -695,54 +817,49 @@ func (e *UnavailableError) Error() string {
 	return fmt.Sprintf("plugin %s is %s", e.ID, e.State)
 }
 
-// ErrNotPublic is returned by Handle for a request without a principal
-// (admitted on a public route) that a reload moved to a version whose
-// config does not open that route.
-var ErrNotPublic = errors.New("the route is not public in the plugin's new version")
+// ErrMoved is returned by Handle for a call that a reload moved while it
+// waited for an instance of the plugin's version: to the version that
+// replaced it, to a new slot of the plugin, or out (the plugin was
+// removed). The call did not run. Its caller admits it again under the
+// config now in force, as a request arriving now (its credential may have
+// been revoked or restricted, its public route closed), and calls Handle
+// again: the version serving now takes it, or the plugin is unknown.
+var ErrMoved = errors.New("a reload moved the call to the plugin's new version")
 
 // Handle serves one HTTP request with plugin id's current version. A
 // request that a reload moves to the new version (it was waiting for an
-// instance of the old one) is let in again under the new version's config:
-// without a principal only on a route that is still public.
+// instance of the old one) gets ErrMoved, to be let in again under the new
+// version's config.
 func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
 	s := r.Slot(id)
 	if s == nil {
 		return ErrUnknownPlugin
 	}
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 && req.Principal.Type == hostfuncs.PrincipalNone && !r.Config().Auth.DangerouslyDisable && !r.Public(id, req.Path) {
-			return ErrNotPublic
-		}
-		p := s.cur.Load()
-		if p == nil {
-			// A reload removed the plugin while the call waited: it is
-			// gone, as for a call that comes after — unless a later
-			// reload added it back, whose slot then takes the call.
-			if now := r.Slot(id); now != s {
-				if now == nil || attempt >= 3 {
-					return ErrUnknownPlugin
-				}
-				s = now
-				continue
-			}
-			st, reason := s.Status()
-			return &UnavailableError{ID: id, State: st, Reason: reason}
-		}
-		err := p.Handle(ctx, req, respond)
-		// A reload closed the version we picked before it gave us an
-		// instance: the new version takes the call.
-		if plugin.KindOf(err) == plugin.FailClosed && attempt < 3 && s.cur.Load() != p {
-			continue
-		}
-		return err
+	p := s.cur.Load()
+	if p == nil {
+		st, reason := s.Status()
+		return &UnavailableError{ID: id, State: st, Reason: reason}
 	}
+	err := p.Handle(ctx, req, respond)
+	// A reload closed the version we picked before it gave us an
+	// instance (replaced, or removed with its plugin).
+	if plugin.KindOf(err) == plugin.FailClosed && (s.cur.Load() != p || r.Slot(id) != s) {
+		return ErrMoved
+	}
+	return err
 }
 
 // Close stops the scheduler (cancelling task runs and releasing their
 // leases), then closes every plugin, letting calls in flight finish until
-// ctx ends. The error lists what was cut off.
+// ctx ends, also those of versions a reload replaced. The error lists what
+// was cut off.
 func (r *Runtime) Close(ctx context.Context) error {
 	var errs []error
+	// Replaced versions still draining end with the others: when their
+	// calls finish, or are cut when ctx ends (at once if it has).
+	r.BeginShutdown()
+	stopCut := context.AfterFunc(ctx, func() { r.cutOnce.Do(func() { close(r.cut) }) })
+	defer stopCut()
 	if err := r.sched.Stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -760,6 +877,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 		s.set(StateClosed, nil)
 	}
 	r.drains.Wait()
+	r.drainMu.Lock()
+	errs = append(errs, r.drainErrs...)
+	r.drainMu.Unlock()
 	r.engine.Close(context.Background())
 	if err := r.db.Close(); err != nil {
 		errs = append(errs, err)

@@ -201,7 +201,11 @@ wait:
 	// once) while requests are still served; after server.shutdown_delay
 	// the listener stops and requests in flight finish; then instances and
 	// the database close. One deadline, shutdown_timeout after the delay,
-	// bounds it all. Both are read now, so that a reload's values apply.
+	// bounds it all — also the calls still running on versions a reload
+	// replaced, whose own drain deadline no longer applies
+	// (BeginShutdown): what it cuts off is reported whichever version ran
+	// it. Both are read now, so that a reload's values apply.
+	rt.BeginShutdown()
 	running := rt.Config().Server
 	timeout, delay := running.ShutdownTimeout.D(), running.ShutdownDelay.D()
 	start := time.Now()

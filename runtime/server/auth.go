@@ -68,15 +68,22 @@ func (s *Server) identify(c *fiber.Ctx) error {
 	if isHealth(c) {
 		return c.Next()
 	}
+	s.authenticate(c, stateOf(c))
+	return c.Next()
+}
+
+// authenticate verifies the request's credential, if it carries one, with
+// the credentials in force now, and records the result on rs.
+func (s *Server) authenticate(c *fiber.Ctx, rs *reqState) {
+	rs.principal, rs.authErr, rs.subject = nil, nil, ""
 	all := c.Request().Header.PeekAll(fiber.HeaderAuthorization)
 	switch {
 	case len(all) > 1:
 		// Two credentials are ambiguous (which one would a proxy in front,
 		// or a log, attribute the request to?): neither counts, also when
 		// one of them is empty.
-		stateOf(c).authErr = &auth.Error{Public: "send one Authorization header, not several", Reason: "more than one Authorization header"}
+		rs.authErr = &auth.Error{Public: "send one Authorization header, not several", Reason: "more than one Authorization header"}
 	case len(all) == 1 && len(all[0]) > 0:
-		rs := stateOf(c)
 		// s.base, not the fasthttp context: deriving a timeout from a
 		// context the standard library does not know costs a goroutine.
 		rs.principal, rs.authErr = s.authn.Load().Authenticate(s.base, all[0])
@@ -84,7 +91,6 @@ func (s *Server) identify(c *fiber.Ctx) error {
 			rs.subject = rs.principal.Subject
 		}
 	}
-	return c.Next()
 }
 
 // authorizePlugin decides whether the request may call plugin id at path

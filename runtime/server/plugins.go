@@ -13,6 +13,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/auth"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
@@ -53,11 +54,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		return err
 	}
 	if !known {
-		msg := fmt.Sprintf("no plugin %q", id)
-		if id == "" {
-			msg = "the path names no plugin: want /api/<plugin>/..."
-		}
-		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: msg}
+		return unknownPlugin(id)
 	}
 
 	req := reqPool.Get().(*hostfuncs.Request)
@@ -72,9 +69,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	req.RawQuery = fr.URI().QueryString()
 	req.RequestID = rs.id
 	req.RemoteAddr = c.Context().RemoteAddr().String()
-	if principal != nil {
-		req.Principal = hostfuncs.Principal{Type: envelopeType(principal.Type), Subject: principal.Subject, Claims: principal.Claims}
-	}
+	req.Principal = envelopePrincipal(principal)
 	// Headers the client named in Connection are hop-by-hop too (RFC
 	// 9110, 7.6.1): not the guest's.
 	connection := fr.Header.PeekAll(fiber.HeaderConnection) // every Connection header
@@ -94,7 +89,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	req.Body = fr.Body()
 
-	err = s.rt.Handle(s.base, id, req, func(resp hostfuncs.Response) error {
+	respond := func(resp hostfuncs.Response) error {
 		w := c.Response()
 		w.SetStatusCode(resp.Status)
 		// The guest decides: its SDK sniffs a type as net/http does, and
@@ -123,20 +118,53 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			w.SkipBody = true
 		}
 		return nil
-	})
-	if errors.Is(err, runtime.ErrNotPublic) {
-		// A reload closed the route's public access while the request
-		// waited: decided again, as for a request arriving now.
-		if _, aerr := s.authorizePlugin(c, rs, id, sub); aerr != nil {
-			return aerr
+	}
+	err = s.rt.Handle(s.base, id, req, respond)
+	for moves := 1; errors.Is(err, runtime.ErrMoved); moves++ {
+		// A reload moved the call, while it waited for an instance, to
+		// the plugin's new version (or removed the plugin): it is let in
+		// again under the config now in force, as a request arriving now
+		// with the same credential — which the reload may have revoked or
+		// restricted to other plugins, on a route it may have closed.
+		if moves > maxMoves {
+			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
+				Message: fmt.Sprintf("plugin %s was reloaded while the call waited; try again", id)}
 		}
-		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
-			Message: fmt.Sprintf("plugin %s was reloaded while the call waited; try again", id)}
+		s.authenticate(c, rs)
+		if principal, err = s.authorizePlugin(c, rs, id, sub); err != nil {
+			return err
+		}
+		if s.rt.Slot(id) == nil {
+			return unknownPlugin(id)
+		}
+		req.Principal = envelopePrincipal(principal)
+		err = s.rt.Handle(s.base, id, req, respond)
 	}
 	if err != nil {
 		return s.callError(id, err)
 	}
 	return nil
+}
+
+// maxMoves is how many times one call may be moved to a plugin's new
+// version by reloads coming one after another while it waits.
+const maxMoves = 3
+
+// unknownPlugin is the answer for a plugin id the config does not have.
+func unknownPlugin(id string) error {
+	msg := fmt.Sprintf("no plugin %q", id)
+	if id == "" {
+		msg = "the path names no plugin: want /api/<plugin>/..."
+	}
+	return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: msg}
+}
+
+// envelopePrincipal is p as the plugin sees it; nil is no principal.
+func envelopePrincipal(p *auth.Principal) hostfuncs.Principal {
+	if p == nil {
+		return hostfuncs.Principal{}
+	}
+	return hostfuncs.Principal{Type: envelopeType(p.Type), Subject: p.Subject, Claims: p.Claims}
 }
 
 // pluginLines logs a line about a plugin's call when its log rate limit

@@ -18,7 +18,6 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
-	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/server"
 )
@@ -276,7 +275,7 @@ func TestRemovedWhileWaiting(t *testing.T) {
 	}
 	running, waiting := make(chan result, 1), make(chan result, 1)
 	go func() { s, _, b := in.Get(t, "/api/ver/slow?ms=1500"); running <- result{s, b} }()
-	waitBusy(t, in, "ver")
+	in.WaitBusy(t, "ver")
 	go func() { s, _, b := in.Get(t, "/api/ver/v"); waiting <- result{s, b} }()
 	time.Sleep(200 * time.Millisecond) // queued behind the slow call
 	in.SetConfig(fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
@@ -310,7 +309,7 @@ func TestPublicRouteClosedWhileWaiting(t *testing.T) {
 	}
 	running, waiting := make(chan result, 1), make(chan result, 1)
 	go func() { s, _, b := in.Get(t, "/api/ver/slow?ms=1500"); running <- result{s, b} }()
-	waitBusy(t, in, "ver")
+	in.WaitBusy(t, "ver")
 	go func() { s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil); waiting <- result{s, b} }()
 	time.Sleep(200 * time.Millisecond) // queued behind the slow call
 	in.SetConfig(cfg(v2, ""))
@@ -328,16 +327,5 @@ func TestPublicRouteClosedWhileWaiting(t *testing.T) {
 	}
 	if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != "v2" {
 		t.Errorf("authenticated call after the reload: %d %s", status, body)
-	}
-}
-
-// waitBusy waits until one of plugin id's instances is busy.
-func waitBusy(t *testing.T, in *servertest.Instance, id string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot(id).Plugin().Stats().Busy < 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow call never started")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

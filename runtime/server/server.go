@@ -40,6 +40,8 @@ type Server struct {
 	// (authnMu).
 	authn   atomic.Pointer[auth.Authenticator]
 	authnMu sync.Mutex
+	// authnFor is the config authn was built from (under authnMu).
+	authnFor *config.Config
 	// reloader re-reads the config and reloads; set by the command that
 	// knows the config files.
 	reloader atomic.Pointer[Reloader]
@@ -69,6 +71,10 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	cfg := rt.Config()
 	s := &Server{rt: rt, cfg: cfg, log: log, metrics: metrics.New(rt, collectors...), inflight: map[*reqState]struct{}{}}
 	s.authn.Store(newAuthenticator(cfg, log))
+	s.authnFor = cfg
+	// A reload's credentials apply before any plugin moves to its new
+	// version: the calls it moves are let in again under them.
+	rt.OnReload(s.Reload)
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		AppName:               "greenroom",
@@ -180,10 +186,16 @@ func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 
 // Reload applies what of cfg the server can change while running: the
 // credentials (static tokens, JWT settings). The rest of cfg is applied by
-// the runtime's Reload; listener settings need a restart.
+// the runtime's Reload; listener settings need a restart. The runtime's
+// Reload calls it (Runtime.OnReload) before it swaps any plugin; calling it
+// again with the config already applied does nothing.
 func (s *Server) Reload(cfg *config.Config) {
 	s.authnMu.Lock()
 	defer s.authnMu.Unlock()
+	if cfg == s.authnFor {
+		return
+	}
+	s.authnFor = cfg
 	old := s.authn.Load()
 	s.authn.Store(renewAuthenticator(old, cfg, s.log))
 	old.Close()

@@ -118,6 +118,17 @@ func readConfig(cfgText string, opts Options) (*config.Config, string, error) {
 // /.greenroom/plugins/v1/reload) reads.
 func (in *Instance) SetConfig(cfgText string) { in.text.Store(&cfgText) }
 
+// WaitBusy waits until one of plugin id's instances is busy.
+func (in *Instance) WaitBusy(t testing.TB, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot(id).Plugin().Stats().Busy < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no call of plugin %s started", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Reload re-reads the config text (see SetConfig) as the reload endpoint
 // does, failing the test on a config error.
 func (in *Instance) Reload(t testing.TB) *runtime.ReloadResult {

@@ -1,0 +1,133 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+	"github.com/greenroom-dev/greenroom/runtime/scheduler"
+)
+
+// taskPlugin is a [plugins.<id>] table running the scheduler's tasks
+// guest, granted the scheduler, with one global task "long" every hour.
+func taskPlugin(t *testing.T, id string) string {
+	wasm := guesttest.Build(t, "runtime/scheduler/testdata/guests/tasks")
+	return fmt.Sprintf("[plugins.%s]\npath = %q\n[plugins.%s.capabilities]\nscheduler = true\n[[plugins.%s.config.tasks]]\nid = \"long\"\nevery = \"1h\"\n", id, wasm, id, id)
+}
+
+// taskStatus returns the status of task id of plugin, and whether this
+// replica registers it.
+func taskStatus(t *testing.T, rt *runtime.Runtime, plugin, id string) (scheduler.TaskStatus, bool) {
+	t.Helper()
+	all, err := rt.Scheduler().Tasks(context.Background(), false)
+	if err != nil {
+		t.Fatalf("tasks: %v", err)
+	}
+	for _, st := range all {
+		if st.Plugin == plugin && st.ID == id {
+			return st, true
+		}
+	}
+	return scheduler.TaskStatus{}, false
+}
+
+// A plugin that a reload adds runs its first task when it is due, not a
+// period later: its tasks are scheduled only once the plugin table holds
+// it, and a run that looks for the plugin while the reload is still
+// installing it waits for it. Before, the task was scheduled as soon as
+// the plugin loaded, while the reload went on with the next plugins; its
+// first run found no plugin ("unknown plugin"), was recorded as failed,
+// and the next was an hour later.
+func TestReloadAddedPluginRunsItsFirstTask(t *testing.T) {
+	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	db := fmt.Sprintf("[database]\nclient = \"sqlite\"\nconnection = \"file:%s\"\n", t.TempDir())
+	base := fmt.Sprintf("[plugins.p]\npath = %q\n", ver)
+	in := servertest.Start(t, db+base, testOptions())
+	rt := in.RT
+
+	// Inside the reload, once a1 has loaded and while the reload would go
+	// on loading the plugins after it: a run of a1's task comes (as the
+	// scheduler's would, were the task already scheduled), and the
+	// scheduler gets the time to run the task if it holds it.
+	manual := make(chan error, 1)
+	runtime.SetReloadStep(t, func(step string) {
+		if step != "loaded a1" {
+			return
+		}
+		go func() {
+			code, out, err := rt.RunTask(context.Background(), "a1", "long")
+			if err == nil && code != hostfuncs.HandleOK {
+				err = fmt.Errorf("task returned %d: %s", code, out)
+			}
+			manual <- err
+		}()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if st, ok := taskStatus(t, rt, "a1", "long"); !ok || st.LastOutcome != "" {
+				break
+			}
+		}
+	})
+	in.SetConfig(db + base + taskPlugin(t, "a1"))
+	if res := in.Reload(t); res.Plugins["a1"].Outcome != runtime.OutcomeAdded {
+		t.Fatalf("reload: %+v", res)
+	}
+	if err := <-manual; err != nil {
+		t.Errorf("a run of a1's task during the reload that added a1: %v, want it run once a1 serves", err)
+	}
+	var st scheduler.TaskStatus
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var ok bool
+		if st, ok = taskStatus(t, rt, "a1", "long"); ok && st.LastOutcome != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a1/long never ran: %+v", st)
+		}
+	}
+	if st.LastOutcome != "succeeded" {
+		t.Errorf("first scheduled run of a1/long: %s (%s) %s, want succeeded", st.LastOutcome, st.LastFailure, st.LastError)
+	}
+	if st.NextRun == nil || st.LastStart == nil || st.NextRun.Sub(*st.LastStart) > time.Hour || st.NextRun.Sub(*st.LastStart) < 59*time.Minute {
+		t.Errorf("a1/long: last start %v, next run %v, want the next run an hour after the first", st.LastStart, st.NextRun)
+	}
+}
+
+// A plugin that a reload removes has its tasks dropped before the plugin
+// table stops holding it: no run of its tasks can start then and find no
+// plugin.
+func TestReloadRemovedPluginDropsTasksFirst(t *testing.T) {
+	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	db := fmt.Sprintf("[database]\nclient = \"sqlite\"\nconnection = \"file:%s\"\n", t.TempDir())
+	base := fmt.Sprintf("[plugins.p]\npath = %q\n", ver)
+	in := servertest.Start(t, db+base+taskPlugin(t, "a1"), testOptions())
+	rt := in.RT
+	if _, ok := taskStatus(t, rt, "a1", "long"); !ok {
+		t.Fatal("a1/long is not scheduled")
+	}
+	scheduled := make(chan bool, 1)
+	runtime.SetReloadStep(t, func(step string) {
+		if step == "published" {
+			_, ok := taskStatus(t, rt, "a1", "long")
+			scheduled <- ok
+		}
+	})
+	in.SetConfig(db + base)
+	if res := in.Reload(t); res.Plugins["a1"].Outcome != runtime.OutcomeRemoved {
+		t.Fatalf("reload: %+v", res)
+	}
+	if <-scheduled {
+		t.Error("a1/long was still scheduled when the plugin table without a1 was published")
+	}
+	if rt.Slot("a1") != nil {
+		t.Error("a1 still has a slot")
+	}
+	if _, _, err := rt.RunTask(context.Background(), "a1", "long"); !errors.Is(err, runtime.ErrUnknownPlugin) {
+		t.Errorf("run of a removed plugin's task: %v, want ErrUnknownPlugin", err)
+	}
+}

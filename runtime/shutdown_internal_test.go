@@ -1,0 +1,71 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+)
+
+// Once a shutdown has begun, a version that a reload replaced ends its
+// calls in flight with the shutdown (Close's context), not at its own
+// drain deadline; and what Close cuts off there, it reports. Before, the
+// drain's own timer (shutdown_timeout from the reload) cut the call a
+// moment before the shutdown's deadline, which never counted it.
+func TestShutdownEndsReplacedVersionsDrain(t *testing.T) {
+	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	cache := filepath.Join(guesttest.CacheDir(), "runtime-test-cache")
+	read := func(instances int) *config.Config {
+		text := fmt.Sprintf("[server]\nshutdown_timeout = \"1s\"\n[runtime]\ncache_dir = %q\n[plugins.ver]\npath = %q\nlimits = { timeout = \"30s\", instances = %d }\n", cache, ver, instances)
+		cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	log, _ := logtest.NewNullLogger()
+	rt, err := New(read(2), log, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rt.Load(ctx)
+	slow := make(chan error, 1)
+	go func() {
+		req := &hostfuncs.Request{Method: []byte("GET"), Path: []byte("/slow"), RawQuery: []byte("ms=20000"), RequestID: "slow"}
+		slow <- rt.Handle(ctx, "ver", req, func(hostfuncs.Response) error { return nil })
+	}()
+	for deadline := time.Now().Add(10 * time.Second); rt.Slot("ver").Plugin().Stats().Busy < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow call never started")
+		}
+	}
+	if res, err := rt.Reload(ctx, read(3)); err != nil || res.Plugins["ver"].Outcome != OutcomeReloaded {
+		t.Fatalf("reload: %+v %v", res, err)
+	}
+	rt.BeginShutdown()
+	// Well past the replaced version's drain deadline (1s): the call runs
+	// on, for the shutdown to end.
+	select {
+	case err := <-slow:
+		t.Fatalf("the call in flight ended at the replaced version's drain deadline: %v", err)
+	case <-time.After(2500 * time.Millisecond):
+	}
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err = rt.Close(cctx)
+	if err == nil || !strings.Contains(err.Error(), "plugin ver: 1 calls still running") {
+		t.Errorf("Close: %v, want it to report the call it cut off on the replaced version", err)
+	}
+	if err := <-slow; err == nil {
+		t.Error("the call cut off by Close succeeded")
+	}
+}
