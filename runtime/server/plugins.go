@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -55,6 +56,13 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	if !known {
 		return unknownPlugin(id)
+	}
+	// A path net/http would refuse (a "%" not followed by two hex digits)
+	// never reaches a handler: Go's would see it undecoded.
+	if bytes.IndexByte(sub, '%') >= 0 {
+		if _, err := url.PathUnescape(string(sub)); err != nil {
+			return apiErr(fiber.StatusBadRequest, "bad_request", "the request path has a malformed percent-escape (want %XX with two hex digits)")
+		}
 	}
 
 	req := reqPool.Get().(*hostfuncs.Request)
@@ -306,14 +314,15 @@ func mountLocation(id string, k, v []byte) ([]byte, bool) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
 		return nil, false
 	}
-	// A browser drops tabs (and newlines, refused already) from a URL
-	// before parsing it, so ".\t." is ".." to it: they go first.
-	if bytes.IndexByte(v, '\t') >= 0 {
-		v = bytes.ReplaceAll(v, []byte("\t"), nil)
-		if mounted, ok := mountLocation(id, k, v); ok {
+	// A browser strips leading and trailing spaces and control
+	// characters from a URL and drops its tabs (and newlines, refused
+	// already) before parsing it, so " /x" is "/x" and ".\t." is ".." to
+	// it: they go first.
+	if clean := bytes.ReplaceAll(bytes.TrimFunc(v, func(r rune) bool { return r <= ' ' }), []byte("\t"), nil); len(clean) != len(v) {
+		if mounted, ok := mountLocation(id, k, clean); ok {
 			return mounted, true
 		}
-		return v, true
+		return clean, true
 	}
 	if len(v) == 0 || v[0] != '/' || len(v) > 1 && (v[1] == '/' || v[1] == '\\') {
 		return nil, false

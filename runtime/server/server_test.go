@@ -161,6 +161,9 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\ncontent-length : 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"GET /a b c HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
 		"GET \"/x\\\" HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
+		// A path net/http would not decode either: its handler never runs.
+		"GET /api/hello/ping%%zz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+		"GET /api/hello/a%%20b/%% HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
 	} {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
 		if err != nil {
@@ -808,6 +811,10 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 		{"/api/hostile/redirect?to=/..", "/api/hostile/"},
 		{"/api/hostile/redirect?to=/.%09./.%09./admin", "/api/hostile/admin"}, // a browser drops tabs
 		{"/api/hostile/redirect?to=/api/hostile/.%09./.%09./admin", "/api/hostile/admin"},
+		// ... and strips leading and trailing spaces and control characters.
+		{"/api/hostile/redirect?to=%20/.greenroom/health", "/api/hostile/.greenroom/health"},
+		{"/api/hostile/redirect?to=%20%20/x%09", "/api/hostile/x"},
+		{"/api/hostile/redirect?to=%20https://elsewhere.test/x", "https://elsewhere.test/x"},
 		{"/api/hello//ping", "/api/hello/ping"}, // ServeMux's redirect to the clean path
 		{"/api/hello/./ping", "/api/hello/ping"},
 	} {
