@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,15 +177,22 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 			rep.Valid, rep.Error = false, verr.Error()
 		}
 	}
-	w := cmd.OutOrStdout()
+	// The report quotes the config (a pin, grants), whose ${VAR} values
+	// are secrets.
+	var out bytes.Buffer
+	redact := exitSecrets.Redact
 	if asJSON {
-		enc := json.NewEncoder(w)
+		enc := json.NewEncoder(&out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
 			return err
 		}
+		redact = exitSecrets.RedactJSON
 	} else {
-		printInspection(w, rep)
+		printInspection(&out, rep)
+	}
+	if _, err := cmd.OutOrStdout().Write(redact(out.Bytes())); err != nil {
+		return err
 	}
 	if verr != nil {
 		return &exitError{code: 1, err: fmt.Errorf("%s would be refused: %w", file, verr)}

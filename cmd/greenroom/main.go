@@ -15,6 +15,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 // exitError carries a process exit code out of a command.
@@ -25,9 +27,15 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
+// exitSecrets redacts the secrets of every config a command loaded from
+// what the command prints itself: its final error (a listener address,
+// a cache directory from ${VAR} quoted by the system's error) and the
+// report of plugin inspect.
+var exitSecrets logging.Redactor
+
 func main() {
 	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "greenroom:", err)
+		fmt.Fprintf(os.Stderr, "greenroom: %s\n", exitSecrets.Redact([]byte(err.Error())))
 		var ee *exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)

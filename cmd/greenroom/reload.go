@@ -46,6 +46,7 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 		addDevTokenValue(cfg, rl.devToken)
 	}
 	rl.redactor.AddSecrets(cfg.Secrets())
+	exitSecrets.AddSecrets(cfg.Secrets())
 	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
 		rl.log.SetLevel(lvl)
 	}

@@ -59,6 +59,7 @@ func loadConfig(files []string) (*config.Config, error) {
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
+	exitSecrets.AddSecrets(cfg.Secrets())
 	return cfg, nil
 }
 

@@ -144,16 +144,22 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 		return b, nil // the common case: one look for each secret
 	}
 	if r.json {
-		b = r.redactJSONNumbers(b)
+		return r.RedactJSON(b), nil
 	}
 	return r.Redact(b), nil
 }
 
-// redactJSONNumbers replaces each number of a JSON line that contains a
-// secret (a secret number a plugin logged as a number) with the string
-// "[REDACTED]", so that the line stays JSON; Redact, which replaces text
-// wherever it is, would leave a bare [REDACTED] there.
-func (r *Redactor) redactJSONNumbers(b []byte) []byte {
+// RedactJSON replaces every secret in JSON text b. A number or a literal
+// (true, false, null) outside strings that contains a secret (a secret
+// number a plugin logged as a number; a secret "true") becomes the string
+// "[REDACTED]", so that b stays JSON; Redact, which replaces text wherever
+// it is, would leave a bare [REDACTED] there.
+func (r *Redactor) RedactJSON(b []byte) []byte {
+	return r.Redact(r.redactJSONValues(b))
+}
+
+// redactJSONValues is RedactJSON's part outside strings.
+func (r *Redactor) redactJSONValues(b []byte) []byte {
 	forms := r.forms.Load()
 	if forms == nil {
 		return b
@@ -174,9 +180,9 @@ func (r *Redactor) redactJSONNumbers(b []byte) []byte {
 			}
 		case c == '"':
 			inString = true
-		case c == '-' || c >= '0' && c <= '9':
+		case c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z':
 			j := i
-			for j < len(b) && strings.IndexByte("+-.0123456789eE", b[j]) >= 0 {
+			for j < len(b) && (strings.IndexByte("+-.0123456789", b[j]) >= 0 || b[j] >= 'a' && b[j] <= 'z' || b[j] == 'E') {
 				j++
 			}
 			if containsAny(b[i:j], *forms) {

@@ -138,3 +138,24 @@ func TestJSONSecretNumbersStayJSON(t *testing.T) {
 		t.Errorf("a secret is in the line: %s", line)
 	}
 }
+
+// A secret that is a JSON literal ("true", "false", "null": a flag from an
+// environment variable) becomes the string "[REDACTED]" where the line has
+// that literal, and the line stays JSON.
+func TestJSONSecretLiteralsStayJSON(t *testing.T) {
+	for _, secret := range []string{"true", "false", "null"} {
+		var out bytes.Buffer
+		log, _, err := New(&out, "json", "info", []string{secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.WithFields(logrus.Fields{"flag": true, "off": false, "none": nil, "list": []any{true, false, nil, 1}, "text": "it is " + secret}).Info("literals")
+		var m map[string]any
+		if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+			t.Fatalf("secret %q: not JSON: %v\n%s", secret, err, out.Bytes())
+		}
+		if m["text"] != "it is "+Redacted || bytes.Contains(out.Bytes(), []byte(secret)) {
+			t.Errorf("secret %q is in the line: %s", secret, out.Bytes())
+		}
+	}
+}
