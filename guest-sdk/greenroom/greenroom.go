@@ -7,13 +7,13 @@ import (
 	"runtime/debug"
 )
 
-// reportPanic logs a handler's panic as one error record with the stack as
+// reportPanic logs a handler's or a task's panic as one error record with the stack as
 // an attribute, or, when there is no runtime to take it (a native build),
 // writes it to stderr. A message over 16 KiB is dropped (it could hold a
 // secret, which a cut would split); the stack, which holds no values, is
 // cut at 32 KiB.
-func reportPanic(method, path string, v any, stack []byte) {
-	msg := fmt.Sprintf("panic serving %s %s: %v", method, path, v)
+func reportPanic(where string, v any, stack []byte) {
+	msg := fmt.Sprintf("panic %s: %v", where, v)
 	rec := appendRecordHead(nil, levelError, dropString(msg, 16<<10))
 	rec = appendStringAttr(rec, "stack", truncate(string(stack), 32<<10))
 	if !emitRecord(rec) {
@@ -60,7 +60,7 @@ const (
 func serve(w *responseWriter, req *http.Request) (code uint32) {
 	defer func() {
 		if v := recover(); v != nil {
-			reportPanic(req.Method, req.URL.Path, v, debug.Stack())
+			reportPanic("serving "+req.Method+" "+req.URL.Path, v, debug.Stack())
 			code = handlePanicked
 		}
 	}()

@@ -195,12 +195,12 @@ func runTask(env string) (code uint32, msg string) {
 	return handleOK, ""
 }
 
-// callTask calls t.Run, turning a panic into panicked (with its stack on
-// stderr, which the runtime logs).
+// callTask calls t.Run, turning a panic into panicked (logged as a
+// handler's is: one error record with the stack).
 func callTask(ctx context.Context, t Task) (err error, panicked bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			fmt.Fprintf(os.Stderr, "panic in task %s: %v\n%s", t.ID, v, debug.Stack())
+			reportPanic("in task "+t.ID, v, debug.Stack())
 			err, panicked = fmt.Errorf("task %s panicked: %v", t.ID, v), true
 		}
 	}()

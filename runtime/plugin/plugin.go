@@ -397,7 +397,7 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	switch uint32(code) {
 	case hostfuncs.HandlePanicked:
 		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailPanic, Err: errors.New("guest panicked (stack in the plugin's stderr log)")}
+		return &CallError{Plugin: p.id, Kind: FailPanic, Err: errors.New("guest panicked (its value and stack are in the plugin's log)")}
 	case hostfuncs.HandleBadInput:
 		p.pool.discard(in)
 		return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("guest could not decode the %s input envelope", c.Export)}
