@@ -53,8 +53,12 @@ path = "missing.wasm"
 		t.Fatalf("status before: %v\n%s", err, out)
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
-	if err != nil || !strings.HasPrefix(out, "runtime: migrations up to date\nplugin todo: migrations up to date") {
+	if err != nil || !strings.HasPrefix(out, "runtime: 2 migrations applied; up to date\nplugin todo: 2 migrations applied; up to date") {
 		t.Fatalf("up: %v\n%s", err, out)
+	}
+	out, err = run("migrate", "up", "-c", cfgPath)
+	if err != nil || !strings.HasPrefix(out, "runtime: migrations up to date (none to apply)\nplugin todo: migrations up to date (none to apply)") {
+		t.Fatalf("up again: %v\n%s", err, out)
 	}
 	out, err = run("migrate", "status", "-c", cfgPath)
 	if err != nil || strings.Contains(out, "pending") || !strings.Contains(out, "plugin todo  001_items.up.sql") {
