@@ -335,8 +335,11 @@ func (c *Config) Secrets() []string {
 			continue
 		}
 		for _, k := range p.Secrets {
-			if v, ok := p.configAt(k); ok {
-				out = appendLeaves(out, v)
+			// Every value the entry names, as the plugin reads keys.
+			if vs := p.configAll(k); len(vs) > 0 {
+				for _, v := range vs {
+					out = appendLeaves(out, v)
+				}
 				// A number as the plugin reads it: as written (0x1234).
 				for lk, text := range p.literals {
 					if (lk == k || strings.HasPrefix(lk, k+".") || strings.HasPrefix(lk, k+"[")) && text != "true" && text != "false" {

@@ -824,7 +824,7 @@ func TestSecretTypeErrors(t *testing.T) {
 // decoded anything: values from the environment, tokens, the tables that
 // hold them, and the keys a plugin's secrets list names.
 func TestSecretKeysBeforeDecoding(t *testing.T) {
-	merged, _, _, err := parse([]byte(`
+	merged, _, _, _, err := parse([]byte(`
 [plugins.a]
 path = "a.wasm"
 secrets = ["db", "pin"]
@@ -908,6 +908,200 @@ func TestRateBounds(t *testing.T) {
 		var r Rate
 		if err := r.UnmarshalText([]byte(text)); (err == nil) != ok {
 			t.Errorf("%q: err = %v, want ok %v", text, err, ok)
+		}
+	}
+}
+
+// A quoted key containing a dot and a nested path name the same key for
+// greenroom.Config ("t.x"): the plugin would read one of them at random,
+// so the config is refused, naming both with their lines.
+func TestFlatNameCollision(t *testing.T) {
+	_, err := read(t, `[plugins.cfgp]
+path = "a.wasm"
+secrets = ["t.x"]
+[plugins.cfgp.config]
+"t.x" = "flatsecretvalue"
+t = { x = "nestedsecretvalue" }
+`, nil)
+	if err == nil {
+		t.Fatal("no error for two keys named t.x")
+	}
+	want := `config.toml:5: plugins.cfgp.config."t.x": names the same key "t.x" as plugins.cfgp.config.t.x (config.toml:6)`
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error does not contain %q:\n%v", want, err)
+	}
+	for _, leak := range []string{"flatsecretvalue", "nestedsecretvalue"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("error shows %q:\n%v", leak, err)
+		}
+	}
+	// Deeper, and across files: "a.b" = { c } and [a.b] d: a.b collides once.
+	_, err = Read([]Source{
+		{Name: "one.toml", Data: []byte("[plugins.p]\npath = \"a.wasm\"\n[plugins.p.config]\n\"a.b\" = { c = 1 }\n")},
+		{Name: "two.toml", Data: []byte("[plugins.p.config.a.b]\nd = 2\n")},
+	}, env(nil))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || !strings.Contains(es[0].Error(), `one.toml:4: plugins.p.config."a.b": names the same key "a.b" as plugins.p.config.a.b (two.toml:1)`) {
+		t.Errorf("err = %v, want one collision of a.b", err)
+	}
+}
+
+// A secrets entry names a key as greenroom.Config does: a quoted key with
+// a dot in it ("t.x") can be marked secret, and its value is redacted.
+func TestSecretQuotedDottedKey(t *testing.T) {
+	c := mustRead(t, `[plugins.p]
+path = "a.wasm"
+secrets = ["t.x", "u.v.w"]
+[plugins.p.config]
+"t.x" = "flatsecretvalue"
+u = { "v.w" = "mixedsecretvalue" }
+plain = "in-clear"
+`, nil)
+	p := c.Plugins["p"]
+	flat := p.FlatConfig()
+	for key, want := range map[string]string{"t.x": "flatsecretvalue", "u.v.w": "mixedsecretvalue"} {
+		if flat[key] != want {
+			t.Errorf("FlatConfig()[%q] = %q, want %q", key, flat[key], want)
+		}
+		if v, ok := p.ConfigValue(key); !ok || v != want {
+			t.Errorf("ConfigValue(%q) = %q, %v", key, v, ok)
+		}
+		if !slices.Contains(c.Secrets(), want) {
+			t.Errorf("Secrets() lacks %q: %q", want, c.Secrets())
+		}
+	}
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "secretvalue") || !strings.Contains(string(out), "in-clear") {
+		t.Errorf("config print:\n%s", out)
+	}
+}
+
+// A value whose substitution failed is reported once, naming the variable
+// in clear, and is not checked further: no error about text the operator
+// never wrote ("${L}" is no address), nor about a token's length.
+func TestFailedSubstitutionIsNotValidated(t *testing.T) {
+	const tok = "[auth.tokens.%s]\ntoken = \"${CI_TOKEN}\"\nsubject = \"service:ci\"\n"
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"address and duration", "[server]\nlisten = \"${L}\"\nread_timeout = \"${T}\"\n", []string{
+			"config.toml:2: server.listen: environment variable L is not set (and ${L} has no default; write ${L:-default} to give one)",
+			"config.toml:3: server.read_timeout: environment variable T is not set"}},
+		{"token", fmt.Sprintf(tok, "ci"), []string{
+			"config.toml:2: auth.tokens.ci.token: environment variable CI_TOKEN is not set (and ${CI_TOKEN} has no default; write ${CI_TOKEN:-default} to give one)"}},
+		{"two tokens", fmt.Sprintf(tok, "a") + fmt.Sprintf(tok, "b"), []string{
+			"config.toml:2: auth.tokens.a.token: environment variable CI_TOKEN is not set",
+			"config.toml:5: auth.tokens.b.token: environment variable CI_TOKEN is not set"}},
+		{"plugin path", "[plugins.a]\npath = \"${P}\"\n", []string{"config.toml:2: plugins.a.path: environment variable P is not set"}},
+		{"token of the wrong type", "[auth.tokens.ci]\ntoken = 12\nsubject = \"service:ci\"\n", []string{
+			"config.toml:2: auth.tokens.ci.token: want a string, got an integer"}},
+		{"token table of the wrong type", "[auth.tokens]\nci = 12\n", []string{"config.toml:2: auth.tokens.ci: want a table, got an integer"}},
+		{"malformed reference in a token", "[auth.tokens.ci]\ntoken = \"abcdefghij0123456789abcdefghij${X\"\nsubject = \"service:ci\"\n", []string{
+			"config.toml:2: auth.tokens.ci.token: unclosed ${ in the value"}},
+		{"duration of the wrong type", "[plugins.a]\npath = \"a.wasm\"\nlimits.timeout = 0.5\n", []string{
+			"config.toml:3: plugins.a.limits.timeout: want a string, got float 0.5"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, nil)
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("err = %v, want Errors", err)
+			}
+			if len(es) != len(tc.want) {
+				t.Errorf("got %d errors, want %d:\n%v", len(es), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				if i < len(es) && !strings.Contains(es[i].Error(), w) {
+					t.Errorf("error %d = %q, want it to contain %q", i, es[i].Error(), w)
+				}
+			}
+			if strings.Contains(err.Error(), Redacted) {
+				t.Errorf("error redacts text that is no secret:\n%v", err)
+			}
+			if strings.Contains(err.Error(), "abcdefghij") {
+				t.Errorf("error quotes a token:\n%v", err)
+			}
+		})
+	}
+}
+
+// Every unset variable of a value is reported, not only the first.
+func TestEveryUnsetVariable(t *testing.T) {
+	_, err := read(t, "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\ntwo = \"${UA}${UB:-b}${UC}\"\n", nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, name := range []string{"UA", "UC"} {
+		want := "config.toml:4: plugins.a.config.two: environment variable " + name + " is not set"
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "UB") {
+		t.Errorf("error names UB, which has a default:\n%v", err)
+	}
+}
+
+// An error about a table that only sub-tables define points at the first
+// line that created it, implied parents included, whatever its id.
+func TestImpliedTableOrigins(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"plugin from its limits", "# raise hello timeout\n[plugins.helo.limits]\ntimeout = \"10s\"\n", []string{
+			"o.toml:2: plugins.helo.path: must name a .wasm file"}},
+		{"jwt from a sub-table", "[auth.jwt.x]\ny = 1\n", []string{
+			"o.toml:1: auth.jwt.x: unknown key", "o.toml:1: auth.jwt.jwks_url: must be an http(s) URL", "o.toml:1: auth.jwt.issuer: must not be empty"}},
+		{"quoted id", "[plugins.\"a b\"]\npath = \"a.wasm\"\n", []string{`o.toml:1: plugins."a b": plugin id "a b" is invalid`}},
+		{"quoted id with a dot", "\n[plugins.\"a.b\".limits]\n", []string{`o.toml:2: plugins."a.b": plugin id "a.b" is invalid`, `o.toml:2: plugins."a.b".path: must name`}},
+		{"non-ascii id", "[plugins.\"é\"]\npath = \"a.wasm\"\n", []string{`o.toml:1: plugins."é": plugin id "é" is invalid`}},
+		{"empty id", "[plugins.\"\"]\npath = \"a.wasm\"\n", []string{`o.toml:1: plugins."": plugin id "" is invalid`}},
+		{"plain header later", "[plugins.one]\npath = \"a.wasm\"\n[plugins.two.limits]\ntimeout = \"1s\"\n[plugins]\n", []string{
+			"o.toml:3: plugins.two.path: must name a .wasm file"}},
+		{"quoted token name", "[auth.tokens.\"c i\"]\ntoken = \"short\"\nsubject = \"s\"\n", []string{`o.toml:2: auth.tokens."c i".token: must be at least 32 characters`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read([]Source{{Name: "o.toml", Data: []byte(tc.text)}}, env(nil))
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("err = %v, want Errors", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+			for _, e := range es {
+				if e.Origin == "" {
+					t.Errorf("error without a location: %v", e)
+				}
+			}
+		})
+	}
+}
+
+// A SQLite connection is checked as start-up reads it: file:DIRECTORY,
+// with a directory, and no SQLite URI of a single database.
+func TestSQLiteConnection(t *testing.T) {
+	for _, conn := range []string{"file:", "file::memory:", ":memory:", "file:/x?mode=ro", "/x?mode=ro", "", "data"} {
+		t.Run(conn, func(t *testing.T) {
+			_, err := read(t, fmt.Sprintf("[database]\nclient = \"sqlite\"\nconnection = %q\n", conn), nil)
+			want := "config.toml:3: database.connection: for client sqlite, want file:DIRECTORY"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v, want %q", err, want)
+			}
+		})
+	}
+	for _, conn := range []string{"file:.greenroom/data", "file:/var/lib/greenroom", "./data", "/var/lib/greenroom", "file:data"} {
+		if _, err := read(t, fmt.Sprintf("[database]\nconnection = %q\n", conn), nil); err != nil {
+			t.Errorf("%q: %v", conn, err)
 		}
 	}
 }

@@ -130,8 +130,9 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	merged := map[string]any{}
 	origins := map[string]string{}
 	literals := map[string]string{}
+	tableOrigins := map[string]bool{} // origins that are a table's
 	for _, src := range srcs {
-		doc, lines, lits, err := parse(src.Data)
+		doc, lines, tables, lits, err := parse(src.Data)
 		if err != nil {
 			origin := src.Name
 			var se *syntaxError
@@ -142,13 +143,23 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 			continue
 		}
 		for k, line := range lines {
+			// Tables merge: one keeps the line that first created it.
+			// Anything else is replaced, and is where the later file
+			// set it.
+			if tables[k] && tableOrigins[k] {
+				continue
+			}
 			origins[k] = fmt.Sprintf("%s:%d", src.Name, line)
+			tableOrigins[k] = tables[k]
 		}
 		maps.Copy(literals, lits)
 		mergeMaps(merged, doc)
 	}
 	parsed := len(errs) == 0
-	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}}
+	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, failed: map[string]bool{}}
+	// Before substitution, the secrets lists are as written: enough to
+	// know where an error must not quote the text.
+	s.hide = secretKeys(merged, nil)
 	s.walk("", merged)
 	cfg := Default()
 	for _, src := range srcs {
@@ -161,8 +172,12 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	d.decode("", merged, reflect.ValueOf(cfg).Elem())
 	if parsed {
 		errs = append(errs, s.errs...)
-		errs = append(errs, d.errs...)
-		errs = append(errs, cfg.validate()...)
+		errs = append(errs, filterFollowOn(d.errs, s.failed)...)
+		failed := maps.Clone(s.failed)
+		for _, e := range d.errs {
+			failed[e.Key] = true
+		}
+		errs = append(errs, filterFollowOn(cfg.validate(), failed)...)
 	}
 	if len(errs) > 0 {
 		sortErrors(errs, cfg.Files)
@@ -224,22 +239,23 @@ func (e *syntaxError) Error() string { return e.msg }
 var utf8BOM = []byte("\xef\xbb\xbf")
 
 // parse decodes TOML text into a generic document and records the line of
-// every key, as dotted paths with [i] for array elements, and the source
-// text of every number, boolean and date-time. A leading UTF-8 byte order
-// mark is ignored.
-func parse(data []byte) (map[string]any, map[string]int, map[string]string, error) {
+// every key, as dotted paths with [i] for array elements, the keys that are
+// tables (tables), and the source text of every number, boolean and
+// date-time. A table's line is the first that created it, a header or a
+// dotted key implying it included ("[plugins.x.limits]" creates plugins
+// and plugins.x). A leading UTF-8 byte order mark is ignored.
+func parse(data []byte) (map[string]any, map[string]int, map[string]bool, map[string]string, error) {
 	data = bytes.TrimPrefix(data, utf8BOM)
 	doc := map[string]any{}
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return nil, nil, nil, &syntaxError{line: row, msg: fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())}
+			return nil, nil, nil, nil, &syntaxError{line: row, msg: fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())}
 		}
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	lines := map[string]int{}
-	p := lineParser{newlines: newlineOffsets(data), literals: map[string]string{}}
+	p := lineParser{newlines: newlineOffsets(data), literals: map[string]string{}, lines: map[string]int{}, tables: map[string]bool{}}
 	p.Reset(data)
 	var prefix string
 	arrays := map[string]int{}
@@ -247,40 +263,48 @@ func parse(data []byte) (map[string]any, map[string]int, map[string]string, erro
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table:
-			prefix = joinKey("", keyOf(e))
-			lines[prefix] = p.lineOf(e)
+			parts := keyOf(e)
+			prefix = joinKey("", parts)
+			p.recordTables("", parts, p.lineOf(e))
 		case unstable.ArrayTable:
-			k := joinKey("", keyOf(e))
+			parts := keyOf(e)
+			k := joinKey("", parts)
 			prefix = fmt.Sprintf("%s[%d]", k, arrays[k])
 			arrays[k]++
-			lines[prefix] = p.lineOf(e)
-			if _, ok := lines[k]; !ok {
-				lines[k] = lines[prefix]
+			line := p.lineOf(e)
+			p.lines[prefix] = line
+			p.recordTables("", parts[:len(parts)-1], line)
+			if _, ok := p.lines[k]; !ok {
+				p.lines[k] = line
 			}
 		case unstable.KeyValue:
-			recordKeyValue(&p, lines, prefix, e)
+			recordKeyValue(&p, p.lines, prefix, e)
 		}
 	}
 	if err := p.Error(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return doc, lines, p.literals, nil
+	return doc, p.lines, p.tables, p.literals, nil
+}
+
+// recordTables records the tables that the key parts under prefix name,
+// each of them and its parents, at line unless an earlier line created it.
+func (p *lineParser) recordTables(prefix string, parts []string, line int) {
+	for i := 1; i <= len(parts); i++ {
+		k := joinKey(prefix, parts[:i])
+		p.tables[k] = true
+		if _, ok := p.lines[k]; !ok {
+			p.lines[k] = line
+		}
+	}
 }
 
 func recordKeyValue(p *lineParser, lines map[string]int, prefix string, kv *unstable.Node) {
-	path := joinKey(prefix, keyOf(kv))
+	parts := keyOf(kv)
+	path := joinKey(prefix, parts)
 	line := p.lineOf(kv)
 	// Dotted keys define their parent tables too.
-	for parent := path; ; {
-		i := strings.LastIndexByte(parent, '.')
-		if i <= len(prefix) {
-			break
-		}
-		parent = parent[:i]
-		if _, ok := lines[parent]; !ok {
-			lines[parent] = line
-		}
-	}
+	p.recordTables(prefix, parts[:len(parts)-1], line)
 	lines[path] = line
 	recordValue(p, lines, path, kv.Value(), line)
 }
@@ -290,6 +314,7 @@ func recordValue(p *lineParser, lines map[string]int, path string, v *unstable.N
 	case unstable.Integer, unstable.Float, unstable.Bool, unstable.DateTime, unstable.LocalDate, unstable.LocalTime, unstable.LocalDateTime:
 		p.literals[path] = string(v.Data)
 	case unstable.InlineTable:
+		p.tables[path] = true
 		it := v.Children()
 		for it.Next() {
 			recordKeyValue(p, lines, path, it.Node())
@@ -320,6 +345,8 @@ type lineParser struct {
 	unstable.Parser
 	newlines []int // offsets of every '\n', ascending
 	literals map[string]string
+	lines    map[string]int  // line by key path
+	tables   map[string]bool // key paths that are tables
 }
 
 func newlineOffsets(data []byte) []int {
@@ -456,6 +483,12 @@ type substituter struct {
 	secretPaths map[string]bool
 	secrets     []string
 	errs        Errors
+	// failed holds the key paths whose substitution failed: their values
+	// are emptied, and nothing more is reported about them (filterFollowOn).
+	failed map[string]bool
+	// hide reports the keys whose text an error must not quote (tokens,
+	// listed plugin secrets): an error there describes the value instead.
+	hide func(path string) bool
 }
 
 func (s *substituter) walk(path string, v any) any {
@@ -469,10 +502,16 @@ func (s *substituter) walk(path string, v any) any {
 			t[i] = s.walk(fmt.Sprintf("%s[%d]", path, i), e)
 		}
 	case string:
-		out, secret, err := s.expand(t)
-		if err != nil {
-			s.errs = append(s.errs, &Error{Origin: s.origin(path), Key: path, Msg: err.Error()})
-			return t
+		out, secret, errs := s.expand(t, s.hide != nil && s.hide(path))
+		if len(errs) > 0 {
+			for _, err := range errs {
+				s.errs = append(s.errs, &Error{Origin: s.origin(path), Key: path, Msg: err.Error()})
+			}
+			// The text as written ("${CI_TOKEN}") is not the value: it is
+			// neither checked as one nor, at a secret key, redacted from
+			// the message that names the variable.
+			s.failed[path] = true
+			return ""
 		}
 		if secret {
 			// Only this value: an array's other elements are not secret.
@@ -493,12 +532,19 @@ func (s *substituter) origin(path string) string {
 }
 
 // expand substitutes one string and reports whether any part of the result
-// came from the environment.
-func (s *substituter) expand(in string) (string, bool, error) {
+// came from the environment. Every unset variable is an error of its own;
+// a malformed reference ends the string's errors there. With hide, the
+// errors do not quote the string.
+func (s *substituter) expand(in string, hide bool) (string, bool, []error) {
 	if !strings.Contains(in, "${") {
 		return in, false, nil
 	}
+	quoted := strconv.Quote(in)
+	if hide {
+		quoted = "the value"
+	}
 	var b strings.Builder
+	var errs []error
 	secret := false
 	rest := in
 	for {
@@ -516,17 +562,21 @@ func (s *substituter) expand(in string) (string, bool, error) {
 		b.WriteString(rest[:i])
 		end := strings.IndexByte(rest[i:], '}')
 		if end < 0 {
-			return "", false, fmt.Errorf("unclosed ${ in %q", in)
+			return "", false, append(errs, fmt.Errorf("unclosed ${ in %s", quoted))
 		}
 		expr := rest[i+2 : i+end]
 		rest = rest[i+end+1:]
 		if strings.Contains(expr, "${") {
 			// ${A:-${B}} would end at B's "}": refuse rather than guess.
-			return "", false, fmt.Errorf("nested ${ in %q is not supported: a variable name or default cannot contain \"${\"", in)
+			return "", false, append(errs, fmt.Errorf("nested ${ in %s is not supported: a variable name or default cannot contain \"${\"", quoted))
 		}
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
-			return "", false, fmt.Errorf("invalid variable reference ${%s} (want ${NAME} or ${NAME:-default})", expr)
+			ref := "${" + expr + "}"
+			if hide {
+				ref = "in the value"
+			}
+			return "", false, append(errs, fmt.Errorf("invalid variable reference %s (want ${NAME} or ${NAME:-default})", ref))
 		}
 		val, ok := s.env(name)
 		switch {
@@ -539,10 +589,40 @@ func (s *substituter) expand(in string) (string, bool, error) {
 		case ok:
 			// Set but empty, and no default: empty it is.
 		default:
-			return "", false, fmt.Errorf("environment variable %s is not set (and ${%s} has no default; write ${%s:-default} to give one)", name, name, name)
+			errs = append(errs, fmt.Errorf("environment variable %s is not set (and ${%s} has no default; write ${%s:-default} to give one)", name, name, name))
 		}
 	}
+	if len(errs) > 0 {
+		return "", false, errs
+	}
 	return b.String(), secret, nil
+}
+
+// filterFollowOn drops the errors about keys that already have one:
+// decoding a value whose substitution failed (it holds no value), and
+// validating one that failed to substitute or decode (a token of the
+// wrong type is not also "at least 32 characters, got 0").
+func filterFollowOn(errs Errors, failed map[string]bool) Errors {
+	if len(failed) == 0 {
+		return errs
+	}
+	var out Errors
+	for _, e := range errs {
+		if !underFailed(e.Key, failed) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// underFailed reports whether path is a failed key or lies under one.
+func underFailed(path string, failed map[string]bool) bool {
+	for p := path; p != ""; p = parentPath(p) {
+		if failed[p] {
+			return true
+		}
+	}
+	return false
 }
 
 func validEnvName(n string) bool {
@@ -557,14 +637,26 @@ func validEnvName(n string) bool {
 	return true
 }
 
+// parentPath returns the path of the table or array that holds the key at
+// p ("" at the top level): p without its last part, where a quoted part
+// ("a.b") is one part, dots and all.
 func parentPath(p string) string {
-	if strings.HasSuffix(p, "]") {
-		if i := strings.LastIndexByte(p, '['); i > 0 {
-			return p[:i]
+	cut := -1
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '"':
+			// Skip the quoted part, as strconv.Quote wrote it.
+			for i++; i < len(p) && p[i] != '"'; i++ {
+				if p[i] == '\\' {
+					i++
+				}
+			}
+		case '.', '[':
+			cut = i
 		}
 	}
-	if i := strings.LastIndexByte(p, '.'); i > 0 {
-		return p[:i]
+	if cut <= 0 {
+		return ""
 	}
-	return ""
+	return p[:cut]
 }

@@ -49,14 +49,18 @@ type validator struct {
 }
 
 func (v *validator) fail(path, format string, args ...any) {
-	origin := ""
+	v.errs = append(v.errs, &Error{Origin: v.origin(path), Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// origin is the "file:line" of the key at path or, when it has none (a
+// default, or a table only implied), of the nearest parent that has one.
+func (v *validator) origin(path string) string {
 	for p := path; p != ""; p = parentPath(p) {
 		if o, ok := v.c.origins[p]; ok {
-			origin = o
-			break
+			return o
 		}
 	}
-	v.errs = append(v.errs, &Error{Origin: origin, Key: path, Msg: fmt.Sprintf(format, args...)})
+	return ""
 }
 
 func (v *validator) server() {
@@ -192,8 +196,8 @@ func (v *validator) database() {
 	d := v.c.Database
 	switch d.Client {
 	case "sqlite":
-		if !strings.HasPrefix(d.Connection, "file:") && !strings.HasPrefix(d.Connection, "/") && !strings.HasPrefix(d.Connection, ".") {
-			v.fail("database.connection", "for client sqlite, want file:DIRECTORY (a directory that holds one file per plugin), got %q", d.Connection)
+		if err := checkSQLiteConnection(d.Connection); err != nil {
+			v.fail("database.connection", "%v", err)
 		}
 	case "pg":
 		if !strings.HasPrefix(d.Connection, "postgres://") && !strings.HasPrefix(d.Connection, "postgresql://") {
@@ -205,6 +209,27 @@ func (v *validator) database() {
 	if d.Isolation != "role" && d.Isolation != "schema" {
 		v.fail("database.isolation", "must be role or schema, got %q", d.Isolation)
 	}
+}
+
+// checkSQLiteConnection checks a SQLite database.connection as start-up
+// reads it (database.SQLiteDir): "file:DIRECTORY" or a path starting with
+// "/" or ".", naming the directory that holds greenroom.db and plugins/.
+// The SQLite URI forms of one database (file::memory:, ?mode=ro) would
+// make a directory of that name: refused, as is an empty directory.
+func checkSQLiteConnection(conn string) error {
+	const want = `for client sqlite, want file:DIRECTORY (a directory that holds greenroom.db and one file per plugin, e.g. "file:.greenroom/data")`
+	dir, isFile := strings.CutPrefix(conn, "file:")
+	switch {
+	case !isFile && !strings.HasPrefix(conn, "/") && !strings.HasPrefix(conn, "."):
+		return fmt.Errorf("%s, got %q", want, conn)
+	case dir == "":
+		return fmt.Errorf("%s, got %q: the directory is empty", want, conn)
+	case strings.Contains(dir, ":memory:"):
+		return fmt.Errorf("%s, got %q: an in-memory database is not supported", want, conn)
+	case strings.Contains(dir, "?"):
+		return fmt.Errorf("%s, got %q: SQLite URI parameters (?...) are not supported; greenroom sets its own on each file", want, conn)
+	}
+	return nil
 }
 
 func (v *validator) reading() {
@@ -323,7 +348,7 @@ func (v *validator) auth() {
 	seen := map[string]string{}
 	for _, n := range names {
 		t := a.Tokens[n]
-		p := "auth.tokens." + n
+		p := joinKey("auth.tokens", []string{n})
 		if n := utf8.RuneCountInString(t.Token); n < MinTokenLength {
 			v.fail(p+".token", "must be at least %d characters, got %d", MinTokenLength, n)
 		}
@@ -333,9 +358,9 @@ func (v *validator) auth() {
 			v.fail(p+".token", "must not begin or end with whitespace (a newline from an environment file?)")
 		}
 		if other, ok := seen[t.Token]; ok && t.Token != "" {
-			v.fail(p+".token", "is the same as auth.tokens.%s.token", other)
+			v.fail(p+".token", "is the same as %s.token", other)
 		}
-		seen[t.Token] = n
+		seen[t.Token] = p
 		if t.Subject == "" {
 			v.fail(p+".subject", "must not be empty")
 		}
@@ -384,7 +409,8 @@ func (v *validator) auth() {
 }
 
 func (v *validator) plugin(id string, p *Plugin) {
-	base := "plugins." + id
+	// As origins are recorded: plugins."a b" for a quoted id.
+	base := joinKey("plugins", []string{id})
 	if !PluginIDPattern.MatchString(id) {
 		v.fail(base, "plugin id %q is invalid: want a lowercase letter followed by up to 62 lowercase letters, digits or '-'", id)
 	}
@@ -463,11 +489,35 @@ func (v *validator) plugin(id string, p *Plugin) {
 			v.fail(fmt.Sprintf("%s.capabilities.urlreader[%d]", base, i), "%v", err)
 		}
 	}
+	v.flatNames(base, p)
 	for i, k := range p.Secrets {
 		if _, ok := p.ConfigValue(k); !ok {
 			v.fail(fmt.Sprintf("%s.secrets[%d]", base, i), "names %q, which is not a key of [%s.config]", k, base)
 		}
 	}
+}
+
+// flatNames refuses two keys of a plugin's config table that greenroom.Config
+// names alike: a quoted key with a dot in it and a nested path ("t.x" and
+// t = { x = ... }). The plugin would read either at random, and a secrets
+// entry could not say which it means. Each clash is reported once, at the
+// key found second, naming the first; what lies under it is not checked.
+func (v *validator) flatNames(base string, p *Plugin) {
+	prefix := base + ".config"
+	seen := map[string]string{} // flat name → key path
+	eachFlat(p.Config, func(flat, path string, _ any) bool {
+		first, dup := seen[flat]
+		if !dup {
+			seen[flat] = path
+			return true
+		}
+		other := prefix + "." + first
+		if o := v.origin(other); o != "" {
+			other += " (" + o + ")"
+		}
+		v.fail(prefix+"."+path, "names the same key %q as %s: greenroom.Config(%q) could not tell them apart; rename one", flat, other, flat)
+		return false
+	})
 }
 
 // MaxRouteLength bounds a public route.
@@ -498,14 +548,14 @@ func CheckPublicRoute(r string) error {
 }
 
 // ConfigValue returns the value at a dotted key of the plugin's config
-// table: strings as they are, numbers and booleans as their TOML text,
-// arrays and tables as JSON.
+// table, named as FlatConfig names it: strings as they are, numbers and
+// booleans as their TOML text, arrays and tables as JSON.
 func (p *Plugin) ConfigValue(key string) (string, bool) {
-	v, ok := p.configAt(key)
-	if !ok {
+	vs := p.configAll(key)
+	if len(vs) == 0 {
 		return "", false
 	}
-	return p.valueText(key, v), true
+	return p.valueText(key, vs[0]), true
 }
 
 // valueText is the text of v, the value at key: a number, boolean or
@@ -523,42 +573,58 @@ func (p *Plugin) valueText(key string, v any) string {
 	return formatValue(v)
 }
 
-// configAt returns the value at a dotted key of the plugin's config table
-// as decoded: a table, an array or a scalar.
-func (p *Plugin) configAt(key string) (any, bool) {
-	var cur any = p.Config
-	for _, part := range strings.Split(key, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
+// configAll returns the values of the plugin's config table that FlatConfig
+// names key: a table, an array or a scalar. A valid config has at most one
+// (flatNames refuses two); an invalid one may have more, and Secrets
+// redacts each.
+func (p *Plugin) configAll(key string) []any {
+	var out []any
+	eachFlat(p.Config, func(flat, _ string, v any) bool {
+		if flat == key {
+			out = append(out, v)
 		}
-		cur, ok = m[part]
-		if !ok {
-			return nil, false
-		}
-	}
-	return cur, true
+		// Only a table whose name starts the key can hold it (or one
+		// named "", whose keys' flat names are their own).
+		return flat == "" || strings.HasPrefix(key, flat+".")
+	})
+	return out
 }
 
 // FlatConfig returns every leaf of the plugin's config table by dotted key,
-// plus every table and array by its own key.
+// plus every table and array by its own key: what greenroom.Config reads.
 func (p *Plugin) FlatConfig() map[string]string {
 	out := map[string]string{}
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		if m, ok := v.(map[string]any); ok {
-			for k, e := range m {
-				key := k
-				if prefix != "" {
-					key = prefix + "." + k
+	eachFlat(p.Config, func(flat, _ string, v any) bool {
+		out[flat] = p.valueText(flat, v)
+		return true
+	})
+	return out
+}
+
+// eachFlat calls fn for every value in a plugin's config table, tables and
+// arrays included, in key order, with its flat name (the keys from the
+// table down joined with ".", as greenroom.Config and a secrets entry name
+// it) and its key path (as joinKey writes it, quoted parts quoted, the
+// form origins are recorded in). It descends into a table when fn returns
+// true. FlatConfig, ConfigValue, Secrets and flatNames all name keys
+// through it, so that they cannot disagree.
+func eachFlat(table map[string]any, fn func(flat, path string, v any) bool) {
+	var walk func(flat, path string, m map[string]any)
+	walk = func(flat, path string, m map[string]any) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			f := k
+			if flat != "" {
+				f = flat + "." + k
+			}
+			kp := joinKey(path, []string{k})
+			if fn(f, kp, m[k]) {
+				if sub, ok := m[k].(map[string]any); ok {
+					walk(f, kp, sub)
 				}
-				out[key] = p.valueText(key, e)
-				walk(key, e)
 			}
 		}
 	}
-	walk("", p.Config)
-	return out
+	walk("", "", table)
 }
 
 func formatValue(v any) string {
@@ -681,7 +747,8 @@ func (c *Config) PluginSecretKeys(id string) []string {
 	var out []string
 	for p := range c.secretPaths {
 		if k, ok := strings.CutPrefix(p, prefix); ok && !strings.Contains(k, "[") {
-			out = append(out, k)
+			// Named as greenroom.Config names it: "t.x", not "\"t.x\"".
+			out = append(out, plainKey(k))
 		}
 	}
 	if p := c.Plugins[id]; p != nil {
