@@ -733,6 +733,7 @@ func (s *Scheduler) execute(r *run) {
 	var code uint32
 	var out []byte
 	var err error
+	var deadline int64 // the call's, Unix nanoseconds on the real clock
 	if ctx.Err() != nil {
 		// Stopped while it waited for its due time.
 		err = &plugin.CallError{Plugin: t.Plugin, Kind: plugin.FailCanceled, Err: ctx.Err()}
@@ -741,12 +742,17 @@ func (s *Scheduler) execute(r *run) {
 			Export:  hostfuncs.ExportTaskRun,
 			Task:    t.ID,
 			Timeout: t.Timeout,
-			Encode: func(dst []byte, deadline int64) []byte {
-				began = s.clk.Now()
-				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: deadline, Due: dueNS, Manual: r.manual})
+			Encode: func(dst []byte, d int64) []byte {
+				began, deadline = s.clk.Now(), d
+				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: d, Due: dueNS, Manual: r.manual})
 			},
 		})
 	}
+	// A Run that returned an error once its timeout had passed (ctx.Err(),
+	// or an error its ended ctx caused) timed out, as one the runtime
+	// interrupted did: the guest's ctx ends at the same instant as the
+	// call, so which of the two ends the run first is a race.
+	pastDeadline := deadline > 0 && !time.Now().Before(time.Unix(0, deadline))
 	end := s.clk.Now()
 	s.stats.running.Add(-1)
 	if began.IsZero() {
@@ -755,7 +761,7 @@ func (s *Scheduler) execute(r *run) {
 	if !r.manual {
 		s.stats.late(began.Sub(r.due))
 	}
-	outcome, failure, msg := s.outcome(r, code, out, err)
+	outcome, failure, msg := s.outcome(r, code, out, err, pastDeadline)
 	s.stats.ran(outcome, failure)
 	s.logRun(log, t.Plugin, outcome, failure, msg, end.Sub(began))
 	if !s.dead.Load() {
@@ -806,8 +812,9 @@ func (s *Scheduler) logRun(log *logrus.Entry, plugin, outcome, failure, msg stri
 }
 
 // outcome classifies how a run ended: "succeeded", or "failed" with the
-// kind of failure and its message.
-func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome, failure, msg string) {
+// kind of failure and its message. pastDeadline: the run's timeout had
+// passed when the call returned.
+func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDeadline bool) (outcome, failure, msg string) {
 	switch {
 	case r.lost.Load():
 		return "failed", "lost", "this replica could not renew the task's lease in time; the run was interrupted so that it never runs twice at once"
@@ -817,6 +824,9 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error) (outcome
 		msg = errorText(s.redact(out))
 		if msg == "" {
 			msg = "the task returned an error"
+		}
+		if pastDeadline {
+			return "failed", "timeout", errorText([]byte(fmt.Sprintf("ended at its timeout of %s: %s", r.spec.Timeout, msg)))
 		}
 		return "failed", "error", msg
 	}

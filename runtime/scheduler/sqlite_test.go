@@ -73,6 +73,26 @@ func TestTimeoutInterruptsLoop(t *testing.T) {
 	eachDB(t, testTimeoutInterruptsLoop)
 }
 
+// A Run that honours its ctx and returns ctx.Err() at its timeout timed
+// out, as a stuck one does: its ctx ends at the same instant as the call,
+// and which of the two ended the run first was a race ("error" about half
+// the time).
+func TestRunEndingAtItsTimeout(t *testing.T) {
+	t.Parallel()
+	in := start(t, "one", sqliteConf(t), plugin("sched", true,
+		def{ID: "coop", Every: "1s", Timeout: "300ms", Action: "sleep", MS: 60000}))
+	var runs []scheduler.Run
+	waitFor(t, 30*time.Second, "six ended runs", func() bool {
+		runs = ended(history(t, in, "sched", "coop"), "")
+		return len(runs) >= 6
+	})
+	for _, r := range runs {
+		if r.Outcome != "failed" || r.Failure != "timeout" || !strings.Contains(r.Error, "timeout of 300ms") {
+			t.Errorf("run: %+v, want failed at its timeout", r)
+		}
+	}
+}
+
 // eachDB runs test on SQLite and on PostgreSQL, in parallel.
 func eachDB(t *testing.T, test func(t *testing.T, db string)) {
 	for _, b := range []struct {
