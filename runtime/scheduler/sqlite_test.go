@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -399,7 +400,9 @@ func TestTaskContext(t *testing.T) {
 		def{ID: "info", Cron: "@yearly", Timeout: "7s", Action: "info"},
 		def{ID: "talk", Every: "1s", Action: "log"},
 	))
-	if status, body := trigger(t, in, "sched", "info"); status != 200 {
+	status, body := trigger(t, in, "sched", "info")
+	var started scheduler.Run
+	if status != 200 || json.Unmarshal([]byte(body), &started) != nil {
 		t.Fatalf("trigger: %d %s", status, body)
 	}
 	var runs []scheduler.Run
@@ -410,6 +413,10 @@ func TestTaskContext(t *testing.T) {
 	want := "info ok=true task=info run=" + runs[0].RunID + " manual=true due=false deadline=true left=7s"
 	if runs[0].Error != want {
 		t.Errorf("run saw %q, want %q", runs[0].Error, want)
+	}
+	// The trigger's answer is the run the history keeps.
+	if started.RunID != runs[0].RunID || !started.Started.Equal(runs[0].Started) {
+		t.Errorf("trigger answered run %s started at %v; the history has %s started at %v", started.RunID, started.Started, runs[0].RunID, runs[0].Started)
 	}
 	waitFor(t, 10*time.Second, "a log line of the task", func() bool {
 		for _, line := range strings.Split(in.Log.String(), "\n") {

@@ -253,5 +253,28 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 		}
 		return Run{}, ErrDisabled
 	}
-	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: time.Now().UTC(), Outcome: "running"}, nil
+	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: s.recordedStart(ctx, spec, r.id), Outcome: "running"}, nil
+}
+
+// recordedStart returns the start of run runID as its history row has it
+// (the database's clock and precision), so that the trigger's answer and
+// the history agree. A global run's row is written by its claim, a local
+// one's as the run begins: it waits a little for that, then falls back to
+// now.
+func (s *Scheduler) recordedStart(ctx context.Context, spec Task, runID string) time.Time {
+	if st, err := s.store(ctx); err == nil {
+		for range 50 {
+			runs, err := st.runs(ctx, spec.Plugin, spec.ID, 5)
+			if err != nil {
+				break
+			}
+			for _, r := range runs {
+				if r.RunID == runID {
+					return r.Started
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return time.Now().UTC()
 }
