@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -558,6 +559,9 @@ func (h *hopper) RoundTrip(req *http.Request) (*http.Response, error) {
 func (r *Reader) token(u *url.URL) (token, bool) {
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	port := u.Port()
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n) // "018901" is port 18901
+	}
 	if port == "" {
 		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
 	}
@@ -569,19 +573,20 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 }
 
 // scrub removes the tokens sent for this read from what goes back to the
-// plugin, in case the server echoed them.
+// plugin, in case the server echoed them: in any case of its ASCII
+// letters (the runtime lower-cases a host it quotes, net/http
+// canonicalises header names) and percent-escaped (as a URL the runtime
+// quotes has it). A Content-Length the scrub made wrong is corrected: it
+// would tell the token's length.
 func (h *hopper) scrub(resp *Response) {
-	for _, raw := range h.sent {
-		if len(raw) < 4 {
-			continue
-		}
-		if bytes.Contains(resp.Body, []byte(raw)) {
-			resp.Body = bytes.ReplaceAll(resp.Body, []byte(raw), []byte("[REDACTED]"))
-		}
-	}
+	n := len(resp.Body)
+	resp.Body = h.scrubBytes(resp.Body)
 	for i, hv := range resp.Header {
 		resp.Header[i][0] = h.scrubString(hv[0])
 		resp.Header[i][1] = h.scrubString(hv[1])
+		if len(resp.Body) != n && strings.EqualFold(hv[0], "Content-Length") {
+			resp.Header[i][1] = strconv.Itoa(len(resp.Body))
+		}
 	}
 	resp.URL = h.scrubString(resp.URL)
 	resp.ETag = h.scrubString(resp.ETag)
@@ -589,12 +594,51 @@ func (h *hopper) scrub(resp *Response) {
 }
 
 func (h *hopper) scrubString(s string) string {
-	for _, raw := range h.sent {
-		if len(raw) >= 4 && strings.Contains(s, raw) {
-			s = strings.ReplaceAll(s, raw, "[REDACTED]")
-		}
+	if b := h.scrubBytes([]byte(s)); string(b) != s {
+		return string(b)
 	}
 	return s
+}
+
+// scrubBytes replaces every form of a sent token in b (see scrub).
+func (h *hopper) scrubBytes(b []byte) []byte {
+	for _, raw := range h.sent {
+		if len(raw) < 4 {
+			continue
+		}
+		for _, form := range []string{raw, url.PathEscape(raw), url.QueryEscape(raw)} {
+			b = replaceFoldASCII(b, form, "[REDACTED]")
+		}
+	}
+	return b
+}
+
+// replaceFoldASCII replaces each occurrence of old in b, its ASCII letters
+// in any case, with new. b is returned as it is when old is not in it.
+func replaceFoldASCII(b []byte, old, new string) []byte {
+	lower := func(s []byte) []byte {
+		out := make([]byte, len(s))
+		for i, c := range s {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			out[i] = c
+		}
+		return out
+	}
+	lb, lo := lower(b), lower([]byte(old))
+	if !bytes.Contains(lb, lo) {
+		return b
+	}
+	var out []byte
+	for {
+		i := bytes.Index(lb, lo)
+		if i < 0 {
+			return append(out, b...)
+		}
+		out = append(append(out, b[:i]...), new...)
+		b, lb = b[i+len(lo):], lb[i+len(lo):]
+	}
 }
 
 // scrubErr is scrub for an error's message.

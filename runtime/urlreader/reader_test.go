@@ -431,6 +431,12 @@ func TestIntegrationTokens(t *testing.T) {
 		case "/landing":
 			w.Header().Set("ETag", `"`+r.URL.Query().Get("t")+`"`)
 			fmt.Fprint(w, "landed")
+		case "/hostecho":
+			// Echoes it as a host name, which the refusal quotes lower-cased.
+			http.Redirect(w, r, "https://"+strings.ToUpper(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))+".denied.example/x", http.StatusFound)
+		case "/nameecho":
+			// ... and as a header's name, which net/http canonicalises.
+			w.Header().Set("X-"+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "v")
 		case "/leakaway":
 			// ... and into a redirect the reader refuses, whose error
 			// message quotes the URL.
@@ -466,6 +472,26 @@ token = "` + tok + `"
 	if got := gh.seenAuth(); len(got) != 1 || got[0] != "Authorization: Bearer "+tok {
 		t.Errorf("integration host saw %q", got)
 	}
+	for _, h := range resp.Header {
+		if strings.EqualFold(h[0], "Content-Length") && h[1] != fmt.Sprint(len(resp.Body)) {
+			t.Errorf("Content-Length %s for a scrubbed body of %d bytes: it tells the token's length", h[1], len(resp.Body))
+		}
+	}
+	// Echoes the runtime or net/http reformat: a host name lower-cased in
+	// a refusal, a header name canonicalised.
+	lower := strings.ToLower(tok)
+	if _, err := read(p, ghURL+"/hostecho"); err == nil || strings.Contains(strings.ToLower(err.Error()), lower) {
+		t.Errorf("refused redirect to a host named after the token: %v", err)
+	}
+	if resp, err := read(p, ghURL+"/nameecho"); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, h := range resp.Header {
+			if strings.Contains(strings.ToLower(h[0]+h[1]), lower) {
+				t.Errorf("echoed token in a header name: %q", h[0])
+			}
+		}
+	}
 	// Redirect away: the other host gets nothing.
 	if resp, err := read(p, ghURL+"/away"); err != nil || string(resp.Body) != "other host" {
 		t.Fatalf("redirect away: %v", err)
@@ -477,8 +503,8 @@ token = "` + tok + `"
 	if _, err := read(p, ghURL+"/back"); err != nil {
 		t.Fatal(err)
 	}
-	if got := gh.seenAuth(); len(got) != 4 {
-		t.Errorf("integration host saw %d tokens over its 4 requests", len(got))
+	if got := gh.seenAuth(); len(got) != 6 {
+		t.Errorf("integration host saw %d tokens over its 6 requests", len(got))
 	}
 	// Directly to another host: nothing.
 	if _, err := read(p, "https://127.0.0.1:"+other.port()+"/"); err != nil {
@@ -547,6 +573,7 @@ header = "X-Api-Key"
 	for raw, want := range map[string]string{
 		"https://a.test/": "443", "https://A.test.:443/": "443", "http://a.test/": "80", "http://a.test:443/": "443",
 		"https://a.test:8443/": "", "https://b.test:8443/": "any", "http://b.test/": "any", "https://c.test/": "",
+		"https://a.test:0443/": "443", // the same port
 	} {
 		u, _ := url.Parse(raw)
 		if got, _ := r.token(u); got.src != want {
@@ -649,4 +676,23 @@ func TestRefererForwardedAndEncodedBodies(t *testing.T) {
 	}
 	_, err := read(p, base+"/deflate")
 	wantErr(t, err, Failed, "Content-Encoding: deflate")
+}
+
+// An echoed token is scrubbed in every form the runtime or net/http may
+// give it before the plugin sees it: any case of its letters, and
+// percent-escaped as a path or a query escapes it.
+func TestScrubForms(t *testing.T) {
+	const tok = "tok|en^Secret{x}"
+	h := &hopper{sent: []string{tok}}
+	for _, in := range []string{
+		tok, strings.ToUpper(tok), strings.ToLower(tok),
+		url.PathEscape(tok), strings.ToLower(url.PathEscape(tok)), url.QueryEscape(tok),
+	} {
+		if got := h.scrubString("a " + in + " b"); got != "a [REDACTED] b" {
+			t.Errorf("%q: scrubbed to %q", in, got)
+		}
+	}
+	if got := h.scrubString("nothing here"); got != "nothing here" {
+		t.Errorf("changed text without the token: %q", got)
+	}
 }
