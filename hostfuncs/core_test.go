@@ -3,7 +3,9 @@ package hostfuncs
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -65,5 +67,20 @@ func bufferCall(fn func(context.Context, api.Module, []uint64), in *Instance, me
 		stack := []uint64{api.EncodeU32(ptr), api.EncodeU32(n)}
 		fn(WithInstance(context.Background(), in), mem, stack)
 		return api.DecodeI32(stack[0]), nil
+	}
+}
+
+// A message cut to MaxMessage keeps the SQLSTATE a database error ends
+// with, which the guest reads there.
+func TestFailKeepsSQLState(t *testing.T) {
+	in := &Instance{}
+	long := strings.Repeat("é", MaxMessage) + " (SQLSTATE 23505)"
+	in.Fail(ErrFailed, "%s", long)
+	if len(in.result) > MaxMessage || !utf8.Valid(in.result) || !strings.HasSuffix(string(in.result), "é (SQLSTATE 23505)") {
+		t.Errorf("cut message: %d bytes, ends %q", len(in.result), in.result[max(0, len(in.result)-30):])
+	}
+	in.Fail(ErrFailed, "%s", strings.Repeat("x", MaxMessage+10))
+	if len(in.result) != MaxMessage {
+		t.Errorf("a message without one: %d bytes", len(in.result))
 	}
 }

@@ -1,6 +1,7 @@
 package hostfuncs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"unicode/utf8"
@@ -140,14 +141,23 @@ func (in *Instance) SetResult(b []byte) int32 {
 func (in *Instance) Fail(code int32, format string, args ...any) int32 {
 	in.result = fmt.Appendf(in.result[:0], format, args...)
 	if len(in.result) > MaxMessage {
-		n := MaxMessage
+		// A database error ends with its SQLSTATE, which the guest reads
+		// there (greenroom.SQLState): a cut keeps it.
+		var state []byte
+		if m := in.result; len(m) > len(sqlStateTail) && m[len(m)-1] == ')' && string(m[len(m)-len(sqlStateTail):len(m)-6]) == sqlStateTail[:len(sqlStateTail)-6] {
+			state = bytes.Clone(m[len(m)-len(sqlStateTail):])
+		}
+		n := MaxMessage - len(state)
 		for n > 0 && !utf8.RuneStart(in.result[n]) {
 			n--
 		}
-		in.result = in.result[:n]
+		in.result = append(in.result[:n], state...)
 	}
 	return code
 }
+
+// sqlStateTail is the shape of the SQLSTATE a database error ends with.
+const sqlStateTail = " (SQLSTATE 00000)"
 
 // Reset clears per-call state before the instance is used again.
 func (in *Instance) Reset() {

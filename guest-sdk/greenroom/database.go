@@ -141,12 +141,14 @@ func SQLState(err error) string {
 	if !errors.As(err, &e) {
 		return ""
 	}
+	// The runtime ends the message with it; one anywhere else is the
+	// text of the error (a name or a value SQLite quotes).
 	const marker = "(SQLSTATE "
-	i := strings.LastIndex(e.Message, marker)
-	if i < 0 || len(e.Message) < i+len(marker)+6 || e.Message[i+len(marker)+5] != ')' {
+	m := e.Message
+	if len(m) < len(marker)+6 || !strings.HasSuffix(m, ")") || m[len(m)-len(marker)-6:len(m)-6] != marker {
 		return ""
 	}
-	return e.Message[i+len(marker) : i+len(marker)+5]
+	return m[len(m)-6 : len(m)-1]
 }
 
 // Migration is one registered migration file.

@@ -166,8 +166,12 @@ func TestSQLState(t *testing.T) {
 		`constraint failed: UNIQUE constraint failed: kv.k (1555) (SQLSTATE 23505)`:        "23505",
 		`no such table: nope`:                   "",
 		`(SQLSTATE 2350`:                        "",
-		`(SQLSTATE 23505) and more`:             "23505",
+		`(SQLSTATE 23505) and more`:             "",
 		`a (SQLSTATE 42P01) b (SQLSTATE 23502)`: "23502",
+		`(SQLSTATE 23505)`:                      "23505",
+		// A marker in the error's own text (a table name, a search term
+		// SQLite quotes) is not the runtime's.
+		`SQL logic error: no such table: x (SQLSTATE 23505) (1)`: "",
 	} {
 		err := fmt.Errorf("wrapped: %w", &Error{Op: "db_exec", Code: errFailed, Message: msg})
 		if got := SQLState(err); got != want {

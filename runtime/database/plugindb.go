@@ -346,11 +346,25 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 	if err != nil {
 		return res, p.fail(ctx, sctx, lim, st, err)
 	}
-	res.RowsAffected, _ = sr.RowsAffected()
-	if id, err := sr.LastInsertId(); err == nil && p.svc.cfg.Client == ClientSQLite {
-		res.LastInsertID, res.HasLastInsertID = id, true
-	}
+	res.RowsAffected, res.LastInsertID, res.HasLastInsertID = execResult(sr, p.svc.cfg.Client == ClientSQLite)
 	return res, nil
+}
+
+// execResult reads an Exec's rows affected and, when withID, its last
+// insert id. A statement that is empty or only a comment has no result
+// on SQLite: the driver returns none, and database/sql's Result then
+// panics on every method (a nil pointer); it affected no rows.
+func execResult(sr sql.Result, withID bool) (affected, id int64, hasID bool) {
+	defer func() {
+		if recover() != nil {
+			affected, id, hasID = 0, 0, false
+		}
+	}()
+	affected, _ = sr.RowsAffected()
+	if n, err := sr.LastInsertId(); err == nil && withID {
+		id, hasID = n, true
+	}
+	return affected, id, hasID
 }
 
 // Query implements hostfuncs.Database.

@@ -230,3 +230,23 @@ func TestParallelStatementsGetTheirOwnResults(t *testing.T) {
 		}
 	})
 }
+
+// A statement that is empty or only a comment runs and affects nothing, in
+// and out of a transaction; on SQLite it has no result, which trapped the
+// guest (a nil pointer in the host).
+func TestEmptyStatements(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("empty", true, "", ""))
+		for _, sql := range []string{"", ";", "   ", "-- nothing", "/* c */"} {
+			if r := must(t, in, "empty", exec(sql))[0]; r.Affected != 0 {
+				t.Errorf("%q: affected %d", sql, r.Affected)
+			}
+			if r := must(t, in, "empty", step{Op: "begin"}, exec(sql), step{Op: "commit"})[1]; r.Affected != 0 {
+				t.Errorf("%q in a transaction: affected %d", sql, r.Affected)
+			}
+		}
+		if status, _, body := in.Get(t, "/api/empty/init"); status != 200 {
+			t.Errorf("the plugin after them: %d %s", status, body)
+		}
+	})
+}
