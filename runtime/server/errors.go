@@ -82,10 +82,18 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		// fasthttp refused the request before any handler ran (a body
 		// over server.body_limit, headers over server.header_limit, a
 		// malformed or too slow request): it gets its id, its count and
-		// its access log line here.
-		ae.RequestID = requestIDFrom(c.Get(fiber.HeaderXRequestID))
+		// its access log line here. Only a body over the limit comes with
+		// the request's head read; for the others fasthttp leaves the
+		// request at its defaults (GET /, no headers), which must not be
+		// logged as what the client sent.
+		headRead := ae.Status == fiber.StatusRequestEntityTooLarge
+		sent := ""
+		if headRead {
+			sent = c.Get(fiber.HeaderXRequestID)
+		}
+		ae.RequestID = requestIDFrom(sent)
 		c.Set(fiber.HeaderXRequestID, ae.RequestID)
-		defer s.refusedEarly(c, ae.RequestID)
+		defer s.refusedEarly(c, ae.RequestID, headRead)
 	}
 	if ae.RetryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ae.RetryAfter))
@@ -98,7 +106,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 
 // refusedEarly counts and access-logs a request fasthttp refused before
 // greenroom's handlers (errorHandler), once its answer is written.
-func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
+func (s *Server) refusedEarly(c *fiber.Ctx, id string, headRead bool) {
 	// fasthttp has not stamped the request's start yet: for a
 	// connection's first request its duration runs from the connection's
 	// start; a later request's start is unknown (Time still holds the
@@ -107,7 +115,11 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 	if fc := c.Context(); fc.ConnRequestNum() == 0 && !fc.ConnTime().IsZero() {
 		took = time.Since(fc.ConnTime())
 	}
-	s.record(c.Context(), c.Method(), id, "", "", took)
+	method := ""
+	if headRead {
+		method = c.Method()
+	}
+	s.record(c.Context(), method, id, "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the

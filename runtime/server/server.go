@@ -298,14 +298,21 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal s
 	if !s.rt.Config().Log.AccessLog {
 		return
 	}
+	bytes := len(fc.Response.Body())
+	if fc.IsHead() || fc.Response.SkipBody {
+		bytes = 0 // kept by fasthttp, never sent
+	}
 	f := logrus.Fields{
-		"method":      method,
-		"path":        string(fc.Request.URI().PathOriginal()),
 		"status":      status,
-		"bytes":       len(fc.Response.Body()),
+		"bytes":       bytes,
 		"duration":    took.Round(time.Microsecond).String(),
 		"duration_ms": float64(took.Microseconds()) / 1000,
 		"request_id":  id,
+	}
+	// "" for a request whose head was not read (see errorHandler).
+	if method != "" {
+		f["method"] = method
+		f["path"] = string(fc.Request.URI().PathOriginal())
 	}
 	if plugin != "" {
 		f["plugin"] = plugin

@@ -918,9 +918,13 @@ func sha256File(t *testing.T, path string) string {
 // One access-log line per request, with the fields operators filter on;
 // access_log = false turns it off.
 func TestAccessLog(t *testing.T) {
-	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	in := start(t, fmt.Sprintf("[server]\nheader_limit = \"4KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
 	in.Get(t, "/api/hello/ping", "X-Request-Id", "access-1")
 	in.Get(t, "/nothing", "X-Request-Id", "access-2")
+	in.Do(t, "HEAD", "/api/hello/ping", nil, "X-Request-Id", "access-head")
+	// Headers over the limit: fasthttp never reads the request's head.
+	_, h, _ := in.Do(t, "PUT", "/api/hello/echo", nil, "X-Request-Id", "access-big", "X-Big", strings.Repeat("b", 6000))
+	bigID := h.Get("X-Request-Id")
 	lines := map[string]map[string]any{}
 	for _, l := range strings.Split(in.Log.String(), "\n") {
 		var m map[string]any
@@ -949,6 +953,15 @@ func TestAccessLog(t *testing.T) {
 	}
 	if nf := lines["access-2"]; nf == nil || nf["status"] != 404.0 || nf["plugin"] != nil {
 		t.Errorf("404 line: %v", nf)
+	}
+	// A HEAD response's body is never sent.
+	if head := lines["access-head"]; head == nil || head["status"] != 200.0 || head["bytes"] != 0.0 {
+		t.Errorf("HEAD line: %v, want 200 with 0 bytes", head)
+	}
+	// A request whose head was not read is not logged as GET / (what
+	// fasthttp leaves in its place): no method or path.
+	if big := lines[bigID]; big == nil || big["status"] != 431.0 || big["method"] != nil || big["path"] != nil {
+		t.Errorf("431 line (request id %q): %v, want no method or path", bigID, big)
 	}
 
 	quiet := start(t, fmt.Sprintf("[log]\naccess_log = false\n[plugins.hello]\npath = %q\n", helloWasm))
