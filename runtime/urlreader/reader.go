@@ -602,34 +602,43 @@ func (h *hopper) scrubString(s string) string {
 
 // scrubBytes replaces every form of a sent token in b (see scrub).
 func (h *hopper) scrubBytes(b []byte) []byte {
+	// One lower-cased copy finds whether any form is there (a body of up
+	// to max_bytes, which almost never holds one); only a form found is
+	// replaced, which lower-cases again what it changes.
+	var lb []byte
 	for _, raw := range h.sent {
 		if len(raw) < 4 {
 			continue
 		}
 		for _, form := range []string{raw, url.PathEscape(raw), url.QueryEscape(raw)} {
-			b = replaceFoldASCII(b, form, "[REDACTED]")
+			if lb == nil {
+				lb = lowerASCII(b)
+			}
+			if lo := lowerASCII([]byte(form)); bytes.Contains(lb, lo) {
+				b = replaceFold(b, lb, lo, "[REDACTED]")
+				lb = nil
+			}
 		}
 	}
 	return b
 }
 
-// replaceFoldASCII replaces each occurrence of old in b, its ASCII letters
-// in any case, with new. b is returned as it is when old is not in it.
-func replaceFoldASCII(b []byte, old, new string) []byte {
-	lower := func(s []byte) []byte {
-		out := make([]byte, len(s))
-		for i, c := range s {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			out[i] = c
+// lowerASCII returns a copy of b with its ASCII letters in lower case and
+// every other byte as it is, so that offsets into it are offsets into b.
+func lowerASCII(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
-		return out
+		out[i] = c
 	}
-	lb, lo := lower(b), lower([]byte(old))
-	if !bytes.Contains(lb, lo) {
-		return b
-	}
+	return out
+}
+
+// replaceFold replaces each occurrence in b of lo, a lower-cased text, in
+// any case of its ASCII letters, with new; lb is lowerASCII(b).
+func replaceFold(b, lb, lo []byte, new string) []byte {
 	var out []byte
 	for {
 		i := bytes.Index(lb, lo)
