@@ -46,9 +46,12 @@ type Server struct {
 	// ShutdownDelay keeps serving, with readiness 503, this long after
 	// SIGTERM before the listener closes, so load balancers stop sending.
 	ShutdownDelay Duration `toml:"shutdown_delay"`
-	ReadTimeout   Duration `toml:"read_timeout"`
-	WriteTimeout  Duration `toml:"write_timeout"`
-	IdleTimeout   Duration `toml:"idle_timeout"`
+	// ResponseBudget bounds the bytes of plugin responses held at once,
+	// from the plugin's answer until the client has read it.
+	ResponseBudget Size     `toml:"response_budget"`
+	ReadTimeout    Duration `toml:"read_timeout"`
+	WriteTimeout   Duration `toml:"write_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
 	// MetricsListen serves /metrics on a separate address; empty serves it
 	// on the main listener behind admin authentication.
 	MetricsListen string `toml:"metrics_listen"`
@@ -249,6 +252,7 @@ func Default() *Config {
 			Listen:          "127.0.0.1:7007",
 			BodyLimit:       4 << 20,
 			HeaderLimit:     16 << 10,
+			ResponseBudget:  256 << 20,
 			ShutdownTimeout: Duration(30 * time.Second),
 			ReadTimeout:     Duration(30 * time.Second),
 			WriteTimeout:    Duration(30 * time.Second),

@@ -76,6 +76,9 @@ func (v *validator) server() {
 	if s.BodyLimit == 0 {
 		v.fail("server.body_limit", "must be more than 0")
 	}
+	if s.ResponseBudget == 0 {
+		v.fail("server.response_budget", "must be more than 0")
+	}
 	if s.HeaderLimit < minHeaderLimit || s.HeaderLimit > maxHeaderLimit {
 		v.fail("server.header_limit", "must be from 4KiB to 1MiB, got %d bytes", uint64(s.HeaderLimit))
 	}
@@ -452,6 +455,9 @@ func (v *validator) plugin(id string, p *Plugin) {
 	}
 	if l.MaxResponse == 0 {
 		v.fail(lp+".max_response", "must be more than 0")
+	}
+	if rb := v.c.Server.ResponseBudget; rb > 0 && l.MaxResponse > rb {
+		v.fail(lp+".max_response", "(%s) must not exceed server.response_budget (%s): an answer that large could never be sent", l.MaxResponse, rb)
 	}
 	if l.GCPercent < -1 || l.GCPercent > 10000 {
 		v.fail(lp+".gc_percent", "must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got %d", l.GCPercent)

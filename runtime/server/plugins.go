@@ -104,6 +104,15 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// a handler that suppressed it (a nil Content-Type) gets none.
 		w.Header.SetNoDefaultContentType(true)
 		headLength := -1 // the guest's Content-Length, kept for a HEAD
+		held := int64(len(resp.Body))
+		for _, h := range resp.Headers {
+			held += int64(len(h[0]) + len(h[1]) + 4)
+		}
+		// The answer outlives the instance: it is held until the client
+		// has read it, under the process's response budget.
+		if !s.responses.take(held) {
+			return s.budgetSpent(id, held)
+		}
 		for _, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {
 				if n, ok := contentLength(h[0], h[1]); ok {
@@ -117,7 +126,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			}
 			w.Header.AddBytesKV(h[0], h[1])
 		}
-		w.SetBody(resp.Body)
+		w.SetBodyStream(newBodyStream(resp.Body, held, &s.responses), len(resp.Body))
 		// A HEAD answer has no body; its Content-Length is that of the
 		// GET (http.ServeContent, http.FileServer set it), as net/http
 		// sends it.
@@ -152,6 +161,17 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		return s.callError(id, err)
 	}
 	return nil
+}
+
+// budgetSpent is the answer to a call whose response (held bytes) would
+// pass server.response_budget.
+func (s *Server) budgetSpent(id string, held int64) error {
+	if s.responses.warnDue() {
+		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": held, "held": s.responses.used.Load(), "budget": s.responses.limit.Load()}).
+			Warn("response refused: the responses waiting for their clients fill server.response_budget")
+	}
+	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "server_busy", Plugin: id, RetryAfter: 1,
+		Message: fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, held)}
 }
 
 // maxMoves is how many times one call may be moved to a plugin's new
@@ -196,6 +216,10 @@ func (l pluginLines) Error(msg string) {
 
 // callError maps a failed plugin call to the response its caller gets.
 func (s *Server) callError(id string, err error) error {
+	var refused *APIError
+	if errors.As(err, &refused) {
+		return refused // from respond: the plugin answered, the server could not take it
+	}
 	var ua *runtime.UnavailableError
 	if errors.As(err, &ua) {
 		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, Message: ua.Error(), RetryAfter: 5}

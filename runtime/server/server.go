@@ -58,6 +58,10 @@ type Server struct {
 	// admitted counts the requests being served that were not refused.
 	admitted atomic.Int64
 
+	// responses bounds the plugin responses held until their clients
+	// have read them (server.response_budget).
+	responses responseBudget
+
 	// inflight holds the requests being served, so that a shutdown cut
 	// short can say which ones it cut off.
 	inflightMu sync.Mutex
@@ -69,9 +73,11 @@ type Server struct {
 // greenroom's own at /metrics.
 func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Collector) *Server {
 	cfg := rt.Config()
-	s := &Server{rt: rt, cfg: cfg, log: log, metrics: metrics.New(rt, collectors...), inflight: map[*reqState]struct{}{}}
+	s := &Server{rt: rt, cfg: cfg, log: log, inflight: map[*reqState]struct{}{}}
+	s.metrics = metrics.New(rt, append(s.responses.collectors(), collectors...)...)
 	s.authn.Store(newAuthenticator(cfg, log))
 	s.authnFor = cfg
+	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
 	// A reload's credentials apply before any plugin moves to its new
 	// version: the calls it moves are let in again under them.
 	rt.OnReload(s.Reload)
@@ -185,7 +191,7 @@ type Reloader func(context.Context) (*runtime.ReloadResult, error)
 func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 
 // Reload applies what of cfg the server can change while running: the
-// credentials (static tokens, JWT settings). The rest of cfg is applied by
+// credentials (static tokens, JWT settings) and server.response_budget. The rest of cfg is applied by
 // the runtime's Reload; listener settings need a restart. The runtime's
 // Reload calls it (Runtime.OnReload) before it swaps any plugin; calling it
 // again with the config already applied does nothing.
@@ -196,6 +202,7 @@ func (s *Server) Reload(cfg *config.Config) {
 		return
 	}
 	s.authnFor = cfg
+	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
 	old := s.authn.Load()
 	s.authn.Store(renewAuthenticator(old, cfg, s.log))
 	old.Close()
@@ -298,8 +305,15 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal s
 	if !s.rt.Config().Log.AccessLog {
 		return
 	}
-	bytes := len(fc.Response.Body())
-	if fc.IsHead() || fc.Response.SkipBody {
+	// A plugin's body is a stream (bodyStream), written after this line:
+	// Body() would read it up. Its length is the Content-Length.
+	var bytes int
+	if fc.Response.IsBodyStream() {
+		bytes = max(fc.Response.Header.ContentLength(), 0)
+	} else {
+		bytes = len(fc.Response.Body())
+	}
+	if fc.IsHead() || fc.Response.SkipBody || fc.Response.StatusCode() == fiber.StatusNoContent || fc.Response.StatusCode() == fiber.StatusNotModified {
 		bytes = 0 // kept by fasthttp, never sent
 	}
 	f := logrus.Fields{

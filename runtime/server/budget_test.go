@@ -1,0 +1,144 @@
+package server_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// holdingClient asks for path and reads nothing: the server cannot finish
+// writing an answer larger than the sockets' buffers (a few MB on
+// loopback), and holds it.
+func holdingClient(t *testing.T, url, token, path string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := c.(*net.TCPConn)
+	t.Cleanup(func() { tc.Close() })
+	fmt.Fprintf(tc, "GET %s HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", path, token)
+	return tc
+}
+
+// untilStatus repeats GET path until it answers want (or 10 s pass),
+// returning the last answer.
+func untilStatus(t *testing.T, get func() (int, http.Header, string), want int) (int, http.Header, string) {
+	t.Helper()
+	var (
+		status int
+		h      http.Header
+		body   string
+	)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if status, h, body = get(); status == want {
+			break
+		}
+	}
+	return status, h, body
+}
+
+func TestResponseBudget(t *testing.T) {
+	const big = 16_000_000 // more than loopback sockets buffer
+	config := func(budget string) string {
+		return fmt.Sprintf(`
+[server]
+response_budget = %q
+[plugins.hostile]
+path = %q
+[plugins.hostile.limits]
+memory = "160MiB"
+instances = 2
+max_response = "17MiB"
+`, budget, hostileWasm)
+	}
+	in := start(t, config("24MiB"))
+	bigPath := fmt.Sprintf("/api/hostile/big?n=%d", big)
+	getBig := func() (int, http.Header, string) { return in.Get(t, bigPath) }
+	metric := func(name string) float64 {
+		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), name)
+	}
+
+	// A client that does not read holds its 16 MB answer; a second one
+	// does not fit in 24 MiB and is refused, while small answers fit.
+	held := holdingClient(t, in.URL, in.Token, bigPath)
+	status, h, body := untilStatus(t, getBig, 503)
+	if status != 503 || errorBody(t, body)["code"] != "server_busy" || h.Get("Retry-After") != "1" {
+		t.Fatalf("a big answer while another is held: %d %v %.200s", status, h, body)
+	}
+	if !strings.Contains(body, "server.response_budget") {
+		t.Errorf("the refusal does not name server.response_budget: %s", body)
+	}
+	if status, _, body := in.Get(t, "/api/hostile/big?n=1000"); status != 200 || len(body) != 1000 {
+		t.Errorf("a small answer while a big one is held: %d (%d bytes)", status, len(body))
+	}
+	if got := metric("greenroom_http_response_buffered_bytes"); got < big {
+		t.Errorf("greenroom_http_response_buffered_bytes = %v while a %d-byte answer is held", got, big)
+	}
+	if got := metric("greenroom_http_responses_refused_total"); got < 1 {
+		t.Errorf("greenroom_http_responses_refused_total = %v after a refusal", got)
+	}
+	if got := metric("greenroom_http_response_budget_bytes"); got != 24<<20 {
+		t.Errorf("greenroom_http_response_budget_bytes = %v", got)
+	}
+
+	// Once the client has read its answer, whole, the budget is free.
+	held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(held), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 || n != big || err != nil {
+		t.Fatalf("the held answer: %d, %d bytes, %v", resp.StatusCode, n, err)
+	}
+	if status, _, body := untilStatus(t, getBig, 200); status != 200 || len(body) != big {
+		t.Fatalf("a big answer after the held one was read: %d (%d bytes)", status, len(body))
+	}
+
+	// A client that goes away without reading gives it back too.
+	gone := holdingClient(t, in.URL, in.Token, bigPath)
+	untilStatus(t, getBig, 503)
+	gone.SetLinger(0)
+	gone.Close()
+	if status, _, _ := untilStatus(t, getBig, 200); status != 200 {
+		t.Fatalf("a big answer after the holding client left: %d", status)
+	}
+	if got := metric("greenroom_http_response_buffered_bytes"); got != 0 {
+		t.Errorf("greenroom_http_response_buffered_bytes = %v with nothing held", got)
+	}
+
+	// A reload changes the budget: two unread answers fit in 40MiB.
+	in.SetConfig(config("40MiB"))
+	in.Reload(t)
+	holdingClient(t, in.URL, in.Token, bigPath)
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_response_buffered_bytes") < big && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status, _, body := getBig(); status != 200 || len(body) != big {
+		t.Errorf("a big answer with one held, after a reload to a 40MiB budget: %d (%d bytes)", status, len(body))
+	}
+	if got := metric("greenroom_http_response_budget_bytes"); got != 40<<20 {
+		t.Errorf("greenroom_http_response_budget_bytes = %v after the reload", got)
+	}
+
+	// The access log counts the bytes of a streamed answer; the refusal
+	// is logged once, with the budget's key.
+	var logged, warned bool
+	for _, l := range in.LogLines(t) {
+		if l["msg"] == "request" && l["path"] == "/api/hostile/big" && l["bytes"] == 1000.0 {
+			logged = true
+		}
+		if l["level"] == "warning" && strings.Contains(fmt.Sprint(l["msg"]), "server.response_budget") {
+			warned = true
+		}
+	}
+	if !logged || !warned {
+		t.Errorf("access line with bytes 1000: %v; warning naming server.response_budget: %v\n%s", logged, warned, in.Log.String())
+	}
+}
