@@ -188,6 +188,7 @@ var fixedSettings = []struct {
 	{"server.listen", func(c *config.Config) any { return c.Server.Listen }},
 	{"server.body_limit", func(c *config.Config) any { return c.Server.BodyLimit }},
 	{"server.header_limit", func(c *config.Config) any { return c.Server.HeaderLimit }},
+	{"server.max_connections", func(c *config.Config) any { return c.Server.MaxConnections }},
 	{"server.read_timeout", func(c *config.Config) any { return c.Server.ReadTimeout }},
 	{"server.write_timeout", func(c *config.Config) any { return c.Server.WriteTimeout }},
 	{"server.idle_timeout", func(c *config.Config) any { return c.Server.IdleTimeout }},
@@ -222,7 +223,7 @@ func withRunning(cfg, running *config.Config, keys []string) *config.Config {
 	c := *cfg
 	c.Server.Listen, c.Server.BodyLimit, c.Server.HeaderLimit = running.Server.Listen, running.Server.BodyLimit, running.Server.HeaderLimit
 	c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout = running.Server.ReadTimeout, running.Server.WriteTimeout, running.Server.IdleTimeout
-	c.Server.MetricsListen = running.Server.MetricsListen
+	c.Server.MetricsListen, c.Server.MaxConnections = running.Server.MetricsListen, running.Server.MaxConnections
 	c.Server.RateLimit, c.Server.RateBurst, c.Server.CORS = running.Server.RateLimit, running.Server.RateBurst, running.Server.CORS
 	c.Log.Format = running.Log.Format
 	c.Runtime, c.Database, c.Scheduler = running.Runtime, running.Database, running.Scheduler

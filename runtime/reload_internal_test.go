@@ -22,6 +22,7 @@ func TestWithRunningKeepsEveryFixedSetting(t *testing.T) {
 	next.Server.WriteTimeout = config.Duration(time.Hour)
 	next.Server.IdleTimeout = config.Duration(time.Hour)
 	next.Server.MetricsListen = "127.0.0.1:2"
+	next.Server.MaxConnections++
 	next.Server.RateBurst = 7
 	next.Server.CORS.Origins = []string{"https://x.test"}
 	next.Log.Format = "json"

@@ -48,7 +48,10 @@ type Server struct {
 	ShutdownDelay Duration `toml:"shutdown_delay"`
 	// ResponseBudget bounds the bytes of plugin responses held at once,
 	// from the plugin's answer until the client has read it.
-	ResponseBudget Size     `toml:"response_budget"`
+	ResponseBudget Size `toml:"response_budget"`
+	// MaxConnections bounds the open client connections; past it a new
+	// connection gets 503 and is closed.
+	MaxConnections int      `toml:"max_connections"`
 	ReadTimeout    Duration `toml:"read_timeout"`
 	WriteTimeout   Duration `toml:"write_timeout"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
@@ -253,6 +256,7 @@ func Default() *Config {
 			BodyLimit:       4 << 20,
 			HeaderLimit:     16 << 10,
 			ResponseBudget:  256 << 20,
+			MaxConnections:  10000,
 			ShutdownTimeout: Duration(30 * time.Second),
 			ReadTimeout:     Duration(30 * time.Second),
 			WriteTimeout:    Duration(30 * time.Second),

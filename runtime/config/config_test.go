@@ -110,6 +110,8 @@ func TestErrors(t *testing.T) {
 		{"bad size", "[server]\nbody_limit = \"lots\"\n", []string{"config.toml:2: server.body_limit: invalid size \"lots\""}},
 		{"header_limit too small", "[server]\nheader_limit = \"1KiB\"\n", []string{"config.toml:2: server.header_limit: must be from 4KiB to 1MiB, got 1024 bytes"}},
 		{"header_limit too large", "[server]\nheader_limit = \"2MiB\"\n", []string{"config.toml:2: server.header_limit: must be from 4KiB to 1MiB, got 2097152 bytes"}},
+		{"max_connections zero", "[server]\nmax_connections = 0\n", []string{"config.toml:2: server.max_connections: must be from 1 to 262144, got 0"}},
+		{"max_connections too many", "[server]\nmax_connections = 300000\n", []string{"config.toml:2: server.max_connections: must be from 1 to 262144, got 300000"}},
 		{"response_budget zero", "[server]\nresponse_budget = \"0\"\n", []string{"config.toml:2: server.response_budget: must be more than 0"}},
 		{"max_response over response_budget", "[server]\nresponse_budget = \"8MiB\"\n[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmax_response = \"9MiB\"\n", []string{"config.toml:6: plugins.a.limits.max_response: (9MiB) must not exceed server.response_budget (8MiB)"}},
 		{"default max_response over response_budget", "[server]\nresponse_budget = \"1MiB\"\n[plugins.a]\npath = \"a.wasm\"\n", []string{"plugins.a.limits.max_response: (16MiB) must not exceed server.response_budget (1MiB)"}},

@@ -76,6 +76,9 @@ func (v *validator) server() {
 	if s.BodyLimit == 0 {
 		v.fail("server.body_limit", "must be more than 0")
 	}
+	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
+		v.fail("server.max_connections", "must be from 1 to %d, got %d", maxConnections, s.MaxConnections)
+	}
 	if s.ResponseBudget == 0 {
 		v.fail("server.response_budget", "must be more than 0")
 	}
@@ -90,6 +93,9 @@ func (v *validator) server() {
 	}
 	v.cors()
 }
+
+// maxConnections bounds server.max_connections: fasthttp's own default.
+const maxConnections = 256 * 1024
 
 // Bounds of server.header_limit: Fiber's own default, and a size past which
 // one connection's buffer is a memory problem.

@@ -142,3 +142,56 @@ max_response = "17MiB"
 		t.Errorf("access line with bytes 1000: %v; warning naming server.response_budget: %v\n%s", logged, warned, in.Log.String())
 	}
 }
+
+func TestMaxConnections(t *testing.T) {
+	in := start(t, "[server]\nmax_connections = 2\n")
+	in.Client.CloseIdleConnections()
+	in.Anon.CloseIdleConnections()
+	live := func() (net.Conn, string) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /.greenroom/health/v1/liveness HTTP/1.1\r\nHost: test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return c, err.Error()
+		}
+		io.Copy(io.Discard, resp.Body)
+		return c, resp.Status
+	}
+	// The harness's own connections take a moment to close on the
+	// server's side: two open connections, kept alive, fill the limit.
+	open := func() net.Conn {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			c, status := live()
+			if status == "200 OK" {
+				return c
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("a connection with max_connections = 2: %s", status)
+			}
+		}
+	}
+	first := open()
+	open()
+	if _, status := live(); !strings.HasPrefix(status, "503") {
+		t.Fatalf("a third connection with max_connections = 2: %s", status)
+	}
+	first.Close()
+	var status string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, status = live(); status == "200 OK" {
+			break
+		}
+	}
+	if status != "200 OK" {
+		t.Fatalf("a connection after one of two closed: %s", status)
+	}
+	if !strings.Contains(in.Log.String(), "server.max_connections") {
+		t.Errorf("no log line names server.max_connections:\n%s", in.Log.String())
+	}
+}

@@ -86,6 +86,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 		AppName:               "greenroom",
 		BodyLimit:             int(min(cfg.Server.BodyLimit, 1<<31-1)),
 		ReadBufferSize:        int(cfg.Server.HeaderLimit),
+		Concurrency:           cfg.Server.MaxConnections,
 		ReadTimeout:           cfg.Server.ReadTimeout.D(),
 		WriteTimeout:          cfg.Server.WriteTimeout.D(),
 		IdleTimeout:           cfg.Server.IdleTimeout.D(),
@@ -99,6 +100,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	// that they reconnect (to another replica) instead of reusing a
 	// connection that is about to go away.
 	s.app.Server().CloseOnShutdown = true
+	s.app.Server().Logger = httpLogger{log, cfg.Server.MaxConnections}
 	s.app.Server().Handler = s.guard(s.app.Server().Handler)
 	s.routes()
 	return s
@@ -373,4 +375,20 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
+}
+
+// httpLogger takes the HTTP server's own messages into the log. The one
+// about its connection limit names the config key that sets it.
+type httpLogger struct {
+	log            *logrus.Logger
+	maxConnections int
+}
+
+func (l httpLogger) Printf(format string, args ...any) {
+	if strings.Contains(format, "Server.Concurrency") {
+		l.log.WithField("max_connections", l.maxConnections).
+			Warn("connections refused (503): server.max_connections are open (logged at most once a minute)")
+		return
+	}
+	l.log.WithField("component", "http").Warn(fmt.Sprintf(format, args...))
 }
