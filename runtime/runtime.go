@@ -641,6 +641,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 			MaxConns:         lim.DBMaxConns,
 			StatementTimeout: lim.DBStatementTimeout.D(),
 			MaxResult:        int(lim.DBMaxResult),
+			MaxSize:          int64(min(lim.DBMaxSize, 1<<62)),
 			MigrationTimeout: lim.MigrationTimeout.D(),
 		})
 		if err != nil {

@@ -229,6 +229,8 @@ type Limits struct {
 	DBMaxConns         int      `toml:"db_max_conns" json:"db_max_conns"`
 	DBStatementTimeout Duration `toml:"db_statement_timeout" json:"db_statement_timeout"`
 	DBMaxResult        Size     `toml:"db_max_result" json:"db_max_result"`
+	// DBMaxSize bounds the plugin's SQLite database file; 0 is no bound.
+	DBMaxSize Size `toml:"db_max_size" json:"db_max_size"`
 	// MigrationTimeout bounds applying the plugin's pending migrations
 	// when it loads.
 	MigrationTimeout Duration `toml:"migration_timeout" json:"migration_timeout"`

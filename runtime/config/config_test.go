@@ -112,6 +112,8 @@ func TestErrors(t *testing.T) {
 		{"header_limit too large", "[server]\nheader_limit = \"2MiB\"\n", []string{"config.toml:2: server.header_limit: must be from 4KiB to 1MiB, got 2097152 bytes"}},
 		{"max_connections zero", "[server]\nmax_connections = 0\n", []string{"config.toml:2: server.max_connections: must be from 1 to 262144, got 0"}},
 		{"max_connections too many", "[server]\nmax_connections = 300000\n", []string{"config.toml:2: server.max_connections: must be from 1 to 262144, got 300000"}},
+		{"db_max_size on PostgreSQL", "[database]\nclient = \"pg\"\nconnection = \"postgres://localhost/x\"\n[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_size = \"1GiB\"\n", []string{"config.toml:7: plugins.a.limits.db_max_size: is enforced on SQLite only"}},
+		{"db_max_size too small", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_size = \"4KiB\"\n", []string{"config.toml:4: plugins.a.limits.db_max_size: must be at least 64KiB (or 0 for no bound), got 4KiB"}},
 		{"response_budget zero", "[server]\nresponse_budget = \"0\"\n", []string{"config.toml:2: server.response_budget: must be more than 0"}},
 		{"max_response over response_budget", "[server]\nresponse_budget = \"8MiB\"\n[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmax_response = \"9MiB\"\n", []string{"config.toml:6: plugins.a.limits.max_response: (9MiB) must not exceed server.response_budget (8MiB)"}},
 		{"default max_response over response_budget", "[server]\nresponse_budget = \"1MiB\"\n[plugins.a]\npath = \"a.wasm\"\n", []string{"plugins.a.limits.max_response: (16MiB) must not exceed server.response_budget (1MiB)"}},

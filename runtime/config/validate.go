@@ -94,6 +94,10 @@ func (v *validator) server() {
 	v.cors()
 }
 
+// minDBMaxSize is the smallest limits.db_max_size: sixteen of SQLite's
+// default pages.
+const minDBMaxSize = 64 << 10
+
 // maxConnections bounds server.max_connections: fasthttp's own default.
 const maxConnections = 256 * 1024
 
@@ -481,6 +485,13 @@ func (v *validator) plugin(id string, p *Plugin) {
 		// A result is copied whole into the plugin's memory, and its
 		// length crosses the ABI as an i32.
 		v.fail(lp+".db_max_result", "must be at most 1GiB, got %s", l.DBMaxResult)
+	}
+	if l.DBMaxSize > 0 {
+		if v.c.Database.Client == "pg" {
+			v.fail(lp+".db_max_size", "is enforced on SQLite only: a PostgreSQL schema has no quota of its own (watch the database's disk usage instead)")
+		} else if l.DBMaxSize < minDBMaxSize {
+			v.fail(lp+".db_max_size", "must be at least 64KiB (or 0 for no bound), got %s", l.DBMaxSize)
+		}
 	}
 	if l.MigrationTimeout <= 0 {
 		v.fail(lp+".migration_timeout", "must be more than 0")

@@ -63,6 +63,9 @@ type Limits struct {
 	StatementTimeout time.Duration
 	// MaxResult bounds the encoded size of one query result.
 	MaxResult int
+	// MaxSize bounds the plugin's SQLite database (0: no bound); past it
+	// a statement that needs more pages fails with ErrTooLarge.
+	MaxSize int64
 	// MigrationTimeout bounds ApplyMigrations: the wait for another
 	// replica applying them and every pending migration, all together
 	// (0: no bound).

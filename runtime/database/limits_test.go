@@ -98,3 +98,45 @@ func TestMigrationTimeout(t *testing.T) {
 		}
 	})
 }
+
+// limits.db_max_size bounds a plugin's SQLite database, temp tables
+// included: a write that needs more pages fails with ErrTooLarge naming
+// the key, deleting rows makes room again, the plugin cannot lift the
+// bound, another plugin is not bounded by it, and a reload changes it
+// on the connections already open. Without it a plugin could fill the
+// volume that also holds the runtime's database.
+func TestSQLiteMaxSize(t *testing.T) {
+	dbconf := backends[0].conf(t)
+	conf := func(size string) string {
+		return dbconf + plugin("alpha", true, "", `db_max_size = "`+size+`"`) + plugin("beta", true, "", "")
+	}
+	in := start(t, conf("256KiB"))
+	must(t, in, "alpha", exec("CREATE TABLE blobs (b BLOB)"))
+	full := func(r result) bool {
+		return r.Kind == "too_large" && strings.Contains(r.Error, "limits.db_max_size of 262144 bytes")
+	}
+	var res []result
+	for range 10 {
+		if res = run(t, in, "alpha", exec("INSERT INTO blobs VALUES (randomblob(60000))")); res[0].Error != "" {
+			break
+		}
+	}
+	if !full(res[0]) {
+		t.Fatalf("600 kB into a 256KiB database: %+v", res[0])
+	}
+	if n := count(t, in, "alpha", "blobs"); n < 2 || n > 4 {
+		t.Errorf("%d rows of 60 kB fit in 256KiB", n)
+	}
+	if r := run(t, in, "alpha", exec("CREATE TEMP TABLE scratch AS SELECT randomblob(400000) AS b"))[0]; !full(r) {
+		t.Errorf("a 400 kB temp table: %+v", r)
+	}
+	if r := run(t, in, "alpha", exec("PRAGMA max_page_count = 1000000"))[0]; r.Kind != "denied" {
+		t.Errorf("PRAGMA max_page_count from the plugin: %+v", r)
+	}
+	must(t, in, "alpha", exec("DELETE FROM blobs"), exec("INSERT INTO blobs VALUES (randomblob(60000))"))
+	must(t, in, "beta", exec("CREATE TABLE blobs (b BLOB)"), exec("INSERT INTO blobs VALUES (randomblob(1000000))"))
+
+	in.SetConfig(conf("4MiB"))
+	in.Reload(t)
+	must(t, in, "alpha", exec("INSERT INTO blobs VALUES (randomblob(1000000))"))
+}

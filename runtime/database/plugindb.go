@@ -93,6 +93,14 @@ type busyError struct{ err error }
 func (e *busyError) Error() string { return e.err.Error() }
 func (e *busyError) Unwrap() error { return e.err }
 
+// fullError is a statement SQLite refused for want of pages: the
+// database reached its max_page_count (limits.db_max_size), or the disk
+// is full.
+type fullError struct{ err error }
+
+func (e *fullError) Error() string { return e.err.Error() }
+func (e *fullError) Unwrap() error { return e.err }
+
 func (e *tooLargeError) Error() string { return e.err.Error() }
 func (e *tooLargeError) Unwrap() error { return e.err }
 
@@ -129,7 +137,7 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 			// The lock wait ends a little before the statement's own
 			// timeout, so that it is what the plugin is told of.
 			busy := lim.StatementTimeout - min(lim.StatementTimeout/10, 100*time.Millisecond)
-			if err := limitConn(ctx, conn, lim.MaxResult, busy); err != nil {
+			if err := limitConn(ctx, conn, lim.MaxResult, lim.MaxSize, busy); err != nil {
 				conn.Close()
 				return nil, err
 			}
@@ -292,6 +300,13 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	var t *timeoutError
 	if errors.As(err, &t) {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s (%v)", lim.StatementTimeout, t.err)
+	}
+	var full *fullError
+	if errors.As(err, &full) {
+		if lim.MaxSize > 0 {
+			return hostfuncs.Failf(hostfuncs.ErrTooLarge, "the plugin's database is full: it reached limits.db_max_size of %d bytes, or the disk is full (%v); delete data to make room", lim.MaxSize, full.err)
+		}
+		return hostfuncs.Failf(hostfuncs.ErrFailed, "the disk holding the plugin's database is full (%v)", full.err)
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
@@ -691,7 +706,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		if deadline, ok := ctx.Deadline(); ok {
 			busy = time.Until(deadline)
 		}
-		if err := limitConn(ctx, conn, p.limits().MaxResult, busy); err != nil {
+		if err := limitConn(ctx, conn, p.limits().MaxResult, p.limits().MaxSize, busy); err != nil {
 			return err
 		}
 	}

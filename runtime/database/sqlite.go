@@ -132,6 +132,8 @@ func (b *sqliteBackend) classify(err error) error {
 			}
 		case sqlite3.SQLITE_BUSY:
 			return &busyError{err: err}
+		case sqlite3.SQLITE_FULL:
+			return &fullError{err: err}
 		case sqlite3.SQLITE_TOOBIG:
 			// A string or blob longer than SQLITE_LIMIT_LENGTH, which
 			// is db_max_result.
@@ -285,6 +287,8 @@ type sqliteConn struct {
 	queryOnly bool
 	// busy is the busy timeout limitConn last set (0: the DSN's).
 	busy time.Duration
+	// maxSize is the db_max_size limitConn last set (0: none set).
+	maxSize int64
 	// migrating is set while a migration runs in the runtime's
 	// transaction: BEGIN, COMMIT and ROLLBACK are denied then.
 	migrating bool
@@ -341,6 +345,29 @@ func (c *sqliteConn) trustedExec(ctx context.Context, q string) error {
 	defer func() { c.trusted = false }()
 	_, err := c.sqliteDriverConn.ExecContext(ctx, q, nil)
 	return err
+}
+
+// trustedInt runs the runtime's own query q, which returns one integer.
+func (c *sqliteConn) trustedInt(ctx context.Context, q string) (int64, error) {
+	c.trusted = true
+	defer func() { c.trusted = false }()
+	rows, err := c.sqliteDriverConn.QueryContext(ctx, q, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	v := make([]driver.Value, len(rows.Columns()))
+	if len(v) != 1 {
+		return 0, fmt.Errorf("%s: %d columns, want 1", q, len(v))
+	}
+	if err := rows.Next(v); err != nil {
+		return 0, fmt.Errorf("%s: %w", q, err)
+	}
+	n, ok := v[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("%s: got %T, want an integer", q, v[0])
+	}
+	return n, nil
 }
 
 // BeginTx begins a transaction; a read-only one refuses every write
@@ -447,8 +474,13 @@ func (t *sqliteTx) end(err error) {
 // caller passes a little less than db_statement_timeout), after which it
 // fails with SQLITE_BUSY, reported as a timeout. The driver's BEGIN does
 // not follow the context.
-func limitConn(ctx context.Context, conn *sql.Conn, maxLength int, busy time.Duration) error {
+//
+// And it bounds the database's size (maxSize, db_max_size; 0 is none).
+func limitConn(ctx context.Context, conn *sql.Conn, maxLength int, maxSize int64, busy time.Duration) error {
 	if err := setBusyTimeout(ctx, conn, busy); err != nil {
+		return err
+	}
+	if err := setMaxSize(ctx, conn, maxSize); err != nil {
 		return err
 	}
 	if _, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_ATTACHED, 0); err != nil {
@@ -482,6 +514,38 @@ func setBusyTimeout(ctx context.Context, conn *sql.Conn, busy time.Duration) err
 		return nil
 	})
 }
+
+// setMaxSize bounds the pages of the connection's main and temp databases
+// (PRAGMA max_page_count, a per-connection setting) to maxSize bytes,
+// unless it is bounded so already. A statement that needs a page past it
+// fails with SQLITE_FULL. A database already larger keeps its size: it
+// cannot grow, and deleting rows makes room again. 0 lifts the bound.
+func setMaxSize(ctx context.Context, conn *sql.Conn, maxSize int64) error {
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*sqliteConn)
+		if !ok || c.maxSize == maxSize {
+			return nil
+		}
+		for _, schema := range []string{"main", "temp"} {
+			pages := int64(maxSQLitePages)
+			if maxSize > 0 {
+				size, err := c.trustedInt(ctx, "PRAGMA "+schema+".page_size")
+				if err != nil || size <= 0 {
+					return fmt.Errorf("read %s.page_size: %v", schema, err)
+				}
+				pages = max(maxSize/size, 1)
+			}
+			if err := c.trustedExec(ctx, "PRAGMA "+schema+".max_page_count = "+strconv.FormatInt(pages, 10)); err != nil {
+				return fmt.Errorf("set %s.max_page_count: %w", schema, err)
+			}
+		}
+		c.maxSize = maxSize
+		return nil
+	})
+}
+
+// maxSQLitePages is SQLite's own largest max_page_count.
+const maxSQLitePages = 4294967294
 
 // maxColumns is SQLITE_LIMIT_COLUMN on plugin connections.
 const maxColumns = 100
