@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/server"
@@ -66,7 +67,8 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 
 // startWatcher reloads when a plugin's file changes: its .wasm (serve
 // --watch), or with sources (greenroom dev) any file of its source
-// directory, which the reload then rebuilds. The config files are watched
+// directory or of the other inputs of its build (build.Inputs), which the
+// reload then rebuilds. The config files are watched
 // too. A watched file reached through symbolic links is watched where
 // each link is and where the chain ends (see linkChain), so a link's
 // target replaced, or the link pointed elsewhere (a Kubernetes ConfigMap
@@ -87,7 +89,20 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 	}
 	// relevant reports whether an event on name should cause a reload.
 	var targets map[string]bool
-	var sourceDirs []string
+	// sourceDirs are watched with their subdirectories, flatDirs (the
+	// other local packages a plugin imports) only for their own files.
+	var sourceDirs, flatDirs []string
+	walk := func(root string) {
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+					return filepath.SkipDir
+				}
+				add(path)
+			}
+			return nil
+		})
+	}
 	watchFile := func(abs string) {
 		for _, name := range linkChain(abs) {
 			targets[name] = true
@@ -96,7 +111,7 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 	}
 	refresh := func() {
 		targets = map[string]bool{}
-		sourceDirs = nil
+		sourceDirs, flatDirs = nil, nil
 		for _, f := range rl.files {
 			abs, _ := filepath.Abs(f)
 			watchFile(abs)
@@ -108,15 +123,23 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				// Its parent too: a directory deleted and made again
 				// (git checkout, git stash) is seen coming back.
 				add(filepath.Dir(abs))
-				filepath.WalkDir(abs, func(path string, d fs.DirEntry, err error) error {
-					if err == nil && d.IsDir() {
-						if name := d.Name(); path != abs && (strings.HasPrefix(name, ".") || name == "testdata") {
-							return filepath.SkipDir
-						}
-						add(path)
+				walk(abs)
+				// What else decides its build: go.mod and go.sum, the
+				// SDK in greenroom's own module, the other local
+				// packages it imports.
+				for _, in := range build.Inputs(abs)[1:] {
+					in.Path, _ = filepath.Abs(in.Path)
+					switch st, err := os.Stat(in.Path); {
+					case err == nil && st.IsDir() && in.Recurse:
+						sourceDirs = append(sourceDirs, in.Path)
+						walk(in.Path)
+					case err == nil && st.IsDir():
+						flatDirs = append(flatDirs, in.Path)
+						add(in.Path)
+					default:
+						watchFile(in.Path)
 					}
-					return nil
-				})
+				}
 				continue
 			}
 			watchFile(abs)
@@ -127,8 +150,14 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 		if targets[name] {
 			return true
 		}
+		output := strings.HasSuffix(name, ".wasm") || strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".building")
 		for _, d := range sourceDirs {
-			if name == d || strings.HasPrefix(name, d+string(filepath.Separator)) && !strings.HasSuffix(name, ".wasm") && !strings.HasSuffix(name, ".tmp") && !strings.HasSuffix(name, ".building") {
+			if name == d || strings.HasPrefix(name, d+string(filepath.Separator)) && !output {
+				return true
+			}
+		}
+		for _, d := range flatDirs {
+			if filepath.Dir(name) == d && !output {
 				return true
 			}
 		}

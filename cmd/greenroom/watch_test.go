@@ -181,3 +181,53 @@ func copyWasm(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// greenroom dev rebuilds a plugin when a package of its module that it
+// imports changes, outside the plugin's own directory.
+func TestDevRebuildsOnImportedPackageChange(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := t.TempDir()
+	os.WriteFile(filepath.Join(mod, "go.mod"), []byte(fmt.Sprintf(
+		"module example.com/multi\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", root)), 0o644)
+	shared := filepath.Join(mod, "internal", "shared")
+	os.MkdirAll(shared, 0o755)
+	writeShared := func(v string) {
+		os.WriteFile(filepath.Join(shared, "shared.go"), []byte("package shared\n\nconst Version = \""+v+"\"\n"), 0o644)
+	}
+	writeShared("s1")
+	src := filepath.Join(mod, "plugins", "ver")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(`package main
+
+import (
+	"net/http"
+
+	"example.com/multi/internal/shared"
+	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
+)
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(shared.Version)) })
+	greenroom.Handle(mux)
+}
+
+func main() {}
+`), 0o644)
+	tidy := exec.Command("go", "mod", "tidy")
+	tidy.Dir = mod
+	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	if out, err := tidy.CombinedOutput(); err != nil {
+		t.Fatalf("go mod tidy in the test module: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), src)), 0o644)
+	runGreenroom(t, dir, addr, "dev")
+	waitBody(t, "http://"+addr+"/api/ver/v", "s1", 10*time.Second)
+	writeShared("s2")
+	waitBody(t, "http://"+addr+"/api/ver/v", "s2", 120*time.Second)
+}

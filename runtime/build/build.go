@@ -87,38 +87,15 @@ func IsSource(dir string) error {
 }
 
 // SourceHash hashes everything that decides the build output of the plugin
-// in dir: its files (recursively, skipping what Go ignores: names starting
-// with . or _, and testdata), the go.mod and go.sum of its module, the SDK
-// sources when the plugin lives in the greenroom module itself, and the
-// files of every other package of its module that it imports.
+// in dir: the files of its Inputs (skipping what Go ignores: names
+// starting with . or _, and testdata) and the Go version.
 func SourceHash(dir string) (string, error) {
 	h := sha256.New()
-	type root struct {
-		path    string
-		recurse bool
-	}
-	roots := []root{{dir, true}}
-	if mod, err := findModuleRoot(dir); err == nil {
-		for _, f := range []string{"go.mod", "go.sum"} {
-			roots = append(roots, root{filepath.Join(mod, f), false})
+	for _, r := range Inputs(dir) {
+		if p, err := filepath.EvalSymlinks(r.Path); err == nil {
+			r.Path = p // a plugin directory that is a link hashes as its target
 		}
-		sdk := filepath.Join(mod, "guest-sdk")
-		if _, err := os.Stat(sdk); err == nil {
-			roots = append(roots, root{sdk, true})
-		}
-		// Every other package of the module the plugin imports: its
-		// files decide the build as much as the plugin's own.
-		for _, d := range moduleDeps(dir) {
-			if !within(d, dir) && !within(d, sdk) {
-				roots = append(roots, root{d, false})
-			}
-		}
-	}
-	for _, r := range roots {
-		if p, err := filepath.EvalSymlinks(r.path); err == nil {
-			r.path = p // a plugin directory that is a link hashes as its target
-		}
-		files, err := sourceFiles(r.path, r.recurse)
+		files, err := sourceFiles(r.Path, r.Recurse)
 		if err != nil {
 			return "", fmt.Errorf("hash sources of %s: %w", dir, err)
 		}
@@ -129,11 +106,11 @@ func SourceHash(dir string) (string, error) {
 			}
 			// Names relative to their root: the hash must not depend on
 			// how the caller spelled dir.
-			rel, err := filepath.Rel(r.path, f)
+			rel, err := filepath.Rel(r.Path, f)
 			if err != nil {
 				rel = filepath.Base(f)
 			}
-			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", filepath.Base(r.path), filepath.ToSlash(rel), len(b))
+			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", filepath.Base(r.Path), filepath.ToSlash(rel), len(b))
 			h.Write(b)
 		}
 	}
@@ -183,29 +160,75 @@ func sourceFiles(root string, recurse bool) ([]string, error) {
 	return files, err
 }
 
-// moduleDeps returns the directories of the packages of dir's own module
-// that the package in dir imports, directly or not (go list -deps, for
-// wasip1), or nil when go list fails (the build then reports why).
-func moduleDeps(dir string) []string {
+// Input is a file or directory whose content decides a build.
+type Input struct {
+	Path string
+	// Recurse: the directory's subdirectories count too (else only its
+	// own files).
+	Recurse bool
+}
+
+// Inputs are what decides a build of the plugin in dir (dir first), and what
+// SourceHash reads: dir (recursively), the go.mod and go.sum of its
+// module, the SDK sources when the plugin lives in the greenroom module
+// itself, and the directory of every other package it imports that is
+// not the standard library's or in the module cache (its own module's
+// packages, and modules replaced by a local directory).
+func Inputs(dir string) []Input {
+	roots := []Input{{dir, true}}
+	if mod, err := findModuleRoot(dir); err == nil {
+		for _, f := range []string{"go.mod", "go.sum"} {
+			roots = append(roots, Input{filepath.Join(mod, f), false})
+		}
+		sdk := filepath.Join(mod, "guest-sdk")
+		if _, err := os.Stat(sdk); err == nil {
+			roots = append(roots, Input{sdk, true})
+		}
+		// Every other local package the plugin imports: its files
+		// decide the build as much as the plugin's own.
+		for _, d := range localDeps(dir) {
+			if !within(d, dir) && !within(d, sdk) {
+				roots = append(roots, Input{d, false})
+			}
+		}
+	}
+	return roots
+}
+
+// localDeps returns the directories of the packages that the package in
+// dir imports, directly or not (go list -deps, for wasip1), other than the
+// standard library's and those in the module cache, or nil when go list
+// fails (the build then reports why).
+func localDeps(dir string) []string {
 	// Bounded: go list may try the network for a module it lacks (the
 	// build then fails and says so).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool(), "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", ".")
+	cmd := exec.CommandContext(ctx, goTool(), "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	out, err := cmd.Output()
 	if err != nil {
 		return nil
 	}
+	cache := goModCache()
 	var dirs []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
+		if l = strings.TrimSpace(l); l != "" && (cache == "" || !within(l, cache)) {
 			dirs = append(dirs, l)
 		}
 	}
 	return dirs
 }
+
+// goModCache is the module cache's directory, whose modules never change.
+var goModCache = sync.OnceValue(func() string {
+	out, err := exec.Command(goTool(), "env", "GOMODCACHE").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+})
 
 // within reports whether path is dir or lies under it.
 func within(path, dir string) bool {
