@@ -92,7 +92,22 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 	// sourceDirs are watched with their subdirectories, flatDirs (the
 	// other local packages a plugin imports) only for their own files.
 	var sourceDirs, flatDirs []string
+	watchFile := func(abs string) {
+		for _, name := range linkChain(abs) {
+			targets[name] = true
+			add(filepath.Dir(name))
+		}
+	}
+	// walk watches root's directories. A root reached through symbolic
+	// links is walked where it ends, where the watcher reports its
+	// events: that name is a source directory too, and the links on the
+	// way are watched as files are.
 	walk := func(root string) {
+		if real, err := filepath.EvalSymlinks(root); err == nil && real != root {
+			watchFile(root)
+			sourceDirs = append(sourceDirs, real)
+			root = real
+		}
 		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
@@ -102,12 +117,6 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 			}
 			return nil
 		})
-	}
-	watchFile := func(abs string) {
-		for _, name := range linkChain(abs) {
-			targets[name] = true
-			add(filepath.Dir(name))
-		}
 	}
 	refresh := func() {
 		targets = map[string]bool{}
@@ -134,6 +143,9 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 						sourceDirs = append(sourceDirs, in.Path)
 						walk(in.Path)
 					case err == nil && st.IsDir():
+						if real, err := filepath.EvalSymlinks(in.Path); err == nil {
+							in.Path = real
+						}
 						flatDirs = append(flatDirs, in.Path)
 						add(in.Path)
 					default:

@@ -231,3 +231,40 @@ func main() {}
 	writeShared("s2")
 	waitBody(t, "http://"+addr+"/api/ver/v", "s2", 120*time.Second)
 }
+
+// greenroom dev follows a plugin path that is a symbolic link to its
+// source directory inside a module elsewhere: it builds there, and an
+// edit in the directory the link points to is rebuilt.
+func TestDevFollowsLinkedSourceDir(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mod := filepath.Join(dir, "repo")
+	src := filepath.Join(mod, "plugins", "ver")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(mod, "go.mod"), []byte(fmt.Sprintf(
+		"module example.com/repo\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", root)), 0o644)
+	orig, err := os.ReadFile(filepath.Join(root, "runtime", "server", "testdata", "guests", "ver1", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644)
+	tidy := exec.Command("go", "mod", "tidy")
+	tidy.Dir = mod
+	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	if out, err := tidy.CombinedOutput(); err != nil {
+		t.Fatalf("go mod tidy in the test module: %v\n%s", err, out)
+	}
+	link := filepath.Join(dir, "ver")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), link)), 0o644)
+	runGreenroom(t, dir, addr, "dev")
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(strings.Replace(string(orig), `const version = "v1"`, `const version = "v1-linked"`, 1)), 0o644)
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1-linked", 120*time.Second)
+}

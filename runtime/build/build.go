@@ -25,6 +25,12 @@ func Build(ctx context.Context, dir, out string) error {
 	if err := IsSource(dir); err != nil {
 		return err
 	}
+	// The go command finds the module from its working directory as
+	// named: a plugin directory reached through a link is built where
+	// it is, inside its module.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	absOut, err := filepath.Abs(out)
 	if err != nil {
 		return err
@@ -176,6 +182,9 @@ type Input struct {
 // packages, and modules replaced by a local directory).
 func Inputs(dir string) []Input {
 	roots := []Input{{dir, true}}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real // its module is where it is, not where a link to it is
+	}
 	if mod, err := findModuleRoot(dir); err == nil {
 		for _, f := range []string{"go.mod", "go.sum"} {
 			roots = append(roots, Input{filepath.Join(mod, f), false})
