@@ -123,19 +123,13 @@ func TestDevRebuildsChangedSources(t *testing.T) {
 	os.MkdirAll(src, 0o755)
 	// A module of its own that uses this checkout's SDK, so the test
 	// writes nothing into the source tree and needs no network.
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte(fmt.Sprintf(
-		"module example.com/ver\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", root)), 0o644)
+	writeGoMod(t, src, "example.com/ver", root)
 	orig, err := os.ReadFile(filepath.Join(root, "runtime", "server", "testdata", "guests", "ver1", "main.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644)
-	tidy := exec.Command("go", "mod", "tidy")
-	tidy.Dir = src
-	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
-	if out, err := tidy.CombinedOutput(); err != nil {
-		t.Fatalf("go mod tidy in the test plugin: %v\n%s", err, out)
-	}
+	goModTidy(t, src)
 	addr := freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), src)), 0o644)
 	runGreenroom(t, dir, addr, "dev")
@@ -190,8 +184,7 @@ func TestDevRebuildsOnImportedPackageChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	mod := t.TempDir()
-	os.WriteFile(filepath.Join(mod, "go.mod"), []byte(fmt.Sprintf(
-		"module example.com/multi\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", root)), 0o644)
+	writeGoMod(t, mod, "example.com/multi", root)
 	shared := filepath.Join(mod, "internal", "shared")
 	os.MkdirAll(shared, 0o755)
 	writeShared := func(v string) {
@@ -217,12 +210,7 @@ func init() {
 
 func main() {}
 `), 0o644)
-	tidy := exec.Command("go", "mod", "tidy")
-	tidy.Dir = mod
-	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
-	if out, err := tidy.CombinedOutput(); err != nil {
-		t.Fatalf("go mod tidy in the test module: %v\n%s", err, out)
-	}
+	goModTidy(t, mod)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), src)), 0o644)
@@ -244,19 +232,13 @@ func TestDevFollowsLinkedSourceDir(t *testing.T) {
 	mod := filepath.Join(dir, "repo")
 	src := filepath.Join(mod, "plugins", "ver")
 	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(mod, "go.mod"), []byte(fmt.Sprintf(
-		"module example.com/repo\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", root)), 0o644)
+	writeGoMod(t, mod, "example.com/repo", root)
 	orig, err := os.ReadFile(filepath.Join(root, "runtime", "server", "testdata", "guests", "ver1", "main.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644)
-	tidy := exec.Command("go", "mod", "tidy")
-	tidy.Dir = mod
-	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
-	if out, err := tidy.CombinedOutput(); err != nil {
-		t.Fatalf("go mod tidy in the test module: %v\n%s", err, out)
-	}
+	goModTidy(t, mod)
 	link := filepath.Join(dir, "ver")
 	if err := os.Symlink(src, link); err != nil {
 		t.Fatal(err)
@@ -267,4 +249,25 @@ func TestDevFollowsLinkedSourceDir(t *testing.T) {
 	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
 	os.WriteFile(filepath.Join(src, "main.go"), []byte(strings.Replace(string(orig), `const version = "v1"`, `const version = "v1-linked"`, 1)), 0o644)
 	waitBody(t, "http://"+addr+"/api/ver/v", "v1-linked", 120*time.Second)
+}
+
+// writeGoMod writes dir/go.mod for module name, using the greenroom
+// checkout at root (so the test needs no network).
+func writeGoMod(t *testing.T, dir, name, root string) {
+	t.Helper()
+	text := fmt.Sprintf("module %s\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", name, root)
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// goModTidy runs go mod tidy in dir, offline.
+func goModTidy(t *testing.T, dir string) {
+	t.Helper()
+	tidy := exec.Command("go", "mod", "tidy")
+	tidy.Dir = dir
+	tidy.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	if out, err := tidy.CombinedOutput(); err != nil {
+		t.Fatalf("go mod tidy in %s: %v\n%s", dir, err, out)
+	}
 }
