@@ -633,6 +633,11 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 	// A plugin without the database capability gets nothing opened.
 	var pdb *database.PluginDB
 	if pc.Capabilities.Database {
+		// Config validation refuses this, but a reload keeps the running
+		// [database] (it needs a restart), so its client decides.
+		if lim.DBMaxSize > 0 && cfg.Database.Client != database.ClientSQLite {
+			return nil, fmt.Errorf("limits.db_max_size is enforced on SQLite only, and this process runs on %s (changing database.client needs a restart)", cfg.Database.Client)
+		}
 		if err := r.db.Open(ctx); err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}

@@ -3,6 +3,8 @@ package database_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,10 +135,54 @@ func TestSQLiteMaxSize(t *testing.T) {
 	if r := run(t, in, "alpha", exec("PRAGMA max_page_count = 1000000"))[0]; r.Kind != "denied" {
 		t.Errorf("PRAGMA max_page_count from the plugin: %+v", r)
 	}
+	// A temp database without tables would take a larger page size,
+	// and so hold 16 times the bound in as many pages.
+	for _, q := range []string{"PRAGMA temp.page_size = 65536", "PRAGMA page_size = 65536", "PRAGMA schema_version = 7"} {
+		if r := run(t, in, "alpha", exec(q))[0]; r.Kind != "denied" {
+			t.Errorf("%s from the plugin: %+v", q, r)
+		}
+	}
+	if r := must(t, in, "alpha", query("PRAGMA temp.page_size"))[0]; r.Rows[0][0] != 4096.0 {
+		t.Errorf("PRAGMA temp.page_size reads %v", r.Rows)
+	}
 	must(t, in, "alpha", exec("DELETE FROM blobs"), exec("INSERT INTO blobs VALUES (randomblob(60000))"))
+	// The write-ahead log, outside max_page_count, is checkpointed and
+	// cut back near the bound: forty rewrites of a 60 kB row left 4 MB
+	// of it before.
+	for range 40 {
+		must(t, in, "alpha", exec("UPDATE blobs SET b = randomblob(60000)"))
+	}
+	dir := strings.TrimPrefix(strings.Split(strings.Split(dbconf, "connection = \"")[1], "\"")[0], "file:")
+	if st, err := os.Stat(filepath.Join(dir, "plugins", "alpha.db-wal")); err != nil {
+		t.Error(err)
+	} else if st.Size() > 3*256<<10 {
+		t.Errorf("write-ahead log after 40 rewrites of 60 kB under a 256KiB bound: %d bytes", st.Size())
+	}
 	must(t, in, "beta", exec("CREATE TABLE blobs (b BLOB)"), exec("INSERT INTO blobs VALUES (randomblob(1000000))"))
 
 	in.SetConfig(conf("4MiB"))
 	in.Reload(t)
 	must(t, in, "alpha", exec("INSERT INTO blobs VALUES (randomblob(1000000))"))
+}
+
+// A migration past limits.db_max_size fails its plugin's load with a
+// reason naming the key.
+func TestSQLiteMaxSizeMigration(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "sqlitebig", "db_max_size = \"64KiB\"\ndb_max_result = \"32MiB\""))
+	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "migration 002_big.up.sql failed: the plugin's database reached limits.db_max_size of 65536 bytes") {
+		t.Errorf("alpha: %s: %s", st, reason)
+	}
+}
+
+// A reload cannot bring limits.db_max_size to a process on PostgreSQL by
+// also switching the config to SQLite (database.client needs a restart,
+// so the running client decides): the new version fails, the old serves.
+func TestPGReloadCannotBoundSize(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", ""))
+	in.SetConfig(backends[0].conf(t) + plugin("alpha", true, "", `db_max_size = "64KiB"`))
+	res := in.Reload(t)
+	if pr := res.Plugins["alpha"]; pr.Outcome != "failed" || !strings.Contains(pr.Error, "limits.db_max_size is enforced on SQLite only, and this process runs on pg") {
+		t.Errorf("reload: %+v", pr)
+	}
+	must(t, in, "alpha", exec("CREATE TABLE t (x int)"))
 }

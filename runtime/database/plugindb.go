@@ -657,6 +657,10 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	for _, f := range pending {
 		start := time.Now()
 		if err := p.applyOne(ctx, f); err != nil {
+			var full *fullError
+			if max := p.limits().MaxSize; max > 0 && errors.As(p.svc.backend.classify(err), &full) {
+				err = fmt.Errorf("the plugin's database reached limits.db_max_size of %d bytes, or the disk is full: %w", max, err)
+			}
 			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
 		}
 		p.log.WithFields(logrus.Fields{"migration": f.Name, "took": time.Since(start).Round(time.Millisecond).String()}).Info("applied plugin migration")

@@ -519,7 +519,10 @@ func setBusyTimeout(ctx context.Context, conn *sql.Conn, busy time.Duration) err
 // (PRAGMA max_page_count, a per-connection setting) to maxSize bytes,
 // unless it is bounded so already. A statement that needs a page past it
 // fails with SQLITE_FULL. A database already larger keeps its size: it
-// cannot grow, and deleting rows makes room again. 0 lifts the bound.
+// cannot grow, and deleting rows makes room again. The write-ahead log is
+// checkpointed once it holds maxSize bytes of pages and truncated to
+// maxSize after a checkpoint (it is outside max_page_count). 0 lifts the
+// bounds.
 func setMaxSize(ctx context.Context, conn *sql.Conn, maxSize int64) error {
 	return conn.Raw(func(dc any) error {
 		c, ok := dc.(*sqliteConn)
@@ -538,11 +541,26 @@ func setMaxSize(ctx context.Context, conn *sql.Conn, maxSize int64) error {
 			if err := c.trustedExec(ctx, "PRAGMA "+schema+".max_page_count = "+strconv.FormatInt(pages, 10)); err != nil {
 				return fmt.Errorf("set %s.max_page_count: %w", schema, err)
 			}
+			if schema == "main" {
+				walPages, limit := int64(defaultWALPages), int64(-1)
+				if maxSize > 0 {
+					walPages, limit = min(pages, defaultWALPages), maxSize
+				}
+				if err := c.trustedExec(ctx, "PRAGMA main.journal_size_limit = "+strconv.FormatInt(limit, 10)); err != nil {
+					return fmt.Errorf("set journal_size_limit: %w", err)
+				}
+				if err := c.trustedExec(ctx, "PRAGMA wal_autocheckpoint = "+strconv.FormatInt(walPages, 10)); err != nil {
+					return fmt.Errorf("set wal_autocheckpoint: %w", err)
+				}
+			}
 		}
 		c.maxSize = maxSize
 		return nil
 	})
 }
+
+// defaultWALPages is SQLite's own wal_autocheckpoint.
+const defaultWALPages = 1000
 
 // maxSQLitePages is SQLite's own largest max_page_count.
 const maxSQLitePages = 4294967294
@@ -565,6 +583,14 @@ var allowedPragmas = map[string]bool{
 	"freelist_count": true, "schema_version": true, "encoding": true,
 	"collation_list": true, "function_list": true, "module_list": true,
 	"pragma_list": true, "optimize": true, "case_sensitive_like": true,
+}
+
+// Pragmas of allowedPragmas a plugin may read but not set: page_size
+// (a temp database without tables yet takes a new one, which would
+// multiply the bytes its max_page_count allows), schema_version.
+var readOnlyPragmas = map[string]bool{
+	"page_size": true, "schema_version": true, "data_version": true,
+	"page_count": true, "freelist_count": true,
 }
 
 // Virtual table modules a plugin may use: they keep their data in tables
@@ -597,7 +623,11 @@ func authorize(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, _ string)
 		// file included).
 		return sqlite.AuthorizerDeny
 	case sqlite.AuthPragma:
-		if allowedPragmas[strings.ToLower(arg1)] {
+		name := strings.ToLower(arg1)
+		if arg2 != "" && readOnlyPragmas[name] {
+			return sqlite.AuthorizerDeny
+		}
+		if allowedPragmas[name] {
 			return sqlite.AuthorizerOK
 		}
 		return sqlite.AuthorizerDeny
