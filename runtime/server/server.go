@@ -95,6 +95,11 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 		// Plugins see the path as the client sent it; routing below uses
 		// the raw path too, so /api/<id> is decided on what was sent.
 		UnescapePath: false,
+		// A multipart body reaches the plugin as sent: parsed first,
+		// fasthttp hands on its own re-encoding of the form (parts
+		// reordered), and writes large file parts to temporary files
+		// before anyone is authenticated.
+		DisablePreParseMultipartForm: true,
 	})
 	// Keep-alive clients are told to close when the server shuts down, so
 	// that they reconnect (to another replica) instead of reusing a
