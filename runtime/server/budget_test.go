@@ -64,10 +64,22 @@ max_response = "17MiB"
 		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), name)
 	}
 
+	// waitHeld waits until an unread answer is held (asking for another
+	// before would race with it: the held one could be the one refused).
+	waitHeld := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_response_buffered_bytes") < big; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the unread answer is not held")
+			}
+		}
+	}
+
 	// A client that does not read holds its 16 MB answer; a second one
 	// does not fit in 24 MiB and is refused, while small answers fit.
 	held := holdingClient(t, in.URL, in.Token, bigPath)
-	status, h, body := untilStatus(t, getBig, 503)
+	waitHeld()
+	status, h, body := getBig()
 	if status != 503 || errorBody(t, body)["code"] != "server_busy" || h.Get("Retry-After") != "1" {
 		t.Fatalf("a big answer while another is held: %d %v %.200s", status, h, body)
 	}
@@ -103,7 +115,7 @@ max_response = "17MiB"
 
 	// A client that goes away without reading gives it back too.
 	gone := holdingClient(t, in.URL, in.Token, bigPath)
-	untilStatus(t, getBig, 503)
+	waitHeld()
 	gone.SetLinger(0)
 	gone.Close()
 	if status, _, _ := untilStatus(t, getBig, 200); status != 200 {
@@ -117,9 +129,7 @@ max_response = "17MiB"
 	in.SetConfig(config("40MiB"))
 	in.Reload(t)
 	holdingClient(t, in.URL, in.Token, bigPath)
-	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_response_buffered_bytes") < big && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitHeld()
 	if status, _, body := getBig(); status != 200 || len(body) != big {
 		t.Errorf("a big answer with one held, after a reload to a 40MiB budget: %d (%d bytes)", status, len(body))
 	}
