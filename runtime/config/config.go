@@ -49,6 +49,9 @@ type Server struct {
 	// ResponseBudget bounds the bytes of plugin responses held at once,
 	// from the plugin's answer until the client has read it.
 	ResponseBudget Size `toml:"response_budget"`
+	// RequestBudget bounds the bytes of plugin request bodies held at
+	// once, from the first byte read until the plugin\'s call ends.
+	RequestBudget Size `toml:"request_budget"`
 	// MaxConnections bounds the open client connections; past it a new
 	// connection gets 503 and is closed.
 	MaxConnections int      `toml:"max_connections"`
@@ -258,6 +261,7 @@ func Default() *Config {
 			BodyLimit:       4 << 20,
 			HeaderLimit:     16 << 10,
 			ResponseBudget:  256 << 20,
+			RequestBudget:   256 << 20,
 			MaxConnections:  10000,
 			ShutdownTimeout: Duration(30 * time.Second),
 			ReadTimeout:     Duration(30 * time.Second),

@@ -114,6 +114,7 @@ func TestErrors(t *testing.T) {
 		{"max_connections too many", "[server]\nmax_connections = 300000\n", []string{"config.toml:2: server.max_connections: must be from 1 to 262144, got 300000"}},
 		{"db_max_size on PostgreSQL", "[database]\nclient = \"pg\"\nconnection = \"postgres://localhost/x\"\n[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_size = \"1GiB\"\n", []string{"config.toml:7: plugins.a.limits.db_max_size: is enforced on SQLite only"}},
 		{"db_max_size too small", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_size = \"4KiB\"\n", []string{"config.toml:4: plugins.a.limits.db_max_size: must be at least 64KiB (or 0 for no bound), got 4KiB"}},
+		{"request_budget under body_limit", "[server]\nbody_limit = \"8MiB\"\nrequest_budget = \"4MiB\"\n", []string{"config.toml:3: server.request_budget: (4MiB) must be at least server.body_limit (8MiB)"}},
 		{"response_budget zero", "[server]\nresponse_budget = \"0\"\n", []string{"config.toml:2: server.response_budget: must be more than 0"}},
 		{"max_response over response_budget", "[server]\nresponse_budget = \"8MiB\"\n[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmax_response = \"9MiB\"\n", []string{"config.toml:6: plugins.a.limits.max_response: (9MiB) must not exceed server.response_budget (8MiB)"}},
 		{"default max_response over response_budget", "[server]\nresponse_budget = \"1MiB\"\n[plugins.a]\npath = \"a.wasm\"\n", []string{"plugins.a.limits.max_response: (16MiB) must not exceed server.response_budget (1MiB)"}},

@@ -82,6 +82,9 @@ func (v *validator) server() {
 	if s.ResponseBudget == 0 {
 		v.fail("server.response_budget", "must be more than 0")
 	}
+	if s.RequestBudget < s.BodyLimit {
+		v.fail("server.request_budget", "(%s) must be at least server.body_limit (%s): a body that large could never be read", s.RequestBudget, s.BodyLimit)
+	}
 	if s.HeaderLimit < minHeaderLimit || s.HeaderLimit > maxHeaderLimit {
 		v.fail("server.header_limit", "must be from 4KiB to 1MiB, got %d bytes", uint64(s.HeaderLimit))
 	}

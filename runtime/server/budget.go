@@ -2,21 +2,28 @@ package server
 
 import (
 	"io"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// responseBudget bounds the bytes of plugin responses the server holds at
-// once (server.response_budget): a response is held from the moment its
-// plugin's answer is taken until the HTTP server has written it to the
-// client, or given up on the connection (server.write_timeout). Without a
-// bound, clients that never read their answers could make the host hold
-// limits.max_response for each of them, after the plugin's instance has
-// long gone back to its pool.
-type responseBudget struct {
+// byteBudget bounds the bytes of HTTP bodies the server holds at once.
+//
+// Responses (server.response_budget): an answer is held from the moment
+// its plugin's answer is taken until the HTTP server has written it to
+// the client, or given up on the connection (server.write_timeout).
+// Without a bound, clients that never read their answers could make the
+// host hold limits.max_response for each of them, after the plugin's
+// instance has long gone back to its pool.
+//
+// Requests (server.request_budget): a plugin's request body is held from
+// its first byte read until the plugin's call ends, also while the call
+// waits for an instance. Without a bound, authenticated clients sending
+// bodies slowly could make the host hold server.body_limit for each
+// connection.
+type byteBudget struct {
 	limit   atomic.Int64
 	used    atomic.Int64
 	refused atomic.Int64
@@ -26,7 +33,7 @@ type responseBudget struct {
 }
 
 // take reserves n bytes; false when that would pass the limit.
-func (b *responseBudget) take(n int64) bool {
+func (b *byteBudget) take(n int64) bool {
 	for {
 		used := b.used.Load()
 		if used+n > b.limit.Load() {
@@ -40,29 +47,30 @@ func (b *responseBudget) take(n int64) bool {
 }
 
 // give returns n bytes taken before.
-func (b *responseBudget) give(n int64) { b.used.Add(-n) }
+func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 
-// collectors are the budget's metrics.
-func (b *responseBudget) collectors() []prometheus.Collector {
+// collectors are the budget's metrics: greenroom_http_<what>_buffered_bytes,
+// greenroom_http_<what>_budget_bytes and greenroom_http_<refused>_total.
+func (b *byteBudget) collectors(what, refused, key string) []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "greenroom", Subsystem: "http", Name: "response_buffered_bytes",
-			Help: "Bytes of plugin responses (bodies and headers) held until their clients have read them.",
+			Namespace: "greenroom", Subsystem: "http", Name: what + "_buffered_bytes",
+			Help: "Bytes of " + what + " bodies (with a response's headers) held now, under " + key + ".",
 		}, func() float64 { return float64(b.used.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "greenroom", Subsystem: "http", Name: "response_budget_bytes",
-			Help: "server.response_budget: the most response bytes held at once.",
+			Namespace: "greenroom", Subsystem: "http", Name: what + "_budget_bytes",
+			Help: key + ": the most " + what + " bytes held at once.",
 		}, func() float64 { return float64(b.limit.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "greenroom", Subsystem: "http", Name: "responses_refused_total",
-			Help: "Plugin responses dropped (503 server_busy) because server.response_budget was spent.",
+			Namespace: "greenroom", Subsystem: "http", Name: refused + "_total",
+			Help: "Requests answered 503 server_busy because " + key + " was spent.",
 		}, func() float64 { return float64(b.refused.Load()) }),
 	}
 }
 
 // warnDue reports whether a refusal may be logged now (at most one line a
 // second; the refusals between are counted in the metrics).
-func (b *responseBudget) warnDue() bool {
+func (b *byteBudget) warnDue() bool {
 	now := time.Now().UnixNano()
 	last := b.lastWarn.Load()
 	return now-last >= int64(time.Second) && b.lastWarn.CompareAndSwap(last, now)
@@ -77,7 +85,7 @@ type bodyStream struct {
 	b      []byte
 	off    int
 	held   int64
-	budget *responseBudget
+	budget *byteBudget
 }
 
 // maxPooledBody is the largest body buffer kept for reuse.
@@ -87,7 +95,7 @@ var bodyStreams = sync.Pool{New: func() any { return new(bodyStream) }}
 
 // newBodyStream copies body into a stream that holds held bytes of budget
 // (taken by the caller) until it is closed.
-func newBodyStream(body []byte, held int64, budget *responseBudget) *bodyStream {
+func newBodyStream(body []byte, held int64, budget *byteBudget) *bodyStream {
 	s := bodyStreams.Get().(*bodyStream)
 	if cap(s.b) < len(body) {
 		s.b = make([]byte, len(body))

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-func TestResponseBudgetTakeGive(t *testing.T) {
-	var b responseBudget
+func TestByteBudgetTakeGive(t *testing.T) {
+	var b byteBudget
 	b.limit.Store(100)
 	if !b.take(60) || !b.take(40) {
 		t.Fatal("60 + 40 bytes do not fit in 100")
@@ -25,7 +25,7 @@ func TestResponseBudgetTakeGive(t *testing.T) {
 }
 
 func TestBodyStream(t *testing.T) {
-	var b responseBudget
+	var b byteBudget
 	b.limit.Store(1 << 20)
 	body := bytes.Repeat([]byte("greenroom "), 1000)
 	for _, write := range []string{"Read", "WriteTo"} {

@@ -205,3 +205,82 @@ func TestMaxConnections(t *testing.T) {
 		t.Errorf("no log line names server.max_connections:\n%s", in.Log.String())
 	}
 }
+
+// server.request_budget bounds the request bodies held at once: a client
+// sending its body slowly holds what it sent (the buffer grows as the body
+// arrives), a body that does not fit beside it gets 503 server_busy, and
+// the bytes come back when the call ends or the client leaves.
+func TestRequestBudget(t *testing.T) {
+	in := start(t, fmt.Sprintf(`
+[server]
+body_limit = "48KiB"
+request_budget = "64KiB"
+[plugins.hello]
+path = %q
+`, helloWasm))
+	metric := func(name string) float64 {
+		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), name)
+	}
+	post := func(n int) (int, string) {
+		status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("p", n)))
+		return status, body
+	}
+	// 40 KiB declared, 36 KiB sent: the buffer has grown to hold them.
+	slow, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 40<<10, strings.Repeat("s", 36<<10))
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 36<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow body is not held: %v bytes", metric("greenroom_http_request_buffered_bytes"))
+		}
+	}
+	if got := metric("greenroom_http_request_buffered_bytes"); got > 40<<10 {
+		t.Errorf("36 KiB of a 40 KiB body hold %v bytes", got)
+	}
+	if status, body := post(30 << 10); status != 503 || errorBody(t, body)["code"] != "server_busy" || !strings.Contains(body, "server.request_budget") {
+		t.Errorf("a 30 KiB body beside the held one: %d %.300s", status, body)
+	}
+	if status, body := post(1000); status != 200 || len(body) != 1000 {
+		t.Errorf("a small body beside the held one: %d (%d bytes)", status, len(body))
+	}
+	if got := metric("greenroom_http_request_bodies_refused_total"); got < 1 {
+		t.Errorf("greenroom_http_request_bodies_refused_total = %v after a refusal", got)
+	}
+	// The slow client finishes: its answer comes, the bytes come back.
+	fmt.Fprint(slow, strings.Repeat("s", 4<<10))
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || len(b) != 40<<10 {
+		t.Errorf("the slow body's answer: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if status, body := post(30 << 10); status != 200 || len(body) != 30<<10 {
+		t.Errorf("a 30 KiB body once the slow one is done: %d (%d bytes)", status, len(body))
+	}
+	if got := metric("greenroom_http_request_buffered_bytes"); got != 0 {
+		t.Errorf("greenroom_http_request_buffered_bytes = %v with no body held", got)
+	}
+	// A client that leaves mid-body gives its bytes back too.
+	gone, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(gone, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 40<<10, strings.Repeat("g", 20<<10))
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 20<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the leaving client's body is not held")
+		}
+	}
+	gone.Close()
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v bytes still held after the client left", metric("greenroom_http_request_buffered_bytes"))
+		}
+	}
+}

@@ -66,9 +66,6 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		var fe *fiber.Error
 		if errors.As(err, &fe) {
 			ae = apiErr(fe.Code, codeForStatus(fe.Code), parseErrorMessage(fe.Message))
-			if fe.Code == fiber.StatusRequestEntityTooLarge {
-				ae.Message = "request body exceeds server.body_limit of " + strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10) + " bytes"
-			}
 		} else {
 			s.log.WithError(err).WithField("path", c.Path()).Error("internal error")
 			ae = apiErr(fiber.StatusInternalServerError, "internal", "internal server error")
@@ -79,21 +76,14 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		ae.RequestID = rs.id
 	}
 	if rs == nil && ae.RequestID == "" {
-		// fasthttp refused the request before any handler ran (a body
-		// over server.body_limit, headers over server.header_limit, a
-		// malformed or too slow request): it gets its id, its count and
-		// its access log line here. Only a body over the limit comes with
-		// the request's head read; for the others fasthttp leaves the
-		// request at its defaults (GET /, no headers), which must not be
-		// logged as what the client sent.
-		headRead := ae.Status == fiber.StatusRequestEntityTooLarge
-		sent := ""
-		if headRead {
-			sent = c.Get(fiber.HeaderXRequestID)
-		}
-		ae.RequestID = requestIDFrom(sent)
+		// fasthttp refused the request before any handler ran (headers
+		// over server.header_limit, a malformed or too slow request): it
+		// gets its id, its count and its access log line here. fasthttp
+		// leaves the request at its defaults (GET /, no headers), which
+		// must not be logged as what the client sent.
+		ae.RequestID = requestIDFrom("")
 		c.Set(fiber.HeaderXRequestID, ae.RequestID)
-		defer s.refusedEarly(c, ae.RequestID, headRead)
+		defer s.refusedEarly(c, ae.RequestID)
 	}
 	if ae.RetryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ae.RetryAfter))
@@ -106,7 +96,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 
 // refusedEarly counts and access-logs a request fasthttp refused before
 // greenroom's handlers (errorHandler), once its answer is written.
-func (s *Server) refusedEarly(c *fiber.Ctx, id string, headRead bool) {
+func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 	// fasthttp has not stamped the request's start yet: for a
 	// connection's first request its duration runs from the connection's
 	// start; a later request's start is unknown (Time still holds the
@@ -115,11 +105,7 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string, headRead bool) {
 	if fc := c.Context(); fc.ConnRequestNum() == 0 && !fc.ConnTime().IsZero() {
 		took = time.Since(fc.ConnTime())
 	}
-	method := ""
-	if headRead {
-		method = c.Method()
-	}
-	s.record(c.Context(), method, id, "", "", took)
+	s.record(c.Context(), "", id, "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -95,7 +97,12 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
 	}
-	req.Body = fr.Body()
+	var held int64
+	req.Body, held, err = s.readBody(c, id)
+	defer s.requests.give(held)
+	if err != nil {
+		return err
+	}
 
 	respond := func(resp hostfuncs.Response) error {
 		w := c.Response()
@@ -111,7 +118,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// The answer outlives the instance: it is held until the client
 		// has read it, under the process's response budget.
 		if !s.responses.take(held) {
-			return s.budgetSpent(id, held)
+			return s.budgetSpent(id, "server.response_budget", held)
 		}
 		for _, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {
@@ -163,15 +170,18 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	return nil
 }
 
-// budgetSpent is the answer to a call whose response (held bytes) would
-// pass server.response_budget.
-func (s *Server) budgetSpent(id string, held int64) error {
-	if s.responses.warnDue() {
-		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": held, "held": s.responses.used.Load(), "budget": s.responses.limit.Load()}).
-			Warn("response refused: the responses waiting for their clients fill server.response_budget")
+// budgetSpent is the answer to a call whose response, or request body,
+// (bytes) would pass its budget (key).
+func (s *Server) budgetSpent(id, key string, bytes int64) error {
+	b, msg := &s.responses, fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, bytes)
+	if key == "server.request_budget" {
+		b, msg = &s.requests, fmt.Sprintf("the server holds as many request bodies as server.request_budget allows; this one (%d bytes so far) was not read to the end; retry", bytes)
 	}
-	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "server_busy", Plugin: id, RetryAfter: 1,
-		Message: fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, held)}
+	if b.warnDue() {
+		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": bytes, "held": b.used.Load(), "budget": b.limit.Load()}).
+			Warn("request refused: the bodies held fill " + key)
+	}
+	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "server_busy", Plugin: id, RetryAfter: 1, Message: msg}
 }
 
 // maxMoves is how many times one call may be moved to a plugin's new
@@ -579,4 +589,73 @@ func (s *Server) reload(c *fiber.Ctx) error {
 		status = fiber.StatusUnprocessableEntity
 	}
 	return c.Status(status).JSON(res)
+}
+
+// readBody reads the request's body, at most server.body_limit
+// bytes (a chunked body has no Content-Length to refuse it by ahead). The
+// buffer grows as the body arrives (doubling, never past a declared
+// length), each growth taken from server.request_budget, so that a client
+// sending slowly holds only what it sent; held is what was taken, to be
+// given back when the call ends, also when err is not nil.
+func (s *Server) readBody(c *fiber.Ctx, id string) (buf []byte, held int64, err error) {
+	fr := c.Request()
+	limit := int(min(s.cfg.Server.BodyLimit, 1<<31-1))
+	want := fr.Header.ContentLength() // -1 for chunked
+	refuse := func(bytes int) error {
+		c.Context().SetConnectionClose() // the rest of the body is not read
+		return s.budgetSpent(id, "server.request_budget", int64(bytes))
+	}
+	// room makes buf able to take n more bytes (fewer when the declared
+	// length is nearer).
+	room := func(n int) error {
+		if want >= 0 {
+			n = min(n, want-len(buf))
+		}
+		if cap(buf)-len(buf) >= n {
+			return nil
+		}
+		grow := max(n, min(cap(buf), limit))
+		if want >= 0 {
+			grow = min(grow, want-len(buf))
+		}
+		more := len(buf) + grow - cap(buf)
+		if !s.requests.take(int64(more)) {
+			return refuse(len(buf) + grow)
+		}
+		held += int64(more)
+		grown := make([]byte, len(buf), len(buf)+grow) // cap exactly what was taken
+		copy(grown, buf)
+		buf = grown
+		return nil
+	}
+	if !fr.IsBodyStream() {
+		b := fr.Body()
+		if err := room(len(b)); err != nil {
+			return buf, held, err
+		}
+		return append(buf, b...), held, nil
+	}
+	r := fr.BodyStream()
+	for want < 0 || len(buf) < want {
+		if err := room(min(4096, limit+1-len(buf))); err != nil {
+			return buf, held, err
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit+1)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return buf, held, s.bodyTooLarge(c)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			c.Context().SetConnectionClose()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return buf, held, apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout")
+			}
+			return buf, held, apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+		}
+	}
+	return buf, held, nil
 }

@@ -59,8 +59,9 @@ type Server struct {
 	admitted atomic.Int64
 
 	// responses bounds the plugin responses held until their clients
-	// have read them (server.response_budget).
-	responses responseBudget
+	// have read them (server.response_budget), requests the plugins'
+	// request bodies held until their calls end (server.request_budget).
+	responses, requests byteBudget
 
 	// inflight holds the requests being served, so that a shutdown cut
 	// short can say which ones it cut off.
@@ -74,10 +75,12 @@ type Server struct {
 func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Collector) *Server {
 	cfg := rt.Config()
 	s := &Server{rt: rt, cfg: cfg, log: log, inflight: map[*reqState]struct{}{}}
-	s.metrics = metrics.New(rt, append(s.responses.collectors(), collectors...)...)
+	budgets := append(s.responses.collectors("response", "responses_refused", "server.response_budget"),
+		s.requests.collectors("request", "request_bodies_refused", "server.request_budget")...)
+	s.metrics = metrics.New(rt, append(budgets, collectors...)...)
 	s.authn.Store(newAuthenticator(cfg, log))
 	s.authnFor = cfg
-	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
+	s.setBudgets(cfg)
 	// A reload's credentials apply before any plugin moves to its new
 	// version: the calls it moves are let in again under them.
 	rt.OnReload(s.Reload)
@@ -100,12 +103,20 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 		// reordered), and writes large file parts to temporary files
 		// before anyone is authenticated.
 		DisablePreParseMultipartForm: true,
+		// Bodies are read by the handler that needs one (a plugin's
+		// route, after authentication), not by fasthttp before any
+		// handler: 300 unauthenticated connections each sending most
+		// of a 4 MiB body held 1.3 GB. fasthttp reads at most 8 KiB of
+		// a body ahead; server.body_limit is enforced by greenroom
+		// (requestState, readBody).
+		StreamRequestBody: true,
 	})
 	// Keep-alive clients are told to close when the server shuts down, so
 	// that they reconnect (to another replica) instead of reusing a
 	// connection that is about to go away.
 	s.app.Server().CloseOnShutdown = true
 	s.app.Server().Logger = httpLogger{log, cfg.Server.MaxConnections}
+	s.app.Server().HeaderReceived = bodyCheck(int(min(cfg.Server.BodyLimit, 1<<31-1)))
 	s.app.Server().Handler = s.guard(s.app.Server().Handler)
 	s.routes()
 	return s
@@ -198,7 +209,8 @@ type Reloader func(context.Context) (*runtime.ReloadResult, error)
 func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 
 // Reload applies what of cfg the server can change while running: the
-// credentials (static tokens, JWT settings) and server.response_budget. The rest of cfg is applied by
+// credentials (static tokens, JWT settings) and server.response_budget and
+// request_budget. The rest of cfg is applied by
 // the runtime's Reload; listener settings need a restart. The runtime's
 // Reload calls it (Runtime.OnReload) before it swaps any plugin; calling it
 // again with the config already applied does nothing.
@@ -209,7 +221,7 @@ func (s *Server) Reload(cfg *config.Config) {
 		return
 	}
 	s.authnFor = cfg
-	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
+	s.setBudgets(cfg)
 	old := s.authn.Load()
 	s.authn.Store(renewAuthenticator(old, cfg, s.log))
 	old.Close()
@@ -285,6 +297,9 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		e := apiErr(fiber.StatusServiceUnavailable, "shutting_down", "the server is shutting down; retry (on another replica)")
 		e.RetryAfter = 1
 		err = e
+	} else if len(c.Request().Header.Peek(bodyTooLargeMark)) > 0 {
+		// Answered from the head (see bodyCheck): the body is not read.
+		err = s.bodyTooLarge(c)
 	} else {
 		s.admitted.Add(1)
 		err = s.next(c, rs)
@@ -390,10 +405,48 @@ type httpLogger struct {
 }
 
 func (l httpLogger) Printf(format string, args ...any) {
+	if strings.HasPrefix(format, "WARNING: Request.Body() reads the entire stream") {
+		return // a body read whole on purpose (one under server.body_limit)
+	}
 	if strings.Contains(format, "Server.Concurrency") {
 		l.log.WithField("max_connections", l.maxConnections).
 			Warn("connections refused (503): server.max_connections are open (logged at most once a minute)")
 		return
 	}
 	l.log.WithField("component", "http").Warn(fmt.Sprintf(format, args...))
+}
+
+// bodyTooLargeMark marks a request whose Content-Length is over
+// server.body_limit (bodyCheck); a client's own header of that name is
+// dropped first.
+const bodyTooLargeMark = "X-Greenroom-Body-Too-Large"
+
+// bodyCheck runs when a request's head has been read, before fasthttp
+// reads any of its body (it reads up to 8 KiB ahead). A declared body over
+// limit is not read at all: the request goes on without it, marked, to be
+// answered 413 from its head (requestState), and its connection closes
+// after the answer, with the body unread, as net/http does.
+func bodyCheck(limit int) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		h.Del(bodyTooLargeMark)
+		if h.ContentLength() > limit {
+			h.SetContentLength(0)
+			h.SetConnectionClose()
+			h.Set(bodyTooLargeMark, "1")
+		}
+		return fasthttp.RequestConfig{}
+	}
+}
+
+// bodyTooLarge is the answer to a request whose body is over
+// server.body_limit. The connection closes: the body is left unread.
+func (s *Server) bodyTooLarge(c *fiber.Ctx) error {
+	c.Context().SetConnectionClose()
+	return apiErr(fiber.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds server.body_limit of "+strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10)+" bytes")
+}
+
+// setBudgets applies the config's body budgets.
+func (s *Server) setBudgets(cfg *config.Config) {
+	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
+	s.requests.limit.Store(int64(min(cfg.Server.RequestBudget, 1<<62)))
 }
