@@ -432,6 +432,9 @@ func bodyCheck(limit int) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 		if h.ContentLength() > limit {
 			h.SetContentLength(0)
 			h.SetConnectionClose()
+			// No "100 Continue" invites a client that asked first to
+			// send a body that will not be read.
+			h.Del(fasthttp.HeaderExpect)
 			h.Set(bodyTooLargeMark, "1")
 		}
 		return fasthttp.RequestConfig{}

@@ -289,6 +289,18 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 	if status != 200 {
 		t.Errorf("under body_limit: %d", status)
 	}
+	// A client that asks first (Expect: 100-continue) is not invited to
+	// send a body over the limit: its first answer is the 413.
+	conn2, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	conn2.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn2, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", in.Token, 65*1024)
+	if line, err := bufio.NewReader(conn2).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 413") {
+		t.Errorf("over body_limit with Expect: 100-continue: first line %q, %v", line, err)
+	}
 	// A chunked body declares no length: it is refused once it passes
 	// the limit, and one under it is served whole.
 	chunked := func(n int) (int, string) {
