@@ -284,3 +284,62 @@ path = %q
 		}
 	}
 }
+
+// Bodies of callers let in without a credential (a public route) hold a
+// quarter of server.request_budget at most, so that anonymous clients
+// cannot starve the authenticated ones; a reload's budget below the
+// running body_limit (which needs a restart) is raised to it.
+func TestRequestBudgetShares(t *testing.T) {
+	config := func(limit, budget string) string {
+		return fmt.Sprintf("[server]\nbody_limit = %q\nrequest_budget = %q\n[plugins.hello]\npath = %q\npublic_routes = [\"/ping\"]\n", limit, budget, helloWasm)
+	}
+	in := start(t, config("48KiB", "64KiB"))
+	metric := func(name string) float64 {
+		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), name)
+	}
+	// An anonymous slow body of 12 KiB declared, 10 KiB sent, held.
+	slow, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "POST /api/hello/ping HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n%s", 12<<10, strings.Repeat("a", 10<<10))
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 10<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the anonymous slow body is not held")
+		}
+	}
+	status, _, body := in.DoAnon(t, "POST", "/api/hello/ping", strings.NewReader(strings.Repeat("b", 20<<10)))
+	if status != 503 || errorBody(t, body)["code"] != "server_busy" {
+		t.Errorf("a second anonymous body past the anonymous quarter: %d %.300s", status, body)
+	}
+	if status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("c", 40<<10))); status != 200 || len(body) != 40<<10 {
+		t.Errorf("an authenticated 40 KiB body beside the anonymous one: %d (%d bytes)", status, len(body))
+	}
+
+	in.SetConfig(config("16KiB", "16KiB"))
+	in.Reload(t) // body_limit stays 48KiB until a restart
+	if status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("d", 30000))); status != 200 || len(body) != 30000 {
+		t.Errorf("a 30000-byte body after a reload to a 16KiB budget under the running 48KiB body_limit: %d (%.200s)", status, body)
+	}
+	if !strings.Contains(in.Log.String(), "server.request_budget is below the running server.body_limit") {
+		t.Errorf("no warning about the budget under the running body_limit:\n%s", in.Log.String())
+	}
+}
+
+// A chunked body of exactly server.body_limit fits a request_budget of
+// the same size (the check that the body ends there takes no room): its
+// buffer once doubled past the limit, and such a body got 503.
+func TestChunkedBodyAtTheBudget(t *testing.T) {
+	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"64KiB\"\nrequest_budget = \"64KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	for _, n := range []int{40000, 64 << 10} {
+		r, w := io.Pipe()
+		go func() {
+			w.Write([]byte(strings.Repeat("k", n)))
+			w.Close()
+		}()
+		if status, _, body := in.Do(t, "POST", "/api/hello/echo", r); status != 200 || len(body) != n {
+			t.Errorf("a chunked body of %d bytes under a 64KiB limit and budget: %d (%.200s)", n, status, body)
+		}
+	}
+}

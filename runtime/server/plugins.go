@@ -97,9 +97,16 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
 	}
-	var held int64
-	req.Body, held, err = s.readBody(c, id)
-	defer s.requests.give(held)
+	// A caller let in without a credential (a public route) draws on a
+	// quarter of the budget at most, so that anonymous bodies cannot
+	// starve authenticated callers.
+	share := &s.requests
+	if principal == nil && !s.rt.Config().Auth.DangerouslyDisable {
+		share = &s.anonymous
+	}
+	body, err := s.readBody(c, id, share)
+	defer body.release()
+	req.Body = body.b
 	if err != nil {
 		return err
 	}
@@ -175,7 +182,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 func (s *Server) budgetSpent(id, key string, bytes int64) error {
 	b, msg := &s.responses, fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, bytes)
 	if key == "server.request_budget" {
-		b, msg = &s.requests, fmt.Sprintf("the server holds as many request bodies as server.request_budget allows; this one (%d bytes so far) was not read to the end; retry", bytes)
+		b, msg = &s.requests, fmt.Sprintf("the server holds as many request bodies as server.request_budget allows; this one was not read past its first %d bytes; retry", bytes)
 	}
 	if b.warnDue() {
 		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": bytes, "held": b.used.Load(), "budget": b.limit.Load()}).
@@ -591,71 +598,118 @@ func (s *Server) reload(c *fiber.Ctx) error {
 	return c.Status(status).JSON(res)
 }
 
-// readBody reads the request's body, at most server.body_limit
-// bytes (a chunked body has no Content-Length to refuse it by ahead). The
-// buffer grows as the body arrives (doubling, never past a declared
-// length), each growth taken from server.request_budget, so that a client
-// sending slowly holds only what it sent; held is what was taken, to be
-// given back when the call ends, also when err is not nil.
-func (s *Server) readBody(c *fiber.Ctx, id string) (buf []byte, held int64, err error) {
+// requestBody is a request's body and the budget it holds.
+type requestBody struct {
+	b     []byte
+	held  int64
+	share *byteBudget // also holds held, when not the whole budget
+	all   *byteBudget
+}
+
+// take takes n more bytes from the share and the whole budget.
+func (rb *requestBody) take(n int64) bool {
+	if rb.share != rb.all && !rb.share.take(n) {
+		rb.all.refused.Add(1)
+		return false
+	}
+	if !rb.all.take(n) {
+		if rb.share != rb.all {
+			rb.share.give(n)
+		}
+		return false
+	}
+	rb.held += n
+	return true
+}
+
+// release gives the held bytes back, once the call has ended.
+func (rb *requestBody) release() {
+	rb.all.give(rb.held)
+	if rb.share != rb.all {
+		rb.share.give(rb.held)
+	}
+	rb.held = 0
+}
+
+// readBody reads the request's body, at most server.body_limit bytes (a
+// chunked body has no Content-Length to refuse it by ahead), taking its
+// buffer from share of server.request_budget. The buffer grows as the
+// body arrives (doubling, never past a declared length or the limit), so
+// that a client sending slowly holds what it sent. The body holds its
+// bytes until release, also when err is not nil.
+func (s *Server) readBody(c *fiber.Ctx, id string, share *byteBudget) (body *requestBody, err error) {
+	body = &requestBody{share: share, all: &s.requests}
 	fr := c.Request()
 	limit := int(min(s.cfg.Server.BodyLimit, 1<<31-1))
 	want := fr.Header.ContentLength() // -1 for chunked
-	refuse := func(bytes int) error {
-		c.Context().SetConnectionClose() // the rest of the body is not read
-		return s.budgetSpent(id, "server.request_budget", int64(bytes))
-	}
-	// room makes buf able to take n more bytes (fewer when the declared
-	// length is nearer).
+	// fail answers without reading the rest of the body: the HTTP server
+	// then reads and drops up to 256 KiB of it, so that the client gets
+	// the answer, and closes the connection when more is left.
+	fail := func(e error) (*requestBody, error) { return body, e }
+	// room makes the buffer able to take n more bytes (fewer when the
+	// declared length is nearer).
 	room := func(n int) error {
+		buf := body.b
 		if want >= 0 {
 			n = min(n, want-len(buf))
 		}
 		if cap(buf)-len(buf) >= n {
 			return nil
 		}
-		grow := max(n, min(cap(buf), limit))
+		grow := min(max(n, cap(buf)), limit-len(buf))
 		if want >= 0 {
 			grow = min(grow, want-len(buf))
 		}
 		more := len(buf) + grow - cap(buf)
-		if !s.requests.take(int64(more)) {
-			return refuse(len(buf) + grow)
+		if !body.take(int64(more)) {
+			return s.budgetSpent(id, "server.request_budget", int64(len(buf)))
 		}
-		held += int64(more)
 		grown := make([]byte, len(buf), len(buf)+grow) // cap exactly what was taken
 		copy(grown, buf)
-		buf = grown
+		body.b = grown
 		return nil
 	}
 	if !fr.IsBodyStream() {
 		b := fr.Body()
 		if err := room(len(b)); err != nil {
-			return buf, held, err
+			return fail(err)
 		}
-		return append(buf, b...), held, nil
+		body.b = append(body.b, b...)
+		return body, nil
 	}
 	r := fr.BodyStream()
-	for want < 0 || len(buf) < want {
-		if err := room(min(4096, limit+1-len(buf))); err != nil {
-			return buf, held, err
-		}
-		n, err := r.Read(buf[len(buf):min(cap(buf), limit+1)])
-		buf = buf[:len(buf)+n]
-		if len(buf) > limit {
-			return buf, held, s.bodyTooLarge(c)
+	for want < 0 || len(body.b) < want {
+		var n int
+		var err error
+		if len(body.b) == limit {
+			// Full: the body must end here. One byte more is over.
+			var probe [1]byte
+			if n, err = r.Read(probe[:]); n > 0 {
+				return fail(s.bodyTooLarge(c))
+			}
+		} else {
+			if err := room(min(4096, limit-len(body.b))); err != nil {
+				return fail(err)
+			}
+			buf := body.b
+			n, err = r.Read(buf[len(buf):cap(buf)])
+			body.b = buf[:len(buf)+n]
 		}
 		if err == io.EOF {
+			if want >= 0 && len(body.b) < want {
+				c.Context().SetConnectionClose()
+				return fail(apiErr(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("the request body ended after %d of the %d bytes its Content-Length declares", len(body.b), want)))
+			}
 			break
 		}
 		if err != nil {
 			c.Context().SetConnectionClose()
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return buf, held, apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout")
+				return fail(apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout"))
 			}
-			return buf, held, apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+			return fail(apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error()))
 		}
 	}
-	return buf, held, nil
+	return body, nil
 }

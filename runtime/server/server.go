@@ -61,7 +61,9 @@ type Server struct {
 	// responses bounds the plugin responses held until their clients
 	// have read them (server.response_budget), requests the plugins'
 	// request bodies held until their calls end (server.request_budget).
-	responses, requests byteBudget
+	// anonymous is the share of requests that callers let in without a
+	// credential (public routes) may hold: a quarter.
+	responses, requests, anonymous byteBudget
 
 	// inflight holds the requests being served, so that a shutdown cut
 	// short can say which ones it cut off.
@@ -155,7 +157,12 @@ func (s *Server) routes() {
 	admin.Post("/plugins/v1/reload", s.reload)
 	admin.All("/plugins/v1/reload", methodNotAllowed(fiber.MethodPost))
 	s.schedulerRoutes(admin)
-	s.app.Get("/metrics", s.requireAdmin, adaptor.HTTPHandler(s.MetricsHandler()))
+	metrics := adaptor.HTTPHandler(s.MetricsHandler())
+	s.app.Get("/metrics", s.requireAdmin, func(c *fiber.Ctx) error {
+		// The adaptor would read a body whole, unbounded; none is used.
+		c.Request().ResetBody()
+		return metrics(c)
+	})
 	s.app.All("/metrics", s.requireAdmin, methodNotAllowed(fiber.MethodGet))
 	s.app.All("/api/*", s.handlePlugin)
 	s.app.Use(func(c *fiber.Ctx) error {
@@ -442,14 +449,24 @@ func bodyCheck(limit int) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 }
 
 // bodyTooLarge is the answer to a request whose body is over
-// server.body_limit. The connection closes: the body is left unread.
+// server.body_limit: one declared so (its connection closes, see
+// bodyCheck), or a chunked one once it passed the limit (the HTTP server
+// drops up to 256 KiB more of it, then closes).
 func (s *Server) bodyTooLarge(c *fiber.Ctx) error {
-	c.Context().SetConnectionClose()
 	return apiErr(fiber.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds server.body_limit of "+strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10)+" bytes")
 }
 
-// setBudgets applies the config's body budgets.
+// setBudgets applies the config's body budgets. The request budget is
+// at least server.body_limit: a reload keeps the running body_limit (it
+// needs a restart), and may come with a budget checked against another.
 func (s *Server) setBudgets(cfg *config.Config) {
 	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
-	s.requests.limit.Store(int64(min(cfg.Server.RequestBudget, 1<<62)))
+	requests := min(cfg.Server.RequestBudget, 1<<62)
+	if limit := cfg.Server.BodyLimit; requests < limit {
+		s.log.WithFields(logrus.Fields{"request_budget": cfg.Server.RequestBudget, "body_limit": limit}).
+			Warn("server.request_budget is below the running server.body_limit, which needs a restart to change: the budget is body_limit until then")
+		requests = limit
+	}
+	s.requests.limit.Store(int64(requests))
+	s.anonymous.limit.Store(int64(requests / 4))
 }

@@ -320,6 +320,29 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 	if status, body := chunked(60 * 1024); status != 200 || len(body) != 60*1024 {
 		t.Errorf("chunked body under body_limit: %d, %d bytes", status, len(body))
 	}
+	// Exactly the limit, chunked: it fits (the buffer never passes it).
+	if status, body := chunked(64 * 1024); status != 200 || len(body) != 64*1024 {
+		t.Errorf("chunked body of exactly body_limit: %d, %d bytes", status, len(body))
+	}
+
+	// A body cut short (the client stops after 20000 of 30000 declared
+	// bytes) is a bad request: the plugin never sees it as whole.
+	cut, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cut.Close()
+	cut.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(cut, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nX-Request-Id: cut-1\r\nContent-Length: 30000\r\n\r\n%s", in.Token, strings.Repeat("c", 20000))
+	cut.(*net.TCPConn).CloseWrite()
+	resp, err = http.ReadResponse(bufio.NewReader(cut), nil)
+	if err != nil {
+		t.Fatalf("a body cut short: %v", err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || errorBody(t, string(b))["code"] != "bad_request" || !strings.Contains(string(b), "ended after 20000 of the 30000 bytes") {
+		t.Errorf("a body cut short: %d %s", resp.StatusCode, b)
+	}
 }
 
 // A request body is read by the route that needs it, after the caller is
@@ -344,6 +367,24 @@ func TestBodyNotReadBeforeAuthentication(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Errorf("unauthenticated request with a body still coming: %d", resp.StatusCode)
+	}
+
+	// Nor does /metrics read one (an adaptor to net/http would read it
+	// whole, unbounded): its answer comes with the body still coming.
+	m, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(m, "GET /metrics HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n4000\r\n%s\r\n", in.Token, strings.Repeat("m", 0x4000))
+	resp, err = http.ReadResponse(bufio.NewReader(m), nil)
+	if err != nil {
+		t.Fatalf("no answer from /metrics with a body still coming: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/metrics with a body still coming: %d", resp.StatusCode)
 	}
 }
 
