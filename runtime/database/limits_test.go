@@ -186,3 +186,28 @@ func TestPGReloadCannotBoundSize(t *testing.T) {
 	}
 	must(t, in, "alpha", exec("CREATE TABLE t (x int)"))
 }
+
+// A transaction whose statement fills the database is rolled back whole
+// and stays ended: SQLite rolls back the transaction of a statement with
+// no journal of its own, and a plugin that went on would otherwise have
+// committed its later statements one by one (and lost the earlier ones).
+func TestSQLiteMaxSizeEndsTheTransaction(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "", `db_max_size = "256KiB"`))
+	must(t, in, "alpha", exec("CREATE TABLE notes (b BLOB)"))
+	for _, end := range []string{"commit", "rollback"} {
+		res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes VALUES ('first')"),
+			exec("INSERT INTO notes VALUES (randomblob(400000))"), exec("INSERT INTO notes VALUES ('after')"), step{Op: end})
+		if r := res[2]; r.Kind != "too_large" || !strings.Contains(r.Error, "the transaction it ran in was rolled back") {
+			t.Errorf("%s: the statement that fills the database: %+v", end, r)
+		}
+		if r := res[3]; r.Error == "" || !strings.Contains(r.Error, "roll it back and start again") {
+			t.Errorf("%s: a statement after it in the same transaction: %+v", end, r)
+		}
+		if r := res[4]; end == "commit" && !strings.Contains(r.Error, "commit refused") || end == "rollback" && r.Error != "" {
+			t.Errorf("%s of the ended transaction: %+v", end, r)
+		}
+		if n := count(t, in, "alpha", "notes"); n != 0 {
+			t.Errorf("%s: %d rows stored by the ended transaction", end, n)
+		}
+	}
+}

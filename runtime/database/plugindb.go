@@ -113,7 +113,18 @@ type txState struct {
 type openTx struct {
 	conn *sql.Conn
 	tx   *sql.Tx
+	// aborted says why the transaction ended before its Commit or
+	// Rollback (see dbFull); its statements and Commit then fail.
+	aborted string
 }
+
+// dbFull marks a statement's error as a database that reached
+// limits.db_max_size (or a full disk). SQLite may have rolled back the
+// transaction the statement ran in (it does when the statement had no
+// journal of its own), so the runtime ends the transaction either way.
+type dbFull struct{ error }
+
+func (e dbFull) Unwrap() error { return e.error }
 
 type txKey struct{}
 
@@ -217,10 +228,22 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		if t == nil {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrInvalid, "transaction %d is not open", st.Tx)
 		}
+		if t.aborted != "" {
+			return nil, nil, hostfuncs.Failf(hostfuncs.ErrFailed, "%s", t.aborted)
+		}
 		if cmd := p.checkSession(t.conn, st.SQL); cmd != "" {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
-		return t.tx, func(err error) error { return err }, nil
+		return t.tx, func(err error) error {
+			if errors.As(err, new(dbFull)) {
+				// Consistently ended, whatever SQLite left: a plugin
+				// that went on would otherwise commit its later
+				// statements alone, each in its own transaction.
+				t.tx.Rollback()
+				t.aborted = "the transaction was rolled back when the plugin's database reached limits.db_max_size (or the disk filled); roll it back and start again"
+			}
+			return err
+		}, nil
 	}
 	conn, err := p.acquire(ctx, lim)
 	if err != nil {
@@ -303,10 +326,14 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	}
 	var full *fullError
 	if errors.As(err, &full) {
-		if lim.MaxSize > 0 {
-			return hostfuncs.Failf(hostfuncs.ErrTooLarge, "the plugin's database is full: it reached limits.db_max_size of %d bytes, or the disk is full (%v); delete data to make room", lim.MaxSize, full.err)
+		in := ""
+		if st.Tx != 0 {
+			in = "; the transaction it ran in was rolled back"
 		}
-		return hostfuncs.Failf(hostfuncs.ErrFailed, "the disk holding the plugin's database is full (%v)", full.err)
+		if lim.MaxSize > 0 {
+			return dbFull{hostfuncs.Failf(hostfuncs.ErrTooLarge, "the plugin's database is full: it reached limits.db_max_size of %d bytes, or the disk is full (%v); delete data to make room%s", lim.MaxSize, full.err, in)}
+		}
+		return dbFull{hostfuncs.Failf(hostfuncs.ErrFailed, "the disk holding the plugin's database is full (%v)%s", full.err, in)}
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
@@ -513,6 +540,12 @@ func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, c
 	}
 	delete(st.open, id)
 	defer t.conn.Close()
+	if t.aborted != "" {
+		if commit {
+			return hostfuncs.Failf(hostfuncs.ErrFailed, "commit refused: %s", t.aborted)
+		}
+		return nil // rolled back already
+	}
 	var err error
 	if commit {
 		err = t.tx.Commit()
