@@ -213,7 +213,9 @@ func localDeps(dir string) []string {
 	// build then fails and says so).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool(), "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", ".")
+	// -e: a package with an import error (being edited) is still listed,
+	// so that it stays watched and hashed.
+	cmd := exec.CommandContext(ctx, goTool(), "list", "-e", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	out, err := cmd.Output()

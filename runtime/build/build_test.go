@@ -75,4 +75,14 @@ func TestSourceHashModuleDepsAndIgnoredFiles(t *testing.T) {
 	if got, err := SourceHash(link); err != nil || got != after {
 		t.Errorf("a symlinked plugin directory: %v, same hash %v", err, got == after)
 	}
+	// An imported package being edited into an import error stays an
+	// input (go list fails without -e), so that the fix is seen.
+	write("lib/shared/shared.go", "package shared\n\nimport \"example.test/m/nothere\"\n\nconst V = nothere.V\n")
+	listed := false
+	for _, in := range Inputs(dir) {
+		listed = listed || in.Path == filepath.Join(mod, "lib", "shared")
+	}
+	if !listed {
+		t.Errorf("a package with an import error is not among the inputs: %v", Inputs(dir))
+	}
 }

@@ -104,8 +104,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if principal == nil && !s.rt.Config().Auth.DangerouslyDisable {
 		share = &s.anonymous
 	}
-	body, err := s.readBody(c, id, share)
+	body := &requestBody{share: share, all: &s.requests}
 	defer body.release()
+	err = s.readBody(c, id, body)
 	req.Body = body.b
 	if err != nil {
 		return err
@@ -633,19 +634,18 @@ func (rb *requestBody) release() {
 
 // readBody reads the request's body, at most server.body_limit bytes (a
 // chunked body has no Content-Length to refuse it by ahead), taking its
-// buffer from share of server.request_budget. The buffer grows as the
+// buffer from its share of server.request_budget. The buffer grows as the
 // body arrives (doubling, never past a declared length or the limit), so
 // that a client sending slowly holds what it sent. The body holds its
-// bytes until release, also when err is not nil.
-func (s *Server) readBody(c *fiber.Ctx, id string, share *byteBudget) (body *requestBody, err error) {
-	body = &requestBody{share: share, all: &s.requests}
+// bytes until release, also when an error is returned.
+func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 	fr := c.Request()
 	limit := int(min(s.cfg.Server.BodyLimit, 1<<31-1))
 	want := fr.Header.ContentLength() // -1 for chunked
 	// fail answers without reading the rest of the body: the HTTP server
 	// then reads and drops up to 256 KiB of it, so that the client gets
 	// the answer, and closes the connection when more is left.
-	fail := func(e error) (*requestBody, error) { return body, e }
+	fail := func(e error) error { return e }
 	// room makes the buffer able to take n more bytes (fewer when the
 	// declared length is nearer).
 	room := func(n int) error {
@@ -675,7 +675,7 @@ func (s *Server) readBody(c *fiber.Ctx, id string, share *byteBudget) (body *req
 			return fail(err)
 		}
 		body.b = append(body.b, b...)
-		return body, nil
+		return nil
 	}
 	r := fr.BodyStream()
 	for want < 0 || len(body.b) < want {
@@ -711,5 +711,5 @@ func (s *Server) readBody(c *fiber.Ctx, id string, share *byteBudget) (body *req
 			return fail(apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error()))
 		}
 	}
-	return body, nil
+	return nil
 }

@@ -118,6 +118,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	// connection that is about to go away.
 	s.app.Server().CloseOnShutdown = true
 	s.app.Server().Logger = httpLogger{log, cfg.Server.MaxConnections}
+	s.app.Server().SecureErrorLogMessage = true // and they are dropped (httpLogger)
 	s.app.Server().HeaderReceived = bodyCheck(int(min(cfg.Server.BodyLimit, 1<<31-1)))
 	s.app.Server().Handler = s.guard(s.app.Server().Handler)
 	s.routes()
@@ -404,23 +405,23 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// httpLogger takes the HTTP server's own messages into the log. The one
-// about its connection limit names the config key that sets it.
+// httpLogger takes the HTTP server's message about its connection limit
+// into the log, as a warning naming the config key that sets it. Its
+// others are dropped, as Fiber drops them all: one per malformed request
+// or broken connection, which any client can cause, quoting the request's
+// bytes (credentials included, even with SecureErrorLogMessage); the
+// access log and the metrics count those requests already.
 type httpLogger struct {
 	log            *logrus.Logger
 	maxConnections int
 }
 
 func (l httpLogger) Printf(format string, args ...any) {
-	if strings.HasPrefix(format, "WARNING: Request.Body() reads the entire stream") {
-		return // a body read whole on purpose (one under server.body_limit)
-	}
 	if strings.Contains(format, "Server.Concurrency") {
 		l.log.WithField("max_connections", l.maxConnections).
 			Warn("connections refused (503): server.max_connections are open (logged at most once a minute)")
 		return
 	}
-	l.log.WithField("component", "http").Warn(fmt.Sprintf(format, args...))
 }
 
 // bodyTooLargeMark marks a request whose Content-Length is over
@@ -468,5 +469,6 @@ func (s *Server) setBudgets(cfg *config.Config) {
 		requests = limit
 	}
 	s.requests.limit.Store(int64(requests))
-	s.anonymous.limit.Store(int64(requests / 4))
+	// A quarter, but room for one body of the largest size.
+	s.anonymous.limit.Store(int64(min(max(requests/4, cfg.Server.BodyLimit), requests)))
 }
