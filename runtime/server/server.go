@@ -433,7 +433,7 @@ const bodyTooLargeMark = "X-Greenroom-Body-Too-Large"
 // reads any of its body (it reads up to 8 KiB ahead). A declared body over
 // limit is not read at all: the request goes on without it, marked, to be
 // answered 413 from its head (requestState), and its connection closes
-// after the answer, with the body unread, as net/http does.
+// after the answer, with the body unread.
 func bodyCheck(limit int) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 	return func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		h.Del(bodyTooLargeMark)
