@@ -86,6 +86,8 @@ type bodyStream struct {
 	off    int
 	held   int64
 	budget *byteBudget
+	// onClose, when set, runs at Close: the request's end (requestState).
+	onClose func()
 }
 
 // maxPooledBody is the largest body buffer kept for reuse.
@@ -131,7 +133,10 @@ func (s *bodyStream) SupportsBodyWriteTo() bool { return true }
 // failed, or when the response is reset without being written.
 func (s *bodyStream) Close() error {
 	s.budget.give(s.held)
-	s.held, s.budget, s.off = 0, nil, 0
+	if s.onClose != nil {
+		s.onClose()
+	}
+	s.held, s.budget, s.off, s.onClose = 0, nil, 0, nil
 	if cap(s.b) > maxPooledBody {
 		s.b = nil
 	}

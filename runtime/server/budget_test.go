@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 )
 
 // holdingClient asks for path and reads nothing: the server cannot finish
@@ -381,5 +384,77 @@ func TestMalformedRequestsAndPublicBodies(t *testing.T) {
 	status, _, body := in.DoAnon(t, "POST", "/api/hello/ping", strings.NewReader(strings.Repeat("q", 60<<10)))
 	if status == 503 {
 		t.Errorf("an anonymous body of 60 KiB under a 64KiB body_limit and budget: %d %.200s", status, body)
+	}
+}
+
+// A plugin's answer is written after its handler returns: the request
+// stays in flight until it is sent, so a shutdown waits for it and, cut
+// short, names it. It was logged as no request at all.
+func TestShutdownNamesAnAnswerBeingSent(t *testing.T) {
+	const big = 16_000_000
+	in := start(t, fmt.Sprintf("[plugins.hostile]\npath = %q\n[plugins.hostile.limits]\nmemory = \"160MiB\"\nmax_response = \"17MiB\"\n", hostileWasm))
+	holdingClient(t, in.URL, in.Token, fmt.Sprintf("/api/hostile/big?n=%d", big))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if v := value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), "greenroom_http_response_buffered_bytes"); v >= big {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unread answer is not held")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := in.Server.Shutdown(ctx)
+	if err == nil || !strings.Contains(err.Error(), "cut off: GET /api/hostile/big") || !strings.Contains(err.Error(), "sending its answer") {
+		t.Errorf("shutdown with an answer still being sent: %v", err)
+	}
+}
+
+// During a shutdown's drain a request gets 503 shutting_down; its body is
+// read and dropped first, so that the connection closes cleanly and the
+// client reads the 503 (closed with the body unread, the connection was
+// reset and the answer lost).
+func TestShutdownAnswersBodiesCleanly(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\n", guesttest.Build(t, "runtime/server/testdata/guests/ver1")))
+	// A slow call keeps the drain going (and the listener open).
+	go in.Get(t, "/api/ver/slow?ms=3000")
+	in.WaitBusy(t, "ver")
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- in.Server.Shutdown(ctx)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if status, _, _ := in.DoAnon(t, "GET", "/api/ver/v", nil); status == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not start refusing")
+		}
+	}
+	for i := range 3 {
+		// A client still writing its body when the answer comes: with
+		// the body left unread, the connection was reset under it.
+		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /api/ver/v HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 64<<10, strings.Repeat("x", 32<<10))
+		time.Sleep(200 * time.Millisecond) // a server not reading the body has answered and closed by now
+		_, werr := c.Write([]byte(strings.Repeat("y", 32<<10)))
+		time.Sleep(200 * time.Millisecond)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		switch {
+		case err != nil || werr != nil:
+			t.Errorf("request %d during the drain: write %v, read %v", i, werr, err)
+		case resp.StatusCode != 503:
+			t.Errorf("request %d during the drain: %d", i, resp.StatusCode)
+		}
+		c.Close()
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("shutdown: %v", err)
 	}
 }

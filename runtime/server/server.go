@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -258,7 +259,11 @@ func (s *Server) inFlight() []string {
 	slices.SortFunc(all, func(a, b *reqState) int { return a.start.Compare(b.start) })
 	out := make([]string, len(all))
 	for i, rs := range all {
-		out[i] = fmt.Sprintf("%s %s (request %s, running %s)", rs.method, rs.path, rs.id, time.Since(rs.start).Round(time.Millisecond))
+		sending := ""
+		if rs.sending {
+			sending = ", sending its answer"
+		}
+		out[i] = fmt.Sprintf("%s %s (request %s, running %s%s)", rs.method, rs.path, rs.id, time.Since(rs.start).Round(time.Millisecond), sending)
 	}
 	return out
 }
@@ -270,8 +275,10 @@ type reqState struct {
 	subject string
 	start   time.Time
 	// method and path are set before the request is registered in
-	// flight and never change, so a shutdown may read them.
+	// flight and change only under inflightMu (copied when the answer
+	// outlives the handler, with sending set), so a shutdown may read them.
 	method, path string
+	sending      bool
 	// principal is the verified caller, nil when the request carried no
 	// valid credential; authErr says why not.
 	principal *auth.Principal
@@ -295,10 +302,25 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	s.inflightMu.Lock()
 	s.inflight[rs] = struct{}{}
 	s.inflightMu.Unlock()
-	defer func() {
+	done := func() {
 		s.inflightMu.Lock()
 		delete(s.inflight, rs)
 		s.inflightMu.Unlock()
+	}
+	defer func() {
+		// A plugin's answer is written after this returns: the request
+		// stays in flight, for a shutdown to wait for and name, until
+		// its stream is closed (written, or given up).
+		if bs, ok := c.Response().BodyStream().(*bodyStream); ok && bs.onClose == nil {
+			s.inflightMu.Lock()
+			// Its strings point into buffers the server reuses once
+			// the request has gone; the answer may outlive them.
+			rs.method, rs.path, rs.sending = strings.Clone(rs.method), strings.Clone(rs.path), true
+			s.inflightMu.Unlock()
+			bs.onClose = done
+			return
+		}
+		done()
 	}()
 	var err error
 	if s.refusing.Load() && !isHealth(c) {
@@ -321,6 +343,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	if s.draining.Load() {
 		// Also during shutdown_delay, before the listener closes.
 		c.Context().SetConnectionClose()
+		s.dropBody(c)
 	}
 	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.subject, time.Since(rs.start))
 	return nil
@@ -471,4 +494,14 @@ func (s *Server) setBudgets(cfg *config.Config) {
 	s.requests.limit.Store(int64(requests))
 	// A quarter, but room for one body of the largest size.
 	s.anonymous.limit.Store(int64(min(max(requests/4, cfg.Server.BodyLimit), requests)))
+}
+
+// dropBody reads and drops what is left of a request's body (at most
+// server.body_limit) before an answer that closes the connection: a
+// connection closed with bytes of the request unread is reset, and the
+// client may lose the answer (a 503 shutting_down among them).
+func (s *Server) dropBody(c *fiber.Ctx) {
+	if fr := c.Request(); fr.IsBodyStream() {
+		io.CopyN(io.Discard, fr.BodyStream(), int64(min(s.cfg.Server.BodyLimit, 1<<31-1)))
+	}
 }
