@@ -174,7 +174,7 @@ func (s *Server) routes() {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(ln)
+	return s.app.Listener(lingerListener{ln})
 }
 
 // Drain turns readiness to 503 while the server keeps serving: the first
