@@ -86,8 +86,10 @@ type bodyStream struct {
 	off    int
 	held   int64
 	budget *byteBudget
-	// onClose, when set, runs at Close: the request's end (requestState).
-	onClose func()
+	// ending, when set, is the request the answer ends (requestState):
+	// Close takes it out of server's in-flight set.
+	ending *reqState
+	server *Server
 }
 
 // maxPooledBody is the largest body buffer kept for reuse.
@@ -133,10 +135,10 @@ func (s *bodyStream) SupportsBodyWriteTo() bool { return true }
 // failed, or when the response is reset without being written.
 func (s *bodyStream) Close() error {
 	s.budget.give(s.held)
-	if s.onClose != nil {
-		s.onClose()
+	if s.ending != nil {
+		s.server.forget(s.ending)
 	}
-	s.held, s.budget, s.off, s.onClose = 0, nil, 0, nil
+	s.held, s.budget, s.off, s.ending, s.server = 0, nil, 0, nil, nil
 	if cap(s.b) > maxPooledBody {
 		s.b = nil
 	}

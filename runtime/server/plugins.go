@@ -97,19 +97,22 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
 	}
-	// A caller let in without a credential (a public route) draws on a
-	// quarter of the budget at most, so that anonymous bodies cannot
-	// starve authenticated callers.
-	share := &s.requests
-	if principal == nil && !s.rt.Config().Auth.DangerouslyDisable {
-		share = &s.anonymous
-	}
-	body := &requestBody{share: share, all: &s.requests}
-	defer body.release()
-	err = s.readBody(c, id, body)
-	req.Body = body.b
-	if err != nil {
-		return err
+	// fasthttp streams every body (a request without one has none).
+	if c.Request().IsBodyStream() {
+		// A caller let in without a credential (a public route) draws
+		// on a quarter of the budget at most, so that anonymous bodies
+		// cannot starve authenticated callers.
+		share := &s.requests
+		if principal == nil && !s.rt.Config().Auth.DangerouslyDisable {
+			share = &s.anonymous
+		}
+		body := &requestBody{share: share, all: &s.requests}
+		defer body.release()
+		err = s.readBody(c, id, body)
+		req.Body = body.b
+		if err != nil {
+			return err
+		}
 	}
 
 	respond := func(resp hostfuncs.Response) error {

@@ -275,8 +275,8 @@ type reqState struct {
 	subject string
 	start   time.Time
 	// method and path are set before the request is registered in
-	// flight and change only under inflightMu (copied when the answer
-	// outlives the handler, with sending set), so a shutdown may read them.
+	// flight and never change, so a shutdown may read them. sending
+	// (under inflightMu) is set when its answer outlives its handler.
 	method, path string
 	sending      bool
 	// principal is the verified caller, nil when the request carried no
@@ -302,25 +302,20 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	s.inflightMu.Lock()
 	s.inflight[rs] = struct{}{}
 	s.inflightMu.Unlock()
-	done := func() {
-		s.inflightMu.Lock()
-		delete(s.inflight, rs)
-		s.inflightMu.Unlock()
-	}
 	defer func() {
 		// A plugin's answer is written after this returns: the request
 		// stays in flight, for a shutdown to wait for and name, until
-		// its stream is closed (written, or given up).
-		if bs, ok := c.Response().BodyStream().(*bodyStream); ok && bs.onClose == nil {
+		// its stream is closed (written, or given up). Its strings stay
+		// valid: the server reuses the request's buffers only after the
+		// answer's stream is closed.
+		if bs, ok := c.Response().BodyStream().(*bodyStream); ok && bs.ending == nil {
 			s.inflightMu.Lock()
-			// Its strings point into buffers the server reuses once
-			// the request has gone; the answer may outlive them.
-			rs.method, rs.path, rs.sending = strings.Clone(rs.method), strings.Clone(rs.path), true
+			rs.sending = true
 			s.inflightMu.Unlock()
-			bs.onClose = done
+			bs.ending, bs.server = rs, s
 			return
 		}
-		done()
+		s.forget(rs)
 	}()
 	var err error
 	if s.refusing.Load() && !isHealth(c) {
@@ -347,6 +342,13 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	}
 	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.subject, time.Since(rs.start))
 	return nil
+}
+
+// forget takes a request out of the in-flight set.
+func (s *Server) forget(rs *reqState) {
+	s.inflightMu.Lock()
+	delete(s.inflight, rs)
+	s.inflightMu.Unlock()
 }
 
 // record counts an answered request in the metrics and writes its access
