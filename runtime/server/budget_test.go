@@ -458,3 +458,34 @@ func TestShutdownAnswersBodiesCleanly(t *testing.T) {
 		t.Errorf("shutdown: %v", err)
 	}
 }
+
+// Connections close lingering in the background: a shutdown closing idle
+// connections one after another does not wait half a second for each
+// client that keeps its end open (20 of them would take 10 s).
+func TestShutdownDoesNotWaitForLingeringCloses(t *testing.T) {
+	in := start(t, "")
+	for range 20 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, "GET /.greenroom/health/v1/liveness HTTP/1.1\r\nHost: test\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		// Kept open and idle, never read again.
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if err := in.Server.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("shutdown with 20 idle connections took %s", took)
+	}
+}

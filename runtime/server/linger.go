@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -30,12 +31,26 @@ func (l lingerListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-type lingerConn struct{ *net.TCPConn }
+type lingerConn struct {
+	*net.TCPConn
+	once sync.Once
+}
 
+// Close shuts the connection's sending side and returns; the rest of the
+// close (dropping what the client still sends, then closing) goes on in
+// the background, so that the server's loops that close connections one
+// after another (idle ones at shutdown) do not wait for it.
 func (c *lingerConn) Close() error {
-	if c.CloseWrite() == nil {
-		c.SetReadDeadline(time.Now().Add(lingerTime))
-		io.CopyN(io.Discard, c.TCPConn, lingerBytes)
-	}
-	return c.TCPConn.Close()
+	c.once.Do(func() {
+		if c.CloseWrite() != nil {
+			c.TCPConn.Close()
+			return
+		}
+		go func() {
+			c.SetReadDeadline(time.Now().Add(lingerTime))
+			io.CopyN(io.Discard, c.TCPConn, lingerBytes)
+			c.TCPConn.Close()
+		}()
+	})
+	return nil
 }
