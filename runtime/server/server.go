@@ -275,8 +275,8 @@ type reqState struct {
 	subject string
 	start   time.Time
 	// method and path are set before the request is registered in
-	// flight and never change, so a shutdown may read them. sending
-	// (under inflightMu) is set when its answer outlives its handler.
+	// flight and change only under inflightMu, copied when its answer
+	// outlives its handler (with sending set), so a shutdown may read them.
 	method, path string
 	sending      bool
 	// principal is the verified caller, nil when the request carried no
@@ -305,12 +305,12 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	defer func() {
 		// A plugin's answer is written after this returns: the request
 		// stays in flight, for a shutdown to wait for and name, until
-		// its stream is closed (written, or given up). Its strings stay
-		// valid: the server reuses the request's buffers only after the
-		// answer's stream is closed.
+		// its stream is closed (written, or given up). Its strings point
+		// into Fiber's context, which the next request reuses once this
+		// returns: they are copied.
 		if bs, ok := c.Response().BodyStream().(*bodyStream); ok && bs.ending == nil {
 			s.inflightMu.Lock()
-			rs.sending = true
+			rs.method, rs.path, rs.sending = methodName(rs.method), strings.Clone(rs.path), true
 			s.inflightMu.Unlock()
 			bs.ending, bs.server = rs, s
 			return
@@ -342,6 +342,17 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	}
 	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.subject, time.Since(rs.start))
 	return nil
+}
+
+// methodName is m as a string of its own: a constant for the common
+// methods, else a copy.
+func methodName(m string) string {
+	for _, known := range []string{fiber.MethodGet, fiber.MethodPost, fiber.MethodPut, fiber.MethodPatch, fiber.MethodDelete, fiber.MethodHead, fiber.MethodOptions} {
+		if m == known {
+			return known
+		}
+	}
+	return strings.Clone(m)
 }
 
 // forget takes a request out of the in-flight set.
