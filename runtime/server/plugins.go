@@ -608,7 +608,14 @@ type requestBody struct {
 	held  int64
 	share *byteBudget // also holds held, when not the whole budget
 	all   *byteBudget
+	// pooled is the reused buffer b lives in, for a small body.
+	pooled *[]byte
 }
+
+// smallBodies are buffers for bodies of a declared length of at most
+// maxPooledBody: taken whole at once and reused, they cost neither an
+// allocation nor the copies of a growing buffer.
+var smallBodies = sync.Pool{New: func() any { b := make([]byte, maxPooledBody); return &b }}
 
 // take takes n more bytes from the share and the whole budget.
 func (rb *requestBody) take(n int64) bool {
@@ -633,6 +640,10 @@ func (rb *requestBody) release() {
 		rb.share.give(rb.held)
 	}
 	rb.held = 0
+	if rb.pooled != nil {
+		smallBodies.Put(rb.pooled)
+		rb.pooled, rb.b = nil, nil
+	}
 }
 
 // readBody reads the request's body, at most server.body_limit bytes (a
@@ -649,6 +660,15 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 	// then reads and drops up to 256 KiB of it, so that the client gets
 	// the answer, and closes the connection when more is left.
 	fail := func(e error) error { return e }
+	if want > 0 && want <= maxPooledBody {
+		// Small and declared: its buffer at once, from the pool (the
+		// budget counts the declared length).
+		if !body.take(int64(want)) {
+			return fail(s.budgetSpent(id, "server.request_budget", 0))
+		}
+		body.pooled = smallBodies.Get().(*[]byte)
+		body.b = (*body.pooled)[:0:want]
+	}
 	// room makes the buffer able to take n more bytes (fewer when the
 	// declared length is nearer).
 	room := func(n int) error {
