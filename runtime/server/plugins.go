@@ -651,20 +651,19 @@ func (rb *requestBody) release() {
 // buffer from its share of server.request_budget. The buffer grows as the
 // body arrives (doubling, never past a declared length or the limit), so
 // that a client sending slowly holds what it sent. The body holds its
-// bytes until release, also when an error is returned.
+// bytes until release, also when an error is returned. The request's body
+// is a stream (fasthttp streams every body). An error answers without
+// reading the rest: the HTTP server then drops up to 256 KiB of it, and
+// past that closes the connection (lingering, see linger.go).
 func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 	fr := c.Request()
 	limit := int(min(s.cfg.Server.BodyLimit, 1<<31-1))
 	want := fr.Header.ContentLength() // -1 for chunked
-	// fail answers without reading the rest of the body: the HTTP server
-	// then reads and drops up to 256 KiB of it, so that the client gets
-	// the answer, and closes the connection when more is left.
-	fail := func(e error) error { return e }
 	if want > 0 && want <= maxPooledBody {
 		// Small and declared: its buffer at once, from the pool (the
 		// budget counts the declared length).
 		if !body.take(int64(want)) {
-			return fail(s.budgetSpent(id, "server.request_budget", 0))
+			return s.budgetSpent(id, "server.request_budget", 0)
 		}
 		body.pooled = smallBodies.Get().(*[]byte)
 		body.b = (*body.pooled)[:0:want]
@@ -692,14 +691,6 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 		body.b = grown
 		return nil
 	}
-	if !fr.IsBodyStream() {
-		b := fr.Body()
-		if err := room(len(b)); err != nil {
-			return fail(err)
-		}
-		body.b = append(body.b, b...)
-		return nil
-	}
 	r := fr.BodyStream()
 	for want < 0 || len(body.b) < want {
 		var n int
@@ -708,11 +699,11 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 			// Full: the body must end here. One byte more is over.
 			var probe [1]byte
 			if n, err = r.Read(probe[:]); n > 0 {
-				return fail(s.bodyTooLarge(c))
+				return s.bodyTooLarge(c)
 			}
 		} else {
 			if err := room(min(4096, limit-len(body.b))); err != nil {
-				return fail(err)
+				return err
 			}
 			buf := body.b
 			n, err = r.Read(buf[len(buf):cap(buf)])
@@ -721,7 +712,7 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 		if err == io.EOF {
 			if want >= 0 && len(body.b) < want {
 				c.Context().SetConnectionClose()
-				return fail(apiErr(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("the request body ended after %d of the %d bytes its Content-Length declares", len(body.b), want)))
+				return apiErr(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("the request body ended after %d of the %d bytes its Content-Length declares", len(body.b), want))
 			}
 			break
 		}
@@ -729,9 +720,9 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 			c.Context().SetConnectionClose()
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return fail(apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout"))
+				return apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout")
 			}
-			return fail(apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error()))
+			return apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
 		}
 	}
 	return nil
