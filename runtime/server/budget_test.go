@@ -14,17 +14,26 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 )
 
-// holdingClient asks for path and reads nothing: the server cannot finish
-// writing an answer larger than the sockets' buffers (a few MB on
-// loopback), and holds it.
-func holdingClient(t *testing.T, url, token, path string) *net.TCPConn {
+// dial opens a connection to the server at url, closed when the test
+// ends, whose reads and writes give up after 10 s.
+func dial(t *testing.T, url string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := c.(*net.TCPConn)
-	t.Cleanup(func() { tc.Close() })
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// holdingClient asks for path and reads nothing: the server cannot finish
+// writing an answer larger than the sockets' buffers (a few MB on
+// loopback), and holds it.
+func holdingClient(t *testing.T, url, token, path string) *net.TCPConn {
+	t.Helper()
+	tc := dial(t, url).(*net.TCPConn)
+	tc.SetDeadline(time.Time{}) // held as long as the test needs
 	fmt.Fprintf(tc, "GET %s HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", path, token)
 	return tc
 }
@@ -161,10 +170,7 @@ func TestMaxConnections(t *testing.T) {
 	in.Client.CloseIdleConnections()
 	in.Anon.CloseIdleConnections()
 	live := func() (net.Conn, string) {
-		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dial(t, in.URL)
 		t.Cleanup(func() { c.Close() })
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "GET /.greenroom/health/v1/liveness HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -229,11 +235,7 @@ path = %q
 		return status, body
 	}
 	// 40 KiB declared, 36 KiB sent: the buffer has grown to hold them.
-	slow, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	slow := dial(t, in.URL)
 	fmt.Fprintf(slow, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 40<<10, strings.Repeat("s", 36<<10))
 	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 36<<10; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -270,10 +272,7 @@ path = %q
 		t.Errorf("greenroom_http_request_buffered_bytes = %v with no body held", got)
 	}
 	// A client that leaves mid-body gives its bytes back too.
-	gone, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	gone := dial(t, in.URL)
 	fmt.Fprintf(gone, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 40<<10, strings.Repeat("g", 20<<10))
 	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 20<<10; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -301,11 +300,7 @@ func TestRequestBudgetShares(t *testing.T) {
 		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), name)
 	}
 	// An anonymous slow body of 12 KiB declared, 10 KiB sent, held.
-	slow, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	slow := dial(t, in.URL)
 	fmt.Fprintf(slow, "POST /api/hello/ping HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n%s", 12<<10, strings.Repeat("a", 10<<10))
 	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 10<<10; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -359,10 +354,7 @@ func TestMalformedRequestsAndPublicBodies(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-configured-secret-0123456789\r\nContent-Length: abc\r\n\r\n",
 		"garbage not-configured-secret-0123456789\r\n\r\n",
 	} {
-		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dial(t, in.URL)
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprint(c, raw)
 		io.Copy(io.Discard, c)
@@ -436,10 +428,7 @@ func TestShutdownAnswersBodiesCleanly(t *testing.T) {
 	for i := range 3 {
 		// A client still writing its body when the answer comes: with
 		// the body left unread, the connection was reset under it.
-		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dial(t, in.URL)
 		fmt.Fprintf(c, "POST /api/ver/v HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 64<<10, strings.Repeat("x", 32<<10))
 		time.Sleep(200 * time.Millisecond) // a server not reading the body has answered and closed by now
 		_, werr := c.Write([]byte(strings.Repeat("y", 32<<10)))
@@ -465,11 +454,7 @@ func TestShutdownAnswersBodiesCleanly(t *testing.T) {
 func TestShutdownDoesNotWaitForLingeringCloses(t *testing.T) {
 	in := start(t, "")
 	for range 20 {
-		c, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, in.URL)
 		fmt.Fprint(c, "GET /.greenroom/health/v1/liveness HTTP/1.1\r\nHost: test\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -175,10 +175,7 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		"GET /api/hello/ping%%zz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
 		"GET /api/hello/a%%20b/%% HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
 	} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dial(t, in.URL)
 		fmt.Fprintf(conn, raw, in.Token)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
@@ -197,10 +194,7 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 func TestUnknownMethod(t *testing.T) {
 	in := start(t, fmt.Sprintf("[log]\naccess_log = true\n[plugins.hello]\npath = %q\n", helloWasm))
 	for _, path := range []string{"/api/hello/ping", "/.greenroom/plugins/v1/", "/"} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dial(t, in.URL)
 		fmt.Fprintf(conn, "BREW %s HTTP/1.1\r\nHost: x\r\nX-Request-Id: brew-1\r\n\r\n", path)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
@@ -230,10 +224,7 @@ func TestUnknownMethod(t *testing.T) {
 func TestHTTPVersion(t *testing.T) {
 	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
 	for proto, want := range map[string]int{"HTTP/9.9": 505, "HTTP/2.0": 505, "HTTP/1.1": 200, "HTTP/1.0": 200} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dial(t, in.URL)
 		fmt.Fprintf(conn, "GET /api/hello/ping %s\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", proto, in.Token)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
@@ -259,11 +250,7 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 	// Over the limit: the server answers from the head alone and closes.
 	// Only the head is sent: a client still writing the body could find
 	// the connection reset before it reads the answer (a broken pipe).
-	conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, in.URL)
 	fmt.Fprintf(conn, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nX-Request-Id: big-1\r\nContent-Length: %d\r\n\r\n", in.Token, 65*1024)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -291,12 +278,7 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 	}
 	// A client that asks first (Expect: 100-continue) is not invited to
 	// send a body over the limit: its first answer is the 413.
-	conn2, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn2.Close()
-	conn2.SetDeadline(time.Now().Add(10 * time.Second))
+	conn2 := dial(t, in.URL)
 	fmt.Fprintf(conn2, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", in.Token, 65*1024)
 	if line, err := bufio.NewReader(conn2).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 413") {
 		t.Errorf("over body_limit with Expect: 100-continue: first line %q, %v", line, err)
@@ -327,12 +309,7 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 
 	// A body cut short (the client stops after 20000 of 30000 declared
 	// bytes) is a bad request: the plugin never sees it as whole.
-	cut, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cut.Close()
-	cut.SetDeadline(time.Now().Add(10 * time.Second))
+	cut := dial(t, in.URL)
 	fmt.Fprintf(cut, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nX-Request-Id: cut-1\r\nContent-Length: 30000\r\n\r\n%s", in.Token, strings.Repeat("c", 20000))
 	cut.(*net.TCPConn).CloseWrite()
 	resp, err = http.ReadResponse(bufio.NewReader(cut), nil)
@@ -352,12 +329,7 @@ func TestNotFoundAndBodyLimit(t *testing.T) {
 // most of a 4 MiB body held 1.3 GB.
 func TestBodyNotReadBeforeAuthentication(t *testing.T) {
 	in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
-	conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dial(t, in.URL)
 	// 1 MiB declared (under the 4MiB limit), 16 KiB sent.
 	fmt.Fprintf(conn, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nContent-Length: %d\r\n\r\n%s", 1<<20, strings.Repeat("z", 16<<10))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -372,11 +344,7 @@ func TestBodyNotReadBeforeAuthentication(t *testing.T) {
 	// A client still uploading the body it was refused gets the answer,
 	// not a reset: the server closes lingering (20 of 30 uploads of 2 MB
 	// without a credential were reset before).
-	up, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
+	up := dial(t, in.URL)
 	fmt.Fprintf(up, "POST /api/hello/echo HTTP/1.1\r\nHost: greenroom\r\nContent-Length: %d\r\n\r\n%s", 2<<20, strings.Repeat("u", 1<<20))
 	time.Sleep(200 * time.Millisecond) // answered, 256 KiB dropped, and closed by now
 	_, werr := up.Write([]byte(strings.Repeat("v", 1<<20)))
@@ -388,12 +356,7 @@ func TestBodyNotReadBeforeAuthentication(t *testing.T) {
 
 	// Nor does /metrics read one (an adaptor to net/http would read it
 	// whole, unbounded): its answer comes with the body still coming.
-	m, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	m.SetDeadline(time.Now().Add(10 * time.Second))
+	m := dial(t, in.URL)
 	fmt.Fprintf(m, "GET /metrics HTTP/1.1\r\nHost: greenroom\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n4000\r\n%s\r\n", in.Token, strings.Repeat("m", 0x4000))
 	resp, err = http.ReadResponse(bufio.NewReader(m), nil)
 	if err != nil {
