@@ -114,21 +114,13 @@ func TestServeWatchReloadsChangedModule(t *testing.T) {
 
 // greenroom dev rebuilds a plugin when its Go sources change and reloads it.
 func TestDevRebuildsChangedSources(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "ver")
 	os.MkdirAll(src, 0o755)
 	// A module of its own that uses this checkout's SDK, so the test
 	// writes nothing into the source tree and needs no network.
-	writeGoMod(t, src, "example.com/ver", root)
-	orig, err := os.ReadFile(filepath.Join(root, "runtime", "server", "testdata", "guests", "ver1", "main.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644)
+	writeGoMod(t, src, "example.com/ver")
+	orig := writeVer1(t, src)
 	goModTidy(t, src)
 	addr := freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), src)), 0o644)
@@ -179,12 +171,8 @@ func copyWasm(t *testing.T, src, dst string) {
 // greenroom dev rebuilds a plugin when a package of its module that it
 // imports changes, outside the plugin's own directory.
 func TestDevRebuildsOnImportedPackageChange(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
 	mod := t.TempDir()
-	writeGoMod(t, mod, "example.com/multi", root)
+	writeGoMod(t, mod, "example.com/multi")
 	shared := filepath.Join(mod, "internal", "shared")
 	os.MkdirAll(shared, 0o755)
 	writeShared := func(v string) {
@@ -224,20 +212,12 @@ func main() {}
 // source directory inside a module elsewhere: it builds there, and an
 // edit in the directory the link points to is rebuilt.
 func TestDevFollowsLinkedSourceDir(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	mod := filepath.Join(dir, "repo")
 	src := filepath.Join(mod, "plugins", "ver")
 	os.MkdirAll(src, 0o755)
-	writeGoMod(t, mod, "example.com/repo", root)
-	orig, err := os.ReadFile(filepath.Join(root, "runtime", "server", "testdata", "guests", "ver1", "main.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644)
+	writeGoMod(t, mod, "example.com/repo")
+	orig := writeVer1(t, src)
 	goModTidy(t, mod)
 	link := filepath.Join(dir, "ver")
 	if err := os.Symlink(src, link); err != nil {
@@ -251,10 +231,34 @@ func TestDevFollowsLinkedSourceDir(t *testing.T) {
 	waitBody(t, "http://"+addr+"/api/ver/v", "v1-linked", 120*time.Second)
 }
 
-// writeGoMod writes dir/go.mod for module name, using the greenroom
-// checkout at root (so the test needs no network).
-func writeGoMod(t *testing.T, dir, name, root string) {
+// checkout is the greenroom checkout the tests run in.
+func checkout(t *testing.T) string {
 	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// writeVer1 writes the ver1 test guest's main.go into src and returns it.
+func writeVer1(t *testing.T, src string) []byte {
+	t.Helper()
+	orig, err := os.ReadFile(filepath.Join(checkout(t), "runtime", "server", "testdata", "guests", "ver1", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return orig
+}
+
+// writeGoMod writes dir/go.mod for module name, using this greenroom
+// checkout (so the test needs no network).
+func writeGoMod(t *testing.T, dir, name string) {
+	t.Helper()
+	root := checkout(t)
 	text := fmt.Sprintf("module %s\n\ngo 1.26\n\nrequire github.com/greenroom-dev/greenroom v0.0.0\n\nreplace github.com/greenroom-dev/greenroom => %s\n", name, root)
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
