@@ -336,7 +336,7 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	// URL (a redirect's Location), or an error message that quotes them.
 	if len(hops.sent) > 0 {
 		if resp != nil {
-			hops.scrub(resp)
+			hops.scrub(resp, req.Method == http.MethodHead)
 		}
 		err = hops.scrubErr(err)
 	}
@@ -577,10 +577,15 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 // letters (the runtime lower-cases a host it quotes, net/http
 // canonicalises header names) and percent-escaped (as a URL the runtime
 // quotes has it). A Content-Length the scrub made wrong is corrected: it
-// would tell the token's length.
-func (h *hopper) scrub(resp *Response) {
+// would tell the token's length. The answer to a HEAD (head) has no body
+// to scrub and count, so its Content-Length, which may count an echo, is
+// dropped.
+func (h *hopper) scrub(resp *Response, head bool) {
 	n := len(resp.Body)
 	resp.Body = h.scrubBytes(resp.Body)
+	if head {
+		resp.Header = slices.DeleteFunc(resp.Header, func(hv [2]string) bool { return strings.EqualFold(hv[0], "Content-Length") })
+	}
 	for i, hv := range resp.Header {
 		resp.Header[i][0] = h.scrubString(hv[0])
 		resp.Header[i][1] = h.scrubString(hv[1])
