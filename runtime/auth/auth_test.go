@@ -387,7 +387,19 @@ func TestJWKSURLPasswordNotInError(t *testing.T) {
 		a.Close()
 		t.Fatal("New accepted a JWKS URL that does not parse")
 	}
-	if strings.Contains(err.Error(), "hunter2password") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: failed to create HTTP client storage for \"http://xxxxx@idp.example/jwks%zz\"") {
+	if strings.Contains(err.Error(), "hunter2password") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: does not parse as a URL") {
+		t.Errorf("err = %v", err)
+	}
+	// With a '/' in the password, the parser quoted the password's start
+	// as a port ("invalid port \":Secr3tPrefix\""), which no redaction of
+	// the whole password hid.
+	cfg.JWKSURL = "https://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:1/jwks"
+	a, err = New(&config.Auth{JWT: cfg}, Options{Log: quietLog()})
+	if err == nil {
+		a.Close()
+		t.Fatal("New accepted a JWKS URL that does not parse")
+	}
+	if strings.Contains(err.Error(), "Secr3tPrefix") || strings.Contains(err.Error(), "Rest0fPassword") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: does not parse as a URL") {
 		t.Errorf("err = %v", err)
 	}
 }

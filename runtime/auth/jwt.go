@@ -101,6 +101,12 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	// The URL may hold a password ("https://svc:pw@idp/jwks"): it is
 	// logged without it. (The config registers it as a secret too.)
 	log := opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL))
+	// Refused here as the config refuses it, before keyfunc quotes the
+	// parser's message (see config.ParseJWKSURL).
+	if _, err := config.ParseJWKSURL(cfg.JWKSURL); err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
+	}
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
 		Client:          client,
 		HTTPTimeout:     jwksTimeout,

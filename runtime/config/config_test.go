@@ -904,6 +904,20 @@ func TestJWKSURLPassword(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "hunter2password") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: must be an http(s) URL") {
 		t.Errorf("err = %v, want the URL refused without its password", err)
 	}
+	// A URL that does not parse is refused by the config (the runtime
+	// went on without JWTs), and with a '/' in the password the parser's
+	// message quoted the password's start as a port: not repeated.
+	for raw, want := range map[string]string{
+		"https://svc:Secr3tPrefix/Rest0fPassword@idp.example/jwks": "does not parse as a URL (a '/', '?', '#' or '@' in its user name or password must be percent-encoded",
+		"https://svc:Secr3t#Rest0fPassword@idp.example/jwks":       "does not parse as a URL (a '/'",
+		"https://idp.example/jwks%zz":                              `does not parse as a URL: invalid URL escape "%zz"`,
+		"https:///jwks":                                            "has no host",
+	} {
+		_, err := read(t, jwt+strconv.Quote(raw)+"\n", nil)
+		if err == nil || strings.Contains(err.Error(), "Secr3t") || strings.Contains(err.Error(), "Rest0f") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: "+want) {
+			t.Errorf("%s: err = %v, want it refused with %q and without the password", raw, err, want)
+		}
+	}
 }
 
 // A rate's count is bounded: "1e20/s" would overflow the limiter's burst

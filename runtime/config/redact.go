@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -329,4 +330,30 @@ func keywordPasswords(conn string) [][2]int {
 			i++
 		}
 	}
+}
+
+// ParseJWKSURL parses auth.jwt.jwks_url as an http(s) URL with a host. Its
+// error never quotes the URL nor the parser's message when the URL has an
+// '@' in it: with a '/', '?' or '#' in a password the parser takes the
+// password's start for a port or a host and quotes it, where neither the
+// redactor (which knows the whole password) nor Redacted would hide it.
+func ParseJWKSURL(raw string) (*url.URL, error) {
+	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
+		return nil, fmt.Errorf("must be an http(s) URL, got %q", redactURL(raw))
+	}
+	u, err := url.Parse(raw)
+	if err != nil && strings.Contains(raw, "@") {
+		return nil, errors.New("does not parse as a URL (a '/', '?', '#' or '@' in its user name or password must be percent-encoded: %2F, %3F, %23, %40)")
+	}
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("does not parse as a URL: %v", err)
+	}
+	if u.Host == "" {
+		return nil, errors.New("has no host")
+	}
+	return u, nil
 }

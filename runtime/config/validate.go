@@ -395,8 +395,8 @@ func (v *validator) auth() {
 		}
 	}
 	if j := a.JWT; j != nil {
-		if !strings.HasPrefix(j.JWKSURL, "https://") && !strings.HasPrefix(j.JWKSURL, "http://") {
-			v.fail("auth.jwt.jwks_url", "must be an http(s) URL, got %q", j.JWKSURL)
+		if _, err := ParseJWKSURL(j.JWKSURL); err != nil {
+			v.fail("auth.jwt.jwks_url", "%v", err)
 		}
 		if j.Issuer == "" {
 			v.fail("auth.jwt.issuer", "must not be empty")
