@@ -908,7 +908,7 @@ func TestJWKSURLPassword(t *testing.T) {
 	// went on without JWTs), and with a '/' in the password the parser's
 	// message quoted the password's start as a port: not repeated.
 	for raw, want := range map[string]string{
-		"https://svc:Secr3tPrefix/Rest0fPassword@idp.example/jwks": "does not parse as a URL (a '/', '?', '#' or '@' in its user name or password must be percent-encoded",
+		"https://svc:Secr3tPrefix/Rest0fPassword@idp.example/jwks": "does not parse as a URL (a '/', '?', '#' or '@' in a user name or password must be percent-encoded",
 		"https://svc:Secr3t#Rest0fPassword@idp.example/jwks":       "does not parse as a URL (a '/'",
 		"https://idp.example/jwks%zz":                              `does not parse as a URL: invalid URL escape "%zz"`,
 		"https:///jwks":                                            "has no host",
@@ -1123,6 +1123,28 @@ func TestSQLiteConnection(t *testing.T) {
 	}
 	for _, conn := range []string{"file:.greenroom/data", "file:/var/lib/greenroom", "./data", "/var/lib/greenroom", "file:data"} {
 		if _, err := read(t, fmt.Sprintf("[database]\nconnection = %q\n", conn), nil); err != nil {
+			t.Errorf("%q: %v", conn, err)
+		}
+	}
+}
+
+// A PostgreSQL connection string that start-up could not parse is refused
+// by the config (config check said OK), and the refusal shows no part of a
+// password: with a '/' in one, pgx's message quoted the rest of it.
+func TestPGConnection(t *testing.T) {
+	for conn, want := range map[string]string{
+		"postgres://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:5432/postgres%zz": "database.connection: does not parse (a '/', '?', '#' or '@' in a user name or password must be percent-encoded",
+		"postgres://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:5432/postgres":    "database.connection: does not parse: cannot parse `postgres://svc:xxxxxx@127.0.0.1:5432/postgres`: invalid port",
+		"postgres://svc:Secr3tPass@127.0.0.1:5432/postgres?sslmode=bogus":       "(sslmode is invalid)",
+		"postgres://127.0.0.1:99999/postgres":                                   "database.connection: does not parse: cannot parse",
+	} {
+		_, err := read(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", conn), nil)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Secr3t") || strings.Contains(err.Error(), "Rest0f") {
+			t.Errorf("%s: err = %v, want %q without the password", conn, err, want)
+		}
+	}
+	for _, conn := range []string{"postgres://127.0.0.1:5432/postgres?sslmode=disable", "postgresql://u:p%2Fw@db.example/app", "postgres:///app?host=/run/postgresql"} {
+		if _, err := read(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", conn), nil); err != nil {
 			t.Errorf("%q: %v", conn, err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // minSecretLength is the shortest secret redacted from free text, as the
@@ -332,28 +334,57 @@ func keywordPasswords(conn string) [][2]int {
 	}
 }
 
-// ParseJWKSURL parses auth.jwt.jwks_url as an http(s) URL with a host. Its
-// error never quotes the URL nor the parser's message when the URL has an
-// '@' in it: with a '/', '?' or '#' in a password the parser takes the
-// password's start for a port or a host and quotes it, where neither the
-// redactor (which knows the whole password) nor Redacted would hide it.
+// ParseJWKSURL parses auth.jwt.jwks_url as an http(s) URL with a host.
+// Its error never quotes the URL, and quotes the parser only when that
+// shows no part of a password: with a '/', '?' or '#' in a password the
+// parser takes the password's start for a port or a host and quotes it,
+// where neither the redactor (which knows the whole password) nor
+// Redacted would hide it.
 func ParseJWKSURL(raw string) (*url.URL, error) {
 	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
 		return nil, fmt.Errorf("must be an http(s) URL, got %q", redactURL(raw))
 	}
 	u, err := url.Parse(raw)
-	if err != nil && strings.Contains(raw, "@") {
-		return nil, errors.New("does not parse as a URL (a '/', '?', '#' or '@' in its user name or password must be percent-encoded: %2F, %3F, %23, %40)")
-	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("does not parse as a URL: %v", err)
+		return nil, parseError(raw, "does not parse as a URL", err)
 	}
 	if u.Host == "" {
 		return nil, errors.New("has no host")
 	}
 	return u, nil
+}
+
+// ParsePGConnection parses a PostgreSQL database.connection as the runtime
+// connects with it (pgx.ParseConfig, which also reads the PG* environment
+// variables and files), so that config check refuses what start-up would.
+// Its error quotes pgx's message only when that shows no part of a
+// password (pgx hides a password it can find, not the fragment of one with
+// a '/' or '#' that its parser quotes).
+func ParsePGConnection(conn string) (*pgx.ConnConfig, error) {
+	c, err := pgx.ParseConfig(conn)
+	if err != nil {
+		return nil, parseError(conn, "does not parse", err)
+	}
+	return c, nil
+}
+
+// parseError is what, followed by err's message unless that holds four
+// characters in a row (or all, when shorter) of a password written in raw;
+// then a hint instead.
+func parseError(raw, what string, err error) error {
+	msg := err.Error()
+	for _, sp := range connectionPasswords(raw) {
+		pw := raw[sp[0]:sp[1]]
+		n := min(4, len(pw))
+		for i := 0; i+n <= len(pw); i++ {
+			if strings.Contains(msg, pw[i:i+n]) {
+				return fmt.Errorf("%s (a '/', '?', '#' or '@' in a user name or password must be percent-encoded: %%2F, %%3F, %%23, %%40)", what)
+			}
+		}
+	}
+	return fmt.Errorf("%s: %s", what, msg)
 }

@@ -218,6 +218,8 @@ func (v *validator) database() {
 	case "pg":
 		if !strings.HasPrefix(d.Connection, "postgres://") && !strings.HasPrefix(d.Connection, "postgresql://") {
 			v.fail("database.connection", "for client pg, want a postgres:// URL")
+		} else if _, err := ParsePGConnection(d.Connection); err != nil {
+			v.fail("database.connection", "%v", err)
 		}
 	default:
 		v.fail("database.client", "must be sqlite or pg, got %q", d.Client)

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -65,7 +66,7 @@ type pgBackend struct {
 const defaultConnectTimeout = 10 * time.Second
 
 func newPG(cfg Config, log *logrus.Entry) (*pgBackend, error) {
-	conf, err := pgx.ParseConfig(cfg.Connection)
+	conf, err := config.ParsePGConnection(cfg.Connection)
 	if err != nil {
 		return nil, fmt.Errorf("database.connection: %w", err)
 	}
