@@ -22,6 +22,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if dsn := os.Getenv(deadClientEnv); dsn != "" {
+		deadClient(dsn)
+	}
 	var err error
 	if dbguestWasm, err = guesttest.BuildErr("runtime/database/testdata/guests/dbguest"); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"os"
+	osexec "os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/sirupsen/logrus"
 
@@ -265,6 +269,91 @@ func TestPGStatementFilterLinear(t *testing.T) {
 		r := run(t, in, "alpha", exec(sql))[0]
 		if took := time.Since(begin); took > 2*time.Second || r.Kind != "failed" || !strings.Contains(r.Error, "syntax error") {
 			t.Errorf("%d bytes: %s, %+v; want a syntax error from the server in well under a second", len(sql), took, r)
+		}
+	}
+}
+
+// A statement whose client died without a cancel request (a replica
+// killed mid-statement: its socket closes, nothing else is sent) is ended
+// by the server within about client_connection_check_interval, instead of
+// running on to its statement_timeout and committing after another replica
+// took the global task's expired lease. The client is a child process
+// connecting as the plugin's connections do, killed with SIGKILL (a dying
+// connection in this process would send a cancel request: pgconn does).
+func TestPGStatementOfDeadClientEnds(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"60s\""))
+	ctx := context.Background()
+	db := in.RT.Database().PluginDB("alpha").SQL()
+	conf := database.PluginConnConfig(in.RT.Database(), "alpha")
+	dsn := []string{"host=" + conf.Host, "port=" + strconv.Itoa(int(conf.Port)), "dbname=" + conf.Database, "user=" + conf.User, "password=" + conf.Password, "sslmode=disable"}
+	for k, v := range conf.RuntimeParams {
+		dsn = append(dsn, k+"='"+strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)+"'")
+	}
+	if conf.RuntimeParams["client_connection_check_interval"] != "1000" {
+		t.Errorf("plugin connections open with client_connection_check_interval = %q, want 1000", conf.RuntimeParams["client_connection_check_interval"])
+	}
+	child := osexec.Command(os.Args[0])
+	child.Env = append(os.Environ(), deadClientEnv+"="+strings.Join(dsn, " "))
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	var pid int
+	if _, err := fmt.Fscan(out, &pid); err != nil {
+		t.Fatalf("the child process gave no backend pid: %v", err)
+	}
+	within(t, 10*time.Second, "the child's statement to run", func() bool {
+		var state string
+		err := db.QueryRowContext(ctx, "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1", pid).Scan(&state)
+		return err == nil && state == "active"
+	})
+	child.Process.Kill()
+	child.Wait()
+	killed := time.Now()
+	within(t, 10*time.Second, "the dead client's statement to end", func() bool {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+	t.Logf("the dead client's statement ended %s after it was killed", time.Since(killed).Round(time.Millisecond))
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM notes WHERE note = 'late'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("the dead client's INSERT committed %d rows (%v)", n, err)
+	}
+}
+
+// deadClientEnv, set, makes the test binary the client of
+// TestPGStatementOfDeadClientEnds: it connects with the connection string
+// the variable holds, prints its backend's pid and runs a statement of
+// 30 s, until it is killed.
+const deadClientEnv = "GREENROOM_TEST_DEAD_CLIENT"
+
+func deadClient(dsn string) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(conn.PgConn().PID())
+	_, err = conn.Exec(ctx, "INSERT INTO notes SELECT 'late' FROM pg_sleep(30)")
+	fmt.Fprintln(os.Stderr, "the dead client's statement returned:", err)
+	os.Exit(1)
+}
+
+// within waits until cond holds, polling; it fails the test after d.
+func within(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("waited %s for %s", d, what)
 		}
 	}
 }

@@ -55,8 +55,15 @@ type pgBackend struct {
 	dbname  string
 	roleKey []byte
 	super   bool
-	plugins map[string]*pgConnector
+	// checkClient: the server has client_connection_check_interval
+	// (PostgreSQL 14), set on every plugin connection (see plugin).
+	checkClient bool
+	plugins     map[string]*pgConnector
 }
+
+// clientCheckInterval is client_connection_check_interval (milliseconds)
+// on plugin connections.
+const clientCheckInterval = 1000
 
 // defaultConnectTimeout bounds each connection's opening (dial, TLS,
 // authentication) when the connection string sets no connect_timeout:
@@ -87,10 +94,12 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	if err := sdb.QueryRowContext(ctx, "SELECT current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").Scan(&b.dbname, &b.super); err != nil {
+	var version int
+	if err := sdb.QueryRowContext(ctx, "SELECT current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_setting('server_version_num')::int").Scan(&b.dbname, &b.super, &version); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
+	b.checkClient = version >= 140000
 	return bun.NewDB(sdb, pgdialect.New()), nil
 }
 
@@ -348,6 +357,14 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 	}
 	conf.RuntimeParams["search_path"] = schema // [a-z0-9_] only: no quoting needed
 	conf.RuntimeParams["application_name"] = "greenroom plugin " + id
+	// A statement whose replica died (killed, crashed: its socket closed
+	// without a cancel request) is ended by the server within a second
+	// instead of running on to its statement_timeout and committing: a
+	// global task's run then never writes after another replica took its
+	// expired lease (docs/scheduler.md). Not on PostgreSQL before 14.
+	if b.checkClient {
+		conf.RuntimeParams["client_connection_check_interval"] = strconv.Itoa(clientCheckInterval)
+	}
 	// A plugin cannot receive notifications (it could LISTEN from a DO
 	// block): drop them rather than let the driver buffer them.
 	conf.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}

@@ -1,0 +1,15 @@
+package database
+
+import "github.com/jackc/pgx/v5"
+
+// PluginConnConfig returns the configuration plugin id's PostgreSQL
+// connections open with, for tests that connect as the plugin does from
+// another process.
+func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pg := s.backend.(*pgBackend)
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return pg.plugins[id].conf.Copy()
+}
