@@ -3,12 +3,16 @@ package plugin
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
 // wasmImport is one entry of a hand-assembled import section: desc is the
@@ -225,5 +229,20 @@ func TestInspectRefusesOversizedTable(t *testing.T) {
 	_, err := Inspect(context.Background(), wasm, nil)
 	if err == nil || !strings.Contains(err.Error(), "over the limit of 1048576") {
 		t.Errorf("Inspect = %v, want the table budget's refusal", err)
+	}
+}
+
+// A module whose code names a global it does not have is refused at load
+// as malformed. The interruption checks' fuel and flag are appended as
+// globals, so such an index named one of them once the module was
+// rewritten: it validated, and its loop reset both and was never
+// interrupted, stopping the Go runtime's next stop-the-world with it.
+func TestLoadRefusesCodeNamingTheChecksGlobals(t *testing.T) {
+	// Exports memory, greenroom_abi_v1 and greenroom_handle, whose body is
+	// (loop (global.set 1 (i32.const 0)) (global.set 0 (i32.const 1000)) (br 0)).
+	wasm, _ := hex.DecodeString("0061736d0100000001090260000060017f017f03030200010503010001073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000010677265656e726f6f6d5f68616e646c6500010a170202000b120003404100240141e80724000c000b41000b")
+	_, err := Load(context.Background(), Spec{ID: "reset", Wasm: wasm, Limits: testLimits(), Host: testHost{log: logrus.NewEntry(logrus.New())}})
+	if !errors.Is(err, instrument.ErrMalformed) || !strings.Contains(err.Error(), "global index 1, but the module has 0 globals") {
+		t.Errorf("Load = %v, want it refused as malformed", err)
 	}
 }

@@ -58,7 +58,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 8
+const Version = 9
 
 // Export names of the added globals.
 const (
@@ -319,6 +319,9 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				writeSection(s.id, s.body)
 				continue
 			}
+			if err := checkExportedGlobals(s.body, fuel); err != nil {
+				return nil, st, fmt.Errorf("export section: %w", err)
+			}
 			writeSection(secExport, newExportSection(s.body))
 			wroteExport = true
 		case secData:
@@ -336,7 +339,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				writeSection(s.id, s.body)
 				continue
 			}
-			body, err := rewriteCode(s.body, check, &st)
+			body, err := rewriteCode(s.body, check, fuel, &st)
 			if err != nil {
 				return nil, st, err
 			}
@@ -602,8 +605,9 @@ func exportsName(b []byte, name string) bool {
 }
 
 // rewriteCode inserts the check at the entry of every function body and
-// after the block type of every loop.
-func rewriteCode(b []byte, check []byte, st *Stats) ([]byte, error) {
+// after the block type of every loop. globals is the module's own count
+// of globals, imported and defined: the check's two come after them.
+func rewriteCode(b []byte, check []byte, globals uint32, st *Stats) ([]byte, error) {
 	r := &reader{b: b}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(b)+len(b)/8), n)
@@ -615,7 +619,7 @@ func rewriteCode(b []byte, check []byte, st *Stats) ([]byte, error) {
 			return nil, fmt.Errorf("code section, function %d: %w", i, r.err)
 		}
 		var err error
-		body, err = rewriteBody(body[:0], fn, check, st)
+		body, err = rewriteBody(body[:0], fn, check, globals, st)
 		if err != nil {
 			return nil, fmt.Errorf("code section, function %d: %w", i, err)
 		}
@@ -628,7 +632,11 @@ func rewriteCode(b []byte, check []byte, st *Stats) ([]byte, error) {
 	return out, nil
 }
 
-func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
+// rewriteBody rewrites one function body (see rewriteCode). It refuses a
+// global.get or global.set of an index the module does not have: invalid
+// as written, it would name the fuel or the flag once they are added, and
+// a guest could then reset them and never be interrupted.
+func rewriteBody(dst, fn, check []byte, globals uint32, st *Stats) ([]byte, error) {
 	r := &reader{b: fn}
 	groups := r.u32()
 	for j := uint32(0); j < groups; j++ {
@@ -663,6 +671,11 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		if err := c.add(op, fn[start+1:r.off]); err != nil {
 			return nil, err
 		}
+		if op == 0x23 || op == 0x24 { // global.get, global.set
+			if g := (&reader{b: fn[start+1 : r.off]}).u32(); g >= globals {
+				return nil, fmt.Errorf("instruction at byte %d: %w: global index %d, but the module has %d globals", start, ErrMalformed, g, globals)
+			}
+		}
 		dst = append(dst, fn[start:r.off]...)
 		if isLoop {
 			dst = append(dst, check...)
@@ -670,6 +683,22 @@ func rewriteBody(dst, fn, check []byte, st *Stats) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// checkExportedGlobals refuses an export of a global index the module does
+// not have, which would export the fuel or the flag once they are added.
+func checkExportedGlobals(b []byte, globals uint32) error {
+	r := &reader{b: b}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.bytes(int(r.u32()))
+		kind := r.byte()
+		idx := r.u32()
+		if r.err == nil && kind == 0x03 && idx >= globals {
+			return fmt.Errorf("%w: export %d names global %d, but the module has %d globals", ErrMalformed, i, idx, globals)
+		}
+	}
+	return r.err
 }
 
 // MaxFunctionLoops, MaxFunctionBlocks and MaxFunctionBranchTargets bound

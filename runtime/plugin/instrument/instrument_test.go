@@ -255,6 +255,35 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// A module naming a global it does not have is invalid as written; once
+// the fuel and the flag are appended the index would name one of them, so
+// a guest could reset both in its loop and never be interrupted (the
+// module validated after the rewrite). Refused as malformed, never made
+// valid; as is an export of such a global.
+func TestGlobalIndicesOfTheChecksRefused(t *testing.T) {
+	types := section(1, 1, 0x60, 0, 0)
+	funcs := section(3, 1, 0)
+	memory := section(5, 1, 0, 1)
+	// (loop (global.set 1 (i32.const 0)) (global.set 0 (i32.const 1000)) (br 0))
+	reset := []byte{0, 0x03, 0x40, 0x41, 0, 0x24, 1, 0x41, 0xe8, 0x07, 0x24, 0, 0x0c, 0, 0x0b, 0x0b}
+	code := section(10, append([]byte{1, byte(len(reset))}, reset...)...)
+	for name, wasm := range map[string][]byte{
+		"no globals":       module(types, funcs, memory, code),
+		"one global":       module(types, funcs, memory, section(6, 1, 0x7f, 1, 0x41, 0, 0x0b), code),
+		"exported global":  module(memory, section(7, 1, 1, 'g', 3, 0)),
+		"exported global1": module(memory, section(6, 1, 0x7f, 0, 0x41, 0, 0x0b), section(7, 1, 1, 'g', 3, 1)),
+	} {
+		if _, _, err := Interruptible(wasm); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+	// With two globals of its own, the same code is valid and keeps them.
+	two := module(types, funcs, memory, section(6, 2, 0x7f, 1, 0x41, 0, 0x0b, 0x7f, 1, 0x41, 0, 0x0b), code)
+	if _, _, err := Interruptible(two); err != nil {
+		t.Errorf("module with its own globals 0 and 1: %v", err)
+	}
+}
+
 // A real Go guest compiles once instrumented; the plugin and server tests
 // exercise its interruption.
 func TestGoGuestCompiles(t *testing.T) {
