@@ -95,8 +95,10 @@ func KindOf(err error) Failure {
 
 // classify turns the error of a guest call into a Failure. oom reports
 // whether the guest printed the Go runtime's out-of-memory fatal error
-// during the call; ctx is the call's context.
-func classify(ctx context.Context, err error, oom bool) Failure {
+// during the call, fatal whether it printed any Go fatal error (the
+// runtime then aborts with a trap: an exit of the guest's own, as
+// proc_exit is); ctx is the call's context.
+func classify(ctx context.Context, err error, oom, fatal bool) Failure {
 	var trap *hostfuncs.TrapError
 	if errors.As(err, &trap) {
 		return FailTrap
@@ -117,7 +119,7 @@ func classify(ctx context.Context, err error, oom bool) Failure {
 	// whatever its code: the two codes wazero uses when it closes a module
 	// for a context (0xffffffff, 0xefffffff) are codes a guest can choose.
 	var exit *sys.ExitError
-	if errors.As(err, &exit) {
+	if errors.As(err, &exit) || fatal {
 		return FailExit
 	}
 	return FailTrap

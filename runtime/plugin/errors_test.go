@@ -31,12 +31,16 @@ func TestClassifyExitCodes(t *testing.T) {
 		{expired, sys.ExitCodeDeadlineExceeded, FailTimeout},
 	}
 	for _, tc := range cases {
-		if got := classify(tc.ctx, sys.NewExitError(tc.code), false); got != tc.want {
+		if got := classify(tc.ctx, sys.NewExitError(tc.code), false, false); got != tc.want {
 			t.Errorf("exit code %#x, context error %v: %v, want %v", tc.code, tc.ctx.Err(), got, tc.want)
 		}
 	}
-	if got := classify(live, errors.New("wasm error: unreachable"), false); got != FailTrap {
+	if got := classify(live, errors.New("wasm error: unreachable"), false, false); got != FailTrap {
 		t.Errorf("a trap: %v", got)
+	}
+	// The trap a Go fatal error ends in is the guest's own exit.
+	if got := classify(live, errors.New("wasm error: unreachable"), false, true); got != FailExit {
+		t.Errorf("a trap after a fatal error: %v", got)
 	}
 }
 

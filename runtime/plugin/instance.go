@@ -44,8 +44,9 @@ type instance struct {
 	// guest printed while it initialized: the reason a failed init gives.
 	initFailure string
 	// oom is set when the guest printed the Go runtime's out-of-memory
-	// fatal error during the call in progress.
-	oom bool
+	// fatal error during the call in progress, fatal when it printed any
+	// fatal error (which ends in a trap on wasm, not in proc_exit).
+	oom, fatal bool
 
 	stack       [1]uint64
 	reqBuf      []byte
@@ -130,7 +131,7 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 	c := in.ct.begin(in, parent, deadline)
 	code, err = in.call(c, fn, arg)
 	if err != nil {
-		kind = classify(c, err, in.oom) // before end, which would mask why
+		kind = classify(c, err, in.oom, in.fatal) // before end, which would mask why
 		err = exitError(kind, err)
 	}
 	return code, kind, in.ct.end(c) != nil && in.flag != nil, err
@@ -139,7 +140,7 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 // call invokes fn(arg) in the instance under ctx and returns its result.
 func (in *instance) call(ctx *callContext, fn api.Function, arg uint64) (uint64, error) {
 	in.callCtx = ctx
-	in.oom = false
+	in.oom, in.fatal = false, false
 	if !in.state.Initializing {
 		in.calls++ // requests and task runs; not the start-up call
 	}
@@ -344,6 +345,10 @@ func (w *lineWriter) flush() {
 
 var oomMarker = []byte("out of memory")
 
+// fatalMarker begins the line the Go runtime prints for a fatal error
+// (runtime.throw, runtime.fatal).
+var fatalMarker = []byte("fatal error: ")
+
 // emit writes one line through the plugin's logger, as an info record with
 // the stream as its tag, under the same level floor and rate limit as the
 // plugin's structured records.
@@ -351,8 +356,11 @@ func (w *lineWriter) emit(line []byte) {
 	if w.stream == "stderr" && bytes.Contains(line, oomMarker) {
 		w.in.oom = true
 	}
+	if w.stream == "stderr" && bytes.HasPrefix(line, fatalMarker) {
+		w.in.fatal = true
+	}
 	if w.stream == "stderr" && w.in.state.Initializing && w.in.initFailure == "" &&
-		(bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: "))) {
+		(bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, fatalMarker)) {
 		w.in.initFailure = w.initFailure(line)
 	}
 	st := &w.in.state

@@ -153,6 +153,7 @@ func testFailures(t *testing.T, p *Plugin) {
 		{"/alloc", FailMemory},
 		{"/panic", FailPanic},
 		{"/exit", FailExit},
+		{"/deadlock", FailExit},
 		{"/badptr", FailTrap},
 		{"/badkey", FailTrap},
 		{"/big?n=2000000", FailBadResponse},

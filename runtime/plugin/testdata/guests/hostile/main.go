@@ -149,6 +149,11 @@ func init() {
 		}
 		os.Exit(code)
 	})
+	// /deadlock blocks for good with nothing else to run: the Go runtime's
+	// fatal error ("all goroutines are asleep"), which ends in a trap.
+	mux.HandleFunc("GET /deadlock", func(w http.ResponseWriter, r *http.Request) {
+		select {}
+	})
 	mux.HandleFunc("GET /badptr", func(w http.ResponseWriter, r *http.Request) {
 		requestRead(unsafe.Pointer(uintptr(0xfffffff0)), 4096)
 	})
