@@ -211,3 +211,49 @@ func TestSQLiteMaxSizeEndsTheTransaction(t *testing.T) {
 		}
 	}
 }
+
+// SQLite rolls back the whole transaction when a statement in it is
+// interrupted at db_statement_timeout, or fails an ON CONFLICT ROLLBACK,
+// and goes on in autocommit mode: the plugin's later statements were each
+// committed alone and its Rollback undid nothing. The runtime ends the
+// transaction then, as it does at db_max_size, and as PostgreSQL leaves
+// one: later statements and Commit fail, Rollback succeeds, nothing stays.
+func TestSQLiteStatementFailureThatEndsTheTransaction(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "", `db_statement_timeout = "300ms"`))
+	must(t, in, "alpha", exec("CREATE TABLE notes (n TEXT UNIQUE)"))
+	endless := exec("INSERT INTO notes VALUES ((WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c))")
+	for _, tc := range []struct {
+		name, kind string
+		failing    step
+	}{
+		{"timeout", "timeout", endless},
+		{"or rollback", "", exec("INSERT OR ROLLBACK INTO notes VALUES ('first')")},
+	} {
+		for _, end := range []string{"commit", "rollback"} {
+			res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes VALUES ('first')"),
+				tc.failing, exec("INSERT INTO notes VALUES ('after')"), step{Op: end})
+			if r := res[2]; r.Error == "" || tc.kind != "" && r.Kind != tc.kind {
+				t.Errorf("%s, %s: the failing statement: %+v", tc.name, end, r)
+			}
+			if r := res[3]; r.Error == "" || !strings.Contains(r.Error, "roll it back and start again") {
+				t.Errorf("%s, %s: a statement after it in the same transaction: %+v", tc.name, end, r)
+			}
+			if r := res[4]; end == "commit" && !strings.Contains(r.Error, "commit refused") || end == "rollback" && r.Error != "" {
+				t.Errorf("%s, %s of the ended transaction: %+v", tc.name, end, r)
+			}
+			if n := count(t, in, "alpha", "notes"); n != 0 {
+				t.Errorf("%s, %s: %d rows stored by the ended transaction", tc.name, end, n)
+			}
+		}
+	}
+	// A failure SQLite does not end the transaction for leaves it open:
+	// the plugin may go on and commit.
+	res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes VALUES ('first')"),
+		exec("INSERT INTO notes VALUES ('first')"), exec("INSERT INTO notes VALUES ('after')"), step{Op: "commit"})
+	if res[2].Error == "" || res[3].Error != "" || res[4].Error != "" {
+		t.Errorf("a constraint failure in a transaction: %+v", res)
+	}
+	if n := count(t, in, "alpha", "notes"); n != 2 {
+		t.Errorf("%d rows after the transaction that went on, want 2", n)
+	}
+}

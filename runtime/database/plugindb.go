@@ -235,12 +235,18 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
 		return t.tx, func(err error) error {
-			if errors.As(err, new(dbFull)) {
-				// Consistently ended, whatever SQLite left: a plugin
-				// that went on would otherwise commit its later
-				// statements alone, each in its own transaction.
+			// A transaction SQLite ended is ended for the plugin too,
+			// consistently: a plugin that went on would otherwise
+			// commit its later statements alone, each in its own
+			// transaction, and its Rollback would undo nothing.
+			switch {
+			case err == nil:
+			case errors.As(err, new(dbFull)):
 				t.tx.Rollback()
 				t.aborted = "the transaction was rolled back when the plugin's database reached limits.db_max_size (or the disk filled); roll it back and start again"
+			case sqliteTxEnded(ctx, t.conn, lim.StatementTimeout):
+				t.tx.Rollback()
+				t.aborted = "the transaction was rolled back when its statement failed (SQLite ends a transaction whose statement is interrupted at its timeout or deadline, or fails an ON CONFLICT ROLLBACK); roll it back and start again"
 			}
 			return err
 		}, nil

@@ -398,6 +398,41 @@ func (c *sqliteConn) resetQueryOnly() {
 	}
 }
 
+// inTransaction reports whether a transaction is open on the connection:
+// BEGIN fails within one; outside, it begins one, rolled back at once.
+func (c *sqliteConn) inTransaction(ctx context.Context) (bool, error) {
+	err := c.trustedExec(ctx, "BEGIN")
+	if err == nil {
+		return false, c.trustedExec(ctx, "ROLLBACK")
+	}
+	if strings.Contains(err.Error(), "within a transaction") {
+		return true, nil
+	}
+	return false, err
+}
+
+// sqliteTxEnded reports whether the transaction begun on conn has ended
+// without the runtime: SQLite rolls back the whole transaction when a
+// statement in it is interrupted (db_statement_timeout, a deadline), runs
+// out of memory or disk, or fails an ON CONFLICT ROLLBACK constraint, and
+// goes on in autocommit mode. Not knowing (the probe failed) counts as
+// ended, so that the runtime ends it. PostgreSQL never needs this: a
+// failed statement leaves its transaction open and refusing everything
+// but ROLLBACK.
+func sqliteTxEnded(ctx context.Context, conn *sql.Conn, timeout time.Duration) bool {
+	ended := false
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(*sqliteConn); ok {
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+			defer cancel()
+			in, err := c.inTransaction(pctx)
+			ended = err != nil || !in
+		}
+		return nil
+	})
+	return ended
+}
+
 // rollbackStray rolls back the transaction a plugin's own statement left
 // open on the connection, and reports whether there was one. It runs
 // ROLLBACK only after such a statement; ROLLBACK outside a transaction
