@@ -53,6 +53,9 @@ type Redactor struct {
 	inner logrus.Formatter
 	json  bool // inner writes JSON: a secret number is replaced by a string
 	forms atomic.Pointer[[][]byte]
+	// multiline is set once a secret holds a line break: text cut into
+	// lines must be redacted before it is cut (Multiline).
+	multiline atomic.Bool
 
 	mu   sync.Mutex      // serialises AddSecrets
 	seen map[string]bool // the forms in forms
@@ -80,6 +83,9 @@ func (r *Redactor) AddSecrets(secrets []string) {
 	for _, s := range secrets {
 		if len(s) < minSecret {
 			continue
+		}
+		if strings.ContainsAny(s, "\n\r") {
+			r.multiline.Store(true)
 		}
 		for _, f := range escapedForms(s) {
 			if !r.seen[f] {
@@ -228,6 +234,11 @@ func (r *Redactor) Longest() int {
 	}
 	return len((*forms)[0]) // longest first
 }
+
+// Multiline reports whether a secret holds a line break ("\n" or "\r",
+// a PEM key): whoever cuts text into lines must redact it first, or each
+// line would hold a part of it that no form matches.
+func (r *Redactor) Multiline() bool { return r.multiline.Load() }
 
 // RedactorOf returns the redactor of a logger made by New, nil for any
 // other logger.

@@ -239,6 +239,11 @@ type lineWriter struct {
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
+	// A secret with line breaks (a PEM key) printed whole is redacted
+	// before the write is cut into lines, none of which would hold it.
+	if w.redact != nil && w.redact.Multiline() && bytes.ContainsAny(p, "\n\r") {
+		p = w.redact.Redact(p)
+	}
 	for len(p) > 0 {
 		// A write is a host call, where the interrupt flag is not seen:
 		// one of many megabytes of short lines must still end at the

@@ -124,3 +124,19 @@ func TestLineWriterUsesLogRedactor(t *testing.T) {
 		t.Error("the instance's output is not redacted with the log's redactor")
 	}
 }
+
+// A secret with line breaks (a PEM key) printed whole in one write is
+// redacted before the write is cut into lines: each line alone holds only
+// a part of it, which no form of the secret matches.
+func TestLineWriterRedactsMultilineSecrets(t *testing.T) {
+	const key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEILMc8IHv93p33JH0AW5w\n-----END PRIVATE KEY-----"
+	for _, secret := range []string{key, strings.ReplaceAll(key, "\n", "\r\n")} {
+		w, lines := newLineWriter(t, secret)
+		w.Write([]byte("key: " + secret + "\nnext line\n"))
+		w.flush()
+		out := strings.Join(*lines, "\n")
+		if strings.Contains(out, "MC4CAQAw") || !strings.Contains(out, logging.Redacted) || !strings.Contains(out, "next line") {
+			t.Errorf("lines %q", *lines)
+		}
+	}
+}
