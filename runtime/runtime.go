@@ -126,6 +126,10 @@ type Slot struct {
 	mu      sync.Mutex
 	state   State
 	lastErr string
+	// redact removes the log's secrets from a load error before it is
+	// kept: the admin API and error pages serve it, and it may quote a
+	// config value (a path, a pin, a connection) that holds one.
+	redact func(string) string
 
 	// Counters accumulate over every version of the plugin id (metrics),
 	// also across its removal and return (Runtime.counters keeps them).
@@ -162,7 +166,16 @@ func (r *Runtime) newSlot(id string) *Slot {
 		c = &idCounters{host: hostfuncs.NewCounters()}
 		r.counters[id] = c
 	}
-	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host}
+	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host, redact: r.redactText}
+}
+
+// redactText replaces in text the secrets the log redacts (the config's,
+// as the last reload left them).
+func (r *Runtime) redactText(text string) string {
+	if red := logging.RedactorOf(r.log); red != nil {
+		return string(red.Redact([]byte(text)))
+	}
+	return text
 }
 
 // Config returns the config of the version serving calls, or nil.
@@ -189,6 +202,9 @@ func (s *Slot) set(state State, err error) {
 	s.state = state
 	if err != nil {
 		s.lastErr = err.Error()
+		if s.redact != nil {
+			s.lastErr = s.redact(s.lastErr)
+		}
 	} else if state == StateReady {
 		s.lastErr = ""
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
 	"github.com/valyala/fasthttp"
+
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 // APIError is the JSON body of every error greenroom itself answers with,
@@ -60,6 +62,22 @@ func (s *Server) next(c *fiber.Ctx, rs *reqState) (err error) {
 	return c.Next()
 }
 
+// redactAnswer removes the config's secrets from an admin API answer, as
+// the log does from its lines: a plugin's load error, a task's last error
+// or a module's pinned sum may quote one. (Error pages are redacted by
+// errorHandler.)
+func (s *Server) redactAnswer(c *fiber.Ctx) error {
+	err := c.Next()
+	if red := logging.RedactorOf(s.log); red != nil && err == nil {
+		if b := c.Response().Body(); len(b) > 0 {
+			if r := red.RedactJSON(b); !bytes.Equal(r, b) {
+				c.Response().SetBodyRaw(r)
+			}
+		}
+	}
+	return err
+}
+
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var ae *APIError
 	if !errors.As(err, &ae) {
@@ -84,6 +102,15 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		ae.RequestID = requestIDFrom("")
 		c.Set(fiber.HeaderXRequestID, ae.RequestID)
 		defer s.refusedEarly(c, ae.RequestID)
+	}
+	// An error page never shows a config secret, whatever its message
+	// quotes (a load error naming a path or a pin that holds one).
+	if red := logging.RedactorOf(s.log); red != nil {
+		if m := red.Redact([]byte(ae.Message)); string(m) != ae.Message {
+			redacted := *ae
+			redacted.Message = string(m)
+			ae = &redacted
+		}
 	}
 	if ae.RetryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ae.RetryAfter))

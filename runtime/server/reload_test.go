@@ -18,6 +18,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/server"
 )
@@ -327,5 +328,24 @@ func TestPublicRouteClosedWhileWaiting(t *testing.T) {
 	}
 	if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != "v2" {
 		t.Errorf("authenticated call after the reload: %d %s", status, body)
+	}
+}
+
+// A load error that quotes a config secret (a path built from ${VAR})
+// reaches callers redacted, as it reaches the log: the plugin's error page,
+// the admin API's last_error, and a reload's answer served it in clear.
+func TestLoadErrorsServedWithoutSecrets(t *testing.T) {
+	const secret = "dir-s3cret-4f2a9c"
+	cfg := "[plugins.envp]\npath = \"/nonexistent/${PLUGIN_DIR}/x.wasm\"\n"
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"PLUGIN_DIR": secret}})
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/envp/x"},
+		{"GET", "/.greenroom/plugins/v1/"},
+		{"POST", "/.greenroom/plugins/v1/reload"},
+	} {
+		status, _, body := in.Do(t, c.method, c.path, nil)
+		if strings.Contains(body, secret) || !strings.Contains(body, "/nonexistent/[REDACTED]/x.wasm") {
+			t.Errorf("%s %s: %d %s", c.method, c.path, status, body)
+		}
 	}
 }

@@ -153,7 +153,7 @@ func (s *Server) routes() {
 		}
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
 	})
-	admin := s.app.Group("/.greenroom", s.requireAdmin)
+	admin := s.app.Group("/.greenroom", s.requireAdmin, s.redactAnswer)
 	admin.Get("/plugins/v1/", s.listPlugins)
 	admin.All("/plugins/v1/", methodNotAllowed(fiber.MethodGet))
 	admin.Post("/plugins/v1/reload", s.reload)
