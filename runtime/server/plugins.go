@@ -138,7 +138,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 				}
 				continue
 			}
-			if v, ok := mountLocation(id, h[0], h[1]); ok {
+			if v, ok := mountLocation(id, sub, h[0], h[1]); ok {
 				w.Header.AddBytesV(fiber.HeaderLocation, v)
 				continue
 			}
@@ -354,8 +354,13 @@ var droppedResponseHeaders = map[string]bool{
 // gets /api/<id> in front. Its dot segments are resolved first, as a
 // browser would ("%2e" and "\" included), so that "/../x" cannot climb
 // out of the mount once prefixed; a path that resolves under /api/<id>
-// keeps no second prefix. Any other Location passes as it is.
-func mountLocation(id string, k, v []byte) ([]byte, bool) {
+// keeps no second prefix. A relative reference ("next", "../x", and
+// "http:../x", which a browser reads as relative too) is resolved against
+// base, the request's path within the mount, and sent as the mounted path
+// it names: a browser would resolve it against the public URL, where
+// enough ".." climb out of /api/<id>. Any other Location (an absolute
+// URL, "//host/...", "?query", "#fragment") passes as it is.
+func mountLocation(id string, base, k, v []byte) ([]byte, bool) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
 		return nil, false
 	}
@@ -364,28 +369,61 @@ func mountLocation(id string, k, v []byte) ([]byte, bool) {
 	// already) before parsing it, so " /x" is "/x" and ".\t." is ".." to
 	// it: they go first.
 	if clean := bytes.ReplaceAll(bytes.TrimFunc(v, func(r rune) bool { return r <= ' ' }), []byte("\t"), nil); len(clean) != len(v) {
-		if mounted, ok := mountLocation(id, k, clean); ok {
+		if mounted, ok := mountLocation(id, base, k, clean); ok {
 			return mounted, true
 		}
 		return clean, true
 	}
-	if len(v) == 0 || v[0] != '/' || len(v) > 1 && (v[1] == '/' || v[1] == '\\') {
+	slash := func(i int) bool { return len(v) > i && (v[i] == '/' || v[i] == '\\') }
+	ref := v
+	if n := schemeLen(v); n > 0 {
+		// A special scheme not followed by "//" is a relative
+		// reference to a browser ("http:../x" from an http page).
+		scheme := strings.ToLower(string(v[:n]))
+		if scheme != "http" && scheme != "https" || slash(n+1) && slash(n+2) {
+			return nil, false
+		}
+		ref = v[n+1:]
+	}
+	if len(ref) == 0 || ref[0] == '?' || ref[0] == '#' || len(ref) > 1 && (ref[0] == '/' || ref[0] == '\\') && (ref[1] == '/' || ref[1] == '\\') {
 		return nil, false
 	}
-	end := bytes.IndexAny(v, "?#")
+	end := bytes.IndexAny(ref, "?#")
 	if end < 0 {
-		end = len(v)
+		end = len(ref)
 	}
-	p, changed := resolveDots(v[:end])
-	mount := make([]byte, 0, len("/api/")+len(id)+len(v))
+	rooted := ref[0] == '/' || ref[0] == '\\'
+	path := ref[:end]
+	if !rooted {
+		dir := base[:bytes.LastIndexByte(base, '/')+1]
+		path = append(append([]byte{'/'}, bytes.TrimPrefix(dir, []byte("/"))...), path...)
+	}
+	p, changed := resolveDots(path)
+	mount := make([]byte, 0, len("/api/")+len(id)+len(ref))
 	mount = append(append(mount, "/api/"...), id...)
-	if after, ok := bytes.CutPrefix(p, mount); ok && (len(after) == 0 || after[0] == '/') {
-		if !changed {
+	if after, ok := bytes.CutPrefix(p, mount); rooted && ok && (len(after) == 0 || after[0] == '/') {
+		if !changed && len(ref) == len(v) {
 			return nil, false // a plugin that writes its mount itself keeps it once
 		}
-		return append(p, v[end:]...), true
+		return append(p, ref[end:]...), true
 	}
-	return append(append(mount, p...), v[end:]...), true
+	return append(append(mount, p...), ref[end:]...), true
+}
+
+// schemeLen returns the length of the scheme v starts with (ALPHA *(
+// ALPHA / DIGIT / "+" / "-" / ".") before a ':'), or 0.
+func schemeLen(v []byte) int {
+	for i, ch := range v {
+		switch {
+		case ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z':
+		case i > 0 && (ch >= '0' && ch <= '9' || ch == '+' || ch == '-' || ch == '.'):
+		case i > 0 && ch == ':':
+			return i
+		default:
+			return 0
+		}
+	}
+	return 0
 }
 
 // resolveDots removes the dot segments of an absolute path as a browser

@@ -882,7 +882,20 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 		{"/api/hostile/redirect?to=//elsewhere.test/x", "//elsewhere.test/x"},
 		{"/api/hostile/redirect?to=/%5Celsewhere.test", "/\\elsewhere.test"},
 		{"/api/hostile/redirect?to=https://elsewhere.test/x", "https://elsewhere.test/x"},
-		{"/api/hostile/redirect?to=next", "next"},
+		// A relative reference is resolved against the request's path in
+		// the mount, as a browser would against the public URL, where
+		// enough ".." climbed out of /api/<id>.
+		{"/api/hostile/redirect?to=next", "/api/hostile/next"},
+		{"/api/hostile/redirect?to=..%2F..%2F.greenroom%2Fplugins%2Fv1%2F", "/api/hostile/.greenroom/plugins/v1/"},
+		{"/api/hostile/redirect?to=..%2F..%2Fapi%2Fhello%2Fecho", "/api/hostile/api/hello/echo"},
+		{"/api/hostile/redirect?to=http:..%2F..%2F.greenroom%2Fx", "/api/hostile/.greenroom/x"}, // relative to a browser
+		{"/api/hostile/redirect?to=HTTPS:%2F..%2Fx", "/api/hostile/x"},
+		{"/api/hostile/redirect?to=%5C..%5C..%5C.greenroom", "/api/hostile/.greenroom"},
+		{"/api/hostile/redirect?to=a%2Fb%3Fq=..%2F..", "/api/hostile/a/b?q=../.."},
+		{"/api/hostile/redirect?to=%3Fpage=2", "?page=2"},
+		{"/api/hostile/redirect?to=%23top", "#top"},
+		{"/api/hostile/redirect?to=http:%5C%5Celsewhere.test%2Fx", "http:\\\\elsewhere.test/x"},
+		{"/api/hostile/redirect?to=mailto:ops@example.test", "mailto:ops@example.test"},
 		{"/api/hostile/redirect?to=/api/hostile/items", "/api/hostile/items"}, // already under the mount
 		{"/api/hostile/redirect?to=/api/hostile", "/api/hostile"},
 		{"/api/hostile/redirect?to=/api/hostile?x=1", "/api/hostile?x=1"},
