@@ -410,6 +410,10 @@ func appendResponseHead(dst []byte, status int, header http.Header) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(status))
 	dst = append(dst, 0, 0, 0, 0) // header count, counted by appendHeader
 	for k, vs := range header {
+		// A 304 describes no body: net/http drops these from it.
+		if status == http.StatusNotModified && (k == "Content-Type" || k == "Content-Length" || k == "Transfer-Encoding") {
+			continue
+		}
 		for _, v := range vs {
 			dst = appendHeader(dst, k, v)
 		}

@@ -232,6 +232,22 @@ func TestNoBodyStatuses(t *testing.T) {
 	}
 }
 
+// A handler's own 304 loses the headers that describe a body, as
+// net/http's server drops them; its other headers stay.
+func TestNotModifiedDropsBodyHeaders(t *testing.T) {
+	w := &responseWriter{}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("Content-Length", "12")
+	h.Set("ETag", `"v1"`)
+	w.WriteHeader(http.StatusNotModified)
+	w.finish()
+	st, got, _ := decodeResponse(t, append(w.head, w.body...))
+	if st != http.StatusNotModified || got["Content-Type"] != nil || got["Content-Length"] != nil || got["Etag"] == nil && got["ETag"] == nil {
+		t.Errorf("304 answered %d %v", st, got)
+	}
+}
+
 func TestNativeConfigAndHandler(t *testing.T) {
 	SetConfig(map[string]string{"greeting": "hi"})
 	if v, ok := Config("greeting"); !ok || v != "hi" {

@@ -87,6 +87,11 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		if !forwardRequestHeader(k) {
 			return
 		}
+		// fasthttp gives a body-less POST (PUT, ...) a "Content-Length:
+		// 0" of its own; the guest sees only what the client sent.
+		if len(v) == 1 && v[0] == '0' && bytes.EqualFold(k, []byte(fiber.HeaderContentLength)) && !containsFold(fr.Header.RawHeaders(), "content-length") {
+			return
+		}
 		for _, list := range connection {
 			if namedIn(list, k) {
 				return
@@ -330,6 +335,27 @@ func forwardRequestHeader(k []byte) bool {
 		lower[i] = ch
 	}
 	return !droppedRequestHeaders[string(lower[:len(k)])]
+}
+
+// containsFold reports whether b contains lower, a lower-case ASCII
+// string, in any letter case.
+func containsFold(b []byte, lower string) bool {
+	for i := 0; i+len(lower) <= len(b); i++ {
+		j := 0
+		for ; j < len(lower); j++ {
+			ch := b[i+j]
+			if ch >= 'A' && ch <= 'Z' {
+				ch += 'a' - 'A'
+			}
+			if ch != lower[j] {
+				break
+			}
+		}
+		if j == len(lower) {
+			return true
+		}
+	}
+	return false
 }
 
 // Headers a guest may not set: framing is the server's business.

@@ -872,6 +872,40 @@ func TestConfigGetHugeKey(t *testing.T) {
 // A plugin sees paths relative to its mount, so a Location that is a path
 // from the root gets the mount in front: its own redirects and ServeMux's
 // (to a cleaned path) stay inside /api/<id>. Others pass as they are.
+// A guest sees the request headers the client sent: fasthttp gives a
+// body-less POST a "Content-Length: 0" of its own, which net/http's
+// handlers never see.
+func TestNoContentLengthInvented(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	for _, tc := range []struct {
+		method, body, header, want string
+	}{
+		{"POST", "", "", ""},
+		{"DELETE", "", "", ""},
+		{"POST", "", "Content-Length", "Content-Length: 0"},
+		{"POST", "abc", "", "Content-Length: 3"},
+	} {
+		raw := tc.method + " /api/hostile/headers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + in.Token + "\r\nConnection: close\r\n"
+		if tc.header != "" || tc.body != "" {
+			raw += fmt.Sprintf("Content-Length: %d\r\n", len(tc.body))
+		}
+		conn := dial(t, in.URL)
+		fmt.Fprint(conn, raw+"\r\n"+tc.body)
+		answer, _ := io.ReadAll(conn)
+		conn.Close()
+		_, body, _ := strings.Cut(string(answer), "\r\n\r\n")
+		got := ""
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "Content-Length:") {
+				got = line
+			}
+		}
+		if !strings.HasPrefix(string(answer), "HTTP/1.1 200") || got != tc.want {
+			t.Errorf("%s with %q: the guest saw %q, want %q:\n%s", tc.method, tc.body, got, tc.want, answer)
+		}
+	}
+}
+
 func TestRedirectsStayInTheMount(t *testing.T) {
 	in := start(t, hostileConfig("2s", 1))
 	client := *in.Client

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -148,6 +149,18 @@ func init() {
 			code = 3
 		}
 		os.Exit(code)
+	})
+	// /headers answers the request's headers, one "Name: value" a line,
+	// sorted, for any method.
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		var lines []string
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				lines = append(lines, k+": "+v)
+			}
+		}
+		sort.Strings(lines)
+		fmt.Fprint(w, strings.Join(lines, "\n"))
 	})
 	// /deadlock blocks for good with nothing else to run: the Go runtime's
 	// fatal error ("all goroutines are asleep"), which ends in a trap.
