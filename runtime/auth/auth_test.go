@@ -399,7 +399,7 @@ func TestJWKSURLPasswordNotInError(t *testing.T) {
 		a.Close()
 		t.Fatal("New accepted a JWKS URL that does not parse")
 	}
-	if strings.Contains(err.Error(), "Secr3tPrefix") || strings.Contains(err.Error(), "Rest0fPassword") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: does not parse as a URL") {
+	if strings.Contains(err.Error(), "Secr3tPrefix") || strings.Contains(err.Error(), "Rest0fPassword") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: has an '@' after its host") {
 		t.Errorf("err = %v", err)
 	}
 }

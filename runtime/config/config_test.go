@@ -908,8 +908,11 @@ func TestJWKSURLPassword(t *testing.T) {
 	// went on without JWTs), and with a '/' in the password the parser's
 	// message quoted the password's start as a port: not repeated.
 	for raw, want := range map[string]string{
-		"https://svc:Secr3tPrefix/Rest0fPassword@idp.example/jwks": "does not parse as a URL (a '/', '?', '#' or '@' in a user name or password must be percent-encoded",
-		"https://svc:Secr3t#Rest0fPassword@idp.example/jwks":       "does not parse as a URL (a '/'",
+		"https://svc:Secr3tPrefix/Rest0fPassword@idp.example/jwks": "has an '@' after its host: percent-encode a '/', '?', '#' or '@' in the user name or password",
+		"https://svc:Secr3t#Rest0fPassword@idp.example/jwks":       "has an '@' after its host",
+		"https://svc:abc/Secr3tRest0f@idp.example/jwks":            "has an '@' after its host",
+		"https://svc:12/Secr3tRest0f@idp.example/jwks":             "has an '@' after its host", // parsed, as host svc:12
+		"https://svc:Secr3t%zzRest0f@idp.example/jwks":             "does not parse as a URL (a '/'",
 		"https://idp.example/jwks%zz":                              `does not parse as a URL: invalid URL escape "%zz"`,
 		"https:///jwks":                                            "has no host",
 	} {
@@ -1133,8 +1136,11 @@ func TestSQLiteConnection(t *testing.T) {
 // password: with a '/' in one, pgx's message quoted the rest of it.
 func TestPGConnection(t *testing.T) {
 	for conn, want := range map[string]string{
-		"postgres://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:5432/postgres%zz": "database.connection: does not parse (a '/', '?', '#' or '@' in a user name or password must be percent-encoded",
-		"postgres://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:5432/postgres":    "database.connection: does not parse: cannot parse `postgres://svc:xxxxxx@127.0.0.1:5432/postgres`: invalid port",
+		"postgres://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:5432/postgres%zz": "database.connection: has an '@' after its host",
+		"postgres://svc:Secr3tPrefix/Rest0fPassword@127.0.0.1:5432/postgres":    "database.connection: has an '@' after its host",
+		"postgres://svc:5432/Secr3tRest0f@db.example/app":                       "database.connection: has an '@' after its host", // parsed, as host svc
+		"postgres://db.example/app?application_name=a@b":                        "database.connection: has an '@' after its host",
+		"postgres://svc:Secr3t%zzRest0f@127.0.0.1:5432/postgres":                "database.connection: does not parse: cannot parse `postgres://svc:xxxxx@", // pgx quotes no part
 		"postgres://svc:Secr3tPass@127.0.0.1:5432/postgres?sslmode=bogus":       "(sslmode is invalid)",
 		"postgres://127.0.0.1:99999/postgres":                                   "database.connection: does not parse: cannot parse",
 	} {
@@ -1143,7 +1149,8 @@ func TestPGConnection(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q without the password", conn, err, want)
 		}
 	}
-	for _, conn := range []string{"postgres://127.0.0.1:5432/postgres?sslmode=disable", "postgresql://u:p%2Fw@db.example/app", "postgres:///app?host=/run/postgresql"} {
+	for _, conn := range []string{"postgres://127.0.0.1:5432/postgres?sslmode=disable", "postgresql://u:p%2Fw@db.example/app", "postgres:///app?host=/run/postgresql",
+		"postgres://u%40corp:p%40ss@db.example/app", "postgres://u@db.example/app?application_name=a%40b", "postgres://u:p@h1:5432,h2:5433/app?target_session_attrs=read-write"} {
 		if _, err := read(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", conn), nil); err != nil {
 			t.Errorf("%q: %v", conn, err)
 		}

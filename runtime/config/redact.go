@@ -344,6 +344,9 @@ func ParseJWKSURL(raw string) (*url.URL, error) {
 	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
 		return nil, fmt.Errorf("must be an http(s) URL, got %q", redactURL(raw))
 	}
+	if atAfterHost(raw) {
+		return nil, errAtAfterHost
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		var ue *url.Error
@@ -365,6 +368,9 @@ func ParseJWKSURL(raw string) (*url.URL, error) {
 // password (pgx hides a password it can find, not the fragment of one with
 // a '/' or '#' that its parser quotes).
 func ParsePGConnection(conn string) (*pgx.ConnConfig, error) {
+	if atAfterHost(conn) {
+		return nil, errAtAfterHost
+	}
 	c, err := pgx.ParseConfig(conn)
 	if err != nil {
 		return nil, parseError(conn, "does not parse", err)
@@ -372,14 +378,32 @@ func ParsePGConnection(conn string) (*pgx.ConnConfig, error) {
 	return c, nil
 }
 
-// parseError is what, followed by err's message unless that holds four
+// atAfterHost reports whether the URL raw has an '@' after the end of its
+// host (the first '/', '?' or '#' after "://"). Either a password holds
+// one of those unencoded, and the parser cuts it there (taking its start
+// for a port, "svc:5432/rest@db" parses with host svc, and its rest for the
+// path), so that the password the runtime redacts (up to the last '@') is
+// not the one used and its pieces show in messages; or the path or query
+// holds an '@'. The two cannot be told apart: refused, with a hint.
+func atAfterHost(raw string) bool {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return false
+	}
+	end := strings.IndexAny(rest, "/?#")
+	return end >= 0 && strings.Contains(rest[end:], "@")
+}
+
+var errAtAfterHost = errors.New("has an '@' after its host: percent-encode a '/', '?', '#' or '@' in the user name or password (%2F, %3F, %23, %40), and an '@' in the path or query (%40)")
+
+// parseError is what, followed by err's message unless that holds three
 // characters in a row (or all, when shorter) of a password written in raw;
 // then a hint instead.
 func parseError(raw, what string, err error) error {
 	msg := err.Error()
 	for _, sp := range connectionPasswords(raw) {
 		pw := raw[sp[0]:sp[1]]
-		n := min(4, len(pw))
+		n := min(3, len(pw))
 		for i := 0; i+n <= len(pw); i++ {
 			if strings.Contains(msg, pw[i:i+n]) {
 				return fmt.Errorf("%s (a '/', '?', '#' or '@' in a user name or password must be percent-encoded: %%2F, %%3F, %%23, %%40)", what)
