@@ -284,13 +284,17 @@ func TestPGStatementOfDeadClientEnds(t *testing.T) {
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"60s\""))
 	ctx := context.Background()
 	db := in.RT.Database().PluginDB("alpha").SQL()
+	// The child connects as the plugin's connections do: its parameters,
+	// and the check interval they run with.
+	var interval string
+	if err := db.QueryRowContext(ctx, "SHOW client_connection_check_interval").Scan(&interval); err != nil || interval != "1s" {
+		t.Errorf("plugin connections run with client_connection_check_interval = %q (%v), want 1s", interval, err)
+	}
 	conf := database.PluginConnConfig(in.RT.Database(), "alpha")
+	conf.RuntimeParams["client_connection_check_interval"] = interval
 	dsn := []string{"host=" + conf.Host, "port=" + strconv.Itoa(int(conf.Port)), "dbname=" + conf.Database, "user=" + conf.User, "password=" + conf.Password, "sslmode=disable"}
 	for k, v := range conf.RuntimeParams {
 		dsn = append(dsn, k+"='"+strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)+"'")
-	}
-	if conf.RuntimeParams["client_connection_check_interval"] != "1000" {
-		t.Errorf("plugin connections open with client_connection_check_interval = %q, want 1000", conf.RuntimeParams["client_connection_check_interval"])
 	}
 	child := osexec.Command(os.Args[0])
 	child.Env = append(os.Environ(), deadClientEnv+"="+strings.Join(dsn, " "))

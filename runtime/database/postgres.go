@@ -55,8 +55,9 @@ type pgBackend struct {
 	dbname  string
 	roleKey []byte
 	super   bool
-	// checkClient: the server has client_connection_check_interval
-	// (PostgreSQL 14), set on every plugin connection (see plugin).
+	// checkClient: the server takes client_connection_check_interval
+	// (PostgreSQL 14 and later, on platforms that can check: not
+	// Windows), set on every plugin connection (see pgConnector).
 	checkClient bool
 	plugins     map[string]*pgConnector
 }
@@ -94,12 +95,14 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	var version int
-	if err := sdb.QueryRowContext(ctx, "SELECT current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_setting('server_version_num')::int").Scan(&b.dbname, &b.super, &version); err != nil {
+	if err := sdb.QueryRowContext(ctx, "SELECT current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").Scan(&b.dbname, &b.super); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	b.checkClient = version >= 140000
+	// Tried rather than inferred from the version: a server that cannot
+	// check (no POLLRDHUP) refuses any value but 0.
+	_, err := sdb.ExecContext(ctx, "SELECT set_config('client_connection_check_interval', '"+strconv.Itoa(clientCheckInterval)+"', false)")
+	b.checkClient = err == nil
 	return bun.NewDB(sdb, pgdialect.New()), nil
 }
 
@@ -362,13 +365,10 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 	// instead of running on to its statement_timeout and committing: a
 	// global task's run then never writes after another replica took its
 	// expired lease (docs/scheduler.md). Not on PostgreSQL before 14.
-	if b.checkClient {
-		conf.RuntimeParams["client_connection_check_interval"] = strconv.Itoa(clientCheckInterval)
-	}
 	// A plugin cannot receive notifications (it could LISTEN from a DO
 	// block): drop them rather than let the driver buffer them.
 	conf.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
-	pc := &pgConnector{conf: conf, heal: heal, log: b.log.WithField("plugin", id)}
+	pc := &pgConnector{conf: conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient}
 	pc.lim.Store(&lim)
 	b.mu.Lock()
 	b.plugins[id] = pc
@@ -557,9 +557,13 @@ func (b *pgBackend) setLimits(id string, lim Limits) {
 // one attempt.
 type pgConnector struct {
 	conf *pgx.ConnConfig
-	lim  atomic.Pointer[Limits]
-	heal func(context.Context) error
-	log  *logrus.Entry
+	// checkClient: set client_connection_check_interval on each
+	// connection (pgBackend.checkClient), by SET rather than as a startup
+	// parameter, which a connection pooler in between may refuse.
+	checkClient bool
+	lim         atomic.Pointer[Limits]
+	heal        func(context.Context) error
+	log         *logrus.Entry
 }
 
 // connector opens connections with the current limits.
@@ -569,11 +573,16 @@ func (c *pgConnector) connector() driver.Connector {
 	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
 	maxBody := lim.MaxResult + 1<<16
 	return stdlib.GetConnector(*conf,
-		stdlib.OptionAfterConnect(func(_ context.Context, conn *pgx.Conn) error {
+		stdlib.OptionAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
 			// One message (one row) may not exceed db_max_result: the
 			// driver would buffer it whole before the result limit could
 			// apply.
 			conn.PgConn().Frontend().SetMaxBodyLen(maxBody)
+			if c.checkClient {
+				if _, err := conn.Exec(ctx, "SET client_connection_check_interval = "+strconv.Itoa(clientCheckInterval)); err != nil {
+					return fmt.Errorf("set client_connection_check_interval: %w", err)
+				}
+			}
 			return nil
 		}),
 		stdlib.OptionResetSession(func(context.Context, *pgx.Conn) error {
