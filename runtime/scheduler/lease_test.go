@@ -398,3 +398,86 @@ func TestLateRenewalDoesNotExtendTheRun(t *testing.T) {
 	}
 	a.waitLost(t)
 }
+
+// A global run claimed ahead of its due time that does not begin, because
+// the replica shuts down or a reload drops its task in the 250 ms before
+// that time, gives its claim back: the due time stays due (another
+// replica runs it), the lease is free, and no run is recorded that did
+// not happen. It was recorded as canceled, started after it ended, and
+// its due time was lost; a dropped task's run began and failed, "not
+// registered".
+func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
+	for _, how := range []string{"shutdown", "task dropped"} {
+		t.Run(how, func(t *testing.T) {
+			clk := newFakeClock(t)
+			sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+			sq.now = clk.Now
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			var ran atomic.Int32
+			s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "a",
+				Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
+					ran.Add(1)
+					return 0, nil, nil
+				}})
+			s.st, s.clk = sq, clk
+			task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: 5 * time.Second}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.SetTasks("p", []Task{task})
+			s.Start()
+			stopped := false
+			t.Cleanup(func() {
+				if !stopped {
+					s.Stop(context.Background())
+				}
+			})
+			row := func() taskRow {
+				rows, _, err := sq.tasks(context.Background())
+				if err != nil || len(rows) > 1 {
+					t.Fatalf("task rows: %v %v", rows, err)
+				}
+				if len(rows) == 0 {
+					return taskRow{} // not registered yet
+				}
+				return rows[0]
+			}
+			until := func(what string, cond func(taskRow) bool) taskRow {
+				for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+					if r := row(); cond(r) {
+						return r
+					} else if time.Now().After(end) {
+						t.Fatalf("waited 10s for %s: %+v", what, r)
+					}
+				}
+			}
+			// The first run comes at once; the one under test is the next.
+			start := clk.Now()
+			due := until("the first run", func(r taskRow) bool {
+				return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
+			}).nextRun
+			clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // past claimAhead: the run is claimed
+			claimed := until("the claim", func(r taskRow) bool { return r.leaseOwner == "a" })
+			if claimed.nextRun.Equal(due) {
+				t.Fatalf("the claim did not move next_run: %+v", claimed)
+			}
+			if how == "shutdown" {
+				s.Stop(context.Background())
+				stopped = true
+			} else {
+				s.SetTasks("p", nil)
+			}
+			back := until("the claim given back", func(r taskRow) bool { return r.leaseOwner == "" })
+			if !back.nextRun.Equal(due) || back.runID != "" {
+				t.Errorf("after the claim was given back: next_run %s (want the due time %s), run_id %q", back.nextRun, due, back.runID)
+			}
+			if runs, err := sq.runs(context.Background(), "p", "t", 10); err != nil || len(runs) != 1 {
+				t.Errorf("runs recorded, want the first only: %+v %v", runs, err)
+			}
+			if n := ran.Load(); n != 1 {
+				t.Errorf("the task ran %d times, want the first run only", n)
+			}
+		})
+	}
+}

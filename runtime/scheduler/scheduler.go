@@ -230,6 +230,10 @@ type run struct {
 	leaseStop func() bool
 	cancel    context.CancelFunc
 	lost      atomic.Bool
+	// started: the run reached its due time and began (or was recorded
+	// as ended); withdrawn: before that, the plugin stopped registering
+	// its task. Both under Scheduler.mu.
+	started, withdrawn bool
 }
 
 type finishReq struct {
@@ -316,6 +320,14 @@ func (s *Scheduler) SetTasks(plugin string, tasks []Task) {
 		if t.Plugin == plugin && !keep[k] {
 			delete(s.tasks, k)
 			dropped = append(dropped, t.ID)
+			// A run claimed ahead of its due time has not begun: it
+			// does not, and its claim is undone (execute).
+			if r := t.run; r != nil && r.claimed && !r.manual && !r.started {
+				r.withdrawn = true
+				if r.cancel != nil {
+					r.cancel()
+				}
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -629,6 +641,9 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		case x.claimed:
 			r.claimed, r.leaseOK = true, sent
 			t.due = r.next
+			// Dropped by a reload while the claim was on its way: the
+			// run does not begin, and its claim is undone (execute).
+			r.withdrawn = s.tasks[t.key] != t
 			won = append(won, r)
 			continue
 		case !x.exists:
@@ -698,8 +713,8 @@ func (s *Scheduler) execute(r *run) {
 	defer cancel()
 	s.mu.Lock()
 	r.cancel = cancel
-	if r.lost.Load() {
-		cancel() // lost before it began
+	if r.lost.Load() || r.withdrawn {
+		cancel() // lost, or its task dropped, before it began
 	} else if r.claimed {
 		s.watchLease(r)
 	}
@@ -723,6 +738,18 @@ func (s *Scheduler) execute(r *run) {
 		case <-ctx.Done():
 			stop()
 		}
+	}
+	s.mu.Lock()
+	// A global run stopped before its due time (a shutdown, its task
+	// dropped by a reload) never began: its claim is undone rather than
+	// recorded as a run, so that the due time is not lost and no run is
+	// recorded that did not happen.
+	unclaim := r.claimed && !r.manual && !r.lost.Load() && (r.withdrawn || ctx.Err() != nil && s.clk.Now().Before(r.due))
+	r.started = !unclaim
+	s.mu.Unlock()
+	if unclaim {
+		s.unclaim(r, log)
+		return
 	}
 	s.stats.running.Add(1)
 	var began time.Time
@@ -767,6 +794,13 @@ func (s *Scheduler) execute(r *run) {
 	if !s.dead.Load() {
 		s.complete(finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began)})
 	}
+	s.forget(r, true)
+}
+
+// forget drops r from the runs in progress and from its task, which then
+// acts on its next due time: the one after r's when r ran, r's own when
+// its claim was given back.
+func (s *Scheduler) forget(r *run, ran bool) {
 	s.mu.Lock()
 	delete(s.active, r)
 	if r.leaseStop != nil {
@@ -775,10 +809,34 @@ func (s *Scheduler) execute(r *run) {
 	}
 	if tk := r.task; tk.run == r {
 		tk.run = nil
-		tk.afterRun(r)
+		if ran {
+			tk.afterRun(r)
+		} else {
+			tk.due = r.due
+			tk.attempt = tk.nextAttempt()
+		}
 	}
 	s.mu.Unlock()
 	s.wakeUp()
+}
+
+// unclaim undoes the claim of r, which never began (see execute), and
+// forgets r.
+func (s *Scheduler) unclaim(r *run, log *logrus.Entry) {
+	if !s.dead.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := s.store(ctx)
+		if err == nil {
+			err = st.unclaim(ctx, s.cfg.Replica, unclaimItem{runID: r.id, plugin: r.spec.Plugin, task: r.spec.ID, due: r.due})
+		}
+		cancel()
+		if err != nil {
+			log.WithError(err).Warn("cannot give back a claimed run that did not start; its lease expires on its own")
+		} else {
+			log.Debug("gave back a claimed run that did not start")
+		}
+	}
+	s.forget(r, false)
 }
 
 // logRun writes the line of a run that ended: debug when it succeeded,

@@ -33,6 +33,13 @@ type store interface {
 	// the due time when claimed ahead of it). One result per item, in
 	// order.
 	claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error)
+	// unclaim undoes a claim whose run never started (the replica shut
+	// down, or the plugin stopped registering the task, before the due
+	// time it was claimed ahead of): the lease is released, next_run is
+	// the claimed due time again (so that a replica runs it), and the
+	// run's row is deleted. A claim no longer held (its lease expired and
+	// another replica took the task) is left alone.
+	unclaim(ctx context.Context, replica string, u unclaimItem) error
 	// start inserts the row of a local task's run.
 	start(ctx context.Context, replica string, st localStart) error
 	// finish completes runs: their rows, their tasks' last_* columns, and
@@ -69,6 +76,11 @@ type claimResult struct {
 	nextRun time.Time // the row's next_run as the claim saw it
 	held    bool      // a live lease holds the task
 	holder  string
+}
+
+type unclaimItem struct {
+	runID, plugin, task string
+	due                 time.Time
 }
 
 type localStart struct {

@@ -128,6 +128,19 @@ LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task`,
 	return out, nil
 }
 
+func (s *pgStore) unclaim(ctx context.Context, replica string, u unclaimItem) error {
+	_, err := s.db.ExecContext(ctx, `
+WITH t AS (
+    UPDATE scheduler_tasks
+    SET lease_owner = NULL, lease_until = NULL, run_id = NULL, next_run = $4
+    WHERE plugin = $1 AND task = $2 AND run_id = $3 AND lease_owner = $5
+    RETURNING 1
+)
+DELETE FROM scheduler_runs WHERE run_id = $3 AND outcome = 'running' AND EXISTS (SELECT 1 FROM t)`,
+		u.plugin, u.task, u.runID, u.due, replica)
+	return err
+}
+
 func (s *pgStore) start(ctx context.Context, replica string, st localStart) error {
 	trigger := "schedule"
 	var due any = st.due

@@ -112,6 +112,21 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 	return out, err
 }
 
+func (s *sqliteStore) unclaim(ctx context.Context, replica string, u unclaimItem) error {
+	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL, next_run = ? WHERE plugin = ? AND task = ? AND run_id = ? AND lease_owner = ?",
+			us(u.due), u.plugin, u.task, u.runID, replica)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM scheduler_runs WHERE run_id = ? AND outcome = 'running'", u.runID)
+		return err
+	})
+}
+
 func (s *sqliteStore) start(ctx context.Context, replica string, st localStart) error {
 	trigger, due := "schedule", us(st.due)
 	if st.manual {

@@ -179,3 +179,46 @@ func testStore(t *testing.T, st store) {
 		t.Errorf("after tidy, the global task: %+v", runs)
 	}
 }
+
+// unclaim gives a claim back: next_run is the claimed due time again, the
+// lease is free and the run's row is gone; a claim another replica holds
+// now is left alone.
+func TestStoreUnclaim(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := trunc(time.Now().Add(time.Second))
+		if _, err := st.register(ctx, []registration{{task: &task, next: due}}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := st.claim(ctx, "a", time.Minute, []claimItem{{plugin: "p", task: "t", due: due, next: due.Add(time.Minute), runID: "run1"}})
+		if err != nil || !res[0].claimed {
+			t.Fatalf("claim: %+v %v", res, err)
+		}
+		// Not b's to give back.
+		if err := st.unclaim(ctx, "b", unclaimItem{runID: "run1", plugin: "p", task: "t", due: due}); err != nil {
+			t.Fatal(err)
+		}
+		rows, _, err := st.tasks(ctx)
+		if err != nil || len(rows) != 1 || rows[0].leaseOwner != "a" || rows[0].runID != "run1" {
+			t.Fatalf("after another replica's unclaim: %+v %v", rows, err)
+		}
+		if err := st.unclaim(ctx, "a", unclaimItem{runID: "run1", plugin: "p", task: "t", due: due}); err != nil {
+			t.Fatal(err)
+		}
+		rows, _, err = st.tasks(ctx)
+		if err != nil || len(rows) != 1 || rows[0].leaseOwner != "" || rows[0].runID != "" || !rows[0].nextRun.Equal(due) {
+			t.Fatalf("after the unclaim: %+v %v", rows, err)
+		}
+		if runs, err := st.runs(ctx, "p", "t", 10); err != nil || len(runs) != 0 {
+			t.Errorf("runs after the unclaim: %+v %v", runs, err)
+		}
+		// The due time can be claimed again.
+		if res, err := st.claim(ctx, "b", time.Minute, []claimItem{{plugin: "p", task: "t", due: due, next: due.Add(time.Minute), runID: "run2"}}); err != nil || !res[0].claimed {
+			t.Errorf("claim after the unclaim: %+v %v", res, err)
+		}
+	})
+}
