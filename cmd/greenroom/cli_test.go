@@ -32,18 +32,22 @@ func runCLI(t *testing.T, env []string, args ...string) (string, int) {
 
 // How a command is called wrongly is a usage error, exit code 2: never 0
 // (a script running `migrate down` must not see success) nor 1. A group
-// called alone prints its help.
+// called alone lacks its command: it prints its help and exits 2 too, as
+// help does for an unknown topic; asking for help is no error.
 func TestCLIUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"nosuch"}, {"migrate", "down"}, {"plugin", "nosuch"}, {"config", "nosuch"},
 		{"serve", "extra"}, {"plugin", "build"}, {"plugin", "build", "a", "b"},
 		{"config", "check", "--config"}, {"--bogus"}, {"version", "--bogus"},
+		{}, {"migrate"}, {"plugin"}, {"config"}, {"help", "bogus"},
 	} {
 		if out, code := runCLI(t, nil, args...); code != 2 {
 			t.Errorf("greenroom %s: exit %d, want 2:\n%s", strings.Join(args, " "), code, out)
+		} else if group := len(args) == 0 || len(args) == 1 && strings.Contains("migrate plugin config", args[0]); group && !strings.Contains(out, "Usage:") {
+			t.Errorf("greenroom %s: no help:\n%s", strings.Join(args, " "), out)
 		}
 	}
-	for _, args := range [][]string{{}, {"migrate"}, {"plugin"}, {"config"}, {"serve", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"help", "config"}, {"config", "--help"}, {"serve", "--help"}} {
 		if out, code := runCLI(t, nil, args...); code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("greenroom %s: exit %d, want 0 with the help:\n%s", strings.Join(args, " "), code, out)
 		}

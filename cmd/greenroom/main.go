@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -63,13 +64,32 @@ func newRoot() *cobra.Command {
 // command or subcommand, a wrong number of arguments, an unknown or
 // incomplete flag — exit with code 2, like a config error, and not 0 (a
 // script running `greenroom migrate down` must not see success) or 1 (a
-// failure of the work itself). A command group called alone prints its
-// help.
+// failure of the work itself). A command group called alone (greenroom,
+// greenroom config) prints its help on stderr and exits 2 too, as the go
+// command does: its subcommand is missing. So does help for an unknown
+// topic.
 func usageErrors(cmd *cobra.Command) {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	if cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
 		cmd.Args = cobra.NoArgs
-		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		cmd.RunE = func(c *cobra.Command, _ []string) error {
+			c.SetOut(c.ErrOrStderr())
+			c.Help()
+			return &exitError{code: 2, err: fmt.Errorf("%s needs a command (see above)", c.CommandPath())}
+		}
+	}
+	if !cmd.HasParent() {
+		cmd.SetHelpCommand(&cobra.Command{
+			Use:   "help [command]",
+			Short: "Help about any command",
+			RunE: func(c *cobra.Command, args []string) error {
+				target, rest, err := c.Root().Find(args)
+				if err != nil || target == nil || len(rest) > 0 {
+					return &exitError{code: 2, err: fmt.Errorf("unknown help topic %q (see %s --help)", strings.Join(args, " "), c.Root().Name())}
+				}
+				return target.Help()
+			},
+		})
 	}
 	if validate := cmd.Args; validate != nil {
 		cmd.Args = func(c *cobra.Command, args []string) error {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"time"
 
@@ -302,16 +301,9 @@ func addDevTokenValue(cfg *config.Config, tok string) {
 
 // printDevToken shows the development token once, on stdout: the log
 // (stderr) redacts it like every configured secret.
+// Its example lists the plugins through the admin API, which answers
+// whatever the plugins serve (a plugin's own routes are its business).
 func printDevToken(w io.Writer, tok, addr string, cfg *config.Config) {
-	plugin := "<plugin>"
-	ids := make([]string, 0, len(cfg.Plugins))
-	for id := range cfg.Plugins {
-		ids = append(ids, id)
-	}
-	if len(ids) > 0 {
-		slices.Sort(ids)
-		plugin = ids[0]
-	}
 	fmt.Fprintf(w, "\ngreenroom dev: token for this run (admin, every plugin; shown once, never logged, gone at exit):\n\n    %s\n\n"+
-		"    curl -H \"Authorization: Bearer %s\" http://%s/api/%s/\n\n", tok, tok, addr, plugin)
+		"    curl -H \"Authorization: Bearer %s\" http://%s/.greenroom/plugins/v1/\n\n", tok, tok, addr)
 }

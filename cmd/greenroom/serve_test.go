@@ -46,7 +46,7 @@ path = "hello.wasm"
 	// Printed once on its own writer; the log redacts it.
 	var out, logBuf bytes.Buffer
 	printDevToken(&out, tok, "127.0.0.1:7007", cfg)
-	if strings.Count(out.String(), tok) != 2 || !strings.Contains(out.String(), "http://127.0.0.1:7007/api/hello/") {
+	if strings.Count(out.String(), tok) != 2 || !strings.Contains(out.String(), "http://127.0.0.1:7007/.greenroom/plugins/v1/") {
 		t.Errorf("printed:\n%s", out.String())
 	}
 	log, _, err := logging.New(&logBuf, "json", "info", cfg.Secrets())
