@@ -136,6 +136,10 @@ func (d *decoder) decodeText(path string, src any, dst reflect.Value) {
 		}
 		d.fail(path, "want a string, got %s", d.describe(path, src))
 	default:
+		if dst.Type() == reflect.TypeFor[Size]() {
+			d.fail(path, "want a size (a whole number of bytes, or a string with a unit such as \"4MiB\"), got %s", d.describe(path, src))
+			return
+		}
 		d.fail(path, "want a string, got %s", d.describe(path, src))
 	}
 }

@@ -71,6 +71,8 @@ func (v *validator) server() {
 	if s.MetricsListen != "" {
 		if err := checkListen(s.MetricsListen); err != nil {
 			v.fail("server.metrics_listen", "%v", err)
+		} else if s.MetricsListen == s.Listen {
+			v.fail("server.metrics_listen", "is server.listen's address (%s): the two listeners cannot share it; leave metrics_listen out to serve /metrics on server.listen", s.Listen)
 		}
 	}
 	if s.BodyLimit == 0 {
