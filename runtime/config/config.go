@@ -76,6 +76,10 @@ type CORS struct {
 	MaxAge           int      `toml:"max_age"`
 }
 
+// DefaultCORSMethods are the methods a preflight allows when
+// server.cors.methods is not set (Fiber's default list).
+var DefaultCORSMethods = []string{"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH"}
+
 // Log configures the runtime's log.
 type Log struct {
 	Level  string `toml:"level"`
