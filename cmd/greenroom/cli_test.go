@@ -106,10 +106,21 @@ database = true
 		t.Errorf("plugin inspect --json: %d %.300s", code, out)
 	}
 	out, code = runCLI(t, env, "plugin", "inspect", wasm, "--config", good)
-	for _, want := range []string{"abi version:   1", "config plugin: hello", "granted, not imported: database", "imported, not granted: none"} {
+	for _, want := range []string{"abi version:   1", "config plugin: hello", "granted, not imported: database", "imported, not granted: none", "interrupted at its timeout: yes"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("plugin inspect --config: exit %d, output lacks %q:\n%s", code, want, out)
 		}
+	}
+	// The operator's opt-out is loud in inspection too (issue 8).
+	optOut := filepath.Join(dir, "optout.toml")
+	os.WriteFile(optOut, []byte(fmt.Sprintf("[plugins.hello]\npath = %q\nlimits = { interruptible = false }\n", wasm)), 0o644)
+	out, code = runCLI(t, nil, "plugin", "inspect", wasm, "--config", optOut)
+	if code != 0 || !strings.Contains(out, "interrupted at its timeout: NO (limits.interruptible = false") {
+		t.Errorf("plugin inspect of a plugin that opted out: exit %d:\n%s", code, out)
+	}
+	out, _ = runCLI(t, nil, "plugin", "inspect", "--json", wasm, "--config", optOut)
+	if !strings.Contains(out, `"interruptible": false`) {
+		t.Errorf("plugin inspect --json of a plugin that opted out:\n%s", out)
 	}
 	// One module used by two plugins: each plugin's grants, and a refusal
 	// that only the second's cap causes names that plugin.

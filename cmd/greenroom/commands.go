@@ -124,6 +124,9 @@ type grantReport struct {
 	Granted   []string `json:"granted"`
 	Ungranted []string `json:"imported_not_granted"`
 	Unused    []string `json:"granted_not_imported"`
+	// Interruptible is limits.interruptible: false, the plugin's loops
+	// are not interrupted at its timeout (the operator's opt-out).
+	Interruptible bool `json:"interruptible"`
 }
 
 func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) error {
@@ -223,7 +226,7 @@ func pluginsForFile(cfg *config.Config, file, sum string) []string {
 }
 
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
-	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}}
+	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}, Interruptible: pc.Limits.Interruptible}
 	if g.Granted == nil {
 		g.Granted = []string{} // a list in the JSON, as in the admin API
 	}
@@ -268,6 +271,11 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		fmt.Fprintf(w, "  granted:              %s\n", listOrNone(g.Granted))
 		fmt.Fprintf(w, "  imported, not granted: %s\n", listOrNone(g.Ungranted))
 		fmt.Fprintf(w, "  granted, not imported: %s\n", listOrNone(g.Unused))
+		if g.Interruptible {
+			fmt.Fprintf(w, "  interrupted at its timeout: yes\n")
+		} else {
+			fmt.Fprintf(w, "  interrupted at its timeout: NO (limits.interruptible = false: its loops run on past limits.timeout; only for vetted plugins)\n")
+		}
 	}
 	if r.Valid {
 		fmt.Fprintf(w, "valid:         yes\n")
