@@ -693,8 +693,18 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		Engine:       r.engine,
 		Counters:     s.counters,
 		HostCounters: s.hostCounters,
+		// The version's use of the plugin's database pool ends with it:
+		// the pool closes with the last version of a removed plugin.
+		OnClose: func() {
+			if pdb != nil {
+				pdb.Release()
+			}
+		},
 	})
 	if err != nil {
+		if pdb != nil {
+			pdb.Release()
+		}
 		// A task the runtime refused says more than the guest's reaction
 		// to the refusal (a Go plugin typically panics).
 		if terr := h.taskError(); terr != nil {
@@ -786,7 +796,10 @@ func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32
 			return 0, nil, &UnavailableError{ID: id, State: st, Reason: reason}
 		}
 		code, out, err := p.Run(ctx, c)
-		if plugin.KindOf(err) == plugin.FailClosed && attempt < 3 && s.cur.Load() != p {
+		// Each retry follows a new version (reloads back to back may
+		// replace several while the run waits); the run's own deadline
+		// bounds them.
+		if plugin.KindOf(err) == plugin.FailClosed && s.cur.Load() != p && (attempt < 3 || ctx.Err() == nil) {
 			continue
 		}
 		return code, out, err

@@ -88,6 +88,11 @@ type Service struct {
 	backend backend
 	db      *bun.DB
 	plugins map[string]*PluginDB
+	// users counts, per plugin id, the PluginDBs Plugin returned that are
+	// not released yet (the versions of the plugin loaded): the pool is
+	// closed when the last is released (a removed plugin's last version
+	// closed).
+	users map[string]int
 	// loading has a channel per plugin being provisioned, closed when
 	// done.
 	loading map[string]chan struct{}
@@ -124,7 +129,7 @@ type limitsSetter interface {
 
 // New returns a Service for cfg. Nothing is opened until Open.
 func New(cfg Config, log *logrus.Logger) *Service {
-	return &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}, loading: map[string]chan struct{}{}}
+	return &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}, users: map[string]int{}, loading: map[string]chan struct{}{}}
 }
 
 // Client returns the configured client, ClientSQLite or ClientPG.
@@ -247,6 +252,7 @@ func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB,
 			return nil, errors.New("database service closed")
 		}
 		if p := s.plugins[id]; p != nil {
+			s.users[id]++
 			s.mu.Unlock()
 			return newPluginDB(s, id, p.db, lim), nil
 		}
@@ -281,7 +287,29 @@ func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB,
 	}
 	p := newPluginDB(s, id, sdb, lim)
 	s.plugins[id] = p
+	s.users[id]++
 	return p, nil
+}
+
+// release ends one use of plugin id's pool (PluginDB.Release); the last
+// closes it, so that a plugin the config no longer has holds no
+// connection, file or goroutine. A later Plugin opens it again.
+func (s *Service) release(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users[id]--; s.users[id] > 0 {
+		return
+	}
+	delete(s.users, id)
+	if p := s.plugins[id]; p != nil && !s.closed {
+		delete(s.plugins, id)
+		if err := p.db.Close(); err != nil {
+			s.log.WithField("plugin", id).WithError(err).Warn("cannot close the database pool of a removed plugin")
+		}
+		if f, ok := s.backend.(interface{ forget(id string) }); ok {
+			f.forget(id)
+		}
+	}
 }
 
 // provision creates and opens plugin id's database under the plugin's

@@ -3,6 +3,7 @@ package database_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -782,9 +783,13 @@ func TestMigrationCannotCommit(t *testing.T) {
 				if n != 1 {
 					t.Errorf("%d migrations recorded, want 1 (the one before the refused one)", n)
 				}
-				sqldb := in.RT.Database().PluginDB("alpha").SQL()
+				// The failed version holds no pool: the plugin's database
+				// is looked at from outside.
+				if !tableExists(t, in, dbconf, b, "alpha", "notes") {
+					t.Errorf("table notes of the migration before the refused one is missing")
+				}
 				for _, table := range []string{"early", "late"} {
-					if _, err := sqldb.Exec("SELECT count(*) FROM " + table); err == nil {
+					if tableExists(t, in, dbconf, b, "alpha", table) {
 						t.Errorf("table %s of the refused migration exists", table)
 					}
 				}
@@ -802,4 +807,80 @@ func TestSQLiteMigrationValueLimit(t *testing.T) {
 	if status != 503 || !strings.Contains(body, "migration 002_big.up.sql failed") {
 		t.Fatalf("alpha: %d %s", status, body)
 	}
+}
+
+// A plugin a reload removes gives its database pool back once its last
+// version closed (its connections, files and the pool's goroutine stayed
+// for the life of the process); one removed and added back while a call
+// of the removed version still runs keeps the pool that call uses, and
+// both work.
+func TestRemovedPluginClosesItsPool(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		with := dbconf + plugin("alpha", true, "good", "")
+		without := dbconf + "[plugins.other]\npath = " + fmt.Sprintf("%q", helloWasm) + "\n"
+		in := start(t, with)
+		must(t, in, "alpha", exec("INSERT INTO notes VALUES ('one')"))
+		svc := in.RT.Database()
+		closed := func() bool {
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+				if svc.PluginDB("alpha") == nil {
+					return true
+				}
+			}
+			return false
+		}
+		for range 3 {
+			in.SetConfig(without)
+			in.Reload(t)
+			if !closed() {
+				t.Fatal("the removed plugin's pool is still open")
+			}
+			in.SetConfig(with)
+			in.Reload(t)
+			if n := count(t, in, "alpha", "notes"); n != 1 {
+				t.Fatalf("added back: %d notes, want 1", n)
+			}
+		}
+		// Removed and added back while a call of the removed version
+		// runs: the call and the new version share the pool.
+		slow := make(chan []result, 1)
+		go func() { slow <- run(t, in, "alpha", step{Op: "sleep", MS: 600}, query("SELECT count(*) FROM notes")) }()
+		time.Sleep(200 * time.Millisecond)
+		in.SetConfig(without)
+		in.Reload(t)
+		in.SetConfig(with)
+		in.Reload(t)
+		if res := <-slow; res[1].Error != "" {
+			t.Errorf("the removed version's call: %+v", res)
+		}
+		time.Sleep(100 * time.Millisecond) // the removed version's close
+		if n := count(t, in, "alpha", "notes"); n != 1 || svc.PluginDB("alpha") == nil {
+			t.Errorf("the version added back: %d notes, pool %v", n, svc.PluginDB("alpha"))
+		}
+	})
+}
+
+// tableExists reports whether plugin id's database has table, looked at
+// from outside the plugin: the runtime's connection on PostgreSQL, the
+// plugin's file on SQLite.
+func tableExists(t *testing.T, in *servertest.Instance, dbconf string, b backend, id, table string) bool {
+	t.Helper()
+	var n int
+	if b.name == "pg" {
+		if err := in.RT.Database().DB().DB.QueryRow("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", database.SchemaName(id), table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	_, dir, _ := strings.Cut(dbconf, "connection = \"file:")
+	dir, _, _ = strings.Cut(dir, "\"")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "plugins", id+".db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
 }

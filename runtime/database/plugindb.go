@@ -31,6 +31,7 @@ type PluginDB struct {
 	lim        Limits
 	migrations []hostfuncs.MigrationFile
 	registered bool
+	released   sync.Once
 }
 
 var _ hostfuncs.Database = (*PluginDB)(nil)
@@ -61,6 +62,13 @@ func (p *PluginDB) limits() Limits {
 // SQL returns the plugin's connection pool, for the runtime's own use
 // (benchmarks, tests). It connects as the plugin does, with its isolation.
 func (p *PluginDB) SQL() *sql.DB { return p.db }
+
+// Release ends this PluginDB's use of the plugin's pool, once its version
+// of the plugin is closed for good; the pool closes with the last one.
+// Calls after the first do nothing.
+func (p *PluginDB) Release() {
+	p.released.Do(func() { p.svc.release(p.id) })
+}
 
 // Stats returns the plugin's pool figures.
 func (p *PluginDB) Stats() sql.DBStats { return p.db.Stats() }

@@ -549,6 +549,13 @@ func (b *pgBackend) setLimits(id string, lim Limits) {
 	}
 }
 
+// forget drops plugin id's connector once its pool is closed.
+func (b *pgBackend) forget(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.plugins, id)
+}
+
 // pgConnector opens a plugin's connections, each with the plugin's
 // current limits. A plugin can change its own role's password (PostgreSQL
 // lets every role do that); when a connection then fails authentication,

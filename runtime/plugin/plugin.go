@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -89,6 +90,10 @@ type Spec struct {
 	// HostCounters count host-function calls; nil gives this version its
 	// own.
 	HostCounters *hostfuncs.Counters
+	// OnClose, when set, runs once, when Close has closed the version:
+	// what the version held outside the plugin (its use of its database
+	// pool) is released there. (A Load that fails never calls it.)
+	OnClose func()
 
 	// forceWazero makes tests use the fallback interruption.
 	forceWazero bool
@@ -96,11 +101,12 @@ type Spec struct {
 
 // Plugin is a loaded plugin: its compiled module and its instance pool.
 type Plugin struct {
-	id   string
-	spec Spec
-	rt   wazero.Runtime
-	own  *Engine // the engine Load made for this plugin alone, if any
-	cm   wazero.CompiledModule
+	id     string
+	spec   Spec
+	closed sync.Once // runs spec.OnClose
+	rt     wazero.Runtime
+	own    *Engine // the engine Load made for this plugin alone, if any
+	cm     wazero.CompiledModule
 	// release gives cm back to the engine.
 	release func()
 	info    Info
@@ -437,6 +443,9 @@ func (p *Plugin) Close(ctx context.Context) error {
 	p.release()
 	if p.own != nil {
 		p.own.Close(context.Background())
+	}
+	if f := p.spec.OnClose; f != nil {
+		p.closed.Do(f)
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/sirupsen/logrus"
@@ -159,6 +160,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		}
 		return nil
 	}
+	began := time.Now()
 	err = s.rt.Handle(s.base, id, req, respond)
 	for moves := 1; errors.Is(err, runtime.ErrMoved); moves++ {
 		// A reload moved the call, while it waited for an instance, to
@@ -166,7 +168,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// again under the config now in force, as a request arriving now
 		// with the same credential — which the reload may have revoked or
 		// restricted to other plugins, on a route it may have closed.
-		if moves > maxMoves {
+		// Reloads back to back move a waiting call once each: it goes on
+		// waiting as long as its plugin's queue_timeout allows in all.
+		if moves > maxMoves && time.Since(began) >= s.queueTimeout(id) {
 			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
 				Message: fmt.Sprintf("plugin %s was reloaded while the call waited; try again", id)}
 		}
@@ -200,8 +204,20 @@ func (s *Server) budgetSpent(id, key string, bytes int64) error {
 	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "server_busy", Plugin: id, RetryAfter: 1, Message: msg}
 }
 
+// queueTimeout is the queue_timeout of plugin id's version serving now
+// (0 when none serves).
+func (s *Server) queueTimeout(id string) time.Duration {
+	if slot := s.rt.Slot(id); slot != nil {
+		if p := slot.Plugin(); p != nil {
+			return p.Limits().QueueTimeout
+		}
+	}
+	return 0
+}
+
 // maxMoves is how many times one call may be moved to a plugin's new
-// version by reloads coming one after another while it waits.
+// version by reloads coming one after another while it waits, whatever
+// the time it waited (past it, the call's queue_timeout bounds the moves).
 const maxMoves = 3
 
 // unknownPlugin is the answer for a plugin id the config does not have.

@@ -124,6 +124,54 @@ func TestReloadUnderLoad(t *testing.T) {
 	t.Logf("%d requests during 10 reloads, none failed", total.Load())
 }
 
+// Reloads back to back move a call waiting for an instance once each: it
+// goes on waiting, within its queue_timeout, however many there are (a
+// cap of three moves answered 503 to calls queued across a scripted
+// rollout of ten reloads).
+func TestBackToBackReloadsKeepWaitingCalls(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	path := filepath.Join(t.TempDir(), "ver.wasm")
+	copyFile(t, v1, path)
+	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = 1, queue_timeout = \"20s\" }\n", path))
+	var (
+		stop     atomic.Bool
+		mu       sync.Mutex
+		total    int
+		failures []string
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				status, _, body := in.Get(t, "/api/ver/slow?ms=40")
+				mu.Lock()
+				total++
+				if status != 200 {
+					failures = append(failures, fmt.Sprintf("%d %s", status, body))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // calls queue behind the one instance
+	for i := range 10 {
+		copyFile(t, [2]string{v2, v1}[i%2], path)
+		if got := in.Reload(t).Plugins["ver"]; got.Outcome != runtime.OutcomeReloaded {
+			t.Fatalf("reload %d: %+v", i, got)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed across 10 reloads back to back, e.g. %v", len(failures), total, failures[:min(3, len(failures))])
+	}
+	t.Logf("%d requests across 10 reloads back to back, none failed", total)
+}
+
 // A new version that fails to load leaves the old one serving and says
 // why, through the admin API; plugins come and go with the config.
 func TestReloadFailureAndPluginSetChanges(t *testing.T) {
