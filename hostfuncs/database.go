@@ -187,6 +187,28 @@ func dbBegin(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = api.EncodeI32(int32(tx))
 }
 
+// db_max_conns() -> i32
+//
+// Returns how many connections the plugin's pool holds at most
+// (limits.db_max_conns), or a negative error code: ErrDenied without the
+// database capability. The SDK caps its database/sql pool at it, so that
+// goroutines wanting a connection wait in the guest, where the ones
+// holding connections can run, instead of in a host call, which holds the
+// guest's only thread (docs/abi.md).
+func dbMaxConns(ctx context.Context, mod api.Module, stack []uint64) {
+	in := instanceFrom(ctx, "db_max_conns")
+	db, code := database(in)
+	if db == nil {
+		stack[0] = api.EncodeI32(code)
+		return
+	}
+	n := int32(0)
+	if m, ok := db.(interface{ MaxConns() int }); ok {
+		n = int32(min(m.MaxConns(), 1<<31-1))
+	}
+	stack[0] = api.EncodeI32(n)
+}
+
 // db_commit(tx i32) -> i32
 //
 // Commits transaction tx. Returns 0, or ErrDenied, ErrNotFound (no such open

@@ -38,6 +38,7 @@ var functions = []Function{
 	{Name: "db_commit", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbCommit)},
 	{Name: "db_rollback", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbRollback)},
 	{Name: "db_migrations", Capability: CapabilityDatabase, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbMigrations)},
+	{Name: "db_max_conns", Capability: CapabilityDatabase, Results: []string{"n_or_errno"}, fn: api.GoModuleFunc(dbMaxConns)},
 
 	{Name: "task_register", Capability: CapabilityScheduler, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(taskRegister)},
 	// Logging: every plugin may log; the runtime bounds it (level floor,

@@ -70,7 +70,18 @@ func DB() *sql.DB {
 		if err != nil {
 			panic(err) // the driver was just registered
 		}
-		db.SetMaxIdleConns(4)
+		// At most the connections the runtime's pool holds for the
+		// plugin (limits.db_max_conns), so that a goroutine wanting one
+		// waits here, where the goroutines holding connections (in
+		// transactions, open rows) can run and release them. Waiting in
+		// the host would hold the guest's only thread, so that the
+		// holders never ran and every waiter timed out.
+		if n := dbMaxConns(); n > 0 {
+			db.SetMaxOpenConns(n)
+			db.SetMaxIdleConns(n)
+		} else {
+			db.SetMaxIdleConns(4)
+		}
 		theDB = db
 	})
 	return theDB

@@ -205,6 +205,9 @@ func registerMigrations(_ []byte, list []Migration) error {
 
 type noRuntime struct{}
 
+// dbMaxConns: outside the runtime, no bound (SetDB's database decides).
+func dbMaxConns() int { return 0 }
+
 func newDBTransport() dbTransport { return noRuntime{} }
 
 func (noRuntime) exec([]byte) (string, error)  { return "", errNoRuntime }

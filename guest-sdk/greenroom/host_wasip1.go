@@ -240,6 +240,19 @@ func hostDBRollback(tx uint32) int32
 //go:wasmimport greenroom db_migrations
 func hostDBMigrations(ptr unsafe.Pointer, size uint32) int32
 
+//go:wasmimport greenroom db_max_conns
+func hostDBMaxConns() int32
+
+// dbMaxConns is the plugin's limits.db_max_conns, 0 when unknown (the
+// capability not granted: every statement then fails anyway).
+func dbMaxConns() int {
+	n, err := slotCall("db_max_conns", hostDBMaxConns)
+	if err != nil {
+		return 0
+	}
+	return int(n)
+}
+
 func nativeDB() *sql.DB { return nil }
 
 type hostDB struct{}

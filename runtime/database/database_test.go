@@ -884,3 +884,21 @@ func tableExists(t *testing.T, in *servertest.Instance, dbconf string, b backend
 	}
 	return n > 0
 }
+
+// Goroutines of one request sharing greenroom.DB() with more transactions
+// at once than db_max_conns wait for a connection as with a native
+// driver, and all succeed: the SDK caps its pool at db_max_conns, so a
+// goroutine waits in the guest, where the holders run. Waiting in the
+// host held the guest's only thread: the holders never ran, and every
+// waiter failed "pool exhausted" at db_statement_timeout.
+func TestGoroutinesWaitForConnectionsInTheGuest(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf+plugin("alpha", true, "good", "db_max_conns = 2\ndb_statement_timeout = \"2s\""))
+		// Read-only: SQLite lets one read-write transaction at a time,
+		// whatever the pool (docs/database.md).
+		res := run(t, in, "alpha", step{Op: "holders", MS: 8, SQL: "SELECT 1", ReadOnly: true})
+		if r := res[0]; r.Error != "" || r.Affected != 8 {
+			t.Errorf("8 goroutines, 2 connections: %d succeeded, error %q", r.Affected, r.Error)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -48,5 +49,20 @@ func TestStatementContextDeadlines(t *testing.T) {
 			t.Errorf("%s: counted as the plugin's deadline: %v, want %v", c.name, ok, c.plugin)
 		}
 		cancel()
+	}
+}
+
+// A statement the server cancelled at its statement_timeout keeps the
+// server's SQLSTATE at the end of the message, where the SDK's SQLState
+// reads it (it was inside the message's parentheses, and SQLState gave "").
+func TestServerTimeoutMessageEndsWithSQLState(t *testing.T) {
+	err := errors.New("ERROR: canceling statement due to statement timeout (SQLSTATE 57014)")
+	got := serverTimeoutMessage(time.Second, err)
+	want := "statement cancelled: it ran past limits.db_statement_timeout of 1s (ERROR: canceling statement due to statement timeout) (SQLSTATE 57014)"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := serverTimeoutMessage(time.Second, errors.New("interrupted")); got != "statement cancelled: it ran past limits.db_statement_timeout of 1s (interrupted)" {
+		t.Errorf("without a SQLSTATE: %q", got)
 	}
 }

@@ -63,6 +63,10 @@ func (p *PluginDB) limits() Limits {
 // (benchmarks, tests). It connects as the plugin does, with its isolation.
 func (p *PluginDB) SQL() *sql.DB { return p.db }
 
+// MaxConns is the most connections the plugin's pool holds
+// (limits.db_max_conns of this version), for db_max_conns.
+func (p *PluginDB) MaxConns() int { return p.limits().MaxConns }
+
 // Release ends this PluginDB's use of the plugin's pool, once its version
 // of the plugin is closed for good; the pool closes with the last one.
 // Calls after the first do nothing.
@@ -336,7 +340,7 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	}
 	var t *timeoutError
 	if errors.As(err, &t) {
-		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s (%v)", lim.StatementTimeout, t.err)
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "%s", serverTimeoutMessage(lim.StatementTimeout, t.err))
 	}
 	var full *fullError
 	if errors.As(err, &full) {
@@ -809,4 +813,15 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		return err
 	}
 	return nil
+}
+
+// serverTimeoutMessage is the message of a statement the server cancelled
+// at its statement_timeout: the server's SQLSTATE (57014) stays at the
+// end, where greenroom.SQLState reads it.
+func serverTimeoutMessage(timeout time.Duration, err error) string {
+	msg, state := err.Error(), ""
+	if i := strings.LastIndex(msg, " (SQLSTATE "); i >= 0 && strings.HasSuffix(msg, ")") {
+		msg, state = msg[:i], msg[i:]
+	}
+	return fmt.Sprintf("statement cancelled: it ran past limits.db_statement_timeout of %s (%s)%s", timeout, msg, state)
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
@@ -127,6 +128,33 @@ func run(w http.ResponseWriter, r *http.Request) {
 					res.LastID = &id
 				}
 			}
+		case "holders":
+			// s.MS goroutines share db: each holds a transaction across
+			// a sleep (in the guest, where the others may run), then
+			// runs s.SQL in it and rolls back. Affected counts the ones
+			// that succeeded; the first error is the step's.
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			for range s.MS {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tx, gerr := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.ReadOnly})
+					if gerr == nil {
+						time.Sleep(50 * time.Millisecond)
+						_, gerr = tx.ExecContext(ctx, s.SQL, args...)
+						tx.Rollback()
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if gerr == nil {
+						res.Affected++
+					} else if err == nil {
+						err = gerr
+					}
+				}()
+			}
+			wg.Wait()
 		case "prepare":
 			var st *sql.Stmt
 			if st, err = db.PrepareContext(ctx, s.SQL); err == nil {
