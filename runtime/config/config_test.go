@@ -1160,22 +1160,16 @@ func TestPGConnection(t *testing.T) {
 	}
 }
 
-// Defaults that depend on other settings are filled in, so that config
-// print shows the values in effect: rate_burst is N of rate_limit's
-// "N/unit", cors.methods Fiber's default list (both showed 0 and []).
+// cors.methods holds its effective default after load, so that config
+// print shows it (it showed []). rate_burst stays 0 ("N of rate_limit"):
+// written out, a later layer changing rate_limit would inherit it.
 func TestEffectiveDefaults(t *testing.T) {
 	c := mustRead(t, "[server]\nrate_limit = \"3/m\"\n", nil)
-	if c.Server.RateBurst != 3 || !slices.Equal(c.Server.CORS.Methods, DefaultCORSMethods) {
+	if c.Server.RateBurst != 0 || !slices.Equal(c.Server.CORS.Methods, DefaultCORSMethods) {
 		t.Errorf("rate_burst %d, cors.methods %v", c.Server.RateBurst, c.Server.CORS.Methods)
 	}
 	out, err := c.Print()
-	if err != nil || !strings.Contains(string(out), "rate_burst = 3") || !strings.Contains(string(out), "methods = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'PATCH']") {
+	if err != nil || !strings.Contains(string(out), "methods = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'PATCH']") {
 		t.Errorf("config print (%v):\n%s", err, out)
-	}
-	if c := mustRead(t, "[server]\nrate_limit = \"2.5/s\"\nrate_burst = 7\n", nil); c.Server.RateBurst != 7 {
-		t.Errorf("a rate_burst set: %d", c.Server.RateBurst)
-	}
-	if c := mustRead(t, "", nil); c.Server.RateBurst != 0 {
-		t.Errorf("rate_burst without a rate limit: %d", c.Server.RateBurst)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -188,9 +187,6 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	}
 	// Defaults that depend on other settings are filled in, so that the
 	// config (config print, the plugins API) shows the values in effect.
-	if sv := &cfg.Server; sv.RateBurst == 0 && sv.RateLimit.PerSecond() > 0 {
-		sv.RateBurst = max(1, int(math.Ceil(sv.RateLimit.N))) // N of "N/unit"
-	}
 	if len(cfg.Server.CORS.Methods) == 0 {
 		cfg.Server.CORS.Methods = slices.Clone(DefaultCORSMethods)
 	}
