@@ -407,7 +407,7 @@ func TestLateRenewalDoesNotExtendTheRun(t *testing.T) {
 // its due time was lost; a dropped task's run began and failed, "not
 // registered".
 func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
-	for _, how := range []string{"shutdown", "task dropped"} {
+	for _, how := range []string{"shutdown", "task dropped", "task dropped and added back"} {
 		t.Run(how, func(t *testing.T) {
 			clk := newFakeClock(t)
 			sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
@@ -462,11 +462,25 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 			if claimed.nextRun.Equal(due) {
 				t.Fatalf("the claim did not move next_run: %+v", claimed)
 			}
-			if how == "shutdown" {
+			switch how {
+			case "shutdown":
 				s.Stop(context.Background())
 				stopped = true
-			} else {
+			case "task dropped":
 				s.SetTasks("p", nil)
+			default:
+				// Reloads back to back: the task registered again reads
+				// next_run as the claim left it, a period on, and must
+				// still run the due time given back.
+				s.SetTasks("p", nil)
+				s.SetTasks("p", []Task{task})
+				clk.AdvanceTo(due.Add(time.Second))
+				until("the due time given back to run", func(r taskRow) bool { return ran.Load() == 2 && r.leaseOwner == "" })
+				runs, err := sq.runs(context.Background(), "p", "t", 10)
+				if err != nil || len(runs) != 2 || runs[0].Due == nil || !runs[0].Due.Equal(due) {
+					t.Errorf("runs after the task came back: %+v %v", runs, err)
+				}
+				return
 			}
 			back := until("the claim given back", func(r taskRow) bool { return r.leaseOwner == "" })
 			if !back.nextRun.Equal(due) || back.runID != "" {

@@ -622,6 +622,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			// one's sync sets the task's due time, not this claim.
 			if err == nil && res[i].claimed {
 				r.claimed, r.leaseOK = true, sent
+				r.withdrawn = s.tasks[t.key] != t // changed, then dropped
 				won = append(won, r)
 				continue
 			}
@@ -814,6 +815,15 @@ func (s *Scheduler) forget(r *run, ran bool) {
 		} else {
 			tk.due = r.due
 			tk.attempt = tk.nextAttempt()
+		}
+	}
+	// A task dropped and registered again (reloads back to back) before
+	// its claim was given back read next_run as the claim left it, a
+	// period on: the due time given back is its due time.
+	if !ran {
+		if nt := s.tasks[r.task.key]; nt != nil && nt != r.task && nt.run == nil && nt.Scope == Global && r.due.Before(nt.due) {
+			nt.due = r.due
+			nt.attempt = nt.nextAttempt()
 		}
 	}
 	s.mu.Unlock()
