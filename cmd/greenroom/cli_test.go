@@ -39,7 +39,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"nosuch"}, {"migrate", "down"}, {"plugin", "nosuch"}, {"config", "nosuch"},
 		{"serve", "extra"}, {"plugin", "build"}, {"plugin", "build", "a", "b"},
 		{"config", "check", "--config"}, {"--bogus"}, {"version", "--bogus"},
-		{}, {"migrate"}, {"plugin"}, {"config"}, {"help", "bogus"},
+		{}, {"migrate"}, {"plugin"}, {"config"}, {"help", "bogus"}, {"completion"}, {"completion", "bogus"},
 	} {
 		if out, code := runCLI(t, nil, args...); code != 2 {
 			t.Errorf("greenroom %s: exit %d, want 2:\n%s", strings.Join(args, " "), code, out)

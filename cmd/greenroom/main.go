@@ -56,6 +56,9 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), devCmd(), pluginCmd(), configCmd(), migrateCmd(), versionCmd())
+	// Cobra adds its completion command when it runs: added now, it
+	// follows the usage-error rules like every other command.
+	root.InitDefaultCompletionCmd()
 	usageErrors(root)
 	return root
 }
