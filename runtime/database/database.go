@@ -296,19 +296,25 @@ func (s *Service) Plugin(ctx context.Context, id string, lim Limits) (*PluginDB,
 // connection, file or goroutine. A later Plugin opens it again.
 func (s *Service) release(id string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.users[id]--; s.users[id] > 0 {
+		s.mu.Unlock()
 		return
 	}
 	delete(s.users, id)
-	if p := s.plugins[id]; p != nil && !s.closed {
-		delete(s.plugins, id)
-		if err := p.db.Close(); err != nil {
-			s.log.WithField("plugin", id).WithError(err).Warn("cannot close the database pool of a removed plugin")
-		}
-		if f, ok := s.backend.(interface{ forget(id string) }); ok {
-			f.forget(id)
-		}
+	p := s.plugins[id]
+	if p == nil || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.plugins, id)
+	if f, ok := s.backend.(interface{ forget(id string) }); ok {
+		f.forget(id)
+	}
+	s.mu.Unlock()
+	// Closed outside the lock: closing waits for the pool's connections,
+	// and other plugins' pools must not wait for it.
+	if err := p.db.Close(); err != nil {
+		s.log.WithField("plugin", id).WithError(err).Warn("cannot close the database pool of a removed plugin")
 	}
 }
 
