@@ -119,6 +119,11 @@ func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse
 // readURL performs one read with ctx's deadline.
 func readURL(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	if err := ctx.Err(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// As a deadline passing during the read: ErrTimeout, which
+			// also matches context.DeadlineExceeded.
+			return nil, &Error{Op: "urlreader_call", Code: errTimeout, Message: "the plugin's deadline for this read passed before it began"}
+		}
 		return nil, err
 	}
 	if d, ok := ctx.Deadline(); ok {

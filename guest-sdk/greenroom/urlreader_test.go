@@ -121,6 +121,13 @@ func TestNativeReadURL(t *testing.T) {
 	if _, err := ReadURL(done, srv.URL+"/doc"); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled context: %v", err)
 	}
+	// A deadline passed before the read is a timeout, as one passing
+	// during it: ErrTimeout and context.DeadlineExceeded both match.
+	expired, cancelExpired := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancelExpired()
+	if _, err := ReadURL(expired, srv.URL+"/doc"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("expired deadline: %v (ErrTimeout %v)", err, errors.Is(err, ErrTimeout))
+	}
 
 	c := HTTPClient()
 	hr, err := c.Get(srv.URL + "/moved")
