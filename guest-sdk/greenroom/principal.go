@@ -54,9 +54,34 @@ func PrincipalFrom(r *http.Request) Principal {
 		if p.Type == "" {
 			p.Type = PrincipalNone
 		}
+		// A fresh map each call, as in the runtime, which decodes the
+		// claims again: a handler changing them changes no later call's.
+		if p.Claims != nil {
+			p.Claims = cloneValue(p.Claims).(map[string]any)
+		}
 		return p
 	}
 	return Principal{Type: PrincipalNone}
+}
+
+// cloneValue copies the maps and slices of a decoded JSON value, at any
+// depth.
+func cloneValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = cloneValue(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, e := range t {
+			s[i] = cloneValue(e)
+		}
+		return s
+	}
+	return v
 }
 
 func (d principalData) decode() Principal {

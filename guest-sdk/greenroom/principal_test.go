@@ -72,6 +72,15 @@ func TestPrincipalNative(t *testing.T) {
 	if p := PrincipalFrom(WithPrincipal(r, Principal{})); p.Type != PrincipalNone {
 		t.Errorf("zero principal: %+v", p)
 	}
+	// Each call returns fresh claims, nested values included, as in the
+	// runtime: a handler changing them changes no later call's.
+	r = WithPrincipal(r, Principal{Type: PrincipalUser, Subject: "user:default/jane", Claims: map[string]any{"role": "reader", "groups": []any{"a"}}})
+	p1 := PrincipalFrom(r)
+	p1.Claims["role"] = "admin"
+	p1.Claims["groups"].([]any)[0] = "root"
+	if p := PrincipalFrom(r); p.Claims["role"] != "reader" || p.Claims["groups"].([]any)[0] != "a" {
+		t.Errorf("claims changed through an earlier call: %v", p.Claims)
+	}
 }
 
 func TestPublic(t *testing.T) {
