@@ -319,3 +319,23 @@ func TestLoadReadsModuleLazily(t *testing.T) {
 		t.Errorf("no sum: %v", err)
 	}
 }
+
+// A retired instance keeps its token while its successor starts (renew),
+// so that waiting callers take the next instance that frees up. A caller
+// with nothing else to wait for waits for the successor, as for any new
+// instance, rather than getting 503 plugin_busy at its queue timeout:
+// with one instance (or an initializer slower than queue_timeout) every
+// retirement answered 503 to a lone, sequential caller.
+func TestRetirementDoesNotMakeALoneCallerBusy(t *testing.T) {
+	lim := testLimits()
+	lim.Instances, lim.MaxRequests, lim.QueueTimeout = 1, 2, 0
+	p := load(t, hostileWasm, lim)
+	for i := range 9 {
+		if status, body, err := get(p, "/ok"); err != nil || status != 200 {
+			t.Fatalf("call %d: %d %q %v", i, status, body, err)
+		}
+	}
+	if st := p.Stats(); st.Retired < 3 || st.Rejected != 0 {
+		t.Errorf("retired %d, rejected %d; want 4 retirements and no rejection", st.Retired, st.Rejected)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,10 @@ type pool struct {
 	p            *Plugin
 	slots        chan struct{}
 	queueTimeout time.Duration
+
+	// renewing counts retired instances whose successors are starting
+	// while they keep their tokens (renew).
+	renewing atomic.Int32
 
 	mu     sync.Mutex
 	idle   []*instance // guarded by mu; a stack
@@ -72,7 +77,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	select {
 	case pl.slots <- struct{}{}:
 	default:
-		if err := pl.wait(ctx); err != nil {
+		if err := pl.wait(ctx, timeout); err != nil {
 			return nil, time.Time{}, err
 		}
 	}
@@ -165,8 +170,14 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	return c.in, time.Now().Add(timeout), nil
 }
 
-// wait blocks for a token until the queue timeout.
-func (pl *pool) wait(ctx context.Context) error {
+// wait blocks for a token until the queue timeout. While a retired
+// instance's successor starts (renew holds its token), a caller whose
+// queue timeout passes waits on, at most timeout more, as a caller that
+// finds no idle instance waits for a new one: the instance it waits for
+// is not busy, it is being replaced (with one instance, or an initializer
+// slower than queue_timeout, every retirement answered 503 plugin_busy to
+// a lone caller).
+func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 	pl.c.QueueWaits.Add(1)
 	start := time.Now()
 	t := time.NewTimer(pl.queueTimeout)
@@ -174,16 +185,24 @@ func (pl *pool) wait(ctx context.Context) error {
 		t.Stop()
 		pl.c.QueueNanos.Add(int64(time.Since(start)))
 	}()
-	select {
-	case pl.slots <- struct{}{}:
-		return nil
-	case <-t.C:
-		pl.c.Rejected.Add(1)
-		return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
-	case <-pl.done:
-		return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
-	case <-ctx.Done():
-		return &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
+	extended := false
+	for {
+		select {
+		case pl.slots <- struct{}{}:
+			return nil
+		case <-t.C:
+			if !extended && pl.renewing.Load() > 0 {
+				extended = true
+				t.Reset(timeout)
+				continue
+			}
+			pl.c.Rejected.Add(1)
+			return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
+		case <-pl.done:
+			return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
+		case <-ctx.Done():
+			return &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
+		}
 	}
 }
 
@@ -278,10 +297,14 @@ func (pl *pool) renew(old *instance) {
 		return
 	}
 	pl.wg.Add(1)
+	pl.renewing.Add(1)
 	pl.mu.Unlock()
 	go func() {
 		defer pl.wg.Done()
-		defer func() { <-pl.slots }()
+		defer func() {
+			<-pl.slots
+			pl.renewing.Add(-1)
+		}()
 		pl.drop(old)
 		if !pl.add() {
 			return
