@@ -324,6 +324,12 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		err = e
 	} else if len(c.Request().Header.Peek(bodyTooLargeMark)) > 0 {
 		// Answered from the head (see bodyCheck): the body is not read.
+		// Counted and logged under its plugin, as a refused request to
+		// one is; the answer, before any credential was checked, does not
+		// name it.
+		if id, _ := splitPluginPath(c.Request().URI().PathOriginal()); s.rt.Slot(id) != nil {
+			rs.plugin = id
+		}
 		err = s.bodyTooLarge(c)
 	} else {
 		s.admitted.Add(1)
