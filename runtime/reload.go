@@ -113,7 +113,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			s.set(StateReady, nil)
 		case err != nil:
 			err = fmt.Errorf("plugin %s: %w", id, err)
-			pr = PluginReload{Outcome: OutcomeFailed, Error: r.redactText(err.Error())}
+			pr = PluginReload{Outcome: OutcomeFailed, Error: err.Error()}
 			log := r.log.WithField("plugin", id).WithError(err)
 			if d := plugin.ErrorDetail(err); d != "" {
 				log = log.WithField("detail", d)

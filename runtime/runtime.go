@@ -126,10 +126,6 @@ type Slot struct {
 	mu      sync.Mutex
 	state   State
 	lastErr string
-	// redact removes the log's secrets from a load error before it is
-	// kept: the admin API and error pages serve it, and it may quote a
-	// config value (a path, a pin, a connection) that holds one.
-	redact func(string) string
 
 	// Counters accumulate over every version of the plugin id (metrics),
 	// also across its removal and return (Runtime.counters keeps them).
@@ -166,16 +162,7 @@ func (r *Runtime) newSlot(id string) *Slot {
 		c = &idCounters{host: hostfuncs.NewCounters()}
 		r.counters[id] = c
 	}
-	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host, redact: r.redactText}
-}
-
-// redactText replaces in text the secrets the log redacts (the config's,
-// as the last reload left them).
-func (r *Runtime) redactText(text string) string {
-	if red := logging.RedactorOf(r.log); red != nil {
-		return string(red.Redact([]byte(text)))
-	}
-	return text
+	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host}
 }
 
 // Config returns the config of the version serving calls, or nil.
@@ -202,9 +189,6 @@ func (s *Slot) set(state State, err error) {
 	s.state = state
 	if err != nil {
 		s.lastErr = err.Error()
-		if s.redact != nil {
-			s.lastErr = s.redact(s.lastErr)
-		}
 	} else if state == StateReady {
 		s.lastErr = ""
 	}
@@ -789,17 +773,16 @@ func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32
 	if err != nil {
 		return 0, nil, err
 	}
-	for attempt := 0; ; attempt++ {
+	for {
 		p := s.cur.Load()
 		if p == nil {
 			st, reason := s.Status()
 			return 0, nil, &UnavailableError{ID: id, State: st, Reason: reason}
 		}
 		code, out, err := p.Run(ctx, c)
-		// Each retry follows a new version (reloads back to back may
-		// replace several while the run waits); the run's own deadline
-		// bounds them.
-		if plugin.KindOf(err) == plugin.FailClosed && s.cur.Load() != p && (attempt < 3 || ctx.Err() == nil) {
+		// Each retry follows a new version, so only reloads make one
+		// (back to back, they may replace several while the run waits).
+		if plugin.KindOf(err) == plugin.FailClosed && s.cur.Load() != p {
 			continue
 		}
 		return code, out, err
