@@ -200,7 +200,7 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 				return nil, fmt.Errorf("integrations.%s[%d].host: %w", kind, i, err)
 			}
 			r.tokens[key] = t
-			r.denyHdr[strings.ToLower(t.header)] = "it carries integration credentials, which the host adds from [[integrations]]"
+			r.denyHdr[strings.ReplaceAll(strings.ToLower(t.header), "_", "-")] = "it carries integration credentials, which the host adds from [[integrations]]"
 		}
 	}
 	r.dialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: r.control}
@@ -238,13 +238,31 @@ var deniedHeaders = map[string]string{
 	"content-length":      "reads have no body",
 	// Bodies arrive decoded: the host asks for compression itself and
 	// decodes, so that it can find an integration token a server echoes.
-	"accept-encoding":   "the host negotiates compression and hands bodies over decoded",
-	"expect":            "reads have no body",
-	"forwarded":         "it would speak for the runtime's network",
-	"x-forwarded-for":   "it would speak for the runtime's network",
-	"x-forwarded-host":  "it would speak for the runtime's network",
-	"x-forwarded-proto": "it would speak for the runtime's network",
-	"x-real-ip":         "it would speak for the runtime's network",
+	"accept-encoding":     "the host negotiates compression and hands bodies over decoded",
+	"expect":              "reads have no body",
+	"forwarded":           "it would speak for the runtime's network",
+	"x-forwarded-for":     "it would speak for the runtime's network",
+	"x-forwarded-host":    "it would speak for the runtime's network",
+	"x-forwarded-proto":   "it would speak for the runtime's network",
+	"x-real-ip":           "it would speak for the runtime's network",
+	"x-client-ip":         "it would speak for the runtime's network",
+	"client-ip":           "it would speak for the runtime's network",
+	"true-client-ip":      "it would speak for the runtime's network",
+	"x-cluster-client-ip": "it would speak for the runtime's network",
+	"x-originating-ip":    "it would speak for the runtime's network",
+	"x-remote-ip":         "it would speak for the runtime's network",
+	"x-remote-addr":       "it would speak for the runtime's network",
+	"cf-connecting-ip":    "it would speak for the runtime's network",
+	"fastly-client-ip":    "it would speak for the runtime's network",
+	"x-host":              "the host is the URL's",
+	// Servers behind some proxies and frameworks take these for the
+	// request's path or method, which the allow rules and the reader's
+	// GET/HEAD decide.
+	"x-original-url":         "it would change the path the allow rules checked",
+	"x-rewrite-url":          "it would change the path the allow rules checked",
+	"x-http-method-override": "reads are GET or HEAD",
+	"x-http-method":          "reads are GET or HEAD",
+	"x-method-override":      "reads are GET or HEAD",
 }
 
 // hopHeaders are not passed back to the plugin.
@@ -469,8 +487,11 @@ func (r *Reader) checkHeader(k, v string) error {
 			return errorf(Invalid, "request header name %q is not an HTTP token", k)
 		}
 	}
-	why, ok := r.denyHdr[strings.ToLower(k)]
-	if !ok && len(k) > len("x-forwarded-") && strings.EqualFold(k[:len("x-forwarded-")], "x-forwarded-") {
+	// Compared with '_' as '-': servers behind CGI-style gateways read
+	// X_Forwarded_For as X-Forwarded-For (both HTTP_X_FORWARDED_FOR).
+	lk := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+	why, ok := r.denyHdr[lk]
+	if !ok && strings.HasPrefix(lk, "x-forwarded-") {
 		why, ok = "it would speak for the runtime's network", true
 	}
 	if ok {
@@ -573,13 +594,14 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 }
 
 // scrub removes the tokens sent for this read from what goes back to the
-// plugin, in case the server echoed them: in any case of its ASCII
-// letters (the runtime lower-cases a host it quotes, net/http
-// canonicalises header names) and percent-escaped (as a URL the runtime
-// quotes has it). A Content-Length the scrub made wrong is corrected: it
-// would tell the token's length. The answer to a HEAD (head) has no body
-// to scrub and count, so its Content-Length, which may count an echo, is
-// dropped.
+// plugin, in case the server echoed them, in whatever spelling the echo
+// took on its way (see findToken): letters in any case (the runtime
+// lower-cases a host it quotes, net/http canonicalises header names), any
+// of its bytes percent-escaped (a URL, escaped whole or in part), or
+// escaped as in a JSON string ("\/", "\u002f"). A Content-Length the scrub
+// made wrong is corrected: it would tell the token's length. The answer
+// to a HEAD (head) has no body to scrub and count, so its Content-Length,
+// which may count an echo, is dropped.
 func (h *hopper) scrub(resp *Response, head bool) {
 	n := len(resp.Body)
 	resp.Body = h.scrubBytes(resp.Body)
@@ -605,54 +627,102 @@ func (h *hopper) scrubString(s string) string {
 	return s
 }
 
-// scrubBytes replaces every form of a sent token in b (see scrub).
+// scrubBytes replaces every spelling of a sent token in b (see scrub) with
+// [REDACTED]. b is returned as it is when it holds none.
 func (h *hopper) scrubBytes(b []byte) []byte {
-	// One lower-cased copy finds whether any form is there (a body of up
-	// to max_bytes, which almost never holds one); only a form found is
-	// replaced, which lower-cases again what it changes.
-	var lb []byte
-	for _, raw := range h.sent {
-		if len(raw) < 4 {
+	for _, tok := range h.sent {
+		if len(tok) < 4 {
 			continue
 		}
-		for _, form := range []string{raw, url.PathEscape(raw), url.QueryEscape(raw)} {
-			if lb == nil {
-				lb = lowerASCII(b)
+		var out []byte
+		last, i := 0, 0
+		for i < len(b) {
+			n := 0
+			if c := b[i]; c == '%' || c == '+' || c == '\\' || sameByte(c, tok[0]) {
+				n = findToken(b[i:], tok)
 			}
-			if lo := lowerASCII([]byte(form)); bytes.Contains(lb, lo) {
-				b = replaceFold(b, lb, lo, "[REDACTED]")
-				lb = nil
+			if n == 0 {
+				i++
+				continue
 			}
+			out = append(append(out, b[last:i]...), "[REDACTED]"...)
+			i += n
+			last = i
+		}
+		if out != nil {
+			b = append(out, b[last:]...)
 		}
 	}
 	return b
 }
 
-// lowerASCII returns a copy of b with its ASCII letters in lower case and
-// every other byte as it is, so that offsets into it are offsets into b.
-func lowerASCII(b []byte) []byte {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+// findToken returns the length of the spelling of tok that b starts with,
+// or 0 when it starts with none. Each byte of tok may be spelled as
+// itself (an ASCII letter in either case), percent-escaped (%2f, %2F), as
+// '+' for a space (a query's escape), or, for an ASCII byte, escaped as in
+// a JSON string (\/ for a slash, \" and \\, \u002f in either case), so
+// that an echo escaped whole, in part, or by a JSON encoder is found.
+func findToken(b []byte, tok string) int {
+	j := 0
+	for k := 0; k < len(tok); k++ {
+		if j >= len(b) {
+			return 0
 		}
-		out[i] = c
+		c, n := spelled(b[j:])
+		if !sameByte(c, tok[k]) {
+			// Not the escape it looks like: a '%', '+' or '\' of
+			// the token itself.
+			if b[j] != tok[k] {
+				return 0
+			}
+			n = 1
+		}
+		j += n
 	}
-	return out
+	return j
 }
 
-// replaceFold replaces each occurrence in b of lo, a lower-cased text, in
-// any case of its ASCII letters, with new; lb is lowerASCII(b).
-func replaceFold(b, lb, lo []byte, new string) []byte {
-	var out []byte
-	for {
-		i := bytes.Index(lb, lo)
-		if i < 0 {
-			return append(out, b...)
-		}
-		out = append(append(out, b[:i]...), new...)
-		b, lb = b[i+len(lo):], lb[i+len(lo):]
+// spelled decodes the escape b starts with (percent, '+', or a JSON
+// string's) and returns the byte and the escape's length, or, when b
+// starts with no escape, its first byte and 1.
+func spelled(b []byte) (byte, int) {
+	switch {
+	case b[0] == '%' && len(b) >= 3 && isHexDigit(b[1]) && isHexDigit(b[2]):
+		return unhex(b[1])<<4 | unhex(b[2]), 3
+	case b[0] == '+':
+		return ' ', 1
+	case b[0] == '\\' && len(b) >= 2 && strings.IndexByte(`/"\\`, b[1]) >= 0:
+		return b[1], 2
+	case b[0] == '\\' && len(b) >= 6 && b[1] == 'u' && b[2] == '0' && b[3] == '0' && isHexDigit(b[4]) && isHexDigit(b[5]) && unhex(b[4]) < 8:
+		return unhex(b[4])<<4 | unhex(b[5]), 6
 	}
+	return b[0], 1
+}
+
+// sameByte reports whether a and b are the same byte, ASCII letters in
+// either case.
+func sameByte(a, b byte) bool {
+	if 'A' <= a && a <= 'Z' {
+		a += 'a' - 'A'
+	}
+	if 'A' <= b && b <= 'Z' {
+		b += 'a' - 'A'
+	}
+	return a == b
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
 
 // scrubErr is scrub for an error's message.

@@ -390,6 +390,16 @@ token = "glpat-0123456789abcdef"
 		{"Private-Token", "x", Denied, "Private-Token may not be set by a plugin: it carries integration credentials"},
 		{"Host", "internal", Denied, "Host may not be set"},
 		{"Accept-Encoding", "gzip", Denied, "Accept-Encoding may not be set by a plugin: the host negotiates compression"},
+		// Underscore spellings reach CGI-style servers as the same header.
+		{"X_Forwarded_For", "10.0.0.1", Denied, "X_forwarded_for may not be set by a plugin: it would speak for the runtime's network"},
+		{"x_forwarded_prefix", "/", Denied, "may not be set by a plugin"},
+		{"Private_Token", "forged", Denied, "may not be set by a plugin: it carries integration credentials"},
+		{"True-Client-IP", "10.0.0.1", Denied, "may not be set by a plugin: it would speak for the runtime's network"},
+		{"X-Client-IP", "10.0.0.1", Denied, "may not be set"},
+		{"X-Original-URL", "/private/", Denied, "X-Original-Url may not be set by a plugin: it would change the path the allow rules checked"},
+		{"X-Rewrite-URL", "/private/", Denied, "may not be set"},
+		{"X-HTTP-Method-Override", "DELETE", Denied, "X-Http-Method-Override may not be set by a plugin: reads are GET or HEAD"},
+		{"X-Method-Override", "PUT", Denied, "may not be set"},
 		{"X-Ok", "a\r\nInjected: 1", Invalid, "control character"},
 		{"Bad Name", "v", Invalid, "not an HTTP token"},
 	} {
@@ -690,21 +700,45 @@ func TestRefererForwardedAndEncodedBodies(t *testing.T) {
 	wantErr(t, err, Failed, "Content-Encoding: deflate")
 }
 
-// An echoed token is scrubbed in every form the runtime or net/http may
-// give it before the plugin sees it: any case of its letters, and
-// percent-escaped as a path or a query escapes it.
+// An echoed token is scrubbed in every form the runtime, net/http or the
+// echoing server may give it before the plugin sees it: any case of its
+// letters, percent-escaped whole or in part (as a path, a query, or
+// Python's quote escape it), and escaped as in a JSON string.
 func TestScrubForms(t *testing.T) {
-	const tok = "tok|en^Secret{x}"
+	const tok = "tok|en^Secret{x}/a+b=c d%e\\f"
 	h := &hopper{sent: []string{tok}}
 	for _, in := range []string{
 		tok, strings.ToUpper(tok), strings.ToLower(tok),
 		url.PathEscape(tok), strings.ToLower(url.PathEscape(tok)), url.QueryEscape(tok),
+		// urllib.parse.quote: '/' kept, the rest escaped
+		strings.ReplaceAll(url.QueryEscape(tok), "%2F", "/"),
+		// every byte escaped, in lower-case hex
+		escapeAll(tok),
+		// JSON: PHP's json_encode escapes '/', others \u-escape
+		`tok|en^Secret{x}\/a+b=c d%e\\f`,
+		`tok\u007cen\u005ESecret\u007bx\u007d\/a\u002bb\u003dc d%e\\f`,
 	} {
 		if got := h.scrubString("a " + in + " b"); got != "a [REDACTED] b" {
 			t.Errorf("%q: scrubbed to %q", in, got)
 		}
 	}
-	if got := h.scrubString("nothing here"); got != "nothing here" {
-		t.Errorf("changed text without the token: %q", got)
+	for _, in := range []string{
+		"nothing here", "%%%", "\\", "+++", "tok|en^Secret{x}/a+b=c d%e", "%74ok|en^Secret{x}/a+b=c d%e\\",
+		"tok|en^Secret{y}/a+b=c d%e\\f",
+	} {
+		if got := h.scrubString(in); got != in {
+			t.Errorf("changed text without the token: %q became %q", in, got)
+		}
 	}
+	if got := h.scrubString("1 " + tok + tok + " 2 " + url.QueryEscape(tok)); got != "1 [REDACTED][REDACTED] 2 [REDACTED]" {
+		t.Errorf("several echoes: %q", got)
+	}
+}
+
+func escapeAll(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "%%%02x", s[i])
+	}
+	return b.String()
 }
