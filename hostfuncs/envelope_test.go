@@ -60,4 +60,17 @@ func TestResetReleasesLargeResponse(t *testing.T) {
 	if len(in.Response) != 0 || cap(in.Response) != 4096 {
 		t.Errorf("small buffer: len %d cap %d, want 0 and 4096", len(in.Response), cap(in.Response))
 	}
+	// db_query's row writer: a large buffer it holds goes too.
+	w := &RowWriter{buf: make([]byte, 0, maxKeptResult+1)}
+	in.SetValue(rowWriterKey{}, w)
+	in.result = make([]byte, 10, maxKeptResult+1)
+	in.Reset()
+	if cap(w.buf) != 0 || cap(in.result) != 0 {
+		t.Errorf("kept a %d-byte row buffer and a %d-byte result slot", cap(w.buf), cap(in.result))
+	}
+	w.buf = make([]byte, 10, 4096)
+	in.Reset()
+	if cap(w.buf) != 4096 {
+		t.Errorf("small row buffer: cap %d, want 4096", cap(w.buf))
+	}
 }

@@ -172,6 +172,11 @@ func (in *Instance) Reset() {
 		in.result = nil
 	}
 	in.result = in.result[:0]
+	// db_query's writer holds the buffer of a result before the last
+	// (they swap), or one a result over db_max_result grew.
+	if w, ok := in.values[rowWriterKey{}].(*RowWriter); ok && cap(w.buf) > maxKeptResult {
+		w.buf = nil
+	}
 }
 
 type instanceKey struct{}

@@ -82,7 +82,7 @@ func Instantiate(ctx context.Context, r wazero.Runtime) error {
 			results[i] = i32
 		}
 		b.NewFunctionBuilder().
-			WithGoModuleFunction(counted(i, len(f.Results) > 0, f.fn), params, results).
+			WithGoModuleFunction(counted(i, len(f.Results) > 0 && f.Capability != "", f.fn), params, results).
 			WithParameterNames(f.Params...).
 			WithResultNames(f.Results...).
 			Export(f.Name)
@@ -115,10 +115,12 @@ func (c *Counters) Calls(i int) (calls, denied int64) {
 	return c.calls[i].Load(), c.denied[i].Load()
 }
 
-// counted wraps the i-th host function so that calls (and denials, for
-// functions that return an error code) are counted on the calling
-// instance's Counters.
-func counted(i int, hasResult bool, f api.GoModuleFunction) api.GoModuleFunction {
+// counted wraps the i-th host function so that calls (and, with
+// countDenials, the calls it refuses with ErrDenied) are counted on the
+// calling instance's Counters. Only a capability's functions count
+// denials: a core function is never missing a grant (public_route's
+// ErrDenied after initialization is a call at the wrong time).
+func counted(i int, countDenials bool, f api.GoModuleFunction) api.GoModuleFunction {
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		in := instanceOf(ctx)
 		if in == nil || in.Counters == nil {
@@ -127,7 +129,7 @@ func counted(i int, hasResult bool, f api.GoModuleFunction) api.GoModuleFunction
 		}
 		in.Counters.calls[i].Add(1)
 		f.Call(ctx, mod, stack)
-		if hasResult && api.DecodeI32(stack[0]) == ErrDenied {
+		if countDenials && api.DecodeI32(stack[0]) == ErrDenied {
 			in.Counters.denied[i].Add(1)
 		}
 	})

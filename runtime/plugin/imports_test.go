@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -244,5 +246,48 @@ func TestLoadRefusesCodeNamingTheChecksGlobals(t *testing.T) {
 	_, err := Load(context.Background(), Spec{ID: "reset", Wasm: wasm, Limits: testLimits(), Host: testHost{log: logrus.NewEntry(logrus.New())}})
 	if !errors.Is(err, instrument.ErrMalformed) || !strings.Contains(err.Error(), "global index 1, but the module has 0 globals") {
 		t.Errorf("Load = %v, want it refused as malformed", err)
+	}
+}
+
+type routeHost struct {
+	testHost
+	routes *[]string
+}
+
+func (h routeHost) PublicRoute(p string) error { *h.routes = append(*h.routes, p); return nil }
+
+// A module's start section is its initialization, as _initialize is: the
+// host functions apply their init rules to it, and its failure reads as
+// an initializer's does (one line, no wasm stack trace), naming the init
+// timeout when it ran past it.
+func TestStartSectionInitializes(t *testing.T) {
+	log := logrus.NewEntry(logrus.New())
+	// (start $s) where $s calls public_route("/x"), keeping the result for
+	// greenroom_handle.
+	ok, _ := hex.DecodeString("0061736d01000000010f0360027f7f017f60000060017f017f021a0109677265656e726f6f6d0c7075626c69635f726f757465000003040301010205030100010607017f0141e3000b073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000210677265656e726f6f6d5f68616e646c6500030801010a14030a0041104102100024000b02000b040023000b0b08010041100b022f78")
+	var routes []string
+	p, err := Load(context.Background(), Spec{ID: "start", Wasm: ok, Limits: testLimits(), Host: routeHost{testHost{log: log}, &routes}})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	p.Close(context.Background())
+	if !slices.Contains(routes, "/x") {
+		t.Errorf("public_route from the start section was refused (routes %q)", routes)
+	}
+
+	// (start $s) where $s is unreachable.
+	trap, _ := hex.DecodeString("0061736d0100000001090260000060017f017f0304030000010503010001073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000110677265656e726f6f6d5f68616e646c6500020801000a0d030300000b02000b040041000b")
+	_, err = Load(context.Background(), Spec{ID: "start", Wasm: trap, Limits: testLimits(), Host: testHost{log: log}})
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "instantiate") || !strings.Contains(ErrorDetail(err), "wasm stack trace") {
+		t.Errorf("Load = %q (detail %q), want one line with the stack trace in its detail", err, ErrorDetail(err))
+	}
+
+	// (start $s) where $s is (loop (br 0)).
+	loop, _ := hex.DecodeString("0061736d0100000001090260000060017f017f0304030000010503010001073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000110677265656e726f6f6d5f68616e646c6500020801000a1103070003400c000b0b02000b040041000b")
+	lim := testLimits()
+	lim.InitTimeout = 200 * time.Millisecond
+	_, err = Load(context.Background(), Spec{ID: "start", Wasm: loop, Limits: lim, Host: testHost{log: log}})
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "start function ran past limits.init_timeout (200ms)") {
+		t.Errorf("Load = %q, want the init timeout named, on one line", err)
 	}
 }

@@ -83,9 +83,22 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		ictx = experimental.WithMemoryAllocator(ictx, memoryAllocator)
 	}
 	in.callCtx = ictx
+	// A start section is the module initializing, as _initialize is: the
+	// host functions apply their init rules to it (no database; routes
+	// and tasks may be registered), its lines are tagged phase=init, and
+	// what it leaves open ends with it.
+	in.state.Initializing = true
 	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
+	in.state.Initializing = false
+	in.state.EndCall()
 	in.callCtx = nil
 	if err != nil {
+		// As for the initializer below: the first line of wazero's
+		// error, not its wasm stack trace (ErrorDetail has it).
+		err = firstLineError{err}
+		if errors.Is(ictx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("instantiate: the start function ran past limits.init_timeout (%s): %w", p.spec.Limits.InitTimeout, err)
+		}
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in.mod = mod

@@ -370,6 +370,11 @@ func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, cod
 	return err
 }
 
+// maxKeptRequest is the largest request envelope buffer an instance keeps
+// for its next call; a larger one (a large body) is let go when its call
+// ends, so that idle instances do not hold the bodies they were sent.
+const maxKeptRequest = 1 << 20
+
 func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -396,6 +401,10 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	}
 	code, kind, tainted, err := in.run(ctx, deadline, fn, uint64(len(in.reqBuf)))
 	in.state.EndCall()
+	in.state.Request = nil
+	if cap(in.reqBuf) > maxKeptRequest {
+		in.reqBuf = nil // one large request body does not stay with the instance
+	}
 	if err != nil {
 		p.pool.discard(in)
 		return &CallError{Plugin: p.id, Kind: kind, Err: err}

@@ -339,3 +339,34 @@ func TestRetirementDoesNotMakeALoneCallerBusy(t *testing.T) {
 		t.Errorf("retired %d, rejected %d; want 4 retirements and no rejection", st.Retired, st.Rejected)
 	}
 }
+
+// A large request's envelope does not stay with the instance that served
+// it (an idle pool of instances would hold the bodies last sent to them);
+// a small one's buffer is reused.
+func TestLargeRequestNotKept(t *testing.T) {
+	lim := testLimits()
+	lim.Instances = 1
+	p := load(t, hostileWasm, lim)
+	reqBuf := func() int {
+		p.pool.mu.Lock()
+		defer p.pool.mu.Unlock()
+		if len(p.pool.idle) != 1 {
+			t.Fatalf("%d idle instances, want 1", len(p.pool.idle))
+		}
+		return cap(p.pool.idle[0].reqBuf)
+	}
+	post := func(n int) {
+		req := &hostfuncs.Request{Method: []byte("POST"), Path: []byte("/headers"), Body: bytes.Repeat([]byte("x"), n), RequestID: "test"}
+		if err := p.Handle(context.Background(), req, func(hostfuncs.Response) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post(100)
+	if c := reqBuf(); c == 0 || c > maxKeptRequest {
+		t.Errorf("after a small request the instance keeps %d bytes, want its buffer", c)
+	}
+	post(4 << 20)
+	if c := reqBuf(); c > maxKeptRequest {
+		t.Errorf("after a 4 MiB request the instance keeps %d bytes", c)
+	}
+}

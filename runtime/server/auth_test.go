@@ -285,6 +285,14 @@ func TestPublicRouteOnlyDuringInit(t *testing.T) {
 	if status != 200 || body != `{"init_malformed":-3,"late":-2}` {
 		t.Errorf("public_route codes: %d %s, want ERR_INVALID during init for a malformed route, ERR_DENIED after", status, body)
 	}
+	// A call at the wrong time is no capability denial.
+	fams := scrape(t, func(path string) (int, string) { s, _, b := in.Get(t, path); return s, b })
+	if v := value(fams, "greenroom_capability_denials_total", "plugin", "hostile"); v > 0 {
+		t.Errorf("capability_denials_total{hostile} = %v after a late public_route, want none", v)
+	}
+	if v := value(fams, "greenroom_hostfunc_calls_total", "plugin", "hostile", "function", "public_route"); v < 2 {
+		t.Errorf("hostfunc_calls_total{hostile,public_route} = %v, want the calls counted", v)
+	}
 }
 
 // A header the client names in Connection is hop-by-hop: it does not
