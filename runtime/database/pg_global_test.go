@@ -53,6 +53,8 @@ func TestPGHostileGlobalObjects(t *testing.T) {
 		"CREATE CAST (mytype AS text) WITH FUNCTION f(mytype)":                              "CREATE CAST",
 		"DROP CAST IF EXISTS (mytype AS text)":                                              "DROP CAST",
 		"BEGIN; PREPARE TRANSACTION 'greenroom'":                                            "PREPARE TRANSACTION",
+		"SELECT pg_advisory_lock(424242)":                                                   "pg_advisory_lock",
+		"SELECT pg_try_advisory_lock_shared(1, 2)":                                          "pg_try_advisory_lock_shared",
 	}
 	for sql, what := range refusedByFilter {
 		for _, op := range []string{"exec", "query"} {
@@ -87,6 +89,14 @@ func TestPGHostileGlobalObjects(t *testing.T) {
 		"DO $$ BEGIN PERFORM lo_create(434343); END $$",
 		"DO $$ BEGIN PERFORM lo_from_bytea(0, 'x'); END $$",
 		"SELECT query_to_xml('SELECT lo_creat(-1)', true, false, '')",
+		// nor the functions that take session-level advisory locks,
+		// which a pooled connection would hold past the request (enough
+		// of them fill the server's lock table: no session of any
+		// database could connect)
+		"DO $$ BEGIN PERFORM pg_advisory_lock(424242); END $$",
+		"DO $$ BEGIN PERFORM pg_try_advisory_lock(1, 2); END $$",
+		"DO $$ BEGIN PERFORM pg_advisory_lock_shared(424242); END $$",
+		"SELECT query_to_xml('SELECT pg_try_advisory_lock_shared(1)', true, false, '')",
 	}
 	for _, sql := range refusedByServer {
 		r := run(t, in, "alpha", exec(sql))[0]
@@ -131,7 +141,10 @@ func TestPGHostileGlobalObjects(t *testing.T) {
 	if got := fmt.Sprint(r[2].Rows, r[7].Rows); got != "[[1 true create cast lo_create(1)]] [[true]]" {
 		t.Errorf("allowed statements returned %s", got)
 	}
-	if !strings.Contains(in.Log.String(), "revoked EXECUTE on the functions that create large objects") {
-		t.Error("the runtime did not say it revoked EXECUTE on the large object functions")
+	if log := in.Log.String(); !strings.Contains(log, "revoked EXECUTE from PUBLIC") || !strings.Contains(log, "pg_catalog.lo_create(oid)") || !strings.Contains(log, "pg_catalog.pg_try_advisory_lock_shared(integer, integer)") {
+		t.Error("the runtime did not say it revoked EXECUTE on the large object and session advisory lock functions")
 	}
+	// Transaction-level advisory locks end with their transaction: allowed.
+	must(t, in, "alpha", query("SELECT pg_advisory_xact_lock(424242)"),
+		exec("DO $$ BEGIN PERFORM pg_try_advisory_xact_lock(1, 2); END $$"))
 }

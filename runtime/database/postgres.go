@@ -202,27 +202,37 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 		}
 	}
 	if b.super {
-		b.revokeLargeObjectCreation(ctx, db)
+		b.revokeFromPublic(ctx, db)
 	}
 	return nil
 }
 
-// largeObjectCreators are the functions that create a large object, an
-// object of the whole database rather than of a schema. PostgreSQL grants
-// EXECUTE on them to PUBLIC, except lo_import's (superusers only).
-var largeObjectCreators = []string{"pg_catalog.lo_creat(integer)", "pg_catalog.lo_create(oid)", "pg_catalog.lo_from_bytea(oid, bytea)"}
+// revokedFunctions are functions PostgreSQL grants EXECUTE on to PUBLIC
+// that no plugin may call, in any way: those that create a large object,
+// an object of the whole database rather than of a schema (lo_import's is
+// superusers' already), and those that take a session-level advisory
+// lock, which a pooled connection holds past its request and of which
+// enough fill the server's shared lock table, so that no session of any
+// database can connect ("out of shared memory").
+var revokedFunctions = []string{
+	"pg_catalog.lo_creat(integer)", "pg_catalog.lo_create(oid)", "pg_catalog.lo_from_bytea(oid, bytea)",
+	"pg_catalog.pg_advisory_lock(bigint)", "pg_catalog.pg_advisory_lock(integer, integer)",
+	"pg_catalog.pg_advisory_lock_shared(bigint)", "pg_catalog.pg_advisory_lock_shared(integer, integer)",
+	"pg_catalog.pg_try_advisory_lock(bigint)", "pg_catalog.pg_try_advisory_lock(integer, integer)",
+	"pg_catalog.pg_try_advisory_lock_shared(bigint)", "pg_catalog.pg_try_advisory_lock_shared(integer, integer)",
+}
 
-// revokeLargeObjectCreation revokes EXECUTE on largeObjectCreators from
-// PUBLIC, in the runtime's database, so that no plugin role can create a
-// large object, also from code the statement filter does not read (a DO
-// block, a function's body, query_to_xml). Only the functions' owner, a
-// superuser, can; the runtime does when it connects as one. Other roles of
-// the database lose it too: an application that needs it gets it back with
-// GRANT EXECUTE ON FUNCTION ... TO its role (see docs/database.md). It runs
-// at Open, under the runtime's lock, and changes nothing once done.
-func (b *pgBackend) revokeLargeObjectCreation(ctx context.Context, db *bun.DB) {
+// revokeFromPublic revokes EXECUTE on revokedFunctions from PUBLIC, in the
+// runtime's database, so that no plugin role can call them, also from
+// code the statement filter does not read (a DO block, a function's body,
+// query_to_xml). Only the functions' owner, a superuser, can; the runtime
+// does when it connects as one. Other roles of the database lose them
+// too: an application that needs one gets it back with GRANT EXECUTE ON
+// FUNCTION ... TO its role (see docs/database.md). It runs at Open, under
+// the runtime's lock, and changes nothing once done.
+func (b *pgBackend) revokeFromPublic(ctx context.Context, db *bun.DB) {
 	var revoked []string
-	for _, f := range largeObjectCreators {
+	for _, f := range revokedFunctions {
 		var public bool
 		err := db.DB.QueryRowContext(ctx, "SELECT has_function_privilege('public', $1, 'EXECUTE')", f).Scan(&public)
 		if err == nil && public {
@@ -231,11 +241,11 @@ func (b *pgBackend) revokeLargeObjectCreation(ctx context.Context, db *bun.DB) {
 			}
 		}
 		if err != nil {
-			b.log.WithError(err).WithField("function", f).Warn("the runtime could not revoke EXECUTE on a function that creates large objects from PUBLIC: plugins can create large objects (objects outside their schema) from code the statement filter does not read (DO blocks, function bodies)")
+			b.log.WithError(err).WithField("function", f).Warn("the runtime could not revoke EXECUTE on a function from PUBLIC: plugins can call it from code the statement filter does not read (DO blocks, function bodies); see docs/database.md")
 		}
 	}
 	if len(revoked) > 0 {
-		b.log.WithField("functions", strings.Join(revoked, " ")).Infof("revoked EXECUTE on the functions that create large objects from PUBLIC in database %s, so that plugins cannot create objects outside their schema; other roles of this database that need them get them back with GRANT EXECUTE ON FUNCTION ... TO role", b.dbname)
+		b.log.WithField("functions", strings.Join(revoked, " ")).Infof("revoked EXECUTE from PUBLIC in database %s on the functions that create large objects or take session-level advisory locks, so that plugins cannot create objects outside their schema or fill the server's lock table; other roles of this database that need them get them back with GRANT EXECUTE ON FUNCTION ... TO role", b.dbname)
 	}
 }
 

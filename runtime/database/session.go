@@ -30,6 +30,9 @@ import (
 //   - LISTEN, UNLISTEN, NOTIFY (also as a rule's action) and pg_notify
 //     calls: a plugin cannot receive notifications, and the runtime drops
 //     them;
+//   - session-level advisory locks (sessionAdvisoryLocks): held by a
+//     pooled connection, they outlive the request, and enough of them
+//     fill the server's lock table for every session of every database;
 //   - COPY ... FROM STDIN and COPY ... TO STDOUT: the runtime does not carry
 //     COPY's data stream (FROM STDIN would wait for data until the
 //     statement timeout, TO STDOUT return nothing);
@@ -79,6 +82,7 @@ func deniedIn(q, code string) string {
 			return "pg_notify"
 		}
 	}
+
 	for _, at := range identOccurrences(lower, "set_config") {
 		if nextByte(lower, at+len("set_config")) != '(' {
 			// A column or alias, not a call (an aggregate's SFUNC =
@@ -97,6 +101,14 @@ func deniedIn(q, code string) string {
 	return ""
 }
 
+// sessionAdvisoryLocks are the functions that take an advisory lock held
+// until the session ends or releases it. The transaction-level ones
+// (pg_advisory_xact_lock...) end with their transaction, which ends with
+// the call, and are allowed.
+var sessionAdvisoryLocks = map[string]bool{
+	"pg_advisory_lock": true, "pg_advisory_lock_shared": true, "pg_try_advisory_lock": true, "pg_try_advisory_lock_shared": true,
+}
+
 // deniedStatement checks one statement, as tokens.
 func deniedStatement(t []string) string {
 	var w []string // its words alone
@@ -113,6 +125,13 @@ func deniedStatement(t []string) string {
 	}
 	if cmd := deniedGlobal(t, w); cmd != "" {
 		return cmd
+	}
+	for _, tok := range t {
+		// Any mention, as for large objects: an operator or aggregate
+		// can call a function its definition names.
+		if sessionAdvisoryLocks[tok] {
+			return tok + " (a session-level advisory lock, which a pooled connection would hold past the request; use pg_advisory_xact_lock, which ends with the transaction)"
+		}
 	}
 	for i := range w {
 		if w[i] == "create" && createsTemp(w[i+1:]) {
