@@ -361,3 +361,32 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 	}
 }
+
+// A statement that will not end — its loop catches the cancel of the
+// server's statement_timeout, and it turned off the server's check for a
+// gone client — is given up by the client at db_statement_timeout; its
+// backend must not run on (outside db_max_conns, past the runtime's own
+// shutdown): the runtime ends it.
+func TestPGGivenUpBackendEnds(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"1s\""))
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	const loop = `DO $$ BEGIN PERFORM set_config('client_connection_check_interval', '0', false);
+		LOOP BEGIN PERFORM pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`
+	for _, steps := range [][]step{{exec(loop)}, {{Op: "begin"}, exec(loop)}} {
+		r := run(t, in, "alpha", steps...)
+		if last := r[len(r)-1]; last.Kind != "timeout" {
+			t.Fatalf("the endless statement: %s %q, want a timeout", last.Kind, last.Error)
+		}
+		within(t, 15*time.Second, "the given-up backend to end", func() bool {
+			var n int
+			if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%pg_sleep(0.2)%'", role).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n == 0
+		})
+	}
+	if !strings.Contains(in.Log.String(), "ended the database backend of a connection given up after its statement's timeout") {
+		t.Error("the runtime did not say it ended the backend")
+	}
+}

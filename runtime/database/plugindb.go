@@ -251,6 +251,9 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			// consistently: a plugin that went on would otherwise
 			// commit its later statements alone, each in its own
 			// transaction, and its Rollback would undo nothing.
+			if err != nil {
+				p.reapLost(t.conn)
+			}
 			switch {
 			case err == nil:
 			case errors.As(err, new(dbFull)):
@@ -273,11 +276,57 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 	}
 	return conn, func(err error) error {
 		defer conn.Close()
+		if err != nil {
+			p.reapLost(conn)
+		}
 		if rollbackStray(ctx, conn, lim.StatementTimeout) && err == nil {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "the statement left a transaction open (BEGIN or SAVEPOINT without COMMIT or RELEASE); it was rolled back with its changes: use db.Begin/BeginTx for a transaction across statements")
 		}
 		return err
 	}, nil
+}
+
+// reapLost ends, on the server, the backend of conn when the client has
+// given conn up (PostgreSQL only): pgx closes a connection whose statement
+// ran past its context, and the backend of a closed connection runs on
+// until the server notices the client is gone, which a plugin can keep it
+// from doing (client_connection_check_interval = 0, set from a DO block
+// whose loop catches the cancel of statement_timeout): it would run
+// forever, outside db_max_conns (the pool opens another connection), past
+// the runtime's own shutdown. The plugin's role may end its own backends;
+// a pid is ended only with the start time its connection recorded, never
+// a later backend given the same pid. Call it before conn.Close.
+func (p *PluginDB) reapLost(conn *sql.Conn) {
+	if p.svc.cfg.Client != ClientPG {
+		return
+	}
+	var pid uint32
+	var started time.Time
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok && c.Conn().PgConn().IsClosed() {
+			pc := c.Conn().PgConn()
+			pid = pc.PID()
+			started, _ = pc.CustomData()[backendStartKey].(time.Time)
+		}
+		return nil
+	})
+	if pid == 0 || started.IsZero() {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var ended bool
+		err := p.db.QueryRowContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2", int64(pid), started).Scan(&ended)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// It ended by itself.
+		case err != nil:
+			p.log.WithError(err).WithField("pid", pid).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
+		case ended:
+			p.log.WithField("pid", pid).Info("ended the database backend of a connection given up after its statement's timeout")
+		}
+	}()
 }
 
 // rollbackStray rolls back a transaction left open on conn, and reports

@@ -583,6 +583,10 @@ type pgConnector struct {
 	log         *logrus.Entry
 }
 
+// backendStartKey keys a plugin connection's backend start time in its
+// pgconn.PgConn.CustomData.
+const backendStartKey = "greenroom.backend_start"
+
 // connector opens connections with the current limits.
 func (c *pgConnector) connector() driver.Connector {
 	lim := c.lim.Load()
@@ -595,6 +599,15 @@ func (c *pgConnector) connector() driver.Connector {
 			// driver would buffer it whole before the result limit could
 			// apply.
 			conn.PgConn().Frontend().SetMaxBodyLen(maxBody)
+			// When the client gives this connection up (a statement past
+			// its timeout), PluginDB.reapLost ends its backend by pid;
+			// the start time makes sure it is this backend and not a
+			// later one the pid was given to.
+			var started time.Time
+			if err := conn.QueryRow(ctx, "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&started); err != nil {
+				return fmt.Errorf("read the connection's backend start: %w", err)
+			}
+			conn.PgConn().CustomData()[backendStartKey] = started
 			if c.checkClient {
 				if _, err := conn.Exec(ctx, "SET client_connection_check_interval = "+strconv.Itoa(clientCheckInterval)); err != nil {
 					return fmt.Errorf("set client_connection_check_interval: %w", err)
