@@ -339,6 +339,13 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 		if _, _, err := instrument.Rewrite(wasm, instrument.Options{MaxTableEntries: MaxTableEntries}); err != nil {
 			return info, err
 		}
+		// What a load refuses in the interruption rewrite (code the
+		// rewriter and wazero would read differently, say), inspection
+		// refuses too; a module that is only run without the checks
+		// (a start section) is not refused.
+		if _, _, err := instrument.Interruptible(wasm); errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) {
+			return info, err
+		}
 	}
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
 	cm, info, err := compile(ctx, r, wasm, info)

@@ -1,14 +1,15 @@
 // Package instrument rewrites a WebAssembly module so that the host can
 // interrupt it cheaply. It adds two exported mutable i32 globals, a fuel
-// counter and an interrupt flag, and at the entry of every function and the
-// header of every loop it inserts
+// counter and an interrupt flag (and a scratch global of its own), and at
+// the entry of every function and the header of every loop it inserts
 //
 //	global.get $fuel
-//	i32.const 1
+//	i32.const weight
 //	i32.sub
 //	global.set $fuel
 //	global.get $fuel
-//	i32.eqz
+//	i32.const 1
+//	i32.lt_s
 //	if
 //	  i32.const Refill
 //	  global.set $fuel
@@ -21,15 +22,23 @@
 //	  end
 //	end
 //
+// where weight is the work the check covers (see weigh): one unit per 256
+// bytes of code that can run before the next check, so that one loop
+// iteration that does a lot (calls to many functions without checks of
+// their own) takes as much fuel as it does work. Before every bulk memory
+// or table operation (memory.copy, memory.fill, ...), whose time grows
+// with its length, the same check takes 1 + length/256 units.
+//
 // At a call's deadline the host sets the flag, then the fuel to 1, so the
-// guest traps at its next loop iteration or function call. Were the fuel
-// write lost to the guest's own update, the check still comes within Refill
-// iterations. The periodic exit matters as much as the flag: compiled code
-// never reaches a Go safe point by itself, so a guest spinning without it
-// would stall the Go runtime's stop-the-world (and with it the timer that
-// sets the flag). This replaces wazero's close-on-context-done, whose check
-// leaves compiled code on every loop iteration and costs far more
-// (docs/benchmarks.md).
+// guest traps at its next check. Were the fuel write lost to the guest's
+// own update, the check still comes within Refill units. The periodic exit
+// matters as much as the flag: compiled code never reaches a Go safe point
+// by itself, so a guest spinning without it would stall the Go runtime's
+// stop-the-world, and with every core in guest code the timer that sets
+// the flag cannot run until one exits: weighing the fuel by work bounds
+// that time whatever a loop iteration costs. This replaces wazero's
+// close-on-context-done, whose check leaves compiled code on every loop
+// iteration and costs far more (docs/benchmarks.md).
 //
 // It also merges the module's data segments where that keeps the memory an
 // instance starts with the same (see mergeData), and it keeps what a module
@@ -58,7 +67,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 9
+const Version = 10
 
 // Export names of the added globals.
 const (
@@ -66,10 +75,10 @@ const (
 	FuelName = "greenroom_fuel"
 )
 
-// Refill is how many loop iterations and function entries run between two
-// exits to Go. Each exit costs well under a microsecond; a Go guest makes
-// a few hundred million checks per second, so this exits a few thousand
-// times per second at most.
+// Refill is how many units of fuel (see weigh) run between two exits to
+// Go: about 16 MiB of code executed or memory copied. Each exit costs well
+// under a microsecond, and a Go guest exits a few thousand times per
+// second at most.
 const Refill = 1 << 16
 
 // Section ids.
@@ -195,7 +204,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	}
 	fuel := importedGlobals + definedGlobals
 	flag := fuel + 1
-	check := appendCheck(nil, fuel, flag)
+	g := checkGlobals{fuel: fuel, flag: flag, scratch: fuel + 2}
 
 	out := append([]byte(nil), wasm[:8]...)
 	wroteGlobal, wroteExport := false, false
@@ -212,12 +221,13 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			gr.u32()
 			rest = old[gr.off:]
 		}
-		body = appendU32(body, definedGlobals+2)
+		body = appendU32(body, definedGlobals+3)
 		body = append(body, rest...)
 		// (global $fuel (mut i32) (i32.const Refill)) (global $flag (mut i32) (i32.const 0))
+		// (global $scratch (mut i32) (i32.const 0))
 		body = append(body, 0x7f, 0x01, 0x41)
 		body = appendS32(body, Refill)
-		return append(body, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+		return append(body, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
 	}
 	newExportSection := func(old []byte) []byte {
 		var body []byte
@@ -339,7 +349,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				writeSection(s.id, s.body)
 				continue
 			}
-			body, err := rewriteCode(s.body, check, fuel, &st)
+			body, err := rewriteCode(s.body, g, &st)
 			if err != nil {
 				return nil, st, err
 			}
@@ -451,19 +461,44 @@ func fixTables(b []byte, budget uint32) ([]byte, error) {
 	return out, nil
 }
 
-// appendCheck appends the check sequence of the package comment.
-func appendCheck(dst []byte, fuel, flag uint32) []byte {
-	get := func(g uint32) { dst = appendU32(append(dst, 0x23), g) }
-	set := func(g uint32) { dst = appendU32(append(dst, 0x24), g) }
-	get(fuel)
-	dst = append(dst, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
-	set(fuel)
-	get(fuel)
-	dst = append(dst, 0x45, 0x04, 0x40, 0x41) // i32.eqz; if; i32.const
+// checkGlobals are the indices of the globals the checks use: the fuel,
+// the flag, and a scratch global that holds a bulk operation's length
+// while its check runs.
+type checkGlobals struct{ fuel, flag, scratch uint32 }
+
+// appendCheck appends the check sequence of the package comment, which
+// takes weight units of fuel.
+func appendCheck(dst []byte, g checkGlobals, weight int32) []byte {
+	dst = appendU32(append(dst, 0x23), g.fuel) // global.get $fuel
+	dst = appendS32(append(dst, 0x41), weight) // i32.const weight
+	dst = append(dst, 0x6b)                    // i32.sub
+	return appendRefuel(dst, g)
+}
+
+// appendBulkCheck appends the check before a bulk memory or table
+// operation, whose length is on top of the stack: it takes 1 + length/256
+// units of fuel and leaves the length where it was.
+func appendBulkCheck(dst []byte, g checkGlobals) []byte {
+	dst = appendU32(append(dst, 0x24), g.scratch) // global.set $scratch
+	dst = appendU32(append(dst, 0x23), g.fuel)    // global.get $fuel
+	dst = appendU32(append(dst, 0x23), g.scratch) // global.get $scratch
+	dst = append(dst, 0x41, 0x08, 0x76, 0x6b)     // i32.const 8; i32.shr_u; i32.sub
+	dst = append(dst, 0x41, 0x01, 0x6b)           // i32.const 1; i32.sub
+	dst = appendRefuel(dst, g)
+	return appendU32(append(dst, 0x23), g.scratch) // global.get $scratch
+}
+
+// appendRefuel stores the fuel on the stack and, when it is spent, refills
+// it, exits to Go and traps if the flag is set.
+func appendRefuel(dst []byte, g checkGlobals) []byte {
+	dst = appendU32(append(dst, 0x24), g.fuel) // global.set $fuel
+	dst = appendU32(append(dst, 0x23), g.fuel) // global.get $fuel
+	dst = append(dst, 0x41, 0x01, 0x48)        // i32.const 1; i32.lt_s
+	dst = append(dst, 0x04, 0x40, 0x41)        // if; i32.const
 	dst = appendS32(dst, Refill)
-	set(fuel)
-	dst = append(dst, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0; memory.grow 0; drop
-	get(flag)
+	dst = appendU32(append(dst, 0x24), g.fuel)       // global.set $fuel
+	dst = append(dst, 0x41, 0x00, 0x40, 0x00, 0x1a)  // i32.const 0; memory.grow 0; drop
+	dst = appendU32(append(dst, 0x23), g.flag)       // global.get $flag
 	return append(dst, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if; unreachable; end; end
 }
 
@@ -604,10 +639,10 @@ func exportsName(b []byte, name string) bool {
 	return false
 }
 
-// rewriteCode inserts the check at the entry of every function body and
-// after the block type of every loop. globals is the module's own count
-// of globals, imported and defined: the check's two come after them.
-func rewriteCode(b []byte, check []byte, globals uint32, st *Stats) ([]byte, error) {
+// rewriteCode inserts the checks (see rewriteBody) into every function
+// body. The module's own globals, imported and defined, are those below
+// g.fuel; the checks' come after them.
+func rewriteCode(b []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	r := &reader{b: b}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(b)+len(b)/8), n)
@@ -619,7 +654,7 @@ func rewriteCode(b []byte, check []byte, globals uint32, st *Stats) ([]byte, err
 			return nil, fmt.Errorf("code section, function %d: %w", i, r.err)
 		}
 		var err error
-		body, err = rewriteBody(body[:0], fn, check, globals, st)
+		body, err = rewriteBody(body[:0], fn, g, st)
 		if err != nil {
 			return nil, fmt.Errorf("code section, function %d: %w", i, err)
 		}
@@ -632,11 +667,14 @@ func rewriteCode(b []byte, check []byte, globals uint32, st *Stats) ([]byte, err
 	return out, nil
 }
 
-// rewriteBody rewrites one function body (see rewriteCode). It refuses a
-// global.get or global.set of an index the module does not have: invalid
-// as written, it would name the fuel or the flag once they are added, and
-// a guest could then reset them and never be interrupted.
-func rewriteBody(dst, fn, check []byte, globals uint32, st *Stats) ([]byte, error) {
+// rewriteBody rewrites one function body: a check at its entry (unless
+// weigh finds it needless) and after the block type of every loop, each
+// taking the fuel weigh gives it, and a check before every bulk memory or
+// table operation taking fuel by its length. It refuses a global.get or
+// global.set of an index the module does not have: invalid as written, it
+// would name the fuel or the flag once they are added, and a guest could
+// then reset them and never be interrupted.
+func rewriteBody(dst, fn []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	r := &reader{b: fn}
 	groups := r.u32()
 	for j := uint32(0); j < groups; j++ {
@@ -647,21 +685,21 @@ func rewriteBody(dst, fn, check []byte, globals uint32, st *Stats) ([]byte, erro
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	dst = append(dst, fn[:r.off]...)
-	entry, err := needsEntryCheck(fn, r.off)
+	w, err := weigh(fn, r.off)
 	if err != nil {
 		return nil, err
 	}
-	if entry {
-		dst = append(dst, check...)
+	if w.entryCheck {
+		dst = appendCheck(dst, g, w.entry)
 		st.Functions++
 	} else {
 		st.Skipped++
 	}
 	var c controlCount
+	loop := 0
 	for r.off < len(r.b) {
 		start := r.off
 		op := r.byte()
-		isLoop := op == 0x03
 		if err := r.skipImmediates(op); err != nil {
 			return nil, fmt.Errorf("instruction at byte %d: %w", start, err)
 		}
@@ -672,17 +710,32 @@ func rewriteBody(dst, fn, check []byte, globals uint32, st *Stats) ([]byte, erro
 			return nil, err
 		}
 		if op == 0x23 || op == 0x24 { // global.get, global.set
-			if g := (&reader{b: fn[start+1 : r.off]}).u32(); g >= globals {
-				return nil, fmt.Errorf("instruction at byte %d: %w: global index %d, but the module has %d globals", start, ErrMalformed, g, globals)
+			if n := (&reader{b: fn[start+1 : r.off]}).u32(); n >= g.fuel {
+				return nil, fmt.Errorf("instruction at byte %d: %w: global index %d, but the module has %d globals", start, ErrMalformed, n, g.fuel)
 			}
 		}
+		if op == 0xfc && bulkOp(fn[start+1:r.off]) {
+			dst = appendBulkCheck(dst, g)
+		}
 		dst = append(dst, fn[start:r.off]...)
-		if isLoop {
-			dst = append(dst, check...)
+		if op == 0x03 {
+			dst = appendCheck(dst, g, w.loops[loop])
+			loop++
 			st.Loops++
 		}
 	}
 	return dst, nil
+}
+
+// bulkOp reports whether the 0xfc instruction with immediates imm takes
+// time in proportion to a length on top of the stack: memory.init,
+// memory.copy, memory.fill, table.init, table.copy, table.fill.
+func bulkOp(imm []byte) bool {
+	switch (&reader{b: imm}).u32() {
+	case 8, 10, 11, 12, 14, 17:
+		return true
+	}
+	return false
 }
 
 // checkExportedGlobals refuses an export of a global index the module does
@@ -773,27 +826,67 @@ func checkControl(b []byte) error {
 	return r.err
 }
 
-// needsEntryCheck reports whether a function body (instructions from off)
-// needs the check at its entry. The check there exists for recursion that
-// passes no loop; it is redundant when
-//   - the function makes no call at all (it cannot recurse, and its own
-//     loops are checked), or
+// Fuel is taken by the work a check covers, not one unit per check, so
+// that the time between two exits to Go stays bounded whatever one loop
+// iteration does: one unit per costUnit bytes of code a check covers, and
+// leafBytes for each call, which may run a function that has no check of
+// its own (a leaf of at most leafBytes, below).
+const (
+	costUnit  = 256
+	leafBytes = 128
+)
+
+// weights are the fuel the checks of one function take (see weigh).
+type weights struct {
+	entryCheck bool
+	entry      int32   // the entry check's weight
+	loops      []int32 // each loop header check's, in order
+}
+
+// weigh reads a function body (instructions from off) and weighs its
+// checks. Code inside a loop's body (not inside a loop nested in it) can
+// run once per iteration and is charged to that loop's header check; the
+// rest of the function runs at most once per call and is charged to the
+// entry check. Every instruction counts its bytes, and each call
+// instruction leafBytes more for the callee it may enter without a check.
+//
+// The entry check is left out where it is needless:
+//   - a function with no call and no loop of at most leafBytes runs each
+//     of its instructions at most once (what calls it pays for it), or
 //   - a loop header is reached before any instruction that calls or
 //     branches (only straight-line code and block openings precede it):
-//     then every invocation passes that loop's check before it can call
-//     anything. Go's compiler starts nearly every function this way.
-func needsEntryCheck(fn []byte, off int) (bool, error) {
+//     every invocation passes that loop's check before it can call
+//     anything, and that check takes the entry's weight too. Go's
+//     compiler starts nearly every function this way.
+func weigh(fn []byte, off int) (weights, error) {
+	var w weights
 	r := &reader{b: fn, off: off}
-	loopFirst, straight, calls := false, true, false
+	var (
+		loopBytes []int // per loop, in order
+		outside   int   // bytes outside every loop
+		enclosing []int // per open block, the loop enclosing it (-1: none)
+		cur       = -1  // the innermost open loop
+		calls     bool
+		loopFirst bool
+		straight  = true
+	)
 	for r.off < len(r.b) {
 		start := r.off
 		op := r.byte()
+		if err := r.skipImmediates(op); err != nil {
+			return w, fmt.Errorf("instruction at byte %d: %w", start, err)
+		}
+		if r.err != nil {
+			return w, fmt.Errorf("instruction at byte %d: %w", start, r.err)
+		}
+		cost := r.off - start
 		switch op {
 		case 0x10, 0x11, 0x12, 0x13, 0x14, 0x15: // call, call_indirect, return_call*, call_ref*
+			cost += leafBytes
 			calls = true
 			straight = false
 		case 0x03: // loop
-			if straight {
+			if straight && len(loopBytes) == 0 {
 				loopFirst = true
 			}
 			straight = false
@@ -803,17 +896,38 @@ func needsEntryCheck(fn []byte, off int) (bool, error) {
 				straight = false
 			}
 		}
-		if err := r.skipImmediates(op); err != nil {
-			return true, fmt.Errorf("instruction at byte %d: %w", start, err)
+		if cur < 0 {
+			outside += cost
+		} else {
+			loopBytes[cur] += cost
 		}
-		if r.err != nil {
-			return true, fmt.Errorf("instruction at byte %d: %w", start, r.err)
-		}
-		if calls && !loopFirst {
-			return true, nil
+		switch op {
+		case 0x02, 0x04, 0x06, 0x1f: // block, if, try, try_table
+			enclosing = append(enclosing, cur)
+		case 0x03:
+			enclosing = append(enclosing, cur)
+			loopBytes = append(loopBytes, 0)
+			cur = len(loopBytes) - 1
+		case 0x0b, 0x18: // end, delegate (which ends a try)
+			if n := len(enclosing); n > 0 {
+				cur = enclosing[n-1]
+				enclosing = enclosing[:n-1]
+			}
 		}
 	}
-	return false, nil
+	weight := func(bytes int) int32 { return int32(min(1+bytes/costUnit, Refill)) }
+	w.entry = weight(outside)
+	for _, b := range loopBytes {
+		w.loops = append(w.loops, weight(b))
+	}
+	switch {
+	case loopFirst:
+		w.loops[0] = min(w.loops[0]+w.entry, Refill)
+	case !calls && len(loopBytes) == 0 && outside <= leafBytes:
+	default:
+		w.entryCheck = true
+	}
+	return w, nil
 }
 
 type reader struct {
@@ -1021,8 +1135,23 @@ func (r *reader) skipFC() error {
 	return nil
 }
 
+// skipSIMD reads a SIMD instruction as wazero runs it, which is not quite
+// as the specification writes it: wazero reads the opcode after 0xfd as one
+// byte, not as LEB128 (its numbering is the instructions' values, all
+// below 256), so 0xfd 0x8c 0x01 is i16x8.shr_s and then 0x01, a nop. An
+// encoding on which the two readings part (0xfd 0x8c 0x00: v128.const and
+// 16 bytes of immediate as LEB128, i16x8.shr_s then code to wazero) would
+// hide code from the rewriter, loops and global.set included: an opcode
+// byte of 0x80 or more must be followed by the 0x01 that ends its
+// canonical encoding, or the module is refused as malformed.
 func (r *reader) skipSIMD() error {
-	switch sub := r.u32(); {
+	sub := uint32(r.byte())
+	if sub >= 0x80 {
+		if next := r.byte(); next != 0x01 && r.err == nil {
+			return fmt.Errorf("%w: SIMD opcode 0xfd 0x%02x 0x%02x is not encoded canonically (a second byte of 0x01)", ErrMalformed, sub, next)
+		}
+	}
+	switch {
 	case sub <= 11, sub == 92, sub == 93: // loads, stores, load zero
 		r.memarg()
 	case sub == 12, sub == 13: // v128.const, i8x16.shuffle
@@ -1032,9 +1161,7 @@ func (r *reader) skipSIMD() error {
 	case sub >= 84 && sub <= 91: // load/store lane
 		r.memarg()
 		r.byte()
-	case sub <= 0x113: // every other SIMD instruction has no immediate
-	default:
-		return fmt.Errorf("unsupported opcode 0xfd %d", sub)
+	default: // every other SIMD instruction has no immediate
 	}
 	return nil
 }

@@ -1,9 +1,12 @@
 package instrument
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,22 +200,39 @@ func TestInterruptsRecursion(t *testing.T) {
 	waitTrap(t, done)
 }
 
-func TestNeedsEntryCheck(t *testing.T) {
+// weigh leaves out the entry checks that are needless and weighs each
+// check by the code it covers.
+func TestWeigh(t *testing.T) {
+	leaf := bytes.Repeat([]byte{0x41, 1, 0x1a}, 100) // i32.const 1; drop: 300 bytes
+	calls := []byte{0x03, 0x40}
+	for i := 0; i < 10; i++ {
+		calls = append(calls, 0x10, 0) // call 0
+	}
+	calls = append(calls, 0x0b, 0x0b)
 	cases := []struct {
-		name string
-		body []byte // instructions after the (empty) locals
-		want bool
+		name  string
+		body  []byte // instructions after the (empty) locals
+		entry bool
+		want  weights
 	}{
-		{"no calls", []byte{0x03, 0x40, 0x0c, 0, 0x0b, 0x0b}, false},
-		{"loop first, then calls", []byte{0x02, 0x40, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b, 0x0b}, false},
-		{"call before any loop", []byte{0x10, 0, 0x03, 0x40, 0x0b, 0x0b}, true},
-		{"branch before the loop", []byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b}, true},
-		{"calls, no loop", []byte{0x10, 0, 0x0b}, true},
+		{"no calls", []byte{0x03, 0x40, 0x0c, 0, 0x0b, 0x0b}, false, weights{entry: 1, loops: []int32{2}}},
+		{"loop first, then calls", []byte{0x02, 0x40, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b, 0x0b}, false, weights{entry: 1, loops: []int32{2}}},
+		{"call before any loop", []byte{0x10, 0, 0x03, 0x40, 0x0b, 0x0b}, true, weights{entryCheck: true, entry: 1, loops: []int32{1}}},
+		{"branch before the loop", []byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b}, true, weights{entryCheck: true, entry: 1, loops: []int32{1}}},
+		{"calls, no loop", []byte{0x10, 0, 0x0b}, true, weights{entryCheck: true, entry: 1}},
+		{"small leaf", []byte{0x41, 1, 0x1a, 0x0b}, false, weights{entry: 1}},
+		{"large leaf", append(append([]byte{}, leaf...), 0x0b), true, weights{entryCheck: true, entry: 2}},
+		{"no calls, branch before the loop", []byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x0b, 0x0b}, true, weights{entryCheck: true, entry: 1, loops: []int32{1}}},
+		// 10 calls of 2 bytes each, each charged 128 more: 1 + 1301/256, and
+		// the entry's 1 (loop first)
+		{"calls in the loop", calls, false, weights{entry: 1, loops: []int32{7}}},
+		// the nested loop's body is its own; the outer pays for the rest
+		{"nested", append(append([]byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x03, 0x40}, leaf...), 0x0b, 0x0b, 0x0b), true, weights{entryCheck: true, entry: 1, loops: []int32{1, 2}}},
 	}
 	for _, c := range cases {
-		got, err := needsEntryCheck(append([]byte{0}, c.body...), 1)
-		if err != nil || got != c.want {
-			t.Errorf("%s: %v, %v; want %v", c.name, got, err, c.want)
+		got, err := weigh(append([]byte{0}, c.body...), 1)
+		if err != nil || got.entryCheck != c.entry || got.entry != c.want.entry || !slices.Equal(got.loops, c.want.loops) {
+			t.Errorf("%s: %+v, %v; want entry check %v, %+v", c.name, got, err, c.entry, c.want)
 		}
 	}
 }
@@ -466,5 +486,76 @@ func TestUnknownInstructionLeftToWazero(t *testing.T) {
 	}
 	if _, _, err := Rewrite(wasm, Options{MaxMemoryPages: 1}); err != nil {
 		t.Fatalf("rewrite without the checks: %v", err)
+	}
+}
+
+// The rewriter walks SIMD code as wazero runs it: wazero reads the opcode
+// after 0xfd as one byte. A padded encoding on which LEB128 and wazero part
+// (0xfd 0x8c 0x00: v128.const and 16 bytes of immediate to one,
+// i16x8.shr_s, unreachable and then code to the other) hid a loop from the
+// rewriter, which was then never interrupted: refused as malformed. The
+// canonical encoding (0xfd 0x8c 0x01) is rewritten, its loop checked.
+func TestSIMDOpcodesAsWazeroReadsThem(t *testing.T) {
+	// greenroom_handle: (block (br 0) 0xfd 0x8c 0x00 [end (loop (br 0)) end nop×10]) (i32.const 0)
+	hidden, _ := hex.DecodeString("0061736d0100000001090260000060017f017f03030200010503010001073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000010677265656e726f6f6d5f68616e646c6500010a200202000b1b0002400c00fd8c000b03400c000b0101010101010101010141000b")
+	if _, _, err := Interruptible(hidden); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "SIMD opcode 0xfd 0x8c 0x00 is not encoded canonically") {
+		t.Errorf("Rewrite of a padded SIMD opcode = %v, want refused as malformed", err)
+	}
+	// greenroom_handle: (loop v128.const 0, i32.const 1, i16x8.shr_s (0xfd 0x8c 0x01), drop, (br_if 0 (i32.const 0))) (i32.const 7)
+	canonical, _ := hex.DecodeString("0061736d0100000001090260000060017f017f03030200010503010001073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000010677265656e726f6f6d5f68616e646c6500010a280202000b23000340fd0c000000000000000000000000000000004101fd8c011a41000d000b41070b")
+	out, st, err := Interruptible(canonical)
+	if err != nil || st.Loops != 1 {
+		t.Fatalf("Rewrite = %+v, %v; want its one loop checked", st, err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer r.Close(ctx)
+	m, err := r.Instantiate(ctx, out)
+	if err != nil {
+		t.Fatalf("the rewritten module: %v", err)
+	}
+	if res, err := m.ExportedFunction("greenroom_handle").Call(ctx, 0); err != nil || res[0] != 7 {
+		t.Errorf("greenroom_handle = %v, %v; want 7", res, err)
+	}
+}
+
+// A check takes fuel by the work it covers, not one unit per loop
+// iteration: a loop that fills 64 KiB each time round spends 257 units on
+// the fill alone (1 + 65536/256), so the guest exits to Go (and sees the
+// flag) after a bounded amount of work, not after 65 536 iterations of any
+// cost (an audit's loop copying 32 MiB a time held two cores, the server's
+// timers and SIGTERM for six minutes).
+func TestFuelByWork(t *testing.T) {
+	types := section(1, 1, 0x60, 1, 0x7f, 1, 0x7f)
+	funcs := section(3, 1, 0)
+	memory := section(5, 1, 0, 2)
+	exports := section(7, 1, 4, 'f', 'i', 'l', 'l', 0, 0)
+	// (loop (memory.fill (i32.const 0) (i32.const 0) (i32.const 65536))
+	//       (br_if 0 (local.tee 0 (i32.sub (local.get 0) (i32.const 1))))) (i32.const 7)
+	body := []byte{0,
+		0x03, 0x40,
+		0x41, 0, 0x41, 0, 0x41, 0x80, 0x80, 0x04, 0xfc, 0x0b, 0x00,
+		0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0,
+		0x0b,
+		0x41, 7, 0x0b}
+	code := appendU32([]byte{1}, uint32(len(body)))
+	out, st, err := Interruptible(module(types, funcs, memory, exports, section(10, append(code, body...)...)))
+	if err != nil || st.Loops != 1 {
+		t.Fatalf("Rewrite: %+v, %v", st, err)
+	}
+	m := instantiate(t, out)
+	fuel, flag := globals(t, m)
+	before := int32(fuel.Get())
+	if res, err := m.ExportedFunction("fill").Call(context.Background(), 10); err != nil || res[0] != 7 {
+		t.Fatalf("fill(10) = %v, %v", res, err)
+	}
+	if spent := before - int32(fuel.Get()); spent < 10*257 {
+		t.Errorf("ten fills of 64 KiB took %d units of fuel, want at least %d", spent, 10*257)
+	}
+	// With the flag set and no fuel written, the guest stops within
+	// Refill/257 iterations: fill(1000) cannot finish.
+	flag.Set(1)
+	if _, err := m.ExportedFunction("fill").Call(context.Background(), 1000); err == nil {
+		t.Error("fill(1000) finished with the flag set")
 	}
 }
