@@ -32,8 +32,14 @@ func TestPGLocksOutOfPluginsReach(t *testing.T) {
 		h.Write([]byte("greenroom:" + name))
 		return int64(h.Sum64())
 	}
-	// Session locks: they stay on alpha's pooled connection.
-	must(t, in, "alpha", exec(fmt.Sprintf("SELECT pg_advisory_lock(%d), pg_advisory_lock(%d)", key("runtime"), key("plugin:beta"))))
+	// Session-level advisory locks, which would stay on alpha's pooled
+	// connection, are refused (and the runtime takes none: its locks are
+	// rows of greenroom.runtime_locks); transaction-level ones end with
+	// the request.
+	if r := run(t, in, "alpha", exec(fmt.Sprintf("SELECT pg_advisory_lock(%d), pg_advisory_lock(%d)", key("runtime"), key("plugin:beta"))))[0]; r.Kind != "denied" {
+		t.Errorf("session advisory locks: %s %q, want denied", r.Kind, r.Error)
+	}
+	must(t, in, "alpha", step{Op: "begin"}, exec(fmt.Sprintf("SELECT pg_advisory_xact_lock(%d), pg_advisory_xact_lock(%d)", key("runtime"), key("plugin:beta"))))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -388,5 +394,25 @@ func TestPGGivenUpBackendEnds(t *testing.T) {
 	}
 	if !strings.Contains(in.Log.String(), "ended the database backend of a connection given up after its statement's timeout") {
 		t.Error("the runtime did not say it ended the backend")
+	}
+}
+
+// A plugin cannot LISTEN by a statement, but can from a DO block; a
+// pooled connection left listening holds the cluster's notification queue
+// while it sits idle (it reads nothing). The runtime ends what a
+// connection listens to before it goes back to the pool.
+func TestPGListenEndsWithTheStatement(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1"))
+	listen := exec("DO $$ BEGIN EXECUTE 'LISTEN greenroom_test'; END $$")
+	channels := query("SELECT count(*) FROM pg_listening_channels()")
+	for _, steps := range [][]step{
+		{listen},
+		{{Op: "begin"}, listen, {Op: "commit"}},
+	} {
+		must(t, in, "alpha", steps...)
+		// db_max_conns = 1: the same connection.
+		if r := must(t, in, "alpha", channels); fmt.Sprint(r[0].Rows) != "[[0]]" {
+			t.Errorf("after %v the pooled connection listens to %v channels", steps, r[0].Rows)
+		}
 	}
 }

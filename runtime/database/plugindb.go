@@ -275,7 +275,7 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 	}
 	return conn, func(err error) error {
-		defer conn.Close()
+		defer p.release(conn, lim.StatementTimeout)
 		if err != nil {
 			p.reapLost(conn)
 		}
@@ -284,6 +284,34 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		}
 		return err
 	}, nil
+}
+
+// release puts conn back in the plugin's pool. On PostgreSQL it first
+// ends what the session listens to (UNLISTEN *, one round trip): a plugin
+// can LISTEN from code the statement filter does not read (a DO block),
+// and a pooled connection does not read the notifications its backend
+// sends while it is idle, which then hold PostgreSQL's notification
+// queue, one for the whole cluster (at most 8 GB), until NOTIFY fails for
+// every session of every database. A connection that cannot is discarded.
+func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
+	if p.svc.cfg.Client == ClientPG {
+		conn.Raw(func(dc any) error {
+			c, ok := dc.(interface{ Conn() *pgx.Conn })
+			if !ok || c.Conn().PgConn().IsClosed() {
+				return nil
+			}
+			if c.Conn().PgConn().TxStatus() != 'I' {
+				return driver.ErrBadConn
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 5*time.Second))
+			defer cancel()
+			if err := c.Conn().PgConn().Exec(ctx, "UNLISTEN *").Close(); err != nil {
+				return driver.ErrBadConn
+			}
+			return nil
+		})
+	}
+	conn.Close()
 }
 
 // reapLost ends, on the server, the backend of conn when the client has
@@ -586,7 +614,7 @@ func (p *PluginDB) endCall(in *hostfuncs.Instance) {
 	st := p.txs(in)
 	for id, t := range st.open {
 		t.tx.Rollback()
-		t.conn.Close()
+		p.release(t.conn, p.limits().StatementTimeout)
 		delete(st.open, id)
 		fields := logrus.Fields{}
 		if in.RequestID != "" {
@@ -606,7 +634,7 @@ func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, c
 		return hostfuncs.Failf(hostfuncs.ErrNotFound, "transaction %d is not open", id)
 	}
 	delete(st.open, id)
-	defer t.conn.Close()
+	defer p.release(t.conn, p.limits().StatementTimeout)
 	if t.aborted != "" {
 		if commit {
 			return hostfuncs.Failf(hostfuncs.ErrFailed, "commit refused: %s", t.aborted)
