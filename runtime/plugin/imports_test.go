@@ -287,7 +287,7 @@ func TestStartSectionInitializes(t *testing.T) {
 	lim := testLimits()
 	lim.InitTimeout = 200 * time.Millisecond
 	_, err = Load(context.Background(), Spec{ID: "start", Wasm: loop, Limits: lim, Host: testHost{log: log}})
-	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "start function ran past limits.init_timeout (200ms)") {
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "start function ran past the init timeout of 200ms (limits.timeout, at least 10s)") {
 		t.Errorf("Load = %q, want the init timeout named, on one line", err)
 	}
 }

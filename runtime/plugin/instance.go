@@ -96,8 +96,8 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		// As for the initializer below: the first line of wazero's
 		// error, not its wasm stack trace (ErrorDetail has it).
 		err = firstLineError{err}
-		if errors.Is(ictx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("instantiate: the start function ran past limits.init_timeout (%s): %w", p.spec.Limits.InitTimeout, err)
+		if ictx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("instantiate: the start function ran past the init timeout of %s (limits.timeout, at least 10s): %w", p.spec.Limits.InitTimeout, err)
 		}
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
@@ -122,6 +122,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			// The reason is shown to operators (and in each 503): the
 			// first line of wazero's error, not its wasm stack trace.
 			err = firstLineError{err}
+			if kind == FailTimeout {
+				return nil, fmt.Errorf("guest initializer ran past the init timeout of %s (limits.timeout, at least 10s): %w", p.spec.Limits.InitTimeout, err)
+			}
 			if in.initFailure != "" {
 				return nil, fmt.Errorf("guest initializer (%s): %s: %w", kind, in.initFailure, err)
 			}

@@ -370,3 +370,16 @@ func TestLargeRequestNotKept(t *testing.T) {
 		t.Errorf("after a 4 MiB request the instance keeps %d bytes", c)
 	}
 }
+
+// An initializer that runs past the init timeout fails the load with an
+// error that names the bound and the key it comes from.
+func TestInitializerTimeoutNamed(t *testing.T) {
+	lim := testLimits()
+	lim.InitTimeout = 300 * time.Millisecond
+	log := logrus.NewEntry(logrus.New())
+	_, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Cache: testCache,
+		Host: testHost{config: map[string]string{"init_sleep_ms": "5000"}, log: log}, Log: log})
+	if err == nil || !strings.Contains(err.Error(), "guest initializer ran past the init timeout of 300ms (limits.timeout, at least 10s)") {
+		t.Errorf("Load = %v, want the init timeout named", err)
+	}
+}
