@@ -57,11 +57,14 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 		return nil, err
 	}
 	rl.srv.Reload(rl.rt.Config())
-	counts := map[string]int{}
+	// One field per outcome (reloaded=1 unchanged=2), which the text
+	// format prints as such (a map would print as Go's map[...]).
+	fields := logrus.Fields{"took": time.Since(start).Round(time.Millisecond).String()}
 	for _, p := range res.Plugins {
-		counts[p.Outcome]++
+		n, _ := fields[p.Outcome].(int)
+		fields[p.Outcome] = n + 1
 	}
-	rl.log.WithFields(logrus.Fields{"took": time.Since(start).Round(time.Millisecond).String(), "plugins": counts}).Info("reloaded")
+	rl.log.WithFields(fields).Info("reloaded")
 	return res, nil
 }
 

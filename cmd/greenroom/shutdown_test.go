@@ -305,6 +305,11 @@ func TestShutdownTimeoutFollowsReload(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The reload's line counts its plugins in fields of their own, in
+	// either format (not as a Go map printed by the text format).
+	if log := p.log(); strings.Contains(log, "map[") || strings.Contains(log, `"plugins":{`) || !strings.Contains(log, `unchanged=1`) && !strings.Contains(log, `"unchanged":1`) {
+		t.Errorf("the reload's line does not count its plugins in fields:\n%s", log)
+	}
 	go p.get("/api/ver/slow?ms=20000")
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()

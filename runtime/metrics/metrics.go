@@ -10,6 +10,7 @@
 package metrics
 
 import (
+	"maps"
 	"strconv"
 	"time"
 
@@ -181,7 +182,18 @@ func (c *runtimeCollector) collectScheduler(ch chan<- prometheus.Metric) {
 	for _, outcome := range []string{"succeeded", "failed"} {
 		ch <- prometheus.MustNewConstMetric(descTaskRuns, prometheus.CounterValue, float64(st.Runs[outcome]), outcome)
 	}
-	for kind, n := range st.Failures {
+	// Every kind a run can fail with is there from the start, at 0, so
+	// that a scrape before any failure lists the metric and a rate over
+	// the first failure is right; a kind not known here still shows once
+	// it happens.
+	failures := map[string]int64{"error": 0, "timeout": 0, "canceled": 0, "lost": 0, "unavailable": 0}
+	for _, f := range plugin.Failures() {
+		if f != plugin.FailClosed {
+			failures[f.String()] = 0
+		}
+	}
+	maps.Copy(failures, st.Failures)
+	for kind, n := range failures {
 		ch <- prometheus.MustNewConstMetric(descTaskFailures, prometheus.CounterValue, float64(n), kind)
 	}
 	ch <- prometheus.MustNewConstMetric(descTaskClaims, prometheus.CounterValue, float64(st.Claims))

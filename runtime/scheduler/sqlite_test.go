@@ -137,6 +137,9 @@ func testTimeoutInterruptsLoop(t *testing.T, db string) {
 		`greenroom_task_runs_total{outcome="succeeded"}`,
 		`greenroom_task_lateness_seconds_count`,
 		`greenroom_tasks_registered 2`,
+		// kinds that did not happen are listed at 0
+		`greenroom_task_failures_total{kind="lost"} 0`,
+		`greenroom_task_failures_total{kind="panic"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

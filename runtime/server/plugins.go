@@ -588,7 +588,7 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 type pluginView struct {
 	ID        string        `json:"id"`
 	State     runtime.State `json:"state"`
-	LastError string        `json:"last_error,omitempty"`
+	LastError string        `json:"last_error"`
 	// SHA256 and ABIVersion repeat the running module's, from Info, at the
 	// top level where an operator's script looks first.
 	SHA256     string       `json:"sha256,omitempty"`

@@ -984,6 +984,18 @@ path = %q
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
+	// Every plugin has every field, last_error too ("" when none).
+	var raw struct {
+		Plugins []map[string]json.RawMessage `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(body), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range raw.Plugins {
+		if _, ok := p["last_error"]; !ok {
+			t.Errorf("plugin %s has no last_error field", p["id"])
+		}
+	}
 	var view struct {
 		Plugins []struct {
 			ID         string   `json:"id"`
