@@ -98,7 +98,24 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 	watchFile := func(abs string) {
 		for _, name := range linkChain(abs) {
 			targets[name] = true
-			add(filepath.Dir(name))
+			dir := filepath.Dir(name)
+			add(dir)
+			// A directory that is not there (deleted, to be made again):
+			// its nearest existing ancestor is watched, and each missing
+			// directory on the way is a target, so that its coming back
+			// brings a refresh, which watches it, and a reload.
+			for !watched[dir] {
+				if _, err := os.Stat(dir); err == nil {
+					break // there, but cannot be watched
+				}
+				targets[dir] = true
+				parent := filepath.Dir(dir)
+				if parent == dir {
+					break
+				}
+				dir = parent
+				add(dir)
+			}
 		}
 	}
 	// walk watches root's directories. A root reached through symbolic

@@ -107,3 +107,29 @@ func TestServeWatchFollowsConfigMapSwap(t *testing.T) {
 	os.RemoveAll(filepath.Join(dir, "..v2"))
 	waitBody(t, url, "v1", 60*time.Second)
 }
+
+// serve --watch keeps watching a plugin whose directory is deleted and,
+// after a while, made again (a deploy that replaces the directory, git
+// checkout): its .wasm in the new directory is loaded, and later changes
+// to it are seen.
+func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
+	dir := t.TempDir()
+	v1, v2 := testGuests(t, t.TempDir())
+	plugins := filepath.Join(dir, "plugins")
+	os.MkdirAll(plugins, 0o755)
+	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), filepath.Join("plugins", "ver.wasm"))), 0o644)
+	runGreenroom(t, dir, addr, "serve", "--watch")
+	url := "http://" + addr + "/api/ver/v"
+	waitBody(t, url, "v1", 10*time.Second)
+	if err := os.RemoveAll(plugins); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // past the watcher's settling: the failed reload happens
+	os.MkdirAll(plugins, 0o755)
+	copyWasm(t, v2, filepath.Join(plugins, "ver.wasm"))
+	waitBody(t, url, "v2", 60*time.Second)
+	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
+	waitBody(t, url, "v1", 60*time.Second)
+}
