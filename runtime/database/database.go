@@ -319,14 +319,30 @@ func (s *Service) release(id string) {
 }
 
 // provision creates and opens plugin id's database under the plugin's
-// cross-replica lock.
+// cross-replica lock. Limits.MigrationTimeout bounds it, as it bounds the
+// migrations: what it waits for (the lock, which another replica holds
+// while it migrates; a role or schema a transaction has locked — on
+// PostgreSQL a plugin's own DO block can lock its role) must not hold the
+// plugin's load, and readiness, forever.
 func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id string, lim Limits) (*sql.DB, error) {
-	unlock, err := b.lock(ctx, db, "plugin:"+id)
-	if err != nil {
-		return nil, err
+	parent := ctx
+	if lim.MigrationTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, lim.MigrationTimeout)
+		defer cancel()
 	}
-	defer unlock()
-	return b.plugin(ctx, db, id, lim)
+	sdb, err := func() (*sql.DB, error) {
+		unlock, err := b.lock(ctx, db, "plugin:"+id)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		return b.plugin(ctx, db, id, lim)
+	}()
+	if err != nil && ctx.Err() != nil && parent.Err() == nil {
+		return nil, fmt.Errorf("setting up the plugin's database did not finish within limits.migration_timeout of %s (waiting for its cross-replica lock, or for a lock on its role or schema that a transaction holds): %w", lim.MigrationTimeout, err)
+	}
+	return sdb, err
 }
 
 // PluginDB returns the database opened for plugin id, or nil.

@@ -416,3 +416,35 @@ func TestPGListenEndsWithTheStatement(t *testing.T) {
 		}
 	}
 }
+
+// Setting up a plugin's database waits for locks on its role and schema
+// (a plugin's DO block can hold its role's with ALTER ROLE CURRENT_USER in
+// a long transaction); limits.migration_timeout bounds that wait, so a
+// replica starting then is not kept unready for good.
+func TestPGProvisionBounded(t *testing.T) {
+	url := pgtest.URL(t)
+	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "good", ""))
+	rt := in.RT.Database().DB().DB
+	tx, err := rt.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("ALTER ROLE " + database.RoleName(dbName(t, in), "alpha") + " SET work_mem = '4MB'"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	svc := database.New(database.Config{Client: database.ClientPG, Connection: url, Isolation: database.IsolationRole}, logrus.New())
+	defer svc.Close()
+	if err := svc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = svc.Plugin(ctx, "alpha", database.Limits{MaxConns: 2, StatementTimeout: 5 * time.Second, MaxResult: 1 << 20, MigrationTimeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "did not finish within limits.migration_timeout of 2s") {
+		t.Errorf("provisioning under a held role lock: %v, want the migration timeout named", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("provisioning took %s", took)
+	}
+}
