@@ -677,15 +677,16 @@ func rewriteCode(b []byte, g checkGlobals, st *Stats) ([]byte, error) {
 func rewriteBody(dst, fn []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	r := &reader{b: fn}
 	groups := r.u32()
+	locals := 0
 	for j := uint32(0); j < groups; j++ {
-		r.u32()
+		locals += int(r.u32()) // CheckSizes bounds the sum
 		r.valtype()
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	dst = append(dst, fn[:r.off]...)
-	w, err := weigh(fn, r.off)
+	w, err := weigh(fn, r.off, locals)
 	if err != nil {
 		return nil, err
 	}
@@ -847,8 +848,10 @@ type weights struct {
 // checks. Code inside a loop's body (not inside a loop nested in it) can
 // run once per iteration and is charged to that loop's header check; the
 // rest of the function runs at most once per call and is charged to the
-// entry check. Every instruction counts its bytes, and each call
-// instruction leafBytes more for the callee it may enter without a check.
+// entry check, with 8 bytes per local (which each call sets to zero: a
+// function of 50 000 locals costs a call that much). Every instruction
+// counts its bytes, and each call instruction leafBytes more for the
+// callee it may enter without a check.
 //
 // The entry check is left out where it is needless:
 //   - a function with no call and no loop of at most leafBytes runs each
@@ -858,14 +861,14 @@ type weights struct {
 //     every invocation passes that loop's check before it can call
 //     anything, and that check takes the entry's weight too. Go's
 //     compiler starts nearly every function this way.
-func weigh(fn []byte, off int) (weights, error) {
+func weigh(fn []byte, off, locals int) (weights, error) {
 	var w weights
 	r := &reader{b: fn, off: off}
 	var (
-		loopBytes []int // per loop, in order
-		outside   int   // bytes outside every loop
-		enclosing []int // per open block, the loop enclosing it (-1: none)
-		cur       = -1  // the innermost open loop
+		loopBytes []int        // per loop, in order
+		outside   = locals * 8 // bytes outside every loop; each call sets its locals to zero
+		enclosing []int        // per open block, the loop enclosing it (-1: none)
+		cur       = -1         // the innermost open loop
 		calls     bool
 		loopFirst bool
 		straight  = true

@@ -230,10 +230,19 @@ func TestWeigh(t *testing.T) {
 		{"nested", append(append([]byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x03, 0x40}, leaf...), 0x0b, 0x0b, 0x0b), true, weights{entryCheck: true, entry: 1, loops: []int32{1, 2}}},
 	}
 	for _, c := range cases {
-		got, err := weigh(append([]byte{0}, c.body...), 1)
+		got, err := weigh(append([]byte{0}, c.body...), 1, 0)
 		if err != nil || got.entryCheck != c.entry || got.entry != c.want.entry || !slices.Equal(got.loops, c.want.loops) {
 			t.Errorf("%s: %+v, %v; want entry check %v, %+v", c.name, got, err, c.entry, c.want)
 		}
+	}
+	// A call sets the callee's locals to zero: a small leaf with 1000 of
+	// them gets an entry check weighing them (1 + 8004/256); a loop-first
+	// function's first loop takes them.
+	if got, _ := weigh([]byte{0, 0x41, 1, 0x1a, 0x0b}, 1, 1000); !got.entryCheck || got.entry != 32 {
+		t.Errorf("leaf with 1000 locals: %+v, want an entry check of 32", got)
+	}
+	if got, _ := weigh([]byte{0, 0x03, 0x40, 0x0b, 0x0b}, 1, 1000); got.entryCheck || !slices.Equal(got.loops, []int32{1 + 32}) {
+		t.Errorf("loop first with 1000 locals: %+v, want the loop to weigh 33", got)
 	}
 }
 
