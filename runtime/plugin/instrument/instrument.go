@@ -67,7 +67,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 10
+const Version = 11
 
 // Export names of the added globals.
 const (
