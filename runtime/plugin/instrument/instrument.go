@@ -22,7 +22,7 @@
 //	  end
 //	end
 //
-// where weight is the work the check covers (see weigh): one unit per 256
+// where weight is the work the check covers (see weigh): one unit per 1024
 // bytes of code that can run before the next check, so that one loop
 // iteration that does a lot (calls to many functions without checks of
 // their own) takes as much fuel as it does work. Before every bulk memory
@@ -67,7 +67,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 11
+const Version = 12
 
 // Export names of the added globals.
 const (
@@ -76,10 +76,11 @@ const (
 )
 
 // Refill is how many units of fuel (see weigh) run between two exits to
-// Go: about 16 MiB of code executed or memory copied. Each exit costs well
-// under a microsecond, and a Go guest exits a few thousand times per
-// second at most.
-const Refill = 1 << 16
+// Go: 16 384 loop iterations at least, 16 MiB of code or 4 MiB of memory
+// copied at most. Each exit costs well under a microsecond, and a Go guest
+// exits some ten thousand times per second at most (todo's list and
+// hello's ping measured within noise of 65 536 unweighted units).
+const Refill = 1 << 14
 
 // Section ids.
 const (
@@ -833,7 +834,7 @@ func checkControl(b []byte) error {
 // leafBytes for each call, which may run a function that has no check of
 // its own (a leaf of at most leafBytes, below).
 const (
-	costUnit  = 256
+	costUnit  = 1024
 	leafBytes = 128
 )
 

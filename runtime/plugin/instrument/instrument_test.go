@@ -203,9 +203,10 @@ func TestInterruptsRecursion(t *testing.T) {
 // weigh leaves out the entry checks that are needless and weighs each
 // check by the code it covers.
 func TestWeigh(t *testing.T) {
-	leaf := bytes.Repeat([]byte{0x41, 1, 0x1a}, 100) // i32.const 1; drop: 300 bytes
+	u := func(bytes int) int32 { return int32(1 + bytes/costUnit) }
+	leaf := bytes.Repeat([]byte{0x41, 1, 0x1a}, 1000) // i32.const 1; drop: 3000 bytes
 	calls := []byte{0x03, 0x40}
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 40; i++ {
 		calls = append(calls, 0x10, 0) // call 0
 	}
 	calls = append(calls, 0x0b, 0x0b)
@@ -221,13 +222,13 @@ func TestWeigh(t *testing.T) {
 		{"branch before the loop", []byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x10, 0, 0x0b, 0x0b}, true, weights{entryCheck: true, entry: 1, loops: []int32{1}}},
 		{"calls, no loop", []byte{0x10, 0, 0x0b}, true, weights{entryCheck: true, entry: 1}},
 		{"small leaf", []byte{0x41, 1, 0x1a, 0x0b}, false, weights{entry: 1}},
-		{"large leaf", append(append([]byte{}, leaf...), 0x0b), true, weights{entryCheck: true, entry: 2}},
+		{"large leaf", append(append([]byte{}, leaf...), 0x0b), true, weights{entryCheck: true, entry: u(3001)}},
 		{"no calls, branch before the loop", []byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x0b, 0x0b}, true, weights{entryCheck: true, entry: 1, loops: []int32{1}}},
-		// 10 calls of 2 bytes each, each charged 128 more: 1 + 1301/256, and
-		// the entry's 1 (loop first)
-		{"calls in the loop", calls, false, weights{entry: 1, loops: []int32{7}}},
+		// 40 calls of 2 bytes each, each charged leafBytes more, and the
+		// loop's end; plus the entry's 1 (loop first)
+		{"calls in the loop", calls, false, weights{entry: 1, loops: []int32{u(40*(2+leafBytes)+1) + 1}}},
 		// the nested loop's body is its own; the outer pays for the rest
-		{"nested", append(append([]byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x03, 0x40}, leaf...), 0x0b, 0x0b, 0x0b), true, weights{entryCheck: true, entry: 1, loops: []int32{1, 2}}},
+		{"nested", append(append([]byte{0x41, 1, 0x04, 0x40, 0x0b, 0x03, 0x40, 0x03, 0x40}, leaf...), 0x0b, 0x0b, 0x0b), true, weights{entryCheck: true, entry: 1, loops: []int32{1, u(3001)}}},
 	}
 	for _, c := range cases {
 		got, err := weigh(append([]byte{0}, c.body...), 1, 0)
@@ -235,14 +236,17 @@ func TestWeigh(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want entry check %v, %+v", c.name, got, err, c.entry, c.want)
 		}
 	}
-	// A call sets the callee's locals to zero: a small leaf with 1000 of
-	// them gets an entry check weighing them (1 + 8004/256); a loop-first
-	// function's first loop takes them.
-	if got, _ := weigh([]byte{0, 0x41, 1, 0x1a, 0x0b}, 1, 1000); !got.entryCheck || got.entry != 32 {
-		t.Errorf("leaf with 1000 locals: %+v, want an entry check of 32", got)
+	if c := u(40*(2+leafBytes) + 1); c < 5 {
+		t.Errorf("40 calls weigh %d: the calls are not charged", c)
 	}
-	if got, _ := weigh([]byte{0, 0x03, 0x40, 0x0b, 0x0b}, 1, 1000); got.entryCheck || !slices.Equal(got.loops, []int32{1 + 32}) {
-		t.Errorf("loop first with 1000 locals: %+v, want the loop to weigh 33", got)
+	// A call sets the callee's locals to zero: a small leaf with 1000 of
+	// them gets an entry check weighing them; a loop-first function's
+	// first loop takes them.
+	if got, _ := weigh([]byte{0, 0x41, 1, 0x1a, 0x0b}, 1, 1000); !got.entryCheck || got.entry != u(8004) {
+		t.Errorf("leaf with 1000 locals: %+v, want an entry check of %d", got, u(8004))
+	}
+	if got, _ := weigh([]byte{0, 0x03, 0x40, 0x0b, 0x0b}, 1, 1000); got.entryCheck || !slices.Equal(got.loops, []int32{1 + u(8003)}) {
+		t.Errorf("loop first with 1000 locals: %+v, want the loop to weigh %d", got, 1+u(8003))
 	}
 }
 
