@@ -20,6 +20,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"sync"
 	"time"
 
@@ -96,6 +97,39 @@ type Service struct {
 	// loading has a channel per plugin being provisioned, closed when
 	// done.
 	loading map[string]chan struct{}
+	// reaping counts the goroutines ending given-up backends
+	// (PluginDB.reapLost); Close waits for them. closing (guarded by mu)
+	// is set when Close begins: no reap starts after it.
+	reaping sync.WaitGroup
+	closing bool
+}
+
+// startReap counts a reap goroutine about to start, unless Close began.
+func (s *Service) startReap() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.reaping.Add(1)
+	return true
+}
+
+// pluginConnConfig returns the configuration plugin id's PostgreSQL
+// connections open with, or nil (SQLite, or no such plugin).
+func (s *Service) pluginConnConfig(id string) *pgx.ConnConfig {
+	s.mu.Lock()
+	pg, ok := s.backend.(*pgBackend)
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if c := pg.plugins[id]; c != nil {
+		return c.conf.Copy()
+	}
+	return nil
 }
 
 // backend is what differs between SQLite and PostgreSQL.
@@ -319,16 +353,18 @@ func (s *Service) release(id string) {
 }
 
 // provision creates and opens plugin id's database under the plugin's
-// cross-replica lock. Limits.MigrationTimeout bounds it, as it bounds the
-// migrations: what it waits for (the lock, which another replica holds
-// while it migrates; a role or schema a transaction has locked — on
-// PostgreSQL a plugin's own DO block can lock its role) must not hold the
-// plugin's load, and readiness, forever.
+// cross-replica lock. Twice Limits.MigrationTimeout bounds it: what it
+// waits for (the lock, which another replica holds while it sets up the
+// plugin and applies its migrations, for at most MigrationTimeout; a role
+// or schema a transaction has locked — on PostgreSQL a plugin's own DO
+// block can lock its role) must not hold the plugin's load, and
+// readiness, forever.
 func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id string, lim Limits) (*sql.DB, error) {
 	parent := ctx
-	if lim.MigrationTimeout > 0 {
+	bound := 2 * lim.MigrationTimeout
+	if bound > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, lim.MigrationTimeout)
+		ctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
 	sdb, err := func() (*sql.DB, error) {
@@ -340,7 +376,7 @@ func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id strin
 		return b.plugin(ctx, db, id, lim)
 	}()
 	if err != nil && ctx.Err() != nil && parent.Err() == nil {
-		return nil, fmt.Errorf("setting up the plugin's database did not finish within limits.migration_timeout of %s (waiting for its cross-replica lock, or for a lock on its role or schema that a transaction holds): %w", lim.MigrationTimeout, err)
+		return nil, fmt.Errorf("setting up the plugin's database did not finish within %s, twice limits.migration_timeout (waiting for its cross-replica lock, which another replica holds while it migrates, or for a lock on its role or schema that a transaction holds): %w", bound, err)
 	}
 	return sdb, err
 }
@@ -352,8 +388,14 @@ func (s *Service) PluginDB(id string) *PluginDB {
 	return s.plugins[id]
 }
 
-// Close closes every plugin's pool and the runtime's database.
+// Close closes every plugin's pool and the runtime's database, after the
+// backends of given-up connections are ended (at most about ten seconds
+// each; they run in parallel).
 func (s *Service) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.reaping.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

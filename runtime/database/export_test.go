@@ -6,10 +6,5 @@ import "github.com/jackc/pgx/v5"
 // connections open with, for tests that connect as the plugin does from
 // another process.
 func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	pg := s.backend.(*pgBackend)
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	return pg.plugins[id].conf.Copy()
+	return s.pluginConnConfig(id)
 }

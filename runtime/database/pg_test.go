@@ -2,6 +2,7 @@ package database_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"hash/fnv"
 	"os"
@@ -368,6 +369,11 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// endlessLoop is a statement that will not end on the server's cancel: it
+// turns off the check for a gone client and catches query_canceled.
+const endlessLoop = `DO $$ BEGIN PERFORM set_config('client_connection_check_interval', '0', false);
+	LOOP BEGIN PERFORM pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`
+
 // A statement that will not end — its loop catches the cancel of the
 // server's statement_timeout, and it turned off the server's check for a
 // gone client — is given up by the client at db_statement_timeout; its
@@ -377,9 +383,7 @@ func TestPGGivenUpBackendEnds(t *testing.T) {
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"1s\""))
 	rt := in.RT.Database().DB().DB
 	role := database.RoleName(dbName(t, in), "alpha")
-	const loop = `DO $$ BEGIN PERFORM set_config('client_connection_check_interval', '0', false);
-		LOOP BEGIN PERFORM pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`
-	for _, steps := range [][]step{{exec(loop)}, {{Op: "begin"}, exec(loop)}} {
+	for _, steps := range [][]step{{exec(endlessLoop)}, {{Op: "begin"}, exec(endlessLoop)}} {
 		r := run(t, in, "alpha", steps...)
 		if last := r[len(r)-1]; last.Kind != "timeout" {
 			t.Fatalf("the endless statement: %s %q, want a timeout", last.Kind, last.Error)
@@ -441,10 +445,56 @@ func TestPGProvisionBounded(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = svc.Plugin(ctx, "alpha", database.Limits{MaxConns: 2, StatementTimeout: 5 * time.Second, MaxResult: 1 << 20, MigrationTimeout: 2 * time.Second})
-	if err == nil || !strings.Contains(err.Error(), "did not finish within limits.migration_timeout of 2s") {
+	if err == nil || !strings.Contains(err.Error(), "did not finish within 4s, twice limits.migration_timeout") {
 		t.Errorf("provisioning under a held role lock: %v, want the migration timeout named", err)
 	}
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("provisioning took %s", took)
+	}
+}
+
+// The reap does not need the plugin's pool, which the plugin itself can
+// keep busy: with db_max_conns = 1 and a transaction holding that
+// connection, the given-up backend is ended all the same.
+func TestPGGivenUpBackendEndsWithThePoolBusy(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"1s\"\ntimeout = \"30s\""))
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	done := make(chan []result, 2)
+	go func() { done <- run(t, in, "alpha", exec(endlessLoop)) }()
+	time.Sleep(300 * time.Millisecond)
+	go func() {
+		done <- run(t, in, "alpha", step{Op: "begin"}, step{Op: "sleep", MS: 12000}, step{Op: "commit"})
+	}()
+	within(t, 11*time.Second, "the given-up backend to end while the pool is busy", func() bool {
+		var n int
+		if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%pg_sleep(0.2)%'", role).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+	<-done
+	<-done
+}
+
+// A database whose pg_stat_activity PUBLIC may not read (a hardening some
+// operators apply) still serves plugins: only the reap of given-up
+// backends needs the view, and it goes without.
+func TestPGWithoutStatActivity(t *testing.T) {
+	conf := backends[1].conf(t)
+	in := start(t, conf, plugin("beta", false, "", ""))
+	u := conf[strings.Index(conf, "connection = \"")+len("connection = \""):]
+	rt, err := sql.Open("pgx", u[:strings.Index(u, "\"")])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if _, err := rt.Exec("REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	in.SetConfig(conf + "\n" + plugin("beta", false, "", "") + "\n" + plugin("alpha", true, "good", ""))
+	in.Reload(t)
+	if r := must(t, in, "alpha", query("SELECT 1")); fmt.Sprint(r[0].Rows) != "[[1]]" {
+		t.Errorf("SELECT 1 = %v", r[0].Rows)
 	}
 }

@@ -321,9 +321,13 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 // from doing (client_connection_check_interval = 0, set from a DO block
 // whose loop catches the cancel of statement_timeout): it would run
 // forever, outside db_max_conns (the pool opens another connection), past
-// the runtime's own shutdown. The plugin's role may end its own backends;
-// a pid is ended only with the start time its connection recorded, never
-// a later backend given the same pid. Call it before conn.Close.
+// the runtime's own shutdown. The runtime ends it with
+// pg_terminate_backend on a connection of its own as the plugin's role
+// (which may end its own backends; not from the plugin's pool, which the
+// plugin can keep busy), retrying until the backend is gone; a pid is
+// ended only with the start time its connection recorded, never a later
+// backend given the same pid. Service.Close waits for these. Call it
+// before conn.Close.
 func (p *PluginDB) reapLost(conn *sql.Conn) {
 	if p.svc.cfg.Client != ClientPG {
 		return
@@ -341,20 +345,52 @@ func (p *PluginDB) reapLost(conn *sql.Conn) {
 	if pid == 0 || started.IsZero() {
 		return
 	}
+	conf := p.svc.pluginConnConfig(p.id)
+	if conf == nil {
+		return
+	}
+	if !p.svc.startReap() {
+		return
+	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var ended bool
-		err := p.db.QueryRowContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2", int64(pid), started).Scan(&ended)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			// It ended by itself.
-		case err != nil:
-			p.log.WithError(err).WithField("pid", pid).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
-		case ended:
-			p.log.WithField("pid", pid).Info("ended the database backend of a connection given up after its statement's timeout")
+		defer p.svc.reaping.Done()
+		log := p.log.WithField("pid", pid)
+		for attempt := 0; ; attempt++ {
+			gone, ended, err := terminateBackend(conf, pid, started)
+			switch {
+			case gone:
+				return
+			case ended:
+				log.Info("ended the database backend of a connection given up after its statement's timeout")
+				return
+			case attempt == reapAttempts-1:
+				log.WithError(err).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
+				return
+			}
+			time.Sleep(time.Second)
 		}
 	}()
+}
+
+// reapAttempts bounds reapLost's tries, a second apart.
+const reapAttempts = 10
+
+// terminateBackend ends backend pid, started at started, on a connection
+// of its own opened with conf. gone reports that no such backend exists
+// (any more).
+func terminateBackend(conf *pgx.ConnConfig, pid uint32, started time.Time) (gone, ended bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, conf)
+	if err != nil {
+		return false, false, err
+	}
+	defer c.Close(context.Background())
+	err = c.QueryRow(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2", int64(pid), started).Scan(&ended)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, false, nil
+	}
+	return false, ended, err
 }
 
 // rollbackStray rolls back a transaction left open on conn, and reports

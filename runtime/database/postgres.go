@@ -603,11 +603,15 @@ func (c *pgConnector) connector() driver.Connector {
 			// its timeout), PluginDB.reapLost ends its backend by pid;
 			// the start time makes sure it is this backend and not a
 			// later one the pid was given to.
+			// Not knowing it (pg_stat_activity revoked from PUBLIC, a
+			// hardening some operators apply) only leaves such a backend
+			// to the server's own checks.
 			var started time.Time
-			if err := conn.QueryRow(ctx, "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&started); err != nil {
+			if err := conn.QueryRow(ctx, "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&started); err == nil {
+				conn.PgConn().CustomData()[backendStartKey] = started
+			} else if conn.PgConn().IsClosed() {
 				return fmt.Errorf("read the connection's backend start: %w", err)
 			}
-			conn.PgConn().CustomData()[backendStartKey] = started
 			if c.checkClient {
 				if _, err := conn.Exec(ctx, "SET client_connection_check_interval = "+strconv.Itoa(clientCheckInterval)); err != nil {
 					return fmt.Errorf("set client_connection_check_interval: %w", err)

@@ -638,7 +638,7 @@ func (h *hopper) scrubBytes(b []byte) []byte {
 		last, i := 0, 0
 		for i < len(b) {
 			n := 0
-			if c := b[i]; c == '%' || c == '+' || c == '\\' || sameByte(c, tok[0]) {
+			if c := b[i]; c == '%' || c == '+' || c == '\\' || c == '&' || sameByte(c, tok[0]) {
 				n = findToken(b[i:], tok)
 			}
 			if n == 0 {
@@ -660,31 +660,52 @@ func (h *hopper) scrubBytes(b []byte) []byte {
 // or 0 when it starts with none. Each byte of tok may be spelled as
 // itself (an ASCII letter in either case), percent-escaped (%2f, %2F), as
 // '+' for a space (a query's escape), or, for an ASCII byte, escaped as in
-// a JSON string (\/ for a slash, \" and \\, \u002f in either case), so
-// that an echo escaped whole, in part, or by a JSON encoder is found.
+// a JSON string (\/ for a slash, \" and \\, \u002f in either case) or as
+// an HTML character reference (&#43;, &#x2b;, &amp;), so that an echo
+// escaped whole, in part, or by a JSON or HTML encoder is found. Where an
+// escape spells the token's byte and so does its first byte read as
+// itself (a token holding '%', '\\' or '&': "%25" is '%' either way), both
+// readings are tried.
 func findToken(b []byte, tok string) int {
-	j := 0
-	for k := 0; k < len(tok); k++ {
-		if j >= len(b) {
-			return 0
-		}
-		c, n := spelled(b[j:])
-		if !sameByte(c, tok[k]) {
-			// Not the escape it looks like: a '%', '+' or '\' of
-			// the token itself.
-			if b[j] != tok[k] {
-				return 0
+	var failed map[[2]int]bool // (j, k) from which no reading matches
+	var match func(j, k int) int
+	match = func(j, k int) int {
+		for ; k < len(tok); k++ {
+			if j >= len(b) {
+				return -1
 			}
-			n = 1
+			c, n := spelled(b[j:])
+			esc := sameByte(c, tok[k])
+			lit := b[j] == tok[k]
+			switch {
+			case esc && lit && n > 1:
+				if failed[[2]int{j, k}] {
+					return -1
+				}
+				if end := match(j+n, k+1); end >= 0 {
+					return end
+				}
+				if failed == nil {
+					failed = map[[2]int]bool{}
+				}
+				failed[[2]int{j, k}] = true
+				j++
+			case esc:
+				j += n
+			case lit:
+				j++
+			default:
+				return -1
+			}
 		}
-		j += n
+		return j
 	}
-	return j
+	return max(match(0, 0), 0)
 }
 
-// spelled decodes the escape b starts with (percent, '+', or a JSON
-// string's) and returns the byte and the escape's length, or, when b
-// starts with no escape, its first byte and 1.
+// spelled decodes the escape b starts with (percent, '+', a JSON string's,
+// an HTML character reference) and returns the byte and the escape's
+// length, or, when b starts with no escape, its first byte and 1.
 func spelled(b []byte) (byte, int) {
 	switch {
 	case b[0] == '%' && len(b) >= 3 && isHexDigit(b[1]) && isHexDigit(b[2]):
@@ -695,8 +716,35 @@ func spelled(b []byte) (byte, int) {
 		return b[1], 2
 	case b[0] == '\\' && len(b) >= 6 && b[1] == 'u' && b[2] == '0' && b[3] == '0' && isHexDigit(b[4]) && isHexDigit(b[5]) && unhex(b[4]) < 8:
 		return unhex(b[4])<<4 | unhex(b[5]), 6
+	case b[0] == '&':
+		return htmlReference(b)
 	}
 	return b[0], 1
+}
+
+// htmlReference decodes the HTML character reference b starts with, for
+// an ASCII character: &#43; &#x2B; &amp; &lt; &gt; &quot; &apos;.
+func htmlReference(b []byte) (byte, int) {
+	end := bytes.IndexByte(b[:min(len(b), 10)], ';')
+	if end < 0 {
+		return b[0], 1
+	}
+	ref := string(b[1:end])
+	if named, ok := map[string]byte{"amp": '&', "lt": '<', "gt": '>', "quot": '"', "apos": '\''}[ref]; ok {
+		return named, end + 1
+	}
+	if !strings.HasPrefix(ref, "#") {
+		return b[0], 1
+	}
+	base, digits := 10, ref[1:]
+	if strings.HasPrefix(digits, "x") || strings.HasPrefix(digits, "X") {
+		base, digits = 16, digits[1:]
+	}
+	v, err := strconv.ParseUint(digits, base, 8)
+	if err != nil || digits == "" || v >= 0x80 {
+		return b[0], 1
+	}
+	return byte(v), end + 1
 }
 
 // sameByte reports whether a and b are the same byte, ASCII letters in

@@ -733,6 +733,21 @@ func TestScrubForms(t *testing.T) {
 	if got := h.scrubString("1 " + tok + tok + " 2 " + url.QueryEscape(tok)); got != "1 [REDACTED][REDACTED] 2 [REDACTED]" {
 		t.Errorf("several echoes: %q", got)
 	}
+	// Tokens holding what is also an escape are found written as they are
+	// (an escape that spells the token's byte is not the only reading),
+	// and HTML character references (html/template writes '+' as &#43;).
+	for tok, forms := range map[string][]string{
+		"abc%25def0123": {"abc%25def0123", url.QueryEscape("abc%25def0123"), "abc%2525def0123"},
+		`abc\def0123`:   {`abc\def0123`, `abc\\def0123`, url.PathEscape(`abc\def0123`)},
+		"ab+c/d=e&f":    {"ab&#43;c&#x2F;d&#61;e&amp;f", "ab+c/d=e&f", "ab%2Bc%2Fd%3De%26f"},
+	} {
+		h := &hopper{sent: []string{tok}}
+		for _, in := range forms {
+			if got := h.scrubString("<" + in + ">"); got != "<[REDACTED]>" {
+				t.Errorf("token %q echoed as %q: scrubbed to %q", tok, in, got)
+			}
+		}
+	}
 }
 
 func escapeAll(s string) string {
