@@ -102,7 +102,13 @@ type Service struct {
 	// is set when Close begins: no reap starts after it.
 	reaping sync.WaitGroup
 	closing bool
+	// reapCtx ends the reaps still running reapGrace after Close began.
+	reapCtx   context.Context
+	stopReaps context.CancelFunc
 }
+
+// reapGrace is how long Close waits for reaps before stopping them.
+const reapGrace = 5 * time.Second
 
 // startReap counts a reap goroutine about to start, unless Close began.
 func (s *Service) startReap() bool {
@@ -163,7 +169,9 @@ type limitsSetter interface {
 
 // New returns a Service for cfg. Nothing is opened until Open.
 func New(cfg Config, log *logrus.Logger) *Service {
-	return &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}, users: map[string]int{}, loading: map[string]chan struct{}{}}
+	s := &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}, users: map[string]int{}, loading: map[string]chan struct{}{}}
+	s.reapCtx, s.stopReaps = context.WithCancel(context.Background())
+	return s
 }
 
 // Client returns the configured client, ClientSQLite or ClientPG.
@@ -389,13 +397,21 @@ func (s *Service) PluginDB(id string) *PluginDB {
 }
 
 // Close closes every plugin's pool and the runtime's database, after the
-// backends of given-up connections are ended (at most about ten seconds
-// each; they run in parallel).
+// backends of given-up connections are ended (it waits reapGrace for that
+// at most).
 func (s *Service) Close() error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.reaping.Wait()
+	reaped := make(chan struct{})
+	go func() { s.reaping.Wait(); close(reaped) }()
+	select {
+	case <-reaped:
+	case <-time.After(reapGrace):
+		s.stopReaps()
+		<-reaped
+	}
+	s.stopReaps()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

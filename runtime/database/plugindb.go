@@ -326,8 +326,8 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 // (which may end its own backends; not from the plugin's pool, which the
 // plugin can keep busy), retrying until the backend is gone; a pid is
 // ended only with the start time its connection recorded, never a later
-// backend given the same pid. Service.Close waits for these. Call it
-// before conn.Close.
+// backend given the same pid. Service.Close waits for these, at most
+// reapGrace, then stops them. Call it before conn.Close.
 func (p *PluginDB) reapLost(conn *sql.Conn) {
 	if p.svc.cfg.Client != ClientPG {
 		return
@@ -356,18 +356,21 @@ func (p *PluginDB) reapLost(conn *sql.Conn) {
 		defer p.svc.reaping.Done()
 		log := p.log.WithField("pid", pid)
 		for attempt := 0; ; attempt++ {
-			gone, ended, err := terminateBackend(conf, pid, started)
+			gone, ended, err := terminateBackend(p.svc.reapCtx, conf, pid, started)
 			switch {
 			case gone:
 				return
 			case ended:
 				log.Info("ended the database backend of a connection given up after its statement's timeout")
 				return
-			case attempt == reapAttempts-1:
+			case attempt == reapAttempts-1 || p.svc.reapCtx.Err() != nil:
 				log.WithError(err).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
 				return
 			}
-			time.Sleep(time.Second)
+			select {
+			case <-time.After(time.Second):
+			case <-p.svc.reapCtx.Done():
+			}
 		}
 	}()
 }
@@ -378,8 +381,8 @@ const reapAttempts = 10
 // terminateBackend ends backend pid, started at started, on a connection
 // of its own opened with conf. gone reports that no such backend exists
 // (any more).
-func terminateBackend(conf *pgx.ConnConfig, pid uint32, started time.Time) (gone, ended bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func terminateBackend(ctx context.Context, conf *pgx.ConnConfig, pid uint32, started time.Time) (gone, ended bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := pgx.ConnectConfig(ctx, conf)
 	if err != nil {
