@@ -20,7 +20,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"sync"
 	"time"
 
@@ -121,9 +120,9 @@ func (s *Service) startReap() bool {
 	return true
 }
 
-// pluginConnConfig returns the configuration plugin id's PostgreSQL
-// connections open with, or nil (SQLite, or no such plugin).
-func (s *Service) pluginConnConfig(id string) *pgx.ConnConfig {
+// pluginConnector returns what opens plugin id's PostgreSQL connections,
+// or nil (SQLite, or no such plugin).
+func (s *Service) pluginConnector(id string) *pgConnector {
 	s.mu.Lock()
 	pg, ok := s.backend.(*pgBackend)
 	s.mu.Unlock()
@@ -132,10 +131,7 @@ func (s *Service) pluginConnConfig(id string) *pgx.ConnConfig {
 	}
 	pg.mu.Lock()
 	defer pg.mu.Unlock()
-	if c := pg.plugins[id]; c != nil {
-		return c.conf.Copy()
-	}
-	return nil
+	return pg.plugins[id]
 }
 
 // backend is what differs between SQLite and PostgreSQL.

@@ -6,5 +6,5 @@ import "github.com/jackc/pgx/v5"
 // connections open with, for tests that connect as the plugin does from
 // another process.
 func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
-	return s.pluginConnConfig(id)
+	return s.pluginConnector(id).conf.Copy()
 }

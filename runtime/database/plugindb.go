@@ -345,8 +345,8 @@ func (p *PluginDB) reapLost(conn *sql.Conn) {
 	if pid == 0 || started.IsZero() {
 		return
 	}
-	conf := p.svc.pluginConnConfig(p.id)
-	if conf == nil {
+	pc := p.svc.pluginConnector(p.id)
+	if pc == nil {
 		return
 	}
 	if !p.svc.startReap() {
@@ -356,7 +356,7 @@ func (p *PluginDB) reapLost(conn *sql.Conn) {
 		defer p.svc.reaping.Done()
 		log := p.log.WithField("pid", pid)
 		for attempt := 0; ; attempt++ {
-			gone, ended, err := terminateBackend(p.svc.reapCtx, conf, pid, started)
+			gone, ended, err := terminateBackend(p.svc.reapCtx, pc, pid, started)
 			switch {
 			case gone:
 				return
@@ -379,17 +379,22 @@ func (p *PluginDB) reapLost(conn *sql.Conn) {
 const reapAttempts = 10
 
 // terminateBackend ends backend pid, started at started, on a connection
-// of its own opened with conf. gone reports that no such backend exists
-// (any more).
-func terminateBackend(ctx context.Context, conf *pgx.ConnConfig, pid uint32, started time.Time) (gone, ended bool, err error) {
+// of its own opened by pc as the plugin's connections are (so that a
+// password the plugin changed is set back, as for them). gone reports that
+// no such backend exists (any more).
+func terminateBackend(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (gone, ended bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := pgx.ConnectConfig(ctx, conf)
+	dc, err := pc.Connect(ctx)
 	if err != nil {
 		return false, false, err
 	}
-	defer c.Close(context.Background())
-	err = c.QueryRow(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2", int64(pid), started).Scan(&ended)
+	defer dc.Close()
+	c, ok := dc.(interface{ Conn() *pgx.Conn })
+	if !ok {
+		return false, false, fmt.Errorf("unexpected driver connection %T", dc)
+	}
+	err = c.Conn().QueryRow(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2", int64(pid), started).Scan(&ended)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, false, nil
 	}

@@ -630,15 +630,30 @@ func (h *hopper) scrubString(s string) string {
 // scrubBytes replaces every spelling of a sent token in b (see scrub) with
 // [REDACTED]. b is returned as it is when it holds none.
 func (h *hopper) scrubBytes(b []byte) []byte {
-	for _, tok := range h.sent {
-		if len(tok) < 4 {
-			continue
+	for t, tok := range h.sent {
+		if len(tok) < 4 || slices.Contains(h.sent[:t], tok) {
+			continue // each token once: every hop to its host sends it again
+		}
+		// Without an escape character in b only the token itself, in any
+		// case, can be there: a linear search finds it, where matching at
+		// every byte costs b's length times the token's for a body much
+		// like the token.
+		escapes := bytes.ContainsAny(b, "%+\\&")
+		var lb, ltok []byte
+		if !escapes {
+			lb, ltok = lowerASCII(b), lowerASCII([]byte(tok))
 		}
 		var out []byte
 		last, i := 0, 0
 		for i < len(b) {
 			n := 0
-			if c := b[i]; c == '%' || c == '+' || c == '\\' || c == '&' || sameByte(c, tok[0]) {
+			if !escapes {
+				k := bytes.Index(lb[i:], ltok)
+				if k < 0 {
+					break
+				}
+				i, n = i+k, len(ltok)
+			} else if c := b[i]; c == '%' || c == '+' || c == '\\' || c == '&' || sameByte(c, tok[0]) {
 				n = findToken(b[i:], tok)
 			}
 			if n == 0 {
@@ -745,6 +760,19 @@ func htmlReference(b []byte) (byte, int) {
 		return b[0], 1
 	}
 	return byte(v), end + 1
+}
+
+// lowerASCII returns a copy of b with its ASCII letters in lower case and
+// every other byte as it is, so that offsets into it are offsets into b.
+func lowerASCII(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
 }
 
 // sameByte reports whether a and b are the same byte, ASCII letters in

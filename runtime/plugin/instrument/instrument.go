@@ -76,8 +76,10 @@ const (
 )
 
 // Refill is how many units of fuel (see weigh) run between two exits to
-// Go: 16 384 loop iterations at least, 16 MiB of code or 4 MiB of memory
-// copied at most. Each exit costs well under a microsecond, and a Go guest
+// Go: 16 384 loop iterations at least, and at most twice the units (a
+// check that spends the fuel refills it in full, whatever it took): some
+// 32 MiB of code or 8 MiB of memory copied, plus one bulk operation, which
+// memory's size bounds. Each exit costs well under a microsecond, and a Go guest
 // exits some ten thousand times per second at most (todo's list and
 // hello's ping measured within noise of 65 536 unweighted units).
 const Refill = 1 << 14
