@@ -158,8 +158,9 @@ func TestPGSchemaIsolation(t *testing.T) {
 // Role passwords are derived, not stored: a plugin that changes its own
 // role's password (PostgreSQL allows that) gets the derived one back when
 // the runtime next provisions it, which every replica computes alike.
-// (The live self-healing on a failed login needs password authentication
-// in pg_hba.conf, which the test server may not use.)
+// (The live self-healing on a failed login needs password authentication,
+// which the shared test server does not use: TestPGPasswordChangedByThePlugin
+// runs it on a throwaway cluster that does.)
 func TestPGRolePasswordDerived(t *testing.T) {
 	dbconf := backends[1].conf(t)
 	in := start(t, dbconf, plugin("alpha", true, "good", ""))

@@ -498,3 +498,33 @@ func TestPGWithoutStatActivity(t *testing.T) {
 		t.Errorf("SELECT 1 = %v", r[0].Rows)
 	}
 }
+
+// Against a server that checks passwords: a plugin that changes its own
+// role's password (PostgreSQL lets every role) breaks no more than its own
+// next login, which the runtime heals by setting the derived password
+// back, for its pool and for the reap of a backend it gave up (the reap
+// opens its connection as the pool does).
+func TestPGPasswordChangedByThePlugin(t *testing.T) {
+	url := pgtest.PasswordURL(t)
+	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "good", "db_statement_timeout = \"1s\"\ndb_max_conns = 1"))
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	must(t, in, "alpha", exec("DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', current_user, 'changed-by-the-plugin'); END $$"))
+	if r := run(t, in, "alpha", exec(endlessLoop)); r[0].Kind != "timeout" {
+		t.Fatalf("the endless statement: %s %q, want a timeout", r[0].Kind, r[0].Error)
+	}
+	within(t, 15*time.Second, "the given-up backend to end", func() bool {
+		var n int
+		if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%pg_sleep(0.2)%'", role).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+	// The pool logs in again too (its connection was given up).
+	if r := must(t, in, "alpha", query("SELECT 1")); fmt.Sprint(r[0].Rows) != "[[1]]" {
+		t.Errorf("SELECT 1 after the password change: %v", r[0].Rows)
+	}
+	if !strings.Contains(in.Log.String(), "restoring the derived password") {
+		t.Error("the runtime did not say it restored the role's password")
+	}
+}

@@ -195,7 +195,31 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startThrowaway() (*throwaway, error) {
+// PasswordURL starts a throwaway cluster of its own whose TCP connections
+// authenticate with passwords (scram-sha-256, where the shared test server
+// trusts every connection), for tests of what happens when a password is
+// wrong, and returns the URL of its postgres superuser (with the
+// password). It is stopped when tb ends; without initdb and pg_ctl the
+// test is skipped, or fails under CI.
+func PasswordURL(tb testing.TB) string {
+	tb.Helper()
+	c, err := startCluster("scram-sha-256")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("a throwaway PostgreSQL with password authentication: %v", err)
+		}
+		tb.Skipf("no throwaway PostgreSQL with password authentication: %v", err)
+	}
+	tb.Cleanup(c.stop)
+	return c.url
+}
+
+func startThrowaway() (*throwaway, error) { return startCluster("trust") }
+
+// startCluster starts a cluster whose TCP connections authenticate with
+// auth ("trust", or "scram-sha-256" with the postgres user's password
+// throwawayPassword).
+func startCluster(auth string) (*throwaway, error) {
 	bin, err := findBin()
 	if err != nil {
 		return nil, err
@@ -211,7 +235,12 @@ func startThrowaway() (*throwaway, error) {
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
-	if out, err := c.run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"); err != nil {
+	pwfile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwfile, []byte(throwawayPassword+"\n"), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if out, err := c.run("initdb", "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host="+auth, "--pwfile="+pwfile, "--no-sync", "-E", "UTF8"); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
@@ -226,8 +255,15 @@ func startThrowaway() (*throwaway, error) {
 		return nil, fmt.Errorf("pg_ctl start: %v\n%s", err, out)
 	}
 	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	if auth != "trust" {
+		c.url = fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres?sslmode=disable", throwawayPassword, port)
+	}
 	return c, nil
 }
+
+// throwawayPassword is the postgres user's password in a throwaway
+// cluster.
+const throwawayPassword = "greenroom-test"
 
 func (c *throwaway) run(name string, args ...string) ([]byte, error) {
 	cmd := exec.Command(filepath.Join(c.bin, name), args...)
