@@ -404,10 +404,9 @@ func (s *Service) Close() error {
 	select {
 	case <-reaped:
 	case <-time.After(reapGrace):
-		s.stopReaps()
-		<-reaped
 	}
 	s.stopReaps()
+	<-reaped
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
