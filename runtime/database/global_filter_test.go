@@ -67,13 +67,18 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		"SELECT 1; CREATE CAST (a AS b) WITH INOUT":            "CREATE CAST",
 		"DROP CAST (mytype AS text)":                           "DROP CAST",
 		"DROP CAST IF EXISTS (mytype AS text) CASCADE":         "DROP CAST",
-		// session-level advisory locks, however named
+		// advisory locks of either level, however named
 		"SELECT pg_advisory_lock(1)": "pg_advisory_lock",
-		"SELECT count(pg_advisory_lock(g)) FROM generate_series(1, 2000000) g": "pg_advisory_lock",
-		"select PG_TRY_ADVISORY_LOCK(1, 2)":                                    "pg_try_advisory_lock",
-		`SELECT pg_catalog."pg_advisory_lock_shared" /* c */ (1)`:              "pg_advisory_lock_shared",
-		"SELECT pg_try_advisory_lock_shared(1)":                                "pg_try_advisory_lock_shared",
-		"CREATE OPERATOR ### (RIGHTARG = bigint, FUNCTION = pg_advisory_lock)": "pg_advisory_lock",
+		"SELECT count(pg_advisory_lock(g)) FROM generate_series(1, 2000000) g":    "pg_advisory_lock",
+		"select PG_TRY_ADVISORY_LOCK(1, 2)":                                       "pg_try_advisory_lock",
+		`SELECT pg_catalog."pg_advisory_lock_shared" /* c */ (1)`:                 "pg_advisory_lock_shared",
+		"SELECT pg_try_advisory_lock_shared(1)":                                   "pg_try_advisory_lock_shared",
+		"CREATE OPERATOR ### (RIGHTARG = bigint, FUNCTION = pg_advisory_lock)":    "pg_advisory_lock",
+		"SELECT pg_advisory_xact_lock(1)":                                         "pg_advisory_xact_lock",
+		"SELECT count(pg_advisory_xact_lock(g)) FROM generate_series(1, 13380) g": "pg_advisory_xact_lock",
+		"SELECT pg_try_advisory_xact_lock_shared(1, 2)":                           "pg_try_advisory_xact_lock_shared",
+		`SELECT "pg_advisory_xact_lock_shared"(1)`:                                "pg_advisory_xact_lock_shared",
+		"select PG_TRY_ADVISORY_XACT_LOCK(1)":                                     "pg_try_advisory_xact_lock",
 		// prepared transactions
 		"PREPARE TRANSACTION 'x'":                                  "PREPARE TRANSACTION",
 		"BEGIN; INSERT INTO t VALUES (1); prepare transaction 'x'": "PREPARE TRANSACTION",
@@ -100,8 +105,7 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		// operators and aggregates over other functions, by name
 		"CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)",
 		"CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq, RESTRICT = eqsel)",
-		// transaction-level advisory locks end with their transaction
-		"SELECT pg_advisory_xact_lock(1)", "SELECT pg_try_advisory_xact_lock_shared(1, 2)",
+		// unlocking takes no slot of the lock table
 		"SELECT pg_advisory_unlock_all()", "SELECT 'pg_advisory_lock(1)'", "SELECT pg_advisory_lock_count FROM t",
 		// a prepared statement named transaction
 		"PREPARE transaction AS SELECT 1", "PREPARE transaction (int) AS SELECT $1", "EXECUTE transaction",

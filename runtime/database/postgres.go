@@ -210,16 +210,21 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 // revokedFunctions are functions PostgreSQL grants EXECUTE on to PUBLIC
 // that no plugin may call, in any way: those that create a large object,
 // an object of the whole database rather than of a schema (lo_import's is
-// superusers' already), and those that take a session-level advisory
-// lock, which a pooled connection holds past its request and of which
-// enough fill the server's shared lock table, so that no session of any
-// database can connect ("out of shared memory").
+// superusers' already), and those that take an advisory lock: one
+// statement can take enough of them to fill the server's shared lock
+// table, so that no session of any database can connect ("out of shared
+// memory"), and a session-level one is held by a pooled connection past
+// its request.
 var revokedFunctions = []string{
 	"pg_catalog.lo_creat(integer)", "pg_catalog.lo_create(oid)", "pg_catalog.lo_from_bytea(oid, bytea)",
 	"pg_catalog.pg_advisory_lock(bigint)", "pg_catalog.pg_advisory_lock(integer, integer)",
 	"pg_catalog.pg_advisory_lock_shared(bigint)", "pg_catalog.pg_advisory_lock_shared(integer, integer)",
 	"pg_catalog.pg_try_advisory_lock(bigint)", "pg_catalog.pg_try_advisory_lock(integer, integer)",
 	"pg_catalog.pg_try_advisory_lock_shared(bigint)", "pg_catalog.pg_try_advisory_lock_shared(integer, integer)",
+	"pg_catalog.pg_advisory_xact_lock(bigint)", "pg_catalog.pg_advisory_xact_lock(integer, integer)",
+	"pg_catalog.pg_advisory_xact_lock_shared(bigint)", "pg_catalog.pg_advisory_xact_lock_shared(integer, integer)",
+	"pg_catalog.pg_try_advisory_xact_lock(bigint)", "pg_catalog.pg_try_advisory_xact_lock(integer, integer)",
+	"pg_catalog.pg_try_advisory_xact_lock_shared(bigint)", "pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer)",
 }
 
 // revokeFromPublic revokes EXECUTE on revokedFunctions from PUBLIC, in the
@@ -245,7 +250,7 @@ func (b *pgBackend) revokeFromPublic(ctx context.Context, db *bun.DB) {
 		}
 	}
 	if len(revoked) > 0 {
-		b.log.WithField("functions", strings.Join(revoked, " ")).Infof("revoked EXECUTE from PUBLIC in database %s on the functions that create large objects or take session-level advisory locks, so that plugins cannot create objects outside their schema or fill the server's lock table; other roles of this database that need them get them back with GRANT EXECUTE ON FUNCTION ... TO role", b.dbname)
+		b.log.WithField("functions", strings.Join(revoked, " ")).Infof("revoked EXECUTE from PUBLIC in database %s on the functions that create large objects or take advisory locks, so that plugins cannot create objects outside their schema or fill the server's lock table; other roles of this database that need them get them back with GRANT EXECUTE ON FUNCTION ... TO role", b.dbname)
 	}
 }
 

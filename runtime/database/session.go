@@ -30,9 +30,10 @@ import (
 //   - LISTEN, UNLISTEN, NOTIFY (also as a rule's action) and pg_notify
 //     calls: a plugin cannot receive notifications, and the runtime drops
 //     them;
-//   - session-level advisory locks (sessionAdvisoryLocks): held by a
-//     pooled connection, they outlive the request, and enough of them
-//     fill the server's lock table for every session of every database;
+//   - advisory locks (advisoryLocks): each one held takes a slot of the
+//     server's shared lock table, one statement can take thousands, and a
+//     full table refuses every new session of every database; the
+//     session-level ones also outlive the request on a pooled connection;
 //   - COPY ... FROM STDIN and COPY ... TO STDOUT: the runtime does not carry
 //     COPY's data stream (FROM STDIN would wait for data until the
 //     statement timeout, TO STDOUT return nothing);
@@ -101,12 +102,18 @@ func deniedIn(q, code string) string {
 	return ""
 }
 
-// sessionAdvisoryLocks are the functions that take an advisory lock held
-// until the session ends or releases it. The transaction-level ones
-// (pg_advisory_xact_lock...) end with their transaction, which ends with
-// the call, and are allowed.
-var sessionAdvisoryLocks = map[string]bool{
+// advisoryLocks are the functions that take an advisory lock. Each lock
+// held takes a slot of the server's shared lock table (sized by
+// max_locks_per_transaction for the whole cluster), and one statement can
+// take as many as it likes (count(pg_advisory_xact_lock(g)) over
+// generate_series): a full table makes the server refuse every new session
+// of every database ("out of shared memory") until the transaction ends,
+// and a session-level lock would outlive the request on a pooled
+// connection. A row lock (SELECT ... FOR UPDATE on a row of the plugin's
+// own table) is kept in the row, not in that table.
+var advisoryLocks = map[string]bool{
 	"pg_advisory_lock": true, "pg_advisory_lock_shared": true, "pg_try_advisory_lock": true, "pg_try_advisory_lock_shared": true,
+	"pg_advisory_xact_lock": true, "pg_advisory_xact_lock_shared": true, "pg_try_advisory_xact_lock": true, "pg_try_advisory_xact_lock_shared": true,
 }
 
 // deniedStatement checks one statement, as tokens.
@@ -129,8 +136,8 @@ func deniedStatement(t []string) string {
 	for _, tok := range t {
 		// Any mention, as for large objects: an operator or aggregate
 		// can call a function its definition names.
-		if sessionAdvisoryLocks[tok] {
-			return tok + " (a session-level advisory lock, which a pooled connection would hold past the request; use pg_advisory_xact_lock, which ends with the transaction)"
+		if advisoryLocks[tok] {
+			return tok + " (an advisory lock: each takes a slot of the server's lock table, shared by every database, and one statement can fill it; lock a row of the plugin's own table with SELECT ... FOR UPDATE instead)"
 		}
 	}
 	for i := range w {
