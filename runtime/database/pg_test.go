@@ -262,6 +262,32 @@ func TestPGStatementFilter(t *testing.T) {
 	}
 }
 
+// A session whose client_encoding is no longer UTF8 runs no more of the
+// plugin's statements: in SJIS the last byte of ぁ (E3 81 81) and the
+// backslash after it are one character, so that a literal the filter
+// reads as open (E'ぁ\'...) is closed for the server, which ran the
+// LISTEN, advisory lock and temporary table the filter took for text
+// (and PREPARE TRANSACTION, where the server allows it). Outside a
+// transaction such a connection is not put back in the pool.
+func TestPGClientEncodingChanged(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"3s\""))
+	hidden := `SELECT E'ぁ\'; LISTEN evilchan; CREATE TEMP TABLE sneaky (x int); --'`
+	for _, set := range []string{"SET client_encoding = 'SJIS'", "SET NAMES 'BIG5'", "SELECT set_config('client_encoding', 'GBK', false)", "SET LOCAL client_encoding = 'SJIS'"} {
+		r := run(t, in, "alpha", step{Op: "begin"}, exec(set), exec(hidden), query("SELECT 1"), step{Op: "rollback"})
+		if r[1].Error != "" || r[2].Kind != "denied" || !strings.Contains(r[2].Error, "client_encoding") || r[3].Kind != "denied" || r[4].Error != "" {
+			t.Errorf("%s in a transaction, then statements: %+v", set, r)
+		}
+		r = run(t, in, "alpha", exec(set), exec(hidden), query("SELECT current_setting('client_encoding'), pg_my_temp_schema()::int"))
+		if r[0].Error != "" || r[1].Error != "" || fmt.Sprint(r[2].Rows) != "[[UTF8 0]]" {
+			t.Errorf("%s, then statements outside a transaction: %+v", set, r)
+		}
+	}
+	res := must(t, in, "alpha", query("SELECT count(*) FROM pg_listening_channels()"))[0]
+	if fmt.Sprint(res.Rows) != "[[0]]" {
+		t.Errorf("alpha's session listens: %v", res.Rows)
+	}
+}
+
 // A hostile 1 MiB statement reaches the server (which refuses it) in
 // well under a second of filtering: the filter took seconds of host CPU
 // on it, past the request's deadline, when it was quadratic.

@@ -197,21 +197,39 @@ func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error 
 // server last reported it (it reports every change, whatever made it: a
 // SET, a DO block, a function), or not reported. Otherwise check has read
 // q as the server will.
+//
+// It refuses every statement once the session's client_encoding is not
+// UTF8 (SET client_encoding, SET NAMES, set_config): the filter reads q as
+// UTF-8, and in an encoding such as SJIS or BIG5 a byte the filter reads
+// as a backslash or a quote belongs to a character, so that a literal the
+// filter sees open is closed for the server, which would then run what
+// the filter took for its text (PREPARE TRANSACTION, LISTEN, COPY). Such
+// a connection is not put back in the pool (release).
 func (p *PluginDB) checkSession(conn *sql.Conn, q string) string {
 	if p.svc.cfg.Client != ClientPG {
 		return ""
 	}
-	conforming := false
+	conforming, encoding := false, "UTF8"
 	conn.Raw(func(dc any) error {
 		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
 			conforming = c.Conn().PgConn().ParameterStatus("standard_conforming_strings") == "on"
+			encoding = c.Conn().PgConn().ParameterStatus("client_encoding")
 		}
 		return nil
 	})
+	if encoding != "UTF8" {
+		return "statements in client_encoding " + strconv.Quote(encoding) + " (the runtime reads statements as UTF8, and the session was set to another encoding; do not change client_encoding)"
+	}
 	if conforming {
 		return ""
 	}
 	return deniedCommand(q, true)
+}
+
+// sessionUTF8 reports whether c's session reads statements as UTF-8, as
+// the server last reported its client_encoding.
+func sessionUTF8(c *pgx.Conn) bool {
+	return c.PgConn().ParameterStatus("client_encoding") == "UTF8"
 }
 
 // refusal says why the command cmd that deniedCommand named is refused;
@@ -271,7 +289,7 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		return nil, nil, err
 	}
 	if cmd := p.checkSession(conn, st.SQL); cmd != "" {
-		conn.Close()
+		p.release(conn, lim.StatementTimeout)
 		return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 	}
 	return conn, func(err error) error {
@@ -300,7 +318,7 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 			if !ok || c.Conn().PgConn().IsClosed() {
 				return nil
 			}
-			if c.Conn().PgConn().TxStatus() != 'I' {
+			if c.Conn().PgConn().TxStatus() != 'I' || !sessionUTF8(c.Conn()) {
 				return driver.ErrBadConn
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 5*time.Second))
