@@ -220,11 +220,13 @@ wait:
 		log.WithField("delay", delay.String()).Info("readiness is 503; still serving for server.shutdown_delay")
 		time.Sleep(left)
 	}
-	if metricsSrv != nil {
-		metricsSrv.Close()
-	}
 	if err := srv.Shutdown(sctx); err != nil {
 		cut = append(cut, fmt.Errorf("requests in flight: %w", err))
+	}
+	// metrics_listen serves through the drain, whose counts a scrape
+	// should see (the main listener's /metrics answers 503 by then).
+	if metricsSrv != nil {
+		metricsSrv.Close()
 	}
 	cancelLoad()
 	<-loaded

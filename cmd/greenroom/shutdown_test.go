@@ -268,6 +268,19 @@ func TestSIGTERMDrainAnswers(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
 		t.Error("listener still accepts connections after exit")
 	}
+	// The refused request is logged (and counted) under its plugin.
+	refused := false
+	for _, line := range strings.Split(p.log(), "\n") {
+		if strings.Contains(line, `"msg":"request"`) && strings.Contains(line, `"path":"/api/ver/slow"`) && strings.Contains(line, `"status":503`) {
+			refused = true
+			if !strings.Contains(line, `"plugin":"ver"`) {
+				t.Errorf("the refused request's access log line names no plugin: %s", line)
+			}
+		}
+	}
+	if !refused {
+		t.Errorf("no access log line for the refused request:\n%s", p.log())
+	}
 }
 
 // When shutdown_timeout cuts a request off, the exit code is not 0 and

@@ -93,4 +93,32 @@ func TestMetricsListen(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Errorf("main listener /metrics without a credential: %d, want 401", resp.StatusCode)
 	}
+
+	// It keeps serving while a shutdown drains requests (it closed first:
+	// nothing could be scraped for up to shutdown_timeout), and its
+	// counts include the drain's.
+	slow := make(chan int, 1)
+	go func() {
+		s, _, _ := p.get("/api/ver/slow?ms=2500")
+		slow <- s
+	}()
+	time.Sleep(300 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	p.get("/api/ver/v") // refused: the server is shutting down
+	resp, err = http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics_listen while requests drain: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",status="503"} 1`) {
+		t.Errorf("metrics_listen while requests drain: %d\n%.2000s", resp.StatusCode, body)
+	}
+	if s := <-slow; s != 200 {
+		t.Errorf("in-flight request: %d", s)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
 }

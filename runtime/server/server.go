@@ -319,17 +319,17 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	}()
 	var err error
 	if s.refusing.Load() && !isHealth(c) {
+		// Counted and logged under its plugin, as a refused request to
+		// one is; the answer, before any credential was checked, does
+		// not name it.
+		rs.plugin = s.pluginOf(c)
 		e := apiErr(fiber.StatusServiceUnavailable, "shutting_down", "the server is shutting down; retry (on another replica)")
 		e.RetryAfter = 1
 		err = e
 	} else if len(c.Request().Header.Peek(bodyTooLargeMark)) > 0 {
 		// Answered from the head (see bodyCheck): the body is not read.
-		// Counted and logged under its plugin, as a refused request to
-		// one is; the answer, before any credential was checked, does not
-		// name it.
-		if id, _ := splitPluginPath(c.Request().URI().PathOriginal()); s.rt.Slot(id) != nil {
-			rs.plugin = id
-		}
+		// Counted and logged under its plugin, as above.
+		rs.plugin = s.pluginOf(c)
 		err = s.bodyTooLarge(c)
 	} else {
 		s.admitted.Add(1)
@@ -348,6 +348,15 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	}
 	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.subject, time.Since(rs.start))
 	return nil
+}
+
+// pluginOf returns the id of the plugin c's path names, when there is
+// such a plugin, else "".
+func (s *Server) pluginOf(c *fiber.Ctx) string {
+	if id, _ := splitPluginPath(c.Request().URI().PathOriginal()); s.rt.Slot(id) != nil {
+		return id
+	}
+	return ""
 }
 
 // methodName is m as a string of its own: a constant for the common
