@@ -1,6 +1,10 @@
 package hostfuncs
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+)
 
 // The decoders take bytes from untrusted guests: whatever they get, they
 // return a record or an error, never panic. `go test` runs the seeds;
@@ -22,8 +26,25 @@ func FuzzDecodeURLRequest(f *testing.F) {
 	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var req URLRequest
-		DecodeURLRequest(b, &req)
+		if err := DecodeURLRequest(b, &req); err != nil && strings.Contains(err.Error(), "log record") {
+			t.Fatalf("a urlreader request's error names a log record: %v", err)
+		}
 	})
+}
+
+// A malformed urlreader request's error says what was wrong and where.
+func TestDecodeURLRequestErrors(t *testing.T) {
+	for b, want := range map[string]string{
+		"":                        "malformed urlreader request: empty request",
+		"\x01\x00\x00\x00":        "malformed urlreader request: truncated at byte 1",
+		"\x01\x09\x00\x00\x00abc": "malformed urlreader request: field of 9 bytes at byte 1 overruns the record",
+		"\x09":                    "malformed urlreader request: unknown operation 9",
+	} {
+		var req URLRequest
+		if err := DecodeURLRequest([]byte(b), &req); err == nil || err.Error() != want || !errors.Is(err, ErrBadURLRequest) {
+			t.Errorf("%q: %v, want %q", b, err, want)
+		}
+	}
 }
 
 // The response envelope is what every guest call ends with.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -95,8 +96,10 @@ func DecodeURLRequest(b []byte, req *URLRequest) error {
 	return nil
 }
 
+// urlDecodeErr is the error of logDecoder d.err for a urlreader request:
+// what was wrong and where, without the log record's name.
 func urlDecodeErr(err error) error {
-	return fmt.Errorf("%w: %v", ErrBadURLRequest, errors.Unwrap(err))
+	return fmt.Errorf("%w: %s", ErrBadURLRequest, strings.TrimPrefix(err.Error(), ErrBadLogRecord.Error()+": "))
 }
 
 // AppendURLResponse encodes resp as a urlreader_call response envelope onto
