@@ -176,6 +176,18 @@ func (s *Slot) Config() *config.Plugin {
 // Plugin returns the version serving calls, or nil.
 func (s *Slot) Plugin() *plugin.Plugin { return s.cur.Load() }
 
+// liveInstances is how many instances the version serving now has (0
+// when none serves): a reload pre-warms its successor with as many, so
+// that calls moved to it and arriving meanwhile find the capacity they
+// had, rather than waiting for instances to start one by one on demand
+// (under load, reloads back to back then made waits pass queue_timeout).
+func (s *Slot) liveInstances() int {
+	if p := s.cur.Load(); p != nil {
+		return p.Stats().Live
+	}
+	return 0
+}
+
 // Status returns the slot's state and its last load error.
 func (s *Slot) Status() (State, string) {
 	s.mu.Lock()
@@ -671,6 +683,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 			MaxResponse:  int(lim.MaxResponse),
 			NoInterrupt:  !lim.Interruptible,
 			GCPercent:    lim.GCPercent,
+			Warm:         s.liveInstances(),
 		},
 		Host:         h,
 		Log:          r.log.WithField("plugin", id),

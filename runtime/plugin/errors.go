@@ -180,6 +180,14 @@ func Failures() []Failure {
 	return out
 }
 
+// Reject counts a call refused after waiting its whole queue timeout, as
+// the pool counts one (Rejected, and a FailBusy failure): the server's
+// for a call that reloads moved from version to version meanwhile.
+func (c *Counters) Reject() {
+	c.Rejected.Add(1)
+	c.fail(FailBusy)
+}
+
 func (c *Counters) fail(kind Failure) {
 	if kind > 0 && int(kind) < failureCount {
 		c.Failures[kind].Add(1)

@@ -171,8 +171,13 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// Reloads back to back move a waiting call once each: it goes on
 		// waiting as long as its plugin's queue_timeout allows in all.
 		if moves > maxMoves && time.Since(began) >= s.queueTimeout(id) {
-			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
-				Message: fmt.Sprintf("plugin %s was reloaded while the call waited; try again", id)}
+			// Waited its whole queue timeout, as a call the pool refuses
+			// busy has: answered and counted as one.
+			if sl := s.rt.Slot(id); sl != nil {
+				sl.Counters().Reject()
+			}
+			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
+				Message: fmt.Sprintf("plugin %s is busy: the call waited its whole queue timeout while reloads moved it to new versions", id)}
 		}
 		s.authenticate(c, rs)
 		if principal, err = s.authorizePlugin(c, rs, id, sub); err != nil {

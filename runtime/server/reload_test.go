@@ -20,6 +20,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
 	"github.com/greenroom-dev/greenroom/runtime/server"
 )
 
@@ -170,6 +171,46 @@ func TestBackToBackReloadsKeepWaitingCalls(t *testing.T) {
 		t.Fatalf("%d of %d requests failed across 10 reloads back to back, e.g. %v", len(failures), total, failures[:min(3, len(failures))])
 	}
 	t.Logf("%d requests across 10 reloads back to back, none failed", total)
+}
+
+// A reload pre-warms the new version with as many instances as the old
+// one had live, so that calls moved to it find the capacity they had
+// (with one, under load, each of several reloads back to back left calls
+// waiting for instances to start on demand, past queue_timeout); and a
+// call that reloads moved past its queue_timeout is refused and counted
+// as busy, as one the pool refuses.
+func TestReloadPrewarmsLiveInstances(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	path := filepath.Join(t.TempDir(), "ver.wasm")
+	copyFile(t, v1, path)
+	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = 3 }\n", path))
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.Get(t, "/api/ver/slow?ms=300")
+		}()
+	}
+	wg.Wait()
+	if live := in.RT.Slot("ver").Plugin().Stats().Live; live != 3 {
+		t.Fatalf("%d instances live after three concurrent calls, want 3", live)
+	}
+	copyFile(t, v2, path)
+	if got := in.Reload(t).Plugins["ver"]; got.Outcome != runtime.OutcomeReloaded {
+		t.Fatalf("reload: %+v", got)
+	}
+	if st := in.RT.Slot("ver").Plugin().Stats(); st.Live != 3 || st.Idle != 3 {
+		t.Errorf("the new version has %d instances live, %d idle before any call, want 3 and 3", st.Live, st.Idle)
+	}
+
+	c := in.RT.Slot("ver").Counters()
+	rejected, busy := c.Rejected.Load(), c.Failed(plugin.FailBusy)
+	c.Reject()
+	if c.Rejected.Load() != rejected+1 || c.Failed(plugin.FailBusy) != busy+1 {
+		t.Error("Reject counts neither a rejection nor a busy failure")
+	}
 }
 
 // A new version that fails to load leaves the old one serving and says
