@@ -241,6 +241,10 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("sqlite driver connection %T has no authorizer or lacks a database/sql interface", dc)
 	}
+	if err := registerSQLFuncs(dc); err != nil {
+		dc.Close()
+		return nil, fmt.Errorf("register SQL functions: %w", err)
+	}
 	sc := &sqliteConn{sqliteDriverConn: inner}
 	if err := ar.RegisterAuthorizer(sc.authorize); err != nil {
 		dc.Close()
@@ -607,7 +611,9 @@ const maxColumns = 100
 // foreign-key and integrity checks, and settings that only change how its
 // own statements behave. Everything else is denied: journal and locking
 // modes, memory and cache sizes (host memory), mmap, temp_store_directory
-// (another directory), writable_schema, database_list (host paths).
+// (another directory), writable_schema, database_list (host paths), and
+// case_sensitive_like, which would register SQLite's own like() over the
+// bounded one of sqlfuncs.go.
 var allowedPragmas = map[string]bool{
 	"table_info": true, "table_xinfo": true, "table_list": true,
 	"index_list": true, "index_info": true, "index_xinfo": true,
@@ -617,7 +623,7 @@ var allowedPragmas = map[string]bool{
 	"data_version": true, "page_count": true, "page_size": true,
 	"freelist_count": true, "schema_version": true, "encoding": true,
 	"collation_list": true, "function_list": true, "module_list": true,
-	"pragma_list": true, "optimize": true, "case_sensitive_like": true,
+	"pragma_list": true, "optimize": true,
 }
 
 // Pragmas of allowedPragmas a plugin may read but not set: page_size

@@ -1,0 +1,880 @@
+package database
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"unsafe"
+
+	"modernc.org/libc"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQL functions of plugin connections that replace SQLite's built-ins.
+//
+// SQLite checks its interrupt (db_statement_timeout, a deadline) between
+// the steps of a statement, never inside one function call, and some
+// built-ins take time quadratic in the length of their arguments: instr,
+// replace, trim/ltrim/rtrim with a character set, unhex with a set of
+// ignored characters, LIKE and GLOB. One call on values of a few hundred
+// KB (db_max_result allows 8 MiB) could hold a CPU for minutes. The
+// functions here give the same results as the built-ins, value and type,
+// errors included, and take time linear (or n log n) in their arguments;
+// LIKE and GLOB, whose matching is inherently a search, keep SQLite's
+// algorithm with a bound on its work (likeBudget).
+//
+// They are registered on each plugin connection with SQLite's C API
+// rather than through the driver's RegisterFunction, which can register
+// one arity per name, passes text arguments cut at their first NUL byte,
+// cannot report SQLITE_TOOBIG, and registers functions without
+// SQLITE_INNOCUOUS: with trusted_schema off, such a function may not be
+// used in a view, a trigger, a CHECK constraint or an index, which would
+// break plugins' schemas that use LIKE or trim there.
+
+// likeBudget bounds the work of one LIKE or GLOB call: the characters it
+// reads from its pattern and its value, counted over every retry after a
+// wildcard. Past it the call fails with errLikeTooComplex. About 0.5 s of
+// CPU on the machine that measured it; an ordinary pattern over an 8 MiB
+// value takes a few times the value's length.
+const likeBudget = 100_000_000
+
+const errLikeTooComplex = "LIKE or GLOB pattern too complex for the value it is matched against (more than 100000000 steps)"
+
+// sqlFunc is one replaced function.
+type sqlFunc struct {
+	name string
+	nArg int32
+	fn   func(c *fnCall)
+	// trim flags: 1 left, 2 right.
+	flags int
+	info  *compareInfo
+}
+
+var sqlFuncs = []sqlFunc{
+	{name: "instr", nArg: 2, fn: instrFunc},
+	{name: "replace", nArg: 3, fn: replaceFunc},
+	{name: "trim", nArg: 1, fn: trimFunc, flags: 3},
+	{name: "trim", nArg: 2, fn: trimFunc, flags: 3},
+	{name: "ltrim", nArg: 1, fn: trimFunc, flags: 1},
+	{name: "ltrim", nArg: 2, fn: trimFunc, flags: 1},
+	{name: "rtrim", nArg: 1, fn: trimFunc, flags: 2},
+	{name: "rtrim", nArg: 2, fn: trimFunc, flags: 2},
+	{name: "unhex", nArg: 2, fn: unhexFunc},
+	{name: "like", nArg: 2, fn: likeFunc, info: &likeInfo},
+	{name: "like", nArg: 3, fn: likeFunc, info: &likeInfo},
+	{name: "glob", nArg: 2, fn: likeFunc, info: &globInfo},
+}
+
+// registerSQLFuncs registers sqlFuncs on the driver connection dc, which
+// must be one modernc.org/sqlite opened and nothing has used yet.
+func registerSQLFuncs(dc any) error {
+	db, tls, err := sqliteHandle(dc)
+	if err != nil {
+		return err
+	}
+	for i, f := range sqlFuncs {
+		name, err := libc.CString(f.name)
+		if err != nil {
+			return err
+		}
+		rc := sqlite3.Xsqlite3_create_function_v2(tls, db, name, f.nArg,
+			sqlite3.SQLITE_UTF8|sqlite3.SQLITE_DETERMINISTIC|sqlite3.SQLITE_INNOCUOUS,
+			uintptr(i), cFuncPointer(sqlFuncTrampoline), 0, 0, 0)
+		libc.Xfree(tls, name)
+		if rc != sqlite3.SQLITE_OK {
+			return fmt.Errorf("register %s/%d: SQLite error %d", f.name, f.nArg, rc)
+		}
+	}
+	return nil
+}
+
+// sqliteHandle returns the sqlite3* handle of a connection the driver
+// opened and the libc thread state it calls SQLite with. The driver does
+// not export them; they are its connection's fields db and tls.
+func sqliteHandle(dc any) (uintptr, *libc.TLS, error) {
+	v := reflect.ValueOf(dc)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return 0, nil, fmt.Errorf("sqlite connection %T: not a pointer to a struct", dc)
+	}
+	v = v.Elem()
+	db, tls := v.FieldByName("db"), v.FieldByName("tls")
+	if !db.IsValid() || db.Kind() != reflect.Uintptr || !tls.IsValid() || tls.Type() != reflect.TypeFor[*libc.TLS]() {
+		return 0, nil, fmt.Errorf("sqlite connection %T: no db uintptr and tls *libc.TLS fields", dc)
+	}
+	t := reflect.NewAt(tls.Type(), unsafe.Pointer(tls.UnsafeAddr())).Elem().Interface().(*libc.TLS)
+	if db.Uint() == 0 || t == nil {
+		return 0, nil, errors.New("sqlite connection without a handle")
+	}
+	return uintptr(db.Uint()), t, nil
+}
+
+// cFuncPointer returns the value SQLite (compiled to Go) calls as a C
+// function pointer, as the driver does for its own callbacks.
+func cFuncPointer[T any](f T) uintptr {
+	return *(*uintptr)(unsafe.Pointer(&struct{ f T }{f}))
+}
+
+func sqlFuncTrampoline(tls *libc.TLS, ctx uintptr, argc int32, argv uintptr) {
+	c := &fnCall{tls: tls, ctx: ctx, argc: argc, argv: argv}
+	defer func() {
+		if r := recover(); r != nil {
+			c.error(fmt.Sprintf("internal error: %v", r))
+		}
+	}()
+	f := &sqlFuncs[sqlite3.Xsqlite3_user_data(tls, ctx)]
+	c.f = f
+	f.fn(c)
+}
+
+// fnCall is one call of a function: SQLite's context and arguments.
+type fnCall struct {
+	tls  *libc.TLS
+	ctx  uintptr
+	argc int32
+	argv uintptr
+	f    *sqlFunc
+}
+
+// ptr turns an address SQLite handed out into a pointer (memory outside
+// the Go heap).
+func ptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
+
+func (c *fnCall) arg(i int) uintptr {
+	return *(*uintptr)(unsafe.Add(ptr(c.argv), i*int(unsafe.Sizeof(uintptr(0)))))
+}
+
+func (c *fnCall) typ(i int) int32 { return sqlite3.Xsqlite3_value_type(c.tls, c.arg(i)) }
+
+// text is sqlite3_value_text and sqlite3_value_bytes: ok is false when
+// the text is a NULL pointer. The bytes are SQLite's until the call ends.
+func (c *fnCall) text(i int) ([]byte, bool) {
+	p := sqlite3.Xsqlite3_value_text(c.tls, c.arg(i))
+	if p == 0 {
+		return nil, false
+	}
+	n := sqlite3.Xsqlite3_value_bytes(c.tls, c.arg(i))
+	return cBytes(p, n), true
+}
+
+func (c *fnCall) blob(i int) []byte {
+	p := sqlite3.Xsqlite3_value_blob(c.tls, c.arg(i))
+	n := sqlite3.Xsqlite3_value_bytes(c.tls, c.arg(i))
+	return cBytes(p, n)
+}
+
+func cBytes(p uintptr, n int32) []byte {
+	if p == 0 || n <= 0 {
+		return []byte{}
+	}
+	return unsafe.Slice((*byte)(ptr(p)), n)
+}
+
+func (c *fnCall) limit(id int32) int64 {
+	return int64(sqlite3.Xsqlite3_limit(c.tls, sqlite3.Xsqlite3_context_db_handle(c.tls, c.ctx), id, -1))
+}
+
+func (c *fnCall) resultInt(n int64) { sqlite3.Xsqlite3_result_int64(c.tls, c.ctx, n) }
+
+func (c *fnCall) tooBig() { sqlite3.Xsqlite3_result_error_toobig(c.tls, c.ctx) }
+
+func (c *fnCall) error(msg string) {
+	z, err := libc.CString(msg)
+	if err != nil {
+		sqlite3.Xsqlite3_result_error_nomem(c.tls, c.ctx)
+		return
+	}
+	sqlite3.Xsqlite3_result_error(c.tls, c.ctx, z, -1)
+	libc.Xfree(c.tls, z)
+}
+
+// result sets the call's result to a copy of b, text or blob. The
+// pointer handed to SQLite is never 0, which would make the result NULL.
+func (c *fnCall) result(b []byte, text bool) {
+	if int64(len(b)) > c.limit(sqlite3.SQLITE_LIMIT_LENGTH) {
+		c.tooBig()
+		return
+	}
+	p := sqlite3.Xsqlite3_malloc64(c.tls, uint64(len(b))+1)
+	if p == 0 {
+		sqlite3.Xsqlite3_result_error_nomem(c.tls, c.ctx)
+		return
+	}
+	copy(unsafe.Slice((*byte)(ptr(p)), len(b)+1), b)
+	if text {
+		sqlite3.Xsqlite3_result_text64(c.tls, c.ctx, p, uint64(len(b)), sqlite3.SQLITE_TRANSIENT, sqlite3.SQLITE_UTF8)
+	} else {
+		sqlite3.Xsqlite3_result_blob64(c.tls, c.ctx, p, uint64(len(b)), sqlite3.SQLITE_TRANSIENT)
+	}
+	sqlite3.Xsqlite3_free(c.tls, p)
+}
+
+// isCont reports whether b is a UTF-8 continuation byte.
+func isCont(b byte) bool { return b&0xc0 == 0x80 }
+
+// instrFunc is instr(X,Y): SQLite's instrFunc, with bytes.Index in place
+// of its byte-by-byte memcmp.
+func instrFunc(c *fnCall) {
+	th, tn := c.typ(0), c.typ(1)
+	if th == sqlite3.SQLITE_NULL || tn == sqlite3.SQLITE_NULL {
+		return
+	}
+	nNeedle := sqlite3.Xsqlite3_value_bytes(c.tls, c.arg(1))
+	if nNeedle <= 0 {
+		c.resultInt(1)
+		return
+	}
+	var hay, needle []byte
+	isText := true
+	switch {
+	case th == sqlite3.SQLITE_BLOB && tn == sqlite3.SQLITE_BLOB:
+		hay, needle, isText = c.blob(0), c.blob(1), false
+	case th != sqlite3.SQLITE_BLOB && tn != sqlite3.SQLITE_BLOB:
+		var ok1, ok2 bool
+		hay, ok1 = c.text(0)
+		needle, ok2 = c.text(1)
+		if !ok1 || !ok2 {
+			sqlite3.Xsqlite3_result_error_nomem(c.tls, c.ctx)
+			return
+		}
+	default:
+		// One BLOB, one not: SQLite reads both as text (a copy, so
+		// that the BLOB stays a BLOB). The bytes are the same.
+		hay, needle = c.blob(0), c.blob(1)
+		if th != sqlite3.SQLITE_BLOB {
+			h, ok := c.text(0)
+			if !ok {
+				sqlite3.Xsqlite3_result_error_nomem(c.tls, c.ctx)
+				return
+			}
+			hay = h
+		}
+		if tn != sqlite3.SQLITE_BLOB {
+			n, ok := c.text(1)
+			if !ok {
+				sqlite3.Xsqlite3_result_error_nomem(c.tls, c.ctx)
+				return
+			}
+			needle = n
+		}
+	}
+	if len(needle) == 0 {
+		c.resultInt(1)
+		return
+	}
+	c.resultInt(instrIndex(hay, needle, isText))
+}
+
+// instrIndex is instr's result for non-empty needle. SQLite tries the
+// needle at offset 0 and, for text, at each byte that is not a UTF-8
+// continuation byte (it steps a character at a time, a character being a
+// byte and the continuation bytes after it); the result counts the steps.
+func instrIndex(hay, needle []byte, isText bool) int64 {
+	if !isText {
+		i := bytes.Index(hay, needle)
+		return int64(i + 1)
+	}
+	if isCont(needle[0]) {
+		// Only offset 0 can start with a continuation byte.
+		if bytes.HasPrefix(hay, needle) {
+			return 1
+		}
+		return 0
+	}
+	i := bytes.Index(hay, needle)
+	if i < 0 {
+		return 0
+	}
+	n := int64(1)
+	for _, b := range hay[1 : i+1] {
+		if !isCont(b) {
+			n++
+		}
+	}
+	return n
+}
+
+// replaceFunc is replace(X,Y,Z): SQLite's replaceFunc, with bytes.Index.
+func replaceFunc(c *fnCall) {
+	str, ok := c.text(0)
+	if !ok {
+		return
+	}
+	pat, ok := c.text(1)
+	if !ok {
+		return
+	}
+	if len(pat) == 0 || pat[0] == 0 {
+		// SQLite returns X unchanged when Y is empty or begins with NUL.
+		c.result(str, true)
+		return
+	}
+	rep, ok := c.text(2)
+	if !ok {
+		return
+	}
+	limit := c.limit(sqlite3.SQLITE_LIMIT_LENGTH)
+	if int64(len(str))+1 > limit {
+		c.tooBig()
+		return
+	}
+	n := int64(bytes.Count(str, pat))
+	if len(rep) > len(pat) && int64(len(str))+n*int64(len(rep)-len(pat)) > limit {
+		c.tooBig()
+		return
+	}
+	c.result(bytes.ReplaceAll(str, pat, rep), true)
+}
+
+// trimFunc is trim, ltrim and rtrim with one or two arguments: SQLite's
+// trimFunc. It removes, from the start (flags&1) then the end (flags&2),
+// the first character of Y, in Y's order, that the value starts (ends)
+// with, for as long as there is one. A character of Y is a byte, with the
+// continuation bytes that follow it if it is 0xc0 or above; Y ends at its
+// first NUL byte.
+func trimFunc(c *fnCall) {
+	if c.typ(0) == sqlite3.SQLITE_NULL {
+		return
+	}
+	in, ok := c.text(0)
+	if !ok {
+		return
+	}
+	var set *trimSet
+	if c.argc == 1 {
+		set = newTrimSet([]byte(" "))
+	} else {
+		cs, ok := c.text(1)
+		if !ok {
+			return
+		}
+		if i := bytes.IndexByte(cs, 0); i >= 0 {
+			cs = cs[:i]
+		}
+		set = newTrimSet(cs)
+		// SQLite allocates a pointer and a length per character.
+		if set.n > 0 && set.n*12 > c.limit(sqlite3.SQLITE_LIMIT_LENGTH) {
+			c.tooBig()
+			return
+		}
+	}
+	lo, hi := 0, len(in)
+	if set.n > 0 {
+		if c.f.flags&1 != 0 {
+			lo = set.trimLeft(in)
+		}
+		if c.f.flags&2 != 0 {
+			hi = lo + set.trimRight(in[lo:])
+		}
+	}
+	c.result(in[lo:hi], true)
+}
+
+// trimSet is the characters of trim's Y. A one-byte character's first
+// position in Y is in single; the longer ones (a lead byte and
+// continuation bytes) are in multi, sorted, each once with its first
+// position.
+type trimSet struct {
+	n      int64 // characters in Y, repeats included
+	single [256]int64
+	multi  []trimChar
+}
+
+type trimChar struct {
+	s   []byte
+	pos int64
+}
+
+const noPos = int64(1) << 62
+
+func newTrimSet(y []byte) *trimSet {
+	t := &trimSet{}
+	for i := range t.single {
+		t.single[i] = noPos
+	}
+	for i := 0; i < len(y); {
+		j := i + 1
+		if y[i] >= 0xc0 {
+			for j < len(y) && isCont(y[j]) {
+				j++
+			}
+		}
+		if j == i+1 {
+			t.single[y[i]] = min(t.single[y[i]], t.n)
+		} else {
+			t.multi = append(t.multi, trimChar{s: y[i:j], pos: t.n})
+		}
+		t.n++
+		i = j
+	}
+	sort.SliceStable(t.multi, func(a, b int) bool { return bytes.Compare(t.multi[a].s, t.multi[b].s) < 0 })
+	// Keep each character once, at its first position (stable sort: the
+	// first of equal ones comes first).
+	out := t.multi[:0]
+	for i, m := range t.multi {
+		if i > 0 && bytes.Equal(m.s, out[len(out)-1].s) {
+			continue
+		}
+		out = append(out, m)
+	}
+	t.multi = out
+	return t
+}
+
+// prefixes calls f(k, pos) for each multi-byte character of the set that
+// is in[:k], shortest first, walking the sorted list down one byte at a
+// time: O(len * log(characters)).
+func (t *trimSet) prefixes(in []byte, f func(k int, pos int64)) {
+	lo, hi := 0, len(t.multi)
+	for d := 0; d < len(in) && lo < hi; d++ {
+		b := in[d]
+		// Narrow [lo,hi) to the characters whose byte d is b; those
+		// of length d (shorter) sort first and drop out.
+		lo = lo + sort.Search(hi-lo, func(i int) bool {
+			s := t.multi[lo+i].s
+			return len(s) > d && s[d] >= b
+		})
+		hi = lo + sort.Search(hi-lo, func(i int) bool {
+			s := t.multi[lo+i].s
+			return s[d] > b
+		})
+		if lo < hi && len(t.multi[lo].s) == d+1 {
+			f(d+1, t.multi[lo].pos)
+		}
+	}
+}
+
+// trimLeft returns how many bytes trim removes from in's start.
+func (t *trimSet) trimLeft(in []byte) int {
+	q := 0
+	for q < len(in) {
+		best, bestLen := t.single[in[q]], 1
+		if in[q] >= 0xc0 {
+			end := q + 1
+			for end < len(in) && isCont(in[end]) {
+				end++
+			}
+			t.prefixes(in[q:end], func(k int, pos int64) {
+				if pos < best {
+					best, bestLen = pos, k
+				}
+			})
+		}
+		if best == noPos {
+			break
+		}
+		q += bestLen
+	}
+	return q
+}
+
+// trimRight returns how many bytes of in remain once trim removes what it
+// removes from in's end.
+func (t *trimSet) trimRight(in []byte) int {
+	p := len(in)
+	for p > 0 {
+		// in[s+1:p] is a run of continuation bytes and in[s] is not
+		// one: a character longer than a byte that ends within the run
+		// starts at s.
+		s := p - 1
+		for s >= 0 && isCont(in[s]) {
+			s--
+		}
+		var term []int64 // term[k]: first position of the character in[s:s+k]
+		if s >= 0 && in[s] >= 0xc0 && p-s >= 2 {
+			term = make([]int64, p-s+1)
+			for i := range term {
+				term[i] = noPos
+			}
+			t.prefixes(in[s:p], func(k int, pos int64) { term[k] = pos })
+		}
+		for {
+			best, bestLen := t.single[in[p-1]], 1
+			if term != nil && p-s >= 2 && term[p-s] < best {
+				best, bestLen = term[p-s], p-s
+			}
+			if best == noPos {
+				return p
+			}
+			p -= bestLen
+			if p <= s+1 {
+				break
+			}
+		}
+	}
+	return p
+}
+
+// unhexFunc is unhex(X,Y): SQLite's unhexFunc, with Y's characters in a
+// set rather than searched for each character of X.
+func unhexFunc(c *fnCall) {
+	hex, ok1 := c.text(0)
+	pass, ok2 := c.text(1)
+	if !ok1 || !ok2 {
+		return
+	}
+	if int64(len(hex)/2+1) > c.limit(sqlite3.SQLITE_LIMIT_LENGTH) {
+		c.tooBig()
+		return
+	}
+	allowed := map[uint32]bool{}
+	for i := 0; i < len(pass); {
+		var ch uint32
+		ch, i = utf8Read(pass, i)
+		allowed[ch] = true
+	}
+	if i := bytes.IndexByte(hex, 0); i >= 0 {
+		hex = hex[:i]
+	}
+	out := make([]byte, 0, len(hex)/2)
+	i := 0
+	for i < len(hex) {
+		for !isHex(hex[i]) {
+			var ch uint32
+			ch, i = utf8Read(hex, i)
+			if !allowed[ch] {
+				return
+			}
+			if i >= len(hex) {
+				c.result(out, false)
+				return
+			}
+		}
+		h := hex[i]
+		i++
+		if i >= len(hex) || !isHex(hex[i]) {
+			return
+		}
+		out = append(out, hexVal(h)<<4|hexVal(hex[i]))
+		i++
+	}
+	c.result(out, false)
+}
+
+func isHex(b byte) bool {
+	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
+}
+
+func hexVal(h byte) byte { return (h + 9*(1&(h>>6))) & 0xf }
+
+// utf8Trans1 is SQLite's sqlite3Utf8Trans1.
+var utf8Trans1 = [64]byte{
+	0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+	0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+	0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+	0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+	0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+	0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+	0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+	0x00, 0x01, 0x02, 0x03, 0x00, 0x01, 0x00, 0x00,
+}
+
+// utf8Read is SQLite's sqlite3Utf8Read on s from i, the end of s standing
+// for the NUL that ends SQLite's string: it returns 0 there.
+func utf8Read(s []byte, i int) (uint32, int) {
+	if i >= len(s) {
+		return 0, i
+	}
+	c := uint32(s[i])
+	i++
+	if c >= 0xc0 {
+		c = uint32(utf8Trans1[c-0xc0])
+		for i < len(s) && isCont(s[i]) {
+			c = c<<6 + uint32(s[i]&0x3f)
+			i++
+		}
+		if c < 0x80 || c&0xFFFFF800 == 0xD800 {
+			c = 0xFFFD
+		}
+	}
+	return c, i
+}
+
+// compareInfo is SQLite's: the wildcards of LIKE or GLOB.
+type compareInfo struct {
+	matchAll, matchOne, matchSet uint32
+	noCase                       bool
+}
+
+var (
+	likeInfo = compareInfo{matchAll: '%', matchOne: '_', noCase: true}
+	globInfo = compareInfo{matchAll: '*', matchOne: '?', matchSet: '['}
+)
+
+// likeFunc is like(P,X), like(P,X,E) and glob(P,X): SQLite's likeFunc.
+func likeFunc(c *fnCall) {
+	if c.typ(0) == sqlite3.SQLITE_BLOB || c.typ(1) == sqlite3.SQLITE_BLOB {
+		// SQLite is built with SQLITE_LIKE_DOESNT_MATCH_BLOBS.
+		c.resultInt(0)
+		return
+	}
+	nPat := int64(sqlite3.Xsqlite3_value_bytes(c.tls, c.arg(0)))
+	if nPat > c.limit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH) {
+		c.error("LIKE or GLOB pattern too complex")
+		return
+	}
+	info := *c.f.info
+	var escape uint32
+	if c.argc == 3 {
+		esc, ok := c.text(2)
+		if !ok {
+			return
+		}
+		if i := bytes.IndexByte(esc, 0); i >= 0 {
+			esc = esc[:i]
+		}
+		if utf8CharLen(esc) != 1 {
+			c.error("ESCAPE expression must be a single character")
+			return
+		}
+		escape, _ = utf8Read(esc, 0)
+		if escape == info.matchAll {
+			info.matchAll = 0
+		}
+		if escape == info.matchOne {
+			info.matchOne = 0
+		}
+	} else {
+		escape = info.matchSet
+	}
+	pat, ok1 := c.text(0)
+	str, ok2 := c.text(1)
+	if !ok1 || !ok2 {
+		return
+	}
+	if i := bytes.IndexByte(pat, 0); i >= 0 {
+		pat = pat[:i]
+	}
+	if i := bytes.IndexByte(str, 0); i >= 0 {
+		str = str[:i]
+	}
+	m := matcher{pat: pat, str: str, info: &info, matchOther: escape, budget: likeBudget}
+	switch m.compare(0, 0) {
+	case likeMatch:
+		c.resultInt(1)
+	case likeAbort:
+		c.error(errLikeTooComplex)
+	default:
+		c.resultInt(0)
+	}
+}
+
+// utf8CharLen is SQLite's sqlite3Utf8CharLen on a string without NUL.
+func utf8CharLen(s []byte) int {
+	n := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		i++
+		if b >= 0xc0 {
+			for i < len(s) && isCont(s[i]) {
+				i++
+			}
+		}
+		n++
+	}
+	return n
+}
+
+const (
+	likeMatch      = 0
+	likeNoMatch    = 1
+	likeNoWildcard = 2
+	likeAbort      = 3
+)
+
+// matcher is SQLite's patternCompare with a count of its steps.
+type matcher struct {
+	pat, str   []byte
+	info       *compareInfo
+	matchOther uint32
+	steps      int64
+	budget     int64
+}
+
+func asciiLower(c uint32) uint32 {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func asciiUpper(c uint32) uint32 {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
+}
+
+// compare matches pat[pi:] against str[si:]: likeMatch, likeNoMatch,
+// likeNoWildcard (no match, and none with a later start for an enclosing
+// "*" either) or likeAbort (past the budget).
+func (m *matcher) compare(pi, si int) int {
+	pat, str, info := m.pat, m.str, m.info
+	zEscaped := -1
+	var c, c2 uint32
+	for {
+		m.steps++
+		if m.steps > m.budget {
+			return likeAbort
+		}
+		c, pi = utf8Read(pat, pi)
+		if c == 0 {
+			break
+		}
+		if c == info.matchAll {
+			for {
+				m.steps++
+				c, pi = utf8Read(pat, pi)
+				if !(c == info.matchAll || c == info.matchOne && info.matchOne != 0) {
+					break
+				}
+				if c == info.matchOne {
+					c2, si = utf8Read(str, si)
+					if c2 == 0 {
+						return likeNoWildcard
+					}
+				}
+			}
+			if c == 0 {
+				return likeMatch
+			}
+			if c == m.matchOther {
+				if info.matchSet == 0 {
+					c, pi = utf8Read(pat, pi)
+					if c == 0 {
+						return likeNoWildcard
+					}
+				} else {
+					// "[...]" right after "*": try each start.
+					for si < len(str) {
+						if r := m.compare(pi-1, si); r != likeNoMatch {
+							return r
+						}
+						b := str[si]
+						si++
+						if b >= 0xc0 {
+							for si < len(str) && isCont(str[si]) {
+								si++
+							}
+						}
+					}
+					return likeNoWildcard
+				}
+			}
+			if c < 0x80 {
+				s0, s1 := byte(c), byte(c)
+				if info.noCase {
+					s0, s1 = byte(asciiUpper(c)), byte(asciiLower(c))
+				}
+				for {
+					var k int
+					if s0 == s1 {
+						k = bytes.IndexByte(str[si:], s0)
+					} else {
+						k = indexByte2(str[si:], s0, s1)
+					}
+					if k < 0 {
+						m.steps += int64(len(str) - si)
+						break
+					}
+					m.steps += int64(k)
+					si += k + 1
+					if r := m.compare(pi, si); r != likeNoMatch {
+						return r
+					}
+				}
+			} else {
+				for {
+					m.steps++
+					if m.steps > m.budget {
+						return likeAbort
+					}
+					c2, si = utf8Read(str, si)
+					if c2 == 0 {
+						break
+					}
+					if c2 != c {
+						continue
+					}
+					if r := m.compare(pi, si); r != likeNoMatch {
+						return r
+					}
+				}
+			}
+			return likeNoWildcard
+		}
+		if c == m.matchOther {
+			if info.matchSet == 0 {
+				c, pi = utf8Read(pat, pi)
+				if c == 0 {
+					return likeNoMatch
+				}
+				zEscaped = pi
+			} else {
+				var prior uint32
+				seen, invert := false, false
+				c, si = utf8Read(str, si)
+				if c == 0 {
+					return likeNoMatch
+				}
+				c2, pi = utf8Read(pat, pi)
+				if c2 == '^' {
+					invert = true
+					c2, pi = utf8Read(pat, pi)
+				}
+				if c2 == ']' {
+					if c == ']' {
+						seen = true
+					}
+					c2, pi = utf8Read(pat, pi)
+				}
+				for c2 != 0 && c2 != ']' {
+					m.steps++
+					if c2 == '-' && pi < len(pat) && pat[pi] != ']' && prior > 0 {
+						c2, pi = utf8Read(pat, pi)
+						if c >= prior && c <= c2 {
+							seen = true
+						}
+						prior = 0
+					} else {
+						if c == c2 {
+							seen = true
+						}
+						prior = c2
+					}
+					c2, pi = utf8Read(pat, pi)
+				}
+				if c2 == 0 || seen == invert {
+					return likeNoMatch
+				}
+				continue
+			}
+		}
+		c2, si = utf8Read(str, si)
+		if c == c2 {
+			continue
+		}
+		if info.noCase && c < 0x80 && c2 < 0x80 && asciiLower(c) == asciiLower(c2) {
+			continue
+		}
+		if c == info.matchOne && pi != zEscaped && c2 != 0 {
+			continue
+		}
+		return likeNoMatch
+	}
+	if si >= len(str) {
+		return likeMatch
+	}
+	return likeNoMatch
+}
+
+// indexByte2 is the index of the first a or b in s, -1 if none.
+func indexByte2(s []byte, a, b byte) int {
+	for i, x := range s {
+		if x == a || x == b {
+			return i
+		}
+	}
+	return -1
+}
