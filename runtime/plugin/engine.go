@@ -337,7 +337,7 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 		}
 	}
 	purges := e.purges.Load()
-	cm, info, err := compile(ctx, r, code, Info{Size: len(code)})
+	cm, info, err := compile(ctx, r, code, Info{Size: len(code)}, true)
 	if err == nil || !e.cacheDamage(err) {
 		return cm, info, err
 	}
@@ -348,7 +348,7 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 	if err := admit(); err != nil {
 		return nil, info, err
 	}
-	return compile(ctx, r, code, Info{Size: len(code)})
+	return compile(ctx, r, code, Info{Size: len(code)}, true)
 }
 
 // cacheDamage says whether err, from compiling a module, comes from

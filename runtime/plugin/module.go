@@ -78,7 +78,7 @@ func checkMagic(wasm []byte) error {
 // Compile checks that wasm is a WebAssembly module, compiles it in r and
 // validates it against ABI v1. The caller closes the returned module.
 func Compile(ctx context.Context, r wazero.Runtime, wasm []byte) (wazero.CompiledModule, Info, error) {
-	return compile(ctx, r, wasm, Info{SHA256: SHA256(wasm), Size: len(wasm)})
+	return compile(ctx, r, wasm, Info{SHA256: SHA256(wasm), Size: len(wasm)}, false)
 }
 
 // compileTimeout bounds one module's compilation. wazero stops between
@@ -98,15 +98,21 @@ func (e *compileError) Error() string { return e.err.Error() }
 func (e *compileError) Unwrap() error { return e.err }
 
 // compile is Compile with the module's description started by the caller.
-// It refuses what instrument.CheckSizes refuses before wazero sees it, and
-// ends the compilation at compileTimeout.
-func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info) (wazero.CompiledModule, Info, error) {
+// It refuses what instrument.CheckSizes refuses before wazero sees it (for
+// a module instrument.Rewrite returned, rewritten, what
+// instrument.CheckRewrittenSizes refuses: the rewrite's own globals are
+// not the module's), and ends the compilation at compileTimeout.
+func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewritten bool) (wazero.CompiledModule, Info, error) {
 	if err := checkMagic(wasm); err != nil {
 		return nil, info, err
 	}
 	// wazero allocates what a module declares before reading it; a
 	// module declaring more than it holds could end the process.
-	if err := instrument.CheckSizes(wasm); err != nil {
+	check := instrument.CheckSizes
+	if rewritten {
+		check = instrument.CheckRewrittenSizes
+	}
+	if err := check(wasm); err != nil {
 		return nil, info, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, compileTimeout)
@@ -348,7 +354,7 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 		}
 	}
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
-	cm, info, err := compile(ctx, r, wasm, info)
+	cm, info, err := compile(ctx, r, wasm, info, false)
 	if cm != nil {
 		cm.Close(ctx)
 	}

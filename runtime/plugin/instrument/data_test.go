@@ -3,6 +3,7 @@ package instrument
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -158,5 +159,39 @@ func stubImports(t *testing.T, r wazero.Runtime, cm wazero.CompiledModule, mod s
 	}
 	if _, err := b.Instantiate(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The zeros written out to join segments stay within the segments' own
+// bytes (or mergeAllowance): empty segments MergeGap bytes apart (the
+// shape of a 4.19 MB module that became 129 MB) are mostly left apart, and
+// a data section never more than doubles, plus mergeAllowance.
+func TestMergeDataBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data string // each segment's
+		n    int
+	}{
+		{"empty segments", "", 4096},
+		{"one byte each", "x", 4096},
+		{"eight bytes each", "abcdefgh", 4096},
+		{"64 bytes each", strings.Repeat("a", 64), 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			segs := make([]dataSegment, tc.n)
+			for i := range segs {
+				segs[i] = seg(uint32(i*MergeGap), tc.data)
+			}
+			in := module(section(5, 1, 0, 16), section(11, dataSection(segs...)...))
+			out, st, err := Rewrite(in, Options{MaxMemoryPages: 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d segments -> %d, module %d -> %d bytes", st.DataSegments, st.MergedSegments, len(in), len(out))
+			if len(out) > 2*len(in)+mergeAllowance {
+				t.Errorf("module grew from %d to %d bytes", len(in), len(out))
+			}
+			sameMemory(t, in, out)
+		})
 	}
 }

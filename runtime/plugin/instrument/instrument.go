@@ -63,11 +63,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 12
+const Version = 13
 
 // Export names of the added globals.
 const (
@@ -224,7 +225,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			gr.u32()
 			rest = old[gr.off:]
 		}
-		body = appendU32(body, definedGlobals+3)
+		body = appendU32(body, definedGlobals+AddedGlobals)
 		body = append(body, rest...)
 		// (global $fuel (mut i32) (i32.const Refill)) (global $flag (mut i32) (i32.const 0))
 		// (global $scratch (mut i32) (i32.const 0))
@@ -758,45 +759,179 @@ func checkExportedGlobals(b []byte, globals uint32) error {
 	return r.err
 }
 
-// MaxFunctionLoops, MaxFunctionBlocks and MaxFunctionBranchTargets bound
-// one function's loops, structured blocks (block, loop, if, try) and
-// br_table targets. wazero's optimizing compiler takes time that grows
-// faster than linearly with them in one function (10 000 loops, 30 KB of
-// code: over a minute to compile once instrumented; 40 000 empty blocks:
-// 16 s; one br_table of 100 000 targets: 4.4 s, of a million: minutes),
-// and it can only be stopped between functions (see package plugin: the
-// compilation deadline). At the limits a function compiles in a second or
-// two at most. Go's compiler emits at most 3 loops and 799 blocks in one
-// function (the example plugins).
+// MaxFunctionLoops, MaxFunctionBasicBlocks and MaxFunctionBlockWork bound
+// what wazero's optimizing compiler is slow with in one function, which it
+// cannot be stopped inside (see package plugin: the compilation deadline
+// is seen between functions only).
+//
+// Its time grows faster than linearly with the basic blocks it makes of a
+// function (see controlCount.add for what makes them), counted with the
+// interruption checks the rewrite adds: 10 000 loops (30 KB of code) took
+// over a minute once instrumented, 20 000 br_if 17.6 s, 20 000 memory.fill
+// (each a loop of three blocks, with a check of two ifs before it) several
+// minutes, 40 000 empty blocks 16 s, a br_table of a million targets
+// minutes. It also grows with the product of the blocks and the code after
+// them: the compiler looks a local, a global or the memory's base up by
+// walking back through the blocks that have a single predecessor (8 000
+// br_if followed by 40 000 local.get took 20 s), and a value stays live
+// across the blocks between its definition and its use (8 000 br_if between
+// 10 000 i32.const and their sums: 4.8 s). MaxFunctionBlockWork bounds that
+// product, counted as the sum over a function's instructions of the basic
+// blocks made before each (twice that for an instruction that looks up a
+// local, a global or the memory).
+//
+// At the limits a function compiles in about 2 s at most on two cores
+// (the slowest shapes measured: values live across 6 000 br_if, 2.1 s;
+// 9 300 br_if, 1.8 s; 1 000 instrumented loops, 0.2 s). The largest
+// function of the example Go plugins has 3 128 basic blocks and a work of
+// 61 824 895 (about 0.46 of the limit); Go's compiler never emits more
+// than 3 loops in one.
 const (
-	MaxFunctionLoops         = 1000
-	MaxFunctionBlocks        = 10000
-	MaxFunctionBranchTargets = 65536
+	MaxFunctionLoops       = 1000
+	MaxFunctionBasicBlocks = 10000
+	MaxFunctionBlockWork   = 1 << 27
 )
 
-// controlCount counts a function's loops, blocks and br_table targets
-// against the limits.
-type controlCount struct{ loops, blocks, targets int }
+// Basic blocks wazero's compiler (wazevo's frontend, wazero v1.12) makes:
+// one for a block's end, two for a loop (header and exit), three for an if
+// (then, else, end), two for a try_table and one per catch, one after each
+// br_if (or br_on_null, br_on_non_null; two inside a try_table, whose
+// leaving takes a block of its own), one per target of a br_table (but an
+// empty one), three for memory.fill and table.fill (a loop copying the
+// filled bytes onto themselves). The rewrite adds two ifs, six blocks, per
+// check: at a function's entry, at each loop header and before each bulk
+// memory or table operation; they are counted whether or not the rewrite
+// adds them, so that both rewrites refuse the same functions. None is made
+// for calls, call_indirect's checks, select, memory.copy or atomics (they
+// exit or branch inside one block).
+const (
+	bbCheck = 6
+	bbBlock = 1
+	bbLoop  = 2
+	bbIf    = 3
+	bbTry   = 2
+	bbBrIf  = 1
+	bbFill  = 3
+)
+
+// controlCount counts a function's loops, basic blocks and work (see
+// MaxFunctionBlockWork) against the limits.
+type controlCount struct {
+	loops, basic, work int
+	// The instructions that made the basic blocks, by kind, for the error.
+	blocks, ifs, brIfs, targets, fills, bulks int
+	// open says, per open structured block, whether it is a try_table;
+	// inTry counts the open try_tables.
+	open  []bool
+	inTry int
+}
 
 // add counts the instruction op, whose immediates are imm.
 func (c *controlCount) add(op byte, imm []byte) error {
+	if c.basic == 0 {
+		c.basic = bbCheck // the function's entry check
+		c.work = 3 * bbCheck
+	}
+	c.work += (1 + lookups(op, imm)) * c.basic
 	switch op {
 	case 0x0e: // br_table: a vector of labels, then the default
-		n := (&reader{b: imm}).u32()
-		if c.targets += int(n) + 1; c.targets > MaxFunctionBranchTargets {
-			return overLimit(fmt.Errorf("more than %d br_table targets in one function", MaxFunctionBranchTargets))
+		if n := (&reader{b: imm}).u32(); n > 0 { // an empty one is a jump
+			c.basic += int(n) + 1
+			c.targets += int(n) + 1
 		}
 	case 0x03:
 		if c.loops++; c.loops > MaxFunctionLoops {
 			return overLimit(fmt.Errorf("more than %d loops in one function", MaxFunctionLoops))
 		}
-		fallthrough
-	case 0x02, 0x04, 0x06:
-		if c.blocks++; c.blocks > MaxFunctionBlocks {
-			return overLimit(fmt.Errorf("more than %d blocks in one function", MaxFunctionBlocks))
+		c.basic += bbLoop + bbCheck
+		c.open = append(c.open, false)
+	case 0x02, 0x06: // block, try
+		c.basic += bbBlock
+		c.blocks++
+		c.open = append(c.open, false)
+	case 0x04:
+		c.basic += bbIf
+		c.ifs++
+		c.open = append(c.open, false)
+	case 0x1f: // try_table
+		r := &reader{b: imm}
+		r.blocktype()
+		c.basic += bbTry + int(r.u32())
+		c.blocks++
+		c.open = append(c.open, true)
+		c.inTry++
+	case 0x0b, 0x18: // end, delegate (which ends a try)
+		if n := len(c.open); n > 0 {
+			if c.open[n-1] {
+				c.inTry--
+			}
+			c.open = c.open[:n-1]
+		}
+	case 0x0d, 0xd5, 0xd6: // br_if, br_on_null, br_on_non_null
+		c.basic += bbBrIf
+		if c.inTry > 0 {
+			c.basic += bbBrIf
+		}
+		c.brIfs++
+	case 0xfc:
+		if bulkOp(imm) {
+			c.basic += bbCheck
+			switch (&reader{b: imm}).u32() {
+			case 11, 17: // memory.fill, table.fill
+				c.basic += bbFill
+				c.fills++
+			default:
+				c.bulks++
+			}
 		}
 	}
+	if c.basic > MaxFunctionBasicBlocks {
+		return overLimit(fmt.Errorf("more than %d basic blocks in one function: %s", MaxFunctionBasicBlocks, c.kinds()))
+	}
+	if c.work > MaxFunctionBlockWork {
+		return overLimit(fmt.Errorf("more than %d instructions × basic blocks in one function (wazero's compiler takes time in their product): %d basic blocks from %s", MaxFunctionBlockWork, c.basic, c.kinds()))
+	}
 	return nil
+}
+
+// lookups is how many values wazero's compiler looks up for the
+// instruction op (immediates imm): a local's, a global's, or the memory's
+// base and length.
+func lookups(op byte, imm []byte) int {
+	switch {
+	case op == 0x20, op == 0x23, op == 0x3f: // local.get, global.get, memory.size
+		return 1
+	case op >= 0x28 && op <= 0x3e, op == 0xfd, op == 0xfe: // loads, stores, SIMD, atomics
+		return 2
+	case op == 0xfc:
+		switch (&reader{b: imm}).u32() {
+		case 8, 10, 11: // memory.init, memory.copy, memory.fill
+			return 2
+		}
+	}
+	return 0
+}
+
+// kinds says what made a function's basic blocks, for add's errors.
+func (c *controlCount) kinds() string {
+	var parts []string
+	for _, k := range []struct {
+		n    int
+		what string
+	}{
+		{c.brIfs, "br_if"},
+		{c.targets, "br_table targets"},
+		{c.ifs, "if"},
+		{c.loops, "loops"},
+		{c.blocks, "blocks"},
+		{c.fills, "memory.fill or table.fill"},
+		{c.bulks, "other bulk memory or table operations"},
+	} {
+		if k.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", k.n, k.what))
+		}
+	}
+	return strings.Join(parts, ", ") + " so far, with the interruption checks"
 }
 
 // checkControl applies the limits of controlCount to every function of a

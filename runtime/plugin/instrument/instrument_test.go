@@ -463,26 +463,156 @@ func brTableModule(n int) []byte {
 	return module(section(1, 1, 0x60, 0, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, body...)...))
 }
 
+// repeatModule has one function (param i32), with a memory, made of n
+// copies of body.
+func repeatModule(n int, body ...byte) []byte {
+	fn := []byte{0}
+	for range n {
+		fn = append(fn, body...)
+	}
+	fn = append(fn, 0x0b)
+	code := appendU32([]byte{1}, uint32(len(fn)))
+	return module(section(1, 1, 0x60, 1, 0x7f, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, fn...)...))
+}
+
+// Bodies for repeatModule: a memory.fill of 0 bytes; a br_if to the
+// function's end; and liveModule's.
+var (
+	fillBody = []byte{0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 11, 0}
+	brIfBody = []byte{0x20, 0, 0x0d, 0}
+)
+
+// liveModule has one function that pushes n constants, runs m br_if in a
+// block, then adds the constants up: n values live across m basic blocks.
+func liveModule(n, m int) []byte {
+	fn := []byte{0}
+	for i := range n {
+		fn = appendS32(append(fn, 0x41), int32(i))
+	}
+	fn = append(fn, 0x02, 0x40)
+	for range m {
+		fn = append(fn, brIfBody...)
+	}
+	fn = append(fn, 0x0b)
+	for range n - 1 {
+		fn = append(fn, 0x6a)
+	}
+	fn = append(fn, 0x1a, 0x0b)
+	code := appendU32([]byte{1}, uint32(len(fn)))
+	return module(section(1, 1, 0x60, 1, 0x7f, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, fn...)...))
+}
+
 // wazero's compiler slows down faster than linearly with the loops and
-// blocks of one function, and cannot be stopped inside one: both rewrites
-// refuse functions past the limits.
+// basic blocks of one function, and with the code after them, and cannot
+// be stopped inside one: both rewrites refuse functions past the limits.
 func TestControlLimits(t *testing.T) {
 	for _, opts := range []Options{{Interrupt: true}, {MaxMemoryPages: 1}} {
 		for name, tc := range map[string]struct {
 			wasm []byte
 			want string // "" when accepted
 		}{
-			"loops at the limit":   {controlModule(0x03, MaxFunctionLoops), ""},
-			"too many loops":       {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops in one function"},
-			"blocks at the limit":  {controlModule(0x02, MaxFunctionBlocks), ""},
-			"too many blocks":      {controlModule(0x02, MaxFunctionBlocks+1), "function 0: more than 10000 blocks in one function"},
-			"targets at the limit": {brTableModule(MaxFunctionBranchTargets - 1), ""},
-			"too many targets":     {brTableModule(MaxFunctionBranchTargets), "function 0: more than 65536 br_table targets in one function"},
+			"loops at the limit": {controlModule(0x03, MaxFunctionLoops), ""},
+			"too many loops":     {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops in one function"},
+			// 6 blocks for the entry check, 1 for the block, n+1 for the targets.
+			"br_table at the limit": {brTableModule(MaxFunctionBasicBlocks - 8), ""},
+			"br_table over":         {brTableModule(MaxFunctionBasicBlocks - 7), "function 0: more than 10000 basic blocks in one function: 9994 br_table targets, 1 blocks so far, with the interruption checks"},
+			"blocks at the limit":   {controlModule(0x02, MaxFunctionBasicBlocks-6), ""},
+			"too many blocks":       {controlModule(0x02, MaxFunctionBasicBlocks-5), "function 0: more than 10000 basic blocks in one function: 9995 blocks so far"},
+			// Each memory.fill: 3 blocks, and 6 for its check.
+			"memory.fill at the limit": {repeatModule((MaxFunctionBasicBlocks-6)/9, fillBody...), ""},
+			"memory.fill over":         {repeatModule((MaxFunctionBasicBlocks-6)/9+1, fillBody...), "function 0: more than 10000 basic blocks in one function: 1111 memory.fill or table.fill so far"},
+			"auditor's memory.fill":    {repeatModule(20000, fillBody...), "more than 10000 basic blocks"},
+			"br_if within the limits":  {repeatModule(9000, brIfBody...), ""},
+			"br_if over":               {repeatModule(9600, brIfBody...), "function 0: more than 134217728 instructions × basic blocks in one function (wazero's compiler takes time in their product): 94"},
+			"auditor's br_if":          {repeatModule(20000, brIfBody...), "instructions × basic blocks"},
+			"live values within":       {liveModule(13000, 6000), ""},
+			"live values over":         {liveModule(20000, 6000), "instructions × basic blocks"},
 		} {
 			_, _, err := Rewrite(tc.wasm, opts)
 			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrOverLimit) || !strings.Contains(err.Error(), tc.want)) {
 				t.Errorf("%s, interrupt %t: %v, want %q", name, opts.Interrupt, err, tc.want)
 			}
+		}
+	}
+}
+
+// The slowest functions within the limits compile in a few seconds (about
+// 2 s each on two cores; 20 000 memory.fill took minutes, 20 000 br_if
+// 17.6 s before the limits counted them).
+func TestControlLimitsCompileQuickly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles for several seconds")
+	}
+	ctx := context.Background()
+	for name, wasm := range map[string][]byte{
+		"memory.fill": repeatModule((MaxFunctionBasicBlocks-6)/9, fillBody...),
+		"br_if":       repeatModule(9300, brIfBody...),
+		"live values": liveModule(13000, 6000),
+	} {
+		out, _, err := Interruptible(wasm)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+		start := time.Now()
+		_, err = r.CompileModule(ctx, out)
+		took := time.Since(start)
+		r.Close(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s: %d bytes compiled in %v", name, len(out), took)
+		if took > 60*time.Second { // about 2 s here: a bound, not a benchmark
+			t.Errorf("%s took %v to compile, want a few seconds", name, took)
+		}
+	}
+}
+
+// Every function of the example Go plugins is well within the limits, so
+// that a larger Go function still loads.
+func TestGoGuestsWithinControlLimits(t *testing.T) {
+	for _, dir := range []string{"plugins/hello", "plugins/todo", "plugins/docs", "bench/plugins/logline", "bench/plugins/readurl", "runtime/plugin/testdata/guests/hostile"} {
+		b := guesttest.Read(t, dir)
+		if _, _, err := Interruptible(b); err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		var most controlCount
+		r := &reader{b: b, off: 8}
+		for r.off < len(r.b) {
+			id := r.byte()
+			body := r.bytes(int(r.u32()))
+			if id != secCode {
+				continue
+			}
+			cr := &reader{b: body}
+			for range cr.u32() {
+				fn := &reader{b: cr.bytes(int(cr.u32()))}
+				for range fn.u32() {
+					fn.u32()
+					fn.valtype()
+				}
+				var c controlCount
+				for fn.off < len(fn.b) {
+					start := fn.off
+					op := fn.byte()
+					if err := fn.skipImmediates(op); err != nil {
+						t.Fatal(err)
+					}
+					if err := c.add(op, fn.b[start+1:fn.off]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				most.loops, most.basic, most.work = max(most.loops, c.loops), max(most.basic, c.basic), max(most.work, c.work)
+			}
+			if cr.err != nil {
+				t.Fatal(cr.err)
+			}
+		}
+		t.Logf("%s: at most %d loops, %d basic blocks, %d work in one function", dir, most.loops, most.basic, most.work)
+		// Half the limits: a Go function a little larger than these
+		// must still load.
+		if most.loops > MaxFunctionLoops/2 || most.basic > MaxFunctionBasicBlocks/2 || most.work > MaxFunctionBlockWork/2 {
+			t.Errorf("%s: a function within a factor of two of the limits", dir)
 		}
 	}
 }

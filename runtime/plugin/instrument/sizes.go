@@ -60,7 +60,23 @@ const MaxGlobals = 1 << 16
 //
 // Its errors wrap ErrMalformed.
 func CheckSizes(wasm []byte) error {
-	if err := checkSizes(wasm); err != nil {
+	if err := checkSizes(wasm, MaxGlobals); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+// AddedGlobals is how many globals Rewrite with Interrupt appends to a
+// module's own: the fuel, the flag and a scratch global.
+const AddedGlobals = 3
+
+// CheckRewrittenSizes is CheckSizes for a module Rewrite returned, whose
+// input CheckSizes accepted: it allows the AddedGlobals globals the
+// rewrite appends on top of MaxGlobals, so that the limit holds for the
+// module as given (a module of MaxGlobals globals has MaxGlobals +
+// AddedGlobals once rewritten).
+func CheckRewrittenSizes(wasm []byte) error {
+	if err := checkSizes(wasm, MaxGlobals+AddedGlobals); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return nil
@@ -71,7 +87,7 @@ func CheckSizes(wasm []byte) error {
 // instrumentation.
 var ErrMalformed = errors.New("malformed module")
 
-func checkSizes(wasm []byte) error {
+func checkSizes(wasm []byte, maxGlobals uint32) error {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return errors.New("not a WebAssembly 1.0 binary module")
 	}
@@ -87,7 +103,7 @@ func checkSizes(wasm []byte) error {
 		if r.err != nil {
 			return fmt.Errorf("section at byte %d: %w", at, r.err)
 		}
-		if err := checkSection(id, body); err != nil {
+		if err := checkSection(id, body, maxGlobals); err != nil {
 			return fmt.Errorf("%s section at byte %d: %w", sectionName(id), at, err)
 		}
 	}
@@ -136,7 +152,7 @@ func (r *reader) constExpr() {
 	}
 }
 
-func checkSection(id byte, body []byte) error {
+func checkSection(id byte, body []byte, maxGlobals uint32) error {
 	r := &reader{b: body}
 	switch id {
 	case 0:
@@ -167,7 +183,7 @@ func checkSection(id byte, body []byte) error {
 	case 3, 4, 5, 13: // function, table, memory, tag
 		r.count("entries", 1)
 	case 6: // global
-		if n := r.count("globals", 3); r.err == nil && n > MaxGlobals {
+		if n := r.count("globals", 3); r.err == nil && n > maxGlobals {
 			return fmt.Errorf("%d globals, more than %d", n, MaxGlobals)
 		}
 	case 7: // export
