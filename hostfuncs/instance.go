@@ -84,6 +84,9 @@ type Instance struct {
 	// set), for logs and providers.
 	RequestID string
 	Task      string
+	// Cancel, when not nil, is how the host asks the call in progress to
+	// stop on its own (cancel_requested); nil for requests.
+	Cancel *CancelRequest
 	// Counters counts this instance's host calls (shared by the plugin's
 	// instances); nil counts nothing.
 	Counters *Counters
@@ -162,6 +165,7 @@ const sqlStateTail = " (SQLSTATE 00000)"
 // Reset clears per-call state before the instance is used again.
 func (in *Instance) Reset() {
 	in.RequestID, in.Task = "", ""
+	in.Cancel = nil
 	in.Request = nil
 	in.Response = in.Response[:0]
 	if cap(in.Response) > maxKeptResult {

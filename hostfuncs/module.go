@@ -51,6 +51,9 @@ var functions = []Function{
 	// URL reader: outbound reads where the operator's allow list and the
 	// plugin's grant both match.
 	{Name: "urlreader_call", Capability: CapabilityURLReader, Params: []string{"req_ptr", "req_len"}, Results: []string{"len_or_errno"}, fn: api.GoModuleFunc(urlreaderCall)},
+	// Cooperative cancellation: whether the host asked the call in
+	// progress to stop (a task run at shutdown); every plugin may ask.
+	{Name: "cancel_requested", Results: []string{"requested"}, fn: api.GoModuleFunc(cancelRequested)},
 }
 
 // Functions returns the host functions of the "greenroom" module.

@@ -196,9 +196,11 @@ wait:
 		stopWatch()
 	}
 
-	// In order: readiness turns 503; running tasks are cancelled, recorded
-	// and their leases released (so another replica takes them over at
-	// once) while requests are still served; after server.shutdown_delay
+	// In order: readiness turns 503; running tasks are asked to stop
+	// (their ctx cancelled), interrupted if still running after a grace
+	// (5 s, or half of what is left of the deadline if less), recorded and
+	// their leases released (so another replica takes them over at once)
+	// while requests are still served; after server.shutdown_delay
 	// the listener stops and requests in flight finish; then instances and
 	// the database close. One deadline, shutdown_timeout after the delay,
 	// bounds it all — also the calls still running on versions a reload

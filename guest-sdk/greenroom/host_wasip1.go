@@ -329,7 +329,15 @@ func registerMigrations(req []byte, _ []Migration) error {
 //go:wasmimport greenroom task_register
 func hostTaskRegister(ptr unsafe.Pointer, size uint32) int32
 
+// cancel_requested (docs/abi.md, "Cancellation") is referenced only from
+// registerTask too: a task run's ctx is cancelled when it answers 1.
+//
+//go:wasmimport greenroom cancel_requested
+func hostCancelRequested() int32
+
 func registerTask(req []byte, _ Task) error {
+	// It neither fails nor touches the result slot: no slotMu.
+	cancelRequested = func() bool { return hostCancelRequested() == 1 }
 	_, err := slotCall("task_register", func() int32 { return hostTaskRegister(bufPtr(req), uint32(len(req))) })
 	return err
 }

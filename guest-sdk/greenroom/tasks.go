@@ -63,6 +63,14 @@ type Task struct {
 	// Run does the work. It has the plugin's capabilities, as a request
 	// handler does (DB, Config, ...). An error or a panic marks the run
 	// failed; the next due time runs anyway.
+	//
+	// ctx ends at the timeout (DeadlineExceeded), and is cancelled
+	// (Canceled) when the runtime asks the run to stop because the
+	// replica shuts down: Run then has a short grace (docs/scheduler.md)
+	// to clean up and return before it is interrupted. The SDK learns of
+	// the request while Run's goroutine waits (a select, a channel, a
+	// sleep): Go on WebAssembly runs one goroutine at a time, so a Run
+	// that only computes sees ctx cancelled only when it next blocks.
 	Run func(ctx context.Context) error
 }
 
@@ -180,6 +188,12 @@ func runTask(env string) (code uint32, msg string) {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	if requested := cancelRequested; requested != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer watchCancel(ctx, cancel, requested)()
+	}
 	ctx = context.WithValue(ctx, taskRunKey{}, info)
 	err, panicked := callTask(ctx, t)
 	switch {
@@ -193,6 +207,50 @@ func runTask(env string) (code uint32, msg string) {
 		return handleError, msg
 	}
 	return handleOK, ""
+}
+
+// cancelRequested asks the runtime whether it asked the task run in
+// progress to stop (cancel_requested). The wasip1 build sets it when a
+// task is registered, so that a plugin that schedules nothing does not
+// import the function; natively it is nil unless a test sets it.
+var cancelRequested func() bool
+
+// cancelPollEvery is how often a task run asks cancelRequested (a
+// variable for tests). It bounds how long after the request a waiting Run
+// sees ctx cancelled; each ask is one host call of well under a
+// microsecond.
+var cancelPollEvery = 100 * time.Millisecond
+
+// watchCancel asks requested every cancelPollEvery, from a goroutine of
+// its own, and calls cancel when it answers true; it stops then, when ctx
+// ends, or when the returned function is called (Run returned).
+func watchCancel(ctx context.Context, cancel context.CancelFunc, requested func() bool) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(cancelPollEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			// Run may have returned meanwhile, and the next call into the
+			// instance be running: its host call would ask about that one.
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if requested() {
+				cancel()
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // callTask calls t.Run, turning a panic into panicked (logged as a

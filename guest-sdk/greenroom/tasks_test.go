@@ -8,6 +8,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -142,6 +143,62 @@ func TestRunTaskEnvelope(t *testing.T) {
 	}
 	if code, _ := runTask(env + "x"); code != handleBadInput {
 		t.Errorf("trailing bytes: %d", code)
+	}
+}
+
+// While a task's Run runs, the SDK asks the runtime whether it asked the
+// run to stop (cancel_requested, here a fake) and cancels Run's ctx when
+// it did; it stops asking when Run returns.
+func TestRunTaskCancelRequested(t *testing.T) {
+	freshTasks(t)
+	var requested atomic.Bool
+	var asked atomic.Int32
+	oldPoll, oldEvery := cancelRequested, cancelPollEvery
+	cancelRequested = func() bool { asked.Add(1); return requested.Load() }
+	cancelPollEvery = 5 * time.Millisecond
+	t.Cleanup(func() { cancelRequested, cancelPollEvery = oldPoll, oldEvery })
+
+	started := make(chan struct{}, 1)
+	var sawErr error
+	Schedule(Task{ID: "wait", Every: time.Hour, Run: func(ctx context.Context) error {
+		started <- struct{}{}
+		select {
+		case <-ctx.Done():
+			sawErr = ctx.Err()
+			return ctx.Err()
+		case <-time.After(20 * time.Second):
+			return errors.New("ctx was not cancelled")
+		}
+	}})
+	Schedule(Task{ID: "short", Every: time.Hour, Run: func(ctx context.Context) error {
+		time.Sleep(30 * time.Millisecond) // the SDK asks a few times meanwhile
+		return ctx.Err()
+	}})
+	deadline := time.Now().Add(time.Minute).UnixNano()
+
+	// Not requested: the run goes on to its end, ctx alive.
+	if code, msg := runTask(taskEnvelope("short", "r1", deadline, 0, true)); code != handleOK {
+		t.Fatalf("short run: %d %q", code, msg)
+	}
+	if asked.Load() == 0 {
+		t.Error("the SDK never asked whether the run was to stop")
+	}
+	// It stops asking once Run has returned.
+	n := asked.Load()
+	time.Sleep(50 * time.Millisecond)
+	if m := asked.Load(); m != n {
+		t.Errorf("asked %d more times after Run returned", m-n)
+	}
+
+	// Requested: ctx is cancelled.
+	go func() {
+		<-started
+		time.Sleep(20 * time.Millisecond)
+		requested.Store(true)
+	}()
+	code, msg := runTask(taskEnvelope("wait", "r2", deadline, 0, true))
+	if code != handleError || msg != context.Canceled.Error() || !errors.Is(sawErr, context.Canceled) {
+		t.Errorf("run asked to stop: %d %q, ctx.Err() %v; want handleError, context canceled", code, msg, sawErr)
 	}
 }
 

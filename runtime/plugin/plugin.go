@@ -355,7 +355,17 @@ type Call struct {
 	// Encode appends the input envelope to dst; deadline is the call's
 	// deadline in Unix nanoseconds.
 	Encode func(dst []byte, deadline int64) []byte
+	// Cancel, when not nil, lets the caller ask the guest to stop on its
+	// own (cancel_requested answers 1 once it is requested); the call
+	// still ends only when the guest returns or ctx ends. A call whose
+	// cancellation was requested before it began is not made
+	// (FailCanceled).
+	Cancel *hostfuncs.CancelRequest
 }
+
+// ErrNotBegun is the error of a FailCanceled call whose cancellation was
+// requested (Call.Cancel) before it began: the guest was not called.
+var ErrNotBegun = errors.New("canceled before the call began")
 
 // Invoke runs c on a pooled instance. When the guest returns normally,
 // done gets its return code and what it wrote with response_write, while
@@ -384,6 +394,10 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	if err != nil {
 		return err
 	}
+	if c.Cancel.Requested() {
+		p.pool.release(in)
+		return &CallError{Plugin: p.id, Kind: FailCanceled, Err: ErrNotBegun}
+	}
 	// A call into the guest: attempts refused before one (busy, closed)
 	// count as failures only.
 	p.spec.Counters.Calls.Add(1)
@@ -391,6 +405,7 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	in.reqBuf = c.Encode(in.reqBuf[:0], deadline.UnixNano())
 	in.state.Request = in.reqBuf
 	in.state.RequestID, in.state.Task = c.RequestID, c.Task
+	in.state.Cancel = c.Cancel
 
 	fn := in.handle
 	if c.Export != hostfuncs.ExportHandle {

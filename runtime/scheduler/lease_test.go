@@ -258,8 +258,11 @@ func startLeaseReplica(t *testing.T, name string, clk *fakeClock, st store) *lea
 		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
 			c.Encode(nil, 0)
 			r.runs <- ctx
-			<-ctx.Done()
-			return 0, nil, &plugin.CallError{Plugin: p, Kind: plugin.FailCanceled, Err: ctx.Err()}
+			select {
+			case <-ctx.Done():
+			case <-c.Cancel.Done(): // Stop asks first
+			}
+			return 0, nil, &plugin.CallError{Plugin: p, Kind: plugin.FailCanceled, Err: context.Canceled}
 		}})
 	r.st, r.clk = st, clk
 	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"}, time.Hour)

@@ -48,6 +48,7 @@ func startReloadReplica(t *testing.T, st store) *reloadReplica {
 			select {
 			case <-r.release:
 			case <-ctx.Done():
+			case <-c.Cancel.Done(): // Stop asks first
 			}
 			return hostfuncs.HandleOK, nil, nil
 		}})

@@ -8,7 +8,8 @@
 //
 // Lifecycle: New (nothing runs) → SetTasks/RemovePlugin as plugin versions
 // come and go (at any time) → Start (only when [scheduler] enabled) →
-// Stop (cancels running tasks, records them, releases their leases).
+// Stop (asks running tasks to stop, interrupts those still running after
+// a grace, records them, releases their leases).
 package scheduler
 
 import (
@@ -143,6 +144,9 @@ type Scheduler struct {
 	loopCancel context.CancelFunc
 	runCtx     context.Context
 	runCancel  context.CancelFunc
+	// stopping is closed when Stop begins: runs in progress are asked to
+	// stop (their calls' CancelRequest) before runCancel interrupts them.
+	stopping   chan struct{}
 	loops      sync.WaitGroup // loop, renewer, janitor
 	runs       sync.WaitGroup // task runs
 	finishes   chan *finishReq
@@ -386,6 +390,7 @@ func (s *Scheduler) Start() {
 	s.started = true
 	s.loopCtx, s.loopCancel = context.WithCancel(context.Background())
 	s.runCtx, s.runCancel = context.WithCancel(context.Background())
+	s.stopping = make(chan struct{})
 	s.finishes = make(chan *finishReq, maxBatch)
 	s.writerStop, s.writerDone = make(chan struct{}), make(chan struct{})
 	s.loops.Add(3)
@@ -396,9 +401,40 @@ func (s *Scheduler) Start() {
 	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
 }
 
-// Stop stops scheduling, cancels the runs in progress (each is recorded as
-// failed, canceled, and its global lease released so that another replica
-// may take the task at once) and waits for them until ctx ends.
+// stopGrace bounds how long Stop waits for the runs in progress to return
+// on their own once asked to stop (docs/scheduler.md, "Shutdown").
+const stopGrace = 5 * time.Second
+
+// grace is how long Stop waits for runs to return on their own before it
+// interrupts them: stopGrace, or half of what is left until ctx's
+// deadline if that is less, so that interrupted runs have the other half
+// to end and be recorded.
+func grace(ctx context.Context) time.Duration {
+	g := stopGrace
+	if dl, ok := ctx.Deadline(); ok {
+		g = min(g, time.Until(dl)/2)
+	}
+	return max(g, 0)
+}
+
+// stopRequested reports whether Stop has begun (the runs in progress are
+// asked to stop).
+func (s *Scheduler) stopRequested() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop stops scheduling and stops the runs in progress: it asks them to
+// stop (the task's ctx is cancelled in a guest that asks the host,
+// cancel_requested, as the Go SDK does), waits for them to return for a
+// grace (see grace), then interrupts those still running. Each is
+// recorded as failed, canceled, and its global lease released so that
+// another replica may take the task at once. It waits for them until ctx
+// ends.
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopped {
@@ -413,12 +449,23 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.runCancel()
 	done := make(chan struct{})
 	go func() {
 		s.runs.Wait()
 		close(done)
 	}()
+	close(s.stopping)
+	if !s.dead.Load() {
+		// A replica that dies gives its runs no grace (Abandon).
+		t := time.NewTimer(grace(ctx))
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	s.runCancel()
 	var err error
 	select {
 	case <-done:
@@ -738,14 +785,18 @@ func (s *Scheduler) execute(r *run) {
 		case <-due:
 		case <-ctx.Done():
 			stop()
+		case <-s.stopping:
+			stop()
 		}
 	}
+	// Stopped: interrupted, or Stop has begun (no run begins then).
+	stopped := ctx.Err() != nil || s.stopRequested()
 	s.mu.Lock()
 	// A global run stopped before its due time (a shutdown, its task
 	// dropped by a reload) never began: its claim is undone rather than
 	// recorded as a run, so that the due time is not lost and no run is
 	// recorded that did not happen.
-	unclaim := r.claimed && !r.manual && !r.lost.Load() && (r.withdrawn || ctx.Err() != nil && s.clk.Now().Before(r.due))
+	unclaim := r.claimed && !r.manual && !r.lost.Load() && (r.withdrawn || stopped && s.clk.Now().Before(r.due))
 	r.started = !unclaim
 	s.mu.Unlock()
 	if unclaim {
@@ -762,14 +813,18 @@ func (s *Scheduler) execute(r *run) {
 	var out []byte
 	var err error
 	var deadline int64 // the call's, Unix nanoseconds on the real clock
-	if ctx.Err() != nil {
-		// Stopped while it waited for its due time.
-		err = &plugin.CallError{Plugin: t.Plugin, Kind: plugin.FailCanceled, Err: ctx.Err()}
+	// Stop asks the run to stop through cancel before it interrupts it.
+	cancelReq := hostfuncs.NewCancelRequest(s.stopping)
+	if stopped {
+		// Stopped before it began: Stop began, or it was interrupted
+		// while it waited for its due time.
+		err = &plugin.CallError{Plugin: t.Plugin, Kind: plugin.FailCanceled, Err: plugin.ErrNotBegun}
 	} else {
 		code, out, err = s.cfg.Run(ctx, t.Plugin, plugin.Call{
 			Export:  hostfuncs.ExportTaskRun,
 			Task:    t.ID,
 			Timeout: t.Timeout,
+			Cancel:  cancelReq,
 			Encode: func(dst []byte, d int64) []byte {
 				began, deadline = s.clk.Now(), d
 				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: d, Due: dueNS, Manual: r.manual})
@@ -789,7 +844,7 @@ func (s *Scheduler) execute(r *run) {
 	if !r.manual {
 		s.stats.late(began.Sub(r.due))
 	}
-	outcome, failure, msg := s.outcome(r, code, out, err, pastDeadline)
+	outcome, failure, msg := s.outcome(r, code, out, err, pastDeadline, cancelReq.Seen())
 	s.stats.ran(outcome, failure)
 	s.logRun(log, t.Plugin, outcome, failure, msg, end.Sub(began))
 	if !s.dead.Load() {
@@ -881,11 +936,22 @@ func (s *Scheduler) logRun(log *logrus.Entry, plugin, outcome, failure, msg stri
 
 // outcome classifies how a run ended: "succeeded", or "failed" with the
 // kind of failure and its message. pastDeadline: the run's timeout had
-// passed when the call returned.
-func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDeadline bool) (outcome, failure, msg string) {
+// passed when the call returned; stopSeen: the guest learnt that Stop
+// asked it to stop (cancel_requested) before it returned.
+func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDeadline, stopSeen bool) (outcome, failure, msg string) {
 	switch {
 	case r.lost.Load():
 		return "failed", "lost", "this replica could not renew the task's lease in time; the run was interrupted so that it never runs twice at once"
+	case err == nil && stopSeen && !pastDeadline:
+		// It returned after its ctx was cancelled for the shutdown, with
+		// or without an error: it did not run to its end.
+		msg = "the replica shut down during the run; it returned after its context was cancelled"
+		if code != hostfuncs.HandleOK {
+			if m := errorText(s.redact(out)); m != "" {
+				msg += ": " + m
+			}
+		}
+		return "failed", "canceled", errorText([]byte(msg))
 	case err == nil && code == hostfuncs.HandleOK:
 		return "succeeded", "", ""
 	case err == nil:
@@ -904,8 +970,10 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDead
 		return "failed", "timeout", fmt.Sprintf("did not run: no instance was ready within its timeout of %s (a new one was still starting)", r.spec.Timeout)
 	case kind == plugin.FailTimeout:
 		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.Timeout)
-	case kind == plugin.FailCanceled && s.runCtx.Err() != nil:
-		return "failed", "canceled", "interrupted: the replica shut down during the run"
+	case kind == plugin.FailCanceled && s.stopRequested() && errors.Is(err, plugin.ErrNotBegun):
+		return "failed", "canceled", "the replica shut down before the run began"
+	case kind == plugin.FailCanceled && s.stopRequested():
+		return "failed", "canceled", "interrupted: the replica shut down during the run, which did not return within the grace after it was asked to stop"
 	case kind == 0:
 		return "failed", "unavailable", errorText(s.redact([]byte(err.Error())))
 	}

@@ -36,7 +36,11 @@ type taskDef struct {
 	// log, db (insert a row into the plugin's database), opentx (insert a
 	// row in a transaction and return without ending it), nul (an error
 	// whose text holds a NUL byte and invalid UTF-8), long (an error of ms
-	// bytes, with the config's secret.value at byte 500).
+	// bytes, with the config's secret.value at byte 500), cleanup (log
+	// "task start", wait ms or until ctx ends; when ctx ends, log "task
+	// ctx done" and insert a row "cleanup" into the plugin's database with
+	// a context of its own, then return ctx's error), spin (log "task
+	// start", then loop as loop does).
 	Action string `json:"action"`
 	MS     int    `json:"ms"`
 }
@@ -161,6 +165,28 @@ func action(d taskDef) func(context.Context) error {
 			case <-time.After(time.Duration(d.MS) * time.Millisecond):
 			case <-ctx.Done():
 				return ctx.Err()
+			}
+		case "cleanup":
+			log := greenroom.Logger()
+			log.Info("task start")
+			select {
+			case <-time.After(time.Duration(d.MS) * time.Millisecond):
+				return nil
+			case <-ctx.Done():
+			}
+			log.Info("task ctx done", "err", ctx.Err().Error())
+			bg := context.Background()
+			if _, err := greenroom.DB().ExecContext(bg, "CREATE TABLE IF NOT EXISTS marks (at TEXT)"); err != nil {
+				return err
+			}
+			if _, err := greenroom.DB().ExecContext(bg, "INSERT INTO marks (at) VALUES ('cleanup')"); err != nil {
+				return err
+			}
+			return ctx.Err()
+		case "spin":
+			greenroom.Logger().Info("task start")
+			for i := 0; ; i++ {
+				sink += i
 			}
 		case "loop":
 			for i := 0; ; i++ {

@@ -1,0 +1,63 @@
+package hostfuncs
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/api"
+)
+
+// CancelRequest asks one call into a guest to stop on its own: once its
+// channel is closed, cancel_requested answers 1 during the call, and a
+// guest that asks (the Go SDK does, while a task's Run runs) ends the
+// work's context. It is cooperative: the host still interrupts the call
+// when it chooses to (the scheduler does after a grace).
+type CancelRequest struct {
+	done <-chan struct{}
+	seen atomic.Bool
+}
+
+// NewCancelRequest returns a request that is made when done is closed.
+func NewCancelRequest(done <-chan struct{}) *CancelRequest {
+	return &CancelRequest{done: done}
+}
+
+// Requested reports whether the cancellation was requested.
+func (c *CancelRequest) Requested() bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done returns a channel that is closed when the cancellation is
+// requested (nil, never closed, for a nil request).
+func (c *CancelRequest) Done() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.done
+}
+
+// Seen reports whether the guest asked cancel_requested after the
+// cancellation was requested, and so was told.
+func (c *CancelRequest) Seen() bool { return c != nil && c.seen.Load() }
+
+// cancel_requested() -> i32
+//
+// Returns 1 when the host asked the call in progress to stop (a task run
+// when the replica shuts down), 0 otherwise (always for a request, and
+// during initialization). Never fails; takes no arguments.
+func cancelRequested(ctx context.Context, _ api.Module, stack []uint64) {
+	in := instanceFrom(ctx, "cancel_requested")
+	stack[0] = 0
+	if c := in.Cancel; c.Requested() {
+		c.seen.Store(true)
+		stack[0] = 1
+	}
+}

@@ -1,0 +1,83 @@
+package scheduler_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+)
+
+// stopRun starts task id of plugin sched on in by a trigger, waits for
+// its guest to log "task start", stops the scheduler with a deadline of
+// timeout, and returns Stop's error and the run as recorded.
+func stopRun(t *testing.T, in *servertest.Instance, id string, timeout time.Duration) error {
+	t.Helper()
+	if status, body := trigger(t, in, "sched", id); status >= 300 {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	waitFor(t, 20*time.Second, "the run to start", func() bool {
+		return len(jsonLines(t, in, "sched", "task start")) > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return in.RT.StopScheduler(ctx)
+}
+
+// checkStopped checks that task id's only run is recorded as failed,
+// canceled, with an error holding want, and that its lease is released.
+func checkStopped(t *testing.T, in *servertest.Instance, id, want string) {
+	t.Helper()
+	runs := history(t, in, "sched", id)
+	if len(runs) != 1 || runs[0].Outcome != "failed" || runs[0].Failure != "canceled" || !strings.Contains(runs[0].Error, want) {
+		t.Errorf("runs %+v; want one, failed, canceled, with an error holding %q", runs, want)
+	}
+	st := find(list(t, in, ""), "sched", id)
+	if st == nil || st.Running || st.RunningOn != "" {
+		t.Errorf("task after the stop: %+v; want it not running and its lease released", st)
+	}
+}
+
+// A graceful stop asks a running task to stop before it interrupts it:
+// Run sees its ctx cancelled (Canceled), and gets to clean up — here a
+// log line and a database write — and return. The run is recorded as
+// canceled and its global lease released. Before, the run was
+// interrupted mid-way and its cleanup never ran.
+func TestStopCancelsRunContext(t *testing.T) {
+	conf := strings.Replace(plugin("sched", true, def{ID: "wait", Cron: "@yearly", Action: "cleanup", MS: 60000}),
+		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	in := start(t, "one", sqliteConf(t), conf)
+	if err := stopRun(t, in, "wait", 30*time.Second); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	done := jsonLines(t, in, "sched", "task ctx done")
+	if len(done) != 1 || done[0]["err"] != "context canceled" {
+		t.Errorf("lines of the task's cleanup: %v; want one, err=context canceled\n%.4000s", done, in.Log.String())
+	}
+	_, _, body := in.Get(t, "/api/sched/rows")
+	var rows struct {
+		Rows  int    `json:"rows"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &rows); err != nil || rows.Rows != 1 {
+		t.Errorf("rows the cleanup wrote: %s (%v); want 1", body, err)
+	}
+	checkStopped(t, in, "wait", "returned after its context was cancelled: context canceled")
+}
+
+// A task that ignores its ctx (a loop that never blocks) is interrupted
+// once the grace has passed: the grace is at most half of what is left
+// of Stop's deadline, so Stop still returns in time.
+func TestStopInterruptsRunAfterGrace(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
+	begun := time.Now()
+	if err := stopRun(t, in, "spin", 4*time.Second); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	if took := time.Since(begun); took > 4*time.Second {
+		t.Errorf("stop took %s, past its deadline", took)
+	}
+	checkStopped(t, in, "spin", "did not return within the grace")
+}
