@@ -86,6 +86,11 @@ var fuzzPieces = []string{
 
 var likePieces = []string{"a", "A", "b", "%", "_", "*", "?", "[", "]", "^", "-", "\\", "é", "\x80"}
 
+var jsonPieces = []string{
+	"{", "}", "[", "]", ":", ",", " ", `"a"`, `"b"`, `"c"`, "1", "-2.5", "null", "true", `""`, `"é"`,
+	`{"a":1}`, `{"a":null}`, `{"b":{"c":2}}`, `{"a":[1,2]}`, `{"a":{"b":null}}`, "a", "0x1f", "'x'", "/*c*/", "\x00", "\u00e9", "\\",
+}
+
 var hexPieces = []string{"0", "1", "a", "B", "f", "F", "9", "e", " ", "-", ":", "é", "\x80", "\x00", "g", "xx"}
 
 func fuzzString(r *rand.Rand, pieces []string, maxLen int) string {
@@ -146,6 +151,11 @@ func TestSQLFuncsMatchBuiltins(t *testing.T) {
 		{"trim(?,?)", 2, likePieces},
 		{"instr(?,?)", 2, likePieces},
 		{"replace(?,?,?)", 3, likePieces},
+		{"json_patch(?,?)", 2, jsonPieces},
+		{"jsonb_patch(?,?)", 2, jsonPieces},
+		{"json_patch(json(?),?)", 2, jsonPieces},
+		{"json_object('k', json_patch(?,?))", 2, jsonPieces},
+		{"json_patch(jsonb(?),jsonb(?))", 2, jsonPieces},
 	}
 	n, matched := 0, 0
 	for _, c := range cases {
@@ -212,6 +222,14 @@ func TestSQLFuncsMatchBuiltins(t *testing.T) {
 		{"instr(?,?)", []any{"", []byte{}}},
 		{"instr(?,?)", []any{1.5, "."}},
 		{"instr(?,?)", []any{int64(1234), 3.0}},
+		{"json_patch(?,?)", []any{`{"a":1,"b":{"c":[1,2]}}`, `{"b":{"c":null,"d":"é"},"e":true}`}},
+		{"json_object('k', json_patch(?,?))", []any{`{"a":1}`, `{"b":2}`}},
+		{"json_patch(?,?)", []any{`{a:1}`, `{'b':0x10}`}},
+		{"json_patch(?,?)", []any{`{"a":1`, `{}`}},
+		{"json_patch(?,?)", []any{`{"a":1}`, nil}},
+		{"jsonb_patch(?,?)", []any{`{"a":1}`, `{"a":2}`}},
+		{"json_patch(jsonb(?),?)", []any{`{"a":1}`, `[1]`}},
+		{"json_patch(?,?)", []any{`{"a":"` + big[:60000] + `"}`, `{"b":"` + big[:10000] + `"}`}},
 	} {
 		got, want := eval(plug, c.expr, c.args...), eval(pristine, c.expr, c.args...)
 		if !reflect.DeepEqual(got, want) {
@@ -239,6 +257,9 @@ var pathological = []struct {
 	{"like escape", "SELECT replace(hex(zeroblob(100000)),'0','a') LIKE '%' || replace(hex(zeroblob(20000)),'0','a') || 'b%' ESCAPE 'x'", errLikeTooComplex, false},
 	{"like many %", "SELECT replace(hex(zeroblob(100000)),'0','a') LIKE '%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%b'", int64(0), true},
 	{"unhex", "SELECT length(unhex(replace(hex(zeroblob(100000)),'0','z'), replace(hex(zeroblob(50000)),'0','y') || 'z'))", int64(0), true},
+	{"json_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(json_patch((SELECT json_group_object('a'||i, i) FROM c), (SELECT json_group_object('b'||i, i) FROM c)))", "json_patch of a target of up to 20000 members and a patch of up to 20000 is refused: its time grows with their product (more than 16777216)", false},
+	{"jsonb_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(jsonb_patch((SELECT jsonb_group_object('a'||i, i) FROM c), (SELECT jsonb_group_object('b'||i, i) FROM c)))", "jsonb_patch of a target of up to", false},
+	{"json_patch small patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 100000) SELECT json_patch((SELECT json_group_object('a'||i, i) FROM c), '{\"a5\":null,\"z\":1}') ->> '$.z'", int64(1), true},
 }
 
 // TestSQLFuncsPathological runs each call that kept a CPU busy for seconds
