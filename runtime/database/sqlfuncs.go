@@ -38,7 +38,7 @@ import (
 // used in a view, a trigger, a CHECK constraint or an index, which would
 // break plugins' schemas that use LIKE or trim there.
 
-// likeBudget bounds the work of one LIKE or GLOB call: the characters it
+// likeBudget bounds the work of one LIKE or GLOB call: the bytes it
 // reads from its pattern and its value, counted over every retry after a
 // wildcard. Past it the call fails with errLikeTooComplex. About 0.5 s of
 // CPU on the machine that measured it; an ordinary pattern over an 8 MiB
@@ -365,12 +365,14 @@ func trimFunc(c *fnCall) {
 		if i := bytes.IndexByte(cs, 0); i >= 0 {
 			cs = cs[:i]
 		}
-		set = newTrimSet(cs)
-		// SQLite allocates a pointer and a length per character.
-		if set.n > 0 && set.n*12 > c.limit(sqlite3.SQLITE_LIMIT_LENGTH) {
+		// SQLite allocates a pointer and a length per character, and
+		// refuses before it does (so before the set is built here: 2M
+		// characters took seconds to sort).
+		if n := int64(utf8CharLen(cs)); n > 0 && n*12 > c.limit(sqlite3.SQLITE_LIMIT_LENGTH) {
 			c.tooBig()
 			return
 		}
+		set = newTrimSet(cs)
 	}
 	lo, hi := 0, len(in)
 	if set.n > 0 {
@@ -705,6 +707,17 @@ type matcher struct {
 	budget     int64
 }
 
+// read is utf8Read, counting the bytes it reads as steps: a character
+// can be a lead byte and any number of continuation bytes, so that a
+// count of characters would not bound the work (a value of 9000
+// characters of 801 bytes each, matched against "%a" and 20000 "_", took
+// 35 s at a few million characters).
+func (m *matcher) read(s []byte, i int) (uint32, int) {
+	c, j := utf8Read(s, i)
+	m.steps += int64(max(j-i, 1))
+	return c, j
+}
+
 func asciiLower(c uint32) uint32 {
 	if 'A' <= c && c <= 'Z' {
 		return c + 'a' - 'A'
@@ -731,19 +744,19 @@ func (m *matcher) compare(pi, si int) int {
 		if m.steps > m.budget {
 			return likeAbort
 		}
-		c, pi = utf8Read(pat, pi)
+		c, pi = m.read(pat, pi)
 		if c == 0 {
 			break
 		}
 		if c == info.matchAll {
 			for {
 				m.steps++
-				c, pi = utf8Read(pat, pi)
+				c, pi = m.read(pat, pi)
 				if !(c == info.matchAll || c == info.matchOne && info.matchOne != 0) {
 					break
 				}
 				if c == info.matchOne {
-					c2, si = utf8Read(str, si)
+					c2, si = m.read(str, si)
 					if c2 == 0 {
 						return likeNoWildcard
 					}
@@ -754,7 +767,7 @@ func (m *matcher) compare(pi, si int) int {
 			}
 			if c == m.matchOther {
 				if info.matchSet == 0 {
-					c, pi = utf8Read(pat, pi)
+					c, pi = m.read(pat, pi)
 					if c == 0 {
 						return likeNoWildcard
 					}
@@ -764,13 +777,7 @@ func (m *matcher) compare(pi, si int) int {
 						if r := m.compare(pi-1, si); r != likeNoMatch {
 							return r
 						}
-						b := str[si]
-						si++
-						if b >= 0xc0 {
-							for si < len(str) && isCont(str[si]) {
-								si++
-							}
-						}
+						_, si = m.read(str, si)
 					}
 					return likeNoWildcard
 				}
@@ -803,7 +810,7 @@ func (m *matcher) compare(pi, si int) int {
 					if m.steps > m.budget {
 						return likeAbort
 					}
-					c2, si = utf8Read(str, si)
+					c2, si = m.read(str, si)
 					if c2 == 0 {
 						break
 					}
@@ -819,7 +826,7 @@ func (m *matcher) compare(pi, si int) int {
 		}
 		if c == m.matchOther {
 			if info.matchSet == 0 {
-				c, pi = utf8Read(pat, pi)
+				c, pi = m.read(pat, pi)
 				if c == 0 {
 					return likeNoMatch
 				}
@@ -827,25 +834,25 @@ func (m *matcher) compare(pi, si int) int {
 			} else {
 				var prior uint32
 				seen, invert := false, false
-				c, si = utf8Read(str, si)
+				c, si = m.read(str, si)
 				if c == 0 {
 					return likeNoMatch
 				}
-				c2, pi = utf8Read(pat, pi)
+				c2, pi = m.read(pat, pi)
 				if c2 == '^' {
 					invert = true
-					c2, pi = utf8Read(pat, pi)
+					c2, pi = m.read(pat, pi)
 				}
 				if c2 == ']' {
 					if c == ']' {
 						seen = true
 					}
-					c2, pi = utf8Read(pat, pi)
+					c2, pi = m.read(pat, pi)
 				}
 				for c2 != 0 && c2 != ']' {
 					m.steps++
 					if c2 == '-' && pi < len(pat) && pat[pi] != ']' && prior > 0 {
-						c2, pi = utf8Read(pat, pi)
+						c2, pi = m.read(pat, pi)
 						if c >= prior && c <= c2 {
 							seen = true
 						}
@@ -856,7 +863,7 @@ func (m *matcher) compare(pi, si int) int {
 						}
 						prior = c2
 					}
-					c2, pi = utf8Read(pat, pi)
+					c2, pi = m.read(pat, pi)
 				}
 				if c2 == 0 || seen == invert {
 					return likeNoMatch
@@ -864,7 +871,7 @@ func (m *matcher) compare(pi, si int) int {
 				continue
 			}
 		}
-		c2, si = utf8Read(str, si)
+		c2, si = m.read(str, si)
 		if c == c2 {
 			continue
 		}

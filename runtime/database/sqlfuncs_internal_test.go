@@ -257,6 +257,8 @@ var pathological = []struct {
 	{"like escape", "SELECT replace(hex(zeroblob(100000)),'0','a') LIKE '%' || replace(hex(zeroblob(20000)),'0','a') || 'b%' ESCAPE 'x'", errLikeTooComplex, false},
 	{"like many %", "SELECT replace(hex(zeroblob(100000)),'0','a') LIKE '%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%b'", int64(0), true},
 	{"unhex", "SELECT length(unhex(replace(hex(zeroblob(100000)),'0','z'), replace(hex(zeroblob(50000)),'0','y') || 'z'))", int64(0), true},
+	{"like long characters", "SELECT replace(hex(zeroblob(9000)), '00', 'a' || CAST(unhex('c0' || replace(hex(zeroblob(800)), '00', '80')) AS TEXT)) LIKE '%a' || replace(hex(zeroblob(20000)), '00', '_') || 'x'", errLikeTooComplex, false},
+	{"trim long set", "SELECT trim('abc', replace(hex(zeroblob(2000000)), '00', 'é'))", "string or blob too big", true},
 	{"json_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(json_patch((SELECT json_group_object('a'||i, i) FROM c), (SELECT json_group_object('b'||i, i) FROM c)))", "json_patch of a target of up to 20000 members and a patch of up to 20000 is refused: its time grows with their product (more than 16777216)", false},
 	{"jsonb_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(jsonb_patch((SELECT jsonb_group_object('a'||i, i) FROM c), (SELECT jsonb_group_object('b'||i, i) FROM c)))", "jsonb_patch of a target of up to", false},
 	{"json_patch small patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 100000) SELECT json_patch((SELECT json_group_object('a'||i, i) FROM c), '{\"a5\":null,\"z\":1}') ->> '$.z'", int64(1), true},
