@@ -72,12 +72,10 @@ func TestStopCancelsRunContext(t *testing.T) {
 // of Stop's deadline, so Stop still returns in time.
 func TestStopInterruptsRunAfterGrace(t *testing.T) {
 	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
-	begun := time.Now()
+	// Stop returns no error only if everything ended within its deadline:
+	// the grace, then the interruption and the run's record.
 	if err := stopRun(t, in, "spin", 4*time.Second); err != nil {
 		t.Errorf("stop: %v", err)
-	}
-	if took := time.Since(begun); took > 4*time.Second {
-		t.Errorf("stop took %s, past its deadline", took)
 	}
 	checkStopped(t, in, "spin", "did not return within the grace")
 }
