@@ -68,7 +68,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 13
+const Version = 14
 
 // Export names of the added globals.
 const (
@@ -88,6 +88,7 @@ const Refill = 1 << 14
 // Section ids.
 const (
 	secCustom    = 0
+	secType      = 1
 	secImport    = 2
 	secTable     = 4
 	secMemory    = 5
@@ -170,8 +171,11 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 
 	var importedGlobals, definedGlobals, memories, importedMemories uint32
 	dataCount := false
+	results := 0
 	for _, s := range secs {
 		switch s.id {
+		case secType:
+			results = maxResults(s.body)
 		case secImport:
 			g, m, err := countImports(s.body)
 			if err != nil {
@@ -208,7 +212,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	}
 	fuel := importedGlobals + definedGlobals
 	flag := fuel + 1
-	g := checkGlobals{fuel: fuel, flag: flag, scratch: fuel + 2}
+	g := checkGlobals{fuel: fuel, flag: flag, scratch: fuel + 2, results: results}
 
 	out := append([]byte(nil), wasm[:8]...)
 	wroteGlobal, wroteExport := false, false
@@ -347,7 +351,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			writeSection(s.id, body)
 		case secCode:
 			if !opts.Interrupt {
-				if err := checkControl(s.body); err != nil {
+				if err := checkControl(s.body, results); err != nil {
 					return nil, st, err
 				}
 				writeSection(s.id, s.body)
@@ -468,7 +472,40 @@ func fixTables(b []byte, budget uint32) ([]byte, error) {
 // checkGlobals are the indices of the globals the checks use: the fuel,
 // the flag, and a scratch global that holds a bulk operation's length
 // while its check runs.
-type checkGlobals struct{ fuel, flag, scratch uint32 }
+type checkGlobals struct {
+	fuel, flag, scratch uint32
+	// results is the most results a function type of the module has
+	// (maxResults), for controlCount.
+	results int
+}
+
+// maxResults returns the most results a function type of the type
+// section b has: what a call, or a block typed by a type index, can push
+// at most. A section it cannot read gives a bound high enough that
+// controlCount refuses what relies on it.
+func maxResults(b []byte) int {
+	const unreadable = 1 << 16
+	r := &reader{b: b}
+	most := 0
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		if r.byte() != 0x60 {
+			return unreadable // not a function type (GC's, which wazero refuses)
+		}
+		for _, results := range []bool{false, true} {
+			k := r.u32()
+			for range k {
+				r.valtype()
+			}
+			if results {
+				most = max(most, int(k))
+			}
+		}
+	}
+	if r.err != nil {
+		return unreadable
+	}
+	return most
+}
 
 // appendCheck appends the check sequence of the package comment, which
 // takes weight units of fuel.
@@ -700,7 +737,7 @@ func rewriteBody(dst, fn []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	} else {
 		st.Skipped++
 	}
-	var c controlCount
+	c := newControlCount(true, g.results)
 	loop := 0
 	for r.off < len(r.b) {
 		start := r.off
@@ -764,31 +801,40 @@ func checkExportedGlobals(b []byte, globals uint32) error {
 // cannot be stopped inside (see package plugin: the compilation deadline
 // is seen between functions only).
 //
-// Its time grows faster than linearly with the basic blocks it makes of a
-// function (see controlCount.add for what makes them), counted with the
-// interruption checks the rewrite adds: 10 000 loops (30 KB of code) took
-// over a minute once instrumented, 20 000 br_if 17.6 s, 20 000 memory.fill
-// (each a loop of three blocks, with a check of two ifs before it) several
-// minutes, 40 000 empty blocks 16 s, a br_table of a million targets
-// minutes. It also grows with the product of the blocks and the code after
-// them: the compiler looks a local, a global or the memory's base up by
-// walking back through the blocks that have a single predecessor (8 000
-// br_if followed by 40 000 local.get took 20 s), and a value stays live
-// across the blocks between its definition and its use (8 000 br_if between
-// 10 000 i32.const and their sums: 4.8 s). MaxFunctionBlockWork bounds that
-// product, counted as the sum over a function's instructions of the basic
-// blocks made before each (twice that for an instruction that looks up a
-// local, a global or the memory).
+// Its time grows faster than linearly with the loops of a function: 10 000
+// loops (30 KB of code) took over a minute once instrumented, 20 000
+// memory.fill (each a loop of its own in the compiled code) several
+// minutes; memory.fill and table.fill count as loops. It also grows with
+// the chains of basic blocks that have a single predecessor: the compiler
+// looks a local, a global or the memory's base up by walking back through
+// them (no cache until a block with several predecessors, where the value
+// becomes a block parameter), and a value stays live across the blocks
+// between its definition and its use: 8 000 br_if followed by 40 000
+// local.get took 20 s, 20 000 br_if 17.6 s, 8 000 br_if between 10 000
+// i32.const and their sums 4.8 s, 40 000 empty blocks one after the other
+// 16 s. MaxFunctionBlockWork bounds that: the sum over a function's
+// reachable instructions of the length of the chain of single-predecessor
+// blocks that leads to the instruction's block (twice that for one that
+// looks up a local, a global or the memory), plus, for each block made,
+// the values then on the operand stack (an upper bound: stackEffect). A
+// block where paths join (a branch target with another way in, the end of
+// an if, an interruption check) ends a chain. The time also grows with
+// the blocks in all, where paths join or not (50 000: 18.5 s), which
+// MaxFunctionBasicBlocks bounds.
 //
-// At the limits a function compiles in about 2 s at most on two cores
-// (the slowest shapes measured: values live across 6 000 br_if, 2.1 s;
-// 9 300 br_if, 1.8 s; 1 000 instrumented loops, 0.2 s). The largest
-// function of the example Go plugins has 3 128 basic blocks and a work of
-// 61 824 895 (about 0.46 of the limit); Go's compiler never emits more
-// than 3 loops in one.
+// At the limits a function compiles in under 3 s on two cores (the
+// slowest shapes measured: 25 000 blocks where paths join, 2.8 s; 8 333
+// ifs, 1.2 s; 9 400 br_if, 1.2 s; 10 000 values live across 6 000 br_if,
+// 0.6 s; 1 000 memory.fill, 0.2 s). Go's compiler joins paths often (its
+// functions dispatch from one br_table and branch back to it) and leaves
+// no value on the operand stack across blocks: of twelve plugins built
+// on much of the standard library and popular modules (validator,
+// x/net/html, expr, goldmark, protobuf, yaml, go-toml, Prometheus), the
+// largest function has 12 897 basic blocks and a work of 19 226; Go
+// never emits more than 3 loops in one, and up to 52 memory.fill.
 const (
 	MaxFunctionLoops       = 1000
-	MaxFunctionBasicBlocks = 10000
+	MaxFunctionBasicBlocks = 25000
 	MaxFunctionBlockWork   = 1 << 27
 )
 
@@ -800,10 +846,10 @@ const (
 // empty one), three for memory.fill and table.fill (a loop copying the
 // filled bytes onto themselves). The rewrite adds two ifs, six blocks, per
 // check: at a function's entry, at each loop header and before each bulk
-// memory or table operation; they are counted whether or not the rewrite
-// adds them, so that both rewrites refuse the same functions. None is made
-// for calls, call_indirect's checks, select, memory.copy or atomics (they
-// exit or branch inside one block).
+// memory or table operation; they are counted in MaxFunctionBasicBlocks
+// whether or not the rewrite adds them. None is made for calls,
+// call_indirect's checks, select, memory.copy or atomics (they exit or
+// branch inside one block).
 const (
 	bbCheck = 6
 	bbBlock = 1
@@ -815,81 +861,271 @@ const (
 )
 
 // controlCount counts a function's loops, basic blocks and work (see
-// MaxFunctionBlockWork) against the limits.
+// MaxFunctionBlockWork) against the limits, following its control flow:
+// chain is the length of the chain of single-predecessor blocks the
+// current instruction's block ends, dead that the instruction cannot be
+// reached (wazero compiles none of it). checks says that the rewrite adds
+// interruption checks (at loop headers and bulk operations), which end a
+// chain.
 type controlCount struct {
+	checks             bool
+	results            int // the most results of the module's function types
 	loops, basic, work int
 	// The instructions that made the basic blocks, by kind, for the error.
 	blocks, ifs, brIfs, targets, fills, bulks int
-	// open says, per open structured block, whether it is a try_table;
-	// inTry counts the open try_tables.
-	open  []bool
-	inTry int
+
+	started bool
+	chain   int
+	dead    bool
+	frames  []frame
+	inTry   int
+	// height bounds the values on the operand stack, of every open frame:
+	// each is live across the blocks made until it is used, which the
+	// compiler's register allocation pays for per block.
+	height int
+}
+
+// frame is an open structured instruction.
+type frame struct {
+	op        byte // block, loop, if, try, try_table
+	try       bool // a try_table: leaving it takes a block of its own
+	openChain int  // the chain where it opened
+	openDead  bool // its opening could not be reached
+	// The stack's height below its values, and the values it leaves.
+	openHeight, results int
+	// The branches to its end (not a loop's: those go to its header),
+	// and the longest chain among them.
+	edges, edgeChain int
+	// An if's else: whether the then arm reached it, and its chain.
+	hasElse, thenLive bool
+	thenChain         int
+}
+
+// newControlCount counts a function the rewrite adds interruption checks
+// to (checks) or not.
+func newControlCount(checks bool, results int) *controlCount {
+	return &controlCount{checks: checks, results: results}
+}
+
+// open pushes a frame for a structured instruction whose block type is
+// read from imm.
+func (c *controlCount) open(op byte, imm []byte, try bool) {
+	f := frame{op: op, try: try, openChain: c.chain, openDead: c.dead, openHeight: c.height}
+	if len(imm) > 0 {
+		switch imm[0] {
+		case 0x40: // no results
+		case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69, 0x63, 0x64:
+			f.results = 1
+		default: // a type index
+			f.results = c.results
+		}
+	}
+	c.frames = append(c.frames, f)
+}
+
+// base is the height of the stack below the innermost frame's values.
+func (c *controlCount) base() int {
+	if n := len(c.frames); n > 0 {
+		return c.frames[n-1].openHeight
+	}
+	return 0
+}
+
+// stackEffect returns how many values the instruction op (immediates imm)
+// takes off the operand stack and puts on it, at least and at most: exact
+// for the core instructions, and taking none and putting one for the
+// others (SIMD, atomics), an upper bound of the height. A call puts the
+// most results any function type has.
+func (c *controlCount) stackEffect(op byte, imm []byte) (pop, push int) {
+	switch {
+	case op == 0x04, op == 0x0d, op == 0x1a, op == 0x21, op == 0x24, op == 0xd6: // if, br_if, drop, local.set, global.set, br_on_non_null
+		return 1, 0
+	case op == 0x10: // call
+		return 0, c.results
+	case op == 0x11, op == 0x14: // call_indirect, call_ref
+		return 1, c.results
+	case op == 0x1b, op == 0x1c: // select
+		return 3, 1
+	case op == 0x20, op == 0x23, op == 0x3f, op >= 0x41 && op <= 0x44, op == 0xd0, op == 0xd2: // gets, memory.size, consts, ref.null, ref.func
+		return 0, 1
+	case op == 0x22, op == 0x25, op >= 0x28 && op <= 0x35, op == 0x40, op == 0xd1, op == 0xd4, op == 0xd5: // tee, table.get, loads, memory.grow, unary refs
+		return 1, 1
+	case op == 0x26, op >= 0x36 && op <= 0x3e: // table.set, stores
+		return 2, 0
+	case op == 0x45, op == 0x50, op >= 0x67 && op <= 0x69, op >= 0x79 && op <= 0x7b, op >= 0x8b && op <= 0x91, op >= 0x99 && op <= 0x9f, op >= 0xa7 && op <= 0xc4:
+		return 1, 1 // unary, conversions
+	case op >= 0x46 && op <= 0x4f, op >= 0x51 && op <= 0x66, op >= 0x6a && op <= 0x78, op >= 0x7c && op <= 0x8a, op >= 0x92 && op <= 0x98, op >= 0xa0 && op <= 0xa6, op == 0xd3:
+		return 2, 1 // binary, comparisons, ref.eq
+	case op == 0xfc:
+		switch (&reader{b: imm}).u32() {
+		case 0, 1, 2, 3, 4, 5, 6, 7: // saturating truncations
+			return 1, 1
+		case 8, 10, 11, 12, 14, 17: // memory.init/copy/fill, table.init/copy/fill
+			return 3, 0
+		case 9, 13: // data.drop, elem.drop
+			return 0, 0
+		case 15: // table.grow
+			return 2, 1
+		}
+		return 0, 1
+	case op <= 0x03, op >= 0x05 && op <= 0x0c, op == 0x0e, op == 0x0f, op == 0x12, op == 0x13, op == 0x15, op >= 0x18 && op <= 0x19, op == 0x1f:
+		return 0, 0 // control: see add
+	}
+	return 0, 1
+}
+
+// branch records a branch to label l from the current block.
+func (c *controlCount) branch(l uint32) {
+	if c.dead || int(l) >= len(c.frames) {
+		return // unreachable, or to the function's end
+	}
+	f := &c.frames[len(c.frames)-1-int(l)]
+	if f.op == 0x03 {
+		return // to a loop's header
+	}
+	f.edges++
+	f.edgeChain = max(f.edgeChain, c.chain)
 }
 
 // add counts the instruction op, whose immediates are imm.
 func (c *controlCount) add(op byte, imm []byte) error {
-	if c.basic == 0 {
+	if !c.started {
+		c.started = true
 		c.basic = bbCheck // the function's entry check
-		c.work = 3 * bbCheck
 	}
-	c.work += (1 + lookups(op, imm)) * c.basic
+	basic := c.basic
+	if !c.dead {
+		c.work += (1 + lookups(op, imm)) * c.chain
+		pop, push := c.stackEffect(op, imm)
+		c.height = max(c.height-pop, c.base()) + push
+	}
 	switch op {
-	case 0x0e: // br_table: a vector of labels, then the default
-		if n := (&reader{b: imm}).u32(); n > 0 { // an empty one is a jump
-			c.basic += int(n) + 1
-			c.targets += int(n) + 1
-		}
-	case 0x03:
-		if c.loops++; c.loops > MaxFunctionLoops {
-			return overLimit(fmt.Errorf("more than %d loops in one function", MaxFunctionLoops))
-		}
-		c.basic += bbLoop + bbCheck
-		c.open = append(c.open, false)
 	case 0x02, 0x06: // block, try
 		c.basic += bbBlock
 		c.blocks++
-		c.open = append(c.open, false)
-	case 0x04:
-		c.basic += bbIf
-		c.ifs++
-		c.open = append(c.open, false)
+		c.open(op, imm, false)
 	case 0x1f: // try_table
 		r := &reader{b: imm}
 		r.blocktype()
 		c.basic += bbTry + int(r.u32())
 		c.blocks++
-		c.open = append(c.open, true)
 		c.inTry++
-	case 0x0b, 0x18: // end, delegate (which ends a try)
-		if n := len(c.open); n > 0 {
-			if c.open[n-1] {
-				c.inTry--
-			}
-			c.open = c.open[:n-1]
+		c.open(op, imm, true)
+	case 0x03:
+		if c.loops++; c.loops > MaxFunctionLoops {
+			return overLimit(fmt.Errorf("more than %d loops (memory.fill and table.fill included) in one function", MaxFunctionLoops))
 		}
+		c.basic += bbLoop + bbCheck
+		c.open(op, imm, false)
+		// The header: another way in only if something branches back
+		// to it, which comes later; counted as one way in.
+		c.chain++
+		if c.checks {
+			c.chain = 0 // the loop's check ends where its two paths join
+		}
+	case 0x04:
+		c.basic += bbIf
+		c.ifs++
+		c.open(op, imm, false)
+		c.chain++
+	case 0x05, 0x07, 0x19: // else; catch, catch_all (a legacy try's arms)
+		if n := len(c.frames); n > 0 {
+			f := &c.frames[n-1]
+			if op == 0x05 {
+				f.hasElse, f.thenLive, f.thenChain = true, !c.dead, c.chain
+			} else if !c.dead {
+				f.edges++
+				f.edgeChain = max(f.edgeChain, c.chain)
+			}
+			c.chain, c.dead, c.height = f.openChain+1, f.openDead, f.openHeight
+		}
+	case 0x0b, 0x18: // end, delegate (which ends a try)
+		n := len(c.frames)
+		if n == 0 {
+			break // the function's end
+		}
+		f := c.frames[n-1]
+		c.frames = c.frames[:n-1]
+		if f.try {
+			c.inTry--
+		}
+		c.height = f.openHeight + f.results
+		edges, chain := f.edges, f.edgeChain
+		if !c.dead {
+			edges, chain = edges+1, max(chain, c.chain)
+		}
+		if f.op == 0x04 {
+			switch {
+			case f.hasElse && f.thenLive:
+				edges, chain = edges+1, max(chain, f.thenChain)
+			case !f.hasElse && !f.openDead: // the way round the then arm
+				edges, chain = edges+1, max(chain, f.openChain)
+			}
+		}
+		switch {
+		case edges >= 2:
+			c.chain, c.dead = 0, false
+		case edges == 1:
+			c.chain, c.dead = chain+1, false
+		default:
+			c.dead = true
+		}
+	case 0x0c: // br
+		c.branch((&reader{b: imm}).u32())
+		c.dead = true
 	case 0x0d, 0xd5, 0xd6: // br_if, br_on_null, br_on_non_null
 		c.basic += bbBrIf
+		c.brIfs++
+		c.branch((&reader{b: imm}).u32())
+		c.chain++
 		if c.inTry > 0 {
 			c.basic += bbBrIf
+			c.chain++
 		}
-		c.brIfs++
+	case 0x0e: // br_table: a vector of labels, then the default
+		r := &reader{b: imm}
+		n := r.u32()
+		for i := uint32(0); i <= n && r.err == nil; i++ {
+			c.branch(r.u32())
+		}
+		if n > 0 { // an empty one is a jump
+			c.basic += int(n) + 1
+			c.targets += int(n) + 1
+		}
+		c.dead = true
+	case 0x00, 0x0f, 0x08, 0x09, 0x0a, 0x12, 0x13, 0x15:
+		// unreachable, return, throw, rethrow, throw_ref, return_call,
+		// return_call_indirect, return_call_ref
+		c.dead = true
 	case 0xfc:
 		if bulkOp(imm) {
 			c.basic += bbCheck
+			if c.checks {
+				c.chain = 0 // the check ends where its two paths join
+			}
 			switch (&reader{b: imm}).u32() {
-			case 11, 17: // memory.fill, table.fill
+			case 11, 17: // memory.fill, table.fill: a loop in the compiled code
 				c.basic += bbFill
 				c.fills++
+				if c.loops++; c.loops > MaxFunctionLoops {
+					return overLimit(fmt.Errorf("more than %d loops (memory.fill and table.fill included) in one function", MaxFunctionLoops))
+				}
+				c.chain = 1 // the fill's exit, after its loop's header
 			default:
 				c.bulks++
 			}
 		}
 	}
+	if c.dead {
+		c.height = c.base() // what the frame left on the stack is unreachable
+	}
+	// The values on the stack live across each block this made.
+	c.work += (c.basic - basic) * c.height
 	if c.basic > MaxFunctionBasicBlocks {
 		return overLimit(fmt.Errorf("more than %d basic blocks in one function: %s", MaxFunctionBasicBlocks, c.kinds()))
 	}
 	if c.work > MaxFunctionBlockWork {
-		return overLimit(fmt.Errorf("more than %d instructions × basic blocks in one function (wazero's compiler takes time in their product): %d basic blocks from %s", MaxFunctionBlockWork, c.basic, c.kinds()))
+		return overLimit(fmt.Errorf("more than %d units of compile work in one function (instructions × the single-predecessor blocks before them, and values × the blocks they live across: wazero's compiler takes time in their products): %s", MaxFunctionBlockWork, c.kinds()))
 	}
 	return nil
 }
@@ -940,7 +1176,7 @@ func (c *controlCount) kinds() string {
 // end (an instruction it does not know: the reason such a module is not
 // instrumented) is counted up to there; whether the rest is valid is
 // wazero's to say, and the compilation deadline still bounds it.
-func checkControl(b []byte) error {
+func checkControl(b []byte, results int) error {
 	r := &reader{b: b}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -950,7 +1186,7 @@ func checkControl(b []byte) error {
 			fn.u32()
 			fn.valtype()
 		}
-		var c controlCount
+		c := newControlCount(false, results)
 		for fn.off < len(fn.b) && fn.err == nil {
 			start := fn.off
 			op := fn.byte()

@@ -480,6 +480,10 @@ func repeatModule(n int, body ...byte) []byte {
 var (
 	fillBody = []byte{0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 11, 0}
 	brIfBody = []byte{0x20, 0, 0x0d, 0}
+	// A block left by a br_if or at its end: paths join after it.
+	joinBody = []byte{0x02, 0x40, 0x20, 0, 0x0d, 0, 0x0b}
+	// An if without else: paths join at its end.
+	ifBody = []byte{0x20, 0, 0x04, 0x40, 0x01, 0x0b}
 )
 
 // liveModule has one function that pushes n constants, runs m br_if in a
@@ -512,21 +516,27 @@ func TestControlLimits(t *testing.T) {
 			want string // "" when accepted
 		}{
 			"loops at the limit": {controlModule(0x03, MaxFunctionLoops), ""},
-			"too many loops":     {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops in one function"},
+			"too many loops":     {controlModule(0x03, MaxFunctionLoops+1), "function 0: more than 1000 loops (memory.fill and table.fill included) in one function"},
 			// 6 blocks for the entry check, 1 for the block, n+1 for the targets.
 			"br_table at the limit": {brTableModule(MaxFunctionBasicBlocks - 8), ""},
-			"br_table over":         {brTableModule(MaxFunctionBasicBlocks - 7), "function 0: more than 10000 basic blocks in one function: 9994 br_table targets, 1 blocks so far, with the interruption checks"},
-			"blocks at the limit":   {controlModule(0x02, MaxFunctionBasicBlocks-6), ""},
-			"too many blocks":       {controlModule(0x02, MaxFunctionBasicBlocks-5), "function 0: more than 10000 basic blocks in one function: 9995 blocks so far"},
-			// Each memory.fill: 3 blocks, and 6 for its check.
-			"memory.fill at the limit": {repeatModule((MaxFunctionBasicBlocks-6)/9, fillBody...), ""},
-			"memory.fill over":         {repeatModule((MaxFunctionBasicBlocks-6)/9+1, fillBody...), "function 0: more than 10000 basic blocks in one function: 1111 memory.fill or table.fill so far"},
-			"auditor's memory.fill":    {repeatModule(20000, fillBody...), "more than 10000 basic blocks"},
+			"br_table over":         {brTableModule(MaxFunctionBasicBlocks - 7), "function 0: more than 25000 basic blocks in one function: 24994 br_table targets, 1 blocks so far, with the interruption checks"},
+			// Blocks one after the other: a chain of single-predecessor
+			// blocks, one longer at each end.
+			"blocks within the limits": {controlModule(0x02, 11000), ""},
+			"too many blocks":          {controlModule(0x02, 12000), "function 0: more than 134217728 units of compile work in one function"},
+			// Blocks where paths join end the chains: only their number counts.
+			"joined blocks at the limit": {repeatModule((MaxFunctionBasicBlocks-6)/2, joinBody...), ""},
+			"joined blocks over":         {repeatModule((MaxFunctionBasicBlocks-6)/2+1, joinBody...), "function 0: more than 25000 basic blocks in one function: 12497 br_if, 12498 blocks so far"},
+			"ifs at the limit":           {repeatModule((MaxFunctionBasicBlocks-6)/3, ifBody...), ""},
+			// Each memory.fill is a loop of its own in the compiled code.
+			"memory.fill at the limit": {repeatModule(MaxFunctionLoops, fillBody...), ""},
+			"memory.fill over":         {repeatModule(MaxFunctionLoops+1, fillBody...), "function 0: more than 1000 loops (memory.fill and table.fill included) in one function"},
+			"auditor's memory.fill":    {repeatModule(20000, fillBody...), "more than 1000 loops"},
 			"br_if within the limits":  {repeatModule(9000, brIfBody...), ""},
-			"br_if over":               {repeatModule(9600, brIfBody...), "function 0: more than 134217728 instructions × basic blocks in one function (wazero's compiler takes time in their product): 94"},
-			"auditor's br_if":          {repeatModule(20000, brIfBody...), "instructions × basic blocks"},
-			"live values within":       {liveModule(13000, 6000), ""},
-			"live values over":         {liveModule(20000, 6000), "instructions × basic blocks"},
+			"br_if over":               {repeatModule(12000, brIfBody...), "function 0: more than 134217728 units of compile work in one function"},
+			"auditor's br_if":          {repeatModule(20000, brIfBody...), "units of compile work"},
+			"live values within":       {liveModule(10000, 6000), ""},
+			"live values over":         {liveModule(20000, 6000), "units of compile work"},
 		} {
 			_, _, err := Rewrite(tc.wasm, opts)
 			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrOverLimit) || !strings.Contains(err.Error(), tc.want)) {
@@ -545,9 +555,14 @@ func TestControlLimitsCompileQuickly(t *testing.T) {
 	}
 	ctx := context.Background()
 	for name, wasm := range map[string][]byte{
-		"memory.fill": repeatModule((MaxFunctionBasicBlocks-6)/9, fillBody...),
-		"br_if":       repeatModule(9300, brIfBody...),
-		"live values": liveModule(13000, 6000),
+		"memory.fill":       repeatModule(MaxFunctionLoops, fillBody...),
+		"loops":             controlModule(0x03, MaxFunctionLoops),
+		"br_if":             repeatModule(9400, brIfBody...),
+		"sequential blocks": controlModule(0x02, 11500),
+		"live values":       liveModule(10000, 6000),
+		"joined blocks":     repeatModule((MaxFunctionBasicBlocks-6)/2, joinBody...),
+		"ifs":               repeatModule((MaxFunctionBasicBlocks-6)/3, ifBody...),
+		"br_table":          brTableModule(MaxFunctionBasicBlocks - 8),
 	} {
 		out, _, err := Interruptible(wasm)
 		if err != nil {
@@ -591,7 +606,7 @@ func TestGoGuestsWithinControlLimits(t *testing.T) {
 					fn.u32()
 					fn.valtype()
 				}
-				var c controlCount
+				c := newControlCount(true, 1)
 				for fn.off < len(fn.b) {
 					start := fn.off
 					op := fn.byte()
