@@ -68,7 +68,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 14
+const Version = 15
 
 // Export names of the added globals.
 const (
@@ -479,10 +479,10 @@ type checkGlobals struct {
 	results int
 }
 
-// maxResults returns the most results a function type of the type
-// section b has: what a call, or a block typed by a type index, can push
-// at most. A section it cannot read gives a bound high enough that
-// controlCount refuses what relies on it.
+// maxResults returns the most parameters or results a function type of
+// the type section b has: what a call, or a block typed by a type index,
+// can push or carry at most. A section it cannot read gives a bound high
+// enough that controlCount refuses what relies on it.
 func maxResults(b []byte) int {
 	const unreadable = 1 << 16
 	r := &reader{b: b}
@@ -491,14 +491,12 @@ func maxResults(b []byte) int {
 		if r.byte() != 0x60 {
 			return unreadable // not a function type (GC's, which wazero refuses)
 		}
-		for _, results := range []bool{false, true} {
+		for range 2 { // parameters, results
 			k := r.u32()
 			for range k {
 				r.valtype()
 			}
-			if results {
-				most = max(most, int(k))
-			}
+			most = max(most, int(k))
 		}
 	}
 	if r.err != nil {
@@ -816,21 +814,31 @@ func checkExportedGlobals(b []byte, globals uint32) error {
 // reachable instructions of the length of the chain of single-predecessor
 // blocks that leads to the instruction's block (twice that for one that
 // looks up a local, a global or the memory), plus, for each block made,
-// the values then on the operand stack (an upper bound: stackEffect). A
-// block where paths join (a branch target with another way in, the end of
-// an if, an interruption check) ends a chain. The time also grows with
+// the values then on the operand stack (an upper bound: stackEffect),
+// plus what the joins cost: a block where paths join takes a parameter
+// for each local read after it and for each value a branch to it carries,
+// and wazero's pass removing redundant parameters costs about their
+// square times the join's predecessors (an adversarial review: 1 000
+// locals read after 12 000 joins, 22 s; a br_table carrying 1 000 values
+// to 24 000 targets, 49 s), counted as the distinct locals the function
+// reads, squared, times the edges into its joins, plus the square of the
+// values each branch to a join carries. A block where paths join (a
+// branch target with another way in, the end of an if, an interruption
+// check) ends a chain. The time also grows with
 // the blocks in all, where paths join or not (50 000: 18.5 s), which
 // MaxFunctionBasicBlocks bounds.
 //
 // At the limits a function compiles in under 3 s on two cores (the
 // slowest shapes measured: 25 000 blocks where paths join, 2.8 s; 8 333
-// ifs, 1.2 s; 9 400 br_if, 1.2 s; 10 000 values live across 6 000 br_if,
-// 0.6 s; 1 000 memory.fill, 0.2 s). Go's compiler joins paths often (its
+// ifs, 1.2 s; 9 400 br_if, 1.2 s; 100 locals read after 6 000 joins,
+// 1.4 s; 10 000 values live across 6 000 br_if, 0.6 s; a br_table carrying
+// 100 values to 10 000 targets, 0.3 s; 1 000 memory.fill, 0.2 s). Go's compiler joins paths often (its
 // functions dispatch from one br_table and branch back to it) and leaves
 // no value on the operand stack across blocks: of twelve plugins built
 // on much of the standard library and popular modules (validator,
 // x/net/html, expr, goldmark, protobuf, yaml, go-toml, Prometheus), the
-// largest function has 12 897 basic blocks and a work of 19 226; Go
+// largest function has 12 897 basic blocks and a work of at most
+// 1 557 348 (1.2%; Go's functions read at most 18 distinct locals); Go
 // never emits more than 3 loops in one, and up to 52 memory.fill.
 const (
 	MaxFunctionLoops       = 1000
@@ -883,6 +891,14 @@ type controlCount struct {
 	// each is live across the blocks made until it is used, which the
 	// compiler's register allocation pays for per block.
 	height int
+	// Where paths join, a block takes parameters: each local looked up
+	// through it (locals: the locals the function reads), and the values
+	// the branches to it carry. wazero's pass removing redundant ones
+	// costs about parameters² × predecessors at each join: joinEdges
+	// counts the edges into joins, carried the values² branches carry.
+	locals    map[uint32]struct{}
+	joinEdges int
+	carried   int
 }
 
 // frame is an open structured instruction.
@@ -891,8 +907,10 @@ type frame struct {
 	try       bool // a try_table: leaving it takes a block of its own
 	openChain int  // the chain where it opened
 	openDead  bool // its opening could not be reached
-	// The stack's height below its values, and the values it leaves.
-	openHeight, results int
+	// The stack's height below its values, the values it leaves, and
+	// those a branch back to it (a loop) carries.
+	openHeight, results, params int
+	backEdges                   int
 	// The branches to its end (not a loop's: those go to its header),
 	// and the longest chain among them.
 	edges, edgeChain int
@@ -917,7 +935,7 @@ func (c *controlCount) open(op byte, imm []byte, try bool) {
 		case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69, 0x63, 0x64:
 			f.results = 1
 		default: // a type index
-			f.results = c.results
+			f.results, f.params = c.results, c.results
 		}
 	}
 	c.frames = append(c.frames, f)
@@ -980,11 +998,17 @@ func (c *controlCount) branch(l uint32) {
 		return // unreachable, or to the function's end
 	}
 	f := &c.frames[len(c.frames)-1-int(l)]
-	if f.op == 0x03 {
-		return // to a loop's header
+	if f.op == 0x03 { // to a loop's header, which becomes a join
+		if f.backEdges++; f.backEdges == 1 {
+			c.joinEdges++ // the way in
+		}
+		c.joinEdges++
+		c.carried += f.params * f.params
+		return
 	}
 	f.edges++
 	f.edgeChain = max(f.edgeChain, c.chain)
+	c.carried += f.results * f.results
 }
 
 // add counts the instruction op, whose immediates are imm.
@@ -996,6 +1020,12 @@ func (c *controlCount) add(op byte, imm []byte) error {
 	basic := c.basic
 	if !c.dead {
 		c.work += (1 + lookups(op, imm)) * c.chain
+		if op == 0x20 { // local.get
+			if c.locals == nil {
+				c.locals = map[uint32]struct{}{}
+			}
+			c.locals[(&reader{b: imm}).u32()] = struct{}{}
+		}
 		pop, push := c.stackEffect(op, imm)
 		c.height = max(c.height-pop, c.base()) + push
 	}
@@ -1065,6 +1095,8 @@ func (c *controlCount) add(op byte, imm []byte) error {
 		switch {
 		case edges >= 2:
 			c.chain, c.dead = 0, false
+			c.joinEdges += edges
+			c.carried += f.results * f.results
 		case edges == 1:
 			c.chain, c.dead = chain+1, false
 		default:
@@ -1124,10 +1156,17 @@ func (c *controlCount) add(op byte, imm []byte) error {
 	if c.basic > MaxFunctionBasicBlocks {
 		return overLimit(fmt.Errorf("more than %d basic blocks in one function: %s", MaxFunctionBasicBlocks, c.kinds()))
 	}
-	if c.work > MaxFunctionBlockWork {
+	if c.total() > MaxFunctionBlockWork {
 		return overLimit(fmt.Errorf("more than %d units of compile work in one function (instructions × the single-predecessor blocks before them, and values × the blocks they live across: wazero's compiler takes time in their products): %s", MaxFunctionBlockWork, c.kinds()))
 	}
 	return nil
+}
+
+// total is the function's work so far: the chains and the values live
+// across blocks (work), and the parameters of its joins.
+func (c *controlCount) total() int {
+	n := len(c.locals)
+	return c.work + n*n*c.joinEdges + c.carried
 }
 
 // lookups is how many values wazero's compiler looks up for the
