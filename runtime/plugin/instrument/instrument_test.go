@@ -522,6 +522,26 @@ func localsJoinModule(n, m int) []byte {
 	return module(section(1, 1, 0x60, 1, 0x7f, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, fn...)...))
 }
 
+// nestedLoopsModule has one function (param i32) with n i32 locals:
+// loops nested d deep, each branching back to its header, around a read
+// of each local: every header takes a parameter per local, chained from
+// level to level.
+func nestedLoopsModule(d, n int) []byte {
+	fn := append(appendU32([]byte{1}, uint32(n)), 0x7f)
+	for range d {
+		fn = append(fn, 0x03, 0x40)
+	}
+	for i := 1; i <= n; i++ {
+		fn = append(appendU32(append(fn, 0x20), uint32(i)), 0x1a)
+	}
+	for range d {
+		fn = append(fn, 0x20, 0, 0x0d, 0, 0x0b)
+	}
+	fn = append(fn, 0x0b)
+	code := appendU32([]byte{1}, uint32(len(fn)))
+	return module(section(1, 1, 0x60, 1, 0x7f, 0), section(3, 1, 0), section(5, 1, 0, 1), section(10, append(code, fn...)...))
+}
+
 // carryModule has one function (param i32) with a block of n i32 results
 // left by a br_table of m targets, all to it, each carrying the n values.
 func carryModule(n, m int) []byte {
@@ -581,7 +601,11 @@ func TestControlLimits(t *testing.T) {
 			"locals through joins over":   {localsJoinModule(1000, 12000), "units of compile work"},
 			"many locals, few joins":      {localsJoinModule(49999, 10), "units of compile work"},
 			"carried values within":       {carryModule(100, 10000), ""},
-			"carried values over":         {carryModule(1000, 24000), "units of compile work"},
+			// wazero's pass over join parameters repeats once per level of
+			// nested loops (a review: 1 000 levels around 100 locals, 22.5 s).
+			"nested loops within": {nestedLoopsModule(100, 75), ""},
+			"nested loops over":   {nestedLoopsModule(1000, 100), "units of compile work"},
+			"carried values over": {carryModule(1000, 24000), "units of compile work"},
 		} {
 			_, _, err := Rewrite(tc.wasm, opts)
 			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrOverLimit) || !strings.Contains(err.Error(), tc.want)) {
@@ -610,6 +634,7 @@ func TestControlLimitsCompileQuickly(t *testing.T) {
 		"br_table":             brTableModule(MaxFunctionBasicBlocks - 8),
 		"locals through joins": localsJoinModule(100, 6000),
 		"carried values":       carryModule(100, 10000),
+		"nested loops":         nestedLoopsModule(100, 75),
 	} {
 		out, _, err := Interruptible(wasm)
 		if err != nil {
