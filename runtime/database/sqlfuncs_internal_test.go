@@ -1,6 +1,7 @@
 package database
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -259,8 +260,11 @@ var pathological = []struct {
 	{"unhex", "SELECT length(unhex(replace(hex(zeroblob(100000)),'0','z'), replace(hex(zeroblob(50000)),'0','y') || 'z'))", int64(0), true},
 	{"like long characters", "SELECT replace(hex(zeroblob(9000)), '00', 'a' || CAST(unhex('c0' || replace(hex(zeroblob(800)), '00', '80')) AS TEXT)) LIKE '%a' || replace(hex(zeroblob(20000)), '00', '_') || 'x'", errLikeTooComplex, false},
 	{"trim long set", "SELECT trim('abc', replace(hex(zeroblob(2000000)), '00', 'é'))", "string or blob too big", true},
-	{"json_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(json_patch((SELECT json_group_object('a'||i, i) FROM c), (SELECT json_group_object('b'||i, i) FROM c)))", "json_patch of a target of up to 20000 members and a patch of up to 20000 is refused: its time grows with their product (more than 16777216)", false},
+	{"instr periodic", "SELECT instr(replace(hex(zeroblob(4194304/16)),'00','abcdefghijklmnop'), replace(hex(zeroblob(4194304/32)),'00','abcdefghijklmnop') || 'X')", int64(0), false},
+	{"replace periodic", "SELECT length(replace(replace(hex(zeroblob(1048576/16)),'00','abcdefghijklmnop'), replace(hex(zeroblob(1048576/32)),'00','abcdefghijklmnop') || 'X', 'y'))", int64(1048576), false},
+	{"json_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(json_patch((SELECT json_group_object('a'||i, i) FROM c), (SELECT json_group_object('b'||i, i) FROM c)))", "json_patch of a target of up to 20000 members and a patch of up to 20000 is refused: its time grows with the patch's members times the target's and the patch's (more than 16777216)", false},
 	{"jsonb_patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) SELECT length(jsonb_patch((SELECT jsonb_group_object('a'||i, i) FROM c), (SELECT jsonb_group_object('b'||i, i) FROM c)))", "jsonb_patch of a target of up to", false},
+	{"json_patch into {}", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 40000) SELECT length(json_patch('{}', (SELECT json_group_object('k'||i, i) FROM c)))", "json_patch of a target of up to 0 members and a patch of up to 40000 is refused", false},
 	{"json_patch small patch", "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 100000) SELECT json_patch((SELECT json_group_object('a'||i, i) FROM c), '{\"a5\":null,\"z\":1}') ->> '$.z'", int64(1), true},
 }
 
@@ -325,5 +329,47 @@ func BenchmarkLikeBudget(b *testing.B) {
 		if err == nil {
 			b.Fatal(fmt.Sprint(v))
 		}
+	}
+}
+
+// indexLinear finds what bytes.Index finds.
+func TestIndexLinear(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	for i := 0; i < 20000; i++ {
+		sep := []byte(fuzzString(r, []string{"a", "b", "ab", "\x00", "é"}, 30))
+		s := []byte(fuzzString(r, []string{"a", "b", "ab", "\x00", "é"}, 200))
+		if r.Intn(3) == 0 && len(s) > 0 {
+			k := r.Intn(len(s))
+			s = append(append(s[:k:k], sep...), s[k:]...)
+		}
+		if got, want := indexLinear(s, sep), bytes.Index(s, sep); got != want {
+			t.Fatalf("indexLinear(%q, %q) = %d, want %d", s, sep, got, want)
+		}
+	}
+}
+
+// A statement stops at its deadline however many replaced functions one
+// expression calls: each checks the statement's interrupt when it starts.
+// Three hundred LIKE calls in one sum, each just under the work bound
+// (about 0.1 s), ran to their end, 34 s past the deadline, before.
+func TestSQLFuncsStopAtTheDeadline(t *testing.T) {
+	conn := pluginConn(t, 8<<20)
+	var q strings.Builder
+	q.WriteString("SELECT 0")
+	for i := range 300 {
+		fmt.Fprintf(&q, " + (?1 LIKE '%%' || replace(hex(zeroblob(300)), '00', 'a') || 'b%d%%')", i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	var v any
+	err := conn.QueryRowContext(ctx, q.String(), strings.Repeat("a", 50000)).Scan(&v)
+	took := time.Since(start)
+	t.Logf("%v, %v in %v", v, err, took)
+	if err == nil {
+		t.Errorf("the statement ran to its end (%v) past its deadline", v)
+	}
+	if took > 10*time.Second { // a bound, not a benchmark: 0.1 s here, 34 s without the checks
+		t.Errorf("the statement stopped %v after it began, its deadline 100 ms", took)
 	}
 }

@@ -628,10 +628,13 @@ var allowedPragmas = map[string]bool{
 
 // Pragmas of allowedPragmas a plugin may read but not set: page_size
 // (a temp database without tables yet takes a new one, which would
-// multiply the bytes its max_page_count allows), schema_version.
+// multiply the bytes its max_page_count allows), schema_version, and
+// encoding (a new database set to UTF-16 reads a BLOB as UTF-16 where
+// SQLite's instr takes it as text, which sqlfuncs.go's, reading UTF-8,
+// would not).
 var readOnlyPragmas = map[string]bool{
 	"page_size": true, "schema_version": true, "data_version": true,
-	"page_count": true, "freelist_count": true,
+	"page_count": true, "freelist_count": true, "encoding": true,
 }
 
 // Virtual table modules a plugin may use: they keep their data in tables
