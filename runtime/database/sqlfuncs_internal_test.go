@@ -317,6 +317,16 @@ func TestSQLFuncsInSchema(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, "PRAGMA case_sensitive_like = 1"); err == nil {
 		t.Error("PRAGMA case_sensitive_like allowed")
 	}
+	// A new database stays UTF-8, which the replacements read: in UTF-16,
+	// SQLite's instr reads a BLOB beside a text as UTF-16.
+	fresh := pluginConn(t, 1<<16)
+	if _, err := fresh.ExecContext(ctx, "PRAGMA encoding = 'UTF-16le'"); err == nil {
+		t.Error("PRAGMA encoding = 'UTF-16le' allowed")
+	}
+	var enc string
+	if err := fresh.QueryRowContext(ctx, "PRAGMA encoding").Scan(&enc); err != nil || enc != "UTF-8" {
+		t.Errorf("PRAGMA encoding: %q, %v; want UTF-8", enc, err)
+	}
 }
 
 // BenchmarkLikeBudget measures the time a LIKE call takes to use up
