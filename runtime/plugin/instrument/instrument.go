@@ -68,7 +68,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 16
+const Version = 17
 
 // Export names of the added globals.
 const (
@@ -171,11 +171,11 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 
 	var importedGlobals, definedGlobals, memories, importedMemories uint32
 	dataCount := false
-	results := 0
+	results, arity := 0, 0
 	for _, s := range secs {
 		switch s.id {
 		case secType:
-			results = maxResults(s.body)
+			results, arity = maxResults(s.body)
 		case secImport:
 			g, m, err := countImports(s.body)
 			if err != nil {
@@ -212,7 +212,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	}
 	fuel := importedGlobals + definedGlobals
 	flag := fuel + 1
-	g := checkGlobals{fuel: fuel, flag: flag, scratch: fuel + 2, results: results}
+	g := checkGlobals{fuel: fuel, flag: flag, scratch: fuel + 2, results: results, arity: arity}
 
 	out := append([]byte(nil), wasm[:8]...)
 	wroteGlobal, wroteExport := false, false
@@ -351,7 +351,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			writeSection(s.id, body)
 		case secCode:
 			if !opts.Interrupt {
-				if err := checkControl(s.body, results); err != nil {
+				if err := checkControl(s.body, results, arity); err != nil {
 					return nil, st, err
 				}
 				writeSection(s.id, s.body)
@@ -474,35 +474,39 @@ func fixTables(b []byte, budget uint32) ([]byte, error) {
 // while its check runs.
 type checkGlobals struct {
 	fuel, flag, scratch uint32
-	// results is the most results a function type of the module has
-	// (maxResults), for controlCount.
-	results int
+	// results and arity are the most results, and the most parameters or
+	// results, a function type of the module has (maxResults), for
+	// controlCount.
+	results, arity int
 }
 
-// maxResults returns the most parameters or results a function type of
-// the type section b has: what a call, or a block typed by a type index,
-// can push or carry at most. A section it cannot read gives a bound high
-// enough that controlCount refuses what relies on it.
-func maxResults(b []byte) int {
+// maxResults returns the most results a function type of the type
+// section b has (what a call can push at most), and the most parameters
+// or results (what a block typed by a type index can carry at most). A
+// section it cannot read gives bounds high enough that controlCount
+// refuses what relies on them.
+func maxResults(b []byte) (results, arity int) {
 	const unreadable = 1 << 16
 	r := &reader{b: b}
-	most := 0
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		if r.byte() != 0x60 {
-			return unreadable // not a function type (GC's, which wazero refuses)
+			return unreadable, unreadable // not a function type (GC's, which wazero refuses)
 		}
-		for range 2 { // parameters, results
+		for i := range 2 { // parameters, results
 			k := r.u32()
 			for range k {
 				r.valtype()
 			}
-			most = max(most, int(k))
+			arity = max(arity, int(k))
+			if i == 1 {
+				results = max(results, int(k))
+			}
 		}
 	}
 	if r.err != nil {
-		return unreadable
+		return unreadable, unreadable
 	}
-	return most
+	return results, arity
 }
 
 // appendCheck appends the check sequence of the package comment, which
@@ -735,7 +739,7 @@ func rewriteBody(dst, fn []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	} else {
 		st.Skipped++
 	}
-	c := newControlCount(true, g.results)
+	c := newControlCount(true, g.results, g.arity)
 	loop := 0
 	for r.off < len(r.b) {
 		start := r.off
@@ -883,6 +887,7 @@ const (
 type controlCount struct {
 	checks             bool
 	results            int // the most results of the module's function types
+	arity              int // the most parameters or results of one
 	loops, basic, work int
 	// The instructions that made the basic blocks, by kind, for the error.
 	blocks, ifs, brIfs, targets, fills, bulks int
@@ -930,8 +935,8 @@ type frame struct {
 
 // newControlCount counts a function the rewrite adds interruption checks
 // to (checks) or not.
-func newControlCount(checks bool, results int) *controlCount {
-	return &controlCount{checks: checks, results: results}
+func newControlCount(checks bool, results, arity int) *controlCount {
+	return &controlCount{checks: checks, results: results, arity: arity}
 }
 
 // open pushes a frame for a structured instruction whose block type is
@@ -944,7 +949,7 @@ func (c *controlCount) open(op byte, imm []byte, try bool) {
 		case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69, 0x63, 0x64:
 			f.results = 1
 		default: // a type index
-			f.results, f.params = c.results, c.results
+			f.results, f.params = c.arity, c.arity
 		}
 	}
 	c.frames = append(c.frames, f)
@@ -1030,10 +1035,14 @@ func (c *controlCount) add(op byte, imm []byte) error {
 	if !c.dead {
 		c.work += (1 + lookups(op, imm)) * c.chain
 		if op == 0x20 { // local.get
+			i := (&reader{b: imm}).u32()
+			if i >= MaxLocals+MaxParams {
+				return fmt.Errorf("%w: local.get %d, past the %d locals and parameters a function can have", ErrMalformed, i, MaxLocals+MaxParams)
+			}
 			if c.locals == nil {
 				c.locals = map[uint32]struct{}{}
 			}
-			c.locals[(&reader{b: imm}).u32()] = struct{}{}
+			c.locals[i] = struct{}{}
 		}
 		pop, push := c.stackEffect(op, imm)
 		c.height = max(c.height-pop, c.base()) + push
@@ -1232,7 +1241,7 @@ func (c *controlCount) kinds() string {
 // end (an instruction it does not know: the reason such a module is not
 // instrumented) is counted up to there; whether the rest is valid is
 // wazero's to say, and the compilation deadline still bounds it.
-func checkControl(b []byte, results int) error {
+func checkControl(b []byte, results, arity int) error {
 	r := &reader{b: b}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -1242,7 +1251,7 @@ func checkControl(b []byte, results int) error {
 			fn.u32()
 			fn.valtype()
 		}
-		c := newControlCount(false, results)
+		c := newControlCount(false, results, arity)
 		for fn.off < len(fn.b) && fn.err == nil {
 			start := fn.off
 			op := fn.byte()
