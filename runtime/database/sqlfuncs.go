@@ -25,12 +25,14 @@ import (
 // the steps of a statement, never inside one function call, and some
 // built-ins take time quadratic in the length of their arguments: instr,
 // replace, trim/ltrim/rtrim with a character set, unhex with a set of
-// ignored characters, LIKE and GLOB. One call on values of a few hundred
-// KB (db_max_result allows 8 MiB) could hold a CPU for minutes. The
-// functions here give the same results as the built-ins, value and type,
-// errors included, and take time linear (or n log n) in their arguments;
-// LIKE and GLOB, whose matching is inherently a search, keep SQLite's
-// algorithm with a bound on its work (likeBudget).
+// ignored characters, LIKE and GLOB, json_patch. One call on values of a
+// few hundred KB (db_max_result allows 8 MiB) could hold a CPU for
+// minutes. The functions here give the same results as the built-ins,
+// value and type, errors included, and take time linear (or n log n) in
+// their arguments; LIKE and GLOB, whose matching is inherently a search,
+// keep SQLite's algorithm with a bound on its work (likeBudget), and
+// json_patch is SQLite's own under a bound (jsonPatchBudget). Each checks
+// its statement's interrupt when it starts (the trampoline).
 //
 // They are registered on each plugin connection with SQLite's C API
 // rather than through the driver's RegisterFunction, which can register
@@ -852,7 +854,8 @@ func asciiUpper(c uint32) uint32 {
 
 // compare matches pat[pi:] against str[si:]: likeMatch, likeNoMatch,
 // likeNoWildcard (no match, and none with a later start for an enclosing
-// "*" either) or likeAbort (past the budget).
+// "*" either) or likeAbort (past the budget, or the statement
+// interrupted: see over).
 func (m *matcher) compare(pi, si int) int {
 	pat, str, info := m.pat, m.str, m.info
 	zEscaped := -1
