@@ -122,7 +122,7 @@ type Options struct {
 	// RefreshInterval is how often the JWKS is fetched (default 15m).
 	RefreshInterval time.Duration
 	// UnknownKIDInterval is the least time between two fetches of the
-	// JWKS caused by tokens whose key id is unknown (default 30s), so a
+	// JWKS caused by tokens whose key id is unknown (default 1s), so a
 	// flood of such tokens cannot hammer the identity provider.
 	UnknownKIDInterval time.Duration
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,6 +291,43 @@ func TestJWKSRefreshOnUnknownKid(t *testing.T) {
 	}
 	if n := idp.Fetches.Load(); n != 2 {
 		t.Errorf("%d fetches, want 2", n)
+	}
+}
+
+// A key rotated in right after a token with a made-up key id (which spent
+// the unknown-kid fetch) is fetched within the default interval, and a
+// burst of tokens signed with it at once shares one fetch: none is
+// refused. (With a 30 s interval every one was refused for 20 s; with
+// each caller waiting its own turn at the rate limiter, all but the
+// first few.)
+func TestJWKSRotationRightAfterUnknownKid(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	made := authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, "made-up", authtest.Claims("x"))
+	if _, err := authenticate(a, "Bearer "+made); err == nil {
+		t.Fatal("made-up kid accepted")
+	}
+	fetched := idp.Fetches.Load()
+	key := idp.AddRSAKey(t, "rsa-rotated")
+	tok := authtest.SignWith(t, jwt.SigningMethodRS256, key, "rsa-rotated", authtest.Claims("user:default/jane"))
+	var wg sync.WaitGroup
+	var refused atomic.Int32
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/jane" {
+				refused.Add(1)
+				t.Logf("rotated key: %+v %v", p, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := refused.Load(); n > 0 {
+		t.Errorf("%d of 20 tokens signed with the rotated key refused", n)
+	}
+	if n := idp.Fetches.Load() - fetched; n != 1 {
+		t.Errorf("%d JWKS fetches for the burst, want 1", n)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
@@ -93,7 +94,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	}
 	unknownKID := opts.UnknownKIDInterval
 	if unknownKID <= 0 {
-		unknownKID = 30 * time.Second
+		unknownKID = time.Second
 	}
 	v.unknownKID = unknownKID
 	ctx, cancel := context.WithCancel(context.Background())
@@ -129,7 +130,11 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	}
 	// Keys marked for encryption ("use": "enc") never verify a signature;
 	// keys that say nothing of their use do.
-	kf, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: kf.Storage(), UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
+	// Requests naming the same unknown kid at once share one lookup (one
+	// wait for the rate limiter, one fetch): a burst of tokens signed with
+	// a key just rotated in is served by the fetch the first one causes.
+	shared := &sharedKeyRead{Storage: kf.Storage()}
+	kf, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: shared, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
@@ -201,6 +206,23 @@ func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 }
 
 func (v *jwtVerifier) close() { v.cancel() }
+
+// sharedKeyRead is a JWKS storage whose KeyRead calls for one key id run
+// once at a time: callers that ask while a read of the same id is under
+// way (waiting for the unknown-kid rate limiter, or fetching the JWKS)
+// take its result instead of queueing behind the limiter one by one.
+type sharedKeyRead struct {
+	jwkset.Storage
+	reads singleflight.Group
+}
+
+func (s *sharedKeyRead) KeyRead(ctx context.Context, keyID string) (jwkset.JWK, error) {
+	v, err, _ := s.reads.Do(keyID, func() (any, error) {
+		return s.Storage.KeyRead(ctx, keyID)
+	})
+	jwk, _ := v.(jwkset.JWK)
+	return jwk, err
+}
 
 func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {
 	now := v.now()
