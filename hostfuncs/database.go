@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -191,10 +192,10 @@ func dbBegin(ctx context.Context, mod api.Module, stack []uint64) {
 //
 // Returns how many connections the plugin's pool holds at most
 // (limits.db_max_conns), or a negative error code: ErrDenied without the
-// database capability. The SDK caps its database/sql pool at it, so that
-// goroutines wanting a connection wait in the guest, where the ones
-// holding connections can run, instead of in a host call, which holds the
-// guest's only thread (docs/abi.md).
+// database capability. The SDK counts the connections its goroutines hold
+// against it, so that goroutines wanting a connection wait in the guest,
+// where the ones holding connections can run, instead of in a host call,
+// which holds the guest's only thread (docs/abi.md).
 func dbMaxConns(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceFrom(ctx, "db_max_conns")
 	db, code := database(in)
@@ -207,6 +208,28 @@ func dbMaxConns(ctx context.Context, mod api.Module, stack []uint64) {
 		n = int32(min(m.MaxConns(), 1<<31-1))
 	}
 	stack[0] = api.EncodeI32(n)
+}
+
+// db_statement_timeout() -> i32
+//
+// Returns the plugin's limits.db_statement_timeout in milliseconds (at
+// most 2^31-1), or a negative error code: ErrDenied without the database
+// capability. The SDK bounds its own wait for one of the db_max_conns
+// connections by it, as the runtime bounds a host call's wait: a
+// goroutine whose own instance holds every connection in transactions
+// gets ErrTimeout instead of waiting for ever.
+func dbStatementTimeout(ctx context.Context, mod api.Module, stack []uint64) {
+	in := instanceFrom(ctx, "db_statement_timeout")
+	db, code := database(in)
+	if db == nil {
+		stack[0] = api.EncodeI32(code)
+		return
+	}
+	ms := int64(0)
+	if m, ok := db.(interface{ StatementTimeout() time.Duration }); ok {
+		ms = min(m.StatementTimeout().Milliseconds(), 1<<31-1)
+	}
+	stack[0] = api.EncodeI32(int32(ms))
 }
 
 // db_commit(tx i32) -> i32

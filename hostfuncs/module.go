@@ -39,6 +39,7 @@ var functions = []Function{
 	{Name: "db_rollback", Capability: CapabilityDatabase, Params: []string{"tx"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbRollback)},
 	{Name: "db_migrations", Capability: CapabilityDatabase, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(dbMigrations)},
 	{Name: "db_max_conns", Capability: CapabilityDatabase, Results: []string{"n_or_errno"}, fn: api.GoModuleFunc(dbMaxConns)},
+	{Name: "db_statement_timeout", Capability: CapabilityDatabase, Results: []string{"ms_or_errno"}, fn: api.GoModuleFunc(dbStatementTimeout)},
 
 	{Name: "task_register", Capability: CapabilityScheduler, Params: []string{"buf_ptr", "buf_len"}, Results: []string{"errno"}, fn: api.GoModuleFunc(taskRegister)},
 	// Logging: every plugin may log; the runtime bounds it (level floor,

@@ -65,23 +65,17 @@ func DB() *sql.DB {
 		// Registered here rather than in an init function: a plugin that
 		// never calls DB links none of the database host functions, and
 		// the runtime then sees that it does not use the capability.
-		sql.Register(DriverName, &sqlDriver{t: newDBTransport()})
+		sql.Register(DriverName, &sqlDriver{t: newDBTransport(), gate: newConnGate(dbMaxConns(), dbStatementTimeout())})
 		db, err := sql.Open(DriverName, "")
 		if err != nil {
 			panic(err) // the driver was just registered
 		}
-		// At most the connections the runtime's pool holds for the
-		// plugin (limits.db_max_conns), so that a goroutine wanting one
-		// waits here, where the goroutines holding connections (in
-		// transactions, open rows) can run and release them. Waiting in
-		// the host would hold the guest's only thread, so that the
-		// holders never ran and every waiter timed out.
-		if n := dbMaxConns(); n > 0 {
-			db.SetMaxOpenConns(n)
-			db.SetMaxIdleConns(n)
-		} else {
-			db.SetMaxIdleConns(4)
-		}
+		// database/sql's own pool is not capped: a connection of it holds
+		// nothing on the host between statements (rows come back whole),
+		// so a statement run while rows are open, or inside a loop over
+		// them, needs no second one. The driver's gate counts what does
+		// hold one of the runtime's connections (see connGate).
+		db.SetMaxIdleConns(4)
 		theDB = db
 	})
 	return theDB
@@ -349,17 +343,75 @@ func decodeExecResult(res string) (execResult, error) {
 }
 
 // sqlDriver is the database/sql driver DB registers.
-type sqlDriver struct{ t dbTransport }
+type sqlDriver struct {
+	t    dbTransport
+	gate *connGate
+}
 
-func (d *sqlDriver) Open(string) (driver.Conn, error) { return &conn{t: d.t}, nil }
+func (d *sqlDriver) Open(string) (driver.Conn, error) { return &conn{t: d.t, gate: d.gate}, nil }
+
+// connGate counts the runtime's connections (limits.db_max_conns) that
+// this instance's goroutines use: one per open transaction, and one for
+// the length of each statement outside a transaction. A goroutine that
+// finds them all taken waits here, in the guest, where the goroutines
+// holding them can run and give them back; a host call waiting for a
+// connection would hold the guest's only thread, so that the holders never
+// ran. The wait ends with ErrTimeout after limits.db_statement_timeout, as
+// the runtime's own does, so that a goroutine whose own transactions hold
+// every connection fails cleanly instead of waiting for ever (which Go's
+// runtime ends as a deadlock, killing the instance). A nil gate (the
+// limits unknown) lets every call through to the runtime.
+type connGate struct {
+	slots chan struct{}
+	wait  time.Duration
+}
+
+func newConnGate(n int, wait time.Duration) *connGate {
+	if n <= 0 || wait <= 0 {
+		return nil
+	}
+	return &connGate{slots: make(chan struct{}, n), wait: wait}
+}
+
+// acquire takes a connection for op, waiting at most the statement
+// timeout, or until ctx ends.
+func (g *connGate) acquire(ctx context.Context, op string) error {
+	if g == nil {
+		return nil
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err() // as database/sql's own wait for a connection
+	case <-t.C:
+		return &Error{Op: op, Code: errTimeout, Message: fmt.Sprintf(
+			"database connection pool exhausted: all %d connections (limits.db_max_conns) stayed busy for %s (limits.db_statement_timeout), held by this instance's own open transactions",
+			cap(g.slots), g.wait)}
+	}
+}
+
+func (g *connGate) release() {
+	if g != nil {
+		<-g.slots
+	}
+}
 
 // conn is a database/sql connection. It holds nothing on the host but the
 // transaction it is in, if any: the host picks a pooled connection for each
 // statement outside a transaction.
 type conn struct {
-	t   dbTransport
-	tx  uint32
-	buf []byte
+	t    dbTransport
+	gate *connGate
+	tx   uint32
+	buf  []byte
 }
 
 var (
@@ -380,6 +432,7 @@ func (c *conn) Close() error {
 	if c.tx != 0 {
 		c.t.rollback(c.tx)
 		c.tx = 0
+		c.gate.release()
 	}
 	return nil
 }
@@ -403,8 +456,12 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	if opts.ReadOnly {
 		flags |= 1
 	}
+	if err := c.gate.acquire(ctx, "db_begin"); err != nil {
+		return nil, err
+	}
 	tx, err := c.t.begin(flags)
 	if err != nil {
+		c.gate.release()
 		return nil, err
 	}
 	c.tx = tx
@@ -425,7 +482,15 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		return nil, err
 	}
 	c.buf = req
+	if c.tx == 0 {
+		if err := c.gate.acquire(ctx, "db_exec"); err != nil {
+			return nil, err
+		}
+	}
 	res, err := c.t.exec(req)
+	if c.tx == 0 {
+		c.gate.release()
+	}
 	if err != nil {
 		return nil, statementError(ctx, err)
 	}
@@ -441,7 +506,15 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	c.buf = req
+	if c.tx == 0 {
+		if err := c.gate.acquire(ctx, "db_query"); err != nil {
+			return nil, err
+		}
+	}
 	res, err := c.t.query(req)
+	if c.tx == 0 {
+		c.gate.release()
+	}
 	if err != nil {
 		return nil, statementError(ctx, err)
 	}
@@ -453,12 +526,18 @@ type txn struct{ c *conn }
 func (t *txn) Commit() error {
 	id := t.c.tx
 	t.c.tx = 0
+	if id != 0 {
+		defer t.c.gate.release()
+	}
 	return t.c.t.commit(id)
 }
 
 func (t *txn) Rollback() error {
 	id := t.c.tx
 	t.c.tx = 0
+	if id != 0 {
+		defer t.c.gate.release()
+	}
 	return t.c.t.rollback(id)
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -180,5 +181,193 @@ func TestSQLState(t *testing.T) {
 	}
 	if SQLState(errors.New("(SQLSTATE 23505)")) != "" {
 		t.Error("an error not from the runtime has an SQLSTATE")
+	}
+}
+
+// countingDB stands for the runtime's pool: it counts the connections in
+// use (one per open transaction, one during a statement outside one) and
+// records the most at once.
+type countingDB struct {
+	mu        sync.Mutex
+	inUse     int
+	most      int
+	txs       map[uint32]bool
+	next      uint32
+	statement time.Duration // how long a statement holds its connection
+}
+
+func (f *countingDB) take() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inUse++
+	f.most = max(f.most, f.inUse)
+}
+
+func (f *countingDB) give() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inUse--
+}
+
+func (f *countingDB) run(req []byte) {
+	if binary.LittleEndian.Uint32(req) == 0 { // outside a transaction
+		f.take()
+		defer f.give()
+	}
+	time.Sleep(f.statement)
+}
+
+func (f *countingDB) exec(req []byte) (string, error) {
+	f.run(req)
+	return string(make([]byte, 17)), nil
+}
+
+func (f *countingDB) query(req []byte) (string, error) {
+	f.run(req)
+	var b []byte
+	b = binary.LittleEndian.AppendUint32(b, 1)
+	b = appendField(appendField(b, "n"), "INTEGER")
+	b = binary.LittleEndian.AppendUint32(b, 2)
+	for i := range 2 {
+		b, _ = appendValue(b, int64(i))
+	}
+	return string(b), nil
+}
+
+func (f *countingDB) begin(uint32) (uint32, error) {
+	f.take()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.next++
+	if f.txs == nil {
+		f.txs = map[uint32]bool{}
+	}
+	f.txs[f.next] = true
+	return f.next, nil
+}
+
+func (f *countingDB) end(tx uint32) error {
+	f.mu.Lock()
+	ok := f.txs[tx]
+	delete(f.txs, tx)
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no transaction %d", tx)
+	}
+	f.give()
+	return nil
+}
+
+func (f *countingDB) commit(tx uint32) error   { return f.end(tx) }
+func (f *countingDB) rollback(tx uint32) error { return f.end(tx) }
+func (f *countingDB) migrations([]byte) error  { return nil }
+
+type gatedConnector struct {
+	t    dbTransport
+	gate *connGate
+}
+
+func (c gatedConnector) Connect(context.Context) (driver.Conn, error) {
+	return &conn{t: c.t, gate: c.gate}, nil
+}
+func (c gatedConnector) Driver() driver.Driver { return &sqlDriver{t: c.t, gate: c.gate} }
+
+// Goroutines sharing the database with more transactions and statements
+// at once than the runtime's connections wait in the guest for one, never
+// holding more than db_max_conns, and all succeed.
+func TestConnGateShares(t *testing.T) {
+	f := &countingDB{statement: time.Millisecond}
+	db := sql.OpenDB(gatedConnector{f, newConnGate(2, 10*time.Second)})
+	defer db.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				tx, err := db.Begin()
+				if err != nil {
+					errs <- err
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+				if _, err := tx.Exec("SELECT 1"); err != nil {
+					errs <- err
+				}
+				errs <- tx.Commit()
+				return
+			}
+			_, err := db.Exec("SELECT 1")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if f.most > 2 || f.inUse != 0 {
+		t.Errorf("%d connections in use at most (want at most 2), %d still in use", f.most, f.inUse)
+	}
+}
+
+// A goroutine whose own transactions hold every connection gets
+// ErrTimeout after the statement timeout, from a statement as from a new
+// transaction, instead of waiting for ever (Go's runtime killed such an
+// instance as deadlocked); a context that ends first ends the wait with
+// its error. Rows left open hold no connection: a statement inside a loop
+// over them runs with db_max_conns = 1.
+func TestConnGateOwnTransactions(t *testing.T) {
+	f := &countingDB{}
+	db := sql.OpenDB(gatedConnector{f, newConnGate(2, 50*time.Millisecond)})
+	defer db.Close()
+	var held []*sql.Tx
+	for range 2 {
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tx)
+	}
+	_, err := db.Begin()
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "pool exhausted: all 2 connections") {
+		t.Errorf("third transaction: %v", err)
+	}
+	if _, err := db.Exec("SELECT 1"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("statement with both held: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := db.ExecContext(ctx, "SELECT 1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("statement with a cancelled context: %v", err)
+	}
+	// A transaction's own statements need no other connection.
+	if _, err := held[0].Exec("SELECT 1"); err != nil {
+		t.Error(err)
+	}
+	for _, tx := range held {
+		tx.Rollback()
+	}
+	if _, err := db.Exec("SELECT 1"); err != nil {
+		t.Errorf("after the rollbacks: %v", err)
+	}
+
+	one := sql.OpenDB(gatedConnector{f, newConnGate(1, 50*time.Millisecond)})
+	defer one.Close()
+	rows, err := one.Query("SELECT n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+		if _, err := one.Exec("SELECT 1"); err != nil {
+			t.Errorf("statement inside a loop over rows: %v", err)
+		}
+	}
+	rows.Close()
+	if n != 2 || f.inUse != 0 {
+		t.Errorf("%d rows, %d connections in use", n, f.inUse)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 )
 
 // On the host platform there is no runtime to ask; native tests set values.
@@ -207,6 +208,8 @@ type noRuntime struct{}
 
 // dbMaxConns: outside the runtime, no bound (SetDB's database decides).
 func dbMaxConns() int { return 0 }
+
+func dbStatementTimeout() time.Duration { return 0 }
 
 func newDBTransport() dbTransport { return noRuntime{} }
 

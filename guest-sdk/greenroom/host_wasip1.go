@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -251,6 +252,19 @@ func dbMaxConns() int {
 		return 0
 	}
 	return int(n)
+}
+
+//go:wasmimport greenroom db_statement_timeout
+func hostDBStatementTimeout() int32
+
+// dbStatementTimeout is the plugin's limits.db_statement_timeout, 0 when
+// unknown (the capability not granted: every statement then fails anyway).
+func dbStatementTimeout() time.Duration {
+	ms, err := slotCall("db_statement_timeout", hostDBStatementTimeout)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func nativeDB() *sql.DB { return nil }

@@ -902,3 +902,38 @@ func TestGoroutinesWaitForConnectionsInTheGuest(t *testing.T) {
 		}
 	})
 }
+
+// A handler whose own open transactions hold every connection, then
+// wants one more, gets ErrTimeout ("pool exhausted") after
+// db_statement_timeout, from a statement as from a transaction, and with
+// the context.Background() that db.Exec and db.Begin use: the instance
+// lives on. (With the SDK's database/sql pool capped at db_max_conns, the
+// handler waited in database/sql for ever and Go's runtime ended the
+// instance as deadlocked: 500 plugin_exit.) Rows left open hold no
+// connection: a statement in a loop over them runs with db_max_conns = 1.
+func TestOwnTransactionsHoldEveryConnection(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf+plugin("alpha", true, "good", "db_max_conns = 2\ndb_statement_timeout = \"1s\"")+
+			plugin("beta", true, "good", "db_max_conns = 1"))
+		res := run(t, in, "alpha",
+			step{Op: "hold", MS: 2, ReadOnly: true, Background: true},
+			step{Op: "exec", SQL: "SELECT 1", Background: true},
+			step{Op: "begin", ReadOnly: true, Background: true},
+		)
+		if res[0].Error != "" {
+			t.Fatalf("holding two transactions: %+v", res[0])
+		}
+		for i, r := range res[1:] {
+			if r.Kind != "timeout" || !strings.Contains(r.Error, "pool exhausted: all 2 connections") {
+				t.Errorf("step %d with both connections held: %+v, want a pool exhausted timeout", i+1, r)
+			}
+		}
+		if res := run(t, in, "alpha", step{Op: "exec", SQL: "SELECT 1"}); res[0].Error != "" {
+			t.Errorf("the next request: %+v", res[0])
+		}
+		res = run(t, in, "beta", step{Op: "query_loop", SQL: "SELECT 1 UNION ALL SELECT 2"})
+		if r := res[0]; r.Error != "" || r.Affected != 2 {
+			t.Errorf("statements in a loop over open rows, one connection: %+v", r)
+		}
+	})
+}

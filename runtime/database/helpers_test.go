@@ -94,7 +94,9 @@ type step struct {
 	MS        int    `json:"ms,omitempty"`
 	TimeoutMS int    `json:"timeout_ms,omitempty"`
 	ReadOnly  bool   `json:"read_only,omitempty"`
-	Isolation int    `json:"isolation,omitempty"`
+	// Background runs the step with context.Background() in the guest.
+	Background bool `json:"background,omitempty"`
+	Isolation  int  `json:"isolation,omitempty"`
 }
 
 type result struct {

@@ -67,6 +67,11 @@ func (p *PluginDB) SQL() *sql.DB { return p.db }
 // (limits.db_max_conns of this version), for db_max_conns.
 func (p *PluginDB) MaxConns() int { return p.limits().MaxConns }
 
+// StatementTimeout is how long a statement, or a wait for a connection,
+// may take (limits.db_statement_timeout of this version), for
+// db_statement_timeout.
+func (p *PluginDB) StatementTimeout() time.Duration { return p.limits().StatementTimeout }
+
 // Release ends this PluginDB's use of the plugin's pool, once its version
 // of the plugin is closed for good; the pool closes with the last one.
 // Calls after the first do nothing.

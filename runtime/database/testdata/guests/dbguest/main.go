@@ -49,7 +49,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, prepare
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, prepare, holders, hold, query_loop
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -59,6 +59,9 @@ type step struct {
 	// ReadOnly and Isolation apply to begin.
 	ReadOnly  bool `json:"read_only"`
 	Isolation int  `json:"isolation"`
+	// Background runs the step with context.Background(), as db.Exec
+	// and db.Begin do, instead of the request's context.
+	Background bool `json:"background"`
 }
 
 type result struct {
@@ -87,6 +90,12 @@ func run(w http.ResponseWriter, r *http.Request) {
 	db := greenroom.DB()
 	ctx := r.Context()
 	var tx *sql.Tx
+	var held []*sql.Tx // "hold": rolled back when the request ends
+	defer func() {
+		for _, h := range held {
+			h.Rollback()
+		}
+	}()
 	var out []result
 	for _, s := range req.Steps {
 		var res result
@@ -96,6 +105,9 @@ func run(w http.ResponseWriter, r *http.Request) {
 		}
 		var err error
 		ctx := ctx
+		if s.Background {
+			ctx = context.Background()
+		}
 		if s.TimeoutMS > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, time.Duration(s.TimeoutMS)*time.Millisecond)
@@ -112,6 +124,26 @@ func run(w http.ResponseWriter, r *http.Request) {
 				err = tx.Commit()
 			default:
 				err = tx.Rollback()
+			}
+		case "hold":
+			// s.MS transactions, kept open to the end of the request.
+			for range s.MS {
+				var h *sql.Tx
+				if h, err = db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.ReadOnly}); err != nil {
+					break
+				}
+				held = append(held, h)
+			}
+		case "query_loop":
+			// s.SQL's rows, with a statement run for each while they are
+			// open; Affected counts the rows.
+			var rows *sql.Rows
+			if rows, err = db.QueryContext(ctx, s.SQL, args...); err == nil {
+				for rows.Next() && err == nil {
+					res.Affected++
+					_, err = db.ExecContext(ctx, "SELECT 1")
+				}
+				rows.Close()
 			}
 		case "sleep":
 			time.Sleep(time.Duration(s.MS) * time.Millisecond)
