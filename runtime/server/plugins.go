@@ -567,7 +567,9 @@ func (s *Server) liveness(c *fiber.Ctx) error {
 }
 
 // readiness answers 200 once every plugin is loaded or has failed for
-// good, 503 with reasons before that and while shutting down.
+// good, 503 with reasons before that and while shutting down. The bodies
+// are Backstage's root health service's ({"status":"ok"}, and
+// {"status":"error","message":...}), with the reasons listed too.
 func (s *Server) readiness(c *fiber.Ctx) error {
 	var reasons []string
 	if s.Draining() {
@@ -584,9 +586,9 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 		}
 	}
 	if len(reasons) > 0 {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready", "reasons": reasons})
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "error", "message": "not ready: " + strings.Join(reasons, "; "), "reasons": reasons})
 	}
-	return c.JSON(fiber.Map{"status": "ready"})
+	return c.JSON(fiber.Map{"status": "ok"})
 }
 
 // pluginView is one plugin in the admin API.

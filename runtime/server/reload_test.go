@@ -334,14 +334,15 @@ func TestReadinessLifecycle(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if status, body := probe("readiness"); status != 503 || !strings.Contains(body, "plugin hello is loading") {
+	// The bodies are Backstage's health service's.
+	if status, body := probe("readiness"); status != 503 || body != `{"message":"not ready: plugin hello is loading","reasons":["plugin hello is loading"],"status":"error"}` {
 		t.Errorf("before load: %d %s", status, body)
 	}
-	if status, _ := probe("liveness"); status != 200 {
-		t.Errorf("liveness before load: %d", status)
+	if status, body := probe("liveness"); status != 200 || body != `{"status":"ok"}` {
+		t.Errorf("liveness before load: %d %s", status, body)
 	}
 	rt.Load(context.Background())
-	if status, body := probe("readiness"); status != 200 {
+	if status, body := probe("readiness"); status != 200 || body != `{"status":"ok"}` {
 		t.Errorf("after load: %d %s", status, body)
 	}
 	srv.Drain()
