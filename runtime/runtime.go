@@ -126,6 +126,9 @@ type Slot struct {
 	mu      sync.Mutex
 	state   State
 	lastErr string
+	// changed, when not nil, is closed at the next state change (calls
+	// waiting for the plugin to load).
+	changed chan struct{}
 
 	// Counters accumulate over every version of the plugin id (metrics),
 	// also across its removal and return (Runtime.counters keeps them).
@@ -204,6 +207,24 @@ func (s *Slot) set(state State, err error) {
 	} else if state == StateReady {
 		s.lastErr = ""
 	}
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// loading returns a channel closed when the slot's state next changes,
+// or nil when it is not loading.
+func (s *Slot) loading() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != StateLoading {
+		return nil
+	}
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
 }
 
 // New prepares a runtime for cfg. Nothing is loaded until Load.
@@ -834,6 +855,13 @@ func (r *Runtime) taskSlot(ctx context.Context, id string) (*Slot, error) {
 // ErrUnknownPlugin is returned by Handle for an id not in the config.
 var ErrUnknownPlugin = errors.New("unknown plugin")
 
+// LoadWait is how long a call for a plugin that is still loading, with no
+// version serving yet, waits for the load to end before Handle returns an
+// UnavailableError. A cold start compiles every plugin (seconds each); a
+// client that connects as soon as the port opens is served once its
+// plugin is ready, instead of being refused meanwhile.
+var LoadWait = 30 * time.Second
+
 // UnavailableError is returned by Handle for a plugin that is not serving.
 type UnavailableError struct {
 	ID     string
@@ -868,8 +896,25 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 	}
 	p := s.cur.Load()
 	if p == nil {
-		st, reason := s.Status()
-		return &UnavailableError{ID: id, State: st, Reason: reason}
+		// Still loading (at start-up, or added by a reload): the call
+		// waits for the load, at most LoadWait or until shutdown starts,
+		// rather than failing while the server is up but the plugin not
+		// yet.
+		if ch := s.loading(); ch != nil {
+			t := time.NewTimer(LoadWait)
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			case <-r.shutdown:
+			case <-t.C:
+			}
+			t.Stop()
+			p = s.cur.Load()
+		}
+		if p == nil {
+			st, reason := s.Status()
+			return &UnavailableError{ID: id, State: st, Reason: reason}
+		}
 	}
 	err := p.Handle(ctx, req, respond)
 	// A reload closed the version we picked before it gave us an

@@ -354,6 +354,74 @@ func TestReadinessLifecycle(t *testing.T) {
 	}
 }
 
+// A call that arrives while its plugin is still loading (the port opens
+// before the plugins are compiled) waits for the load and is served,
+// rather than answered 503 meanwhile; one for a plugin whose load fails
+// gets its 503 when the load fails; past runtime.LoadWait it gets 503
+// plugin_unavailable naming the load.
+func TestCallWaitsForLoad(t *testing.T) {
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
+		"[server]\nlisten = \"127.0.0.1:0\"\n[auth]\ndangerously_disable = true\n[runtime]\ncache_dir = %q\n[plugins.hello]\npath = %q\n[plugins.broken]\npath = %q\n",
+		cacheDir, helloWasm, filepath.Join(t.TempDir(), "missing.wasm")))}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _, _ := logging.New(io.Discard, "text", "error", nil)
+	rt, err := runtime.New(cfg, log, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(rt, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer func() {
+		srv.Shutdown(context.Background())
+		rt.Close(context.Background())
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	defer func(d time.Duration) { runtime.LoadWait = d }(runtime.LoadWait)
+	runtime.LoadWait = 300 * time.Millisecond
+	if status, body := get("/api/hello/ping"); status != 503 || !strings.Contains(body, `"code":"plugin_unavailable"`) || !strings.Contains(body, "loading") {
+		t.Errorf("past LoadWait: %d %s", status, body)
+	}
+
+	runtime.LoadWait = time.Minute
+	type answer struct {
+		status int
+		body   string
+		took   time.Duration
+	}
+	hello, broken := make(chan answer, 1), make(chan answer, 1)
+	for path, ch := range map[string]chan answer{"/api/hello/ping": hello, "/api/broken/x": broken} {
+		go func() {
+			start := time.Now()
+			status, body := get(path)
+			ch <- answer{status, body, time.Since(start)}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // both waiting
+	rt.Load(context.Background())
+	if a := <-hello; a.status != 200 || !strings.Contains(a.body, `"ok":true`) {
+		t.Errorf("call that waited for the load: %d %s", a.status, a.body)
+	}
+	if a := <-broken; a.status != 503 || !strings.Contains(a.body, "missing.wasm") || a.took > 30*time.Second {
+		t.Errorf("call that waited for a load that failed: %d %s after %v", a.status, a.body, a.took)
+	}
+}
+
 // A call waiting for an instance when a reload removes its plugin gets
 // 404, as a call that comes after; the call in flight finishes.
 func TestRemovedWhileWaiting(t *testing.T) {
