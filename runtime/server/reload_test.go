@@ -302,16 +302,18 @@ func TestReloadFailureAndPluginSetChanges(t *testing.T) {
 	}
 }
 
-// Readiness is 503 with reasons until the plugins are loaded, 200 after,
-// and 503 again once draining starts; liveness is 200 throughout.
-func TestReadinessLifecycle(t *testing.T) {
-	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
-		"[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = %q\n[plugins.hello]\npath = %q\n", cacheDir, helloWasm))}}, nil)
+// serveUnloaded serves cfg (with the test's cache directory) on a port of
+// its own, without loading its plugins: the caller calls rt.Load. Both are
+// closed when the test ends.
+func serveUnloaded(t *testing.T, cfg string) (*runtime.Runtime, *server.Server, string) {
+	t.Helper()
+	c, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
+		"[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = %q\n", cacheDir) + cfg)}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log, _, _ := logging.New(io.Discard, "text", "error", nil)
-	rt, err := runtime.New(cfg, log, runtime.Options{})
+	rt, err := runtime.New(c, log, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,12 +323,19 @@ func TestReadinessLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	defer func() {
+	t.Cleanup(func() {
 		srv.Shutdown(context.Background())
 		rt.Close(context.Background())
-	}()
+	})
+	return rt, srv, ln.Addr().String()
+}
+
+// Readiness is 503 with reasons until the plugins are loaded, 200 after,
+// and 503 again once draining starts; liveness is 200 throughout.
+func TestReadinessLifecycle(t *testing.T) {
+	rt, srv, addr := serveUnloaded(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
 	probe := func(path string) (int, string) {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/.greenroom/health/v1/" + path)
+		resp, err := http.Get("http://" + addr + "/.greenroom/health/v1/" + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,29 +369,10 @@ func TestReadinessLifecycle(t *testing.T) {
 // gets its 503 when the load fails; past runtime.LoadWait it gets 503
 // plugin_unavailable naming the load.
 func TestCallWaitsForLoad(t *testing.T) {
-	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
-		"[server]\nlisten = \"127.0.0.1:0\"\n[auth]\ndangerously_disable = true\n[runtime]\ncache_dir = %q\n[plugins.hello]\npath = %q\n[plugins.broken]\npath = %q\n",
-		cacheDir, helloWasm, filepath.Join(t.TempDir(), "missing.wasm")))}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _, _ := logging.New(io.Discard, "text", "error", nil)
-	rt, err := runtime.New(cfg, log, runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(rt, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer func() {
-		srv.Shutdown(context.Background())
-		rt.Close(context.Background())
-	}()
+	rt, _, addr := serveUnloaded(t, fmt.Sprintf("[auth]\ndangerously_disable = true\n[plugins.hello]\npath = %q\n[plugins.broken]\npath = %q\n",
+		helloWasm, filepath.Join(t.TempDir(), "missing.wasm")))
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + ln.Addr().String() + path)
+		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Error(err)
 			return 0, ""
