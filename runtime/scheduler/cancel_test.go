@@ -69,13 +69,28 @@ func TestStopCancelsRunContext(t *testing.T) {
 
 // A task that ignores its ctx (a loop that never blocks) is interrupted
 // once the grace has passed: the grace is at most half of what is left
-// of Stop's deadline, so Stop still returns in time.
+// of Stop's deadline, so Stop still returns in time, and its error names
+// the run it cut off (the process then exits non-zero, as for requests
+// the shutdown cut off); a run that returned when asked (above) is none.
 func TestStopInterruptsRunAfterGrace(t *testing.T) {
 	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
-	// Stop returns no error only if everything ended within its deadline:
-	// the grace, then the interruption and the run's record.
-	if err := stopRun(t, in, "spin", 4*time.Second); err != nil {
-		t.Errorf("stop: %v", err)
+	err := stopRun(t, in, "spin", 4*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "interrupted, not returned within the shutdown's grace") || !strings.Contains(err.Error(), "sched/spin") {
+		t.Errorf("stop: %v; want the run named as interrupted", err)
 	}
 	checkStopped(t, in, "spin", "did not return within the grace")
+}
+
+// A scheduled run's lateness is counted when it starts, not when it
+// ends: a long run's shows (greenroom_task_lateness_seconds) while it
+// runs.
+func TestLatenessCountedAtStart(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "long", Every: "1s", Timeout: "60s", Action: "cleanup", MS: 60000}))
+	waitFor(t, 20*time.Second, "the run to start", func() bool {
+		return len(jsonLines(t, in, "sched", "task start")) > 0
+	})
+	st := in.RT.Scheduler().Stats()
+	if st.Lateness.Count != 1 || st.Running != 1 {
+		t.Errorf("while the first run runs: lateness count %d, running %d; want 1 and 1", st.Lateness.Count, st.Running)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,22 +456,42 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		close(done)
 	}()
 	close(s.stopping)
+	// The runs that do not return within the grace are cut off: the
+	// shutdown reports them (a non-zero exit), as it does requests.
+	var cut []string
 	if !s.dead.Load() {
 		// A replica that dies gives its runs no grace (Abandon).
-		t := time.NewTimer(grace(ctx))
+		g := grace(ctx)
+		t := time.NewTimer(g)
 		select {
 		case <-done:
 		case <-t.C:
 		case <-ctx.Done():
 		}
 		t.Stop()
+		select {
+		case <-done:
+		default:
+			s.mu.Lock()
+			for r := range s.active {
+				cut = append(cut, r.spec.Plugin+"/"+r.spec.ID)
+			}
+			s.mu.Unlock()
+			slices.Sort(cut)
+		}
 	}
 	s.runCancel()
 	var err error
 	select {
 	case <-done:
+		if len(cut) > 0 {
+			err = fmt.Errorf("scheduler: task runs interrupted, not returned within the shutdown's grace after they were asked to stop: %s", strings.Join(cut, ", "))
+		}
 	case <-ctx.Done():
 		err = fmt.Errorf("scheduler: task runs still running when the shutdown deadline passed")
+		if len(cut) > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.Join(cut, ", "))
+		}
 	}
 	close(s.writerStop)
 	<-s.writerDone
@@ -813,6 +834,7 @@ func (s *Scheduler) execute(r *run) {
 	var out []byte
 	var err error
 	var deadline int64 // the call's, Unix nanoseconds on the real clock
+	var lateSeen bool  // its lateness counted (when the call began)
 	// Stop asks the run to stop through cancel before it interrupts it.
 	cancelReq := hostfuncs.NewCancelRequest(s.stopping)
 	if stopped {
@@ -827,6 +849,13 @@ func (s *Scheduler) execute(r *run) {
 			Cancel:  cancelReq,
 			Encode: func(dst []byte, d int64) []byte {
 				began, deadline = s.clk.Now(), d
+				// How late the run started is known now: counted when it
+				// starts, not when it ends, so that a long run's lateness
+				// shows while it runs.
+				if !r.manual && !lateSeen {
+					lateSeen = true
+					s.stats.late(began.Sub(r.due))
+				}
 				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: d, Due: dueNS, Manual: r.manual})
 			},
 		})
@@ -841,7 +870,7 @@ func (s *Scheduler) execute(r *run) {
 	if began.IsZero() {
 		began = end
 	}
-	if !r.manual {
+	if !r.manual && !lateSeen {
 		s.stats.late(began.Sub(r.due))
 	}
 	outcome, failure, msg := s.outcome(r, code, out, err, pastDeadline, cancelReq.Seen())
