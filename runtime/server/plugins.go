@@ -337,21 +337,40 @@ func namedIn(list, k []byte) bool {
 }
 
 // Hop-by-hop and credential headers never reach a guest: the guest learns
-// who calls from the principal, not from credentials.
+// who calls from the principal, not from credentials. Nor do the headers
+// authenticating proxies use to name the user they let in (Apache's
+// Remote-User, oauth2-proxy's X-Forwarded-* and X-Auth-Request-*,
+// Grafana's X-WEBAUTH-USER), whatever a caller sends: behind greenroom
+// no proxy vouches for them, and a plugin ported from behind one that
+// trusted them would take any caller's word for who it is. Names are
+// matched with '_' read as '-'.
 var droppedRequestHeaders = map[string]bool{
 	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
 	"upgrade": true, "te": true, "trailer": true, "proxy-authorization": true, "proxy-authenticate": true,
 	"authorization": true, "cookie": true, "host": true,
+
+	"remote-user": true, "x-remote-user": true, "x-remote-group": true, "x-webauth-user": true,
+	"x-forwarded-user": true, "x-forwarded-email": true, "x-forwarded-groups": true,
+	"x-forwarded-preferred-username": true, "x-forwarded-access-token": true,
+	"x-auth-request-user": true, "x-auth-request-email": true, "x-auth-request-groups": true,
+	"x-auth-request-preferred-username": true, "x-auth-request-access-token": true,
 }
 
+// maxDroppedHeader is the length of the longest name in
+// droppedRequestHeaders.
+const maxDroppedHeader = len("x-auth-request-preferred-username")
+
 func forwardRequestHeader(k []byte) bool {
-	if len(k) > 20 {
+	if len(k) > maxDroppedHeader {
 		return true
 	}
-	var lower [20]byte
+	var lower [maxDroppedHeader]byte
 	for i, ch := range k {
-		if ch >= 'A' && ch <= 'Z' {
+		switch {
+		case ch >= 'A' && ch <= 'Z':
 			ch += 'a' - 'A'
+		case ch == '_':
+			ch = '-'
 		}
 		lower[i] = ch
 	}
