@@ -76,7 +76,11 @@ func TestMetricsListen(t *testing.T) {
 	if s, _, err := p.get("/api/ver/v"); err != nil || s != 200 {
 		t.Fatalf("request: %d %v", s, err)
 	}
-	resp, err := http.Get("http://" + maddr + "/metrics")
+	// Its requests carry an id (the caller's when valid) and get an
+	// access log line, as the main listener's do.
+	req, _ := http.NewRequest("GET", "http://"+maddr+"/metrics", nil)
+	req.Header.Set("X-Request-Id", "scrape-1")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +89,10 @@ func TestMetricsListen(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",status="200"} 1`) {
 		t.Errorf("metrics_listen: %d\n%.2000s", resp.StatusCode, body)
 	}
+	if id := resp.Header.Get("X-Request-Id"); id != "scrape-1" {
+		t.Errorf("metrics_listen answered X-Request-Id %q, want the one sent", id)
+	}
+
 	resp, err = http.Get("http://" + p.addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -120,5 +128,8 @@ func TestMetricsListen(t *testing.T) {
 	}
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
+	}
+	if !strings.Contains(p.log(), `"listener":"metrics_listen","method":"GET","msg":"request","path":"/metrics","request_id":"scrape-1","status":200`) {
+		t.Errorf("no access line for the scrape:\n%s", p.log())
 	}
 }

@@ -159,7 +159,7 @@ func (s *Server) routes() {
 	admin.Post("/plugins/v1/reload", s.reload)
 	admin.All("/plugins/v1/reload", methodNotAllowed(fiber.MethodPost))
 	s.schedulerRoutes(admin)
-	metrics := adaptor.HTTPHandler(s.MetricsHandler())
+	metrics := adaptor.HTTPHandler(s.metricsHandler())
 	s.app.Get("/metrics", s.requireAdmin, func(c *fiber.Ctx) error {
 		// The adaptor would read a body whole, unbounded; none is used.
 		c.Request().ResetBody()
@@ -236,12 +236,68 @@ func (s *Server) Reload(cfg *config.Config) {
 	old.Close()
 }
 
-// MetricsHandler serves the Prometheus exposition of the server's metrics:
-// at /metrics behind admin authentication, and on [server] metrics_listen
-// without (bind that address to a network only Prometheus reaches).
+// MetricsHandler serves the Prometheus exposition of the server's metrics
+// for [server] metrics_listen, without authentication (bind that address
+// to a network only Prometheus reaches), as the main listener serves
+// requests: X-Request-Id honoured when valid, generated otherwise, and
+// returned; one access log line per request (field listener =
+// "metrics_listen"). The main listener serves the same at /metrics behind
+// admin authentication.
 func (s *Server) MetricsHandler() http.Handler {
+	h := s.metricsHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := requestIDFrom(r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Request-Id", id)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		if !s.rt.Config().Log.AccessLog {
+			return
+		}
+		took := time.Since(start)
+		s.log.WithFields(logrus.Fields{
+			"listener":    "metrics_listen",
+			"method":      r.Method,
+			"path":        r.URL.EscapedPath(),
+			"status":      sw.status,
+			"bytes":       sw.bytes,
+			"duration":    took.Round(time.Microsecond).String(),
+			"duration_ms": float64(took.Microseconds()) / 1000,
+			"request_id":  id,
+		}).Info("request")
+	})
+}
+
+// metricsHandler is the Prometheus exposition of the metrics.
+func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{ErrorLog: s.log})
 }
+
+// statusWriter remembers the status and counts the body bytes of a
+// net/http answer, for its access log line.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Draining reports whether Shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
