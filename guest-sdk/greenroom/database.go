@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,8 @@ type dbTransport interface {
 var (
 	dbOnce sync.Once
 	theDB  *sql.DB
+	// registered is the driver DB registered (a *sqlDriver), once it has.
+	registered atomic.Value
 )
 
 // DriverName is the name under which DB registers the SDK's database/sql
@@ -65,7 +68,9 @@ func DB() *sql.DB {
 		// Registered here rather than in an init function: a plugin that
 		// never calls DB links none of the database host functions, and
 		// the runtime then sees that it does not use the capability.
-		sql.Register(DriverName, &sqlDriver{t: newDBTransport(), gate: newConnGate(dbMaxConns(), dbStatementTimeout())})
+		d := &sqlDriver{t: newDBTransport(), gate: newConnGate(dbMaxConns(), dbStatementTimeout())}
+		sql.Register(DriverName, d)
+		registered.Store(d)
 		db, err := sql.Open(DriverName, "")
 		if err != nil {
 			panic(err) // the driver was just registered
@@ -364,6 +369,9 @@ func (d *sqlDriver) Open(string) (driver.Conn, error) { return &conn{t: d.t, gat
 type connGate struct {
 	slots chan struct{}
 	wait  time.Duration
+
+	mu   sync.Mutex
+	open map[*conn]struct{} // connections in a transaction, each holding a slot
 }
 
 func newConnGate(n int, wait time.Duration) *connGate {
@@ -404,6 +412,66 @@ func (g *connGate) release() {
 	}
 }
 
+// began records that c holds a slot for its transaction.
+func (g *connGate) began(c *conn) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open == nil {
+		g.open = map[*conn]struct{}{}
+	}
+	g.open[c] = struct{}{}
+}
+
+// endTx forgets c's transaction and gives back its slot; it reports
+// whether c was in one (a transaction ends once: commit, rollback, the
+// connection's close, or the end of the call).
+func (c *conn) endTx() (uint32, bool) {
+	id := c.tx
+	if id == 0 {
+		return 0, false
+	}
+	c.tx = 0
+	if g := c.gate; g != nil {
+		g.mu.Lock()
+		delete(g.open, c)
+		g.mu.Unlock()
+		g.release()
+	}
+	return id, true
+}
+
+// callEnded is called when a request or a task run ends: the runtime
+// rolls back every transaction the call left open, so their connections'
+// slots are given back here, for the instance's next call. (A
+// transaction begun with the request's context is also rolled back by
+// database/sql when that context ends; one begun with db.Begin() is
+// not, and would hold its slot for the instance's life.)
+func (g *connGate) callEnded() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	open := make([]*conn, 0, len(g.open))
+	for c := range g.open {
+		open = append(open, c)
+	}
+	g.mu.Unlock()
+	for _, c := range open {
+		c.endTx()
+	}
+}
+
+// dbCallEnded releases what the call's transactions held in the SDK's
+// database (see connGate.callEnded); nothing when DB was never called.
+func dbCallEnded() {
+	if d, ok := registered.Load().(*sqlDriver); ok {
+		d.gate.callEnded()
+	}
+}
+
 // conn is a database/sql connection. It holds nothing on the host but the
 // transaction it is in, if any: the host picks a pooled connection for each
 // statement outside a transaction.
@@ -429,10 +497,8 @@ func (c *conn) PrepareContext(_ context.Context, query string) (driver.Stmt, err
 }
 
 func (c *conn) Close() error {
-	if c.tx != 0 {
-		c.t.rollback(c.tx)
-		c.tx = 0
-		c.gate.release()
+	if id, ok := c.endTx(); ok {
+		c.t.rollback(id)
 	}
 	return nil
 }
@@ -465,6 +531,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, err
 	}
 	c.tx = tx
+	c.gate.began(c)
 	return &txn{c: c}, nil
 }
 
@@ -524,20 +591,12 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 type txn struct{ c *conn }
 
 func (t *txn) Commit() error {
-	id := t.c.tx
-	t.c.tx = 0
-	if id != 0 {
-		defer t.c.gate.release()
-	}
+	id, _ := t.c.endTx()
 	return t.c.t.commit(id)
 }
 
 func (t *txn) Rollback() error {
-	id := t.c.tx
-	t.c.tx = 0
-	if id != 0 {
-		defer t.c.gate.release()
-	}
+	id, _ := t.c.endTx()
 	return t.c.t.rollback(id)
 }
 

@@ -102,6 +102,7 @@ func greenroomHandle(reqLen uint32) uint32 {
 	if c := requestContextFrom(req.Context()); c != nil {
 		c.finish()
 	}
+	dbCallEnded()
 	if code == handleOK {
 		w.finish()
 		slotMu.Lock()
@@ -386,6 +387,7 @@ func greenroomTaskRun(envLen uint32) uint32 {
 		}
 	}
 	code, msg := runTask(string(buf))
+	dbCallEnded()
 	if code == handleError {
 		slotMu.Lock()
 		writeAll([]byte(msg))

@@ -937,3 +937,22 @@ func TestOwnTransactionsHoldEveryConnection(t *testing.T) {
 		}
 	})
 }
+
+// A transaction a handler leaves open (begun with db.Begin(), whose
+// context never ends) is rolled back by the runtime when the request
+// ends, and the SDK gives its connection back too: the instance's next
+// request gets the connection (it waited db_statement_timeout and failed
+// "pool exhausted" for the instance's life).
+func TestLeftOpenTransactionFreesItsConnection(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf+plugin("gamma", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"1s\"\ninstances = 1"))
+		for i := range 3 {
+			res := run(t, in, "gamma", step{Op: "exec", SQL: "SELECT 1", Background: true}, step{Op: "begin", ReadOnly: true, Background: true})
+			for j, r := range res {
+				if r.Error != "" {
+					t.Fatalf("request %d, step %d: %+v", i, j, r)
+				}
+			}
+		}
+	})
+}
