@@ -1,5 +1,9 @@
 # greenroom tasks. Everything here is also a plain go command (see README.md).
 
+# Recipe arguments reach the commands as they were given ("$@"), quotes
+# and all: just bench -scenarios 'ping|echo' -out ''
+set positional-arguments
+
 default: test
 
 # build plugins from source and serve ./config.toml
@@ -24,7 +28,7 @@ plugins:
 # and rewrites the generated part of docs/benchmarks.md. Flags pass
 # through, e.g. just bench -duration 2s -scenarios ping
 bench *ARGS:
-    go run ./bench/... {{ARGS}}
+    go run ./bench/... "$@"
 
 # Go micro-benchmarks beside the code they measure: envelopes, the pool,
 # host-function round trips, routes in-process (docs/benchmarks.md)

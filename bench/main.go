@@ -121,7 +121,7 @@ func run(args []string) int {
 	}
 	md := rep.Markdown()
 	fmt.Println(md)
-	code := verdictCode(os.Stderr, rep, o.allowErrors)
+	code := verdictCode(os.Stderr, rep, o.allowErrors, filter != "")
 	if o.out != "" {
 		path := reportPath(o.out)
 		if err := writeReport(path, md); err != nil {
@@ -135,8 +135,11 @@ func run(args []string) int {
 
 // verdictCode says on w, loudly, when requests failed or measurements
 // could not be made, and returns the exit code: 1 for either, except that
-// -allow-errors lets failed requests pass.
-func verdictCode(w io.Writer, rep *Report, allowErrors bool) int {
+// -allow-errors lets failed requests pass. A scenario skipped for want of
+// what it needs (PostgreSQL) is said too; it fails the run only when the
+// scenarios were chosen (selected), so that a full run on a machine
+// without PostgreSQL still passes.
+func verdictCode(w io.Writer, rep *Report, allowErrors, selected bool) int {
 	code := 0
 	if n, lines := rep.RequestErrors(); n > 0 {
 		banner := strings.Repeat("!", 72)
@@ -152,6 +155,12 @@ func verdictCode(w io.Writer, rep *Report, allowErrors bool) int {
 	if f := rep.Failures(); len(f) > 0 {
 		fmt.Fprintf(w, "greenbench: FAILED: %s\n", strings.Join(f, "; "))
 		code = 1
+	}
+	if sk := rep.Skipped(); len(sk) > 0 {
+		fmt.Fprintf(w, "greenbench: SKIPPED: %s\n", strings.Join(sk, "; "))
+		if selected {
+			code = 1
+		}
 	}
 	return code
 }

@@ -310,6 +310,10 @@ func (r *Report) Targets() []TargetResult {
 			t.Measured = "failed: " + s.Failed
 		case !s.measured():
 			t.Measured = "no rounds"
+		case s.Greenroom.capped() || s.Native.capped():
+			// The load generator stopped sending at the bound but the round
+			// ran its whole time: both rates are the bound over the time.
+			t.Measured = fmt.Sprintf("%.2f×, but rounds stopped at their request bound (-max-requests), so both rates understate the servers'", s.Ratio())
 		case needConns && r.Connections != targetConns:
 			t.Measured = fmt.Sprintf("%.2f× at %d connections (the target is at %d)", s.Ratio(), r.Connections, targetConns)
 		default:
@@ -411,6 +415,17 @@ func (r *Report) RequestErrors() (int64, []string) {
 
 // Failures lists what could not be measured because something went wrong
 // (not skips, which are by choice or for a missing service).
+// Skipped lists the scenarios that were not measured, and why.
+func (r *Report) Skipped() []string {
+	var out []string
+	for _, s := range r.Scenarios {
+		if s.Skipped != "" {
+			out = append(out, s.Name+": "+s.Skipped)
+		}
+	}
+	return out
+}
+
 func (r *Report) Failures() []string {
 	var out []string
 	for _, s := range r.Scenarios {

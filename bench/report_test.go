@@ -265,20 +265,43 @@ func TestCommand(t *testing.T) {
 func TestVerdictCode(t *testing.T) {
 	var out strings.Builder
 	r := report(0.5, 0.5, ms(8), ms(4))
-	if code := verdictCode(&out, r, false); code != 0 || out.Len() != 0 {
+	if code := verdictCode(&out, r, false, false); code != 0 || strings.Contains(out.String(), "REQUEST ERRORS") || strings.Contains(out.String(), "FAILED") {
 		t.Errorf("clean run: %d %q", code, out.String())
 	}
 	r.Scenarios[0].Native.Rounds[0].Non2xx = 1
-	if code := verdictCode(&out, r, false); code != 1 || !strings.Contains(out.String(), "REQUEST ERRORS: 1 requests failed") {
+	if code := verdictCode(&out, r, false, false); code != 1 || !strings.Contains(out.String(), "REQUEST ERRORS: 1 requests failed") {
 		t.Errorf("with an error: %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := verdictCode(&out, r, true); code != 0 || !strings.Contains(out.String(), "REQUEST ERRORS") {
+	if code := verdictCode(&out, r, true, false); code != 0 || !strings.Contains(out.String(), "REQUEST ERRORS") {
 		t.Errorf("-allow-errors still says so and exits 0: %d %q", code, out.String())
 	}
 	r.Scenarios[1].Failed = "wrk: exit status 1"
-	if code := verdictCode(&out, r, true); code != 1 {
+	if code := verdictCode(&out, r, true, false); code != 1 {
 		t.Errorf("a failed measurement is not allowed away: %d", code)
+	}
+	// A skipped scenario (the fixture's todo-pg) is said; it fails only a
+	// run that chose its scenarios.
+	r = report(0.5, 0.5, ms(8), ms(4))
+	out.Reset()
+	if code := verdictCode(&out, r, false, false); code != 0 || !strings.Contains(out.String(), "SKIPPED: todo-pg: PostgreSQL unreachable") {
+		t.Errorf("skipped in a full run: %d %q", code, out.String())
+	}
+	if code := verdictCode(&out, r, false, true); code != 1 {
+		t.Errorf("skipped in a run that chose it: %d", code)
+	}
+}
+
+// Rounds stopped at their request bound give no throughput verdict: the
+// load generator divides the bound by the whole round's time.
+func TestTargetsCappedRounds(t *testing.T) {
+	r := report(0.5, 0.5, ms(8), ms(4))
+	if v := r.Targets()[0]; v.Verdict == NotMeasured {
+		t.Fatalf("uncapped: %+v", v)
+	}
+	r.Scenarios[0].Native.Rounds[0].Capped = true
+	if v := r.Targets()[0]; v.Verdict != NotMeasured || !strings.Contains(v.Measured, "request bound") {
+		t.Errorf("capped: %+v", v)
 	}
 }
 
