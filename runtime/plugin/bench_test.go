@@ -213,6 +213,10 @@ const (
 	opURLReaderRead = 8
 	opGCMemoryLimit = 9
 	opGCPercent     = 10
+	opDBBeginRollbk = 11
+	opDBMaxConns    = 12
+	opDBStmtTimeout = 13
+	opCancelReq     = 14
 )
 
 // What BenchmarkHostCall's guest sends and its fake providers expect.
@@ -300,6 +304,11 @@ func (d *benchDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint3
 	return d.Commit(ctx, in, tx)
 }
 
+// MaxConns and StatementTimeout are the plugin's pool limits, for
+// db_max_conns and db_statement_timeout.
+func (d *benchDB) MaxConns() int                   { return 4 }
+func (d *benchDB) StatementTimeout() time.Duration { return 5 * time.Second }
+
 func (d *benchDB) RegisterMigrations(*hostfuncs.Instance, []hostfuncs.MigrationFile) error {
 	return errors.New("no migrations in this benchmark")
 }
@@ -378,8 +387,11 @@ func encURLRead(url, header, value string) []byte {
 // runtime/urlreader). Not measured: request_read and response_write (every
 // call of BenchmarkHandleRaw makes them), and public_route, db_migrations
 // and task_register, which are accepted only while a plugin initializes.
-// gc_memory_limit and gc_percent, which the SDK calls once per instance,
-// are here as the bare crossing with a number computed at load.
+// gc_memory_limit, gc_percent, db_max_conns and db_statement_timeout,
+// which the SDK calls once per instance, are here as the bare crossing
+// with a number computed at load; cancel_requested (polled by the SDK
+// every 100 ms while a task runs) answers 0 here, as for any call nobody
+// asked to stop.
 //
 //	go test -run '^$' -bench HostCall -benchmem ./runtime/plugin/
 func BenchmarkHostCall(b *testing.B) {
@@ -421,6 +433,10 @@ func BenchmarkHostCall(b *testing.B) {
 		{"urlreader_call", "urlreader_call", opURLReaderRead, 0, int32(len(hostfuncs.AppendURLResponse(nil, urlResp))), encURLRead(benchURL, "If-None-Match", `"0"`)},
 		{"gc_memory_limit", "gc_memory_limit", opGCMemoryLimit, 0, int32(p.GC().MemoryLimit >> 10), nil},
 		{"gc_percent", "gc_percent", opGCPercent, 0, int32(lim.GCPercent), nil},
+		{"db_begin+db_rollback", "db_rollback", opDBBeginRollbk, 0, benchTx, nil},
+		{"db_max_conns", "db_max_conns", opDBMaxConns, 0, 4, nil},
+		{"db_statement_timeout", "db_statement_timeout", opDBStmtTimeout, 0, 5000, nil},
+		{"cancel_requested", "cancel_requested", opCancelReq, 0, 0, nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			fn := -1

@@ -45,6 +45,18 @@ func gcMemoryLimit() int32
 //go:wasmimport greenroom gc_percent
 func gcPercent() int32
 
+//go:wasmimport greenroom db_rollback
+func dbRollback(tx int32) int32
+
+//go:wasmimport greenroom db_max_conns
+func dbMaxConns() int32
+
+//go:wasmimport greenroom db_statement_timeout
+func dbStatementTimeout() int32
+
+//go:wasmimport greenroom cancel_requested
+func cancelRequested() int32
+
 //go:wasmexport greenroom_abi_v1
 func abiV1() {}
 
@@ -80,6 +92,10 @@ const (
 	opURLReaderRead  = 8  // urlreader_call(payload), result_read
 	opGCMemoryLimit  = 9  // gc_memory_limit()
 	opGCPercent      = 10 // gc_percent()
+	opDBBeginRollbk  = 11 // db_begin(arg), then db_rollback of the handle it returned
+	opDBMaxConns     = 12 // db_max_conns()
+	opDBStmtTimeout  = 13 // db_statement_timeout()
+	opCancelReq      = 14 // cancel_requested()
 	benchEnvelopeLen = 16
 )
 
@@ -148,6 +164,18 @@ func benchHost(n uint32) uint32 {
 			got = gcMemoryLimit()
 		case opGCPercent:
 			got = gcPercent()
+		case opDBBeginRollbk:
+			if got = dbBegin(arg); got == want {
+				if rc := dbRollback(got); rc != 0 {
+					return benchFail(stageCommit, rc)
+				}
+			}
+		case opDBMaxConns:
+			got = dbMaxConns()
+		case opDBStmtTimeout:
+			got = dbStatementTimeout()
+		case opCancelReq:
+			got = cancelRequested()
 		default:
 			return 2
 		}
