@@ -436,9 +436,12 @@ func (c *conn) endTx() (uint32, bool) {
 	c.tx = 0
 	if g := c.gate; g != nil {
 		g.mu.Lock()
+		_, held := g.open[c] // not when the call's end gave its slot back
 		delete(g.open, c)
 		g.mu.Unlock()
-		g.release()
+		if held {
+			g.release()
+		}
 	}
 	return id, true
 }
@@ -453,14 +456,16 @@ func (g *connGate) callEnded() {
 	if g == nil {
 		return
 	}
+	// Only the slots: each conn keeps its (now rolled back) transaction's
+	// id, so that the transaction's later statements, Commit and Rollback
+	// are refused by the runtime ("transaction N is not open") instead of
+	// running outside any transaction, autocommitted.
 	g.mu.Lock()
-	open := make([]*conn, 0, len(g.open))
-	for c := range g.open {
-		open = append(open, c)
-	}
+	n := len(g.open)
+	clear(g.open)
 	g.mu.Unlock()
-	for _, c := range open {
-		c.endTx()
+	for range n {
+		g.release()
 	}
 }
 
@@ -549,13 +554,14 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		return nil, err
 	}
 	c.buf = req
-	if c.tx == 0 {
+	outside := c.tx == 0 // once: a parked goroutine must release only what it took
+	if outside {
 		if err := c.gate.acquire(ctx, "db_exec"); err != nil {
 			return nil, err
 		}
 	}
 	res, err := c.t.exec(req)
-	if c.tx == 0 {
+	if outside {
 		c.gate.release()
 	}
 	if err != nil {
@@ -573,13 +579,14 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	c.buf = req
-	if c.tx == 0 {
+	outside := c.tx == 0 // once: a parked goroutine must release only what it took
+	if outside {
 		if err := c.gate.acquire(ctx, "db_query"); err != nil {
 			return nil, err
 		}
 	}
 	res, err := c.t.query(req)
-	if c.tx == 0 {
+	if outside {
 		c.gate.release()
 	}
 	if err != nil {

@@ -25,6 +25,9 @@ var migrations embed.FS
 
 var initErr string
 
+// kept is the transaction keep_begin keeps across requests.
+var kept *sql.Tx
+
 func init() {
 	// config migrations = NAME picks the set migrations/NAME; none by default.
 	if set, ok := greenroom.Config("migrations"); ok {
@@ -49,7 +52,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, prepare, holders, hold, query_loop
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -114,6 +117,25 @@ func run(w http.ResponseWriter, r *http.Request) {
 			defer cancel()
 		}
 		switch s.Op {
+		case "keep_begin":
+			// A transaction kept across requests (as a goroutine that
+			// outlives its handler would use it).
+			kept, err = db.Begin()
+		case "kept_exec":
+			if kept == nil {
+				err = errors.New("no kept transaction")
+			} else {
+				var r sql.Result
+				if r, err = kept.Exec(s.SQL, args...); err == nil {
+					res.Affected, _ = r.RowsAffected()
+				}
+			}
+		case "kept_commit":
+			if kept == nil {
+				err = errors.New("no kept transaction")
+			} else {
+				err = kept.Commit()
+			}
 		case "begin":
 			tx, err = db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.ReadOnly, Isolation: sql.IsolationLevel(s.Isolation)})
 		case "commit", "rollback":
