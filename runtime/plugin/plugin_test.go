@@ -182,6 +182,28 @@ func testFailures(t *testing.T, p *Plugin) {
 	}
 }
 
+// A discarded instance's successor is created in the background, as a
+// retired one's is: after a crash the pool has an instance ready again
+// before any call asks for one (a plugin whose initializer is slower than
+// its timeout answered 504 to the calls after a crash, each waiting for
+// an instance to start).
+func TestDiscardedInstanceReplaced(t *testing.T) {
+	p := load(t, hostileWasm, testLimits())
+	if _, _, err := get(p, "/panic"); KindOf(err) != FailPanic {
+		t.Fatalf("panic: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for st := p.Stats(); st.Idle != 1 || st.Live != 1; st = p.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a crash and no call: %+v; want one instance idle", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := p.Stats(); st.Discarded != 1 || st.Created != 2 {
+		t.Errorf("stats: %+v; want 1 discarded, 2 created", st)
+	}
+}
+
 // A runaway guest must not stall the Go runtime: garbage collections keep
 // completing while it spins, and it is still interrupted at its deadline.
 func TestRunawayGuestDoesNotStallGC(t *testing.T) {

@@ -170,13 +170,14 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	return c.in, time.Now().Add(timeout), nil
 }
 
-// wait blocks for a token until the queue timeout. While a retired
-// instance's successor starts (renew holds its token), a caller whose
-// queue timeout passes waits on, at most timeout more, as a caller that
-// finds no idle instance waits for a new one: the instance it waits for
-// is not busy, it is being replaced (with one instance, or an initializer
-// slower than queue_timeout, every retirement answered 503 plugin_busy to
-// a lone caller).
+// wait blocks for a token until the queue timeout. While a retired or
+// discarded instance's successor starts (renew holds its token), a caller
+// whose queue timeout passes waits on, at most timeout more, as a caller
+// that finds no idle instance waits for a new one: the instance it waits
+// for is not busy, it is being replaced (with one instance, or an
+// initializer slower than queue_timeout, every retirement answered 503
+// plugin_busy to a lone caller). Past that, it fails as such a caller
+// does: FailTimeout, ErrStarting.
 func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 	pl.c.QueueWaits.Add(1)
 	start := time.Now()
@@ -195,6 +196,11 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 				extended = true
 				t.Reset(timeout)
 				continue
+			}
+			if extended && pl.renewing.Load() > 0 {
+				// Still starting: the answer of a caller that waited its
+				// timeout for a new instance of its own (504).
+				return &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s for an instance being replaced; an initializer may run for %s), and will serve a later call", ErrStarting, pl.queueTimeout+timeout, pl.p.spec.Limits.InitTimeout)}
 			}
 			pl.c.Rejected.Add(1)
 			return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
@@ -251,11 +257,14 @@ func (pl *pool) park(in *instance) {
 	pl.drop(in)
 }
 
-// discard closes an instance that failed; it is never reused.
+// discard closes an instance that failed; it is never reused. Its
+// successor is created in the background, as a retired instance's is
+// (renew), so that the plugin's next call finds an instance ready rather
+// than waiting for one to start (a plugin whose initializer is slower
+// than its timeout answered 504 to the calls after a crash).
 func (pl *pool) discard(in *instance) {
 	pl.c.Discarded.Add(1)
-	pl.drop(in)
-	<-pl.slots
+	pl.renew(in)
 }
 
 func (pl *pool) drop(in *instance) {
@@ -281,8 +290,8 @@ func (pl *pool) interrupt() int {
 	return pl.close(ctx)
 }
 
-// renew closes a retired instance and creates its successor in the
-// background, keeping the retired one's token meanwhile: a waiting caller
+// renew closes a retired (or discarded) instance and creates its
+// successor in the background, keeping the old one's token meanwhile: a waiting caller
 // gets the next instance that frees up instead of creating one itself, so
 // no request waits for an instance to be created or closed (several
 // milliseconds for a Go guest) because another one was retired. The
