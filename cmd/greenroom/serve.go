@@ -197,16 +197,17 @@ wait:
 	}
 
 	// In order: readiness turns 503; running tasks are asked to stop
-	// (their ctx cancelled), interrupted if still running after a grace
-	// (5 s, or half of what is left of the deadline if less), recorded and
-	// their leases released (so another replica takes them over at once)
-	// while requests are still served; after server.shutdown_delay
-	// the listener stops and requests in flight finish; then instances and
-	// the database close. One deadline, shutdown_timeout after the delay,
-	// bounds it all — also the calls still running on versions a reload
-	// replaced, whose own drain deadline no longer applies
-	// (BeginShutdown): what it cuts off is reported whichever version ran
-	// it. Both are read now, so that a reload's values apply.
+	// (their ctx cancelled) and given until the deadline to return (less a
+	// second in which the ones still running are interrupted and recorded,
+	// reported as cut off), their leases released as each ends (so another
+	// replica takes them over at once); meanwhile requests are still
+	// served, and after server.shutdown_delay the listener stops and
+	// requests in flight finish; then instances and the database close.
+	// One deadline, shutdown_timeout after the delay, bounds it all — also
+	// the calls still running on versions a reload replaced, whose own
+	// drain deadline no longer applies (BeginShutdown): what it cuts off is
+	// reported whichever version ran it. Both are read now, so that a
+	// reload's values apply.
 	rt.BeginShutdown()
 	running := rt.Config().Server
 	timeout, delay := running.ShutdownTimeout.D(), running.ShutdownDelay.D()
@@ -215,15 +216,19 @@ wait:
 	defer cancel()
 	var cut []error
 	srv.Drain()
-	if err := rt.StopScheduler(sctx); err != nil {
-		cut = append(cut, err)
-	}
+	// Task runs and requests finish side by side: a run that ignores its
+	// ctx holds neither the delay nor the requests' drain.
+	stopped := make(chan error, 1)
+	go func() { stopped <- rt.StopScheduler(sctx) }()
 	if left := delay - time.Since(start); left > 0 {
 		log.WithField("delay", delay.String()).Info("readiness is 503; still serving for server.shutdown_delay")
 		time.Sleep(left)
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		cut = append(cut, fmt.Errorf("requests in flight: %w", err))
+	}
+	if err := <-stopped; err != nil {
+		cut = append(cut, err)
 	}
 	// metrics_listen serves through the drain, whose counts a scrape
 	// should see (the main listener's /metrics answers 503 by then).

@@ -68,14 +68,15 @@ func TestStopCancelsRunContext(t *testing.T) {
 }
 
 // A task that ignores its ctx (a loop that never blocks) is interrupted
-// once the grace has passed: the grace is at most half of what is left
-// of Stop's deadline, so Stop still returns in time, and its error names
+// once the grace has passed: what is left of Stop's deadline less a tenth
+// (at most a second), so Stop still returns in time, and its error names
 // the run it cut off (the process then exits non-zero, as for requests
-// the shutdown cut off); a run that returned when asked (above) is none.
+// the shutdown's deadline cuts off); a run that returned when asked
+// (above) is none.
 func TestStopInterruptsRunAfterGrace(t *testing.T) {
 	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
 	err := stopRun(t, in, "spin", 4*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "interrupted, not returned within the shutdown's grace") || !strings.Contains(err.Error(), "sched/spin") {
+	if err == nil || !strings.Contains(err.Error(), "interrupted at the shutdown's deadline") || !strings.Contains(err.Error(), "sched/spin") {
 		t.Errorf("stop: %v; want the run named as interrupted", err)
 	}
 	checkStopped(t, in, "spin", "did not return within the grace")
@@ -93,4 +94,15 @@ func TestLatenessCountedAtStart(t *testing.T) {
 	if st.Lateness.Count != 1 || st.Running != 1 {
 		t.Errorf("while the first run runs: lateness count %d, running %d; want 1 and 1", st.Lateness.Count, st.Running)
 	}
+}
+
+// A run that ignores its ctx but ends before the shutdown's deadline is
+// not cut: shutdown_timeout is how long task runs get to finish (it was
+// interrupted after a fixed 5 s grace, and the process exited 1).
+func TestStopLetsRunFinishWithinDeadline(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "busy", Cron: "@yearly", Timeout: "1m", Action: "busy", MS: 7000}))
+	if err := stopRun(t, in, "busy", 15*time.Second); err != nil {
+		t.Errorf("stop: %v; want the run to end on its own within the deadline", err)
+	}
+	checkStopped(t, in, "busy", "returned after its context was cancelled")
 }

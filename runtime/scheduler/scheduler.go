@@ -402,18 +402,21 @@ func (s *Scheduler) Start() {
 	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
 }
 
-// stopGrace bounds how long Stop waits for the runs in progress to return
-// on their own once asked to stop (docs/scheduler.md, "Shutdown").
+// stopGrace is how long Stop waits for the runs in progress to return on
+// their own once asked to stop when its ctx has no deadline
+// (docs/scheduler.md, "Shutdown").
 const stopGrace = 5 * time.Second
 
 // grace is how long Stop waits for runs to return on their own before it
-// interrupts them: stopGrace, or half of what is left until ctx's
-// deadline if that is less, so that interrupted runs have the other half
-// to end and be recorded.
+// interrupts them: what is left until ctx's deadline (the shutdown's:
+// shutdown_timeout is how long task runs get to finish), less a tenth of
+// it, at most a second, in which interrupted runs end and are recorded and
+// their leases released; stopGrace without a deadline.
 func grace(ctx context.Context) time.Duration {
 	g := stopGrace
 	if dl, ok := ctx.Deadline(); ok {
-		g = min(g, time.Until(dl)/2)
+		left := time.Until(dl)
+		g = left - min(left/10, time.Second)
 	}
 	return max(g, 0)
 }
@@ -485,7 +488,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 		if len(cut) > 0 {
-			err = fmt.Errorf("scheduler: task runs interrupted, not returned within the shutdown's grace after they were asked to stop: %s", strings.Join(cut, ", "))
+			err = fmt.Errorf("scheduler: task runs interrupted at the shutdown's deadline, not returned after they were asked to stop: %s", strings.Join(cut, ", "))
 		}
 	case <-ctx.Done():
 		err = fmt.Errorf("scheduler: task runs still running when the shutdown deadline passed")

@@ -183,6 +183,10 @@ func action(d taskDef) func(context.Context) error {
 				return err
 			}
 			return ctx.Err()
+		case "busy":
+			// Works for ms whatever its ctx says (it never looks).
+			greenroom.Logger().Info("task start")
+			time.Sleep(time.Duration(d.MS) * time.Millisecond)
 		case "spin":
 			greenroom.Logger().Info("task start")
 			for i := 0; ; i++ {
