@@ -227,7 +227,9 @@ func dbStatementTimeout(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	ms := int64(0)
 	if m, ok := db.(interface{ StatementTimeout() time.Duration }); ok {
-		ms = min(m.StatementTimeout().Milliseconds(), 1<<31-1)
+		if d := m.StatementTimeout(); d > 0 {
+			ms = min(max(d.Milliseconds(), 1), 1<<31-1) // under 1 ms is 1, not "unknown"
+		}
 	}
 	stack[0] = api.EncodeI32(int32(ms))
 }

@@ -896,7 +896,7 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 	}
 	p := s.cur.Load()
 	if p == nil {
-		// Still loading (at start-up, or added by a reload): the call
+		// Still loading at start-up: the call
 		// waits for the load, at most LoadWait or until shutdown starts,
 		// rather than failing while the server is up but the plugin not
 		// yet.
