@@ -202,6 +202,24 @@ func TestDiscardedInstanceReplaced(t *testing.T) {
 	if st := p.Stats(); st.Discarded != 1 || st.Created != 2 {
 		t.Errorf("stats: %+v; want 1 discarded, 2 created", st)
 	}
+
+	// While the successor starts it is live, not busy: no call runs.
+	log := logrus.NewEntry(logrus.New())
+	slow := loadSpec(t, Spec{ID: "hostile", Wasm: hostileWasm, Limits: testLimits(),
+		Host: testHost{config: map[string]string{"init_sleep_ms": "1500"}, log: log}, Log: log})
+	if _, _, err := get(slow, "/panic"); KindOf(err) != FailPanic {
+		t.Fatalf("panic: %v", err)
+	}
+	deadline = time.Now().Add(time.Second)
+	for st := slow.Stats(); st.Live != 1; st = slow.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no successor starting: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := slow.Stats(); st.Idle != 0 || st.Busy != 0 {
+		t.Errorf("while the successor starts: %+v; want it live, neither idle nor busy", st)
+	}
 }
 
 // A runaway guest must not stall the Go runtime: garbage collections keep

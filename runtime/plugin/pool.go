@@ -238,7 +238,7 @@ func (pl *pool) release(in *instance) {
 	case lim.MaxRequests > 0 && in.calls >= lim.MaxRequests,
 		lim.RetireMemory > 0 && in.memorySize() > lim.RetireMemory:
 		pl.c.Retired.Add(1)
-		pl.renew(in)
+		pl.renew(in, "retired")
 		return
 	}
 	pl.park(in)
@@ -264,7 +264,7 @@ func (pl *pool) park(in *instance) {
 // than its timeout answered 504 to the calls after a crash).
 func (pl *pool) discard(in *instance) {
 	pl.c.Discarded.Add(1)
-	pl.renew(in)
+	pl.renew(in, "discarded")
 }
 
 func (pl *pool) drop(in *instance) {
@@ -297,7 +297,7 @@ func (pl *pool) interrupt() int {
 // milliseconds for a Go guest) because another one was retired. The
 // successor is parked idle; if it cannot be created, the next caller that
 // finds no idle instance tries again.
-func (pl *pool) renew(old *instance) {
+func (pl *pool) renew(old *instance, why string) {
 	pl.mu.Lock()
 	if pl.closed {
 		pl.mu.Unlock()
@@ -322,7 +322,7 @@ func (pl *pool) renew(old *instance) {
 		if err != nil {
 			pl.remove()
 			if pl.starts.Err() == nil { // not the pool closing
-				pl.p.log.WithError(err).Warn("could not replace a retired instance")
+				pl.p.log.WithError(err).Warn("could not replace a " + why + " instance")
 			}
 			return
 		}
@@ -369,6 +369,15 @@ func (pl *pool) close(ctx context.Context) int {
 	select {
 	case <-started:
 	case <-ctx.Done():
+		// An interrupted start ends at once: give it a moment even past
+		// ctx's end (a crash's replacement may have begun just before),
+		// so that it is not reported as a call still running.
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-started:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -409,11 +418,14 @@ func (pl *pool) stats() Stats {
 	live := pl.live
 	pl.mu.Unlock()
 	idle := pl.idleCount()
+	// An instance starting in the background (a retired or discarded
+	// one's successor) is live but serves no call yet.
+	starting := int(pl.renewing.Load())
 	return Stats{
 		Max:        cap(pl.slots),
 		Live:       live,
 		Idle:       idle,
-		Busy:       max(live-idle, 0),
+		Busy:       max(live-idle-starting, 0),
 		Created:    pl.c.Created.Load(),
 		Discarded:  pl.c.Discarded.Load(),
 		Retired:    pl.c.Retired.Load(),
