@@ -425,9 +425,10 @@ func (g *connGate) began(c *conn) {
 	g.open[c] = struct{}{}
 }
 
-// endTx forgets c's transaction and gives back its slot; it reports
-// whether c was in one (a transaction ends once: commit, rollback, the
-// connection's close, or the end of the call).
+// endTx forgets c's transaction and gives back its slot, unless the end
+// of the call gave it back already (callEnded); it reports whether c was
+// in a transaction (one ends once: commit, rollback or the connection's
+// close).
 func (c *conn) endTx() (uint32, bool) {
 	id := c.tx
 	if id == 0 {

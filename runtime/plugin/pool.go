@@ -291,12 +291,12 @@ func (pl *pool) interrupt() int {
 }
 
 // renew closes a retired (or discarded) instance and creates its
-// successor in the background, keeping the old one's token meanwhile: a waiting caller
-// gets the next instance that frees up instead of creating one itself, so
-// no request waits for an instance to be created or closed (several
-// milliseconds for a Go guest) because another one was retired. The
-// successor is parked idle; if it cannot be created, the next caller that
-// finds no idle instance tries again.
+// successor in the background, keeping the old one's token meanwhile: a
+// waiting caller gets the next instance that frees up instead of creating
+// one itself, so no request waits for an instance to be created or closed
+// (several milliseconds for a Go guest) because another one was retired.
+// The successor is parked idle; if it cannot be created, the next caller
+// that finds no idle instance tries again.
 func (pl *pool) renew(old *instance, why string) {
 	pl.mu.Lock()
 	if pl.closed {
