@@ -554,3 +554,28 @@ func TestPGPasswordChangedByThePlugin(t *testing.T) {
 		t.Error("the runtime did not say it restored the role's password")
 	}
 }
+
+// A transaction a call leaves open is rolled back on its connection,
+// which then serves the plugin's next call: the rollback runs while the
+// call's context is alive. (Once that context was cancelled, database/sql
+// rolled the transaction back by closing the connection; the next call
+// waited for a new one, longer than a small db_statement_timeout, and
+// failed "pool exhausted" with no connection in use.)
+func TestPGLeftOpenTransactionKeepsItsConnection(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1\ninstances = 1"))
+	pid := func(res []result) any {
+		t.Helper()
+		r := res[len(res)-1]
+		if r.Error != "" || len(r.Rows) != 1 {
+			t.Fatalf("pg_backend_pid: %+v", r)
+		}
+		return r.Rows[0][0]
+	}
+	first := pid(run(t, in, "alpha", step{Op: "begin", Background: true}, step{Op: "query", SQL: "SELECT pg_backend_pid()"}))
+	for i := range 3 {
+		res := run(t, in, "alpha", step{Op: "query", SQL: "SELECT pg_backend_pid()"}, step{Op: "begin", Background: true})
+		if got := pid(res[:1]); got != first {
+			t.Fatalf("call %d ran on backend %v, the left-open transaction's was %v: its connection was closed, not rolled back", i+2, got, first)
+		}
+	}
+}

@@ -150,6 +150,11 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 		kind = classify(c, err, in.oom, in.fatal) // before end, which would mask why
 		err = exitError(kind, err)
 	}
+	// What the call left open ends while its context is alive: a database
+	// transaction is rolled back on its connection, which then serves
+	// again. Once the context is cancelled, database/sql rolls it back by
+	// closing the connection, and the next call waits for a new one.
+	in.state.EndCall()
 	return code, kind, in.ct.end(c) != nil && in.flag != nil, err
 }
 
