@@ -176,6 +176,11 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed while waiting for a database connection")
 	}
 	if wctx.Err() != nil {
+		if inUse := p.db.Stats().InUse; inUse < lim.MaxConns {
+			// Not all busy (now): opening one (connect, authentication,
+			// the session's setup) may take longer than the wait.
+			return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "no database connection within limits.db_statement_timeout of %s: %d of %d (limits.db_max_conns) are in use now, and opening a new one takes longer than that", lim.StatementTimeout, inUse, lim.MaxConns)
+		}
 		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "database connection pool exhausted: all %d connections (limits.db_max_conns) stayed busy for %s (limits.db_statement_timeout)", lim.MaxConns, lim.StatementTimeout)
 	}
 	return nil, fmt.Errorf("database connection: %w", err)
