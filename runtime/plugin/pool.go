@@ -176,8 +176,9 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 // that finds no idle instance waits for a new one: the instance it waits
 // for is not busy, it is being replaced (with one instance, or an
 // initializer slower than queue_timeout, every retirement answered 503
-// plugin_busy to a lone caller). Past that, it fails as such a caller
-// does: FailTimeout, ErrStarting.
+// plugin_busy to a lone caller). Past that, when every instance is still
+// one starting, it fails as such a caller does (FailTimeout, ErrStarting);
+// when any serves a call, as busy.
 func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 	pl.c.QueueWaits.Add(1)
 	start := time.Now()
@@ -197,9 +198,11 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 				t.Reset(timeout)
 				continue
 			}
-			if extended && pl.renewing.Load() > 0 {
-				// Still starting: the answer of a caller that waited its
-				// timeout for a new instance of its own (504).
+			if extended && int(pl.renewing.Load()) >= len(pl.slots) {
+				// Every instance is one still starting, none serving a
+				// call: the answer of a caller that waited its timeout for
+				// a new instance of its own (504). With any serving a call,
+				// the pool is busy (503), as without replacements.
 				return &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s for an instance being replaced; an initializer may run for %s), and will serve a later call", ErrStarting, pl.queueTimeout+timeout, pl.p.spec.Limits.InitTimeout)}
 			}
 			pl.c.Rejected.Add(1)
