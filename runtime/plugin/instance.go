@@ -113,9 +113,8 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	if init := mod.ExportedFunction(hostfuncs.ExportInitialize); init != nil {
 		in.state.Initializing = true
-		_, kind, _, err := in.run(ctx, time.Now().Add(p.spec.Limits.InitTimeout), init, 0)
+		_, kind, _, err := in.run(ctx, time.Now().Add(p.spec.Limits.InitTimeout), init, 0) // ends what init left open
 		in.state.Initializing = false
-		in.state.EndCall()
 		if err != nil {
 			in.ct.close()
 			mod.Close(context.Background())

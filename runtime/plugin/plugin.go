@@ -414,8 +414,7 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("module does not export %s", c.Export)}
 		}
 	}
-	code, kind, tainted, err := in.run(ctx, deadline, fn, uint64(len(in.reqBuf)))
-	in.state.EndCall()
+	code, kind, tainted, err := in.run(ctx, deadline, fn, uint64(len(in.reqBuf))) // ends what the call left open
 	in.state.Request = nil
 	if cap(in.reqBuf) > maxKeptRequest {
 		in.reqBuf = nil // one large request body does not stay with the instance
