@@ -896,10 +896,9 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 	}
 	p := s.cur.Load()
 	if p == nil {
-		// Still loading at start-up: the call
-		// waits for the load, at most LoadWait or until shutdown starts,
-		// rather than failing while the server is up but the plugin not
-		// yet.
+		// Still loading at start-up: the call waits for the load, at most
+		// LoadWait or until shutdown starts, rather than failing while the
+		// server is up but the plugin not yet.
 		if ch := s.loading(); ch != nil {
 			t := time.NewTimer(LoadWait)
 			select {

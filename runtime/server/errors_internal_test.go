@@ -51,3 +51,17 @@ func TestPanicIsInternalError(t *testing.T) {
 		}
 	}
 }
+
+// forwardRequestHeader looks names up in a buffer of maxDroppedHeader
+// bytes: every dropped name must fit, or a longer one added to the list
+// would silently reach guests.
+func TestDroppedRequestHeadersFit(t *testing.T) {
+	for name := range droppedRequestHeaders {
+		if len(name) > maxDroppedHeader {
+			t.Errorf("%q is longer than maxDroppedHeader (%d)", name, maxDroppedHeader)
+		}
+		if forwardRequestHeader([]byte(strings.ToUpper(name))) || forwardRequestHeader([]byte(strings.ReplaceAll(name, "-", "_"))) {
+			t.Errorf("%q reaches guests", name)
+		}
+	}
+}
