@@ -33,8 +33,10 @@ type dbTransport interface {
 }
 
 var (
-	dbOnce sync.Once
-	theDB  *sql.DB
+	dbMu  sync.Mutex
+	theDB *sql.DB
+	// theConnector is theDB's; closed once a caller closed theDB.
+	theConnector *dbConnector
 	// registered is the driver DB registered (a *sqlDriver), once it has.
 	registered atomic.Value
 )
@@ -60,30 +62,54 @@ const DriverName = "greenroom"
 // The database is usable from handlers, not from init (its migrations are
 // applied after init). Outside the runtime (a native build), DB returns the
 // database given to SetDB, or one whose every call fails.
+//
+// Every call returns the same *sql.DB, shared by the instance's handlers
+// and tasks: there is nothing to close. One a handler closed anyway (a
+// `defer db.Close()` learnt from database/sql's examples) fails its later
+// calls with "sql: database is closed", as database/sql's does, and the
+// next call of DB returns a new one in its place.
 func DB() *sql.DB {
 	if db := nativeDB(); db != nil {
 		return db
 	}
-	dbOnce.Do(func() {
+	dbMu.Lock()
+	defer dbMu.Unlock()
+	if theDB != nil && !theConnector.closed.Load() {
+		return theDB
+	}
+	d, _ := registered.Load().(*sqlDriver)
+	if d == nil {
 		// Registered here rather than in an init function: a plugin that
 		// never calls DB links none of the database host functions, and
 		// the runtime then sees that it does not use the capability.
-		d := &sqlDriver{t: newDBTransport(), gate: newConnGate(dbMaxConns(), dbStatementTimeout())}
+		d = &sqlDriver{t: newDBTransport(), gate: newConnGate(dbMaxConns(), dbStatementTimeout())}
 		sql.Register(DriverName, d)
 		registered.Store(d)
-		db, err := sql.Open(DriverName, "")
-		if err != nil {
-			panic(err) // the driver was just registered
-		}
-		// database/sql's own pool is not capped: a connection of it holds
-		// nothing on the host between statements (rows come back whole),
-		// so a statement run while rows are open, or inside a loop over
-		// them, needs no second one. The driver's gate counts what does
-		// hold one of the runtime's connections (see connGate).
-		db.SetMaxIdleConns(4)
-		theDB = db
-	})
-	return theDB
+	}
+	theConnector = &dbConnector{d: d}
+	db := sql.OpenDB(theConnector)
+	// database/sql's own pool is not capped: a connection of it holds
+	// nothing on the host between statements (rows come back whole), so a
+	// statement run while rows are open, or inside a loop over them, needs
+	// no second one. The driver's gate counts what does hold one of the
+	// runtime's connections (see connGate); a replacement DB shares it.
+	db.SetMaxIdleConns(4)
+	theDB = db
+	return db
+}
+
+// dbConnector is DB's connector. database/sql calls its Close when the
+// *sql.DB is closed, which tells DB to make a new one.
+type dbConnector struct {
+	d      *sqlDriver
+	closed atomic.Bool
+}
+
+func (c *dbConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open("") }
+func (c *dbConnector) Driver() driver.Driver                        { return c.d }
+func (c *dbConnector) Close() error {
+	c.closed.Store(true)
+	return nil
 }
 
 // Migrations registers the plugin's database migrations: every file named

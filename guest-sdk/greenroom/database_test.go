@@ -161,6 +161,33 @@ func TestNativeDBWithoutRuntime(t *testing.T) {
 	}
 }
 
+// A handler that closes DB's database (a habit from database/sql's
+// examples) closes it for itself only: later calls of DB get a new one.
+func TestClosedDBIsReplaced(t *testing.T) {
+	SetDB(nil)
+	db := DB()
+	if again := DB(); again != db {
+		t.Fatal("two calls of DB returned two databases")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := db.Exec("SELECT 1"); err == nil || !strings.Contains(err.Error(), "database is closed") {
+		t.Errorf("the closed database: %v, want database/sql's \"database is closed\"", err)
+	}
+	next := DB()
+	if next == db {
+		t.Fatal("DB returned the database a caller closed")
+	}
+	// Outside the runtime its statements reach no database, and say so.
+	if _, err := next.Exec("SELECT 1"); err == nil || strings.Contains(err.Error(), "database is closed") {
+		t.Errorf("the new database: %v, want the driver's own error", err)
+	}
+	if DB() != next {
+		t.Error("DB did not keep the new database")
+	}
+}
+
 func TestSQLState(t *testing.T) {
 	for msg, want := range map[string]string{
 		`ERROR: duplicate key value violates unique constraint "kv_pkey" (SQLSTATE 23505)`: "23505",
