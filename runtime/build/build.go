@@ -54,13 +54,33 @@ func Build(ctx context.Context, dir, out string) error {
 	cmd.Stdout = &stderr
 	if err := cmd.Run(); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("build %s: go build failed: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
+		out := strings.TrimSpace(stderr.String())
+		return fmt.Errorf("build %s: go build failed: %w\n%s%s", dir, err, out, moduleHint(out))
 	}
 	if err := os.Rename(tmp, absOut); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("build %s: %w", dir, err)
 	}
 	return nil
+}
+
+// sdkModule is the module the guest SDK is a package of.
+const sdkModule = "github.com/greenroom-dev/greenroom"
+
+// moduleHint is what to add to go build's output (out) when it says that
+// the plugin has no module, or that its module does not get the SDK: the
+// two first steps of a plugin outside greenroom's repository, which the go
+// command's own words do not explain.
+func moduleHint(out string) string {
+	const setup = "go mod init <module path>` in the plugin's directory, then `go mod edit -require=" + sdkModule + "@v0.0.0 -replace=" + sdkModule + "=<a checkout of greenroom>` (README.md, \"A plugin in its own module\")"
+	switch {
+	case strings.Contains(out, "go.mod file not found"):
+		return "\nhint: a plugin is built as a Go module: run `" + setup
+	case strings.Contains(out, sdkModule) && (strings.Contains(out, "no required module provides package") ||
+		strings.Contains(out, "reading https://") || strings.Contains(out, "missing go.sum entry") || strings.Contains(out, "cannot find module")):
+		return "\nhint: the guest SDK comes from a checkout of greenroom: in the plugin's module run `go mod edit -require=" + sdkModule + "@v0.0.0 -replace=" + sdkModule + "=<a checkout of greenroom>` (README.md, \"A plugin in its own module\")"
+	}
+	return ""
 }
 
 // goTool returns the go command of the toolchain running us, so that a

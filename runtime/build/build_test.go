@@ -3,6 +3,7 @@ package build
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -84,5 +85,24 @@ func TestSourceHashModuleDepsAndIgnoredFiles(t *testing.T) {
 	}
 	if !listed {
 		t.Errorf("a package with an import error is not among the inputs: %v", Inputs(dir))
+	}
+}
+
+// The go command's words for a plugin without a module, or whose module
+// does not get the SDK, come with the steps that fix them.
+func TestModuleHint(t *testing.T) {
+	for _, tc := range []struct {
+		out, want string
+	}{
+		{"go: go.mod file not found in current directory or any parent directory; see 'go help modules'", "go mod init"},
+		{"main.go:5:2: no required module provides package github.com/greenroom-dev/greenroom/guest-sdk/greenroom; to add it:", "-replace=github.com/greenroom-dev/greenroom="},
+		{"go: github.com/greenroom-dev/greenroom@v0.0.1: reading https://proxy.golang.org/github.com/greenroom-dev/greenroom/@v/v0.0.1.mod: 403 Forbidden", "-replace="},
+		{"main.go:3:1: syntax error: non-declaration statement outside function body", ""},
+		{"no required module provides package example.com/other/pkg", ""},
+	} {
+		got := moduleHint(tc.out)
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("moduleHint(%q) = %q, want it to contain %q", tc.out, got, tc.want)
+		}
 	}
 }
