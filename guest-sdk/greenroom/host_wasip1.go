@@ -7,6 +7,8 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -61,6 +63,25 @@ func init() {
 	if p := hostGCPercent(); p != 0 {
 		debug.SetGCPercent(int(p))
 	}
+	noDefaultNetwork()
+}
+
+// noDefaultNetwork makes net/http's default transport (http.Get,
+// http.DefaultClient, a zero http.Client) fail with an error that says
+// what to use instead: a plugin has no network, and its dial otherwise
+// failed with a DNS error from wasip1's stub network ("lookup localhost
+// on [::1]:53: ... connection reset by peer"). The transport stays an
+// *http.Transport, so code that clones it still works.
+func noDefaultNetwork() {
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return // replaced by someone else: theirs to keep
+	}
+	refuse := func(_ context.Context, _, addr string) (net.Conn, error) {
+		return nil, &Error{Op: "dial", Code: errDenied, Message: "a plugin has no network: net/http's default transport cannot dial " + addr +
+			"; read URLs with the client greenroom.HTTPClient() returns (or greenroom.ReadURL), under the URL reader's rules"}
+	}
+	t.DialContext, t.DialTLSContext, t.Proxy = refuse, refuse, nil
 }
 
 // greenroomABIv1 declares that this module speaks ABI v1. The runtime reads

@@ -238,6 +238,9 @@ limits = { timeout = "300ms" }
 	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/doc.md", "method", "POST"), "invalid", "GET and HEAD only")
 	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/doc.md", "method", "DELETE"), "invalid", "GET and HEAD only")
 	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/to-metadata"), "denied", "link-local")
+	// net/http's default client has no network in a plugin, and says what
+	// to use instead.
+	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/doc.md", "client", "default"), "denied", "a plugin has no network", "greenroom.HTTPClient()")
 }
 
 // An integration token reaches its host and no other, is never visible to

@@ -144,7 +144,11 @@ func init() {
 		if etag := q.Get("etag"); etag != "" {
 			req.Header.Set("If-None-Match", etag)
 		}
-		resp, err := greenroom.HTTPClient().Do(req)
+		client := greenroom.HTTPClient()
+		if q.Get("client") == "default" { // net/http's own, as a builder may try first
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
 		out := map[string]any{}
 		if err != nil {
 			out["error"] = err.Error()
