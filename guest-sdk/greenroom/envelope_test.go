@@ -3,6 +3,7 @@ package greenroom
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -274,6 +275,12 @@ func TestServeRecoversPanic(t *testing.T) {
 	req, w, _ = decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
 	if code := serve(w, req); code != handleOK || w.status != http.StatusNotImplemented {
 		t.Errorf("no handler: code %d status %d", code, w.status)
+	}
+	// In the runtime's error shape, with what to do.
+	var body map[string]string
+	if err := json.Unmarshal(w.body, &body); err != nil || body["code"] != "plugin_no_handler" || body["request_id"] != "rid-1" ||
+		!strings.Contains(body["error"], "greenroom.Handle from an init function") {
+		t.Errorf("no handler: body %s (%v)", w.body, err)
 	}
 }
 

@@ -1,10 +1,12 @@
 package greenroom
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
 )
 
 // reportPanic logs a handler's or a task's panic as one error record with the stack as
@@ -24,13 +26,31 @@ func reportPanic(where string, v any, stack []byte) {
 var handler http.Handler
 
 // Handle registers h as the plugin's HTTP handler. Call it from an init
-// function. The handler sees requests with the path relative to the plugin's
-// mount: a request for /api/hello/ping arrives as /ping.
+// function: a plugin's main function never runs. Without a handler every
+// request gets 501 (code plugin_no_handler), and the log a warning. The
+// handler sees requests with the path relative to the plugin's mount: a
+// request for /api/hello/ping arrives as /ping.
 //
 // Responses are buffered and sent when the handler returns; Flush and
 // Hijack are not supported.
 func Handle(h http.Handler) {
 	handler = h
+}
+
+// noHandlerMsg is the answer of a plugin that registered no handler; a
+// plugin of scheduled tasks only has none to register.
+const noHandlerMsg = "plugin registered no HTTP handler: call greenroom.Handle from an init function (a plugin's main function never runs)"
+
+var noHandlerOnce sync.Once
+
+// noHandler answers req for a plugin that registered no handler: 501, in
+// the runtime's error shape, and a warning in the log the first time.
+func noHandler(w http.ResponseWriter, req *http.Request) {
+	noHandlerOnce.Do(func() { Logger().Warn(noHandlerMsg) })
+	body, _ := json.Marshal(map[string]string{"error": noHandlerMsg, "code": "plugin_no_handler", "request_id": RequestID(req.Context())})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotImplemented)
+	w.Write(body)
 }
 
 // Handler returns the handler registered with Handle, or nil. Native unit
@@ -66,9 +86,7 @@ func serve(w *responseWriter, req *http.Request) (code uint32) {
 	}()
 	h := handler
 	if h == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotImplemented)
-		w.Write([]byte(`{"error":"plugin registered no HTTP handler (greenroom.Handle)"}`))
+		noHandler(w, req)
 		return handleOK
 	}
 	h.ServeHTTP(w, req)
