@@ -140,8 +140,10 @@ func checkRoute(p string) error {
 		return fmt.Errorf("route %q must start with /", p)
 	case len(p) > 1024:
 		return fmt.Errorf("route of %d bytes is longer than 1024", len(p))
-	case strings.ContainsAny(p, "?#*"):
-		return fmt.Errorf("route %q must be an exact path, without ?, # or *", p)
+	case strings.ContainsAny(p, "?#*{}"):
+		// {name} and {path...} are ServeMux's wildcards, not the
+		// runtime's: such a route would be public only as written.
+		return fmt.Errorf("route %q must be an exact path, without ?, #, * or a {wildcard}", p)
 	}
 	for i := 0; i < len(p); i++ {
 		if p[i] <= ' ' || p[i] == 0x7f {

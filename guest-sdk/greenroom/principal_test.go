@@ -88,7 +88,7 @@ func TestPublic(t *testing.T) {
 	if got := PublicRoutes(); !slices.Contains(got, "/ping") || !slices.Contains(got, "/healthz") {
 		t.Errorf("PublicRoutes = %q", got)
 	}
-	for _, bad := range []string{"ping", "/x?y", "/static/*", "/a b", "/tab\t", "/" + strings.Repeat("x", 1024)} {
+	for _, bad := range []string{"ping", "/x?y", "/static/*", "/files/{path...}", "/a b", "/tab\t", "/" + strings.Repeat("x", 1024)} {
 		func() {
 			defer func() {
 				if v := recover(); v == nil || !strings.Contains(v.(string), "greenroom.Public") {

@@ -137,9 +137,12 @@ func TestErrors(t *testing.T) {
 		{"token for no plugin", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\nplugins = []\n", []string{"config.toml:4: auth.tokens.ci.plugins: is empty: list the plugins the token may call"}},
 		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
 		{"token type", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\ntype = \"robot\"\n", []string{"auth.tokens.ci.type: must be service or user, got \"robot\""}},
-		{"public routes", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"ping\", \"/x?y=1\", \"/static/*\", \"/a b\"]\n", []string{
+		{"public routes", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"ping\", \"/x?y=1\", \"/static/*\", \"/a b\", \"/files/{path...}\"]\n", []string{
 			"plugins.a.public_routes[0]: route \"ping\" must start with /", "public_routes[1]: route \"/x?y=1\" must be a path only",
-			"public_routes[2]: route \"/static/*\": public routes are exact paths", "public_routes[3]: route \"/a b\" must not contain spaces"}},
+			"public_routes[2]: route \"/static/*\": public routes are exact paths", "public_routes[3]: route \"/a b\" must not contain spaces",
+			"public_routes[4]: route \"/files/{path...}\": public routes are exact paths"}},
+		{"body_limit over 2GiB", "[server]\nbody_limit = \"3GiB\"\nrequest_budget = \"4GiB\"\n", []string{"config.toml:2: server.body_limit: must be at most"}},
+		{"read_timeout zero", "[server]\nread_timeout = \"0s\"\nidle_timeout = \"0s\"\n", []string{"config.toml:2: server.read_timeout: must be more than 0", "config.toml:3: server.idle_timeout: must be more than 0"}},
 		{"cors", "[server.cors]\norigins = [\"https://ok.example\", \"example.com\", \"https://a.example/path\", \"https://x,y\", \"*\"]\nmethods = [\"GET\", \"BAD METHOD\"]\nheaders = [\"X-Ok\", \"a:b\"]\nmax_age = -1\nallow_credentials = true\n", []string{
 			"server.cors.origins[1]: origin \"example.com\" must start with http:// or https://", "server.cors.origins[2]: origin \"https://a.example/path\" must be a scheme and a host",
 			"server.cors.origins[3]", "server.cors.origins[4]: \"*\" allows every origin and cannot be combined", "server.cors.allow_credentials: cannot be true with origin \"*\"",
@@ -894,13 +897,29 @@ func TestJWKSURLPassword(t *testing.T) {
 			t.Errorf("Secrets() lacks %q: %q", want, c.Secrets())
 		}
 	}
-	// Without a password there is nothing to hide.
-	c = mustRead(t, jwt+"\"https://svc@idp.example/jwks\"\n", nil)
-	if len(c.Secrets()) != 0 {
-		t.Errorf("secrets = %q", c.Secrets())
+	// Without a password, the user name is the credential (a token, as
+	// in https://TOKEN@host/); so is every query parameter's value.
+	c = mustRead(t, jwt+"\"https://Tok3nAsUser@idp.example:8443/jwks?access_token=Qu3ryT0ken&kid=a%2Bb\"\n", nil)
+	for _, want := range []string{"Tok3nAsUser", "Qu3ryT0ken", "a%2Bb", "a+b"} {
+		if !slices.Contains(c.Secrets(), want) {
+			t.Errorf("Secrets() lacks %q: %q", want, c.Secrets())
+		}
 	}
-	if out, _ := c.Print(); !strings.Contains(string(out), "jwks_url = 'https://svc@idp.example/jwks'") {
+	if out, _ := c.Print(); !strings.Contains(string(out), "jwks_url = 'https://[REDACTED]@idp.example:8443/jwks?access_token=[REDACTED]&kid=[REDACTED]'") {
 		t.Errorf("config print:\n%s", out)
+	}
+	// database.connection keeps its user name and other parameters, but
+	// sslpassword (which decrypts the client's key) is a password.
+	c = mustRead(t, "[database]\nclient = \"pg\"\nconnection = \"postgres://u@127.0.0.1/d?sslmode=disable&sslpassword=K3yPass\"\n", nil)
+	if !slices.Equal(c.Secrets(), []string{"K3yPass"}) {
+		t.Errorf("connection secrets = %q, want the sslpassword only", c.Secrets())
+	}
+	if out, _ := c.Print(); !strings.Contains(string(out), "postgres://u@127.0.0.1/d?sslmode=disable&sslpassword=[REDACTED]") {
+		t.Errorf("config print:\n%s", out)
+	}
+	_, err = read(t, jwt+"\"https://idp.example:99999/jwks\"\n", nil)
+	if err == nil || !strings.Contains(err.Error(), `auth.jwt.jwks_url: has port "99999": want 1 to 65535`) {
+		t.Errorf("out-of-range port: err = %v", err)
 	}
 
 	_, err = read(t, jwt+"\"ftp://svc:hunter2password@idp.example/jwks\"\n", nil)

@@ -168,7 +168,12 @@ func underListedKey(key string, list []string) bool {
 // redactConnection returns a database connection string with its
 // passwords replaced by [REDACTED].
 func redactConnection(conn string) string {
-	spans := connectionPasswords(conn)
+	return redactSpans(conn, connectionPasswords(conn))
+}
+
+// redactSpans replaces conn's spans (in order, not overlapping) with
+// [REDACTED].
+func redactSpans(conn string, spans [][2]int) string {
 	for i := len(spans) - 1; i >= 0; i-- {
 		conn = conn[:spans[i][0]] + Redacted + conn[spans[i][1]:]
 	}
@@ -184,27 +189,35 @@ var urlKeys = map[string]bool{"auth.jwt.jwks_url": true}
 // ("https://svc:[REDACTED]@idp/jwks"); anything but a URL is returned as
 // it is.
 func redactURL(u string) string {
-	if !strings.Contains(u, "://") {
+	i := strings.Index(u, "://")
+	if i < 0 {
 		return u
 	}
-	return redactConnection(u)
+	return redactSpans(u, urlCredentials(u, i+len("://"), true))
 }
 
-// urlSecrets returns the passwords written in a URL, as written and
-// decoded, for log redaction; none for anything but a URL.
+// urlSecrets returns the credentials written in a URL (its userinfo and
+// query values, see urlCredentials), as written and decoded, for log
+// redaction; none for anything but a URL.
 func urlSecrets(u string) []string {
-	if !strings.Contains(u, "://") {
+	i := strings.Index(u, "://")
+	if i < 0 {
 		return nil
 	}
-	return connectionSecrets(u)
+	return spanSecrets(u, urlCredentials(u, i+len("://"), true))
 }
 
 // connectionSecrets returns the passwords written in a database connection
 // string, as written and decoded, for log redaction.
 func connectionSecrets(conn string) []string {
+	return spanSecrets(conn, connectionPasswords(conn))
+}
+
+// spanSecrets returns the text of conn's spans, as written and decoded.
+func spanSecrets(conn string, spans [][2]int) []string {
 	var out []string
 	isURL := strings.Contains(conn, "://")
-	for _, sp := range connectionPasswords(conn) {
+	for _, sp := range spans {
 		raw := conn[sp[0]:sp[1]]
 		out = append(out, raw)
 		if !isURL {
@@ -246,23 +259,35 @@ func connectionPasswords(conn string) [][2]int {
 	return keywordPasswords(conn)
 }
 
-func urlPasswords(conn string, start int) [][2]int {
+func urlPasswords(conn string, start int) [][2]int { return urlCredentials(conn, start, false) }
+
+// urlCredentials is urlPasswords or, with all, also a user name that has
+// no password and every query parameter's value: for a URL such as
+// auth.jwt.jwks_url, where a user name alone ("https://TOKEN@idp/jwks") or
+// any parameter ("?access_token=...") may be the credential.
+func urlCredentials(conn string, start int, all bool) [][2]int {
 	var spans [][2]int
 	rest := conn[start:]
 	// The userinfo ends at the last '@': a password with an unescaped '/',
 	// '?' or '@' in it is still covered whole (at worst, with more).
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 && colon+1 < at {
+		colon := strings.IndexByte(rest[:at], ':')
+		switch {
+		case colon >= 0 && colon+1 < at:
 			spans = append(spans, [2]int{start + colon + 1, start + at})
+		case all && colon < 0 && at > 0:
+			// A user name without a password is the credential.
+			spans = append(spans, [2]int{start, start + at})
 		}
 	}
 	if q := strings.IndexByte(rest, '?'); q >= 0 {
 		pos := start + q + 1
 		for _, param := range strings.Split(conn[pos:], "&") {
 			// The key as the driver reads it: percent-decoded
-			// (pass%77ord is a password too).
+			// (pass%77ord is a password too); sslpassword decrypts
+			// the client's TLS key.
 			k, v, ok := strings.Cut(param, "=")
-			if dk, err := url.QueryUnescape(k); ok && err == nil && dk == "password" {
+			if dk, err := url.QueryUnescape(k); ok && err == nil && (all || dk == "password" || dk == "sslpassword") {
 				v, _, _ = strings.Cut(v, "#")
 				if v != "" {
 					spans = append(spans, [2]int{pos + len(k) + 1, pos + len(k) + 1 + len(v)})
@@ -357,6 +382,11 @@ func ParseJWKSURL(raw string) (*url.URL, error) {
 	}
 	if u.Host == "" {
 		return nil, errors.New("has no host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("has port %q: want 1 to 65535", p)
+		}
 	}
 	return u, nil
 }

@@ -78,6 +78,19 @@ func (v *validator) server() {
 	if s.BodyLimit == 0 {
 		v.fail("server.body_limit", "must be more than 0")
 	}
+	if s.BodyLimit > maxBodyLimit {
+		v.fail("server.body_limit", "must be at most %d bytes (2GiB less one byte, the largest body the HTTP server reads), got %s", uint64(maxBodyLimit), s.BodyLimit)
+	}
+	for _, t := range []struct {
+		key string
+		d   Duration
+	}{{"server.read_timeout", s.ReadTimeout}, {"server.write_timeout", s.WriteTimeout}, {"server.idle_timeout", s.IdleTimeout}} {
+		if t.d <= 0 {
+			// The HTTP server takes 0 for no timeout: a connection that
+			// never finishes its request would be held for ever.
+			v.fail(t.key, "must be more than 0")
+		}
+	}
 	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
 		v.fail("server.max_connections", "must be from 1 to %d, got %d", maxConnections, s.MaxConnections)
 	}
@@ -102,6 +115,10 @@ func (v *validator) server() {
 // minDBMaxSize is the smallest limits.db_max_size: sixteen of SQLite's
 // default pages.
 const minDBMaxSize = 64 << 10
+
+// maxBodyLimit bounds server.body_limit: fasthttp reads a body of at
+// most 2 GiB - 1 (its limits are ints, capped for 32-bit builds).
+const maxBodyLimit Size = 1<<31 - 1
 
 // maxConnections bounds server.max_connections: fasthttp's own default.
 const maxConnections = 256 * 1024
@@ -566,8 +583,8 @@ func CheckPublicRoute(r string) error {
 		return fmt.Errorf("route %q must start with /", r)
 	case strings.ContainsAny(r, "?#"):
 		return fmt.Errorf("route %q must be a path only, without ? or #", r)
-	case strings.Contains(r, "*"):
-		return fmt.Errorf("route %q: public routes are exact paths; wildcards are not supported", r)
+	case strings.ContainsAny(r, "*{}"): // {name}, {path...}: ServeMux's wildcards
+		return fmt.Errorf("route %q: public routes are exact paths; wildcards (*, {name}, {path...}) are not supported", r)
 	}
 	for i := 0; i < len(r); i++ {
 		if r[i] <= ' ' || r[i] == 0x7f {

@@ -51,6 +51,8 @@ type Engine struct {
 	// removed entries.
 	purging sync.Mutex
 	purges  atomic.Uint64
+	// storeWarned: the log said that rewritten modules cannot be kept.
+	storeWarned atomic.Bool
 
 	// compiling admits one compilation from scratch at a time (see
 	// compile).
@@ -142,8 +144,11 @@ func (e *Engine) rewriteWith(log *logrus.Entry, original func() ([]byte, error),
 	if err != nil {
 		return nil, st, err
 	}
-	// Failing to keep it is only a missed saving.
-	e.storeRewritten(path, out)
+	// Failing to keep it is only a missed saving, but one every start
+	// pays again (seconds for a few plugins): said once per engine.
+	if err := e.storeRewritten(path, out); err != nil && e.storeWarned.CompareAndSwap(false, true) {
+		logOrStd(log).WithField("dir", e.dir).WithError(err).Warn("cannot keep rewritten modules in the cache (runtime.cache_dir): every start rewrites every plugin's module again; make the directory writable (logged once)")
+	}
 	return out, st, nil
 }
 

@@ -7,10 +7,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -78,6 +80,34 @@ func TestEngineRewriteCache(t *testing.T) {
 	failing := func() ([]byte, error) { return nil, errors.New("gone") }
 	if _, _, err := eng.rewrite(failing, SHA256([]byte("other")), opts); err == nil || err.Error() != "gone" {
 		t.Errorf("unreadable original: %v", err)
+	}
+}
+
+// A cache directory where rewritten modules cannot be kept costs every
+// start a rewrite of every module: the log says so, once.
+func TestEngineRewriteCacheUnwritable(t *testing.T) {
+	// A link to nowhere: entries are not found there, and it cannot be
+	// made a directory (chmod would not stop root).
+	dir := filepath.Join(t.TempDir(), "rewritten")
+	if err := os.Symlink(filepath.Join(t.TempDir(), "gone", "nowhere"), dir); err != nil {
+		t.Skip(err)
+	}
+	eng := NewEngine(nil, dir)
+	log, hook := logtest.NewNullLogger()
+	original := func() ([]byte, error) { return hostileWasm, nil }
+	for _, opts := range []instrument.Options{{Interrupt: true, MaxMemoryPages: 512}, {MaxMemoryPages: 512}} {
+		if _, st, err := eng.rewriteWith(logrus.NewEntry(log), original, SHA256(hostileWasm), opts); err != nil || st.Cached {
+			t.Fatalf("rewrite: cached=%v %v", st.Cached, err)
+		}
+	}
+	var warned []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warned = append(warned, e.Message)
+		}
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "cannot keep rewritten modules in the cache (runtime.cache_dir)") {
+		t.Errorf("warnings = %q, want one saying the cache cannot keep rewritten modules", warned)
 	}
 }
 
