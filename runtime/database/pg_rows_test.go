@@ -18,3 +18,20 @@ func TestPGZeroColumnRows(t *testing.T) {
 		}
 	}
 }
+
+// Columns PostgreSQL has no Go type for here come back as their text
+// (docs/database.md, "Types"), json and jsonb too: not as []byte, which a
+// plugin scanning into any would encode as base64.
+func TestPGTextOfUntypedColumns(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
+	r := must(t, in, "alpha", query(`SELECT '{"a":1}'::json, '{"a": 1}'::jsonb, 1.50::numeric, '00000000-0000-0000-0000-000000000001'::uuid, ARRAY[1,2]`))
+	want := []any{`{"a":1}`, `{"a": 1}`, "1.50", "00000000-0000-0000-0000-000000000001", "{1,2}"}
+	if len(r[0].Rows) != 1 || len(r[0].Rows[0]) != len(want) {
+		t.Fatalf("rows %v", r[0].Rows)
+	}
+	for i, w := range want {
+		if got := r[0].Rows[0][i]; got != w {
+			t.Errorf("column %s: %#v, want the text %#v", r[0].Columns[i], got, w)
+		}
+	}
+}

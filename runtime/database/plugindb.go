@@ -610,7 +610,9 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 	// first value that does not fit, and no other copy of it is made.
 	dest := make([]any, len(cols))
 	for i := range dest {
-		dest[i] = valueScanner{w: w, times: p.svc.cfg.Client == ClientSQLite && sqliteTimeColumn(types[i])}
+		dest[i] = valueScanner{w: w,
+			times: p.svc.cfg.Client == ClientSQLite && sqliteTimeColumn(types[i]),
+			text:  p.svc.cfg.Client == ClientPG && (types[i] == "JSON" || types[i] == "JSONB")}
 	}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
@@ -632,10 +634,13 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 
 // valueScanner is the scan destination of every column of a query: it
 // appends the value to the result. With times, a text value that reads as
-// a time is sent as one (see sqliteTimeColumn).
+// a time is sent as one (see sqliteTimeColumn); with text, bytes are sent
+// as text (PostgreSQL's json and jsonb, which pgx gives as bytes, come back
+// as their text, as the other types with no Go type here do).
 type valueScanner struct {
 	w     *hostfuncs.RowWriter
 	times bool
+	text  bool
 }
 
 func (s valueScanner) Scan(src any) error {
@@ -643,6 +648,9 @@ func (s valueScanner) Scan(src any) error {
 		if t, ok := parseSQLiteTime(str); ok {
 			return s.w.Value(t)
 		}
+	}
+	if b, ok := src.([]byte); ok && s.text {
+		return s.w.Value(string(b))
 	}
 	return s.w.Value(src)
 }
