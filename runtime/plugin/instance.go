@@ -43,6 +43,12 @@ type instance struct {
 	// initFailure is the first line of a Go panic or fatal error the
 	// guest printed while it initialized: the reason a failed init gives.
 	initFailure string
+	// said is what the guest printed on stderr in the call in progress
+	// that best says why it failed: its first Go panic or fatal error
+	// line, else its last line (log.Fatal's message); saidPanic tells
+	// the two apart.
+	said      []byte
+	saidPanic bool
 	// oom is set when the guest printed the Go runtime's out-of-memory
 	// fatal error during the call in progress, fatal when it printed any
 	// fatal error (which ends in a trap on wasm, not in proc_exit).
@@ -148,6 +154,12 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 	if err != nil {
 		kind = classify(c, err, in.oom, in.fatal) // before end, which would mask why
 		err = exitError(kind, err)
+		if (kind == FailExit || kind == FailTrap) && len(in.said) > 0 {
+			// The reason is in the plugin's log at info, which an
+			// operator logging warnings does not see: the warning
+			// about the failure quotes it (redacted, one line).
+			err = saidError{err, in.stderr.initFailure(in.said)}
+		}
 	}
 	// What the call left open ends while its context is alive: a database
 	// transaction is rolled back on its connection, which then serves
@@ -161,6 +173,7 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 func (in *instance) call(ctx *callContext, fn api.Function, arg uint64) (uint64, error) {
 	in.callCtx = ctx
 	in.oom, in.fatal = false, false
+	in.said, in.saidPanic = in.said[:0], false
 	if !in.state.Initializing {
 		in.calls++ // requests and task runs; not the start-up call
 	}
@@ -384,6 +397,10 @@ func (w *lineWriter) emit(line []byte) {
 	if w.stream == "stderr" && bytes.HasPrefix(line, fatalMarker) {
 		w.in.fatal = true
 	}
+	if w.stream == "stderr" && !w.in.saidPanic && len(line) > 0 {
+		w.in.saidPanic = bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, fatalMarker)
+		w.in.said = append(w.in.said[:0], line[:min(len(line), 1024)]...)
+	}
 	if w.stream == "stderr" && w.in.state.Initializing && w.in.initFailure == "" &&
 		(bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, fatalMarker)) {
 		w.in.initFailure = w.initFailure(line)
@@ -395,6 +412,16 @@ func (w *lineWriter) emit(line []byte) {
 	w.rec = hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: string(line), Stream: w.stream}
 	st.Host.Log(st, &w.rec)
 }
+
+// saidError is a failed call's error with what the guest printed on
+// stderr about it (see instance.said).
+type saidError struct {
+	err  error
+	said string
+}
+
+func (e saidError) Error() string { return e.err.Error() + "; the plugin printed: " + e.said }
+func (e saidError) Unwrap() error { return e.err }
 
 // firstLineError is err shown by its first line only.
 type firstLineError struct{ err error }

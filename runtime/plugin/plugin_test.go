@@ -182,6 +182,27 @@ func testFailures(t *testing.T, p *Plugin) {
 	}
 }
 
+// An instance that exits or crashes after printing why (log.Fatal, a
+// goroutine's panic) gets an error that says what it printed: the plugin's
+// own lines are logged at info, which an operator logging warnings misses.
+func TestFailureQuotesWhatThePluginPrinted(t *testing.T) {
+	p := load(t, hostileWasm, testLimits())
+	for _, tc := range []struct {
+		path string
+		kind Failure
+		said string
+	}{
+		{"/exit?say=config+broken:+no+url", FailExit, "; the plugin printed: config broken: no url"},
+		{"/gopanic", FailTrap, "; the plugin printed: panic: hostile goroutine panics on purpose"},
+		{"/exit", FailExit, ""},
+	} {
+		_, _, err := get(p, tc.path)
+		if KindOf(err) != tc.kind || tc.said != "" && !strings.HasSuffix(err.Error(), tc.said) || tc.said == "" && strings.Contains(err.Error(), "printed") {
+			t.Errorf("%s: %v, want a %v ending %q", tc.path, err, tc.kind, tc.said)
+		}
+	}
+}
+
 // A discarded instance's successor is created in the background, as a
 // retired one's is: after a crash the pool has an instance ready again
 // before any call asks for one (a plugin whose initializer is slower than

@@ -148,7 +148,16 @@ func init() {
 		if err != nil {
 			code = 3
 		}
+		if say := r.URL.Query().Get("say"); say != "" { // as log.Fatal would
+			fmt.Fprintln(os.Stderr, "starting over")
+			fmt.Fprintln(os.Stderr, say)
+		}
 		os.Exit(code)
+	})
+	// /gopanic panics in a goroutine of its own, which nothing recovers.
+	mux.HandleFunc("GET /gopanic", func(w http.ResponseWriter, r *http.Request) {
+		go func() { panic("hostile goroutine panics on purpose") }()
+		time.Sleep(time.Second)
 	})
 	// /headers answers the request's headers, one "Name: value" a line,
 	// sorted, for any method.
