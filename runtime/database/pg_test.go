@@ -1,8 +1,10 @@
 package database_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"os"
@@ -425,6 +427,57 @@ func TestPGGivenUpBackendEnds(t *testing.T) {
 	if !strings.Contains(in.Log.String(), "ended the database backend of a connection given up after its statement's timeout") {
 		t.Error("the runtime did not say it ended the backend")
 	}
+}
+
+// activeBackends counts the backends of role running a statement.
+func activeBackends(t *testing.T, rt *sql.DB, role string) int {
+	t.Helper()
+	var n int
+	if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state = 'active'", role).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// deferredLoop makes every insert into table forever's transaction run,
+// at its COMMIT, a trigger that will not end on the server's cancel.
+var deferredLoop = []step{
+	exec("CREATE TABLE forever (x int)"),
+	exec(`CREATE FUNCTION forever() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+		PERFORM set_config('client_connection_check_interval', '0', false);
+		LOOP BEGIN PERFORM pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`),
+	exec("CREATE CONSTRAINT TRIGGER forever AFTER INSERT ON forever DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION forever()"),
+}
+
+// A Commit that will not end — a deferred trigger, run by COMMIT, whose
+// loop catches the cancel — is given up at the call's deadline, which
+// closes its connection; its backend must not run on (outside
+// db_max_conns, past the runtime's shutdown), one more per call: the
+// runtime ends it, as a statement's.
+func TestPGGivenUpCommitEnds(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_statement_timeout = \"1s\"\ntimeout = \"3s\""))
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	must(t, in, "alpha", deferredLoop...)
+	body, _ := json.Marshal(map[string]any{"steps": []step{{Op: "begin"}, exec("INSERT INTO forever VALUES (1)"), {Op: "commit"}}})
+	if status, _, resp := in.Do(t, "POST", "/api/alpha/run", bytes.NewReader(body)); status != 504 {
+		t.Fatalf("the endless commit: %d %s, want 504 (the call's deadline)", status, resp)
+	}
+	within(t, 20*time.Second, "the given-up commit's backend to end", func() bool { return activeBackends(t, rt, role) == 0 })
+}
+
+// A migration that will not end (its loop catches the cancel, after it
+// turned off the server's statement_timeout and client check) is given up
+// at limits.migration_timeout; its backend must not run on, one more per
+// load: the runtime ends it.
+func TestPGGivenUpMigrationEnds(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "pgunkillable", "migration_timeout = \"2s\""))
+	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "limits.migration_timeout of 2s") {
+		t.Fatalf("alpha: %s: %s, want failed at its migration timeout", st, reason)
+	}
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	within(t, 20*time.Second, "the given-up migration's backend to end", func() bool { return activeBackends(t, rt, role) == 0 })
 }
 
 // A plugin cannot LISTEN by a statement, but can from a DO block; a

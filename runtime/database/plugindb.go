@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -321,11 +322,18 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 // sends while it is idle, which then hold PostgreSQL's notification
 // queue, one for the whole cluster (at most 8 GB), until NOTIFY fails for
 // every session of every database. A connection that cannot is discarded.
+// A connection the driver closed (a statement, Commit, Rollback or this
+// UNLISTEN cut by its timeout or the call's deadline) may have left its
+// backend running: release reaps it (reapLost).
 func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 	if p.svc.cfg.Client == ClientPG {
 		conn.Raw(func(dc any) error {
 			c, ok := dc.(interface{ Conn() *pgx.Conn })
-			if !ok || c.Conn().PgConn().IsClosed() {
+			if !ok {
+				return nil
+			}
+			if c.Conn().PgConn().IsClosed() {
+				p.reapClosed(c.Conn().PgConn())
 				return nil
 			}
 			if c.Conn().PgConn().TxStatus() != 'I' || !sessionUTF8(c.Conn()) {
@@ -334,6 +342,7 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 			ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 5*time.Second))
 			defer cancel()
 			if err := c.Conn().PgConn().Exec(ctx, "UNLISTEN *").Close(); err != nil {
+				p.reapClosed(c.Conn().PgConn())
 				return driver.ErrBadConn
 			}
 			return nil
@@ -355,21 +364,36 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 // plugin can keep busy), retrying until the backend is gone; a pid is
 // ended only with the start time its connection recorded, never a later
 // backend given the same pid. Service.Close waits for these, at most
-// reapGrace, then stops them. Call it before conn.Close.
+// reapGrace, then stops them. Call it before conn.Close. A connection's
+// backend is reaped once: release calls it for every connection that
+// comes back closed (a Commit or Rollback cut by the call's deadline, a
+// ROLLBACK or UNLISTEN that timed out), whatever path gave it up, and
+// the statement paths call it as soon as their statement fails.
 func (p *PluginDB) reapLost(conn *sql.Conn) {
 	if p.svc.cfg.Client != ClientPG {
 		return
 	}
-	var pid uint32
-	var started time.Time
 	conn.Raw(func(dc any) error {
-		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok && c.Conn().PgConn().IsClosed() {
-			pc := c.Conn().PgConn()
-			pid = pc.PID()
-			started, _ = pc.CustomData()[backendStartKey].(time.Time)
+		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
+			p.reapClosed(c.Conn().PgConn())
 		}
 		return nil
 	})
+}
+
+// reapedKey marks, in a plugin connection's pgconn.PgConn.CustomData, a
+// connection whose backend reapClosed has started to reap.
+const reapedKey = "greenroom.reaped"
+
+// reapClosed is reapLost on the driver's connection: it starts the reap
+// of pc's backend if pc is closed and its reap has not started.
+func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
+	if !c.IsClosed() || c.CustomData()[reapedKey] != nil {
+		return
+	}
+	c.CustomData()[reapedKey] = true
+	pid := c.PID()
+	started, _ := c.CustomData()[backendStartKey].(time.Time)
 	if pid == 0 || started.IsZero() {
 		return
 	}
@@ -674,6 +698,7 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 	// back by itself if the call is interrupted.
 	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.IsolationLevel(opts.Isolation), ReadOnly: opts.ReadOnly})
 	if err != nil {
+		p.reapLost(conn)
 		conn.Close()
 		return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
 	}
@@ -900,8 +925,12 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	// The connection is discarded rather than put back in the pool: what
 	// the migration set for its session (SET, PRAGMA) outlives its
-	// transaction.
+	// transaction. One the driver gave up at migration_timeout (a
+	// statement, or the Commit running deferred triggers, that caught the
+	// server's cancel) may have left its backend running: it is reaped,
+	// as a plugin statement's is, or each load would leave one more.
 	defer func() {
+		p.reapLost(conn)
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 		conn.Close()
 	}()
