@@ -219,10 +219,12 @@ func TestPGStatementFilter(t *testing.T) {
 		}
 	}
 	// A session with standard_conforming_strings off, however it was
-	// turned off, reads a backslash in every literal as an escape.
-	r := run(t, in, "alpha", exec(`DO $$ BEGIN EXECUTE 'SET standard_' || 'conforming_strings = off'; END $$`),
-		exec(`SELECT '\''; SET search_path TO plugin_beta; --'`), exec("SET standard_conforming_strings = on"))
-	if r[0].Error != "" || r[1].Kind != "denied" || r[2].Error != "" {
+	// turned off, reads a backslash in every literal as an escape. (Only
+	// within a transaction: a connection's settings are reset before it
+	// goes back to the pool, after each statement outside one.)
+	r := run(t, in, "alpha", step{Op: "begin"}, exec(`DO $$ BEGIN EXECUTE 'SET standard_' || 'conforming_strings = off'; END $$`),
+		exec(`SELECT '\''; SET search_path TO plugin_beta; --'`), exec("SET standard_conforming_strings = on"), step{Op: "commit"})
+	if r[1].Error != "" || r[2].Kind != "denied" || r[3].Error != "" || r[4].Error != "" {
 		t.Errorf("standard_conforming_strings off for the session: %+v", r)
 	}
 	r = must(t, in, "alpha",
@@ -496,6 +498,46 @@ func TestPGListenEndsWithTheStatement(t *testing.T) {
 		// db_max_conns = 1: the same connection.
 		if r := must(t, in, "alpha", channels); fmt.Sprint(r[0].Rows) != "[[0]]" {
 			t.Errorf("after %v the pooled connection listens to %v channels", steps, r[0].Rows)
+		}
+	}
+}
+
+// What a call leaves in its connection's session ends with the call: a
+// cursor DECLAREd WITH HOLD (its result held in the backend's memory or a
+// temporary file), a temporary table a DO block created, a SET; the
+// runtime's own settings stay (client_connection_check_interval is SET
+// after connecting, statement_timeout a startup parameter).
+func TestPGSessionResetBetweenCalls(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1\ndb_statement_timeout = \"7s\""))
+	pid := query("SELECT pg_backend_pid()")
+	state := query(`SELECT (SELECT count(*) FROM pg_cursors WHERE is_holdable), (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
+		current_setting('work_mem'), current_setting('client_connection_check_interval'), current_setting('statement_timeout')`)
+	before := must(t, in, "alpha", pid, state)
+	if got := fmt.Sprint(before[1].Rows); got != "[[0 0 4MB 1s 7s]]" {
+		t.Fatalf("a new connection's session has (cursors WITH HOLD, temporary tables, work_mem, client_connection_check_interval, statement_timeout) %s", got)
+	}
+	leave := []step{
+		exec("DECLARE held CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 1000) g"),
+		exec("DO $$ BEGIN CREATE TEMP TABLE left_behind (x int); END $$"),
+		exec("SET work_mem = '64MB'"),
+	}
+	for _, steps := range [][]step{
+		leave,
+		append(append([]step{{Op: "begin"}}, leave...), state, step{Op: "commit"}),
+	} {
+		r := must(t, in, "alpha", steps...)
+		if len(steps) > len(leave) {
+			if got := fmt.Sprint(r[len(r)-2].Rows); got != "[[1 1 64MB 1s 7s]]" {
+				t.Fatalf("within the transaction: %s, want the cursor, the table and the setting", got)
+			}
+		}
+		// db_max_conns = 1: the same connection.
+		after := must(t, in, "alpha", pid, state)
+		if fmt.Sprint(after[0].Rows) != fmt.Sprint(before[0].Rows) {
+			t.Fatalf("the next call ran on backend %v, the first on %v", after[0].Rows, before[0].Rows)
+		}
+		if got := fmt.Sprint(after[1].Rows); got != "[[0 0 4MB 1s 7s]]" {
+			t.Errorf("after %d steps, the next call's session has (cursors WITH HOLD, temporary tables, work_mem, client_connection_check_interval, statement_timeout) %s, want [[0 0 4MB 1s 7s]]", len(steps), got)
 		}
 	}
 }

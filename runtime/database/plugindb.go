@@ -316,14 +316,26 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 }
 
 // release puts conn back in the plugin's pool. On PostgreSQL it first
-// ends what the session listens to (UNLISTEN *, one round trip): a plugin
-// can LISTEN from code the statement filter does not read (a DO block),
-// and a pooled connection does not read the notifications its backend
-// sends while it is idle, which then hold PostgreSQL's notification
-// queue, one for the whole cluster (at most 8 GB), until NOTIFY fails for
-// every session of every database. A connection that cannot is discarded.
+// resets what the call left in the session, in one round trip (the
+// simple protocol's several statements, run by the server as one implicit
+// transaction): what it listens to (UNLISTEN *): a plugin can LISTEN from
+// code the statement filter does not read (a DO block), and a pooled
+// connection does not read the notifications its backend sends while it
+// is idle, which then hold PostgreSQL's notification queue, one for the
+// whole cluster (at most 8 GB), until NOTIFY fails for every session of
+// every database; its cursors (CLOSE ALL: one DECLAREd WITH HOLD keeps
+// its result, in the backend's memory or a temporary file, as long as
+// the session lives); its temporary tables (DISCARD TEMP: a DO block can
+// create them); and its settings (RESET ALL: SET work_mem and the like
+// would reach the plugin's next calls, unbounded by anything of theirs).
+// RESET ALL goes back to the connection's startup parameters
+// (search_path, statement_timeout, application_name); what the connector
+// SET after connecting is set again (sessionReset). Prepared statements
+// stay: they are the driver's statement cache, which DEALLOCATE would
+// break. A connection that cannot be reset is discarded.
+//
 // A connection the driver closed (a statement, Commit, Rollback or this
-// UNLISTEN cut by its timeout or the call's deadline) may have left its
+// reset cut by its timeout or the call's deadline) may have left its
 // backend running: release reaps it (reapLost).
 func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 	if p.svc.cfg.Client == ClientPG {
@@ -341,7 +353,11 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 5*time.Second))
 			defer cancel()
-			if err := c.Conn().PgConn().Exec(ctx, "UNLISTEN *").Close(); err != nil {
+			reset, _ := c.Conn().PgConn().CustomData()[sessionResetKey].(string)
+			if reset == "" {
+				reset = sessionReset
+			}
+			if err := c.Conn().PgConn().Exec(ctx, reset).Close(); err != nil {
 				p.reapClosed(c.Conn().PgConn())
 				return driver.ErrBadConn
 			}

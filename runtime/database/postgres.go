@@ -592,6 +592,16 @@ type pgConnector struct {
 // pgconn.PgConn.CustomData.
 const backendStartKey = "greenroom.backend_start"
 
+// sessionReset is what PluginDB.release runs on a plugin connection
+// before it goes back to the pool: it ends what the call left in the
+// session. A connection's own (sessionResetKey, in its
+// pgconn.PgConn.CustomData) adds what the connector SET after connecting,
+// which RESET ALL undoes.
+const (
+	sessionReset    = "UNLISTEN *; CLOSE ALL; DISCARD TEMP; RESET ALL"
+	sessionResetKey = "greenroom.session_reset"
+)
+
 // connector opens connections with the current limits.
 func (c *pgConnector) connector() driver.Connector {
 	lim := c.lim.Load()
@@ -617,11 +627,17 @@ func (c *pgConnector) connector() driver.Connector {
 			} else if conn.PgConn().IsClosed() {
 				return fmt.Errorf("read the connection's backend start: %w", err)
 			}
+			reset := sessionReset
 			if c.checkClient {
-				if _, err := conn.Exec(ctx, "SET client_connection_check_interval = "+strconv.Itoa(clientCheckInterval)); err != nil {
+				set := "SET client_connection_check_interval = " + strconv.Itoa(clientCheckInterval)
+				if _, err := conn.Exec(ctx, set); err != nil {
 					return fmt.Errorf("set client_connection_check_interval: %w", err)
 				}
+				// RESET ALL, when the connection goes back to the
+				// pool, would undo it.
+				reset += "; " + set
 			}
+			conn.PgConn().CustomData()[sessionResetKey] = reset
 			return nil
 		}),
 		stdlib.OptionResetSession(func(context.Context, *pgx.Conn) error {
