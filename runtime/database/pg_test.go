@@ -482,6 +482,29 @@ func TestPGGivenUpMigrationEnds(t *testing.T) {
 	within(t, 20*time.Second, "the given-up migration's backend to end", func() bool { return activeBackends(t, rt, role) == 0 })
 }
 
+// A plugin can make every later login of its role fail, from a DO block
+// (ALTER ROLE CURRENT_USER SET local_preload_libraries naming no file:
+// FATAL at each login). The backend of a connection it then gives up is
+// ended all the same, from a connection of the runtime's user, and the
+// next start (here a second replica) clears the role's settings: the
+// plugin loads and serves again.
+func TestPGRoleLoginsBrokenByThePlugin(t *testing.T) {
+	conf := backends[1].conf(t)
+	alpha := plugin("alpha", true, "good", "db_statement_timeout = \"1s\"")
+	in := start(t, conf, alpha)
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	must(t, in, "alpha", exec(`DO $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET local_preload_libraries = ''greenroom_no_such_library'''; END $$`))
+	if r := run(t, in, "alpha", exec(endlessLoop)); r[0].Kind != "timeout" {
+		t.Fatalf("the endless statement: %s %q, want a timeout", r[0].Kind, r[0].Error)
+	}
+	within(t, 20*time.Second, "the given-up backend to end", func() bool { return activeBackends(t, rt, role) == 0 })
+	again := start(t, conf, alpha)
+	if r := must(t, again, "alpha", query("SELECT current_setting('local_preload_libraries')")); fmt.Sprint(r[0].Rows) != "[[]]" {
+		t.Errorf("local_preload_libraries after the role was provisioned again: %v", r[0].Rows)
+	}
+}
+
 // A plugin cannot LISTEN by a statement, but can from a DO block; a
 // pooled connection left listening holds the cluster's notification queue
 // while it sits idle (it reads nothing). The runtime ends what a

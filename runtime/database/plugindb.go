@@ -375,9 +375,10 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 // whose loop catches the cancel of statement_timeout): it would run
 // forever, outside db_max_conns (the pool opens another connection), past
 // the runtime's own shutdown. The runtime ends it with
-// pg_terminate_backend on a connection of its own as the plugin's role
-// (which may end its own backends; not from the plugin's pool, which the
-// plugin can keep busy), retrying until the backend is gone; a pid is
+// pg_terminate_backend on a connection of its own, as the runtime's user
+// or else the plugin's role (terminateBackend; not from the plugin's
+// pool, which the plugin can keep busy), retrying until the backend is
+// gone; a pid is
 // ended only with the start time its connection recorded, never a later
 // backend given the same pid. Service.Close waits for these, at most
 // reapGrace, then stops them. Call it before conn.Close. A connection's
@@ -447,12 +448,69 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 const reapAttempts = 10
 
 // terminateBackend ends backend pid, started at started, on a connection
-// of its own opened by pc as the plugin's connections are (so that a
-// password the plugin changed is set back, as for them). gone reports that
-// no such backend exists (any more).
+// of its own. It connects as the runtime's user first, which a plugin
+// cannot keep from logging in; that user may end the backend (a
+// superuser, a member of the plugin's role, as a CREATEROLE runtime user
+// is made, or of pg_signal_backend), and sees its start time (the same,
+// or pg_read_all_stats), unless the operator's setup says otherwise, in
+// which case it connects as the plugin's role, which may end its own
+// backends, opened by pc as the plugin's connections are (so that a
+// password the plugin changed is set back, as for them). That login a
+// plugin can break for good: ALTER ROLE CURRENT_USER SET
+// local_preload_libraries = 'x', from a DO block, fails every later one
+// (FATAL, could not access file); the runtime clears its role's settings
+// when it provisions the role (provisionRole), at the next start. gone
+// reports that no such backend exists (any more).
 func terminateBackend(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (gone, ended bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	gone, ended, err = terminateAsRuntime(ctx, pc, pid, started)
+	if err == nil {
+		return gone, ended, nil
+	}
+	gone, ended, perr := terminateAsPlugin(ctx, pc, pid, started)
+	if perr != nil {
+		return false, false, fmt.Errorf("as the runtime's user: %w; as the plugin's role: %w", err, perr)
+	}
+	return gone, ended, nil
+}
+
+// terminateAsRuntime is terminateBackend on a connection of the runtime's
+// user. It fails, rather than report the backend gone, when that user may
+// not see the backend's start time or end it.
+func terminateAsRuntime(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (gone, ended bool, err error) {
+	if pc.runtime == nil {
+		return false, false, errors.New("no connection of the runtime's")
+	}
+	conf := pc.runtime.Copy()
+	conf.RuntimeParams["application_name"] = "greenroom reap"
+	conn, err := pgx.ConnectConfig(ctx, conf)
+	if err != nil {
+		return false, false, err
+	}
+	defer conn.Close(context.Background())
+	// One statement: the start time is checked where the backend is
+	// ended, so that a pid given to a later backend meanwhile is not.
+	var hidden bool
+	var result *bool
+	err = conn.QueryRow(ctx, `SELECT backend_start IS NULL, CASE WHEN backend_start = $2 THEN pg_terminate_backend(pid) END
+		FROM pg_stat_activity WHERE pid = $1`, int64(pid), started).Scan(&hidden, &result)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return true, false, nil
+	case err != nil:
+		return false, false, err
+	case hidden:
+		return false, false, errors.New("the runtime's user may not see the backend's start time (neither a superuser nor a member of the plugin's role or of pg_read_all_stats)")
+	case result == nil:
+		return true, false, nil // a later backend with the same pid
+	}
+	return false, *result, nil
+}
+
+// terminateAsPlugin is terminateBackend on a connection of the plugin's
+// role.
+func terminateAsPlugin(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (gone, ended bool, err error) {
 	dc, err := pc.Connect(ctx)
 	if err != nil {
 		return false, false, err

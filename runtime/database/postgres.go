@@ -383,7 +383,7 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 	// A plugin cannot receive notifications (it could LISTEN from a DO
 	// block): drop them rather than let the driver buffer them.
 	conf.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
-	pc := &pgConnector{conf: conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient}
+	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient}
 	pc.lim.Store(&lim)
 	b.mu.Lock()
 	b.plugins[id] = pc
@@ -449,6 +449,12 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 		"CREATE SCHEMA IF NOT EXISTS " + qs + " AUTHORIZATION " + qr,
 		"ALTER SCHEMA " + qs + " OWNER TO " + qr,
 		"REVOKE ALL ON SCHEMA " + qs + " FROM PUBLIC",
+		// A role may set its own defaults (from a DO block), and one can
+		// keep every login from succeeding (local_preload_libraries
+		// naming no file: FATAL); only search_path, set here, is the
+		// runtime's. In this database and in all.
+		"ALTER ROLE " + qr + " RESET ALL",
+		"ALTER ROLE " + qr + " IN DATABASE " + pgx.Identifier{b.dbname}.Sanitize() + " RESET ALL",
 		"ALTER ROLE " + qr + " SET search_path = " + qs,
 	} {
 		if _, err := db.DB.ExecContext(ctx, s); err != nil {
@@ -585,7 +591,11 @@ type pgConnector struct {
 	checkClient bool
 	lim         atomic.Pointer[Limits]
 	heal        func(context.Context) error
-	log         *logrus.Entry
+	// runtime is the runtime's own connection (the operator's user),
+	// which ends the backends of given-up connections where it may
+	// (terminateBackend).
+	runtime *pgx.ConnConfig
+	log     *logrus.Entry
 }
 
 // backendStartKey keys a plugin connection's backend start time in its
