@@ -79,6 +79,12 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		"SELECT pg_try_advisory_xact_lock_shared(1, 2)":                           "pg_try_advisory_xact_lock_shared",
 		`SELECT "pg_advisory_xact_lock_shared"(1)`:                                "pg_advisory_xact_lock_shared",
 		"select PG_TRY_ADVISORY_XACT_LOCK(1)":                                     "pg_try_advisory_xact_lock",
+		// privileges on the database or a tablespace, which lock its
+		// catalog row even when they grant nothing
+		"GRANT CONNECT ON DATABASE d TO PUBLIC":            "GRANT ... ON DATABASE",
+		"grant all privileges on database \"d\" to public": "GRANT ... ON DATABASE",
+		"REVOKE TEMPORARY ON DATABASE d FROM PUBLIC":       "REVOKE ... ON DATABASE",
+		"GRANT CREATE ON TABLESPACE pg_default TO PUBLIC":  "GRANT ... ON TABLESPACE",
 		// prepared transactions
 		"PREPARE TRANSACTION 'x'":                                  "PREPARE TRANSACTION",
 		"BEGIN; INSERT INTO t VALUES (1); prepare transaction 'x'": "PREPARE TRANSACTION",
@@ -102,6 +108,7 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		"CREATE TABLE large (object int)", "SELECT object FROM large", "SELECT large, object FROM t",
 		"GRANT SELECT ON TABLE large TO PUBLIC", "COMMENT ON TABLE large IS 'large object store'",
 		"ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+		"GRANT SELECT ON database_users TO PUBLIC", "GRANT SELECT ON TABLE database TO PUBLIC",
 		// operators and aggregates over other functions, by name
 		"CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)",
 		"CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq, RESTRICT = eqsel)",

@@ -505,6 +505,47 @@ func TestPGRoleLoginsBrokenByThePlugin(t *testing.T) {
 	}
 }
 
+// A plugin's GRANT ... ON DATABASE grants it nothing, but locks the
+// database's row of pg_database until its transaction ends; the statement
+// filter refuses it, and from a DO block, in a transaction the plugin
+// keeps open, it holds up the runtime's grant of CONNECT to a new
+// plugin's role (during a reload, under the runtime's cross-replica lock)
+// no longer than grantLockTimeout: the new plugin loads, and the log says
+// which session held the row.
+func TestPGDatabaseRowHeldByAPlugin(t *testing.T) {
+	conf := backends[1].conf(t)
+	alpha := plugin("alpha", true, "", "timeout = \"30s\"")
+	in := start(t, conf, alpha)
+	rt := in.RT.Database().DB().DB
+	if r := run(t, in, "alpha", exec("GRANT CONNECT ON DATABASE "+dbName(t, in)+" TO PUBLIC"))[0]; r.Kind != "denied" || !strings.Contains(r.Error, "GRANT ... ON DATABASE") {
+		t.Errorf("GRANT CONNECT ON DATABASE: %s %q, want it refused", r.Kind, r.Error)
+	}
+	done := make(chan []result, 1)
+	go func() {
+		done <- run(t, in, "alpha", step{Op: "begin"},
+			exec("DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO PUBLIC', current_database()); END $$"),
+			step{Op: "sleep", MS: 12000}, step{Op: "commit"})
+	}()
+	within(t, 10*time.Second, "the plugin to lock the database's row", func() bool {
+		var locked bool
+		if err := rt.QueryRow("SELECT xmax::text <> '0' FROM pg_database WHERE datname = current_database()").Scan(&locked); err != nil {
+			t.Fatal(err)
+		}
+		return locked
+	})
+	in.SetConfig(conf + "\n" + alpha + "\n" + plugin("beta", true, "", ""))
+	begin := time.Now()
+	in.Reload(t)
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("the reload took %s while a plugin held the database's row", took)
+	}
+	must(t, in, "beta", query("SELECT 1"))
+	if log := in.Log.String(); !strings.Contains(log, "stayed locked for 3s") || !strings.Contains(log, `application_name \"greenroom plugin alpha\"`) {
+		t.Error("the runtime did not say which session held the database's row")
+	}
+	<-done
+}
+
 // A plugin cannot LISTEN by a statement, but can from a DO block; a
 // pooled connection left listening holds the cluster's notification queue
 // while it sits idle (it reads nothing). The runtime ends what a

@@ -213,6 +213,19 @@ func deniedGlobal(t, w []string) string {
 			return cmd + " (large objects " + outsideSchema + ")"
 		}
 	}
+	if w[0] == "grant" || w[0] == "revoke" {
+		// GRANT ... ON DATABASE grants a plugin role nothing (PostgreSQL
+		// warns), yet updates and locks the database's row of
+		// pg_database until the transaction ends: one left open stalls
+		// the runtime's grant of CONNECT to a new plugin's role, makes
+		// it fail ("tuple concurrently updated"), and holds VACUUM back.
+		// ON TABLESPACE is the same, for a row of the whole cluster.
+		for i := 1; i+1 < len(w); i++ {
+			if w[i] == "on" && (w[i+1] == "database" || w[i+1] == "tablespace") {
+				return strings.ToUpper(w[0]) + " ... ON " + strings.ToUpper(w[i+1]) + " (it grants a plugin nothing, and locks the " + w[i+1] + "'s catalog row, shared by every plugin and the runtime, until the transaction ends)"
+			}
+		}
+	}
 	if len(w) > 1 && w[1] == "cast" && (w[0] == "create" || w[0] == "drop") {
 		return strings.ToUpper(w[0]) + " CAST (casts " + outsideSchema + ")"
 	}

@@ -493,7 +493,36 @@ func (b *pgBackend) grantConnect(ctx context.Context, db *bun.DB, role string) e
 		return err
 	}
 	defer unlock()
-	return execCatalog(ctx, db, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+pgx.Identifier{role}.Sanitize())
+	err = execCatalogBounded(ctx, db, "GRANT CONNECT ON DATABASE "+pgx.Identifier{b.dbname}.Sanitize()+" TO "+pgx.Identifier{role}.Sanitize(), grantLockTimeout)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" {
+		return fmt.Errorf("the database's row of pg_database stayed locked for %s by another transaction (%s): a GRANT, REVOKE or ALTER DATABASE in a transaction still open, which a plugin can run from a DO block: %w", grantLockTimeout, b.rowHolder(ctx, db), err)
+	}
+	return err
+}
+
+// grantLockTimeout bounds grantConnect's wait for the database's row of
+// pg_database: a transaction that updated it (a plugin's GRANT ... ON
+// DATABASE from a DO block, which grants nothing but locks the row all
+// the same) holds it until it ends, and the grant runs under the
+// runtime's cross-replica lock, during a load or a reload.
+const grantLockTimeout = 3 * time.Second
+
+// rowHolder says which session holds the transaction that locked the
+// database's row of pg_database (its xmax), as far as the runtime's user
+// may see it.
+func (b *pgBackend) rowHolder(ctx context.Context, db *bun.DB) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	var pid int64
+	var user, app string
+	err := db.DB.QueryRowContext(ctx, `SELECT a.pid, coalesce(a.usename, ''), coalesce(a.application_name, '')
+		FROM pg_database d JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = d.xmax AND l.mode = 'ExclusiveLock' AND l.granted
+		JOIN pg_stat_activity a ON a.pid = l.pid WHERE d.datname = current_database()`).Scan(&pid, &user, &app)
+	if err != nil {
+		return "its session not found"
+	}
+	return fmt.Sprintf("held by backend %d, user %q, application_name %q", pid, user, app)
 }
 
 // databaseLock is the cross-replica lock under which the runtime changes
@@ -507,9 +536,34 @@ const databaseLock = "database"
 // concurrently updated" (XX000): the update it lost to has committed by
 // then, and the next attempt reads it.
 func execCatalog(ctx context.Context, db *bun.DB, stmt string) error {
+	return execCatalogBounded(ctx, db, stmt, 0)
+}
+
+// execCatalogBounded is execCatalog with each attempt's wait for a lock
+// bounded by lockTimeout (SET LOCAL lock_timeout, in a transaction of
+// its own), when it is not 0: it then fails with SQLSTATE 55P03.
+func execCatalogBounded(ctx context.Context, db *bun.DB, stmt string, lockTimeout time.Duration) error {
+	exec := func() error {
+		if lockTimeout == 0 {
+			_, err := db.DB.ExecContext(ctx, stmt)
+			return err
+		}
+		tx, err := db.DB.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = "+strconv.FormatInt(max(lockTimeout.Milliseconds(), 1), 10)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
 	wait := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		_, err := db.DB.ExecContext(ctx, stmt)
+		err := exec()
 		var pe *pgconn.PgError
 		if err == nil || attempt == 6 || !errors.As(err, &pe) || pe.Code != "XX000" || !strings.Contains(pe.Message, "concurrently") {
 			return err
