@@ -1,6 +1,9 @@
 package database_test
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Rows of no columns reach the plugin as rows, as with a native driver:
 // SELECT FROM generate_series(1, 3) is three rows.
@@ -32,6 +35,31 @@ func TestPGTextOfUntypedColumns(t *testing.T) {
 	for i, w := range want {
 		if got := r[0].Rows[0][i]; got != w {
 			t.Errorf("column %s: %#v, want the text %#v", r[0].Columns[i], got, w)
+		}
+	}
+}
+
+// A statement in a transaction that costs its connection (a result over
+// db_max_result stops the query by closing it) ends the transaction: the
+// server rolled it back. Later statements and Commit say so, Rollback
+// succeeds, nothing stays; the driver's own words ("bad connection",
+// "failed to deallocate cached statement(s)") reached the plugin before.
+func TestPGLostConnectionEndsTheTransaction(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", `db_max_result = "64KiB"`))
+	for _, end := range []string{"commit", "rollback"} {
+		res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('first')"),
+			query("SELECT repeat('ab', 100000) FROM generate_series(1, 3)"), exec("INSERT INTO notes (note) VALUES ('after')"), step{Op: end})
+		if r := res[2]; r.Kind != "too_large" {
+			t.Errorf("%s: the result over db_max_result: %+v", end, r)
+		}
+		if r := res[3]; !strings.Contains(r.Error, "roll it back and start again") {
+			t.Errorf("%s: a statement after it in the same transaction: %+v", end, r)
+		}
+		if r := res[4]; end == "commit" && !strings.Contains(r.Error, "commit refused") || end == "rollback" && r.Error != "" {
+			t.Errorf("%s of the ended transaction: %+v", end, r)
+		}
+		if n := count(t, in, "alpha", "notes"); n != 0 {
+			t.Errorf("%s: %d rows stored by the ended transaction", end, n)
 		}
 	}
 }

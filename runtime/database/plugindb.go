@@ -285,6 +285,14 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			}
 			switch {
 			case err == nil:
+			case pgConnLost(t.conn):
+				// Its statement cost the connection (given up at its
+				// timeout or deadline, or stopped over db_max_result):
+				// the server rolled the transaction back, and the
+				// driver's words for what follows ("bad connection")
+				// would not say so.
+				t.tx.Rollback()
+				t.aborted = "the transaction was rolled back when its statement failed and the database connection was closed with it (see that statement's error); roll it back and start again"
 			case errors.As(err, new(dbFull)):
 				t.tx.Rollback()
 				t.aborted = "the transaction was rolled back when the plugin's database reached limits.db_max_size (or the disk filled); roll it back and start again"
@@ -313,6 +321,19 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		}
 		return err
 	}, nil
+}
+
+// pgConnLost reports whether conn is a PostgreSQL connection the driver
+// has closed.
+func pgConnLost(conn *sql.Conn) bool {
+	lost := false
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok {
+			lost = c.Conn().PgConn().IsClosed()
+		}
+		return nil
+	})
+	return lost
 }
 
 // release puts conn back in the plugin's pool. On PostgreSQL it first
