@@ -27,7 +27,7 @@ func questionMarksToDollars(q string, args int) string {
 		switch {
 		case c == '\'':
 			// 'text' with '' escapes; E'..' adds backslash escapes.
-			i = skipQuoted(q, i, '\'', escapeString(q, i, word))
+			i = skipLiteral(q, i, escapeString(q, i, word))
 		case c == '"':
 			i = skipQuoted(q, i, '"', false)
 		case c == '-' && i+1 < len(q) && q[i+1] == '-':
@@ -68,6 +68,10 @@ func questionMarksToDollars(q string, args int) string {
 			b.WriteString(strconv.Itoa(n))
 			i++
 			last = i
+			if i < len(q) && q[i] >= '0' && q[i] <= '9' {
+				// ?1 (SQLite's numbered form) must not become $11.
+				b.WriteByte(' ')
+			}
 		default:
 			i++
 		}
@@ -81,6 +85,50 @@ func questionMarksToDollars(q string, args int) string {
 
 func isIdentChar(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
+}
+
+// skipLiteral returns the index after the string literal opened at q[i]
+// (a quote), with backslash escapes or not, and after the parts PostgreSQL
+// joins to it: a quoted part that follows it after white space holding a
+// newline ('a'\n'b' is 'ab', also with a -- comment before the newline)
+// continues the literal, read with its escapes. Read as two literals, an
+// E'x' followed by '\' ... ' on the next line would end where the server's
+// does not, and hide the code between from the statement filter.
+func skipLiteral(q string, i int, backslash bool) int {
+	j := skipQuoted(q, i, '\'', backslash)
+	for {
+		k, ok := continuedAt(q, j)
+		if !ok {
+			return j
+		}
+		j = skipQuoted(q, k, '\'', backslash)
+	}
+}
+
+// continuedAt reports whether a string literal that ended at q[j] goes on
+// (PostgreSQL's quotecontinue: horizontal white space or a -- comment, a
+// newline, then white space, newlines or -- comments, then a quote), and
+// where its next part's quote is. A vertical tab counts as white space: it
+// is for PostgreSQL 16 and later, and earlier ones refuse the whole query
+// string with it there, so no reading runs code this one took for text.
+func continuedAt(q string, j int) (int, bool) {
+	newline := false
+	for k := j; k < len(q); {
+		switch c := q[k]; {
+		case c == ' ' || c == '\t' || c == '\f' || c == '\v':
+			k++
+		case c == '\n' || c == '\r':
+			newline = true
+			k++
+		case c == '-' && k+1 < len(q) && q[k+1] == '-':
+			k = lineEnd(q, k)
+		case c == '\'' && newline:
+			return k, true
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
 }
 
 // skipQuoted returns the index after the literal or identifier opened by

@@ -39,6 +39,13 @@ func TestQuestionMarksToDollars(t *testing.T) {
 		{"SELECT 1 FROM t WHERE a=E'\\'' OR b=?", 1, "SELECT 1 FROM t WHERE a=E'\\'' OR b=$1"},
 		{"SELECT 1E'\\'', ?", 1, "SELECT 1E'\\'', $1"},
 		{"SELECT 1$a$ ? $a$, ?", 1, "SELECT 1$a$ ? $a$, $1"},
+		// A literal continued on the next line keeps its escapes: E'a'
+		// then '\' ? ' is one literal, and the ? after it the placeholder.
+		{"SELECT E'a'\n'\\' ? ', ?", 1, "SELECT E'a'\n'\\' ? ', $1"},
+		{"SELECT E'a' -- c\n\n  '\\' ? ', ?", 1, "SELECT E'a' -- c\n\n  '\\' ? ', $1"},
+		{"SELECT E'a' '\\' ?, ' '", 1, "SELECT E'a' '\\' $1, ' '"}, // no newline: two literals
+		// ?1 (SQLite's numbered form) is not $11.
+		{"SELECT ?1", 1, "SELECT $1 1"},
 	}
 	for _, c := range cases {
 		if got := questionMarksToDollars(c.in, c.args); got != c.want {
@@ -68,6 +75,12 @@ func TestDeniedCommand(t *testing.T) {
 		"SELECT * INTO TEMP t FROM notes", "SELECT 1 INTO TEMPORARY TABLE t", "CREATE TABLE pg_temp.t (x int)",
 		`CREATE TABLE "pg_temp".t (x int)`,
 		"WITH n AS (SELECT 1 AS x) SELECT x INTO TEMP t FROM n",
+		// A literal continued after a newline keeps E's escapes: the
+		// server reads '\' ' as the rest of the E'' literal, so what
+		// follows it is code.
+		"SELECT E''\n'\\' ' INTO TEMP t --'", "SELECT E''\n'\\' ' ; LISTEN c; --'",
+		"SELECT E'' -- c\n'\\' ' ; SET search_path TO x; --'", "SELECT E'x'\r\n \n'\\' ' ; SET ROLE x; --'",
+		"SELECT e'x'\n'a'\n'\\' ' ; SET ROLE x; --'", "SELECT E'x'\v\n'\\' ' ; SET ROLE x; --'",
 		// set_config's name in any form but a plain literal
 		"SELECT set_config(E'search_path', 'x', false)", `SELECT "set_config"('search_path', 'x', false)`,
 		"SELECT set_config(('search_path'), 'x', false)", `SELECT set_config(U&'search\005fpath', 'x', false)`,
@@ -194,6 +207,8 @@ func TestDeniedCommand(t *testing.T) {
 		// COPY to and from nowhere else is the server's to refuse
 		"SELECT 'stdin', stdout FROM t", "CREATE TABLE copy_log (stdin text)",
 		"SELECT 'a'::x$e", "SELECT x$e FROM t",
+		// continued literals, read as the server does: all text
+		"SELECT 'a'\n'; SET ROLE x'", "SELECT E'a\\''\n'; SET ROLE x'", "SELECT 'a' -- c\n'; LISTEN c'",
 	}
 	for _, q := range allowed {
 		if cmd := deniedCommand(q, false); cmd != "" {

@@ -552,7 +552,7 @@ func codeOnly(q string, backslashes bool) string {
 			case i >= 2 && q[i-1] == '&' && word[1] == i-1 && word[0] == i-2 && (q[i-2] == 'u' || q[i-2] == 'U'):
 				from = i - 2
 			}
-			j := skipQuoted(q, i, '\'', backslashes || escapes)
+			j := skipLiteral(q, i, backslashes || escapes)
 			blank(from, j)
 			i = j
 		case c == '"':
