@@ -125,7 +125,12 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			in.ct.close()
 			mod.Close(context.Background())
 			// The reason is shown to operators (and in each 503): the
-			// first line of wazero's error, not its wasm stack trace.
+			// first line of wazero's error, not its wasm stack trace,
+			// nor what the plugin printed, which go to the log (see
+			// ErrorDetail).
+			if len(in.said) > 0 && in.initFailure == "" {
+				err = fmt.Errorf("%w\nthe plugin printed: %s", err, in.stderr.initFailure(in.said))
+			}
 			err = firstLineError{err}
 			if kind == FailTimeout {
 				return nil, fmt.Errorf("guest initializer ran past the init timeout of %s (limits.timeout, at least 10s): %w", p.spec.Limits.InitTimeout, err)
@@ -154,10 +159,12 @@ func (in *instance) run(parent context.Context, deadline time.Time, fn api.Funct
 	if err != nil {
 		kind = classify(c, err, in.oom, in.fatal) // before end, which would mask why
 		err = exitError(kind, err)
-		if (kind == FailExit || kind == FailTrap) && len(in.said) > 0 {
+		if (kind == FailExit || kind == FailTrap) && len(in.said) > 0 && !in.state.Initializing {
 			// The reason is in the plugin's log at info, which an
 			// operator logging warnings does not see: the warning
-			// about the failure quotes it (redacted, one line).
+			// about the failure quotes it (redacted, one line). Not
+			// a failed init's: its reason is in every 503 (see
+			// newInstance, which gives it to the log only).
 			err = saidError{err, in.stderr.initFailure(in.said)}
 		}
 	}
@@ -398,8 +405,11 @@ func (w *lineWriter) emit(line []byte) {
 		w.in.fatal = true
 	}
 	if w.stream == "stderr" && !w.in.saidPanic && len(line) > 0 {
+		// Whole (at most maxLine): redacted before it is cut to size
+		// (initFailure), so that no secret is cut out of the redactor's
+		// sight.
 		w.in.saidPanic = bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, fatalMarker)
-		w.in.said = append(w.in.said[:0], line[:min(len(line), 1024)]...)
+		w.in.said = append(w.in.said[:0], line...)
 	}
 	if w.stream == "stderr" && w.in.state.Initializing && w.in.initFailure == "" &&
 		(bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, fatalMarker)) {

@@ -203,6 +203,21 @@ func TestFailureQuotesWhatThePluginPrinted(t *testing.T) {
 	}
 }
 
+// What a failure quotes is redacted before it is cut to size: a secret
+// that a cut would split reached the quote in part (a review's test).
+func TestFailureQuoteRedactsBeforeItCuts(t *testing.T) {
+	long := "L0ng-S3cret-" + strings.Repeat("q", 88)
+	short := "sk_live_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	w, _ := newLineWriter(t, long, short)
+	prefix := strings.Repeat(long+" ", 9)
+	prefix += strings.Repeat("z", 1024-len(prefix)-20) // short straddles byte 1024
+	w.Write([]byte(prefix + short + " trailing\n"))
+	w.flush()
+	if got := w.initFailure(w.in.said); strings.Contains(got, short[:12]) || strings.Contains(got, long[:12]) {
+		t.Errorf("the quote holds part of a secret: %q", got)
+	}
+}
+
 // A discarded instance's successor is created in the background, as a
 // retired one's is: after a crash the pool has an instance ready again
 // before any call asks for one (a plugin whose initializer is slower than

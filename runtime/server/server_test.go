@@ -840,6 +840,21 @@ func TestInitPanicReason(t *testing.T) {
 	}
 }
 
+// A plugin whose init exits after printing why (log.Fatal) fails to load:
+// the 503 says it exited, and only the log quotes what it printed (the
+// plugin's output is not for its callers).
+func TestInitExitReason(t *testing.T) {
+	cfg := hostileConfig("2s", 1) + "[plugins.hostile.config]\ninit_exit = \"cannot reach upstream billing.internal:9443\"\n"
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir})
+	status, _, body := in.Get(t, "/api/hostile/ok")
+	if status != 503 || !strings.Contains(body, "module closed with exit_code(1)") || strings.Contains(body, "billing.internal") {
+		t.Errorf("got %d %s, want 503 saying the plugin exited, without what it printed", status, body)
+	}
+	if !strings.Contains(in.Log.String(), "the plugin printed: cannot reach upstream billing.internal:9443") {
+		t.Errorf("the load failure's log line does not quote what the plugin printed:\n%s", in.Log.String())
+	}
+}
+
 // random_get is a host call too: one for 900 MiB (seconds of work) ends at
 // the call's timeout, and a small one works.
 func TestRandomGetInterrupted(t *testing.T) {

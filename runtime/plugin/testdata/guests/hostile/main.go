@@ -49,6 +49,10 @@ func init() {
 	if msg, ok := greenroom.Config("init_panic"); ok {
 		panic(msg)
 	}
+	if msg, ok := greenroom.Config("init_exit"); ok { // as log.Fatal does
+		fmt.Fprintln(os.Stderr, msg)
+		os.Exit(1)
+	}
 	initPublic = askPublic("no-leading-slash")
 	if ms, ok := greenroom.Config("init_sleep_ms"); ok {
 		n, _ := strconv.Atoi(ms)
