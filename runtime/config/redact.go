@@ -171,6 +171,24 @@ func redactConnection(conn string) string {
 	return redactSpans(conn, connectionPasswords(conn))
 }
 
+// minBareUser is the shortest user name without a password that
+// urlCredentials takes for a token.
+const minBareUser = 16
+
+// credentialParam reports whether a URL query parameter named name (as
+// decoded) holds a credential: its name says token, key, secret,
+// password, signature, auth or code, in any case and with any affix
+// (access_token, api_key, apiKey, client_secret, X-Amz-Signature).
+func credentialParam(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range []string{"token", "key", "secret", "passw", "pwd", "sig", "auth", "code", "credential", "session"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // redactSpans replaces conn's spans (in order, not overlapping) with
 // [REDACTED].
 func redactSpans(conn string, spans [][2]int) string {
@@ -261,10 +279,13 @@ func connectionPasswords(conn string) [][2]int {
 
 func urlPasswords(conn string, start int) [][2]int { return urlCredentials(conn, start, false) }
 
-// urlCredentials is urlPasswords or, with all, also a user name that has
-// no password and every query parameter's value: for a URL such as
-// auth.jwt.jwks_url, where a user name alone ("https://TOKEN@idp/jwks") or
-// any parameter ("?access_token=...") may be the credential.
+// urlCredentials is urlPasswords or, with all, also a user name of a
+// token's length that has no password and the value of each query
+// parameter whose name says it is a credential: for a URL such as
+// auth.jwt.jwks_url, where a user name alone ("https://TOKEN@idp/jwks")
+// or a parameter ("?access_token=...") may be the credential. Every value
+// found is a log secret, redacted from every line: a name or a parameter
+// such as format=json is not one.
 func urlCredentials(conn string, start int, all bool) [][2]int {
 	var spans [][2]int
 	rest := conn[start:]
@@ -275,8 +296,10 @@ func urlCredentials(conn string, start int, all bool) [][2]int {
 		switch {
 		case colon >= 0 && colon+1 < at:
 			spans = append(spans, [2]int{start + colon + 1, start + at})
-		case all && colon < 0 && at > 0:
-			// A user name without a password is the credential.
+		case all && colon < 0 && at >= minBareUser:
+			// A user name without a password, as long as a token, is
+			// the credential (a short one, "svc", is only a name: as a
+			// log secret it would cut that word out of every line).
 			spans = append(spans, [2]int{start, start + at})
 		}
 	}
@@ -287,7 +310,7 @@ func urlCredentials(conn string, start int, all bool) [][2]int {
 			// (pass%77ord is a password too); sslpassword decrypts
 			// the client's TLS key.
 			k, v, ok := strings.Cut(param, "=")
-			if dk, err := url.QueryUnescape(k); ok && err == nil && (all || dk == "password" || dk == "sslpassword") {
+			if dk, err := url.QueryUnescape(k); ok && err == nil && (dk == "password" || dk == "sslpassword" || all && credentialParam(dk)) {
 				v, _, _ = strings.Cut(v, "#")
 				if v != "" {
 					spans = append(spans, [2]int{pos + len(k) + 1, pos + len(k) + 1 + len(v)})
