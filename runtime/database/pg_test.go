@@ -577,8 +577,11 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 	state := query(`SELECT (SELECT count(*) FROM pg_cursors WHERE is_holdable), (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
 		current_setting('work_mem'), current_setting('client_connection_check_interval'), current_setting('statement_timeout')`)
 	before := must(t, in, "alpha", pid, state)
-	if got := fmt.Sprint(before[1].Rows); got != "[[0 0 4MB 1s 7s]]" {
-		t.Fatalf("a new connection's session has (cursors WITH HOLD, temporary tables, work_mem, client_connection_check_interval, statement_timeout) %s", got)
+	// The server's own work_mem and client_connection_check_interval
+	// (0 where the runtime cannot use it) are whatever they are here.
+	fresh := fmt.Sprint(before[1].Rows)
+	if !strings.HasPrefix(fresh, "[[0 0 ") || !strings.HasSuffix(fresh, " 7s]]") || strings.Contains(fresh, " 64MB ") {
+		t.Fatalf("a new connection's session has (cursors WITH HOLD, temporary tables, work_mem, client_connection_check_interval, statement_timeout) %s", fresh)
 	}
 	leave := []step{
 		exec("DECLARE held CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 1000) g"),
@@ -591,7 +594,7 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 	} {
 		r := must(t, in, "alpha", steps...)
 		if len(steps) > len(leave) {
-			if got := fmt.Sprint(r[len(r)-2].Rows); got != "[[1 1 64MB 1s 7s]]" {
+			if got := fmt.Sprint(r[len(r)-2].Rows); !strings.HasPrefix(got, "[[1 1 64MB ") {
 				t.Fatalf("within the transaction: %s, want the cursor, the table and the setting", got)
 			}
 		}
@@ -600,9 +603,26 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 		if fmt.Sprint(after[0].Rows) != fmt.Sprint(before[0].Rows) {
 			t.Fatalf("the next call ran on backend %v, the first on %v", after[0].Rows, before[0].Rows)
 		}
-		if got := fmt.Sprint(after[1].Rows); got != "[[0 0 4MB 1s 7s]]" {
-			t.Errorf("after %d steps, the next call's session has (cursors WITH HOLD, temporary tables, work_mem, client_connection_check_interval, statement_timeout) %s, want [[0 0 4MB 1s 7s]]", len(steps), got)
+		if got := fmt.Sprint(after[1].Rows); got != fresh {
+			t.Errorf("after %d steps, the next call's session has (cursors WITH HOLD, temporary tables, work_mem, client_connection_check_interval, statement_timeout) %s, want a new connection's %s", len(steps), got, fresh)
 		}
+	}
+}
+
+// A session-level advisory lock a DO block took ends with the use of its
+// connection, as the session's other state does. Where the runtime's user
+// is not a superuser it cannot revoke the lock functions from PUBLIC, so
+// a plugin can take one (a review found it held after the call).
+func TestPGAdvisoryLockEndsWithTheCall(t *testing.T) {
+	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", createroleURL(t, pgtest.URL(t)))
+	in := start(t, conf, plugin("alpha", true, "", "db_max_conns = 1"))
+	must(t, in, "alpha", exec("DO $$ BEGIN PERFORM pg_advisory_lock(4242); END $$"))
+	var n int
+	if err := pgtest.Admin(t).QueryRow("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND database = (SELECT oid FROM pg_database WHERE datname = $1)", dbName(t, in)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d advisory locks 4242 held after the call", n)
 	}
 }
 

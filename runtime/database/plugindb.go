@@ -347,8 +347,11 @@ func pgConnLost(conn *sql.Conn) bool {
 // every database; its cursors (CLOSE ALL: one DECLAREd WITH HOLD keeps
 // its result, in the backend's memory or a temporary file, as long as
 // the session lives); its temporary tables (DISCARD TEMP: a DO block can
-// create them); and its settings (RESET ALL: SET work_mem and the like
-// would reach the plugin's next calls, unbounded by anything of theirs).
+// create them); its settings (RESET ALL: SET work_mem and the like
+// would reach the plugin's next calls, unbounded by anything of theirs);
+// and its session-level advisory locks (pg_advisory_unlock_all: the lock
+// functions are revoked from plugins only where the runtime's user is a
+// superuser).
 // RESET ALL goes back to the connection's startup parameters
 // (search_path, statement_timeout, application_name); what the connector
 // SET after connecting is set again (sessionReset). Prepared statements
@@ -405,7 +408,7 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 // reapGrace, then stops them. Call it before conn.Close. A connection's
 // backend is reaped once: release calls it for every connection that
 // comes back closed (a Commit or Rollback cut by the call's deadline, a
-// ROLLBACK or UNLISTEN that timed out), whatever path gave it up, and
+// ROLLBACK or the session reset that timed out), whatever path gave it up, and
 // the statement paths call it as soon as their statement fails.
 func (p *PluginDB) reapLost(conn *sql.Conn) {
 	if p.svc.cfg.Client != ClientPG {

@@ -662,7 +662,7 @@ const backendStartKey = "greenroom.backend_start"
 // pgconn.PgConn.CustomData) adds what the connector SET after connecting,
 // which RESET ALL undoes.
 const (
-	sessionReset    = "UNLISTEN *; CLOSE ALL; DISCARD TEMP; RESET ALL"
+	sessionReset    = "UNLISTEN *; CLOSE ALL; DISCARD TEMP; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
 	sessionResetKey = "greenroom.session_reset"
 )
 

@@ -59,39 +59,48 @@ func TestPGConcurrentProvisioning(t *testing.T) {
 	for _, user := range []string{"superuser", "createrole"} {
 		t.Run(user, func(t *testing.T) {
 			admin := pgtest.Admin(t)
-			var runtimeUser string
-			if user == "createrole" {
-				var b [6]byte
-				rand.Read(b[:])
-				runtimeUser = "gr_test_runtime_" + hex.EncodeToString(b[:])
-				if _, err := admin.Exec("CREATE ROLE " + runtimeUser + " LOGIN CREATEROLE"); err != nil {
-					t.Fatal(err)
-				}
-				// Runs last: after the database and its plugin roles are
-				// dropped.
-				t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + runtimeUser) })
-			}
 			url := pgtest.URL(t)
+			if user == "createrole" {
+				url = createroleURL(t, url)
+			}
 			u, err := neturl.Parse(url)
 			if err != nil {
 				t.Fatal(err)
 			}
 			dbname := strings.TrimPrefix(u.Path, "/")
 			qdb := pgx.Identifier{dbname}.Sanitize()
-			if runtimeUser != "" {
-				if _, err := admin.Exec("ALTER DATABASE " + qdb + " OWNER TO " + runtimeUser); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { admin.Exec("ALTER DATABASE " + qdb + " OWNER TO CURRENT_USER") })
-				u.User = neturl.User(runtimeUser)
-				url = u.String()
-			}
 			if _, err := admin.Exec("REVOKE CONNECT ON DATABASE " + qdb + " FROM PUBLIC"); err != nil {
 				t.Fatal(err)
 			}
 			provisionConcurrently(t, url, dbname, 2, 8)
 		})
 	}
+}
+
+// createroleURL makes a new runtime user with CREATEROLE (not a
+// superuser) the owner of the database at url, as docs/database.md asks,
+// and returns url with that user.
+func createroleURL(t *testing.T, url string) string {
+	admin := pgtest.Admin(t)
+	var b [6]byte
+	rand.Read(b[:])
+	runtimeUser := "gr_test_runtime_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec("CREATE ROLE " + runtimeUser + " LOGIN CREATEROLE"); err != nil {
+		t.Fatal(err)
+	}
+	// Runs last: after the database and its plugin roles are dropped.
+	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + runtimeUser) })
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qdb := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	if _, err := admin.Exec("ALTER DATABASE " + qdb + " OWNER TO " + runtimeUser); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("ALTER DATABASE " + qdb + " OWNER TO CURRENT_USER") })
+	u.User = neturl.User(runtimeUser)
+	return u.String()
 }
 
 // provisionConcurrently opens replicas Services on the database at url and
