@@ -142,7 +142,7 @@ func TestErrors(t *testing.T) {
 			"public_routes[2]: route \"/static/*\": public routes are exact paths", "public_routes[3]: route \"/a b\" must not contain spaces",
 			"public_routes[4]: route \"/files/{path...}\": public routes are exact paths"}},
 		{"body_limit over 2GiB", "[server]\nbody_limit = \"3GiB\"\nrequest_budget = \"4GiB\"\n", []string{"config.toml:2: server.body_limit: must be at most"}},
-		{"read_timeout zero", "[server]\nread_timeout = \"0s\"\nidle_timeout = \"0s\"\n", []string{"config.toml:2: server.read_timeout: must be more than 0", "config.toml:3: server.idle_timeout: must be more than 0"}},
+		{"read_timeout zero", "[server]\nread_timeout = \"0s\"\nwrite_timeout = \"0s\"\nidle_timeout = \"0s\"\n", []string{"config.toml:2: server.read_timeout: must be more than 0", "config.toml:3: server.write_timeout: must be more than 0"}},
 		{"cors", "[server.cors]\norigins = [\"https://ok.example\", \"example.com\", \"https://a.example/path\", \"https://x,y\", \"*\"]\nmethods = [\"GET\", \"BAD METHOD\"]\nheaders = [\"X-Ok\", \"a:b\"]\nmax_age = -1\nallow_credentials = true\n", []string{
 			"server.cors.origins[1]: origin \"example.com\" must start with http:// or https://", "server.cors.origins[2]: origin \"https://a.example/path\" must be a scheme and a host",
 			"server.cors.origins[3]", "server.cors.origins[4]: \"*\" allows every origin and cannot be combined", "server.cors.allow_credentials: cannot be true with origin \"*\"",

@@ -84,12 +84,16 @@ func (v *validator) server() {
 	for _, t := range []struct {
 		key string
 		d   Duration
-	}{{"server.read_timeout", s.ReadTimeout}, {"server.write_timeout", s.WriteTimeout}, {"server.idle_timeout", s.IdleTimeout}} {
+	}{{"server.read_timeout", s.ReadTimeout}, {"server.write_timeout", s.WriteTimeout}} {
 		if t.d <= 0 {
-			// The HTTP server takes 0 for no timeout: a connection that
-			// never finishes its request would be held for ever.
+			// The HTTP server takes 0 for no timeout: a client that
+			// never finishes sending its request, or never reads the
+			// answer, would hold its connection for ever.
 			v.fail(t.key, "must be more than 0")
 		}
+	}
+	if s.IdleTimeout < 0 {
+		v.fail("server.idle_timeout", "must not be negative (0 is read_timeout's)")
 	}
 	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
 		v.fail("server.max_connections", "must be from 1 to %d, got %d", maxConnections, s.MaxConnections)

@@ -107,6 +107,9 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		"SELECT CAST(x AS text), x::int FROM t", "SELECT cast('1' AS int)",
 		"CREATE TABLE large (object int)", "SELECT object FROM large", "SELECT large, object FROM t",
 		"GRANT SELECT ON TABLE large TO PUBLIC", "COMMENT ON TABLE large IS 'large object store'",
+		// tables named database and tablespace (ON DATABASE names a database next)
+		"GRANT SELECT ON database TO PUBLIC", `GRANT SELECT ON "database" TO PUBLIC`, "REVOKE ALL ON tablespace FROM PUBLIC",
+		"GRANT SELECT ON database, other TO PUBLIC",
 		"ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
 		"GRANT SELECT ON database_users TO PUBLIC", "GRANT SELECT ON TABLE database TO PUBLIC",
 		// operators and aggregates over other functions, by name

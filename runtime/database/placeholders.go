@@ -268,9 +268,12 @@ func deniedGlobal(t, w []string) string {
 		// the runtime's grant of CONNECT to a new plugin's role, makes
 		// it fail ("tuple concurrently updated"), and holds VACUUM back.
 		// ON TABLESPACE is the same, for a row of the whole cluster.
-		for i := 1; i+1 < len(w); i++ {
-			if w[i] == "on" && (w[i+1] == "database" || w[i+1] == "tablespace") {
-				return strings.ToUpper(w[0]) + " ... ON " + strings.ToUpper(w[i+1]) + " (it grants a plugin nothing, and locks the " + w[i+1] + "'s catalog row, shared by every plugin and the runtime, until the transaction ends)"
+		for i := 1; i+1 < len(t); i++ {
+			// ON DATABASE names the database next; a table called
+			// database is followed by TO, FROM or a comma instead.
+			if t[i] == "on" && (t[i+1] == "database" || t[i+1] == "tablespace") &&
+				(i+2 >= len(t) || t[i+2] != "to" && t[i+2] != "from" && t[i+2] != ",") {
+				return strings.ToUpper(w[0]) + " ... ON " + strings.ToUpper(t[i+1]) + " (it grants a plugin nothing, and locks the " + t[i+1] + "'s catalog row, shared by every plugin and the runtime, until the transaction ends)"
 			}
 		}
 	}
