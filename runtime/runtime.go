@@ -292,7 +292,7 @@ func DatabaseConfig(cfg *config.Config) database.Config {
 	if d.Client == database.ClientSQLite {
 		conn = resolve(cfg, "database.connection", database.SQLiteDir(conn))
 	}
-	return database.Config{Client: d.Client, Connection: conn, Isolation: d.Isolation, SkipMigrations: d.SkipMigrations}
+	return database.Config{Client: d.Client, Connection: conn, Isolation: d.Isolation, SkipMigrations: d.SkipMigrations, SQLiteMemory: int64(d.SQLiteMemory)}
 }
 
 // Database returns the database service: the runtime's own database

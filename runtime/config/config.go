@@ -100,6 +100,9 @@ type Database struct {
 	Connection     string `toml:"connection"`
 	Isolation      string `toml:"isolation"`
 	SkipMigrations bool   `toml:"skip_migrations"`
+	// SQLiteMemory bounds the memory SQLite allocates in the process, for
+	// every plugin's database and the runtime's together (0: no bound).
+	SQLiteMemory Size `toml:"sqlite_memory"`
 }
 
 // Scheduler configures task scheduling.
@@ -275,7 +278,7 @@ func Default() *Config {
 		},
 		Log:       Log{Level: "info", Format: "text", AccessLog: true},
 		Runtime:   Runtime{CacheDir: ".greenroom/cache"},
-		Database:  Database{Client: "sqlite", Connection: "file:.greenroom/data", Isolation: "role"},
+		Database:  Database{Client: "sqlite", Connection: "file:.greenroom/data", Isolation: "role", SQLiteMemory: 1 << 30},
 		Scheduler: Scheduler{Enabled: true, Lease: Duration(30 * time.Second)},
 		Reading:   Reading{MaxBytes: 16 << 20, Timeout: Duration(30 * time.Second)},
 		Auth:      Auth{Tokens: map[string]*Token{}},

@@ -250,7 +250,14 @@ func (v *validator) database() {
 	if d.Isolation != "role" && d.Isolation != "schema" {
 		v.fail("database.isolation", "must be role or schema, got %q", d.Isolation)
 	}
+	if d.SQLiteMemory != 0 && d.SQLiteMemory < minSQLiteMemory {
+		v.fail("database.sqlite_memory", "must be at least 64MiB (or 0 for no bound), got %s", d.SQLiteMemory)
+	}
 }
+
+// minSQLiteMemory is the smallest database.sqlite_memory: room for the
+// page caches of a few dozen connections.
+const minSQLiteMemory = 64 << 20
 
 // checkSQLiteConnection checks a SQLite database.connection as start-up
 // reads it (database.SQLiteDir): "file:DIRECTORY" or a path starting with

@@ -52,6 +52,9 @@ type Config struct {
 	// runtime then refuses to start while its own are pending, and a
 	// plugin with pending migrations does not load.
 	SkipMigrations bool
+	// SQLiteMemory bounds what SQLite allocates in this process (see
+	// limitSQLiteMemory); 0 is no bound.
+	SQLiteMemory int64
 }
 
 // Limits bound one plugin's use of its database.

@@ -257,3 +257,18 @@ func TestSQLiteStatementFailureThatEndsTheTransaction(t *testing.T) {
 		t.Errorf("%d rows after the transaction that went on, want 2", n)
 	}
 }
+
+// SQLite's memory is bounded for the whole process (database.sqlite_memory):
+// json_group_array builds its value without looking at db_max_result
+// (SQLITE_LIMIT_LENGTH) until it is done, and grew to gigabytes in an
+// audit. Past the bound the statement fails with ErrTooLarge, naming it,
+// and the next statement works.
+func TestSQLiteMemoryBound(t *testing.T) {
+	in := start(t, backends[0].conf(t)+"sqlite_memory = \"64MiB\"\n", plugin("alpha", true, "", `db_statement_timeout = "20s"`+"\ntimeout = \"30s\""))
+	r := run(t, in, "alpha", query(`WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 2000)
+		SELECT length(json_group_array(printf('%.*c', 100000, 'x'))) FROM c`))
+	if r[0].Kind != "too_large" || !strings.Contains(r[0].Error, "database.sqlite_memory of 67108864 bytes") {
+		t.Errorf("json_group_array of 200 MB: %+v, want ErrTooLarge naming database.sqlite_memory", r[0])
+	}
+	must(t, in, "alpha", query(`SELECT length(json_group_array(printf('%.*c', 1000, 'x'))) FROM (SELECT 1 UNION ALL SELECT 2)`))
+}

@@ -104,6 +104,13 @@ func (e *timeoutError) Unwrap() error { return e.err }
 // passing db_max_result (SQLite's length limit, pgx's message limit).
 type tooLargeError struct{ err error }
 
+// memoryError is a statement SQLite could not allocate memory for: it
+// reached database.sqlite_memory, which every plugin's statements share.
+type memoryError struct{ err error }
+
+func (e *memoryError) Error() string { return e.err.Error() }
+func (e *memoryError) Unwrap() error { return e.err }
+
 // busyError is a statement that waited for SQLite's write lock, held by
 // another transaction, as long as the plugin's statement timeout.
 type busyError struct{ err error }
@@ -623,6 +630,10 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 			return dbFull{hostfuncs.Failf(hostfuncs.ErrTooLarge, "the plugin's database is full: it reached limits.db_max_size of %d bytes, or the disk is full (%v); delete data to make room%s", lim.MaxSize, full.err, in)}
 		}
 		return dbFull{hostfuncs.Failf(hostfuncs.ErrFailed, "the disk holding the plugin's database is full (%v)%s", full.err, in)}
+	}
+	var mem *memoryError
+	if errors.As(err, &mem) {
+		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "the statement needed more memory than SQLite may take in this process (database.sqlite_memory of %d bytes, shared by every plugin) (%v); work on smaller values or fewer rows at a time", p.svc.cfg.SQLiteMemory, mem.err)
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
