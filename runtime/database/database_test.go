@@ -197,10 +197,12 @@ func TestSQLiteAlterColumns(t *testing.T) {
 	}
 	r := must(t, in, "alpha", exec("CREATE TABLE more (a TEXT, b TEXT, c TEXT)"), exec("ALTER TABLE more DROP COLUMN c"),
 		exec("ALTER TABLE more RENAME COLUMN b TO bb"), exec("ALTER TABLE main.more ADD COLUMN d TEXT"),
-		exec("CREATE TEMP TABLE tt (a TEXT, b TEXT)"), exec("ALTER TABLE temp.tt DROP COLUMN b"),
+		// A temporary table lasts as long as its transaction (the use of
+		// its connection).
+		step{Op: "begin"}, exec("CREATE TEMP TABLE tt (a TEXT, b TEXT)"), exec("ALTER TABLE temp.tt DROP COLUMN b"), step{Op: "commit"},
 		query("SELECT group_concat(name, ' ') FROM pragma_table_info('items')"),
 		query("SELECT group_concat(name, ' ') FROM pragma_table_info('more')"))
-	if got := fmt.Sprint(r[6].Rows, r[7].Rows); got != "[[a bb d]] [[a bb d]]" {
+	if got := fmt.Sprint(r[8].Rows, r[9].Rows); got != "[[a bb d]] [[a bb d]]" {
 		t.Errorf("columns after ALTER TABLE: %s, want [[a bb d]] [[a bb d]]", got)
 	}
 }

@@ -272,3 +272,26 @@ func TestSQLiteMemoryBound(t *testing.T) {
 	}
 	must(t, in, "alpha", query(`SELECT length(json_group_array(printf('%.*c', 1000, 'x'))) FROM (SELECT 1 UNION ALL SELECT 2)`))
 }
+
+// A temporary table does not outlive the use of its SQLite connection: it
+// lived in the connection's temporary database (a deleted file outside
+// the data directory) for the plugin's next calls, unbounded without
+// db_max_size, as a session's do on PostgreSQL until the reset there.
+func TestSQLiteTempTablesEndWithTheirUse(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
+	must(t, in, "alpha", exec("CREATE TEMP TABLE big (x)"))
+	for _, steps := range [][]step{
+		{query("SELECT count(*) FROM temp.sqlite_schema")},
+		{step{Op: "begin"}, exec("CREATE TEMP TABLE t2 (x)"), step{Op: "commit"}, query("SELECT count(*) FROM temp.sqlite_schema")},
+	} {
+		r := must(t, in, "alpha", steps...)
+		if got := fmt.Sprint(r[len(r)-1].Rows); got != "[[0]]" {
+			t.Errorf("temporary objects found by a later statement: %s", got)
+		}
+	}
+	// Within one use of the connection, a transaction, they work.
+	r := must(t, in, "alpha", step{Op: "begin"}, exec("CREATE TEMP TABLE t3 (x)"), exec("INSERT INTO t3 VALUES (1)"), query("SELECT count(*) FROM t3"), step{Op: "commit"})
+	if got := fmt.Sprint(r[3].Rows); got != "[[1]]" {
+		t.Errorf("a temporary table within its transaction: %s", got)
+	}
+}
