@@ -395,7 +395,7 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 			return nil
 		})
 	}
-	if p.svc.cfg.Client == ClientSQLite && sqliteHasTemp(conn, timeout) {
+	if p.svc.cfg.Client == ClientSQLite && sqliteHasTemp(conn) {
 		// Temporary tables live in the connection's own temporary
 		// database (a deleted file in the system's temporary
 		// directory, outside the data directory), as long as the
@@ -405,18 +405,6 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	conn.Close()
-}
-
-// sqliteHasTemp reports whether the SQLite connection conn holds a
-// temporary table, view, index or trigger (or cannot tell).
-func sqliteHasTemp(conn *sql.Conn, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 5*time.Second))
-	defer cancel()
-	var temp bool
-	if err := conn.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema)").Scan(&temp); err != nil {
-		return true
-	}
-	return temp
 }
 
 // reapLost ends, on the server, the backend of conn when the client has

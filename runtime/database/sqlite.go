@@ -345,6 +345,10 @@ type sqliteConn struct {
 	// migrating is set while a migration runs in the runtime's
 	// transaction: BEGIN, COMMIT and ROLLBACK are denied then.
 	migrating bool
+	// temp is set once a plugin's statement that creates a temporary
+	// table, index, trigger or view has been compiled on the connection:
+	// PluginDB.release then closes it rather than pool it.
+	temp bool
 	// refusedTx is the transaction statement denied while migrating,
 	// as SQLite names it (BEGIN, COMMIT, ROLLBACK; END is a COMMIT), so
 	// that the migration's error can say what was refused rather than
@@ -389,7 +393,28 @@ func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, d
 	if action == sqlite.AuthTransaction || action == sqlite.AuthSavepoint {
 		c.txControl = true
 	}
+	switch action {
+	case sqlite.AuthCreateTempTable, sqlite.AuthCreateTempIndex, sqlite.AuthCreateTempTrigger, sqlite.AuthCreateTempView:
+		c.temp = true
+	case sqlite.AuthCreateTable, sqlite.AuthCreateIndex, sqlite.AuthCreateTrigger, sqlite.AuthCreateView, sqlite.AuthCreateVTable:
+		if strings.EqualFold(dbName, "temp") {
+			c.temp = true
+		}
+	}
 	return authorize(action, arg1, arg2, dbName, trigger)
+}
+
+// sqliteHasTemp reports whether a plugin's statement that creates a
+// temporary object was compiled on the SQLite connection conn.
+func sqliteHasTemp(conn *sql.Conn) bool {
+	temp := false
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(*sqliteConn); ok {
+			temp = c.temp
+		}
+		return nil
+	})
+	return temp
 }
 
 // trustedExec runs one of the runtime's own statements.
