@@ -74,8 +74,10 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	// From the start, so that no signal finds the process without its
-	// handler (SIGHUP's default action is to exit).
+	// From the start of serve, so that no signal from then on finds the
+	// process without its handler (SIGHUP's default action is to exit);
+	// one during Go's start-up and package initialization, before this,
+	// still has that effect (docs/operations.md).
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
