@@ -271,6 +271,29 @@ func TestSQLiteMemoryBound(t *testing.T) {
 		t.Errorf("json_group_array of 200 MB: %+v, want ErrTooLarge naming database.sqlite_memory", r[0])
 	}
 	must(t, in, "alpha", query(`SELECT length(json_group_array(printf('%.*c', 1000, 'x'))) FROM (SELECT 1 UNION ALL SELECT 2)`))
+
+	// In a transaction it ends the transaction, whether SQLite rolled it
+	// back (a scalar subquery in an INSERT) or not (a SELECT): the same
+	// every time, as at db_max_size.
+	must(t, in, "alpha", exec("CREATE TABLE notes (n TEXT)"))
+	for _, bomb := range []string{
+		`SELECT length(json_group_array(printf('%.*c', 100000, 'x'))) FROM (WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 2000) SELECT i FROM c)`,
+		`INSERT INTO notes VALUES ((WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 2000) SELECT json_group_array(printf('%.*c', 100000, 'x')) FROM c))`,
+	} {
+		res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes VALUES ('first')"), exec(bomb), exec("INSERT INTO notes VALUES ('after')"), step{Op: "commit"})
+		if r := res[2]; r.Kind != "too_large" || !strings.Contains(r.Error, "the transaction it ran in was rolled back") {
+			t.Errorf("the statement out of memory in a transaction: %+v", r)
+		}
+		if r := res[3]; !strings.Contains(r.Error, "ran out of SQLite's memory (database.sqlite_memory); roll it back and start again") {
+			t.Errorf("a statement after it: %+v", r)
+		}
+		if r := res[4]; !strings.Contains(r.Error, "commit refused") {
+			t.Errorf("its commit: %+v", r)
+		}
+		if n := count(t, in, "alpha", "notes"); n != 0 {
+			t.Errorf("%d rows stored by the ended transaction", n)
+		}
+	}
 }
 
 // A temporary table does not outlive the use of its SQLite connection: it

@@ -151,6 +151,12 @@ type dbFull struct{ error }
 
 func (e dbFull) Unwrap() error { return e.error }
 
+// dbMemory is the error fail returns for a SQLite statement that reached
+// database.sqlite_memory, which, like dbFull, ends its transaction.
+type dbMemory struct{ error }
+
+func (e dbMemory) Unwrap() error { return e.error }
+
 type txKey struct{}
 
 func (p *PluginDB) txs(in *hostfuncs.Instance) *txState {
@@ -303,6 +309,11 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			case errors.As(err, new(dbFull)):
 				t.tx.Rollback()
 				t.aborted = "the transaction was rolled back when the plugin's database reached limits.db_max_size (or the disk filled); roll it back and start again"
+			case errors.As(err, new(dbMemory)):
+				// SQLite rolls back some transactions when it runs
+				// out of memory and not others: the same every time.
+				t.tx.Rollback()
+				t.aborted = "the transaction was rolled back when its statement ran out of SQLite's memory (database.sqlite_memory); roll it back and start again"
 			case sqliteTxEnded(ctx, t.conn, lim.StatementTimeout):
 				t.tx.Rollback()
 				t.aborted = "the transaction was rolled back when its statement failed (SQLite ends a transaction whose statement is interrupted at its timeout or deadline, or fails an ON CONFLICT ROLLBACK); roll it back and start again"
@@ -642,13 +653,26 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	}
 	var mem *memoryError
 	if errors.As(err, &mem) {
-		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "the statement needed more memory than SQLite may take in this process (database.sqlite_memory of %d bytes, shared by every plugin) (%v); work on smaller values or fewer rows at a time", p.svc.cfg.SQLiteMemory, mem.err)
+		in := ""
+		if st.Tx != 0 {
+			in = "; the transaction it ran in was rolled back"
+		}
+		return dbMemory{hostfuncs.Failf(hostfuncs.ErrTooLarge, "%s (%v); work on smaller values or fewer rows at a time%s", p.memoryBound(), mem.err, in)}
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
 		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %d bytes (%v); select less at a time (LIMIT, pagination, substr)", lim.MaxResult, big.err)
 	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
+}
+
+// memoryBound says what a SQLite statement that ran out of memory ran
+// into.
+func (p *PluginDB) memoryBound() string {
+	if p.svc.cfg.SQLiteMemory == 0 {
+		return "SQLite could not allocate the memory the statement needed (database.sqlite_memory is 0, no bound: the machine's memory, or SQLite's largest single allocation of about 2 GiB)"
+	}
+	return fmt.Sprintf("the statement needed more memory than SQLite may take in this process (database.sqlite_memory of %d bytes, shared by every plugin)", p.svc.cfg.SQLiteMemory)
 }
 
 // statementContext bounds a statement by db_statement_timeout, and by the
@@ -1009,8 +1033,11 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		start := time.Now()
 		if err := p.applyOne(ctx, f); err != nil {
 			var full *fullError
+			var mem *memoryError
 			if max := p.limits().MaxSize; max > 0 && errors.As(p.svc.backend.classify(err), &full) {
 				err = fmt.Errorf("the plugin's database reached limits.db_max_size of %d bytes, or the disk is full: %w", max, err)
+			} else if errors.As(p.svc.backend.classify(err), &mem) {
+				err = fmt.Errorf("%s: %w", p.memoryBound(), err)
 			}
 			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
 		}

@@ -59,8 +59,12 @@ var sqliteMemstatus struct {
 // others of many large arguments likewise. The limit needs SQLite's
 // memory accounting, which modernc.org/sqlite compiles off: it is turned
 // on before SQLite starts (the first connection), and cannot be later.
-// Half the limit is SQLite's soft limit, past which it shrinks its page
-// caches before it allocates more.
+// SQLite counts what it holds, but its allocator grows a block by
+// allocating the larger one before it frees the smaller, so that for a
+// moment a value growing by doubling holds half as much again: two thirds
+// of the limit is SQLite's hard limit, so that the process's peak stays
+// near the limit, and a third its soft limit, past which it shrinks its
+// page caches before it allocates more.
 func limitSQLiteMemory(limit int64) error {
 	tls := libc.NewTLS()
 	defer tls.Close()
@@ -78,8 +82,8 @@ func limitSQLiteMemory(limit int64) error {
 	if sqliteMemstatus.err != nil {
 		return sqliteMemstatus.err
 	}
-	sqlite3.Xsqlite3_hard_heap_limit64(tls, limit)
-	sqlite3.Xsqlite3_soft_heap_limit64(tls, limit/2)
+	sqlite3.Xsqlite3_hard_heap_limit64(tls, limit/3*2)
+	sqlite3.Xsqlite3_soft_heap_limit64(tls, limit/3)
 	return nil
 }
 
