@@ -614,7 +614,7 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 // is not a superuser it cannot revoke the lock functions from PUBLIC, so
 // a plugin can take one (a review found it held after the call).
 func TestPGAdvisoryLockEndsWithTheCall(t *testing.T) {
-	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", createroleURL(t, pgtest.URL(t)))
+	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", createroleURL(t))
 	in := start(t, conf, plugin("alpha", true, "", "db_max_conns = 1"))
 	must(t, in, "alpha", exec("DO $$ BEGIN PERFORM pg_advisory_lock(4242); END $$"))
 	var n int

@@ -59,9 +59,11 @@ func TestPGConcurrentProvisioning(t *testing.T) {
 	for _, user := range []string{"superuser", "createrole"} {
 		t.Run(user, func(t *testing.T) {
 			admin := pgtest.Admin(t)
-			url := pgtest.URL(t)
+			var url string
 			if user == "createrole" {
-				url = createroleURL(t, url)
+				url = createroleURL(t)
+			} else {
+				url = pgtest.URL(t)
 			}
 			u, err := neturl.Parse(url)
 			if err != nil {
@@ -78,9 +80,9 @@ func TestPGConcurrentProvisioning(t *testing.T) {
 }
 
 // createroleURL makes a new runtime user with CREATEROLE (not a
-// superuser) the owner of the database at url, as docs/database.md asks,
-// and returns url with that user.
-func createroleURL(t *testing.T, url string) string {
+// superuser) the owner of a new database, as docs/database.md asks, and
+// returns the database's URL with that user.
+func createroleURL(t *testing.T) string {
 	admin := pgtest.Admin(t)
 	var b [6]byte
 	rand.Read(b[:])
@@ -88,9 +90,14 @@ func createroleURL(t *testing.T, url string) string {
 	if _, err := admin.Exec("CREATE ROLE " + runtimeUser + " LOGIN CREATEROLE"); err != nil {
 		t.Fatal(err)
 	}
-	// Runs last: after the database and its plugin roles are dropped.
-	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + runtimeUser) })
-	u, err := neturl.Parse(url)
+	// Registered before the database's: runs after the database and its
+	// plugin roles are dropped.
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP ROLE IF EXISTS " + runtimeUser); err != nil {
+			t.Errorf("drop the test's runtime user: %v", err)
+		}
+	})
+	u, err := neturl.Parse(pgtest.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
