@@ -296,6 +296,17 @@ func TestSQLiteMemoryBound(t *testing.T) {
 	}
 }
 
+// A migration that runs out of SQLite's memory fails its plugin's load
+// with a reason naming database.sqlite_memory, not SQLite's bare "out of
+// memory"; the plugin's statements are not run.
+func TestSQLiteMemoryBoundMigration(t *testing.T) {
+	in := start(t, backends[0].conf(t)+"sqlite_memory = \"64MiB\"\n", plugin("alpha", true, "sqlitememory", ""))
+	st, reason := in.RT.Slot("alpha").Status()
+	if st == "ready" || !strings.Contains(reason, "migration 001_bomb.up.sql failed: the statement needed more memory than SQLite may take in this process (database.sqlite_memory of 67108864 bytes") {
+		t.Errorf("alpha is %s: %s; want its load failed naming database.sqlite_memory", st, reason)
+	}
+}
+
 // A temporary table does not outlive the use of its SQLite connection: it
 // lived in the connection's temporary database (a deleted file outside
 // the data directory) for the plugin's next calls, unbounded without
