@@ -8,12 +8,13 @@ import (
 )
 
 // This file encodes log records (docs/abi.md, "Log records"). It does not
-// use log/slog, so that the SDK's own records (a handler's panic) do not
+// use log/slog, so that the SDK's own records (a handler's panic, a plugin without a handler) do not
 // pull slog into plugins that never log.
 
 // Log levels are slog's.
 const (
 	levelInfo  = 0
+	levelWarn  = 4
 	levelError = 8
 )
 
