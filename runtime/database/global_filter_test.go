@@ -85,6 +85,19 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		"grant all privileges on database \"d\" to public": "GRANT ... ON DATABASE",
 		"REVOKE TEMPORARY ON DATABASE d FROM PUBLIC":       "REVOKE ... ON DATABASE",
 		"GRANT CREATE ON TABLESPACE pg_default TO PUBLIC":  "GRANT ... ON TABLESPACE",
+		// sharing the plugin's own objects with other roles
+		"GRANT SELECT ON TABLE large TO PUBLIC":                            "GRANT (a plugin's objects are its own",
+		"GRANT SELECT ON database TO PUBLIC":                               "GRANT (",
+		`GRANT SELECT ON "database" TO PUBLIC`:                             "GRANT (",
+		"GRANT SELECT ON database, other TO PUBLIC":                        "GRANT (",
+		"GRANT SELECT ON TABLE database TO PUBLIC":                         "GRANT (",
+		"grant usage on schema plugin_a to gr_3cab26ec_b":                  "GRANT (",
+		"GRANT SELECT (title), INSERT ON items TO gr_3cab26ec_b":           "GRANT (",
+		"GRANT EXECUTE ON FUNCTION f() TO PUBLIC":                          "GRANT (",
+		"/* c */ Grant all ON ALL TABLES IN SCHEMA plugin_a TO public":     "GRANT (",
+		"SELECT 1; GRANT CREATE ON SCHEMA plugin_a TO PUBLIC":              "GRANT (",
+		"ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC":        "ALTER DEFAULT PRIVILEGES (",
+		"alter default privileges revoke execute on functions from public": "ALTER DEFAULT PRIVILEGES (",
 		// prepared transactions
 		"PREPARE TRANSACTION 'x'":                                  "PREPARE TRANSACTION",
 		"BEGIN; INSERT INTO t VALUES (1); prepare transaction 'x'": "PREPARE TRANSACTION",
@@ -106,12 +119,14 @@ func TestDeniedGlobalObjects(t *testing.T) {
 		// casts are fine, and so are the words large and object
 		"SELECT CAST(x AS text), x::int FROM t", "SELECT cast('1' AS int)",
 		"CREATE TABLE large (object int)", "SELECT object FROM large", "SELECT large, object FROM t",
-		"GRANT SELECT ON TABLE large TO PUBLIC", "COMMENT ON TABLE large IS 'large object store'",
+		"REVOKE SELECT ON TABLE large FROM PUBLIC", "COMMENT ON TABLE large IS 'large object store'",
 		// tables named database and tablespace (ON DATABASE names a database next)
-		"GRANT SELECT ON database TO PUBLIC", `GRANT SELECT ON "database" TO PUBLIC`, "REVOKE ALL ON tablespace FROM PUBLIC",
-		"GRANT SELECT ON database, other TO PUBLIC",
-		"ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
-		"GRANT SELECT ON database_users TO PUBLIC", "GRANT SELECT ON TABLE database TO PUBLIC",
+		"REVOKE SELECT ON database FROM PUBLIC", `REVOKE SELECT ON "database" FROM PUBLIC`, "REVOKE ALL ON tablespace FROM PUBLIC",
+		"REVOKE SELECT ON database, other FROM PUBLIC",
+		"REVOKE SELECT ON database_users FROM PUBLIC", "REVOKE SELECT ON TABLE database FROM PUBLIC",
+		// the words grant and privileges as names and in literals
+		"SELECT grant_id, privileges FROM grants", "INSERT INTO t (note) VALUES ('GRANT SELECT ON t TO PUBLIC')",
+		"UPDATE grants SET privileges = 'all'",
 		// operators and aggregates over other functions, by name
 		"CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)",
 		"CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq, RESTRICT = eqsel)",

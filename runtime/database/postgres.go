@@ -203,6 +203,9 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 	}
 	if b.super {
 		b.revokeFromPublic(ctx, db)
+		if err := b.refusePluginGrants(ctx, db); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -460,6 +463,9 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 		if _, err := db.DB.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("provision schema %s for role %s: %w", schema, role, err)
 		}
+	}
+	if err := b.revokeShared(ctx, db, role, schema); err != nil {
+		return err
 	}
 	if err := b.grantConnect(ctx, db, role); err != nil {
 		b.log.WithError(err).WithField("role", role).Warn("could not grant CONNECT on the database to a plugin role; it relies on PUBLIC's CONNECT")

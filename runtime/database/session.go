@@ -38,7 +38,9 @@ import (
 //     COPY's data stream (FROM STDIN would wait for data until the
 //     statement timeout, TO STDOUT return nothing);
 //   - objects of no schema: large objects, casts, prepared transactions
-//     (deniedGlobal, in placeholders.go).
+//     (deniedGlobal, in placeholders.go);
+//   - GRANT and ALTER DEFAULT PRIVILEGES, which would share the plugin's
+//     objects with other roles (deniedSharing).
 //
 // Literals, quoted identifiers and comments are skipped, so a string
 // mentioning them is not refused. q is read as PostgreSQL reads it with
@@ -131,6 +133,9 @@ func deniedStatement(t []string) string {
 		return cmd
 	}
 	if cmd := deniedGlobal(t, w); cmd != "" {
+		return cmd
+	}
+	if cmd := deniedSharing(w); cmd != "" {
 		return cmd
 	}
 	for _, tok := range t {
@@ -276,6 +281,23 @@ func deniedVerb(w []string) string {
 		}
 	case "listen", "unlisten", "notify":
 		return strings.ToUpper(verb)
+	}
+	return ""
+}
+
+// deniedSharing refuses, in a statement's words w, what would share a
+// plugin's objects with other roles (see pgshare.go): GRANT in every form
+// (the plugin's role owns everything in its schema, so a grant can only
+// give it to PUBLIC, which every other plugin's role is in, or to another
+// role), and ALTER DEFAULT PRIVILEGES, which grants what is not yet made.
+// REVOKE only takes away, and stays allowed.
+func deniedSharing(w []string) string {
+	const why = " (a plugin's objects are its own: a grant to PUBLIC or to another role would let other plugins read or write them)"
+	switch {
+	case w[0] == "grant":
+		return "GRANT" + why
+	case len(w) > 2 && w[0] == "alter" && w[1] == "default" && w[2] == "privileges":
+		return "ALTER DEFAULT PRIVILEGES" + why
 	}
 	return ""
 }
