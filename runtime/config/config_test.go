@@ -121,7 +121,10 @@ func TestErrors(t *testing.T) {
 		{"wrong type", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ninstances = \"four\"\n", []string{"config.toml:4: plugins.a.limits.instances: want an integer, got string \"four\""}},
 		{"size of a wrong type", "[server]\nbody_limit = true\nresponse_budget = 1.5\n", []string{"config.toml:2: server.body_limit: want a size (a whole number of bytes, or a string with a unit such as \"4MiB\"), got boolean true",
 			"config.toml:3: server.response_budget: want a size"}},
-		{"metrics on the main listener", "[server]\nlisten = \"127.0.0.1:7007\"\nmetrics_listen = \"127.0.0.1:7007\"\n", []string{"config.toml:3: server.metrics_listen: is server.listen's address (127.0.0.1:7007)"}},
+		{"metrics on the main listener", "[server]\nlisten = \"127.0.0.1:7007\"\nmetrics_listen = \"127.0.0.1:7007\"\n", []string{"config.toml:3: server.metrics_listen: 127.0.0.1:7007 is server.listen's address (127.0.0.1:7007)"}},
+		{"metrics on the main listener by name", "[server]\nlisten = \"127.0.0.1:7007\"\nmetrics_listen = \"localhost:7007\"\n", []string{"config.toml:3: server.metrics_listen: localhost:7007 is server.listen's address (127.0.0.1:7007), or overlaps it"}},
+		{"metrics on every address of the main port", "[server]\nlisten = \"127.0.0.1:7007\"\nmetrics_listen = \"0.0.0.0:7007\"\n", []string{"config.toml:3: server.metrics_listen: 0.0.0.0:7007 is server.listen's address"}},
+		{"metrics on the main port, all addresses", "[server]\nlisten = \":7007\"\nmetrics_listen = \"[::1]:7007\"\n", []string{"config.toml:3: server.metrics_listen: [::1]:7007 is server.listen's address"}},
 		{"db_max_result too large", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_result = \"3GiB\"\n", []string{"plugins.a.limits.db_max_result: must be at most 1GiB, got 3GiB"}},
 		{"migration_timeout zero", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmigration_timeout = \"0s\"\n", []string{"config.toml:4: plugins.a.limits.migration_timeout: must be more than 0"}},
 		{"log_rate nan", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nlog_rate = nan\n", []string{"config.toml:4: plugins.a.limits.log_rate: want a finite number, got NaN"}},
@@ -1195,5 +1198,26 @@ func TestEffectiveDefaults(t *testing.T) {
 	out, err := c.Print()
 	if err != nil || !strings.Contains(string(out), "methods = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'PATCH']") {
 		t.Errorf("config print (%v):\n%s", err, out)
+	}
+}
+
+func TestSameListener(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"127.0.0.1:7007", "127.0.0.1:7007", true},
+		{"localhost:7007", "127.0.0.1:7007", true},
+		{"0.0.0.0:7007", "127.0.0.1:7007", true},
+		{":7007", "[::1]:7007", true},
+		{"[::]:7007", "127.0.0.1:7007", true},
+		{"127.0.0.1:7007", "127.0.0.1:9090", false},
+		{"127.0.0.1:7007", "127.0.0.2:7007", false},
+		{"127.0.0.1:7007", "[::1]:7007", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+	} {
+		if got := sameListener(c.a, c.b); got != c.same {
+			t.Errorf("sameListener(%q, %q) = %v, want %v", c.a, c.b, got, c.same)
+		}
 	}
 }

@@ -71,8 +71,8 @@ func (v *validator) server() {
 	if s.MetricsListen != "" {
 		if err := checkListen(s.MetricsListen); err != nil {
 			v.fail("server.metrics_listen", "%v", err)
-		} else if s.MetricsListen == s.Listen {
-			v.fail("server.metrics_listen", "is server.listen's address (%s): the two listeners cannot share it; leave metrics_listen out to serve /metrics on server.listen", s.Listen)
+		} else if sameListener(s.MetricsListen, s.Listen) {
+			v.fail("server.metrics_listen", "%s is server.listen's address (%s), or overlaps it: the two listeners cannot share it; leave metrics_listen out to serve /metrics on server.listen", s.MetricsListen, s.Listen)
 		}
 	}
 	if s.BodyLimit == 0 {
@@ -218,6 +218,32 @@ func checkListen(addr string) error {
 		return fmt.Errorf("invalid address %q: the port must be a number from 0 to 65535", addr)
 	}
 	return nil
+}
+
+// sameListener reports whether two valid listen addresses (checkListen)
+// would bind the same port of the same address: the same port, and hosts
+// that are the same address (localhost is 127.0.0.1, as net.Listen binds
+// it) or one of which is all addresses ("", 0.0.0.0, ::). Port 0 picks a
+// free port: never the same.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na != nb || na == 0 {
+		return false
+	}
+	ip := func(h string) net.IP {
+		switch h {
+		case "":
+			return net.IPv6unspecified
+		case "localhost":
+			return net.IPv4(127, 0, 0, 1)
+		}
+		return net.ParseIP(h)
+	}
+	ia, ib := ip(ha), ip(hb)
+	return ia.IsUnspecified() || ib.IsUnspecified() || ia.Equal(ib)
 }
 
 var logLevels = []string{"debug", "info", "warn", "error"}
