@@ -775,13 +775,19 @@ func (r *Runtime) wasmPath(ctx context.Context, id, path string) (string, error)
 	return out, nil
 }
 
+// PluginPath returns plugin id's path as cfg sets it, resolved against
+// the directory of the config file that set it.
+func PluginPath(cfg *config.Config, id string) string {
+	return resolve(cfg, "plugins."+id+".path", cfg.Plugins[id].Path)
+}
+
 // Paths returns each plugin's resolved path: a .wasm file, or (for
 // greenroom dev) a Go source directory. Watchers use it.
 func (r *Runtime) Paths() map[string]string {
 	cfg := r.cfg.Load()
 	out := map[string]string{}
-	for id, pc := range cfg.Plugins {
-		out[id] = resolve(cfg, "plugins."+id+".path", pc.Path)
+	for id := range cfg.Plugins {
+		out[id] = PluginPath(cfg, id)
 	}
 	return out
 }

@@ -89,6 +89,21 @@ database = true
 			t.Errorf("config check (bad): exit %d, output lacks %q:\n%s", code, want, out)
 		}
 	}
+	// A valid config whose plugin files cannot load: named with the line
+	// that set each path, resolved against the config's directory (the
+	// test runs elsewhere); a source directory passes (greenroom dev).
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not wasm"), 0o644)
+	files := filepath.Join(dir, "files.toml")
+	os.WriteFile(files, []byte("[plugins.gone]\npath = \"gone.wasm\"\n[plugins.text]\npath = \"notes.txt\"\n[plugins.src]\npath = \".\"\n[plugins.hello]\npath = \"hello.wasm\"\n"), 0o644)
+	out, code = runCLI(t, nil, "config", "check", "--config", files)
+	for _, want := range []string{"2 plugin files cannot be loaded", "files.toml:2: plugins.gone.path: stat " + filepath.Join(dir, "gone.wasm") + ": no such file", "files.toml:4: plugins.text.path: " + filepath.Join(dir, "notes.txt") + " is not a WebAssembly module"} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("config check (plugin files): exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	if strings.Contains(out, "plugins.src") || strings.Contains(out, "plugins.hello") {
+		t.Errorf("config check (plugin files) named a source directory or a module:\n%s", out)
+	}
 
 	out, code = runCLI(t, env, "config", "print", "--config", good)
 	if code != 0 || !strings.Contains(out, "[REDACTED]") || strings.Contains(out, "cli-secret") || !strings.Contains(out, "[plugins.hello]") {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
@@ -213,11 +216,7 @@ func pluginsForFile(cfg *config.Config, file, sum string) []string {
 			ids = append(ids, id)
 			continue
 		}
-		p := pc.Path
-		if o := cfg.Origin("plugins." + id + ".path"); o != "" && !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(o[:strings.LastIndexByte(o, ':')]), p)
-		}
-		if pa, _ := filepath.Abs(p); pa == abs {
+		if pa, _ := filepath.Abs(runtime.PluginPath(cfg, id)); pa == abs {
 			ids = append(ids, id)
 		}
 	}
@@ -291,6 +290,46 @@ func listOrNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
+// pluginFileProblems says which plugins' files config check can already
+// tell will not load: missing, unreadable, or not a WebAssembly module. A
+// directory passes (greenroom dev builds a Go source directory; serve then
+// says to build it). Each problem starts with the file:line that set the
+// path.
+func pluginFileProblems(cfg *config.Config) []string {
+	var problems []string
+	for _, id := range slices.Sorted(maps.Keys(cfg.Plugins)) {
+		key := "plugins." + id + ".path"
+		where := key
+		if o := cfg.Origin(key); o != "" {
+			where = o + ": " + key
+		}
+		path := runtime.PluginPath(cfg, id)
+		fi, err := os.Stat(path)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			continue
+		case fi.IsDir():
+			continue
+		case !fi.Mode().IsRegular():
+			problems = append(problems, fmt.Sprintf("%s: %s is not a regular file", where, path))
+			continue
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			continue
+		}
+		head := make([]byte, 8)
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		if !bytes.Equal(head[:n], []byte("\x00asm\x01\x00\x00\x00")) {
+			problems = append(problems, fmt.Sprintf("%s: %s is not a WebAssembly module (a .wasm file starts with \\0asm, version 1)", where, path))
+		}
+	}
+	return problems
+}
+
 func configCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Check or print the effective config"}
 	var files []string
@@ -302,6 +341,9 @@ func configCmd() *cobra.Command {
 			cfg, err := loadConfig(files)
 			if err != nil {
 				return err
+			}
+			if problems := pluginFileProblems(cfg); len(problems) > 0 {
+				return fmt.Errorf("config: %d plugin files cannot be loaded (the config itself is valid):\n  %s", len(problems), strings.Join(problems, "\n  "))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "config OK: %s (%d plugins)\n", strings.Join(cfg.Files, ", "), len(cfg.Plugins))
 			return nil
