@@ -307,7 +307,7 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 	// The plugin makes as many of these lines as it reads: they count
 	// against its log rate limit, and its URL is cut short.
 	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) && h.plog.Allow() {
-		f := logrus.Fields{"url": cutForLog(req.URL), "method": cutForLog(req.Method), "took_ms": time.Since(start).Milliseconds()}
+		f := logrus.Fields{"url": h.cutForLog(req.URL), "method": h.cutForLog(req.Method), "took_ms": time.Since(start).Milliseconds()}
 		if in.RequestID != "" {
 			f["request_id"] = in.RequestID
 		}
@@ -315,7 +315,7 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 			f["task"] = in.Task
 		}
 		if err != nil {
-			f["error"] = cutForLog(err.Error())
+			f["error"] = h.cutForLog(err.Error())
 		} else {
 			f["status"], f["bytes"] = resp.Status, len(resp.Body)
 		}
@@ -342,10 +342,21 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 // the runtime's log.
 const maxLoggedText = 1024
 
-// cutForLog returns s, or its first maxLoggedText bytes and a marker.
-func cutForLog(s string) string {
+// cutForLog returns s, or, when it is longer than maxLoggedText bytes, s
+// with the log's secrets replaced, cut to its first maxLoggedText bytes
+// and a marker. It redacts before it cuts, as the scheduler does with a
+// run's error and the printed-line writer with a line: the redactor,
+// which runs again on the finished line, matches whole secrets only, and
+// a cut through one would leave its first part in the line.
+func (h *host) cutForLog(s string) string {
 	if len(s) <= maxLoggedText {
 		return s
+	}
+	if r := logging.RedactorOf(h.log.Logger); r != nil {
+		s = string(r.Redact([]byte(s)))
+		if len(s) <= maxLoggedText {
+			return s
+		}
 	}
 	return strings.ToValidUTF8(s[:maxLoggedText], "") + fmt.Sprintf("...(%d bytes cut)", len(s)-maxLoggedText)
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -369,6 +370,30 @@ func TestURLReadLinesAreBounded(t *testing.T) {
 		if u, _ := l["url"].(string); len(u) > 1100 || !strings.HasPrefix(u, "gopher://x/AAA") {
 			t.Errorf("url field of %d bytes: %.80s...", len(u), u)
 		}
+	}
+}
+
+// The URL a url read line carries is redacted before it is cut to 1 KiB:
+// a listed secret across the cut is replaced whole, not cut in two (the
+// redactor, which runs on the finished line, matches whole secrets only).
+func TestURLReadLineRedactsBeforeItCuts(t *testing.T) {
+	const secret = "PluginApiKeyEnv_9q8w7e"
+	in := start(t, "[log]\nlevel = \"debug\"\n"+logurlConfig("secrets = [\"apikey\"]\n[plugins.logurl.config]\napikey = \""+secret+"\"\n"+
+		"[plugins.logurl.capabilities]\nurlreader = [\"example.com/\"]\n"))
+	// The secret starts 10 bytes before the cut, at 1024 bytes.
+	u := "gopher://x/" + strings.Repeat("a", 1024-10-len("gopher://x/")-len("?key=")) + "?key=" + secret
+	if status, _, body := in.Get(t, "/api/logurl/read?url="+url.QueryEscape(u)); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	lines := linesWith(t, in, "url read")
+	if len(lines) != 1 {
+		t.Fatalf("%d url read lines:\n%s", len(lines), in.Log)
+	}
+	if got, _ := lines[0]["url"].(string); !strings.HasSuffix(got, "?key=[REDACTED]") {
+		t.Errorf("url field ends %q", got[max(len(got)-40, 0):])
+	}
+	if strings.Contains(in.Log.String(), secret[:6]) {
+		t.Errorf("part of the secret in the log:\n%s", in.Log)
 	}
 }
 
