@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,10 +88,12 @@ func (r *Redactor) AddSecrets(secrets []string) {
 		if strings.ContainsAny(s, "\n\r") {
 			r.multiline.Store(true)
 		}
-		for _, f := range escapedForms(s) {
-			if !r.seen[f] {
-				r.seen[f] = true
-				forms = append(forms, []byte(f))
+		for _, u := range urlForms(s) {
+			for _, f := range escapedForms(u) {
+				if !r.seen[f] {
+					r.seen[f] = true
+					forms = append(forms, []byte(f))
+				}
 			}
 		}
 	}
@@ -114,6 +117,22 @@ var escapes = []func(string) string{
 		j := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 		return string(j[1 : len(j)-1])
 	},
+}
+
+// urlForms returns s and, where they differ from it, the forms it takes
+// percent-encoded in a URL: as a query value (url.QueryEscape, what a
+// plugin building a URL with url.Values sends, and what the access log's
+// path shows of a secret a client put in its query) and as a path segment
+// (url.PathEscape). The minimum length applies to s, not to these longer
+// forms.
+func urlForms(s string) []string {
+	out := []string{s}
+	for _, e := range []string{url.QueryEscape(s), url.PathEscape(s)} {
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // escapedForms returns s and the forms it takes escaped once or twice

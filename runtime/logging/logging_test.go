@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -78,6 +79,31 @@ func TestRedactsTwiceEscaped(t *testing.T) {
 		log.WithField("cfg", string(table)).Info("table " + string(table))
 		log.WithField("cfg", plain.String()).Info("array " + plain.String())
 		if got := out.String(); strings.Contains(got, "sekrit") || strings.Count(got, Redacted) != 4 {
+			t.Errorf("%s: %s", format, got)
+		}
+	}
+}
+
+// A secret is redacted percent-encoded too, as a query value or a path
+// segment gives it (a plugin sending it in a URL it reads, a client
+// putting it in the URL of a request, which the access log's path shows);
+// a secret too short to redact is not redacted in these longer forms.
+func TestRedactsPercentEncoded(t *testing.T) {
+	const secret = "AbC+dEf/GhI9jKl=="
+	for _, format := range []string{"text", "json"} {
+		var out bytes.Buffer
+		log, _, err := New(&out, format, "info", []string{secret, "a b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.WithField("url", "http://h/p?key="+url.QueryEscape(secret)).WithField("path", "/p/"+url.PathEscape(secret)).Info("a%20b a+b")
+		got := out.String()
+		for _, leak := range []string{"AbC", "GhI9"} {
+			if strings.Contains(got, leak) {
+				t.Errorf("%s output leaks %q: %s", format, leak, got)
+			}
+		}
+		if strings.Count(got, Redacted) != 2 || !strings.Contains(got, "a%20b a+b") {
 			t.Errorf("%s: %s", format, got)
 		}
 	}
