@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -912,6 +914,15 @@ func TestJWKSURLPassword(t *testing.T) {
 	if out, _ := c.Print(); !strings.Contains(string(out), "jwks_url = 'https://[REDACTED]@idp.example:8443/jwks?access_token=[REDACTED]&apiKey=[REDACTED]&format=json'") {
 		t.Errorf("config print:\n%s", out)
 	}
+	// With an empty password (TOKEN:), the user name is the credential
+	// too.
+	c = mustRead(t, jwt+"\"http://JwksUserOnlyToken_abcdef:@127.0.0.1:18399/jwks.json\"\n", nil)
+	if !slices.Contains(c.Secrets(), "JwksUserOnlyToken_abcdef") {
+		t.Errorf("Secrets() lacks the user name: %q", c.Secrets())
+	}
+	if out, _ := c.Print(); !strings.Contains(string(out), "jwks_url = 'http://[REDACTED]:@127.0.0.1:18399/jwks.json'") {
+		t.Errorf("config print:\n%s", out)
+	}
 	c = mustRead(t, jwt+"\"https://service@idp.example/jwks?tenant=main\"\n", nil)
 	if len(c.Secrets()) != 0 {
 		t.Errorf("secrets = %q, want none", c.Secrets())
@@ -951,6 +962,40 @@ func TestJWKSURLPassword(t *testing.T) {
 			t.Errorf("%s: err = %v, want it refused with %q and without the password", raw, err, want)
 		}
 	}
+}
+
+// A user name that is a credential is redacted from the log also as Go
+// writes it back into a URL, escaped for the userinfo: url.URL.Redacted
+// (the JWKS warnings' jwks_url field) and the HTTP client's errors quote
+// it so, "Tok!en" as "Tok%21en", and ',' and ';' as they are (which a
+// path segment would escape).
+func TestJWKSURLUserEscaped(t *testing.T) {
+	const jwt = "[auth.jwt]\nissuer = \"https://idp/\"\naudience = \"greenroom\"\njwks_url = "
+	for _, user := range []string{"JwksUserTok!en*abcdef(1)", "JwksUserTok!en;abc,def(1)"} {
+		raw := "http://" + user + "@127.0.0.1:18399/jwks.json"
+		c := mustRead(t, jwt+strconv.Quote(raw)+"\n", nil)
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, clientErr := (&http.Client{Transport: failingTransport{}}).Get(raw)
+		var buf bytes.Buffer
+		log, _, err := logging.New(&buf, "text", "info", c.Secrets())
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.WithField("jwks_url", u.Redacted()).WithError(clientErr).Warn("could not fetch the JWKS")
+		if strings.Contains(buf.String(), "JwksUser") || strings.Count(buf.String(), logging.Redacted) != 2 {
+			t.Errorf("%s: log shows the user name: %s", user, buf.String())
+		}
+	}
+}
+
+// failingTransport fails every request, as an unreachable server does.
+type failingTransport struct{}
+
+func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("connection refused")
 }
 
 // A rate's count is bounded: "1e20/s" would overflow the limiter's burst

@@ -216,13 +216,31 @@ func redactURL(u string) string {
 
 // urlSecrets returns the credentials written in a URL (its userinfo and
 // query values, see urlCredentials), as written and decoded, for log
-// redaction; none for anything but a URL.
+// redaction; none for anything but a URL. A credential in the userinfo
+// is returned also as Go writes it back into a URL (url.URL's String and
+// Redacted, which keep a user name, and so the HTTP client's errors):
+// escaped for the userinfo, "Tok!en" as "Tok%21en", a form that neither
+// the text as written nor the log's percent-encoded forms of it need
+// match (the userinfo keeps ',' and ';', which a path segment escapes).
 func urlSecrets(u string) []string {
 	i := strings.Index(u, "://")
 	if i < 0 {
 		return nil
 	}
-	return spanSecrets(u, urlCredentials(u, i+len("://"), true))
+	spans := urlCredentials(u, i+len("://"), true)
+	out := spanSecrets(u, spans)
+	at := strings.LastIndexByte(u, '@')
+	for _, sp := range spans {
+		if sp[1] > at {
+			continue // a query value
+		}
+		if dec, err := url.PathUnescape(u[sp[0]:sp[1]]); err == nil {
+			if esc := url.User(dec).String(); !slices.Contains(out, esc) {
+				out = append(out, esc)
+			}
+		}
+	}
+	return out
 }
 
 // connectionSecrets returns the passwords written in a database connection
@@ -280,7 +298,7 @@ func connectionPasswords(conn string) [][2]int {
 func urlPasswords(conn string, start int) [][2]int { return urlCredentials(conn, start, false) }
 
 // urlCredentials is urlPasswords or, with all, also a user name of a
-// token's length that has no password and the value of each query
+// token's length that has no password, or an empty one, and the value of each query
 // parameter whose name says it is a credential: for a URL such as
 // auth.jwt.jwks_url, where a user name alone ("https://TOKEN@idp/jwks")
 // or a parameter ("?access_token=...") may be the credential. Every value
@@ -301,6 +319,10 @@ func urlCredentials(conn string, start int, all bool) [][2]int {
 			// the credential (a short one, "svc", is only a name: as a
 			// log secret it would cut that word out of every line).
 			spans = append(spans, [2]int{start, start + at})
+		case all && colon >= minBareUser && colon+1 == at:
+			// So is one with an empty password ("https://TOKEN:@idp"),
+			// the common way of writing a token as the user name.
+			spans = append(spans, [2]int{start, start + colon})
 		}
 	}
 	if q := strings.IndexByte(rest, '?'); q >= 0 {
