@@ -1,6 +1,7 @@
 package hostfuncs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -67,6 +68,39 @@ func bufferCall(fn func(context.Context, api.Module, []uint64), in *Instance, me
 		stack := []uint64{api.EncodeU32(ptr), api.EncodeU32(n)}
 		fn(WithInstance(context.Background(), in), mem, stack)
 		return api.DecodeI32(stack[0]), nil
+	}
+}
+
+// redactHost is a Host that redacts one secret from the messages Fail
+// hands it, counting them.
+type redactHost struct {
+	Host
+	secret string
+	calls  int
+}
+
+func (h *redactHost) RedactMessage(b []byte) []byte {
+	h.calls++
+	return bytes.ReplaceAll(b, []byte(h.secret), []byte("[REDACTED]"))
+}
+
+// A message over MaxMessage has the plugin's secrets redacted before it
+// is cut, so that the cut cannot leave the first part of one (a database
+// error echoing a long value); a message within the bound is not looked
+// at.
+func TestFailRedactsBeforeItCuts(t *testing.T) {
+	const secret = "PluginSecret_9q8w7e"
+	h := &redactHost{secret: secret}
+	in := &Instance{Host: h}
+	// The cut keeps MaxMessage-17 bytes and the SQLSTATE: the secret
+	// starts 8 bytes before it.
+	in.Fail(ErrFailed, "syntax error at or near \"'%s%s\" (SQLSTATE 42601)", strings.Repeat("a", MaxMessage-17-8-26), secret)
+	if got := string(in.result); strings.Contains(got, secret[:4]) || len(got) > MaxMessage || !strings.HasSuffix(got, "aaa[REDACTE (SQLSTATE 42601)") {
+		t.Errorf("message ends %q", got[max(0, len(got)-60):])
+	}
+	in.Fail(ErrFailed, "short %s", secret)
+	if h.calls != 1 || string(in.result) != "short "+secret {
+		t.Errorf("a short message: %d calls, %q", h.calls, in.result)
 	}
 }
 

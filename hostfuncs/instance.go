@@ -59,6 +59,17 @@ type Host interface {
 // slot, so that a guest can always read it with a buffer of this size.
 const MaxMessage = 4096
 
+// MessageRedactor is implemented by a Host that knows its plugin's
+// secrets. Fail passes a message longer than MaxMessage through
+// RedactMessage before it cuts the message, so that the cut cannot leave
+// the first part of a secret in it: a plugin may log the error it gets,
+// and the log's redactor matches whole secrets only. RedactMessage may
+// change b in place and returns the result. A message within MaxMessage
+// is not cut and not looked at.
+type MessageRedactor interface {
+	RedactMessage(b []byte) []byte
+}
+
 // maxKeptResult is the largest result slot kept between calls; a larger one
 // (a big URL read) is released when the call ends.
 const maxKeptResult = 1 << 20
@@ -139,10 +150,17 @@ func (in *Instance) SetResult(b []byte) int32 {
 	return int32(len(in.result))
 }
 
-// Fail fills the result slot with an error message and returns code. The
-// message is cut to MaxMessage bytes (at a UTF-8 boundary).
+// Fail fills the result slot with an error message and returns code. A
+// message over MaxMessage bytes has its plugin's secrets redacted, when
+// the Host is a MessageRedactor, and is then cut to MaxMessage bytes (at
+// a UTF-8 boundary).
 func (in *Instance) Fail(code int32, format string, args ...any) int32 {
 	in.result = fmt.Appendf(in.result[:0], format, args...)
+	if len(in.result) > MaxMessage {
+		if r, ok := in.Host.(MessageRedactor); ok {
+			in.result = r.RedactMessage(in.result)
+		}
+	}
 	if len(in.result) > MaxMessage {
 		// A database error ends with its SQLSTATE, which the guest reads
 		// there (greenroom.SQLState): a cut keeps it.

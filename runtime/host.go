@@ -62,9 +62,16 @@ type host struct {
 	plog *logging.PluginLogger
 	// urls reads URLs for the plugin; nil unless it was granted urlreader.
 	urls *urlreader.PluginReader
+	// secrets redacts the plugin's own secrets from an error message too
+	// long for the guest, before it is cut (RedactMessage); nil when the
+	// plugin has none.
+	secrets *logging.Redactor
 }
 
-var _ hostfuncs.Host = (*host)(nil)
+var (
+	_ hostfuncs.Host            = (*host)(nil)
+	_ hostfuncs.MessageRedactor = (*host)(nil)
+)
 
 func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.PluginLogger, urls *urlreader.PluginReader) *host {
 	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls,
@@ -73,6 +80,28 @@ func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.Plug
 		h.listed[r] = true
 	}
 	return h
+}
+
+// setSecrets gives the host the plugin's own secrets (config's
+// PluginSecrets), for RedactMessage.
+func (h *host) setSecrets(secrets []string) {
+	r := new(logging.Redactor)
+	r.AddSecrets(secrets)
+	if r.Longest() == 0 {
+		r = nil // none long enough to redact
+	}
+	h.secrets = r
+}
+
+// RedactMessage replaces the plugin's own secrets in an error message
+// hostfuncs is about to cut to its bound. Only the plugin's: the message
+// goes to the plugin, and redacting the operator's other secrets would
+// tell it that its text holds one.
+func (h *host) RedactMessage(b []byte) []byte {
+	if h.secrets == nil {
+		return b
+	}
+	return h.secrets.Redact(b)
 }
 
 func (h *host) Config(key string) (string, bool) {

@@ -458,6 +458,7 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 		return err
 	}
 	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
+	h.setSecrets(cfg.PluginSecrets(s.ID))
 	p, err := r.loadPlugin(ctx, cfg, s, pc, h, src)
 	if err != nil {
 		return err

@@ -352,28 +352,58 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	for _, p := range c.Plugins {
-		if p == nil {
-			continue
-		}
-		for _, k := range p.Secrets {
-			// Every value the entry names, as the plugin reads keys.
-			if vs := p.configAll(k); len(vs) > 0 {
-				for _, v := range vs {
-					out = appendLeaves(out, v)
-				}
-				// A number as the plugin reads it: as written (0x1234).
-				for lk, text := range p.literals {
-					if (lk == k || strings.HasPrefix(lk, k+".") || strings.HasPrefix(lk, k+"[")) && text != "true" && text != "false" {
-						out = append(out, text)
-					}
-				}
-			}
-		}
+		out = p.appendListedSecrets(out)
 	}
 	if c.Auth.JWT != nil {
 		out = append(out, urlSecrets(c.Auth.JWT.JWKSURL)...)
 	}
 	return append(out, connectionSecrets(c.Database.Connection)...)
+}
+
+// appendListedSecrets appends the values under the keys the plugin's
+// secrets list names (nothing for a nil plugin).
+func (p *Plugin) appendListedSecrets(out []string) []string {
+	if p == nil {
+		return out
+	}
+	for _, k := range p.Secrets {
+		// Every value the entry names, as the plugin reads keys.
+		if vs := p.configAll(k); len(vs) > 0 {
+			for _, v := range vs {
+				out = appendLeaves(out, v)
+			}
+			// A number as the plugin reads it: as written (0x1234).
+			for lk, text := range p.literals {
+				if (lk == k || strings.HasPrefix(lk, k+".") || strings.HasPrefix(lk, k+"[")) && text != "true" && text != "false" {
+					out = append(out, text)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// PluginSecrets returns the secrets of plugin id's own config table, as
+// Secrets returns them: the values under the keys its secrets list names
+// and the values substituted from the environment that its table holds.
+// They are the secrets the plugin can know; the runtime keeps the others
+// out of what it tells the plugin.
+func (c *Config) PluginSecrets(id string) []string {
+	p := c.Plugins[id]
+	if p == nil {
+		return nil
+	}
+	out := p.appendListedSecrets(nil)
+	flat := p.FlatConfig()
+	for _, s := range c.secrets {
+		for _, v := range flat {
+			if strings.Contains(v, s) {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // appendLeaves appends the text of every scalar in v, as a plugin reads it

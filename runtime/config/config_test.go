@@ -1266,3 +1266,33 @@ func TestSameListener(t *testing.T) {
 		}
 	}
 }
+
+// PluginSecrets returns a plugin's own secrets only: its listed keys'
+// values and what its table got from the environment, not another
+// plugin's, a token or a value substituted elsewhere.
+func TestPluginSecrets(t *testing.T) {
+	c := mustRead(t, `[auth.tokens.ci]
+token = "${CI_TOKEN}"
+subject = "ci"
+[plugins.a]
+path = "a.wasm"
+secrets = ["key"]
+[plugins.a.config]
+key = "listed-secret-a1"
+dsn = "user:${A_PASS}@db"
+plain = "not-a-secret"
+[plugins.b]
+path = "b.wasm"
+secrets = ["key"]
+[plugins.b.config]
+key = "listed-secret-b2"
+`, map[string]string{"CI_TOKEN": "ci-token-value-0123456789abcdef0123456789", "A_PASS": "a-pass-value-456"})
+	got := c.PluginSecrets("a")
+	slices.Sort(got)
+	if want := []string{"a-pass-value-456", "listed-secret-a1"}; !slices.Equal(got, want) {
+		t.Errorf("PluginSecrets(a) = %q, want %q", got, want)
+	}
+	if got := c.PluginSecrets("none"); got != nil {
+		t.Errorf("PluginSecrets(none) = %q", got)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
@@ -304,6 +305,24 @@ capabilities = { urlreader = ["example.com", "127.0.0.1"] }
 	}
 	if len(linesWith(t, in, "url read")) != 3 {
 		t.Errorf("debug lines for reads missing:\n%s", in.Log)
+	}
+}
+
+// An error message too long for the guest (a denial quoting the URL the
+// plugin asked for) has the plugin's own secrets redacted before it is
+// cut: a plugin that logs the error it got would otherwise log the first
+// part of its secret, which the log's redactor no longer recognises.
+func TestURLReaderMessageRedactedBeforeItIsCut(t *testing.T) {
+	const secret = "PluginApiKeyEnv_9q8w7e"
+	in := start(t, logurlConfig("secrets = [\"apikey\"]\n[plugins.logurl.config]\napikey = \""+secret+"\"\n"+
+		"[plugins.logurl.capabilities]\nurlreader = [\"example.com/\"]\n"))
+	// The denial starts with the URL; the secret starts 10 bytes before
+	// the message's bound.
+	prefix := "https://other.example/"
+	u := prefix + strings.Repeat("a", hostfuncs.MaxMessage-10-len(prefix)-len("?key=")) + "?key=" + secret
+	r := guestRead(t, in, "logurl", "/read", "url", u)
+	if r.Kind != "denied" || strings.Contains(r.Error, secret[:6]) || !strings.Contains(r.Error, "?key=[REDACTED]") {
+		t.Errorf("the guest got %s: ...%q", r.Kind, r.Error[max(0, len(r.Error)-60):])
 	}
 }
 
