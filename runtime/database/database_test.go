@@ -611,6 +611,17 @@ func TestTypesRoundTrip(t *testing.T) {
 		if fmt.Sprint(r.GoTypes) != "[time.Time time.Time time.Time time.Time time.Time string]" || fmt.Sprint(r.Rows[0][:5]) != "["+strings.Repeat("map[time:"+ts+"] ", 4)+"map[time:"+ts+"]]" {
 			t.Errorf("times: %v %v", r.GoTypes, r.Rows)
 		}
+		// A time SQLite cannot keep as a time (its text has a four-digit
+		// year, written in UTC) is refused rather than stored unreadable;
+		// PostgreSQL keeps it.
+		late := map[string]string{"time": "9999-12-31T23:59:59.999999-07:30"}
+		r = run(t, in, "alpha", exec("INSERT INTO times (a) VALUES (?)", late), query("SELECT a FROM times WHERE a > ?", map[string]string{"time": "9999-01-01T00:00:00Z"}))[0]
+		switch {
+		case b.name == "sqlite" && (r.Kind != "invalid" || !strings.Contains(r.Error, "outside the years 0000 to 9999")):
+			t.Errorf("SQLite, a time after 9999 in UTC: %s %q, want it refused", r.Kind, r.Error)
+		case b.name == "pg" && r.Error != "":
+			t.Errorf("PostgreSQL, a time after 9999 in UTC: %s %q", r.Kind, r.Error)
+		}
 		// Emulated prepared statements.
 		must(t, in, "alpha", step{Op: "prepare", SQL: "INSERT INTO vals (i) VALUES (?)", Args: []any{7}})
 		if r := must(t, in, "alpha", query("SELECT count(*) FROM vals WHERE i = 7"))[0]; r.Rows[0][0].(float64) != 3 {

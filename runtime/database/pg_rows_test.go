@@ -63,3 +63,21 @@ func TestPGLostConnectionEndsTheTransaction(t *testing.T) {
 		}
 	}
 }
+
+// A notice or an error longer than db_max_result ends the connection (the
+// driver refuses the message); through Exec without arguments the driver
+// says only "bad connection", so the runtime says what most likely
+// happened and names the limit. The plugin's next statement works.
+func TestPGOversizedNoticeNamesTheLimit(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_result = \"64KiB\""))
+	for _, sql := range []string{
+		"DO $$BEGIN RAISE NOTICE '%', repeat('x', 200000); END$$",
+		"DO $$BEGIN RAISE EXCEPTION '%', repeat('x', 200000); END$$",
+	} {
+		r := run(t, in, "alpha", exec(sql))[0]
+		if r.Error == "" || strings.Contains(r.Error, "driver: bad connection") || !strings.Contains(r.Error, "limits.db_max_result of 65536 bytes") {
+			t.Errorf("%s: %s %q, want an error naming limits.db_max_result", sql, r.Kind, r.Error)
+		}
+		must(t, in, "alpha", query("SELECT 1"))
+	}
+}

@@ -212,6 +212,16 @@ func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error 
 			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
 	}
+	if p.svc.cfg.Client == ClientSQLite {
+		// SQLite keeps a time as text with a four-digit year, which the
+		// driver writes in UTC: one outside those years would be stored
+		// and never read back as a time.
+		for i, a := range st.Args {
+			if t, ok := a.(time.Time); ok && (t.Year() < 0 || t.Year() > 9999 || t.UTC().Year() < 0 || t.UTC().Year() > 9999) {
+				return hostfuncs.Failf(hostfuncs.ErrInvalid, "argument %d: time %s is outside the years 0000 to 9999 (in UTC), which SQLite cannot store as a time", i+1, t.Format(time.RFC3339Nano))
+			}
+		}
+	}
 	return nil
 }
 
@@ -662,6 +672,12 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	var big *tooLargeError
 	if errors.As(err, &big) {
 		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %d bytes (%v); select less at a time (LIMIT, pagination, substr)", lim.MaxResult, big.err)
+	}
+	if p.svc.cfg.Client == ClientPG && errors.Is(err, driver.ErrBadConn) {
+		// pgx's Exec of a statement without arguments (the simple
+		// protocol) reports the connection it closed on a notice or an
+		// error over the message limit as a bad connection, and no more.
+		return hostfuncs.Failf(hostfuncs.ErrFailed, "the database connection was closed while the statement ran, and the driver does not say why: most often a message from the server (a notice or an error the statement raised, or a row) longer than limits.db_max_result of %d bytes, which ends the connection; the statement may have run", lim.MaxResult)
 	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
 }
