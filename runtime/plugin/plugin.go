@@ -68,7 +68,11 @@ type Spec struct {
 	Wasm []byte
 	// ReadWasm, when Wasm is nil, reads the module's bytes. Load calls it
 	// only if it needs them: when the engine has no rewritten module for
-	// Sum on disk. Sum and Size are then required.
+	// Sum on disk, or when Sum is not the SHA256 pin. Sum and Size are
+	// then required. Load hashes the bytes it gets: when they are not the
+	// module Sum names (a remembered sum was wrong, or the file changed),
+	// it starts over with those bytes and their own sum, so the pin and
+	// the cache keys always see the true one.
 	ReadWasm func() ([]byte, error)
 	// Size is the module's length in bytes when Wasm is nil.
 	Size   int
@@ -157,7 +161,32 @@ func gcTuning(lim Limits, minPages uint32) hostfuncs.GCTuning {
 
 // Load compiles and validates the plugin's module, and creates its warm
 // instances. On error nothing stays open.
-func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
+func Load(ctx context.Context, spec Spec) (*Plugin, error) {
+	if spec.Log == nil {
+		spec.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	p, err := loadOnce(ctx, spec)
+	var ws *wrongSum
+	if errors.As(err, &ws) {
+		spec.Log.WithFields(logrus.Fields{"sum": spec.Sum, "file_sum": ws.sum}).Debug("the module read is not the one its sum names; loading it under its own sum")
+		spec.Wasm, spec.ReadWasm, spec.Sum, spec.Size = ws.wasm, nil, ws.sum, len(ws.wasm)
+		return loadOnce(ctx, spec)
+	}
+	return p, err
+}
+
+// wrongSum is what loadOnce returns when ReadWasm gave bytes that are not the
+// module spec.Sum names.
+type wrongSum struct {
+	wasm []byte
+	sum  string
+}
+
+func (e *wrongSum) Error() string {
+	return "the module read has sha256 " + e.sum + ", not the sum it was loaded under"
+}
+
+func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	start := time.Now()
 	lim := &spec.Limits
 	if lim.Instances < 1 {
@@ -169,9 +198,6 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	lim.Warm = min(lim.Warm, lim.Instances)
 	if lim.InitTimeout <= 0 {
 		lim.InitTimeout = max(lim.Timeout, 10*time.Second)
-	}
-	if spec.Log == nil {
-		spec.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	if spec.Host == nil {
 		return nil, errors.New("plugin spec has no host")
@@ -194,7 +220,39 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		sum = SHA256(wasm)
 	}
 	p.info = Info{SHA256: sum, Size: size}
+	// original returns the module's bytes, reading them first if the
+	// caller deferred that. A failure to read them is kept in srcErr: it
+	// ends the load, where a failure to rewrite them falls back. Bytes
+	// that are not the module sum names end it with a *wrongSum, and Load
+	// starts over under their own sum.
+	var srcErr error
+	original := func() ([]byte, error) {
+		if lazy {
+			b, err := spec.ReadWasm()
+			if err == nil {
+				err = checkMagic(b)
+			}
+			if err == nil {
+				if got := SHA256(b); got != sum {
+					err = &wrongSum{wasm: b, sum: got}
+				}
+			}
+			if err != nil {
+				srcErr = err
+				return nil, err
+			}
+			wasm, lazy = b, false
+		}
+		return wasm, nil
+	}
 	if pin := strings.ToLower(strings.TrimSpace(spec.SHA256)); pin != "" && pin != p.info.SHA256 {
+		// A sum the caller remembered is not evidence enough against
+		// the pin: the file is read and hashed first.
+		if lazy {
+			if _, err := original(); err != nil {
+				return nil, err
+			}
+		}
 		return nil, fmt.Errorf("sha256 pin mismatch: config pins %s, file is %s", pin, p.info.SHA256)
 	}
 	pages := uint32(min(lim.Memory/pageSize, 65536))
@@ -205,24 +263,6 @@ func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if err := checkMagic(wasm); err != nil {
 			return nil, err
 		}
-	}
-	// original returns the module's bytes, reading them first if the
-	// caller deferred that. A failure to read them is kept in srcErr: it
-	// ends the load, where a failure to rewrite them falls back.
-	var srcErr error
-	original := func() ([]byte, error) {
-		if lazy {
-			b, err := spec.ReadWasm()
-			if err == nil {
-				err = checkMagic(b)
-			}
-			if err != nil {
-				srcErr = err
-				return nil, err
-			}
-			wasm, lazy = b, false
-		}
-		return wasm, nil
 	}
 	// The module is rewritten: its memory maximum becomes the plugin's
 	// cap, and (unless the operator turned it off) loops and calls get the

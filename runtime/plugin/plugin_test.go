@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -393,6 +394,47 @@ func TestLoadReadsModuleLazily(t *testing.T) {
 	bad.Sum = ""
 	if _, err := Load(ctx, bad); err == nil || !strings.Contains(err.Error(), "no Sum") {
 		t.Errorf("no sum: %v", err)
+	}
+}
+
+// A Sum that is not the module's (a remembered sum gone wrong) is not
+// believed against the pin or the bytes: Load reads and hashes the module
+// and goes on under its true sum. Before, a correct pin failed as a
+// mismatch, and a module read under a wrong Sum was cached under it.
+func TestLoadWrongSum(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	eng := NewEngine(testCache, dir)
+	defer eng.Close(ctx)
+	host := testHost{log: logrus.NewEntry(logrus.New())}
+	sum, wrong := SHA256(hostileWasm), SHA256([]byte("another module"))
+	for _, pin := range []string{"", sum} {
+		reads := 0
+		spec := Spec{ID: "hostile", Sum: wrong, Size: len(hostileWasm), SHA256: pin, Limits: testLimits(), Host: host, Engine: eng,
+			ReadWasm: func() ([]byte, error) { reads++; return hostileWasm, nil }}
+		p, err := Load(ctx, spec)
+		if err != nil {
+			t.Fatalf("pin %q: %v", pin, err)
+		}
+		if info := p.Info(); info.SHA256 != sum || info.Size != len(hostileWasm) {
+			t.Errorf("pin %q: info sum %s size %d, want the module's own sum", pin, info.SHA256, info.Size)
+		}
+		p.Close(ctx)
+		if reads != 1 {
+			t.Errorf("pin %q: module read %d times, want 1", pin, reads)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), wrong) {
+			t.Errorf("rewritten module cached under the wrong sum: %s", f)
+		}
+	}
+	// A true mismatch is still one, with the file's sum.
+	spec := Spec{ID: "hostile", Sum: wrong, Size: len(hostileWasm), SHA256: wrong, Limits: testLimits(), Host: host, Engine: eng,
+		ReadWasm: func() ([]byte, error) { return hostileWasm, nil }}
+	if _, err := Load(ctx, spec); err == nil || err.Error() != "sha256 pin mismatch: config pins "+wrong+", file is "+sum {
+		t.Errorf("mismatch: %v", err)
 	}
 }
 
