@@ -3,11 +3,14 @@ package runtime
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
@@ -22,7 +25,19 @@ import (
 // entry never vouches for other bytes; this is the check git's index and
 // build tools rely on. Where the platform gives no identity, every load
 // reads and hashes the module.
-type sumIndex struct{ dir string }
+//
+// An entry carries a checksum over its line and the module's path, so a
+// damaged entry (or one copied from another path) is a miss, deleted with
+// a warning. Whoever can write the directory can still forge an entry,
+// checksum included: like the rest of runtime.cache_dir it must be
+// writable by greenroom's user only. When a remembered sum turns out not
+// to be the file's (the pin disagrees, or the bytes read do not hash to
+// it), plugin.Load reads and hashes the file and goes on with its true
+// sum, and read deletes the wrong entry with a warning.
+type sumIndex struct {
+	dir string
+	log logrus.FieldLogger // nil: the standard logger
+}
 
 // fileID identifies a file's contents without reading them.
 type fileID struct {
@@ -56,8 +71,16 @@ func (x sumIndex) load(path string) (wasmSource, error) {
 				if err != nil {
 					return nil, err
 				}
-				if plugin.SHA256(b) != sum {
-					return nil, fmt.Errorf("%s changed while it was being loaded; load it again", path)
+				if got := plugin.SHA256(b); got != sum {
+					// The caller (plugin.Load) goes on with these bytes
+					// under their own sum. If the file is still the one
+					// the entry named, the entry was wrong.
+					if now, ok := fileIdentity(path); ok && now == before {
+						x.discard(path, "the file's sha256 is "+got+", not the remembered "+sum)
+						if time.Since(before.changed) > settle {
+							x.store(path, before.key, got)
+						}
+					}
 				}
 				return b, nil
 			}}, nil
@@ -76,35 +99,82 @@ func (x sumIndex) load(path string) (wasmSource, error) {
 	return wasmSource{sum: sum, size: len(wasm), wasm: wasm}, nil
 }
 
-// entry is the index file for path.
-func (x sumIndex) entry(path string) string {
+// entry is the index file for path, and path made absolute.
+func (x sumIndex) entry(path string) (string, string) {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
 	h := sha256.Sum256([]byte(path))
-	return filepath.Join(x.dir, hex.EncodeToString(h[:16]))
+	return filepath.Join(x.dir, hex.EncodeToString(h[:16])), path
 }
 
-// entryPrefix starts every entry; a format change changes it.
-const entryPrefix = "greenroom-sum-v1 "
+// entryPrefix starts every entry; a format change changes it. An entry is
+// one line: entryPrefix, the file's identity, its sha256, and check over
+// them and the module's absolute path, separated by single spaces.
+const entryPrefix = "greenroom-sum-v2 "
 
+// oldPrefixes start the entries of earlier formats: misses, rewritten
+// without a warning.
+var oldPrefixes = []string{"greenroom-sum-v1 "}
+
+// check is the checksum of an entry's line up to its last space (line)
+// for the module at abs: 32 hex digits.
+func check(abs, line string) string {
+	h := sha256.Sum256([]byte(abs + "\x00" + line))
+	return hex.EncodeToString(h[:16])
+}
+
+// lookup returns the sum remembered for path under identity id. An entry
+// that is damaged is deleted, with a warning; one for another identity
+// (the file changed) or of an earlier format is a plain miss.
 func (x sumIndex) lookup(path, id string) (string, bool) {
 	if x.dir == "" {
 		return "", false
 	}
-	b, err := os.ReadFile(x.entry(path))
+	name, abs := x.entry(path)
+	b, err := os.ReadFile(name)
 	if err != nil {
 		return "", false
 	}
-	rest, ok := strings.CutPrefix(string(b), entryPrefix+id+" ")
-	if !ok || len(rest) != 65 || rest[64] != '\n' {
+	s := string(b)
+	for _, p := range oldPrefixes {
+		if strings.HasPrefix(s, p) {
+			return "", false
+		}
+	}
+	line, ok := strings.CutSuffix(s, "\n")
+	var fields []string
+	if ok {
+		fields = strings.Split(strings.TrimPrefix(line, entryPrefix), " ")
+	}
+	if !ok || !strings.HasPrefix(line, entryPrefix) || len(fields) != 3 || strings.ContainsRune(line, '\n') ||
+		check(abs, line[:strings.LastIndexByte(line, ' ')]) != fields[2] {
+		x.discard(path, "malformed, or its checksum does not match")
 		return "", false
 	}
-	sum := rest[:64]
-	if _, err := hex.DecodeString(sum); err != nil {
+	sum := fields[1]
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 64 || strings.ToLower(sum) != sum {
+		x.discard(path, "not a sha256")
+		return "", false
+	}
+	if fields[0] != id {
 		return "", false
 	}
 	return sum, true
+}
+
+// discard deletes path's entry, with a warning naming it and why.
+func (x sumIndex) discard(path, why string) {
+	name, _ := x.entry(path)
+	log := x.log
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	log = log.WithFields(logrus.Fields{"entry": name, "module": path, "damage": why})
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log = log.WithError(err)
+	}
+	log.Warn("discarded a wrong entry of the module sums (runtime.cache_dir/sums); the module is read and hashed instead")
 }
 
 // store writes the entry atomically; failing to is only a missed saving.
@@ -112,13 +182,15 @@ func (x sumIndex) store(path, id, sum string) {
 	if x.dir == "" || os.MkdirAll(x.dir, 0o755) != nil {
 		return
 	}
+	name, abs := x.entry(path)
 	f, err := os.CreateTemp(x.dir, ".sum-*")
 	if err != nil {
 		return
 	}
-	_, werr := f.WriteString(entryPrefix + id + " " + sum + "\n")
+	line := entryPrefix + id + " " + sum
+	_, werr := f.WriteString(line + " " + check(abs, line) + "\n")
 	if cerr := f.Close(); werr == nil && cerr == nil {
-		os.Rename(f.Name(), x.entry(path))
+		os.Rename(f.Name(), name)
 	}
 	os.Remove(f.Name())
 }

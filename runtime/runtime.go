@@ -242,7 +242,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		cache.Close(context.Background())
 		return nil, err
 	}
-	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{filepath.Join(cacheDir, "sums")}, plogs: map[string]*logging.PluginLogger{}, counters: map[string]*idCounters{}, reader: reader,
+	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{dir: filepath.Join(cacheDir, "sums"), log: log}, plogs: map[string]*logging.PluginLogger{}, counters: map[string]*idCounters{}, reader: reader,
 		shutdown: make(chan struct{}), cut: make(chan struct{})}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
@@ -466,7 +466,9 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) err
 	if un := h.unasked(); len(un) > 0 {
 		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
 	}
-	r.install(cfg, s, p, h, pc, path, sum)
+	// The plugin's own sum: when a remembered one was wrong, Load read
+	// the file and went on with its true sum.
+	r.install(cfg, s, p, h, pc, path, p.Info().SHA256)
 	// The new version's log settings apply from now on, not while it
 	// loaded: a version that fails to load leaves the serving one's.
 	plog.Update(logOpts)
