@@ -127,23 +127,24 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewr
 		}
 		return nil, info, &compileError{fmt.Errorf("compile: %w", err)}
 	}
-	if err := describe(cm, wasm, &info); err != nil {
+	if err := describe(viewOf(cm), wasm, &info); err != nil {
 		cm.Close(ctx)
 		return nil, info, err
 	}
 	return cm, info, nil
 }
 
-// describe fills info from a compiled module (whose bytes are wasm) and
-// checks it against ABI v1: a declared, supported ABI version, the required
-// exports, and imports that this runtime provides: greenroom and WASI
-// functions with their types, nothing else.
-func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
+// describe fills info from a view of a module (whose bytes are wasm:
+// compiled, or only decoded) and checks it against ABI v1: a declared,
+// supported ABI version, the required exports, and imports that this
+// runtime provides: greenroom and WASI functions with their types,
+// nothing else.
+func describe(cm moduleView, wasm []byte, info *Info) error {
 	// Lists are lists in JSON (the plugins API, inspect), empty ones too.
 	info.Exports, info.Imports, info.Capabilities = []string{}, []Import{}, []string{}
 	var errs []string
 	versions := []int{}
-	for name := range cm.ExportedFunctions() {
+	for name := range cm.exports {
 		info.Exports = append(info.Exports, name)
 		if v, ok := strings.CutPrefix(name, hostfuncs.ExportABIPrefix); ok {
 			n, err := strconv.Atoi(v)
@@ -154,7 +155,7 @@ func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
 			versions = append(versions, n)
 		}
 	}
-	for name := range cm.ExportedMemories() {
+	for name := range cm.memories {
 		info.Exports = append(info.Exports, name)
 	}
 	slices.Sort(info.Exports)
@@ -170,37 +171,36 @@ func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
 	case versions[0] != hostfuncs.ABIVersion:
 		errs = append(errs, fmt.Sprintf("module declares unknown ABI version %d; this runtime supports version %d", versions[0], hostfuncs.ABIVersion))
 	}
-	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportHandle]; !ok {
+	if _, ok := cm.exports[hostfuncs.ExportHandle]; !ok {
 		errs = append(errs, fmt.Sprintf("module does not export %s", hostfuncs.ExportHandle))
 	}
 	// A WASI command expects _start to run before its exports: a Go
 	// plugin built without -buildmode=c-shared loads, and then every call
 	// fails ("wasmexport function called before runtime initialization").
-	if _, ok := cm.ExportedFunctions()[hostfuncs.ExportStart]; ok {
+	if _, ok := cm.exports[hostfuncs.ExportStart]; ok {
 		errs = append(errs, fmt.Sprintf("module is a WASI command (it exports %s), whose exports cannot be called without running it as a program; build the plugin as a reactor: for Go, GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared (greenroom plugin build does)", hostfuncs.ExportStart))
 	}
 	// The exports the host calls must have the types it calls them with,
 	// or every call would fail after a load that looked fine.
-	for name, f := range cm.ExportedFunctions() {
+	for name, f := range cm.exports {
 		want, ok := exportSignatures[name]
 		if !ok && strings.HasPrefix(name, hostfuncs.ExportABIPrefix) {
 			want, ok = exportSignature{}, true
 		}
-		if ok && (!slices.Equal(f.ParamTypes(), want.params) || !slices.Equal(f.ResultTypes(), want.results)) {
+		if ok && (!slices.Equal(f.params, want.params) || !slices.Equal(f.results, want.results)) {
 			errs = append(errs, fmt.Sprintf("module exports %s with signature %v -> %v; want %v -> %v",
-				name, typeNames(f.ParamTypes()), typeNames(f.ResultTypes()), typeNames(want.params), typeNames(want.results)))
+				name, typeNames(f.params), typeNames(f.results), typeNames(want.params), typeNames(want.results)))
 		}
 	}
-	mems := cm.ExportedMemories()
-	if m, ok := mems[hostfuncs.ExportMemory]; !ok {
+	if m, ok := cm.memories[hostfuncs.ExportMemory]; !ok {
 		errs = append(errs, "module does not export its memory as \"memory\"")
 	} else {
-		info.MemoryMinPages = m.Min()
+		info.MemoryMinPages = m
 	}
 
 	caps := map[string]bool{}
-	for _, f := range cm.ImportedFunctions() {
-		mod, name, _ := f.Import()
+	for _, f := range cm.imports {
+		mod, name := f.module, f.name
 		imp := Import{Module: mod, Name: name}
 		switch mod {
 		case wasiModule:
@@ -216,9 +216,9 @@ func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
 				break
 			}
-			if !slices.Equal(f.ParamTypes(), want.params) || !slices.Equal(f.ResultTypes(), want.results) {
+			if !slices.Equal(f.sig.params, want.params) || !slices.Equal(f.sig.results, want.results) {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s with signature %v -> %v; want %v -> %v",
-					mod, name, typeNames(f.ParamTypes()), typeNames(f.ResultTypes()), typeNames(want.params), typeNames(want.results)))
+					mod, name, typeNames(f.sig.params), typeNames(f.sig.results), typeNames(want.params), typeNames(want.results)))
 			}
 		case hostfuncs.ModuleName:
 			hf, ok := hostfuncs.Lookup(name)
@@ -226,7 +226,7 @@ func describe(cm wazero.CompiledModule, wasm []byte, info *Info) error {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
 				break
 			}
-			if err := checkSignature(f, hf); err != nil {
+			if err := checkSignature(f.sig, hf); err != nil {
 				errs = append(errs, err.Error())
 			}
 			imp.Capability = hf.Capability
@@ -308,14 +308,14 @@ var exportSignatures = map[string]exportSignature{
 	hostfuncs.ExportInitialize: {},
 }
 
-func checkSignature(f api.FunctionDefinition, hf hostfuncs.Function) error {
-	ok := len(f.ParamTypes()) == len(hf.Params) && len(f.ResultTypes()) == len(hf.Results)
-	for _, t := range append(f.ParamTypes(), f.ResultTypes()...) {
+func checkSignature(f exportSignature, hf hostfuncs.Function) error {
+	ok := len(f.params) == len(hf.Params) && len(f.results) == len(hf.Results)
+	for _, t := range append(slices.Clone(f.params), f.results...) {
 		ok = ok && t == api.ValueTypeI32
 	}
 	if !ok {
 		return fmt.Errorf("module imports %s.%s with signature %v -> %v; want %d i32 params -> %d i32 results",
-			hostfuncs.ModuleName, hf.Name, typeNames(f.ParamTypes()), typeNames(f.ResultTypes()), len(hf.Params), len(hf.Results))
+			hostfuncs.ModuleName, hf.Name, typeNames(f.params), typeNames(f.results), len(hf.Params), len(hf.Results))
 	}
 	return nil
 }
@@ -329,8 +329,8 @@ func typeNames(ts []api.ValueType) []string {
 }
 
 // Inspect compiles wasm in a throwaway runtime and describes it. Unlike
-// Compile it returns the description also when validation fails, with the
-// error.
+// Compile it returns the description also when validation or compilation
+// fails, with the error: what it can read of the module's sections.
 func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (Info, error) {
 	rc := wazero.NewRuntimeConfig()
 	if cache != nil {
@@ -339,24 +339,39 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
 	defer r.Close(ctx)
 	info := Info{SHA256: SHA256(wasm), Size: len(wasm)}
+	// A module refused before validation (by the rewrite, or by wazero's
+	// compiler: an instruction or feature it does not support, too many
+	// locals) is still described from its sections, and its validation
+	// problems follow the refusal.
+	refused := func(err error) (Info, error) {
+		if v, derr := decodeView(wasm); derr == nil {
+			if verr := describe(v, wasm, &info); verr != nil {
+				err = fmt.Errorf("%w; %v", err, verr)
+			}
+		}
+		return info, err
+	}
 	// The per-function limits a load applies through the rewrite, so that
 	// inspecting a hostile module ends too (compile applies the rest).
 	if bytes.HasPrefix(wasm, wasmMagic) {
 		if _, _, err := instrument.Rewrite(wasm, instrument.Options{MaxTableEntries: MaxTableEntries}); err != nil {
-			return info, err
+			return refused(err)
 		}
 		// What a load refuses in the interruption rewrite (code the
 		// rewriter and wazero would read differently, say), inspection
 		// refuses too; a module that is only run without the checks
 		// (a start section) is not refused.
 		if _, _, err := instrument.Interruptible(wasm); errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) {
-			return info, err
+			return refused(err)
 		}
 	}
 	ctx = experimental.WithCompilationWorkers(ctx, goruntime.NumCPU())
-	cm, info, err := compile(ctx, r, wasm, info, false)
+	cm, out, err := compile(ctx, r, wasm, info, false)
 	if cm != nil {
 		cm.Close(ctx)
 	}
-	return info, err
+	if err != nil && out.Exports == nil { // refused before describe
+		return refused(err)
+	}
+	return out, err
 }
