@@ -42,9 +42,12 @@ const (
 // runtime's lock.
 func (b *pgBackend) refusePluginGrants(ctx context.Context, db *bun.DB) error {
 	prefix := RolePrefix(b.dbname) // [a-z0-9_]: a plain literal
-	fn := `CREATE OR REPLACE FUNCTION ` + grantTriggerFunc + `() RETURNS event_trigger LANGUAGE plpgsql AS $greenroom$
+	// Its own search_path, and every name qualified: it runs in the
+	// plugin's session, whose search_path (a function's SET, set_config
+	// in a DO block) could otherwise put the plugin's own left or = first.
+	fn := `CREATE OR REPLACE FUNCTION ` + grantTriggerFunc + `() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $greenroom$
 BEGIN
-	IF left(session_user::text, ` + fmt.Sprint(len(prefix)) + `) = '` + prefix + `' THEN
+	IF pg_catalog.left(pg_catalog.text(session_user), ` + fmt.Sprint(len(prefix)) + `) OPERATOR(pg_catalog.=) '` + prefix + `'::pg_catalog.text THEN
 		RAISE EXCEPTION 'plugins cannot run % (a plugin''s objects are its own: a grant to PUBLIC or to another role would let other plugins read or write them)', tg_tag
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
@@ -74,8 +77,11 @@ $greenroom$`
 // sharedGrants lists, as the statements that revoke them, the privileges
 // that plugin role $2 gave other roles (or PUBLIC) on its schema $1 and on
 // what is in it (tables and their columns, views, sequences, routines,
-// types), and its default privileges for other roles. Revoking a table's
-// privileges revokes its columns' too.
+// types, standalone composite types included), and its default
+// privileges for other roles, each once. Revoking a table's privileges
+// revokes its columns' too; CASCADE also revokes what a grantee passed on
+// with a grant option (without it the REVOKE fails, and the plugin would
+// not load).
 const sharedGrants = `
 WITH s AS (SELECT oid FROM pg_namespace WHERE nspname = $1),
 r AS (SELECT oid FROM pg_roles WHERE rolname = $2),
@@ -92,14 +98,15 @@ g AS (
 		FROM s JOIN pg_proc p ON p.pronamespace = s.oid, aclexplode(p.proacl) a WHERE a.grantee <> p.proowner
 	UNION SELECT 'TYPE ' || y.oid::regtype::text, a.grantee
 		FROM s JOIN pg_type y ON y.typnamespace = s.oid, aclexplode(y.typacl) a
-		WHERE y.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND y.typrelid = 0 AND a.grantee <> y.typowner
+		WHERE y.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND a.grantee <> y.typowner
+		AND (y.typrelid = 0 OR EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = y.typrelid AND k.relkind = 'c'))
 )
-SELECT 'REVOKE ALL ON ' || obj || ' FROM ' || CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END FROM g
-UNION ALL
-SELECT 'ALTER DEFAULT PRIVILEGES FOR ROLE ' || quote_ident($2)
+SELECT 'REVOKE ALL ON ' || obj || ' FROM ' || CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END || ' CASCADE' FROM g
+UNION
+SELECT DISTINCT 'ALTER DEFAULT PRIVILEGES FOR ROLE ' || quote_ident($2)
 	|| CASE WHEN d.defaclnamespace <> 0 THEN ' IN SCHEMA ' || d.defaclnamespace::regnamespace::text ELSE '' END
 	|| ' REVOKE ALL ON ' || CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' ELSE 'LARGE OBJECTS' END
-	|| ' FROM ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+	|| ' FROM ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END || ' CASCADE'
 	FROM r JOIN pg_default_acl d ON d.defaclrole = r.oid, aclexplode(d.defaclacl) a WHERE a.grantee <> r.oid`
 
 // revokeShared takes back what plugin role role shared from its schema

@@ -272,6 +272,9 @@ func refusal(cmd, where string) string {
 	if strings.HasPrefix(cmd, "COPY") {
 		return "plugins cannot run " + cmd + where + ": the runtime does not carry COPY's data to or from a plugin (use INSERT and SELECT)"
 	}
+	if strings.HasSuffix(cmd, ")") {
+		return "plugins cannot run " + cmd + where // it says why itself
+	}
 	return "plugins cannot run " + cmd + where + " (a plugin's session stays its own: its role, its schema, no temporary objects, no notifications)"
 }
 
@@ -676,8 +679,9 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	if p.svc.cfg.Client == ClientPG && errors.Is(err, driver.ErrBadConn) {
 		// pgx's Exec of a statement without arguments (the simple
 		// protocol) reports the connection it closed on a notice or an
-		// error over the message limit as a bad connection, and no more.
-		return hostfuncs.Failf(hostfuncs.ErrFailed, "the database connection was closed while the statement ran, and the driver does not say why: most often a message from the server (a notice or an error the statement raised, or a row) longer than limits.db_max_result of %d bytes, which ends the connection; the statement may have run", lim.MaxResult)
+		// error over the message limit as a bad connection, and no more;
+		// a server that ended the session looks the same.
+		return hostfuncs.Failf(hostfuncs.ErrFailed, "the database connection was closed while the statement ran, and the driver does not say why: a message from the server (a notice or an error the statement raised, or a row) longer than limits.db_max_result of %d bytes ends the connection, and so does a server that ended the session (restarted, or pg_terminate_backend); the statement may have run", lim.MaxResult)
 	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
 }
