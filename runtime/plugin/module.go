@@ -127,7 +127,7 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewr
 		}
 		return nil, info, &compileError{fmt.Errorf("compile: %w", err)}
 	}
-	if err := describe(viewOf(cm), wasm, &info); err != nil {
+	if err := describe(outlineOf(cm), wasm, &info); err != nil {
 		cm.Close(ctx)
 		return nil, info, err
 	}
@@ -139,12 +139,12 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewr
 // supported ABI version, the required exports, and imports that this
 // runtime provides: greenroom and WASI functions with their types,
 // nothing else.
-func describe(cm moduleView, wasm []byte, info *Info) error {
+func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 	// Lists are lists in JSON (the plugins API, inspect), empty ones too.
 	info.Exports, info.Imports, info.Capabilities = []string{}, []Import{}, []string{}
 	var errs []string
 	versions := []int{}
-	for name := range cm.exports {
+	for name := range cm.Exports {
 		info.Exports = append(info.Exports, name)
 		if v, ok := strings.CutPrefix(name, hostfuncs.ExportABIPrefix); ok {
 			n, err := strconv.Atoi(v)
@@ -155,7 +155,7 @@ func describe(cm moduleView, wasm []byte, info *Info) error {
 			versions = append(versions, n)
 		}
 	}
-	for name := range cm.memories {
+	for name := range cm.Memories {
 		info.Exports = append(info.Exports, name)
 	}
 	slices.Sort(info.Exports)
@@ -171,36 +171,36 @@ func describe(cm moduleView, wasm []byte, info *Info) error {
 	case versions[0] != hostfuncs.ABIVersion:
 		errs = append(errs, fmt.Sprintf("module declares unknown ABI version %d; this runtime supports version %d", versions[0], hostfuncs.ABIVersion))
 	}
-	if _, ok := cm.exports[hostfuncs.ExportHandle]; !ok {
+	if _, ok := cm.Exports[hostfuncs.ExportHandle]; !ok {
 		errs = append(errs, fmt.Sprintf("module does not export %s", hostfuncs.ExportHandle))
 	}
 	// A WASI command expects _start to run before its exports: a Go
 	// plugin built without -buildmode=c-shared loads, and then every call
 	// fails ("wasmexport function called before runtime initialization").
-	if _, ok := cm.exports[hostfuncs.ExportStart]; ok {
+	if _, ok := cm.Exports[hostfuncs.ExportStart]; ok {
 		errs = append(errs, fmt.Sprintf("module is a WASI command (it exports %s), whose exports cannot be called without running it as a program; build the plugin as a reactor: for Go, GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared (greenroom plugin build does)", hostfuncs.ExportStart))
 	}
 	// The exports the host calls must have the types it calls them with,
 	// or every call would fail after a load that looked fine.
-	for name, f := range cm.exports {
+	for name, f := range cm.Exports {
 		want, ok := exportSignatures[name]
 		if !ok && strings.HasPrefix(name, hostfuncs.ExportABIPrefix) {
-			want, ok = exportSignature{}, true
+			want, ok = instrument.FuncType{}, true
 		}
-		if ok && (!slices.Equal(f.params, want.params) || !slices.Equal(f.results, want.results)) {
+		if ok && (!slices.Equal(f.Params, want.Params) || !slices.Equal(f.Results, want.Results)) {
 			errs = append(errs, fmt.Sprintf("module exports %s with signature %v -> %v; want %v -> %v",
-				name, typeNames(f.params), typeNames(f.results), typeNames(want.params), typeNames(want.results)))
+				name, typeNames(f.Params), typeNames(f.Results), typeNames(want.Params), typeNames(want.Results)))
 		}
 	}
-	if m, ok := cm.memories[hostfuncs.ExportMemory]; !ok {
+	if m, ok := cm.Memories[hostfuncs.ExportMemory]; !ok {
 		errs = append(errs, "module does not export its memory as \"memory\"")
 	} else {
 		info.MemoryMinPages = m
 	}
 
 	caps := map[string]bool{}
-	for _, f := range cm.imports {
-		mod, name := f.module, f.name
+	for _, f := range cm.Imports {
+		mod, name := f.Module, f.Name
 		imp := Import{Module: mod, Name: name}
 		switch mod {
 		case wasiModule:
@@ -216,9 +216,9 @@ func describe(cm moduleView, wasm []byte, info *Info) error {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
 				break
 			}
-			if !slices.Equal(f.sig.params, want.params) || !slices.Equal(f.sig.results, want.results) {
+			if !slices.Equal(f.Type.Params, want.Params) || !slices.Equal(f.Type.Results, want.Results) {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s with signature %v -> %v; want %v -> %v",
-					mod, name, typeNames(f.sig.params), typeNames(f.sig.results), typeNames(want.params), typeNames(want.results)))
+					mod, name, typeNames(f.Type.Params), typeNames(f.Type.Results), typeNames(want.Params), typeNames(want.Results)))
 			}
 		case hostfuncs.ModuleName:
 			hf, ok := hostfuncs.Lookup(name)
@@ -226,7 +226,7 @@ func describe(cm moduleView, wasm []byte, info *Info) error {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
 				break
 			}
-			if err := checkSignature(f.sig, hf); err != nil {
+			if err := checkSignature(f.Type, hf); err != nil {
 				errs = append(errs, err.Error())
 			}
 			imp.Capability = hf.Capability
@@ -282,7 +282,7 @@ const maxModuleErrors = 10
 // wasiFunctions returns the functions wazero's WASI module exports, which
 // the engine instantiates in every runtime, with their types: read once
 // from that module compiled in a throwaway runtime.
-var wasiFunctions = sync.OnceValues(func() (map[string]exportSignature, error) {
+var wasiFunctions = sync.OnceValues(func() (map[string]instrument.FuncType, error) {
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer r.Close(ctx)
@@ -291,31 +291,29 @@ var wasiFunctions = sync.OnceValues(func() (map[string]exportSignature, error) {
 		return nil, fmt.Errorf("cannot list the WASI functions: %w", err)
 	}
 	defer cm.Close(ctx)
-	fns := map[string]exportSignature{}
+	fns := map[string]instrument.FuncType{}
 	for name, f := range cm.ExportedFunctions() {
-		fns[name] = exportSignature{slices.Clone(f.ParamTypes()), slices.Clone(f.ResultTypes())}
+		fns[name] = instrument.FuncType{Params: slices.Clone(f.ParamTypes()), Results: slices.Clone(f.ResultTypes())}
 	}
 	return fns, nil
 })
 
-type exportSignature struct{ params, results []api.ValueType }
-
 // exportSignatures are the types of the exports the host calls (docs/abi.md);
 // greenroom_abi_vN takes and returns nothing.
-var exportSignatures = map[string]exportSignature{
-	hostfuncs.ExportHandle:     {[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
-	hostfuncs.ExportTaskRun:    {[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+var exportSignatures = map[string]instrument.FuncType{
+	hostfuncs.ExportHandle:     {Params: []api.ValueType{api.ValueTypeI32}, Results: []api.ValueType{api.ValueTypeI32}},
+	hostfuncs.ExportTaskRun:    {Params: []api.ValueType{api.ValueTypeI32}, Results: []api.ValueType{api.ValueTypeI32}},
 	hostfuncs.ExportInitialize: {},
 }
 
-func checkSignature(f exportSignature, hf hostfuncs.Function) error {
-	ok := len(f.params) == len(hf.Params) && len(f.results) == len(hf.Results)
-	for _, t := range append(slices.Clone(f.params), f.results...) {
+func checkSignature(f instrument.FuncType, hf hostfuncs.Function) error {
+	ok := len(f.Params) == len(hf.Params) && len(f.Results) == len(hf.Results)
+	for _, t := range append(slices.Clone(f.Params), f.Results...) {
 		ok = ok && t == api.ValueTypeI32
 	}
 	if !ok {
 		return fmt.Errorf("module imports %s.%s with signature %v -> %v; want %d i32 params -> %d i32 results",
-			hostfuncs.ModuleName, hf.Name, typeNames(f.params), typeNames(f.results), len(hf.Params), len(hf.Results))
+			hostfuncs.ModuleName, hf.Name, typeNames(f.Params), typeNames(f.Results), len(hf.Params), len(hf.Results))
 	}
 	return nil
 }
@@ -344,7 +342,7 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 	// locals) is still described from its sections, and its validation
 	// problems follow the refusal.
 	refused := func(err error) (Info, error) {
-		if v, derr := decodeView(wasm); derr == nil {
+		if v, derr := instrument.ReadOutline(wasm); derr == nil {
 			if verr := describe(v, wasm, &info); verr != nil {
 				err = fmt.Errorf("%w; %v", err, verr)
 			}

@@ -90,6 +90,7 @@ const (
 	secCustom    = 0
 	secType      = 1
 	secImport    = 2
+	secFunction  = 3
 	secTable     = 4
 	secMemory    = 5
 	secGlobal    = 6
@@ -547,7 +548,7 @@ func appendRefuel(dst []byte, g checkGlobals) []byte {
 
 // countImports counts the imported globals and memories.
 func countImports(b []byte) (globals, memories uint32, err error) {
-	err = eachImport(b, func(_, _ []byte, kind ImportKind) {
+	err = eachImport(b, func(_, _ []byte, kind ImportKind, _ uint32) {
 		switch kind {
 		case ImportMemory:
 			memories++
@@ -559,24 +560,26 @@ func countImports(b []byte) (globals, memories uint32, err error) {
 }
 
 // eachImport reads an import section's body, calling fn with each
-// import's module, name and kind. It is the one reader of imports: the
-// rewrite counts them with it, CheckSizes checks them with it and Imports
-// lists them with it.
-func eachImport(b []byte, fn func(module, name []byte, kind ImportKind)) error {
+// import's module, name and kind, and for a function its type index, for
+// a memory its minimum pages (see limits). It is the one reader of
+// imports: the rewrite counts them with it, CheckSizes checks them with
+// it, and Imports and ReadOutline list them with it.
+func eachImport(b []byte, fn func(module, name []byte, kind ImportKind, typeOrMin uint32)) error {
 	r := &reader{b: b}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		module := r.bytes(int(r.u32()))
 		name := r.bytes(int(r.u32()))
 		kind := ImportKind(r.byte())
+		var v uint32
 		switch kind {
 		case ImportFunction:
-			r.u32()
+			v = r.u32()
 		case ImportTable:
 			r.reftype()
 			r.limits()
 		case ImportMemory:
-			r.limits()
+			v = r.limits()
 		case ImportGlobal:
 			r.valtype()
 			r.byte()
@@ -589,7 +592,7 @@ func eachImport(b []byte, fn func(module, name []byte, kind ImportKind)) error {
 			}
 		}
 		if r.err == nil {
-			fn(module, name, kind)
+			fn(module, name, kind, v)
 		}
 	}
 	return r.err
@@ -638,35 +641,29 @@ type Import struct {
 // CheckSizes (compiling it runs after), which bounds the count by the
 // section's bytes; Imports checks that bound too before allocating.
 func Imports(wasm []byte) ([]Import, error) {
-	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
-		return nil, errors.New("not a WebAssembly 1.0 binary module")
-	}
-	r := &reader{b: wasm, off: 8}
-	for r.off < len(r.b) {
-		at := r.off
-		id := r.byte()
-		body := r.bytes(int(r.u32()))
-		if r.err != nil {
-			return nil, fmt.Errorf("section at byte %d: %w", at, r.err)
-		}
+	var imps []Import
+	err := eachSection(wasm, func(id byte, at int, body []byte) error {
 		if id != secImport {
-			continue
+			return nil
 		}
 		cr := &reader{b: body}
 		n := cr.count("imports", 4)
 		if cr.err != nil {
-			return nil, fmt.Errorf("import section at byte %d: %w", at, cr.err)
+			return fmt.Errorf("import section at byte %d: %w", at, cr.err)
 		}
-		imps := make([]Import, 0, n)
-		err := eachImport(body, func(module, name []byte, kind ImportKind) {
+		imps = make([]Import, 0, n)
+		err := eachImport(body, func(module, name []byte, kind ImportKind, _ uint32) {
 			imps = append(imps, Import{string(module), string(name), kind})
 		})
 		if err != nil {
-			return nil, fmt.Errorf("import section at byte %d: %w", at, err)
+			return fmt.Errorf("import section at byte %d: %w", at, err)
 		}
-		return imps, nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, nil
+	return imps, nil
 }
 
 func exportsName(b []byte, name string) bool {
@@ -1433,8 +1430,11 @@ func (r *reader) u32() uint32 {
 	return uint32(v)
 }
 
-func (r *reader) valtype() {
-	switch t := r.byte(); t {
+// valtype reads a value type and returns its first byte (a reference
+// type with a heap type returns 0x63 or 0x64).
+func (r *reader) valtype() byte {
+	t := r.byte()
+	switch t {
 	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69:
 	case 0x63, 0x64: // (ref null ht), (ref ht)
 		r.leb(33)
@@ -1443,23 +1443,28 @@ func (r *reader) valtype() {
 			r.err = fmt.Errorf("unknown value type 0x%02x", t)
 		}
 	}
+	return t
 }
 
 func (r *reader) reftype() { r.valtype() }
 
-func (r *reader) limits() {
+// limits reads a table's or memory's limits (64-bit ones too) and returns
+// the minimum, capped at 65 536 (a memory's most pages).
+func (r *reader) limits() uint32 {
 	flags := r.byte()
+	var lo uint64
 	if flags&0x04 != 0 { // memory64
-		r.leb(64)
+		lo = r.leb(64)
 		if flags&0x01 != 0 {
 			r.leb(64)
 		}
-		return
+	} else {
+		lo = uint64(r.u32())
+		if flags&0x01 != 0 {
+			r.u32()
+		}
 	}
-	r.u32()
-	if flags&0x01 != 0 {
-		r.u32()
-	}
+	return uint32(min(lo, 65536))
 }
 
 // blocktype skips a block type: empty, a value type, or a type index.

@@ -88,6 +88,19 @@ func CheckRewrittenSizes(wasm []byte) error {
 var ErrMalformed = errors.New("malformed module")
 
 func checkSizes(wasm []byte, maxGlobals uint32) error {
+	return eachSection(wasm, func(id byte, at int, body []byte) error {
+		if err := checkSection(id, body, maxGlobals); err != nil {
+			return fmt.Errorf("%s section at byte %d: %w", sectionName(id), at, err)
+		}
+		return nil
+	})
+}
+
+// eachSection checks that wasm is a WebAssembly 1.0 binary module and
+// calls fn with each section's id, offset and body, in order, until fn
+// returns an error. A section declaring more bytes than remain is an
+// error.
+func eachSection(wasm []byte, fn func(id byte, at int, body []byte) error) error {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0, 'a', 's', 'm'}) || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return errors.New("not a WebAssembly 1.0 binary module")
 	}
@@ -103,8 +116,8 @@ func checkSizes(wasm []byte, maxGlobals uint32) error {
 		if r.err != nil {
 			return fmt.Errorf("section at byte %d: %w", at, r.err)
 		}
-		if err := checkSection(id, body, maxGlobals); err != nil {
-			return fmt.Errorf("%s section at byte %d: %w", sectionName(id), at, err)
+		if err := fn(id, at, body); err != nil {
+			return err
 		}
 	}
 	return nil
