@@ -364,6 +364,54 @@ func TestJWKSUnknownKidFloodIsRateLimited(t *testing.T) {
 	}
 }
 
+// Made-up key ids, which anyone can send, cannot keep out a key just
+// rotated in: every unknown key id waits for the same fetch, at most one
+// per UnknownKIDInterval, and each fetch has its own time limit. (Each
+// caller used to reserve a turn of its own at the rate limiter and fetch
+// on what was left of its 10 s: a flood kept the queue 10 s deep, and the
+// rotated key's token was refused at once, or got a fetch with no time.)
+func TestJWKSUnknownKidFloodDoesNotHoldOffRotation(t *testing.T) {
+	idp := authtest.New(t)
+	const interval = 100 * time.Millisecond
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{UnknownKIDInterval: interval})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 150 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tok := authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, fmt.Sprintf("made-up-%d-%d", i, n), authtest.Claims("x"))
+				if _, err := authenticate(a, "Bearer "+tok); err == nil {
+					t.Error("made-up kid accepted")
+				}
+			}
+		}()
+	}
+	// Long enough for the flood to fill the rate limiter's queue as it
+	// used to (10 s of turns at 100 ms).
+	time.Sleep(20 * interval)
+	start, fetched := time.Now(), idp.Fetches.Load()
+	key := idp.AddRSAKey(t, "rsa-rotated")
+	tok := authtest.SignWith(t, jwt.SigningMethodRS256, key, "rsa-rotated", authtest.Claims("user:default/jane"))
+	p, err := authenticate(a, "Bearer "+tok)
+	took := time.Since(start)
+	close(stop)
+	wg.Wait()
+	if err != nil || p.Subject != "user:default/jane" {
+		t.Errorf("token signed with the rotated key during a flood of made-up key ids: %+v %v (after %v)", p, err, took)
+	}
+	// At most one fetch per interval, plus the one under way.
+	if n, most := idp.Fetches.Load()-fetched, int64(time.Since(start)/interval)+2; n > most {
+		t.Errorf("%d JWKS fetches in %v, want at most %d", n, time.Since(start), most)
+	}
+}
+
 // An identity provider that is down at start does not stop the server;
 // JWTs are refused until a fetch succeeds.
 func TestJWKSUnavailableAtStart(t *testing.T) {

@@ -39,8 +39,8 @@ const (
 )
 
 // jwtVerifier checks bearer JWTs: signature against the issuer's JWKS
-// (github.com/MicahParks/keyfunc, which fetches, caches and refreshes it),
-// then the claims (github.com/golang-jwt/jwt/v5).
+// (github.com/MicahParks/jwkset fetches, caches and refreshes it, and
+// keyfunc picks the key), then the claims (github.com/golang-jwt/jwt/v5).
 type jwtVerifier struct {
 	cfg    *config.JWT
 	typ    Type
@@ -108,33 +108,43 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		cancel()
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
 	}
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
-		Client:          client,
-		HTTPTimeout:     jwksTimeout,
-		RefreshInterval: refresh,
-		// One refresh per interval for unknown key ids; a request waits
-		// for it at most jwksTimeout, and is refused at once when the
-		// next refresh is further away than that.
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(unknownKID), 1),
-		RateLimitWaitMax:  jwksTimeout,
-		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				log.WithError(err).Warn("could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
-			}
+	// The JWKS is kept in one storage that refreshes itself every
+	// RefreshInterval; a key id it lacks goes to unknownKIDRefresh, which
+	// fetches it again at most every unknownKID for all such ids together.
+	fetched, err := jwkset.NewStorageFromHTTP(cfg.JWKSURL, jwkset.HTTPClientStorageOptions{
+		Client:                    client,
+		Ctx:                       ctx,
+		HTTPTimeout:               jwksTimeout,
+		NoErrorReturnFirstHTTPReq: true,
+		RefreshInterval:           refresh,
+		RefreshErrorHandler: func(_ context.Context, err error) {
+			log.WithError(err).Warn("could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
 		},
 	})
 	if err != nil {
 		cancel()
-		// keyfunc's errors quote the URL, password and all.
+		// jwkset's errors quote the URL, password and all.
 		return nil, &jwksURLError{msg: "auth.jwt.jwks_url: " + scrubURL(err.Error(), cfg.JWKSURL), err: err}
 	}
+	held, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{HTTPURLs: map[string]jwkset.Storage{cfg.JWKSURL: fetched}})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
+	}
+	// The limit is unknownKIDRefresh's own; this client refreshes at once
+	// whenever it is asked (one caller at a time).
+	refetch, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:          map[string]jwkset.Storage{cfg.JWKSURL: fetched},
+		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
+	}
+	storage := &unknownKIDRefresh{Storage: held, refetch: refetch, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1)}
 	// Keys marked for encryption ("use": "enc") never verify a signature;
 	// keys that say nothing of their use do.
-	// Requests naming the same unknown kid at once share one lookup (one
-	// wait for the rate limiter, one fetch): a burst of tokens signed with
-	// a key just rotated in is served by the fetch the first one causes.
-	shared := &sharedKeyRead{Storage: kf.Storage()}
-	kf, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: shared, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
+	kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: storage, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
@@ -207,21 +217,63 @@ func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 
 func (v *jwtVerifier) close() { v.cancel() }
 
-// sharedKeyRead is a JWKS storage whose KeyRead calls for one key id run
-// once at a time: callers that ask while a read of the same id is under
-// way (waiting for the unknown-kid rate limiter, or fetching the JWKS)
-// take its result instead of queueing behind the limiter one by one.
-type sharedKeyRead struct {
-	jwkset.Storage
-	reads singleflight.Group
+// unknownKIDRefresh is the JWKS storage JWTs are verified with. A key id
+// the JWKS holds is answered from memory; one it lacks waits for a fetch
+// of the JWKS that starts after the caller asked (at most
+// jwtVerifier.unknownKID after the previous one), then is looked up
+// again. All callers share the fetches, whatever key id they name: a
+// flood of made-up key ids, which anyone can send, costs the issuer one
+// fetch per interval and delays a key just rotated in by at most one
+// interval plus a fetch. Each fetch runs on its own time limit, not on
+// what a caller has left of its own.
+type unknownKIDRefresh struct {
+	jwkset.Storage // the keys held, never fetched on a miss
+	// refetch fetches the JWKS whenever a key is read from it.
+	refetch jwkset.Storage
+	life    context.Context // the verifier's
+	limit   *rate.Limiter
+	rounds  singleflight.Group
 }
 
-func (s *sharedKeyRead) KeyRead(ctx context.Context, keyID string) (jwkset.JWK, error) {
-	v, err, _ := s.reads.Do(keyID, func() (any, error) {
-		return s.Storage.KeyRead(ctx, keyID)
-	})
-	jwk, _ := v.(jwkset.JWK)
-	return jwk, err
+func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.JWK, error) {
+	jwk, err := s.Storage.KeyRead(ctx, keyID)
+	if !errors.Is(err, jwkset.ErrKeyNotFound) {
+		return jwk, err
+	}
+	asked := time.Now()
+	for {
+		ch := s.rounds.DoChan("", s.fetch)
+		select {
+		case res := <-ch:
+			jwk, err = s.Storage.KeyRead(ctx, keyID)
+			// A fetch that was already under way when the caller asked
+			// may predate its key: one more, which starts after.
+			if started, ok := res.Val.(time.Time); errors.Is(err, jwkset.ErrKeyNotFound) && ok && started.Before(asked) {
+				continue
+			}
+			return jwk, err
+		case <-ctx.Done():
+			return jwkset.JWK{}, fmt.Errorf("%w %q: %w", jwkset.ErrKeyNotFound, keyID, ctx.Err())
+		}
+	}
+}
+
+// fetch waits for the rate limiter and fetches the JWKS, returning when
+// the fetch started; a limiter that would make it wait longer than
+// jwksTimeout returns at once with an error (the key stays unknown).
+func (s *unknownKIDRefresh) fetch() (any, error) {
+	ctx, cancel := context.WithTimeout(s.life, jwksTimeout)
+	defer cancel()
+	if err := s.limit.Wait(ctx); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	fctx, fcancel := context.WithTimeout(s.life, jwksTimeout)
+	defer fcancel()
+	// An id no JWKS holds, so that the read fetches; failures reach the
+	// storage's RefreshErrorHandler, which logs them.
+	s.refetch.KeyRead(fctx, "\x00greenroom: fetch the JWKS")
+	return started, nil
 }
 
 func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {
