@@ -333,9 +333,11 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 	}
 	start := time.Now()
 	resp, err := h.urls.Read(ctx, r)
-	// The plugin makes as many of these lines as it reads: they count
-	// against its log rate limit, and its URL is cut short.
-	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) && h.plog.Allow() {
+	// The plugin makes as many of these lines as it reads: they pass its
+	// level floor, count against its log rate limit (only when written,
+	// so that lines its floor drops do not spend what its own warnings
+	// need), and its URL is cut short.
+	if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) && h.plog.Enabled(hostfuncs.LevelDebug) && h.plog.Allow() {
 		f := logrus.Fields{"url": h.cutForLog(req.URL), "method": h.cutForLog(req.Method), "took_ms": time.Since(start).Milliseconds()}
 		if in.RequestID != "" {
 			f["request_id"] = in.RequestID

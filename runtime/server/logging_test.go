@@ -373,6 +373,28 @@ func TestURLReadLinesAreBounded(t *testing.T) {
 	}
 }
 
+// A plugin's level floor drops the runtime's debug line about each of its
+// URL reads too, and a dropped one does not spend the plugin's log rate
+// limit: reads the operator filtered out used to push out the plugin's
+// own warnings.
+func TestURLReadLinesFollowTheFloor(t *testing.T) {
+	in := start(t, "[log]\nlevel = \"debug\"\n"+logurlConfig("log_level = \"warn\"\nlimits = { log_rate = 0.001, log_burst = 3 }\n[plugins.logurl.capabilities]\nurlreader = [\"example.com/\"]\n"))
+	if status, _, body := in.Get(t, "/api/logurl/read?n=20&url=gopher://x/"); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	if lines := linesWith(t, in, "url read"); len(lines) != 0 {
+		t.Errorf("%d url read lines below the plugin's floor", len(lines))
+	}
+	if status, _, body := in.Get(t, "/api/logurl/levels"); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	for _, msg := range []string{"level warn", "level error"} {
+		if len(linesWith(t, in, msg)) != 1 {
+			t.Errorf("the plugin's %q line is missing after its URL reads:\n%s", msg, in.Log)
+		}
+	}
+}
+
 // The URL a url read line carries is redacted before it is cut to 1 KiB:
 // a listed secret across the cut is replaced whole, not cut in two (the
 // redactor, which runs on the finished line, matches whole secrets only).
