@@ -146,6 +146,8 @@ func TestErrors(t *testing.T) {
 			"plugins.a.public_routes[0]: route \"ping\" must start with /", "public_routes[1]: route \"/x?y=1\" must be a path only",
 			"public_routes[2]: route \"/static/*\": public routes are exact paths", "public_routes[3]: route \"/a b\" must not contain spaces",
 			"public_routes[4]: route \"/files/{path...}\": public routes are exact paths"}},
+		{"lease too short", "[scheduler]\nlease = \"500ms\"\n", []string{"config.toml:2: scheduler.lease: must be at least 1s, got 500ms"}},
+		{"lease too long", "[scheduler]\nlease = \"600000h\"\n", []string{"config.toml:2: scheduler.lease: must be at most 24h (a replica that dies mid-run holds its task this long), got 600000h"}},
 		{"sqlite_memory too small", "[database]\nsqlite_memory = \"1MiB\"\n", []string{"config.toml:2: database.sqlite_memory: must be at least 64MiB (or 0 for no bound), got 1MiB"}},
 		{"body_limit over 2GiB", "[server]\nbody_limit = \"3GiB\"\nrequest_budget = \"4GiB\"\n", []string{"config.toml:2: server.body_limit: must be at most"}},
 		{"read_timeout zero", "[server]\nread_timeout = \"0s\"\nwrite_timeout = \"0s\"\nidle_timeout = \"0s\"\n", []string{"config.toml:2: server.read_timeout: must be more than 0", "config.toml:3: server.write_timeout: must be more than 0"}},

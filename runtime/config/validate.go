@@ -19,6 +19,12 @@ import (
 // MinTokenLength is the shortest static token accepted.
 const MinTokenLength = 32
 
+// MaxLease bounds scheduler.lease: a task whose replica died waits this
+// long at most for another to take it. (Without a bound, a lease near
+// int64's range in nanoseconds overflowed the scheduler's arithmetic and
+// every global run failed at once as lost.)
+const MaxLease = 24 * time.Hour
+
 func (c *Config) validate() Errors {
 	v := validator{c: c}
 	v.server()
@@ -27,8 +33,11 @@ func (c *Config) validate() Errors {
 		v.fail("runtime.cache_dir", "must not be empty")
 	}
 	v.database()
-	if c.Scheduler.Lease.D() < time.Second {
+	switch l := c.Scheduler.Lease.D(); {
+	case l < time.Second:
 		v.fail("scheduler.lease", "must be at least 1s, got %s", c.Scheduler.Lease)
+	case l > MaxLease:
+		v.fail("scheduler.lease", "must be at most 24h (a replica that dies mid-run holds its task this long), got %s", c.Scheduler.Lease)
 	}
 	v.reading()
 	v.auth()
