@@ -64,7 +64,8 @@ value = "${SCHED_TEST_SECRET}"
 	}
 	for _, l := range failed {
 		e, _ := l["error"].(string)
-		if len(e) > 512+len("...") || !strings.HasSuffix(e, "...") || !strings.Contains(e, "[REDACTED]") || strings.Contains(e, secret[:6]) {
+		// The marker may be cut itself; the secret is gone before the cut.
+		if len(e) > 512 || !strings.HasSuffix(e, "...") || !strings.Contains(e, "[REDACTED") || strings.Contains(e, secret[:6]) {
 			t.Errorf("error field of %d bytes, want the redacted error cut to 512: %.600q", len(e), e)
 			break
 		}

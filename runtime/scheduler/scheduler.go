@@ -1031,12 +1031,12 @@ func errorText(b []byte) string {
 }
 
 // cutText cuts the valid UTF-8 text s to at most n bytes, at a rune
-// boundary, marking a cut with "...".
+// boundary, marking a cut with "..." (within the n bytes).
 func cutText(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	s = s[:n]
+	s = s[:max(n-len("..."), 0)]
 	for !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}

@@ -150,7 +150,7 @@ func TestNextDueTime(t *testing.T) {
 // PostgreSQL's text columns refuse (SQLSTATE 22021), and at most
 // maxErrorText bytes.
 func TestErrorText(t *testing.T) {
-	long := strings.Repeat("x", maxErrorText-1) + "é" + "tail"
+	long := strings.Repeat("x", maxErrorText-4) + "é" + "tail"
 	for _, tc := range []struct {
 		name, in, want string
 	}{
@@ -158,9 +158,10 @@ func TestErrorText(t *testing.T) {
 		{"nul", "a\x00b\x00", "a\uFFFDb\uFFFD"},
 		{"invalid utf-8", "a\xffb\xc3", "a\uFFFDb\uFFFD"},
 		{"both", "\x00\xfe", "\uFFFD\uFFFD"},
-		{"long", strings.Repeat("y", maxErrorText+10), strings.Repeat("y", maxErrorText) + "..."},
-		{"cut inside a rune", long, strings.Repeat("x", maxErrorText-1) + "..."},
-		{"long multibyte", strings.Repeat("é", 5000), strings.Repeat("é", maxErrorText/2) + "..."},
+		{"long", strings.Repeat("y", maxErrorText+10), strings.Repeat("y", maxErrorText-3) + "..."},
+		{"just fits", strings.Repeat("y", maxErrorText), strings.Repeat("y", maxErrorText)},
+		{"cut inside a rune", long, strings.Repeat("x", maxErrorText-4) + "..."},
+		{"long multibyte", strings.Repeat("é", 5000), strings.Repeat("é", maxErrorText/2-2) + "..."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := errorText([]byte(tc.in))
@@ -169,6 +170,9 @@ func TestErrorText(t *testing.T) {
 			}
 			if !utf8.ValidString(got) || strings.ContainsRune(got, 0) {
 				t.Errorf("errorText(%q) = %q: invalid UTF-8 or NUL", truncate(tc.in, 20), truncate(got, 20))
+			}
+			if len(got) > maxErrorText {
+				t.Errorf("errorText(%q) is %d bytes, more than %d", truncate(tc.in, 20), len(got), maxErrorText)
 			}
 		})
 	}
