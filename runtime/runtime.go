@@ -657,7 +657,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 	id := s.ID
 	lim := pc.Limits
 	if !lim.Interruptible {
-		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout; only do this for vetted plugins")
+		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout, and a loop that does not end stalls the whole server (Go's garbage collector waits for it; only SIGKILL ends the process then); only do this for vetted plugins")
 	}
 	// The scheduler keeps its tasks' leases and history in the runtime's
 	// database.

@@ -280,18 +280,24 @@ func (pl *pool) drop(in *instance) {
 
 // interrupt ends the calls still running in a closed pool (their contexts
 // are cancelled: guest code traps at its next check, host calls return)
-// and waits a little for their instances to come back and be closed. It
-// returns how many did not.
+// and waits for their instances to come back and be closed, at most
+// interruptWait. It returns how many did not.
 func (pl *pool) interrupt() int {
 	pl.mu.Lock()
 	for in := range pl.all {
 		in.ct.cancel(context.Canceled)
 	}
 	pl.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), interruptWait)
 	defer cancel()
 	return pl.close(ctx)
 }
+
+// interruptWait bounds how long an interrupted call may take to come
+// back: a guest with checks traps within microseconds; one without
+// (limits.interruptible = false) looping never does, and the shutdown or
+// reload goes on without it after this (docs/operations.md).
+const interruptWait = time.Second
 
 // renew closes a retired (or discarded) instance and creates its
 // successor in the background, keeping the old one's token meanwhile: a
