@@ -123,11 +123,13 @@ var escapes = []func(string) string{
 // percent-encoded in a URL: as a query value (url.QueryEscape, what a
 // plugin building a URL with url.Values sends, and what the access log's
 // path shows of a secret a client put in its query) and as a path segment
-// (url.PathEscape). The minimum length applies to s, not to these longer
-// forms.
+// (url.PathEscape), and as a query value with a space as %20 (Python's
+// quote, JavaScript's encodeURIComponent for most secrets). The minimum
+// length applies to s, not to these longer forms.
 func urlForms(s string) []string {
 	out := []string{s}
-	for _, e := range []string{url.QueryEscape(s), url.PathEscape(s)} {
+	q := url.QueryEscape(s)
+	for _, e := range []string{q, url.PathEscape(s), strings.ReplaceAll(q, "+", "%20")} {
 		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}

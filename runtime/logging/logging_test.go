@@ -89,21 +89,23 @@ func TestRedactsTwiceEscaped(t *testing.T) {
 // putting it in the URL of a request, which the access log's path shows);
 // a secret too short to redact is not redacted in these longer forms.
 func TestRedactsPercentEncoded(t *testing.T) {
-	const secret = "AbC+dEf/GhI9jKl=="
+	const secret = "AbC+dEf/GhI9 jKl&=="
+	// Python's quote(secret, safe=""), JavaScript's encodeURIComponent.
+	const quoted = "AbC%2BdEf%2FGhI9%20jKl%26%3D%3D"
 	for _, format := range []string{"text", "json"} {
 		var out bytes.Buffer
 		log, _, err := New(&out, format, "info", []string{secret, "a b"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		log.WithField("url", "http://h/p?key="+url.QueryEscape(secret)).WithField("path", "/p/"+url.PathEscape(secret)).Info("a%20b a+b")
+		log.WithField("url", "http://h/p?key="+url.QueryEscape(secret)).WithField("path", "/p/"+url.PathEscape(secret)).WithField("js", "?k="+quoted).Info("a%20b a+b")
 		got := out.String()
 		for _, leak := range []string{"AbC", "GhI9"} {
 			if strings.Contains(got, leak) {
 				t.Errorf("%s output leaks %q: %s", format, leak, got)
 			}
 		}
-		if strings.Count(got, Redacted) != 2 || !strings.Contains(got, "a%20b a+b") {
+		if strings.Count(got, Redacted) != 3 || !strings.Contains(got, "a%20b a+b") {
 			t.Errorf("%s: %s", format, got)
 		}
 	}
