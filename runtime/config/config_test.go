@@ -1048,6 +1048,36 @@ t = { x = "nestedsecretvalue" }
 	}
 }
 
+// Two plugins must not get the same PostgreSQL role or schema: each would
+// read and write the other's data. Long ids are cut and keep 32 bits of
+// a hash, so two of them that agree on their first 47 bytes and on those
+// bits share both; the config is refused, naming both with their lines.
+// An id that only spells another's cut name does not (pgname).
+func TestPluginNameCollision(t *testing.T) {
+	// Found by search: sha256 of both begins baba18f4.
+	a := "hash-collision-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-000000pdb"
+	b := "hash-collision-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-000000umw"
+	_, err := read(t, "[plugins."+a+"]\npath = \"a.wasm\"\n\n[plugins."+b+"]\npath = \"b.wasm\"\n", nil)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("err = %v, want two errors (schema and role)", err)
+	}
+	for i, want := range []string{
+		"config.toml:4: plugins." + b + ": would get the same PostgreSQL schema (plugin_hash_collision_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_baba18f4) as plugins." + a + " (config.toml:1)",
+		"config.toml:4: plugins." + b + ": would get the same PostgreSQL role (gr_<database hash>_hash_collision_xxxxxxxxxxxxxxxxxxxxxxxxxxx_baba18f4) as plugins." + a + " (config.toml:1)",
+	} {
+		if !strings.Contains(es[i].Error(), want) {
+			t.Errorf("error %d = %v\nwant %s", i, es[i], want)
+		}
+	}
+	// The pair of the audit: the short id spells the long one's role
+	// (and, 5 bytes longer, its schema) but gets names of its own.
+	long := "auddb-" + strings.Repeat("l", 57)
+	for _, short := range []string{"auddb-llllllllllllllllllllllllllllllllllll-85869fbc", "auddb-lllllllllllllllllllllllllllllllllllllllll-85869fbc"} {
+		mustRead(t, "[plugins."+long+"]\npath = \"a.wasm\"\n[plugins."+short+"]\npath = \"b.wasm\"\n", nil)
+	}
+}
+
 // A secrets entry names a key as greenroom.Config does: a quoted key with
 // a dot in it ("t.x") can be marked secret, and its value is redacted.
 func TestSecretQuotedDottedKey(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgname"
 )
 
 // MinTokenLength is the shortest static token accepted.
@@ -49,6 +51,7 @@ func (c *Config) validate() Errors {
 	for _, id := range ids {
 		v.plugin(id, c.Plugins[id])
 	}
+	v.pluginNames(ids)
 	return v.errs
 }
 
@@ -611,6 +614,45 @@ func (v *validator) flatNames(base string, p *Plugin) {
 		v.fail(prefix+"."+path, "names the same key %q as %s: greenroom.Config(%q) could not tell them apart; rename one", flat, other, flat)
 		return false
 	})
+}
+
+// pluginNames refuses two plugin ids that would get the same PostgreSQL
+// schema or role: each would read and write the other's data. The names
+// are one-to-one but for ids too long for PostgreSQL's 63-byte names,
+// which keep 32 bits of a hash (pgname): two such ids that agree on their
+// first 42 bytes can meet. Checked whatever the database (the same ids
+// must work when it becomes PostgreSQL); a role's prefix has the same
+// length for every database name, so the database does not matter. Each
+// clash is reported at the id found second (in sorted order), naming the
+// first.
+func (v *validator) pluginNames(ids []string) {
+	for _, kind := range []struct {
+		what string
+		name func(string) string
+	}{
+		{"schema", pgname.Schema},
+		{"role", func(id string) string {
+			return "gr_<database hash>_" + strings.TrimPrefix(pgname.Role("", id), pgname.RolePrefix(""))
+		}},
+	} {
+		seen := map[string]string{} // name → plugin id
+		for _, id := range ids {
+			if !PluginIDPattern.MatchString(id) {
+				continue
+			}
+			n := kind.name(id)
+			first, dup := seen[n]
+			if !dup {
+				seen[n] = id
+				continue
+			}
+			other := joinKey("plugins", []string{first})
+			if o := v.origin(other); o != "" {
+				other += " (" + o + ")"
+			}
+			v.fail(joinKey("plugins", []string{id}), "would get the same PostgreSQL %s (%s) as %s, and each plugin would read and write the other's data: rename one", kind.what, n, other)
+		}
+	}
 }
 
 // MaxRouteLength bounds a public route.

@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgname"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -290,35 +290,15 @@ func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (func(), e
 	return func() { conn.Close(context.Background()) }, nil
 }
 
-// RoleName is the login role of plugin id in database dbname. Roles are
-// global to a PostgreSQL cluster, so the name carries a hash of the
-// database's: two greenroom databases on one cluster never share a role.
-func RoleName(dbname, id string) string {
-	return RolePrefix(dbname) + identPart(id, 63-len(RolePrefix(dbname)))
-}
+// RoleName is the login role of plugin id in database dbname
+// (pgname.Role).
+func RoleName(dbname, id string) string { return pgname.Role(dbname, id) }
 
 // RolePrefix is the prefix of every plugin role of database dbname.
-func RolePrefix(dbname string) string {
-	h := sha256.Sum256([]byte(dbname))
-	return "gr_" + hex.EncodeToString(h[:4]) + "_"
-}
+func RolePrefix(dbname string) string { return pgname.RolePrefix(dbname) }
 
-// SchemaName is the schema of plugin id.
-func SchemaName(id string) string {
-	return "plugin_" + identPart(id, 63-len("plugin_"))
-}
-
-// identPart turns a plugin id into an identifier part of at most n bytes:
-// '-' becomes '_' (ids never contain '_', so this is one-to-one), and an id
-// too long keeps a hash of itself.
-func identPart(id string, n int) string {
-	s := strings.ReplaceAll(id, "-", "_")
-	if len(s) <= n {
-		return s
-	}
-	h := sha256.Sum256([]byte(id))
-	return s[:n-9] + "_" + hex.EncodeToString(h[:4])
-}
+// SchemaName is the schema of plugin id (pgname.Schema).
+func SchemaName(id string) string { return pgname.Schema(id) }
 
 // rolePassword derives the password of a plugin role from the role key:
 // every replica reading the same key computes the same password.
