@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,19 +44,7 @@ func migrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "OWNER\tMIGRATION\tAPPLIED")
-			for _, m := range st {
-				owner, applied := "runtime", "pending"
-				if m.Plugin != "" {
-					owner = "plugin " + m.Plugin
-				}
-				if !m.AppliedAt.IsZero() {
-					applied = m.AppliedAt.UTC().Format(time.RFC3339)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", owner, m.Name, applied)
-			}
-			return w.Flush()
+			return writeStatus(cmd.OutOrStdout(), st)
 		},
 	}
 	addConfigFlag(status, &sfiles, []string{"config.toml"})
@@ -124,6 +114,37 @@ source directories are built first, as greenroom dev does.`,
 	addConfigFlag(up, &ufiles, []string{"config.toml"})
 	cmd.AddCommand(status, up)
 	return cmd
+}
+
+// writeStatus prints migrate status's table. A plugin's migration names
+// are its own, stored as it registered them: one that is not plain
+// printable text (a newline that would forge a row, a terminal escape,
+// U+202E; registering such names is refused now, but rows stored before
+// remain) is printed quoted, with Go's escapes.
+func writeStatus(out io.Writer, st []database.MigrationStatus) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "OWNER\tMIGRATION\tAPPLIED")
+	for _, m := range st {
+		owner, applied := "runtime", "pending"
+		if m.Plugin != "" {
+			owner = "plugin " + m.Plugin
+		}
+		if !m.AppliedAt.IsZero() {
+			applied = m.AppliedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", owner, printable(m.Name), applied)
+	}
+	return w.Flush()
+}
+
+// printable is s, or s quoted when it has anything strconv.Quote escapes:
+// a character that is not printable, invalid UTF-8, or '"' and '\' (so
+// that a name that looks quoted is told apart from one that is).
+func printable(s string) string {
+	if q := strconv.Quote(s); q[1:len(q)-1] != s {
+		return q
+	}
+	return s
 }
 
 // appliedCounts returns how many migrations are applied, by plugin id (""

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime/build"
+	"github.com/greenroom-dev/greenroom/runtime/database"
 )
 
 // migrate up applies the runtime's and the plugins' migrations with
@@ -67,5 +69,35 @@ path = "missing.wasm"
 	// The SQLite directory is relative to the config file.
 	if _, err := os.Stat(filepath.Join(dir, "data", "plugins", "todo.db")); err != nil {
 		t.Error(err)
+	}
+}
+
+// A plugin's migration names stored before names were checked are printed
+// quoted when they are not plain text: one cannot add a row to the
+// listing, clear the screen or turn a line around.
+func TestMigrateStatusQuotesNames(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := []database.MigrationStatus{
+		{Name: "001_init.sql", AppliedAt: at},
+		{Plugin: "todo", Name: "001 items.up.sql", AppliedAt: at},
+		{Plugin: "todo", Name: "002_x.up.sql  2025-01-02T03:04:05Z\nplugin other  003_y.up.sql", AppliedAt: at},
+		{Plugin: "todo", Name: "004\x1b[2J.up.sql", AppliedAt: at},
+		{Plugin: "todo", Name: "005_\u202elqs.pu.sql", AppliedAt: at},
+		{Plugin: "todo", Name: `"006.up.sql"`, AppliedAt: at},
+	}
+	var out bytes.Buffer
+	if err := writeStatus(&out, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `OWNER        MIGRATION                                                         APPLIED
+runtime      001_init.sql                                                      2025-01-02T03:04:05Z
+plugin todo  001 items.up.sql                                                  2025-01-02T03:04:05Z
+plugin todo  "002_x.up.sql  2025-01-02T03:04:05Z\nplugin other  003_y.up.sql"  2025-01-02T03:04:05Z
+plugin todo  "004\x1b[2J.up.sql"                                               2025-01-02T03:04:05Z
+plugin todo  "005_\u202elqs.pu.sql"                                            2025-01-02T03:04:05Z
+plugin todo  "\"006.up.sql\""                                                  2025-01-02T03:04:05Z
+`
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }

@@ -67,6 +67,30 @@ func TestRegisterMigrationsLimits(t *testing.T) {
 	}
 }
 
+// A migration's name is shown to operators (greenroom migrate status):
+// one with a control or format character, which could forge a line of
+// the listing or send a terminal escape, is refused, named quoted.
+func TestRegisterMigrationsNames(t *testing.T) {
+	p := &PluginDB{}
+	for _, c := range []struct{ name, want string }{
+		{"001_a.up.sql\nplugin other  002_b.up.sql", `migration "001_a.up.sql\nplugin other  002_b.up.sql": its name has U+000A, a control or format character`},
+		{"001\x1b[2J.up.sql", `migration "001\x1b[2J.up.sql": its name has U+001B`},
+		{"001_\u202elqs.pu.sql", `migration "001_\u202elqs.pu.sql": its name has U+202E`},
+		{"001\u200b.up.sql", "U+200B"}, // zero width space, also Cf
+		{"001\u0085.up.sql", "U+0085"}, // C1 control
+		{"001\t.up.sql", "U+0009"},
+	} {
+		in := &hostfuncs.Instance{Initializing: true}
+		files := append(migrationFiles(0, 1, 9), hostfuncs.MigrationFile{Name: c.name, SQL: "SELECT 1;"})
+		refused(t, fmt.Sprintf("%q", c.name), p.RegisterMigrations(in, files), c.want)
+	}
+	// Other characters, spaces and letters of any script, are fine.
+	ok := []hostfuncs.MigrationFile{{Name: "001 create items.up.sql", SQL: "SELECT 1;"}, {Name: "002_étiquettes_标签.up.sql", SQL: "SELECT 1;"}}
+	if err := p.RegisterMigrations(&hostfuncs.Instance{Initializing: true}, ok); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The decoder refuses a request past the limits before it copies it.
 func TestDecodeMigrationsLimits(t *testing.T) {
 	enc := func(files []hostfuncs.MigrationFile) []byte {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -967,6 +968,9 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 		if f.Name == "" {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "a migration has no name")
 		}
+		if r, ok := unprintable(f.Name); ok {
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q: its name has %U, a control or format character, which could forge lines of greenroom migrate status or reach a terminal as an escape", f.Name, r)
+		}
 		if reg.names[f.Name] || names[f.Name] {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q registered twice", f.Name)
 		}
@@ -984,6 +988,19 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 	reg.files = append(reg.files, files...)
 	reg.sql = total
 	return nil
+}
+
+// unprintable returns the first control (newline, ESC) or format (U+202E,
+// which turns the rest of a line around) character of a migration's name.
+// A name is shown to operators (greenroom migrate status, logs), so it must
+// read as what it is.
+func unprintable(name string) (rune, bool) {
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 // ApplyMigrations applies, in name order, the registered migrations not yet
