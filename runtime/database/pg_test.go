@@ -609,6 +609,71 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 	}
 }
 
+// No prepared statement outlives the use of its connection: the driver
+// prepares none by name (each kept its plans in the backend's memory for
+// the connection's life, up to 512 per connection: an audit grew one
+// backend to 842 MB with large distinct statements), and a plugin's own
+// PREPARE ends with the statement or transaction that made it (one of a
+// 2000-branch UNION ALL held 1 GB). Also where the operator turned the
+// driver's description cache off (description_cache_capacity=0), which the
+// runtime's mode for plugin connections would otherwise need.
+func TestPGPreparedStatementsEndWithTheCall(t *testing.T) {
+	for _, param := range []string{"", "description_cache_capacity=0"} {
+		t.Run(param, func(t *testing.T) {
+			url := pgtest.URL(t)
+			if param != "" {
+				url += map[bool]string{true: "&", false: "?"}[strings.Contains(url, "?")] + param
+			}
+			testPGPreparedStatementsEndWithTheCall(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url))
+		})
+	}
+}
+
+func testPGPreparedStatementsEndWithTheCall(t *testing.T, dbconf string) {
+	in := start(t, dbconf, plugin("alpha", true, "", "db_max_conns = 1"))
+	pid := query("SELECT pg_backend_pid()")
+	prepared := query("SELECT count(*) FROM pg_prepared_statements")
+	first := must(t, in, "alpha", pid)
+	for i := range 3 {
+		// Distinct statements with arguments, as a plugin builds them.
+		var steps []step
+		for j := range 5 {
+			steps = append(steps, query(fmt.Sprintf("SELECT $1::text || '%d'", i*5+j), "x"))
+		}
+		r := must(t, in, "alpha", append(steps, pid, prepared)...)
+		// db_max_conns = 1: the same connection.
+		if got, want := fmt.Sprint(r[len(r)-2].Rows), fmt.Sprint(first[0].Rows); got != want {
+			t.Fatalf("call %d ran on backend %s, the first on %s", i, got, want)
+		}
+		if got := fmt.Sprint(r[len(r)-1].Rows); got != "[[0]]" {
+			t.Errorf("after call %d the backend holds %s prepared statements, want 0", i, got)
+		}
+	}
+	// Within one use of the connection (a transaction) a PREPAREd
+	// statement works.
+	r := must(t, in, "alpha", step{Op: "begin"}, exec("PREPARE leak AS SELECT 42"), query("EXECUTE leak"), step{Op: "commit"})
+	if got := fmt.Sprint(r[2].Rows); got != "[[42]]" {
+		t.Errorf("EXECUTE in the transaction that prepared it: %s, want [[42]]", got)
+	}
+	must(t, in, "alpha", exec("PREPARE leak AS SELECT 42"))
+	r = run(t, in, "alpha", query("EXECUTE leak"), prepared)
+	if r[0].Error == "" || !strings.Contains(r[0].Error, "does not exist") {
+		t.Errorf("EXECUTE in a later call: %v %q, want the statement gone", r[0].Rows, r[0].Error)
+	}
+	if got := fmt.Sprint(r[1].Rows); got != "[[0]]" {
+		t.Errorf("after a PREPARE the backend holds %s prepared statements, want 0", got)
+	}
+	// A statement described before its table changed shape is read with
+	// its result's columns (a server-side prepared statement failed once:
+	// "cached plan must not change result type").
+	q := query("SELECT * FROM t WHERE a = $1", "x")
+	r = must(t, in, "alpha", exec("CREATE TABLE t (a text)"), exec("INSERT INTO t VALUES ('x')"), q,
+		exec("ALTER TABLE t ADD COLUMN b int DEFAULT 7"), q, exec("ALTER TABLE t ALTER COLUMN b TYPE text"), q)
+	if got := fmt.Sprint(r[2].Rows, r[4].Rows, r[6].Rows); got != "[[x]] [[x 7]] [[x 7]]" {
+		t.Errorf("SELECT * as its table changed: %s, want [[x]] [[x 7]] [[x 7]]", got)
+	}
+}
+
 // A session-level advisory lock a DO block took ends with the use of its
 // connection, as the session's other state does. Where the runtime's user
 // is not a superuser it cannot revoke the lock functions from PUBLIC, so

@@ -378,17 +378,19 @@ func pgConnLost(conn *sql.Conn) bool {
 // whole cluster (at most 8 GB), until NOTIFY fails for every session of
 // every database; its cursors (CLOSE ALL: one DECLAREd WITH HOLD keeps
 // its result, in the backend's memory or a temporary file, as long as
-// the session lives); its temporary tables (DISCARD TEMP: a DO block can
-// create them); its settings (RESET ALL: SET work_mem and the like
+// the session lives); its prepared statements (DEALLOCATE ALL: one
+// PREPAREd keeps its parse tree and plans in the backend's memory; the
+// driver names none on plugin connections, pgBackend.plugin); its
+// temporary tables (DISCARD TEMP: a DO block can create them); its
+// settings (RESET ALL: SET work_mem and the like
 // would reach the plugin's next calls, unbounded by anything of theirs);
 // and its session-level advisory locks (pg_advisory_unlock_all: the lock
 // functions are revoked from plugins only where the runtime's user is a
 // superuser).
 // RESET ALL goes back to the connection's startup parameters
 // (search_path, statement_timeout, application_name); what the connector
-// SET after connecting is set again (sessionReset). Prepared statements
-// stay: they are the driver's statement cache, which DEALLOCATE would
-// break. A connection that cannot be reset is discarded.
+// SET after connecting is set again (sessionReset). A connection that
+// cannot be reset is discarded.
 //
 // A connection the driver closed (a statement, Commit, Rollback or this
 // reset cut by its timeout or the call's deadline) may have left its

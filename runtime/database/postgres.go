@@ -366,6 +366,24 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 	// A plugin cannot receive notifications (it could LISTEN from a DO
 	// block): drop them rather than let the driver buffer them.
 	conf.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) {}
+	// No prepared statement outlives a statement: pgx's default mode
+	// prepares each distinct statement with arguments as a named server
+	// statement, up to 512 per connection, and the backend keeps each
+	// one's parse tree and plans for as long as the connection lives
+	// (hundreds of megabytes of server memory per connection, from a
+	// plugin sending large distinct statements). Described once and
+	// cached on the client, each statement runs as the unnamed one,
+	// which the next replaces; the statement cache is off, so that no
+	// mode can name one, and the session reset's DEALLOCATE ALL
+	// (sessionReset) ends the plugin's own PREPAREd statements without
+	// taking one from the driver.
+	conf.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	if conf.DescriptionCacheCapacity <= 0 {
+		// The operator turned the description cache off
+		// (description_cache_capacity=0): describe every time.
+		conf.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
+	}
+	conf.StatementCacheCapacity = 0
 	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient}
 	pc.lim.Store(&lim)
 	b.mu.Lock()
@@ -648,7 +666,7 @@ const backendStartKey = "greenroom.backend_start"
 // pgconn.PgConn.CustomData) adds what the connector SET after connecting,
 // which RESET ALL undoes.
 const (
-	sessionReset    = "UNLISTEN *; CLOSE ALL; DISCARD TEMP; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
+	sessionReset    = "UNLISTEN *; CLOSE ALL; DEALLOCATE ALL; DISCARD TEMP; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
 	sessionResetKey = "greenroom.session_reset"
 )
 
