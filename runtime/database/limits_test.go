@@ -329,3 +329,42 @@ func TestSQLiteTempTablesEndWithTheirUse(t *testing.T) {
 		t.Errorf("a temporary table within its transaction: %s", got)
 	}
 }
+
+// A pragma a plugin sets (foreign_keys, recursive_triggers: settings of
+// the connection) lasts as long as the use of its connection, as a
+// temporary table does: the next call gets a connection with the
+// runtime's settings (foreign keys enforced) and not the previous call's.
+// Reading a pragma, with an argument that names what to read included,
+// keeps the connection.
+func TestSQLitePragmasEndWithTheirUse(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
+	settings := query("SELECT (SELECT foreign_keys FROM pragma_foreign_keys), (SELECT recursive_triggers FROM pragma_recursive_triggers)")
+	fresh := fmt.Sprint(must(t, in, "alpha", settings)[0].Rows)
+	if fresh != "[[1 0]]" {
+		t.Fatalf("a new connection's (foreign_keys, recursive_triggers): %s, want [[1 0]]", fresh)
+	}
+	for _, steps := range [][]step{
+		{exec("PRAGMA foreign_keys = OFF"), exec("PRAGMA recursive_triggers = ON")},
+		{exec("PRAGMA main.foreign_keys = 0; PRAGMA recursive_triggers = 1")},
+		{step{Op: "begin"}, exec("PRAGMA recursive_triggers = 1"), settings, step{Op: "commit"}},
+	} {
+		r := must(t, in, "alpha", steps...)
+		if len(steps) > 2 {
+			if got := fmt.Sprint(r[2].Rows); got != "[[1 1]]" {
+				t.Errorf("within the transaction that set recursive_triggers: %s, want [[1 1]]", got)
+			}
+		}
+		if got := fmt.Sprint(must(t, in, "alpha", settings)[0].Rows); got != fresh {
+			t.Errorf("after %v the next call's (foreign_keys, recursive_triggers): %s, want a new connection's %s", steps, got, fresh)
+		}
+	}
+	// last_insert_rowid() is the connection's: the same after a read of
+	// pragmas, the same connection.
+	rowid := query("SELECT last_insert_rowid()")
+	must(t, in, "alpha", exec("CREATE TABLE t (x)"), exec("INSERT INTO t VALUES (1), (2)"))
+	must(t, in, "alpha", query("SELECT count(*) FROM pragma_table_info('t')"), exec("PRAGMA table_info(t)"),
+		exec("PRAGMA integrity_check(10)"), exec("PRAGMA foreign_keys"))
+	if got := fmt.Sprint(must(t, in, "alpha", rowid)[0].Rows); got != "[[2]]" {
+		t.Errorf("last_insert_rowid() after reading pragmas: %s, want [[2]] (the same connection)", got)
+	}
+}

@@ -422,13 +422,15 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 			return nil
 		})
 	}
-	if p.svc.cfg.Client == ClientSQLite && sqliteHasTemp(conn) {
+	if p.svc.cfg.Client == ClientSQLite && sqliteDiscard(conn) {
 		// Temporary tables live in the connection's own temporary
 		// database (a deleted file in the system's temporary
 		// directory, outside the data directory), as long as the
 		// connection: the next calls would find them, and each of
 		// the pool's connections could grow one without bound (or to
-		// db_max_size each). The connection is closed with them.
+		// db_max_size each). A pragma's setting (foreign_keys = OFF)
+		// lasts as long too, and the next calls would run under it.
+		// The connection is closed with them.
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	conn.Close()

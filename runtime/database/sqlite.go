@@ -349,10 +349,14 @@ type sqliteConn struct {
 	// migrating is set while a migration runs in the runtime's
 	// transaction: BEGIN, COMMIT and ROLLBACK are denied then.
 	migrating bool
-	// temp is set once a plugin's statement that creates a temporary
-	// table, index, trigger or view has been compiled on the connection:
-	// PluginDB.release then closes it rather than pool it.
-	temp bool
+	// discard is set once a plugin's statement that leaves something in
+	// the connection beyond its use has been compiled on it: one that
+	// creates a temporary table, index, trigger or view, or sets a pragma
+	// (PRAGMA foreign_keys = OFF, recursive_triggers: settings of the
+	// connection, which the plugin's next calls would find).
+	// PluginDB.release then closes it rather than pool it, and the next
+	// call gets a new connection with the runtime's settings.
+	discard bool
 	// refusedTx is the transaction statement denied while migrating,
 	// as SQLite names it (BEGIN, COMMIT, ROLLBACK; END is a COMMIT), so
 	// that the migration's error can say what was refused rather than
@@ -399,26 +403,35 @@ func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, d
 	}
 	switch action {
 	case sqlite.AuthCreateTempTable, sqlite.AuthCreateTempIndex, sqlite.AuthCreateTempTrigger, sqlite.AuthCreateTempView:
-		c.temp = true
+		c.discard = true
 	case sqlite.AuthCreateTable, sqlite.AuthCreateIndex, sqlite.AuthCreateTrigger, sqlite.AuthCreateView, sqlite.AuthCreateVTable:
 		if strings.EqualFold(dbName, "temp") {
-			c.temp = true
+			c.discard = true
+		}
+	case sqlite.AuthPragma:
+		// A pragma given a value sets it, unless the value names what
+		// to read (table_info('t'), also what pragma_table_info('t')
+		// compiles to). A pragma the plugin may not set is denied
+		// below.
+		if arg2 != "" && !argumentPragmas[strings.ToLower(arg1)] {
+			c.discard = true
 		}
 	}
 	return authorize(action, arg1, arg2, dbName, trigger)
 }
 
-// sqliteHasTemp reports whether a plugin's statement that creates a
-// temporary object was compiled on the SQLite connection conn.
-func sqliteHasTemp(conn *sql.Conn) bool {
-	temp := false
+// sqliteDiscard reports whether a plugin's statement that leaves something
+// in the SQLite connection conn beyond its use (sqliteConn.discard) was
+// compiled on it.
+func sqliteDiscard(conn *sql.Conn) bool {
+	discard := false
 	conn.Raw(func(dc any) error {
 		if c, ok := dc.(*sqliteConn); ok {
-			temp = c.temp
+			discard = c.discard
 		}
 		return nil
 	})
-	return temp
+	return discard
 }
 
 // trustedExec runs one of the runtime's own statements.
@@ -702,6 +715,16 @@ var allowedPragmas = map[string]bool{
 	"freelist_count": true, "schema_version": true, "encoding": true,
 	"collation_list": true, "function_list": true, "module_list": true,
 	"pragma_list": true, "optimize": true,
+}
+
+// Pragmas of allowedPragmas whose argument, if given, names what to read
+// (a table, an index, a schema, at most how many errors, which
+// optimizations) rather than a value to set.
+var argumentPragmas = map[string]bool{
+	"table_info": true, "table_xinfo": true, "table_list": true,
+	"index_list": true, "index_info": true, "index_xinfo": true,
+	"foreign_key_list": true, "foreign_key_check": true,
+	"integrity_check": true, "quick_check": true, "optimize": true,
 }
 
 // Pragmas of allowedPragmas a plugin may read but not set: page_size
