@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,7 +204,7 @@ func TestJWT(t *testing.T) {
 		{"HS256 with the public key (PEM)", idp.HS256WithPublicKey(t, valid), `algorithm "HS256" is not allowed`, invalidCredential},
 		{"HS256 with the public key (DER)", authtest.SignWith(t, jwt.SigningMethodHS256, der, authtest.KidRSA, valid), `algorithm "HS256" is not allowed`, invalidCredential},
 		{"RS384 not configured", authtest.SignWith(t, jwt.SigningMethodRS384, idp.RSA, authtest.KidRSA, valid), `algorithm "RS384" is not allowed`, invalidCredential},
-		{"unknown kid", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "nope", valid), `"nope" is not in the issuer's JWKS`, invalidCredential},
+		{"unknown kid", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "nope", valid), `"nope" is not in the issuer's JWKS (fetched again for an unknown key at most every 1s)`, invalidCredential},
 		{"kid of another key type", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, authtest.KidEC, valid), "cannot be verified", invalidCredential},
 		{"tampered signature", authtest.Tamper(idp.Sign(t, "RS256", valid)), "signature is invalid", invalidCredential},
 		{"tampered payload", authtest.TamperPayload(t, idp.Sign(t, "ES256", valid), with(func(c jwt.MapClaims) { c["sub"] = "user:default/admin" })), "signature is invalid", invalidCredential},
@@ -437,6 +438,42 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 		t.Errorf("after the IdP came back: %+v %v", p, err)
 	}
 }
+
+// Tokens without a kid that arrive while the fetch after an outage is
+// under way take the keys it brings: a kid-less token needs some key,
+// not the key id "", so none of them waits for a second fetch (they
+// did: a second, rate-limited, and one more fetch).
+func TestJWKSNoKidBurstAfterOutage(t *testing.T) {
+	idp := authtest.New(t)
+	idp.Status.Store(503)
+	slow := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		time.Sleep(300 * time.Millisecond)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{HTTPClient: slow})
+	idp.Status.Store(0)
+	fetched := idp.Fetches.Load()
+	tok := authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "", authtest.Claims("user:default/nokid"))
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p, err := authenticate(a, "Bearer "+tok); err != nil || p.Subject != "user:default/nokid" {
+				t.Errorf("token without a kid after the outage: %+v %v", p, err)
+			}
+		}()
+		time.Sleep(40 * time.Millisecond) // all within the first fetch
+	}
+	wg.Wait()
+	if n := idp.Fetches.Load() - fetched; n != 1 {
+		t.Errorf("%d JWKS fetches for the burst, want 1", n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // The JWKS URL is logged without the password in its userinfo: the
 // warning about a failed fetch names the URL as url.Redacted gives it.

@@ -247,8 +247,11 @@ func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.J
 		case res := <-ch:
 			jwk, err = s.Storage.KeyRead(ctx, keyID)
 			// A fetch that was already under way when the caller asked
-			// may predate its key: one more, which starts after.
-			if started, ok := res.Val.(time.Time); errors.Is(err, jwkset.ErrKeyNotFound) && ok && started.Before(asked) {
+			// may predate its key: one more, which starts after. A
+			// token without a kid (keyfunc asks for "") needs only some
+			// key: once any is held, it tries them.
+			started, ok := res.Val.(time.Time)
+			if errors.Is(err, jwkset.ErrKeyNotFound) && ok && started.Before(asked) && (keyID != "" || !s.holdsKeys(ctx)) {
 				continue
 			}
 			return jwk, err
@@ -256,6 +259,12 @@ func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.J
 			return jwkset.JWK{}, fmt.Errorf("%w %q: %w", jwkset.ErrKeyNotFound, keyID, ctx.Err())
 		}
 	}
+}
+
+// holdsKeys reports whether any key is held.
+func (s *unknownKIDRefresh) holdsKeys(ctx context.Context) bool {
+	all, err := s.Storage.KeyReadAll(ctx)
+	return err == nil && len(all) > 0
 }
 
 // fetch waits for the rate limiter and fetches the JWKS, returning when
@@ -372,12 +381,9 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 		if tok != nil {
 			kid, _ = tok.Header["kid"].(string)
 		}
-		switch {
-		case errors.Is(err, jwkset.ErrKeyNotFound):
-			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS", kid)
-		case kid != "" && strings.Contains(err.Error(), "refresh rate limiter"):
-			// The key is not among those fetched, and the JWKS may not be
-			// fetched again yet (jwkset says so only in its text).
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			// Not even in the JWKS fetched after the token came
+			// (unknownKIDRefresh), or no fetch could be waited for.
 			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS (fetched again for an unknown key at most every %s)", kid, v.unknownKID)
 		}
 		return refuse(invalidCredential, "JWT cannot be verified: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
