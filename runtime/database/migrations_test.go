@@ -79,6 +79,7 @@ func TestRegisterMigrationsNames(t *testing.T) {
 		{"001\u200b.up.sql", "U+200B"}, // zero width space, also Cf
 		{"001\u0085.up.sql", "U+0085"}, // C1 control
 		{"001\t.up.sql", "U+0009"},
+		{"001_\xff.up.sql", `migration "001_\xff.up.sql": its name is not valid UTF-8`},
 	} {
 		in := &hostfuncs.Instance{Initializing: true}
 		files := append(migrationFiles(0, 1, 9), hostfuncs.MigrationFile{Name: c.name, SQL: "SELECT 1;"})

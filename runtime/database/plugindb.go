@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -971,6 +972,9 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 	for _, f := range files {
 		if f.Name == "" {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "a migration has no name")
+		}
+		if !utf8.ValidString(f.Name) {
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q: its name is not valid UTF-8", f.Name)
 		}
 		if r, ok := unprintable(f.Name); ok {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q: its name has %U, a control or format character, which could forge lines of greenroom migrate status or reach a terminal as an escape", f.Name, r)

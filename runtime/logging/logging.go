@@ -124,12 +124,14 @@ var escapes = []func(string) string{
 // plugin building a URL with url.Values sends, and what the access log's
 // path shows of a secret a client put in its query) and as a path segment
 // (url.PathEscape), and as a query value with a space as %20 (Python's
-// quote, JavaScript's encodeURIComponent for most secrets). The minimum
-// length applies to s, not to these longer forms.
+// quote(s, safe=""), JavaScript's encodeURIComponent for most secrets),
+// also with '/' left as it is (Python's quote(s), whose default keeps
+// it). The minimum length applies to s, not to these longer forms.
 func urlForms(s string) []string {
 	out := []string{s}
 	q := url.QueryEscape(s)
-	for _, e := range []string{q, url.PathEscape(s), strings.ReplaceAll(q, "+", "%20")} {
+	sp := strings.ReplaceAll(q, "+", "%20")
+	for _, e := range []string{q, url.PathEscape(s), sp, strings.ReplaceAll(sp, "%2F", "/")} {
 		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}

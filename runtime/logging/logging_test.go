@@ -90,22 +90,23 @@ func TestRedactsTwiceEscaped(t *testing.T) {
 // a secret too short to redact is not redacted in these longer forms.
 func TestRedactsPercentEncoded(t *testing.T) {
 	const secret = "AbC+dEf/GhI9 jKl&=="
-	// Python's quote(secret, safe=""), JavaScript's encodeURIComponent.
-	const quoted = "AbC%2BdEf%2FGhI9%20jKl%26%3D%3D"
+	// Python's quote(secret, safe=""), JavaScript's encodeURIComponent;
+	// Python's quote(secret), which keeps '/'.
+	const quoted, pyQuoted = "AbC%2BdEf%2FGhI9%20jKl%26%3D%3D", "AbC%2BdEf/GhI9%20jKl%26%3D%3D"
 	for _, format := range []string{"text", "json"} {
 		var out bytes.Buffer
 		log, _, err := New(&out, format, "info", []string{secret, "a b"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		log.WithField("url", "http://h/p?key="+url.QueryEscape(secret)).WithField("path", "/p/"+url.PathEscape(secret)).WithField("js", "?k="+quoted).Info("a%20b a+b")
+		log.WithField("url", "http://h/p?key="+url.QueryEscape(secret)).WithField("path", "/p/"+url.PathEscape(secret)).WithField("js", "?k="+quoted).WithField("py", "?k="+pyQuoted).Info("a%20b a+b")
 		got := out.String()
 		for _, leak := range []string{"AbC", "GhI9"} {
 			if strings.Contains(got, leak) {
 				t.Errorf("%s output leaks %q: %s", format, leak, got)
 			}
 		}
-		if strings.Count(got, Redacted) != 3 || !strings.Contains(got, "a%20b a+b") {
+		if strings.Count(got, Redacted) != 4 || !strings.Contains(got, "a%20b a+b") {
 			t.Errorf("%s: %s", format, got)
 		}
 	}
