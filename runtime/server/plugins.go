@@ -129,22 +129,42 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		w.Header.SetNoDefaultContentType(true)
 		headLength := -1 // the guest's Content-Length, kept for a HEAD
 		held := int64(len(resp.Body))
-		for _, h := range resp.Headers {
+		// A Location into greenroom is rewritten into the mount: decided
+		// (and refused if it could never be requested) before anything is
+		// written, and counted in what the answer holds.
+		var mounted map[int][]byte
+		for i, h := range resp.Headers {
 			held += int64(len(h[0]) + len(h[1]) + 4)
+			if !forwardResponseHeader(h[0], h[1]) {
+				continue
+			}
+			v, ok, err := mountLocation(id, sub, h[0], h[1], int(s.rt.Config().Server.HeaderLimit))
+			if err != nil {
+				s.log.WithFields(logrus.Fields{"plugin": id, "request_id": string(rs.id)}).WithError(err).Warn("plugin wrote a bad response")
+				return &APIError{Status: fiber.StatusBadGateway, Code: "plugin_bad_response", Plugin: id,
+					Message: fmt.Sprintf("plugin %s wrote an invalid response: %v", id, err)}
+			}
+			if ok {
+				if mounted == nil {
+					mounted = make(map[int][]byte, 1)
+				}
+				mounted[i] = v
+				held += int64(len(v))
+			}
 		}
 		// The answer outlives the instance: it is held until the client
 		// has read it, under the process's response budget.
 		if !s.responses.take(held) {
 			return s.budgetSpent(id, "server.response_budget", held)
 		}
-		for _, h := range resp.Headers {
+		for i, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {
 				if n, ok := contentLength(h[0], h[1]); ok {
 					headLength = n
 				}
 				continue
 			}
-			if v, ok := mountLocation(id, sub, h[0], h[1]); ok {
+			if v, ok := mounted[i]; ok {
 				w.Header.AddBytesV(fiber.HeaderLocation, v)
 				continue
 			}
@@ -426,19 +446,25 @@ var droppedResponseHeaders = map[string]bool{
 // it names: a browser would resolve it against the public URL, where
 // enough ".." climb out of /api/<id>. Any other Location (an absolute
 // URL, "//host/...", "?query", "#fragment") passes as it is.
-func mountLocation(id string, base, k, v []byte) ([]byte, bool) {
+//
+// A Location to be mounted that is longer than limit (the server's
+// header_limit) is an error: the request it names could never be read,
+// and a guest may not make the host work on megabytes of it.
+func mountLocation(id string, base, k, v []byte, limit int) ([]byte, bool, error) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
-		return nil, false
+		return nil, false, nil
 	}
 	// A browser strips leading and trailing spaces and control
 	// characters from a URL and drops its tabs (and newlines, refused
 	// already) before parsing it, so " /x" is "/x" and ".\t." is ".." to
 	// it: they go first.
-	if clean := bytes.ReplaceAll(bytes.TrimFunc(v, func(r rune) bool { return r <= ' ' }), []byte("\t"), nil); len(clean) != len(v) {
-		if mounted, ok := mountLocation(id, base, k, clean); ok {
-			return mounted, true
+	if trimmed := bytes.TrimFunc(v, func(r rune) bool { return r <= ' ' }); len(trimmed) != len(v) || bytes.IndexByte(trimmed, '\t') >= 0 {
+		clean := bytes.ReplaceAll(trimmed, []byte("\t"), nil)
+		mounted, ok, err := mountLocation(id, base, k, clean, limit)
+		if ok || err != nil {
+			return mounted, ok, err
 		}
-		return clean, true
+		return clean, true, nil
 	}
 	slash := func(i int) bool { return len(v) > i && (v[i] == '/' || v[i] == '\\') }
 	ref := v
@@ -447,12 +473,15 @@ func mountLocation(id string, base, k, v []byte) ([]byte, bool) {
 		// reference to a browser ("http:../x" from an http page).
 		scheme := strings.ToLower(string(v[:n]))
 		if scheme != "http" && scheme != "https" || slash(n+1) && slash(n+2) {
-			return nil, false
+			return nil, false, nil
 		}
 		ref = v[n+1:]
 	}
 	if len(ref) == 0 || ref[0] == '?' || ref[0] == '#' || len(ref) > 1 && (ref[0] == '/' || ref[0] == '\\') && (ref[1] == '/' || ref[1] == '\\') {
-		return nil, false
+		return nil, false, nil
+	}
+	if len(ref) > limit {
+		return nil, false, fmt.Errorf("a Location of %d bytes into its mount is longer than server.header_limit (%d bytes): no client could request it", len(v), limit)
 	}
 	end := bytes.IndexAny(ref, "?#")
 	if end < 0 {
@@ -462,18 +491,19 @@ func mountLocation(id string, base, k, v []byte) ([]byte, bool) {
 	path := ref[:end]
 	if !rooted {
 		dir := base[:bytes.LastIndexByte(base, '/')+1]
-		path = append(append([]byte{'/'}, bytes.TrimPrefix(dir, []byte("/"))...), path...)
+		dir = bytes.TrimPrefix(dir, []byte("/"))
+		path = append(append(append(make([]byte, 0, 1+len(dir)+len(path)), '/'), dir...), path...)
 	}
 	p, changed := resolveDots(path)
-	mount := make([]byte, 0, len("/api/")+len(id)+len(ref))
+	mount := make([]byte, 0, len("/api/")+len(id)+len(p)+len(ref)-end)
 	mount = append(append(mount, "/api/"...), id...)
 	if after, ok := bytes.CutPrefix(p, mount); rooted && ok && (len(after) == 0 || after[0] == '/') {
 		if !changed && len(ref) == len(v) {
-			return nil, false // a plugin that writes its mount itself keeps it once
+			return nil, false, nil // a plugin that writes its mount itself keeps it once
 		}
-		return append(p, ref[end:]...), true
+		return append(p, ref[end:]...), true, nil
 	}
-	return append(append(mount, p...), ref[end:]...), true
+	return append(append(mount, p...), ref[end:]...), true, nil
 }
 
 // schemeLen returns the length of the scheme v starts with (ALPHA *(
@@ -494,33 +524,70 @@ func schemeLen(v []byte) int {
 
 // resolveDots removes the dot segments of an absolute path as a browser
 // resolves them: "." and ".." also spelled with "%2e", "\" as "/". It
-// reports whether the path changed.
+// reports whether the path changed. It works in one pass and one buffer
+// the size of p: a guest's Location may be large.
 func resolveDots(p []byte) ([]byte, bool) {
-	if bytes.IndexByte(p, '.') < 0 && bytes.IndexByte(p, '\\') < 0 && !bytes.Contains(bytes.ToLower(p), []byte("%2e")) {
+	if bytes.IndexByte(p, '.') < 0 && bytes.IndexByte(p, '\\') < 0 && !containsFold(p, "%2e") {
 		return p, false
 	}
-	segs := bytes.Split(bytes.ReplaceAll(p[1:], []byte("\\"), []byte("/")), []byte("/"))
-	out := make([][]byte, 0, len(segs))
+	out := make([]byte, 1, len(p)+1)
+	out[0] = '/'
+	n := 0 // segments in out, which is "/" and them joined by "/"
 	trailing := false
-	for i, seg := range segs {
-		last := i == len(segs)-1
-		switch strings.ToLower(string(seg)) {
-		case "..", ".%2e", "%2e.", "%2e%2e":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
+	for rest := p[1:]; ; {
+		end := bytes.IndexAny(rest, "/\\")
+		seg := rest
+		if end >= 0 {
+			seg = rest[:end]
+		}
+		last := end < 0
+		switch dotSegment(seg) {
+		case 2:
+			if n > 0 {
+				n--
+				out = out[:max(bytes.LastIndexByte(out, '/'), 1)]
 			}
 			trailing = last
-		case ".", "%2e":
+		case 1:
 			trailing = last
 		default:
-			out = append(out, seg)
+			if n > 0 {
+				out = append(out, '/')
+			}
+			out = append(out, seg...)
+			n++
+			trailing = false
 		}
+		if last {
+			break
+		}
+		rest = rest[end+1:]
 	}
-	res := append([]byte{'/'}, bytes.Join(out, []byte("/"))...)
-	if trailing && len(out) > 0 {
-		res = append(res, '/')
+	if trailing && n > 0 {
+		out = append(out, '/')
 	}
-	return res, !bytes.Equal(res, p)
+	return out, !bytes.Equal(out, p)
+}
+
+// dotSegment reports whether seg is "." (1) or ".." (2), each dot also
+// spelled "%2e" in any case, or neither (0).
+func dotSegment(seg []byte) int {
+	dots := 0
+	for len(seg) > 0 && dots < 3 {
+		switch {
+		case seg[0] == '.':
+			seg = seg[1:]
+		case len(seg) >= 3 && seg[0] == '%' && seg[1] == '2' && (seg[2] == 'e' || seg[2] == 'E'):
+			seg = seg[3:]
+		default:
+			return 0
+		}
+		dots++
+	}
+	if len(seg) > 0 || dots > 2 {
+		return 0
+	}
+	return dots
 }
 
 // contentLength parses a guest's Content-Length header: digits only, at

@@ -979,6 +979,27 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 	}
 }
 
+// A Location into the mount longer than server.header_limit could never
+// be requested: the answer is refused (502) before the host works on it,
+// and the plugin goes on serving; one just under the limit is mounted.
+func TestLongRedirectRefused(t *testing.T) {
+	in := start(t, "[server]\nheader_limit = \"4KiB\"\n"+hostileConfig("2s", 1))
+	client := *in.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	status, h, body := in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=/.&then=/&repeat=500000", nil)
+	if status != 502 || !strings.Contains(body, `"plugin_bad_response"`) || !strings.Contains(body, "server.header_limit") || h.Get("Location") != "" {
+		t.Errorf("a 500 KB Location: %d %v %.300s", status, h, body)
+	}
+	status, h, body = in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=/a&then=/.&repeat=2000", nil)
+	if status != 302 || h.Get("Location") != "/api/hostile/a/" {
+		t.Errorf("a 4 KB Location: %d %q %.300s", status, h.Get("Location"), body)
+	}
+	status, h, _ = in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=https://elsewhere.test/&then=a&repeat=100000", nil)
+	if status != 302 || len(h.Get("Location")) != len("https://elsewhere.test/")+100000 {
+		t.Errorf("a 100 KB absolute Location: %d, %d bytes", status, len(h.Get("Location")))
+	}
+}
+
 // The admin view shows each plugin's state, module, grants (and what its
 // module imports without a grant), limits, pool and last load error.
 func TestAdminPluginView(t *testing.T) {

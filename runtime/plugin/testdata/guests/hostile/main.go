@@ -244,9 +244,12 @@ func init() {
 		w.Write([]byte("ok"))
 	})
 	// A redirect, to where the query says (the host keeps root-relative
-	// ones inside the plugin's mount).
+	// ones inside the plugin's mount), then "repeat" times its "then"
+	// (a Location far larger than any request could be).
 	mux.HandleFunc("GET /redirect", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Location", r.URL.Query().Get("to"))
+		q := r.URL.Query()
+		n, _ := strconv.Atoi(q.Get("repeat"))
+		w.Header().Set("Location", q.Get("to")+strings.Repeat(q.Get("then"), n))
 		w.WriteHeader(http.StatusFound)
 	})
 	mux.HandleFunc("GET /public-codes", func(w http.ResponseWriter, r *http.Request) {
