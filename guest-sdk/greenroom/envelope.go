@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -174,7 +173,8 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 		req.RequestURI = rawPath + "?" + rawQuery
 	}
 	if len(body) > 0 {
-		req.Body = io.NopCloser(strings.NewReader(body))
+		hold.body.r.Reset(body)
+		req.Body = &hold.body
 	}
 	hold.rw.status = http.StatusOK
 	return req, &hold.rw, nil
@@ -186,7 +186,27 @@ type requestHold struct {
 	ctx    requestContext
 	url    url.URL
 	rw     responseWriter
+	body   requestBody
 	values [8]string
+}
+
+// requestBody is a request's body, read from the envelope. As net/http's,
+// it fails a Read after Close with http.ErrBodyReadAfterClose.
+type requestBody struct {
+	r      strings.Reader
+	closed bool
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.Read(p)
+}
+
+func (b *requestBody) Close() error {
+	b.closed = true
+	return nil
 }
 
 // request returns the hold's Request with its context set. In wasm every
@@ -310,7 +330,7 @@ type responseWriter struct {
 	status      int
 	wroteHeader bool
 	done        bool   // the handler returned: the writer is retired
-	hasType     bool   // the header had a Content-Type when it was taken
+	noSniff     bool   // the header, when taken, had a Content-Type, a Content-Encoding or a Transfer-Encoding
 	head        []byte // status and headers, encoded when the status was written
 	body        []byte
 }
@@ -343,7 +363,10 @@ func (w *responseWriter) WriteHeader(status int) {
 	}
 	w.status = status
 	w.wroteHeader = true
-	_, w.hasType = w.header["Content-Type"]
+	// net/http sniffs no type for a body the handler encoded (or framed)
+	// itself, nor when it set one, even to nil.
+	_, hasType := w.header["Content-Type"]
+	w.noSniff = hasType || w.header.Get("Content-Encoding") != "" || len(w.header["Transfer-Encoding"]) > 0 && w.header["Transfer-Encoding"][0] != ""
 	w.head = appendResponseHead(w.head[:0], status, w.header)
 }
 
@@ -385,13 +408,13 @@ func (w *responseWriter) bodyAllowed() bool {
 
 // finish completes the response once the handler returned: the status
 // (200 if none was written), a Content-Type sniffed from the body when the
-// handler set none (as net/http's server does), and the body's length
+// handler set none, nor a Content-Encoding (as net/http's server does), and the body's length
 // prefix. w.head then holds the envelope up to the body, w.body the body.
 func (w *responseWriter) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.hasType && len(w.body) > 0 && w.bodyAllowed() {
+	if !w.noSniff && len(w.body) > 0 && w.bodyAllowed() {
 		w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.body))
 	}
 	w.head = binary.LittleEndian.AppendUint32(w.head, uint32(len(w.body)))

@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +87,25 @@ func TestDecodeRequest(t *testing.T) {
 	}
 }
 
+// As with net/http's server, a body read after Close fails, unread bytes
+// or not.
+func TestRequestBodyReadAfterClose(t *testing.T) {
+	req, _, err := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if n, err := req.Body.Read(buf); n != 5 || err != nil || string(buf) != "hello" {
+		t.Fatalf("first read: %d %v %q", n, err, buf)
+	}
+	if err := req.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := req.Body.Read(buf); n != 0 || err != http.ErrBodyReadAfterClose {
+		t.Errorf("read after close: %d %v, want 0 %v", n, err, http.ErrBodyReadAfterClose)
+	}
+}
+
 func TestDecodeRequestPastDeadline(t *testing.T) {
 	req, _, err := decodeRequest(string(sampleEnvelope(time.Now().Add(-time.Second))))
 	if err != nil {
@@ -154,6 +176,44 @@ func TestResponseHead(t *testing.T) {
 	w.finish()
 	if st, got, body := decodeResponse(t, append(w.head, w.body...)); st != 200 || got["X-End"] == nil || got["Content-Type"] != nil || body != "" {
 		t.Errorf("empty response: %d %v %q", st, got, body)
+	}
+}
+
+// The SDK sniffs a Content-Type exactly when net/http's server does: not
+// for a body the handler encoded itself, nor for one it framed.
+func TestContentTypeSniffedAsNetHTTP(t *testing.T) {
+	gzipped := []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffhello")
+	for _, tc := range []struct {
+		name   string
+		header map[string][]string
+	}{
+		{"none", nil},
+		{"type set", map[string][]string{"Content-Type": {"application/x-thing"}}},
+		{"type suppressed", map[string][]string{"Content-Type": nil}},
+		{"gzip", map[string][]string{"Content-Encoding": {"gzip"}}},
+		{"empty encoding", map[string][]string{"Content-Encoding": {""}}},
+		{"transfer-encoding", map[string][]string{"Transfer-Encoding": {"chunked"}}},
+	} {
+		handler := func(w http.ResponseWriter) {
+			for k, v := range tc.header {
+				w.Header()[k] = v
+			}
+			w.Write(gzipped)
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { handler(w) }))
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		w := &responseWriter{}
+		handler(w)
+		w.finish()
+		_, got, _ := decodeResponse(t, append(w.head, w.body...))
+		if want := resp.Header.Get("Content-Type"); strings.Join(got["Content-Type"], ",") != want {
+			t.Errorf("%s: Content-Type %q, net/http sends %q", tc.name, got["Content-Type"], want)
+		}
 	}
 }
 
@@ -281,6 +341,36 @@ func TestServeRecoversPanic(t *testing.T) {
 	if err := json.Unmarshal(w.body, &body); err != nil || body["code"] != "plugin_no_handler" || body["request_id"] != "rid-1" ||
 		!strings.Contains(body["error"], "greenroom.Handle from an init function") {
 		t.Errorf("no handler: body %s (%v)", w.body, err)
+	}
+}
+
+// A handler's panic is logged with its stack, except http.ErrAbortHandler
+// (net/http logs none for it); both fail the call.
+func TestServeAbortHandlerLogsNoStack(t *testing.T) {
+	defer Handle(nil)
+	for _, tc := range []struct {
+		v         any
+		wantStack bool
+	}{{"boom", true}, {http.ErrAbortHandler, false}} {
+		Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic(tc.v) }))
+		req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+		r, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := os.Stderr
+		os.Stderr = pw
+		code := serve(w, req)
+		os.Stderr = stderr
+		pw.Close()
+		out, _ := io.ReadAll(r)
+		r.Close()
+		if code != handlePanicked {
+			t.Errorf("%v: code = %d, want handlePanicked", tc.v, code)
+		}
+		if hasStack := strings.Contains(string(out), "goroutine "); hasStack != tc.wantStack || !strings.Contains(string(out), fmt.Sprint(tc.v)) {
+			t.Errorf("%v: logged %q, want a stack: %v", tc.v, out, tc.wantStack)
+		}
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 func reportPanic(where string, v any, stack []byte) {
 	msg := fmt.Sprintf("panic %s: %v", where, v)
 	rec := appendRecordHead(nil, levelError, dropString(msg, 16<<10))
-	rec = appendStringAttr(rec, "stack", truncate(string(stack), 32<<10))
+	if stack != nil {
+		rec = appendStringAttr(rec, "stack", truncate(string(stack), 32<<10))
+	}
 	if !emitRecord(rec) {
 		fmt.Fprintf(os.Stderr, "%s\n%s", msg, stack)
 	}
@@ -82,12 +84,17 @@ const (
 )
 
 // serve runs the registered handler for one decoded request and reports
-// whether it panicked. A panic is logged at error level with its stack;
-// the runtime then discards this instance.
+// whether it panicked. A panic is logged at error level with its stack
+// (without one for http.ErrAbortHandler, a handler's deliberate abort, as
+// net/http logs none); the runtime then discards this instance.
 func serve(w *responseWriter, req *http.Request) (code uint32) {
 	defer func() {
 		if v := recover(); v != nil {
-			reportPanic("serving "+req.Method+" "+req.URL.Path, v, debug.Stack())
+			var stack []byte
+			if v != http.ErrAbortHandler {
+				stack = debug.Stack()
+			}
+			reportPanic("serving "+req.Method+" "+req.URL.Path, v, stack)
 			code = handlePanicked
 		}
 	}()
