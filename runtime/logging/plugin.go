@@ -3,6 +3,7 @@ package logging
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,8 +204,26 @@ func (l *PluginLogger) Allow() bool {
 // already. It returns hostfuncs.LogWritten.
 func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord) int32 {
 	fields := make(logrus.Fields, len(rec.Attrs)+3)
+	var dups map[string]int // a key written again: the next suffix to try
 	for _, a := range rec.Attrs {
-		fields[l.key(a.Key)] = value(a.Value)
+		k := l.key(a.Key)
+		if _, taken := fields[k]; taken {
+			// slog's handlers write a repeated key (and every "!BADKEY")
+			// each time; a field map keeps one value per key, so a
+			// repeat gets "#2", "#3", ...: no value is lost.
+			if dups == nil {
+				dups = make(map[string]int)
+			}
+			base := k
+			for n := max(dups[base], 2); ; n++ {
+				k = base + "#" + strconv.Itoa(n)
+				if _, taken := fields[k]; !taken {
+					dups[base] = n + 1
+					break
+				}
+			}
+		}
+		fields[k] = value(a.Value)
 	}
 	fields["plugin"] = l.id
 	if call.RequestID != "" {

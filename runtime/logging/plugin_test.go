@@ -92,6 +92,33 @@ func TestPluginRecordFields(t *testing.T) {
 	}
 }
 
+// slog writes a repeated key each time, and "!BADKEY" for every odd
+// argument: each value is kept, the repeats with "#2", "#3", ... And a
+// plugin repeating one key cannot make the host work quadratically.
+func TestPluginRepeatedKeysKeepEveryValue(t *testing.T) {
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{})
+	pl.Write(Call{}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "m", Attrs: []hostfuncs.LogAttr{
+		attr("id", "1"), attr("id#2", "taken"), attr("id", "2"), attr("id", "3"), attr("!BADKEY", "x"), attr("!BADKEY", "y"),
+		attr("plugin", "p1"), attr("fields.plugin", "p2"), attr("n", nil), attr("n", "after nil"),
+	}})
+	l := buf.lines(t)[0]
+	want := map[string]any{"id": "1", "id#2": "taken", "id#3": "2", "id#4": "3", "!BADKEY": "x", "!BADKEY#2": "y",
+		"fields.plugin": "p1", "fields.plugin#2": "p2", "n": nil, "n#2": "after nil", "plugin": "docs"}
+	for k, v := range want {
+		if got, ok := l[k]; !ok || got != v {
+			t.Errorf("field %q = %#v (%v), want %#v", k, got, ok, v)
+		}
+	}
+	attrs := make([]hostfuncs.LogAttr, 20000)
+	for i := range attrs {
+		attrs[i] = attr("k", int64(i))
+	}
+	pl.Write(Call{}, &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: "many", Attrs: attrs})
+	if l := buf.lines(t)[1]; l["k"] != 0.0 || l["k#20000"] != 19999.0 {
+		t.Errorf("20000 repeats: k=%v k#20000=%v", l["k"], l["k#20000"])
+	}
+}
+
 // The text format writes keys unquoted: a plugin must not be able to
 // start a new line or forge a field through a key.
 func TestPluginKeysCannotForgeText(t *testing.T) {
