@@ -167,7 +167,13 @@ func TestRestartOnWrongSumEntry(t *testing.T) {
 			if loc == nil {
 				return fmt.Errorf("no sum in %q", b)
 			}
-			b[loc[0]] = "01"[b[loc[0]]&1] // some other hex digit
+			// Some other hex digit ("01"[b&1] once left a '0' or a '1'
+			// as it was).
+			if b[loc[0]] == '0' {
+				b[loc[0]] = '1'
+			} else {
+				b[loc[0]] = '0'
+			}
 			return os.WriteFile(entry, b, 0o644)
 		}},
 		// What a writer of the cache directory can do: a well-formed entry,
