@@ -132,6 +132,9 @@ func writeStatus(out io.Writer, st []database.MigrationStatus) error {
 		if !m.AppliedAt.IsZero() {
 			applied = m.AppliedAt.UTC().Format(time.RFC3339)
 		}
+		if m.Unconfirmed {
+			applied += " (commit unconfirmed: settled at the plugin's next load)"
+		}
 		fmt.Fprintf(w, "%s\t%s\t%s\n", owner, printable(m.Name), applied)
 	}
 	return w.Flush()

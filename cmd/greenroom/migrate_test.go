@@ -55,7 +55,7 @@ path = "missing.wasm"
 		t.Fatalf("status before: %v\n%s", err, out)
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
-	if err != nil || !strings.HasPrefix(out, "runtime: 2 migrations applied; up to date\nplugin todo: 2 migrations applied; up to date") {
+	if err != nil || !strings.HasPrefix(out, "runtime: 3 migrations applied; up to date\nplugin todo: 2 migrations applied; up to date") {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
@@ -84,6 +84,7 @@ func TestMigrateStatusQuotesNames(t *testing.T) {
 		{Plugin: "todo", Name: "004\x1b[2J.up.sql", AppliedAt: at},
 		{Plugin: "todo", Name: "005_\u202elqs.pu.sql", AppliedAt: at},
 		{Plugin: "todo", Name: `"006.up.sql"`, AppliedAt: at},
+		{Plugin: "todo", Name: "007.up.sql", AppliedAt: at, Unconfirmed: true},
 	}
 	var out bytes.Buffer
 	if err := writeStatus(&out, st); err != nil {
@@ -96,6 +97,7 @@ plugin todo  "002_x.up.sql  2025-01-02T03:04:05Z\nplugin other  003_y.up.sql"  2
 plugin todo  "004\x1b[2J.up.sql"                                               2025-01-02T03:04:05Z
 plugin todo  "005_\u202elqs.pu.sql"                                            2025-01-02T03:04:05Z
 plugin todo  "\"006.up.sql\""                                                  2025-01-02T03:04:05Z
+plugin todo  007.up.sql                                                        2025-01-02T03:04:05Z (commit unconfirmed: settled at the plugin's next load)
 `
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)

@@ -8,3 +8,8 @@ import "github.com/jackc/pgx/v5"
 func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
 	return s.pluginConnector(id).conf.Copy()
 }
+
+// SetMigrationCommitHook sets what runs before ("before") and after
+// ("after") a migration's transaction commits; an error stops the
+// migration there, as if the process had stopped. nil removes it.
+func SetMigrationCommitHook(f func(stage string) error) { testHookMigrationCommit = f }

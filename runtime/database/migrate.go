@@ -89,6 +89,11 @@ type MigrationStatus struct {
 	Plugin    string
 	Name      string
 	AppliedAt time.Time
+	// Unconfirmed marks a plugin migration recorded whose transaction's
+	// COMMIT was not confirmed (a replica stopped during it): the plugin's
+	// next load asks the server whether it committed, and applies it
+	// again if not.
+	Unconfirmed bool
 }
 
 func runtimeMigrationStatus(ctx context.Context, db *bun.DB, client string) ([]MigrationStatus, error) {
@@ -156,11 +161,16 @@ func Status(ctx context.Context, cfg Config, log *logrus.Logger) ([]MigrationSta
 	}
 	var recs []pluginMigration
 	if err := db.NewSelect().Model(&recs).Order("plugin", "name").Scan(ctx); err != nil {
-		// Before the runtime's first migration there is no table yet.
-		return out, nil
+		// Before the runtime's first migration there is no table yet,
+		// and before 20261202000001 (pending, as status applies none) no
+		// xact column.
+		recs = nil
+		if err := db.NewSelect().Model(&recs).ExcludeColumn("xact").Order("plugin", "name").Scan(ctx); err != nil {
+			return out, nil
+		}
 	}
 	for _, r := range recs {
-		out = append(out, MigrationStatus{Plugin: r.Plugin, Name: r.Name, AppliedAt: r.AppliedAt})
+		out = append(out, MigrationStatus{Plugin: r.Plugin, Name: r.Name, AppliedAt: r.AppliedAt, Unconfirmed: r.Xact != ""})
 	}
 	return out, nil
 }
@@ -173,4 +183,7 @@ type pluginMigration struct {
 	Name      string    `bun:"name,pk"`
 	SHA256    string    `bun:"sha256,notnull"`
 	AppliedAt time.Time `bun:"applied_at,notnull"`
+	// Xact is the PostgreSQL transaction that applied it while its COMMIT
+	// is not confirmed; "" (NULL) once it is, and always on SQLite.
+	Xact string `bun:"xact,nullzero"`
 }

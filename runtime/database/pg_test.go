@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
 // The runtime's cross-replica locks are rows of its own table, which plugin
@@ -822,4 +824,75 @@ func TestPGLeftOpenTransactionKeepsItsConnection(t *testing.T) {
 			t.Fatalf("call %d ran on backend %v, the left-open transaction's was %v: its connection was closed, not rolled back", i+2, got, first)
 		}
 	}
+}
+
+// A migration's row is written before its transaction commits, with the
+// transaction's id until the COMMIT is confirmed. A replica that stops in
+// between leaves the row; the next load asks the server what became of
+// the transaction: one that never committed is applied again (it was
+// once recorded as applied for ever, its tables missing), one that did is
+// not applied twice. A COMMIT that fails leaves no row.
+func TestPGMigrationCommitSettled(t *testing.T) {
+	rows := func(t *testing.T, in *servertest.Instance) map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		r, err := in.RT.Database().DB().DB.Query("SELECT name, coalesce(xact, '') FROM plugin_migrations WHERE plugin = 'alpha'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for r.Next() {
+			var name, xact string
+			if err := r.Scan(&name, &xact); err != nil {
+				t.Fatal(err)
+			}
+			out[name] = xact
+		}
+		return out
+	}
+	stopAt := func(stage string) func(string) error {
+		return func(s string) error {
+			if s == stage {
+				return errors.New("replica stopped")
+			}
+			return nil
+		}
+	}
+	for _, stage := range []string{"before", "after"} {
+		t.Run("stopped "+stage+" commit", func(t *testing.T) {
+			conf := backends[1].conf(t)
+			alpha := plugin("alpha", true, "good", "")
+			database.SetMigrationCommitHook(stopAt(stage))
+			t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
+			in := start(t, conf, alpha)
+			database.SetMigrationCommitHook(nil)
+			if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "replica stopped") {
+				t.Fatalf("alpha: %s %s, want failed at its first migration", st, reason)
+			}
+			if r := rows(t, in); len(r) != 1 || r["001_notes.up.sql"] == "" {
+				t.Fatalf("rows %v, want 001 recorded with its transaction", r)
+			}
+			again := start(t, conf, alpha) // the next replica, or the restart
+			if st, reason := again.RT.Slot("alpha").Status(); st != "ready" {
+				t.Fatalf("alpha on the next load: %s %s", st, reason)
+			}
+			must(t, again, "alpha", query("SELECT count(*) FROM notes"))
+			if r := run(t, again, "alpha", query("SELECT count(*) FROM applied")); fmt.Sprint(r[0].Rows) != "[[1]]" {
+				t.Errorf("002 applied %v times, want once", r[0].Rows)
+			}
+			if r := rows(t, again); len(r) != 2 || r["001_notes.up.sql"] != "" || r["002_applied.up.sql"] != "" {
+				t.Errorf("rows %v, want both confirmed", r)
+			}
+		})
+	}
+	t.Run("commit fails", func(t *testing.T) {
+		conf := backends[1].conf(t)
+		in := start(t, conf, plugin("alpha", true, "pgcommitfail", ""))
+		if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "refused at commit") {
+			t.Fatalf("alpha: %s %s, want failed at the COMMIT", st, reason)
+		}
+		if r := rows(t, in); len(r) != 0 {
+			t.Errorf("rows %v, want none", r)
+		}
+	})
 }

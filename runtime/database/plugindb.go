@@ -1055,6 +1055,19 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	}
 	applied := map[string]string{}
 	for _, r := range recs {
+		if r.Xact != "" {
+			// Recorded, its COMMIT never confirmed: a replica stopped,
+			// or lost its connection, while committing it.
+			log := p.log.WithFields(logrus.Fields{"migration": r.Name, "transaction": r.Xact})
+			if err := p.settleMigration(ctx, &r); err != nil {
+				return timedOut(err)
+			}
+			if r.Xact == "" {
+				log.Warn("a migration was recorded but its transaction did not commit (a replica stopped or lost its connection while committing it): applying it again")
+				continue
+			}
+			log.Info("confirmed that a migration whose commit was not confirmed did commit")
+		}
 		applied[r.Name] = r.SHA256
 	}
 	var pending []hostfuncs.MigrationFile
@@ -1178,17 +1191,103 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	sum := sha256.Sum256([]byte(f.SQL))
 	rec := &pluginMigration{Plugin: p.id, Name: f.Name, SHA256: hex.EncodeToString(sum[:]), AppliedAt: time.Now().UTC()}
-	// Recorded before the plugin's transaction commits: a crash in
-	// between leaves a migration recorded but not applied, which the next
-	// migration that needs it reports, rather than one applied twice.
+	if p.svc.cfg.Client == ClientPG {
+		// The transaction's id, to ask the server later whether it
+		// committed (qualified: the migration may have made functions
+		// and types of these names in the plugin's schema).
+		if err := tx.QueryRowContext(ctx, "SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text").Scan(&rec.Xact); err != nil {
+			return fmt.Errorf("read the migration's transaction id: %w", p.svc.backend.classify(err))
+		}
+	}
+	// Recorded (on the runtime's connection: the plugin's role cannot
+	// write there) before the plugin's transaction commits, with that
+	// transaction's id until its COMMIT is confirmed. A replica that stops
+	// in between, or a COMMIT whose outcome is lost with its connection,
+	// leaves the row for the next load to settle (settleMigration): on
+	// PostgreSQL neither a migration lost nor one applied twice. SQLite
+	// has no id to ask about: a crash in that instant (its COMMIT has no
+	// deferred work) leaves a migration recorded but not applied.
 	if _, err := p.svc.DB().NewInsert().Model(rec).Exec(ctx); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
+	if hook := testHookMigrationCommit; hook != nil {
+		if err := hook("before"); err != nil {
+			return err // as if the process stopped: the row stays
+		}
+	}
 	if err := tx.Commit(); err != nil {
-		p.svc.DB().NewDelete().Model(rec).WherePK().Exec(context.Background())
+		if rec.Xact == "" {
+			p.svc.DB().NewDelete().Model(rec).WherePK().Exec(context.Background())
+			return err
+		}
+		// The connection may have been lost after the server committed:
+		// the server says which it was.
+		// (A COMMIT given up at migration_timeout leaves ctx done: the
+		// question gets a few seconds of its own.)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if serr := p.settleMigration(sctx, rec); serr != nil {
+			return fmt.Errorf("%w; and its outcome: %w", err, serr)
+		}
+		if rec.Xact != "" {
+			return nil // it did commit
+		}
 		return err
 	}
+	if hook := testHookMigrationCommit; hook != nil {
+		if err := hook("after"); err != nil {
+			return err
+		}
+	}
+	if rec.Xact != "" {
+		// Should this fail, the row keeps the id, and the next load
+		// finds the transaction committed.
+		if _, err := p.svc.DB().NewUpdate().Model(rec).Set("xact = NULL").WherePK().Exec(ctx); err != nil {
+			p.log.WithField("migration", rec.Name).WithError(err).Warn("could not confirm an applied migration's commit; the plugin's next load will")
+		}
+	}
 	return nil
+}
+
+// testHookMigrationCommit, set by tests, runs before a migration's
+// transaction commits ("before") and after ("after"); an error stops the
+// migration there, as if the process had stopped.
+var testHookMigrationCommit func(stage string) error
+
+// settleMigration decides a recorded migration whose transaction's COMMIT
+// was not confirmed (rec.Xact), asking the server for that transaction's
+// status, waiting while it is still in progress (a stopped replica's
+// backend may still run its deferred triggers) as long as ctx allows.
+// Committed: the row is confirmed and rec.Xact kept. Aborted: the row is
+// deleted and rec.Xact cleared (the migration is to be applied again).
+func (p *PluginDB) settleMigration(ctx context.Context, rec *pluginMigration) error {
+	db := p.svc.DB()
+	for {
+		var status sql.NullString
+		err := db.QueryRowContext(ctx, "SELECT pg_catalog.pg_xact_status(?::pg_catalog.xid8)", rec.Xact).Scan(&status)
+		switch {
+		case err != nil:
+			return fmt.Errorf("ask the server whether migration %s's transaction %s committed: %w", rec.Name, rec.Xact, err)
+		case !status.Valid:
+			return fmt.Errorf("cannot tell whether migration %s committed: the server no longer remembers its transaction %s; check the plugin's schema, then delete the migration's row from greenroom.plugin_migrations to apply it again, or set its xact to NULL if it is applied", rec.Name, rec.Xact)
+		case status.String == "committed":
+			if _, err := db.NewUpdate().Model(rec).Set("xact = NULL").WherePK().Exec(ctx); err != nil {
+				return fmt.Errorf("confirm migration %s: %w", rec.Name, err)
+			}
+			return nil
+		case status.String == "aborted":
+			if _, err := db.NewDelete().Model(rec).WherePK().Exec(ctx); err != nil {
+				return fmt.Errorf("forget migration %s, whose transaction did not commit: %w", rec.Name, err)
+			}
+			rec.Xact = ""
+			return nil
+		}
+		select { // in progress
+		case <-ctx.Done():
+			return fmt.Errorf("migration %s's transaction %s is still committing: %w", rec.Name, rec.Xact, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // serverTimeoutMessage is the message of a statement the server cancelled
