@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,7 +12,7 @@ import (
 // pool hands out instances, one call at a time each, and never holds more
 // than max of them (busy, idle or being created).
 //
-// A token in slots is the right to own one instance; idle holds instances
+// A token (of tokens) is the right to own one instance; idle holds instances
 // nobody owns, as a stack: the instance released last is handed out first,
 // while its memory and the code it ran are still in the CPU's caches
 // (rotating through every instance measurably slowed each call). acquire takes a token (waiting at most the queue timeout),
@@ -20,7 +21,7 @@ import (
 // a retired one is closed and replaced in the background (see renew).
 type pool struct {
 	p            *Plugin
-	slots        chan struct{}
+	tokens       tokens
 	queueTimeout time.Duration
 
 	// renewing counts retired instances whose successors are starting
@@ -48,7 +49,7 @@ func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
 	return &pool{
 		p:            p,
 		c:            p.spec.Counters,
-		slots:        make(chan struct{}, max),
+		tokens:       tokens{max: max},
 		queueTimeout: queueTimeout,
 		done:         make(chan struct{}),
 		all:          map[*instance]struct{}{},
@@ -74,9 +75,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: err}
 	}
-	select {
-	case pl.slots <- struct{}{}:
-	default:
+	if !pl.tokens.tryTake() {
 		if err := pl.wait(ctx, timeout); err != nil {
 			return nil, time.Time{}, err
 		}
@@ -89,7 +88,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	pl.mu.Lock()
 	if pl.closed {
 		pl.mu.Unlock()
-		<-pl.slots
+		pl.tokens.give()
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 	}
 	pl.live++
@@ -122,7 +121,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 			return
 		}
 		// The caller gave up: the instance waits idle for the next call.
-		defer func() { <-pl.slots }()
+		defer pl.tokens.give()
 		if err != nil {
 			pl.remove()
 			if pl.starts.Err() == nil { // not the pool closing
@@ -160,11 +159,11 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 		// caller that arrived later, so that the call goes to the new
 		// version (or gets 404).
 		pl.remove()
-		<-pl.slots
+		pl.tokens.give()
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 	case c.err != nil:
 		pl.remove()
-		<-pl.slots
+		pl.tokens.give()
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: c.err}
 	}
 	return c.in, time.Now().Add(timeout), nil
@@ -187,10 +186,11 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 		t.Stop()
 		pl.c.QueueNanos.Add(int64(time.Since(start)))
 	}()
+	w := pl.tokens.enqueue(arrivalOf(ctx))
 	extended := false
 	for {
 		select {
-		case pl.slots <- struct{}{}:
+		case <-w.granted:
 			return nil
 		case <-t.C:
 			if !extended && pl.renewing.Load() > 0 {
@@ -198,7 +198,10 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 				t.Reset(timeout)
 				continue
 			}
-			if extended && int(pl.renewing.Load()) >= len(pl.slots) {
+			if pl.tokens.leave(w) {
+				return nil // granted as the timer fired
+			}
+			if extended && int(pl.renewing.Load()) >= pl.tokens.count() {
 				// Every instance is one still starting, none serving a
 				// call: the answer of a caller that waited its timeout for
 				// a new instance of its own (504). With any serving a call,
@@ -208,11 +211,117 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 			pl.c.Rejected.Add(1)
 			return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
 		case <-pl.done:
+			if pl.tokens.leave(w) {
+				pl.tokens.give()
+			}
 			return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 		case <-ctx.Done():
+			if pl.tokens.leave(w) {
+				pl.tokens.give()
+			}
 			return &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
 		}
 	}
+}
+
+// tokens are a pool's rights to own an instance, max of them. A caller
+// that finds none waits in line, ordered by when its call arrived rather
+// than by when it began to wait: a call that a reload moved from the
+// version it waited on (Runtime.Handle, ErrMoved) keeps its place in the
+// new version's line, ahead of calls that arrived after it. (Re-queued
+// at the back, such calls lost their place at each of several reloads
+// in a row, and some waited out their queue timeout: 503 plugin_busy.)
+// A token given back goes straight to the first in line.
+type tokens struct {
+	mu      sync.Mutex
+	held    int
+	max     int
+	waiters []*tokenWaiter // by arrival, earliest first
+}
+
+type tokenWaiter struct {
+	arrival time.Time
+	granted chan struct{} // receives the token handed over
+}
+
+// tryTake takes a token if one is free and nobody waits for it.
+func (t *tokens) tryTake() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held < t.max && len(t.waiters) == 0 {
+		t.held++
+		return true
+	}
+	return false
+}
+
+// enqueue puts a call that arrived at arrival in line; its granted
+// channel receives the token when its turn comes (at once if one is
+// free).
+func (t *tokens) enqueue(arrival time.Time) *tokenWaiter {
+	w := &tokenWaiter{arrival: arrival, granted: make(chan struct{}, 1)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held < t.max && len(t.waiters) == 0 {
+		t.held++
+		w.granted <- struct{}{}
+		return w
+	}
+	i := len(t.waiters)
+	for i > 0 && t.waiters[i-1].arrival.After(arrival) {
+		i--
+	}
+	t.waiters = slices.Insert(t.waiters, i, w)
+	return w
+}
+
+// leave takes w out of the line. It reports whether w was handed a token
+// meanwhile, which its caller then holds.
+func (t *tokens) leave(w *tokenWaiter) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i := slices.Index(t.waiters, w); i >= 0 {
+		t.waiters = slices.Delete(t.waiters, i, i+1)
+		return false
+	}
+	return true
+}
+
+// give returns a token: to the first in line, or to the free ones.
+func (t *tokens) give() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.waiters) > 0 {
+		w := t.waiters[0]
+		t.waiters[0] = nil
+		t.waiters = t.waiters[1:]
+		w.granted <- struct{}{}
+		return
+	}
+	t.held--
+}
+
+// count is how many tokens are held.
+func (t *tokens) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.held
+}
+
+type arrivalKey struct{}
+
+// WithArrival returns ctx for a call that arrived at t, before this
+// attempt of it: a call a reload moved to the plugin's new version
+// waits there ahead of the calls that arrived after it.
+func WithArrival(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, arrivalKey{}, t)
+}
+
+func arrivalOf(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(arrivalKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
 }
 
 // add counts a new instance unless the pool is closed.
@@ -245,7 +354,7 @@ func (pl *pool) release(in *instance) {
 		return
 	}
 	pl.park(in)
-	<-pl.slots
+	pl.tokens.give()
 }
 
 // park makes in idle, or closes it if the pool is closed.
@@ -311,7 +420,7 @@ func (pl *pool) renew(old *instance, why string) {
 	if pl.closed {
 		pl.mu.Unlock()
 		pl.drop(old)
-		<-pl.slots
+		pl.tokens.give()
 		return
 	}
 	pl.wg.Add(1)
@@ -320,7 +429,7 @@ func (pl *pool) renew(old *instance, why string) {
 	go func() {
 		defer pl.wg.Done()
 		defer func() {
-			<-pl.slots
+			pl.tokens.give()
 			pl.renewing.Add(-1)
 		}()
 		pl.drop(old)
@@ -431,7 +540,7 @@ func (pl *pool) stats() Stats {
 	// one's successor) is live but serves no call yet.
 	starting := int(pl.renewing.Load())
 	return Stats{
-		Max:        cap(pl.slots),
+		Max:        pl.tokens.max,
 		Live:       live,
 		Idle:       idle,
 		Busy:       max(live-idle-starting, 0),

@@ -207,7 +207,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			return unknownPlugin(id)
 		}
 		req.Principal = envelopePrincipal(principal)
-		err = s.rt.Handle(s.base, id, req, respond)
+		// It keeps its place in line: ahead of the calls that arrived
+		// after it, which the new version may already have queued.
+		err = s.rt.Handle(plugin.WithArrival(s.base, began), id, req, respond)
 	}
 	if err != nil {
 		return s.callError(id, err)

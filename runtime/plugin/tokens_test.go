@@ -1,0 +1,49 @@
+package plugin
+
+import (
+	"testing"
+	"time"
+)
+
+// A pool's tokens go to waiters in the order their calls arrived, not the
+// order they began to wait; nobody jumps the line while anyone waits; a
+// waiter that leaves after it was handed a token holds it.
+func TestTokensGoInArrivalOrder(t *testing.T) {
+	tk := tokens{max: 1}
+	if !tk.tryTake() {
+		t.Fatal("a free token was not taken")
+	}
+	base := time.Now()
+	late := tk.enqueue(base.Add(3 * time.Second))
+	early := tk.enqueue(base.Add(1 * time.Second)) // moved by a reload: arrived first
+	middle := tk.enqueue(base.Add(2 * time.Second))
+	if tk.tryTake() {
+		t.Fatal("tryTake took a token while calls wait")
+	}
+	granted := func(w *tokenWaiter) bool {
+		select {
+		case <-w.granted:
+			return true
+		default:
+			return false
+		}
+	}
+	tk.give()
+	if !granted(early) || granted(middle) || granted(late) {
+		t.Fatal("the first token given back did not go to the call that arrived first")
+	}
+	if tk.leave(middle) {
+		t.Fatal("a waiter never handed a token left holding one")
+	}
+	tk.give()
+	if !granted(late) {
+		t.Fatal("the token did not go to the next in line")
+	}
+	if !tk.leave(late) {
+		t.Fatal("a waiter handed a token was not told it holds it")
+	}
+	tk.give()
+	if tk.count() != 0 || !tk.tryTake() {
+		t.Fatalf("after all were given back, %d held", tk.count())
+	}
+}
