@@ -11,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -60,6 +61,9 @@ func (r *ReloadResult) Failed() bool {
 // in flight. Settings that cannot change while running are reported in
 // RestartNeeded and keep their old values.
 func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult, error) {
+	// The reload decides anew about plugins retrying their load (one in
+	// progress is cancelled, rather than hold the reload up).
+	r.stopRetries(false)
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	if !r.loaded.Load() {
@@ -121,6 +125,8 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			if s.cur.Load() != nil {
 				s.set(StateReady, err) // serving, with its last load error
 				log.Error("reload: new version failed to load; the previous version keeps serving")
+			} else if database.Transient(err) {
+				r.retryLoad(s, err)
 			} else {
 				s.set(StateFailed, err)
 				log.Error("reload: plugin failed to load; its routes answer 503")

@@ -96,6 +96,13 @@ type Runtime struct {
 	counters   map[string]*idCounters
 	reader     *urlreader.Reader
 	loaded     atomic.Bool
+
+	// retries are the loads retrying in the background (retry.go), by
+	// slot; retriesDone once Close stopped them.
+	retryMu     sync.Mutex
+	retries     map[*Slot]*loadRetry
+	retryWG     sync.WaitGroup
+	retriesDone bool
 }
 
 // slotTable is the set of plugins at one moment; a reload publishes a new
@@ -113,6 +120,10 @@ const (
 	StateReady   State = "ready"
 	StateFailed  State = "failed"
 	StateClosed  State = "closed"
+	// StateRetrying: its load failed on a database error that may pass
+	// (database.Transient) and is tried again in the background (retry.go).
+	// Not ready: readiness answers 503 while a plugin is retrying.
+	StateRetrying State = "retrying"
 )
 
 // Slot is the stable place of one plugin id: calls go to its current
@@ -126,6 +137,8 @@ type Slot struct {
 	mu      sync.Mutex
 	state   State
 	lastErr string
+	// retryAt is when a retrying load tries next (StateRetrying).
+	retryAt time.Time
 	// changed, when not nil, is closed at the next state change (calls
 	// waiting for the plugin to load).
 	changed chan struct{}
@@ -198,10 +211,17 @@ func (s *Slot) Status() (State, string) {
 	return s.state, s.lastErr
 }
 
-func (s *Slot) set(state State, err error) {
+func (s *Slot) set(state State, err error) { s.setAt(state, err, time.Time{}) }
+
+// setRetrying records that the load failed with err and is tried again at
+// at.
+func (s *Slot) setRetrying(err error, at time.Time) { s.setAt(StateRetrying, err, at) }
+
+func (s *Slot) setAt(state State, err error, retryAt time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.state = state
+	s.retryAt = retryAt
 	if err != nil {
 		s.lastErr = err.Error()
 	} else if state == StateReady {
@@ -211,6 +231,17 @@ func (s *Slot) set(state State, err error) {
 		close(s.changed)
 		s.changed = nil
 	}
+}
+
+// unavailable is the error of a call that finds no version serving.
+func (s *Slot) unavailable() *UnavailableError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := &UnavailableError{ID: s.ID, State: s.state, Reason: s.lastErr}
+	if s.state == StateRetrying {
+		e.RetryIn = max(time.Until(s.retryAt), 0)
+	}
+	return e
 }
 
 // loading returns a channel closed when the slot's state next changes,
@@ -390,7 +421,8 @@ func (r *Runtime) IDs() []string { return r.table.Load().ids }
 // Slot returns the slot of plugin id, or nil.
 func (r *Runtime) Slot(id string) *Slot { return r.table.Load().slots[id] }
 
-// Loaded reports whether Load has finished (every plugin ready or failed).
+// Loaded reports whether Load has finished (every plugin ready, failed or
+// retrying).
 func (r *Runtime) Loaded() bool { return r.loaded.Load() }
 
 // parallelLoads is how many plugins Load loads at once. More than the
@@ -402,6 +434,8 @@ const parallelLoads = 8
 
 // Load loads every plugin, several at a time. A plugin that fails is
 // recorded as failed with its reason and logged; the others load anyway.
+// One that failed on a database error that may pass is retrying instead,
+// loaded again in the background (retryLoad).
 func (r *Runtime) Load(ctx context.Context) {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
@@ -418,6 +452,10 @@ func (r *Runtime) Load(ctx context.Context) {
 			s := t.slots[id]
 			if err := r.loadSlot(ctx, cfg, s); err != nil {
 				err = fmt.Errorf("plugin %s: %w", id, err)
+				if database.Transient(err) {
+					r.retryLoad(s, err)
+					return
+				}
 				s.set(StateFailed, err)
 				log := r.log.WithField("plugin", id).WithError(err)
 				if d := plugin.ErrorDetail(err); d != "" {
@@ -819,8 +857,7 @@ func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32
 	for {
 		p := s.cur.Load()
 		if p == nil {
-			st, reason := s.Status()
-			return 0, nil, &UnavailableError{ID: id, State: st, Reason: reason}
+			return 0, nil, s.unavailable()
 		}
 		code, out, err := p.Run(ctx, c)
 		// Each retry follows a new version, so only reloads make one
@@ -876,9 +913,15 @@ type UnavailableError struct {
 	ID     string
 	State  State
 	Reason string
+	// RetryIn is how long until a retrying load (StateRetrying) tries
+	// next.
+	RetryIn time.Duration
 }
 
 func (e *UnavailableError) Error() string {
+	if e.State == StateRetrying {
+		return fmt.Sprintf("plugin %s is retrying its load after a database error (next attempt in %s): %s", e.ID, e.RetryIn.Round(time.Second), e.Reason)
+	}
 	if e.Reason != "" {
 		return fmt.Sprintf("plugin %s is %s: %s", e.ID, e.State, e.Reason)
 	}
@@ -920,8 +963,7 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 			p = s.cur.Load()
 		}
 		if p == nil {
-			st, reason := s.Status()
-			return &UnavailableError{ID: id, State: st, Reason: reason}
+			return s.unavailable()
 		}
 	}
 	err := p.Handle(ctx, req, respond)
@@ -947,6 +989,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	if err := r.sched.Stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	r.stopRetries(true)
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	t := r.table.Load()

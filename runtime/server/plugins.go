@@ -291,7 +291,12 @@ func (s *Server) callError(id string, err error) error {
 	}
 	var ua *runtime.UnavailableError
 	if errors.As(err, &ua) {
-		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, Message: ua.Error(), RetryAfter: 5}
+		retry := 5
+		if ua.State == runtime.StateRetrying {
+			// When its load is tried next.
+			retry = max(int((ua.RetryIn+time.Second-1)/time.Second), 1)
+		}
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, Message: ua.Error(), RetryAfter: retry}
 	}
 	if errors.Is(err, runtime.ErrUnknownPlugin) {
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}
@@ -655,7 +660,8 @@ func (s *Server) liveness(c *fiber.Ctx) error {
 }
 
 // readiness answers 200 once every plugin is loaded or has failed for
-// good, 503 with reasons before that and while shutting down. The bodies
+// good, 503 with reasons before that, while a plugin is retrying its load
+// after a database error, and while shutting down. The bodies
 // are Backstage's root health service's ({"status":"ok"}, and
 // {"status":"error","message":...}), with the reasons listed too.
 func (s *Server) readiness(c *fiber.Ctx) error {
@@ -671,6 +677,13 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 		}
 		if len(reasons) == 0 {
 			reasons = append(reasons, "plugins are loading")
+		}
+	}
+	for _, id := range s.rt.IDs() {
+		if slot := s.rt.Slot(id); slot != nil {
+			if st, reason := slot.Status(); st == runtime.StateRetrying {
+				reasons = append(reasons, "plugin "+id+" is retrying its load after a database error: "+reason)
+			}
 		}
 	}
 	if len(reasons) > 0 {

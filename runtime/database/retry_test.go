@@ -1,0 +1,112 @@
+package database_test
+
+import (
+	neturl "net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+)
+
+// A plugin whose load fails because PostgreSQL refuses connections for now
+// (here: the runtime's user is at its CONNECTION LIMIT, SQLSTATE 53300) is
+// retrying, not failed for good: its routes answer 503 with the reason and
+// a Retry-After, readiness is 503 naming it, and once connections are
+// allowed again it serves and the process is ready, without a reload. The
+// audit saw 9 of 10 plugins failed until a SIGHUP, readiness 200 all along.
+// Both at start (the runtime's database cannot even open) and in a reload
+// adding a plugin (the runtime's pool is open; the plugin's cross-replica
+// lock needs a connection of its own).
+func TestPGLoadRetriesTransientErrors(t *testing.T) {
+	admin := pgtest.Admin(t)
+	url := createroleURL(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := pgx.Identifier{u.User.Username()}.Sanitize()
+	limit := func(n string) {
+		t.Helper()
+		if _, err := admin.Exec("ALTER ROLE " + role + " CONNECTION LIMIT " + n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbconf := "[database]\nclient = \"pg\"\nconnection = \"" + url + "\"\n"
+	conf := dbconf + plugin("alpha", true, "", "") + plugin("beta", true, "", "")
+
+	limit("0")
+	in := start(t, conf)
+	retrying(t, in, "alpha", "beta")
+	limit("-1")
+	serving(t, in, "alpha", "beta")
+
+	limit("0")
+	in.SetConfig(conf + plugin("gamma", true, "", ""))
+	res := in.Reload(t)
+	if pr := res.Plugins["gamma"]; pr.Outcome != runtime.OutcomeFailed || !strings.Contains(pr.Error, "53300") {
+		t.Errorf("reload while the limit holds: gamma %+v", pr)
+	}
+	retrying(t, in, "gamma")
+	must(t, in, "alpha", query("SELECT 1")) // serving with the connections it has
+	limit("-1")
+	serving(t, in, "gamma")
+
+	var warned, loaded int
+	for _, l := range in.LogLines(t) {
+		msg, _ := l["msg"].(string)
+		if l["plugin"] == "gamma" && strings.Contains(msg, "database error that may pass") {
+			warned++
+		}
+		if strings.Contains(msg, "loaded after retrying") {
+			loaded++
+		}
+	}
+	if warned == 0 || loaded != 3 {
+		t.Errorf("log: %d warnings for gamma, %d plugins loaded after retrying (want some, and 3)", warned, loaded)
+	}
+}
+
+// retrying checks that plugins ids are retrying their load: not serving,
+// readiness 503 naming them.
+func retrying(t *testing.T, in *servertest.Instance, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if st, reason := in.RT.Slot(id).Status(); st != runtime.StateRetrying || !strings.Contains(reason, "53300") {
+			t.Fatalf("plugin %s: %s %q, want retrying after SQLSTATE 53300", id, st, reason)
+		}
+		status, h, body := in.Do(t, "POST", "/api/"+id+"/run", strings.NewReader(`{"steps":[]}`))
+		if status != 503 || !strings.Contains(body, "plugin_unavailable") || !strings.Contains(body, "retrying its load after a database error") || h.Get("Retry-After") == "" {
+			t.Errorf("plugin %s: %d %s (Retry-After %q)", id, status, body, h.Get("Retry-After"))
+		}
+	}
+	status, _, body := in.Get(t, "/.greenroom/health/v1/readiness")
+	for _, id := range ids {
+		if status != 503 || !strings.Contains(body, "plugin "+id+" is retrying its load after a database error") {
+			t.Errorf("readiness: %d %s, want 503 naming %s", status, body, id)
+		}
+	}
+}
+
+// serving waits until plugins ids serve and the process is ready.
+func serving(t *testing.T, in *servertest.Instance, ids ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, _, body := in.Get(t, "/.greenroom/health/v1/readiness")
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready 20s after the connection limit was lifted: %d %s", status, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, id := range ids {
+		must(t, in, id, query("SELECT 1"))
+	}
+}
