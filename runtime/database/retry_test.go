@@ -90,6 +90,9 @@ func retrying(t *testing.T, in *servertest.Instance, ids ...string) {
 			t.Errorf("readiness: %d %s, want 503 naming %s", status, body, id)
 		}
 	}
+	if strings.Contains(body, "SQLSTATE") || strings.Contains(body, "user=") {
+		t.Errorf("readiness, which answers anyone, quotes the database's error: %s", body)
+	}
 }
 
 // serving waits until plugins ids serve and the process is ready.

@@ -681,8 +681,11 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 	}
 	for _, id := range s.rt.IDs() {
 		if slot := s.rt.Slot(id); slot != nil {
-			if st, reason := slot.Status(); st == runtime.StateRetrying {
-				reasons = append(reasons, "plugin "+id+" is retrying its load after a database error: "+reason)
+			// Without the error: readiness answers anyone, and the
+			// database's error names its user, database and host (the
+			// plugin's routes and the log, for the authenticated, have it).
+			if st, _ := slot.Status(); st == runtime.StateRetrying {
+				reasons = append(reasons, "plugin "+id+" is retrying its load after a database error")
 			}
 		}
 	}
