@@ -22,6 +22,10 @@ const (
 	OutcomeAdded     = "added"     // new in the config, now serving
 	OutcomeRemoved   = "removed"   // gone from the config, closed
 	OutcomeFailed    = "failed"    // the new version did not load
+	// OutcomeCanceled: the reload's context ended (the server shutting
+	// down) before the new version loaded; what served before serves on
+	// until the process exits.
+	OutcomeCanceled = "canceled"
 )
 
 // ReloadResult says what a reload did.
@@ -40,6 +44,17 @@ type PluginReload struct {
 	Error string `json:"error,omitempty"`
 	// Serving reports whether the plugin serves after the reload.
 	Serving bool `json:"serving"`
+}
+
+// Canceled reports whether the reload was cut short (the server shutting
+// down) before every plugin loaded.
+func (r *ReloadResult) Canceled() bool {
+	for _, p := range r.Plugins {
+		if p.Outcome == OutcomeCanceled {
+			return true
+		}
+	}
+	return false
 }
 
 // Failed reports whether any plugin failed to load.
@@ -115,6 +130,14 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			// failed reload no longer applies.
 			pr.Outcome = OutcomeUnchanged
 			s.set(StateReady, nil)
+		case err != nil && ctx.Err() != nil:
+			// Not the plugin's failure: the reload was cut short.
+			err = fmt.Errorf("plugin %s: the reload was canceled before its new version loaded (%w)", id, ctx.Err())
+			pr = PluginReload{Outcome: OutcomeCanceled, Error: err.Error()}
+			if s.cur.Load() == nil {
+				s.set(StateFailed, err)
+			}
+			r.log.WithField("plugin", id).Warn("reload canceled (the server is shutting down); what served before serves on until the process exits")
 		case err != nil:
 			err = fmt.Errorf("plugin %s: %w", id, err)
 			pr = PluginReload{Outcome: OutcomeFailed, Error: err.Error()}

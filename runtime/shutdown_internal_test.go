@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -21,16 +22,7 @@ import (
 // drain's own timer (shutdown_timeout from the reload) cut the call a
 // moment before the shutdown's deadline, which never counted it.
 func TestShutdownEndsReplacedVersionsDrain(t *testing.T) {
-	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
-	cache := filepath.Join(guesttest.CacheDir(), "runtime-test-cache")
-	read := func(instances int) *config.Config {
-		text := fmt.Sprintf("[server]\nshutdown_timeout = \"1s\"\n[runtime]\ncache_dir = %q\n[plugins.ver]\npath = %q\nlimits = { timeout = \"30s\", instances = %d }\n", cache, ver, instances)
-		cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
+	read := verConfig(t, "[server]\nshutdown_timeout = \"1s\"\n", "timeout = \"30s\", ")
 	log, _ := logtest.NewNullLogger()
 	rt, err := New(read(2), log, Options{})
 	if err != nil {
@@ -67,5 +59,52 @@ func TestShutdownEndsReplacedVersionsDrain(t *testing.T) {
 	}
 	if err := <-slow; err == nil {
 		t.Error("the call cut off by Close succeeded")
+	}
+}
+
+// A reload that a shutdown cuts short (its context ends) reports the
+// plugin canceled, not failed: the old version serves on.
+func TestReloadCanceledByShutdown(t *testing.T) {
+	read := verConfig(t, "", "")
+	log, hook := logtest.NewNullLogger()
+	rt, err := New(read(1), log, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	rt.Load(context.Background())
+	old := rt.Slot("ver").Plugin()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := rt.Reload(ctx, read(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Plugins["ver"]; got.Outcome != OutcomeCanceled || !got.Serving || !res.Canceled() || res.Failed() {
+		t.Errorf("reload with its context ended: %+v", got)
+	}
+	if rt.Slot("ver").Plugin() != old {
+		t.Error("the old version no longer serves")
+	}
+	for _, e := range hook.AllEntries() {
+		if e.Level <= logrus.ErrorLevel {
+			t.Errorf("logged at %s: %s", e.Level, e.Message)
+		}
+	}
+}
+
+// verConfig returns a function that reads a config of plugin ver (the
+// ver1 test guest) with head before its tables and limits (ending in
+// ", ") before its instances.
+func verConfig(t *testing.T, head, limits string) func(instances int) *config.Config {
+	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	cache := filepath.Join(guesttest.CacheDir(), "runtime-test-cache")
+	return func(instances int) *config.Config {
+		text := fmt.Sprintf("%s[runtime]\ncache_dir = %q\n[plugins.ver]\npath = %q\nlimits = { %sinstances = %d }\n", head, cache, ver, limits, instances)
+		cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
 	}
 }

@@ -787,7 +787,11 @@ func (s *Server) reload(c *fiber.Ctx) error {
 		return apiErr(fiber.StatusConflict, "reload_failed", err.Error())
 	}
 	status := fiber.StatusOK
-	if res.Failed() {
+	switch {
+	case res.Canceled():
+		// Cut short by a shutdown: not a plugin's failure.
+		status = fiber.StatusServiceUnavailable
+	case res.Failed():
 		status = fiber.StatusUnprocessableEntity
 	}
 	return c.Status(status).JSON(res)
