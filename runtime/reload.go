@@ -76,11 +76,12 @@ func (r *ReloadResult) Failed() bool {
 // in flight. Settings that cannot change while running are reported in
 // RestartNeeded and keep their old values.
 func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult, error) {
-	// The reload decides anew about plugins retrying their load (one in
-	// progress is cancelled, rather than hold the reload up).
-	r.stopRetries(false)
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
+	// The reload decides anew about plugins retrying their load: under
+	// reloadMu, so that a retry Load began while this reload waited for
+	// the lock is stopped too (a retry attempt checks under the lock).
+	r.stopRetries(false)
 	if !r.loaded.Load() {
 		return nil, errors.New("reload: plugins are still loading")
 	}

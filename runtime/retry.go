@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	goruntime "runtime"
 	"time"
@@ -61,41 +62,46 @@ func (r *Runtime) retryLoad(s *Slot, err error) {
 				return
 			case <-t.C:
 			}
-			err, stopped := r.retryOnce(ctx, s)
-			switch {
-			case stopped:
-				return // a reload or Close took over the slot
-			case err == nil:
-				r.log.WithField("plugin", s.ID).Info("plugin loaded after retrying its load; it serves")
-				return
-			case !database.Transient(err):
-				s.set(StateFailed, err)
-				r.log.WithField("plugin", s.ID).WithError(err).Error("plugin failed to load on retrying; its routes answer 503")
+			delay = min(2*delay, retryMax)
+			if !r.retryOnce(ctx, s, delay) {
 				return
 			}
-			delay = min(2*delay, retryMax)
-			r.noteRetry(s, err, delay)
 		}
 	}()
 }
 
-// retryOnce loads s again under reloadMu, unless ctx ended meanwhile
-// (stopped).
-func (r *Runtime) retryOnce(ctx context.Context, s *Slot) (err error, stopped bool) {
+// retryOnce loads s again, and reports whether to try again after delay.
+// All of it is decided under reloadMu, which reloads and Close take too:
+// nothing is done once ctx ended (a reload or Close took over the slot),
+// nor for a slot that is no longer the plugin's or that serves already,
+// and the state it sets cannot overwrite what a reload decided.
+func (r *Runtime) retryOnce(ctx context.Context, s *Slot, delay time.Duration) bool {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	if ctx.Err() != nil {
-		return nil, true
+	cfg := r.cfg.Load()
+	if ctx.Err() != nil || r.Slot(s.ID) != s || s.cur.Load() != nil || cfg.Plugins[s.ID] == nil {
+		return false
 	}
 	// A runtime database that failed to open on the same error opens now.
 	r.db.RetryOpen()
-	if err := r.loadSlot(ctx, r.cfg.Load(), s); err != nil {
-		if ctx.Err() != nil {
-			return nil, true
-		}
-		return fmt.Errorf("plugin %s: %w", s.ID, err), false
+	err := r.loadSlot(ctx, cfg, s)
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case err == nil:
+		r.log.WithField("plugin", s.ID).Info("plugin loaded after retrying its load; it serves")
+		return false
+	case errors.Is(err, errUnchanged):
+		return false // serving what the config asks for
 	}
-	return nil, false
+	err = fmt.Errorf("plugin %s: %w", s.ID, err)
+	if !database.Transient(err) {
+		s.set(StateFailed, err)
+		r.log.WithField("plugin", s.ID).WithError(err).Error("plugin failed to load on retrying; its routes answer 503")
+		return false
+	}
+	r.noteRetry(s, err, delay)
+	return true
 }
 
 // noteRetry records and logs that s's load failed with err and is tried

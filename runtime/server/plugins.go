@@ -454,9 +454,10 @@ var droppedResponseHeaders = map[string]bool{
 // enough ".." climb out of /api/<id>. Any other Location (an absolute
 // URL, "//host/...", "?query", "#fragment") passes as it is.
 //
-// A Location to be mounted that is longer than limit (the server's
-// header_limit) is an error: the request it names could never be read,
-// and a guest may not make the host work on megabytes of it.
+// A Location that is a path (to be mounted, or already in the mount)
+// longer than limit (the server's header_limit) is an error: the request
+// it names could never be read, and a guest may not make the host work
+// on megabytes of it.
 func mountLocation(id string, base, k, v []byte, limit int) ([]byte, bool, error) {
 	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
 		return nil, false, nil
@@ -488,7 +489,7 @@ func mountLocation(id string, base, k, v []byte, limit int) ([]byte, bool, error
 		return nil, false, nil
 	}
 	if len(ref) > limit {
-		return nil, false, fmt.Errorf("a Location of %d bytes into its mount is longer than server.header_limit (%d bytes): no client could request it", len(v), limit)
+		return nil, false, fmt.Errorf("a Location path of %d bytes is longer than server.header_limit (%d bytes): no client could request it", len(ref), limit)
 	}
 	end := bytes.IndexAny(ref, "?#")
 	if end < 0 {
