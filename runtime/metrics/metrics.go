@@ -93,7 +93,7 @@ var (
 	descDenials      = desc("capability_denials_total", "Host-function calls refused because the plugin lacks the capability or a rule refused.", "plugin", "capability")
 	descLoadSeconds  = desc("plugin_load_seconds", "How long the serving version took to load (compile, instantiate, pre-warm).", "plugin")
 	descCompile      = desc("plugin_compile_seconds", "How long the serving version took to compile (short when the compilation cache had it).", "plugin")
-	descUp           = desc("plugin_up", "1 when the plugin serves, 0 when it failed to load or is loading.", "plugin")
+	descUp           = desc("plugin_up", "1 when the plugin serves, 0 when it failed to load, is loading or is retrying its load.", "plugin")
 	descLogDropped   = desc("log_lines_dropped_total", "Plugin log lines dropped by the plugin's rate limit (limits.log_rate, log_burst).", "plugin")
 
 	descTasks        = desc("tasks_registered", "Scheduled tasks registered by the loaded plugins.")
