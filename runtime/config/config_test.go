@@ -636,12 +636,12 @@ func TestLargeFileIsLinear(t *testing.T) {
 		}
 		return b.String()
 	}
-	// The best of two reads of n keys.
+	// The best of three reads of n keys.
 	read := func(n int) (time.Duration, *Config) {
 		text := file(n)
 		best := time.Duration(math.MaxInt64)
 		var c *Config
-		for range 2 {
+		for range 3 {
 			start := time.Now()
 			c = mustRead(t, text, nil)
 			best = min(best, time.Since(start))
@@ -652,8 +652,9 @@ func TestLargeFileIsLinear(t *testing.T) {
 	large, c := read(100000)
 	// Ten times the keys: about ten times the time when linear, a hundred
 	// when quadratic (20k keys once took 3 s). A ratio, not a time, so
-	// that a slow machine (or -race) does not fail it.
-	if large > 40*small {
+	// that a slow machine (or -race) does not fail it; 60x, as a busy one
+	// made it 44x once.
+	if large > 60*small {
 		t.Errorf("100k keys took %v, 10k %v: %.0fx for 10x the keys", large, small, float64(large)/float64(small))
 	}
 	if o := c.Origin("plugins.a.config.t999.key_99999"); o != "config.toml:101002" {
