@@ -147,6 +147,10 @@ type Slot struct {
 	// also across its removal and return (Runtime.counters keeps them).
 	counters     *plugin.Counters
 	hostCounters *hostfuncs.Counters
+	// tokens bound the calls its versions run at once, together: a
+	// reload's new version serves beside the old one's calls in flight
+	// within limits.instances, not that many more.
+	tokens *plugin.Tokens
 
 	// What the version in cur was loaded from; written under
 	// Runtime.reloadMu only.
@@ -178,7 +182,8 @@ func (r *Runtime) newSlot(id string) *Slot {
 		c = &idCounters{host: hostfuncs.NewCounters()}
 		r.counters[id] = c
 	}
-	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host}
+	// No calls until a version serves (install sets the max).
+	return &Slot{ID: id, state: StateLoading, counters: &c.calls, hostCounters: c.host, tokens: plugin.NewTokens(0)}
 }
 
 // Config returns the config of the version serving calls, or nil.
@@ -591,6 +596,7 @@ func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host
 		h.db.Activate()
 	}
 	s.host.Store(h)
+	s.tokens.SetMax(pc.Limits.Instances)
 	old := s.cur.Swap(p)
 	s.pc, s.path, s.sum = pc, path, sum
 	s.set(StateReady, nil)
@@ -751,6 +757,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		Log:          r.log.WithField("plugin", id),
 		Engine:       r.engine,
 		Counters:     s.counters,
+		Tokens:       s.tokens,
 		HostCounters: s.hostCounters,
 		// The version's use of the plugin's database pool ends with it:
 		// the pool closes with the last version of a removed plugin.

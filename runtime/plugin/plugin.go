@@ -91,6 +91,11 @@ type Spec struct {
 	// Counters accumulate across versions of one plugin; nil gives this
 	// version its own.
 	Counters *Counters
+	// Tokens bound the calls the versions of one plugin run at once
+	// (their owner sets their max to Limits.Instances as a version starts
+	// serving); nil gives this version tokens of its own, for
+	// Limits.Instances calls.
+	Tokens *Tokens
 	// HostCounters count host-function calls; nil gives this version its
 	// own.
 	HostCounters *hostfuncs.Counters
@@ -325,7 +330,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		return nil, err
 	}
 	p.gc = gcTuning(*lim, p.info.MemoryMinPages)
-	p.pool = newPool(p, lim.Instances, lim.QueueTimeout)
+	p.pool = newPool(p, p.spec.Tokens, lim.Instances, lim.QueueTimeout)
 	if err := p.pool.warm(ctx, lim.Warm); err != nil {
 		p.pool.close(context.Background())
 		p.release()

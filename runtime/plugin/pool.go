@@ -21,7 +21,7 @@ import (
 // a retired one is closed and replaced in the background (see renew).
 type pool struct {
 	p            *Plugin
-	tokens       tokens
+	tokens       *Tokens
 	queueTimeout time.Duration
 
 	// renewing counts retired instances whose successors are starting
@@ -44,12 +44,17 @@ type pool struct {
 	c *Counters
 }
 
-func newPool(p *Plugin, max int, queueTimeout time.Duration) *pool {
+// newPool makes a pool drawing on tok, or on tokens of its own for max
+// instances when tok is nil.
+func newPool(p *Plugin, tok *Tokens, max int, queueTimeout time.Duration) *pool {
+	if tok == nil {
+		tok = NewTokens(max)
+	}
 	starts, stopStarts := context.WithCancel(context.Background())
 	return &pool{
 		p:            p,
 		c:            p.spec.Counters,
-		tokens:       tokens{max: max},
+		tokens:       tok,
 		queueTimeout: queueTimeout,
 		done:         make(chan struct{}),
 		all:          map[*instance]struct{}{},
@@ -224,19 +229,45 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// tokens are a pool's rights to own an instance, max of them. A caller
-// that finds none waits in line, ordered by when its call arrived rather
-// than by when it began to wait: a call that a reload moved from the
-// version it waited on (Runtime.Handle, ErrMoved) keeps its place in the
-// new version's line, ahead of calls that arrived after it. (Re-queued
-// at the back, such calls lost their place at each of several reloads
-// in a row, and some waited out their queue timeout: 503 plugin_busy.)
-// A token given back goes straight to the first in line.
-type tokens struct {
+// Tokens are the rights to run a call on an instance of a plugin, max of
+// them, shared by its versions (Spec.Tokens): while a reload's new version
+// serves beside the old one finishing its calls, both together run at most
+// limits.instances calls (each with its own tokens, the overlap ran up to
+// that many more at each reload). A caller that finds none free waits in
+// line, ordered by when its call arrived rather than by when it began to
+// wait: a call that a reload moved from the version it waited on
+// (Runtime.Handle, ErrMoved) keeps its place, ahead of calls that arrived
+// after it. (Re-queued at the back, such calls lost their place at each
+// of several reloads in a row, and some waited out their queue timeout:
+// 503 plugin_busy.) A token given back goes straight to the first in line.
+type Tokens struct {
 	mu      sync.Mutex
 	held    int
 	max     int
 	waiters []*tokenWaiter // by arrival, earliest first
+}
+
+// NewTokens returns tokens for max calls at once.
+func NewTokens(max int) *Tokens { return &Tokens{max: max} }
+
+// SetMax changes how many calls may run at once: more hands tokens to
+// those waiting; fewer takes effect as calls end.
+func (t *Tokens) SetMax(max int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.max = max
+	for t.held < t.max && len(t.waiters) > 0 {
+		t.held++
+		t.handOver()
+	}
+}
+
+// handOver gives a token to the first in line.
+func (t *Tokens) handOver() {
+	w := t.waiters[0]
+	t.waiters[0] = nil
+	t.waiters = t.waiters[1:]
+	w.granted <- struct{}{}
 }
 
 type tokenWaiter struct {
@@ -245,7 +276,7 @@ type tokenWaiter struct {
 }
 
 // tryTake takes a token if one is free and nobody waits for it.
-func (t *tokens) tryTake() bool {
+func (t *Tokens) tryTake() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.held < t.max && len(t.waiters) == 0 {
@@ -258,7 +289,7 @@ func (t *tokens) tryTake() bool {
 // enqueue puts a call that arrived at arrival in line; its granted
 // channel receives the token when its turn comes (at once if one is
 // free).
-func (t *tokens) enqueue(arrival time.Time) *tokenWaiter {
+func (t *Tokens) enqueue(arrival time.Time) *tokenWaiter {
 	w := &tokenWaiter{arrival: arrival, granted: make(chan struct{}, 1)}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -277,7 +308,7 @@ func (t *tokens) enqueue(arrival time.Time) *tokenWaiter {
 
 // leave takes w out of the line. It reports whether w was handed a token
 // meanwhile, which its caller then holds.
-func (t *tokens) leave(w *tokenWaiter) bool {
+func (t *Tokens) leave(w *tokenWaiter) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if i := slices.Index(t.waiters, w); i >= 0 {
@@ -287,22 +318,27 @@ func (t *tokens) leave(w *tokenWaiter) bool {
 	return true
 }
 
-// give returns a token: to the first in line, or to the free ones.
-func (t *tokens) give() {
+// give returns a token: to the first in line, or to the free ones (and
+// to those only while more are held than max allows now).
+func (t *Tokens) give() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.waiters) > 0 {
-		w := t.waiters[0]
-		t.waiters[0] = nil
-		t.waiters = t.waiters[1:]
-		w.granted <- struct{}{}
+	if len(t.waiters) > 0 && t.held <= t.max {
+		t.handOver()
 		return
 	}
 	t.held--
 }
 
+// capacity is max.
+func (t *Tokens) capacity() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.max
+}
+
 // count is how many tokens are held.
-func (t *tokens) count() int {
+func (t *Tokens) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.held
@@ -450,20 +486,30 @@ func (pl *pool) renew(old *instance, why string) {
 	}()
 }
 
-// warm creates n instances now and leaves them idle.
+// warm creates n instances now and leaves them idle. It takes no token:
+// a reload warms its new version while the old one's calls still hold
+// theirs, which they give back to the calls on the new version.
 func (pl *pool) warm(ctx context.Context, n int) error {
-	ins := make([]*instance, 0, n)
-	defer func() {
-		for _, in := range ins {
-			pl.release(in)
+	// An instance starts under the pool's context (close interrupts it),
+	// and ctx's: a load given up is not waited for.
+	starts, cancel := context.WithCancel(pl.starts)
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	for range n {
+		if !pl.add() {
+			return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 		}
-	}()
-	for i := 0; i < n; i++ {
-		in, _, err := pl.acquire(ctx, pl.p.spec.Limits.InitTimeout+time.Minute)
+		in, err := pl.p.newInstance(starts)
 		if err != nil {
-			return err
+			pl.remove()
+			if ctx.Err() != nil {
+				return &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
+			}
+			return &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
 		}
-		ins = append(ins, in)
+		pl.c.Created.Add(1)
+		pl.track(in)
+		pl.park(in)
 	}
 	return nil
 }
@@ -540,7 +586,7 @@ func (pl *pool) stats() Stats {
 	// one's successor) is live but serves no call yet.
 	starting := int(pl.renewing.Load())
 	return Stats{
-		Max:        pl.tokens.max,
+		Max:        pl.tokens.capacity(),
 		Live:       live,
 		Idle:       idle,
 		Busy:       max(live-idle-starting, 0),

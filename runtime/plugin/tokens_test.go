@@ -9,7 +9,7 @@ import (
 // order they began to wait; nobody jumps the line while anyone waits; a
 // waiter that leaves after it was handed a token holds it.
 func TestTokensGoInArrivalOrder(t *testing.T) {
-	tk := tokens{max: 1}
+	tk := NewTokens(1)
 	if !tk.tryTake() {
 		t.Fatal("a free token was not taken")
 	}
@@ -45,5 +45,29 @@ func TestTokensGoInArrivalOrder(t *testing.T) {
 	tk.give()
 	if tk.count() != 0 || !tk.tryTake() {
 		t.Fatalf("after all were given back, %d held", tk.count())
+	}
+}
+
+// A reload changes how many calls may run: more hands tokens to those
+// waiting at once; fewer holds the line until enough calls have ended.
+func TestTokensSetMax(t *testing.T) {
+	tk := NewTokens(2)
+	tk.tryTake()
+	tk.tryTake()
+	now := time.Now()
+	a, b, c := tk.enqueue(now), tk.enqueue(now.Add(1)), tk.enqueue(now.Add(2))
+	tk.SetMax(3)
+	if len(a.granted) != 1 || len(b.granted) != 0 {
+		t.Fatal("a larger max did not go to the first in line")
+	}
+	tk.SetMax(1) // 3 held now
+	tk.give()
+	tk.give()
+	if len(b.granted) != 0 || tk.count() != 1 {
+		t.Fatalf("with max 1 and 3 held, two given back: b granted %v, %d held", len(b.granted) == 1, tk.count())
+	}
+	tk.give()
+	if len(b.granted) != 1 || len(c.granted) != 0 || tk.count() != 1 {
+		t.Fatalf("the token back under max 1 did not go to the next in line (%d held)", tk.count())
 	}
 }

@@ -39,6 +39,19 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
+// startVer starts a server with plugin ver (the ver1 test guest) under
+// limits, and returns it and swap, which puts ver2 (i even) or ver1 (i
+// odd) in the plugin's file, for the next reload.
+func startVer(t *testing.T, limits string) (*servertest.Instance, func(i int)) {
+	t.Helper()
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	path := filepath.Join(t.TempDir(), "ver.wasm")
+	copyFile(t, v1, path)
+	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { %s }\n", path, limits))
+	return in, func(i int) { copyFile(t, [2]string{v2, v1}[i%2], path) }
+}
+
 // Continuous concurrent load on a plugin while it is reloaded ten times,
 // with and without a changed module: no request fails, and responses
 // switch to the new version.
@@ -149,11 +162,7 @@ type reloadLoad struct {
 // returns how many calls there were and the longest.
 func loadWhileReloading(t *testing.T, l reloadLoad) (int, time.Duration) {
 	t.Helper()
-	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
-	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
-	path := filepath.Join(t.TempDir(), "ver.wasm")
-	copyFile(t, v1, path)
-	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = %d, queue_timeout = %q }\n", path, l.instances, l.queueTimeout))
+	in, swap := startVer(t, fmt.Sprintf("instances = %d, queue_timeout = %q", l.instances, l.queueTimeout))
 	var (
 		stop     atomic.Bool
 		mu       sync.Mutex
@@ -181,7 +190,7 @@ func loadWhileReloading(t *testing.T, l reloadLoad) (int, time.Duration) {
 	}
 	time.Sleep(l.settle) // calls queue behind the instances
 	for i := range l.reloads {
-		copyFile(t, [2]string{v2, v1}[i%2], path)
+		swap(i)
 		if got := in.Reload(t).Plugins["ver"]; got.Outcome != runtime.OutcomeReloaded {
 			t.Fatalf("reload %d: %+v", i, got)
 		}
@@ -203,11 +212,7 @@ func loadWhileReloading(t *testing.T, l reloadLoad) (int, time.Duration) {
 // call that reloads moved past its queue_timeout is refused and counted
 // as busy, as one the pool refuses.
 func TestReloadPrewarmsLiveInstances(t *testing.T) {
-	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
-	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
-	path := filepath.Join(t.TempDir(), "ver.wasm")
-	copyFile(t, v1, path)
-	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = 3 }\n", path))
+	in, swap := startVer(t, "instances = 3")
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)
@@ -220,7 +225,7 @@ func TestReloadPrewarmsLiveInstances(t *testing.T) {
 	if live := in.RT.Slot("ver").Plugin().Stats().Live; live != 3 {
 		t.Fatalf("%d instances live after three concurrent calls, want 3", live)
 	}
-	copyFile(t, v2, path)
+	swap(0)
 	if got := in.Reload(t).Plugins["ver"]; got.Outcome != runtime.OutcomeReloaded {
 		t.Fatalf("reload: %+v", got)
 	}
@@ -532,4 +537,45 @@ func TestReloadsKeepTheQueueOrder(t *testing.T) {
 	// long, within the 1.5 s queue timeout.
 	total, worst := loadWhileReloading(t, reloadLoad{instances: 2, queueTimeout: "1500ms", clients: 16, ms: 100, settle: time.Second, reloads: 30, gap: 150 * time.Millisecond})
 	t.Logf("%d calls across 30 reloads, none failed; the longest took %s", total, worst)
+}
+
+// limits.instances bounds a plugin's calls across its versions: while a
+// reload's new version serves, the old one's calls in flight count. (Each
+// version had tokens of its own: an audit's 16 five-second calls on
+// instances = 4 ran all at once across four reloads back to back.)
+func TestReloadsKeepTheInstancesCap(t *testing.T) {
+	in, swap := startVer(t, `instances = 2, queue_timeout = "30s", timeout = "30s"`)
+	began := time.Now()
+	took := make(chan time.Duration, 8)
+	for range 8 {
+		go func() {
+			if status, _, body := in.Get(t, "/api/ver/slow?ms=1000"); status != 200 {
+				t.Errorf("%d %s", status, body)
+			}
+			took <- time.Since(began)
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("ver").Plugin().Stats().Busy < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first calls never started")
+		}
+	}
+	for i := range 3 {
+		swap(i)
+		if got := in.Reload(t).Plugins["ver"]; got.Outcome != runtime.OutcomeReloaded {
+			t.Fatalf("reload %d: %+v", i, got)
+		}
+	}
+	// Two at a time, 1 s each: two end in the first second and a half,
+	// the others a second or more later (a slower machine only makes them
+	// later).
+	var early []time.Duration
+	for range 8 {
+		if d := <-took; d < 1500*time.Millisecond {
+			early = append(early, d)
+		}
+	}
+	if len(early) > 2 {
+		t.Errorf("%d calls of 1 s ended within 1.5 s on instances = 2 across 3 reloads: %v", len(early), early)
+	}
 }
