@@ -135,7 +135,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		var mounted map[int][]byte
 		for i, h := range resp.Headers {
 			held += int64(len(h[0]) + len(h[1]) + 4)
-			if !forwardResponseHeader(h[0], h[1]) {
+			if !isLocation(h[0]) || !forwardResponseHeader(h[0], h[1]) {
 				continue
 			}
 			v, ok, err := mountLocation(id, sub, h[0], h[1], int(s.rt.Config().Server.HeaderLimit))
@@ -459,7 +459,7 @@ var droppedResponseHeaders = map[string]bool{
 // it names could never be read, and a guest may not make the host work
 // on megabytes of it.
 func mountLocation(id string, base, k, v []byte, limit int) ([]byte, bool, error) {
-	if len(k) != len("Location") || !bytes.EqualFold(k, []byte("Location")) {
+	if !isLocation(k) {
 		return nil, false, nil
 	}
 	// A browser strips leading and trailing spaces and control
@@ -512,6 +512,11 @@ func mountLocation(id string, base, k, v []byte, limit int) ([]byte, bool, error
 		return append(p, ref[end:]...), true, nil
 	}
 	return append(append(mount, p...), ref[end:]...), true, nil
+}
+
+// isLocation reports whether k names the Location header, in any case.
+func isLocation(k []byte) bool {
+	return len(k) == len("Location") && bytes.EqualFold(k, []byte("Location"))
 }
 
 // schemeLen returns the length of the scheme v starts with (ALPHA *(
