@@ -21,6 +21,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -73,13 +74,15 @@ type moduleKey struct {
 }
 
 // sharedModule is a compiled module with the plugins that use it. cm,
-// info and err are set once done is closed.
+// info, alloc and err are set once done is closed.
 type sharedModule struct {
 	done chan struct{}
 	cm   wazero.CompiledModule
 	info Info
-	err  error
-	refs int // guarded by Engine.mu
+	// alloc makes its instances' memories (allocatorFor).
+	alloc experimental.MemoryAllocator
+	err   error
+	refs  int // guarded by Engine.mu
 }
 
 // NewEngine returns an engine compiling through cache (nil: no disk cache)
@@ -230,12 +233,17 @@ func (e *Engine) storeRewritten(path string, out []byte) error {
 // version. Hashing the rewritten bytes instead would cost as much again as
 // hashing the module (several milliseconds per Go module) at each start.
 func rewriteKey(sum string, opts instrument.Options) string {
-	return fmt.Sprintf("%s-v%d-i%t-m%d-t%d", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages, opts.MaxTableEntries)
+	key := fmt.Sprintf("%s-v%d-i%t-m%d-t%d", sum, instrument.Version, opts.Interrupt, opts.MaxMemoryPages, opts.MaxTableEntries)
+	if opts.DataImage {
+		key += "-d"
+	}
+	return key
 }
 
 // compile is compileWith, warning on the standard logger.
 func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
-	return e.compileWith(ctx, nil, closeOnDone, key, code, fresh)
+	cm, info, _, release, err = e.compileWith(ctx, nil, closeOnDone, key, code, fresh)
+	return cm, info, release, err
 }
 
 // compileWith returns the compiled module of code (which key names, see
@@ -243,7 +251,9 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 // unless a plugin already did:
 // plugins running the same module share it (its machine code and the
 // module wazero keeps decoded, together about three times the size of the
-// module). release gives the module back; the last release closes it.
+// module), and the memory allocator its instances are made with
+// (allocatorFor: the module's data image, laid out once). release gives the
+// module back; the last release closes it.
 //
 // fresh says that code is likely not in the compilation cache. Such
 // compilations run one at a time, each on every core (the caller's
@@ -254,10 +264,10 @@ func (e *Engine) compile(ctx context.Context, closeOnDone bool, key string, code
 //
 // A damaged entry of wazero's compilation cache is discarded and the
 // module compiled again (see build); the warning goes to log.
-func (e *Engine) compileWith(ctx context.Context, log *logrus.Entry, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, release func(), err error) {
+func (e *Engine) compileWith(ctx context.Context, log *logrus.Entry, closeOnDone bool, key string, code []byte, fresh bool) (cm wazero.CompiledModule, info Info, alloc experimental.MemoryAllocator, release func(), err error) {
 	r, err := e.runtime(ctx, closeOnDone)
 	if err != nil {
-		return nil, info, nil, err
+		return nil, info, nil, nil, err
 	}
 	mk := moduleKey{code: key, closeOnDone: closeOnDone}
 	e.mu.Lock()
@@ -287,6 +297,11 @@ func (e *Engine) compileWith(ctx context.Context, log *logrus.Entry, closeOnDone
 	// module is being compiled waits for that compilation.
 	if first {
 		sm.cm, sm.info, sm.err = e.build(ctx, logOrStd(log), r, code, fresh)
+		if sm.err == nil {
+			if sm.alloc, sm.err = allocatorFor(code, sm.info.MemoryMinPages); sm.err != nil {
+				sm.err = fmt.Errorf("the rewritten module's data: %w", sm.err)
+			}
+		}
 		if sm.err != nil {
 			e.mu.Lock()
 			delete(e.modules, mk)
@@ -298,14 +313,14 @@ func (e *Engine) compileWith(ctx context.Context, log *logrus.Entry, closeOnDone
 		case <-sm.done:
 		case <-ctx.Done():
 			release()
-			return nil, info, nil, ctx.Err()
+			return nil, info, nil, nil, ctx.Err()
 		}
 	}
 	if sm.err != nil {
 		release()
-		return nil, sm.info, nil, sm.err
+		return nil, sm.info, nil, nil, sm.err
 	}
-	return sm.cm, sm.info, release, nil
+	return sm.cm, sm.info, sm.alloc, release, nil
 }
 
 // build compiles and validates code in r (see compile), admitted by

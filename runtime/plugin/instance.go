@@ -85,8 +85,8 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	cfg = cfg.WithStartFunctions()
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
-	if memoryAllocator != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, memoryAllocator)
+	if p.alloc != nil {
+		ictx = experimental.WithMemoryAllocator(ictx, p.alloc)
 	}
 	in.callCtx = ictx
 	// A start section is the module initializing, as _initialize is: the

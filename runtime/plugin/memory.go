@@ -1,5 +1,11 @@
 package plugin
 
+import (
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
+)
+
 // heapMemory is the fallback when the address space for an instance cannot
 // be reserved: a Go slice that grows by copying, as wazero's own allocator
 // does.
@@ -22,3 +28,72 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *heapMemory) Free() { m.buf = nil }
+
+// filledMemory is a memory whose first Reallocate (wazero's, for the
+// module's initial size, before anything runs) writes the module's data
+// image into it: what the engine would have copied from the data
+// segments that instrument.Rewrite moved out of the module
+// (instrument.Options.DataImage).
+type filledMemory struct {
+	experimental.LinearMemory
+	fill func([]byte)
+}
+
+func (m *filledMemory) Reallocate(size uint64) []byte {
+	b := m.LinearMemory.Reallocate(size)
+	if b != nil && m.fill != nil {
+		m.fill(b)
+		m.fill = nil
+	}
+	return b
+}
+
+// copyAllocator gives each instance memory from base (nil: a heapMemory)
+// with the data image copied in: the way wazero applies data segments,
+// for where an image cannot be mapped (see imageAllocator).
+type copyAllocator struct {
+	base experimental.MemoryAllocator
+	segs []instrument.Segment
+}
+
+// newCopyAllocator keeps a copy of segs (whose bytes are usually slices of
+// a module the caller drops) in one buffer.
+func newCopyAllocator(base experimental.MemoryAllocator, segs []instrument.Segment) *copyAllocator {
+	n := 0
+	for _, s := range segs {
+		n += len(s.Data)
+	}
+	buf := make([]byte, 0, n)
+	own := make([]instrument.Segment, len(segs))
+	for i, s := range segs {
+		buf = append(buf, s.Data...)
+		own[i] = instrument.Segment{Offset: s.Offset, Data: buf[len(buf)-len(s.Data):]}
+	}
+	return &copyAllocator{base: base, segs: own}
+}
+
+func (a *copyAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
+	var m experimental.LinearMemory
+	if a.base != nil {
+		m = a.base.Allocate(cap, max)
+	} else {
+		m = &heapMemory{max: max}
+	}
+	return &filledMemory{LinearMemory: m, fill: func(b []byte) {
+		for _, s := range a.segs {
+			copy(b[s.Offset:], s.Data) // within the initial memory (instrument.DataImage)
+		}
+	}}
+}
+
+// allocatorFor returns the memory allocator for instances of module code
+// (rewritten by instrument.Rewrite), whose initial memory is minPages
+// pages: memoryAllocator when the module keeps its data segments, one that
+// lays out its data image otherwise.
+func allocatorFor(code []byte, minPages uint32) (experimental.MemoryAllocator, error) {
+	segs, ok, err := instrument.DataImage(code, minPages)
+	if err != nil || !ok {
+		return memoryAllocator, err
+	}
+	return newImageAllocator(segs), nil
+}

@@ -2,7 +2,13 @@
 
 package plugin
 
-import "testing"
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
+)
 
 func TestMmapMemory(t *testing.T) {
 	m := memoryAllocator.Allocate(0, 1<<20)
@@ -25,4 +31,24 @@ func TestMmapMemory(t *testing.T) {
 	}
 	m.Free()
 	m.Free() // twice is harmless
+}
+
+func TestImageAllocator(t *testing.T) {
+	segs := []instrument.Segment{{Offset: 3, Data: []byte("abc")}, {Offset: 70000, Data: []byte("xyz")}}
+	a, ok := newImageAllocator(segs).(*imageAllocator)
+	if !ok {
+		t.Fatal("no memory file on Linux")
+	}
+	segs[0].Data[0] = 'Z' // the file holds its own copy
+	t.Run("mapped", func(t *testing.T) { checkImageMemory(t, a, 2<<16, 4<<16) })
+	// A maximum that cannot be reserved falls back to the heap, filled
+	// from the file.
+	t.Run("heap", func(t *testing.T) { checkImageMemory(t, a, 2<<16, 1<<33) })
+	// The file cannot change under the instances mapping it.
+	if err := unix.Ftruncate(a.fd, 0); err == nil {
+		t.Error("the image file could be shrunk")
+	}
+	if _, err := unix.Pwrite(a.fd, []byte("!"), 3); err == nil {
+		t.Error("the image file could be written")
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
@@ -116,6 +117,8 @@ type Plugin struct {
 	rt     wazero.Runtime
 	own    *Engine // the engine Load made for this plugin alone, if any
 	cm     wazero.CompiledModule
+	// alloc makes each instance's memory (Engine.compileWith).
+	alloc experimental.MemoryAllocator
 	// release gives cm back to the engine.
 	release func()
 	info    Info
@@ -288,7 +291,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	// likely compiled before and wazero's cache has its machine code.
 	seen := false
 	if !lim.NoInterrupt && !spec.forceWazero {
-		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries}
+		opts := instrument.Options{Interrupt: true, MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries, DataImage: true}
 		out, st, err := engine.rewriteWith(p.log, original, sum, opts)
 		if srcErr != nil {
 			return nil, srcErr
@@ -308,7 +311,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if lim.NoInterrupt {
 			p.mode = InterruptOff
 		}
-		opts := instrument.Options{MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries}
+		opts := instrument.Options{MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries, DataImage: true}
 		var st instrument.Stats
 		if code, st, err = engine.rewriteWith(p.log, original, sum, opts); err != nil {
 			return nil, err
@@ -323,7 +326,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if p.rt, err = engine.runtime(ctx, p.mode == InterruptWazero); err != nil {
 		return nil, err
 	}
-	p.cm, p.info, p.release, err = engine.compileWith(ctx, p.log, p.mode == InterruptWazero, key, code, !seen)
+	p.cm, p.info, p.alloc, p.release, err = engine.compileWith(ctx, p.log, p.mode == InterruptWazero, key, code, !seen)
 	p.CompileTime = time.Since(cstart)
 	p.info.SHA256, p.info.Size = sum, size
 	if err != nil {

@@ -50,37 +50,40 @@ type dataSegment struct {
 // the memory is the module's own (an imported one need not start zeroed)
 // and no data count section exists (memory.init and data.drop, which need
 // one, name segments by index).
-func mergeData(b []byte, importedMemory, dataCount bool) (out []byte, before, after int, err error) {
+//
+// When it merges, it also returns the merged segments (their data slices of
+// one new buffer), in address order; otherwise segs is nil.
+func mergeData(b []byte, importedMemory, dataCount bool) (out []byte, segs []dataSegment, before, after int, err error) {
 	r := &reader{b: b}
 	n := r.u32()
 	if r.err != nil {
-		return nil, 0, 0, r.err
+		return nil, nil, 0, 0, r.err
 	}
 	if importedMemory || dataCount {
-		return b, int(n), int(n), nil
+		return b, nil, int(n), int(n), nil
 	}
-	segs := make([]dataSegment, 0, n)
+	segs = make([]dataSegment, 0, n)
 	for i := uint32(0); i < n; i++ {
 		flags := r.u32()
 		if flags != 0 {
-			return b, int(n), int(n), r.err
+			return b, nil, int(n), int(n), r.err
 		}
 		// The offset must be exactly "i32.const c; end".
 		if r.byte() != 0x41 {
-			return b, int(n), int(n), r.err
+			return b, nil, int(n), int(n), r.err
 		}
 		off := uint32(int32(r.s32()))
 		if r.byte() != 0x0b {
-			return b, int(n), int(n), r.err
+			return b, nil, int(n), int(n), r.err
 		}
 		data := r.bytes(int(r.u32()))
 		if r.err != nil {
-			return nil, 0, 0, fmt.Errorf("data segment %d: %w", i, r.err)
+			return nil, nil, 0, 0, fmt.Errorf("data segment %d: %w", i, r.err)
 		}
 		segs = append(segs, dataSegment{off, data})
 	}
 	if r.off != len(b) {
-		return nil, 0, 0, fmt.Errorf("data section: %d trailing bytes", len(b)-r.off)
+		return nil, nil, 0, 0, fmt.Errorf("data section: %d trailing bytes", len(b)-r.off)
 	}
 	// Go does not write its segments in address order. Segments that do
 	// not overlap write each byte once, so their order does not matter
@@ -90,7 +93,7 @@ func mergeData(b []byte, importedMemory, dataCount bool) (out []byte, before, af
 	end := uint64(0)
 	for _, s := range segs {
 		if uint64(s.off) < end {
-			return b, int(n), int(n), nil // overlaps
+			return b, nil, int(n), int(n), nil // overlaps
 		}
 		end = uint64(s.off) + uint64(len(s.data))
 	}
@@ -136,14 +139,16 @@ func mergeData(b []byte, importedMemory, dataCount bool) (out []byte, before, af
 	}
 
 	out = appendU32(make([]byte, 0, len(b)), uint32(len(merged)))
-	for _, m := range merged {
+	msegs := make([]dataSegment, len(merged))
+	for i, m := range merged {
 		out = append(out, 0x00, 0x41)
 		out = appendS32(out, int32(m.off))
 		out = append(out, 0x0b)
 		out = appendU32(out, m.end-m.start)
 		out = append(out, all[m.start:m.end]...)
+		msegs[i] = dataSegment{m.off, all[m.start:m.end]}
 	}
-	return out, len(segs), len(merged), nil
+	return out, msegs, len(segs), len(merged), nil
 }
 
 // gapBefore is the number of bytes between segment i-1 of segs, sorted

@@ -78,7 +78,7 @@ func TestMergeDataLeavesAlone(t *testing.T) {
 		{"global offset", false, false, []byte{2, 0, 0x41, 0, 0x0b, 1, 'a', 0, 0x23, 0, 0x0b, 1, 'b'}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body, before, after, err := mergeData(tc.data, tc.imported, tc.datacount)
+			body, _, before, after, err := mergeData(tc.data, tc.imported, tc.datacount)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestMergeDataLeavesAlone(t *testing.T) {
 			}
 		})
 	}
-	if _, _, _, err := mergeData([]byte{1, 0, 0x41, 0, 0x0b, 5, 'a'}, false, false); err == nil {
+	if _, _, _, _, err := mergeData([]byte{1, 0, 0x41, 0, 0x0b, 5, 'a'}, false, false); err == nil {
 		t.Error("truncated segment accepted")
 	}
 }
@@ -110,37 +110,7 @@ func TestMergeDataGoGuest(t *testing.T) {
 // instantiation) and compares their memories.
 func sameMemory(t *testing.T, a, b []byte) {
 	t.Helper()
-	ctx := context.Background()
-	var mems [2][]byte
-	for i, wasm := range [][]byte{a, b} {
-		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-		defer r.Close(ctx)
-		cm, err := r.CompileModule(ctx, wasm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range cm.ImportedFunctions() {
-			mod, _, _ := imp.Import()
-			if r.Module(mod) == nil {
-				// Importing functions is all a Go guest does; stub the
-				// modules so that it instantiates.
-				stubImports(t, r, cm, mod)
-			}
-		}
-		m, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithStartFunctions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		mems[i], _ = m.Memory().Read(0, m.Memory().Size())
-	}
-	if !bytes.Equal(mems[0], mems[1]) {
-		for i := range min(len(mems[0]), len(mems[1])) {
-			if mems[0][i] != mems[1][i] {
-				t.Fatalf("memories differ first at byte %d: %d != %d (sizes %d, %d)", i, mems[0][i], mems[1][i], len(mems[0]), len(mems[1]))
-			}
-		}
-		t.Fatalf("memory sizes differ: %d != %d", len(mems[0]), len(mems[1]))
-	}
+	sameMemoryWith(t, a, b, nil)
 }
 
 // stubImports defines module mod in r with a function doing nothing for

@@ -68,7 +68,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 17
+const Version = 18
 
 // Export names of the added globals.
 const (
@@ -113,6 +113,9 @@ type Stats struct {
 	// DataSegments and MergedSegments count the data segments before and
 	// after mergeData.
 	DataSegments, MergedSegments int
+	// Image says that the data segments went to ImageSection
+	// (Options.DataImage).
+	Image bool
 	// Cached is set by callers that took the output from a cache, where
 	// the counts are not known.
 	Cached bool
@@ -134,6 +137,12 @@ type Options struct {
 	// memory, outside the capped linear memory: wazero lets an unbounded
 	// table grow to 2^32-1 entries, 32 GiB.
 	MaxTableEntries uint32
+	// DataImage moves the module's data segments into ImageSection (see
+	// DataImage), where merging may (see mergeData) and every segment
+	// lies inside the initial memory; otherwise they stay in the data
+	// section. The caller must then lay them out in each instance's
+	// memory itself: the engine no longer sees them.
+	DataImage bool
 }
 
 // Interruptible is Rewrite with only Interrupt.
@@ -170,7 +179,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		secs = append(secs, section{id, body})
 	}
 
-	var importedGlobals, definedGlobals, memories, importedMemories uint32
+	var importedGlobals, definedGlobals, memories, importedMemories, memMin uint32
 	dataCount := false
 	results, arity := 0, 0
 	for _, s := range secs {
@@ -187,7 +196,12 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			dataCount = true
 		case secMemory:
 			mr := &reader{b: s.body}
-			memories += mr.u32()
+			n := mr.u32()
+			memories += n
+			if n > 0 {
+				mr.byte() // limit flags (capMemory checks them)
+				memMin = mr.u32()
+			}
 		case secGlobal:
 			gr := &reader{b: s.body}
 			definedGlobals = gr.u32()
@@ -288,6 +302,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		wroteGlobal, wroteExport = true, true
 	}
 	cappedMemory := opts.MaxMemoryPages == 0
+	var image []dataSegment // with st.Image
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !wroteGlobal && order(s.id) > order(secGlobal) {
@@ -305,6 +320,9 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			name := cr.bytes(int(cr.u32()))
 			if opts.Interrupt && cr.err == nil && bytes.HasPrefix(name, []byte(".debug_")) {
 				continue
+			}
+			if cr.err == nil && bytes.Equal(name, []byte(ImageSection)) {
+				continue // only Rewrite writes it
 			}
 			writeSection(s.id, s.body)
 		case secTable:
@@ -344,11 +362,15 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			writeSection(secExport, newExportSection(s.body))
 			wroteExport = true
 		case secData:
-			body, before, after, err := mergeData(s.body, importedMemories > 0, dataCount)
+			body, segs, before, after, err := mergeData(s.body, importedMemories > 0, dataCount)
 			if err != nil {
 				return nil, st, fmt.Errorf("data section: %w", err)
 			}
 			st.DataSegments, st.MergedSegments = before, after
+			if opts.DataImage && segs != nil && withinMemory(segs, memMin) {
+				image, st.Image = segs, true
+				continue
+			}
 			writeSection(s.id, body)
 		case secCode:
 			if !opts.Interrupt {
@@ -375,6 +397,9 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	}
 	if !cappedMemory {
 		return nil, st, errors.New("module defines no memory of its own to cap (an imported memory cannot be bounded per plugin)")
+	}
+	if st.Image {
+		writeSection(secCustom, imageSection(image))
 	}
 	return out, st, nil
 }
