@@ -55,6 +55,7 @@ func TestPluginRecordFields(t *testing.T) {
 	rec := &hostfuncs.LogRecord{Level: hostfuncs.LevelWarn, Message: "fetched", Attrs: []hostfuncs.LogAttr{
 		attr("url", "https://x/y"), attr("req.status", int64(200)), attr("took", 1500*time.Millisecond),
 		attr("plugin", "forged"), attr("request_id", "forged"), attr("level", "forged"), attr("msg", "forged"),
+		attr("audit", "denied"), attr("principal", "anonymous"), attr("status", int64(401)), attr("method", "GET"),
 		attr("bad key=\"x\"\nlevel=error", "v"), attr("ratio", math.NaN()), attr("inf", math.Inf(1)), attr("ok", true),
 	}}
 	if got := pl.Write(Call{RequestID: "req-1"}, rec); got != hostfuncs.LogWritten {
@@ -72,6 +73,8 @@ func TestPluginRecordFields(t *testing.T) {
 		"plugin": "docs", "request_id": "req-1", "level": "warning", "msg": "fetched", "url": "https://x/y",
 		"req.status": 200.0, "took": 1.5e9, "fields.plugin": "forged", "fields.request_id": "forged",
 		"fields.level": "forged", "fields.msg": "forged", "bad_key__x__level_error": "v", "ratio": "NaN", "inf": "+Inf", "ok": true,
+		"fields.audit": "denied", "fields.principal": "anonymous", "fields.status": 401.0, "fields.method": "GET",
+		"audit": nil, "principal": nil, "status": nil, "method": nil,
 	}
 	for k, v := range want {
 		if l[k] != v {
