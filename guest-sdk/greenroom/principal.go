@@ -33,7 +33,10 @@ type Principal struct {
 	Subject string
 	// Claims are the verified claims of the caller's JWT; nil for static
 	// tokens and for PrincipalNone. Numbers are float64, as encoding/json
-	// decodes them. Each call of PrincipalFrom returns a fresh map.
+	// decodes them, except integers beyond 2^53 (which float64 would
+	// round) and numbers beyond float64's range: those are json.Number,
+	// as written in the token. Each call of PrincipalFrom returns a fresh
+	// map.
 	Claims map[string]any
 }
 
@@ -96,12 +99,43 @@ func (d principalData) decode() Principal {
 	}
 	p.Subject = d.subject
 	if d.claims != "" {
+		dec := json.NewDecoder(strings.NewReader(d.claims))
+		dec.UseNumber()
 		var m map[string]any
-		if json.Unmarshal([]byte(d.claims), &m) == nil {
-			p.Claims = m
+		if dec.Decode(&m) == nil && !dec.More() {
+			p.Claims = numbers(m).(map[string]any)
 		}
 	}
 	return p
+}
+
+// numbers turns the json.Numbers of a value decoded with UseNumber into
+// float64, as encoding/json decodes them, except integers float64 cannot
+// hold exactly (beyond 2^53: a numeric user id, say), which stay
+// json.Number, their digits intact.
+func numbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = numbers(e)
+		}
+	case json.Number:
+		if !strings.ContainsAny(string(t), ".eE") {
+			if i, err := t.Int64(); err != nil || i > 1<<53 || i < -(1<<53) {
+				return t
+			}
+		}
+		f, err := t.Float64()
+		if err != nil {
+			return t // out of float64's range
+		}
+		return f
+	}
+	return v
 }
 
 // Public asks the runtime to serve the given routes without a credential.

@@ -39,6 +39,12 @@ func TestPrincipalFromEnvelope(t *testing.T) {
 			Principal{Type: PrincipalUser, Subject: "user:default/jane", Claims: map[string]any{"sub": "jane", "groups": []any{"a", "b"}, "exp": float64(1700000000)}}},
 		{principalService, "service:ci", "", Principal{Type: PrincipalService, Subject: "service:ci"}},
 		{principalService, "service:ci", "not json", Principal{Type: PrincipalService, Subject: "service:ci"}},
+		{principalService, "service:ci", `{"a":1}{"b":2}`, Principal{Type: PrincipalService, Subject: "service:ci"}},
+		// Integers float64 cannot hold keep their digits.
+		{principalUser, "user:default/jane", `{"id":12345678901234567890,"big":9007199254740993,"max":9007199254740992,"neg":-9007199254740993,"r":0.5,"e":1e3,"huge":1e400,"l":[9007199254740993]}`,
+			Principal{Type: PrincipalUser, Subject: "user:default/jane", Claims: map[string]any{"id": json.Number("12345678901234567890"),
+				"big": json.Number("9007199254740993"), "max": float64(1 << 53), "neg": json.Number("-9007199254740993"), "r": 0.5, "e": 1000.0,
+				"huge": json.Number("1e400"), "l": []any{json.Number("9007199254740993")}}}},
 		// An unknown type from a newer host is no principal at all.
 		{9, "someone", "", Principal{Type: PrincipalNone}},
 	} {
