@@ -121,17 +121,7 @@ func TestPGMissingCreateRole(t *testing.T) {
 	t.Cleanup(func() { admin.Exec("ALTER DATABASE " + dbname + " OWNER TO CURRENT_USER") })
 	u.User = neturl.UserPassword(role, "x")
 	userURL := u.String()
-	conf := "[database]\nclient = \"pg\"\nconnection = \"${DB}\"\n" + plugin("alpha", true, "good", "")
-	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(conf)}}, func(k string) (string, bool) { return userURL, k == "DB" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := runtime.New(cfg, logrus.New(), runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(context.Background())
-	err = rt.Prepare(context.Background())
+	err = prepareOn(t, userURL, "")
 	for _, want := range []string{"CREATEROLE", `ALTER ROLE "` + role + `" CREATEROLE`, `isolation = "schema"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
@@ -142,9 +132,36 @@ func TestPGMissingCreateRole(t *testing.T) {
 	}
 }
 
+// prepareOn prepares a runtime (its database and plugin alpha) on
+// PostgreSQL at url, with more [database] settings, and returns what
+// Prepare does.
+func prepareOn(t *testing.T, url, settings string) error {
+	t.Helper()
+	conf := "[database]\nclient = \"pg\"\n" + settings + "connection = \"${DB}\"\n" + plugin("alpha", true, "good", "")
+	return prepareConf(t, conf, func(k string) (string, bool) { return url, k == "DB" })
+}
+
+// prepareConf prepares a runtime of config conf (its environment: lookup)
+// and returns what Prepare does.
+func prepareConf(t *testing.T, conf string, lookup func(string) (string, bool)) error {
+	t.Helper()
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(conf)}}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, logrus.New(), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	return rt.Prepare(context.Background())
+}
+
 // isolation = "schema" (weaker, explicit opt-in) still keeps names apart.
+// Plugins' SQL runs as the runtime's user, here one that is not a
+// superuser (TestPGSchemaIsolationRefusesServerPrograms).
 func TestPGSchemaIsolation(t *testing.T) {
-	conf := "[database]\nclient = \"pg\"\nisolation = \"schema\"\nconnection = \"" + pgtest.URL(t) + "\"\n"
+	conf := "[database]\nclient = \"pg\"\nisolation = \"schema\"\nconnection = \"" + createroleURL(t) + "\"\n"
 	in := start(t, conf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 	must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('a')"))
 	if n := count(t, in, "beta", "notes"); n != 0 {
@@ -152,6 +169,33 @@ func TestPGSchemaIsolation(t *testing.T) {
 	}
 	if !strings.Contains(in.Log.String(), `isolation = \"schema\"`) {
 		t.Error("schema isolation not warned about")
+	}
+}
+
+// With isolation = "schema" plugins' SQL runs as the runtime's user: one
+// that is a superuser, or may use the server's files and programs, would
+// let a plugin run programs on the database server (COPY ... TO PROGRAM,
+// found by an audit). Start-up refuses it, saying what to use instead.
+func TestPGSchemaIsolationRefusesServerPrograms(t *testing.T) {
+	for _, user := range []string{"superuser", "pg_execute_server_program"} {
+		t.Run(user, func(t *testing.T) {
+			url := pgtest.URL(t)
+			want := "which is a superuser"
+			if user != "superuser" {
+				url = createroleURL(t)
+				u, _ := neturl.Parse(url)
+				if _, err := pgtest.Admin(t).Exec("GRANT pg_execute_server_program TO " + u.User.Username()); err != nil {
+					t.Fatal(err)
+				}
+				want = "which is a member of pg_execute_server_program"
+			}
+			err := prepareOn(t, url, "isolation = \"schema\"\n")
+			for _, w := range []string{`isolation = "schema"`, want, "COPY ... TO PROGRAM", `Use isolation = "role"`} {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v does not say %q", err, w)
+				}
+			}
+		})
 	}
 }
 
@@ -199,16 +243,7 @@ func TestPGRolePasswordDerived(t *testing.T) {
 // migrations are pending, and says what to run.
 func TestSkipMigrationsRefusesPending(t *testing.T) {
 	conf := backends[0].conf(t) + "skip_migrations = true\n" + plugin("alpha", true, "good", "")
-	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(conf)}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := runtime.New(cfg, logrus.New(), runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(context.Background())
-	if err := rt.Prepare(context.Background()); err == nil || !strings.Contains(err.Error(), "greenroom migrate up") {
+	if err := prepareConf(t, conf, nil); err == nil || !strings.Contains(err.Error(), "greenroom migrate up") {
 		t.Errorf("Prepare = %v, want a refusal naming `greenroom migrate up`", err)
 	}
 }

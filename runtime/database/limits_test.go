@@ -212,7 +212,7 @@ func TestSQLiteMaxSizeEndsTheTransaction(t *testing.T) {
 	}
 }
 
-// SQLite rolls back the whole transaction when a statement in it is
+// SQLite rolls back the whole transaction when a write in it is
 // interrupted at db_statement_timeout, or fails an ON CONFLICT ROLLBACK,
 // and goes on in autocommit mode: the plugin's later statements were each
 // committed alone and its Rollback undid nothing. The runtime ends the
@@ -227,6 +227,10 @@ func TestSQLiteStatementFailureThatEndsTheTransaction(t *testing.T) {
 		failing    step
 	}{
 		{"timeout", "timeout", endless},
+		// SQLite leaves the transaction of an interrupted read open; the
+		// runtime ends it all the same, as PostgreSQL's statement_timeout
+		// does.
+		{"read timeout", "timeout", query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c")},
 		{"or rollback", "", exec("INSERT OR ROLLBACK INTO notes VALUES ('first')")},
 	} {
 		for _, end := range []string{"commit", "rollback"} {

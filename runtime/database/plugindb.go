@@ -332,6 +332,14 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			case sqliteTxEnded(ctx, t.conn, lim.StatementTimeout):
 				t.tx.Rollback()
 				t.aborted = "the transaction was rolled back when its statement failed (SQLite ends a transaction whose statement is interrupted at its timeout or deadline, or fails an ON CONFLICT ROLLBACK); roll it back and start again"
+			case p.svc.cfg.Client == ClientSQLite && failedWith(err, hostfuncs.ErrTimeout):
+				// SQLite rolls a transaction back itself only when an
+				// interrupted statement was writing; a read cut off at
+				// its timeout or deadline ends it too, as on
+				// PostgreSQL, whose statement_timeout aborts the
+				// transaction.
+				t.tx.Rollback()
+				t.aborted = "the transaction was rolled back when its statement ran out of time (limits.db_statement_timeout, or the call's or plugin's deadline); roll it back and start again"
 			}
 			return err
 		}, nil
@@ -627,6 +635,12 @@ func rollbackStray(ctx context.Context, conn *sql.Conn, timeout time.Duration) b
 		return nil
 	})
 	return open
+}
+
+// failedWith says whether err is a *hostfuncs.Failure of code.
+func failedWith(err error, code int32) bool {
+	var f *hostfuncs.Failure
+	return errors.As(err, &f) && f.Code == code
 }
 
 // fail turns a statement error into what the guest sees.

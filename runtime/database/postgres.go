@@ -163,6 +163,9 @@ func (b *pgBackend) check(ctx context.Context, db *bun.DB) error {
 		return err
 	}
 	if b.cfg.Isolation == IsolationSchema {
+		if err := b.checkSchemaUser(ctx, db); err != nil {
+			return err
+		}
 		b.log.Warn(`database.isolation = "schema": plugins connect as the runtime's user and are kept apart by search_path only; a plugin that sends hostile SQL can read other plugins' data and the runtime's tables (see docs/database.md)`)
 		return b.ensureRuntimeSchema(ctx, db)
 	}
@@ -176,6 +179,35 @@ func (b *pgBackend) check(ctx context.Context, db *bun.DB) error {
 			user, pgx.Identifier{user}.Sanitize())
 	}
 	return b.ensureRuntimeSchema(ctx, db)
+}
+
+// serverPrograms are the predefined roles that let a role read and write
+// the database server's files and run programs there (COPY ... TO
+// PROGRAM, pg_read_file), as a superuser may.
+var serverPrograms = []string{"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
+
+// checkSchemaUser refuses isolation = "schema" when the runtime's user,
+// which plugins' connections then log in as, is a superuser or may use
+// the server's files and programs: a plugin's SQL could then run programs
+// on the database server, which no plugin may, whatever it is trusted
+// with.
+func (b *pgBackend) checkSchemaUser(ctx context.Context, db *bun.DB) error {
+	var user, roles string
+	if err := db.DB.QueryRowContext(ctx, `SELECT current_user, (SELECT coalesce(string_agg(r, ', ' ORDER BY r), '')
+		FROM unnest(string_to_array($1, ',')) r WHERE pg_has_role(current_user, r, 'USAGE'))`, strings.Join(serverPrograms, ",")).Scan(&user, &roles); err != nil {
+		return fmt.Errorf("check the runtime's database user: %w", err)
+	}
+	what := ""
+	switch {
+	case b.super:
+		what = "a superuser"
+	case roles != "":
+		what = "a member of " + roles
+	default:
+		return nil
+	}
+	return fmt.Errorf(`database.isolation = "schema" runs plugins' SQL as the runtime's database user %q, which is %s: a plugin could read and write the database server's files and run programs there (COPY ... TO PROGRAM, pg_read_file). Use isolation = "role" (the default; a superuser can create the plugin roles) or connect as a user that is neither a superuser nor a member of %s`,
+		user, what, strings.Join(serverPrograms, ", "))
 }
 
 func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
@@ -439,6 +471,9 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 			return fmt.Errorf("role %s has SUPERUSER, REPLICATION or BYPASSRLS, which a plugin's role must not have and only a superuser can take away: run ALTER ROLE %s NOSUPERUSER NOREPLICATION NOBYPASSRLS as a superuser", role, qr)
 		}
 	}
+	if err := b.revokeMemberships(ctx, db, role); err != nil {
+		return err
+	}
 	if !b.super {
 		// The runtime's user must be a member of the role to give it the
 		// schema.
@@ -467,6 +502,41 @@ func (b *pgBackend) provisionRole(ctx context.Context, db *bun.DB, role, passwor
 	}
 	if err := b.grantConnect(ctx, db, role); err != nil {
 		b.log.WithError(err).WithField("role", role).Warn("could not grant CONNECT on the database to a plugin role; it relies on PUBLIC's CONNECT")
+	}
+	return nil
+}
+
+// revokeMemberships takes back every role the plugin's role is a member
+// of: through a membership (granted by hand, say pg_read_all_data, or
+// another plugin's role) the plugin could SET ROLE, from a DO block, to
+// privileges it must not have. A membership the runtime's user cannot
+// revoke keeps the plugin from loading, saying what to run.
+func (b *pgBackend) revokeMemberships(ctx context.Context, db *bun.DB, role string) error {
+	rows, err := db.DB.QueryContext(ctx, `SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+		WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1) ORDER BY 1`, role)
+	if err != nil {
+		return fmt.Errorf("look up the memberships of role %s: %w", role, err)
+	}
+	var of []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			rows.Close()
+			return fmt.Errorf("look up the memberships of role %s: %w", role, err)
+		}
+		of = append(of, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("look up the memberships of role %s: %w", role, err)
+	}
+	qr := pgx.Identifier{role}.Sanitize()
+	for _, r := range of {
+		stmt := "REVOKE " + pgx.Identifier{r}.Sanitize() + " FROM " + qr
+		if _, err := db.DB.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("role %s is a member of role %s, which would let its plugin take that role's privileges, and the runtime's user cannot revoke it (%v): run %s as a superuser", role, r, err, stmt)
+		}
+		b.log.WithFields(logrus.Fields{"role": role, "member_of": r}).Warn("revoked a membership a plugin's role must not have")
 	}
 	return nil
 }
@@ -502,7 +572,19 @@ func (b *pgBackend) grantConnect(ctx context.Context, db *bun.DB, role string) e
 	if errors.As(err, &pe) && pe.Code == "55P03" {
 		return fmt.Errorf("the database's row of pg_database stayed locked for %s by another transaction (%s): a GRANT, REVOKE or ALTER DATABASE in a transaction still open, which a plugin can run from a DO block: %w", grantLockTimeout, b.rowHolder(ctx, db), err)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// A user without the grant option on CONNECT gets only a warning
+	// from PostgreSQL ("no privileges were granted"), and nothing
+	// granted.
+	if err := db.DB.QueryRowContext(ctx, q, role).Scan(&granted); err != nil {
+		return err
+	}
+	if !granted {
+		return fmt.Errorf("GRANT CONNECT ON DATABASE %s granted nothing: the runtime's user is neither the database's owner nor holds CONNECT WITH GRANT OPTION", b.dbname)
+	}
+	return nil
 }
 
 // grantLockTimeout bounds grantConnect's wait for the database's row of
@@ -662,11 +744,12 @@ const backendStartKey = "greenroom.backend_start"
 
 // sessionReset is what PluginDB.release runs on a plugin connection
 // before it goes back to the pool: it ends what the call left in the
-// session. A connection's own (sessionResetKey, in its
+// session, the role a SET ROLE in a DO block took first (RESET ALL leaves
+// it). A connection's own (sessionResetKey, in its
 // pgconn.PgConn.CustomData) adds what the connector SET after connecting,
 // which RESET ALL undoes.
 const (
-	sessionReset    = "UNLISTEN *; CLOSE ALL; DEALLOCATE ALL; DISCARD TEMP; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
+	sessionReset    = "RESET ROLE; UNLISTEN *; CLOSE ALL; DEALLOCATE ALL; DISCARD TEMP; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
 	sessionResetKey = "greenroom.session_reset"
 )
 

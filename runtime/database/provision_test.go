@@ -83,17 +83,30 @@ func TestPGConcurrentProvisioning(t *testing.T) {
 // superuser) the owner of a new database, as docs/database.md asks, and
 // returns the database's URL with that user.
 func createroleURL(t *testing.T) string {
+	u, qdb, runtimeUser := newRuntimeUser(t)
+	admin := pgtest.Admin(t)
+	if _, err := admin.Exec("ALTER DATABASE " + qdb + " OWNER TO " + runtimeUser); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("ALTER DATABASE " + qdb + " OWNER TO CURRENT_USER") })
+	return u.String()
+}
+
+// newRuntimeUser makes a new user with LOGIN CREATEROLE (not a superuser)
+// and a new database, and returns the database's URL with that user, the
+// database's quoted name and the user.
+func newRuntimeUser(t *testing.T) (u *neturl.URL, qdb, user string) {
 	admin := pgtest.Admin(t)
 	var b [6]byte
 	rand.Read(b[:])
-	runtimeUser := "gr_test_runtime_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE ROLE " + runtimeUser + " LOGIN CREATEROLE"); err != nil {
+	user = "gr_test_runtime_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec("CREATE ROLE " + user + " LOGIN CREATEROLE"); err != nil {
 		t.Fatal(err)
 	}
 	// Registered before the database's: runs after the database and its
 	// plugin roles are dropped.
 	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP ROLE IF EXISTS " + runtimeUser); err != nil {
+		if _, err := admin.Exec("DROP ROLE IF EXISTS " + user); err != nil {
 			t.Errorf("drop the test's runtime user: %v", err)
 		}
 	})
@@ -101,13 +114,9 @@ func createroleURL(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qdb := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
-	if _, err := admin.Exec("ALTER DATABASE " + qdb + " OWNER TO " + runtimeUser); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec("ALTER DATABASE " + qdb + " OWNER TO CURRENT_USER") })
-	u.User = neturl.User(runtimeUser)
-	return u.String()
+	qdb = pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	u.User = neturl.User(user)
+	return u, qdb, user
 }
 
 // provisionConcurrently opens replicas Services on the database at url and
@@ -183,4 +192,67 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// A plugin's role is a member of no role: a membership granted by hand
+// (pg_read_all_data here) would let the plugin SET ROLE to its privileges
+// from a DO block, which the statement filter does not see. The runtime
+// revokes such memberships when it provisions the role, and a role taken
+// with SET ROLE ends with the call (RESET ALL leaves it; the session
+// reset runs RESET ROLE first). With and without a superuser as the
+// runtime's user.
+func TestPGRoleMemberships(t *testing.T) {
+	for _, user := range []string{"superuser", "createrole"} {
+		t.Run(user, func(t *testing.T) {
+			admin := pgtest.Admin(t)
+			url := pgtest.URL(t)
+			if user == "createrole" {
+				url = createroleURL(t)
+			}
+			dbconf := "[database]\nclient = \"pg\"\nconnection = \"" + url + "\"\n"
+			alpha := plugin("alpha", true, "good", "db_max_conns = 1")
+			in := start(t, dbconf, alpha)
+			role := database.RoleName(dbName(t, in), "alpha")
+			if _, err := admin.Exec("GRANT pg_read_all_data TO " + pgx.Identifier{role}.Sanitize()); err != nil {
+				t.Fatal(err)
+			}
+			must(t, in, "alpha", exec("DO $$ BEGIN EXECUTE 'SET ROLE pg_read_all_data'; END $$"))
+			if r := must(t, in, "alpha", query("SELECT current_user::text"))[0]; r.Rows[0][0] != role {
+				t.Errorf("the next call runs as %v, want %s: a SET ROLE outlived its call", r.Rows[0][0], role)
+			}
+			stop(t, in)
+			in = start(t, dbconf, alpha)
+			var n int
+			if err := admin.QueryRow("SELECT count(*) FROM pg_auth_members WHERE member = (SELECT oid FROM pg_roles WHERE rolname = $1)", role).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("the plugin's role is still a member of %d roles", n)
+			}
+			if !strings.Contains(in.Log.String(), "revoked a membership a plugin's role must not have") {
+				t.Error("the revoked membership was not logged")
+			}
+			if r := run(t, in, "alpha", exec("DO $$ BEGIN EXECUTE 'SET ROLE pg_read_all_data'; END $$"))[0]; r.Error == "" {
+				t.Error("SET ROLE pg_read_all_data worked after the restart")
+			}
+		})
+	}
+}
+
+// A runtime user that may create roles and schemas but neither owns the
+// database nor holds CONNECT WITH GRANT OPTION grants nothing with GRANT
+// CONNECT: PostgreSQL only warns. The runtime says so (the plugin then
+// relies on PUBLIC's CONNECT) instead of taking the warning for a grant.
+func TestPGGrantConnectGrantedNothing(t *testing.T) {
+	u, qdb, runtimeUser := newRuntimeUser(t)
+	admin := pgtest.Admin(t)
+	if _, err := admin.Exec("GRANT CREATE ON DATABASE " + qdb + " TO " + runtimeUser); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("REVOKE CREATE ON DATABASE " + qdb + " FROM " + runtimeUser) })
+	in := start(t, "[database]\nclient = \"pg\"\nconnection = \""+u.String()+"\"\n", plugin("alpha", true, "good", ""))
+	must(t, in, "alpha", query("SELECT 1")) // through PUBLIC's CONNECT
+	if !strings.Contains(in.Log.String(), "granted nothing: the runtime's user is neither the database's owner nor holds CONNECT WITH GRANT OPTION") {
+		t.Errorf("no warning that CONNECT was not granted:\n%s", in.Log.String())
+	}
 }
