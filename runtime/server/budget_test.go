@@ -474,3 +474,36 @@ func TestShutdownDoesNotWaitForLingeringCloses(t *testing.T) {
 		t.Errorf("shutdown with 20 idle connections took %s", took)
 	}
 }
+
+// A client that sent half a request's head and stopped held every
+// shutdown until its deadline, which then reported work cut off (an
+// audit: exit status 1 after the whole shutdown_timeout, naming nothing).
+// No request of it was admitted: once nothing admitted is left the
+// connection is closed and the shutdown ends, clean. A request in its
+// handler is still waited for (TestShutdownNamesAnAnswerBeingSent,
+// TestShutdownAnswersBodiesCleanly).
+func TestShutdownClosesAHalfSentHead(t *testing.T) {
+	in := start(t, "")
+	c := dial(t, in.URL)
+	fmt.Fprint(c, "GET /.greenroom/health/v1/liveness HTTP/1.1\r\nHost: test\r\n")
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if err := in.Server.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Errorf("shutdown with a half-sent head took %s", took)
+	}
+	// fasthttp answers a head cut off by its read deadline with 408, then
+	// closes.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Errorf("the connection is still open: %v", err)
+	}
+	if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		t.Errorf("the client got %q", b)
+	}
+}

@@ -58,6 +58,8 @@ type Server struct {
 	refusing atomic.Bool
 	// admitted counts the requests being served that were not refused.
 	admitted atomic.Int64
+	// conns is the main listener's open connections (Serve).
+	conns connSet
 
 	// responses bounds the plugin responses held until their clients
 	// have read them (server.response_budget), requests the plugins'
@@ -174,7 +176,7 @@ func (s *Server) routes() {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(lingerListener{ln})
+	return s.app.Listener(lingerListener{Listener: ln, conns: &s.conns})
 }
 
 // Drain turns readiness to 503 while the server keeps serving: the first
@@ -189,7 +191,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // 503 shutting_down (the health endpoints answer, readiness 503), so that
 // what a client or a probe sees during the drain is an answer rather than
 // a refused connection. Once none is left, or ctx ends, the listener
-// closes, idle connections are closed and open ones finish.
+// closes, idle connections are closed and open ones finish; once none is
+// left, a connection sending the head of a request, which will not be
+// served, is closed (connSet.expireReads) rather than waited for.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.refusing.Store(true)
@@ -198,6 +202,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	if ctx.Err() == nil {
+		// Nothing admitted is left: a connection still sending a
+		// request's head has no request to wait for.
+		stop := make(chan struct{})
+		defer close(stop)
+		go s.conns.expireReads(stop)
 	}
 	err := s.app.ShutdownWithContext(ctx)
 	if err != nil {
@@ -351,6 +362,10 @@ func stateOf(c *fiber.Ctx) *reqState {
 // requestState gives every request an id (X-Request-Id when the client sent
 // a valid one), returns it, and writes the access log line.
 func (s *Server) requestState(c *fiber.Ctx) error {
+	if lc, ok := c.Context().Conn().(*lingerConn); ok {
+		lc.busy.Add(1)
+		defer lc.busy.Add(-1)
+	}
 	rs := &reqState{start: time.Now(), id: requestIDFrom(c.Get(fiber.HeaderXRequestID))}
 	c.Locals(stateKey, rs)
 	c.Set(fiber.HeaderXRequestID, rs.id)
