@@ -332,7 +332,71 @@ type responseWriter struct {
 	done        bool   // the handler returned: the writer is retired
 	noSniff     bool   // the header, when taken, had a Content-Type, a Content-Encoding or a Transfer-Encoding
 	head        []byte // status and headers, encoded when the status was written
-	body        []byte
+	body        []byte // the body, or its first part (see appendBody)
+	more        [][]byte
+	size        int // the body's length: body's and more's
+}
+
+// bodyPart is the size of the parts in which a body longer than its
+// first buffer grows (more): each part is filled and never copied again.
+// Grown by doubling one buffer, a body written in pieces (io.Copy) held up
+// to three times its size at the moment it grew, and a 14 MiB answer ran
+// a 64 MiB guest out of memory.
+const bodyPart = 1 << 20
+
+// appendBody appends p to the body: to its first buffer while it fits
+// there, or under bodyPart; then to parts of at least bodyPart.
+func appendBody[S ~string | ~[]byte](w *responseWriter, p S) {
+	w.size += len(p)
+	if len(w.more) == 0 {
+		if need := len(w.body) + len(p); need <= max(cap(w.body), bodyPart) {
+			if need > cap(w.body) {
+				// Doubled (append grows a large slice by a quarter,
+				// which allocated five times the body in all).
+				nb := make([]byte, len(w.body), min(max(need, 2*cap(w.body), 512), bodyPart))
+				copy(nb, w.body)
+				w.body = nb
+			}
+			w.body = append(w.body, p...)
+			return
+		}
+		n := min(cap(w.body)-len(w.body), len(p))
+		w.body = append(w.body, p[:n]...)
+		p = p[n:]
+	} else {
+		last := &w.more[len(w.more)-1]
+		n := min(cap(*last)-len(*last), len(p))
+		*last = append(*last, p[:n]...)
+		p = p[n:]
+	}
+	if len(p) > 0 {
+		w.more = append(w.more, append(make([]byte, 0, max(len(p), bodyPart)), p...))
+	}
+}
+
+// sniffed is the start of the body http.DetectContentType looks at.
+func (w *responseWriter) sniffed() []byte {
+	const sniffLen = 512 // http.DetectContentType's
+	if len(w.body) >= sniffLen || len(w.more) == 0 {
+		return w.body
+	}
+	b := append([]byte(nil), w.body...)
+	for _, m := range w.more {
+		if len(b) >= sniffLen {
+			break
+		}
+		b = append(b, m[:min(len(m), sniffLen-len(b))]...)
+	}
+	return b
+}
+
+// envelope is the response envelope (finish first) in one piece.
+func (w *responseWriter) envelope() []byte {
+	b := append(append([]byte(nil), w.head...), w.body...)
+	for _, m := range w.more {
+		b = append(b, m...)
+	}
+	return b
 }
 
 // errWriteAfterReturn is what a write to a request's response gets once
@@ -380,7 +444,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if !w.bodyAllowed() {
 		return 0, http.ErrBodyNotAllowed
 	}
-	w.body = append(w.body, p...)
+	appendBody(w, p)
 	return len(p), nil
 }
 
@@ -395,7 +459,7 @@ func (w *responseWriter) WriteString(s string) (int, error) {
 	if !w.bodyAllowed() {
 		return 0, http.ErrBodyNotAllowed
 	}
-	w.body = append(w.body, s...)
+	appendBody(w, s)
 	return len(s), nil
 }
 
@@ -409,22 +473,23 @@ func (w *responseWriter) bodyAllowed() bool {
 // finish completes the response once the handler returned: the status
 // (200 if none was written), a Content-Type sniffed from the body when the
 // handler set none, nor a Content-Encoding (as net/http's server does), and the body's length
-// prefix. w.head then holds the envelope up to the body, w.body the body.
+// prefix. w.head then holds the envelope up to the body, w.body and w.more
+// the body.
 func (w *responseWriter) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.noSniff && len(w.body) > 0 && w.bodyAllowed() {
-		w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.body))
+	if !w.noSniff && w.size > 0 && w.bodyAllowed() {
+		w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.sniffed()))
 	}
-	w.head = binary.LittleEndian.AppendUint32(w.head, uint32(len(w.body)))
+	w.head = binary.LittleEndian.AppendUint32(w.head, uint32(w.size))
 }
 
 // retire ends the writer's use: later writes fail, and its buffers are no
 // longer its own (the SDK reuses them for the next request).
 func (w *responseWriter) retire() {
 	w.done = true
-	w.head, w.body, w.header = nil, nil, nil
+	w.head, w.body, w.more, w.header = nil, nil, nil, nil
 }
 
 // appendResponseHead encodes status and headers, the part of the response

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -163,7 +164,7 @@ func TestResponseHead(t *testing.T) {
 	// After the status, the header is not sent any more (net/http's rule).
 	w.Header().Set("X-Late", "1")
 	w.finish()
-	st, got, body := decodeResponse(t, append(w.head, w.body...))
+	st, got, body := decodeResponse(t, w.envelope())
 	if st != 201 || body != "<html><body>hi</body></html>" {
 		t.Fatalf("status %d body %q", st, body)
 	}
@@ -174,7 +175,7 @@ func TestResponseHead(t *testing.T) {
 	w = &responseWriter{}
 	w.Header().Set("X-End", "1")
 	w.finish()
-	if st, got, body := decodeResponse(t, append(w.head, w.body...)); st != 200 || got["X-End"] == nil || got["Content-Type"] != nil || body != "" {
+	if st, got, body := decodeResponse(t, w.envelope()); st != 200 || got["X-End"] == nil || got["Content-Type"] != nil || body != "" {
 		t.Errorf("empty response: %d %v %q", st, got, body)
 	}
 }
@@ -210,7 +211,7 @@ func TestContentTypeSniffedAsNetHTTP(t *testing.T) {
 		w := &responseWriter{}
 		handler(w)
 		w.finish()
-		_, got, _ := decodeResponse(t, append(w.head, w.body...))
+		_, got, _ := decodeResponse(t, w.envelope())
 		if want := resp.Header.Get("Content-Type"); strings.Join(got["Content-Type"], ",") != want {
 			t.Errorf("%s: Content-Type %q, net/http sends %q", tc.name, got["Content-Type"], want)
 		}
@@ -287,7 +288,7 @@ func TestNoBodyStatuses(t *testing.T) {
 			t.Errorf("%d: WriteString = %d, %v", status, n, err)
 		}
 		w.finish()
-		if st, h, b := decodeResponse(t, append(w.head, w.body...)); st != status || b != "" || h["Content-Type"] != nil {
+		if st, h, b := decodeResponse(t, w.envelope()); st != status || b != "" || h["Content-Type"] != nil {
 			t.Errorf("%d: response %d %v %q", status, st, h, b)
 		}
 	}
@@ -303,7 +304,7 @@ func TestNotModifiedDropsBodyHeaders(t *testing.T) {
 	h.Set("ETag", `"v1"`)
 	w.WriteHeader(http.StatusNotModified)
 	w.finish()
-	st, got, _ := decodeResponse(t, append(w.head, w.body...))
+	st, got, _ := decodeResponse(t, w.envelope())
 	if st != http.StatusNotModified || got["Content-Type"] != nil || got["Content-Length"] != nil || got["Etag"] == nil && got["ETag"] == nil {
 		t.Errorf("304 answered %d %v", st, got)
 	}
@@ -396,5 +397,73 @@ func TestRequestContextInPlace(t *testing.T) {
 	r2 := req.WithContext(context.WithValue(req.Context(), k{}, 1))
 	if r2.Context().Value(k{}) != 1 || RequestID(r2.Context()) != "rid-1" {
 		t.Error("derived request lost its context")
+	}
+}
+
+// A large body grows by parts that are never copied again (appendBody):
+// whatever the pieces it is written in, the envelope holds it whole and
+// in order, and the writer holds at most a part more than the body.
+func TestLargeBodyInParts(t *testing.T) {
+	want := make([]byte, 3*bodyPart+12345)
+	for i := range want {
+		want[i] = byte(i*7 + i/251)
+	}
+	copy(want, "<html><body>")
+	for _, tc := range []struct {
+		name   string
+		first  int // capacity of the reused first buffer
+		pieces []int
+	}{
+		{"one write", 0, []int{len(want)}},
+		{"io.Copy-sized pieces", 0, []int{32 << 10}},
+		{"a small first buffer, then one large write", 16, []int{5, len(want)}},
+		{"a large reused first buffer", 2 * bodyPart, []int{1000, bodyPart, 7}},
+		{"pieces straddling parts", 100, []int{bodyPart - 1, 2, bodyPart + 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &responseWriter{body: make([]byte, 0, tc.first)}
+			var pieces []any // []byte and string, made before counting
+			for off, i := 0, 0; off < len(want); i++ {
+				n := min(tc.pieces[min(i, len(tc.pieces)-1)], len(want)-off)
+				if i%2 == 0 {
+					pieces = append(pieces, want[off:off+n])
+				} else {
+					pieces = append(pieces, string(want[off:off+n]))
+				}
+				off += n
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for _, p := range pieces {
+				switch p := p.(type) {
+				case []byte:
+					w.Write(p)
+				case string:
+					w.WriteString(p)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			// Doubling (or Go's 1.25x growth) allocated several times the
+			// body in all, each growth copying what was there.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(len(want)+2*bodyPart) {
+				t.Errorf("writing a body of %d bytes allocated %d", len(want), alloc)
+			}
+			held := cap(w.body)
+			for _, m := range w.more {
+				held += cap(m)
+			}
+			if held > len(want)+bodyPart+tc.first {
+				t.Errorf("the writer holds %d bytes for a body of %d", held, len(want))
+			}
+			w.finish()
+			st, h, body := decodeResponse(t, w.envelope())
+			if st != 200 || body != string(want) {
+				t.Fatalf("status %d, body of %d bytes, equal %t", st, len(body), body == string(want))
+			}
+			// The type is sniffed from the body's start, across parts.
+			if got := h["Content-Type"]; len(got) != 1 || got[0] != "text/html; charset=utf-8" {
+				t.Errorf("Content-Type %q", got)
+			}
+		})
 	}
 }

@@ -126,6 +126,9 @@ func greenroomHandle(reqLen uint32) uint32 {
 		slotMu.Lock()
 		writeAll(w.head)
 		writeAll(w.body)
+		for _, m := range w.more {
+			writeAll(m)
+		}
 		slotMu.Unlock()
 	}
 	headBuf, bodyBuf = w.head[:0], w.body[:0]

@@ -501,3 +501,25 @@ func TestInitializerTimeoutNamed(t *testing.T) {
 		t.Errorf("Load = %v, want the init timeout named", err)
 	}
 }
+
+// A response written in pieces (io.Copy's 32 KiB) close to
+// limits.max_response is sent: the SDK's body grows by parts it never
+// copies again, where doubling one buffer held up to three times the body
+// and a 14 MiB answer ran out of a 64 MiB guest's memory (500
+// plugin_memory_limit) under the default limits (an audit). Past
+// max_response the answer is 502's bad response, not a memory failure.
+func TestLargeResponseInPieces(t *testing.T) {
+	lim := testLimits()
+	lim.Memory, lim.RetireMemory, lim.MaxResponse = 64<<20, 48<<20, 16<<20
+	p := load(t, hostileWasm, lim)
+	const n = 15 << 20
+	status, body, err := get(p, fmt.Sprintf("/big?n=%d&piece=32768", n))
+	if err != nil || status != 200 || len(body) != n {
+		t.Fatalf("15 MiB in 32 KiB pieces: %d, %d bytes, %v", status, len(body), err)
+	}
+	_, _, err = get(p, fmt.Sprintf("/big?n=%d&piece=32768", 17<<20))
+	var ce *CallError
+	if !errors.As(err, &ce) || ce.Kind != FailBadResponse {
+		t.Fatalf("17 MiB in pieces: %v, want a bad response", err)
+	}
+}

@@ -192,9 +192,19 @@ func init() {
 		key := make([]byte, max(n, 1))
 		fmt.Fprintf(w, `{"code":%d}`, configGet(unsafe.Pointer(&key[0]), uint32(n)))
 	})
+	// n bytes, in one write or in writes of piece bytes (as io.Copy
+	// writes).
 	mux.HandleFunc("GET /big", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		w.Write(make([]byte, n))
+		piece, _ := strconv.Atoi(r.URL.Query().Get("piece"))
+		if piece <= 0 {
+			w.Write(make([]byte, n))
+			return
+		}
+		b := make([]byte, piece)
+		for ; n > 0; n -= piece {
+			w.Write(b[:min(piece, n)])
+		}
 	})
 	mux.HandleFunc("GET /stdout", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println("hello from stdout")
