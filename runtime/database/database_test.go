@@ -998,3 +998,42 @@ func TestRolledBackTransactionStaysEnded(t *testing.T) {
 		}
 	})
 }
+
+// SQLite's authorizer refuses with one code for everything; the error says
+// what it refused, in a handler's statement (in a transaction or not) and
+// in a migration, where an audit got the same words for ATTACH, VACUUM
+// INTO and a PRAGMA.
+func TestSQLiteRefusalsNameWhat(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""), plugin("esc", true, "sqliteattach", ""))
+	for sql, want := range map[string]string{
+		"ATTACH DATABASE ':memory:' AS m":      "ATTACH (and VACUUM, which attaches its target) is not allowed",
+		"VACUUM":                               "ATTACH (and VACUUM, which attaches its target) is not allowed",
+		"PRAGMA journal_mode = DELETE":         "PRAGMA journal_mode = DELETE is not allowed",
+		"SELECT * FROM pragma_database_list":   "PRAGMA database_list is not allowed",
+		"SELECT load_extension('x')":           "function load_extension() is not allowed",
+		"SELECT 1; PRAGMA writable_schema = 1": "PRAGMA writable_schema = 1 is not allowed",
+	} {
+		for _, inTx := range []bool{false, true} {
+			if inTx && sql == "VACUUM" {
+				continue // SQLite refuses it in a transaction itself
+			}
+			steps := []step{exec(sql)}
+			if inTx {
+				steps = []step{{Op: "begin"}, exec(sql), {Op: "rollback"}}
+			}
+			res := run(t, in, "alpha", steps...)
+			r := res[len(steps)/2]
+			if r.Kind != "denied" || !strings.Contains(r.Error, "statement refused by the sandbox: "+want) {
+				t.Errorf("%q (in a transaction: %t): %s %s, want it to say %q", sql, inTx, r.Kind, r.Error, want)
+			}
+		}
+	}
+	// Forgotten once said: a later failure of another kind is not named
+	// after it.
+	if r := run(t, in, "alpha", exec("SELECT * FROM nosuchtable"))[0]; strings.Contains(r.Error, "is not allowed") {
+		t.Errorf("a later error: %s", r.Error)
+	}
+	if st, reason := in.RT.Slot("esc").Status(); st != "failed" || !strings.Contains(reason, "002_attach.up.sql") || !strings.Contains(reason, "ATTACH (and VACUUM, which attaches its target) is not allowed") {
+		t.Errorf("esc is %s: %s", st, reason)
+	}
+}

@@ -304,6 +304,9 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
 		return t.tx, func(err error) error {
+			if err != nil && p.svc.cfg.Client == ClientSQLite {
+				err = nameRefusal(t.conn, err)
+			}
 			// A transaction SQLite ended is ended for the plugin too,
 			// consistently: a plugin that went on would otherwise
 			// commit its later statements alone, each in its own
@@ -356,6 +359,9 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		defer p.release(conn, lim.StatementTimeout)
 		if err != nil {
 			p.reapLost(conn)
+			if p.svc.cfg.Client == ClientSQLite {
+				err = nameRefusal(conn, err)
+			}
 		}
 		if rollbackStray(ctx, conn, lim.StatementTimeout) && err == nil {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "the statement left a transaction open (BEGIN or SAVEPOINT without COMMIT or RELEASE); it was rolled back with its changes: use db.Begin/BeginTx for a transaction across statements")
@@ -1199,6 +1205,9 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			// before the file runs): say so rather than "not authorized".
 			if cmd := refusedTx(conn); cmd != "" {
 				return txControlRefused(cmd)
+			}
+			if p.svc.cfg.Client == ClientSQLite {
+				return nameRefusal(conn, p.svc.backend.classify(err))
 			}
 			return p.svc.backend.classify(err)
 		}

@@ -19,6 +19,8 @@ import (
 	"modernc.org/libc"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
 
 // SQLite: the runtime's tables in <dir>/greenroom.db, each plugin's in
@@ -362,6 +364,75 @@ type sqliteConn struct {
 	// that the migration's error can say what was refused rather than
 	// the authorizer's generic "not authorized".
 	refusedTx string
+	// refused is what the authorizer last denied (refusedWhat), until
+	// takeRefused reads it for the statement's error.
+	refused string
+}
+
+// refusedWhat names what the authorizer denies, for the error.
+func refusedWhat(action sqlite.AuthorizerActionCode, arg1, arg2, dbName string) string {
+	switch {
+	case action == sqlite.AuthAttach:
+		return "ATTACH (and VACUUM, which attaches its target)"
+	case action == sqlite.AuthDetach:
+		return "DETACH"
+	case action == sqlite.AuthPragma && arg2 != "":
+		return "PRAGMA " + arg1 + " = " + arg2
+	case action == sqlite.AuthPragma:
+		return "PRAGMA " + arg1
+	case action == sqlite.AuthFunction:
+		return "function " + arg2 + "()"
+	case action == sqlite.AuthCreateVTable || action == sqlite.AuthDropVTable:
+		return "virtual table module " + arg2
+	case action == sqlite.AuthAlterTable:
+		return "ALTER TABLE in database " + arg1
+	}
+	return "database " + dbName
+}
+
+// nameRefusal puts what the authorizer denied on conn into err, when err
+// is the sandbox's refusal (a *hostfuncs.Failure or a *deniedError whose
+// message starts with sqliteDenied): "statement refused by the sandbox:
+// PRAGMA journal_mode = wal is not allowed (...)" rather than the same
+// words for every refusal.
+func nameRefusal(conn *sql.Conn, err error) error {
+	var f *hostfuncs.Failure
+	var d *deniedError
+	msg := ""
+	switch {
+	case errors.As(err, &f) && f.Code == hostfuncs.ErrDenied:
+		msg = f.Msg
+	case errors.As(err, &d):
+		msg = d.msg
+	default:
+		return err
+	}
+	rest, ok := strings.CutPrefix(msg, sqliteDenied)
+	if !ok {
+		return err
+	}
+	what := takeRefused(conn)
+	if what == "" {
+		return err
+	}
+	named := "statement refused by the sandbox: " + what + " is not allowed " + strings.TrimPrefix(sqliteDenied, "statement refused by the sandbox ") + rest
+	if f != nil {
+		return hostfuncs.Failf(hostfuncs.ErrDenied, "%s", named)
+	}
+	return &deniedError{err: d.err, msg: named}
+}
+
+// takeRefused returns what the authorizer last denied on conn, "" if
+// nothing, and forgets it.
+func takeRefused(conn *sql.Conn) string {
+	var what string
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(*sqliteConn); ok {
+			what, c.refused = c.refused, ""
+		}
+		return nil
+	})
+	return what
 }
 
 // setMigrating sets conn's migrating flag.
@@ -417,7 +488,11 @@ func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, d
 			c.discard = true
 		}
 	}
-	return authorize(action, arg1, arg2, dbName, trigger)
+	rc := authorize(action, arg1, arg2, dbName, trigger)
+	if rc == sqlite.AuthorizerDeny {
+		c.refused = refusedWhat(action, arg1, arg2, dbName)
+	}
+	return rc
 }
 
 // sqliteDiscard reports whether a plugin's statement that leaves something
