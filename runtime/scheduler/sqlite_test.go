@@ -294,6 +294,11 @@ func TestScheduleWithoutCapability(t *testing.T) {
 	if l := list(t, in, "?all=true"); len(l.Tasks) != 0 {
 		t.Errorf("tasks: %+v", l.Tasks)
 	}
+	// A value all does not take is refused, as runs' are (it listed
+	// only the registered tasks, silently).
+	if status, _, body := in.Get(t, "/.greenroom/scheduler/v1/tasks?all=yes"); status != 400 || !strings.Contains(body, `all must be true or false, not \"yes\"`) {
+		t.Errorf("?all=yes: %d %s", status, body)
+	}
 	if status, _ := trigger(t, in, "sched", "tick"); status != 404 {
 		t.Errorf("trigger: %d", status)
 	}

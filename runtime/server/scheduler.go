@@ -31,7 +31,14 @@ func (s *Server) schedulerRoutes(admin fiber.Router) {
 
 func (s *Server) listTasks(c *fiber.Ctx) error {
 	sched := s.rt.Scheduler()
-	all := c.Query("all") == "true"
+	all := false
+	switch v := c.Query("all"); v {
+	case "", "false", "0":
+	case "true", "1":
+		all = true
+	default:
+		return apiErr(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("all must be true or false, not %q", v))
+	}
 	tasks, err := sched.Tasks(c.UserContext(), all)
 	if err != nil {
 		return s.schedulerUnavailable(err)
