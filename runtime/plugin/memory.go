@@ -29,6 +29,15 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 
 func (m *heapMemory) Free() { m.buf = nil }
 
+// fallbackMemory is the heap memory for a memory of at most max bytes
+// (0, or more than 4 GiB: 4 GiB).
+func fallbackMemory(max uint64) *heapMemory {
+	if max == 0 || max > 1<<32 {
+		return &heapMemory{max: 1 << 32}
+	}
+	return &heapMemory{max: max}
+}
+
 // filledMemory is a memory whose first Reallocate (wazero's, for the
 // module's initial size, before anything runs) writes the module's data
 // image into it: what the engine would have copied from the data
@@ -77,7 +86,7 @@ func (a *copyAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 	if a.base != nil {
 		m = a.base.Allocate(cap, max)
 	} else {
-		m = &heapMemory{max: max}
+		m = fallbackMemory(max)
 	}
 	return &filledMemory{LinearMemory: m, fill: func(b []byte) {
 		for _, s := range a.segs {

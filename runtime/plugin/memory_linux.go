@@ -3,6 +3,7 @@
 package plugin
 
 import (
+	"io"
 	"os"
 	"runtime"
 	"syscall"
@@ -29,14 +30,6 @@ func (mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 		return fallbackMemory(max)
 	}
 	return &mmapMemory{buf: b}
-}
-
-// fallbackMemory is the heap memory for max where reserve fails.
-func fallbackMemory(max uint64) *heapMemory {
-	if max == 0 || max > 1<<32 {
-		return &heapMemory{max: 1 << 32}
-	}
-	return &heapMemory{max: max}
 }
 
 // reserve maps max bytes of address space, zero-filled and made resident
@@ -105,8 +98,12 @@ func newImageAllocator(segs []instrument.Segment) experimental.MemoryAllocator {
 	for _, s := range segs {
 		for b, off := s.Data, int64(s.Offset); err == nil && len(b) > 0; {
 			var n int
-			n, err = unix.Pwrite(fd, b, off)
-			b, off = b[n:], off+int64(n)
+			if n, err = unix.Pwrite(fd, b, off); err == nil && n <= 0 {
+				err = io.ErrShortWrite
+			}
+			if err == nil {
+				b, off = b[n:], off+int64(n)
+			}
 		}
 	}
 	if err == nil {
