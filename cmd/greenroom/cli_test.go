@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,15 +96,29 @@ database = true
 	// test runs elsewhere); a source directory passes (greenroom dev).
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not wasm"), 0o644)
 	files := filepath.Join(dir, "files.toml")
-	os.WriteFile(files, []byte("[plugins.gone]\npath = \"gone.wasm\"\n[plugins.text]\npath = \"notes.txt\"\n[plugins.src]\npath = \".\"\n[plugins.hello]\npath = \"hello.wasm\"\n"), 0o644)
+	// A pin that does not name the file is found too (serve refuses the
+	// plugin: an audit's config check passed it).
+	pin := strings.Repeat("a", 64)
+	os.WriteFile(files, []byte("[plugins.gone]\npath = \"gone.wasm\"\n[plugins.text]\npath = \"notes.txt\"\n[plugins.src]\npath = \".\"\n[plugins.hello]\npath = \"hello.wasm\"\n[plugins.pinned]\npath = \"hello.wasm\"\nsha256 = \""+pin+"\"\n"), 0o644)
 	out, code = runCLI(t, nil, "config", "check", "--config", files)
-	for _, want := range []string{"2 plugin files cannot be loaded", "files.toml:2: plugins.gone.path: stat " + filepath.Join(dir, "gone.wasm") + ": no such file", "files.toml:4: plugins.text.path: " + filepath.Join(dir, "notes.txt") + " is not a WebAssembly module"} {
+	for _, want := range []string{"3 plugin files cannot be loaded", "files.toml:11: plugins.pinned.sha256: sha256 pin mismatch: config pins " + pin + ", " + filepath.Join(dir, "hello.wasm") + " is ", "files.toml:2: plugins.gone.path: stat " + filepath.Join(dir, "gone.wasm") + ": no such file", "files.toml:4: plugins.text.path: " + filepath.Join(dir, "notes.txt") + " is not a WebAssembly module"} {
 		if code != 1 || !strings.Contains(out, want) {
 			t.Errorf("config check (plugin files): exit %d, output lacks %q:\n%s", code, want, out)
 		}
 	}
 	if strings.Contains(out, "plugins.src") || strings.Contains(out, "plugins.hello") {
 		t.Errorf("config check (plugin files) named a source directory or a module:\n%s", out)
+	}
+	// The right pin (upper case, as an operator may paste it) passes.
+	helloSum, err := os.ReadFile(filepath.Join(dir, "hello.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(helloSum)
+	pinned := filepath.Join(dir, "pinned.toml")
+	os.WriteFile(pinned, []byte("[plugins.pinned]\npath = \"hello.wasm\"\nsha256 = \""+strings.ToUpper(hex.EncodeToString(sum[:]))+"\"\n"), 0o644)
+	if out, code := runCLI(t, nil, "config", "check", "--config", pinned); code != 0 || !strings.Contains(out, "config OK") {
+		t.Errorf("config check (the right pin): %d %q", code, out)
 	}
 
 	out, code = runCLI(t, env, "config", "print", "--config", good)

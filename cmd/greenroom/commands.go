@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -291,10 +293,10 @@ func listOrNone(s []string) string {
 }
 
 // pluginFileProblems says which plugins' files config check can already
-// tell will not load: missing, unreadable, or not a WebAssembly module. A
-// directory passes (greenroom dev builds a Go source directory; serve then
-// says to build it). Each problem starts with the file:line that set the
-// path.
+// tell will not load: missing, unreadable, not a WebAssembly module, or
+// not the module its sha256 pin names. A directory passes (greenroom dev
+// builds a Go source directory; serve then says to build it). Each problem
+// starts with the file:line that set the path (the pin's, for a pin).
 func pluginFileProblems(cfg *config.Config) []string {
 	var problems []string
 	for _, id := range slices.Sorted(maps.Keys(cfg.Plugins)) {
@@ -322,9 +324,29 @@ func pluginFileProblems(cfg *config.Config) []string {
 		}
 		head := make([]byte, 8)
 		n, _ := io.ReadFull(f, head)
-		f.Close()
 		if !bytes.Equal(head[:n], []byte("\x00asm\x01\x00\x00\x00")) {
+			f.Close()
 			problems = append(problems, fmt.Sprintf("%s: %s is not a WebAssembly module (a .wasm file starts with \\0asm, version 1)", where, path))
+			continue
+		}
+		pin := strings.ToLower(strings.TrimSpace(cfg.Plugins[id].SHA256))
+		if pin == "" {
+			f.Close()
+			continue
+		}
+		h := sha256.New()
+		h.Write(head[:n])
+		_, err = io.Copy(h, f)
+		f.Close()
+		pinKey := "plugins." + id + ".sha256"
+		if o := cfg.Origin(pinKey); o != "" {
+			pinKey = o + ": " + pinKey
+		}
+		switch sum := hex.EncodeToString(h.Sum(nil)); {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+		case sum != pin:
+			problems = append(problems, fmt.Sprintf("%s: sha256 pin mismatch: config pins %s, %s is %s", pinKey, pin, path, sum))
 		}
 	}
 	return problems
@@ -343,7 +365,11 @@ func configCmd() *cobra.Command {
 				return err
 			}
 			if problems := pluginFileProblems(cfg); len(problems) > 0 {
-				return fmt.Errorf("config: %d plugin files cannot be loaded (the config itself is valid):\n  %s", len(problems), strings.Join(problems, "\n  "))
+				files := "plugin files cannot"
+				if len(problems) == 1 {
+					files = "plugin file cannot"
+				}
+				return fmt.Errorf("config: %d %s be loaded (the config itself is valid):\n  %s", len(problems), files, strings.Join(problems, "\n  "))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "config OK: %s (%d plugins)\n", strings.Join(cfg.Files, ", "), len(cfg.Plugins))
 			return nil
