@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +55,11 @@ path = "missing.wasm"
 	out, err := run("migrate", "status", "-c", cfgPath)
 	if err != nil || !strings.Contains(out, "runtime") || !strings.Contains(out, "pending") {
 		t.Fatalf("status before: %v\n%s", err, out)
+	}
+	// A status creates nothing (it created the database it then found
+	// empty).
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("migrate status created the database's directory: %v", err)
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
 	if err != nil || !strings.HasPrefix(out, "runtime: 3 migrations applied; up to date\nplugin todo: 2 migrations applied; up to date") {

@@ -2,8 +2,11 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -133,7 +136,8 @@ func runtimeMigrationStatus(ctx context.Context, db *bun.DB, client string) ([]M
 
 // Status opens the runtime's database without migrating it and reports the
 // runtime's migrations and every plugin migration recorded so far. It is
-// `greenroom migrate status`.
+// `greenroom migrate status`. A SQLite database that does not exist yet is
+// not created: every runtime migration is pending.
 func Status(ctx context.Context, cfg Config, log *logrus.Logger) ([]MigrationStatus, error) {
 	cfg.SkipMigrations = true
 	var b backend
@@ -150,6 +154,21 @@ func Status(ctx context.Context, cfg Config, log *logrus.Logger) ([]MigrationSta
 		return nil, err
 	}
 	defer b.close()
+	if sb, ok := b.(*sqliteBackend); ok {
+		// A status does not create the database: without its file
+		// nothing was applied.
+		if _, err := os.Stat(filepath.Join(sb.dir, "greenroom.db")); errors.Is(err, fs.ErrNotExist) {
+			all, err := runtimeMigrations(cfg.Client)
+			if err != nil {
+				return nil, err
+			}
+			var out []MigrationStatus
+			for _, mig := range all.Sorted() {
+				out = append(out, MigrationStatus{Name: mig.String()})
+			}
+			return out, nil
+		}
+	}
 	db, err := b.open(ctx)
 	if err != nil {
 		return nil, err
