@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -469,13 +470,20 @@ func atAfterHost(raw string) bool {
 	return end >= 0 && strings.Contains(rest[end:], "@")
 }
 
+// quotedConnection is a string pgx's messages quote in backticks.
+var quotedConnection = regexp.MustCompile("`[^`]*`")
+
 var errAtAfterHost = errors.New("has an '@' after its host: percent-encode a '/', '?', '#' or '@' in the user name or password (%2F, %3F, %23, %40), and an '@' in the path or query (%40)")
 
 // parseError is what, followed by err's message unless that holds three
 // characters in a row (or all, when shorter) of a password written in raw;
-// then a hint instead.
+// then a hint instead. The connection string pgx quotes in its message
+// (`cannot parse `+"`...`"+`: reason`) is left out first: the key and line
+// already say which it is, pgx masks only a password it can find there,
+// and any other value quoted in it (a query parameter made of the same
+// secret) made every such message the hint, the reason lost.
 func parseError(raw, what string, err error) error {
-	msg := err.Error()
+	msg := quotedConnection.ReplaceAllString(err.Error(), "the connection string")
 	for _, sp := range connectionPasswords(raw) {
 		pw := raw[sp[0]:sp[1]]
 		n := min(3, len(pw))
