@@ -390,15 +390,6 @@ func (w *responseWriter) sniffed() []byte {
 	return b
 }
 
-// envelope is the response envelope (finish first) in one piece.
-func (w *responseWriter) envelope() []byte {
-	b := append(append([]byte(nil), w.head...), w.body...)
-	for _, m := range w.more {
-		b = append(b, m...)
-	}
-	return b
-}
-
 // errWriteAfterReturn is what a write to a request's response gets once
 // its handler returned.
 var errWriteAfterReturn = errors.New("greenroom: write to a response after its handler returned")

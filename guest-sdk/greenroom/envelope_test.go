@@ -467,3 +467,12 @@ func TestLargeBodyInParts(t *testing.T) {
 		})
 	}
 }
+
+// envelope is w's response envelope (finish first) in one piece.
+func (w *responseWriter) envelope() []byte {
+	b := append(append([]byte(nil), w.head...), w.body...)
+	for _, m := range w.more {
+		b = append(b, m...)
+	}
+	return b
+}
