@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
