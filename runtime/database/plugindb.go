@@ -304,7 +304,7 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
 		return t.tx, func(err error) error {
-			if err != nil && p.svc.cfg.Client == ClientSQLite {
+			if err != nil {
 				err = nameRefusal(t.conn, err)
 			}
 			// A transaction SQLite ended is ended for the plugin too,
@@ -359,9 +359,7 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		defer p.release(conn, lim.StatementTimeout)
 		if err != nil {
 			p.reapLost(conn)
-			if p.svc.cfg.Client == ClientSQLite {
-				err = nameRefusal(conn, err)
-			}
+			err = nameRefusal(conn, err)
 		}
 		if rollbackStray(ctx, conn, lim.StatementTimeout) && err == nil {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "the statement left a transaction open (BEGIN or SAVEPOINT without COMMIT or RELEASE); it was rolled back with its changes: use db.Begin/BeginTx for a transaction across statements")
@@ -1206,10 +1204,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			if cmd := refusedTx(conn); cmd != "" {
 				return txControlRefused(cmd)
 			}
-			if p.svc.cfg.Client == ClientSQLite {
-				return nameRefusal(conn, p.svc.backend.classify(err))
-			}
-			return p.svc.backend.classify(err)
+			return nameRefusal(conn, p.svc.backend.classify(err))
 		}
 	}
 	sum := sha256.Sum256([]byte(f.SQL))

@@ -391,8 +391,9 @@ func refusedWhat(action sqlite.AuthorizerActionCode, arg1, arg2, dbName string) 
 }
 
 // nameRefusal puts what the authorizer denied on conn into err, when err
-// is the sandbox's refusal (a *hostfuncs.Failure or a *deniedError whose
-// message starts with sqliteDenied): "statement refused by the sandbox:
+// is the SQLite sandbox's refusal (a *hostfuncs.Failure or a *deniedError
+// whose message starts with sqliteDenied; any other error, PostgreSQL's
+// included, is returned as it is): "statement refused by the sandbox:
 // PRAGMA journal_mode = wal is not allowed (...)" rather than the same
 // words for every refusal.
 func nameRefusal(conn *sql.Conn, err error) error {
