@@ -235,6 +235,26 @@ func TestPGRoleMemberships(t *testing.T) {
 			if r := run(t, in, "alpha", exec("DO $$ BEGIN EXECUTE 'SET ROLE pg_read_all_data'; END $$"))[0]; r.Error == "" {
 				t.Error("SET ROLE pg_read_all_data worked after the restart")
 			}
+			if user != "createrole" {
+				return
+			}
+			// Membership of a superuser role a CREATEROLE user cannot
+			// revoke: the plugin does not load, and the reason says what
+			// to run.
+			stop(t, in)
+			su := role + "_su"
+			if _, err := admin.Exec("CREATE ROLE " + pgx.Identifier{su}.Sanitize() + " SUPERUSER NOLOGIN"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + pgx.Identifier{su}.Sanitize()) })
+			if _, err := admin.Exec("GRANT " + pgx.Identifier{su}.Sanitize() + " TO " + pgx.Identifier{role}.Sanitize()); err != nil {
+				t.Fatal(err)
+			}
+			in = start(t, dbconf, alpha)
+			want := "run REVOKE " + pgx.Identifier{su}.Sanitize() + " FROM " + pgx.Identifier{role}.Sanitize() + " as a superuser"
+			if st, reason := in.RT.Slot("alpha").Status(); st == "ready" || !strings.Contains(reason, want) {
+				t.Errorf("alpha with a membership the runtime cannot revoke: %s: %s, want a reason saying %q", st, reason, want)
+			}
 		})
 	}
 }
