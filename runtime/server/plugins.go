@@ -170,14 +170,21 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			}
 			w.Header.AddBytesKV(h[0], h[1])
 		}
-		w.SetBodyStream(newBodyStream(resp.Body, held, &s.responses), len(resp.Body))
-		// A HEAD answer has no body; its Content-Length is that of the
-		// GET (http.ServeContent, http.FileServer set it), as net/http
-		// sends it.
-		if headLength >= 0 && len(resp.Body) == 0 && fr.Header.IsHead() && resp.Status/100 == 2 && resp.Status != fiber.StatusNoContent {
-			w.Header.SetContentLength(headLength)
+		if len(resp.Body) == 0 && fr.Header.IsHead() {
+			// A HEAD answer has no body. Its Content-Length is that of
+			// the GET where the handler set it (http.ServeContent,
+			// http.FileServer do), as net/http sends it; otherwise there
+			// is none, as with net/http: a handler that writes its body
+			// only for a GET (http.Redirect) must not be announced as
+			// empty (RFC 9110, 8.6).
+			s.responses.give(held)
 			w.SkipBody = true
+			if headLength >= 0 && resp.Status/100 == 2 && resp.Status != fiber.StatusNoContent {
+				w.Header.SetContentLength(headLength)
+			}
+			return nil
 		}
+		w.SetBodyStream(newBodyStream(resp.Body, held, &s.responses), len(resp.Body))
 		return nil
 	}
 	began := time.Now()

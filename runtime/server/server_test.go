@@ -668,6 +668,17 @@ func TestHeadKeepsContentLength(t *testing.T) {
 	if status != 200 || h.Get("Content-Length") != "14" || body != "" {
 		t.Errorf("HEAD: %d Content-Length %q body %q, want 200 with 14 and no body", status, h.Get("Content-Length"), body)
 	}
+	// A handler that writes a body for the GET only (http.Redirect) and
+	// sets no length: the HEAD answer announces none, as net/http's.
+	client := *in.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if status, h, body := in.DoWith(t, &client, "GET", "/api/hostile/moved", nil); status != 302 || body == "" || h.Get("Content-Length") != strconv.Itoa(len(body)) {
+		t.Fatalf("GET moved: %d Content-Length %q body %q, want 302 with a body and its length", status, h.Get("Content-Length"), body)
+	}
+	status, h, body = in.DoWith(t, &client, "HEAD", "/api/hostile/moved", nil)
+	if status != 302 || h["Content-Length"] != nil || h.Get("Location") != "/api/hostile/items" || body != "" {
+		t.Errorf("HEAD moved: %d headers %v body %q, want 302 with the mounted Location and no Content-Length", status, h, body)
+	}
 }
 
 // A response the plugin sends without a Content-Type (it set the header

@@ -262,6 +262,10 @@ func init() {
 		w.Header().Set("Location", q.Get("to")+strings.Repeat(q.Get("then"), n))
 		w.WriteHeader(http.StatusFound)
 	})
+	// http.Redirect writes its little body for a GET only.
+	mux.HandleFunc("GET /moved", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/items", http.StatusFound)
+	})
 	mux.HandleFunc("GET /public-codes", func(w http.ResponseWriter, r *http.Request) {
 		// After init, asking to open a route is refused.
 		fmt.Fprintf(w, `{"init_malformed":%d,"late":%d}`, initPublic, askPublic("/ok"))
