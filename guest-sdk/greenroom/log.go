@@ -2,6 +2,7 @@ package greenroom
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -119,7 +120,24 @@ func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
 		dst = appendBoolAttr(dst, "greenroom.truncated", true)
 		c.attrs++
 	}
-	dst = append(dst, h.pre...)
+	if maxStr > 0 {
+		// h.pre holds With's attributes whole: they are encoded again,
+		// so that a long one is dropped too, not the whole record.
+		c = attrCount{attrs: c.attrs - h.count.attrs}
+		for _, l := range h.chain {
+			if l.attrs == nil {
+				dst = appendKey(dst, kindGroup, l.group)
+				c.depth++
+				c.maxDepth = max(c.maxDepth, c.depth)
+				continue
+			}
+			for _, a := range l.attrs {
+				dst = appendSlogAttr(dst, a, maxStr, &c)
+			}
+		}
+	} else {
+		dst = append(dst, h.pre...)
+	}
 	r.Attrs(func(a slog.Attr) bool {
 		dst = appendSlogAttr(dst, a, maxStr, &c)
 		return true
@@ -276,7 +294,11 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int, c *attrCount) []byte {
 	}
 	s := ""
 	if err, ok := v.Any().(error); ok {
-		s = err.Error()
+		// fmt's %v, as slog's handlers write an error: "<nil>" for a
+		// nil pointer whose Error method would dereference it, and
+		// %!v(PANIC=Error method: ...) for one that panics, instead of
+		// failing the log call (and with it the request).
+		s = fmt.Sprint(err)
 	} else {
 		// fmt's %v, but with bytes as text wherever they are, which the
 		// host can redact (fmt's [85 115 ...] hid a secret from it).

@@ -167,6 +167,40 @@ func TestLogHandlerTruncates(t *testing.T) {
 	}
 }
 
+// An attribute With added that is too long is dropped like one of the
+// record's own, not with every other attribute.
+func TestLogHandlerTruncatesWithAttrs(t *testing.T) {
+	c := &capture{floor: -4}
+	long := strings.Repeat("x", 70<<10)
+	c.logger().With("big", long).WithGroup("g").With("id", 7).Info("with big", "small", "kept")
+	_, msg, attrs := decodeRecord(t, c.records[0])
+	want := []string{"greenroom.truncated=true", "big=[71680 bytes dropped: record over 64 KiB]", "g.id=7", "g.small=kept"}
+	if msg != "with big" || strings.Join(attrs, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q %q\nwant %q", msg, attrs, want)
+	}
+}
+
+type ptrError struct{ msg string }
+
+func (e *ptrError) Error() string { return e.msg }
+
+type panicError struct{}
+
+func (panicError) Error() string { panic("no message") }
+
+// An error attribute is written as slog's handlers write it: a nil
+// pointer or an Error method that panics does not fail the log call.
+func TestLogHandlerHostileErrors(t *testing.T) {
+	c := &capture{floor: -4}
+	var nilErr *ptrError
+	c.logger().Info("errors", "nil", nilErr, "wrapped", error(nilErr), "panics", panicError{}, "fine", &ptrError{"boom"})
+	_, _, attrs := decodeRecord(t, c.records[0])
+	want := []string{"nil=<nil>", "wrapped=<nil>", "panics=%!v(PANIC=Error method: no message)", "fine=boom"}
+	if strings.Join(attrs, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q\nwant %q", attrs, want)
+	}
+}
+
 // The guest cannot know the plugin's secrets, which the runtime redacts
 // whole: shrinking an oversized record never sends part of a string, so
 // no part of a secret escapes the redaction.

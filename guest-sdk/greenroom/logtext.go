@@ -50,8 +50,11 @@ func holdsBytesIn(t reflect.Type, visiting map[reflect.Type]bool) bool {
 	switch t.Kind() {
 	case reflect.Interface:
 		return true
-	case reflect.Slice, reflect.Array:
+	case reflect.Slice:
 		return t.Elem().Kind() == reflect.Uint8 || holdsBytesIn(t.Elem(), visiting)
+	case reflect.Array:
+		// A byte array (a hash, an address) is written as fmt writes it.
+		return holdsBytesIn(t.Elem(), visiting)
 	case reflect.Map:
 		return holdsBytesIn(t.Key(), visiting) || holdsBytesIn(t.Elem(), visiting)
 	case reflect.Pointer:
@@ -119,14 +122,8 @@ func (w *logTextWriter) write(v reflect.Value, depth int) {
 		}
 		w.write(v.Elem(), depth)
 	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.Uint8 {
-			if t.Kind() == reflect.Slice {
-				b.Write(v.Bytes())
-			} else {
-				for i := range v.Len() {
-					b.WriteByte(byte(v.Index(i).Uint()))
-				}
-			}
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			b.Write(v.Bytes())
 			return
 		}
 		b.WriteByte('[')

@@ -38,7 +38,11 @@ func TestLogText(t *testing.T) {
 	}{
 		{secret, "s3cret-value"},
 		{json.RawMessage(`{"k":1}`), `{"k":1}`},
-		{[2]byte{'h', 'i'}, "hi"},
+		{[2]byte{'h', 'i'}, "[104 105]"}, // an array (a hash) as fmt writes it
+		{struct {
+			Sum [2]byte
+			Key []byte
+		}{[2]byte{1, 255}, secret}, "{[1 255] s3cret-value}"},
 		{logTextInner{"a", secret}, "{a s3cret-value}"},
 		{&logTextInner{"a", secret}, "&{a s3cret-value}"},
 		{[][]byte{secret, []byte("x")}, "[s3cret-value x]"},
@@ -55,7 +59,7 @@ func TestLogText(t *testing.T) {
 		}
 	}
 	// Types that hold no bytes go to fmt as they are.
-	for _, v := range []any{1, "s", []int{1, 2}, map[string]int{"b": 2, "a": 1}, struct{ A, b int }{1, 2}, time.Second, errors.New("e"), 1.5, nil} {
+	for _, v := range []any{1, "s", []int{1, 2}, [4]byte{'a', 0, 255, '\n'}, map[string]int{"b": 2, "a": 1}, struct{ A, b int }{1, 2}, time.Second, errors.New("e"), 1.5, nil} {
 		if got, want := logText(v), fmt.Sprint(v); got != want {
 			t.Errorf("logText(%#v) = %q, fmt says %q", v, got, want)
 		}
