@@ -201,7 +201,7 @@ func runTask(env string) (code uint32, msg string) {
 	case panicked:
 		return handlePanicked, ""
 	case err != nil:
-		msg = err.Error()
+		msg = fmt.Sprint(err) // "<nil>" for a nil pointer, not a panic
 		if msg == "" {
 			msg = "task returned an error with no message"
 		}

@@ -118,6 +118,8 @@ func TestRunTaskEnvelope(t *testing.T) {
 	}})
 	Schedule(Task{ID: "env-err", Every: time.Hour, Run: func(context.Context) error { return errors.New("it broke") }})
 	Schedule(Task{ID: "env-panic", Every: time.Hour, Run: func(context.Context) error { panic("boom") }})
+	// A nil *ptrError in an error: its Error method would dereference nil.
+	Schedule(Task{ID: "env-nilerr", Every: time.Hour, Run: func(context.Context) error { var e *ptrError; return e }})
 	due := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	deadline := time.Now().Add(30 * time.Second).UnixNano()
 	if code, msg := runTask(taskEnvelope("env-ok", "r1", deadline, due.UnixNano(), false)); code != handleOK || msg != "" {
@@ -131,6 +133,9 @@ func TestRunTaskEnvelope(t *testing.T) {
 	}
 	if code, _ := runTask(taskEnvelope("env-panic", "r3", deadline, 0, true)); code != handlePanicked {
 		t.Errorf("panic: %d", code)
+	}
+	if code, msg := runTask(taskEnvelope("env-nilerr", "r3b", deadline, 0, true)); code != handleError || msg != "<nil>" {
+		t.Errorf("nil error pointer: %d %q, want an error run with <nil>", code, msg)
 	}
 	if code, msg := runTask(taskEnvelope("env-nope", "r4", deadline, 0, true)); code != handleError || !strings.Contains(msg, "not registered") {
 		t.Errorf("unknown: %d %q", code, msg)
