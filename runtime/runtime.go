@@ -929,6 +929,10 @@ func (e *UnavailableError) Error() string {
 	if e.State == StateRetrying {
 		return fmt.Sprintf("plugin %s is retrying its load after a database error (next attempt in %s): %s", e.ID, e.RetryIn.Round(time.Second), e.Reason)
 	}
+	if e.State == StateFailed && e.Reason != "" {
+		// A load error names the plugin already: said once.
+		return fmt.Sprintf("plugin %s failed to load: %s", e.ID, strings.TrimPrefix(e.Reason, "plugin "+e.ID+": "))
+	}
 	if e.Reason != "" {
 		return fmt.Sprintf("plugin %s is %s: %s", e.ID, e.State, e.Reason)
 	}

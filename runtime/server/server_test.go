@@ -783,8 +783,13 @@ limits = { interruptible = false }
 		id, want := tc.id, tc.want
 		status, h, body := in.Get(t, "/api/"+id+"/ping")
 		e := errorBody(t, body)
-		if status != 503 || e["code"] != "plugin_unavailable" || !strings.Contains(fmt.Sprint(e["error"]), want) || h.Get("Retry-After") == "" {
+		msg := fmt.Sprint(e["error"])
+		if status != 503 || e["code"] != "plugin_unavailable" || !strings.Contains(msg, want) || h.Get("Retry-After") != "5" {
 			t.Errorf("%s: got %d %s, want 503 mentioning %q", id, status, body, want)
+		}
+		// Named once, saying what happened.
+		if prefix := "plugin " + id + " failed to load: "; !strings.HasPrefix(msg, prefix) || strings.Count(msg, "plugin "+id+":") > 0 {
+			t.Errorf("%s: %q, want it to begin %q and name the plugin once", id, msg, prefix)
 		}
 	}
 	status, _, body := in.Get(t, "/.greenroom/health/v1/readiness")
