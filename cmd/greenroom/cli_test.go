@@ -106,6 +106,10 @@ database = true
 			t.Errorf("config check (plugin files): exit %d, output lacks %q:\n%s", code, want, out)
 		}
 	}
+	// By file and line, as the config's own errors (not by plugin id).
+	if a, b, c := strings.Index(out, "files.toml:2:"), strings.Index(out, "files.toml:4:"), strings.Index(out, "files.toml:11:"); a < 0 || a > b || b > c {
+		t.Errorf("config check (plugin files): not ordered by line:\n%s", out)
+	}
 	if strings.Contains(out, "plugins.src") || strings.Contains(out, "plugins.hello") {
 		t.Errorf("config check (plugin files) named a source directory or a module:\n%s", out)
 	}

@@ -296,37 +296,37 @@ func listOrNone(s []string) string {
 // tell will not load: missing, unreadable, not a WebAssembly module, or
 // not the module its sha256 pin names. A directory passes (greenroom dev
 // builds a Go source directory; serve then says to build it). Each problem
-// starts with the file:line that set the path (the pin's, for a pin).
+// starts with the file:line that set the path (the pin's, for a pin), and
+// they come ordered by file and line, as the config's own errors.
 func pluginFileProblems(cfg *config.Config) []string {
-	var problems []string
+	var problems config.Errors
 	for _, id := range slices.Sorted(maps.Keys(cfg.Plugins)) {
 		key := "plugins." + id + ".path"
-		where := key
-		if o := cfg.Origin(key); o != "" {
-			where = o + ": " + key
+		problem := func(format string, args ...any) {
+			problems = append(problems, &config.Error{Origin: cfg.Origin(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 		}
 		path := runtime.PluginPath(cfg, id)
 		fi, err := os.Stat(path)
 		switch {
 		case err != nil:
-			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			problem("%v", err)
 			continue
 		case fi.IsDir():
 			continue
 		case !fi.Mode().IsRegular():
-			problems = append(problems, fmt.Sprintf("%s: %s is not a regular file", where, path))
+			problem("%s is not a regular file", path)
 			continue
 		}
 		f, err := os.Open(path)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			problem("%v", err)
 			continue
 		}
 		head := make([]byte, 8)
 		n, _ := io.ReadFull(f, head)
 		if !bytes.Equal(head[:n], []byte("\x00asm\x01\x00\x00\x00")) {
 			f.Close()
-			problems = append(problems, fmt.Sprintf("%s: %s is not a WebAssembly module (a .wasm file starts with \\0asm, version 1)", where, path))
+			problem("%s is not a WebAssembly module (a .wasm file starts with \\0asm, version 1)", path)
 			continue
 		}
 		pin := strings.ToLower(strings.TrimSpace(cfg.Plugins[id].SHA256))
@@ -338,18 +338,20 @@ func pluginFileProblems(cfg *config.Config) []string {
 		h.Write(head[:n])
 		_, err = io.Copy(h, f)
 		f.Close()
-		pinKey := "plugins." + id + ".sha256"
-		if o := cfg.Origin(pinKey); o != "" {
-			pinKey = o + ": " + pinKey
-		}
 		switch sum := hex.EncodeToString(h.Sum(nil)); {
 		case err != nil:
-			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			problem("%v", err)
 		case sum != pin:
-			problems = append(problems, fmt.Sprintf("%s: sha256 pin mismatch: config pins %s, %s is %s", pinKey, pin, path, sum))
+			key = "plugins." + id + ".sha256"
+			problem("sha256 pin mismatch: config pins %s, %s is %s", pin, path, sum)
 		}
 	}
-	return problems
+	problems.Sort(cfg.Files)
+	out := make([]string, len(problems))
+	for i, p := range problems {
+		out[i] = p.Error()
+	}
+	return out
 }
 
 func configCmd() *cobra.Command {

@@ -205,6 +205,12 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	return cfg, nil
 }
 
+// Sort orders es by file (in the order given, as Config.Files) and line;
+// errors without a position come last in the order found. Load's errors
+// come sorted; a caller that finds more (config check's look at the
+// plugin files) sorts its own the same way.
+func (es Errors) Sort(files []string) { sortErrors(es, files) }
+
 // sortErrors orders errors by file (in the order given) and line; errors
 // without a position come last in the order found.
 func sortErrors(errs Errors, files []string) {
