@@ -307,7 +307,11 @@ func (r *envReader) value() driver.Value {
 	case tagTrue:
 		return true
 	case tagString:
-		return r.str()
+		// A copy: database/sql hands a string to Scan as it is, and a
+		// substring would keep the whole result alive in the plugin's
+		// memory for as long as the plugin keeps any one value of it
+		// (a cache of one short column of each query held megabytes).
+		return strings.Clone(r.str())
 	case tagBytes:
 		return []byte(r.str())
 	case tagTime:
@@ -331,8 +335,8 @@ func decodeRows(res string) (*rows, error) {
 	}
 	rs := &rows{cols: make([]string, n), types: make([]string, n)}
 	for i := 0; i < n; i++ {
-		rs.cols[i] = r.str()
-		rs.types[i] = r.str()
+		rs.cols[i] = strings.Clone(r.str()) // copies, as the values (rows.Columns may be kept)
+		rs.types[i] = strings.Clone(r.str())
 	}
 	nrows := int(r.u32())
 	if r.err != nil || nrows < 0 || (n > 0 && nrows > (len(res)-r.off)/n) {

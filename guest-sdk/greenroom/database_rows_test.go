@@ -3,7 +3,9 @@ package greenroom
 import (
 	"database/sql"
 	"encoding/binary"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // zeroColumnResult is a result of nrows rows of no columns, in the host's
@@ -75,5 +77,39 @@ func TestZeroColumnRows(t *testing.T) {
 	}
 	if _, err := decodeRows(string(res[:len(res)-9])); err == nil {
 		t.Error("a result with a row short of its values accepted")
+	}
+}
+
+// inside reports whether s's bytes lie within buf's.
+func inside(s, buf string) bool {
+	if len(s) == 0 || len(buf) == 0 {
+		return false
+	}
+	p, lo := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(buf)))
+	return p >= lo && p < lo+uintptr(len(buf))
+}
+
+// A string a plugin scans and keeps holds only itself, as with a native
+// driver: not the whole result it came in (an audit's cache of one short
+// column per query grew the heap by the whole result each time).
+func TestScannedStringsAreCopies(t *testing.T) {
+	res := binary.LittleEndian.AppendUint32(nil, 2)
+	res = appendField(appendField(res, "name"), "TEXT")
+	res = appendField(appendField(res, "blob"), "BLOB")
+	res = binary.LittleEndian.AppendUint32(res, 1)
+	res, _ = appendValue(res, "short")
+	res, _ = appendValue(res, []byte(strings.Repeat("x", 4096)))
+	result := string(res)
+	rs, err := decodeRows(result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range append([]string{rs.vals[0].(string)}, append(rs.cols, rs.types...)...) {
+		if inside(s, result) {
+			t.Errorf("%q is a view of the result, which it keeps alive", s)
+		}
+	}
+	if rs.vals[0] != "short" || rs.cols[0] != "name" || rs.types[1] != "BLOB" {
+		t.Errorf("decoded %v %v %v", rs.vals[0], rs.cols, rs.types)
 	}
 }

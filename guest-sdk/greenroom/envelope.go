@@ -147,6 +147,31 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 	if r.err != nil {
 		return nil, nil, r.err
 	}
+	if len(body) >= bodyApart {
+		// Every field is a view of the envelope, the body's bytes
+		// included: a handler that kept a header, the path (a
+		// PathValue) or the principal's subject would keep the whole
+		// body alive in the plugin's memory. With a large body the head
+		// gets memory of its own.
+		head := strings.Clone(env[:len(env)-len(body)])
+		re := func(s string) string {
+			if o, ok := offsetIn(s, env); ok {
+				return head[o : o+len(s)]
+			}
+			return s
+		}
+		method, rawPath, rawQuery, remoteAddr, host = re(method), re(rawPath), re(rawQuery), re(remoteAddr), re(host)
+		m := &hold.ctx.meta
+		m.requestID, m.principal.subject, m.principal.claims = re(m.requestID), re(m.principal.subject), re(m.principal.claims)
+		rebased := make(http.Header, len(header))
+		for k, vs := range header {
+			for i := range vs {
+				vs[i] = re(vs[i])
+			}
+			rebased[re(k)] = vs
+		}
+		header = rebased
+	}
 
 	u := &hold.url
 	u.Path, u.RawQuery = rawPath, rawQuery
@@ -178,6 +203,22 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 	}
 	hold.rw.status = http.StatusOK
 	return req, &hold.rw, nil
+}
+
+// bodyApart is the size from which a request's body no longer shares its
+// memory with the rest of the request (decodeRequest).
+const bodyApart = 16 << 10
+
+// offsetIn reports where s starts within env, if it is a view of it.
+func offsetIn(s, env string) (int, bool) {
+	if len(s) == 0 || len(env) == 0 {
+		return 0, false
+	}
+	o := uintptr(unsafe.Pointer(unsafe.StringData(s))) - uintptr(unsafe.Pointer(unsafe.StringData(env)))
+	if o >= uintptr(len(env)) {
+		return 0, false
+	}
+	return int(o), true
 }
 
 // requestHold gathers a request's small allocations into one.

@@ -88,6 +88,49 @@ func TestDecodeRequest(t *testing.T) {
 	}
 }
 
+// With a large body, nothing of the request but its body is a view of
+// the envelope: a handler that keeps a header, the path or the subject
+// does not keep the body alive (with a small one, views save copies).
+func TestLargeBodyKeptApart(t *testing.T) {
+	for _, size := range []int{bodyApart - 1, bodyApart, 1 << 20} {
+		e := &envBuilder{}
+		e.str("POST").str("/items/a%2Fb").str("x=1").str("rid-1").str("10.0.0.1:5555").u64(0)
+		e.u8(principalUser).str("user:jane").str(`{"sub":"jane"}`)
+		e.u32(4).str("Content-Type").str("text/plain").str("X-Multi").str("1").str("X-Multi").str("2").str("Host").str("example.org")
+		body := strings.Repeat("b", size)
+		e.str(body)
+		env := string(e.b)
+		req, _, err := decodeRequest(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := PrincipalFrom(req)
+		fields := map[string]string{"method": req.Method, "path": req.URL.Path, "raw path": req.URL.RawPath, "query": req.URL.RawQuery,
+			"request uri": req.RequestURI, "remote": req.RemoteAddr, "host": req.Host, "request id": RequestID(req.Context()), "subject": p.Subject}
+		for k, vs := range req.Header {
+			fields["header name "+k] = k
+			for i, v := range vs {
+				fields[fmt.Sprintf("header %s[%d]", k, i)] = v
+			}
+		}
+		for name, v := range fields {
+			if _, in := offsetIn(v, env); in && size >= bodyApart {
+				t.Errorf("body of %d bytes: %s %q is a view of the envelope", size, name, v)
+			}
+		}
+		if _, in := offsetIn(req.Method, env); size < bodyApart && !in {
+			t.Errorf("body of %d bytes: the method was copied", size)
+		}
+		if req.Method != "POST" || req.URL.Path != "/items/a/b" || req.Host != "example.org" || p.Subject != "user:jane" ||
+			strings.Join(req.Header["X-Multi"], ",") != "1,2" || req.Header.Get("Content-Type") != "text/plain" || RequestID(req.Context()) != "rid-1" {
+			t.Errorf("body of %d bytes: decoded %s %s %s %v", size, req.Method, req.URL, req.Host, req.Header)
+		}
+		if got, _ := io.ReadAll(req.Body); string(got) != body {
+			t.Errorf("body of %d bytes: read %d", size, len(got))
+		}
+	}
+}
+
 // As with net/http's server, a body read after Close fails, unread bytes
 // or not.
 func TestRequestBodyReadAfterClose(t *testing.T) {
