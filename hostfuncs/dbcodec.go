@@ -85,7 +85,7 @@ func DecodeStatement(b []byte) (Statement, error) {
 		return st, d.err
 	}
 	if len(sql) > MaxStatementSQL {
-		return st, fmt.Errorf("statement of %d bytes exceeds %d", len(sql), MaxStatementSQL)
+		return st, fmt.Errorf("statement of %d bytes exceeds the limit of %d bytes on a statement's text: pass values as arguments (placeholders), not in the text, and insert many rows in batches", len(sql), MaxStatementSQL)
 	}
 	if !utf8.Valid(sql) {
 		return st, fmt.Errorf("%w: statement text is not UTF-8", errMalformed)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,6 +44,17 @@ func TestStatementRoundTrip(t *testing.T) {
 		if _, err := DecodeStatement(bad); err == nil {
 			t.Errorf("request with %d bytes after its arguments decoded", len(bad)-len(req))
 		}
+	}
+}
+
+// A statement's text over the limit is refused with what to do instead.
+func TestStatementTooLong(t *testing.T) {
+	req := appendUint32(nil, 0)
+	req = appendString(req, "INSERT INTO t VALUES ('"+strings.Repeat("x", MaxStatementSQL)+"')")
+	req = appendUint32(req, 0)
+	_, err := DecodeStatement(req)
+	if err == nil || !strings.Contains(err.Error(), "exceeds the limit of 1048576 bytes") || !strings.Contains(err.Error(), "pass values as arguments") {
+		t.Errorf("err = %v", err)
 	}
 }
 

@@ -698,7 +698,7 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
-		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %d bytes (%v); select less at a time (LIMIT, pagination, substr)", lim.MaxResult, big.err)
+		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %d bytes (%v); store a value that large in parts no larger than that, and select less at a time (LIMIT, pagination, substr)", lim.MaxResult, big.err)
 	}
 	if p.svc.cfg.Client == ClientPG && errors.Is(err, driver.ErrBadConn) {
 		// pgx's Exec of a statement without arguments (the simple
