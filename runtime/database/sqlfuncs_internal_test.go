@@ -383,3 +383,25 @@ func TestSQLFuncsStopAtTheDeadline(t *testing.T) {
 		t.Errorf("the statement stopped %v after it began, its deadline 100 ms", took)
 	}
 }
+
+// A time's text reads as a time in a TIMESTAMPTZ column as the driver
+// reads it in a TIMESTAMP one: its own layouts and Go's time.String form.
+func TestParseSQLiteTime(t *testing.T) {
+	want := time.Date(2024, 1, 1, 10, 0, 0, 500_000_000, time.UTC)
+	for _, s := range []string{
+		"2024-01-01 10:00:00.5+00:00",
+		"2024-01-01T10:00:00.5Z",
+		"2024-01-01 11:00:00.5+01:00",
+		"2024-01-01 10:00:00.5 +0000 UTC",
+		"2024-01-01 10:00:00.5 +0000 UTC m=+0.000012345",
+	} {
+		if got, ok := parseSQLiteTime(s); !ok || !got.Equal(want) {
+			t.Errorf("%q: %v %v, want %v", s, got, ok, want)
+		}
+	}
+	for _, s := range []string{"not a time", "2024-01-01 10:00:00.5 +0000 UTC trailing", "m=+1"} {
+		if got, ok := parseSQLiteTime(s); ok {
+			t.Errorf("%q read as the time %v", s, got)
+		}
+	}
+}

@@ -260,6 +260,17 @@ func parseSQLiteTime(s string) (time.Time, bool) {
 	if len(s) < len("2006-01-02") || len(s) > 64 {
 		return time.Time{}, false
 	}
+	// Go's time.String form ("2024-01-01 10:00:00.5 +0000 UTC", with
+	// "m=+..." when the time had a monotonic reading), as a plugin that
+	// stored fmt.Sprint(t) as text has it: the driver reads it as a time
+	// in the columns it parses itself, and so it is read here.
+	goForm := s
+	if i := strings.Index(goForm, "m="); i > 0 {
+		goForm = goForm[:i]
+	}
+	if t, err := time.Parse("2006-01-02 15:04:05.999999999 -0700 MST", strings.TrimSpace(goForm)); err == nil {
+		return t, true
+	}
 	ts, _ := strings.CutSuffix(s, "Z")
 	for _, layout := range sqliteTimeLayouts {
 		if t, err := time.Parse(layout, ts); err == nil {
