@@ -71,8 +71,10 @@ const (
 	// keepRuns is how many runs of each task the history keeps.
 	keepRuns = 100
 	// lostGrace: a global run whose lease expired this long ago, or a
-	// local run still "running" this long past its timeout, belonged to a
-	// replica that died (a takeover marks a global run lost at once).
+	// run its task's lease does not name (a local run, or one that began
+	// while the task was local, before a reload made it global) still
+	// "running" this long past its timeout, belonged to a replica that
+	// died (a takeover marks a global run lost at once).
 	lostGrace = 5 * time.Minute
 	// tidyEvery is how often the history is tidied.
 	tidyEvery = time.Minute
@@ -1006,6 +1008,11 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDead
 		return "failed", "canceled", "the replica shut down before the run began"
 	case kind == plugin.FailCanceled && s.stopRequested():
 		return "failed", "canceled", "interrupted: the replica shut down during the run, which did not return within the grace after it was asked to stop"
+	case kind == plugin.FailCanceled && !errors.Is(err, plugin.ErrNotBegun):
+		// Not Stop, nor a lost lease (above): the plugin's version closed
+		// under the run, which only a reload's drain does. wazero's words
+		// ("at the call's deadline") would read as the run's timeout.
+		return "failed", "canceled", "interrupted: a reload replaced the plugin version it ran on, and the run did not end within server.shutdown_timeout, after which that version's calls are cut"
 	case kind == 0:
 		return "failed", "unavailable", errorText(s.redact([]byte(err.Error())))
 	}

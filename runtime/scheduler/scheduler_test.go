@@ -203,3 +203,16 @@ func TestTriggerClaimOutlivesTheRequest(t *testing.T) {
 		}
 	})
 }
+
+// A run cut off by a reload's drain (its version closed under it, without
+// Stop) says so; it read "interrupted in a host call at the call's
+// deadline", which sounded like its own timeout.
+func TestOutcomeOfARunCutByAReload(t *testing.T) {
+	s := New(Config{Enabled: true, Log: quietLog(), Lease: time.Hour, Replica: "r"})
+	r := &run{spec: Task{Timeout: time.Minute}}
+	cut := &plugin.CallError{Plugin: "p", Kind: plugin.FailCanceled, Err: errors.New("interrupted in a host call at the call's deadline (recovered by wazero)")}
+	outcome, failure, msg := s.outcome(r, 0, nil, cut, false, false)
+	if outcome != "failed" || failure != "canceled" || !strings.Contains(msg, "a reload replaced the plugin version it ran on") || strings.Contains(msg, "deadline") {
+		t.Errorf("%s %s %q", outcome, failure, msg)
+	}
+}

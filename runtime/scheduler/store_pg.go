@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"time"
 )
 
@@ -83,8 +84,10 @@ WITH input AS (
 ), upd AS (
     UPDATE scheduler_tasks t
     SET lease_owner = $7, lease_until = now() + $8::bigint * interval '1 microsecond', run_id = i.run_id,
-        next_run = CASE WHEN i.manual THEN t.next_run ELSE i.next END
+        next_run = CASE WHEN i.manual THEN t.next_run ELSE i.next END,
+        `+lastLost("lo", "now()", "$9")+`
     FROM cand c JOIN input i ON i.plugin = c.plugin AND i.task = c.task
+        LEFT JOIN scheduler_runs lo ON lo.run_id = c.old_run AND lo.outcome = 'running'
     WHERE t.plugin = c.plugin AND t.task = c.task
     RETURNING t.plugin, t.task
 ), lost AS (
@@ -226,15 +229,55 @@ RETURNING t.run_id`, replica, runIDs, micros(lease))
 	return held, rows.Err()
 }
 
+// lastLost is the SET list of an UPDATE of scheduler_tasks t that records
+// the run lo, about to be marked lost (its row still "running", or no row:
+// NULL), as the task's last run, at ended, unless the task recorded a
+// later one: a run that ended lost is the last outcome GET tasks shows
+// until the next run ends. errArg is the lost message's parameter.
+func lastLost(lo, ended, errArg string) string {
+	when := "CASE WHEN " + lo + ".run_id IS NOT NULL AND (t.last_start IS NULL OR t.last_start <= " + lo + ".started_at) THEN "
+	set := func(col, v string) string { return col + " = " + when + v + " ELSE t." + col + " END" }
+	return strings.Join([]string{
+		set("last_run_id", lo+".run_id"),
+		set("last_start", lo+".started_at"),
+		set("last_end", ended),
+		set("last_outcome", "'failed'"),
+		set("last_failure", "'lost'"),
+		set("last_error", errArg),
+		set("last_duration_us", "GREATEST((extract(epoch FROM "+ended+" - "+lo+".started_at) * 1000000)::bigint, 0)"),
+		set("last_replica", lo+".replica"),
+	}, ",\n        ")
+}
+
 func (s *pgStore) tidy(ctx context.Context, keep int) error {
-	if _, err := s.db.ExecContext(ctx, `
-UPDATE scheduler_runs r
-SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $1
-FROM scheduler_tasks t
-WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task
-  AND ((t.scope = 'global' AND (t.run_id IS DISTINCT FROM r.run_id OR t.lease_until < now() - $2 * interval '1 millisecond'))
-    OR (t.scope = 'local' AND r.started_at < now() - (t.timeout_ms + $2) * interval '1 millisecond'))`,
-		lostMessage, lostGrace.Milliseconds()); err != nil {
+	if err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		// Tasks first, in order, as a completion locks them (see finish).
+		if _, err := tx.ExecContext(ctx, `
+SELECT 1 FROM scheduler_tasks t
+WHERE EXISTS (SELECT 1 FROM scheduler_runs r WHERE r.plugin = t.plugin AND r.task = t.task AND r.outcome = 'running')
+ORDER BY t.plugin, t.task
+FOR UPDATE OF t`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `
+WITH lost AS (
+    UPDATE scheduler_runs r
+    SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $1
+    FROM scheduler_tasks t
+    WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task
+      AND ((t.scope = 'global' AND t.run_id = r.run_id AND t.lease_until < now() - $2 * interval '1 millisecond')
+        OR ((t.scope = 'local' OR t.run_id IS DISTINCT FROM r.run_id)
+            AND r.started_at < now() - (t.timeout_ms + $2) * interval '1 millisecond'))
+    RETURNING r.run_id, r.plugin, r.task, r.started_at, r.replica
+), lo AS (
+    SELECT DISTINCT ON (plugin, task) * FROM lost ORDER BY plugin, task, started_at DESC
+)
+UPDATE scheduler_tasks t
+SET `+lastLost("lo", "now()", "$1")+`
+FROM lo WHERE t.plugin = lo.plugin AND t.task = lo.task`,
+			lostMessage, lostGrace.Milliseconds())
+		return err
+	}); err != nil {
 		return err
 	}
 	_, err := s.db.ExecContext(ctx, `

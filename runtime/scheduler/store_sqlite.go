@@ -95,8 +95,7 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				return err
 			}
 			if oldRun.Valid {
-				if _, err := tx.ExecContext(ctx, "UPDATE scheduler_runs SET outcome = 'failed', failure = 'lost', ended_at = ?, error = ? WHERE run_id = ? AND outcome = 'running'",
-					now.UnixMicro(), lostMessage, oldRun.String); err != nil {
+				if err := sqliteMarkLost(ctx, tx, now, "run_id = ?", oldRun.String); err != nil {
 					return err
 				}
 			}
@@ -189,16 +188,58 @@ func (s *sqliteStore) renew(ctx context.Context, replica string, lease time.Dura
 	return held, err
 }
 
+// sqliteMarkLost records the running runs that where (a condition on
+// scheduler_runs, with args) selects as lost, and each as its task's last
+// run unless the task recorded a later one: a run that ended lost is the
+// last outcome GET tasks shows until the next run ends.
+func sqliteMarkLost(ctx context.Context, tx *sql.Tx, now time.Time, where string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, `
+UPDATE scheduler_runs SET outcome = 'failed', failure = 'lost', ended_at = ?, error = ?
+WHERE outcome = 'running' AND (`+where+`)
+RETURNING run_id, plugin, task, started_at, replica`, append([]any{now.UnixMicro(), lostMessage}, args...)...)
+	if err != nil {
+		return err
+	}
+	type lost struct {
+		runID, plugin, task, replica string
+		started                      time.Time
+	}
+	var all []lost
+	for rows.Next() {
+		var l lost
+		if err := rows.Scan(&l.runID, &l.plugin, &l.task, dbTime{&l.started}, &l.replica); err != nil {
+			rows.Close()
+			return err
+		}
+		all = append(all, l)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	for _, l := range all {
+		if _, err := tx.ExecContext(ctx, `
+UPDATE scheduler_tasks SET last_run_id = ?, last_start = ?, last_end = ?, last_outcome = 'failed', last_failure = 'lost', last_error = ?,
+    last_duration_us = ?, last_replica = ?
+WHERE plugin = ? AND task = ? AND (last_start IS NULL OR last_start <= ?)`,
+			l.runID, l.started.UnixMicro(), now.UnixMicro(), lostMessage, max(now.Sub(l.started), 0).Microseconds(), l.replica,
+			l.plugin, l.task, l.started.UnixMicro()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *sqliteStore) tidy(ctx context.Context, keep int) error {
 	now := s.clock()
-	if _, err := s.db.ExecContext(ctx, `
-UPDATE scheduler_runs SET outcome = 'failed', failure = 'lost', ended_at = ?1, error = ?2
-WHERE outcome = 'running' AND EXISTS (
+	if err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		return sqliteMarkLost(ctx, tx, now, `EXISTS (
     SELECT 1 FROM scheduler_tasks t
     WHERE t.plugin = scheduler_runs.plugin AND t.task = scheduler_runs.task
-      AND ((t.scope = 'global' AND (t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id OR t.lease_until < ?1 - ?3 * 1000))
-        OR (t.scope = 'local' AND scheduler_runs.started_at < ?1 - (t.timeout_ms + ?3) * 1000)))`,
-		now.UnixMicro(), lostMessage, lostGrace.Milliseconds()); err != nil {
+      AND ((t.scope = 'global' AND t.run_id = scheduler_runs.run_id AND t.lease_until < ? - ? * 1000)
+        OR ((t.scope = 'local' OR t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id)
+            AND scheduler_runs.started_at < ? - (t.timeout_ms + ?) * 1000)))`,
+			now.UnixMicro(), lostGrace.Milliseconds(), now.UnixMicro(), lostGrace.Milliseconds())
+	}); err != nil {
 		return err
 	}
 	_, err := s.db.ExecContext(ctx, `

@@ -115,6 +115,11 @@ func testStore(t *testing.T, st store) {
 	if r := runs[0]; r.RunID != "run2" || r.Outcome != "running" || r.Trigger != "manual" || r.Due != nil {
 		t.Errorf("the manual run: %+v", r)
 	}
+	// The lost run is the task's last one until run2 ends.
+	if rows, _, err := st.tasks(ctx); err != nil || len(rows) != 1 || rows[0].lastRunID != "run1" || rows[0].lastOutcome != "failed" ||
+		rows[0].lastFailure != "lost" || rows[0].lastReplica != "a" || rows[0].lastEnd.IsZero() {
+		t.Errorf("task row after the takeover: %+v %v", rows, err)
+	}
 	// a comes back and reports run1: its row stays lost and b's lease
 	// stays; b's run ends and releases it.
 	if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
@@ -177,6 +182,59 @@ func testStore(t *testing.T, st store) {
 	}
 	if runs, _ := st.runs(ctx, "p", "t", 10); len(runs) != 3 {
 		t.Errorf("after tidy, the global task: %+v", runs)
+	}
+	// A run that began while its task was local, which a reload then made
+	// global, is not lost while it may still run (up to its timeout and
+	// the grace); past that, tidy records it lost, as the task's last run.
+	flip, _ := NewTask("p", hostfuncs.TaskSpec{ID: "flip", Every: time.Hour, Scope: hostfuncs.ScopeLocal}, time.Second)
+	if _, err := st.register(ctx, []registration{{task: &flip, next: due}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.start(ctx, "a", localStart{runID: "f1", plugin: "p", task: "flip", due: due}); err != nil {
+		t.Fatal(err)
+	}
+	flip.Scope = Global
+	if _, err := st.register(ctx, []registration{{task: &flip, next: due.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.tidy(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := st.runs(ctx, "p", "flip", 10); len(runs) != 1 || runs[0].Outcome != "running" {
+		t.Errorf("a run begun local, its task now global, after tidy: %+v", runs)
+	}
+	backdate(t, st, "f1", lostGrace+2*time.Second)
+	if err := st.tidy(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := st.runs(ctx, "p", "flip", 10); len(runs) != 1 || runs[0].Outcome != "failed" || runs[0].Failure != "lost" {
+		t.Errorf("the same run past its timeout and the grace, after tidy: %+v", runs)
+	}
+	rows, _, err = st.tasks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.task == "flip" && (r.lastRunID != "f1" || r.lastOutcome != "failed" || r.lastFailure != "lost" || r.lastReplica != "a") {
+			t.Errorf("the task's last run after tidy marked it lost: %+v", r)
+		}
+	}
+}
+
+// backdate moves a run's start d into the past.
+func backdate(t *testing.T, st store, runID string, d time.Duration) {
+	t.Helper()
+	var err error
+	switch s := st.(type) {
+	case *sqliteStore:
+		_, err = s.db.Exec("UPDATE scheduler_runs SET started_at = started_at - ? WHERE run_id = ?", d.Microseconds(), runID)
+	case *pgStore:
+		_, err = s.db.Exec("UPDATE scheduler_runs SET started_at = started_at - $1 * interval '1 microsecond' WHERE run_id = $2", d.Microseconds(), runID)
+	default:
+		t.Fatalf("store %T", st)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
