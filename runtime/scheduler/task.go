@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // CRON_TZ= works on hosts without a zoneinfo database
@@ -149,9 +150,15 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 	if strings.HasPrefix(body, "@every") {
 		return bad("@every is not accepted here; set Every instead")
 	}
+	parsed := spec
 	if !strings.HasPrefix(body, "@") {
-		if n := len(strings.Fields(body)); n != 5 {
+		f := strings.Fields(body)
+		if n := len(f); n != 5 {
 			return bad("has %d fields; want the standard 5 (minute hour day-of-month month day-of-week), no seconds field", n)
+		}
+		if dow := sundaySeven(f[4]); dow != f[4] {
+			f[4] = dow
+			parsed = spec[:len(spec)-len(body)] + strings.Join(f, " ")
 		}
 	}
 	defer func() {
@@ -160,7 +167,7 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 			sched, err = bad("cannot be parsed (%v)", v)
 		}
 	}()
-	s, err := cron.ParseStandard(spec)
+	s, err := cron.ParseStandard(parsed)
 	if err != nil {
 		return bad("%v", err)
 	}
@@ -173,6 +180,43 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 		return bad("never fires (no matching date in the next five years)")
 	}
 	return s, nil
+}
+
+// sundaySeven rewrites a day-of-week field so that 7 is Sunday, as in
+// crontab(5) and the cron library Backstage uses, for robfig/cron, which
+// takes 0-6 only: "7" is "0", "5-7" is "5-6,0", "1-7/2" is "1-6/2,0"
+// (1, 3, 5, 7). Other items (names, *, ranges below 7) are left as they
+// are, and so is anything the parser is to refuse.
+func sundaySeven(dow string) string {
+	items := strings.Split(dow, ",")
+	for i, item := range items {
+		base, step, hasStep := strings.Cut(item, "/")
+		lo, hi, isRange := strings.Cut(base, "-")
+		if !isRange {
+			lo, hi = base, base
+		}
+		a, errA := strconv.Atoi(lo)
+		b, errB := strconv.Atoi(hi)
+		if errA != nil || errB != nil || b != 7 || a < 0 || a > 7 {
+			continue
+		}
+		n, suffix := 1, ""
+		if hasStep {
+			if n, errA = strconv.Atoi(step); errA != nil || n <= 0 {
+				continue
+			}
+			suffix = "/" + step
+		}
+		if a == 7 {
+			items[i] = "0"
+			continue
+		}
+		items[i] = strconv.Itoa(a) + "-6" + suffix
+		if (7-a)%n == 0 {
+			items[i] += ",0"
+		}
+	}
+	return strings.Join(items, ",")
 }
 
 // fixedTime reports whether the cron expression body (without CRON_TZ=)

@@ -83,6 +83,44 @@ func TestParseCron(t *testing.T) {
 	}
 }
 
+// 7 is Sunday in the day-of-week field, as in crontab(5) and Backstage's
+// cron library: each spelling fires on the same days as its 0-6 form.
+func TestCronSundayIsSevenToo(t *testing.T) {
+	from := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC) // a Sunday
+	for seven, same := range map[string]string{
+		"0 3 * * 7":                        "0 3 * * 0",
+		"0 3 * * 1-7":                      "0 3 * * *",
+		"0 3 * * 5-7":                      "0 3 * * 0,5,6",
+		"0 3 * * 1-7/2":                    "0 3 * * 0,1,3,5",
+		"0 3 * * 2-7/2":                    "0 3 * * 2,4,6",
+		"0 3 * * 7,3":                      "0 3 * * 0,3",
+		"0 3 * * 7/3":                      "0 3 * * 0",
+		"CRON_TZ=Europe/Paris 0 3 * * 6-7": "CRON_TZ=Europe/Paris 0 3 * * 0,6",
+	} {
+		a, err := ParseCron(seven)
+		if err != nil {
+			t.Errorf("%q: %v", seven, err)
+			continue
+		}
+		b, err := ParseCron(same)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, x, y := 0, from, from; i < 20; i++ {
+			x, y = a.Next(x), b.Next(y)
+			if !x.Equal(y) {
+				t.Errorf("%q fires at %s where %q fires at %s", seven, x, same, y)
+				break
+			}
+		}
+	}
+	for _, c := range []string{"0 3 * * 8", "0 3 * * 7-1", "0 3 * * 0-8"} {
+		if _, err := ParseCron(c); err == nil {
+			t.Errorf("%q: accepted", c)
+		}
+	}
+}
+
 func FuzzParseCron(f *testing.F) {
 	for _, c := range []string{"* * * * *", "TZ=UTC 0 * * * *", "@hourly", "CRON_TZ=", "*/5 1-3,7 * JAN-MAR 1#2"} {
 		f.Add(c)
