@@ -61,3 +61,30 @@ func cancelRequested(ctx context.Context, _ api.Module, stack []uint64) {
 		stack[0] = 1
 	}
 }
+
+// stoppable returns ctx, ended too when the cancellation is requested,
+// for a host call that waits on something outside the guest (a URL read,
+// a statement). A guest blocked in such a call cannot ask
+// cancel_requested, so without this a task run waiting on a slow read
+// was not stopped by a shutdown but cut off at its end (exit 1). A call
+// ended so counts as seen: the guest learns of the stop from its error.
+// release must be called when the host call returns.
+func (c *CancelRequest) stoppable(ctx context.Context) (_ context.Context, release func()) {
+	if c == nil || c.done == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	returned := make(chan struct{})
+	go func() {
+		select {
+		case <-c.done:
+			c.seen.Store(true)
+			cancel()
+		case <-returned:
+		}
+	}()
+	return ctx, func() {
+		close(returned)
+		cancel()
+	}
+}

@@ -3,6 +3,7 @@ package hostfuncs
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -37,5 +38,40 @@ func TestCancelRequested(t *testing.T) {
 	var none *CancelRequest
 	if none.Requested() || none.Seen() || none.Done() != nil {
 		t.Error("a nil request reports something")
+	}
+}
+
+// A host call that waits (a read, a statement) ends when the stop is
+// asked, and the guest counts as told; one that returns first is not.
+func TestStoppableHostCall(t *testing.T) {
+	var none *CancelRequest
+	ctx, release := none.stoppable(context.Background())
+	release()
+	if ctx.Err() != nil {
+		t.Error("a call without a cancellation request was ended")
+	}
+
+	done := make(chan struct{})
+	c := NewCancelRequest(done)
+	ctx, release = c.stoppable(context.Background())
+	if ctx.Err() != nil || c.Seen() {
+		t.Fatal("ended before the stop was asked")
+	}
+	close(done)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting call's context did not end when the stop was asked")
+	}
+	release()
+	if !c.Seen() {
+		t.Error("a call ended by the stop does not count as seen")
+	}
+
+	c = NewCancelRequest(make(chan struct{}))
+	_, release = c.stoppable(context.Background())
+	release()
+	if c.Seen() {
+		t.Error("a call that returned before any stop counts as seen")
 	}
 }

@@ -104,7 +104,9 @@ func dbExec(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: %v", fn, err))
 		return
 	}
-	res, err := db.Exec(ctx, in, &st)
+	sctx, release := in.Cancel.stoppable(ctx)
+	res, err := db.Exec(sctx, in, &st)
+	release()
 	if err != nil {
 		stack[0] = api.EncodeI32(in.failWith(err))
 		return
@@ -143,7 +145,10 @@ func dbQuery(ctx context.Context, mod api.Module, stack []uint64) {
 		in.SetValue(rowWriterKey{}, w)
 	}
 	w.Reset(0)
-	if err := db.Query(ctx, in, &st, w); err != nil {
+	sctx, release := in.Cancel.stoppable(ctx)
+	err = db.Query(sctx, in, &st, w)
+	release()
+	if err != nil {
 		stack[0] = api.EncodeI32(in.failWith(err))
 		return
 	}

@@ -158,7 +158,9 @@ func urlreaderCall(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%v", err))
 		return
 	}
-	resp, err := in.Host.ReadURL(ctx, in, &req)
+	rctx, release := in.Cancel.stoppable(ctx)
+	resp, err := in.Host.ReadURL(rctx, in, &req)
+	release()
 	if err != nil {
 		stack[0] = api.EncodeI32(in.failWith(err))
 		return

@@ -16,6 +16,47 @@ import (
 // serve starts the scheduler, and on shutdown cancels the task runs in
 // progress, records them and releases their leases before it exits.
 func TestServeShutdownStopsTasks(t *testing.T) {
+	testShutdownStopsTask(t, `
+[plugins.sched.capabilities]
+scheduler = true
+[[plugins.sched.config.tasks]]
+id = "slow"
+every = "1s"
+timeout = "1m"
+action = "sleep"
+ms = 60000
+`)
+}
+
+// A run waiting in a host call (here one long SQLite statement) is stopped
+// by the shutdown too: the call ends when the stop is asked, as the Run's
+// ctx would end a native statement. It ran on to its end (or was cut at
+// the shutdown's deadline, exit 1), the guest being unable to ask
+// cancel_requested while it waited.
+func TestServeShutdownStopsATaskInAHostCall(t *testing.T) {
+	took := testShutdownStopsTask(t, `
+limits = { db_statement_timeout = "1m" }
+[plugins.sched.capabilities]
+scheduler = true
+database = true
+[[plugins.sched.config.tasks]]
+id = "slow"
+every = "1s"
+timeout = "1m"
+action = "slowsql"
+ms = 1000000
+`)
+	if took > 5*time.Second {
+		t.Errorf("shutdown took %s with a task in a statement; want it stopped at once", took)
+	}
+}
+
+// testShutdownStopsTask serves the tasks guest as plugin sched with
+// plugin's config (its limits, capabilities and tasks: one task that runs
+// for a long time), waits for its run to begin, shuts down, and checks the
+// run was recorded canceled and its lease released. It returns how long
+// the shutdown took.
+func testShutdownStopsTask(t *testing.T, plugin string) time.Duration {
 	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
 	wasm, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "scheduler", "testdata", "guests", "tasks"), cache)
 	if err != nil {
@@ -36,15 +77,7 @@ connection = "file:data"
 dangerously_disable = true
 [plugins.sched]
 path = %q
-[plugins.sched.capabilities]
-scheduler = true
-[[plugins.sched.config.tasks]]
-id = "slow"
-every = "1s"
-timeout = "1m"
-action = "sleep"
-ms = 60000
-`, filepath.Join(cache, "cmd-test-cache"), wasm)), 0o644)
+%s`, filepath.Join(cache, "cmd-test-cache"), wasm, plugin)), 0o644)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -68,9 +101,13 @@ ms = 60000
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	time.Sleep(300 * time.Millisecond) // into the run (and its statement)
+	stopped := time.Now()
 	cancel()
+	var took time.Duration
 	select {
 	case err := <-done:
+		took = time.Since(stopped)
 		if err != nil {
 			t.Errorf("run: %v", err)
 		}
@@ -85,4 +122,5 @@ ms = 60000
 	if err := db.QueryRow("SELECT lease_owner FROM scheduler_tasks").Scan(&lease); err != nil || lease.Valid {
 		t.Errorf("lease after shutdown: %v %v, want released", lease, err)
 	}
+	return took
 }

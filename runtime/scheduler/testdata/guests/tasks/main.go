@@ -40,7 +40,8 @@ type taskDef struct {
 	// "task start", wait ms or until ctx ends; when ctx ends, log "task
 	// ctx done" and insert a row "cleanup" into the plugin's database with
 	// a context of its own, then return ctx's error), spin (log "task
-	// start", then loop as loop does).
+	// start", then loop as loop does), slowsql (log "task start", then run
+	// one SQLite statement counting to ms·1000, returning its error).
 	Action string `json:"action"`
 	MS     int    `json:"ms"`
 }
@@ -232,6 +233,12 @@ func action(d taskDef) func(context.Context) error {
 				return err
 			}
 			leaked = append(leaked, tx) // neither committed nor rolled back
+		case "slowsql":
+			// One statement that counts to ms·1000: seconds of SQLite's
+			// time in one host call.
+			greenroom.Logger().Info("task start")
+			var n int64
+			return greenroom.DB().QueryRowContext(ctx, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < ?) SELECT count(*) FROM c", d.MS*1000).Scan(&n)
 		case "db":
 			if _, err := greenroom.DB().ExecContext(ctx, "CREATE TABLE IF NOT EXISTS marks (at TEXT)"); err != nil {
 				return err
