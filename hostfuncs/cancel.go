@@ -68,9 +68,12 @@ func cancelRequested(ctx context.Context, _ api.Module, stack []uint64) {
 // cancel_requested, so without this a task run waiting on a slow read
 // was not stopped by a shutdown but cut off at its end (exit 1). A call
 // ended so counts as seen: the guest learns of the stop from its error.
-// release must be called when the host call returns.
+// Only a call in progress when the stop is asked is ended: one made
+// after it (a Run cleaning up with a context of its own) runs as usual,
+// until the grace ends. release must be called when the host call
+// returns.
 func (c *CancelRequest) stoppable(ctx context.Context) (_ context.Context, release func()) {
-	if c == nil || c.done == nil {
+	if c == nil || c.done == nil || c.Requested() {
 		return ctx, func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -74,4 +74,14 @@ func TestStoppableHostCall(t *testing.T) {
 	if c.Seen() {
 		t.Error("a call that returned before any stop counts as seen")
 	}
+
+	// A call made after the stop (a Run's cleanup, with a context of its
+	// own) runs as usual.
+	c = NewCancelRequest(done) // already closed
+	ctx, release = c.stoppable(context.Background())
+	defer release()
+	time.Sleep(10 * time.Millisecond)
+	if ctx.Err() != nil {
+		t.Error("a call made after the stop was asked was ended")
+	}
 }
