@@ -172,10 +172,15 @@ func Migrations(fsys fs.FS) error {
 // "42P01": no such table).
 //
 //	if greenroom.SQLState(err) == "23505" { // already there: 409 }
+//
+// Natively (plugin unit tests, with the driver given to SetDB) it reads
+// the native driver's error the same way: pgx's SQLState, and SQLite's
+// extended constraint codes (modernc.org/sqlite's Code) mapped as the
+// runtime maps them, so that a handler's 409 is tested as it runs.
 func SQLState(err error) string {
 	var e *Error
 	if !errors.As(err, &e) {
-		return ""
+		return nativeSQLState(err)
 	}
 	// The runtime ends the message with it; one anywhere else is the
 	// text of the error (a name or a value SQLite quotes).
@@ -185,6 +190,35 @@ func SQLState(err error) string {
 		return ""
 	}
 	return m[len(m)-6 : len(m)-1]
+}
+
+// nativeSQLState is SQLState of a native driver's error: one with a
+// SQLState method (pgx's *pgconn.PgError), or SQLite's extended result
+// code (modernc.org/sqlite's *Error, mattn/go-sqlite3's have Code too)
+// for a constraint violation.
+func nativeSQLState(err error) string {
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		return pg.SQLState()
+	}
+	var lite interface{ Code() int }
+	if !errors.As(err, &lite) {
+		return ""
+	}
+	const constraint = 19 // SQLITE_CONSTRAINT, the primary code
+	switch code := lite.Code(); {
+	case code == 19|8<<8, code == 19|6<<8: // _UNIQUE, _PRIMARYKEY
+		return "23505"
+	case code == 19|3<<8: // _FOREIGNKEY
+		return "23503"
+	case code == 19|5<<8: // _NOTNULL
+		return "23502"
+	case code == 19|1<<8: // _CHECK
+		return "23514"
+	case code&0xff == constraint:
+		return "23000"
+	}
+	return ""
 }
 
 // Migration is one registered migration file.

@@ -209,7 +209,34 @@ func TestSQLState(t *testing.T) {
 	if SQLState(errors.New("(SQLSTATE 23505)")) != "" {
 		t.Error("an error not from the runtime has an SQLSTATE")
 	}
+	// Natively, the driver's own error: pgx's SQLState, SQLite's
+	// extended codes (modernc.org/sqlite's Code), mapped as the runtime.
+	for err, want := range map[error]string{
+		fmt.Errorf("insert: %w", pgLikeError{"23505"}): "23505",
+		sqliteLikeError{2067}:                          "23505", // SQLITE_CONSTRAINT_UNIQUE
+		sqliteLikeError{1555}:                          "23505", // _PRIMARYKEY
+		sqliteLikeError{787}:                           "23503", // _FOREIGNKEY
+		sqliteLikeError{1299}:                          "23502", // _NOTNULL
+		sqliteLikeError{275}:                           "23514", // _CHECK
+		sqliteLikeError{19}:                            "23000", // SQLITE_CONSTRAINT
+		sqliteLikeError{1}:                             "",      // SQLITE_ERROR
+		sqliteLikeError{5}:                             "",      // SQLITE_BUSY
+	} {
+		if got := SQLState(err); got != want {
+			t.Errorf("SQLState(%v) = %q, want %q", err, got, want)
+		}
+	}
 }
+
+type pgLikeError struct{ state string }
+
+func (e pgLikeError) Error() string    { return "ERROR: (SQLSTATE " + e.state + ")" }
+func (e pgLikeError) SQLState() string { return e.state }
+
+type sqliteLikeError struct{ code int }
+
+func (e sqliteLikeError) Error() string { return fmt.Sprintf("sqlite error (%d)", e.code) }
+func (e sqliteLikeError) Code() int     { return e.code }
 
 // countingDB stands for the runtime's pool: it counts the connections in
 // use (one per open transaction, one during a statement outside one) and
