@@ -10,11 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/greenroom-dev/greenroom/runtime"
-	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
@@ -77,21 +75,15 @@ source directories are built first, as greenroom dev does.`,
 			}
 			ctx := context.Background()
 			defer rt.Close(ctx)
-			// What was applied before, to say what this run applied.
-			before, err := appliedCounts(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
 			if err := rt.Database().Open(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
 			}
 			rt.Load(ctx)
-			after, err := appliedCounts(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			// Each migration applied is logged (to stderr) as it is.
-			fmt.Fprintf(cmd.OutOrStdout(), "runtime: %s\n", appliedNow(after[""]-before[""]))
+			// What this run applied: not what other replicas (or another
+			// migrate up) applied meanwhile. Each migration applied is
+			// logged (to stderr) as it is.
+			applied := rt.Database().Applied()
+			fmt.Fprintf(cmd.OutOrStdout(), "runtime: %s\n", appliedNow(applied[""]))
 			failed := 0
 			for _, id := range rt.IDs() {
 				st, reason := rt.Slot(id).Status()
@@ -103,7 +95,7 @@ source directories are built first, as greenroom dev does.`,
 					fmt.Fprintln(cmd.ErrOrStderr(), reason)
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "plugin %s: %s\n", id, appliedNow(after[id]-before[id]))
+				fmt.Fprintf(cmd.OutOrStdout(), "plugin %s: %s\n", id, appliedNow(applied[id]))
 			}
 			if failed > 0 {
 				return fmt.Errorf("%d plugins could not be migrated", failed)
@@ -148,24 +140,6 @@ func printable(s string) string {
 		return q
 	}
 	return s
-}
-
-// appliedCounts returns how many migrations are applied, by plugin id (""
-// for the runtime's own).
-func appliedCounts(ctx context.Context, cfg *config.Config, log *logrus.Logger) (map[string]int, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	st, err := database.Status(ctx, runtime.DatabaseConfig(cfg), log)
-	if err != nil {
-		return nil, err
-	}
-	n := map[string]int{}
-	for _, m := range st {
-		if !m.AppliedAt.IsZero() {
-			n[m.Plugin]++
-		}
-	}
-	return n, nil
 }
 
 // appliedNow says how many migrations a run of migrate up applied.

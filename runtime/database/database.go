@@ -20,6 +20,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -104,6 +105,9 @@ type Service struct {
 	// is set when Close begins: no reap starts after it.
 	reaping sync.WaitGroup
 	closing bool
+	// applied counts the migrations this process applied, by plugin id
+	// ("" for the runtime's); guarded by mu.
+	applied map[string]int
 	// reapCtx ends the reaps still running reapGrace after Close began.
 	reapCtx   context.Context
 	stopReaps context.CancelFunc
@@ -257,13 +261,39 @@ func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
 		if len(pending) > 0 {
 			return fail(fmt.Errorf("database.skip_migrations is set and %d of the runtime's migrations are pending (%s): run `greenroom migrate up`", len(pending), pending[0]))
 		}
-	} else if _, err := migrateRuntime(ctx, db, s.cfg.Client, s.log); err != nil {
+	} else if names, err := migrateRuntime(ctx, db, s.cfg.Client, s.log); err != nil {
 		return fail(err)
+	} else {
+		s.countApplied("", len(names))
 	}
 	if err := b.prepare(ctx, db); err != nil {
 		return fail(err)
 	}
 	return b, db, nil
+}
+
+// countApplied records that this process applied n migrations of plugin
+// id ("" for the runtime's own).
+func (s *Service) countApplied(id string, n int) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applied == nil {
+		s.applied = map[string]int{}
+	}
+	s.applied[id] += n
+}
+
+// Applied returns how many migrations this process applied, by plugin id
+// ("" for the runtime's own): not those another replica or another
+// `migrate up` applied meanwhile, which a count of the recorded ones
+// before and after would include.
+func (s *Service) Applied() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.applied)
 }
 
 // DB returns the runtime's own database, for greenroom's services (the

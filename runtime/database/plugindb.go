@@ -1117,6 +1117,7 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 			}
 			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
 		}
+		p.svc.countApplied(p.id, 1)
 		p.log.WithFields(logrus.Fields{"migration": f.Name, "took": time.Since(start).Round(time.Millisecond).String()}).Info("applied plugin migration")
 	}
 	return nil
