@@ -1103,7 +1103,7 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		return nil
 	}
 	if p.svc.cfg.SkipMigrations {
-		return fmt.Errorf("%d migrations pending (first: %s) and database.skip_migrations is set: run `greenroom migrate up`", len(pending), pending[0].Name)
+		return &pendingError{fmt.Sprintf("%d migrations pending (first: %s) and database.skip_migrations is set: run `greenroom migrate up`", len(pending), pending[0].Name)}
 	}
 	for _, f := range pending {
 		start := time.Now()

@@ -113,3 +113,24 @@ func serving(t *testing.T, in *servertest.Instance, ids ...string) {
 		must(t, in, id, query("SELECT 1"))
 	}
 }
+
+// With skip_migrations, a plugin whose migrations are pending is retrying,
+// not failed for good: its replica stays unready (readiness promises 503
+// until migrations are done), and once `greenroom migrate up` (here a
+// replica without skip_migrations) applied them, it serves by itself. It
+// stayed failed, ready all along, until a reload.
+func TestSkipMigrationsWaitsForMigrateUp(t *testing.T) {
+	dbconf := backends[1].conf(t)
+	// The runtime's own migrations applied, the plugin's not.
+	start(t, dbconf, plugin("beta", true, "", ""))
+	in := start(t, dbconf+"skip_migrations = true\n", plugin("alpha", true, "good", ""))
+	if st, reason := in.RT.Slot("alpha").Status(); st != runtime.StateRetrying || !strings.Contains(reason, "greenroom migrate up") {
+		t.Fatalf("alpha with its migrations pending: %s %q, want retrying, naming migrate up", st, reason)
+	}
+	if status, _, body := in.Get(t, "/.greenroom/health/v1/readiness"); status != 503 || !strings.Contains(body, "alpha") {
+		t.Errorf("readiness with alpha's migrations pending: %d %s", status, body)
+	}
+	start(t, dbconf, plugin("alpha", true, "good", "")) // migrate up
+	serving(t, in, "alpha")
+	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+}

@@ -23,7 +23,17 @@ import (
 // '08006', or pg_terminate_backend of its own backend), and a plugin that
 // could make its load "transient" would keep its replica unready for
 // ever. Nor is the caller's context ending.
+//
+// A plugin's migrations pending under database.skip_migrations count too:
+// the operator's `greenroom migrate up` (a deploy job) applies them, and
+// the plugin then loads by itself, its replica unready meanwhile, as
+// readiness promises until migrations are done. They are the operator's
+// to apply, not the plugin's to fake.
 func Transient(err error) bool {
+	var pe *pendingError
+	if errors.As(err, &pe) {
+		return true
+	}
 	var ce *pgconn.ConnectError
 	if err == nil || !errors.As(err, &ce) || errors.Is(err, context.Canceled) {
 		return false
@@ -38,3 +48,9 @@ func Transient(err error) bool {
 	}
 	return true
 }
+
+// pendingError is the load error of a plugin whose migrations are pending
+// while database.skip_migrations is set.
+type pendingError struct{ msg string }
+
+func (e *pendingError) Error() string { return e.msg }
