@@ -738,6 +738,10 @@ func TestFailingMigration(t *testing.T) {
 		if status != 503 || !strings.Contains(body, "migration 002_broken.up.sql failed") || !strings.Contains(body, "plugin_unavailable") {
 			t.Errorf("broken: %d %s", status, body)
 		}
+		// PostgreSQL says where in the file (SQLite does not).
+		if b.name == "pg" && !strings.Contains(body, "migration 002_broken.up.sql failed: line 3: ") {
+			t.Errorf("broken, on PostgreSQL: %s, want the line of the error", body)
+		}
 		must(t, in, "alpha", query("SELECT count(*) FROM notes"))
 		var n int
 		in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = 'broken'").Scan(&n)

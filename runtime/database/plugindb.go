@@ -1130,6 +1130,28 @@ func txControlRefused(cmd string) error {
 	return fmt.Errorf("statement refused: %s in a migration: each migration runs in a transaction of its own, which it may not end or begin (savepoints are fine)", cmd)
 }
 
+// errorLine is the line of sql at which PostgreSQL's error err points
+// (its position, in characters from 1, into the statement as sent: the
+// whole migration file), or 0 when it points nowhere. A migration of many
+// statements otherwise said only what failed, not where.
+func errorLine(sql string, err error) int {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Position <= 0 {
+		return 0
+	}
+	line, n := 1, int(pe.Position)-1
+	for _, r := range sql {
+		if n == 0 {
+			break
+		}
+		n--
+		if r == '\n' {
+			line++
+		}
+	}
+	return line
+}
+
 func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
 	// The same filter as the plugin's statements.
 	const where = ", in migrations either"
@@ -1204,6 +1226,9 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			// before the file runs): say so rather than "not authorized".
 			if cmd := refusedTx(conn); cmd != "" {
 				return txControlRefused(cmd)
+			}
+			if line := errorLine(f.SQL, err); line > 0 {
+				return fmt.Errorf("line %d: %w", line, nameRefusal(conn, p.svc.backend.classify(err)))
 			}
 			return nameRefusal(conn, p.svc.backend.classify(err))
 		}
