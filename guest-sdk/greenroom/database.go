@@ -192,21 +192,49 @@ func SQLState(err error) string {
 	return m[len(m)-6 : len(m)-1]
 }
 
-// nativeSQLState is SQLState of a native driver's error: one with a
-// SQLState method (pgx's *pgconn.PgError), or SQLite's extended result
-// code (modernc.org/sqlite's *Error, mattn/go-sqlite3's have Code too)
-// for a constraint violation.
+// nativeSQLState is SQLState of a native driver's error anywhere in err's
+// chain: one with a SQLState method (pgx's *pgconn.PgError), or
+// modernc.org/sqlite's *sqlite.Error, whose extended result code is
+// mapped for a constraint violation. The SQLite error is known by its
+// type's name (the SDK imports no driver): another error with a Code
+// method, an application's own, is not taken for it.
 func nativeSQLState(err error) string {
-	var pg interface{ SQLState() string }
-	if errors.As(err, &pg) {
-		return pg.SQLState()
+	for _, e := range errorChain(err, nil) {
+		if pg, ok := e.(interface{ SQLState() string }); ok {
+			return pg.SQLState()
+		}
+		if lite, ok := e.(interface{ Code() int }); ok && fmt.Sprintf("%T", e) == "*sqlite.Error" {
+			return sqliteState(lite.Code())
+		}
 	}
-	var lite interface{ Code() int }
-	if !errors.As(err, &lite) {
-		return ""
+	return ""
+}
+
+// errorChain appends err and every error it wraps, depth first, as
+// errors.As visits them.
+func errorChain(err error, out []error) []error {
+	for err != nil && len(out) < 100 {
+		out = append(out, err)
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				out = errorChain(e, out)
+			}
+			return out
+		default:
+			return out
+		}
 	}
+	return out
+}
+
+// sqliteState maps SQLite's extended result code of a constraint
+// violation to its SQLSTATE, as the runtime does.
+func sqliteState(code int) string {
 	const constraint = 19 // SQLITE_CONSTRAINT, the primary code
-	switch code := lite.Code(); {
+	switch {
 	case code == 19|8<<8, code == 19|6<<8: // _UNIQUE, _PRIMARYKEY
 		return "23505"
 	case code == 19|3<<8: // _FOREIGNKEY

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	sqlite "github.com/greenroom-dev/greenroom/guest-sdk/greenroom/internal/sqlitetest"
 )
 
 // fakeDB answers every query with one fixed result and records requests.
@@ -213,14 +215,19 @@ func TestSQLState(t *testing.T) {
 	// extended codes (modernc.org/sqlite's Code), mapped as the runtime.
 	for err, want := range map[error]string{
 		fmt.Errorf("insert: %w", pgLikeError{"23505"}): "23505",
-		sqliteLikeError{2067}:                          "23505", // SQLITE_CONSTRAINT_UNIQUE
-		sqliteLikeError{1555}:                          "23505", // _PRIMARYKEY
-		sqliteLikeError{787}:                           "23503", // _FOREIGNKEY
-		sqliteLikeError{1299}:                          "23502", // _NOTNULL
-		sqliteLikeError{275}:                           "23514", // _CHECK
-		sqliteLikeError{19}:                            "23000", // SQLITE_CONSTRAINT
-		sqliteLikeError{1}:                             "",      // SQLITE_ERROR
-		sqliteLikeError{5}:                             "",      // SQLITE_BUSY
+		sqlite.New(2067): "23505", // SQLITE_CONSTRAINT_UNIQUE
+		sqlite.New(1555): "23505", // _PRIMARYKEY
+		sqlite.New(787):  "23503", // _FOREIGNKEY
+		sqlite.New(1299): "23502", // _NOTNULL
+		sqlite.New(275):  "23514", // _CHECK
+		sqlite.New(19):   "23000", // SQLITE_CONSTRAINT
+		sqlite.New(1):    "",      // SQLITE_ERROR
+		sqlite.New(5):    "",      // SQLITE_BUSY
+		// An application's error with a Code method of its own is not
+		// SQLite's, wrapping one or not.
+		appError{275, nil}:              "",
+		appError{409, sqlite.New(2067)}: "23505",
+		errors.Join(errors.New("x"), appError{409, sqlite.New(787)}): "23503",
 	} {
 		if got := SQLState(err); got != want {
 			t.Errorf("SQLState(%v) = %q, want %q", err, got, want)
@@ -233,10 +240,14 @@ type pgLikeError struct{ state string }
 func (e pgLikeError) Error() string    { return "ERROR: (SQLSTATE " + e.state + ")" }
 func (e pgLikeError) SQLState() string { return e.state }
 
-type sqliteLikeError struct{ code int }
+type appError struct {
+	code int
+	err  error
+}
 
-func (e sqliteLikeError) Error() string { return fmt.Sprintf("sqlite error (%d)", e.code) }
-func (e sqliteLikeError) Code() int     { return e.code }
+func (e appError) Error() string { return fmt.Sprintf("app error %d", e.code) }
+func (e appError) Code() int     { return e.code }
+func (e appError) Unwrap() error { return e.err }
 
 // countingDB stands for the runtime's pool: it counts the connections in
 // use (one per open transaction, one during a statement outside one) and

@@ -155,6 +155,9 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 		// gets memory of its own.
 		head := strings.Clone(env[:len(env)-len(body)])
 		re := func(s string) string {
+			if s == "" {
+				return "" // a view of length 0 still points into env
+			}
 			if o, ok := offsetIn(s, env); ok {
 				return head[o : o+len(s)]
 			}
@@ -200,6 +203,10 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 	if len(body) > 0 {
 		hold.body.r.Reset(body)
 		req.Body = &hold.body
+		// Let go of the body when the handler returns (finish): the
+		// hold is one allocation with the URL, the header slices and the
+		// context, which a handler may keep.
+		hold.ctx.body = &hold.body
 	}
 	hold.rw.status = http.StatusOK
 	return req, &hold.rw, nil
@@ -285,6 +292,8 @@ type requestContext struct {
 	inner    context.Context
 	cancel   context.CancelFunc
 	finished bool // the handler returned: canceled, as net/http's is
+	// body is the request's body, closed and emptied by finish.
+	body *requestBody
 }
 
 type requestContextKey struct{}
@@ -337,6 +346,14 @@ func (c *requestContext) Value(key any) any {
 // armed by Done, if any.
 func (c *requestContext) finish() {
 	c.finished = true
+	if c.body != nil {
+		// A read after the handler returned fails, as net/http's
+		// ("http: invalid Read on closed Body"), and the body's bytes
+		// (the envelope) are not kept by whatever the handler kept.
+		c.body.closed = true
+		c.body.r.Reset("")
+		c.body = nil
+	}
 	if c.cancel != nil {
 		c.cancel()
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 )
 
 type envBuilder struct{ b []byte }
@@ -129,6 +131,39 @@ func TestLargeBodyKeptApart(t *testing.T) {
 			t.Errorf("body of %d bytes: read %d", size, len(got))
 		}
 	}
+}
+
+// What a handler keeps of a request with a large body does not keep the
+// envelope (the body's bytes) once the handler returned: not the header
+// map or a header's values, the URL, the context, nor an empty field (a
+// view of length 0 still points into the envelope). The envelope is read
+// into a []byte viewed as a string, as greenroomHandle does.
+func TestKeptRequestLetsTheBodyGo(t *testing.T) {
+	e := &envBuilder{}
+	e.str("POST").str("/items/7").str("").str("rid-1").str("10.0.0.1:5555").u64(0)
+	e.u8(principalNone).str("").str("")
+	e.u32(2).str("Content-Type").str("text/plain").str("X-Empty").str("")
+	e.str(strings.Repeat("b", 1<<20))
+	buf := append([]byte(nil), e.b...)
+	gone := weak.Make(&buf[0])
+	req, _, err := decodeRequest(unsafe.String(&buf[0], len(buf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf = nil
+	kept := []any{req.Header, req.Header.Values("Content-Type"), req.Header["X-Empty"], req.URL, req.URL.RawQuery, req.Context(), req.Method}
+	requestContextFrom(req.Context()).finish() // the handler returned
+	if n, err := req.Body.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("a read of the body after the handler returned: %d %v", n, err)
+	}
+	req = nil
+	for range 3 {
+		runtime.GC()
+	}
+	if gone.Value() != nil {
+		t.Error("the envelope (the body's 1 MiB) is still alive while the handler keeps parts of its request")
+	}
+	runtime.KeepAlive(kept)
 }
 
 // As with net/http's server, a body read after Close fails, unread bytes

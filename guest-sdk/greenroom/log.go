@@ -226,10 +226,14 @@ func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	h2 := *h
 	h2.pre = slices.Clip(h.pre)
-	for _, a := range attrs {
-		h2.pre = appendSlogAttr(h2.pre, a, 0, &h2.count)
+	// Resolved now, once, as slog's handlers do: a LogValuer is not
+	// called again when a long record is encoded anew from the chain.
+	resolved := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		resolved[i] = slog.Attr{Key: a.Key, Value: a.Value.Resolve()}
+		h2.pre = appendSlogAttr(h2.pre, resolved[i], 0, &h2.count)
 	}
-	h2.chain = append(slices.Clip(h.chain), chainLink{attrs: slices.Clone(attrs)})
+	h2.chain = append(slices.Clip(h.chain), chainLink{attrs: resolved})
 	return &h2
 }
 

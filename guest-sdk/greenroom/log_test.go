@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +178,25 @@ func TestLogHandlerTruncatesWithAttrs(t *testing.T) {
 	want := []string{"greenroom.truncated=true", "big=[71680 bytes dropped: record over 64 KiB]", "g.id=7", "g.small=kept"}
 	if msg != "with big" || strings.Join(attrs, " ") != strings.Join(want, " ") {
 		t.Errorf("got %q %q\nwant %q", msg, attrs, want)
+	}
+}
+
+type countingValuer struct{ n *int }
+
+func (v countingValuer) LogValue() slog.Value { *v.n++; return slog.IntValue(*v.n) }
+
+// A With() LogValuer is resolved once, when With is called, as slog's
+// handlers do: not again for a record that is too long and encoded anew.
+func TestLogHandlerResolvesWithOnce(t *testing.T) {
+	c := &capture{floor: -4}
+	var n int
+	log := c.logger().With("snap", countingValuer{&n})
+	log.Info("short")
+	log.Info(strings.Repeat("m", 100), "long", strings.Repeat("x", 70<<10))
+	for i, want := range []string{"snap=1", "snap=1"} {
+		if _, _, attrs := decodeRecord(t, c.records[i]); !slices.Contains(attrs, want) {
+			t.Errorf("record %d: %q, want %s", i, attrs, want)
+		}
 	}
 }
 

@@ -239,6 +239,14 @@ func compareKeys(a, b reflect.Value) (int, bool) {
 		return cmpOrdered(x, y), true
 	case reflect.String:
 		return strings.Compare(a.String(), b.String()), true
+	case reflect.Array:
+		// Element by element, as fmt's internal/fmtsort.
+		for i := range a.Len() {
+			if c, ok := compareKeys(a.Index(i), b.Index(i)); !ok || c != 0 {
+				return c, ok
+			}
+		}
+		return 0, true
 	case reflect.Bool:
 		x, y := a.Bool(), b.Bool()
 		switch {

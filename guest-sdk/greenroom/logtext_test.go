@@ -85,6 +85,10 @@ func TestLogText(t *testing.T) {
 			t.Fatal("logText of a cyclic value did not return")
 		}
 	}
+	// Map keys in fmt's order: arrays element by element.
+	if got, want := logText(map[[2]byte][]byte{{10, 0}: []byte("ten"), {2, 0}: []byte("two"), {1, 0}: []byte("one")}), "map[[1 0]:one [2 0]:two [10 0]:ten]"; got != want {
+		t.Errorf("array keys: %q, want %q", got, want)
+	}
 	// Map keys in fmt's order: numbers by value.
 	if got, want := logText(map[int][]byte{10: []byte("x"), 2: []byte("y"), 1: []byte("z")}), "map[1:z 2:y 10:x]"; got != want {
 		t.Errorf("map keys: %q, want %q", got, want)
