@@ -404,16 +404,26 @@ func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id strin
 		ctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
+	locked := false
 	sdb, err := func() (*sql.DB, error) {
 		unlock, err := b.lock(ctx, db, "plugin:"+id)
 		if err != nil {
 			return nil, err
 		}
+		locked = true
 		defer unlock()
 		return b.plugin(ctx, db, id, lim)
 	}()
 	if err != nil && ctx.Err() != nil && parent.Err() == nil {
-		return nil, fmt.Errorf("setting up the plugin's database did not finish within %s, twice limits.migration_timeout (waiting for its cross-replica lock, which another replica holds while it migrates, or for a lock on its role or schema that a transaction holds): %w", bound, err)
+		err = fmt.Errorf("setting up the plugin's database did not finish within %s, twice limits.migration_timeout (waiting for its cross-replica lock, which another replica holds while it migrates, or for a lock on its role or schema that a transaction holds): %w", bound, err)
+		if !locked {
+			// The cross-replica lock, which only the runtime takes (a
+			// replica or migrate up applying migrations, each bounded by
+			// its migration_timeout): the load is retried. A lock on the
+			// role or schema can be a plugin's own transaction's, and
+			// is not: that would keep the replica unready.
+			err = &lockWaitError{err}
+		}
 	}
 	return sdb, err
 }

@@ -653,6 +653,11 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	if errors.As(err, &f) {
 		return err
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Not a deadline: a task run asked to stop (the replica shuts
+		// down) while the statement ran (hostfuncs' stoppable calls).
+		return hostfuncs.Failf(hostfuncs.ErrFailed, "the statement was cancelled: the task run was asked to stop (the replica is shutting down)")
+	}
 	if ctx.Err() != nil {
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed during the statement; it was cancelled")
 	}
@@ -1064,7 +1069,11 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	db := p.svc.DB()
 	unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
 	if err != nil {
-		return fmt.Errorf("waiting for the plugin's migration lock (another replica applying them?): %w", timedOut(err))
+		err = fmt.Errorf("waiting for the plugin's migration lock (another replica applying them?): %w", timedOut(err))
+		if ctx.Err() != nil && parent.Err() == nil {
+			err = &lockWaitError{err} // its holder ends, one way or another
+		}
+		return err
 	}
 	defer unlock()
 	var recs []pluginMigration

@@ -134,3 +134,34 @@ func TestSkipMigrationsWaitsForMigrateUp(t *testing.T) {
 	serving(t, in, "alpha")
 	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
 }
+
+// A load that waits its whole bound (twice migration_timeout) for the
+// plugin's cross-replica lock, held by a replica or `migrate up` applying
+// a long migration, is retried, not failed for good: the holder ends, and
+// the plugin then loads by itself. An audit saw a plugin waiting for
+// `migrate up` stay failed, the replica ready, until a reload.
+func TestLoadRetriesAfterWaitingForTheMigrationLock(t *testing.T) {
+	dbconf := backends[1].conf(t)
+	first := start(t, dbconf, plugin("beta", true, "", "")) // the runtime's tables
+	tx, err := first.RT.Database().DB().DB.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("INSERT INTO greenroom.runtime_locks (name) VALUES ('plugin:alpha') ON CONFLICT DO NOTHING"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT 1 FROM greenroom.runtime_locks WHERE name = 'plugin:alpha' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	in := start(t, dbconf, plugin("alpha", true, "good", `migration_timeout = "1s"`))
+	if st, reason := in.RT.Slot("alpha").Status(); st != runtime.StateRetrying || !strings.Contains(reason, "cross-replica lock") {
+		t.Fatalf("alpha after waiting for its lock: %s %q, want retrying", st, reason)
+	}
+	if status, _, _ := in.Get(t, "/.greenroom/health/v1/readiness"); status != 503 {
+		t.Errorf("readiness while alpha waits for its lock: %d, want 503", status)
+	}
+	tx.Rollback()
+	serving(t, in, "alpha")
+	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+}

@@ -29,9 +29,17 @@ import (
 // the plugin then loads by itself, its replica unready meanwhile, as
 // readiness promises until migrations are done. They are the operator's
 // to apply, not the plugin's to fake.
+//
+// So does a load that timed out waiting for the plugin's cross-replica
+// lock, which only the runtime takes (a replica or `migrate up` applying
+// a long migration): its holder ends, by committing or by its own
+// migration_timeout, and the load then goes on or fails on its own error.
+// A wait for a lock a plugin's own transaction can hold (its role's) is
+// not.
 func Transient(err error) bool {
 	var pe *pendingError
-	if errors.As(err, &pe) {
+	var le *lockWaitError
+	if errors.As(err, &pe) || errors.As(err, &le) {
 		return true
 	}
 	var ce *pgconn.ConnectError
@@ -54,3 +62,10 @@ func Transient(err error) bool {
 type pendingError struct{ msg string }
 
 func (e *pendingError) Error() string { return e.msg }
+
+// lockWaitError is the load error of a plugin that waited its whole bound
+// for a lock another process holds.
+type lockWaitError struct{ err error }
+
+func (e *lockWaitError) Error() string { return e.err.Error() }
+func (e *lockWaitError) Unwrap() error { return e.err }
