@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // serve starts the scheduler, and on shutdown cancels the task runs in
 // progress, records them and releases their leases before it exits.
 func TestServeShutdownStopsTasks(t *testing.T) {
-	testShutdownStopsTask(t, `
+	_, _ = testShutdownStopsTask(t, `
 [plugins.sched.capabilities]
 scheduler = true
 [[plugins.sched.config.tasks]]
@@ -34,7 +35,7 @@ ms = 60000
 // the shutdown's deadline, exit 1), the guest being unable to ask
 // cancel_requested while it waited.
 func TestServeShutdownStopsATaskInAHostCall(t *testing.T) {
-	took := testShutdownStopsTask(t, `
+	took, runErr := testShutdownStopsTask(t, `
 limits = { db_statement_timeout = "1m" }
 [plugins.sched.capabilities]
 scheduler = true
@@ -49,14 +50,18 @@ ms = 1000000
 	if took > 5*time.Second {
 		t.Errorf("shutdown took %s with a task in a statement; want it stopped at once", took)
 	}
+	// The statement says why it ended: not a deadline.
+	if !strings.Contains(runErr, "the task run was asked to stop") || strings.Contains(runErr, "deadline") {
+		t.Errorf("the run's error: %q, want the stop named, no deadline", runErr)
+	}
 }
 
 // testShutdownStopsTask serves the tasks guest as plugin sched with
 // plugin's config (its limits, capabilities and tasks: one task that runs
 // for a long time), waits for its run to begin, shuts down, and checks the
 // run was recorded canceled and its lease released. It returns how long
-// the shutdown took.
-func testShutdownStopsTask(t *testing.T, plugin string) time.Duration {
+// the shutdown took and the run's error text.
+func testShutdownStopsTask(t *testing.T, plugin string) (time.Duration, string) {
 	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
 	wasm, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "scheduler", "testdata", "guests", "tasks"), cache)
 	if err != nil {
@@ -115,12 +120,12 @@ path = %q
 		t.Fatal("serve did not shut down")
 	}
 	var outcome, failure string
-	var lease sql.NullString
-	if err := db.QueryRow("SELECT outcome, failure FROM scheduler_runs").Scan(&outcome, &failure); err != nil || outcome != "failed" || failure != "canceled" {
+	var lease, runErr sql.NullString
+	if err := db.QueryRow("SELECT outcome, failure, error FROM scheduler_runs").Scan(&outcome, &failure, &runErr); err != nil || outcome != "failed" || failure != "canceled" {
 		t.Errorf("the run in progress: %s/%s %v, want failed/canceled", outcome, failure, err)
 	}
 	if err := db.QueryRow("SELECT lease_owner FROM scheduler_tasks").Scan(&lease); err != nil || lease.Valid {
 		t.Errorf("lease after shutdown: %v %v, want released", lease, err)
 	}
-	return took
+	return took, runErr.String
 }
