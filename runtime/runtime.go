@@ -139,6 +139,8 @@ type Slot struct {
 	lastErr string
 	// retryAt is when a retrying load tries next (StateRetrying).
 	retryAt time.Time
+	// retryWhy says why a retrying load is retried (database.RetryWhy).
+	retryWhy string
 	// changed, when not nil, is closed at the next state change (calls
 	// waiting for the plugin to load).
 	changed chan struct{}
@@ -220,7 +222,25 @@ func (s *Slot) set(state State, err error) { s.setAt(state, err, time.Time{}) }
 
 // setRetrying records that the load failed with err and is tried again at
 // at.
-func (s *Slot) setRetrying(err error, at time.Time) { s.setAt(StateRetrying, err, at) }
+func (s *Slot) setRetrying(err error, at time.Time) {
+	why := database.RetryWhy(err)
+	s.mu.Lock()
+	s.retryWhy = why
+	s.mu.Unlock()
+	s.setAt(StateRetrying, err, at)
+}
+
+// RetryWhy says why a retrying plugin's load is retried ("after a
+// database error", "while its migrations are pending ..."), without the
+// error itself; "" when it is not retrying.
+func (s *Slot) RetryWhy() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != StateRetrying {
+		return ""
+	}
+	return s.retryWhy
+}
 
 func (s *Slot) setAt(state State, err error, retryAt time.Time) {
 	s.mu.Lock()
@@ -245,6 +265,7 @@ func (s *Slot) unavailable() *UnavailableError {
 	e := &UnavailableError{ID: s.ID, State: s.state, Reason: s.lastErr}
 	if s.state == StateRetrying {
 		e.RetryIn = max(time.Until(s.retryAt), 0)
+		e.Why = s.retryWhy
 	}
 	return e
 }
@@ -921,13 +942,18 @@ type UnavailableError struct {
 	State  State
 	Reason string
 	// RetryIn is how long until a retrying load (StateRetrying) tries
-	// next.
+	// next, and Why why it is retried (Slot.RetryWhy).
 	RetryIn time.Duration
+	Why     string
 }
 
 func (e *UnavailableError) Error() string {
 	if e.State == StateRetrying {
-		return fmt.Sprintf("plugin %s is retrying its load after a database error (next attempt in %s): %s", e.ID, e.RetryIn.Round(time.Second), e.Reason)
+		why := e.Why
+		if why == "" {
+			why = "after a database error"
+		}
+		return fmt.Sprintf("plugin %s is retrying its load %s (next attempt in %s): %s", e.ID, why, e.RetryIn.Round(time.Second), e.Reason)
 	}
 	if e.State == StateFailed && e.Reason != "" {
 		// A load error names the plugin already: said once.

@@ -127,8 +127,11 @@ func TestSkipMigrationsWaitsForMigrateUp(t *testing.T) {
 	if st, reason := in.RT.Slot("alpha").Status(); st != runtime.StateRetrying || !strings.Contains(reason, "greenroom migrate up") {
 		t.Fatalf("alpha with its migrations pending: %s %q, want retrying, naming migrate up", st, reason)
 	}
-	if status, _, body := in.Get(t, "/.greenroom/health/v1/readiness"); status != 503 || !strings.Contains(body, "alpha") {
+	if status, _, body := in.Get(t, "/.greenroom/health/v1/readiness"); status != 503 || !strings.Contains(body, "plugin alpha is retrying its load while its migrations are pending") {
 		t.Errorf("readiness with alpha's migrations pending: %d %s", status, body)
+	}
+	if status, _, body := in.Do(t, "POST", "/api/alpha/run", strings.NewReader(`{"steps":[]}`)); status != 503 || !strings.Contains(body, "retrying its load while its migrations are pending") || strings.Contains(body, "database error") {
+		t.Errorf("alpha with its migrations pending: %d %s", status, body)
 	}
 	start(t, dbconf, plugin("alpha", true, "good", "")) // migrate up
 	serving(t, in, "alpha")
@@ -158,8 +161,8 @@ func TestLoadRetriesAfterWaitingForTheMigrationLock(t *testing.T) {
 	if st, reason := in.RT.Slot("alpha").Status(); st != runtime.StateRetrying || !strings.Contains(reason, "cross-replica lock") {
 		t.Fatalf("alpha after waiting for its lock: %s %q, want retrying", st, reason)
 	}
-	if status, _, _ := in.Get(t, "/.greenroom/health/v1/readiness"); status != 503 {
-		t.Errorf("readiness while alpha waits for its lock: %d, want 503", status)
+	if status, _, body := in.Get(t, "/.greenroom/health/v1/readiness"); status != 503 || !strings.Contains(body, "plugin alpha is retrying its load after waiting for its migration lock") {
+		t.Errorf("readiness while alpha waits for its lock: %d %s, want 503 saying why", status, body)
 	}
 	tx.Rollback()
 	serving(t, in, "alpha")

@@ -69,3 +69,18 @@ type lockWaitError struct{ err error }
 
 func (e *lockWaitError) Error() string { return e.err.Error() }
 func (e *lockWaitError) Unwrap() error { return e.err }
+
+// RetryWhy says, for an error Transient accepts, why the load is retried,
+// in words that follow "plugin X is retrying its load" and name no part of
+// the error itself (readiness answers anyone).
+func RetryWhy(err error) string {
+	var pe *pendingError
+	var le *lockWaitError
+	switch {
+	case errors.As(err, &pe):
+		return "while its migrations are pending (run `greenroom migrate up`)"
+	case errors.As(err, &le):
+		return "after waiting for its migration lock (a replica or `greenroom migrate up` is migrating)"
+	}
+	return "after a database error"
+}

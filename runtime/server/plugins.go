@@ -697,8 +697,8 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 			// Without the error: readiness answers anyone, and the
 			// database's error names its user, database and host (the
 			// plugin's routes and the log, for the authenticated, have it).
-			if st, _ := slot.Status(); st == runtime.StateRetrying {
-				reasons = append(reasons, "plugin "+id+" is retrying its load after a database error")
+			if why := slot.RetryWhy(); why != "" {
+				reasons = append(reasons, "plugin "+id+" is retrying its load "+why)
 			}
 		}
 	}
