@@ -222,13 +222,7 @@ func (s *Slot) set(state State, err error) { s.setAt(state, err, time.Time{}) }
 
 // setRetrying records that the load failed with err and is tried again at
 // at.
-func (s *Slot) setRetrying(err error, at time.Time) {
-	why := database.RetryWhy(err)
-	s.mu.Lock()
-	s.retryWhy = why
-	s.mu.Unlock()
-	s.setAt(StateRetrying, err, at)
-}
+func (s *Slot) setRetrying(err error, at time.Time) { s.setAt(StateRetrying, err, at) }
 
 // RetryWhy says why a retrying plugin's load is retried ("after a
 // database error", "while its migrations are pending ..."), without the
@@ -247,6 +241,9 @@ func (s *Slot) setAt(state State, err error, retryAt time.Time) {
 	defer s.mu.Unlock()
 	s.state = state
 	s.retryAt = retryAt
+	if state == StateRetrying {
+		s.retryWhy = database.RetryWhy(err) // with the state, under one lock
+	}
 	if err != nil {
 		s.lastErr = err.Error()
 	} else if state == StateReady {
