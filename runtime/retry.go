@@ -109,7 +109,8 @@ func (r *Runtime) retryOnce(ctx context.Context, s *Slot, delay time.Duration) b
 func (r *Runtime) noteRetry(s *Slot, err error, delay time.Duration) {
 	s.setRetrying(err, time.Now().Add(delay))
 	r.log.WithField("plugin", s.ID).WithError(err).WithField("retry_in", delay.String()).
-		Warn("plugin failed to load on a database error that may pass; its load is retried, its routes answer 503 and readiness is 503 meanwhile")
+		Warn("plugin failed to load; its load is retried " + database.RetryWhy(err) +
+			"; its routes answer 503 and readiness is 503 meanwhile")
 }
 
 // forgetRetry drops lr, s's retry, once it ended.

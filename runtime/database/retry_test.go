@@ -59,7 +59,7 @@ func TestPGLoadRetriesTransientErrors(t *testing.T) {
 	var warned, loaded int
 	for _, l := range in.LogLines(t) {
 		msg, _ := l["msg"].(string)
-		if l["plugin"] == "gamma" && strings.Contains(msg, "database error that may pass") {
+		if l["plugin"] == "gamma" && strings.Contains(msg, "its load is retried after a database error") {
 			warned++
 		}
 		if strings.Contains(msg, "loaded after retrying") {
