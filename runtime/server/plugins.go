@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -677,18 +678,24 @@ func (s *Server) liveness(c *fiber.Ctx) error {
 // after a database error, and while shutting down. The bodies
 // are Backstage's root health service's ({"status":"ok"}, and
 // {"status":"error","message":...}), with the reasons listed too.
+//
+// Readiness answers anyone, and only an admin may learn which plugins
+// exist (an unknown plugin's routes answer 401 like a known one's): the
+// reasons name the plugins for a caller with an admin credential, and
+// count them for anyone else ("2 plugins are loading").
 func (s *Server) readiness(c *fiber.Ctx) error {
 	var reasons []string
 	if s.Draining() {
 		reasons = append(reasons, "shutting down")
 	}
+	var waits notReady
 	if !s.rt.Loaded() {
 		for _, id := range s.rt.IDs() {
 			if st, _ := s.rt.Slot(id).Status(); st == runtime.StateLoading {
-				reasons = append(reasons, "plugin "+id+" is loading")
+				waits.add(id, "loading")
 			}
 		}
-		if len(reasons) == 0 {
+		if len(waits.whats) == 0 {
 			reasons = append(reasons, "plugins are loading")
 		}
 	}
@@ -698,14 +705,65 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 			// database's error names its user, database and host (the
 			// plugin's routes and the log, for the authenticated, have it).
 			if why := slot.RetryWhy(); why != "" {
-				reasons = append(reasons, "plugin "+id+" is retrying its load "+why)
+				waits.add(id, "retrying its load "+why)
 			}
 		}
+	}
+	if len(waits.whats) > 0 {
+		reasons = append(reasons, waits.reasons(s.readinessNames(c))...)
 	}
 	if len(reasons) > 0 {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "error", "message": "not ready: " + strings.Join(reasons, "; "), "reasons": reasons})
 	}
 	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// readinessNames reports whether readiness may name plugins to the
+// caller: an admin credential (or authentication turned off).
+func (s *Server) readinessNames(c *fiber.Ctx) bool {
+	if s.rt.Config().Auth.DangerouslyDisable {
+		return true
+	}
+	rs := stateOf(c)
+	s.authenticate(c, rs) // health endpoints skip identify
+	return rs.principal != nil && rs.principal.Admin
+}
+
+// notReady collects the plugins readiness waits for, by what they are
+// doing, in order.
+type notReady struct {
+	whats []string            // "loading", "retrying its load after ..."
+	ids   map[string][]string // by what
+}
+
+func (n *notReady) add(id, what string) {
+	if n.ids == nil {
+		n.ids = map[string][]string{}
+	}
+	if _, ok := n.ids[what]; !ok {
+		n.whats = append(n.whats, what)
+	}
+	n.ids[what] = append(n.ids[what], id)
+}
+
+// reasons says, per plugin ("plugin todo is loading") when named, else
+// per kind ("2 plugins are loading").
+func (n *notReady) reasons(named bool) []string {
+	var out []string
+	for _, what := range n.whats {
+		ids := n.ids[what]
+		switch {
+		case named:
+			for _, id := range ids {
+				out = append(out, "plugin "+id+" is "+what)
+			}
+		case len(ids) == 1:
+			out = append(out, "1 plugin is "+what)
+		default:
+			out = append(out, strconv.Itoa(len(ids))+" plugins are "+what)
+		}
+	}
+	return out
 }
 
 // pluginView is one plugin in the admin API.

@@ -361,9 +361,26 @@ func serveUnloaded(t *testing.T, cfg string) (*runtime.Runtime, *server.Server, 
 // Readiness is 503 with reasons until the plugins are loaded, 200 after,
 // and 503 again once draining starts; liveness is 200 throughout.
 func TestReadinessLifecycle(t *testing.T) {
-	rt, srv, addr := serveUnloaded(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
-	probe := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + "/.greenroom/health/v1/" + path)
+	const admin, user = "readiness-admin-token-0123456789abcdef", "readiness-user-token-0123456789abcdefgh"
+	rt, srv, addr := serveUnloaded(t, fmt.Sprintf(`[auth.tokens.ops]
+token = %q
+subject = "user:default/ops"
+type = "user"
+admin = true
+[auth.tokens.ci]
+token = %q
+subject = "service:ci"
+[plugins.hello]
+path = %q
+[plugins.secret-hr]
+path = %q
+`, admin, user, helloWasm, helloWasm))
+	probeAs := func(path, token string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/.greenroom/health/v1/"+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,9 +388,18 @@ func TestReadinessLifecycle(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	// The bodies are Backstage's health service's.
-	if status, body := probe("readiness"); status != 503 || body != `{"message":"not ready: plugin hello is loading","reasons":["plugin hello is loading"],"status":"error"}` {
-		t.Errorf("before load: %d %s", status, body)
+	probe := func(path string) (int, string) { return probeAs(path, "") }
+	// The bodies are Backstage's health service's. Only an admin learns
+	// which plugins there are: anyone else gets them counted.
+	for _, tc := range []struct{ who, token, want string }{
+		{"anonymous", "", `{"message":"not ready: 2 plugins are loading","reasons":["2 plugins are loading"],"status":"error"}`},
+		{"not an admin", user, `{"message":"not ready: 2 plugins are loading","reasons":["2 plugins are loading"],"status":"error"}`},
+		{"an invalid token", admin + "x", `{"message":"not ready: 2 plugins are loading","reasons":["2 plugins are loading"],"status":"error"}`},
+		{"admin", admin, `{"message":"not ready: plugin hello is loading; plugin secret-hr is loading","reasons":["plugin hello is loading","plugin secret-hr is loading"],"status":"error"}`},
+	} {
+		if status, body := probeAs("readiness", tc.token); status != 503 || body != tc.want {
+			t.Errorf("before load, %s: %d %s", tc.who, status, body)
+		}
 	}
 	if status, body := probe("liveness"); status != 200 || body != `{"status":"ok"}` {
 		t.Errorf("liveness before load: %d %s", status, body)
