@@ -560,6 +560,36 @@ func TestJWKSKeyUse(t *testing.T) {
 	}
 }
 
+// A JWKS may hold several keys under one kid (RFC 7517 4.5: keys of
+// different types; or a careless rotation): a token signed with any of
+// them that fits its alg verifies, not only with the first listed.
+func TestJWKSKeysSharingAKid(t *testing.T) {
+	idp := authtest.New(t)
+	rsaAsEC := idp.AddRSAKey(t, authtest.KidEC)  // listed after the EC key of the kid
+	rotated := idp.AddRSAKey(t, authtest.KidRSA) // listed after the first RSA key of the kid
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	for _, tc := range []struct {
+		name   string
+		token  string
+		accept bool
+	}{
+		{"RS256, the second key of the EC key's kid", authtest.SignWith(t, jwt.SigningMethodRS256, rsaAsEC, authtest.KidEC, authtest.Claims("user:default/a")), true},
+		{"ES256, the first key of that kid", authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, authtest.KidEC, authtest.Claims("user:default/b")), true},
+		{"RS256, the second RSA key of a kid", authtest.SignWith(t, jwt.SigningMethodRS256, rotated, authtest.KidRSA, authtest.Claims("user:default/c")), true},
+		{"RS256, the first RSA key of that kid", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, authtest.KidRSA, authtest.Claims("user:default/d")), true},
+		{"RS256, a key no kid holds", authtest.SignWith(t, jwt.SigningMethodRS256, idp.AddRSAKeyUnpublished(t), authtest.KidRSA, authtest.Claims("user:default/e")), false},
+		{"RS256 with the RSA key, under the kid of the EC key and another RSA key", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, authtest.KidEC, authtest.Claims("user:default/f")), false},
+	} {
+		p, err := authenticate(a, "Bearer "+tc.token)
+		if tc.accept && err != nil {
+			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+		if !tc.accept && err == nil {
+			t.Errorf("%s: accepted: %+v", tc.name, p)
+		}
+	}
+}
+
 // A token naming critical header parameters is refused: greenroom
 // understands none (RFC 7515, 4.1.11).
 func TestJWTCriticalHeader(t *testing.T) {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -211,8 +212,44 @@ func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 				return inner(tok)
 			}
 		}
+		// keyfunc takes the first key of the kid; a JWKS may hold more
+		// (RFC 7517 4.5 allows one kid for keys of different types, and
+		// a rotation may repeat one): every one of them that fits the
+		// token's alg is tried.
+		if kid, ok := tok.Header[jwkset.HeaderKID].(string); ok {
+			if set, held := v.keysOf(ctx, kid, tok.Method.Alg()); held > 1 && len(set.Keys) > 0 {
+				return set, nil
+			}
+		}
 		return k, err
 	}
+}
+
+// keysOf returns the public keys held under kid that may verify alg (the
+// checks keyfunc makes of the one key it picks: the key's own alg, when it
+// names one, is alg; its use is a signature's or unsaid), and how many
+// keys kid holds in all.
+func (v *jwtVerifier) keysOf(ctx context.Context, kid, alg string) (set jwt.VerificationKeySet, held int) {
+	all, err := v.keys.Storage().KeyReadAll(ctx)
+	if err != nil {
+		return set, 0
+	}
+	for _, j := range all {
+		m := j.Marshal()
+		if m.KID != kid {
+			continue
+		}
+		held++
+		if (m.ALG.String() != "" && m.ALG.String() != alg) || (m.USE != jwkset.UseSig && m.USE != "") {
+			continue
+		}
+		key := j.Key()
+		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+			key = pk.Public()
+		}
+		set.Keys = append(set.Keys, key)
+	}
+	return set, held
 }
 
 func (v *jwtVerifier) close() { v.cancel() }
