@@ -287,12 +287,33 @@ type PluginReader struct {
 	grants []grant
 }
 
-// check parses raw and applies the allow list and the grant. It returns the
-// allow rule that matched.
+// check parses raw and applies the grant, then the allow list. It
+// returns the allow rule that matched.
+//
+// A refusal tells the plugin (and the log) only what it asked about and
+// what it was granted: the grant is checked first, so that the allow
+// rules are consulted only for URLs the plugin may ask for, and a rule is
+// named by its place in [reading] allow, never by the hosts and paths it
+// lists (an operator's ${VAR} may hold one, and the rules the plugin was
+// not granted are none of its business).
 func (p *PluginReader) check(raw string) (*target, error) {
 	t, err := parseTarget(raw)
 	if err != nil {
 		return nil, err
+	}
+	granted := false
+	for _, g := range p.grants {
+		if g.host.match(t.host) && pathUnder(t.path, g.path) {
+			granted = true
+			break
+		}
+	}
+	if !granted {
+		srcs := make([]string, len(p.grants))
+		for i, g := range p.grants {
+			srcs[i] = g.src
+		}
+		return nil, errorf(Denied, "%s: refused: not granted to plugin %s by plugins.%s.capabilities.urlreader %q", t.u.Redacted(), p.id, p.id, srcs)
 	}
 	var hostRule *allowRule
 	var rule *allowRule
@@ -313,35 +334,18 @@ func (p *PluginReader) check(raw string) (*target, error) {
 	case len(p.r.rules) == 0:
 		return nil, errorf(Denied, "%s: refused: [reading] allow is empty, so no URL may be read", t.u.Redacted())
 	case hostRule == nil:
-		return nil, errorf(Denied, "%s: refused: no [reading] allow rule matches host %s (rules allow %s)", t.u.Redacted(), t.host, p.r.ruleHosts())
+		return nil, errorf(Denied, "%s: refused: no [reading] allow rule matches host %s", t.u.Redacted(), t.host)
 	case rule == nil:
-		// Say what the closest rule would need.
+		// Say which rule comes closest.
 		for i := range p.r.rules {
 			ar := &p.r.rules[i]
 			if ar.host.match(t.host) && ar.matchPath(t.path) {
-				return nil, errorf(Denied, "%s: refused: scheme http is not allowed by %s (host %s); it allows https only unless it says scheme = \"http\"", t.u.Redacted(), ar.name, ar.host)
+				return nil, errorf(Denied, "%s: refused: scheme http is not allowed by %s; it allows https only unless it says scheme = \"http\"", t.u.Redacted(), ar.name)
 			}
 		}
-		return nil, errorf(Denied, "%s: refused: %s allows host %s only under paths %q", t.u.Redacted(), hostRule.name, hostRule.host, hostRule.paths)
+		return nil, errorf(Denied, "%s: refused: %s matches host %s, but none of its paths covers %s", t.u.Redacted(), hostRule.name, t.host, t.path)
 	}
-	for _, g := range p.grants {
-		if g.host.match(t.host) && pathUnder(t.path, g.path) {
-			return t, nil
-		}
-	}
-	srcs := make([]string, len(p.grants))
-	for i, g := range p.grants {
-		srcs[i] = g.src
-	}
-	return nil, errorf(Denied, "%s: refused: not granted to plugin %s by plugins.%s.capabilities.urlreader %q", t.u.Redacted(), p.id, p.id, srcs)
-}
-
-func (r *Reader) ruleHosts() string {
-	hosts := make([]string, len(r.rules))
-	for i, ar := range r.rules {
-		hosts[i] = ar.host.String()
-	}
-	return strings.Join(hosts, ", ")
+	return t, nil
 }
 
 // Read performs one read under ctx (the call's context): the earliest of

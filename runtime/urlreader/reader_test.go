@@ -253,7 +253,7 @@ func TestRedirects(t *testing.T) {
 		"/to-loopback":  {"redirect from " + base + "/to-loopback", "address 127.0.0.1 is loopback"},
 		"/to-metadata":  {"address 169.254.169.254 is link-local"},
 		"/to-decimal":   {"non-canonical spelling of the IPv4 address 127.0.0.1"},
-		"/to-elsewhere": {"no [reading] allow rule matches host evil.example"},
+		"/to-elsewhere": {"redirect from " + base + "/to-elsewhere: https://evil.example/: refused: not granted to plugin p"},
 	} {
 		_, err := read(p, base+path)
 		wantErr(t, err, Denied, want...)

@@ -166,6 +166,8 @@ func TestAllowListAndGrants(t *testing.T) {
 	}
 	p := r.For("docs", []string{"raw.githubusercontent.com/backstage/", "*.example.com", "plain.test/docs"})
 	narrow := r.For("narrow", []string{"a.example.com/only/"})
+	// Granted more than the rules allow: the rules refuse.
+	wide := r.For("wide", []string{"raw.githubusercontent.com", "*.example.com", "example.com", "plain.test", "evil.com", "aexample.com"})
 	if r.For("none", nil) != nil {
 		t.Error("a plugin without grants got a reader")
 	}
@@ -176,19 +178,24 @@ func TestAllowListAndGrants(t *testing.T) {
 	}{
 		{p, "https://raw.githubusercontent.com/backstage/backstage/master/README.md", ""},
 		{p, "https://RAW.githubusercontent.com./backstage/x", ""},
-		{p, "https://raw.githubusercontent.com/backstagex/x", `reading.allow[0] allows host raw.githubusercontent.com only under paths ["/backstage/"]`},
-		{p, "https://raw.githubusercontent.com/evil/x", `only under paths`},
-		{p, "http://raw.githubusercontent.com/backstage/x", `scheme http is not allowed by reading.allow[0]`},
-		{p, "https://evil.com/", "no [reading] allow rule matches host evil.com (rules allow raw.githubusercontent.com, *.example.com, plain.test)"},
-		{p, "https://example.com/", "no [reading] allow rule matches host example.com"},
+		// The grant is checked first: a plugin learns nothing of the
+		// rules for URLs it may not ask for.
+		{p, "https://raw.githubusercontent.com/backstagex/x", `not granted to plugin docs by plugins.docs.capabilities.urlreader ["raw.githubusercontent.com/backstage/" "*.example.com" "plain.test/docs"]`},
+		{p, "https://evil.com/", "not granted to plugin docs"},
+		{p, "http://raw.githubusercontent.com/backstage/x", `scheme http is not allowed by reading.allow[0]; it allows https only`},
 		{p, "https://a.example.com/x", ""},
 		{p, "https://a.b.example.com/x", ""},
-		{p, "https://aexample.com/x", "no [reading] allow rule matches"},
 		{p, "http://a.example.com/", "scheme http is not allowed by reading.allow[1]"},
 		{p, "http://plain.test/docs", ""},
 		{p, "http://plain.test/docs/a", ""},
 		{p, "https://plain.test/docs/a", ""},
-		{p, "http://plain.test/docsx", `only under paths ["/docs"]`},
+		// Rules name themselves by place, not by the hosts and paths
+		// they list (a ${VAR} may hold one).
+		{wide, "https://raw.githubusercontent.com/backstagex/x", `reading.allow[0] matches host raw.githubusercontent.com, but none of its paths covers /backstagex/x`},
+		{wide, "https://evil.com/", "refused: no [reading] allow rule matches host evil.com"},
+		{wide, "https://example.com/", "no [reading] allow rule matches host example.com"},
+		{wide, "https://aexample.com/x", "no [reading] allow rule matches"},
+		{wide, "http://plain.test/docsx", `reading.allow[2] matches host plain.test, but none of its paths covers /docsx`},
 		{narrow, "https://a.example.com/only/x", ""},
 		{narrow, "https://a.example.com/other", `not granted to plugin narrow by plugins.narrow.capabilities.urlreader ["a.example.com/only/"]`},
 		{narrow, "https://b.example.com/only/x", "not granted to plugin narrow"},
@@ -272,5 +279,37 @@ func TestConfigValidation(t *testing.T) {
 	text := "[[integrations.github]]\nhost = \"a.com\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"a.com:8443\"\ntoken = \"t2\"\n"
 	if _, err := config.Read([]config.Source{{Name: "c.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false }); err != nil {
 		t.Errorf("a host and the same host on one port: %v", err)
+	}
+}
+
+// A refusal tells the plugin nothing of the rules' hosts and paths, which
+// may be an operator's secrets (an audit's: a plugin granted one path of
+// a host read another rule's ${VAR} path, and the host of a third, from
+// its errors).
+func TestRefusalsKeepTheRulesToThemselves(t *testing.T) {
+	r, err := New(mustConfig(t, `
+[reading]
+allow = [
+  { host = "localhost", scheme = "http", internal = true, paths = ["/v1/exports/c2VjcmV0/"] },
+  { host = "localhost", scheme = "http", internal = true, paths = ["/pub/"] },
+  { host = "internal-reports.corp.example" },
+]
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*PluginReader{r.For("narrow", []string{"localhost/pub/"}), r.For("wide", []string{"localhost", "nothing.example"})} {
+		for _, u := range []string{"http://localhost/x", "https://nothing.example/x", "http://localhost/pub/../v1/x"} {
+			_, err := p.check(u)
+			if err == nil {
+				t.Errorf("%s read %s", p.id, u)
+				continue
+			}
+			for _, secret := range []string{"c2VjcmV0", "internal-reports", "/v1/exports"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("%s reading %s was told %q: %v", p.id, u, secret, err)
+				}
+			}
+		}
 	}
 }
