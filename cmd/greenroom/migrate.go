@@ -92,7 +92,9 @@ source directories are built first, as greenroom dev does.`,
 					if !strings.HasPrefix(reason, "plugin "+id+": ") {
 						reason = "plugin " + id + ": " + reason
 					}
-					fmt.Fprintln(cmd.ErrOrStderr(), reason)
+					// A load error may quote the config (a path or a pin
+					// from ${VAR}), whose secrets the log redacts too.
+					fmt.Fprintln(cmd.ErrOrStderr(), string(exitSecrets.Redact([]byte(reason))))
 					continue
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "plugin %s: %s\n", id, appliedNow(applied[id]))

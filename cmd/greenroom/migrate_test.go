@@ -134,3 +134,37 @@ plugin todo  007.up.sql                                                        2
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+// migrate up prints each plugin it could not migrate with its load error,
+// redacted as the log is: a path or a pin from ${VAR} is a secret (an
+// audit found the log line redacted and the printed one not).
+func TestMigrateUpRedactsLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	secretPath := filepath.Join(dir, "exports-s3cr3t-name.wasm")
+	t.Setenv("GR_TEST_PLUGIN_FILE", secretPath)
+	cfgPath := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+[log]
+level = "warn"
+[runtime]
+cache_dir = %q
+[database]
+connection = "file:data"
+[plugins.secretive]
+path = "${GR_TEST_PLUGIN_FILE}"
+[plugins.secretive.capabilities]
+database = true
+`, filepath.Join(dir, "cache"))), 0o644)
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"migrate", "up", "-c", cfgPath})
+	err := root.Execute()
+	if err == nil || !strings.Contains(out.String(), "plugin secretive: ") {
+		t.Fatalf("migrate up with a missing plugin file: %v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "s3cr3t") {
+		t.Errorf("migrate up printed the plugin's secret path:\n%s", out.String())
+	}
+}
