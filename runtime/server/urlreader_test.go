@@ -186,7 +186,7 @@ limits = { timeout = "300ms" }
 		t.Errorf("load-time warning for the ungranted import: %v", w)
 	}
 	wantKind(t, guestRead(t, in, "narrow", "/read", "url", base+"/big"), "denied", "not granted to plugin narrow by plugins.narrow.capabilities.urlreader")
-	wantKind(t, guestRead(t, in, "logurl", "/read", "url", "http://evil.test/"), "denied", "no [reading] allow rule matches host evil.test")
+	wantKind(t, guestRead(t, in, "logurl", "/read", "url", "http://evil.test/"), "denied", "refused: not granted to plugin logurl by plugins.logurl.capabilities.urlreader")
 	wantKind(t, guestRead(t, in, "logurl", "/read", "url", fmt.Sprintf("http://https-only.test:%d/", docs.port())), "denied", `scheme http is not allowed by reading.allow[3]`)
 
 	// SSRF: redirects and spellings that lead to internal addresses.
