@@ -436,3 +436,39 @@ func TestFailureLinesAreRateLimited(t *testing.T) {
 		t.Error("no dropped line counted")
 	}
 }
+
+// The access and audit lines show a request's path as sent, and the log
+// redacts a secret in it in its usual URL encodings; a client that
+// encodes it otherwise (lower-case hex, a character that needs no
+// escape) gets it redacted all the same (an audit found it logged).
+func TestAccessLogPathRedactsAnyEncoding(t *testing.T) {
+	const secret = "q3F+Zm9v/YmFyYmF6=="
+	in := start(t, logurlConfig(`secrets = ["hook"]
+[plugins.logurl.config]
+hook = "`+secret+`"
+`))
+	paths := []string{
+		"/api/logurl/hook/q3F%2bZm9v%2fYmFyYmF6%3d%3d",
+		"/api/logurl/hook/q3F+Zm9v%2fYmFyYmF6==",
+		"/api/logurl/hook/q3F+Zm9v%2FYmFyYmF6%3D%3D",
+		"/api/logurl/hook/q3F%2BZm9v%2F%59mFyYmF6==",
+	}
+	for _, p := range paths {
+		in.Get(t, p)
+		in.DoAnon(t, "GET", p, nil) // 401: an audit line too
+	}
+	var logged int
+	for _, l := range in.LogLines(t) {
+		p, ok := l["path"].(string)
+		if !ok || !strings.HasPrefix(p, "/api/logurl/hook/") {
+			continue
+		}
+		logged++
+		if dec, err := url.PathUnescape(p); err != nil || strings.Contains(dec, secret) || strings.Contains(dec, "Zm9v/YmFy") {
+			t.Errorf("%s line shows the secret: path %q", l["msg"], p)
+		}
+	}
+	if logged < 3*len(paths) {
+		t.Errorf("%d lines with the path, want %d (a request and an audit line per anonymous request)", logged, 3*len(paths))
+	}
+}

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +30,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/auth"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/metrics"
 )
 
@@ -478,7 +481,7 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal s
 	// "" for a request whose head was not read (see errorHandler).
 	if method != "" {
 		f["method"] = method
-		f["path"] = string(fc.Request.URI().PathOriginal())
+		f["path"] = s.loggedPath(fc.Request.URI().PathOriginal())
 	}
 	if plugin != "" {
 		f["plugin"] = plugin
@@ -603,4 +606,25 @@ func (s *Server) dropBody(c *fiber.Ctx) {
 	if fr := c.Request(); fr.IsBodyStream() {
 		io.CopyN(io.Discard, fr.BodyStream(), int64(min(s.cfg.Server.BodyLimit, 1<<31-1)))
 	}
+}
+
+// loggedPath is a request's path as the access, audit and panic lines show
+// it: as the client sent it, unless its percent-decoding holds a secret of
+// the config, which the log's redaction finds only in the usual encodings
+// (a client may send lower-case hex, or encode a character that needs
+// none): then decoded, the secret redacted.
+func (s *Server) loggedPath(raw []byte) string {
+	p := string(raw)
+	if bytes.IndexByte(raw, '%') < 0 {
+		return p
+	}
+	red := logging.RedactorOf(s.log)
+	dec, err := url.PathUnescape(p)
+	if red == nil || err != nil || dec == p {
+		return p
+	}
+	if r := red.Redact([]byte(dec)); string(r) != dec {
+		return string(r)
+	}
+	return p
 }
