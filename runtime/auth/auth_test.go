@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -652,4 +653,42 @@ func BenchmarkAuthenticate(b *testing.B) {
 		run("jwt-cached-"+alg, "Bearer "+tok, false)
 		run("jwt-verify-"+alg, "Bearer "+tok, true)
 	}
+}
+
+// A JWKS URL that redirects is followed, but the redirect's request
+// carries no Referer: it would hand the URL's query credential
+// (?api_key=...) to wherever the redirect points (an audit's).
+func TestJWKSRedirectSendsNoReferer(t *testing.T) {
+	idp := authtest.New(t)
+	var referers sync.Map
+	var fetched atomic.Int64
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		referers.Store(r.Header.Get("Referer"), true)
+		resp, err := http.Get(idp.JWKSURL)
+		if err != nil {
+			w.WriteHeader(502)
+			return
+		}
+		defer resp.Body.Close()
+		io.Copy(w, resp.Body)
+	}))
+	defer keys.Close()
+	front := httptest.NewServer(http.RedirectHandler(keys.URL+"/keys", http.StatusFound))
+	defer front.Close()
+	cfg := jwtConfig(idp)
+	cfg.JWKSURL = front.URL + "/jwks?api_key=jwks-key-s3cr3t"
+	a := newAuth(t, &config.Auth{JWT: cfg}, Options{})
+	if p, err := authenticate(a, "Bearer "+idp.Sign(t, "RS256", authtest.Claims("user:default/r"))); err != nil {
+		t.Fatalf("token through a redirected JWKS: %+v %v", p, err)
+	}
+	if fetched.Load() == 0 {
+		t.Fatal("the redirect's target was never fetched")
+	}
+	referers.Range(func(k, _ any) bool {
+		if k.(string) != "" {
+			t.Errorf("the redirect's request carried Referer %q", k)
+		}
+		return true
+	})
 }

@@ -88,6 +88,20 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		base = http.DefaultTransport
 	}
 	client.Transport = limitedTransport{base: base, max: maxJWKS}
+	// A redirect's request would carry the JWKS URL as its Referer, and
+	// with it a credential in its query (?api_key=...), to wherever the
+	// redirect points.
+	check := client.CheckRedirect
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		req.Header.Del("Referer")
+		if check != nil {
+			return check(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
 
 	refresh := opts.RefreshInterval
 	if refresh <= 0 {
