@@ -959,6 +959,10 @@ func TestJWKSURLPassword(t *testing.T) {
 		"https://svc:Secr3t%zzRest0f@idp.example/jwks":             "does not parse as a URL (a '/'",
 		"https://idp.example/jwks%zz":                              `does not parse as a URL: invalid URL escape "%zz"`,
 		"https:///jwks":                                            "has no host",
+		// No '@': the parser takes the password for the port.
+		"https://svc:Secr3tRest0f":          "does not parse as a URL: what follows the host's ':' is not a port",
+		"https://svc:Secr3t#Rest0f":         "does not parse as a URL: what follows the host's ':' is not a port",
+		"https://svc:Secr3tRest0f/jwks?x=1": "does not parse as a URL: what follows the host's ':' is not a port",
 	} {
 		_, err := read(t, jwt+strconv.Quote(raw)+"\n", nil)
 		if err == nil || strings.Contains(err.Error(), "Secr3t") || strings.Contains(err.Error(), "Rest0f") || !strings.Contains(err.Error(), "auth.jwt.jwks_url: "+want) {

@@ -424,6 +424,12 @@ func ParseJWKSURL(raw string) (*url.URL, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if strings.HasPrefix(err.Error(), "invalid port ") {
+			// The "port" it quotes is what follows the host's last
+			// colon: the password of "https://user:password" without
+			// its "@host", or its part before a '#'.
+			return nil, errors.New("does not parse as a URL: what follows the host's ':' is not a port (a '/', '?', '#' or '@' in a user name or password must be percent-encoded: %2F, %3F, %23, %40)")
+		}
 		return nil, parseError(raw, "does not parse as a URL", err)
 	}
 	if u.Host == "" {
