@@ -12,6 +12,7 @@ import (
 	osexec "os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,6 +432,63 @@ func TestPGGivenUpBackendEnds(t *testing.T) {
 	if !strings.Contains(in.Log.String(), "ended the database backend of a connection given up after its statement's timeout") {
 		t.Error("the runtime did not say it ended the backend")
 	}
+}
+
+// PostgreSQL does not interrupt array containment (@>) over large arrays:
+// not on statement_timeout, nor on the client's cancel, nor on
+// pg_terminate_backend. A plugin could make each of its connections such
+// a backend, and the pool replaces each one it gives up, until the
+// server's max_connections were taken from every other plugin (an
+// audit's). A backend that outlives its reap counts against the plugin's
+// db_max_conns until it ends.
+func TestPGUninterruptibleBackendTakesAConnection(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"300ms\"\ntimeout = \"30s\""))
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	var most atomic.Int64
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			var n int64
+			if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role).Scan(&n); err == nil && n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	const stuck = "SELECT array(SELECT generate_series(1, 60000)) @> array(SELECT g FROM generate_series(1, 60000) g)"
+	if r := run(t, in, "alpha", query(stuck)); r[0].Kind != "timeout" {
+		t.Fatalf("the containment: %s %q, want a timeout", r[0].Kind, r[0].Error)
+	}
+	running := func() bool {
+		var n int
+		if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%generate_series(1, 60000)%'", role).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	if !running() {
+		t.Fatal("the containment's backend ended with its timeout: this server interrupts it, or computed it in time; the test needs larger arrays")
+	}
+	r := run(t, in, "alpha", query("SELECT 1"))
+	if r[0].Kind != "timeout" || !strings.Contains(r[0].Error, "still run on the server") {
+		t.Errorf("a statement while the given-up backend runs on: %s %q, want a timeout saying the backend takes the connection", r[0].Kind, r[0].Error)
+	}
+	within(t, 90*time.Second, "the containment's backend to end", func() bool { return !running() })
+	close(stop)
+	<-sampled
+	if n := most.Load(); n > 1 {
+		t.Errorf("the plugin had %d backends at once, over its db_max_conns of 1", n)
+	}
+	within(t, 10*time.Second, "a connection once the backend ended", func() bool {
+		r := run(t, in, "alpha", query("SELECT 1"))
+		return r[0].Error == "" && fmt.Sprint(r[0].Rows) == "[[1]]"
+	})
 }
 
 // activeBackends counts the backends of role running a statement.

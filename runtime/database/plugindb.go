@@ -192,6 +192,9 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "the call's deadline passed while waiting for a database connection")
 	}
 	if wctx.Err() != nil {
+		if n := p.survivors(); n > 0 {
+			return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "no database connection within limits.db_statement_timeout of %s: %d of the plugin's limits.db_max_conns of %d are taken by the backends of connections given up after their statement's timeout, which still run on the server (PostgreSQL does not interrupt some operations, such as array containment over large arrays, on a timeout or pg_terminate_backend)", lim.StatementTimeout, n, lim.MaxConns)
+		}
 		if inUse := p.db.Stats().InUse; inUse < lim.MaxConns {
 			// Not all busy (now): opening one (connect, authentication,
 			// the session's setup) may take longer than the wait.
@@ -503,30 +506,77 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 	if !p.svc.startReap() {
 		return
 	}
+	// Until the reap sees it gone, the backend counts against the
+	// plugin's db_max_conns (pgConnector.room).
+	pc.survivors.Add(1)
 	go func() {
 		defer p.svc.reaping.Done()
+		defer pc.survivors.Add(-1)
 		log := p.log.WithField("pid", pid)
-		for attempt := 0; ; attempt++ {
+		var endedAt time.Time // when pg_terminate_backend first took it
+		warned := false
+		// A terminated backend is usually gone within milliseconds: it
+		// is looked for again soon, then less often, up to each second.
+		wait := 20 * time.Millisecond
+		for failures := 0; ; {
 			gone, ended, err := terminateBackend(p.svc.reapCtx, pc, pid, started)
 			switch {
+			case gone && warned:
+				log.Warn("the database backend that outlived pg_terminate_backend has ended; it no longer takes one of the plugin's limits.db_max_conns")
+				return
 			case gone:
 				return
-			case ended:
+			case ended && endedAt.IsZero():
+				endedAt = time.Now()
 				log.Info("ended the database backend of a connection given up after its statement's timeout")
-				return
-			case attempt == reapAttempts-1 || p.svc.reapCtx.Err() != nil:
+			case ended:
+				// Terminated and still there: PostgreSQL does not act on
+				// a termination inside some operations (array
+				// containment over large arrays, for one). Watch it
+				// until it ends.
+				if !warned && time.Since(endedAt) >= reapSurvival {
+					warned = true
+					log.Error("a database backend of a connection given up after its statement's timeout still runs " +
+						time.Since(endedAt).Round(time.Second).String() + " after pg_terminate_backend (PostgreSQL does not interrupt some operations, e.g. array containment over large arrays): until it ends it takes one of the plugin's limits.db_max_conns")
+				}
+			case failures == reapAttempts-1 || p.svc.reapCtx.Err() != nil:
 				log.WithError(err).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
 				return
+			default:
+				failures++
+			}
+			if p.svc.reapCtx.Err() != nil {
+				if !endedAt.IsZero() {
+					log.Warn("the runtime stops with a database backend still running that did not act on pg_terminate_backend; it runs on until its operation ends")
+				}
+				return
+			}
+			next := time.Second
+			if !endedAt.IsZero() {
+				next, wait = wait, min(2*wait, time.Second)
 			}
 			select {
-			case <-time.After(time.Second):
+			case <-time.After(next):
 			case <-p.svc.reapCtx.Done():
 			}
 		}
 	}()
 }
 
-// reapAttempts bounds reapLost's tries, a second apart.
+// reapSurvival is how long a backend may outlive pg_terminate_backend
+// before reapClosed says so loudly.
+const reapSurvival = 5 * time.Second
+
+// survivors is how many backends of the plugin's given-up connections
+// still run (PostgreSQL; pgConnector.room).
+func (p *PluginDB) survivors() int64 {
+	if pc := p.svc.pluginConnector(p.id); pc != nil && pc.survivors != nil {
+		return pc.survivors.Load()
+	}
+	return 0
+}
+
+// reapAttempts bounds reapLost's failed tries, a second apart.
 const reapAttempts = 10
 
 // terminateBackend ends backend pid, started at started, on a connection

@@ -60,6 +60,26 @@ type pgBackend struct {
 	// Windows), set on every plugin connection (see pgConnector).
 	checkClient bool
 	plugins     map[string]*pgConnector
+	// survivors counts, by plugin, the backends of connections the
+	// runtime gave up whose end the reap has not seen yet
+	// (PluginDB.reapClosed): they count against the plugin's
+	// db_max_conns (pgConnector.room), across its versions.
+	survivors map[string]*atomic.Int64
+}
+
+// survivorsOf is the count of plugin id's given-up backends still running.
+func (b *pgBackend) survivorsOf(id string) *atomic.Int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.survivors == nil {
+		b.survivors = map[string]*atomic.Int64{}
+	}
+	n := b.survivors[id]
+	if n == nil {
+		n = new(atomic.Int64)
+		b.survivors[id] = n
+	}
+	return n
 }
 
 // clientCheckInterval is client_connection_check_interval (milliseconds)
@@ -416,12 +436,13 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 		conf.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
 	}
 	conf.StatementCacheCapacity = 0
-	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient}
+	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient, survivors: b.survivorsOf(id)}
 	pc.lim.Store(&lim)
 	b.mu.Lock()
 	b.plugins[id] = pc
 	b.mu.Unlock()
 	sdb := sql.OpenDB(pc)
+	pc.db = sdb
 	sdb.SetMaxOpenConns(lim.MaxConns)
 	sdb.SetMaxIdleConns(lim.MaxConns)
 	if err := sdb.PingContext(ctx); err != nil {
@@ -736,6 +757,10 @@ type pgConnector struct {
 	// (terminateBackend).
 	runtime *pgx.ConnConfig
 	log     *logrus.Entry
+	// db is the pool the connector opens connections for, and survivors
+	// the plugin's given-up backends still running (pgBackend.survivors).
+	db        *sql.DB
+	survivors *atomic.Int64
 }
 
 // backendStartKey keys a plugin connection's backend start time in its
@@ -802,6 +827,9 @@ func (c *pgConnector) connector() driver.Connector {
 }
 
 func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	if err := c.room(ctx); err != nil {
+		return nil, err
+	}
 	conn, err := c.connector().Connect(ctx)
 	var pe *pgconn.PgError
 	if err != nil && c.heal != nil && errors.As(err, &pe) && pe.Code == "28P01" {
@@ -815,3 +843,29 @@ func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 func (c *pgConnector) Driver() driver.Driver { return stdlib.GetDefaultDriver() }
+
+// room waits, at most until ctx ends, until a new connection fits in the
+// plugin's db_max_conns beside the backends of connections given up after
+// their statement's timeout that still run on the server. PostgreSQL does
+// not interrupt some operations (array containment over large arrays,
+// for one) on a cancel, a statement_timeout or pg_terminate_backend: such
+// a backend runs on until its computation ends, and without this each
+// given-up connection the pool replaced would add one, until the server's
+// max_connections were taken from every other plugin. The pool counts the
+// connection being opened among its open ones.
+func (c *pgConnector) room(ctx context.Context) error {
+	if c.survivors == nil || c.db == nil || c.survivors.Load() == 0 {
+		return nil
+	}
+	for {
+		n := c.survivors.Load()
+		if n == 0 || int64(c.db.Stats().OpenConnections)+n <= int64(c.lim.Load().MaxConns) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d backends of the plugin's connections given up after their statement's timeout still run on the server (ended with pg_terminate_backend, which PostgreSQL does not act on inside some operations) and take limits.db_max_conns of %d: %w", n, c.lim.Load().MaxConns, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
