@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
 	"github.com/greenroom-dev/greenroom/runtime/scheduler"
 )
 
@@ -129,5 +131,57 @@ func TestReloadRemovedPluginDropsTasksFirst(t *testing.T) {
 	}
 	if _, _, err := rt.RunTask(context.Background(), "a1", "long"); !errors.Is(err, runtime.ErrUnknownPlugin) {
 		t.Errorf("run of a removed plugin's task: %v, want ErrUnknownPlugin", err)
+	}
+}
+
+// A task run that waits for an instance when a reload removes its plugin
+// is withdrawn with its task (canceled, not begun), not failed as if the
+// plugin were unavailable (an audit's: "plugin p is closed", kind
+// unavailable, counted among the task failures).
+func TestReloadRemovedPluginWithdrawsWaitingRun(t *testing.T) {
+	wasm := guesttest.Build(t, "runtime/scheduler/testdata/guests/tasks")
+	db := fmt.Sprintf("[database]\nclient = \"sqlite\"\nconnection = \"file:%s\"\n", t.TempDir())
+	conf := fmt.Sprintf(`[plugins.a1]
+path = %q
+[plugins.a1.limits]
+instances = 1
+queue_timeout = "20s"
+[plugins.a1.capabilities]
+scheduler = true
+[[plugins.a1.config.tasks]]
+id = "hold"
+every = "1h"
+initial_delay = "1h"
+action = "sleep"
+ms = 3000
+[[plugins.a1.config.tasks]]
+id = "waits"
+every = "1h"
+initial_delay = "1h"
+`, wasm)
+	in := servertest.Start(t, db+conf, testOptions())
+	rt := in.RT
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := rt.RunTask(context.Background(), "a1", "hold")
+		held <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // hold takes the one instance
+	waited := make(chan error, 1)
+	go func() {
+		_, _, err := rt.RunTask(context.Background(), "a1", "waits")
+		waited <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	in.SetConfig(db)
+	if res := in.Reload(t); res.Plugins["a1"].Outcome != runtime.OutcomeRemoved {
+		t.Fatalf("reload: %+v", res)
+	}
+	err := <-waited
+	if plugin.KindOf(err) != plugin.FailCanceled || !errors.Is(err, plugin.ErrNotBegun) || !strings.Contains(err.Error(), "a reload removed plugin a1 before the run began") {
+		t.Errorf("the waiting run: %v (kind %v), want it canceled before it began, saying the plugin was removed", err, plugin.KindOf(err))
+	}
+	if err := <-held; err != nil {
+		t.Errorf("the run holding the instance: %v, want it to finish on its version", err)
 	}
 }

@@ -881,6 +881,13 @@ func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32
 	}
 	for {
 		p := s.cur.Load()
+		if p == nil && r.Slot(id) != s {
+			// A reload removed the plugin while the run waited for an
+			// instance: the run is withdrawn with its task, not failed
+			// for want of a plugin.
+			return 0, nil, &plugin.CallError{Plugin: id, Kind: plugin.FailCanceled,
+				Err: fmt.Errorf("a reload removed plugin %s before the run began: %w", id, plugin.ErrNotBegun)}
+		}
 		if p == nil {
 			return 0, nil, s.unavailable()
 		}
