@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,6 +36,12 @@ type reloader struct {
 }
 
 func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
+	return rl.reloadIf(ctx, nil)
+}
+
+// reloadIf is reload, which applies the config it read only when settled,
+// called once it is read, returns nil.
+func (rl *reloader) reloadIf(ctx context.Context, settled func() error) (*runtime.ReloadResult, error) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	start := time.Now()
@@ -42,6 +49,11 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 	if err != nil {
 		rl.log.WithError(err).Error("reload: config is invalid; nothing changed")
 		return nil, err
+	}
+	if settled != nil {
+		if err := settled(); err != nil {
+			return nil, err
+		}
 	}
 	if rl.devToken != "" && !cfg.Auth.DangerouslyDisable {
 		addDevTokenValue(cfg, rl.devToken)
@@ -231,7 +243,7 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				// is followed before the reload reads the files, so a
 				// change there after the read is not missed.
 				refresh()
-				rl.reload(ctx)
+				rl.reloadWatched(ctx)
 				// Also after a failed reload: what is there now is watched.
 				refresh()
 			case <-done:
@@ -244,6 +256,52 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 		w.Close()
 		wg.Wait()
 	}, nil
+}
+
+// reloadWatched is the file watcher's reload. A config file caught while
+// it is being written is not applied: one that is empty (an editor or a
+// generator that truncates it first, or failed: "cmd > config.toml") or
+// that changed while it was read. Either is valid TOML more often than
+// not, and applied it would remove every plugin and credential until the
+// write ends. A change while it was read brings its own event, and the
+// reload after it; an empty file is applied by SIGHUP or the reload
+// endpoint only.
+func (rl *reloader) reloadWatched(ctx context.Context) {
+	before := configStamps(rl.files)
+	for i, st := range before {
+		if st.ok && st.size == 0 {
+			rl.log.WithField("file", rl.files[i]).Warn("config file is empty: the file watcher's reload does not apply it (a file being written?); write config files whole (a temporary file renamed over the old one), and send SIGHUP or POST /.greenroom/plugins/v1/reload to apply an empty config on purpose")
+			return
+		}
+	}
+	rl.reloadIf(ctx, func() error {
+		after := configStamps(rl.files)
+		for i := range before {
+			if before[i] != after[i] {
+				rl.log.WithField("file", rl.files[i]).Info("config file changed while it was read: reloading once the change settles")
+				return errors.New("config file changed while it was read")
+			}
+		}
+		return nil
+	})
+}
+
+// configStamp is what reloadWatched compares of a config file before and
+// after reading it.
+type configStamp struct {
+	ok   bool
+	size int64
+	mod  int64 // modification time, Unix nanoseconds
+}
+
+func configStamps(files []string) []configStamp {
+	out := make([]configStamp, len(files))
+	for i, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			out[i] = configStamp{ok: true, size: st.Size(), mod: st.ModTime().UnixNano()}
+		}
+	}
+	return out
 }
 
 // maxLinks bounds the links linkChain follows for one path, as the kernel

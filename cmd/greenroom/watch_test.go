@@ -112,6 +112,36 @@ func TestServeWatchReloadsChangedModule(t *testing.T) {
 	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
 }
 
+// serve --watch does not apply a config file caught while it is being
+// written: emptied first (an editor, "cmd > config.toml" whose cmd is
+// slow or failed), it would remove every plugin and credential, and the
+// admin API with them (an audit's). Written whole, it is applied.
+func TestServeWatchSkipsEmptiedConfig(t *testing.T) {
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	guests := filepath.Join("..", "..", "runtime", "server", "testdata", "guests")
+	v1, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver1"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver2"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), v1)), 0o644)
+	runGreenroom(t, dir, addr, "serve", "--watch")
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
+	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the watcher's settle time
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1", time.Second)
+	os.WriteFile(cfg, []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), v2)), 0o644)
+	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
+}
+
 // greenroom dev rebuilds a plugin when its Go sources change and reloads it.
 func TestDevRebuildsChangedSources(t *testing.T) {
 	dir := t.TempDir()
