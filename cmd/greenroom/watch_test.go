@@ -89,18 +89,26 @@ path = %q
 `, addr, cache, testToken, path)
 }
 
+// verGuests builds the test guests ver1 and ver2 (each answers GET /v
+// with its name) into the shared guest cache, and returns it and their
+// paths.
+func verGuests(t *testing.T) (cache, v1, v2 string) {
+	t.Helper()
+	cache = filepath.Join(os.TempDir(), "greenroom-test-guests")
+	guests := filepath.Join("..", "..", "runtime", "server", "testdata", "guests")
+	var err error
+	if v1, _, err = build.Cached(context.Background(), filepath.Join(guests, "ver1"), cache); err != nil {
+		t.Fatal(err)
+	}
+	if v2, _, err = build.Cached(context.Background(), filepath.Join(guests, "ver2"), cache); err != nil {
+		t.Fatal(err)
+	}
+	return cache, v1, v2
+}
+
 // serve --watch reloads a plugin when its .wasm file changes.
 func TestServeWatchReloadsChangedModule(t *testing.T) {
-	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
-	guests := filepath.Join("..", "..", "runtime", "server", "testdata", "guests")
-	v1, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver1"), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver2"), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, v1, v2 := verGuests(t)
 	dir := t.TempDir()
 	wasm := filepath.Join(dir, "ver.wasm")
 	copyWasm(t, v1, wasm)
@@ -117,16 +125,7 @@ func TestServeWatchReloadsChangedModule(t *testing.T) {
 // slow or failed), it would remove every plugin and credential, and the
 // admin API with them (an audit's). Written whole, it is applied.
 func TestServeWatchSkipsEmptiedConfig(t *testing.T) {
-	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
-	guests := filepath.Join("..", "..", "runtime", "server", "testdata", "guests")
-	v1, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver1"), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2, _, err := build.Cached(context.Background(), filepath.Join(guests, "ver2"), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, v1, v2 := verGuests(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "config.toml")
