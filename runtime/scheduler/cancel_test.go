@@ -82,6 +82,25 @@ func TestStopInterruptsRunAfterGrace(t *testing.T) {
 	checkStopped(t, in, "spin", "did not return within the grace")
 }
 
+// The leases of runs still finishing are renewed through the stop's
+// grace: with a lease shorter than the grace, a run that ignores its ctx
+// is interrupted at the grace's end and recorded canceled, and Stop names
+// it. Before, renewal stopped with the scheduler's loops, the lease
+// lapsed, and the run was interrupted early as lost, and Stop returned
+// nil (the process exited 0 having cut a run off; an audit's).
+func TestStopRenewsLeasesThroughTheGrace(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), schedConf("3s"), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
+	began := time.Now()
+	err := stopRun(t, in, "spin", 7*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "interrupted at the shutdown's deadline") || !strings.Contains(err.Error(), "sched/spin") {
+		t.Errorf("stop: %v; want the run named as interrupted", err)
+	}
+	if took := time.Since(began); took < 5*time.Second {
+		t.Errorf("the run was interrupted %s into a 7s stop, before its grace ended", took)
+	}
+	checkStopped(t, in, "spin", "did not return within the grace")
+}
+
 // A scheduled run's lateness is counted when it starts, not when it
 // ends: a long run's shows (greenroom_task_lateness_seconds) while it
 // runs.

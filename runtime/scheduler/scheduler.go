@@ -150,7 +150,14 @@ type Scheduler struct {
 	// stopping is closed when Stop begins: runs in progress are asked to
 	// stop (their calls' CancelRequest) before runCancel interrupts them.
 	stopping   chan struct{}
-	loops      sync.WaitGroup // loop, renewer, janitor
+	loops      sync.WaitGroup // loop, janitor
+	// The renewer renews the leases of global runs until the runs have
+	// ended, a stop's grace included: stopped with the loops, it let the
+	// leases of runs still finishing lapse, and the runs were interrupted
+	// as lost before their grace was up.
+	renewCtx    context.Context
+	renewCancel context.CancelFunc
+	renewDone   chan struct{}
 	runs       sync.WaitGroup // task runs
 	finishes   chan *finishReq
 	writerStop chan struct{}
@@ -396,7 +403,9 @@ func (s *Scheduler) Start() {
 	s.stopping = make(chan struct{})
 	s.finishes = make(chan *finishReq, maxBatch)
 	s.writerStop, s.writerDone = make(chan struct{}), make(chan struct{})
-	s.loops.Add(3)
+	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
+	s.renewDone = make(chan struct{})
+	s.loops.Add(2)
 	go s.loop()
 	go s.renewer(s.clk.NewTicker(s.cfg.Lease / 3))
 	go s.janitor()
@@ -498,6 +507,10 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 			err = fmt.Errorf("%w: %s", err, strings.Join(cut, ", "))
 		}
 	}
+	// The runs have ended (or the deadline passed): their leases are
+	// released or left to expire.
+	s.renewCancel()
+	<-s.renewDone
 	close(s.writerStop)
 	<-s.writerDone
 	s.log.Info("scheduler stopped")
@@ -1198,12 +1211,12 @@ func (s *Scheduler) lose(r *run) {
 // whose lease another replica holds. A run whose renewals fail is
 // interrupted at its lease deadline by watchLease.
 func (s *Scheduler) renewer(tick ticker) {
-	defer s.loops.Done()
+	defer close(s.renewDone)
 	every := s.cfg.Lease / 3
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.loopCtx.Done():
+		case <-s.renewCtx.Done():
 			return
 		case <-tick.Chan():
 		}
@@ -1223,14 +1236,14 @@ func (s *Scheduler) renewer(tick ticker) {
 			ids[i] = r.id
 		}
 		sent := s.clk.Now()
-		ctx, cancel := context.WithTimeout(s.loopCtx, every)
+		ctx, cancel := context.WithTimeout(s.renewCtx, every)
 		var ok map[string]bool
 		st, err := s.store(ctx)
 		if err == nil {
 			ok, err = st.renew(ctx, s.cfg.Replica, s.cfg.Lease, ids)
 		}
 		cancel()
-		if err != nil && s.loopCtx.Err() == nil {
+		if err != nil && s.renewCtx.Err() == nil {
 			s.log.WithError(err).Warn("cannot renew task leases")
 		}
 		s.mu.Lock()
