@@ -1336,3 +1336,39 @@ key = "listed-secret-b2"
 		t.Errorf("PluginSecrets(none) = %q", got)
 	}
 }
+
+// Keys nest at most maxKeyDepth levels, counted across table headers,
+// dotted keys, arrays and inline tables: each level cost the runtime work
+// over the levels below it, and a 4 KB plugin config of 2000 dotted levels
+// passed config check and held serve's start (and its SIGTERM) for minutes
+// (an audit's).
+func TestKeysNestBoundedDeep(t *testing.T) {
+	dotted := func(n int) string { return strings.TrimSuffix(strings.Repeat("a.", n), ".") }
+	const head = "[plugins.hello]\npath = \"hello.wasm\"\n"
+	for _, tc := range []struct {
+		name, text string
+		ok         bool
+	}{
+		// plugins.hello.config = 3 levels before the config's own keys.
+		{"dotted, at the bound", head + "[plugins.hello.config]\n" + dotted(maxKeyDepth-3) + " = 1\n", true},
+		{"dotted, past it", head + "[plugins.hello.config]\n" + dotted(maxKeyDepth-2) + " = 1\n", false},
+		{"2000 dotted levels", head + "[plugins.hello.config]\n" + dotted(2000) + " = 1\n", false},
+		{"a table header past it", head + "[plugins.hello.config." + dotted(maxKeyDepth) + "]\nx = 1\n", false},
+		{"inline tables past it", head + "[plugins.hello.config]\nx = " + strings.Repeat("{a = ", maxKeyDepth) + "1" + strings.Repeat("}", maxKeyDepth) + "\n", false},
+		{"arrays past it", head + "[plugins.hello.config]\nx = " + strings.Repeat("[", maxKeyDepth) + "1" + strings.Repeat("]", maxKeyDepth) + "\n", false},
+	} {
+		c, err := read(t, tc.text, nil)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.ok:
+			if n := len(c.Plugins["hello"].FlatConfig()); n != maxKeyDepth-3 {
+				t.Errorf("%s: %d flat config keys, want %d", tc.name, n, maxKeyDepth-3)
+			}
+		case err == nil:
+			t.Errorf("%s: accepted", tc.name)
+		case !strings.Contains(err.Error(), "config.toml:") || !strings.Contains(err.Error(), "keys nest more than 64 levels deep"):
+			t.Errorf("%s: %v, want the depth refused with its line", tc.name, err)
+		}
+	}
+}

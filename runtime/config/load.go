@@ -267,16 +267,24 @@ func parse(data []byte) (map[string]any, map[string]int, map[string]bool, map[st
 	p := lineParser{newlines: newlineOffsets(data), literals: map[string]string{}, lines: map[string]int{}, tables: map[string]bool{}}
 	p.Reset(data)
 	var prefix string
+	var prefixDepth int
 	arrays := map[string]int{}
-	for p.NextExpression() {
+	for p.NextExpression() && p.tooDeep == 0 {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table:
 			parts := keyOf(e)
-			prefix = joinKey("", parts)
+			if p.deep(len(parts), func() int { return p.lineOf(e) }) {
+				break
+			}
+			prefix, prefixDepth = joinKey("", parts), len(parts)
 			p.recordTables("", parts, p.lineOf(e))
 		case unstable.ArrayTable:
 			parts := keyOf(e)
+			if p.deep(len(parts)+1, func() int { return p.lineOf(e) }) {
+				break
+			}
+			prefixDepth = len(parts) + 1
 			k := joinKey("", parts)
 			prefix = fmt.Sprintf("%s[%d]", k, arrays[k])
 			arrays[k]++
@@ -287,8 +295,12 @@ func parse(data []byte) (map[string]any, map[string]int, map[string]bool, map[st
 				p.lines[k] = line
 			}
 		case unstable.KeyValue:
+			p.depth = prefixDepth
 			recordKeyValue(&p, p.lines, prefix, e)
 		}
+	}
+	if p.tooDeep != 0 {
+		return nil, nil, nil, nil, &syntaxError{line: p.tooDeep, msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
 	}
 	if err := p.Error(); err != nil {
 		return nil, nil, nil, nil, err
@@ -310,6 +322,11 @@ func (p *lineParser) recordTables(prefix string, parts []string, line int) {
 
 func recordKeyValue(p *lineParser, lines map[string]int, prefix string, kv *unstable.Node) {
 	parts := keyOf(kv)
+	if p.deep(p.depth+len(parts), func() int { return p.lineOf(kv) }) {
+		return
+	}
+	defer func(d int) { p.depth = d }(p.depth)
+	p.depth += len(parts)
 	path := joinKey(prefix, parts)
 	line := p.lineOf(kv)
 	// Dotted keys define their parent tables too.
@@ -329,6 +346,11 @@ func recordValue(p *lineParser, lines map[string]int, path string, v *unstable.N
 			recordKeyValue(p, lines, path, it.Node())
 		}
 	case unstable.Array:
+		if p.deep(p.depth+1, func() int { return line }) {
+			return
+		}
+		p.depth++
+		defer func() { p.depth-- }()
 		it := v.Children()
 		for i := 0; it.Next(); i++ {
 			ep := fmt.Sprintf("%s[%d]", path, i)
@@ -356,6 +378,28 @@ type lineParser struct {
 	literals map[string]string
 	lines    map[string]int  // line by key path
 	tables   map[string]bool // key paths that are tables
+	// depth is how many levels deep the key being recorded is; tooDeep
+	// the line of the first key deeper than maxKeyDepth (0: none).
+	depth   int
+	tooDeep int
+}
+
+// maxKeyDepth bounds how deep keys nest. Every level costs the runtime
+// work over the levels below it (each table's path, each table's text as
+// greenroom.Config gives it): a 4 KB config of 2000 dotted levels held a
+// start for minutes.
+const maxKeyDepth = 64
+
+// deep reports whether a key of depth levels nests too deep, and records
+// the first such line.
+func (p *lineParser) deep(depth int, line func() int) bool {
+	if depth <= maxKeyDepth {
+		return false
+	}
+	if p.tooDeep == 0 {
+		p.tooDeep = max(line(), 1)
+	}
+	return true
 }
 
 func newlineOffsets(data []byte) []int {

@@ -790,20 +790,28 @@ func formatValue(v any) string {
 // jsonSafe returns v with the floats JSON cannot hold (nan, inf, -inf) as
 // the strings TOML spells them with, copying only what it changes.
 func jsonSafe(v any) any {
+	out, _ := jsonSafeChanged(v)
+	return out
+}
+
+// jsonSafeChanged is jsonSafe, and whether it changed v: one walk of v
+// (comparing each level's result with its input made nested tables cost
+// the square of their depth, at every level).
+func jsonSafeChanged(v any) (any, bool) {
 	switch t := v.(type) {
 	case float64:
 		switch {
 		case math.IsNaN(t):
-			return "nan"
+			return "nan", true
 		case math.IsInf(t, 1):
-			return "inf"
+			return "inf", true
 		case math.IsInf(t, -1):
-			return "-inf"
+			return "-inf", true
 		}
 	case map[string]any:
 		var out map[string]any
 		for k, e := range t {
-			if s := jsonSafe(e); !sameValue(s, e) || out != nil {
+			if s, changed := jsonSafeChanged(e); changed {
 				if out == nil {
 					out = maps.Clone(t)
 				}
@@ -811,12 +819,12 @@ func jsonSafe(v any) any {
 			}
 		}
 		if out != nil {
-			return out
+			return out, true
 		}
 	case []any:
 		var out []any
 		for i, e := range t {
-			if s := jsonSafe(e); !sameValue(s, e) {
+			if s, changed := jsonSafeChanged(e); changed {
 				if out == nil {
 					out = slices.Clone(t)
 				}
@@ -824,10 +832,10 @@ func jsonSafe(v any) any {
 			}
 		}
 		if out != nil {
-			return out
+			return out, true
 		}
 	}
-	return v
+	return v, false
 }
 
 // sameValue is reflect.DeepEqual for config values, except that nan
