@@ -1372,3 +1372,24 @@ func TestKeysNestBoundedDeep(t *testing.T) {
 		}
 	}
 }
+
+// A wildcard origin needs a domain name after "*.": the CORS middleware
+// reads "https://*.[::1]" as "https://.[::1]", which does not parse, and
+// panicked at start-up on an origin config check had passed (an audit's).
+func TestCORSWildcardOrigins(t *testing.T) {
+	for origin, ok := range map[string]bool{
+		"https://*.example.org":      true,
+		"https://*.example.org:8443": true,
+		"http://*.localhost:3000":    true,
+		"https://[::1]:8080":         true,
+		"https://*.[::1]":            false,
+		"https://*.[::1]:8080":       false,
+		"https://*.127.0.0.1":        false,
+		"https://*.127.0.0.1:80":     false,
+	} {
+		_, err := read(t, "[server.cors]\norigins = ["+strconv.Quote(origin)+"]\n", nil)
+		if ok != (err == nil) {
+			t.Errorf("%s: err = %v, want ok %v", origin, err, ok)
+		}
+	}
+}

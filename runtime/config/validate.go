@@ -196,6 +196,20 @@ func checkOrigin(o string) error {
 	if u, err := url.Parse(scheme + "://" + host); err != nil || u.Host != host {
 		return bad("is not a valid origin")
 	}
+	if wild := host != rest; wild {
+		// The CORS middleware reads "https://*.x" as "https://.x", and
+		// an address has no subdomains.
+		name := host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			name = h
+		}
+		if strings.HasPrefix(name, "[") || net.ParseIP(name) != nil {
+			return bad("has a wildcard before an IP address, which has no subdomains")
+		}
+		if u, err := url.Parse(scheme + "://." + host); err != nil || u.Host != "."+host {
+			return bad("is not a valid origin")
+		}
+	}
 	return nil
 }
 

@@ -544,6 +544,21 @@ func TestAdminOtherMethods(t *testing.T) {
 	}
 }
 
+// Every origin form the config accepts builds the CORS middleware, which
+// panics on one it cannot parse (it did on "https://*.[::1]").
+func TestCORSAcceptedOriginsBuild(t *testing.T) {
+	origins := []string{"https://app.example", "https://*.example.org", "https://*.example.org:8443", "http://localhost:3000", "http://*.localhost:3000", "https://[::1]:8080", "http://127.0.0.1:9000", "https://xn--bcher-kva.example/"}
+	quoted := make([]string, len(origins))
+	for i, o := range origins {
+		quoted[i] = strconv.Quote(o)
+	}
+	in := startAuth(t, "[server.cors]\norigins = ["+strings.Join(quoted, ", ")+"]\n"+fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+	status, h, _ := in.DoAnon(t, "OPTIONS", "/api/hello/whoami", nil, "Origin", "https://a.example.org", "Access-Control-Request-Method", "GET")
+	if status != 204 || h.Get("Access-Control-Allow-Origin") != "https://a.example.org" {
+		t.Errorf("preflight from a wildcard's subdomain: %d %v", status, h)
+	}
+}
+
 func TestCORS(t *testing.T) {
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, "[server.cors]\norigins = [\"https://app.example\"]\nmax_age = 600\n"))
