@@ -1393,3 +1393,17 @@ func TestCORSWildcardOrigins(t *testing.T) {
 		}
 	}
 }
+
+// An integration's token goes in a request header: one with a newline
+// from an environment file (or any control character) is refused by the
+// config, not by every read of its host with net/http's words (an
+// audit's), and without quoting it.
+func TestIntegrationTokenWhitespace(t *testing.T) {
+	for _, tok := range []string{"abcdefghijklmnopqrstuvwxyz123456\n", " abcdefghijklmnopqrstuvwxyz123456", "abcdefghijklm\x01nopqrstuvwxyz"} {
+		_, err := read(t, "[[integrations.generic]]\nhost = \"docs.example\"\ntoken = \"${DOC_TOKEN}\"\n", map[string]string{"DOC_TOKEN": tok})
+		if err == nil || !strings.Contains(err.Error(), "integrations.generic[0].token: must not") || strings.Contains(err.Error(), "abcdefghijklm") {
+			t.Errorf("token %q: %v, want it refused without quoting it", tok, err)
+		}
+	}
+	mustRead(t, "[[integrations.generic]]\nhost = \"docs.example\"\ntoken = \"${DOC_TOKEN}\"\n", map[string]string{"DOC_TOKEN": "abcdefghijklmnopqrstuvwxyz123456"})
+}

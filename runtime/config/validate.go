@@ -377,6 +377,15 @@ func (v *validator) reading() {
 				v.fail(p+".host", "%s already has a credential in %s; one host gets one token", in.Host, other)
 			}
 			hosts[h] = p
+			// The token goes in a request header, which cannot carry a
+			// control character: every read of the host would fail, with
+			// net/http's words, not these.
+			switch {
+			case strings.TrimSpace(in.Token) != in.Token:
+				v.fail(p+".token", "must not begin or end with whitespace (a newline from an environment file?)")
+			case strings.ContainsFunc(in.Token, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+				v.fail(p+".token", "must not contain control characters: it is sent in an HTTP header")
+			}
 			if in.Header != "" && kind != "generic" {
 				v.fail(p+".header", "only generic integrations choose their header")
 			}
