@@ -286,7 +286,7 @@ func TestSIGTERMDrainAnswers(t *testing.T) {
 // When shutdown_timeout cuts a request off, the exit code is not 0 and
 // the log says what was cut off.
 func TestSIGTERMTimeoutCutsOff(t *testing.T) {
-	p := startServe(t, `shutdown_timeout = "500ms"`)
+	p := startServe(t, `shutdown_timeout = "1s"`)
 	go p.get("/api/ver/slow?ms=10000")
 	time.Sleep(500 * time.Millisecond)
 	p.cmd.Process.Signal(syscall.SIGTERM)
@@ -303,7 +303,7 @@ func TestSIGTERMTimeoutCutsOff(t *testing.T) {
 // reload that shortens it applies, as it does to replaced plugin versions.
 func TestShutdownTimeoutFollowsReload(t *testing.T) {
 	p := startServe(t, `shutdown_timeout = "30s"`)
-	cfg := strings.Replace(p.cfg, `shutdown_timeout = "30s"`, `shutdown_timeout = "500ms"`, 1)
+	cfg := strings.Replace(p.cfg, `shutdown_timeout = "30s"`, `shutdown_timeout = "1s"`, 1)
 	if cfg == p.cfg {
 		t.Fatal("config has no shutdown_timeout line")
 	}
@@ -328,12 +328,12 @@ func TestShutdownTimeoutFollowsReload(t *testing.T) {
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t); code == 0 {
-		t.Error("exit code 0 although the reloaded 500ms deadline cut a request off")
+		t.Error("exit code 0 although the reloaded 1s deadline cut a request off")
 	}
 	if took := time.Since(start); took > 15*time.Second {
-		t.Errorf("shutdown took %s: the 30s timeout of the start applied, not the reloaded 500ms", took)
+		t.Errorf("shutdown took %s: the 30s timeout of the start applied, not the reloaded 1s", took)
 	}
-	if log := p.log(); !strings.Contains(log, "shutdown after 500ms cut work off") {
+	if log := p.log(); !strings.Contains(log, "shutdown after 1s cut work off") {
 		t.Errorf("log does not name the reloaded timeout:\n%s", log)
 	}
 }

@@ -1407,3 +1407,19 @@ func TestIntegrationTokenWhitespace(t *testing.T) {
 	}
 	mustRead(t, "[[integrations.generic]]\nhost = \"docs.example\"\ntoken = \"${DOC_TOKEN}\"\n", map[string]string{"DOC_TOKEN": "abcdefghijklmnopqrstuvwxyz123456"})
 }
+
+// server.shutdown_timeout is at least a second: below it a shutdown with
+// nothing to finish exited 1, its listener's closing taken for work cut
+// off (negative durations are refused as such everywhere).
+func TestShutdownDurations(t *testing.T) {
+	for text, want := range map[string]string{
+		"[server]\nshutdown_timeout = \"0s\"\n":                          "server.shutdown_timeout: must be at least 1s, got 0s",
+		"[server]\nshutdown_timeout = \"500ms\"\n":                       "server.shutdown_timeout: must be at least 1s, got 500ms",
+		"[server]\nshutdown_timeout = \"1s\"\nshutdown_delay = \"0s\"\n": "",
+	} {
+		_, err := read(t, text, nil)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), "config.toml:2: "+want)) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}

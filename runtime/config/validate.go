@@ -107,6 +107,12 @@ func (v *validator) server() {
 	if s.IdleTimeout < 0 {
 		v.fail("server.idle_timeout", "must not be negative (0 is read_timeout's)")
 	}
+	if s.ShutdownTimeout < Duration(time.Second) {
+		// Less and a shutdown with nothing to finish could not tell its
+		// listener's closing apart from work cut off (the HTTP server
+		// looks every 100 ms), and would exit 1.
+		v.fail("server.shutdown_timeout", "must be at least 1s, got %s", s.ShutdownTimeout)
+	}
 	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
 		v.fail("server.max_connections", "must be from 1 to %d, got %d", maxConnections, s.MaxConnections)
 	}

@@ -125,3 +125,18 @@ func TestStopLetsRunFinishWithinDeadline(t *testing.T) {
 	}
 	checkStopped(t, in, "busy", "returned after its context was cancelled")
 }
+
+// A stop with no runs in progress cut nothing, even when its deadline has
+// already passed: Stop chose at random between its runs' end and the
+// passed deadline, and reported runs cut off that never were (the process
+// exited 1 after a clean shutdown).
+func TestStopWithoutRunsPastItsDeadline(t *testing.T) {
+	for i := range 20 {
+		in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "idle", Cron: "@yearly"}))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := in.RT.StopScheduler(ctx); err != nil {
+			t.Fatalf("stop %d with no runs and its deadline passed: %v", i, err)
+		}
+	}
+}

@@ -495,13 +495,29 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		}
 	}
 	s.runCancel()
-	var err error
+	ended := false
 	select {
 	case <-done:
+		ended = true
+	case <-ctx.Done():
+		// done is closed by a goroutine: with no run left (none at all,
+		// or the last one ending), a deadline that has passed cut
+		// nothing.
+		s.mu.Lock()
+		idle := len(s.active) == 0
+		s.mu.Unlock()
+		if idle {
+			<-done
+			ended = true
+		}
+	}
+	var err error
+	switch {
+	case ended:
 		if len(cut) > 0 {
 			err = fmt.Errorf("scheduler: task runs interrupted at the shutdown's deadline, not returned after they were asked to stop: %s", strings.Join(cut, ", "))
 		}
-	case <-ctx.Done():
+	default:
 		err = fmt.Errorf("scheduler: task runs still running when the shutdown deadline passed")
 		if len(cut) > 0 {
 			err = fmt.Errorf("%w: %s", err, strings.Join(cut, ", "))
