@@ -1423,3 +1423,21 @@ func TestShutdownDurations(t *testing.T) {
 		}
 	}
 }
+
+// A rate limit whose window (burst / rate) passes a day is refused: a
+// tiny rate overflowed Go's durations and became a one-second window.
+func TestRateLimitWindowBounded(t *testing.T) {
+	for text, ok := range map[string]bool{
+		"[server]\nrate_limit = \"1e-300/s\"\n":                false,
+		"[server]\nrate_limit = \"0.01/h\"\n":                  false,
+		"[server]\nrate_limit = \"1/h\"\n":                     true,
+		"[server]\nrate_limit = \"1/h\"\nrate_burst = 24\n":    true,
+		"[server]\nrate_limit = \"1/h\"\nrate_burst = 25\n":    false,
+		"[server]\nrate_limit = \"100/s\"\nrate_burst = 500\n": true,
+	} {
+		_, err := read(t, text, nil)
+		if ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "server.rate_limit: with a burst of") {
+			t.Errorf("%q: %v, want ok %v", text, err, ok)
+		}
+	}
+}

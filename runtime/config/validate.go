@@ -131,8 +131,23 @@ func (v *validator) server() {
 	if s.RateBurst > 0 && s.RateLimit.PerSecond() == 0 {
 		v.fail("server.rate_burst", "is set but server.rate_limit is not")
 	}
+	if ps := s.RateLimit.PerSecond(); ps > 0 && s.RateBurst >= 0 {
+		// The limiter counts requests in windows of burst/rate: a window
+		// past a day is no rate a server can keep (and one past Go's
+		// durations overflowed to a one-second window).
+		burst := float64(s.RateBurst)
+		if burst == 0 {
+			burst = max(1, math.Ceil(s.RateLimit.N))
+		}
+		if window := burst / ps; window > maxRateWindow.Seconds() {
+			v.fail("server.rate_limit", "with a burst of %v makes a window of %.3gs, more than the %s a window may last: raise the rate", burst, window, maxRateWindow)
+		}
+	}
 	v.cors()
 }
+
+// maxRateWindow is the longest window server.rate_limit may make.
+const maxRateWindow = 24 * time.Hour
 
 // minDBMaxSize is the smallest limits.db_max_size: sixteen of SQLite's
 // default pages.
