@@ -329,7 +329,7 @@ func TestSizes(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "-1MiB", "lots", "1XB", "NaN"} {
+	for _, in := range []string{"", "-1MiB", "lots", "1XB", "NaN", "1.9B", "4.0001KiB", "0.5"} {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) succeeded", in)
 		}

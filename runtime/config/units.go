@@ -41,6 +41,9 @@ func ParseSize(s string) (Size, error) {
 	if v > float64(math.MaxInt64) {
 		return 0, fmt.Errorf("size %q is too large", s)
 	}
+	if v != math.Trunc(v) {
+		return 0, fmt.Errorf("size %q is not a whole number of bytes (%g)", s, v)
+	}
 	return Size(v), nil
 }
 
