@@ -1441,3 +1441,24 @@ func TestRateLimitWindowBounded(t *testing.T) {
 		}
 	}
 }
+
+// config print writes a value holding "${" (written "$${" in its file) so
+// that it reads back as the same value, not as a reference to a variable
+// (an audit's round trip: "$${USER_NAME}" printed as '${USER_NAME}').
+func TestPrintEscapesReferences(t *testing.T) {
+	for _, v := range []string{"$${USER_NAME}", "a $$${B} c", "plain $ and $$ and {}"} {
+		c := mustRead(t, "[plugins.hello]\npath = \"hello.wasm\"\n[plugins.hello.config]\nx = "+strconv.Quote(v)+"\n", nil)
+		want, _ := c.Plugins["hello"].ConfigValue("x")
+		out, err := c.Print()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Read([]Source{{Name: "printed.toml", Data: out}}, env(map[string]string{"USER_NAME": "someone", "B": "bee"}))
+		if err != nil {
+			t.Fatalf("%q: printed config does not read back: %v\n%s", v, err, out)
+		}
+		if got, _ := back.Plugins["hello"].ConfigValue("x"); got != want {
+			t.Errorf("%q: read as %q, printed and read back as %q", v, want, got)
+		}
+	}
+}

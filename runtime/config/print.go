@@ -53,12 +53,13 @@ func (c *Config) redact(path string, v any, secret bool) any {
 			return Redacted
 		}
 		if path == "database.connection" {
-			return redactConnection(t)
+			t = redactConnection(t)
+		} else if urlKeys[path] {
+			t = redactURL(t)
 		}
-		if urlKeys[path] {
-			return redactURL(t)
-		}
-		return t
+		// Written so that it reads back as it is: a "${" in a value
+		// (written "$${" in its file) would be a reference read again.
+		return strings.ReplaceAll(t, "${", "$${")
 	case nil:
 		return v
 	}
