@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"os"
 	osexec "os/exec"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -489,6 +490,41 @@ func TestPGUninterruptibleBackendTakesAConnection(t *testing.T) {
 		r := run(t, in, "alpha", query("SELECT 1"))
 		return r[0].Error == "" && fmt.Sprint(r[0].Rows) == "[[1]]"
 	})
+}
+
+// The driver keeps the description of each distinct statement it runs,
+// keyed by its whole text, up to 512 per connection: statements of up to
+// 1 MiB each held gigabytes of the runtime's memory for as long as the
+// connection lived (an audit's). Only statements up to 4 KiB are kept;
+// longer ones are described each time, with arguments or without, as a
+// query or an exec, and still run.
+func TestPGLongStatementsNotCached(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1"))
+	pad := strings.Repeat("x", 256<<10)
+	var before goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	for i := range 120 {
+		steps := []step{query(fmt.Sprintf("SELECT $1::int /* %d %s */", i, pad), i)}
+		if i%2 == 0 {
+			steps = append(steps, query(fmt.Sprintf("SELECT %d /* %s */", i, pad)))
+		}
+		r := must(t, in, "alpha", steps...)
+		if got := fmt.Sprint(r[0].Rows); got != fmt.Sprintf("[[%d]]", i) {
+			t.Fatalf("statement %d: %s", i, got)
+		}
+	}
+	if r := must(t, in, "alpha", exec("CREATE TABLE long_t (a int) /* "+pad+" */; INSERT INTO long_t VALUES (1)"), exec("INSERT INTO long_t VALUES ($1) /* "+pad+" */", 2), query("SELECT count(*) FROM long_t")); fmt.Sprint(r[2].Rows) != "[[2]]" {
+		t.Errorf("long execs: %v", r[2].Rows)
+	}
+	var after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&after)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("the heap grew %d KiB", grew>>10)
+	if grew > 24<<20 {
+		t.Errorf("the heap grew %d MiB over 180 distinct statements of 256 KiB: their descriptions are kept", grew>>20)
+	}
 }
 
 // activeBackends counts the backends of role running a statement.

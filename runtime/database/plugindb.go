@@ -816,12 +816,30 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 	defer func() { err = done(err) }()
 	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
-	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
+	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
 	if err != nil {
 		return res, p.fail(ctx, sctx, lim, st, err)
 	}
 	res.RowsAffected, res.LastInsertID, res.HasLastInsertID = execResult(sr, p.svc.cfg.Client == ClientSQLite)
 	return res, nil
+}
+
+// maxDescribed is the longest statement whose description the driver
+// keeps (PostgreSQL). pgx caches up to 512 descriptions per connection,
+// keyed by the statement's whole text: statements of up to 1 MiB each
+// held 512 MiB per connection, gigabytes per plugin, for as long as the
+// connection lived (an audit's). A longer statement is described each
+// time it runs, one round trip more.
+const maxDescribed = 4 << 10
+
+// args is what a statement is run with: its arguments, preceded on
+// PostgreSQL, for a statement longer than maxDescribed, by pgx's mode
+// that describes it without caching the description.
+func (p *PluginDB) args(st *hostfuncs.Statement) []any {
+	if p.svc.cfg.Client != ClientPG || len(st.SQL) <= maxDescribed {
+		return st.Args
+	}
+	return append([]any{pgx.QueryExecModeDescribeExec}, st.Args...)
 }
 
 // execResult reads an Exec's rows affected and, when withID, its last
@@ -854,7 +872,7 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 	defer func() { err = done(err) }()
 	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
-	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), st.Args...)
+	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
 	if err != nil {
 		return p.fail(ctx, sctx, lim, st, err)
 	}
