@@ -300,6 +300,7 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 		shutdown: make(chan struct{}), cut: make(chan struct{})}
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
+	r.db.SetLineAllowed(r.PluginLogAllow)
 	r.sched = scheduler.New(scheduler.Config{
 		Enabled: cfg.Scheduler.Enabled,
 		Lease:   cfg.Scheduler.Lease.D(),

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -111,6 +112,23 @@ type Service struct {
 	// reapCtx ends the reaps still running reapGrace after Close began.
 	reapCtx   context.Context
 	stopReaps context.CancelFunc
+	// lineAllowed, when set, takes one line from a plugin's log rate
+	// limit (SetLineAllowed).
+	lineAllowed atomic.Pointer[func(plugin string) bool]
+}
+
+// SetLineAllowed has the lines the service writes about a plugin's calls
+// that the plugin can multiply (a transaction it leaves open, every
+// call) take from its log rate limit: allow reports whether one may be
+// written, and counts one dropped when not.
+func (s *Service) SetLineAllowed(allow func(plugin string) bool) { s.lineAllowed.Store(&allow) }
+
+// allowLine reports whether a line about plugin id's call may be written.
+func (s *Service) allowLine(id string) bool {
+	if f := s.lineAllowed.Load(); f != nil {
+		return (*f)(id)
+	}
+	return true
 }
 
 // reapGrace is how long Close waits for reaps before stopping them.

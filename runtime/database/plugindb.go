@@ -987,7 +987,9 @@ func (p *PluginDB) endCall(in *hostfuncs.Instance) {
 		if in.Task != "" {
 			fields["task"] = in.Task
 		}
-		p.log.WithFields(fields).Warn("a database transaction was still open when the call ended; rolled back")
+		if p.svc.allowLine(p.id) {
+			p.log.WithFields(fields).Warn("a database transaction was still open when the call ended; rolled back")
+		}
 	}
 }
 

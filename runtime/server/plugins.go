@@ -141,7 +141,10 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			}
 			v, ok, err := mountLocation(id, sub, h[0], h[1], int(s.rt.Config().Server.HeaderLimit))
 			if err != nil {
-				s.log.WithFields(logrus.Fields{"plugin": id, "request_id": string(rs.id)}).WithError(err).Warn("plugin wrote a bad response")
+				// As often as the plugin likes: from its log rate limit.
+				if s.rt.PluginLogAllow(id) {
+					s.log.WithFields(logrus.Fields{"plugin": id, "request_id": string(rs.id)}).WithError(err).Warn("plugin wrote a bad response")
+				}
 				return &APIError{Status: fiber.StatusBadGateway, Code: "plugin_bad_response", Plugin: id,
 					Message: fmt.Sprintf("plugin %s wrote an invalid response: %v", id, err)}
 			}

@@ -999,7 +999,7 @@ func TestRedirectsStayInTheMount(t *testing.T) {
 // be requested: the answer is refused (502) before the host works on it,
 // and the plugin goes on serving; one just under the limit is mounted.
 func TestLongRedirectRefused(t *testing.T) {
-	in := start(t, "[server]\nheader_limit = \"4KiB\"\n"+hostileConfig("2s", 1))
+	in := start(t, "[server]\nheader_limit = \"4KiB\"\n"+strings.Replace(hostileConfig("2s", 1), "instances = 1\n", "instances = 1\nlog_rate = 0.001\nlog_burst = 3\n", 1))
 	client := *in.Client
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	status, h, body := in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=/.&then=/&repeat=500000", nil)
@@ -1009,6 +1009,17 @@ func TestLongRedirectRefused(t *testing.T) {
 	status, h, body = in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=/a&then=/.&repeat=2000", nil)
 	if status != 302 || h.Get("Location") != "/api/hostile/a/" {
 		t.Errorf("a 4 KB Location: %d %q %.300s", status, h.Get("Location"), body)
+	}
+	// The line about it comes as often as the plugin likes: from its log
+	// rate limit (log_burst 3).
+	for range 40 {
+		in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=/.&then=/&repeat=5000", nil)
+	}
+	if n := len(linesWith(t, in, "plugin wrote a bad response")); n > 3 {
+		t.Errorf("%d lines for 41 bad responses: not rate limited", n)
+	}
+	if in.RT.DroppedLogLines("hostile") == 0 {
+		t.Error("no dropped line counted")
 	}
 	status, h, _ = in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=https://elsewhere.test/&then=a&repeat=100000", nil)
 	if status != 302 || len(h.Get("Location")) != len("https://elsewhere.test/")+100000 {
