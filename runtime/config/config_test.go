@@ -1462,3 +1462,14 @@ func TestPrintEscapesReferences(t *testing.T) {
 		}
 	}
 }
+
+// An error about an element of an array written over several lines
+// points at the element's line, not the key's.
+func TestArrayElementLines(t *testing.T) {
+	_, err := read(t, "[server.cors]\norigins = [\n  \"https://ok.example\",\n  \"nope\",\n]\n[[integrations.generic]]\nhost = \"a.example\"\n[[integrations.generic]]\nhost = \"\"\n", nil)
+	for _, want := range []string{"config.toml:4: server.cors.origins[1]:", "config.toml:9: integrations.generic[1].host: must not be empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}

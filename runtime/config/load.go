@@ -354,8 +354,11 @@ func recordValue(p *lineParser, lines map[string]int, path string, v *unstable.N
 		it := v.Children()
 		for i := 0; it.Next(); i++ {
 			ep := fmt.Sprintf("%s[%d]", path, i)
-			lines[ep] = line
-			recordValue(p, lines, ep, it.Node(), line)
+			// An element's own line, for an array written over several.
+			el := it.Node()
+			eline := p.valueLine(el, line)
+			lines[ep] = eline
+			recordValue(p, lines, ep, el, eline)
 		}
 	}
 }
@@ -434,6 +437,18 @@ func (p *lineParser) lineOf(n *unstable.Node) int {
 		return p.line(int(n.Raw.Offset))
 	}
 	return 0
+}
+
+// valueLine is the line value n starts on, where the parser tells it (a
+// scalar), else def.
+func (p *lineParser) valueLine(n *unstable.Node, def int) int {
+	if n.Raw.Length > 0 {
+		return p.line(int(n.Raw.Offset))
+	}
+	if off := rangeOf(&p.Parser, n.Data); off >= 0 {
+		return p.line(off)
+	}
+	return def
 }
 
 // rangeOf returns the offset of b in the parser's input if b points into it.
