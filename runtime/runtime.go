@@ -285,7 +285,11 @@ func (s *Slot) loading() <-chan struct{} {
 func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error) {
 	cacheDir := resolve(cfg, "runtime.cache_dir", cfg.Runtime.CacheDir)
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("runtime.cache_dir: %w", err)
+		where := "runtime.cache_dir"
+		if o := cfg.Origin("runtime.cache_dir"); o != "" {
+			where = o + ": " + where
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(cacheDir, "wazero"))
 	if err != nil {
@@ -326,17 +330,8 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 }
 
 // resolve makes a relative path from the config relative to the directory
-// of the file that set it; defaults stay relative to the working directory.
-func resolve(cfg *config.Config, key, path string) string {
-	if path == "" || filepath.IsAbs(path) {
-		return path
-	}
-	origin := cfg.Origin(key)
-	if i := strings.LastIndexByte(origin, ':'); i > 0 {
-		return filepath.Join(filepath.Dir(origin[:i]), path)
-	}
-	return path
-}
+// of the file that set it (config.Config.Resolve).
+func resolve(cfg *config.Config, key, path string) string { return cfg.Resolve(key, path) }
 
 // DatabaseConfig returns the [database] table of cfg with its SQLite
 // directory resolved like other paths: relative to the config file that set

@@ -10,6 +10,7 @@
 package config
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -332,6 +333,20 @@ func (j *JWT) setDefaults() {
 
 // Origin returns "file:line" where the key at path (dotted) was set, or "".
 func (c *Config) Origin(path string) string { return c.origins[path] }
+
+// Resolve makes path, the value of key, relative to the directory of the
+// file that set it when it is relative; a default stays relative to the
+// working directory.
+func (c *Config) Resolve(key, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	origin := c.Origin(key)
+	if i := strings.LastIndexByte(origin, ':'); i > 0 {
+		return filepath.Join(filepath.Dir(origin[:i]), path)
+	}
+	return path
+}
 
 // Secrets returns every value substituted from the environment and every
 // credential the config holds, for redaction: tokens, every scalar under a

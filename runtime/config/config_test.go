@@ -1473,3 +1473,21 @@ func TestArrayElementLines(t *testing.T) {
 		}
 	}
 }
+
+// A runtime.cache_dir that names a file is refused by config check, as
+// serve refuses it, with its line (relative to the file that set it).
+func TestCacheDirNotADirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte("[runtime]\ncache_dir = \"afile\"\n"), 0o644)
+	if _, err := Load([]string{cfg}, env(nil)); err == nil || !strings.Contains(err.Error(), cfg+":2: runtime.cache_dir: afile is not a directory") {
+		t.Errorf("err = %v", err)
+	}
+	os.WriteFile(cfg, []byte("[runtime]\ncache_dir = \"cache\"\n"), 0o644)
+	if _, err := Load([]string{cfg}, env(nil)); err != nil {
+		t.Errorf("a cache_dir not made yet: %v", err)
+	}
+}

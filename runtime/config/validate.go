@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -33,6 +34,9 @@ func (c *Config) validate() Errors {
 	v.log()
 	if c.Runtime.CacheDir == "" {
 		v.fail("runtime.cache_dir", "must not be empty")
+	} else if st, err := os.Stat(c.Resolve("runtime.cache_dir", c.Runtime.CacheDir)); err == nil && !st.IsDir() {
+		// Checked without creating it: the runtime makes it at start.
+		v.fail("runtime.cache_dir", "%s is not a directory", c.Runtime.CacheDir)
 	}
 	v.database()
 	switch l := c.Scheduler.Lease.D(); {

@@ -149,8 +149,8 @@ type Scheduler struct {
 	runCancel  context.CancelFunc
 	// stopping is closed when Stop begins: runs in progress are asked to
 	// stop (their calls' CancelRequest) before runCancel interrupts them.
-	stopping   chan struct{}
-	loops      sync.WaitGroup // loop, janitor
+	stopping chan struct{}
+	loops    sync.WaitGroup // loop, janitor
 	// The renewer renews the leases of global runs until the runs have
 	// ended, a stop's grace included: stopped with the loops, it let the
 	// leases of runs still finishing lapse, and the runs were interrupted
@@ -158,10 +158,10 @@ type Scheduler struct {
 	renewCtx    context.Context
 	renewCancel context.CancelFunc
 	renewDone   chan struct{}
-	runs       sync.WaitGroup // task runs
-	finishes   chan *finishReq
-	writerStop chan struct{}
-	writerDone chan struct{}
+	runs        sync.WaitGroup // task runs
+	finishes    chan *finishReq
+	writerStop  chan struct{}
+	writerDone  chan struct{}
 	// dead makes the scheduler behave as if its process died: no more
 	// database writes, leases left to expire (Abandon).
 	dead atomic.Bool
