@@ -507,11 +507,21 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 		return
 	}
 	// Until the reap sees it gone, the backend counts against the
-	// plugin's db_max_conns (pgConnector.room).
+	// plugin's db_max_conns (pgConnector.room), except while the reap
+	// cannot check it (the server down or restarting, when the backend
+	// is most likely gone with it): a restart would otherwise keep the
+	// plugin from connecting again until each reap gave up.
 	pc.survivors.Add(1)
+	counted := true
+	count := func(on bool) {
+		if on != counted {
+			counted = on
+			pc.survivors.Add(map[bool]int64{true: 1, false: -1}[on])
+		}
+	}
 	go func() {
 		defer p.svc.reaping.Done()
-		defer pc.survivors.Add(-1)
+		defer count(false)
 		log := p.log.WithField("pid", pid)
 		var endedAt time.Time // when pg_terminate_backend first took it
 		warned := false
@@ -528,8 +538,10 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 				return
 			case ended && endedAt.IsZero():
 				endedAt = time.Now()
+				count(true)
 				log.Info("ended the database backend of a connection given up after its statement's timeout")
 			case ended:
+				count(true)
 				// Terminated and still there: PostgreSQL does not act on
 				// a termination inside some operations (array
 				// containment over large arrays, for one). Watch it
@@ -544,6 +556,7 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 				return
 			default:
 				failures++
+				count(false)
 			}
 			if p.svc.reapCtx.Err() != nil {
 				if !endedAt.IsZero() {
@@ -643,7 +656,9 @@ func terminateAsRuntime(ctx context.Context, pc *pgConnector, pid uint32, starte
 // terminateAsPlugin is terminateBackend on a connection of the plugin's
 // role.
 func terminateAsPlugin(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (gone, ended bool, err error) {
-	dc, err := pc.Connect(ctx)
+	// Not through the pool's room for a connection: the backends being
+	// reaped may be what takes it.
+	dc, err := pc.connect(ctx)
 	if err != nil {
 		return false, false, err
 	}

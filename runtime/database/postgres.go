@@ -830,6 +830,12 @@ func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err := c.room(ctx); err != nil {
 		return nil, err
 	}
+	return c.connect(ctx)
+}
+
+// connect opens a connection as the plugin's role, setting the role's
+// password back when the plugin changed it.
+func (c *pgConnector) connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.connector().Connect(ctx)
 	var pe *pgconn.PgError
 	if err != nil && c.heal != nil && errors.As(err, &pe) && pe.Code == "28P01" {

@@ -170,6 +170,7 @@ func Admin(tb testing.TB) *sql.DB {
 // throwaway is a cluster started for the tests of one binary.
 type throwaway struct {
 	dir, bin, url string
+	opts          string // the server's options (pg_ctl -o)
 	cred          *credential
 }
 
@@ -214,6 +215,38 @@ func PasswordURL(tb testing.TB) string {
 	return c.url
 }
 
+// Restartable starts a throwaway cluster of its own (trust
+// authentication), for tests that take the server away under the
+// runtime, and returns the URL of its postgres superuser and functions
+// that stop it (pg_ctl stop -m fast: sessions end with 57P01, as in a
+// failover) and start it again. It is stopped when tb ends; without
+// initdb and pg_ctl the test is skipped, or fails under CI.
+func Restartable(tb testing.TB) (url string, down, up func()) {
+	tb.Helper()
+	c, err := startCluster("trust")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("a throwaway PostgreSQL: %v", err)
+		}
+		tb.Skipf("no throwaway PostgreSQL: %v", err)
+	}
+	tb.Cleanup(c.stop)
+	data := filepath.Join(c.dir, "data")
+	down = func() {
+		if out, err := c.run("pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+			tb.Fatalf("pg_ctl stop: %v\n%s", err, out)
+		}
+	}
+	up = func() {
+		// Its log to a file: pg_ctl hands the server its output
+		// otherwise, which keeps ours open for the server's life.
+		if out, err := c.run("pg_ctl", "-D", data, "-o", c.opts, "-w", "-t", "60", "-l", filepath.Join(c.dir, "log"), "start"); err != nil {
+			tb.Fatalf("pg_ctl start: %v\n%s", err, out)
+		}
+	}
+	return c.url, down, up
+}
+
 func startThrowaway() (*throwaway, error) { return startCluster("trust") }
 
 // startCluster starts a cluster whose TCP connections authenticate with
@@ -250,6 +283,7 @@ func startCluster(auth string) (*throwaway, error) {
 		return nil, err
 	}
 	opts := "-p " + strconv.Itoa(port) + " -k " + dir + " -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+	c.opts = opts
 	if out, err := c.run("pg_ctl", "-D", data, "-o", opts, "-w", "-t", "60", "-l", filepath.Join(dir, "log"), "start"); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pg_ctl start: %v\n%s", err, out)
