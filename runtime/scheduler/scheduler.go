@@ -158,10 +158,12 @@ type Scheduler struct {
 	renewCtx    context.Context
 	renewCancel context.CancelFunc
 	renewDone   chan struct{}
-	runs        sync.WaitGroup // task runs
-	finishes    chan *finishReq
-	writerStop  chan struct{}
-	writerDone  chan struct{}
+	// claimErrs throttles the line about failing claims.
+	claimErrs  lineThrottle
+	runs       sync.WaitGroup // task runs
+	finishes   chan *finishReq
+	writerStop chan struct{}
+	writerDone chan struct{}
 	// dead makes the scheduler behave as if its process died: no more
 	// database writes, leases left to expire (Abandon).
 	dead atomic.Bool
@@ -710,7 +712,13 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
 	}
 	if err != nil && ctx.Err() == nil {
-		s.log.WithError(err).Error("cannot claim due tasks; retrying")
+		if n, ok := s.claimErrs.take(time.Now()); ok {
+			e := s.log.WithError(err)
+			if n > 0 {
+				e = e.WithField("also_failed", n)
+			}
+			e.Error("cannot claim due tasks; retrying")
+		}
 	}
 	now := s.clk.Now()
 	var won []*run
@@ -792,6 +800,32 @@ func (s *Scheduler) mustLaunch(r *run) {
 // run holds.
 func (s *Scheduler) heldRetry() time.Duration {
 	return min(max(s.cfg.Lease/4, 100*time.Millisecond), time.Second)
+}
+
+// lineThrottle lets one line through per claimErrEvery, and counts the
+// ones it held back since. A database that is down fails every claim,
+// one per chunk of due tasks every retry: a plugin's 1000 tasks made
+// hundreds of lines a second.
+type lineThrottle struct {
+	mu   sync.Mutex
+	last time.Time
+	held int
+}
+
+// claimErrEvery is how often a failing claim is logged at most.
+const claimErrEvery = 5 * time.Second
+
+// take reports whether a line may be written now, and how many were held
+// back before it.
+func (l *lineThrottle) take(now time.Time) (held int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < claimErrEvery {
+		l.held++
+		return 0, false
+	}
+	held, l.held, l.last = l.held, 0, now
+	return held, true
 }
 
 // launch starts r, unless Stop is already waiting for the runs (then it

@@ -216,3 +216,22 @@ func TestOutcomeOfARunCutByAReload(t *testing.T) {
 		t.Errorf("%s %s %q", outcome, failure, msg)
 	}
 }
+
+// A failing claim is logged at most every claimErrEvery, with how many
+// were held back (a database down made one line per chunk of due tasks
+// at every retry: 88 a second with 200 tasks).
+func TestLineThrottle(t *testing.T) {
+	var l lineThrottle
+	start := time.Unix(1000, 0)
+	if n, ok := l.take(start); !ok || n != 0 {
+		t.Fatalf("first: %d %v", n, ok)
+	}
+	for i := range 10 {
+		if _, ok := l.take(start.Add(time.Duration(i) * 100 * time.Millisecond)); ok {
+			t.Fatalf("line %d within the interval let through", i)
+		}
+	}
+	if n, ok := l.take(start.Add(claimErrEvery)); !ok || n != 10 {
+		t.Errorf("after the interval: %d %v, want 10 held back", n, ok)
+	}
+}
