@@ -425,6 +425,11 @@ func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id strin
 	locked := false
 	sdb, err := func() (*sql.DB, error) {
 		unlock, err := b.lock(ctx, db, "plugin:"+id)
+		if err != nil && serverWent(err) {
+			// The server ended the runtime's own lock connection (a
+			// restart, a failover), which no plugin can do: retried.
+			return nil, &lockWaitError{err}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -1155,8 +1155,11 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
 	if err != nil {
 		err = fmt.Errorf("waiting for the plugin's migration lock (another replica applying them?): %w", timedOut(err))
-		if ctx.Err() != nil && parent.Err() == nil {
-			err = &lockWaitError{err} // its holder ends, one way or another
+		if ctx.Err() != nil && parent.Err() == nil || serverWent(err) {
+			// Its holder ends, one way or another; or the server ended
+			// the runtime's own lock connection (a restart, a failover),
+			// which no plugin can do.
+			err = &lockWaitError{err}
 		}
 		return err
 	}

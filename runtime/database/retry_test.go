@@ -168,3 +168,41 @@ func TestLoadRetriesAfterWaitingForTheMigrationLock(t *testing.T) {
 	serving(t, in, "alpha")
 	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
 }
+
+// A load waiting for the plugin's cross-replica lock when the server ends
+// the runtime's lock connection (a restart, a failover: FATAL 57P01) is
+// retried, not failed for good (an audit saw the plugin failed on every
+// replica after a restart, the replicas ready, until a reload).
+func TestLoadRetriesWhenTheServerEndsItsLockWait(t *testing.T) {
+	dbconf := backends[1].conf(t)
+	first := start(t, dbconf, plugin("beta", true, "", "")) // the runtime's tables
+	rt := first.RT.Database().DB().DB
+	tx, err := rt.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("INSERT INTO greenroom.runtime_locks (name) VALUES ('plugin:alpha') ON CONFLICT DO NOTHING"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT 1 FROM greenroom.runtime_locks WHERE name = 'plugin:alpha' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		// End the lock wait as a restart would, once it waits.
+		for range 300 {
+			var n int
+			rt.QueryRow("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'greenroom lock' AND wait_event_type = 'Lock' AND datname = current_database()").Scan(&n)
+			if n > 0 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	in := start(t, dbconf, plugin("alpha", true, "good", `migration_timeout = "60s"`))
+	if st, reason := in.RT.Slot("alpha").Status(); st != runtime.StateRetrying || !strings.Contains(reason, "57P01") {
+		t.Fatalf("alpha after the server ended its lock wait: %s %q, want retrying", st, reason)
+	}
+	tx.Rollback()
+	serving(t, in, "alpha")
+}

@@ -84,3 +84,20 @@ func RetryWhy(err error) string {
 	}
 	return "after a database error"
 }
+
+// serverWent reports whether err is the server ending a connection of the
+// runtime's user: a FATAL error of SQLSTATE 57P01, 57P02, 57P03 (an
+// administrator's shutdown, a crash, a restart) or of class 08. Only on a
+// connection no plugin can reach is that the server's doing: a plugin can
+// end its own backends (pg_terminate_backend(pg_backend_pid())).
+func serverWent(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) || pg.Severity != "FATAL" {
+		return false
+	}
+	switch pg.Code {
+	case "57P01", "57P02", "57P03":
+		return true
+	}
+	return strings.HasPrefix(pg.Code, "08")
+}
