@@ -1,6 +1,7 @@
 package database_test
 
 import (
+	"database/sql"
 	neturl "net/url"
 	"strings"
 	"testing"
@@ -146,17 +147,7 @@ func TestSkipMigrationsWaitsForMigrateUp(t *testing.T) {
 func TestLoadRetriesAfterWaitingForTheMigrationLock(t *testing.T) {
 	dbconf := backends[1].conf(t)
 	first := start(t, dbconf, plugin("beta", true, "", "")) // the runtime's tables
-	tx, err := first.RT.Database().DB().DB.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec("INSERT INTO greenroom.runtime_locks (name) VALUES ('plugin:alpha') ON CONFLICT DO NOTHING"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("SELECT 1 FROM greenroom.runtime_locks WHERE name = 'plugin:alpha' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdPluginLock(t, first.RT.Database().DB().DB, "alpha")
 	in := start(t, dbconf, plugin("alpha", true, "good", `migration_timeout = "1s"`))
 	if st, reason := in.RT.Slot("alpha").Status(); st != runtime.StateRetrying || !strings.Contains(reason, "cross-replica lock") {
 		t.Fatalf("alpha after waiting for its lock: %s %q, want retrying", st, reason)
@@ -177,17 +168,7 @@ func TestLoadRetriesWhenTheServerEndsItsLockWait(t *testing.T) {
 	dbconf := backends[1].conf(t)
 	first := start(t, dbconf, plugin("beta", true, "", "")) // the runtime's tables
 	rt := first.RT.Database().DB().DB
-	tx, err := rt.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec("INSERT INTO greenroom.runtime_locks (name) VALUES ('plugin:alpha') ON CONFLICT DO NOTHING"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("SELECT 1 FROM greenroom.runtime_locks WHERE name = 'plugin:alpha' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdPluginLock(t, rt, "alpha")
 	go func() {
 		// End the lock wait as a restart would, once it waits.
 		for range 300 {
@@ -205,4 +186,23 @@ func TestLoadRetriesWhenTheServerEndsItsLockWait(t *testing.T) {
 	}
 	tx.Rollback()
 	serving(t, in, "alpha")
+}
+
+// holdPluginLock takes plugin id's cross-replica lock, a row of the
+// runtime's table, in a transaction it returns (rolled back when the test
+// ends, if not before), as a replica migrating the plugin holds it.
+func holdPluginLock(t *testing.T, db *sql.DB, id string) *sql.Tx {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if _, err := tx.Exec("INSERT INTO greenroom.runtime_locks (name) VALUES ($1) ON CONFLICT DO NOTHING", "plugin:"+id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT 1 FROM greenroom.runtime_locks WHERE name = $1 FOR UPDATE", "plugin:"+id); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
