@@ -46,15 +46,7 @@ database = true
 path = "missing.wasm"
 `, filepath.Join(cache, "cmd-test-cache"), todo)), 0o644)
 
-	run := func(args ...string) (string, error) {
-		root := newRoot()
-		var out bytes.Buffer
-		root.SetOut(&out)
-		root.SetErr(&out)
-		root.SetArgs(args)
-		err := root.Execute()
-		return out.String(), err
-	}
+	run := runInProcess
 	out, err := run("migrate", "status", "-c", cfgPath)
 	if err != nil || !strings.Contains(out, "runtime") || !strings.Contains(out, "pending") {
 		t.Fatalf("status before: %v\n%s", err, out)
@@ -155,16 +147,24 @@ path = "${GR_TEST_PLUGIN_FILE}"
 [plugins.secretive.capabilities]
 database = true
 `, filepath.Join(dir, "cache"))), 0o644)
+	out, err := runInProcess("migrate", "up", "-c", cfgPath)
+	if err == nil || !strings.Contains(out, "plugin secretive: ") {
+		t.Fatalf("migrate up with a missing plugin file: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "s3cr3t") {
+		t.Errorf("migrate up printed the plugin's secret path:\n%s", out)
+	}
+}
+
+// runInProcess runs the greenroom command with args in this process (runCLI
+// runs the built binary) and returns
+// what it printed (standard output and error together).
+func runInProcess(args ...string) (string, error) {
 	root := newRoot()
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
-	root.SetArgs([]string{"migrate", "up", "-c", cfgPath})
+	root.SetArgs(args)
 	err := root.Execute()
-	if err == nil || !strings.Contains(out.String(), "plugin secretive: ") {
-		t.Fatalf("migrate up with a missing plugin file: %v\n%s", err, out.String())
-	}
-	if strings.Contains(out.String(), "s3cr3t") {
-		t.Errorf("migrate up printed the plugin's secret path:\n%s", out.String())
-	}
+	return out.String(), err
 }
