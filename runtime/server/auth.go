@@ -60,15 +60,40 @@ func isHealth(c *fiber.Ctx) bool {
 	return len(p) >= len(healthPrefix) && strings.EqualFold(p[:len(healthPrefix)], healthPrefix)
 }
 
+// hasCredential reports whether the request carries an Authorization
+// header (even an empty one).
+func hasCredential(c *fiber.Ctx) bool {
+	return len(c.Request().Header.PeekAll(fiber.HeaderAuthorization)) > 0
+}
+
+// unlimited says which requests the rate limiter does not count: health
+// probes without a credential.
+func unlimited(c *fiber.Ctx) bool {
+	return isHealth(c) && !hasCredential(c)
+}
+
 // identify verifies the request's credential, if it carries one, and
 // records the result on the request: the decision is made where the
 // route is known (authorizePlugin, requireAdmin), after the rate limiter
 // has counted the request against the caller.
+//
+// A health request is identified only when it carries a credential
+// (readiness names plugins to an admin one); it is then rate-limited and
+// audited like any other request, so that readiness cannot serve as an
+// unlimited oracle for guessing credentials. A probe sends none.
 func (s *Server) identify(c *fiber.Ctx) error {
-	if isHealth(c) {
+	health := isHealth(c)
+	if health && !hasCredential(c) {
 		return c.Next()
 	}
-	s.authenticate(c, stateOf(c))
+	rs := stateOf(c)
+	s.authenticate(c, rs)
+	var ae *auth.Error
+	if health && errors.As(rs.authErr, &ae) {
+		// Answered all the same (health is unauthenticated), but a
+		// failed credential is recorded as anywhere else.
+		s.audit(c, rs, "denied", fiber.StatusUnauthorized, "", ae.Reason+"; the health endpoint answers without a credential")
+	}
 	return c.Next()
 }
 
@@ -207,7 +232,7 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 // valid credential, else the client's IP. rate_limit = "N/unit" with
 // rate_burst = B allows B requests per window of B/N units (whole seconds,
 // at least one); B defaults to N, so "100/s" is 100 requests per second.
-// Health endpoints are not limited.
+// Health probes without a credential are not limited.
 func (s *Server) rateLimiter() fiber.Handler {
 	r := s.cfg.Server.RateLimit
 	burst := s.cfg.Server.RateBurst
@@ -216,7 +241,7 @@ func (s *Server) rateLimiter() fiber.Handler {
 	}
 	window := time.Duration(float64(burst) / r.PerSecond() * float64(time.Second))
 	return limiter.New(limiter.Config{
-		Next:       isHealth,
+		Next:       unlimited,
 		Max:        burst,
 		Expiration: max(window, time.Second),
 		KeyGenerator: func(c *fiber.Ctx) string {

@@ -474,6 +474,19 @@ func TestRateLimit(t *testing.T) {
 	if !strings.Contains(in.Log.String(), `"reason":"rate limit of 3 requests per 3m0s exceeded"`) {
 		t.Error("rate limiting not audited")
 	}
+	// A health request with a credential is verified (readiness names
+	// plugins to an admin), so it is counted and audited like any other:
+	// readiness is no unlimited oracle for guessing tokens. This client's
+	// IP used its budget above.
+	if status, _, _ := in.DoAnon(t, "GET", "/.greenroom/health/v1/readiness", nil, bearer(opsToken+"x")...); status != 429 {
+		t.Errorf("readiness with a guessed token past the limit: %d, want 429", status)
+	}
+	if !strings.Contains(in.Log.String(), `"path":"/.greenroom/health/v1/readiness","principal":"anonymous","reason":"rate limit`) {
+		t.Errorf("the limited readiness guess is not audited:\n%s", in.Log.String())
+	}
+	if status, _, _ := in.DoAnon(t, "GET", "/.greenroom/health/v1/readiness", nil); status != 200 {
+		t.Errorf("readiness probe without a credential: %d, want 200", status)
+	}
 	// A limited plugin request is counted under its plugin, like a 401.
 	m := scrape(t, func(path string) (int, string) {
 		status, _, body := in.DoAnon(t, "GET", path, nil, bearer(opsToken)...)
@@ -640,5 +653,18 @@ func TestReloadKeepsJWKSWhileIdPIsDown(t *testing.T) {
 	}
 	if n := idp.Fetches.Load(); n != fetches {
 		t.Errorf("the reload fetched the JWKS again (%d fetches)", n-fetches)
+	}
+}
+
+// Readiness answers a wrong credential (it is unauthenticated), counting
+// the plugins, and audits the failed credential as a refusal.
+func TestReadinessAuditsAFailedCredential(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	if status, _, _ := in.DoAnon(t, "GET", "/.greenroom/health/v1/readiness", nil, bearer(opsToken+"x")...); status != 200 {
+		t.Fatalf("readiness with a wrong token: %d", status)
+	}
+	if !strings.Contains(in.Log.String(), `"path":"/.greenroom/health/v1/readiness","principal":"anonymous","reason":"unknown token; the health endpoint answers without a credential"`) {
+		t.Errorf("the failed credential is not audited:\n%s", in.Log.String())
 	}
 }

@@ -722,13 +722,14 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 }
 
 // readinessNames reports whether readiness may name plugins to the
-// caller: an admin credential (or authentication turned off).
+// caller: an admin credential (or authentication turned off). identify
+// verified the credential (and audited it if it failed), and the rate
+// limiter counted the request.
 func (s *Server) readinessNames(c *fiber.Ctx) bool {
 	if s.rt.Config().Auth.DangerouslyDisable {
 		return true
 	}
 	rs := stateOf(c)
-	s.authenticate(c, rs) // health endpoints skip identify
 	return rs.principal != nil && rs.principal.Admin
 }
 
