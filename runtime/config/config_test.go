@@ -323,13 +323,16 @@ port = 5_432
 }
 
 func TestSizes(t *testing.T) {
-	for in, want := range map[string]Size{"4MiB": 4 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "100": 100, "16MB": 16e6, "2.5MiB": 5 << 19} {
+	for in, want := range map[string]Size{"4MiB": 4 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "100": 100, "16MB": 16e6, "2.5MiB": 5 << 19,
+		// Exact decimals: a float64 product misses these by a rounding error.
+		"4.1MB": 4_100_000, "8.2MB": 8_200_000, "16.1KB": 16_100, "4.1GB": 4_100_000_000, "0.3KB": 300, "1e6": 1_000_000, "1.5E3B": 1500} {
 		got, err := ParseSize(in)
 		if err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "-1MiB", "lots", "1XB", "NaN", "1.9B", "4.0001KiB", "0.5"} {
+	for _, in := range []string{"", "-1MiB", "lots", "1XB", "NaN", "1.9B", "4.0001KiB", "0.5",
+		"1/2MiB", "0x10", "1e999999999", "1.2.3", ".", "1e", "8EiB", "9223372036854775808", "+-1e3"} {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) succeeded", in)
 		}

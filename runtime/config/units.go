@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -33,18 +34,45 @@ func ParseSize(s string) (Size, error) {
 			break
 		}
 	}
-	n, err := strconv.ParseFloat(t, 64)
-	if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+	// Exactly, as a fraction: "4.1MB" is 4 100 000 bytes, which a float64
+	// product misses by a rounding error.
+	n, ok := new(big.Rat).SetString(t)
+	if !ok || n.Sign() < 0 || !plainNumber(t) {
 		return 0, fmt.Errorf("invalid size %q (want e.g. \"512KiB\", \"64MiB\", \"1GiB\" or a number of bytes)", s)
 	}
-	v := n * float64(mult)
-	if v > float64(math.MaxInt64) {
+	v := n.Mul(n, new(big.Rat).SetUint64(mult))
+	if !v.IsInt() {
+		return 0, fmt.Errorf("size %q is not a whole number of bytes (%s)", s, v.FloatString(3))
+	}
+	if !v.Num().IsInt64() {
 		return 0, fmt.Errorf("size %q is too large", s)
 	}
-	if v != math.Trunc(v) {
-		return 0, fmt.Errorf("size %q is not a whole number of bytes (%g)", s, v)
+	return Size(v.Num().Int64()), nil
+}
+
+// plainNumber reports whether t is a decimal number as a size is written
+// ("4", "2.5", "1e6"): not a fraction ("1/2") or a hexadecimal or other
+// form big.Rat also reads, and with an exponent of at most two digits
+// (big.Rat would compute 10^999999999 exactly).
+func plainNumber(t string) bool {
+	mant, exp, hasExp := strings.Cut(strings.ToLower(t), "e")
+	if len(mant) == 0 || len(mant) > 64 || strings.Count(mant, ".") > 1 {
+		return false
 	}
-	return Size(v), nil
+	for _, r := range mant {
+		if (r < '0' || r > '9') && r != '.' {
+			return false
+		}
+	}
+	if hasExp {
+		if strings.HasPrefix(exp, "+") || strings.HasPrefix(exp, "-") {
+			exp = exp[1:]
+		}
+		if len(exp) == 0 || len(exp) > 2 || strings.Trim(exp, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
