@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -608,6 +607,38 @@ func (s *Server) dropBody(c *fiber.Ctx) {
 	}
 }
 
+// unescapeValid decodes the %XX escapes of p and keeps any malformed one
+// ("%zz", a trailing "%") as it is: one bad escape must not keep the rest
+// of a path from being decoded (and a secret in it from being redacted).
+func unescapeValid(p string) string {
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) {
+			if h, ok := unhex(p[i+1]); ok {
+				if l, ok := unhex(p[i+2]); ok {
+					b = append(b, h<<4|l)
+					i += 2
+					continue
+				}
+			}
+		}
+		b = append(b, p[i])
+	}
+	return string(b)
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
 // loggedPath is a request's path as the access, audit and panic lines show
 // it: as the client sent it, unless its percent-decoding holds a secret of
 // the config, which the log's redaction finds only in the usual encodings
@@ -619,8 +650,8 @@ func (s *Server) loggedPath(raw []byte) string {
 		return p
 	}
 	red := logging.RedactorOf(s.log)
-	dec, err := url.PathUnescape(p)
-	if red == nil || err != nil || dec == p {
+	dec := unescapeValid(p)
+	if red == nil || dec == p {
 		return p
 	}
 	if r := red.Redact([]byte(dec)); string(r) != dec {
