@@ -33,6 +33,9 @@ type reloader struct {
 	srv      *server.Server
 
 	mu sync.Mutex
+	// applied is what the config files were like when the config in
+	// force was read (serve sets it from before its first read, each reload applied after).
+	applied []configStamp
 }
 
 func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
@@ -40,18 +43,20 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 }
 
 // reloadIf is reload, which applies the config it read only when settled,
-// called once it is read, returns nil.
-func (rl *reloader) reloadIf(ctx context.Context, settled func() error) (*runtime.ReloadResult, error) {
+// called once it is read with the files' stamps from before the read and
+// from the config in force, returns nil.
+func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []configStamp) error) (*runtime.ReloadResult, error) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	start := time.Now()
+	read := configStamps(rl.files)
 	cfg, err := config.Load(rl.files, nil)
 	if err != nil {
 		rl.log.WithError(err).Error("reload: config is invalid; nothing changed")
 		return nil, err
 	}
 	if settled != nil {
-		if err := settled(); err != nil {
+		if err := settled(read, rl.applied); err != nil {
 			return nil, err
 		}
 	}
@@ -69,6 +74,7 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func() error) (*runtim
 		return nil, err
 	}
 	rl.srv.Reload(rl.rt.Config())
+	rl.applied = read
 	// One field per outcome (reloaded=1 unchanged=2), which the text
 	// format prints as such (a map would print as Go's map[...]).
 	fields := logrus.Fields{"took": time.Since(start).Round(time.Millisecond).String()}
@@ -259,25 +265,26 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 }
 
 // reloadWatched is the file watcher's reload. A config file caught while
-// it is being written is not applied: one that is empty (an editor or a
-// generator that truncates it first, or failed: "cmd > config.toml") or
-// that changed while it was read. Either is valid TOML more often than
-// not, and applied it would remove every plugin and credential until the
-// write ends. A change while it was read brings its own event, and the
-// reload after it; an empty file is applied by SIGHUP or the reload
-// endpoint only.
+// it is being written is not applied: one that is empty now but was not
+// when the config in force was read (an editor or a generator that
+// truncates it first, or failed: "cmd > config.toml"), or one that changed
+// while it was read. Either is valid TOML more often than not, and applied
+// it would remove every plugin and credential until the write ends. A
+// change while it was read brings its own event, and the reload after it;
+// a file emptied on purpose is applied by SIGHUP or the reload endpoint.
+// A file that was already empty (an overlay kept for local settings) is
+// no reason to skip a reload: a plugin's new .wasm is still applied.
 func (rl *reloader) reloadWatched(ctx context.Context) {
-	before := configStamps(rl.files)
-	for i, st := range before {
-		if st.ok && st.size == 0 {
-			rl.log.WithField("file", rl.files[i]).Warn("config file is empty: the file watcher's reload does not apply it (a file being written?); write config files whole (a temporary file renamed over the old one), and send SIGHUP or POST /.greenroom/plugins/v1/reload to apply an empty config on purpose")
-			return
+	rl.reloadIf(ctx, func(read, applied []configStamp) error {
+		for i, st := range read {
+			if st.ok && st.size == 0 && (i >= len(applied) || !applied[i].ok || applied[i].size != 0) {
+				rl.log.WithField("file", rl.files[i]).Warn("config file is empty: the file watcher's reload does not apply it (a file being written?); write config files whole (a temporary file renamed over the old one), and send SIGHUP or POST /.greenroom/plugins/v1/reload to apply an empty config on purpose")
+				return errors.New("config file is empty")
+			}
 		}
-	}
-	rl.reloadIf(ctx, func() error {
 		after := configStamps(rl.files)
-		for i := range before {
-			if before[i] != after[i] {
+		for i := range read {
+			if read[i] != after[i] {
 				rl.log.WithField("file", rl.files[i]).Info("config file changed while it was read: reloading once the change settles")
 				return errors.New("config file changed while it was read")
 			}

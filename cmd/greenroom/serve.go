@@ -81,6 +81,7 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	stamps := configStamps(files) // before the read: the files the config in force was read from
 	cfg, err := loadConfig(files)
 	if err != nil {
 		return err
@@ -140,7 +141,7 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 		printDevToken(os.Stdout, devToken, ln.Addr().String(), cfg)
 	}
 
-	rl := &reloader{files: files, devToken: devToken, log: log, redactor: redactor, rt: rt, srv: srv}
+	rl := &reloader{files: files, devToken: devToken, log: log, redactor: redactor, rt: rt, srv: srv, applied: stamps}
 	// Every reload (the admin API's too, whose request context fasthttp
 	// never cancels) ends when shutdown starts, so that a reload waiting
 	// on a database that does not answer cannot hold the shutdown.

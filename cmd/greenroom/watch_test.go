@@ -141,6 +141,23 @@ func TestServeWatchSkipsEmptiedConfig(t *testing.T) {
 	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
 }
 
+// A config file that was empty already when the config in force was read
+// (an overlay kept for local settings) does not stop serve --watch from
+// applying a plugin's new .wasm (an audit's: it did).
+func TestServeWatchWithAnEmptyOverlay(t *testing.T) {
+	cache, v1, v2 := verGuests(t)
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "ver.wasm")
+	copyWasm(t, v1, wasm)
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), wasm)), 0o644)
+	os.WriteFile(filepath.Join(dir, "local.toml"), nil, 0o644)
+	runGreenroom(t, dir, addr, "serve", "--watch", "--config", "config.toml", "--config", "local.toml")
+	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
+	copyWasm(t, v2, wasm)
+	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
+}
+
 // greenroom dev rebuilds a plugin when its Go sources change and reloads it.
 func TestDevRebuildsChangedSources(t *testing.T) {
 	dir := t.TempDir()
