@@ -107,14 +107,31 @@ func verGuests(t *testing.T) (cache, v1, v2 string) {
 }
 
 // serve --watch reloads a plugin when its .wasm file changes.
-func TestServeWatchReloadsChangedModule(t *testing.T) {
+func TestServeWatchReloadsChangedModule(t *testing.T) { watchModuleChange(t) }
+
+// A config file that was empty already when the config in force was read
+// (an overlay kept for local settings) does not stop serve --watch from
+// applying a plugin's new .wasm (an audit's: it did).
+func TestServeWatchWithAnEmptyOverlay(t *testing.T) { watchModuleChange(t, "local.toml") }
+
+// watchModuleChange runs serve --watch on config.toml and the (empty)
+// overlays, and replaces the plugin's .wasm.
+func watchModuleChange(t *testing.T, emptyOverlays ...string) {
 	cache, v1, v2 := verGuests(t)
 	dir := t.TempDir()
 	wasm := filepath.Join(dir, "ver.wasm")
 	copyWasm(t, v1, wasm)
 	addr := freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), wasm)), 0o644)
-	runGreenroom(t, dir, addr, "serve", "--watch")
+	args := []string{"serve", "--watch"}
+	if len(emptyOverlays) > 0 {
+		args = append(args, "--config", "config.toml")
+	}
+	for _, o := range emptyOverlays {
+		os.WriteFile(filepath.Join(dir, o), nil, 0o644)
+		args = append(args, "--config", o)
+	}
+	runGreenroom(t, dir, addr, args...)
 	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
 	copyWasm(t, v2, wasm)
 	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
@@ -138,23 +155,6 @@ func TestServeWatchSkipsEmptiedConfig(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // past the watcher's settle time
 	waitBody(t, "http://"+addr+"/api/ver/v", "v1", time.Second)
 	os.WriteFile(cfg, []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), v2)), 0o644)
-	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
-}
-
-// A config file that was empty already when the config in force was read
-// (an overlay kept for local settings) does not stop serve --watch from
-// applying a plugin's new .wasm (an audit's: it did).
-func TestServeWatchWithAnEmptyOverlay(t *testing.T) {
-	cache, v1, v2 := verGuests(t)
-	dir := t.TempDir()
-	wasm := filepath.Join(dir, "ver.wasm")
-	copyWasm(t, v1, wasm)
-	addr := freeAddr(t)
-	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(cache, "cmd-test-cache"), wasm)), 0o644)
-	os.WriteFile(filepath.Join(dir, "local.toml"), nil, 0o644)
-	runGreenroom(t, dir, addr, "serve", "--watch", "--config", "config.toml", "--config", "local.toml")
-	waitBody(t, "http://"+addr+"/api/ver/v", "v1", 10*time.Second)
-	copyWasm(t, v2, wasm)
 	waitBody(t, "http://"+addr+"/api/ver/v", "v2", 60*time.Second)
 }
 
