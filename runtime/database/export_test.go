@@ -1,6 +1,12 @@
 package database
 
-import "github.com/jackc/pgx/v5"
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // PluginConnConfig returns the configuration plugin id's PostgreSQL
 // connections open with, for tests that connect as the plugin does from
@@ -13,3 +19,26 @@ func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
 // ("after") a migration's transaction commits; an error stops the
 // migration there, as if the process had stopped. nil removes it.
 func SetMigrationCommitHook(f func(stage string) error) { testHookMigrationCommit = f }
+
+// SetReapAttempts sets how many failed checks the reap of a given-up
+// backend makes before it gives up, when it has not seen the backend
+// outlive its termination; it returns a function that restores it.
+func SetReapAttempts(n int) (restore func()) {
+	old := reapAttempts
+	reapAttempts = n
+	return func() { reapAttempts = old }
+}
+
+// FailReapChecks makes the reap's checks fail (as if the server refused
+// its connections) while fail reports true; it returns a function that
+// restores them.
+func FailReapChecks(fail func() bool) (restore func()) {
+	old := terminate
+	terminate = func(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (bool, bool, error) {
+		if fail() {
+			return false, false, errors.New("connection refused (a test's)")
+		}
+		return old(ctx, pc, pid, started)
+	}
+	return func() { terminate = old }
+}

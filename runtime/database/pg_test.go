@@ -462,17 +462,7 @@ func TestPGUninterruptibleBackendTakesAConnection(t *testing.T) {
 			}
 		}
 	}()
-	const stuck = "SELECT array(SELECT generate_series(1, 60000)) @> array(SELECT g FROM generate_series(1, 60000) g)"
-	if r := run(t, in, "alpha", query(stuck)); r[0].Kind != "timeout" {
-		t.Fatalf("the containment: %s %q, want a timeout", r[0].Kind, r[0].Error)
-	}
-	running := func() bool {
-		var n int
-		if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%generate_series(1, 60000)%'", role).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n > 0
-	}
+	running := stuckContainment(t, in, 60000)
 	if !running() {
 		t.Fatal("the containment's backend ended with its timeout: this server interrupts it, or computed it in time; the test needs larger arrays")
 	}
@@ -490,6 +480,57 @@ func TestPGUninterruptibleBackendTakesAConnection(t *testing.T) {
 		r := run(t, in, "alpha", query("SELECT 1"))
 		return r[0].Error == "" && fmt.Sprint(r[0].Rows) == "[[1]]"
 	})
+}
+
+// stuckContainment has plugin alpha run an array containment over n
+// elements, which PostgreSQL does not interrupt, past its statement
+// timeout, and returns whether its backend still runs.
+func stuckContainment(t *testing.T, in *servertest.Instance, n int) (running func() bool) {
+	t.Helper()
+	stuck := fmt.Sprintf("SELECT array(SELECT generate_series(1, %d)) @> array(SELECT g FROM generate_series(1, %d) g)", n, n)
+	if r := run(t, in, "alpha", query(stuck)); r[0].Kind != "timeout" {
+		t.Fatalf("the containment: %s %q, want a timeout", r[0].Kind, r[0].Error)
+	}
+	rt, role := in.RT.Database().DB().DB, database.RoleName(dbName(t, in), "alpha")
+	return func() bool {
+		var k int
+		if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query = $2", role, stuck).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		return k > 0
+	}
+}
+
+// A backend seen outliving its termination stays counted against
+// db_max_conns however long the reap's checks fail meanwhile (new
+// connections refused by the server for a while): the reap used to give
+// up after ten failed checks, and the plugin then opened a second backend
+// past a db_max_conns of 1 while the first still ran (an audit's).
+func TestPGSurvivorStaysCountedThroughFailedChecks(t *testing.T) {
+	var failing atomic.Bool
+	// Before start: restored after the runtime (and its reaps) closed.
+	t.Cleanup(database.SetReapAttempts(2))
+	t.Cleanup(database.FailReapChecks(failing.Load))
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"300ms\"\ntimeout = \"30s\""))
+	running := stuckContainment(t, in, 90000)
+	within(t, 10*time.Second, "the reap to see the backend outlive its termination", func() bool {
+		return strings.Contains(in.Log.String(), "ended the database backend")
+	})
+	failing.Store(true)
+	time.Sleep(4 * time.Second) // twice the attempts it once gave up after
+	failing.Store(false)
+	time.Sleep(1500 * time.Millisecond) // a check that succeeds
+	if !running() {
+		t.Fatal("the containment's backend ended meanwhile: the test needs larger arrays")
+	}
+	r := run(t, in, "alpha", query("SELECT 1"))
+	if r[0].Kind != "timeout" || !strings.Contains(r[0].Error, "still run on the server") {
+		t.Errorf("a statement while the given-up backend runs on, after failed checks: %s %q, want a timeout saying the backend takes the connection", r[0].Kind, r[0].Error)
+	}
+	if !strings.Contains(in.Log.String(), "cannot check the database backend that outlived pg_terminate_backend") {
+		t.Error("the failing checks are not logged")
+	}
+	within(t, 120*time.Second, "the containment's backend to end", func() bool { return !running() })
 }
 
 // The driver keeps the description of each distinct statement it runs,

@@ -529,7 +529,7 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 		// is looked for again soon, then less often, up to each second.
 		wait := 20 * time.Millisecond
 		for failures := 0; ; {
-			gone, ended, err := terminateBackend(p.svc.reapCtx, pc, pid, started)
+			gone, ended, err := terminate(p.svc.reapCtx, pc, pid, started)
 			switch {
 			case gone && warned:
 				log.Warn("the database backend that outlived pg_terminate_backend has ended; it no longer takes one of the plugin's limits.db_max_conns")
@@ -537,10 +537,11 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 			case gone:
 				return
 			case ended && endedAt.IsZero():
-				endedAt = time.Now()
+				endedAt, failures = time.Now(), 0
 				count(true)
 				log.Info("ended the database backend of a connection given up after its statement's timeout")
 			case ended:
+				failures = 0
 				count(true)
 				// Terminated and still there: PostgreSQL does not act on
 				// a termination inside some operations (array
@@ -551,12 +552,24 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 					log.Error("a database backend of a connection given up after its statement's timeout still runs " +
 						time.Since(endedAt).Round(time.Second).String() + " after pg_terminate_backend (PostgreSQL does not interrupt some operations, e.g. array containment over large arrays): until it ends it takes one of the plugin's limits.db_max_conns")
 				}
-			case failures == reapAttempts-1 || p.svc.reapCtx.Err() != nil:
+			case p.svc.reapCtx.Err() != nil:
+				// The runtime stops: said below.
+			case failures >= reapAttempts-1 && endedAt.IsZero():
 				log.WithError(err).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
 				return
 			default:
+				// Not counted while it cannot be checked (the server
+				// restarting, when it is most likely gone with it). One
+				// seen outliving its termination is watched on, however
+				// long the checks fail: given up, it would run on
+				// uncounted, and the plugin could open connections past
+				// its limit (an audit's, with new connections refused
+				// for 14 s).
 				failures++
 				count(false)
+				if failures == reapAttempts && !endedAt.IsZero() {
+					log.WithError(err).Warn("cannot check the database backend that outlived pg_terminate_backend; it is not counted against the plugin's limits.db_max_conns until a check succeeds, tried again each second")
+				}
 			}
 			if p.svc.reapCtx.Err() != nil {
 				if !endedAt.IsZero() {
@@ -589,8 +602,12 @@ func (p *PluginDB) survivors() int64 {
 	return 0
 }
 
-// reapAttempts bounds reapLost's failed tries, a second apart.
-const reapAttempts = 10
+// reapAttempts bounds reapLost's failed tries, a second apart, before
+// it has seen the backend outlive its termination (a variable for tests).
+var reapAttempts = 10
+
+// terminate is terminateBackend (a variable for tests).
+var terminate = terminateBackend
 
 // terminateBackend ends backend pid, started at started, on a connection
 // of its own. It connects as the runtime's user first, which a plugin
