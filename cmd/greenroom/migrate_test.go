@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/migrations"
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 )
@@ -78,8 +79,12 @@ path = "missing.wasm"
 			total[m[1]] += n
 		}
 	}
-	if total["runtime"] != 3 || total["plugin todo"] != 2 {
-		t.Fatalf("two migrate up at once reported %v applied in all, want runtime 3 and todo 2:\n%s\n---\n%s", total, outs[0], outs[1])
+	own, err := fs.Glob(migrations.SQLite(), "*.up.sql")
+	if err != nil || len(own) < 3 {
+		t.Fatalf("the runtime's migrations: %v %v", own, err)
+	}
+	if total["runtime"] != len(own) || total["plugin todo"] != 2 {
+		t.Fatalf("two migrate up at once reported %v applied in all, want runtime %d and todo 2:\n%s\n---\n%s", total, len(own), outs[0], outs[1])
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
 	if err != nil || !strings.HasPrefix(out, "runtime: migrations up to date (none to apply)\nplugin todo: migrations up to date (none to apply)") {

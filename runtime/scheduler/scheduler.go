@@ -860,7 +860,7 @@ func (s *Scheduler) execute(r *run) {
 	log := s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID, "run_id": r.id})
 	if t.Scope == Local && !s.dead.Load() {
 		if st, err := s.store(ctx); err == nil {
-			err = st.start(ctx, s.cfg.Replica, localStart{runID: r.id, plugin: t.Plugin, task: t.ID, manual: r.manual, due: r.due})
+			err = st.start(ctx, s.cfg.Replica, localStart{runID: r.id, plugin: t.Plugin, task: t.ID, manual: r.manual, due: r.due, timeout: r.spec.Timeout})
 			if err != nil && ctx.Err() == nil {
 				log.WithError(err).Warn("cannot record the start of a run")
 			}

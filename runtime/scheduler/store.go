@@ -88,6 +88,7 @@ type localStart struct {
 	manual              bool
 	due                 time.Time
 	started             time.Time
+	timeout             time.Duration // the registration's it runs under
 }
 
 type finishItem struct {

@@ -151,8 +151,8 @@ func (s *pgStore) start(ctx context.Context, replica string, st localStart) erro
 		trigger, due = "manual", nil
 	}
 	_, err := s.db.ExecContext(ctx, `
-INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
-VALUES ($1, $2, $3, $4, $5, $6, now(), 'running')`, st.runID, st.plugin, st.task, replica, trigger, due)
+INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms)
+VALUES ($1, $2, $3, $4, $5, $6, now(), 'running', $7)`, st.runID, st.plugin, st.task, replica, trigger, due, st.timeout.Milliseconds())
 	return err
 }
 
@@ -267,7 +267,7 @@ WITH lost AS (
     WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task
       AND ((t.scope = 'global' AND t.run_id = r.run_id AND t.lease_until < now() - $2 * interval '1 millisecond')
         OR ((t.scope = 'local' OR t.run_id IS DISTINCT FROM r.run_id)
-            AND r.started_at < now() - (t.timeout_ms + $2) * interval '1 millisecond'))
+            AND r.started_at < now() - (COALESCE(r.timeout_ms, t.timeout_ms) + $2) * interval '1 millisecond'))
     RETURNING r.run_id, r.plugin, r.task, r.started_at, r.replica
 ), lo AS (
     SELECT DISTINCT ON (plugin, task) * FROM lost ORDER BY plugin, task, started_at DESC

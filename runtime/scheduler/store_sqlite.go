@@ -131,8 +131,8 @@ func (s *sqliteStore) start(ctx context.Context, replica string, st localStart) 
 	if st.manual {
 		trigger, due = "manual", nil
 	}
-	_, err := s.db.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
-		st.runID, st.plugin, st.task, replica, trigger, due, s.clock().UnixMicro())
+	_, err := s.db.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+		st.runID, st.plugin, st.task, replica, trigger, due, s.clock().UnixMicro(), st.timeout.Milliseconds())
 	return err
 }
 
@@ -237,7 +237,7 @@ func (s *sqliteStore) tidy(ctx context.Context, keep int) error {
     WHERE t.plugin = scheduler_runs.plugin AND t.task = scheduler_runs.task
       AND ((t.scope = 'global' AND t.run_id = scheduler_runs.run_id AND t.lease_until < ? - ? * 1000)
         OR ((t.scope = 'local' OR t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id)
-            AND scheduler_runs.started_at < ? - (t.timeout_ms + ?) * 1000)))`,
+            AND scheduler_runs.started_at < ? - (COALESCE(scheduler_runs.timeout_ms, t.timeout_ms) + ?) * 1000)))`,
 			now.UnixMicro(), lostGrace.Milliseconds(), now.UnixMicro(), lostGrace.Milliseconds())
 	}); err != nil {
 		return err

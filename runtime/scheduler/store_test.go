@@ -210,6 +210,35 @@ func testStore(t *testing.T, st store) {
 	if runs, _ := st.runs(ctx, "p", "flip", 10); len(runs) != 1 || runs[0].Outcome != "failed" || runs[0].Failure != "lost" {
 		t.Errorf("the same run past its timeout and the grace, after tidy: %+v", runs)
 	}
+	// A local run is lost by the timeout it started with, not by the task
+	// row's, which the last replica to register wrote (replicas with
+	// different limits.timeout; an audit's run was marked lost while it
+	// ran, and its success was never recorded).
+	long, _ := NewTask("p", hostfuncs.TaskSpec{ID: "long", Every: time.Hour, Scope: hostfuncs.ScopeLocal}, 10*time.Minute)
+	if _, err := st.register(ctx, []registration{{task: &long}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.start(ctx, "c", localStart{runID: "g1", plugin: "p", task: "long", due: due, timeout: long.Timeout}); err != nil {
+		t.Fatal(err)
+	}
+	short, _ := NewTask("p", hostfuncs.TaskSpec{ID: "long", Every: time.Hour, Scope: hostfuncs.ScopeLocal}, time.Second)
+	if _, err := st.register(ctx, []registration{{task: &short}}); err != nil {
+		t.Fatal(err)
+	}
+	backdate(t, st, "g1", lostGrace+2*time.Second)
+	if err := st.tidy(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := st.runs(ctx, "p", "long", 10); len(runs) != 1 || runs[0].Outcome != "running" {
+		t.Errorf("a local run within its own timeout, the row's shorter, after tidy: %+v", runs)
+	}
+	backdate(t, st, "g1", 10*time.Minute)
+	if err := st.tidy(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := st.runs(ctx, "p", "long", 10); len(runs) != 1 || runs[0].Failure != "lost" {
+		t.Errorf("the same run past its own timeout and the grace, after tidy: %+v", runs)
+	}
 	rows, _, err = st.tasks(ctx)
 	if err != nil {
 		t.Fatal(err)

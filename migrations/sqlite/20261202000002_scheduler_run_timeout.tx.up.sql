@@ -1,0 +1,2 @@
+-- timeout_ms: see the PostgreSQL variant.
+ALTER TABLE scheduler_runs ADD COLUMN timeout_ms INTEGER;
