@@ -173,3 +173,34 @@ func runInProcess(args ...string) (string, error) {
 	err := root.Execute()
 	return out.String(), err
 }
+
+// A start-up whose plugin is retrying its load (here: its migrations
+// pending under skip_migrations) does not log "ready" while readiness
+// says 503; it names the plugins it waits for (an audit's).
+func TestServeDoesNotLogReadyWhileAPluginRetries(t *testing.T) {
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	todo, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "plugins", "todo"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	db := fmt.Sprintf("[database]\nconnection = %q\n", "file:"+data)
+	// The runtime's own migrations applied, todo's not.
+	runtimeOnly := filepath.Join(t.TempDir(), "runtime.toml")
+	os.WriteFile(runtimeOnly, []byte(fmt.Sprintf("[runtime]\ncache_dir = %q\n%s", filepath.Join(cache, "cmd-test-cache"), db)), 0o644)
+	if out, err := runInProcess("migrate", "up", "-c", runtimeOnly); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, out)
+	}
+	p := startProcess(t, "", db+fmt.Sprintf("skip_migrations = true\n[plugins.todo]\npath = %q\n[plugins.todo.capabilities]\ndatabase = true\n", todo))
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.log(), "plugins loaded") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	log := p.log()
+	if !strings.Contains(log, `"msg":"plugins loaded but for those retrying their load; not ready until they load","retrying":["todo"]`) || strings.Contains(log, "plugins loaded; ready") {
+		t.Errorf("start-up with todo retrying its load logged:\n%s", log)
+	}
+	if status, body, err := p.get("/.greenroom/health/v1/readiness"); err != nil || status != 503 {
+		t.Errorf("readiness: %d %s %v", status, body, err)
+	}
+}

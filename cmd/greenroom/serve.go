@@ -160,6 +160,18 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 			log.WithField("took", took).Info("plugin loading stopped: shutting down")
 			return
 		}
+		var retrying []string
+		for _, id := range rt.IDs() {
+			if slot := rt.Slot(id); slot != nil && slot.RetryWhy() != "" {
+				retrying = append(retrying, id)
+			}
+		}
+		if len(retrying) > 0 {
+			// Readiness stays 503 until their loads succeed (or fail
+			// for good): "ready" would be false here.
+			log.WithFields(logrus.Fields{"took": took, "retrying": retrying}).Warn("plugins loaded but for those retrying their load; not ready until they load")
+			return
+		}
 		log.WithField("took", took).Info("plugins loaded; ready")
 	}()
 
