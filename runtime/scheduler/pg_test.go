@@ -124,6 +124,36 @@ func TestPGGlobalTaskRunsOncePerDueTime(t *testing.T) {
 	}
 }
 
+// Replicas that disagree on a task's scope (a rollout that makes it local
+// reaches one replica first) run no global due time twice: the local
+// registration clears the row's next due time, and the global replica,
+// registering it again, proposed its first due time, long past and run
+// already, and ran it again (an audit's: three runs of one due time).
+func TestPGScopeDisagreementRunsNoDueTimeTwice(t *testing.T) {
+	url := pgtest.URL(t)
+	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url)
+	global := start(t, "r1", conf, plugin("sched", true, def{ID: "flip", Every: "1s"}))
+	db := openPG(t, url)
+	waitFor(t, 30*time.Second, "three runs on the global replica", func() bool { return len(runsOf(t, db, "sched", "flip")) >= 3 })
+	local := start(t, "r2", conf, plugin("sched", true, def{ID: "flip", Every: "1s", Scope: "local"}))
+	time.Sleep(3 * time.Second)
+	local.RT.StopScheduler(context.Background())
+	global.RT.StopScheduler(context.Background())
+	seen := map[time.Time]string{}
+	for _, r := range runsOf(t, db, "sched", "flip") {
+		if r.replica != global.RT.Scheduler().Replica() {
+			continue
+		}
+		if prev, ok := seen[r.due.Time]; ok {
+			t.Errorf("due time %s ran twice on the global replica: runs %s and %s", r.due.Time, prev, r.runID)
+		}
+		seen[r.due.Time] = r.runID
+	}
+	if !strings.Contains(global.Log.String(), "registers this global task as local") {
+		t.Errorf("the disagreement is not logged:\n%s", global.Log.String())
+	}
+}
+
 // The replica holding a task's lease stops abruptly mid-run (no lease
 // released, nothing recorded): once the lease expires another replica runs
 // the task, and the dead replica's run is recorded as lost.

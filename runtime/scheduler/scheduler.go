@@ -186,6 +186,11 @@ type task struct {
 	// due is the next due time: for global tasks the row's next_run as
 	// last seen, for local tasks this replica's own.
 	due time.Time
+	// passed is the latest global due time this replica saw claimed (by
+	// it or another replica): its sync never proposes one at or before
+	// it, which would run it again (a row whose next_run another replica
+	// cleared, registering the task as local, is registered again).
+	passed time.Time
 	// attempt is when this replica next acts on the task.
 	attempt time.Time
 	// run is the run this replica is claiming or running, or nil.
@@ -209,6 +214,14 @@ func (t *task) afterRun(r *run) {
 		t.due = r.next
 	}
 	t.attempt = t.nextAttempt()
+}
+
+// sawClaimed records that due, a global due time, was claimed; s.mu is
+// held.
+func (t *task) sawClaimed(due time.Time) {
+	if !due.IsZero() {
+		t.passed = later(t.passed, due)
+	}
 }
 
 func (t *task) notBefore() time.Time { return t.regAt.Add(t.InitialDelay) }
@@ -640,6 +653,7 @@ func (s *Scheduler) untilNext() time.Duration {
 func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	regs := make([]registration, len(ts))
 	gens := make([]uint64, len(ts))
+	now := s.clk.Now()
 	s.mu.Lock()
 	for i, t := range ts {
 		spec := t.Task
@@ -647,6 +661,9 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 		gens[i] = t.gen
 		if t.Scope == Global {
 			regs[i].next = t.first(t.regAt)
+			if !t.passed.IsZero() && !regs[i].next.After(t.passed) {
+				regs[i].next = t.next(t.passed, now)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -658,7 +675,7 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	if err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Error("cannot register tasks in the database; retrying")
 	}
-	now := s.clk.Now()
+	now = s.clk.Now()
 	s.mu.Lock()
 	for i, t := range ts {
 		if s.tasks[t.key] != t || t.gen != gens[i] {
@@ -732,6 +749,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			// one's sync sets the task's due time, not this claim.
 			if err == nil && res[i].claimed {
 				r.claimed, r.leaseOK = true, sent
+				t.sawClaimed(r.due)
 				r.withdrawn = s.tasks[t.key] != t // changed, then dropped
 				won = append(won, r)
 				continue
@@ -751,6 +769,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		switch {
 		case x.claimed:
 			r.claimed, r.leaseOK = true, sent
+			t.sawClaimed(r.due)
 			t.due = r.next
 			// Dropped by a reload while the claim was on its way: the
 			// run does not begin, and its claim is undone (execute).
@@ -761,9 +780,17 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			t.synced = false
 			t.attempt = now
 		case x.nextRun.IsZero():
+			// Only a local registration clears next_run: another replica
+			// registers the task as local (a change of scope that has
+			// reached it and not this one). Registered again as global:
+			// the row follows the last to register.
+			s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID}).Warn("another replica registers this global task as local (replicas disagree on its scope: reload every replica); registering it again as global")
 			t.synced, t.attempt = false, now.Add(retryError)
 		case !x.nextRun.Equal(r.due):
 			// Another replica ran it: wait for the due time it stored.
+			if x.nextRun.After(r.due) {
+				t.sawClaimed(r.due)
+			}
 			t.due = x.nextRun
 			t.attempt = t.nextAttempt()
 		case x.held:
