@@ -867,6 +867,42 @@ func (r *Runtime) Public(id string, path []byte) bool {
 	return h != nil && h.isPublic(path)
 }
 
+// PublicAfterLoad is Public, except for a plugin still loading at
+// start-up (no version serving yet) whose public_routes list path: which
+// routes the plugin asks to open is known only once it is loaded, so the
+// request waits for the load as a call does (awaitLoad), and is then
+// decided. A client connecting to a public route as soon as the port opens
+// is served, not refused as unauthenticated meanwhile.
+func (r *Runtime) PublicAfterLoad(ctx context.Context, id string, path []byte) bool {
+	s := r.Slot(id)
+	if s == nil {
+		return false
+	}
+	if s.cur.Load() == nil && s.host.Load() == nil {
+		if pc := r.Config().Plugins[id]; pc != nil && slices.Contains(pc.PublicRoutes, string(path)) {
+			r.awaitLoad(ctx, s)
+		}
+	}
+	return r.Public(id, path)
+}
+
+// awaitLoad waits for slot s's load at start-up, if it is loading: at most
+// LoadWait, until ctx ends or shutdown starts.
+func (r *Runtime) awaitLoad(ctx context.Context, s *Slot) {
+	ch := s.loading()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(LoadWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-r.shutdown:
+	case <-t.C:
+	}
+}
+
 // runTask calls a task export in plugin id's current version (the
 // scheduler's Runner). A call that raced with a reload is retried on the
 // new version, as Handle does.
@@ -988,18 +1024,8 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 		// Still loading at start-up: the call waits for the load, at most
 		// LoadWait or until shutdown starts, rather than failing while the
 		// server is up but the plugin not yet.
-		if ch := s.loading(); ch != nil {
-			t := time.NewTimer(LoadWait)
-			select {
-			case <-ch:
-			case <-ctx.Done():
-			case <-r.shutdown:
-			case <-t.C:
-			}
-			t.Stop()
-			p = s.cur.Load()
-		}
-		if p == nil {
+		r.awaitLoad(ctx, s)
+		if p = s.cur.Load(); p == nil {
 			return s.unavailable()
 		}
 	}

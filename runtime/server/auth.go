@@ -133,7 +133,7 @@ func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []by
 	if p != nil && p.AllowsPlugin(id) {
 		return p, nil
 	}
-	if s.rt.Config().Auth.DangerouslyDisable || s.rt.Public(id, sub) {
+	if s.rt.Config().Auth.DangerouslyDisable || s.rt.PublicAfterLoad(s.base, id, sub) {
 		return nil, nil
 	}
 	if p != nil {

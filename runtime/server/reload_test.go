@@ -417,6 +417,42 @@ path = %q
 	}
 }
 
+// An anonymous request to a route the operator made public waits for its
+// plugin's load too (which routes the plugin asks to open is known only
+// then), and is served; it was refused 401 at once (an audit's). A route
+// the operator did not list is refused at once.
+func TestPublicRouteWaitsForLoad(t *testing.T) {
+	rt, _, addr := serveUnloaded(t, fmt.Sprintf("[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[plugins.hello]\npath = %q\npublic_routes = [\"/ping\"]\n",
+		"public-wait-token-0123456789abcdefghij", helloWasm))
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, _ := get("/api/hello/echo"); status != 401 {
+		t.Errorf("an unlisted route while loading: %d, want 401 at once", status)
+	}
+	type answer struct {
+		status int
+		body   string
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		status, body := get("/api/hello/ping")
+		ch <- answer{status, body}
+	}()
+	time.Sleep(300 * time.Millisecond) // waiting
+	rt.Load(context.Background())
+	if a := <-ch; a.status != 200 || a.body != `{"ok":true}` {
+		t.Errorf("a public route asked for while loading: %d %s, want 200 once loaded", a.status, a.body)
+	}
+}
+
 // A call that arrives while its plugin is still loading (the port opens
 // before the plugins are compiled) waits for the load and is served,
 // rather than answered 503 meanwhile; one for a plugin whose load fails
