@@ -417,14 +417,10 @@ path = %q
 	}
 }
 
-// An anonymous request to a route the operator made public waits for its
-// plugin's load too (which routes the plugin asks to open is known only
-// then), and is served; it was refused 401 at once (an audit's). A route
-// the operator did not list is refused at once.
-func TestPublicRouteWaitsForLoad(t *testing.T) {
-	rt, _, addr := serveUnloaded(t, fmt.Sprintf("[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[plugins.hello]\npath = %q\npublic_routes = [\"/ping\"]\n",
-		"public-wait-token-0123456789abcdefghij", helloWasm))
-	get := func(path string) (int, string) {
+// anonGet returns a function that GETs path from the server at addr
+// without a credential, returning the status and body.
+func anonGet(t *testing.T, addr string) func(path string) (int, string) {
+	return func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Error(err)
@@ -434,6 +430,16 @@ func TestPublicRouteWaitsForLoad(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+}
+
+// An anonymous request to a route the operator made public waits for its
+// plugin's load too (which routes the plugin asks to open is known only
+// then), and is served; it was refused 401 at once (an audit's). A route
+// the operator did not list is refused at once.
+func TestPublicRouteWaitsForLoad(t *testing.T) {
+	rt, _, addr := serveUnloaded(t, fmt.Sprintf("[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[plugins.hello]\npath = %q\npublic_routes = [\"/ping\"]\n",
+		"public-wait-token-0123456789abcdefghij", helloWasm))
+	get := anonGet(t, addr)
 	if status, _ := get("/api/hello/echo"); status != 401 {
 		t.Errorf("an unlisted route while loading: %d, want 401 at once", status)
 	}
@@ -461,16 +467,7 @@ func TestPublicRouteWaitsForLoad(t *testing.T) {
 func TestCallWaitsForLoad(t *testing.T) {
 	rt, _, addr := serveUnloaded(t, fmt.Sprintf("[auth]\ndangerously_disable = true\n[plugins.hello]\npath = %q\n[plugins.broken]\npath = %q\n",
 		helloWasm, filepath.Join(t.TempDir(), "missing.wasm")))
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Error(err)
-			return 0, ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := anonGet(t, addr)
 
 	defer func(d time.Duration) { runtime.LoadWait = d }(runtime.LoadWait)
 	runtime.LoadWait = 300 * time.Millisecond
