@@ -46,7 +46,7 @@ func New(rt *runtime.Runtime, extra ...prometheus.Collector) *Metrics {
 	}, []string{"plugin", "status"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "http", Name: "request_duration_seconds",
-		Help:    "HTTP request latency by plugin, from the first byte read to the response written.",
+		Help:    "HTTP request latency by plugin, from the request read to the response handed to the connection (the sending of a large body to a slow client is not included).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"plugin"})
 	m.Registry.MustRegister(m.requests, m.duration,
