@@ -126,6 +126,21 @@ func TestDamagedCacheEntriesAreRebuilt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// patchOffsets changes an entry's bytes from its function count on
+	// (wazero checksums only the machine code after them).
+	patchOffsets := func(patch func(b []byte)) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := len(wazevoMagic) + 1 + int(b[len(wazevoMagic)]) // the count
+			patch(b[start:])
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		name    string
 		pattern string // the entries damaged, under the cache directory
@@ -161,6 +176,29 @@ func TestDamagedCacheEntriesAreRebuilt(t *testing.T) {
 		{"wazero random bytes", "wazero/*/*", randomBytes, false},
 		{"wazero truncated", "wazero/*/*", truncateHalf, false},
 		{"wazero machine code changed", "wazero/*/*", flipCodeByte, false},
+		// What wazero does not check (an audit's): a count of functions
+		// made it allocate until the process died; a changed offset made
+		// it call into the wrong place (SIGSEGV, or another function's
+		// answer).
+		{"wazero function count", "wazero/*/*", patchOffsets(func(b []byte) { copy(b, []byte{0xff, 0xff, 0xff, 0xff}) }), false},
+		{"wazero offset bit", "wazero/*/*", patchOffsets(func(b []byte) { b[4+8*2] ^= 1 }), false},
+		{"wazero offsets swapped", "wazero/*/*", patchOffsets(func(b []byte) {
+			var tmp [8]byte
+			copy(tmp[:], b[4+8*1:])
+			copy(b[4+8*1:4+8*2], b[4+8*2:4+8*3])
+			copy(b[4+8*2:], tmp[:])
+		}), false},
+		{"wazero offsets zeroed", "wazero/*/*", patchOffsets(func(b []byte) { clear(b[4+8 : 4+8+4096]) }), false},
+		{"wazero catch-clause count", "wazero/*/*", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(b[len(b)-4:], []byte{0xff, 0xff, 0xff, 0xff})
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -302,7 +340,7 @@ func TestCompilationCacheDir(t *testing.T) {
 	for _, f := range cacheFiles(t, got, "*") {
 		if !isCacheEntryName(filepath.Base(f)) {
 			t.Errorf("unexpected file %s", f)
-		} else if err := checkCacheEntry(f, version); err != nil {
+		} else if err := checkCacheEntry(f, version, true); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}

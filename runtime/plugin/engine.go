@@ -52,6 +52,9 @@ type Engine struct {
 	// removed entries.
 	purging sync.Mutex
 	purges  atomic.Uint64
+	// checked holds, by name, the identity of each entry of wazero's cache
+	// that precheckCache found sound (under purging).
+	checked map[string]entryIdentity
 	// storeWarned: the log said that rewritten modules cannot be kept.
 	storeWarned atomic.Bool
 
@@ -356,6 +359,7 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 			return nil, Info{Size: len(code)}, err
 		}
 	}
+	e.precheckCache(log)
 	purges := e.purges.Load()
 	cm, info, err := compile(ctx, r, code, Info{Size: len(code)}, true)
 	if err == nil || !e.cacheDamage(err) {
@@ -446,7 +450,7 @@ func (e *Engine) discardDamaged(log *logrus.Entry, cause error, purges uint64) e
 			}
 			en := entry{name: de.Name()}
 			if known {
-				en.err = checkCacheEntry(filepath.Join(dir, en.name), version)
+				en.err = checkCacheEntry(filepath.Join(dir, en.name), version, true)
 			}
 			if entries = append(entries, en); en.err != nil {
 				damaged = append(damaged, en)
@@ -478,6 +482,75 @@ func (e *Engine) discardDamaged(log *logrus.Entry, cause error, purges uint64) e
 	}
 	e.purges.Add(1)
 	return nil
+}
+
+// entryIdentity is what precheckCache remembers of an entry it checked:
+// one that changes is checked again.
+type entryIdentity struct {
+	size  int64
+	mtime int64
+}
+
+func identityOf(fi fs.FileInfo) entryIdentity {
+	return entryIdentity{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+}
+
+// precheckCache checks, before a compilation reads them, the parts of the
+// entries of wazero's cache that wazero itself does not check: the number
+// of functions and their offsets (wazero checksums only the machine code),
+// the source map's and catch-clause table's sizes. A damaged count made
+// wazero allocate until the process died; a damaged offset made it call
+// into the wrong place of the machine code: a SIGSEGV that took the
+// server down, or another function's answer (an audit's). An entry that
+// fails is removed with a warning, and its module compiled again. Each
+// entry is checked once per process unless it changes (its size or time); the machine code's checksum is left to wazero, which reads it
+// anyway. An entry of another module put in this one's place by hand is
+// not detected.
+func (e *Engine) precheckCache(log *logrus.Entry) {
+	dir := e.cacheDir
+	if dir == "" {
+		return
+	}
+	version, known := cacheVersion(dir)
+	if !known {
+		return
+	}
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return // compiling reports what is wrong with the directory
+	}
+	e.purging.Lock()
+	defer e.purging.Unlock()
+	if e.checked == nil {
+		e.checked = map[string]entryIdentity{}
+	}
+	for _, de := range names {
+		name := de.Name()
+		if !isCacheEntryName(name) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			continue
+		}
+		id := identityOf(fi)
+		if prev, ok := e.checked[name]; ok && prev == id {
+			continue
+		}
+		damage := checkCacheEntry(path, version, false)
+		if damage == nil {
+			e.checked[name] = id
+			continue
+		}
+		delete(e.checked, name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.WithField("entry", path).WithError(err).Error("cannot remove a damaged entry of the compilation cache (runtime.cache_dir); delete it while greenroom is stopped")
+			continue
+		}
+		e.purges.Add(1)
+		log.WithFields(logrus.Fields{"entry": path, "damage": damage.Error()}).Warn("discarded a damaged entry of the compilation cache (runtime.cache_dir); its module is compiled again")
+	}
 }
 
 // compilationCacheDir returns the directory in which cache, made by
@@ -539,10 +612,18 @@ var wazevoMagic = []byte("WAZEVO")
 // would fail to read back the entry at path, as its compiler's
 // deserializeCompiledModule (internal/engine/wazevo/engine_cache.go) does:
 // header (magic, version, number of functions), function offsets,
-// machine code and its CRC-32C, source map, catch-clause table. An entry
-// of another version, or one without the catch-clause table, is not
-// damaged: wazero replaces those itself.
-func checkCacheEntry(path, version string) error {
+// machine code and its CRC-32C (only when crc), source map, catch-clause
+// table; and what wazero takes on trust, that the function offsets are
+// 16-byte aligned, increasing and inside the machine code. An entry of
+// another version, or one without the catch-clause table, is not damaged:
+// wazero replaces those itself.
+func checkCacheEntry(path, version string, crc bool) error {
+	// Not a FIFO or a device, which an open would wait on or read from.
+	if fi, err := os.Lstat(path); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -579,8 +660,18 @@ func checkCacheEntry(path, version string) error {
 			return fmt.Errorf("%s: %d bytes needed, %d left", what, n, left)
 		}
 		left -= int64(n)
-		_, err := r.Discard(int(n))
-		return err
+		if n <= uint64(r.Buffered()) {
+			_, err := r.Discard(int(n))
+			return err
+		}
+		// Past what is buffered: seek, not read (the machine code is
+		// tens of megabytes).
+		n -= uint64(r.Buffered())
+		if _, err := f.Seek(int64(n), io.SeekCurrent); err != nil {
+			return err
+		}
+		r.Reset(f)
+		return nil
 	}
 	header, err := read(int64(len(wazevoMagic)+1+len(version)+4), "header")
 	if err != nil {
@@ -593,28 +684,48 @@ func checkCacheEntry(path, version string) error {
 		return nil // another version's: stale, which wazero replaces
 	}
 	functions := binary.LittleEndian.Uint32(header[len(header)-4:])
-	if err := skip(uint64(functions)*8, "function offsets"); err != nil {
-		return err
+	if uint64(functions)*8 > uint64(left) {
+		return fmt.Errorf("function offsets: %d functions declared, %d bytes left", functions, left)
+	}
+	var last uint64
+	for i := uint32(0); i < functions; i++ {
+		b, err := read(8, "function offsets")
+		if err != nil {
+			return err
+		}
+		off := binary.LittleEndian.Uint64(b)
+		if off%16 != 0 || (i == 0 && off != 0) || (i > 0 && off <= last) {
+			return fmt.Errorf("function %d: offset %d is not 16-byte aligned after the previous one's %d", i, off, last)
+		}
+		last = off
 	}
 	size, err := read(8, "machine code size")
 	if err != nil {
 		return err
 	}
-	if n := binary.LittleEndian.Uint64(size); n > 0 {
+	n := binary.LittleEndian.Uint64(size)
+	if functions > 0 && last >= n {
+		return fmt.Errorf("function offsets: the last, %d, is outside the machine code's %d bytes", last, n)
+	}
+	if n > 0 {
 		if n > uint64(left) {
 			return fmt.Errorf("machine code: %d bytes declared, %d left", n, left)
 		}
-		h := crc32.New(castagnoli)
-		if _, err := io.CopyN(h, r, int64(n)); err != nil {
-			return fmt.Errorf("machine code: %w", err)
-		}
-		left -= int64(n)
-		sum, err := read(4, "machine code checksum")
-		if err != nil {
+		if crc {
+			h := crc32.New(castagnoli)
+			if _, err := io.CopyN(h, r, int64(n)); err != nil {
+				return fmt.Errorf("machine code: %w", err)
+			}
+			left -= int64(n)
+			sum, err := read(4, "machine code checksum")
+			if err != nil {
+				return err
+			}
+			if binary.LittleEndian.Uint32(sum) != h.Sum32() {
+				return errors.New("machine code checksum mismatch")
+			}
+		} else if err := skip(n+4, "machine code"); err != nil {
 			return err
-		}
-		if binary.LittleEndian.Uint32(sum) != h.Sum32() {
-			return errors.New("machine code checksum mismatch")
 		}
 	}
 	hasMap, err := read(1, "source map presence")
