@@ -132,7 +132,7 @@ func (x sumIndex) lookup(path, id string) (string, bool) {
 		return "", false
 	}
 	name, abs := x.entry(path)
-	b, err := os.ReadFile(name)
+	b, err := plugin.ReadRegular(name)
 	if err != nil {
 		return "", false
 	}

@@ -11,6 +11,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/sirupsen/logrus"
@@ -126,6 +127,14 @@ func TestDamagedCacheEntriesAreRebuilt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	fifo := func(t *testing.T, path string) {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// patchOffsets changes an entry's bytes from its function count on
 	// (wazero checksums only the machine code after them).
 	patchOffsets := func(patch func(b []byte)) func(t *testing.T, path string) {
@@ -189,6 +198,10 @@ func TestDamagedCacheEntriesAreRebuilt(t *testing.T) {
 			copy(b[4+8*2:], tmp[:])
 		}), false},
 		{"wazero offsets zeroed", "wazero/*/*", patchOffsets(func(b []byte) { clear(b[4+8 : 4+8+4096]) }), false},
+		// A FIFO in an entry's place: opened, it waited for a writer for
+		// ever, and the plugin stayed loading (an audit's).
+		{"rewritten a FIFO", "rewritten/*.wasm", fifo, true},
+		{"wazero a FIFO", "wazero/*/*", fifo, false},
 		{"wazero catch-clause count", "wazero/*/*", func(t *testing.T, path string) {
 			b, err := os.ReadFile(path)
 			if err != nil {

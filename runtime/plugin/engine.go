@@ -126,7 +126,7 @@ func (e *Engine) rewriteWith(log *logrus.Entry, original func() ([]byte, error),
 		return instrument.Rewrite(wasm, opts)
 	}
 	path := filepath.Join(e.dir, rewriteKey(sum, opts)+".wasm")
-	if b, err := os.ReadFile(path); err == nil {
+	if b, err := ReadRegular(path); err == nil {
 		out, derr := decodeRewritten(b)
 		if derr == nil {
 			return out, instrument.Stats{Cached: true}, nil

@@ -70,3 +70,28 @@ func fileKind(m os.FileMode) string {
 	}
 	return "mode " + m.String()
 }
+
+// ReadRegular reads the file at path if it is a regular file: a cache
+// entry replaced by a FIFO (whose read waits for a writer for ever) or a
+// device is refused with what it is, and read as a miss.
+func ReadRegular(path string) ([]byte, error) {
+	// Before the open too: opening a FIFO waits for a writer.
+	if fi, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	return io.ReadAll(f)
+}
