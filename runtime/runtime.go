@@ -302,6 +302,8 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	}
 	r := &Runtime{log: log, opts: opts, cache: cache, engine: plugin.NewEngine(cache, filepath.Join(cacheDir, "rewritten")), sums: sumIndex{dir: filepath.Join(cacheDir, "sums"), log: log}, plogs: map[string]*logging.PluginLogger{}, counters: map[string]*idCounters{}, reader: reader,
 		shutdown: make(chan struct{}), cut: make(chan struct{})}
+	// A write of a sums/ entry that a killed process left behind.
+	plugin.SweepTemp(r.sums.dir, func(name string) bool { return strings.HasPrefix(name, ".sum-") })
 	r.cfg.Store(cfg)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	r.db.SetLineAllowed(r.PluginLogAllow)

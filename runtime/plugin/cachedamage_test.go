@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -541,5 +543,44 @@ func TestValidationErrorIsNotCacheDamage(t *testing.T) {
 	}
 	if w := run.warnings(); len(w) > 0 {
 		t.Errorf("warnings: %v", w)
+	}
+}
+
+// Temporary files that a process killed while writing a cache entry left
+// behind (an audit's: 87 MB after five kills) are removed by the next
+// start once they are old enough; younger ones, which may be a write in
+// progress, and entries stay.
+func TestStaleTemporaryFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
+		t.Fatal(run.err)
+	}
+	entry := cacheFiles(t, dir, "wazero/*/*")[0]
+	old := time.Now().Add(-2 * StaleTempAge)
+	stale := []string{
+		filepath.Join(dir, "rewritten", ".rewrite-123456"),
+		entry + ".987654321.tmp",
+	}
+	fresh := []string{filepath.Join(dir, "rewritten", ".rewrite-777"), entry + ".111.tmp"}
+	for _, f := range append(stale, fresh...) {
+		if err := os.WriteFile(f, []byte("half written"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range stale {
+		os.Chtimes(f, old, old)
+	}
+	if run := startOnCache(t, dir, hostileWasm); run.err != nil || run.reads != 0 {
+		t.Fatalf("start: read the module %d times, %v", run.reads, run.err)
+	}
+	for _, f := range stale {
+		if _, err := os.Stat(f); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stale %s: %v, want it removed", f, err)
+		}
+	}
+	for _, f := range append(fresh, entry) {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v, want it kept", f, err)
+		}
 	}
 }

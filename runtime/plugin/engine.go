@@ -55,6 +55,8 @@ type Engine struct {
 	// checked holds, by name, the identity of each entry of wazero's cache
 	// that precheckCache found sound (under purging).
 	checked map[string]entryIdentity
+	// swept: the cache's stale temporary files were removed (sweepTemp).
+	swept sync.Once
 	// storeWarned: the log said that rewritten modules cannot be kept.
 	storeWarned atomic.Bool
 
@@ -359,6 +361,7 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 			return nil, Info{Size: len(code)}, err
 		}
 	}
+	e.swept.Do(func() { e.sweepTemp(log) })
 	e.precheckCache(log)
 	purges := e.purges.Load()
 	cm, info, err := compile(ctx, r, code, Info{Size: len(code)}, true)
@@ -482,6 +485,26 @@ func (e *Engine) discardDamaged(log *logrus.Entry, cause error, purges uint64) e
 	}
 	e.purges.Add(1)
 	return nil
+}
+
+// sweepTemp removes the temporary files of cache entries that a process
+// killed while writing them left behind, once they are old enough
+// (SweepTemp): rewritten modules' and wazero's.
+func (e *Engine) sweepTemp(log *logrus.Entry) {
+	n := 0
+	if e.dir != "" {
+		n += SweepTemp(e.dir, func(name string) bool { return strings.HasPrefix(name, ".rewrite-") })
+	}
+	if e.cacheDir != "" {
+		n += SweepTemp(e.cacheDir, func(name string) bool {
+			// wazero's: <entry>.<random digits>.tmp
+			entry, rest, ok := strings.Cut(name, ".")
+			return ok && isCacheEntryName(entry) && strings.HasSuffix(rest, ".tmp")
+		})
+	}
+	if n > 0 {
+		logOrStd(log).WithField("files", n).Info("removed temporary files a stopped process left in the compilation cache (runtime.cache_dir)")
+	}
 }
 
 // entryIdentity is what precheckCache remembers of an entry it checked:

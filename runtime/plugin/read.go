@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 )
 
 // MaxModuleSize is the largest module file ReadModule reads. Go plugins
@@ -94,4 +96,35 @@ func ReadRegular(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
 	}
 	return io.ReadAll(f)
+}
+
+// StaleTempAge is how old a temporary file in the cache must be for
+// SweepTemp to remove it: far longer than any write of an entry takes, so
+// that a write in progress (by this process or another sharing the
+// directory) is never removed.
+const StaleTempAge = 10 * time.Minute
+
+// SweepTemp removes, from dir, the temporary files that match (a write of
+// a cache entry that a killed process left behind: tens of megabytes each
+// for wazero's, which a crash loop would pile up until the volume is full)
+// and are older than StaleTempAge. It returns how many it removed.
+func SweepTemp(dir string, match func(name string) bool) int {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, de := range names {
+		if !match(de.Name()) || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || time.Since(fi.ModTime()) < StaleTempAge {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, de.Name())) == nil {
+			n++
+		}
+	}
+	return n
 }
