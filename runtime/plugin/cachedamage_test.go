@@ -584,3 +584,27 @@ func TestStaleTemporaryFilesRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A cache volume that cannot take wazero's entry (full: here a file size
+// limit; read-only) does not fail the load: the module is used without
+// its entry, with one warning (it failed the plugin: an audit's, with a
+// 40 MB tmpfs).
+func TestCacheWriteFailureDoesNotFailTheLoad(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skip(err)
+	}
+	small := lim
+	small.Cur = 1 << 20 // far below a Go guest's machine code
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
+		t.Skip(err)
+	}
+	run := startOnCache(t, t.TempDir(), hostileWasm)
+	syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim)
+	if run.err != nil {
+		t.Fatalf("load with a cache that cannot be written: %v", run.err)
+	}
+	if w := strings.Join(run.warnings(), "\n"); !strings.Contains(w, "cannot write wazero's compilation cache") {
+		t.Errorf("no warning about the cache; warnings:\n%s", w)
+	}
+}

@@ -57,6 +57,8 @@ type Engine struct {
 	checked map[string]entryIdentity
 	// swept: the cache's stale temporary files were removed (sweepTemp).
 	swept sync.Once
+	// writeWarned: a failed write of wazero's cache was logged.
+	writeWarned atomic.Bool
 	// storeWarned: the log said that rewritten modules cannot be kept.
 	storeWarned atomic.Bool
 
@@ -365,6 +367,16 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 	e.precheckCache(log)
 	purges := e.purges.Load()
 	cm, info, err := compile(ctx, r, code, Info{Size: len(code)}, true)
+	if err != nil && e.cacheWriteFailed(err) {
+		// wazero keeps the compiled module in memory before it writes
+		// its entry: compiled again, it is found there. The cache is
+		// only a cache; a full or read-only volume costs the next start
+		// a compilation, not this load.
+		if e.writeWarned.CompareAndSwap(false, true) {
+			log.WithError(err).Warn("cannot write wazero's compilation cache (runtime.cache_dir): the module is used without it, and compiled again at the next start; free or fix the volume (logged once)")
+		}
+		return compile(ctx, r, code, Info{Size: len(code)}, true)
+	}
 	if err == nil || !e.cacheDamage(err) {
 		return cm, info, err
 	}
@@ -376,6 +388,21 @@ func (e *Engine) build(ctx context.Context, log *logrus.Entry, r wazero.Runtime,
 		return nil, info, err
 	}
 	return compile(ctx, r, code, Info{Size: len(code)}, true)
+}
+
+// cacheWriteFailed says whether err, from compiling a module, is wazero
+// failing to write its cache entry (a temporary file in its directory,
+// renamed into place): a full, read-only or immutable volume.
+func (e *Engine) cacheWriteFailed(err error) bool {
+	if e.cacheDir == "" {
+		return false
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && filepath.Dir(filepath.Clean(pe.Path)) == e.cacheDir && strings.HasSuffix(pe.Path, ".tmp") {
+		return true
+	}
+	var le *os.LinkError
+	return errors.As(err, &le) && filepath.Dir(filepath.Clean(le.Old)) == e.cacheDir && strings.HasSuffix(le.Old, ".tmp")
 }
 
 // cacheDamage says whether err, from compiling a module, comes from
