@@ -68,6 +68,19 @@ var sqliteMemstatus struct {
 // near the limit, and a third its soft limit, past which it shrinks its
 // page caches before it allocates more.
 func limitSQLiteMemory(limit int64) error {
+	if err := enableSQLiteMemstatus(); err != nil {
+		return err
+	}
+	tls := libc.NewTLS()
+	defer tls.Close()
+	sqlite3.Xsqlite3_hard_heap_limit64(tls, limit/3*2)
+	sqlite3.Xsqlite3_soft_heap_limit64(tls, limit/3)
+	return nil
+}
+
+// enableSQLiteMemstatus turns SQLite's memory accounting on, which must
+// happen before SQLite starts (the process's first connection): once.
+func enableSQLiteMemstatus() error {
 	tls := libc.NewTLS()
 	defer tls.Close()
 	sqliteMemstatus.once.Do(func() {
@@ -81,12 +94,7 @@ func limitSQLiteMemory(limit int64) error {
 			sqliteMemstatus.err = fmt.Errorf("SQLite was started before its memory accounting could be turned on (sqlite3_config: %d)", rc)
 		}
 	})
-	if sqliteMemstatus.err != nil {
-		return sqliteMemstatus.err
-	}
-	sqlite3.Xsqlite3_hard_heap_limit64(tls, limit/3*2)
-	sqlite3.Xsqlite3_soft_heap_limit64(tls, limit/3)
-	return nil
+	return sqliteMemstatus.err
 }
 
 // SQLiteDir returns the directory named by a SQLite database.connection
