@@ -784,7 +784,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			// registers the task as local (a change of scope that has
 			// reached it and not this one). Registered again as global:
 			// the row follows the last to register.
-			s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID}).Warn("another replica registers this global task as local (replicas disagree on its scope: reload every replica); registering it again as global")
+			s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID}).Warn("the task's row has no next due time: most likely another replica registers this global task as local (replicas disagree on its scope: reload every replica); registering it again as global")
 			t.synced, t.attempt = false, now.Add(retryError)
 		case !x.nextRun.Equal(r.due):
 			// Another replica ran it: wait for the due time it stored.
