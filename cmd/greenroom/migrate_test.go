@@ -23,12 +23,7 @@ import (
 // migrate up applies the runtime's and the plugins' migrations with
 // skip_migrations set; migrate status then lists them as applied.
 func TestMigrateUpAndStatus(t *testing.T) {
-	// The same cache as the runtime's tests (runtime/internal/guesttest).
-	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
-	todo, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "plugins", "todo"), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, todo := todoWasm(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
@@ -178,11 +173,7 @@ func runInProcess(args ...string) (string, error) {
 // pending under skip_migrations) does not log "ready" while readiness
 // says 503; it names the plugins it waits for (an audit's).
 func TestServeDoesNotLogReadyWhileAPluginRetries(t *testing.T) {
-	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
-	todo, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "plugins", "todo"), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, todo := todoWasm(t)
 	data := t.TempDir()
 	db := fmt.Sprintf("[database]\nconnection = %q\n", "file:"+data)
 	// The runtime's own migrations applied, todo's not.
@@ -203,4 +194,17 @@ func TestServeDoesNotLogReadyWhileAPluginRetries(t *testing.T) {
 	if status, body, err := p.get("/.greenroom/health/v1/readiness"); err != nil || status != 503 {
 		t.Errorf("readiness: %d %s %v", status, body, err)
 	}
+}
+
+// todoWasm builds plugins/todo into the guest cache the runtime's tests
+// share (runtime/internal/guesttest), and returns that cache and the
+// module's path.
+func todoWasm(t *testing.T) (cache, path string) {
+	t.Helper()
+	cache = filepath.Join(os.TempDir(), "greenroom-test-guests")
+	path, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "plugins", "todo"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache, path
 }
