@@ -553,7 +553,8 @@ func identityOf(fi fs.FileInfo) entryIdentity {
 // into the wrong place of the machine code: a SIGSEGV that took the
 // server down, or another function's answer (an audit's). An entry that
 // fails is removed with a warning, and its module compiled again. Each
-// entry is checked once per process unless it changes (its size or time); the machine code's checksum is left to wazero, which reads it
+// entry is checked once per process unless it changes (its size or
+// time); the machine code's checksum is left to wazero, which reads it
 // anyway. An entry of another module put in this one's place by hand is
 // not detected.
 func (e *Engine) precheckCache(log *logrus.Entry) {
