@@ -86,7 +86,7 @@ func TestMetricsListen(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",status="200"} 1`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",route="/v",status="200"} 1`) {
 		t.Errorf("metrics_listen: %d\n%.2000s", resp.StatusCode, body)
 	}
 	if id := resp.Header.Get("X-Request-Id"); id != "scrape-1" {
@@ -120,7 +120,7 @@ func TestMetricsListen(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",status="503"} 1`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `greenroom_http_requests_total{plugin="ver",route="-",status="503"} 1`) {
 		t.Errorf("metrics_listen while requests drain: %d\n%.2000s", resp.StatusCode, body)
 	}
 	if s := <-slow; s != 200 {

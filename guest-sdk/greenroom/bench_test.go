@@ -32,7 +32,7 @@ func BenchmarkRequestCycle(b *testing.B) {
 		}
 		w.head, w.body = head[:0], body[:0]
 		mux.ServeHTTP(w, req)
-		w.finish()
+		w.finish("")
 		if w.status != 200 {
 			b.Fatal(w.status)
 		}

@@ -521,15 +521,21 @@ func (w *responseWriter) bodyAllowed() bool {
 
 // finish completes the response once the handler returned: the status
 // (200 if none was written), a Content-Type sniffed from the body when the
-// handler set none, nor a Content-Encoding (as net/http's server does), and the body's length
-// prefix. w.head then holds the envelope up to the body, w.body and w.more
-// the body.
-func (w *responseWriter) finish() {
+// handler set none, nor a Content-Encoding (as net/http's server does),
+// the route the request matched (pattern: the request's Pattern, which
+// http.ServeMux sets; "" for none) and the body's length prefix. w.head
+// then holds the envelope up to the body, w.body and w.more the body.
+func (w *responseWriter) finish(pattern string) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.noSniff && w.size > 0 && w.bodyAllowed() {
 		w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.sniffed()))
+	}
+	if pattern != "" {
+		// Not an HTTP token: a runtime that does not know it drops it as
+		// it drops any such name, and no handler's header can be it.
+		w.head = appendHeader(w.head, routeHeader, pattern)
 	}
 	w.head = binary.LittleEndian.AppendUint32(w.head, uint32(w.size))
 }
@@ -540,6 +546,11 @@ func (w *responseWriter) retire() {
 	w.done = true
 	w.head, w.body, w.more, w.header = nil, nil, nil, nil
 }
+
+// routeHeader is the response envelope's pseudo-header that names the
+// route a request matched (docs/abi.md): the runtime labels the request's
+// metrics with it and drops it.
+const routeHeader = ":route"
 
 // appendResponseHead encodes status and headers, the part of the response
 // envelope that precedes the body's length prefix and the body.

@@ -241,7 +241,7 @@ func TestResponseHead(t *testing.T) {
 	io.WriteString(w, "<html><body>hi</body></html>")
 	// After the status, the header is not sent any more (net/http's rule).
 	w.Header().Set("X-Late", "1")
-	w.finish()
+	w.finish("")
 	st, got, body := decodeResponse(t, w.envelope())
 	if st != 201 || body != "<html><body>hi</body></html>" {
 		t.Fatalf("status %d body %q", st, body)
@@ -252,9 +252,30 @@ func TestResponseHead(t *testing.T) {
 	// A handler that writes nothing: 200, the header as it is at the end.
 	w = &responseWriter{}
 	w.Header().Set("X-End", "1")
-	w.finish()
+	w.finish("")
 	if st, got, body := decodeResponse(t, w.envelope()); st != 200 || got["X-End"] == nil || got["Content-Type"] != nil || body != "" {
 		t.Errorf("empty response: %d %v %q", st, got, body)
+	}
+}
+
+// The route a request matched goes to the runtime as the :route
+// pseudo-header: the pattern http.ServeMux sets on the very request the
+// SDK handed it, and nothing when no pattern matched.
+func TestResponseNamesRoute(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.PathValue("id")) })
+	for _, tc := range []struct{ path, route, body string }{
+		{"/items/7", "GET /items/{id}", "7"},
+		{"/nothing", "", "404 page not found\n"},
+	} {
+		w := &responseWriter{}
+		req := httptest.NewRequest("GET", tc.path, nil)
+		mux.ServeHTTP(w, req)
+		w.finish(req.Pattern)
+		_, got, body := decodeResponse(t, w.envelope())
+		if body != tc.body || strings.Join(got[routeHeader], ",") != tc.route || tc.route == "" && got[routeHeader] != nil {
+			t.Errorf("%s: body %q, %s %q, want %q", tc.path, body, routeHeader, got[routeHeader], tc.route)
+		}
 	}
 }
 
@@ -288,7 +309,7 @@ func TestContentTypeSniffedAsNetHTTP(t *testing.T) {
 		srv.Close()
 		w := &responseWriter{}
 		handler(w)
-		w.finish()
+		w.finish("")
 		_, got, _ := decodeResponse(t, w.envelope())
 		if want := resp.Header.Get("Content-Type"); strings.Join(got["Content-Type"], ",") != want {
 			t.Errorf("%s: Content-Type %q, net/http sends %q", tc.name, got["Content-Type"], want)
@@ -304,7 +325,7 @@ func TestResponseWriterRetired(t *testing.T) {
 	_, first, _ := decodeRequest(env)
 	first.Header().Set("X-First", "1")
 	first.Write([]byte("first"))
-	first.finish()
+	first.finish("")
 	head, body := first.head, first.body
 	hdr := first.Header()
 	first.retire()
@@ -322,7 +343,7 @@ func TestResponseWriterRetired(t *testing.T) {
 	hdr.Set("X-Leak-Kept", "1") // the map it took while it ran
 	first.WriteHeader(500)
 	second.Write([]byte("second"))
-	second.finish()
+	second.finish("")
 	st, got, b := decodeResponse(t, append(second.head, second.body...))
 	if st != 200 || b != "second" || got["X-Leak"] != nil || got["X-Leak-Kept"] != nil || got["X-First"] != nil {
 		t.Errorf("second response: %d %v %q", st, got, b)
@@ -365,7 +386,7 @@ func TestNoBodyStatuses(t *testing.T) {
 		if n, err := io.WriteString(w, "x"); n != 0 || err != http.ErrBodyNotAllowed {
 			t.Errorf("%d: WriteString = %d, %v", status, n, err)
 		}
-		w.finish()
+		w.finish("")
 		if st, h, b := decodeResponse(t, w.envelope()); st != status || b != "" || h["Content-Type"] != nil {
 			t.Errorf("%d: response %d %v %q", status, st, h, b)
 		}
@@ -381,7 +402,7 @@ func TestNotModifiedDropsBodyHeaders(t *testing.T) {
 	h.Set("Content-Length", "12")
 	h.Set("ETag", `"v1"`)
 	w.WriteHeader(http.StatusNotModified)
-	w.finish()
+	w.finish("")
 	st, got, _ := decodeResponse(t, w.envelope())
 	if st != http.StatusNotModified || got["Content-Type"] != nil || got["Content-Length"] != nil || got["Etag"] == nil && got["ETag"] == nil {
 		t.Errorf("304 answered %d %v", st, got)
@@ -533,7 +554,7 @@ func TestLargeBodyInParts(t *testing.T) {
 			if held > len(want)+bodyPart+tc.first {
 				t.Errorf("the writer holds %d bytes for a body of %d", held, len(want))
 			}
-			w.finish()
+			w.finish("")
 			st, h, body := decodeResponse(t, w.envelope())
 			if st != 200 || body != string(want) {
 				t.Fatalf("status %d, body of %d bytes, equal %t", st, len(body), body == string(want))

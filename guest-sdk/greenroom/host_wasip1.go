@@ -122,7 +122,7 @@ func greenroomHandle(reqLen uint32) uint32 {
 	}
 	dbCallEnded()
 	if code == handleOK {
-		w.finish()
+		w.finish(req.Pattern)
 		slotMu.Lock()
 		writeAll(w.head)
 		writeAll(w.body)

@@ -1,6 +1,6 @@
 // Package metrics exports greenroom's figures in Prometheus format with
-// github.com/prometheus/client_golang: HTTP requests per plugin and status
-// with a latency histogram, instance pools, guest failures, host-function
+// github.com/prometheus/client_golang: HTTP requests per plugin, route and
+// status with a latency histogram, instance pools, guest failures, host-function
 // calls and capability denials, plugin load and compile times, dropped log
 // lines, and whatever other services register (task runs).
 //
@@ -42,13 +42,13 @@ func New(rt *runtime.Runtime, extra ...prometheus.Collector) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "requests_total",
-		Help: "HTTP requests by plugin (\"-\" for greenroom's own routes) and status code.",
-	}, []string{"plugin", "status"})
+		Help: "HTTP requests by plugin (\"-\" for greenroom's own routes), route (the plugin's ServeMux pattern without its method, \"-\" for none) and status code.",
+	}, []string{"plugin", "route", "status"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "http", Name: "request_duration_seconds",
-		Help:    "HTTP request latency by plugin, from the request read to the response handed to the connection (the sending of a large body to a slow client is not included).",
+		Help:    "HTTP request latency by plugin and route, from the request read to the response handed to the connection (the sending of a large body to a slow client is not included).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"plugin"})
+	}, []string{"plugin", "route"})
 	m.Registry.MustRegister(m.requests, m.duration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -60,13 +60,17 @@ func New(rt *runtime.Runtime, extra ...prometheus.Collector) *Metrics {
 	return m
 }
 
-// ObserveRequest records one HTTP request.
-func (m *Metrics) ObserveRequest(pluginID string, status int, d time.Duration) {
+// ObserveRequest records one HTTP request to route of plugin pluginID
+// ("" for none).
+func (m *Metrics) ObserveRequest(pluginID, route string, status int, d time.Duration) {
 	if pluginID == "" {
 		pluginID = NonPlugin
 	}
-	m.requests.WithLabelValues(pluginID, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(pluginID).Observe(d.Seconds())
+	if route == "" {
+		route = NonPlugin
+	}
+	m.requests.WithLabelValues(pluginID, route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(pluginID, route).Observe(d.Seconds())
 }
 
 // runtimeCollector reads the runtime's counters at scrape time.

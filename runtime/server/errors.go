@@ -132,7 +132,7 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 	if fc := c.Context(); fc.ConnRequestNum() == 0 && !fc.ConnTime().IsZero() {
 		took = time.Since(fc.ConnTime())
 	}
-	s.record(c.Context(), "", id, "", "", took)
+	s.record(c.Context(), "", id, "", "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the
@@ -276,7 +276,7 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
-	s.record(ctx, method, ae.RequestID, "", "", time.Since(start))
+	s.record(ctx, method, ae.RequestID, "", "", "", time.Since(start))
 }
 
 // hasBothFramings reports whether raw, a request's header lines as

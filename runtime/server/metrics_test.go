@@ -109,10 +109,11 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		labels []string
 		delta  float64
 	}{
-		{"greenroom_http_requests_total", []string{"plugin", "hello", "status", "200"}, 5},
-		{"greenroom_http_request_duration_seconds", []string{"plugin", "hello"}, 5},
+		{"greenroom_http_requests_total", []string{"plugin", "hello", "route", "/echo", "status", "200"}, 5},
+		{"greenroom_http_request_duration_seconds", []string{"plugin", "hello", "route", "/echo"}, 5},
 		{"greenroom_http_requests_total", []string{"plugin", "hostile", "status", "504"}, 1},
-		{"greenroom_http_requests_total", []string{"plugin", "hello", "status", "401"}, 2},
+		// Refused before the plugin: no route.
+		{"greenroom_http_requests_total", []string{"plugin", "hello", "route", "-", "status", "401"}, 2},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "timeout"}, 1},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "panic"}, 1},
 		{"greenroom_plugin_failures_total", []string{"plugin", "hostile", "kind", "memory_limit"}, 1},

@@ -136,6 +136,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		var mounted map[int][]byte
 		for i, h := range resp.Headers {
 			held += int64(len(h[0]) + len(h[1]) + 4)
+			if rs.route == "" && string(h[0]) == routeHeader {
+				rs.route = s.routeLabels.label(id, h[1])
+			}
 			if !isLocation(h[0]) || !forwardResponseHeader(h[0], h[1]) {
 				continue
 			}

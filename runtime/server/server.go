@@ -49,6 +49,8 @@ type Server struct {
 	// knows the config files.
 	reloader atomic.Pointer[Reloader]
 	metrics  *metrics.Metrics
+	// routeLabels turns the routes plugins' responses name into labels.
+	routeLabels routeLabels
 
 	// base is the parent context of every plugin call; cancelling it
 	// interrupts them all (hard shutdown).
@@ -342,7 +344,10 @@ type reqState struct {
 	id      string
 	plugin  string
 	subject string
-	start   time.Time
+	// route is the route label of the plugin's answer (routeLabels), ""
+	// when the plugin wrote none.
+	route string
+	start time.Time
 	// method and path are set before the request is registered in
 	// flight and change only under inflightMu, copied when its answer
 	// outlives its handler (with sending set), so a shutdown may read them.
@@ -419,7 +424,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		c.Context().SetConnectionClose()
 		s.dropBody(c)
 	}
-	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.subject, time.Since(rs.start))
+	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
 	return nil
 }
 
@@ -453,9 +458,9 @@ func (s *Server) forget(rs *reqState) {
 // record counts an answered request in the metrics and writes its access
 // log line: every request, also those answered before the middleware
 // (guard, errorHandler), whose plugin and principal are "".
-func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal string, took time.Duration) {
+func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, route, principal string, took time.Duration) {
 	status := fc.Response.StatusCode()
-	s.metrics.ObserveRequest(plugin, status, took)
+	s.metrics.ObserveRequest(plugin, route, status, took)
 	if !s.rt.Config().Log.AccessLog {
 		return
 	}
@@ -484,6 +489,9 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, principal s
 	}
 	if plugin != "" {
 		f["plugin"] = plugin
+	}
+	if route != "" {
+		f["route"] = route
 	}
 	if principal != "" {
 		f["principal"] = principal

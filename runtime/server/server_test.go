@@ -1133,7 +1133,9 @@ func sha256File(t *testing.T, path string) string {
 // access_log = false turns it off.
 func TestAccessLog(t *testing.T) {
 	in := start(t, fmt.Sprintf("[server]\nheader_limit = \"4KiB\"\n[plugins.hello]\npath = %q\n", helloWasm))
-	in.Get(t, "/api/hello/ping", "X-Request-Id", "access-1")
+	if _, h, _ := in.Get(t, "/api/hello/ping", "X-Request-Id", "access-1"); len(h.Values(":route")) != 0 {
+		t.Errorf("the route pseudo-header reached the client: %v", h)
+	}
 	in.Get(t, "/nothing", "X-Request-Id", "access-2")
 	in.Do(t, "HEAD", "/api/hello/ping", nil, "X-Request-Id", "access-head")
 	// Headers over the limit: fasthttp never reads the request's head.
@@ -1151,7 +1153,7 @@ func TestAccessLog(t *testing.T) {
 	if ping == nil {
 		t.Fatalf("no access-log line for the ping; log:\n%s", in.Log.String())
 	}
-	for k, want := range map[string]any{"method": "GET", "path": "/api/hello/ping", "plugin": "hello", "status": 200.0,
+	for k, want := range map[string]any{"method": "GET", "path": "/api/hello/ping", "plugin": "hello", "route": "/ping", "status": 200.0,
 		"bytes": float64(len(`{"ok":true}`)), "principal": "service:servertest"} {
 		if ping[k] != want {
 			t.Errorf("access log %s = %v, want %v (line %v)", k, ping[k], want, ping)
@@ -1165,7 +1167,7 @@ func TestAccessLog(t *testing.T) {
 	} else if _, err := time.ParseDuration(d); err != nil {
 		t.Errorf("duration %q: %v", d, err)
 	}
-	if nf := lines["access-2"]; nf == nil || nf["status"] != 404.0 || nf["plugin"] != nil {
+	if nf := lines["access-2"]; nf == nil || nf["status"] != 404.0 || nf["plugin"] != nil || nf["route"] != nil {
 		t.Errorf("404 line: %v", nf)
 	}
 	// A HEAD response's body is never sent.
