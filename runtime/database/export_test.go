@@ -42,3 +42,7 @@ func FailReapChecks(fail func() bool) (restore func()) {
 	}
 	return func() { terminate = old }
 }
+
+// MarkTable is the table of a plugin's SQLite file that lists the
+// migrations the file holds.
+const MarkTable = markTable

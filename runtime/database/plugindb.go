@@ -1185,6 +1185,11 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	if err := db.NewSelect().Model(&recs).Where("plugin = ?", p.id).Scan(ctx); err != nil {
 		return fmt.Errorf("read applied migrations: %w", err)
 	}
+	if p.svc.cfg.Client == ClientSQLite {
+		if recs, err = p.reconcileSQLite(ctx, recs); err != nil {
+			return timedOut(fmt.Errorf("compare the plugin's migration records with its database file: %w", err))
+		}
+	}
 	applied := map[string]string{}
 	for _, r := range recs {
 		if r.Xact != "" {
@@ -1362,9 +1367,15 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	// transaction's id until its COMMIT is confirmed. A replica that stops
 	// in between, or a COMMIT whose outcome is lost with its connection,
 	// leaves the row for the next load to settle (settleMigration): on
-	// PostgreSQL neither a migration lost nor one applied twice. SQLite
-	// has no id to ask about: a crash in that instant (its COMMIT has no
-	// deferred work) leaves a migration recorded but not applied.
+	// PostgreSQL neither a migration lost nor one applied twice. On SQLite
+	// the row is in another file: the migration's transaction marks it in
+	// the plugin's own file too (markApplied), which the next load
+	// compares the rows with (reconcileSQLite).
+	if p.svc.cfg.Client == ClientSQLite {
+		if err := markApplied(ctx, conn, rec); err != nil {
+			return nameRefusal(conn, p.svc.backend.classify(err))
+		}
+	}
 	if _, err := p.svc.DB().NewInsert().Model(rec).Exec(ctx); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}

@@ -403,6 +403,8 @@ func refusedWhat(action sqlite.AuthorizerActionCode, arg1, arg2, dbName string) 
 		return "function " + arg2 + "()"
 	case action == sqlite.AuthCreateVTable || action == sqlite.AuthDropVTable:
 		return "virtual table module " + arg2
+	case markTableTouched(action, arg1, arg2):
+		return "changing the runtime's table " + markTable
 	case action == sqlite.AuthAlterTable:
 		return "ALTER TABLE in database " + arg1
 	}
@@ -845,6 +847,25 @@ var deniedFunctions = map[string]bool{
 	"load_extension": true, "fts3_tokenizer": true,
 }
 
+// markTableTouched reports whether action changes, removes or shadows the
+// runtime's markTable, which plugins may only read: writing it (also from
+// a trigger, whose statements are authorized as they compile), dropping
+// or altering it, an index or trigger on it, or a table, view or virtual
+// table of its name (in temp too, where it would shadow the runtime's).
+func markTableTouched(action sqlite.AuthorizerActionCode, arg1, arg2 string) bool {
+	switch action {
+	case sqlite.AuthInsert, sqlite.AuthUpdate, sqlite.AuthDelete,
+		sqlite.AuthCreateTable, sqlite.AuthCreateTempTable, sqlite.AuthDropTable, sqlite.AuthDropTempTable,
+		sqlite.AuthCreateView, sqlite.AuthCreateTempView, sqlite.AuthCreateVTable:
+		return isMarkTable(arg1)
+	case sqlite.AuthAlterTable,
+		sqlite.AuthCreateIndex, sqlite.AuthCreateTempIndex, sqlite.AuthDropIndex, sqlite.AuthDropTempIndex,
+		sqlite.AuthCreateTrigger, sqlite.AuthCreateTempTrigger, sqlite.AuthDropTrigger, sqlite.AuthDropTempTrigger:
+		return isMarkTable(arg2)
+	}
+	return false
+}
+
 // authorize is the SQLite authorizer of plugin connections. It runs while a
 // statement is compiled; a denied action fails the statement with
 // SQLITE_AUTH before it runs.
@@ -855,6 +876,9 @@ func authorize(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, _ string)
 		dbName = arg1
 	}
 	if dbName != "" && dbName != "main" && dbName != "temp" {
+		return sqlite.AuthorizerDeny
+	}
+	if markTableTouched(action, arg1, arg2) {
 		return sqlite.AuthorizerDeny
 	}
 	switch action {
