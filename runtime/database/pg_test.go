@@ -1072,3 +1072,56 @@ func TestPGRestartRecoversAtOnce(t *testing.T) {
 		t.Errorf("three statements after the server came back took %s", took)
 	}
 }
+
+// A server restart that ends a plugin's migration is passing: the plugin
+// retries its load and applies the migration once the server is back,
+// rather than stay failed until a reload. (A plugin ending its own
+// backend is not: TestPGSelfTerminatedMigrationFails.)
+func TestPGRestartDuringMigrationRetries(t *testing.T) {
+	url, down, up := pgtest.Restartable(t)
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var n int
+			if db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()").Scan(&n) == nil && n > 0 {
+				db.Close()
+				down()
+				up()
+				return
+			}
+		}
+	}()
+	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "pgslow", ""))
+	<-restarted
+	st, reason := in.RT.Slot("alpha").Status()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && st != "ready" && st != "failed"; time.Sleep(100 * time.Millisecond) {
+		st, reason = in.RT.Slot("alpha").Status()
+	}
+	if st != "ready" {
+		t.Fatalf("alpha after the restart: %s %s, want ready once its load was retried", st, reason)
+	}
+	if !strings.Contains(in.Log.String(), "restarted or failed over while it ran") {
+		t.Error("no log line says the migration was ended by the server's restart")
+	}
+	must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+	if n := count(t, in, "alpha", "applied"); n != 1 {
+		t.Errorf("002 applied %d times, want once", n)
+	}
+}
+
+// A plugin whose migration ends its own backend gets the same error a
+// server's restart gives (57P01), but the server did not restart: the
+// plugin fails, it does not retry for ever.
+func TestPGSelfTerminatedMigrationFails(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "pgselfkill", ""))
+	st, reason := in.RT.Slot("alpha").Status()
+	if st != "failed" || !strings.Contains(reason, "57P01") {
+		t.Fatalf("alpha: %s %s, want failed with the backend's termination", st, reason)
+	}
+}

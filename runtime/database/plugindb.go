@@ -1224,9 +1224,21 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	if p.svc.cfg.SkipMigrations {
 		return &pendingError{fmt.Sprintf("%d migrations pending (first: %s) and database.skip_migrations is set: run `greenroom migrate up`", len(pending), pending[0].Name)}
 	}
+	// The server's start, to tell a migration the server's restart (or a
+	// failover) ended from one the plugin's own SQL failed: the first is
+	// worth loading again, the second is not.
+	var serverStart time.Time
+	if p.svc.cfg.Client == ClientPG {
+		if err := db.QueryRowContext(ctx, "SELECT pg_catalog.pg_postmaster_start_time()").Scan(&serverStart); err != nil {
+			serverStart = time.Time{}
+		}
+	}
 	for _, f := range pending {
 		start := time.Now()
 		if err := p.applyOne(ctx, f); err != nil {
+			if !serverStart.IsZero() && parent.Err() == nil && p.serverRestarted(parent, serverStart) {
+				return &serverGoneError{fmt.Errorf("migration %s failed: the database server restarted or failed over while it ran (it is applied again when the plugin's load is retried): %w", f.Name, err)}
+			}
 			var full *fullError
 			var mem *memoryError
 			if max := p.limits().MaxSize; max > 0 && errors.As(p.svc.backend.classify(err), &full) {
@@ -1240,6 +1252,27 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		p.log.WithFields(logrus.Fields{"migration": f.Name, "took": time.Since(start).Round(time.Millisecond).String()}).Info("applied plugin migration")
 	}
 	return nil
+}
+
+// serverRestarted reports whether the database server is not the one that
+// was running at since (pg_postmaster_start_time): it restarted, another
+// took over, or none answers now.
+func (p *PluginDB) serverRestarted(ctx context.Context, since time.Time) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	// The pool's connections died with the old server: the first
+	// attempts may find one of them; each failure discards it.
+	for range 3 {
+		var now time.Time
+		err := p.svc.DB().QueryRowContext(ctx, "SELECT pg_catalog.pg_postmaster_start_time()").Scan(&now)
+		switch {
+		case err == nil:
+			return !now.Equal(since)
+		case Transient(err) || ctx.Err() != nil:
+			return true // no server answers
+		}
+	}
+	return false
 }
 
 // txControlRefused is the error of a migration that would end or begin a

@@ -36,10 +36,16 @@ import (
 // migration_timeout, and the load then goes on or fails on its own error.
 // A wait for a lock a plugin's own transaction can hold (its role's) is
 // not.
+//
+// Nor a migration the server's restart or a failover ended
+// (serverGoneError): the runtime's own connection finds the server
+// started anew (or none), which no plugin can fake by ending its own
+// backend.
 func Transient(err error) bool {
 	var pe *pendingError
 	var le *lockWaitError
-	if errors.As(err, &pe) || errors.As(err, &le) {
+	var se *serverGoneError
+	if errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &se) {
 		return true
 	}
 	var ce *pgconn.ConnectError
@@ -70,13 +76,23 @@ type lockWaitError struct{ err error }
 func (e *lockWaitError) Error() string { return e.err.Error() }
 func (e *lockWaitError) Unwrap() error { return e.err }
 
+// serverGoneError is the load error of a plugin whose migration ended
+// because the database server restarted or failed over.
+type serverGoneError struct{ err error }
+
+func (e *serverGoneError) Error() string { return e.err.Error() }
+func (e *serverGoneError) Unwrap() error { return e.err }
+
 // RetryWhy says, for an error Transient accepts, why the load is retried,
 // in words that follow "plugin X is retrying its load" and name no part of
 // the error itself (readiness answers anyone).
 func RetryWhy(err error) string {
 	var pe *pendingError
 	var le *lockWaitError
+	var se *serverGoneError
 	switch {
+	case errors.As(err, &se):
+		return "after the database server restarted during its migration"
 	case errors.As(err, &pe):
 		return "while its migrations are pending (run `greenroom migrate up`)"
 	case errors.As(err, &le):
