@@ -937,12 +937,18 @@ func (s *Scheduler) execute(r *run) {
 		// while it waited for its due time.
 		err = &plugin.CallError{Plugin: t.Plugin, Kind: plugin.FailCanceled, Err: plugin.ErrNotBegun}
 	} else {
+		grace := runGrace(t.Timeout)
 		code, out, err = s.cfg.Run(ctx, t.Plugin, plugin.Call{
 			Export:  hostfuncs.ExportTaskRun,
 			Task:    t.ID,
-			Timeout: t.Timeout,
+			Timeout: t.Timeout + grace,
 			Cancel:  cancelReq,
 			Encode: func(dst []byte, d int64) []byte {
+				// Run's ctx ends at the timeout; the call is
+				// interrupted grace later.
+				if d > 0 {
+					d -= int64(grace)
+				}
 				began, deadline = s.clk.Now(), d
 				// How late the run started is known now: counted when it
 				// starts, not when it ends, so that a long run's lateness
@@ -957,8 +963,7 @@ func (s *Scheduler) execute(r *run) {
 	}
 	// A Run that returned an error once its timeout had passed (ctx.Err(),
 	// or an error its ended ctx caused) timed out, as one the runtime
-	// interrupted did: the guest's ctx ends at the same instant as the
-	// call, so which of the two ends the run first is a race.
+	// interrupted did.
 	pastDeadline := deadline > 0 && !time.Now().Before(time.Unix(0, deadline))
 	end := s.clk.Now()
 	s.stats.running.Add(-1)
@@ -976,6 +981,13 @@ func (s *Scheduler) execute(r *run) {
 	}
 	s.forget(r, true)
 }
+
+// runGrace is how long after a run's timeout, when its Run's ctx ends,
+// the runtime interrupts the call: time for a Run that watches ctx to
+// return ctx.Err() or clean up. A tenth of the timeout, at most a second.
+// (With both at the same instant, whether Run saw its ctx end at all was
+// a race, lost about half the time.)
+func runGrace(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
 
 // forget drops r from the runs in progress and from its task, which then
 // acts on its next due time: the one after r's when r ran, r's own when
