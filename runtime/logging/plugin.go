@@ -151,17 +151,17 @@ func (l *PluginLogger) Enabled(level int32) bool {
 	return level >= l.floor.Load() && l.log.IsLevelEnabled(LogrusLevel(level))
 }
 
-// reserved are the fields the runtime sets on every plugin line, and those
-// of its audit and access-log lines; a plugin attribute with one of these
+// reserved are the fields the runtime sets on every plugin line, and the
+// field that marks its audit lines; a plugin attribute with one of these
 // keys is written as "fields.<key>" (as logrus does for time, msg and
-// level) so that a plugin cannot forge them: a line with a top-level
-// "audit" field, say, is always the runtime's.
+// level) so that a plugin cannot forge them: a line's plugin, request and
+// task are the runtime's, and a line with a top-level "audit" field is
+// always the runtime's. Every other key is the plugin's to use, the
+// common ones of HTTP work (status, path, method, bytes, duration)
+// included.
 func reserved(k string) bool {
 	switch k {
-	case "plugin", "request_id", "task", "stream", "phase",
-		// server.audit's and the access log's
-		"audit", "principal", "credential", "ip", "method", "path", "status", "reason",
-		"bytes", "duration", "duration_ms", "listener":
+	case "plugin", "request_id", "task", "stream", "phase", "audit":
 		return true
 	}
 	return false
