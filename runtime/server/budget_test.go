@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
 // dial opens a connection to the server at url, closed when the test
@@ -506,4 +507,53 @@ func TestShutdownClosesAHalfSentHead(t *testing.T) {
 	if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
 		t.Errorf("the client got %q", b)
 	}
+}
+
+// A request whose head arrived before the shutdown began is in flight
+// while its body is still arriving: it is served, and the shutdown waits
+// for it. Its read was ended at once (408) and the shutdown reported
+// nothing cut off; a body that never ends is named as cut off.
+func TestShutdownServesABodyStillArriving(t *testing.T) {
+	const body = `{"part":1,"part":2}`
+	send := func(t *testing.T, in *servertest.Instance) net.Conn {
+		c := dial(t, in.URL)
+		fmt.Fprintf(c, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", in.Token, len(body), body[:10])
+		time.Sleep(200 * time.Millisecond)
+		return c
+	}
+	shutdown := func(in *servertest.Instance, d time.Duration) <-chan error {
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			shut <- in.Server.Shutdown(ctx)
+		}()
+		return shut
+	}
+	t.Run("served", func(t *testing.T) {
+		in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+		c := send(t, in)
+		shut := shutdown(in, 10*time.Second)
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(c, body[10:])
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(got) != body {
+			t.Errorf("the request whose body arrived during the shutdown: %d %q", resp.StatusCode, got)
+		}
+		if err := <-shut; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	t.Run("cut off", func(t *testing.T) {
+		in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
+		send(t, in) // the rest never comes
+		if err := <-shutdown(in, 500*time.Millisecond); err == nil || !strings.Contains(err.Error(), "its body still arriving") {
+			t.Errorf("shutdown with a body that never ends: %v, want it named as cut off", err)
+		}
+	})
 }

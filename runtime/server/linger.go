@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -45,6 +46,64 @@ type lingerConn struct {
 	// busy counts the requests of the connection in the server's
 	// handler (see connSet.expireReads).
 	busy atomic.Int32
+	// headDone is set once the head of a request has arrived (an empty
+	// line read since the last answer was written), until an answer is
+	// written: the request is then the server's to serve, its body still
+	// arriving perhaps, even before it reaches the handler. head is
+	// Read's state of the search for the empty line; newHead asks Read to
+	// start it anew (set when an answer was written).
+	headDone atomic.Bool
+	newHead  atomic.Bool
+	head     int
+	// early is set by a shutdown on a connection whose request's head had
+	// arrived when it began: that request is served, not refused.
+	early atomic.Bool
+}
+
+// Read notes the end of a request's head (headDone).
+func (c *lingerConn) Read(p []byte) (int, error) {
+	n, err := c.TCPConn.Read(p)
+	if n > 0 && !c.headDone.Load() {
+		if c.newHead.Swap(false) {
+			c.head = 0
+		}
+		if c.head = headEnd(c.head, p[:n]); c.head == headFound {
+			c.headDone.Store(true)
+		}
+	}
+	return n, err
+}
+
+// Write ends the request whose answer it writes: the next bytes read are
+// a new request's head. "100 Continue" is not an answer.
+func (c *lingerConn) Write(p []byte) (int, error) {
+	if !bytes.HasPrefix(p, []byte("HTTP/1.1 100 ")) {
+		c.headDone.Store(false)
+		c.newHead.Store(true)
+	}
+	return c.TCPConn.Write(p)
+}
+
+// headFound is headEnd's state once a head's empty line was read.
+const headFound = 3
+
+// headEnd goes on searching b for the empty line that ends a request's
+// head (LF CR LF or LF LF), from state (0: in a line, 1: after its LF, 2:
+// after LF CR), and returns the state after b.
+func headEnd(state int, b []byte) int {
+	for _, ch := range b {
+		switch {
+		case ch == '\n' && state >= 1:
+			return headFound
+		case ch == '\n':
+			state = 1
+		case ch == '\r' && state == 1:
+			state = 2
+		default:
+			state = 0
+		}
+	}
+	return state
 }
 
 // connSet is the open connections of a listener.
@@ -62,6 +121,46 @@ func (s *connSet) add(c *lingerConn) {
 	s.m[c] = struct{}{}
 }
 
+// receiving marks the connections whose request's head has arrived but
+// which are not in the handler yet (a body still arriving) as early: a
+// shutdown beginning serves their requests.
+func (s *connSet) receiving() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.m {
+		if c.headDone.Load() && c.busy.Load() == 0 {
+			c.early.Store(true)
+		}
+	}
+}
+
+// early reports whether a connection marked early (receiving) has its
+// request still to reach the handler.
+func (s *connSet) early() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.m {
+		if c.early.Load() && c.headDone.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// stillReceiving names the connections whose request's head arrived but
+// whose request never reached the handler: cut off by a shutdown.
+func (s *connSet) stillReceiving() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for c := range s.m {
+		if c.headDone.Load() && c.busy.Load() == 0 {
+			out = append(out, "a request from "+c.RemoteAddr().String()+" (its body still arriving)")
+		}
+	}
+	return out
+}
+
 func (s *connSet) remove(c *lingerConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -69,9 +168,11 @@ func (s *connSet) remove(c *lingerConn) {
 }
 
 // expireReads ends, until stop is closed, every read of a connection
-// that is not in the server's handler: a shutdown calls it once no
-// request it admitted is left. Such a connection is idle or sending the
-// head of a request the server will not serve; fasthttp's shutdown closes
+// that is not in the server's handler and has no request's head read: a
+// shutdown calls it once no request it admitted is left. Such a
+// connection is idle or sending the head of a request the server will not
+// serve (one whose head has arrived, its body still arriving, is served:
+// see early); fasthttp's shutdown closes
 // idle ones itself but waits for one whose head is half sent, and a client
 // that sent half a head and stopped held every shutdown for its whole
 // timeout, then reported as work cut off. A read ended fails, and fasthttp
@@ -82,7 +183,7 @@ func (s *connSet) expireReads(stop <-chan struct{}) {
 	for {
 		s.mu.Lock()
 		for c := range s.m {
-			if c.busy.Load() == 0 {
+			if c.busy.Load() == 0 && !c.headDone.Load() {
 				c.SetReadDeadline(time.Now())
 			}
 		}

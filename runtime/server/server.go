@@ -191,6 +191,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // ends; then it interrupts the plugin calls still running. When ctx ended
 // first, the error names the requests it cut off.
 //
+// A request whose head had arrived when the shutdown began is in flight,
+// also while its body is still arriving.
+//
 // While requests are in flight the listener stays open: a new request gets
 // 503 shutting_down (the health endpoints answer, readiness 503), so that
 // what a client or a probe sees during the drain is an answer rather than
@@ -200,8 +203,11 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // served, is closed (connSet.expireReads) rather than waited for.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	// A request whose head has arrived, its body still arriving, is in
+	// flight too: it is served, and waited for.
+	s.conns.receiving()
 	s.refusing.Store(true)
-	for s.admitted.Load() > 0 && ctx.Err() == nil {
+	for (s.admitted.Load() > 0 || s.conns.early()) && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-time.After(10 * time.Millisecond):
@@ -216,7 +222,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.app.ShutdownWithContext(ctx)
 	if err != nil {
-		if cut := s.inFlight(); len(cut) > 0 {
+		if cut := append(s.inFlight(), s.conns.stillReceiving()...); len(cut) > 0 {
 			err = fmt.Errorf("%w; cut off: %s", err, strings.Join(cut, ", "))
 		}
 	}
@@ -369,9 +375,13 @@ func stateOf(c *fiber.Ctx) *reqState {
 // requestState gives every request an id (X-Request-Id when the client sent
 // a valid one), returns it, and writes the access log line.
 func (s *Server) requestState(c *fiber.Ctx) error {
+	// early: the request's head had arrived when a shutdown began (its
+	// body was still arriving): it is served, not refused.
+	early := false
 	if lc, ok := c.Context().Conn().(*lingerConn); ok {
 		lc.busy.Add(1)
 		defer lc.busy.Add(-1)
+		early = lc.early.Swap(false)
 	}
 	rs := &reqState{start: time.Now(), id: requestIDFrom(c.Get(fiber.HeaderXRequestID))}
 	c.Locals(stateKey, rs)
@@ -396,7 +406,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		s.forget(rs)
 	}()
 	var err error
-	if s.refusing.Load() && !isHealth(c) {
+	if s.refusing.Load() && !isHealth(c) && !early {
 		// Counted and logged under its plugin, as a refused request to
 		// one is; the answer, before any credential was checked, does
 		// not name it.
