@@ -187,7 +187,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		s := old.slots[id]
 		s.host.Store(nil)
 		if p := s.cur.Swap(nil); p != nil {
-			r.retire(p, oldCfg.Server.ShutdownTimeout.D())
+			r.retire(p, drainTime(oldCfg, p))
 		}
 		s.set(StateClosed, nil)
 		res.Plugins[id] = PluginReload{Outcome: OutcomeRemoved}

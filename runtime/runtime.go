@@ -623,8 +623,16 @@ func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host
 		r.sched.SetTasks(s.ID, h.tasks)
 	}
 	if old != nil {
-		r.retire(old, cfg.Server.ShutdownTimeout.D())
+		r.retire(old, drainTime(cfg, old))
 	}
+}
+
+// drainTime is how long a replaced version old has to finish its calls in
+// flight: server.shutdown_timeout, or its limits.timeout when that is
+// longer, so that a reload never cuts a request its own timeout allows.
+// (A task run with a longer timeout of its own is cut at that bound.)
+func drainTime(cfg *config.Config, old *plugin.Plugin) time.Duration {
+	return max(cfg.Server.ShutdownTimeout.D(), old.Limits().Timeout)
 }
 
 // retire closes a version that no longer takes calls once its calls in

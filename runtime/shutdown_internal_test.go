@@ -108,3 +108,35 @@ func verConfig(t *testing.T, head, limits string) func(instances int) *config.Co
 		return cfg
 	}
 }
+
+// A reload never cuts a call its own timeout allows: a replaced version
+// drains for server.shutdown_timeout or its limits.timeout, the longer.
+// A call of 3s under a timeout of 10s was cut at a shutdown_timeout of
+// 1s (503 to its client).
+func TestReloadDrainsForThePluginsTimeout(t *testing.T) {
+	read := verConfig(t, "[server]\nshutdown_timeout = \"1s\"\n", "timeout = \"10s\", ")
+	log, _ := logtest.NewNullLogger()
+	rt, err := New(read(2), log, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	ctx := context.Background()
+	rt.Load(ctx)
+	slow := make(chan error, 1)
+	go func() {
+		req := &hostfuncs.Request{Method: []byte("GET"), Path: []byte("/slow"), RawQuery: []byte("ms=3000"), RequestID: "slow"}
+		slow <- rt.Handle(ctx, "ver", req, func(hostfuncs.Response) error { return nil })
+	}()
+	for deadline := time.Now().Add(10 * time.Second); rt.Slot("ver").Plugin().Stats().Busy < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow call never started")
+		}
+	}
+	if res, err := rt.Reload(ctx, read(3)); err != nil || res.Plugins["ver"].Outcome != OutcomeReloaded {
+		t.Fatalf("reload: %+v %v", res, err)
+	}
+	if err := <-slow; err != nil {
+		t.Errorf("the call in flight on the replaced version: %v", err)
+	}
+}
