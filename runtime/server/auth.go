@@ -211,7 +211,7 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 		"credential": cred,
 		"ip":         c.IP(),
 		"method":     c.Method(),
-		"path":       s.loggedPath(c.Request().URI().PathOriginal()),
+		"path":       s.loggedPath(c.Request()),
 		"status":     status,
 		"request_id": rs.id,
 	}

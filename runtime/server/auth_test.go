@@ -668,3 +668,22 @@ func TestReadinessAuditsAFailedCredential(t *testing.T) {
 		t.Errorf("the failed credential is not audited:\n%s", in.Log.String())
 	}
 }
+
+// A request's own credential is not logged, should the client also put it
+// in the path: a JWT is no configured secret, so the log's redaction did
+// not know it (the access and audit lines showed it whole).
+func TestCredentialInPathNotLogged(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	tok := idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))
+	in.DoAnon(t, "GET", "/api/hello/"+tok, nil, bearer(tok)...)
+	in.DoAnon(t, "GET", "/api/hello/x%2F"+tok, nil, bearer(tok)...)
+	in.DoAnon(t, "GET", "/.greenroom/plugins/v1/"+tok, nil, bearer(tok)...) // audited: not an admin
+	log := in.Log.String()
+	if strings.Contains(log, tok) || strings.Contains(log, tok[:40]) {
+		t.Errorf("the request's JWT is in the log:\n%s", log)
+	}
+	if !strings.Contains(log, `"path":"/api/hello/[REDACTED]"`) {
+		t.Errorf("no access line with the credential redacted from its path:\n%s", log)
+	}
+}

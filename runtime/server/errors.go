@@ -52,7 +52,7 @@ func (s *Server) next(c *fiber.Ctx, rs *reqState) (err error) {
 		if v := recover(); v != nil {
 			s.log.WithFields(logrus.Fields{
 				"method":     rs.method,
-				"path":       s.loggedPath(c.Request().URI().PathOriginal()),
+				"path":       s.loggedPath(c.Request()),
 				"request_id": rs.id,
 				"stack":      string(debug.Stack()),
 			}).Errorf("panic serving a request: %v", v)

@@ -495,7 +495,7 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, route, prin
 	// "" for a request whose head was not read (see errorHandler).
 	if method != "" {
 		f["method"] = method
-		f["path"] = s.loggedPath(fc.Request.URI().PathOriginal())
+		f["path"] = s.loggedPath(&fc.Request)
 	}
 	if plugin != "" {
 		f["plugin"] = plugin
@@ -661,14 +661,37 @@ func unhex(c byte) (byte, bool) {
 // it: as the client sent it, unless its percent-decoding holds a secret of
 // the config, which the log's redaction finds only in the usual encodings
 // (a client may send lower-case hex, or encode a character that needs
-// none): then decoded, the secret redacted.
-func (s *Server) loggedPath(raw []byte) string {
+// none): then decoded, the secret redacted. The request's own bearer
+// credential is redacted from it too.
+func (s *Server) loggedPath(req *fasthttp.Request) string {
+	raw := req.URI().PathOriginal()
 	p := string(raw)
+	// The request's own bearer credential (a JWT is no configured
+	// secret) is not logged either, should the client have put it in
+	// the path too.
+	var cred string
+	for _, h := range req.Header.PeekAll(fiber.HeaderAuthorization) {
+		if scheme, token, ok := bytes.Cut(bytes.TrimSpace(h), []byte(" ")); ok && bytes.EqualFold(scheme, []byte("bearer")) {
+			if t := bytes.TrimSpace(token); len(t) >= minLoggedCredential {
+				cred = string(t)
+			}
+		}
+	}
 	if bytes.IndexByte(raw, '%') < 0 {
+		if cred != "" {
+			p = strings.ReplaceAll(p, cred, logging.Redacted)
+		}
 		return p
 	}
 	red := logging.RedactorOf(s.log)
 	dec := unescapeValid(p)
+	if cred != "" && strings.Contains(dec, cred) {
+		dec = strings.ReplaceAll(dec, cred, logging.Redacted)
+		if red != nil {
+			return string(red.Redact([]byte(dec)))
+		}
+		return dec
+	}
 	if red == nil || dec == p {
 		return p
 	}
@@ -677,3 +700,7 @@ func (s *Server) loggedPath(raw []byte) string {
 	}
 	return p
 }
+
+// minLoggedCredential is the shortest bearer credential loggedPath keeps
+// out of a logged path: a shorter one is no credential anyone was issued.
+const minLoggedCredential = 8
