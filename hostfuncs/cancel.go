@@ -2,7 +2,9 @@ package hostfuncs
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -15,7 +17,55 @@ import (
 type CancelRequest struct {
 	done <-chan struct{}
 	seen atomic.Bool
+
+	// Fencing (SetFence): after fence (Unix nanoseconds on now's clock;
+	// 0 for none) the call's host calls trap with ErrFenced instead of
+	// acting, and fenced records that one did.
+	now    func() time.Time
+	fence  atomic.Int64
+	fenced atomic.Bool
 }
+
+// ErrFenced is the trap of a host call made after the call's fence: what
+// let it run (a global task's lease) may have passed to another replica.
+var ErrFenced = errors.New("host call refused: the run's lease may have passed to another replica (this replica was held up past its lease deadline)")
+
+// NewFencedCancelRequest is NewCancelRequest for a call that can be
+// fenced (SetFence) on the clock now.
+func NewFencedCancelRequest(done <-chan struct{}, now func() time.Time) *CancelRequest {
+	return &CancelRequest{done: done, now: now}
+}
+
+// SetFence sets, or moves, the instant after which the call's host calls
+// trap rather than act (on the clock the request was made with; nothing
+// for a request made without one). A scheduler sets it to a global run's
+// lease deadline, which its renewals move on: a replica whose process was
+// held up (stopped, starved) past it, and whose timers have not yet
+// interrupted the run, can then no longer write a log line, run a
+// statement or read a URL on the run's behalf while another replica runs
+// the task.
+func (c *CancelRequest) SetFence(at time.Time) {
+	if c != nil {
+		c.fence.Store(at.UnixNano())
+	}
+}
+
+// Fenced reports whether the call is past its fence, and records it.
+func (c *CancelRequest) Fenced() bool {
+	if c == nil || c.now == nil {
+		return false
+	}
+	f := c.fence.Load()
+	if f == 0 || c.now().UnixNano() <= f {
+		return false
+	}
+	c.fenced.Store(true)
+	return true
+}
+
+// WasFenced reports whether a host call of the call was refused past its
+// fence.
+func (c *CancelRequest) WasFenced() bool { return c != nil && c.fenced.Load() }
 
 // NewCancelRequest returns a request that is made when done is closed.
 func NewCancelRequest(done <-chan struct{}) *CancelRequest {

@@ -85,3 +85,39 @@ func TestStoppableHostCall(t *testing.T) {
 		t.Error("a call made after the stop was asked was ended")
 	}
 }
+
+// Past its fence every host call of the call traps with ErrFenced before
+// the function acts, and the request records that one did; a fence moved
+// on lets calls through again.
+func TestFencedHostCallTraps(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := NewFencedCancelRequest(nil, func() time.Time { return now })
+	in := &Instance{Cancel: c, Counters: NewCounters()}
+	ran := 0
+	f := counted(0, false, api.GoModuleFunc(func(context.Context, api.Module, []uint64) { ran++ }))
+	call := func() (err any) {
+		defer func() { err = recover() }()
+		f.Call(WithInstance(context.Background(), in), nil, []uint64{0})
+		return nil
+	}
+	if err := call(); err != nil || ran != 1 {
+		t.Fatalf("without a fence: %v, ran %d", err, ran)
+	}
+	c.SetFence(now.Add(time.Second))
+	if err := call(); err != nil || ran != 2 || c.WasFenced() {
+		t.Fatalf("before the fence: %v, ran %d", err, ran)
+	}
+	now = now.Add(2 * time.Second)
+	if err := call(); err != ErrFenced || ran != 2 || !c.WasFenced() {
+		t.Fatalf("past the fence: %v, ran %d, fenced %v; want ErrFenced, not run", err, ran, c.WasFenced())
+	}
+	c.SetFence(now.Add(time.Second))
+	if err := call(); err != nil || ran != 3 {
+		t.Fatalf("fence moved on: %v, ran %d", err, ran)
+	}
+	var none *CancelRequest
+	none.SetFence(now)
+	if none.Fenced() || none.WasFenced() || NewCancelRequest(nil).Fenced() {
+		t.Error("a request without a clock is fenced")
+	}
+}

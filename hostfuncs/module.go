@@ -119,7 +119,8 @@ func (c *Counters) Calls(i int) (calls, denied int64) {
 	return c.calls[i].Load(), c.denied[i].Load()
 }
 
-// counted wraps the i-th host function so that calls (and, with
+// counted wraps the i-th host function so that it traps (ErrFenced) for a
+// call past its fence (CancelRequest.SetFence), and so that calls (and, with
 // countDenials, the calls it refuses with ErrDenied) are counted on the
 // calling instance's Counters. Only a capability's functions count
 // denials: a core function is never missing a grant (public_route's
@@ -127,6 +128,9 @@ func (c *Counters) Calls(i int) (calls, denied int64) {
 func counted(i int, countDenials bool, f api.GoModuleFunction) api.GoModuleFunction {
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		in := instanceOf(ctx)
+		if in != nil && in.Cancel.Fenced() {
+			panic(ErrFenced)
+		}
 		if in == nil || in.Counters == nil {
 			f.Call(ctx, mod, stack)
 			return

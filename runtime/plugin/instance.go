@@ -230,10 +230,15 @@ func (r randReader) Read(p []byte) (int, error) {
 }
 
 // interruptAtDeadline traps, like a cut-short sleep, when the call in
-// progress is past its deadline or canceled.
+// progress is past its deadline or canceled, or past its fence (a global
+// task run whose lease may have passed on: hostfuncs.ErrFenced, as the
+// greenroom host functions trap).
 func (in *instance) interruptAtDeadline() {
 	if ctx := in.callCtx; ctx != nil && ctx.Err() != nil {
 		panic(errInterrupted)
+	}
+	if in.state.Cancel.Fenced() {
+		panic(hostfuncs.ErrFenced)
 	}
 }
 

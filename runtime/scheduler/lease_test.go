@@ -243,8 +243,10 @@ func (r *reachable) runs(ctx context.Context, plugin, task string, limit int) ([
 type leaseReplica struct {
 	*Scheduler
 	// runs receives the context of each run as it starts; the run lasts
-	// until its context ends.
-	runs chan context.Context
+	// until its context ends. cancels receives its call's cancel request
+	// just before.
+	runs    chan context.Context
+	cancels chan *hostfuncs.CancelRequest
 }
 
 const testLease = 30 * time.Second
@@ -253,10 +255,11 @@ func startLeaseReplica(t *testing.T, name string, clk *fakeClock, st store) *lea
 	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	r := &leaseReplica{runs: make(chan context.Context, 10)}
+	r := &leaseReplica{runs: make(chan context.Context, 10), cancels: make(chan *hostfuncs.CancelRequest, 10)}
 	r.Scheduler = New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: name,
 		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
 			c.Encode(nil, 0)
+			r.cancels <- c.Cancel
 			r.runs <- ctx
 			select {
 			case <-ctx.Done():
@@ -497,4 +500,43 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A replica held up past its run's lease deadline (its process stopped,
+// say) runs on until its timers fire; meanwhile another replica may take
+// the task. Past that deadline every host call of the run traps (the
+// call's fence, which renewals move on), so the run does nothing more on
+// the task's behalf, and it is recorded as lost. An audit stopped a
+// replica with SIGSTOP past its lease: after SIGCONT its run wrote a log
+// line seven seconds after another replica had taken the task.
+func TestHeldUpRunIsFenced(t *testing.T) {
+	const every, lostAfter = testLease / 3, testLease * 5 / 6
+	clk := newFakeClock(t)
+	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+	sq.now = clk.Now
+	start := clk.Now()
+	a := startLeaseReplica(t, "a", clk, sq)
+	clk.AdvanceTo(start.Add(time.Second))
+	aRun := a.trigger(t)
+	fence := <-a.cancels
+	claimed := clk.Now()
+	if fence.Fenced() {
+		t.Fatal("the run is fenced as it begins")
+	}
+	// A renewal at the first tick moves the fence on.
+	clk.AdvanceTo(start.Add(every))
+	clk.jump(claimed.Add(lostAfter + time.Millisecond))
+	if fence.Fenced() {
+		t.Errorf("fenced %s after its claim, though a renewal %s after it succeeded", clk.Now().Sub(claimed), every-time.Second)
+	}
+	// Held up: the clock jumps past the renewed deadline, no timer fires.
+	clk.jump(start.Add(every).Add(lostAfter + time.Millisecond))
+	if aRun.Err() != nil {
+		t.Fatal("the run's timer fired: the test must hold it up")
+	}
+	if !fence.Fenced() {
+		t.Errorf("not fenced %s after its last renewal, past its lease deadline (%s)", clk.Now().Sub(start.Add(every)), lostAfter)
+	}
+	clk.AdvanceTo(clk.Now()) // the timers due by now fire
+	a.waitLost(t)
 }

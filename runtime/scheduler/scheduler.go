@@ -257,8 +257,11 @@ type run struct {
 	// leaseStop stops the timer that interrupts the run at its lease
 	// deadline (watchLease).
 	leaseStop func() bool
-	cancel    context.CancelFunc
-	lost      atomic.Bool
+	// fence is the call's cancel request, whose fence follows leaseOK
+	// (nil until the call, and for runs without a lease).
+	fence  *hostfuncs.CancelRequest
+	cancel context.CancelFunc
+	lost   atomic.Bool
 	// started: the run reached its due time and began (or was recorded
 	// as ended); withdrawn: before that, the plugin stopped registering
 	// its task. Both under Scheduler.mu.
@@ -931,7 +934,16 @@ func (s *Scheduler) execute(r *run) {
 	var deadline int64 // the call's, Unix nanoseconds on the real clock
 	var lateSeen bool  // its lateness counted (when the call began)
 	// Stop asks the run to stop through cancel before it interrupts it.
-	cancelReq := hostfuncs.NewCancelRequest(s.stopping)
+	// A global run's host calls trap past its lease deadline (renewals
+	// move it on): should this process be held up past it, the run does
+	// nothing more before its timer interrupts it.
+	cancelReq := hostfuncs.NewFencedCancelRequest(s.stopping, s.clk.Now)
+	s.mu.Lock()
+	if r.claimed {
+		r.fence = cancelReq
+		cancelReq.SetFence(r.leaseOK.Add(s.lostAfter()))
+	}
+	s.mu.Unlock()
 	if stopped {
 		// Stopped before it began: Stop began, or it was interrupted
 		// while it waited for its due time.
@@ -1076,7 +1088,7 @@ func (s *Scheduler) logRun(log *logrus.Entry, plugin, outcome, failure, msg stri
 // asked it to stop (cancel_requested) before it returned.
 func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDeadline, stopSeen bool) (outcome, failure, msg string) {
 	switch {
-	case r.lost.Load():
+	case r.lost.Load() || r.fence.WasFenced():
 		return "failed", "lost", "this replica could not renew the task's lease in time; the run was interrupted so that it never runs twice at once"
 	case err == nil && stopSeen && !pastDeadline:
 		// It returned after its ctx was cancelled for the shutdown, with
@@ -1356,6 +1368,7 @@ func (s *Scheduler) renewer(tick ticker) {
 				// From when it was sent: the database set the new expiry
 				// no sooner.
 				r.leaseOK = later(r.leaseOK, sent)
+				r.fence.SetFence(r.leaseOK.Add(s.lostAfter()))
 			}
 		}
 		s.mu.Unlock()
