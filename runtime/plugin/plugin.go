@@ -378,6 +378,14 @@ func (p *Plugin) Handle(ctx context.Context, req *hostfuncs.Request, respond fun
 			return hostfuncs.AppendRequest(dst, req)
 		},
 	}, func(in *instance, code uint32, out []byte) error {
+		// An answer the guest finished after the call's deadline (a
+		// handler that answered when r.Context() ended, at that very
+		// deadline) is a timeout, as when the runtime interrupted it
+		// first: which of the two comes first is a race, and the client
+		// got 504 or the late answer at random.
+		if req.Deadline > 0 && time.Now().UnixNano() > req.Deadline {
+			return &CallError{Plugin: p.id, Kind: FailTimeout, Err: errAnsweredLate}
+		}
 		if code != hostfuncs.HandleOK {
 			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("%s returned %d", hostfuncs.ExportHandle, code)}
 		}
@@ -391,6 +399,10 @@ func (p *Plugin) Handle(ctx context.Context, req *hostfuncs.Request, respond fun
 		return err
 	})
 }
+
+// errAnsweredLate is the error of a request whose guest answered after the
+// call's deadline.
+var errAnsweredLate = errors.New("the plugin answered after its limits.timeout had passed")
 
 // Call describes one call into a guest export that takes the length of an
 // input envelope, which the guest reads with request_read.

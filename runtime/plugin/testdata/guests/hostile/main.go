@@ -97,6 +97,11 @@ func init() {
 			counter += i
 		}
 	})
+	mux.HandleFunc("GET /ctxwait", func(w http.ResponseWriter, r *http.Request) {
+		// Answers when its context ends: at the call's deadline.
+		<-r.Context().Done()
+		w.Write([]byte("ctx done: " + r.Context().Err().Error()))
+	})
 	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Hour)
 	})
