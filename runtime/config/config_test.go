@@ -1494,3 +1494,26 @@ func TestCacheDirNotADirectory(t *testing.T) {
 		t.Errorf("a cache_dir not made yet: %v", err)
 	}
 }
+
+// TOML substitutes ${VAR} only inside strings, so a number or boolean from
+// the environment arrives as a string: at a key that wants a number or a
+// boolean it is taken as the one it spells (it was "want an integer, got
+// string"), with or without a default; a string written as such is not.
+func TestTypedValuesFromEnvironment(t *testing.T) {
+	text := "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ninstances = \"${N}\"\ngc_percent = \"${GC:-200}\"\ninterruptible = \"${I}\"\n[plugins.a.capabilities]\ndatabase = \"${DB:-true}\"\n"
+	c := mustRead(t, text, map[string]string{"N": "7", "I": "false"})
+	p := c.Plugins["a"]
+	if p.Limits.Instances != 7 || p.Limits.GCPercent != 200 || p.Limits.Interruptible || !p.Capabilities.Database {
+		t.Errorf("limits %+v, database %v", p.Limits, p.Capabilities.Database)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"instances = \"${N}\"", `want an integer, got string`},
+		{"instances = \"4\"", `want an integer, got string "4"`},
+		{"interruptible = \"${N}\"", `want true or false, got string`},
+	} {
+		_, err := read(t, "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\n"+tc.text+"\n", map[string]string{"N": "four"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}

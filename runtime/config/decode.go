@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,7 +19,12 @@ type decoder struct {
 	// secret reports the keys whose values are secret (secretKeys): an
 	// error there names the type it found, never the value.
 	secret func(path string) bool
-	errs   Errors
+	// substituted holds the key paths whose strings held a ${VAR}: TOML
+	// substitutes only inside strings, so a number or boolean from the
+	// environment ("${INSTANCES}") arrives as one, and is taken as the
+	// number or boolean it spells where the key wants one.
+	substituted map[string]bool
+	errs        Errors
 }
 
 type defaulter interface{ setDefaults() }
@@ -77,6 +83,9 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 		}
 		dst.SetString(s)
 	case reflect.Bool:
+		if s, ok := src.(string); ok && d.substituted[path] && (s == "true" || s == "false") {
+			src = s == "true"
+		}
 		b, ok := src.(bool)
 		if !ok {
 			d.fail(path, "want true or false, got %s", d.describe(path, src))
@@ -84,6 +93,11 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 		}
 		dst.SetBool(b)
 	case reflect.Int, reflect.Int64, reflect.Int32:
+		if s, ok := src.(string); ok && d.substituted[path] {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+				src = n
+			}
+		}
 		n, ok := src.(int64)
 		if !ok {
 			d.fail(path, "want an integer, got %s", d.describe(path, src))
@@ -99,6 +113,11 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 		}
 		dst.SetInt(n)
 	case reflect.Float64:
+		if s, ok := src.(string); ok && d.substituted[path] {
+			if f, err := strconv.ParseFloat(s, 64); err == nil {
+				src = f
+			}
+		}
 		switch n := src.(type) {
 		case int64:
 			dst.SetFloat(float64(n))

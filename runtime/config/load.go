@@ -156,7 +156,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		mergeMaps(merged, doc)
 	}
 	parsed := len(errs) == 0
-	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, failed: map[string]bool{}}
+	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, substituted: map[string]bool{}, failed: map[string]bool{}}
 	// Before substitution, the secrets lists are as written: enough to
 	// know where an error must not quote the text.
 	s.hide = secretKeys(merged, nil)
@@ -168,7 +168,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	cfg.origins = origins
 	cfg.secretPaths = s.secretPaths
 	cfg.secrets = dedupe(s.secrets)
-	d := decoder{origins: origins, secret: secretKeys(merged, s.secretPaths)}
+	d := decoder{origins: origins, secret: secretKeys(merged, s.secretPaths), substituted: s.substituted}
 	d.decode("", merged, reflect.ValueOf(cfg).Elem())
 	if parsed {
 		errs = append(errs, s.errs...)
@@ -549,6 +549,9 @@ type substituter struct {
 	env         LookupEnv
 	origins     map[string]string // "file:line" by key path
 	secretPaths map[string]bool
+	// substituted holds the key paths whose strings held a ${VAR}: the
+	// decoder takes one as a number or boolean where the key wants one.
+	substituted map[string]bool
 	secrets     []string
 	errs        Errors
 	// failed holds the key paths whose substitution failed: their values
@@ -584,6 +587,9 @@ func (s *substituter) walk(path string, v any) any {
 		if secret {
 			// Only this value: an array's other elements are not secret.
 			s.secretPaths[path] = true
+		}
+		if out != t {
+			s.substituted[path] = true
 		}
 		return out
 	}
