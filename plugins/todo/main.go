@@ -143,7 +143,23 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /items/{id}", get)
 	mux.HandleFunc("PATCH /items/{id}", update)
 	mux.HandleFunc("DELETE /items/{id}", remove)
+	// Every error is JSON, the mux's own too: a path with no route, or
+	// a method its route does not take (these patterns without a method
+	// match what the ones above do not).
+	mux.HandleFunc("/items", notAllowed("GET, POST"))
+	mux.HandleFunc("/items/{id}", notAllowed("GET, PATCH, DELETE"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "no route %s", r.URL.Path)
+	})
 	return mux
+}
+
+// notAllowed answers 405 with the methods a route takes.
+func notAllowed(methods string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", methods)
+		fail(w, http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, methods)
+	}
 }
 
 func list(w http.ResponseWriter, r *http.Request) {

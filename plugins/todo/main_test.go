@@ -52,6 +52,15 @@ func TestItemsCRUD(t *testing.T) {
 	if code, got := do("GET", "/items?done=false", ""); code != 200 || len(got["items"].([]any)) != 0 {
 		t.Errorf("list not done: %d %v", code, got)
 	}
+	// The mux's own answers are JSON errors too.
+	for _, c := range []struct {
+		method, path string
+		code         int
+	}{{"PUT", "/items/" + id, 405}, {"DELETE", "/items", 405}, {"GET", "/items/", 404}, {"GET", "/nothing", 404}} {
+		if code, got := do(c.method, c.path, ""); code != c.code || got["error"] == nil {
+			t.Errorf("%s %s: %d %v, want %d with a JSON error", c.method, c.path, code, got, c.code)
+		}
+	}
 	for _, bad := range []struct{ method, path, body string }{
 		{"POST", "/items", `{"title":""}`},
 		{"POST", "/items", `{"done":true}`},
