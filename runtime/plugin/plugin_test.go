@@ -353,7 +353,7 @@ func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
 	lim := testLimits()
 	lim.Memory = 1 << 20 // 16 pages; a Go module starts with more
 	_, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Host: testHost{log: logrus.NewEntry(logrus.New())}, Cache: testCache})
-	if !errors.Is(err, instrument.ErrOverLimit) || !strings.Contains(err.Error(), "pages of memory at start") {
+	if !errors.Is(err, instrument.ErrOverLimit) || !strings.Contains(err.Error(), "pages of memory at start") || !strings.Contains(err.Error(), "limits.memory") {
 		t.Fatalf("err = %v, want a refusal naming the memory the module needs", err)
 	}
 }

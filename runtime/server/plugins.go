@@ -327,11 +327,11 @@ func (s *Server) callError(id string, err error) error {
 		if errors.Is(err, plugin.ErrStarting) {
 			log.Warn("no plugin instance was ready within the call's timeout: a new one is still starting")
 			return &APIError{Status: fiber.StatusGatewayTimeout, Code: "plugin_timeout", Plugin: id,
-				Message: fmt.Sprintf("plugin %s had no instance ready within its timeout: a new one is still starting", id)}
+				Message: fmt.Sprintf("plugin %s had no instance ready within its timeout (plugins.%s.limits.timeout): a new one is still starting", id, id)}
 		}
 		log.Warn("plugin call interrupted at its timeout; instance discarded")
 		return &APIError{Status: fiber.StatusGatewayTimeout, Code: "plugin_timeout", Plugin: id,
-			Message: fmt.Sprintf("plugin %s did not answer within its timeout", id)}
+			Message: fmt.Sprintf("plugin %s did not answer within its timeout (plugins.%s.limits.timeout)", id, id)}
 	case plugin.FailCanceled, plugin.FailClosed:
 		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, RetryAfter: 1,
 			Message: fmt.Sprintf("plugin %s call was canceled (server shutting down or plugin reloading)", id)}
@@ -342,7 +342,7 @@ func (s *Server) callError(id string, err error) error {
 	case plugin.FailMemory:
 		log.Warn("plugin hit its memory limit; instance discarded")
 		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_memory_limit", Plugin: id,
-			Message: fmt.Sprintf("plugin %s exceeded its memory limit; the instance was discarded", id)}
+			Message: fmt.Sprintf("plugin %s exceeded its memory limit (plugins.%s.limits.memory); the instance was discarded", id, id)}
 	case plugin.FailPanic:
 		log.Warn("plugin panicked; instance discarded")
 		return &APIError{Status: fiber.StatusInternalServerError, Code: "plugin_panic", Plugin: id,

@@ -434,6 +434,10 @@ func TestHostileGuests(t *testing.T) {
 			if status != tc.status || errorBody(t, body)["code"] != tc.code {
 				t.Fatalf("got %d %s, want %d %s", status, body, tc.status, tc.code)
 			}
+			// The message names the limit that applied.
+			if key := map[string]string{"plugin_timeout": "plugins.hostile.limits.timeout", "plugin_memory_limit": "plugins.hostile.limits.memory"}[tc.code]; key != "" && !strings.Contains(body, key) {
+				t.Errorf("%s does not name %s", body, key)
+			}
 			if tc.status == 504 && took > 2*timeout {
 				t.Errorf("answered after %v, want within 2x the %v timeout", took, timeout)
 			}

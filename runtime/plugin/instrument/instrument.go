@@ -425,7 +425,7 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 		return nil, fmt.Errorf("memory section: %w", r.err)
 	}
 	if min > max {
-		return nil, overLimit(fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536))
+		return nil, overLimit(fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit (limits.memory) of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536))
 	}
 	if flags&0x01 != 0 && declared < max {
 		max = declared
