@@ -100,6 +100,9 @@ source directories are built first, as greenroom dev does.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "plugin %s: %s\n", id, appliedNow(applied[id]))
 			}
 			if failed > 0 {
+				if failed == 1 {
+					return fmt.Errorf("1 plugin could not be migrated")
+				}
 				return fmt.Errorf("%d plugins could not be migrated", failed)
 			}
 			return nil
