@@ -418,46 +418,8 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 			clk := newFakeClock(t)
 			sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
 			sq.now = clk.Now
-			log := logrus.New()
-			log.SetOutput(io.Discard)
-			var ran atomic.Int32
-			s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "a",
-				Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
-					ran.Add(1)
-					return 0, nil, nil
-				}})
-			s.st, s.clk = sq, clk
-			task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: 5 * time.Second}, time.Hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.SetTasks("p", []Task{task})
-			s.Start()
-			stopped := false
-			t.Cleanup(func() {
-				if !stopped {
-					s.Stop(context.Background())
-				}
-			})
-			row := func() taskRow {
-				rows, _, err := sq.tasks(context.Background())
-				if err != nil || len(rows) > 1 {
-					t.Fatalf("task rows: %v %v", rows, err)
-				}
-				if len(rows) == 0 {
-					return taskRow{} // not registered yet
-				}
-				return rows[0]
-			}
-			until := func(what string, cond func(taskRow) bool) taskRow {
-				for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-					if r := row(); cond(r) {
-						return r
-					} else if time.Now().After(end) {
-						t.Fatalf("waited 10s for %s: %+v", what, r)
-					}
-				}
-			}
+			s, task, ran := startEvery5s(t, clk, sq)
+			_, until := oneTaskRow(t, sq)
 			// The first run comes at once; the one under test is the next.
 			start := clk.Now()
 			due := until("the first run", func(r taskRow) bool {
@@ -471,7 +433,6 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 			switch how {
 			case "shutdown":
 				s.Stop(context.Background())
-				stopped = true
 			case "task dropped":
 				s.SetTasks("p", nil)
 			default:
@@ -539,4 +500,119 @@ func TestHeldUpRunIsFenced(t *testing.T) {
 	}
 	clk.AdvanceTo(clk.Now()) // the timers due by now fire
 	a.waitLost(t)
+}
+
+// answerLost is a store whose next claim, once lose is set, is committed
+// and then fails, as when the connection drops before the answer comes.
+type answerLost struct {
+	store
+	lose atomic.Bool
+}
+
+func (a *answerLost) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
+	res, err := a.store.claim(ctx, replica, lease, items)
+	if err == nil && a.lose.CompareAndSwap(true, false) {
+		return nil, errors.New("read tcp 127.0.0.1:50412->127.0.0.1:5432: read: connection reset by peer (the test dropped the claim's answer)")
+	}
+	return res, err
+}
+
+// A scheduled claim that the database committed but whose answer never
+// came back is retried with the same run id, finds the lease its own and
+// runs the due time, once. Before, the retry saw next_run moved on by the
+// claim it did not know it had made, the due time was skipped and the
+// claim's run row ended as lost when its lease expired.
+func TestClaimWhoseAnswerWasLostRuns(t *testing.T) {
+	clk := newFakeClock(t)
+	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+	sq.now = clk.Now
+	st := &answerLost{store: sq}
+	s, _, ran := startEvery5s(t, clk, st)
+	_, until := oneTaskRow(t, sq)
+	start := clk.Now()
+	due := until("the first run", func(r taskRow) bool {
+		return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
+	}).nextRun
+	st.lose.Store(true)
+	clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // claimed ahead: committed, answer lost
+	until("the claim", func(r taskRow) bool { return r.leaseOwner == "a" && !st.lose.Load() })
+	clk.AdvanceTo(due.Add(retryError + time.Second)) // the retry, well before the next due time
+	until("the due time to run", func(r taskRow) bool { return ran.Load() == 2 && r.leaseOwner == "" })
+	runs, err := sq.runs(context.Background(), "p", "t", 10)
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("runs: %+v %v", runs, err)
+	}
+	if r := runs[0]; r.Outcome != "succeeded" || r.Due == nil || !r.Due.Equal(due) {
+		t.Errorf("the run of the due time whose claim's answer was lost: %+v", r)
+	}
+	if n := s.Stats().Failures["lost"]; n != 0 {
+		t.Errorf("%d runs lost", n)
+	}
+}
+
+// A trigger's claim whose answer was lost is sent again with the same run
+// id: the trigger succeeds and its run is recorded once.
+func TestTriggerWhoseAnswerWasLost(t *testing.T) {
+	clk := newFakeClock(t)
+	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+	sq.now = clk.Now
+	st := &answerLost{store: sq}
+	st.lose.Store(true)
+	r := startLeaseReplica(t, "a", clk, st)
+	r.trigger(t)
+	runs, err := sq.runs(context.Background(), "p", "t", 10)
+	if err != nil || len(runs) != 1 || runs[0].Outcome != "running" || runs[0].Trigger != "manual" {
+		t.Fatalf("runs: %+v %v", runs, err)
+	}
+	if st.lose.Load() {
+		t.Fatal("the claim's answer was never dropped")
+	}
+}
+
+// oneTaskRow returns a reader of the only task row of sq (zero before the
+// task is registered) and a wait of up to 10s for a condition on it.
+func oneTaskRow(t *testing.T, sq store) (row func() taskRow, until func(what string, cond func(taskRow) bool) taskRow) {
+	row = func() taskRow {
+		rows, _, err := sq.tasks(context.Background())
+		if err != nil || len(rows) > 1 {
+			t.Fatalf("task rows: %v %v", rows, err)
+		}
+		if len(rows) == 0 {
+			return taskRow{} // not registered yet
+		}
+		return rows[0]
+	}
+	until = func(what string, cond func(taskRow) bool) taskRow {
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if r := row(); cond(r) {
+				return r
+			} else if time.Now().After(end) {
+				t.Fatalf("waited 10s for %s: %+v", what, r)
+			}
+		}
+	}
+	return row, until
+}
+
+// startEvery5s starts replica "a" on st and clk with one global task p/t
+// due every 5s, whose runs it counts (and which end at once); it is
+// stopped when the test ends, if not before.
+func startEvery5s(t *testing.T, clk *fakeClock, st store) (*Scheduler, Task, *atomic.Int32) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ran := new(atomic.Int32)
+	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "a",
+		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
+			ran.Add(1)
+			return 0, nil, nil
+		}})
+	s.st, s.clk = st, clk
+	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: 5 * time.Second}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetTasks("p", []Task{task})
+	s.Start()
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	return s, task, ran
 }

@@ -195,6 +195,11 @@ type task struct {
 	attempt time.Time
 	// run is the run this replica is claiming or running, or nil.
 	run *run
+	// unanswered is the last scheduled run whose claim failed: the
+	// database may have committed it all the same (the answer was lost
+	// with the connection), so the next claim of the same due time is
+	// sent with its run id and finds the lease its own (store.claim).
+	unanswered *run
 }
 
 // afterRun is when this replica next acts on t once r (claiming or
@@ -609,6 +614,10 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 			continue
 		}
 		r.next = t.next(r.due, now)
+		if u := t.unanswered; u != nil && u.gen == t.gen && u.due.Equal(r.due) {
+			r.id, r.next = u.id, u.next
+		}
+		t.unanswered = nil
 		claims = append(claims, t)
 	}
 	s.mu.Unlock()
@@ -765,7 +774,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			continue
 		}
 		if err != nil {
-			t.run, t.attempt = nil, now.Add(retryError)
+			t.run, t.unanswered, t.attempt = nil, r, now.Add(retryError)
 			continue
 		}
 		x := res[i]

@@ -215,10 +215,20 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 		st, err := s.store(cctx)
 		// A row another statement holds for a moment (another replica's
 		// claim or registration) is skipped by a claim: try again a few
-		// times before answering that the task runs.
+		// times before answering that the task runs. A claim that failed
+		// is sent again, twice at most, with the same run id: the
+		// database may have committed it (the answer was lost with the
+		// connection), and then finds the lease its own.
+		failed := 0
 		for attempt := 0; err == nil; attempt++ {
 			sent = s.clk.Now()
 			res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
+			if err != nil && failed < 2 && cctx.Err() == nil {
+				failed++
+				err = nil
+				time.Sleep(time.Duration(failed) * 100 * time.Millisecond)
+				continue
+			}
 			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 || ctx.Err() != nil {
 				break
 			}

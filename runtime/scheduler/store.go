@@ -31,7 +31,11 @@ type store interface {
 	// live lease holds it, sets next_run to item.next, marks a run left
 	// by an expired lease as lost, and inserts the run's row (started at
 	// the due time when claimed ahead of it). One result per item, in
-	// order.
+	// order. A claim may be sent again with the same run ids when its
+	// answer was lost (an error after the database committed it: the
+	// connection dropped, a failover): a task whose lease replica holds
+	// for that run id is claimed again (its lease renewed; next_run, the
+	// run's row and the task's last run as they are).
 	claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error)
 	// unclaim undoes a claim whose run never started (the replica shut
 	// down, or the plugin stopped registering the task, before the due

@@ -76,31 +76,34 @@ WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bool[])
         AS i(plugin, task, due, next, run_id, manual)
 ), cand AS (
-    SELECT t.plugin, t.task, t.run_id AS old_run
+    SELECT t.plugin, t.task, t.run_id AS old_run,
+           (t.lease_owner = $7 AND t.run_id = i.run_id) IS TRUE AS own
     FROM scheduler_tasks t JOIN input i ON t.plugin = i.plugin AND t.task = i.task
-    WHERE (i.manual OR t.next_run = i.due)
-      AND (t.lease_until IS NULL OR t.lease_until < now())
+    WHERE ((i.manual OR t.next_run = i.due)
+           AND (t.lease_until IS NULL OR t.lease_until < now()))
+       OR (t.lease_owner = $7 AND t.run_id = i.run_id)
     FOR UPDATE OF t SKIP LOCKED
 ), upd AS (
     UPDATE scheduler_tasks t
     SET lease_owner = $7, lease_until = now() + $8::bigint * interval '1 microsecond', run_id = i.run_id,
-        next_run = CASE WHEN i.manual THEN t.next_run ELSE i.next END,
+        next_run = CASE WHEN i.manual OR c.own THEN t.next_run ELSE i.next END,
         `+lastLost("lo", "now()", "$9")+`
     FROM cand c JOIN input i ON i.plugin = c.plugin AND i.task = c.task
-        LEFT JOIN scheduler_runs lo ON lo.run_id = c.old_run AND lo.outcome = 'running'
+        LEFT JOIN scheduler_runs lo ON lo.run_id = c.old_run AND lo.outcome = 'running' AND NOT c.own
     WHERE t.plugin = c.plugin AND t.task = c.task
-    RETURNING t.plugin, t.task
+    RETURNING t.plugin, t.task, c.own
 ), lost AS (
     UPDATE scheduler_runs r
     SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $9
     FROM cand c
-    WHERE r.run_id = c.old_run AND r.outcome = 'running'
+    WHERE r.run_id = c.old_run AND r.outcome = 'running' AND NOT c.own
 ), ins AS (
     INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
     SELECT i.run_id, i.plugin, i.task, $7, CASE WHEN i.manual THEN 'manual' ELSE 'schedule' END,
            CASE WHEN i.manual THEN NULL ELSE i.due END,
            CASE WHEN i.manual THEN now() ELSE GREATEST(now(), i.due) END, 'running'
     FROM upd u JOIN input i ON i.plugin = u.plugin AND i.task = u.task
+    WHERE NOT u.own
 )
 SELECT i.plugin, i.task, u.task IS NOT NULL, t.plugin IS NOT NULL, t.next_run,
        COALESCE(t.lease_until >= now(), false), COALESCE(t.lease_owner, '')

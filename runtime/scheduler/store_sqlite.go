@@ -81,6 +81,17 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				return err
 			}
 			r := claimResult{exists: true, nextRun: next, held: !until.IsZero() && !until.Before(now), holder: owner.String}
+			if owner.Valid && owner.String == replica && oldRun.Valid && oldRun.String == it.runID {
+				// This claim's own, sent before (store.claim): the lease
+				// only is renewed.
+				if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_until = ? WHERE plugin = ? AND task = ?",
+					now.Add(lease).UnixMicro(), it.plugin, it.task); err != nil {
+					return err
+				}
+				r.claimed = true
+				out[i] = r
+				continue
+			}
 			if r.held || (!it.manual && !next.Equal(it.due)) {
 				out[i] = r
 				continue

@@ -309,3 +309,81 @@ func TestStoreUnclaim(t *testing.T) {
 		}
 	})
 }
+
+// A claim whose answer was lost (the database committed it, then the
+// connection dropped) is sent again with the same run ids: the replica
+// finds the lease its own, and neither a second run row nor a lost run
+// comes of it; the task's next due time stays the one the first claim
+// stored. Without this the due time was skipped: the next claim saw
+// next_run already moved on, and the lease expired into a lost run.
+func TestStoreClaimSentAgain(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		const lease = 300 * time.Millisecond
+		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := trunc(time.Now().Add(-time.Second))
+		next := due.Add(time.Minute)
+		if _, err := st.register(ctx, []registration{{task: &task, next: due}}); err != nil {
+			t.Fatal(err)
+		}
+		claim := func(replica string, it claimItem) claimResult {
+			t.Helper()
+			res, err := st.claim(ctx, replica, lease, []claimItem{it})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res[0]
+		}
+		it := claimItem{plugin: "p", task: "t", due: due, next: next, runID: "run1"}
+		if r := claim("a", it); !r.claimed {
+			t.Fatalf("claim: %+v", r)
+		}
+		if r := claim("a", it); !r.claimed {
+			t.Fatalf("the same claim sent again: %+v", r)
+		}
+		// Another replica does not get it with the same run id.
+		if r := claim("b", it); r.claimed || r.holder != "a" {
+			t.Errorf("the claim's run id from another replica: %+v", r)
+		}
+		// Sent again after the lease expired, with nobody else claiming
+		// meanwhile (a retry comes seconds later): still its own.
+		time.Sleep(lease + 100*time.Millisecond)
+		if r := claim("a", it); !r.claimed {
+			t.Fatalf("sent again after the lease expired: %+v", r)
+		}
+		rows, _, err := st.tasks(ctx)
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("tasks: %+v %v", rows, err)
+		}
+		if r := rows[0]; !r.nextRun.Equal(next) || r.leaseOwner != "a" || r.runID != "run1" || r.lastRunID != "" {
+			t.Errorf("task row after the claim was sent three times: %+v", r)
+		}
+		if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
+			t.Fatal(err)
+		}
+		// A manual claim, sent twice.
+		m := claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}
+		if r := claim("a", m); !r.claimed {
+			t.Fatalf("manual claim: %+v", r)
+		}
+		if r := claim("a", m); !r.claimed {
+			t.Fatalf("the manual claim sent again: %+v", r)
+		}
+		runs, err := st.runs(ctx, "p", "t", 10)
+		if err != nil || len(runs) != 2 {
+			t.Fatalf("runs: %+v %v", runs, err)
+		}
+		if r := runs[1]; r.RunID != "run1" || r.Outcome != "succeeded" || r.Due == nil || !r.Due.Equal(due) {
+			t.Errorf("the scheduled run: %+v", r)
+		}
+		if r := runs[0]; r.RunID != "run2" || r.Outcome != "running" || r.Trigger != "manual" {
+			t.Errorf("the manual run: %+v", r)
+		}
+		if rows, _, err := st.tasks(ctx); err != nil || len(rows) != 1 || !rows[0].nextRun.Equal(next) || rows[0].lastRunID != "run1" {
+			t.Errorf("task row after the manual claim: %+v %v", rows, err)
+		}
+	})
+}
