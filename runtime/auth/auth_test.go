@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -167,6 +168,9 @@ func TestJWT(t *testing.T) {
 		{"not admin by other groups", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev"} })), false},
 		{"admin claim is a string", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = "greenroom-admins" })), true},
 		{"admin claim true", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = true })), true},
+		// encoding/json refuses it into a float64; the guest gets it as a
+		// json.Number (docs/auth.md).
+		{"a claim beyond float64's range", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["huge"] = json.Number("2e308") })), false},
 	}
 	for _, tc := range good {
 		t.Run("valid/"+tc.name, func(t *testing.T) {
@@ -178,7 +182,9 @@ func TestJWT(t *testing.T) {
 				t.Errorf("principal = %+v", p)
 			}
 			var claims map[string]any
-			if err := json.Unmarshal(p.Claims, &claims); err != nil || claims["sub"] != "user:default/jane" || claims["iss"] != authtest.Issuer {
+			d := json.NewDecoder(bytes.NewReader(p.Claims))
+			d.UseNumber()
+			if err := d.Decode(&claims); err != nil || claims["sub"] != "user:default/jane" || claims["iss"] != authtest.Issuer {
 				t.Errorf("claims = %s (%v)", p.Claims, err)
 			}
 		})
@@ -191,9 +197,10 @@ func TestJWT(t *testing.T) {
 		{"not yet valid", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), "not valid yet", "token not valid yet"},
 		{"issued in the future", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })), "used before issued", invalidCredential},
 		// Past int64 seconds golang-jwt's dates wrap to the distant past.
-		{"not valid until after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = 1e19 })), "nbf claim 1e+19 is out of range", invalidCredential},
+		{"not valid until after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = 1e19 })), "nbf claim 10000000000000000000 is out of range", invalidCredential},
 		{"issued after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = 1e300 })), "iat claim 1e+300 is out of range", invalidCredential},
-		{"expiring after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = 9.3e18 })), "exp claim 9.3e+18 is out of range", invalidCredential},
+		{"expiring after int64 seconds", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = 9.3e18 })), "exp claim 9300000000000000000 is out of range", invalidCredential},
+		{"expiring beyond float64's range", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = json.Number("1e400") })), "exp claim 1e400 is out of range", invalidCredential},
 		{"expiring after the year 9999", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = maxNumericDate + 1 })), "out of range", invalidCredential},
 		{"wrong issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), "issuer", invalidCredential},
 		{"no issuer", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { delete(c, "iss") })), "iss claim is required", invalidCredential},

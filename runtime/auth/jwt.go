@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,10 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(), // an iat later than now (past the leeway) is refused
 		jwt.WithTimeFunc(opts.Now),
+		// Numbers as written: a claim beyond float64's range (which
+		// encoding/json refuses) does not make the token malformed; the
+		// guest gets the payload itself and decodes it (docs/auth.md).
+		jwt.WithJSONNumber(),
 	)
 	client := &http.Client{Timeout: jwksTimeout}
 	if opts.HTTPClient != nil {
@@ -406,8 +411,13 @@ const maxNumericDate = 253402300799
 // [-maxNumericDate, maxNumericDate]; golang-jwt checks their types.
 func dateRange(claims jwt.MapClaims) *Error {
 	for _, name := range []string{"exp", "nbf", "iat"} {
-		if f, ok := claims[name].(float64); ok && !(math.Abs(f) <= maxNumericDate) {
-			return refuse(invalidCredential, "JWT %s claim %g is out of range (a date up to the year 9999)", name, f)
+		n, ok := claims[name].(json.Number)
+		if !ok {
+			continue
+		}
+		// golang-jwt ignores Float64's error: 1e400 would be +Inf.
+		if f, err := n.Float64(); err != nil || !(math.Abs(f) <= maxNumericDate) {
+			return refuse(invalidCredential, "JWT %s claim %s is out of range (a date up to the year 9999)", name, truncateClaim(n.String()))
 		}
 	}
 	return nil
@@ -523,4 +533,12 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
 	return n, err
+}
+
+// truncateClaim shortens a claim's text quoted in an error.
+func truncateClaim(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
 }
