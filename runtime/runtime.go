@@ -154,6 +154,12 @@ type Slot struct {
 	// within limits.instances, not that many more.
 	tokens *plugin.Tokens
 
+	// failedModule describes the module of the last load that failed
+	// after reading and compiling it (nil when the last load succeeded,
+	// or failed before): the admin view's module fields for a plugin that
+	// has no version serving.
+	failedModule atomic.Pointer[plugin.Info]
+
 	// What the version in cur was loaded from; written under
 	// Runtime.reloadMu only.
 	path string
@@ -198,6 +204,11 @@ func (s *Slot) Config() *config.Plugin {
 
 // Plugin returns the version serving calls, or nil.
 func (s *Slot) Plugin() *plugin.Plugin { return s.cur.Load() }
+
+// FailedModule describes the module of the plugin's last load when that
+// load failed after the module was read and compiled (a guest initializer
+// that failed, a task or migration refused); else nil.
+func (s *Slot) FailedModule() *plugin.Info { return s.failedModule.Load() }
 
 // liveInstances is how many instances the version serving now has (0
 // when none serves): a reload pre-warms its successor with as many, so
@@ -499,7 +510,17 @@ func (r *Runtime) Load(ctx context.Context) {
 // loadSlot loads the version of s that cfg describes and installs it,
 // unless s already runs exactly that (same config, same wasm), which it
 // reports with errUnchanged. On error the slot keeps what it had.
-func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) error {
+func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (err error) {
+	defer func() {
+		var me *plugin.ModuleError
+		switch {
+		case errors.As(err, &me):
+			info := me.Info
+			s.failedModule.Store(&info)
+		case !errors.Is(err, errUnchanged):
+			s.failedModule.Store(nil)
+		}
+	}()
 	pc := cfg.Plugins[s.ID]
 	path := resolve(cfg, "plugins."+s.ID+".path", pc.Path)
 	src, err := r.readWasm(ctx, s.ID, path)
@@ -798,6 +819,10 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		// A task the runtime refused says more than the guest's reaction
 		// to the refusal (a Go plugin typically panics).
 		if terr := h.taskError(); terr != nil {
+			var me *plugin.ModuleError
+			if errors.As(err, &me) {
+				return nil, &plugin.ModuleError{Info: me.Info, Err: terr}
+			}
 			return nil, terr
 		}
 		return nil, err
@@ -809,14 +834,14 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 	}
 	if err != nil {
 		p.Close(context.Background())
-		return nil, err
+		return nil, &plugin.ModuleError{Info: p.Info(), Err: err}
 	}
 	// The plugin's init registered its migrations (greenroom.Migrations);
 	// it serves only once they are applied.
 	if pdb != nil {
 		if err := pdb.ApplyMigrations(ctx); err != nil {
 			p.Close(context.Background())
-			return nil, fmt.Errorf("database: %w", err)
+			return nil, &plugin.ModuleError{Info: p.Info(), Err: fmt.Errorf("database: %w", err)}
 		}
 	}
 	return p, nil

@@ -183,6 +183,18 @@ func Load(ctx context.Context, spec Spec) (*Plugin, error) {
 	return p, err
 }
 
+// ModuleError is the error of a load that failed once the module was
+// read and compiled (its first instance failed: a guest initializer that
+// panicked, say): Info describes that module, for an operator asking what
+// it imports. Its message is Err's.
+type ModuleError struct {
+	Info Info
+	Err  error
+}
+
+func (e *ModuleError) Error() string { return e.Err.Error() }
+func (e *ModuleError) Unwrap() error { return e.Err }
+
 // wrongSum is what loadOnce returns when ReadWasm gave bytes that are not the
 // module spec.Sum names.
 type wrongSum struct {
@@ -341,7 +353,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if errors.As(err, &ce) {
 			err = ce.Err
 		}
-		return nil, err
+		return nil, &ModuleError{Info: p.info, Err: err}
 	}
 	p.LoadTime = time.Since(start)
 	return p, nil

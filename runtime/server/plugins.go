@@ -785,8 +785,11 @@ type pluginView struct {
 	Info       *plugin.Info `json:"module,omitempty"`
 	// Granted are the capabilities the operator granted; Ungranted the
 	// ones the module imports that were not granted (its calls to them
-	// are denied): left out, not empty, while no module is loaded (the
+	// are denied): left out, not empty, while no module is known (the
 	// module says what it imports: greenroom plugin inspect FILE --config).
+	// SHA256, ABIVersion, Info and Ungranted are the serving version's,
+	// or, while none serves, those of the module whose load failed after
+	// it was read and compiled (Slot.FailedModule).
 	Granted      []string  `json:"granted"`
 	Ungranted    *[]string `json:"imported_not_granted,omitempty"`
 	Interruption string    `json:"interruption,omitempty"`
@@ -820,12 +823,21 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 			// A plugin with no version loaded has an empty pool.
 			v.Pool = &plugin.Stats{Max: pc.Limits.Instances}
 		}
+		var info *plugin.Info
 		if p := slot.Plugin(); p != nil {
-			info, stats := p.Info(), p.Stats()
-			v.Info, v.Pool = &info, &stats
-			v.SHA256, v.ABIVersion = info.SHA256, info.ABIVersion
+			in, stats := p.Info(), p.Stats()
+			info, v.Pool = &in, &stats
 			v.Interruption = string(p.Interruption())
 			v.GCMemoryLimit = p.GC().MemoryLimit
+		} else {
+			// No version serves: the module of a load that failed once
+			// it was read (a guest initializer that failed for want of
+			// a grant, say) still says what it imports.
+			info = slot.FailedModule()
+		}
+		if info != nil {
+			v.Info = info
+			v.SHA256, v.ABIVersion = info.SHA256, info.ABIVersion
 			ungranted := []string{}
 			for _, c := range info.Capabilities {
 				if !slices.Contains(v.Granted, c) {

@@ -1043,7 +1043,9 @@ limits = { instances = 3 }
 path = %q
 [plugins.gone]
 path = %q
-`, helloWasm, logurlWasm, missing))
+[plugins.docs]
+path = %q
+`, helloWasm, logurlWasm, missing, docsWasm))
 	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
 		t.Fatal("ping failed")
 	}
@@ -1108,6 +1110,14 @@ path = %q
 	if gone.State != "failed" || !strings.Contains(gone.LastError, "missing.wasm") || gone.Module != nil || gone.SHA256 != "" ||
 		gone.Pool == nil || gone.Pool.Created != 0 || gone.Ungranted != nil {
 		t.Errorf("gone: %+v", gone)
+	}
+	// docs is granted nothing: its initializer fails (greenroom.Migrations
+	// without the database), and the module it tried still says what it
+	// imports, as greenroom plugin inspect FILE --config would.
+	docs := view.Plugins[byID["docs"]]
+	if docs.State != "failed" || !strings.Contains(docs.LastError, `capability "database" not granted`) || docs.SHA256 != sha256File(t, docsWasm) ||
+		docs.ABIVersion != 1 || docs.Module == nil || !slices.Equal(docs.Ungranted, []string{"database", "scheduler", "urlreader"}) {
+		t.Errorf("docs, whose initializer failed: %+v", docs)
 	}
 	// Without a module, what it imports is unknown: no list, rather than
 	// an empty one that says nothing is missing.
