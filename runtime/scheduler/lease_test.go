@@ -253,6 +253,13 @@ const testLease = 30 * time.Second
 
 func startLeaseReplica(t *testing.T, name string, clk *fakeClock, st store) *leaseReplica {
 	t.Helper()
+	return startLeaseReplicaWith(t, name, clk, st, hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"})
+}
+
+// startLeaseReplicaWith is startLeaseReplica with p/t scheduled as spec
+// says.
+func startLeaseReplicaWith(t *testing.T, name string, clk *fakeClock, st store, spec hostfuncs.TaskSpec) *leaseReplica {
+	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	r := &leaseReplica{runs: make(chan context.Context, 10), cancels: make(chan *hostfuncs.CancelRequest, 10)}
@@ -268,7 +275,7 @@ func startLeaseReplica(t *testing.T, name string, clk *fakeClock, st store) *lea
 			return 0, nil, &plugin.CallError{Plugin: p, Kind: plugin.FailCanceled, Err: context.Canceled}
 		}})
 	r.st, r.clk = st, clk
-	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"}, time.Hour)
+	task, err := NewTask("p", spec, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,8 +434,8 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 			}).nextRun
 			clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // past claimAhead: the run is claimed
 			claimed := until("the claim", func(r taskRow) bool { return r.leaseOwner == "a" })
-			if claimed.nextRun.Equal(due) {
-				t.Fatalf("the claim did not move next_run: %+v", claimed)
+			if !claimed.nextRun.Equal(due) {
+				t.Fatalf("the claim moved next_run (its run's end does): %+v", claimed)
 			}
 			switch how {
 			case "shutdown":
@@ -437,11 +444,17 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 				s.SetTasks("p", nil)
 			default:
 				// Reloads back to back: the task registered again reads
-				// next_run as the claim left it, a period on, and must
-				// still run the due time given back.
+				// next_run (the due time: a claim leaves it) and must run
+				// the due time given back, once the old claim is given
+				// back (its claim may find the lease still held, and then
+				// tries again a second later).
 				s.SetTasks("p", nil)
 				s.SetTasks("p", []Task{task})
-				clk.AdvanceTo(due.Add(time.Second))
+				until("the claim given back", func(r taskRow) bool { return r.runID != claimed.runID })
+				for i := 1; i < 5 && ran.Load() < 2; i++ {
+					clk.AdvanceTo(due.Add(time.Duration(i) * time.Second))
+					time.Sleep(50 * time.Millisecond)
+				}
 				until("the due time given back to run", func(r taskRow) bool { return ran.Load() == 2 && r.leaseOwner == "" })
 				runs, err := sq.runs(context.Background(), "p", "t", 10)
 				if err != nil || len(runs) != 2 || runs[0].Due == nil || !runs[0].Due.Equal(due) {
@@ -615,4 +628,55 @@ func startEvery5s(t *testing.T, clk *fakeClock, st store) (*Scheduler, Task, *at
 	s.Start()
 	t.Cleanup(func() { s.Stop(context.Background()) })
 	return s, task, ran
+}
+
+// A replica that dies in the middle of a scheduled run leaves its due time
+// due: once the lease expires, another replica runs it, not at the task's
+// next due time (an hour on here). The claim used to move next_run on, so
+// a replica killed mid-run cost that due time its run, and nothing ran
+// until the next one (an audit killed a replica running a task due every
+// minute: the next run came 55 s after the lease expired).
+func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
+	clk := newFakeClock(t)
+	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+	sq.now = clk.Now
+	aStore := &reachable{store: sq}
+	spec := hostfuncs.TaskSpec{ID: "t", Every: time.Hour}
+	start := clk.Now()
+	a := startLeaseReplicaWith(t, "a", clk, aStore, spec)
+	var aRun context.Context
+	select {
+	case aRun = <-a.runs: // the first due time comes at once
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first run did not start on a")
+	}
+	b := startLeaseReplicaWith(t, "b", clk, sq, spec)
+	aStore.down.Store(true) // a is cut off: it can neither renew nor finish
+	var bRun context.Context
+	for end := start.Add(testLease + 10*time.Second); bRun == nil && clk.Now().Before(end); {
+		clk.AdvanceTo(clk.Now().Add(500 * time.Millisecond))
+		select {
+		case bRun = <-b.runs:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if bRun == nil {
+		t.Fatalf("b did not run the due time a's run never finished, %s after a's claim (lease %s)", clk.Now().Sub(start), testLease)
+	}
+	if aRun.Err() == nil {
+		t.Error("b runs the task while a's run still runs")
+	}
+	if took := clk.Now().Sub(start); took < testLease {
+		t.Errorf("b took the task over %s after a's claim, before the lease (%s) expired", took, testLease)
+	}
+	runs, err := sq.runs(context.Background(), "p", "t", 10)
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("runs: %+v %v", runs, err)
+	}
+	if r := runs[1]; r.Replica != "a" || r.Failure != "lost" || r.Due == nil || !r.Due.Equal(start) {
+		t.Errorf("a's run: %+v", r)
+	}
+	if r := runs[0]; r.Replica != "b" || r.Outcome != "running" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(start) {
+		t.Errorf("b's run, of the same due time: %+v", r)
+	}
 }

@@ -158,9 +158,17 @@ func TestPGScopeDisagreementRunsNoDueTimeTwice(t *testing.T) {
 // released, nothing recorded): once the lease expires another replica runs
 // the task, and the dead replica's run is recorded as lost.
 func TestPGLeaseTakeoverWhenReplicaDies(t *testing.T) {
+	// every: a due time passes while the run holds the lease (1s), or
+	// none does (1h): the takeover then runs the dead run's own due time.
+	for _, every := range []string{"1s", "1h"} {
+		t.Run("every "+every, func(t *testing.T) { testPGLeaseTakeover(t, every) })
+	}
+}
+
+func testPGLeaseTakeover(t *testing.T, every string) {
 	url := pgtest.URL(t)
 	ins := replicas(t, 3, url, schedConf("3s"),
-		plugin("sched", true, def{ID: "slow", Every: "1s", Timeout: "30s", Action: "sleep", MS: 8000}))
+		plugin("sched", true, def{ID: "slow", Every: every, Timeout: "30s", Action: "sleep", MS: 8000}))
 	db := openPG(t, url)
 	var first row
 	waitFor(t, 30*time.Second, "a run in progress", func() bool {
@@ -212,6 +220,10 @@ func TestPGLeaseTakeoverWhenReplicaDies(t *testing.T) {
 		if r.runID == first.runID && (r.outcome != "failed" || r.failure != "lost") {
 			t.Errorf("the dead replica's run is %s/%s, want failed/lost", r.outcome, r.failure)
 		}
+	}
+	// The due time the dead replica's run never finished is the one run.
+	if !next.due.Valid || !first.due.Valid || !next.due.Time.Equal(first.due.Time) {
+		t.Errorf("the run that took over is of due time %v, the dead replica's run's was %v", next.due, first.due)
 	}
 }
 

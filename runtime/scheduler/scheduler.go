@@ -251,7 +251,7 @@ type run struct {
 	gen    uint64 // and its task.gen
 	manual bool
 	due    time.Time
-	// next is the next_run a scheduled global claim stores.
+	// next is the next_run a scheduled global run stores as it ends.
 	next    time.Time
 	claimed bool
 	// leaseOK is when this replica last knew it held the lease: when it
@@ -727,7 +727,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	s.mu.Lock()
 	for i, t := range ts {
 		r := t.run
-		items[i] = claimItem{plugin: t.Plugin, task: t.ID, due: r.due, next: r.next, runID: r.id}
+		items[i] = claimItem{plugin: t.Plugin, task: t.ID, due: r.due, runID: r.id}
 	}
 	s.mu.Unlock()
 	sent := s.clk.Now()
@@ -998,7 +998,13 @@ func (s *Scheduler) execute(r *run) {
 	s.stats.ran(outcome, failure)
 	s.logRun(log, t.Plugin, outcome, failure, msg, end.Sub(began))
 	if !s.dead.Load() {
-		s.complete(finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began)})
+		f := finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began)}
+		// The due time is done with, unless its run was lost: then it
+		// stays due, and the replica that takes the task runs it again.
+		if r.claimed && !r.manual && failure != "lost" {
+			f.due, f.next = r.due, r.next
+		}
+		s.complete(f)
 	}
 	s.forget(r, true)
 }
@@ -1049,7 +1055,7 @@ func (s *Scheduler) unclaim(r *run, log *logrus.Entry) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		st, err := s.store(ctx)
 		if err == nil {
-			err = st.unclaim(ctx, s.cfg.Replica, unclaimItem{runID: r.id, plugin: r.spec.Plugin, task: r.spec.ID, due: r.due})
+			err = st.unclaim(ctx, s.cfg.Replica, unclaimItem{runID: r.id, plugin: r.spec.Plugin, task: r.spec.ID})
 		}
 		cancel()
 		if err != nil {

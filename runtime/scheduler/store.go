@@ -28,26 +28,31 @@ type store interface {
 	register(ctx context.Context, regs []registration) ([]time.Time, error)
 	// claim takes the lease of each item's task for replica, when the row
 	// is still due at item.due (any due time for a manual item) and no
-	// live lease holds it, sets next_run to item.next, marks a run left
-	// by an expired lease as lost, and inserts the run's row (started at
-	// the due time when claimed ahead of it). One result per item, in
-	// order. A claim may be sent again with the same run ids when its
-	// answer was lost (an error after the database committed it: the
-	// connection dropped, a failover): a task whose lease replica holds
-	// for that run id is claimed again (its lease renewed; next_run, the
-	// run's row and the task's last run as they are).
+	// live lease holds it, marks a run left by an expired lease as lost,
+	// and inserts the run's row (started at the due time when claimed
+	// ahead of it). next_run stays: a scheduled run's finish moves it on,
+	// so that a due time whose run was lost (its replica died, its lease
+	// expired) is still due, and the next replica to claim runs it (as
+	// Backstage does). One result per item, in order. A claim may be sent
+	// again with the same run ids when its answer was lost (an error
+	// after the database committed it: the connection dropped, a
+	// failover): a task whose lease replica holds for that run id is
+	// claimed again (its lease renewed; the run's row and the task's last
+	// run as they are).
 	claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error)
 	// unclaim undoes a claim whose run never started (the replica shut
 	// down, or the plugin stopped registering the task, before the due
-	// time it was claimed ahead of): the lease is released, next_run is
-	// the claimed due time again (so that a replica runs it), and the
-	// run's row is deleted. A claim no longer held (its lease expired and
-	// another replica took the task) is left alone.
+	// time it was claimed ahead of): the lease is released (next_run is
+	// still that due time, so that a replica runs it), and the run's row
+	// is deleted. A claim no longer held (its lease expired and another
+	// replica took the task) is left alone.
 	unclaim(ctx context.Context, replica string, u unclaimItem) error
 	// start inserts the row of a local task's run.
 	start(ctx context.Context, replica string, st localStart) error
 	// finish completes runs: their rows, their tasks' last_* columns, and
-	// releases the lease each still holds.
+	// releases the lease each still holds; a scheduled run that still
+	// holds it moves next_run from its due time to its next (unless a
+	// registration changed next_run meanwhile).
 	finish(ctx context.Context, fs []finishItem) error
 	// renew extends the leases replica holds for runIDs and reports which
 	// it still held.
@@ -70,7 +75,7 @@ type registration struct {
 type claimItem struct {
 	plugin, task string
 	manual       bool
-	due, next    time.Time // zero for manual
+	due          time.Time // zero for manual
 	runID        string
 }
 
@@ -84,7 +89,6 @@ type claimResult struct {
 
 type unclaimItem struct {
 	runID, plugin, task string
-	due                 time.Time
 }
 
 type localStart struct {
@@ -100,6 +104,10 @@ type finishItem struct {
 	outcome, failure    string
 	err                 string
 	duration            time.Duration
+	// due and next, for a run of a scheduled global due time: the task's
+	// next_run moves from due to next as the run releases its lease.
+	// Zero for manual and local runs.
+	due, next time.Time
 }
 
 // taskRow is a scheduler_tasks row.

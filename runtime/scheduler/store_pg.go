@@ -66,40 +66,39 @@ RETURNING t.plugin, t.task, t.next_run`, plugins, tasks, scopes, scheds, timeout
 func (s *pgStore) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
 	n := len(items)
 	plugins, tasks, runIDs := make([]string, n), make([]string, n), make([]string, n)
-	dues, nexts, manual := make([]time.Time, n), make([]time.Time, n), make([]bool, n)
+	dues, manual := make([]time.Time, n), make([]bool, n)
 	for i, it := range items {
 		plugins[i], tasks[i], runIDs[i] = it.plugin, it.task, it.runID
-		dues[i], nexts[i], manual[i] = it.due, it.next, it.manual
+		dues[i], manual[i] = it.due, it.manual
 	}
 	rows, err := s.db.QueryContext(ctx, `
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::bool[])
-        AS i(plugin, task, due, next, run_id, manual)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[])
+        AS i(plugin, task, due, run_id, manual)
 ), cand AS (
     SELECT t.plugin, t.task, t.run_id AS old_run,
-           (t.lease_owner = $7 AND t.run_id = i.run_id) IS TRUE AS own
+           (t.lease_owner = $6 AND t.run_id = i.run_id) IS TRUE AS own
     FROM scheduler_tasks t JOIN input i ON t.plugin = i.plugin AND t.task = i.task
     WHERE ((i.manual OR t.next_run = i.due)
            AND (t.lease_until IS NULL OR t.lease_until < now()))
-       OR (t.lease_owner = $7 AND t.run_id = i.run_id)
+       OR (t.lease_owner = $6 AND t.run_id = i.run_id)
     FOR UPDATE OF t SKIP LOCKED
 ), upd AS (
     UPDATE scheduler_tasks t
-    SET lease_owner = $7, lease_until = now() + $8::bigint * interval '1 microsecond', run_id = i.run_id,
-        next_run = CASE WHEN i.manual OR c.own THEN t.next_run ELSE i.next END,
-        `+lastLost("lo", "now()", "$9")+`
+    SET lease_owner = $6, lease_until = now() + $7::bigint * interval '1 microsecond', run_id = i.run_id,
+        `+lastLost("lo", "now()", "$8")+`
     FROM cand c JOIN input i ON i.plugin = c.plugin AND i.task = c.task
         LEFT JOIN scheduler_runs lo ON lo.run_id = c.old_run AND lo.outcome = 'running' AND NOT c.own
     WHERE t.plugin = c.plugin AND t.task = c.task
     RETURNING t.plugin, t.task, c.own
 ), lost AS (
     UPDATE scheduler_runs r
-    SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $9
+    SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $8
     FROM cand c
     WHERE r.run_id = c.old_run AND r.outcome = 'running' AND NOT c.own
 ), ins AS (
     INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
-    SELECT i.run_id, i.plugin, i.task, $7, CASE WHEN i.manual THEN 'manual' ELSE 'schedule' END,
+    SELECT i.run_id, i.plugin, i.task, $6, CASE WHEN i.manual THEN 'manual' ELSE 'schedule' END,
            CASE WHEN i.manual THEN NULL ELSE i.due END,
            CASE WHEN i.manual THEN now() ELSE GREATEST(now(), i.due) END, 'running'
     FROM upd u JOIN input i ON i.plugin = u.plugin AND i.task = u.task
@@ -110,7 +109,7 @@ SELECT i.plugin, i.task, u.task IS NOT NULL, t.plugin IS NOT NULL, t.next_run,
 FROM input i
 LEFT JOIN upd u ON u.plugin = i.plugin AND u.task = i.task
 LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task`,
-		plugins, tasks, dues, nexts, runIDs, manual, replica, micros(lease), lostMessage)
+		plugins, tasks, dues, runIDs, manual, replica, micros(lease), lostMessage)
 	if err != nil {
 		return nil, err
 	}
@@ -138,12 +137,12 @@ func (s *pgStore) unclaim(ctx context.Context, replica string, u unclaimItem) er
 	_, err := s.db.ExecContext(ctx, `
 WITH t AS (
     UPDATE scheduler_tasks
-    SET lease_owner = NULL, lease_until = NULL, run_id = NULL, next_run = $4
-    WHERE plugin = $1 AND task = $2 AND run_id = $3 AND lease_owner = $5
+    SET lease_owner = NULL, lease_until = NULL, run_id = NULL
+    WHERE plugin = $1 AND task = $2 AND run_id = $3 AND lease_owner = $4
     RETURNING 1
 )
 DELETE FROM scheduler_runs WHERE run_id = $3 AND outcome = 'running' AND EXISTS (SELECT 1 FROM t)`,
-		u.plugin, u.task, u.runID, u.due, replica)
+		u.plugin, u.task, u.runID, replica)
 	return err
 }
 
@@ -163,9 +162,13 @@ func (s *pgStore) finish(ctx context.Context, fs []finishItem) error {
 	n := len(fs)
 	runIDs, plugins, tasks := make([]string, n), make([]string, n), make([]string, n)
 	outcomes, failures, errs, durs := make([]string, n), make([]string, n), make([]string, n), make([]int64, n)
+	dues, nexts := make([]*time.Time, n), make([]*time.Time, n)
 	for i, f := range fs {
 		runIDs[i], plugins[i], tasks[i] = f.runID, f.plugin, f.task
 		outcomes[i], failures[i], errs[i], durs[i] = f.outcome, f.failure, f.err, micros(f.duration)
+		if !f.next.IsZero() {
+			dues[i], nexts[i] = &f.due, &f.next
+		}
 	}
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
 		// Tasks first, in order: see pgStore.
@@ -178,8 +181,9 @@ FOR UPDATE OF t`, plugins, tasks); err != nil {
 		}
 		_, err := tx.ExecContext(ctx, `
 WITH f AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-        AS f(run_id, plugin, task, outcome, failure, error, duration_us)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                         $8::timestamptz[], $9::timestamptz[])
+        AS f(run_id, plugin, task, outcome, failure, error, duration_us, due, next)
 ), r AS (
     UPDATE scheduler_runs r
     SET ended_at = now(), outcome = f.outcome, failure = NULLIF(f.failure, ''), error = NULLIF(f.error, ''),
@@ -189,7 +193,8 @@ WITH f AS (
     RETURNING r.run_id, r.started_at, r.ended_at, r.replica
 )
 UPDATE scheduler_tasks t
-SET lease_owner = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_owner END,
+SET next_run    = CASE WHEN t.run_id = f.run_id AND t.next_run = f.due THEN f.next ELSE t.next_run END,
+    lease_owner = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_owner END,
     lease_until = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_until END,
     run_id      = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.run_id END,
     last_run_id      = CASE WHEN r.run_id IS NULL THEN t.last_run_id ELSE f.run_id END,
@@ -201,7 +206,7 @@ SET lease_owner = CASE WHEN t.run_id = f.run_id THEN NULL ELSE t.lease_owner END
     last_duration_us = CASE WHEN r.run_id IS NULL THEN t.last_duration_us ELSE f.duration_us END,
     last_replica     = CASE WHEN r.run_id IS NULL THEN t.last_replica ELSE r.replica END
 FROM f LEFT JOIN r ON r.run_id = f.run_id
-WHERE t.plugin = f.plugin AND t.task = f.task`, runIDs, plugins, tasks, outcomes, failures, errs, durs)
+WHERE t.plugin = f.plugin AND t.task = f.task`, runIDs, plugins, tasks, outcomes, failures, errs, durs, dues, nexts)
 		return err
 	})
 }

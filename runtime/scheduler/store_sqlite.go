@@ -96,13 +96,12 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				out[i] = r
 				continue
 			}
-			newNext := it.next
 			trigger, due, started := "schedule", us(it.due), later(now, it.due)
 			if it.manual {
-				newNext, trigger, due, started = next, "manual", nil, now
+				trigger, due, started = "manual", nil, now
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = ?, lease_until = ?, run_id = ?, next_run = ? WHERE plugin = ? AND task = ?",
-				replica, now.Add(lease).UnixMicro(), it.runID, us(newNext), it.plugin, it.task); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = ?, lease_until = ?, run_id = ? WHERE plugin = ? AND task = ?",
+				replica, now.Add(lease).UnixMicro(), it.runID, it.plugin, it.task); err != nil {
 				return err
 			}
 			if oldRun.Valid {
@@ -124,8 +123,8 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 
 func (s *sqliteStore) unclaim(ctx context.Context, replica string, u unclaimItem) error {
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL, next_run = ? WHERE plugin = ? AND task = ? AND run_id = ? AND lease_owner = ?",
-			us(u.due), u.plugin, u.task, u.runID, replica)
+		res, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL WHERE plugin = ? AND task = ? AND run_id = ? AND lease_owner = ?",
+			u.plugin, u.task, u.runID, replica)
 		if err != nil {
 			return err
 		}
@@ -151,9 +150,18 @@ func (s *sqliteStore) finish(ctx context.Context, fs []finishItem) error {
 	return inTx(ctx, s.db, func(tx *sql.Tx) error {
 		now := s.clock()
 		for _, f := range fs {
-			// Release the lease this run holds, whatever became of its row.
-			if _, err := tx.ExecContext(ctx, "UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL WHERE plugin = ? AND task = ? AND run_id = ?",
-				f.plugin, f.task, f.runID); err != nil {
+			// Release the lease this run holds, whatever became of its row,
+			// and (a scheduled run) move next_run past its due time,
+			// unless a registration changed it meanwhile.
+			var due, next any
+			if !f.next.IsZero() {
+				due, next = us(f.due), us(f.next)
+			}
+			if _, err := tx.ExecContext(ctx, `
+UPDATE scheduler_tasks SET lease_owner = NULL, lease_until = NULL, run_id = NULL,
+    next_run = CASE WHEN ? IS NOT NULL AND next_run = ? THEN ? ELSE next_run END
+WHERE plugin = ? AND task = ? AND run_id = ?`,
+				due, due, next, f.plugin, f.task, f.runID); err != nil {
 				return err
 			}
 			var started time.Time

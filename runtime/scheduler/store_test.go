@@ -77,17 +77,18 @@ func testStore(t *testing.T, st store) {
 		return res[0]
 	}
 	// A claim for a stale due time gets nothing and learns next_run.
-	if r := claim("a", claimItem{plugin: "p", task: "t", due: due.Add(-time.Minute), next: due, runID: "stale"}); r.claimed || !r.exists || !r.nextRun.Equal(due) {
+	if r := claim("a", claimItem{plugin: "p", task: "t", due: due.Add(-time.Minute), runID: "stale"}); r.claimed || !r.exists || !r.nextRun.Equal(due) {
 		t.Errorf("stale claim: %+v", r)
 	}
-	if r := claim("a", claimItem{plugin: "p", task: "nope", due: due, next: next, runID: "x"}); r.claimed || r.exists {
+	if r := claim("a", claimItem{plugin: "p", task: "nope", due: due, runID: "x"}); r.claimed || r.exists {
 		t.Errorf("claim of an unknown task: %+v", r)
 	}
-	if r := claim("a", claimItem{plugin: "p", task: "t", due: due, next: next, runID: "run1"}); !r.claimed {
+	if r := claim("a", claimItem{plugin: "p", task: "t", due: due, runID: "run1"}); !r.claimed {
 		t.Fatalf("claim: %+v", r)
 	}
-	// The lease is held: neither the next due time nor a trigger gets it.
-	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run2"}); r.claimed || !r.held || r.holder != "a" {
+	// The lease is held: neither the same due time nor a trigger gets it;
+	// next_run stays the due time until its run ends.
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: due, runID: "run2"}); r.claimed || !r.held || r.holder != "a" || !r.nextRun.Equal(due) {
 		t.Errorf("claim under a lease: %+v", r)
 	}
 	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}); r.claimed || !r.held {
@@ -99,10 +100,11 @@ func testStore(t *testing.T, st store) {
 	if held, err := st.renew(ctx, "a", lease, []string{"run1"}); err != nil || !held["run1"] {
 		t.Errorf("renew: %v %v", held, err)
 	}
-	// a dies; its lease expires; b takes the task (a manual run: next_run
-	// stays) and a's run is marked lost.
+	// a dies; its lease expires; b takes the task over: the due time a's
+	// run never finished is still due, b runs it, and a's run is marked
+	// lost.
 	time.Sleep(lease + 200*time.Millisecond)
-	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}); !r.claimed {
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: due, runID: "run2"}); !r.claimed {
 		t.Fatalf("claim after the lease expired: %+v", r)
 	}
 	runs, err := st.runs(ctx, "p", "t", 10)
@@ -112,23 +114,23 @@ func testStore(t *testing.T, st store) {
 	if r := runs[1]; r.RunID != "run1" || r.Outcome != "failed" || r.Failure != "lost" || r.Replica != "a" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(due) {
 		t.Errorf("the dead replica's run: %+v", r)
 	}
-	if r := runs[0]; r.RunID != "run2" || r.Outcome != "running" || r.Trigger != "manual" || r.Due != nil {
-		t.Errorf("the manual run: %+v", r)
+	if r := runs[0]; r.RunID != "run2" || r.Outcome != "running" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(due) {
+		t.Errorf("the run that took over: %+v", r)
 	}
 	// The lost run is the task's last one until run2 ends.
 	if rows, _, err := st.tasks(ctx); err != nil || len(rows) != 1 || rows[0].lastRunID != "run1" || rows[0].lastOutcome != "failed" ||
-		rows[0].lastFailure != "lost" || rows[0].lastReplica != "a" || rows[0].lastEnd.IsZero() {
+		rows[0].lastFailure != "lost" || rows[0].lastReplica != "a" || rows[0].lastEnd.IsZero() || !rows[0].nextRun.Equal(due) {
 		t.Errorf("task row after the takeover: %+v %v", rows, err)
 	}
-	// a comes back and reports run1: its row stays lost and b's lease
-	// stays; b's run ends and releases it.
-	if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
+	// a comes back and reports run1: its row stays lost, b's lease and
+	// next_run stay; b's run ends, releases the lease and moves next_run.
+	if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded", due: due, next: next}}); err != nil {
 		t.Fatal(err)
 	}
-	if r := claim("c", claimItem{plugin: "p", task: "t", manual: true, runID: "run3"}); r.claimed || r.holder != "b" {
+	if r := claim("c", claimItem{plugin: "p", task: "t", manual: true, runID: "run3"}); r.claimed || r.holder != "b" || !r.nextRun.Equal(due) {
 		t.Errorf("b's lease after a's late finish: %+v", r)
 	}
-	if err := st.finish(ctx, []finishItem{{runID: "run2", plugin: "p", task: "t", outcome: "failed", failure: "error", err: "it broke", duration: 1500 * time.Microsecond}}); err != nil {
+	if err := st.finish(ctx, []finishItem{{runID: "run2", plugin: "p", task: "t", outcome: "failed", failure: "error", err: "it broke", duration: 1500 * time.Microsecond, due: due, next: next}}); err != nil {
 		t.Fatal(err)
 	}
 	rows, _, err := st.tasks(ctx)
@@ -139,11 +141,18 @@ func testStore(t *testing.T, st store) {
 		r.lastFailure != "error" || r.lastError != "it broke" || r.lastDurationUS.Int64 != 1500 || r.lastReplica != "b" || r.lastStart.IsZero() || r.lastEnd.IsZero() {
 		t.Errorf("task row: %+v", r)
 	}
+	// A manual run leaves next_run as it is.
+	if r := claim("c", claimItem{plugin: "p", task: "t", manual: true, runID: "run3"}); !r.claimed {
+		t.Fatalf("manual claim: %+v", r)
+	}
+	if err := st.finish(ctx, []finishItem{{runID: "run3", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
+		t.Fatal(err)
+	}
 	// The next due time is claimed once.
-	if r := claim("c", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run4"}); !r.claimed {
+	if r := claim("c", claimItem{plugin: "p", task: "t", due: next, runID: "run4"}); !r.claimed || !r.nextRun.Equal(next) {
 		t.Errorf("claim of the next due time: %+v", r)
 	}
-	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, next: next.Add(time.Minute), runID: "run5"}); r.claimed {
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, runID: "run5"}); r.claimed {
 		t.Errorf("second claim of a due time: %+v", r)
 	}
 	// Claimed ahead of its due time (a minute ahead here), a run is
@@ -151,13 +160,17 @@ func testStore(t *testing.T, st store) {
 	if runs, err := st.runs(ctx, "p", "t", 1); err != nil || len(runs) != 1 || runs[0].RunID != "run4" || !runs[0].Started.Equal(next) {
 		t.Errorf("run claimed ahead: %+v %v", runs, err)
 	}
-	if err := st.finish(ctx, []finishItem{{runID: "run4", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
-		t.Fatal(err)
-	}
-	// A changed schedule resets next_run.
+	// A registration that changes the schedule while a run holds the
+	// lease sets next_run; the run's end leaves it.
 	task.Every = 2 * time.Minute
 	if got, err := st.register(ctx, []registration{{task: &task, next: due.Add(time.Hour)}}); err != nil || !got[0].Equal(due.Add(time.Hour)) {
 		t.Errorf("register a changed schedule: %v %v", got, err)
+	}
+	if err := st.finish(ctx, []finishItem{{runID: "run4", plugin: "p", task: "t", outcome: "succeeded", due: next, next: next.Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _, err := st.tasks(ctx); err != nil || len(rows) != 1 || !rows[0].nextRun.Equal(due.Add(time.Hour)) || rows[0].leaseOwner != "" {
+		t.Errorf("task row after a run of the old schedule ended: %+v %v", rows, err)
 	}
 	// Local tasks have no next_run; tidy keeps the last runs.
 	local, _ := NewTask("p", hostfuncs.TaskSpec{ID: "l", Every: time.Second, Scope: hostfuncs.ScopeLocal}, time.Second)
@@ -267,7 +280,7 @@ func backdate(t *testing.T, st store, runID string, d time.Duration) {
 	}
 }
 
-// unclaim gives a claim back: next_run is the claimed due time again, the
+// unclaim gives a claim back: next_run is still the claimed due time, the
 // lease is free and the run's row is gone; a claim another replica holds
 // now is left alone.
 func TestStoreUnclaim(t *testing.T) {
@@ -281,19 +294,19 @@ func TestStoreUnclaim(t *testing.T) {
 		if _, err := st.register(ctx, []registration{{task: &task, next: due}}); err != nil {
 			t.Fatal(err)
 		}
-		res, err := st.claim(ctx, "a", time.Minute, []claimItem{{plugin: "p", task: "t", due: due, next: due.Add(time.Minute), runID: "run1"}})
+		res, err := st.claim(ctx, "a", time.Minute, []claimItem{{plugin: "p", task: "t", due: due, runID: "run1"}})
 		if err != nil || !res[0].claimed {
 			t.Fatalf("claim: %+v %v", res, err)
 		}
 		// Not b's to give back.
-		if err := st.unclaim(ctx, "b", unclaimItem{runID: "run1", plugin: "p", task: "t", due: due}); err != nil {
+		if err := st.unclaim(ctx, "b", unclaimItem{runID: "run1", plugin: "p", task: "t"}); err != nil {
 			t.Fatal(err)
 		}
 		rows, _, err := st.tasks(ctx)
 		if err != nil || len(rows) != 1 || rows[0].leaseOwner != "a" || rows[0].runID != "run1" {
 			t.Fatalf("after another replica's unclaim: %+v %v", rows, err)
 		}
-		if err := st.unclaim(ctx, "a", unclaimItem{runID: "run1", plugin: "p", task: "t", due: due}); err != nil {
+		if err := st.unclaim(ctx, "a", unclaimItem{runID: "run1", plugin: "p", task: "t"}); err != nil {
 			t.Fatal(err)
 		}
 		rows, _, err = st.tasks(ctx)
@@ -304,7 +317,7 @@ func TestStoreUnclaim(t *testing.T) {
 			t.Errorf("runs after the unclaim: %+v %v", runs, err)
 		}
 		// The due time can be claimed again.
-		if res, err := st.claim(ctx, "b", time.Minute, []claimItem{{plugin: "p", task: "t", due: due, next: due.Add(time.Minute), runID: "run2"}}); err != nil || !res[0].claimed {
+		if res, err := st.claim(ctx, "b", time.Minute, []claimItem{{plugin: "p", task: "t", due: due, runID: "run2"}}); err != nil || !res[0].claimed {
 			t.Errorf("claim after the unclaim: %+v %v", res, err)
 		}
 	})
@@ -313,9 +326,9 @@ func TestStoreUnclaim(t *testing.T) {
 // A claim whose answer was lost (the database committed it, then the
 // connection dropped) is sent again with the same run ids: the replica
 // finds the lease its own, and neither a second run row nor a lost run
-// comes of it; the task's next due time stays the one the first claim
-// stored. Without this the due time was skipped: the next claim saw
-// next_run already moved on, and the lease expired into a lost run.
+// comes of it. Without this the due time's run never began: the retry
+// found the lease held (by this replica, unknowingly) until it expired
+// into a lost run.
 func TestStoreClaimSentAgain(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store) {
 		ctx := context.Background()
@@ -337,7 +350,7 @@ func TestStoreClaimSentAgain(t *testing.T) {
 			}
 			return res[0]
 		}
-		it := claimItem{plugin: "p", task: "t", due: due, next: next, runID: "run1"}
+		it := claimItem{plugin: "p", task: "t", due: due, runID: "run1"}
 		if r := claim("a", it); !r.claimed {
 			t.Fatalf("claim: %+v", r)
 		}
@@ -358,10 +371,10 @@ func TestStoreClaimSentAgain(t *testing.T) {
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("tasks: %+v %v", rows, err)
 		}
-		if r := rows[0]; !r.nextRun.Equal(next) || r.leaseOwner != "a" || r.runID != "run1" || r.lastRunID != "" {
+		if r := rows[0]; !r.nextRun.Equal(due) || r.leaseOwner != "a" || r.runID != "run1" || r.lastRunID != "" {
 			t.Errorf("task row after the claim was sent three times: %+v", r)
 		}
-		if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded"}}); err != nil {
+		if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded", due: due, next: next}}); err != nil {
 			t.Fatal(err)
 		}
 		// A manual claim, sent twice.
