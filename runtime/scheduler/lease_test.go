@@ -383,9 +383,7 @@ func TestLostReplicaInterruptsItsRunBeforeTheLeaseExpires(t *testing.T) {
 // lease timer has not fired yet.
 func TestLateRenewalDoesNotExtendTheRun(t *testing.T) {
 	const every = testLease / 3
-	clk := newFakeClock(t)
-	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
-	sq.now = clk.Now
+	clk, sq := fakeClockSQLite(t)
 	aStore := &reachable{store: sq}
 	start := clk.Now()
 	a := startLeaseReplica(t, "a", clk, aStore)
@@ -422,16 +420,11 @@ func TestLateRenewalDoesNotExtendTheRun(t *testing.T) {
 func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 	for _, how := range []string{"shutdown", "task dropped", "task dropped and added back"} {
 		t.Run(how, func(t *testing.T) {
-			clk := newFakeClock(t)
-			sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
-			sq.now = clk.Now
-			s, task, ran := startEvery5s(t, clk, sq)
+			clk, sq := fakeClockSQLite(t)
+			s, task, ran := startEvery5s(t, "a", clk, sq)
 			_, until := oneTaskRow(t, sq)
 			// The first run comes at once; the one under test is the next.
-			start := clk.Now()
-			due := until("the first run", func(r taskRow) bool {
-				return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
-			}).nextRun
+			due := firstRunThenDue(until, ran, clk.Now())
 			clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // past claimAhead: the run is claimed
 			claimed := until("the claim", func(r taskRow) bool { return r.leaseOwner == "a" })
 			if !claimed.nextRun.Equal(due) {
@@ -485,9 +478,7 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 // line seven seconds after another replica had taken the task.
 func TestHeldUpRunIsFenced(t *testing.T) {
 	const every, lostAfter = testLease / 3, testLease * 5 / 6
-	clk := newFakeClock(t)
-	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
-	sq.now = clk.Now
+	clk, sq := fakeClockSQLite(t)
 	start := clk.Now()
 	a := startLeaseReplica(t, "a", clk, sq)
 	clk.AdvanceTo(start.Add(time.Second))
@@ -536,16 +527,11 @@ func (a *answerLost) claim(ctx context.Context, replica string, lease time.Durat
 // claim it did not know it had made, the due time was skipped and the
 // claim's run row ended as lost when its lease expired.
 func TestClaimWhoseAnswerWasLostRuns(t *testing.T) {
-	clk := newFakeClock(t)
-	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
-	sq.now = clk.Now
+	clk, sq := fakeClockSQLite(t)
 	st := &answerLost{store: sq}
-	s, _, ran := startEvery5s(t, clk, st)
+	s, _, ran := startEvery5s(t, "a", clk, st)
 	_, until := oneTaskRow(t, sq)
-	start := clk.Now()
-	due := until("the first run", func(r taskRow) bool {
-		return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
-	}).nextRun
+	due := firstRunThenDue(until, ran, clk.Now())
 	st.lose.Store(true)
 	clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // claimed ahead: committed, answer lost
 	until("the claim", func(r taskRow) bool { return r.leaseOwner == "a" && !st.lose.Load() })
@@ -566,9 +552,7 @@ func TestClaimWhoseAnswerWasLostRuns(t *testing.T) {
 // A trigger's claim whose answer was lost is sent again with the same run
 // id: the trigger succeeds and its run is recorded once.
 func TestTriggerWhoseAnswerWasLost(t *testing.T) {
-	clk := newFakeClock(t)
-	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
-	sq.now = clk.Now
+	clk, sq := fakeClockSQLite(t)
 	st := &answerLost{store: sq}
 	st.lose.Store(true)
 	r := startLeaseReplica(t, "a", clk, st)
@@ -607,14 +591,14 @@ func oneTaskRow(t *testing.T, sq store) (row func() taskRow, until func(what str
 	return row, until
 }
 
-// startEvery5s starts replica "a" on st and clk with one global task p/t
+// startEvery5s starts replica name on st and clk with one global task p/t
 // due every 5s, whose runs it counts (and which end at once); it is
 // stopped when the test ends, if not before.
-func startEvery5s(t *testing.T, clk *fakeClock, st store) (*Scheduler, Task, *atomic.Int32) {
+func startEvery5s(t *testing.T, name string, clk *fakeClock, st store) (*Scheduler, Task, *atomic.Int32) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	ran := new(atomic.Int32)
-	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "a",
+	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: name,
 		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
 			ran.Add(1)
 			return 0, nil, nil
@@ -637,9 +621,7 @@ func startEvery5s(t *testing.T, clk *fakeClock, st store) (*Scheduler, Task, *at
 // until the next one (an audit killed a replica running a task due every
 // minute: the next run came 55 s after the lease expired).
 func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
-	clk := newFakeClock(t)
-	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
-	sq.now = clk.Now
+	clk, sq := fakeClockSQLite(t)
 	aStore := &reachable{store: sq}
 	spec := hostfuncs.TaskSpec{ID: "t", Every: time.Hour}
 	start := clk.Now()
@@ -679,4 +661,86 @@ func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
 	if r := runs[0]; r.Replica != "b" || r.Outcome != "running" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(start) {
 		t.Errorf("b's run, of the same due time: %+v", r)
 	}
+}
+
+// A trigger in the moments between a replica's claim of a due time and
+// that due time (claims go out up to 250 ms ahead) does not answer 409:
+// nothing runs yet. It waits for the due time; the scheduled run, which
+// ends at once here, is then over and the trigger runs. On the replica
+// holding the claim and on another one. An audit's triggers of a task due
+// every second got 409 "is running" one time in four.
+func TestTriggerBetweenClaimAndDueTime(t *testing.T) {
+	for _, on := range []string{"the replica holding the claim", "another replica"} {
+		t.Run(on, func(t *testing.T) {
+			clk, sq := fakeClockSQLite(t)
+			a, _, aRan := startEvery5s(t, "a", clk, sq)
+			// The first run, on a alone; then the due time under test.
+			_, until := oneTaskRow(t, sq)
+			due := firstRunThenDue(until, aRan, clk.Now())
+			replicas := map[string]*Scheduler{"a": a}
+			if on == "another replica" {
+				replicas["b"], _, _ = startEvery5s(t, "b", clk, sq)
+			}
+			clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // the due time is claimed ahead of it
+			holder := until("the claim", func(r taskRow) bool { return r.leaseOwner != "" }).leaseOwner
+			trig := replicas[holder]
+			if on == "another replica" {
+				trig = replicas[map[string]string{"a": "b", "b": "a"}[holder]]
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := trig.Trigger(context.Background(), "p", "t")
+				done <- err
+			}()
+			time.Sleep(100 * time.Millisecond) // the trigger waits for the due time
+			select {
+			case err := <-done:
+				t.Fatalf("the trigger answered before the due time: %v", err)
+			default:
+			}
+			clk.AdvanceTo(due) // the scheduled run begins and ends
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("trigger: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the trigger did not return")
+			}
+			runs, err := sq.runs(context.Background(), "p", "t", 10)
+			if err != nil || len(runs) != 3 {
+				t.Fatalf("runs: %+v %v", runs, err)
+			}
+			var manual, scheduled int
+			for _, r := range runs {
+				switch {
+				case r.Trigger == "manual" && r.Replica == trig.Replica():
+					manual++
+				case r.Trigger == "schedule" && r.Due != nil && r.Due.Equal(due) && r.Replica == holder && r.Outcome == "succeeded":
+					scheduled++
+				}
+			}
+			if manual != 1 || scheduled != 1 {
+				t.Errorf("want the due time's run on %s and the triggered one on %s: %+v", holder, trig.Replica(), runs)
+			}
+		})
+	}
+}
+
+// fakeClockSQLite returns a fake clock and a scheduler store on a new
+// SQLite database whose clock it is.
+func fakeClockSQLite(t *testing.T) (*fakeClock, *sqliteStore) {
+	clk := newFakeClock(t)
+	sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+	sq.now = clk.Now
+	return clk, sq
+}
+
+// firstRunThenDue waits for the first run of startEvery5s's task, which
+// comes at once (ran counts runs; start is the clock's time before it),
+// and returns the next due time.
+func firstRunThenDue(until func(string, func(taskRow) bool) taskRow, ran *atomic.Int32, start time.Time) time.Time {
+	return until("the first run", func(r taskRow) bool {
+		return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
+	}).nextRun
 }

@@ -176,6 +176,14 @@ func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error)
 		case t == nil:
 			s.mu.Unlock()
 			return Run{}, ErrUnknownTask
+		case t.run != nil && !t.run.manual && !t.run.started && attempt < 20:
+			// A scheduled run being claimed, or claimed ahead of its
+			// due time, has not begun: the task is not running yet.
+			// Wait for its due time (claimAhead at most), then it runs
+			// (409) or has ended.
+			s.mu.Unlock()
+			time.Sleep(retryLocked)
+			continue
 		case t.run != nil:
 			s.mu.Unlock()
 			return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: s.cfg.Replica}
@@ -229,7 +237,10 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 				time.Sleep(time.Duration(failed) * 100 * time.Millisecond)
 				continue
 			}
-			if err != nil || res[0].claimed || res[0].held || !res[0].exists || attempt == 20 || ctx.Err() != nil {
+			// A run claimed ahead of its due time that has not begun
+			// is not running yet: wait for its due time (claimAhead at
+			// most), then it runs (409) or has ended (the lease is free).
+			if err != nil || res[0].claimed || res[0].held && !res[0].ahead || !res[0].exists || attempt == 20 || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(retryLocked)

@@ -85,6 +85,9 @@ type claimResult struct {
 	nextRun time.Time // the row's next_run as the claim saw it
 	held    bool      // a live lease holds the task
 	holder  string
+	// ahead: the live lease is a scheduled run's, claimed ahead of its
+	// due time, which has not come yet (the run has not begun).
+	ahead bool
 }
 
 type unclaimItem struct {

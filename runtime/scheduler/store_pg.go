@@ -105,10 +105,12 @@ WITH input AS (
     WHERE NOT u.own
 )
 SELECT i.plugin, i.task, u.task IS NOT NULL, t.plugin IS NOT NULL, t.next_run,
-       COALESCE(t.lease_until >= now(), false), COALESCE(t.lease_owner, '')
+       COALESCE(t.lease_until >= now(), false), COALESCE(t.lease_owner, ''),
+       COALESCE(t.lease_until >= now() AND hr.started_at > now(), false)
 FROM input i
 LEFT JOIN upd u ON u.plugin = i.plugin AND u.task = i.task
-LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task`,
+LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task
+LEFT JOIN scheduler_runs hr ON hr.run_id = t.run_id`,
 		plugins, tasks, dues, runIDs, manual, replica, micros(lease), lostMessage)
 	if err != nil {
 		return nil, err
@@ -118,7 +120,7 @@ LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task`,
 	for rows.Next() {
 		var p, t string
 		var r claimResult
-		if err := rows.Scan(&p, &t, &r.claimed, &r.exists, dbTime{&r.nextRun}, &r.held, &r.holder); err != nil {
+		if err := rows.Scan(&p, &t, &r.claimed, &r.exists, dbTime{&r.nextRun}, &r.held, &r.holder, &r.ahead); err != nil {
 			return nil, err
 		}
 		got[[2]string{p, t}] = r

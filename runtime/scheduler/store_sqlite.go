@@ -93,6 +93,14 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				continue
 			}
 			if r.held || (!it.manual && !next.Equal(it.due)) {
+				if r.held && oldRun.Valid {
+					var started time.Time
+					err := tx.QueryRowContext(ctx, "SELECT started_at FROM scheduler_runs WHERE run_id = ?", oldRun.String).Scan(dbTime{&started})
+					if err != nil && !errors.Is(err, sql.ErrNoRows) {
+						return err
+					}
+					r.ahead = started.After(now)
+				}
 				out[i] = r
 				continue
 			}

@@ -88,7 +88,7 @@ func testStore(t *testing.T, st store) {
 	}
 	// The lease is held: neither the same due time nor a trigger gets it;
 	// next_run stays the due time until its run ends.
-	if r := claim("b", claimItem{plugin: "p", task: "t", due: due, runID: "run2"}); r.claimed || !r.held || r.holder != "a" || !r.nextRun.Equal(due) {
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: due, runID: "run2"}); r.claimed || !r.held || r.holder != "a" || !r.nextRun.Equal(due) || r.ahead {
 		t.Errorf("claim under a lease: %+v", r)
 	}
 	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}); r.claimed || !r.held {
@@ -152,8 +152,12 @@ func testStore(t *testing.T, st store) {
 	if r := claim("c", claimItem{plugin: "p", task: "t", due: next, runID: "run4"}); !r.claimed || !r.nextRun.Equal(next) {
 		t.Errorf("claim of the next due time: %+v", r)
 	}
-	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, runID: "run5"}); r.claimed {
+	// It is held, by a run that has not begun (ahead): a trigger waits.
+	if r := claim("b", claimItem{plugin: "p", task: "t", due: next, runID: "run5"}); r.claimed || !r.held || !r.ahead {
 		t.Errorf("second claim of a due time: %+v", r)
+	}
+	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run5"}); r.claimed || !r.held || !r.ahead {
+		t.Errorf("manual claim while a run claimed ahead holds the lease: %+v", r)
 	}
 	// Claimed ahead of its due time (a minute ahead here), a run is
 	// recorded as starting at the due time.
