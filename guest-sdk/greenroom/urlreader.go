@@ -97,6 +97,11 @@ func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse
 		opt(&o)
 	}
 	resp, err := readURL(ctx, &urlRequest{method: http.MethodGet, url: url, header: o.header})
+	if errors.Is(err, ErrNotModified) {
+		// The sentinel itself, so that err == ErrNotModified holds as
+		// for io.EOF (the caller knows the URL and the validator).
+		return nil, ErrNotModified
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -110,7 +110,9 @@ func TestNativeReadURL(t *testing.T) {
 		!resp.LastModified.Equal(time.Date(2015, 10, 21, 7, 28, 0, 0, time.UTC)) {
 		t.Errorf("resp = %+v", resp)
 	}
-	if _, err := ReadURL(ctx, srv.URL+"/doc", IfNoneMatch(resp.ETag)); !errors.Is(err, ErrNotModified) {
+	// The sentinel itself: err == ErrNotModified, as a reader of the
+	// issue would write it.
+	if _, err := ReadURL(ctx, srv.URL+"/doc", IfNoneMatch(resp.ETag)); err != ErrNotModified {
 		t.Errorf("IfNoneMatch: %v", err)
 	}
 	if _, err := ReadURL(ctx, srv.URL+"/missing"); !errors.Is(err, ErrNotFound) {
