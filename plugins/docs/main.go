@@ -17,7 +17,8 @@
 // Storage: the copy (body, ETag, Last-Modified) and the fetch history live
 // in the plugin's own database (greenroom.DB, migrations in migrations/),
 // so every instance and every restart sees the same copy. The operator
-// grants database = true next to the urlreader grant.
+// grants database = true next to the urlreader grant; without it the
+// plugin warns and keeps them in each instance's memory (memStore).
 //
 // Refresh: with scheduler = true granted, a global task named "refresh"
 // fetches the document every max_age (conditionally, with its ETag), so
@@ -38,10 +39,18 @@ import (
 )
 
 func init() {
-	if err := greenroom.Migrations(migrations); err != nil {
+	var store Store
+	switch err := greenroom.Migrations(migrations); {
+	case errors.Is(err, greenroom.ErrDenied):
+		// No database granted: the plugin still serves, from memory.
+		greenroom.Logger().Warn("no database granted: keeping the copy and the history in each instance's memory (not shared, not kept across restarts); grant database = true under [plugins.docs.capabilities] to keep them in the database", "reason", err.Error())
+		store = &memStore{}
+	case err != nil:
 		panic(err)
+	default:
+		store = newStore()
 	}
-	a := newApp(newStore(), time.Now)
+	a := newApp(store, time.Now)
 	greenroom.Handle(a.routes())
 	// With the scheduler granted, a global task refreshes the copy every
 	// max_age, so requests rarely wait for a fetch; without it, /latest

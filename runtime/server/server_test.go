@@ -33,6 +33,7 @@ var (
 	badsigWasm  string
 	logurlWasm  string
 	docsWasm    string
+	todoWasm    string
 	cacheDir    string
 )
 
@@ -46,6 +47,7 @@ func TestMain(m *testing.M) {
 		&badsigWasm:  "runtime/plugin/testdata/guests/badsig",
 		&logurlWasm:  "runtime/plugin/testdata/guests/logurl",
 		&docsWasm:    "plugins/docs",
+		&todoWasm:    "plugins/todo",
 	} {
 		if *dst, err = guesttest.BuildErr(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -1043,9 +1045,9 @@ limits = { instances = 3 }
 path = %q
 [plugins.gone]
 path = %q
-[plugins.docs]
+[plugins.todo]
 path = %q
-`, helloWasm, logurlWasm, missing, docsWasm))
+`, helloWasm, logurlWasm, missing, todoWasm))
 	if status, _, _ := in.Get(t, "/api/hello/ping"); status != 200 {
 		t.Fatal("ping failed")
 	}
@@ -1111,13 +1113,13 @@ path = %q
 		gone.Pool == nil || gone.Pool.Created != 0 || gone.Ungranted != nil {
 		t.Errorf("gone: %+v", gone)
 	}
-	// docs is granted nothing: its initializer fails (greenroom.Migrations
+	// todo is granted nothing: its initializer fails (greenroom.Migrations
 	// without the database), and the module it tried still says what it
 	// imports, as greenroom plugin inspect FILE --config would.
-	docs := view.Plugins[byID["docs"]]
-	if docs.State != "failed" || !strings.Contains(docs.LastError, `capability "database" not granted`) || docs.SHA256 != sha256File(t, docsWasm) ||
-		docs.ABIVersion != 1 || docs.Module == nil || !slices.Equal(docs.Ungranted, []string{"database", "scheduler", "urlreader"}) {
-		t.Errorf("docs, whose initializer failed: %+v", docs)
+	todo := view.Plugins[byID["todo"]]
+	if todo.State != "failed" || !strings.Contains(todo.LastError, `capability "database" not granted`) || todo.SHA256 != sha256File(t, todoWasm) ||
+		todo.ABIVersion != 1 || todo.Module == nil || !slices.Equal(todo.Ungranted, []string{"database", "scheduler"}) {
+		t.Errorf("todo, whose initializer failed: %+v", todo)
 	}
 	// Without a module, what it imports is unknown: no list, rather than
 	// an empty one that says nothing is missing.

@@ -340,7 +340,7 @@ func TestDocsPlugin(t *testing.T) {
 		w.Header().Set("Content-Type", "text/markdown")
 		fmt.Fprint(w, "# Backstage README")
 	})
-	in := startDocs(t, src, "", "/backstage/backstage/master/README.md")
+	in := startDocs(t, src, ", database = true", "/backstage/backstage/master/README.md")
 	status, h, body := in.Get(t, "/api/docs/latest")
 	if status != 200 || body != "# Backstage README" || h.Get("ETag") != `"readme-1"` || h.Get("Content-Type") != "text/markdown" {
 		t.Fatalf("latest: %d %q %v", status, body, h)
@@ -374,6 +374,30 @@ func TestDocsPlugin(t *testing.T) {
 	}
 }
 
+// plugins/docs granted only the read, as issue 5's config snippet grants
+// it, serves all the same: it warns and keeps its copy and history in each
+// instance's memory. It used to panic in its initializer for want of the
+// database, and every route answered 503.
+func TestDocsPluginWithoutDatabase(t *testing.T) {
+	src := newTarget(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		fmt.Fprint(w, "# from memory")
+	})
+	in := startDocs(t, src, "", "/backstage/README.md")
+	if status, _, body := in.Get(t, "/api/docs/latest"); status != 200 || body != "# from memory" {
+		t.Fatalf("latest: %d %q", status, body)
+	}
+	status, _, body := in.Get(t, "/api/docs/history")
+	var hist struct{ Fetches []struct{ Outcome string } }
+	json.Unmarshal([]byte(body), &hist)
+	if status != 200 || len(hist.Fetches) == 0 || hist.Fetches[0].Outcome != "fetched" {
+		t.Errorf("history: %d %s", status, body)
+	}
+	if len(linesWith(t, in, "no database granted")) == 0 {
+		t.Errorf("no warning that the copy is kept in memory:\n%s", in.Log)
+	}
+}
+
 // With the scheduler granted, plugins/docs refreshes its copy from a global
 // task: the URL reader works inside a task as in a request, and what the
 // task fetched is what /latest then serves without fetching.
@@ -382,7 +406,7 @@ func TestDocsRefreshTaskReadsURL(t *testing.T) {
 		w.Header().Set("Content-Type", "text/markdown")
 		fmt.Fprint(w, "# fetched by the task")
 	})
-	in := startDocs(t, src, ", scheduler = true", "/backstage/README.md")
+	in := startDocs(t, src, ", database = true, scheduler = true", "/backstage/README.md")
 	status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/docs/refresh/trigger", nil)
 	if status != 200 {
 		t.Fatalf("trigger: %d %s", status, body)
@@ -415,7 +439,7 @@ func TestDocsRefreshTaskReadsURL(t *testing.T) {
 
 // startDocs serves plugins/docs (two instances, its own SQLite file) with
 // its document at path on src, reachable as raw.test; caps extends its
-// capabilities table.
+// capabilities table, which grants the read.
 func startDocs(t *testing.T, src *target, caps, path string) *servertest.Instance {
 	t.Helper()
 	cfg := fmt.Sprintf(`
@@ -426,7 +450,7 @@ allow = [{ host = "raw.test", paths = ["/backstage/"], scheme = "http" }]
 [plugins.docs]
 path = %q
 limits = { instances = 2 }
-capabilities = { urlreader = ["raw.test/backstage/"], database = true%s }
+capabilities = { urlreader = ["raw.test/backstage/"]%s }
 config = { url = "http://raw.test:%d%s", max_age = "1h" }
 `, t.TempDir(), docsWasm, caps, src.port(), path)
 	return servertest.Start(t, cfg, servertest.Options{
