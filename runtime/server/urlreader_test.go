@@ -178,7 +178,7 @@ limits = { timeout = "300ms" }
 	if r.Status != 200 || r.Body != "# Docs" || r.ETag != `"rev-7"` || r.LastModified != "2015-10-21T07:28:00Z" || r.ContentType != "text/markdown" || r.URL != base+"/doc.md" {
 		t.Errorf("read: %+v", r)
 	}
-	wantKind(t, guestRead(t, in, "logurl", "/read", "url", base+"/doc.md", "etag", r.ETag), "not_modified", `not modified (ETag "rev-7")`)
+	wantKind(t, guestRead(t, in, "logurl", "/read", "url", base+"/doc.md", "etag", r.ETag), "not_modified", "greenroom: not modified") // ErrNotModified itself
 	wantKind(t, guestRead(t, in, "logurl", "/read", "url", base+"/nope"), "not_found")
 	wantKind(t, guestRead(t, in, "nogrant", "/read", "url", base+"/doc.md"), "denied",
 		"capability urlreader is not granted to plugin nogrant", "[plugins.nogrant.capabilities] urlreader")
