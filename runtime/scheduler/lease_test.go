@@ -595,12 +595,21 @@ func oneTaskRow(t *testing.T, sq store) (row func() taskRow, until func(what str
 // due every 5s, whose runs it counts (and which end at once); it is
 // stopped when the test ends, if not before.
 func startEvery5s(t *testing.T, name string, clk *fakeClock, st store) (*Scheduler, Task, *atomic.Int32) {
+	return startEvery5sRunning(t, name, clk, st, nil)
+}
+
+// startEvery5sRunning is startEvery5s whose runs last (in real time) what
+// runFor, when not nil, returns.
+func startEvery5sRunning(t *testing.T, name string, clk *fakeClock, st store, runFor func() time.Duration) (*Scheduler, Task, *atomic.Int32) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	ran := new(atomic.Int32)
 	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: name,
 		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
 			ran.Add(1)
+			if runFor != nil {
+				time.Sleep(runFor())
+			}
 			return 0, nil, nil
 		}})
 	s.st, s.clk = st, clk
@@ -673,14 +682,24 @@ func TestTriggerBetweenClaimAndDueTime(t *testing.T) {
 	for _, on := range []string{"the replica holding the claim", "another replica"} {
 		t.Run(on, func(t *testing.T) {
 			clk, sq := fakeClockSQLite(t)
-			a, _, aRan := startEvery5s(t, "a", clk, sq)
+			// The due time's run takes 200 ms: the trigger waits it out
+			// too, rather than answering 409 as it begins.
+			var slow atomic.Bool
+			runFor := func() time.Duration {
+				if slow.Load() {
+					return 200 * time.Millisecond
+				}
+				return 0
+			}
+			a, _, aRan := startEvery5sRunning(t, "a", clk, sq, runFor)
 			// The first run, on a alone; then the due time under test.
 			_, until := oneTaskRow(t, sq)
 			due := firstRunThenDue(until, aRan, clk.Now())
 			replicas := map[string]*Scheduler{"a": a}
 			if on == "another replica" {
-				replicas["b"], _, _ = startEvery5s(t, "b", clk, sq)
+				replicas["b"], _, _ = startEvery5sRunning(t, "b", clk, sq, runFor)
 			}
+			slow.Store(true)
 			clk.AdvanceTo(due.Add(-100 * time.Millisecond)) // the due time is claimed ahead of it
 			holder := until("the claim", func(r taskRow) bool { return r.leaseOwner != "" }).leaseOwner
 			trig := replicas[holder]

@@ -165,6 +165,10 @@ func (s *Scheduler) Task(ctx context.Context, plugin, id string, limit int) (Tas
 // this replica runs no tasks. It returns once the run has started.
 func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error) {
 	k := key(plugin, id)
+	// sawAhead: the trigger came while a scheduled run was claimed and
+	// had not begun (nothing ran): it waits for that run, which may be
+	// short, for up to a second in all, before answering 409.
+	sawAhead := false
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		if !s.started || s.stopped {
@@ -176,11 +180,12 @@ func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error)
 		case t == nil:
 			s.mu.Unlock()
 			return Run{}, ErrUnknownTask
-		case t.run != nil && !t.run.manual && !t.run.started && attempt < 20:
+		case t.run != nil && !t.run.manual && (!t.run.started || sawAhead) && attempt < 20:
 			// A scheduled run being claimed, or claimed ahead of its
 			// due time, has not begun: the task is not running yet.
-			// Wait for its due time (claimAhead at most), then it runs
-			// (409) or has ended.
+			// Wait for it to begin and end (a second in all at most),
+			// then run, or answer 409 while it still runs.
+			sawAhead = true
 			s.mu.Unlock()
 			time.Sleep(retryLocked)
 			continue
@@ -198,11 +203,11 @@ func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error)
 		r := &run{id: newRunID(), task: t, spec: t.Task, gen: t.gen, manual: true}
 		t.run = r
 		s.mu.Unlock()
-		return s.startManual(ctx, t, r)
+		return s.startManual(ctx, t, r, sawAhead)
 	}
 }
 
-func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, error) {
+func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead bool) (Run, error) {
 	release := func() {
 		s.mu.Lock()
 		if t.run == r {
@@ -238,9 +243,13 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run) (Run, erro
 				continue
 			}
 			// A run claimed ahead of its due time that has not begun
-			// is not running yet: wait for its due time (claimAhead at
-			// most), then it runs (409) or has ended (the lease is free).
-			if err != nil || res[0].claimed || res[0].held && !res[0].ahead || !res[0].exists || attempt == 20 || ctx.Err() != nil {
+			// is not running yet: wait for it to begin and end (a
+			// second in all at most), then run, or answer 409 while it
+			// still runs.
+			if err == nil && res[0].ahead {
+				sawAhead = true
+			}
+			if err != nil || res[0].claimed || res[0].held && !sawAhead || !res[0].exists || attempt == 20 || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(retryLocked)
