@@ -54,15 +54,7 @@ func openStore(t testing.TB, cfg database.Config) store {
 func testStore(t *testing.T, st store) {
 	ctx := context.Background()
 	const lease = 1500 * time.Millisecond
-	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	due := trunc(time.Now().Add(-time.Second))
-	got, err := st.register(ctx, []registration{{task: &task, next: due}})
-	if err != nil || !got[0].Equal(due) {
-		t.Fatalf("register: %v %v", got, err)
-	}
+	task, due := registerDueTask(t, st)
 	// Registering again (another replica, a restart) keeps next_run.
 	if got, err := st.register(ctx, []registration{{task: &task, next: due.Add(time.Hour)}}); err != nil || !got[0].Equal(due) {
 		t.Fatalf("register again: %v %v", got, err)
@@ -337,15 +329,8 @@ func TestStoreClaimSentAgain(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store) {
 		ctx := context.Background()
 		const lease = 300 * time.Millisecond
-		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		due := trunc(time.Now().Add(-time.Second))
+		_, due := registerDueTask(t, st)
 		next := due.Add(time.Minute)
-		if _, err := st.register(ctx, []registration{{task: &task, next: due}}); err != nil {
-			t.Fatal(err)
-		}
 		claim := func(replica string, it claimItem) claimResult {
 			t.Helper()
 			res, err := st.claim(ctx, replica, lease, []claimItem{it})
@@ -403,4 +388,20 @@ func TestStoreClaimSentAgain(t *testing.T) {
 			t.Errorf("task row after the manual claim: %+v %v", rows, err)
 		}
 	})
+}
+
+// registerDueTask registers the global task p/t, due every minute, its
+// first due time (returned) a second ago.
+func registerDueTask(t *testing.T, st store) (Task, time.Time) {
+	t.Helper()
+	task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Minute}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := trunc(time.Now().Add(-time.Second))
+	got, err := st.register(context.Background(), []registration{{task: &task, next: due}})
+	if err != nil || !got[0].Equal(due) {
+		t.Fatalf("register: %v %v", got, err)
+	}
+	return task, due
 }
