@@ -91,12 +91,18 @@ func importsModule(imports ...wasmImport) []byte {
 // created) and returns why it failed.
 func loadErr(t *testing.T, wasm []byte) error {
 	t.Helper()
+	return loadErrWith(t, wasm, testLimits())
+}
+
+// loadErrWith is loadErr under lim.
+func loadErrWith(t *testing.T, wasm []byte, lim Limits) error {
+	t.Helper()
 	ctx := context.Background()
 	eng := NewEngine(nil, "")
 	defer eng.Close(ctx)
 	log := logrus.New()
 	log.SetLevel(logrus.ErrorLevel)
-	spec := Spec{ID: "imports", Wasm: wasm, Sum: SHA256(wasm), Size: len(wasm), Limits: testLimits(), Log: logrus.NewEntry(log), Host: testHost{log: logrus.NewEntry(log)}, Engine: eng}
+	spec := Spec{ID: "imports", Wasm: wasm, Sum: SHA256(wasm), Size: len(wasm), Limits: lim, Log: logrus.NewEntry(log), Host: testHost{log: logrus.NewEntry(log)}, Engine: eng}
 	p, err := Load(ctx, spec)
 	if err == nil {
 		p.Close(ctx)
@@ -278,7 +284,7 @@ func TestStartSectionInitializes(t *testing.T) {
 	// (start $s) where $s is unreachable.
 	trap, _ := hex.DecodeString("0061736d0100000001090260000060017f017f0304030000010503010001073003066d656d6f7279020010677265656e726f6f6d5f6162695f7631000110677265656e726f6f6d5f68616e646c6500020801000a0d030300000b02000b040041000b")
 	_, err = Load(context.Background(), Spec{ID: "start", Wasm: trap, Limits: testLimits(), Host: testHost{log: log}})
-	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "instantiate") || !strings.Contains(ErrorDetail(err), "wasm stack trace") {
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "start function (trap)") || !strings.Contains(ErrorDetail(err), "wasm stack trace") {
 		t.Errorf("Load = %q (detail %q), want one line with the stack trace in its detail", err, ErrorDetail(err))
 	}
 

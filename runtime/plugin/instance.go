@@ -79,9 +79,10 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithSysNanotime().
 		WithNanosleep(in.sleep).
 		WithRandSource(randReader{in})
-	// Start functions are run below, under the same interruption as calls.
-	// (A module with a start section is never instrumented, so wazero's
-	// interruption bounds that section by the init timeout.)
+	// Start functions are run below, under the same interruption as calls:
+	// WASI's _start is refused at load, and the rewrite takes a start
+	// section's function out into the export instrument.StartName (with
+	// interruption off, wazero runs the section inside instantiation).
 	cfg = cfg.WithStartFunctions()
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
@@ -117,7 +118,17 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		}
 		in.flag, in.fuel = flag, fuel
 	}
-	if init := mod.ExportedFunction(hostfuncs.ExportInitialize); init != nil {
+	// The start section's function (see above), then the initializer,
+	// each under the init timeout and the instrumented checks.
+	for _, name := range []string{instrument.StartName, hostfuncs.ExportInitialize} {
+		init := mod.ExportedFunction(name)
+		if init == nil {
+			continue
+		}
+		what := "guest initializer"
+		if name == instrument.StartName {
+			what = "start function"
+		}
 		in.state.Initializing = true
 		_, kind, _, err := in.run(ctx, time.Now().Add(p.spec.Limits.InitTimeout), init, 0) // ends what init left open
 		in.state.Initializing = false
@@ -133,12 +144,12 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			}
 			err = firstLineError{err}
 			if kind == FailTimeout {
-				return nil, fmt.Errorf("guest initializer ran past the init timeout of %s (limits.timeout, at least 10s): %w", p.spec.Limits.InitTimeout, err)
+				return nil, fmt.Errorf("%s ran past the init timeout of %s (limits.timeout, at least 10s): %w", what, p.spec.Limits.InitTimeout, err)
 			}
 			if in.initFailure != "" {
-				return nil, fmt.Errorf("guest initializer (%s): %s: %w", kind, in.initFailure, err)
+				return nil, fmt.Errorf("%s (%s): %s: %w", what, kind, in.initFailure, err)
 			}
-			return nil, fmt.Errorf("guest initializer (%s): %w", kind, err)
+			return nil, fmt.Errorf("%s (%s): %w", what, kind, err)
 		}
 	}
 	in.handle = mod.ExportedFunction(hostfuncs.ExportHandle)

@@ -145,6 +145,9 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 	var errs []string
 	versions := []int{}
 	for name := range cm.Exports {
+		if name == instrument.StartName {
+			continue // the rewrite's, from a start section (see instrument.Rewrite)
+		}
 		info.Exports = append(info.Exports, name)
 		if v, ok := strings.CutPrefix(name, hostfuncs.ExportABIPrefix); ok {
 			n, err := strconv.Atoi(v)
@@ -188,6 +191,11 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 			want, ok = instrument.FuncType{}, true
 		}
 		if ok && (!slices.Equal(f.Params, want.Params) || !slices.Equal(f.Results, want.Results)) {
+			if name == instrument.StartName {
+				errs = append(errs, fmt.Sprintf("module's start function has signature %v -> %v; a start function takes and returns nothing",
+					typeNames(f.Params), typeNames(f.Results)))
+				continue
+			}
 			errs = append(errs, fmt.Sprintf("module exports %s with signature %v -> %v; want %v -> %v",
 				name, typeNames(f.Params), typeNames(f.Results), typeNames(want.Params), typeNames(want.Results)))
 		}
@@ -304,6 +312,7 @@ var exportSignatures = map[string]instrument.FuncType{
 	hostfuncs.ExportHandle:     {Params: []api.ValueType{api.ValueTypeI32}, Results: []api.ValueType{api.ValueTypeI32}},
 	hostfuncs.ExportTaskRun:    {Params: []api.ValueType{api.ValueTypeI32}, Results: []api.ValueType{api.ValueTypeI32}},
 	hostfuncs.ExportInitialize: {},
+	instrument.StartName:       {}, // a start section's function, exported by the rewrite
 }
 
 func checkSignature(f instrument.FuncType, hf hostfuncs.Function) error {
@@ -356,10 +365,12 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 			return refused(err)
 		}
 		// What a load refuses in the interruption rewrite (code the
-		// rewriter and wazero would read differently, say), inspection
-		// refuses too; a module that is only run without the checks
-		// (a start section) is not refused.
-		if _, _, err := instrument.Interruptible(wasm); errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) {
+		// rewriter and wazero would read differently, a reserved export
+		// name), inspection refuses too.
+		if _, _, err := instrument.Interruptible(wasm); err != nil {
+			if !errors.Is(err, instrument.ErrMalformed) && !errors.Is(err, instrument.ErrOverLimit) {
+				err = fmt.Errorf("cannot instrument the module for interruption at its deadline: %w", err)
+			}
 			return refused(err)
 		}
 	}

@@ -55,9 +55,11 @@ const (
 	// InterruptFlag: the module is instrumented at load with a check of a
 	// host-set flag at every loop header and function entry (cheap).
 	InterruptFlag Interruption = "flag"
-	// InterruptWazero: wazero's close-on-context-done, used when the
-	// module cannot be instrumented (slower: its check leaves compiled
-	// code on every loop iteration).
+	// InterruptWazero: wazero's close-on-context-done, which tests and
+	// benchmarks compare the flag with (slower: its check leaves compiled
+	// code on every loop iteration; and it does not interrupt a loop-free
+	// tree of calls). A load never picks it: a module that cannot be
+	// instrumented is refused.
 	InterruptWazero Interruption = "wazero"
 	// InterruptOff: limits.interruptible = false.
 	InterruptOff Interruption = "off"
@@ -309,14 +311,18 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 			return nil, srcErr
 		}
 		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) {
-			return nil, err // no fallback would accept it either
+			return nil, err
 		}
 		if err != nil {
-			p.log.WithError(err).Warn("cannot instrument the module for interruption; using wazero's slower close-on-context-done")
-		} else {
-			p.mode, code, key, seen = InterruptFlag, out, rewriteKey(sum, opts), st.Cached
-			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped, "data_segments": st.DataSegments, "merged_segments": st.MergedSegments}).Debug("instrumented for interruption")
+			// No fallback: wazero's close-on-context-done checks at loop
+			// headers only, and a loop-free tree of calls (f calls g twice,
+			// g calls h twice, ...) runs for hours without passing one,
+			// ignoring the timeout and stalling the server's garbage
+			// collection (docs/sandbox.md).
+			return nil, fmt.Errorf("cannot instrument the module for interruption at its deadline: %w (limits.interruptible = false runs it without interruption, for a plugin the operator has vetted)", err)
 		}
+		p.mode, code, key, seen = InterruptFlag, out, rewriteKey(sum, opts), st.Cached
+		p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped, "data_segments": st.DataSegments, "merged_segments": st.MergedSegments}).Debug("instrumented for interruption")
 	}
 	if code == nil {
 		p.mode = InterruptWazero

@@ -68,12 +68,15 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 18
+const Version = 19
 
-// Export names of the added globals.
+// Export names of the added globals, and of a start function the rewrite
+// takes out of a start section (with Interrupt: the caller runs it
+// right after instantiation, when the flag can be reached).
 const (
-	FlagName = "greenroom_interrupt"
-	FuelName = "greenroom_fuel"
+	FlagName  = "greenroom_interrupt"
+	FuelName  = "greenroom_fuel"
+	StartName = "greenroom_start"
 )
 
 // Refill is how many units of fuel (see weigh) run between two exits to
@@ -181,6 +184,11 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 
 	var importedGlobals, definedGlobals, memories, importedMemories, memMin uint32
 	dataCount := false
+	// start is the start section's function, taken out of it with
+	// Interrupt: a start section runs inside instantiation, before the
+	// host can reach the flag, so the function is exported as StartName
+	// for the host to call once the module is instantiated.
+	start, hasStart := uint32(0), false
 	results, arity := 0, 0
 	for _, s := range secs {
 		switch s.id {
@@ -209,15 +217,15 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				return nil, st, fmt.Errorf("global section: %w", gr.err)
 			}
 		case secStart:
-			// A start section runs inside instantiation, before the host
-			// can reach the flag: such a module needs another mechanism.
-			if opts.Interrupt {
-				return nil, st, errors.New("module has a start section, which runs before the interrupt flag can be reached")
+			sr := &reader{b: s.body}
+			start, hasStart = sr.u32(), true
+			if sr.err != nil || sr.off != len(s.body) {
+				return nil, st, fmt.Errorf("%w: start section is not one function index", ErrMalformed)
 			}
 		case secExport:
-			for _, name := range []string{FlagName, FuelName} {
+			for _, name := range []string{FlagName, FuelName, StartName} {
 				if opts.Interrupt && exportsName(s.body, name) {
-					return nil, st, fmt.Errorf("module already exports %q", name)
+					return nil, st, fmt.Errorf("module exports %q, a name this runtime reserves for its interruption checks", name)
 				}
 			}
 		}
@@ -261,15 +269,24 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			count = er.u32()
 			rest = old[er.off:]
 		}
-		body = appendU32(body, count+2)
-		body = append(body, rest...)
-		for _, e := range []struct {
+		added := []struct {
 			name string
+			kind byte
 			idx  uint32
-		}{{FuelName, fuel}, {FlagName, flag}} {
+		}{{FuelName, 0x03, fuel}, {FlagName, 0x03, flag}}
+		if hasStart {
+			added = append(added, struct {
+				name string
+				kind byte
+				idx  uint32
+			}{StartName, 0x00, start})
+		}
+		body = appendU32(body, count+uint32(len(added)))
+		body = append(body, rest...)
+		for _, e := range added {
 			body = appendU32(body, uint32(len(e.name)))
 			body = append(body, e.name...)
-			body = append(body, 0x03) // global
+			body = append(body, e.kind)
 			body = appendU32(body, e.idx)
 		}
 		return body
@@ -351,6 +368,11 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			}
 			writeSection(secGlobal, newGlobalSection(s.body))
 			wroteGlobal = true
+		case secStart:
+			if opts.Interrupt {
+				continue // exported as StartName instead
+			}
+			writeSection(s.id, s.body)
 		case secExport:
 			if !opts.Interrupt {
 				writeSection(s.id, s.body)

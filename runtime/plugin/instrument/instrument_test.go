@@ -165,15 +165,20 @@ func fibModule() []byte {
 	funcs := section(3, 1, 0)
 	memory := section(5, 1, 0, 1)
 	exports := section(7, 1, 3, 'f', 'i', 'b', 0, 0)
-	body := []byte{0,
+	body := fibBody(0)
+	code := appendU32([]byte{1}, uint32(len(body)))
+	return module(types, funcs, memory, exports, section(10, append(code, body...)...))
+}
+
+// fibBody is the body of fib (i32) -> i32, function index self.
+func fibBody(self byte) []byte {
+	return []byte{0,
 		0x20, 0, 0x41, 2, 0x49, // n < 2
 		0x04, 0x7f, 0x20, 0, // if (result i32) n
 		0x05, // else fib(n-1) + fib(n-2)
-		0x20, 0, 0x41, 1, 0x6b, 0x10, 0,
-		0x20, 0, 0x41, 2, 0x6b, 0x10, 0,
+		0x20, 0, 0x41, 1, 0x6b, 0x10, self,
+		0x20, 0, 0x41, 2, 0x6b, 0x10, self,
 		0x6a, 0x0b, 0x0b}
-	code := appendU32([]byte{1}, uint32(len(body)))
-	return module(types, funcs, memory, exports, section(10, append(code, body...)...))
 }
 
 // Recursion that passes no loop keeps its entry check and is interrupted.
@@ -198,6 +203,61 @@ func TestInterruptsRecursion(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	flag.Set(1)
 	waitTrap(t, done)
+}
+
+// A start section runs inside instantiation, before the flag can be
+// reached: the rewrite takes its function out into the export StartName,
+// which does what the section did once called, under the checks.
+func TestStartSectionBecomesAnExport(t *testing.T) {
+	types := section(1, 2, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f)
+	funcs := section(3, 3, 0, 0, 1)
+	memory := section(5, 1, 0, 1)
+	store := []byte{0, 0x41, 0, 0x41, 7, 0x36, 2, 0, 0x0b} // (i32.store (i32.const 0) (i32.const 7))
+	slow := []byte{0, 0x41, 60, 0x10, 2, 0x1a, 0x0b}       // (drop (call $fib (i32.const 60)))
+	fib := fibBody(2)
+	code := []byte{3}
+	for _, body := range [][]byte{store, slow, fib} {
+		code = appendU32(code, uint32(len(body)))
+		code = append(code, body...)
+	}
+	wasm := module(types, funcs, memory, section(8, 0), section(10, code...))
+	out, _, err := Interruptible(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := instantiate(t, out)
+	if b, _ := m.Memory().ReadByte(0); b != 0 {
+		t.Fatalf("the start function ran inside instantiation (memory[0] = %d)", b)
+	}
+	start := m.ExportedFunction(StartName)
+	if start == nil {
+		t.Fatalf("rewritten module does not export %s", StartName)
+	}
+	if _, err := start.Call(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := m.Memory().ReadByte(0); b != 7 {
+		t.Fatalf("memory[0] = %d after %s, want 7", b, StartName)
+	}
+	// A start function that never ends is interrupted by the flag.
+	wasm = module(types, funcs, memory, section(8, 1), section(10, code...))
+	if out, _, err = Interruptible(wasm); err != nil {
+		t.Fatal(err)
+	}
+	m = instantiate(t, out)
+	_, flag := globals(t, m)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.ExportedFunction(StartName).Call(context.Background())
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	flag.Set(1)
+	waitTrap(t, done)
+	// Without Interrupt the section stays (wazero runs it).
+	if out, _, err = Rewrite(wasm, Options{MaxMemoryPages: 1}); err != nil || !bytes.Contains(out, section(8, 1)) {
+		t.Errorf("start section not kept without Interrupt: %v", err)
+	}
 }
 
 // weigh leaves out the entry checks that are needless and weighs each
@@ -255,14 +315,14 @@ func TestRefusals(t *testing.T) {
 		t.Error("garbage accepted")
 	}
 	exporting := module(section(5, 1, 0, 1), section(6, 1, 0x7f, 0, 0x41, 0, 0x0b), section(7, append(append([]byte{1, byte(len(FlagName))}, FlagName...), 3, 0)...))
-	if _, _, err := Interruptible(exporting); err == nil || !strings.Contains(err.Error(), "already exports") {
+	if _, _, err := Interruptible(exporting); err == nil || !strings.Contains(err.Error(), "a name this runtime reserves") {
 		t.Errorf("module exporting %s: %v", FlagName, err)
 	}
 	if _, _, err := Interruptible(module(section(1, 1, 0x60, 0, 0))); err == nil || !strings.Contains(err.Error(), "no memory") {
 		t.Errorf("module without memory: %v", err)
 	}
-	if _, _, err := Interruptible(module(section(5, 1, 0, 1), section(8, 0))); err == nil || !strings.Contains(err.Error(), "start section") {
-		t.Errorf("module with a start section: %v", err)
+	if _, _, err := Interruptible(module(section(5, 1, 0, 1), section(8, 0, 0))); err == nil || !strings.Contains(err.Error(), "start section is not one function index") {
+		t.Errorf("start section with trailing bytes: %v", err)
 	}
 	// An opcode outside the known set is refused with its name.
 	types := section(1, 1, 0x60, 0, 0)
