@@ -128,6 +128,8 @@ func TestErrors(t *testing.T) {
 		{"metrics on every address of the main port", "[server]\nlisten = \"127.0.0.1:7007\"\nmetrics_listen = \"0.0.0.0:7007\"\n", []string{"config.toml:3: server.metrics_listen: 0.0.0.0:7007 is server.listen's address"}},
 		{"metrics on the main port, all addresses", "[server]\nlisten = \":7007\"\nmetrics_listen = \"[::1]:7007\"\n", []string{"config.toml:3: server.metrics_listen: [::1]:7007 is server.listen's address"}},
 		{"db_max_result too large", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_max_result = \"3GiB\"\n", []string{"plugins.a.limits.db_max_result: must be at most 1GiB, got 3GiB"}},
+		{"db_statement_timeout past PostgreSQL's", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\ndb_statement_timeout = \"600h\"\n", []string{"config.toml:4: plugins.a.limits.db_statement_timeout: must be at most 596h31m23.647s (PostgreSQL's statement_timeout takes at most 2147483647 ms), got 600h0m0s"}},
+		{"migration_timeout past PostgreSQL's", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmigration_timeout = \"596h31m23.648s\"\n", []string{"config.toml:4: plugins.a.limits.migration_timeout: must be at most 596h31m23.647s"}},
 		{"migration_timeout zero", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmigration_timeout = \"0s\"\n", []string{"config.toml:4: plugins.a.limits.migration_timeout: must be more than 0"}},
 		{"log_rate nan", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nlog_rate = nan\n", []string{"config.toml:4: plugins.a.limits.log_rate: want a finite number, got NaN"}},
 		{"log_rate inf", "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nlog_rate = inf\n", []string{"plugins.a.limits.log_rate: want a finite number, got +Inf"}},

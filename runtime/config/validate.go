@@ -64,6 +64,11 @@ type validator struct {
 	errs Errors
 }
 
+// maxPGTimeout is the longest timeout PostgreSQL's settings take
+// (statement_timeout and lock_timeout are ints of milliseconds). It is
+// applied on SQLite too, so that a config means the same on both.
+const maxPGTimeout = Duration(math.MaxInt32 * time.Millisecond)
+
 func (v *validator) fail(path, format string, args ...any) {
 	v.errs = append(v.errs, &Error{Origin: v.origin(path), Key: path, Msg: fmt.Sprintf(format, args...)})
 }
@@ -599,6 +604,9 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.DBStatementTimeout == 0 {
 		v.fail(lp+".db_statement_timeout", "must be more than 0")
 	}
+	if l.DBStatementTimeout > maxPGTimeout {
+		v.fail(lp+".db_statement_timeout", "must be at most %s (PostgreSQL's statement_timeout takes at most 2147483647 ms), got %s", maxPGTimeout, l.DBStatementTimeout)
+	}
 	if l.DBMaxResult == 0 {
 		v.fail(lp+".db_max_result", "must be more than 0")
 	}
@@ -616,6 +624,9 @@ func (v *validator) plugin(id string, p *Plugin) {
 	}
 	if l.MigrationTimeout <= 0 {
 		v.fail(lp+".migration_timeout", "must be more than 0")
+	}
+	if l.MigrationTimeout > maxPGTimeout {
+		v.fail(lp+".migration_timeout", "must be at most %s (PostgreSQL's statement_timeout and lock_timeout take at most 2147483647 ms), got %s", maxPGTimeout, l.MigrationTimeout)
 	}
 	if l.LogRate <= 0 {
 		v.fail(lp+".log_rate", "must be more than 0")
