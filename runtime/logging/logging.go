@@ -5,6 +5,7 @@ package logging
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -270,16 +271,41 @@ func RedactorOf(log *logrus.Logger) *Redactor {
 	return r
 }
 
-// Redact replaces every secret in b, in place when it can.
+// Redact replaces every secret in b; it returns b itself when there is
+// none. Each run of text that secrets cover, overlapping one another or
+// themselves, becomes one Redacted: replacing one secret after the other
+// left in the line the part of one that the other's replacement did not
+// cover ("AbcdEfgh1234" and "1234Wxyz5678" in "AbcdEfgh1234Wxyz5678",
+// an audit).
 func (r *Redactor) Redact(b []byte) []byte {
 	forms := r.forms.Load()
 	if forms == nil {
 		return b
 	}
+	var spans [][2]int // where the secrets are, [start, end)
 	for _, f := range *forms {
-		if bytes.Contains(b, f) {
-			b = bytes.ReplaceAll(b, f, []byte(Redacted))
+		for i := 0; i < len(b); {
+			j := bytes.Index(b[i:], f)
+			if j < 0 {
+				break
+			}
+			spans = append(spans, [2]int{i + j, i + j + len(f)})
+			i += j + 1
 		}
 	}
-	return b
+	if spans == nil {
+		return b
+	}
+	slices.SortFunc(spans, func(x, y [2]int) int { return cmp.Compare(x[0], y[0]) })
+	out := make([]byte, 0, len(b))
+	at := 0
+	for k := 0; k < len(spans); {
+		start, end := spans[k][0], spans[k][1]
+		for k++; k < len(spans) && spans[k][0] < end; k++ {
+			end = max(end, spans[k][1])
+		}
+		out = append(append(out, b[at:start]...), Redacted...)
+		at = end
+	}
+	return append(out, b[at:]...)
 }

@@ -60,6 +60,27 @@ func TestLongest(t *testing.T) {
 	}
 }
 
+// Secrets that overlap in a line are redacted together: replaced one
+// after the other, the part of one that the other's replacement did not
+// cover stayed in the line (an audit: "AbcdEfgh[REDACTED]").
+func TestRedactsOverlappingSecrets(t *testing.T) {
+	_, r, err := New(&bytes.Buffer{}, "text", "info", []string{"AbcdEfgh1234", "1234Wxyz5678", "zzzz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"a=AbcdEfgh1234Wxyz5678 b":   "a=" + Redacted + " b",
+		"1234Wxyz5678AbcdEfgh1234":   Redacted + Redacted, // side by side: each its own
+		"AbcdEfgh1234 and 1234Wxyz5": Redacted + " and 1234Wxyz5",
+		"zzzzz yzzzzzzzy":            Redacted + " y" + Redacted + "y", // a secret overlapping itself
+		"nothing here":               "nothing here",
+	} {
+		if got := string(r.Redact([]byte(in))); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // A secret escaped twice on its way into a line is redacted: a config
 // table a plugin reads as JSON (so <, &, >, " and \ escaped) and logs, in
 // the message or a field, in either format.
