@@ -157,6 +157,18 @@ func TestErrors(t *testing.T) {
 			"server.cors.origins[1]: origin \"example.com\" must start with http:// or https://", "server.cors.origins[2]: origin \"https://a.example/path\" must be a scheme and a host",
 			"server.cors.origins[3]", "server.cors.origins[4]: \"*\" allows every origin and cannot be combined", "server.cors.allow_credentials: cannot be true with origin \"*\"",
 			"server.cors.methods[1]: \"BAD METHOD\" is not an HTTP method", "server.cors.headers[1]: \"a:b\" is not an HTTP header name", "server.cors.max_age: must not be negative"}},
+		{"host patterns that could never match", "[[reading.allow]]\nhost = \"ex!ample.com\"\n[[reading.allow]]\nhost = \"example.com?x=1\"\n[[reading.allow]]\nhost = \".\"\n[[reading.allow]]\nhost = \"*.a..b\"\n[[reading.allow]]\nhost = \"127.1\"\n[[reading.allow]]\nhost = \"*.Example.COM.\"\n[[reading.allow]]\nhost = \"10.0.0.1\"\n" +
+			"[[integrations.generic]]\nhost = \"docs\\texample\"\n[plugins.a]\npath = \"a.wasm\"\ncapabilities.urlreader = [\"ok.example/x\", \"b\\u0000d.example/\"]\n", []string{
+			"config.toml:2: reading.allow[0].host: host \"ex!ample.com\" must be a host name, optionally starting with \"*.\": byte 2 ('!') is not a letter",
+			"config.toml:4: reading.allow[1].host: host \"example.com?x=1\" must be a host name", "config.toml:6: reading.allow[2].host: host \".\" must be a host name, optionally starting with \"*.\": it has an empty label",
+			"config.toml:8: reading.allow[3].host: host \"*.a..b\" must be a host name, optionally starting with \"*.\": it has an empty label",
+			"config.toml:10: reading.allow[4].host: host \"127.1\" must be a host name, optionally starting with \"*.\": it ends in a number but is not an IPv4 address",
+			"integrations.generic[0].host: must be a plain host name", "plugins.a.capabilities.urlreader[1]: host \"b\\x00d.example\" must be a host name"}},
+		{"cors origins that are not origins", "[server.cors]\norigins = [\"https://app.example.com:99999\", \"https://app!.example.com\", \"https://app..example.com\", \"https://*.example.com:443\", \"http://[::1]:8080\", \"https://app.example.com:\"]\n", []string{
+			"server.cors.origins[0]: origin \"https://app.example.com:99999\" has a port that is not a number from 1 to 65535",
+			"server.cors.origins[1]: origin \"https://app!.example.com\" has a host that is not a host name: byte 3 ('!')",
+			"server.cors.origins[2]: origin \"https://app..example.com\" has a host that is not a host name: it has an empty label",
+			"server.cors.origins[5]: origin \"https://app.example.com:\" has a port"}},
 		{"negative size", "[server]\nbody_limit = -1\n", []string{"config.toml:2: server.body_limit: must not be negative, got -1"}},
 		{"nested default", "[server]\nlisten = \"${A:-${B}}\"\n", []string{"config.toml:2: server.listen: nested ${ in \"${A:-${B}}\" is not supported"}},
 		{"escape in a default", "[log]\nlevel = \"${NOPE:-$${x}\"\n", []string{"config.toml:2: log.level: nested ${ in \"${NOPE:-$${x}\" is not supported"}},

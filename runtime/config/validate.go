@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -223,8 +224,22 @@ func checkOrigin(o string) error {
 	if host == "" || strings.ContainsAny(host, "/?#@*, \t") {
 		return bad("must be a scheme and a host, with no path, query or wildcard inside the host")
 	}
-	if u, err := url.Parse(scheme + "://" + host); err != nil || u.Host != host {
+	u, err := url.Parse(scheme + "://" + host)
+	if err != nil || u.Host != host {
 		return bad("is not a valid origin")
+	}
+	if port := u.Port(); port != "" || strings.HasSuffix(host, ":") {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' {
+			return bad("has a port that is not a number from 1 to 65535")
+		}
+	}
+	if name := u.Hostname(); !strings.HasPrefix(host, "[") {
+		if why := hostNameProblem(name); why != "" || strings.HasSuffix(name, ".") {
+			if why == "" {
+				why = "it ends in a dot, which a browser's Origin never does"
+			}
+			return bad("has a host that is not a host name: " + why)
+		}
 	}
 	if wild := host != rest; wild {
 		// The CORS middleware reads "https://*.x" as "https://.x", and
@@ -469,10 +484,40 @@ func validHeaderName(h string) bool {
 
 func checkHostPattern(h string) error {
 	name := strings.TrimPrefix(h, "*.")
-	if name == "" || strings.ContainsAny(name, "/*:@ ") {
+	if name == "" {
 		return fmt.Errorf("host %q must be a host name, optionally starting with \"*.\"", h)
 	}
+	if why := hostNameProblem(name); why != "" {
+		return fmt.Errorf("host %q must be a host name, optionally starting with \"*.\": %s", h, why)
+	}
 	return nil
+}
+
+// hostNameProblem says what keeps name (one trailing dot allowed) from
+// being a host name the URL reader and a browser's Origin can hold: ASCII
+// letters, digits, '-', '_' and '.', no empty label, and, when its last
+// label is a number, an IPv4 address in dotted decimal. It returns "" for
+// a good name. A pattern any other way could never match a request's
+// host, which the URL reader reduces to that form (urlreader's
+// canonicalHost).
+func hostNameProblem(name string) string {
+	name = strings.TrimSuffix(name, ".")
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Sprintf("byte %d (%q) is not a letter, digit, '-', '_' or '.' (write an internationalised name in its xn-- form)", i, c)
+		}
+	}
+	labels := strings.Split(name, ".")
+	if slices.Contains(labels, "") {
+		return "it has an empty label"
+	}
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		if a, err := netip.ParseAddr(name); err != nil || !a.Is4() || a.String() != name {
+			return "it ends in a number but is not an IPv4 address in dotted decimal (such as 10.0.0.1)"
+		}
+	}
+	return ""
 }
 
 var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
