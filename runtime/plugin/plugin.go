@@ -136,6 +136,9 @@ type Plugin struct {
 
 const pageSize = 65536
 
+// maxMemoryPages is the largest memory cap a module gets (see Load).
+const maxMemoryPages = 65535
+
 // MaxTableEntries bounds a plugin's tables: they are fixed at their
 // initial size, which may total at most this many entries (8 MiB of the
 // host's memory per instance; a Go guest's table has a few thousand).
@@ -277,7 +280,10 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		}
 		return nil, fmt.Errorf("sha256 pin mismatch: config pins %s, file is %s", pin, p.info.SHA256)
 	}
-	pages := uint32(min(lim.Memory/pageSize, 65536))
+	// At most 65 535 pages: wazero (v1.12) reports a memory of 65 536
+	// pages (4 GiB) as 0 bytes, and every access to it fails as out of
+	// bounds, so limits.memory = "4GiB" gets 64 KiB less.
+	pages := uint32(min(lim.Memory/pageSize, maxMemoryPages))
 	if pages == 0 {
 		return nil, fmt.Errorf("memory limit %d bytes is less than one 64 KiB page", lim.Memory)
 	}

@@ -358,6 +358,27 @@ func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
 	}
 }
 
+// limits.memory = "4GiB", the largest the config takes, caps a module a
+// page lower: wazero reports a memory of 65 536 pages as 0 bytes long, so
+// once a guest grew that far every host call's access to it failed as out
+// of bounds (an audit).
+func TestMemoryLimitOfFourGiB(t *testing.T) {
+	lim := testLimits()
+	lim.Memory, lim.RetireMemory = 4<<30, 0
+	p := load(t, hostileWasm, lim)
+	if status, body, err := get(p, "/ok"); err != nil || status != 200 {
+		t.Fatalf("GET /ok = %d %q, %v", status, body, err)
+	}
+	// (if (i32.ne (memory.grow (i32.const 65535)) (i32.const -1)) (unreachable)) (i32.const 0):
+	// growing from 1 page to 65 536 must fail; the handler then answers
+	// with a null envelope (a bad response), not the trap.
+	grow := []byte{0, 0x41, 0xff, 0xff, 0x03, 0x40, 0, 0x41, 0x7f, 0x47, 0x04, 0x40, 0x00, 0x0b, 0x41, 0, 0x0b}
+	p = load(t, rawModule(false, grow, ""), lim)
+	if _, _, err := get(p, "/"); KindOf(err) != FailBadResponse {
+		t.Errorf("call = %v (%v), want %v: the memory grew to 65 536 pages", KindOf(err), err, FailBadResponse)
+	}
+}
+
 // With ReadWasm, Load reads the module only when the engine has no
 // rewritten copy on disk, and refuses bytes that are not a module.
 func TestLoadReadsModuleLazily(t *testing.T) {

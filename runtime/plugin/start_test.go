@@ -12,11 +12,21 @@ import (
 
 // treeModule is a loadable module (memory, ABI v1) whose work is a tree
 // of calls 60 deep with no loop in it (each call makes two), which runs
-// for hours and passes no loop header (where wazero's close-on-context-done checks). With slowStart
-// a start section runs it; with slowHandle greenroom_handle does (and
-// otherwise returns 0). extraExport, when set, is one more exported
-// function name.
+// for hours and passes no loop header (where wazero's
+// close-on-context-done checks). With slowStart a start section runs it;
+// with slowHandle greenroom_handle does (and otherwise returns 0).
+// extraExport, when set, is one more exported function name.
 func treeModule(slowStart, slowHandle bool, extraExport string) []byte {
+	handle := []byte{0, 0x41, 0, 0x0b}
+	if slowHandle {
+		handle = []byte{0, 0x41, 60, 0x10, 2, 0x41, 0, 0x0b} // (call $tree (i32.const 60)) (i32.const 0)
+	}
+	return rawModule(slowStart, handle, extraExport)
+}
+
+// rawModule is treeModule with handle as greenroom_handle's body (locals
+// and code), which may call the tree, function 2.
+func rawModule(slowStart bool, handle []byte, extraExport string) []byte {
 	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
 	section := func(id byte, body []byte) []byte { return append(uleb([]byte{id}, len(body)), body...) }
 	name := func(b []byte, s string) []byte { return append(uleb(b, len(s)), s...) }
@@ -26,10 +36,6 @@ func treeModule(slowStart, slowHandle bool, extraExport string) []byte {
 		0x20, 0, 0x41, 1, 0x6b, 0x10, 2,
 		0x0b, 0x0b}
 	slow := []byte{0, 0x41, 60, 0x10, 2, 0x0b} // (call $tree (i32.const 60))
-	handle := []byte{0, 0x41, 0, 0x0b}
-	if slowHandle {
-		handle = []byte{0, 0x41, 60, 0x10, 2, 0x41, 0, 0x0b}
-	}
 	bodies := [][]byte{{0, 0x0b}, handle, tree, slow}
 	n := 3
 	if extraExport != "" {
