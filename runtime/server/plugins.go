@@ -1007,7 +1007,9 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				return apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout")
 			}
-			return apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+			// fasthttp's message may quote the request (a malformed
+			// chunked trailer), which an answer does not repeat.
+			return apiErr(fiber.StatusBadRequest, "bad_request", "reading the request body: "+parseErrorMessage(err.Error()))
 		}
 	}
 	return nil

@@ -172,6 +172,10 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\ncontent-length : 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"GET /a b c HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
+		// Malformed chunked trailers: the message fasthttp gives quotes them.
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nAuthorization Bearer x\r\n\r\n",
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nHost: Authorization-Bearer\r\n\r\n",
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: Authorization\x01Bearer\r\n\r\n",
 		"GET \"/x\\\" HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
 		// A path net/http would not decode either: its handler never runs.
 		"GET /api/hello/ping%%zz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
