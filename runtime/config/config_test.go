@@ -1491,8 +1491,9 @@ func TestArrayElementLines(t *testing.T) {
 	}
 }
 
-// A runtime.cache_dir that names a file is refused by config check, as
-// serve refuses it, with its line (relative to the file that set it).
+// A runtime.cache_dir (or SQLite database directory) that names a file, or
+// lies under one, is refused by config check, as serve refuses it, with
+// its line (relative to the file that set it).
 func TestCacheDirNotADirectory(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644); err != nil {
@@ -1500,8 +1501,21 @@ func TestCacheDirNotADirectory(t *testing.T) {
 	}
 	cfg := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfg, []byte("[runtime]\ncache_dir = \"afile\"\n"), 0o644)
-	if _, err := Load([]string{cfg}, env(nil)); err == nil || !strings.Contains(err.Error(), cfg+":2: runtime.cache_dir: afile is not a directory") {
+	afile := filepath.Join(dir, "afile")
+	if _, err := Load([]string{cfg}, env(nil)); err == nil || !strings.Contains(err.Error(), cfg+":2: runtime.cache_dir: "+afile+" is not a directory") {
 		t.Errorf("err = %v", err)
+	}
+	// Under a file, neither directory could be made (an audit: config
+	// check said OK, serve failed, the SQLite one without file:line).
+	os.WriteFile(cfg, []byte("[runtime]\ncache_dir = \"afile/cache\"\n[database]\nconnection = \"file:afile/data\"\n"), 0o644)
+	_, err := Load([]string{cfg}, env(nil))
+	for _, want := range []string{
+		cfg + ":2: runtime.cache_dir: " + afile + " is not a directory, so " + afile + "/cache cannot be made",
+		cfg + ":4: database.connection: " + afile + " is not a directory, so " + afile + "/data cannot be made (the directory that holds the SQLite databases)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
 	}
 	os.WriteFile(cfg, []byte("[runtime]\ncache_dir = \"cache\"\n"), 0o644)
 	if _, err := Load([]string{cfg}, env(nil)); err != nil {

@@ -3,17 +3,21 @@ package config
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"math"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -35,9 +39,9 @@ func (c *Config) validate() Errors {
 	v.log()
 	if c.Runtime.CacheDir == "" {
 		v.fail("runtime.cache_dir", "must not be empty")
-	} else if st, err := os.Stat(c.Resolve("runtime.cache_dir", c.Runtime.CacheDir)); err == nil && !st.IsDir() {
+	} else if why := notADirectory(c.Resolve("runtime.cache_dir", c.Runtime.CacheDir)); why != "" {
 		// Checked without creating it: the runtime makes it at start.
-		v.fail("runtime.cache_dir", "%s is not a directory", c.Runtime.CacheDir)
+		v.fail("runtime.cache_dir", "%s", why)
 	}
 	v.database()
 	switch l := c.Scheduler.Lease.D(); {
@@ -334,6 +338,8 @@ func (v *validator) database() {
 	case "sqlite":
 		if err := checkSQLiteConnection(d.Connection); err != nil {
 			v.fail("database.connection", "%v", err)
+		} else if why := notADirectory(v.c.Resolve("database.connection", strings.TrimPrefix(d.Connection, "file:"))); why != "" {
+			v.fail("database.connection", "%s (the directory that holds the SQLite databases)", why)
 		}
 	case "pg":
 		if !strings.HasPrefix(d.Connection, "postgres://") && !strings.HasPrefix(d.Connection, "postgresql://") {
@@ -375,6 +381,29 @@ func checkSQLiteConnection(conn string) error {
 		return fmt.Errorf("%s, got %q: SQLite URI parameters (?...) are not supported; greenroom sets its own on each file", want, conn)
 	}
 	return nil
+}
+
+// notADirectory says why dir cannot be used or made as a directory: it,
+// or the nearest of its parents that exists, is something else (a file).
+// It returns "" otherwise, leaving what only making it can tell
+// (permissions) to start-up, which makes it.
+func notADirectory(dir string) string {
+	dir = filepath.Clean(dir)
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		switch {
+		case err == nil && st.IsDir():
+			return ""
+		case err == nil && p == dir:
+			return fmt.Sprintf("%s is not a directory", dir)
+		case err == nil:
+			return fmt.Sprintf("%s is not a directory, so %s cannot be made", p, dir)
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return ""
+		case filepath.Dir(p) == p:
+			return ""
+		}
+	}
 }
 
 func (v *validator) reading() {
