@@ -83,6 +83,13 @@ database = true
 	if out, code := runCLI(t, env, "config", "check", "--config", good); code != 0 || !strings.Contains(out, "config OK") {
 		t.Errorf("config check (good): %d %q", code, out)
 	}
+	// A token scoped to a plugin the config lacks: valid, with a warning.
+	scoped := filepath.Join(dir, "scoped.toml")
+	os.WriteFile(scoped, []byte(fmt.Sprintf("[auth.tokens.ci]\ntoken = \"${CLI_TEST_TOKEN}\"\nsubject = \"service:ci\"\nplugins = [\"helo\"]\n[plugins.hello]\npath = %q\n", wasm)), 0o644)
+	if out, code := runCLI(t, env, "config", "check", "--config", scoped); code != 0 || !strings.Contains(out, "config OK") ||
+		!strings.Contains(out, "warning: "+scoped+":4: auth.tokens.ci.plugins[0]: names plugin \"helo\"") {
+		t.Errorf("config check (token scoped to an unknown plugin): %d %q", code, out)
+	}
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[server]\nlisten = 5\nbogus = 1\n[plugins.x]\npath = \"${CLI_TEST_UNSET}\"\n"), 0o644)
 	out, code = runCLI(t, nil, "config", "check", "--config", bad)

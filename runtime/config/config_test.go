@@ -1545,3 +1545,18 @@ func TestTypedValuesFromEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// A token scoped to a plugin the config does not have loads (the scope
+// fails closed) with a warning naming the key and its line: config check
+// said nothing of a typo such as "helo" (an audit).
+func TestWarningsNameTokensScopedToUnknownPlugins(t *testing.T) {
+	c := mustRead(t, "[plugins.hello]\npath = \"a.wasm\"\n[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"ci\"\ntype = \"service\"\nplugins = [\"hello\", \"helo\"]\n", nil)
+	w := c.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], `config.toml:7: auth.tokens.ci.plugins[1]: names plugin "helo", which this config does not have`) {
+		t.Errorf("Warnings = %q", w)
+	}
+	c = mustRead(t, "[plugins.hello]\npath = \"a.wasm\"\n[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"ci\"\ntype = \"service\"\nplugins = [\"hello\"]\n", nil)
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings = %q, want none", w)
+	}
+}

@@ -383,6 +383,30 @@ func checkSQLiteConnection(conn string) error {
 	return nil
 }
 
+// Warnings lists what the config allows but is most likely a mistake,
+// each as "file:line: key: what": a token scoped to a plugin id the
+// config has no [plugins.<id>] for (a typo, or a plugin since removed)
+// can call nothing under that id. Such a config still loads: the scope
+// fails closed, and a plugin may be added back by a later reload.
+func (c *Config) Warnings() []string {
+	var out []string
+	names := slices.Sorted(maps.Keys(c.Auth.Tokens))
+	for _, n := range names {
+		for i, id := range c.Auth.Tokens[n].Plugins {
+			if _, ok := c.Plugins[id]; ok {
+				continue
+			}
+			key := fmt.Sprintf("%s.plugins[%d]", joinKey("auth.tokens", []string{n}), i)
+			where := (&validator{c: c}).origin(key)
+			if where != "" {
+				where += ": "
+			}
+			out = append(out, fmt.Sprintf("%s%s: names plugin %q, which this config does not have: the token can call no plugin by that id", where, key, id))
+		}
+	}
+	return out
+}
+
 // notADirectory says why dir cannot be used or made as a directory: it,
 // or the nearest of its parents that exists, is something else (a file).
 // It returns "" otherwise, leaving what only making it can tell

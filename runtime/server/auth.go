@@ -48,6 +48,9 @@ func renewAuthenticator(old *auth.Authenticator, cfg *config.Config, log *logrus
 	case !a.Configured():
 		log.Warn("NO CREDENTIALS ARE CONFIGURED ([auth.tokens.<name>] or [auth.jwt]): every plugin route except the public routes answers 401 and the admin API is unreachable. Configure a credential, or use `greenroom dev` for a development token")
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 	return a
 }
 

@@ -72,6 +72,10 @@ func bearer(token string) []string {
 func TestAuthMatrix(t *testing.T) {
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, ""))
+	// The todo token's one plugin is not configured here: a warning.
+	if !strings.Contains(in.Log.String(), "auth.tokens.todo.plugins[0]: names plugin") {
+		t.Error("no warning at start about the todo token's unknown plugin")
+	}
 
 	claims := func(edit func(jwt.MapClaims)) jwt.MapClaims {
 		c := authtest.Claims("user:default/jane")
