@@ -161,7 +161,7 @@ func prepareConf(t *testing.T, conf string, lookup func(string) (string, bool)) 
 // Plugins' SQL runs as the runtime's user, here one that is not a
 // superuser (TestPGSchemaIsolationRefusesServerPrograms).
 func TestPGSchemaIsolation(t *testing.T) {
-	conf := "[database]\nclient = \"pg\"\nisolation = \"schema\"\nconnection = \"" + createroleURL(t) + "\"\n"
+	conf := "[database]\nclient = \"pg\"\nisolation = \"schema\"\nconnection = \"" + schemaUserURL(t) + "\"\n"
 	in := start(t, conf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 	must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('a')"))
 	if n := count(t, in, "beta", "notes"); n != 0 {
@@ -175,22 +175,44 @@ func TestPGSchemaIsolation(t *testing.T) {
 // With isolation = "schema" plugins' SQL runs as the runtime's user: one
 // that is a superuser, or may use the server's files and programs, would
 // let a plugin run programs on the database server (COPY ... TO PROGRAM,
-// found by an audit). Start-up refuses it, saying what to use instead.
+// found by an audit). Start-up refuses it, saying what to use instead: a
+// member of the roles that allow it, NOINHERIT too (SET ROLE takes their
+// rights), and before PostgreSQL 16 a CREATEROLE user, which may grant
+// itself those roles (a later audit ran a program through both from a
+// plugin's DO block).
 func TestPGSchemaIsolationRefusesServerPrograms(t *testing.T) {
-	for _, user := range []string{"superuser", "pg_execute_server_program"} {
-		t.Run(user, func(t *testing.T) {
-			url := pgtest.URL(t)
-			want := "which is a superuser"
-			if user != "superuser" {
-				url = createroleURL(t)
-				u, _ := neturl.Parse(url)
-				if _, err := pgtest.Admin(t).Exec("GRANT pg_execute_server_program TO " + u.User.Username()); err != nil {
-					t.Fatal(err)
-				}
-				want = "which is a member of pg_execute_server_program"
+	var version int
+	if err := pgtest.Admin(t).QueryRow("SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	grant := func(t *testing.T, url, attrs string) {
+		u, _ := neturl.Parse(url)
+		for _, stmt := range []string{"ALTER ROLE " + u.User.Username() + " " + attrs, "GRANT pg_execute_server_program TO " + u.User.Username()} {
+			if _, err := pgtest.Admin(t).Exec(stmt); err != nil {
+				t.Fatal(err)
 			}
-			err := prepareOn(t, url, "isolation = \"schema\"\n")
-			for _, w := range []string{`isolation = "schema"`, want, "COPY ... TO PROGRAM", `Use isolation = "role"`} {
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+		want string // "" for accepted
+	}{
+		{"superuser", func(t *testing.T) string { return pgtest.URL(t) }, "which is a superuser"},
+		{"member", func(t *testing.T) string { u := schemaUserURL(t); grant(t, u, "INHERIT"); return u }, "which is a member of pg_execute_server_program"},
+		{"noinherit member", func(t *testing.T) string { u := schemaUserURL(t); grant(t, u, "NOINHERIT"); return u }, "which is a member of pg_execute_server_program"},
+		{"createrole", createroleURL, map[bool]string{true: "which is allowed to create roles (CREATEROLE)", false: ""}[version < 160000]},
+		{"plain user", schemaUserURL, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := prepareOn(t, tc.url(t), "isolation = \"schema\"\n")
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			for _, w := range []string{`isolation = "schema"`, tc.want, "COPY ... TO PROGRAM", `Use isolation = "role"`} {
 				if err == nil || !strings.Contains(err.Error(), w) {
 					t.Errorf("error %v does not say %q", err, w)
 				}

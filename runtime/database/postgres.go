@@ -210,11 +210,19 @@ var serverPrograms = []string{"pg_execute_server_program", "pg_read_server_files
 // which plugins' connections then log in as, is a superuser or may use
 // the server's files and programs: a plugin's SQL could then run programs
 // on the database server, which no plugin may, whatever it is trusted
-// with.
+// with. Membership is what counts, not the privileges inherited: a
+// NOINHERIT member takes the role's with SET ROLE. Before PostgreSQL 16
+// a CREATEROLE user may grant itself any role but superuser, those
+// included (an audit ran a program through both, from a plugin's DO
+// block).
 func (b *pgBackend) checkSchemaUser(ctx context.Context, db *bun.DB) error {
 	var user, roles string
+	var createRole bool
+	var version int
 	if err := db.DB.QueryRowContext(ctx, `SELECT current_user, (SELECT coalesce(string_agg(r, ', ' ORDER BY r), '')
-		FROM unnest(string_to_array($1, ',')) r WHERE pg_has_role(current_user, r, 'USAGE'))`, strings.Join(serverPrograms, ",")).Scan(&user, &roles); err != nil {
+		FROM unnest(string_to_array($1, ',')) r WHERE pg_has_role(current_user, r, 'MEMBER')),
+		(SELECT rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user),
+		current_setting('server_version_num')::int`, strings.Join(serverPrograms, ",")).Scan(&user, &roles, &createRole, &version); err != nil {
 		return fmt.Errorf("check the runtime's database user: %w", err)
 	}
 	what := ""
@@ -223,10 +231,12 @@ func (b *pgBackend) checkSchemaUser(ctx context.Context, db *bun.DB) error {
 		what = "a superuser"
 	case roles != "":
 		what = "a member of " + roles
+	case createRole && version < 160000:
+		what = "allowed to create roles (CREATEROLE), which before PostgreSQL 16 lets it grant itself any of " + strings.Join(serverPrograms, ", ")
 	default:
 		return nil
 	}
-	return fmt.Errorf(`database.isolation = "schema" runs plugins' SQL as the runtime's database user %q, which is %s: a plugin could read and write the database server's files and run programs there (COPY ... TO PROGRAM, pg_read_file). Use isolation = "role" (the default; a superuser can create the plugin roles) or connect as a user that is neither a superuser nor a member of %s`,
+	return fmt.Errorf(`database.isolation = "schema" runs plugins' SQL as the runtime's database user %q, which is %s: a plugin could read and write the database server's files and run programs there (COPY ... TO PROGRAM, pg_read_file). Use isolation = "role" (the default; a superuser can create the plugin roles) or connect as a user that is neither a superuser nor a member of %s (nor, before PostgreSQL 16, has CREATEROLE)`,
 		user, what, strings.Join(serverPrograms, ", "))
 }
 

@@ -83,7 +83,19 @@ func TestPGConcurrentProvisioning(t *testing.T) {
 // superuser) the owner of a new database, as docs/database.md asks, and
 // returns the database's URL with that user.
 func createroleURL(t *testing.T) string {
-	u, qdb, runtimeUser := newRuntimeUser(t)
+	return ownerURL(t, "LOGIN CREATEROLE")
+}
+
+// schemaUserURL makes a new runtime user with LOGIN only, owning a new
+// database: the user isolation = "schema" asks for.
+func schemaUserURL(t *testing.T) string {
+	return ownerURL(t, "LOGIN")
+}
+
+// ownerURL makes a new user with the role options attrs and a new
+// database it owns, and returns the database's URL with that user.
+func ownerURL(t *testing.T, attrs string) string {
+	u, qdb, runtimeUser := newRuntimeUserWith(t, attrs)
 	admin := pgtest.Admin(t)
 	if _, err := admin.Exec("ALTER DATABASE " + qdb + " OWNER TO " + runtimeUser); err != nil {
 		t.Fatal(err)
@@ -96,11 +108,16 @@ func createroleURL(t *testing.T) string {
 // and a new database, and returns the database's URL with that user, the
 // database's quoted name and the user.
 func newRuntimeUser(t *testing.T) (u *neturl.URL, qdb, user string) {
+	return newRuntimeUserWith(t, "LOGIN CREATEROLE")
+}
+
+// newRuntimeUserWith is newRuntimeUser with the role options attrs.
+func newRuntimeUserWith(t *testing.T, attrs string) (u *neturl.URL, qdb, user string) {
 	admin := pgtest.Admin(t)
 	var b [6]byte
 	rand.Read(b[:])
 	user = "gr_test_runtime_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE ROLE " + user + " LOGIN CREATEROLE"); err != nil {
+	if _, err := admin.Exec("CREATE ROLE " + user + " " + attrs); err != nil {
 		t.Fatal(err)
 	}
 	// Registered before the database's: runs after the database and its
