@@ -1010,12 +1010,14 @@ func TestRolledBackTransactionStaysEnded(t *testing.T) {
 func TestSQLiteRefusalsNameWhat(t *testing.T) {
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""), plugin("esc", true, "sqliteattach", ""))
 	for sql, want := range map[string]string{
-		"ATTACH DATABASE ':memory:' AS m":      "ATTACH (and VACUUM, which attaches its target) is not allowed",
-		"VACUUM":                               "ATTACH (and VACUUM, which attaches its target) is not allowed",
-		"PRAGMA journal_mode = DELETE":         "PRAGMA journal_mode = DELETE is not allowed",
-		"SELECT * FROM pragma_database_list":   "PRAGMA database_list is not allowed",
-		"SELECT load_extension('x')":           "function load_extension() is not allowed",
-		"SELECT 1; PRAGMA writable_schema = 1": "PRAGMA writable_schema = 1 is not allowed",
+		"ATTACH DATABASE ':memory:' AS m":    "ATTACH (and VACUUM, which attaches its target) is not allowed",
+		"VACUUM":                             "ATTACH (and VACUUM, which attaches its target) is not allowed",
+		"PRAGMA journal_mode = DELETE":       "PRAGMA journal_mode = DELETE is not allowed",
+		"SELECT * FROM pragma_database_list": "PRAGMA database_list is not allowed",
+		"SELECT load_extension('x')":         "function load_extension() is not allowed",
+		"SELECT geopoly_overlap('[[0,0],[1,0],[0,1],[0,0]]', '[[0,0],[2,0],[0,2],[0,0]]')": "function geopoly_overlap() is not allowed",
+		"SELECT geopoly_within('[[0,0],[1,0],[0,1],[0,0]]', '[[0,0],[2,0],[0,2],[0,0]]')":  "function geopoly_within() is not allowed",
+		"SELECT 1; PRAGMA writable_schema = 1":                                             "PRAGMA writable_schema = 1 is not allowed",
 	} {
 		for _, inTx := range []bool{false, true} {
 			if inTx && sql == "VACUUM" {
