@@ -32,6 +32,9 @@ type host struct {
 	listed map[string]bool
 	mu     sync.Mutex
 	asked  map[string]bool // every route the plugin asked to open
+	// settled is set once the version's first instance has initialized:
+	// its public routes are fixed from then on (see PublicRoute).
+	settled bool
 	// public is asked ∩ listed, read on every unauthenticated request.
 	public atomic.Pointer[map[string]struct{}]
 
@@ -115,7 +118,10 @@ const MaxPublicRoutes = 100
 
 // PublicRoute records a route the plugin asks to open (greenroom.Public).
 // Every instance's init asks again; each route is considered and logged
-// once.
+// once. What the version's first instance asked is what it gets: a route
+// a later instance asks for first stays protected (the operator was told
+// at load which listed routes stay protected; an audit's plugin opened
+// one of them later, from the init of an instance the pool added).
 func (h *host) PublicRoute(path string) error {
 	if err := config.CheckPublicRoute(path); err != nil {
 		return err
@@ -131,6 +137,10 @@ func (h *host) PublicRoute(path string) error {
 		return fmt.Errorf("a plugin may ask for at most %d public routes", MaxPublicRoutes)
 	}
 	h.asked[path] = true
+	if h.settled {
+		h.log.WithField("route", path).Warnf("plugin asks to make %s public from a later instance's init, not its first: a version's public routes are fixed when it loads, so it stays protected", path)
+		return nil
+	}
 	if !h.listed[path] {
 		h.log.WithField("route", path).Infof("plugin asks to make %s public, but plugins.%s.public_routes does not list it: it stays protected", path, h.id)
 		return nil
@@ -153,6 +163,14 @@ func (h *host) isPublic(path []byte) bool {
 	}
 	_, ok := (*m)[string(path)]
 	return ok
+}
+
+// settle fixes the public routes as the version's first instance asked
+// for them (see PublicRoute).
+func (h *host) settle() {
+	h.mu.Lock()
+	h.settled = true
+	h.mu.Unlock()
 }
 
 // unasked returns the routes the operator lists that the plugin did not

@@ -171,3 +171,31 @@ func TestPublicRouteLimit(t *testing.T) {
 		t.Error("the listed route is not public, or an unlisted one is")
 	}
 }
+
+// The public routes are what the version's first instance asked for: a
+// listed route a later instance's init asks for first stays protected,
+// as the operator was told at load (an audit's plugin opened one from an
+// instance the pool added later).
+func TestPublicRoutesSettleAfterFirstInstance(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	pc := &config.Plugin{PublicRoutes: []string{"/ping", "/secret"}}
+	h := newHost("p", pc, logrus.NewEntry(log), nil, nil)
+	if err := h.PublicRoute("/ping"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if un := h.unasked(); !slices.Equal(un, []string{"/secret"}) {
+		t.Fatalf("unasked = %q", un)
+	}
+	for _, p := range []string{"/ping", "/secret"} { // a later instance's init
+		if err := h.PublicRoute(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !h.isPublic([]byte("/ping")) || h.isPublic([]byte("/secret")) {
+		t.Errorf("public: /ping %t, /secret %t; want only /ping", h.isPublic([]byte("/ping")), h.isPublic([]byte("/secret")))
+	}
+	if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || !strings.Contains(e.Message, "stays protected") {
+		t.Errorf("last log line %+v, want the warning", e)
+	}
+}

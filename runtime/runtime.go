@@ -543,6 +543,7 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (er
 	if err != nil {
 		return err
 	}
+	h.settle() // the first instance has initialized
 	if un := h.unasked(); len(un) > 0 {
 		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
 	}
