@@ -1150,7 +1150,9 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	files := slices.Clone(p.migrations)
 	timeout := p.lim.MigrationTimeout
 	p.mu.Unlock()
-	if len(files) == 0 {
+	// On SQLite the plugin's file is reconciled with its records (and
+	// gets its markTable) even without migrations to apply.
+	if len(files) == 0 && p.svc.cfg.Client != ClientSQLite {
 		return nil
 	}
 	slices.SortStableFunc(files, func(a, b hostfuncs.MigrationFile) int { return strings.Compare(a.Name, b.Name) })

@@ -72,7 +72,11 @@ func (c *sqliteConn) trustedExecArgs(ctx context.Context, q string, args ...any)
 //   - a file without markTable whose records say migrations were applied
 //     was either written before markTable existed (it has tables: its
 //     migrations are taken as applied and marked in it) or deleted,
-//     emptied or replaced (it has nothing: they are applied again).
+//     emptied or replaced (it has nothing: they are applied again);
+//   - a file without markTable or records gets an empty markTable.
+//
+// It runs at every load of a plugin with the database capability, with
+// or without migrations, before the plugin's first statement.
 func (p *PluginDB) reconcileSQLite(ctx context.Context, recs []pluginMigration) ([]pluginMigration, error) {
 	conn, err := p.db.Conn(ctx)
 	if err != nil {
@@ -85,7 +89,20 @@ func (p *PluginDB) reconcileSQLite(ctx context.Context, recs []pluginMigration) 
 	}
 	if tables == 0 {
 		if len(recs) == 0 {
-			return recs, nil
+			// Made now, before the plugin's first statement, so that the
+			// plugin cannot make it: the authorizer refuses a table of
+			// this name, but ALTER TABLE ... RENAME TO it names only the
+			// old name to the authorizer (an audit forged records so).
+			return recs, conn.Raw(func(dc any) error {
+				c, ok := dc.(*sqliteConn)
+				if !ok {
+					return fmt.Errorf("not a SQLite connection (%T)", dc)
+				}
+				if err := c.trustedExec(ctx, createMarkTable); err != nil {
+					return fmt.Errorf("make %s in the plugin's database: %w", markTable, err)
+				}
+				return nil
+			})
 		}
 		var objects int
 		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM main.sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'").Scan(&objects); err != nil {

@@ -153,3 +153,21 @@ func TestSQLiteMarkTableIsTheRuntimes(t *testing.T) {
 		t.Errorf("marks read by the plugin: %v, want 2", r[0].Rows)
 	}
 }
+
+// A plugin without migrations cannot make the marks either: ALTER TABLE
+// ... RENAME TO names only the old name to the authorizer, and an audit's
+// plugin renamed a table of its own to the marks' name, holding a forged
+// record, which a later version with migrations took as applied. The
+// runtime makes the table at every load, so the name is taken.
+func TestSQLiteMarkTableCannotBeMadeByRename(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "", ""))
+	m := database.MarkTable
+	must(t, in, "alpha", exec("CREATE TABLE x (name TEXT PRIMARY KEY NOT NULL, sha256 TEXT NOT NULL, applied_at TEXT NOT NULL)"),
+		exec("INSERT INTO x VALUES ('999_forged.up.sql', 'x', 'x')"))
+	if r := run(t, in, "alpha", exec("ALTER TABLE x RENAME TO "+m)); r[0].Error == "" {
+		t.Fatalf("renamed a table to %s", m)
+	}
+	if r := must(t, in, "alpha", query("SELECT count(*) FROM "+m)); fmt.Sprint(r[0].Rows) != "[[0]]" {
+		t.Errorf("marks of a plugin without migrations: %v, want none", r[0].Rows)
+	}
+}
