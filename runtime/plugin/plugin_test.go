@@ -523,6 +523,33 @@ func TestInitializerTimeoutNamed(t *testing.T) {
 	}
 }
 
+// A load (a reload's new version) that warms several instances starts
+// them together once the first has initialized: one after the other, a
+// plugin whose init took 3 s took 25 s to reload with 8 live instances
+// (an audit). Four inits that sleep 1.5 s each take about 3 s so (the
+// first, then the other three at once); one after the other, at least
+// 6 s.
+func TestWarmInstancesStartTogether(t *testing.T) {
+	lim := testLimits()
+	lim.Warm, lim.InitTimeout = 4, 10*time.Second
+	log := logrus.NewEntry(logrus.New())
+	start := time.Now()
+	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Cache: testCache,
+		Host: testHost{config: map[string]string{"init_sleep_ms": "1500"}, log: log}, Log: log})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	if st := p.Stats(); st.Created != 4 {
+		t.Errorf("created %d instances, want 4", st.Created)
+	}
+	if took >= 6*time.Second {
+		t.Errorf("load took %v: the instances started one after the other", took)
+	}
+	t.Logf("load with 4 instances of a 1.5 s init: %v", took)
+}
+
 // A response written in pieces (io.Copy's 32 KiB) close to
 // limits.max_response is sent: the SDK's body grows by parts it never
 // copies again, where doubling one buffer held up to three times the body

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -488,14 +489,18 @@ func (pl *pool) renew(old *instance, why string) {
 
 // warm creates n instances now and leaves them idle. It takes no token:
 // a reload warms its new version while the old one's calls still hold
-// theirs, which they give back to the calls on the new version.
+// theirs, which they give back to the calls on the new version. The first
+// instance starts alone (its initializer registers the version's routes,
+// tasks and migrations first); the others then start together, a few at
+// a time: one after the other, a reload of a plugin whose init took 3 s
+// and that had 8 live instances took 25 s (an audit).
 func (pl *pool) warm(ctx context.Context, n int) error {
 	// An instance starts under the pool's context (close interrupts it),
 	// and ctx's: a load given up is not waited for.
 	starts, cancel := context.WithCancel(pl.starts)
 	defer cancel()
 	defer context.AfterFunc(ctx, cancel)()
-	for range n {
+	one := func() error {
 		if !pl.add() {
 			return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
 		}
@@ -510,8 +515,36 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 		pl.c.Created.Add(1)
 		pl.track(in)
 		pl.park(in)
+		return nil
 	}
-	return nil
+	if n < 1 {
+		return nil
+	}
+	if err := one(); err != nil {
+		return err
+	}
+	rest := make(chan struct{}, n-1)
+	for range n - 1 {
+		rest <- struct{}{}
+	}
+	close(rest)
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for range min(n-1, max(4, goruntime.GOMAXPROCS(0))) {
+		wg.Go(func() {
+			for range rest {
+				if err := one(); err != nil {
+					once.Do(func() { first = err; cancel() }) // the others end too
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 // close stops handing out instances, closes the idle ones and waits until
