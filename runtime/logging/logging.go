@@ -132,9 +132,46 @@ func urlForms(s string) []string {
 	out := []string{s}
 	q := url.QueryEscape(s)
 	sp := strings.ReplaceAll(q, "+", "%20")
-	for _, e := range []string{q, url.PathEscape(s), sp, strings.ReplaceAll(sp, "%2F", "/")} {
+	for _, e := range append([]string{q, url.PathEscape(s), sp, strings.ReplaceAll(sp, "%2F", "/")}, readForms(s)...) {
 		if !slices.Contains(out, e) {
 			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// readForms returns, for a secret that is an http(s) URL, the forms in
+// which reading it quotes it: the URL reader lower-cases the host, drops
+// a trailing dot and the fragment, and its errors show the URL with its
+// password masked (url.URL.Redacted), as the guest SDK's StatusError
+// shows the URL read. An audit's secret URL with a capital in its host,
+// or a fragment, reached the log with its access_token in clear in the
+// "url read" line's error and the plugin's own warning.
+func readForms(s string) []string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil
+	}
+	canon := *u
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" {
+		host += ":" + p
+	}
+	canon.Host = host
+	var out []string
+	for _, v := range []url.URL{*u, canon} {
+		for _, frag := range []bool{true, false} {
+			if !frag {
+				v.Fragment, v.RawFragment = "", ""
+			}
+			for _, f := range []string{v.String(), v.Redacted()} {
+				if f != s && !slices.Contains(out, f) {
+					out = append(out, f)
+				}
+			}
 		}
 	}
 	return out

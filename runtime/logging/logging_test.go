@@ -209,3 +209,27 @@ func TestJSONSecretLiteralsStayJSON(t *testing.T) {
 		}
 	}
 }
+
+// A secret that is a URL is redacted in the forms reading it quotes it:
+// host lower-cased, without its trailing dot or fragment, password
+// masked (an audit: the URL reader's error and the SDK's StatusError
+// logged an access_token in clear).
+func TestRedactsURLsAsReadingQuotesThem(t *testing.T) {
+	_, r, err := New(&bytes.Buffer{}, "text", "info", []string{
+		"http://Docs.test.:18510/readme?access_token=QueryTok3nS3cret#top",
+		"https://user:Passw0rd@Internal.test/x?access_token=T0k3n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		`error="http://docs.test:18510/readme?access_token=QueryTok3nS3cret: resolve docs.test"`,
+		`error="greenroom: read http://docs.test:18510/readme?access_token=QueryTok3nS3cret#top: HTTP 404"`,
+		`error="http://Docs.test.:18510/readme?access_token=QueryTok3nS3cret: HTTP 500"`,
+		`error="https://user:xxxxx@internal.test/x?access_token=T0k3n: refused"`,
+	} {
+		if got := string(r.Redact([]byte(line))); strings.Contains(got, "S3cret") || strings.Contains(got, "T0k3n") {
+			t.Errorf("Redact(%q) = %q", line, got)
+		}
+	}
+}
