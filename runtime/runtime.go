@@ -543,7 +543,6 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (er
 	if err != nil {
 		return err
 	}
-	h.settle() // the first instance has initialized
 	if un := h.unasked(); len(un) > 0 {
 		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
 	}
@@ -812,6 +811,9 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 				pdb.Release()
 			}
 		},
+		// The public routes are those the first instance asked for: the
+		// others Load warms start together after it (PublicRoute).
+		FirstInstance: h.settle,
 	})
 	if err != nil {
 		if pdb != nil {

@@ -106,6 +106,10 @@ type Spec struct {
 	// what the version held outside the plugin (its use of its database
 	// pool) is released there. (A Load that fails never calls it.)
 	OnClose func()
+	// FirstInstance, when set, runs once the version's first instance has
+	// initialized, before Load starts any other (Limits.Warm): what that
+	// initializer registered is the version's (its public routes).
+	FirstInstance func()
 
 	// forceWazero makes tests use the fallback interruption.
 	forceWazero bool

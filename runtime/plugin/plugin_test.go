@@ -526,28 +526,36 @@ func TestInitializerTimeoutNamed(t *testing.T) {
 // A load (a reload's new version) that warms several instances starts
 // them together once the first has initialized: one after the other, a
 // plugin whose init took 3 s took 25 s to reload with 8 live instances
-// (an audit). Four inits that sleep 1.5 s each take about 3 s so (the
-// first, then the other three at once); one after the other, at least
-// 6 s.
+// (an audit). With inits that sleep 2 s, four instances take about 2 s
+// more than one (the first, then the other three at once); one after
+// the other, at least 6 s more. Spec.FirstInstance runs between the
+// first and the others.
 func TestWarmInstancesStartTogether(t *testing.T) {
-	lim := testLimits()
-	lim.Warm, lim.InitTimeout = 4, 10*time.Second
-	log := logrus.NewEntry(logrus.New())
-	start := time.Now()
-	p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Cache: testCache,
-		Host: testHost{config: map[string]string{"init_sleep_ms": "1500"}, log: log}, Log: log})
-	took := time.Since(start)
-	if err != nil {
-		t.Fatal(err)
+	load := func(warm int) time.Duration {
+		lim := testLimits()
+		lim.Warm, lim.InitTimeout = warm, 10*time.Second
+		log := logrus.NewEntry(logrus.New())
+		c := &Counters{}
+		atFirst := int64(-1)
+		start := time.Now()
+		p, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Cache: testCache, Counters: c,
+			Host: testHost{config: map[string]string{"init_sleep_ms": "2000"}, log: log}, Log: log,
+			FirstInstance: func() { atFirst = c.Created.Load() }})
+		took := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Close(context.Background())
+		if c.Created.Load() != int64(warm) || atFirst != 1 {
+			t.Errorf("warm %d: created %d instances, %d when FirstInstance ran; want %d and 1", warm, c.Created.Load(), atFirst, warm)
+		}
+		return took
 	}
-	defer p.Close(context.Background())
-	if st := p.Stats(); st.Created != 4 {
-		t.Errorf("created %d instances, want 4", st.Created)
+	one, four := load(1), load(4)
+	if four-one >= 4500*time.Millisecond {
+		t.Errorf("4 instances took %v, 1 took %v: the others started one after the other", four, one)
 	}
-	if took >= 6*time.Second {
-		t.Errorf("load took %v: the instances started one after the other", took)
-	}
-	t.Logf("load with 4 instances of a 1.5 s init: %v", took)
+	t.Logf("load with 1 instance of a 2 s init: %v; with 4: %v", one, four)
 }
 
 // A response written in pieces (io.Copy's 32 KiB) close to

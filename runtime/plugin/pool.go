@@ -523,6 +523,9 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 	if err := one(); err != nil {
 		return err
 	}
+	if f := pl.p.spec.FirstInstance; f != nil {
+		f()
+	}
 	rest := make(chan struct{}, n-1)
 	for range n - 1 {
 		rest <- struct{}{}
