@@ -122,8 +122,8 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	// each under the init timeout and the instrumented checks.
 	for _, name := range []string{instrument.StartName, hostfuncs.ExportInitialize} {
 		init := mod.ExportedFunction(name)
-		if init == nil {
-			continue
+		if init == nil || name == instrument.StartName && p.mode != InterruptFlag {
+			continue // (the rewrite exports a start function only with the checks)
 		}
 		what := "guest initializer"
 		if name == instrument.StartName {

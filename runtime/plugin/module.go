@@ -368,7 +368,7 @@ func Inspect(ctx context.Context, wasm []byte, cache wazero.CompilationCache) (I
 		// rewriter and wazero would read differently, a reserved export
 		// name), inspection refuses too.
 		if _, _, err := instrument.Interruptible(wasm); err != nil {
-			if !errors.Is(err, instrument.ErrMalformed) && !errors.Is(err, instrument.ErrOverLimit) {
+			if !errors.Is(err, instrument.ErrMalformed) && !errors.Is(err, instrument.ErrOverLimit) && !errors.Is(err, instrument.ErrReserved) {
 				err = fmt.Errorf("cannot instrument the module for interruption at its deadline: %w", err)
 			}
 			return refused(err)

@@ -320,8 +320,8 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if srcErr != nil {
 			return nil, srcErr
 		}
-		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) {
-			return nil, err
+		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) || errors.Is(err, instrument.ErrReserved) {
+			return nil, err // refused with or without the checks
 		}
 		if err != nil {
 			// No fallback: wazero's close-on-context-done checks at loop

@@ -1,8 +1,10 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,23 +101,49 @@ func TestStartSectionInterruptedAtInitTimeout(t *testing.T) {
 	t.Logf("refused after %v: %v", took, err)
 }
 
-// A module that cannot be instrumented is refused, not run under wazero's
-// interruption; limits.interruptible = false runs it as the operator chose.
-func TestUninstrumentableModuleRefused(t *testing.T) {
+// A module exporting a name the checks reserve is refused, with or
+// without them (so that inspect, which knows no config, says what load
+// does); a refused module is never run under wazero's interruption.
+func TestReservedExportsRefused(t *testing.T) {
 	for _, name := range []string{instrument.FlagName, instrument.FuelName, instrument.StartName} {
 		wasm := treeModule(false, false, name)
 		err := loadErrWith(t, wasm, testLimits())
-		if err == nil || !strings.Contains(err.Error(), "cannot instrument the module for interruption") ||
-			!strings.Contains(err.Error(), "limits.interruptible = false") {
-			t.Errorf("export %s: Load = %v, want the refusal with its way out", name, err)
+		if err == nil || !strings.Contains(err.Error(), "a name this runtime reserves") {
+			t.Errorf("export %s: Load = %v, want the refusal", name, err)
 		}
 		if _, err := Inspect(context.Background(), wasm, nil); err == nil || !strings.Contains(err.Error(), "a name this runtime reserves") {
 			t.Errorf("export %s: Inspect = %v, want the refusal", name, err)
 		}
 		lim := testLimits()
 		lim.NoInterrupt = true
-		if err := loadErrWith(t, wasm, lim); err != nil {
-			t.Errorf("export %s, limits.interruptible = false: Load = %v", name, err)
+		if err := loadErrWith(t, wasm, lim); err == nil || !strings.Contains(err.Error(), "a name this runtime reserves") {
+			t.Errorf("export %s, limits.interruptible = false: Load = %v, want the refusal", name, err)
+		}
+	}
+}
+
+// A start section the rewrite takes out is checked as wazero would have:
+// one, before the element, code and data sections (a review: the rewrite
+// ran a module with two, and one after its data).
+func TestStartSectionsMalformed(t *testing.T) {
+	ok := treeModule(true, false, "")
+	i := bytes.Index(ok, []byte{8, 1, 3}) // the start section: id, size, function 3
+	if i < 0 {
+		t.Fatal("no start section in the test module")
+	}
+	for name, wasm := range map[string][]byte{
+		"two start sections": append(append(slices.Clone(ok[:i+3]), 8, 1, 0), ok[i+3:]...),
+		"start after code":   append(append(slices.Clone(ok[:i]), ok[i+3:]...), 8, 1, 3),
+	} {
+		for _, off := range []bool{false, true} {
+			lim := testLimits()
+			lim.NoInterrupt = off
+			if err := loadErrWith(t, wasm, lim); err == nil {
+				t.Errorf("%s (interruptible = %t): loaded", name, !off)
+			}
+		}
+		if _, err := Inspect(context.Background(), wasm, nil); err == nil {
+			t.Errorf("%s: Inspect accepted it", name)
 		}
 	}
 }

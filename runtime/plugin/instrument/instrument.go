@@ -51,8 +51,9 @@
 // global, export, code and data sections, and instructions to find loops. It
 // knows the immediates of every instruction of WebAssembly 2.0 plus the
 // threads, tail-call and exception-handling proposals; a module using any
-// other opcode is refused with an error naming it, and the caller falls
-// back to wazero's own interruption. No maintained Go library walks
+// other opcode is refused with an error naming it, and the caller refuses
+// the module (wazero's own interruption, checked at loop headers only,
+// does not stop a loop-free tree of calls). No maintained Go library walks
 // instruction streams for rewriting (wazero's decoder is internal, wabin
 // stops at function bodies), hence this small one.
 package instrument
@@ -68,7 +69,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 19
+const Version = 20
 
 // Export names of the added globals, and of a start function the rewrite
 // takes out of a start section (with Interrupt: the caller runs it
@@ -190,7 +191,12 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	// for the host to call once the module is instantiated.
 	start, hasStart := uint32(0), false
 	results, arity := 0, 0
+	afterStart := false // a section that must come after a start section was seen
 	for _, s := range secs {
+		switch s.id {
+		case 9, secCode, secData, secDataCount:
+			afterStart = true
+		}
 		switch s.id {
 		case secType:
 			results, arity = maxResults(s.body)
@@ -217,15 +223,25 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				return nil, st, fmt.Errorf("global section: %w", gr.err)
 			}
 		case secStart:
+			// Taken out of the module below, wazero cannot check it: one
+			// start section, before the element, code and data sections.
+			if hasStart {
+				return nil, st, fmt.Errorf("%w: more than one start section", ErrMalformed)
+			}
+			if afterStart {
+				return nil, st, fmt.Errorf("%w: start section after the element, code or data section (invalid section order)", ErrMalformed)
+			}
 			sr := &reader{b: s.body}
 			start, hasStart = sr.u32(), true
 			if sr.err != nil || sr.off != len(s.body) {
 				return nil, st, fmt.Errorf("%w: start section is not one function index", ErrMalformed)
 			}
 		case secExport:
+			// Reserved with or without the checks, so that a module means
+			// the same to load and to inspect whatever the config.
 			for _, name := range []string{FlagName, FuelName, StartName} {
-				if opts.Interrupt && exportsName(s.body, name) {
-					return nil, st, fmt.Errorf("module exports %q, a name this runtime reserves for its interruption checks", name)
+				if exportsName(s.body, name) {
+					return nil, st, fmt.Errorf("%w: module exports %q, a name this runtime reserves for its interruption checks", ErrReserved, name)
 				}
 			}
 		}
@@ -463,6 +479,10 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 // the runtime's limits (memory or tables needed at start, loops or blocks in
 // a function): no other rewrite makes it acceptable.
 var ErrOverLimit = errors.New("module over a limit")
+
+// ErrReserved is wrapped by the refusal of a module that exports a name
+// Rewrite adds (FlagName, FuelName, StartName), with or without Interrupt.
+var ErrReserved = errors.New("reserved export name")
 
 // limitError marks an error as one of ErrOverLimit without changing its
 // message.
