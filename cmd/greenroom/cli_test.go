@@ -90,6 +90,12 @@ database = true
 		!strings.Contains(out, "warning: "+scoped+":4: auth.tokens.ci.plugins[0]: names plugin \"helo\"") {
 		t.Errorf("config check (token scoped to an unknown plugin): %d %q", code, out)
 	}
+	// The id from the environment is a secret: the warning does not show it.
+	os.WriteFile(scoped, []byte(fmt.Sprintf("[auth.tokens.ci]\ntoken = \"${CLI_TEST_TOKEN}\"\nsubject = \"service:ci\"\nplugins = [\"${CLI_TEST_SCOPE}\"]\n[plugins.hello]\npath = %q\n", wasm)), 0o644)
+	if out, code := runCLI(t, append(env, "CLI_TEST_SCOPE=hiddenplugin"), "config", "check", "--config", scoped); code != 0 ||
+		!strings.Contains(out, "names plugin \"[REDACTED]\"") || strings.Contains(out, "hiddenplugin") {
+		t.Errorf("config check (token scoped to a secret unknown plugin): %d %q", code, out)
+	}
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[server]\nlisten = 5\nbogus = 1\n[plugins.x]\npath = \"${CLI_TEST_UNSET}\"\n"), 0o644)
 	out, code = runCLI(t, nil, "config", "check", "--config", bad)

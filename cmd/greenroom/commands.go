@@ -374,7 +374,8 @@ func configCmd() *cobra.Command {
 				return fmt.Errorf("config: %d %s be loaded (the config itself is valid):\n  %s", len(problems), files, strings.Join(problems, "\n  "))
 			}
 			for _, w := range cfg.Warnings() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+				// A plugin id may come from ${VAR}: a secret.
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", exitSecrets.Redact([]byte(w)))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "config OK: %s (%d plugins)\n", strings.Join(cfg.Files, ", "), len(cfg.Plugins))
 			return nil

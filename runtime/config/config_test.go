@@ -1560,3 +1560,20 @@ func TestWarningsNameTokensScopedToUnknownPlugins(t *testing.T) {
 		t.Errorf("Warnings = %q, want none", w)
 	}
 }
+
+// Host patterns and origins that name real hosts stay valid: a trailing
+// dot (a browser on https://app.example.com./ sends it in its Origin),
+// underscores, upper case, IPv4 and IPv6 addresses, ports.
+func TestSensibleHostsAndOriginsAccepted(t *testing.T) {
+	mustRead(t, `[server.cors]
+origins = ["https://app.example.com.", "https://*.Example.COM:443", "http://[::1]:8080", "http://127.0.0.1:3000", "http://localhost:3000"]
+[[reading.allow]]
+host = "*.Example.COM."
+[[reading.allow]]
+host = "my_host.internal"
+[[reading.allow]]
+host = "10.0.0.1"
+[[integrations.generic]]
+host = "ghe.example.com:8443"
+`, nil)
+}

@@ -238,10 +238,9 @@ func checkOrigin(o string) error {
 		}
 	}
 	if name := u.Hostname(); !strings.HasPrefix(host, "[") {
-		if why := hostNameProblem(name); why != "" || strings.HasSuffix(name, ".") {
-			if why == "" {
-				why = "it ends in a dot, which a browser's Origin never does"
-			}
+		// A trailing dot is kept: a page at https://app.example.com./
+		// sends it in its Origin.
+		if why := hostNameProblem(name); why != "" {
 			return bad("has a host that is not a host name: " + why)
 		}
 	}
