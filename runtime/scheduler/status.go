@@ -249,7 +249,12 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 			if err == nil && res[0].ahead {
 				sawAhead = true
 			}
-			if err != nil || res[0].claimed || res[0].held && !sawAhead || !res[0].exists || attempt == 20 || ctx.Err() != nil {
+			// A row locked by another statement (no run holds the lease)
+			// is tried for up to 5 s: a replica starting registers its
+			// tasks, and under load that held a trigger sent just then
+			// past a second, which answered that the task was running.
+			locked := err == nil && !res[0].claimed && !res[0].held && res[0].exists
+			if err != nil || res[0].claimed || res[0].held && !sawAhead || !res[0].exists || attempt >= 20 && !locked || attempt == 100 || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(retryLocked)
