@@ -30,14 +30,22 @@ func isMarkTable(name string) bool { return strings.EqualFold(name, markTable) }
 const createMarkTable = "CREATE TABLE IF NOT EXISTS main." + markTable +
 	" (name TEXT PRIMARY KEY NOT NULL, sha256 TEXT NOT NULL, applied_at TEXT NOT NULL)"
 
-// markApplied records rec in the plugin's file on conn, inside the
-// transaction the migration runs in.
-func markApplied(ctx context.Context, conn *sql.Conn, rec *pluginMigration) error {
+// onSQLiteConn runs f on conn's driver connection, where the runtime's
+// own statements pass the authorizer (trustedExec).
+func onSQLiteConn(conn *sql.Conn, f func(*sqliteConn) error) error {
 	return conn.Raw(func(dc any) error {
 		c, ok := dc.(*sqliteConn)
 		if !ok {
-			return fmt.Errorf("record the migration in the plugin's database: not a SQLite connection (%T)", dc)
+			return fmt.Errorf("not a SQLite connection (%T)", dc)
 		}
+		return f(c)
+	})
+}
+
+// markApplied records rec in the plugin's file on conn, inside the
+// transaction the migration runs in.
+func markApplied(ctx context.Context, conn *sql.Conn, rec *pluginMigration) error {
+	return onSQLiteConn(conn, func(c *sqliteConn) error {
 		if err := c.trustedExec(ctx, createMarkTable); err != nil {
 			return fmt.Errorf("record the migration in the plugin's database: %w", err)
 		}
@@ -93,11 +101,7 @@ func (p *PluginDB) reconcileSQLite(ctx context.Context, recs []pluginMigration) 
 			// plugin cannot make it: the authorizer refuses a table of
 			// this name, but ALTER TABLE ... RENAME TO it names only the
 			// old name to the authorizer (an audit forged records so).
-			return recs, conn.Raw(func(dc any) error {
-				c, ok := dc.(*sqliteConn)
-				if !ok {
-					return fmt.Errorf("not a SQLite connection (%T)", dc)
-				}
+			return recs, onSQLiteConn(conn, func(c *sqliteConn) error {
 				if err := c.trustedExec(ctx, createMarkTable); err != nil {
 					return fmt.Errorf("make %s in the plugin's database: %w", markTable, err)
 				}
@@ -170,11 +174,7 @@ func (p *PluginDB) reconcileSQLite(ctx context.Context, recs []pluginMigration) 
 // adoptRecords writes recs into markTable of a plugin's file that has
 // none, in one transaction.
 func (p *PluginDB) adoptRecords(ctx context.Context, conn *sql.Conn, recs []pluginMigration) error {
-	err := conn.Raw(func(dc any) error {
-		c, ok := dc.(*sqliteConn)
-		if !ok {
-			return fmt.Errorf("not a SQLite connection (%T)", dc)
-		}
+	err := onSQLiteConn(conn, func(c *sqliteConn) error {
 		if err := c.trustedExec(ctx, "BEGIN IMMEDIATE"); err != nil {
 			return err
 		}

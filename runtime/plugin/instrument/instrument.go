@@ -100,6 +100,7 @@ const (
 	secGlobal    = 6
 	secExport    = 7
 	secStart     = 8
+	secElement   = 9
 	secCode      = 10
 	secData      = 11
 	secDataCount = 12
@@ -194,7 +195,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	afterStart := false // a section that must come after a start section was seen
 	for _, s := range secs {
 		switch s.id {
-		case 9, secCode, secData, secDataCount:
+		case secElement, secCode, secData, secDataCount:
 			afterStart = true
 		}
 		switch s.id {
@@ -285,17 +286,14 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			count = er.u32()
 			rest = old[er.off:]
 		}
-		added := []struct {
+		type export struct {
 			name string
-			kind byte
+			kind byte // 0x00 function, 0x03 global
 			idx  uint32
-		}{{FuelName, 0x03, fuel}, {FlagName, 0x03, flag}}
+		}
+		added := []export{{FuelName, 0x03, fuel}, {FlagName, 0x03, flag}}
 		if hasStart {
-			added = append(added, struct {
-				name string
-				kind byte
-				idx  uint32
-			}{StartName, 0x00, start})
+			added = append(added, export{StartName, 0x00, start})
 		}
 		body = appendU32(body, count+uint32(len(added)))
 		body = append(body, rest...)
