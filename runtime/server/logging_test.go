@@ -488,3 +488,25 @@ hook = "`+secret+`"
 		t.Errorf("%d lines with the path, want %d (a request and an audit line per anonymous request)", logged, 3*len(paths))
 	}
 }
+
+// The runtime's line about a failed call carries the request's id, as the
+// plugin's own lines and the access line do, so that it can be tied to
+// the request that failed (an audit found it without one).
+func TestFailureLineCarriesRequestID(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	status, h, body := in.Get(t, "/api/hostile/panic")
+	if status != 500 {
+		t.Fatalf("%d %s", status, body)
+	}
+	id := h.Get("X-Request-Id")
+	if id == "" {
+		t.Fatal("no X-Request-Id in the answer")
+	}
+	lines := linesWith(t, in, "plugin panicked")
+	if len(lines) != 1 {
+		t.Fatalf("%d 'plugin panicked' lines:\n%s", len(lines), in.Log)
+	}
+	if got := lines[0]["request_id"]; got != id {
+		t.Errorf("request_id = %v, want %q", got, id)
+	}
+}

@@ -226,7 +226,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		err = s.rt.Handle(plugin.WithArrival(s.base, began), id, req, respond)
 	}
 	if err != nil {
-		return s.callError(id, err)
+		return s.callError(id, string(rs.id), err)
 	}
 	return nil
 }
@@ -298,7 +298,7 @@ func (l pluginLines) Error(msg string) {
 }
 
 // callError maps a failed plugin call to the response its caller gets.
-func (s *Server) callError(id string, err error) error {
+func (s *Server) callError(id, requestID string, err error) error {
 	var refused *APIError
 	if errors.As(err, &refused) {
 		return refused // from respond: the plugin answered, the server could not take it
@@ -317,7 +317,7 @@ func (s *Server) callError(id string, err error) error {
 	}
 	// These lines come as often as the plugin fails: they take from its
 	// log rate limit, as its own lines do (a drop is counted).
-	entry := s.log.WithField("plugin", id).WithError(err)
+	entry := s.log.WithFields(logrus.Fields{"plugin": id, "request_id": requestID}).WithError(err)
 	log := pluginLines{entry, func() bool { return s.rt.PluginLogAllow(id) }}
 	switch plugin.KindOf(err) {
 	case plugin.FailBusy:
