@@ -334,7 +334,9 @@ func TestGuestNeverSeesCredentials(t *testing.T) {
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, ""))
 	claims := []string{"X-Forwarded-User", "X_Forwarded_User", "Remote-User", "X-Remote-User", "X-Auth-Request-User",
-		"X-Auth-Request-Email", "x-auth-request-preferred-username", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Webauth-User"}
+		"X-Auth-Request-Email", "x-auth-request-preferred-username", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Webauth-User",
+		"Cookie2", "X-Amzn-Oidc-Data", "X-Goog-Iap-Jwt-Assertion", "Cf-Access-Jwt-Assertion", "CF_ACCESS_AUTHENTICATED_USER_EMAIL",
+		"X-Ms-Client-Principal", "X-Ms-Token-Aad-Id-Token"}
 	for _, token := range []string{ciToken, idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))} {
 		headers := []string{"Authorization", "Bearer " + token, "Cookie", "session=abc", "Proxy-Authorization", "Basic eDp5", "X-Kept", "yes"}
 		for _, h := range claims {

@@ -381,7 +381,7 @@ func namedIn(list, k []byte) bool {
 // who calls from the principal, not from credentials. Nor do the headers
 // authenticating proxies use to name the user they let in (Apache's
 // Remote-User, oauth2-proxy's X-Forwarded-* and X-Auth-Request-*,
-// Grafana's X-WEBAUTH-USER), whatever a caller sends: behind greenroom
+// Grafana's X-WEBAUTH-USER, cloud proxies' own), whatever a caller sends: behind greenroom
 // no proxy vouches for them, and a plugin ported from behind one that
 // trusted them would take any caller's word for who it is. Names are
 // matched with '_' read as '-'.
@@ -395,11 +395,19 @@ var droppedRequestHeaders = map[string]bool{
 	"x-forwarded-preferred-username": true, "x-forwarded-access-token": true,
 	"x-auth-request-user": true, "x-auth-request-email": true, "x-auth-request-groups": true,
 	"x-auth-request-preferred-username": true, "x-auth-request-access-token": true,
+	"cookie2": true,
+	// The identity headers of cloud proxies: AWS ALB, Google IAP,
+	// Cloudflare Access, Azure App Service authentication.
+	"x-amzn-oidc-data": true, "x-amzn-oidc-identity": true, "x-amzn-oidc-accesstoken": true,
+	"x-goog-iap-jwt-assertion": true, "x-goog-authenticated-user-email": true, "x-goog-authenticated-user-id": true,
+	"cf-access-jwt-assertion": true, "cf-access-authenticated-user-email": true,
+	"x-ms-client-principal": true, "x-ms-client-principal-name": true, "x-ms-client-principal-id": true,
+	"x-ms-client-principal-idp": true, "x-ms-token-aad-id-token": true, "x-ms-token-aad-access-token": true,
 }
 
 // maxDroppedHeader is the length of the longest name in
 // droppedRequestHeaders.
-const maxDroppedHeader = len("x-auth-request-preferred-username")
+const maxDroppedHeader = len("cf-access-authenticated-user-email")
 
 func forwardRequestHeader(k []byte) bool {
 	if len(k) > maxDroppedHeader {
