@@ -303,6 +303,15 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		if t.aborted != "" {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrFailed, "%s", t.aborted)
 		}
+		// A COMMIT or ROLLBACK sent as SQL would end the transaction
+		// under the plugin: its later statements would commit alone and
+		// its Rollback undo nothing. (SQLite's authorizer refuses them;
+		// on PostgreSQL the status after the statement is checked too.)
+		if p.svc.cfg.Client == ClientPG {
+			if cmd := transactionControl(st.SQL); cmd != "" {
+				return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", inTxRefusal(cmd))
+			}
+		}
 		if cmd := p.checkSession(t.conn, st.SQL); cmd != "" {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
@@ -318,6 +327,11 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 				p.reapLost(t.conn)
 			}
 			switch {
+			case err == nil && pgTxEnded(t.conn):
+				// Only a statement the check above misread gets here.
+				t.tx.Rollback()
+				t.aborted = "the transaction was ended by the plugin's own SQL, and what ran after that ran outside it; roll it back and start again"
+				err = hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s; it ran and ended the transaction", inTxRefusal("a statement that ends a transaction"))
 			case err == nil:
 			case pgConnLost(t.conn):
 				// Its statement cost the connection (given up at its
@@ -369,6 +383,26 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		}
 		return err
 	}, nil
+}
+
+// inTxRefusal says why cmd, transaction control sent as SQL, is refused
+// inside a transaction the plugin began.
+func inTxRefusal(cmd string) string {
+	return "plugins cannot run " + cmd + " inside a transaction begun with db.Begin: end it with tx.Commit or tx.Rollback (SAVEPOINT, RELEASE and ROLLBACK TO are fine)"
+}
+
+// pgTxEnded reports whether conn is a PostgreSQL connection that is out
+// of any transaction (a transaction the runtime began on it was ended by
+// a statement).
+func pgTxEnded(conn *sql.Conn) bool {
+	ended := false
+	conn.Raw(func(dc any) error {
+		if c, ok := dc.(interface{ Conn() *pgx.Conn }); ok && !c.Conn().IsClosed() {
+			ended = c.Conn().PgConn().TxStatus() == 'I'
+		}
+		return nil
+	})
+	return ended
 }
 
 // pgConnLost reports whether conn is a PostgreSQL connection the driver
@@ -992,6 +1026,18 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 		p.reapLost(conn)
 		conn.Close()
 		return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
+	}
+	if opts.ReadOnly && p.svc.cfg.Client == ClientPG {
+		// The transaction takes its snapshot now: PostgreSQL lets a
+		// read-only transaction be made read-write (SET TRANSACTION
+		// READ WRITE, SET transaction_read_only) only before its first
+		// query, which would otherwise be the plugin's.
+		if _, err := tx.ExecContext(ctx, "SELECT 1"); err != nil {
+			tx.Rollback()
+			p.reapLost(conn)
+			conn.Close()
+			return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
+		}
 	}
 	st := p.txs(in)
 	if len(st.open) == 0 {

@@ -137,6 +137,54 @@ func TestReadOnlyTransaction(t *testing.T) {
 	})
 }
 
+// Transaction control sent as SQL inside a transaction the plugin began
+// is refused: a COMMIT would leave the plugin's later statements
+// committing alone and its Rollback undoing nothing (an audit's plugin
+// kept rows it had rolled back, on PostgreSQL). Savepoints stay the
+// plugin's. A read-only transaction cannot be made read-write.
+func TestTransactionControlInsideTransaction(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_conns = 1"))
+		control := []string{"COMMIT", "commit /* x */", "END", "ROLLBACK", "BEGIN", "-- c\nCOMMIT;", "COMMIT TRANSACTION"}
+		if b.name == "pg" {
+			control = append(control, "ABORT", "START TRANSACTION")
+		}
+		for _, q := range control {
+			res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('kept?')"), exec(q),
+				exec("INSERT INTO notes (note) VALUES ('after')"), step{Op: "rollback"})
+			if res[2].Kind != "denied" {
+				t.Errorf("%q inside a transaction: got %+v, want denied", q, res[2])
+			}
+			if res[4].Error != "" {
+				t.Errorf("rollback after %q: %+v", q, res[4])
+			}
+		}
+		if got := fmt.Sprint(committedNotes(t, in, b, dbconf, "alpha")); got != "[]" {
+			t.Errorf("committed notes after rolled-back transactions = %s, want none", got)
+		}
+		// Savepoints are the plugin's.
+		must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('a')"), exec("SAVEPOINT s"),
+			exec("INSERT INTO notes (note) VALUES ('b')"), exec("ROLLBACK TO SAVEPOINT s"), exec("RELEASE SAVEPOINT s"), step{Op: "commit"})
+		if got := fmt.Sprint(committedNotes(t, in, b, dbconf, "alpha")); got != "[a]" {
+			t.Errorf("committed notes = %s, want [a]", got)
+		}
+		lift := []string{"PRAGMA query_only = 0"}
+		if b.name == "pg" {
+			lift = []string{"SET TRANSACTION READ WRITE", "SET transaction_read_only = off", "SET LOCAL transaction_read_only TO 'of'"}
+		}
+		for _, q := range lift {
+			res := run(t, in, "alpha", step{Op: "begin", ReadOnly: true}, exec(q),
+				exec("INSERT INTO notes (note) VALUES ('read-only')"), step{Op: "commit"})
+			if res[1].Error == "" && res[2].Error == "" {
+				t.Errorf("%q then INSERT in a read-only transaction: both ran: %+v", q, res)
+			}
+		}
+		if got := fmt.Sprint(committedNotes(t, in, b, dbconf, "alpha")); got != "[a]" {
+			t.Errorf("committed notes = %s, want [a]", got)
+		}
+	})
+}
+
 // One row of many large values fails with ErrTooLarge without the host
 // copying it whole: each value is counted as it is read (SQLite reads the
 // row whole first, so its columns are capped too; PostgreSQL's driver

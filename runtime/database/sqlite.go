@@ -370,6 +370,11 @@ type sqliteConn struct {
 	// migrating is set while a migration runs in the runtime's
 	// transaction: BEGIN, COMMIT and ROLLBACK are denied then.
 	migrating bool
+	// inTx is set while a transaction the plugin began (db_begin) is
+	// open: BEGIN, COMMIT and ROLLBACK sent as SQL are denied then, as a
+	// COMMIT would leave the plugin's later statements committing alone
+	// and its Rollback undoing nothing. Savepoints are the plugin's.
+	inTx bool
 	// discard is set once a plugin's statement that leaves something in
 	// the connection beyond its use has been compiled on it: one that
 	// creates a temporary table, index, trigger or view, or sets a pragma
@@ -491,6 +496,10 @@ func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, d
 		c.refusedTx = arg1
 		return sqlite.AuthorizerDeny
 	}
+	if action == sqlite.AuthTransaction && c.inTx {
+		c.refused = arg1 + " inside a transaction begun with db.Begin (end it with tx.Commit or tx.Rollback; savepoints are fine)"
+		return sqlite.AuthorizerDeny
+	}
 	if action == sqlite.AuthTransaction || action == sqlite.AuthSavepoint {
 		c.txControl = true
 	}
@@ -579,6 +588,7 @@ func (c *sqliteConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver
 			return nil, err
 		}
 	}
+	c.inTx = true
 	return &sqliteTx{tx: tx, c: c}, nil
 }
 
@@ -682,6 +692,7 @@ func (t *sqliteTx) Rollback() error {
 // back) it is out of any transaction, whatever the plugin's statements did
 // inside it.
 func (t *sqliteTx) end(err error) {
+	t.c.inTx = false
 	t.c.resetQueryOnly()
 	if err == nil {
 		t.c.txControl = false
