@@ -142,7 +142,11 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 		switch zone := spec[len(prefix)+1 : i]; {
 		case zone == "":
 			return bad("%s= names no zone; name an IANA zone (%s=Europe/Paris), or leave the prefix out for UTC", prefix, prefix)
-		case strings.EqualFold(zone, "Local"):
+		case strings.EqualFold(zone, "Local"), strings.EqualFold(zone, "localtime"), strings.EqualFold(zone, "posixrules"):
+			// "localtime" is the host's /etc/localtime under another name
+			// (zoneinfo/localtime, $ZONEINFO/localtime), and "posixrules"
+			// whatever zone the host's tzdata links it to: Local by
+			// another name.
 			return bad("%s=%s is not accepted: replicas in different zones would compute different due times; name an IANA zone (%s=Europe/Paris)", prefix, zone, prefix)
 		}
 		body = strings.TrimSpace(spec[i:])

@@ -313,15 +313,21 @@ func TestCronDaylightSavingTime(t *testing.T) {
 	}
 }
 
-// CRON_TZ names an IANA zone: not Local (replicas in different zones
-// would compute different due times), not nothing.
+// CRON_TZ names an IANA zone: not Local, by that name or another
+// (replicas in different zones would compute different due times), not
+// nothing.
 func TestCronTZMustNameAZone(t *testing.T) {
 	for c, want := range map[string]string{
 		"CRON_TZ=Local 0 9 * * *": "CRON_TZ=Local",
 		"CRON_TZ=local 0 9 * * *": "CRON_TZ=local",
 		"TZ=Local 0 9 * * *":      "TZ=Local",
-		"CRON_TZ= 0 9 * * *":      "names no zone",
-		"TZ= 0 9 * * *":           "names no zone",
+		// The host's zone by other names: zoneinfo/localtime links to
+		// /etc/localtime, posixrules to whatever the host's tzdata says.
+		"CRON_TZ=localtime 0 9 * * *":  "CRON_TZ=localtime",
+		"TZ=LocalTime 0 9 * * *":       "TZ=LocalTime",
+		"CRON_TZ=posixrules 0 9 * * *": "CRON_TZ=posixrules",
+		"CRON_TZ= 0 9 * * *":           "names no zone",
+		"TZ= 0 9 * * *":                "names no zone",
 	} {
 		_, err := ParseCron(c)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "IANA") {
