@@ -7,6 +7,7 @@ import (
 	"reflect"
 	goruntime "runtime"
 	"slices"
+	"strings"
 
 	"github.com/tetratelabs/wazero/experimental"
 
@@ -146,7 +147,13 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			if d := plugin.ErrorDetail(err); d != "" {
 				log = log.WithField("detail", d)
 			}
-			if s.cur.Load() != nil {
+			if s.cur.Load() != nil && !pinMatches(cfg.Plugins[id], s.sum) {
+				// The operator pinned another module than the one
+				// serving: it stops, as the pin refuses it.
+				r.unserve(s, oldCfg)
+				s.set(StateFailed, err)
+				log.WithField("serving_sha256", s.sum).Errorf("reload: new version failed to load, and the serving version does not match plugins.%s.sha256 either: it stops serving; its routes answer 503", id)
+			} else if s.cur.Load() != nil {
 				s.set(StateReady, err) // serving, with its last load error
 				log.Error("reload: new version failed to load; the previous version keeps serving")
 			} else if database.Transient(err) {
@@ -196,6 +203,23 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		r.log.WithField("setting", k).Warn("reload: this setting changed but only takes effect after a restart; the running value stays")
 	}
 	return res, nil
+}
+
+// pinMatches reports whether a module of the given sha256 satisfies pc's
+// sha256 pin (no pin: any module does).
+func pinMatches(pc *config.Plugin, sum string) bool {
+	pin := strings.ToLower(strings.TrimSpace(pc.SHA256))
+	return pin == "" || pin == sum
+}
+
+// unserve stops s's serving version: its tasks are dropped, and it
+// finishes its calls in flight and closes, as a removed plugin's does.
+func (r *Runtime) unserve(s *Slot, oldCfg *config.Config) {
+	r.sched.RemovePlugin(s.ID)
+	s.host.Store(nil)
+	if p := s.cur.Swap(nil); p != nil {
+		r.retire(p, drainTime(oldCfg, p))
+	}
 }
 
 // testReloadStep, when set (by tests), is called at each step of a reload:

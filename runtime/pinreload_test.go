@@ -1,0 +1,71 @@
+package runtime_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+	"github.com/greenroom-dev/greenroom/runtime/plugin"
+)
+
+// A sha256 pin a reload adds refuses the module it does not match: also
+// the one serving, which stops (503) rather than serving on as a failed
+// reload's previous version does (an audit's operator pinned another
+// module and the refused one served on). A pin the serving version
+// matches keeps it serving when the file changed under it.
+func TestReloadPinStopsTheServingVersion(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	sum := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plugin.SHA256(b)
+	}
+	cfg := func(path, pin string) string {
+		return fmt.Sprintf("[plugins.ver]\npath = %q\nsha256 = %q\n", path, pin)
+	}
+	in := servertest.Start(t, cfg(v1, ""), testOptions())
+	get := func(want int, body string) {
+		t.Helper()
+		if s, _, b := in.Get(t, "/api/ver/v"); s != want || body != "" && b != body {
+			t.Errorf("GET /api/ver/v: %d %s, want %d %s", s, b, want, body)
+		}
+	}
+	get(200, "v1")
+
+	// The file changed to v2, pinned to v1: v1 matches and serves on.
+	in.SetConfig(cfg(v2, sum(v1)))
+	res := in.Reload(t)
+	if pr := res.Plugins["ver"]; pr.Outcome != runtime.OutcomeFailed || !pr.Serving || !strings.Contains(pr.Error, "sha256 pin mismatch") {
+		t.Errorf("pinned to the serving version: %+v", pr)
+	}
+	get(200, "v1")
+
+	// Pinned to neither: v1 stops.
+	other := strings.Repeat("0", 64)
+	in.SetConfig(cfg(v1, other))
+	res = in.Reload(t)
+	if pr := res.Plugins["ver"]; pr.Outcome != runtime.OutcomeFailed || pr.Serving || !strings.Contains(pr.Error, "sha256 pin mismatch") {
+		t.Errorf("pinned to another module: %+v", pr)
+	}
+	get(503, "")
+	if s := in.RT.Slot("ver"); s == nil || s.Plugin() != nil {
+		t.Error("the slot still has a serving version after the pin refused it")
+	} else if st, why := s.Status(); st != runtime.StateFailed || !strings.Contains(why, "sha256 pin mismatch") {
+		t.Errorf("slot after the pin refused the serving version: %v %q", st, why)
+	}
+
+	// The right pin serves it again.
+	in.SetConfig(cfg(v1, strings.ToUpper(sum(v1))))
+	res = in.Reload(t)
+	if pr := res.Plugins["ver"]; !pr.Serving || pr.Error != "" {
+		t.Errorf("pinned to the file: %+v", pr)
+	}
+	get(200, "v1")
+}
