@@ -255,6 +255,13 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 // and plugins.x). A leading UTF-8 byte order mark is ignored.
 func parse(data []byte) (map[string]any, map[string]int, map[string]bool, map[string]string, error) {
 	data = bytes.TrimPrefix(data, utf8BOM)
+	// go-toml's decoder checks each key against every key decoded before
+	// it (quadratic: 200 000 keys, 2 MB, took minutes) and builds every
+	// level of a key before maxKeyDepth is checked (one 16 MB dotted key
+	// took 4.7 GB): bound both with a linear pass first.
+	if err := prescan(data); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	doc := map[string]any{}
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
@@ -733,4 +740,69 @@ func parentPath(p string) string {
 		return ""
 	}
 	return p[:cut]
+}
+
+// maxDecodeWork bounds the comparisons go-toml's duplicate-key tracker
+// makes: for each new key it scans every entry recorded after the key's
+// table (tracker.SeenTracker.find), so one table of n keys costs n²/2.
+// 100k keys in tables of 100 cost 5e6; 200k keys in one table 2e10.
+const maxDecodeWork = 2e8
+
+// prescan refuses, in one linear pass, a file that go-toml would take
+// quadratic time to decode (many keys in one table) or whose keys nest
+// deeper than maxKeyDepth (go-toml builds every level first). It models
+// the tracker's cost: a new key under a table costs the entries recorded
+// since that table was. A syntax error is left to the decoder, which
+// locates it.
+func prescan(data []byte) error {
+	p := lineParser{newlines: newlineOffsets(data)}
+	p.Reset(data)
+	index := map[string]int{"": 0}
+	entries := 1
+	work := 0.0
+	add := func(parent string, parts []string) {
+		path := parent
+		for _, k := range parts {
+			child := joinKey(path, []string{k})
+			if _, ok := index[child]; !ok {
+				work += float64(entries - index[path])
+				index[child] = entries
+				entries++
+			}
+			path = child
+		}
+	}
+	var prefix string
+	for p.NextExpression() {
+		e := p.Expression()
+		if e.Kind != unstable.KeyValue && e.Kind != unstable.Table && e.Kind != unstable.ArrayTable {
+			continue
+		}
+		n := 0
+		for it := e.Key(); it.Next() && n <= maxKeyDepth; {
+			n++
+		}
+		if n > maxKeyDepth {
+			return &syntaxError{line: max(p.lineOf(e), 1), msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
+		}
+		parts := keyOf(e)
+		switch e.Kind {
+		case unstable.Table:
+			prefix = joinKey("", parts)
+			add("", parts)
+		case unstable.ArrayTable:
+			// Each element is a table of its own: its keys are
+			// recorded after it.
+			prefix = fmt.Sprintf("%s[%d]", joinKey("", parts), entries)
+			add("", parts)
+			index[prefix] = entries
+			entries++
+		default:
+			add(prefix, parts)
+		}
+		if work > maxDecodeWork {
+			return &syntaxError{line: max(p.lineOf(e), 1), msg: "too many keys in one table: split them over tables (a table's keys cost its reading time quadratic in their number)"}
+		}
+	}
+	return nil
 }
