@@ -1519,6 +1519,37 @@ func TestPrintEscapesReferences(t *testing.T) {
 	}
 }
 
+// config print writes a plugin's numbers, booleans and date-times as
+// written, which is how the plugin reads them (greenroom.Config("hex") is
+// "0xff"): the printed config reads back as the same config (an audit's
+// 0xff printed as 255). Secrets stay redacted.
+func TestPrintKeepsLiterals(t *testing.T) {
+	text := "[plugins.hello]\npath = \"hello.wasm\"\nsecrets = [\"pin\"]\n[plugins.hello.config]\n" +
+		"hex = 0xff\nunder = 1_000\nf = 1e3\nb = true\nd = 2026-01-02\nt = 07:30:00\narr = [0o17, 1_0]\nnested.deep = 0b101\n\"quoted.key\" = 0x10\npin = 0x1234\n"
+	c := mustRead(t, text, nil)
+	want := c.Plugins["hello"].FlatConfig()
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "0x1234") || !strings.Contains(string(out), "pin = '[REDACTED]'") {
+		t.Errorf("the secret's literal is printed:\n%s", out)
+	}
+	back, err := Read([]Source{{Name: "printed.toml", Data: out}}, env(nil))
+	if err != nil {
+		t.Fatalf("printed config does not read back: %v\n%s", err, out)
+	}
+	got := back.Plugins["hello"].FlatConfig()
+	for k, v := range want {
+		if k == "pin" {
+			continue
+		}
+		if got[k] != v {
+			t.Errorf("%s: read as %q, printed and read back as %q", k, v, got[k])
+		}
+	}
+}
+
 // An error about an element of an array written over several lines
 // points at the element's line, not the key's.
 func TestArrayElementLines(t *testing.T) {

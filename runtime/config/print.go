@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // Redacted stands in for a secret value.
@@ -26,6 +27,7 @@ func (c *Config) Print() ([]byte, error) {
 	var out bytes.Buffer
 	enc := toml.NewEncoder(&out)
 	enc.SetIndentTables(true)
+	enc.EnableMarshalerInterface() // literals (see redact)
 	if err := enc.Encode(doc); err != nil {
 		return nil, fmt.Errorf("print config: %w", err)
 	}
@@ -66,7 +68,28 @@ func (c *Config) redact(path string, v any, secret bool) any {
 	if secret {
 		return Redacted
 	}
+	// A plugin reads a number, boolean or date-time of its config as
+	// written (0xff, 1_000): printed as written, it reads back the same.
+	if text, ok := c.literal(path); ok {
+		return unstable.RawMessage(text)
+	}
 	return v
+}
+
+// literal returns the source text of the plugin config value at path
+// (plugins.<id>.config.<key>), if it has one.
+func (c *Config) literal(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "plugins.")
+	if !ok {
+		return "", false
+	}
+	for id, p := range c.Plugins {
+		if key, ok := strings.CutPrefix(rest, id+".config."); ok && p != nil {
+			text, ok := p.literals[plainKey(key)]
+			return text, ok
+		}
+	}
+	return "", false
 }
 
 func (c *Config) isSecret(path string) bool {
