@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -463,6 +464,11 @@ func (w *responseWriter) Header() http.Header {
 }
 
 func (w *responseWriter) WriteHeader(status int) {
+	// As net/http's checkWriteHeaderCode: a code HTTP cannot carry is the
+	// handler's bug, and panics (the call fails as a panic does).
+	if status < 100 || status > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(status))
+	}
 	if w.wroteHeader || w.done {
 		return
 	}
@@ -470,9 +476,6 @@ func (w *responseWriter) WriteHeader(status int) {
 	// ahead of the answer here: ignored, as the final status is still to come.
 	if status >= 100 && status < 200 {
 		return
-	}
-	if status < 100 || status > 999 {
-		status = http.StatusInternalServerError
 	}
 	w.status = status
 	w.wroteHeader = true

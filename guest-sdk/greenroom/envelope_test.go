@@ -360,7 +360,6 @@ func TestResponseInformationalStatus(t *testing.T) {
 		{[]int{103, 201}, 201},
 		{[]int{100}, 200},
 		{[]int{101, 204}, 204},
-		{[]int{99}, 500},
 		{[]int{404, 200}, 404},
 	} {
 		w := &responseWriter{}
@@ -371,6 +370,22 @@ func TestResponseInformationalStatus(t *testing.T) {
 		if w.status != tc.want {
 			t.Errorf("WriteHeader%v: status %d, want %d", tc.codes, w.status, tc.want)
 		}
+	}
+	// A code HTTP cannot carry panics, as with net/http, also after a
+	// status was written.
+	for _, tc := range []struct{ before, code int }{{0, 0}, {0, 99}, {0, 1000}, {200, -1}} {
+		w := &responseWriter{}
+		if tc.before != 0 {
+			w.WriteHeader(tc.before)
+		}
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "invalid WriteHeader code") {
+					t.Errorf("WriteHeader(%d): recovered %v, want net/http's panic", tc.code, r)
+				}
+			}()
+			w.WriteHeader(tc.code)
+		}()
 	}
 }
 
