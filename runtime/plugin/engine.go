@@ -830,7 +830,7 @@ func (e *Engine) runtime(ctx context.Context, closeOnDone bool) (wazero.Runtime,
 		rc = rc.WithCompilationCache(e.cache)
 	}
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+	if _, err := wasi_snapshot_preview1.Instantiate(experimental.WithFunctionListenerFactory(ctx, wasiBoundsFactory{}), r); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
 	}
