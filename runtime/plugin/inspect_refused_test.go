@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +59,17 @@ func TestInspectDescribesModulesThatDoNotCompile(t *testing.T) {
 				t.Errorf("info: abi %d, exports %q, imports %+v, memory %d pages", info.ABIVersion, info.Exports, info.Imports, info.MemoryMinPages)
 			}
 		})
+	}
+}
+
+// A shared or 64-bit memory is refused whether or not the module is
+// instrumented, and the refusal does not suggest limits.interruptible =
+// false, which would not run it either (an audit followed the hint).
+func TestUnsupportedMemoryRefusalGivesNoInterruptibleHint(t *testing.T) {
+	for name, memories := range map[string][]byte{"memory64": {1, 0x04, 2}, "shared memory": {1, 0x03, 2, 4}} {
+		err := loadErrWith(t, refusedModule(memories, []byte{0, 0x0b}), testLimits())
+		if err == nil || strings.Contains(err.Error(), "interruptible") {
+			t.Errorf("%s: Load = %v, want a refusal without the interruptible hint", name, err)
+		}
 	}
 }

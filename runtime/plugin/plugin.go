@@ -320,7 +320,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if srcErr != nil {
 			return nil, srcErr
 		}
-		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) || errors.Is(err, instrument.ErrReserved) {
+		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) || errors.Is(err, instrument.ErrReserved) || errors.Is(err, instrument.ErrUnsupported) {
 			return nil, err // refused with or without the checks
 		}
 		if err != nil {

@@ -450,7 +450,7 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 	}
 	flags := r.byte()
 	if flags&^0x01 != 0 {
-		return nil, fmt.Errorf("memory 0 has limit flags 0x%02x (shared or 64-bit memory), which this runtime does not run", flags)
+		return nil, unsupported(fmt.Errorf("memory 0 has limit flags 0x%02x (shared or 64-bit memory), which this runtime does not run", flags))
 	}
 	min := r.u32()
 	declared := uint32(0)
@@ -490,6 +490,20 @@ func (e limitError) Unwrap() error        { return e.error }
 func (e limitError) Is(target error) bool { return target == ErrOverLimit }
 
 func overLimit(err error) error { return limitError{err} }
+
+// ErrUnsupported is wrapped by Rewrite's refusal of a module that uses
+// what this runtime does not run at all (a shared or 64-bit memory), with
+// or without Interrupt.
+var ErrUnsupported = errors.New("module uses what this runtime does not run")
+
+// unsupportedError marks an error as one of ErrUnsupported without
+// changing its message.
+type unsupportedError struct{ error }
+
+func (e unsupportedError) Unwrap() error        { return e.error }
+func (e unsupportedError) Is(target error) bool { return target == ErrUnsupported }
+
+func unsupported(err error) error { return unsupportedError{err} }
 
 // fixTables sets the maximum of every table of a table section to its
 // minimum, refusing tables whose minimums add up to more than budget.
