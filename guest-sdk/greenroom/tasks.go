@@ -71,7 +71,11 @@ type Task struct {
 	// return before it is interrupted. The SDK learns of
 	// the request while Run's goroutine waits (a select, a channel, a
 	// sleep): Go on WebAssembly runs one goroutine at a time, so a Run
-	// that only computes sees ctx cancelled only when it next blocks.
+	// that only computes sees ctx cancelled only when it next blocks, and
+	// its timeout's timer fires only then too: a loop that only computes
+	// and checks ctx.Err() calls runtime.Gosched() in it, or compares
+	// time.Now() with ctx.Deadline(), or it runs on to the run's
+	// interruption.
 	Run func(ctx context.Context) error
 }
 
