@@ -340,9 +340,10 @@ func TestFailedReloadKeepsLogSettings(t *testing.T) {
 	if got := levels("before"); got != "level warn,level error" {
 		t.Fatalf("before: %s", got)
 	}
-	in.SetConfig(logurlConfig("log_level = \"error\"\nsha256 = \"" + strings.Repeat("0", 64) + "\"\nlimits = { log_rate = 0.001, log_burst = 1 }\n"))
+	// A Go guest needs more than 1 MiB of memory at start.
+	in.SetConfig(logurlConfig("log_level = \"error\"\nlimits = { log_rate = 0.001, log_burst = 1, memory = \"1MiB\" }\n"))
 	if status, _, body := in.Do(t, "POST", "/.greenroom/plugins/v1/reload", nil); status != 422 {
-		t.Fatalf("reload with a wrong pin: %d %s", status, body)
+		t.Fatalf("reload with too little memory: %d %s", status, body)
 	}
 	if got := levels("failed"); got != "level warn,level error" {
 		t.Errorf("after the failed reload: %q, want the serving version's settings", got)
