@@ -28,6 +28,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
 
@@ -1246,14 +1247,28 @@ func (s *Scheduler) flush(batch []*finishReq) {
 		items[i] = req.item
 	}
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	// A run whose end is not recorded is marked lost once its lease
+	// expires, and its due time, which it did complete, runs again: a
+	// database away for a moment (a restart, a failover) is waited for
+	// until the runs' leases would be given up (lostAfter; their renewal
+	// goes on meanwhile), not three quick attempts (1.2 s: an audit's
+	// PostgreSQL restart of 5 s ran a due time twice). A batch the server
+	// refuses (it answered, with an error retrying does not change) gets
+	// three attempts, then its runs are recorded one by one; so does a
+	// replica shutting down.
+	giveUp := time.Now().Add(s.lostAfter())
+	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = s.finish(ctx, items)
 		cancel()
 		if err == nil {
 			return
 		}
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		wait := min(time.Duration(attempt+1)*200*time.Millisecond, time.Second)
+		if attempt >= 2 && (refused(err) || time.Now().Add(wait).After(giveUp) || s.isStopping()) {
+			break
+		}
+		time.Sleep(wait)
 	}
 	failed := items
 	if len(items) > 1 {
@@ -1272,6 +1287,33 @@ func (s *Scheduler) flush(batch []*finishReq) {
 	if len(failed) > 0 {
 		s.log.WithError(err).WithFields(logrus.Fields{"runs": len(failed), "first_run_id": failed[0].runID}).
 			Error("cannot record the end of task runs; their leases expire on their own")
+	}
+}
+
+// refused reports whether err is PostgreSQL answering a statement with an
+// error of its own (a bad value, a constraint), which the same statement
+// meets again, rather than a connection lost, a server shutting down or
+// restarting, too many connections, or a conflict with another
+// transaction.
+func refused(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(pg.Code, "08"), strings.HasPrefix(pg.Code, "57P"), strings.HasPrefix(pg.Code, "40"), pg.Code == "53300":
+		return false
+	}
+	return true
+}
+
+// isStopping reports whether Stop has begun.
+func (s *Scheduler) isStopping() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
 	}
 }
 

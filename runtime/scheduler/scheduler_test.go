@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
 
@@ -60,7 +61,7 @@ type refuseNUL struct{ store }
 func (r refuseNUL) finish(ctx context.Context, fs []finishItem) error {
 	for _, f := range fs {
 		if strings.ContainsRune(f.err, 0) {
-			return errors.New("invalid byte sequence for encoding \"UTF8\": 0x00 (SQLSTATE 22021)")
+			return &pgconn.PgError{Severity: "ERROR", Code: "22021", Message: "invalid byte sequence for encoding \"UTF8\": 0x00"}
 		}
 	}
 	return r.store.finish(ctx, fs)
@@ -234,4 +235,42 @@ func TestLineThrottle(t *testing.T) {
 	if n, ok := l.take(start.Add(claimErrEvery)); !ok || n != 10 {
 		t.Errorf("after the interval: %d %v, want 10 held back", n, ok)
 	}
+}
+
+// A run's end the database cannot take for a moment (a restart, a
+// failover) is retried until the run's lease would be given up, not three
+// quick attempts: an audit's PostgreSQL restart of 5 s left a succeeded
+// run's end unrecorded, the run was marked lost when its lease expired,
+// and its due time ran again.
+func TestFlushWaitsOutAShortOutage(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		down := &reachable{store: st}
+		s := New(Config{Log: quietLog(), Lease: 30 * time.Second})
+		s.st = down
+		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"}, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.register(ctx, []registration{{task: &task, next: task.first(time.Now()), at: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := st.claim(ctx, "a", time.Minute, []claimItem{{plugin: "p", task: "t", manual: true, runID: "r1"}}); err != nil || !res[0].claimed {
+			t.Fatalf("claim: %+v %v", res, err)
+		}
+		down.down.Store(true)
+		req := &finishReq{item: finishItem{runID: "r1", plugin: "p", task: "t", outcome: "succeeded"}, done: make(chan struct{})}
+		go s.flush([]*finishReq{req})
+		time.Sleep(2500 * time.Millisecond) // three attempts took 1.2 s
+		down.down.Store(false)
+		select {
+		case <-req.done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("flush did not return after the database came back")
+		}
+		runs, err := st.runs(ctx, "p", "t", 10)
+		if err != nil || len(runs) != 1 || runs[0].Outcome != "succeeded" {
+			t.Errorf("the run's end after a 2.5 s outage: %+v %v, want it recorded as succeeded", runs, err)
+		}
+	})
 }
