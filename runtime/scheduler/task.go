@@ -142,6 +142,8 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 		switch zone := spec[len(prefix)+1 : i]; {
 		case zone == "":
 			return bad("%s= names no zone; name an IANA zone (%s=Europe/Paris), or leave the prefix out for UTC", prefix, prefix)
+		case !ianaZoneName(zone):
+			return bad("%s=%s is not an IANA zone name (parts of letters, digits, '_', '+' and '-', separated by '/'); name one (%s=Europe/Paris)", prefix, zone, prefix)
 		case strings.EqualFold(zone, "Local"), strings.EqualFold(zone, "localtime"), strings.EqualFold(zone, "posixrules"):
 			// "localtime" is the host's /etc/localtime under another name
 			// (zoneinfo/localtime, $ZONEINFO/localtime), and "posixrules"
@@ -365,3 +367,17 @@ func (t *Task) nextCron(after time.Time) time.Time {
 // trunc rounds a time to what both databases store exactly (microseconds),
 // in UTC, so that a due time read back compares equal.
 func trunc(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+
+// ianaZoneName reports whether zone is spelt as an IANA zone name: parts
+// of letters, digits, '_', '+' and '-' separated by single '/'. It keeps
+// out the host's own zone under a file-system spelling ("./localtime",
+// ".//posixrules"), which time.LoadLocation resolves in the host's
+// zoneinfo directory.
+func ianaZoneName(zone string) bool {
+	for _, part := range strings.Split(zone, "/") {
+		if part == "" || strings.Trim(part, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-") != "" {
+			return false
+		}
+	}
+	return true
+}

@@ -326,8 +326,13 @@ func TestCronTZMustNameAZone(t *testing.T) {
 		"CRON_TZ=localtime 0 9 * * *":  "CRON_TZ=localtime",
 		"TZ=LocalTime 0 9 * * *":       "TZ=LocalTime",
 		"CRON_TZ=posixrules 0 9 * * *": "CRON_TZ=posixrules",
-		"CRON_TZ= 0 9 * * *":           "names no zone",
-		"TZ= 0 9 * * *":                "names no zone",
+		// ... and by file-system spellings of those names.
+		"CRON_TZ=./localtime 0 9 * * *":    "CRON_TZ=./localtime",
+		"CRON_TZ=.//posixrules 0 9 * * *":  "CRON_TZ=.//posixrules",
+		"CRON_TZ=Europe//Paris 0 9 * * *":  "CRON_TZ=Europe//Paris",
+		"CRON_TZ=Europe/./Paris 0 9 * * *": "CRON_TZ=Europe/./Paris",
+		"CRON_TZ= 0 9 * * *":               "names no zone",
+		"TZ= 0 9 * * *":                    "names no zone",
 	} {
 		_, err := ParseCron(c)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "IANA") {
@@ -337,7 +342,7 @@ func TestCronTZMustNameAZone(t *testing.T) {
 			t.Errorf("NewTask %q: accepted", c)
 		}
 	}
-	for _, c := range []string{"CRON_TZ=UTC 0 9 * * *", "CRON_TZ=Europe/Paris 0 9 * * *", "TZ=America/New_York @daily"} {
+	for _, c := range []string{"CRON_TZ=UTC 0 9 * * *", "CRON_TZ=Europe/Paris 0 9 * * *", "TZ=America/New_York @daily", "CRON_TZ=Etc/GMT+5 0 9 * * *", "CRON_TZ=America/Port-au-Prince 0 9 * * *"} {
 		if _, err := ParseCron(c); err != nil {
 			t.Errorf("%q: %v", c, err)
 		}
