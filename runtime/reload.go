@@ -151,7 +151,11 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 				// The operator pinned another module than the one
 				// serving: it stops, as the pin refuses it.
 				r.unserve(s, oldCfg)
-				s.set(StateFailed, err)
+				if database.Transient(err) {
+					r.retryLoad(s, err) // as for a plugin with no version serving
+				} else {
+					s.set(StateFailed, err)
+				}
 				log.WithField("serving_sha256", s.sum).Errorf("reload: new version failed to load, and the serving version does not match plugins.%s.sha256 either: it stops serving; its routes answer 503", id)
 			} else if s.cur.Load() != nil {
 				s.set(StateReady, err) // serving, with its last load error
