@@ -165,6 +165,9 @@ type Scheduler struct {
 	finishes   chan *finishReq
 	writerStop chan struct{}
 	writerDone chan struct{}
+	// recording counts the goroutines recording leased runs' ends
+	// (flush), which the writer waits for before it is done.
+	recording sync.WaitGroup
 	// dead makes the scheduler behave as if its process died: no more
 	// database writes, leases left to expire (Abandon).
 	dead atomic.Bool
@@ -999,7 +1002,7 @@ func (s *Scheduler) execute(r *run) {
 	s.stats.ran(outcome, failure)
 	s.logRun(log, t.Plugin, outcome, failure, msg, end.Sub(began))
 	if !s.dead.Load() {
-		f := finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began)}
+		f := finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began), leased: r.claimed}
 		// The due time is done with, unless its run was lost: then it
 		// stays due, and the replica that takes the task runs it again.
 		if r.claimed && !r.manual && failure != "lost" {
@@ -1215,6 +1218,7 @@ func (s *Scheduler) writer() {
 				break
 			}
 			s.flush(batch)
+			s.recording.Wait()
 			return
 		}
 	more:
@@ -1231,31 +1235,61 @@ func (s *Scheduler) writer() {
 }
 
 func (s *Scheduler) flush(batch []*finishReq) {
-	if len(batch) == 0 {
-		return
+	// The ends of runs without a lease (local runs) are recorded here,
+	// with three attempts; those of leased runs, which may wait out an
+	// outage (record), in a goroutine of their own, so that local runs
+	// ending meanwhile do not wait behind them for nothing (a review: a
+	// local task due every second ran once in a 10 s outage).
+	var leased, others []*finishReq
+	for _, req := range batch {
+		if req.item.leased {
+			leased = append(leased, req)
+		} else {
+			others = append(others, req)
+		}
 	}
-	defer func() {
-		for _, req := range batch {
+	done := func(reqs []*finishReq) {
+		for _, req := range reqs {
 			close(req.done)
 		}
-	}()
+	}
 	if s.dead.Load() {
+		done(batch)
 		return
 	}
-	items := make([]finishItem, len(batch))
-	for i, req := range batch {
+	s.record(itemsOf(others), false)
+	done(others)
+	if len(leased) > 0 {
+		s.recording.Go(func() {
+			s.record(itemsOf(leased), true)
+			done(leased)
+		})
+	}
+}
+
+func itemsOf(reqs []*finishReq) []finishItem {
+	items := make([]finishItem, len(reqs))
+	for i, req := range reqs {
 		items[i] = req.item
 	}
+	return items
+}
+
+// record records the ends of runs, retrying a failure. A run holding a
+// lease whose end is not recorded is marked lost once the lease expires,
+// and its due time, which it did complete, runs again: with waitOut, a
+// database away for a moment (a restart, a failover) is waited for until
+// the runs' leases would be given up (lostAfter; their renewal goes on
+// meanwhile), not three quick attempts (1.2 s: an audit's PostgreSQL
+// restart of 5 s ran a due time twice). A batch the server refuses (it
+// answered, with an error retrying does not change) gets three attempts,
+// then its runs are recorded one by one; so does a replica shutting down,
+// and a batch of runs without leases.
+func (s *Scheduler) record(items []finishItem, waitOut bool) {
+	if len(items) == 0 {
+		return
+	}
 	var err error
-	// A run whose end is not recorded is marked lost once its lease
-	// expires, and its due time, which it did complete, runs again: a
-	// database away for a moment (a restart, a failover) is waited for
-	// until the runs' leases would be given up (lostAfter; their renewal
-	// goes on meanwhile), not three quick attempts (1.2 s: an audit's
-	// PostgreSQL restart of 5 s ran a due time twice). A batch the server
-	// refuses (it answered, with an error retrying does not change) gets
-	// three attempts, then its runs are recorded one by one; so does a
-	// replica shutting down.
 	giveUp := time.Now().Add(s.lostAfter())
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -1265,7 +1299,7 @@ func (s *Scheduler) flush(batch []*finishReq) {
 			return
 		}
 		wait := min(time.Duration(attempt+1)*200*time.Millisecond, time.Second)
-		if attempt >= 2 && (refused(err) || time.Now().Add(wait).After(giveUp) || s.isStopping()) {
+		if attempt >= 2 && (!waitOut || refused(err) || time.Now().Add(wait).After(giveUp) || s.isStopping()) {
 			break
 		}
 		time.Sleep(wait)

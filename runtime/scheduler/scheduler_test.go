@@ -241,7 +241,8 @@ func TestLineThrottle(t *testing.T) {
 // failover) is retried until the run's lease would be given up, not three
 // quick attempts: an audit's PostgreSQL restart of 5 s left a succeeded
 // run's end unrecorded, the run was marked lost when its lease expired,
-// and its due time ran again.
+// and its due time ran again. A run without a lease (a local run) waits
+// no more than before: its task's next run waits for its end.
 func TestFlushWaitsOutAShortOutage(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store) {
 		ctx := context.Background()
@@ -259,9 +260,17 @@ func TestFlushWaitsOutAShortOutage(t *testing.T) {
 			t.Fatalf("claim: %+v %v", res, err)
 		}
 		down.down.Store(true)
-		req := &finishReq{item: finishItem{runID: "r1", plugin: "p", task: "t", outcome: "succeeded"}, done: make(chan struct{})}
-		go s.flush([]*finishReq{req})
-		time.Sleep(2500 * time.Millisecond) // three attempts took 1.2 s
+		req := &finishReq{item: finishItem{runID: "r1", plugin: "p", task: "t", outcome: "succeeded", leased: true}, done: make(chan struct{})}
+		// A local run's end (no lease) in the same batch is not held
+		// by the wait: its task would not run again meanwhile.
+		local := &finishReq{item: finishItem{runID: "l1", plugin: "p", task: "l", outcome: "succeeded"}, done: make(chan struct{})}
+		go s.flush([]*finishReq{req, local})
+		select {
+		case <-local.done:
+		case <-time.After(2400 * time.Millisecond): // three attempts take 1.2 s
+			t.Error("a local run's end waited with the leased run's for the database")
+		}
+		time.Sleep(2500 * time.Millisecond)
 		down.down.Store(false)
 		select {
 		case <-req.done:

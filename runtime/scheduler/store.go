@@ -111,6 +111,9 @@ type finishItem struct {
 	// next_run moves from due to next as the run releases its lease.
 	// Zero for manual and local runs.
 	due, next time.Time
+	// leased: the run holds its task's lease (a global run, scheduled or
+	// triggered), which its end releases.
+	leased bool
 }
 
 // taskRow is a scheduler_tasks row.
