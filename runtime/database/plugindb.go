@@ -1065,7 +1065,7 @@ func (p *PluginDB) endCall(in *hostfuncs.Instance) {
 		if in.Task != "" {
 			fields["task"] = in.Task
 		}
-		if p.svc.allowLine(p.id) {
+		if p.log.Logger.IsLevelEnabled(logrus.WarnLevel) && p.svc.allowLine(p.id) {
 			p.log.WithFields(fields).Warn("a database transaction was still open when the call ended; rolled back")
 		}
 	}

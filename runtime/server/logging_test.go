@@ -511,3 +511,31 @@ func TestFailureLineCarriesRequestID(t *testing.T) {
 		t.Errorf("request_id = %v, want %q", got, id)
 	}
 }
+
+// A runtime line about a plugin's failed call that the log level hides
+// takes nothing from the plugin's log rate limit: it was taken first, so
+// at level error three hidden "plugin call interrupted at its timeout"
+// warnings spent a burst of two, were counted as dropped, and would have
+// dropped the plugin's own error lines (an audit).
+func TestHiddenFailureLinesSpendNoLogBudget(t *testing.T) {
+	override := "[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = \"" + cacheDir + "\"\n[auth]\ndangerously_disable = true\n[log]\nlevel = \"error\"\n"
+	cfgText := strings.Replace(hostileConfig("1s", 1), "instances = 1\n", "instances = 1\nlog_rate = 0.001\nlog_burst = 2\n", 1)
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(cfgText)}, {Name: "o.toml", Data: []byte(override)}}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := &servertest.Buffer{}
+	log, _, err := logging.New(buf, "json", cfg.Log.Level, cfg.Secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := servertest.StartConfig(t, cfg, log, buf, runtime.Options{})
+	for range 3 {
+		if status, _, body := in.Get(t, "/api/hostile/loop"); status != 504 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	if n := in.RT.DroppedLogLines("hostile"); n != 0 {
+		t.Errorf("%d lines counted as dropped for warnings the level hides", n)
+	}
+}

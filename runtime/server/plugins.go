@@ -145,7 +145,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			v, ok, err := mountLocation(id, sub, h[0], h[1], int(s.rt.Config().Server.HeaderLimit))
 			if err != nil {
 				// As often as the plugin likes: from its log rate limit.
-				if s.rt.PluginLogAllow(id) {
+				if s.log.IsLevelEnabled(logrus.WarnLevel) && s.rt.PluginLogAllow(id) {
 					s.log.WithFields(logrus.Fields{"plugin": id, "request_id": string(rs.id)}).WithError(err).Warn("plugin wrote a bad response")
 				}
 				return &APIError{Status: fiber.StatusBadGateway, Code: "plugin_bad_response", Plugin: id,
@@ -285,14 +285,17 @@ type pluginLines struct {
 	allow func() bool
 }
 
+// A line the log level hides is not written, so it takes nothing from
+// the plugin's rate limit (and is never counted as dropped), as a record
+// of the plugin's own below the level is filtered before the limit.
 func (l pluginLines) Warn(msg string) {
-	if l.allow() {
+	if l.e.Logger.IsLevelEnabled(logrus.WarnLevel) && l.allow() {
 		l.e.Warn(msg)
 	}
 }
 
 func (l pluginLines) Error(msg string) {
-	if l.allow() {
+	if l.e.Logger.IsLevelEnabled(logrus.ErrorLevel) && l.allow() {
 		l.e.Error(msg)
 	}
 }
