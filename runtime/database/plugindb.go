@@ -143,6 +143,8 @@ type openTx struct {
 	// aborted says why the transaction ended before its Commit or
 	// Rollback (see dbFull); its statements and Commit then fail.
 	aborted string
+	// readOnly: begun read-only (BeginTx's TxOptions.ReadOnly).
+	readOnly bool
 }
 
 // dbFull marks a statement's error as a database that reached
@@ -327,6 +329,15 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 				p.reapLost(t.conn)
 			}
 			switch {
+			case err == nil && t.readOnly && p.svc.cfg.Client == ClientPG && setsVariable(st.SQL) && !pgTxReadOnly(ctx, t.tx, lim.StatementTimeout):
+				// PostgreSQL lets SET TRANSACTION READ WRITE or SET
+				// transaction_read_only make a read-only transaction
+				// read-write before its first query; SET TRANSACTION
+				// ISOLATION LEVEL, DEFERRABLE and SNAPSHOT are the
+				// plugin's to use there.
+				t.tx.Rollback()
+				t.aborted = "the transaction was rolled back when a statement made it read-write; roll it back and start again"
+				err = hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: a transaction begun read-only stays read-only (it was rolled back)")
 			case err == nil && pgTxEnded(t.conn):
 				// Only a statement the check above misread gets here.
 				t.tx.Rollback()
@@ -389,6 +400,34 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 // inside a transaction the plugin began.
 func inTxRefusal(cmd string) string {
 	return "plugins cannot run " + cmd + " inside a transaction begun with db.Begin: end it with tx.Commit or tx.Rollback (SAVEPOINT, RELEASE and ROLLBACK TO are fine)"
+}
+
+// setsVariable reports whether a statement of q begins with SET or RESET
+// (read both as with standard_conforming_strings on and off, as
+// transactionControl reads q).
+func setsVariable(q string) bool {
+	for _, backslashes := range []bool{false, true} {
+		for _, stmt := range strings.Split(codeOnly(q, backslashes), ";") {
+			for _, tok := range tokens(lowerASCII(stmt)) {
+				if isWord(tok) {
+					if tok == "set" || tok == "reset" {
+						return true
+					}
+					break
+				}
+			}
+		}
+	}
+	return false
+}
+
+// pgTxReadOnly reports whether the PostgreSQL transaction tx is still
+// read-only; false when that cannot be read.
+func pgTxReadOnly(ctx context.Context, tx *sql.Tx, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	var v string
+	return tx.QueryRowContext(ctx, "SHOW transaction_read_only").Scan(&v) == nil && v == "on"
 }
 
 // pgTxEnded reports whether conn is a PostgreSQL connection that is out
@@ -1027,18 +1066,6 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 		conn.Close()
 		return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
 	}
-	if opts.ReadOnly && p.svc.cfg.Client == ClientPG {
-		// The transaction takes its snapshot now: PostgreSQL lets a
-		// read-only transaction be made read-write (SET TRANSACTION
-		// READ WRITE, SET transaction_read_only) only before its first
-		// query, which would otherwise be the plugin's.
-		if _, err := tx.ExecContext(ctx, "SELECT 1"); err != nil {
-			tx.Rollback()
-			p.reapLost(conn)
-			conn.Close()
-			return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
-		}
-	}
 	st := p.txs(in)
 	if len(st.open) == 0 {
 		in.OnCallEnd(func() { p.endCall(in) })
@@ -1047,7 +1074,7 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 	if st.next == 0 || st.next > 1<<31-1 {
 		st.next = 1
 	}
-	st.open[st.next] = &openTx{conn: conn, tx: tx}
+	st.open[st.next] = &openTx{conn: conn, tx: tx, readOnly: opts.ReadOnly}
 	return st.next, nil
 }
 
