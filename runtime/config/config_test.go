@@ -701,6 +701,27 @@ func TestDecodeWorkIsBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "too many keys in one table") || !strings.Contains(err.Error(), "config.toml:") {
 		t.Errorf("200 000 keys in one table: %v", err)
 	}
+	// The same in an inline table, which go-toml checks the same way (a
+	// review: 80 000 keys in one took 10 s).
+	inline := func(n int) string {
+		var b strings.Builder
+		b.WriteString("[plugins.x]\npath = \"x.wasm\"\n[plugins.x.config]\nbig = {")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "k%d = 1", i)
+		}
+		b.WriteString("}\n")
+		return b.String()
+	}
+	if c := mustRead(t, inline(10000), nil); len(c.Plugins["x"].Config["big"].(map[string]any)) != 10000 {
+		t.Error("10 000 keys in one inline table: not all read")
+	}
+	_, err = read(t, inline(100000), nil)
+	if err == nil || !strings.Contains(err.Error(), "too many keys in one table") || !strings.Contains(err.Error(), "config.toml:4") {
+		t.Errorf("100 000 keys in one inline table: %v", err)
+	}
 	// Memory, not time, tells the key built whole (665 MiB) from the key
 	// refused first (113 MiB, the parser's nodes of its parts): a
 	// deterministic measure.
@@ -715,6 +736,23 @@ func TestDecodeWorkIsBounded(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
 		t.Errorf("refusing a key 800 000 levels deep (%d bytes) allocated %d MiB", len(deep), alloc>>20)
+	}
+	deep = "t = { " + deep[:len(deep)-1] + " }\n"
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = read(t, deep, nil)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "levels deep") || !strings.Contains(err.Error(), "config.toml:1") {
+		t.Errorf("a key 800 000 levels deep in an inline table: %v", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
+		t.Errorf("refusing a key 800 000 levels deep in an inline table allocated %d MiB", alloc>>20)
+	}
+	// Depth is counted as the config's rule counts it: 64 levels in an
+	// inline table under a table are read.
+	ok := "[a.b]\nc = { " + strings.Repeat("d.", 60) + "e = 1 }\n"
+	if _, err := read(t, ok, nil); err != nil && strings.Contains(err.Error(), "levels deep") {
+		t.Errorf("64 levels: %v", err)
 	}
 }
 

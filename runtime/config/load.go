@@ -379,6 +379,48 @@ func keyOf(n *unstable.Node) []string {
 	return parts
 }
 
+// scanValue adds to work what decoding v, a value depth levels deep,
+// costs in go-toml's duplicate-key checks: each inline table checks each
+// of its keys against those before it (quadratic in its keys, as a
+// table's; a review's inline table of 80 000 keys took 10 s). It reports
+// false when a key or value inside nests deeper than maxKeyDepth,
+// counted as parse counts it (an array is a level, an inline table's keys
+// add their parts).
+func scanValue(v *unstable.Node, depth int, work *float64) bool {
+	if v == nil {
+		return true
+	}
+	switch v.Kind {
+	case unstable.Array:
+		if depth+1 > maxKeyDepth {
+			return false
+		}
+		for it := v.Children(); it.Next(); {
+			if !scanValue(it.Node(), depth+1, work) {
+				return false
+			}
+		}
+	case unstable.InlineTable:
+		seen := 0
+		for it := v.Children(); it.Next(); {
+			kv := it.Node()
+			parts := 0
+			for k := kv.Key(); k.Next() && depth+parts <= maxKeyDepth; {
+				parts++
+			}
+			if depth+parts > maxKeyDepth {
+				return false
+			}
+			*work += float64(seen) * float64(parts)
+			seen += parts
+			if !scanValue(kv.Value(), depth+parts, work) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // lineParser is a TOML parser that finds the line of an offset with a
 // binary search over the input's newlines (Parser.Shape counts them from
 // the start every time: quadratic over a file's keys).
@@ -773,6 +815,7 @@ func prescan(data []byte) error {
 		}
 	}
 	var prefix string
+	var prefixDepth int // as parse counts it
 	for p.NextExpression() {
 		e := p.Expression()
 		if e.Kind != unstable.KeyValue && e.Kind != unstable.Table && e.Kind != unstable.ArrayTable {
@@ -788,9 +831,10 @@ func prescan(data []byte) error {
 		parts := keyOf(e)
 		switch e.Kind {
 		case unstable.Table:
-			prefix = joinKey("", parts)
+			prefix, prefixDepth = joinKey("", parts), len(parts)
 			add("", parts)
 		case unstable.ArrayTable:
+			prefixDepth = len(parts) + 1
 			// Each element is a table of its own: its keys are
 			// recorded after it.
 			prefix = fmt.Sprintf("%s[%d]", joinKey("", parts), entries)
@@ -799,6 +843,9 @@ func prescan(data []byte) error {
 			entries++
 		default:
 			add(prefix, parts)
+			if !scanValue(e.Value(), prefixDepth+len(parts), &work) {
+				return &syntaxError{line: max(p.lineOf(e), 1), msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
+			}
 		}
 		if work > maxDecodeWork {
 			return &syntaxError{line: max(p.lineOf(e), 1), msg: "too many keys in one table: split them over tables (a table's keys cost its reading time quadratic in their number)"}
