@@ -902,7 +902,22 @@ func (r *Runtime) Public(id string, path []byte) bool {
 		return false
 	}
 	h := s.host.Load()
-	return h != nil && h.isPublic(path)
+	if h == nil || !h.isPublic(path) {
+		return false
+	}
+	// The operator's list in force decides too: a reload that removes a
+	// route closes it from its start, also when the plugin's new version
+	// fails to load and the old one (which asked for it) serves on.
+	pc := r.Config().Plugins[id]
+	if pc == nil {
+		return false
+	}
+	for _, p := range pc.PublicRoutes {
+		if p == string(path) {
+			return true
+		}
+	}
+	return false
 }
 
 // PublicAfterLoad is Public, except for a plugin still loading at
