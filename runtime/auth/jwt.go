@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -92,7 +93,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	client.Transport = limitedTransport{base: base, max: maxJWKS}
+	client.Transport = limitedTransport{base: base, max: maxJWKS, log: opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL))}
 	// A redirect's request would carry the JWKS URL as its Referer, and
 	// with it a credential in its query (?api_key=...), to wherever the
 	// redirect points.
@@ -505,6 +506,7 @@ func lookupClaim(claims map[string]any, name string) any {
 type limitedTransport struct {
 	base http.RoundTripper
 	max  int64
+	log  *logrus.Entry
 }
 
 func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -513,8 +515,54 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = &limitedBody{ReadCloser: resp.Body, left: t.max}
+	if resp.StatusCode == http.StatusOK {
+		dropBadKeys(resp, t.log)
+	}
 	return resp, nil
 }
+
+// dropBadKeys removes from a JWKS response the keys jwkset cannot build
+// (missing or malformed members), which would otherwise make it discard
+// the whole set: RFC 7517 section 5 says to ignore such keys. A body that
+// is not a JSON object with "keys" is left for the decoder to refuse.
+func dropBadKeys(resp *http.Response, log *logrus.Entry) {
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
+		return
+	}
+	var doc map[string]json.RawMessage
+	var keys []json.RawMessage
+	if json.Unmarshal(b, &doc) != nil || json.Unmarshal(doc["keys"], &keys) != nil {
+		return
+	}
+	kept := keys[:0]
+	for _, raw := range keys {
+		var m jwkset.JWKMarshal
+		if err := json.Unmarshal(raw, &m); err == nil {
+			if _, err = jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{}); err == nil || errors.Is(err, jwkset.ErrUnsupportedKey) {
+				kept = append(kept, raw)
+				continue
+			}
+			if log != nil {
+				log.WithField("kid", m.KID).WithError(err).Warn("ignoring a key of the JWKS that cannot be used")
+			}
+		}
+	}
+	if len(kept) == len(keys) {
+		return
+	}
+	ks, _ := json.Marshal(kept)
+	doc["keys"] = ks
+	out, _ := json.Marshal(doc)
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 type limitedBody struct {
 	io.ReadCloser
