@@ -205,6 +205,29 @@ func (a *Authenticator) Renew(cfg *config.Auth, opts Options) (*Authenticator, e
 	return n, nil
 }
 
+// Interim returns what decides requests while Renew(cfg) builds a new JWT
+// verifier, which fetches the JWKS first (up to 10 s): cfg's static
+// tokens, with a's verifier for JWTs, which a keeps (its Close closes
+// it). It returns nil when Renew(cfg) fetches nothing. A reload stores it
+// so that a static token it revokes is refused from its start, not once
+// the fetch answered (an audit).
+func (a *Authenticator) Interim(cfg *config.Auth, opts Options) *Authenticator {
+	if a == nil || cfg.JWT == nil || a.jwt != nil && reflect.DeepEqual(*cfg.JWT, a.jwtCfg) && !a.handedOver.Load() {
+		return nil
+	}
+	tokensOnly := *cfg
+	tokensOnly.JWT = nil
+	n, err := New(&tokensOnly, opts)
+	if err != nil {
+		return nil
+	}
+	if !a.handedOver.Load() {
+		n.jwt, n.jwtCfg = a.jwt, a.jwtCfg
+		n.handedOver.Store(true) // borrowed: n's Close leaves it to a
+	}
+	return n
+}
+
 // Configured reports whether any credential can succeed: a static token
 // or a JWT issuer is configured.
 func (a *Authenticator) Configured() bool { return len(a.tokens) > 0 || a.jwt != nil }

@@ -253,6 +253,9 @@ func (s *Server) Reload(cfg *config.Config) {
 	s.authnFor = cfg
 	s.setBudgets(cfg)
 	old := s.authn.Load()
+	if interim := old.Interim(&cfg.Auth, auth.Options{Log: s.log}); interim != nil {
+		s.authn.Store(interim)
+	}
 	s.authn.Store(renewAuthenticator(old, cfg, s.log))
 	old.Close()
 }
