@@ -317,6 +317,11 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 		if cmd := p.checkSession(t.conn, st.SQL); cmd != "" {
 			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
+		if t.readOnly && p.svc.cfg.Client == ClientPG && setsVariable(st.SQL) && statements(st.SQL) > 1 {
+			// Checked after the call (below): the statements after a
+			// SET in the same call would run before the check.
+			return nil, nil, hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: in a read-only transaction, a SET or RESET is sent alone, not with other statements")
+		}
 		return t.tx, func(err error) error {
 			if err != nil {
 				err = nameRefusal(t.conn, err)
@@ -419,6 +424,22 @@ func setsVariable(q string) bool {
 		}
 	}
 	return false
+}
+
+// statements counts the statements of q that hold a word, the most of its
+// two readings (as setsVariable reads q).
+func statements(q string) int {
+	most := 0
+	for _, backslashes := range []bool{false, true} {
+		n := 0
+		for _, stmt := range strings.Split(codeOnly(q, backslashes), ";") {
+			if slices.ContainsFunc(tokens(stmt), isWord) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
 }
 
 // pgTxReadOnly reports whether the PostgreSQL transaction tx is still

@@ -172,6 +172,19 @@ func TestTransactionControlInsideTransaction(t *testing.T) {
 		if b.name == "pg" {
 			lift = []string{"SET TRANSACTION READ WRITE", "SET transaction_read_only = off", "SET LOCAL transaction_read_only TO 'of'",
 				"RESET transaction_read_only", "/* x */ set transaction isolation level serializable, read write"}
+			// Sent with other statements in one call (the simple
+			// protocol runs them all), what follows a SET would run
+			// before the check: refused whole (a review wrote to a
+			// sequence, which no rollback undoes).
+			must(t, in, "alpha", exec("CREATE SEQUENCE IF NOT EXISTS ro_seq"))
+			res := run(t, in, "alpha", step{Op: "begin", ReadOnly: true},
+				exec("SET TRANSACTION READ WRITE; SELECT nextval('ro_seq')"), step{Op: "rollback"})
+			if res[1].Kind != "denied" {
+				t.Errorf("SET with another statement in a read-only transaction: %+v, want denied", res[1])
+			}
+			if r := run(t, in, "alpha", query("SELECT last_value, is_called FROM ro_seq"))[0]; fmt.Sprint(r.Rows) != "[[1 false]]" {
+				t.Errorf("the sequence after a refused read-only call: %v %s, want untouched", r.Rows, r.Error)
+			}
 			// What PostgreSQL lets a transaction set before its first
 			// query stays the plugin's to set.
 			must(t, in, "alpha", step{Op: "begin", ReadOnly: true}, exec("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, DEFERRABLE"),
