@@ -379,46 +379,73 @@ func keyOf(n *unstable.Node) []string {
 	return parts
 }
 
-// scanValue adds to work what decoding v, a value depth levels deep,
-// costs in go-toml's duplicate-key checks: each inline table checks each
-// of its keys against those before it (quadratic in its keys, as a
-// table's; a review's inline table of 80 000 keys took 10 s). It reports
-// false when a key or value inside nests deeper than maxKeyDepth,
-// counted as parse counts it (an array is a level, an inline table's keys
-// add their parts).
-func scanValue(v *unstable.Node, depth int, work *float64) bool {
+// scanValue adds to work what decoding v, a value depth levels deep
+// under a key of size bytes, costs in go-toml's duplicate-key checks:
+// each inline table checks each of its keys against those before it
+// (quadratic in its keys, as a table's; a review's inline table of 80 000
+// keys took 10 s). It returns why v is refused: a key or value inside
+// nests deeper than maxKeyDepth, counted as parse counts it (an array is
+// a level, an inline table's keys add their parts), or a key grows past
+// maxKeyBytes; "" when it is not.
+func scanValue(v *unstable.Node, depth, size int, work *float64) string {
 	if v == nil {
-		return true
+		return ""
 	}
 	switch v.Kind {
 	case unstable.Array:
 		if depth+1 > maxKeyDepth {
-			return false
+			return tooDeep
 		}
 		for it := v.Children(); it.Next(); {
-			if !scanValue(it.Node(), depth+1, work) {
-				return false
+			if msg := scanValue(it.Node(), depth+1, size, work); msg != "" {
+				return msg
 			}
 		}
 	case unstable.InlineTable:
 		seen := 0
 		for it := v.Children(); it.Next(); {
 			kv := it.Node()
-			parts := 0
-			for k := kv.Key(); k.Next() && depth+parts <= maxKeyDepth; {
+			parts, bytes := 0, 0
+			for k := kv.Key(); k.Next() && depth+parts <= maxKeyDepth && size+bytes <= maxKeyBytes; {
 				parts++
+				bytes += len(k.Node().Data) + 1
 			}
 			if depth+parts > maxKeyDepth {
-				return false
+				return tooDeep
+			}
+			if size+bytes > maxKeyBytes {
+				return tooLong
 			}
 			*work += float64(seen) * float64(parts)
 			seen += parts
-			if !scanValue(kv.Value(), depth+parts, work) {
-				return false
+			if msg := scanValue(kv.Value(), depth+parts, size+bytes, work); msg != "" {
+				return msg
 			}
 		}
 	}
-	return true
+	return ""
+}
+
+// The prescan's refusals.
+var (
+	tooDeep = fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)
+	tooLong = fmt.Sprintf("a key longer than %d bytes (its table's name, dotted parts and inline tables together)", maxKeyBytes)
+)
+
+// maxKeyBytes bounds a key's length, its table's name and the keys of the
+// inline tables it is in counted: the decoder and the runtime build a
+// key's whole name for each key under it, so a long one multiplies the
+// work of every key below (a review: 20 000 keys under a 200 KB table
+// name took 14 s and 3.9 GB).
+const maxKeyBytes = 4096
+
+// partsSize is the length of a key made of parts, dots included.
+func partsSize(parts []string) int {
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	return n
 }
 
 // lineParser is a TOML parser that finds the line of an offset with a
@@ -816,6 +843,7 @@ func prescan(data []byte) error {
 	}
 	var prefix string
 	var prefixDepth int // as parse counts it
+	var prefixSize int  // bytes of the table's key parts
 	for p.NextExpression() {
 		e := p.Expression()
 		if e.Kind != unstable.KeyValue && e.Kind != unstable.Table && e.Kind != unstable.ArrayTable {
@@ -826,15 +854,22 @@ func prescan(data []byte) error {
 			n++
 		}
 		if n > maxKeyDepth {
-			return &syntaxError{line: max(p.lineOf(e), 1), msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
+			return &syntaxError{line: max(p.lineOf(e), 1), msg: tooDeep}
 		}
 		parts := keyOf(e)
+		size := partsSize(parts)
+		if e.Kind == unstable.KeyValue {
+			size += prefixSize
+		}
+		if size > maxKeyBytes {
+			return &syntaxError{line: max(p.lineOf(e), 1), msg: tooLong}
+		}
 		switch e.Kind {
 		case unstable.Table:
-			prefix, prefixDepth = joinKey("", parts), len(parts)
+			prefix, prefixDepth, prefixSize = joinKey("", parts), len(parts), size
 			add("", parts)
 		case unstable.ArrayTable:
-			prefixDepth = len(parts) + 1
+			prefixDepth, prefixSize = len(parts)+1, size
 			// Each element is a table of its own: its keys are
 			// recorded after it.
 			prefix = fmt.Sprintf("%s[%d]", joinKey("", parts), entries)
@@ -843,8 +878,8 @@ func prescan(data []byte) error {
 			entries++
 		default:
 			add(prefix, parts)
-			if !scanValue(e.Value(), prefixDepth+len(parts), &work) {
-				return &syntaxError{line: max(p.lineOf(e), 1), msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
+			if msg := scanValue(e.Value(), prefixDepth+len(parts), size, &work); msg != "" {
+				return &syntaxError{line: max(p.lineOf(e), 1), msg: msg}
 			}
 		}
 		if work > maxDecodeWork {
