@@ -184,14 +184,15 @@ func New(cfg *config.Auth, opts Options) (*Authenticator, error) {
 }
 
 // Renew returns the Authenticator for cfg that replaces a (a config
-// reload). When cfg's [auth.jwt] is the one a was built from, the new one
-// keeps a's JWT verifier — its keys and its cache of verified tokens —
-// instead of fetching the JWKS again: a reload while the identity
-// provider is down or slow must not refuse every JWT until its next
-// refresh. a stays usable until it is closed, which then leaves the
-// verifier to its successor.
+// reload). When cfg's [auth.jwt] names the JWKS URL a's does, the new one
+// keeps a's keys instead of fetching the JWKS again: a reload while the
+// identity provider is down or slow must not refuse every JWT until its
+// next refresh, and one that changes the other JWT settings (issuer,
+// audience, algorithms, claims) applies them at once. When nothing of
+// [auth.jwt] changed it keeps a's cache of verified tokens too. a stays
+// usable until it is closed, which then leaves the keys to its successor.
 func (a *Authenticator) Renew(cfg *config.Auth, opts Options) (*Authenticator, error) {
-	if a == nil || a.jwt == nil || cfg.JWT == nil || !reflect.DeepEqual(*cfg.JWT, a.jwtCfg) || a.handedOver.Load() {
+	if !a.keepsKeys(cfg) {
 		return New(cfg, opts)
 	}
 	tokensOnly := *cfg
@@ -201,18 +202,29 @@ func (a *Authenticator) Renew(cfg *config.Auth, opts Options) (*Authenticator, e
 		return nil, err
 	}
 	n.jwt, n.jwtCfg = a.jwt, a.jwtCfg
+	if !reflect.DeepEqual(*cfg.JWT, a.jwtCfg) {
+		n.jwt, n.jwtCfg = a.jwt.withClaims(cfg.JWT), *cfg.JWT
+	}
 	a.handedOver.Store(true)
 	return n, nil
 }
 
+// keepsKeys reports whether Renew(cfg) keeps a's JWKS keys: cfg's
+// [auth.jwt] names the same JWKS URL as a's, whose keys a still owns.
+func (a *Authenticator) keepsKeys(cfg *config.Auth) bool {
+	return a != nil && a.jwt != nil && cfg.JWT != nil && cfg.JWT.JWKSURL == a.jwtCfg.JWKSURL && !a.handedOver.Load()
+}
+
 // Interim returns what decides requests while Renew(cfg) builds a new JWT
-// verifier, which fetches the JWKS first (up to 10 s): cfg's static
-// tokens, with a's verifier for JWTs, which a keeps (its Close closes
-// it). It returns nil when Renew(cfg) fetches nothing. A reload stores it
-// so that a static token it revokes is refused from its start, not once
-// the fetch answered (an audit).
+// verifier, which fetches the JWKS first (up to 10 s), because cfg names
+// another JWKS URL: cfg's static tokens, and JWTs checked as cfg says with
+// a's keys, which a keeps (its Close stops their refresh). It returns nil
+// when Renew(cfg) fetches nothing. A reload stores it so that a static
+// token it revokes, or a JWT its new issuer, audience or algorithms
+// refuse, is refused from its start, not once the fetch answered (an
+// audit).
 func (a *Authenticator) Interim(cfg *config.Auth, opts Options) *Authenticator {
-	if a == nil || cfg.JWT == nil || a.jwt != nil && reflect.DeepEqual(*cfg.JWT, a.jwtCfg) && !a.handedOver.Load() {
+	if a == nil || cfg.JWT == nil || a.keepsKeys(cfg) {
 		return nil
 	}
 	tokensOnly := *cfg
@@ -221,9 +233,9 @@ func (a *Authenticator) Interim(cfg *config.Auth, opts Options) *Authenticator {
 	if err != nil {
 		return nil
 	}
-	if !a.handedOver.Load() {
-		n.jwt, n.jwtCfg = a.jwt, a.jwtCfg
-		n.handedOver.Store(true) // borrowed: n's Close leaves it to a
+	if a.jwt != nil && !a.handedOver.Load() {
+		n.jwt, n.jwtCfg = a.jwt.withClaims(cfg.JWT), *cfg.JWT
+		n.handedOver.Store(true) // borrowed: n's Close leaves the keys to a
 	}
 	return n
 }

@@ -66,24 +66,8 @@ type cachedJWT struct {
 }
 
 func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
-	v := &jwtVerifier{cfg: cfg, typ: parseType(cfg.PrincipalType), now: opts.Now, log: opts.Log, cache: map[[sha256.Size]byte]cachedJWT{}}
-	// Only the configured algorithms, which config validation limits to
-	// asymmetric ones: "none" and HMAC never verify, so a token "signed"
-	// with HS256 and the issuer's public key as the secret is refused
-	// before any key is looked up.
-	v.parser = jwt.NewParser(
-		jwt.WithValidMethods(cfg.Algorithms),
-		jwt.WithIssuer(cfg.Issuer),
-		jwt.WithAudience(cfg.Audience),
-		jwt.WithLeeway(cfg.Leeway.D()),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(), // an iat later than now (past the leeway) is refused
-		jwt.WithTimeFunc(opts.Now),
-		// Numbers as written: a claim beyond float64's range (which
-		// encoding/json refuses) does not make the token malformed; the
-		// guest gets the payload itself and decodes it (docs/auth.md).
-		jwt.WithJSONNumber(),
-	)
+	v := &jwtVerifier{now: opts.Now, log: opts.Log}
+	v.setClaims(cfg)
 	client := &http.Client{Timeout: jwksTimeout}
 	if opts.HTTPClient != nil {
 		c := *opts.HTTPClient
@@ -273,6 +257,40 @@ func (v *jwtVerifier) keysOf(ctx context.Context, kid, alg string) (set jwt.Veri
 }
 
 func (v *jwtVerifier) close() { v.cancel() }
+
+// setClaims makes v check tokens as cfg says, apart from its JWKS URL:
+// algorithms, issuer, audience, leeway, the subject and admin claims and
+// the principal type. It starts an empty cache of verified tokens.
+func (v *jwtVerifier) setClaims(cfg *config.JWT) {
+	c := *cfg
+	v.cfg, v.typ, v.cache = &c, parseType(c.PrincipalType), map[[sha256.Size]byte]cachedJWT{}
+	// Only the configured algorithms, which config validation limits to
+	// asymmetric ones: "none" and HMAC never verify, so a token "signed"
+	// with HS256 and the issuer's public key as the secret is refused
+	// before any key is looked up.
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(c.Algorithms),
+		jwt.WithIssuer(c.Issuer),
+		jwt.WithAudience(c.Audience),
+		jwt.WithLeeway(c.Leeway.D()),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // an iat later than now (past the leeway) is refused
+		jwt.WithTimeFunc(v.now),
+		// Numbers as written: a claim beyond float64's range (which
+		// encoding/json refuses) does not make the token malformed; the
+		// guest gets the payload itself and decodes it (docs/auth.md).
+		jwt.WithJSONNumber(),
+	)
+}
+
+// withClaims returns a verifier that checks tokens as cfg says with v's
+// keys: v's key set and its background refresh, which v.close stops, and
+// so does the new verifier's close. Only one of the two may be closed.
+func (v *jwtVerifier) withClaims(cfg *config.JWT) *jwtVerifier {
+	n := &jwtVerifier{keys: v.keys, cancel: v.cancel, unknownKID: v.unknownKID, now: v.now, log: v.log}
+	n.setClaims(cfg)
+	return n
+}
 
 // unknownKIDRefresh is the JWKS storage JWTs are verified with. A key id
 // the JWKS holds is answered from memory; one it lacks waits for a fetch

@@ -1,0 +1,94 @@
+package auth
+
+import (
+	"testing"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
+)
+
+// A reload that changes [auth.jwt] but not its JWKS URL keeps the keys
+// already fetched and applies the new settings at once: no fetch (the
+// reload used to wait for one, up to 10 s, and the old settings held
+// meanwhile), and no token verified under the old settings is taken from
+// their cache.
+func TestRenewWithNewClaimsKeepsKeys(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	oldAud := idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))
+	if _, err := authenticate(a, "Bearer "+oldAud); err != nil {
+		t.Fatalf("before the reload: %v", err)
+	}
+	fetches := idp.Fetches.Load()
+
+	next := jwtConfig(idp)
+	next.Audience = "greenroom-next"
+	cfg := &config.Auth{JWT: next}
+	if in := a.Interim(cfg, Options{Log: quietLog()}); in != nil {
+		t.Error("Interim for the same JWKS URL: want nil (Renew fetches nothing)")
+	}
+	n, err := a.Renew(cfg, Options{Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	a.Close() // leaves the keys to n
+
+	if got := idp.Fetches.Load(); got != fetches {
+		t.Errorf("the renewal fetched the JWKS %d times; the URL did not change", got-fetches)
+	}
+	if _, err := authenticate(n, "Bearer "+oldAud); err == nil {
+		t.Error("a token for the old audience, verified before the reload, was accepted after it")
+	}
+	c := authtest.Claims("user:default/jane")
+	c["aud"] = "greenroom-next"
+	if p, err := authenticate(n, "Bearer "+idp.Sign(t, "ES256", c)); err != nil || p.Subject != "user:default/jane" {
+		t.Errorf("a token for the new audience: %+v %v", p, err)
+	}
+	if got := idp.Fetches.Load(); got != fetches {
+		t.Errorf("verifying fetched the JWKS %d times: its keys were not kept", got-fetches)
+	}
+}
+
+// A reload that points [auth.jwt] at another JWKS URL fetches it before
+// the new settings are complete; meanwhile JWTs are checked with the
+// previous keys but the new settings: a token the new issuer, audience or
+// algorithms refuse is refused from the reload's start.
+func TestInterimAppliesNewClaims(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	old := authtest.Claims("user:default/jane")
+	oldTok := idp.Sign(t, "ES256", old)
+	if _, err := authenticate(a, "Bearer "+oldTok); err != nil {
+		t.Fatalf("before the reload: %v", err)
+	}
+	fetches := idp.Fetches.Load()
+
+	next := jwtConfig(idp)
+	next.JWKSURL += "?moved"
+	next.Issuer = "https://idp.example/next"
+	next.Algorithms = []string{"RS256"}
+	in := a.Interim(&config.Auth{JWT: next}, Options{Log: quietLog()})
+	if in == nil {
+		t.Fatal("Interim for a new JWKS URL: nil")
+	}
+	defer in.Close()
+	if _, err := authenticate(in, "Bearer "+oldTok); err == nil {
+		t.Error("a token of the old issuer was accepted while the new JWKS URL was fetched")
+	}
+	c := authtest.Claims("user:default/jane")
+	c["iss"] = next.Issuer
+	if _, err := authenticate(in, "Bearer "+idp.Sign(t, "ES256", c)); err == nil {
+		t.Error("an ES256 token was accepted after the reload left only RS256")
+	}
+	if p, err := authenticate(in, "Bearer "+idp.Sign(t, "RS256", c)); err != nil || p.Subject != "user:default/jane" {
+		t.Errorf("a token the new settings accept, signed with a key already held: %+v %v", p, err)
+	}
+	if got := idp.Fetches.Load(); got != fetches {
+		t.Errorf("the interim fetched the JWKS %d times", got-fetches)
+	}
+	in.Close() // borrowed: the keys stay a's
+	if _, err := authenticate(a, "Bearer "+idp.Sign(t, "RS256", authtest.Claims("user:default/ann"))); err != nil {
+		t.Errorf("the previous authenticator after the interim closed: %v", err)
+	}
+}
