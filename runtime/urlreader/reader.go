@@ -11,6 +11,7 @@ package urlreader
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -215,6 +216,11 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: maxHeaders,
 		ExpectContinueTimeout:  time.Second,
+		// The reader asks for gzip and decodes it itself (read): net/http's
+		// own decoding reads only the first Content-Encoding line and then
+		// deletes them all, so a body encoded twice (two lines) would reach
+		// the plugin still encoded, unmarked.
+		DisableCompression: true,
 	}
 	return r, nil
 }
@@ -319,7 +325,7 @@ func (p *PluginReader) check(raw string) (*target, error) {
 	var rule *allowRule
 	for i := range p.r.rules {
 		ar := &p.r.rules[i]
-		if !ar.host.match(t.host) {
+		if !p.r.ruleCovers(ar, t.host) {
 			continue
 		}
 		if hostRule == nil {
@@ -339,13 +345,22 @@ func (p *PluginReader) check(raw string) (*target, error) {
 		// Say which rule comes closest.
 		for i := range p.r.rules {
 			ar := &p.r.rules[i]
-			if ar.host.match(t.host) && ar.matchPath(t.path) {
+			if p.r.ruleCovers(ar, t.host) && ar.matchPath(t.path) {
 				return nil, errorf(Denied, "%s: refused: scheme http is not allowed by %s; it allows https only unless it says scheme = \"http\"", t.u.Redacted(), ar.name)
 			}
 		}
 		return nil, errorf(Denied, "%s: refused: %s matches host %s, but none of its paths covers %s", t.u.Redacted(), hostRule.name, t.host, t.path)
 	}
 	return t, nil
+}
+
+// ruleCovers reports whether allow rule ar applies to host. A host that an
+// internal = true rule names is read only as its internal rules allow: the
+// address check lets it resolve internally whichever rule matched, so
+// another rule (a "*." pattern, or the same host without internal) would
+// lend it the paths and schemes its internal rules leave out.
+func (r *Reader) ruleCovers(ar *allowRule, host string) bool {
+	return ar.host.match(host) && (ar.internal || !r.internal[host])
 }
 
 // Read performs one read under ctx (the call's context): the earliest of
@@ -398,6 +413,9 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	if header.Get("User-Agent") == "" {
 		header.Set("User-Agent", p.r.userAgent)
 	}
+	if method == http.MethodGet && header.Get("Range") == "" {
+		header.Set("Accept-Encoding", "gzip")
+	}
 
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, p.r.timeout)
@@ -441,6 +459,14 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	}
 	defer resp.Body.Close()
 	final := resp.Request.URL.Redacted()
+	// One gzip layer, named by exactly one Content-Encoding line, is
+	// decoded; any other coding stays and fails the read in Read.
+	if ce := resp.Header.Values("Content-Encoding"); method == http.MethodGet && len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && resp.Request.Header.Get("Accept-Encoding") == "gzip" {
+		resp.Body = &lazyGzip{r: resp.Body}
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+	}
 	if resp.StatusCode == http.StatusNotModified {
 		return nil, errorf(NotModified, "%s: not modified (ETag %s)", final, resp.Header.Get("ETag"))
 	}
@@ -815,3 +841,23 @@ func (h *hopper) scrubErr(err error) error {
 	}
 	return err
 }
+
+// lazyGzip decodes a gzip body, opening the decoder at the first Read (an
+// empty body is an empty body, as net/http's own decoding has it).
+type lazyGzip struct {
+	r  io.ReadCloser
+	zr *gzip.Reader
+}
+
+func (g *lazyGzip) Read(b []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.r)
+		if err != nil {
+			return 0, err
+		}
+		g.zr = zr
+	}
+	return g.zr.Read(b)
+}
+
+func (g *lazyGzip) Close() error { return g.r.Close() }

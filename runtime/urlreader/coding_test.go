@@ -1,0 +1,138 @@
+package urlreader
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	return buf.Bytes()
+}
+
+// The runtime asks for gzip and decodes one gzip layer itself. A body
+// encoded twice (two Content-Encoding lines or a list) used to reach the
+// plugin with its second layer on and no Content-Encoding left: net/http
+// decoded the first line's gzip and deleted every line, so the check for
+// bodies still encoded saw nothing, and a token echoed inside escaped the
+// scrub (an audit).
+func TestContentCodings(t *testing.T) {
+	const tok = "tok_coding_0123456789abcdefghij"
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		echo := []byte("you sent " + r.Header.Get("X-Api-Key") + " with Accept-Encoding " + r.Header.Get("Accept-Encoding"))
+		inner := gzipped(t, echo)
+		twice := gzipped(t, inner)
+		switch r.URL.Path {
+		case "/gzip":
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(inner)
+		case "/GZIP":
+			w.Header().Set("Content-Encoding", "GZIP")
+			w.Write(inner)
+		case "/two-lines":
+			w.Header()["Content-Encoding"] = []string{"gzip", "gzip"}
+			w.Write(twice)
+		case "/gzip-br":
+			w.Header()["Content-Encoding"] = []string{"gzip", "br"}
+			w.Write(twice)
+		case "/list":
+			w.Header().Set("Content-Encoding", "gzip, gzip")
+			w.Write(twice)
+		case "/corrupt":
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("not gzip at all"))
+		case "/bomb":
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(gzipped(t, make([]byte, 4<<20)))
+		default:
+			w.Write(echo)
+		}
+	})
+	cfg := `
+[reading]
+allow = [{ host = "api.test", scheme = "http" }]
+max_bytes = "1MiB"
+[[integrations.generic]]
+host = "api.test"
+token = "` + tok + `"
+header = "X-Api-Key"
+`
+	p := reader(t, cfg, mapResolver{"api.test": {"127.0.0.1"}}, srv).For("p", []string{"api.test"})
+	base := "http://api.test:" + srv.port()
+	for _, path := range []string{"/gzip", "/GZIP"} {
+		resp, err := read(p, base+path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if got := string(resp.Body); got != "you sent [REDACTED] with Accept-Encoding gzip" {
+			t.Errorf("%s: body %q, want it decoded and the echoed token scrubbed", path, got)
+		}
+		for _, h := range resp.Header {
+			if strings.EqualFold(h[0], "Content-Encoding") || strings.EqualFold(h[0], "Content-Length") {
+				t.Errorf("%s: the decoded body's headers still say %s: %s", path, h[0], h[1])
+			}
+		}
+	}
+	for _, path := range []string{"/two-lines", "/gzip-br", "/list"} {
+		resp, err := read(p, base+path)
+		if err == nil {
+			t.Errorf("%s: read succeeded (body %q), want it refused as still encoded", path, resp.Body)
+			continue
+		}
+		wantErr(t, err, Failed, "the response is encoded")
+	}
+	_, err := read(p, base+"/corrupt")
+	wantErr(t, err, Failed, "gzip")
+	_, err = read(p, base+"/bomb")
+	wantErr(t, err, TooLarge, "reading.max_bytes")
+	// A Range request is not offered gzip (its bytes are the encoding's).
+	resp, err := read(p, base+"/plain", "Range", "bytes=0-")
+	if err != nil || !strings.HasSuffix(string(resp.Body), "Accept-Encoding ") {
+		t.Errorf("a Range request: %v %q, want no Accept-Encoding sent", err, respBody(resp))
+	}
+}
+
+func respBody(r *Response) []byte {
+	if r == nil {
+		return nil
+	}
+	return r.Body
+}
+
+// The internal reach an `internal = true` rule gives a host is that
+// rule's: another rule matching the host (a "*." pattern) lends it
+// neither other paths nor plain http. An internal wiki allowed for
+// /public/ only was read at /admin/secrets through { host = "*.corp" }
+// (an audit).
+func TestInternalRuleKeepsItsPathsAndScheme(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "page "+r.URL.Path) })
+	cfg := `
+[reading]
+allow = [
+  { host = "wiki.corp", scheme = "http", internal = true, paths = ["/public/"] },
+  { host = "tls.corp", internal = true },
+  { host = "*.corp", scheme = "http" },
+]
+`
+	p := reader(t, cfg, mapResolver{"wiki.corp": {"127.0.0.1"}, "tls.corp": {"127.0.0.1"}}).For("p", []string{"*.corp"})
+	if resp, err := read(p, "http://wiki.corp:"+srv.port()+"/public/a"); err != nil || string(resp.Body) != "page /public/a" {
+		t.Fatalf("the internal rule's own path: %v %+v", err, resp)
+	}
+	_, err := read(p, "http://wiki.corp:"+srv.port()+"/admin/secrets")
+	wantErr(t, err, Denied, "reading.allow[0]", "/admin/secrets")
+	_, err = read(p, "http://tls.corp:"+srv.port()+"/")
+	wantErr(t, err, Denied, "scheme http is not allowed by reading.allow[1]")
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("the internal server was reached %d times, want 1", n)
+	}
+}
