@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -97,6 +99,7 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	routeStdLog(log)
 	rt, err := runtime.New(cfg, log, opts)
 	if err != nil {
 		return err
@@ -330,4 +333,31 @@ func addDevTokenValue(cfg *config.Config, tok string) {
 func printDevToken(w io.Writer, tok, addr string, cfg *config.Config) {
 	fmt.Fprintf(w, "\ngreenroom dev: token for this run (admin, every plugin; shown once, never logged, gone at exit):\n\n    %s\n\n"+
 		"    curl -H \"Authorization: Bearer %s\" http://%s/.greenroom/plugins/v1/\n\n", tok, tok, addr)
+}
+
+// routeStdLog sends what Go's standard logger is given (net/http's
+// transport writes to it) through log: formatted, with fields, redacted,
+// at warning level.
+func routeStdLog(log *logrus.Logger) {
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(stdLogWriter{log})
+}
+
+// stdLogWriter sends the lines of Go's standard logger to the runtime's
+// log. net/http's transport writes to it the bytes a server sent past the
+// end of a response ("Unsolicited response received on idle HTTP channel
+// starting with ..."): up to 4 KiB a URL reader's server chose, possibly
+// an integration token it echoed, cut where no redactor finds it whole.
+// They are withheld.
+type stdLogWriter struct{ log *logrus.Logger }
+
+func (w stdLogWriter) Write(b []byte) (int, error) {
+	msg := strings.TrimRight(string(b), "\n")
+	if strings.HasPrefix(msg, "Unsolicited response received on idle HTTP channel") {
+		if i := strings.Index(msg, " starting with "); i >= 0 {
+			msg = msg[:i] + " (its bytes are not logged)"
+		}
+	}
+	w.log.WithField("component", "go").Warn(msg)
+	return len(b), nil
 }
