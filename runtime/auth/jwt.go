@@ -392,8 +392,12 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	_, payload, _ := strings.Cut(raw, ".")
 	payload, _, _ = strings.Cut(payload, ".")
 	js, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(payload, "="))
-	if err != nil {
-		return nil, refuse(invalidCredential, "malformed token payload")
+	// golang-jwt decodes only the payload's first JSON value: one that
+	// goes on after it ({claims}{"sub":"admin"}) verified, and the guest,
+	// whose SDK reads the claims as one JSON object (RFC 7519 7.2),
+	// got none.
+	if err != nil || !json.Valid(js) {
+		return nil, refuse(invalidCredential, "malformed token payload: it is not one JSON object")
 	}
 	p := &Principal{Type: v.typ, Subject: sub, Claims: js, Admin: v.isAdmin(claims), Credential: "jwt"}
 

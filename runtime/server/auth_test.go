@@ -685,9 +685,19 @@ func TestCredentialInPathNotLogged(t *testing.T) {
 	in.DoAnon(t, "GET", "/api/hello/"+tok, nil, bearer(tok)...)
 	in.DoAnon(t, "GET", "/api/hello/x%2F"+tok, nil, bearer(tok)...)
 	in.DoAnon(t, "GET", "/.greenroom/plugins/v1/"+tok, nil, bearer(tok)...) // audited: not an admin
+	// Refused, and logged (an audit found these in the log): two
+	// Authorization headers, a tab after the scheme, no header at all.
+	in.DoAnon(t, "GET", "/api/hello/two/"+tok, nil, "Authorization", "Bearer "+tok, "Authorization", "Bearer other-token-0123456789")
+	in.DoAnon(t, "GET", "/api/hello/tab/"+tok, nil, "Authorization", "Bearer\t"+tok)
+	in.DoAnon(t, "GET", "/api/hello/none/"+tok, nil)
 	log := in.Log.String()
-	if strings.Contains(log, tok) || strings.Contains(log, tok[:40]) {
+	if strings.Contains(log, tok) || strings.Contains(log, tok[:40]) || strings.Contains(log, tok[len(tok)-40:]) {
 		t.Errorf("the request's JWT is in the log:\n%s", log)
+	}
+	for _, p := range []string{"two", "tab", "none"} {
+		if !strings.Contains(log, `"path":"/api/hello/`+p+`/[REDACTED]"`) {
+			t.Errorf("no access line for /%s with the JWT redacted from its path:\n%s", p, log)
+		}
 	}
 	if !strings.Contains(log, `"path":"/api/hello/[REDACTED]"`) {
 		t.Errorf("no access line with the credential redacted from its path:\n%s", log)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -664,32 +665,43 @@ func unhex(c byte) (byte, bool) {
 // it: as the client sent it, unless its percent-decoding holds a secret of
 // the config, which the log's redaction finds only in the usual encodings
 // (a client may send lower-case hex, or encode a character that needs
-// none): then decoded, the secret redacted. The request's own bearer
-// credential is redacted from it too.
+// none): then decoded, the secret redacted. The request's own credentials
+// and anything shaped like a JWT are redacted from it too.
 func (s *Server) loggedPath(req *fasthttp.Request) string {
+	return redactJWTs(s.pathForLog(req))
+}
+
+func (s *Server) pathForLog(req *fasthttp.Request) string {
 	raw := req.URI().PathOriginal()
 	p := string(raw)
-	// The request's own bearer credential (a JWT is no configured
-	// secret) is not logged either, should the client have put it in
-	// the path too.
-	var cred string
+	// The request's own credentials (a JWT is no configured secret) are
+	// not logged either, should the client have put them in the path
+	// too: each word of each Authorization header that is long enough
+	// (a request with two headers, or a tab after its scheme, is refused,
+	// but logged).
+	var creds []string
 	for _, h := range req.Header.PeekAll(fiber.HeaderAuthorization) {
-		if scheme, token, ok := bytes.Cut(bytes.TrimSpace(h), []byte(" ")); ok && bytes.EqualFold(scheme, []byte("bearer")) {
-			if t := bytes.TrimSpace(token); len(t) >= minLoggedCredential {
-				cred = string(t)
+		for _, w := range bytes.Fields(h) {
+			if len(w) >= minLoggedCredential {
+				creds = append(creds, string(w))
 			}
 		}
 	}
 	if bytes.IndexByte(raw, '%') < 0 {
-		if cred != "" {
-			p = strings.ReplaceAll(p, cred, logging.Redacted)
+		for _, c := range creds {
+			p = strings.ReplaceAll(p, c, logging.Redacted)
 		}
 		return p
 	}
 	red := logging.RedactorOf(s.log)
 	dec := unescapeValid(p)
-	if cred != "" && strings.Contains(dec, cred) {
-		dec = strings.ReplaceAll(dec, cred, logging.Redacted)
+	found := false
+	for _, c := range creds {
+		if strings.Contains(dec, c) {
+			dec, found = strings.ReplaceAll(dec, c, logging.Redacted), true
+		}
+	}
+	if found {
 		if red != nil {
 			return string(red.Redact([]byte(dec)))
 		}
@@ -702,6 +714,20 @@ func (s *Server) loggedPath(req *fasthttp.Request) string {
 		return string(r)
 	}
 	return p
+}
+
+// jwtShape matches a JWT in compact form: a header that begins with {"
+// (base64url "eyJ"), a payload and a signature.
+var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
+
+// redactJWTs replaces whatever in a logged path is shaped like a JWT: a
+// bearer token someone put in the path without sending it as a credential
+// is no configured secret, and "tokens never logged" holds for it too.
+func redactJWTs(p string) string {
+	if !strings.Contains(p, "eyJ") {
+		return p
+	}
+	return jwtShape.ReplaceAllString(p, logging.Redacted)
 }
 
 // minLoggedCredential is the shortest bearer credential loggedPath keeps

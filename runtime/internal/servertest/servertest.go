@@ -221,7 +221,7 @@ func (in *Instance) DoWith(t testing.TB, client *http.Client, method, path strin
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		req.Header.Add(header[i], header[i+1])
 	}
 	resp, err := client.Do(req)
 	if err != nil {
