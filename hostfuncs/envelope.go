@@ -99,8 +99,11 @@ type Response struct {
 	Body    []byte
 }
 
-// MaxResponseHeaders is the most headers a response envelope may hold.
-const MaxResponseHeaders = 1000
+// MaxResponseHeaders is the most headers a response envelope may hold,
+// pseudo-headers (:route) included: 1000 a handler may set, and room for
+// those its SDK adds (a sniffed Content-Type, :route), so that a Go
+// handler's 1000th header does not fail its response (an audit).
+const MaxResponseHeaders = 1024
 
 // ErrBadResponse is wrapped by DecodeResponse errors.
 var ErrBadResponse = errors.New("malformed response envelope")

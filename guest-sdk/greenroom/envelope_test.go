@@ -258,6 +258,24 @@ func TestResponseHead(t *testing.T) {
 	}
 }
 
+// A handler may set 1000 response headers (docs/abi.md); the envelope,
+// which the runtime takes with up to 1024 entries, holds them and those
+// the SDK adds: a sniffed Content-Type and :route. With them, a
+// handler's 999th header made the runtime refuse the response.
+func TestThousandHeadersFitTheEnvelope(t *testing.T) {
+	w := &responseWriter{}
+	for i := range 1000 {
+		w.Header().Set(fmt.Sprintf("X-H%d", i), "v")
+	}
+	io.WriteString(w, "<html>")
+	w.finish("GET /many")
+	r := envReader{s: string(w.envelope())}
+	r.u32()
+	if n := r.u32(); n != 1002 || n > 1024 {
+		t.Errorf("the envelope holds %d headers, want the handler's 1000, Content-Type and :route, at most 1024", n)
+	}
+}
+
 // The route a request matched goes to the runtime as the :route
 // pseudo-header: the pattern http.ServeMux sets on the very request the
 // SDK handed it, and nothing when no pattern matched.
