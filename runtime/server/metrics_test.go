@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
 // scrape fetches /metrics with the admin token and parses it.
@@ -149,4 +150,31 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if v := value(after, "greenroom_plugin_up", "plugin", "todo"); v != 0 {
 		t.Errorf("plugin_up{todo} = %v, want 0", v)
 	}
+}
+
+// A plugin may build a route from its config ("POST /hooks/"+secret, a
+// webhook's secret path): the route label of the request metrics, which
+// metrics_listen serves without a credential, shows the config's secrets
+// redacted as the log does (an audit found one there as it was). Here the
+// secret happens to be the name of one of hello's routes.
+func TestRouteLabelRedactsSecrets(t *testing.T) {
+	cfg := fmt.Sprintf("[plugins.hello]\npath = %q\n[plugins.hello.config]\nhook = \"${GR_TEST_ROUTE_SECRET}\"\n", helloWasm)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_ROUTE_SECRET": "whoami"}})
+	if s, _, b := in.Get(t, "/api/hello/whoami"); s != 200 {
+		t.Fatalf("whoami: %d %s", s, b)
+	}
+	_, _, body := in.Get(t, "/metrics")
+	if strings.Contains(body, `route="/whoami"`) || !strings.Contains(body, `route="/[REDACTED]"`) {
+		t.Errorf("the request metrics' route labels:\n%s", grepLines(body, "greenroom_http_requests_total{"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/auth"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -142,7 +143,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		for i, h := range resp.Headers {
 			held += int64(len(h[0]) + len(h[1]) + 4)
 			if rs.route == "" && string(h[0]) == routeHeader {
-				rs.route = s.routeLabels.label(id, h[1])
+				rs.route = s.routeLabels.label(id, h[1], logging.RedactorOf(s.log))
 			}
 			if !isLocation(h[0]) || !forwardResponseHeader(h[0], h[1]) {
 				continue

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 // routeHeader is the response envelope's pseudo-header in which a guest
@@ -37,8 +39,11 @@ type routeLabels struct {
 }
 
 // label returns the route label of a response of plugin that named
-// pattern.
-func (l *routeLabels) label(plugin string, pattern []byte) string {
+// pattern, with the secrets red knows redacted from it (a plugin may build
+// a route from its config: "POST /hooks/"+secret, a webhook's secret path;
+// the metrics, on metrics_listen without a credential, showed it as it
+// was, an audit). red may be nil.
+func (l *routeLabels) label(plugin string, pattern []byte, red *logging.Redactor) string {
 	l.mu.RLock()
 	lb, ok := l.plugins[plugin][string(pattern)]
 	l.mu.RUnlock()
@@ -48,6 +53,9 @@ func (l *routeLabels) label(plugin string, pattern []byte) string {
 	lb = routeLabel(pattern)
 	if lb == noRoute {
 		return noRoute // not worth a place
+	}
+	if red != nil {
+		lb = string(red.Redact([]byte(lb)))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -33,7 +33,7 @@ func TestRouteLabel(t *testing.T) {
 func TestRouteLabelsBounded(t *testing.T) {
 	var l routeLabels
 	for i := 0; i < 3*maxRoutes; i++ {
-		got := l.label("hostile", fmt.Appendf(nil, "GET /r%d", i))
+		got := l.label("hostile", fmt.Appendf(nil, "GET /r%d", i), nil)
 		want := fmt.Sprintf("/r%d", i)
 		if i >= maxRoutes {
 			want = otherRoute
@@ -42,13 +42,13 @@ func TestRouteLabelsBounded(t *testing.T) {
 			t.Fatalf("pattern %d: %q, want %q", i, got, want)
 		}
 	}
-	if got := l.label("hostile", []byte("GET /r1")); got != "/r1" {
+	if got := l.label("hostile", []byte("GET /r1"), nil); got != "/r1" {
 		t.Errorf("a known pattern past the bound: %q", got)
 	}
-	if got := l.label("hello", []byte("GET /ping")); got != "/ping" {
+	if got := l.label("hello", []byte("GET /ping"), nil); got != "/ping" {
 		t.Errorf("another plugin: %q", got)
 	}
-	if got := l.label("hostile", []byte("not a pattern")); got != noRoute {
+	if got := l.label("hostile", []byte("not a pattern"), nil); got != noRoute {
 		t.Errorf("invalid pattern: %q", got)
 	}
 	if n := len(l.plugins["hostile"]); n != maxRoutes {
