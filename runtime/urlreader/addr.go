@@ -43,11 +43,14 @@ var refusedRanges = []refusedRange{
 var (
 	nat64     = netip.MustParsePrefix("64:ff9b::/96")
 	sixToFour = netip.MustParsePrefix("2002::/16")
+	// translated is SIIT's IPv4-translated form, ::ffff:0:a.b.c.d (RFC
+	// 2765), which a stateless translator turns into a.b.c.d.
+	translated = netip.MustParsePrefix("::ffff:0:0:0/96")
 )
 
 // internalReason returns why a is an internal address the reader refuses,
 // or "" when it is a public one. IPv6 forms that carry an IPv4 address
-// (IPv4-mapped, NAT64, 6to4) are judged by that address.
+// (IPv4-mapped, IPv4-translated, NAT64, 6to4) are judged by that address.
 func internalReason(a netip.Addr) string {
 	if a.Zone() != "" {
 		return "a scoped (zoned) IPv6 address"
@@ -63,6 +66,10 @@ func internalReason(a netip.Addr) string {
 		case nat64.Contains(a):
 			if r := internalReason(embeddedIPv4(a)); r != "" {
 				return r + ", through NAT64"
+			}
+		case translated.Contains(a):
+			if r := internalReason(embeddedIPv4(a)); r != "" {
+				return r + ", IPv4-translated"
 			}
 		case sixToFour.Contains(a):
 			b := a.As16()
