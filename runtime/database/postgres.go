@@ -65,6 +65,9 @@ type pgBackend struct {
 	// (PluginDB.reapClosed): they count against the plugin's
 	// db_max_conns (pgConnector.room), across its versions.
 	survivors map[string]*atomic.Int64
+	// foreign looks for plugin locks on relations that are not the
+	// plugin's (pgforeign.go), from open to close.
+	foreign *foreignLockWatch
 }
 
 // survivorsOf is the count of plugin id's given-up backends still running.
@@ -123,6 +126,8 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 	// check (no POLLRDHUP) refuses any value but 0.
 	_, err := sdb.ExecContext(ctx, "SELECT set_config('client_connection_check_interval', '"+strconv.Itoa(clientCheckInterval)+"', false)")
 	b.checkClient = err == nil
+	// Before the runtime's migrations, which a plugin's lock could hold.
+	b.watchForeignLocks()
 	return bun.NewDB(sdb, pgdialect.New()), nil
 }
 
@@ -727,7 +732,7 @@ func (b *pgBackend) classify(err error) error {
 	return err
 }
 
-func (b *pgBackend) close() {}
+func (b *pgBackend) close() { b.stopWatchingForeignLocks() }
 
 // setLimits makes plugin id's connections use lim's statement timeout and
 // result limit: a connection opened with others is replaced by a new one

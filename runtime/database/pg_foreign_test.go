@@ -1,0 +1,73 @@
+package database_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/database"
+)
+
+// PostgreSQL's sequence functions lock the relation an OID names before
+// they check privileges, and keep the lock to the end of the transaction
+// when a PL/pgSQL EXCEPTION block catches their error. A plugin held a
+// lock on another plugin's table this way for as long as its request
+// ran: that plugin's ALTER TABLE (a migration's) waited, and every
+// statement on the table queued behind it (an audit). The runtime ends
+// such a plugin's session within about a second.
+func TestPGForeignLockEnded(t *testing.T) {
+	in := start(t, backends[1].conf(t),
+		plugin("alpha", true, "", "timeout = \"30s\"\ndb_statement_timeout = \"25s\""),
+		plugin("beta", true, "", "db_statement_timeout = \"8s\""))
+	rt := in.RT.Database().DB().DB
+	role := database.RoleName(dbName(t, in), "alpha")
+	must(t, in, "beta", exec("CREATE TABLE victim (id int)"))
+	oid := int64(must(t, in, "beta", query("SELECT 'victim'::regclass::oid::bigint"))[0].Rows[0][0].(float64))
+
+	hold := fmt.Sprintf(`DO $$ BEGIN BEGIN PERFORM pg_catalog.nextval(%d::oid::regclass); EXCEPTION WHEN OTHERS THEN NULL; END; END $$`, oid)
+	alpha := make(chan []result, 1)
+	go func() { alpha <- run(t, in, "alpha", step{Op: "begin"}, exec(hold), exec("SELECT pg_sleep(20)")) }()
+	within(t, 10*time.Second, "alpha's session to sleep", func() bool {
+		var n int
+		if err := rt.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%pg_sleep(20)%'", role).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	start := time.Now()
+	r := run(t, in, "beta", exec("ALTER TABLE victim ADD COLUMN note text"))[0]
+	if r.Error != "" {
+		t.Errorf("beta's ALTER TABLE of its own table while alpha held a lock on it: %s %q", r.Kind, r.Error)
+	}
+	t.Logf("beta's ALTER TABLE took %v", time.Since(start))
+	res := <-alpha
+	if last := res[len(res)-1]; last.Error == "" {
+		t.Errorf("alpha's session slept on after it held a lock on beta's table")
+	}
+	within(t, 5*time.Second, "a warning naming alpha and beta's table", func() bool {
+		return strings.Contains(in.Log.String(), "ended a database session of plugin alpha: it held a lock on plugin_beta.victim")
+	})
+	// The runtime's tables too.
+	var runtimeOID int64
+	if err := rt.QueryRow("SELECT 'greenroom.runtime_locks'::regclass::oid::bigint").Scan(&runtimeOID); err != nil {
+		t.Fatal(err)
+	}
+	res = run(t, in, "alpha", step{Op: "begin"}, exec(strings.Replace(hold, fmt.Sprint(oid), fmt.Sprint(runtimeOID), 1)), exec("SELECT pg_sleep(10)"))
+	if last := res[len(res)-1]; last.Error == "" {
+		t.Errorf("alpha's session slept on after it held a lock on the runtime's table")
+	}
+	within(t, 5*time.Second, "a warning naming the runtime's table", func() bool {
+		return strings.Contains(in.Log.String(), "it held a lock on greenroom.runtime_locks")
+	})
+	// alpha's own sequences and tables are its to lock.
+	must(t, in, "alpha",
+		step{Op: "begin"},
+		exec("CREATE TABLE mine (id serial PRIMARY KEY)"),
+		exec("DO $$ BEGIN PERFORM nextval('mine_id_seq'); END $$"),
+		exec("SELECT pg_sleep(2.5)"),
+		step{Op: "commit"})
+	if strings.Count(in.Log.String(), "ended a database session of plugin alpha") != 2 {
+		t.Errorf("alpha's session was ended for its own lock:\n%s", in.Log.String())
+	}
+}
