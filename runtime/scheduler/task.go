@@ -177,6 +177,19 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 	if err != nil {
 		return bad("%v", err)
 	}
+	// crontab(5) (vixie cron): a day field starting with '*' ("*/2") is
+	// unrestricted, so the other day field alone decides (AND); robfig/cron
+	// drops its star for a step over 1 and ORs the two fields instead.
+	if ss, ok := s.(*cron.SpecSchedule); ok && !strings.HasPrefix(body, "@") {
+		const starBit = 1 << 63
+		f := strings.Fields(body)
+		if strings.HasPrefix(f[2], "*") || strings.HasPrefix(f[2], "?") {
+			ss.Dom |= starBit
+		}
+		if strings.HasPrefix(f[4], "*") || strings.HasPrefix(f[4], "?") {
+			ss.Dow |= starBit
+		}
+	}
 	if ss, ok := s.(*cron.SpecSchedule); ok && ss.Location != time.Local && ss.Location != time.UTC && fixedTime(body) {
 		wall := *ss
 		wall.Location = time.UTC

@@ -381,3 +381,46 @@ func TestCronWallTimeOddZones(t *testing.T) {
 		}
 	}
 }
+
+// The two day fields combine as crontab(5) says: when both are
+// restricted (neither starts with '*'), a day matching either runs; when
+// one starts with '*' — "*/2" too, which robfig/cron read as restricted —
+// both must match (an audit's "0 0 */2 * MON" ran on every odd day as
+// well as every Monday).
+func TestCronDayFieldsAsCrontab(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		ok   func(time.Time) bool
+	}{
+		{"0 0 */2 * MON", func(d time.Time) bool { return d.Weekday() == time.Monday && d.Day()%2 == 1 }},
+		{"0 0 13 * */5", func(d time.Time) bool { return d.Day() == 13 && (d.Weekday() == time.Sunday || d.Weekday() == time.Friday) }},
+		{"0 0 ?/10 * 1-5", func(d time.Time) bool { return d.Day()%10 == 1 && d.Weekday() >= time.Monday && d.Weekday() <= time.Friday }},
+		{"0 0 1,15 * MON", func(d time.Time) bool { return d.Day() == 1 || d.Day() == 15 || d.Weekday() == time.Monday }},
+		{"0 0 * * MON", func(d time.Time) bool { return d.Weekday() == time.Monday }},
+	} {
+		s, err := ParseCron(tc.spec)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.spec, err)
+		}
+		// Every day of two years: the ones the schedule gives are the
+		// ones crontab(5) runs on.
+		want := map[string]bool{}
+		from := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		for d := from; d.Year() < 2029; d = d.AddDate(0, 0, 1) {
+			if tc.ok(d) {
+				want[d.Format(time.DateOnly)] = true
+			}
+		}
+		got := 0
+		for x := s.Next(from.Add(-time.Second)); x.Year() < 2029; x = s.Next(x) {
+			if !want[x.Format(time.DateOnly)] {
+				t.Errorf("%s: runs on %s (%s)", tc.spec, x.Format(time.DateOnly), x.Weekday())
+				break
+			}
+			got++
+		}
+		if got != len(want) {
+			t.Errorf("%s: runs on %d days, crontab(5) on %d", tc.spec, got, len(want))
+		}
+	}
+}
