@@ -25,7 +25,7 @@ func TestJWTPayloadIsOneObject(t *testing.T) {
 	}
 	sign := func(payload string) string {
 		enc := base64.RawURLEncoding.EncodeToString
-		head := enc([]byte(`{"alg":"RS256","kid":"` + authtest.KidRSA + `","typ":"JWT"}`)) + "." + enc([]byte(payload))
+		head := enc([]byte(`{"alg":"RS256","kid":"`+authtest.KidRSA+`","typ":"JWT"}`)) + "." + enc([]byte(payload))
 		sig, err := jwt.SigningMethodRS256.Sign(head, idp.RSA)
 		if err != nil {
 			t.Fatal(err)

@@ -393,8 +393,12 @@ func TestCronDayFieldsAsCrontab(t *testing.T) {
 		ok   func(time.Time) bool
 	}{
 		{"0 0 */2 * MON", func(d time.Time) bool { return d.Weekday() == time.Monday && d.Day()%2 == 1 }},
-		{"0 0 13 * */5", func(d time.Time) bool { return d.Day() == 13 && (d.Weekday() == time.Sunday || d.Weekday() == time.Friday) }},
-		{"0 0 ?/10 * 1-5", func(d time.Time) bool { return d.Day()%10 == 1 && d.Weekday() >= time.Monday && d.Weekday() <= time.Friday }},
+		{"0 0 13 * */5", func(d time.Time) bool {
+			return d.Day() == 13 && (d.Weekday() == time.Sunday || d.Weekday() == time.Friday)
+		}},
+		{"0 0 ?/10 * 1-5", func(d time.Time) bool {
+			return d.Day()%10 == 1 && d.Weekday() >= time.Monday && d.Weekday() <= time.Friday
+		}},
 		{"0 0 1,15 * MON", func(d time.Time) bool { return d.Day() == 1 || d.Day() == 15 || d.Weekday() == time.Monday }},
 		{"0 0 * * MON", func(d time.Time) bool { return d.Weekday() == time.Monday }},
 	} {
