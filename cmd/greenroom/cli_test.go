@@ -112,9 +112,18 @@ database = true
 	// A pin that does not name the file is found too (serve refuses the
 	// plugin: an audit's config check passed it).
 	pin := strings.Repeat("a", 64)
-	os.WriteFile(files, []byte("[plugins.gone]\npath = \"gone.wasm\"\n[plugins.text]\npath = \"notes.txt\"\n[plugins.src]\npath = \".\"\n[plugins.hello]\npath = \"hello.wasm\"\n[plugins.pinned]\npath = \"hello.wasm\"\nsha256 = \""+pin+"\"\n"), 0o644)
+	// A module larger than any load takes (sparse: 300 MiB of zeros after
+	// the wasm header): serve refused it, config check passed it.
+	huge, err := os.Create(filepath.Join(dir, "huge.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge.Write([]byte("\x00asm\x01\x00\x00\x00"))
+	huge.Truncate(300 << 20)
+	huge.Close()
+	os.WriteFile(files, []byte("[plugins.gone]\npath = \"gone.wasm\"\n[plugins.text]\npath = \"notes.txt\"\n[plugins.src]\npath = \".\"\n[plugins.hello]\npath = \"hello.wasm\"\n[plugins.pinned]\npath = \"hello.wasm\"\nsha256 = \""+pin+"\"\n[plugins.huge]\npath = \"huge.wasm\"\n"), 0o644)
 	out, code = runCLI(t, nil, "config", "check", "--config", files)
-	for _, want := range []string{"3 plugin files cannot be loaded", "files.toml:11: plugins.pinned.sha256: sha256 pin mismatch: config pins " + pin + ", " + filepath.Join(dir, "hello.wasm") + " is ", "files.toml:2: plugins.gone.path: stat " + filepath.Join(dir, "gone.wasm") + ": no such file", "files.toml:4: plugins.text.path: " + filepath.Join(dir, "notes.txt") + " is not a WebAssembly module"} {
+	for _, want := range []string{"4 plugin files cannot be loaded", "files.toml:13: plugins.huge.path: " + filepath.Join(dir, "huge.wasm") + ": 314572800 bytes, more than 256 MiB", "files.toml:11: plugins.pinned.sha256: sha256 pin mismatch: config pins " + pin + ", " + filepath.Join(dir, "hello.wasm") + " is ", "files.toml:2: plugins.gone.path: stat " + filepath.Join(dir, "gone.wasm") + ": no such file", "files.toml:4: plugins.text.path: " + filepath.Join(dir, "notes.txt") + " is not a WebAssembly module"} {
 		if code != 1 || !strings.Contains(out, want) {
 			t.Errorf("config check (plugin files): exit %d, output lacks %q:\n%s", code, want, out)
 		}

@@ -316,6 +316,9 @@ func pluginFileProblems(cfg *config.Config) []string {
 		case !fi.Mode().IsRegular():
 			problem("%s is not a regular file", path)
 			continue
+		case fi.Size() > plugin.MaxModuleSize:
+			problem("%s: %d bytes, more than %d MiB, the largest module greenroom loads", path, fi.Size(), plugin.MaxModuleSize>>20)
+			continue
 		}
 		f, err := os.Open(path)
 		if err != nil {

@@ -1702,3 +1702,66 @@ host = "10.0.0.1"
 host = "ghe.example.com:8443"
 `, nil)
 }
+
+// Found by an audit of the config, each with its own check below:
+//   - an array a later file replaces leaves no line of the earlier file's
+//     elements behind (an error in it named the earlier file's line);
+//   - a body_limit past its bound is one error, not also request_budget's;
+//   - a static token with a control character, which no Authorization
+//     header can carry, is refused;
+//   - a cache directory that is a symbolic link to nothing is refused.
+func TestAuditedConfigErrors(t *testing.T) {
+	first := Source{Name: "c.toml", Data: []byte("[reading]\nallow = [\n  { host = \"a.example.com\",\n    paths = [\"/x\"] },\n]\n[[integrations.github]]\nhost = \"gh.example.com\"\n")}
+	second := Source{Name: "d.toml", Data: []byte("# later\n# file\n[reading]\nallow = [{ paths = [\"/y\"] }]\n[[integrations.github]]\ntoken = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n")}
+	_, err := Read([]Source{first, second}, env(nil))
+	for _, want := range []string{"d.toml:4: reading.allow[0].host: must not be empty", "d.toml:5: integrations.github[0].host: must not be empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "c.toml") {
+		t.Errorf("an error names the replaced file: %v", err)
+	}
+
+	_, err = read(t, "[server]\nbody_limit = \"3GiB\"\n", nil)
+	if err == nil || !strings.Contains(err.Error(), "server.body_limit") || strings.Contains(err.Error(), "request_budget") {
+		t.Errorf("a body_limit past its bound: %v, want its own error alone", err)
+	}
+
+	_, err = read(t, "[auth.tokens.ci]\ntoken = \"${T}\"\nsubject = \"service:ci\"\n", map[string]string{"T": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\x00bbbb"})
+	if err == nil || !strings.Contains(err.Error(), "auth.tokens.ci.token: must not contain control characters") || strings.Contains(err.Error(), "aaaaaaaa") {
+		t.Errorf("a token with a NUL: %v", err)
+	}
+
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte("[runtime]\ncache_dir = \"dangling\"\n"), 0o644)
+	if _, err := Load([]string{cfg}, env(nil)); err == nil || !strings.Contains(err.Error(), cfg+":2: runtime.cache_dir: "+filepath.Join(dir, "dangling")+" is a symbolic link to nothing") {
+		t.Errorf("a dangling link as cache_dir: %v", err)
+	}
+}
+
+// config print looks a plugin up by the id in a key's path: it looped
+// over every plugin for every key it printed, quadratic in the plugins (an
+// audit: 4000 plugins, 21 s of CPU; 1.6 s now, the bound is generous).
+func TestPrintLinearInPlugins(t *testing.T) {
+	var b strings.Builder
+	for i := range 4000 {
+		fmt.Fprintf(&b, "[plugins.p%d]\npath = \"p.wasm\"\n[plugins.p%d.config]\nk = 1\n", i, i)
+	}
+	c := mustRead(t, b.String(), nil)
+	start := time.Now()
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("config print of 4000 plugins took %v", took)
+	}
+	if !bytes.Contains(out, []byte("[plugins.p3999.config]")) {
+		t.Errorf("the last plugin is not printed")
+	}
+}

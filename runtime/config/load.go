@@ -142,6 +142,18 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 			errs = append(errs, &Error{Origin: origin, Msg: err.Error()})
 			continue
 		}
+		// A value that is not a table replaces what earlier files had
+		// under its key (an array of tables, an inline table's array):
+		// their lines are not where anything in use was set.
+		for o := range origins {
+			for p := parentPath(o); p != ""; p = parentPath(p) {
+				if _, set := lines[p]; set && !tables[p] {
+					delete(origins, o)
+					delete(tableOrigins, o)
+					break
+				}
+			}
+		}
 		for k, line := range lines {
 			// Tables merge: one keeps the line that first created it.
 			// Anything else is replaced, and is where the later file

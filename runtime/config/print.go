@@ -79,17 +79,33 @@ func (c *Config) redact(path string, v any, secret bool) any {
 // literal returns the source text of the plugin config value at path
 // (plugins.<id>.config.<key>), if it has one.
 func (c *Config) literal(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, "plugins.")
+	p, key, ok := c.pluginConfigKey(path)
 	if !ok {
 		return "", false
 	}
-	for id, p := range c.Plugins {
-		if key, ok := strings.CutPrefix(rest, id+".config."); ok && p != nil {
-			text, ok := p.literals[plainKey(key)]
-			return text, ok
-		}
+	text, ok := p.literals[plainKey(key)]
+	return text, ok
+}
+
+// pluginConfigKey splits a path plugins.<id>.config.<key> into the plugin
+// and the key: a plugin id needs no quoting and holds no dot, so it is
+// the part after "plugins." (a lookup, not a loop over every plugin,
+// which made config print quadratic in the number of plugins).
+func (c *Config) pluginConfigKey(path string) (*Plugin, string, bool) {
+	rest, ok := strings.CutPrefix(path, "plugins.")
+	if !ok {
+		return nil, "", false
 	}
-	return "", false
+	id, rest, ok := strings.Cut(rest, ".")
+	if !ok {
+		return nil, "", false
+	}
+	key, ok := strings.CutPrefix(rest, "config.")
+	p := c.Plugins[id]
+	if !ok || p == nil {
+		return nil, "", false
+	}
+	return p, key, true
 }
 
 func (c *Config) isSecret(path string) bool {
@@ -104,15 +120,6 @@ func alwaysSecret(path string) bool {
 }
 
 func (c *Config) isListedSecret(path string) bool {
-	rest, ok := strings.CutPrefix(path, "plugins.")
-	if !ok {
-		return false
-	}
-	for id, p := range c.Plugins {
-		key, ok := strings.CutPrefix(rest, id+".config.")
-		if ok && p != nil && underListedKey(key, p.Secrets) {
-			return true
-		}
-	}
-	return false
+	p, key, ok := c.pluginConfigKey(path)
+	return ok && underListedKey(key, p.Secrets)
 }

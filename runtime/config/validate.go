@@ -133,7 +133,8 @@ func (v *validator) server() {
 	if s.ResponseBudget == 0 {
 		v.fail("server.response_budget", "must be more than 0")
 	}
-	if s.RequestBudget < s.BodyLimit {
+	// A body_limit past its own bound has its error; not also this one.
+	if s.RequestBudget < s.BodyLimit && s.BodyLimit <= maxBodyLimit {
 		v.fail("server.request_budget", "(%s) must be at least server.body_limit (%s): a body that large could never be read", s.RequestBudget, s.BodyLimit)
 	}
 	if s.HeaderLimit < minHeaderLimit || s.HeaderLimit > maxHeaderLimit {
@@ -421,6 +422,14 @@ func notADirectory(dir string) string {
 			return fmt.Sprintf("%s is not a directory", dir)
 		case err == nil:
 			return fmt.Sprintf("%s is not a directory, so %s cannot be made", p, dir)
+		case errors.Is(err, fs.ErrNotExist):
+			// A symbolic link to nothing: MkdirAll cannot make it.
+			if lst, lerr := os.Lstat(p); lerr == nil && lst.Mode()&fs.ModeSymlink != 0 {
+				return fmt.Sprintf("%s is a symbolic link to nothing, so %s cannot be made", p, dir)
+			}
+			if filepath.Dir(p) == p {
+				return ""
+			}
 		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
 			return ""
 		case filepath.Dir(p) == p:
@@ -589,9 +598,13 @@ func (v *validator) auth() {
 			v.fail(p+".token", "must be at least %d characters, got %d", MinTokenLength, n)
 		}
 		// A bearer token is presented trimmed: one with spaces around it
-		// (a newline from an env file) could never match.
-		if strings.TrimSpace(t.Token) != t.Token {
+		// (a newline from an env file) could never match, nor one with a
+		// control character, which no Authorization header can carry.
+		switch {
+		case strings.TrimSpace(t.Token) != t.Token:
 			v.fail(p+".token", "must not begin or end with whitespace (a newline from an environment file?)")
+		case strings.ContainsFunc(t.Token, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			v.fail(p+".token", "must not contain control characters: it is sent in an HTTP header, which cannot carry them")
 		}
 		if other, ok := seen[t.Token]; ok && t.Token != "" {
 			v.fail(p+".token", "is the same as %s.token", other)
