@@ -170,8 +170,9 @@ type backend interface {
 	// (PostgreSQL: read or create the role key).
 	prepare(ctx context.Context, db *bun.DB) error
 	// lock takes the named cross-replica lock; the returned function
-	// releases it.
-	lock(ctx context.Context, db *bun.DB, name string) (func(), error)
+	// releases it. The critical section runs under the context returned,
+	// which is cancelled if the lock may have been lost.
+	lock(ctx context.Context, db *bun.DB, name string) (context.Context, func(), error)
 	// plugin provisions and opens plugin id's database.
 	plugin(ctx context.Context, db *bun.DB, id string, lim Limits) (*sql.DB, error)
 	// classify turns a driver error into the error the guest sees.
@@ -266,7 +267,7 @@ func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
 	if err := b.check(ctx, db); err != nil {
 		return fail(err)
 	}
-	unlock, err := b.lock(ctx, db, "runtime")
+	ctx, unlock, err := b.lock(ctx, db, "runtime")
 	if err != nil {
 		return fail(err)
 	}
@@ -424,7 +425,7 @@ func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id strin
 	}
 	locked := false
 	sdb, err := func() (*sql.DB, error) {
-		unlock, err := b.lock(ctx, db, "plugin:"+id)
+		held, unlock, err := b.lock(ctx, db, "plugin:"+id)
 		if err != nil && serverWent(err) {
 			// The server ended the runtime's own lock connection (a
 			// restart, a failover), which no plugin can do: retried.
@@ -435,7 +436,11 @@ func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id strin
 		}
 		locked = true
 		defer unlock()
-		return b.plugin(ctx, db, id, lim)
+		sdb, err := b.plugin(held, db, id, lim)
+		if lost := lockLost(held); err != nil && lost != nil {
+			err = &heldUpError{fmt.Errorf("setting up the plugin's database: %w: %w", lost, err)}
+		}
+		return sdb, err
 	}()
 	if err != nil && ctx.Err() != nil && parent.Err() == nil {
 		err = fmt.Errorf("setting up the plugin's database did not finish within %s, twice limits.migration_timeout (waiting for its cross-replica lock, which another replica holds while it migrates, or for a lock on its role or schema that a transaction holds): %w", bound, err)

@@ -46,3 +46,31 @@ func FailReapChecks(fail func() bool) (restore func()) {
 // MarkTable is the table of a plugin's SQLite file that lists the
 // migrations the file holds.
 const MarkTable = markTable
+
+// SetMigrationIdleTimeout sets how long a migration's transaction may sit
+// idle on PostgreSQL; it returns a function that restores it.
+func SetMigrationIdleTimeout(d time.Duration) (restore func()) {
+	old := migrationIdleTimeout
+	migrationIdleTimeout = d
+	return func() { migrationIdleTimeout = old }
+}
+
+// Lock takes s's cross-replica lock name as the runtime does.
+func Lock(ctx context.Context, s *Service, name string) (context.Context, func(), error) {
+	return s.backend.lock(ctx, s.DB(), name)
+}
+
+// SetLockTimings sets how long a held lock's session may stay idle and
+// how often its holder keeps it busy; it returns a function that restores
+// them.
+func SetLockTimings(idle, heartbeat time.Duration) (restore func()) {
+	oldIdle, oldBeat := lockIdleTimeout, lockHeartbeat
+	lockIdleTimeout, lockHeartbeat = idle, heartbeat
+	return func() { lockIdleTimeout, lockHeartbeat = oldIdle, oldBeat }
+}
+
+// IsLockLost reports whether err is a lost lock.
+func IsLockLost(err error) bool {
+	var lost *errLockLost
+	return errors.As(err, &lost)
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -84,6 +85,13 @@ func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.
 		}
 		mig.GroupID = group
 		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if client == ClientPG {
+				// As a plugin migration's (applyOne): a replica held up
+				// mid-migration must not hold the runtime's tables.
+				if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(migrationIdleTimeout.Milliseconds(), 10)); err != nil {
+					return err
+				}
+			}
 			if _, err := tx.ExecContext(ctx, string(sqlText)); err != nil {
 				return err
 			}

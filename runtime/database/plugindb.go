@@ -1265,7 +1265,7 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		return err
 	}
 	db := p.svc.DB()
-	unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
+	held, unlock, err := p.svc.backend.lock(ctx, db, "plugin:"+p.id)
 	if err != nil {
 		err = fmt.Errorf("waiting for the plugin's migration lock (another replica applying them?): %w", timedOut(err))
 		if ctx.Err() != nil && parent.Err() == nil || serverWent(err) {
@@ -1277,6 +1277,22 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	if err := p.migrateLocked(held, parent, files, timedOut); err != nil {
+		if lost := lockLost(held); lost != nil || heldUp(err) {
+			if lost == nil {
+				lost = errors.New("this replica was held up: the database server ended the migration's transaction, idle past its bound")
+			}
+			return &heldUpError{fmt.Errorf("%w: %w", lost, err)}
+		}
+		return err
+	}
+	return nil
+}
+
+// migrateLocked applies plugin p's pending migrations under its
+// cross-replica lock: ApplyMigrations's critical section.
+func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.MigrationFile, timedOut func(error) error) (err error) {
+	db := p.svc.DB()
 	var recs []pluginMigration
 	if err := db.NewSelect().Model(&recs).Where("plugin = ?", p.id).Scan(ctx); err != nil {
 		return fmt.Errorf("read applied migrations: %w", err)
@@ -1463,6 +1479,14 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			ms = max(time.Until(deadline).Milliseconds()+1, 1)
 		}
 		if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(ms, 10)); err != nil {
+			return err
+		}
+		// The runtime leaves the transaction idle only for a moment
+		// (while it records the migration): idle for longer, this
+		// replica is held up (stopped, a paused VM, cut off), and the
+		// locks the migration took would hold up every other replica's
+		// use of those tables for as long as that lasts.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(migrationIdleTimeout.Milliseconds(), 10)); err != nil {
 			return err
 		}
 	}

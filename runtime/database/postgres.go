@@ -332,16 +332,25 @@ func (b *pgBackend) revokeFromPublic(ctx context.Context, db *bun.DB) {
 // Plugin roles have no privilege on schema greenroom, so no plugin can
 // take or hold these locks, as it could advisory locks, which every role
 // may take.
-func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (func(), error) {
+//
+// A replica held up while it holds the lock (stopped, a paused VM, cut off
+// from the server) must not keep every other replica waiting for as long
+// as that lasts: the server ends the lock's session once it has been idle
+// for lockIdleTimeout, and the holder keeps it busy every lockHeartbeat
+// while it is alive. The context returned, which the critical section
+// runs under, is cancelled (its cause an *errLockLost) when a heartbeat
+// fails: the lock may be another replica's by then.
+func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (context.Context, func(), error) {
 	c := b.conf.Copy()
 	c.RuntimeParams["application_name"] = "greenroom lock"
 	// Waiting is bounded by ctx, holding by the critical section.
-	for _, p := range []string{"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"} {
+	for _, p := range []string{"statement_timeout", "lock_timeout"} {
 		c.RuntimeParams[p] = "0"
 	}
+	c.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(lockIdleTimeout.Milliseconds(), 10)
 	conn, err := pgx.ConnectConfig(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: connect to PostgreSQL: %w", name, err)
+		return nil, nil, fmt.Errorf("lock %s: connect to PostgreSQL: %w", name, err)
 	}
 	_, err = conn.Exec(ctx, "INSERT INTO "+locksTable+" (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", name)
 	if err == nil {
@@ -352,10 +361,64 @@ func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (func(), e
 	}
 	if err != nil {
 		conn.Close(context.Background())
-		return nil, fmt.Errorf("lock %s: %w", name, err)
+		return nil, nil, fmt.Errorf("lock %s: %w", name, err)
 	}
-	return func() { conn.Close(context.Background()) }, nil
+	held, lost := context.WithCancelCause(ctx)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lockHeartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			hctx, cancel := context.WithTimeout(context.Background(), lockHeartbeat)
+			_, err := conn.Exec(hctx, "SELECT 1")
+			cancel()
+			if err != nil {
+				lost(&errLockLost{name: name, err: err})
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return held, func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			lost(nil)
+			conn.Close(context.Background())
+		})
+	}, nil
 }
+
+// How long a held cross-replica lock's session may stay idle before the
+// server ends it, and how often its holder keeps it busy (see lock).
+var (
+	lockIdleTimeout = 30 * time.Second
+	lockHeartbeat   = 5 * time.Second
+)
+
+// migrationIdleTimeout bounds how long a migration's transaction, the
+// runtime's or a plugin's, may sit idle on PostgreSQL before the server
+// ends it (see applyOne).
+var migrationIdleTimeout = 15 * time.Second
+
+// errLockLost is the cause of a lock's context when its session could no
+// longer be reached: the server may have ended it, and another replica
+// taken the lock.
+type errLockLost struct {
+	name string
+	err  error
+}
+
+func (e *errLockLost) Error() string {
+	return fmt.Sprintf("lost the cross-replica lock %s (this replica was held up, or cut off from the database server): %v", e.name, e.err)
+}
+func (e *errLockLost) Unwrap() error { return e.err }
 
 // RoleName is the login role of plugin id in database dbname
 // (pgname.Role).
@@ -598,7 +661,7 @@ func (b *pgBackend) grantConnect(ctx context.Context, db *bun.DB, role string) e
 	if granted {
 		return nil
 	}
-	unlock, err := b.lock(ctx, db, databaseLock)
+	_, unlock, err := b.lock(ctx, db, databaseLock)
 	if err != nil {
 		return err
 	}

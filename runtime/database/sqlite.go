@@ -151,12 +151,13 @@ func createPrivate(path string) error {
 func (b *sqliteBackend) check(context.Context, *bun.DB) error   { return nil }
 func (b *sqliteBackend) prepare(context.Context, *bun.DB) error { return nil }
 
-func (b *sqliteBackend) lock(ctx context.Context, _ *bun.DB, name string) (func(), error) {
+func (b *sqliteBackend) lock(ctx context.Context, _ *bun.DB, name string) (context.Context, func(), error) {
 	path := filepath.Join(b.dir, "greenroom.lock")
 	if id, ok := strings.CutPrefix(name, "plugin:"); ok {
 		path = filepath.Join(b.dir, "plugins", id+".lock")
 	}
-	return lockFile(ctx, path)
+	unlock, err := lockFile(ctx, path)
+	return ctx, unlock, err
 }
 
 func (b *sqliteBackend) plugin(ctx context.Context, _ *bun.DB, id string, lim Limits) (*sql.DB, error) {

@@ -45,7 +45,8 @@ func Transient(err error) bool {
 	var pe *pendingError
 	var le *lockWaitError
 	var se *serverGoneError
-	if errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &se) {
+	var he *heldUpError
+	if errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &se) || errors.As(err, &he) {
 		return true
 	}
 	var ce *pgconn.ConnectError
@@ -90,7 +91,10 @@ func RetryWhy(err error) string {
 	var pe *pendingError
 	var le *lockWaitError
 	var se *serverGoneError
+	var he *heldUpError
 	switch {
+	case errors.As(err, &he):
+		return "after this replica was held up while it set up or migrated the plugin's database"
 	case errors.As(err, &se):
 		return "after the database server restarted during its migration"
 	case errors.As(err, &pe):
@@ -116,4 +120,32 @@ func serverWent(err error) bool {
 		return true
 	}
 	return strings.HasPrefix(pg.Code, "08")
+}
+
+// heldUpError is the load error of a plugin whose database setup or
+// migration this replica could not finish because it was held up (stopped,
+// a paused VM, cut off from the server) past the bounds that keep the
+// other replicas from waiting for it: its cross-replica lock's session, or
+// its migration's transaction, idle too long, ended by the server. The
+// load is retried.
+type heldUpError struct{ err error }
+
+func (e *heldUpError) Error() string { return e.err.Error() }
+func (e *heldUpError) Unwrap() error { return e.err }
+
+// lockLost returns the *errLockLost that cancelled a lock's context, or
+// nil.
+func lockLost(held context.Context) error {
+	var lost *errLockLost
+	if errors.As(context.Cause(held), &lost) {
+		return lost
+	}
+	return nil
+}
+
+// heldUp reports whether err is the server ending a transaction that was
+// idle past its idle_in_transaction_session_timeout (SQLSTATE 25P03).
+func heldUp(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "25P03"
 }

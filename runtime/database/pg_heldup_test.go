@@ -1,0 +1,106 @@
+package database_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+)
+
+// A replica held up (stopped, a paused VM, cut off) while it holds a
+// cross-replica lock kept every other replica waiting for as long as that
+// lasted (an audit: a replica stopped mid-migration kept another from
+// starting for minutes). The server ends the lock's session once it has
+// been idle for its bound, which the holder's heartbeat prevents while
+// it is alive; a holder whose heartbeat fails has its critical section's
+// context cancelled.
+func TestPGHeldUpLockIsLetGo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	svc := database.New(database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole}, logrus.New())
+	defer svc.Close()
+	if err := svc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Held up: no heartbeat. Another replica gets the lock once the
+	// server has ended the idle session.
+	restore := database.SetLockTimings(time.Second, time.Hour)
+	defer restore()
+	_, unlock, err := database.Lock(ctx, svc, "test:held-up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	wait, cancelWait := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelWait()
+	start := time.Now()
+	_, unlock2, err := database.Lock(wait, svc, "test:held-up")
+	if err != nil {
+		t.Fatalf("the lock of a held-up replica was not let go: %v", err)
+	}
+	unlock2()
+	t.Logf("taken over after %v", time.Since(start))
+
+	// Alive: the heartbeat keeps the session past the idle bound.
+	database.SetLockTimings(time.Second, 200*time.Millisecond)
+	held, unlock3, err := database.Lock(ctx, svc, "test:alive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock3()
+	short, cancelShort := context.WithTimeout(ctx, 2500*time.Millisecond)
+	defer cancelShort()
+	if _, _, err := database.Lock(short, svc, "test:alive"); err == nil {
+		t.Fatal("a live replica's lock was taken from it")
+	}
+	if held.Err() != nil {
+		t.Fatalf("a live replica's lock context ended: %v", context.Cause(held))
+	}
+	// Its session ended from outside: the critical section is told.
+	if _, err := svc.DB().DB.ExecContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'greenroom lock' AND state = 'idle in transaction'"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held.Done():
+		if !database.IsLockLost(context.Cause(held)) {
+			t.Errorf("cause %v, want a lost lock", context.Cause(held))
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the critical section was not told that its lock was lost")
+	}
+}
+
+// A migration's transaction idle past its bound (the replica applying it
+// held up between its statements) is ended by the server, so that the
+// locks the migration took do not hold up every other replica; the
+// held-up replica's load is retried, not failed for good, and nothing is
+// recorded.
+func TestPGHeldUpMigrationIsRetried(t *testing.T) {
+	defer database.SetMigrationIdleTimeout(500 * time.Millisecond)()
+	database.SetMigrationCommitHook(func(stage string) error {
+		if stage == "before" {
+			time.Sleep(1500 * time.Millisecond) // held up, the transaction idle
+		}
+		return nil
+	})
+	t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
+	database.SetMigrationCommitHook(nil)
+	st, reason := in.RT.Slot("alpha").Status()
+	if st != "retrying" || !strings.Contains(reason, "held up") {
+		t.Errorf("alpha: %s %q, want its load retried after it was held up", st, reason)
+	}
+	within(t, 15*time.Second, "alpha to load on its retry", func() bool {
+		st, _ := in.RT.Slot("alpha").Status()
+		return st == "ready"
+	})
+	if r := run(t, in, "alpha", query("SELECT count(*) FROM applied")); r[0].Error != "" || len(r[0].Rows) != 1 || r[0].Rows[0][0] != float64(1) {
+		t.Errorf("002 applied %v (%s), want once", r[0].Rows, r[0].Error)
+	}
+}
