@@ -50,6 +50,19 @@ func (c *CancelRequest) SetFence(at time.Time) {
 	}
 }
 
+// FenceLeft returns the fence (as SetFence set it) and how long is left
+// until it on the request's clock; ok is false when there is none.
+func (c *CancelRequest) FenceLeft() (fence int64, left time.Duration, ok bool) {
+	if c == nil || c.now == nil {
+		return 0, 0, false
+	}
+	f := c.fence.Load()
+	if f == 0 {
+		return 0, 0, false
+	}
+	return f, time.Duration(f - c.now().UnixNano()), true
+}
+
 // Fenced reports whether the call is past its fence, and records it.
 func (c *CancelRequest) Fenced() bool {
 	if c == nil || c.now == nil {

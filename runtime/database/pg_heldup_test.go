@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
 )
@@ -102,5 +103,66 @@ func TestPGHeldUpMigrationIsRetried(t *testing.T) {
 	})
 	if r := run(t, in, "alpha", query("SELECT count(*) FROM applied")); r[0].Error != "" || len(r[0].Rows) != 1 || r[0].Rows[0][0] != float64(1) {
 		t.Errorf("002 applied %v (%s), want once", r[0].Rows, r[0].Error)
+	}
+}
+
+// A plugin's transaction may sit idle on PostgreSQL until a second past
+// its call's deadline, when the runtime rolls it back itself: only a
+// replica held up with it open (stopped, a paused VM, cut off) leaves it
+// idle longer, and its locks held up every other replica, the one that
+// took over a global task among them, for as long as that lasted (an
+// audit). Outside a transaction nothing is set.
+func TestPGTransactionIdleBound(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "timeout = \"7s\""))
+	r := must(t, in, "alpha", step{Op: "begin"}, query("SHOW idle_in_transaction_session_timeout"), step{Op: "rollback"}, query("SHOW idle_in_transaction_session_timeout"))
+	got, err := time.ParseDuration(r[1].Rows[0][0].(string))
+	if err != nil {
+		t.Fatalf("SHOW in the transaction: %v %q", err, r[1].Rows)
+	}
+	if got < 6*time.Second || got > 8*time.Second {
+		t.Errorf("idle bound in a transaction of a 7s call: %v, want about 8s", got)
+	}
+	if v := r[3].Rows[0][0]; v != "0" {
+		t.Errorf("idle bound outside a transaction: %v, want 0", v)
+	}
+}
+
+// In a global task's run the idle bound follows the run's fence, its
+// lease deadline: set at Begin, and set again after a statement once a
+// renewal has moved the fence.
+func TestPGTransactionIdleBoundFollowsTheFence(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	svc := database.New(database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole}, logrus.New())
+	defer svc.Close()
+	if err := svc.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.Plugin(ctx, "alpha", database.Limits{MaxConns: 2, StatementTimeout: 5 * time.Second, MaxResult: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &hostfuncs.Instance{Cancel: hostfuncs.NewFencedCancelRequest(make(chan struct{}), time.Now)}
+	defer in.EndCall()
+	in.Cancel.SetFence(time.Now().Add(30 * time.Second))
+	tx, err := p.Begin(ctx, in, hostfuncs.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := &hostfuncs.Statement{Tx: tx, SQL: "SELECT 1"}
+	if _, err := p.Exec(ctx, in, stmt); err != nil {
+		t.Fatal(err)
+	}
+	// A renewal moves the fence (here nearer, to see it applied): the
+	// next statement sets the bound anew, and the server ends the
+	// transaction once it has been idle that long.
+	in.Cancel.SetFence(time.Now().Add(time.Second))
+	if _, err := p.Exec(ctx, in, stmt); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	in.Cancel.SetFence(time.Now().Add(30 * time.Second))
+	if _, err := p.Exec(ctx, in, stmt); err == nil || !strings.Contains(err.Error(), "idle-in-transaction timeout") {
+		t.Errorf("a statement after the transaction sat idle past its fence: %v, want the server's idle-in-transaction timeout", err)
 	}
 }

@@ -145,6 +145,41 @@ type openTx struct {
 	aborted string
 	// readOnly: begun read-only (BeginTx's TxOptions.ReadOnly).
 	readOnly bool
+	// fence is the call's fence when the transaction's idle bound was
+	// last set (PostgreSQL; see idleBound).
+	fence int64
+}
+
+// idleBound is how long a transaction of the call may sit idle on
+// PostgreSQL before the server ends it (idle_in_transaction_session_timeout),
+// and the call's fence it was computed with: until a second past the
+// call's deadline, when the runtime rolls it back itself, and in a global
+// task's run no later than the run's fence (its lease deadline). Only a
+// replica held up with the transaction open (stopped, a paused VM, cut off
+// from the server) leaves it idle that long, and the locks it holds would
+// hold up every other replica — the one that took the task over among
+// them — for as long as that lasted (an audit). ok is false when the call
+// has neither deadline nor fence.
+func idleBound(ctx context.Context, in *hostfuncs.Instance) (bound time.Duration, fence int64, ok bool) {
+	if d, has := ctx.Deadline(); has {
+		bound, ok = time.Until(d)+time.Second, true
+	}
+	if f, left, has := in.Cancel.FenceLeft(); has {
+		fence = f
+		if !ok || left < bound {
+			bound, ok = left, true
+		}
+	}
+	return max(bound, time.Millisecond), fence, ok
+}
+
+// setIdleBound sets the idle bound of t's transaction (see idleBound).
+func setIdleBound(ctx context.Context, t *openTx, bound time.Duration, fence int64) error {
+	_, err := t.tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(bound.Milliseconds()+1, 10))
+	if err == nil {
+		t.fence = fence
+	}
+	return err
 }
 
 // dbFull marks a statement's error as a database that reached
@@ -348,6 +383,12 @@ func (p *PluginDB) runner(ctx context.Context, in *hostfuncs.Instance, st *hostf
 				t.tx.Rollback()
 				t.aborted = "the transaction was ended by the plugin's own SQL, and what ran after that ran outside it; roll it back and start again"
 				err = hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s; it ran and ended the transaction", inTxRefusal("a statement that ends a transaction"))
+			case err == nil && p.svc.cfg.Client == ClientPG:
+				// The run's lease was renewed since the bound was set:
+				// the transaction may now be idle until the new fence.
+				if bound, fence, ok := idleBound(ctx, in); ok && fence != t.fence {
+					setIdleBound(ctx, t, bound, fence)
+				}
 			case err == nil:
 			case pgConnLost(t.conn):
 				// Its statement cost the connection (given up at its
@@ -1087,6 +1128,17 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 		conn.Close()
 		return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
 	}
+	t := &openTx{conn: conn, tx: tx, readOnly: opts.ReadOnly}
+	if p.svc.cfg.Client == ClientPG {
+		if bound, fence, ok := idleBound(ctx, in); ok {
+			if err := setIdleBound(ctx, t, bound, fence); err != nil {
+				tx.Rollback()
+				p.reapLost(conn)
+				conn.Close()
+				return 0, p.fail(ctx, ctx, lim, &hostfuncs.Statement{}, err)
+			}
+		}
+	}
 	st := p.txs(in)
 	if len(st.open) == 0 {
 		in.OnCallEnd(func() { p.endCall(in) })
@@ -1095,7 +1147,7 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 	if st.next == 0 || st.next > 1<<31-1 {
 		st.next = 1
 	}
-	st.open[st.next] = &openTx{conn: conn, tx: tx, readOnly: opts.ReadOnly}
+	st.open[st.next] = t
 	return st.next, nil
 }
 
