@@ -68,10 +68,27 @@ func pluginCmd() *cobra.Command {
 			if fi, err := os.Stat(out); err == nil && fi.IsDir() || strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)) {
 				return &exitError{code: 2, err: fmt.Errorf("-o %s is a directory: name the .wasm file to write", out)}
 			}
+			discard := false
+			if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
+				if out != os.DevNull {
+					// Renamed over, a device or a pipe would be replaced
+					// by a regular file (as root, /dev/null itself).
+					return &exitError{code: 2, err: fmt.Errorf("-o %s is %s, not a regular file: name the .wasm file to write (it would be replaced by one)", out, plugin.FileKind(fi.Mode()))}
+				}
+				discard = true // -o /dev/null: build and check, keep nothing
+			}
 			// Built next to out and checked before it replaces out: a
 			// module the runtime would refuse leaves the file there was (a
 			// watching server keeps its plugin's file).
 			tmp := out + ".building"
+			if discard {
+				d, err := os.MkdirTemp("", "greenroom-build-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(d)
+				tmp = filepath.Join(d, "plugin.wasm")
+			}
 			if err := build.Build(cmd.Context(), dir, tmp); err != nil {
 				os.Remove(tmp)
 				return err
@@ -87,7 +104,9 @@ func pluginCmd() *cobra.Command {
 				os.Remove(tmp)
 				return fmt.Errorf("%s built, but it is not a greenroom plugin (not written to %s): %w", dir, out, err)
 			}
-			if err := os.Rename(tmp, out); err != nil {
+			if discard {
+				out = "(discarded)"
+			} else if err := os.Rename(tmp, out); err != nil {
 				os.Remove(tmp)
 				return err
 			}
@@ -255,7 +274,11 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		fmt.Fprintf(w, "abi version:   none declared\n")
 	}
 	fmt.Fprintf(w, "capabilities:  %s\n", listOrNone(m.Capabilities))
-	fmt.Fprintf(w, "exports:       %s\n", listOrNone(m.Exports))
+	exports := make([]string, len(m.Exports))
+	for i, e := range m.Exports {
+		exports[i] = plugin.ShownName(e)
+	}
+	fmt.Fprintf(w, "exports:       %s\n", listOrNone(exports))
 	fmt.Fprintf(w, "imports:\n")
 	for _, imp := range m.Imports {
 		c := ""
@@ -265,7 +288,7 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		if imp.Kind != "" {
 			c += "  (" + imp.Kind + ")"
 		}
-		fmt.Fprintf(w, "  %s.%s%s\n", imp.Module, imp.Name, c)
+		fmt.Fprintf(w, "  %s.%s%s\n", plugin.ShownName(imp.Module), plugin.ShownName(imp.Name), c)
 	}
 	for _, g := range r.Grants {
 		fmt.Fprintf(w, "config plugin: %s\n", g.Plugin)
@@ -407,3 +430,4 @@ func configCmd() *cobra.Command {
 	cmd.AddCommand(check, print)
 	return cmd
 }
+

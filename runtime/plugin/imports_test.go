@@ -229,6 +229,42 @@ func TestImportsRefusalBounded(t *testing.T) {
 	}
 }
 
+// A module's names reach its refusal clipped and escaped: an import named
+// with 1 MiB made a refusal of 1 MiB in every 503, log line and admin
+// answer (an audit's, of 100 MB, held a gigabyte), and one with a newline
+// and terminal escapes forged lines of plugin inspect's output.
+func TestModuleNamesShownBounded(t *testing.T) {
+	long := strings.Repeat("A", 1<<20)
+	forged := "x\n\x1b[2Jvalid:         yes"
+	for _, wasm := range [][]byte{
+		importsModule(funcImport("greenroom", long, typeVoid), funcImport(forged, "f", typeVoid), globalImport("env", forged)),
+	} {
+		_, err := Inspect(context.Background(), wasm, nil)
+		if err == nil {
+			t.Fatal("accepted")
+		}
+		msg := err.Error()
+		if len(msg) > 4096 || !strings.Contains(msg, "...(1048576 bytes)") {
+			t.Errorf("refusal of %d bytes, want the long name clipped:\n%.600s", len(msg), msg)
+		}
+		if strings.ContainsAny(msg, "\n\x1b") || !strings.Contains(msg, `"x\n\x1b[2Jvalid:         yes"`) {
+			t.Errorf("a name with control characters not escaped:\n%.600s", msg)
+		}
+	}
+	for in, want := range map[string]string{
+		"fd_write":               "fd_write",
+		"a b":                    `"a b"`,
+		"é":                      `"é"`,
+		strings.Repeat("é", 100): `"` + strings.Repeat("é", 64) + `"...(200 bytes)`,
+		strings.Repeat("b", 129): strings.Repeat("b", 128) + "...(129 bytes)",
+		"\xff":                   `"\xff"`,
+	} {
+		if got := ShownName(in); got != want {
+			t.Errorf("ShownName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // Inspect applies the table budget a load applies (MaxTableEntries): a
 // module whose table starts larger is refused by both.
 func TestInspectRefusesOversizedTable(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -152,7 +153,7 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 		if v, ok := strings.CutPrefix(name, hostfuncs.ExportABIPrefix); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil || strconv.Itoa(n) != v { // "01" or "+1" names no version
-				errs = append(errs, fmt.Sprintf("export %q does not name an ABI version", name))
+				errs = append(errs, fmt.Sprintf("export %s does not name an ABI version", strconv.Quote(ShownName(name))))
 				continue
 			}
 			versions = append(versions, n)
@@ -208,8 +209,9 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 
 	caps := map[string]bool{}
 	for _, f := range cm.Imports {
-		mod, name := f.Module, f.Name
-		imp := Import{Module: mod, Name: name}
+		imp := Import{Module: f.Module, Name: f.Name}
+		// The module's own names, shown in errors: clipped and escaped.
+		mod, name := ShownName(f.Module), ShownName(f.Name)
 		switch mod {
 		case wasiModule:
 			// wazero's WASI exports every preview 1 function; a name it
@@ -219,7 +221,7 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 				errs = append(errs, err.Error())
 				break
 			}
-			want, ok := wasi[name]
+			want, ok := wasi[f.Name]
 			if !ok {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
 				break
@@ -229,7 +231,7 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 					mod, name, typeNames(f.Type.Params), typeNames(f.Type.Results), typeNames(want.Params), typeNames(want.Results)))
 			}
 		case hostfuncs.ModuleName:
-			hf, ok := hostfuncs.Lookup(name)
+			hf, ok := hostfuncs.Lookup(f.Name)
 			if !ok {
 				errs = append(errs, fmt.Sprintf("module imports %s.%s, which this runtime does not provide", mod, name))
 				break
@@ -258,7 +260,7 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 		if imp.Kind == instrument.ImportFunction {
 			continue
 		}
-		errs = append(errs, fmt.Sprintf("module imports %s %s.%s; a plugin must define its own", imp.Kind, imp.Module, imp.Name))
+		errs = append(errs, fmt.Sprintf("module imports %s %s.%s; a plugin must define its own", imp.Kind, ShownName(imp.Module), ShownName(imp.Name)))
 		info.Imports = append(info.Imports, Import{Module: imp.Module, Name: imp.Name, Kind: imp.Kind.String()})
 	}
 	slices.SortFunc(info.Imports, func(a, b Import) int {
@@ -282,6 +284,29 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// ShownName is a name a module declares as errors and inspection show it:
+// at most 128 bytes of it, and quoted (control characters escaped) unless
+// it is printable ASCII, so that a hostile module's names cannot make a
+// refusal of many megabytes or write escape sequences to a terminal.
+func ShownName(s string) string {
+	const max = 128
+	clipped := ""
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		clipped = fmt.Sprintf("...(%d bytes)", len(s))
+		s = s[:cut]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\' {
+			return strconv.Quote(s) + clipped
+		}
+	}
+	return s + clipped
 }
 
 // maxModuleErrors is how many of a module's problems a refusal lists.

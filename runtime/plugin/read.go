@@ -49,7 +49,7 @@ func ReadModule(path string) ([]byte, error) {
 
 func checkModuleFile(path string, fi os.FileInfo) error {
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("read %s: not a regular file (%s): a plugin's path names its .wasm file", path, fileKind(fi.Mode()))
+		return fmt.Errorf("read %s: not a regular file (%s): a plugin's path names its .wasm file", path, FileKind(fi.Mode()))
 	}
 	if fi.Size() > MaxModuleSize {
 		return fmt.Errorf("read %s: %d bytes, more than %d MiB, the largest module greenroom loads", path, fi.Size(), MaxModuleSize>>20)
@@ -57,7 +57,9 @@ func checkModuleFile(path string, fi os.FileInfo) error {
 	return nil
 }
 
-func fileKind(m os.FileMode) string {
+// FileKind names what a file that is not a regular file is (a
+// directory, a named pipe, a device, ...).
+func FileKind(m os.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"
@@ -81,7 +83,7 @@ func ReadRegular(path string) ([]byte, error) {
 	if fi, err := os.Stat(path); err != nil {
 		return nil, err
 	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, FileKind(fi.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -93,7 +95,7 @@ func ReadRegular(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, FileKind(fi.Mode()))
 	}
 	return io.ReadAll(f)
 }
