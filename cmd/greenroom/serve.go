@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -134,7 +135,7 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 			return fmt.Errorf("server.metrics_listen: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", srv.MetricsHandler())
+		mux.Handle("/", srv.MetricsHandler()) // it answers 404 and 405 itself, logged
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go metricsSrv.Serve(mln)
 		log.WithField("listen", mln.Addr().String()).Info("metrics listening (no authentication: keep this address internal)")
@@ -232,6 +233,28 @@ wait:
 	start := time.Now()
 	sctx, cancel := context.WithDeadline(context.Background(), start.Add(delay+timeout))
 	defer cancel()
+	// A second SIGINT or SIGTERM (an operator's second Ctrl-C) cuts the
+	// drain short: what is still running is cut off and reported now.
+	drainDone := make(chan struct{})
+	defer close(drainDone)
+	var forced atomic.Bool
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					log.Info("SIGHUP during shutdown: ignored")
+					continue
+				}
+				log.WithField("signal", sig.String()).Warn("second signal: cutting the shutdown short")
+				forced.Store(true)
+				cancel()
+				return
+			case <-drainDone:
+				return
+			}
+		}
+	}()
 	var cut []error
 	srv.Drain()
 	// Task runs and requests finish side by side: a run that ignores its
@@ -240,7 +263,10 @@ wait:
 	go func() { stopped <- rt.StopScheduler(sctx) }()
 	if left := delay - time.Since(start); left > 0 {
 		log.WithField("delay", delay.String()).Info("readiness is 503; still serving for server.shutdown_delay")
-		time.Sleep(left)
+		select {
+		case <-time.After(left):
+		case <-sctx.Done():
+		}
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		cut = append(cut, fmt.Errorf("requests in flight: %w", err))
@@ -260,6 +286,10 @@ wait:
 	}
 	if len(cut) > 0 {
 		err := errors.Join(cut...)
+		if forced.Load() {
+			log.WithError(err).Error("a second signal cut work off")
+			return &exitError{code: 1, err: fmt.Errorf("shutdown cut short by a second signal after %s: %w", time.Since(start).Round(time.Millisecond), err)}
+		}
 		log.WithError(err).Error("shutdown deadline cut work off")
 		return &exitError{code: 1, err: fmt.Errorf("shutdown after %s cut work off: %w", timeout, err)}
 	}

@@ -299,6 +299,33 @@ func TestSIGTERMTimeoutCutsOff(t *testing.T) {
 	}
 }
 
+// A second SIGINT or SIGTERM during the drain cuts it short, as a second
+// Ctrl-C does elsewhere: what still runs is cut off and reported, exit 1
+// (it was ignored, not even logged, until shutdown_timeout, which may be
+// hours; an audit).
+func TestSecondSignalCutsTheDrainShort(t *testing.T) {
+	p := startServe(t, `shutdown_timeout = "60s"`)
+	go p.get("/api/ver/slow?ms=30000")
+	time.Sleep(500 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(500 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGHUP) // no reload now; logged
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 1 {
+		t.Errorf("exit code %d, want 1: the second signal cut a request off", code)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("exited %v after the second signal", took)
+	}
+	log := p.log()
+	for _, want := range []string{"SIGHUP during shutdown: ignored", "second signal: cutting the shutdown short", "shutdown cut short by a second signal", "cut off: GET /api/ver/slow (request "} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
 // The shutdown's timeout is the one running when the signal comes: a
 // reload that shortens it applies, as it does to replaced plugin versions.
 func TestShutdownTimeoutFollowsReload(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -93,6 +94,24 @@ func TestMetricsListen(t *testing.T) {
 		t.Errorf("metrics_listen answered X-Request-Id %q, want the one sent", id)
 	}
 
+	// Anything else gets the main listener's answers, logged too (it
+	// got net/http's 404 page, and every method the metrics).
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{{"GET", "/other", 404}, {"POST", "/metrics", 405}, {"DELETE", "/metrics", 405}} {
+		req, _ := http.NewRequest(tc.method, "http://"+maddr+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), `"request_id"`) || resp.Header.Get("X-Request-Id") == "" || bytes.Contains(body, []byte("greenroom_http")) {
+			t.Errorf("metrics_listen %s %s: %d %s", tc.method, tc.path, resp.StatusCode, body)
+		}
+	}
+
 	resp, err = http.Get("http://" + p.addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -131,5 +150,8 @@ func TestMetricsListen(t *testing.T) {
 	}
 	if !strings.Contains(p.log(), `"listener":"metrics_listen","method":"GET","msg":"request","path":"/metrics","request_id":"scrape-1","status":200`) {
 		t.Errorf("no access line for the scrape:\n%s", p.log())
+	}
+	if !strings.Contains(p.log(), `"listener":"metrics_listen","method":"POST","msg":"request","path":"/metrics"`) || !strings.Contains(p.log(), `"path":"/other"`) {
+		t.Errorf("no access line for the refused requests:\n%s", p.log())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -275,7 +276,22 @@ func (s *Server) MetricsHandler() http.Handler {
 		id := requestIDFrom(r.Header.Get("X-Request-Id"))
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(sw, r)
+		// Only /metrics, by GET or HEAD, as on the main listener; the
+		// rest answers as the main listener's errors do, logged too.
+		fail := func(status int, code, msg string) {
+			sw.Header().Set("Content-Type", "application/json")
+			sw.WriteHeader(status)
+			json.NewEncoder(sw).Encode(map[string]string{"error": msg, "code": code, "request_id": id})
+		}
+		switch {
+		case r.URL.Path != "/metrics":
+			fail(http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.EscapedPath()+" (metrics_listen serves GET /metrics)")
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			sw.Header().Set("Allow", "GET, HEAD")
+			fail(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on /metrics: use GET")
+		default:
+			h.ServeHTTP(sw, r)
+		}
 		if !s.rt.Config().Log.AccessLog {
 			return
 		}
