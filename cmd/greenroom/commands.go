@@ -430,4 +430,3 @@ func configCmd() *cobra.Command {
 	cmd.AddCommand(check, print)
 	return cmd
 }
-
