@@ -271,6 +271,10 @@ type run struct {
 	fence  *hostfuncs.CancelRequest
 	cancel context.CancelFunc
 	lost   atomic.Bool
+	// returned: the run's call into the plugin has returned; what is
+	// left is recording its end, which a shutdown does not count as the
+	// run still running.
+	returned atomic.Bool
 	// started: the run reached its due time and began (or was recorded
 	// as ended); withdrawn: before that, the plugin stopped registering
 	// its task. Both under Scheduler.mu.
@@ -513,16 +517,11 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		select {
 		case <-done:
 		default:
-			s.mu.Lock()
-			for r := range s.active {
-				cut = append(cut, r.spec.Plugin+"/"+r.spec.ID)
-			}
-			s.mu.Unlock()
-			slices.Sort(cut)
+			cut = s.stillRunning()
 		}
 	}
 	s.runCancel()
-	ended := false
+	ended, recording := false, false
 	select {
 	case <-done:
 		ended = true
@@ -533,9 +532,16 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		s.mu.Lock()
 		idle := len(s.active) == 0
 		s.mu.Unlock()
-		if idle {
+		// Runs that returned and wait only for their end to be
+		// recorded (a history write slowed by the database, an audit's
+		// 1000 tasks on SQLite) were not cut off: the writer records
+		// them below.
+		switch {
+		case idle:
 			<-done
 			ended = true
+		case len(s.stillRunning()) == 0:
+			ended, recording = true, true
 		}
 	}
 	var err error
@@ -556,8 +562,26 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	<-s.renewDone
 	close(s.writerStop)
 	<-s.writerDone
+	if recording {
+		<-done // their ends recorded, the runs finish
+	}
 	s.log.Info("scheduler stopped")
 	return err
+}
+
+// stillRunning names the runs whose call into their plugin has not
+// returned, sorted.
+func (s *Scheduler) stillRunning() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for r := range s.active {
+		if !r.returned.Load() {
+			names = append(names, r.spec.Plugin+"/"+r.spec.ID)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Abandon stops this replica as if its process died: runs are interrupted
@@ -986,6 +1010,7 @@ func (s *Scheduler) execute(r *run) {
 			},
 		})
 	}
+	r.returned.Store(true)
 	// A Run that returned an error once its timeout had passed (ctx.Err(),
 	// or an error its ended ctx caused) timed out, as one the runtime
 	// interrupted did.
