@@ -29,12 +29,19 @@ const (
 	OutcomeCanceled = "canceled"
 )
 
+// ErrSuperseded is the cause of a reload's context canceled because a newer
+// reload was asked for.
+var ErrSuperseded = errors.New("the reload was superseded by a newer one")
+
 // ReloadResult says what a reload did.
 type ReloadResult struct {
 	Plugins map[string]PluginReload `json:"plugins"`
 	// RestartNeeded lists changed settings that only take effect when the
 	// process restarts (the listener, the database, ...).
 	RestartNeeded []string `json:"restart_needed,omitempty"`
+	// Superseded: a newer reload was asked for while this one loaded
+	// plugins; it loads those this one did not (outcome canceled).
+	Superseded bool `json:"superseded,omitempty"`
 }
 
 // PluginReload is one plugin's part in a reload.
@@ -132,6 +139,15 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			// failed reload no longer applies.
 			pr.Outcome = OutcomeUnchanged
 			s.set(StateReady, nil)
+		case err != nil && errors.Is(context.Cause(ctx), ErrSuperseded):
+			// A newer reload was asked for: it loads this plugin anew.
+			err = fmt.Errorf("plugin %s: %w before its new version loaded", id, ErrSuperseded)
+			pr = PluginReload{Outcome: OutcomeCanceled, Error: err.Error()}
+			if s.cur.Load() == nil {
+				s.set(StateFailed, err)
+			}
+			r.log.WithField("plugin", id).Warn("reload superseded by a newer one; what served before serves on until it loads")
+			res.Superseded = true
 		case err != nil && ctx.Err() != nil:
 			// Not the plugin's failure: the reload was cut short.
 			err = fmt.Errorf("plugin %s: the reload was canceled before its new version loaded (%w)", id, ctx.Err())

@@ -33,6 +33,12 @@ type reloader struct {
 	srv      *server.Server
 
 	mu sync.Mutex
+	// supersede cancels the reload in progress (or waiting for mu) when a
+	// newer one is asked for: the newer one re-reads every file anyway, and
+	// its [auth] (a revoked token) must not wait for a slow plugin load of
+	// the older one.
+	supMu     sync.Mutex
+	supersede context.CancelCauseFunc
 	// applied is what the config files were like when the config in
 	// force was read (serve sets it from before its first read, each reload applied after).
 	applied []configStamp
@@ -46,8 +52,20 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 // called once it is read with the files' stamps from before the read and
 // from the config in force, returns nil.
 func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []configStamp) error) (*runtime.ReloadResult, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rl.supMu.Lock()
+	if rl.supersede != nil {
+		rl.supersede(runtime.ErrSuperseded)
+	}
+	rl.supersede = cancel
+	rl.supMu.Unlock()
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
+	if errors.Is(context.Cause(ctx), runtime.ErrSuperseded) {
+		// Superseded while it waited: the newer one reads the files.
+		return nil, runtime.ErrSuperseded
+	}
 	start := time.Now()
 	read := configStamps(rl.files)
 	cfg, err := config.Load(rl.files, nil)

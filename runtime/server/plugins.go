@@ -912,6 +912,9 @@ func (s *Server) reload(c *fiber.Ctx) error {
 	}
 	status := fiber.StatusOK
 	switch {
+	case res.Superseded:
+		// A newer reload took over: it answers for the config.
+		status = fiber.StatusConflict
 	case res.Canceled():
 		// Cut short by a shutdown: not a plugin's failure.
 		status = fiber.StatusServiceUnavailable

@@ -12,6 +12,11 @@ import (
 const version = "v1"
 
 func init() {
+	// A slow initialization, for the reload tests.
+	if v, ok := greenroom.Config("init_sleep_ms"); ok {
+		ms, _ := strconv.Atoi(v)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(version))
