@@ -65,6 +65,8 @@ type host struct {
 	plog *logging.PluginLogger
 	// urls reads URLs for the plugin; nil unless it was granted urlreader.
 	urls *urlreader.PluginReader
+	// caps is what the operator granted the version (see revoked).
+	caps config.Capabilities
 	// secrets redacts the plugin's own secrets from an error message too
 	// long for the guest, before it is cut (RedactMessage); nil when the
 	// plugin has none.
@@ -79,6 +81,8 @@ var (
 func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.PluginLogger, urls *urlreader.PluginReader) *host {
 	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls,
 		scheduler: pc.Capabilities.Scheduler, defTimeout: pc.Limits.Timeout.D(), taskIndex: map[string]int{}}
+	h.caps = pc.Capabilities
+	h.caps.URLReader = slices.Clone(pc.Capabilities.URLReader)
 	for _, r := range pc.PublicRoutes {
 		h.listed[r] = true
 	}
@@ -408,4 +412,21 @@ func (h *host) cutForLog(s string) string {
 		}
 	}
 	return strings.ToValidUTF8(s[:maxLoggedText], "") + fmt.Sprintf("...(%d bytes cut)", len(s)-maxLoggedText)
+}
+
+// revoked names what of the version's grants next no longer gives
+// ("database", "scheduler", "urlreader grant \"host/path\""), or "".
+func (h *host) revoked(next config.Capabilities) string {
+	switch {
+	case h.caps.Database && !next.Database:
+		return "database"
+	case h.caps.Scheduler && !next.Scheduler:
+		return "scheduler"
+	}
+	for _, g := range h.caps.URLReader {
+		if !slices.Contains(next.URLReader, g) {
+			return fmt.Sprintf("urlreader grant %q", g)
+		}
+	}
+	return ""
 }

@@ -69,3 +69,37 @@ func TestReloadPinStopsTheServingVersion(t *testing.T) {
 	}
 	get(200, "v1")
 }
+
+// A reload that takes back a capability the serving version was granted
+// (database = true removed) and whose new version fails to load (todo
+// needs its database) stops the serving version, as a pin does: it kept
+// the database the operator revoked, and wrote to it (an audit).
+func TestReloadRevokedCapabilityStopsTheServingVersion(t *testing.T) {
+	todo := guesttest.Build(t, "plugins/todo")
+	cfg := func(db bool) string {
+		return fmt.Sprintf("[database]\nconnection = \"file:%s\"\n[plugins.todo]\npath = %q\n[plugins.todo.capabilities]\ndatabase = %v\n", t.TempDir(), todo, db)
+	}
+	base := cfg(true)
+	in := servertest.Start(t, base, testOptions())
+	if s, _, b := in.Get(t, "/api/todo/items"); s != 200 {
+		t.Fatalf("before: %d %s", s, b)
+	}
+	in.SetConfig(strings.Replace(base, "database = true", "database = false", 1))
+	res := in.Reload(t)
+	if pr := res.Plugins["todo"]; pr.Outcome != runtime.OutcomeFailed || pr.Serving {
+		t.Errorf("database revoked: %+v, want failed and not serving", pr)
+	}
+	if s, _, b := in.Get(t, "/api/todo/items"); s != 503 {
+		t.Errorf("after the revocation: %d %s, want 503", s, b)
+	}
+	if !strings.Contains(in.Log.String(), "which the reload takes back: it stops serving") {
+		t.Errorf("no log line saying why it stopped:\n%s", in.Log.String())
+	}
+	in.SetConfig(base)
+	if res := in.Reload(t); !res.Plugins["todo"].Serving {
+		t.Errorf("granted again: %+v", res.Plugins["todo"])
+	}
+	if s, _, b := in.Get(t, "/api/todo/items"); s != 200 {
+		t.Errorf("granted again: %d %s", s, b)
+	}
+}

@@ -163,16 +163,26 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 			if d := plugin.ErrorDetail(err); d != "" {
 				log = log.WithField("detail", d)
 			}
-			if s.cur.Load() != nil && !pinMatches(cfg.Plugins[id], s.sum) {
+			revoked := ""
+			if h := s.host.Load(); h != nil && s.cur.Load() != nil {
+				revoked = h.revoked(cfg.Plugins[id].Capabilities)
+			}
+			if s.cur.Load() != nil && (!pinMatches(cfg.Plugins[id], s.sum) || revoked != "") {
 				// The operator pinned another module than the one
-				// serving: it stops, as the pin refuses it.
+				// serving, or took back a capability it was granted:
+				// it stops, as the pin refuses it, or it would keep
+				// what the operator revoked.
 				r.unserve(s, oldCfg)
 				if database.Transient(err) {
 					r.retryLoad(s, err) // as for a plugin with no version serving
 				} else {
 					s.set(StateFailed, err)
 				}
-				log.WithField("serving_sha256", s.sum).Errorf("reload: new version failed to load, and the serving version does not match plugins.%s.sha256 either: it stops serving; its routes answer 503", id)
+				if revoked != "" {
+					log.WithField("revoked", revoked).Errorf("reload: new version failed to load, and the serving version was granted the %s, which the reload takes back: it stops serving; its routes answer 503", revoked)
+				} else {
+					log.WithField("serving_sha256", s.sum).Errorf("reload: new version failed to load, and the serving version does not match plugins.%s.sha256 either: it stops serving; its routes answer 503", id)
+				}
 			} else if s.cur.Load() != nil {
 				s.set(StateReady, err) // serving, with its last load error
 				log.Error("reload: new version failed to load; the previous version keeps serving")
