@@ -424,7 +424,7 @@ func (h *host) revoked(next config.Capabilities) string {
 		return "scheduler"
 	}
 	for _, g := range h.caps.URLReader {
-		if !slices.Contains(next.URLReader, g) {
+		if !urlreader.GrantCovered(g, next.URLReader) {
 			return fmt.Sprintf("urlreader grant %q", g)
 		}
 	}

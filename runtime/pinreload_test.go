@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,5 +102,33 @@ func TestReloadRevokedCapabilityStopsTheServingVersion(t *testing.T) {
 	}
 	if s, _, b := in.Get(t, "/api/todo/items"); s != 200 {
 		t.Errorf("granted again: %d %s", s, b)
+	}
+}
+
+// Only a grant taken back stops the serving version: one widened, or
+// written otherwise (case, a prefix without its slash), whose new version
+// failed to load for another reason, leaves it serving, as any failed
+// reload does (a review found these stopped it).
+func TestReloadWidenedGrantKeepsTheServingVersion(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	junk := filepath.Join(t.TempDir(), "broken.wasm")
+	if err := os.WriteFile(junk, []byte("not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(path, grant string) string {
+		return fmt.Sprintf("[reading]\nallow = [{ host = \"api.example.com\" }]\n[plugins.ver]\npath = %q\n[plugins.ver.capabilities]\nurlreader = [%q]\n", path, grant)
+	}
+	for _, grant := range []string{"api.example.com/", "API.example.com/repos/org/", "api.example.com/repos/org", "api.example.com/repos/org/"} {
+		in := servertest.Start(t, cfg(v1, "api.example.com/repos/org/"), testOptions())
+		in.SetConfig(cfg(junk, grant))
+		res := in.Reload(t)
+		if pr := res.Plugins["ver"]; pr.Outcome != runtime.OutcomeFailed || !pr.Serving {
+			t.Errorf("grant api.example.com/repos/org/ -> %q, new version broken: %+v, want failed and serving", grant, pr)
+		}
+	}
+	in := servertest.Start(t, cfg(v1, "api.example.com/repos/org/"), testOptions())
+	in.SetConfig(cfg(junk, "api.example.com/repos/other/"))
+	if pr := in.Reload(t).Plugins["ver"]; pr.Serving {
+		t.Errorf("grant narrowed to another path, new version broken: %+v, want it stopped", pr)
 	}
 }

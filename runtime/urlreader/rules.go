@@ -310,3 +310,19 @@ func isIPv4Compatible(a netip.Addr) bool {
 	}
 	return !(b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] <= 1)
 }
+
+// GrantCovered reports whether the urlreader grant g gives nothing that
+// the grants in next do not also give (the same grant spelled otherwise,
+// or one that a wider grant covers).
+func GrantCovered(g string, next []string) bool {
+	old := parseGrants([]string{g})[0]
+	for _, n := range parseGrants(next) {
+		hostOK := n.host == old.host ||
+			n.host.suffix != "" && (old.host.exact != "" && n.host.match(old.host.exact) ||
+				old.host.suffix != "" && strings.HasSuffix(old.host.suffix, n.host.suffix))
+		if hostOK && pathUnder(old.path, n.path) {
+			return true
+		}
+	}
+	return false
+}
