@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ type reloader struct {
 	// the older one.
 	supMu     sync.Mutex
 	supersede context.CancelCauseFunc
+	pending   *config.Config // the config the newest reload read first
 	// applied is what the config files were like when the config in
 	// force was read (serve sets it from before its first read, each reload applied after).
 	applied []configStamp
@@ -54,11 +56,21 @@ func (rl *reloader) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []configStamp) error) (*runtime.ReloadResult, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Only a valid config that differs from the one the reload in
+	// progress applies supersedes it: an invalid one changes nothing (and
+	// must not cancel what the older one still had to load), and the
+	// same one again (a storm of SIGHUPs) would only start its slow loads
+	// over.
+	pre, err := config.Load(rl.files, nil)
+	if err != nil {
+		rl.log.WithError(err).Error("reload: config is invalid; nothing changed")
+		return nil, err
+	}
 	rl.supMu.Lock()
-	if rl.supersede != nil {
+	if rl.supersede != nil && !reflect.DeepEqual(pre, rl.pending) {
 		rl.supersede(runtime.ErrSuperseded)
 	}
-	rl.supersede = cancel
+	rl.supersede, rl.pending = cancel, pre
 	rl.supMu.Unlock()
 	rl.mu.Lock()
 	defer rl.mu.Unlock()

@@ -110,6 +110,42 @@ func TestReloadSupersedesOneInProgress(t *testing.T) {
 	})
 }
 
+// A reload whose config is invalid (a typo while editing) supersedes
+// nothing: the reload in progress goes on and its plugin loads (the
+// invalid one cancelled it, and its change was never made, a review);
+// nor does one that reads the same config again (a storm of SIGHUPs kept
+// restarting a slow load, which never finished).
+func TestReloadSupersededOnlyByANewValidConfig(t *testing.T) {
+	p := startServe(t, "")
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded := func() int { return strings.Count(p.log(), `"msg":"plugin loaded"`) }
+	slow := p.cfg + "[plugins.ver.config]\ninit_sleep_ms = \"2500\"\n"
+	write(slow)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(500 * time.Millisecond)
+	write(slow + "[[[\n")
+	if s, body, _ := p.do("POST", "/.greenroom/plugins/v1/reload"); s != 400 {
+		t.Errorf("the invalid reload: %d %s, want 400", s, body)
+	}
+	write(slow)
+	waitUntil(t, 15*time.Second, "the slow version to load", func() bool { return loaded() >= 2 })
+	// The same config, again and again, while a slow version loads.
+	write(p.cfg + "[plugins.ver.config]\ninit_sleep_ms = \"2000\"\n")
+	for range 5 {
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(700 * time.Millisecond)
+	}
+	waitUntil(t, 15*time.Second, "the version to load through the storm", func() bool { return loaded() >= 3 })
+	if strings.Contains(p.log(), "reload superseded") {
+		t.Errorf("a reload was superseded by an invalid config or by the same one:\n%s", p.log())
+	}
+}
+
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
