@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -732,18 +731,52 @@ func (s *Server) pathForLog(req *fasthttp.Request) string {
 	return p
 }
 
-// jwtShape matches a JWT in compact form: a header that begins with {"
-// (base64url "eyJ"), a payload and a signature.
-var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
-
-// redactJWTs replaces whatever in a logged path is shaped like a JWT: a
-// bearer token someone put in the path without sending it as a credential
-// is no configured secret, and "tokens never logged" holds for it too.
+// redactJWTs replaces whatever in a logged path is shaped like a JWT in
+// compact form (a header that begins with {", base64url "eyJ", a payload
+// and a signature: eyJ….….…): a bearer token someone put in the path
+// without sending it as a credential is no configured secret, and
+// "tokens never logged" holds for it too. A hand-written scan, linear in
+// the path: a regular expression took about a millisecond on a hostile
+// 16 KiB path of "eyJ" runs, twice per refused request (a review).
 func redactJWTs(p string) string {
-	if !strings.Contains(p, "eyJ") {
+	i := strings.Index(p, "eyJ")
+	if i < 0 {
 		return p
 	}
-	return jwtShape.ReplaceAllString(p, logging.Redacted)
+	run := func(j int) int { // the end of the base64url run from j
+		for j < len(p) && (p[j] >= 'A' && p[j] <= 'Z' || p[j] >= 'a' && p[j] <= 'z' || p[j] >= '0' && p[j] <= '9' || p[j] == '_' || p[j] == '-') {
+			j++
+		}
+		return j
+	}
+	var b strings.Builder
+	last := 0
+	for i >= 0 {
+		next := run(i + 3)
+		if e1 := next; e1 > i+3 && e1 < len(p) && p[e1] == '.' {
+			e2 := run(e1 + 1)
+			next = e2
+			if e2 > e1+1 && e2 < len(p) && p[e2] == '.' {
+				e3 := run(e2 + 1)
+				b.WriteString(p[last:i])
+				b.WriteString(logging.Redacted)
+				last, next = e3, e3
+			}
+		}
+		if next <= i {
+			next = i + 1
+		}
+		k := strings.Index(p[next:], "eyJ")
+		if k < 0 {
+			break
+		}
+		i = next + k
+	}
+	if b.Len() == 0 {
+		return p
+	}
+	b.WriteString(p[last:])
+	return b.String()
 }
 
 // minLoggedCredential is the shortest bearer credential loggedPath keeps

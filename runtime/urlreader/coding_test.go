@@ -129,7 +129,7 @@ allow = [
 		t.Fatalf("the internal rule's own path: %v %+v", err, resp)
 	}
 	_, err := read(p, "http://wiki.corp:"+srv.port()+"/admin/secrets")
-	wantErr(t, err, Denied, "reading.allow[0]", "/admin/secrets")
+	wantErr(t, err, Denied, "reading.allow[0]", "/admin/secrets", "read only as its internal rules allow")
 	_, err = read(p, "http://tls.corp:"+srv.port()+"/")
 	wantErr(t, err, Denied, "scheme http is not allowed by reading.allow[1]")
 	if n := srv.hits.Load(); n != 1 {

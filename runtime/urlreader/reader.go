@@ -349,7 +349,11 @@ func (p *PluginReader) check(raw string) (*target, error) {
 				return nil, errorf(Denied, "%s: refused: scheme http is not allowed by %s; it allows https only unless it says scheme = \"http\"", t.u.Redacted(), ar.name)
 			}
 		}
-		return nil, errorf(Denied, "%s: refused: %s matches host %s, but none of its paths covers %s", t.u.Redacted(), hostRule.name, t.host, t.path)
+		why := ""
+		if p.r.internal[t.host] {
+			why = "; a host an internal = true rule names is read only as its internal rules allow, whatever other rules match it"
+		}
+		return nil, errorf(Denied, "%s: refused: %s matches host %s, but none of its paths covers %s%s", t.u.Redacted(), hostRule.name, t.host, t.path, why)
 	}
 	return t, nil
 }
