@@ -3,7 +3,6 @@ package database
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,8 +33,11 @@ const foreignLockInterval = time.Second
 
 // foreignLocks finds, and terminates, the backends of this database's
 // plugin roles ($1: their prefix, $2 its length) that hold or wait for a
-// lock on a relation owned by another plugin's role, or in the runtime's
-// schema ($3), or on the TOAST table of one there.
+// lock on a relation owned by another plugin's role, in the runtime's
+// schema ($3) or the TOAST table or TOAST index of one there, or owned by
+// the runtime's user elsewhere (stronger than AccessShareLock, which a
+// plugin takes reading what the operator shares; relations from initdb,
+// the catalogs, have OIDs below 16384).
 const foreignLocks = `WITH runtime AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $3),
 foreign_locks AS (
 	SELECT DISTINCT ON (l.pid) l.pid, a.usename::text AS usename, coalesce(a.application_name, '') AS app, l.mode, l.relation::pg_catalog.regclass::text AS rel
@@ -49,7 +51,9 @@ foreign_locks AS (
 	  AND o.rolname <> a.usename
 	  AND (pg_catalog.left(o.rolname::text, $2) = $1
 	    OR c.relnamespace IN (SELECT oid FROM runtime)
-	    OR c.oid IN (SELECT reltoastrelid FROM pg_catalog.pg_class WHERE relnamespace IN (SELECT oid FROM runtime)))
+	    OR c.oid IN (SELECT reltoastrelid FROM pg_catalog.pg_class WHERE relnamespace IN (SELECT oid FROM runtime))
+	    OR c.oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class t ON t.reltoastrelid = i.indrelid WHERE t.relnamespace IN (SELECT oid FROM runtime))
+	    OR (o.rolname = current_user AND c.oid >= 16384 AND l.mode <> 'AccessShareLock'))
 )
 SELECT pid, usename, app, mode, rel, pg_catalog.pg_terminate_backend(pid) FROM foreign_locks`
 
@@ -133,15 +137,14 @@ func (b *pgBackend) endForeignLocks(ctx context.Context, conn *pgx.Conn) error {
 	defer rows.Close()
 	for rows.Next() {
 		var pid int64
-		var role, app, mode, rel string
+		var role, app, mode, rel string // app: not trusted, see above
 		var ended *bool
 		if err := rows.Scan(&pid, &role, &app, &mode, &rel, &ended); err != nil {
 			return err
 		}
-		id, ok := strings.CutPrefix(app, "greenroom plugin ")
-		if !ok {
-			id = strings.TrimPrefix(role, prefix)
-		}
+		// The role names the plugin; application_name is the plugin's to
+		// set (SET application_name), so it names nobody.
+		id := b.pluginOfRole(role)
 		b.log.WithFields(map[string]any{"plugin": id, "pid": pid, "relation": rel, "lock": mode, "terminated": ended != nil && *ended}).
 			Warn(fmt.Sprintf("ended a database session of plugin %s: it held a lock on %s, which is not its own (a plugin may lock only its own tables; PostgreSQL's sequence functions lock any table before they check privileges)", id, rel))
 	}
@@ -158,4 +161,17 @@ func (b *pgBackend) stopWatchingForeignLocks() {
 		w.stop()
 		w.done.Wait()
 	}
+}
+
+// pluginOfRole is the id of the plugin whose role is role, among those
+// this replica serves, or the role's name.
+func (b *pgBackend) pluginOfRole(role string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.plugins {
+		if RoleName(b.dbname, id) == role {
+			return id
+		}
+	}
+	return role
 }
