@@ -168,6 +168,10 @@ type Scheduler struct {
 	// recording counts the goroutines recording leased runs' ends
 	// (flush), which the writer waits for before it is done.
 	recording sync.WaitGroup
+	// handoff counts runs that returned and have not yet handed their
+	// end to the writer (complete): Stop waits for them before it stops
+	// the writer, when it counted them as recording.
+	handoff sync.WaitGroup
 	// dead makes the scheduler behave as if its process died: no more
 	// database writes, leases left to expire (Abandon).
 	dead atomic.Bool
@@ -560,6 +564,9 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	// released or left to expire.
 	s.renewCancel()
 	<-s.renewDone
+	if recording {
+		s.handoff.Wait() // every returned run's end is queued before the writer's last drain
+	}
 	close(s.writerStop)
 	<-s.writerDone
 	if recording {
@@ -1010,7 +1017,10 @@ func (s *Scheduler) execute(r *run) {
 			},
 		})
 	}
+	s.handoff.Add(1)
 	r.returned.Store(true)
+	queued := sync.OnceFunc(s.handoff.Done)
+	defer queued()
 	// A Run that returned an error once its timeout had passed (ctx.Err(),
 	// or an error its ended ctx caused) timed out, as one the runtime
 	// interrupted did.
@@ -1033,7 +1043,7 @@ func (s *Scheduler) execute(r *run) {
 		if r.claimed && !r.manual && failure != "lost" {
 			f.due, f.next = r.due, r.next
 		}
-		s.complete(f)
+		s.complete(f, queued)
 	}
 	s.forget(r, true)
 }
@@ -1210,11 +1220,13 @@ func cutText(s string, n int) string {
 
 // complete hands a finished run to the writer and waits until it is
 // recorded, so that the task's lease is released before it runs again.
-func (s *Scheduler) complete(f finishItem) {
+func (s *Scheduler) complete(f finishItem, queued func()) {
 	req := &finishReq{item: f, done: make(chan struct{})}
 	select {
 	case s.finishes <- req:
+		queued()
 	case <-s.writerDone:
+		queued()
 		return
 	}
 	select {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -32,10 +33,32 @@ func (s *slowFinish) finish(ctx context.Context, fs []finishItem) error {
 // returns.
 func TestStopDoesNotCountRecordingAsRunning(t *testing.T) {
 	st := &slowFinish{store: openStore(t, database.Config{Client: database.ClientSQLite, Connection: "file:" + t.TempDir()}), release: make(chan struct{})}
+	s := oneLocalRun(t, st, nil)
+	time.Sleep(100 * time.Millisecond) // its end waits for the store
+	go func() { time.Sleep(1500 * time.Millisecond); close(st.release) }()
+	stopRecorded(t, s, st, 500*time.Millisecond)
+}
+
+// A run that returned but had not yet handed its end to the writer when
+// the deadline passed (its goroutine slow between the two: a loaded
+// machine) is waited for too: the writer stopped before the end reached
+// it, and Stop returned nil with the run never recorded (a review).
+func TestStopRecordsARunNotYetQueued(t *testing.T) {
+	st := openStore(t, database.Config{Client: database.ClientSQLite, Connection: "file:" + t.TempDir()})
+	// Slow between the return and the hand-off.
+	s := oneLocalRun(t, st, func(string) *logging.PluginLogger { time.Sleep(1500 * time.Millisecond); return nil })
+	stopRecorded(t, s, st, 300*time.Millisecond)
+}
+
+// oneLocalRun starts a scheduler on st with one local task p/t whose run
+// returns at once, triggers it, and waits until the run has returned.
+func oneLocalRun(t *testing.T, st store, pluginLog func(string) *logging.PluginLogger) *Scheduler {
+	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
+	log.SetLevel(logrus.DebugLevel) // a succeeded run's line is debug: logRun asks PluginLog
 	returned := make(chan struct{}, 1)
-	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "one",
+	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "one", PluginLog: pluginLog,
 		Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
 			c.Encode(nil, 0)
 			returned <- struct{}{}
@@ -52,9 +75,14 @@ func TestStopDoesNotCountRecordingAsRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-returned
-	time.Sleep(100 * time.Millisecond) // its end waits for the store
-	go func() { time.Sleep(1500 * time.Millisecond); close(st.release) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	return s
+}
+
+// stopRecorded stops s with a deadline of d, which must cut nothing off,
+// and checks that p/t's one run is recorded as succeeded.
+func stopRecorded(t *testing.T, s *Scheduler, st store, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	if err := s.Stop(ctx); err != nil {
 		t.Errorf("stop: %v; want nil, the run returned before the deadline", err)
