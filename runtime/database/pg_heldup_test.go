@@ -125,6 +125,13 @@ func TestPGTransactionIdleBound(t *testing.T) {
 	if v := r[3].Rows[0][0]; v != "0" {
 		t.Errorf("idle bound outside a transaction: %v, want 0", v)
 	}
+	// A deadline past what PostgreSQL takes (2^31-1 ms, about 24.8 days)
+	// is cut to that, not refused with the transaction.
+	long := start(t, backends[1].conf(t), plugin("beta", true, "", "timeout = \"1000h\""))
+	r = must(t, long, "beta", step{Op: "begin"}, query("SHOW idle_in_transaction_session_timeout"), step{Op: "rollback"})
+	if v := r[1].Rows[0][0]; v != "2147483647ms" {
+		t.Errorf("idle bound in a transaction of a 1000h call: %v, want 2147483647ms", v)
+	}
 }
 
 // In a global task's run the idle bound follows the run's fence, its

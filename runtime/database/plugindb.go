@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -175,7 +176,9 @@ func idleBound(ctx context.Context, in *hostfuncs.Instance) (bound time.Duration
 
 // setIdleBound sets the idle bound of t's transaction (see idleBound).
 func setIdleBound(ctx context.Context, t *openTx, bound time.Duration, fence int64) error {
-	_, err := t.tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(bound.Milliseconds()+1, 10))
+	// PostgreSQL takes at most 2^31-1 ms (about 24.8 days).
+	ms := min(bound.Milliseconds()+1, math.MaxInt32)
+	_, err := t.tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(ms, 10))
 	if err == nil {
 		t.fence = fence
 	}
