@@ -92,3 +92,23 @@ func TestPGForeignLockEnded(t *testing.T) {
 		t.Errorf("alpha's session was ended for its own lock:\n%s", in.Log.String())
 	}
 }
+
+// The runtime's user need not be a superuser (a CREATEROLE user owning
+// the database, as docs/database.md asks): it is a member of every plugin
+// role it provisions, which lets it end their sessions too.
+func TestPGForeignLockEndedWithoutSuperuser(t *testing.T) {
+	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", createroleURL(t)),
+		plugin("alpha", true, "", "timeout = \"30s\"\ndb_statement_timeout = \"25s\""),
+		plugin("beta", true, "", ""))
+	must(t, in, "beta", exec("CREATE TABLE victim (id int)"))
+	oid := int64(must(t, in, "beta", query("SELECT 'victim'::regclass::oid::bigint"))[0].Rows[0][0].(float64))
+	hold := fmt.Sprintf(`DO $$ BEGIN BEGIN PERFORM pg_catalog.nextval(%d::oid::regclass); EXCEPTION WHEN OTHERS THEN NULL; END; END $$`, oid)
+	began := time.Now()
+	res := run(t, in, "alpha", step{Op: "begin"}, exec(hold), exec("SELECT pg_sleep(10)"))
+	if last := res[len(res)-1]; last.Error == "" || time.Since(began) > 8*time.Second {
+		t.Errorf("alpha's session was not ended (%v): %+v", time.Since(began), last)
+	}
+	within(t, 5*time.Second, "a warning that alpha's session was ended", func() bool {
+		return strings.Contains(in.Log.String(), `"terminated":true`) && strings.Contains(in.Log.String(), "ended a database session of plugin alpha")
+	})
+}
