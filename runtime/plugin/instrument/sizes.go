@@ -38,12 +38,32 @@ const MaxElementEntries = 1 << 18
 // 4 million took 160 MB per instance). A Go guest defines 8.
 const MaxGlobals = 1 << 16
 
+// MaxFunctions is the most functions CheckSizes lets a module define (its
+// function section; imports are bounded by the functions the host
+// provides). wazero keeps each function's decoded form, compiled code and
+// bookkeeping on the host's heap for as long as the module is loaded,
+// outside every instance's capped memory: an audit's 12 MB module of
+// 3 000 000 empty functions held 1.08 GB (about 270 bytes per function,
+// 1.56 GB at its peak while it compiled). A Go guest defines a few
+// thousand (plugins/hello: about 3 700).
+const MaxFunctions = 1 << 18
+
+// MaxTypes is the most function types CheckSizes lets a module declare,
+// and MaxExports the most exports: wazero keeps each on the host's heap
+// as long as the module is loaded, like functions. A Go guest declares a
+// few hundred types and about ten exports.
+const (
+	MaxTypes   = 1 << 16
+	MaxExports = 1 << 16
+)
+
 // CheckSizes refuses a module whose declared counts and lengths exceed the
 // bytes that are there to back them: a vector count larger than what is
 // left of its section, a name or data segment longer than its section,
 // more than MaxLocals locals in a function or MaxModuleLocals in all, a
 // function type with more than MaxParams parameters or results, more than
-// MaxElementEntries element entries or MaxGlobals globals.
+// MaxElementEntries element entries, MaxGlobals globals, MaxFunctions
+// functions, MaxTypes types or MaxExports exports.
 //
 // wazero's decoder allocates each vector at its declared size before
 // reading its elements, so a 16-byte module declaring 4 294 967 295
@@ -174,6 +194,9 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 		}
 	case 1: // type: 0x60 vec(valtype) vec(valtype), or other composite types wazero refuses
 		n := r.count("types", 3)
+		if r.err == nil && n > MaxTypes {
+			return fmt.Errorf("%d types, more than %d", n, MaxTypes)
+		}
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			if r.byte() != 0x60 {
 				return nil // not a function type: wazero refuses it
@@ -193,7 +216,11 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 			_, _, err := countImports(body)
 			return err
 		}
-	case 3, 4, 5, 13: // function, table, memory, tag
+	case 3: // function
+		if n := r.count("functions", 1); r.err == nil && n > MaxFunctions {
+			return fmt.Errorf("%d functions, more than %d", n, MaxFunctions)
+		}
+	case 4, 5, 13: // table, memory, tag
 		r.count("entries", 1)
 	case 6: // global
 		if n := r.count("globals", 3); r.err == nil && n > maxGlobals {
@@ -201,6 +228,9 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 		}
 	case 7: // export
 		n := r.count("exports", 3)
+		if r.err == nil && n > MaxExports {
+			return fmt.Errorf("%d exports, more than %d", n, MaxExports)
+		}
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			r.name()
 			r.byte()
@@ -260,6 +290,10 @@ func checkElements(r *reader) {
 
 func checkCode(r *reader) {
 	n := r.count("function bodies", 2)
+	if r.err == nil && n > MaxFunctions {
+		r.err = fmt.Errorf("%d function bodies, more than %d", n, MaxFunctions)
+		return
+	}
 	var total uint64
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		fn := &reader{b: r.bytes(int(r.u32()))}

@@ -1,7 +1,9 @@
 package instrument
 
 import (
+	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -80,12 +82,37 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 		"element entries": {module(section(9, passiveSegments(2, MaxElementEntries/2+1)...)),
 			"segments 0 to 1 hold 262146 entries together, more than 262144"},
 		"too many globals": {module(section(6, manyGlobals(MaxGlobals+1)...)), "65537 globals, more than 65536"},
+		"too many functions": {module(section(3, many(MaxFunctions+1, 0)...)),
+			"function section at byte 8: 262145 functions, more than 262144"},
+		"too many bodies": {module(section(10, many(MaxFunctions+1, 2, 0, 0x0b)...)),
+			"code section at byte 8: 262145 function bodies, more than 262144"},
+		"too many types": {module(section(1, many(MaxTypes+1, 0x60, 0, 0)...)),
+			"type section at byte 8: 65537 types, more than 65536"},
+		"too many exports": {module(section(7, manyExports(MaxExports+1)...)),
+			"export section at byte 8: 65537 exports, more than 65536"},
 	} {
 		err := CheckSizes(tc.wasm)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error containing %q", name, err, tc.want)
 		}
 	}
+}
+
+// many is a vector of n copies of entry.
+func many(n int, entry ...byte) []byte {
+	return append(appendU32(nil, uint32(n)), bytes.Repeat(entry, n)...)
+}
+
+// manyExports is an export section of n functions exported under
+// distinct names.
+func manyExports(n int) []byte {
+	b := appendU32(nil, uint32(n))
+	for i := range n {
+		name := strconv.Itoa(i)
+		b = appendU32(b, uint32(len(name)))
+		b = append(append(b, name...), 0, 0)
+	}
+	return b
 }
 
 // localsModule has one function declaring n i32 locals.
