@@ -333,3 +333,55 @@ func TestStartSectionInitializes(t *testing.T) {
 		t.Errorf("Load = %q, want the init timeout named, on one line", err)
 	}
 }
+
+// exportsModule assembles a valid ABI v1 reactor (memory, greenroom_abi_v1
+// and greenroom_handle exported) with one i32 global, exporting also name
+// as kind (0x03: the global); with name "memory" the memory is not
+// exported under that name.
+func exportsModule(name string, kind byte) []byte {
+	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
+	section := func(id byte, body []byte) []byte { return append(uleb([]byte{id}, len(body)), body...) }
+	str := func(b []byte, s string) []byte { return append(uleb(b, len(s)), s...) }
+	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	wasm = append(wasm, section(1, []byte{2, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f})...)
+	wasm = append(wasm, section(3, []byte{2, 0, 1})...)
+	wasm = append(wasm, section(5, []byte{1, 0, 1})...)
+	wasm = append(wasm, section(6, []byte{1, 0x7f, 0, 0x41, 0, 0x0b})...)
+	exports := []byte{4}
+	memName := "memory"
+	if name == memName {
+		memName = "mem"
+	}
+	exports = append(str(exports, memName), 0x02, 0)
+	exports = append(str(exports, "greenroom_abi_v1"), 0x00, 0)
+	exports = append(str(exports, "greenroom_handle"), 0x00, 1)
+	exports = append(str(exports, name), kind, 0)
+	wasm = append(wasm, section(7, exports)...)
+	return append(wasm, section(10, []byte{2, 2, 0, 0x0b, 4, 0, 0x41, 0, 0x0b})...)
+}
+
+// A name the host calls, exported as something else, is refused: wazero's
+// view lists functions and memories only, and an "_initialize" global let
+// the module load with its runtime never initialised.
+func TestReservedExportOfAnotherKind(t *testing.T) {
+	for _, tc := range []struct{ name, reason string }{
+		{"_initialize", `module exports "_initialize" as a global; the runtime uses it as a function`},
+		{"greenroom_task_run", `module exports "greenroom_task_run" as a global; the runtime uses it as a function`},
+		{"greenroom_abi_v2", `module exports "greenroom_abi_v2" as a global; the runtime uses it as a function`},
+		{"memory", `module exports "memory" as a global; the runtime uses it as a memory`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wasm := exportsModule(tc.name, 0x03)
+			if _, err := Inspect(context.Background(), wasm, nil); err == nil || !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("Inspect = %v, want a refusal with %q", err, tc.reason)
+			}
+			if err := loadErr(t, wasm); err == nil || !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("Load = %v, want a refusal with %q", err, tc.reason)
+			}
+		})
+	}
+	// Other names may be exported as anything.
+	if err := loadErr(t, exportsModule("counter", 0x03)); err != nil {
+		t.Errorf("Load of a module exporting a global \"counter\" = %v", err)
+	}
+}

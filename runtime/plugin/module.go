@@ -201,6 +201,25 @@ func describe(cm instrument.Outline, wasm []byte, info *Info) error {
 				name, typeNames(f.Params), typeNames(f.Results), typeNames(want.Params), typeNames(want.Results)))
 		}
 	}
+	// wazero's view lists exported functions and memories only: an export
+	// of a name the host calls that is a global, a table or a tag would
+	// look absent (an "_initialize" global: the guest's runtime never
+	// initialised, silently) or be reported as missing.
+	exports, err := instrument.Exports(wasm)
+	if err != nil {
+		errs = append(errs, fmt.Sprintf("cannot read the module's exports: %v", err))
+	}
+	for _, e := range exports {
+		want := instrument.ImportFunction
+		if e.Name == hostfuncs.ExportMemory {
+			want = instrument.ImportMemory
+		} else if _, ok := exportSignatures[e.Name]; !ok && !strings.HasPrefix(e.Name, hostfuncs.ExportABIPrefix) {
+			continue
+		}
+		if e.Kind != want {
+			errs = append(errs, fmt.Sprintf("module exports %s as a %s; the runtime uses it as a %s", strconv.Quote(ShownName(e.Name)), e.Kind, want))
+		}
+	}
 	if m, ok := cm.Memories[hostfuncs.ExportMemory]; !ok {
 		errs = append(errs, "module does not export its memory as \"memory\"")
 	} else {

@@ -745,6 +745,41 @@ func Imports(wasm []byte) ([]Import, error) {
 	return imps, nil
 }
 
+// Export is one entry of a module's export section.
+type Export struct {
+	Name string
+	Kind ImportKind // exports have the kinds imports have
+}
+
+// Exports lists the exports of a module, of every kind, in the order of
+// its export section. wazero's CompiledModule lists only exported
+// functions and memories. The module should have passed CheckSizes.
+func Exports(wasm []byte) ([]Export, error) {
+	var exps []Export
+	err := eachSection(wasm, func(id byte, at int, body []byte) error {
+		if id != secExport {
+			return nil
+		}
+		r := &reader{b: body}
+		for n := r.count("exports", 3); r.err == nil && n > 0; n-- {
+			name := string(r.name())
+			kind := ImportKind(r.byte())
+			r.u32()
+			if r.err == nil {
+				exps = append(exps, Export{name, kind})
+			}
+		}
+		if r.err != nil {
+			return fmt.Errorf("export section at byte %d: %w", at, r.err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return exps, nil
+}
+
 func exportsName(b []byte, name string) bool {
 	r := &reader{b: b}
 	n := r.u32()
