@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -9,11 +10,13 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
 )
@@ -46,5 +49,49 @@ func TestOneBadKeyDoesNotSpoilTheJWKS(t *testing.T) {
 	s, _ := tok.SignedString(k)
 	if _, err := a.Authenticate(context.Background(), []byte("Bearer "+s)); err != nil {
 		t.Errorf("token signed with a valid key of a JWKS that also holds one malformed key: %v", err)
+	}
+}
+
+// A JWKS that publishes a key's private members makes that key public:
+// anyone who fetches the set could sign tokens with it. Such a key is
+// refused with a warning (an audit: greenroom verified with its public
+// half, silently), and the set's other keys still apply.
+func TestJWKSPrivateKeysRefused(t *testing.T) {
+	leaked, _ := rsa.GenerateKey(rand.Reader, 2048)
+	good, _ := rsa.GenerateKey(rand.Reader, 2048)
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	pub := func(kid string, k *rsa.PrivateKey) map[string]string {
+		return map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+			"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+	}
+	priv := pub("leaked", leaked)
+	priv["d"], priv["p"], priv["q"] = b64(leaked.D.Bytes()), b64(leaked.Primes[0].Bytes()), b64(leaked.Primes[1].Bytes())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{priv, pub("good", good),
+			{"kty": "oct", "kid": "shared", "k": b64([]byte("a shared secret of 32 bytes....."))}}})
+	}))
+	defer srv.Close()
+	var logged bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logged)
+	cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
+		Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+	a := newAuth(t, cfg, Options{Log: log})
+	sign := func(kid string, k *rsa.PrivateKey) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:x", "exp": time.Now().Add(time.Hour).Unix()})
+		tok.Header["kid"] = kid
+		s, _ := tok.SignedString(k)
+		return s
+	}
+	if _, err := a.Authenticate(context.Background(), []byte("Bearer "+sign("good", good))); err != nil {
+		t.Errorf("token signed with the public-only key: %v", err)
+	}
+	if _, err := a.Authenticate(context.Background(), []byte("Bearer "+sign("leaked", leaked))); err == nil {
+		t.Error("token signed with a key whose private members the JWKS publishes was accepted")
+	}
+	for _, kid := range []string{"leaked", "shared"} {
+		if !strings.Contains(logged.String(), "carries private key material") || !strings.Contains(logged.String(), "kid="+kid) {
+			t.Errorf("no warning naming kid %s in the log:\n%s", kid, logged.String())
+		}
 	}
 }

@@ -545,8 +545,14 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // dropBadKeys removes from a JWKS response the keys jwkset cannot build
 // (missing or malformed members), which would otherwise make it discard
-// the whole set: RFC 7517 section 5 says to ignore such keys. A body that
-// is not a JSON object with "keys" is left for the decoder to refuse.
+// the whole set: RFC 7517 section 5 says to ignore such keys. It also
+// removes every key that carries private key material (an RSA, EC or OKP
+// key's private members, a symmetric key's "k"): such a key is public to
+// anyone who can fetch the JWKS, so anyone could sign tokens with it, and
+// verifying with its public half would accept them all. It is refused
+// with a warning, as jose (Backstage's verifier) refuses a private key for
+// verification. A body that is not a JSON object with "keys" is left for
+// the decoder to refuse.
 func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -564,6 +570,12 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	for _, raw := range keys {
 		var m jwkset.JWKMarshal
 		if err := json.Unmarshal(raw, &m); err == nil {
+			if hasPrivateMembers(m) {
+				if log != nil {
+					log.WithField("kid", m.KID).Warn("ignoring a key of the JWKS that carries private key material: anyone who can fetch the JWKS could sign tokens with it; publish only the public key")
+				}
+				continue
+			}
 			if _, err = jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{}); err == nil || errors.Is(err, jwkset.ErrUnsupportedKey) {
 				kept = append(kept, raw)
 				continue
@@ -580,6 +592,12 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	doc["keys"] = ks
 	out, _ := json.Marshal(doc)
 	resp.Body = io.NopCloser(bytes.NewReader(out))
+}
+
+// hasPrivateMembers reports whether a JWK carries private key material
+// (RFC 7518 sections 6.2.2, 6.3.2 and 6.4; RFC 8037 section 2).
+func hasPrivateMembers(m jwkset.JWKMarshal) bool {
+	return m.D != "" || m.P != "" || m.Q != "" || m.DP != "" || m.DQ != "" || m.QI != "" || len(m.OTH) > 0 || m.K != ""
 }
 
 type errReader struct{ err error }
