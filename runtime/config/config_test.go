@@ -805,6 +805,34 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
+// A file that cannot be read does not hide the syntax errors of the files
+// that could (an audit: only the read error was reported); the merged
+// config is not validated without all its files.
+func TestLoadReportsOtherFilesWhenOneIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	dup := filepath.Join(dir, "dup.toml")
+	if err := os.WriteFile(dup, []byte("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fine := filepath.Join(dir, "fine.toml")
+	if err := os.WriteFile(fine, []byte("[server]\nlisten = 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.toml")
+	_, err := Load([]string{dup, fine, missing}, env(nil))
+	if err == nil {
+		t.Fatal("loaded with a missing file")
+	}
+	for _, want := range []string{"read config file: stat " + missing, dup + ":3:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "listen") && strings.Contains(err.Error(), fine) {
+		t.Errorf("the merged config was validated without all its files: %v", err)
+	}
+}
+
 // nan and inf, which TOML allows and JSON cannot hold, come back in a
 // table or an array as the strings TOML spells them with, so that the
 // plugin can decode the JSON; and a config holding nan equals itself (it

@@ -79,9 +79,29 @@ func Load(files []string, env LookupEnv) (*Config, error) {
 		srcs = append(srcs, Source{Name: f, Data: data})
 	}
 	if len(errs) > 0 {
+		// The files that could be read are still checked for their
+		// syntax, so that a missing file does not hide another's
+		// errors; without all its files the merged config is not
+		// validated (a key the missing file sets would look absent).
+		for _, src := range srcs {
+			if _, _, _, _, err := parse(src.Data); err != nil {
+				errs = append(errs, syntaxErr(src.Name, err))
+			}
+		}
 		return nil, errs
 	}
 	return Read(srcs, env)
+}
+
+// syntaxErr is the error of a file parse refused, at its line when the
+// parser gave one.
+func syntaxErr(name string, err error) *Error {
+	origin := name
+	var se *syntaxError
+	if errors.As(err, &se) {
+		origin = fmt.Sprintf("%s:%d", name, se.line)
+	}
+	return &Error{Origin: origin, Msg: err.Error()}
 }
 
 // readFile reads a config file, refusing anything but a regular file of at
@@ -134,12 +154,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	for _, src := range srcs {
 		doc, lines, tables, lits, err := parse(src.Data)
 		if err != nil {
-			origin := src.Name
-			var se *syntaxError
-			if errors.As(err, &se) {
-				origin = fmt.Sprintf("%s:%d", src.Name, se.line)
-			}
-			errs = append(errs, &Error{Origin: origin, Msg: err.Error()})
+			errs = append(errs, syntaxErr(src.Name, err))
 			continue
 		}
 		// A value that is not a table replaces what earlier files had
