@@ -244,6 +244,17 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 		return false
 	}
 
+	// holdsTarget reports whether name is a directory on the way to a
+	// watched file.
+	holdsTarget := func(name string) bool {
+		for t := range targets {
+			if strings.HasPrefix(t, name+string(filepath.Separator)) {
+				return true
+			}
+		}
+		return false
+	}
+
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -258,14 +269,21 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				if !ok {
 					return
 				}
+				moved := false
 				if ev.Op&(fsnotify.Remove|fsnotify.Rename|fsnotify.Create) != 0 {
 					// A watched directory that goes away loses its watch,
 					// and one whose name now is a new directory or link
 					// (a link swapped by a rename) watches the old one:
 					// forgotten, so that refresh watches what is there.
+					// Renamed away (a deploy swapping directories), it
+					// reports no event for the files in it: its own
+					// event, or one for a directory on the way to a
+					// target, is the change, and refresh then watches
+					// the directory now under that name.
+					moved = watched[ev.Name] || holdsTarget(ev.Name)
 					delete(watched, ev.Name)
 				}
-				if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 && relevant(ev.Name) {
+				if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 && (moved || relevant(ev.Name)) {
 					timer.Reset(settle)
 				}
 			case err, ok := <-w.Errors:

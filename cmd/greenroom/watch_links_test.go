@@ -133,3 +133,40 @@ func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
 	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
 	waitBody(t, url, "v1", 60*time.Second)
 }
+
+// serve --watch keeps watching a plugin whose directory is renamed away
+// and replaced by another (a deploy swapping directories by rename): a
+// renamed directory reports no event for the files in it, and the
+// watcher used to see none of that plugin's changes again (an audit).
+func TestServeWatchSeesDirectoryRenamedAway(t *testing.T) {
+	dir := t.TempDir()
+	v1, v2 := testGuests(t, t.TempDir())
+	plugins := filepath.Join(dir, "plugins")
+	os.MkdirAll(plugins, 0o755)
+	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), filepath.Join("plugins", "ver.wasm"))), 0o644)
+	runGreenroom(t, dir, addr, "serve", "--watch")
+	url := "http://" + addr + "/api/ver/v"
+	waitBody(t, url, "v1", 10*time.Second)
+	rename := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Swapped at once.
+	os.MkdirAll(filepath.Join(dir, "new"), 0o755)
+	copyWasm(t, v2, filepath.Join(dir, "new", "ver.wasm"))
+	rename("plugins", "old")
+	rename("new", "plugins")
+	waitBody(t, url, "v2", 60*time.Second)
+	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
+	waitBody(t, url, "v1", 60*time.Second)
+	// Renamed away, and a new one made a while later.
+	rename("plugins", "older")
+	time.Sleep(time.Second) // past the watcher's settling: the failed reload happens
+	os.MkdirAll(plugins, 0o755)
+	copyWasm(t, v2, filepath.Join(plugins, "ver.wasm"))
+	waitBody(t, url, "v2", 60*time.Second)
+}
