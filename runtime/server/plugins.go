@@ -110,6 +110,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
 	}
+	req.Headers = append(req.Headers, [2][]byte{[]byte("X-Request-Id"), []byte(rs.id)})
 	// fasthttp streams every body (a request without one has none).
 	if c.Request().IsBodyStream() {
 		// A caller let in without a credential (a public route) draws
@@ -422,6 +423,10 @@ var droppedRequestHeaders = map[string]bool{
 	"x-auth-request-user": true, "x-auth-request-email": true, "x-auth-request-groups": true,
 	"x-auth-request-preferred-username": true, "x-auth-request-access-token": true,
 	"cookie2": true,
+	// The request's id is greenroom's: the client's, when valid, comes
+	// back below; an invalid one must not reach a plugin that passes
+	// X-Request-Id on, as an id that matches nothing in the logs.
+	"x-request-id": true,
 	// The identity headers of cloud proxies: AWS ALB, Google IAP,
 	// Cloudflare Access, Azure App Service authentication.
 	"x-amzn-oidc-data": true, "x-amzn-oidc-identity": true, "x-amzn-oidc-accesstoken": true,

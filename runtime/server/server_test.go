@@ -152,6 +152,20 @@ func TestHello(t *testing.T) {
 	if got := h.Get("X-Request-Id"); got == "" || strings.Contains(got, " ") {
 		t.Errorf("invalid request id echoed: %q", got)
 	}
+	// The plugin sees the request's id in X-Request-Id, one header, the
+	// one the response carries: never the client's when invalid (an
+	// audit: it passed through unchanged while the response and the log
+	// had another), and also when the client sent none.
+	for _, sent := range [][]string{{"X-Request-Id", "abc-123"}, {"X-Request-Id", "bad id with spaces", "X-Request-Id", "abc-124"}, {"X_Request_Id", "x"}, nil} {
+		_, h, body := in.Get(t, "/api/hello/echo", sent...)
+		var echo struct{ Headers map[string][]string }
+		if err := json.Unmarshal([]byte(body), &echo); err != nil {
+			t.Fatal(err)
+		}
+		if got := echo.Headers["X-Request-Id"]; len(got) != 1 || got[0] != h.Get("X-Request-Id") || (len(sent) == 2 && sent[0] == "X-Request-Id" && got[0] != sent[1]) {
+			t.Errorf("sent %q: the plugin saw X-Request-Id %q, the response has %q", sent, got, h.Get("X-Request-Id"))
+		}
+	}
 }
 
 // Requests whose framing two servers could read differently are refused
