@@ -134,9 +134,10 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 			rt.Close(context.Background())
 			return fmt.Errorf("server.metrics_listen: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/", srv.MetricsHandler()) // it answers 404 and 405 itself, logged
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		// The handler answers every path itself (404 and 405, logged,
+		// with a request id); a ServeMux in front answered an unclean
+		// path (//metrics) with its own redirect, unlogged.
+		metricsSrv = &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
 		go metricsSrv.Serve(mln)
 		log.WithField("listen", mln.Addr().String()).Info("metrics listening (no authentication: keep this address internal)")
 	}

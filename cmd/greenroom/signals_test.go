@@ -99,7 +99,9 @@ func TestMetricsListen(t *testing.T) {
 	for _, tc := range []struct {
 		method, path string
 		status       int
-	}{{"GET", "/other", 404}, {"POST", "/metrics", 405}, {"DELETE", "/metrics", 405}} {
+	}{{"GET", "/other", 404}, {"POST", "/metrics", 405}, {"DELETE", "/metrics", 405},
+		// Unclean paths too (they got a ServeMux's redirect, unlogged).
+		{"GET", "//metrics", 404}, {"GET", "/x/../metrics", 404}, {"GET", "/./metrics", 404}} {
 		req, _ := http.NewRequest(tc.method, "http://"+maddr+tc.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
