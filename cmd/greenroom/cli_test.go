@@ -162,8 +162,15 @@ database = true
 	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || len(info.Module.SHA256) != 64 || info.Module.ABIVersion != 1 {
 		t.Errorf("plugin inspect --json: %d %.300s", code, out)
 	}
+	var top struct {
+		SHA256     string `json:"sha256"`
+		ABIVersion int    `json:"abi_version"`
+	}
+	if json.Unmarshal([]byte(out), &top) != nil || top.SHA256 != info.Module.SHA256 || top.ABIVersion != 1 {
+		t.Errorf("plugin inspect --json: no sha256 and abi_version at the top level, as the admin API has them: %.300s", out)
+	}
 	out, code = runCLI(t, env, "plugin", "inspect", wasm, "--config", good)
-	for _, want := range []string{"abi version:   1", "config plugin: hello", "granted, not imported: database", "imported, not granted: none", "interrupted at its timeout: yes"} {
+	for _, want := range []string{"abi version:   1", "config plugin: hello", "granted, not imported: database", "imported, not granted: none", "interrupted at its timeout: yes", "limits:               memory 64MiB, timeout 5s, instances 4"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("plugin inspect --config: exit %d, output lacks %q:\n%s", code, want, out)
 		}
@@ -176,8 +183,16 @@ database = true
 		t.Errorf("plugin inspect of a plugin that opted out: exit %d:\n%s", code, out)
 	}
 	out, _ = runCLI(t, nil, "plugin", "inspect", "--json", wasm, "--config", optOut)
-	if !strings.Contains(out, `"interruptible": false`) {
-		t.Errorf("plugin inspect --json of a plugin that opted out:\n%s", out)
+	if !strings.Contains(out, `"interruptible": false`) || !strings.Contains(out, `"limits": {`) || !strings.Contains(out, `"queue_timeout": "1s"`) {
+		t.Errorf("plugin inspect --json of a plugin that opted out (with its limits):\n%s", out)
+	}
+	// The file under another name (a link) is the plugin's file too.
+	link := filepath.Join(dir, "link.wasm")
+	if err := os.Symlink(wasm, link); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, nil, "plugin", "inspect", link, "--config", optOut); code != 0 || !strings.Contains(out, "config plugin: hello") {
+		t.Errorf("plugin inspect of a link to the configured file: exit %d:\n%s", code, out)
 	}
 	// One module used by two plugins: each plugin's grants, and a refusal
 	// that only the second's cap causes names that plugin.

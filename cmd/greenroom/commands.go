@@ -134,8 +134,12 @@ func pluginCmd() *cobra.Command {
 
 // inspection is what `plugin inspect` reports.
 type inspection struct {
-	File   string      `json:"file"`
-	Module plugin.Info `json:"module"`
+	File string `json:"file"`
+	// SHA256 and ABIVersion repeat the module's at the top level, as the
+	// admin API's plugin list has them.
+	SHA256     string      `json:"sha256"`
+	ABIVersion int         `json:"abi_version,omitempty"`
+	Module     plugin.Info `json:"module"`
 	Valid  bool        `json:"valid"`
 	Error  string      `json:"error,omitempty"`
 	// Grants has one entry per plugin of the config that uses the file
@@ -151,6 +155,9 @@ type grantReport struct {
 	// Interruptible is limits.interruptible: false, the plugin's loops
 	// are not interrupted at its timeout (the operator's opt-out).
 	Interruptible bool `json:"interruptible"`
+	// Limits are the plugin's limits in effect, as the admin API shows
+	// them.
+	Limits config.Limits `json:"limits"`
 }
 
 func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) error {
@@ -169,7 +176,7 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 	if info.Capabilities == nil {
 		info.Capabilities = []string{}
 	}
-	rep := inspection{File: file, Module: info, Valid: verr == nil}
+	rep := inspection{File: file, SHA256: info.SHA256, ABIVersion: info.ABIVersion, Module: info, Valid: verr == nil}
 	if verr != nil {
 		rep.Error = verr.Error()
 	}
@@ -228,16 +235,23 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 }
 
 // pluginsForFile returns the ids, sorted, of the plugins in cfg whose
-// module is file: by its sha256 pin or by its path.
+// module is file: by its sha256 pin, by its path, or as the same file
+// under another name (a symbolic or hard link).
 func pluginsForFile(cfg *config.Config, file, sum string) []string {
 	abs, _ := filepath.Abs(file)
+	fi, ferr := os.Stat(file)
 	var ids []string
 	for id, pc := range cfg.Plugins {
 		if pc.SHA256 != "" && strings.EqualFold(pc.SHA256, sum) {
 			ids = append(ids, id)
 			continue
 		}
-		if pa, _ := filepath.Abs(runtime.PluginPath(cfg, id)); pa == abs {
+		path := runtime.PluginPath(cfg, id)
+		if pa, _ := filepath.Abs(path); pa == abs {
+			ids = append(ids, id)
+			continue
+		}
+		if pi, err := os.Stat(path); err == nil && ferr == nil && pi.Mode().IsRegular() && os.SameFile(fi, pi) {
 			ids = append(ids, id)
 		}
 	}
@@ -246,7 +260,7 @@ func pluginsForFile(cfg *config.Config, file, sum string) []string {
 }
 
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
-	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}, Interruptible: pc.Limits.Interruptible}
+	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}, Interruptible: pc.Limits.Interruptible, Limits: pc.Limits}
 	if g.Granted == nil {
 		g.Granted = []string{} // a list in the JSON, as in the admin API
 	}
@@ -300,6 +314,9 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		} else {
 			fmt.Fprintf(w, "  interrupted at its timeout: NO (limits.interruptible = false: its loops run on past limits.timeout; only for vetted plugins)\n")
 		}
+		l := g.Limits
+		fmt.Fprintf(w, "  limits:               memory %s, timeout %s, instances %d, queue_timeout %s, max_requests %d, retire_memory %s, max_response %s\n",
+			l.Memory, l.Timeout, l.Instances, l.QueueTimeout, l.MaxRequests, l.RetireMemory, l.MaxResponse)
 	}
 	if r.Valid {
 		fmt.Fprintf(w, "valid:         yes\n")
