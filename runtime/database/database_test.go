@@ -622,6 +622,20 @@ func TestTypesRoundTrip(t *testing.T) {
 		case b.name == "pg" && r.Error != "":
 			t.Errorf("PostgreSQL, a time after 9999 in UTC: %s %q", r.Kind, r.Error)
 		}
+		// SQLite would store a NaN as NULL, silently: refused there;
+		// PostgreSQL keeps it. The infinities both keep.
+		res = run(t, in, "alpha", exec("CREATE TABLE floats (f double precision)"),
+			exec("INSERT INTO floats VALUES (?)", map[string]string{"float": "NaN"}),
+			exec("INSERT INTO floats VALUES (?)", map[string]string{"float": "+Inf"}),
+			query("SELECT count(*) FROM floats WHERE f IS NULL"))
+		switch {
+		case b.name == "sqlite" && (res[1].Kind != "invalid" || !strings.Contains(res[1].Error, "argument 1: NaN, which SQLite would store as NULL")):
+			t.Errorf("SQLite, a NaN argument: %s %q, want it refused", res[1].Kind, res[1].Error)
+		case b.name == "pg" && res[1].Error != "":
+			t.Errorf("PostgreSQL, a NaN argument: %s %q", res[1].Kind, res[1].Error)
+		case res[2].Error != "" || res[3].Error != "" || res[3].Rows[0][0].(float64) != 0:
+			t.Errorf("%s: +Inf %q, NULL rows %v", b.name, res[2].Error, res[3].Rows)
+		}
 		// Emulated prepared statements.
 		must(t, in, "alpha", step{Op: "prepare", SQL: "INSERT INTO vals (i) VALUES (?)", Args: []any{7}})
 		if r := must(t, in, "alpha", query("SELECT count(*) FROM vals WHERE i = 7"))[0]; r.Rows[0][0].(float64) != 3 {

@@ -261,9 +261,14 @@ func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error 
 		// SQLite keeps a time as text with a four-digit year, which the
 		// driver writes in UTC: one outside those years would be stored
 		// and never read back as a time.
+		// Nor does it keep a NaN: bound as a double it is stored as NULL,
+		// silently.
 		for i, a := range st.Args {
 			if t, ok := a.(time.Time); ok && (t.Year() < 0 || t.Year() > 9999 || t.UTC().Year() < 0 || t.UTC().Year() > 9999) {
 				return hostfuncs.Failf(hostfuncs.ErrInvalid, "argument %d: time %s is outside the years 0000 to 9999 (in UTC), which SQLite cannot store as a time", i+1, t.Format(time.RFC3339Nano))
+			}
+			if f, ok := a.(float64); ok && math.IsNaN(f) {
+				return hostfuncs.Failf(hostfuncs.ErrInvalid, "argument %d: NaN, which SQLite would store as NULL", i+1)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -295,7 +296,7 @@ func readRows(rows *sql.Rows) (result, error) {
 
 // argValue turns a JSON argument into a Go value: integers to int64, other
 // numbers to float64, {"bytes": base64} to []byte, {"time": RFC3339} to
-// time.Time.
+// time.Time, {"float": "NaN"} (or "+Inf", "-Inf") to float64.
 func argValue(a any) any {
 	switch x := a.(type) {
 	case json.Number:
@@ -311,6 +312,10 @@ func argValue(a any) any {
 		}
 		if t, ok := x["time"].(string); ok {
 			v, _ := time.Parse(time.RFC3339Nano, t)
+			return v
+		}
+		if f, ok := x["float"].(string); ok { // NaN and the infinities, which JSON cannot hold
+			v, _ := strconv.ParseFloat(f, 64)
 			return v
 		}
 	}
