@@ -140,8 +140,8 @@ type inspection struct {
 	SHA256     string      `json:"sha256"`
 	ABIVersion int         `json:"abi_version,omitempty"`
 	Module     plugin.Info `json:"module"`
-	Valid  bool        `json:"valid"`
-	Error  string      `json:"error,omitempty"`
+	Valid      bool        `json:"valid"`
+	Error      string      `json:"error,omitempty"`
 	// Grants has one entry per plugin of the config that uses the file
 	// (several plugins may share one module).
 	Grants []*grantReport `json:"grants,omitempty"`
