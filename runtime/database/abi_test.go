@@ -2,7 +2,9 @@ package database_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	neturl "net/url"
 	"os"
@@ -130,6 +132,16 @@ func TestPGMissingCreateRole(t *testing.T) {
 	if err != nil && strings.Contains(err.Error(), ":x@") {
 		t.Errorf("error leaks the password: %v", err)
 	}
+	// A user that lacks CREATE on the database too is told both (an
+	// audit: the CREATE error came alone, without CREATEROLE or the
+	// schema opt-in the issue asks the error to name).
+	plain, _, _ := newRuntimeUserWith(t, "LOGIN")
+	err = prepareOn(t, plain.String(), "")
+	for _, want := range []string{"lacks the CREATE privilege", "CREATEROLE", `isolation = "schema"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a user without CREATE nor CREATEROLE: error %v does not mention %q", err, want)
+		}
+	}
 }
 
 // prepareOn prepares a runtime (its database and plugin alpha) on
@@ -202,6 +214,12 @@ func TestPGSchemaIsolationRefusesServerPrograms(t *testing.T) {
 		{"member", func(t *testing.T) string { u := schemaUserURL(t); grant(t, u, "INHERIT"); return u }, "which is a member of pg_execute_server_program"},
 		{"noinherit member", func(t *testing.T) string { u := schemaUserURL(t); grant(t, u, "NOINHERIT"); return u }, "which is a member of pg_execute_server_program"},
 		{"createrole", createroleURL, map[bool]string{true: "which is allowed to create roles (CREATEROLE)", false: ""}[version < 160000]},
+		// A member of a role that is a superuser, or has CREATEROLE,
+		// takes its rights with SET ROLE in a DO block (an audit: start-up
+		// looked at the user's own attributes only).
+		{"member of a superuser role", func(t *testing.T) string { return memberOf(t, "SUPERUSER") }, "which is a member of gr_test_held_"},
+		{"member of a CREATEROLE role", func(t *testing.T) string { return memberOf(t, "CREATEROLE") },
+			map[bool]string{true: "(CREATEROLE), whose rights it takes with SET ROLE", false: ""}[version < 160000]},
 		{"plain user", schemaUserURL, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,6 +237,24 @@ func TestPGSchemaIsolationRefusesServerPrograms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memberOf makes a schema user (schemaUserURL) that is a member of a new
+// NOLOGIN role with the role options attrs, and returns its URL.
+func memberOf(t *testing.T, attrs string) string {
+	u := schemaUserURL(t)
+	pu, _ := neturl.Parse(u)
+	var b [6]byte
+	rand.Read(b[:])
+	held := "gr_test_held_" + hex.EncodeToString(b[:])
+	admin := pgtest.Admin(t)
+	for _, stmt := range []string{"CREATE ROLE " + held + " NOLOGIN " + attrs, "GRANT " + held + " TO " + pu.User.Username()} {
+		if _, err := admin.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { admin.Exec("DROP ROLE IF EXISTS " + held) })
+	return u
 }
 
 // Role passwords are derived, not stored: a plugin that changes its own

@@ -183,13 +183,19 @@ func (b *pgBackend) checkCreateOnDatabase(ctx context.Context, db *bun.DB) error
 	return nil
 }
 
+// check refuses a runtime user that lacks what the isolation mode needs,
+// naming every privilege it lacks at once.
 func (b *pgBackend) check(ctx context.Context, db *bun.DB) error {
+	var errs []error
 	if err := b.checkCreateOnDatabase(ctx, db); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if b.cfg.Isolation == IsolationSchema {
 		if err := b.checkSchemaUser(ctx, db); err != nil {
-			return err
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
 		}
 		b.log.Warn(`database.isolation = "schema": plugins connect as the runtime's user and are kept apart by search_path only; a plugin that sends hostile SQL can read other plugins' data and the runtime's tables (see docs/database.md)`)
 		return b.ensureRuntimeSchema(ctx, db)
@@ -200,8 +206,11 @@ func (b *pgBackend) check(ctx context.Context, db *bun.DB) error {
 		return fmt.Errorf("check privileges: %w", err)
 	}
 	if !createRole && !b.super {
-		return fmt.Errorf(`database.isolation = "role" needs the runtime's database user %q to have the CREATEROLE privilege (to give each plugin its own login role), and it does not: grant it as a superuser with ALTER ROLE %s CREATEROLE, or set isolation = "schema" under [database] to keep plugins apart by schema only (weaker: a plugin can then read other plugins' data, see docs/database.md)`,
-			user, pgx.Identifier{user}.Sanitize())
+		errs = append(errs, fmt.Errorf(`database.isolation = "role" needs the runtime's database user %q to have the CREATEROLE privilege (to give each plugin its own login role), and it does not: grant it as a superuser with ALTER ROLE %s CREATEROLE, or set isolation = "schema" under [database] to keep plugins apart by schema only (weaker: a plugin can then read other plugins' data, see docs/database.md)`,
+			user, pgx.Identifier{user}.Sanitize()))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	return b.ensureRuntimeSchema(ctx, db)
 }
@@ -216,16 +225,23 @@ var serverPrograms = []string{"pg_execute_server_program", "pg_read_server_files
 // the server's files and programs: a plugin's SQL could then run programs
 // on the database server, which no plugin may, whatever it is trusted
 // with. Membership is what counts, not the privileges inherited: a
-// NOINHERIT member takes the role's with SET ROLE. Before PostgreSQL 16
-// a CREATEROLE user may grant itself any role but superuser, those
-// included (an audit ran a program through both, from a plugin's DO
-// block).
+// NOINHERIT member takes the role's with SET ROLE, and so does a member
+// of a role that is a superuser or has them (a later audit). Before
+// PostgreSQL 16 a CREATEROLE user may grant itself any role but
+// superuser, those included (an audit ran a program through both, from a
+// plugin's DO block), and so may a member of a CREATEROLE role.
 func (b *pgBackend) checkSchemaUser(ctx context.Context, db *bun.DB) error {
 	var user, roles string
 	var createRole bool
 	var version int
-	if err := db.DB.QueryRowContext(ctx, `SELECT current_user, (SELECT coalesce(string_agg(r, ', ' ORDER BY r), '')
-		FROM unnest(string_to_array($1, ',')) r WHERE pg_has_role(current_user, r, 'MEMBER')),
+	// The roles the user is a member of, directly or not, that are a
+	// superuser, one of serverPrograms or (before 16) CREATEROLE.
+	if err := db.DB.QueryRowContext(ctx, `SELECT current_user,
+		(SELECT coalesce(string_agg(quote_ident(rolname) || CASE WHEN rolsuper THEN ' (a superuser)' WHEN rolname = ANY(string_to_array($1, ',')) THEN '' ELSE ' (CREATEROLE)' END, ', ' ORDER BY rolname), '')
+			FROM pg_catalog.pg_roles
+			WHERE rolname <> current_user AND pg_has_role(current_user, oid, 'MEMBER')
+				AND (rolsuper OR rolname = ANY(string_to_array($1, ','))
+					OR (rolcreaterole AND current_setting('server_version_num')::int < 160000))),
 		(SELECT rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user),
 		current_setting('server_version_num')::int`, strings.Join(serverPrograms, ",")).Scan(&user, &roles, &createRole, &version); err != nil {
 		return fmt.Errorf("check the runtime's database user: %w", err)
@@ -235,13 +251,13 @@ func (b *pgBackend) checkSchemaUser(ctx context.Context, db *bun.DB) error {
 	case b.super:
 		what = "a superuser"
 	case roles != "":
-		what = "a member of " + roles
+		what = "a member of " + roles + ", whose rights it takes with SET ROLE"
 	case createRole && version < 160000:
 		what = "allowed to create roles (CREATEROLE), which before PostgreSQL 16 lets it grant itself any of " + strings.Join(serverPrograms, ", ")
 	default:
 		return nil
 	}
-	return fmt.Errorf(`database.isolation = "schema" runs plugins' SQL as the runtime's database user %q, which is %s: a plugin could read and write the database server's files and run programs there (COPY ... TO PROGRAM, pg_read_file). Use isolation = "role" (the default; a superuser can create the plugin roles) or connect as a user that is neither a superuser nor a member of %s (nor, before PostgreSQL 16, has CREATEROLE)`,
+	return fmt.Errorf(`database.isolation = "schema" runs plugins' SQL as the runtime's database user %q, which is %s: a plugin could read and write the database server's files and run programs there (COPY ... TO PROGRAM, pg_read_file). Use isolation = "role" (the default; a superuser can create the plugin roles) or connect as a user that is neither a superuser nor a member of %s or of a superuser role (nor, before PostgreSQL 16, has CREATEROLE or is a member of a role that has it)`,
 		user, what, strings.Join(serverPrograms, ", "))
 }
 
