@@ -70,6 +70,10 @@ func TestDeniedCommand(t *testing.T) {
 		"SELECT pg_catalog.set_config('session_authorization', 'x', false)",
 		"ALTER ROLE CURRENT_USER PASSWORD 'x'", "alter user current_user set search_path = x",
 		"ALTER ROLE CURRENT_USER SET statement_timeout = 0", "ALTER GROUP g ADD USER x", "SELECT 1; ALTER ROLE x NOLOGIN",
+		// the database is the operator's (isolation = "schema" runs as
+		// its owner, often)
+		"ALTER DATABASE d CONNECTION LIMIT 0", "alter database d set local_preload_libraries = 'x'",
+		"CREATE DATABASE d", "SELECT 1; DROP DATABASE d", "drop database if exists d",
 		"CREATE TEMP TABLE t (x int)", "CREATE TEMPORARY TABLE t (x int)", "create local temporary table t (x int)",
 		"CREATE GLOBAL TEMP TABLE t (x int)", "CREATE OR REPLACE TEMP VIEW v AS SELECT 1", "CREATE TEMP SEQUENCE s",
 		"SELECT * INTO TEMP t FROM notes", "SELECT 1 INTO TEMPORARY TABLE t", "CREATE TABLE pg_temp.t (x int)",

@@ -250,6 +250,13 @@ func transactionControlIn(code string) string {
 	return ""
 }
 
+// databaseWhy is why a plugin may not create, drop or alter a database.
+// With isolation = "schema" its SQL runs as the runtime's user, which
+// often owns the database: ALTER DATABASE ... CONNECTION LIMIT 0, or a
+// setting every new session fails on, locked every replica out (an
+// audit). With isolation = "role" the server refuses them anyway.
+const databaseWhy = " (the database and its settings are the operator's, shared by the runtime and every plugin)"
+
 // deniedVerb checks the command a statement begins with, as lower-case
 // words.
 func deniedVerb(w []string) string {
@@ -278,6 +285,12 @@ func deniedVerb(w []string) string {
 		switch rest[0] {
 		case "role", "user", "group":
 			return "ALTER " + strings.ToUpper(rest[0])
+		case "database":
+			return "ALTER DATABASE" + databaseWhy
+		}
+	case "create", "drop":
+		if rest[0] == "database" {
+			return strings.ToUpper(verb) + " DATABASE" + databaseWhy
 		}
 	case "listen", "unlisten", "notify":
 		return strings.ToUpper(verb)
