@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -541,12 +543,24 @@ func (h *harness) measureStartup(ctx context.Context) *StartupResult {
 	return res
 }
 
-// measureIdle reads greenroom's RSS with one plugin and with five copies
-// of hello under different ids, alternating, on the warm cache.
+// measureIdle reads greenroom's RSS with one plugin, with five copies of
+// hello under different ids (one module: its machine code shared), and
+// with five plugins of five distinct modules (hello and four variants of
+// it: each compiled on its own, as a distinct plugin is), alternating, on
+// the warm cache.
 func (h *harness) measureIdle(ctx context.Context) *IdleResult {
 	res := &IdleResult{}
-	five := []plugin{{"hello", "hello"}, {"hello-2", "hello"}, {"hello-3", "hello"}, {"hello-4", "hello"}, {"hello-5", "hello"}}
-	once := func(name string, plugins []plugin) (int64, error) {
+	shared := []plugin{{"hello", "hello"}, {"hello-2", "hello"}, {"hello-3", "hello"}, {"hello-4", "hello"}, {"hello-5", "hello"}}
+	distinct := []plugin{{"hello", "hello"}}
+	for n := 2; n <= 5; n++ {
+		name, err := h.variant("hello", n)
+		if err != nil {
+			res.Failed = err.Error()
+			return res
+		}
+		distinct = append(distinct, plugin{fmt.Sprintf("hello-%d", n), name})
+	}
+	once := func(name string, plugins []plugin, wait time.Duration) (int64, error) {
 		s, _, err := h.startGreenroom(ctx, name, grConfig{cacheDir: h.cacheDir, plugins: plugins}, nil)
 		if err != nil {
 			return 0, err
@@ -555,28 +569,62 @@ func (h *harness) measureIdle(ctx context.Context) *IdleResult {
 		// Let the loads' garbage be collected and the first instances
 		// settle, as an idle server would.
 		select {
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 		rss, _, err := s.proc.memory()
 		return rss, err
 	}
+	// The variants compiled into the cache first, not measured.
+	h.progress("idle RSS: compiling four variants of hello")
+	if _, err := once("idle-fill", distinct, 0); err != nil {
+		res.Failed = err.Error()
+		return res
+	}
 	for i := 0; i < max(h.opt.startupRuns, 1); i++ {
-		one, err := once(fmt.Sprintf("idle-one-%d", i+1), five[:1])
+		one, err := once(fmt.Sprintf("idle-one-%d", i+1), shared[:1], time.Second)
 		if err != nil {
 			res.Failed = err.Error()
 			return res
 		}
-		all, err := once(fmt.Sprintf("idle-five-%d", i+1), five)
+		five, err := once(fmt.Sprintf("idle-five-%d", i+1), shared, time.Second)
 		if err != nil {
 			res.Failed = err.Error()
 			return res
 		}
-		h.progress("idle RSS, run %d: one plugin %s, five %s", i+1, fmtKiB(one), fmtKiB(all))
-		res.One, res.Five = append(res.One, one), append(res.Five, all)
+		dist, err := once(fmt.Sprintf("idle-distinct-%d", i+1), distinct, time.Second)
+		if err != nil {
+			res.Failed = err.Error()
+			return res
+		}
+		h.progress("idle RSS, run %d: one plugin %s, five of one module %s, five distinct modules %s", i+1, fmtKiB(one), fmtKiB(five), fmtKiB(dist))
+		res.One, res.Five, res.Distinct = append(res.One, one), append(res.Five, five), append(res.Distinct, dist)
 	}
 	return res
+}
+
+// variant writes a copy of the module built for name with a custom
+// section naming variant n, and returns the module name it is registered
+// under. Its code is name's, but its bytes differ: wazero compiles it on
+// its own and keeps its own machine code, as for a distinct plugin of the
+// same size.
+func (h *harness) variant(name string, n int) (string, error) {
+	wasm, err := os.ReadFile(h.wasm[name])
+	if err != nil {
+		return "", err
+	}
+	payload := append(binary.AppendUvarint(nil, uint64(len("greenbench.variant"))), "greenbench.variant"...)
+	payload = strconv.AppendInt(payload, int64(n), 10)
+	wasm = append(wasm, 0) // a custom section
+	wasm = append(binary.AppendUvarint(wasm, uint64(len(payload))), payload...)
+	v := fmt.Sprintf("%s-v%d", name, n)
+	out := filepath.Join(h.work, "plugins", v+".wasm")
+	if err := os.WriteFile(out, wasm, 0o644); err != nil {
+		return "", err
+	}
+	h.wasm[v] = out
+	return v, nil
 }
 
 // fillCache makes sure h.cacheDir holds compiled modules (when start-up
@@ -633,6 +681,9 @@ func (h *harness) runSQLite(ctx context.Context, scs []scenario, rep *Report) []
 	nm := MemoryResult{Process: "native (Fiber, bun on SQLite)"}
 	gm.AfterStart, gm.PeakAtStart = settle(ctx, gr)
 	nm.AfterStart, nm.PeakAtStart = settle(ctx, nat)
+	// From here VmHWM is the peak under load, not start-up's.
+	gm.PeakReset = resetPeak(gr.proc.pid()) == nil
+	nm.PeakReset = resetPeak(nat.proc.pid()) == nil
 	var out []ScenarioResult
 	for _, sc := range scs {
 		h.progress("scenario %s", sc.name)

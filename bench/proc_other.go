@@ -2,6 +2,11 @@
 
 package main
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 func childAttr() *syscall.SysProcAttr { return nil }
+
+func resetPeak(int) error { return errors.New("not on Linux") }
