@@ -10,7 +10,7 @@ default: test
 run:
     go run ./cmd/greenroom dev
 
-# the whole test suite (what CI runs, through .ci/run)
+# go vet and the whole test suite (.ci/run also starts PostgreSQL and vets the wasm packages)
 test:
     go vet ./...
     go test ./...
@@ -19,19 +19,19 @@ test:
 build:
     go build -o greenroom ./cmd/greenroom
 
-# every example plugin to plugins/<name>/<name>.wasm
+# every example plugin to plugins/<name>/<name>.wasm; fails when one fails
 plugins:
-    for d in plugins/*/; do go run ./cmd/greenroom plugin build "$d"; done
+    go build -o .greenroom/greenroom ./cmd/greenroom
+    for d in plugins/*/; do .greenroom/greenroom plugin build "$d" || exit 1; done
 
-# the benchmark harness (issue 8): plugin routes through greenroom against
-# the same handlers served natively, start-up and memory; prints the report
-# and rewrites the generated part of docs/benchmarks.md. Flags pass
-# through, e.g. just bench -duration 2s -scenarios ping
+# The harness prints the report and rewrites the generated part of
+# docs/benchmarks.md; flags pass through: just bench -duration 2s -scenarios ping
+# the benchmark harness (issue 8): plugin routes against native Go, start-up, memory
 bench *ARGS:
     go run ./bench/... "$@"
 
-# Go micro-benchmarks beside the code they measure: envelopes, the pool,
-# host-function round trips, routes in-process (docs/benchmarks.md)
+# (envelopes, the pool, host-function round trips, routes in-process: docs/benchmarks.md)
+# Go micro-benchmarks beside the code they measure
 bench-go:
     go test -run '^$' -bench . -benchmem ./hostfuncs/ ./runtime/server/ ./runtime/database/ ./runtime/plugin/ ./runtime/logging/ ./runtime/urlreader/ ./bench/floor/
 
@@ -41,7 +41,7 @@ bench-scheduler:
 
 # formatting, vet and a tidy go.mod; fails on a dirty diff
 lint:
-    gofmt -l . | tee /dev/stderr | (! read)
+    out="$(gofmt -l .)"; if [ -n "$out" ]; then echo "gofmt -l:" >&2; echo "$out" >&2; exit 1; fi
     go vet ./...
     GOOS=wasip1 GOARCH=wasm go vet ./bench/plugins/... ./bench/floor/guest
     go mod tidy && git diff --exit-code go.mod go.sum
