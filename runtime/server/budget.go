@@ -46,6 +46,49 @@ func (b *byteBudget) take(n int64) bool {
 	}
 }
 
+// principalShares are the shares of the request budget that
+// authenticated callers hold, one per principal (by subject), each a
+// quarter of the budget at most, as the anonymous callers' share: a
+// principal's share exists while one of its requests holds it.
+type principalShares struct {
+	mu sync.Mutex
+	m  map[string]*principalShare
+}
+
+type principalShare struct {
+	byteBudget
+	subject string
+	refs    int
+}
+
+// get returns subject's share, with limit as its limit, for a request
+// that gives it back with put.
+func (ps *principalShares) get(subject string, limit int64) *principalShare {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.m == nil {
+		ps.m = map[string]*principalShare{}
+	}
+	sh := ps.m[subject]
+	if sh == nil {
+		sh = &principalShare{subject: subject}
+		ps.m[subject] = sh
+	}
+	sh.limit.Store(limit)
+	sh.refs++
+	return sh
+}
+
+// put gives back a share get returned; it is forgotten when no request
+// holds it.
+func (ps *principalShares) put(sh *principalShare) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if sh.refs--; sh.refs == 0 {
+		delete(ps.m, sh.subject)
+	}
+}
+
 // give returns n bytes taken before.
 func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 

@@ -557,3 +557,39 @@ func TestShutdownServesABodyStillArriving(t *testing.T) {
 		}
 	})
 }
+
+// Each authenticated principal's bodies hold a quarter of
+// server.request_budget at most too (but room for one body of
+// body_limit), so that one principal cannot refuse every other caller's
+// bodies by holding the whole budget with slow uploads (an audit).
+func TestRequestBudgetPerPrincipal(t *testing.T) {
+	first, other := strings.Repeat("f", 40), strings.Repeat("o", 40)
+	in := start(t, fmt.Sprintf("[server]\nbody_limit = \"16KiB\"\nrequest_budget = \"64KiB\"\n[auth.tokens.first]\ntoken = %q\nsubject = \"service:first\"\nadmin = true\n[auth.tokens.other]\ntoken = %q\nsubject = \"service:other\"\n[plugins.hello]\npath = %q\n", first, other, helloWasm))
+	metric := func(name string) float64 {
+		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p, "Authorization", "Bearer "+first); return s, b }), name)
+	}
+	// The test's principal holds its quarter (16 KiB) with a slow body.
+	slow := dial(t, in.URL)
+	fmt.Fprintf(slow, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", first, 16<<10, strings.Repeat("s", 12<<10))
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 12<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow body is not held")
+		}
+	}
+	if status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("a", 8<<10)), "Authorization", "Bearer "+first); status != 503 || errorBody(t, body)["code"] != "server_busy" {
+		t.Errorf("a second body of the principal past its quarter: %d %.300s", status, body)
+	}
+	status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("b", 8<<10)), "Authorization", "Bearer "+other)
+	if status != 200 || len(body) != 8<<10 {
+		t.Errorf("another principal's body beside the first one's quarter: %d (%.200s)", status, body)
+	}
+	// The slow body ends: its principal's share comes back.
+	fmt.Fprint(slow, strings.Repeat("s", 4<<10))
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(slow), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the slow body's answer: %v %v", resp, err)
+	}
+	if status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("c", 16<<10)), "Authorization", "Bearer "+first); status != 200 || len(body) != 16<<10 {
+		t.Errorf("the principal's body once its slow one is done: %d (%.200s)", status, body)
+	}
+}

@@ -116,11 +116,17 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// A caller let in without a credential (a public route) draws
 		// on a quarter of the budget at most, so that anonymous bodies
 		// cannot starve authenticated callers.
-		share := &s.requests
-		if principal == nil && !s.rt.Config().Auth.DangerouslyDisable {
-			share = &s.anonymous
+		// An authenticated caller draws on a quarter at most too, its
+		// own: one principal could otherwise hold the whole budget and
+		// refuse every other caller's bodies (an audit).
+		body := &requestBody{share: &s.requests, all: &s.requests}
+		switch {
+		case principal == nil && !s.rt.Config().Auth.DangerouslyDisable:
+			body.share = &s.anonymous
+		case principal != nil:
+			body.lent, body.shares = s.principals.get(principal.Subject, s.anonymous.limit.Load()), &s.principals
+			body.share = &body.lent.byteBudget
 		}
-		body := &requestBody{share: share, all: &s.requests}
 		defer body.release()
 		err = s.readBody(c, id, body)
 		req.Body = body.b
@@ -935,6 +941,10 @@ type requestBody struct {
 	held  int64
 	share *byteBudget // also holds held, when not the whole budget
 	all   *byteBudget
+	// lent, when not nil, is the principal's share that share is, which
+	// shares takes back at release.
+	lent   *principalShare
+	shares *principalShares
 	// pooled is the reused buffer b lives in, for a small body.
 	pooled *[]byte
 }
@@ -967,6 +977,10 @@ func (rb *requestBody) release() {
 		rb.share.give(rb.held)
 	}
 	rb.held = 0
+	if rb.lent != nil {
+		rb.shares.put(rb.lent)
+		rb.lent, rb.shares = nil, nil
+	}
 	if rb.pooled != nil {
 		smallBodies.Put(rb.pooled)
 		rb.pooled, rb.b = nil, nil

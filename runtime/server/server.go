@@ -72,6 +72,9 @@ type Server struct {
 	// anonymous is the share of requests that callers let in without a
 	// credential (public routes) may hold: a quarter.
 	responses, requests, anonymous byteBudget
+	// principals are the authenticated callers' shares of requests, a
+	// quarter each, as anonymous is.
+	principals principalShares
 
 	// inflight holds the requests being served, so that a shutdown cut
 	// short can say which ones it cut off.
