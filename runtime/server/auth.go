@@ -148,6 +148,13 @@ func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []by
 }
 
 func (s *Server) unauthenticated(c *fiber.Ctx, rs *reqState, plugin string) error {
+	// A refused caller keeps no connection: kept alive, each held a
+	// connection slot for idle_timeout, and one client sending one
+	// refused request per connection took every slot of
+	// server.max_connections (an audit). Its body is read first, so that
+	// the close does not reset the answer away.
+	c.Context().SetConnectionClose()
+	s.dropBody(c)
 	var ae *auth.Error
 	if errors.As(rs.authErr, &ae) {
 		e := s.deny(c, rs, fiber.StatusUnauthorized, plugin, ae.Reason, ae.Public)
@@ -262,6 +269,10 @@ func (s *Server) rateLimiter() fiber.Handler {
 				rs.plugin = id // counted under it too, as a 401 or 403 is
 			}
 			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, plugin, fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
+			if rs.principal == nil { // as a 401: no connection kept for it
+				c.Context().SetConnectionClose()
+				s.dropBody(c)
+			}
 			return &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, 1),
 				Message: "too many requests: rate limit exceeded, retry later"}
 		},

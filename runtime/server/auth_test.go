@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -737,5 +738,45 @@ func TestCredentialInPathNotLogged(t *testing.T) {
 	}
 	if !strings.Contains(log, `"path":"/api/hello/[REDACTED]"`) {
 		t.Errorf("no access line with the credential redacted from its path:\n%s", log)
+	}
+}
+
+// A refused anonymous request keeps no connection (a 401, or a 429 of
+// the per-IP limit): kept alive, one client parked a connection slot per
+// refused request for idle_timeout and took every slot (an audit). The
+// body is read first, so the answer arrives whole.
+func TestRefusedKeepsNoConnection(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, "[server]\nrate_limit = \"1/m\"\nrate_burst = 3\n"))
+	refused := func(req string, want int) {
+		t.Helper()
+		conn := dial(t, in.URL)
+		fmt.Fprint(conn, req)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != want || !resp.Close {
+			t.Errorf("%q: %d, Connection: close %v; want %d and the connection closed", req, resp.StatusCode, resp.Close, want)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%q: the connection stays open after the answer (%v)", req, err)
+		}
+	}
+	refused("GET /api/hello/echo HTTP/1.1\r\nHost: x\r\n\r\n", 401)
+	refused("POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 401)
+	refused("GET /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+unknownToken+"\r\n\r\n", 401)
+	// The anonymous caller's budget of three is spent by now.
+	refused("GET /api/hello/ping HTTP/1.1\r\nHost: x\r\n\r\n", 429)
+	// An authenticated caller's answers keep the connection.
+	conn := dial(t, in.URL)
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "GET /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", ciToken)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 || resp.Close {
+		t.Errorf("an authenticated request: %v %v", resp, err)
 	}
 }
