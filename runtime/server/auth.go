@@ -151,10 +151,9 @@ func (s *Server) unauthenticated(c *fiber.Ctx, rs *reqState, plugin string) erro
 	// A refused caller keeps no connection: kept alive, each held a
 	// connection slot for idle_timeout, and one client sending one
 	// refused request per connection took every slot of
-	// server.max_connections (an audit). Its body is read first, so that
-	// the close does not reset the answer away.
+	// server.max_connections (an audit). A body still coming is not read
+	// (the answer goes at once; the close lingers: see linger.go).
 	c.Context().SetConnectionClose()
-	s.dropBody(c)
 	var ae *auth.Error
 	if errors.As(rs.authErr, &ae) {
 		e := s.deny(c, rs, fiber.StatusUnauthorized, plugin, ae.Reason, ae.Public)
@@ -271,7 +270,6 @@ func (s *Server) rateLimiter() fiber.Handler {
 			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, plugin, fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
 			if rs.principal == nil { // as a 401: no connection kept for it
 				c.Context().SetConnectionClose()
-				s.dropBody(c)
 			}
 			return &APIError{Status: fiber.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, 1),
 				Message: "too many requests: rate limit exceeded, retry later"}

@@ -743,8 +743,8 @@ func TestCredentialInPathNotLogged(t *testing.T) {
 
 // A refused anonymous request keeps no connection (a 401, or a 429 of
 // the per-IP limit): kept alive, one client parked a connection slot per
-// refused request for idle_timeout and took every slot (an audit). The
-// body is read first, so the answer arrives whole.
+// refused request for idle_timeout and took every slot (an audit). A
+// body sent with it does not keep the answer from arriving whole.
 func TestRefusedKeepsNoConnection(t *testing.T) {
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, "[server]\nrate_limit = \"1/m\"\nrate_burst = 3\n"))
