@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -132,11 +133,35 @@ func (b *sqliteBackend) open(ctx context.Context) (*bun.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if err := sdb.PingContext(ctx); err != nil {
+	if err := pingBusy(ctx, sdb); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return bun.NewDB(sdb, sqlitedialect.New()), nil
+}
+
+// pingBusy opens sdb's first connection, trying again for up to the
+// DSN's busy timeout while the file is locked. Turning a new file to WAL
+// needs an exclusive lock, and SQLite answers SQLITE_BUSY at once, without
+// its busy handler, to a connection that would otherwise deadlock with
+// another one doing the same: two replicas (or a replica and greenroom
+// migrate) opening one new directory together failed (TestRestartAndReplicas).
+func pingBusy(ctx context.Context, sdb *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := sdb.PingContext(ctx)
+		var se *sqlite.Error
+		busy := err != nil && (errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY ||
+			strings.Contains(err.Error(), "(SQLITE_BUSY)")) // the driver may wrap it as text
+		if !busy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(10+mathrand.IntN(40)) * time.Millisecond):
+		}
+	}
 }
 
 // createPrivate creates path readable by its owner only, unless it exists.
@@ -169,7 +194,7 @@ func (b *sqliteBackend) plugin(ctx context.Context, _ *bun.DB, id string, lim Li
 	sdb := sql.OpenDB(c)
 	sdb.SetMaxOpenConns(lim.MaxConns)
 	sdb.SetMaxIdleConns(lim.MaxConns)
-	if err := sdb.PingContext(ctx); err != nil {
+	if err := pingBusy(ctx, sdb); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
