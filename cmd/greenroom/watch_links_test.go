@@ -108,21 +108,29 @@ func TestServeWatchFollowsConfigMapSwap(t *testing.T) {
 	waitBody(t, url, "v1", 60*time.Second)
 }
 
-// serve --watch keeps watching a plugin whose directory is deleted and,
-// after a while, made again (a deploy that replaces the directory, git
-// checkout): its .wasm in the new directory is loaded, and later changes
-// to it are seen.
-func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
-	dir := t.TempDir()
-	v1, v2 := testGuests(t, t.TempDir())
-	plugins := filepath.Join(dir, "plugins")
+// serveWatchedDir runs serve --watch in a new directory dir whose plugin
+// ver is plugins/ver.wasm, first v1 (answering "v1" at url), and returns
+// the two test guests' files.
+func serveWatchedDir(t *testing.T) (dir, plugins, url, v1, v2 string) {
+	dir = t.TempDir()
+	v1, v2 = testGuests(t, t.TempDir())
+	plugins = filepath.Join(dir, "plugins")
 	os.MkdirAll(plugins, 0o755)
 	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
 	addr := freeAddr(t)
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), filepath.Join("plugins", "ver.wasm"))), 0o644)
 	runGreenroom(t, dir, addr, "serve", "--watch")
-	url := "http://" + addr + "/api/ver/v"
+	url = "http://" + addr + "/api/ver/v"
 	waitBody(t, url, "v1", 10*time.Second)
+	return dir, plugins, url, v1, v2
+}
+
+// serve --watch keeps watching a plugin whose directory is deleted and,
+// after a while, made again (a deploy that replaces the directory, git
+// checkout): its .wasm in the new directory is loaded, and later changes
+// to it are seen.
+func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
+	_, plugins, url, v1, v2 := serveWatchedDir(t)
 	if err := os.RemoveAll(plugins); err != nil {
 		t.Fatal(err)
 	}
@@ -139,16 +147,7 @@ func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
 // renamed directory reports no event for the files in it, and the
 // watcher used to see none of that plugin's changes again (an audit).
 func TestServeWatchSeesDirectoryRenamedAway(t *testing.T) {
-	dir := t.TempDir()
-	v1, v2 := testGuests(t, t.TempDir())
-	plugins := filepath.Join(dir, "plugins")
-	os.MkdirAll(plugins, 0o755)
-	copyWasm(t, v1, filepath.Join(plugins, "ver.wasm"))
-	addr := freeAddr(t)
-	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(watchConfig(addr, filepath.Join(dir, "cache"), filepath.Join("plugins", "ver.wasm"))), 0o644)
-	runGreenroom(t, dir, addr, "serve", "--watch")
-	url := "http://" + addr + "/api/ver/v"
-	waitBody(t, url, "v1", 10*time.Second)
+	dir, plugins, url, v1, v2 := serveWatchedDir(t)
 	rename := func(from, to string) {
 		t.Helper()
 		if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
