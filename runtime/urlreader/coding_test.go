@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"fmt"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -54,6 +56,12 @@ func TestContentCodings(t *testing.T) {
 		case "/bomb":
 			w.Header().Set("Content-Encoding", "gzip")
 			w.Write(gzipped(t, make([]byte, 4<<20)))
+		case "/empty-coding":
+			w.Header()["Content-Encoding"] = []string{" "}
+			w.Write(echo)
+		case "/identity":
+			w.Header().Set("Content-Encoding", "Identity")
+			w.Write(echo)
 		default:
 			w.Write(echo)
 		}
@@ -81,6 +89,14 @@ header = "X-Api-Key"
 			if strings.EqualFold(h[0], "Content-Encoding") || strings.EqualFold(h[0], "Content-Length") {
 				t.Errorf("%s: the decoded body's headers still say %s: %s", path, h[0], h[1])
 			}
+		}
+	}
+	// No coding named: the body is as sent (an empty value failed the
+	// read as "encoded", an audit's).
+	for _, path := range []string{"/empty-coding", "/identity"} {
+		resp, err := read(p, base+path)
+		if err != nil || string(resp.Body) != "you sent [REDACTED] with Accept-Encoding gzip" {
+			t.Errorf("%s: %v %q, want the body as sent", path, err, respBody(resp))
 		}
 	}
 	for _, path := range []string{"/two-lines", "/gzip-br", "/list"} {
@@ -134,5 +150,36 @@ allow = [
 	wantErr(t, err, Denied, "scheme http is not allowed by reading.allow[1]")
 	if n := srv.hits.Load(); n != 1 {
 		t.Errorf("the internal server was reached %d times, want 1", n)
+	}
+}
+
+// A read makes room for at most preGrow bytes of a body before they
+// arrive: a server claiming a Content-Length up to reading.max_bytes, and
+// sending nothing of it, made each read allocate all of it (an audit).
+func TestClaimedLengthCostsNoMemory(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(8<<20))
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("short"))
+	})
+	cfg := `
+[reading]
+allow = [{ host = "api.test", scheme = "http" }]
+max_bytes = "8MiB"
+`
+	p := reader(t, cfg, mapResolver{"api.test": {"127.0.0.1"}}, srv).For("p", []string{"api.test"})
+	url := "http://api.test:" + srv.port() + "/"
+	read(p, url) // connections, TLS-free transport set-up
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const reads = 4
+	for range reads {
+		if _, err := read(p, url); err == nil {
+			t.Fatal("a body cut short read without an error")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / reads; per > 2<<20 {
+		t.Errorf("each read of a body claimed as 8 MiB and cut short allocated %d bytes, want well under the claim", per)
 	}
 }

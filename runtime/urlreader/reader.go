@@ -386,13 +386,17 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	// token sent, it could not have been searched for an echo either.
 	if resp != nil && len(resp.Body) > 0 {
 		for _, h := range resp.Header {
-			if strings.EqualFold(h[0], "Content-Encoding") && !strings.EqualFold(strings.TrimSpace(h[1]), "identity") {
+			// An empty value names no coding (RFC 9110 lists none).
+			if v := strings.TrimSpace(h[1]); strings.EqualFold(h[0], "Content-Encoding") && v != "" && !strings.EqualFold(v, "identity") {
 				return nil, errorf(Failed, "%s: refused: the response is encoded (Content-Encoding: %s), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", resp.URL, hops.scrubString(h[1]))
 			}
 		}
 	}
 	return resp, err
 }
+
+// preGrow is the most room a read makes for a body before it arrives.
+const preGrow = 64 << 10
 
 func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Response, error) {
 	method := req.Method
@@ -484,9 +488,12 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		if resp.ContentLength > p.r.maxBytes {
 			return nil, errorf(TooLarge, "%s: body of %d bytes is over reading.max_bytes (%d)", final, resp.ContentLength, p.r.maxBytes)
 		}
+		// Room for the length the server claims, up to preGrow: the rest
+		// grows as the body arrives, so that a claim the server does
+		// not keep costs no memory.
 		var buf bytes.Buffer
 		if resp.ContentLength > 0 {
-			buf.Grow(int(resp.ContentLength))
+			buf.Grow(int(min(resp.ContentLength, preGrow)))
 		}
 		if _, err := buf.ReadFrom(io.LimitReader(resp.Body, p.r.maxBytes+1)); err != nil {
 			return nil, p.classify(parent, req.Deadline, t, err)
