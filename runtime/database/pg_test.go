@@ -512,7 +512,7 @@ func TestPGSurvivorStaysCountedThroughFailedChecks(t *testing.T) {
 	t.Cleanup(database.SetReapAttempts(2))
 	t.Cleanup(database.FailReapChecks(failing.Load))
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"300ms\"\ntimeout = \"30s\""))
-	running := stuckContainment(t, in, 90000)
+	running := stuckContainment(t, in, 130000)
 	within(t, 10*time.Second, "the reap to see the backend outlive its termination", func() bool {
 		return strings.Contains(in.Log.String(), "ended the database backend")
 	})
