@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sirupsen/logrus"
+	"github.com/uptrace/bun"
 )
 
 // PluginConnConfig returns the configuration plugin id's PostgreSQL
@@ -73,4 +75,43 @@ func SetLockTimings(idle, heartbeat time.Duration) (restore func()) {
 func IsLockLost(err error) bool {
 	var lost *errLockLost
 	return errors.As(err, &lost)
+}
+
+// MigrateRuntime applies the runtime's pending migrations to db as a
+// start does (without the runtime lock), stopping with an error before
+// the record of the migration named stop ("": none).
+func MigrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.Entry, stop string) ([]string, error) {
+	if stop != "" {
+		testHookRuntimeMark = func(name string) error {
+			if name == stop {
+				return errors.New("stopped (a test's)")
+			}
+			return nil
+		}
+		defer func() { testHookRuntimeMark = nil }()
+	}
+	return migrateRuntime(ctx, db, client, log)
+}
+
+// RuntimeMigrationNames are the names of the runtime's migrations for
+// client, in order.
+func RuntimeMigrationNames(client string) []string {
+	ms, err := runtimeMigrations(client)
+	if err != nil {
+		panic(err)
+	}
+	var out []string
+	for _, m := range ms.Sorted() {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// SetRuntimeMigrationLockWait sets how long a runtime migration waits for
+// each lock and how long it keeps trying; it returns a function that
+// restores them.
+func SetRuntimeMigrationLockWait(each, total time.Duration) (restore func()) {
+	oldEach, oldTotal := runtimeMigrationLockTimeout, runtimeMigrationLockWait
+	runtimeMigrationLockTimeout, runtimeMigrationLockWait = each, total
+	return func() { runtimeMigrationLockTimeout, runtimeMigrationLockWait = oldEach, oldTotal }
 }

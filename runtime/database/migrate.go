@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
@@ -54,6 +55,20 @@ func newMigrator(db *bun.DB, client string) (*migrate.Migrator, error) {
 // migration there (tests: a process killed at that point).
 var testHookRuntimeMark func(name string) error
 
+// A runtime migration on PostgreSQL waits at most
+// runtimeMigrationLockTimeout for each lock (lock_timeout), and is tried
+// again runtimeMigrationLockPause later, for runtimeMigrationLockWait at
+// most. A DDL statement waiting for its lock queues every later statement
+// on that table behind it (the scheduler's, on every replica); a plugin
+// can hold a lock on a runtime table for as long as PostgreSQL does not
+// act on pg_terminate_backend (pgforeign.go), and an operator's
+// transaction can too.
+var (
+	runtimeMigrationLockTimeout = 2 * time.Second
+	runtimeMigrationLockPause   = time.Second
+	runtimeMigrationLockWait    = 2 * time.Minute
+)
+
 // migrateRuntime applies the runtime's pending migrations. The caller holds
 // the runtime lock, so replicas starting together apply each one once.
 //
@@ -84,11 +99,14 @@ func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.
 			return names, fmt.Errorf("runtime migrations: %s: %w", mig.String(), err)
 		}
 		mig.GroupID = group
-		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		apply := func(ctx context.Context, tx bun.Tx) error {
 			if client == ClientPG {
 				// As a plugin migration's (applyOne): a replica held up
 				// mid-migration must not hold the runtime's tables.
 				if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(migrationIdleTimeout.Milliseconds(), 10)); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = "+strconv.FormatInt(runtimeMigrationLockTimeout.Milliseconds(), 10)); err != nil {
 					return err
 				}
 			}
@@ -102,7 +120,26 @@ func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.
 			}
 			_, err := tx.NewInsert().Model(&mig).ModelTableExpr(migrationsTable).Exec(ctx)
 			return err
-		})
+		}
+		for waited := time.Duration(0); ; waited += runtimeMigrationLockTimeout + runtimeMigrationLockPause {
+			err = db.RunInTx(ctx, nil, apply)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "55P03" {
+				break
+			}
+			if waited >= runtimeMigrationLockWait {
+				err = fmt.Errorf("a lock it needs stayed held by another transaction for %s (tried every %s; pg_locks shows who holds it): %w", runtimeMigrationLockWait, runtimeMigrationLockTimeout+runtimeMigrationLockPause, err)
+				break
+			}
+			if waited == 0 {
+				log.WithError(err).WithField("migration", mig.String()).Warn("a runtime migration waits for a lock another transaction holds; trying again every few seconds, letting other statements through in between")
+			}
+			select {
+			case <-ctx.Done():
+				return names, fmt.Errorf("runtime migrations: %s: up: %w", mig.String(), ctx.Err())
+			case <-time.After(runtimeMigrationLockPause):
+			}
+		}
 		if err != nil {
 			return names, fmt.Errorf("runtime migrations: %s: up: %w", mig.String(), err)
 		}

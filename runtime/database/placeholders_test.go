@@ -295,3 +295,32 @@ func BenchmarkDeniedCommandAdversarial(b *testing.B) {
 		deniedCommand(q, true)
 	}
 }
+
+// PostgreSQL's lexer takes time quadratic in how deep /* */ comments nest,
+// and is deaf to cancels and pg_terminate_backend meanwhile: an audit held
+// another plugin's lock for a minute with "SELECT 1 " and 35,000 openers.
+func TestDeniedDeepComments(t *testing.T) {
+	deep := strings.Repeat("/*", maxCommentDepth+1)
+	denied := []string{
+		"SELECT 1 " + deep,
+		"SELECT 1 " + deep + strings.Repeat("*/", maxCommentDepth+1),
+		// a DO block's body is lexed when it runs
+		"DO $$ BEGIN PERFORM 1; " + deep + strings.Repeat("*/", maxCommentDepth+1) + " END $$",
+		"SELECT '" + deep + "'",
+	}
+	for _, q := range denied {
+		if got := deniedCommand(q, false); !strings.Contains(got, "nested") {
+			t.Errorf("%.40q...: got %q, want refused for nesting", q, got)
+		}
+	}
+	allowed := []string{
+		"SELECT 1 " + strings.Repeat("/*", maxCommentDepth) + strings.Repeat("*/", maxCommentDepth),
+		"SELECT 1 " + strings.Repeat("/* c */", 10*maxCommentDepth), // many, not deep
+		"SELECT 1 /* a /* b */ c */",
+	}
+	for _, q := range allowed {
+		if got := deniedCommand(q, false); got != "" {
+			t.Errorf("%.40q...: refused as %q", q, got)
+		}
+	}
+}

@@ -51,6 +51,9 @@ import (
 // is not seen here: there, the role's privileges are what holds (see
 // docs/database.md).
 func deniedCommand(q string, backslashes bool) string {
+	if depth := commentDepth(q); depth > maxCommentDepth {
+		return "statements with /* comments nested " + strconv.Itoa(depth) + " deep (at most " + strconv.Itoa(maxCommentDepth) + "; PostgreSQL's parser takes time quadratic in the depth, and can be neither cancelled nor terminated meanwhile)"
+	}
 	code := codeOnly(q, false)
 	if cmd := deniedIn(q, code); cmd != "" {
 		return cmd
@@ -707,4 +710,33 @@ func unicodeEscapes(s string, esc byte) string {
 		i += n
 	}
 	return b.String()
+}
+
+// maxCommentDepth is how deep /* */ comments may nest in a statement.
+// PostgreSQL's lexer takes time quadratic in the depth (2 s at 20,000, 6 s
+// with the comments closed), and checks for no interrupt meanwhile: a
+// backend parsing such a statement ignores statement_timeout, a cancel
+// and pg_terminate_backend, so a plugin could hold for as long the locks
+// its transaction took before (see pgforeign.go). No statement written by
+// hand nests comments more than a few deep.
+const maxCommentDepth = 64
+
+// commentDepth returns the deepest nesting of /* */ comments in q, read
+// without regard to literals and quoted identifiers: the body of a DO
+// block or a function is a literal to this statement, and PostgreSQL
+// lexes it as code when it runs it.
+func commentDepth(q string) int {
+	depth, deepest := 0, 0
+	for i := 0; i+1 < len(q); i++ {
+		switch {
+		case q[i] == '/' && q[i+1] == '*':
+			depth++
+			deepest = max(deepest, depth)
+			i++
+		case q[i] == '*' && q[i+1] == '/':
+			depth = max(depth-1, 0)
+			i++
+		}
+	}
+	return deepest
 }
