@@ -139,6 +139,9 @@ func TestDeniedCommand(t *testing.T) {
 		`CREATE AGGREGATE a(text, boolean) (SFUNC = U&'set\005fconfig', STYPE = text, INITCOND = 'search_path')`,
 		"CREATE AGGREGATE a(text, boolean) (SFUNC = $$set_config$$, STYPE = text, INITCOND = 'search_path')",
 		`CREATE AGGREGATE a(text) (SFUNC = textcat, STYPE = text, FINALFUNC = "set_config")`,
+		// the runtime's bound on an idle transaction
+		"SET LOCAL idle_in_transaction_session_timeout = 0", "set idle_in_transaction_session_timeout to default",
+		"RESET idle_in_transaction_session_timeout", "SELECT set_config('idle_in_transaction_session_timeout', '0', true)",
 		// COPY's data stream
 		"COPY t FROM STDIN", "COPY t TO stdout", "COPY (SELECT 1) TO STDOUT WITH (FORMAT csv)", "copy t (a, b) from stdin;",
 	}

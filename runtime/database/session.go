@@ -102,6 +102,8 @@ func deniedIn(q, code string) string {
 		switch name = lowerASCII(strings.TrimSpace(name)); name {
 		case "role", "session_authorization", "search_path":
 			return "set_config('" + name + "', ...)"
+		case "idle_in_transaction_session_timeout":
+			return "set_config('" + name + "', ...)" + idleWhy
 		}
 	}
 	return ""
@@ -253,6 +255,13 @@ func transactionControlIn(code string) string {
 	return ""
 }
 
+// idleWhy is why a plugin may not change idle_in_transaction_session_timeout:
+// the runtime sets it in each of the plugin's transactions (idleBound), so
+// that the server ends one whose replica is held up (stopped, cut off)
+// before the call's deadline or a global task's lease has passed, and
+// another replica has taken over.
+const idleWhy = " (the runtime bounds how long a plugin's transaction may sit idle, so that one whose replica is held up ends before another replica takes over)"
+
 // databaseWhy is why a plugin may not create, drop or alter a database.
 // With isolation = "schema" its SQL runs as the runtime's user, which
 // often owns the database: ALTER DATABASE ... CONNECTION LIMIT 0, or a
@@ -283,6 +292,8 @@ func deniedVerb(w []string) string {
 			return strings.ToUpper(verb) + " SESSION AUTHORIZATION"
 		case verb == "set" && (rest[0] == "search_path" || rest[0] == "schema"):
 			return "SET search_path"
+		case rest[0] == "idle_in_transaction_session_timeout":
+			return strings.ToUpper(verb) + " idle_in_transaction_session_timeout" + idleWhy
 		}
 	case "alter":
 		switch rest[0] {
