@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
 )
@@ -247,7 +248,11 @@ func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
 	case ClientSQLite:
 		b, err = newSQLite(s.cfg, s.log)
 	case ClientPG:
-		b, err = newPG(s.cfg, s.log)
+		var pg *pgBackend
+		if pg, err = newPG(s.cfg, s.log); err == nil {
+			pg.lost = func(id string, c *pgconn.PgConn) { s.reapClosed(id, s.log.WithField("plugin", id), c) }
+			b = pg
+		}
 	default:
 		err = fmt.Errorf("unknown database client %q", s.cfg.Client)
 	}
