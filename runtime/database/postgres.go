@@ -873,9 +873,8 @@ type pgConnector struct {
 // itself, out of their reach: a transaction's, when its context ends
 // (sql.Tx rolls back and discards the connection, and a *sql.Conn
 // closed so can no longer be looked into), which left a migration's
-// endless DO block running on the server whenever database/sql closed
-// the connection first (TestPGGivenUpMigrationEnds, in full runs of the
-// package).
+// endless DO block running on the server now and then (an audit's flaky
+// TestPGGivenUpMigrationEnds).
 type lostConn struct {
 	// Embedded under another name, so that its Conn method (which the
 	// runtime reaches for through interface{ Conn() *pgx.Conn }) is
