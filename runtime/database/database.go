@@ -25,7 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
 )
@@ -248,11 +247,7 @@ func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
 	case ClientSQLite:
 		b, err = newSQLite(s.cfg, s.log)
 	case ClientPG:
-		var pg *pgBackend
-		if pg, err = newPG(s.cfg, s.log); err == nil {
-			pg.lost = func(id string, c *pgconn.PgConn) { s.reapClosed(id, s.log.WithField("plugin", id), c) }
-			b = pg
-		}
+		b, err = newPG(s.cfg, s.log)
 	default:
 		err = fmt.Errorf("unknown database client %q", s.cfg.Client)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/runtime/database"
@@ -138,7 +139,7 @@ func TestPGNotificationsDropped(t *testing.T) {
 	err = conn.Raw(func(dc any) error {
 		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		if n, _ := dc.(interface{ Conn() *pgx.Conn }).Conn().WaitForNotification(wctx); n != nil {
+		if n, _ := dc.(*stdlib.Conn).Conn().WaitForNotification(wctx); n != nil {
 			t.Errorf("notification of %d bytes buffered", len(n.Payload))
 		}
 		return nil

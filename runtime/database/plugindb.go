@@ -632,10 +632,7 @@ const reapedKey = "greenroom.reaped"
 
 // reapClosed is reapLost on the driver's connection: it starts the reap
 // of pc's backend if pc is closed and its reap has not started.
-func (p *PluginDB) reapClosed(c *pgconn.PgConn) { p.svc.reapClosed(p.id, p.log, c) }
-
-// reapClosed is PluginDB.reapClosed for plugin id, whose log is log.
-func (s *Service) reapClosed(id string, log *logrus.Entry, c *pgconn.PgConn) {
+func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 	if !c.IsClosed() || c.CustomData()[reapedKey] != nil {
 		return
 	}
@@ -645,11 +642,11 @@ func (s *Service) reapClosed(id string, log *logrus.Entry, c *pgconn.PgConn) {
 	if pid == 0 || started.IsZero() {
 		return
 	}
-	pc := s.pluginConnector(id)
+	pc := p.svc.pluginConnector(p.id)
 	if pc == nil {
 		return
 	}
-	if !s.startReap() {
+	if !p.svc.startReap() {
 		return
 	}
 	// Until the reap sees it gone, the backend counts against the
@@ -666,16 +663,16 @@ func (s *Service) reapClosed(id string, log *logrus.Entry, c *pgconn.PgConn) {
 		}
 	}
 	go func() {
-		defer s.reaping.Done()
+		defer p.svc.reaping.Done()
 		defer count(false)
-		log := log.WithField("pid", pid)
+		log := p.log.WithField("pid", pid)
 		var endedAt time.Time // when pg_terminate_backend first took it
 		warned := false
 		// A terminated backend is usually gone within milliseconds: it
 		// is looked for again soon, then less often, up to each second.
 		wait := 20 * time.Millisecond
 		for failures := 0; ; {
-			gone, ended, err := terminate(s.reapCtx, pc, pid, started)
+			gone, ended, err := terminate(p.svc.reapCtx, pc, pid, started)
 			switch {
 			case gone && warned:
 				log.Warn("the database backend that outlived pg_terminate_backend has ended; it no longer takes one of the plugin's limits.db_max_conns")
@@ -698,7 +695,7 @@ func (s *Service) reapClosed(id string, log *logrus.Entry, c *pgconn.PgConn) {
 					log.Error("a database backend of a connection given up after its statement's timeout still runs " +
 						time.Since(endedAt).Round(time.Second).String() + " after pg_terminate_backend (PostgreSQL does not interrupt some operations, e.g. array containment over large arrays): until it ends it takes one of the plugin's limits.db_max_conns")
 				}
-			case s.reapCtx.Err() != nil:
+			case p.svc.reapCtx.Err() != nil:
 				// The runtime stops: said below.
 			case failures >= reapAttempts-1 && endedAt.IsZero():
 				log.WithError(err).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
@@ -717,7 +714,7 @@ func (s *Service) reapClosed(id string, log *logrus.Entry, c *pgconn.PgConn) {
 					log.WithError(err).Warn("cannot check the database backend that outlived pg_terminate_backend; it is not counted against the plugin's limits.db_max_conns until a check succeeds, tried again each second")
 				}
 			}
-			if s.reapCtx.Err() != nil {
+			if p.svc.reapCtx.Err() != nil {
 				if !endedAt.IsZero() {
 					log.Warn("the runtime stops with a database backend still running that did not act on pg_terminate_backend; it runs on until its operation ends")
 				}
@@ -729,7 +726,7 @@ func (s *Service) reapClosed(id string, log *logrus.Entry, c *pgconn.PgConn) {
 			}
 			select {
 			case <-time.After(next):
-			case <-s.reapCtx.Done():
+			case <-p.svc.reapCtx.Done():
 			}
 		}
 	}()

@@ -68,9 +68,6 @@ type pgBackend struct {
 	// foreign looks for plugin locks on relations that are not the
 	// plugin's (pgforeign.go), from open to close.
 	foreign *foreignLockWatch
-	// lost starts the reap of the backend of plugin id's connection c,
-	// found closed when it is closed (Service.reapClosed; pgConnector).
-	lost func(id string, c *pgconn.PgConn)
 }
 
 // survivorsOf is the count of plugin id's given-up backends still running.
@@ -534,9 +531,6 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 	}
 	conf.StatementCacheCapacity = 0
 	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient, survivors: b.survivorsOf(id)}
-	if lost := b.lost; lost != nil {
-		pc.lost = func(c *pgconn.PgConn) { lost(id, c) }
-	}
 	pc.lim.Store(&lim)
 	b.mu.Lock()
 	b.plugins[id] = pc
@@ -861,42 +855,6 @@ type pgConnector struct {
 	// the plugin's given-up backends still running (pgBackend.survivors).
 	db        *sql.DB
 	survivors *atomic.Int64
-	// lost is pgBackend.lost for this plugin (nil: none).
-	lost func(*pgconn.PgConn)
-}
-
-// lostConn is a plugin connection that, when it is closed, starts the
-// reap of its backend if the driver had already found the connection
-// lost (a statement given up at its deadline, whose backend may run on:
-// Service.reapClosed). The statement paths start it themselves as soon as
-// they see the loss; this catches the connections database/sql closes by
-// itself, out of their reach: a transaction's, when its context ends
-// (sql.Tx rolls back and discards the connection, and a *sql.Conn
-// closed so can no longer be looked into), which left a migration's
-// endless DO block running on the server now and then (an audit's flaky
-// TestPGGivenUpMigrationEnds).
-type lostConn struct {
-	// Embedded under another name, so that its Conn method (which the
-	// runtime reaches for through interface{ Conn() *pgx.Conn }) is
-	// promoted rather than hidden by a field named Conn.
-	*stdConn
-	lost func(*pgconn.PgConn)
-}
-
-type stdConn = stdlib.Conn
-
-// Close starts the reap on a goroutine of its own: database/sql may close
-// a connection while the caller holds the Service's lock (Service.Close),
-// which the reap takes. The connection is closed by then, so nothing else
-// uses its pgconn.PgConn.
-func (c *lostConn) Close() error {
-	pc := c.Conn().PgConn()
-	lost := pc.IsClosed()
-	err := c.stdConn.Close()
-	if lost {
-		go c.lost(pc)
-	}
-	return err
 }
 
 // backendStartKey keys a plugin connection's backend start time in its
@@ -979,10 +937,7 @@ func (c *pgConnector) connect(ctx context.Context) (driver.Conn, error) {
 		if herr := c.heal(ctx); herr != nil {
 			return nil, errors.Join(err, herr)
 		}
-		conn, err = c.connector().Connect(ctx)
-	}
-	if sc, ok := conn.(*stdlib.Conn); ok && err == nil && c.lost != nil {
-		return &lostConn{stdConn: sc, lost: c.lost}, nil
+		return c.connector().Connect(ctx)
 	}
 	return conn, err
 }
