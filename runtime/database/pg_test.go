@@ -616,7 +616,34 @@ func TestPGGivenUpMigrationEnds(t *testing.T) {
 	}
 	rt := in.RT.Database().DB().DB
 	role := database.RoleName(dbName(t, in), "alpha")
-	within(t, 20*time.Second, "the given-up migration's backend to end", func() bool { return activeBackends(t, rt, role) == 0 })
+	for end := time.Now().Add(20 * time.Second); activeBackends(t, rt, role) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			// What ran on, for a failure seen twice in full runs of
+			// the package and never alone.
+			t.Fatalf("waited 20s for the given-up migration's backend to end; the role's backends now:\n%s", backendsOf(t, rt, role))
+		}
+	}
+}
+
+// backendsOf describes the backends of role, one per line.
+func backendsOf(t *testing.T, rt *sql.DB, role string) string {
+	t.Helper()
+	rows, err := rt.Query(`SELECT pid, coalesce(state, ''), backend_start, coalesce(wait_event, ''), left(query, 80), coalesce(backend_xid::text, '') FROM pg_stat_activity WHERE usename = $1`, role)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var pid int
+		var state, wait, query, xid string
+		var started time.Time
+		if err := rows.Scan(&pid, &state, &started, &wait, &query, &xid); err != nil {
+			return err.Error()
+		}
+		fmt.Fprintf(&b, "pid %d %s since %s, waiting for %q, xid %q: %q\n", pid, state, started.Format(time.RFC3339Nano), wait, xid, query)
+	}
+	return b.String()
 }
 
 // A plugin can make every later login of its role fail, from a DO block

@@ -640,10 +640,12 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 	pid := c.PID()
 	started, _ := c.CustomData()[backendStartKey].(time.Time)
 	if pid == 0 || started.IsZero() {
+		p.log.WithField("pid", pid).Debug("the backend of a connection given up is not looked for: its start time is unknown (pg_stat_activity not readable when it connected)")
 		return
 	}
 	pc := p.svc.pluginConnector(p.id)
 	if pc == nil {
+		p.log.WithField("pid", pid).Debug("the backend of a connection given up is not looked for: the plugin's database is closed")
 		return
 	}
 	if !p.svc.startReap() {
@@ -678,6 +680,9 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 				log.Warn("the database backend that outlived pg_terminate_backend has ended; it no longer takes one of the plugin's limits.db_max_conns")
 				return
 			case gone:
+				if endedAt.IsZero() {
+					log.Debug("the backend of a connection given up had already ended")
+				}
 				return
 			case ended && endedAt.IsZero():
 				endedAt, failures = time.Now(), 0
