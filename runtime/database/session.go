@@ -40,7 +40,10 @@ import (
 //   - objects of no schema: large objects, casts, prepared transactions
 //     (deniedGlobal, in placeholders.go);
 //   - GRANT and ALTER DEFAULT PRIVILEGES, which would share the plugin's
-//     objects with other roles (deniedSharing).
+//     objects with other roles (deniedSharing);
+//   - SET, RESET and set_config of idle_in_transaction_session_timeout,
+//     which the runtime sets in each of the plugin's transactions (idleWhy);
+//   - /* comments nested more than maxCommentDepth deep, anywhere in q.
 //
 // Literals, quoted identifiers and comments are skipped, so a string
 // mentioning them is not refused. q is read as PostgreSQL reads it with
