@@ -620,9 +620,20 @@ func TestPGGivenUpMigrationEnds(t *testing.T) {
 		if time.Now().After(end) {
 			// What ran on, for a failure seen twice in full runs of
 			// the package and never alone.
-			t.Fatalf("waited 20s for the given-up migration's backend to end; the role's backends now:\n%s", backendsOf(t, rt, role))
+			t.Fatalf("waited 20s for the given-up migration's backend to end; the role's backends now:\n%s\nthe log's lines on backends:\n%s", backendsOf(t, rt, role), linesWith(in.Log.String(), "backend"))
 		}
 	}
+}
+
+// linesWith is the lines of log that contain word.
+func linesWith(log, word string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, word) {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // backendsOf describes the backends of role, one per line.
