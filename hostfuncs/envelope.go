@@ -110,9 +110,11 @@ var ErrBadResponse = errors.New("malformed response envelope")
 
 // DecodeResponse parses a response envelope written by a guest. The guest is
 // not trusted: every length is checked against what is left, the header
-// count against what the envelope can hold, and the status against 200-999
+// count against what the envelope can hold, and the status against 200-599
 // (an informational 1xx is not a response: sent as one, it would leave the
-// connection waiting for the real answer, or switch its protocol).
+// connection waiting for the real answer, or switch its protocol; and
+// 600-999, which net/http lets a handler write, are not HTTP status codes:
+// RFC 9110, 15, has clients treat them as errors of their own).
 // headers is reused when it has room.
 func DecodeResponse(b []byte, headers [][2][]byte) (Response, error) {
 	var r Response
@@ -122,8 +124,8 @@ func DecodeResponse(b []byte, headers [][2][]byte) (Response, error) {
 	if d.err != nil {
 		return r, d.err
 	}
-	if status < 200 || status > 999 {
-		return r, fmt.Errorf("%w: status %d out of range 200-999", ErrBadResponse, status)
+	if status < 200 || status > 599 {
+		return r, fmt.Errorf("%w: status %d out of range 200-599", ErrBadResponse, status)
 	}
 	if uint64(n) > uint64(len(b)-d.off)/8 {
 		return r, fmt.Errorf("%w: header count %d exceeds the envelope", ErrBadResponse, n)

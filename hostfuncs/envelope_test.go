@@ -16,13 +16,14 @@ func TestCanonicalHeaderName(t *testing.T) {
 	}
 }
 
-// A final status is 200-999: a 1xx written as the answer would leave the
-// client waiting for the real one (or switch the connection's protocol).
+// A final status is 200-599: a 1xx written as the answer would leave the
+// client waiting for the real one (or switch the connection's protocol),
+// and HTTP defines no code past 599 (RFC 9110, 15).
 func TestDecodeResponseStatus(t *testing.T) {
 	for _, tc := range []struct {
 		status uint32
 		ok     bool
-	}{{0, false}, {99, false}, {100, false}, {101, false}, {103, false}, {199, false}, {200, true}, {204, true}, {599, true}, {999, true}, {1000, false}} {
+	}{{0, false}, {99, false}, {100, false}, {101, false}, {103, false}, {199, false}, {200, true}, {204, true}, {599, true}, {600, false}, {999, false}, {1000, false}} {
 		_, err := DecodeResponse(appendResponse(nil, int(tc.status), []byte("x")), nil)
 		if (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrBadResponse) {
 			t.Errorf("status %d: %v, want ok=%v", tc.status, err, tc.ok)

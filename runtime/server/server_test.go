@@ -844,6 +844,37 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	}
 }
 
+// A status HTTP does not define (RFC 9110, 15: only 100-599 are valid)
+// never reaches the client: 600-999, which net/http's WriteHeader lets a
+// handler write, is refused as a bad response (502), and a code outside
+// 100-999 panics in the SDK as in net/http (500). 599 passes.
+func TestInvalidStatusRefused(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	for _, tc := range []struct {
+		code   int
+		status int
+		want   string
+	}{
+		{599, 599, ""},
+		{600, 502, "plugin_bad_response"},
+		{999, 502, "plugin_bad_response"},
+		{1000, 500, "plugin_panic"},
+		{99, 500, "plugin_panic"},
+		{0, 500, "plugin_panic"},
+	} {
+		status, _, body := in.Get(t, fmt.Sprintf("/api/hostile/status?code=%d", tc.code))
+		if status != tc.status || tc.want != "" && errorBody(t, body)["code"] != tc.want {
+			t.Errorf("WriteHeader(%d): %d %s, want %d %s", tc.code, status, body, tc.status, tc.want)
+		}
+		if tc.want == "plugin_bad_response" && !strings.Contains(body, fmt.Sprintf("status %d out of range 200-599", tc.code)) {
+			t.Errorf("WriteHeader(%d): %s does not say why", tc.code, body)
+		}
+		if status, _, _ := in.Get(t, "/api/hostile/ok"); status != 200 {
+			t.Fatalf("after WriteHeader(%d): next request %d", tc.code, status)
+		}
+	}
+}
+
 // A write to stdout is a host call, where the interrupt flag is not seen:
 // one write of 48 MiB of empty lines (seconds of work for the host) still
 // ends at the call's timeout.

@@ -271,6 +271,12 @@ func init() {
 	mux.HandleFunc("GET /moved", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/items", http.StatusFound)
 	})
+	// The status the query names, through WriteHeader.
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		w.WriteHeader(code)
+		w.Write([]byte("body"))
+	})
 	mux.HandleFunc("GET /public-codes", func(w http.ResponseWriter, r *http.Request) {
 		// After init, asking to open a route is refused.
 		fmt.Fprintf(w, `{"init_malformed":%d,"late":%d}`, initPublic, askPublic("/ok"))
