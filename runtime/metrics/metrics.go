@@ -76,7 +76,7 @@ func (m *Metrics) ObserveRequest(pluginID, route string, status int, d time.Dura
 
 // statusLabel is the status label of a response: its code when HTTP names
 // it ("200", "418"), otherwise its class ("2xx" for 299, "9xx" for 999).
-// A plugin chooses its status codes: each of the 800 a response may carry
+// A plugin chooses its status codes: each of the 400 a response may carry
 // made a series of its own on every route (an audit: some 80 000 series,
 // a 6 MB scrape).
 func statusLabel(status int) string {
