@@ -741,6 +741,44 @@ func TestCredentialInPathNotLogged(t *testing.T) {
 	}
 }
 
+// Each long word of the Authorization headers is looked for in the
+// logged path: a head of thousands of them and a long path cost time
+// quadratic in its size (an audit: 12 s of CPU for one refused 1 MiB
+// request; this one takes milliseconds, the bound is generous). Past a
+// few words the path is withheld whole.
+func TestCredentialWordsInPathAreBounded(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, "[server]\nheader_limit = \"1MiB\"\n"))
+	path := "/api/hello/" + strings.Repeat("a", 500<<10)
+	words := strings.Repeat(" aaaaaaab", 55<<10)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer"+words+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(conn)
+	took := time.Since(start)
+	if !strings.HasPrefix(string(raw), "HTTP/1.1 401") {
+		t.Errorf("answer: %.300s", raw)
+	}
+	if took > 3*time.Second {
+		t.Errorf("a refused request with a %d KiB path and %d words in Authorization took %v", len(path)>>10, 55<<10, took)
+	}
+	if log := in.Log.String(); !strings.Contains(log, `"path":"[REDACTED]"`) || strings.Contains(log, "aaaaaaaaaaaaaaaa") {
+		t.Errorf("the path is not logged as [REDACTED] (%d bytes of log)", len(log))
+	}
+	// A few words are each redacted from the path, as before.
+	tok := idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))
+	in.DoAnon(t, "GET", "/api/hello/few/"+tok, nil, "Authorization", "Bearer one-word-1 two-word-2 three-word-3 "+tok)
+	if log := in.Log.String(); !strings.Contains(log, `"path":"/api/hello/few/[REDACTED]"`) {
+		t.Errorf("no line with the credential redacted from its path /api/hello/few/...")
+	}
+}
+
 // A refused anonymous request keeps no connection (a 401, or a 429 of
 // the per-IP limit): kept alive, one client parked a connection slot per
 // refused request for idle_timeout and took every slot (an audit). A

@@ -696,11 +696,16 @@ func (s *Server) pathForLog(req *fasthttp.Request) string {
 	// not logged either, should the client have put them in the path
 	// too: each word of each Authorization header that is long enough
 	// (a request with two headers, or a tab after its scheme, is refused,
-	// but logged).
+	// but logged). Each is looked for in the whole path: a head with
+	// more of them than a credential has is not looked through, its path
+	// is withheld whole.
 	var creds []string
 	for _, h := range req.Header.PeekAll(fiber.HeaderAuthorization) {
 		for _, w := range bytes.Fields(h) {
 			if len(w) >= minLoggedCredential {
+				if len(creds) == maxLoggedCredentials {
+					return logging.Redacted
+				}
 				creds = append(creds, string(w))
 			}
 		}
@@ -785,3 +790,12 @@ func redactJWTs(p string) string {
 // minLoggedCredential is the shortest bearer credential loggedPath keeps
 // out of a logged path: a shorter one is no credential anyone was issued.
 const minLoggedCredential = 8
+
+// maxLoggedCredentials is the most such words of a request's
+// Authorization headers loggedPath looks for in its path, one scan of the
+// path each; a request with more (no credential is that many words) has
+// its whole path logged as [REDACTED]. Looking for every one took time
+// quadratic in the request head, for a request refused without a
+// credential: with server.header_limit = "1MiB", 12 s of CPU for one
+// (an audit; TestCredentialWordsInPathAreBounded).
+const maxLoggedCredentials = 8
