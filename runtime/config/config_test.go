@@ -1581,6 +1581,26 @@ func TestRateLimitWindowBounded(t *testing.T) {
 	}
 }
 
+// The rate limit's burst is also read as server.burst, the word the issue
+// that specified it used beside rate_limit; setting both is an error, and
+// errors about it point at the line that set it.
+func TestBurstAlias(t *testing.T) {
+	c := mustRead(t, "[server]\nrate_limit = \"10/s\"\nburst = 30\n", nil)
+	if c.Server.RateBurst != 30 {
+		t.Errorf("burst = 30 read as rate_burst %d", c.Server.RateBurst)
+	}
+	for text, want := range map[string]string{
+		"[server]\nrate_limit = \"10/s\"\nrate_burst = 20\nburst = 30\n": "config.toml:4: server.burst: is another name for server.rate_burst, which is set too (at config.toml:3)",
+		"[server]\nburst = 30\n":                           "config.toml:2: server.rate_burst: is set but server.rate_limit is not",
+		"[server]\nrate_limit = \"10/s\"\nburst = -1\n":    "config.toml:3: server.rate_burst: must not be negative",
+		"[server]\nrate_limit = \"10/s\"\nburst = \"x\"\n": "config.toml:3: server.rate_burst",
+	} {
+		if _, err := read(t, text, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}
+
 // config print writes a value holding "${" (written "$${" in its file) so
 // that it reads back as the same value, not as a reference to a variable
 // (an audit's round trip: "$${USER_NAME}" printed as '${USER_NAME}').

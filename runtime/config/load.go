@@ -182,6 +182,9 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		maps.Copy(literals, lits)
 		mergeMaps(merged, doc)
 	}
+	if len(errs) == 0 {
+		errs = append(errs, applyAliases(merged, origins)...)
+	}
 	parsed := len(errs) == 0
 	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, substituted: map[string]bool{}, failed: map[string]bool{}}
 	// Before substitution, the secrets lists are as written: enough to
@@ -914,4 +917,36 @@ func prescan(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// aliases are keys read as another key of the same table: the issue that
+// specified the rate limit wrote its burst as "burst" beside rate_limit,
+// and the key is rate_burst (docs/config.md).
+var aliases = map[string]string{"server.burst": "server.rate_burst"}
+
+// applyAliases moves each alias's value in merged (and its origin) to the
+// key it names; an alias set beside its key is an error.
+func applyAliases(merged map[string]any, origins map[string]string) Errors {
+	var errs Errors
+	for alias, key := range aliases {
+		table, name, _ := strings.Cut(alias, ".")
+		_, keyName, _ := strings.Cut(key, ".")
+		t, ok := merged[table].(map[string]any)
+		if !ok {
+			continue
+		}
+		v, ok := t[name]
+		if !ok {
+			continue
+		}
+		delete(t, name)
+		if _, both := t[keyName]; both {
+			errs = append(errs, &Error{Origin: origins[alias], Key: alias, Msg: "is another name for " + key + ", which is set too (at " + origins[key] + "): set one of them"})
+			continue
+		}
+		t[keyName] = v
+		origins[key] = origins[alias]
+		delete(origins, alias)
+	}
+	return errs
 }
