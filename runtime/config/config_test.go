@@ -144,6 +144,7 @@ func TestErrors(t *testing.T) {
 		{"token with a newline", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\\n\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must not begin or end with whitespace"}},
 		{"token for no plugin", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\nplugins = []\n", []string{"config.toml:4: auth.tokens.ci.plugins: is empty: list the plugins the token may call"}},
 		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
+		{"jwt leeway", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nleeway = \"-1s\"\n", []string{"config.toml:5: auth.jwt.leeway: invalid duration \"-1s\": negative"}},
 		{"token type", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\ntype = \"robot\"\n", []string{"auth.tokens.ci.type: must be service or user, got \"robot\""}},
 		{"public routes", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"ping\", \"/x?y=1\", \"/static/*\", \"/a b\", \"/files/{path...}\"]\n", []string{
 			"plugins.a.public_routes[0]: route \"ping\" must start with /", "public_routes[1]: route \"/x?y=1\" must be a path only",
