@@ -1,6 +1,7 @@
 package urlreader
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,7 @@ import (
 //
 //	go test -fuzz FuzzParseTarget ./runtime/urlreader/
 func FuzzParseTarget(f *testing.F) {
-	for _, s := range []string{"https://example.com/a", "http://2130706433/", "http://[::ffff:127.0.0.1]/", "http://0x7f.1/", "https://a..b/", "http://127.0.0.1:80/x/../y", "http://h.test/a/..;/b", "http://h.test/a/%2e.%3b/b"} {
+	for _, s := range []string{"https://example.com/a", "http://2130706433/", "http://[::ffff:127.0.0.1]/", "http://0x7f.1/", "https://a..b/", "http://127.0.0.1:80/x/../y", "http://h.test/a/..;/b", "http://h.test/a/%2e.%3b/b", "http://h.test/a/%252e%252e/b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -26,10 +27,14 @@ func FuzzParseTarget(f *testing.F) {
 			t.Fatalf("%q accepted: %+v", raw, tg)
 		}
 		// No segment is a dot segment, not even once a server strips
-		// its ";parameters" (Tomcat, Spring): a path prefix holds.
+		// its ";parameters" (Tomcat, Spring) or decodes it again: a
+		// path prefix holds.
 		for _, seg := range strings.Split(tg.path, "/") {
-			if seg, _, _ = strings.Cut(seg, ";"); seg == "." || seg == ".." {
-				t.Fatalf("%q accepted with dot segment in path %q", raw, tg.path)
+			twice, _ := url.PathUnescape(seg)
+			for _, s := range []string{seg, twice} {
+				if s, _, _ = strings.Cut(s, ";"); s == "." || s == ".." {
+					t.Fatalf("%q accepted with dot segment in path %q", raw, tg.path)
+				}
 			}
 		}
 	})

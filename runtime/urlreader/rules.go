@@ -162,16 +162,27 @@ func parseTarget(raw string) (*target, error) {
 	if path == "" {
 		path = "/"
 	}
-	if esc := strings.ToLower(u.EscapedPath()); strings.Contains(esc, "%2f") || strings.Contains(esc, "%5c") || strings.Contains(path, "\\") {
+	// The decoded path is checked for encoded slashes too: a server (or a
+	// proxy in front of one) that decodes twice reads %252F as "/".
+	if esc, lp := strings.ToLower(u.EscapedPath()), strings.ToLower(path); strings.Contains(esc, "%2f") || strings.Contains(esc, "%5c") ||
+		strings.Contains(path, "\\") || strings.Contains(lp, "%2f") || strings.Contains(lp, "%5c") {
 		return nil, errorf(Invalid, "%s: encoded slashes and backslashes in the path are refused", raw)
 	}
 	for _, seg := range strings.Split(path, "/") {
 		// Tomcat, Spring and Jetty strip a segment's ";parameters" before
 		// they resolve dot segments: to them "..;" (or "..;x") is "..",
 		// which would climb out of a rule's path prefix. The path is
-		// decoded, so %2e and %3b spellings are caught too.
-		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
-			return nil, errorf(Invalid, "%s: dot segments (. and .., also with ;parameters as in ..;) in the path are refused", raw)
+		// decoded, so %2e and %3b spellings are caught too, and each
+		// segment is decoded once more, so that a server that decodes
+		// twice finds no dot segment either (%252e%252e).
+		twice, err := url.PathUnescape(seg)
+		if err != nil {
+			twice = seg
+		}
+		for _, s := range []string{seg, twice} {
+			if name, _, _ := strings.Cut(s, ";"); name == "." || name == ".." {
+				return nil, errorf(Invalid, "%s: dot segments (. and .., also with ;parameters as in ..;, or encoded twice as in %%252e%%252e) in the path are refused", raw)
+			}
 		}
 	}
 	return &target{u: u, host: host, path: path}, nil

@@ -65,6 +65,15 @@ func TestHostSpellingsRefused(t *testing.T) {
 		{"http://host.test/allowed/..;a;b/x", Invalid, "dot segments"},
 		{"https://example.com/a%2Fb", Invalid, "encoded slashes"},
 		{"https://example.com/a%5cb", Invalid, "encoded slashes"},
+		// Encoded twice: a server, or a proxy before it, that decodes
+		// twice reads these as "..", "/" and "\\".
+		{"http://host.test/allowed/%252e%252e/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/%252E./x", Invalid, "dot segments"},
+		{"http://host.test/allowed/..%253b/x", Invalid, "dot segments"},
+		{"http://host.test/allowed/%252e%252e%253Bx/y", Invalid, "dot segments"},
+		{"http://host.test/allowed/..%252Fx", Invalid, "encoded slashes"},
+		{"http://host.test/allowed/%252f../x", Invalid, "encoded slashes"},
+		{"http://host.test/allowed/..%255Cx", Invalid, "encoded slashes"},
 		{"https://example.com:99999/", Invalid, "bad port"},
 		{"https://ex%61mple.com/", Invalid, "invalid URL escape"},
 		{"https://example.com/" + strings.Repeat("a", maxURL), Invalid, "over the limit"},
@@ -84,6 +93,9 @@ func TestHostSpellingsRefused(t *testing.T) {
 		"https://example.com/a/...;/b": "https://example.com/a/...;/b",
 		"https://example.com/a/x..;/b": "https://example.com/a/x..;/b",
 		"https://example.com/a/;../b":  "https://example.com/a/;../b",
+		// A percent sign encoded is an ordinary character elsewhere.
+		"https://example.com/100%25/b": "https://example.com/100%25/b",
+		"https://example.com/%252e.md": "https://example.com/%252e.md",
 	} {
 		tg, err := parseTarget(raw)
 		if err != nil || tg.u.String() != want {
