@@ -469,6 +469,98 @@ func TestClaimedRunThatDoesNotBeginIsGivenBack(t *testing.T) {
 	}
 }
 
+// gatedClaim is a store whose claims wait until release is closed, having
+// said on entered that they came.
+type gatedClaim struct {
+	store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedClaim) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.release
+	return g.store.claim(ctx, replica, lease, items)
+}
+
+// A replica shutting down gives back a due time it claimed but whose run
+// did not begin, also when the due time had already come: the claim came
+// back as the shutdown began (a due time past when it was claimed: a
+// task's first, one a long run or a dead replica held), or the run's call
+// was still waiting for an instance when the replica was asked to stop.
+// Nothing ran, so the due time stays due and another replica runs it; it
+// was recorded as a canceled run ("the replica shut down before the run
+// began") and its next_run moved on: a task due every hour lost that
+// run, as no replica ran it.
+func TestShutdownGivesBackADueTimeWhoseRunDidNotBegin(t *testing.T) {
+	for _, how := range []string{"claim returns as the replica stops", "call waits for an instance"} {
+		t.Run(how, func(t *testing.T) {
+			clk, sq := fakeClockSQLite(t)
+			g := &gatedClaim{store: sq, entered: make(chan struct{}, 1), release: make(chan struct{})}
+			if how == "call waits for an instance" {
+				close(g.release)
+			}
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			called := make(chan struct{}, 1)
+			s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "a",
+				Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
+					if how == "claim returns as the replica stops" {
+						called <- struct{}{} // the run began after all: the race went the other way
+						return hostfuncs.HandleOK, nil, nil
+					}
+					// The pool: no instance free until the stop is asked,
+					// and then the call does not begin.
+					called <- struct{}{}
+					<-c.Cancel.Done()
+					return 0, nil, &plugin.CallError{Plugin: p, Kind: plugin.FailCanceled, Err: plugin.ErrNotBegun}
+				}})
+			s.st, s.clk = g, clk
+			// Due at once (an Every task's first due time), then in an hour.
+			task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Every: time.Hour}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			due := clk.Now()
+			s.SetTasks("p", []Task{task})
+			s.Start()
+			stopped := make(chan struct{})
+			if how == "claim returns as the replica stops" {
+				select {
+				case <-g.entered:
+				case <-time.After(10 * time.Second):
+					t.Fatal("no claim")
+				}
+				go func() { s.Stop(context.Background()); close(stopped) }()
+				time.Sleep(50 * time.Millisecond) // Stop waits for the loop, whose claim is in flight
+				close(g.release)
+			} else {
+				select {
+				case <-called:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the run did not start")
+				}
+				go func() { s.Stop(context.Background()); close(stopped) }()
+			}
+			<-stopped
+			if how == "claim returns as the replica stops" && len(called) > 0 {
+				t.Skip("the run began before the stop was asked: nothing to give back")
+			}
+			row, _ := oneTaskRow(t, sq)
+			r := row()
+			if !r.nextRun.Equal(due) || r.leaseOwner != "" || r.runID != "" {
+				t.Errorf("after the stop: next_run %s (want the due time %s, still due), lease %q run %q (want released)", r.nextRun, due, r.leaseOwner, r.runID)
+			}
+			if runs, err := sq.runs(context.Background(), "p", "t", 10); err != nil || len(runs) != 0 {
+				t.Errorf("runs recorded, want none (none began): %+v %v", runs, err)
+			}
+		})
+	}
+}
+
 // A replica held up past its run's lease deadline (its process stopped,
 // say) runs on until its timers fire; meanwhile another replica may take
 // the task. Past that deadline every host call of the run traps (the

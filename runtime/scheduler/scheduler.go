@@ -955,11 +955,12 @@ func (s *Scheduler) execute(r *run) {
 	// Stopped: interrupted, or Stop has begun (no run begins then).
 	stopped := ctx.Err() != nil || s.stopRequested()
 	s.mu.Lock()
-	// A global run stopped before its due time (a shutdown, its task
-	// dropped by a reload) never began: its claim is undone rather than
-	// recorded as a run, so that the due time is not lost and no run is
-	// recorded that did not happen.
-	unclaim := r.claimed && !r.manual && !r.lost.Load() && (r.withdrawn || stopped && s.clk.Now().Before(r.due))
+	// A scheduled global run stopped before it began (a shutdown, its
+	// task dropped by a reload), whether or not its due time had come,
+	// never began: its claim is undone rather than recorded as a run, so
+	// that the due time is not lost (another replica runs it) and no run
+	// is recorded that did not happen.
+	unclaim := r.claimed && !r.manual && !r.lost.Load() && (r.withdrawn || stopped)
 	r.started = !unclaim
 	s.mu.Unlock()
 	if unclaim {
@@ -1016,6 +1017,15 @@ func (s *Scheduler) execute(r *run) {
 				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: d, Due: dueNS, Manual: r.manual})
 			},
 		})
+	}
+	if r.claimed && !r.manual && !r.lost.Load() && plugin.KindOf(err) == plugin.FailCanceled && errors.Is(err, plugin.ErrNotBegun) {
+		// The call did not begin either (the replica was asked to stop
+		// while it waited for an instance, or a reload removed the
+		// plugin): given back in the same way.
+		r.returned.Store(true)
+		s.stats.running.Add(-1)
+		s.unclaim(r, log)
+		return
 	}
 	s.handoff.Add(1)
 	r.returned.Store(true)
