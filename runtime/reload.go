@@ -84,11 +84,16 @@ func (r *ReloadResult) Failed() bool {
 // in flight. Settings that cannot change while running are reported in
 // RestartNeeded and keep their old values.
 func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult, error) {
+	// The reload decides anew about plugins retrying their load: an
+	// attempt in progress holds reloadMu, and may hold it long (a connect
+	// waiting its connect_timeout, a wait for the plugin's migration lock),
+	// so it is stopped before the reload waits for the lock, whose new
+	// credentials would otherwise wait as long. Again under reloadMu, so
+	// that a retry Load began while this reload waited for the lock is
+	// stopped too (a retry attempt checks under the lock).
+	r.stopRetries(false)
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	// The reload decides anew about plugins retrying their load: under
-	// reloadMu, so that a retry Load began while this reload waited for
-	// the lock is stopped too (a retry attempt checks under the lock).
 	r.stopRetries(false)
 	if !r.loaded.Load() {
 		return nil, errors.New("reload: plugins are still loading")
