@@ -98,6 +98,14 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
 		rl.log.SetLevel(lvl)
 	}
+	if !rl.rt.Loaded() {
+		// The start-up load holds the runtime until every plugin has
+		// loaded (a slow initializer, long migrations), and the runtime's
+		// reload waits for it: its credentials are put in force now, as a
+		// reload puts them in force before it loads any plugin, so that a
+		// token it revokes is not accepted meanwhile.
+		rl.srv.Reload(cfg)
+	}
 	res, err := rl.rt.Reload(ctx, cfg)
 	if err != nil {
 		rl.log.WithError(err).Error("reload failed")

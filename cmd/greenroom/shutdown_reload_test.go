@@ -154,3 +154,38 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 	}
 }
+
+// A reload asked for while the start-up load is still going on (a slow
+// initializer, long migrations) puts its credentials in force at once, as
+// any reload does before it loads a plugin: a token it revokes was
+// accepted until the start-up load had ended (15 s here).
+func TestReloadDuringStartupLoadRevokesAtOnce(t *testing.T) {
+	const victim = "startup-victim-token-0123456789abcdef012"
+	tokens := "[auth.tokens.victim]\ntoken = \"" + victim + "\"\nsubject = \"service:victim\"\n"
+	slow := "[plugins.ver.config]\ninit_sleep_ms = \"15000\"\n"
+	p := startProcess(t, "", tokens+slow)
+	// The admin API answers a valid credential without the admin flag 403,
+	// and one it does not know 401.
+	asVictim := func() int {
+		req, _ := http.NewRequest("GET", "http://"+p.addr+"/.greenroom/plugins/v1/", nil)
+		req.Header.Set("Authorization", "Bearer "+victim)
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitUntil(t, 20*time.Second, "the victim's token to be known", func() bool { return asVictim() == 403 })
+	if err := os.WriteFile(p.cfgPath, []byte(strings.Replace(p.cfg, tokens, "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 5*time.Second, "the revoked token to be refused", func() bool { return asVictim() == 401 })
+	t.Logf("refused %v after the revoking SIGHUP", time.Since(revoked))
+	waitUntil(t, 30*time.Second, "the reload to end", func() bool { return strings.Contains(p.log(), `"msg":"reloaded"`) })
+	if s, body, _ := p.get("/api/ver/v"); s != 200 || body != "v1" {
+		t.Errorf("the plugin after the reload: %d %s", s, body)
+	}
+}
