@@ -434,6 +434,14 @@ func (r *Runtime) CacheDir() string {
 // the moment that reload begins (its plugins are swapped in as they load).
 func (r *Runtime) Config() *config.Config { return r.cfg.Load() }
 
+// Effective is cfg as a reload would run it: the settings that need a
+// restart (server.listen, server.body_limit, ...) keep their running
+// values.
+func (r *Runtime) Effective(cfg *config.Config) *config.Config {
+	running := r.cfg.Load()
+	return withRunning(cfg, running, restartNeeded(running, cfg))
+}
+
 // OnReload registers f, which every Reload calls with the config it moves
 // to, once that config is the runtime's (Config) and before any plugin
 // of it is installed. What decides who may call a plugin (the server's

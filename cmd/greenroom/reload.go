@@ -103,8 +103,10 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		// loaded (a slow initializer, long migrations), and the runtime's
 		// reload waits for it: its credentials are put in force now, as a
 		// reload puts them in force before it loads any plugin, so that a
-		// token it revokes is not accepted meanwhile.
-		rl.srv.Reload(cfg)
+		// token it revokes is not accepted meanwhile. (With the settings
+		// that need a restart at their running values, as the reload
+		// will apply them.)
+		rl.srv.Reload(rl.rt.Effective(cfg))
 	}
 	res, err := rl.rt.Reload(ctx, cfg)
 	if err != nil {
