@@ -933,18 +933,24 @@ func (r *Runtime) Public(id string, path []byte) bool {
 // routes the plugin asks to open is known only once it is loaded, so the
 // request waits for the load as a call does (awaitLoad), and is then
 // decided. A client connecting to a public route as soon as the port opens
-// is served, not refused as unauthenticated meanwhile.
-func (r *Runtime) PublicAfterLoad(ctx context.Context, id string, path []byte) bool {
+// is served, not refused as unauthenticated meanwhile. Shutdown ends the
+// wait: cut reports a request left undecided by it (the plugin still
+// loading), which is then answered as shutting down, not as
+// unauthenticated.
+func (r *Runtime) PublicAfterLoad(ctx context.Context, id string, path []byte) (public, cut bool) {
 	s := r.Slot(id)
 	if s == nil {
-		return false
+		return false, false
 	}
 	if s.cur.Load() == nil && s.host.Load() == nil {
 		if pc := r.Config().Plugins[id]; pc != nil && slices.Contains(pc.PublicRoutes, string(path)) {
 			r.awaitLoad(ctx, s)
+			if s.cur.Load() == nil && s.host.Load() == nil && r.shuttingDown() {
+				return false, true
+			}
 		}
 	}
-	return r.Public(id, path)
+	return r.Public(id, path), false
 }
 
 // awaitLoad waits for slot s's load at start-up, if it is loading: at most

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -187,5 +188,37 @@ func TestReloadDuringStartupLoadRevokesAtOnce(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the reload to end", func() bool { return strings.Contains(p.log(), `"msg":"reloaded"`) })
 	if s, body, _ := p.get("/api/ver/v"); s != 200 || body != "v1" {
 		t.Errorf("the plugin after the reload: %d %s", s, body)
+	}
+}
+
+// A request for a public route that waits, at start-up, for its plugin's
+// load (which routes the plugin opens is known only then) is answered
+// 503 shutting_down when a shutdown cuts the wait short: it was answered
+// 401, as if it had lacked a credential.
+func TestPublicRouteWaitingForTheLoadAtShutdown(t *testing.T) {
+	p := startProcess(t, "", "public_routes = [\"/v\"]\n[plugins.ver.config]\ninit_sleep_ms = \"15000\"\n")
+	waitUntil(t, 20*time.Second, "the server to listen", func() bool {
+		s, _, _ := p.get("/.greenroom/health/v1/liveness")
+		return s == 200
+	})
+	type answer struct {
+		status int
+		body   string
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Get("http://" + p.addr + "/api/ver/v")
+		if err != nil {
+			got <- answer{0, err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- answer{resp.StatusCode, string(b)}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if a := <-got; a.status != 503 || !strings.Contains(a.body, "shutting_down") {
+		t.Errorf("the public route's request cut short by the shutdown: %d %s, want 503 shutting_down", a.status, a.body)
 	}
 }

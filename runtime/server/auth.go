@@ -136,8 +136,20 @@ func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []by
 	if p != nil && p.AllowsPlugin(id) {
 		return p, nil
 	}
-	if s.rt.Config().Auth.DangerouslyDisable || s.rt.PublicAfterLoad(s.base, id, sub) {
+	if s.rt.Config().Auth.DangerouslyDisable {
 		return nil, nil
+	}
+	public, cut := s.rt.PublicAfterLoad(s.base, id, sub)
+	if public {
+		return nil, nil
+	}
+	if cut && p == nil {
+		// A public route's request that waited for its plugin's load at
+		// start-up, which shutdown cut short: it could not have been
+		// served, and was not refused for want of a credential.
+		e := apiErr(fiber.StatusServiceUnavailable, "shutting_down", "the server is shutting down; retry (on another replica)")
+		e.RetryAfter = 1
+		return nil, e
 	}
 	if p != nil {
 		reason := fmt.Sprintf("%s is restricted to plugins %s", p.Credential, strings.Join(p.Plugins(), ", "))
