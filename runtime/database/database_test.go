@@ -377,6 +377,25 @@ func TestSQLiteWriteLockWait(t *testing.T) {
 	}
 }
 
+// A transaction begun in SQL as deferred that read first cannot take the
+// write lock another transaction holds: SQLite refuses it at once, without
+// its busy wait (which could deadlock). The error says so, not that the
+// database stayed locked for the statement timeout.
+func TestSQLiteDeferredUpgradeFailsAtOnce(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"3s\"\ntimeout = \"30s\""))
+	held := holdWriteLock(t, in, "alpha", 1500)
+	begin := time.Now()
+	r := run(t, in, "alpha", exec("BEGIN; SELECT count(*) FROM notes; INSERT INTO notes (note) VALUES ('x'); COMMIT"))[0]
+	took := time.Since(begin)
+	<-held
+	if r.Kind != "timeout" || strings.Contains(r.Error, "stayed locked") || !strings.Contains(r.Error, "BEGIN IMMEDIATE") {
+		t.Errorf("a deferred transaction's write: %s %q (after %v), want a timeout saying the lock was refused at once", r.Kind, r.Error, took)
+	}
+	if n := count(t, in, "alpha", "notes"); n != 1 {
+		t.Errorf("%d notes, want the holder's 1", n)
+	}
+}
+
 // waitInUse waits until plugin id holds one of its connections.
 func waitInUse(t *testing.T, in *servertest.Instance, id string) {
 	t.Helper()

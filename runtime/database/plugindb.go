@@ -898,7 +898,15 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	var busy *busyError
 	if errors.As(err, &busy) {
 		// Before the statement timeout's own message: waiting for the
-		// lock is what took the time (the two end together).
+		// lock is what took the time (the two end together). Unless
+		// SQLite refused the lock without waiting, well before the
+		// statement's time was up: a transaction begun deferred in SQL
+		// that has read cannot wait for the write lock (the two
+		// transactions could wait for each other). (db.Begin's BEGIN
+		// IMMEDIATE, failed with the call's context, always waits.)
+		if d, ok := sctx.Deadline(); ok && sctx != ctx && time.Until(d) > lim.StatementTimeout/2 {
+			return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database is locked: another transaction holds its write lock, and this statement's transaction, begun deferred in SQL (BEGIN) and having read, cannot wait for it (SQLite refuses at once rather than deadlock); begin a transaction that writes with db.Begin or BEGIN IMMEDIATE, which waits for the lock (%v)", busy.err)
+		}
 		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database stayed locked for limits.db_statement_timeout of %s: another transaction holds its write lock (SQLite lets one transaction write at a time: keep transactions short, and do not open a second one while the first is open) (%v)", lim.StatementTimeout, busy.err)
 	}
 	if errors.Is(sctx.Err(), context.DeadlineExceeded) {
