@@ -142,6 +142,21 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"PRAGMA cache_size = -100000000",
 				"PRAGMA mmap_size = 1000000000",
 				"SELECT 1; ATTACH DATABASE '" + beta + "' AS beta",
+				"ATTACH DATABASE 'file:" + beta + "?mode=ro' AS beta",
+				"ATTACH DATABASE 'file:/etc/passwd?mode=ro' AS p",
+				"ATTACH DATABASE 'file::memory:?cache=shared' AS m",
+				"PRAGMA query_only = OFF",
+				"PRAGMA trusted_schema = ON",
+				"PRAGMA max_page_count = 2147483647",
+				"PRAGMA main.journal_size_limit = -1",
+				"PRAGMA hard_heap_limit = 0",
+				"PRAGMA busy_timeout = 100000000",
+				"PRAGMA compile_options",
+				// the CLI's file functions do not exist
+				"SELECT readfile('/etc/passwd')",
+				"SELECT writefile('" + escape + "', 'x')",
+				"SELECT * FROM fsdir('/')",
+				"CREATE VIRTUAL TABLE d USING sqlite_dbpage",
 			}
 			defer func() {
 				if _, err := os.Stat(escape); err == nil {
