@@ -22,6 +22,14 @@ func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
 // migration there, as if the process had stopped. nil removes it.
 func SetMigrationCommitHook(f func(stage string) error) { testHookMigrationCommit = f }
 
+// SetMigrationFailedHook makes f run when a migration's statement has
+// failed, before the runtime rolls its transaction back; it returns a
+// function that restores none.
+func SetMigrationFailedHook(f func()) (restore func()) {
+	testHookMigrationFailed = f
+	return func() { testHookMigrationFailed = nil }
+}
+
 // SetReapAttempts sets how many failed checks the reap of a given-up
 // backend makes before it gives up, when it has not seen the backend
 // outlive its termination; it returns a function that restores it.

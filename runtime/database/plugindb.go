@@ -1566,6 +1566,9 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	// A file with no SQL (an empty placeholder) is recorded, nothing run.
 	if strings.TrimSpace(f.SQL) != "" {
 		if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+			if hook := testHookMigrationFailed; hook != nil {
+				hook()
+			}
 			// SQLite's authorizer refused a BEGIN, COMMIT or ROLLBACK
 			// as it was compiled (PostgreSQL's are refused above,
 			// before the file runs): say so rather than "not authorized".
@@ -1643,6 +1646,10 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	return nil
 }
+
+// testHookMigrationFailed, set by tests, runs when a migration's
+// statement has failed, before the migration's transaction is rolled back.
+var testHookMigrationFailed func()
 
 // testHookMigrationCommit, set by tests, runs before a migration's
 // transaction commits ("before") and after ("after"); an error stops the

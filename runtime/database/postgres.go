@@ -937,10 +937,48 @@ func (c *pgConnector) connect(ctx context.Context) (driver.Conn, error) {
 		if herr := c.heal(ctx); herr != nil {
 			return nil, errors.Join(err, herr)
 		}
-		return c.connector().Connect(ctx)
+		conn, err = c.connector().Connect(ctx)
+	}
+	if sc, ok := conn.(*stdlib.Conn); ok && err == nil {
+		return validConn{sc}, nil
 	}
 	return conn, err
 }
+
+// validConn is pgx's database/sql connection with driver.Validator.
+// Without it, database/sql's own rollback of a transaction whose context
+// ended (Tx.awaitDone) discards the connection, closing the *sql.Conn it
+// was begun on; the runtime then could not reach the driver's connection
+// through that *sql.Conn (Raw fails) to reap a backend the transaction
+// left running (PluginDB.reapLost): a migration or a plugin's transaction
+// given up at its deadline, whose statement catches the server's cancel,
+// ran on whenever that rollback came first (an audit's flaky
+// TestPGGivenUpMigrationEnds; TestPGGivenUpMigrationEndsAfterTheTxRollback).
+// With it, database/sql keeps the connection after that rollback, and
+// discards it when it goes back to the pool if it is closed.
+type validConn struct{ *stdlibConn }
+
+// stdlibConn names stdlib.Conn so that validConn's embedded field is not
+// called Conn, which would hide the connection's Conn method.
+type stdlibConn = stdlib.Conn
+
+// IsValid implements driver.Validator.
+func (c validConn) IsValid() bool { return !c.Conn().IsClosed() }
+
+// validConn keeps every optional interface of stdlib.Conn that
+// database/sql looks for.
+var _ interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.NamedValueChecker
+	driver.Pinger
+	driver.SessionResetter
+	driver.Validator
+	Conn() *pgx.Conn
+} = validConn{}
 
 func (c *pgConnector) Driver() driver.Driver { return stdlib.GetDefaultDriver() }
 
