@@ -15,7 +15,7 @@ import (
 // image (instrument.Options.DataImage), which on Linux is one memory file
 // mapped under every instance; what one instance writes into its data is
 // seen by no other instance, live or created after, in every interruption
-// mode (each goes through the rewrite).
+// mode (each goes through the rewrite). wazero keeps no copy of the image.
 func TestInstancesShareNoWrites(t *testing.T) {
 	for _, tc := range []struct {
 		mode Interruption
@@ -32,6 +32,13 @@ func TestInstancesShareNoWrites(t *testing.T) {
 			}
 			if _, ok := p.alloc.(*imageAllocator); !ok && goruntime.GOOS == "linux" {
 				t.Fatalf("instances are made by %T, not from a mapped image", p.alloc)
+			}
+			// The image is the runtime's: wazero, which keeps a copy of
+			// every custom section it is given, is not given it.
+			for _, cs := range p.cm.CustomSections() {
+				if cs.Name() == instrument.ImageSection {
+					t.Fatalf("wazero keeps the %d-byte data image", len(cs.Data()))
+				}
 			}
 			ctx := context.Background()
 			a, err := p.newInstance(ctx)

@@ -121,7 +121,13 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewr
 	// wazero looks at the context between functions only when it compiles
 	// with several workers.
 	cctx = experimental.WithCompilationWorkers(cctx, max(2, experimental.GetCompilationWorkers(ctx)))
-	cm, err := r.CompileModule(cctx, wasm)
+	engineView := wasm
+	if rewritten {
+		// The data image is the runtime's (allocatorFor reads it from
+		// wasm); wazero would only copy and keep it.
+		engineView = instrument.WithoutImage(wasm)
+	}
+	cm, err := r.CompileModule(cctx, engineView)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, info, fmt.Errorf("compilation did not finish within %s, a bound no plugin built by a compiler comes near (a 6 MB Go module compiles in about 2 s): %w", compileTimeout, err)

@@ -121,3 +121,29 @@ func DataImage(wasm []byte, minPages uint32) (segs []Segment, ok bool, err error
 	}
 	return segs, true, nil
 }
+
+// WithoutImage returns wasm without its ImageSection when that section is
+// the module's last, as Rewrite writes it: a prefix of wasm, no copy. The
+// engine has no use for the section, and given it, wazero would copy it
+// and keep the copy for as long as the compiled module lives (it keeps
+// every custom section while its DWARF support is on, the default), as
+// well as hash it into its cache key at every load. Any other module is
+// returned as it is.
+func WithoutImage(wasm []byte) []byte {
+	cut := -1
+	err := eachSection(wasm, func(id byte, at int, body []byte) error {
+		cut = -1
+		if id != secCustom {
+			return nil
+		}
+		r := &reader{b: body}
+		if name := r.bytes(int(r.u32())); r.err == nil && bytes.Equal(name, []byte(ImageSection)) {
+			cut = at
+		}
+		return nil
+	})
+	if err != nil || cut < 0 {
+		return wasm
+	}
+	return wasm[:cut:cut]
+}

@@ -216,3 +216,61 @@ func TestDataImageRefusesBadSections(t *testing.T) {
 		})
 	}
 }
+
+// TestWithoutImage: the engine's view of a rewritten module is the module
+// cut before its image, no copy; a module whose image is not its last
+// section, or that has none, is passed on as it is.
+func TestWithoutImage(t *testing.T) {
+	out, st, err := Rewrite(guesttest.Read(t, "runtime/plugin/testdata/guests/hostile"), Options{MaxMemoryPages: 16384, DataImage: true})
+	if err != nil || !st.Image {
+		t.Fatalf("Rewrite: %v, image %t", err, st.Image)
+	}
+	segs, _, err := DataImage(out, 16384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imageBytes := 0
+	for _, s := range segs {
+		imageBytes += len(s.Data)
+	}
+	view := WithoutImage(out)
+	if len(view) == 0 || &view[0] != &out[0] || !bytes.Equal(view, out[:len(view)]) {
+		t.Fatal("the view is not a prefix of the module")
+	}
+	if len(out)-len(view) < imageBytes {
+		t.Fatalf("the view is %d bytes shorter than the module, the image holds %d", len(out)-len(view), imageBytes)
+	}
+	if _, ok, err := DataImage(view, 16384); ok || err != nil {
+		t.Fatalf("the view still has an image (%t, %v)", ok, err)
+	}
+	r := wazero.NewRuntime(context.Background())
+	defer r.Close(context.Background())
+	if _, err := r.CompileModule(context.Background(), view); err != nil {
+		t.Fatalf("wazero refuses the view: %v", err)
+	}
+
+	mem := section(5, 1, 0, 1)
+	image := customSection(ImageSection, 0)
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want int // length of the view
+	}{
+		{"last", module(mem, image), len(module(mem))},
+		{"followed by another section", module(mem, image, customSection("x")), -1},
+		{"none", module(mem, customSection("x")), -1},
+		{"another name", module(mem, customSection(ImageSection+"x")), -1},
+		{"not a module", []byte("junk"), -1},
+		{"truncated", module(mem, image)[:len(module(mem, image))-1], -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.want
+			if want < 0 {
+				want = len(tc.wasm)
+			}
+			if got := WithoutImage(tc.wasm); len(got) != want {
+				t.Fatalf("view of %d bytes, want %d", len(got), want)
+			}
+		})
+	}
+}
