@@ -134,7 +134,14 @@ func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewr
 		}
 		return nil, info, &compileError{fmt.Errorf("compile: %w", err)}
 	}
-	if err := describe(outlineOf(cm), wasm, &info); err != nil {
+	// The outline read from the module's sections is the one wazero
+	// lists (TestOutlineReadAsWazeroListsIt), but wazero would build and
+	// keep a definition of every function to list it.
+	o, oerr := instrument.ReadOutline(engineView)
+	if oerr != nil {
+		o = outlineOf(cm)
+	}
+	if err := describe(o, wasm, &info); err != nil {
 		cm.Close(ctx)
 		return nil, info, err
 	}

@@ -6,9 +6,11 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
-// outlineOf is the outline of a compiled module, as wazero lists it:
-// describe reads it, or for a module that does not compile, the outline
-// instrument.ReadOutline reads from its sections.
+// outlineOf is the outline of a compiled module, as wazero lists it.
+// compile describes a module from the outline instrument.ReadOutline reads
+// from its sections instead (the same, TestOutlineReadAsWazeroListsIt:
+// listing it makes wazero build and keep a definition of every function of
+// the module), and falls back to this one only where that read fails.
 func outlineOf(cm wazero.CompiledModule) instrument.Outline {
 	o := instrument.Outline{Exports: map[string]instrument.FuncType{}, Memories: map[string]uint32{}}
 	for name, f := range cm.ExportedFunctions() {
