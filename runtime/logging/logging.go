@@ -207,13 +207,46 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 		return b, err
 	}
 	forms := r.forms.Load()
-	if forms == nil || !containsAny(b, *forms) {
-		return b, nil // the common case: one look for each secret
+	if forms != nil && containsAny(b, *forms) {
+		if r.json {
+			b = r.RedactJSON(b)
+		} else {
+			b = r.Redact(b)
+		}
 	}
 	if r.json {
-		return r.RedactJSON(b), nil
+		b = escapeC1(b)
 	}
-	return r.Redact(b), nil
+	return b, nil
+}
+
+// escapeC1 writes the C1 control characters (U+0080 to U+009F) in JSON
+// text b as \u escapes. encoding/json writes them as they are (they are
+// valid UTF-8), and a terminal showing the log may act on them: U+009B
+// starts a control sequence on some, with which a plugin's logged value
+// could hide or rewrite what the operator reads. (The text format quotes
+// them already.) In the UTF-8 encoding/json writes, the byte 0xC2 only
+// ever starts a character, and outside strings JSON text is ASCII, so
+// the escapes land inside strings.
+func escapeC1(b []byte) []byte {
+	i := bytes.IndexByte(b, 0xC2)
+	if i < 0 {
+		return b // the common case
+	}
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, len(b)+16)
+	for i >= 0 {
+		if i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f {
+			out = append(out, b[:i]...)
+			out = append(out, '\\', 'u', '0', '0', hex[b[i+1]>>4], hex[b[i+1]&0xf])
+			b = b[i+2:]
+		} else {
+			out = append(out, b[:i+1]...)
+			b = b[i+1:]
+		}
+		i = bytes.IndexByte(b, 0xC2)
+	}
+	return append(out, b...)
 }
 
 // RedactJSON replaces every secret in JSON text b. A number or a literal

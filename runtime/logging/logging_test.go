@@ -233,3 +233,46 @@ func TestRedactsURLsAsReadingQuotesThem(t *testing.T) {
 		}
 	}
 }
+
+// TestNoC1ControlsWritten: a C1 control character (U+009B starts a
+// terminal control sequence on some terminals) in a message or a value,
+// and in JSON in a key, reaches neither format's output as it is, and the
+// JSON line still decodes to what was logged; other non-ASCII text is left
+// alone. (The text format writes keys unquoted; a plugin's keys are made
+// safe before they get there, TestPluginKeysCannotForgeText.)
+func TestNoC1ControlsWritten(t *testing.T) {
+	evil := "a\u009b31mred\u0085b é€"
+	for _, format := range []string{"text", "json"} {
+		for _, secrets := range [][]string{nil, {"a-secret-value"}} {
+			var out bytes.Buffer
+			log, _, err := New(&out, format, "debug", secrets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := log.WithField("v", evil).WithField("s", "a-secret-value")
+			if format == "json" {
+				e = e.WithField("k"+evil, 1)
+			}
+			e.Info(evil)
+			got := out.Bytes()
+			for c := rune(0x80); c <= 0x9f; c++ {
+				if bytes.ContainsRune(got, c) {
+					t.Fatalf("%s (secrets %v): U+%04X written raw: %q", format, secrets, c, got)
+				}
+			}
+			if !bytes.Contains(got, []byte("é€")) {
+				t.Errorf("%s: other non-ASCII text changed: %q", format, got)
+			}
+			if format != "json" {
+				continue
+			}
+			var line map[string]any
+			if err := json.Unmarshal(got, &line); err != nil {
+				t.Fatalf("not JSON: %v: %q", err, got)
+			}
+			if line["msg"] != evil || line["v"] != evil || line["k"+evil] != 1.0 {
+				t.Errorf("decodes to %v", line)
+			}
+		}
+	}
+}
