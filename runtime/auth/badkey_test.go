@@ -95,3 +95,46 @@ func TestJWKSPrivateKeysRefused(t *testing.T) {
 		}
 	}
 }
+
+// A key whose key_ops (RFC 7517 4.3) does not list "verify" (an
+// encryption key published as ["encrypt", "wrapKey"], or an empty list)
+// never verifies a token, as a key published with "use": "enc" does not,
+// with its kid or without one; jose, Backstage's verifier, refuses it too.
+// greenroom used it (an audit): only "use" was looked at.
+func TestJWKSKeyOpsWithoutVerify(t *testing.T) {
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	keys := map[string]*rsa.PrivateKey{}
+	for _, kid := range []string{"verify", "encrypt", "empty", "unsaid"} {
+		keys[kid], _ = rsa.GenerateKey(rand.Reader, 2048)
+	}
+	ops := map[string][]string{"verify": {"verify"}, "encrypt": {"encrypt", "wrapKey"}, "empty": {}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var set []map[string]any
+		for kid, k := range keys {
+			jwk := map[string]any{"kty": "RSA", "kid": kid, "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+			if o, ok := ops[kid]; ok {
+				jwk["key_ops"] = o
+			}
+			set = append(set, jwk)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"keys": set})
+	}))
+	defer srv.Close()
+	cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
+		Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+	// A kid of a removed key is unknown: fetched again, at once.
+	a := newAuth(t, cfg, Options{UnknownKIDInterval: time.Millisecond})
+	for kid, k := range keys {
+		for _, withKid := range []bool{true, false} {
+			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:" + kid, "exp": time.Now().Add(time.Hour).Unix()})
+			if withKid {
+				tok.Header["kid"] = kid
+			}
+			s, _ := tok.SignedString(k)
+			_, err := a.Authenticate(context.Background(), []byte("Bearer "+s))
+			if accept := kid == "verify" || kid == "unsaid"; accept != (err == nil) {
+				t.Errorf("key %s (key_ops %q), kid in the token %v: accepted %v, want %v (%v)", kid, ops[kid], withKid, err == nil, accept, err)
+			}
+		}
+	}
+}

@@ -551,8 +551,10 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // anyone who can fetch the JWKS, so anyone could sign tokens with it, and
 // verifying with its public half would accept them all. It is refused
 // with a warning, as jose (Backstage's verifier) refuses a private key for
-// verification. A body that is not a JSON object with "keys" is left for
-// the decoder to refuse.
+// verification. A key whose key_ops (RFC 7517 4.3) does not list "verify"
+// is removed too, without a warning (an issuer may publish its encryption
+// keys): it may not verify a signature. A body that is not a JSON object
+// with "keys" is left for the decoder to refuse.
 func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -570,6 +572,13 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	for _, raw := range keys {
 		var m jwkset.JWKMarshal
 		if err := json.Unmarshal(raw, &m); err == nil {
+			// A key whose key_ops leaves out "verify" (an encryption
+			// key, or an empty list) may verify nothing, as one published
+			// with "use": "enc"; greenroom only verifies, so it is not
+			// kept (jose refuses it too).
+			if m.KEYOPS != nil && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
+				continue
+			}
 			if hasPrivateMembers(m) {
 				if log != nil {
 					log.WithField("kid", m.KID).Warn("ignoring a key of the JWKS that carries private key material: anyone who can fetch the JWKS could sign tokens with it; publish only the public key")
