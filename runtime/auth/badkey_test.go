@@ -138,3 +138,36 @@ func TestJWKSKeyOpsWithoutVerify(t *testing.T) {
 		}
 	}
 }
+
+// The keys greenroom refuses (private, unusable, not for verifying) are
+// refused however the JWKS is written: jwkset reads the set as
+// encoding/json reads a struct, so "Keys" is "keys" and a second JSON
+// value after the set is never read. The filter read the set as a map, and
+// refused a body with anything after it (an audit): {"Keys": [...]} and
+// {"keys": [...]} followed by {} passed unfiltered, a key with private
+// members and all.
+func TestJWKSFilteredWhateverItsSpelling(t *testing.T) {
+	leaked, _ := rsa.GenerateKey(rand.Reader, 2048)
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	priv, _ := json.Marshal(map[string]string{"kty": "RSA", "kid": "leaked", "use": "sig", "alg": "RS256",
+		"n": b64(leaked.N.Bytes()), "e": b64(big.NewInt(int64(leaked.E)).Bytes()),
+		"d": b64(leaked.D.Bytes()), "p": b64(leaked.Primes[0].Bytes()), "q": b64(leaked.Primes[1].Bytes())})
+	for _, body := range []string{
+		`{"Keys": [` + string(priv) + `]}`,
+		`{"KEYS": [` + string(priv) + `]}`,
+		`{"keys": [` + string(priv) + `]} {}`,
+		`{"keys": [` + string(priv) + `]}x`,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
+		cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
+			Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+		a := newAuth(t, cfg, Options{UnknownKIDInterval: time.Millisecond})
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:x", "exp": time.Now().Add(time.Hour).Unix()})
+		tok.Header["kid"] = "leaked"
+		s, _ := tok.SignedString(leaked)
+		if _, err := a.Authenticate(context.Background(), []byte("Bearer "+s)); err == nil {
+			t.Errorf("JWKS %.12s...%s: a token signed with a key published with its private members was accepted", body, body[len(body)-6:])
+		}
+		srv.Close()
+	}
+}

@@ -554,7 +554,7 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // verification. A key whose key_ops (RFC 7517 4.3) does not list "verify"
 // is removed too, without a warning (an issuer may publish its encryption
 // keys): it may not verify a signature. A body that is not a JSON object
-// with "keys" is left for the decoder to refuse.
+// is left for the decoder to refuse.
 func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -563,11 +563,17 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
 		return
 	}
-	var doc map[string]json.RawMessage
-	var keys []json.RawMessage
-	if json.Unmarshal(b, &doc) != nil || json.Unmarshal(doc["keys"], &keys) != nil {
+	// Read as jwkset reads it (a json.Decoder's first value into a struct:
+	// "Keys" is "keys", the last of two wins, nothing after the set is
+	// read), so that the keys checked are the keys it takes: read as a map,
+	// {"Keys": [...]} or a set followed by anything passed unchecked.
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if json.NewDecoder(bytes.NewReader(b)).Decode(&doc) != nil {
 		return
 	}
+	keys := doc.Keys
 	kept := keys[:0]
 	for _, raw := range keys {
 		var m jwkset.JWKMarshal
@@ -597,8 +603,9 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	if len(kept) == len(keys) {
 		return
 	}
-	ks, _ := json.Marshal(kept)
-	doc["keys"] = ks
+	// The set as jwkset would take it, without the refused keys (the
+	// other members of the object are none of its business).
+	doc.Keys = kept
 	out, _ := json.Marshal(doc)
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 }
