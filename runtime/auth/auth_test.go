@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -698,4 +699,51 @@ func TestJWKSRedirectSendsNoReferer(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestJWTNonCanonicalEncodingRefused: a token whose signature (or header,
+// or payload) is re-encoded with the unused low bits of its last base64
+// character set decodes to the same bytes, so it verified (an audit): a
+// token changed in its last character was still let in. Each segment must
+// be in the one encoding its bytes have.
+func TestJWTNonCanonicalEncodingRefused(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	// flip sets the lowest bit of seg's last character, unused when the
+	// segment's length leaves bits over (ok false when it does not).
+	flip := func(seg string) (string, bool) {
+		if len(seg)%4 < 2 {
+			return seg, false
+		}
+		v := strings.IndexByte(alphabet, seg[len(seg)-1])
+		return seg[:len(seg)-1] + string(alphabet[v^1]), true
+	}
+	tried := 0
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		tok := idp.Sign(t, alg, authtest.Claims("user:default/jane"))
+		if _, err := authenticate(a, "Bearer "+tok); err != nil {
+			t.Fatalf("%s: the token itself is refused: %v", alg, err)
+		}
+		segs := strings.Split(tok, ".")
+		for i := range segs {
+			changed, ok := flip(segs[i])
+			if !ok {
+				continue
+			}
+			orig, _ := base64.RawURLEncoding.DecodeString(segs[i])
+			same, err := base64.RawURLEncoding.DecodeString(changed)
+			if err != nil || !bytes.Equal(orig, same) {
+				t.Fatalf("%s segment %d: the changed segment decodes differently (%v): the test proves nothing", alg, i, err)
+			}
+			tried++
+			forged := append(append(append([]string{}, segs[:i]...), changed), segs[i+1:]...)
+			if p, err := authenticate(a, "Bearer "+strings.Join(forged, ".")); err == nil {
+				t.Errorf("%s: segment %d with its last character changed was let in as %s", alg, i, p.Subject)
+			}
+		}
+	}
+	if tried < 3 {
+		t.Fatalf("only %d segments had bits to spare", tried)
+	}
 }

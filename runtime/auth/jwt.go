@@ -280,6 +280,11 @@ func (v *jwtVerifier) setClaims(cfg *config.JWT) {
 		// encoding/json refuses) does not make the token malformed; the
 		// guest gets the payload itself and decodes it (docs/auth.md).
 		jwt.WithJSONNumber(),
+		// Each segment in the one base64url encoding of its bytes: with
+		// the unused low bits of a last character set, a signature
+		// decodes to the same bytes, so a token changed in its last
+		// character still verified.
+		jwt.WithStrictDecoding(),
 	)
 }
 
