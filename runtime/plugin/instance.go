@@ -130,8 +130,22 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			what = "start function"
 		}
 		in.state.Initializing = true
-		_, kind, _, err := in.run(ctx, time.Now().Add(p.spec.Limits.InitTimeout), init, 0) // ends what init left open
+		_, kind, tainted, err := in.run(ctx, time.Now().Add(p.spec.Limits.InitTimeout), init, 0) // ends what init left open
 		in.state.Initializing = false
+		if err == nil && tainted {
+			// The deadline (or the pool's close) came while the guest was
+			// in a host call that let it return (a URL read cut short at
+			// the deadline, a log write the log's output held up), and
+			// the guest returned without passing another check: the call
+			// ended, but the interrupt flag is set, and the instance's
+			// first call would trap at its first check (500 plugin_trap
+			// for a request that did nothing wrong). It ran past its
+			// timeout, as one the checks stopped did.
+			kind, err = FailTimeout, errInitPastDeadline
+			if ctx.Err() != nil {
+				kind = FailCanceled
+			}
+		}
 		if err != nil {
 			in.ct.close()
 			mod.Close(context.Background())
@@ -159,6 +173,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	return in, nil
 }
+
+// errInitPastDeadline is the error of an initializer (or start function)
+// that returned after its deadline had fired, which no check of its own
+// saw: it ran past the init timeout all the same.
+var errInitPastDeadline = errors.New("it returned after its deadline, from a host call the deadline cut short")
 
 // run calls fn(arg) until deadline or until parent ends, interrupting the
 // guest then (see callContext). It returns the kind of failure when err is
