@@ -86,8 +86,10 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	cfg = cfg.WithStartFunctions()
 	ictx, cancel := context.WithTimeout(ctx, p.spec.Limits.InitTimeout)
 	defer cancel()
+	var alloc *instanceAllocator
 	if p.alloc != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, p.alloc)
+		alloc = &instanceAllocator{MemoryAllocator: p.alloc}
+		ictx = experimental.WithMemoryAllocator(ictx, alloc)
 	}
 	in.callCtx = ictx
 	// A start section is the module initializing, as _initialize is: the
@@ -100,6 +102,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.state.EndCall()
 	in.callCtx = nil
 	if err != nil {
+		// wazero drops a module whose instantiation failed after its
+		// memory was made without closing it: the memory is freed here.
+		alloc.free()
 		// As for the initializer below: the first line of wazero's
 		// error, not its wasm stack trace (ErrorDetail has it).
 		err = firstLineError{err}

@@ -106,3 +106,30 @@ func allocatorFor(code []byte, minPages uint32) (experimental.MemoryAllocator, e
 	}
 	return newImageAllocator(segs), nil
 }
+
+// instanceAllocator is the allocator of one instantiation: it remembers
+// the memory it gave, so that a failed instantiation can free it. wazero
+// does not close a module whose instantiation fails after its memory was
+// made (a data segment out of bounds, with the segments before it already
+// written; a start section that traps, with interruption off): the
+// memory, reserved up to limits.memory and with the pages written before
+// the failure, stayed mapped for the life of the process, at every load
+// of such a plugin (TestFailedInstantiationFreesMemory).
+type instanceAllocator struct {
+	experimental.MemoryAllocator
+	mem experimental.LinearMemory
+}
+
+func (a *instanceAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
+	a.mem = a.MemoryAllocator.Allocate(cap, max)
+	return a.mem
+}
+
+// free frees the memory a gave (which wazero left unclosed), if any. The
+// memories here are safe to free twice.
+func (a *instanceAllocator) free() {
+	if a != nil && a.mem != nil {
+		a.mem.Free()
+		a.mem = nil
+	}
+}
