@@ -118,3 +118,31 @@ func TestFailKeepsSQLState(t *testing.T) {
 		t.Errorf("a message without one: %d bytes", len(in.result))
 	}
 }
+
+// Every host function that takes a buffer traps, naming itself, when any
+// of the buffer lies outside memory: past its end, wrapping past 2^32, or
+// 4 GiB long; before it looks at the plugin's grants or at the bytes. A
+// buffer of no bytes is nobody's and never traps, wherever it points.
+func TestEveryBufferCheckedWhole(t *testing.T) {
+	mem := module{mem: memory{b: make([]byte, 64<<10)}}
+	n := 0
+	for _, f := range Functions() {
+		if len(f.Params) != 2 || !strings.HasSuffix(f.Params[0], "_ptr") || !strings.HasSuffix(f.Params[1], "_len") {
+			continue
+		}
+		n++
+		call := bufferCall(f.fn.Call, &Instance{Initializing: true}, mem)
+		for _, b := range [][2]uint32{{64<<10 - 1, 2}, {64 << 10, 1}, {0xfffffff0, 0x100}, {0xffffffff, 1}, {0, 0xffffffff}, {0x80000000, 0x80000000}} {
+			var te *TrapError
+			if code, trap := call(b[0], b[1]); !errors.As(trap, &te) || te.Func != f.Name {
+				t.Errorf("%s(%#x, %#x) in 64 KiB of memory: %d, %v; want a trap naming %s", f.Name, b[0], b[1], code, trap, f.Name)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d host functions take a buffer, want every one of them checked", n)
+	}
+	if b := guestBytes(mem, "x", 0xffffffff, 0); b != nil {
+		t.Errorf("an empty buffer at 0xffffffff: %v", b)
+	}
+}
