@@ -148,7 +148,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			// timeout, as one the checks stopped did.
 			kind, err = FailTimeout, errInitPastDeadline
 			if ctx.Err() != nil {
-				kind = FailCanceled
+				kind, err = FailCanceled, fmt.Errorf("it returned after it was canceled (%w), from a host call that let it through", ctx.Err())
 			}
 		}
 		if err != nil {
