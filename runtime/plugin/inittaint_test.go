@@ -3,7 +3,9 @@ package plugin
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,5 +90,51 @@ func TestInitializerReturningPastItsDeadline(t *testing.T) {
 	defer p.Close(context.Background())
 	if _, _, err := get(p, "/"); KindOf(err) != FailBadResponse {
 		t.Errorf("call = %v, want the guest's empty answer refused (bad_response), not a trap", err)
+	}
+}
+
+// failingInitHost's config_get fails the call (a host function's panic
+// traps the guest) while fail is set: the initializer of hostCallInitModule
+// then fails.
+type failingInitHost struct {
+	testHost
+	fail *atomic.Bool
+}
+
+func (h failingInitHost) Config(string) (string, bool) {
+	if h.fail.Load() {
+		panic(errors.New("the initializer's dependency is down"))
+	}
+	return "", false
+}
+
+// A call that needs a new instance, whose initializer fails (a URL the
+// plugin reads as it starts is down), fails as FailInstantiate (500
+// plugin_instantiate, docs/sandbox.md "Failures"); once initializers
+// succeed again, calls get instances again.
+func TestReplacementInitializerFails(t *testing.T) {
+	var fail atomic.Bool
+	lim := testLimits()
+	lim.Instances = 1
+	log := logrus.NewEntry(logrus.New())
+	log.Logger.SetLevel(logrus.ErrorLevel)
+	p, err := Load(context.Background(), Spec{ID: "flaky", Wasm: hostCallInitModule(), Limits: lim, Cache: testCache,
+		Host: failingInitHost{testHost{log: log}, &fail}, Log: log})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	defer p.Close(context.Background())
+	fail.Store(true)
+	// The guest answers nothing: a bad response, and its instance is
+	// discarded; its successor cannot start.
+	if _, _, err := get(p, "/"); KindOf(err) != FailBadResponse {
+		t.Fatalf("first call = %v, want bad_response", err)
+	}
+	if _, _, err := get(p, "/"); KindOf(err) != FailInstantiate || !strings.Contains(err.Error(), "guest initializer (trap)") {
+		t.Errorf("call with no instance to be had = %v, want instantiate naming the initializer's trap", err)
+	}
+	fail.Store(false)
+	if _, _, err := get(p, "/"); KindOf(err) != FailBadResponse {
+		t.Errorf("call once initializers succeed = %v, want the guest's own bad_response", err)
 	}
 }
