@@ -30,26 +30,34 @@ func (h blockingHost) Config(string) (string, bool) {
 // interruption check after it; greenroom_handle passes one (a loop) and
 // returns 0 having written nothing.
 func hostCallInitModule() []byte {
+	// (drop (call $config_get (i32.const 0) (i32.const 0)))
+	return hostCallModule("_initialize", 0, []byte{0, 0x41, 0, 0x41, 0, 0x10, 0, 0x1a, 0x0b})
+}
+
+// hostCallModule is an ABI v1 reactor with greenroom_handle as in
+// hostCallInitModule, and function 3, of type typ (0 () -> (), 1 (i32) ->
+// i32, 2 (i32 i32) -> i32) and with body, exported as export; function 0
+// is the import greenroom.config_get.
+func hostCallModule(export string, typ byte, body []byte) []byte {
 	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
 	section := func(id byte, body []byte) []byte { return append(uleb([]byte{id}, len(body)), body...) }
 	name := func(b []byte, s string) []byte { return append(uleb(b, len(s)), s...) }
 	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
-	// Types: 0 () -> (), 1 (i32) -> i32, 2 (i32 i32) -> i32.
 	wasm = append(wasm, section(1, []byte{3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f})...)
 	imports := name(name([]byte{1}, "greenroom"), "config_get") // function 0
 	wasm = append(wasm, section(2, append(imports, 0x00, 2))...)
-	// Functions: 1 greenroom_abi_v1, 2 greenroom_handle, 3 _initialize.
-	wasm = append(wasm, section(3, []byte{3, 0, 1, 0})...)
+	// Functions: 1 greenroom_abi_v1, 2 greenroom_handle, 3 export.
+	wasm = append(wasm, section(3, []byte{3, 0, 1, typ})...)
 	wasm = append(wasm, section(5, []byte{1, 0, 1})...)
 	exports := append(name([]byte{4}, "memory"), 0x02, 0)
 	exports = append(name(exports, "greenroom_abi_v1"), 0x00, 1)
 	exports = append(name(exports, "greenroom_handle"), 0x00, 2)
-	exports = append(name(exports, "_initialize"), 0x00, 3)
+	exports = append(name(exports, export), 0x00, 3)
 	wasm = append(wasm, section(7, exports)...)
 	bodies := [][]byte{
-		{0, 0x0b},                                  // greenroom_abi_v1
-		{0, 0x03, 0x40, 0x0b, 0x41, 0, 0x0b},       // (loop) (i32.const 0)
-		{0, 0x41, 0, 0x41, 0, 0x10, 0, 0x1a, 0x0b}, // (drop (call $config_get (i32.const 0) (i32.const 0)))
+		{0, 0x0b},                            // greenroom_abi_v1
+		{0, 0x03, 0x40, 0x0b, 0x41, 0, 0x0b}, // (loop) (i32.const 0)
+		body,
 	}
 	code := uleb(nil, len(bodies))
 	for _, b := range bodies {

@@ -432,6 +432,10 @@ func (p *Plugin) Handle(ctx context.Context, req *hostfuncs.Request, respond fun
 // call's deadline.
 var errAnsweredLate = errors.New("the plugin answered after its limits.timeout had passed")
 
+// errReturnedLate is the error of a call (a task's run) whose guest
+// returned after the call's deadline.
+var errReturnedLate = errors.New("the guest returned after the call's deadline had passed")
+
 // Call describes one call into a guest export that takes the length of an
 // input envelope, which the guest reads with request_read.
 type Call struct {
@@ -563,9 +567,23 @@ func (p *Plugin) Close(ctx context.Context) error {
 
 // Run is Invoke for callers outside this package: it returns the guest's
 // return code, HandleOK or HandleError, and a copy of its output. Any other
-// return code discards the instance and is a FailTrap *CallError.
+// return code discards the instance and is a FailTrap *CallError; a
+// return after the call's deadline is a FailTimeout one.
 func (p *Plugin) Run(ctx context.Context, c Call) (code uint32, out []byte, err error) {
+	var deadline int64
+	if encode := c.Encode; encode != nil {
+		c.Encode = func(dst []byte, d int64) []byte {
+			deadline = d
+			return encode(dst, d)
+		}
+	}
 	err = p.Invoke(ctx, c, func(_ *instance, rc uint32, b []byte) error {
+		// As for a request (Handle): a call that returned after its
+		// deadline, from a host call that outlasted it, timed out, as
+		// one the runtime interrupted did (TestRunReturningPastItsDeadline).
+		if deadline > 0 && time.Now().UnixNano() > deadline {
+			return &CallError{Plugin: p.id, Kind: FailTimeout, Err: errReturnedLate}
+		}
 		if rc != hostfuncs.HandleOK && rc != hostfuncs.HandleError {
 			return &CallError{Plugin: p.id, Kind: FailTrap, Err: fmt.Errorf("%s returned unknown code %d", c.Export, rc)}
 		}
