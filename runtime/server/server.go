@@ -222,7 +222,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// request's head has no request to wait for.
 		stop := make(chan struct{})
 		defer close(stop)
-		go s.conns.expireReads(stop)
+		var graceEnd time.Time
+		if d, ok := ctx.Deadline(); ok {
+			// fasthttp looks for the connections' end every 100 ms.
+			graceEnd = d.Add(-300 * time.Millisecond)
+		}
+		go s.conns.expireReads(stop, graceEnd)
 	}
 	err := s.app.ShutdownWithContext(ctx)
 	if err != nil {
