@@ -106,6 +106,11 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, nativeMaxBytes+1))
 	if err != nil {
+		// A deadline passing while the body arrives is a timeout, as
+		// one passing before the headers is (and as in the runtime).
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fail(errTimeout, "%s: deadline passed while reading the body", req.url)
+		}
 		return fail(errFailed, "%s: %v", req.url, err)
 	}
 	if len(body) > nativeMaxBytes {

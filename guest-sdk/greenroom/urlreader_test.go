@@ -180,3 +180,27 @@ func TestNativeReadURL(t *testing.T) {
 		}
 	}
 }
+
+// Natively too, a deadline that passes while the body arrives is
+// ErrTimeout (and context.DeadlineExceeded), as in the runtime and as a
+// deadline passing before the headers: it was ErrFailed.
+func TestNativeReadURLSlowBody(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "the first part")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := ReadURL(ctx, srv.URL+"/slow"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("slow body: %v, want ErrTimeout", err)
+	}
+}
