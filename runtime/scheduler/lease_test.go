@@ -224,6 +224,13 @@ func (r *reachable) tidy(ctx context.Context, keep int) error {
 	return r.store.tidy(ctx, keep)
 }
 
+func (r *reachable) orphans(ctx context.Context) ([]orphan, error) {
+	if r.down.Load() {
+		return nil, errUnreachable
+	}
+	return r.store.orphans(ctx)
+}
+
 func (r *reachable) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
 	if r.down.Load() {
 		return nil, time.Time{}, errUnreachable
@@ -735,6 +742,54 @@ func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
 	}
 	b := startLeaseReplicaWith(t, "b", clk, sq, spec)
 	aStore.down.Store(true) // a is cut off: it can neither renew nor finish
+	runs := takeOver(t, clk, sq, aRun, b, start, "the due time a's run never finished")
+	if r := runs[1]; r.Replica != "a" || r.Failure != "lost" || r.Due == nil || !r.Due.Equal(start) {
+		t.Errorf("a's run: %+v", r)
+	}
+	if r := runs[0]; r.Replica != "b" || r.Outcome != "running" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(start) {
+		t.Errorf("b's run, of the same due time: %+v", r)
+	}
+}
+
+// A triggered run whose replica is cut off from the database before it
+// ends is run again by another replica once its lease has expired, as a
+// dead replica's due time is (above): in Backstage a trigger makes the
+// task due now, and a run that never finished leaves it due. The task is
+// @yearly, so no due time comes meanwhile; before, nothing ran it again
+// and the history kept the run as running for minutes.
+func TestDeadReplicasTriggeredRunRunsAgainOnceTheLeaseExpires(t *testing.T) {
+	clk, sq := fakeClockSQLite(t)
+	aStore := &reachable{store: sq}
+	a := startLeaseReplica(t, "a", clk, aStore)
+	b := startLeaseReplica(t, "b", clk, sq)
+	start := clk.Now()
+	aRun := a.trigger(t)
+	aStore.down.Store(true) // a is cut off: it can neither renew nor finish
+	runs := takeOver(t, clk, sq, aRun, b, start, "again the triggered run a never finished")
+	if r := runs[1]; r.Replica != "a" || r.Outcome != "failed" || r.Failure != "lost" || r.Trigger != "manual" {
+		t.Errorf("a's run: %+v", r)
+	}
+	if r := runs[0]; r.Replica != "b" || r.Outcome != "running" || r.Trigger != "manual" {
+		t.Errorf("b's run: %+v", r)
+	}
+	// Once is enough: b's run holds the lease, and a replica that is
+	// cut off, or finds it taken, does not run it again.
+	clk.AdvanceTo(clk.Now().Add(testLease / 2))
+	select {
+	case <-b.runs:
+		t.Error("b ran the task a second time")
+	case <-a.runs:
+		t.Error("a ran the task again while cut off")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// takeOver moves clk on until replica b starts a run, after a's run
+// (aRun, claimed at start) was cut off from the database: b must, once
+// the lease has expired and not before, while a's run is interrupted. It
+// returns the task's two runs, newest first.
+func takeOver(t *testing.T, clk *fakeClock, sq *sqliteStore, aRun context.Context, b *leaseReplica, start time.Time, what string) []Run {
+	t.Helper()
 	var bRun context.Context
 	for end := start.Add(testLease + 10*time.Second); bRun == nil && clk.Now().Before(end); {
 		clk.AdvanceTo(clk.Now().Add(500 * time.Millisecond))
@@ -744,7 +799,7 @@ func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
 		}
 	}
 	if bRun == nil {
-		t.Fatalf("b did not run the due time a's run never finished, %s after a's claim (lease %s)", clk.Now().Sub(start), testLease)
+		t.Fatalf("b did not run %s, %s after a's claim (lease %s)", what, clk.Now().Sub(start), testLease)
 	}
 	if aRun.Err() == nil {
 		t.Error("b runs the task while a's run still runs")
@@ -756,12 +811,7 @@ func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
 	if err != nil || len(runs) != 2 {
 		t.Fatalf("runs: %+v %v", runs, err)
 	}
-	if r := runs[1]; r.Replica != "a" || r.Failure != "lost" || r.Due == nil || !r.Due.Equal(start) {
-		t.Errorf("a's run: %+v", r)
-	}
-	if r := runs[0]; r.Replica != "b" || r.Outcome != "running" || r.Trigger != "schedule" || r.Due == nil || !r.Due.Equal(start) {
-		t.Errorf("b's run, of the same due time: %+v", r)
-	}
+	return runs
 }
 
 // A trigger in the moments between a replica's claim of a due time and

@@ -227,6 +227,53 @@ func testPGLeaseTakeover(t *testing.T, every string) {
 	}
 }
 
+// The replica running a triggered run stops abruptly: another replica
+// runs the task again once the lease has expired, as it runs a due time
+// whose run was lost (above), though the task is not due (@yearly).
+func TestPGTriggeredRunTakenOverWhenReplicaDies(t *testing.T) {
+	url := pgtest.URL(t)
+	ins := replicas(t, 3, url, schedConf("3s"),
+		plugin("sched", true, def{ID: "slow", Cron: "@yearly", Timeout: "30s", Action: "sleep", MS: 8000}))
+	db := openPG(t, url)
+	if status, body := trigger(t, ins[1], "sched", "slow"); status != 200 {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	first := runsOf(t, db, "sched", "slow")
+	if len(first) != 1 || first[0].replica != ins[1].RT.Scheduler().Replica() || first[0].outcome != "running" {
+		t.Fatalf("runs after the trigger: %+v", first)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ins[1].RT.Scheduler().Abandon()
+	var until time.Time
+	if err := db.QueryRow("SELECT lease_until FROM greenroom.scheduler_tasks WHERE plugin = 'sched' AND task = 'slow'").Scan(&until); err != nil {
+		t.Fatal(err)
+	}
+	var next row
+	waitFor(t, 30*time.Second, "another replica to run the task again", func() bool {
+		for _, r := range runsOf(t, db, "sched", "slow") {
+			if r.runID != first[0].runID {
+				next = r
+				return true
+			}
+		}
+		return false
+	})
+	if next.replica == first[0].replica || next.trigger != "manual" {
+		t.Errorf("the run that took over: %+v", next)
+	}
+	if next.started.Time.Before(until) {
+		t.Errorf("replica %s took the task at %s, before the dead replica's lease expired at %s", next.replica, next.started.Time, until)
+	}
+	time.Sleep(2 * time.Second) // no third run: the lease is held again
+	runs := runsOf(t, db, "sched", "slow")
+	if len(runs) != 2 {
+		t.Fatalf("%d runs, want the lost one and the one that took over: %+v", len(runs), runs)
+	}
+	if r := runs[0]; r.outcome != "failed" || r.failure != "lost" {
+		t.Errorf("the dead replica's run is %s/%s, want failed/lost", r.outcome, r.failure)
+	}
+}
+
 // A run that lasts longer than the lease keeps it (the replica renews it):
 // no other replica runs the task meanwhile, and the run is not lost.
 func TestPGLongRunRenewsLease(t *testing.T) {

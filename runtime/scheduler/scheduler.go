@@ -440,10 +440,11 @@ func (s *Scheduler) Start() {
 	s.writerStop, s.writerDone = make(chan struct{}), make(chan struct{})
 	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
 	s.renewDone = make(chan struct{})
-	s.loops.Add(2)
+	s.loops.Add(3)
 	go s.loop()
 	go s.renewer(s.clk.NewTicker(s.cfg.Lease / 3))
 	go s.janitor()
+	go s.rescuer(s.clk.NewTicker(s.rescueEvery()))
 	go s.writer()
 	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
 }
@@ -776,13 +777,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
 	}
 	if err != nil && ctx.Err() == nil {
-		if n, ok := s.claimErrs.take(time.Now()); ok {
-			e := s.log.WithError(err)
-			if n > 0 {
-				e = e.WithField("also_failed", n)
-			}
-			e.Error("cannot claim due tasks; retrying")
-		}
+		s.claimFailed(err, "cannot claim due tasks; retrying")
 	}
 	now := s.clk.Now()
 	var won []*run
@@ -867,6 +862,18 @@ func (s *Scheduler) mustLaunch(r *run) {
 			r.task.run = nil
 		}
 		s.mu.Unlock()
+	}
+}
+
+// claimFailed logs a failed claim (or search for claims) with msg, at
+// most once per claimErrEvery, with how many it held back since.
+func (s *Scheduler) claimFailed(err error, msg string) {
+	if n, ok := s.claimErrs.take(time.Now()); ok {
+		e := s.log.WithError(err)
+		if n > 0 {
+			e = e.WithField("also_failed", n)
+		}
+		e.Error(msg)
 	}
 }
 
@@ -1537,6 +1544,66 @@ func (s *Scheduler) janitor() {
 		// No database, no history: no plugin is granted the scheduler.
 		if err != nil && s.loopCtx.Err() == nil && !errors.Is(err, ErrNoDatabase) {
 			s.log.WithError(err).Warn("cannot tidy the task history")
+		}
+	}
+}
+
+// rescueEvery is how often a replica looks for triggered runs lost with
+// their replica (rescuer): a quarter of the lease, within 100 ms and 5 s.
+func (s *Scheduler) rescueEvery() time.Duration {
+	return min(max(s.cfg.Lease/4, 100*time.Millisecond), 5*time.Second)
+}
+
+// rescuer runs again the triggered runs whose replica stopped renewing
+// their lease (it died, froze, or lost the database) before they ended.
+// A scheduled run leaves its due time behind it, still due, for the
+// next replica to claim once the lease has expired; a triggered one
+// holds the lease without a due time, so it needs this. As in Backstage,
+// where a trigger makes the task due now and a run that never finished
+// leaves it due, the first replica registering the task that sees the
+// lease expired runs it again, as a trigger would (the claim marks the
+// lost run lost); the others find the lease taken.
+func (s *Scheduler) rescuer(tick ticker) {
+	defer s.loops.Done()
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.loopCtx.Done():
+			return
+		case <-tick.Chan():
+		}
+		if s.dead.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.loopCtx, 10*time.Second)
+		st, err := s.store(ctx)
+		var lost []orphan
+		if err == nil {
+			lost, err = st.orphans(ctx)
+		}
+		cancel()
+		if err != nil {
+			// No database: no plugin is granted the scheduler. Else
+			// the claims fail too, and say so.
+			if s.loopCtx.Err() == nil && !errors.Is(err, ErrNoDatabase) {
+				s.claimFailed(err, "cannot look for triggered runs lost with their replica; retrying")
+			}
+			continue
+		}
+		for _, o := range lost {
+			s.mu.Lock()
+			t := s.tasks[key(o.plugin, o.task)]
+			ours := t != nil && t.Scope == Global && t.synced && t.run == nil
+			s.mu.Unlock()
+			if !ours {
+				continue
+			}
+			run, err := s.Trigger(s.loopCtx, o.plugin, o.task)
+			if err != nil {
+				continue // another replica took it, or this one stops
+			}
+			s.log.WithFields(logrus.Fields{"plugin": o.plugin, "task": o.task, "run_id": run.RunID, "lost_run_id": o.runID}).
+				Warn("running again a triggered run whose replica stopped renewing its lease before it ended")
 		}
 	}
 }

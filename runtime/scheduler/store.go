@@ -60,6 +60,12 @@ type store interface {
 	// tidy marks runs whose replica is gone as lost and keeps the last
 	// keep runs of each task.
 	tidy(ctx context.Context, keep int) error
+	// orphans lists the global tasks whose lease has expired while
+	// held by a triggered run still recorded as running: its replica
+	// stopped renewing (it died, froze, or lost the database) and no
+	// due time stays behind it, as one does behind a scheduled run, for
+	// another replica to claim.
+	orphans(ctx context.Context) ([]orphan, error)
 	// tasks reads every task row, and the database's time.
 	tasks(ctx context.Context) ([]taskRow, time.Time, error)
 	// runs reads the last runs of a task, newest first.
@@ -88,6 +94,11 @@ type claimResult struct {
 	// ahead: the live lease is a scheduled run's, claimed ahead of its
 	// due time, which has not come yet (the run has not begun).
 	ahead bool
+}
+
+// orphan is a task whose lease a lost triggered run (runID) left.
+type orphan struct {
+	plugin, task, runID string
 }
 
 type unclaimItem struct {
@@ -246,4 +257,17 @@ func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+func scanOrphans(rows *sql.Rows) ([]orphan, error) {
+	defer rows.Close()
+	var out []orphan
+	for rows.Next() {
+		var o orphan
+		if err := rows.Scan(&o.plugin, &o.task, &o.runID); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
 }

@@ -300,6 +300,17 @@ DELETE FROM scheduler_runs WHERE run_id IN (
 	return err
 }
 
+func (s *pgStore) orphans(ctx context.Context) ([]orphan, error) {
+	rows, err := s.db.QueryContext(ctx, `
+SELECT t.plugin, t.task, t.run_id FROM scheduler_tasks t JOIN scheduler_runs r ON r.run_id = t.run_id
+WHERE t.scope = 'global' AND t.lease_until < now() AND r.outcome = 'running' AND r.triggered_by = 'manual'
+ORDER BY t.plugin, t.task`)
+	if err != nil {
+		return nil, err
+	}
+	return scanOrphans(rows)
+}
+
 func (s *pgStore) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
 	var now time.Time
 	if err := s.db.QueryRowContext(ctx, "SELECT now()").Scan(&now); err != nil {

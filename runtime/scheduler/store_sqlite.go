@@ -279,6 +279,17 @@ DELETE FROM scheduler_runs WHERE run_id IN (
 	return err
 }
 
+func (s *sqliteStore) orphans(ctx context.Context) ([]orphan, error) {
+	rows, err := s.db.QueryContext(ctx, `
+SELECT t.plugin, t.task, t.run_id FROM scheduler_tasks t JOIN scheduler_runs r ON r.run_id = t.run_id
+WHERE t.scope = 'global' AND t.lease_until < ? AND r.outcome = 'running' AND r.triggered_by = 'manual'
+ORDER BY t.plugin, t.task`, s.clock().UnixMicro())
+	if err != nil {
+		return nil, err
+	}
+	return scanOrphans(rows)
+}
+
 func (s *sqliteStore) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
 	now := s.clock().UTC()
 	rows, err := s.db.QueryContext(ctx, "SELECT "+taskColumns+" FROM scheduler_tasks ORDER BY plugin, task")
