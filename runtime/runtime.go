@@ -161,7 +161,8 @@ type Slot struct {
 	failedModule atomic.Pointer[plugin.Info]
 
 	// What the version in cur was loaded from; written under
-	// Runtime.reloadMu only.
+	// Runtime.reloadMu and mu, with cur, so that a reader holding either
+	// sees them paired with the version they describe (Serving).
 	path string
 	pc   *config.Plugin
 	sum  string // sha256 of the wasm it runs
@@ -196,10 +197,22 @@ func (r *Runtime) newSlot(id string) *Slot {
 
 // Config returns the config of the version serving calls, or nil.
 func (s *Slot) Config() *config.Plugin {
-	if s.cur.Load() == nil {
-		return nil
+	_, pc := s.Serving()
+	return pc
+}
+
+// Serving returns the version serving calls and the plugin config it was
+// loaded with, read together (nil, nil when none serves): a reload
+// installing a new version does not pair it with the previous one's
+// config (its grants, its limits).
+func (s *Slot) Serving() (*plugin.Plugin, *config.Plugin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.cur.Load()
+	if p == nil {
+		return nil, nil
 	}
-	return s.pc
+	return p, s.pc
 }
 
 // Plugin returns the version serving calls, or nil.
@@ -642,8 +655,10 @@ func (r *Runtime) install(cfg *config.Config, s *Slot, p *plugin.Plugin, h *host
 	}
 	s.host.Store(h)
 	s.tokens.SetMax(pc.Limits.Instances)
+	s.mu.Lock()
 	old := s.cur.Swap(p)
 	s.pc, s.path, s.sum = pc, path, sum
+	s.mu.Unlock()
 	s.set(StateReady, nil)
 	// The tasks this version registered replace the previous version's;
 	// those of a plugin a reload adds are scheduled only once the plugin

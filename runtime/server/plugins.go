@@ -855,7 +855,7 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 		}
 		st, lastErr := slot.Status()
 		v := pluginView{ID: id, State: st, LastError: lastErr, Granted: []string{}}
-		pc := slot.Config()
+		p, pc := slot.Serving()
 		if pc == nil {
 			pc = cfg.Plugins[id]
 		}
@@ -869,7 +869,7 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 			v.Pool = &plugin.Stats{Max: pc.Limits.Instances}
 		}
 		var info *plugin.Info
-		if p := slot.Plugin(); p != nil {
+		if p != nil {
 			in, stats := p.Info(), p.Stats()
 			info, v.Pool = &in, &stats
 			v.Interruption = string(p.Interruption())
