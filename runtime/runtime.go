@@ -505,6 +505,13 @@ func (r *Runtime) Load(ctx context.Context) {
 			s := t.slots[id]
 			if err := r.loadSlot(ctx, cfg, s); err != nil {
 				err = fmt.Errorf("plugin %s: %w", id, err)
+				if ctx.Err() != nil {
+					// Cut short by a shutdown: not the plugin's failure,
+					// and nothing to retry.
+					s.set(StateFailed, err)
+					r.log.WithField("plugin", id).Info("plugin load canceled: the server is shutting down")
+					return
+				}
 				if database.Transient(err) {
 					r.retryLoad(s, err)
 					return

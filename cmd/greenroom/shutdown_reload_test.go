@@ -221,4 +221,12 @@ func TestPublicRouteWaitingForTheLoadAtShutdown(t *testing.T) {
 	if a := <-got; a.status != 503 || !strings.Contains(a.body, "shutting_down") {
 		t.Errorf("the public route's request cut short by the shutdown: %d %s, want 503 shutting_down", a.status, a.body)
 	}
+	// The load the shutdown cut short is not logged as the plugin's
+	// failure (it was, at level error, for every plugin still loading).
+	waitUntil(t, 20*time.Second, "the load's end to be logged", func() bool {
+		return strings.Contains(p.log(), "plugin load canceled")
+	})
+	if strings.Contains(p.log(), "plugin failed to load") {
+		t.Errorf("a load cut short by the shutdown was logged as a failure:\n%s", p.log())
+	}
 }
