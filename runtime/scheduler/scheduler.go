@@ -258,7 +258,10 @@ type run struct {
 	spec   Task   // the registration it runs under
 	gen    uint64 // and its task.gen
 	manual bool
-	due    time.Time
+	// rescues is the id of the lost triggered run this manual run runs
+	// again (rescuer), or "".
+	rescues string
+	due     time.Time
 	// next is the next_run a scheduled global run stores as it ends.
 	next    time.Time
 	claimed bool
@@ -1598,7 +1601,7 @@ func (s *Scheduler) rescuer(tick ticker) {
 			if !ours {
 				continue
 			}
-			run, err := s.Trigger(s.loopCtx, o.plugin, o.task)
+			run, err := s.trigger(s.loopCtx, o.plugin, o.task, o.runID)
 			if err != nil {
 				continue // another replica took it, or this one stops
 			}

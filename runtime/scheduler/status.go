@@ -164,6 +164,12 @@ func (s *Scheduler) Task(ctx context.Context, plugin, id string, limit int) (Tas
 // ErrUnknownTask when the task is not registered here; ErrDisabled when
 // this replica runs no tasks. It returns once the run has started.
 func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error) {
+	return s.trigger(ctx, plugin, id, "")
+}
+
+// trigger is Trigger; rescues is the id of the lost triggered run this
+// one runs again (rescuer), or "".
+func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Run, error) {
 	k := key(plugin, id)
 	// sawAhead: the trigger came while a scheduled run was claimed and
 	// had not begun (nothing ran): it waits for that run, which may be
@@ -200,7 +206,7 @@ func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error)
 			s.mu.Unlock()
 			return Run{}, errors.New("the task is not registered in the database yet; try again")
 		}
-		r := &run{id: newRunID(), task: t, spec: t.Task, gen: t.gen, manual: true}
+		r := &run{id: newRunID(), task: t, spec: t.Task, gen: t.gen, manual: true, rescues: rescues}
 		t.run = r
 		s.mu.Unlock()
 		return s.startManual(ctx, t, r, sawAhead)
@@ -235,7 +241,7 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 		failed := 0
 		for attempt := 0; err == nil; attempt++ {
 			sent = s.clk.Now()
-			res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id}})
+			res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id, rescues: r.rescues}})
 			if err != nil && failed < 2 && cctx.Err() == nil {
 				failed++
 				err = nil
@@ -254,7 +260,11 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 			// tasks, and under load that held a trigger sent just then
 			// past a second, which answered that the task was running.
 			locked := err == nil && !res[0].claimed && !res[0].held && res[0].exists
-			if err != nil || res[0].claimed || res[0].held && !sawAhead || !res[0].exists || attempt >= 20 && !locked || attempt == 100 || ctx.Err() != nil {
+			// A rescue is not tried again: the lost run no longer holds
+			// the lease (another replica ran the task meanwhile), or
+			// another replica's rescue holds the row; the next search
+			// finds it again if it is still lost.
+			if err != nil || res[0].claimed || res[0].held && !sawAhead || !res[0].exists || attempt >= 20 && !locked || attempt == 100 || ctx.Err() != nil || r.rescues != "" {
 				break
 			}
 			time.Sleep(retryLocked)

@@ -83,6 +83,12 @@ type claimItem struct {
 	manual       bool
 	due          time.Time // zero for manual
 	runID        string
+	// rescues: a manual claim that runs again the lost triggered run
+	// of this id (rescuer) takes the lease only while that run still
+	// holds it, so that a task another replica has run again meanwhile
+	// (and whose run may have ended, freeing the lease) is not run again
+	// a second time.
+	rescues string
 }
 
 type claimResult struct {

@@ -66,20 +66,20 @@ RETURNING t.plugin, t.task, t.next_run`, plugins, tasks, scopes, scheds, timeout
 func (s *pgStore) claim(ctx context.Context, replica string, lease time.Duration, items []claimItem) ([]claimResult, error) {
 	n := len(items)
 	plugins, tasks, runIDs := make([]string, n), make([]string, n), make([]string, n)
-	dues, manual := make([]time.Time, n), make([]bool, n)
+	dues, manual, rescues := make([]time.Time, n), make([]bool, n), make([]string, n)
 	for i, it := range items {
 		plugins[i], tasks[i], runIDs[i] = it.plugin, it.task, it.runID
-		dues[i], manual[i] = it.due, it.manual
+		dues[i], manual[i], rescues[i] = it.due, it.manual, it.rescues
 	}
 	rows, err := s.db.QueryContext(ctx, `
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[])
-        AS i(plugin, task, due, run_id, manual)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $9::text[])
+        AS i(plugin, task, due, run_id, manual, rescues)
 ), cand AS (
     SELECT t.plugin, t.task, t.run_id AS old_run,
            (t.lease_owner = $6 AND t.run_id = i.run_id) IS TRUE AS own
     FROM scheduler_tasks t JOIN input i ON t.plugin = i.plugin AND t.task = i.task
-    WHERE ((i.manual OR t.next_run = i.due)
+    WHERE ((i.manual AND (i.rescues = '' OR t.run_id = i.rescues) OR t.next_run = i.due)
            AND (t.lease_until IS NULL OR t.lease_until < now()))
        OR (t.lease_owner = $6 AND t.run_id = i.run_id)
     FOR UPDATE OF t SKIP LOCKED
@@ -111,7 +111,7 @@ FROM input i
 LEFT JOIN upd u ON u.plugin = i.plugin AND u.task = i.task
 LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task
 LEFT JOIN scheduler_runs hr ON hr.run_id = t.run_id`,
-		plugins, tasks, dues, runIDs, manual, replica, micros(lease), lostMessage)
+		plugins, tasks, dues, runIDs, manual, replica, micros(lease), lostMessage, rescues)
 	if err != nil {
 		return nil, err
 	}

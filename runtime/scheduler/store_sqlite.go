@@ -92,7 +92,7 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 				out[i] = r
 				continue
 			}
-			if r.held || (!it.manual && !next.Equal(it.due)) {
+			if r.held || (!it.manual && !next.Equal(it.due)) || (it.rescues != "" && oldRun.String != it.rescues) {
 				if r.held && oldRun.Valid {
 					var started time.Time
 					err := tx.QueryRowContext(ctx, "SELECT started_at FROM scheduler_runs WHERE run_id = ?", oldRun.String).Scan(dbTime{&started})
