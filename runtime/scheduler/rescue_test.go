@@ -133,3 +133,51 @@ func TestStoreRescueClaimNeedsTheLostRunsLease(t *testing.T) {
 		}
 	})
 }
+
+// A triggered run its replica interrupts as lost (it could not renew its
+// lease in time: it froze, or lost the database for most of a lease),
+// the replica reaching the database again before the lease expired, did
+// not end: it is run again, as it is when the replica never comes back.
+// It used to be recorded lost by its replica, its lease released, and
+// nothing ran it again.
+func TestTriggeredRunLostByItsReplicaRunsAgain(t *testing.T) {
+	clk, sq := fakeClockSQLite(t)
+	aStore := &reachable{store: sq}
+	a := startLeaseReplica(t, "a", clk, aStore)
+	b := startLeaseReplica(t, "b", clk, sq)
+	start := clk.Now()
+	aRun := a.trigger(t)
+	aStore.down.Store(true)
+	clk.AdvanceTo(start.Add(testLease * 5 / 6))
+	if aRun.Err() == nil {
+		t.Fatal("a's run was not interrupted at 5/6 of the lease")
+	}
+	a.waitLost(t)
+	aStore.down.Store(false)
+	time.Sleep(300 * time.Millisecond) // what a would record, it records
+	var again context.Context
+	var on string
+	for end := start.Add(3 * testLease); again == nil && clk.Now().Before(end); {
+		clk.AdvanceTo(clk.Now().Add(500 * time.Millisecond))
+		select {
+		case again = <-a.runs:
+			on = "a"
+		case again = <-b.runs:
+			on = "b"
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	runs, err := sq.runs(context.Background(), "p", "t", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == nil {
+		t.Fatalf("no replica ran again the triggered run a interrupted as lost, %s after it: %+v", clk.Now().Sub(start), runs)
+	}
+	if clk.Now().Before(start.Add(testLease)) {
+		t.Errorf("%s ran it again %s after a's claim, before the lease expired", on, clk.Now().Sub(start))
+	}
+	if len(runs) != 2 || runs[1].Replica != "a" || runs[1].Failure != "lost" || runs[0].Replica != on || runs[0].Outcome != "running" || runs[0].Trigger != "manual" {
+		t.Errorf("runs: %+v", runs)
+	}
+}

@@ -1056,7 +1056,14 @@ func (s *Scheduler) execute(r *run) {
 	outcome, failure, msg := s.outcome(r, code, out, err, pastDeadline, cancelReq.Seen())
 	s.stats.ran(outcome, failure)
 	s.logRun(log, t.Plugin, outcome, failure, msg, end.Sub(began))
-	if !s.dead.Load() {
+	// A triggered run lost (this replica could not renew its lease in
+	// time: it froze, or lost the database) did not end: its row is left
+	// running and its lease to expire, as if this replica had died, so
+	// that the rescuer runs it again (and its claim marks it lost).
+	// Recorded lost, which released the lease, it left nothing behind
+	// to run it again, as a scheduled run leaves its due time.
+	lostTrigger := r.claimed && r.manual && failure == "lost"
+	if !s.dead.Load() && !lostTrigger {
 		f := finishItem{runID: r.id, plugin: t.Plugin, task: t.ID, outcome: outcome, failure: failure, err: msg, duration: end.Sub(began), leased: r.claimed}
 		// The due time is done with, unless its run was lost: then it
 		// stays due, and the replica that takes the task runs it again.
