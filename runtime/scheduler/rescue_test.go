@@ -181,3 +181,78 @@ func TestTriggeredRunLostByItsReplicaRunsAgain(t *testing.T) {
 		t.Errorf("runs: %+v", runs)
 	}
 }
+
+// A replica held up (SIGSTOP) while its triggered run's lease expired and
+// another replica ran the task again comes back and records its old run
+// as it ended: that touches neither the new run's row nor its lease.
+func TestStoreLateEndOfARescuedRunLeavesTheNewRunAlone(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		const lease = 300 * time.Millisecond
+		registerDueTask(t, st)
+		if res, err := st.claim(ctx, "a", lease, []claimItem{{plugin: "p", task: "t", manual: true, runID: "x"}}); err != nil || !res[0].claimed {
+			t.Fatalf("a's trigger: %+v %v", res, err)
+		}
+		time.Sleep(lease + 100*time.Millisecond)
+		if res, err := st.claim(ctx, "b", time.Minute, []claimItem{{plugin: "p", task: "t", manual: true, runID: "y", rescues: "x"}}); err != nil || !res[0].claimed {
+			t.Fatalf("b's rescue: %+v %v", res, err)
+		}
+		if err := st.finish(ctx, []finishItem{{runID: "x", plugin: "p", task: "t", outcome: "succeeded", leased: true}}); err != nil {
+			t.Fatal(err)
+		}
+		rows, _, err := st.tasks(ctx)
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("tasks: %+v %v", rows, err)
+		}
+		if r := rows[0]; r.leaseOwner != "b" || r.runID != "y" || r.lastOutcome != "failed" || r.lastRunID != "x" {
+			t.Errorf("task row after a's late end: %+v", r)
+		}
+		if ok, err := st.renew(ctx, "a", lease, []string{"x"}); err != nil || ok["x"] {
+			t.Errorf("a renews its old lease: %v %v", ok, err)
+		}
+		runs, err := st.runs(ctx, "p", "t", 10)
+		if err != nil || len(runs) != 2 || runs[0].RunID != "y" || runs[0].Outcome != "running" || runs[1].Failure != "lost" {
+			t.Errorf("runs: %+v %v", runs, err)
+		}
+	})
+}
+
+// A replica that shuts down while its triggered run runs records it
+// canceled and releases the lease: nobody runs it again. One that cannot
+// reach the database as it shuts down leaves it running: it is run again
+// once its lease expires (docs/scheduler.md).
+func TestTriggeredRunCanceledAtShutdownIsNotRunAgain(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		t.Run(map[bool]string{false: "recorded", true: "database away"}[down], func(t *testing.T) {
+			clk, sq := fakeClockSQLite(t)
+			aStore := &reachable{store: sq}
+			a := startLeaseReplica(t, "a", clk, aStore)
+			b := startLeaseReplica(t, "b", clk, sq)
+			start := clk.Now()
+			a.trigger(t)
+			aStore.down.Store(down)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			a.Stop(ctx)
+			var again bool
+			for end := start.Add(3 * testLease); !again && clk.Now().Before(end); {
+				clk.AdvanceTo(clk.Now().Add(time.Second))
+				select {
+				case <-b.runs:
+					again = true
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			runs, err := sq.runs(context.Background(), "p", "t", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again != down {
+				t.Errorf("run again: %v, want %v: %+v", again, down, runs)
+			}
+			if r := runs[len(runs)-1]; !down && (r.Outcome != "failed" || r.Failure != "canceled") {
+				t.Errorf("a's run: %+v", r)
+			}
+		})
+	}
+}
