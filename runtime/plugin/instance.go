@@ -59,6 +59,10 @@ type instance struct {
 	respHeaders [][2][]byte
 }
 
+// ProgramName is a guest's only argument, its program name (os.Args[0]
+// for a Go guest).
+const ProgramName = "plugin"
+
 // newInstance instantiates the plugin's module in its runtime and runs the
 // guest's initializer (for Go guests: the runtime and every init function).
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
@@ -73,6 +77,12 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.stderr = lineWriter{in: in, stream: "stderr", redact: redact}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
+		// A program name and nothing else: Go code counts on os.Args[0]
+		// (glog and klog name their files after it at start-up,
+		// flag.Parse reads os.Args[1:]), and with no arguments at all
+		// such a plugin's init failed out of range. The name tells the
+		// guest nothing: not its id, nor its file.
+		WithArgs(ProgramName).
 		WithStdout(&in.stdout).
 		WithStderr(&in.stderr).
 		WithSysWalltime().
