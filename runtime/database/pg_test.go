@@ -794,6 +794,36 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 	}
 }
 
+// What nextval() leaves in the session (lastval(), currval() of each
+// sequence it advanced) ends with the use of its connection, as the
+// session's other state does: a later call on the same connection read the
+// id an earlier call (another request, another user) had inserted, where a
+// new session fails (55000).
+func TestPGSequenceStateEndsWithTheCall(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
+	pid := query("SELECT pg_backend_pid()")
+	first := must(t, in, "alpha", pid, exec("CREATE TABLE items (id serial PRIMARY KEY, v text)"),
+		query("WITH i AS (INSERT INTO items (v) VALUES ('a') RETURNING id) SELECT id FROM i"))
+	if got := fmt.Sprint(first[2].Rows); got != "[[1]]" {
+		t.Fatalf("inserted id %s, want [[1]]", got)
+	}
+	for _, q := range []string{"SELECT lastval()", "SELECT currval('items_id_seq')"} {
+		r := run(t, in, "alpha", pid, query(q))
+		// db_max_conns = 1: the same connection.
+		if fmt.Sprint(r[0].Rows) != fmt.Sprint(first[0].Rows) {
+			t.Fatalf("the next call ran on backend %v, the first on %v", r[0].Rows, first[0].Rows)
+		}
+		if r[1].SQLState != "55000" {
+			t.Errorf("%s in a later call: %v %q, want 55000 (not yet defined in this session)", q, r[1].Rows, r[1].Error)
+		}
+	}
+	// Within one transaction they work.
+	r := must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO items (v) VALUES ('b')"), query("SELECT lastval(), currval('items_id_seq')"), step{Op: "commit"})
+	if got := fmt.Sprint(r[2].Rows); got != "[[2 2]]" {
+		t.Errorf("lastval(), currval() in the transaction that inserted: %s, want [[2 2]]", got)
+	}
+}
+
 // No prepared statement outlives the use of its connection: the driver
 // prepares none by name (each kept its plans in the backend's memory for
 // the connection's life, up to 512 per connection: an audit grew one

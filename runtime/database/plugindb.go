@@ -540,8 +540,9 @@ func pgConnLost(conn *sql.Conn) bool {
 // the session lives); its prepared statements (DEALLOCATE ALL: one
 // PREPAREd keeps its parse tree and plans in the backend's memory; the
 // driver names none on plugin connections, pgBackend.plugin); its
-// temporary tables (DISCARD TEMP: a DO block can create them); its
-// settings (RESET ALL: SET work_mem and the like
+// temporary tables (DISCARD TEMP: a DO block can create them); what
+// nextval left (DISCARD SEQUENCES: lastval() and currval() would give the
+// next calls the id an earlier call inserted); its settings (RESET ALL: SET work_mem and the like
 // would reach the plugin's next calls, unbounded by anything of theirs);
 // and its session-level advisory locks (pg_advisory_unlock_all: the lock
 // functions are revoked from plugins only where the runtime's user is a

@@ -868,7 +868,7 @@ const backendStartKey = "greenroom.backend_start"
 // pgconn.PgConn.CustomData) adds what the connector SET after connecting,
 // which RESET ALL undoes.
 const (
-	sessionReset    = "RESET ROLE; UNLISTEN *; CLOSE ALL; DEALLOCATE ALL; DISCARD TEMP; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
+	sessionReset    = "RESET ROLE; UNLISTEN *; CLOSE ALL; DEALLOCATE ALL; DISCARD TEMP; DISCARD SEQUENCES; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
 	sessionResetKey = "greenroom.session_reset"
 )
 
