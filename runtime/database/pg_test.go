@@ -824,6 +824,38 @@ func TestPGSequenceStateEndsWithTheCall(t *testing.T) {
 	}
 }
 
+// A reload whose migration changes a column's type is seen by the
+// statements of the plugin's pool, which a reload keeps: each connection
+// kept the description (parameter and result types) of each statement it
+// had run, and sent the next run of that statement with the old types, so
+// that a statement right for the new column failed once per connection
+// (an INSERT of a text into a column migrated from int to text: invalid
+// input syntax for type integer).
+func TestPGReloadedMigrationRedescribesStatements(t *testing.T) {
+	dbconf := backends[1].conf(t)
+	conf := func(migrations string) string {
+		return dbconf + plugin("alpha", true, migrations, "db_max_conns = 3")
+	}
+	in := start(t, conf("retype"))
+	insert := "INSERT INTO r (v) VALUES ($1)"
+	// Three connections, each of which has run the INSERT (holders: three
+	// goroutines, each in a transaction of its own at once).
+	if r := must(t, in, "alpha", step{Op: "holders", MS: 3, SQL: insert, Args: []any{7}}); r[0].Affected != 3 {
+		t.Fatalf("%d of 3 transactions inserted", r[0].Affected)
+	}
+	if idle := in.RT.Database().PluginDB("alpha").Stats().Idle; idle != 3 {
+		t.Fatalf("%d idle connections, want 3", idle)
+	}
+	in.SetConfig(conf("retyped"))
+	if res := in.Reload(t); res.Plugins["alpha"].Outcome != "reloaded" {
+		t.Fatalf("reload with a migration: %+v", res.Plugins["alpha"])
+	}
+	r := run(t, in, "alpha", step{Op: "holders", MS: 3, SQL: insert, Args: []any{"abc"}})
+	if r[0].Error != "" || r[0].Affected != 3 {
+		t.Errorf("after the column became text, %d of 3 transactions inserted a text: %s", r[0].Affected, r[0].Error)
+	}
+}
+
 // No prepared statement outlives the use of its connection: the driver
 // prepares none by name (each kept its plans in the backend's memory for
 // the connection's life, up to 512 per connection: an audit grew one

@@ -815,13 +815,15 @@ func (b *pgBackend) close() { b.stopWatchingForeignLocks() }
 
 // setLimits makes plugin id's connections use lim's statement timeout and
 // result limit: a connection opened with others is replaced by a new one
-// before its next use.
+// before its next use. It is called as a version starts serving, and the
+// connections kept forget their statement descriptions (versionKey).
 func (b *pgBackend) setLimits(id string, lim Limits) {
 	b.mu.Lock()
 	pc := b.plugins[id]
 	b.mu.Unlock()
 	if pc != nil {
 		pc.lim.Store(&lim)
+		pc.versions.Add(1)
 	}
 }
 
@@ -845,7 +847,11 @@ type pgConnector struct {
 	// parameter, which a connection pooler in between may refuse.
 	checkClient bool
 	lim         atomic.Pointer[Limits]
-	heal        func(context.Context) error
+	// versions counts the plugin's versions that started serving
+	// (setLimits): a connection that last served an earlier one forgets
+	// the statement descriptions it cached (versionKey).
+	versions atomic.Int64
+	heal     func(context.Context) error
 	// runtime is the runtime's own connection (the operator's user),
 	// which ends the backends of given-up connections where it may
 	// (terminateBackend).
@@ -861,6 +867,17 @@ type pgConnector struct {
 // pgconn.PgConn.CustomData.
 const backendStartKey = "greenroom.backend_start"
 
+// versionKey keys, in a plugin connection's pgconn.PgConn.CustomData, the
+// pgConnector.versions it last served under. The driver keeps, per
+// connection, each statement's description (its parameter and result
+// types) and sends the statement with them; a new version's migrations
+// may have changed the tables (a column from int to text), and a
+// statement then ran with the old types once on each connection the
+// reload kept (an INSERT of a text into the now text column failed with
+// invalid input syntax for type integer). So a connection that goes on
+// into a new version drops its descriptions first.
+const versionKey = "greenroom.version"
+
 // sessionReset is what PluginDB.release runs on a plugin connection
 // before it goes back to the pool: it ends what the call left in the
 // session, the role a SET ROLE in a DO block took first (RESET ALL leaves
@@ -875,6 +892,7 @@ const (
 // connector opens connections with the current limits.
 func (c *pgConnector) connector() driver.Connector {
 	lim := c.lim.Load()
+	version := c.versions.Load()
 	conf := c.conf.Copy()
 	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
 	maxBody := lim.MaxResult + 1<<16
@@ -908,13 +926,24 @@ func (c *pgConnector) connector() driver.Connector {
 				reset += "; " + set
 			}
 			conn.PgConn().CustomData()[sessionResetKey] = reset
+			conn.PgConn().CustomData()[versionKey] = version
 			return nil
 		}),
-		stdlib.OptionResetSession(func(context.Context, *pgx.Conn) error {
+		stdlib.OptionResetSession(func(ctx context.Context, conn *pgx.Conn) error {
 			// A reload changed the limits since this connection opened:
 			// database/sql discards it and opens another.
 			if now := c.lim.Load(); now.StatementTimeout != lim.StatementTimeout || now.MaxResult != lim.MaxResult {
 				return driver.ErrBadConn
+			}
+			// A new version started serving since this connection's
+			// last use: forget the statement descriptions (and the
+			// server's prepared statements, which the session reset
+			// has deallocated already).
+			if now := c.versions.Load(); conn.PgConn().CustomData()[versionKey] != now {
+				if err := conn.DeallocateAll(ctx); err != nil {
+					return driver.ErrBadConn
+				}
+				conn.PgConn().CustomData()[versionKey] = now
 			}
 			return nil
 		}))

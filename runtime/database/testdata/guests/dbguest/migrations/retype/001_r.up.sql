@@ -1,0 +1,1 @@
+CREATE TABLE r (v int);
