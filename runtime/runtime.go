@@ -509,7 +509,7 @@ func (r *Runtime) Load(ctx context.Context) {
 					// Cut short by a shutdown: not the plugin's failure,
 					// and nothing to retry.
 					s.set(StateFailed, err)
-					r.log.WithField("plugin", id).Info("plugin load canceled: the server is shutting down")
+					r.log.WithField("plugin", id).WithError(err).Info("plugin load canceled: the server is shutting down")
 					return
 				}
 				if database.Transient(err) {
