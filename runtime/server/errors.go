@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -120,6 +121,40 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	}
 	return c.Status(ae.Status).JSON(ae)
 }
+
+// connErrors wraps fasthttp's handler of the errors it meets reading a
+// request, next (Fiber's: it maps the error to a status and calls
+// errorHandler), for the errors that are the connection's rather than a
+// request's:
+//   - a connection that sent no byte before it closed, was reset or
+//     reached read_timeout (or a shutdown ended its reads) made no
+//     request: it is closed without an answer, an access log line or a
+//     count (a load balancer's TCP check, a client's spare connection).
+//     It was answered 408, or 502 when reset, and counted so. fasthttp
+//     closes a kept-alive connection that sends no next request the same
+//     way.
+//   - a connection reset partway through a request's head sent a
+//     malformed request: 400. Fiber answers any network error 502 Bad
+//     Gateway, a proxy's status about its upstream.
+func (s *Server) connErrors(next func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx, error) {
+	return func(ctx *fasthttp.RequestCtx, err error) {
+		if lc, ok := ctx.Conn().(*lingerConn); ok && !lc.got.Load() {
+			// fasthttp writes what the handler leaves (a bare 200),
+			// then closes the connection.
+			lc.mute.Store(true)
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && !ne.Timeout() {
+			err = errConnFailed
+		}
+		next(ctx, err)
+	}
+}
+
+// errConnFailed stands for the network error of a connection that failed
+// while a request was read (see connErrors).
+var errConnFailed = errors.New("the connection failed while the request was read")
 
 // refusedEarly counts and access-logs a request fasthttp refused before
 // greenroom's handlers (errorHandler), once its answer is written.

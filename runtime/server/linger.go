@@ -62,6 +62,8 @@ type lingerConn struct {
 	// set once a read returned bytes (see connSet.expireReads).
 	accepted time.Time
 	got      atomic.Bool
+	// mute drops what is written from then on (see Server.connErrors).
+	mute atomic.Bool
 }
 
 // Read notes the end of a request's head (headDone).
@@ -84,8 +86,12 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 }
 
 // Write ends the request whose answer it writes: the next bytes read are
-// a new request's head. "100 Continue" is not an answer.
+// a new request's head. "100 Continue" is not an answer. A muted
+// connection's bytes are dropped.
 func (c *lingerConn) Write(p []byte) (int, error) {
+	if c.mute.Load() {
+		return len(p), nil
+	}
 	if !bytes.HasPrefix(p, []byte("HTTP/1.1 100 ")) {
 		c.headDone.Store(false)
 		c.newHead.Store(true)
@@ -225,7 +231,8 @@ func (s *connSet) remove(c *lingerConn) {
 // idle ones itself but waits for one whose head is half sent, and a client
 // that sent half a head and stopped held every shutdown for its whole
 // timeout, then reported as work cut off. A read ended fails, and fasthttp
-// closes the connection (a new connection's with 408 Request Timeout).
+// closes the connection (one with half a head after a 408 Request
+// Timeout, one that sent nothing silently: see Server.connErrors).
 //
 // A connection whose request's head has arrived whole but is still in
 // its receive buffer, not read yet (a connection accepted just before
