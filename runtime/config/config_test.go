@@ -1735,6 +1735,29 @@ func TestWarningsNameTokensScopedToUnknownPlugins(t *testing.T) {
 	}
 }
 
+// Connections' read buffers (server.header_limit each) that could take
+// more than a GiB together are warned of, naming the key the config set
+// and its line; the defaults (160 MiB) are not.
+func TestWarningsNameConnectionBuffersOverAGiB(t *testing.T) {
+	for _, tc := range []struct {
+		text, want string
+	}{
+		{"", ""},
+		{"[server]\nheader_limit = \"64KiB\"\nmax_connections = 16384\n", ""}, // 1 GiB exactly
+		{"[server]\nheader_limit = \"1MiB\"\n", "config.toml:2: server.header_limit: server.header_limit (1MiB) × server.max_connections (10000) is 9.8 GiB"},
+		{"[server]\nmax_connections = 100000\n", "config.toml:2: server.max_connections: server.header_limit (16KiB) × server.max_connections (100000) is 1.5 GiB"},
+		{"[server]\nmax_connections = 100000\nheader_limit = \"32KiB\"\n", "config.toml:3: server.header_limit: server.header_limit (32KiB) × server.max_connections (100000) is 3.1 GiB"},
+	} {
+		w := mustRead(t, tc.text, nil).Warnings()
+		switch {
+		case tc.want == "" && len(w) != 0:
+			t.Errorf("%q: Warnings = %q, want none", tc.text, w)
+		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
+			t.Errorf("%q: Warnings = %q, want %q", tc.text, w, tc.want)
+		}
+	}
+}
+
 // Host patterns and origins that name real hosts stay valid: a trailing
 // dot (a browser on https://app.example.com./ sends it in its Origin),
 // underscores, upper case, IPv4 and IPv6 addresses, ports.

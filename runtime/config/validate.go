@@ -388,8 +388,14 @@ func checkSQLiteConnection(conn string) error {
 // config has no [plugins.<id>] for (a typo, or a plugin since removed)
 // can call nothing under that id. Such a config still loads: the scope
 // fails closed, and a plugin may be added back by a later reload.
+// Likewise server.header_limit × server.max_connections over
+// connBufferWarn: each open connection holds a read buffer of
+// header_limit, so connections alone could take that much memory.
 func (c *Config) Warnings() []string {
 	var out []string
+	if w := c.connBuffers(); w != "" {
+		out = append(out, w)
+	}
 	names := slices.Sorted(maps.Keys(c.Auth.Tokens))
 	for _, n := range names {
 		for i, id := range c.Auth.Tokens[n].Plugins {
@@ -405,6 +411,32 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	return out
+}
+
+// connBufferWarn is how much memory the read buffers of
+// server.max_connections connections of server.header_limit each may
+// take before Warnings warns.
+const connBufferWarn = 1 << 30
+
+// connBuffers is Warnings' line about header_limit × max_connections, or
+// "" when it is at most connBufferWarn. It names the key the config sets
+// (header_limit when it sets both).
+func (c *Config) connBuffers() string {
+	s := c.Server
+	total := uint64(s.HeaderLimit) * uint64(max(s.MaxConnections, 0))
+	if total <= connBufferWarn {
+		return ""
+	}
+	key := "server.header_limit"
+	if c.Origin(key) == "" && c.Origin("server.max_connections") != "" {
+		key = "server.max_connections"
+	}
+	where := (&validator{c: c}).origin(key)
+	if where != "" {
+		where += ": "
+	}
+	return fmt.Sprintf("%s%s: server.header_limit (%s) × server.max_connections (%d) is %.1f GiB: each open connection holds a read buffer of header_limit, so that many connections could take that much memory for their buffers alone; lower one of them",
+		where, key, s.HeaderLimit, s.MaxConnections, float64(total)/(1<<30))
 }
 
 // notADirectory says why dir cannot be used or made as a directory: it,
