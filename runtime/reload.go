@@ -24,8 +24,9 @@ const (
 	OutcomeRemoved   = "removed"   // gone from the config, closed
 	OutcomeFailed    = "failed"    // the new version did not load
 	// OutcomeCanceled: the reload's context ended (the server shutting
-	// down) before the new version loaded; what served before serves on
-	// until the process exits.
+	// down, or a newer reload superseding it) before the new version
+	// loaded; what served before serves on. A plugin the reload was
+	// adding is not added (not serving, its routes unknown).
 	OutcomeCanceled = "canceled"
 )
 
@@ -126,17 +127,38 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	}
 
 	next := &slotTable{slots: map[string]*Slot{}}
+	var ids []string
 	for id := range cfg.Plugins {
-		next.ids = append(next.ids, id)
+		ids = append(ids, id)
 	}
-	slices.Sort(next.ids)
-	for _, id := range next.ids {
+	slices.Sort(ids)
+	for _, id := range ids {
 		s, existed := old.slots[id]
 		if !existed {
 			s = r.newSlot(id)
 		}
-		next.slots[id] = s
 		err := r.loadSlot(ctx, cfg, s)
+		if err != nil && !existed && ctx.Err() != nil {
+			// A plugin this reload adds, cut short before it loaded
+			// (superseded, or the server shutting down): it is not
+			// published, as it was never part of a configuration that
+			// loaded. Its routes stay unknown (404), rather than answer
+			// 503 "failed to load" until the newer reload loads it.
+			log := r.log.WithField("plugin", id)
+			if errors.Is(context.Cause(ctx), ErrSuperseded) {
+				err = fmt.Errorf("plugin %s: %w before it was added", id, ErrSuperseded)
+				log.Warn("reload superseded by a newer one before this plugin it adds loaded: not added")
+				res.Superseded = true
+			} else {
+				err = fmt.Errorf("plugin %s: the reload was canceled before it was added (%w)", id, ctx.Err())
+				log.Warn("reload canceled (the server is shutting down) before this plugin it adds loaded: not added")
+			}
+			res.Plugins[id] = PluginReload{Outcome: OutcomeCanceled, Error: err.Error()}
+			reloadStep("loaded " + id)
+			continue
+		}
+		next.ids = append(next.ids, id)
+		next.slots[id] = s
 		pr := PluginReload{Outcome: OutcomeReloaded}
 		switch {
 		case errors.Is(err, errUnchanged):

@@ -140,6 +140,13 @@ func (in *Instance) Reload(t testing.TB) *runtime.ReloadResult {
 	return res
 }
 
+// ReloadContext is Reload under ctx, returning its error: a test that
+// cancels or supersedes the reload (context.WithCancelCause with
+// runtime.ErrSuperseded, as greenroom's reloader does) sees what it did.
+func (in *Instance) ReloadContext(ctx context.Context) (*runtime.ReloadResult, error) {
+	return in.reload(ctx)
+}
+
 // reload is what POST /.greenroom/plugins/v1/reload does in a test server.
 func (in *Instance) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 	cfg, _, err := readConfig(*in.text.Load(), in.opts)
