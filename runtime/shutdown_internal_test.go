@@ -140,3 +140,45 @@ func TestReloadDrainsForThePluginsTimeout(t *testing.T) {
 		t.Errorf("the call in flight on the replaced version: %v", err)
 	}
 }
+
+// A reload whose context has ended begins no further plugin loads: they
+// rewrote and compiled each module left to them (looking at no context)
+// before failing, which a shutdown waited for (0.5 s for three plugins,
+// one compiled afresh). A plugin already as the config asks is still
+// reported unchanged.
+func TestCanceledReloadBeginsNoFurtherLoads(t *testing.T) {
+	read := verConfig(t, "", "")
+	hello := guesttest.Build(t, "plugins/hello")
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	rt, err := New(read(1), log, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	rt.Load(context.Background())
+	cfg := read(1)
+	for _, id := range []string{"w1", "w2"} {
+		cfg.Plugins[id] = &config.Plugin{Path: hello, Limits: cfg.Plugins["ver"].Limits}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	hook.Reset()
+	res, err := rt.Reload(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Plugins["ver"].Outcome; got != OutcomeUnchanged {
+		t.Errorf("ver: %s, want unchanged", got)
+	}
+	for _, id := range []string{"w1", "w2"} {
+		if got := res.Plugins[id].Outcome; got != OutcomeCanceled {
+			t.Errorf("%s: %s, want canceled", id, got)
+		}
+	}
+	for _, e := range hook.AllEntries() {
+		if e.Message == "instrumented for interruption" {
+			t.Errorf("plugin %v was loaded (instrumented) by a reload whose context had ended", e.Data["plugin"])
+		}
+	}
+}
