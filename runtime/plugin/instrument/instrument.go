@@ -45,7 +45,7 @@
 // can make the host spend bounded: declared sizes (CheckSizes, before
 // anything else), the memory cap, tables fixed at their initial size, and
 // per-function limits on what wazero's compiler is slow with
-// (MaxFunctionLoops and the others).
+// (MaxFunctionCode, MaxFunctionLoops and the others).
 //
 // The rewriter parses only what it must: section headers, the import,
 // global, export, code and data sections, and instructions to find loops. It
@@ -69,7 +69,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 20
+const Version = 21
 
 // Export names of the added globals, and of a start function the rewrite
 // takes out of a start section (with Interrupt: the caller runs it
@@ -474,8 +474,8 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 }
 
 // ErrOverLimit is wrapped by Rewrite's errors for a module over one of
-// the runtime's limits (memory or tables needed at start, loops or blocks in
-// a function): no other rewrite makes it acceptable.
+// the runtime's limits (memory or tables needed at start, instructions,
+// loops or blocks in a function): no other rewrite makes it acceptable.
 var ErrOverLimit = errors.New("module over a limit")
 
 // ErrReserved is wrapped by the refusal of a module that exports a name
@@ -827,7 +827,8 @@ func rewriteCode(b []byte, g checkGlobals, st *Stats) ([]byte, error) {
 // table operation taking fuel by its length. It refuses a global.get or
 // global.set of an index the module does not have: invalid as written, it
 // would name the fuel or the flag once they are added, and a guest could
-// then reset them and never be interrupted.
+// then reset them and never be interrupted. A function of more than
+// MaxFunctionCode instructions is refused before anything else.
 func rewriteBody(dst, fn []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	r := &reader{b: fn}
 	groups := r.u32()
@@ -842,6 +843,9 @@ func rewriteBody(dst, fn []byte, g checkGlobals, st *Stats) ([]byte, error) {
 	dst = append(dst, fn[:r.off]...)
 	w, err := weigh(fn, r.off, locals)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkFunctionCode(w.instructions, len(fn)); err != nil {
 		return nil, err
 	}
 	if w.entryCheck {
@@ -1346,8 +1350,8 @@ func (c *controlCount) kinds() string {
 	return strings.Join(parts, ", ") + " so far, with the interruption checks"
 }
 
-// checkControl applies the limits of controlCount to every function of a
-// code section, for modules rewritten without the interruption checks
+// checkControl applies the limits of controlCount and MaxFunctionCode to
+// every function of a code section, for modules rewritten without the interruption checks
 // (rewriteBody applies them otherwise). A function it cannot read to the
 // end (an instruction it does not know: the reason such a module is not
 // instrumented) is counted up to there; whether the rest is valid is
@@ -1363,18 +1367,44 @@ func checkControl(b []byte, results, arity int) error {
 			fn.valtype()
 		}
 		c := newControlCount(false, results, arity)
+		instructions := 0
 		for fn.off < len(fn.b) && fn.err == nil {
 			start := fn.off
 			op := fn.byte()
 			if fn.skipImmediates(op) != nil {
 				break
 			}
+			instructions++
 			if err := c.add(op, fn.b[start+1:fn.off]); err != nil {
 				return fmt.Errorf("code section, function %d: %w", i, err)
 			}
 		}
+		if err := checkFunctionCode(instructions, len(fn.b)); err != nil {
+			return fmt.Errorf("code section, function %d: %w", i, err)
+		}
 	}
 	return r.err
+}
+
+// MaxFunctionCode is the most instructions (its final end included) one
+// function may have. wazero's compiler takes time and memory in
+// proportion to a function's instructions, even where none of the other
+// limits counts anything (straight-line code: no block, no branch), and
+// it cannot be stopped inside a function: an audit's function of
+// 1 000 000 i32.store of constants (3 million instructions, a 7 MB module)
+// took 59 s and 5.3 GB of heap to compile. At the limit the slowest shape
+// measured (stores of constants) compiles in about 3 s with a peak heap of
+// 420 MB on two cores; Go's largest function (in the runtime, so in every
+// Go guest) has 20 599 instructions, under a twelfth of it.
+const MaxFunctionCode = 1 << 18
+
+// checkFunctionCode refuses a function of more than MaxFunctionCode
+// instructions (size is its body's bytes, for the error).
+func checkFunctionCode(instructions, size int) error {
+	if instructions > MaxFunctionCode {
+		return overLimit(fmt.Errorf("%d instructions in one function (a body of %d bytes), more than %d: wazero's compiler takes time and memory in proportion", instructions, size, MaxFunctionCode))
+	}
+	return nil
 }
 
 // Fuel is taken by the work a check covers, not one unit per check, so
@@ -1392,6 +1422,9 @@ type weights struct {
 	entryCheck bool
 	entry      int32   // the entry check's weight
 	loops      []int32 // each loop header check's, in order
+	// instructions counts the function's instructions, its final end
+	// included, for MaxFunctionCode.
+	instructions int
 }
 
 // weigh reads a function body (instructions from off) and weighs its
@@ -1432,6 +1465,7 @@ func weigh(fn []byte, off, locals int) (weights, error) {
 		if r.err != nil {
 			return w, fmt.Errorf("instruction at byte %d: %w", start, r.err)
 		}
+		w.instructions++
 		cost := r.off - start
 		switch op {
 		case 0x10, 0x11, 0x12, 0x13, 0x14, 0x15: // call, call_indirect, return_call*, call_ref*

@@ -697,6 +697,35 @@ func TestControlLimits(t *testing.T) {
 	}
 }
 
+// storeBody stores a constant at a constant address: three instructions
+// that no limit but MaxFunctionCode counts, and the slowest per
+// instruction measured for wazero's compiler.
+var storeBody = []byte{0x41, 0, 0x41, 0, 0x36, 2, 0}
+
+// One straight-line function of 1 000 000 stores (no block, no branch)
+// took 59 s and 5.3 GB of heap to compile, within every other limit:
+// both rewrites refuse a function of more than MaxFunctionCode
+// instructions, naming it and its size.
+func TestStraightLineFunctionRefused(t *testing.T) {
+	atLimit := (MaxFunctionCode - 1) / 3 // each store 3 instructions, and the end
+	for _, opts := range []Options{{Interrupt: true}, {MaxMemoryPages: 1}} {
+		for _, tc := range []struct {
+			name string
+			wasm []byte
+			want string // "" when accepted
+		}{
+			{"the audit's", repeatModule(1000000, storeBody...), "code section, function 0: 3000001 instructions in one function (a body of 7000002 bytes), more than 262144"},
+			{"at the limit", repeatModule(atLimit, storeBody...), ""},
+			{"one over", repeatModule(1, append(bytes.Repeat(storeBody, atLimit), 0x01)...), "function 0: 262145 instructions"},
+		} {
+			_, _, err := Rewrite(tc.wasm, opts)
+			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrOverLimit) || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("%s, interrupt %t: %v, want %q", tc.name, opts.Interrupt, err, tc.want)
+			}
+		}
+	}
+}
+
 // The slowest functions within the limits compile in a few seconds (about
 // 2 s each on two cores; 20 000 memory.fill took minutes, 20 000 br_if
 // 17.6 s before the limits counted them).
@@ -717,6 +746,7 @@ func TestControlLimitsCompileQuickly(t *testing.T) {
 		"locals through joins": localsJoinModule(100, 6000),
 		"carried values":       carryModule(100, 10000),
 		"nested loops":         nestedLoopsModule(100, 75),
+		"straight-line stores": repeatModule((MaxFunctionCode-1)/3, storeBody...),
 	} {
 		out, _, err := Interruptible(wasm)
 		if err != nil {
@@ -737,15 +767,18 @@ func TestControlLimitsCompileQuickly(t *testing.T) {
 	}
 }
 
-// Every function of the example Go plugins is well within the limits, so
-// that a larger Go function still loads.
+// Every function of the example Go plugins, the benchmarks' and the
+// tests' Go guests is well within the limits, so that a larger Go function
+// still loads.
 func TestGoGuestsWithinControlLimits(t *testing.T) {
-	for _, dir := range []string{"plugins/hello", "plugins/todo", "plugins/docs", "bench/plugins/logline", "bench/plugins/readurl", "runtime/plugin/testdata/guests/hostile"} {
+	for _, dir := range []string{"plugins/hello", "plugins/todo", "plugins/docs", "bench/plugins/logline", "bench/plugins/readurl", "runtime/plugin/testdata/guests/hostile",
+		"runtime/server/testdata/guests/args", "runtime/server/testdata/guests/logsplit", "runtime/server/testdata/guests/ver1", "runtime/server/testdata/guests/ver2"} {
 		b := guesttest.Read(t, dir)
 		if _, _, err := Interruptible(b); err != nil {
 			t.Fatalf("%s: %v", dir, err)
 		}
 		var most controlCount
+		mostCode := 0
 		results, arity := 0, 0
 		r := &reader{b: b, off: 8}
 		for r.off < len(r.b) {
@@ -765,6 +798,7 @@ func TestGoGuestsWithinControlLimits(t *testing.T) {
 					fn.valtype()
 				}
 				c := newControlCount(true, results, arity)
+				code := 0
 				for fn.off < len(fn.b) {
 					start := fn.off
 					op := fn.byte()
@@ -774,18 +808,21 @@ func TestGoGuestsWithinControlLimits(t *testing.T) {
 					if err := c.add(op, fn.b[start+1:fn.off]); err != nil {
 						t.Fatal(err)
 					}
+					code++
 				}
+				mostCode = max(mostCode, code)
 				most.loops, most.basic, most.work = max(most.loops, c.loops), max(most.basic, c.basic), max(most.work, c.total())
 			}
 			if cr.err != nil {
 				t.Fatal(cr.err)
 			}
 		}
-		t.Logf("%s: at most %d loops, %d basic blocks, %d work in one function", dir, most.loops, most.basic, most.work)
+		t.Logf("%s: at most %d instructions, %d loops, %d basic blocks, %d work in one function", dir, mostCode, most.loops, most.basic, most.work)
 		// Half the limits: a Go function a little larger than these
-		// must still load.
-		if most.loops > MaxFunctionLoops/2 || most.basic > MaxFunctionBasicBlocks/2 || most.work > MaxFunctionBlockWork/2 {
-			t.Errorf("%s: a function within a factor of two of the limits", dir)
+		// must still load. Go's largest (20 599 instructions, in its
+		// runtime) is under a twelfth of MaxFunctionCode.
+		if mostCode > MaxFunctionCode/8 || most.loops > MaxFunctionLoops/2 || most.basic > MaxFunctionBasicBlocks/2 || most.work > MaxFunctionBlockWork/2 {
+			t.Errorf("%s: a function within a factor of two of the limits (an eighth of MaxFunctionCode)", dir)
 		}
 	}
 }
