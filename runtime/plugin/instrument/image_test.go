@@ -3,6 +3,7 @@ package instrument
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -272,5 +273,27 @@ func TestWithoutImage(t *testing.T) {
 				t.Fatalf("view of %d bytes, want %d", len(got), want)
 			}
 		})
+	}
+}
+
+// A module with two data sections is invalid, but the rewrite moved the
+// data to the image section by section, and the second replaced the
+// first: the module loaded without the first section's bytes (wazero,
+// which refuses the order, never saw either). Refused as malformed,
+// before the rewrite, whatever the options.
+func TestRepeatedDataSectionRefused(t *testing.T) {
+	first := section(11, 1, 0, 0x41, 0, 0x0b, 2, 'a', 'b')    // "ab" at 0
+	second := section(11, 1, 0, 0x41, 100, 0x0b, 2, 'c', 'd') // "cd" at 100
+	wasm := module(section(5, 1, 0, 1), first, second)
+	for _, opts := range []Options{
+		{Interrupt: true, MaxMemoryPages: 1, DataImage: true},
+		{MaxMemoryPages: 1, DataImage: true},
+		{MaxMemoryPages: 1},
+	} {
+		out, st, err := Rewrite(wasm, opts)
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "data section at byte 23: a second data section") {
+			segs, _, _ := DataImage(out, 1)
+			t.Errorf("%+v: %v (image %t: %d segments), want refused as malformed", opts, err, st.Image, len(segs))
+		}
 	}
 }

@@ -69,7 +69,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 21
+const Version = 22
 
 // Export names of the added globals, and of a start function the rewrite
 // takes out of a start section (with Interrupt: the caller runs it
@@ -192,12 +192,8 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	// for the host to call once the module is instantiated.
 	start, hasStart := uint32(0), false
 	results, arity := 0, 0
-	afterStart := false // a section that must come after a start section was seen
+	// CheckSizes has checked that the sections are in order, each once.
 	for _, s := range secs {
-		switch s.id {
-		case secElement, secCode, secData, secDataCount:
-			afterStart = true
-		}
 		switch s.id {
 		case secType:
 			results, arity = maxResults(s.body)
@@ -224,14 +220,6 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				return nil, st, fmt.Errorf("global section: %w", gr.err)
 			}
 		case secStart:
-			// Taken out of the module below, wazero cannot check it: one
-			// start section, before the element, code and data sections.
-			if hasStart {
-				return nil, st, fmt.Errorf("%w: more than one start section", ErrMalformed)
-			}
-			if afterStart {
-				return nil, st, fmt.Errorf("%w: start section after the element, code or data section (invalid section order)", ErrMalformed)
-			}
 			sr := &reader{b: s.body}
 			start, hasStart = sr.u32(), true
 			if sr.err != nil || sr.off != len(s.body) {
@@ -305,29 +293,6 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		}
 		return body
 	}
-	// order gives each known section its place in the module, so that a
-	// created global or export section lands where the spec requires.
-	order := func(id byte) int {
-		switch id {
-		case 1, 2, 3, 4, 5:
-			return int(id)
-		case secTag:
-			return 6
-		case secGlobal:
-			return 7
-		case secExport:
-			return 8
-		case 8, 9:
-			return int(id) + 1
-		case 12:
-			return 10 // datacount precedes code
-		case secCode:
-			return 11
-		case 11:
-			return 12
-		}
-		return -1
-	}
 	if !opts.Interrupt {
 		// Nothing is added: the global and export sections stay as they are.
 		wroteGlobal, wroteExport = true, true
@@ -335,12 +300,14 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	cappedMemory := opts.MaxMemoryPages == 0
 	var image []dataSegment // with st.Image
 	for _, s := range secs {
+		// A created global or export section lands where the
+		// specification requires.
 		if s.id != secCustom {
-			if !wroteGlobal && order(s.id) > order(secGlobal) {
+			if !wroteGlobal && sectionOrder(s.id) > sectionOrder(secGlobal) {
 				writeSection(secGlobal, newGlobalSection(nil))
 				wroteGlobal = true
 			}
-			if !wroteExport && order(s.id) > order(secExport) {
+			if !wroteExport && sectionOrder(s.id) > sectionOrder(secExport) {
 				writeSection(secExport, newExportSection(nil))
 				wroteExport = true
 			}

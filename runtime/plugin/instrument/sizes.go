@@ -57,8 +57,10 @@ const (
 	MaxExports = 1 << 16
 )
 
-// CheckSizes refuses a module whose declared counts and lengths exceed the
-// bytes that are there to back them: a vector count larger than what is
+// CheckSizes refuses a module whose sections are not in the
+// specification's order (sectionOrder), each known one at most once, or
+// whose declared counts and lengths exceed the bytes that are there to
+// back them: a vector count larger than what is
 // left of its section, a name or data segment longer than its section,
 // more than MaxLocals locals in a function or MaxModuleLocals in all, a
 // function type with more than MaxParams parameters or results, more than
@@ -71,7 +73,9 @@ const (
 // whole process ("fatal error: runtime: out of memory"), which no recover
 // catches. With every count bounded by the bytes behind it, what the
 // decoder allocates stays proportional to the module's size. Run it on
-// every module before wazero sees it.
+// every module before wazero sees it. The order matters to Rewrite, which
+// acts on each section it meets (a second data section replaced the
+// first's segments in the data image, which wazero never saw).
 //
 // It checks the sections wazero decodes (types, imports, functions,
 // tables, memories, globals, exports, elements, code, data, tags and the
@@ -108,7 +112,19 @@ func CheckRewrittenSizes(wasm []byte) error {
 var ErrMalformed = errors.New("malformed module")
 
 func checkSizes(wasm []byte, maxGlobals uint32) error {
+	last, lastOrder := byte(0), 0 // the last non-custom section
 	return eachSection(wasm, func(id byte, at int, body []byte) error {
+		switch o := sectionOrder(id); {
+		case o < 0:
+			return fmt.Errorf("section at byte %d: unknown section id %d", at, id)
+		case o == 0: // custom: anywhere
+		case id == last:
+			return fmt.Errorf("%s section at byte %d: a second %s section", sectionName(id), at, sectionName(id))
+		case o < lastOrder:
+			return fmt.Errorf("%s section at byte %d: after the %s section (sections come in the specification's order)", sectionName(id), at, sectionName(last))
+		default:
+			last, lastOrder = id, o
+		}
 		if err := checkSection(id, body, maxGlobals); err != nil {
 			return fmt.Errorf("%s section at byte %d: %w", sectionName(id), at, err)
 		}
@@ -141,6 +157,31 @@ func eachSection(wasm []byte, fn func(id byte, at int, body []byte) error) error
 		}
 	}
 	return nil
+}
+
+// sectionOrder gives a section's place in a module: 0 for a custom
+// section (allowed anywhere), -1 for an unknown id, and the known others
+// in the specification's order, where the tag section comes between the
+// memory and global sections and the data count section between the
+// element and code sections.
+func sectionOrder(id byte) int {
+	switch id {
+	case secCustom:
+		return 0
+	case secType, secImport, secFunction, secTable, secMemory:
+		return int(id)
+	case secTag:
+		return 6
+	case secGlobal, secExport, secStart, secElement:
+		return int(id) + 1
+	case secDataCount:
+		return 11
+	case secCode:
+		return 12
+	case secData:
+		return 13
+	}
+	return -1
 }
 
 func sectionName(id byte) string {

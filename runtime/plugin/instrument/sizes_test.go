@@ -3,6 +3,7 @@ package instrument
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,4 +180,45 @@ func manyGlobals(n int) []byte {
 		b = append(b, 0x7f, 0, 0x41, 0, 0x0b)
 	}
 	return b
+}
+
+// Each non-custom section comes at most once, in the specification's
+// order (the tag section between memory and global, data count between
+// element and code); custom sections anywhere. The rewrite reads the
+// sections before wazero does and acts on each it meets (a second data
+// section replaced the first's segments), so CheckSizes refuses what
+// wazero would.
+func TestCheckSizesRefusesSectionOrder(t *testing.T) {
+	types := section(1, 1, 0x60, 0, 0)
+	funcs := section(3, 1, 0)
+	memory := section(5, 1, 0, 1)
+	global := section(6, 1, 0x7f, 0, 0x41, 0, 0x0b)
+	start := section(8, 0)
+	elems := section(9, 0)
+	dataCount := section(12, 0)
+	code := section(10, 1, 2, 0, 0x0b)
+	data := section(11, 0)
+	tag := section(13, 0)
+	custom := customSection("x")
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want string // "" when accepted
+	}{
+		{"in order", module(custom, types, funcs, memory, tag, global, custom, start, elems, dataCount, code, custom, data, custom), ""},
+		{"two type sections", module(types, types), "type section at byte 14: a second type section"},
+		{"two start sections", module(types, funcs, memory, start, start, code), "start section at byte 26: a second start section"},
+		{"two data sections", module(memory, data, data), "data section at byte 16: a second data section"},
+		{"memory after global", module(global, memory), "memory section at byte 16: after the global section"},
+		{"start after code", module(types, funcs, memory, code, start), "start section at byte 29: after the code section"},
+		{"data count after code", module(types, funcs, code, dataCount), "data count section at byte 24: after the code section"},
+		{"element after data count", module(dataCount, elems), "element section at byte 11: after the data count section"},
+		{"tag after global", module(global, tag), "tag section at byte 16: after the global section"},
+		{"unknown section", module(memory, section(14, 0)), "section at byte 13: unknown section id 14"},
+	} {
+		err := CheckSizes(tc.wasm)
+		if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
 }
