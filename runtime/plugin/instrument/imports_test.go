@@ -40,8 +40,8 @@ func TestImports(t *testing.T) {
 	if s := strings.Join(kinds, " "); s != "function global table memory tag function" {
 		t.Errorf("kinds %s", s)
 	}
-	if g, m, err := countImports(imps); g != 1 || m != 1 || err != nil {
-		t.Errorf("countImports = %d globals, %d memories, %v; want 1, 1", g, m, err)
+	if f, g, m, err := countImports(imps); f != 2 || g != 1 || m != 1 || err != nil {
+		t.Errorf("countImports = %d functions, %d globals, %d memories, %v; want 2, 1, 1", f, g, m, err)
 	}
 
 	if got, err := Imports(module(section(1, 1, 0x60, 0, 0))); got != nil || err != nil {

@@ -69,7 +69,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 22
+const Version = 23
 
 // Export names of the added globals, and of a start function the rewrite
 // takes out of a start section (with Interrupt: the caller runs it
@@ -184,7 +184,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		secs = append(secs, section{id, body})
 	}
 
-	var importedGlobals, definedGlobals, memories, importedMemories, memMin uint32
+	var importedFuncs, definedFuncs, importedGlobals, definedGlobals, memories, importedMemories, memMin uint32
 	dataCount := false
 	// start is the start section's function, taken out of it with
 	// Interrupt: a start section runs inside instantiation, before the
@@ -198,11 +198,13 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		case secType:
 			results, arity = maxResults(s.body)
 		case secImport:
-			g, m, err := countImports(s.body)
+			f, g, m, err := countImports(s.body)
 			if err != nil {
 				return nil, st, fmt.Errorf("import section: %w", err)
 			}
-			importedGlobals, importedMemories, memories = g, m, memories+m
+			importedFuncs, importedGlobals, importedMemories, memories = f, g, m, memories+m
+		case secFunction:
+			definedFuncs = (&reader{b: s.body}).u32() // CheckSizes read it
 		case secDataCount:
 			dataCount = true
 		case secMemory:
@@ -234,6 +236,12 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 				}
 			}
 		}
+	}
+	// Exported as StartName with Interrupt, a start function that does
+	// not exist would be refused by wazero as an export of an unknown
+	// function, which the module never declared.
+	if hasStart && uint64(start) >= uint64(importedFuncs)+uint64(definedFuncs) {
+		return nil, st, fmt.Errorf("%w: start section names function %d, but the module has %d functions (%d imported, %d defined)", ErrMalformed, start, importedFuncs+definedFuncs, importedFuncs, definedFuncs)
 	}
 	if memories == 0 && opts.Interrupt {
 		return nil, st, errors.New("module has no memory, which the interruption check needs")
@@ -592,17 +600,19 @@ func appendRefuel(dst []byte, g checkGlobals) []byte {
 	return append(dst, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if; unreachable; end; end
 }
 
-// countImports counts the imported globals and memories.
-func countImports(b []byte) (globals, memories uint32, err error) {
+// countImports counts the imported functions, globals and memories.
+func countImports(b []byte) (functions, globals, memories uint32, err error) {
 	err = eachImport(b, func(_, _ []byte, kind ImportKind, _ uint32) {
 		switch kind {
+		case ImportFunction:
+			functions++
 		case ImportMemory:
 			memories++
 		case ImportGlobal:
 			globals++
 		}
 	})
-	return globals, memories, err
+	return functions, globals, memories, err
 }
 
 // eachImport reads an import section's body, calling fn with each

@@ -260,6 +260,37 @@ func TestStartSectionBecomesAnExport(t *testing.T) {
 	}
 }
 
+// A start section naming a function the module does not have is invalid;
+// with Interrupt its index became the export StartName's, which wazero
+// refused as "unknown function for export["greenroom_start"]", an export
+// the module never declared. Refused as malformed, naming the index and
+// the functions there are, with or without Interrupt.
+func TestStartSectionOutOfRange(t *testing.T) {
+	types := section(1, 1, 0x60, 0, 0)
+	memory := section(5, 1, 0, 1)
+	code := section(10, 1, 2, 0, 0x0b)
+	// (import "env" "f" (func)): function 0, the defined one 1.
+	imports := section(2, 1, 3, 'e', 'n', 'v', 1, 'f', 0, 0)
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want string // "" when accepted
+	}{
+		{"past the defined", module(types, section(3, 1, 0), memory, section(8, 5), code), "start section names function 5, but the module has 1 functions (0 imported, 1 defined)"},
+		{"just past", module(types, imports, section(3, 1, 0), memory, section(8, 2), code), "start section names function 2, but the module has 2 functions (1 imported, 1 defined)"},
+		{"no functions", module(types, memory, section(8, 0)), "start section names function 0, but the module has 0 functions"},
+		{"the defined one", module(types, imports, section(3, 1, 0), memory, section(8, 1), code), ""},
+		{"an imported one", module(types, imports, section(3, 1, 0), memory, section(8, 0), code), ""},
+	} {
+		for _, opts := range []Options{{Interrupt: true, MaxMemoryPages: 1}, {MaxMemoryPages: 1}} {
+			_, _, err := Rewrite(tc.wasm, opts)
+			if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("%s, interrupt %t: %v, want %q", tc.name, opts.Interrupt, err, tc.want)
+			}
+		}
+	}
+}
+
 // weigh leaves out the entry checks that are needless and weighs each
 // check by the code it covers.
 func TestWeigh(t *testing.T) {

@@ -254,7 +254,7 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 		}
 	case 2: // import: the count, then every import read as Rewrite does
 		if r.count("imports", 4); r.err == nil {
-			_, _, err := countImports(body)
+			_, _, _, err := countImports(body)
 			return err
 		}
 	case 3: // function
