@@ -243,7 +243,10 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 	if hasStart && uint64(start) >= uint64(importedFuncs)+uint64(definedFuncs) {
 		return nil, st, fmt.Errorf("%w: start section names function %d, but the module has %d functions (%d imported, %d defined)", ErrMalformed, start, importedFuncs+definedFuncs, importedFuncs, definedFuncs)
 	}
-	if memories == 0 && opts.Interrupt {
+	switch {
+	case memories == 0 && opts.MaxMemoryPages > 0:
+		return nil, st, unsupported(errors.New("module has no memory of its own, which the memory cap (and the interruption check) needs"))
+	case memories == 0 && opts.Interrupt:
 		return nil, st, errors.New("module has no memory, which the interruption check needs")
 	}
 	fuel := importedGlobals + definedGlobals
@@ -375,7 +378,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		case secData:
 			body, segs, before, after, err := mergeData(s.body, importedMemories > 0, dataCount)
 			if err != nil {
-				return nil, st, fmt.Errorf("data section: %w", err)
+				return nil, st, fmt.Errorf("%w: data section: %w", ErrMalformed, err)
 			}
 			st.DataSegments, st.MergedSegments = before, after
 			if opts.DataImage && segs != nil && withinMemory(segs, memMin) {
@@ -407,7 +410,7 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 		writeSection(secExport, newExportSection(nil))
 	}
 	if !cappedMemory {
-		return nil, st, errors.New("module defines no memory of its own to cap (an imported memory cannot be bounded per plugin)")
+		return nil, st, unsupported(errors.New("module defines no memory of its own to cap (an imported memory cannot be bounded per plugin)"))
 	}
 	if st.Image {
 		writeSection(secCustom, imageSection(image))
@@ -420,8 +423,11 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 func capMemory(b []byte, max uint32) ([]byte, error) {
 	r := &reader{b: b}
 	n := r.u32()
-	if r.err != nil || n == 0 {
-		return nil, errors.New("memory section declares no memory")
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: memory section: %w", ErrMalformed, r.err)
+	}
+	if n == 0 {
+		return nil, unsupported(errors.New("memory section declares no memory of its own to cap (an imported memory cannot be bounded per plugin)"))
 	}
 	flags := r.byte()
 	if flags&^0x01 != 0 {
@@ -433,7 +439,7 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 		declared = r.u32()
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("memory section: %w", r.err)
+		return nil, fmt.Errorf("%w: memory section: %w", ErrMalformed, r.err)
 	}
 	if min > max {
 		return nil, overLimit(fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit (limits.memory) of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536))
@@ -467,8 +473,10 @@ func (e limitError) Is(target error) bool { return target == ErrOverLimit }
 func overLimit(err error) error { return limitError{err} }
 
 // ErrUnsupported is wrapped by Rewrite's refusal of a module that uses
-// what this runtime does not run at all (a shared or 64-bit memory), with
-// or without Interrupt.
+// what this runtime does not run at all, with or without Interrupt: a
+// shared or 64-bit memory, no memory of its own (with MaxMemoryPages), a
+// table with an initializer expression or 64-bit or shared limits (with
+// MaxTableEntries).
 var ErrUnsupported = errors.New("module uses what this runtime does not run")
 
 // unsupportedError marks an error as one of ErrUnsupported without
@@ -481,7 +489,8 @@ func (e unsupportedError) Is(target error) bool { return target == ErrUnsupporte
 func unsupported(err error) error { return unsupportedError{err} }
 
 // fixTables sets the maximum of every table of a table section to its
-// minimum, refusing tables whose minimums add up to more than budget.
+// minimum, refusing tables whose minimums add up to more than budget, and
+// tables it does not run (ErrUnsupported) or cannot read (ErrMalformed).
 func fixTables(b []byte, budget uint32) ([]byte, error) {
 	r := &reader{b: b}
 	n := r.u32()
@@ -489,19 +498,19 @@ func fixTables(b []byte, budget uint32) ([]byte, error) {
 	var total uint64
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if r.off < len(r.b) && r.b[r.off] == 0x40 {
-			return nil, fmt.Errorf("table %d has an initializer expression, which this runtime does not run", i)
+			return nil, unsupported(fmt.Errorf("table %d has an initializer expression, which this runtime does not run", i))
 		}
 		start := r.off
 		r.reftype()
 		reftype := r.b[start:r.off]
 		flags := r.byte()
 		if r.err == nil && flags&^0x01 != 0 {
-			return nil, fmt.Errorf("table %d has limit flags 0x%02x (64-bit or shared), which this runtime does not run", i, flags)
+			return nil, unsupported(fmt.Errorf("table %d has limit flags 0x%02x (64-bit or shared), which this runtime does not run", i, flags))
 		}
 		min := r.u32()
 		if flags&0x01 != 0 {
 			if max := r.u32(); r.err == nil && max < min {
-				return nil, fmt.Errorf("table %d: maximum %d below its minimum %d", i, max, min)
+				return nil, fmt.Errorf("%w: table %d: maximum %d below its minimum %d", ErrMalformed, i, max, min)
 			}
 		}
 		if r.err != nil {
@@ -516,10 +525,10 @@ func fixTables(b []byte, budget uint32) ([]byte, error) {
 		out = appendU32(out, min)
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("table section: %w", r.err)
+		return nil, fmt.Errorf("%w: table section: %w", ErrMalformed, r.err)
 	}
 	if r.off != len(b) {
-		return nil, fmt.Errorf("table section: %d trailing bytes", len(b)-r.off)
+		return nil, fmt.Errorf("%w: table section: %d trailing bytes", ErrMalformed, len(b)-r.off)
 	}
 	return out, nil
 }
