@@ -123,3 +123,6 @@ func SetRuntimeMigrationLockWait(each, total time.Duration) (restore func()) {
 	runtimeMigrationLockTimeout, runtimeMigrationLockWait = each, total
 	return func() { runtimeMigrationLockTimeout, runtimeMigrationLockWait = oldEach, oldTotal }
 }
+
+// RuntimeSQLiteConns is the size of greenroom.db's connection pool.
+const RuntimeSQLiteConns = runtimeSQLiteConns

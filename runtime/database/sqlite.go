@@ -121,6 +121,17 @@ func sqliteDSN(path string, extra ...string) string {
 	return "file:" + esc + "?" + strings.Join(params, "&")
 }
 
+// runtimeSQLiteConns bounds the pool of greenroom.db. SQLite lets one
+// writer in at a time (the scheduler's transactions are all IMMEDIATE),
+// so more connections only wait in SQLite's busy handler, which polls and
+// serves no one in order, and fail with SQLITE_BUSY past busy_timeout:
+// unbounded, a plugin's flood of task runs opened over a thousand
+// connections (and files), and lease renewals failed so. Past the bound a
+// caller waits in database/sql for a free connection, as long as its
+// context allows. Four leave readers (the task listing) room beside the
+// writer.
+const runtimeSQLiteConns = 4
+
 func (b *sqliteBackend) open(ctx context.Context) (*bun.DB, error) {
 	if err := os.MkdirAll(filepath.Join(b.dir, "plugins"), 0o700); err != nil {
 		return nil, fmt.Errorf("database.connection: %w", err)
@@ -133,6 +144,8 @@ func (b *sqliteBackend) open(ctx context.Context) (*bun.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	sdb.SetMaxOpenConns(runtimeSQLiteConns)
+	sdb.SetMaxIdleConns(runtimeSQLiteConns)
 	if err := pingBusy(ctx, sdb); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
