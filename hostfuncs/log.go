@@ -270,9 +270,11 @@ func logEnabled(ctx context.Context, mod api.Module, stack []uint64) {
 // the record, so that a record over the limit is dropped unread and costs
 // almost nothing.
 type LogLimiter interface {
-	// LogAllow takes one line from the plugin's rate limit. False means
-	// the record is dropped, and LogAllow has counted it as dropped.
-	LogAllow() bool
+	// LogAllow takes a line of size bytes (a record's encoded size, a
+	// printed line's length) from the plugin's rate limit, which may
+	// charge more for a larger line. False means the record is dropped,
+	// and LogAllow has counted it as dropped.
+	LogAllow(size int) bool
 	// LogAllowed writes rec like Log, for a record that passed LogEnabled
 	// and LogAllow: it does not take from the rate limit again.
 	LogAllowed(in *Instance, rec *LogRecord) int32
@@ -308,7 +310,7 @@ func logWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	limiter, limited := in.Host.(LogLimiter)
-	if limited && !limiter.LogAllow() {
+	if limited && !limiter.LogAllow(len(b)) {
 		stack[0] = LogDropped
 		return
 	}

@@ -145,7 +145,7 @@ type limitHost struct {
 
 func (h *limitHost) LogEnabled(int32) bool { return true }
 
-func (h *limitHost) LogAllow() bool {
+func (h *limitHost) LogAllow(int) bool {
 	if h.allow == 0 {
 		h.dropped++
 		return false
@@ -161,7 +161,7 @@ func (h *limitHost) LogAllowed(in *Instance, rec *LogRecord) int32 {
 
 // Log is Host.Log: LogAllow, then LogAllowed.
 func (h *limitHost) Log(in *Instance, rec *LogRecord) int32 {
-	if !h.LogAllow() {
+	if !h.LogAllow(len(rec.Message)) {
 		return LogDropped
 	}
 	return h.LogAllowed(in, rec)

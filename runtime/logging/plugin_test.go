@@ -375,3 +375,50 @@ nested = { inner = "nestedsecretvalue", n = 0x1F2E3D4C, pin = 12345678, big = 98
 		})
 	}
 }
+
+// A line costs one token per 4 KiB started, so that the limit bounds
+// bytes too: at one token a line, an audit's plugin wrote 528 MB in 20 s
+// of 64 KiB records. A line larger than the whole bucket costs the
+// bucket, so that it still passes when the bucket is full.
+func TestPluginRateLimitCountsSize(t *testing.T) {
+	for _, tc := range []struct {
+		size, burst, cost int
+	}{
+		{0, 100, 1}, {1, 100, 1}, {4096, 100, 1}, {4097, 100, 2}, {8192, 100, 2},
+		{16 << 10, 100, 4}, {hostfuncs.MaxLogRecord, 100, 16}, {hostfuncs.MaxLogRecord, 5, 5},
+	} {
+		if got := LineCost(tc.size, tc.burst); got != tc.cost {
+			t.Errorf("LineCost(%d, %d) = %d, want %d", tc.size, tc.burst, got, tc.cost)
+		}
+	}
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: 40, ReportEvery: time.Hour})
+	written := 0
+	for range 10 {
+		if pl.AllowBytes(hostfuncs.MaxLogRecord) {
+			written++
+		}
+	}
+	// 40 tokens: two records of 64 KiB (16 each), then 8 of 1 KiB.
+	if written != 2 {
+		t.Errorf("%d records of 64 KiB within a burst of 40, want 2", written)
+	}
+	big := strings.Repeat("x", 4097)
+	for range 3 {
+		if pl.Write(Call{}, &hostfuncs.LogRecord{Message: big}) == hostfuncs.LogWritten {
+			written++
+		}
+	}
+	for pl.Write(Call{}, &hostfuncs.LogRecord{Message: "small"}) == hostfuncs.LogWritten {
+		written++
+	}
+	// 8 tokens left: three lines of 4097 bytes (2 each), then 2 small.
+	if written != 7 {
+		t.Errorf("%d lines written in all, want 7", written)
+	}
+	if n := strings.Count(buf.String(), `"msg":"small"`); n != 2 {
+		t.Errorf("%d small lines, want 2", n)
+	}
+	if pl.Dropped() != 9 {
+		t.Errorf("dropped %d, want 9 (8 records and a line)", pl.Dropped())
+	}
+}

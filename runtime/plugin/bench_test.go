@@ -70,7 +70,7 @@ func (h logHost) LogEnabled(level int32) bool { return h.pl.Enabled(level) }
 func (h logHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
 	return h.pl.Write(logging.CallOf(in), rec)
 }
-func (h logHost) LogAllow() bool { return h.pl.Allow() }
+func (h logHost) LogAllow(size int) bool { return h.pl.AllowBytes(size) }
 func (h logHost) LogAllowed(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
 	return h.pl.WriteAllowed(logging.CallOf(in), rec)
 }

@@ -469,7 +469,15 @@ func (w *lineWriter) emit(line []byte) {
 	if !st.Host.LogEnabled(hostfuncs.LevelInfo) {
 		return
 	}
+	limiter, limited := st.Host.(hostfuncs.LogLimiter)
+	if limited && !limiter.LogAllow(len(line)) {
+		return // dropped before the line is copied
+	}
 	w.rec = hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: string(line), Stream: w.stream}
+	if limited {
+		limiter.LogAllowed(st, &w.rec)
+		return
+	}
 	st.Host.Log(st, &w.rec)
 }
 

@@ -12,13 +12,17 @@ import (
 const logsplitSecret = "s3cr3t-value-0123456789"
 
 // startLogsplit starts the logsplit guest with its secret and returns a
-// function that GETs one of its paths and returns the log so far.
+// function that GETs one of its paths and returns the log so far. Its
+// log_burst is well above what its lines cost (one token per 4 KiB: the
+// 1 MiB line of TestPrintedLongLineSplit costs 256), so that the rate
+// limit drops none of what these tests look for.
 func startLogsplit(t *testing.T) (*servertest.Instance, func(path string) string) {
 	t.Helper()
 	wasm := guesttest.Build(t, "runtime/server/testdata/guests/logsplit")
 	in := start(t, fmt.Sprintf(`[plugins.logsplit]
 path = %q
 secrets = ["api_key"]
+limits = { log_burst = 1000 }
 [plugins.logsplit.config]
 api_key = %q
 `, wasm, logsplitSecret))
