@@ -193,11 +193,11 @@ func (r *reachable) claim(ctx context.Context, replica string, lease time.Durati
 	return r.store.claim(ctx, replica, lease, items)
 }
 
-func (r *reachable) start(ctx context.Context, replica string, st localStart) error {
+func (r *reachable) start(ctx context.Context, replica string, sts []localStart) error {
 	if r.down.Load() {
 		return errUnreachable
 	}
-	return r.store.start(ctx, replica, st)
+	return r.store.start(ctx, replica, sts)
 }
 
 func (r *reachable) finish(ctx context.Context, fs []finishItem) error {

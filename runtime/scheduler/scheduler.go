@@ -177,6 +177,8 @@ type Scheduler struct {
 	dead atomic.Bool
 	// clk times leases (realClock; tests may replace it before Start).
 	clk clock
+	// starts batches the rows of local runs as they start.
+	starts startBatch
 
 	stats stats
 }
@@ -942,12 +944,10 @@ func (s *Scheduler) execute(r *run) {
 	s.mu.Unlock()
 	t := r.spec
 	log := s.log.WithFields(logrus.Fields{"plugin": t.Plugin, "task": t.ID, "run_id": r.id})
-	if t.Scope == Local && !s.dead.Load() {
-		if st, err := s.store(ctx); err == nil {
-			err = st.start(ctx, s.cfg.Replica, localStart{runID: r.id, plugin: t.Plugin, task: t.ID, manual: r.manual, due: r.due, timeout: r.spec.Timeout})
-			if err != nil && ctx.Err() == nil {
-				log.WithError(err).Warn("cannot record the start of a run")
-			}
+	if t.Scope == Local && !s.dead.Load() && ctx.Err() == nil {
+		err := s.recordStart(ctx, localStart{runID: r.id, plugin: t.Plugin, task: t.ID, manual: r.manual, due: r.due, timeout: r.spec.Timeout})
+		if err != nil && ctx.Err() == nil {
+			log.WithError(err).Warn("cannot record the start of a run")
 		}
 	}
 	if wait := r.due.Sub(s.clk.Now()); wait > 0 && !r.manual {

@@ -14,8 +14,9 @@ import (
 // (migrations/*/..._scheduler.tx.up.sql): a row per task with its next due
 // time and lease, and a row per run. On PostgreSQL every lease decision
 // compares against the database's clock, in one statement, so replicas
-// with skewed clocks cannot both hold a lease; claims, completions and
-// renewals are batched (one statement for every task due at once). SQLite
+// with skewed clocks cannot both hold a lease; claims, local starts,
+// completions and renewals are batched (one statement for every task due
+// at once). SQLite
 // is for one node (or replicas on one host sharing the file): the same
 // steps run in one IMMEDIATE transaction each, on the host's clock.
 
@@ -47,8 +48,8 @@ type store interface {
 	// is deleted. A claim no longer held (its lease expired and another
 	// replica took the task) is left alone.
 	unclaim(ctx context.Context, replica string, u unclaimItem) error
-	// start inserts the row of a local task's run.
-	start(ctx context.Context, replica string, st localStart) error
+	// start inserts the rows of local tasks' runs, in one transaction.
+	start(ctx context.Context, replica string, sts []localStart) error
 	// finish completes runs: their rows, their tasks' last_* columns, and
 	// releases the lease each still holds; a scheduled run that still
 	// holds it moves next_run from its due time to its next (unless a

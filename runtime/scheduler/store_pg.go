@@ -148,15 +148,23 @@ DELETE FROM scheduler_runs WHERE run_id = $3 AND outcome = 'running' AND EXISTS 
 	return err
 }
 
-func (s *pgStore) start(ctx context.Context, replica string, st localStart) error {
-	trigger := "schedule"
-	var due any = st.due
-	if st.manual {
-		trigger, due = "manual", nil
+func (s *pgStore) start(ctx context.Context, replica string, sts []localStart) error {
+	n := len(sts)
+	runIDs, plugins, tasks, triggers := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	dues, timeouts := make([]*time.Time, n), make([]int64, n)
+	for i, st := range sts {
+		runIDs[i], plugins[i], tasks[i], triggers[i], timeouts[i] = st.runID, st.plugin, st.task, "schedule", st.timeout.Milliseconds()
+		if st.manual {
+			triggers[i] = "manual"
+		} else {
+			dues[i] = &st.due
+		}
 	}
 	_, err := s.db.ExecContext(ctx, `
 INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms)
-VALUES ($1, $2, $3, $4, $5, $6, now(), 'running', $7)`, st.runID, st.plugin, st.task, replica, trigger, due, st.timeout.Milliseconds())
+SELECT i.run_id, i.plugin, i.task, $5, i.trigger, i.due, now(), 'running', i.timeout_ms
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::timestamptz[], $7::bigint[])
+    AS i(run_id, plugin, task, trigger, due, timeout_ms)`, runIDs, plugins, tasks, triggers, replica, dues, timeouts)
 	return err
 }
 

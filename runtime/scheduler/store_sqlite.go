@@ -144,14 +144,21 @@ func (s *sqliteStore) unclaim(ctx context.Context, replica string, u unclaimItem
 	})
 }
 
-func (s *sqliteStore) start(ctx context.Context, replica string, st localStart) error {
-	trigger, due := "schedule", us(st.due)
-	if st.manual {
-		trigger, due = "manual", nil
-	}
-	_, err := s.db.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-		st.runID, st.plugin, st.task, replica, trigger, due, s.clock().UnixMicro(), st.timeout.Milliseconds())
-	return err
+func (s *sqliteStore) start(ctx context.Context, replica string, sts []localStart) error {
+	return inTx(ctx, s.db, func(tx *sql.Tx) error {
+		now := s.clock().UnixMicro()
+		for _, st := range sts {
+			trigger, due := "schedule", us(st.due)
+			if st.manual {
+				trigger, due = "manual", nil
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+				st.runID, st.plugin, st.task, replica, trigger, due, now, st.timeout.Milliseconds()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *sqliteStore) finish(ctx context.Context, fs []finishItem) error {

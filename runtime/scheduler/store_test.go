@@ -175,7 +175,7 @@ func testStore(t *testing.T, st store) {
 	}
 	for i := 0; i < 5; i++ {
 		id := "l" + string(rune('0'+i))
-		if err := st.start(ctx, "a", localStart{runID: id, plugin: "p", task: "l", due: due}); err != nil {
+		if err := st.start(ctx, "a", []localStart{localStart{runID: id, plugin: "p", task: "l", due: due}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := st.finish(ctx, []finishItem{{runID: id, plugin: "p", task: "l", outcome: "succeeded"}}); err != nil {
@@ -199,7 +199,7 @@ func testStore(t *testing.T, st store) {
 	if _, err := st.register(ctx, []registration{{task: &flip, next: due}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.start(ctx, "a", localStart{runID: "f1", plugin: "p", task: "flip", due: due}); err != nil {
+	if err := st.start(ctx, "a", []localStart{localStart{runID: "f1", plugin: "p", task: "flip", due: due}}); err != nil {
 		t.Fatal(err)
 	}
 	flip.Scope = Global
@@ -227,7 +227,7 @@ func testStore(t *testing.T, st store) {
 	if _, err := st.register(ctx, []registration{{task: &long}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.start(ctx, "c", localStart{runID: "g1", plugin: "p", task: "long", due: due, timeout: long.Timeout}); err != nil {
+	if err := st.start(ctx, "c", []localStart{localStart{runID: "g1", plugin: "p", task: "long", due: due, timeout: long.Timeout}}); err != nil {
 		t.Fatal(err)
 	}
 	short, _ := NewTask("p", hostfuncs.TaskSpec{ID: "long", Every: time.Hour, Scope: hostfuncs.ScopeLocal}, time.Second)
