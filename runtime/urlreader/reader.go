@@ -467,6 +467,12 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	}
 	defer resp.Body.Close()
 	final := resp.Request.URL.Redacted()
+	// Go's client reads past every 1xx but 101 itself. A 101 with
+	// Connection: Upgrade has the raw connection for its body, which the
+	// read's deadline no longer bounds: closing it ends the exchange.
+	if resp.StatusCode < 200 {
+		return nil, errorf(Failed, "%s: refused: the server answered %s, which is not a final response (the URL reader asks for no protocol switch and reads only final responses)", final, strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))))
+	}
 	// One gzip layer, named by exactly one Content-Encoding line, is
 	// decoded; any other coding stays and fails the read in Read.
 	if ce := resp.Header.Values("Content-Encoding"); method == http.MethodGet && len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && resp.Request.Header.Get("Accept-Encoding") == "gzip" {

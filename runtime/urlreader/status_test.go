@@ -1,0 +1,80 @@
+package urlreader
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// A 101 is the only 1xx Go's client hands back (it reads past 100, 103
+// and the others itself); with Connection: Upgrade its body is the raw
+// connection, which the read's deadline no longer bounds. The reader
+// refuses any 1xx at once, naming it, whether the server kept the
+// connection open or not; a 103 before the final answer is read past.
+func TestSwitchingProtocolsRefused(t *testing.T) {
+	release := make(chan struct{})
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/early-hints" {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			w.Write([]byte("final"))
+			return
+		}
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		switch r.URL.Path {
+		case "/upgrade":
+			buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw bytes of another protocol")
+		case "/bare":
+			buf.WriteString("HTTP/1.1 101 Switching Protocols\r\n\r\n")
+		}
+		buf.Flush()
+		// Hold the connection open, as a server speaking the other
+		// protocol would, until the test ends.
+		select {
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
+	cfg := localConfig + "timeout = \"2s\"\n"
+	p := reader(t, cfg, nil, srv).For("p", localGrants)
+	base := "http://127.0.0.1:" + srv.port()
+	for _, tc := range []struct{ path, method string }{
+		{"/upgrade", http.MethodGet}, {"/upgrade", http.MethodHead}, {"/bare", http.MethodGet},
+	} {
+		t.Run(tc.path+" "+tc.method, func(t *testing.T) {
+			type result struct {
+				resp *Response
+				err  error
+			}
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				resp, err := p.Read(t.Context(), Request{URL: base + tc.path, Method: tc.method})
+				done <- result{resp, err}
+			}()
+			select {
+			case res := <-done:
+				if res.err == nil {
+					t.Fatalf("read succeeded with status %d, body %q; want a 101 refused", res.resp.Status, res.resp.Body)
+				}
+				wantErr(t, res.err, Failed, base+tc.path+": refused: the server answered 101 Switching Protocols")
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("refused after %v, want at once (the read's timeout is 2s)", took)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the read was still running 10s after it started (its timeout is 2s): a 101 held it open")
+			}
+		})
+	}
+	resp, err := read(p, base+"/early-hints")
+	if err != nil || resp.Status != http.StatusOK || string(resp.Body) != "final" {
+		t.Errorf("103 Early Hints then 200: %v %+v", err, resp)
+	}
+}
