@@ -449,6 +449,9 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 				return errorf(Failed, "%s: stopped after %d redirects", t.u.Redacted(), MaxRedirects)
 			}
 			nt, err := p.check(next.URL.String())
+			if err == nil {
+				err = hops.quotedElsewhere(nt.u)
+			}
 			if err != nil {
 				return &Error{Kind: KindOf(err), Msg: fmt.Sprintf("redirect from %s: %v", via[len(via)-1].URL.Redacted(), err)}
 			}
@@ -677,45 +680,76 @@ func (h *hopper) scrubString(s string) string {
 // scrubBytes replaces every spelling of a sent token in b (see scrub) with
 // [REDACTED]. b is returned as it is when it holds none.
 func (h *hopper) scrubBytes(b []byte) []byte {
-	for t, tok := range h.sent {
-		if len(tok) < 4 || slices.Contains(h.sent[:t], tok) {
-			continue // each token once: every hop to its host sends it again
-		}
-		// Without an escape character in b only the token itself, in any
-		// case, can be there: a linear search finds it, where matching at
-		// every byte costs b's length times the token's for a body much
-		// like the token.
-		escapes := bytes.ContainsAny(b, "%+\\&")
-		var lb, ltok []byte
-		if !escapes {
-			lb, ltok = lowerASCII(b), lowerASCII([]byte(tok))
-		}
-		var out []byte
-		last, i := 0, 0
-		for i < len(b) {
-			n := 0
-			if !escapes {
-				k := bytes.Index(lb[i:], ltok)
-				if k < 0 {
-					break
-				}
-				i, n = i+k, len(ltok)
-			} else if c := b[i]; c == '%' || c == '+' || c == '\\' || c == '&' || sameByte(c, tok[0]) {
-				n = findToken(b[i:], tok)
-			}
-			if n == 0 {
-				i++
-				continue
-			}
-			out = append(append(out, b[last:i]...), "[REDACTED]"...)
-			i += n
-			last = i
-		}
-		if out != nil {
-			b = append(out, b[last:]...)
-		}
+	for _, tok := range h.tokens() {
+		b = redact(b, tok)
 	}
 	return b
+}
+
+// tokens returns the tokens sent on this read, each once (every hop to a
+// token's host sends it again).
+func (h *hopper) tokens() []string {
+	var out []string
+	for _, tok := range h.sent {
+		if len(tok) >= 4 && !slices.Contains(out, tok) {
+			out = append(out, tok)
+		}
+	}
+	return out
+}
+
+// redact replaces every spelling of tok in b (see scrub) with [REDACTED].
+// b is returned as it is when it holds none.
+func redact(b []byte, tok string) []byte {
+	// Without an escape character in b only the token itself, in any
+	// case, can be there: a linear search finds it, where matching at
+	// every byte costs b's length times the token's for a body much like
+	// the token.
+	escapes := bytes.ContainsAny(b, "%+\\&")
+	var lb, ltok []byte
+	if !escapes {
+		lb, ltok = lowerASCII(b), lowerASCII([]byte(tok))
+	}
+	var out []byte
+	last, i := 0, 0
+	for i < len(b) {
+		n := 0
+		if !escapes {
+			k := bytes.Index(lb[i:], ltok)
+			if k < 0 {
+				break
+			}
+			i, n = i+k, len(ltok)
+		} else if c := b[i]; c == '%' || c == '+' || c == '\\' || c == '&' || sameByte(c, tok[0]) {
+			n = findToken(b[i:], tok)
+		}
+		if n == 0 {
+			i++
+			continue
+		}
+		out = append(append(out, b[last:i]...), "[REDACTED]"...)
+		i += n
+		last = i
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[last:]...)
+}
+
+// quotedElsewhere returns an error when u, the URL of a redirect, quotes
+// a token sent on this read (in any spelling scrub finds) and u's host is
+// not that token's: following it would hand the token to another host in
+// the URL, and to whatever that host logs or redirects on to.
+func (h *hopper) quotedElsewhere(u *url.URL) error {
+	own, _ := h.r.token(u)
+	s := []byte(u.String())
+	for _, tok := range h.tokens() {
+		if tok != own.secret && !bytes.Equal(redact(s, tok), s) {
+			return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read, which would reach %s, a host it is not for", u.Host)
+		}
+	}
+	return nil
 }
 
 // findToken returns the length of the spelling of tok that b starts with,

@@ -451,6 +451,10 @@ func TestIntegrationTokens(t *testing.T) {
 			// ... and into a redirect the reader refuses, whose error
 			// message quotes the URL.
 			http.Redirect(w, r, "https://denied.example/?t="+url.QueryEscape(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), http.StatusFound)
+		case "/leakother":
+			// ... and into a redirect to another host the plugin may
+			// read, which would take the token there in its URL.
+			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing?t="+url.QueryEscape(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), http.StatusFound)
 		default:
 			fmt.Fprint(w, "ok")
 		}
@@ -562,6 +566,17 @@ token = "` + tok + `"
 	_, err = read(p, ghURL+"/leakaway")
 	if err == nil || strings.Contains(err.Error(), tok) || KindOf(err) != Denied {
 		t.Errorf("refused redirect carrying the token: %v (kind %v), want Denied without the token", err, KindOf(err))
+	}
+	// A redirect to another host the plugin may read, quoting the token
+	// in its URL, is not followed: the other host would get it.
+	hits := other.hits.Load()
+	_, err = read(p, ghURL+"/leakother")
+	wantErr(t, err, Denied, "redirect from "+ghURL+"/leakother: refused: the redirect's URL quotes an integration token sent on this read, which would reach 127.0.0.1:"+other.port()+", a host it is not for")
+	if strings.Contains(err.Error(), tok) {
+		t.Errorf("the refusal quotes the token: %v", err)
+	}
+	if n := other.hits.Load() - hits; n != 0 {
+		t.Errorf("the other host was reached %d times with the token in the URL", n)
 	}
 }
 
