@@ -271,10 +271,27 @@ var deniedHeaders = map[string]string{
 	"x-method-override":      "reads are GET or HEAD",
 }
 
-// hopHeaders are not passed back to the plugin.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
-	"Upgrade": true, "Trailer": true, "Te": true,
+// hopHeaders are the standard hop-by-hop headers, not passed back to the
+// plugin.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te",
+	"Proxy-Authenticate", "Proxy-Authorization",
+}
+
+// dropHopHeaders deletes the hop-by-hop headers from a response's: the
+// standard ones, and those its Connection headers name (RFC 9110 7.6.1),
+// which describe the connection to the target, not the response.
+func dropHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
 }
 
 // For returns the reader of plugin id with its grants (entries of
@@ -381,17 +398,6 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 		}
 		err = hops.scrubErr(err)
 	}
-	// Bodies are handed over decoded: one still encoded (a coding the
-	// transport does not decode, sent unasked) fails the read; with a
-	// token sent, it could not have been searched for an echo either.
-	if resp != nil && len(resp.Body) > 0 {
-		for _, h := range resp.Header {
-			// An empty value names no coding (RFC 9110 lists none).
-			if v := strings.TrimSpace(h[1]); strings.EqualFold(h[0], "Content-Encoding") && v != "" && !strings.EqualFold(v, "identity") {
-				return nil, errorf(Failed, "%s: refused: the response is encoded (Content-Encoding: %s), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", resp.URL, hops.scrubString(h[1]))
-			}
-		}
-	}
 	return resp, err
 }
 
@@ -484,6 +490,10 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		resp.Header.Del("Content-Length")
 		resp.ContentLength = -1
 	}
+	// Read before the hop-by-hop headers go: a Connection header that
+	// names Content-Encoding does not hide the body's coding.
+	codings := resp.Header.Values("Content-Encoding")
+	dropHopHeaders(resp.Header)
 	if resp.StatusCode == http.StatusNotModified {
 		return nil, errorf(NotModified, "%s: not modified (ETag %s)", final, resp.Header.Get("ETag"))
 	}
@@ -512,11 +522,18 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		}
 		out.Body = buf.Bytes()
 	}
+	// Bodies are handed over decoded: one still encoded (a coding the
+	// transport does not decode, sent unasked) fails the read; with a
+	// token sent, it could not have been searched for an echo either.
+	for _, v := range codings {
+		// An empty value names no coding (RFC 9110 lists none).
+		if v := strings.TrimSpace(v); len(out.Body) > 0 && v != "" && !strings.EqualFold(v, "identity") {
+			return nil, errorf(Failed, "%s: refused: the response is encoded (Content-Encoding: %s), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", final, v)
+		}
+	}
 	keys := make([]string, 0, len(resp.Header))
 	for k := range resp.Header {
-		if !hopHeaders[k] {
-			keys = append(keys, k)
-		}
+		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {

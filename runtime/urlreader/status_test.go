@@ -78,3 +78,49 @@ func TestSwitchingProtocolsRefused(t *testing.T) {
 		t.Errorf("103 Early Hints then 200: %v %+v", err, resp)
 	}
 }
+
+// Hop-by-hop response headers, the standard ones and those the target's
+// Connection header names, are the connection's, not the response's:
+// none reaches the plugin. A Connection header naming Content-Encoding
+// does not hide the body's coding from the check for bodies still
+// encoded. (Go's client deletes a Connection header holding "close"
+// before the reader sees it, so what such a header names passes:
+// docs/urlreader.md says so.)
+func TestHopByHopResponseHeaders(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		head := map[string]string{
+			"/named": "Connection: X-Secret, keep-alive\r\nconnection: x-other ,ETag\r\nX-Secret: s1\r\nX-Other: s2\r\nETag: \"v1\"\r\n" +
+				"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic realm=\"inner\"\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nTE: trailers\r\n" +
+				"X-Kept: yes\r\n",
+			"/encoded": "Connection: Content-Encoding\r\nContent-Encoding: x-rot13\r\n",
+		}[r.URL.Path]
+		buf.WriteString("HTTP/1.1 200 OK\r\n" + head + "Content-Length: 2\r\n\r\nok")
+		buf.Flush()
+	})
+	p := reader(t, localConfig, nil, srv).For("p", localGrants)
+	base := "http://127.0.0.1:" + srv.port()
+	resp, err := read(p, base+"/named")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, h := range resp.Header {
+		got[h[0]] = h[1]
+	}
+	for _, name := range []string{"Connection", "X-Secret", "X-Other", "Etag", "Keep-Alive", "Proxy-Authenticate", "Proxy-Connection", "Upgrade", "Te"} {
+		if v, ok := got[name]; ok {
+			t.Errorf("hop-by-hop header %s: %s reached the plugin", name, v)
+		}
+	}
+	if got["X-Kept"] != "yes" || got["Content-Length"] != "2" || resp.ETag != "" || string(resp.Body) != "ok" {
+		t.Errorf("headers %v, ETag %q, body %q; want X-Kept and Content-Length kept, the ETag the Connection header names dropped", got, resp.ETag, resp.Body)
+	}
+	_, err = read(p, base+"/encoded")
+	wantErr(t, err, Failed, "refused: the response is encoded (Content-Encoding: x-rot13)")
+}
