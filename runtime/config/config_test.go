@@ -1548,6 +1548,33 @@ func TestIntegrationTokenWhitespace(t *testing.T) {
 	mustRead(t, "[[integrations.generic]]\nhost = \"docs.example\"\ntoken = \"${DOC_TOKEN}\"\n", map[string]string{"DOC_TOKEN": "abcdefghijklmnopqrstuvwxyz123456"})
 }
 
+// An integration token shorter than MinIntegrationTokenLength bytes is
+// refused, without quoting it: the URL reader could not tell its echo
+// from ordinary text, and a plugin could guess it through the redaction.
+// An empty one (a variable left unset) sends nothing and is fine.
+func TestIntegrationTokenTooShort(t *testing.T) {
+	for _, tc := range []struct {
+		tok  string
+		want string
+	}{
+		{"abc", "integrations.generic[0].token: must be at least 8 bytes, got 3"},
+		{"abcdefg", "integrations.generic[0].token: must be at least 8 bytes, got 7"},
+		{"ab\u00e9d", "must be at least 8 bytes, got 5"}, // bytes, not characters
+		{"abcdefgh", ""},
+		{"", ""},
+	} {
+		_, err := read(t, "[[integrations.generic]]\nhost = \"docs.example\"\ntoken = \"${DOC_TOKEN}\"\n", map[string]string{"DOC_TOKEN": tc.tok})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("token %q: %v, want it accepted", tc.tok, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("token %q: %v, want %q", tc.tok, err, tc.want)
+		case tc.want != "" && strings.Contains(err.Error(), tc.tok):
+			t.Errorf("token %q: the refusal quotes it: %v", tc.tok, err)
+		}
+	}
+}
+
 // server.shutdown_timeout is at least a second: below it a shutdown with
 // nothing to finish exited 1, its listener's closing taken for work cut
 // off (negative durations are refused as such everywhere).

@@ -27,6 +27,13 @@ import (
 // MinTokenLength is the shortest static token accepted.
 const MinTokenLength = 32
 
+// MinIntegrationTokenLength is the shortest integration token accepted,
+// in bytes. The URL reader keeps a server's echo of a token from the
+// plugin by finding it in what comes back; a shorter token would match
+// ordinary text, and the plugin could guess it by asking for text a
+// server echoes and seeing which guesses come back redacted.
+const MinIntegrationTokenLength = 8
+
 // MaxLease bounds scheduler.lease: a task whose replica died waits this
 // long at most for another to take it. (Without a bound, a lease near
 // int64's range in nanoseconds overflowed the scheduler's arithmetic and
@@ -523,6 +530,8 @@ func (v *validator) reading() {
 				v.fail(p+".token", "must not begin or end with whitespace (a newline from an environment file?)")
 			case strings.ContainsFunc(in.Token, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 				v.fail(p+".token", "must not contain control characters: it is sent in an HTTP header")
+			case in.Token != "" && len(in.Token) < MinIntegrationTokenLength:
+				v.fail(p+".token", "must be at least %d bytes, got %d: the URL reader redacts a server's echo of the token, and a shorter one could not be told from ordinary text, nor kept from a plugin that guesses it and watches what comes back redacted", MinIntegrationTokenLength, len(in.Token))
 			}
 			if in.Header != "" && kind != "generic" {
 				v.fail(p+".header", "only generic integrations choose their header")

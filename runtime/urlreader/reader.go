@@ -188,6 +188,10 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 				continue // e.g. token = "${GITHUB_TOKEN:-}" with the variable unset
 			}
 			t := token{src: fmt.Sprintf("integrations.%s[%d]", kind, i), secret: in.Token}
+			// The config refuses these; the scrub relies on it.
+			if len(in.Token) < config.MinIntegrationTokenLength {
+				return nil, fmt.Errorf("%s.token: %d bytes, under the %d an echo of it can be redacted at", t.src, len(in.Token), config.MinIntegrationTokenLength)
+			}
 			switch {
 			case kind == "gitlab":
 				t.header, t.value = "PRIVATE-TOKEN", in.Token
@@ -708,7 +712,7 @@ func (h *hopper) scrubBytes(b []byte) []byte {
 func (h *hopper) tokens() []string {
 	var out []string
 	for _, tok := range h.sent {
-		if len(tok) >= 4 && !slices.Contains(out, tok) {
+		if !slices.Contains(out, tok) {
 			out = append(out, tok)
 		}
 	}

@@ -291,9 +291,16 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 	// A host and the same host on one port are two integrations.
-	text := "[[integrations.github]]\nhost = \"a.com\"\ntoken = \"t1\"\n[[integrations.gitlab]]\nhost = \"a.com:8443\"\ntoken = \"t2\"\n"
+	text := "[[integrations.github]]\nhost = \"a.com\"\ntoken = \"token-one\"\n[[integrations.gitlab]]\nhost = \"a.com:8443\"\ntoken = \"token-two\"\n"
 	if _, err := config.Read([]config.Source{{Name: "c.toml", Data: []byte(text)}}, func(string) (string, bool) { return "", false }); err != nil {
 		t.Errorf("a host and the same host on one port: %v", err)
+	}
+	// The config refuses a token too short to redact; so does New, for a
+	// config that did not come through the config's checks.
+	cfg := mustConfig(t, "[[integrations.generic]]\nhost = \"a.com\"\ntoken = \"long-enough\"\n")
+	cfg.Integrations.Generic[0].Token = "abc"
+	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "integrations.generic[0].token: 3 bytes, under the 8") {
+		t.Errorf("New with a 3-byte token: %v", err)
 	}
 }
 
