@@ -14,6 +14,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -669,7 +671,8 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 // took on its way (see findToken): letters in any case (the runtime
 // lower-cases a host it quotes, net/http canonicalises header names), any
 // of its bytes percent-escaped (a URL, escaped whole or in part), or
-// escaped as in a JSON string ("\/", "\u002f"). A Content-Length the scrub
+// escaped as in a JSON string ("\/", "\u002f"), and encoded in hex or
+// base64 (see encodings) before any of these. A Content-Length the scrub
 // made wrong is corrected: it would tell the token's length. The answer
 // to a HEAD (head) has no body to scrub and count, so its Content-Length,
 // which may count an echo, is dropped.
@@ -701,10 +704,11 @@ func (h *hopper) scrubString(s string) string {
 // scrubBytes replaces every spelling of a sent token in b (see scrub) with
 // [REDACTED]. b is returned as it is when it holds none.
 func (h *hopper) scrubBytes(b []byte) []byte {
+	var needles []string
 	for _, tok := range h.tokens() {
-		b = redact(b, tok)
+		needles = append(needles, encodings(tok)...)
 	}
-	return b
+	return redactAll(b, needles)
 }
 
 // tokens returns the tokens sent on this read, each once (every hop to a
@@ -719,18 +723,61 @@ func (h *hopper) tokens() []string {
 	return out
 }
 
-// redact replaces every spelling of tok in b (see scrub) with [REDACTED].
-// b is returned as it is when it holds none.
-func redact(b []byte, tok string) []byte {
-	// Without an escape character in b only the token itself, in any
-	// case, can be there: a linear search finds it, where matching at
-	// every byte costs b's length times the token's for a body much like
-	// the token.
-	escapes := bytes.ContainsAny(b, "%+\\&")
-	var lb, ltok []byte
-	if !escapes {
-		lb, ltok = lowerASCII(b), lowerASCII([]byte(tok))
+// encodings returns tok and the encodings of it a server may echo: its hex
+// and the base64 runs (standard and URL alphabets) that every base64
+// encoding of a text holding tok holds, whatever the text around it
+// ("Bearer " + tok, "user:" + tok): tok starts at one of three offsets of
+// a 3-byte group, and the characters of the groups that are all tok's are
+// the same at that offset. The characters of the groups tok shares with
+// the text around it, at most three at either end (two of tok's bytes),
+// are not among them.
+func encodings(tok string) []string {
+	out := []string{tok, hex.EncodeToString([]byte(tok))}
+	for skip := range 3 {
+		if n := (len(tok) - skip) / 3 * 3; n > 0 {
+			core := []byte(tok[skip : skip+n])
+			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+				if e := enc.EncodeToString(core); !slices.Contains(out, e) {
+					out = append(out, e)
+				}
+			}
+		}
 	}
+	return out
+}
+
+// redactAll replaces every spelling of each of needles in b (see scrub)
+// with [REDACTED]. b is returned as it is when it holds none.
+func redactAll(b []byte, needles []string) []byte {
+	if len(needles) == 0 {
+		return b
+	}
+	// Without an escape character in b only a needle itself, in any
+	// case, can be there: a linear search finds it, where matching at
+	// every byte costs b's length times the needle's for a body much like
+	// it. "[REDACTED]" brings no escape character.
+	escapes := bytes.ContainsAny(b, "%+\\&")
+	var lb []byte // b in lower case, when it has no escape character
+	if !escapes {
+		lb = lowerASCII(b)
+	}
+	for _, n := range needles {
+		if out := redact(b, lb, escapes, n); out != nil {
+			b = out
+			if !escapes {
+				lb = lowerASCII(b)
+			}
+		}
+	}
+	return b
+}
+
+// redact replaces every spelling of tok in b (see scrub) with [REDACTED]:
+// a linear search of lb, b in lower case, or, where b holds an escape
+// character (escapes), a match at every byte that may start an escape or
+// tok. It returns nil when b holds none.
+func redact(b, lb []byte, escapes bool, tok string) []byte {
+	ltok := lowerASCII([]byte(tok))
 	var out []byte
 	last, i := 0, 0
 	for i < len(b) {
@@ -753,7 +800,7 @@ func redact(b []byte, tok string) []byte {
 		last = i
 	}
 	if out == nil {
-		return b
+		return nil
 	}
 	return append(out, b[last:]...)
 }
@@ -766,7 +813,7 @@ func (h *hopper) quotedElsewhere(u *url.URL) error {
 	own, _ := h.r.token(u)
 	s := []byte(u.String())
 	for _, tok := range h.tokens() {
-		if tok != own.secret && !bytes.Equal(redact(s, tok), s) {
+		if tok != own.secret && !bytes.Equal(redactAll(s, encodings(tok)), s) {
 			return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read, which would reach %s, a host it is not for", u.Host)
 		}
 	}

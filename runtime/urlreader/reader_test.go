@@ -3,6 +3,8 @@ package urlreader
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -455,6 +457,13 @@ func TestIntegrationTokens(t *testing.T) {
 			// ... and into a redirect to another host the plugin may
 			// read, which would take the token there in its URL.
 			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing?t="+url.QueryEscape(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")), http.StatusFound)
+		case "/leakother64":
+			// ... there in base64, in a URL-safe alphabet.
+			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing?auth="+base64.RawURLEncoding.EncodeToString([]byte(r.Header.Get("Authorization"))), http.StatusFound)
+		case "/echo64":
+			// Echoes the credential base64-encoded, as a debug endpoint
+			// showing the request's headers might.
+			fmt.Fprintf(w, `{"authorization": %q}`, base64.StdEncoding.EncodeToString([]byte(r.Header.Get("Authorization"))))
 		default:
 			fmt.Fprint(w, "ok")
 		}
@@ -575,8 +584,16 @@ token = "` + tok + `"
 	if strings.Contains(err.Error(), tok) {
 		t.Errorf("the refusal quotes the token: %v", err)
 	}
+	_, err = read(p, ghURL+"/leakother64")
+	wantErr(t, err, Denied, "the redirect's URL quotes an integration token sent on this read")
 	if n := other.hits.Load() - hits; n != 0 {
 		t.Errorf("the other host was reached %d times with the token in the URL", n)
+	}
+	// An echo in base64 is scrubbed as the token itself is.
+	resp, err = read(p, ghURL+"/echo64")
+	enc := base64.StdEncoding.EncodeToString([]byte("Bearer " + tok))
+	if err != nil || !strings.Contains(string(resp.Body), "[REDACTED]") || strings.Contains(string(resp.Body), enc[12:len(enc)-4]) {
+		t.Errorf("base64 echo: %v %q", err, respBody(resp))
 	}
 }
 
@@ -761,6 +778,37 @@ func TestScrubForms(t *testing.T) {
 			if got := h.scrubString("<" + in + ">"); got != "<[REDACTED]>" {
 				t.Errorf("token %q echoed as %q: scrubbed to %q", tok, in, got)
 			}
+		}
+	}
+}
+
+// An echo encoded in hex or base64 (either alphabet, padded or not, the
+// token alone or inside other text at any offset, and escaped again on its
+// way: percent-escaped in a URL, "\/" in a JSON string) is scrubbed too:
+// all but the characters at either end that encode the text around it.
+func TestScrubEncodedEchoes(t *testing.T) {
+	const tok = "ghp_0123456789abcdefghijklmnopqrstuvwxyz?>~"
+	h := &hopper{sent: []string{tok}}
+	for _, tc := range []struct{ name, in string }{
+		{"hex", hex.EncodeToString([]byte(tok))},
+		{"HEX", strings.ToUpper(hex.EncodeToString([]byte(tok)))},
+		{"base64", base64.StdEncoding.EncodeToString([]byte(tok))},
+		{"base64 after 1 byte", base64.StdEncoding.EncodeToString([]byte("x" + tok + "y"))},
+		{"base64 of the header", base64.StdEncoding.EncodeToString([]byte("Authorization: Bearer " + tok))},
+		{"base64 of user:token", base64.StdEncoding.EncodeToString([]byte("x-access-token:" + tok))},
+		{"base64url after 2 bytes", base64.RawURLEncoding.EncodeToString([]byte("xy" + tok))},
+		{"base64 in a query", url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("Bearer " + tok)))},
+		{"base64 in JSON", strings.ReplaceAll(base64.StdEncoding.EncodeToString([]byte("Bearer "+tok)), "/", `\/`)},
+	} {
+		got := h.scrubString("<" + tc.in + ">")
+		if !strings.Contains(got, "[REDACTED]") || len(got) > len("<[REDACTED]>")+len(tc.in)-len(tok) {
+			t.Errorf("%s: %q scrubbed to %q", tc.name, tc.in, got)
+		}
+	}
+	// Text that merely looks encoded is left alone.
+	for _, in := range []string{hex.EncodeToString([]byte("another token, not this one")), base64.StdEncoding.EncodeToString([]byte("ghp_0123456789abcdefghijklmnopqrstuvwxy!"))} {
+		if got := h.scrubString(in); got != in {
+			t.Errorf("changed text without the token: %q became %q", in, got)
 		}
 	}
 }
