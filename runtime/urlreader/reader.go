@@ -91,8 +91,9 @@ type Request struct {
 	Deadline time.Time
 }
 
-// Response is a successful read (any HTTP status but 304, which is the
-// NotModified error).
+// Response is a successful read: any final status from 200 to 999 but
+// 304, which is the NotModified error, and the redirects the reader
+// follows (docs/urlreader.md, "Response statuses").
 type Response struct {
 	Status       int
 	URL          string // after redirects

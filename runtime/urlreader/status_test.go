@@ -1,6 +1,7 @@
 package urlreader
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -123,4 +124,57 @@ func TestHopByHopResponseHeaders(t *testing.T) {
 	}
 	_, err = read(p, base+"/encoded")
 	wantErr(t, err, Failed, "refused: the response is encoded (Content-Encoding: x-rot13)")
+}
+
+// Every final status Go's client accepts reaches the plugin as the
+// response's, body included, but 304 (the NotModified error) and the
+// redirects the runtime follows (301, 302, 303, 307 and 308 with a
+// Location); a 3xx it does not follow (300, 305, 306, any 3xx without a
+// Location) is a response like any other. docs/urlreader.md lists them.
+func TestStatusesPassed(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/landed" {
+			w.Write([]byte("landed"))
+			return
+		}
+		var code int
+		var location string
+		fmt.Sscanf(r.URL.Path, "/%d", &code)
+		if r.URL.Query().Has("to") {
+			location = "/landed"
+		}
+		if location != "" {
+			w.Header().Set("Location", location)
+		}
+		w.WriteHeader(code)
+		w.Write([]byte("body"))
+	})
+	p := reader(t, localConfig, nil, srv).For("p", localGrants)
+	base := "http://127.0.0.1:" + srv.port()
+	// Passed as they are, body included ("/302" has no Location).
+	for _, path := range []string{"/200", "/201", "/299", "/300?to", "/302", "/305?to", "/404", "/451", "/500", "/599", "/600", "/999"} {
+		var code int
+		fmt.Sscanf(path, "/%d", &code)
+		if resp, err := read(p, base+path); err != nil || resp.Status != code || string(resp.Body) != "body" {
+			t.Errorf("%s: %v %d %q, want status %d and the body", path, err, respStatus(resp), respBody(resp), code)
+		}
+	}
+	// Followed.
+	for _, path := range []string{"/301?to", "/302?to", "/303?to", "/307?to", "/308?to"} {
+		if resp, err := read(p, base+path); err != nil || resp.Status != 200 || string(resp.Body) != "landed" {
+			t.Errorf("%s: %v %d %q, want the redirect followed", path, err, respStatus(resp), respBody(resp))
+		}
+	}
+	if resp, err := read(p, base+"/204"); err != nil || resp.Status != 204 || len(resp.Body) != 0 {
+		t.Errorf("/204: %v %d %q", err, respStatus(resp), respBody(resp))
+	}
+	_, err := read(p, base+"/304")
+	wantErr(t, err, NotModified, "not modified")
+}
+
+func respStatus(r *Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.Status
 }
