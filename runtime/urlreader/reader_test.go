@@ -460,6 +460,9 @@ func TestIntegrationTokens(t *testing.T) {
 		case "/leakother64":
 			// ... there in base64, in a URL-safe alphabet.
 			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing?auth="+base64.RawURLEncoding.EncodeToString([]byte(r.Header.Get("Authorization"))), http.StatusFound)
+		case "/leak64":
+			// ... into the Location of a redirect within the host.
+			http.Redirect(w, r, "/landing?auth="+base64.URLEncoding.EncodeToString([]byte(r.Header.Get("Authorization"))), http.StatusFound)
 		case "/echo64":
 			// Echoes the credential base64-encoded, as a debug endpoint
 			// showing the request's headers might.
@@ -589,7 +592,13 @@ token = "` + tok + `"
 	if n := other.hits.Load() - hits; n != 0 {
 		t.Errorf("the other host was reached %d times with the token in the URL", n)
 	}
-	// An echo in base64 is scrubbed as the token itself is.
+	// An echo in base64 is scrubbed as the token itself is, in the final
+	// URL as in the body.
+	resp, err = read(p, ghURL+"/leak64")
+	enc64 := base64.URLEncoding.EncodeToString([]byte("Bearer " + tok))
+	if err != nil || !strings.Contains(resp.URL, "[REDACTED]") || strings.Contains(resp.URL, enc64[12:len(enc64)-4]) {
+		t.Errorf("base64 echo in the final URL: %v %+v", err, resp)
+	}
 	resp, err = read(p, ghURL+"/echo64")
 	enc := base64.StdEncoding.EncodeToString([]byte("Bearer " + tok))
 	if err != nil || !strings.Contains(string(resp.Body), "[REDACTED]") || strings.Contains(string(resp.Body), enc[12:len(enc)-4]) {
