@@ -193,7 +193,7 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 			t := token{src: fmt.Sprintf("integrations.%s[%d]", kind, i), secret: in.Token}
 			// The config refuses these; the scrub relies on it.
 			if len(in.Token) < config.MinIntegrationTokenLength {
-				return nil, fmt.Errorf("%s.token: %d bytes, under the %d an echo of it can be redacted at", t.src, len(in.Token), config.MinIntegrationTokenLength)
+				return nil, fmt.Errorf("%s.token: %d bytes, under the %d bytes a token needs for its echo to be redacted", t.src, len(in.Token), config.MinIntegrationTokenLength)
 			}
 			switch {
 			case kind == "gitlab":
@@ -490,7 +490,7 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		return nil, errorf(Failed, "%s: refused: the server answered %s, which is not a final response (the URL reader asks for no protocol switch and reads only final responses)", final, strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))))
 	}
 	// One gzip layer, named by exactly one Content-Encoding line, is
-	// decoded; any other coding stays and fails the read in Read.
+	// decoded; any other coding stays and fails the read (below).
 	if ce := resp.Header.Values("Content-Encoding"); method == http.MethodGet && len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && resp.Request.Header.Get("Accept-Encoding") == "gzip" {
 		resp.Body = &lazyGzip{r: resp.Body}
 		resp.Header.Del("Content-Encoding")
