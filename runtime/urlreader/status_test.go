@@ -55,7 +55,6 @@ func TestSwitchingProtocolsRefused(t *testing.T) {
 				err  error
 			}
 			done := make(chan result, 1)
-			start := time.Now()
 			go func() {
 				resp, err := p.Read(t.Context(), Request{URL: base + tc.path, Method: tc.method})
 				done <- result{resp, err}
@@ -65,10 +64,9 @@ func TestSwitchingProtocolsRefused(t *testing.T) {
 				if res.err == nil {
 					t.Fatalf("read succeeded with status %d, body %q; want a 101 refused", res.resp.Status, res.resp.Body)
 				}
+				// Failed, not Timeout: refused when the 101 came, not
+				// when the read's 2s ran out.
 				wantErr(t, res.err, Failed, base+tc.path+": refused: the server answered 101 Switching Protocols")
-				if took := time.Since(start); took > time.Second {
-					t.Errorf("refused after %v, want at once (the read's timeout is 2s)", took)
-				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("the read was still running 10s after it started (its timeout is 2s): a 101 held it open")
 			}
