@@ -27,11 +27,13 @@ import (
 // MinTokenLength is the shortest static token accepted.
 const MinTokenLength = 32
 
-// MinIntegrationTokenLength is the shortest integration token accepted,
-// in bytes. The URL reader keeps a server's echo of a token from the
-// plugin by finding it in what comes back; a shorter token would match
-// ordinary text, and the plugin could guess it by asking for text a
-// server echoes and seeing which guesses come back redacted.
+// MinIntegrationTokenLength is the shortest integration token Warnings
+// does not warn about, in bytes. The URL reader keeps a server's echo of a
+// token from the plugin by finding it in what comes back; a shorter token
+// matches ordinary text (which is then redacted too), and a plugin could
+// guess it by asking for text a server echoes and seeing which guesses
+// come back redacted. Operators are trusted, so it is a warning: the
+// token is whatever the integration's host issued.
 const MinIntegrationTokenLength = 8
 
 // MaxLease bounds scheduler.lease: a task whose replica died waits this
@@ -403,6 +405,7 @@ func (c *Config) Warnings() []string {
 	if w := c.connBuffers(); w != "" {
 		out = append(out, w)
 	}
+	out = append(out, c.shortIntegrationTokens()...)
 	names := slices.Sorted(maps.Keys(c.Auth.Tokens))
 	for _, n := range names {
 		for i, id := range c.Auth.Tokens[n].Plugins {
@@ -415,6 +418,27 @@ func (c *Config) Warnings() []string {
 				where += ": "
 			}
 			out = append(out, fmt.Sprintf("%s%s: names plugin %q, which this config does not have: the token can call no plugin by that id", where, key, id))
+		}
+	}
+	return out
+}
+
+// shortIntegrationTokens is Warnings' lines about integration tokens
+// shorter than MinIntegrationTokenLength, which never quote the token.
+func (c *Config) shortIntegrationTokens() []string {
+	var out []string
+	for _, kind := range []string{"github", "gitlab", "bitbucket", "generic"} {
+		for i, in := range c.Integrations.List(kind) {
+			if in.Token == "" || len(in.Token) >= MinIntegrationTokenLength {
+				continue
+			}
+			key := fmt.Sprintf("integrations.%s[%d].token", kind, i)
+			where := (&validator{c: c}).origin(key)
+			if where != "" {
+				where += ": "
+			}
+			out = append(out, fmt.Sprintf("%s%s: is %d bytes, under %d: the URL reader redacts a server's echo of the token from what a plugin gets back, and text that short also matches ordinary text (redacted as well) and can be guessed by a plugin watching which of its guesses come back redacted; use the longer token the host can issue",
+				where, key, len(in.Token), MinIntegrationTokenLength))
 		}
 	}
 	return out
@@ -530,8 +554,6 @@ func (v *validator) reading() {
 				v.fail(p+".token", "must not begin or end with whitespace (a newline from an environment file?)")
 			case strings.ContainsFunc(in.Token, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 				v.fail(p+".token", "must not contain control characters: it is sent in an HTTP header")
-			case in.Token != "" && len(in.Token) < MinIntegrationTokenLength:
-				v.fail(p+".token", "must be at least %d bytes, got %d: the URL reader redacts a server's echo of the token, and a shorter one could not be told from ordinary text, nor kept from a plugin that guesses it and watches what comes back redacted", MinIntegrationTokenLength, len(in.Token))
 			}
 			if in.Header != "" && kind != "generic" {
 				v.fail(p+".header", "only generic integrations choose their header")

@@ -822,6 +822,15 @@ func TestScrubEncodedEchoes(t *testing.T) {
 	}
 }
 
+// A token under 8 bytes (which the config loads, with a warning) is
+// scrubbed like any other: short is no reason to hand its echo back.
+func TestScrubShortToken(t *testing.T) {
+	h := &hopper{sent: []string{"t1"}}
+	if got := h.scrubString("a t1 b"); got != "a [REDACTED] b" {
+		t.Errorf("a 2-byte token's echo scrubbed to %q", got)
+	}
+}
+
 func escapeAll(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
