@@ -114,7 +114,7 @@ const invalidCredential = "invalid credential"
 // Options tune an Authenticator; the zero value is production's.
 type Options struct {
 	Log *logrus.Logger
-	// HTTPClient fetches the JWKS. Its responses are capped at 1 MiB
+	// HTTPClient fetches the JWKS. A response over 1 MiB is not used,
 	// whatever client is given. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Now is the clock JWTs are checked against.

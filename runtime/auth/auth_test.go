@@ -617,13 +617,6 @@ func TestJWTCriticalHeader(t *testing.T) {
 	}
 }
 
-func TestJWKSTooLarge(t *testing.T) {
-	b := &limitedBody{ReadCloser: io.NopCloser(strings.NewReader(strings.Repeat("x", maxJWKS+10))), left: maxJWKS}
-	if _, err := io.ReadAll(b); !errors.Is(err, errJWKSTooLarge) {
-		t.Errorf("err = %v", err)
-	}
-}
-
 // BenchmarkAuthenticate measures what a credential costs a request: a
 // static token, a JWT whose verification is remembered, and a JWT
 // verified from scratch (what the first request with it pays).

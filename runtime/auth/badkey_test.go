@@ -17,8 +17,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/sirupsen/logrus"
-
-	"github.com/greenroom-dev/greenroom/runtime/config"
 )
 
 // RFC 7517 section 5: "Implementations SHOULD ignore JWKs within a
@@ -41,8 +39,7 @@ func TestOneBadKeyDoesNotSpoilTheJWKS(t *testing.T) {
 	}))
 	defer srv.Close()
 	bad.Store(true)
-	cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
-		Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+	cfg := rs256Config(srv.URL)
 	a := newAuth(t, cfg, Options{})
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:x", "exp": time.Now().Add(time.Hour).Unix()})
 	tok.Header["kid"] = "new"
@@ -74,8 +71,7 @@ func TestJWKSPrivateKeysRefused(t *testing.T) {
 	var logged bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logged)
-	cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
-		Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+	cfg := rs256Config(srv.URL)
 	a := newAuth(t, cfg, Options{Log: log})
 	sign := func(kid string, k *rsa.PrivateKey) string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:x", "exp": time.Now().Add(time.Hour).Unix()})
@@ -120,8 +116,7 @@ func TestJWKSKeyOpsWithoutVerify(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"keys": set})
 	}))
 	defer srv.Close()
-	cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
-		Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+	cfg := rs256Config(srv.URL)
 	// A kid of a removed key is unknown: fetched again, at once.
 	a := newAuth(t, cfg, Options{UnknownKIDInterval: time.Millisecond})
 	for kid, k := range keys {
@@ -159,8 +154,7 @@ func TestJWKSFilteredWhateverItsSpelling(t *testing.T) {
 		`{"keys": [` + string(priv) + `]}x`,
 	} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
-		cfg := &config.Auth{JWT: &config.JWT{JWKSURL: srv.URL, Issuer: "https://idp/", Audience: "greenroom",
-			Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+		cfg := rs256Config(srv.URL)
 		a := newAuth(t, cfg, Options{UnknownKIDInterval: time.Millisecond})
 		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:x", "exp": time.Now().Add(time.Hour).Unix()})
 		tok.Header["kid"] = "leaked"

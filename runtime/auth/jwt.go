@@ -33,7 +33,7 @@ const (
 	// jwksTimeout bounds one fetch of the JWKS, and a request's wait for
 	// a refresh caused by an unknown key id.
 	jwksTimeout = 10 * time.Second
-	// maxJWKS caps a JWKS response.
+	// maxJWKS is the largest JWKS response used, in bytes.
 	maxJWKS = 1 << 20
 	// cacheTTL is the longest a verified JWT is remembered (never past
 	// its expiry); cacheMax bounds how many are.
@@ -565,7 +565,11 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	if err != nil {
-		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
+		// Nothing of a body that could not be read whole (one over
+		// maxJWKS, or cut off) is used: a set at its start still
+		// decoded, so a JWKS of any size was taken as long as its keys
+		// came first.
+		resp.Body = io.NopCloser(errReader{err})
 		return
 	}
 	// Read as jwkset reads it (a json.Decoder's first value into a struct:
@@ -625,21 +629,29 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
+// limitedBody reads at most left bytes of a body: a body of exactly
+// that many reads whole, one byte more fails with errJWKSTooLarge.
 type limitedBody struct {
 	io.ReadCloser
 	left int64
 }
 
-var errJWKSTooLarge = fmt.Errorf("JWKS response is larger than %d bytes", maxJWKS)
+var errJWKSTooLarge = fmt.Errorf("JWKS response is larger than %d bytes (1 MiB): it is not used, the keys fetched before stay", maxJWKS)
 
 func (b *limitedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
+	if b.left < 0 {
 		return 0, errJWKSTooLarge
 	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
+	// One byte past the limit is asked for, so that a body of exactly
+	// left bytes ends with io.EOF and a longer one is told from it.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
 	}
 	n, err := b.ReadCloser.Read(p)
+	if int64(n) > b.left {
+		n, b.left = int(b.left), -1
+		return n, errJWKSTooLarge
+	}
 	b.left -= int64(n)
 	return n, err
 }

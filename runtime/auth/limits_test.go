@@ -1,0 +1,150 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/internal/syncbuf"
+)
+
+// jwksHost serves body's current value as its JWKS and counts fetches.
+type jwksHost struct {
+	URL     string
+	body    atomic.Pointer[[]byte]
+	fetches atomic.Int64
+}
+
+func newJWKSHost(t *testing.T) *jwksHost {
+	t.Helper()
+	h := &jwksHost{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.fetches.Add(1)
+		if b := h.body.Load(); b != nil {
+			w.Write(*b)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	h.URL = srv.URL + "/jwks"
+	return h
+}
+
+// serve makes the host answer a set of keys, padded with white space
+// after it to size bytes (no padding when size is 0).
+func (h *jwksHost) serve(t *testing.T, size int, keys ...map[string]string) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size > 0 {
+		if size < len(b) {
+			t.Fatalf("the set is %d bytes, more than %d", len(b), size)
+		}
+		b = append(b, bytes.Repeat([]byte(" "), size-len(b))...)
+	}
+	h.body.Store(&b)
+}
+
+// pubJWK is the JWK of k's public key under kid, for RS256.
+func pubJWK(kid string, k *rsa.PrivateKey) map[string]string {
+	b64 := base64.RawURLEncoding.EncodeToString
+	return map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+		"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+}
+
+// rs256Config is an [auth] that trusts RS256 tokens of the JWKS at url.
+func rs256Config(url string) *config.Auth {
+	return &config.Auth{JWT: &config.JWT{JWKSURL: url, Issuer: "https://idp/", Audience: "greenroom",
+		Algorithms: []string{"RS256"}, SubjectClaim: "sub", Leeway: config.Duration(30 * time.Second), PrincipalType: "user"}}
+}
+
+// signRS256 is a token for rs256Config with subject sub, signed by k
+// under kid.
+func signRS256(t *testing.T, k *rsa.PrivateKey, kid, sub string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func rsaKey(t *testing.T, bits int) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func logTo(buf *syncbuf.Buffer) *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(buf)
+	return l
+}
+
+// A JWKS response is read up to exactly maxJWKS (1 MiB) bytes: a set of
+// that size is used, one a byte larger is not, whatever it holds, and the
+// keys fetched before stay, with a warning naming the URL and the limit.
+// A larger set whose keys came first used to be taken: the limit only
+// cut the body short, and the decoder never read that far.
+func TestJWKSSizeLimit(t *testing.T) {
+	for _, n := range []int{0, maxJWKS - 1, maxJWKS, maxJWKS + 1, 3 * maxJWKS} {
+		b := &limitedBody{ReadCloser: io.NopCloser(bytes.NewReader(make([]byte, n))), left: maxJWKS}
+		got, err := io.ReadAll(b)
+		if n <= maxJWKS && (err != nil || len(got) != n) {
+			t.Errorf("a body of %d bytes: read %d, %v; want all of it", n, len(got), err)
+		}
+		if n > maxJWKS && (!errors.Is(err, errJWKSTooLarge) || len(got) > maxJWKS) {
+			t.Errorf("a body of %d bytes: read %d, %v; want at most %d and errJWKSTooLarge", n, len(got), err, maxJWKS)
+		}
+	}
+
+	host := newJWKSHost(t)
+	old, next := rsaKey(t, 2048), rsaKey(t, 2048)
+	host.serve(t, maxJWKS, pubJWK("old", old))
+	var logged syncbuf.Buffer
+	a := newAuth(t, rs256Config(host.URL), Options{Log: logTo(&logged), UnknownKIDInterval: time.Millisecond})
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, old, "old", "user:a"))); err != nil {
+		t.Fatalf("a token of a JWKS of exactly %d bytes: %v", maxJWKS, err)
+	}
+
+	// The issuer withdraws "old" and rotates "next" in, in a set one byte
+	// too large: neither change applies.
+	host.serve(t, maxJWKS+1, pubJWK("next", next))
+	fetches := host.fetches.Load()
+	if p, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, next, "next", "user:b"))); err == nil {
+		t.Errorf("a token signed with a key of a JWKS of %d bytes was accepted as %s", maxJWKS+1, p.Subject)
+	}
+	if host.fetches.Load() == fetches {
+		t.Fatal("the unknown kid fetched nothing: the test proves nothing")
+	}
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, old, "old", "user:c"))); err != nil {
+		t.Errorf("the keys fetched before a too large JWKS were dropped: %v", err)
+	}
+	out := logged.String()
+	if !strings.Contains(out, `jwks_url="`+host.URL+`"`) || !strings.Contains(out, "larger than 1048576 bytes") {
+		t.Errorf("no warning naming the URL and the limit:\n%.2000s", out)
+	}
+}
