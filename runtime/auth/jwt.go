@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -39,6 +40,9 @@ const (
 	// its expiry); cacheMax bounds how many are.
 	cacheTTL = time.Minute
 	cacheMax = 10000
+	// minRSABits is the shortest RSA modulus a key of the JWKS may have
+	// to verify tokens (NIST SP 800-131A; jose refuses shorter ones too).
+	minRSABits = 2048
 )
 
 // jwtVerifier checks bearer JWTs: signature against the issuer's JWKS
@@ -558,7 +562,8 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // with a warning, as jose (Backstage's verifier) refuses a private key for
 // verification. A key whose key_ops (RFC 7517 4.3) does not list "verify"
 // is removed too, without a warning (an issuer may publish its encryption
-// keys): it may not verify a signature. A body that is not a JSON object
+// keys): it may not verify a signature. So is an RSA key whose modulus is
+// shorter than minRSABits, with a warning. A body that is not a JSON object
 // is left for the decoder to refuse.
 func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 	b, err := io.ReadAll(resp.Body)
@@ -600,7 +605,16 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 				}
 				continue
 			}
-			if _, err = jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{}); err == nil || errors.Is(err, jwkset.ErrUnsupportedKey) {
+			jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
+			if err == nil {
+				if pub, ok := jwk.Key().(*rsa.PublicKey); ok && pub.N.BitLen() < minRSABits {
+					if log != nil {
+						log.WithField("kid", m.KID).Warnf("ignoring an RSA key of the JWKS whose modulus is %d bits, under %d: a key that short can be factored, and whoever did could sign any token; publish a key of at least %d bits", pub.N.BitLen(), minRSABits, minRSABits)
+					}
+					continue
+				}
+			}
+			if err == nil || errors.Is(err, jwkset.ErrUnsupportedKey) {
 				kept = append(kept, raw)
 				continue
 			}

@@ -148,3 +148,26 @@ func TestJWKSSizeLimit(t *testing.T) {
 		t.Errorf("no warning naming the URL and the limit:\n%.2000s", out)
 	}
 }
+
+// An RSA key of the JWKS with a modulus under 2048 bits verifies nothing:
+// it is ignored with a warning naming its kid, and a token signed with it
+// is refused as an invalid credential (401), its kid in the set or not.
+// The set's other keys still apply.
+func TestJWKSWeakRSAKeyRefused(t *testing.T) {
+	host := newJWKSHost(t)
+	weak, good := rsaKey(t, 1024), rsaKey(t, 2048)
+	host.serve(t, 0, pubJWK("weak", weak), pubJWK("good", good))
+	var logged syncbuf.Buffer
+	a := newAuth(t, rs256Config(host.URL), Options{Log: logTo(&logged), UnknownKIDInterval: time.Millisecond})
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, good, "good", "user:good"))); err != nil {
+		t.Errorf("a token signed with the 2048-bit key: %v", err)
+	}
+	var ae *Error
+	if p, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, weak, "weak", "user:weak"))); !errors.As(err, &ae) || ae.Public != invalidCredential {
+		t.Errorf("a token signed with a 1024-bit key of the JWKS: %+v %v, want refused as an invalid credential", p, err)
+	}
+	if out := logged.String(); !strings.Contains(out, "kid=weak") || !strings.Contains(out, "modulus is 1024 bits, under 2048") {
+		t.Errorf("no warning naming the weak key:\n%s", out)
+	}
+}
