@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -466,7 +468,7 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse(invalidCredential, "malformed JWT")
 	case alg != "" && !slices.Contains(v.cfg.Algorithms, alg):
-		return refuse(invalidCredential, "JWT algorithm %q is not allowed (auth.jwt.algorithms: %s)", alg, strings.Join(v.cfg.Algorithms, ", "))
+		return refuse(invalidCredential, "JWT algorithm %s is not allowed (auth.jwt.algorithms: %s)", quoteField(alg), strings.Join(v.cfg.Algorithms, ", "))
 	case errors.Is(err, errCritical):
 		return refuse(invalidCredential, "%v", errCritical)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
@@ -477,9 +479,9 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
 			// Not even in the JWKS fetched after the token came
 			// (unknownKIDRefresh), or no fetch could be waited for.
-			return refuse(invalidCredential, "JWT signing key %q is not in the issuer's JWKS (fetched again for an unknown key at most every %s)", kid, v.unknownKID)
+			return refuse(invalidCredential, "JWT signing key %s is not in the issuer's JWKS (fetched again for an unknown key at most every %s)", quoteField(kid), v.unknownKID)
 		}
-		return refuse(invalidCredential, "JWT cannot be verified: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return refuse(invalidCredential, "JWT cannot be verified: %s", errorText(err))
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return refuse(invalidCredential, "JWT signature is invalid")
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -491,9 +493,9 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return refuse(invalidCredential, "JWT audience does not include %q", v.cfg.Audience)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return refuse(invalidCredential, "JWT lacks a required claim: %v", err)
+		return refuse(invalidCredential, "JWT lacks a required claim: %s", errorText(err))
 	}
-	return refuse(invalidCredential, "JWT refused: %v", err)
+	return refuse(invalidCredential, "JWT refused: %s", errorText(err))
 }
 
 // isAdmin applies auth.jwt.admin_claim: the claim is true, or equals
@@ -668,6 +670,50 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	}
 	b.left -= int64(n)
 	return n, err
+}
+
+// maxQuoted is how many bytes of a field of the token's header (alg,
+// kid) a refusal's reason quotes; maxErrorText, how many of a library's
+// error message, which may quote such fields itself.
+const (
+	maxQuoted    = 64
+	maxErrorText = 256
+)
+
+// quoteField quotes s, a value the caller chose, for a refusal's reason:
+// Go-quoted (%q), so that no newline or other control character reaches
+// the log line, and at most maxQuoted bytes of it, cut on a character's
+// boundary and followed by how long it was when cut.
+func quoteField(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q... (%d bytes, cut)", s[:cut], len(s))
+}
+
+// errorText is err's message for a refusal's reason: on one line (the
+// lines errors.Join makes are joined with "; ", other control characters
+// escaped as %q escapes them) and at most maxErrorText bytes, "..." marking
+// a cut. golang-jwt's and keyfunc's messages may quote the token's header.
+func errorText(err error) string {
+	var b strings.Builder
+	for _, r := range strings.ReplaceAll(err.Error(), "\n", "; ") {
+		if b.Len() >= maxErrorText {
+			b.WriteString("...")
+			break
+		}
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // truncateClaim shortens a claim's text quoted in an error.

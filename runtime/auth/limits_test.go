@@ -171,3 +171,49 @@ func TestJWKSWeakRSAKeyRefused(t *testing.T) {
 		t.Errorf("no warning naming the weak key:\n%s", out)
 	}
 }
+
+// A refusal's reason quotes the token's header fields it names (alg, kid)
+// Go-quoted and at most maxQuoted bytes of each, so that a caller can
+// neither write lines of its own into the audit log (a newline in alg) nor
+// make each refusal log kilobytes (a kid of 10 KB). The reason used to
+// quote the whole field.
+func TestRefusalReasonsBounded(t *testing.T) {
+	host := newJWKSHost(t)
+	k := rsaKey(t, 2048)
+	host.serve(t, 0, pubJWK("good", k))
+	a := newAuth(t, rs256Config(host.URL), Options{UnknownKIDInterval: time.Millisecond})
+	b64 := base64.RawURLEncoding.EncodeToString
+	payload := b64([]byte(`{"iss":"https://idp/","aud":"greenroom","sub":"user:x","exp":4102444800}`))
+	forge := func(header map[string]string) string {
+		h, err := json.Marshal(header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b64(h) + "." + payload + "." + b64([]byte("not a signature"))
+	}
+	longKid := strings.Repeat("k", 10<<10)
+	for name, tc := range map[string]struct {
+		token, want string
+	}{
+		"a 10 KB kid":              {signRS256(t, k, longKid, "user:x"), `JWT signing key "` + strings.Repeat("k", maxQuoted) + `"... (10240 bytes, cut) is not in the issuer's JWKS`},
+		"a 10 KB kid with a line":  {signRS256(t, k, "x\nlevel=error msg=forged "+longKid, "user:x"), `JWT signing key "x\nlevel=error msg=forged kkk`},
+		"newlines in alg":          {forge(map[string]string{"alg": "RS256\nlevel=error msg=\"forged\"\n", "kid": "good"}), `JWT algorithm "RS256\nlevel=error msg=\"forged\"\n" is not allowed`},
+		"a 10 KB alg with newline": {forge(map[string]string{"alg": "\r\n" + longKid, "kid": "good"}), `JWT algorithm "\r\nkkk`},
+	} {
+		_, err := a.Authenticate(context.Background(), []byte("Bearer "+tc.token))
+		var ae *Error
+		if !errors.As(err, &ae) {
+			t.Errorf("%s: %v, want a refusal", name, err)
+			continue
+		}
+		if len(ae.Reason) > 300 || strings.ContainsAny(ae.Reason, "\r\n") || strings.ContainsAny(ae.Public, "\r\n") {
+			t.Errorf("%s: the reason is %d bytes, or not one line: %.400q (public %q)", name, len(ae.Reason), ae.Reason, ae.Public)
+		}
+		if !strings.Contains(ae.Reason, tc.want) {
+			t.Errorf("%s: reason %.400q, want it to hold %q", name, ae.Reason, tc.want)
+		}
+	}
+	if got := errorText(errors.New("a\nb\rc\x1b[31m" + strings.Repeat("x", 1000))); len(got) > maxErrorText+3 || strings.ContainsAny(got, "\r\n\x1b") || !strings.HasPrefix(got, `a; b\rc\x1b[31m`) || !strings.HasSuffix(got, "...") {
+		t.Errorf("errorText = %q", got)
+	}
+}
