@@ -1791,6 +1791,38 @@ func TestWarningsNameConnectionBuffersOverAGiB(t *testing.T) {
 	}
 }
 
+// A JWKS fetched over plain http:// from another machine is warned of,
+// naming the key's line and the host (never the URL, which may hold a
+// password): whoever sits on the path could serve keys of its own and
+// forge any token. https://, and http:// to this machine's loopback, are
+// not.
+func TestWarningsNamePlainHTTPJWKS(t *testing.T) {
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"http://idp.example.com/jwks", "config.toml:2: auth.jwt.jwks_url: is fetched over plain http:// from idp.example.com, which is not this machine"},
+		{"http://svc:pa55word@10.0.0.7:8080/jwks", "config.toml:2: auth.jwt.jwks_url: is fetched over plain http:// from 10.0.0.7:8080,"},
+		{"http://[2001:db8::1]/jwks", "from [2001:db8::1],"},
+		{"https://idp.example.com/jwks", ""},
+		{"http://127.0.0.1:8080/jwks", ""},
+		{"http://127.8.9.10/jwks", ""},
+		{"http://[::1]:8080/jwks", ""},
+		{"http://localhost/jwks", ""},
+		{"http://LocalHost.:9000/jwks", ""},
+	} {
+		c := mustRead(t, "[auth.jwt]\njwks_url = \""+tc.url+"\"\nissuer = \"https://idp/\"\naudience = \"greenroom\"\n", nil)
+		w := c.Warnings()
+		switch {
+		case tc.want == "" && len(w) != 0:
+			t.Errorf("%s: Warnings = %q, want none", tc.url, w)
+		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
+			t.Errorf("%s: Warnings = %q, want %q", tc.url, w, tc.want)
+		case len(w) == 1 && strings.Contains(w[0], "pa55word"):
+			t.Errorf("%s: the warning quotes the password: %q", tc.url, w)
+		}
+	}
+}
+
 // Host patterns and origins that name real hosts stay valid: a trailing
 // dot (a browser on https://app.example.com./ sends it in its Origin),
 // underscores, upper case, IPv4 and IPv6 addresses, ports.

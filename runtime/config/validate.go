@@ -399,13 +399,18 @@ func checkSQLiteConnection(conn string) error {
 // fails closed, and a plugin may be added back by a later reload.
 // Likewise server.header_limit × server.max_connections over
 // connBufferWarn: each open connection holds a read buffer of
-// header_limit, so connections alone could take that much memory.
+// header_limit, so connections alone could take that much memory. And
+// an auth.jwt.jwks_url over plain http:// to another machine: whoever is
+// on the path could answer with keys of its own.
 func (c *Config) Warnings() []string {
 	var out []string
 	if w := c.connBuffers(); w != "" {
 		out = append(out, w)
 	}
 	out = append(out, c.shortIntegrationTokens()...)
+	if w := c.plainHTTPJWKS(); w != "" {
+		out = append(out, w)
+	}
 	names := slices.Sorted(maps.Keys(c.Auth.Tokens))
 	for _, n := range names {
 		for i, id := range c.Auth.Tokens[n].Plugins {
@@ -413,14 +418,47 @@ func (c *Config) Warnings() []string {
 				continue
 			}
 			key := fmt.Sprintf("%s.plugins[%d]", joinKey("auth.tokens", []string{n}), i)
-			where := (&validator{c: c}).origin(key)
-			if where != "" {
-				where += ": "
-			}
+			where := c.warnedAt(key)
 			out = append(out, fmt.Sprintf("%s%s: names plugin %q, which this config does not have: the token can call no plugin by that id", where, key, id))
 		}
 	}
 	return out
+}
+
+// warnedAt is the "file:line: " a warning about key begins with (that of
+// key or of its nearest parent the config sets), or "" when there is none.
+func (c *Config) warnedAt(key string) string {
+	if where := (&validator{c: c}).origin(key); where != "" {
+		return where + ": "
+	}
+	return ""
+}
+
+// plainHTTPJWKS is Warnings' line about an auth.jwt.jwks_url that is
+// fetched over plain http:// from a host other than this machine's
+// loopback (127.0.0.0/8, ::1, localhost), or "". It names the host, never
+// the URL, which may hold a password.
+func (c *Config) plainHTTPJWKS() string {
+	j := c.Auth.JWT
+	if j == nil {
+		return ""
+	}
+	u, err := ParseJWKSURL(j.JWKSURL)
+	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+		return ""
+	}
+	return fmt.Sprintf("%sauth.jwt.jwks_url: is fetched over plain http:// from %s, which is not this machine: whoever sits on the path can answer with keys of its own and forge any token greenroom accepts; use https://",
+		c.warnedAt("auth.jwt.jwks_url"), u.Host)
+}
+
+// isLoopback reports whether host (a URL's, without brackets or port)
+// names this machine's loopback interface.
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // shortIntegrationTokens is Warnings' lines about integration tokens
@@ -433,10 +471,7 @@ func (c *Config) shortIntegrationTokens() []string {
 				continue
 			}
 			key := fmt.Sprintf("integrations.%s[%d].token", kind, i)
-			where := (&validator{c: c}).origin(key)
-			if where != "" {
-				where += ": "
-			}
+			where := c.warnedAt(key)
 			out = append(out, fmt.Sprintf("%s%s: is %d bytes, under %d: the URL reader redacts a server's echo of the token from what a plugin gets back, and text that short also matches ordinary text (redacted as well) and can be guessed by a plugin watching which of its guesses come back redacted; use the longer token the host can issue",
 				where, key, len(in.Token), MinIntegrationTokenLength))
 		}
@@ -462,10 +497,7 @@ func (c *Config) connBuffers() string {
 	if c.Origin(key) == "" && c.Origin("server.max_connections") != "" {
 		key = "server.max_connections"
 	}
-	where := (&validator{c: c}).origin(key)
-	if where != "" {
-		where += ": "
-	}
+	where := c.warnedAt(key)
 	return fmt.Sprintf("%s%s: server.header_limit (%s) × server.max_connections (%d) is %.1f GiB: each open connection holds a read buffer of header_limit, so that many connections could take that much memory for their buffers alone; lower one of them",
 		where, key, s.HeaderLimit, s.MaxConnections, float64(total)/(1<<30))
 }
