@@ -117,7 +117,8 @@ type Options struct {
 	// HTTPClient fetches the JWKS. A response over 1 MiB is not used,
 	// whatever client is given. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
-	// Now is the clock JWTs are checked against.
+	// Now is the clock JWTs are checked against, and the JWKS's warnings
+	// are logged at most once a minute by.
 	Now func() time.Time
 	// RefreshInterval is how often the JWKS is fetched (default 15m).
 	RefreshInterval time.Duration

@@ -83,7 +83,11 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	client.Transport = limitedTransport{base: base, max: maxJWKS, log: opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL))}
+	// The URL may hold a password ("https://svc:pw@idp/jwks"): it is
+	// logged without it. (The config registers it as a secret too.) Its
+	// warnings are logged at most once a minute each (warner).
+	warn := newWarner(opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL)), opts.Now)
+	client.Transport = limitedTransport{base: base, max: maxJWKS, warn: warn}
 	// A redirect's request would carry the JWKS URL as its Referer, and
 	// with it a credential in its query (?api_key=...), to wherever the
 	// redirect points.
@@ -110,9 +114,6 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	v.unknownKID = unknownKID
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
-	// The URL may hold a password ("https://svc:pw@idp/jwks"): it is
-	// logged without it. (The config registers it as a secret too.)
-	log := opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL))
 	// Refused here as the config refuses it, before keyfunc quotes the
 	// parser's message (see config.ParseJWKSURL).
 	if _, err := config.ParseJWKSURL(cfg.JWKSURL); err != nil {
@@ -129,7 +130,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		NoErrorReturnFirstHTTPReq: true,
 		RefreshInterval:           refresh,
 		RefreshErrorHandler: func(_ context.Context, err error) {
-			log.WithError(err).Warn("could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
+			warn.warn(nil, err, "could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
 		},
 	})
 	if err != nil {
@@ -539,7 +540,7 @@ func lookupClaim(claims map[string]any, name string) any {
 type limitedTransport struct {
 	base http.RoundTripper
 	max  int64
-	log  *logrus.Entry
+	warn *warner
 }
 
 func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -549,7 +550,7 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &limitedBody{ReadCloser: resp.Body, left: t.max}
 	if resp.StatusCode == http.StatusOK {
-		dropBadKeys(resp, t.log)
+		dropBadKeys(resp, t.warn)
 	}
 	return resp, nil
 }
@@ -567,7 +568,7 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // keys): it may not verify a signature. So is an RSA key whose modulus is
 // shorter than minRSABits, with a warning. A body that is not a JSON object
 // is left for the decoder to refuse.
-func dropBadKeys(resp *http.Response, log *logrus.Entry) {
+func dropBadKeys(resp *http.Response, warn *warner) {
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(b))
@@ -602,17 +603,13 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 				continue
 			}
 			if hasPrivateMembers(m) {
-				if log != nil {
-					log.WithField("kid", m.KID).Warn("ignoring a key of the JWKS that carries private key material: anyone who can fetch the JWKS could sign tokens with it; publish only the public key")
-				}
+				warn.warn(logrus.Fields{"kid": m.KID}, nil, "ignoring a key of the JWKS that carries private key material: anyone who can fetch the JWKS could sign tokens with it; publish only the public key")
 				continue
 			}
 			jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
 			if err == nil {
 				if pub, ok := jwk.Key().(*rsa.PublicKey); ok && pub.N.BitLen() < minRSABits {
-					if log != nil {
-						log.WithField("kid", m.KID).Warnf("ignoring an RSA key of the JWKS whose modulus is %d bits, under %d: a key that short can be factored, and whoever did could sign any token; publish a key of at least %d bits", pub.N.BitLen(), minRSABits, minRSABits)
-					}
+					warn.warn(logrus.Fields{"kid": m.KID}, nil, fmt.Sprintf("ignoring an RSA key of the JWKS whose modulus is %d bits, under %d: a key that short can be factored, and whoever did could sign any token; publish a key of at least %d bits", pub.N.BitLen(), minRSABits, minRSABits))
 					continue
 				}
 			}
@@ -620,9 +617,7 @@ func dropBadKeys(resp *http.Response, log *logrus.Entry) {
 				kept = append(kept, raw)
 				continue
 			}
-			if log != nil {
-				log.WithField("kid", m.KID).WithError(err).Warn("ignoring a key of the JWKS that cannot be used")
-			}
+			warn.warn(logrus.Fields{"kid": m.KID}, err, "ignoring a key of the JWKS that cannot be used")
 		}
 	}
 	if len(kept) == len(keys) {
