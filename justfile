@@ -43,5 +43,5 @@ bench-scheduler:
 lint:
     out="$(gofmt -l .)"; if [ -n "$out" ]; then echo "gofmt -l:" >&2; echo "$out" >&2; exit 1; fi
     go vet ./...
-    GOOS=wasip1 GOARCH=wasm go vet ./bench/plugins/... ./bench/floor/guest
+    GOOS=wasip1 GOARCH=wasm go vet ./bench/plugins/... ./bench/floor/guest ./guest-sdk/... ./plugins/...
     go mod tidy && git diff --exit-code go.mod go.sum

@@ -276,15 +276,6 @@ func TestTruncate(t *testing.T) {
 	}
 }
 
-func TestNativeLoggerWritesText(t *testing.T) {
-	if Logger() == nil || Logger() != Logger() {
-		t.Fatal("Logger is not one logger")
-	}
-	if _, ok := Logger().Handler().(*slog.TextHandler); !ok {
-		t.Errorf("native Logger handler is %T", Logger().Handler())
-	}
-}
-
 // A record with more attributes or deeper groups than the runtime takes
 // (it refuses such a record whole) is sent flat: dotted names, as the
 // runtime writes grouped attributes anyway, and at most 256 attributes.

@@ -1,3 +1,8 @@
+//go:build !wasip1
+
+// These tests run the handlers natively (greenroom.SetDB, SetConfig, ...:
+// the SDK's native-only helpers), not in the wasm build.
+
 package main
 
 import (

@@ -1,0 +1,141 @@
+//go:build !wasip1
+
+package greenroom
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Natively, ReadURL and HTTPClient read with net/http through the
+// transport a test sets; their behaviour matches the runtime's.
+func TestNativeReadURL(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/doc":
+			w.Header().Set("ETag", `"v2"`)
+			w.Header().Set("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+			if r.Header.Get("If-None-Match") == `"v2"` {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, "content "+r.Header.Get("Accept"))
+		case "/moved":
+			http.Redirect(w, r, "/doc", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	ctx := context.Background()
+
+	resp, err := ReadURL(ctx, srv.URL+"/moved", WithHeader("Accept", "text/plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(resp.Body) != "content text/plain" || resp.ETag != `"v2"` || resp.URL != srv.URL+"/doc" ||
+		!resp.LastModified.Equal(time.Date(2015, 10, 21, 7, 28, 0, 0, time.UTC)) {
+		t.Errorf("resp = %+v", resp)
+	}
+	// The sentinel itself: err == ErrNotModified, as a reader of the
+	// issue would write it.
+	if _, err := ReadURL(ctx, srv.URL+"/doc", IfNoneMatch(resp.ETag)); err != ErrNotModified {
+		t.Errorf("IfNoneMatch: %v", err)
+	}
+	if _, err := ReadURL(ctx, srv.URL+"/missing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("404: %v", err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := ReadURL(done, srv.URL+"/doc"); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled context: %v", err)
+	}
+	// A deadline passed before the read is a timeout, as one passing
+	// during it: ErrTimeout and context.DeadlineExceeded both match.
+	expired, cancelExpired := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancelExpired()
+	if _, err := ReadURL(expired, srv.URL+"/doc"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("expired deadline: %v (ErrTimeout %v)", err, errors.Is(err, ErrTimeout))
+	}
+
+	c := HTTPClient()
+	hr, err := c.Get(srv.URL + "/moved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	if hr.StatusCode != 200 || string(body) != "content " || hr.Request.URL.Path != "/doc" {
+		t.Errorf("client GET: %d %q %v", hr.StatusCode, body, hr.Request.URL)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/doc", nil)
+	req.Header.Set("If-None-Match", `"v2"`)
+	hr, err = c.Do(req)
+	if err != nil || hr.StatusCode != http.StatusNotModified || hr.Header.Get("ETag") != `"v2"` {
+		t.Errorf("client conditional GET: %v %v", hr, err)
+	}
+	hr, err = c.Head(srv.URL + "/doc")
+	if err != nil || hr.StatusCode != 200 {
+		t.Errorf("client HEAD: %v %v", hr, err)
+	}
+	if hr, err := c.Get(srv.URL + "/missing"); err != nil || hr.StatusCode != 404 {
+		t.Errorf("client 404 is a response, not an error: %v %v", hr, err)
+	}
+	_, err = c.Post(srv.URL+"/doc", "text/plain", strings.NewReader("x"))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "GET and HEAD only") {
+		t.Errorf("POST: %v", err)
+	}
+	dreq, _ := http.NewRequest("DELETE", srv.URL+"/doc", nil)
+	if _, err := c.Do(dreq); !errors.Is(err, ErrInvalid) {
+		t.Errorf("DELETE: %v", err)
+	}
+	// A GET with a body: refused whether its length is known or not, unless
+	// the body of unknown length turns out empty.
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+		ok   bool
+	}{
+		{"known length", strings.NewReader("x"), false},
+		{"unknown length", io.MultiReader(strings.NewReader("x")), false},
+		{"unknown length, empty", io.MultiReader(), true},
+	} {
+		greq, _ := http.NewRequest("GET", srv.URL+"/doc", tc.body)
+		hr, err := c.Do(greq)
+		if tc.ok && (err != nil || hr.StatusCode != 200) || !tc.ok && !errors.Is(err, ErrInvalid) {
+			t.Errorf("GET with a body, %s: %v %v", tc.name, hr, err)
+		}
+	}
+}
+
+// Natively too, a deadline that passes while the body arrives is
+// ErrTimeout (and context.DeadlineExceeded), as in the runtime and as a
+// deadline passing before the headers: it was ErrFailed.
+func TestNativeReadURLSlowBody(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "the first part")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := ReadURL(ctx, srv.URL+"/slow"); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("slow body: %v, want ErrTimeout", err)
+	}
+}

@@ -1,0 +1,37 @@
+//go:build !wasip1
+
+package greenroom
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The SDK and the example plugins are built for wasip1: go vet must pass
+// for them as they are built, not only natively, where their native-only
+// tests (the *_native_test.go files, the plugins' main_test.go, all
+// tagged !wasip1) are compiled in and the wasip1 files left out. A test
+// that uses a native-only helper (SetDB, SetConfig, WithPrincipal, ...)
+// without that tag breaks the wasip1 vet, and this test.
+func TestVetWasip1(t *testing.T) {
+	gotool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go tool: %v", err)
+	}
+	cmd := exec.Command(gotool, "vet", "./guest-sdk/...", "./plugins/...")
+	cmd.Dir = "../.." // the module's root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	out, err := cmd.CombinedOutput()
+	var report []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// Fetching a module the cache lacks is not a finding.
+		if line != "" && !strings.HasPrefix(line, "go: downloading ") {
+			report = append(report, line)
+		}
+	}
+	if err != nil || len(report) > 0 {
+		t.Fatalf("GOOS=wasip1 GOARCH=wasm go vet ./guest-sdk/... ./plugins/...: %v\n%s", err, strings.Join(report, "\n"))
+	}
+}
