@@ -36,6 +36,10 @@ const (
 	// jwksTimeout bounds one fetch of the JWKS, and a request's wait for
 	// a refresh caused by an unknown key id.
 	jwksTimeout = 10 * time.Second
+	// jwksRefresh is how often the JWKS is fetched (Options.RefreshInterval
+	// by default). A failed fetch is not retried before the next one,
+	// except by a token naming an unknown key id (unknownKIDRefresh).
+	jwksRefresh = 15 * time.Minute
 	// maxJWKS is the largest JWKS response used, in bytes.
 	maxJWKS = 1 << 20
 	// cacheTTL is the longest a verified JWT is remembered (never past
@@ -46,6 +50,15 @@ const (
 	// to verify tokens (NIST SP 800-131A; jose refuses shorter ones too).
 	minRSABits = 2048
 )
+
+// withdrawnKeyBound is the longest a key withdrawn from the JWKS may still
+// let a token in, when the fetches succeed (docs/auth.md): the next
+// periodic fetch starts at most jwksRefresh after the withdrawal and ends
+// at most jwksTimeout after it starts; a token verified with the key just
+// before the set was replaced is remembered for at most cacheTTL from
+// when its check started. A fetch that fails keeps the previous set, and
+// the key with it, until one succeeds.
+const withdrawnKeyBound = jwksRefresh + jwksTimeout + cacheTTL
 
 // jwtVerifier checks bearer JWTs: signature against the issuer's JWKS
 // (github.com/MicahParks/jwkset fetches, caches and refreshes it, and
@@ -105,7 +118,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 
 	refresh := opts.RefreshInterval
 	if refresh <= 0 {
-		refresh = 15 * time.Minute
+		refresh = jwksRefresh
 	}
 	unknownKID := opts.UnknownKIDInterval
 	if unknownKID <= 0 {
@@ -415,7 +428,7 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 
 	// Remember the result until the token expires (with the leeway the
 	// check allows), and never longer than cacheTTL, so a key the issuer
-	// withdraws stops working within that.
+	// withdraws stops working within withdrawnKeyBound.
 	until := now.Add(cacheTTL)
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		if e := exp.Add(v.cfg.Leeway.D()); e.Before(until) {

@@ -8,10 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -215,5 +217,59 @@ func TestRefusalReasonsBounded(t *testing.T) {
 	}
 	if got := errorText(errors.New("a\nb\rc\x1b[31m" + strings.Repeat("x", 1000))); len(got) > maxErrorText+3 || strings.ContainsAny(got, "\r\n\x1b") || !strings.HasPrefix(got, `a; b\rc\x1b[31m`) || !strings.HasSuffix(got, "...") {
 		t.Errorf("errorText = %q", got)
+	}
+}
+
+// docs/auth.md gives the longest a key withdrawn from the JWKS may still
+// let a token in while the issuer answers: the refresh interval, plus a
+// fetch's timeout, plus the time a verified token is remembered. The
+// figure is checked against the constants, and the last part against the
+// verifier: once a fetch has dropped the key, a token verified with it
+// before is let in for at most cacheTTL from its check, and a token not
+// seen before not at all.
+func TestWithdrawnKeyBound(t *testing.T) {
+	if bound := jwksRefresh + jwksTimeout + cacheTTL; withdrawnKeyBound != bound {
+		t.Errorf("withdrawnKeyBound is %s, not the refresh interval, a fetch's timeout and cacheTTL (%s)", withdrawnKeyBound, bound)
+	}
+	doc, err := os.ReadFile("../../docs/auth.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"more than **" + withdrawnKeyBound.String() + "**",
+		fmt.Sprintf("(%s + %s + %s;", strings.TrimSuffix(jwksRefresh.String(), "0s"), jwksTimeout, strings.TrimSuffix(cacheTTL.String(), "0s")),
+		fmt.Sprintf("every %d\n  minutes", int(jwksRefresh.Minutes())),
+	} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/auth.md does not say %q", want)
+		}
+	}
+
+	host := newJWKSHost(t)
+	old, next := rsaKey(t, 2048), rsaKey(t, 2048)
+	host.serve(t, 0, pubJWK("old", old))
+	clock := &fakeClock{t: time.Now()}
+	a := newAuth(t, rs256Config(host.URL), Options{Now: clock.now, UnknownKIDInterval: time.Millisecond})
+	ctx := context.Background()
+	seen := []byte("Bearer " + signRS256(t, old, "old", "user:seen"))
+	if _, err := a.Authenticate(ctx, seen); err != nil {
+		t.Fatal(err)
+	}
+	// The issuer withdraws "old" and rotates "next" in; a token naming
+	// "next" fetches the set.
+	host.serve(t, 0, pubJWK("next", next))
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, next, "next", "user:next"))); err != nil {
+		t.Fatalf("the key rotated in: %v", err)
+	}
+	if p, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, old, "old", "user:new"))); err == nil {
+		t.Errorf("a new token of the withdrawn key was let in as %s", p.Subject)
+	}
+	clock.add(cacheTTL - time.Second)
+	if _, err := a.Authenticate(ctx, seen); err != nil {
+		t.Errorf("a token verified before the key was withdrawn, %s later: %v (it is remembered for %s)", cacheTTL-time.Second, err, cacheTTL)
+	}
+	clock.add(time.Second)
+	if p, err := a.Authenticate(ctx, seen); err == nil {
+		t.Errorf("a token of the withdrawn key was let in as %s %s after its check", p.Subject, cacheTTL)
 	}
 }
