@@ -24,8 +24,9 @@ const (
 // second, and each fetch would log its failure, or each key it ignores,
 // again. A warning that comes again within warnEvery of its last line is
 // counted instead, and its next line says how many times it came between
-// ("repeated"). A warning is the same as another when its message, error
-// and fields are.
+// ("repeated"). A warning is the same as another when its message and
+// fields (a kid) are, whatever its error: a failed fetch's error may name
+// a connection's local port, new each time; a line shows the latest.
 //
 // At most warnKeys distinct warnings are remembered: when that many were
 // logged within warnEvery (a JWKS of thousands of bad keys), the others
@@ -63,9 +64,6 @@ func (w *warner) warn(fields logrus.Fields, err error, msg string) {
 	names := slices.Sorted(maps.Keys(fields))
 	var key strings.Builder
 	key.WriteString(msg)
-	if err != nil {
-		key.WriteString("\x00" + err.Error())
-	}
 	for _, k := range names {
 		if s, ok := fields[k].(string); ok && len(s) > maxQuoted {
 			fields[k] = s[:maxQuoted] + "..."

@@ -123,6 +123,11 @@ func TestWarnerBounded(t *testing.T) {
 	if len(lines) != warnKeys+3 || !strings.Contains(lines[warnKeys+1], "kid=new") || len(w.seen) > warnKeys {
 		t.Errorf("a minute later: %d lines (want %d), %d remembered; the last: %q", len(lines), warnKeys+3, len(w.seen), lines[len(lines)-1])
 	}
+	w.warn(nil, errors.New("read tcp 127.0.0.1:50001: connection reset by peer"), "could not fetch")
+	w.warn(nil, errors.New("read tcp 127.0.0.1:50002: connection reset by peer"), "could not fetch")
+	if lines := warnLines(logged.String(), "could not fetch"); len(lines) != 1 {
+		t.Errorf("a warning whose error differs was logged %d times within a minute, want once", len(lines))
+	}
 	w.warn(nil, nil, "later still")
 	if lines := warnLines(logged.String(), "further distinct warnings"); len(lines) != 1 {
 		t.Errorf("the overflow line was logged %d times", len(lines))
