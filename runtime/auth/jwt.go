@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/MicahParks/jwkset"
@@ -704,8 +703,9 @@ func quoteField(s string) string {
 }
 
 // errorText is err's message for a refusal's reason: on one line (the
-// lines errors.Join makes are joined with "; ", other control characters
-// escaped as %q escapes them) and at most maxErrorText bytes, "..." marking
+// lines errors.Join makes are joined with "; ", other control and
+// non-printing characters, U+2028 or a bidi override, escaped as %q
+// escapes them) and at most maxErrorText bytes, "..." marking
 // a cut. golang-jwt's and keyfunc's messages may quote the token's header.
 func errorText(err error) string {
 	var b strings.Builder
@@ -714,7 +714,7 @@ func errorText(err error) string {
 			b.WriteString("...")
 			break
 		}
-		if unicode.IsControl(r) {
+		if !strconv.IsPrint(r) {
 			q := strconv.QuoteRune(r)
 			b.WriteString(q[1 : len(q)-1])
 			continue

@@ -215,7 +215,7 @@ func TestRefusalReasonsBounded(t *testing.T) {
 			t.Errorf("%s: reason %.400q, want it to hold %q", name, ae.Reason, tc.want)
 		}
 	}
-	if got := errorText(errors.New("a\nb\rc\x1b[31m" + strings.Repeat("x", 1000))); len(got) > maxErrorText+3 || strings.ContainsAny(got, "\r\n\x1b") || !strings.HasPrefix(got, `a; b\rc\x1b[31m`) || !strings.HasSuffix(got, "...") {
+	if got := errorText(errors.New("a\nb\rc\x1b[31m\u2028\u202e" + strings.Repeat("x", 1000))); len(got) > maxErrorText+3 || strings.ContainsAny(got, "\r\n\x1b\u2028\u202e") || !strings.HasPrefix(got, `a; b\rc\x1b[31m\u2028\u202e`) || !strings.HasSuffix(got, "...") {
 		t.Errorf("errorText = %q", got)
 	}
 }
