@@ -112,7 +112,14 @@ func (idp *IdP) serve(w http.ResponseWriter, r *http.Request) {
 // returns its private key.
 func (idp *IdP) AddRSAKey(t testing.TB, kid string) *rsa.PrivateKey {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	return idp.AddRSAKeyBits(t, kid, 2048)
+}
+
+// AddRSAKeyBits publishes another RSA public key of bits bits under kid
+// and returns its private key.
+func (idp *IdP) AddRSAKeyBits(t testing.TB, kid string, bits int) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {
 		t.Fatal(err)
 	}
