@@ -612,13 +612,9 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	if c.tx != 0 {
 		return nil, errors.New("greenroom: transaction already open on this connection")
 	}
-	level := int(opts.Isolation)
-	if level < 0 || level > 0xff {
-		return nil, fmt.Errorf("greenroom: isolation level %d", level)
-	}
-	flags := uint32(level) << 8
-	if opts.ReadOnly {
-		flags |= 1
+	flags, err := txFlags(opts)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.gate.acquire(ctx, "db_begin"); err != nil {
 		return nil, err
@@ -631,6 +627,29 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	c.tx = tx
 	c.gate.began(c)
 	return &txn{c: c}, nil
+}
+
+// txFlags encodes opts as db_begin's flags (docs/abi.md): bit 0 read-only,
+// bits 8-15 the isolation level. A level neither database gives (Write
+// Committed, Linearizable, one database/sql does not define) is refused
+// with ErrInvalid naming it, rather than sent and ignored: SQLite's driver
+// ignores every level (each of its transactions is serializable), and a
+// plugin asking for a guarantee must not be given less without a word.
+// Read-only is honoured on both databases.
+func txFlags(opts driver.TxOptions) (uint32, error) {
+	level := sql.IsolationLevel(opts.Isolation)
+	switch level {
+	case sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
+		sql.LevelRepeatableRead, sql.LevelSnapshot, sql.LevelSerializable:
+	default:
+		return 0, &Error{Op: "db_begin", Code: errInvalid, Message: fmt.Sprintf(
+			"isolation level %s is not supported: a transaction takes Default, Read Uncommitted, Read Committed, Repeatable Read, Snapshot or Serializable", level)}
+	}
+	flags := uint32(level) << 8
+	if opts.ReadOnly {
+		flags |= 1
+	}
+	return flags, nil
 }
 
 func (c *conn) Ping(ctx context.Context) error {

@@ -19,6 +19,7 @@ import (
 // fakeDB answers every query with one fixed result and records requests.
 type fakeDB struct {
 	reqs   [][]byte
+	flags  []uint32 // of each begin
 	result string
 	err    error
 }
@@ -34,10 +35,13 @@ func (f *fakeDB) query(req []byte) (string, error) {
 	f.reqs = append(f.reqs, append([]byte(nil), req...))
 	return f.result, f.err
 }
-func (f *fakeDB) begin(uint32) (uint32, error) { return 9, f.err }
-func (f *fakeDB) commit(uint32) error          { return f.err }
-func (f *fakeDB) rollback(uint32) error        { return f.err }
-func (f *fakeDB) migrations([]byte) error      { return f.err }
+func (f *fakeDB) begin(flags uint32) (uint32, error) {
+	f.flags = append(f.flags, flags)
+	return 9, f.err
+}
+func (f *fakeDB) commit(uint32) error     { return f.err }
+func (f *fakeDB) rollback(uint32) error   { return f.err }
+func (f *fakeDB) migrations([]byte) error { return f.err }
 
 func TestDriverEncodesAndDecodes(t *testing.T) {
 	ts := time.Date(2026, 11, 29, 1, 2, 3, 4, time.UTC)
@@ -376,5 +380,52 @@ func TestConnGateOwnTransactions(t *testing.T) {
 	rows.Close()
 	if n != 2 || f.inUse != 0 {
 		t.Errorf("%d rows, %d connections in use", n, f.inUse)
+	}
+}
+
+// BeginTx sends the isolation levels a database gives and read-only in
+// db_begin's flags, and refuses the others (Write Committed,
+// Linearizable, levels database/sql does not define) with ErrInvalid
+// naming the level, before anything reaches the runtime.
+func TestIsolationLevels(t *testing.T) {
+	f := &fakeDB{}
+	db := sql.OpenDB(connector{f})
+	defer db.Close()
+	ctx := context.Background()
+	for level := sql.IsolationLevel(-1); level <= 9; level++ {
+		supported := level == sql.LevelDefault || level == sql.LevelReadUncommitted || level == sql.LevelReadCommitted ||
+			level == sql.LevelRepeatableRead || level == sql.LevelSnapshot || level == sql.LevelSerializable
+		for _, ro := range []bool{false, true} {
+			f.flags = nil
+			tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: level, ReadOnly: ro})
+			if !supported {
+				if err == nil {
+					tx.Rollback()
+					t.Errorf("%s (read-only %v): begun", level, ro)
+					continue
+				}
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "isolation level "+level.String()+" is not supported") {
+					t.Errorf("%s (read-only %v): %v, want ErrInvalid naming the level", level, ro, err)
+				}
+				if len(f.flags) != 0 {
+					t.Errorf("%s: sent to the runtime (flags %v)", level, f.flags)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s (read-only %v): %v", level, ro, err)
+				continue
+			}
+			want := uint32(level) << 8
+			if ro {
+				want |= 1
+			}
+			if len(f.flags) != 1 || f.flags[0] != want {
+				t.Errorf("%s (read-only %v): flags %v, want %#x", level, ro, f.flags, want)
+			}
+			if err := tx.Rollback(); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }

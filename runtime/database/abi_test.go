@@ -18,8 +18,26 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	rtplugin "github.com/greenroom-dev/greenroom/runtime/plugin"
 )
+
+// rawCall calls host function fn (query, migrations, commit, begin) of
+// plugin id's dbguest with body as it is, and returns the code and the
+// message of a failure.
+func rawCall(t testing.TB, in *servertest.Instance, id, fn string, body []byte) (int32, string) {
+	t.Helper()
+	status, _, resp := in.Do(t, "POST", "/api/"+id+"/raw/"+fn, strings.NewReader(string(body)))
+	if status != 200 {
+		t.Fatalf("raw %s: %d %s", fn, status, resp)
+	}
+	var out struct {
+		Code    int32
+		Message string
+	}
+	json.Unmarshal([]byte(resp), &out)
+	return out.Code, out.Message
+}
 
 func stmt(tx uint32, sql string, argc uint32, rest ...byte) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, tx)
@@ -33,18 +51,7 @@ func stmt(tx uint32, sql string, argc uint32, rest ...byte) []byte {
 // outside guest memory traps; the instance and the plugin keep working.
 func TestHostileEncodings(t *testing.T) {
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""))
-	raw := func(fn string, body []byte) (int32, string) {
-		status, _, resp := in.Do(t, "POST", "/api/alpha/raw/"+fn, strings.NewReader(string(body)))
-		if status != 200 {
-			t.Fatalf("raw %s: %d %s", fn, status, resp)
-		}
-		var out struct {
-			Code    int32
-			Message string
-		}
-		json.Unmarshal([]byte(resp), &out)
-		return out.Code, out.Message
-	}
+	raw := func(fn string, body []byte) (int32, string) { return rawCall(t, in, "alpha", fn, body) }
 	cases := map[string][]byte{
 		"empty":          nil,
 		"truncated":      stmt(0, "SELECT 1", 0)[:6],

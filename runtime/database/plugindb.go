@@ -1134,8 +1134,14 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 	if in.Initializing {
 		return 0, hostfuncs.Failf(hostfuncs.ErrInvalid, "the database cannot be used while the plugin initializes")
 	}
-	if opts.Isolation < 0 || opts.Isolation > int(sql.LevelLinearizable) {
-		return 0, hostfuncs.Failf(hostfuncs.ErrInvalid, "unknown isolation level %d", opts.Isolation)
+	switch level := sql.IsolationLevel(opts.Isolation); level {
+	case sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
+		sql.LevelRepeatableRead, sql.LevelSnapshot, sql.LevelSerializable:
+	default:
+		// Neither database gives the others: pgx refuses them, and
+		// SQLite's driver would ignore them (and every other level: each
+		// of its transactions is serializable). Refused the same on both.
+		return 0, hostfuncs.Failf(hostfuncs.ErrInvalid, "isolation level %s is not supported: a transaction takes Default, Read Uncommitted, Read Committed, Repeatable Read, Snapshot or Serializable", level)
 	}
 	lim := p.limits()
 	conn, err := p.acquire(ctx, lim)
