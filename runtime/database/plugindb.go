@@ -252,7 +252,23 @@ func (p *PluginDB) check(in *hostfuncs.Instance, st *hostfuncs.Statement) error 
 	if in.Initializing {
 		return hostfuncs.Failf(hostfuncs.ErrInvalid, "the database cannot be used while the plugin initializes: its migrations are applied after init; query from handlers")
 	}
+	// SQLite ends a statement at a NUL, running less than the plugin
+	// sent (and less than the filters read); PostgreSQL's protocol ends
+	// the text at one and fails the message (08P01).
+	if i := strings.IndexByte(st.SQL, 0); i >= 0 {
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: its text has a NUL byte (at byte %d), which no SQL statement may hold: pass binary data as a []byte argument", i)
+	}
 	if p.svc.cfg.Client == ClientPG {
+		// PostgreSQL's text cannot hold a NUL (the server fails the
+		// statement with 22021, "invalid byte sequence"): said here,
+		// naming the argument.
+		for i, a := range st.Args {
+			if s, ok := a.(string); ok {
+				if j := strings.IndexByte(s, 0); j >= 0 {
+					return hostfuncs.Failf(hostfuncs.ErrInvalid, "argument %d: a string with a NUL byte (at byte %d), which PostgreSQL text cannot hold: pass binary data as []byte (bytea)", i+1, j)
+				}
+			}
+		}
 		if cmd := deniedCommand(st.SQL, false); cmd != "" {
 			return hostfuncs.Failf(hostfuncs.ErrDenied, "statement refused: %s", refusal(cmd, ""))
 		}
