@@ -1,6 +1,7 @@
 package greenroom
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -156,6 +157,11 @@ func Migrations(fsys fs.FS) error {
 		b, err := fs.ReadFile(fsys, f.path)
 		if err != nil {
 			return fmt.Errorf("greenroom: migrations: %w", err)
+		}
+		if at := bytes.IndexByte(b, 0); at >= 0 {
+			// The runtime refuses it too; said here, natively as well.
+			return &Error{Op: "db_migrations", Code: errInvalid, Message: fmt.Sprintf(
+				"migrations: %s has a NUL byte (at byte %d), which no SQL statement may hold", f.path, at)}
 		}
 		req = appendField(req, f.name)
 		req = appendField(req, string(b))

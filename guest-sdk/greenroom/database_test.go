@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	sqlite "github.com/greenroom-dev/greenroom/guest-sdk/greenroom/internal/sqlitetest"
@@ -427,5 +428,18 @@ func TestIsolationLevels(t *testing.T) {
 				t.Error(err)
 			}
 		}
+	}
+}
+
+// A migration file with a NUL byte is refused when it is registered,
+// naming the file (the runtime refuses it too).
+func TestMigrationsNUL(t *testing.T) {
+	fsys := fstest.MapFS{
+		"m/001_a.up.sql": {Data: []byte("CREATE TABLE a (x int);")},
+		"m/002_b.up.sql": {Data: []byte("CREATE TABLE b (x int);\x00DROP TABLE a;")},
+	}
+	err := Migrations(fsys)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "m/002_b.up.sql has a NUL byte (at byte 23)") {
+		t.Errorf("Migrations: %v, want ErrInvalid naming m/002_b.up.sql", err)
 	}
 }

@@ -92,6 +92,20 @@ func TestRegisterMigrationsNames(t *testing.T) {
 	}
 }
 
+// A migration whose SQL has a NUL byte is refused when it is registered,
+// at the plugin's load, naming the file: SQLite would run its SQL only up
+// to the NUL and record the whole file as applied.
+func TestRegisterMigrationsNUL(t *testing.T) {
+	p := &PluginDB{}
+	in := &hostfuncs.Instance{Initializing: true}
+	files := append(migrationFiles(0, 1, 9), hostfuncs.MigrationFile{Name: "002_x.up.sql", SQL: "CREATE TABLE a (x int);\x00DROP TABLE a;"})
+	refused(t, "a NUL byte", p.RegisterMigrations(in, files), `migration "002_x.up.sql": its SQL has a NUL byte (at byte 23)`)
+	in.EndCall()
+	if len(p.migrations) != 0 {
+		t.Errorf("%d migrations registered, want none", len(p.migrations))
+	}
+}
+
 // The decoder refuses a request past the limits before it copies it.
 func TestDecodeMigrationsLimits(t *testing.T) {
 	enc := func(files []hostfuncs.MigrationFile) []byte {

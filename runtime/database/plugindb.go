@@ -1297,6 +1297,12 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 		if reg.names[f.Name] || names[f.Name] {
 			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q registered twice", f.Name)
 		}
+		if i := strings.IndexByte(f.SQL, 0); i >= 0 {
+			// As a statement's (check): SQLite would end the file's SQL
+			// there, recording as applied a migration it ran only part
+			// of; PostgreSQL would fail it.
+			return hostfuncs.Failf(hostfuncs.ErrInvalid, "migration %q: its SQL has a NUL byte (at byte %d), which no SQL statement may hold", f.Name, i)
+		}
 		names[f.Name] = true
 		switch total += len(f.SQL); {
 		case len(f.SQL) > hostfuncs.MaxMigrationSQL:
