@@ -1,0 +1,64 @@
+package database_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// Several statements in one Exec or Query (docs/database.md, "Several
+// statements in one call"): what each database runs, what RowsAffected
+// then says, and what a failure in the middle leaves.
+func TestSeveralStatementsInAQuery(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		steps := []step{
+			exec("INSERT INTO notes (note) VALUES ('a'), ('b'); INSERT INTO notes (note) VALUES ('c')"),
+			exec("UPDATE notes SET note = note || '1'; DELETE FROM notes WHERE note = 'c1'"),
+			exec("INSERT INTO notes (note) VALUES ('d'); INSERT INTO nosuch (x) VALUES (1)"),
+			exec("INSERT INTO notes (note) VALUES (?); INSERT INTO notes (note) VALUES (?)", "e", "f"),
+			query("SELECT count(*) FROM notes; SELECT 42"),
+			query("SELECT note FROM notes ORDER BY note"),
+		}
+		res := run(t, in, "alpha", steps...)
+		// Without arguments every statement runs, on both; RowsAffected
+		// is the last statement's (1), not the sum (3, then 4).
+		for i := range 2 {
+			if res[i].Error != "" || res[i].Affected != 1 {
+				t.Errorf("step %d: %q, affected %d; want every statement run and the last's count, 1", i, res[i].Error, res[i].Affected)
+			}
+		}
+		if res[2].Error == "" {
+			t.Error("a failing second statement: no error")
+		}
+		var notes []string
+		for _, r := range res[5].Rows {
+			notes = append(notes, r[0].(string))
+		}
+		got := strings.Join(notes, ",")
+		switch b.name {
+		case "sqlite":
+			// Each statement commits on its own: the first INSERT of
+			// step 2 stays. With arguments, each statement numbers its
+			// own placeholders: both ? are the first argument. A query
+			// returns the last statement's rows.
+			if res[3].Error != "" || res[4].Error != "" || len(res[4].Rows) != 1 || res[4].Rows[0][0].(float64) != 42 {
+				t.Errorf("steps 3 and 4: %q %q %v", res[3].Error, res[4].Error, res[4].Rows)
+			}
+			if got != "a1,b1,d,e,e" {
+				t.Errorf("notes %s, want a1,b1,d,e,e", got)
+			}
+		case "pg":
+			// One implicit transaction: step 2's INSERT is undone with
+			// its failing neighbour. With arguments, or in a query,
+			// several statements are refused by the server.
+			for _, i := range []int{3, 4} {
+				if res[i].SQLState != "42601" || !strings.Contains(res[i].Error, "cannot insert multiple commands into a prepared statement") {
+					t.Errorf("step %d: %q (SQLSTATE %q), want 42601", i, res[i].Error, res[i].SQLState)
+				}
+			}
+			if got != "a1,b1" {
+				t.Errorf("notes %s, want a1,b1", got)
+			}
+		}
+	})
+}
