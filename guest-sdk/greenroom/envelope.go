@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -388,6 +391,7 @@ type responseWriter struct {
 	header      http.Header // made on the first Header call
 	status      int
 	wroteHeader bool
+	warned      bool   // a superfluous WriteHeader was logged (once per response)
 	done        bool   // the handler returned: the writer is retired
 	noSniff     bool   // the header, when taken, had a Content-Type, a Content-Encoding or a Transfer-Encoding
 	head        []byte // status and headers, encoded when the status was written
@@ -469,7 +473,18 @@ func (w *responseWriter) WriteHeader(status int) {
 	if status < 100 || status > 999 {
 		panic("invalid WriteHeader code " + strconv.Itoa(status))
 	}
-	if w.wroteHeader || w.done {
+	if w.done {
+		return
+	}
+	if w.wroteHeader {
+		// As net/http, which logs "http: superfluous
+		// response.WriteHeader call from ...": a handler's bug (the
+		// status it meant is not sent), said rather than ignored; once
+		// per response.
+		if !w.warned {
+			w.warned = true
+			warnSuperfluous(w.status, status)
+		}
 		return
 	}
 	// Informational statuses (103 Early Hints, 100, 101) cannot be sent
@@ -579,4 +594,35 @@ func appendHeader(head []byte, k, v string) []byte {
 	head = append(head, k...)
 	head = binary.LittleEndian.AppendUint32(head, uint32(len(v)))
 	return append(head, v...)
+}
+
+// warnSuperfluous logs, at warn level, a WriteHeader(ignored) after the
+// response's status was already written: the message net/http's server
+// logs, naming the caller, with the status sent and the one ignored.
+func warnSuperfluous(sent, ignored int) {
+	msg := "http: superfluous response.WriteHeader call from " + writeHeaderCaller()
+	rec := appendRecordHead(nil, levelWarn, dropString(msg, 16<<10))
+	rec = appendInt64Attr(rec, kindInt64, "status", int64(sent))
+	rec = appendInt64Attr(rec, kindInt64, "ignored_status", int64(ignored))
+	if !emitRecord(rec) {
+		fmt.Fprintf(os.Stderr, "%s (status %d sent, %d ignored)\n", msg, sent, ignored)
+	}
+}
+
+// writeHeaderCaller names the function that called WriteHeader, past the
+// writer's own methods and net/http's (a handler wrapped by
+// http.StripPrefix, or served by a ServeMux), as net/http's relevantCaller
+// does: "main.handler (/src/main.go:42)".
+func writeHeaderCaller() string {
+	var pcs [16]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "net/http.") && !strings.Contains(f.Function, ".(*responseWriter).") {
+			return f.Function + " (" + f.File + ":" + strconv.Itoa(f.Line) + ")"
+		}
+		if !more {
+			return "unknown"
+		}
+	}
 }

@@ -472,17 +472,8 @@ func TestServeAbortHandlerLogsNoStack(t *testing.T) {
 	}{{"boom", true}, {http.ErrAbortHandler, false}} {
 		Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic(tc.v) }))
 		req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
-		r, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stderr := os.Stderr
-		os.Stderr = pw
-		code := serve(w, req)
-		os.Stderr = stderr
-		pw.Close()
-		out, _ := io.ReadAll(r)
-		r.Close()
+		var code uint32
+		out := stderrOf(t, func() { code = serve(w, req) })
 		if code != handlePanicked {
 			t.Errorf("%v: code = %d, want handlePanicked", tc.v, code)
 		}
@@ -490,6 +481,23 @@ func TestServeAbortHandlerLogsNoStack(t *testing.T) {
 			t.Errorf("%v: logged %q, want a stack: %v", tc.v, out, tc.wantStack)
 		}
 	}
+}
+
+// stderrOf returns what f wrote to os.Stderr.
+func stderrOf(t *testing.T, f func()) string {
+	t.Helper()
+	r, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = pw
+	f()
+	os.Stderr = stderr
+	pw.Close()
+	out, _ := io.ReadAll(r)
+	r.Close()
+	return string(out)
 }
 
 // The in-place context must be the one Request.Context returns, with the

@@ -96,3 +96,27 @@ func TestOversizedRecordSecret(t *testing.T) {
 		}
 	}
 }
+
+// A handler's superfluous WriteHeader (a second call, whose status is not
+// sent) reaches the plugin's log as a warning, once per response, with the
+// request's id, the caller, the status sent and the one ignored, as
+// net/http's server logs it.
+func TestSuperfluousWriteHeaderLogged(t *testing.T) {
+	in, _ := startLogsplit(t)
+	if status, _, body := in.Get(t, "/api/logsplit/superfluous", "X-Request-Id", "req-superfluous-1"); status != 201 || body != "ok" {
+		t.Fatalf("%d %s, want the first status, 201", status, body)
+	}
+	lines := linesWith(t, in, "superfluous response.WriteHeader call")
+	if len(lines) != 1 {
+		t.Fatalf("%d warnings for one response, want 1:\n%s", len(lines), in.Log)
+	}
+	l := lines[0]
+	for k, v := range map[string]any{"plugin": "logsplit", "request_id": "req-superfluous-1", "level": "warning", "status": 201.0, "ignored_status": 500.0} {
+		if l[k] != v {
+			t.Errorf("field %s = %#v, want %#v", k, l[k], v)
+		}
+	}
+	if msg, _ := l["msg"].(string); !strings.HasPrefix(msg, "http: superfluous response.WriteHeader call from main.init.") || !strings.Contains(msg, "main.go:") {
+		t.Errorf("msg %q does not name the handler", msg)
+	}
+}

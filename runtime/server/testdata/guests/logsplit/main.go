@@ -1,7 +1,8 @@
 // Command logsplit is a test guest that logs its secret where the runtime
 // or the SDK has to split or shrink what it logs: printed lines longer than
 // the runtime's 16 KiB line, with the secret across the cut, and records
-// over 64 KiB with the secret across the SDK's old cuts.
+// over 64 KiB with the secret across the SDK's old cuts; and a handler
+// whose superfluous WriteHeader the SDK logs.
 package main
 
 import (
@@ -40,6 +41,14 @@ func init() {
 		l := greenroom.Logger()
 		l.Info("big value", "pad", pad, "v", strings.Repeat("z", 1013)+secret)
 		l.Info("big message "+strings.Repeat("m", 8<<10-20)+secret, "pad", pad)
+		w.Write([]byte("ok"))
+	})
+	// GET /superfluous writes its status three times: 201 is sent, and
+	// the SDK logs the second call as superfluous, once.
+	mux.HandleFunc("GET /superfluous", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		w.WriteHeader(http.StatusInternalServerError)
+		w.WriteHeader(http.StatusBadGateway)
 		w.Write([]byte("ok"))
 	})
 	greenroom.Handle(mux)
