@@ -710,16 +710,18 @@ func quoteField(s string) string {
 func errorText(err error) string {
 	var b strings.Builder
 	for _, r := range strings.ReplaceAll(err.Error(), "\n", "; ") {
-		if b.Len() >= maxErrorText {
+		piece := string(r)
+		if !strconv.IsPrint(r) {
+			q := strconv.QuoteRune(r)
+			piece = q[1 : len(q)-1]
+		}
+		// A character, or its escape, that would take the text past
+		// maxErrorText is not written: the cut comes before it.
+		if b.Len()+len(piece) > maxErrorText {
 			b.WriteString("...")
 			break
 		}
-		if !strconv.IsPrint(r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			continue
-		}
-		b.WriteRune(r)
+		b.WriteString(piece)
 	}
 	return b.String()
 }

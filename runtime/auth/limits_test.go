@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,6 +218,22 @@ func TestRefusalReasonsBounded(t *testing.T) {
 	}
 	if got := errorText(errors.New("a\nb\rc\x1b[31m\u2028\u202e" + strings.Repeat("x", 1000))); len(got) > maxErrorText+3 || strings.ContainsAny(got, "\r\n\x1b\u2028\u202e") || !strings.HasPrefix(got, `a; b\rc\x1b[31m\u2028\u202e`) || !strings.HasSuffix(got, "...") {
 		t.Errorf("errorText = %q", got)
+	}
+	// A character, or its escape, that straddles the limit is cut
+	// before: the text never holds more than maxErrorText bytes and
+	// "...". (An escape or a multi-byte character begun at 255 bytes
+	// used to be written whole.)
+	for _, tail := range []string{"\x1b", "\u2028", "\U0001F600", "\u00e9"} {
+		for pad := maxErrorText - 12; pad <= maxErrorText; pad++ {
+			msg := strings.Repeat("x", pad) + strings.Repeat(tail, 4)
+			got := errorText(errors.New(msg))
+			if len(got) > maxErrorText+len("...") {
+				t.Errorf("errorText of %d x and %+q: %d bytes, want at most %d: ...%q", pad, tail, len(got), maxErrorText+len("..."), got[pad-4:])
+			}
+			if strconv.IsPrint([]rune(tail)[0]) && len(msg) <= maxErrorText && got != msg {
+				t.Errorf("errorText of %q, within the limit, is %q", msg, got)
+			}
+		}
 	}
 }
 
