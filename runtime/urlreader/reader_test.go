@@ -829,6 +829,28 @@ func TestScrubShortToken(t *testing.T) {
 	if got := h.scrubString("a t1 b"); got != "a [REDACTED] b" {
 		t.Errorf("a 2-byte token's echo scrubbed to %q", got)
 	}
+
+	// Through New, as the server builds the reader: it takes the token
+	// the config loaded (New used to refuse it, and the server with it),
+	// sends it and scrubs its echo.
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "you sent %s", r.Header.Get("X-Api-Key"))
+	})
+	cfg := `
+[reading]
+allow = [{ host = "127.0.0.1", scheme = "http" }]
+[[integrations.generic]]
+host = "127.0.0.1"
+token = "t1"
+header = "X-Api-Key"
+`
+	resp, err := read(reader(t, cfg, mapResolver{}, srv).For("p", []string{"127.0.0.1"}), srv.URL+"/")
+	if err != nil || string(resp.Body) != "you sent [REDACTED]" {
+		t.Errorf("a read with a 2-byte token: %v %q", err, respBody(resp))
+	}
+	if got := srv.seenAuth(); len(got) != 1 || got[0] != "X-Api-Key: t1" {
+		t.Errorf("the host saw %q", got)
+	}
 }
 
 func escapeAll(s string) string {
