@@ -18,6 +18,8 @@ func TestSeveralStatementsInAQuery(t *testing.T) {
 			exec("INSERT INTO notes (note) VALUES (?); INSERT INTO notes (note) VALUES (?)", "e", "f"),
 			query("SELECT count(*) FROM notes; SELECT 42"),
 			query("SELECT note FROM notes ORDER BY note"),
+			exec("INSERT INTO notes (note) VALUES ('g')"),
+			exec("CREATE TABLE t2 (x int)"),
 		}
 		res := run(t, in, "alpha", steps...)
 		// Without arguments every statement runs, on both; RowsAffected
@@ -26,6 +28,11 @@ func TestSeveralStatementsInAQuery(t *testing.T) {
 			if res[i].Error != "" || res[i].Affected != 1 {
 				t.Errorf("step %d: %q, affected %d; want every statement run and the last's count, 1", i, res[i].Error, res[i].Affected)
 			}
+		}
+		// A statement that changes no row affects none, also on SQLite,
+		// whose sqlite3_changes() still said the INSERT's 1.
+		if res[6].Error != "" || res[6].Affected != 1 || res[7].Error != "" || res[7].Affected != 0 {
+			t.Errorf("INSERT then CREATE TABLE: %q affected %d, %q affected %d; want 1 and 0", res[6].Error, res[6].Affected, res[7].Error, res[7].Affected)
 		}
 		if res[2].Error == "" {
 			t.Error("a failing second statement: no error")
