@@ -1013,6 +1013,9 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 	if err := p.check(in, st); err != nil {
 		return res, err
 	}
+	if err := p.checkSeveral(st); err != nil {
+		return res, err
+	}
 	lim := p.limits()
 	r, done, err := p.runner(ctx, in, st, lim)
 	if err != nil {
