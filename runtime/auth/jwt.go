@@ -695,11 +695,19 @@ func quoteField(s string) string {
 	if len(s) <= maxQuoted {
 		return strconv.Quote(s)
 	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return fmt.Sprintf("%q... (%d bytes, cut)", cutAtRune(s, maxQuoted), len(s))
+}
+
+// cutAtRune returns at most the first n bytes of s, cut on a
+// character's boundary.
+func cutAtRune(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return fmt.Sprintf("%q... (%d bytes, cut)", s[:cut], len(s))
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // errorText is err's message for a refusal's reason: on one line (the

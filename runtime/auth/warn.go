@@ -66,7 +66,7 @@ func (w *warner) warn(fields logrus.Fields, err error, msg string) {
 	key.WriteString(msg)
 	for _, k := range names {
 		if s, ok := fields[k].(string); ok && len(s) > maxQuoted {
-			fields[k] = s[:maxQuoted] + "..."
+			fields[k] = cutAtRune(s, maxQuoted) + "..."
 		}
 		key.WriteString("\x00" + k + "=")
 		if s, ok := fields[k].(string); ok {

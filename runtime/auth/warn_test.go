@@ -133,3 +133,16 @@ func TestWarnerBounded(t *testing.T) {
 		t.Errorf("the overflow line was logged %d times", len(lines))
 	}
 }
+
+// A long kid in a warning is cut on a character's boundary, never inside
+// one (which the log would show as an invalid byte).
+func TestWarnerCutsKidOnACharacter(t *testing.T) {
+	var logged syncbuf.Buffer
+	w := newWarner(logrus.NewEntry(logTo(&logged)), (&fakeClock{t: time.Unix(1e9, 0)}).now)
+	fields := logrus.Fields{"kid": strings.Repeat("x", maxQuoted-1) + strings.Repeat("é", 10)}
+	w.warn(fields, nil, "ignoring a key")
+	kid := fields["kid"].(string)
+	if want := strings.Repeat("x", maxQuoted-1) + "..."; kid != want {
+		t.Errorf("kid logged as %q, want %q", kid, want)
+	}
+}
