@@ -348,6 +348,7 @@ func refusal(cmd, where string) string {
 type runner interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // runner returns the connection or transaction st runs on, and done,
@@ -1080,6 +1081,9 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 	defer func() { err = done(err) }()
 	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
+	if err := p.checkSeveralQuery(ctx, sctx, lim, r, st); err != nil {
+		return err
+	}
 	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
 	if err != nil {
 		return p.fail(ctx, sctx, lim, st, err)

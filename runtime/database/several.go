@@ -1,6 +1,7 @@
 package database
 
 import (
+	"context"
 	"strings"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -12,10 +13,7 @@ import (
 // placeholders from the first argument (the second statement's ? is the
 // first argument again), where PostgreSQL refuses them (42601). An Exec
 // without arguments runs every statement, on both, as a migration's file
-// does. (A Query of several statements is left to SQLite, which runs
-// them and returns the last one's rows: refusing it here would answer
-// ErrInvalid where the sandbox's authorizer answers ErrDenied for a
-// statement it does not allow, such as "SELECT 1; ATTACH ...".)
+// does. (A Query of several statements is refused by checkSeveralQuery.)
 func (p *PluginDB) checkSeveral(st *hostfuncs.Statement) error {
 	if p.svc.cfg.Client != ClientSQLite || len(st.Args) == 0 {
 		return nil
@@ -27,40 +25,147 @@ func (p *PluginDB) checkSeveral(st *hostfuncs.Statement) error {
 	return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: several statements in a call with arguments (the second begins at byte %d); SQLite would run each with its own ? numbered from the first argument: send one statement per call when it has arguments", at)
 }
 
+// maxCompiled is how many statements of a Query of several
+// checkSeveralQuery compiles, at most, to find one the sandbox denies.
+const maxCompiled = 16
+
+// checkSeveralQuery refuses, on SQLite, a Query of several statements,
+// running none (docs/database.md, "Several statements in one call"):
+// SQLite would run them all and return the last one's rows (so "SELECT
+// ...; DELETE FROM t" deleted), where PostgreSQL refuses them (42601).
+// The statements (up to maxCompiled) are compiled first, not run, so that
+// one the sandbox does not allow is refused as such, ErrDenied from its
+// authorizer ("SELECT 1; ATTACH ..."), whatever comes before it; else the
+// refusal is ErrInvalid, naming the byte where the second begins.
+func (p *PluginDB) checkSeveralQuery(ctx, sctx context.Context, lim Limits, r runner, st *hostfuncs.Statement) error {
+	if p.svc.cfg.Client != ClientSQLite {
+		return nil
+	}
+	at := secondStatement(st.SQL)
+	if at < 0 {
+		return nil
+	}
+	q := st.SQL
+	for n := 0; q != "" && n < maxCompiled; n++ {
+		end := secondStatement(q)
+		if end < 0 {
+			end = len(q)
+		}
+		// The driver compiles a statement as it prepares it, calling the
+		// authorizer; closing it runs nothing.
+		s, err := r.PrepareContext(sctx, q[:end])
+		if err == nil {
+			s.Close()
+		} else if err = p.fail(ctx, sctx, lim, st, err); failedWith(err, hostfuncs.ErrDenied) || failedWith(err, hostfuncs.ErrTimeout) {
+			return err
+		}
+		q = q[end:]
+	}
+	return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: several statements in one query (the second begins at byte %d); SQLite would run them all and return only the last one's rows: send one statement per query", at)
+}
+
 // secondStatement returns the byte offset in q, SQLite text, of a second
-// statement, or -1 when q holds at most one: past the first semicolon
-// outside a string, a quoted identifier and a comment, anything but
-// spaces, comments and further semicolons. A CREATE statement is taken
-// as one: a trigger's body holds statements ended by semicolons (and
-// SQLite refuses parameters in a trigger anyway).
+// statement, or -1 when q holds at most one. A statement ends at a
+// semicolon outside a string, a quoted identifier and a comment, except
+// a CREATE TRIGGER, whose body holds statements of its own: it ends at
+// the semicolon after its body's closing "; END". That is the rule of
+// SQLite's sqlite3_complete(), followed here token by token; what comes
+// after an end that is neither a space, a comment nor another semicolon
+// begins the second statement.
 func secondStatement(q string) int {
-	i := skipBlank(q, 0)
-	if w := leadingWord(q[i:]); strings.EqualFold(w, "create") {
-		return -1
-	}
-	for ended := false; ; { // ended: a semicolon ended the first statement
-		if i = skipBlank(q, i); i >= len(q) {
-			return -1
-		}
-		c := q[i]
-		switch {
-		case c == ';':
-			ended = true
-			i++
-		case ended:
+	st, ended := stStart, false // ended: a statement has ended
+	for i := skipBlank(q, 0); i < len(q); i = skipBlank(q, i) {
+		tok, next := sqlToken(q, i)
+		if tok != tkSemi && st == stStart && ended {
 			return i
-		case c == '\'' || c == '"' || c == '`':
-			i = pastQuoted(q, i, c)
-		case c == '[':
-			if j := strings.IndexByte(q[i:], ']'); j >= 0 {
-				i += j + 1
-			} else {
-				i = len(q)
-			}
-		default:
-			i++
 		}
+		to := statementStates[st][tok]
+		ended = ended || (tok == tkSemi && st != stStart && to == stStart)
+		st, i = to, next
 	}
+	return -1
+}
+
+// The states of secondStatement's reading of a statement, after
+// sqlite3_complete's.
+const (
+	stStart   = iota // between statements
+	stNormal         // in a statement that ends at a semicolon
+	stExplain        // after a leading EXPLAIN (QUERY PLAN)
+	stCreate         // after a leading CREATE (TEMP), perhaps a trigger's
+	stTrigger        // in a CREATE TRIGGER, which ends at "; END;"
+	stSemi           // in a trigger, after a semicolon
+	stEnd            // in a trigger, after "; END"
+)
+
+// The tokens that move secondStatement from one state to another; every
+// other token is tkOther.
+const (
+	tkSemi = iota
+	tkOther
+	tkExplain
+	tkCreate
+	tkTemp // TEMP or TEMPORARY
+	tkTrigger
+	tkEnd
+)
+
+// statementStates[state][token] is the state after token.
+var statementStates = [...][7]int{
+	//           semi     other      explain    create     temp       trigger    end
+	stStart:   {stStart, stNormal, stExplain, stCreate, stNormal, stNormal, stNormal},
+	stNormal:  {stStart, stNormal, stNormal, stNormal, stNormal, stNormal, stNormal},
+	stExplain: {stStart, stExplain, stNormal, stCreate, stNormal, stNormal, stNormal},
+	stCreate:  {stStart, stNormal, stNormal, stNormal, stCreate, stTrigger, stNormal},
+	stTrigger: {stSemi, stTrigger, stTrigger, stTrigger, stTrigger, stTrigger, stTrigger},
+	stSemi:    {stSemi, stTrigger, stTrigger, stTrigger, stTrigger, stTrigger, stEnd},
+	stEnd:     {stStart, stTrigger, stTrigger, stTrigger, stTrigger, stTrigger, stTrigger},
+}
+
+// sqlToken reads the token at q[i], which is neither a space nor in a
+// comment, and returns it and the offset past it: a semicolon, one of
+// the keywords secondStatement follows, or any other token (a string, a
+// quoted identifier, a word or number, or a single other byte).
+func sqlToken(q string, i int) (tok, next int) {
+	switch c := q[i]; {
+	case c == ';':
+		return tkSemi, i + 1
+	case c == '\'' || c == '"' || c == '`':
+		return tkOther, pastQuoted(q, i, c)
+	case c == '[':
+		if j := strings.IndexByte(q[i:], ']'); j >= 0 {
+			return tkOther, i + j + 1
+		}
+		return tkOther, len(q)
+	case !isIDChar(c):
+		return tkOther, i + 1
+	}
+	j := i + 1
+	for j < len(q) && isIDChar(q[j]) {
+		j++
+	}
+	if c := q[i]; c >= '0' && c <= '9' {
+		return tkOther, j // a number, whatever follows its digits
+	}
+	switch w := q[i:j]; {
+	case strings.EqualFold(w, "explain"):
+		return tkExplain, j
+	case strings.EqualFold(w, "create"):
+		return tkCreate, j
+	case strings.EqualFold(w, "temp"), strings.EqualFold(w, "temporary"):
+		return tkTemp, j
+	case strings.EqualFold(w, "trigger"):
+		return tkTrigger, j
+	case strings.EqualFold(w, "end"):
+		return tkEnd, j
+	}
+	return tkOther, j
+}
+
+// isIDChar reports whether c may be part of an SQLite identifier: an
+// ASCII letter or digit, _, $, or a byte of a multi-byte character.
+func isIDChar(c byte) bool {
+	return c|0x20 >= 'a' && c|0x20 <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '$' || c >= 0x80
 }
 
 // skipBlank returns the offset of q's first byte from i on that is
@@ -104,13 +209,4 @@ func pastQuoted(q string, i int, quote byte) int {
 		}
 	}
 	return len(q)
-}
-
-// leadingWord is the run of ASCII letters q begins with.
-func leadingWord(q string) string {
-	j := 0
-	for j < len(q) && q[j]|0x20 >= 'a' && q[j]|0x20 <= 'z' {
-		j++
-	}
-	return q[:j]
 }
