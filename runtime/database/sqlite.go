@@ -430,6 +430,10 @@ type sqliteConn struct {
 	// refused is what the authorizer last denied (refusedWhat), until
 	// takeRefused reads it for the statement's error.
 	refused string
+	// inserted is set when an INSERT outside a trigger has been compiled
+	// since ExecContext began: only then is last_insert_rowid() the
+	// call's.
+	inserted bool
 }
 
 // refusedWhat names what the authorizer denies, for the error.
@@ -531,29 +535,47 @@ func refusedTx(conn *sql.Conn) string {
 // affected (a CREATE TABLE after a one-row INSERT affected 1). When the
 // connection's total_changes() did not move, the statement changed no
 // row: its result says 0. (Two of the runtime's own queries, about 13 µs
-// on each Exec; the second only when the driver reports rows.)
+// on each Exec; the second only when the driver reports rows or the
+// call holds an INSERT.) Likewise sqlite3_last_insert_rowid() is the
+// connection's last INSERT's, whatever ran since: a call that holds no
+// INSERT of its own (the authorizer saw none outside a trigger), or
+// changed no row (INSERT OR IGNORE that ignored), gives 0, SQLite's
+// "no row inserted", not another call's row id.
 func (c *sqliteConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	if c.trusted {
 		return c.sqliteDriverConn.ExecContext(ctx, q, args)
 	}
+	c.inserted = false
 	before, berr := c.trustedInt(ctx, "SELECT total_changes()")
 	res, err := c.sqliteDriverConn.ExecContext(ctx, q, args)
 	if err != nil || berr != nil || res == nil {
 		return res, err
 	}
-	if n, nerr := res.RowsAffected(); nerr != nil || n == 0 {
-		return res, nil // nothing a stale count could add to
+	unchanged := false
+	if n, nerr := res.RowsAffected(); nerr == nil && (n != 0 || c.inserted) {
+		after, aerr := c.trustedInt(ctx, "SELECT total_changes()")
+		unchanged = aerr == nil && after == before
 	}
-	if after, aerr := c.trustedInt(ctx, "SELECT total_changes()"); aerr == nil && after == before {
+	switch {
+	case unchanged:
 		return unchangedResult{res}, nil
+	case !c.inserted:
+		return notInsertedResult{res}, nil
 	}
 	return res, nil
 }
 
-// unchangedResult is the result of a statement that changed no row.
+// unchangedResult is the result of a statement that changed no row, and
+// so inserted none.
 type unchangedResult struct{ driver.Result }
 
 func (unchangedResult) RowsAffected() (int64, error) { return 0, nil }
+func (unchangedResult) LastInsertId() (int64, error) { return 0, nil }
+
+// notInsertedResult is the result of a call that held no INSERT.
+type notInsertedResult struct{ driver.Result }
+
+func (notInsertedResult) LastInsertId() (int64, error) { return 0, nil }
 
 // Unwrap lets the driver's functions (sqlite.Limit) reach its connection.
 func (c *sqliteConn) Unwrap() driver.Conn { return c.sqliteDriverConn }
@@ -572,6 +594,9 @@ func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, d
 	}
 	if action == sqlite.AuthTransaction || action == sqlite.AuthSavepoint {
 		c.txControl = true
+	}
+	if action == sqlite.AuthInsert && trigger == "" {
+		c.inserted = true
 	}
 	switch action {
 	case sqlite.AuthCreateTempTable, sqlite.AuthCreateTempIndex, sqlite.AuthCreateTempTrigger, sqlite.AuthCreateTempView:
