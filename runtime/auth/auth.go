@@ -122,6 +122,10 @@ type Options struct {
 	Now func() time.Time
 	// RefreshInterval is how often the JWKS is fetched (default 15m).
 	RefreshInterval time.Duration
+	// RetryInterval is how long after a periodic fetch of the JWKS that
+	// failed the next is tried, doubling after each failure up to
+	// RefreshInterval (default 30s).
+	RetryInterval time.Duration
 	// UnknownKIDInterval is the least time between two fetches of the
 	// JWKS caused by tokens whose key id is unknown (default 1s), so a
 	// flood of such tokens cannot hammer the identity provider.

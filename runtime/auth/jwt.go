@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -36,9 +37,13 @@ const (
 	// a refresh caused by an unknown key id.
 	jwksTimeout = 10 * time.Second
 	// jwksRefresh is how often the JWKS is fetched (Options.RefreshInterval
-	// by default). A failed fetch is not retried before the next one,
-	// except by a token naming an unknown key id (unknownKIDRefresh).
+	// by default), and by a token naming an unknown key id
+	// (unknownKIDRefresh).
 	jwksRefresh = 15 * time.Minute
+	// jwksRetry is how long after a periodic fetch that failed the next
+	// is tried, doubling after each failure up to jwksRefresh
+	// (Options.RetryInterval by default).
+	jwksRetry = 30 * time.Second
 	// maxJWKS is the largest JWKS response used, in bytes.
 	maxJWKS = 1 << 20
 	// cacheTTL is the longest a verified JWT is remembered (never past
@@ -52,12 +57,14 @@ const (
 
 // withdrawnKeyBound is the longest a key withdrawn from the JWKS may still
 // let a token in, when the fetches succeed (docs/auth.md): the next
-// periodic fetch starts at most jwksRefresh after the withdrawal and ends
-// at most jwksTimeout after it starts; a token verified with the key just
-// before the set was replaced is remembered for at most cacheTTL from
-// when its check started. A fetch that fails keeps the previous set, and
-// the key with it, until one succeeds.
-const withdrawnKeyBound = jwksRefresh + jwksTimeout + cacheTTL
+// periodic fetch is due at most jwksRefresh after the withdrawal, may
+// first wait for a fetch under way (one at a time, so that an older set
+// never replaces a newer one) and ends at most jwksTimeout after it
+// starts; a token verified with the key just before the set was
+// replaced is remembered for at most cacheTTL from when its check
+// started. A fetch that fails keeps the previous set, and the key with
+// it, until one succeeds (tried again after jwksRetry, doubling).
+const withdrawnKeyBound = jwksRefresh + 2*jwksTimeout + cacheTTL
 
 // jwtVerifier checks bearer JWTs: signature against the issuer's JWKS
 // (github.com/MicahParks/jwkset fetches, caches and refreshes it, and
@@ -119,6 +126,10 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	if refresh <= 0 {
 		refresh = jwksRefresh
 	}
+	retry := opts.RetryInterval
+	if retry <= 0 {
+		retry = jwksRetry
+	}
 	unknownKID := opts.UnknownKIDInterval
 	if unknownKID <= 0 {
 		unknownKID = time.Second
@@ -132,16 +143,22 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		cancel()
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
 	}
-	// The JWKS is kept in one storage that refreshes itself every
-	// RefreshInterval; a key id it lacks goes to unknownKIDRefresh, which
-	// fetches it again at most every unknownKID for all such ids together.
+	// The JWKS is kept in one storage, fetched here once and then only
+	// by unknownKIDRefresh: every refresh (keepFresh), and for a key id
+	// it lacks at most every unknownKID for all such ids together. The
+	// storage's own refresh goroutine is not used: its fetches would run
+	// beside the others, and a slow one could put back a set older than
+	// the one a later fetch installed; nor would it retry a failure
+	// before the next interval. Every failed fetch goes through the
+	// error handler, which counts it.
+	failures := new(atomic.Uint64)
 	fetched, err := jwkset.NewStorageFromHTTP(cfg.JWKSURL, jwkset.HTTPClientStorageOptions{
 		Client:                    client,
 		Ctx:                       ctx,
 		HTTPTimeout:               jwksTimeout,
 		NoErrorReturnFirstHTTPReq: true,
-		RefreshInterval:           refresh,
 		RefreshErrorHandler: func(_ context.Context, err error) {
+			failures.Add(1)
 			warn.warn(nil, err, "could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
 		},
 	})
@@ -165,7 +182,8 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		cancel()
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
 	}
-	storage := &unknownKIDRefresh{Storage: held, refetch: refetch, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1)}
+	storage := &unknownKIDRefresh{Storage: held, refetch: refetch, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1), failures: failures}
+	go storage.keepFresh(refresh, retry)
 	// Keys marked for encryption ("use": "enc") never verify a signature;
 	// keys that say nothing of their use do.
 	kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: storage, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
@@ -332,6 +350,20 @@ type unknownKIDRefresh struct {
 	life    context.Context // the verifier's
 	limit   *rate.Limiter
 	rounds  singleflight.Group
+	// one lets one fetch run at a time, the periodic ones (keepFresh)
+	// and those for unknown key ids (rounds): the set a fetch installs is
+	// never replaced by that of a fetch that started before it.
+	one sync.Mutex
+	// failures counts the fetches that failed (the storage's error
+	// handler).
+	failures *atomic.Uint64
+}
+
+// round is what a fetch of the JWKS did: when it started, and whether it
+// replaced the set.
+type round struct {
+	started time.Time
+	ok      bool
 }
 
 func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.JWK, error) {
@@ -349,8 +381,8 @@ func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.J
 			// may predate its key: one more, which starts after. A
 			// token without a kid (keyfunc asks for "") needs only some
 			// key: once any is held, it tries them.
-			started, ok := res.Val.(time.Time)
-			if errors.Is(err, jwkset.ErrKeyNotFound) && ok && started.Before(asked) && (keyID != "" || !s.holdsKeys(ctx)) {
+			r, ok := res.Val.(round)
+			if errors.Is(err, jwkset.ErrKeyNotFound) && ok && r.started.Before(asked) && (keyID != "" || !s.holdsKeys(ctx)) {
 				continue
 			}
 			return jwk, err
@@ -366,22 +398,60 @@ func (s *unknownKIDRefresh) holdsKeys(ctx context.Context) bool {
 	return err == nil && len(all) > 0
 }
 
-// fetch waits for the rate limiter and fetches the JWKS, returning when
-// the fetch started; a limiter that would make it wait longer than
-// jwksTimeout returns at once with an error (the key stays unknown).
+// fetch waits for the rate limiter and fetches the JWKS (fetchNow); a
+// limiter that would make it wait longer than jwksTimeout returns at
+// once with an error (the key stays unknown).
 func (s *unknownKIDRefresh) fetch() (any, error) {
 	ctx, cancel := context.WithTimeout(s.life, jwksTimeout)
 	defer cancel()
 	if err := s.limit.Wait(ctx); err != nil {
 		return nil, err
 	}
+	return s.fetchNow()
+}
+
+// fetchNow fetches the JWKS once the fetch under way, if any, has ended,
+// and returns its round.
+func (s *unknownKIDRefresh) fetchNow() (any, error) {
+	s.one.Lock()
+	defer s.one.Unlock()
+	failed := s.failures.Load()
 	started := time.Now()
 	fctx, fcancel := context.WithTimeout(s.life, jwksTimeout)
 	defer fcancel()
 	// An id no JWKS holds, so that the read fetches; failures reach the
-	// storage's RefreshErrorHandler, which logs them.
+	// storage's RefreshErrorHandler, which logs and counts them.
 	s.refetch.KeyRead(fctx, "\x00greenroom: fetch the JWKS")
-	return started, nil
+	return round{started: started, ok: s.failures.Load() == failed}, nil
+}
+
+// keepFresh fetches the JWKS every `every` until the verifier closes,
+// the first time `every` after now (the set was fetched at start), or
+// retry after now when that fetch failed. A fetch that fails is tried again after retry, then after twice as long
+// each time it fails again, up to `every`: an issuer briefly unreachable
+// at the time of a fetch does not leave a key it withdrew verifying for
+// a whole interval more.
+func (s *unknownKIDRefresh) keepFresh(every, retry time.Duration) {
+	next, backoff := time.Now().Add(every), retry
+	if s.failures.Load() > 0 { // the fetch at start failed
+		next, backoff = time.Now().Add(min(retry, every)), min(2*retry, every)
+	}
+	for {
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-s.life.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		asked := time.Now()
+		if r, _ := s.fetchNow(); r.(round).ok {
+			next, backoff = asked.Add(every), retry
+			continue
+		}
+		next = time.Now().Add(min(backoff, every))
+		backoff = min(2*backoff, every)
+	}
 }
 
 func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {

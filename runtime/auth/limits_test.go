@@ -245,8 +245,8 @@ func TestRefusalReasonsBounded(t *testing.T) {
 // before is let in for at most cacheTTL from its check, and a token not
 // seen before not at all.
 func TestWithdrawnKeyBound(t *testing.T) {
-	if bound := jwksRefresh + jwksTimeout + cacheTTL; withdrawnKeyBound != bound {
-		t.Errorf("withdrawnKeyBound is %s, not the refresh interval, a fetch's timeout and cacheTTL (%s)", withdrawnKeyBound, bound)
+	if bound := jwksRefresh + 2*jwksTimeout + cacheTTL; withdrawnKeyBound != bound {
+		t.Errorf("withdrawnKeyBound is %s, not the refresh interval, two fetches' timeouts and cacheTTL (%s)", withdrawnKeyBound, bound)
 	}
 	doc, err := os.ReadFile("../../docs/auth.md")
 	if err != nil {
@@ -254,7 +254,8 @@ func TestWithdrawnKeyBound(t *testing.T) {
 	}
 	for _, want := range []string{
 		"more than **" + withdrawnKeyBound.String() + "**",
-		fmt.Sprintf("(%s + %s + %s;", strings.TrimSuffix(jwksRefresh.String(), "0s"), jwksTimeout, strings.TrimSuffix(cacheTTL.String(), "0s")),
+		fmt.Sprintf("(%s + 2 × %s + %s;", strings.TrimSuffix(jwksRefresh.String(), "0s"), jwksTimeout, strings.TrimSuffix(cacheTTL.String(), "0s")),
+		fmt.Sprintf("tried again %s\n  later", jwksRetry),
 		fmt.Sprintf("every %d\n  minutes", int(jwksRefresh.Minutes())),
 	} {
 		if !strings.Contains(string(doc), want) {
@@ -288,5 +289,75 @@ func TestWithdrawnKeyBound(t *testing.T) {
 	clock.add(time.Second)
 	if p, err := a.Authenticate(ctx, seen); err == nil {
 		t.Errorf("a token of the withdrawn key was let in as %s %s after its check", p.Subject, cacheTTL)
+	}
+}
+
+// A periodic fetch of the JWKS that fails is tried again after
+// RetryInterval (doubling), not only at the next RefreshInterval: a key
+// the issuer withdrew while it was briefly unreachable stops verifying
+// soon after it answers again (docs/auth.md, "The JWKS").
+func TestJWKSFailedFetchRetried(t *testing.T) {
+	const every = 3 * time.Second
+	host := newJWKSHost(t)
+	old, next := rsaKey(t, 2048), rsaKey(t, 2048)
+	host.serve(t, 0, pubJWK("old", old))
+	// Tokens of unknown key ids may fetch once (the limiter's burst),
+	// spent here, then not for an hour: only the periodic fetches and
+	// their retries replace the set below.
+	a := newAuth(t, rs256Config(host.URL), Options{RefreshInterval: every, RetryInterval: 20 * time.Millisecond, UnknownKIDInterval: time.Hour})
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, next, "spend", "user:x"))); err == nil {
+		t.Fatal("a token of a key the set lacks was let in")
+	}
+	n := 0
+	token := func() []byte {
+		n++
+		return []byte("Bearer " + signRS256(t, old, "old", fmt.Sprintf("user:%d", n)))
+	}
+	if _, err := a.Authenticate(ctx, token()); err != nil {
+		t.Fatal(err)
+	}
+	// The issuer fails the next periodic fetch (an empty body is no JWKS)...
+	host.body.Store(nil)
+	fetches := host.fetches.Load()
+	for deadline := time.Now().Add(every + 5*time.Second); host.fetches.Load() == fetches; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no periodic fetch within %s", every+5*time.Second)
+		}
+	}
+	// ...then answers again, without "old": a retry well before the next
+	// interval replaces the set.
+	host.serve(t, 0, pubJWK("next", next))
+	failed := time.Now()
+	for {
+		_, err := a.Authenticate(ctx, token())
+		if err != nil {
+			break
+		}
+		if time.Since(failed) > every/2 {
+			t.Fatalf("a token of the withdrawn key still verified %s after the failed fetch (%d fetches): the failure was not retried before the next interval, %s", every/2, host.fetches.Load(), every)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, next, "next", "user:next"))); err != nil {
+		t.Errorf("the key the retry fetched: %v", err)
+	}
+}
+
+// A JWKS that cannot be fetched at start is fetched again by itself,
+// after RetryInterval, not only when a token names a key id.
+func TestJWKSUnavailableAtStartRetried(t *testing.T) {
+	host := newJWKSHost(t) // answers an empty body, no JWKS
+	a := newAuth(t, rs256Config(host.URL), Options{RefreshInterval: time.Hour, RetryInterval: 20 * time.Millisecond})
+	key := rsaKey(t, 2048)
+	host.serve(t, 0, pubJWK("k", key))
+	fetches := host.fetches.Load()
+	for deadline := time.Now().Add(5 * time.Second); host.fetches.Load() == fetches; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the JWKS, unavailable at start, was not fetched again within 5s (refresh interval 1h, retry 20ms)")
+		}
+	}
+	if _, err := a.Authenticate(context.Background(), []byte("Bearer "+signRS256(t, key, "k", "user:a"))); err != nil {
+		t.Fatal(err)
 	}
 }
