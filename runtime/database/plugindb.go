@@ -1014,9 +1014,6 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 	if err := p.check(in, st); err != nil {
 		return res, err
 	}
-	if err := p.checkSeveral(st); err != nil {
-		return res, err
-	}
 	lim := p.limits()
 	r, done, err := p.runner(ctx, in, st, lim)
 	if err != nil {
@@ -1025,6 +1022,9 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 	defer func() { err = done(err) }()
 	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
+	if err := p.checkSeveral(ctx, sctx, lim, r, st, false); err != nil {
+		return res, err
+	}
 	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
 	if err != nil {
 		return res, p.fail(ctx, sctx, lim, st, err)
@@ -1081,7 +1081,7 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 	defer func() { err = done(err) }()
 	sctx, cancel := statementContext(ctx, lim, st)
 	defer cancel()
-	if err := p.checkSeveralQuery(ctx, sctx, lim, r, st); err != nil {
+	if err := p.checkSeveral(ctx, sctx, lim, r, st, true); err != nil {
 		return err
 	}
 	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)

@@ -7,37 +7,24 @@ import (
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
 
-// checkSeveral refuses, on SQLite, several statements in one Exec with
-// arguments (docs/database.md, "Several statements in one call"):
-// SQLite would run them all, numbering each statement's own ?
-// placeholders from the first argument (the second statement's ? is the
-// first argument again), where PostgreSQL refuses them (42601). An Exec
-// without arguments runs every statement, on both, as a migration's file
-// does. (A Query of several statements is refused by checkSeveralQuery.)
-func (p *PluginDB) checkSeveral(st *hostfuncs.Statement) error {
-	if p.svc.cfg.Client != ClientSQLite || len(st.Args) == 0 {
-		return nil
-	}
-	at := secondStatement(st.SQL)
-	if at < 0 {
-		return nil
-	}
-	return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: several statements in a call with arguments (the second begins at byte %d); SQLite would run each with its own ? numbered from the first argument: send one statement per call when it has arguments", at)
-}
-
-// maxCompiled is how many statements of a Query of several
-// checkSeveralQuery compiles, at most, to find one the sandbox denies.
-const maxCompiled = 16
-
-// checkSeveralQuery refuses, on SQLite, a Query of several statements,
-// running none (docs/database.md, "Several statements in one call"):
-// SQLite would run them all and return the last one's rows (so "SELECT
-// ...; DELETE FROM t" deleted), where PostgreSQL refuses them (42601).
-// The statements (up to maxCompiled) are compiled first, not run, so that
-// one the sandbox does not allow is refused as such, ErrDenied from its
-// authorizer ("SELECT 1; ATTACH ..."), whatever comes before it; else the
-// refusal is ErrInvalid, naming the byte where the second begins.
-func (p *PluginDB) checkSeveralQuery(ctx, sctx context.Context, lim Limits, r runner, st *hostfuncs.Statement) error {
+// checkSeveral checks, on SQLite, a call of several statements, before
+// any runs (docs/database.md, "Several statements in one call"). Where
+// PostgreSQL parses a call whole and runs none of it when one statement
+// is refused, SQLite runs each statement as it comes to it, and would
+// commit those before the one it refuses; and it runs a Query's every
+// statement and returns the last one's rows ("SELECT ...; DELETE FROM t"
+// deleted), and numbers each statement's ? placeholders from the first
+// argument (the second statement's ? is the first argument again). So:
+//   - the statements (up to maxCompiled) are compiled first, not run, and
+//     one the sandbox does not allow refuses the call as such, ErrDenied
+//     from its authorizer ("DELETE FROM t; ATTACH ..."), whatever comes
+//     before it;
+//   - a Query, or an Exec with arguments, of several statements is then
+//     refused with ErrInvalid, naming the byte where the second begins,
+//     as PostgreSQL refuses them (42601);
+//   - an Exec without arguments runs every statement, on both, as a
+//     migration's file does.
+func (p *PluginDB) checkSeveral(ctx, sctx context.Context, lim Limits, r runner, st *hostfuncs.Statement, query bool) error {
 	if p.svc.cfg.Client != ClientSQLite {
 		return nil
 	}
@@ -52,7 +39,9 @@ func (p *PluginDB) checkSeveralQuery(ctx, sctx context.Context, lim Limits, r ru
 			end = len(q)
 		}
 		// The driver compiles a statement as it prepares it, calling the
-		// authorizer; closing it runs nothing.
+		// authorizer; closing it runs nothing. A statement that does not
+		// compile yet (its table is created by one before it) is left
+		// for the run to report.
 		s, err := r.PrepareContext(sctx, q[:end])
 		if err == nil {
 			s.Close()
@@ -61,8 +50,18 @@ func (p *PluginDB) checkSeveralQuery(ctx, sctx context.Context, lim Limits, r ru
 		}
 		q = q[end:]
 	}
-	return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: several statements in one query (the second begins at byte %d); SQLite would run them all and return only the last one's rows: send one statement per query", at)
+	switch {
+	case query:
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: several statements in one query (the second begins at byte %d); SQLite would run them all and return only the last one's rows: send one statement per query", at)
+	case len(st.Args) > 0:
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: several statements in a call with arguments (the second begins at byte %d); SQLite would run each with its own ? numbered from the first argument: send one statement per call when it has arguments", at)
+	}
+	return nil
 }
+
+// maxCompiled is how many statements of a call checkSeveral compiles, at
+// most, to find one the sandbox denies.
+const maxCompiled = 16
 
 // secondStatement returns the byte offset in q, SQLite text, of a second
 // statement, or -1 when q holds at most one. A statement ends at a
