@@ -39,14 +39,25 @@ const MaxElementEntries = 1 << 18
 const MaxGlobals = 1 << 16
 
 // MaxFunctions is the most functions CheckSizes lets a module define (its
-// function section; imports are bounded by the functions the host
-// provides). wazero keeps each function's decoded form, compiled code and
+// function section; imports are bounded by MaxImports). wazero keeps each function's decoded form, compiled code and
 // bookkeeping on the host's heap for as long as the module is loaded,
 // outside every instance's capped memory: an audit's 12 MB module of
 // 3 000 000 empty functions held 1.08 GB (about 270 bytes per function,
 // 1.56 GB at its peak while it compiled). A Go guest defines a few
 // thousand (plugins/hello: about 3 700).
 const MaxFunctions = 1 << 18
+
+// MaxImports is the most imports CheckSizes lets a module have. The host
+// provides a few dozen functions, but a module may import one many times
+// (Go's wasip1 port imports two WASI functions twice), and wazero keeps
+// each import on the host's heap while the module is loaded (about 250
+// bytes) and again in every instance (about 40): an audit's 24 MB module
+// importing greenroom.log_enabled 1 048 576 times held 641 MB after its
+// load with one instance, and 40 MB more for each further instance; a
+// module of the largest size loaded would have held gigabytes. A Go
+// guest has about 30 imports, a C or Rust one no more than the functions
+// it uses.
+const MaxImports = 1 << 10
 
 // MaxTypes is the most function types CheckSizes lets a module declare,
 // and MaxExports the most exports: wazero keeps each on the host's heap
@@ -64,8 +75,8 @@ const (
 // left of its section, a name or data segment longer than its section,
 // more than MaxLocals locals in a function or MaxModuleLocals in all, a
 // function type with more than MaxParams parameters or results, more than
-// MaxElementEntries element entries, MaxGlobals globals, MaxFunctions
-// functions, MaxTypes types or MaxExports exports.
+// MaxElementEntries element entries, MaxGlobals globals, MaxImports
+// imports, MaxFunctions functions, MaxTypes types or MaxExports exports.
 //
 // wazero's decoder allocates each vector at its declared size before
 // reading its elements, so a 16-byte module declaring 4 294 967 295
@@ -253,7 +264,10 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 			}
 		}
 	case 2: // import: the count, then every import read as Rewrite does
-		if r.count("imports", 4); r.err == nil {
+		if n := r.count("imports", 4); r.err == nil {
+			if n > MaxImports {
+				return fmt.Errorf("%d imports, more than %d", n, MaxImports)
+			}
 			_, _, _, err := countImports(body)
 			return err
 		}

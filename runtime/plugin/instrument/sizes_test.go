@@ -25,7 +25,8 @@ func TestCheckSizesAcceptsModules(t *testing.T) {
 	for name, m := range map[string][]byte{
 		"loop": loopModule(), "fib": fibModule(), "grow": growModule(1, 1, 100),
 		"Go guest": guest, "Go guest, rewritten": rewritten,
-		"locals at the limit": localsModule(MaxLocals),
+		"locals at the limit":  localsModule(MaxLocals),
+		"imports at the limit": module(section(1, 1, 0x60, 1, 0x7f, 1, 0x7f), section(2, many(MaxImports, logEnabledImport...)...)),
 	} {
 		if err := CheckSizes(m); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -87,6 +88,11 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 			"function section at byte 8: 262145 functions, more than 262144"},
 		"too many bodies": {module(section(10, many(MaxFunctions+1, 2, 0, 0x0b)...)),
 			"code section at byte 8: 262145 function bodies, more than 262144"},
+		// One host function imported again and again: wazero keeps
+		// each import on the heap, once per module and once per
+		// instance (1 048 576 of them held 641 MB).
+		"too many imports": {module(section(2, many(MaxImports+1, logEnabledImport...)...)),
+			"import section at byte 8: 1025 imports, more than 1024"},
 		"too many types": {module(section(1, many(MaxTypes+1, 0x60, 0, 0)...)),
 			"type section at byte 8: 65537 types, more than 65536"},
 		"too many exports": {module(section(7, manyExports(MaxExports+1)...)),
@@ -98,6 +104,9 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 		}
 	}
 }
+
+// logEnabledImport imports greenroom.log_enabled with type 0.
+var logEnabledImport = append(append([]byte{9}, "greenroom\x0blog_enabled"...), 0x00, 0)
 
 // many is a vector of n copies of entry.
 func many(n int, entry ...byte) []byte {
