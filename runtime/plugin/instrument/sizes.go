@@ -33,6 +33,24 @@ const MaxModuleLocals = 1 << 22
 // has one entry per function: a few thousand.
 const MaxElementEntries = 1 << 18
 
+// MaxTables is the most tables CheckSizes lets a module define,
+// MaxElementSegments the most element segments and MaxDataSegments the
+// most data segments. MaxElementEntries and the rewrite's bound on table
+// entries count what they hold, not themselves: an empty table is three
+// bytes of module and an empty segment two or three, and wazero keeps
+// each, once per module and again in every instance (about 110 bytes
+// per table and 24 per segment), so an audit's 3 MB module of 1 048 576
+// empty tables held 158 MB of heap loaded and 116 MB more per instance,
+// and one of as many empty element or data segments about 90 MB and
+// 24 MB more per instance. A Go guest has one table, one element segment
+// and up to 100 000 data segments (its linker's limit, and the
+// browsers').
+const (
+	MaxTables          = 1 << 10
+	MaxElementSegments = 1 << 16
+	MaxDataSegments    = 100000
+)
+
 // MaxGlobals is the most globals CheckSizes lets a module define. Like
 // element entries they live on the host's heap, per instance (a module of
 // 4 million took 160 MB per instance). A Go guest defines 8.
@@ -75,8 +93,10 @@ const (
 // left of its section, a name or data segment longer than its section,
 // more than MaxLocals locals in a function or MaxModuleLocals in all, a
 // function type with more than MaxParams parameters or results, more than
-// MaxElementEntries element entries, MaxGlobals globals, MaxImports
-// imports, MaxFunctions functions, MaxTypes types or MaxExports exports.
+// MaxElementEntries element entries, MaxTables tables, MaxElementSegments
+// element or MaxDataSegments data segments, MaxGlobals globals,
+// MaxImports imports, MaxFunctions functions, MaxTypes types or
+// MaxExports exports.
 //
 // wazero's decoder allocates each vector at its declared size before
 // reading its elements, so a 16-byte module declaring 4 294 967 295
@@ -276,7 +296,9 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 			return fmt.Errorf("%d functions, more than %d", n, MaxFunctions)
 		}
 	case 4, 5, 13: // table, memory, tag
-		r.count("entries", 1)
+		if n := r.count("entries", 1); r.err == nil && id == 4 && n > MaxTables {
+			return fmt.Errorf("%d tables, more than %d", n, MaxTables)
+		}
 	case 6: // global
 		if n := r.count("globals", 3); r.err == nil && n > maxGlobals {
 			return fmt.Errorf("%d globals, more than %d", n, MaxGlobals)
@@ -303,6 +325,10 @@ func checkSection(id byte, body []byte, maxGlobals uint32) error {
 
 func checkElements(r *reader) {
 	n := r.count("element segments", 3)
+	if r.err == nil && n > MaxElementSegments {
+		r.err = fmt.Errorf("%d element segments, more than %d", n, MaxElementSegments)
+		return
+	}
 	var total uint64
 	entries := func(i uint32, k uint32) {
 		if total += uint64(k); r.err == nil && total > MaxElementEntries {
@@ -376,6 +402,10 @@ func checkCode(r *reader) {
 
 func checkData(r *reader) {
 	n := r.count("data segments", 2)
+	if r.err == nil && n > MaxDataSegments {
+		r.err = fmt.Errorf("%d data segments, more than %d", n, MaxDataSegments)
+		return
+	}
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		switch flags := r.u32(); flags {
 		case 0:

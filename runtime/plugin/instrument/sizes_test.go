@@ -25,8 +25,11 @@ func TestCheckSizesAcceptsModules(t *testing.T) {
 	for name, m := range map[string][]byte{
 		"loop": loopModule(), "fib": fibModule(), "grow": growModule(1, 1, 100),
 		"Go guest": guest, "Go guest, rewritten": rewritten,
-		"locals at the limit":  localsModule(MaxLocals),
-		"imports at the limit": module(section(1, 1, 0x60, 1, 0x7f, 1, 0x7f), section(2, many(MaxImports, logEnabledImport...)...)),
+		"locals at the limit":           localsModule(MaxLocals),
+		"tables at the limit":           module(section(4, many(MaxTables, 0x70, 0, 0)...)),
+		"element segments at the limit": module(section(9, many(MaxElementSegments, 1, 0, 0)...)),
+		"data segments at the limit":    module(section(12, appendU32(nil, MaxDataSegments)...), section(11, many(MaxDataSegments, 1, 0)...)),
+		"imports at the limit":          module(section(1, 1, 0x60, 1, 0x7f, 1, 0x7f), section(2, many(MaxImports, logEnabledImport...)...)),
 	} {
 		if err := CheckSizes(m); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -93,6 +96,15 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 		// instance (1 048 576 of them held 641 MB).
 		"too many imports": {module(section(2, many(MaxImports+1, logEnabledImport...)...)),
 			"import section at byte 8: 1025 imports, more than 1024"},
+		// Empty tables and segments: nothing in them for the bounds on
+		// entries to count, but wazero keeps each one, per module and
+		// per instance (1 048 576 empty tables held 116 MB per instance).
+		"too many tables": {module(section(4, many(MaxTables+1, 0x70, 0, 0)...)),
+			"table section at byte 8: 1025 tables, more than 1024"},
+		"too many element segments": {module(section(9, many(MaxElementSegments+1, 1, 0, 0)...)),
+			"element section at byte 8: 65537 element segments, more than 65536"},
+		"too many data segments": {module(section(11, many(MaxDataSegments+1, 1, 0)...)),
+			"data section at byte 8: 100001 data segments, more than 100000"},
 		"too many types": {module(section(1, many(MaxTypes+1, 0x60, 0, 0)...)),
 			"type section at byte 8: 65537 types, more than 65536"},
 		"too many exports": {module(section(7, manyExports(MaxExports+1)...)),
