@@ -431,21 +431,37 @@ func checkNames(r *reader) error {
 		if r.err != nil {
 			break
 		}
-		nameMap := func(rd *reader) {
+		nameMap := func(rd *reader) uint32 {
 			k := rd.count("names", 2)
 			for j := uint32(0); j < k && rd.err == nil; j++ {
 				rd.u32()
 				rd.name()
 			}
+			return k
 		}
+		// wazero keeps every name it decodes for as long as the module
+		// is loaded, at 24 bytes or more for an entry of two (an
+		// audit's 16 MB of empty names held 177 MB, and as many empty
+		// maps of local names 240 MB): a module names at most the
+		// functions it can have, and at most as many locals as all
+		// its functions may declare.
+		const maxNamed = MaxFunctions + MaxImports
 		switch id {
 		case 1:
-			nameMap(sub)
+			if k := nameMap(sub); sub.err == nil && k > maxNamed {
+				sub.err = fmt.Errorf("%d function names, more than the %d functions a module may have", k, maxNamed)
+			}
 		case 2:
 			k := sub.count("functions' local names", 2)
+			if sub.err == nil && k > maxNamed {
+				sub.err = fmt.Errorf("local names of %d functions, more than the %d functions a module may have", k, maxNamed)
+			}
+			var total uint64
 			for j := uint32(0); j < k && sub.err == nil; j++ {
 				sub.u32()
-				nameMap(sub)
+				if total += uint64(nameMap(sub)); sub.err == nil && total > MaxModuleLocals {
+					sub.err = fmt.Errorf("%d local names, more than the %d locals a module may declare", total, MaxModuleLocals)
+				}
 			}
 		}
 		if sub.err != nil {

@@ -29,6 +29,8 @@ func TestCheckSizesAcceptsModules(t *testing.T) {
 		"tables at the limit":           module(section(4, many(MaxTables, 0x70, 0, 0)...)),
 		"element segments at the limit": module(section(9, many(MaxElementSegments, 1, 0, 0)...)),
 		"data segments at the limit":    module(section(12, appendU32(nil, MaxDataSegments)...), section(11, many(MaxDataSegments, 1, 0)...)),
+		"names at the limit":            nameSection(1, many(MaxFunctions+MaxImports, 0, 0)),
+		"local names at the limit":      nameSection(2, append([]byte{2, 0}, append(many(MaxModuleLocals/2, 0, 0), append([]byte{1}, many(MaxModuleLocals/2, 0, 0)...)...)...)),
 		"imports at the limit":          module(section(1, 1, 0x60, 1, 0x7f, 1, 0x7f), section(2, many(MaxImports, logEnabledImport...)...)),
 	} {
 		if err := CheckSizes(m); err != nil {
@@ -105,6 +107,14 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 			"element section at byte 8: 65537 element segments, more than 65536"},
 		"too many data segments": {module(section(11, many(MaxDataSegments+1, 1, 0)...)),
 			"data section at byte 8: 100001 data segments, more than 100000"},
+		// Names wazero keeps while the module is loaded, 24 bytes or
+		// more for two of module (16 MB of them held 177 MB).
+		"too many function names": {nameSection(1, many(MaxFunctions+MaxImports+1, 0, 0)),
+			"name subsection 1: 263169 function names, more than the 263168 functions a module may have"},
+		"local names of too many functions": {nameSection(2, many(MaxFunctions+MaxImports+1, 0, 0)),
+			"name subsection 2: local names of 263169 functions, more than the 263168 functions a module may have"},
+		"too many local names": {nameSection(2, append([]byte{2, 0}, append(many(MaxModuleLocals/2, 0, 0), append([]byte{1}, many(MaxModuleLocals/2+1, 0, 0)...)...)...)),
+			"name subsection 2: 4194305 local names, more than the 4194304 locals a module may declare"},
 		"too many types": {module(section(1, many(MaxTypes+1, 0x60, 0, 0)...)),
 			"type section at byte 8: 65537 types, more than 65536"},
 		"too many exports": {module(section(7, manyExports(MaxExports+1)...)),
@@ -115,6 +125,13 @@ func TestCheckSizesRefusesOverstatedCounts(t *testing.T) {
 			t.Errorf("%s: %v, want an error containing %q", name, err, tc.want)
 		}
 	}
+}
+
+// nameSection is a module of one "name" section whose one subsection
+// (id sub) is body.
+func nameSection(sub byte, body []byte) []byte {
+	b := append([]byte{4, 'n', 'a', 'm', 'e', sub}, appendU32(nil, uint32(len(body)))...)
+	return module(section(0, append(b, body...)...))
 }
 
 // logEnabledImport imports greenroom.log_enabled with type 0.
