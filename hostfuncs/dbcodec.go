@@ -269,8 +269,8 @@ type RowWriter struct {
 	rowStart int
 }
 
-// ErrResultTooLarge is returned by RowWriter.Row and RowWriter.Value once
-// the result would pass the writer's limit.
+// ErrResultTooLarge is returned by RowWriter.Columns, RowWriter.Row and
+// RowWriter.Value once the result would pass the writer's limit.
 var ErrResultTooLarge = errors.New("result too large")
 
 // Reset empties w and sets the most bytes it may hold (0: no limit).
@@ -280,8 +280,26 @@ func (w *RowWriter) Reset(limit int) {
 	w.cols, w.rows, w.countAt, w.rowStart = 0, 0, 0, 0
 }
 
-// Columns writes the column header; call it once, before any row.
-func (w *RowWriter) Columns(names, types []string) {
+// Columns writes the column header; call it once, before any row. The
+// header counts toward the limit like the rows: it returns
+// ErrResultTooLarge, writing nothing, when the names and types alone
+// would pass it (SQLite takes a column's name from its alias or its
+// expression, up to a statement's length, and a join of a view with
+// itself repeats it in every column: 40 columns of 900 kB names crossed
+// a 1 MiB limit before).
+func (w *RowWriter) Columns(names, types []string) error {
+	if w.limit > 0 {
+		n := len(w.buf) + 8
+		for i, name := range names {
+			n += 8 + len(name)
+			if i < len(types) {
+				n += len(types[i])
+			}
+		}
+		if n > w.limit {
+			return ErrResultTooLarge
+		}
+	}
 	w.cols = len(names)
 	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(names)))
 	for i, n := range names {
@@ -295,6 +313,7 @@ func (w *RowWriter) Columns(names, types []string) {
 	w.countAt = len(w.buf)
 	w.buf = binary.LittleEndian.AppendUint32(w.buf, 0)
 	w.rowStart = len(w.buf)
+	return nil
 }
 
 // Row appends one row of len(vals) == number of columns values. It returns

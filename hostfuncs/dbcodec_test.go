@@ -73,6 +73,26 @@ func TestRowWriterLimit(t *testing.T) {
 	}
 }
 
+// The column header counts toward the limit: names and types that would
+// pass it are refused before they are encoded, with nothing written.
+func TestRowWriterLimitsColumns(t *testing.T) {
+	var w RowWriter
+	w.Reset(64)
+	if err := w.Columns([]string{string(make([]byte, 30)), string(make([]byte, 30))}, []string{"TEXT", "TEXT"}); err != ErrResultTooLarge {
+		t.Fatalf("err = %v", err)
+	}
+	if w.Len() != 0 {
+		t.Errorf("wrote %d bytes", w.Len())
+	}
+	w.Reset(64)
+	if err := w.Columns([]string{string(make([]byte, 20)), "b"}, []string{"TEXT"}); err != nil {
+		t.Fatal(err)
+	}
+	if w.Len() != 8+8+20+4+8+1 {
+		t.Errorf("header of %d bytes", w.Len())
+	}
+}
+
 // A value that would pass the limit is refused before it is encoded, so
 // that one wide row never takes more memory than the limit; Value and
 // EndRow build a row one value at a time.

@@ -599,6 +599,37 @@ func TestResultLimit(t *testing.T) {
 	})
 }
 
+// A result's column names and types count toward db_max_result as its
+// rows do. SQLite names a column by its alias or its expression, up to a
+// statement's length, and a view joined with itself repeats its name in
+// every column: 40 columns of a 900 kB name (36 MB) crossed a 1 MiB limit
+// to the guest, whose instance ran out of memory (500) instead of the
+// query failing with ErrTooLarge. PostgreSQL cuts names to 63 bytes, but
+// a thousand columns pass 64 KiB the same way.
+func TestColumnNamesCountTowardTheResultLimit(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_result = \"64KiB\""))
+		var cols []string
+		switch b.name {
+		case "sqlite":
+			for _, c := range []string{"a", "b"} {
+				cols = append(cols, "1 AS "+strings.Repeat(c, 60000))
+			}
+		case "pg":
+			for i := range 1000 {
+				cols = append(cols, fmt.Sprintf("1 AS c%062d", i))
+			}
+		}
+		sql := "SELECT " + strings.Join(cols, ", ") + " WHERE 1 = 0"
+		r := run(t, in, "alpha", query(sql))[0]
+		if r.Kind != "too_large" || !strings.Contains(r.Error, "column names") || !strings.Contains(r.Error, "db_max_result") {
+			t.Errorf("%d columns with long names: got %q %.300q with %d columns, want too_large naming the column names", len(cols), r.Kind, r.Error, len(r.Columns))
+		}
+		// Under the limit is fine, and the plugin keeps working.
+		must(t, in, "alpha", query("SELECT "+strings.Join(cols[:1], ", ")+" WHERE 1 = 0"), query("SELECT count(*) FROM notes"))
+	})
+}
+
 func TestTypesRoundTrip(t *testing.T) {
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "", ""))

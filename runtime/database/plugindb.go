@@ -1099,7 +1099,12 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 		names[i], types[i] = c.Name(), c.DatabaseTypeName()
 	}
 	w.Reset(lim.MaxResult)
-	w.Columns(names, types)
+	if err := w.Columns(names, types); err != nil {
+		// The names alone (SQLite names a column by its alias or its
+		// expression, as long as a statement) pass the limit.
+		cancel()
+		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes with its %d column names and types alone; select fewer columns or give them shorter names (AS)", lim.MaxResult, len(names))
+	}
 	// Each value goes from the driver straight into the result as it is
 	// scanned, its size checked first: a row past the limit stops at the
 	// first value that does not fit, and no other copy of it is made.
