@@ -137,8 +137,9 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 		// The handler answers every path itself (404 and 405, logged,
 		// with a request id); a ServeMux in front answered an unclean
 		// path (//metrics) with its own redirect, unlogged.
-		metricsSrv = &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go metricsSrv.Serve(mln)
+		var capped net.Listener
+		metricsSrv, capped = srv.MetricsServer(mln)
+		go metricsSrv.Serve(capped)
 		log.WithField("listen", mln.Addr().String()).Info("metrics listening (no authentication: keep this address internal)")
 	}
 	log.WithFields(logrus.Fields{"listen": ln.Addr().String(), "plugins": len(cfg.Plugins)}).Info("greenroom listening")

@@ -317,6 +317,69 @@ func (s *Server) MetricsHandler() http.Handler {
 	})
 }
 
+// MetricsServer is the HTTP server of [server] metrics_listen, serving
+// MetricsHandler with the main listener's bounds: a request's head and
+// body within server.read_timeout (its head within 10 s at most), its
+// answer within write_timeout, a kept-alive connection closed after
+// idle_timeout (read_timeout's when 0), headers within header_limit, and
+// at most server.max_connections connections open at once (one past
+// them is closed at once). Without them an idle connection, or one that
+// never read its answer, stayed open for ever: anyone who could reach
+// the address could hold open connections until the process ran out of
+// file descriptors, and the main listener with it.
+func (s *Server) MetricsServer(ln net.Listener) (*http.Server, net.Listener) {
+	c := s.cfg.Server
+	idle := c.IdleTimeout.D()
+	if idle <= 0 {
+		idle = c.ReadTimeout.D()
+	}
+	srv := &http.Server{
+		Handler:           s.MetricsHandler(),
+		ReadHeaderTimeout: min(10*time.Second, c.ReadTimeout.D()),
+		ReadTimeout:       c.ReadTimeout.D(),
+		WriteTimeout:      c.WriteTimeout.D(),
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    int(c.HeaderLimit),
+	}
+	return srv, &capListener{Listener: ln, max: int64(max(c.MaxConnections, 1))}
+}
+
+// capListener closes each connection it accepts while max are open.
+type capListener struct {
+	net.Listener
+	max  int64
+	open atomic.Int64
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			conn.Close()
+			continue
+		}
+		return &cappedConn{Conn: conn, l: l}, nil
+	}
+}
+
+// cappedConn gives its place back to its capListener once closed.
+type cappedConn struct {
+	net.Conn
+	l    *capListener
+	once sync.Once
+}
+
+func (c *cappedConn) Close() error {
+	// Given back first: a client that saw the close may connect again
+	// at once.
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return c.Conn.Close()
+}
+
 // metricsHandler is the Prometheus exposition of the metrics.
 func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{ErrorLog: s.log})
