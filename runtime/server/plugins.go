@@ -497,6 +497,11 @@ var droppedResponseHeaders = map[string]bool{
 	// flood would make every request of that browser too large.)
 	"set-cookie": true, "clear-site-data": true, "service-worker-allowed": true,
 	"strict-transport-security": true, "alt-svc": true,
+	// Network Error Logging: a policy the browser keeps for the origin
+	// (max_age), reporting its requests, to any plugin's routes and the
+	// admin API, URLs and queries included (every one, with
+	// success_fraction 1), to the endpoint a Report-To names.
+	"nel": true, "report-to": true,
 }
 
 // mountLocation keeps a plugin's redirects inside its mount. A plugin

