@@ -236,7 +236,10 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 		"status":     status,
 		"request_id": rs.id,
 	}
-	if plugin != "" {
+	// Only a configured plugin is named: the path's first segment is
+	// otherwise the client's text (a JWT put there, say), which the path
+	// field shows redacted (loggedPath).
+	if plugin != "" && s.rt.Slot(plugin) != nil {
 		f["plugin"] = plugin
 	}
 	if reason != "" {

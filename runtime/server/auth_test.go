@@ -741,6 +741,42 @@ func TestCredentialInPathNotLogged(t *testing.T) {
 	}
 }
 
+// The first segment after /api/ names a plugin only when the config has
+// one by that name: anything else there is the client's text, which the
+// audit line's plugin field quoted whole, a JWT included, while the path
+// field had it [REDACTED] (an audit). The field names configured plugins
+// only, as the access log's does; the answer still echoes what was asked
+// (whether a plugin exists is no one's business without a credential).
+func TestCredentialInPluginSegmentNotLogged(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	tok := idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))
+	for _, tc := range []struct {
+		path   string
+		header []string
+		status int
+	}{
+		{"/api/" + tok + "/x", nil, 401},
+		{"/api/" + tok, bearer(todoToken), 403},
+		{"/api/x%2F" + tok + "/x", nil, 401},
+		{"/api/" + tok + "/x", []string{"Authorization", "Bearer " + tok, "Authorization", "Bearer " + tok}, 401},
+	} {
+		status, _, body := in.DoAnon(t, "GET", tc.path, nil, tc.header...)
+		if status != tc.status {
+			t.Errorf("%.40s...: %d %s, want %d", tc.path, status, body, tc.status)
+		}
+	}
+	// A known plugin is still named.
+	in.DoAnon(t, "GET", "/api/hello/whoami", nil)
+	log := in.Log.String()
+	if strings.Contains(log, tok[len(tok)-40:]) || strings.Contains(log, tok[:40]) {
+		t.Errorf("the JWT is in the log:\n%s", log)
+	}
+	if !strings.Contains(log, `"path":"/api/hello/whoami","plugin":"hello"`) {
+		t.Errorf("no audit line naming plugin hello:\n%s", log)
+	}
+}
+
 // Each long word of the Authorization headers is looked for in the
 // logged path: a head of thousands of them and a long path cost time
 // quadratic in its size (an audit: 12 s of CPU for one refused 1 MiB
