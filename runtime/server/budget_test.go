@@ -593,3 +593,25 @@ func TestRequestBudgetPerPrincipal(t *testing.T) {
 		t.Errorf("the principal's body once its slow one is done: %d (%.200s)", status, body)
 	}
 }
+
+// A shutdown cut short names the requests it cut off, with their paths as
+// the log shows them: a JWT in the path is [REDACTED] there too (it was
+// named as sent, and logged so).
+func TestShutdownNamesPathsRedacted(t *testing.T) {
+	in := start(t, fmt.Sprintf("[plugins.hostile]\npath = %q\n[plugins.hostile.limits]\ninstances = 1\ntimeout = \"5s\"\nqueue_timeout = \"5s\"\n", hostileWasm))
+	const jwtShaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+	go in.Get(t, "/api/hostile/nap?ms=3000")
+	in.WaitBusy(t, "hostile")
+	go in.Get(t, "/api/hostile/x/"+jwtShaped) // waits for the busy instance
+	for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("hostile").Plugin().Stats().QueueWaits < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second call does not wait")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := in.Server.Shutdown(ctx)
+	if err == nil || !strings.Contains(err.Error(), "GET /api/hostile/x/[REDACTED]") || strings.Contains(err.Error(), jwtShaped[:20]) {
+		t.Errorf("shutdown cut short: %v, want the JWT in the path [REDACTED]", err)
+	}
+}

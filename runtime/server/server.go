@@ -431,9 +431,26 @@ func (s *Server) inFlight() []string {
 		if rs.sending {
 			sending = ", sending its answer"
 		}
-		out[i] = fmt.Sprintf("%s %s (request %s, running %s%s)", rs.method, rs.path, rs.id, time.Since(rs.start).Round(time.Millisecond), sending)
+		out[i] = fmt.Sprintf("%s %s (request %s, running %s%s)", rs.method, inFlightPath(rs.path), rs.id, time.Since(rs.start).Round(time.Millisecond), sending)
 	}
 	return out
+}
+
+// inFlightPath is the path of a request in flight as a shutdown names it,
+// which the log then shows: with what is shaped like a JWT [REDACTED], as
+// in the access log (loggedPath; percent-decoded first when that finds
+// one). The log's redaction takes out the config's secrets; the
+// request's own Authorization header is not at hand any more, but a
+// request admitted this far carried a valid credential, a JWT or a
+// configured token.
+func inFlightPath(p string) string {
+	if strings.IndexByte(p, '%') >= 0 {
+		dec := unescapeValid(p)
+		if r := redactJWTs(dec); r != dec {
+			return r
+		}
+	}
+	return redactJWTs(p)
 }
 
 // reqState is what the server knows about a request as it passes through.
