@@ -373,7 +373,13 @@ func TestGuestNeverSeesCredentials(t *testing.T) {
 	claims := []string{"X-Forwarded-User", "X_Forwarded_User", "Remote-User", "X-Remote-User", "X-Auth-Request-User",
 		"X-Auth-Request-Email", "x-auth-request-preferred-username", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Webauth-User",
 		"Cookie2", "X-Amzn-Oidc-Data", "X-Goog-Iap-Jwt-Assertion", "Cf-Access-Jwt-Assertion", "CF_ACCESS_AUTHENTICATED_USER_EMAIL",
-		"X-Ms-Client-Principal", "X-Ms-Token-Aad-Id-Token"}
+		"X-Ms-Client-Principal", "X-Ms-Token-Aad-Id-Token",
+		// Remote-User's siblings (Authelia's forward auth sets all four),
+		// and the client certificate a proxy that verified it passes on
+		// (Envoy and Istio, Traefik), Pomerium's and authentik's.
+		"Remote-Groups", "Remote-Email", "Remote-Name", "X-Forwarded-Client-Cert", "X-Forwarded-Tls-Client-Cert",
+		"X-Forwarded-Tls-Client-Cert-Info", "X-Pomerium-Jwt-Assertion", "X-Authentik-Username", "X-Authentik-Groups",
+		"X-Authentik-Email", "X-Authentik-Name", "X-Authentik-Uid", "X-Authentik-Jwt"}
 	for _, token := range []string{ciToken, idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))} {
 		headers := []string{"Authorization", "Bearer " + token, "Cookie", "session=abc", "Proxy-Authorization", "Basic eDp5", "X-Kept", "yes"}
 		for _, h := range claims {

@@ -440,6 +440,16 @@ var droppedRequestHeaders = map[string]bool{
 	"cf-access-jwt-assertion": true, "cf-access-authenticated-user-email": true,
 	"x-ms-client-principal": true, "x-ms-client-principal-name": true, "x-ms-client-principal-id": true,
 	"x-ms-client-principal-idp": true, "x-ms-token-aad-id-token": true, "x-ms-token-aad-access-token": true,
+	// Remote-User's siblings, which Authelia's forward auth (and proxies
+	// copying its answer) set with it: the groups a plugin would
+	// authorize by.
+	"remote-groups": true, "remote-email": true, "remote-name": true,
+	// The client certificate a proxy that terminated mutual TLS vouches
+	// for (Envoy and Istio, Traefik): the calling service's identity.
+	"x-forwarded-client-cert": true, "x-forwarded-tls-client-cert": true, "x-forwarded-tls-client-cert-info": true,
+	// Pomerium's and authentik's identity headers.
+	"x-pomerium-jwt-assertion": true, "x-authentik-username": true, "x-authentik-groups": true,
+	"x-authentik-email": true, "x-authentik-name": true, "x-authentik-uid": true, "x-authentik-jwt": true,
 }
 
 // maxDroppedHeader is the length of the longest name in
