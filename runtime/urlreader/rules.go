@@ -183,9 +183,53 @@ func parseTarget(raw string) (*target, error) {
 			if name, _, _ := strings.Cut(s, ";"); name == "." || name == ".." {
 				return nil, errorf(Invalid, "%s: dot segments (. and .., also with ;parameters as in ..;, or encoded twice as in %%252e%%252e) in the path are refused", raw)
 			}
+			// As lax servers read it: a dot segment or a slash there is
+			// one to them.
+			if l := lax(s); l != s {
+				if name, _, _ := strings.Cut(l, ";"); name == "." || name == ".." || strings.ContainsAny(l, "/\\") {
+					return nil, errorf(Invalid, "%s: a segment that some servers read as a dot segment or a slash (with a NUL byte, as Jetty reads ..%%00, or in overlong UTF-8, as Tomcat reads %%c0%%ae%%c0%%ae) is refused", raw)
+				}
+			}
 		}
 	}
 	return &target{u: u, host: host, path: path}, nil
+}
+
+// lax returns a decoded path segment as servers lax about its bytes read
+// it: without its NUL bytes (Jetty read "..%00" as "..", CVE-2021-34429)
+// and with the overlong UTF-8 spellings of ASCII characters decoded
+// ("%c0%ae" is "." to Tomcat, CVE-2008-2938; "%c0%af" and "%c1%9c" are
+// "/" and "\\" to IIS). Other bytes stay as they are.
+func lax(seg string) string {
+	if !strings.ContainsAny(seg, "\x00\xc0\xc1\xe0\xf0") {
+		return seg
+	}
+	cont := func(i int) bool { return i < len(seg) && seg[i]&0xc0 == 0x80 }
+	b := make([]byte, 0, len(seg))
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		switch {
+		case c == 0:
+			continue
+		// Two, three or four bytes for an ASCII character (below 0x80):
+		// C0 or C1 and one more, E0 80-81 and one more, F0 80 80-81 and
+		// one more.
+		case (c == 0xc0 || c == 0xc1) && cont(i+1):
+			b = append(b, (c&0x01)<<6|seg[i+1]&0x3f)
+			i++
+			continue
+		case c == 0xe0 && cont(i+1) && seg[i+1] <= 0x81 && cont(i+2):
+			b = append(b, (seg[i+1]&0x01)<<6|seg[i+2]&0x3f)
+			i += 2
+			continue
+		case c == 0xf0 && cont(i+1) && seg[i+1] == 0x80 && cont(i+2) && seg[i+2] <= 0x81 && cont(i+3):
+			b = append(b, (seg[i+2]&0x01)<<6|seg[i+3]&0x3f)
+			i += 3
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // canonicalHost returns u's host in the form rules and the dialer use.

@@ -256,6 +256,46 @@ func TestPathRuleDotSegmentWithParameters(t *testing.T) {
 	}
 }
 
+// A segment that lax servers read as a dot segment or a slash is refused
+// too: with a NUL in it (Jetty read "..%00" and ".%00" as dot segments,
+// CVE-2021-34429), or spelled in overlong UTF-8 ("%c0%ae" is "." to
+// Tomcat, CVE-2008-2938; "%c0%af" and "%c1%9c" are slashes to IIS). They
+// passed, and climbed out of a rule's path prefix on such a server.
+func TestPathRuleLaxDotSegments(t *testing.T) {
+	r, err := New(mustConfig(t, "[reading]\nallow = [{ host = \"host.test\", scheme = \"http\", paths = [\"/allowed/\"] }]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.For("docs", []string{"host.test/allowed/"})
+	// Bytes like these in a name are no dot segment: still read.
+	for _, u := range []string{"http://host.test/allowed/%c0%c1", "http://host.test/allowed/caf%c3%a9", "http://host.test/allowed/%e0%a4%85", "http://host.test/allowed/..x%00"} {
+		if _, err := p.check(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{
+		"http://host.test/allowed/..%00/x",
+		"http://host.test/allowed/.%00/../x",
+		"http://host.test/allowed/%00..%00/x",
+		"http://host.test/allowed/%c0%ae%c0%ae/x",
+		"http://host.test/allowed/.%c0%ae/x",
+		"http://host.test/allowed/%e0%80%ae%e0%80%ae/x",
+		"http://host.test/allowed/%f0%80%80%ae./x",
+		"http://host.test/allowed/%c0%ae%c0%ae;x/x",
+		"http://host.test/allowed/%25c0%25ae%25c0%25ae/x",
+		"http://host.test/allowed/..%2500/x",
+		"http://host.test/allowed/x%c0%af..%c0%af..%c0%afx",
+		"http://host.test/allowed/x%c1%9c..%c1%9cx",
+		"http://host.test/allowed/x%e0%81%9c..%e0%81%9cx",
+		"http://host.test/allowed/x%f0%80%80%af..",
+	} {
+		_, err := p.check(u)
+		if err == nil || KindOf(err) != Invalid {
+			t.Errorf("%s: err = %v, want it refused", u, err)
+		}
+	}
+}
+
 func TestPathUnder(t *testing.T) {
 	for _, tc := range []struct {
 		path, prefix string
