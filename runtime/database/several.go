@@ -15,7 +15,8 @@ import (
 // statement and returns the last one's rows ("SELECT ...; DELETE FROM t"
 // deleted), and numbers each statement's ? placeholders from the first
 // argument (the second statement's ? is the first argument again). So:
-//   - the statements (up to maxCompiled) are compiled first, not run, and
+//   - every statement is compiled first, not run (at most as long as the
+//     statement's time allows: the run would take longer), and
 //     one the sandbox does not allow refuses the call as such, ErrDenied
 //     from its authorizer ("DELETE FROM t; ATTACH ..."), whatever comes
 //     before it;
@@ -33,7 +34,10 @@ func (p *PluginDB) checkSeveral(ctx, sctx context.Context, lim Limits, r runner,
 		return nil
 	}
 	q := st.SQL
-	for n := 0; q != "" && n < maxCompiled; n++ {
+	for q != "" {
+		if err := sctx.Err(); err != nil {
+			return p.fail(ctx, sctx, lim, st, err)
+		}
 		end := secondStatement(q)
 		if end < 0 {
 			end = len(q)
@@ -58,10 +62,6 @@ func (p *PluginDB) checkSeveral(ctx, sctx context.Context, lim Limits, r runner,
 	}
 	return nil
 }
-
-// maxCompiled is how many statements of a call checkSeveral compiles, at
-// most, to find one the sandbox denies.
-const maxCompiled = 16
 
 // secondStatement returns the byte offset in q, SQLite text, of a second
 // statement, or -1 when q holds at most one. A statement ends at a

@@ -25,6 +25,8 @@ func TestSeveralStatementsInAQuery(t *testing.T) {
 			query("SELECT 1; SELECT 2; ATTACH DATABASE 'x.db' AS x"),
 			exec("DELETE FROM notes; ATTACH DATABASE 'x.db' AS x"),
 			query("SELECT count(*) FROM notes"),
+			exec("DELETE FROM notes;" + strings.Repeat(" SELECT 1;", 40) + " ATTACH DATABASE 'x.db' AS x"),
+			query("SELECT count(*) FROM notes"),
 		}
 		res := run(t, in, "alpha", steps...)
 		// Without arguments every statement runs, on both; RowsAffected
@@ -47,7 +49,7 @@ func TestSeveralStatementsInAQuery(t *testing.T) {
 		// Nor of an Exec with a statement refused after a DELETE: SQLite
 		// would have run the DELETE before it came to the ATTACH.
 		want := map[string]float64{"sqlite": 4, "pg": 3}[b.name]
-		for _, i := range []int{9, 12} {
+		for _, i := range []int{9, 12, 14} {
 			if len(res[i].Rows) != 1 || res[i].Rows[0][0].(float64) != want {
 				t.Errorf("step %d, notes after a refused call: %v %q, want %v", i, res[i].Rows, res[i].Error, want)
 			}
@@ -71,7 +73,7 @@ func TestSeveralStatementsInAQuery(t *testing.T) {
 					t.Errorf("step %d: %s %q, want invalid naming several statements", i, res[i].Kind, res[i].Error)
 				}
 			}
-			for _, i := range []int{10, 11} {
+			for _, i := range []int{10, 11, 13} {
 				if res[i].Kind != "denied" || !strings.Contains(res[i].Error, "ATTACH") {
 					t.Errorf("step %d: %s %q, want denied naming ATTACH", i, res[i].Kind, res[i].Error)
 				}
@@ -83,7 +85,7 @@ func TestSeveralStatementsInAQuery(t *testing.T) {
 			// One implicit transaction: step 2's INSERT is undone with
 			// its failing neighbour. With arguments, or in a query,
 			// several statements are refused by the server.
-			for _, i := range []int{10, 11} { // ATTACH is no PostgreSQL
+			for _, i := range []int{10, 11, 13} { // ATTACH is no PostgreSQL
 				if res[i].SQLState != "42601" {
 					t.Errorf("step %d: %q (SQLSTATE %q), want 42601", i, res[i].Error, res[i].SQLState)
 				}
