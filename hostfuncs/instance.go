@@ -114,6 +114,7 @@ type Instance struct {
 	result []byte // the result slot, see result_read
 	values map[any]any
 	onEnd  []func()
+	onInit []func()
 	logRec LogRecord // reused by log_write, emptied after each write
 }
 
@@ -141,6 +142,22 @@ func (in *Instance) EndCall() {
 	}
 	clear(in.onEnd)
 	in.onEnd = in.onEnd[:0]
+}
+
+// OnInitEnd registers f to run once the instance's initialization has
+// ended, however it ended: its start function and its initializer are
+// calls of their own (each ends what it left open), but what they register
+// (migrations, say) is one registration, gathered over both.
+func (in *Instance) OnInitEnd(f func()) { in.onInit = append(in.onInit, f) }
+
+// EndInit runs and clears the OnInitEnd functions. The runtime calls it
+// once the instance's start function and initializer have run, or one of
+// them failed.
+func (in *Instance) EndInit() {
+	for i := len(in.onInit) - 1; i >= 0; i-- {
+		in.onInit[i]()
+	}
+	in.onInit = nil
 }
 
 // SetResult fills the result slot and returns its length as a host

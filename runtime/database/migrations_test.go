@@ -3,6 +3,7 @@ package database
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestRegisterMigrationsLimits(t *testing.T) {
 	if err := p.RegisterMigrations(in, migrationFiles(20000, 1, 9)); err != nil {
 		t.Fatal(err)
 	}
-	in.EndCall()
+	in.EndInit()
 	if len(p.migrations) != hostfuncs.MaxMigrations {
 		t.Errorf("%d migrations registered, want %d", len(p.migrations), hostfuncs.MaxMigrations)
 	}
@@ -61,9 +62,42 @@ func TestRegisterMigrationsLimits(t *testing.T) {
 		}
 	}
 	refused(t, "past the bytes", p.RegisterMigrations(in, migrationFiles(100, 1, 9)), "more than 67108864 bytes of SQL in the plugin's migrations")
-	in.EndCall()
+	in.EndInit()
 	if len(p.migrations) != hostfuncs.MaxMigrationsSQL/hostfuncs.MaxMigrationSQL {
 		t.Errorf("%d migrations registered, want %d", len(p.migrations), hostfuncs.MaxMigrationsSQL/hostfuncs.MaxMigrationSQL)
+	}
+}
+
+// A module's start section and its _initialize are calls of their own
+// (each ends what it left open), but one initialization: the migrations
+// both register are one list, checked for duplicates and limits over both
+// (the start section's files were replaced by _initialize's, so never
+// applied, and a name in both was not found twice).
+func TestRegisterMigrationsOverStartAndInitialize(t *testing.T) {
+	p := &PluginDB{}
+	in := &hostfuncs.Instance{Initializing: true}
+	if err := p.RegisterMigrations(in, migrationFiles(0, 2, 9)); err != nil { // the start section
+		t.Fatal(err)
+	}
+	in.EndCall()
+	if len(p.migrations) != 0 {
+		t.Errorf("%d migrations published before the initialization ended", len(p.migrations))
+	}
+	refused(t, "a start section's name again", p.RegisterMigrations(in, migrationFiles(1, 1, 9)), `"000001.up.sql" registered twice`)
+	if err := p.RegisterMigrations(in, migrationFiles(2, 1, 9)); err != nil { // _initialize
+		t.Fatal(err)
+	}
+	in.EndCall()
+	in.EndInit()
+	var names []string
+	for _, f := range p.migrations {
+		names = append(names, f.Name)
+	}
+	if want := []string{"000000.up.sql", "000001.up.sql", "000002.up.sql"}; !slices.Equal(names, want) {
+		t.Errorf("registered %q, want %q", names, want)
+	}
+	if in.Value(migrationsKey{}) != nil {
+		t.Error("the instance still holds its registration after its initialization")
 	}
 }
 
@@ -100,7 +134,7 @@ func TestRegisterMigrationsNUL(t *testing.T) {
 	in := &hostfuncs.Instance{Initializing: true}
 	files := append(migrationFiles(0, 1, 9), hostfuncs.MigrationFile{Name: "002_x.up.sql", SQL: "CREATE TABLE a (x int);\x00DROP TABLE a;"})
 	refused(t, "a NUL byte", p.RegisterMigrations(in, files), `migration "002_x.up.sql": its SQL has a NUL byte (at byte 23)`)
-	in.EndCall()
+	in.EndInit()
 	if len(p.migrations) != 0 {
 		t.Errorf("%d migrations registered, want none", len(p.migrations))
 	}

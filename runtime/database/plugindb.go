@@ -34,7 +34,6 @@ type PluginDB struct {
 	mu         sync.Mutex
 	lim        Limits
 	migrations []hostfuncs.MigrationFile
-	registered bool
 	released   sync.Once
 }
 
@@ -1266,7 +1265,8 @@ func (p *PluginDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint
 
 type migrationsKey struct{}
 
-// registered is what one instance's init registered so far.
+// registered is what one instance's initialization (its start function and
+// its initializer) registered so far.
 type registered struct {
 	files []hostfuncs.MigrationFile
 	names map[string]bool
@@ -1283,10 +1283,13 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 	if reg == nil {
 		reg = &registered{names: map[string]bool{}}
 		in.SetValue(migrationsKey{}, reg)
-		in.OnCallEnd(func() {
+		// Over the whole initialization, not one call: a module's start
+		// section and its _initialize are calls of their own, and both
+		// may register (the start section's files were replaced by
+		// _initialize's, and a name in both was not found twice).
+		in.OnInitEnd(func() {
 			p.mu.Lock()
 			p.migrations = slices.Clone(reg.files)
-			p.registered = true
 			p.mu.Unlock()
 			in.SetValue(migrationsKey{}, nil)
 		})

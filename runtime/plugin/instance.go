@@ -106,6 +106,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	// host functions apply their init rules to it (no database; routes
 	// and tasks may be registered), its lines are tagged phase=init, and
 	// what it leaves open ends with it.
+	// What the start function and the initializer register is one
+	// registration, ended once both have run (or one failed).
+	defer in.state.EndInit()
 	in.state.Initializing = true
 	mod, err := p.rt.InstantiateModule(hostfuncs.WithInstance(ictx, &in.state), p.cm, cfg)
 	in.state.Initializing = false
