@@ -23,6 +23,11 @@ var refusedRanges = []refusedRange{
 	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (CGNAT, RFC 6598)"},
 	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local (where cloud metadata services live)"},
+	// Public by its prefix, but on Azure a virtual machine's own platform
+	// endpoint (the wireserver, with the VM's extension and certificate
+	// settings, its DNS and health probes), reachable from every VM and
+	// answered by its host, as 169.254.169.254 is elsewhere.
+	{netip.MustParsePrefix("168.63.129.16/32"), "Azure's platform endpoint (wireserver)"},
 	{netip.MustParsePrefix("172.16.0.0/12"), "private (RFC 1918)"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},
 	{netip.MustParsePrefix("192.168.0.0/16"), "private (RFC 1918)"},
