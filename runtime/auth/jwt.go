@@ -493,6 +493,19 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	if err != nil || !json.Valid(js) {
 		return nil, refuse(invalidCredential, "malformed token payload: it is not one JSON object")
 	}
+	// Member names must be unique (RFC 7519 4, 5.3). golang-jwt and the
+	// guest SDK take the last of two, other JSON readers the first, so a
+	// token carrying "sub" or "alg" twice reads as two different tokens
+	// to greenroom and to a plugin, a proxy or the issuer's own logs.
+	// A signed one is refused, whichever object it is in.
+	head, _, _ := strings.Cut(raw, ".")
+	hjs, _ := base64.RawURLEncoding.DecodeString(strings.TrimRight(head, "="))
+	if name, ok := duplicateName(hjs); ok {
+		return nil, refuse(invalidCredential, "JWT header has the member %s twice", quoteField(name))
+	}
+	if name, ok := duplicateName(js); ok {
+		return nil, refuse(invalidCredential, "JWT payload has the member %s twice (claim names must be unique)", quoteField(name))
+	}
 	p := &Principal{Type: v.typ, Subject: sub, Claims: js, Admin: v.isAdmin(claims), Credential: "jwt"}
 
 	// Remember the result until the token expires (with the leeway the
@@ -518,6 +531,59 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	v.cache[sum] = cachedJWT{p: p, until: until}
 	v.mu.Unlock()
 	return p, nil
+}
+
+// duplicateName returns the first member name that one object of the JSON
+// text js, at any depth, has twice, compared as decoded ("sub" and
+// "\u0073ub" are one name). Text that is not JSON has none: its validity
+// is checked apart.
+func duplicateName(js []byte) (string, bool) {
+	type object struct {
+		names map[string]struct{}
+		key   bool // the next string is a member name
+	}
+	var stack []*object // nil for an array
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.UseNumber()
+	for {
+		t, err := d.Token()
+		if err != nil {
+			return "", false
+		}
+		top := (*object)(nil)
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := t.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, &object{names: map[string]struct{}{}, key: true})
+				continue
+			case '[':
+				stack = append(stack, nil)
+				continue
+			}
+			stack = stack[:len(stack)-1] // '}' or ']': a value of the one around it ended
+			if len(stack) > 0 {
+				top = stack[len(stack)-1]
+			} else {
+				top = nil
+			}
+		case string:
+			if top != nil && top.key {
+				if _, dup := top.names[t]; dup {
+					return t, true
+				}
+				top.names[t] = struct{}{}
+				top.key = false
+				continue
+			}
+		}
+		if top != nil {
+			top.key = true // a member's value ended
+		}
+	}
 }
 
 // maxNumericDate is the last second of year 9999, the latest exp, nbf or
