@@ -122,8 +122,14 @@ func (c *dbConnector) Close() error {
 // sort in the order they must run (001_create_items.up.sql, ...), and never
 // change one that was applied: add a new one.
 //
+// It may be called more than once (a package per part of the plugin, each
+// with its own files): the files of every call are one list, applied in
+// name order, and a name may be registered once.
+//
 // It returns an error when fsys holds no migration, two files share a
-// name, or the runtime refused them (ErrDenied without the capability).
+// name (in fsys, or with a file an earlier call registered: the call then
+// registers none of its files), or the runtime refused them (ErrDenied
+// without the capability).
 func Migrations(fsys fs.FS) error {
 	type file struct{ name, path string }
 	var files []file

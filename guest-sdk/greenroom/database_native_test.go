@@ -3,12 +3,28 @@
 package greenroom
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"testing/fstest"
 )
 
+// noMigrations starts t with none registered (they add up over calls),
+// and puts back the registered ones when it ends.
+func noMigrations(t *testing.T) {
+	nativeMu.Lock()
+	saved := nativeMigrations
+	nativeMigrations = nil
+	nativeMu.Unlock()
+	t.Cleanup(func() {
+		nativeMu.Lock()
+		nativeMigrations = saved
+		nativeMu.Unlock()
+	})
+}
+
 func TestMigrationsOrderAndErrors(t *testing.T) {
+	noMigrations(t)
 	fsys := fstest.MapFS{
 		"migrations/b/002_second.up.sql": {Data: []byte("CREATE TABLE b (x int);")},
 		"migrations/001_first.up.sql":    {Data: []byte("CREATE TABLE a (x int);")},
@@ -62,5 +78,35 @@ func TestClosedDBIsReplaced(t *testing.T) {
 	}
 	if DB() != next {
 		t.Error("DB did not keep the new database")
+	}
+}
+
+// Migrations called more than once (a package per part of a plugin)
+// registers the files of every call, as the runtime does over an init's
+// calls: SetDB applies them all, in name order, and a name registered by
+// an earlier call refuses the later call whole. Natively the last call
+// replaced the others' files, so a unit test's database lacked their
+// tables while the runtime's had them.
+func TestMigrationsSeveralCalls(t *testing.T) {
+	noMigrations(t)
+	if err := Migrations(fstest.MapFS{"items/002_items.up.sql": {Data: []byte("CREATE TABLE items (x int);")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrations(fstest.MapFS{"audit/001_audit.up.sql": {Data: []byte("CREATE TABLE audit (x int);")}}); err != nil {
+		t.Fatal(err)
+	}
+	again := fstest.MapFS{
+		"003_more.up.sql":  {Data: []byte("CREATE TABLE more (x int);")},
+		"002_items.up.sql": {Data: []byte("CREATE TABLE other (x int);")},
+	}
+	if err := Migrations(again); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"002_items.up.sql" registered twice`) {
+		t.Errorf("a name registered by an earlier call: %v, want ErrInvalid naming it", err)
+	}
+	var names []string
+	for _, m := range RegisteredMigrations() {
+		names = append(names, m.Name)
+	}
+	if got := strings.Join(names, " "); got != "001_audit.up.sql 002_items.up.sql" {
+		t.Errorf("registered %q, want both calls' files in name order and none of the refused call's", got)
 	}
 }

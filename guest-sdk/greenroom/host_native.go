@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -188,7 +190,8 @@ func SetDB(db *sql.DB) error {
 	return nil
 }
 
-// RegisteredMigrations returns what Migrations registered, in a native
+// RegisteredMigrations returns what Migrations registered, by all its
+// calls, in name order (the order SetDB applies them in), in a native
 // build.
 func RegisteredMigrations() []Migration {
 	nativeMu.RLock()
@@ -202,10 +205,26 @@ func nativeDB() *sql.DB {
 	return nativeDBValue
 }
 
+// registerMigrations adds list to what earlier calls registered, as the
+// runtime does over an init's calls: the files of every call are one list,
+// in name order, and a call with a name already registered is refused
+// whole (ErrInvalid). A second call replaced the first's files here, so
+// that SetDB left out the tables of all but the last package to register.
 func registerMigrations(_ []byte, list []Migration) error {
 	nativeMu.Lock()
 	defer nativeMu.Unlock()
-	nativeMigrations = list
+	seen := make(map[string]bool, len(nativeMigrations))
+	for _, r := range nativeMigrations {
+		seen[r.Name] = true
+	}
+	for _, m := range list {
+		if seen[m.Name] {
+			return &Error{Op: "db_migrations", Code: errInvalid, Message: fmt.Sprintf("migration %q registered twice", m.Name)}
+		}
+	}
+	all := append(slices.Clip(nativeMigrations), list...)
+	slices.SortStableFunc(all, func(a, b Migration) int { return strings.Compare(a.Name, b.Name) })
+	nativeMigrations = all
 	return nil
 }
 
