@@ -677,7 +677,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	if err != nil {
 		return nil, err
 	}
-	c.buf = req
+	c.buf = keptStatementBuf(req)
 	outside := c.tx == 0 // once: a parked goroutine must release only what it took
 	if outside {
 		if err := c.gate.acquire(ctx, "db_exec"); err != nil {
@@ -702,7 +702,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if err != nil {
 		return nil, err
 	}
-	c.buf = req
+	c.buf = keptStatementBuf(req)
 	outside := c.tx == 0 // once: a parked goroutine must release only what it took
 	if outside {
 		if err := c.gate.acquire(ctx, "db_query"); err != nil {
@@ -717,6 +717,22 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, statementError(ctx, err)
 	}
 	return decodeRows(res)
+}
+
+// maxKeptStatementBuf is the largest request buffer a connection keeps for
+// its next statement. One that held a large argument (an uploaded file
+// into a BLOB) is let go: kept, it held the plugin's memory for as long
+// as database/sql kept the connection idle, up to one such buffer for
+// each idle connection, which the collector could never free.
+const maxKeptStatementBuf = 64 << 10
+
+// keptStatementBuf is what a connection keeps of req's buffer for its
+// next statement.
+func keptStatementBuf(req []byte) []byte {
+	if cap(req) > maxKeptStatementBuf {
+		return nil
+	}
+	return req
 }
 
 type txn struct{ c *conn }

@@ -443,3 +443,45 @@ func TestMigrationsNUL(t *testing.T) {
 		t.Errorf("Migrations: %v, want ErrInvalid naming m/002_b.up.sql", err)
 	}
 }
+
+// A statement's request buffer is kept by its connection for the next
+// statement, but not one grown by a large argument: database/sql keeps
+// idle connections for the instance's life, and each held the largest
+// statement it had sent (an 8 MiB upload into a BLOB kept 8 MiB of the
+// plugin's memory per connection).
+func TestLargeStatementBufferNotKept(t *testing.T) {
+	f := &fakeDB{}
+	db := sql.OpenDB(connector{f})
+	defer db.Close()
+	ctx := context.Background()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kept := func() (n int) {
+		c.Raw(func(dc any) error { n = cap(dc.(*conn).buf); return nil })
+		return n
+	}
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (?)", "small"); err != nil {
+		t.Fatal(err)
+	}
+	if kept() == 0 {
+		t.Error("a small statement's buffer was not kept for the next")
+	}
+	if _, err := c.ExecContext(ctx, "INSERT INTO files VALUES (?)", make([]byte, 8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if n := kept(); n > maxKeptStatementBuf {
+		t.Errorf("after an 8 MiB argument the connection keeps a buffer of %d bytes", n)
+	}
+	if _, err := c.QueryContext(ctx, "SELECT * FROM files WHERE data = ?", make([]byte, 8<<20)); err == nil {
+		t.Fatal("the fake's empty result decoded")
+	}
+	if n := kept(); n > maxKeptStatementBuf {
+		t.Errorf("after an 8 MiB query argument the connection keeps a buffer of %d bytes", n)
+	}
+	if len(f.reqs) != 3 || len(f.reqs[1]) < 8<<20 {
+		t.Errorf("requests sent: %d", len(f.reqs))
+	}
+}
