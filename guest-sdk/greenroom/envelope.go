@@ -581,10 +581,34 @@ func appendResponseHead(dst []byte, status int, header http.Header) []byte {
 			continue
 		}
 		for _, v := range vs {
-			dst = appendHeader(dst, k, v)
+			dst = appendHeader(dst, k, headerValue(v))
 		}
 	}
 	return dst
+}
+
+// headerValue is v as net/http's server writes a header value: a CR or LF
+// in it (a Content-Security-Policy written over several lines, an error's
+// text) becomes a space, and the spaces and tabs around it are trimmed.
+// The runtime drops a value holding a control character whole, so that
+// such a header, which net/http sends, was lost.
+func headerValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\n' || v[i] == '\r' {
+			b := []byte(v)
+			for j := i; j < len(b); j++ {
+				if b[j] == '\n' || b[j] == '\r' {
+					b[j] = ' '
+				}
+			}
+			v = string(b)
+			break
+		}
+	}
+	if n := len(v); n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n-1] == ' ' || v[n-1] == '\t') {
+		return strings.Trim(v, " \t")
+	}
+	return v
 }
 
 // appendHeader appends one header to a head begun by appendResponseHead.

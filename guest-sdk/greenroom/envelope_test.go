@@ -601,3 +601,42 @@ func (w *responseWriter) envelope() []byte {
 	}
 	return b
 }
+
+// A header value with a CR or LF in it (a Content-Security-Policy written
+// over several lines) is sent as net/http's server sends it: each becomes
+// a space, and the value is trimmed. The runtime drops a value with a
+// control character whole, so that the handler's policy was lost.
+func TestHeaderValueNewlinesAsNetHTTP(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", `
+			default-src 'self';
+			script-src 'self' https://cdn.example
+		`)
+		w.Header().Add("X-Error", "line one\r\nline two")
+		w.Header().Add("X-Error", "\tplain\t")
+		w.Header().Set("X-Plain", "as it is")
+		w.WriteHeader(http.StatusTeapot)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(h))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	w := &responseWriter{}
+	h(w, httptest.NewRequest("GET", "/", nil))
+	w.finish("")
+	_, got, _ := decodeResponse(t, w.envelope())
+	for _, k := range []string{"Content-Security-Policy", "X-Error", "X-Plain"} {
+		if g, want := strings.Join(got[k], "|"), strings.Join(resp.Header[k], "|"); g != want {
+			t.Errorf("%s: %q, net/http sends %q", k, g, want)
+		}
+		for _, v := range got[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				t.Errorf("%s: %q holds a line break, which the runtime drops", k, v)
+			}
+		}
+	}
+}

@@ -93,3 +93,19 @@ func TestMountLocationLimit(t *testing.T) {
 		t.Errorf("an absolute URL: %v %v", ok, err)
 	}
 }
+
+// The host drops a guest's header whose value holds a control character
+// (a line break would split the response; an escape reaches a terminal),
+// whatever the guest's SDK did with it first.
+func TestForwardResponseHeaderRefusesControlCharacters(t *testing.T) {
+	for _, v := range []string{"a\r\nInjected: 1", "a\nb", "a\rb", "\x1b[2J", "a\x00b", "a\x7fb"} {
+		if forwardResponseHeader([]byte("X-Test"), []byte(v)) {
+			t.Errorf("%q forwarded", v)
+		}
+	}
+	for _, v := range []string{"plain", "a\tb", "", "a  Injected: 1"} {
+		if !forwardResponseHeader([]byte("X-Test"), []byte(v)) {
+			t.Errorf("%q dropped", v)
+		}
+	}
+}

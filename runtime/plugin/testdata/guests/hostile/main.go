@@ -241,7 +241,10 @@ func init() {
 		fmt.Fprintf(w, `{"found":%v,"value":%q}`, ok, v)
 	})
 	mux.HandleFunc("GET /badheader", func(w http.ResponseWriter, r *http.Request) {
+		// A line break the SDK turns into spaces, as net/http does; a
+		// terminal escape it passes on, which the host must drop.
 		w.Header()["X-Evil"] = []string{"a\r\nInjected: 1"}
+		w.Header()["X-Escape"] = []string{"\x1b[2Jcleared"}
 		w.Header()["Bad Name"] = []string{"x"}
 		w.Header()["Content-Length"] = []string{"1"}
 		w.Header().Set("X-Request-Id", "forged")
