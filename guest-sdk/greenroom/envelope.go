@@ -184,8 +184,15 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 	u.Path, u.RawQuery = rawPath, rawQuery
 	if strings.IndexByte(rawPath, '%') >= 0 {
 		if p, err := url.PathUnescape(rawPath); err == nil {
+			// RawPath as net/http's server sets it (url.URL.setPath):
+			// only when the path is escaped otherwise than Path's own
+			// escaping would be (%2F, lower-case hex), so that routers
+			// that match on a RawPath set (chi, echo) see /items/a%20b
+			// as /items/a b, as they do natively, and not its escapes.
 			u.Path = p
-			u.RawPath = rawPath
+			if u.EscapedPath() != rawPath {
+				u.RawPath = rawPath
+			}
 		}
 	}
 	if deadline > 0 {

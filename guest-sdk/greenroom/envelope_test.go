@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -637,6 +638,34 @@ func TestHeaderValueNewlinesAsNetHTTP(t *testing.T) {
 			if strings.ContainsAny(v, "\r\n") {
 				t.Errorf("%s: %q holds a line break, which the runtime drops", k, v)
 			}
+		}
+	}
+}
+
+// r.URL's Path and RawPath are net/http's: RawPath is set only when the
+// path's escaping is not Path's own (an escaped slash, lower-case hex), as
+// url.URL.setPath does. It was set for any escape, and routers that match
+// on a RawPath when there is one (chi, echo) then saw /items/a%20b and
+// gave a handler the parameter "a%20b" where natively it gets "a b".
+func TestRawPathAsNetHTTP(t *testing.T) {
+	for _, target := range []string{
+		"/items/a%20b", "/caf%C3%A9", "/caf%c3%a9", "/a%2Fb", "/a%2fb", "/x%3Fy", "/%7e", "/%7E", "/a%25b",
+		"/plain", "/a%20b/c%2Fd", "/%2e%2e/x", "/a+b%2B",
+	} {
+		e := &envBuilder{}
+		e.str("GET").str(target).str("").str("rid").str("10.0.0.1:1").u64(0)
+		e.u8(principalNone).str("").str("")
+		e.u32(0).str("")
+		req, _, err := decodeRequest(string(e.b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.URL.Path != want.Path || req.URL.RawPath != want.RawPath || req.URL.EscapedPath() != want.EscapedPath() || req.URL.String() != want.String() {
+			t.Errorf("%s: Path %q RawPath %q, net/http's %q %q", target, req.URL.Path, req.URL.RawPath, want.Path, want.RawPath)
 		}
 	}
 }
