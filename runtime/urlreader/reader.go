@@ -672,13 +672,19 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 // base64 (see encodings) before any of these. A Content-Length the scrub
 // made wrong is corrected: it would tell the token's length. The answer
 // to a HEAD (head) has no body to scrub and count, so its Content-Length,
-// which may count an echo, is dropped.
+// which may count an echo, is dropped. So are the cookies it sets.
 func (h *hopper) scrub(resp *Response, head bool) {
 	n := len(resp.Body)
 	resp.Body = h.scrubBytes(resp.Body)
-	if head {
-		resp.Header = slices.DeleteFunc(resp.Header, func(hv [2]string) bool { return strings.EqualFold(hv[0], "Content-Length") })
-	}
+	// A cookie a server sets in answer to a request that carried a token
+	// can be a session that token opened (Jenkins, Jira and Confluence
+	// answer a token with an authenticated session cookie): a credential
+	// as good as the token, which the plugin could hand on. The plugin
+	// cannot send a cookie anyway.
+	resp.Header = slices.DeleteFunc(resp.Header, func(hv [2]string) bool {
+		return strings.EqualFold(hv[0], "Set-Cookie") || strings.EqualFold(hv[0], "Set-Cookie2") ||
+			head && strings.EqualFold(hv[0], "Content-Length")
+	})
 	for i, hv := range resp.Header {
 		resp.Header[i][0] = h.scrubString(hv[0])
 		resp.Header[i][1] = h.scrubString(hv[1])

@@ -882,3 +882,52 @@ func BenchmarkScrubSelfSimilar(b *testing.B) {
 		})
 	}
 }
+
+// A cookie set in answer to a request that carried a token can be a
+// session the token opened (Jenkins, Jira and Confluence answer a token
+// with an authenticated session cookie): it never reaches the plugin. A
+// read without a token keeps its cookies.
+func TestTokenReadDropsSetCookie(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "JSESSIONID=session-opened-by-the-token; Path=/; HttpOnly")
+		w.Header().Add("Set-Cookie", "other=1")
+		w.Header().Add("set-cookie2", "old=1")
+		fmt.Fprint(w, "ok")
+	})
+	cfg := `
+[reading]
+allow = [{ host = "127.0.0.1", scheme = "http" }, { host = "notoken.test", scheme = "http" }]
+[[integrations.generic]]
+host = "127.0.0.1"
+token = "key-bbbbbbbbbbbbbbbb"
+header = "X-Api-Key"
+`
+	p := reader(t, cfg, mapResolver{"notoken.test": {"127.0.0.1"}}, srv).For("p", []string{"127.0.0.1", "notoken.test"})
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		resp, err := p.Read(context.Background(), Request{URL: "http://127.0.0.1:" + srv.port() + "/", Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range resp.Header {
+			if strings.HasPrefix(strings.ToLower(h[0]), "set-cookie") {
+				t.Errorf("%s with a token: the plugin got %s: %s", method, h[0], h[1])
+			}
+		}
+	}
+	if got := srv.seenAuth(); len(got) != 2 {
+		t.Fatalf("the integration's host saw %q, want the token twice", got)
+	}
+	resp, err := read(p, "http://notoken.test:"+srv.port()+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, h := range resp.Header {
+		if strings.EqualFold(h[0], "Set-Cookie") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("a read without a token got %d Set-Cookie headers, want 2: %q", n, resp.Header)
+	}
+}
