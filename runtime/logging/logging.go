@@ -127,12 +127,22 @@ var escapes = []func(string) string{
 // (url.PathEscape), and as a query value with a space as %20 (Python's
 // quote(s, safe=""), JavaScript's encodeURIComponent for most secrets),
 // also with '/' left as it is (Python's quote(s), whose default keeps
-// it). The minimum length applies to s, not to these longer forms.
+// it); and as net/url writes it in a URL's path, userinfo and fragment
+// (url.URL.String, the URL reader's own messages), which
+// leave more of the reserved characters as they are than a path segment
+// does ("pa/ss:w0rd!" in a path is "pa/ss:w0rd%21", found by none of the
+// forms above). The minimum length applies to s, not to these longer
+// forms.
 func urlForms(s string) []string {
 	out := []string{s}
 	q := url.QueryEscape(s)
 	sp := strings.ReplaceAll(q, "+", "%20")
-	for _, e := range append([]string{q, url.PathEscape(s), sp, strings.ReplaceAll(sp, "%2F", "/")}, readForms(s)...) {
+	goForms := []string{
+		(&url.URL{Path: s}).EscapedPath(),
+		url.UserPassword("", s).String()[1:],
+		(&url.URL{Fragment: s}).EscapedFragment(),
+	}
+	for _, e := range append(append([]string{q, url.PathEscape(s), sp, strings.ReplaceAll(sp, "%2F", "/")}, goForms...), readForms(s)...) {
 		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}

@@ -133,6 +133,30 @@ func TestRedactsPercentEncoded(t *testing.T) {
 	}
 }
 
+// A secret is redacted as net/url writes it in a URL's path, userinfo and
+// fragment, which keep '/', ':', '@', ',' and the like as they are and
+// escape the rest: a plugin that builds the URL it reads with url.URL
+// logs it (and the "url read" line quotes it) so, in none of the query's
+// or a path segment's forms.
+func TestRedactsAsNetURLWritesIt(t *testing.T) {
+	for _, secret := range []string{"pa/ss:w0rd!", "a b,cdef", "Xy9!k/L@m#2"} {
+		path := (&url.URL{Scheme: "https", Host: "hooks.example", Path: "/services/" + secret}).String()
+		userinfo := (&url.URL{Scheme: "https", Host: "h", User: url.UserPassword("u", secret)}).String()
+		fragment := (&url.URL{Scheme: "https", Host: "h", Fragment: secret}).String()
+		for _, format := range []string{"text", "json"} {
+			var out bytes.Buffer
+			log, _, err := New(&out, format, "info", []string{secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.WithField("url", path).WithField("userinfo", userinfo).WithField("fragment", fragment).Info("read " + path)
+			if got := out.String(); strings.Count(got, Redacted) != 4 {
+				t.Errorf("%s, secret %q: %s", format, secret, got)
+			}
+		}
+	}
+}
+
 // A secret stays redacted after a reload drops it: the plugin version
 // that read it may still be finishing calls.
 func TestRedactsRetiredSecrets(t *testing.T) {
