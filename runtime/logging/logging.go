@@ -124,20 +124,24 @@ var escapes = []func(string) string{
 // percent-encoded in a URL: as a query value (url.QueryEscape, what a
 // plugin building a URL with url.Values sends, and what the access log's
 // path shows of a secret a client put in its query) and as a path segment
-// (url.PathEscape), and as a query value with a space as %20 (Python's
-// quote(s, safe=""), JavaScript's encodeURIComponent for most secrets),
-// also with '/' left as it is (Python's quote(s), whose default keeps
-// it); and as net/url writes it in a URL's path, userinfo and fragment
-// (url.URL.String, the URL reader's own messages), which
+// (url.PathEscape); as a query value with a space as %20 (Python's
+// quote(s, safe="")), also with '/' left as it is (Python's quote(s),
+// whose default keeps it) and with !'()* left as they are (JavaScript's
+// encodeURIComponent); and as net/url writes it in a URL's path, userinfo
+// and fragment (url.URL.String, the URL reader's own messages), which
 // leave more of the reserved characters as they are than a path segment
 // does ("pa/ss:w0rd!" in a path is "pa/ss:w0rd%21", found by none of the
-// forms above). The minimum length applies to s, not to these longer
+// other forms). The minimum length applies to s, not to these longer
 // forms.
 func urlForms(s string) []string {
 	out := []string{s}
 	q := url.QueryEscape(s)
 	sp := strings.ReplaceAll(q, "+", "%20")
+	// JavaScript's encodeURIComponent leaves !'()* as they are, which
+	// the query form escapes.
+	js := strings.NewReplacer("%21", "!", "%27", "'", "%28", "(", "%29", ")", "%2A", "*").Replace(sp)
 	goForms := []string{
+		js,
 		(&url.URL{Path: s}).EscapedPath(),
 		url.UserPassword("", s).String()[1:],
 		(&url.URL{Fragment: s}).EscapedFragment(),
