@@ -578,7 +578,9 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (er
 		return err
 	}
 	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
-	h.setSecrets(cfg.PluginSecrets(s.ID))
+	secrets := cfg.PluginSecrets(s.ID)
+	h.setSecrets(secrets)
+	h.urls.SetSecrets(secrets)
 	p, err := r.loadPlugin(ctx, cfg, s, pc, h, src)
 	if err != nil {
 		return err

@@ -311,6 +311,66 @@ type PluginReader struct {
 	r      *Reader
 	id     string
 	grants []grant
+	// secrets are the plugin's own (SetSecrets): a request header of the
+	// plugin's that holds one is not sent on to another origin.
+	secrets []string
+}
+
+// SetSecrets gives the reader the plugin's own secrets (the config's
+// PluginSecrets) before its first read. A request header whose value
+// holds one of them (an API key the plugin sends in X-Api-Key) goes only
+// to the origin the plugin addressed: a redirect to another scheme, host
+// or port gets the plugin's other headers but not that one, as Go's
+// client drops Authorization and Cookie there. The plugin cannot do it
+// itself: the runtime follows redirects, its CheckRedirect never runs.
+func (p *PluginReader) SetSecrets(secrets []string) {
+	if p == nil {
+		return
+	}
+	p.secrets = nil
+	for _, s := range secrets {
+		if len(s) >= minSecretHeader {
+			p.secrets = append(p.secrets, s)
+		}
+	}
+}
+
+// minSecretHeader is the shortest secret that keeps a header from another
+// origin, as the log's redaction skips shorter ones (a "1" would hold
+// back every header with a digit).
+const minSecretHeader = 4
+
+// dropSecretHeaders deletes from h, the headers of a redirect to another
+// origin than the plugin addressed, each of the plugin's headers whose
+// value holds one of its secrets.
+func (p *PluginReader) dropSecretHeaders(h http.Header) {
+	for k, vs := range h {
+		for _, v := range vs {
+			if slices.ContainsFunc(p.secrets, func(s string) bool { return strings.Contains(v, s) }) {
+				h.Del(k)
+				break
+			}
+		}
+	}
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (the scheme's default when absent).
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && effectivePort(a) == effectivePort(b)
+}
+
+// effectivePort is u's port in decimal without leading zeros ("018901"
+// is port 18901), its scheme's default when it names none.
+func effectivePort(u *url.URL) string {
+	port := u.Port()
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n)
+	}
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	return port
 }
 
 // check parses raw and applies the grant, then the allow list. It
@@ -465,6 +525,10 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 				return &Error{Kind: KindOf(err), Msg: fmt.Sprintf("redirect from %s: %v", via[len(via)-1].URL.Redacted(), err)}
 			}
 			next.URL = nt.u
+			// Go's client copies the plugin's headers to every hop.
+			if len(p.secrets) > 0 && !sameOrigin(nt.u, t.u) {
+				p.dropSecretHeaders(next.Header)
+			}
 			// Go's client names the previous URL in a redirect's Referer:
 			// that URL can hold what its server put there (an echoed
 			// integration token), and the next host has no business
@@ -649,14 +713,7 @@ func (h *hopper) RoundTrip(req *http.Request) (*http.Response, error) {
 // host and port, else the one for its host on every port.
 func (r *Reader) token(u *url.URL) (token, bool) {
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	port := u.Port()
-	if n, err := strconv.Atoi(port); err == nil {
-		port = strconv.Itoa(n) // "018901" is port 18901
-	}
-	if port == "" {
-		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
-	}
-	if t, ok := r.tokens[host+":"+port]; ok {
+	if t, ok := r.tokens[host+":"+effectivePort(u)]; ok {
 		return t, true
 	}
 	t, ok := r.tokens[host]

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -929,5 +930,48 @@ header = "X-Api-Key"
 	}
 	if n != 2 {
 		t.Errorf("a read without a token got %d Set-Cookie headers, want 2: %q", n, resp.Header)
+	}
+}
+
+// A request header of the plugin's that holds one of its secrets (an API
+// key it sends itself) goes only to the origin the plugin addressed: a
+// redirect to another port (or host, or scheme) gets the plugin's other
+// headers, not that one, and a redirect within the origin keeps it.
+func TestPluginSecretHeaderNotSentToAnotherOrigin(t *testing.T) {
+	const key = "plugin-api-key-0123456789"
+	var mu sync.Mutex
+	var otherSaw []string
+	other := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		otherSaw = append(otherSaw, "X-Api-Key="+r.Header.Get("X-Api-Key"), "X-Trace="+r.Header.Get("X-Trace"))
+		mu.Unlock()
+		fmt.Fprint(w, "other")
+	})
+	origin := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, "http://127.0.0.1:"+other.port()+"/landing", http.StatusFound)
+		case "/within":
+			http.Redirect(w, r, "/landing", http.StatusFound)
+		default:
+			fmt.Fprint(w, "landed")
+		}
+	})
+	p := reader(t, localConfig, mapResolver{}, origin, other).For("p", localGrants)
+	p.SetSecrets([]string{key, "abc"})
+	base := "http://127.0.0.1:" + origin.port()
+	for _, path := range []string{"/within", "/away"} {
+		if _, err := read(p, base+path, "X-Api-Key", "Key "+key, "X-Trace", "abc-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The origin saw the key on each of its hops: /within, /landing, /away.
+	if got := origin.seenAuth(); len(got) != 3 {
+		t.Errorf("the origin saw %q, want the key on its 3 hops", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"X-Api-Key=", "X-Trace=abc-1"}; !slices.Equal(otherSaw, want) {
+		t.Errorf("the other origin saw %q, want %q", otherSaw, want)
 	}
 }
