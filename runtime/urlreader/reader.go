@@ -729,7 +729,8 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 // base64 (see encodings) before any of these. A Content-Length the scrub
 // made wrong is corrected: it would tell the token's length. The answer
 // to a HEAD (head) has no body to scrub and count, so its Content-Length,
-// which may count an echo, is dropped. So are the cookies it sets.
+// which may count an echo, is dropped. The response's Set-Cookie and
+// Set-Cookie2 are dropped whatever the method (see below).
 func (h *hopper) scrub(resp *Response, head bool) {
 	n := len(resp.Body)
 	resp.Body = h.scrubBytes(resp.Body)
