@@ -15,7 +15,7 @@ import (
 
 // The runtime gives the URL reader the plugin's secrets: a header the
 // plugin sends holding its config's secret (api_key, listed in secrets)
-// reaches the origin it addressed, not the one a redirect names.
+// reaches the host it addressed, not another one a redirect names.
 func TestURLReaderPluginSecretHeaderStaysWithItsOrigin(t *testing.T) {
 	const key = "logurl-api-key-0123456789abcdef"
 	var mu sync.Mutex
@@ -35,10 +35,10 @@ func TestURLReaderPluginSecretHeaderStaysWithItsOrigin(t *testing.T) {
 	})
 	cfg := fmt.Sprintf(`
 [reading]
-allow = [{ host = "127.0.0.1" }]
+allow = [{ host = "example.com" }, { host = "127.0.0.1" }]
 [plugins.logurl]
 path = %q
-capabilities = { urlreader = ["127.0.0.1"] }
+capabilities = { urlreader = ["example.com", "127.0.0.1"] }
 secrets = ["api_key"]
 [plugins.logurl.config]
 api_key = %q
@@ -46,11 +46,12 @@ api_key = %q
 	in := servertest.Start(t, cfg, servertest.Options{
 		CacheDir: cacheDir,
 		Runtime: runtime.Options{URLReader: urlreader.Options{
+			Resolver:          testResolver{"example.com": "127.0.0.1"},
 			TestOnlyReachable: []netip.AddrPort{api.addr(), other.addr()},
 			TLSConfig:         &tls.Config{RootCAs: api.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs},
 		}},
 	})
-	r := guestRead(t, in, "logurl", "/read", "url", fmt.Sprintf("https://127.0.0.1:%d/away", api.port()), "header", "X-Api-Key", "value", key)
+	r := guestRead(t, in, "logurl", "/read", "url", fmt.Sprintf("https://example.com:%d/away", api.port()), "header", "X-Api-Key", "value", key)
 	if r.Body != "other" {
 		t.Fatalf("read: %+v", r)
 	}

@@ -319,10 +319,11 @@ type PluginReader struct {
 // SetSecrets gives the reader the plugin's own secrets (the config's
 // PluginSecrets) before its first read. A request header whose value
 // holds one of them (an API key the plugin sends in X-Api-Key) goes only
-// to the origin the plugin addressed: a redirect to another scheme, host
-// or port gets the plugin's other headers but not that one, as Go's
-// client drops Authorization and Cookie there. The plugin cannot do it
-// itself: the runtime follows redirects, its CheckRedirect never runs.
+// to the host the plugin addressed and its subdomains: a redirect to
+// another host gets the plugin's other headers but not that one, as Go's
+// client drops Authorization and Cookie there (and keeps them for
+// example.com to www.example.com). The plugin cannot do it itself: the
+// runtime follows redirects, its CheckRedirect never runs.
 func (p *PluginReader) SetSecrets(secrets []string) {
 	if p == nil {
 		return
@@ -354,10 +355,20 @@ func (p *PluginReader) dropSecretHeaders(h http.Header) {
 	}
 }
 
-// sameOrigin reports whether a and b have the same scheme, host and port
-// (the scheme's default when absent).
-func sameOrigin(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && effectivePort(a) == effectivePort(b)
+// sameSite reports whether dest's host is initial's or a subdomain of it
+// (a name ending in "." and initial's), whatever their schemes and ports:
+// the hosts Go's client sends a request's Authorization and Cookie on
+// to. Hosts are canonical (lower case, no trailing dot); an IP address
+// has no subdomains.
+func sameSite(dest, initial *url.URL) bool {
+	d, i := dest.Hostname(), initial.Hostname()
+	if d == i {
+		return true
+	}
+	if _, err := netip.ParseAddr(i); err == nil || strings.ContainsAny(d, ":%") {
+		return false
+	}
+	return strings.HasSuffix(d, "."+i)
 }
 
 // effectivePort is u's port in decimal without leading zeros ("018901"
@@ -526,7 +537,7 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 			}
 			next.URL = nt.u
 			// Go's client copies the plugin's headers to every hop.
-			if len(p.secrets) > 0 && !sameOrigin(nt.u, t.u) {
+			if len(p.secrets) > 0 && !sameSite(nt.u, t.u) {
 				p.dropSecretHeaders(next.Header)
 			}
 			// Go's client names the previous URL in a redirect's Referer:

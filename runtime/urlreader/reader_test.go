@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -934,44 +933,75 @@ header = "X-Api-Key"
 }
 
 // A request header of the plugin's that holds one of its secrets (an API
-// key it sends itself) goes only to the origin the plugin addressed: a
-// redirect to another port (or host, or scheme) gets the plugin's other
-// headers, not that one, and a redirect within the origin keeps it.
+// key it sends itself) goes only to the host the plugin addressed and its
+// subdomains, as Go's client sends Authorization: a redirect to another
+// host gets the plugin's other headers, not that one; a redirect within
+// the host (another port included) or to a subdomain keeps it.
 func TestPluginSecretHeaderNotSentToAnotherOrigin(t *testing.T) {
 	const key = "plugin-api-key-0123456789"
 	var mu sync.Mutex
-	var otherSaw []string
-	other := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+	var seen []string // who got which X-Api-Key and X-Trace
+	record := func(r *http.Request) {
 		mu.Lock()
-		otherSaw = append(otherSaw, "X-Api-Key="+r.Header.Get("X-Api-Key"), "X-Trace="+r.Header.Get("X-Trace"))
+		seen = append(seen, r.Host+r.URL.Path+" "+r.Header.Get("X-Api-Key")+" "+r.Header.Get("X-Trace"))
 		mu.Unlock()
-		fmt.Fprint(w, "other")
+	}
+	other := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		switch r.URL.Path {
+		case "/back":
+			http.Redirect(w, r, "http://api.test:"+r.URL.Query().Get("port")+"/landing", http.StatusFound)
+		default:
+			fmt.Fprint(w, "other")
+		}
 	})
+	var originPort string
 	origin := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		record(r)
 		switch r.URL.Path {
 		case "/away":
-			http.Redirect(w, r, "http://127.0.0.1:"+other.port()+"/landing", http.StatusFound)
+			http.Redirect(w, r, "http://other.test:"+other.port()+"/landing", http.StatusFound)
+		case "/awayandback":
+			http.Redirect(w, r, "http://other.test:"+other.port()+"/back?port="+originPort, http.StatusFound)
+		case "/port":
+			http.Redirect(w, r, "http://api.test:"+other.port()+"/landing", http.StatusFound)
+		case "/sub":
+			http.Redirect(w, r, "http://www.api.test:"+other.port()+"/landing", http.StatusFound)
 		case "/within":
 			http.Redirect(w, r, "/landing", http.StatusFound)
 		default:
 			fmt.Fprint(w, "landed")
 		}
 	})
-	p := reader(t, localConfig, mapResolver{}, origin, other).For("p", localGrants)
+	originPort = origin.port()
+	cfg := `
+[reading]
+allow = [{ host = "api.test", scheme = "http" }, { host = "*.api.test", scheme = "http" }, { host = "other.test", scheme = "http" }]
+`
+	res := mapResolver{"api.test": {"127.0.0.1"}, "www.api.test": {"127.0.0.1"}, "other.test": {"127.0.0.1"}}
+	p := reader(t, cfg, res, origin, other).For("p", []string{"api.test", "*.api.test", "other.test"})
 	p.SetSecrets([]string{key, "abc"})
-	base := "http://127.0.0.1:" + origin.port()
-	for _, path := range []string{"/within", "/away"} {
-		if _, err := read(p, base+path, "X-Api-Key", "Key "+key, "X-Trace", "abc-1"); err != nil {
+	for _, path := range []string{"/within", "/port", "/sub", "/away", "/awayandback"} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		if _, err := read(p, "http://api.test:"+origin.port()+path, "X-Api-Key", "Key "+key, "X-Trace", "abc-1"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The origin saw the key on each of its hops: /within, /landing, /away.
-	if got := origin.seenAuth(); len(got) != 3 {
-		t.Errorf("the origin saw %q, want the key on its 3 hops", got)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if want := []string{"X-Api-Key=", "X-Trace=abc-1"}; !slices.Equal(otherSaw, want) {
-		t.Errorf("the other origin saw %q, want %q", otherSaw, want)
+		mu.Lock()
+		for _, s := range seen {
+			host, _, _ := strings.Cut(s, " ")
+			withKey := strings.Contains(s, " Key "+key+" ")
+			if wantKey := !strings.HasPrefix(host, "other.test"); withKey != wantKey {
+				t.Errorf("%s: %q got the key: %v, want %v", path, s, withKey, wantKey)
+			}
+			if !strings.HasSuffix(s, " abc-1") {
+				t.Errorf("%s: %q lacks the plugin's other header", path, s)
+			}
+		}
+		if path == "/awayandback" && len(seen) != 3 {
+			t.Errorf("%s: hops %q, want 3", path, seen)
+		}
+		mu.Unlock()
 	}
 }
