@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
 // The metrics_listen server has the main listener's bounds: a kept-alive
@@ -22,14 +25,7 @@ idle_timeout = "300ms"
 read_timeout = "1s"
 max_connections = 2
 `)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, capped := in.Server.MetricsServer(ln)
-	go srv.Serve(capped)
-	t.Cleanup(func() { srv.Close() })
-	addr := ln.Addr().String()
+	addr := serveMetrics(t, in)
 
 	dial := func() net.Conn {
 		t.Helper()
@@ -87,7 +83,62 @@ max_connections = 2
 	}
 }
 
+// serveMetrics serves in's metrics_listen server on a free port until
+// the test ends, and returns its address.
+func serveMetrics(t *testing.T, in *servertest.Instance) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, capped := in.Server.MetricsServer(ln)
+	go srv.Serve(capped)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// The metrics_listen access line shows a request's path as the main
+// listener's does: a config secret the client percent-encoded where no
+// encoding is needed (%59 for Y, lower-case hex), which the log's
+// redaction does not find as sent, is shown decoded and [REDACTED], and
+// what is shaped like a JWT is [REDACTED] too. It logged the path as
+// sent, the secret and the JWT readable in it.
+func TestMetricsListenPathRedacted(t *testing.T) {
+	const secret = "YmetricsSecret+42"
+	const jwtShaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+	in := servertest.Start(t, "[plugins.hello]\npath = \""+helloWasm+"\"\n[plugins.hello.config]\ngreeting = \"${MS}\"\n",
+		servertest.Options{CacheDir: cacheDir, Env: map[string]string{"MS": secret}})
+	addr := serveMetrics(t, in)
+	for _, path := range []string{"/%59metricsSecret%2b42", "/metrics/%59metrics%53ecret+42", "/x/" + jwtShaped} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Errorf("%s: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	lines := 0
+	for _, l := range in.LogLines(t) {
+		if l["listener"] == "metrics_listen" {
+			lines++
+			if p, _ := l["path"].(string); !strings.Contains(p, "[REDACTED]") {
+				t.Errorf("metrics_listen access line with path %q, want the secret or the JWT [REDACTED]", p)
+			}
+		}
+	}
+	if lines != 3 {
+		t.Errorf("%d metrics_listen access lines, want 3:\n%s", lines, in.Log.String())
+	}
+	for _, leak := range []string{"metricsSecret", "metrics%53ecret", jwtShaped[:20]} {
+		if strings.Contains(in.Log.String(), leak) {
+			t.Errorf("the log holds %q:\n%s", leak, in.Log.String())
+		}
+	}
 }

@@ -307,7 +307,7 @@ func (s *Server) MetricsHandler() http.Handler {
 		s.log.WithFields(logrus.Fields{
 			"listener":    "metrics_listen",
 			"method":      r.Method,
-			"path":        r.URL.EscapedPath(),
+			"path":        s.loggedHTTPPath(r),
 			"status":      sw.status,
 			"bytes":       sw.bytes,
 			"duration":    took.Round(time.Microsecond).String(),
@@ -772,11 +772,22 @@ func unhex(c byte) (byte, bool) {
 // none): then decoded, the secret redacted. The request's own credentials
 // and anything shaped like a JWT are redacted from it too.
 func (s *Server) loggedPath(req *fasthttp.Request) string {
-	return redactJWTs(s.pathForLog(req))
+	return redactJWTs(s.pathForLog(req.URI().PathOriginal(), req.Header.PeekAll(fiber.HeaderAuthorization)))
 }
 
-func (s *Server) pathForLog(req *fasthttp.Request) string {
-	raw := req.URI().PathOriginal()
+// loggedHTTPPath is loggedPath for a request of metrics_listen's net/http
+// server (its path as sent, escaped, and its Authorization headers).
+func (s *Server) loggedHTTPPath(r *http.Request) string {
+	var auths [][]byte
+	for _, v := range r.Header.Values(fiber.HeaderAuthorization) {
+		auths = append(auths, []byte(v))
+	}
+	return redactJWTs(s.pathForLog([]byte(r.URL.EscapedPath()), auths))
+}
+
+// pathForLog is raw, a request's path as sent, as loggedPath shows it
+// but for the JWTs; auths are the request's Authorization headers.
+func (s *Server) pathForLog(raw []byte, auths [][]byte) string {
 	p := string(raw)
 	// The request's own credentials (a JWT is no configured secret) are
 	// not logged either, should the client have put them in the path
@@ -786,7 +797,7 @@ func (s *Server) pathForLog(req *fasthttp.Request) string {
 	// more of them than a credential has is not looked through, its path
 	// is withheld whole.
 	var creds []string
-	for _, h := range req.Header.PeekAll(fiber.HeaderAuthorization) {
+	for _, h := range auths {
 		for _, w := range bytes.Fields(h) {
 			if len(w) >= minLoggedCredential {
 				if len(creds) == maxLoggedCredentials {
