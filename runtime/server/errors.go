@@ -262,14 +262,16 @@ func knownMethod(method []byte) bool {
 //     method;
 //   - an HTTP version other than 1.1 and 1.0 (fasthttp serves HTTP/9.9 as
 //     1.1): 505, and the connection is closed;
-//   - a request with both Transfer-Encoding and Content-Length,
-//     whose body a proxy in front may have framed differently (request
-//     smuggling): 400, and the connection is closed.
+//   - a request with both Transfer-Encoding and Content-Length, or a
+//     header line ended by a bare LF, whose headers and body a proxy in
+//     front may have read differently (request smuggling): 400, and the
+//     connection is closed.
 //
 // Both get a request id, a count in the metrics and an access log line.
 // No credential is asked for: the answer says nothing about any plugin.
 func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		framing := framingProblem(ctx.Request.Header.RawHeaders())
 		switch {
 		case !knownMethod(ctx.Method()):
 			method := string(ctx.Method())
@@ -282,10 +284,9 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			ctx.SetConnectionClose()
 			s.refuseRaw(ctx, apiErr(fiber.StatusHTTPVersionNotSupported, "http_version_not_supported",
 				"HTTP version "+strconv.Quote(string(ctx.Request.Header.Protocol()))+" is not supported; greenroom serves HTTP/1.1 and HTTP/1.0"), string(ctx.Method()))
-		case hasBothFramings(ctx.Request.Header.RawHeaders()):
+		case framing != "":
 			ctx.SetConnectionClose()
-			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request",
-				"the request has both Transfer-Encoding and Content-Length, which servers may read differently; send one"), string(ctx.Method()))
+			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request", framing), string(ctx.Method()))
 		default:
 			next(ctx)
 		}
@@ -314,16 +315,26 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	s.record(ctx, method, ae.RequestID, "", "", "", time.Since(start))
 }
 
-// hasBothFramings reports whether raw, a request's header lines as
-// received, has both a Transfer-Encoding (any coding) and a Content-Length
-// header. The parsed header cannot tell: fasthttp drops Content-Length
-// for a chunked body, and sets it to 0 once an empty one is read.
-func hasBothFramings(raw []byte) bool {
+// framingProblem says what in raw, a request's header lines as received,
+// servers may read differently, or "" when nothing:
+//   - both a Transfer-Encoding (any coding) and a Content-Length header.
+//     The parsed header cannot tell: fasthttp drops Content-Length for a
+//     chunked body, and sets it to 0 once an empty one is read.
+//   - a header line ended by a bare LF, which fasthttp takes for a line's
+//     end: a proxy in front that does not reads the next line as part of
+//     the header's value ("X: a\nTransfer-Encoding: chunked" is one header
+//     to it, and the request has no body), and passes greenroom a body it
+//     never framed. (A head whose every line ends in a bare LF is not
+//     read at all: it is answered 408 at server.read_timeout.)
+func framingProblem(raw []byte) string {
 	te, cl := false, false
-	for len(raw) > 0 && !(te && cl) {
+	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
 			line, raw = raw[:i], raw[i+1:]
+			if len(line) == 0 || line[len(line)-1] != '\r' {
+				return "a header line of the request ends with a bare LF, which servers may read differently; end each line with CRLF"
+			}
 		} else {
 			raw = nil
 		}
@@ -335,5 +346,8 @@ func hasBothFramings(raw []byte) bool {
 		te = te || bytes.EqualFold(k, []byte("transfer-encoding"))
 		cl = cl || bytes.EqualFold(k, []byte("content-length"))
 	}
-	return te && cl
+	if te && cl {
+		return "the request has both Transfer-Encoding and Content-Length, which servers may read differently; send one"
+	}
+	return ""
 }
