@@ -32,3 +32,24 @@ func TestRedactJWTsAsTheExpression(t *testing.T) {
 		t.Errorf("a JWT in a path: %q", got)
 	}
 }
+
+// A shutdown cut short names its requests in flight with their paths as
+// the access log shows them: a config secret the client percent-encoded
+// where no encoding is needed (%59 for Y, lower-case hex), which the log's
+// redaction does not find as sent, decoded and [REDACTED]. It named the
+// path as sent, the secret readable in the log and on stderr.
+func TestInFlightPathRedactsEncodedSecrets(t *testing.T) {
+	log, _, err := logging.New(&strings.Builder{}, "json", "info", []string{"YinflightSecret+42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{log: log, inflight: map[*reqState]struct{}{}}
+	for _, path := range []string{"/api/x/%59inflightSecret%2b42", "/api/x/%59inflight%53ecret+42/eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln"} {
+		clear(s.inflight)
+		s.inflight[&reqState{method: "GET", path: path, id: "r1"}] = struct{}{}
+		got := s.inFlight()
+		if len(got) != 1 || !strings.Contains(got[0], "GET /api/x/"+logging.Redacted) || strings.Contains(got[0], "nflight") || strings.Contains(got[0], "eyJzdWIi") {
+			t.Errorf("%s named in flight as %q, want the secret and the JWT [REDACTED]", path, got)
+		}
+	}
+}

@@ -431,26 +431,29 @@ func (s *Server) inFlight() []string {
 		if rs.sending {
 			sending = ", sending its answer"
 		}
-		out[i] = fmt.Sprintf("%s %s (request %s, running %s%s)", rs.method, inFlightPath(rs.path), rs.id, time.Since(rs.start).Round(time.Millisecond), sending)
+		out[i] = fmt.Sprintf("%s %s (request %s, running %s%s)", rs.method, s.inFlightPath(rs.path), rs.id, time.Since(rs.start).Round(time.Millisecond), sending)
 	}
 	return out
 }
 
 // inFlightPath is the path of a request in flight as a shutdown names it,
-// which the log then shows: with what is shaped like a JWT [REDACTED], as
-// in the access log (loggedPath; percent-decoded first when that finds
-// one). The log's redaction takes out the config's secrets; the
-// request's own Authorization header is not at hand any more, but a
-// request admitted this far carried a valid credential, a JWT or a
-// configured token.
-func inFlightPath(p string) string {
+// which the log then shows: as in the access log (pathForLog: a config
+// secret a needless percent-encoding hides, decoded and [REDACTED]), with
+// what is shaped like a JWT [REDACTED] (percent-decoded first when that
+// finds one). The request's own Authorization header is not at hand any
+// more, but a request admitted this far carried a valid credential, a
+// JWT or a configured token, which the log's redaction takes out.
+func (s *Server) inFlightPath(p string) string {
 	if strings.IndexByte(p, '%') >= 0 {
 		dec := unescapeValid(p)
 		if r := redactJWTs(dec); r != dec {
+			if red := logging.RedactorOf(s.log); red != nil {
+				return string(red.Redact([]byte(r)))
+			}
 			return r
 		}
 	}
-	return redactJWTs(p)
+	return redactJWTs(s.pathForLog([]byte(p), nil))
 }
 
 // reqState is what the server knows about a request as it passes through.
