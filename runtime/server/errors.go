@@ -86,7 +86,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		if errors.As(err, &fe) {
 			ae = apiErr(fe.Code, codeForStatus(fe.Code), parseErrorMessage(fe.Message))
 		} else {
-			s.log.WithError(err).WithField("path", c.Path()).Error("internal error")
+			s.log.WithError(err).WithField("path", s.loggedPath(c.Request())).Error("internal error")
 			ae = apiErr(fiber.StatusInternalServerError, "internal", "internal server error")
 		}
 	}

@@ -11,12 +11,13 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// A panic in greenroom's own handling of a request is a 500 with the
-// request id, and its stack goes to the log; the server goes on serving.
-func TestPanicIsInternalError(t *testing.T) {
-	var buf bytes.Buffer
+// errorApp is a Fiber app with the server's error handling, each request
+// given its state (request id req-1) and run by Server.next, and the
+// buffer its JSON log goes to.
+func errorApp() (*fiber.App, *bytes.Buffer) {
+	buf := &bytes.Buffer{}
 	log := logrus.New()
-	log.SetOutput(&buf)
+	log.SetOutput(buf)
 	log.SetFormatter(&logrus.JSONFormatter{})
 	s := &Server{log: log}
 	app := fiber.New(fiber.Config{ErrorHandler: s.errorHandler})
@@ -25,6 +26,13 @@ func TestPanicIsInternalError(t *testing.T) {
 		c.Locals(stateKey, rs)
 		return s.next(c, rs)
 	})
+	return app, buf
+}
+
+// A panic in greenroom's own handling of a request is a 500 with the
+// request id, and its stack goes to the log; the server goes on serving.
+func TestPanicIsInternalError(t *testing.T) {
+	app, buf := errorApp()
 	app.Get("/boom", func(c *fiber.Ctx) error {
 		var b []byte
 		_ = b[len(c.Path())] // index out of range
@@ -63,5 +71,21 @@ func TestDroppedRequestHeadersFit(t *testing.T) {
 		if forwardRequestHeader([]byte(strings.ToUpper(name))) || forwardRequestHeader([]byte(strings.ReplaceAll(name, "-", "_"))) {
 			t.Errorf("%q reaches guests", name)
 		}
+	}
+}
+
+// An error of greenroom's own (neither an APIError nor Fiber's) is logged
+// with the request's path as the access log shows it: a JWT in it
+// [REDACTED]. It logged the path as sent.
+func TestInternalErrorPathRedacted(t *testing.T) {
+	app, buf := errorApp()
+	app.Get("/x/*", func(c *fiber.Ctx) error { return io.ErrUnexpectedEOF })
+	const jwtShaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+	resp, err := app.Test(httptest.NewRequest("GET", "/x/"+jwtShaped, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 500 || !strings.Contains(buf.String(), "internal error") || strings.Contains(buf.String(), "eyJzdWIi") {
+		t.Errorf("%d, log:\n%s\nwant a 500 logged with the JWT [REDACTED]", resp.StatusCode, buf.String())
 	}
 }
