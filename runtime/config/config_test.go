@@ -1633,6 +1633,15 @@ func TestBurstAlias(t *testing.T) {
 			t.Errorf("%q: %v, want %q", text, err, want)
 		}
 	}
+	// Reported with every other problem of the config, as any error is:
+	// it was reported alone.
+	text := "[server]\nrate_limit = \"10/s\"\nrate_burst = 20\nburst = 30\n[log]\nlevel = \"loud\"\n"
+	_, err := read(t, text, nil)
+	for _, want := range []string{"config.toml:4: server.burst: is another name", "config.toml:6: log.level: must be one of"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
 }
 
 // config print writes a value holding "${" (written "$${" in its file) so

@@ -182,10 +182,12 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		maps.Copy(literals, lits)
 		mergeMaps(merged, doc)
 	}
-	if len(errs) == 0 {
+	// An alias set beside its key is reported with every other problem:
+	// the key's own value is kept and checked.
+	parsed := len(errs) == 0
+	if parsed {
 		errs = append(errs, applyAliases(merged, origins)...)
 	}
-	parsed := len(errs) == 0
 	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, substituted: map[string]bool{}, failed: map[string]bool{}}
 	// Before substitution, the secrets lists are as written: enough to
 	// know where an error must not quote the text.
