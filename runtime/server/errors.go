@@ -265,32 +265,42 @@ func knownMethod(method []byte) bool {
 //   - a request with both Transfer-Encoding and Content-Length, or a
 //     header line ended by a bare LF, whose headers and body a proxy in
 //     front may have read differently (request smuggling): 400, and the
-//     connection is closed.
+//     connection is closed. Checked first, whatever the method and
+//     version: a 501 kept the connection open, its next request read
+//     where fasthttp's framing put it.
 //
-// Both get a request id, a count in the metrics and an access log line.
+// Each gets a request id, a count in the metrics and an access log line.
 // No credential is asked for: the answer says nothing about any plugin.
 func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		framing := framingProblem(ctx.Request.Header.RawHeaders())
 		switch {
+		case framing != "":
+			// First: any other answer keeps the connection, whose next
+			// request would begin where fasthttp's framing says.
+			ctx.SetConnectionClose()
+			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request", framing), shownMethod(ctx.Method()))
 		case !knownMethod(ctx.Method()):
-			method := string(ctx.Method())
-			if len(method) > 64 {
-				method = method[:64] + "..."
-			}
+			method := shownMethod(ctx.Method())
 			s.refuseRaw(ctx, apiErr(fiber.StatusNotImplemented, "not_implemented",
 				"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", ")), method)
 		case !supportedProtocol(ctx.Request.Header.Protocol()):
 			ctx.SetConnectionClose()
 			s.refuseRaw(ctx, apiErr(fiber.StatusHTTPVersionNotSupported, "http_version_not_supported",
 				"HTTP version "+strconv.Quote(string(ctx.Request.Header.Protocol()))+" is not supported; greenroom serves HTTP/1.1 and HTTP/1.0"), string(ctx.Method()))
-		case framing != "":
-			ctx.SetConnectionClose()
-			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request", framing), string(ctx.Method()))
 		default:
 			next(ctx)
 		}
 	}
+}
+
+// shownMethod is a request's method as an answer and the log show it: at
+// most 64 bytes, a longer one cut, with "...".
+func shownMethod(m []byte) string {
+	if len(m) > 64 {
+		return string(m[:64]) + "..."
+	}
+	return string(m)
 }
 
 // supportedProtocol reports whether proto, a request line's version, is
