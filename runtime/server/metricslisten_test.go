@@ -142,3 +142,32 @@ func TestMetricsListenPathRedacted(t *testing.T) {
 		}
 	}
 }
+
+// "OPTIONS *" on metrics_listen is answered as the main listener answers
+// it, 404 not_found in JSON with a request id, and logged: net/http
+// answered it itself, a bare 200 with no id and no access log line.
+func TestMetricsListenOptionsStar(t *testing.T) {
+	in := start(t, "")
+	c, err := net.Dial("tcp", serveMetrics(t, in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "OPTIONS * HTTP/1.1\r\nHost: m\r\nX-Request-Id: star-1\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 404 || !strings.Contains(string(body), `"code":"not_found"`) || resp.Header.Get("X-Request-Id") != "star-1" {
+		t.Errorf("OPTIONS *: %d %v %s, want 404 not_found with the request id", resp.StatusCode, resp.Header, body)
+	}
+	logged := false
+	for _, l := range in.LogLines(t) {
+		logged = logged || l["listener"] == "metrics_listen" && l["request_id"] == "star-1" && l["status"] == float64(404)
+	}
+	if !logged {
+		t.Errorf("no access log line for OPTIONS *:\n%s", in.Log.String())
+	}
+}

@@ -340,6 +340,9 @@ func (s *Server) MetricsServer(ln net.Listener) (*http.Server, net.Listener) {
 		WriteTimeout:      c.WriteTimeout.D(),
 		IdleTimeout:       idle,
 		MaxHeaderBytes:    int(c.HeaderLimit),
+		// "OPTIONS *" is answered as the main listener answers it (404,
+		// logged), not by net/http itself.
+		DisableGeneralOptionsHandler: true,
 	}
 	return srv, &capListener{Listener: ln, max: int64(max(c.MaxConnections, 1))}
 }
