@@ -53,3 +53,25 @@ func TestInFlightPathRedactsEncodedSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A path decoded to redact what it hides keeps no control character: the
+// shutdown's error goes to stderr as it is, where a decoded %1b or %0a
+// wrote a terminal escape or a forged line.
+func TestInFlightPathEscapesControls(t *testing.T) {
+	log, _, err := logging.New(&strings.Builder{}, "json", "info", []string{"YinflightSecret+42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{log: log, inflight: map[*reqState]struct{}{}}
+	for _, path := range []string{
+		"/api/x/%1b%5b2J%0agreenroom:%20forged%7f/eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln",
+		"/api/x/%1b%5b2J%0d%0aforged/%59inflightSecret%2b42",
+	} {
+		clear(s.inflight)
+		s.inflight[&reqState{method: "GET", path: path, id: "r1"}] = struct{}{}
+		got := s.inFlight()
+		if len(got) != 1 || strings.ContainsAny(got[0], "\x1b\n\r\x7f") || !strings.Contains(got[0], logging.Redacted) {
+			t.Errorf("%s named in flight as %q, want no control character and the secret [REDACTED]", path, got)
+		}
+	}
+}

@@ -446,17 +446,37 @@ func (s *Server) inFlight() []string {
 // finds one). The request's own Authorization header is not at hand any
 // more, but a request admitted this far carried a valid credential, a
 // JWT or a configured token, which the log's redaction takes out.
+//
+// A decoded path has its control characters escaped again (%1B, %0A):
+// the shutdown's error is printed to stderr as it is, where they wrote
+// terminal escapes or forged lines.
 func (s *Server) inFlightPath(p string) string {
 	if strings.IndexByte(p, '%') >= 0 {
 		dec := unescapeValid(p)
 		if r := redactJWTs(dec); r != dec {
 			if red := logging.RedactorOf(s.log); red != nil {
-				return string(red.Redact([]byte(r)))
+				r = string(red.Redact([]byte(r)))
 			}
-			return r
+			return escapeControls(r)
 		}
 	}
-	return redactJWTs(s.pathForLog([]byte(p), nil))
+	return escapeControls(redactJWTs(s.pathForLog([]byte(p), nil)))
+}
+
+// escapeControls percent-encodes the ASCII control characters of p.
+func escapeControls(p string) string {
+	if !strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // reqState is what the server knows about a request as it passes through.
