@@ -733,11 +733,15 @@ func TestCredentialInPathNotLogged(t *testing.T) {
 	in.DoAnon(t, "GET", "/api/hello/two/"+tok, nil, "Authorization", "Bearer "+tok, "Authorization", "Bearer other-token-0123456789")
 	in.DoAnon(t, "GET", "/api/hello/tab/"+tok, nil, "Authorization", "Bearer\t"+tok)
 	in.DoAnon(t, "GET", "/api/hello/none/"+tok, nil)
+	// Not sent as a credential, and hidden by an encoding (an "e" or the
+	// dots encoded): redacted as it is when sent as is. It was logged.
+	in.DoAnon(t, "GET", "/api/hello/enc/%65"+tok[1:], nil)
+	in.DoAnon(t, "GET", "/api/hello/dots/"+strings.ReplaceAll(tok, ".", "%2E"), nil)
 	log := in.Log.String()
 	if strings.Contains(log, tok) || strings.Contains(log, tok[:40]) || strings.Contains(log, tok[len(tok)-40:]) {
 		t.Errorf("the request's JWT is in the log:\n%s", log)
 	}
-	for _, p := range []string{"two", "tab", "none"} {
+	for _, p := range []string{"two", "tab", "none", "enc", "dots"} {
 		if !strings.Contains(log, `"path":"/api/hello/`+p+`/[REDACTED]"`) {
 			t.Errorf("no access line for /%s with the JWT redacted from its path:\n%s", p, log)
 		}

@@ -440,10 +440,9 @@ func (s *Server) inFlight() []string {
 }
 
 // inFlightPath is the path of a request in flight as a shutdown names it,
-// which the log then shows: as in the access log (pathForLog: a config
-// secret a needless percent-encoding hides, decoded and [REDACTED]), with
-// what is shaped like a JWT [REDACTED] (percent-decoded first when that
-// finds one). The request's own Authorization header is not at hand any
+// which the log then shows: as in the access log (loggedPath: a config
+// secret or a JWT a needless percent-encoding hides, decoded and
+// [REDACTED]). The request's own Authorization header is not at hand any
 // more, but a request admitted this far carried a valid credential, a
 // JWT or a configured token, which the log's redaction takes out.
 //
@@ -451,15 +450,6 @@ func (s *Server) inFlight() []string {
 // the shutdown's error is printed to stderr as it is, where they wrote
 // terminal escapes or forged lines.
 func (s *Server) inFlightPath(p string) string {
-	if strings.IndexByte(p, '%') >= 0 {
-		dec := unescapeValid(p)
-		if r := redactJWTs(dec); r != dec {
-			if red := logging.RedactorOf(s.log); red != nil {
-				r = string(red.Redact([]byte(r)))
-			}
-			return escapeControls(r)
-		}
-	}
 	return escapeControls(redactJWTs(s.pathForLog([]byte(p), nil)))
 }
 
@@ -795,8 +785,8 @@ func unhex(c byte) (byte, bool) {
 // it: as the client sent it, unless its percent-decoding holds a secret of
 // the config, which the log's redaction finds only in the usual encodings
 // (a client may send lower-case hex, or encode a character that needs
-// none): then decoded, the secret redacted. The request's own credentials
-// and anything shaped like a JWT are redacted from it too.
+// none), or a JWT: then decoded, the secret redacted. The request's own
+// credentials and anything shaped like a JWT are redacted from it too.
 func (s *Server) loggedPath(req *fasthttp.Request) string {
 	return redactJWTs(s.pathForLog(req.URI().PathOriginal(), req.Header.PeekAll(fiber.HeaderAuthorization)))
 }
@@ -847,6 +837,9 @@ func (s *Server) pathForLog(raw []byte, auths [][]byte) string {
 			dec, found = strings.ReplaceAll(dec, c, logging.Redacted), true
 		}
 	}
+	// A JWT an encoding hides (%65yJ..., dots as %2E) is shown decoded,
+	// for loggedPath to find it.
+	found = found || redactJWTs(dec) != dec
 	if found {
 		if red != nil {
 			return string(red.Redact([]byte(dec)))
