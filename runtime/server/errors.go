@@ -282,8 +282,7 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			s.refuseRaw(ctx, apiErr(fiber.StatusBadRequest, "bad_request", framing), shownMethod(ctx.Method()))
 		case !knownMethod(ctx.Method()):
 			method := shownMethod(ctx.Method())
-			s.refuseRaw(ctx, apiErr(fiber.StatusNotImplemented, "not_implemented",
-				"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", ")), method)
+			s.refuseRaw(ctx, notImplemented(method), method)
 		case !supportedProtocol(ctx.Request.Header.Protocol()):
 			ctx.SetConnectionClose()
 			s.refuseRaw(ctx, apiErr(fiber.StatusHTTPVersionNotSupported, "http_version_not_supported",
@@ -292,6 +291,13 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			next(ctx)
 		}
 	}
+}
+
+// notImplemented is the answer to a request with method (as shownMethod
+// shows it), which greenroom does not implement: 501, as RFC 9110 asks.
+func notImplemented(method string) *APIError {
+	return apiErr(fiber.StatusNotImplemented, "not_implemented",
+		"HTTP method "+strconv.Quote(method)+" is not implemented; greenroom serves "+strings.Join(fiber.DefaultMethods, ", "))
 }
 
 // shownMethod is a request's method as an answer and the log show it: at

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,26 +149,46 @@ func TestMetricsListenPathRedacted(t *testing.T) {
 // answered it itself, a bare 200 with no id and no access log line.
 func TestMetricsListenOptionsStar(t *testing.T) {
 	in := start(t, "")
-	c, err := net.Dial("tcp", serveMetrics(t, in))
+	metricsAnswers(t, in, serveMetrics(t, in), "OPTIONS *", 404, "not_found")
+}
+
+// A method greenroom does not implement gets 501 not_implemented on
+// metrics_listen as on the main listener, whatever the path: it got 405
+// on /metrics and 404 elsewhere.
+func TestMetricsListenUnknownMethod(t *testing.T) {
+	in := start(t, "")
+	addr := serveMetrics(t, in)
+	for _, target := range []string{"/metrics", "/other"} {
+		metricsAnswers(t, in, addr, "BREW "+target, 501, "not_implemented")
+	}
+}
+
+// metricsAnswers sends metrics_listen at addr a request with the request
+// line line (and an X-Request-Id), and checks that it is answered status
+// with code in JSON, the request id returned and the request logged.
+func metricsAnswers(t *testing.T, in *servertest.Instance, addr, line string, status int, code string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "OPTIONS * HTTP/1.1\r\nHost: m\r\nX-Request-Id: star-1\r\n\r\n")
+	id := "req-" + strconv.Itoa(len(in.LogLines(t)))
+	io.WriteString(c, line+" HTTP/1.1\r\nHost: m\r\nX-Request-Id: "+id+"\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 404 || !strings.Contains(string(body), `"code":"not_found"`) || resp.Header.Get("X-Request-Id") != "star-1" {
-		t.Errorf("OPTIONS *: %d %v %s, want 404 not_found with the request id", resp.StatusCode, resp.Header, body)
+	if resp.StatusCode != status || !strings.Contains(string(body), `"code":"`+code+`"`) || resp.Header.Get("X-Request-Id") != id {
+		t.Errorf("%s: %d %v %s, want %d %s with the request id", line, resp.StatusCode, resp.Header, body, status, code)
 	}
 	logged := false
 	for _, l := range in.LogLines(t) {
-		logged = logged || l["listener"] == "metrics_listen" && l["request_id"] == "star-1" && l["status"] == float64(404)
+		logged = logged || l["listener"] == "metrics_listen" && l["request_id"] == id && l["status"] == float64(status)
 	}
 	if !logged {
-		t.Errorf("no access log line for OPTIONS *:\n%s", in.Log.String())
+		t.Errorf("no access log line for %s:\n%s", line, in.Log.String())
 	}
 }

@@ -285,13 +285,17 @@ func (s *Server) MetricsHandler() http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		// Only /metrics, by GET or HEAD, as on the main listener; the
-		// rest answers as the main listener's errors do, logged too.
+		// rest answers as the main listener's errors do, logged too (a
+		// method greenroom does not implement 501, whatever the path).
 		fail := func(status int, code, msg string) {
 			sw.Header().Set("Content-Type", "application/json")
 			sw.WriteHeader(status)
 			json.NewEncoder(sw).Encode(map[string]string{"error": msg, "code": code, "request_id": id})
 		}
 		switch {
+		case !knownMethod([]byte(r.Method)):
+			e := notImplemented(shownMethod([]byte(r.Method)))
+			fail(e.Status, e.Code, e.Message)
 		case r.URL.Path != "/metrics":
 			fail(http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.EscapedPath()+" (metrics_listen serves GET /metrics)")
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
