@@ -281,19 +281,26 @@ func startLeaseReplicaWith(t *testing.T, name string, clk *fakeClock, st store, 
 			}
 			return 0, nil, &plugin.CallError{Plugin: p, Kind: plugin.FailCanceled, Err: context.Canceled}
 		}})
-	r.st, r.clk = st, clk
+	startWithTask(t, r.Scheduler, st, clk, spec)
+	return r
+}
+
+// startWithTask starts s on st and clk with plugin p's one task, as spec
+// says; it is stopped when the test ends, if not before.
+func startWithTask(t *testing.T, s *Scheduler, st store, clk clock, spec hostfuncs.TaskSpec) {
+	t.Helper()
+	s.st, s.clk = st, clk
 	task, err := NewTask("p", spec, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.SetTasks("p", []Task{task})
-	r.Start()
+	s.SetTasks("p", []Task{task})
+	s.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		r.Stop(ctx)
+		s.Stop(ctx)
 	})
-	return r
 }
 
 // trigger runs p/t on r now and returns its run's context.

@@ -33,6 +33,8 @@ func startReloadReplica(t *testing.T, st store) *reloadReplica {
 	clk := newFakeClock(t)
 	if sq, ok := st.(*sqliteStore); ok {
 		sq.now = clk.Now
+	} else {
+		st = fakeDBClock{st}
 	}
 	r := &reloadReplica{clk: clk, st: st, runs: make(chan startedRun, 10), release: make(chan struct{})}
 	r.Scheduler = New(Config{Enabled: true, Log: quietLog(), Lease: time.Hour, Replica: "r",

@@ -93,6 +93,15 @@ const (
 	retryLocked = 50 * time.Millisecond
 	// retryError is how soon a failed database step is retried.
 	retryError = 2 * time.Second
+	// clockEvery is how often a replica reads the database's clock again
+	// (dbClock); clockMaxRTT is the longest round trip a reading may take
+	// to replace the last one (half of it is the reading's error).
+	clockEvery  = 30 * time.Second
+	clockMaxRTT = 500 * time.Millisecond
+	// clockSlack: a claim that reads the database's clock further than
+	// this (and half its round trip) from this replica's reckoning has
+	// the clock read again.
+	clockSlack = 100 * time.Millisecond
 	// maxErrorText bounds the error text kept for a run, and
 	// maxLogErrorText the part of it written in the log line of a failed
 	// run.
@@ -177,6 +186,17 @@ type Scheduler struct {
 	dead atomic.Bool
 	// clk times leases (realClock; tests may replace it before Start).
 	clk clock
+	// dbOff is how far the database's clock is ahead of clk, in
+	// nanoseconds: due times go by the database's clock (dueNow), as its
+	// leases and claims do, whatever this host's clock says. Zero on
+	// SQLite. dbKnown: read (dbClock) since New; both change under mu.
+	dbOff   atomic.Int64
+	dbKnown atomic.Bool
+	// clockMu orders readings of the database's clock; clockAt is when
+	// the last one came back (clk), and clockStale asks for another.
+	clockMu    sync.Mutex
+	clockAt    time.Time
+	clockStale atomic.Bool
 	// starts batches the rows of local runs as they start.
 	starts startBatch
 
@@ -264,6 +284,10 @@ type run struct {
 	// again (rescuer), or "".
 	rescues string
 	due     time.Time
+	// startAt is when (s.clk) a scheduled global run claimed ahead of
+	// its due time begins: the due time by the database's clock as its
+	// claim read it (took). Zero on SQLite: then the due time by dueNow.
+	startAt time.Time
 	// next is the next_run a scheduled global run stores as it ends.
 	next    time.Time
 	claimed bool
@@ -342,8 +366,8 @@ func key(plugin, id string) string { return plugin + "\x00" + id }
 // registers stop being scheduled (a run in progress finishes; their
 // history stays). The runtime calls it when it installs a plugin version.
 func (s *Scheduler) SetTasks(plugin string, tasks []Task) {
-	now := s.clk.Now()
 	s.mu.Lock()
+	now := s.dueNow() // under mu: dbClock moves registrations made before its first reading
 	keep := map[string]bool{}
 	for _, nt := range tasks {
 		k := key(plugin, nt.ID)
@@ -628,7 +652,15 @@ func (s *Scheduler) loop() {
 // tick syncs new registrations, starts due local runs and claims due
 // global ones; it returns how long to sleep.
 func (s *Scheduler) tick(ctx context.Context) time.Duration {
-	now := s.clk.Now()
+	s.mu.Lock()
+	idle := len(s.tasks) == 0
+	s.mu.Unlock()
+	if !idle {
+		// A failed reading keeps the last; none yet holds the syncs
+		// (sync), and so every run, until one comes back.
+		s.dbClock(ctx)
+	}
+	now := s.dueNow()
 	var syncs, claims []*task
 	var locals []*run
 	s.mu.Lock()
@@ -689,7 +721,7 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 }
 
 func (s *Scheduler) untilNext() time.Duration {
-	now := s.clk.Now()
+	now := s.dueNow()
 	wait := time.Minute
 	s.mu.Lock()
 	for _, t := range s.tasks {
@@ -704,10 +736,16 @@ func (s *Scheduler) untilNext() time.Duration {
 // sync writes the rows of new or changed registrations and learns each
 // global task's next due time.
 func (s *Scheduler) sync(ctx context.Context, ts []*task) {
+	// A first due time, and the due times to come, go by the database's
+	// clock: not one is written before it has been read.
+	clockErr := s.dbClock(ctx)
+	if clockErr == nil && !s.dbKnown.Load() {
+		clockErr = errors.New("the database's clock has not been read")
+	}
 	regs := make([]registration, len(ts))
 	gens := make([]uint64, len(ts))
-	now := s.clk.Now()
 	s.mu.Lock()
+	now := s.dueNow()
 	for i, t := range ts {
 		spec := t.Task
 		regs[i] = registration{task: &spec, at: t.regAt}
@@ -721,14 +759,18 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	}
 	s.mu.Unlock()
 	var nexts []time.Time
-	st, err := s.store(ctx)
+	err := clockErr
+	var st store
+	if err == nil {
+		st, err = s.store(ctx)
+	}
 	if err == nil {
 		nexts, err = st.register(ctx, regs)
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Error("cannot register tasks in the database; retrying")
 	}
-	now = s.clk.Now()
+	now = s.dueNow()
 	s.mu.Lock()
 	for i, t := range ts {
 		if s.tasks[t.key] != t || t.gen != gens[i] {
@@ -752,6 +794,79 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	}
 	s.mu.Unlock()
 	s.wakeUp()
+}
+
+// dueNow is the time by the database's clock, as this replica reckons it
+// (the host's clock until dbClock has read it): the clock due times go by.
+func (s *Scheduler) dueNow() time.Time {
+	return s.clk.Now().Add(time.Duration(s.dbOff.Load()))
+}
+
+// dbClock reads the database's clock when it has not been read yet, was
+// read clockEvery ago, or a claim found the reading off (clockStale), and
+// sets dbOff: how far it is ahead of this replica's, from the middle of
+// the round trip. Replicas whose clocks differ then agree on when a due
+// time comes: reckoned by their own clocks, one 20 s ahead ran every due
+// time 20 s early, and the due times another stored at once, while the
+// claims' leases went by the database's clock. The first reading moves
+// the registrations made before it, which went by this host's clock, to
+// the database's.
+func (s *Scheduler) dbClock(ctx context.Context) error {
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	if s.dbKnown.Load() && !s.clockStale.Load() && s.clk.Now().Sub(s.clockAt) < clockEvery {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := s.store(ctx)
+	if err != nil {
+		return err
+	}
+	// The best of three readings: the one with the shortest round trip.
+	var off, rtt time.Duration
+	for i := range 3 {
+		sent := s.clk.Now()
+		db, err := st.dbNow(ctx)
+		back := s.clk.Now()
+		if err != nil {
+			if s.dbKnown.Load() {
+				// The last reading stands; the next try in retryError.
+				s.clockAt = back.Add(retryError - clockEvery)
+			}
+			return err
+		}
+		if d := back.Sub(sent); i == 0 || d < rtt {
+			rtt, off = d, 0
+			if !db.IsZero() {
+				off = db.Sub(sent.Add(d / 2))
+			}
+		}
+		if db.IsZero() {
+			break // SQLite: the host's clock
+		}
+	}
+	s.clockAt = s.clk.Now()
+	s.clockStale.Store(false)
+	if s.dbKnown.Load() && rtt > clockMaxRTT {
+		return nil // too rough: the last reading stands
+	}
+	if off.Abs() <= rtt/2 {
+		off = 0 // the clocks agree, as far as the reading can tell
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dbKnown.Load() {
+		for _, t := range s.tasks {
+			t.regAt, t.attempt = t.regAt.Add(off), t.attempt.Add(off)
+			if t.Scope == Local {
+				t.due = t.first(t.regAt)
+			}
+		}
+		s.dbKnown.Store(true)
+	}
+	s.dbOff.Store(int64(off))
+	return nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -781,10 +896,12 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	if err == nil {
 		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
 	}
+	back := s.clk.Now()
 	if err != nil && ctx.Err() == nil {
 		s.claimFailed(err, "cannot claim due tasks; retrying")
 	}
-	now := s.clk.Now()
+	s.checkClock(ctx, res, sent, back)
+	now := s.dueNow()
 	var won []*run
 	var lost int64
 	s.mu.Lock()
@@ -795,7 +912,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			// claimed, goes on under the old registration, and the new
 			// one's sync sets the task's due time, not this claim.
 			if err == nil && res[i].claimed {
-				r.claimed, r.leaseOK = true, sent
+				r.took(res[i], sent, back)
 				t.sawClaimed(r.due)
 				r.withdrawn = s.tasks[t.key] != t // changed, then dropped
 				won = append(won, r)
@@ -815,7 +932,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		x := res[i]
 		switch {
 		case x.claimed:
-			r.claimed, r.leaseOK = true, sent
+			r.took(x, sent, back)
 			t.sawClaimed(r.due)
 			t.due = r.next
 			// Dropped by a reload while the claim was on its way: the
@@ -855,6 +972,35 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	s.stats.claimed(int64(len(won)), lost)
 	for _, r := range won {
 		s.mustLaunch(r)
+	}
+}
+
+// took records that the claim of scheduled run r, sent at sent and back
+// at back (s.clk), took its lease: the run begins at its due time by the
+// database's clock, which the claim read (x.dbNow; none on SQLite, whose
+// clock is the host's). Counted from back, the claim's reading being
+// older, it begins no sooner, even on a replica whose clock was stepped
+// since it last read the database's.
+func (r *run) took(x claimResult, sent, back time.Time) {
+	r.claimed, r.leaseOK = true, sent
+	if !x.dbNow.IsZero() {
+		r.startAt = back.Add(r.due.Sub(x.dbNow))
+	}
+}
+
+// checkClock reads the database's clock again (dbClock) when a claim,
+// sent at sent and back at back, read it (res[0].dbNow) further from this
+// replica's reckoning than the round trip explains: this replica's clock
+// was stepped since the last reading.
+func (s *Scheduler) checkClock(ctx context.Context, res []claimResult, sent, back time.Time) {
+	if len(res) == 0 || res[0].dbNow.IsZero() {
+		return
+	}
+	rtt := back.Sub(sent)
+	off := res[0].dbNow.Sub(sent.Add(rtt / 2))
+	if (off - time.Duration(s.dbOff.Load())).Abs() > rtt/2+clockSlack {
+		s.clockStale.Store(true)
+		s.dbClock(ctx)
 	}
 }
 
@@ -950,7 +1096,11 @@ func (s *Scheduler) execute(r *run) {
 			log.WithError(err).Warn("cannot record the start of a run")
 		}
 	}
-	if wait := r.due.Sub(s.clk.Now()); wait > 0 && !r.manual {
+	wait := r.due.Sub(s.dueNow())
+	if !r.startAt.IsZero() {
+		wait = r.startAt.Sub(s.clk.Now())
+	}
+	if wait > 0 && !r.manual {
 		// Claimed ahead: start at the due time.
 		due := make(chan struct{})
 		stop := s.clk.AfterFunc(wait, func() { close(due) })
@@ -1022,7 +1172,7 @@ func (s *Scheduler) execute(r *run) {
 				// shows while it runs.
 				if !r.manual && !lateSeen {
 					lateSeen = true
-					s.stats.late(began.Sub(r.due))
+					s.stats.late(s.dueNow().Sub(r.due))
 				}
 				return hostfuncs.AppendTaskRun(dst, hostfuncs.TaskRun{ID: t.ID, RunID: r.id, Deadline: d, Due: dueNS, Manual: r.manual})
 			},
@@ -1051,7 +1201,7 @@ func (s *Scheduler) execute(r *run) {
 		began = end
 	}
 	if !r.manual && !lateSeen {
-		s.stats.late(began.Sub(r.due))
+		s.stats.late(s.dueNow().Sub(r.due))
 	}
 	outcome, failure, msg := s.outcome(r, code, out, err, pastDeadline, cancelReq.Seen())
 	s.stats.ran(outcome, failure)

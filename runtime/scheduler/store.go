@@ -71,6 +71,9 @@ type store interface {
 	tasks(ctx context.Context) ([]taskRow, time.Time, error)
 	// runs reads the last runs of a task, newest first.
 	runs(ctx context.Context, plugin, task string, limit int) ([]Run, error)
+	// dbNow reads the database's clock, by which its leases (and claims)
+	// go; the zero time when that is the host's (SQLite).
+	dbNow(ctx context.Context) (time.Time, error)
 }
 
 type registration struct {
@@ -101,6 +104,9 @@ type claimResult struct {
 	// ahead: the live lease is a scheduled run's, claimed ahead of its
 	// due time, which has not come yet (the run has not begun).
 	ahead bool
+	// dbNow is the database's clock as the claim read it (zero on
+	// SQLite: the host's).
+	dbNow time.Time
 }
 
 // orphan is a task whose lease a lost triggered run (runID) left.

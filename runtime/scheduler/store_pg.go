@@ -106,7 +106,8 @@ WITH input AS (
 )
 SELECT i.plugin, i.task, u.task IS NOT NULL, t.plugin IS NOT NULL, t.next_run,
        COALESCE(t.lease_until >= now(), false), COALESCE(t.lease_owner, ''),
-       COALESCE(t.lease_until >= now() AND hr.started_at > now(), false)
+       COALESCE(t.lease_until >= now() AND hr.started_at > now(), false),
+       now()
 FROM input i
 LEFT JOIN upd u ON u.plugin = i.plugin AND u.task = i.task
 LEFT JOIN scheduler_tasks t ON t.plugin = i.plugin AND t.task = i.task
@@ -120,7 +121,7 @@ LEFT JOIN scheduler_runs hr ON hr.run_id = t.run_id`,
 	for rows.Next() {
 		var p, t string
 		var r claimResult
-		if err := rows.Scan(&p, &t, &r.claimed, &r.exists, dbTime{&r.nextRun}, &r.held, &r.holder, &r.ahead); err != nil {
+		if err := rows.Scan(&p, &t, &r.claimed, &r.exists, dbTime{&r.nextRun}, &r.held, &r.holder, &r.ahead, dbTime{&r.dbNow}); err != nil {
 			return nil, err
 		}
 		got[[2]string{p, t}] = r
@@ -330,6 +331,12 @@ func (s *pgStore) tasks(ctx context.Context) ([]taskRow, time.Time, error) {
 	}
 	out, err := scanTasks(rows)
 	return out, now.UTC(), err
+}
+
+func (s *pgStore) dbNow(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	err := s.db.QueryRowContext(ctx, "SELECT clock_timestamp()").Scan(&now)
+	return now, err
 }
 
 func (s *pgStore) runs(ctx context.Context, plugin, task string, limit int) ([]Run, error) {

@@ -27,6 +27,10 @@ func (s *sqliteStore) clock() time.Time {
 	return time.Now()
 }
 
+// dbNow is the zero time: SQLite's leases go by the host's clock, which
+// replicas sharing the file share.
+func (s *sqliteStore) dbNow(context.Context) (time.Time, error) { return time.Time{}, nil }
+
 // us encodes a time as stored: Unix microseconds, or NULL for the zero time.
 func us(t time.Time) any {
 	if t.IsZero() {
