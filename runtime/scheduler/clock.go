@@ -11,6 +11,9 @@ import "time"
 // (Scheduler.clk, before SetTasks and Start).
 type clock interface {
 	Now() time.Time
+	// Mono is the time elapsed since some fixed instant on a clock that
+	// no step of the wall clock moves (the monotonic clock).
+	Mono() time.Duration
 	// NewTicker ticks every d, from now.
 	NewTicker(d time.Duration) ticker
 	// AfterFunc calls f in its own goroutine once d has passed; stop
@@ -29,6 +32,11 @@ type ticker interface {
 type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
+
+// monoStart is realClock's fixed instant.
+var monoStart = time.Now()
+
+func (realClock) Mono() time.Duration { return time.Since(monoStart) }
 
 func (realClock) NewTicker(d time.Duration) ticker { return realTicker{time.NewTicker(d)} }
 

@@ -55,6 +55,11 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+// Mono is the fake time since 2000: a fake clock is never stepped.
+func (c *fakeClock) Mono() time.Duration {
+	return c.Now().Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
 func (c *fakeClock) NewTicker(d time.Duration) ticker {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -186,11 +186,11 @@ type Scheduler struct {
 	dead atomic.Bool
 	// clk times leases (realClock; tests may replace it before Start).
 	clk clock
-	// dbOff is how far the database's clock is ahead of clk, in
-	// nanoseconds: due times go by the database's clock (dueNow), as its
-	// leases and claims do, whatever this host's clock says. Zero on
-	// SQLite. dbKnown: read (dbClock) since New; both change under mu.
-	dbOff   atomic.Int64
+	// dbRef is the last reading of the database's clock: due times go by
+	// that clock (dueNow), as its leases and claims do, whatever this
+	// host's clock says. Nil on SQLite (the host's clock). dbKnown: read
+	// (dbClock) since New; both change under mu.
+	dbRef   atomic.Pointer[dbReading]
 	dbKnown atomic.Bool
 	// clockMu orders readings of the database's clock; clockAt is when
 	// the last one came back (clk), and clockStale asks for another.
@@ -284,10 +284,12 @@ type run struct {
 	// again (rescuer), or "".
 	rescues string
 	due     time.Time
-	// startAt is when (s.clk) a scheduled global run claimed ahead of
-	// its due time begins: the due time by the database's clock as its
-	// claim read it (took). Zero on SQLite: then the due time by dueNow.
-	startAt time.Time
+	// startAt is when (s.clk.Mono) a scheduled global run claimed ahead
+	// of its due time begins, if startSet: the due time by the database's
+	// clock as its claim read it (took). Not on SQLite: there the due
+	// time by dueNow.
+	startAt  time.Duration
+	startSet bool
 	// next is the next_run a scheduled global run stores as it ends.
 	next    time.Time
 	claimed bool
@@ -796,21 +798,38 @@ func (s *Scheduler) sync(ctx context.Context, ts []*task) {
 	s.wakeUp()
 }
 
+// dbReading is a reading of the database's clock: db, at mono on this
+// replica's monotonic clock (clock.Mono).
+type dbReading struct {
+	db   time.Time
+	mono time.Duration
+}
+
 // dueNow is the time by the database's clock, as this replica reckons it
-// (the host's clock until dbClock has read it): the clock due times go by.
-func (s *Scheduler) dueNow() time.Time {
-	return s.clk.Now().Add(time.Duration(s.dbOff.Load()))
+// (the host's clock until dbClock has read it, and on SQLite): the clock
+// due times go by.
+func (s *Scheduler) dueNow() time.Time { return s.dueAt(s.clk.Mono(), s.clk.Now) }
+
+// dueAt is the time by the database's clock at mono (clock.Mono): the last
+// reading, and the time elapsed since on the monotonic clock, which no
+// step of this host's clock moves; wall is this host's clock, for
+// SQLite and before the first reading.
+func (s *Scheduler) dueAt(mono time.Duration, wall func() time.Time) time.Time {
+	if r := s.dbRef.Load(); r != nil {
+		return r.db.Add(mono - r.mono)
+	}
+	return wall()
 }
 
 // dbClock reads the database's clock when it has not been read yet, was
 // read clockEvery ago, or a claim found the reading off (clockStale), and
-// sets dbOff: how far it is ahead of this replica's, from the middle of
-// the round trip. Replicas whose clocks differ then agree on when a due
-// time comes: reckoned by their own clocks, one 20 s ahead ran every due
-// time 20 s early, and the due times another stored at once, while the
-// claims' leases went by the database's clock. The first reading moves
-// the registrations made before it, which went by this host's clock, to
-// the database's.
+// sets dbRef: the database's time in the middle of the round trip.
+// Replicas whose clocks differ then agree on when a due time comes:
+// reckoned by their own clocks, one 20 s ahead ran every due time 20 s
+// early, and the due times another stored at once, while the claims'
+// leases went by the database's clock; and one whose clock was stepped
+// back 20 s waited 20 s. The first reading moves the registrations made
+// before it, which went by this host's clock, to the database's.
 func (s *Scheduler) dbClock(ctx context.Context) error {
 	s.clockMu.Lock()
 	defer s.clockMu.Unlock()
@@ -824,35 +843,35 @@ func (s *Scheduler) dbClock(ctx context.Context) error {
 		return err
 	}
 	// The best of three readings: the one with the shortest round trip.
-	var off, rtt time.Duration
-	for i := range 3 {
-		sent := s.clk.Now()
+	var ref *dbReading
+	var rtt, off time.Duration
+	for range 3 {
+		sentWall, sent := s.clk.Now(), s.clk.Mono()
 		db, err := st.dbNow(ctx)
-		back := s.clk.Now()
+		back := s.clk.Mono()
 		if err != nil {
 			if s.dbKnown.Load() {
 				// The last reading stands; the next try in retryError.
-				s.clockAt = back.Add(retryError - clockEvery)
+				s.clockAt = s.clk.Now().Add(retryError - clockEvery)
 			}
 			return err
 		}
-		if d := back.Sub(sent); i == 0 || d < rtt {
-			rtt, off = d, 0
-			if !db.IsZero() {
-				off = db.Sub(sent.Add(d / 2))
-			}
-		}
 		if db.IsZero() {
 			break // SQLite: the host's clock
+		}
+		if d := back - sent; ref == nil || d < rtt {
+			wall := sentWall.Add(d / 2).Round(0)
+			rtt, off, ref = d, db.Sub(wall), &dbReading{db: db, mono: sent + d/2}
+			if off.Abs() <= d/2 {
+				// The clocks agree, as far as the reading can tell.
+				off, ref.db = 0, wall
+			}
 		}
 	}
 	s.clockAt = s.clk.Now()
 	s.clockStale.Store(false)
 	if s.dbKnown.Load() && rtt > clockMaxRTT {
 		return nil // too rough: the last reading stands
-	}
-	if off.Abs() <= rtt/2 {
-		off = 0 // the clocks agree, as far as the reading can tell
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -865,7 +884,9 @@ func (s *Scheduler) dbClock(ctx context.Context) error {
 		}
 		s.dbKnown.Store(true)
 	}
-	s.dbOff.Store(int64(off))
+	if ref != nil {
+		s.dbRef.Store(ref)
+	}
 	return nil
 }
 
@@ -886,7 +907,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		items[i] = claimItem{plugin: t.Plugin, task: t.ID, due: r.due, runID: r.id}
 	}
 	s.mu.Unlock()
-	sent := s.clk.Now()
+	sent, sentMono := s.clk.Now(), s.clk.Mono()
 	var res []claimResult
 	// Not cancelled by Stop: a claim that took leases must say so, so that
 	// its runs start, are cancelled and release them.
@@ -896,11 +917,11 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	if err == nil {
 		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
 	}
-	back := s.clk.Now()
+	back := s.clk.Mono()
 	if err != nil && ctx.Err() == nil {
 		s.claimFailed(err, "cannot claim due tasks; retrying")
 	}
-	s.checkClock(ctx, res, sent, back)
+	s.checkClock(ctx, res, sentMono, back)
 	now := s.dueNow()
 	var won []*run
 	var lost int64
@@ -975,30 +996,30 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	}
 }
 
-// took records that the claim of scheduled run r, sent at sent and back
-// at back (s.clk), took its lease: the run begins at its due time by the
-// database's clock, which the claim read (x.dbNow; none on SQLite, whose
-// clock is the host's). Counted from back, the claim's reading being
-// older, it begins no sooner, even on a replica whose clock was stepped
-// since it last read the database's.
-func (r *run) took(x claimResult, sent, back time.Time) {
+// took records that the claim of scheduled run r, sent at sent (s.clk)
+// and back at back (its Mono), took its lease: the run begins at its due
+// time by the database's clock, which the claim read (x.dbNow; none on
+// SQLite, whose clock is the host's). Counted from back, the claim's
+// reading being older, it begins no sooner, even should this replica's
+// reckoning of the database's clock be off.
+func (r *run) took(x claimResult, sent time.Time, back time.Duration) {
 	r.claimed, r.leaseOK = true, sent
 	if !x.dbNow.IsZero() {
-		r.startAt = back.Add(r.due.Sub(x.dbNow))
+		r.startAt, r.startSet = back+r.due.Sub(x.dbNow), true
 	}
 }
 
 // checkClock reads the database's clock again (dbClock) when a claim,
-// sent at sent and back at back, read it (res[0].dbNow) further from this
-// replica's reckoning than the round trip explains: this replica's clock
-// was stepped since the last reading.
-func (s *Scheduler) checkClock(ctx context.Context, res []claimResult, sent, back time.Time) {
-	if len(res) == 0 || res[0].dbNow.IsZero() {
+// sent at sent and back at back (Mono), read it (res[0].dbNow) further
+// from this replica's reckoning than the round trip explains (the
+// database's clock, or this replica's monotonic one, drifted).
+func (s *Scheduler) checkClock(ctx context.Context, res []claimResult, sent, back time.Duration) {
+	if len(res) == 0 || res[0].dbNow.IsZero() || s.dbRef.Load() == nil {
 		return
 	}
-	rtt := back.Sub(sent)
-	off := res[0].dbNow.Sub(sent.Add(rtt / 2))
-	if (off - time.Duration(s.dbOff.Load())).Abs() > rtt/2+clockSlack {
+	rtt := back - sent
+	est := s.dueAt(sent+rtt/2, s.clk.Now)
+	if res[0].dbNow.Sub(est).Abs() > rtt/2+clockSlack {
 		s.clockStale.Store(true)
 		s.dbClock(ctx)
 	}
@@ -1097,8 +1118,8 @@ func (s *Scheduler) execute(r *run) {
 		}
 	}
 	wait := r.due.Sub(s.dueNow())
-	if !r.startAt.IsZero() {
-		wait = r.startAt.Sub(s.clk.Now())
+	if r.startSet {
+		wait = r.startAt - s.clk.Mono()
 	}
 	if wait > 0 && !r.manual {
 		// Claimed ahead: start at the due time.

@@ -133,3 +133,50 @@ func TestPGSkewedReplicasRunDueTimesOnTheDatabasesClock(t *testing.T) {
 		t.Logf("%s ran due time %s at %+.3fs", r.replica, r.due.UTC().Format("15:04:05.000"), r.at.Sub(r.due).Seconds())
 	}
 }
+
+// A replica alone on its database whose clock is stepped 20 s back while
+// it runs a task due every second (NTP correcting it, an operator setting
+// it) goes on running each due time when it comes: between two readings
+// of the database's clock it counts time by its monotonic clock, which
+// no step moves. Reckoned from its wall clock, it waited for the
+// database's clock to be read again, 30 s, and for 20 s ran nothing.
+func TestPGReplicaWhoseClockIsSteppedBackKeepsRunning(t *testing.T) {
+	st := openStore(t, database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole})
+	var mu sync.Mutex
+	var starts []skewStart
+	off := new(atomic.Int64)
+	s := startSkewedReplica(t, "stepped", off, st, &mu, &starts)
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(starts)
+	}
+	waitUntil("a first run", func() bool { return count() >= 1 })
+	off.Store(int64(-20 * time.Second))
+	n := count()
+	stepped := time.Now()
+	waitUntil("two more runs after the step", func() bool { return count() >= n+2 })
+	if d := time.Since(stepped); d > 5*time.Second {
+		t.Errorf("two more runs took %s after the step", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Stop(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, r := range starts {
+		if early := r.due.Sub(r.at); early > 5*time.Millisecond {
+			t.Errorf("run %d began %s before its due time %s", i, early, r.due.UTC())
+		}
+	}
+}
