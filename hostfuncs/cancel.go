@@ -114,7 +114,7 @@ func (c *CancelRequest) Seen() bool { return c != nil && c.seen.Load() }
 // cancel_requested() -> i32
 //
 // Returns 1 when the host asked the call in progress to stop (a task run
-// when the replica shuts down), 0 otherwise (always for a request, and
+// when the replica shuts down, or an operator cancels it), 0 otherwise (always for a request, and
 // during initialization). Never fails; takes no arguments.
 func cancelRequested(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceFrom(ctx, "cancel_requested")

@@ -68,7 +68,8 @@ type Task struct {
 	// (Canceled) when the runtime asks the run to stop because the
 	// replica shuts down: Run then has until the shutdown's deadline
 	// (less a tenth, at most a second; docs/scheduler.md) to clean up and
-	// return before it is interrupted. The SDK learns of
+	// return before it is interrupted; or because an operator cancels the
+	// run (POST .../cancel): then 5 s. The SDK learns of
 	// the request while Run's goroutine waits (a select, a channel, a
 	// sleep): Go on WebAssembly runs one goroutine at a time, so a Run
 	// that only computes sees ctx cancelled only when it next blocks, and

@@ -140,3 +140,71 @@ func TestStopWithoutRunsPastItsDeadline(t *testing.T) {
 		}
 	}
 }
+
+// cancel posts .../cancel for task id of plugin sched.
+func cancelTask(t *testing.T, in *servertest.Instance, id string) (int, string) {
+	t.Helper()
+	status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/sched/"+id+"/cancel", nil)
+	return status, body
+}
+
+// An operator cancels a task's run over the admin API (POST .../cancel):
+// the run is asked to stop as at a shutdown (its ctx is cancelled, here it
+// cleans up and returns), and one that does not return ("busy" never
+// looks) is interrupted 5 s later; each is recorded failed, canceled,
+// saying so, and its lease released, while the scheduler goes on. Wrong
+// requests get the usual answers: 409 task_not_running with no run in
+// progress, 404 for an unknown task, 405 for another method. The admin API
+// had no way to stop a run (a POST to .../cancel was a 404 no route).
+func TestCancelOverAdminAPI(t *testing.T) {
+	conf := strings.Replace(plugin("sched", true,
+		def{ID: "wait", Cron: "@yearly", Timeout: "60s", Action: "cleanup", MS: 60000},
+		def{ID: "busy", Cron: "@yearly", Timeout: "60s", Action: "busy", MS: 60000}),
+		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	in := start(t, "one", sqliteConf(t), conf)
+	if status, body := cancelTask(t, in, "wait"); status != 409 || !strings.Contains(body, `"task_not_running"`) {
+		t.Errorf("cancel with no run in progress: %d %s", status, body)
+	}
+	if status, body := cancelTask(t, in, "nope"); status != 404 || !strings.Contains(body, `"unknown_task"`) {
+		t.Errorf("cancel of an unknown task: %d %s", status, body)
+	}
+	if status, _, body := in.Do(t, "GET", "/.greenroom/scheduler/v1/tasks/sched/wait/cancel", nil); status != 405 {
+		t.Errorf("GET .../cancel: %d %s", status, body)
+	}
+	if status, _, body := in.DoAnon(t, "POST", "/.greenroom/scheduler/v1/tasks/sched/wait/cancel", nil); status != 401 {
+		t.Errorf("cancel without a credential: %d %s", status, body)
+	}
+	for _, c := range []struct{ id, want string }{
+		{"wait", "canceled by an operator (POST .../cancel) during the run; it returned after its context was cancelled: context canceled"},
+		{"busy", "interrupted: canceled by an operator (POST .../cancel) during the run, which did not return within 5s"},
+	} {
+		if status, body := trigger(t, in, "sched", c.id); status != 200 {
+			t.Fatalf("trigger %s: %d %s", c.id, status, body)
+		}
+		waitFor(t, 10*time.Second, c.id+"'s run to begin", func() bool {
+			st := find(list(t, in, ""), "sched", c.id)
+			return st != nil && st.Running
+		})
+		began := time.Now()
+		status, body := cancelTask(t, in, c.id)
+		var run struct {
+			RunID   string `json:"run_id"`
+			Replica string `json:"replica"`
+		}
+		if status != 202 || json.Unmarshal([]byte(body), &run) != nil || run.RunID == "" || run.Replica != "one" {
+			t.Fatalf("cancel %s: %d %s", c.id, status, body)
+		}
+		waitFor(t, 15*time.Second, c.id+"'s run to end", func() bool { return len(ended(history(t, in, "sched", c.id), "")) == 1 })
+		if d := time.Since(began); d > 9*time.Second {
+			t.Errorf("%s's run ended %s after the cancel", c.id, d)
+		}
+		checkStopped(t, in, c.id, c.want)
+		if runs := history(t, in, "sched", c.id); runs[0].RunID != run.RunID {
+			t.Errorf("%s: canceled run %s, recorded %+v", c.id, run.RunID, runs)
+		}
+	}
+	// The scheduler goes on: the task runs again.
+	if status, body := trigger(t, in, "sched", "wait"); status != 200 {
+		t.Errorf("trigger after the cancel: %d %s", status, body)
+	}
+}

@@ -412,3 +412,28 @@ func TestPGGracefulStopReleasesLease(t *testing.T) {
 		}
 	}
 }
+
+// A cancel sent to a replica that does not run the global task's run
+// names the one that does (409 task_running_elsewhere); sent to that
+// one, it stops the run (202), which is recorded canceled.
+func TestPGCancelNamesTheReplicaRunningTheTask(t *testing.T) {
+	url := pgtest.URL(t)
+	ins := replicas(t, 2, url, plugin("sched", true, def{ID: "long", Cron: "@yearly", Timeout: "60s", Action: "sleep", MS: 30000}))
+	if status, body := trigger(t, ins[0], "sched", "long"); status != 200 {
+		t.Fatalf("trigger on r1: %d %s", status, body)
+	}
+	if status, body := cancelTask(t, ins[1], "long"); status != 409 || !strings.Contains(body, `"task_running_elsewhere"`) || !strings.Contains(body, "on replica r1") {
+		t.Errorf("cancel on r2: %d %s", status, body)
+	}
+	if status, body := cancelTask(t, ins[0], "long"); status != 202 {
+		t.Fatalf("cancel on r1: %d %s", status, body)
+	}
+	db := openPG(t, url)
+	waitFor(t, 10*time.Second, "the run to end", func() bool {
+		runs := runsOf(t, db, "sched", "long")
+		return len(runs) == 1 && runs[0].outcome != "running"
+	})
+	if r := runsOf(t, db, "sched", "long")[0]; r.failure != "canceled" || !strings.Contains(r.errText, "canceled by an operator") {
+		t.Errorf("the run: %+v", r)
+	}
+}

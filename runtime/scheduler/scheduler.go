@@ -114,6 +114,9 @@ var (
 	ErrUnknownTask = errors.New("no such task")
 	ErrDisabled    = errors.New("the scheduler is disabled on this replica ([scheduler] enabled = false) or stopped")
 	ErrRunning     = errors.New("task is running")
+	// ErrNotRunning: Cancel found no run of the task in progress, on any
+	// replica.
+	ErrNotRunning = errors.New("task is not running")
 	// ErrNoDatabase: the runtime's database is not open, as on a server
 	// where no plugin is granted the scheduler (or the database).
 	ErrNoDatabase = errors.New("the runtime's database is not open")
@@ -314,7 +317,15 @@ type run struct {
 	// as ended); withdrawn: before that, the plugin stopped registering
 	// its task. Both under Scheduler.mu.
 	started, withdrawn bool
+	// stop is closed when the run is asked to stop (its call's cancel
+	// request): by Stop, or by an operator (Cancel, canceled).
+	stop     chan struct{}
+	stopOnce sync.Once
+	canceled atomic.Bool
 }
+
+// askStop asks r to stop (cancel_requested answers 1 to its guest).
+func (r *run) askStop() { r.stopOnce.Do(func() { close(r.stop) }) }
 
 type finishReq struct {
 	item finishItem
@@ -479,6 +490,10 @@ func (s *Scheduler) Start() {
 	go s.writer()
 	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
 }
+
+// cancelGrace is how long a run an operator cancels (Cancel) has to
+// return once asked to stop, before it is interrupted.
+const cancelGrace = 5 * time.Second
 
 // stopGrace is how long Stop waits for the runs in progress to return on
 // their own once asked to stop when its ctx has no deadline
@@ -1091,6 +1106,7 @@ func (s *Scheduler) launch(r *run) bool {
 	}
 	s.active[r] = struct{}{}
 	s.runs.Add(1)
+	r.stop = make(chan struct{})
 	s.mu.Unlock()
 	go s.execute(r)
 	return true
@@ -1163,7 +1179,17 @@ func (s *Scheduler) execute(r *run) {
 	// A global run's host calls trap past its lease deadline (renewals
 	// move it on): should this process be held up past it, the run does
 	// nothing more before its timer interrupts it.
-	cancelReq := hostfuncs.NewFencedCancelRequest(s.stopping, s.clk.Now)
+	// Asked to stop by Stop, or by an operator (Cancel).
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() {
+		select {
+		case <-s.stopping:
+			r.askStop()
+		case <-ended:
+		}
+	}()
+	cancelReq := hostfuncs.NewFencedCancelRequest(r.stop, s.clk.Now)
 	s.mu.Lock()
 	if r.claimed {
 		r.fence = cancelReq
@@ -1343,9 +1369,13 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDead
 	case r.lost.Load() || r.fence.WasFenced():
 		return "failed", "lost", "this replica could not renew the task's lease in time; the run was interrupted so that it never runs twice at once"
 	case err == nil && stopSeen && !pastDeadline:
-		// It returned after its ctx was cancelled for the shutdown, with
-		// or without an error: it did not run to its end.
+		// It returned after its ctx was cancelled for the shutdown (or
+		// an operator's cancel), with or without an error: it did not
+		// run to its end.
 		msg = "the replica shut down during the run; it returned after its context was cancelled"
+		if r.canceled.Load() {
+			msg = "canceled by an operator (POST .../cancel) during the run; it returned after its context was cancelled"
+		}
 		if code != hostfuncs.HandleOK {
 			if m := errorText(s.redact(out)); m != "" {
 				msg += ": " + m
@@ -1370,6 +1400,8 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDead
 		return "failed", "timeout", fmt.Sprintf("did not run: no instance was ready within its timeout of %s (a new one was still starting)", r.spec.Timeout)
 	case kind == plugin.FailTimeout:
 		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.Timeout)
+	case kind == plugin.FailCanceled && r.canceled.Load() && !errors.Is(err, plugin.ErrNotBegun):
+		return "failed", "canceled", fmt.Sprintf("interrupted: canceled by an operator (POST .../cancel) during the run, which did not return within %s after it was asked to stop", cancelGrace)
 	case kind == plugin.FailCanceled && s.stopRequested() && errors.Is(err, plugin.ErrNotBegun):
 		return "failed", "canceled", "the replica shut down before the run began"
 	case kind == plugin.FailCanceled && s.stopRequested():

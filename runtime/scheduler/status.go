@@ -213,6 +213,58 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 	}
 }
 
+// Cancel stops the run of a registered task in progress on this replica,
+// as a shutdown does: its guest is asked to stop (cancel_requested; the
+// Go SDK cancels Run's ctx) and a call in progress is ended; a run still
+// running cancelGrace later is interrupted. The run is recorded failed,
+// canceled, and (scheduled) its due time is done with. It returns the run
+// asked to stop, without waiting for its end. ErrUnknownTask when the
+// task is not registered here; a *RunningError when it runs on another
+// replica (a global task: cancel it there); ErrNotRunning when no run is
+// in progress (a scheduled run claimed ahead of its due time has not
+// begun); ErrDisabled when this replica runs no tasks.
+func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) {
+	s.mu.Lock()
+	if !s.started || s.stopped {
+		s.mu.Unlock()
+		return Run{}, ErrDisabled
+	}
+	t := s.tasks[key(plugin, id)]
+	if t == nil {
+		s.mu.Unlock()
+		return Run{}, ErrUnknownTask
+	}
+	r := t.run
+	if r != nil && r.started && r.stop != nil {
+		r.canceled.Store(true)
+		r.askStop()
+		cancel := r.cancel
+		s.mu.Unlock()
+		if cancel != nil {
+			time.AfterFunc(cancelGrace, cancel)
+		}
+		trigger := "schedule"
+		if r.manual {
+			trigger = "manual"
+		}
+		return Run{RunID: r.id, Plugin: plugin, Task: id, Replica: s.cfg.Replica, Trigger: trigger, Due: timePtr(r.due), Outcome: "running"}, nil
+	}
+	global := t.Scope == Global
+	s.mu.Unlock()
+	if global {
+		rows, now, err := s.rows(ctx)
+		if err != nil {
+			return Run{}, err
+		}
+		for _, row := range rows {
+			if row.plugin == plugin && row.task == id && row.runID != "" && !row.leaseUntil.Before(now) && row.leaseOwner != s.cfg.Replica {
+				return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: row.leaseOwner}
+			}
+		}
+	}
+	return Run{}, ErrNotRunning
+}
+
 func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead bool) (Run, error) {
 	release := func() {
 		s.mu.Lock()

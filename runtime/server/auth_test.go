@@ -591,6 +591,7 @@ func TestAdminOtherMethods(t *testing.T) {
 		{"PUT", "/.greenroom/scheduler/v1/tasks", "GET, HEAD"},
 		{"DELETE", "/.greenroom/scheduler/v1/tasks/hello/t", "GET, HEAD"},
 		{"GET", "/.greenroom/scheduler/v1/tasks/hello/t/trigger", "POST"},
+		{"GET", "/.greenroom/scheduler/v1/tasks/hello/t/cancel", "POST"},
 		{"POST", "/metrics", "GET, HEAD"},
 	} {
 		if status, _, body := in.DoAnon(t, tc.method, tc.path, nil); status != 401 {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 //	GET  tasks[?all=true]                     every task with its state
 //	GET  tasks/{plugin}/{task}[?runs=N]       one task and its last runs
 //	POST tasks/{plugin}/{task}/trigger        run it now (409 while it runs)
+//	POST tasks/{plugin}/{task}/cancel         stop its run on this replica
 
 func (s *Server) schedulerRoutes(admin fiber.Router) {
 	g := admin.Group("/scheduler/v1")
@@ -27,6 +29,8 @@ func (s *Server) schedulerRoutes(admin fiber.Router) {
 	g.All("/tasks/:plugin/:task", methodNotAllowed(fiber.MethodGet))
 	g.Post("/tasks/:plugin/:task/trigger", s.triggerTask)
 	g.All("/tasks/:plugin/:task/trigger", methodNotAllowed(fiber.MethodPost))
+	g.Post("/tasks/:plugin/:task/cancel", s.cancelTask)
+	g.All("/tasks/:plugin/:task/cancel", methodNotAllowed(fiber.MethodPost))
 }
 
 func (s *Server) listTasks(c *fiber.Ctx) error {
@@ -88,20 +92,40 @@ func (s *Server) getTask(c *fiber.Ctx) error {
 // runs (a global task on any replica), 503 when this replica runs no
 // tasks.
 func (s *Server) triggerTask(c *fiber.Ctx) error {
+	return s.taskAction(c, s.rt.Scheduler().Trigger, "task triggered through the admin API", fiber.StatusOK, "task_running", "")
+}
+
+// cancelTask stops a task's run in progress on this replica (POST
+// .../cancel): 202 with the run once it is asked to stop, 404 for a task
+// not registered on this replica, 409 task_not_running when no run is in
+// progress, 409 task_running_elsewhere when another replica runs it, 503
+// when this replica runs no tasks.
+func (s *Server) cancelTask(c *fiber.Ctx) error {
+	return s.taskAction(c, s.rt.Scheduler().Cancel, "task run canceled through the admin API", fiber.StatusAccepted, "task_running_elsewhere", ": cancel it on that replica")
+}
+
+// taskAction answers a POST on one task (trigger, cancel): act's run with
+// status, and its errors: 404 unknown_task, 409 runningCode when a
+// replica's run stands in the way (runningHint after its message), 409
+// task_not_running, 503 scheduler_disabled or scheduler_unavailable.
+func (s *Server) taskAction(c *fiber.Ctx, act func(ctx context.Context, plugin, task string) (scheduler.Run, error), done string, status int, runningCode, runningHint string) error {
 	plugin, task, err := taskParams(c)
 	if err != nil {
 		return err
 	}
-	run, err := s.rt.Scheduler().Trigger(c.UserContext(), plugin, task)
+	run, err := act(c.UserContext(), plugin, task)
 	var running *scheduler.RunningError
 	switch {
 	case err == nil:
-		s.log.WithFields(logrus.Fields{"plugin": plugin, "task": task, "run_id": run.RunID}).Info("task triggered through the admin API")
-		return c.JSON(run)
+		s.log.WithFields(logrus.Fields{"plugin": plugin, "task": task, "run_id": run.RunID}).Info(done)
+		return c.Status(status).JSON(run)
 	case errors.Is(err, scheduler.ErrUnknownTask):
 		return unknownTask(plugin, task)
 	case errors.As(err, &running):
-		return &APIError{Status: fiber.StatusConflict, Code: "task_running", Plugin: plugin, Message: running.Error()}
+		return &APIError{Status: fiber.StatusConflict, Code: runningCode, Plugin: plugin, Message: running.Error() + runningHint}
+	case errors.Is(err, scheduler.ErrNotRunning):
+		return &APIError{Status: fiber.StatusConflict, Code: "task_not_running", Plugin: plugin,
+			Message: fmt.Sprintf("task %s/%s has no run in progress", plugin, task)}
 	case errors.Is(err, scheduler.ErrDisabled):
 		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "scheduler_disabled", Plugin: plugin, Message: err.Error()}
 	}
