@@ -575,3 +575,23 @@ func TestRunSeesItsTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A query parameter of the admin API given twice is a 400, whichever
+// value comes first: readers differ on which counts (Fiber took the
+// first, and ?runs=1&runs=200 answered 200 with one run).
+func TestAdminQueryGivenTwice(t *testing.T) {
+	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "tick", Cron: "@yearly"}))
+	for _, path := range []string{
+		"/.greenroom/scheduler/v1/tasks/sched/tick?runs=1&runs=200",
+		"/.greenroom/scheduler/v1/tasks/sched/tick?runs=5&runs=5",
+		"/.greenroom/scheduler/v1/tasks?all=true&all=yes",
+		"/.greenroom/scheduler/v1/tasks?all=1&all",
+	} {
+		if status, _, body := in.Get(t, path); status != 400 || !strings.Contains(body, `"bad_request"`) || !strings.Contains(body, "give it once") {
+			t.Errorf("GET %s: %d %s", path, status, body)
+		}
+	}
+	if status, _, body := in.Get(t, "/.greenroom/scheduler/v1/tasks/sched/tick?runs=5&all=true"); status != 200 {
+		t.Errorf("two parameters once each: %d %s", status, body)
+	}
+}

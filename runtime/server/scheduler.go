@@ -36,7 +36,11 @@ func (s *Server) schedulerRoutes(admin fiber.Router) {
 func (s *Server) listTasks(c *fiber.Ctx) error {
 	sched := s.rt.Scheduler()
 	all := false
-	switch v := c.Query("all"); v {
+	v, err := onceQuery(c, "all")
+	if err != nil {
+		return err
+	}
+	switch v {
 	case "", "false", "0":
 	case "true", "1":
 		all = true
@@ -48,6 +52,17 @@ func (s *Server) listTasks(c *fiber.Ctx) error {
 		return s.schedulerUnavailable(err)
 	}
 	return c.JSON(fiber.Map{"replica": sched.Replica(), "enabled": sched.Enabled(), "tasks": tasks})
+}
+
+// onceQuery returns the query parameter name, or a 400 when it is given
+// more than once: readers differ on which of them counts (Fiber reads the
+// first, other frameworks the last), so ?runs=1&runs=200 was read as 1
+// here, where a proxy or client checking the query may have read 200.
+func onceQuery(c *fiber.Ctx, name string) (string, error) {
+	if vs := c.Context().QueryArgs().PeekMulti(name); len(vs) > 1 {
+		return "", apiErr(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("%s is given %d times; give it once", name, len(vs)))
+	}
+	return c.Query(name), nil
 }
 
 // taskParams returns the plugin and task of the path, or a 404 for
@@ -70,7 +85,11 @@ func (s *Server) getTask(c *fiber.Ctx) error {
 		return err
 	}
 	limit := 20
-	if v := c.Query("runs"); v != "" {
+	v, err := onceQuery(c, "runs")
+	if err != nil {
+		return err
+	}
+	if v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 100 {
 			return apiErr(fiber.StatusBadRequest, "bad_request", "runs must be an integer from 0 to 100")
