@@ -208,3 +208,32 @@ func TestCancelOverAdminAPI(t *testing.T) {
 		t.Errorf("trigger after the cancel: %d %s", status, body)
 	}
 }
+
+// A run of a task a reload dropped finishes on the old version, and an
+// operator can still cancel it; the task's listing is gone, and a cancel
+// without a run is a 404.
+func TestCancelRunOfADroppedTask(t *testing.T) {
+	db := sqliteConf(t)
+	conf := func(defs ...def) string {
+		return db + strings.Replace(plugin("sched", true, defs...), "scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	}
+	in := start(t, "one", conf(def{ID: "keep", Cron: "@yearly"}, def{ID: "wait", Cron: "@yearly", Timeout: "60s", Action: "cleanup", MS: 60000}))
+	if status, body := trigger(t, in, "sched", "wait"); status != 200 {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	waitFor(t, 10*time.Second, "the run to begin", func() bool { return len(jsonLines(t, in, "sched", "task start")) > 0 })
+	in.SetConfig(conf(def{ID: "keep", Cron: "@yearly"}))
+	if res := in.Reload(t); res.Plugins["sched"].Outcome != "reloaded" {
+		t.Fatalf("reload: %+v", res)
+	}
+	if status, body := cancelTask(t, in, "wait"); status != 202 {
+		t.Fatalf("cancel of the dropped task's run: %d %s", status, body)
+	}
+	waitFor(t, 10*time.Second, "the run to end", func() bool { return len(ended(history(t, in, "sched", "wait"), "")) == 1 })
+	if runs := history(t, in, "sched", "wait"); runs[0].Failure != "canceled" || !strings.Contains(runs[0].Error, "canceled by an operator") {
+		t.Errorf("the run: %+v", runs[0])
+	}
+	if status, body := cancelTask(t, in, "wait"); status != 404 || !strings.Contains(body, `"unknown_task"`) {
+		t.Errorf("cancel once it ended: %d %s", status, body)
+	}
+}

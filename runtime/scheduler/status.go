@@ -213,13 +213,14 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 	}
 }
 
-// Cancel stops the run of a registered task in progress on this replica,
-// as a shutdown does: its guest is asked to stop (cancel_requested; the
+// Cancel stops the run of a task in progress on this replica (also one of
+// a task a reload dropped, finishing on the old version), as a shutdown
+// does: its guest is asked to stop (cancel_requested; the
 // Go SDK cancels Run's ctx) and a call in progress is ended; a run still
 // running cancelGrace later is interrupted. The run is recorded failed,
 // canceled, and (scheduled) its due time is done with. It returns the run
 // asked to stop, without waiting for its end. ErrUnknownTask when the
-// task is not registered here; a *RunningError when it runs on another
+// task is neither registered nor running here; a *RunningError when it runs on another
 // replica (a global task: cancel it there); ErrNotRunning when no run is
 // in progress (a scheduled run claimed ahead of its due time has not
 // begun); ErrDisabled when this replica runs no tasks.
@@ -230,12 +231,20 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 		return Run{}, ErrDisabled
 	}
 	t := s.tasks[key(plugin, id)]
-	if t == nil {
+	// Among the runs in progress: also one of a task its plugin no
+	// longer registers (a reload dropped it, or removed the plugin),
+	// which finishes on the old version.
+	var r *run
+	for a := range s.active {
+		if a.spec.Plugin == plugin && a.spec.ID == id && a.started && a.stop != nil {
+			r = a
+		}
+	}
+	if t == nil && r == nil {
 		s.mu.Unlock()
 		return Run{}, ErrUnknownTask
 	}
-	r := t.run
-	if r != nil && r.started && r.stop != nil {
+	if r != nil {
 		r.canceled.Store(true)
 		r.askStop()
 		cancel := r.cancel
@@ -249,7 +258,7 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 		}
 		return Run{RunID: r.id, Plugin: plugin, Task: id, Replica: s.cfg.Replica, Trigger: trigger, Due: timePtr(r.due), Outcome: "running"}, nil
 	}
-	global := t.Scope == Global
+	global := t.Scope == Global // r is nil, so t is not
 	s.mu.Unlock()
 	if global {
 		rows, now, err := s.rows(ctx)
