@@ -113,6 +113,9 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	check := client.CheckRedirect
 	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		req.Header.Del("Referer")
+		if plainRedirect(via[0].URL, req.URL) {
+			return fmt.Errorf("refused a redirect of the JWKS fetch to plain http:// (host %s): whoever sits on the path could answer with keys of its own and forge any token; the JWKS must stay on https://", req.URL.Host)
+		}
 		if check != nil {
 			return check(req, via)
 		}
@@ -193,6 +196,22 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	}
 	v.keys = kf
 	return v, nil
+}
+
+// plainRedirect reports whether a redirect of the JWKS fetch that began at
+// first to target must be refused: target is plain http:// to another
+// machine than this one, and first was not (https://, or http:// to
+// loopback, which config check does not warn about). Go's client follows
+// a redirect from https:// to http://, so an https:// jwks_url, which
+// config check takes as safe, had its keys fetched in plain text, where
+// whoever sits on the path could answer with keys of its own. A jwks_url
+// that is itself plain http:// to another machine (config check warns at
+// every start) may go on being redirected over http://.
+func plainRedirect(first, target *url.URL) bool {
+	if target.Scheme != "http" || config.IsLoopback(target.Hostname()) {
+		return false
+	}
+	return first.Scheme != "http" || config.IsLoopback(first.Hostname())
 }
 
 // redactedURL returns raw with the password in its userinfo replaced by

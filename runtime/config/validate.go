@@ -444,16 +444,16 @@ func (c *Config) plainHTTPJWKS() string {
 		return ""
 	}
 	u, err := ParseJWKSURL(j.JWKSURL)
-	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+	if err != nil || u.Scheme != "http" || IsLoopback(u.Hostname()) {
 		return ""
 	}
 	return fmt.Sprintf("%sauth.jwt.jwks_url: is fetched over plain http:// from %s, which is not this machine: whoever sits on the path can answer with keys of its own and forge any token greenroom accepts; use https://",
 		c.warnedAt("auth.jwt.jwks_url"), u.Host)
 }
 
-// isLoopback reports whether host (a URL's, without brackets or port)
+// IsLoopback reports whether host (a URL's, without brackets or port)
 // names this machine's loopback interface.
-func isLoopback(host string) bool {
+func IsLoopback(host string) bool {
 	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
 		return true
 	}
