@@ -379,7 +379,12 @@ func TestGuestNeverSeesCredentials(t *testing.T) {
 		// (Envoy and Istio, Traefik), Pomerium's and authentik's.
 		"Remote-Groups", "Remote-Email", "Remote-Name", "X-Forwarded-Client-Cert", "X-Forwarded-Tls-Client-Cert",
 		"X-Forwarded-Tls-Client-Cert-Info", "X-Pomerium-Jwt-Assertion", "X-Authentik-Username", "X-Authentik-Groups",
-		"X-Authentik-Email", "X-Authentik-Name", "X-Authentik-Uid", "X-Authentik-Jwt"}
+		"X-Authentik-Email", "X-Authentik-Name", "X-Authentik-Uid", "X-Authentik-Jwt",
+		// Google Cloud Endpoints and API Gateway, AWS API Gateway, Kong.
+		"X-Endpoint-Api-Userinfo", "X-Apigateway-Api-Userinfo", "X-Forwarded-Authorization",
+		"X-Amzn-Remapped-Authorization", "X-Consumer-Id", "X-Consumer-Custom-Id", "X-Consumer-Username",
+		"X-Consumer-Groups", "X-Credential-Identifier", "X-Authenticated-Userid", "X-Authenticated-Scope",
+		"X-Authenticated-Groups", "X-Anonymous-Consumer"}
 	for _, token := range []string{ciToken, idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))} {
 		headers := []string{"Authorization", "Bearer " + token, "Cookie", "session=abc", "Proxy-Authorization", "Basic eDp5", "X-Kept", "yes"}
 		for _, h := range claims {

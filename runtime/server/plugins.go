@@ -450,6 +450,15 @@ var droppedRequestHeaders = map[string]bool{
 	// Pomerium's and authentik's identity headers.
 	"x-pomerium-jwt-assertion": true, "x-authentik-username": true, "x-authentik-groups": true,
 	"x-authentik-email": true, "x-authentik-name": true, "x-authentik-uid": true, "x-authentik-jwt": true,
+	// Google Cloud Endpoints (ESP) and API Gateway name the user they
+	// verified, and pass the client's own Authorization on when they
+	// replace it; AWS API Gateway does the same. Kong names the consumer
+	// its authentication plugins let in.
+	"x-endpoint-api-userinfo": true, "x-apigateway-api-userinfo": true,
+	"x-forwarded-authorization": true, "x-amzn-remapped-authorization": true,
+	"x-consumer-id": true, "x-consumer-custom-id": true, "x-consumer-username": true, "x-consumer-groups": true,
+	"x-credential-identifier": true, "x-authenticated-userid": true, "x-authenticated-scope": true,
+	"x-authenticated-groups": true, "x-anonymous-consumer": true,
 }
 
 // maxDroppedHeader is the length of the longest name in
