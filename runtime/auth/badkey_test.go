@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -163,5 +165,77 @@ func TestJWKSFilteredWhateverItsSpelling(t *testing.T) {
 			t.Errorf("JWKS %.12s...%s: a token signed with a key published with its private members was accepted", body, body[len(body)-6:])
 		}
 		srv.Close()
+	}
+}
+
+// An Ed25519 key of the JWKS that is a point of small order (the identity,
+// say) lets anyone sign: crypto/ed25519 accepts R = the identity and S = 0
+// for every message under it. Such a key is refused with a warning, as a
+// short RSA key is, and the set's other keys still apply.
+func TestJWKSSmallOrderEd25519KeyRefused(t *testing.T) {
+	good, priv, _ := ed25519.GenerateKey(rand.Reader)
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	identity := make([]byte, 32)
+	identity[0] = 1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{
+			{"kty": "OKP", "crv": "Ed25519", "kid": "weak", "use": "sig", "alg": "EdDSA", "x": b64(identity)},
+			{"kty": "OKP", "crv": "Ed25519", "kid": "good", "use": "sig", "alg": "EdDSA", "x": b64(good)},
+		}})
+	}))
+	defer srv.Close()
+	var logged bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logged)
+	cfg := rs256Config(srv.URL)
+	cfg.JWT.Algorithms = []string{"EdDSA"}
+	a := newAuth(t, cfg, Options{Log: log})
+	claims := jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:x", "exp": time.Now().Add(time.Hour).Unix()}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = "good"
+	s, _ := tok.SignedString(priv)
+	if _, err := a.Authenticate(context.Background(), []byte("Bearer "+s)); err != nil {
+		t.Errorf("token signed with the good key: %v", err)
+	}
+	forged := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:default/admin", "exp": time.Now().Add(time.Hour).Unix()})
+	forged.Header["kid"] = "weak"
+	head, _ := forged.SigningString()
+	if p, err := a.Authenticate(context.Background(), []byte("Bearer "+head+"."+b64(append(identity, make([]byte, 32)...)))); err == nil {
+		t.Errorf("a token with the signature (identity, 0) under the identity key was accepted as %q", p.Subject)
+	}
+	if !strings.Contains(logged.String(), "point of small order") || !strings.Contains(logged.String(), "kid=weak") {
+		t.Errorf("no warning naming kid weak in the log:\n%s", logged.String())
+	}
+}
+
+func TestSmallOrder(t *testing.T) {
+	le := func(hex string) []byte { // a 32-byte little-endian encoding of hex
+		n, _ := new(big.Int).SetString(hex, 16)
+		b := n.FillBytes(make([]byte, 32))
+		slices.Reverse(b)
+		return b
+	}
+	good, _, _ := ed25519.GenerateKey(rand.Reader)
+	signed := le("5fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826")
+	signed[31] |= 0x80
+	for name, c := range map[string]struct {
+		key  []byte
+		want bool
+	}{
+		"identity":             {le("1"), true},
+		"identity, x negative": {append(le("1")[:31], 0x80), true},
+		"identity as p+1":      {le("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffee"), true},
+		"order 2 (p-1)":        {le("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffec"), true},
+		"order 4 (0)":          {le("0"), true},
+		"order 4 as p":         {le("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed"), true},
+		"order 8":              {le("7a03ac9277fdc74ec6cc392cfa53202a0f67100d760b3cba4fd84d3d706a17c7"), true},
+		"order 8, x negative":  {signed, true},
+		"a real key":           {good, false},
+		"the base point":       {le("6666666666666666666666666666666666666666666666666666666666666658"), false},
+		"too short":            {le("1")[:31], false},
+	} {
+		if got := smallOrder(c.key); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
 	}
 }

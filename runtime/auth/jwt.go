@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -779,6 +781,10 @@ func dropBadKeys(resp *http.Response, warn *warner) {
 					warn.warn(logrus.Fields{"kid": m.KID}, nil, fmt.Sprintf("ignoring an RSA key of the JWKS whose modulus is %d bits, under %d: a key that short can be factored, and whoever did could sign any token; publish a key of at least %d bits", pub.N.BitLen(), minRSABits, minRSABits))
 					continue
 				}
+				if pub, ok := jwk.Key().(ed25519.PublicKey); ok && smallOrder(pub) {
+					warn.warn(logrus.Fields{"kid": m.KID}, nil, "ignoring an Ed25519 key of the JWKS that is a point of small order: with it, a signature anyone can write verifies any token")
+					continue
+				}
 			}
 			if err == nil || errors.Is(err, jwkset.ErrUnsupportedKey) {
 				kept = append(kept, raw)
@@ -795,6 +801,39 @@ func dropBadKeys(resp *http.Response, warn *warner) {
 	doc.Keys = kept
 	out, _ := json.Marshal(doc)
 	resp.Body = io.NopCloser(bytes.NewReader(out))
+}
+
+// p25519 is the field prime of edwards25519, 2^255-19.
+var p25519 = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
+
+// smallOrderY are the y coordinates of the eight points of edwards25519
+// whose order divides 8: 0 (order 4), 1 (the identity), p-1 (order 2) and
+// the two of the four points of order 8. With such a point as the public
+// key A, crypto/ed25519 (which, unlike libsodium, does not refuse it)
+// accepts for any message a signature anyone can write: with the
+// identity, R = the identity and S = 0 verify every token.
+var smallOrderY = func() []*big.Int {
+	y8, _ := new(big.Int).SetString("5fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826", 16)
+	return []*big.Int{big.NewInt(0), big.NewInt(1), new(big.Int).Sub(p25519, big.NewInt(1)), y8, new(big.Int).Sub(p25519, y8)}
+}()
+
+// smallOrder reports whether pub encodes a point of small order (one of
+// smallOrderY, in any encoding: the sign bit either way, y past p).
+func smallOrder(pub ed25519.PublicKey) bool {
+	if len(pub) != ed25519.PublicKeySize {
+		return false
+	}
+	le := bytes.Clone(pub)
+	le[31] &= 0x7f // the sign of x
+	slices.Reverse(le)
+	y := new(big.Int).SetBytes(le)
+	y.Mod(y, p25519)
+	for _, s := range smallOrderY {
+		if y.Cmp(s) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // hasPrivateMembers reports whether a JWK carries private key material
