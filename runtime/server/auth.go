@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -272,7 +273,7 @@ func (s *Server) rateLimiter() fiber.Handler {
 			if rs := stateOf(c); rs != nil && rs.principal != nil {
 				return "principal:" + rs.principal.Subject
 			}
-			return "ip:" + c.IP()
+			return anonymousKey(c.IP())
 		},
 		LimitReached: func(c *fiber.Ctx) error {
 			rs := stateOf(c)
@@ -290,6 +291,20 @@ func (s *Server) rateLimiter() fiber.Handler {
 				Message: "too many requests: rate limit exceeded, retry later"}
 		},
 	})
+}
+
+// anonymousKey is the rate limiter's key for a caller without a valid
+// credential: its IP address, or for IPv6 the /64 it is in. One host is
+// given a whole /64 (SLAAC, a cloud VM's prefix) and may use any address
+// of it: keyed by address, it had a budget per address, 2^64 of them, and
+// grew the limiter's memory with each.
+func anonymousKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return "ip:" + ip
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return "ip:" + p.String()
 }
 
 // corsHandler is Fiber's CORS middleware for [server.cors]. It answers

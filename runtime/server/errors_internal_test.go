@@ -89,3 +89,23 @@ func TestInternalErrorPathRedacted(t *testing.T) {
 		t.Errorf("%d, log:\n%s\nwant a 500 logged with the JWT [REDACTED]", resp.StatusCode, buf.String())
 	}
 }
+
+// An anonymous caller's rate-limit budget is its IPv4 address's, or its
+// IPv6 /64's: one host may use any address of its /64, and keyed by
+// address it had 2^64 budgets.
+func TestAnonymousKey(t *testing.T) {
+	for ip, want := range map[string]string{
+		"192.0.2.7":            "ip:192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "ip:2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "ip:2001:db8:1:2::/64",
+		"2001:db8:1:3::1":      "ip:2001:db8:1:3::/64",
+		"fe80::1%eth0":         "ip:fe80::/64",
+		"::1":                  "ip:::/64",
+		"::ffff:192.0.2.7":     "ip:::ffff:192.0.2.7",
+		"not an address":       "ip:not an address",
+	} {
+		if got := anonymousKey(ip); got != want {
+			t.Errorf("%s: %q, want %q", ip, got, want)
+		}
+	}
+}
