@@ -583,8 +583,11 @@ func appendResponseHead(dst []byte, status int, header http.Header) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(status))
 	dst = append(dst, 0, 0, 0, 0) // header count, counted by appendHeader
 	for k, vs := range header {
-		// A 304 describes no body: net/http drops these from it.
-		if status == http.StatusNotModified && (k == "Content-Type" || k == "Content-Length" || k == "Transfer-Encoding") {
+		// A 304 describes no body: net/http drops these from it. A name
+		// starting with ':' is no HTTP header (the runtime drops it), but
+		// a handler's :route would name the route the runtime counts
+		// the request under, before the SDK's own.
+		if status == http.StatusNotModified && (k == "Content-Type" || k == "Content-Length" || k == "Transfer-Encoding") || k != "" && k[0] == ':' {
 			continue
 		}
 		for _, v := range vs {
