@@ -49,9 +49,9 @@ type host struct {
 	tmu        sync.Mutex
 	tasks      []scheduler.Task
 	taskIndex  map[string]int
-	// tasksFixed is set once the version is loaded: the first instance's
-	// registrations are the plugin's tasks, later instances only repeat
-	// them.
+	// tasksFixed is set once the version's first instance has
+	// initialized (settle): its registrations are the plugin's tasks,
+	// later instances only repeat them, those Load warms after it too.
 	tasksFixed bool
 	// taskErr is the first task the runtime refused while loading; it
 	// fails the load.
@@ -170,11 +170,18 @@ func (h *host) isPublic(path []byte) bool {
 }
 
 // settle fixes the public routes as the version's first instance asked
-// for them (see PublicRoute).
+// for them (see PublicRoute), and its tasks as it registered them (see
+// RegisterTask): the instances a reload's Load warms after it (as many
+// as the old version had live) register as later instances do. Fixed
+// only when Load returned, their tasks were added to the version, up to
+// scheduler.MaxTasks more for each (TestTasksFixedByFirstInstance).
 func (h *host) settle() {
 	h.mu.Lock()
 	h.settled = true
 	h.mu.Unlock()
+	h.tmu.Lock()
+	h.tasksFixed = true
+	h.tmu.Unlock()
 }
 
 // unasked returns the routes the operator lists that the plugin did not
@@ -224,10 +231,11 @@ func (h *host) Scheduler() error {
 
 // RegisterTask records a task the plugin registers while an instance
 // initializes (the wire checked the grant with Scheduler). While the
-// version loads, a task the scheduler refuses (bad id, schedule, timeout,
-// a duplicate id, one past scheduler.MaxTasks) fails the load as well as
-// the call. Once loaded, later instances repeat the same registrations,
-// which change nothing; other ones are ignored (ignoreTask).
+// version's first instance initializes, a task the scheduler refuses (bad
+// id, schedule, timeout, a duplicate id, one past scheduler.MaxTasks)
+// fails the load as well as the call. Once it has (settle), later
+// instances repeat the same registrations, which change nothing; other
+// ones are ignored (ignoreTask).
 func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) error {
 	if err := h.Scheduler(); err != nil {
 		return hostfuncs.Failf(hostfuncs.ErrDenied, "%v", err)

@@ -855,8 +855,9 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 				pdb.Release()
 			}
 		},
-		// The public routes are those the first instance asked for: the
-		// others Load warms start together after it (PublicRoute).
+		// The public routes and the tasks are those the first instance
+		// asked for: the others Load warms start together after it
+		// (PublicRoute, RegisterTask).
 		FirstInstance: h.settle,
 	})
 	if err != nil {

@@ -2,7 +2,10 @@
 // instance than from later ones, which it tells apart by a counter it reads
 // from a URL at init ([plugins.<id>.config] counter_url): the first read
 // answers "first". The runtime's tests use it to check that a version's
-// public routes are fixed by its first instance.
+// public routes, and its tasks, are fixed by its first instance: when
+// [plugins.<id>.config] tasks is set, it also schedules a task of that
+// name ("first" or "later"; the scheduler may refuse it, which it
+// ignores).
 package main
 
 import (
@@ -32,10 +35,13 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
+	which := "later"
 	if string(resp.Body) == "first" {
-		greenroom.Public("/first")
-	} else {
-		greenroom.Public("/later")
+		which = "first"
+	}
+	greenroom.Public("/" + which)
+	if _, ok := greenroom.Config("tasks"); ok {
+		greenroom.Schedule(greenroom.Task{ID: which, Every: time.Hour, Run: func(context.Context) error { return nil }})
 	}
 }
 
