@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -300,5 +301,33 @@ func TestNoC1ControlsWritten(t *testing.T) {
 				t.Errorf("decodes to %v", line)
 			}
 		}
+	}
+}
+
+// RedactChecked finds what Redact finds, secrets straddling the pieces it
+// scans between checks included, and calls its check as it goes.
+func TestRedactCheckedFindsWhatRedactFinds(t *testing.T) {
+	secret := "-----BEGIN KEY-----\nabcdefgh\n-----END KEY-----"
+	_, r, err := New(io.Discard, "text", "info", []string{secret, "tok-1234567890"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Repeat([]byte("x"), 3*redactPiece+100)
+	// Each across a piece's end, but the first and the last.
+	for _, at := range []int{0, redactPiece - 20, 2*redactPiece - 1, len(b) - len(secret)} {
+		copy(b[at:], secret)
+	}
+	copy(b[3*redactPiece-5:], "tok-1234567890")
+	checks := 0
+	got := r.RedactChecked(bytes.Clone(b), func() { checks++ })
+	want := r.Redact(bytes.Clone(b))
+	if !bytes.Equal(got, want) {
+		t.Errorf("RedactChecked and Redact differ: %d and %d bytes", len(got), len(want))
+	}
+	if n := bytes.Count(want, []byte(Redacted)); n != 5 || bytes.Contains(want, []byte("abcdefgh")) || bytes.Contains(want, []byte("1234567890")) {
+		t.Errorf("%d redactions, want 5", n)
+	}
+	if checks < 4 {
+		t.Errorf("%d checks over %d bytes", checks, len(b))
 	}
 }

@@ -334,8 +334,10 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	// A secret with line breaks (a PEM key) printed whole is redacted
 	// before the write is cut into lines, none of which would hold it.
-	if w.redact != nil && w.redact.Multiline() && bytes.ContainsAny(p, "\n\r") {
-		p = w.redact.Redact(p)
+	// The write may be the guest's whole memory: redacted with the
+	// call's deadline checked as it goes.
+	if w.redact != nil && w.redact.Multiline() && (bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, '\r') >= 0) {
+		p = w.redact.RedactChecked(p, w.in.interruptAtDeadline)
 	}
 	for len(p) > 0 {
 		// A write is a host call, where the interrupt flag is not seen:

@@ -1,9 +1,13 @@
 package plugin
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -138,5 +142,39 @@ func TestLineWriterRedactsMultilineSecrets(t *testing.T) {
 		if strings.Contains(out, "MC4CAQAw") || !strings.Contains(out, logging.Redacted) || !strings.Contains(out, "next line") {
 			t.Errorf("lines %q", *lines)
 		}
+	}
+}
+
+// A write to stdout or stderr is redacted whole before it is cut into
+// lines when a secret holds a line break (a PEM key), and a guest may
+// write its whole memory at once: that redaction checks the call's
+// deadline as it goes. It did not, and a guest's 128 MiB write of text
+// that begins the secrets' forms over and over held its host call for
+// seconds past the deadline (64 MiB took 0.86 s with a PEM key and two
+// tokens configured: about 55 s for 4 GiB).
+func TestMultilineRedactionInterrupted(t *testing.T) {
+	var secrets []string
+	for i := range 4 {
+		secrets = append(secrets, fmt.Sprintf("-----BEGIN PRIVATE KEY-----\n%s%d\n-----END PRIVATE KEY-----\n", strings.Repeat("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n", 20), i))
+	}
+	w, lines := newLineWriter(t, secrets...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the call's deadline has passed
+	w.in.callCtx = ctx
+	big := bytes.Repeat([]byte("-----BEGIN PRIVATE KEY-----\n"), 128<<20/28)
+	start := time.Now()
+	func() {
+		defer func() {
+			if r := recover(); r != errInterrupted {
+				t.Errorf("Write ended with %v, want the errInterrupted panic", r)
+			}
+		}()
+		w.Write(big)
+	}()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Write past the deadline took %v", took)
+	}
+	if len(*lines) != 0 {
+		t.Errorf("%d lines written past the deadline", len(*lines))
 	}
 }
