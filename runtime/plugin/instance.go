@@ -345,11 +345,16 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		// call's deadline, as a sleep does.
 		w.in.interruptAtDeadline()
 		hold := w.hold()
+		room := max(maxLine+hold-len(w.buf), 0)
+		// Only the first room+1 bytes can end this piece's line: looking
+		// for the newline in all of p made a write of one long line
+		// quadratic (64 MiB without a newline: seconds of scanning,
+		// TestLineWriterLongLineLinear).
 		line, rest, end := p, []byte(nil), false
-		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+		if i := bytes.IndexByte(p[:min(len(p), room+1)], '\n'); i >= 0 {
 			line, rest, end = p[:i], p[i+1:], true
 		}
-		if room := max(maxLine+hold-len(w.buf), 0); len(line) > room {
+		if len(line) > room {
 			line, rest, end = line[:room], p[room:], false
 		}
 		w.buf = append(w.buf, line...)

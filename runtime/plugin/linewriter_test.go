@@ -178,3 +178,29 @@ func TestMultilineRedactionInterrupted(t *testing.T) {
 		t.Errorf("%d lines written past the deadline", len(*lines))
 	}
 }
+
+// A write of one long line is cut into lines of maxLine bytes in time
+// linear in its length. The writer looked for the newline in the whole
+// rest of the write for each piece: 64 MiB without a newline, 4 096
+// pieces, scanned 128 GiB (seconds of a core, in a host call). The lines
+// are not logged here (the log's level is over info), so that the test
+// times the cutting alone.
+func TestLineWriterLongLineLinear(t *testing.T) {
+	w := &lineWriter{in: &instance{}, stream: "stdout"}
+	w.in.state.Host = quietHost{}
+	big := bytes.Repeat([]byte("x"), 64<<20)
+	start := time.Now()
+	w.Write(big)
+	w.Write([]byte("\n"))
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a write of 64 MiB in one line took %v", took)
+	}
+	if len(w.buf) != 0 {
+		t.Errorf("%d bytes left in the writer", len(w.buf))
+	}
+}
+
+// quietHost logs nothing: its level is over info.
+type quietHost struct{ testHost }
+
+func (quietHost) LogEnabled(int32) bool { return false }
