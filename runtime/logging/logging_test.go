@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -329,5 +330,30 @@ func TestRedactCheckedFindsWhatRedactFinds(t *testing.T) {
 	}
 	if checks < 4 {
 		t.Errorf("%d checks over %d bytes", checks, len(b))
+	}
+}
+
+// RedactChecked (a guest's output, up to its whole memory) takes memory
+// in proportion to its input whatever the input: each run of bytes that
+// secrets cover becomes one Redacted. 64 MiB of a 4-byte secret over and
+// over allocated 2.2 GB (a span of 16 bytes a match, grown by doubling)
+// and came out as 160 MiB of Redacted.
+func TestRedactCheckedBounded(t *testing.T) {
+	_, r, err := New(io.Discard, "text", "info", []string{"-----BEGIN KEY-----\nabc\n-----END KEY-----", "k3y!"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Repeat([]byte("k3y!"), 64<<20/4)
+	b = append(append([]byte("before "), b...), " after k3y!k3y! end"...)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	out := r.RedactChecked(b, func() {})
+	runtime.ReadMemStats(&m1)
+	if want := "before " + Redacted + " after " + Redacted + " end"; string(out) != want {
+		t.Errorf("redacted to %d bytes %.80q, want %q", len(out), out, want)
+	}
+	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > uint64(len(b))*5/4 {
+		t.Errorf("redacting %d MiB allocated %d MiB", len(b)>>20, alloc>>20)
 	}
 }
