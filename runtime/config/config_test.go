@@ -153,7 +153,8 @@ func TestErrors(t *testing.T) {
 		{"lease too short", "[scheduler]\nlease = \"500ms\"\n", []string{"config.toml:2: scheduler.lease: must be at least 1s, got 500ms"}},
 		{"lease too long", "[scheduler]\nlease = \"600000h\"\n", []string{"config.toml:2: scheduler.lease: must be at most 24h (a replica that dies mid-run holds its task this long), got 600000h"}},
 		{"sqlite_memory too small", "[database]\nsqlite_memory = \"1MiB\"\n", []string{"config.toml:2: database.sqlite_memory: must be at least 64MiB (or 0 for no bound), got 1MiB"}},
-		{"body_limit over 2GiB", "[server]\nbody_limit = \"3GiB\"\nrequest_budget = \"4GiB\"\n", []string{"config.toml:2: server.body_limit: must be at most"}},
+		{"body_limit over 2GiB", "[server]\nbody_limit = \"3GiB\"\nrequest_budget = \"4GiB\"\n", []string{"config.toml:2: server.body_limit: must be at most 2130706431 bytes (2GiB less 16MiB and one byte"}},
+		{"body_limit just over the envelope's room", "[server]\nbody_limit = 2130706432\nrequest_budget = \"4GiB\"\n", []string{"config.toml:2: server.body_limit: must be at most 2130706431 bytes"}},
 		{"read_timeout zero", "[server]\nread_timeout = \"0s\"\nwrite_timeout = \"0s\"\nidle_timeout = \"0s\"\n", []string{"config.toml:2: server.read_timeout: must be more than 0", "config.toml:3: server.write_timeout: must be more than 0"}},
 		{"cors", "[server.cors]\norigins = [\"https://ok.example\", \"example.com\", \"https://a.example/path\", \"https://x,y\", \"*\"]\nmethods = [\"GET\", \"BAD METHOD\"]\nheaders = [\"X-Ok\", \"a:b\"]\nmax_age = -1\nallow_credentials = true\n", []string{
 			"server.cors.origins[1]: origin \"example.com\" must start with http:// or https://", "server.cors.origins[2]: origin \"https://a.example/path\" must be a scheme and a host",

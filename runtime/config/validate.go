@@ -114,7 +114,7 @@ func (v *validator) server() {
 		v.fail("server.body_limit", "must be more than 0")
 	}
 	if s.BodyLimit > maxBodyLimit {
-		v.fail("server.body_limit", "must be at most %d bytes (2GiB less one byte, the largest body the HTTP server reads), got %s", uint64(maxBodyLimit), s.BodyLimit)
+		v.fail("server.body_limit", "must be at most %d bytes (2GiB less 16MiB and one byte: a plugin's request, body and head, must stay under 2GiB), got %s", uint64(maxBodyLimit), s.BodyLimit)
 	}
 	for _, t := range []struct {
 		key string
@@ -178,8 +178,12 @@ const maxRateWindow = 24 * time.Hour
 const minDBMaxSize = 64 << 10
 
 // maxBodyLimit bounds server.body_limit: fasthttp reads a body of at
-// most 2 GiB - 1 (its limits are ints, capped for 32-bit builds).
-const maxBodyLimit Size = 1<<31 - 1
+// most 2 GiB - 1 (its limits are ints, capped for 32-bit builds), and the
+// request envelope a plugin is called with (the body, and its head and
+// principal, each within header_limit, at most 1 MiB, encoded) has its
+// length passed as a wasm i32: 16 MiB less keeps it under 2 GiB, where a
+// larger one read as a negative length, an error code, to the guest.
+const maxBodyLimit Size = 1<<31 - 1 - 16<<20
 
 // maxConnections bounds server.max_connections: fasthttp's own default.
 const maxConnections = 256 * 1024
