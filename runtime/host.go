@@ -170,8 +170,9 @@ func (h *host) isPublic(path []byte) bool {
 }
 
 // settle fixes the public routes as the version's first instance asked
-// for them (see PublicRoute), and its tasks as it registered them (see
-// RegisterTask): the instances a reload's Load warms after it (as many
+// for them (see PublicRoute), and its tasks and migrations as it
+// registered them (see RegisterTask, database.PluginDB.FixMigrations):
+// the instances a reload's Load warms after it (as many
 // as the old version had live) register as later instances do. Fixed
 // only when Load returned, their tasks were added to the version, up to
 // scheduler.MaxTasks more for each (TestTasksFixedByFirstInstance).
@@ -182,6 +183,9 @@ func (h *host) settle() {
 	h.tmu.Lock()
 	h.tasksFixed = true
 	h.tmu.Unlock()
+	if h.db != nil {
+		h.db.FixMigrations()
+	}
 }
 
 // unasked returns the routes the operator lists that the plugin did not

@@ -19,6 +19,15 @@ func migrationFiles(from, n, size int) []hostfuncs.MigrationFile {
 	return files
 }
 
+// migrationNames are the names of the migrations p would apply.
+func migrationNames(p *PluginDB) []string {
+	var names []string
+	for _, f := range p.migrations {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
 // refused checks that err is ErrInvalid with a message containing want.
 func refused(t *testing.T, what string, err error, want string) {
 	t.Helper()
@@ -89,15 +98,37 @@ func TestRegisterMigrationsOverStartAndInitialize(t *testing.T) {
 	}
 	in.EndCall()
 	in.EndInit()
-	var names []string
-	for _, f := range p.migrations {
-		names = append(names, f.Name)
-	}
+	names := migrationNames(p)
 	if want := []string{"000000.up.sql", "000001.up.sql", "000002.up.sql"}; !slices.Equal(names, want) {
 		t.Errorf("registered %q, want %q", names, want)
 	}
 	if in.Value(migrationsKey{}) != nil {
 		t.Error("the instance still holds its registration after its initialization")
+	}
+}
+
+// The version's first instance decides its migrations, as it decides its
+// tasks and public routes: instances a load starts after it (a reload's,
+// as many as the old version had) register theirs too, and a plugin whose
+// instances registered different files had the last one's applied.
+func TestFirstInstanceFixesMigrations(t *testing.T) {
+	p := &PluginDB{}
+	first := &hostfuncs.Instance{Initializing: true}
+	if err := p.RegisterMigrations(first, migrationFiles(0, 2, 9)); err != nil {
+		t.Fatal(err)
+	}
+	first.EndCall()
+	first.EndInit()
+	p.FixMigrations()
+	later := &hostfuncs.Instance{Initializing: true}
+	if err := p.RegisterMigrations(later, migrationFiles(5, 1, 9)); err != nil {
+		t.Fatal(err)
+	}
+	later.EndCall()
+	later.EndInit()
+	names := migrationNames(p)
+	if want := []string{"000000.up.sql", "000001.up.sql"}; !slices.Equal(names, want) {
+		t.Errorf("migrations %q, want the first instance's %q", names, want)
 	}
 }
 

@@ -34,7 +34,10 @@ type PluginDB struct {
 	mu         sync.Mutex
 	lim        Limits
 	migrations []hostfuncs.MigrationFile
-	released   sync.Once
+	// fixed: the version's first instance has initialized, and its
+	// migrations are the version's (FixMigrations).
+	fixed    bool
+	released sync.Once
 }
 
 var _ hostfuncs.Database = (*PluginDB)(nil)
@@ -1273,8 +1276,21 @@ type registered struct {
 	sql   int // bytes of SQL in files
 }
 
+// FixMigrations makes the migrations registered so far, by the version's
+// first instance, the ones ApplyMigrations applies: the instances a load
+// starts after the first (Limits.Warm, a reload's as many as the old
+// version had) register theirs too, and a plugin whose instances differ
+// would otherwise have had the last one's applied, as its tasks and
+// public routes are the first's.
+func (p *PluginDB) FixMigrations() {
+	p.mu.Lock()
+	p.fixed = true
+	p.mu.Unlock()
+}
+
 // RegisterMigrations implements hostfuncs.Database. Each instance registers
-// the same files in its init; the list of the most recent init to finish is
+// the same files in its init; the list of the first instance's init (see
+// FixMigrations), or until then of the most recent init to finish, is
 // what ApplyMigrations applies. A call registers all its files or, when
 // one is refused (a duplicate name, past the limits of hostfuncs: count and
 // bytes over all the init's calls), none.
@@ -1289,7 +1305,9 @@ func (p *PluginDB) RegisterMigrations(in *hostfuncs.Instance, files []hostfuncs.
 		// _initialize's, and a name in both was not found twice).
 		in.OnInitEnd(func() {
 			p.mu.Lock()
-			p.migrations = slices.Clone(reg.files)
+			if !p.fixed {
+				p.migrations = slices.Clone(reg.files)
+			}
 			p.mu.Unlock()
 			in.SetValue(migrationsKey{}, nil)
 		})
