@@ -237,3 +237,67 @@ func TestCancelRunOfADroppedTask(t *testing.T) {
 		t.Errorf("cancel once it ended: %d %s", status, body)
 	}
 }
+
+// A cancel sent right after a trigger answered finds the run, begun or
+// not: the listing shows it running from the trigger's answer on, and a
+// run launched but not begun yet does not begin. Only a begun run was
+// looked at, so such a cancel answered 409 task_not_running now and then
+// (seen in CI, TestCancelOverAdminAPI). A local task's run records its
+// start in the database before it begins, which widens the window.
+func TestCancelRightAfterTrigger(t *testing.T) {
+	conf := strings.Replace(plugin("sched", true,
+		def{ID: "wait", Cron: "@yearly", Timeout: "60s", Scope: "local", Action: "cleanup", MS: 60000}),
+		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	in := start(t, "one", sqliteConf(t), conf)
+	const n = 10
+	for i := range n {
+		if status, body := trigger(t, in, "sched", "wait"); status != 200 {
+			t.Fatalf("trigger %d: %d %s", i, status, body)
+		}
+		if status, body := cancelTask(t, in, "wait"); status != 202 {
+			t.Fatalf("cancel %d, right after its trigger: %d %s", i, status, body)
+		}
+		waitFor(t, 10*time.Second, "the run to end", func() bool { return len(ended(history(t, in, "sched", "wait"), "")) == i+1 })
+	}
+	for _, r := range history(t, in, "sched", "wait") {
+		if r.Outcome != "failed" || r.Failure != "canceled" || !strings.Contains(r.Error, "canceled by an operator (POST .../cancel)") {
+			t.Errorf("run %+v; want failed, canceled by an operator", r)
+		}
+	}
+}
+
+// A global task's due time is claimed up to 250 ms ahead, and the listing
+// shows it running from the claim; a cancel then finds the run, which
+// does not begin: it is recorded canceled and its due time is done with
+// (not given back for another replica to run). It answered 409
+// task_not_running.
+func TestCancelRunClaimedAhead(t *testing.T) {
+	conf := strings.Replace(plugin("sched", true,
+		def{ID: "wait", Every: "2s", Timeout: "60s", Action: "cleanup", MS: 60000}),
+		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	in := start(t, "one", sqliteConf(t), conf)
+	// The first due time comes at once; the next, 2 s later, is claimed
+	// ahead of it.
+	for i := 1; i <= 2; i++ {
+		deadline := time.Now().Add(10 * time.Second)
+		for st := find(list(t, in, ""), "sched", "wait"); st == nil || !st.Running; st = find(list(t, in, ""), "sched", "wait") {
+			if time.Now().After(deadline) {
+				t.Fatalf("run %d was never listed running", i)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		if status, body := cancelTask(t, in, "wait"); status != 202 {
+			t.Fatalf("cancel of run %d, listed running: %d %s", i, status, body)
+		}
+		waitFor(t, 10*time.Second, "the run to end", func() bool { return len(ended(history(t, in, "sched", "wait"), "")) == i })
+	}
+	runs := ended(history(t, in, "sched", "wait"), "")
+	for _, r := range runs {
+		if r.Failure != "canceled" || !strings.Contains(r.Error, "canceled by an operator (POST .../cancel)") {
+			t.Errorf("run %+v; want failed, canceled by an operator", r)
+		}
+	}
+	if !strings.Contains(runs[0].Error, "before the run began") {
+		t.Logf("the second run had begun when it was canceled (%s): the window was missed", runs[0].Error)
+	}
+}

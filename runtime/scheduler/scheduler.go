@@ -1147,6 +1147,8 @@ func (s *Scheduler) execute(r *run) {
 			stop()
 		case <-s.stopping:
 			stop()
+		case <-r.stop: // an operator canceled it (Cancel): its call is not made
+			stop()
 		}
 	}
 	// Stopped: interrupted, or Stop has begun (no run begins then).
@@ -1225,10 +1227,11 @@ func (s *Scheduler) execute(r *run) {
 			},
 		})
 	}
-	if r.claimed && !r.manual && !r.lost.Load() && plugin.KindOf(err) == plugin.FailCanceled && errors.Is(err, plugin.ErrNotBegun) {
+	if r.claimed && !r.manual && !r.lost.Load() && !r.canceled.Load() && plugin.KindOf(err) == plugin.FailCanceled && errors.Is(err, plugin.ErrNotBegun) {
 		// The call did not begin either (the replica was asked to stop
 		// while it waited for an instance, or a reload removed the
-		// plugin): given back in the same way.
+		// plugin): given back in the same way. Not one an operator
+		// canceled: its due time is done with, recorded canceled.
 		r.returned.Store(true)
 		s.stats.running.Add(-1)
 		s.unclaim(r, log)
@@ -1402,6 +1405,8 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDead
 		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.Timeout)
 	case kind == plugin.FailCanceled && r.canceled.Load() && !errors.Is(err, plugin.ErrNotBegun):
 		return "failed", "canceled", fmt.Sprintf("interrupted: canceled by an operator (POST .../cancel) during the run, which did not return within %s after it was asked to stop", cancelGrace)
+	case kind == plugin.FailCanceled && r.canceled.Load() && errors.Is(err, plugin.ErrNotBegun):
+		return "failed", "canceled", "canceled by an operator (POST .../cancel) before the run began"
 	case kind == plugin.FailCanceled && s.stopRequested() && errors.Is(err, plugin.ErrNotBegun):
 		return "failed", "canceled", "the replica shut down before the run began"
 	case kind == plugin.FailCanceled && s.stopRequested():

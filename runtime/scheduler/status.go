@@ -233,10 +233,15 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 	t := s.tasks[key(plugin, id)]
 	// Among the runs in progress: also one of a task its plugin no
 	// longer registers (a reload dropped it, or removed the plugin),
-	// which finishes on the old version.
+	// which finishes on the old version; and one launched that has not
+	// begun yet (a trigger's, just answered; a global one claimed ahead of
+	// its due time), which the listing shows running: it does not begin
+	// (execute). Only launched ones were looked at once begun, so a
+	// cancel right after a trigger, or while the listing said running,
+	// answered 409 task_not_running.
 	var r *run
 	for a := range s.active {
-		if a.spec.Plugin == plugin && a.spec.ID == id && a.started && a.stop != nil {
+		if a.spec.Plugin == plugin && a.spec.ID == id && a.stop != nil {
 			r = a
 		}
 	}
