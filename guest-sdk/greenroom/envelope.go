@@ -537,6 +537,25 @@ func (w *responseWriter) WriteString(s string) (int, error) {
 	return len(s), nil
 }
 
+// Flush is http.Flusher's, for handlers and frameworks that flush (gin's
+// and echo's Flush, a server-sent-events loop): the response is buffered
+// and sent whole when the handler returns, so a flush, as
+// httptest.ResponseRecorder's, writes the status (200 if none was
+// written) and takes the header, and sends nothing early.
+func (w *responseWriter) Flush() { w.FlushError() }
+
+// FlushError is what http.ResponseController's Flush calls: Flush, failing
+// with errWriteAfterReturn once the handler returned, as a write does.
+func (w *responseWriter) FlushError() error {
+	if w.done {
+		return errWriteAfterReturn
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return nil
+}
+
 // bodyAllowed reports whether the status written allows a body: not 204
 // No Content nor 304 Not Modified (Write then fails with
 // http.ErrBodyNotAllowed, as with net/http).

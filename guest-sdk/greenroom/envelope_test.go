@@ -673,3 +673,61 @@ func TestRawPathAsNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// unwrapper is a middleware's writer that hides the SDK's from a type
+// assertion, as many do: http.ResponseController finds Flush through its
+// Unwrap.
+type unwrapper struct{ http.ResponseWriter }
+
+func (u unwrapper) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+
+// A handler may flush (http.Flusher, http.ResponseController, gin's and
+// echo's Flush): as with httptest.ResponseRecorder, a flush writes the
+// status and takes the header if not yet done and sends nothing early;
+// the whole response still goes when the handler returns. w.(http.Flusher)
+// panicked, failing the request.
+func TestFlushAsResponseRecorder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flush func(w http.ResponseWriter) error
+	}{
+		{"http.Flusher", func(w http.ResponseWriter) error { w.(http.Flusher).Flush(); return nil }},
+		{"ResponseController", func(w http.ResponseWriter) error { return http.NewResponseController(w).Flush() }},
+		{"ResponseController through Unwrap", func(w http.ResponseWriter) error {
+			return http.NewResponseController(unwrapper{w}).Flush()
+		}},
+	} {
+		env := string(sampleEnvelope(time.Now().Add(time.Minute)))
+		req, w, _ := decodeRequest(env)
+		h := func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			if err := tc.flush(w); err != nil {
+				t.Errorf("%s: first Flush: %v", tc.name, err)
+			}
+			// The flush wrote the status: a later one is superfluous,
+			// and a later header is not sent, as with net/http.
+			w.Header().Set("X-Late", "1")
+			io.WriteString(w, "data: 1\n\n")
+			if err := tc.flush(w); err != nil {
+				t.Errorf("%s: second Flush: %v", tc.name, err)
+			}
+			io.WriteString(w, "data: 2\n\n")
+		}
+		Handle(http.HandlerFunc(h))
+		var code uint32
+		if out := stderrOf(t, func() { code = serve(w, req) }); code != handleOK {
+			t.Fatalf("%s: serve = %d: %s", tc.name, code, out)
+		}
+		w.finish("")
+		st, got, body := decodeResponse(t, w.envelope())
+		if st != 200 || body != "data: 1\n\ndata: 2\n\n" || got["X-Late"] != nil || strings.Join(got["Content-Type"], ",") != "text/event-stream" {
+			t.Errorf("%s: %d %v %q", tc.name, st, got, body)
+		}
+		// A flush after the handler returned reaches nobody, as a write.
+		w.retire()
+		if err := tc.flush(w); tc.name != "http.Flusher" && err != errWriteAfterReturn {
+			t.Errorf("%s: Flush after return: %v", tc.name, err)
+		}
+	}
+	Handle(nil)
+}

@@ -33,8 +33,11 @@ var handler http.Handler
 // handler sees requests with the path relative to the plugin's mount: a
 // request for /api/hello/ping arrives as /ping.
 //
-// Responses are buffered and sent when the handler returns; Flush and
-// Hijack are not supported.
+// Responses are buffered and sent when the handler returns. The
+// ResponseWriter is an http.Flusher (also for http.ResponseController),
+// but a flush only writes the status and the header, as
+// httptest.ResponseRecorder's does: nothing is streamed. Hijack is not
+// supported.
 func Handle(h http.Handler) {
 	handler = h
 }
