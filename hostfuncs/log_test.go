@@ -151,15 +151,34 @@ func TestDecodeURLRequest(t *testing.T) {
 			t.Errorf("truncated request of %d/%d bytes decoded", n, len(b))
 		}
 	}
+	// read_hop: the same fields, then the hops before it.
+	hop := enc(URLOpReadHop, "https://b.example/y", "HEAD", 0, "Accept", "*/*")
+	hop = binary.LittleEndian.AppendUint32(hop, 2)
+	for _, v := range []string{"https://a.example/x", "https://a.example/z"} {
+		hop = binary.LittleEndian.AppendUint32(hop, uint32(len(v)))
+		hop = append(hop, v...)
+	}
+	if err := DecodeURLRequest(hop, &req); err != nil || !req.Hop || len(req.Via) != 2 || req.Via[1] != "https://a.example/z" || req.URL != "https://b.example/y" || len(req.Header) != 1 {
+		t.Errorf("read_hop: %v %+v", err, req)
+	}
+	for n := 0; n < len(hop); n++ {
+		if err := DecodeURLRequest(hop[:n], &req); err == nil {
+			t.Errorf("truncated read_hop of %d/%d bytes decoded", n, len(hop))
+		}
+	}
+	if err := DecodeURLRequest(b, &req); err != nil || req.Hop || req.Via != nil {
+		t.Errorf("read_url after read_hop: %v %+v", err, req)
+	}
 	for name, tc := range map[string]struct {
 		b    []byte
 		want string
 	}{
-		"tree":     {enc(URLOpTree, "u", "GET", 0), "read_tree) is reserved"},
-		"search":   {enc(URLOpSearch, "u", "GET", 0), "search) is reserved"},
-		"unknown":  {enc(9, "u", "GET", 0), "unknown operation 9"},
-		"trailing": {append(enc(URLOpRead, "u", "GET", 0), 1), "1 trailing bytes"},
-		"count":    {append(enc(URLOpRead, "u", "GET", 0)[:len(enc(URLOpRead, "u", "GET", 0))-4], 0xff, 0xff, 0xff, 0x7f), "header count"},
+		"hop count": {append(enc(URLOpReadHop, "u", "GET", 0), 0xff, 0xff, 0xff, 0x7f), "via count"},
+		"tree":      {enc(URLOpTree, "u", "GET", 0), "read_tree) is reserved"},
+		"search":    {enc(URLOpSearch, "u", "GET", 0), "search) is reserved"},
+		"unknown":   {enc(9, "u", "GET", 0), "unknown operation 9"},
+		"trailing":  {append(enc(URLOpRead, "u", "GET", 0), 1), "1 trailing bytes"},
+		"count":     {append(enc(URLOpRead, "u", "GET", 0)[:len(enc(URLOpRead, "u", "GET", 0))-4], 0xff, 0xff, 0xff, 0x7f), "header count"},
 	} {
 		if err := DecodeURLRequest(tc.b, &req); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)

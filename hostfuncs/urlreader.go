@@ -23,6 +23,10 @@ const (
 	URLOpRead   uint8 = 1 // read one URL (GET or HEAD)
 	URLOpTree   uint8 = 2 // reserved: read a directory tree
 	URLOpSearch uint8 = 3 // reserved: search by glob
+	// URLOpReadHop reads one URL without following a redirect: one hop of
+	// a chain the guest's client follows, its earlier hops (Via) named
+	// after the headers.
+	URLOpReadHop uint8 = 4
 )
 
 // MaxURLRequest bounds a urlreader_call request envelope.
@@ -38,6 +42,11 @@ type URLRequest struct {
 	// deadline and reading.timeout.
 	Deadline int64
 	Header   [][2]string
+	// Hop: operation read_hop, a redirect comes back as the response.
+	Hop bool
+	// Via are a hop's earlier hops, the first URL the guest addressed
+	// first (read_hop only).
+	Via []string
 }
 
 // URLResponse is the result of a read, encoded into the result slot.
@@ -63,7 +72,7 @@ func DecodeURLRequest(b []byte, req *URLRequest) error {
 		return fmt.Errorf("%w: empty request", ErrBadURLRequest)
 	}
 	switch req.Op {
-	case URLOpRead:
+	case URLOpRead, URLOpReadHop:
 	case URLOpTree:
 		return fmt.Errorf("operation %d (read_tree) is reserved and not implemented by this runtime", req.Op)
 	case URLOpSearch:
@@ -89,6 +98,23 @@ func DecodeURLRequest(b []byte, req *URLRequest) error {
 			return urlDecodeErr(d.err)
 		}
 		req.Header = append(req.Header, [2]string{string(k), string(v)})
+	}
+	req.Hop, req.Via = req.Op == URLOpReadHop, nil
+	if req.Hop {
+		n := d.u32()
+		if d.err != nil {
+			return urlDecodeErr(d.err)
+		}
+		if uint64(n) > uint64(len(b)-d.off)/4 {
+			return fmt.Errorf("%w: via count %d exceeds the request", ErrBadURLRequest, n)
+		}
+		for i := uint32(0); i < n; i++ {
+			v := d.bytes()
+			if d.err != nil {
+				return urlDecodeErr(d.err)
+			}
+			req.Via = append(req.Via, string(v))
+		}
 	}
 	if d.off != len(b) {
 		return fmt.Errorf("%w: %d trailing bytes", ErrBadURLRequest, len(b)-d.off)

@@ -72,8 +72,9 @@ func SetURLTransport(rt http.RoundTripper) {
 const nativeMaxBytes = 16 << 20
 
 // urlCall reads with net/http directly: GET and HEAD only, at most 5
-// redirects and 16 MiB, 304 as ErrNotModified; no allow rules, grants or
-// credentials.
+// redirects (a hop's own included: the client's requests before it) and
+// 16 MiB, 304 as ErrNotModified; no allow rules, grants or credentials.
+// A hop's redirect is the response, as in the runtime.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	fail := func(code int32, format string, args ...any) (*urlResponse, error) {
 		return nil, &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
@@ -84,7 +85,13 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	nativeTransportMu.RLock()
 	rt := nativeTransport
 	nativeTransportMu.RUnlock()
+	if len(req.via) > 5 {
+		return fail(errFailed, "redirect from %s: %s: stopped after 5 redirects", req.via[len(req.via)-1], req.url)
+	}
 	client := &http.Client{Transport: rt, CheckRedirect: func(_ *http.Request, via []*http.Request) error {
+		if req.hop {
+			return http.ErrUseLastResponse
+		}
 		if len(via) > 5 {
 			return errors.New("stopped after 5 redirects")
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -140,9 +141,12 @@ func readURL(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 // HTTPClient returns an *http.Client whose transport is the runtime's URL
 // reader, for code that takes an *http.Client: it reads with GET and HEAD
 // under the same rules as ReadURL (other methods, and requests with a body,
-// get an ErrInvalid error). Redirects are followed by the runtime, which
-// checks each one. A conditional request for an unchanged resource gets a
-// 304 response, as from any server.
+// get an ErrInvalid error). The client follows redirects as net/http's
+// does, so that its CheckRedirect decides (http.ErrUseLastResponse hands
+// it the 3xx); each hop is a read of its own, which the runtime checks as
+// the first and as a redirect it follows itself (at most 5). A
+// conditional request for an unchanged resource gets a 304 response, as
+// from any server.
 func HTTPClient() *http.Client {
 	return &http.Client{Transport: urlTransport{}}
 }
@@ -171,7 +175,7 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if method != http.MethodGet && method != http.MethodHead {
 		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
 	}
-	resp, err := readURL(req.Context(), &urlRequest{method: method, url: req.URL.String(), header: req.Header})
+	resp, err := readURL(req.Context(), &urlRequest{method: method, url: req.URL.String(), header: req.Header, hop: true, via: via(req)})
 	if errors.Is(err, ErrNotModified) {
 		h := http.Header{}
 		if etag := req.Header.Get("If-None-Match"); etag != "" {
@@ -202,24 +206,31 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.ContentLength = n
 		}
 	}
-	if resp.url != "" && resp.url != req.URL.String() {
-		// Redirected: the response belongs to the last request.
-		r2 := req.Clone(req.Context())
-		if u, err := req.URL.Parse(resp.url); err == nil {
-			r2.URL = u
-			r2.Host = u.Host
-		}
-		out.Request = r2
-	}
 	return out, nil
 }
 
-// urlRequest is one URL reader request (operation read_url).
+// via returns the URLs of the requests Go's client made before req, a
+// redirect it follows (the redirect's Response names its request, whose
+// own Response the one before), the first request's first: the runtime
+// applies to this hop what it applies to a redirect it follows itself.
+func via(req *http.Request) []string {
+	var urls []string
+	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
+		urls = append(urls, r.Request.URL.String())
+	}
+	slices.Reverse(urls)
+	return urls
+}
+
+// urlRequest is one URL reader request (operation read_url, or read_hop
+// with hop set).
 type urlRequest struct {
 	method   string
 	url      string
 	deadline time.Time
 	header   http.Header
+	hop      bool     // a redirect comes back as the response
+	via      []string // a hop's earlier hops, the first request's first
 }
 
 // urlResponse is a decoded URL reader response.
@@ -233,11 +244,18 @@ type urlResponse struct {
 }
 
 // The URL reader's operations (docs/abi.md, "URL reader").
-const opReadURL = 1
+const (
+	opReadURL = 1
+	opReadHop = 4
+)
 
 // appendURLRequest encodes req as a urlreader_call request envelope.
 func appendURLRequest(dst []byte, req *urlRequest) []byte {
-	dst = append(dst, opReadURL)
+	op := byte(opReadURL)
+	if req.hop {
+		op = opReadHop
+	}
+	dst = append(dst, op)
 	dst = appendStr(dst, req.url)
 	dst = appendStr(dst, req.method)
 	var deadline uint64
@@ -254,6 +272,12 @@ func appendURLRequest(dst []byte, req *urlRequest) []byte {
 		for _, v := range vs {
 			dst = appendStr(dst, k)
 			dst = appendStr(dst, v)
+		}
+	}
+	if req.hop {
+		dst = appendU32(dst, uint32(len(req.via)))
+		for _, u := range req.via {
+			dst = appendStr(dst, u)
 		}
 	}
 	return dst

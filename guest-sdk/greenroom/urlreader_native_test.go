@@ -139,3 +139,49 @@ func TestNativeReadURLSlowBody(t *testing.T) {
 		t.Errorf("slow body: %v, want ErrTimeout", err)
 	}
 }
+
+// The client HTTPClient returns follows redirects as net/http's does, so
+// that its CheckRedirect decides (http.ErrUseLastResponse hands it the
+// 3xx); in the runtime each hop is a read of its own, checked as the
+// first. The transport's requests were followed by the reader itself,
+// and CheckRedirect never saw a 3xx.
+func TestNativeHTTPClientCheckRedirect(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(r.URL.Path); r.URL.Path != "/" {
+			http.Redirect(w, r, r.URL.Path[:n-1], http.StatusFound)
+			return
+		}
+		io.WriteString(w, "landed")
+	}))
+	defer srv.Close()
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+
+	c := HTTPClient()
+	var seen []string
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		seen = append(seen, req.URL.Path)
+		return nil
+	}
+	resp, err := c.Get(srv.URL + "/aa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "landed" || resp.Request.URL.Path != "/" || strings.Join(seen, ",") != "/a,/" {
+		t.Errorf("followed: %q at %s, CheckRedirect saw %q", body, resp.Request.URL, seen)
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = c.Get(srv.URL + "/aa")
+	if err != nil || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/a" {
+		t.Errorf("ErrUseLastResponse: %v %+v", err, resp)
+	}
+	// At most 5 redirects, as in the runtime, whatever CheckRedirect allows.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return nil }
+	if _, err := c.Get(srv.URL + "/aaaaa"); err != nil {
+		t.Errorf("5 redirects: %v", err)
+	}
+	if _, err := c.Get(srv.URL + "/aaaaaa"); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "stopped after 5 redirects") {
+		t.Errorf("6 redirects: %v", err)
+	}
+}

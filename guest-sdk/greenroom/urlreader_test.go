@@ -20,6 +20,17 @@ func TestURLRequestEncoding(t *testing.T) {
 	if int64(lo)|int64(hi)<<32 != 1234567890 || r.u32() != 1 || string(r.bytes()) != "If-None-Match" || string(r.bytes()) != `"e"` || r.off != len(b)-1 {
 		t.Errorf("request = %q", b)
 	}
+	// A hop of a redirect chain the client follows: read_hop, its
+	// earlier hops after the headers.
+	b = appendURLRequest(nil, &urlRequest{method: "GET", url: "https://x/c", header: http.Header{}, hop: true, via: []string{"https://x/a", "https://x/b"}})
+	r = byteReader{b: b[1:]}
+	r.bytes()
+	r.bytes()
+	r.u32()
+	r.u32()
+	if b[0] != opReadHop || r.u32() != 0 || r.u32() != 2 || string(r.bytes()) != "https://x/a" || string(r.bytes()) != "https://x/b" || r.off != len(b)-1 {
+		t.Errorf("hop request = %q", b)
+	}
 }
 
 func encodeResponse(status uint32, url, etag, lm string, headers [][2]string, body string) []byte {

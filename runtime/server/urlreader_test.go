@@ -135,6 +135,8 @@ func TestURLReaderThroughGuest(t *testing.T) {
 			}
 		case "/to-metadata":
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/doc.md", http.StatusMovedPermanently)
 		case "/to-loopback":
 			http.Redirect(w, r, fmt.Sprintf("http://127.0.0.1:%d/", internal.port()), http.StatusFound)
 		default:
@@ -239,6 +241,15 @@ limits = { timeout = "300ms" }
 	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/doc.md", "method", "POST"), "invalid", "GET and HEAD only")
 	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/doc.md", "method", "DELETE"), "invalid", "GET and HEAD only")
 	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/to-metadata"), "denied", "link-local")
+	// The client follows redirects itself, each hop checked by the
+	// runtime, and its CheckRedirect decides.
+	if c := guestRead(t, in, "logurl", "/client", "url", base+"/moved"); c.Status != 200 || c.Body != "# Docs" || c.URL != base+"/doc.md" {
+		t.Errorf("client redirect: %+v", c)
+	}
+	if c := guestRead(t, in, "logurl", "/client", "url", base+"/moved", "follow", "no"); c.Status != 301 || c.URL != base+"/moved" {
+		t.Errorf("client redirect with ErrUseLastResponse: %+v", c)
+	}
+	wantKind(t, guestRead(t, in, "logurl", "/client", "url", base+"/to-loopback"), "denied", "redirect from "+base+"/to-loopback", "127.0.0.1 is loopback")
 	// net/http's default client has no network in a plugin, and says what
 	// to use instead (through net's resolver, whose errors keep only the
 	// text of the SDK's).

@@ -89,6 +89,17 @@ type Request struct {
 	Header [][2]string
 	// Deadline is the plugin's own deadline for this read, or zero.
 	Deadline time.Time
+	// Hop makes the read one hop of a redirect chain that the plugin's
+	// own client follows (its CheckRedirect decides): a redirect comes
+	// back as the response, Location included, and the client's next
+	// request is a read of its own, checked as the first was.
+	Hop bool
+	// Via are the URLs of a Hop read's earlier hops, the first the URL
+	// the plugin addressed, the last the one that redirected here; none
+	// for a chain's first request. The plugin's client says so: what the
+	// runtime does on a redirect it follows itself, it does from Via
+	// (see hopRules).
+	Via []string
 }
 
 // Response is a successful read: any final status from 200 to 999 but
@@ -466,7 +477,9 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	// An integration token sent on this read never goes back to the
 	// plugin, wherever the server echoed it: the body, a header, the final
 	// URL (a redirect's Location), or an error message that quotes them.
-	if len(hops.sent) > 0 {
+	// A hop after one that carried a token loses its Set-Cookie as a
+	// redirect the runtime followed from there does (scrub).
+	if len(hops.sent) > 0 || hops.viaToken {
 		if resp != nil {
 			hops.scrub(resp, req.Method == http.MethodHead)
 		}
@@ -489,6 +502,9 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	}
 	t, err := p.check(req.URL)
 	if err != nil {
+		if from := redirectFrom(req); from != "" {
+			err = &Error{Kind: KindOf(err), Msg: "redirect from " + from + ": " + err.Error()}
+		}
 		return nil, err
 	}
 	header := make(http.Header, len(req.Header)+1)
@@ -497,6 +513,9 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 			return nil, err
 		}
 		header.Add(h[0], h[1])
+	}
+	if err := p.hopRules(req, t, header, hops); err != nil {
+		return nil, err
 	}
 	if header.Get("User-Agent") == "" {
 		header.Set("User-Agent", p.r.userAgent)
@@ -525,6 +544,9 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	client := &http.Client{
 		Transport: hops,
 		CheckRedirect: func(next *http.Request, via []*http.Request) error {
+			if req.Hop {
+				return http.ErrUseLastResponse
+			}
 			if len(via) > MaxRedirects {
 				return errorf(Failed, "%s: stopped after %d redirects", t.u.Redacted(), MaxRedirects)
 			}
@@ -554,6 +576,17 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	}
 	defer resp.Body.Close()
 	final := resp.Request.URL.Redacted()
+	if loc := resp.Header.Get("Location"); req.Hop && loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 && len(hops.sent) > 0 {
+		// A redirect the plugin's client is to follow, from a hop that
+		// carried a token: one whose URL quotes the token for another
+		// host is refused, as when the runtime follows it (the plugin
+		// would get it scrubbed anyway, but a refusal says why).
+		if u, err := resp.Request.URL.Parse(loc); err == nil {
+			if err := hops.quotedElsewhere(u); err != nil {
+				return nil, &Error{Kind: KindOf(err), Msg: fmt.Sprintf("redirect from %s: %v", final, err)}
+			}
+		}
+	}
 	// Go's client reads past every 1xx but 101 itself. A 101 with
 	// Connection: Upgrade has the raw connection for its body, which the
 	// read's deadline no longer bounds: closing it ends the exchange.
@@ -620,6 +653,55 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		}
 	}
 	return out, nil
+}
+
+// hopRules applies to a Hop read that continues a redirect chain (its
+// Via) what the runtime applies to a redirect it follows itself: at most
+// MaxRedirects of them; the plugin's headers that hold its secrets go
+// only to the host it addressed (Via's first URL) and its subdomains; no
+// Referer (Go's client names the previous URL there); and a Set-Cookie
+// is dropped after a hop that carried an integration's token. An error
+// names the redirect, as one the runtime follows does. The plugin's
+// client says what Via holds: a plugin that leaves it out reads as if
+// it addressed this URL itself, which it may.
+func (p *PluginReader) hopRules(req Request, t *target, header http.Header, hops *hopper) error {
+	prev := redirectFrom(req)
+	if prev == "" {
+		return nil
+	}
+	if len(req.Via) > MaxRedirects {
+		return errorf(Failed, "redirect from %s: %s: stopped after %d redirects", prev, t.u.Redacted(), MaxRedirects)
+	}
+	first, err := parseTarget(req.Via[0])
+	if err != nil {
+		return errorf(Invalid, "redirect from %s: the first URL of the chain: %v", prev, err)
+	}
+	if len(p.secrets) > 0 && !sameSite(t.u, first.u) {
+		p.dropSecretHeaders(header)
+	}
+	header.Del("Referer")
+	for _, v := range req.Via {
+		if u, err := url.Parse(v); err == nil {
+			if _, ok := p.r.token(u); ok {
+				hops.viaToken = true
+			}
+		}
+	}
+	hops.prev = prev
+	return nil
+}
+
+// redirectFrom is the URL that redirected to a Hop read (the last of its
+// Via), as errors quote it, or "" for a chain's first request.
+func redirectFrom(req Request) string {
+	if !req.Hop || len(req.Via) == 0 {
+		return ""
+	}
+	prev := req.Via[len(req.Via)-1]
+	if u, err := url.Parse(prev); err == nil {
+		return u.Redacted()
+	}
+	return prev
 }
 
 func (r *Reader) checkHeader(k, v string) error {
@@ -693,6 +775,8 @@ type hopper struct {
 	r    *Reader
 	sent []string
 	prev string // the previous hop's URL
+	// viaToken: a Hop read after a hop that carried a token (hopRules).
+	viaToken bool
 }
 
 func (h *hopper) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -37,15 +37,19 @@ func (m mapResolver) LookupNetIP(ctx context.Context, network, host string) ([]n
 // server is a local test server that counts its requests.
 type server struct {
 	*httptest.Server
-	hits atomic.Int64
-	mu   sync.Mutex
-	auth []string // Authorization / PRIVATE-TOKEN / X-Api-Key headers seen
+	hits    atomic.Int64
+	referer atomic.Value // the last Referer a request carried
+	mu      sync.Mutex
+	auth    []string // Authorization / PRIVATE-TOKEN / X-Api-Key headers seen
 }
 
 func newServer(t testing.TB, tls bool, h http.HandlerFunc) *server {
 	s := &server{}
 	wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		if ref := r.Header.Get("Referer"); ref != "" {
+			s.referer.Store(ref)
+		}
 		s.mu.Lock()
 		for _, k := range []string{"Authorization", "Private-Token", "X-Api-Key"} {
 			if v := r.Header.Get(k); v != "" {
@@ -223,11 +227,10 @@ func TestControlChecksTheSocketAddress(t *testing.T) {
 	wantErr(t, err, Denied, "address 127.0.0.1 is loopback")
 }
 
-func TestRedirects(t *testing.T) {
-	target := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "landed") })
-	internal := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "internal secrets") })
-	var front *server
-	front = newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+// redirector answers the paths of TestRedirects: redirects to internal
+// and other hosts, to target, and chains of them (/chain?n=N).
+func redirector(t *testing.T, internal, target *server) *server {
+	return newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/to-loopback":
 			http.Redirect(w, r, "http://127.0.0.1:"+internal.port()+"/", http.StatusFound)
@@ -240,15 +243,15 @@ func TestRedirects(t *testing.T) {
 		case "/to-target":
 			http.Redirect(w, r, "http://127.0.0.1:"+target.port()+"/", http.StatusMovedPermanently)
 		case "/chain":
-			n := 0
-			fmt.Sscan(r.URL.Query().Get("n"), &n)
-			if n > 0 {
-				http.Redirect(w, r, fmt.Sprintf("/chain?n=%d", n-1), http.StatusFound)
-				return
-			}
-			fmt.Fprint(w, "end of chain")
+			chain(w, r)
 		}
 	})
+}
+
+func TestRedirects(t *testing.T) {
+	target := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "landed") })
+	internal := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "internal secrets") })
+	front := redirector(t, internal, target)
 	p := reader(t, localConfig, mapResolver{"docs.test": {"127.0.0.1"}}, front, target).For("p", localGrants)
 	base := "http://docs.test:" + front.port()
 	for path, want := range map[string][]string{
@@ -277,6 +280,18 @@ func TestRedirects(t *testing.T) {
 	narrow := reader(t, localConfig, mapResolver{"docs.test": {"127.0.0.1"}}, front, target).For("narrow", []string{"docs.test/to-target"})
 	_, err = read(narrow, base+"/to-target")
 	wantErr(t, err, Denied, "not granted to plugin narrow")
+}
+
+// chain answers /chain?n=N with a redirect to /chain?n=N-1, and n=0 with
+// "end of chain".
+func chain(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	fmt.Sscan(r.URL.Query().Get("n"), &n)
+	if n > 0 {
+		http.Redirect(w, r, fmt.Sprintf("/chain?n=%d", n-1), http.StatusFound)
+		return
+	}
+	fmt.Fprint(w, "end of chain")
 }
 
 // A "..;" segment, which a Tomcat-style server reads as "..", never leaves
@@ -981,27 +996,37 @@ allow = [{ host = "api.test", scheme = "http" }, { host = "*.api.test", scheme =
 	res := mapResolver{"api.test": {"127.0.0.1"}, "www.api.test": {"127.0.0.1"}, "other.test": {"127.0.0.1"}}
 	p := reader(t, cfg, res, origin, other).For("p", []string{"api.test", "*.api.test", "other.test"})
 	p.SetSecrets([]string{key, "abc"})
-	for _, path := range []string{"/within", "/port", "/sub", "/away", "/awayandback"} {
-		mu.Lock()
-		seen = nil
-		mu.Unlock()
-		if _, err := read(p, "http://api.test:"+origin.port()+path, "X-Api-Key", "Key "+key, "X-Trace", "abc-1"); err != nil {
-			t.Fatal(err)
-		}
-		mu.Lock()
-		for _, s := range seen {
-			host, _, _ := strings.Cut(s, " ")
-			withKey := strings.Contains(s, " Key "+key+" ")
-			if wantKey := !strings.HasPrefix(host, "other.test"); withKey != wantKey {
-				t.Errorf("%s: %q got the key: %v, want %v", path, s, withKey, wantKey)
+	// The runtime follows the redirects, or the plugin's client does
+	// (Hop reads, TestHopReadsFollowedByThePluginsClient).
+	for _, hop := range []bool{false, true} {
+		for _, path := range []string{"/within", "/port", "/sub", "/away", "/awayandback"} {
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			var err error
+			if hop {
+				_, _, err = get(&http.Client{Transport: hopTransport{p}}, "http://api.test:"+origin.port()+path, "X-Api-Key", "Key "+key, "X-Trace", "abc-1")
+			} else {
+				_, err = read(p, "http://api.test:"+origin.port()+path, "X-Api-Key", "Key "+key, "X-Trace", "abc-1")
 			}
-			if !strings.HasSuffix(s, " abc-1") {
-				t.Errorf("%s: %q lacks the plugin's other header", path, s)
+			if err != nil {
+				t.Fatal(err)
 			}
+			mu.Lock()
+			for _, s := range seen {
+				host, _, _ := strings.Cut(s, " ")
+				withKey := strings.Contains(s, " Key "+key+" ")
+				if wantKey := !strings.HasPrefix(host, "other.test"); withKey != wantKey {
+					t.Errorf("%s: %q got the key: %v, want %v", path, s, withKey, wantKey)
+				}
+				if !strings.HasSuffix(s, " abc-1") {
+					t.Errorf("%s: %q lacks the plugin's other header", path, s)
+				}
+			}
+			if path == "/awayandback" && len(seen) != 3 {
+				t.Errorf("%s: hops %q, want 3", path, seen)
+			}
+			mu.Unlock()
 		}
-		if path == "/awayandback" && len(seen) != 3 {
-			t.Errorf("%s: hops %q, want 3", path, seen)
-		}
-		mu.Unlock()
 	}
 }

@@ -148,6 +148,9 @@ func init() {
 		if q.Get("client") == "default" { // net/http's own, as a builder may try first
 			client = http.DefaultClient
 		}
+		if q.Get("follow") == "no" {
+			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		}
 		resp, err := client.Do(req)
 		out := map[string]any{}
 		if err != nil {
@@ -159,6 +162,7 @@ func init() {
 			out["status"] = resp.StatusCode
 			out["body"] = string(b)
 			out["etag"] = resp.Header.Get("ETag")
+			out["url"] = resp.Request.URL.String()
 		}
 		json.NewEncoder(w).Encode(out)
 	})
