@@ -220,6 +220,7 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 		hold.ctx.body = &hold.body
 	}
 	hold.rw.status = http.StatusOK
+	hold.rw.isHead = method == http.MethodHead
 	return req, &hold.rw, nil
 }
 
@@ -404,7 +405,10 @@ type responseWriter struct {
 	head        []byte // status and headers, encoded when the status was written
 	body        []byte // the body, or its first part (see appendBody)
 	more        [][]byte
-	size        int // the body's length: body's and more's
+	size        int   // the body's length: body's and more's
+	isHead      bool  // the request is a HEAD: its Content-Length is the GET's
+	declared    int64 // the Content-Length the header had when taken, or -1
+	written     int64 // the bytes the handler tried to write (net/http's count)
 }
 
 // bodyPart is the size of the parts in which a body longer than its
@@ -505,6 +509,11 @@ func (w *responseWriter) WriteHeader(status int) {
 	// itself, nor when it set one, even to nil.
 	_, hasType := w.header["Content-Type"]
 	w.noSniff = hasType || w.header.Get("Content-Encoding") != "" || len(w.header["Transfer-Encoding"]) > 0 && w.header["Transfer-Encoding"][0] != ""
+	// As net/http's: a Content-Length that is no length is not one.
+	w.declared = -1
+	if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+		w.declared = n
+	}
 	w.head = appendResponseHead(w.head[:0], status, w.header)
 }
 
@@ -517,6 +526,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	}
 	if !w.bodyAllowed() {
 		return 0, http.ErrBodyNotAllowed
+	}
+	if !w.fits(len(p)) {
+		return 0, http.ErrContentLength
 	}
 	appendBody(w, p)
 	return len(p), nil
@@ -533,8 +545,36 @@ func (w *responseWriter) WriteString(s string) (int, error) {
 	if !w.bodyAllowed() {
 		return 0, http.ErrBodyNotAllowed
 	}
+	if !w.fits(len(s)) {
+		return 0, http.ErrContentLength
+	}
 	appendBody(w, s)
 	return len(s), nil
+}
+
+// fits counts a write of n bytes and reports whether the body still
+// holds to the declared Content-Length: as net/http's, a write that would
+// pass it fails whole (http.ErrContentLength), and counts, so that later
+// writes fail too.
+func (w *responseWriter) fits(n int) bool {
+	w.written += int64(n)
+	return w.declared < 0 || w.written <= w.declared
+}
+
+// shortBody reports a body that the handler declared longer (its
+// Content-Length) than it wrote, which net/http's client sees cut short
+// when the server closes the connection: "" when it is whole (or a HEAD's,
+// or one its status allows none of).
+func (w *responseWriter) shortBody() string {
+	if w.declared < 0 || int64(w.size) >= w.declared || w.isHead || !w.bodyAllowed() {
+		return ""
+	}
+	return fmt.Sprintf("http: handler wrote %d bytes of the %d its Content-Length declared: the response would arrive cut short, and is not sent", w.size, w.declared)
+}
+
+// reset forgets what the handler wrote, for the SDK's own answer.
+func (w *responseWriter) reset() {
+	w.header, w.wroteHeader, w.head, w.body, w.more, w.size, w.written = nil, false, w.head[:0], w.body[:0], nil, 0, 0
 }
 
 // Flush is http.Flusher's, for handlers and frameworks that flush (gin's

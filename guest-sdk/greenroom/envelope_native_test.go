@@ -3,6 +3,8 @@
 package greenroom
 
 import (
+	"encoding/binary"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -72,6 +74,62 @@ func TestSuperfluousWriteHeader(t *testing.T) {
 		const prefix = "http: superfluous response.WriteHeader call from github.com/greenroom-dev/greenroom/guest-sdk/greenroom.TestSuperfluousWriteHeader.func"
 		if strings.Count(out, "superfluous") != 1 || !strings.HasPrefix(out, prefix) || !strings.Contains(out, "envelope_native_test.go:") || !strings.Contains(out, tc.warning) {
 			t.Errorf("%s: logged %q, want one warning naming the caller and %s", tc.name, out, tc.warning)
+		}
+	}
+}
+
+// A handler's Content-Length holds as with net/http: a write past it fails
+// with http.ErrContentLength (and none of it is sent), and a body short
+// of it, which net/http's client sees cut short when the server closes the
+// connection, is not sent as if whole: the answer is a 502
+// plugin_bad_response and the log says why. A HEAD's Content-Length is
+// the GET's length, and its body none. Both were sent as written, framed
+// by the bytes the handler wrote.
+func TestContentLengthAsNetHTTP(t *testing.T) {
+	defer Handle(nil)
+	for _, tc := range []struct {
+		name, method, declared string
+		writes                 []string
+		errs                   []error
+		status                 int
+		body, log              string
+	}{
+		{"exact", "GET", "5", []string{"ab", "cde"}, []error{nil, nil}, 200, "abcde", ""},
+		{"past it", "GET", "5", []string{"abc", "defg", "ef"}, []error{nil, http.ErrContentLength, http.ErrContentLength}, 502, "", "wrote 3 bytes of the 5 its Content-Length declared"},
+		{"one write past it", "GET", "2", []string{"abc"}, []error{http.ErrContentLength}, 502, "", "wrote 0 bytes of the 2"},
+		{"short", "GET", "10", []string{"abc"}, []error{nil}, 502, "", "wrote 3 bytes of the 10"},
+		{"HEAD", "HEAD", "10", nil, nil, 200, "", ""},
+		{"none declared", "GET", "", []string{"abc"}, []error{nil}, 200, "abc", ""},
+		{"not a number", "GET", "x", []string{"abc"}, []error{nil}, 200, "abc", ""},
+	} {
+		Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			if tc.declared != "" {
+				w.Header().Set("Content-Length", tc.declared)
+			}
+			for i, s := range tc.writes {
+				if _, err := io.WriteString(w, s); err != tc.errs[i] {
+					t.Errorf("%s: write %d: %v, want %v", tc.name, i, err, tc.errs[i])
+				}
+			}
+		}))
+		env := sampleEnvelope(time.Now().Add(time.Minute))
+		env = append(binary.LittleEndian.AppendUint32(nil, uint32(len(tc.method))), append([]byte(tc.method), env[4+len("POST"):]...)...)
+		req, w, err := decodeRequest(string(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := stderrOf(t, func() { serve(w, req) })
+		w.finish("")
+		st, got, body := decodeResponse(t, w.envelope())
+		if st != tc.status || tc.status == 200 && body != tc.body {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, st, body, tc.status, tc.body)
+		}
+		if tc.status == 502 && (!strings.Contains(body, `"code":"plugin_bad_response"`) || !strings.Contains(body, tc.log) || got["Content-Length"] != nil) {
+			t.Errorf("%s: %v %s", tc.name, got, body)
+		}
+		if !strings.Contains(out, tc.log) || tc.log == "" && out != "" {
+			t.Errorf("%s: logged %q, want %q", tc.name, out, tc.log)
 		}
 	}
 }

@@ -51,17 +51,25 @@ var noHandlerOnce sync.Once
 // noHandler answers req for a plugin that registered no handler: 501, in
 // the runtime's error shape, and a warning in the log the first time.
 func noHandler(w http.ResponseWriter, req *http.Request) {
-	noHandlerOnce.Do(func() {
-		// Not through Logger(): slog's machinery would be linked into
-		// every plugin for this one line (0.25 MB of a plugin that does
-		// not log, which each start-up validates).
-		if !emitRecord(appendRecordHead(nil, levelWarn, noHandlerMsg)) {
-			fmt.Fprintln(os.Stderr, noHandlerMsg)
-		}
-	})
-	body, _ := json.Marshal(map[string]string{"error": noHandlerMsg, "code": "plugin_no_handler", "request_id": RequestID(req.Context())})
+	noHandlerOnce.Do(func() { logLine(levelWarn, noHandlerMsg) })
+	answerError(w, req, http.StatusNotImplemented, "plugin_no_handler", noHandlerMsg)
+}
+
+// logLine logs msg at level, or, when there is no runtime to take it (a
+// native build), writes it to stderr. Not through Logger(): slog's
+// machinery would be linked into every plugin for the SDK's few lines
+// (0.25 MB of a plugin that does not log, which each start-up validates).
+func logLine(level int32, msg string) {
+	if !emitRecord(appendRecordHead(nil, level, msg)) {
+		fmt.Fprintln(os.Stderr, msg)
+	}
+}
+
+// answerError answers req with status in the runtime's error shape.
+func answerError(w http.ResponseWriter, req *http.Request, status int, code, msg string) {
+	body, _ := json.Marshal(map[string]string{"error": msg, "code": code, "request_id": RequestID(req.Context())})
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotImplemented)
+	w.WriteHeader(status)
 	w.Write(body)
 }
 
@@ -107,5 +115,12 @@ func serve(w *responseWriter, req *http.Request) (code uint32) {
 		return handleOK
 	}
 	h.ServeHTTP(w, req)
+	if msg := w.shortBody(); msg != "" {
+		// A body short of its Content-Length is not sent as if whole:
+		// the answer is the runtime's for a malformed response.
+		logLine(levelError, msg)
+		w.reset()
+		answerError(w, req, http.StatusBadGateway, "plugin_bad_response", msg)
+	}
 	return handleOK
 }

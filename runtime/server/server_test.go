@@ -849,6 +849,9 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	if h.Get("X-Fine") != "yes" {
 		t.Errorf("safe header dropped: %v", h)
 	}
+	if v := h.Values("Content-Length"); len(v) != 1 || v[0] != "2" {
+		t.Errorf("Content-Length %q, want the body's 2 (the guest's 1 dropped)", v)
+	}
 	if ids := h.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "forged" || h.Get("Proxy-Authenticate") != "" || h.Get("Access-Control-Allow-Origin") != "" || h.Get("Access-Control-Allow-Private-Network") != "" {
 		t.Errorf("guest set greenroom's or a hop-by-hop header: %v", h)
 	}
