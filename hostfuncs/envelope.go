@@ -100,9 +100,10 @@ type Response struct {
 }
 
 // MaxResponseHeaders is the most headers a response envelope may hold,
-// pseudo-headers (:route) included: 1000 a handler may set, and room for
-// those its SDK adds (a sniffed Content-Type, :route), so that a Go
-// handler's 1000th header does not fail its response (an audit).
+// pseudo-headers (:route) included: 1022 a Go handler may set (its SDK
+// answers more with a 502 of its own, naming the handler's count), and
+// room for those its SDK adds (a sniffed Content-Type, :route), so that a
+// Go handler's 1000th header does not fail its response (an audit).
 const MaxResponseHeaders = 1024
 
 // ErrBadResponse is wrapped by DecodeResponse errors.

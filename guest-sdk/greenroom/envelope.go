@@ -561,11 +561,19 @@ func (w *responseWriter) fits(n int) bool {
 	return w.declared < 0 || w.written <= w.declared
 }
 
-// shortBody reports a body that the handler declared longer (its
-// Content-Length) than it wrote, which net/http's client sees cut short
-// when the server closes the connection: "" when it is whole (or a HEAD's,
-// or one its status allows none of).
-func (w *responseWriter) shortBody() string {
+// badResponse says, once the handler returned, why its response cannot
+// be sent as it is, or "" when it can: more header lines than
+// maxHandlerHeaders, which the runtime would refuse; or a body that the
+// handler declared longer (its Content-Length) than it wrote, which
+// net/http's client sees cut short when the server closes the connection
+// (not a HEAD's, nor one its status allows none of).
+func (w *responseWriter) badResponse() string {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if n := binary.LittleEndian.Uint32(w.head[4:]); n > maxHandlerHeaders {
+		return fmt.Sprintf("the handler set %d response header lines, more than the %d a response may have: it is not sent", n, maxHandlerHeaders)
+	}
 	if w.declared < 0 || int64(w.size) >= w.declared || w.isHead || !w.bodyAllowed() {
 		return ""
 	}
@@ -630,6 +638,11 @@ func (w *responseWriter) retire() {
 	w.done = true
 	w.head, w.body, w.more, w.header = nil, nil, nil, nil
 }
+
+// maxHandlerHeaders is the most header lines a handler's response may
+// have: the runtime takes an envelope of at most 1024 (docs/abi.md), and
+// the SDK may add two (a sniffed Content-Type, :route).
+const maxHandlerHeaders = 1024 - 2
 
 // routeHeader is the response envelope's pseudo-header that names the
 // route a request matched (docs/abi.md): the runtime labels the request's

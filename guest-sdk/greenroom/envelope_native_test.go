@@ -4,8 +4,10 @@ package greenroom
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,42 @@ func TestContentLengthAsNetHTTP(t *testing.T) {
 		}
 		if !strings.Contains(out, tc.log) || tc.log == "" && out != "" {
 			t.Errorf("%s: logged %q, want %q", tc.name, out, tc.log)
+		}
+	}
+}
+
+// A response may have 1022 header lines of the handler's (the runtime
+// takes 1024 with the two the SDK may add, a sniffed Content-Type and
+// :route); with more, the SDK answers 502 plugin_bad_response itself,
+// saying how many the handler set, and logs it. The runtime refused the
+// envelope, naming a count the handler never set (its own plus the
+// SDK's), and discarded the instance.
+func TestTooManyHeadersSaid(t *testing.T) {
+	defer Handle(nil)
+	for _, n := range []int{maxHandlerHeaders, maxHandlerHeaders + 1} {
+		Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i := range n {
+				w.Header().Add("X-H", strconv.Itoa(i))
+			}
+			io.WriteString(w, "<html>")
+		}))
+		req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+		req.Pattern = "GET /many"
+		out := stderrOf(t, func() { serve(w, req) })
+		w.finish(req.Pattern)
+		st, got, body := decodeResponse(t, w.envelope())
+		env := envReader{s: string(w.envelope())}
+		env.u32()
+		if lines := env.u32(); lines > 1024 {
+			t.Errorf("%d headers: the envelope holds %d, over the runtime's 1024", n, lines)
+		}
+		want := fmt.Sprintf("the handler set %d response header lines, more than the %d a response may have", n, maxHandlerHeaders)
+		if n == maxHandlerHeaders {
+			if st != 200 || len(got["X-H"]) != n || out != "" {
+				t.Errorf("%d headers: %d, %d X-H, logged %q", n, st, len(got["X-H"]), out)
+			}
+		} else if st != 502 || !strings.Contains(body, want) || !strings.Contains(body, "plugin_bad_response") || !strings.Contains(out, want) {
+			t.Errorf("%d headers: %d %q, logged %q", n, st, body, out)
 		}
 	}
 }

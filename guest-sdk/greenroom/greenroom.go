@@ -115,9 +115,10 @@ func serve(w *responseWriter, req *http.Request) (code uint32) {
 		return handleOK
 	}
 	h.ServeHTTP(w, req)
-	if msg := w.shortBody(); msg != "" {
-		// A body short of its Content-Length is not sent as if whole:
-		// the answer is the runtime's for a malformed response.
+	if msg := w.badResponse(); msg != "" {
+		// Said here, where the handler's own counts are known: the
+		// answer is the runtime's for a malformed response, and the
+		// instance is kept.
 		logLine(levelError, msg)
 		w.reset()
 		answerError(w, req, http.StatusBadGateway, "plugin_bad_response", msg)
