@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -135,7 +137,22 @@ func readURL(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	if d, ok := ctx.Deadline(); ok {
 		req.deadline = d
 	}
-	return urlCall(ctx, req)
+	return callURL(ctx, req)
+}
+
+// callURL is urlCall; tests replace it.
+var callURL = urlCall
+
+// noReadHop is set once the runtime answered read_hop as an operation it
+// does not know (one older than it): HTTPClient then reads with read_url,
+// whose redirects the runtime follows, as before read_hop.
+var noReadHop atomic.Bool
+
+// unknownOp reports whether err is the runtime's refusal of an
+// operation it does not know (docs/abi.md: a guest can fall back).
+func unknownOp(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == errInvalid && strings.Contains(e.Message, "unknown operation")
 }
 
 // HTTPClient returns an *http.Client whose transport is the runtime's URL
@@ -175,7 +192,13 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if method != http.MethodGet && method != http.MethodHead {
 		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
 	}
-	resp, err := readURL(req.Context(), &urlRequest{method: method, url: req.URL.String(), header: req.Header, hop: true, via: via(req)})
+	ur := &urlRequest{method: method, url: req.URL.String(), header: req.Header, hop: !noReadHop.Load(), via: via(req)}
+	resp, err := readURL(req.Context(), ur)
+	if ur.hop && unknownOp(err) {
+		noReadHop.Store(true)
+		ur.hop = false
+		resp, err = readURL(req.Context(), ur)
+	}
 	if errors.Is(err, ErrNotModified) {
 		h := http.Header{}
 		if etag := req.Header.Get("If-None-Match"); etag != "" {

@@ -86,3 +86,28 @@ func TestErrorsMatch(t *testing.T) {
 		t.Error("StatusError matches wrongly")
 	}
 }
+
+// A runtime older than the read_hop operation answers it ERR_INVALID
+// (unknown operation): HTTPClient then reads with read_url, whose
+// redirects the runtime follows, as before read_hop, for the rest of the
+// instance's life, instead of failing every request.
+func TestHTTPClientFallsBackWithoutReadHop(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f; noReadHop.Store(false) }(callURL)
+	var ops []bool
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		ops = append(ops, req.hop)
+		if req.hop {
+			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "malformed urlreader request: unknown operation 4"}
+		}
+		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok")}, nil
+	}
+	for range 2 {
+		resp, err := HTTPClient().Get("https://x.example/")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%v %+v", err, resp)
+		}
+	}
+	if len(ops) != 3 || !ops[0] || ops[1] || ops[2] {
+		t.Errorf("reads (hop or not): %v, want one read_hop, then read_url only", ops)
+	}
+}
