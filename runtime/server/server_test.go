@@ -862,6 +862,34 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	}
 }
 
+// A Go guest's ResponseWriter frames as net/http's, in wasm: a flush
+// (http.ResponseController) works and streams nothing; a body short of
+// its Content-Length, and more header lines than the envelope holds, are
+// answered 502 plugin_bad_response by the SDK, saying why
+// (TestFlushAsResponseRecorder, TestContentLengthAsNetHTTP,
+// TestTooManyHeadersSaid), and the instance serves on.
+func TestGuestFramingAsNetHTTP(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	if status, _, body := in.Get(t, "/api/hostile/framing?case=flush"); status != 200 || body != "before after" {
+		t.Errorf("flush: %d %q", status, body)
+	}
+	if status, h, body := in.Get(t, "/api/hostile/framing?case=headers&n=1022"); status != 200 || len(h.Values("X-H")) != 1022 || body != "many" {
+		t.Errorf("1022 header lines: %d, %d X-H, %q", status, len(h.Values("X-H")), body)
+	}
+	for q, want := range map[string]string{
+		"case=short":          "handler wrote 3 bytes of the 10 its Content-Length declared",
+		"case=headers&n=1023": "the handler set 1023 response header lines, more than the 1022",
+	} {
+		status, _, body := in.Get(t, "/api/hostile/framing?"+q)
+		if e := errorBody(t, body); status != 502 || e["code"] != "plugin_bad_response" || !strings.Contains(fmt.Sprint(e["error"]), want) {
+			t.Errorf("%s: %d %s, want 502 plugin_bad_response saying %q", q, status, body, want)
+		}
+	}
+	if status, _, body := in.Get(t, "/api/hostile/framing?case=flush"); status != 200 || body != "before after" {
+		t.Errorf("after the bad responses: %d %q", status, body)
+	}
+}
+
 // A status HTTP does not define (RFC 9110, 15: only 100-599 are valid)
 // never reaches the client: 600-999, which net/http's WriteHeader lets a
 // handler write, is refused as a bad response (502), and a code outside

@@ -3,6 +3,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -167,6 +168,29 @@ func init() {
 	mux.HandleFunc("GET /gopanic", func(w http.ResponseWriter, r *http.Request) {
 		go func() { panic("hostile goroutine panics on purpose") }()
 		time.Sleep(time.Second)
+	})
+	// /framing answers as its case says: flush, a flush between two
+	// writes (through http.ResponseController); short, a body short of
+	// its Content-Length; headers, n header lines.
+	mux.HandleFunc("GET /framing", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		switch q.Get("case") {
+		case "flush":
+			io.WriteString(w, "before ")
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				fmt.Fprint(w, err)
+			}
+			io.WriteString(w, "after")
+		case "short":
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "abc")
+		case "headers":
+			n, _ := strconv.Atoi(q.Get("n"))
+			for i := range n {
+				w.Header().Add("X-H", strconv.Itoa(i))
+			}
+			io.WriteString(w, "many")
+		}
 	})
 	// /headers answers the request's headers, one "Name: value" a line,
 	// sorted, for any method.
