@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -148,11 +147,12 @@ var callURL = urlCall
 // whose redirects the runtime follows, as before read_hop.
 var noReadHop atomic.Bool
 
-// unknownOp reports whether err is the runtime's refusal of an
-// operation it does not know (docs/abi.md: a guest can fall back).
+// unknownOp reports whether err is the runtime's refusal of read_hop as
+// an operation it does not know (docs/abi.md: a guest can fall back), and
+// not another ErrInvalid, whose message may quote a URL that says so.
 func unknownOp(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Code == errInvalid && strings.Contains(e.Message, "unknown operation")
+	return errors.As(err, &e) && e.Code == errInvalid && e.Message == "malformed urlreader request: unknown operation "+strconv.Itoa(opReadHop)
 }
 
 // HTTPClient returns an *http.Client whose transport is the runtime's URL

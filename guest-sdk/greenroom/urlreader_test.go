@@ -94,13 +94,21 @@ func TestErrorsMatch(t *testing.T) {
 func TestHTTPClientFallsBackWithoutReadHop(t *testing.T) {
 	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f; noReadHop.Store(false) }(callURL)
 	var ops []bool
-	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+	fake := func(_ context.Context, req *urlRequest) (*urlResponse, error) {
 		ops = append(ops, req.hop)
 		if req.hop {
 			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "malformed urlreader request: unknown operation 4"}
 		}
 		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok")}, nil
 	}
+	// Another ErrInvalid is the request's own, even if it says so.
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "https://x.example/unknown operation 4: invalid"}
+	}
+	if _, err := HTTPClient().Get("https://x.example/unknown%20operation%204"); !errors.Is(err, ErrInvalid) || noReadHop.Load() {
+		t.Errorf("another ErrInvalid: %v; read_hop given up: %v", err, noReadHop.Load())
+	}
+	callURL = fake
 	for range 2 {
 		resp, err := HTTPClient().Get("https://x.example/")
 		if err != nil || resp.StatusCode != 200 {
