@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -413,27 +414,92 @@ func TestPGGracefulStopReleasesLease(t *testing.T) {
 	}
 }
 
-// A cancel sent to a replica that does not run the global task's run
-// names the one that does (409 task_running_elsewhere); sent to that
-// one, it stops the run (202), which is recorded canceled.
-func TestPGCancelNamesTheReplicaRunningTheTask(t *testing.T) {
+// A cancel sent to a replica that does not run the global task's run (an
+// operator behind a load balancer cannot pick the replica) is recorded in
+// the database for that run: 202, naming the replica running it, which
+// cancels it at its next lease renewal, and it is recorded canceled by an
+// operator. It hits only the run it meant: not another task's run on the
+// same replica, not a later run of the task, and not a run that ended
+// before the cancel came (?run_id= names an ended run: 409
+// task_not_running). A replica with enabled = false relays a cancel too.
+// Until 2026-12-06 such a cancel answered 409 task_running_elsewhere,
+// naming the replica to send it to.
+func TestPGCancelFromAnyReplica(t *testing.T) {
 	url := pgtest.URL(t)
-	ins := replicas(t, 2, url, plugin("sched", true, def{ID: "long", Cron: "@yearly", Timeout: "60s", Action: "sleep", MS: 30000}))
-	if status, body := trigger(t, ins[0], "sched", "long"); status != 200 {
-		t.Fatalf("trigger on r1: %d %s", status, body)
-	}
-	if status, body := cancelTask(t, ins[1], "long"); status != 409 || !strings.Contains(body, `"task_running_elsewhere"`) || !strings.Contains(body, "on replica r1") {
-		t.Errorf("cancel on r2: %d %s", status, body)
-	}
-	if status, body := cancelTask(t, ins[0], "long"); status != 202 {
-		t.Fatalf("cancel on r1: %d %s", status, body)
+	conf := plugin("sched", true,
+		def{ID: "long", Cron: "@yearly", Timeout: "60s", Action: "sleep", MS: 30000},
+		def{ID: "other", Cron: "@yearly", Timeout: "60s", Action: "sleep", MS: 30000})
+	// r3 runs no tasks.
+	var disabled *servertest.Instance
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		disabled = start(t, "r3", fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), conf, "[scheduler]\nenabled = false\nlease = \"3s\"\n")
+	}()
+	ins := replicas(t, 2, url, conf, schedConf("3s"))
+	if <-started; disabled == nil {
+		t.FailNow()
 	}
 	db := openPG(t, url)
-	waitFor(t, 10*time.Second, "the run to end", func() bool {
-		runs := runsOf(t, db, "sched", "long")
-		return len(runs) == 1 && runs[0].outcome != "running"
-	})
-	if r := runsOf(t, db, "sched", "long")[0]; r.failure != "canceled" || !strings.Contains(r.errText, "canceled by an operator") {
-		t.Errorf("the run: %+v", r)
+	triggered := func(id string) string {
+		t.Helper()
+		status, body := trigger(t, ins[0], "sched", id)
+		var run struct {
+			RunID string `json:"run_id"`
+		}
+		if status != 200 || json.Unmarshal([]byte(body), &run) != nil {
+			t.Fatalf("trigger %s on r1: %d %s", id, status, body)
+		}
+		return run.RunID
+	}
+	cancel := func(in *servertest.Instance, query string) (int, string) {
+		t.Helper()
+		status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/sched/long/cancel"+query, nil)
+		return status, body
+	}
+	outcome := func(task, runID string) row {
+		t.Helper()
+		for _, r := range runsOf(t, db, "sched", task) {
+			if r.runID == runID {
+				return r
+			}
+		}
+		t.Fatalf("no run %s of %s", runID, task)
+		return row{}
+	}
+	first, other := triggered("long"), triggered("other")
+	status, body := cancel(ins[1], "")
+	var answer struct {
+		RunID   string `json:"run_id"`
+		Replica string `json:"replica"`
+		Cancel  string `json:"cancel"`
+	}
+	if status != 202 || json.Unmarshal([]byte(body), &answer) != nil || answer.RunID != first || answer.Replica != "r1" || answer.Cancel != "requested" {
+		t.Fatalf("cancel on r2: %d %s", status, body)
+	}
+	waitFor(t, 10*time.Second, "the run to end", func() bool { return outcome("long", first).outcome != "running" })
+	if r := outcome("long", first); r.failure != "canceled" || !strings.Contains(r.errText, "canceled by an operator") {
+		t.Errorf("the canceled run: %+v", r)
+	}
+	// A later run of the task: neither that cancel nor one naming the
+	// run that ended touches it, over several renewals.
+	second := triggered("long")
+	if status, body := cancel(ins[1], "?run_id="+first); status != 409 || !strings.Contains(body, `"task_not_running"`) {
+		t.Errorf("cancel of the ended run: %d %s", status, body)
+	}
+	time.Sleep(3 * time.Second)
+	if r, o := outcome("long", second), outcome("other", other); r.outcome != "running" || o.outcome != "running" {
+		t.Fatalf("after the cancel of another run: %+v, the other task's %+v", r, o)
+	}
+	// A replica that runs no tasks relays the cancel as well.
+	if status, body := cancel(disabled, "?run_id="+second); status != 202 || !strings.Contains(body, `"requested"`) {
+		t.Fatalf("cancel on a disabled replica: %d %s", status, body)
+	}
+	waitFor(t, 10*time.Second, "the second run to end", func() bool { return outcome("long", second).outcome != "running" })
+	if r, o := outcome("long", second), outcome("other", other); r.failure != "canceled" || o.outcome != "running" {
+		t.Errorf("the second run %+v, the other task's %+v", r, o)
+	}
+	if status, body := cancel(ins[1], ""); status != 409 || !strings.Contains(body, `"task_not_running"`) {
+		t.Errorf("cancel with no run in progress: %d %s", status, body)
 	}
 }

@@ -207,7 +207,7 @@ func TestStoreLateEndOfARescuedRunLeavesTheNewRunAlone(t *testing.T) {
 		if r := rows[0]; r.leaseOwner != "b" || r.runID != "y" || r.lastOutcome != "failed" || r.lastRunID != "x" {
 			t.Errorf("task row after a's late end: %+v", r)
 		}
-		if ok, err := st.renew(ctx, "a", lease, []string{"x"}); err != nil || ok["x"] {
+		if ok, err := st.renew(ctx, "a", lease, []string{"x"}); err != nil || len(ok) != 0 {
 			t.Errorf("a renews its old lease: %v %v", ok, err)
 		}
 		runs, err := st.runs(ctx, "p", "t", 10)

@@ -1671,8 +1671,9 @@ func (s *Scheduler) lose(r *run) {
 }
 
 // renewer extends the leases of the global runs in progress, every third
-// of the lease (from Start, all in one statement), and interrupts a run
-// whose lease another replica holds. A run whose renewals fail is
+// of the lease (from Start, all in one statement), interrupts a run
+// whose lease another replica holds, and cancels a run an operator
+// canceled through another replica (CancelRun). A run whose renewals fail is
 // interrupted at its lease deadline by watchLease.
 func (s *Scheduler) renewer(tick ticker) {
 	defer close(s.renewDone)
@@ -1716,8 +1717,9 @@ func (s *Scheduler) renewer(tick ticker) {
 			if _, running := s.active[r]; !running || r.lost.Load() {
 				continue // ended (and released) or interrupted meanwhile
 			}
+			cancel, held := ok[r.id]
 			switch {
-			case err == nil && !ok[r.id]:
+			case err == nil && !held:
 				// Another replica may hold it now (or soon): stop.
 				s.lose(r)
 			case !now.Before(r.leaseOK.Add(s.lostAfter())):
@@ -1732,6 +1734,13 @@ func (s *Scheduler) renewer(tick ticker) {
 				// no sooner.
 				r.leaseOK = later(r.leaseOK, sent)
 				r.fence.SetFence(r.leaseOK.Add(s.lostAfter()))
+				if cancel && !r.canceled.Load() {
+					// An operator canceled it through another replica
+					// (CancelRun).
+					s.cancelRun(r)
+					s.log.WithFields(logrus.Fields{"plugin": r.spec.Plugin, "task": r.spec.ID, "run_id": r.id}).
+						Info("task run canceled through the admin API of another replica")
+				}
 			}
 		}
 		s.mu.Unlock()

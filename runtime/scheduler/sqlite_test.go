@@ -591,6 +591,9 @@ func TestAdminQueryGivenTwice(t *testing.T) {
 			t.Errorf("GET %s: %d %s", path, status, body)
 		}
 	}
+	if status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/sched/tick/cancel?run_id=a&run_id=b", nil); status != 400 || !strings.Contains(body, "give it once") {
+		t.Errorf("cancel with run_id twice: %d %s", status, body)
+	}
 	if status, _, body := in.Get(t, "/.greenroom/scheduler/v1/tasks/sched/tick?runs=5&all=true"); status != 200 {
 		t.Errorf("two parameters once each: %d %s", status, body)
 	}

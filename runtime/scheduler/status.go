@@ -213,24 +213,37 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 	}
 }
 
-// Cancel stops the run of a task in progress on this replica (also one of
-// a task a reload dropped, finishing on the old version), as a shutdown
-// does: its guest is asked to stop (cancel_requested; the
-// Go SDK cancels Run's ctx) and a call in progress is ended; a run still
-// running cancelGrace later is interrupted. The run is recorded failed,
-// canceled, and (scheduled) its due time is done with. It returns the run
-// asked to stop, without waiting for its end. ErrUnknownTask when the
-// task is neither registered nor running here; a *RunningError when it runs on another
-// replica (a global task: cancel it there); ErrNotRunning when no run is
-// in progress (a scheduled run claimed ahead of its due time has not
-// begun); ErrDisabled when this replica runs no tasks.
+// Cancel stops the run of a task in progress (see CancelRun).
 func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) {
+	return s.CancelRun(ctx, plugin, id, "")
+}
+
+// CancelRun stops the run of a task in progress, the one of id runID
+// (any, for ""). On this replica (also the run of a task a reload
+// dropped, finishing on the old version) it is stopped as a shutdown
+// does (cancelRun). A global task's run on another replica is asked to
+// stop through the database (store.requestCancel): that replica cancels
+// it when it next renews the run's lease, a third of the lease at most
+// later. The run is recorded failed, canceled, and (scheduled) its due
+// time is done with. It returns the run, without waiting for its end: its
+// Replica says which replica runs it, this one or another. ErrUnknownTask
+// when the task is neither registered nor running here; ErrNotRunning
+// when no run (of id runID) is in progress, on any replica; ErrDisabled
+// when this replica runs no tasks and the run is not another replica's.
+func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Run, error) {
 	s.mu.Lock()
+	t := s.tasks[key(plugin, id)]
 	if !s.started || s.stopped {
+		// A replica that runs no task still asks the one that runs a
+		// global task's run to cancel it, as it lists the task.
 		s.mu.Unlock()
+		if t != nil && t.Scope == Global && !s.stopped {
+			if run, err := s.requestCancel(ctx, plugin, id, runID); !errors.Is(err, ErrNotRunning) {
+				return run, err
+			}
+		}
 		return Run{}, ErrDisabled
 	}
-	t := s.tasks[key(plugin, id)]
 	// Among the runs in progress: also one of a task its plugin no
 	// longer registers (a reload dropped it, or removed the plugin),
 	// which finishes on the old version; and one launched that has not
@@ -241,7 +254,7 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 	// answered 409 task_not_running.
 	var r *run
 	for a := range s.active {
-		if a.spec.Plugin == plugin && a.spec.ID == id && a.stop != nil {
+		if a.spec.Plugin == plugin && a.spec.ID == id && a.stop != nil && (runID == "" || a.id == runID) {
 			r = a
 		}
 	}
@@ -250,13 +263,8 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 		return Run{}, ErrUnknownTask
 	}
 	if r != nil {
-		r.canceled.Store(true)
-		r.askStop()
-		cancel := r.cancel
+		s.cancelRun(r)
 		s.mu.Unlock()
-		if cancel != nil {
-			time.AfterFunc(cancelGrace, cancel)
-		}
 		trigger := "schedule"
 		if r.manual {
 			trigger = "manual"
@@ -266,17 +274,41 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 	global := t.Scope == Global // r is nil, so t is not
 	s.mu.Unlock()
 	if global {
-		rows, now, err := s.rows(ctx)
-		if err != nil {
-			return Run{}, err
-		}
-		for _, row := range rows {
-			if row.plugin == plugin && row.task == id && row.runID != "" && !row.leaseUntil.Before(now) && row.leaseOwner != s.cfg.Replica {
-				return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: row.leaseOwner}
-			}
-		}
+		return s.requestCancel(ctx, plugin, id, runID)
 	}
 	return Run{}, ErrNotRunning
+}
+
+// requestCancel asks the replica running the global task plugin/id's run
+// (of id runID, or any) to cancel it (store.requestCancel): the run, or
+// ErrNotRunning when no other replica runs it.
+func (s *Scheduler) requestCancel(ctx context.Context, plugin, id, runID string) (Run, error) {
+	st, err := s.store(ctx)
+	if err != nil {
+		return Run{}, err
+	}
+	run, ok, err := st.requestCancel(ctx, plugin, id, s.cfg.Replica, runID)
+	if err != nil {
+		return Run{}, fmt.Errorf("scheduler: request the cancel of task %s/%s: %w", plugin, id, err)
+	}
+	if !ok {
+		return Run{}, ErrNotRunning
+	}
+	return run, nil
+}
+
+// cancelRun stops r, a run on this replica, for an operator: it is asked
+// to stop (cancel_requested; the Go SDK cancels Run's ctx, a host call in
+// progress is ended) and interrupted if it has not returned cancelGrace
+// later; it is recorded canceled. s.mu is held.
+func (s *Scheduler) cancelRun(r *run) {
+	if r.canceled.Swap(true) {
+		return // asked already: its grace runs from the first time
+	}
+	r.askStop()
+	if cancel := r.cancel; cancel != nil {
+		time.AfterFunc(cancelGrace, cancel)
+	}
 }
 
 func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead bool) (Run, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -56,8 +57,18 @@ type store interface {
 	// registration changed next_run meanwhile).
 	finish(ctx context.Context, fs []finishItem) error
 	// renew extends the leases replica holds for runIDs and reports which
-	// it still held.
+	// it still held: each one's run id, mapped to whether an operator
+	// asked another replica to cancel that run (requestCancel).
 	renew(ctx context.Context, replica string, lease time.Duration, runIDs []string) (map[string]bool, error)
+	// requestCancel records that an operator asked, through replica, that
+	// the run of the task plugin/task in progress on another replica stop
+	// (POST .../cancel): the run that holds the task's live lease, and is
+	// still running, if its id is runID (any, for ""). The request is
+	// kept on that run's row, so a later run of the task is not
+	// affected; the replica holding the lease reads it as it renews
+	// (renew). It returns the run, and false when there is none (no run
+	// holds a live lease, it is replica's own, or it is not runID).
+	requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error)
 	// tidy marks runs whose replica is gone as lost and keeps the last
 	// keep runs of each task.
 	tidy(ctx context.Context, keep int) error
@@ -208,6 +219,21 @@ type Run struct {
 }
 
 const runColumns = "run_id, plugin, task, replica, triggered_by, due_at, started_at, ended_at, outcome, failure, error, duration_us"
+
+// runColumnsOf is runColumns qualified by the table name or alias t.
+func runColumnsOf(t string) string { return t + "." + strings.ReplaceAll(runColumns, ", ", ", "+t+".") }
+
+// oneRun scans the run rows may hold (requestCancel's).
+func oneRun(rows *sql.Rows, err error) (Run, bool, error) {
+	if err != nil {
+		return Run{}, false, err
+	}
+	runs, err := scanRuns(rows)
+	if err != nil || len(runs) == 0 {
+		return Run{}, false, err
+	}
+	return runs[0], true, nil
+}
 
 func scanRuns(rows *sql.Rows) ([]Run, error) {
 	defer rows.Close()

@@ -232,7 +232,8 @@ WITH l AS (
 )
 UPDATE scheduler_tasks t SET lease_until = now() + $3::bigint * interval '1 microsecond'
 FROM l WHERE t.plugin = l.plugin AND t.task = l.task
-RETURNING t.run_id`, replica, runIDs, micros(lease))
+RETURNING t.run_id,
+    EXISTS (SELECT 1 FROM scheduler_runs r WHERE r.run_id = t.run_id AND r.cancel_requested_at IS NOT NULL)`, replica, runIDs, micros(lease))
 	if err != nil {
 		return nil, err
 	}
@@ -240,12 +241,25 @@ RETURNING t.run_id`, replica, runIDs, micros(lease))
 	held := map[string]bool{}
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var cancel bool
+		if err := rows.Scan(&id, &cancel); err != nil {
 			return nil, err
 		}
-		held[id] = true
+		held[id] = cancel
 	}
 	return held, rows.Err()
+}
+
+func (s *pgStore) requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error) {
+	// Only the run's row is written (locked): a completion, which locks
+	// the task's row then the run's, cannot deadlock with it, and one
+	// that committed first leaves the run no longer running.
+	return oneRun(s.db.QueryContext(ctx, `
+UPDATE scheduler_runs r SET cancel_requested_at = COALESCE(r.cancel_requested_at, now())
+FROM scheduler_tasks t
+WHERE t.plugin = $1 AND t.task = $2 AND r.run_id = t.run_id AND t.lease_until >= now() AND t.lease_owner <> $3
+  AND r.outcome = 'running' AND ($4 = '' OR r.run_id = $4)
+RETURNING `+runColumnsOf("r"), plugin, task, replica, runID))
 }
 
 // lastLost is the SET list of an UPDATE of scheduler_tasks t that records

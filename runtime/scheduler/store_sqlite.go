@@ -217,13 +217,27 @@ func (s *sqliteStore) renew(ctx context.Context, replica string, lease time.Dura
 			if err != nil {
 				return err
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
-				held[id] = true
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
 			}
+			var cancel bool
+			if err := tx.QueryRowContext(ctx, "SELECT cancel_requested_at IS NOT NULL FROM scheduler_runs WHERE run_id = ?", id).Scan(&cancel); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			held[id] = cancel
 		}
 		return nil
 	})
 	return held, err
+}
+
+func (s *sqliteStore) requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error) {
+	now := s.clock().UnixMicro()
+	return oneRun(s.db.QueryContext(ctx, `
+UPDATE scheduler_runs SET cancel_requested_at = COALESCE(cancel_requested_at, ?)
+WHERE outcome = 'running' AND (? = '' OR run_id = ?) AND run_id = (
+    SELECT run_id FROM scheduler_tasks WHERE plugin = ? AND task = ? AND lease_until >= ? AND lease_owner <> ?)
+RETURNING `+runColumns, now, runID, runID, plugin, task, now, replica))
 }
 
 // sqliteMarkLost records the running runs that where (a condition on

@@ -86,10 +86,10 @@ func testStore(t *testing.T, st store) {
 	if r := claim("b", claimItem{plugin: "p", task: "t", manual: true, runID: "run2"}); r.claimed || !r.held {
 		t.Errorf("manual claim under a lease: %+v", r)
 	}
-	if held, err := st.renew(ctx, "b", lease, []string{"run1"}); err != nil || held["run1"] {
+	if held, err := st.renew(ctx, "b", lease, []string{"run1"}); err != nil || len(held) != 0 {
 		t.Errorf("renew by another replica: %v %v", held, err)
 	}
-	if held, err := st.renew(ctx, "a", lease, []string{"run1"}); err != nil || !held["run1"] {
+	if held, err := st.renew(ctx, "a", lease, []string{"run1"}); err != nil || len(held) != 1 || held["run1"] {
 		t.Errorf("renew: %v %v", held, err)
 	}
 	// a dies; its lease expires; b takes the task over: the due time a's
@@ -404,4 +404,75 @@ func registerDueTask(t *testing.T, st store) (Task, time.Time) {
 		t.Fatalf("register: %v %v", got, err)
 	}
 	return task, due
+}
+
+// An operator's cancel sent to a replica that does not run the run
+// (requestCancel) marks that run's row, which the replica holding the
+// lease reads as it renews it: never its own run, nor a run that no
+// longer holds a live lease (it ended), nor a later run of the task.
+func TestStoreCancelRequest(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		const lease = time.Minute
+		_, due := registerDueTask(t, st)
+		renew := func(id string) (held, cancel bool) {
+			t.Helper()
+			got, err := st.renew(ctx, "a", lease, []string{id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cancel, held = got[id]
+			return held, cancel
+		}
+		request := func(replica, runID string) (Run, bool) {
+			t.Helper()
+			run, ok, err := st.requestCancel(ctx, "p", "t", replica, runID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return run, ok
+		}
+		if _, ok := request("b", ""); ok {
+			t.Errorf("a cancel with no run in progress hit one")
+		}
+		if res, err := st.claim(ctx, "a", lease, []claimItem{{plugin: "p", task: "t", due: due, runID: "run1"}}); err != nil || !res[0].claimed {
+			t.Fatalf("claim: %+v %v", res, err)
+		}
+		if _, ok := request("a", ""); ok {
+			t.Errorf("a's cancel of its own run was recorded for it")
+		}
+		if _, ok := request("b", "run0"); ok {
+			t.Errorf("a cancel naming another run hit run1")
+		}
+		if held, cancel := renew("run1"); !held || cancel {
+			t.Fatalf("renew before any cancel: held %v, cancel %v", held, cancel)
+		}
+		if run, ok := request("b", ""); !ok || run.RunID != "run1" || run.Replica != "a" || run.Outcome != "running" || run.Trigger != "schedule" {
+			t.Fatalf("cancel through b: %+v %v", run, ok)
+		}
+		if held, cancel := renew("run1"); !held || !cancel {
+			t.Fatalf("renew after the cancel: held %v, cancel %v", held, cancel)
+		}
+		// run1 ends (on its own, before a renewal read the cancel): the
+		// cancel changes nothing of it, and no later run.
+		if err := st.finish(ctx, []finishItem{{runID: "run1", plugin: "p", task: "t", outcome: "succeeded", due: due, next: due.Add(time.Minute), leased: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := request("b", "run1"); ok {
+			t.Errorf("a cancel of the ended run1 was recorded")
+		}
+		if res, err := st.claim(ctx, "a", lease, []claimItem{{plugin: "p", task: "t", manual: true, runID: "run2"}}); err != nil || !res[0].claimed {
+			t.Fatalf("claim run2: %+v %v", res, err)
+		}
+		if held, cancel := renew("run2"); !held || cancel {
+			t.Errorf("renew of the later run2: held %v, cancel %v", held, cancel)
+		}
+		if _, ok := request("b", "run1"); ok {
+			t.Errorf("a cancel naming run1 hit run2")
+		}
+		runs, err := st.runs(ctx, "p", "t", 10)
+		if err != nil || len(runs) != 2 || runs[1].RunID != "run1" || runs[1].Outcome != "succeeded" {
+			t.Errorf("runs: %+v %v", runs, err)
+		}
+	})
 }

@@ -19,7 +19,7 @@ import (
 //	GET  tasks[?all=true]                     every task with its state
 //	GET  tasks/{plugin}/{task}[?runs=N]       one task and its last runs
 //	POST tasks/{plugin}/{task}/trigger        run it now (409 while it runs)
-//	POST tasks/{plugin}/{task}/cancel         stop its run on this replica
+//	POST tasks/{plugin}/{task}/cancel[?run_id=R] stop its run, on any replica
 
 func (s *Server) schedulerRoutes(admin fiber.Router) {
 	g := admin.Group("/scheduler/v1")
@@ -111,23 +111,50 @@ func (s *Server) getTask(c *fiber.Ctx) error {
 // runs (a global task on any replica), 503 when this replica runs no
 // tasks.
 func (s *Server) triggerTask(c *fiber.Ctx) error {
-	return s.taskAction(c, s.rt.Scheduler().Trigger, "task triggered through the admin API", fiber.StatusOK, "task_running", "")
+	return s.taskAction(c, s.rt.Scheduler().Trigger, "task triggered through the admin API", fiber.StatusOK, nil)
 }
 
-// cancelTask stops a task's run in progress on this replica (POST
-// .../cancel): 202 with the run once it is asked to stop, 404 for a task
-// not registered on this replica, 409 task_not_running when no run is in
-// progress, 409 task_running_elsewhere when another replica runs it, 503
-// when this replica runs no tasks.
+// cancelAnswer is the answer of POST .../cancel: the run, and how it is
+// stopped.
+type cancelAnswer struct {
+	scheduler.Run
+	// Cancel is "asked" when this replica runs the run and asked it to
+	// stop, "requested" when another replica runs it and was asked
+	// through the database, which it reads at its next lease renewal.
+	Cancel  string `json:"cancel"`
+	Message string `json:"message"`
+}
+
+// cancelTask stops a task's run in progress (POST .../cancel, the run of
+// id run_id if given): 202 with the run once it is asked to stop on this
+// replica, or once its cancel is recorded for the replica running it,
+// 404 for a task not registered on this replica, 409 task_not_running
+// when no run (of that id) is in progress, 503 when this replica runs no
+// tasks and no other replica runs the task.
 func (s *Server) cancelTask(c *fiber.Ctx) error {
-	return s.taskAction(c, s.rt.Scheduler().Cancel, "task run canceled through the admin API", fiber.StatusAccepted, "task_running_elsewhere", ": cancel it on that replica")
+	runID, err := onceQuery(c, "run_id")
+	if err != nil {
+		return err
+	}
+	sched := s.rt.Scheduler()
+	cancel := func(ctx context.Context, plugin, task string) (scheduler.Run, error) {
+		return sched.CancelRun(ctx, plugin, task, runID)
+	}
+	return s.taskAction(c, cancel, "task run canceled through the admin API", fiber.StatusAccepted, func(run scheduler.Run) any {
+		if run.Replica == sched.Replica() {
+			return cancelAnswer{Run: run, Cancel: "asked", Message: "the run was asked to stop; it is interrupted if it has not returned 5s later"}
+		}
+		return cancelAnswer{Run: run, Cancel: "requested", Message: fmt.Sprintf(
+			"replica %s runs it: the cancel is recorded for it, and it asks the run to stop at its next renewal of the run's lease (every third of [scheduler] lease)", run.Replica)}
+	})
 }
 
 // taskAction answers a POST on one task (trigger, cancel): act's run with
-// status, and its errors: 404 unknown_task, 409 runningCode when a
-// replica's run stands in the way (runningHint after its message), 409
-// task_not_running, 503 scheduler_disabled or scheduler_unavailable.
-func (s *Server) taskAction(c *fiber.Ctx, act func(ctx context.Context, plugin, task string) (scheduler.Run, error), done string, status int, runningCode, runningHint string) error {
+// status (answer's body for it, if answer is not nil), and its errors:
+// 404 unknown_task, 409 task_running when a replica's run stands in the
+// way, 409 task_not_running, 503 scheduler_disabled or
+// scheduler_unavailable.
+func (s *Server) taskAction(c *fiber.Ctx, act func(ctx context.Context, plugin, task string) (scheduler.Run, error), done string, status int, answer func(scheduler.Run) any) error {
 	plugin, task, err := taskParams(c)
 	if err != nil {
 		return err
@@ -136,19 +163,30 @@ func (s *Server) taskAction(c *fiber.Ctx, act func(ctx context.Context, plugin, 
 	var running *scheduler.RunningError
 	switch {
 	case err == nil:
-		s.log.WithFields(logrus.Fields{"plugin": plugin, "task": task, "run_id": run.RunID}).Info(done)
+		s.log.WithFields(logrus.Fields{"plugin": plugin, "task": task, "run_id": run.RunID, "replica": run.Replica}).Info(done)
+		if answer != nil {
+			return c.Status(status).JSON(answer(run))
+		}
 		return c.Status(status).JSON(run)
 	case errors.Is(err, scheduler.ErrUnknownTask):
 		return unknownTask(plugin, task)
 	case errors.As(err, &running):
-		return &APIError{Status: fiber.StatusConflict, Code: runningCode, Plugin: plugin, Message: running.Error() + runningHint}
+		return &APIError{Status: fiber.StatusConflict, Code: "task_running", Plugin: plugin, Message: running.Error()}
 	case errors.Is(err, scheduler.ErrNotRunning):
 		return &APIError{Status: fiber.StatusConflict, Code: "task_not_running", Plugin: plugin,
-			Message: fmt.Sprintf("task %s/%s has no run in progress", plugin, task)}
+			Message: fmt.Sprintf("task %s/%s has no run in progress", plugin, task) + ofRun(c.Query("run_id"))}
 	case errors.Is(err, scheduler.ErrDisabled):
 		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "scheduler_disabled", Plugin: plugin, Message: err.Error()}
 	}
 	return s.schedulerUnavailable(err)
+}
+
+// ofRun qualifies "no run in progress" for a cancel naming run id.
+func ofRun(id string) string {
+	if id == "" {
+		return ""
+	}
+	return fmt.Sprintf(" of id %q (it ended, or never ran)", id)
 }
 
 func (s *Server) schedulerUnavailable(err error) error {
