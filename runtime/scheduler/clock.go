@@ -6,7 +6,8 @@ import "time"
 // loop's wake-ups, the wait of a run claimed ahead of its due time,
 // lateness) and the lease bookkeeping of global runs: when this replica
 // last knew it held a lease (the claim, each renewal), the renewer's
-// ticks, and each run's lease deadline. Run timeouts are the plugin
+// ticks, and each run's lease deadline and fence, all of these on Mono
+// so that a step of the wall clock does not interrupt a run as lost. Run timeouts are the plugin
 // call's, on the host's clock. Tests replace it with a fake one
 // (Scheduler.clk, before SetTasks and Start).
 type clock interface {

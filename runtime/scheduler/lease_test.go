@@ -22,11 +22,15 @@ import (
 // receiver has handled it and waits again (it calls Chan), so that each
 // renewal round sees the time of its tick, whatever the machine's speed.
 type fakeClock struct {
-	t       testing.TB
-	mu      sync.Mutex
-	now     time.Time
-	timers  []*fakeTimer
-	tickers []*fakeTicker
+	t   testing.TB
+	mu  sync.Mutex
+	now time.Time
+	// wallStep is how far the wall clock (Now) was stepped (stepWall):
+	// Mono, timers and tickers go by now alone, as the monotonic clock
+	// does.
+	wallStep time.Duration
+	timers   []*fakeTimer
+	tickers  []*fakeTicker
 }
 
 type fakeTimer struct {
@@ -52,12 +56,22 @@ func newFakeClock(t testing.TB) *fakeClock {
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.now
+	return c.now.Add(c.wallStep)
 }
 
-// Mono is the fake time since 2000: a fake clock is never stepped.
+// Mono is the fake time since 2000, which no stepWall moves.
 func (c *fakeClock) Mono() time.Duration {
-	return c.Now().Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now.Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// stepWall steps the wall clock (Now) by d, as an operator or NTP does:
+// the monotonic clock (Mono), timers and tickers are not moved.
+func (c *fakeClock) stepWall(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wallStep += d
 }
 
 func (c *fakeClock) NewTicker(d time.Duration) ticker {
@@ -615,6 +629,40 @@ func TestHeldUpRunIsFenced(t *testing.T) {
 	}
 	clk.AdvanceTo(clk.Now()) // the timers due by now fire
 	a.waitLost(t)
+}
+
+// A step of the running replica's wall clock forward (NTP, an operator)
+// during a global run does not make the run lost: its lease deadline, its
+// fence and its renewals go by the monotonic clock, and the database's
+// clock (here the store's, which the step does not move, as it does not
+// move PostgreSQL's) keeps the lease. The fence went by the wall clock
+// (Unix nanoseconds, without the monotonic reading): past a step of more
+// than what was left of the lease deadline, the run's next host call
+// trapped and the run was recorded lost while its lease held.
+func TestWallClockStepDoesNotLoseARun(t *testing.T) {
+	clk, sq := fakeClockSQLite(t)
+	sq.now = func() time.Time { return time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Add(clk.Mono()) }
+	start := clk.Now()
+	a := startLeaseReplica(t, "a", clk, sq)
+	clk.AdvanceTo(start.Add(time.Second))
+	aRun := a.trigger(t)
+	fence := <-a.cancels
+	clk.stepWall(time.Hour)
+	if fence.Fenced() {
+		t.Error("the run's host calls are fenced right after a step of the wall clock")
+	}
+	// Renewals and lease timers over three leases.
+	clk.AdvanceTo(start.Add(3 * testLease))
+	if aRun.Err() != nil || fence.Fenced() || fence.WasFenced() {
+		t.Fatalf("after a step of the wall clock: the run's ctx %v, fenced %v", aRun.Err(), fence.WasFenced())
+	}
+	if n := a.Stats().Failures["lost"]; n != 0 {
+		t.Errorf("%d runs lost", n)
+	}
+	row, _ := oneTaskRow(t, sq)
+	if r := row(); r.leaseOwner != "a" || r.runID == "" {
+		t.Errorf("the lease after the step: %+v", r)
+	}
 }
 
 // answerLost is a store whose next claim, once lose is set, is committed

@@ -298,9 +298,11 @@ type run struct {
 	claimed bool
 	// leaseOK is when this replica last knew it held the lease: when it
 	// sent the claim, or the last renewal that came back in time (on
-	// s.clk). The lease expires in the database no sooner than a lease
-	// after it.
-	leaseOK time.Time
+	// s.clk.Mono, which no step of this host's wall clock moves: a step
+	// forward during the run, read by the wall clock, passed its lease
+	// deadline and had it interrupted, lost, while its lease held). The
+	// lease expires in the database no sooner than a lease after it.
+	leaseOK time.Duration
 	// leaseStop stops the timer that interrupts the run at its lease
 	// deadline (watchLease).
 	leaseStop func() bool
@@ -922,7 +924,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		items[i] = claimItem{plugin: t.Plugin, task: t.ID, due: r.due, runID: r.id}
 	}
 	s.mu.Unlock()
-	sent, sentMono := s.clk.Now(), s.clk.Mono()
+	sent := s.clk.Mono()
 	var res []claimResult
 	// Not cancelled by Stop: a claim that took leases must say so, so that
 	// its runs start, are cancelled and release them.
@@ -936,7 +938,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	if err != nil && ctx.Err() == nil {
 		s.claimFailed(err, "cannot claim due tasks; retrying")
 	}
-	s.checkClock(ctx, res, sentMono, back)
+	s.checkClock(ctx, res, sent, back)
 	now := s.dueNow()
 	var won []*run
 	var lost int64
@@ -1011,13 +1013,13 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 	}
 }
 
-// took records that the claim of scheduled run r, sent at sent (s.clk)
-// and back at back (its Mono), took its lease: the run begins at its due
+// took records that the claim of scheduled run r, sent at sent and back
+// at back (s.clk.Mono), took its lease: the run begins at its due
 // time by the database's clock, which the claim read (x.dbNow; none on
 // SQLite, whose clock is the host's). Counted from back, the claim's
 // reading being older, it begins no sooner, even should this replica's
 // reckoning of the database's clock be off.
-func (r *run) took(x claimResult, sent time.Time, back time.Duration) {
+func (r *run) took(x claimResult, sent, back time.Duration) {
 	r.claimed, r.leaseOK = true, sent
 	if !x.dbNow.IsZero() {
 		r.startAt, r.startSet = back+r.due.Sub(x.dbNow), true
@@ -1191,11 +1193,11 @@ func (s *Scheduler) execute(r *run) {
 		case <-ended:
 		}
 	}()
-	cancelReq := hostfuncs.NewFencedCancelRequest(r.stop, s.clk.Now)
+	cancelReq := hostfuncs.NewFencedCancelRequest(r.stop, s.monoNow)
 	s.mu.Lock()
 	if r.claimed {
 		r.fence = cancelReq
-		cancelReq.SetFence(r.leaseOK.Add(s.lostAfter()))
+		cancelReq.SetFence(monoTime(s.leaseDeadline(r)))
 	}
 	s.mu.Unlock()
 	if stopped {
@@ -1641,6 +1643,21 @@ func (s *Scheduler) finish(ctx context.Context, items []finishItem) error {
 // another replica take the task.
 func (s *Scheduler) lostAfter() time.Duration { return s.cfg.Lease * 5 / 6 }
 
+// leaseDeadline is the claimed run r's lease deadline on s.clk.Mono:
+// lostAfter past r.leaseOK. s.mu is held.
+func (s *Scheduler) leaseDeadline(r *run) time.Duration { return r.leaseOK + s.lostAfter() }
+
+// monoNow is s.clk.Mono as a time (monoTime), the clock a run's fence
+// goes by (hostfuncs.CancelRequest.SetFence): read by the wall clock, a
+// step of this host's clock forward during a global run trapped its
+// next host call as if it were past its lease deadline, and the run was
+// recorded lost, its lease still held.
+func (s *Scheduler) monoNow() time.Time { return monoTime(s.clk.Mono()) }
+
+// monoTime is the instant d past a fixed origin: a reading of s.clk.Mono
+// as a time.Time, only to be compared with others.
+func monoTime(d time.Duration) time.Time { return time.Unix(0, 0).Add(d) }
+
 // watchLease interrupts the claimed run r (as lost) at its lease deadline,
 // lostAfter past r.leaseOK: at once if that has passed, else by a timer of
 // its own, which rearms itself while renewals move r.leaseOK on. So the
@@ -1650,7 +1667,7 @@ func (s *Scheduler) watchLease(r *run) {
 	if _, running := s.active[r]; !running || r.lost.Load() {
 		return
 	}
-	left := r.leaseOK.Add(s.lostAfter()).Sub(s.clk.Now())
+	left := s.leaseDeadline(r) - s.clk.Mono()
 	if left <= 0 {
 		s.lose(r)
 		return
@@ -1700,7 +1717,7 @@ func (s *Scheduler) renewer(tick ticker) {
 		for i, r := range held {
 			ids[i] = r.id
 		}
-		sent := s.clk.Now()
+		sent := s.clk.Mono()
 		ctx, cancel := context.WithTimeout(s.renewCtx, every)
 		var ok map[string]bool
 		st, err := s.store(ctx)
@@ -1712,7 +1729,7 @@ func (s *Scheduler) renewer(tick ticker) {
 			s.log.WithError(err).Warn("cannot renew task leases")
 		}
 		s.mu.Lock()
-		now := s.clk.Now()
+		now := s.clk.Mono()
 		for _, r := range held {
 			if _, running := s.active[r]; !running || r.lost.Load() {
 				continue // ended (and released) or interrupted meanwhile
@@ -1722,7 +1739,7 @@ func (s *Scheduler) renewer(tick ticker) {
 			case err == nil && !held:
 				// Another replica may hold it now (or soon): stop.
 				s.lose(r)
-			case !now.Before(r.leaseOK.Add(s.lostAfter())):
+			case now >= s.leaseDeadline(r):
 				// The run's deadline passed before this renewal came
 				// back, even if it succeeded: the run is interrupted all
 				// the same (its timer may not have run yet), as a late
@@ -1732,8 +1749,8 @@ func (s *Scheduler) renewer(tick ticker) {
 			case err == nil:
 				// From when it was sent: the database set the new expiry
 				// no sooner.
-				r.leaseOK = later(r.leaseOK, sent)
-				r.fence.SetFence(r.leaseOK.Add(s.lostAfter()))
+				r.leaseOK = max(r.leaseOK, sent)
+				r.fence.SetFence(monoTime(s.leaseDeadline(r)))
 				if cancel && !r.canceled.Load() {
 					// An operator canceled it through another replica
 					// (CancelRun).

@@ -322,7 +322,7 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 	}
 	spec := r.spec
 	if spec.Scope == Global {
-		var sent time.Time
+		var sent time.Duration
 		var res []claimResult
 		// Not cancelled with the request (as in claimRuns): a claim that
 		// took the lease must say so, so that the run starts and releases
@@ -338,7 +338,7 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 		// connection), and then finds the lease its own.
 		failed := 0
 		for attempt := 0; err == nil; attempt++ {
-			sent = s.clk.Now()
+			sent = s.clk.Mono()
 			res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, []claimItem{{plugin: spec.Plugin, task: spec.ID, manual: true, runID: r.id, rescues: r.rescues}})
 			if err != nil && failed < 2 && cctx.Err() == nil {
 				failed++
