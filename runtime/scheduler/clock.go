@@ -37,7 +37,23 @@ func (realClock) Now() time.Time { return time.Now() }
 // monoStart is realClock's fixed instant.
 var monoStart = time.Now()
 
-func (realClock) Mono() time.Duration { return time.Since(monoStart) }
+// bootStart is CLOCK_BOOTTIME at monoStart, when it can be read.
+var bootStart, useBoot = bootClock()
+
+// Mono is CLOCK_BOOTTIME on Linux, which counts the time the host was
+// suspended (a laptop asleep; Go's monotonic clock does not count it):
+// a global run whose host was suspended past its lease deadline is past
+// it when the host resumes (its lease may have expired in the database
+// meanwhile, and another replica taken the task), as it was when the
+// deadline went by the wall clock. Elsewhere, Go's monotonic clock.
+func (realClock) Mono() time.Duration {
+	if useBoot {
+		if d, ok := bootClock(); ok {
+			return d - bootStart
+		}
+	}
+	return time.Since(monoStart)
+}
 
 func (realClock) NewTicker(d time.Duration) ticker { return realTicker{time.NewTicker(d)} }
 

@@ -965,3 +965,18 @@ func firstRunThenDue(until func(string, func(taskRow) bool) taskRow, ran *atomic
 		return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
 	}).nextRun
 }
+
+// The real clock's Mono (CLOCK_BOOTTIME on Linux) counts real time, as
+// the monotonic clock does while the host is not suspended.
+func TestRealClockMono(t *testing.T) {
+	var c realClock
+	wall, mono := time.Now(), c.Mono()
+	time.Sleep(50 * time.Millisecond)
+	d, want := c.Mono()-mono, time.Since(wall)
+	if diff := (d - want).Abs(); diff > 20*time.Millisecond {
+		t.Errorf("Mono advanced %s while Go's monotonic clock advanced %s", d, want)
+	}
+	if _, ok := bootClock(); !ok && useBoot {
+		t.Error("CLOCK_BOOTTIME was read once and no longer can be")
+	}
+}
