@@ -236,11 +236,11 @@ func (r *reachable) renew(ctx context.Context, replica string, lease time.Durati
 	return r.store.renew(ctx, replica, lease, runIDs)
 }
 
-func (r *reachable) tidy(ctx context.Context, keep int) error {
+func (r *reachable) tidy(ctx context.Context, keep int, live []string) error {
 	if r.down.Load() {
 		return errUnreachable
 	}
-	return r.store.tidy(ctx, keep)
+	return r.store.tidy(ctx, keep, live)
 }
 
 func (r *reachable) orphans(ctx context.Context) ([]orphan, error) {
@@ -964,6 +964,35 @@ func firstRunThenDue(until func(string, func(taskRow) bool) taskRow, ran *atomic
 	return until("the first run", func(r taskRow) bool {
 		return ran.Load() == 1 && r.leaseOwner == "" && r.lastRunID != "" && r.nextRun.After(start)
 	}).nextRun
+}
+
+// On SQLite, whose clock is the host's, a step of this host's clock
+// forward (further than lostGrace past a local run's timeout, or a global
+// run's lease until its next renewal) does not make the history's tidying
+// record this replica's own runs in progress lost: they ran on, and their
+// ends could no longer be recorded.
+func TestClockStepDoesNotLoseOwnRunsOnSQLite(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		scope uint8
+	}{{"global", hostfuncs.ScopeGlobal}, {"local", hostfuncs.ScopeLocal}} {
+		t.Run(c.name, func(t *testing.T) {
+			clk, sq := fakeClockSQLite(t) // the host's clock: the step moves it
+			start := clk.Now()
+			a := startLeaseReplicaWith(t, "a", clk, sq, hostfuncs.TaskSpec{ID: "t", Cron: "@yearly", Timeout: time.Minute, Scope: c.scope})
+			clk.AdvanceTo(start.Add(time.Second))
+			aRun := a.trigger(t)
+			<-a.cancels
+			clk.stepWall(2 * time.Hour)
+			if err := a.tidy(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			runs, err := sq.runs(context.Background(), "p", "t", 10)
+			if err != nil || len(runs) != 1 || runs[0].Outcome != "running" || aRun.Err() != nil {
+				t.Errorf("the run in progress after the step and a tidying: %+v %v", runs, err)
+			}
+		})
+	}
 }
 
 // The real clock's Mono (CLOCK_BOOTTIME on Linux) counts real time, as

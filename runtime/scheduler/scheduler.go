@@ -1780,16 +1780,33 @@ func (s *Scheduler) janitor() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.loopCtx, 30*time.Second)
-		st, err := s.store(ctx)
-		if err == nil {
-			err = st.tidy(ctx, keepRuns)
-		}
+		err := s.tidy(ctx)
 		cancel()
 		// No database, no history: no plugin is granted the scheduler.
 		if err != nil && s.loopCtx.Err() == nil && !errors.Is(err, ErrNoDatabase) {
 			s.log.WithError(err).Warn("cannot tidy the task history")
 		}
 	}
+}
+
+// tidy tidies the history once (store.tidy). The runs in progress on this
+// replica are live, whatever their rows say: on SQLite, whose clock is
+// the host's, a step of this host's clock forward past a run's timeout
+// (a local run) or its lease (a global one, until its next renewal) by
+// more than lostGrace made the history's tidying record this replica's
+// own live run lost.
+func (s *Scheduler) tidy(ctx context.Context) error {
+	st, err := s.store(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	live := make([]string, 0, len(s.active))
+	for r := range s.active {
+		live = append(live, r.id)
+	}
+	s.mu.Unlock()
+	return st.tidy(ctx, keepRuns, live)
 }
 
 // rescueEvery is how often a replica looks for triggered runs lost with

@@ -69,9 +69,10 @@ type store interface {
 	// (renew). It returns the run, and false when there is none (no run
 	// holds a live lease, it is replica's own, or it is not runID).
 	requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error)
-	// tidy marks runs whose replica is gone as lost and keeps the last
+	// tidy marks runs whose replica is gone as lost, but for the runs
+	// live (the calling replica's own, in progress), and keeps the last
 	// keep runs of each task.
-	tidy(ctx context.Context, keep int) error
+	tidy(ctx context.Context, keep int, live []string) error
 	// orphans lists the global tasks whose lease has expired while
 	// held by a triggered run still recorded as running: its replica
 	// stopped renewing (it died, froze, or lost the database) and no

@@ -282,7 +282,7 @@ func lastLost(lo, ended, errArg string) string {
 	}, ",\n        ")
 }
 
-func (s *pgStore) tidy(ctx context.Context, keep int) error {
+func (s *pgStore) tidy(ctx context.Context, keep int, live []string) error {
 	if err := inTx(ctx, s.db, func(tx *sql.Tx) error {
 		// Tasks first, in order, as a completion locks them (see finish).
 		if _, err := tx.ExecContext(ctx, `
@@ -297,7 +297,7 @@ WITH lost AS (
     UPDATE scheduler_runs r
     SET outcome = 'failed', failure = 'lost', ended_at = now(), error = $1
     FROM scheduler_tasks t
-    WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task
+    WHERE r.outcome = 'running' AND t.plugin = r.plugin AND t.task = r.task AND r.run_id <> ALL(COALESCE($3::text[], '{}'))
       AND ((t.scope = 'global' AND t.run_id = r.run_id AND t.lease_until < now() - $2 * interval '1 millisecond')
         OR ((t.scope = 'local' OR t.run_id IS DISTINCT FROM r.run_id)
             AND r.started_at < now() - (COALESCE(r.timeout_ms, t.timeout_ms) + $2) * interval '1 millisecond'))
@@ -308,7 +308,7 @@ WITH lost AS (
 UPDATE scheduler_tasks t
 SET `+lastLost("lo", "now()", "$1")+`
 FROM lo WHERE t.plugin = lo.plugin AND t.task = lo.task`,
-			lostMessage, lostGrace.Milliseconds())
+			lostMessage, lostGrace.Milliseconds(), live)
 		return err
 	}); err != nil {
 		return err

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -281,20 +282,24 @@ WHERE plugin = ? AND task = ? AND (last_start IS NULL OR last_start <= ?)`,
 	return nil
 }
 
-func (s *sqliteStore) tidy(ctx context.Context, keep int) error {
+func (s *sqliteStore) tidy(ctx context.Context, keep int, live []string) error {
 	now := s.clock()
+	ids, err := json.Marshal(append([]string{}, live...)) // [], not null, for none
+	if err != nil {
+		return err
+	}
 	if err := inTx(ctx, s.db, func(tx *sql.Tx) error {
-		return sqliteMarkLost(ctx, tx, now, `EXISTS (
+		return sqliteMarkLost(ctx, tx, now, `run_id NOT IN (SELECT value FROM json_each(?)) AND EXISTS (
     SELECT 1 FROM scheduler_tasks t
     WHERE t.plugin = scheduler_runs.plugin AND t.task = scheduler_runs.task
       AND ((t.scope = 'global' AND t.run_id = scheduler_runs.run_id AND t.lease_until < ? - ? * 1000)
         OR ((t.scope = 'local' OR t.run_id IS NULL OR t.run_id <> scheduler_runs.run_id)
             AND scheduler_runs.started_at < ? - (COALESCE(scheduler_runs.timeout_ms, t.timeout_ms) + ?) * 1000)))`,
-			now.UnixMicro(), lostGrace.Milliseconds(), now.UnixMicro(), lostGrace.Milliseconds())
+			string(ids), now.UnixMicro(), lostGrace.Milliseconds(), now.UnixMicro(), lostGrace.Milliseconds())
 	}); err != nil {
 		return err
 	}
-	_, err := s.db.ExecContext(ctx, `
+	_, err = s.db.ExecContext(ctx, `
 DELETE FROM scheduler_runs WHERE run_id IN (
     SELECT run_id FROM (
         SELECT run_id, outcome, row_number() OVER (PARTITION BY plugin, task ORDER BY started_at DESC) AS rn

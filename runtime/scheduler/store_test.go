@@ -183,7 +183,7 @@ func testStore(t *testing.T, st store) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if err := st.tidy(ctx, 3); err != nil {
+	if err := st.tidy(ctx, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if runs, _ := st.runs(ctx, "p", "l", 10); len(runs) != 3 || runs[0].RunID != "l4" {
@@ -206,14 +206,14 @@ func testStore(t *testing.T, st store) {
 	if _, err := st.register(ctx, []registration{{task: &flip, next: due.Add(time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.tidy(ctx, 3); err != nil {
+	if err := st.tidy(ctx, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if runs, _ := st.runs(ctx, "p", "flip", 10); len(runs) != 1 || runs[0].Outcome != "running" {
 		t.Errorf("a run begun local, its task now global, after tidy: %+v", runs)
 	}
 	backdate(t, st, "f1", lostGrace+2*time.Second)
-	if err := st.tidy(ctx, 3); err != nil {
+	if err := st.tidy(ctx, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if runs, _ := st.runs(ctx, "p", "flip", 10); len(runs) != 1 || runs[0].Outcome != "failed" || runs[0].Failure != "lost" {
@@ -235,14 +235,14 @@ func testStore(t *testing.T, st store) {
 		t.Fatal(err)
 	}
 	backdate(t, st, "g1", lostGrace+2*time.Second)
-	if err := st.tidy(ctx, 3); err != nil {
+	if err := st.tidy(ctx, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if runs, _ := st.runs(ctx, "p", "long", 10); len(runs) != 1 || runs[0].Outcome != "running" {
 		t.Errorf("a local run within its own timeout, the row's shorter, after tidy: %+v", runs)
 	}
 	backdate(t, st, "g1", 10*time.Minute)
-	if err := st.tidy(ctx, 3); err != nil {
+	if err := st.tidy(ctx, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if runs, _ := st.runs(ctx, "p", "long", 10); len(runs) != 1 || runs[0].Failure != "lost" {
