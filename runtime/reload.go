@@ -34,6 +34,10 @@ const (
 // reload was asked for.
 var ErrSuperseded = errors.New("the reload was superseded by a newer one")
 
+// ErrShuttingDown is the error of a reload asked for once the shutdown has
+// begun (BeginShutdown): nothing is changed.
+var ErrShuttingDown = errors.New("the server is shutting down: the reload was not applied")
+
 // ReloadResult says what a reload did.
 type ReloadResult struct {
 	Plugins map[string]PluginReload `json:"plugins"`
@@ -96,6 +100,18 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	r.stopRetries(false)
+	select {
+	case <-r.shutdown:
+		// The replica is draining (readiness 503, still serving during
+		// server.shutdown_delay): what it serves then is what it served
+		// at the signal. A reload applied now removed the plugins its
+		// config no longer had (404s to the calls a load balancer still
+		// sent), and put its credentials in force, while it loaded no
+		// changed plugin (its context is canceled), as a SIGHUP then is
+		// ignored.
+		return nil, ErrShuttingDown
+	default:
+	}
 	if !r.loaded.Load() {
 		return nil, errors.New("reload: plugins are still loading")
 	}

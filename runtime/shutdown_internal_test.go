@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -180,5 +181,35 @@ func TestCanceledReloadBeginsNoFurtherLoads(t *testing.T) {
 		if e.Message == "instrumented for interruption" {
 			t.Errorf("plugin %v was loaded (instrumented) by a reload whose context had ended", e.Data["plugin"])
 		}
+	}
+}
+
+// A reload asked for once the shutdown has begun (the admin API's, during
+// server.shutdown_delay, when the server still serves) changes nothing:
+// it was applied, removing the plugins its config no longer had (their
+// calls answered 404 for the rest of the drain) and putting its
+// credentials in force, though it loaded no changed plugin.
+func TestReloadAfterShutdownBeganChangesNothing(t *testing.T) {
+	read := verConfig(t, "", "")
+	log, _ := logtest.NewNullLogger()
+	rt, err := New(read(1), log, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	rt.Load(context.Background())
+	old, oldCfg := rt.Slot("ver").Plugin(), rt.Config()
+	rt.BeginShutdown()
+	removed := read(1)
+	removed.Plugins = map[string]*config.Plugin{}
+	res, err := rt.Reload(context.Background(), removed)
+	if !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("reload after the shutdown began: %+v %v, want ErrShuttingDown", res, err)
+	}
+	if s := rt.Slot("ver"); s == nil || s.Plugin() != old {
+		t.Error("the reload removed or replaced the plugin during the shutdown")
+	}
+	if rt.Config() != oldCfg {
+		t.Error("the reload put its config in force during the shutdown")
 	}
 }

@@ -78,6 +78,13 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		// Superseded while it waited: the newer one reads the files.
 		return nil, runtime.ErrSuperseded
 	}
+	if ctx.Err() != nil {
+		// The shutdown has begun (serve cancels every reload's context
+		// then): nothing changes, not even the credentials a reload
+		// during the start-up load puts in force below, nor the log
+		// level, as a SIGHUP then is ignored.
+		return nil, runtime.ErrShuttingDown
+	}
 	start := time.Now()
 	read := configStamps(rl.files)
 	cfg, err := config.Load(rl.files, nil)

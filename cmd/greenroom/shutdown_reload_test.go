@@ -230,3 +230,31 @@ func TestPublicRouteWaitingForTheLoadAtShutdown(t *testing.T) {
 		t.Errorf("a load cut short by the shutdown was logged as a failure:\n%s", p.log())
 	}
 }
+
+// A reload asked for once the shutdown has begun changes nothing: during
+// server.shutdown_delay the server still serves, the admin API's reload
+// included, and a reload then was applied (a SIGHUP then is ignored): a
+// config without the plugin removed it, and the calls a load balancer
+// still sent for the delay got 404 unknown_plugin. It is answered 503
+// shutting_down, and what served at the signal serves on.
+func TestReloadDuringShutdownDelayChangesNothing(t *testing.T) {
+	p := startServe(t, `shutdown_delay = "5s"`)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 5*time.Second, "readiness to turn 503", func() bool {
+		s, _, _ := p.get("/.greenroom/health/v1/readiness")
+		return s == 503
+	})
+	i := strings.Index(p.cfg, "[plugins.ver]")
+	if err := os.WriteFile(p.cfgPath, []byte(p.cfg[:i]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, body, err := p.do("POST", "/.greenroom/plugins/v1/reload"); s != 503 || !strings.Contains(body, `"shutting_down"`) {
+		t.Errorf("reload during the shutdown delay: %d %s %v, want 503 shutting_down", s, body, err)
+	}
+	if s, body, err := p.get("/api/ver/v"); s != 200 || body != "v1" {
+		t.Errorf("the plugin after that reload, during the delay: %d %s %v", s, body, err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}

@@ -943,6 +943,13 @@ func (s *Server) reload(c *fiber.Ctx) error {
 			}
 			return c.Status(fiber.StatusBadRequest).JSON(body)
 		}
+		if errors.Is(err, runtime.ErrShuttingDown) {
+			// Asked for during server.shutdown_delay (the server still
+			// serves): nothing was changed.
+			e := apiErr(fiber.StatusServiceUnavailable, "shutting_down", err.Error())
+			e.RetryAfter = 1
+			return e
+		}
 		return apiErr(fiber.StatusConflict, "reload_failed", err.Error())
 	}
 	status := fiber.StatusOK
