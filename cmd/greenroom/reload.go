@@ -34,12 +34,16 @@ type reloader struct {
 	srv      *server.Server
 
 	mu sync.Mutex
-	// supersede cancels the reload in progress (or waiting for mu) when a
-	// newer one is asked for: the newer one re-reads every file anyway, and
-	// its [auth] (a revoked token) must not wait for a slow plugin load of
-	// the older one.
+	// supersede cancels the reloads in progress (or waiting for mu) when
+	// a newer one is asked for: the newer one re-reads every file anyway,
+	// and its [auth] (a revoked token) must not wait for a slow plugin
+	// load of an older one. Each reload's cancel is there until it
+	// returns, all of them: several that read the same config (a second
+	// SIGHUP) are there together, and a newer config cancels them all
+	// (with only the last one's kept, the one loading went on, and the
+	// newer one waited for it).
 	supMu     sync.Mutex
-	supersede context.CancelCauseFunc
+	supersede map[*context.CancelCauseFunc]struct{}
 	pending   *config.Config // the config the newest reload read first
 	// applied is what the config files were like when the config in
 	// force was read (serve sets it from before its first read, each reload applied after).
@@ -67,11 +71,23 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		return nil, err
 	}
 	rl.supMu.Lock()
-	if rl.supersede != nil && !reflect.DeepEqual(pre, rl.pending) {
-		rl.supersede(runtime.ErrSuperseded)
+	if !reflect.DeepEqual(pre, rl.pending) {
+		for c := range rl.supersede {
+			(*c)(runtime.ErrSuperseded)
+			delete(rl.supersede, c)
+		}
 	}
-	rl.supersede, rl.pending = cancel, pre
+	if rl.supersede == nil {
+		rl.supersede = map[*context.CancelCauseFunc]struct{}{}
+	}
+	key := &cancel
+	rl.supersede[key], rl.pending = struct{}{}, pre
 	rl.supMu.Unlock()
+	defer func() {
+		rl.supMu.Lock()
+		delete(rl.supersede, key)
+		rl.supMu.Unlock()
+	}()
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if errors.Is(context.Cause(ctx), runtime.ErrSuperseded) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -68,8 +69,18 @@ func TestSIGTERMAfterReloadReportsCutOff(t *testing.T) {
 // it before it even reads the config: a token it revokes is refused from
 // its start, not once the older reload has finished (an audit: 24 s
 // late, behind a plugin's 25 s init). The superseded reload's plugin is
-// loaded by the newer one; what served before serves meanwhile.
+// loaded by the newer one; what served before serves meanwhile. So also
+// when the slow reload was asked for twice (a second SIGHUP, or a SIGHUP
+// and the watcher's reload after one write): the second, waiting for the
+// first, took its place as the reload to cancel, so the revocation
+// cancelled only the waiting one and waited for the first's 20 s load.
 func TestReloadSupersedesOneInProgress(t *testing.T) {
+	for _, asks := range []int{1, 2} {
+		t.Run(fmt.Sprintf("slow reload asked for %d times", asks), func(t *testing.T) { supersedeSlowReload(t, asks) })
+	}
+}
+
+func supersedeSlowReload(t *testing.T, asks int) {
 	const victim = "reload-victim-token-0123456789abcdef0123"
 	tokens := "[auth.tokens.victim]\ntoken = \"" + victim + "\"\nsubject = \"service:victim\"\n"
 	p := startServe(t, "")
@@ -80,23 +91,16 @@ func TestReloadSupersedesOneInProgress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	asVictim := func() int {
-		req, _ := http.NewRequest("GET", "http://"+p.addr+"/api/ver/v", nil)
-		req.Header.Set("Authorization", "Bearer "+victim)
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	asVictim := func() int { return p.statusAs(victim, "/api/ver/v") }
 	write(base + tokens)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil(t, 20*time.Second, "the victim's token to work", func() bool { return asVictim() == 200 })
 	// A slow reload: the plugin's new version takes 20 s to initialize.
 	write(base + tokens + "[plugins.ver.config]\ninit_sleep_ms = \"20000\"\n")
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	time.Sleep(time.Second)
+	for range asks {
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(time.Second)
+	}
 	// The revocation, while that reload loads.
 	write(base)
 	revoked := time.Now()
@@ -147,6 +151,19 @@ func TestReloadSupersededOnlyByANewValidConfig(t *testing.T) {
 	}
 }
 
+// statusAs returns the status p answers a GET of path with token as
+// credential (0 when no answer came).
+func (p *process) statusAs(token, path string) int {
+	req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
@@ -167,16 +184,7 @@ func TestReloadDuringStartupLoadRevokesAtOnce(t *testing.T) {
 	p := startProcess(t, "", tokens+slow)
 	// The admin API answers a valid credential without the admin flag 403,
 	// and one it does not know 401.
-	asVictim := func() int {
-		req, _ := http.NewRequest("GET", "http://"+p.addr+"/.greenroom/plugins/v1/", nil)
-		req.Header.Set("Authorization", "Bearer "+victim)
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	asVictim := func() int { return p.statusAs(victim, "/.greenroom/plugins/v1/") }
 	waitUntil(t, 20*time.Second, "the victim's token to be known", func() bool { return asVictim() == 403 })
 	if err := os.WriteFile(p.cfgPath, []byte(strings.Replace(p.cfg, tokens, "", 1)), 0o644); err != nil {
 		t.Fatal(err)
