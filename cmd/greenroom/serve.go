@@ -212,10 +212,14 @@ wait:
 		}
 		break wait
 	}
+	// The reloads in progress end (what served before serves on), and
+	// none asked for from now on changes anything. The watcher is
+	// stopped later, once the requests have drained: it waits for its
+	// reload in progress to return, and a module being compiled then is
+	// compiled to the end (a second, longer for a large module), which
+	// held up readiness's 503, the second signal's handling and the
+	// shutdown's deadline, counted only from after it.
 	cancelReloads()
-	if stopWatch != nil {
-		stopWatch()
-	}
 
 	// In order: readiness turns 503; running tasks are asked to stop
 	// (their ctx cancelled) and given until the deadline to return (less a
@@ -280,6 +284,9 @@ wait:
 	// should see (the main listener's /metrics answers 503 by then).
 	if metricsSrv != nil {
 		metricsSrv.Close()
+	}
+	if stopWatch != nil {
+		stopWatch()
 	}
 	cancelLoad()
 	<-loaded

@@ -266,3 +266,44 @@ func TestReloadDuringShutdownDelayChangesNothing(t *testing.T) {
 		t.Errorf("exit code %d", code)
 	}
 }
+
+// SIGTERM while serve --watch reloads a changed plugin turns readiness 503
+// at once: the shutdown waited for the watcher to stop, and so for its
+// reload in progress, whose module is compiled to the end (cancelling
+// stops the loads, not a compilation: a second here, longer for a larger
+// module or a busy machine); readiness stayed 200 meanwhile, a second
+// signal was not handled, and the shutdown's deadline counted from after
+// it. The reload's compilation (of limits.memory never used before, so
+// the cache does not have it) is far longer than the polls of readiness.
+func TestSIGTERMDuringAWatcherReloadTurnsReadinessAtOnce(t *testing.T) {
+	serveFlags = []string{"--watch"}
+	defer func() { serveFlags = nil }()
+	p := startServe(t, "")
+	mem := 128 + time.Now().UnixNano()%3968
+	cfg := strings.Replace(p.cfg, "instances = 2", fmt.Sprintf("instances = 2, memory = \"%dMiB\"", mem), 1)
+	if err := os.WriteFile(p.cfgPath+".new", []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p.cfgPath+".new", p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the watcher's reload to begin", func() bool {
+		return strings.Contains(p.log(), "plugin or config files changed: reloading")
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 30*time.Second, "readiness to turn 503", func() bool {
+		s, _, err := p.get("/.greenroom/health/v1/readiness")
+		return s == 503 || err != nil
+	})
+	log := p.log()
+	reloaded := strings.Index(log, `"msg":"reloaded"`)
+	if reloaded >= 0 && reloaded < strings.Index(log, `"msg":"shutting down"`) {
+		t.Skip("the reload ended before the signal (its module was in the compilation cache)")
+	}
+	if reloaded >= 0 {
+		t.Errorf("readiness turned 503 only once the watcher's reload had ended:\n%s", log)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
