@@ -661,7 +661,7 @@ func newRequestID() string {
 	return ridPrefix + "-" + strconv.FormatUint(ridCounter.Add(1), 36)
 }
 
-// validRequestID accepts 1-128 characters of [A-Za-z0-9._:-].
+// validRequestID accepts 1-128 characters of [A-Za-z0-9_.:-].
 func validRequestID(id string) bool {
 	if len(id) == 0 || len(id) > 128 {
 		return false

@@ -148,6 +148,13 @@ func TestHello(t *testing.T) {
 	if h.Get("X-Request-Id") != "abc-123" {
 		t.Errorf("valid request id not honoured: %q", h.Get("X-Request-Id"))
 	}
+	// Underscore included (the docs left it out), 128 characters at most.
+	for id, honoured := range map[string]bool{"req_1.a:b-2": true, strings.Repeat("r", 128): true, strings.Repeat("r", 129): false, "caf\u00e9": false} {
+		_, h, _ = in.Get(t, "/api/hello/ping", "X-Request-Id", id)
+		if got := h.Get("X-Request-Id"); (got == id) != honoured || got == "" {
+			t.Errorf("request id %q answered with %q, honoured: %v", id, got, honoured)
+		}
+	}
 	_, h, _ = in.Get(t, "/api/hello/ping", "X-Request-Id", "bad id\twith spaces")
 	if got := h.Get("X-Request-Id"); got == "" || strings.Contains(got, " ") {
 		t.Errorf("invalid request id echoed: %q", got)
