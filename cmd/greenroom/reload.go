@@ -290,6 +290,13 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	// Each reload runs beside the event loop, which goes on seeing
+	// changes meanwhile: a change while a reload loads a slow plugin
+	// starts the next, which supersedes it (reloadIf) when the config
+	// differs. Run in the loop, a reload held every later change (a
+	// revoked token) until it had ended. ended tells the loop that a
+	// reload returned, for refresh.
+	ended := make(chan struct{}, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -330,7 +337,16 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				// is followed before the reload reads the files, so a
 				// change there after the read is not missed.
 				refresh()
-				rl.reloadWatched(ctx)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rl.reloadWatched(ctx)
+					select {
+					case ended <- struct{}{}:
+					default: // a refresh is due already
+					}
+				}()
+			case <-ended:
 				// Also after a failed reload: what is there now is watched.
 				refresh()
 			case <-done:

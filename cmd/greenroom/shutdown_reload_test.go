@@ -307,3 +307,41 @@ func TestSIGTERMDuringAWatcherReloadTurnsReadinessAtOnce(t *testing.T) {
 		t.Errorf("exit code %d", code)
 	}
 }
+
+// With serve --watch, a config change while the watcher's own reload is
+// still loading a plugin (a slow initialization) supersedes it, as a
+// SIGHUP's does: the watcher ran its reload in its event loop, so it saw
+// the next change only once that reload had ended, and a token the change
+// revoked was accepted until then (20 s here).
+func TestWatcherReloadSupersedesItsOwnInProgress(t *testing.T) {
+	serveFlags = []string{"--watch"}
+	defer func() { serveFlags = nil }()
+	const victim = "watch-victim-token-0123456789abcdef01234"
+	tokens := "[auth.tokens.victim]\ntoken = \"" + victim + "\"\nsubject = \"service:victim\"\n"
+	p := startProcess(t, "", tokens)
+	asVictim := func() int { return p.statusAs(victim, "/api/ver/v") }
+	waitUntil(t, 60*time.Second, "the victim's token to work", func() bool { return asVictim() == 200 })
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(p.cfgPath+".new", []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p.cfgPath+".new", p.cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A slow reload: the plugin's new version takes 20 s to initialize.
+	write(p.cfg + "[plugins.ver.config]\ninit_sleep_ms = \"20000\"\n")
+	waitUntil(t, 10*time.Second, "the watcher's reload to begin", func() bool {
+		return strings.Contains(p.log(), "plugin or config files changed: reloading")
+	})
+	time.Sleep(time.Second)
+	// The revocation, while that reload loads.
+	write(strings.Replace(p.cfg, tokens, "", 1))
+	revoked := time.Now()
+	waitUntil(t, 8*time.Second, "the revoked token to be refused", func() bool { return asVictim() == 401 })
+	t.Logf("refused %v after the revoking write", time.Since(revoked))
+	if s, body, _ := p.get("/api/ver/v"); s != 200 || body != "v1" {
+		t.Errorf("the plugin meanwhile: %d %s", s, body)
+	}
+}
