@@ -46,7 +46,8 @@ type reloader struct {
 	supersede map[*context.CancelCauseFunc]struct{}
 	pending   *config.Config // the config the newest reload read first
 	// applied is what the config files were like when the config in
-	// force was read (serve sets it from before its first read, each reload applied after).
+	// force was read (serve sets it from before its first read, each reload applied after);
+	// written under mu and supMu.
 	applied []configStamp
 }
 
@@ -65,10 +66,22 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 	// must not cancel what the older one still had to load), and the
 	// same one again (a storm of SIGHUPs) would only start its slow loads
 	// over.
+	preRead := configStamps(rl.files)
 	pre, err := config.Load(rl.files, nil)
 	if err != nil {
 		rl.log.WithError(err).Error("reload: config is invalid; nothing changed")
 		return nil, err
+	}
+	if settled != nil {
+		// Nor does one the watcher would not apply (a file emptied or
+		// changing while it is written): it cancelled the reload in
+		// progress, then applied nothing.
+		rl.supMu.Lock()
+		applied := rl.applied
+		rl.supMu.Unlock()
+		if err := settled(preRead, applied); err != nil {
+			return nil, err
+		}
 	}
 	rl.supMu.Lock()
 	if !reflect.DeepEqual(pre, rl.pending) {
@@ -137,7 +150,9 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		return nil, err
 	}
 	rl.srv.Reload(rl.rt.Config())
+	rl.supMu.Lock()
 	rl.applied = read
+	rl.supMu.Unlock()
 	// One field per outcome (reloaded=1 unchanged=2), which the text
 	// format prints as such (a map would print as Go's map[...]).
 	fields := logrus.Fields{"took": time.Since(start).Round(time.Millisecond).String()}

@@ -164,6 +164,18 @@ func (p *process) statusAs(token, path string) int {
 	return resp.StatusCode
 }
 
+// replaceConfig replaces p's config file with cfg whole, as a watched
+// file should be: written beside it, then renamed over it.
+func (p *process) replaceConfig(t *testing.T, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(p.cfgPath+".new", []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p.cfgPath+".new", p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
@@ -281,12 +293,7 @@ func TestSIGTERMDuringAWatcherReloadTurnsReadinessAtOnce(t *testing.T) {
 	p := startServe(t, "")
 	mem := 128 + time.Now().UnixNano()%3968
 	cfg := strings.Replace(p.cfg, "instances = 2", fmt.Sprintf("instances = 2, memory = \"%dMiB\"", mem), 1)
-	if err := os.WriteFile(p.cfgPath+".new", []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(p.cfgPath+".new", p.cfgPath); err != nil {
-		t.Fatal(err)
-	}
+	p.replaceConfig(t, cfg)
 	waitUntil(t, 10*time.Second, "the watcher's reload to begin", func() bool {
 		return strings.Contains(p.log(), "plugin or config files changed: reloading")
 	})
@@ -321,15 +328,7 @@ func TestWatcherReloadSupersedesItsOwnInProgress(t *testing.T) {
 	p := startProcess(t, "", tokens)
 	asVictim := func() int { return p.statusAs(victim, "/api/ver/v") }
 	waitUntil(t, 60*time.Second, "the victim's token to work", func() bool { return asVictim() == 200 })
-	write := func(cfg string) {
-		t.Helper()
-		if err := os.WriteFile(p.cfgPath+".new", []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(p.cfgPath+".new", p.cfgPath); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(cfg string) { p.replaceConfig(t, cfg) }
 	// A slow reload: the plugin's new version takes 20 s to initialize.
 	write(p.cfg + "[plugins.ver.config]\ninit_sleep_ms = \"20000\"\n")
 	waitUntil(t, 10*time.Second, "the watcher's reload to begin", func() bool {
@@ -343,5 +342,35 @@ func TestWatcherReloadSupersedesItsOwnInProgress(t *testing.T) {
 	t.Logf("refused %v after the revoking write", time.Since(revoked))
 	if s, body, _ := p.get("/api/ver/v"); s != 200 || body != "v1" {
 		t.Errorf("the plugin meanwhile: %d %s", s, body)
+	}
+}
+
+// A config file the watcher does not apply (emptied, as by a writer that
+// truncates it first) supersedes nothing: it changes nothing, as an
+// invalid one does not, and cancelled the reload in progress (a slow
+// plugin load), whose work the next reload then did again.
+func TestWatcherSkippedConfigSupersedesNothing(t *testing.T) {
+	serveFlags = []string{"--watch"}
+	defer func() { serveFlags = nil }()
+	p := startServe(t, "")
+	slow := p.cfg + "[plugins.ver.config]\ninit_sleep_ms = \"8000\"\n"
+	p.replaceConfig(t, slow)
+	waitUntil(t, 10*time.Second, "the watcher's reload to begin", func() bool {
+		return strings.Contains(p.log(), "plugin or config files changed: reloading")
+	})
+	if err := os.WriteFile(p.cfgPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the empty file to be skipped", func() bool {
+		return strings.Contains(p.log(), "config file is empty")
+	})
+	if err := os.WriteFile(p.cfgPath, []byte(slow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 40*time.Second, "the slow version to load", func() bool {
+		return strings.Contains(p.log(), `"reloaded":1`)
+	})
+	if strings.Contains(p.log(), "reload superseded") {
+		t.Errorf("the empty config file superseded the reload in progress:\n%s", p.log())
 	}
 }
