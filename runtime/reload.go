@@ -97,7 +97,9 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	// that a retry Load began while this reload waited for the lock is
 	// stopped too (a retry attempt checks under the lock).
 	r.stopRetries(false)
-	r.reloadMu.Lock()
+	if err := r.lockForReload(ctx); err != nil {
+		return nil, err
+	}
 	defer r.reloadMu.Unlock()
 	r.stopRetries(false)
 	select {
@@ -276,6 +278,46 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		r.log.WithField("setting", k).Warn("reload: this setting changed but only takes effect after a restart; the running value stays")
 	}
 	return res, nil
+}
+
+// lockForReload takes reloadMu for a reload, or gives up when ctx ends (a
+// newer reload superseding it: ErrSuperseded; the server shutting down:
+// ErrShuttingDown) or the shutdown begins. The start-up load holds
+// reloadMu until every plugin has loaded, and is stopped only once the
+// shutdown's drain has ended: a reload asked for meanwhile (the admin
+// API's, a request in flight the drain waits for) waited for it, so the
+// shutdown waited its whole deadline, and exited 1 naming the reload as
+// cut off; a reload superseded while it waited held the newer one (its
+// credentials) behind the start-up load.
+func (r *Runtime) lockForReload(ctx context.Context) error {
+	if r.reloadMu.TryLock() {
+		return nil
+	}
+	got := make(chan struct{})
+	go func() {
+		r.reloadMu.Lock()
+		close(got)
+	}()
+	giveUp := func() {
+		// Taken later all the same: given back at once.
+		go func() {
+			<-got
+			r.reloadMu.Unlock()
+		}()
+	}
+	select {
+	case <-got:
+		return nil
+	case <-r.shutdown:
+		giveUp()
+		return ErrShuttingDown
+	case <-ctx.Done():
+		giveUp()
+		if errors.Is(context.Cause(ctx), ErrSuperseded) {
+			return ErrSuperseded
+		}
+		return ErrShuttingDown
+	}
 }
 
 // pinMatches reports whether a module of the given sha256 satisfies pc's

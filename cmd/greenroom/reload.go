@@ -145,6 +145,11 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		rl.srv.Reload(rl.rt.Effective(cfg))
 	}
 	res, err := rl.rt.Reload(ctx, cfg)
+	if errors.Is(err, runtime.ErrShuttingDown) || errors.Is(err, runtime.ErrSuperseded) {
+		// Not a failure: the shutdown, or a newer reload, decides.
+		rl.log.WithError(err).Info("reload not applied")
+		return nil, err
+	}
 	if err != nil {
 		rl.log.WithError(err).Error("reload failed")
 		return nil, err

@@ -374,3 +374,35 @@ func TestWatcherSkippedConfigSupersedesNothing(t *testing.T) {
 		t.Errorf("the empty config file superseded the reload in progress:\n%s", p.log())
 	}
 }
+
+// A reload asked for while the start-up load still runs (a slow
+// initializer) waits for it, and a shutdown meanwhile ends that wait: the
+// reload is answered 503 shutting_down and the process exits 0 once the
+// drain is done. The reload waited for the start-up load, which the
+// shutdown stops only after its drain, and the drain waited for the
+// reload's request: the shutdown ran to its deadline and exited 1, naming
+// the reload as cut off.
+func TestSIGTERMWhileAReloadWaitsForTheStartupLoad(t *testing.T) {
+	p := startProcess(t, `shutdown_timeout = "5s"`, "[plugins.ver.config]\ninit_sleep_ms = \"20000\"\n")
+	waitUntil(t, 20*time.Second, "the server to listen", func() bool { return strings.Contains(p.log(), "greenroom listening") })
+	type answer struct {
+		status int
+		body   string
+	}
+	reloaded := make(chan answer, 1)
+	go func() {
+		s, body, _ := p.do("POST", "/.greenroom/plugins/v1/reload")
+		reloaded <- answer{s, body}
+	}()
+	time.Sleep(time.Second) // the reload waits for the start-up load
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0:\n%s", code, p.log())
+	}
+	if a := <-reloaded; a.status != 503 || !strings.Contains(a.body, `"shutting_down"`) {
+		t.Errorf("the reload: %d %s, want 503 shutting_down", a.status, a.body)
+	}
+	if log := p.log(); strings.Contains(log, "cut off") || strings.Contains(log, `"reload failed"`) {
+		t.Errorf("log:\n%s", log)
+	}
+}
