@@ -190,6 +190,17 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // any reload does before it loads a plugin: a token it revokes was
 // accepted until the start-up load had ended (15 s here).
 func TestReloadDuringStartupLoadRevokesAtOnce(t *testing.T) {
+	for _, earlier := range []bool{false, true} {
+		t.Run(fmt.Sprintf("an earlier reload waiting: %v", earlier), func(t *testing.T) { revokeDuringStartupLoad(t, earlier) })
+	}
+}
+
+// revokeDuringStartupLoad revokes a token by a reload during the start-up
+// load; with earlier, another reload (of another config) is waiting for
+// that load already: the revoking one supersedes it, and does not wait
+// behind it for the start-up load (it did until the waiting one gave up
+// its wait when superseded).
+func revokeDuringStartupLoad(t *testing.T, earlier bool) {
 	const victim = "startup-victim-token-0123456789abcdef012"
 	tokens := "[auth.tokens.victim]\ntoken = \"" + victim + "\"\nsubject = \"service:victim\"\n"
 	slow := "[plugins.ver.config]\ninit_sleep_ms = \"15000\"\n"
@@ -198,9 +209,12 @@ func TestReloadDuringStartupLoadRevokesAtOnce(t *testing.T) {
 	// and one it does not know 401.
 	asVictim := func() int { return p.statusAs(victim, "/.greenroom/plugins/v1/") }
 	waitUntil(t, 20*time.Second, "the victim's token to be known", func() bool { return asVictim() == 403 })
-	if err := os.WriteFile(p.cfgPath, []byte(strings.Replace(p.cfg, tokens, "", 1)), 0o644); err != nil {
-		t.Fatal(err)
+	if earlier {
+		p.replaceConfig(t, p.cfg+"[plugins.ver.config.other]\n")
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(time.Second)
 	}
+	p.replaceConfig(t, strings.Replace(p.cfg, tokens, "", 1))
 	revoked := time.Now()
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil(t, 5*time.Second, "the revoked token to be refused", func() bool { return asVictim() == 401 })
