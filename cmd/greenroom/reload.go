@@ -352,6 +352,11 @@ func startWatcher(ctx context.Context, rl *reloader, sources bool) (stop func(),
 				}
 				rl.log.WithError(err).Warn("file watcher")
 			case <-timer.C:
+				if ctx.Err() != nil {
+					// The shutdown has begun (the watcher runs on
+					// through the drain): no reload would be applied.
+					continue
+				}
 				rl.log.Info("plugin or config files changed: reloading")
 				// Before the reload too: a link that now points elsewhere
 				// is followed before the reload reads the files, so a

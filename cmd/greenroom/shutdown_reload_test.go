@@ -420,3 +420,26 @@ func TestSIGTERMWhileAReloadWaitsForTheStartupLoad(t *testing.T) {
 		t.Errorf("log:\n%s", log)
 	}
 }
+
+// With serve --watch, a change during the shutdown's drain starts no
+// reload: the watcher runs on through the drain (it stops after it), and
+// logged "plugin or config files changed: reloading" for a reload that
+// then changed nothing.
+func TestWatcherReloadsNothingDuringTheDrain(t *testing.T) {
+	serveFlags = []string{"--watch"}
+	defer func() { serveFlags = nil }()
+	p := startServe(t, `shutdown_delay = "3s"`)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 5*time.Second, "readiness to turn 503", func() bool {
+		s, _, _ := p.get("/.greenroom/health/v1/readiness")
+		return s == 503
+	})
+	p.replaceConfig(t, strings.Replace(p.cfg, "instances = 2", "instances = 3", 1))
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	log := p.log()
+	if strings.Contains(log[strings.Index(log, `"msg":"shutting down"`):], "reloading") {
+		t.Errorf("the watcher reloaded during the drain:\n%s", log)
+	}
+}
