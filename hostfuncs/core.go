@@ -83,6 +83,10 @@ func configGet(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = api.EncodeI32(in.SetResult([]byte(v)))
 }
 
+// MaxPublicRoute is the longest route public_route considers (the
+// runtime's config.MaxRouteLength, which is checked to be the same).
+const MaxPublicRoute = 1024
+
 // public_route(path_ptr, path_len i32) -> i32
 //
 // Asks that the route at path (UTF-8, relative to the plugin's mount, e.g.
@@ -97,6 +101,13 @@ func publicRoute(ctx context.Context, mod api.Module, stack []uint64) {
 	path := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	if !in.Initializing {
 		stack[0] = api.EncodeI32(in.Fail(ErrDenied, "public_route is accepted only while the plugin initializes (call greenroom.Public from init)"))
+		return
+	}
+	// A path longer than any route is not copied out of the guest's
+	// memory: a path of the whole memory (4 GiB at most) was copied onto
+	// the host's heap at every call, for the host to refuse it.
+	if len(path) > MaxPublicRoute {
+		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "route of %d bytes is longer than %d", len(path), MaxPublicRoute))
 		return
 	}
 	if err := in.Host.PublicRoute(string(path)); err != nil {

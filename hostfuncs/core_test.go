@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -144,5 +145,47 @@ func TestEveryBufferCheckedWhole(t *testing.T) {
 	}
 	if b := guestBytes(mem, "x", 0xffffffff, 0); b != nil {
 		t.Errorf("an empty buffer at 0xffffffff: %v", b)
+	}
+}
+
+// routeHost records the routes public_route passes on.
+type routeHost struct {
+	Host
+	routes []string
+}
+
+func (h *routeHost) PublicRoute(path string) error {
+	h.routes = append(h.routes, path)
+	return nil
+}
+
+// public_route refuses a path longer than any route before it copies it
+// out of the guest's memory: a path of the whole memory was copied onto
+// the host's heap (up to 4 GiB at each call of an initializer) for the
+// host to refuse it.
+func TestPublicRouteTooLongNotCopied(t *testing.T) {
+	h := &routeHost{}
+	in := &Instance{Host: h, Initializing: true}
+	mem := module{mem: memory{b: make([]byte, 64<<20)}}
+	copy(mem.mem.b, "/ping")
+	call := bufferCall(publicRoute, in, mem)
+	if code, trap := call(0, 5); code != 0 || trap != nil || len(h.routes) != 1 || h.routes[0] != "/ping" {
+		t.Fatalf("/ping: %d %v %q", code, trap, h.routes)
+	}
+	if code, trap := call(0, MaxPublicRoute); code != 0 || trap != nil || len(h.routes) != 2 {
+		t.Fatalf("a route of %d bytes: %d %v, want it passed on", MaxPublicRoute, code, trap)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, trap := call(0, 64<<20)
+	runtime.ReadMemStats(&after)
+	if code != ErrInvalid || trap != nil || len(h.routes) != 2 {
+		t.Fatalf("a route of 64 MiB: %d %v (%d routes passed on), want ErrInvalid", code, trap, len(h.routes))
+	}
+	if msg := string(in.result); !strings.Contains(msg, "route of 67108864 bytes is longer than 1024") {
+		t.Errorf("message %q, want it to name the length and the bound", msg)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("refusing a route of 64 MiB allocated %d bytes", n)
 	}
 }

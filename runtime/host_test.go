@@ -199,3 +199,12 @@ func TestPublicRoutesSettleAfterFirstInstance(t *testing.T) {
 		t.Errorf("last log line %+v, want the warning", e)
 	}
 }
+
+// public_route refuses, uncopied, a path over hostfuncs.MaxPublicRoute:
+// it must be the longest route the config takes, or a route the operator
+// may list could never be asked for.
+func TestPublicRouteBoundsAgree(t *testing.T) {
+	if hostfuncs.MaxPublicRoute != config.MaxRouteLength {
+		t.Fatalf("hostfuncs.MaxPublicRoute = %d, config.MaxRouteLength = %d", hostfuncs.MaxPublicRoute, config.MaxRouteLength)
+	}
+}
