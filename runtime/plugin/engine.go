@@ -66,6 +66,12 @@ type Engine struct {
 	// compile).
 	compiling chan struct{}
 
+	// leftRunning counts the instances closed plugins left running
+	// (limits.interruptible = false, a guest that did not come back when
+	// interrupted): Close leaves the runtimes open while there are any,
+	// since closing a runtime frees the memory of every instance in it.
+	leftRunning atomic.Int64
+
 	mu       sync.Mutex
 	runtimes map[bool]wazero.Runtime // by close-on-context-done
 	modules  map[moduleKey]*sharedModule
@@ -843,11 +849,20 @@ func (e *Engine) runtime(ctx context.Context, closeOnDone bool) (wazero.Runtime,
 }
 
 // Close closes the runtimes. Call it after every plugin loaded with the
-// engine is closed.
+// engine is closed. When a plugin left instances running (see
+// Plugin.Close), the runtimes stay open: closing one closes every module
+// in it, and the memory of an instance still running was unmapped under
+// its guest, whose next access crashed the whole process (SIGSEGV, not a
+// panic anything recovers) in its last moments, before the databases and
+// logs were closed (TestShutdownKeepsMemoryOfInstancesLeftRunning). The
+// process is about to exit: it gives the memory back then.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.closed = true
+	if e.leftRunning.Load() > 0 {
+		return nil
+	}
 	var errs []error
 	for _, r := range e.runtimes {
 		if err := r.Close(ctx); err != nil {

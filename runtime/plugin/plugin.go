@@ -121,6 +121,7 @@ type Plugin struct {
 	spec   Spec
 	closed sync.Once // runs spec.OnClose
 	rt     wazero.Runtime
+	engine *Engine // the engine it was loaded with
 	own    *Engine // the engine Load made for this plugin alone, if any
 	cm     wazero.CompiledModule
 	// alloc makes each instance's memory (Engine.compileWith).
@@ -304,6 +305,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		engine = NewEngine(spec.Cache, "")
 		p.own = engine
 	}
+	p.engine = engine
 	defer func() {
 		if err != nil && p.own != nil {
 			p.own.Close(context.Background())
@@ -553,6 +555,9 @@ func (p *Plugin) Close(ctx context.Context) error {
 			// = false) stays: its instance is left running rather than
 			// unmapped under it.
 			p.log.WithField("instances", stuck).Error("plugin instances did not stop when interrupted; leaving them")
+			// Their memory stays mapped under them: the engine is
+			// not closed while they may run.
+			p.engine.leftRunning.Add(int64(stuck))
 		}
 	}
 	p.release()
