@@ -69,7 +69,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 26
+const Version = 27
 
 // Export names of the added globals, and of a start function the rewrite
 // takes out of a start section (with Interrupt: the caller runs it
@@ -332,6 +332,12 @@ func Rewrite(wasm []byte, opts Options) ([]byte, Stats, error) {
 			}
 			if cr.err == nil && bytes.Equal(name, []byte(ImageSection)) {
 				continue // only Rewrite writes it
+			}
+			if cr.err == nil && bytes.Equal(name, []byte("name")) {
+				if body := cutNames(s.body); body != nil {
+					writeSection(s.id, body)
+				}
+				continue
 			}
 			writeSection(s.id, s.body)
 		case secTable:

@@ -1,0 +1,88 @@
+package instrument
+
+import (
+	"unicode/utf8"
+)
+
+// MaxName is the longest module or function name the rewrite keeps in a
+// module's "name" section; a longer one is cut (at a UTF-8 boundary) to
+// this many bytes. wazero writes those names into the wasm stack trace
+// of every trap, 30 frames of them, each frame with the module's name and
+// its function's: an audit's module naming a function with 1 MiB made
+// every trap in it a 31 MB error (121 MB of the host's heap), which the
+// runtime logged whole, at each request. Go's names are shorter (a hello
+// plugin's longest, a generic function's, 446 bytes).
+const MaxName = 1024
+
+// cutNames returns the body of a "name" custom section (its name
+// included) with its module name and function names cut to MaxName
+// bytes; the other subsections are kept as they are. A section it cannot
+// read is dropped (nil): names are for stack traces only, and wazero
+// reads such a section as best it can.
+func cutNames(body []byte) []byte {
+	r := &reader{b: body}
+	name := r.name()
+	if r.err != nil || string(name) != "name" {
+		return nil
+	}
+	long := false
+	for sr := (&reader{b: body, off: r.off}); sr.off < len(sr.b) && sr.err == nil; {
+		id := sr.byte()
+		sub := &reader{b: sr.name()}
+		switch id {
+		case 0:
+			if len(sub.name()) > MaxName {
+				long = true
+			}
+		case 1:
+			for k := sub.count("names", 2); k > 0 && sub.err == nil; k-- {
+				sub.u32()
+				if len(sub.name()) > MaxName {
+					long = true
+				}
+			}
+		}
+		if sr.err != nil || sub.err != nil {
+			return nil
+		}
+	}
+	if !long {
+		return body
+	}
+	out := append([]byte(nil), body[:r.off]...)
+	for r.off < len(r.b) {
+		id := r.byte()
+		raw := r.name()
+		sub := &reader{b: raw}
+		var nb []byte
+		switch id {
+		case 0:
+			nb = appendName(nil, sub.name())
+		case 1:
+			k := sub.count("names", 2)
+			nb = appendU32(nil, k)
+			for ; k > 0; k-- {
+				nb = appendU32(nb, sub.u32())
+				nb = appendName(nb, sub.name())
+			}
+		default:
+			nb = raw
+		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(nb)))
+		out = append(out, nb...)
+	}
+	return out
+}
+
+// appendName appends name, cut to MaxName bytes, length-prefixed.
+func appendName(dst, name []byte) []byte {
+	if len(name) > MaxName {
+		n := MaxName
+		for n > 0 && !utf8.RuneStart(name[n]) {
+			n--
+		}
+		name = name[:n]
+	}
+	return append(appendU32(dst, uint32(len(name))), name...)
+}
