@@ -12,8 +12,8 @@ import (
 // longNameModule is a loadable module whose greenroom_handle calls
 // function 2 with 40, which calls itself with one less down to 0 and
 // then traps (unreachable); its name section names the module modName
-// and function 2 fnName.
-func longNameModule(modName, fnName string) []byte {
+// and function 2 fnName. It has filler more functions that do nothing.
+func longNameModule(modName, fnName string, filler int) []byte {
 	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
 	section := func(id byte, body []byte) []byte { return append(uleb([]byte{id}, len(body)), body...) }
 	name := func(b []byte, s string) []byte { return append(uleb(b, len(s)), s...) }
@@ -21,6 +21,12 @@ func longNameModule(modName, fnName string) []byte {
 	f := []byte{0, 0x20, 0, 0x04, 0x40, 0x20, 0, 0x41, 1, 0x6b, 0x10, 2, 0x05, 0x00, 0x0b, 0x0b}
 	handle := []byte{0, 0x41, 40, 0x10, 2, 0x41, 0, 0x0b}
 	bodies := [][]byte{{0, 0x0b}, handle, f}
+	funcs := uleb(nil, 3+filler)
+	funcs = append(funcs, 0, 1, 2)
+	for range filler {
+		bodies = append(bodies, []byte{0, 0x0b})
+		funcs = append(funcs, 0)
+	}
 	exports := name(uleb(nil, 3), "memory")
 	exports = append(exports, 0x02, 0)
 	exports = append(name(exports, "greenroom_abi_v1"), 0x00, 0)
@@ -31,7 +37,7 @@ func longNameModule(modName, fnName string) []byte {
 	}
 	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 	wasm = append(wasm, section(1, []byte{3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 1, 0x7f, 0})...)
-	wasm = append(wasm, section(3, []byte{3, 0, 1, 2})...)
+	wasm = append(wasm, section(3, funcs)...)
 	wasm = append(wasm, section(5, []byte{1, 0, 1})...)
 	wasm = append(wasm, section(7, exports)...)
 	wasm = append(wasm, section(10, code)...)
@@ -47,10 +53,13 @@ func longNameModule(modName, fnName string) []byte {
 // the wasm stack trace of every trap (30 frames), and an audit's module
 // naming itself and a recursing function with 1 MiB each made every
 // trap a 63 MB error, some 250 MB of the host's heap, logged whole at
-// each request. The rewrite cuts such names to instrument.MaxName bytes;
+// each request. And at a module's first trap wazero gives each of its
+// functions a name that begins with the module's: 1 MiB for each of
+// 262 144 functions would be 256 GiB. The rewrite cuts function names to
+// instrument.MaxName bytes, the module's to instrument.MaxModuleName;
 // shorter ones (Go's) stay whole.
 func TestLongNamesCutInTraps(t *testing.T) {
-	p := load(t, longNameModule(strings.Repeat("m", 1<<20), strings.Repeat("é", 1<<19)), testLimits())
+	p := load(t, longNameModule(strings.Repeat("m", 1<<20), strings.Repeat("é", 1<<19), 20000), testLimits())
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	_, _, err := get(p, "/")
@@ -65,12 +74,12 @@ func TestLongNamesCutInTraps(t *testing.T) {
 	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
 		t.Errorf("the trap took %d bytes of the host's heap", n)
 	}
-	cut := strings.Repeat("m", instrument.MaxName) + "." + strings.Repeat("é", instrument.MaxName/2) + "("
+	cut := strings.Repeat("m", instrument.MaxModuleName) + "." + strings.Repeat("é", instrument.MaxName/2) + "("
 	if !strings.Contains(msg, cut) {
 		t.Errorf("the trace does not name the function by its first %d bytes: %.300q", instrument.MaxName, msg)
 	}
 
-	p = load(t, longNameModule("short", "f"), testLimits())
+	p = load(t, longNameModule("short", "f", 0), testLimits())
 	if _, _, err := get(p, "/"); !strings.Contains(err.Error(), "short.f(i32)") {
 		t.Errorf("short names: %.300q, want them whole", err)
 	}

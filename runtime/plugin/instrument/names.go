@@ -4,9 +4,9 @@ import (
 	"unicode/utf8"
 )
 
-// MaxName is the longest module or function name the rewrite keeps in a
-// module's "name" section; a longer one is cut (at a UTF-8 boundary) to
-// this many bytes. wazero writes those names into the wasm stack trace
+// MaxName is the longest function name the rewrite keeps in a module's
+// "name" section, and MaxModuleName the longest module name; a longer
+// one is cut (at a UTF-8 boundary) to that many bytes. wazero writes those names into the wasm stack trace
 // of every trap, 30 frames of them, each frame with the module's name and
 // its function's: an audit's module naming a function with 1 MiB made
 // every trap in it a 31 MB error (121 MB of the host's heap), which the
@@ -14,9 +14,15 @@ import (
 // plugin's longest, a generic function's, 446 bytes).
 const MaxName = 1024
 
+// MaxModuleName is shorter: wazero, at a module's first trap, makes each
+// of its functions a name of its own that begins with the module's (a
+// module of 262 144 functions named with 1 MiB would have asked for 256
+// GiB).
+const MaxModuleName = 64
+
 // cutNames returns the body of a "name" custom section (its name
 // included) with its module name and function names cut to MaxName
-// bytes; the other subsections are kept as they are. A section it cannot
+// and MaxModuleName bytes; the other subsections are kept as they are. A section it cannot
 // read is dropped (nil): names are for stack traces only, and wazero
 // reads such a section as best it can.
 func cutNames(body []byte) []byte {
@@ -31,7 +37,7 @@ func cutNames(body []byte) []byte {
 		sub := &reader{b: sr.name()}
 		switch id {
 		case 0:
-			if len(sub.name()) > MaxName {
+			if len(sub.name()) > MaxModuleName {
 				long = true
 			}
 		case 1:
@@ -57,13 +63,13 @@ func cutNames(body []byte) []byte {
 		var nb []byte
 		switch id {
 		case 0:
-			nb = appendName(nil, sub.name())
+			nb = appendName(nil, sub.name(), MaxModuleName)
 		case 1:
 			k := sub.count("names", 2)
 			nb = appendU32(nil, k)
 			for ; k > 0; k-- {
 				nb = appendU32(nb, sub.u32())
-				nb = appendName(nb, sub.name())
+				nb = appendName(nb, sub.name(), MaxName)
 			}
 		default:
 			nb = raw
@@ -75,10 +81,10 @@ func cutNames(body []byte) []byte {
 	return out
 }
 
-// appendName appends name, cut to MaxName bytes, length-prefixed.
-func appendName(dst, name []byte) []byte {
-	if len(name) > MaxName {
-		n := MaxName
+// appendName appends name, cut to most bytes, length-prefixed.
+func appendName(dst, name []byte, most int) []byte {
+	if len(name) > most {
+		n := most
 		for n > 0 && !utf8.RuneStart(name[n]) {
 			n--
 		}
