@@ -95,8 +95,8 @@ const (
 // function type with more than MaxParams parameters or results, more than
 // MaxElementEntries element entries, MaxTables tables, MaxElementSegments
 // element or MaxDataSegments data segments, MaxGlobals globals,
-// MaxImports imports, MaxFunctions functions, MaxTypes types or
-// MaxExports exports.
+// MaxImports imports, MaxFunctions functions, MaxTypes types,
+// MaxExports exports or MaxFunctionExportPairs functions times exports.
 //
 // wazero's decoder allocates each vector at its declared size before
 // reading its elements, so a 16-byte module declaring 4 294 967 295
@@ -142,8 +142,20 @@ func CheckRewrittenSizes(wasm []byte) error {
 // instrumentation.
 var ErrMalformed = errors.New("malformed module")
 
+// MaxFunctionExportPairs bounds a module's functions (imported and its
+// own) times its exports: once a module is loaded, wazero names its
+// functions at their first use by the host (a trap's stack trace) by
+// pairing every function with every export, holding the call that
+// needed it meanwhile. An audit's 1.3 MB module of 100 000 functions and
+// 60 000 exports made its first trap take 5.2 s (a 200 ms timeout); at
+// MaxFunctions and MaxExports it would be 15 s. At the bound, about a
+// quarter of a second; a Go guest has a few thousand functions and about
+// ten exports (plugins/hello: 3 700 and 8).
+const MaxFunctionExportPairs = 1 << 28
+
 func checkSizes(wasm []byte, maxGlobals uint32) error {
 	last, lastOrder := byte(0), 0 // the last non-custom section
+	var functions uint64          // imports (an upper bound of imported functions) and own functions
 	return eachSection(wasm, func(id byte, at int, body []byte) error {
 		switch o := sectionOrder(id); {
 		case o < 0:
@@ -158,6 +170,18 @@ func checkSizes(wasm []byte, maxGlobals uint32) error {
 		}
 		if err := checkSection(id, body, maxGlobals); err != nil {
 			return fmt.Errorf("%s section at byte %d: %w", sectionName(id), at, err)
+		}
+		switch id {
+		case secImport, secFunction:
+			functions += uint64((&reader{b: body}).u32())
+		case secExport:
+			exports := uint64((&reader{b: body}).u32())
+			if maxGlobals > MaxGlobals { // a rewritten module: its added exports are not counted
+				exports -= min(exports, AddedGlobals)
+			}
+			if functions*exports > MaxFunctionExportPairs {
+				return fmt.Errorf("%s section at byte %d: %d exports in a module of %d functions: more than %d pairs of a function and an export, which the host goes through once the module runs", sectionName(id), at, exports, functions, MaxFunctionExportPairs)
+			}
 		}
 		return nil
 	})
