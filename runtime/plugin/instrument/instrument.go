@@ -69,7 +69,7 @@ import (
 
 // Version changes whenever Rewrite's output for the same input and options
 // changes, or what it refuses does; caches of rewritten modules key on it.
-const Version = 29
+const Version = 30
 
 // Export names of the added globals, and of a start function the rewrite
 // takes out of a start section (with Interrupt: the caller runs it
