@@ -3,6 +3,7 @@ package hostfuncs
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -48,11 +49,23 @@ func AppendTaskSpec(dst []byte, t TaskSpec) []byte {
 	return append(dst, t.Scope)
 }
 
+// MaxTaskID and MaxTaskCron are the longest task id and cron expression
+// a task may have (the scheduler's bounds, runtime/scheduler).
+const (
+	MaxTaskID   = 128
+	MaxTaskCron = 200
+)
+
+// errTaskTooLong is DecodeTaskSpec's error for an id or cron over its
+// bound.
+var errTaskTooLong = errors.New("longer than any task takes")
+
 // DecodeTaskSpec parses a task_register request (see AppendTaskSpec). It
-// refuses truncated or trailing bytes and text that is not UTF-8;
-// durations are two's complement, so a negative one decodes as such.
-// Everything else (ids, schedules, ranges, scopes) is for the runtime to
-// judge.
+// refuses truncated or trailing bytes, text that is not UTF-8, and an id
+// or cron longer than MaxTaskID or MaxTaskCron (returning the spec with
+// it cut to one byte over the bound, errTaskTooLong); durations are two's
+// complement, so a negative one decodes as such. Everything else (ids,
+// schedules, ranges, scopes) is for the runtime to judge.
 func DecodeTaskSpec(b []byte) (TaskSpec, error) {
 	var t TaskSpec
 	d := decoder{b: b, base: errMalformed}
@@ -64,6 +77,20 @@ func DecodeTaskSpec(b []byte) (TaskSpec, error) {
 	}
 	if d.off != len(b) {
 		return t, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b)-d.off)
+	}
+	// Longer than any the scheduler takes: not copied out of the guest's
+	// memory, nor scanned (an id or cron of the whole memory, up to 4 GiB,
+	// was copied onto the host's heap at each call, for the scheduler to
+	// refuse it). The spec returned has it cut to one byte over the
+	// bound, for the runtime to refuse as it refuses any invalid task
+	// (the refusal fails the plugin's load).
+	if len(id) > MaxTaskID || len(cron) > MaxTaskCron {
+		err := fmt.Errorf("%w: a task id of %d bytes (at most %d), a cron of %d bytes (at most %d)", errTaskTooLong, len(id), MaxTaskID, len(cron), MaxTaskCron)
+		return TaskSpec{
+			ID: string(id[:min(len(id), MaxTaskID+1)]), Cron: string(cron[:min(len(cron), MaxTaskCron+1)]),
+			Every: time.Duration(int64(every)), Timeout: time.Duration(int64(timeout)), InitialDelay: time.Duration(int64(delay)),
+			Scope: scope,
+		}, err
 	}
 	if !utf8.Valid(id) || !utf8.Valid(cron) {
 		return t, fmt.Errorf("%w: task id or cron is not UTF-8", errMalformed)
@@ -123,12 +150,16 @@ func taskRegister(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	spec, err := DecodeTaskSpec(buf)
-	if err != nil {
+	if err != nil && !errors.Is(err, errTaskTooLong) {
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: %v", fn, err))
 		return
 	}
 	if err := in.Host.RegisterTask(in, spec); err != nil {
 		stack[0] = api.EncodeI32(in.failWith(err))
+		return
+	}
+	if err != nil { // (the runtime refuses such a task)
+		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: %v", fn, err))
 		return
 	}
 	stack[0] = 0

@@ -31,13 +31,15 @@ const (
 	MaxEvery        = 366 * 24 * time.Hour
 	MaxTimeout      = 24 * time.Hour
 	MaxInitialDelay = 24 * time.Hour
-	maxCron         = 200
+	maxCron         = hostfuncs.MaxTaskCron
 	// MaxTasks is how many tasks one plugin may register: a registration
 	// past it is refused and fails the plugin's load.
 	MaxTasks = 1000
 )
 
 // TaskIDPattern is the form of a task id: it appears in URL paths and logs.
+// Its length, at most hostfuncs.MaxTaskID, is checked by
+// TestTaskIDPatternBound.
 var TaskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // Task is one validated task of one plugin.

@@ -428,3 +428,14 @@ func TestCronDayFieldsAsCrontab(t *testing.T) {
 		}
 	}
 }
+
+// TaskIDPattern takes ids of at most hostfuncs.MaxTaskID bytes, the bound
+// task_register refuses a longer one by, uncopied.
+func TestTaskIDPatternBound(t *testing.T) {
+	if id := strings.Repeat("a", hostfuncs.MaxTaskID); !TaskIDPattern.MatchString(id) {
+		t.Errorf("an id of %d bytes is refused", len(id))
+	}
+	if id := strings.Repeat("a", hostfuncs.MaxTaskID+1); TaskIDPattern.MatchString(id) {
+		t.Errorf("an id of %d bytes is taken", len(id))
+	}
+}
