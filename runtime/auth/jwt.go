@@ -257,6 +257,45 @@ func (e *jwksURLError) Unwrap() error { return e.err }
 // token, and greenroom understands none.
 var errCritical = errors.New("JWT has critical header parameters (crit), which greenroom does not support")
 
+// typeError refuses a JWT whose header's typ says it is not an access or
+// ID token (RFC 8725 3.11): a DPoP proof (dpop+jwt), a logout token
+// (logout+jwt), a security event token (secevent+jwt) the issuer signed
+// with the same keys, and carrying the same iss, aud and sub, is not a
+// bearer credential.
+type typeError struct {
+	typ      string
+	notAText bool // typ is not a JSON string
+}
+
+func (e *typeError) Error() string {
+	if e.notAText {
+		return "JWT type (typ) is not a string"
+	}
+	return fmt.Sprintf("JWT type (typ) %s is not an access or ID token's (accepted: none, JWT, at+jwt)", quoteField(e.typ))
+}
+
+// checkType refuses a header whose typ is present and is not "JWT" or
+// "at+jwt" (RFC 9068), compared without regard to letter case and with
+// or without "application/", as media types are (RFC 7515 4.1.9).
+func checkType(header map[string]any) error {
+	v, ok := header["typ"]
+	if !ok {
+		return nil
+	}
+	typ, ok := v.(string)
+	if !ok {
+		return &typeError{notAText: true}
+	}
+	t := typ
+	if len(t) > len("application/") && strings.EqualFold(t[:len("application/")], "application/") {
+		t = t[len("application/"):]
+	}
+	if strings.EqualFold(t, "JWT") || strings.EqualFold(t, "at+jwt") {
+		return nil
+	}
+	return &typeError{typ: typ}
+}
+
 // keyfunc finds the key that verifies tok. A token without a kid when no
 // key at all is known (the JWKS could not be fetched yet, or was empty)
 // asks for the same rate-limited fetch an unknown kid does, so that an
@@ -266,6 +305,11 @@ func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 	return func(tok *jwt.Token) (any, error) {
 		if _, ok := tok.Header["crit"]; ok {
 			return nil, errCritical
+		}
+		// Before any key is looked up: a token of another type naming an
+		// unknown kid does not fetch the JWKS.
+		if err := checkType(tok.Header); err != nil {
+			return nil, err
 		}
 		k, err := inner(tok)
 		if set, ok := k.(jwt.VerificationKeySet); ok && err == nil && len(set.Keys) == 0 {
@@ -634,6 +678,7 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 	if tok != nil && tok.Header != nil {
 		alg, _ = tok.Header["alg"].(string)
 	}
+	var te *typeError
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse(invalidCredential, "malformed JWT")
@@ -641,6 +686,8 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 		return refuse(invalidCredential, "JWT algorithm %s is not allowed (auth.jwt.algorithms: %s)", quoteField(alg), strings.Join(v.cfg.Algorithms, ", "))
 	case errors.Is(err, errCritical):
 		return refuse(invalidCredential, "%v", errCritical)
+	case errors.As(err, &te):
+		return refuse(invalidCredential, "%v", te)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		kid := ""
 		if tok != nil {
