@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -311,24 +313,73 @@ func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 		if err := checkType(tok.Header); err != nil {
 			return nil, err
 		}
-		k, err := inner(tok)
-		if set, ok := k.(jwt.VerificationKeySet); ok && err == nil && len(set.Keys) == 0 {
-			if all, err := v.keys.Storage().KeyReadAll(ctx); err == nil && len(all) == 0 {
-				v.keys.Storage().KeyRead(ctx, "") // fetches, unless fetched too recently
-				return inner(tok)
-			}
+		k, err := v.findKey(ctx, inner, tok)
+		if err != nil {
+			return k, err
 		}
-		// keyfunc takes the first key of the kid; a JWKS may hold more
-		// (RFC 7517 4.5 allows one kid for keys of different types, and
-		// a rotation may repeat one): every one of them that fits the
-		// token's alg is tried.
-		if kid, ok := tok.Header[jwkset.HeaderKID].(string); ok {
-			if set, held := v.keysOf(ctx, kid, tok.Method.Alg()); held > 1 && len(set.Keys) > 0 {
-				return set, nil
-			}
-		}
-		return k, err
+		return ecdsaKeys(tok.Method.Alg(), k)
 	}
+}
+
+// findKey returns the key, or keys, that may verify tok.
+func (v *jwtVerifier) findKey(ctx context.Context, inner jwt.Keyfunc, tok *jwt.Token) (any, error) {
+	k, err := inner(tok)
+	if set, ok := k.(jwt.VerificationKeySet); ok && err == nil && len(set.Keys) == 0 {
+		if all, err := v.keys.Storage().KeyReadAll(ctx); err == nil && len(all) == 0 {
+			v.keys.Storage().KeyRead(ctx, "") // fetches, unless fetched too recently
+			return inner(tok)
+		}
+	}
+	// keyfunc takes the first key of the kid; a JWKS may hold more
+	// (RFC 7517 4.5 allows one kid for keys of different types, and
+	// a rotation may repeat one): every one of them that fits the
+	// token's alg is tried.
+	if kid, ok := tok.Header[jwkset.HeaderKID].(string); ok {
+		if set, held := v.keysOf(ctx, kid, tok.Method.Alg()); held > 1 && len(set.Keys) > 0 {
+			return set, nil
+		}
+	}
+	return k, err
+}
+
+// ecdsaKeys keeps of k (a key, or a jwt.VerificationKeySet) what may
+// verify a token of alg: for ES256, ES384 and ES512, no ECDSA key on
+// another curve than P-256, P-384 and P-521 (RFC 7518 3.4). golang-jwt
+// verifies with whatever ECDSA key it is given, so a JWKS key on P-256
+// that names no alg verified an "ES512" token, its r and s padded to 66
+// bytes; and the twin canonicalSum remembers as one with a verified
+// token must verify with the key that verified it. A key of another type
+// is left for golang-jwt to refuse.
+func ecdsaKeys(alg string, k any) (any, error) {
+	curve, ok := ecdsaCurves[alg]
+	if !ok {
+		return k, nil
+	}
+	want := curve.Params().Name
+	fits := func(key any) bool {
+		pub, ok := key.(*ecdsa.PublicKey)
+		return !ok || pub.Curve.Params().Name == want
+	}
+	wrong := func(key any) error {
+		return fmt.Errorf("JWT algorithm %s signs on %s, and the key of the JWKS is on %s (RFC 7518 3.4)", alg, want, key.(*ecdsa.PublicKey).Curve.Params().Name)
+	}
+	set, ok := k.(jwt.VerificationKeySet)
+	if !ok {
+		if !fits(k) {
+			return nil, wrong(k)
+		}
+		return k, nil
+	}
+	var kept jwt.VerificationKeySet
+	for _, key := range set.Keys {
+		if fits(key) {
+			kept.Keys = append(kept.Keys, key)
+		}
+	}
+	if len(kept.Keys) == 0 && len(set.Keys) > 0 {
+		return nil, wrong(set.Keys[0])
+	}
+	return kept, nil
 }
 
 // keysOf returns the public keys held under kid that may verify alg (the
@@ -519,13 +570,85 @@ func (s *unknownKIDRefresh) keepFresh(every, retry time.Duration) {
 	}
 }
 
-func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {
-	now := v.now()
+// ecdsaCurves is the curve each ECDSA algorithm signs on (RFC 7518 3.4).
+var ecdsaCurves = map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}
+
+// canonicalSum returns the digest a verified token is remembered by, and
+// the algorithm its header names (golang-jwt's reading: "alg", exactly).
+// An ECDSA signature (r, s) has a twin, (r, n-s), that verifies the same
+// token, and most issuers do not sign with the lower s only, so neither
+// can be refused: the twins are remembered as one, by the SHA-256 of the
+// token whose signature has the lower s. That is sum itself, the SHA-256
+// of token, for a token that has it already and for every token that is
+// not an ES256, ES384 or ES512 one, or whose signature is not in the one
+// base64url encoding of the size its algorithm gives (golang-jwt refuses
+// those), or whose s is not one a signature can have (0, or n or more).
+// Two tokens have one canonical sum only when they have the same header
+// and payload and the same r, and their s are s and n-s: both verify, or
+// neither (the key is on the algorithm's curve, ecdsaKeys).
+func canonicalSum(token []byte, sum [sha256.Size]byte) ([sha256.Size]byte, string) {
+	dot := bytes.IndexByte(token, '.')
+	last := bytes.LastIndexByte(token, '.')
+	if dot < 0 || last == dot {
+		return sum, ""
+	}
+	strict := base64.RawURLEncoding.Strict()
+	hjs, err := strict.DecodeString(string(token[:dot]))
+	if err != nil {
+		return sum, ""
+	}
+	var header map[string]any
+	if json.Unmarshal(hjs, &header) != nil {
+		return sum, ""
+	}
+	alg, _ := header["alg"].(string)
+	curve, ok := ecdsaCurves[alg]
+	if !ok {
+		return sum, alg
+	}
+	size := (curve.Params().BitSize + 7) / 8
+	sig, err := strict.DecodeString(string(token[last+1:]))
+	if err != nil || len(sig) != 2*size {
+		return sum, alg
+	}
+	n := curve.Params().N
+	sv := new(big.Int).SetBytes(sig[size:])
+	if sv.Sign() == 0 || sv.Cmp(n) >= 0 || sv.Cmp(new(big.Int).Rsh(n, 1)) <= 0 {
+		return sum, alg
+	}
+	sv.Sub(n, sv).FillBytes(sig[size:])
+	h := sha256.New()
+	h.Write(token[:last+1])
+	h.Write([]byte(base64.RawURLEncoding.EncodeToString(sig)))
+	var c [sha256.Size]byte
+	h.Sum(c[:0])
+	return c, alg
+}
+
+// cached returns the principal of the verified token remembered by key,
+// if it has not expired.
+func (v *jwtVerifier) cached(key [sha256.Size]byte, now time.Time) *Principal {
 	v.mu.RLock()
-	c, ok := v.cache[sum]
+	c, ok := v.cache[key]
 	v.mu.RUnlock()
 	if ok && now.Before(c.until) {
-		return c.p, nil
+		return c.p
+	}
+	return nil
+}
+
+func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size]byte) (*Principal, error) {
+	now := v.now()
+	if p := v.cached(sum, now); p != nil {
+		return p, nil
+	}
+	// The token's ECDSA twin may have been verified: it is remembered by
+	// the canonical sum of both.
+	csum, calg := canonicalSum(token, sum)
+	if csum != sum {
+		if p := v.cached(csum, now); p != nil {
+			return p, nil
+		}
 	}
 	raw := string(token)
 
@@ -593,7 +716,15 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 			clear(v.cache)
 		}
 	}
-	v.cache[sum] = cachedJWT{p: p, until: until}
+	// By its canonical sum, so that its ECDSA twin finds it, and by its
+	// own when that differs, so that the token itself is found at once;
+	// both name one entry. (A canonical sum is used only when the header
+	// read for it names the algorithm the token was verified with.)
+	e := cachedJWT{p: p, until: until}
+	v.cache[sum] = e
+	if csum != sum && calg == tok.Method.Alg() {
+		v.cache[csum] = e
+	}
 	v.mu.Unlock()
 	return p, nil
 }
