@@ -340,8 +340,10 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 //     end: a proxy in front that does not reads the next line as part of
 //     the header's value ("X: a\nTransfer-Encoding: chunked" is one header
 //     to it, and the request has no body), and passes greenroom a body it
-//     never framed. (A head whose every line ends in a bare LF is not
-//     read at all: it is answered 408 at server.read_timeout.)
+//     never framed. (A head ended by an empty line that is not a CRLF
+//     after a CRLF is not read at all by fasthttp: on a connection's
+//     first request lingerConn.Read refuses it, 400; a later one is
+//     answered 408 at server.read_timeout.)
 func framingProblem(raw []byte) string {
 	te, cl := false, false
 	for len(raw) > 0 {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -64,11 +65,49 @@ type lingerConn struct {
 	got      atomic.Bool
 	// mute drops what is written from then on (see Server.connErrors).
 	mute atomic.Bool
+	// firstDone is set once the connection's first request's head is
+	// known to be framed by a CRLF CRLF, or an answer was written;
+	// first and crlf are Read's states of the search for its empty
+	// line (headEnd) and for a CRLF CRLF (crlfEnd) until then;
+	// unframed is set when the head ended without one (see Read).
+	firstDone atomic.Bool
+	first     int
+	crlf      int
+	unframed  atomic.Bool
 }
 
+// errUnframedHead ends the read of a request's head that the HTTP
+// library would wait on until server.read_timeout (see lingerConn.Read).
+// Its text becomes the 400's message: no quote (parseErrorMessage), no
+// "timeout" (Fiber would answer 408).
+var errUnframedHead = errors.New("the request's head ends with a bare LF (an empty line that is not a CRLF after a CRLF), which servers may read differently; end each line with CRLF")
+
 // Read notes the end of a request's head (headDone).
+//
+// It also refuses the connection's first request when its head ends in
+// an empty line the HTTP library does not take for its end: fasthttp
+// ends a head only where the bytes it holds carry a CRLF CRLF (or at a
+// CRLF right after the request line), and otherwise waits for more
+// until server.read_timeout (408), also for a head ended by "\n\n",
+// which every header line ended by a bare LF makes greenroom refuse
+// anyway (framingProblem). The first request's head begins at the
+// connection's first byte, so every byte Read returns before its end is
+// the head's: once its empty line came (headEnd) with no CRLF CRLF
+// among those bytes (crlfEnd), fasthttp cannot have parsed it unless it
+// is a request line alone, which has no body to read; so when it reads
+// again before any answer, outside the handler, it is waiting for what
+// is not coming, and the read fails at once instead (400 bad_request).
+// A later request's head may begin anywhere in what a read returns
+// (after a body, or pipelined), so it is not watched: such a head still
+// waits for server.read_timeout.
 func (c *lingerConn) Read(p []byte) (int, error) {
+	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() {
+		return 0, errUnframedHead
+	}
 	n, err := c.TCPConn.Read(p)
+	if n > 0 && !c.firstDone.Load() {
+		c.watchFirst(p[:n])
+	}
 	if n > 0 && !c.got.Load() {
 		c.got.Store(true)
 	}
@@ -95,12 +134,47 @@ func (c *lingerConn) Write(p []byte) (int, error) {
 	if !bytes.HasPrefix(p, []byte("HTTP/1.1 100 ")) {
 		c.headDone.Store(false)
 		c.newHead.Store(true)
+		c.firstDone.Store(true)
 	}
 	return c.TCPConn.Write(p)
 }
 
 // headFound is headEnd's state once a head's empty line was read.
 const headFound = 3
+
+// watchFirst follows b, the next bytes of the connection's first
+// request's head (see Read).
+func (c *lingerConn) watchFirst(b []byte) {
+	c.crlf = crlfEnd(c.crlf, b)
+	if c.crlf == len("\r\n\r\n") {
+		c.firstDone.Store(true) // framed: fasthttp reads it
+		return
+	}
+	if c.first = headEnd(c.first, b); c.first == headFound {
+		c.unframed.Store(true)
+	}
+}
+
+// crlfEnd goes on searching b for a CRLF CRLF, from state (how many of
+// its bytes the bytes before b ended with), and returns the state after
+// b: 4 once found.
+func crlfEnd(state int, b []byte) int {
+	for _, ch := range b {
+		switch {
+		case state == 4:
+			return state
+		case ch == '\r' && state == 2:
+			state = 3
+		case ch == '\r':
+			state = 1
+		case ch == '\n' && (state == 1 || state == 3):
+			state++
+		default:
+			state = 0
+		}
+	}
+	return state
+}
 
 // headEnd goes on searching b for the empty line that ends a request's
 // head (LF CR LF or LF LF), from state (0: in a line, 1: after its LF, 2:

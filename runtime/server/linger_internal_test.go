@@ -139,3 +139,31 @@ func TestExpireReadsSparesAWholeHeadNotReadYet(t *testing.T) {
 		})
 	}
 }
+
+// crlfEnd finds a CRLF CRLF however the bytes are split, and nothing
+// else.
+func TestCRLFEnd(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"a\r\r\n\r\n", true},
+		{"a\r\n\r\r\n\r\n", true},
+		{"a\n\r\n\r\n", true},
+		{"a\r\n\n", false},
+		{"a\n\r\n", false},
+		{"a\n\n", false},
+		{"a\r\n\r\r\n", false},
+		{"a\r\n\ra\n", false},
+	} {
+		for cut := 0; cut <= len(c.in); cut++ {
+			for cut2 := cut; cut2 <= len(c.in); cut2++ {
+				got := crlfEnd(crlfEnd(crlfEnd(0, []byte(c.in[:cut])), []byte(c.in[cut:cut2])), []byte(c.in[cut2:])) == 4
+				if got != c.want {
+					t.Errorf("%q cut at %d and %d: %v, want %v", c.in, cut, cut2, got, c.want)
+				}
+			}
+		}
+	}
+}
