@@ -25,9 +25,9 @@ func testOptions() servertest.Options {
 // version. Before, only a call without a principal was decided again, and
 // a revoked token's call was served with its old principal.
 //
-// The reload is held just after the plugin's swap until the moved call is
-// answered: the new credentials must be in force by then, not only once
-// the reload is over.
+// The reload is held just after the plugin's swap (once it publishes what
+// it loaded) until the moved call is answered: the new credentials must be
+// in force by then, not only once the reload is over.
 func TestCredentialChangedWhileWaiting(t *testing.T) {
 	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
 	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
@@ -73,7 +73,7 @@ func TestCredentialChangedWhileWaiting(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // queued behind the slow call
 			answered := make(chan result, 1)
 			runtime.SetReloadStep(t, func(step string) {
-				if step != "loaded ver" {
+				if step != "published" {
 					return
 				}
 				select {

@@ -82,12 +82,16 @@ func (r *ReloadResult) Failed() bool {
 
 // Reload moves the runtime to cfg without downtime. Each plugin whose
 // config or wasm changed is loaded and pre-warmed beside the version
-// serving now, then swapped in atomically; calls in flight finish on the
-// old version, which is closed after them. A plugin whose new version fails
+// serving now; once every plugin is loaded the new versions are swapped in
+// together with the new plugin set; calls in flight finish on the old
+// versions, which are closed after them. A plugin whose new version fails
 // to load keeps its old one serving, and the result says why. Plugins
 // added to the config are loaded; removed ones are closed after their calls
 // in flight. Settings that cannot change while running are reported in
-// RestartNeeded and keep their old values.
+// RestartNeeded and keep their old values. A reload that a shutdown cuts
+// short (its context ended, not by a newer reload, or BeginShutdown) is
+// abandoned whole: the plugins serve on as they were, and its result says
+// canceled.
 func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult, error) {
 	// The reload decides anew about plugins retrying their load: an
 	// attempt in progress holds reloadMu, and may hold it long (a connect
@@ -144,7 +148,15 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		f(cfg)
 	}
 
+	// The plugins' new versions are loaded one after another, and what
+	// the reload decides for each (a new version to install, a state to
+	// set, a serving version to stop) is applied together once every
+	// plugin is loaded, with the new plugin set: a shutdown that cuts the
+	// reload short abandons it whole (below), and what served at the
+	// signal serves on and drains.
 	next := &slotTable{slots: map[string]*Slot{}}
+	var loaded []*staged
+	var apply []func()
 	var ids []string
 	for id := range cfg.Plugins {
 		ids = append(ids, id)
@@ -155,7 +167,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		if !existed {
 			s = r.newSlot(id)
 		}
-		err := r.loadSlot(ctx, cfg, s)
+		st, err := r.stageSlot(ctx, cfg, s)
 		if err != nil && !existed && ctx.Err() != nil {
 			// A plugin this reload adds, cut short before it loaded
 			// (superseded, or the server shutting down): it is not
@@ -177,31 +189,38 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		}
 		next.ids = append(next.ids, id)
 		next.slots[id] = s
+		serving := s.cur.Load() != nil
 		pr := PluginReload{Outcome: OutcomeReloaded}
 		switch {
+		case err == nil:
+			loaded = append(loaded, st)
+			serving = true
+			if !existed {
+				pr.Outcome = OutcomeAdded
+			}
 		case errors.Is(err, errUnchanged):
 			// The running version is what the config asks for: an earlier
 			// failed reload no longer applies.
 			pr.Outcome = OutcomeUnchanged
-			s.set(StateReady, nil)
-		case err != nil && errors.Is(context.Cause(ctx), ErrSuperseded):
+			apply = append(apply, func() { s.set(StateReady, nil) })
+		case errors.Is(context.Cause(ctx), ErrSuperseded):
 			// A newer reload was asked for: it loads this plugin anew.
 			err = fmt.Errorf("plugin %s: %w before its new version loaded", id, ErrSuperseded)
 			pr = PluginReload{Outcome: OutcomeCanceled, Error: err.Error()}
-			if s.cur.Load() == nil {
-				s.set(StateFailed, err)
+			if !serving {
+				apply = append(apply, func() { s.set(StateFailed, err) })
 			}
 			r.log.WithField("plugin", id).Warn("reload superseded by a newer one; what served before serves on until it loads")
 			res.Superseded = true
-		case err != nil && ctx.Err() != nil:
+		case ctx.Err() != nil:
 			// Not the plugin's failure: the reload was cut short.
 			err = fmt.Errorf("plugin %s: the reload was canceled before its new version loaded (%w)", id, ctx.Err())
 			pr = PluginReload{Outcome: OutcomeCanceled, Error: err.Error()}
-			if s.cur.Load() == nil {
-				s.set(StateFailed, err)
+			if !serving {
+				apply = append(apply, func() { s.set(StateFailed, err) })
 			}
 			r.log.WithField("plugin", id).Warn("reload canceled (the server is shutting down); what served before serves on until the process exits")
-		case err != nil:
+		default:
 			err = fmt.Errorf("plugin %s: %w", id, err)
 			pr = PluginReload{Outcome: OutcomeFailed, Error: err.Error()}
 			log := r.log.WithField("plugin", id).WithError(err)
@@ -209,51 +228,104 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 				log = log.WithField("detail", d)
 			}
 			revoked := ""
-			if h := s.host.Load(); h != nil && s.cur.Load() != nil {
+			if h := s.host.Load(); h != nil && serving {
 				revoked = h.revoked(cfg.Plugins[id].Capabilities)
 			}
-			if s.cur.Load() != nil && (!pinMatches(cfg.Plugins[id], s.sum) || revoked != "") {
+			if serving && (!pinMatches(cfg.Plugins[id], s.sum) || revoked != "") {
 				// The operator pinned another module than the one
 				// serving, or took back a capability it was granted:
 				// it stops, as the pin refuses it, or it would keep
 				// what the operator revoked.
-				r.unserve(s, oldCfg)
-				if database.Transient(err) {
-					r.retryLoad(s, err) // as for a plugin with no version serving
-				} else {
-					s.set(StateFailed, err)
-				}
-				if revoked != "" {
-					log.WithField("revoked", revoked).Errorf("reload: new version failed to load, and the serving version was granted the %s, which the reload takes back: it stops serving; its routes answer 503", revoked)
-				} else {
-					log.WithField("serving_sha256", s.sum).Errorf("reload: new version failed to load, and the serving version does not match plugins.%s.sha256 either: it stops serving; its routes answer 503", id)
-				}
-			} else if s.cur.Load() != nil {
-				s.set(StateReady, err) // serving, with its last load error
-				log.Error("reload: new version failed to load; the previous version keeps serving")
+				serving = false
+				apply = append(apply, func() {
+					r.unserve(s, oldCfg)
+					if database.Transient(err) {
+						r.retryLoad(s, err) // as for a plugin with no version serving
+					} else {
+						s.set(StateFailed, err)
+					}
+					if revoked != "" {
+						log.WithField("revoked", revoked).Errorf("reload: new version failed to load, and the serving version was granted the %s, which the reload takes back: it stops serving; its routes answer 503", revoked)
+					} else {
+						log.WithField("serving_sha256", s.sum).Errorf("reload: new version failed to load, and the serving version does not match plugins.%s.sha256 either: it stops serving; its routes answer 503", id)
+					}
+				})
+			} else if serving {
+				apply = append(apply, func() {
+					s.set(StateReady, err) // serving, with its last load error
+					log.Error("reload: new version failed to load; the previous version keeps serving")
+				})
 			} else if database.Transient(err) {
-				r.retryLoad(s, err)
+				apply = append(apply, func() { r.retryLoad(s, err) })
 			} else {
-				s.set(StateFailed, err)
-				log.Error("reload: plugin failed to load; its routes answer 503")
+				apply = append(apply, func() {
+					s.set(StateFailed, err)
+					log.Error("reload: plugin failed to load; its routes answer 503")
+				})
 			}
-		case !existed:
-			pr.Outcome = OutcomeAdded
 		}
-		pr.Serving = s.cur.Load() != nil
+		pr.Serving = serving
 		res.Plugins[id] = pr
 		reloadStep("loaded " + id)
 	}
-	// The plugin set changes with the table. A removed plugin's tasks
-	// stop before: a run starting after could not find the plugin. An
-	// added plugin's tasks start after: a run starting before could not
-	// find it (install leaves them to this).
 	var removed []string
 	for _, id := range old.ids {
 		if _, kept := next.slots[id]; !kept {
 			removed = append(removed, id)
-			r.sched.RemovePlugin(id)
 		}
+	}
+	if r.abandoned(ctx) {
+		// The shutdown began before the reload could publish what it
+		// loaded: it is abandoned whole, as one asked for after the
+		// signal is refused. What served at the signal serves on and
+		// drains with the shutdown: the new versions loaded are closed
+		// unused, no serving version is stopped, no plugin is removed,
+		// no plugin it was adding is added. (The config's own settings,
+		// the credentials first, were in force from its start, and
+		// stay.)
+		for _, st := range loaded {
+			r.discard(st)
+			pr := res.Plugins[st.s.ID]
+			res.Plugins[st.s.ID] = PluginReload{
+				Outcome: OutcomeCanceled,
+				Error:   fmt.Sprintf("plugin %s: the reload was canceled (the server is shutting down) before its new version, loaded, was installed", st.s.ID),
+				Serving: pr.Outcome != OutcomeAdded && st.s.cur.Load() != nil,
+			}
+		}
+		for id, pr := range res.Plugins {
+			if pr.Outcome == OutcomeFailed {
+				// Its new version failed to load; what served before
+				// serves on, not stopped (a pin, a capability taken
+				// back) by a reload that is not applied.
+				s := old.slots[id]
+				pr.Serving = s != nil && s.cur.Load() != nil
+				res.Plugins[id] = pr
+			}
+		}
+		for _, id := range removed {
+			res.Plugins[id] = PluginReload{
+				Outcome: OutcomeCanceled,
+				Error:   fmt.Sprintf("plugin %s: the reload was canceled (the server is shutting down) before it removed the plugin", id),
+				Serving: old.slots[id].cur.Load() != nil,
+			}
+		}
+		r.log.Warn("reload abandoned: the server is shutting down before it installed what it loaded; the plugins that served at the signal serve on and drain")
+		reloadStep("abandoned")
+		return res, nil
+	}
+	// The new versions are installed (the old ones finish their calls in
+	// flight, then close), then the plugin set changes with the table. A
+	// removed plugin's tasks stop before: a run starting after could not
+	// find the plugin. An added plugin's tasks start after: a run
+	// starting before could not find it (install leaves them to this).
+	for _, st := range loaded {
+		r.commit(cfg, st)
+	}
+	for _, f := range apply {
+		f()
+	}
+	for _, id := range removed {
+		r.sched.RemovePlugin(id)
 	}
 	r.table.Store(next)
 	reloadStep("published")
@@ -278,6 +350,18 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		r.log.WithField("setting", k).Warn("reload: this setting changed but only takes effect after a restart; the running value stays")
 	}
 	return res, nil
+}
+
+// abandoned reports whether a reload whose context is ctx was cut short by
+// a shutdown: the shutdown has begun, or ctx ended other than by a newer
+// reload superseding it (serve cancels every reload's context as the
+// shutdown begins). A superseded reload is not abandoned: it installs what
+// it loaded, and the newer one decides the rest.
+func (r *Runtime) abandoned(ctx context.Context) bool {
+	if r.shuttingDown() {
+		return true
+	}
+	return ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrSuperseded)
 }
 
 // lockForReload takes reloadMu for a reload, or gives up when ctx ends (a
@@ -338,9 +422,11 @@ func (r *Runtime) unserve(s *Slot, oldCfg *config.Config) {
 }
 
 // testReloadStep, when set (by tests), is called at each step of a reload:
-// "loaded <id>" once plugin id is loaded (or failed to), "published" once
-// the new plugin table is stored. It lets a test act inside a reload's
-// windows deterministically.
+// "loaded <id>" once plugin id is loaded (or failed to; its new version
+// is not installed yet), "published" once the new versions are installed
+// and the new plugin table is stored, "abandoned" instead when a shutdown
+// abandoned the reload. It lets a test act inside a reload's windows
+// deterministically.
 var testReloadStep func(step string)
 
 func reloadStep(step string) {

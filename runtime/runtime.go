@@ -538,7 +538,44 @@ func (r *Runtime) Load(ctx context.Context) {
 // loadSlot loads the version of s that cfg describes and installs it,
 // unless s already runs exactly that (same config, same wasm), which it
 // reports with errUnchanged. On error the slot keeps what it had.
-func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (err error) {
+func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) error {
+	st, err := r.stageSlot(ctx, cfg, s)
+	if err != nil {
+		return err
+	}
+	r.commit(cfg, st)
+	return nil
+}
+
+// staged is a version of a plugin loaded (compiled, pre-warmed, its
+// migrations applied) but not serving yet: a reload installs the versions
+// it loaded together when it ends (commit), or closes them unused when a
+// shutdown abandons it (discard).
+type staged struct {
+	s       *Slot
+	p       *plugin.Plugin
+	h       *host
+	pc      *config.Plugin
+	path    string
+	plog    *logging.PluginLogger
+	logOpts logging.PluginOptions
+}
+
+// commit makes st's version the one its slot serves.
+func (r *Runtime) commit(cfg *config.Config, st *staged) {
+	r.install(cfg, st.s, st.p, st.h, st.pc, st.path, st.p.Info().SHA256)
+	// The new version's log settings apply from now on, not while it
+	// loaded: a version that fails to load leaves the serving one's.
+	st.plog.Update(st.logOpts)
+}
+
+// discard closes st's version, which never served.
+func (r *Runtime) discard(st *staged) {
+	st.p.Close(context.Background())
+}
+
+// stageSlot is loadSlot up to the install: it returns the version loaded.
+func (r *Runtime) stageSlot(ctx context.Context, cfg *config.Config, s *Slot) (st *staged, err error) {
 	defer func() {
 		var me *plugin.ModuleError
 		switch {
@@ -556,26 +593,26 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (er
 	// shutdown waits for. A plugin serving is read first: it may be
 	// unchanged.
 	if err := ctx.Err(); err != nil && s.cur.Load() == nil {
-		return err
+		return nil, err
 	}
 	pc := cfg.Plugins[s.ID]
 	path := resolve(cfg, "plugins."+s.ID+".path", pc.Path)
 	src, err := r.readWasm(ctx, s.ID, path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sum := src.sum
 	if s.cur.Load() != nil && s.sum == sum && s.path == path && s.pc.Equal(pc) {
-		return errUnchanged
+		return nil, errUnchanged
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	log := r.log.WithField("plugin", s.ID)
 	logOpts := r.pluginLogOptions(pc)
 	plog, err := r.pluginLogger(s.ID, logOpts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h := newHost(s.ID, pc, log, plog, r.reader.For(s.ID, pc.Capabilities.URLReader))
 	secrets := cfg.PluginSecrets(s.ID)
@@ -583,17 +620,11 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (er
 	h.urls.SetSecrets(secrets)
 	p, err := r.loadPlugin(ctx, cfg, s, pc, h, src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if un := h.unasked(); len(un) > 0 {
 		log.WithField("routes", un).Warnf("plugins.%s.public_routes lists routes the plugin does not ask to open (greenroom.Public); they stay protected", s.ID)
 	}
-	// The plugin's own sum: when a remembered one was wrong, Load read
-	// the file and went on with its true sum.
-	r.install(cfg, s, p, h, pc, path, p.Info().SHA256)
-	// The new version's log settings apply from now on, not while it
-	// loaded: a version that fails to load leaves the serving one's.
-	plog.Update(logOpts)
 	info := p.Info()
 	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
 		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
@@ -606,7 +637,9 @@ func (r *Runtime) loadSlot(ctx context.Context, cfg *config.Config, s *Slot) (er
 		"compile":      p.CompileTime.Round(time.Millisecond).String(),
 		"load":         p.LoadTime.Round(time.Millisecond).String(),
 	}).Info("plugin loaded")
-	return nil
+	// Installed with the plugin's own sum (commit): when a remembered one
+	// was wrong, Load read the file and went on with its true sum.
+	return &staged{s: s, p: p, h: h, pc: pc, path: path, plog: plog, logOpts: logOpts}, nil
 }
 
 // pluginLogOptions are the log settings pc gives its plugin.

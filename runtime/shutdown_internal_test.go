@@ -213,3 +213,75 @@ func TestReloadAfterShutdownBeganChangesNothing(t *testing.T) {
 		t.Error("the reload put its config in force during the shutdown")
 	}
 }
+
+// A reload that a shutdown cuts short is abandoned whole: the plugins it
+// had already loaded keep the version they served at the signal (their
+// new versions are closed unused), and the plugins its config dropped are
+// not removed: the shutdown drains the plugin set that served at the
+// signal. Before, the new versions loaded before the signal were swapped
+// in one by one, and the plugins the new config no longer had were
+// removed (404 to the calls a load balancer still sent during the drain).
+func TestReloadCutShortByShutdownIsAbandonedWhole(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
+	cache := filepath.Join(guesttest.CacheDir(), "runtime-test-cache")
+	read := func(text string) *config.Config {
+		cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf("[runtime]\ncache_dir = %q\n", cache) + text)}}, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	log, _ := logtest.NewNullLogger()
+	rt, err := New(read(fmt.Sprintf("[plugins.aver]\npath = %q\n[plugins.zgone]\npath = %q\n", v1, v1)), log, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	rt.Load(context.Background())
+	old, gone := rt.Slot("aver").Plugin(), rt.Slot("zgone").Plugin()
+	if old == nil || gone == nil {
+		t.Fatal("the plugins did not load")
+	}
+	// aver moves to ver2, zgone is dropped, and the signal comes once
+	// aver's new version has loaded.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	SetReloadStep(t, func(step string) {
+		if step == "loaded aver" {
+			cancel()
+			rt.BeginShutdown()
+		}
+	})
+	res, err := rt.Reload(ctx, read(fmt.Sprintf("[plugins.aver]\npath = %q\n", v2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Canceled() || res.Failed() || res.Superseded {
+		t.Errorf("result: %+v, want canceled", res)
+	}
+	for _, id := range []string{"aver", "zgone"} {
+		if pr := res.Plugins[id]; pr.Outcome != OutcomeCanceled || !pr.Serving {
+			t.Errorf("%s: %+v, want canceled and serving", id, pr)
+		}
+	}
+	if s := rt.Slot("aver"); s == nil || s.Plugin() != old {
+		t.Error("aver's new version was swapped in by a reload the shutdown abandoned")
+	}
+	if s := rt.Slot("zgone"); s == nil || s.Plugin() != gone {
+		t.Error("zgone was removed by a reload the shutdown abandoned")
+	}
+	for _, id := range []string{"aver", "zgone"} {
+		if rt.Slot(id) == nil {
+			continue
+		}
+		var body string
+		req := &hostfuncs.Request{Method: []byte("GET"), Path: []byte("/v"), RequestID: "after"}
+		if err := rt.Handle(context.Background(), id, req, func(r hostfuncs.Response) error { body = string(r.Body); return nil }); err != nil || body != "v1" {
+			t.Errorf("GET /api/%s/v during the drain: %q %v, want v1", id, body, err)
+		}
+		if st, _ := rt.Slot(id).Status(); st != StateReady {
+			t.Errorf("%s: state %s, want ready", id, st)
+		}
+	}
+}

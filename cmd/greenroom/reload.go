@@ -165,6 +165,12 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		n, _ := fields[p.Outcome].(int)
 		fields[p.Outcome] = n + 1
 	}
+	if res.Canceled() && !res.Superseded {
+		// Abandoned whole by the shutdown (runtime.Reload): nothing of
+		// the plugins changed.
+		rl.log.WithFields(fields).Info("reload not applied: the server is shutting down")
+		return res, nil
+	}
 	rl.log.WithFields(fields).Info("reloaded")
 	return res, nil
 }

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
 )
 
 // A request in flight on a plugin version that a reload replaced is in
@@ -441,5 +446,62 @@ func TestWatcherReloadsNothingDuringTheDrain(t *testing.T) {
 	log := p.log()
 	if strings.Contains(log[strings.Index(log, `"msg":"shutting down"`):], "reloading") {
 		t.Errorf("the watcher reloaded during the drain:\n%s", log)
+	}
+}
+
+// A reload that SIGTERM cuts short (here while it initializes a plugin it
+// adds) is abandoned whole: the plugin it had already moved to a new
+// version serves its old version through the drain, and the plugin its
+// config dropped is not removed. Before, the reload stopped where it was
+// but applied the rest: the new version loaded before the signal served,
+// and the dropped plugin answered 404 to the calls a load balancer still
+// sent during shutdown_delay.
+func TestSIGTERMDuringAReloadAbandonsItWhole(t *testing.T) {
+	p := startServe(t, `shutdown_delay = "4s"`)
+	v1 := regexp.MustCompile(`(?m)^path = (".*")$`).FindStringSubmatch(p.cfg)
+	if v1 == nil {
+		t.Fatal("no plugin path in the config")
+	}
+	v2, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "server", "testdata", "guests", "ver2"), filepath.Join(os.TempDir(), "greenroom-test-guests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.replaceConfig(t, p.cfg+"[plugins.zgone]\npath = "+v1[1]+"\n")
+	if s, body, err := p.do("POST", "/.greenroom/plugins/v1/reload"); s != 200 || !strings.Contains(body, `"zgone":{"outcome":"added"`) {
+		t.Fatalf("reload adding zgone: %d %s %v", s, body, err)
+	}
+	// ver moves to ver2 (loaded at once), yslow is added (initializing
+	// for 8 s), zgone is dropped.
+	next := strings.Replace(p.cfg, "path = "+v1[1], fmt.Sprintf("path = %q", v2), 1) +
+		"[plugins.yslow]\npath = " + v1[1] + "\nlimits = { timeout = \"30s\" }\n[plugins.yslow.config]\ninit_sleep_ms = \"8000\"\n"
+	p.replaceConfig(t, next)
+	loaded := strings.Count(p.log(), `"msg":"plugin loaded"`)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 20*time.Second, "ver's new version to load", func() bool {
+		return strings.Count(p.log(), `"msg":"plugin loaded"`) > loaded
+	})
+	time.Sleep(500 * time.Millisecond) // into yslow's initialization
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 5*time.Second, "readiness to turn 503", func() bool {
+		s, _, _ := p.get("/.greenroom/health/v1/readiness")
+		return s == 503
+	})
+	reloaded := func() int { return strings.Count(p.log(), `"msg":"reloaded"`) }
+	waitUntil(t, 5*time.Second, "the reload to end", func() bool {
+		return strings.Contains(p.log(), "reload not applied") || reloaded() > 1
+	})
+	for _, c := range []struct{ path, want string }{{"/api/ver/v", "v1"}, {"/api/zgone/v", "v1"}} {
+		if s, body, err := p.get(c.path); s != 200 || body != c.want {
+			t.Errorf("GET %s during the drain: %d %s %v, want 200 %s", c.path, s, body, err, c.want)
+		}
+	}
+	if s, body, _ := p.get("/api/yslow/v"); s != 404 {
+		t.Errorf("GET /api/yslow/v during the drain: %d %s, want 404", s, body)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	if reloaded() != 1 {
+		t.Errorf("the abandoned reload was logged as reloaded:\n%s", p.log())
 	}
 }
