@@ -300,6 +300,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 				s := old.slots[id]
 				pr.Serving = s != nil && s.cur.Load() != nil
 				res.Plugins[id] = pr
+				r.log.WithField("plugin", id).WithField("error", pr.Error).Warn("reload abandoned: this plugin's new version had failed to load; nothing is recorded for it")
 			}
 		}
 		for _, id := range removed {

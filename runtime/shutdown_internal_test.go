@@ -233,18 +233,19 @@ func TestReloadCutShortByShutdownIsAbandonedWhole(t *testing.T) {
 		return cfg
 	}
 	log, _ := logtest.NewNullLogger()
-	rt, err := New(read(fmt.Sprintf("[plugins.aver]\npath = %q\n[plugins.zgone]\npath = %q\n", v1, v1)), log, Options{})
+	rt, err := New(read(fmt.Sprintf("[plugins.afail]\npath = %q\n[plugins.aver]\npath = %q\n[plugins.zgone]\npath = %q\n", v1, v1, v1)), log, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rt.Close(context.Background())
 	rt.Load(context.Background())
-	old, gone := rt.Slot("aver").Plugin(), rt.Slot("zgone").Plugin()
-	if old == nil || gone == nil {
+	pinned, old, gone := rt.Slot("afail").Plugin(), rt.Slot("aver").Plugin(), rt.Slot("zgone").Plugin()
+	if pinned == nil || old == nil || gone == nil {
 		t.Fatal("the plugins did not load")
 	}
-	// aver moves to ver2, zgone is dropped, and the signal comes once
-	// aver's new version has loaded.
+	// afail is pinned to another module (its new version fails, and the
+	// pin would stop the serving one), aver moves to ver2, zgone is
+	// dropped, and the signal comes once aver's new version has loaded.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	SetReloadStep(t, func(step string) {
@@ -253,12 +254,20 @@ func TestReloadCutShortByShutdownIsAbandonedWhole(t *testing.T) {
 			rt.BeginShutdown()
 		}
 	})
-	res, err := rt.Reload(ctx, read(fmt.Sprintf("[plugins.aver]\npath = %q\n", v2)))
+	res, err := rt.Reload(ctx, read(fmt.Sprintf("[plugins.afail]\npath = %q\nsha256 = %q\n[plugins.aver]\npath = %q\n", v2, strings.Repeat("0", 64), v2)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Canceled() || res.Failed() || res.Superseded {
+	if !res.Canceled() || res.Superseded {
 		t.Errorf("result: %+v, want canceled", res)
+	}
+	if pr := res.Plugins["afail"]; pr.Outcome != OutcomeFailed || !pr.Serving {
+		t.Errorf("afail: %+v, want failed and serving", pr)
+	}
+	if s := rt.Slot("afail"); s == nil || s.Plugin() != pinned {
+		t.Error("afail's serving version was stopped by a reload the shutdown abandoned")
+	} else if st, lastErr := s.Status(); st != StateReady || lastErr != "" {
+		t.Errorf("afail: %s %q, want ready without an error", st, lastErr)
 	}
 	for _, id := range []string{"aver", "zgone"} {
 		if pr := res.Plugins[id]; pr.Outcome != OutcomeCanceled || !pr.Serving {
