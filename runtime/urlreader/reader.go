@@ -354,16 +354,31 @@ const minSecretHeader = 4
 
 // dropSecretHeaders deletes from h, the headers of a redirect to another
 // origin than the plugin addressed, each of the plugin's headers whose
-// value holds one of its secrets.
+// value holds one of its secrets, in any spelling quotes finds
+// (X-Auth: Basic <base64 of user:secret>, the secret in hex or
+// percent-escaped).
 func (p *PluginReader) dropSecretHeaders(h http.Header) {
 	for k, vs := range h {
 		for _, v := range vs {
-			if slices.ContainsFunc(p.secrets, func(s string) bool { return strings.Contains(v, s) }) {
+			if slices.ContainsFunc(p.secrets, func(s string) bool { return quotes([]byte(v), s) }) {
 				h.Del(k)
 				break
 			}
 		}
 	}
+}
+
+// quotedSecret returns an error when u, the URL of a redirect to another
+// site than the plugin addressed, quotes one of the plugin's secrets (in
+// any spelling quotes finds): a server that sends the plugin's API key,
+// given in the query, on to its login page in a return_to parameter
+// would hand it to that other host.
+func (p *PluginReader) quotedSecret(u *url.URL) error {
+	s := []byte(u.String())
+	if slices.ContainsFunc(p.secrets, func(sec string) bool { return quotes(s, sec) }) {
+		return errorf(Denied, "refused: the redirect's URL quotes one of plugin %s's secrets (plugins.%s.secrets or a ${VAR} of its config), which would reach %s, another host than the plugin addressed", p.id, p.id, u.Host)
+	}
+	return nil
 }
 
 // sameSite reports whether dest's host is initial's or a subdomain of it
@@ -554,12 +569,16 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 			if err == nil {
 				err = hops.quotedElsewhere(nt.u)
 			}
+			otherSite := len(p.secrets) > 0 && err == nil && !sameSite(nt.u, t.u)
+			if otherSite {
+				err = p.quotedSecret(nt.u)
+			}
 			if err != nil {
 				return &Error{Kind: KindOf(err), Msg: fmt.Sprintf("redirect from %s: %v", via[len(via)-1].URL.Redacted(), err)}
 			}
 			next.URL = nt.u
 			// Go's client copies the plugin's headers to every hop.
-			if len(p.secrets) > 0 && !sameSite(nt.u, t.u) {
+			if otherSite {
 				p.dropSecretHeaders(next.Header)
 			}
 			// Go's client names the previous URL in a redirect's Referer:
@@ -677,6 +696,9 @@ func (p *PluginReader) hopRules(req Request, t *target, header http.Header, hops
 		return errorf(Invalid, "redirect from %s: the first URL of the chain: %v", prev, err)
 	}
 	if len(p.secrets) > 0 && !sameSite(t.u, first.u) {
+		if err := p.quotedSecret(t.u); err != nil {
+			return &Error{Kind: KindOf(err), Msg: "redirect from " + prev + ": " + err.Error()}
+		}
 		p.dropSecretHeaders(header)
 	}
 	header.Del("Referer")
@@ -962,18 +984,128 @@ func redact(b, lb []byte, escapes bool, tok string) []byte {
 }
 
 // quotedElsewhere returns an error when u, the URL of a redirect, quotes
-// a token sent on this read (in any spelling scrub finds) and u's host is
-// not that token's: following it would hand the token to another host in
-// the URL, and to whatever that host logs or redirects on to.
+// a token sent on this read (in any spelling quotes finds) and u's host
+// is not that token's: following it would hand the token to another host
+// in the URL, and to whatever that host logs or redirects on to.
 func (h *hopper) quotedElsewhere(u *url.URL) error {
 	own, _ := h.r.token(u)
 	s := []byte(u.String())
+	if len(s) > maxURL {
+		return nil // never read: check refuses it
+	}
 	for _, tok := range h.tokens() {
-		if tok != own.secret && !bytes.Equal(redactAll(s, encodings(tok)), s) {
+		if tok != own.secret && quotes(s, tok) {
 			return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read, which would reach %s, a host it is not for", u.Host)
 		}
 	}
 	return nil
+}
+
+// maxDecodes is how many decodings deep quotes looks for a secret, past
+// the spellings redactAll finds by itself.
+const maxDecodes = 2
+
+// maxQuoted is the longest text quotes decodes: one longer is taken to
+// quote the secret (a redirect's URL is at most maxURL; a plugin's header
+// that long goes to the host it addressed, not to another).
+const maxQuoted = 16 << 10
+
+// quotes reports whether b holds the secret tok in a spelling redactAll
+// finds (any case, percent-, JSON- or HTML-escaped once, hex, base64 of a
+// text holding it), or in one it finds in what b decodes to, up to
+// maxDecodes decodings deep: b percent-decoded once more (a URL nested in
+// another's query, return_to=https%3A%2F%2F...%3Ft%3D<token escaped>,
+// escapes the token's escapes again), or a base64 run of b decoded, from
+// each of its first four characters, in either alphabet, padded or not
+// (base64 of a URL that holds the token escaped). It is for the text that
+// would carry a secret to another host (a redirect's URL, a plugin's
+// header), where a false alarm costs a refused redirect or a header left
+// out, not for scrubbing: what it finds decoded cannot be cut out of b.
+func quotes(b []byte, tok string) bool {
+	if len(b) > maxQuoted {
+		return true
+	}
+	return quotesDecoded(b, encodings(tok), maxDecodes)
+}
+
+func quotesDecoded(b []byte, needles []string, depth int) bool {
+	if out := redactAll(b, needles); !bytes.Equal(out, b) {
+		return true
+	}
+	if depth == 0 {
+		return false
+	}
+	if d := percentDecode(b); d != nil && quotesDecoded(d, needles, depth-1) {
+		return true
+	}
+	for i := 0; i < len(b); {
+		if !isBase64Char(b[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(b) && isBase64Char(b[j]) {
+			j++
+		}
+		// A secret's shortest needle (encodings: 4 bytes at least, in
+		// hex, 8 characters) spans at least 4 decoded bytes, 6 encoded.
+		if j-i >= 6 {
+			for off := range 4 {
+				if d := decodeBase64Run(b[i+off : j]); len(d) >= 4 && quotesDecoded(d, needles, depth-1) {
+					return true
+				}
+			}
+		}
+		i = j
+	}
+	return false
+}
+
+// percentDecode returns b with each %XX escape decoded, other bytes as
+// they are, or nil when b holds no escape.
+func percentDecode(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] == '%' && i+2 < len(b) && isHexDigit(b[i+1]) && isHexDigit(b[i+2]) {
+			if out == nil {
+				out = append(make([]byte, 0, len(b)), b[:i]...)
+			}
+			out = append(out, unhex(b[i+1])<<4|unhex(b[i+2]))
+			i += 2
+			continue
+		}
+		if out != nil {
+			out = append(out, b[i])
+		}
+	}
+	return out
+}
+
+func isBase64Char(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+}
+
+// decodeBase64Run decodes r, a run of base64 characters of either
+// alphabet (mixed, as a URL-safe one whose '-' and '_' were not escaped
+// is), as far as it goes in whole characters.
+func decodeBase64Run(r []byte) []byte {
+	n := len(r)
+	if n%4 == 1 {
+		n-- // a lone last character encodes no whole byte
+	}
+	std := make([]byte, n)
+	for i, c := range r[:n] {
+		switch c {
+		case '-':
+			c = '+'
+		case '_':
+			c = '/'
+		}
+		std[i] = c
+	}
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(n))
+	m, _ := base64.RawStdEncoding.Decode(out, std)
+	return out[:m]
 }
 
 // findToken returns the length of the spelling of tok that b starts with,
