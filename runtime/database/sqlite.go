@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -358,7 +359,12 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("register SQL functions: %w", err)
 	}
-	sc := &sqliteConn{sqliteDriverConn: inner}
+	db, _, err := sqliteHandle(dc)
+	if err != nil {
+		dc.Close()
+		return nil, err
+	}
+	sc := &sqliteConn{sqliteDriverConn: inner, db: db}
 	if err := ar.RegisterAuthorizer(sc.authorize); err != nil {
 		dc.Close()
 		return nil, fmt.Errorf("install authorizer: %w", err)
@@ -393,6 +399,14 @@ type sqliteDriverConn interface {
 // transactions run with PRAGMA query_only, which the driver does not set.
 type sqliteConn struct {
 	sqliteDriverConn
+	// db is the connection's sqlite3* handle, for sqlite3_interrupt
+	// (watch).
+	db uintptr
+	// expired is set while the context of the plugin's statement being
+	// compiled and run has ended (watch): the authorizer then denies
+	// what SQLite asks it about, so that a compile SQLite does not
+	// interrupt ends at its next question.
+	expired atomic.Bool
 	// trusted lets the runtime's own statements (BEGIN, COMMIT, ROLLBACK,
 	// PRAGMA query_only) past the authorizer.
 	trusted bool
@@ -547,7 +561,9 @@ func (c *sqliteConn) ExecContext(ctx context.Context, q string, args []driver.Na
 	}
 	c.inserted = false
 	before, berr := c.trustedInt(ctx, "SELECT total_changes()")
+	stop := c.watch(ctx)
 	res, err := c.sqliteDriverConn.ExecContext(ctx, q, args)
+	stop()
 	if err != nil || berr != nil || res == nil {
 		return res, err
 	}
@@ -563,6 +579,69 @@ func (c *sqliteConn) ExecContext(ctx context.Context, q string, args []driver.Na
 		return notInsertedResult{res}, nil
 	}
 	return res, nil
+}
+
+// QueryContext runs a plugin's query, compiled under watch.
+func (c *sqliteConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	if c.trusted {
+		return c.sqliteDriverConn.QueryContext(ctx, q, args)
+	}
+	defer c.watch(ctx)()
+	return c.sqliteDriverConn.QueryContext(ctx, q, args)
+}
+
+// PrepareContext compiles a plugin's statement under watch.
+func (c *sqliteConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	if c.trusted {
+		return c.sqliteDriverConn.PrepareContext(ctx, q)
+	}
+	defer c.watch(ctx)()
+	return c.sqliteDriverConn.PrepareContext(ctx, q)
+}
+
+// watch makes the end of ctx, the context of a plugin's statement, end the
+// statement while SQLite compiles it too, until the returned stop is
+// called. The driver interrupts a statement (sqlite3_interrupt) only
+// once it runs: it compiles the statement (the first, of several) before
+// it watches the context, and a statement SQLite takes seconds to compile
+// (a view that refers twice to one that refers twice to another, ...)
+// ran on past db_statement_timeout, and past the call's timeout, for as
+// long as it took. Once ctx ends, watch interrupts the connection, and
+// again every 10 ms (SQLite clears the flag when it begins to parse a
+// statement with none running), which its parser checks at each token,
+// and has the authorizer deny what it asks from then on (expired): SQLite
+// asks it about each column a statement reads while it resolves names,
+// so a compile that copies views ends at its next question, which
+// SQLite's interrupt does not reach. The driver then reports the
+// context's error.
+func (c *sqliteConn) watch(ctx context.Context) (stop func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	var mu sync.Mutex
+	finished := false
+	stopAfter := context.AfterFunc(ctx, func() {
+		for {
+			mu.Lock()
+			if finished {
+				mu.Unlock()
+				return
+			}
+			c.expired.Store(true)
+			tls := libc.NewTLS()
+			sqlite3.Xsqlite3_interrupt(tls, c.db)
+			tls.Close()
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	return func() {
+		stopAfter()
+		mu.Lock()
+		finished = true
+		c.expired.Store(false)
+		mu.Unlock()
+	}
 }
 
 // unchangedResult is the result of a statement that changed no row, and
@@ -583,6 +662,9 @@ func (c *sqliteConn) Unwrap() driver.Conn { return c.sqliteDriverConn }
 func (c *sqliteConn) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, trigger string) sqlite.AuthorizerReturnCode {
 	if c.trusted {
 		return sqlite.AuthorizerOK
+	}
+	if c.expired.Load() {
+		return sqlite.AuthorizerDeny // the driver reports the context's error
 	}
 	if action == sqlite.AuthTransaction && c.migrating {
 		c.refusedTx = arg1
