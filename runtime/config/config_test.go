@@ -487,6 +487,9 @@ func TestConnectionPassword(t *testing.T) {
 		{"postgres://u@h/db", "postgres://u@h/db", nil},
 		{"host=h user=u password=kv-secret-1 dbname=app", "host=h user=u password=[REDACTED] dbname=app", []string{"kv-secret-1"}},
 		{`host=h password = 'it\'s a secret' dbname=app`, `host=h password = '[REDACTED]' dbname=app`, []string{`it\'s a secret`, "it's a secret"}},
+		// sslpassword decrypts the client's TLS key: a password too.
+		{"host=h sslkey=/k.pem sslpassword=kv-key-pass password=kv-secret-2", "host=h sslkey=/k.pem sslpassword=[REDACTED] password=[REDACTED]", []string{"kv-key-pass", "kv-secret-2"}},
+		{`sslpassword = 'key pass\'s' dbname=app`, `sslpassword = '[REDACTED]' dbname=app`, []string{`key pass\'s`, "key pass's"}},
 		{"file:.greenroom/data", "file:.greenroom/data", nil},
 	}
 	for _, tc := range cases {

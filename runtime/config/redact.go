@@ -288,7 +288,8 @@ func unescapeKeyword(raw string) string {
 // connectionPasswords returns where the passwords are in a connection
 // string, in order: in a URL ("postgres://user:PASSWORD@host/db"), the
 // userinfo's password and a password query parameter; otherwise, in
-// keyword/value form ("host=h password=PASSWORD"), the password's value.
+// keyword/value form ("host=h password=PASSWORD"), the values of password
+// and sslpassword.
 func connectionPasswords(conn string) [][2]int {
 	if i := strings.Index(conn, "://"); i >= 0 {
 		return urlPasswords(conn, i+len("://"))
@@ -355,7 +356,8 @@ func urlCredentials(conn string, start int, all bool) [][2]int {
 	return out
 }
 
-// keywordPasswords finds password=... in libpq's keyword/value form:
+// keywordPasswords finds password=... and sslpassword=... (which
+// decrypts the client's TLS key) in libpq's keyword/value form:
 // pairs separated by spaces, "=" with optional spaces around it, values
 // bare or in single quotes, backslash escaping the next character.
 func keywordPasswords(conn string) [][2]int {
@@ -396,7 +398,7 @@ func keywordPasswords(conn string) [][2]int {
 			i++
 		}
 		end := min(i, len(conn))
-		if key == "password" && end > v {
+		if (key == "password" || key == "sslpassword") && end > v {
 			spans = append(spans, [2]int{v, end})
 		}
 		if quoted {
