@@ -681,7 +681,7 @@ func (s *substituter) walk(path string, v any) any {
 			t[i] = s.walk(fmt.Sprintf("%s[%d]", path, i), e)
 		}
 	case string:
-		out, secret, errs := s.expand(t, s.hide != nil && s.hide(path))
+		out, secret, errs := s.expand(t, s.hide != nil && s.hide(path), referenceCredentials(path, t))
 		if len(errs) > 0 {
 			for _, err := range errs {
 				s.errs = append(s.errs, &Error{Origin: s.origin(path), Key: path, Msg: err.Error()})
@@ -716,12 +716,14 @@ func (s *substituter) origin(path string) string {
 // expand substitutes one string and reports whether any part of the result
 // came from the environment. Every unset variable is an error of its own;
 // a malformed reference ends the string's errors there. With hide, the
-// errors do not quote the string.
-func (s *substituter) expand(in string, hide bool) (string, bool, []error) {
+// errors do not quote the string; creds are where its credentials lie
+// (referenceCredentials), [REDACTED] where an error quotes it, and a
+// malformed reference among them is not quoted.
+func (s *substituter) expand(in string, hide bool, creds [][2]int) (string, bool, []error) {
 	if !strings.Contains(in, "${") {
 		return in, false, nil
 	}
-	quoted := strconv.Quote(in)
+	quoted := strconv.Quote(redactSpans(in, creds))
 	if hide {
 		quoted = "the value"
 	}
@@ -742,6 +744,7 @@ func (s *substituter) expand(in string, hide bool) (string, bool, []error) {
 			continue
 		}
 		b.WriteString(rest[:i])
+		at := len(in) - len(rest) + i // the reference's offset in in
 		end := strings.IndexByte(rest[i:], '}')
 		if end < 0 {
 			return "", false, append(errs, fmt.Errorf("unclosed ${ in %s", quoted))
@@ -755,8 +758,11 @@ func (s *substituter) expand(in string, hide bool) (string, bool, []error) {
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
 			ref := "${" + expr + "}"
-			if hide {
+			switch {
+			case hide:
 				ref = "in the value"
+			case overlaps(creds, at, at+end+1):
+				ref = "in a credential of the value"
 			}
 			return "", false, append(errs, fmt.Errorf("invalid variable reference %s (want ${NAME} or ${NAME:-default})", ref))
 		}

@@ -166,6 +166,65 @@ func underListedKey(key string, list []string) bool {
 	return false
 }
 
+// referenceCredentials returns where the credentials of a value as written
+// lie, for the errors about its ${ references (the value is then emptied,
+// and its credentials are in no secret list): in database.connection and
+// the urlKeys, a URL's whole userinfo (its user name too: "https://TOKEN@")
+// and whole query, and the password and sslpassword values of libpq's
+// keyword/value form; nil at any other key.
+func referenceCredentials(path, v string) [][2]int {
+	if path != "database.connection" && !urlKeys[path] {
+		return nil
+	}
+	i := strings.Index(v, "://")
+	if i < 0 {
+		if path == "database.connection" {
+			return keywordPasswords(v)
+		}
+		return nil
+	}
+	start := i + len("://")
+	rest := v[start:]
+	var spans [][2]int
+	if at := strings.LastIndexByte(rest, '@'); at > 0 {
+		spans = append(spans, [2]int{start, start + at})
+	}
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		end := len(v)
+		if h := strings.IndexByte(rest[q:], '#'); h >= 0 {
+			end = start + q + h
+		}
+		if start+q+1 < end {
+			spans = append(spans, [2]int{start + q + 1, end})
+		}
+	}
+	return mergeSpans(spans)
+}
+
+// overlaps reports whether [from, to) overlaps one of the spans.
+func overlaps(spans [][2]int, from, to int) bool {
+	for _, sp := range spans {
+		if from < sp[1] && sp[0] < to {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeSpans sorts spans and merges those that overlap or touch.
+func mergeSpans(spans [][2]int) [][2]int {
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var out [][2]int
+	for _, sp := range spans {
+		if n := len(out); n > 0 && sp[0] <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], sp[1])
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
 // redactConnection returns a database connection string with its
 // passwords replaced by [REDACTED].
 func redactConnection(conn string) string {
@@ -344,16 +403,7 @@ func urlCredentials(conn string, start int, all bool) [][2]int {
 		}
 	}
 	// A '?' inside the userinfo can make the spans overlap: merge them.
-	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
-	var out [][2]int
-	for _, sp := range spans {
-		if n := len(out); n > 0 && sp[0] <= out[n-1][1] {
-			out[n-1][1] = max(out[n-1][1], sp[1])
-			continue
-		}
-		out = append(out, sp)
-	}
-	return out
+	return mergeSpans(spans)
 }
 
 // keywordPasswords finds password=... and sslpassword=... (which
