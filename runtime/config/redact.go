@@ -463,9 +463,17 @@ func keywordPasswords(conn string) [][2]int {
 // parser takes the password's start for a port or a host and quotes it,
 // where neither the redactor (which knows the whole password) nor
 // Redacted would hide it.
-func ParseJWKSURL(raw string) (*url.URL, error) {
+func ParseJWKSURL(raw string) (*url.URL, error) { return parseJWKSURL(raw, false) }
+
+// parseJWKSURL is ParseJWKSURL; with secret (a part of raw came from the
+// environment) its error quotes raw as "[REDACTED]".
+func parseJWKSURL(raw string, secret bool) (*url.URL, error) {
 	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
-		return nil, fmt.Errorf("must be an http(s) URL, got %q", redactURL(raw))
+		got := redactURL(raw)
+		if secret {
+			got = Redacted
+		}
+		return nil, fmt.Errorf("must be an http(s) URL, got %q", got)
 	}
 	if atAfterHost(raw) {
 		return nil, errAtAfterHost

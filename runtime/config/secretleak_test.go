@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -49,5 +50,58 @@ func TestMalformedReferenceHidesCredential(t *testing.T) {
 	_, err := read(t, "[log]\nlevel = \"de${bug\"\n", nil)
 	if err == nil || !strings.Contains(err.Error(), `unclosed ${ in "de${bug"`) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A connection string that is not what the client wants is quoted in its
+// error with its passwords [REDACTED] (a PostgreSQL URL where SQLite wants
+// a directory quoted the password: the log's substring redaction leaves
+// one under 4 characters), and one with a part from the environment, or a
+// jwks_url with one, is [REDACTED] whole: a short part from the
+// environment is no more redacted from free text than a short password.
+func TestSQLiteConnectionErrorHidesPassword(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile("q7", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sqlite := "[database]\nclient = \"sqlite\"\nconnection = %q\n"
+	jwt := "[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\njwks_url = %q\n"
+	for _, tc := range []struct {
+		name, format, value string
+		vars                map[string]string
+		want                string
+		leaks               []string
+	}{
+		{"url password", sqlite, "postgres://u:pw@db.internal/app", nil, `got "postgres://u:[REDACTED]@db.internal/app"`, []string{":pw@"}},
+		{"query password", sqlite, "postgres://h/db?password=x1&sslmode=disable", nil, `got "postgres://h/db?password=[REDACTED]&sslmode=disable"`, []string{"x1"}},
+		{"keyword password", sqlite, "host=h password=k1 sslpassword=k2", nil, `got "host=h password=[REDACTED] sslpassword=[REDACTED]"`, []string{"k1", "k2"}},
+		{"password from the environment", sqlite, "postgres://u:${P}@h/db", map[string]string{"P": "pw"}, `got "[REDACTED]"`, []string{":pw@", "u:", "h/db"}},
+		{"host from the environment", sqlite, "postgres://u@${H}/db", map[string]string{"H": "h1"}, `got "[REDACTED]"`, []string{"h1"}},
+		{"directory from the environment", sqlite, "file:${D}", map[string]string{"D": "q7"}, "database.connection: names a file, or a directory under one or a symbolic link to nothing, where the directory would be (the directory that holds the SQLite databases)", []string{"q7"}},
+		{"jwks_url from the environment", jwt, "ftp://${H}/jwks", map[string]string{"H": "idp"}, `must be an http(s) URL, got "[REDACTED]"`, []string{"idp", "ftp"}},
+		{"jwks_url literal", jwt, "ftp://u:pw@idp/jwks", nil, `must be an http(s) URL, got "ftp://u:[REDACTED]@idp/jwks"`, []string{":pw@"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, fmt.Sprintf(tc.format, tc.value), tc.vars)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
+			}
+			for _, leak := range tc.leaks {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error shows %q:\n%s", leak, msg)
+				}
+			}
+		})
+	}
+	// The plain-http warning, logged at each start, names the host of a
+	// jwks_url written in the file, not of one from the environment.
+	c := mustRead(t, fmt.Sprintf(jwt, "${J}"), map[string]string{"J": "http://i9:80/jwks"})
+	if w := c.Warnings(); len(w) != 1 || strings.Contains(w[0], "i9") || !strings.Contains(w[0], "auth.jwt.jwks_url: is fetched over plain http:// from its host, which is not this machine") {
+		t.Errorf("Warnings = %q", w)
 	}
 }

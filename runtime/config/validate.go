@@ -50,6 +50,9 @@ func (c *Config) validate() Errors {
 		v.fail("runtime.cache_dir", "must not be empty")
 	} else if why := notADirectory(c.Resolve("runtime.cache_dir", c.Runtime.CacheDir)); why != "" {
 		// Checked without creating it: the runtime makes it at start.
+		if c.isSecret("runtime.cache_dir") {
+			why = notADirectoryHidden
+		}
 		v.fail("runtime.cache_dir", "%s", why)
 	}
 	v.database()
@@ -349,9 +352,16 @@ func (v *validator) database() {
 	d := v.c.Database
 	switch d.Client {
 	case "sqlite":
-		if err := checkSQLiteConnection(d.Connection); err != nil {
+		// A value with a part from the environment is not quoted, nor
+		// the path made of it: a short part is not redacted from free
+		// text.
+		secret := v.c.isSecret("database.connection")
+		if err := checkSQLiteConnection(d.Connection, secret); err != nil {
 			v.fail("database.connection", "%v", err)
 		} else if why := notADirectory(v.c.Resolve("database.connection", strings.TrimPrefix(d.Connection, "file:"))); why != "" {
+			if secret {
+				why = notADirectoryHidden
+			}
 			v.fail("database.connection", "%s (the directory that holds the SQLite databases)", why)
 		}
 	case "pg":
@@ -379,19 +389,26 @@ const minSQLiteMemory = 64 << 20
 // reads it (database.SQLiteDir): "file:DIRECTORY" or a path starting with
 // "/" or ".", naming the directory that holds greenroom.db and plugins/.
 // The SQLite URI forms of one database (file::memory:, ?mode=ro) would
-// make a directory of that name: refused, as is an empty directory.
-func checkSQLiteConnection(conn string) error {
+// make a directory of that name: refused, as is an empty directory. The
+// error quotes conn with its passwords [REDACTED] (a PostgreSQL URL given
+// by mistake), or, when secret (a part came from the environment), as
+// "[REDACTED]" whole.
+func checkSQLiteConnection(conn string, secret bool) error {
 	const want = `for client sqlite, want file:DIRECTORY (a directory that holds greenroom.db and one file per plugin, e.g. "file:.greenroom/data")`
+	got := strconv.Quote(redactConnection(conn))
+	if secret {
+		got = strconv.Quote(Redacted)
+	}
 	dir, isFile := strings.CutPrefix(conn, "file:")
 	switch {
 	case !isFile && !strings.HasPrefix(conn, "/") && !strings.HasPrefix(conn, "."):
-		return fmt.Errorf("%s, got %q", want, conn)
+		return fmt.Errorf("%s, got %s", want, got)
 	case dir == "":
-		return fmt.Errorf("%s, got %q: the directory is empty", want, conn)
+		return fmt.Errorf("%s, got %s: the directory is empty", want, got)
 	case strings.Contains(dir, ":memory:"):
-		return fmt.Errorf("%s, got %q: an in-memory database is not supported", want, conn)
+		return fmt.Errorf("%s, got %s: an in-memory database is not supported", want, got)
 	case strings.Contains(dir, "?"):
-		return fmt.Errorf("%s, got %q: SQLite URI parameters (?...) are not supported; greenroom sets its own on each file", want, conn)
+		return fmt.Errorf("%s, got %s: SQLite URI parameters (?...) are not supported; greenroom sets its own on each file", want, got)
 	}
 	return nil
 }
@@ -441,7 +458,8 @@ func (c *Config) warnedAt(key string) string {
 // plainHTTPJWKS is Warnings' line about an auth.jwt.jwks_url that is
 // fetched over plain http:// from a host other than this machine's
 // loopback (127.0.0.0/8, ::1, localhost), or "". It names the host, never
-// the URL, which may hold a password.
+// the URL, which may hold a password; not the host either when a part of
+// the URL came from the environment.
 func (c *Config) plainHTTPJWKS() string {
 	j := c.Auth.JWT
 	if j == nil {
@@ -451,8 +469,14 @@ func (c *Config) plainHTTPJWKS() string {
 	if err != nil || u.Scheme != "http" || IsLoopback(u.Hostname()) {
 		return ""
 	}
+	host := u.Host
+	if c.isSecret("auth.jwt.jwks_url") {
+		// A fragment of a secret, which the log's redactor (that knows
+		// the secret whole) would not find.
+		host = "its host"
+	}
 	return fmt.Sprintf("%sauth.jwt.jwks_url: is fetched over plain http:// from %s, which is not this machine: whoever sits on the path can answer with keys of its own and forge any token greenroom accepts; use https://",
-		c.warnedAt("auth.jwt.jwks_url"), u.Host)
+		c.warnedAt("auth.jwt.jwks_url"), host)
 }
 
 // IsLoopback reports whether host (a URL's, without brackets or port)
@@ -505,6 +529,10 @@ func (c *Config) connBuffers() string {
 	return fmt.Sprintf("%s%s: server.header_limit (%s) × server.max_connections (%d) is %.1f GiB: each open connection holds a read buffer of header_limit, so that many connections could take that much memory for their buffers alone; lower one of them",
 		where, key, s.HeaderLimit, s.MaxConnections, float64(total)/(1<<30))
 }
+
+// notADirectoryHidden is notADirectory's answer for a path with a part
+// from the environment, which it does not name.
+const notADirectoryHidden = "names a file, or a directory under one or a symbolic link to nothing, where the directory would be"
 
 // notADirectory says why dir cannot be used or made as a directory: it,
 // or the nearest of its parents that exists, is something else (a file).
@@ -727,7 +755,7 @@ func (v *validator) auth() {
 		}
 	}
 	if j := a.JWT; j != nil {
-		if _, err := ParseJWKSURL(j.JWKSURL); err != nil {
+		if _, err := parseJWKSURL(j.JWKSURL, v.c.isSecret("auth.jwt.jwks_url")); err != nil {
 			v.fail("auth.jwt.jwks_url", "%v", err)
 		}
 		if j.Issuer == "" {
