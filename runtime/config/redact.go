@@ -484,6 +484,15 @@ func parseJWKSURL(raw string, secret bool) (*url.URL, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if secret {
+			// net/url's reasons quote the fragment they stumble on,
+			// which no redaction of the secret it is part of finds.
+			msg := goQuoted.ReplaceAllString(err.Error(), "")
+			if strings.HasPrefix(msg, "invalid host:") {
+				msg = "invalid host" // netip's reason, which names parts
+			}
+			return nil, fmt.Errorf("does not parse as a URL: %s", msg)
+		}
 		if strings.HasPrefix(err.Error(), "invalid port ") {
 			// The "port" it quotes is what follows the host's last
 			// colon: the password of "https://user:password" without
@@ -497,6 +506,9 @@ func parseJWKSURL(raw string, secret bool) (*url.URL, error) {
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			if secret {
+				return nil, errors.New("has a port that is not from 1 to 65535")
+			}
 			return nil, fmt.Errorf("has port %q: want 1 to 65535", p)
 		}
 	}
@@ -509,15 +521,60 @@ func parseJWKSURL(raw string, secret bool) (*url.URL, error) {
 // Its error quotes pgx's message only when that shows no part of a
 // password (pgx hides a password it can find, not the fragment of one with
 // a '/' or '#' that its parser quotes).
-func ParsePGConnection(conn string) (*pgx.ConnConfig, error) {
+func ParsePGConnection(conn string) (*pgx.ConnConfig, error) { return parsePGConnection(conn, false) }
+
+// parsePGConnection is ParsePGConnection; with secret (a part of conn came
+// from the environment), its error gives pgx's reason only as one of
+// pgxReasons, never what pgx quotes or names of the value.
+func parsePGConnection(conn string, secret bool) (*pgx.ConnConfig, error) {
 	if atAfterHost(conn) {
 		return nil, errAtAfterHost
 	}
 	c, err := pgx.ParseConfig(conn)
 	if err != nil {
+		if secret {
+			return nil, secretParseError(err)
+		}
 		return nil, parseError(conn, "does not parse", err)
 	}
 	return c, nil
+}
+
+// goQuoted matches a string as strconv.Quote writes it, and a space
+// before it.
+var goQuoted = regexp.MustCompile(` ?"(?:[^"\\]|\\.)*"`)
+
+// pgxReasons are the reasons pgx.ParseConfig gives, in its words, without
+// the values it adds to some (a quoted fragment, an unknown value, a
+// file's path in the error it wraps).
+var pgxReasons = []string{
+	"failed to parse as URL", "failed to parse as keyword/value", "failed to read service",
+	"failed to configure TLS", "invalid port", "invalid connect_timeout", "invalid sslcertmode",
+	"invalid require_auth", "invalid default_query_exec_mode", "invalid min_protocol_version",
+	"invalid max_protocol_version", "min_protocol_version cannot be greater than max_protocol_version",
+	"cannot parse statement_cache_capacity", "cannot parse description_cache_capacity",
+	"unknown channel_binding value", "unknown target_session_attrs value", "unknown value",
+	"connection string key", "could not match",
+}
+
+// secretParseError is the error of a connection string with a part from
+// the environment that pgx does not parse: pgx's reason, as one of
+// pgxReasons (the longest it begins with), else the hint alone.
+func secretParseError(err error) error {
+	msg := err.Error()
+	if _, after, ok := strings.Cut(msg, "`: "); ok {
+		msg = after
+	}
+	best := ""
+	for _, r := range pgxReasons {
+		if strings.HasPrefix(msg, r) && len(r) > len(best) {
+			best = r
+		}
+	}
+	if best == "" {
+		return errors.New("does not parse (a '/', '?', '#' or '@' in a user name or password must be percent-encoded: %2F, %3F, %23, %40)")
+	}
+	return fmt.Errorf("does not parse: %s", best)
 }
 
 // atAfterHost reports whether the URL raw has an '@' after the end of its

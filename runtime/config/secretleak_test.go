@@ -105,3 +105,52 @@ func TestSQLiteConnectionErrorHidesPassword(t *testing.T) {
 		t.Errorf("Warnings = %q", w)
 	}
 }
+
+// The URL parsers quote what they stumble on (net/url: `invalid port
+// ":xx" after host`, `parse "postgres://..."`; pgx: `unknown sslcertmode
+// value: zz`, a file's path), a fragment of the value that no redaction
+// of the secret it came from finds. A database.connection or jwks_url
+// with a part from the environment is refused with the reason, without
+// any of them.
+func TestEnvURLParseErrorQuotesNoFragment(t *testing.T) {
+	pg := "[database]\nclient = \"pg\"\nconnection = %q\n"
+	jwt := "[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\njwks_url = %q\n"
+	for _, tc := range []struct {
+		name, format, value, v, want string
+		leaks                        []string
+	}{
+		{"pg port", pg, "${V}", "postgres://u@dbhost:xx/db", "database.connection: does not parse: invalid port", []string{"xx", "dbhost"}},
+		{"pg port of a host part", pg, "postgres://u@${V}/db", "h9:x7", "database.connection: does not parse: invalid port", []string{"x7", "h9"}},
+		{"pg escape", pg, "postgres://u@h/${V}", "d%z1", "database.connection: does not parse: failed to parse as URL", []string{"%z1", "z1"}},
+		{"pg sslcertmode", pg, "postgres://u@h/db?sslcertmode=${V}", "zq", "does not parse: invalid sslcertmode", []string{"zq"}},
+		{"pg target_session_attrs", pg, "postgres://u@h/db?target_session_attrs=${V}", "zq", "does not parse: unknown target_session_attrs value", []string{"zq"}},
+		{"pg file", pg, "postgres://u@h/db?sslmode=verify-full&sslrootcert=${V}", "q7.crt", "does not parse: failed to configure TLS", []string{"q7"}},
+		{"jwks host", jwt, "${V}", "https://id p/jwks", "does not parse as a URL: invalid character in host name", []string{`" "`, "id p"}},
+		{"jwks escape", jwt, "https://${V}/jwks", "i%zq", "does not parse as a URL: invalid URL escape", []string{"zq"}},
+		{"jwks port", jwt, "https://idp:${V}/jwks", "99999", "has a port that is not from 1 to 65535", []string{"99999"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, fmt.Sprintf(tc.format, tc.value), map[string]string{"V": tc.v})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
+			}
+			for _, leak := range append(tc.leaks, "`") {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error shows %q:\n%s", leak, msg)
+				}
+			}
+			if n := strings.Count(msg, `"`); n != 0 {
+				t.Errorf("error quotes something:\n%s", msg)
+			}
+		})
+	}
+	// Written in the file, the reason keeps what the parser quotes.
+	_, err := read(t, fmt.Sprintf(pg, "postgres://u@h/db?sslcertmode=zq"), nil)
+	if err == nil || !strings.Contains(err.Error(), "unknown sslcertmode value: zq") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -367,7 +367,7 @@ func (v *validator) database() {
 	case "pg":
 		if !strings.HasPrefix(d.Connection, "postgres://") && !strings.HasPrefix(d.Connection, "postgresql://") {
 			v.fail("database.connection", "for client pg, want a postgres:// URL")
-		} else if _, err := ParsePGConnection(d.Connection); err != nil {
+		} else if _, err := parsePGConnection(d.Connection, v.c.isSecret("database.connection")); err != nil {
 			v.fail("database.connection", "%v", err)
 		}
 	default:
