@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -142,7 +143,18 @@ func (d *decoder) decodeText(path string, src any, dst reflect.Value) {
 	switch v := src.(type) {
 	case string:
 		if err := u.UnmarshalText([]byte(v)); err != nil {
-			d.fail(path, "%v", err)
+			// At a secret key, neither the value nor what was computed
+			// from it: redactErrors misses a short secret, or one with a
+			// unit added, or its digits worked out.
+			var ve *valueError
+			switch {
+			case !d.isSecret(path):
+				d.fail(path, "%v", err)
+			case errors.As(err, &ve):
+				d.fail(path, "%s", ve.hidden)
+			default:
+				d.fail(path, "want a %s, got string %q", dst.Type().Name(), Redacted)
+			}
 		}
 	case int64:
 		if dst.Type() == reflect.TypeFor[Size]() {

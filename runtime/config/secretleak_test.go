@@ -154,3 +154,47 @@ func TestEnvURLParseErrorQuotesNoFragment(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A size, duration or rate with a part from the environment that does not
+// parse is refused without the value: "${V}MiX" quoted "12MiX", and the
+// log's redaction leaves a secret under 4 characters; nor with what was
+// computed from it ("1.123456KB" is not a whole number of bytes:
+// "(1123.456)").
+func TestSecretSizeErrorShowsNoDigits(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, v, want string
+	}{
+		{"unit", "[server]\nbody_limit = \"${V}MiX\"\n", "12", `server.body_limit: invalid size "[REDACTED]" (want e.g.`},
+		{"fraction", "[server]\nbody_limit = \"${V}\"\n", "1.123456KB", `server.body_limit: size "[REDACTED]" is not a whole number of bytes`},
+		{"fraction short", "[server]\nbody_limit = \"${V}KiB\"\n", "1.9", `server.body_limit: size "[REDACTED]" is not a whole number of bytes`},
+		{"too large", "[database]\nsqlite_memory = \"${V}TiB\"\n", "9e9", `database.sqlite_memory: size "[REDACTED]" is too large`},
+		{"duration", "[server]\nread_timeout = \"${V}x\"\n", "12", `server.read_timeout: invalid duration "[REDACTED]" (want a Go duration`},
+		{"negative duration", "[server]\nread_timeout = \"-${V}s\"\n", "12", `server.read_timeout: invalid duration "[REDACTED]": negative`},
+		{"rate", "[server]\nrate_limit = \"${V}/d\"\n", "12", `server.rate_limit: invalid rate "[REDACTED]" (want e.g.`},
+		{"rate too large", "[server]\nrate_limit = \"${V}/s\"\n", "5e9", `server.rate_limit: rate "[REDACTED]": at most 1000000000 per period`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, map[string]string{"V": tc.v})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
+			}
+			// No digit but those of the line and the bounds.
+			rest := strings.TrimPrefix(msg, "config: config.toml:2: ")
+			for _, bound := range []string{"512KiB", "64MiB", "1GiB", "1000000000", "5s", "250ms", "1m30s", "100/s", "600/m"} {
+				rest = strings.ReplaceAll(rest, bound, "")
+			}
+			if strings.ContainsAny(rest, "0123456789") {
+				t.Errorf("error shows digits:\n%s", msg)
+			}
+		})
+	}
+	// Written in the file, the value is quoted.
+	_, err := read(t, "[server]\nbody_limit = \"12MiX\"\n", nil)
+	if err == nil || !strings.Contains(err.Error(), `invalid size "12MiX"`) {
+		t.Errorf("err = %v", err)
+	}
+}

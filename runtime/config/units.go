@@ -9,6 +9,13 @@ import (
 	"time"
 )
 
+// valueError is the error of a value that does not parse as a size, a
+// duration or a rate: msg quotes the value, hidden (for a value with a part
+// from the environment) shows neither it nor anything computed from it.
+type valueError struct{ msg, hidden string }
+
+func (e *valueError) Error() string { return e.msg }
+
 // Size is a number of bytes, written in config as an integer or a string
 // with a unit: "512KiB", "64MiB", "1GiB", "16MB", "4096B".
 type Size uint64
@@ -38,14 +45,15 @@ func ParseSize(s string) (Size, error) {
 	// product misses by a rounding error.
 	n, ok := new(big.Rat).SetString(t)
 	if !ok || n.Sign() < 0 || !plainNumber(t) {
-		return 0, fmt.Errorf("invalid size %q (want e.g. \"512KiB\", \"64MiB\", \"1GiB\" or a number of bytes)", s)
+		const want = `(want e.g. "512KiB", "64MiB", "1GiB" or a number of bytes)`
+		return 0, &valueError{fmt.Sprintf("invalid size %q %s", s, want), `invalid size "[REDACTED]" ` + want}
 	}
 	v := n.Mul(n, new(big.Rat).SetUint64(mult))
 	if !v.IsInt() {
-		return 0, fmt.Errorf("size %q is not a whole number of bytes (%s)", s, v.FloatString(3))
+		return 0, &valueError{fmt.Sprintf("size %q is not a whole number of bytes (%s)", s, v.FloatString(3)), `size "[REDACTED]" is not a whole number of bytes`}
 	}
 	if !v.Num().IsInt64() {
-		return 0, fmt.Errorf("size %q is too large", s)
+		return 0, &valueError{fmt.Sprintf("size %q is too large", s), `size "[REDACTED]" is too large`}
 	}
 	return Size(v.Num().Int64()), nil
 }
@@ -109,10 +117,11 @@ type Duration time.Duration
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (want a Go duration such as \"5s\", \"250ms\", \"1m30s\")", string(b))
+		const want = `(want a Go duration such as "5s", "250ms", "1m30s")`
+		return &valueError{fmt.Sprintf("invalid duration %q %s", string(b), want), `invalid duration "[REDACTED]" ` + want}
 	}
 	if v < 0 {
-		return fmt.Errorf("invalid duration %q: negative", string(b))
+		return &valueError{fmt.Sprintf("invalid duration %q: negative", string(b)), `invalid duration "[REDACTED]": negative`}
 	}
 	*d = Duration(v)
 	return nil
@@ -143,10 +152,12 @@ func (r *Rate) UnmarshalText(b []byte) error {
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[strings.TrimSpace(unit)]
 	if !ok || err != nil || per == 0 || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
-		return fmt.Errorf("invalid rate %q (want e.g. \"100/s\", \"600/m\")", s)
+		const want = `(want e.g. "100/s", "600/m")`
+		return &valueError{fmt.Sprintf("invalid rate %q %s", s, want), `invalid rate "[REDACTED]" ` + want}
 	}
 	if n > maxRate {
-		return fmt.Errorf("rate %q: at most %d per period (leave it unset for no limit)", s, int64(maxRate))
+		return &valueError{fmt.Sprintf("rate %q: at most %d per period (leave it unset for no limit)", s, int64(maxRate)),
+			fmt.Sprintf(`rate "[REDACTED]": at most %d per period (leave it unset for no limit)`, int64(maxRate))}
 	}
 	*r = Rate{N: n, Per: per}
 	return nil
