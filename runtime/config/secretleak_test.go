@@ -198,3 +198,51 @@ func TestSecretSizeErrorShowsNoDigits(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// What a value from the environment decodes to is as secret as the value:
+// "5120KiB" decodes to 5MiB, "3600s" to 1h0m0s, "0987" to 987, none of
+// which the errors' redaction (of the value as written) finds, and a
+// short one (":80", "12") it leaves anyway. The checks that print a
+// decoded value print [REDACTED] for one from the environment, in their
+// own key's error and in another's that names it; so does the warning
+// about header_limit × max_connections.
+func TestSecretDerivedFormsRedacted(t *testing.T) {
+	plugin := "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\n"
+	for _, tc := range []struct {
+		name, text, v, want string
+		leaks               []string
+	}{
+		{"size", "[database]\nsqlite_memory = \"${V}\"\n", "5120KiB", "database.sqlite_memory: must be at least 64MiB (or 0 for no bound), got [REDACTED]", []string{"5MiB"}},
+		{"duration", "[auth.jwt]\njwks_url = \"https://idp/j\"\nissuer = \"i\"\naudience = \"a\"\nleeway = \"${V}\"\n", "3600s", "auth.jwt.leeway: must be at most 5m, got [REDACTED]", []string{"1h0m0s"}},
+		{"lease", "[scheduler]\nlease = \"${V}\"\n", "10ms", "scheduler.lease: must be at least 1s, got [REDACTED]", []string{"10ms"}},
+		{"integer", plugin + "instances = \"${V}\"\n", "02000", "plugins.a.limits.instances: must be between 1 and 1024, got [REDACTED]", []string{"2000"}},
+		{"negative integer", "[server]\nmax_connections = \"${V}\"\n", "-7", "server.max_connections: must be from 1 to 262144, got [REDACTED]", []string{"-7"}},
+		{"header limit", "[server]\nheader_limit = \"${V}\"\n", "2MiB", "server.header_limit: must be from 4KiB to 1MiB, got [REDACTED]", []string{"2097152"}},
+		{"named by another key", "[server]\nbody_limit = \"${V}\"\nrequest_budget = \"1MiB\"\n", "2048KiB", "server.request_budget: (1MiB) must be at least server.body_limit ([REDACTED])", []string{"2MiB"}},
+		{"memory pair", plugin + "memory = \"${V}\"\nretire_memory = \"64MiB\"\n", "32768KiB", "plugins.a.limits.retire_memory: (64MiB) must not exceed limits.memory ([REDACTED])", []string{"32MiB"}},
+		{"budget", "[server]\nresponse_budget = \"${V}\"\n" + plugin + "max_response = \"2MiB\"\n", "1024KiB", "plugins.a.limits.max_response: (2MiB) must not exceed server.response_budget ([REDACTED])", []string{"1MiB"}},
+		{"statement timeout", plugin + "db_statement_timeout = \"${V}\"\n", "9000h", "plugins.a.limits.db_statement_timeout: must be at most 596h31m23.647s (PostgreSQL's statement_timeout takes at most 2147483647 ms), got [REDACTED]", []string{"9000h0m0s", "0m0s"}},
+		{"listen", "[server]\nlisten = \":80\"\nmetrics_listen = \"${V}\"\n", ":80", "server.metrics_listen: [REDACTED] is server.listen's address", []string{":80 is"}},
+		{"rate window", "[server]\nrate_limit = \"${V}/h\"\nrate_burst = 100\n", "1", "server.rate_limit: with its burst makes a window of more than the 24h0m0s a window may last: raise the rate", []string{"window of 3.6e+05s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, map[string]string{"V": tc.v})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
+			}
+			for _, leak := range tc.leaks {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error shows %q:\n%s", leak, msg)
+				}
+			}
+		})
+	}
+	c := mustRead(t, "[server]\nheader_limit = \"${V}\"\nmax_connections = 262144\n", map[string]string{"V": "1024KiB"})
+	if w := c.Warnings(); len(w) != 1 || strings.Contains(w[0], "1MiB") || !strings.Contains(w[0], "server.header_limit ([REDACTED]) × server.max_connections (262144) is [REDACTED] GiB") {
+		t.Errorf("Warnings = %q", w)
+	}
+}

@@ -58,9 +58,9 @@ func (c *Config) validate() Errors {
 	v.database()
 	switch l := c.Scheduler.Lease.D(); {
 	case l < time.Second:
-		v.fail("scheduler.lease", "must be at least 1s, got %s", c.Scheduler.Lease)
+		v.fail("scheduler.lease", "must be at least 1s, got %s", v.show("scheduler.lease", c.Scheduler.Lease))
 	case l > MaxLease:
-		v.fail("scheduler.lease", "must be at most 24h (a replica that dies mid-run holds its task this long), got %s", c.Scheduler.Lease)
+		v.fail("scheduler.lease", "must be at most 24h (a replica that dies mid-run holds its task this long), got %s", v.show("scheduler.lease", c.Scheduler.Lease))
 	}
 	v.reading()
 	v.auth()
@@ -86,6 +86,18 @@ type validator struct {
 // applied on SQLite too, so that a config means the same on both.
 const maxPGTimeout = Duration(math.MaxInt32 * time.Millisecond)
 
+// show is x, the decoded value of the key at path, as an error prints it:
+// "[REDACTED]" when that value is secret (from the environment, or a
+// listed plugin secret). What was decoded from a secret (987 from "0987",
+// 5MiB from "5120KiB", 1h0m0s from "3600s") is as secret, and the errors'
+// redaction, which knows the secret as written, does not find it.
+func (v *validator) show(path string, x any) any {
+	if v.c.isSecret(path) {
+		return Redacted
+	}
+	return x
+}
+
 func (v *validator) fail(path, format string, args ...any) {
 	v.errs = append(v.errs, &Error{Origin: v.origin(path), Key: path, Msg: fmt.Sprintf(format, args...)})
 }
@@ -110,14 +122,14 @@ func (v *validator) server() {
 		if err := checkListen(s.MetricsListen); err != nil {
 			v.fail("server.metrics_listen", "%v", err)
 		} else if sameListener(s.MetricsListen, s.Listen) {
-			v.fail("server.metrics_listen", "%s is server.listen's address (%s), or overlaps it: the two listeners cannot share it; leave metrics_listen out to serve /metrics on server.listen", s.MetricsListen, s.Listen)
+			v.fail("server.metrics_listen", "%s is server.listen's address (%s), or overlaps it: the two listeners cannot share it; leave metrics_listen out to serve /metrics on server.listen", v.show("server.metrics_listen", s.MetricsListen), v.show("server.listen", s.Listen))
 		}
 	}
 	if s.BodyLimit == 0 {
 		v.fail("server.body_limit", "must be more than 0")
 	}
 	if s.BodyLimit > maxBodyLimit {
-		v.fail("server.body_limit", "must be at most %d bytes (2GiB less 16MiB and one byte: a plugin's request, body and head, must stay under 2GiB), got %s", uint64(maxBodyLimit), s.BodyLimit)
+		v.fail("server.body_limit", "must be at most %d bytes (2GiB less 16MiB and one byte: a plugin's request, body and head, must stay under 2GiB), got %s", uint64(maxBodyLimit), v.show("server.body_limit", s.BodyLimit))
 	}
 	for _, t := range []struct {
 		key string
@@ -137,20 +149,20 @@ func (v *validator) server() {
 		// Less and a shutdown with nothing to finish could not tell its
 		// listener's closing apart from work cut off (the HTTP server
 		// looks every 100 ms), and would exit 1.
-		v.fail("server.shutdown_timeout", "must be at least 1s, got %s", s.ShutdownTimeout)
+		v.fail("server.shutdown_timeout", "must be at least 1s, got %s", v.show("server.shutdown_timeout", s.ShutdownTimeout))
 	}
 	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
-		v.fail("server.max_connections", "must be from 1 to %d, got %d", maxConnections, s.MaxConnections)
+		v.fail("server.max_connections", "must be from 1 to %d, got %v", maxConnections, v.show("server.max_connections", s.MaxConnections))
 	}
 	if s.ResponseBudget == 0 {
 		v.fail("server.response_budget", "must be more than 0")
 	}
 	// A body_limit past its own bound has its error; not also this one.
 	if s.RequestBudget < s.BodyLimit && s.BodyLimit <= maxBodyLimit {
-		v.fail("server.request_budget", "(%s) must be at least server.body_limit (%s): a body that large could never be read", s.RequestBudget, s.BodyLimit)
+		v.fail("server.request_budget", "(%s) must be at least server.body_limit (%s): a body that large could never be read", v.show("server.request_budget", s.RequestBudget), v.show("server.body_limit", s.BodyLimit))
 	}
 	if s.HeaderLimit < minHeaderLimit || s.HeaderLimit > maxHeaderLimit {
-		v.fail("server.header_limit", "must be from 4KiB to 1MiB, got %d bytes", uint64(s.HeaderLimit))
+		v.fail("server.header_limit", "must be from 4KiB to 1MiB, got %v", v.show("server.header_limit", fmt.Sprintf("%d bytes", uint64(s.HeaderLimit))))
 	}
 	if s.RateBurst < 0 {
 		v.fail("server.rate_burst", "must not be negative")
@@ -167,7 +179,11 @@ func (v *validator) server() {
 			burst = max(1, math.Ceil(s.RateLimit.N))
 		}
 		if window := burst / ps; window > maxRateWindow.Seconds() {
-			v.fail("server.rate_limit", "with a burst of %v makes a window of %.3gs, more than the %s a window may last: raise the rate", burst, window, maxRateWindow)
+			if v.c.isSecret("server.rate_limit") || v.c.isSecret("server.rate_burst") {
+				v.fail("server.rate_limit", "with its burst makes a window of more than the %s a window may last: raise the rate", maxRateWindow)
+			} else {
+				v.fail("server.rate_limit", "with a burst of %v makes a window of %.3gs, more than the %s a window may last: raise the rate", burst, window, maxRateWindow)
+			}
 		}
 	}
 	v.cors()
@@ -226,7 +242,7 @@ func (v *validator) cors() {
 		}
 	}
 	if c.MaxAge < 0 {
-		v.fail("server.cors.max_age", "must not be negative, got %d", c.MaxAge)
+		v.fail("server.cors.max_age", "must not be negative, got %v", v.show("server.cors.max_age", c.MaxAge))
 	}
 }
 
@@ -377,7 +393,7 @@ func (v *validator) database() {
 		v.fail("database.isolation", "must be role or schema, got %q", d.Isolation)
 	}
 	if d.SQLiteMemory != 0 && d.SQLiteMemory < minSQLiteMemory {
-		v.fail("database.sqlite_memory", "must be at least 64MiB (or 0 for no bound), got %s", d.SQLiteMemory)
+		v.fail("database.sqlite_memory", "must be at least 64MiB (or 0 for no bound), got %s", v.show("database.sqlite_memory", d.SQLiteMemory))
 	}
 }
 
@@ -526,8 +542,13 @@ func (c *Config) connBuffers() string {
 		key = "server.max_connections"
 	}
 	where := c.warnedAt(key)
-	return fmt.Sprintf("%s%s: server.header_limit (%s) × server.max_connections (%d) is %.1f GiB: each open connection holds a read buffer of header_limit, so that many connections could take that much memory for their buffers alone; lower one of them",
-		where, key, s.HeaderLimit, s.MaxConnections, float64(total)/(1<<30))
+	v := &validator{c: c}
+	var gib any = fmt.Sprintf("%.1f", float64(total)/(1<<30))
+	if c.isSecret("server.header_limit") || c.isSecret("server.max_connections") {
+		gib = Redacted // computed from a secret
+	}
+	return fmt.Sprintf("%s%s: server.header_limit (%s) × server.max_connections (%v) is %s GiB: each open connection holds a read buffer of header_limit, so that many connections could take that much memory for their buffers alone; lower one of them",
+		where, key, v.show("server.header_limit", s.HeaderLimit), v.show("server.max_connections", s.MaxConnections), gib)
 }
 
 // notADirectoryHidden is notADirectory's answer for a path with a part
@@ -590,7 +611,7 @@ func (v *validator) reading() {
 		v.fail("reading.max_bytes", "must be more than 0")
 	}
 	if r.MaxBytes > 1<<30 {
-		v.fail("reading.max_bytes", "must be at most 1GiB, got %s", r.MaxBytes)
+		v.fail("reading.max_bytes", "must be at most 1GiB, got %s", v.show("reading.max_bytes", r.MaxBytes))
 	}
 	if r.Timeout == 0 {
 		v.fail("reading.timeout", "must be more than 0")
@@ -607,7 +628,7 @@ func (v *validator) reading() {
 				v.fail(p+".host", "%v", err)
 			}
 			if other, ok := hosts[h]; ok && h != "" {
-				v.fail(p+".host", "%s already has a credential in %s; one host gets one token", in.Host, other)
+				v.fail(p+".host", "%s already has a credential in %s; one host gets one token", v.show(p+".host", in.Host), other)
 			}
 			hosts[h] = p
 			// The token goes in a request header, which cannot carry a
@@ -779,7 +800,7 @@ func (v *validator) auth() {
 			v.fail("auth.jwt.principal_type", "must be user or service, got %q", j.PrincipalType)
 		}
 		if j.Leeway.D() > 5*time.Minute {
-			v.fail("auth.jwt.leeway", "must be at most 5m, got %s", j.Leeway)
+			v.fail("auth.jwt.leeway", "must be at most 5m, got %s", v.show("auth.jwt.leeway", j.Leeway))
 		}
 	}
 }
@@ -809,40 +830,40 @@ func (v *validator) plugin(id string, p *Plugin) {
 	l := p.Limits
 	lp := base + ".limits"
 	if l.Memory < 1<<20 {
-		v.fail(lp+".memory", "must be at least 1MiB, got %s", l.Memory)
+		v.fail(lp+".memory", "must be at least 1MiB, got %s", v.show(lp+".memory", l.Memory))
 	}
 	if l.Memory > 4<<30 {
-		v.fail(lp+".memory", "must be at most 4GiB (the 32-bit WebAssembly limit), got %s", l.Memory)
+		v.fail(lp+".memory", "must be at most 4GiB (the 32-bit WebAssembly limit), got %s", v.show(lp+".memory", l.Memory))
 	}
 	if l.Timeout == 0 {
 		v.fail(lp+".timeout", "must be more than 0")
 	}
 	if l.Instances < 1 || l.Instances > 1024 {
-		v.fail(lp+".instances", "must be between 1 and 1024, got %d", l.Instances)
+		v.fail(lp+".instances", "must be between 1 and 1024, got %v", v.show(lp+".instances", l.Instances))
 	}
 	if l.MaxRequests < 0 {
 		v.fail(lp+".max_requests", "must not be negative")
 	}
 	if l.RetireMemory > 0 && l.RetireMemory > l.Memory {
-		v.fail(lp+".retire_memory", "(%s) must not exceed limits.memory (%s)", l.RetireMemory, l.Memory)
+		v.fail(lp+".retire_memory", "(%s) must not exceed limits.memory (%s)", v.show(lp+".retire_memory", l.RetireMemory), v.show(lp+".memory", l.Memory))
 	}
 	if l.MaxResponse == 0 {
 		v.fail(lp+".max_response", "must be more than 0")
 	}
 	if rb := v.c.Server.ResponseBudget; rb > 0 && l.MaxResponse > rb {
-		v.fail(lp+".max_response", "(%s) must not exceed server.response_budget (%s): an answer that large could never be sent", l.MaxResponse, rb)
+		v.fail(lp+".max_response", "(%s) must not exceed server.response_budget (%s): an answer that large could never be sent", v.show(lp+".max_response", l.MaxResponse), v.show("server.response_budget", rb))
 	}
 	if l.GCPercent < -1 || l.GCPercent > 10000 {
-		v.fail(lp+".gc_percent", "must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got %d", l.GCPercent)
+		v.fail(lp+".gc_percent", "must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got %v", v.show(lp+".gc_percent", l.GCPercent))
 	}
 	if l.DBMaxConns < 1 {
-		v.fail(lp+".db_max_conns", "must be at least 1, got %d", l.DBMaxConns)
+		v.fail(lp+".db_max_conns", "must be at least 1, got %v", v.show(lp+".db_max_conns", l.DBMaxConns))
 	}
 	if l.DBStatementTimeout == 0 {
 		v.fail(lp+".db_statement_timeout", "must be more than 0")
 	}
 	if l.DBStatementTimeout > maxPGTimeout {
-		v.fail(lp+".db_statement_timeout", "must be at most %s (PostgreSQL's statement_timeout takes at most 2147483647 ms), got %s", maxPGTimeout, l.DBStatementTimeout)
+		v.fail(lp+".db_statement_timeout", "must be at most %s (PostgreSQL's statement_timeout takes at most 2147483647 ms), got %s", maxPGTimeout, v.show(lp+".db_statement_timeout", l.DBStatementTimeout))
 	}
 	if l.DBMaxResult == 0 {
 		v.fail(lp+".db_max_result", "must be more than 0")
@@ -850,20 +871,20 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.DBMaxResult > 1<<30 {
 		// A result is copied whole into the plugin's memory, and its
 		// length crosses the ABI as an i32.
-		v.fail(lp+".db_max_result", "must be at most 1GiB, got %s", l.DBMaxResult)
+		v.fail(lp+".db_max_result", "must be at most 1GiB, got %s", v.show(lp+".db_max_result", l.DBMaxResult))
 	}
 	if l.DBMaxSize > 0 {
 		if v.c.Database.Client == "pg" {
 			v.fail(lp+".db_max_size", "is enforced on SQLite only: a PostgreSQL schema has no quota of its own (watch the database's disk usage instead)")
 		} else if l.DBMaxSize < minDBMaxSize {
-			v.fail(lp+".db_max_size", "must be at least 64KiB (or 0 for no bound), got %s", l.DBMaxSize)
+			v.fail(lp+".db_max_size", "must be at least 64KiB (or 0 for no bound), got %s", v.show(lp+".db_max_size", l.DBMaxSize))
 		}
 	}
 	if l.MigrationTimeout <= 0 {
 		v.fail(lp+".migration_timeout", "must be more than 0")
 	}
 	if l.MigrationTimeout > maxPGTimeout {
-		v.fail(lp+".migration_timeout", "must be at most %s (PostgreSQL's statement_timeout and lock_timeout take at most 2147483647 ms), got %s", maxPGTimeout, l.MigrationTimeout)
+		v.fail(lp+".migration_timeout", "must be at most %s (PostgreSQL's statement_timeout and lock_timeout take at most 2147483647 ms), got %s", maxPGTimeout, v.show(lp+".migration_timeout", l.MigrationTimeout))
 	}
 	if l.LogRate <= 0 {
 		v.fail(lp+".log_rate", "must be more than 0")
