@@ -244,7 +244,36 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 		}
 		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "database connection pool exhausted: all %d connections (limits.db_max_conns) stayed busy for %s (limits.db_statement_timeout)", lim.MaxConns, lim.StatementTimeout)
 	}
-	return nil, fmt.Errorf("database connection: %w", err)
+	return nil, p.connectFailed(err)
+}
+
+// connectFailed is what the plugin is told when its connection could not
+// be opened: that, and the SQLSTATE when the server gave one. pgx's text
+// names the database's host and port, the plugin's role and its database
+// (the server's message names the role too), which the plugin has no use
+// for: the operator's log has it (its secrets redacted, as every line's).
+func (p *PluginDB) connectFailed(err error) error {
+	if p.svc.allowLine(p.id) {
+		p.log.WithError(err).Warn("the plugin's database connection could not be opened")
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && validSQLState(pe.Code) {
+		return hostfuncs.Failf(hostfuncs.ErrFailed, "could not open a database connection (the runtime's log says why) (SQLSTATE %s)", pe.Code)
+	}
+	return hostfuncs.Failf(hostfuncs.ErrFailed, "could not open a database connection (the runtime's log says why)")
+}
+
+// validSQLState reports whether code is five of [0-9A-Z], as a SQLSTATE is.
+func validSQLState(code string) bool {
+	if len(code) != 5 {
+		return false
+	}
+	for _, c := range []byte(code) {
+		if (c < '0' || c > '9') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // check refuses statements before they reach the database: during init,
