@@ -21,7 +21,8 @@ import (
 //
 // Groups become dotted field names ("req.took"). Levels map to the
 // runtime's: below Info is debug, Info info, Warn warn, Error and above
-// error. The operator's [plugins.<id>] log_level raises the floor (Enabled
+// error; a level between them (slog.Level(2), LevelDebug-4) keeps slog's
+// name for it ("INFO+2", "DEBUG-4") in the line's slog_level field. The operator's [plugins.<id>] log_level raises the floor (Enabled
 // asks the runtime, so records below it cost nothing), and a per-plugin
 // rate limit drops what is over it, counted and reported. Secrets from the
 // plugin's config are redacted from every line. A record over 64 KiB is

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -132,8 +133,10 @@ func limitsText(o PluginOptions) *string {
 }
 
 // LogrusLevel maps an slog level to the logrus level its lines are written
-// at: below info is debug, 0-3 info, 4-7 warn, 8 and above error. Plugin
-// lines are never written at logrus's fatal or panic levels.
+// at: below info is debug, 0-3 info, 4-7 warn, 8 and above error, which is
+// the level slog names it after ("INFO+3" is info, "DEBUG-4" debug; the
+// name itself is kept in SlogLevelKey). Plugin lines are never written at
+// logrus's fatal or panic levels.
 func LogrusLevel(level int32) logrus.Level {
 	switch {
 	case level < hostfuncs.LevelInfo:
@@ -146,6 +149,23 @@ func LogrusLevel(level int32) logrus.Level {
 	return logrus.ErrorLevel
 }
 
+// SlogLevelKey is the field that keeps the slog name of a record's level
+// when it is none of slog's four named levels (slog.Level(2), which slog
+// writes "INFO+2"; LevelDebug-4, "DEBUG-4"): the line's own level is the
+// host's that name is relative to (LogrusLevel), and this field says
+// which of the plugin's levels it was.
+const SlogLevelKey = "slog_level"
+
+// slogLevelName is the name slog gives level when it is not one of its
+// four named levels, "" for those.
+func slogLevelName(level int32) string {
+	switch level {
+	case hostfuncs.LevelDebug, hostfuncs.LevelInfo, hostfuncs.LevelWarn, hostfuncs.LevelError:
+		return ""
+	}
+	return slog.Level(level).String()
+}
+
 // Enabled reports whether a line at level (an slog level) passes the
 // plugin's floor and the runtime's log level.
 func (l *PluginLogger) Enabled(level int32) bool {
@@ -153,7 +173,8 @@ func (l *PluginLogger) Enabled(level int32) bool {
 }
 
 // reserved are the fields the runtime sets on every plugin line, and the
-// field that marks its audit lines; a plugin attribute with one of these
+// field that marks its audit lines, and the name of a level slog has no
+// name for (SlogLevelKey); a plugin attribute with one of these
 // keys is written as "fields.<key>" (as logrus does for time, msg and
 // level) so that a plugin cannot forge them: a line's plugin, request and
 // task are the runtime's, and a line with a top-level "audit" field is
@@ -162,7 +183,7 @@ func (l *PluginLogger) Enabled(level int32) bool {
 // included.
 func reserved(k string) bool {
 	switch k {
-	case "plugin", "request_id", "task", "stream", "phase", "audit":
+	case "plugin", "request_id", "task", "stream", "phase", "audit", SlogLevelKey:
 		return true
 	}
 	return false
@@ -276,6 +297,8 @@ func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord) int32 {
 	}
 	if rec.Stream != "" {
 		fields["stream"] = rec.Stream
+	} else if name := slogLevelName(rec.Level); name != "" {
+		fields[SlogLevelKey] = name
 	}
 	e := logrus.NewEntry(l.log)
 	e.Data = fields

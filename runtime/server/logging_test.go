@@ -95,6 +95,41 @@ func TestPluginLogLevelFloor(t *testing.T) {
 	}
 }
 
+// A record at a level slog has no name for (slog.Level(2), which slog
+// writes "INFO+2"; LevelDebug-4, "DEBUG-4") is written at the host level
+// its name is relative to, and keeps that name in slog_level: the
+// operator sees which of the plugin's levels it was. Lines at the four
+// named levels carry no slog_level, and a plugin's own attribute of that
+// name cannot pass for the runtime's.
+func TestPluginCustomLevelsKeepTheirName(t *testing.T) {
+	in := start(t, logurlConfig(""))
+	if status, _, body := in.Get(t, "/api/logurl/customlevels"); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	for _, tc := range []struct{ msg, level, name string }{
+		{"custom info+2", "info", "INFO+2"},
+		{"custom debug-4", "debug", "DEBUG-4"},
+		{"custom info+3", "info", "INFO+3"},
+		{"custom error+4", "error", "ERROR+4"},
+		{"custom warn", "warning", ""},
+	} {
+		lines := linesWith(t, in, tc.msg)
+		if len(lines) != 1 {
+			t.Fatalf("%q: %d lines:\n%s", tc.msg, len(lines), in.Log)
+		}
+		l := lines[0]
+		if l["level"] != tc.level || l["plugin"] != "logurl" {
+			t.Errorf("%q: level %v, want %s", tc.msg, l["level"], tc.level)
+		}
+		if got, _ := l["slog_level"].(string); got != tc.name {
+			t.Errorf("%q: slog_level %q, want %q (line %v)", tc.msg, got, tc.name, l)
+		}
+	}
+	if l := linesWith(t, in, "custom warn")[0]; l["fields.slog_level"] != "forged" {
+		t.Errorf("a plugin's slog_level attribute: %v, want it as fields.slog_level", l)
+	}
+}
+
 // Lines over the rate limit — structured and printed alike — are counted
 // and reported; written plus reported is everything the plugin logged.
 func TestPluginLogRateLimit(t *testing.T) {

@@ -49,6 +49,16 @@ func init() {
 		greenroom.Logger().Info("forging", "plugin", "forged", "request_id", "forged", "stream", "forged", "level", "forged")
 		w.Write([]byte("ok"))
 	})
+	mux.HandleFunc("GET /customlevels", func(w http.ResponseWriter, r *http.Request) {
+		l := greenroom.Logger()
+		ctx := r.Context()
+		l.Log(ctx, slog.Level(2), "custom info+2")
+		l.Log(ctx, slog.LevelDebug-4, "custom debug-4")
+		l.Log(ctx, slog.LevelWarn-1, "custom info+3")
+		l.Log(ctx, slog.LevelError+4, "custom error+4")
+		l.Log(ctx, slog.LevelWarn, "custom warn", "slog_level", "forged")
+		w.Write([]byte("ok"))
+	})
 	mux.HandleFunc("GET /levels", func(w http.ResponseWriter, r *http.Request) {
 		l := greenroom.Logger()
 		l.Debug("level debug")
