@@ -30,6 +30,11 @@ import (
 // string is dropped whole, never cut, so that no part of a secret in it is
 // left for the runtime's redaction to miss).
 //
+// The record's time is not sent: the line's time is the runtime's, when it
+// receives the record. Otherwise the handler follows slog's rules for
+// handlers (testing/slogtest passes): a group with nothing in it, from the
+// record or from WithGroup, is left out.
+//
 // To send slog's default logger and the log package here as well:
 //
 //	slog.SetDefault(greenroom.Logger())
@@ -54,7 +59,12 @@ type logHandler struct {
 	write   func(rec []byte)
 	pre     []byte // attributes and group openings from WithAttrs/WithGroup
 	groups  int    // groups opened in pre
-	count   attrCount
+	// preAttrs is how much of pre ends with its last attribute, and
+	// trailing how many of its groups are opened after that: a record
+	// that adds no attribute sends pre[:preAttrs] and leaves them out,
+	// as slog's handlers leave out a group with nothing in it.
+	preAttrs, trailing int
+	count              attrCount
 	// chain is what pre encodes, kept for a record that must be sent
 	// flat (see encodeFlat).
 	chain []chainLink
@@ -121,10 +131,14 @@ func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
 		dst = appendBoolAttr(dst, "greenroom.truncated", true)
 		c.attrs++
 	}
+	// lastAttr is where the last attribute of h's chain ends in dst;
+	// the trailing groups of the chain are opened after it.
+	var lastAttr int
 	if maxStr > 0 {
 		// h.pre holds With's attributes whole: they are encoded again,
 		// so that a long one is dropped too, not the whole record.
 		c = attrCount{attrs: c.attrs - h.count.attrs}
+		lastAttr = len(dst)
 		for _, l := range h.chain {
 			if l.attrs == nil {
 				dst = appendKey(dst, kindGroup, l.group)
@@ -132,18 +146,31 @@ func (h *logHandler) encode(dst []byte, r slog.Record, maxStr int) []byte {
 				c.maxDepth = max(c.maxDepth, c.depth)
 				continue
 			}
+			n := len(dst)
 			for _, a := range l.attrs {
 				dst = appendSlogAttr(dst, a, maxStr, &c)
 			}
+			if len(dst) > n {
+				lastAttr = len(dst)
+			}
 		}
 	} else {
+		lastAttr = len(dst) + h.preAttrs
 		dst = append(dst, h.pre...)
 	}
+	before := len(dst)
 	r.Attrs(func(a slog.Attr) bool {
 		dst = appendSlogAttr(dst, a, maxStr, &c)
 		return true
 	})
-	for i := 0; i < h.groups; i++ {
+	groups := h.groups
+	if len(dst) == before {
+		// The record adds nothing to the groups WithGroup opened after
+		// the last attribute: they are left out.
+		dst = dst[:lastAttr]
+		groups -= h.trailing
+	}
+	for i := 0; i < groups; i++ {
 		dst = append(dst, kindGroupEnd)
 	}
 	if !c.fits() {
@@ -231,11 +258,28 @@ func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	// called again when a long record is encoded anew from the chain.
 	resolved := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
-		resolved[i] = slog.Attr{Key: a.Key, Value: a.Value.Resolve()}
+		resolved[i] = resolveAttr(a)
 		h2.pre = appendSlogAttr(h2.pre, resolved[i], 0, &h2.count)
+	}
+	if len(h2.pre) > len(h.pre) {
+		h2.preAttrs, h2.trailing = len(h2.pre), 0
 	}
 	h2.chain = append(slices.Clip(h.chain), chainLink{attrs: resolved})
 	return &h2
+}
+
+// resolveAttr resolves a's value, and those in its groups at any depth.
+func resolveAttr(a slog.Attr) slog.Attr {
+	a.Value = a.Value.Resolve()
+	if a.Value.Kind() != slog.KindGroup {
+		return a
+	}
+	g := a.Value.Group()
+	out := make([]slog.Attr, len(g))
+	for i, ga := range g {
+		out[i] = resolveAttr(ga)
+	}
+	return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
 }
 
 func (h *logHandler) WithGroup(name string) slog.Handler {
@@ -245,6 +289,7 @@ func (h *logHandler) WithGroup(name string) slog.Handler {
 	h2 := *h
 	h2.pre = appendKey(slices.Clip(h.pre), kindGroup, name)
 	h2.groups++
+	h2.trailing++
 	h2.count.depth++
 	h2.count.maxDepth = max(h2.count.maxDepth, h2.count.depth)
 	h2.chain = append(slices.Clip(h.chain), chainLink{group: name})
@@ -269,17 +314,24 @@ func appendSlogAttr(dst []byte, a slog.Attr, maxStr int, c *attrCount) []byte {
 		if len(attrs) == 0 {
 			return dst
 		}
+		start := len(dst)
 		if a.Key != "" {
 			dst = appendKey(dst, kindGroup, a.Key)
 			c.depth++
 			c.maxDepth = max(c.maxDepth, c.depth)
 		}
+		inner := len(dst)
 		for _, ga := range attrs {
 			dst = appendSlogAttr(dst, ga, maxStr, c)
 		}
 		if a.Key != "" {
-			dst = append(dst, kindGroupEnd)
 			c.depth--
+			if len(dst) == inner {
+				// Nothing in it but empty attributes: omitted, as an
+				// empty group is.
+				return dst[:start]
+			}
+			dst = append(dst, kindGroupEnd)
 		}
 		return dst
 	case slog.KindString:

@@ -310,3 +310,47 @@ func TestLogHandlerFlattens(t *testing.T) {
 		t.Errorf("grouped record: %q", attrs)
 	}
 }
+
+// A group with nothing in it is left out, as slog's handlers leave it
+// out (TestLogHandlerSlogtest runs slogtest's cases): one WithGroup
+// opened that the record adds nothing to, also when the record is sent
+// with its long strings dropped, and a record's group that holds only
+// empty attributes.
+func TestLogHandlerEmptyGroups(t *testing.T) {
+	c := &capture{floor: -4}
+	log := c.logger()
+	long := strings.Repeat("x", 70<<10)
+	log.With("a", 1).WithGroup("G").Info("trailing group")
+	log.WithGroup("G").Info("group of empties", slog.Group("H", slog.Attr{}), slog.Attr{})
+	log.WithGroup("G").With(slog.Attr{}).WithGroup("H").Info("empty With")
+	log.With("big", long).WithGroup("G").Info("long")
+	log.With("a", 1).WithGroup("G").With("b", 2).WithGroup("H").Info("kept", "c", 3)
+	want := [][]string{{"a=1"}, nil, nil, {"greenroom.truncated=true", "big=[71680 bytes dropped: record over 64 KiB]"}, {"a=1", "G.b=2", "G.H.c=3"}}
+	if len(c.records) != len(want) {
+		t.Fatalf("%d records", len(c.records))
+	}
+	for i, rec := range c.records {
+		_, msg, attrs := decodeRecord(t, rec)
+		if strings.Join(attrs, " ") != strings.Join(want[i], " ") {
+			t.Errorf("%s: %q, want %q", msg, attrs, want[i])
+		}
+		if i < 4 && (bytes.Contains(rec, []byte("G")) || bytes.Contains(rec, []byte("H"))) {
+			t.Errorf("%s: an empty group was sent: %q", msg, rec[:min(len(rec), 200)])
+		}
+	}
+}
+
+// A LogValuer inside a group given to With is resolved once, when With is
+// called, like one at the top (TestLogHandlerResolvesWithOnce).
+func TestLogHandlerResolvesWithGroupsOnce(t *testing.T) {
+	c := &capture{floor: -4}
+	var n int
+	log := c.logger().With(slog.Group("g", "snap", countingValuer{&n}))
+	log.Info("short")
+	log.Info("long", "long", strings.Repeat("x", 70<<10))
+	for i := range c.records {
+		if _, _, attrs := decodeRecord(t, c.records[i]); !slices.Contains(attrs, "g.snap=1") {
+			t.Errorf("record %d: %q, want g.snap=1", i, attrs)
+		}
+	}
+}
