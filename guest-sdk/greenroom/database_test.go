@@ -485,3 +485,31 @@ func TestLargeStatementBufferNotKept(t *testing.T) {
 		t.Errorf("requests sent: %d", len(f.reqs))
 	}
 }
+
+type bigUint uint64
+
+// A uint64 over math.MaxInt64, which no value of the wire holds, is
+// refused before anything is sent (database/sql's conversion, which the
+// driver leaves in place: it has no NamedValueChecker), never sent
+// wrapped to a negative int64; one up to MaxInt64 is sent as an int64.
+func TestDriverRefusesLargeUint64(t *testing.T) {
+	f := &fakeDB{}
+	db := sql.OpenDB(connector{f})
+	defer db.Close()
+	for _, v := range []any{uint64(math.MaxInt64) + 1, uint64(math.MaxUint64), bigUint(math.MaxUint64)} {
+		_, err := db.Exec("INSERT INTO t VALUES (?)", v)
+		if err == nil || !strings.Contains(err.Error(), "uint64 values with high bit set are not supported") {
+			t.Errorf("%T %v: %v, want it refused", v, v, err)
+		}
+	}
+	if len(f.reqs) != 0 {
+		t.Fatalf("%d requests sent for refused arguments", len(f.reqs))
+	}
+	if _, err := db.Exec("INSERT INTO t VALUES (?)", uint64(math.MaxInt64)); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := appendStatement(nil, 0, "INSERT INTO t VALUES (?)", named([]driver.Value{int64(math.MaxInt64)}), 0)
+	if len(f.reqs) != 1 || string(f.reqs[0]) != string(want) {
+		t.Errorf("uint64 MaxInt64: request\n%x\nwant\n%x", f.reqs, want)
+	}
+}

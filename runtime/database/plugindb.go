@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sirupsen/logrus"
+	"modernc.org/sqlite"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
@@ -999,7 +1000,42 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 		// a server that ended the session looks the same.
 		return hostfuncs.Failf(hostfuncs.ErrFailed, "the database connection was closed while the statement ran, and the driver does not say why: a message from the server (a notice or an error the statement raised, or a row) longer than limits.db_max_result of %d bytes ends the connection, and so does a server that ended the session (restarted, or pg_terminate_backend); the statement may have run", lim.MaxResult)
 	}
+	if p.svc.cfg.Client == ClientSQLite && sqliteMissingArgError(err) {
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments, not one per placeholder (%v): pass one argument per placeholder", len(st.Args), err)
+	}
+	if p.svc.cfg.Client == ClientPG && pgArgCountError(err) {
+		// As SQLite's checkArgs: the plugin's call, not the database,
+		// is wrong.
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments, not one per placeholder (%v; a $n used twice is one placeholder): pass one argument per placeholder", len(st.Args), err)
+	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
+}
+
+// pgArgCountError reports whether err is pgx's refusal of a statement
+// given more or fewer arguments than its placeholders, which it makes
+// before sending the statement to run: "expected 1 arguments, got 2"
+// (a query), "mismatched param and argument count" (an exec).
+func pgArgCountError(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return false
+	}
+	m := err.Error()
+	return m == "mismatched param and argument count" ||
+		strings.HasPrefix(m, "expected ") && strings.Contains(m, " arguments, got ")
+}
+
+// sqliteMissingArgError reports whether err is the SQLite driver's
+// refusal of a statement with a placeholder no argument was given for
+// ("missing argument with index 1", "missing named argument \"3\"":
+// $1 and $3 without a $2), which it makes before running it.
+func sqliteMissingArgError(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return false
+	}
+	m := err.Error()
+	return strings.HasPrefix(m, "missing argument with index ") || strings.HasPrefix(m, "missing named argument ")
 }
 
 // memoryBound says what a SQLite statement that ran out of memory ran

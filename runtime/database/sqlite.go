@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
@@ -359,12 +360,11 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("register SQL functions: %w", err)
 	}
-	db, _, err := sqliteHandle(dc)
-	if err != nil {
+	sc := &sqliteConn{sqliteDriverConn: inner}
+	if sc.db, sc.tls, err = sqliteHandle(dc); err != nil {
 		dc.Close()
 		return nil, err
 	}
-	sc := &sqliteConn{sqliteDriverConn: inner, db: db}
 	if err := ar.RegisterAuthorizer(sc.authorize); err != nil {
 		dc.Close()
 		return nil, fmt.Errorf("install authorizer: %w", err)
@@ -399,9 +399,11 @@ type sqliteDriverConn interface {
 // transactions run with PRAGMA query_only, which the driver does not set.
 type sqliteConn struct {
 	sqliteDriverConn
-	// db is the connection's sqlite3* handle, for sqlite3_interrupt
-	// (watch).
-	db uintptr
+	// db and tls are the driver's sqlite3* and the libc state it calls
+	// SQLite with (sqliteHandle): db for sqlite3_interrupt (watch), both
+	// for checkArgs.
+	db  uintptr
+	tls *libc.TLS
 	// expired is set while the context of the plugin's statement being
 	// compiled and run has ended (watch): the authorizer then denies
 	// what SQLite asks it about, so that a compile SQLite does not
@@ -448,6 +450,61 @@ type sqliteConn struct {
 	// since ExecContext began: only then is last_insert_rowid() the
 	// call's.
 	inserted bool
+}
+
+// checkArgs refuses a plugin's statement given more or fewer arguments
+// than it has parameters (sqlite3_bind_parameter_count: a ?NNN or a
+// $name used twice is one). The driver binds each parameter and ignores
+// the arguments left over, silently: `INSERT INTO t (a, b) VALUES (?, ?)`
+// with three arguments ran, the third dropped, where PostgreSQL refuses
+// it (pgx: "expected 2 arguments, got 3"). The statement is compiled
+// for its count, not run; one that does not compile is left for its run
+// to report. A statement with no argument is not compiled twice (the
+// driver fails one with parameters: "missing argument with index 1"),
+// nor is one with several statements, which checkSeveral has refused
+// already.
+func (c *sqliteConn) checkArgs(q string, args int) error {
+	if args == 0 || c.trusted || c.db == 0 {
+		return nil
+	}
+	n, ok := c.paramCount(q)
+	switch {
+	case !ok || args == n:
+		return nil
+	case args > n:
+		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments for its %d placeholders (a $n or ?NNN used twice is one placeholder); SQLite would ignore the %d left over, PostgreSQL refuses them: pass one argument per placeholder", args, n, args-n)
+	}
+	return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments for its %d placeholders (a $n or ?NNN used twice is one placeholder): pass one argument per placeholder", args, n)
+}
+
+// paramCount compiles the first statement of q on the connection,
+// without running it, and returns its number of parameters; ok is false
+// when it does not compile.
+func (c *sqliteConn) paramCount(q string) (n int, ok bool) {
+	tls := c.tls
+	z := sqlite3.Xsqlite3_malloc64(tls, uint64(len(q))+1)
+	if z == 0 {
+		return 0, false
+	}
+	defer sqlite3.Xsqlite3_free(tls, z)
+	copy(unsafe.Slice((*byte)(ptr(z)), len(q)+1), q)
+	pp := sqlite3.Xsqlite3_malloc64(tls, uint64(unsafe.Sizeof(uintptr(0))))
+	if pp == 0 {
+		return 0, false
+	}
+	defer sqlite3.Xsqlite3_free(tls, pp)
+	*(*uintptr)(ptr(pp)) = 0
+	// q has no NUL (check refuses one), and nByte bounds what is read.
+	if sqlite3.Xsqlite3_prepare_v2(tls, c.db, z, int32(len(q)), pp, 0) != sqlite3.SQLITE_OK {
+		return 0, false
+	}
+	stmt := *(*uintptr)(ptr(pp))
+	if stmt == 0 {
+		return 0, true // only spaces and comments
+	}
+	n = int(sqlite3.Xsqlite3_bind_parameter_count(tls, stmt))
+	sqlite3.Xsqlite3_finalize(tls, stmt)
+	return n, true
 }
 
 // refusedWhat names what the authorizer denies, for the error.
@@ -559,9 +616,15 @@ func (c *sqliteConn) ExecContext(ctx context.Context, q string, args []driver.Na
 	if c.trusted {
 		return c.sqliteDriverConn.ExecContext(ctx, q, args)
 	}
+	stop := c.watch(ctx)
+	if err := c.checkArgs(q, len(args)); err != nil { // its compile under watch too
+		stop()
+		return nil, err
+	}
+	stop()
 	c.inserted = false
 	before, berr := c.trustedInt(ctx, "SELECT total_changes()")
-	stop := c.watch(ctx)
+	stop = c.watch(ctx)
 	res, err := c.sqliteDriverConn.ExecContext(ctx, q, args)
 	stop()
 	if err != nil || berr != nil || res == nil {
@@ -581,12 +644,16 @@ func (c *sqliteConn) ExecContext(ctx context.Context, q string, args []driver.Na
 	return res, nil
 }
 
-// QueryContext runs a plugin's query, compiled under watch.
+// QueryContext runs a plugin's query, its arguments checked (checkArgs),
+// compiled under watch (both compiles).
 func (c *sqliteConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	if c.trusted {
 		return c.sqliteDriverConn.QueryContext(ctx, q, args)
 	}
 	defer c.watch(ctx)()
+	if err := c.checkArgs(q, len(args)); err != nil {
+		return nil, err
+	}
 	return c.sqliteDriverConn.QueryContext(ctx, q, args)
 }
 

@@ -296,7 +296,8 @@ func readRows(rows *sql.Rows) (result, error) {
 
 // argValue turns a JSON argument into a Go value: integers to int64, other
 // numbers to float64, {"bytes": base64} to []byte, {"time": RFC3339} to
-// time.Time, {"float": "NaN"} (or "+Inf", "-Inf") to float64.
+// time.Time, {"float": "NaN"} (or "+Inf", "-Inf") to float64, {"uint64":
+// "18446744073709551615"} to uint64.
 func argValue(a any) any {
 	switch x := a.(type) {
 	case json.Number:
@@ -316,6 +317,10 @@ func argValue(a any) any {
 		}
 		if f, ok := x["float"].(string); ok { // NaN and the infinities, which JSON cannot hold
 			v, _ := strconv.ParseFloat(f, 64)
+			return v
+		}
+		if u, ok := x["uint64"].(string); ok { // a Go uint64, which database/sql converts
+			v, _ := strconv.ParseUint(u, 10, 64)
 			return v
 		}
 	}
