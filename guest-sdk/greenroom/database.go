@@ -52,9 +52,15 @@ const DriverName = "greenroom"
 //
 // Statements take arguments as `?` or as `$1, $2, ...` (not both in one
 // statement) on SQLite and PostgreSQL alike: the runtime rewrites `?` for
-// PostgreSQL. Named arguments are not supported. Values cross as NULL,
-// int64, float64, bool, string, []byte and time.Time (UTC); database/sql
-// converts the other Go types as usual.
+// PostgreSQL. Named arguments are not supported. A statement takes one
+// argument per placeholder (a $n used twice is one): more or fewer are
+// refused (ErrInvalid). Values cross as NULL, int64, float64, bool,
+// string, []byte and time.Time; database/sql converts the other Go types
+// as usual, and refuses a uint64 over math.MaxInt64. A time keeps its
+// instant, not its zone (it comes back in UTC), to the nanosecond on
+// SQLite and to the microsecond on PostgreSQL (the rest cut). PostgreSQL's
+// json and jsonb come back as text (docs/database.md lists what else
+// differs between the two).
 //
 // Transactions work as in database/sql; one still open when the request
 // ends is rolled back by the runtime. Prepared statements are emulated:
