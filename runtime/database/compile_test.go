@@ -15,7 +15,8 @@ import (
 // (504; 12.7 s on the driver alone) for a 300 ms db_statement_timeout.
 // Now the call ends within ten times the timeout (0.65 to 0.85 s
 // measured), with ErrTimeout, by Exec as by Query, in a transaction or
-// not, and the connection serves the next statement.
+// not, with arguments or not (their count is checked by a compile of
+// its own, watched too), and the connection serves the next statement.
 func TestSQLiteCompileEndsAtTheStatementTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "", fmt.Sprintf("db_statement_timeout = %q", timeout.String())))
@@ -32,6 +33,10 @@ func TestSQLiteCompileEndsAtTheStatementTimeout(t *testing.T) {
 		{"query", []step{query("SELECT x FROM s7")}, 0},
 		{"exec", []step{exec("INSERT INTO t SELECT x FROM s7")}, 0},
 		{"in a transaction", []step{{Op: "begin"}, query("SELECT x FROM s7"), {Op: "rollback"}}, 1},
+		// With arguments, the statement is compiled once more first, for
+		// its placeholders (checkArgs): under the same watch.
+		{"query with an argument", []step{query("SELECT x FROM s7 WHERE x > ?", 1)}, 0},
+		{"exec with an argument", []step{exec("INSERT INTO t SELECT x FROM s7 WHERE x > ?", 1)}, 0},
 	} {
 		began := time.Now()
 		res := run(t, in, "alpha", tc.steps...)
