@@ -137,6 +137,16 @@ type Slot struct {
 	mu      sync.Mutex
 	state   State
 	lastErr string
+	// loadErr is the error lastErr is the text of, which a caller of the
+	// plugin is told without what it names of the infrastructure
+	// (callerReason).
+	loadErr error
+	// callerText is callerReason(loadErr) under callerCfg, kept: a failed
+	// plugin's callers may call often.
+	callerText string
+	callerGen  uint64 // of loadGen
+	callerCfg  *config.Config
+	loadGen    uint64 // counts the changes of loadErr
 	// retryAt is when a retrying load tries next (StateRetrying).
 	retryAt time.Time
 	// retryWhy says why a retrying load is retried (database.RetryWhy).
@@ -269,9 +279,11 @@ func (s *Slot) setAt(state State, err error, retryAt time.Time) {
 		s.retryWhy = database.RetryWhy(err) // with the state, under one lock
 	}
 	if err != nil {
-		s.lastErr = err.Error()
+		s.lastErr, s.loadErr = err.Error(), err
+		s.loadGen++
 	} else if state == StateReady {
-		s.lastErr = ""
+		s.lastErr, s.loadErr = "", nil
+		s.loadGen++
 	}
 	if s.changed != nil {
 		close(s.changed)
@@ -279,11 +291,21 @@ func (s *Slot) setAt(state State, err error, retryAt time.Time) {
 	}
 }
 
+// slotCallerReason is callerReason of s's load error, under the config in
+// force; s.mu is held.
+func (r *Runtime) slotCallerReason(s *Slot) string {
+	cfg := r.cfg.Load()
+	if s.callerGen != s.loadGen || s.callerCfg != cfg {
+		s.callerText, s.callerGen, s.callerCfg = r.callerReason(s.loadErr), s.loadGen, cfg
+	}
+	return s.callerText
+}
+
 // unavailable is the error of a call that finds no version serving.
-func (s *Slot) unavailable() *UnavailableError {
+func (r *Runtime) unavailable(s *Slot) *UnavailableError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := &UnavailableError{ID: s.ID, State: s.state, Reason: s.lastErr}
+	e := &UnavailableError{ID: s.ID, State: s.state, Reason: s.lastErr, CallerReason: r.slotCallerReason(s)}
 	if s.state == StateRetrying {
 		e.RetryIn = max(time.Until(s.retryAt), 0)
 		e.Why = s.retryWhy
@@ -1058,7 +1080,7 @@ func (r *Runtime) runTask(ctx context.Context, id string, c plugin.Call) (uint32
 				Err: fmt.Errorf("a reload removed plugin %s before the run began: %w", id, plugin.ErrNotBegun)}
 		}
 		if p == nil {
-			return 0, nil, s.unavailable()
+			return 0, nil, r.unavailable(s)
 		}
 		code, out, err := p.Run(ctx, c)
 		// Each retry follows a new version, so only reloads make one
@@ -1111,29 +1133,40 @@ var LoadWait = 30 * time.Second
 
 // UnavailableError is returned by Handle for a plugin that is not serving.
 type UnavailableError struct {
-	ID     string
-	State  State
-	Reason string
+	ID    string
+	State State
+	// Reason is the load error, as the log and the admin API give it;
+	// CallerReason is what a caller of the plugin is told of it: its
+	// kind, without the hosts, ports, users, database names and paths it
+	// names (callerReason).
+	Reason       string
+	CallerReason string
 	// RetryIn is how long until a retrying load (StateRetrying) tries
 	// next, and Why why it is retried (Slot.RetryWhy).
 	RetryIn time.Duration
 	Why     string
 }
 
-func (e *UnavailableError) Error() string {
+func (e *UnavailableError) Error() string { return e.message(e.Reason) }
+
+// CallerMessage is Error told with CallerReason: the message of the 503
+// the plugin's callers get.
+func (e *UnavailableError) CallerMessage() string { return e.message(e.CallerReason) }
+
+func (e *UnavailableError) message(reason string) string {
 	if e.State == StateRetrying {
 		why := e.Why
 		if why == "" {
 			why = "after a database error"
 		}
-		return fmt.Sprintf("plugin %s is retrying its load %s (next attempt in %s): %s", e.ID, why, e.RetryIn.Round(time.Second), e.Reason)
+		return fmt.Sprintf("plugin %s is retrying its load %s (next attempt in %s): %s", e.ID, why, e.RetryIn.Round(time.Second), reason)
 	}
-	if e.State == StateFailed && e.Reason != "" {
+	if e.State == StateFailed && reason != "" {
 		// A load error names the plugin already: said once.
-		return fmt.Sprintf("plugin %s failed to load: %s", e.ID, strings.TrimPrefix(e.Reason, "plugin "+e.ID+": "))
+		return fmt.Sprintf("plugin %s failed to load: %s", e.ID, strings.TrimPrefix(reason, "plugin "+e.ID+": "))
 	}
-	if e.Reason != "" {
-		return fmt.Sprintf("plugin %s is %s: %s", e.ID, e.State, e.Reason)
+	if reason != "" {
+		return fmt.Sprintf("plugin %s is %s: %s", e.ID, e.State, reason)
 	}
 	return fmt.Sprintf("plugin %s is %s", e.ID, e.State)
 }
@@ -1163,7 +1196,7 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 		// server is up but the plugin not yet.
 		r.awaitLoad(ctx, s)
 		if p = s.cur.Load(); p == nil {
-			return s.unavailable()
+			return r.unavailable(s)
 		}
 	}
 	err := p.Handle(ctx, req, respond)

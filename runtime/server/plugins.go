@@ -326,7 +326,7 @@ func (s *Server) callError(id, requestID string, err error) error {
 			// When its load is tried next.
 			retry = max(int((ua.RetryIn+time.Second-1)/time.Second), 1)
 		}
-		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, Message: ua.Error(), RetryAfter: retry}
+		return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_unavailable", Plugin: id, Message: ua.CallerMessage(), RetryAfter: retry}
 	}
 	if errors.Is(err, runtime.ErrUnknownPlugin) {
 		return &APIError{Status: fiber.StatusNotFound, Code: "unknown_plugin", Message: fmt.Sprintf("no plugin %q", id)}

@@ -828,10 +828,19 @@ limits = { interruptible = false }
 		if status != 503 || e["code"] != "plugin_unavailable" || !strings.Contains(msg, want) || h.Get("Retry-After") != "5" {
 			t.Errorf("%s: got %d %s, want 503 mentioning %q", id, status, body, want)
 		}
+		// A path by its base name only: its directory is the
+		// operator's infrastructure, not the callers' business.
+		if strings.Contains(msg, dir) || strings.Contains(msg, guesttest.Root()) {
+			t.Errorf("%s: %q names a directory", id, msg)
+		}
 		// Named once, saying what happened.
 		if prefix := "plugin " + id + " failed to load: "; !strings.HasPrefix(msg, prefix) || strings.Count(msg, "plugin "+id+":") > 0 {
 			t.Errorf("%s: %q, want it to begin %q and name the plugin once", id, msg, prefix)
 		}
+	}
+	// The operator's last_error keeps the whole path.
+	if _, reason := in.RT.Slot("missing").Status(); !strings.Contains(reason, filepath.Join(dir, "missing.wasm")) {
+		t.Errorf("missing: last_error %q does not name the path", reason)
 	}
 	status, _, body := in.Get(t, "/.greenroom/health/v1/readiness")
 	if status != 200 {

@@ -1,0 +1,83 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/database"
+)
+
+// notQuoting wraps an error without quoting its text.
+type notQuoting struct{ err error }
+
+func (e notQuoting) Error() string { return "something failed" }
+func (e notQuoting) Unwrap() error { return e.err }
+
+// The reason a failed plugin's callers get keeps the runtime's words and
+// the kind of each error, without the hosts, ports, users, database and
+// role names, and paths the config holds (from the environment here),
+// wherever the error quotes them; TestUnavailableReasonHidesDatabaseDetails
+// has pgx's connect errors.
+func TestCallerReasonHidesInfrastructure(t *testing.T) {
+	env := map[string]string{
+		"DB":    "postgres://svc_runtime:pw@db.internal.example:6543/prod_main?sslmode=disable",
+		"CACHE": "/var/cache/gr-secret",
+	}
+	cfg, err := config.Read([]config.Source{{Name: "/etc/gr/config.toml", Data: []byte(`
+[runtime]
+cache_dir = "${CACHE}"
+[database]
+client = "pg"
+connection = "${DB}"
+[plugins.alpha]
+path = "/srv/secret/plugins/alpha.wasm"
+`)}}, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{}
+	r.cfg.Store(cfg)
+	addr := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 6543}
+	role := database.RoleName("prod_main", "alpha")
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("plugin alpha: %w", &fs.PathError{Op: "open", Path: "/srv/secret/plugins/alpha.wasm", Err: fs.ErrNotExist}),
+			"plugin alpha: open alpha.wasm: file does not exist"},
+		{fmt.Errorf("plugin alpha: database: %w", fmt.Errorf("the runtime's database user %q lacks the CREATE privilege on database %q", "svc_runtime", "prod_main")),
+			`plugin alpha: database: the runtime's database user "[user]" lacks the CREATE privilege on database "[database]"`},
+		{fmt.Errorf("plugin alpha: database: create role %s: %w", role, &pgconn.PgError{Severity: "ERROR", Message: "permission denied to create role", Code: "42501"}),
+			"plugin alpha: database: create role [plugin role]: ERROR: permission denied to create role (SQLSTATE 42501)"},
+		// A migration's error is the plugin's own SQL's: kept, but what
+		// the server names of the database is not.
+		{fmt.Errorf("plugin alpha: database: migration 002_x.up.sql failed: line 3: %w", &pgconn.PgError{Severity: "ERROR", Message: "permission denied for database prod_main", Code: "42501"}),
+			"plugin alpha: database: migration 002_x.up.sql failed: line 3: ERROR: permission denied for database [database] (SQLSTATE 42501)"},
+		{fmt.Errorf("plugin alpha: database: migration 001_a.up.sql failed: %w (the runtime retries)", &net.OpError{Op: "read", Net: "tcp", Source: addr, Addr: addr, Err: syscall.ECONNRESET}),
+			"plugin alpha: database: migration 001_a.up.sql failed: network error (connection reset) (the runtime retries)"},
+		{fmt.Errorf("plugin alpha: %w", &net.DNSError{Err: "no such host", Name: "db.internal.example", Server: "10.0.0.53:53"}),
+			"plugin alpha: network error (the database's host name could not be resolved)"},
+		{fmt.Errorf("plugin alpha: %w", notQuoting{&net.OpError{Op: "dial", Net: "tcp", Addr: addr, Err: syscall.ECONNREFUSED}}),
+			"(the runtime's log says why)"},
+		{errors.New("plugin alpha: cache entry /var/cache/gr-secret/ab/cd.bin: permission denied; db.internal.example:6543, db.internal.example2, prod_main_x"),
+			"plugin alpha: cache entry [runtime.cache_dir]/ab/cd.bin: permission denied; [host], db.internal.example2, prod_main_x"},
+	} {
+		got := r.callerReason(tc.err)
+		if got != tc.want {
+			t.Errorf("callerReason(%q)\n got %q\nwant %q", tc.err, got, tc.want)
+		}
+		for _, leak := range []string{"db.internal.example:", "10.1.2.3", "6543", "svc_runtime", "\"prod_main", " prod_main ", "gr-secret", "/srv/secret", role} {
+			if strings.Contains(got, leak) {
+				t.Errorf("callerReason(%q) names %q: %s", tc.err, leak, got)
+			}
+		}
+	}
+}
