@@ -50,7 +50,8 @@ import (
 // the SQLite directory, runtime.cache_dir, and a plugin's module path
 // (by its base name). Values shorter than 3 bytes are left alone: as
 // whole words they would garble the text, and the first pass already
-// removed the texts where they stand.
+// removed the texts where they stand; so is a value that is a plugin's
+// id, which the caller knows from its routes.
 func (r *Runtime) callerReason(err error) string {
 	if err == nil {
 		return ""
@@ -222,7 +223,9 @@ func scrubValues(cfg *config.Config, text string) string {
 	type sub struct{ old, new string }
 	var subs []sub
 	add := func(old, new string) {
-		if len(old) >= 3 {
+		// A plugin's id is its callers' already (/api/<id>/): a database
+		// named like a plugin keeps "plugin todo" and "plugins.todo.".
+		if _, id := cfg.Plugins[old]; len(old) >= 3 && !id {
 			subs = append(subs, sub{old, new})
 		}
 	}

@@ -80,4 +80,22 @@ path = "/srv/secret/plugins/alpha.wasm"
 			}
 		}
 	}
+	// A database and user named like a plugin: the plugin's id is its
+	// callers' already, and stays.
+	env["DB"] = "postgres://alpha@db.internal.example:6543/alpha?sslmode=disable"
+	cfg2, err := config.Read([]config.Source{{Name: "/etc/gr/config.toml", Data: []byte(`
+[database]
+client = "pg"
+connection = "${DB}"
+[plugins.alpha]
+path = "/srv/secret/plugins/alpha.wasm"
+`)}}, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Store(cfg2)
+	want := "plugin alpha: plugins.alpha.limits: [host]"
+	if got := r.callerReason(errors.New("plugin alpha: plugins.alpha.limits: db.internal.example")); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
 }
