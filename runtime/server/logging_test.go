@@ -212,7 +212,7 @@ nested = { token = "` + token + `" }
 					t.Errorf("log leaks %q:\n%s", leak, out)
 				}
 			}
-			for _, want := range []string{"the key is [REDACTED]", "stdout: [REDACTED]", "stderr: [REDACTED] [REDACTED]", "log.Print: [REDACTED]", "log.Print through slog: [REDACTED]", map[string]string{"json": `"raw":"[REDACTED]"`, "text": `raw=[REDACTED]`}[format]} {
+			for _, want := range []string{"the key is [REDACTED]", "stdout: [REDACTED]", "stderr: [REDACTED] [REDACTED]", "log.Print: [REDACTED]", "log.Print through slog: [REDACTED]", "login with key [REDACTED]: 401", map[string]string{"json": `"raw":"[REDACTED]"`, "text": `raw=[REDACTED]`}[format]} {
 				if !strings.Contains(out, want) {
 					t.Errorf("log lacks %q:\n%s", want, out)
 				}

@@ -86,6 +86,7 @@ func init() {
 		l.WithGroup(secret).Info("grouped", "k", "v")
 		l.Info("json-escaped", "quoted", fmt.Sprintf("%q", secret))
 		l.Info("as bytes", "raw", []byte(secret))
+		l.Error("failed", "err", fmt.Errorf("login with key %s: %w", secret, errors.New("401")))
 		fmt.Println("stdout:", secret)
 		fmt.Fprintln(os.Stderr, "stderr:", secret, token)
 		log.Print("log.Print: ", secret)
