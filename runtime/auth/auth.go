@@ -278,9 +278,22 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) 
 		return st.p, nil
 	}
 	if a.jwt != nil && bytes.Count(token, []byte(".")) == 2 {
+		// Go's base64 decoder skips line breaks, so a token with a \r or
+		// \n inside a part decoded to the same bytes and verified: one
+		// token, many spellings. A JWS in compact form is base64url and
+		// dots only.
+		if i := bytes.IndexFunc(token, func(r rune) bool { return !isBase64URL(r) && r != '.' }); i >= 0 {
+			return nil, refuse(invalidCredential, "malformed JWT: a character that is not base64url at byte %d", i)
+		}
 		return a.jwt.verify(ctx, token, sum)
 	}
 	return nil, refuse(invalidCredential, "unknown token")
+}
+
+// isBase64URL reports whether r is of the base64url alphabet (RFC 4648
+// section 5), without padding.
+func isBase64URL(r rune) bool {
+	return 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_'
 }
 
 // GenerateToken returns a new random static token: 32 bytes from the
