@@ -164,3 +164,54 @@ func TestJWTForgedShapesRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestJWTForgedHeadersRefused: a header written by hand over an RS256
+// signature that verifies with the issuer's key: an alg spelt in another
+// case or with white space, none in any case, crit in any form (empty,
+// null, naming a registered parameter, b64 of RFC 7797), and a header
+// that is not an object are refused.
+func TestJWTForgedHeadersRefused(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	payload, err := json.Marshal(authtest.Claims("user:default/jane"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	craft := func(header string) string {
+		input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString(payload)
+		sig, err := jwt.SigningMethodRS256.Sign(input, idp.RSA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	}
+	if p, err := authenticate(a, "Bearer "+craft(`{"alg":"RS256","kid":"rsa-1","typ":"JWT"}`)); err != nil {
+		t.Fatalf("the crafted token itself is refused: %+v %v", p, err)
+	}
+	for _, header := range []string{
+		`{"alg":"rs256","kid":"rsa-1"}`,
+		`{"alg":"RS256 ","kid":"rsa-1"}`,
+		`{"alg":" RS256","kid":"rsa-1"}`,
+		`{"alg":"RS256\u0000","kid":"rsa-1"}`,
+		`{"alg":["RS256"],"kid":"rsa-1"}`,
+		`{"kid":"rsa-1"}`,
+		`{"alg":"","kid":"rsa-1"}`,
+		`{"alg":"none","kid":"rsa-1"}`,
+		`{"alg":"None","kid":"rsa-1"}`,
+		`{"alg":"NONE","kid":"rsa-1"}`,
+		`{"alg":"RS256","kid":"rsa-1","crit":[]}`,
+		`{"alg":"RS256","kid":"rsa-1","crit":null}`,
+		`{"alg":"RS256","kid":"rsa-1","crit":["alg"]}`,
+		`{"alg":"RS256","kid":"rsa-1","crit":["b64"],"b64":false}`,
+		`{"alg":"RS256","kid":"rsa-1","crit":"exp"}`,
+		`{"alg":"RS256","kid":"rsa-1","alg":"RS256"}`,
+		`{"alg":"RS256","kid":["rsa-1"]}`,
+		`["RS256"]`,
+		`"RS256"`,
+		`{"alg":"RS256","kid":"rsa-1"}{}`,
+	} {
+		if p, err := authenticate(a, "Bearer "+craft(header)); err == nil {
+			t.Errorf("header %s: accepted as %+v", header, p)
+		}
+	}
+}

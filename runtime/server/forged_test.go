@@ -228,3 +228,24 @@ func TestPathTricksReachNothing(t *testing.T) {
 		}
 	}
 }
+
+// An oversized credential is refused whole (431 past header_limit, 401
+// below it), and none of it reaches the log.
+func TestOversizedCredential(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, forgedConfig(idp))
+	huge := "Qk" + strings.Repeat("x7Zq", 5<<10) // 20 KiB, past the default 16 KiB
+	if status, body := rawStatus(t, in.URL, "/api/hello/whoami", "Authorization: Bearer "+huge); status != 431 {
+		t.Errorf("20 KiB credential: %d %s, want 431", status, body)
+	}
+	big := "eyJ" + strings.Repeat("a", 4<<10) + ".eyJ" + strings.Repeat("b", 4<<10) + "." + strings.Repeat("c", 4<<10)
+	if status, body := rawStatus(t, in.URL, "/api/hello/whoami", "Authorization: Bearer "+big); status != 401 {
+		t.Errorf("12 KiB JWT-shaped credential: %d %s, want 401", status, body)
+	}
+	log := in.Log.String()
+	for _, part := range []string{"x7Zqx7Zqx7Zq", "aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"} {
+		if strings.Contains(log, part) {
+			t.Errorf("the log holds part of an oversized credential (%s)", part)
+		}
+	}
+}
