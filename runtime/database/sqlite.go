@@ -404,6 +404,9 @@ type sqliteConn struct {
 	// for checkArgs.
 	db  uintptr
 	tls *libc.TLS
+	// counts is checkArgs's memory of placeholder counts by statement
+	// text (maxCounts).
+	counts map[string]int
 	// expired is set while the context of the plugin's statement being
 	// compiled and run has ended (watch): the authorizer then denies
 	// what SQLite asks it about, so that a compile SQLite does not
@@ -467,7 +470,18 @@ func (c *sqliteConn) checkArgs(q string, args int) error {
 	if args == 0 || c.trusted || c.db == 0 {
 		return nil
 	}
-	n, ok := c.paramCount(q)
+	n, ok := c.counts[q]
+	if !ok {
+		if n, ok = c.paramCount(q); ok && len(q) <= maxCountedSQL {
+			if len(c.counts) >= maxCounts {
+				clear(c.counts)
+			}
+			if c.counts == nil {
+				c.counts = make(map[string]int, maxCounts)
+			}
+			c.counts[q] = n
+		}
+	}
 	switch {
 	case !ok || args == n:
 		return nil
@@ -476,6 +490,16 @@ func (c *sqliteConn) checkArgs(q string, args int) error {
 	}
 	return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments for its %d placeholders (a $n or ?NNN used twice is one placeholder): pass one argument per placeholder", args, n)
 }
+
+// A connection remembers the placeholder count of up to maxCounts
+// statements of at most maxCountedSQL bytes (checkArgs), so that a
+// statement a plugin runs again (most are) is compiled once per call, not
+// twice: the count depends on the text alone. At most 32 KiB a
+// connection; when full, it starts over.
+const (
+	maxCounts     = 32
+	maxCountedSQL = 1024
+)
 
 // paramCount compiles the first statement of q on the connection,
 // without running it, and returns its number of parameters; ok is false
