@@ -145,7 +145,7 @@ func leafText(err error) (string, bool) {
 func connectKind(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		if validCode(pe.Code) {
+		if database.ValidSQLState(pe.Code) {
 			return "the server refused it: " + refusal(pe.Code) + "SQLSTATE " + pe.Code
 		}
 		return "the server refused it"
@@ -199,19 +199,6 @@ func netKind(err error) string {
 		return "canceled"
 	}
 	return "see the runtime's log"
-}
-
-// validCode reports whether code is five of [0-9A-Z], as a SQLSTATE is.
-func validCode(code string) bool {
-	if len(code) != 5 {
-		return false
-	}
-	for _, c := range []byte(code) {
-		if (c < '0' || c > '9') && (c < 'A' || c > 'Z') {
-			return false
-		}
-	}
-	return true
 }
 
 // scrubValues replaces in text, as whole words, what cfg holds that names

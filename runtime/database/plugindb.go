@@ -258,14 +258,16 @@ func (p *PluginDB) connectFailed(err error) error {
 		p.log.WithError(err).Warn("the plugin's database connection could not be opened")
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && validSQLState(pe.Code) {
+	if errors.As(err, &pe) && ValidSQLState(pe.Code) {
 		return hostfuncs.Failf(hostfuncs.ErrFailed, "could not open a database connection (the runtime's log says why) (SQLSTATE %s)", pe.Code)
 	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "could not open a database connection (the runtime's log says why)")
 }
 
-// validSQLState reports whether code is five of [0-9A-Z], as a SQLSTATE is.
-func validSQLState(code string) bool {
+// ValidSQLState reports whether code is five of [0-9A-Z], as a SQLSTATE
+// is: only such a code is quoted from a server's error to a plugin or a
+// caller.
+func ValidSQLState(code string) bool {
 	if len(code) != 5 {
 		return false
 	}
