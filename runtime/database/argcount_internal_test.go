@@ -13,6 +13,11 @@ import (
 // as from a compile; a statement over maxCountedSQL bytes is not
 // remembered, and a full memory starts over.
 func TestArgCountsRemembered(t *testing.T) {
+	// Before SQLite starts in this process: the runtime's tests rely on
+	// its memory accounting (sqlite_memory).
+	if err := enableSQLiteMemstatus(); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(t.TempDir(), "p.db")
 	if err := createPrivate(path); err != nil {
 		t.Fatal(err)
