@@ -31,19 +31,7 @@ func TestMalformedReferenceHidesCredential(t *testing.T) {
 		{"jwks reference in the query", jwt, "https://idp.example/jwks?k=${A B}", "invalid variable reference in a credential of the value", []string{"A B"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := read(t, fmt.Sprintf(tc.format, tc.value), nil)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tc.want) {
-				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
-			}
-			for _, leak := range tc.leaks {
-				if strings.Contains(msg, leak) {
-					t.Errorf("error shows %q:\n%s", leak, msg)
-				}
-			}
+			refusedWithout(t, fmt.Sprintf(tc.format, tc.value), nil, tc.want, tc.leaks...)
 		})
 	}
 	// Other keys still quote the value whole.
@@ -83,19 +71,7 @@ func TestSQLiteConnectionErrorHidesPassword(t *testing.T) {
 		{"jwks_url literal", jwt, "ftp://u:pw@idp/jwks", nil, `must be an http(s) URL, got "ftp://u:[REDACTED]@idp/jwks"`, []string{":pw@"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := read(t, fmt.Sprintf(tc.format, tc.value), tc.vars)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tc.want) {
-				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
-			}
-			for _, leak := range tc.leaks {
-				if strings.Contains(msg, leak) {
-					t.Errorf("error shows %q:\n%s", leak, msg)
-				}
-			}
+			refusedWithout(t, fmt.Sprintf(tc.format, tc.value), tc.vars, tc.want, tc.leaks...)
 		})
 	}
 	// The plain-http warning, logged at each start, names the host of a
@@ -130,19 +106,7 @@ func TestEnvURLParseErrorQuotesNoFragment(t *testing.T) {
 		{"jwks port", jwt, "https://idp:${V}/jwks", "99999", "has a port that is not from 1 to 65535", []string{"99999"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := read(t, fmt.Sprintf(tc.format, tc.value), map[string]string{"V": tc.v})
-			if err == nil {
-				t.Fatal("no error")
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tc.want) {
-				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
-			}
-			for _, leak := range append(tc.leaks, "`") {
-				if strings.Contains(msg, leak) {
-					t.Errorf("error shows %q:\n%s", leak, msg)
-				}
-			}
+			msg := refusedWithout(t, fmt.Sprintf(tc.format, tc.value), map[string]string{"V": tc.v}, tc.want, append(tc.leaks, "`")...)
 			if n := strings.Count(msg, `"`); n != 0 {
 				t.Errorf("error quotes something:\n%s", msg)
 			}
@@ -226,23 +190,32 @@ func TestSecretDerivedFormsRedacted(t *testing.T) {
 		{"rate window", "[server]\nrate_limit = \"${V}/h\"\nrate_burst = 100\n", "1", "server.rate_limit: with its burst makes a window of more than the 24h0m0s a window may last: raise the rate", []string{"window of 3.6e+05s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := read(t, tc.text, map[string]string{"V": tc.v})
-			if err == nil {
-				t.Fatal("no error")
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tc.want) {
-				t.Errorf("error does not contain %q:\n%s", tc.want, msg)
-			}
-			for _, leak := range tc.leaks {
-				if strings.Contains(msg, leak) {
-					t.Errorf("error shows %q:\n%s", leak, msg)
-				}
-			}
+			refusedWithout(t, tc.text, map[string]string{"V": tc.v}, tc.want, tc.leaks...)
 		})
 	}
 	c := mustRead(t, "[server]\nheader_limit = \"${V}\"\nmax_connections = 262144\n", map[string]string{"V": "1024KiB"})
 	if w := c.Warnings(); len(w) != 1 || strings.Contains(w[0], "1MiB") || !strings.Contains(w[0], "server.header_limit ([REDACTED]) × server.max_connections (262144) is [REDACTED] GiB") {
 		t.Errorf("Warnings = %q", w)
 	}
+}
+
+// refusedWithout reads a config of text with vars, wants it refused with
+// an error that contains want and none of leaks, and returns the error's
+// text.
+func refusedWithout(t *testing.T, text string, vars map[string]string, want string, leaks ...string) string {
+	t.Helper()
+	_, err := read(t, text, vars)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, want) {
+		t.Errorf("error does not contain %q:\n%s", want, msg)
+	}
+	for _, leak := range leaks {
+		if strings.Contains(msg, leak) {
+			t.Errorf("error shows %q:\n%s", leak, msg)
+		}
+	}
+	return msg
 }
