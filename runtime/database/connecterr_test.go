@@ -16,6 +16,7 @@ import (
 // ("failed to connect to `user=gr_... database=gr_test_...`: 127.0.0.1:5432
 // ..."). The operator's log has it.
 func TestConnectErrorNotToGuest(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	admin := pgtest.Admin(t)
 	dbconf := "[database]\nclient = \"pg\"\nconnection = \"" + pgtest.URL(t) + "\"\n"
 	in := start(t, dbconf, plugin("alpha", true, "good", "db_max_conns = 1"))

@@ -266,6 +266,7 @@ func TestTransactions(t *testing.T) {
 
 // 100 concurrent requests each insert a row; none is lost.
 func TestConcurrentInserts(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", `instances = 8
 queue_timeout = "30s"
@@ -298,6 +299,7 @@ db_statement_timeout = "20s"`))
 // With every connection busy a statement waits for one, and past the
 // statement timeout fails cleanly.
 func TestPoolExhaustion(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf,
 			plugin("patient", true, "good", "instances = 3\ndb_max_conns = 1\ndb_statement_timeout = \"20s\"\ntimeout = \"30s\""),
@@ -347,6 +349,7 @@ func TestPoolExhaustion(t *testing.T) {
 // then fails with ErrTimeout saying why; it waited the driver's 10 s busy
 // timeout and failed with SQLITE_BUSY as ErrFailed.
 func TestSQLiteWriteLockWait(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", "db_max_conns = 3\ndb_statement_timeout = \"1s\"\ntimeout = \"30s\""))
 	begin := time.Now()
 	r := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('first')"), step{Op: "begin"})
@@ -397,6 +400,7 @@ func TestSQLiteWriteLockWait(t *testing.T) {
 // its busy wait (which could deadlock). The error says so, not that the
 // database stayed locked for the statement timeout.
 func TestSQLiteDeferredUpgradeFailsAtOnce(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"3s\"\ntimeout = \"30s\""))
 	held := holdWriteLock(t, in, "alpha", 1500)
 	begin := time.Now()
@@ -442,6 +446,7 @@ func holdWriteLock(t *testing.T, in *servertest.Instance, id string, ms int) <-c
 // as long as limits.migration_timeout allows, not the short busy timeout
 // pooled connections have for the plugin's statements.
 func TestSQLiteMigrationWaitsForTheWriteLock(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[0].conf(t)
 	conf := func(migrations string) string {
 		return dbconf + plugin("alpha", true, migrations, "db_max_conns = 3\ndb_statement_timeout = \"500ms\"\ntimeout = \"20s\"")
@@ -480,6 +485,7 @@ func slowStatement(b backend) string {
 }
 
 func TestStatementTimeout(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_statement_timeout = \"300ms\"\ntimeout = \"20s\""))
 		slow := slowStatement(b)
@@ -501,6 +507,7 @@ func TestStatementTimeout(t *testing.T) {
 // db_statement_timeout stops at it (the plugin's QueryContext with a
 // timeout), and the plugin sees the context's error.
 func TestStatementFollowsPluginDeadline(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_statement_timeout = \"20s\"\ntimeout = \"30s\""))
 		slow := slowStatement(b)
@@ -528,6 +535,7 @@ func TestStatementFollowsPluginDeadline(t *testing.T) {
 // often fired before the call's, the guest got its timeout error in time to
 // answer 200, and the instance was kept.
 func TestStatementAtCallDeadline(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "timeout = \"1s\"\ndb_statement_timeout = \"30s\""))
 		slow := slowStatement(b)
@@ -748,6 +756,7 @@ func TestCapabilityDenied(t *testing.T) {
 // once, also by two replicas starting together, and new ones are applied
 // on the next start.
 func TestRestartAndReplicas(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		conf := []string{dbconf, plugin("alpha", true, "good", "")}
 		var wg sync.WaitGroup
@@ -864,6 +873,7 @@ func TestFailedVersionLeavesTheDatabaseAlone(t *testing.T) {
 // names the statement on both databases (SQLite's authorizer reports END
 // as the COMMIT it is), and nothing of it stays.
 func TestMigrationCannotCommit(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, _ string) {
 		for set, cmd := range map[string]string{"commit": "COMMIT", "begin": "BEGIN", "rollback": "ROLLBACK", "end": map[string]string{"pg": "END", "sqlite": "COMMIT"}[b.name]} {
 			t.Run(set, func(t *testing.T) {
@@ -911,6 +921,7 @@ func TestSQLiteMigrationValueLimit(t *testing.T) {
 // of the removed version still runs keeps the pool that call uses, and
 // both work.
 func TestRemovedPluginClosesItsPool(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		with := dbconf + plugin("alpha", true, "good", "")
 		without := dbconf + "[plugins.other]\npath = " + fmt.Sprintf("%q", helloWasm) + "\n"
@@ -1008,6 +1019,7 @@ func TestGoroutinesWaitForConnectionsInTheGuest(t *testing.T) {
 // instance as deadlocked: 500 plugin_exit.) Rows left open hold no
 // connection: a statement in a loop over them runs with db_max_conns = 1.
 func TestOwnTransactionsHoldEveryConnection(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "good", "db_max_conns = 2\ndb_statement_timeout = \"1s\"")+
 			plugin("beta", true, "good", "db_max_conns = 1"))

@@ -21,6 +21,16 @@ var (
 	cacheDir    string
 )
 
+// Parallel tests: the tests that spend seconds waiting (timeouts, locks,
+// reaps) call t.Parallel, so that go test runs them after the serial ones,
+// -parallel of them at a time. A test may do so only when it changes no
+// process-wide state the others read: not a package hook (database.Set*,
+// FailReapChecks, SetLockTimings, SetMigration*Hook), not t.Setenv, not
+// database.sqlite_memory (SQLite's heap limit is the process's), and
+// when it measures nothing the process shares (runtime.MemStats), nor
+// ends sessions other than its own databases' and roles'. Serial tests
+// that change such state restore it before they return, so the parallel
+// ones, which start only after every serial one has ended, see defaults.
 func TestMain(m *testing.M) {
 	if dsn := os.Getenv(deadClientEnv); dsn != "" {
 		deadClient(dsn)

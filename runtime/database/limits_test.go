@@ -45,6 +45,7 @@ func TestMigrationLimits(t *testing.T) {
 // PostgreSQL the server stops it too, also when the migration turned the
 // statement timeout off. Without the limit, Load never returned.
 func TestMigrationTimeout(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		conf := []string{dbconf, plugin("hang", true, "hang", `migration_timeout = "2s"`), plugin("alpha", true, "good", "")}
 		hanging := []string{"hang"}
@@ -219,6 +220,7 @@ func TestSQLiteMaxSizeEndsTheTransaction(t *testing.T) {
 // transaction then, as it does at db_max_size, and as PostgreSQL leaves
 // one: later statements and Commit fail, Rollback succeeds, nothing stays.
 func TestSQLiteStatementFailureThatEndsTheTransaction(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "", `db_statement_timeout = "300ms"`))
 	must(t, in, "alpha", exec("CREATE TABLE notes (n TEXT UNIQUE)"))
 	endless := exec("INSERT INTO notes VALUES ((WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c))")

@@ -17,6 +17,7 @@ import (
 // statement on the table queued behind it (an audit). The runtime ends
 // such a plugin's session within about a second.
 func TestPGForeignLockEnded(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t),
 		plugin("alpha", true, "", "timeout = \"30s\"\ndb_statement_timeout = \"25s\""),
 		plugin("beta", true, "", "db_statement_timeout = \"8s\""))

@@ -138,6 +138,7 @@ func TestPGTransactionIdleBound(t *testing.T) {
 // lease deadline: set at Begin, and set again after a statement once a
 // renewal has moved the fence.
 func TestPGTransactionIdleBoundFollowsTheFence(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	svc := database.New(database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole}, logrus.New())

@@ -16,6 +16,7 @@ import (
 // or from a DO block where the runtime is not a superuser) is revoked
 // when the runtime provisions the role again.
 func TestPGPluginCannotShareItsObjects(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	for _, mode := range []struct {
 		name  string
 		conf  func(t *testing.T) string

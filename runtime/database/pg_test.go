@@ -151,6 +151,7 @@ func TestPGNotificationsDropped(t *testing.T) {
 // A reload's db_statement_timeout and db_max_result apply to the plugin's
 // connections opened before it.
 func TestReloadedDBLimits(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		conf := func(timeout, maxResult string) string {
 			return dbconf + plugin("alpha", true, "good", fmt.Sprintf("timeout = \"20s\"\ndb_statement_timeout = %q\ndb_max_result = %q", timeout, maxResult))
@@ -413,6 +414,7 @@ const endlessLoop = `DO $$ BEGIN PERFORM set_config('client_connection_check_int
 // backend must not run on (outside db_max_conns, past the runtime's own
 // shutdown): the runtime ends it.
 func TestPGGivenUpBackendEnds(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"1s\""))
 	rt := in.RT.Database().DB().DB
 	role := database.RoleName(dbName(t, in), "alpha")
@@ -442,6 +444,7 @@ func TestPGGivenUpBackendEnds(t *testing.T) {
 // audit's). A backend that outlives its reap counts against the plugin's
 // db_max_conns until it ends.
 func TestPGUninterruptibleBackendTakesAConnection(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"300ms\"\ntimeout = \"30s\""))
 	rt := in.RT.Database().DB().DB
 	role := database.RoleName(dbName(t, in), "alpha")
@@ -593,6 +596,7 @@ var deferredLoop = []step{
 // db_max_conns, past the runtime's shutdown), one more per call: the
 // runtime ends it, as a statement's.
 func TestPGGivenUpCommitEnds(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_statement_timeout = \"1s\"\ntimeout = \"3s\""))
 	rt := in.RT.Database().DB().DB
 	role := database.RoleName(dbName(t, in), "alpha")
@@ -609,6 +613,7 @@ func TestPGGivenUpCommitEnds(t *testing.T) {
 // at limits.migration_timeout; its backend must not run on, one more per
 // load: the runtime ends it.
 func TestPGGivenUpMigrationEnds(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "pgunkillable", "migration_timeout = \"2s\""))
 	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "limits.migration_timeout of 2s") {
 		t.Fatalf("alpha: %s: %s, want failed at its migration timeout", st, reason)
@@ -674,6 +679,7 @@ func backendsOf(t *testing.T, rt *sql.DB, role string) string {
 // next start (here a second replica) clears the role's settings: the
 // plugin loads and serves again.
 func TestPGRoleLoginsBrokenByThePlugin(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	conf := backends[1].conf(t)
 	alpha := plugin("alpha", true, "good", "db_statement_timeout = \"1s\"")
 	in := start(t, conf, alpha)
@@ -698,6 +704,7 @@ func TestPGRoleLoginsBrokenByThePlugin(t *testing.T) {
 // no longer than grantLockTimeout: the new plugin loads, and the log says
 // which session held the row.
 func TestPGDatabaseRowHeldByAPlugin(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	conf := backends[1].conf(t)
 	alpha := plugin("alpha", true, "", "timeout = \"30s\"")
 	in := start(t, conf, alpha)
@@ -943,6 +950,7 @@ func TestPGAdvisoryLockEndsWithTheCall(t *testing.T) {
 // a long transaction); limits.migration_timeout bounds that wait, so a
 // replica starting then is not kept unready for good.
 func TestPGProvisionBounded(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	url := pgtest.URL(t)
 	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "good", ""))
 	rt := in.RT.Database().DB().DB
@@ -974,6 +982,7 @@ func TestPGProvisionBounded(t *testing.T) {
 // keep busy: with db_max_conns = 1 and a transaction holding that
 // connection, the given-up backend is ended all the same.
 func TestPGGivenUpBackendEndsWithThePoolBusy(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"1s\"\ntimeout = \"30s\""))
 	rt := in.RT.Database().DB().DB
 	role := database.RoleName(dbName(t, in), "alpha")
@@ -1022,6 +1031,7 @@ func TestPGWithoutStatActivity(t *testing.T) {
 // back, for its pool and for the reap of a backend it gave up (the reap
 // opens its connection as the pool does).
 func TestPGPasswordChangedByThePlugin(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	url := pgtest.PasswordURL(t)
 	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "good", "db_statement_timeout = \"1s\"\ndb_max_conns = 1"))
 	rt := in.RT.Database().DB().DB
@@ -1188,6 +1198,7 @@ func TestPGRestartRecoversAtOnce(t *testing.T) {
 // rather than stay failed until a reload. (A plugin ending its own
 // backend is not: TestPGSelfTerminatedMigrationFails.)
 func TestPGRestartDuringMigrationRetries(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	url, down, up := pgtest.Restartable(t)
 	db, err := sql.Open("pgx", url)
 	if err != nil {

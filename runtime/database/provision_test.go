@@ -219,6 +219,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // reset runs RESET ROLE first). With and without a superuser as the
 // runtime's user.
 func TestPGRoleMemberships(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	for _, user := range []string{"superuser", "createrole"} {
 		t.Run(user, func(t *testing.T) {
 			admin := pgtest.Admin(t)

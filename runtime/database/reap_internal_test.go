@@ -11,6 +11,7 @@ import (
 // then it stops them (a database that does not answer must not hold the
 // runtime's shutdown), and no reap starts after it.
 func TestCloseStopsReaps(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	s := New(Config{Client: ClientSQLite}, logrus.New())
 	if !s.startReap() {
 		t.Fatal("startReap refused before Close")

@@ -24,6 +24,7 @@ import (
 // adding a plugin (the runtime's pool is open; the plugin's cross-replica
 // lock needs a connection of its own).
 func TestPGLoadRetriesTransientErrors(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	admin := pgtest.Admin(t)
 	url := createroleURL(t)
 	u, err := neturl.Parse(url)
@@ -121,6 +122,7 @@ func serving(t *testing.T, in *servertest.Instance, ids ...string) {
 // replica without skip_migrations) applied them, it serves by itself. It
 // stayed failed, ready all along, until a reload.
 func TestSkipMigrationsWaitsForMigrateUp(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	// The runtime's own migrations applied, the plugin's not.
 	start(t, dbconf, plugin("beta", true, "", ""))
@@ -145,6 +147,7 @@ func TestSkipMigrationsWaitsForMigrateUp(t *testing.T) {
 // the plugin then loads by itself. An audit saw a plugin waiting for
 // `migrate up` stay failed, the replica ready, until a reload.
 func TestLoadRetriesAfterWaitingForTheMigrationLock(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	first := start(t, dbconf, plugin("beta", true, "", "")) // the runtime's tables
 	tx := holdPluginLock(t, first.RT.Database().DB().DB, "alpha")
@@ -165,6 +168,7 @@ func TestLoadRetriesAfterWaitingForTheMigrationLock(t *testing.T) {
 // retried, not failed for good (an audit saw the plugin failed on every
 // replica after a restart, the replicas ready, until a reload).
 func TestLoadRetriesWhenTheServerEndsItsLockWait(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	first := start(t, dbconf, plugin("beta", true, "", "")) // the runtime's tables
 	rt := first.RT.Database().DB().DB

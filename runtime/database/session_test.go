@@ -279,6 +279,7 @@ func TestMigrationSession(t *testing.T) {
 // instance in the same step as the call that filled it, even when an
 // allocation in between lets another goroutine run.
 func TestParallelStatementsGetTheirOwnResults(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("par", true, "", `timeout = "60s"`))
 		for i := range 3 {

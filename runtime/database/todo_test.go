@@ -35,6 +35,7 @@ queue_timeout = "30s"
 
 // plugins/todo, built and served by the runtime, on both databases.
 func TestTodoPlugin(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, todoConfig(dbconf))
 		status, h, body := in.Do(t, "POST", "/api/todo/items", strings.NewReader(`{"title":"try greenroom"}`), "Content-Type", "application/json")
