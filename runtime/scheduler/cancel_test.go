@@ -74,6 +74,7 @@ func TestStopCancelsRunContext(t *testing.T) {
 // the shutdown's deadline cuts off); a run that returned when asked
 // (above) is none.
 func TestStopInterruptsRunAfterGrace(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
 	err := stopRun(t, in, "spin", 4*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "interrupted at the shutdown's deadline") || !strings.Contains(err.Error(), "sched/spin") {
@@ -89,6 +90,7 @@ func TestStopInterruptsRunAfterGrace(t *testing.T) {
 // lapsed, and the run was interrupted early as lost, and Stop returned
 // nil (the process exited 0 having cut a run off; an audit's).
 func TestStopRenewsLeasesThroughTheGrace(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), schedConf("3s"), plugin("sched", true, def{ID: "spin", Cron: "@yearly", Action: "spin"}))
 	began := time.Now()
 	err := stopRun(t, in, "spin", 7*time.Second)
@@ -119,6 +121,7 @@ func TestLatenessCountedAtStart(t *testing.T) {
 // not cut: shutdown_timeout is how long task runs get to finish (it was
 // interrupted after a fixed 5 s grace, and the process exited 1).
 func TestStopLetsRunFinishWithinDeadline(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "busy", Cron: "@yearly", Timeout: "1m", Action: "busy", MS: 7000}))
 	if err := stopRun(t, in, "busy", 15*time.Second); err != nil {
 		t.Errorf("stop: %v; want the run to end on its own within the deadline", err)
@@ -131,6 +134,7 @@ func TestStopLetsRunFinishWithinDeadline(t *testing.T) {
 // passed deadline, and reported runs cut off that never were (the process
 // exited 1 after a clean shutdown).
 func TestStopWithoutRunsPastItsDeadline(t *testing.T) {
+	t.Parallel()
 	for i := range 20 {
 		in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "idle", Cron: "@yearly"}))
 		ctx, cancel := context.WithCancel(context.Background())
@@ -157,6 +161,7 @@ func cancelTask(t *testing.T, in *servertest.Instance, id string) (int, string) 
 // progress, 404 for an unknown task, 405 for another method. The admin API
 // had no way to stop a run (a POST to .../cancel was a 404 no route).
 func TestCancelOverAdminAPI(t *testing.T) {
+	t.Parallel()
 	conf := strings.Replace(plugin("sched", true,
 		def{ID: "wait", Cron: "@yearly", Timeout: "60s", Action: "cleanup", MS: 60000},
 		def{ID: "busy", Cron: "@yearly", Timeout: "60s", Action: "busy", MS: 60000}),
@@ -272,6 +277,7 @@ func TestCancelRightAfterTrigger(t *testing.T) {
 // (not given back for another replica to run). It answered 409
 // task_not_running.
 func TestCancelRunClaimedAhead(t *testing.T) {
+	t.Parallel()
 	conf := strings.Replace(plugin("sched", true,
 		def{ID: "wait", Every: "2s", Timeout: "60s", Action: "cleanup", MS: 60000}),
 		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)

@@ -789,6 +789,7 @@ func startEvery5sRunning(t *testing.T, name string, clk *fakeClock, st store, ru
 // until the next one (an audit killed a replica running a task due every
 // minute: the next run came 55 s after the lease expired).
 func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
+	t.Parallel()
 	clk, sq := fakeClockSQLite(t)
 	aStore := &reachable{store: sq}
 	spec := hostfuncs.TaskSpec{ID: "t", Every: time.Hour}
@@ -818,6 +819,7 @@ func TestDeadReplicasDueTimeRunsOnceTheLeaseExpires(t *testing.T) {
 // @yearly, so no due time comes meanwhile; before, nothing ran it again
 // and the history kept the run as running for minutes.
 func TestDeadReplicasTriggeredRunRunsAgainOnceTheLeaseExpires(t *testing.T) {
+	t.Parallel()
 	clk, sq := fakeClockSQLite(t)
 	aStore := &reachable{store: sq}
 	a := startLeaseReplica(t, "a", clk, aStore)

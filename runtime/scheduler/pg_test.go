@@ -86,6 +86,7 @@ func replicas(t *testing.T, n int, url string, conf ...string) []*servertest.Ins
 // due-time check keeps it from running that due time a second time;
 // "slow" runs long enough for the others to find its lease held.
 func TestPGGlobalTaskRunsOncePerDueTime(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	ins := replicas(t, 3, url, plugin("sched", true,
 		def{ID: "quick", Every: "1s"},
@@ -131,6 +132,7 @@ func TestPGGlobalTaskRunsOncePerDueTime(t *testing.T) {
 // registering it again, proposed its first due time, long past and run
 // already, and ran it again (an audit's: three runs of one due time).
 func TestPGScopeDisagreementRunsNoDueTimeTwice(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url)
 	global := start(t, "r1", conf, plugin("sched", true, def{ID: "flip", Every: "1s"}))
@@ -159,6 +161,7 @@ func TestPGScopeDisagreementRunsNoDueTimeTwice(t *testing.T) {
 // released, nothing recorded): once the lease expires another replica runs
 // the task, and the dead replica's run is recorded as lost.
 func TestPGLeaseTakeoverWhenReplicaDies(t *testing.T) {
+	t.Parallel()
 	// every: a due time passes while the run holds the lease (1s), or
 	// none does (1h): the takeover then runs the dead run's own due time.
 	for _, every := range []string{"1s", "1h"} {
@@ -232,6 +235,7 @@ func testPGLeaseTakeover(t *testing.T, every string) {
 // runs the task again once the lease has expired, as it runs a due time
 // whose run was lost (above), though the task is not due (@yearly).
 func TestPGTriggeredRunTakenOverWhenReplicaDies(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	ins := replicas(t, 3, url, schedConf("3s"),
 		plugin("sched", true, def{ID: "slow", Cron: "@yearly", Timeout: "30s", Action: "sleep", MS: 8000}))
@@ -278,6 +282,7 @@ func TestPGTriggeredRunTakenOverWhenReplicaDies(t *testing.T) {
 // A run that lasts longer than the lease keeps it (the replica renews it):
 // no other replica runs the task meanwhile, and the run is not lost.
 func TestPGLongRunRenewsLease(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	replicas(t, 2, url, schedConf("2s"),
 		plugin("sched", true, def{ID: "long", Every: "1s", Timeout: "30s", Action: "sleep", MS: 3000}))
@@ -321,6 +326,7 @@ func TestPGLocalTaskRunsOnEveryReplica(t *testing.T) {
 // Trigger runs a task now; a second trigger while it runs gets 409, on
 // the replica running it and on another one.
 func TestPGTriggerConflict(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	ins := replicas(t, 2, url, plugin("sched", true,
 		def{ID: "yearly", Cron: "0 0 1 1 *", Action: "sleep", MS: 3000},
@@ -425,6 +431,7 @@ func TestPGGracefulStopReleasesLease(t *testing.T) {
 // Until 2026-12-06 such a cancel answered 409 task_running_elsewhere,
 // naming the replica to send it to.
 func TestPGCancelFromAnyReplica(t *testing.T) {
+	t.Parallel()
 	url := pgtest.URL(t)
 	conf := plugin("sched", true,
 		def{ID: "long", Cron: "@yearly", Timeout: "60s", Action: "sleep", MS: 30000},

@@ -174,6 +174,7 @@ func TestReloadDuringRunReschedules(t *testing.T) {
 // while the triggered run runs takes effect when it ends, not at the old
 // schedule's next due time.
 func TestReloadDuringTriggeredRunReschedules(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []uint8{hostfuncs.ScopeGlobal, hostfuncs.ScopeLocal} {
 		name := map[uint8]string{hostfuncs.ScopeGlobal: "global", hostfuncs.ScopeLocal: "local"}[scope]
 		t.Run(name, func(t *testing.T) {

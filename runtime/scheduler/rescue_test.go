@@ -222,6 +222,7 @@ func TestStoreLateEndOfARescuedRunLeavesTheNewRunAlone(t *testing.T) {
 // reach the database as it shuts down leaves it running: it is run again
 // once its lease expires (docs/scheduler.md).
 func TestTriggeredRunCanceledAtShutdownIsNotRunAgain(t *testing.T) {
+	t.Parallel()
 	for _, down := range []bool{false, true} {
 		t.Run(map[bool]string{false: "recorded", true: "database away"}[down], func(t *testing.T) {
 			clk, sq := fakeClockSQLite(t)

@@ -244,6 +244,7 @@ func TestLineThrottle(t *testing.T) {
 // and its due time ran again. A run without a lease (a local run) waits
 // no more than before: its task's next run waits for its end.
 func TestFlushWaitsOutAShortOutage(t *testing.T) {
+	t.Parallel()
 	eachStore(t, func(t *testing.T, st store) {
 		ctx := context.Background()
 		down := &reachable{store: st}

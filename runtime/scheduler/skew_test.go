@@ -82,6 +82,7 @@ func startSkewedReplica(t *testing.T, name string, off *atomic.Int64, st store, 
 // time by the database's clock as the claim read it, and the replica
 // reads that clock again.
 func TestPGSkewedReplicasRunDueTimesOnTheDatabasesClock(t *testing.T) {
+	t.Parallel()
 	st := openStore(t, database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole})
 	var mu sync.Mutex
 	var starts []skewStart
@@ -141,6 +142,7 @@ func TestPGSkewedReplicasRunDueTimesOnTheDatabasesClock(t *testing.T) {
 // no step moves. Reckoned from its wall clock, it waited for the
 // database's clock to be read again, 30 s, and for 20 s ran nothing.
 func TestPGReplicaWhoseClockIsSteppedBackKeepsRunning(t *testing.T) {
+	t.Parallel()
 	st := openStore(t, database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole})
 	var mu sync.Mutex
 	var starts []skewStart

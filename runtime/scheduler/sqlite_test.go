@@ -563,6 +563,7 @@ func TestTriggerDuringStop(t *testing.T) {
 // ctx.Err() every time. With both at the same instant it was interrupted
 // first in about half the runs, its return never seen.
 func TestRunSeesItsTimeout(t *testing.T) {
+	t.Parallel()
 	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "wait", Every: "1s", Timeout: "400ms", Action: "sleep", MS: 10000}))
 	var runs []scheduler.Run
 	waitFor(t, 30*time.Second, "six timed-out runs", func() bool {

@@ -32,6 +32,7 @@ func (s *slowFinish) finish(ctx context.Context, fs []finishItem) error {
 // process exited 1; an audit), and its end is recorded before Stop
 // returns.
 func TestStopDoesNotCountRecordingAsRunning(t *testing.T) {
+	t.Parallel()
 	st := &slowFinish{store: openStore(t, database.Config{Client: database.ClientSQLite, Connection: "file:" + t.TempDir()}), release: make(chan struct{})}
 	s := oneLocalRun(t, st, nil)
 	time.Sleep(100 * time.Millisecond) // its end waits for the store
@@ -44,6 +45,7 @@ func TestStopDoesNotCountRecordingAsRunning(t *testing.T) {
 // machine) is waited for too: the writer stopped before the end reached
 // it, and Stop returned nil with the run never recorded (a review).
 func TestStopRecordsARunNotYetQueued(t *testing.T) {
+	t.Parallel()
 	st := openStore(t, database.Config{Client: database.ClientSQLite, Connection: "file:" + t.TempDir()})
 	// Slow between the return and the hand-off.
 	s := oneLocalRun(t, st, func(string) *logging.PluginLogger { time.Sleep(1500 * time.Millisecond); return nil })

@@ -15,6 +15,7 @@ import (
 // The store's statements, on both databases: what a claim takes, what it
 // leaves, and what completing, renewing and tidying do.
 func TestStore(t *testing.T) {
+	t.Parallel()
 	eachStore(t, testStore)
 }
 
