@@ -56,12 +56,12 @@ func (p *process) waitLog(t *testing.T, text string) {
 	}
 }
 
-// grantDatabaseInConfig starts greenroom serve (with serveFlags) beside a
+// grantDatabaseInConfig starts greenroom serve (with flags) beside a
 // database that does not answer, and rewrites its config to add a plugin
 // granted the database: the reload that loads it waits on the connection.
-func grantDatabaseInConfig(t *testing.T) *process {
+func grantDatabaseInConfig(t *testing.T, flags ...string) *process {
 	t.Helper()
-	p := startServe(t, "shutdown_timeout = \"2s\"\n"+silentDatabase(t))
+	p := startServe(t, "shutdown_timeout = \"2s\"\n"+silentDatabase(t), flags...)
 	ver := p.cfg[strings.Index(p.cfg, "[plugins.ver]\npath = ")+len("[plugins.ver]\n"):]
 	ver = ver[:strings.IndexByte(ver, '\n')]
 	cfg := p.cfg + "[plugins.dbp]\n" + ver + "\n[plugins.dbp.capabilities]\ndatabase = true\n"
@@ -91,6 +91,7 @@ func (p *process) terminateWithinTimeout(t *testing.T) {
 // hold the shutdown: SIGTERM ends the reload and the process exits within
 // shutdown_timeout, not after the connection's own timeout.
 func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
+	t.Parallel()
 	p := grantDatabaseInConfig(t)
 	answered := make(chan int, 1)
 	go func() {
@@ -112,9 +113,7 @@ func TestSIGTERMEndsAReloadWaitingOnTheDatabase(t *testing.T) {
 // The same through serve --watch: the config file's change starts the
 // reload, and SIGTERM ends it as it ends the admin API's.
 func TestSIGTERMEndsAWatcherReloadWaitingOnTheDatabase(t *testing.T) {
-	serveFlags = []string{"--watch"}
-	defer func() { serveFlags = nil }()
-	p := grantDatabaseInConfig(t)
+	p := grantDatabaseInConfig(t, "--watch")
 	p.waitLog(t, "plugin or config files changed: reloading")
 	time.Sleep(300 * time.Millisecond) // the reload is connecting
 	p.terminateWithinTimeout(t)

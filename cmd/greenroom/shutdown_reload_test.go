@@ -25,6 +25,7 @@ import (
 // "shut down cleanly" and exited 0; right after it, it exited 1 without
 // saying what was cut off.
 func TestSIGTERMAfterReloadReportsCutOff(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		gap  time.Duration // from the reload's answer to SIGTERM
@@ -80,6 +81,7 @@ func TestSIGTERMAfterReloadReportsCutOff(t *testing.T) {
 // first, took its place as the reload to cancel, so the revocation
 // cancelled only the waiting one and waited for the first's 20 s load.
 func TestReloadSupersedesOneInProgress(t *testing.T) {
+	t.Parallel()
 	for _, asks := range []int{1, 2} {
 		t.Run(fmt.Sprintf("slow reload asked for %d times", asks), func(t *testing.T) { supersedeSlowReload(t, asks) })
 	}
@@ -126,6 +128,7 @@ func supersedeSlowReload(t *testing.T, asks int) {
 // nor does one that reads the same config again (a storm of SIGHUPs kept
 // restarting a slow load, which never finished).
 func TestReloadSupersededOnlyByANewValidConfig(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, "")
 	write := func(cfg string) {
 		t.Helper()
@@ -195,8 +198,12 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // any reload does before it loads a plugin: a token it revokes was
 // accepted until the start-up load had ended (15 s here).
 func TestReloadDuringStartupLoadRevokesAtOnce(t *testing.T) {
+	t.Parallel()
 	for _, earlier := range []bool{false, true} {
-		t.Run(fmt.Sprintf("an earlier reload waiting: %v", earlier), func(t *testing.T) { revokeDuringStartupLoad(t, earlier) })
+		t.Run(fmt.Sprintf("an earlier reload waiting: %v", earlier), func(t *testing.T) {
+			t.Parallel()
+			revokeDuringStartupLoad(t, earlier)
+		})
 	}
 }
 
@@ -277,6 +284,7 @@ func TestPublicRouteWaitingForTheLoadAtShutdown(t *testing.T) {
 // still sent for the delay got 404 unknown_plugin. It is answered 503
 // shutting_down, and what served at the signal serves on.
 func TestReloadDuringShutdownDelayChangesNothing(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, `shutdown_delay = "5s"`)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	waitUntil(t, 5*time.Second, "readiness to turn 503", func() bool {
@@ -307,9 +315,7 @@ func TestReloadDuringShutdownDelayChangesNothing(t *testing.T) {
 // it. The reload's compilation (of limits.memory never used before, so
 // the cache does not have it) is far longer than the polls of readiness.
 func TestSIGTERMDuringAWatcherReloadTurnsReadinessAtOnce(t *testing.T) {
-	serveFlags = []string{"--watch"}
-	defer func() { serveFlags = nil }()
-	p := startServe(t, "")
+	p := startServe(t, "", "--watch")
 	mem := 128 + time.Now().UnixNano()%3968
 	cfg := strings.Replace(p.cfg, "instances = 2", fmt.Sprintf("instances = 2, memory = \"%dMiB\"", mem), 1)
 	p.replaceConfig(t, cfg)
@@ -340,11 +346,10 @@ func TestSIGTERMDuringAWatcherReloadTurnsReadinessAtOnce(t *testing.T) {
 // the next change only once that reload had ended, and a token the change
 // revoked was accepted until then (20 s here).
 func TestWatcherReloadSupersedesItsOwnInProgress(t *testing.T) {
-	serveFlags = []string{"--watch"}
-	defer func() { serveFlags = nil }()
+	t.Parallel()
 	const victim = "watch-victim-token-0123456789abcdef01234"
 	tokens := "[auth.tokens.victim]\ntoken = \"" + victim + "\"\nsubject = \"service:victim\"\n"
-	p := startProcess(t, "", tokens)
+	p := startProcess(t, "", tokens, "--watch")
 	asVictim := func() int { return p.statusAs(victim, "/api/ver/v") }
 	waitUntil(t, 60*time.Second, "the victim's token to work", func() bool { return asVictim() == 200 })
 	write := func(cfg string) { p.replaceConfig(t, cfg) }
@@ -369,9 +374,8 @@ func TestWatcherReloadSupersedesItsOwnInProgress(t *testing.T) {
 // invalid one does not, and cancelled the reload in progress (a slow
 // plugin load), whose work the next reload then did again.
 func TestWatcherSkippedConfigSupersedesNothing(t *testing.T) {
-	serveFlags = []string{"--watch"}
-	defer func() { serveFlags = nil }()
-	p := startServe(t, "")
+	t.Parallel()
+	p := startServe(t, "", "--watch")
 	slow := p.cfg + "[plugins.ver.config]\ninit_sleep_ms = \"8000\"\n"
 	p.replaceConfig(t, slow)
 	waitUntil(t, 10*time.Second, "the watcher's reload to begin", func() bool {
@@ -431,9 +435,8 @@ func TestSIGTERMWhileAReloadWaitsForTheStartupLoad(t *testing.T) {
 // logged "plugin or config files changed: reloading" for a reload that
 // then changed nothing.
 func TestWatcherReloadsNothingDuringTheDrain(t *testing.T) {
-	serveFlags = []string{"--watch"}
-	defer func() { serveFlags = nil }()
-	p := startServe(t, `shutdown_delay = "3s"`)
+	t.Parallel()
+	p := startServe(t, `shutdown_delay = "3s"`, "--watch")
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	waitUntil(t, 5*time.Second, "readiness to turn 503", func() bool {
 		s, _, _ := p.get("/.greenroom/health/v1/readiness")
@@ -457,6 +460,7 @@ func TestWatcherReloadsNothingDuringTheDrain(t *testing.T) {
 // and the dropped plugin answered 404 to the calls a load balancer still
 // sent during shutdown_delay.
 func TestSIGTERMDuringAReloadAbandonsItWhole(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, `shutdown_delay = "4s"`)
 	v1 := regexp.MustCompile(`(?m)^path = (".*")$`).FindStringSubmatch(p.cfg)
 	if v1 == nil {

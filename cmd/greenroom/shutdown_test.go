@@ -87,11 +87,12 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-// startServe runs greenroom serve with the ver1 guest (GET /slow?ms=N)
-// and extra [server] settings, and waits until it is ready.
-func startServe(t *testing.T, server string) *process {
+// startServe runs greenroom serve with the ver1 guest (GET /slow?ms=N),
+// extra [server] settings and flags added to the serve command, and waits
+// until it is ready.
+func startServe(t *testing.T, server string, flags ...string) *process {
 	t.Helper()
-	p := startProcess(t, server, "")
+	p := startProcess(t, server, "", flags...)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + p.addr + "/.greenroom/health/v1/readiness"); err == nil {
@@ -106,13 +107,9 @@ func startServe(t *testing.T, server string) *process {
 	return nil
 }
 
-// serveFlags are added to the serve command of the processes a test
-// starts (set it before, not in parallel tests).
-var serveFlags []string
-
 // startProcess runs greenroom serve as startServe does, with extra
 // config after its own, and does not wait.
-func startProcess(t *testing.T, server, extra string) *process {
+func startProcess(t *testing.T, server, extra string, flags ...string) *process {
 	t.Helper()
 	bin := greenroomBinary(t)
 	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
@@ -141,7 +138,7 @@ limits = { timeout = "30s", instances = 2 }
 	cfgPath := filepath.Join(dir, "config.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	p := &process{addr: addr, cfgPath: cfgPath, cfg: cfg, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, serveFlags...)...)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, flags...)...)
 	p.cmd.Stderr = lockedBuffer{p.mu, p.stderr}
 	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {
@@ -193,6 +190,7 @@ func (p *process) wait(t *testing.T) int {
 // server still serves (shutdown_delay), the request completes, new
 // connections are refused after, and the exit code is 0.
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, `shutdown_timeout = "20s"`+"\n"+`shutdown_delay = "1s"`)
 	type result struct {
 		status int
@@ -239,6 +237,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 // with Connection: close; it used to close its listener at once, so a
 // probe saw a refused connection, not readiness 503.
 func TestSIGTERMDrainAnswers(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, `shutdown_timeout = "20s"`)
 	slow := make(chan string, 1)
 	go func() {
@@ -286,6 +285,7 @@ func TestSIGTERMDrainAnswers(t *testing.T) {
 // When shutdown_timeout cuts a request off, the exit code is not 0 and
 // the log says what was cut off.
 func TestSIGTERMTimeoutCutsOff(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, `shutdown_timeout = "1s"`)
 	go p.get("/api/ver/slow?ms=10000")
 	time.Sleep(500 * time.Millisecond)
@@ -332,6 +332,7 @@ func TestSecondSignalCutsTheDrainShort(t *testing.T) {
 // The shutdown's timeout is the one running when the signal comes: a
 // reload that shortens it applies, as it does to replaced plugin versions.
 func TestShutdownTimeoutFollowsReload(t *testing.T) {
+	t.Parallel()
 	p := startServe(t, `shutdown_timeout = "30s"`)
 	cfg := strings.Replace(p.cfg, `shutdown_timeout = "30s"`, `shutdown_timeout = "1s"`, 1)
 	if cfg == p.cfg {

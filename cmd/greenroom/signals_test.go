@@ -72,6 +72,7 @@ func TestSIGINTShutsDown(t *testing.T) {
 // [server] metrics_listen serves /metrics without a credential on its own
 // address; the main listener's /metrics still asks for an admin one.
 func TestMetricsListen(t *testing.T) {
+	t.Parallel()
 	maddr := freeAddr(t)
 	p := startServe(t, `metrics_listen = "`+maddr+`"`)
 	if s, _, err := p.get("/api/ver/v"); err != nil || s != 200 {

@@ -40,6 +40,7 @@ func symlink(t *testing.T, target, name string) {
 // serve --watch follows a plugin path that is a symbolic link: the file it
 // points to, replaced atomically, is reloaded.
 func TestServeWatchFollowsLinkedModule(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	v1, v2 := testGuests(t, t.TempDir())
 	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
@@ -79,6 +80,7 @@ func swapLink(t *testing.T, target, name string) {
 // config.toml -> ..data/config.toml, ..data -> ..<version>, and an update
 // swaps ..data to a new version directory, then removes the old one.
 func TestServeWatchFollowsConfigMapSwap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	v1, v2 := testGuests(t, t.TempDir())
 	addr := freeAddr(t)
@@ -130,6 +132,7 @@ func serveWatchedDir(t *testing.T) (dir, plugins, url, v1, v2 string) {
 // checkout): its .wasm in the new directory is loaded, and later changes
 // to it are seen.
 func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
+	t.Parallel()
 	_, plugins, url, v1, v2 := serveWatchedDir(t)
 	if err := os.RemoveAll(plugins); err != nil {
 		t.Fatal(err)
@@ -147,6 +150,7 @@ func TestServeWatchSeesDirectoryComeBack(t *testing.T) {
 // renamed directory reports no event for the files in it, and the
 // watcher used to see none of that plugin's changes again (an audit).
 func TestServeWatchSeesDirectoryRenamedAway(t *testing.T) {
+	t.Parallel()
 	dir, plugins, url, v1, v2 := serveWatchedDir(t)
 	rename := func(from, to string) {
 		t.Helper()

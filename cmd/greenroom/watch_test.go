@@ -142,6 +142,7 @@ func watchModuleChange(t *testing.T, emptyOverlays ...string) {
 // slow or failed), it would remove every plugin and credential, and the
 // admin API with them (an audit's). Written whole, it is applied.
 func TestServeWatchSkipsEmptiedConfig(t *testing.T) {
+	t.Parallel()
 	cache, v1, v2 := verGuests(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
