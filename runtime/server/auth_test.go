@@ -71,6 +71,7 @@ func bearer(token string) []string {
 // The matrix of the issue: every kind of credential against every kind of
 // route, with the exact status.
 func TestAuthMatrix(t *testing.T) {
+	t.Parallel()
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, ""))
 	// The todo token's one plugin is not configured here: a warning.
@@ -285,6 +286,7 @@ func TestPublicRouteMatching(t *testing.T) {
 }
 
 func TestPublicRouteOnlyDuringInit(t *testing.T) {
+	t.Parallel()
 	in := start(t, hostileConfig("2s", 1))
 	status, _, body := in.Get(t, "/api/hostile/public-codes")
 	if status != 200 || body != `{"init_malformed":-3,"late":-2}` {

@@ -57,6 +57,7 @@ func untilStatus(t *testing.T, get func() (int, http.Header, string), want int) 
 }
 
 func TestResponseBudget(t *testing.T) {
+	t.Parallel()
 	const big = 16_000_000 // more than loopback sockets buffer
 	config := func(budget string) string {
 		return fmt.Sprintf(`
@@ -408,6 +409,7 @@ func TestShutdownNamesAnAnswerBeingSent(t *testing.T) {
 // client reads the 503 (closed with the body unread, the connection was
 // reset and the answer lost).
 func TestShutdownAnswersBodiesCleanly(t *testing.T) {
+	t.Parallel()
 	in := start(t, fmt.Sprintf("[plugins.ver]\npath = %q\n", guesttest.Build(t, "runtime/server/testdata/guests/ver1")))
 	// A slow call keeps the drain going (and the listener open).
 	go in.Get(t, "/api/ver/slow?ms=3000")
@@ -598,6 +600,7 @@ func TestRequestBudgetPerPrincipal(t *testing.T) {
 // the log shows them: a JWT in the path is [REDACTED] there too (it was
 // named as sent, and logged so).
 func TestShutdownNamesPathsRedacted(t *testing.T) {
+	t.Parallel()
 	in := start(t, fmt.Sprintf("[plugins.hostile]\npath = %q\n[plugins.hostile.limits]\ninstances = 1\ntimeout = \"5s\"\nqueue_timeout = \"5s\"\n", hostileWasm))
 	const jwtShaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 	go in.Get(t, "/api/hostile/nap?ms=3000")

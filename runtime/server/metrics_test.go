@@ -64,6 +64,7 @@ func value(fams map[string]*dto.MetricFamily, name string, labels ...string) flo
 }
 
 func TestMetricsMoveWithTraffic(t *testing.T) {
+	t.Parallel()
 	todo := guesttest.Build(t, "plugins/todo")
 	in := start(t, hostileConfig("1s", 2)+fmt.Sprintf("[plugins.todo]\npath = %q\n", todo))
 	get := func(path string) (int, string) {

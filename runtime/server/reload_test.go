@@ -143,6 +143,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // cap of three moves answered 503 to calls queued across a scripted
 // rollout of ten reloads).
 func TestBackToBackReloadsKeepWaitingCalls(t *testing.T) {
+	t.Parallel()
 	total, worst := loadWhileReloading(t, reloadLoad{instances: 1, queueTimeout: "20s", clients: 8, ms: 40, settle: 200 * time.Millisecond, reloads: 10})
 	t.Logf("%d requests across 10 reloads back to back, none failed; the longest took %s", total, worst)
 }
@@ -502,6 +503,7 @@ func TestCallWaitsForLoad(t *testing.T) {
 // A call waiting for an instance when a reload removes its plugin gets
 // 404, as a call that comes after; the call in flight finishes.
 func TestRemovedWhileWaiting(t *testing.T) {
+	t.Parallel()
 	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
 	cfg := fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { instances = 1, queue_timeout = \"10s\" }\n[plugins.hello]\npath = %q\n", v1, helloWasm)
 	in := start(t, cfg)
@@ -530,6 +532,7 @@ func TestRemovedWhileWaiting(t *testing.T) {
 // an instance when a reload closes that route, is not served by the new
 // version: it gets the 401 a call arriving now gets.
 func TestPublicRouteClosedWhileWaiting(t *testing.T) {
+	t.Parallel()
 	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
 	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
 	cfg := func(path, public string) string {
@@ -594,6 +597,7 @@ func TestLoadErrorsServedWithoutSecrets(t *testing.T) {
 // a second failed 1-5% of its calls with 503 plugin_busy, none without
 // reloads; this test, 3 of about 275.)
 func TestReloadsKeepTheQueueOrder(t *testing.T) {
+	t.Parallel()
 	// 16 clients on 2 instances of a 100 ms route: a fair line is 0.8 s
 	// long, within the 1.5 s queue timeout.
 	total, worst := loadWhileReloading(t, reloadLoad{instances: 2, queueTimeout: "1500ms", clients: 16, ms: 100, settle: time.Second, reloads: 30, gap: 150 * time.Millisecond})
@@ -605,6 +609,7 @@ func TestReloadsKeepTheQueueOrder(t *testing.T) {
 // version had tokens of its own: an audit's 16 five-second calls on
 // instances = 4 ran all at once across four reloads back to back.)
 func TestReloadsKeepTheInstancesCap(t *testing.T) {
+	t.Parallel()
 	in, swap := startVer(t, `instances = 2, queue_timeout = "30s", timeout = "30s"`)
 	began := time.Now()
 	took := make(chan time.Duration, 8)

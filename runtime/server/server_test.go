@@ -578,6 +578,7 @@ func TestConcurrentRequests(t *testing.T) {
 }
 
 func TestBusyGets503(t *testing.T) {
+	t.Parallel()
 	in := start(t, hostileConfig("3s", 1))
 	done := make(chan struct{})
 	go func() {
@@ -609,6 +610,7 @@ func TestLateWriteReachesNoOtherRequest(t *testing.T) {
 // than limits.timeout: 504 then, and the instance, once started, serves
 // the next request.
 func TestSlowInstanceStartBoundedByTimeout(t *testing.T) {
+	t.Parallel()
 	in := start(t, hostileConfig("1s", 1)+"[plugins.hostile.config]\ninit_sleep_ms = \"2500\"\n")
 	if status, _, _ := in.Get(t, "/api/hostile/exit"); status != 500 {
 		t.Fatalf("exit: %d", status) // the only instance is gone
@@ -636,6 +638,7 @@ func TestSlowInstanceStartBoundedByTimeout(t *testing.T) {
 // instance of the old one to start sends that request to the new version
 // (closing the old one interrupts the start; it answered 500).
 func TestReloadDuringInstanceStart(t *testing.T) {
+	t.Parallel()
 	cfg := func(v string) string {
 		return fmt.Sprintf(`
 [plugins.hostile]
@@ -673,6 +676,7 @@ version = %q
 // timeout, answer 200 (sharing the timeout, every such call timed out and
 // discarded the instance it had waited for).
 func TestStartAndCallEachHaveTheTimeout(t *testing.T) {
+	t.Parallel()
 	in := start(t, hostileConfig("2s", 1)+"[plugins.hostile.config]\ninit_sleep_ms = \"500\"\n")
 	for i := 0; i < 2; i++ {
 		if status, _, _ := in.Get(t, "/api/hostile/exit"); status != 500 {
@@ -1374,6 +1378,7 @@ func TestPluginPathNotARegularFile(t *testing.T) {
 // deadline, as the runtime interrupts it: the client gets 504 every time,
 // not the late answer at random (an audit: 1 in 8 got 200).
 func TestAnswerAtTheDeadlineIsATimeout(t *testing.T) {
+	t.Parallel()
 	in := start(t, hostileConfig("300ms", 2))
 	for i := range 8 {
 		status, _, body := in.Get(t, "/api/hostile/ctxwait")

@@ -16,6 +16,7 @@ import (
 // a load balancer's TCP health checks turned into a stream of 5xx. A head
 // cut off partway by a reset is a malformed request: 400, not 502.
 func TestConnectionWithoutARequest(t *testing.T) {
+	t.Parallel()
 	in := start(t, "[server]\nread_timeout = \"300ms\"\n")
 	addr := strings.TrimPrefix(in.URL, "http://")
 	for _, tc := range []struct {

@@ -113,6 +113,7 @@ func wantKind(t *testing.T, r readResult, kind string, contains ...string) {
 }
 
 func TestURLReaderThroughGuest(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	internal := newTarget(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "internal") })
 	docs := newTarget(t, false, func(w http.ResponseWriter, r *http.Request) {
