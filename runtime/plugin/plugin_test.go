@@ -132,6 +132,7 @@ func get(p *Plugin, path string) (int, string, error) {
 }
 
 func TestFailuresDiscardInstanceAndPoolRecovers(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []Interruption{InterruptFlag, InterruptWazero} {
 		t.Run(string(mode), func(t *testing.T) {
 			p := loadSpec(t, Spec{Wasm: hostileWasm, Limits: testLimits(), forceWazero: mode == InterruptWazero})
@@ -328,6 +329,7 @@ func TestConcurrentCalls(t *testing.T) {
 }
 
 func TestBusy(t *testing.T) {
+	t.Parallel()
 	lim := testLimits()
 	lim.Instances = 1
 	lim.Timeout = 2 * time.Second
@@ -531,6 +533,7 @@ func TestInitializerTimeoutNamed(t *testing.T) {
 // the other, at least 6 s more. Spec.FirstInstance runs between the
 // first and the others.
 func TestWarmInstancesStartTogether(t *testing.T) {
+	t.Parallel()
 	load := func(warm int) time.Duration {
 		lim := testLimits()
 		lim.Warm, lim.InitTimeout = warm, 10*time.Second
