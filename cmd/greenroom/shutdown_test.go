@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -47,15 +48,38 @@ func greenroomBinary(t *testing.T) string {
 	return binPath
 }
 
+// freeAddr returns a 127.0.0.1 address, free when picked, for a greenroom
+// process to listen on. Tests run in parallel and each process binds its
+// port a moment after it was picked, so the port is one the kernel does
+// not hand out meanwhile (for ":0" or an outgoing connection: Linux's
+// ip_local_port_range starts at 32768 by default) and that no other test
+// of this process got: a port picked with ":0" and closed again could go
+// to another test, whose process then answered this test's requests.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[port] = true
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 127.0.0.1:20000-31999 after 1000 tries")
+	return ""
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 const testToken = "shutdown-test-token-0123456789abcdef"
 
@@ -366,5 +390,24 @@ func TestShutdownTimeoutFollowsReload(t *testing.T) {
 	}
 	if log := p.log(); !strings.Contains(log, "shutdown after 1s cut work off") {
 		t.Errorf("log does not name the reloaded timeout:\n%s", log)
+	}
+}
+
+// The addresses freeAddr hands out are distinct, free and outside the
+// range the kernel picks ports from.
+func TestFreeAddrNeverRepeats(t *testing.T) {
+	seen := map[string]bool{}
+	for range 300 {
+		addr := freeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		if seen[addr] || port < "20000" || port > "31999" || len(port) != 5 {
+			t.Fatalf("freeAddr gave %s (seen before: %v)", addr, seen[addr])
+		}
+		seen[addr] = true
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s is not free: %v", addr, err)
+		}
+		ln.Close()
 	}
 }
