@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -262,6 +263,17 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		return 0, http.ErrBodyReadAfterClose
 	}
 	return b.r.Read(p)
+}
+
+// WriteTo writes the rest of the body to w in one Write (WriteString when
+// w has it, as the response writer does), so that io.Copy(w, r.Body)
+// allocates no 32 KiB buffer to copy through: in wasm that buffer's
+// allocation and zeroing cost more than the copy itself.
+func (b *requestBody) WriteTo(w io.Writer) (int64, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.WriteTo(w)
 }
 
 func (b *requestBody) Close() error {

@@ -33,6 +33,18 @@ func BenchmarkHandleRaw(b *testing.B) {
 	benchHandle(b, guesttest.Read(b, rawGuest), "/")
 }
 
+// BenchmarkHandleEcho is BenchmarkHandle with plugins/hello's POST /echo
+// and a 16 KiB body (the harness's echo scenario): the body into the
+// guest, io.Copy to the response, and back, with interruption as loads
+// do by default.
+func BenchmarkHandleEcho(b *testing.B) {
+	lim := testLimits()
+	lim.MaxRequests = 0
+	p := loadSpec(b, Spec{Wasm: guesttest.Read(b, "plugins/hello"), Limits: lim})
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1024)
+	benchCalls(b, p, &hostfuncs.Request{Method: []byte("POST"), Path: []byte("/echo"), RequestID: "bench", Body: body}, len(body))
+}
+
 func benchHandle(b *testing.B, wasm []byte, path string) {
 	for _, mode := range []Interruption{InterruptFlag, InterruptWazero, InterruptOff} {
 		b.Run(string(mode), func(b *testing.B) {
@@ -40,22 +52,27 @@ func benchHandle(b *testing.B, wasm []byte, path string) {
 			lim.NoInterrupt = mode == InterruptOff
 			lim.MaxRequests = 0
 			p := loadSpec(b, Spec{Wasm: wasm, Limits: lim, forceWazero: mode == InterruptWazero})
-			req := &hostfuncs.Request{Method: []byte("GET"), Path: []byte(path), RequestID: "bench"}
-			respond := func(r hostfuncs.Response) error {
-				if r.Status != 200 {
-					b.Fatalf("status %d", r.Status)
-				}
-				return nil
-			}
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := p.Handle(ctx, req, respond); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchCalls(b, p, &hostfuncs.Request{Method: []byte("GET"), Path: []byte(path), RequestID: "bench"}, -1)
 		})
+	}
+}
+
+// benchCalls calls p with req b.N times; each answer must be a 200, with
+// a body of size bytes unless size is -1.
+func benchCalls(b *testing.B, p *Plugin, req *hostfuncs.Request, size int) {
+	respond := func(r hostfuncs.Response) error {
+		if r.Status != 200 || (size >= 0 && len(r.Body) != size) {
+			b.Fatalf("status %d, %d bytes", r.Status, len(r.Body))
+		}
+		return nil
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.Handle(ctx, req, respond); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
