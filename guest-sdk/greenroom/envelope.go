@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -545,6 +546,35 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	appendBody(w, p)
 	return len(p), nil
 }
+
+// ReadFrom copies src to the body as io.Copy would, each piece through
+// Write, but through a buffer kept for the next copy: io.Copy allocates
+// 32 KiB for every copy from a reader that is not an io.WriterTo
+// (http.MaxBytesReader, io.LimitReader, a gzip reader), which in wasm
+// costs more than the copy itself (see requestBody.WriteTo).
+func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	if wt, ok := src.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	buf := copyBuffers.Get().(*[]byte)
+	defer func() {
+		// Zeroed as a new one is: a reader that reports more than it
+		// read must not hand on an earlier caller's bytes.
+		clear(*buf)
+		copyBuffers.Put(buf)
+	}()
+	return io.CopyBuffer(writeOnly{w}, src, *buf)
+}
+
+// writeOnly hides a writer's ReadFrom from io.CopyBuffer, which would
+// otherwise call it back.
+type writeOnly struct{ io.Writer }
+
+// copyBuffers are ReadFrom's buffers, io.Copy's size.
+var copyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}
 
 // WriteString lets io.WriteString skip a conversion.
 func (w *responseWriter) WriteString(s string) (int, error) {

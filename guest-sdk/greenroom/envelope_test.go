@@ -1,6 +1,7 @@
 package greenroom
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -227,6 +228,72 @@ func TestRequestBodyWriteTo(t *testing.T) {
 		t.Errorf("io.Copy after Close: %d %v, want 0 %v", n, err, http.ErrBodyReadAfterClose)
 	}
 }
+
+// io.Copy to the response from a reader that is not an io.WriterTo goes
+// through the writer's ReadFrom: each piece through Write (its checks
+// hold), with a kept buffer instead of a new 32 KiB one, zeroed between
+// copies.
+func TestResponseWriterReadFrom(t *testing.T) {
+	newWriter := func() *responseWriter {
+		_, rw, err := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Hour))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rw
+	}
+	rw := newWriter()
+	if _, ok := any(rw).(io.ReaderFrom); !ok {
+		t.Fatalf("%T is not an io.ReaderFrom", rw)
+	}
+	body := strings.Repeat("0123456789abcdef", 5000) // 80 000 bytes: three pieces
+	if n, err := io.Copy(rw, io.LimitReader(strings.NewReader(body), 1<<20)); n != int64(len(body)) || err != nil {
+		t.Fatalf("io.Copy: %d %v", n, err)
+	}
+	if got := string(rw.body) + string(bytes.Join(rw.more, nil)); got != body {
+		t.Errorf("body: %d bytes, want the %d copied", len(got), len(body))
+	}
+	w := &responseWriter{status: http.StatusOK, declared: -1, wroteHeader: true, body: make([]byte, 0, 20000)}
+	copies := func(n int) {
+		for range n {
+			w.body, w.size, w.written = w.body[:0], 0, 0
+			io.Copy(w, io.LimitReader(strings.NewReader(body[:16384]), 1<<20))
+		}
+	}
+	copies(1)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	copies(20)
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / 20; per > 4096 {
+		t.Errorf("io.Copy of 16 KiB from a LimitReader allocated %d bytes, want under 4 KiB (no 32 KiB buffer each time)", per)
+	}
+
+	// As Write: past a declared Content-Length, and after the handler.
+	rw = newWriter()
+	rw.Header().Set("Content-Length", "5")
+	if _, err := io.Copy(rw, io.LimitReader(strings.NewReader("0123456789"), 100)); err != http.ErrContentLength {
+		t.Errorf("past the declared length: %v, want %v", err, http.ErrContentLength)
+	}
+	rw = newWriter()
+	rw.done = true
+	if _, err := io.Copy(rw, io.LimitReader(strings.NewReader("x"), 100)); err != errWriteAfterReturn {
+		t.Errorf("after the handler returned: %v, want %v", err, errWriteAfterReturn)
+	}
+
+	// A reader that reports bytes it did not write hands on zeros, as
+	// with a new buffer, not the last copy's bytes.
+	rw = newWriter()
+	io.Copy(rw, io.LimitReader(strings.NewReader(strings.Repeat("S", 32<<10)), 1<<20))
+	rw = newWriter()
+	lying := readerFunc(func(p []byte) (int, error) { return 16, io.EOF })
+	if n, err := io.Copy(rw, lying); n != 16 || err != nil || string(rw.body) != strings.Repeat("\x00", 16) {
+		t.Errorf("a lying reader: %d %v %q, want 16 zero bytes", n, err, rw.body)
+	}
+}
+
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 type writerFunc func(p []byte) (int, error)
 
