@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,23 +44,7 @@ admin = true
 path = %q
 limits = { instances = 2, queue_timeout = "10s" }
 `, addr, filepath.Join(cache, "cmd-test-cache"), testToken, wasm)
-	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{addr: addr, cfgPath: cfgPath, cfg: cfg, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(greenroomBinary(t), "serve", "--watch", "--config", cfgPath)
-	p.cmd.Stderr, p.cmd.Stdout = lockedBuffer{p.mu, p.stderr}, io.Discard
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("greenroom stderr:\n%s", p.log())
-		}
-	})
+	p := runServe(t, dir, addr, cfg, "--watch")
 	waitReady(t, addr)
 
 	var (

@@ -135,7 +135,6 @@ func startServe(t *testing.T, server string, flags ...string) *process {
 // config after its own, and does not wait.
 func startProcess(t *testing.T, server, extra string, flags ...string) *process {
 	t.Helper()
-	bin := greenroomBinary(t)
 	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
 	ver, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "server", "testdata", "guests", "ver1"), cache)
 	if err != nil {
@@ -159,10 +158,20 @@ admin = true
 path = %q
 limits = { timeout = "30s", instances = 2 }
 %s`, addr, server, filepath.Join(cache, "cmd-test-cache"), testToken, ver, extra)
+	return runServe(t, dir, addr, cfg, flags...)
+}
+
+// runServe writes cfg to config.toml in dir and runs greenroom serve with
+// it and flags, listening on addr; the process is killed when the test
+// ends, and its standard error logged if the test failed.
+func runServe(t *testing.T, dir, addr, cfg string, flags ...string) *process {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p := &process{addr: addr, cfgPath: cfgPath, cfg: cfg, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, flags...)...)
+	p.cmd = exec.Command(greenroomBinary(t), append([]string{"serve", "--config", cfgPath}, flags...)...)
 	p.cmd.Stderr = lockedBuffer{p.mu, p.stderr}
 	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {
