@@ -216,3 +216,90 @@ func TestQuotesDepth(t *testing.T) {
 		}
 	}
 }
+
+// A token host's redirect that quotes the token in a spelling the scrub
+// cannot cut out (escaped twice, base64 of its base64) reaches the plugin
+// neither in a refusal's message (a redirect refused for its host, path or
+// scheme quoted its URL; a malformed Location header quoted its line) nor
+// in a URL: one to the token's own host is not followed (the plugin would
+// read it in the final URL, or in the Location its client follows), as
+// one to another host is not. A redirect that quotes it in a spelling the
+// scrub cuts out is still followed within its host, the plugin getting
+// [REDACTED].
+func TestRedirectQuotingTokenDeeplyReachesNoPlugin(t *testing.T) {
+	const tok = "tok_Ab+cd/ef=0123456789ABCDEFxyz"
+	q := url.QueryEscape
+	b64 := base64.StdEncoding.EncodeToString
+	a := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		self := "http://" + r.Host
+		own := self + "/x?t=" + q(got)
+		deep := b64([]byte(b64([]byte("Bearer " + got))))
+		loc := map[string]string{
+			"/t/ungranted":    "https://sso.example/login?return_to=" + q(own),
+			"/t/ungranted64":  "https://sso.example/login?state=" + deep,
+			"/t/ownpath":      self + "/notallowed/?state=" + deep,
+			"/t/ownscheme":    "ftp://a.test/?return_to=" + q(own),
+			"/t/ownhost":      self + "/x?return_to=" + q(own),
+			"/t/ownhost64":    self + "/x?state=" + deep,
+			"/t/ownhostonce":  self + "/x?t=" + q(got),
+			"/t/malformed":    "https://sso.example/\x01?state=" + deep,
+			"/t/malformedesc": "https://sso.example/\x01?return_to=" + q(own),
+		}[r.URL.Path]
+		if loc == "" {
+			fmt.Fprint(w, "a")
+			return
+		}
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusFound)
+	})
+	cfg := `
+[reading]
+allow = [{ host = "a.test", scheme = "http", paths = ["/t/", "/x"] }]
+[[integrations.github]]
+host = "a.test"
+token = "` + tok + `"
+`
+	p := reader(t, cfg, mapResolver{"a.test": {"127.0.0.1"}}, a).For("p", []string{"a.test"})
+	aURL := "http://a.test:" + a.port()
+	for _, hop := range []bool{false, true} {
+		for path, kind := range map[string]Kind{
+			"/t/ungranted": Denied, "/t/ungranted64": Denied, "/t/ownpath": Denied, "/t/ownscheme": Invalid,
+			"/t/ownhost": Denied, "/t/ownhost64": Denied, "/t/malformed": Failed, "/t/malformedesc": Failed,
+		} {
+			var err error
+			if hop {
+				_, _, err = get(&http.Client{Transport: hopTransport{p}}, aURL+path)
+			} else {
+				_, err = read(p, aURL+path)
+			}
+			if err == nil || quotes([]byte(err.Error()), tok) {
+				t.Errorf("hop %v %s: err %v, want one that does not quote the token", hop, path, err)
+				continue
+			}
+			if hop && path == "/t/ownpath" || hop && path == "/t/ownscheme" {
+				kind = Denied // refused at the Location, before the client follows it
+			}
+			if KindOf(err) != kind {
+				t.Errorf("hop %v %s: err %v (%v), want %v", hop, path, err, KindOf(err), kind)
+			}
+		}
+		var final string
+		if hop {
+			resp, _, err := get(&http.Client{Transport: hopTransport{p}}, aURL+"/t/ownhostonce")
+			if err != nil {
+				t.Fatalf("hop %v: a redirect within the host, the token escaped once: %v", hop, err)
+			}
+			final = resp.Request.URL.String()
+		} else {
+			resp, err := read(p, aURL+"/t/ownhostonce")
+			if err != nil {
+				t.Fatalf("hop %v: a redirect within the host, the token escaped once: %v", hop, err)
+			}
+			final = resp.URL
+		}
+		if quotes([]byte(final), tok) || !strings.Contains(final, "[REDACTED]") {
+			t.Errorf("hop %v: final URL %q", hop, final)
+		}
+	}
+}

@@ -498,7 +498,7 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 		if resp != nil {
 			hops.scrub(resp, req.Method == http.MethodHead)
 		}
-		err = hops.scrubErr(err)
+		err = hops.scrubErr(err, req.URL)
 	}
 	return resp, err
 }
@@ -986,7 +986,11 @@ func redact(b, lb []byte, escapes bool, tok string) []byte {
 // quotedElsewhere returns an error when u, the URL of a redirect, quotes
 // a token sent on this read (in any spelling quotes finds) and u's host
 // is not that token's: following it would hand the token to another host
-// in the URL, and to whatever that host logs or redirects on to.
+// in the URL, and to whatever that host logs or redirects on to. A
+// redirect to the token's own host may quote it, but only in a spelling
+// the scrub cuts out of the URL the plugin gets (the final URL, or the
+// Location its client follows): one escaped twice, or base64 of its
+// base64, would reach the plugin.
 func (h *hopper) quotedElsewhere(u *url.URL) error {
 	own, _ := h.r.token(u)
 	s := []byte(u.String())
@@ -997,6 +1001,9 @@ func (h *hopper) quotedElsewhere(u *url.URL) error {
 		if tok != own.secret && quotes(s, tok) {
 			return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read, which would reach %s, a host it is not for", u.Host)
 		}
+	}
+	if own.secret != "" && slices.Contains(h.tokens(), own.secret) && quotes(h.scrubBytes(s), own.secret) {
+		return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read in a spelling the runtime cannot cut out of it (escaped twice, or base64 of its base64), which would reach the plugin in the URL it reads")
 	}
 	return nil
 }
@@ -1238,12 +1245,43 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-// scrubErr is scrub for an error's message.
-func (h *hopper) scrubErr(err error) error {
+// scrubErr is scrub for an error's message, which may quote a URL or a
+// header line the server made of a token: a refused redirect's URL, a
+// malformed Location. Past the spellings the scrub cuts out, a word of
+// the message (a run without spaces, as a URL is) that still quotes a
+// sent token in a spelling quotes finds (escaped twice, base64 of its
+// base64) is [REDACTED] whole, and a message that quotes one across its
+// words is withheld, its kind and the URL the plugin asked for kept.
+func (h *hopper) scrubErr(err error, reqURL string) error {
 	if err == nil {
 		return nil
 	}
-	if msg := h.scrubString(err.Error()); msg != err.Error() {
+	msg := h.scrubString(err.Error())
+	quoted := func(s string) bool {
+		return slices.ContainsFunc(h.tokens(), func(tok string) bool { return quotes([]byte(s), tok) })
+	}
+	if quoted(msg) {
+		words := strings.Split(msg, " ")
+		for i, w := range words {
+			if quoted(w) {
+				end := strings.TrimRight(w, `:,;"'`)
+				words[i] = "[REDACTED]" + w[len(end):]
+			}
+		}
+		msg = strings.Join(words, " ")
+		if quoted(msg) {
+			where := reqURL
+			if u, err := url.Parse(reqURL); err == nil {
+				where = u.Redacted()
+			}
+			why := "it quoted an integration token sent on this read, in a spelling the runtime cannot cut out of it"
+			if len(msg) > maxQuoted {
+				why = fmt.Sprintf("it is over %d KiB, too long to search for an integration token sent on this read", maxQuoted>>10)
+			}
+			msg = fmt.Sprintf("%s: the read failed (%s); its message is withheld: %s", where, KindOf(err), why)
+		}
+	}
+	if msg != err.Error() {
 		return &Error{Kind: KindOf(err), Msg: msg}
 	}
 	return err
