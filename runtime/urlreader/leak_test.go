@@ -243,6 +243,7 @@ func TestRedirectQuotingTokenDeeplyReachesNoPlugin(t *testing.T) {
 			"/t/ownhost":      self + "/x?return_to=" + q(own),
 			"/t/ownhost64":    self + "/x?state=" + deep,
 			"/t/ownhostonce":  self + "/x?t=" + q(got),
+			"/t/ownlong":      self + "/x?pad=" + strings.Repeat("p", maxURL) + "&state=" + deep,
 			"/t/malformed":    "https://sso.example/\x01?state=" + deep,
 			"/t/malformedesc": "https://sso.example/\x01?return_to=" + q(own),
 		}[r.URL.Path]
@@ -266,6 +267,7 @@ token = "` + tok + `"
 		for path, kind := range map[string]Kind{
 			"/t/ungranted": Denied, "/t/ungranted64": Denied, "/t/ownpath": Denied, "/t/ownscheme": Invalid,
 			"/t/ownhost": Denied, "/t/ownhost64": Denied, "/t/malformed": Failed, "/t/malformedesc": Failed,
+			"/t/ownlong": Invalid,
 		} {
 			var err error
 			if hop {
@@ -277,11 +279,18 @@ token = "` + tok + `"
 				t.Errorf("hop %v %s: err %v, want one that does not quote the token", hop, path, err)
 				continue
 			}
-			if hop && path == "/t/ownpath" || hop && path == "/t/ownscheme" {
+			if hop && (path == "/t/ownpath" || path == "/t/ownscheme" || path == "/t/ownlong") {
 				kind = Denied // refused at the Location, before the client follows it
 			}
 			if KindOf(err) != kind {
 				t.Errorf("hop %v %s: err %v (%v), want %v", hop, path, err, KindOf(err), kind)
+			}
+			// Nor in the Location of a 3xx the plugin's client keeps.
+			if hop {
+				c := &http.Client{Transport: hopTransport{p}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+				if resp, _, err := get(c, aURL+path); err == nil && quotes([]byte(resp.Header.Get("Location")), tok) {
+					t.Errorf("hop %v %s: the plugin got Location %.80q", hop, path, resp.Header.Get("Location"))
+				}
 			}
 		}
 		var final string

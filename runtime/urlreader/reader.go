@@ -990,12 +990,15 @@ func redact(b, lb []byte, escapes bool, tok string) []byte {
 // redirect to the token's own host may quote it, but only in a spelling
 // the scrub cuts out of the URL the plugin gets (the final URL, or the
 // Location its client follows): one escaped twice, or base64 of its
-// base64, would reach the plugin.
+// base64, would reach the plugin; so would any in a URL over maxURL,
+// which is not searched.
 func (h *hopper) quotedElsewhere(u *url.URL) error {
 	own, _ := h.r.token(u)
 	s := []byte(u.String())
 	if len(s) > maxURL {
-		return nil // never read: check refuses it
+		// Never read (check refuses it), but the plugin's client would
+		// get it in the Location, where it is not searched.
+		return errorf(Denied, "refused: the redirect's URL is %d bytes, over the limit of %d, too long to search for an integration token sent on this read", len(s), maxURL)
 	}
 	for _, tok := range h.tokens() {
 		if tok != own.secret && quotes(s, tok) {
