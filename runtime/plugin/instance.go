@@ -184,6 +184,10 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			return nil, fmt.Errorf("%s (%s): %w", what, kind, err)
 		}
 	}
+	// What the initializer left in the host's buffers (output it wrote,
+	// a URL read's result) is let go as a call's is when it ends: the
+	// instance may wait idle long before its first call.
+	in.state.Reset()
 	in.handle = mod.ExportedFunction(hostfuncs.ExportHandle)
 	if in.handle == nil {
 		mod.Close(context.Background())

@@ -512,6 +512,26 @@ func TestLargeRequestNotKept(t *testing.T) {
 	}
 }
 
+// What an initializer leaves in the host's buffers of its instance (output
+// it wrote, a result it read: a URL read at start) is not kept while the
+// instance waits idle for its first call, as a call's is not: 4 MiB
+// written by each instance's init stayed on the host's heap for every
+// idle instance until it served (an audit).
+func TestInitOutputNotKept(t *testing.T) {
+	lim := testLimits()
+	lim.Instances = 1
+	lim.MaxResponse = 8 << 20
+	p := loadSpec(t, Spec{Wasm: hostileWasm, Limits: lim, Host: testHost{config: map[string]string{"init_write": "4194304"}, log: logrus.NewEntry(logrus.New())}})
+	p.pool.mu.Lock()
+	defer p.pool.mu.Unlock()
+	if len(p.pool.idle) != 1 {
+		t.Fatalf("%d idle instances, want 1", len(p.pool.idle))
+	}
+	if c := cap(p.pool.idle[0].state.Response); c > maxKeptRequest {
+		t.Errorf("the idle instance keeps a %d-byte output buffer from its init", c)
+	}
+}
+
 // An initializer that runs past the init timeout fails the load with an
 // error that names the bound and the key it comes from.
 func TestInitializerTimeoutNamed(t *testing.T) {

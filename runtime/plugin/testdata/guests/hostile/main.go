@@ -26,6 +26,9 @@ func configGet(ptr unsafe.Pointer, size uint32) int32
 //go:wasmimport greenroom public_route
 func publicRoute(ptr unsafe.Pointer, size uint32) int32
 
+//go:wasmimport greenroom response_write
+func responseWrite(ptr unsafe.Pointer, size uint32) int32
+
 //go:wasmimport wasi_snapshot_preview1 random_get
 func randomGet(ptr unsafe.Pointer, size uint32) uint32
 
@@ -55,6 +58,11 @@ func init() {
 		os.Exit(1)
 	}
 	initPublic = askPublic("no-leading-slash")
+	// Output written while initializing, which no call answers with.
+	if n, ok := greenroom.Config("init_write"); ok {
+		b := make([]byte, max(atoi(n), 1))
+		responseWrite(unsafe.Pointer(&b[0]), uint32(atoi(n)))
+	}
 	if ms, ok := greenroom.Config("init_sleep_ms"); ok {
 		n, _ := strconv.Atoi(ms)
 		time.Sleep(time.Duration(n) * time.Millisecond)
@@ -325,5 +333,7 @@ func fib(n int) int {
 	}
 	return fib(n-1) + fib(n-2)
 }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 func main() {}
