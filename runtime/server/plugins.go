@@ -136,6 +136,18 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 
 	respond := func(resp hostfuncs.Response) error {
+		// A 2xx answer to CONNECT switches the connection to a tunnel
+		// (RFC 9110, 9.3.6: its client ignores the Content-Length and
+		// takes the bytes after the head for the tunnel's), which
+		// greenroom never opens: the client and the server would part
+		// on where every later answer begins, as with a 1xx.
+		if resp.Status/100 == 2 && fr.Header.IsConnect() {
+			if s.log.IsLevelEnabled(logrus.WarnLevel) && s.rt.PluginLogAllow(id) {
+				s.log.WithFields(logrus.Fields{"plugin": id, "request_id": string(rs.id), "status": resp.Status}).Warn("plugin answered CONNECT with a 2xx, which would open a tunnel; refused")
+			}
+			return &APIError{Status: fiber.StatusBadGateway, Code: "plugin_bad_response", Plugin: id,
+				Message: fmt.Sprintf("plugin %s wrote an invalid response: status %d to CONNECT, which would open a tunnel (RFC 9110, 9.3.6); greenroom opens none: answer CONNECT with a 4xx or 5xx", id, resp.Status)}
+		}
 		w := c.Response()
 		w.SetStatusCode(resp.Status)
 		// The guest decides: its SDK sniffs a type as net/http does, and

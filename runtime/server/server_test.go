@@ -941,6 +941,46 @@ func TestInvalidStatusRefused(t *testing.T) {
 	}
 }
 
+// A 2xx answer to CONNECT switches the connection to a tunnel (RFC 9110,
+// 9.3.6: its client ignores a Content-Length and takes every byte after
+// the head as the tunnel's), which greenroom never opens: it went on
+// reading the connection as HTTP, the client and any intermediary taking
+// the answer's body and every later answer for the tunnel's bytes (an
+// audit: a plugin's ServeMux route without a method answered CONNECT 200
+// with a Content-Length). It is refused, as a 1xx is; a CONNECT answered
+// otherwise (ServeMux's 405) passes, and the connection serves on.
+func TestConnectSuccessRefused(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	do := func(method, target string) (int, string) {
+		t.Helper()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: greenroom.test\r\nAuthorization: Bearer %s\r\n\r\n", method, target, in.Token)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, target, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// /headers answers any method 200.
+	if status, body := do("CONNECT", "/api/hostile/headers"); status != 502 || errorBody(t, body)["code"] != "plugin_bad_response" || !strings.Contains(body, "CONNECT") {
+		t.Errorf("CONNECT answered 200 by the plugin: %d %s, want 502 plugin_bad_response naming CONNECT", status, body)
+	}
+	if status, body := do("CONNECT", "/api/hostile/ok"); status != 405 {
+		t.Errorf("CONNECT to a GET route: %d %s, want the plugin's 405", status, body)
+	}
+	if status, body := do("GET", "/api/hostile/ok"); status != 200 || !strings.Contains(body, `"ok":true`) {
+		t.Errorf("GET on the same connection after the CONNECTs: %d %s", status, body)
+	}
+}
+
 // A write to stdout is a host call, where the interrupt flag is not seen:
 // one write of 48 MiB of empty lines (seconds of work for the host) still
 // ends at the call's timeout.
