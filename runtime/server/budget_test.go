@@ -167,6 +167,71 @@ max_response = "17MiB"
 	}
 }
 
+// The head of an answer to HEAD is held until the client has read it, as
+// a body is: a plugin's 16 MB of headers for a client that did not read
+// them were given back to server.response_budget as soon as the plugin
+// answered, and so did not count while held (clients enough made the
+// process grow past the budget, as before it existed).
+func TestResponseBudgetHoldsHeads(t *testing.T) {
+	t.Parallel()
+	const big = 16_000_000 // more than loopback sockets buffer
+	in := start(t, fmt.Sprintf(`
+[server]
+response_budget = "24MiB"
+[plugins.hostile]
+path = %q
+[plugins.hostile.limits]
+memory = "160MiB"
+instances = 2
+max_response = "17MiB"
+`, hostileWasm))
+	bigPath := fmt.Sprintf("/api/hostile/big?n=%d", big)
+	getBig := func() (int, http.Header, string) { return in.Get(t, bigPath) }
+	buffered := func() float64 {
+		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), "greenroom_http_response_buffered_bytes")
+	}
+	head := func() *net.TCPConn {
+		tc := dial(t, in.URL).(*net.TCPConn)
+		tc.SetDeadline(time.Time{})
+		fmt.Fprintf(tc, "HEAD /api/hostile/bighead?n=%d HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", big, in.Token)
+		for deadline := time.Now().Add(10 * time.Second); buffered() < big; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the unread head is not held")
+			}
+		}
+		return tc
+	}
+
+	held := head()
+	if status, _, body := getBig(); status != 503 || errorBody(t, body)["code"] != "server_busy" {
+		t.Fatalf("a big answer while a big head is held: %d %.200s", status, body)
+	}
+	held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(held), &http.Request{Method: "HEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || len(resp.Header.Get("X-Big")) != big {
+		t.Fatalf("the held head: %d, X-Big of %d bytes", resp.StatusCode, len(resp.Header.Get("X-Big")))
+	}
+	if status, _, body := untilStatus(t, getBig, 200); status != 200 || len(body) != big {
+		t.Fatalf("a big answer after the held head was read: %d (%d bytes)", status, len(body))
+	}
+
+	// A client that goes away without reading gives it back too.
+	gone := head()
+	gone.SetLinger(0)
+	gone.Close()
+	if status, _, _ := untilStatus(t, getBig, 200); status != 200 {
+		t.Fatalf("a big answer after the holding client left: %d", status)
+	}
+	for deadline := time.Now().Add(10 * time.Second); buffered() != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("greenroom_http_response_buffered_bytes = %v with nothing held", buffered())
+		}
+	}
+}
+
 func TestMaxConnections(t *testing.T) {
 	in := start(t, "[server]\nmax_connections = 2\n")
 	in.Client.CloseIdleConnections()

@@ -65,6 +65,13 @@ type lingerConn struct {
 	got      atomic.Bool
 	// mute drops what is written from then on (see Server.connErrors).
 	mute atomic.Bool
+	// heldHeads is what server.response_budget (headBudget) holds for
+	// the heads of answers to HEAD being written on the connection, which
+	// have no body stream to hold it until they are sent: it is given
+	// back when the server reads from the connection again (the server
+	// writes an answer before it reads the next request) or closes it.
+	heldHeads  atomic.Int64
+	headBudget atomic.Pointer[byteBudget]
 	// firstDone is set once the connection's first request's head is
 	// known to be framed by a CRLF CRLF, or an answer was written;
 	// first and crlf are Read's states of the search for its empty
@@ -101,6 +108,7 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 // (after a body, or pipelined), so it is not watched: such a head still
 // waits for server.read_timeout.
 func (c *lingerConn) Read(p []byte) (int, error) {
+	c.releaseHeads()
 	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() {
 		return 0, errUnframedHead
 	}
@@ -122,6 +130,20 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// holdHead holds n bytes of b for the head of an answer to HEAD until it
+// is written (see heldHeads).
+func (c *lingerConn) holdHead(b *byteBudget, n int64) {
+	c.headBudget.Store(b)
+	c.heldHeads.Add(n)
+}
+
+// releaseHeads gives back what holdHead holds.
+func (c *lingerConn) releaseHeads() {
+	if n := c.heldHeads.Swap(0); n != 0 {
+		c.headBudget.Load().give(n)
+	}
 }
 
 // Write ends the request whose answer it writes: the next bytes read are
@@ -346,6 +368,7 @@ func (s *connSet) expireReads(stop <-chan struct{}, graceEnd time.Time) {
 // the background, so that the server's loops that close connections one
 // after another (idle ones at shutdown) do not wait for it.
 func (c *lingerConn) Close() error {
+	c.releaseHeads()
 	c.once.Do(func() {
 		if c.set != nil {
 			c.set.remove(c)

@@ -209,7 +209,14 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			// is none, as with net/http: a handler that writes its body
 			// only for a GET (http.Redirect) must not be announced as
 			// empty (RFC 9110, 8.6).
-			s.responses.give(held)
+			// Its head is held under the budget until it is written,
+			// as a body is (which holds it with the head, below): a
+			// head may be as large as limits.max_response.
+			if lc, ok := c.Context().Conn().(*lingerConn); ok {
+				lc.holdHead(&s.responses, held)
+			} else {
+				s.responses.give(held)
+			}
 			w.SkipBody = true
 			if headLength >= 0 && resp.Status/100 == 2 && resp.Status != fiber.StatusNoContent {
 				w.Header.SetContentLength(headLength)

@@ -243,6 +243,10 @@ func init() {
 			w.Write(b[:min(piece, n)])
 		}
 	})
+	// A header of n bytes and no body (GET and HEAD).
+	mux.HandleFunc("GET /bighead", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Big", strings.Repeat("h", atoi(r.URL.Query().Get("n"))))
+	})
 	mux.HandleFunc("GET /stdout", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println("hello from stdout")
 		fmt.Fprintln(os.Stderr, "hello from stderr")
