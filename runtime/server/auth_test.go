@@ -386,7 +386,18 @@ func TestGuestNeverSeesCredentials(t *testing.T) {
 		"X-Endpoint-Api-Userinfo", "X-Apigateway-Api-Userinfo", "X-Forwarded-Authorization",
 		"X-Amzn-Remapped-Authorization", "X-Consumer-Id", "X-Consumer-Custom-Id", "X-Consumer-Username",
 		"X-Consumer-Groups", "X-Credential-Identifier", "X-Authenticated-Userid", "X-Authenticated-Scope",
-		"X-Authenticated-Groups", "X-Anonymous-Consumer"}
+		"X-Authenticated-Groups", "X-Anonymous-Consumer",
+		// Tailscale Serve and Teleport's application access name the
+		// user (Teleport in a JWT it signs); Keycloak Gatekeeper names
+		// the user and passes on the access token; ingress-nginx and
+		// Kong's tls-metadata-headers pass the client certificate they
+		// verified; Grafana's auth proxy headers beside X-Webauth-User.
+		"Tailscale-User-Login", "Tailscale-User-Name", "Tailscale-User-Profile-Pic", "Teleport-Jwt-Assertion",
+		"X-Auth-Username", "X-Auth-Email", "X-Auth-Userid", "X-Auth-Subject", "X-Auth-Roles", "X-Auth-Groups",
+		"X-Auth-Token", "X-Auth-Audience", "X-Auth-Expiresin",
+		"Ssl-Client-Cert", "Ssl-Client-Verify", "Ssl-Client-Subject-Dn", "Ssl-Client-Issuer-Dn",
+		"X-Client-Cert", "X-Client-Cert-Subject-Dn", "X-Client-Cert-Issuer-Dn", "X-Client-Cert-Fingerprint",
+		"X-Client-Cert-Serial", "X-Webauth-Email", "X-Webauth-Name"}
 	for _, token := range []string{ciToken, idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))} {
 		headers := []string{"Authorization", "Bearer " + token, "Cookie", "session=abc", "Proxy-Authorization", "Basic eDp5", "X-Kept", "yes"}
 		for _, h := range claims {

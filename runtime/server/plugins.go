@@ -478,6 +478,22 @@ var droppedRequestHeaders = map[string]bool{
 	"x-consumer-id": true, "x-consumer-custom-id": true, "x-consumer-username": true, "x-consumer-groups": true,
 	"x-credential-identifier": true, "x-authenticated-userid": true, "x-authenticated-scope": true,
 	"x-authenticated-groups": true, "x-anonymous-consumer": true,
+	// Tailscale Serve names the tailnet user; Teleport's application
+	// access passes a JWT it signed naming the user, roles and traits.
+	"tailscale-user-login": true, "tailscale-user-name": true, "tailscale-user-profile-pic": true,
+	"teleport-jwt-assertion": true,
+	// Keycloak Gatekeeper (louketo-proxy, gogatekeeper) names the user it
+	// let in, its roles and groups, and passes its access token on.
+	"x-auth-username": true, "x-auth-email": true, "x-auth-userid": true, "x-auth-subject": true,
+	"x-auth-roles": true, "x-auth-groups": true, "x-auth-token": true, "x-auth-audience": true,
+	"x-auth-expiresin": true,
+	// The client certificate ingress-nginx (auth-tls-*) and Kong's
+	// tls-metadata-headers verified, and Grafana's auth proxy headers
+	// beside X-Webauth-User.
+	"ssl-client-cert": true, "ssl-client-verify": true, "ssl-client-subject-dn": true, "ssl-client-issuer-dn": true,
+	"x-client-cert": true, "x-client-cert-subject-dn": true, "x-client-cert-issuer-dn": true,
+	"x-client-cert-fingerprint": true, "x-client-cert-serial": true,
+	"x-webauth-email": true, "x-webauth-name": true,
 }
 
 // maxDroppedHeader is the length of the longest name in
