@@ -105,6 +105,7 @@ func (s *Server) identify(c *fiber.Ctx) error {
 // the credentials in force now, and records the result on rs.
 func (s *Server) authenticate(c *fiber.Ctx, rs *reqState) {
 	rs.principal, rs.authErr, rs.subject = nil, nil, ""
+	rs.authn = s.authn.Load()
 	all := c.Request().Header.PeekAll(fiber.HeaderAuthorization)
 	switch {
 	case len(all) > 1:
@@ -115,7 +116,7 @@ func (s *Server) authenticate(c *fiber.Ctx, rs *reqState) {
 	case len(all) == 1 && len(all[0]) > 0:
 		// s.base, not the fasthttp context: deriving a timeout from a
 		// context the standard library does not know costs a goroutine.
-		rs.principal, rs.authErr = s.authn.Load().Authenticate(s.base, all[0])
+		rs.principal, rs.authErr = rs.authn.Authenticate(s.base, all[0])
 		if rs.principal != nil {
 			rs.subject = rs.principal.Subject
 		}

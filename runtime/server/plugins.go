@@ -55,6 +55,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	}
 	// Access is decided before anything else, so that a caller without a
 	// credential learns nothing, not even which plugins exist.
+	under := s.rt.Config()
 	principal, err := s.authorizePlugin(c, rs, id, sub)
 	if err != nil {
 		return err
@@ -133,6 +134,19 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
+	}
+	// A reload that began since the request was let in (a body arrives
+	// for up to server.read_timeout) applies to it as to a request
+	// arriving now: it is let in again, under the credentials and config
+	// in force. Let in by the old decision, it was run by the version
+	// the reload swapped in: a token the reload revoked, or an anonymous
+	// call to a route it closed, was served.
+	for s.authn.Load() != rs.authn || s.rt.Config() != under {
+		under = s.rt.Config()
+		if principal, err = s.admitAgain(c, rs, id, sub); err != nil {
+			return err
+		}
+		req.Principal = envelopePrincipal(principal)
 	}
 
 	respond := func(resp hostfuncs.Response) error {
@@ -245,12 +259,8 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
 				Message: fmt.Sprintf("plugin %s is busy: the call waited its whole queue timeout while reloads moved it to new versions", id)}
 		}
-		s.authenticate(c, rs)
-		if principal, err = s.authorizePlugin(c, rs, id, sub); err != nil {
+		if principal, err = s.admitAgain(c, rs, id, sub); err != nil {
 			return err
-		}
-		if s.rt.Slot(id) == nil {
-			return unknownPlugin(id)
 		}
 		req.Principal = envelopePrincipal(principal)
 		// It keeps its place in line: ahead of the calls that arrived
@@ -261,6 +271,22 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		return s.callError(id, string(rs.id), err)
 	}
 	return nil
+}
+
+// admitAgain decides again, under the credentials and config in force
+// now, whether a request let in before a reload may call plugin id at
+// sub, as handlePlugin decided when it arrived: its credential verified
+// anew, then authorizePlugin, then the plugin looked up.
+func (s *Server) admitAgain(c *fiber.Ctx, rs *reqState, id string, sub []byte) (*auth.Principal, error) {
+	s.authenticate(c, rs)
+	principal, err := s.authorizePlugin(c, rs, id, sub)
+	if err != nil {
+		return nil, err
+	}
+	if s.rt.Slot(id) == nil {
+		return nil, unknownPlugin(id)
+	}
+	return principal, nil
 }
 
 // budgetSpent is the answer to a call whose response, or request body,

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -643,5 +645,72 @@ func TestReloadsKeepTheInstancesCap(t *testing.T) {
 	}
 	if len(early) > 2 {
 		t.Errorf("%d calls of 1 s ended within 1.5 s on instances = 2 across 3 reloads: %v", len(early), early)
+	}
+}
+
+// A request is let in, then its body is read, then its plugin runs it: a
+// reload that began while the body was still arriving (a slow client
+// holds it for up to server.read_timeout) applies to it as to a request
+// arriving now. It was run, once its body was in, by the version the
+// reload swapped in, under the decision of the config before: a token
+// the reload revoked was served, and so was an anonymous call to a route
+// the reload closed.
+func TestBodyArrivingAcrossAReloadIsDecidedAgain(t *testing.T) {
+	t.Parallel()
+	const victim = "body-reload-victim-token-0123456789abcdef"
+	const keeper = "body-reload-keeper-token-0123456789abcdef"
+	cfg := func(withVictim bool, public, greeting string) string {
+		s := fmt.Sprintf("[auth.tokens.keeper]\ntoken = %q\nsubject = \"service:keeper\"\n", keeper)
+		if withVictim {
+			s += fmt.Sprintf("[auth.tokens.victim]\ntoken = %q\nsubject = \"service:victim\"\n", victim)
+		}
+		return s + fmt.Sprintf("[plugins.hello]\npath = %q\npublic_routes = [%s]\n[plugins.hello.config]\ngreeting = %q\n", helloWasm, public, greeting)
+	}
+	in := servertest.Start(t, cfg(true, `"/ping"`, "v1"), servertest.Options{CacheDir: cacheDir})
+	// Each request's head and the first half of its body (more than the
+	// HTTP server reads ahead before the handler), the rest held back.
+	half := strings.Repeat("h", 32<<10)
+	send := func(head string) (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(in.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.WriteString(conn, head+"Host: greenroom.test\r\nContent-Length: "+strconv.Itoa(2*len(half))+"\r\n\r\n"+half); err != nil {
+			t.Fatal(err)
+		}
+		return conn, bufio.NewReader(conn)
+	}
+	revoked, revokedR := send("POST /api/hello/echo HTTP/1.1\r\nAuthorization: Bearer " + victim + "\r\n")
+	closed, closedR := send("POST /api/hello/ping HTTP/1.1\r\n")
+	kept, keptR := send("POST /api/hello/echo HTTP/1.1\r\nAuthorization: Bearer " + keeper + "\r\n")
+	time.Sleep(300 * time.Millisecond) // let in, reading their bodies
+
+	in.SetConfig(cfg(false, "", "v2"))
+	if res := in.Reload(t); res.Plugins["hello"].Outcome != runtime.OutcomeReloaded {
+		t.Fatalf("reload: %+v", res.Plugins["hello"])
+	}
+	finish := func(conn net.Conn, r *bufio.Reader) (int, string) {
+		if _, err := io.WriteString(conn, half); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := finish(revoked, revokedR); status != 401 {
+		t.Errorf("token revoked while its request's body arrived: %d (%d bytes), want 401", status, len(body))
+	}
+	// 405 would be the guest's own answer (its /ping is GET only).
+	if status, body := finish(closed, closedR); status != 401 {
+		t.Errorf("anonymous call to a route closed while its body arrived: %d %q, want 401", status, body)
+	}
+	if status, body := finish(kept, keptR); status != 200 || body != half+half {
+		t.Errorf("token kept by the reload: %d (%d bytes), want 200 and the body", status, len(body))
 	}
 }

@@ -491,6 +491,10 @@ type reqState struct {
 	// valid credential; authErr says why not.
 	principal *auth.Principal
 	authErr   error
+	// authn is the authenticator that decided principal and authErr:
+	// the one in force when the request was let in (handlePlugin lets it
+	// in again when a reload replaced it before the plugin ran it).
+	authn *auth.Authenticator
 }
 
 const stateKey = "greenroom.request"
