@@ -1174,7 +1174,10 @@ func (e *UnavailableError) message(reason string) string {
 // ErrMoved is returned by Handle for a call that a reload moved while it
 // waited for an instance of the plugin's version: to the version that
 // replaced it, to a new slot of the plugin, or out (the plugin was
-// removed). The call did not run. Its caller admits it again under the
+// removed); and for a call that waited for its plugin's start-up load,
+// during which a reload may have put new credentials in force (greenroom
+// serve applies a reload's credentials at once, while the start-up load
+// holds the runtime's reload back). The call did not run. Its caller admits it again under the
 // config now in force, as a request arriving now (its credential may have
 // been revoked or restricted, its public route closed), and calls Handle
 // again: the version serving now takes it, or the plugin is unknown.
@@ -1198,6 +1201,11 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 		if p = s.cur.Load(); p == nil {
 			return r.unavailable(s)
 		}
+		// It was let in before the wait, which may have been long (a
+		// slow initializer, migrations), under credentials a reload may
+		// have changed since: it is let in again, then served by the
+		// version loaded now. (A token revoked meanwhile was served.)
+		return ErrMoved
 	}
 	err := p.Handle(ctx, req, respond)
 	// A reload closed the version we picked before it gave us an

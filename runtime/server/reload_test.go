@@ -714,3 +714,57 @@ func TestBodyArrivingAcrossAReloadIsDecidedAgain(t *testing.T) {
 		t.Errorf("token kept by the reload: %d (%d bytes), want 200 and the body", status, len(body))
 	}
 }
+
+// A call that waits for its plugin's start-up load (a slow initializer,
+// long migrations) is let in again once the plugin has loaded, under the
+// credentials in force then: a reload during the start-up load puts its
+// credentials in force at once (as greenroom serve does, before the
+// runtime's reload can begin), and a call with a token it revoked, that
+// arrived before and waited, was served once the load ended (up to
+// runtime.LoadWait after the revocation).
+func TestCallWaitingForTheLoadIsDecidedAgain(t *testing.T) {
+	const victim = "load-wait-victim-token-0123456789abcdef"
+	const keeper = "load-wait-keeper-token-0123456789abcdef"
+	cfg := func(withVictim bool) string {
+		s := fmt.Sprintf("[auth.tokens.keeper]\ntoken = %q\nsubject = \"service:keeper\"\n[plugins.hello]\npath = %q\n", keeper, helloWasm)
+		if withVictim {
+			s += fmt.Sprintf("[auth.tokens.victim]\ntoken = %q\nsubject = \"service:victim\"\n", victim)
+		}
+		return s
+	}
+	rt, srv, addr := serveUnloaded(t, cfg(true))
+	call := func(token string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/hello/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	type answer struct {
+		status int
+		body   string
+	}
+	revoked, kept := make(chan answer, 1), make(chan answer, 1)
+	go func() { s, b := call(victim); revoked <- answer{s, b} }()
+	go func() { s, b := call(keeper); kept <- answer{s, b} }()
+	time.Sleep(300 * time.Millisecond) // both waiting for the load
+
+	c, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
+		"[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = %q\n", cacheDir) + cfg(false))}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Reload(rt.Effective(c))
+	rt.Load(context.Background())
+	if a := <-revoked; a.status != 401 {
+		t.Errorf("token revoked while its call waited for the load: %d %s, want 401", a.status, a.body)
+	}
+	if a := <-kept; a.status != 200 || !strings.Contains(a.body, `"service:keeper"`) {
+		t.Errorf("token kept: %d %s, want whoami's answer", a.status, a.body)
+	}
+}
