@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,10 +139,13 @@ func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []by
 	if p != nil && p.AllowsPlugin(id) {
 		return p, nil
 	}
-	if s.rt.Config().Auth.DangerouslyDisable {
+	if s.authConfig().Auth.DangerouslyDisable {
 		return nil, nil
 	}
-	public, cut := s.rt.PublicAfterLoad(s.base, id, sub)
+	public, cut := false, false
+	if s.listedPublic(id, sub) {
+		public, cut = s.rt.PublicAfterLoad(s.base, id, sub)
+	}
 	if public {
 		return nil, nil
 	}
@@ -159,6 +163,23 @@ func (s *Server) authorizePlugin(c *fiber.Ctx, rs *reqState, id string, sub []by
 			fmt.Sprintf("%s may not call plugin %s", p.Subject, id))
 	}
 	return nil, s.unauthenticated(c, rs, id)
+}
+
+// authConfig is the config whose [auth] is in force: the one the server's
+// credentials were built from. A reload asked for during the start-up
+// load puts it in force at once (greenroom serve hands it to Reload),
+// while the runtime's config changes only once the runtime's reload can
+// begin, after that load: read from the runtime's, a dangerously_disable
+// the reload turned off still let everybody in meanwhile.
+func (s *Server) authConfig() *config.Config { return s.access.Load() }
+
+// listedPublic reports whether the config in force (authConfig) lists
+// sub in plugin id's public_routes: a route a reload closed during the
+// start-up load is closed at once, as its credentials apply at once
+// (the runtime's Public checks its own config too).
+func (s *Server) listedPublic(id string, sub []byte) bool {
+	pc := s.authConfig().Plugins[id]
+	return pc != nil && slices.Contains(pc.PublicRoutes, string(sub))
 }
 
 func (s *Server) unauthenticated(c *fiber.Ctx, rs *reqState, plugin string) error {
@@ -195,7 +216,7 @@ func (s *Server) deny(c *fiber.Ctx, rs *reqState, status int, plugin, reason, ms
 // that passes is audited with its outcome.
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	rs := stateOf(c)
-	if !s.rt.Config().Auth.DangerouslyDisable {
+	if !s.authConfig().Auth.DangerouslyDisable {
 		p := rs.principal
 		if p == nil {
 			return s.unauthenticated(c, rs, "")

@@ -122,7 +122,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// refuse every other caller's bodies (an audit).
 		body := &requestBody{share: &s.requests, all: &s.requests}
 		switch {
-		case principal == nil && !s.rt.Config().Auth.DangerouslyDisable:
+		case principal == nil && !s.authConfig().Auth.DangerouslyDisable:
 			body.share = &s.anonymous
 		case principal != nil:
 			body.lent, body.shares = s.principals.get(principal.Subject, s.anonymous.limit.Load()), &s.principals
@@ -859,7 +859,7 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 // verified the credential (and audited it if it failed), and the rate
 // limiter counted the request.
 func (s *Server) readinessNames(c *fiber.Ctx) bool {
-	if s.rt.Config().Auth.DangerouslyDisable {
+	if s.authConfig().Auth.DangerouslyDisable {
 		return true
 	}
 	rs := stateOf(c)

@@ -768,3 +768,47 @@ func TestCallWaitingForTheLoadIsDecidedAgain(t *testing.T) {
 		t.Errorf("token kept: %d %s, want whoami's answer", a.status, a.body)
 	}
 }
+
+// A reload during the start-up load puts its [auth] in force at once
+// (greenroom serve hands it to the server while the runtime's reload
+// waits for the load), dangerously_disable included, and a public route
+// it closes is closed at once too: the server read both from the
+// runtime's config, which changes only once the load has ended, so the
+// admin API and every plugin route still answered anybody meanwhile, and
+// the closed route stayed open.
+func TestReloadDuringTheLoadAppliesAuthAtOnce(t *testing.T) {
+	const keeper = "load-auth-keeper-token-0123456789abcdef"
+	cfg := func(disabled bool, public string) string {
+		s := fmt.Sprintf("[auth.tokens.keeper]\ntoken = %q\nsubject = \"service:keeper\"\nadmin = true\n[plugins.hello]\npath = %q\npublic_routes = [%s]\n", keeper, helloWasm, public)
+		if disabled {
+			s = "[auth]\ndangerously_disable = true\n" + s
+		}
+		return s
+	}
+	rt, srv, addr := serveUnloaded(t, cfg(true, `"/ping"`))
+	get := anonGet(t, addr)
+	if status, _ := get("/.greenroom/plugins/v1/"); status != 200 {
+		t.Fatalf("admin API with authentication off: %d, want 200", status)
+	}
+	c, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(fmt.Sprintf(
+		"[server]\nlisten = \"127.0.0.1:0\"\n[runtime]\ncache_dir = %q\n", cacheDir) + cfg(false, ""))}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Reload(rt.Effective(c))
+	defer func(d time.Duration) { runtime.LoadWait = d }(runtime.LoadWait)
+	runtime.LoadWait = 300 * time.Millisecond
+	if status, body := get("/.greenroom/plugins/v1/"); status != 401 {
+		t.Errorf("admin API after the reload turned authentication on: %d %s, want 401", status, body)
+	}
+	if status, body := get("/api/hello/whoami"); status != 401 {
+		t.Errorf("plugin route after the reload turned authentication on: %d %s, want 401", status, body)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		rt.Load(context.Background())
+	}()
+	if status, body := get("/api/hello/ping"); status != 401 {
+		t.Errorf("public route the reload closed: %d %s, want 401", status, body)
+	}
+}

@@ -46,6 +46,11 @@ type Server struct {
 	authnMu sync.Mutex
 	// authnFor is the config authn was built from (under authnMu).
 	authnFor *config.Config
+	// access is the config whose [auth] and public_routes decide access
+	// (authConfig): authnFor, stored before authn at a reload. During
+	// the start-up load it is newer than the runtime's config, which a
+	// reload changes only once that load has ended.
+	access atomic.Pointer[config.Config]
 	// reloader re-reads the config and reloads; set by the command that
 	// knows the config files.
 	reloader atomic.Pointer[Reloader]
@@ -91,6 +96,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	budgets := append(s.responses.collectors("response", "responses_refused", "server.response_budget"),
 		s.requests.collectors("request", "request_bodies_refused", "server.request_budget")...)
 	s.metrics = metrics.New(rt, append(budgets, collectors...)...)
+	s.access.Store(cfg)
 	s.authn.Store(newAuthenticator(cfg, log))
 	s.authnFor = cfg
 	s.setBudgets(cfg)
@@ -249,7 +255,9 @@ type Reloader func(context.Context) (*runtime.ReloadResult, error)
 func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 
 // Reload applies what of cfg the server can change while running: the
-// credentials (static tokens, JWT settings) and server.response_budget and
+// credentials (static tokens, JWT settings, dangerously_disable, and the
+// public_routes a route must be listed in to be public) and
+// server.response_budget and
 // request_budget. The rest of cfg is applied by
 // the runtime's Reload; listener settings need a restart. The runtime's
 // Reload calls it (Runtime.OnReload) before it swaps any plugin; calling it
@@ -262,6 +270,7 @@ func (s *Server) Reload(cfg *config.Config) {
 	}
 	s.authnFor = cfg
 	s.setBudgets(cfg)
+	s.access.Store(cfg)
 	old := s.authn.Load()
 	if interim := old.Interim(&cfg.Auth, auth.Options{Log: s.log}); interim != nil {
 		s.authn.Store(interim)
