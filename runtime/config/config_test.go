@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime/logging"
+	"github.com/jackc/pgx/v5"
 )
 
 func env(m map[string]string) LookupEnv {
@@ -491,9 +492,32 @@ func TestConnectionPassword(t *testing.T) {
 		{"host=h sslkey=/k.pem sslpassword=kv-key-pass password=kv-secret-2", "host=h sslkey=/k.pem sslpassword=[REDACTED] password=[REDACTED]", []string{"kv-key-pass", "kv-secret-2"}},
 		{`sslpassword = 'key pass\'s' dbname=app`, `sslpassword = '[REDACTED]' dbname=app`, []string{`key pass\'s`, "key pass's"}},
 		{"file:.greenroom/data", "file:.greenroom/data", nil},
+		// pgx reads a string as a URL only when it starts with
+		// postgres:// or postgresql://: a "://" elsewhere in the
+		// keyword/value form (a value that is a URL, or holds one) left
+		// its password in the errors that quote the value
+		// (TestSQLiteConnectionErrorHidesPassword,
+		// TestMalformedReferenceHidesCredential).
+		{"host=db user=app password=kv-secret-3 application_name=http://x", "host=db user=app password=[REDACTED] application_name=http://x", []string{"kv-secret-3"}},
+		{"host=db password=ab://kv-secret-4@h dbname=app", "host=db password=[REDACTED] dbname=app", []string{"ab://kv-secret-4@h"}},
+		{"host=db password=kv-secret-6 options=x://u:notpw@h", "host=db password=[REDACTED] options=x://u:notpw@h", []string{"kv-secret-6"}},
+		// A '/' and an '@' after a "://" in a value of the keyword/value
+		// form are no URL's userinfo to refuse: pgx takes them as written.
+		{"host=db password=p://h/kv-secret-8@x", "host=db password=[REDACTED]", []string{"p://h/kv-secret-8@x"}},
+		// pgx (as libpq) separates pairs with \v and \f too.
+		{"host=db\vpassword=kv-secret-5\fdbname=app", "host=db\vpassword=[REDACTED]\fdbname=app", []string{"kv-secret-5"}},
+		// Not a URL pgx reads, nor keyword/value: its userinfo is still hidden.
+		{"POSTGRES://u:url-secret-7@h/db", "POSTGRES://u:[REDACTED]@h/db", []string{"url-secret-7"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.conn, func(t *testing.T) {
+			if _, err := pgx.ParseConfig(tc.conn); err == nil {
+				if got, err := ParsePGConnection(tc.conn); err != nil {
+					t.Errorf("ParsePGConnection: %v", err)
+				} else if got.Password != "" && !slices.Contains(tc.secrets, got.Password) {
+					t.Errorf("pgx's password %q is none of the secrets %q", got.Password, tc.secrets)
+				}
+			}
 			if got := redactConnection(tc.conn); got != tc.print {
 				t.Errorf("redactConnection = %q, want %q", got, tc.print)
 			}

@@ -176,16 +176,21 @@ func referenceCredentials(path, v string) [][2]int {
 	if path != "database.connection" && !urlKeys[path] {
 		return nil
 	}
+	var spans [][2]int
+	if path == "database.connection" && !pgURL(v) {
+		// The keyword/value form, whatever "://" its values hold; and,
+		// should it not be one, the URL's credentials below too.
+		var kv bool
+		if spans, kv = keywordPasswords(v); kv {
+			return spans
+		}
+	}
 	i := strings.Index(v, "://")
 	if i < 0 {
-		if path == "database.connection" {
-			return keywordPasswords(v)
-		}
-		return nil
+		return spans
 	}
 	start := i + len("://")
 	rest := v[start:]
-	var spans [][2]int
 	if at := strings.LastIndexByte(rest, '@'); at > 0 {
 		spans = append(spans, [2]int{start, start + at})
 	}
@@ -288,7 +293,7 @@ func urlSecrets(u string) []string {
 		return nil
 	}
 	spans := urlCredentials(u, i+len("://"), true)
-	out := spanSecrets(u, spans)
+	out := spanSecrets(u, spans, true)
 	at := strings.LastIndexByte(u, '@')
 	for _, sp := range spans {
 		if sp[1] > at {
@@ -306,13 +311,21 @@ func urlSecrets(u string) []string {
 // connectionSecrets returns the passwords written in a database connection
 // string, as written and decoded, for log redaction.
 func connectionSecrets(conn string) []string {
-	return spanSecrets(conn, connectionPasswords(conn))
+	kv, u := connectionParts(conn)
+	out := spanSecrets(conn, kv, false)
+	for _, sec := range spanSecrets(conn, u, true) {
+		if !slices.Contains(out, sec) {
+			out = append(out, sec)
+		}
+	}
+	return out
 }
 
-// spanSecrets returns the text of conn's spans, as written and decoded.
-func spanSecrets(conn string, spans [][2]int) []string {
+// spanSecrets returns the text of conn's spans, as written and decoded:
+// percent-decoded in a URL (isURL), backslash-decoded in the keyword/value
+// form.
+func spanSecrets(conn string, spans [][2]int, isURL bool) []string {
 	var out []string
-	isURL := strings.Contains(conn, "://")
 	for _, sp := range spans {
 		raw := conn[sp[0]:sp[1]]
 		out = append(out, raw)
@@ -350,10 +363,36 @@ func unescapeKeyword(raw string) string {
 // keyword/value form ("host=h password=PASSWORD"), the values of password
 // and sslpassword.
 func connectionPasswords(conn string) [][2]int {
-	if i := strings.Index(conn, "://"); i >= 0 {
-		return urlPasswords(conn, i+len("://"))
+	kv, u := connectionParts(conn)
+	return mergeSpans(append(kv, u...))
+}
+
+// pgURL reports whether pgx reads conn as a URL: only when it starts with
+// postgres:// or postgresql://; anything else is keyword/value to it,
+// whatever "://" a value holds ("application_name=http://x", a password
+// with one in it).
+func pgURL(conn string) bool {
+	return strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://")
+}
+
+// connectionParts returns where the passwords are in conn as pgx reads
+// it: in a URL (pgURL), the URL's (u); else those of the keyword/value
+// form (kv) and, when conn is not one all through but holds a "://" (a
+// URL whose scheme pgx does not take, "POSTGRES://", which it refuses),
+// the URL's as well, so that an error quoting it shows neither. Finding
+// the form by a "://" anywhere in conn left the password of a
+// keyword/value string with a URL in one of its values in the errors
+// that quote the value, and out of the log's secrets
+// (TestConnectionPassword).
+func connectionParts(conn string) (kv, u [][2]int) {
+	if pgURL(conn) {
+		return nil, urlPasswords(conn, strings.Index(conn, "://")+len("://"))
 	}
-	return keywordPasswords(conn)
+	kv, whole := keywordPasswords(conn)
+	if i := strings.Index(conn, "://"); !whole && i >= 0 {
+		u = urlPasswords(conn, i+len("://"))
+	}
+	return kv, u
 }
 
 func urlPasswords(conn string, start int) [][2]int { return urlCredentials(conn, start, false) }
@@ -408,18 +447,20 @@ func urlCredentials(conn string, start int, all bool) [][2]int {
 
 // keywordPasswords finds password=... and sslpassword=... (which
 // decrypts the client's TLS key) in libpq's keyword/value form:
-// pairs separated by spaces, "=" with optional spaces around it, values
-// bare or in single quotes, backslash escaping the next character.
-func keywordPasswords(conn string) [][2]int {
-	var spans [][2]int
-	space := func(i int) bool { return i < len(conn) && strings.IndexByte(" \t\r\n", conn[i]) >= 0 }
+// pairs separated by white space (pgx's, as libpq's: space, \t, \n, \v,
+// \f, \r), "=" with optional white space around it, values bare or in
+// single quotes, backslash escaping the next character. whole reports
+// whether all of conn is in that form; the spans found before the first
+// part that is not are returned either way.
+func keywordPasswords(conn string) (spans [][2]int, whole bool) {
+	space := func(i int) bool { return i < len(conn) && strings.IndexByte(" \t\n\v\f\r", conn[i]) >= 0 }
 	i := 0
 	for {
 		for space(i) {
 			i++
 		}
 		if i >= len(conn) {
-			return spans
+			return spans, true
 		}
 		k := i
 		for i < len(conn) && conn[i] != '=' && !space(i) {
@@ -430,7 +471,7 @@ func keywordPasswords(conn string) [][2]int {
 			i++
 		}
 		if i >= len(conn) || conn[i] != '=' {
-			return spans // not keyword/value
+			return spans, false // not keyword/value
 		}
 		i++
 		for space(i) {
@@ -527,7 +568,7 @@ func ParsePGConnection(conn string) (*pgx.ConnConfig, error) { return parsePGCon
 // from the environment), its error gives pgx's reason only as one of
 // pgxReasons, never what pgx quotes or names of the value.
 func parsePGConnection(conn string, secret bool) (*pgx.ConnConfig, error) {
-	if atAfterHost(conn) {
+	if pgURL(conn) && atAfterHost(conn) {
 		return nil, errAtAfterHost
 	}
 	c, err := pgx.ParseConfig(conn)
