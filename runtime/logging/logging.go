@@ -6,6 +6,7 @@ package logging
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 )
@@ -229,38 +233,81 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 		}
 	}
 	if r.json {
-		b = escapeC1(b)
+		b = escapeInvisible(b)
 	}
 	return b, nil
 }
 
-// escapeC1 writes the C1 control characters (U+0080 to U+009F) in JSON
-// text b as \u escapes. encoding/json writes them as they are (they are
-// valid UTF-8), and a terminal showing the log may act on them: U+009B
-// starts a control sequence on some, with which a plugin's logged value
-// could hide or rewrite what the operator reads. (The text format quotes
-// them already.) In the UTF-8 encoding/json writes, the byte 0xC2 only
-// ever starts a character, and outside strings JSON text is ASCII, so
-// the escapes land inside strings.
-func escapeC1(b []byte) []byte {
-	i := bytes.IndexByte(b, 0xC2)
+// escapeInvisible writes, in JSON text b, the C1 control characters
+// (U+0080 to U+009F) and Unicode's format characters (category Cf) as \u
+// escapes, as the text format's quoting (strconv) writes them.
+// encoding/json writes both as they are (they are valid UTF-8), and what
+// shows the log may act on them: U+009B starts a control sequence on some
+// terminals, with which a plugin's logged value could hide or rewrite
+// what the operator reads; a bidirectional override (U+202E) or isolate
+// shows text in another order ("exe.gnp" as "png.exe", a line's fields
+// swapped) in a viewer that applies them; zero-width characters (U+200B,
+// U+2060, U+FEFF) and the tag characters (U+E0000 to U+E007F, which spell
+// ASCII no one sees) hide text between the characters one reads. A plugin
+// logs any text, and any client puts some in the access log's path. In
+// the UTF-8 encoding/json writes, outside strings JSON text is ASCII, so
+// the escapes land inside strings; a character past U+FFFF is written as
+// its UTF-16 surrogate pair, as JSON wants.
+func escapeInvisible(b []byte) []byte {
+	i := firstNonASCII(b)
 	if i < 0 {
 		return b // the common case
 	}
-	const hex = "0123456789abcdef"
-	out := make([]byte, 0, len(b)+16)
-	for i >= 0 {
-		if i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f {
-			out = append(out, b[:i]...)
-			out = append(out, '\\', 'u', '0', '0', hex[b[i+1]>>4], hex[b[i+1]&0xf])
-			b = b[i+2:]
-		} else {
-			out = append(out, b[:i+1]...)
-			b = b[i+1:]
+	var out []byte // nil until a character is escaped
+	at := 0        // b[:at] is in out
+	for i < len(b) {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
 		}
-		i = bytes.IndexByte(b, 0xC2)
+		r, n := utf8.DecodeRune(b[i:])
+		if r >= 0x80 && r <= 0x9f || unicode.Is(unicode.Cf, r) {
+			if out == nil {
+				out = make([]byte, 0, len(b)+16)
+			}
+			out = append(out, b[at:i]...)
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				out = appendUEscape(appendUEscape(out, r1), r2)
+			} else {
+				out = appendUEscape(out, r)
+			}
+			at = i + n
+		}
+		i += n
 	}
-	return append(out, b...)
+	if out == nil {
+		return b
+	}
+	return append(out, b[at:]...)
+}
+
+// appendUEscape appends JSON's \u escape of the UTF-16 code unit r.
+func appendUEscape(out []byte, r rune) []byte {
+	const hex = "0123456789abcdef"
+	return append(out, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+}
+
+// firstNonASCII returns the index of b's first byte that is not ASCII,
+// -1 when there is none; eight bytes at a time, since most lines are
+// ASCII.
+func firstNonASCII(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:])&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return -1
 }
 
 // RedactJSON replaces every secret in JSON text b. A number or a literal

@@ -357,3 +357,51 @@ func TestRedactCheckedBounded(t *testing.T) {
 		t.Errorf("redacting %d MiB allocated %d MiB", len(b)>>20, alloc>>20)
 	}
 }
+
+// TestNoFormatCharactersWritten: Unicode's invisible format characters
+// (category Cf) reach neither format's output as they are: bidirectional
+// overrides and isolates (U+202E shows "exe.gnp" as "png.exe" in a viewer
+// that applies them, and can make a line's fields read in another order),
+// zero-width characters (U+200B, U+2060, U+FEFF) that hide text between
+// the characters one reads, and the tag characters (U+E0000 to U+E007F)
+// that spell ASCII no one sees. The text format quotes them (strconv);
+// JSON wrote them raw, whoever logged them: a plugin, or any client
+// through the access log's path. The JSON line still decodes to what was
+// logged; other non-ASCII text is left alone.
+func TestNoFormatCharactersWritten(t *testing.T) {
+	evil := "a\u202egnp.exe\u202c b\u2066c\u2069 d\u200be\u2060f\ufeffg\U000e0041\U000e007fh\u00adi\u061cj é€ 日本 \U0001F600"
+	invisible := []rune{0x202e, 0x202c, 0x2066, 0x2069, 0x200b, 0x2060, 0xfeff, 0xe0041, 0xe007f, 0xad, 0x61c}
+	for _, format := range []string{"text", "json"} {
+		for _, secrets := range [][]string{nil, {"a-secret-value"}} {
+			var out bytes.Buffer
+			log, _, err := New(&out, format, "debug", secrets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := log.WithField("v", evil).WithField("s", "a-secret-value")
+			if format == "json" {
+				e = e.WithField("k"+evil, 1)
+			}
+			e.Info(evil)
+			got := out.Bytes()
+			for _, c := range invisible {
+				if bytes.ContainsRune(got, c) {
+					t.Errorf("%s (secrets %v): %U written as it is: %q", format, secrets, c, got)
+				}
+			}
+			if !bytes.Contains(got, []byte("é€ 日本 \U0001F600")) {
+				t.Errorf("%s: other non-ASCII text changed: %q", format, got)
+			}
+			if format != "json" {
+				continue
+			}
+			var line map[string]any
+			if err := json.Unmarshal(got, &line); err != nil {
+				t.Fatalf("not JSON: %v: %q", err, got)
+			}
+			if line["msg"] != evil || line["v"] != evil || line["k"+evil] != 1.0 {
+				t.Errorf("decodes to %v", line)
+			}
+		}
+	}
+}
