@@ -152,6 +152,11 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"PRAGMA hard_heap_limit = 0",
 				"PRAGMA busy_timeout = 100000000",
 				"PRAGMA compile_options",
+				// An empty value is a value: these set, not read.
+				"PRAGMA page_size = ''",
+				"PRAGMA schema_version = ''",
+				`PRAGMA main.page_size = ""`,
+				"PRAGMA journal_mode = ''",
 				// the CLI's file functions do not exist
 				"SELECT readfile('/etc/passwd')",
 				"SELECT writefile('" + escape + "', 'x')",

@@ -353,6 +353,12 @@ func TestSQLitePragmasEndWithTheirUse(t *testing.T) {
 		{exec("PRAGMA foreign_keys = OFF"), exec("PRAGMA recursive_triggers = ON")},
 		{exec("PRAGMA main.foreign_keys = 0; PRAGMA recursive_triggers = 1")},
 		{step{Op: "begin"}, exec("PRAGMA recursive_triggers = 1"), settings, step{Op: "commit"}},
+		// An empty value sets the pragma too (foreign_keys = '' is
+		// OFF), where SQLite's authorizer, through the driver, showed
+		// it as a read (no value): the connection went back to the pool
+		// with foreign keys off.
+		{exec("PRAGMA foreign_keys = ''")},
+		{exec(`PRAGMA main.foreign_keys = ""`)},
 	} {
 		r := must(t, in, "alpha", steps...)
 		if len(steps) > 2 {

@@ -350,11 +350,10 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ar, ok := dc.(sqlite.AuthorizerRegisterer)
-	inner, ok2 := dc.(sqliteDriverConn)
-	if !ok || !ok2 {
+	inner, ok := dc.(sqliteDriverConn)
+	if !ok {
 		dc.Close()
-		return nil, fmt.Errorf("sqlite driver connection %T has no authorizer or lacks a database/sql interface", dc)
+		return nil, fmt.Errorf("sqlite driver connection %T lacks a database/sql interface", dc)
 	}
 	if err := registerSQLFuncs(dc); err != nil {
 		dc.Close()
@@ -365,11 +364,59 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, err
 	}
-	if err := ar.RegisterAuthorizer(sc.authorize); err != nil {
+	// The authorizer is installed here rather than with the driver's
+	// RegisterAuthorizer, whose callback gets "" for a NULL argument as
+	// for an empty one: PRAGMA foreign_keys = '' (which turns them off)
+	// looked like a read, PRAGMA foreign_keys.
+	sqliteAuthorizers.Store(sc.db, sc)
+	if rc := sqlite3.Xsqlite3_set_authorizer(sc.tls, sc.db, cFuncPointer(sqliteAuthTrampoline), sc.db); rc != sqlite3.SQLITE_OK {
+		sqliteAuthorizers.Delete(sc.db)
 		dc.Close()
-		return nil, fmt.Errorf("install authorizer: %w", err)
+		return nil, fmt.Errorf("install authorizer: SQLite error %d", rc)
 	}
 	return sc, nil
+}
+
+// sqliteAuthorizers maps the sqlite3* handle of each open plugin
+// connection to the connection, whose authorizer sqliteAuthTrampoline
+// calls.
+var sqliteAuthorizers sync.Map // uintptr -> *sqliteConn
+
+// sqliteAuthTrampoline is the SQLite authorizer callback of plugin
+// connections (xAuth, with the handle as its argument). It tells a NULL
+// argument from an empty string: a PRAGMA given an empty value (PRAGMA
+// foreign_keys = "", or the empty literal) sets it, and reaches
+// sqliteConn.authorize with a value (two quotes) rather than none, as a
+// read would. A handle it does not know, or a panic, denies.
+func sqliteAuthTrampoline(_ *libc.TLS, db uintptr, action int32, z1, z2, zDB, zTrigger uintptr) (rc int32) {
+	v, ok := sqliteAuthorizers.Load(db)
+	if !ok {
+		return sqlite3.SQLITE_DENY
+	}
+	defer func() {
+		if recover() != nil {
+			rc = sqlite3.SQLITE_DENY
+		}
+	}()
+	arg2 := cString(z2)
+	if action == sqlite3.SQLITE_PRAGMA && z2 != 0 && arg2 == "" {
+		arg2 = "''"
+	}
+	return int32(v.(*sqliteConn).authorize(sqlite.AuthorizerActionCode(action), cString(z1), arg2, cString(zDB), cString(zTrigger)))
+}
+
+// cString returns the C string at p, "" for NULL.
+func cString(p uintptr) string {
+	if p == 0 {
+		return ""
+	}
+	return libc.GoString(p)
+}
+
+// Close forgets the connection's authorizer, then closes it.
+func (c *sqliteConn) Close() error {
+	sqliteAuthorizers.Delete(c.db)
+	return c.sqliteDriverConn.Close()
 }
 
 func (c *sqliteConnector) Driver() driver.Driver { return sqliteDriver }
