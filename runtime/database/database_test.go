@@ -880,7 +880,9 @@ func TestFailedVersionLeavesTheDatabaseAlone(t *testing.T) {
 func TestMigrationCannotCommit(t *testing.T) {
 	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, _ string) {
-		for set, cmd := range map[string]string{"commit": "COMMIT", "begin": "BEGIN", "rollback": "ROLLBACK", "end": map[string]string{"pg": "END", "sqlite": "COMMIT"}[b.name]} {
+		// commitatomic's COMMIT follows columns named begin and atomic,
+		// which were taken for a function's BEGIN ATOMIC body.
+		for set, cmd := range map[string]string{"commit": "COMMIT", "begin": "BEGIN", "rollback": "ROLLBACK", "end": map[string]string{"pg": "END", "sqlite": "COMMIT"}[b.name], "commitatomic": "COMMIT"} {
 			t.Run(set, func(t *testing.T) {
 				dbconf := b.conf(t)
 				in := start(t, dbconf, plugin("alpha", true, set, ""))

@@ -214,8 +214,9 @@ func transactionControl(q string) string {
 func transactionControlIn(code string) string {
 	atomic := false // inside a BEGIN ATOMIC ... END function body
 	for _, stmt := range strings.Split(code, ";") {
+		t := tokens(lowerASCII(stmt))
 		var w []string
-		for _, tok := range tokens(lowerASCII(stmt)) {
+		for _, tok := range t {
 			if isWord(tok) {
 				w = append(w, tok)
 			}
@@ -230,12 +231,7 @@ func transactionControlIn(code string) string {
 			}
 			continue
 		}
-		for i := range len(w) - 1 {
-			if w[i] == "begin" && w[i+1] == "atomic" && i > 0 {
-				atomic = true // CREATE FUNCTION ... BEGIN ATOMIC
-			}
-		}
-		if atomic {
+		if atomic = opensAtomicBody(t, w); atomic {
 			continue
 		}
 		switch w[0] {
@@ -256,6 +252,37 @@ func transactionControlIn(code string) string {
 		}
 	}
 	return ""
+}
+
+// opensAtomicBody reports whether a statement, as tokens t and their words
+// w, is CREATE [OR REPLACE] FUNCTION or PROCEDURE with a SQL-standard body
+// (BEGIN ATOMIC ... END, whose statements transactionControlIn skips): the
+// two words next to each other, outside parentheses. Not BEGIN and ATOMIC
+// as two column names (SELECT begin, atomic FROM t, or v(begin, atomic))
+// or as a parameter and its type (f(begin atomic)): taken for a body, they
+// hid the COMMIT after them, and a migration committed half of itself.
+func opensAtomicBody(t, w []string) bool {
+	k := 1
+	if len(w) > 3 && w[1] == "or" && w[2] == "replace" {
+		k = 3
+	}
+	if w[0] != "create" || k >= len(w) || w[k] != "function" && w[k] != "procedure" {
+		return false
+	}
+	depth := 0
+	for i, tok := range t {
+		switch tok {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		case "begin":
+			if depth == 0 && i+1 < len(t) && t[i+1] == "atomic" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // idleWhy is why a plugin may not change idle_in_transaction_session_timeout:

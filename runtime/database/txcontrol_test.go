@@ -22,6 +22,13 @@ func TestTransactionControl(t *testing.T) {
 		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; CREATE TABLE t (x int)": "",
 		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; COMMIT":       "COMMIT",
 		`SELECT 'x\''; COMMIT; --'`:                                                                       "COMMIT", // as read with standard_conforming_strings off
+		// The words BEGIN and ATOMIC open a function's body only there:
+		// not as two column names, nor as a parameter and its type.
+		"SELECT 1 FROM (VALUES (1, 2)) v(begin, atomic); COMMIT; CREATE TABLE b (x int)":               "COMMIT",
+		"SELECT begin, atomic FROM t; COMMIT":                                                          "COMMIT",
+		"CREATE FUNCTION f(begin atomic) RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT":               "COMMIT",
+		"CREATE TABLE t (begin int, atomic int); ROLLBACK":                                             "ROLLBACK",
+		"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END; END": "END",
 	} {
 		if got := transactionControl(q); got != want {
 			t.Errorf("transactionControl(%q) = %q, want %q", q, got, want)
