@@ -262,44 +262,70 @@ func TestRedactsURLsAsReadingQuotesThem(t *testing.T) {
 	}
 }
 
-// TestNoC1ControlsWritten: a C1 control character (U+009B starts a
-// terminal control sequence on some terminals) in a message or a value,
-// and in JSON in a key, reaches neither format's output as it is, and the
-// JSON line still decodes to what was logged; other non-ASCII text is left
-// alone. (The text format writes keys unquoted; a plugin's keys are made
-// safe before they get there, TestPluginKeysCannotForgeText.)
-func TestNoC1ControlsWritten(t *testing.T) {
-	evil := "a\u009b31mred\u0085b é€"
-	for _, format := range []string{"text", "json"} {
-		for _, secrets := range [][]string{nil, {"a-secret-value"}} {
-			var out bytes.Buffer
-			log, _, err := New(&out, format, "debug", secrets)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := log.WithField("v", evil).WithField("s", "a-secret-value")
-			if format == "json" {
-				e = e.WithField("k"+evil, 1)
-			}
-			e.Info(evil)
-			got := out.Bytes()
-			for c := rune(0x80); c <= 0x9f; c++ {
-				if bytes.ContainsRune(got, c) {
-					t.Fatalf("%s (secrets %v): U+%04X written raw: %q", format, secrets, c, got)
+// TestNoInvisibleCharactersWritten: characters a viewer acts on rather
+// than shows reach neither format's output as they are, in a message, a
+// value, and in JSON a key; the JSON line still decodes to what was
+// logged, and other non-ASCII text is left alone. (The text format
+// writes keys unquoted; a plugin's keys are made safe before they get
+// there, TestPluginKeysCannotForgeText.)
+//   - C1 controls: U+009B starts a terminal control sequence on some
+//     terminals.
+//   - Unicode's invisible format characters (category Cf): bidirectional
+//     overrides and isolates (U+202E shows "exe.gnp" as "png.exe" in a
+//     viewer that applies them, and can make a line's fields read in
+//     another order), zero-width characters (U+200B, U+2060, U+FEFF) that
+//     hide text between the characters one reads, and the tag characters
+//     (U+E0000 to U+E007F) that spell ASCII no one sees. The text format
+//     quotes them (strconv); JSON wrote them raw, whoever logged them: a
+//     plugin, or any client through the access log's path.
+func TestNoInvisibleCharactersWritten(t *testing.T) {
+	c1 := []rune{}
+	for c := rune(0x80); c <= 0x9f; c++ {
+		c1 = append(c1, c)
+	}
+	for _, tc := range []struct {
+		name, evil, keep string
+		invisible        []rune
+	}{
+		{"C1 controls", "a\u009b31mred\u0085b é€", "é€", c1},
+		{
+			"format characters",
+			"a\u202egnp.exe\u202c b\u2066c\u2069 d\u200be\u2060f\ufeffg\U000e0041\U000e007fh\u00adi\u061cj é€ 日本 \U0001F600",
+			"é€ 日本 \U0001F600",
+			[]rune{0x202e, 0x202c, 0x2066, 0x2069, 0x200b, 0x2060, 0xfeff, 0xe0041, 0xe007f, 0xad, 0x61c},
+		},
+	} {
+		for _, format := range []string{"text", "json"} {
+			for _, secrets := range [][]string{nil, {"a-secret-value"}} {
+				var out bytes.Buffer
+				log, _, err := New(&out, format, "debug", secrets)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if !bytes.Contains(got, []byte("é€")) {
-				t.Errorf("%s: other non-ASCII text changed: %q", format, got)
-			}
-			if format != "json" {
-				continue
-			}
-			var line map[string]any
-			if err := json.Unmarshal(got, &line); err != nil {
-				t.Fatalf("not JSON: %v: %q", err, got)
-			}
-			if line["msg"] != evil || line["v"] != evil || line["k"+evil] != 1.0 {
-				t.Errorf("decodes to %v", line)
+				e := log.WithField("v", tc.evil).WithField("s", "a-secret-value")
+				if format == "json" {
+					e = e.WithField("k"+tc.evil, 1)
+				}
+				e.Info(tc.evil)
+				got := out.Bytes()
+				for _, c := range tc.invisible {
+					if bytes.ContainsRune(got, c) {
+						t.Errorf("%s, %s (secrets %v): %U written as it is: %q", tc.name, format, secrets, c, got)
+					}
+				}
+				if !bytes.Contains(got, []byte(tc.keep)) {
+					t.Errorf("%s, %s: other non-ASCII text changed: %q", tc.name, format, got)
+				}
+				if format != "json" {
+					continue
+				}
+				var line map[string]any
+				if err := json.Unmarshal(got, &line); err != nil {
+					t.Fatalf("%s: not JSON: %v: %q", tc.name, err, got)
+				}
+				if line["msg"] != tc.evil || line["v"] != tc.evil || line["k"+tc.evil] != 1.0 {
+					t.Errorf("%s: decodes to %v", tc.name, line)
+				}
 			}
 		}
 	}
@@ -355,53 +381,5 @@ func TestRedactCheckedBounded(t *testing.T) {
 	}
 	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > uint64(len(b))*5/4 {
 		t.Errorf("redacting %d MiB allocated %d MiB", len(b)>>20, alloc>>20)
-	}
-}
-
-// TestNoFormatCharactersWritten: Unicode's invisible format characters
-// (category Cf) reach neither format's output as they are: bidirectional
-// overrides and isolates (U+202E shows "exe.gnp" as "png.exe" in a viewer
-// that applies them, and can make a line's fields read in another order),
-// zero-width characters (U+200B, U+2060, U+FEFF) that hide text between
-// the characters one reads, and the tag characters (U+E0000 to U+E007F)
-// that spell ASCII no one sees. The text format quotes them (strconv);
-// JSON wrote them raw, whoever logged them: a plugin, or any client
-// through the access log's path. The JSON line still decodes to what was
-// logged; other non-ASCII text is left alone.
-func TestNoFormatCharactersWritten(t *testing.T) {
-	evil := "a\u202egnp.exe\u202c b\u2066c\u2069 d\u200be\u2060f\ufeffg\U000e0041\U000e007fh\u00adi\u061cj é€ 日本 \U0001F600"
-	invisible := []rune{0x202e, 0x202c, 0x2066, 0x2069, 0x200b, 0x2060, 0xfeff, 0xe0041, 0xe007f, 0xad, 0x61c}
-	for _, format := range []string{"text", "json"} {
-		for _, secrets := range [][]string{nil, {"a-secret-value"}} {
-			var out bytes.Buffer
-			log, _, err := New(&out, format, "debug", secrets)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := log.WithField("v", evil).WithField("s", "a-secret-value")
-			if format == "json" {
-				e = e.WithField("k"+evil, 1)
-			}
-			e.Info(evil)
-			got := out.Bytes()
-			for _, c := range invisible {
-				if bytes.ContainsRune(got, c) {
-					t.Errorf("%s (secrets %v): %U written as it is: %q", format, secrets, c, got)
-				}
-			}
-			if !bytes.Contains(got, []byte("é€ 日本 \U0001F600")) {
-				t.Errorf("%s: other non-ASCII text changed: %q", format, got)
-			}
-			if format != "json" {
-				continue
-			}
-			var line map[string]any
-			if err := json.Unmarshal(got, &line); err != nil {
-				t.Fatalf("not JSON: %v: %q", err, got)
-			}
-			if line["msg"] != evil || line["v"] != evil || line["k"+evil] != 1.0 {
-				t.Errorf("decodes to %v", line)
-			}
-		}
 	}
 }
