@@ -56,11 +56,10 @@ func untilStatus(t *testing.T, get func() (int, http.Header, string), want int) 
 	return status, h, body
 }
 
-func TestResponseBudget(t *testing.T) {
-	t.Parallel()
-	const big = 16_000_000 // more than loopback sockets buffer
-	config := func(budget string) string {
-		return fmt.Sprintf(`
+// bigAnswersConfig is the hostile plugin's config for answers of up to
+// 17 MiB under a response_budget of budget.
+func bigAnswersConfig(budget string) string {
+	return fmt.Sprintf(`
 [server]
 response_budget = %q
 [plugins.hostile]
@@ -70,7 +69,12 @@ memory = "160MiB"
 instances = 2
 max_response = "17MiB"
 `, budget, hostileWasm)
-	}
+}
+
+func TestResponseBudget(t *testing.T) {
+	t.Parallel()
+	const big = 16_000_000 // more than loopback sockets buffer
+	config := bigAnswersConfig
 	in := start(t, config("24MiB"))
 	bigPath := fmt.Sprintf("/api/hostile/big?n=%d", big)
 	getBig := func() (int, http.Header, string) { return in.Get(t, bigPath) }
@@ -175,16 +179,7 @@ max_response = "17MiB"
 func TestResponseBudgetHoldsHeads(t *testing.T) {
 	t.Parallel()
 	const big = 16_000_000 // more than loopback sockets buffer
-	in := start(t, fmt.Sprintf(`
-[server]
-response_budget = "24MiB"
-[plugins.hostile]
-path = %q
-[plugins.hostile.limits]
-memory = "160MiB"
-instances = 2
-max_response = "17MiB"
-`, hostileWasm))
+	in := start(t, bigAnswersConfig("24MiB"))
 	bigPath := fmt.Sprintf("/api/hostile/big?n=%d", big)
 	getBig := func() (int, http.Header, string) { return in.Get(t, bigPath) }
 	buffered := func() float64 {
