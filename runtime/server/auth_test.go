@@ -397,7 +397,12 @@ func TestGuestNeverSeesCredentials(t *testing.T) {
 		"X-Auth-Token", "X-Auth-Audience", "X-Auth-Expiresin",
 		"Ssl-Client-Cert", "Ssl-Client-Verify", "Ssl-Client-Subject-Dn", "Ssl-Client-Issuer-Dn",
 		"X-Client-Cert", "X-Client-Cert-Subject-Dn", "X-Client-Cert-Issuer-Dn", "X-Client-Cert-Fingerprint",
-		"X-Client-Cert-Serial", "X-Webauth-Email", "X-Webauth-Name"}
+		"X-Client-Cert-Serial", "X-Webauth-Email", "X-Webauth-Name",
+		// Families dropped by prefix, whatever follows it and however
+		// long: the Kubernetes front proxy's extra attributes, Vouch
+		// Proxy's user, tokens and claims.
+		"X-Remote-Extra-Scopes", "x_remote_extra_a-very-long-attribute-name-beyond-any-listed-header", "X-Vouch-User",
+		"X-Vouch-Idp-Idtoken", "X-Vouch-Idp-Claims-Groups", "X-VOUCH-IDP-CLAIMS-EMAIL"}
 	for _, token := range []string{ciToken, idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))} {
 		headers := []string{"Authorization", "Bearer " + token, "Cookie", "session=abc", "Proxy-Authorization", "Basic eDp5", "X-Kept", "yes"}
 		for _, h := range claims {

@@ -526,7 +526,19 @@ var droppedRequestHeaders = map[string]bool{
 // droppedRequestHeaders.
 const maxDroppedHeader = len("cf-access-authenticated-user-email")
 
+// droppedRequestPrefixes are families of identity headers, dropped
+// whatever follows the prefix: the Kubernetes API server's front proxy
+// passes the user's extra attributes as X-Remote-Extra-<key>, and
+// Vouch Proxy names the user and passes the identity provider's tokens
+// and claims as X-Vouch-User, X-Vouch-Idp-Idtoken, X-Vouch-Idp-Claims-<claim>.
+var droppedRequestPrefixes = []string{"x-remote-extra-", "x-vouch-"}
+
 func forwardRequestHeader(k []byte) bool {
+	for _, p := range droppedRequestPrefixes {
+		if len(k) >= len(p) && headerFold(k[:len(p)], p) {
+			return false
+		}
+	}
 	if len(k) > maxDroppedHeader {
 		return true
 	}
@@ -541,6 +553,23 @@ func forwardRequestHeader(k []byte) bool {
 		lower[i] = ch
 	}
 	return !droppedRequestHeaders[string(lower[:len(k)])]
+}
+
+// headerFold reports whether b is the header name lower, a lower-case
+// ASCII string, in any letter case and with '_' read as '-'.
+func headerFold(b []byte, lower string) bool {
+	for i, ch := range b {
+		switch {
+		case ch >= 'A' && ch <= 'Z':
+			ch += 'a' - 'A'
+		case ch == '_':
+			ch = '-'
+		}
+		if ch != lower[i] {
+			return false
+		}
+	}
+	return len(b) == len(lower)
 }
 
 // containsFold reports whether b contains lower, a lower-case ASCII
