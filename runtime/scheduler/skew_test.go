@@ -182,3 +182,41 @@ func TestPGReplicaWhoseClockIsSteppedBackKeepsRunning(t *testing.T) {
 		}
 	}
 }
+
+// A cron task whose next match is over five years after the one it runs
+// (February 29th on a Sunday, Tuesday, Thursday or Saturday: 2032, then
+// 2048) runs that due time once, local or global, on a replica whose
+// clock reads 2032-02-28T23:59:58.5Z. The parser looks five years ahead
+// at most, and its zero time as the next due time made the task run back
+// to back: 4901 global runs and 8250 local ones in these 4 s.
+func TestCronWhoseNextMatchIsOverFiveYearsAway(t *testing.T) {
+	for name, scope := range map[string]uint8{"global": hostfuncs.ScopeGlobal, "local": hostfuncs.ScopeLocal} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			off := new(atomic.Int64)
+			off.Store(int64(time.Until(time.Date(2032, 2, 28, 23, 59, 58, 500e6, time.UTC))))
+			clk := skewedClock{off: off}
+			sq := openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}).(*sqliteStore)
+			sq.now = clk.Now // the host's clock is SQLite's
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			var mu sync.Mutex
+			var dues []time.Time
+			s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "r",
+				Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
+					enc := c.Encode(nil, 0) // ... u64 due_ns, u8 flags
+					mu.Lock()
+					dues = append(dues, time.Unix(0, int64(binary.LittleEndian.Uint64(enc[len(enc)-9:]))).UTC())
+					mu.Unlock()
+					return 0, nil, nil
+				}})
+			startWithTask(t, s, sq, clk, hostfuncs.TaskSpec{ID: "t", Cron: "0 0 29 2 */2", Scope: scope})
+			time.Sleep(4 * time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if want := time.Date(2032, 2, 29, 0, 0, 0, 0, time.UTC); len(dues) != 1 || !dues[0].Equal(want) {
+				t.Errorf("%d runs in the 4 s around %s (due times %v ...), want 1", len(dues), want, dues[:min(len(dues), 3)])
+			}
+		})
+	}
+}

@@ -106,7 +106,9 @@ func NewTask(plugin string, spec hostfuncs.TaskSpec, defaultTimeout time.Duratio
 // @monthly, @weekly, @daily, @midnight, @hourly), optionally prefixed by
 // CRON_TZ=<IANA zone> and a space; times are UTC otherwise. Seconds fields,
 // @every (use Every), CRON_TZ=Local and an empty CRON_TZ= are refused. The
-// expression must fire at least once in the next five years.
+// expression must fire at some time (farSchedule): "0 0 30 2 *" is
+// refused; "0 0 29 2 */7" (February 29th on a Sunday) is not, however far
+// off its next match.
 //
 // In a zone with clock changes, an expression whose minute and hour are
 // both fixed (neither field starts with '*'; every descriptor but @hourly)
@@ -197,10 +199,43 @@ func ParseCron(spec string) (sched cron.Schedule, err error) {
 		wall.Location = time.UTC
 		s = wallSchedule{wall: &wall, loc: ss.Location}
 	}
+	s = farSchedule{s}
 	if s.Next(time.Now().UTC()).IsZero() {
-		return bad("never fires (no matching date in the next five years)")
+		return bad("never fires (no date matches it in the Gregorian calendar's 400-year cycle)")
 	}
 	return s, nil
+}
+
+// farSchedule is a parsed cron schedule whose next match is looked for
+// however far ahead it is. robfig/cron looks no further than the end of
+// the fifth year after the time it is given, and returns the zero time
+// past it; but an expression may match, then not again for longer (the
+// day-of-week AND of "0 0 29 2 */2", February 29th on a Sunday, Tuesday,
+// Thursday or Saturday: 2032, then 2048). The zero time as a next due
+// time left the run's due time due (a global run's end moved next_run
+// only to a due time it had) or made the task due at once (a local one),
+// and the task ran back to back for ever, thousands of times a second
+// (TestCronWhoseNextMatchIsOverFiveYearsAway). The Gregorian calendar,
+// its days of the week included, repeats every 400 years, so an
+// expression that matches at all matches within 400 years of any time.
+type farSchedule struct{ cron.Schedule }
+
+// farYears is how far ahead farSchedule looks: the calendar's cycle, and
+// a step of the search to spare.
+const farYears = 400 + farStep
+
+// farStep is how many years farSchedule moves its search on when the
+// parser found nothing: less than the five it looked through, whatever
+// the year is in the expression's zone.
+const farStep = 4
+
+func (s farSchedule) Next(after time.Time) time.Time {
+	for from := after; from.Year() <= after.Year()+farYears; from = from.AddDate(farStep, 0, 0) {
+		if n := s.Schedule.Next(from); !n.IsZero() {
+			return n
+		}
+	}
+	return time.Time{}
 }
 
 // sundaySeven rewrites a day-of-week field so that 7 is Sunday, as in

@@ -439,3 +439,44 @@ func TestTaskIDPatternBound(t *testing.T) {
 		t.Errorf("an id of %d bytes is taken", len(id))
 	}
 }
+
+// The next match of a cron expression is found however far it is:
+// robfig/cron looks five years ahead at most, and its zero time was taken
+// for a due time (TestCronWhoseNextMatchIsOverFiveYearsAway). An
+// expression whose first match is over five years away is accepted; one
+// that matches no date of the calendar's 400-year cycle is still refused.
+func TestCronNextMatchPastTheParsersFiveYears(t *testing.T) {
+	day := func(y int) time.Time { return time.Date(y, 2, 29, 0, 0, 0, 0, time.UTC) }
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range map[string][]time.Time{
+		// February 29th on a Sunday, Tuesday, Thursday or Saturday.
+		"0 0 29 2 */2": {day(2028), day(2032), day(2048), day(2052), day(2056), day(2060), day(2076)},
+		// On a Sunday: first in 2032, over five years from 2026.
+		"0 0 29 2 */7": {day(2032), day(2060), day(2088), day(2128)},
+		"CRON_TZ=Europe/Paris 0 0 29 2 */2": {
+			time.Date(2028, 2, 29, 0, 0, 0, 0, paris), time.Date(2032, 2, 29, 0, 0, 0, 0, paris),
+			time.Date(2048, 2, 29, 0, 0, 0, 0, paris)},
+	} {
+		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: c}, time.Second)
+		if err != nil {
+			t.Errorf("%q: %v", c, err)
+			continue
+		}
+		due := task.first(time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC))
+		for i, w := range want {
+			if !due.Equal(w) {
+				t.Errorf("%q: due time %d is %s, want %s", c, i, due, w.UTC())
+				break
+			}
+			due = task.next(due, due.Add(time.Second))
+		}
+	}
+	for _, c := range []string{"0 0 30 2 *", "* * 31 4,6,9,11 *", "CRON_TZ=Europe/Paris 0 0 31 2 */2"} {
+		if _, err := ParseCron(c); err == nil || !strings.Contains(err.Error(), "never fires") {
+			t.Errorf("%q: %v, want never fires", c, err)
+		}
+	}
+}
