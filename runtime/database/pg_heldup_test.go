@@ -3,6 +3,7 @@ package database_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
 // A replica held up (stopped, a paused VM, cut off) while it holds a
@@ -172,5 +174,63 @@ func TestPGTransactionIdleBoundFollowsTheFence(t *testing.T) {
 	in.Cancel.SetFence(time.Now().Add(30 * time.Second))
 	if _, err := p.Exec(ctx, in, stmt); err == nil || !strings.Contains(err.Error(), "idle-in-transaction timeout") {
 		t.Errorf("a statement after the transaction sat idle past its fence: %v, want the server's idle-in-transaction timeout", err)
+	}
+}
+
+// A replica held up between recording a migration and committing it
+// (stopped, a paused VM) while the server ended its transaction and its
+// lock, and another replica settled the record (aborted), applied the
+// migration again and recorded it, must not, when it goes on, delete the
+// other replica's record: its COMMIT fails, and it settles its own
+// transaction (aborted), whose record is gone already. It deleted the row
+// by the migration's name: the migration stayed applied, unrecorded, and
+// every later load applied it again (here CREATE TABLE failed: "relation
+// \"applied\" already exists", and the plugin no longer loaded anywhere).
+func TestPGHeldUpMigrationLeavesTheTakeoversRecord(t *testing.T) {
+	defer database.SetMigrationIdleTimeout(500 * time.Millisecond)()
+	defer database.SetLockTimings(time.Second, time.Hour)() // held up: no heartbeat
+	held, resume := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	database.SetMigrationCommitHook(func(stage string) error {
+		if stage == "before" && first.CompareAndSwap(false, true) {
+			close(held)
+			<-resume // held up, its transaction and lock idle
+		}
+		return nil
+	})
+	t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
+	conf := backends[1].conf(t)
+	aStarted := make(chan *servertest.Instance, 1)
+	go func() { aStarted <- start(t, conf, plugin("alpha", true, "good", "")) }()
+	select {
+	case <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first replica did not reach its first migration's commit")
+	}
+	b := start(t, conf, plugin("alpha", true, "good", ""))
+	if st, reason := b.RT.Slot("alpha").Status(); st != "ready" {
+		t.Fatalf("alpha on the replica that took over: %s %q", st, reason)
+	}
+	close(resume)
+	var a *servertest.Instance
+	select {
+	case a = <-aStarted:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the held-up replica did not start once it went on")
+	}
+	database.SetMigrationCommitHook(nil)
+	within(t, 15*time.Second, "alpha to load on the held-up replica", func() bool {
+		st, _ := a.RT.Slot("alpha").Status()
+		return st == "ready" || st == "failed"
+	})
+	if st, reason := a.RT.Slot("alpha").Status(); st != "ready" {
+		t.Errorf("alpha on the held-up replica: %s %q", st, reason)
+	}
+	c := start(t, conf, plugin("alpha", true, "good", ""))
+	if st, reason := c.RT.Slot("alpha").Status(); st != "ready" {
+		t.Errorf("alpha on a replica started afterwards: %s %q", st, reason)
+	}
+	if r := run(t, b, "alpha", query("SELECT count(*) FROM applied")); r[0].Error != "" || len(r[0].Rows) != 1 || r[0].Rows[0][0] != float64(1) {
+		t.Errorf("002 applied %v (%s), want once", r[0].Rows, r[0].Error)
 	}
 }

@@ -1769,7 +1769,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	if rec.Xact != "" {
 		// Should this fail, the row keeps the id, and the next load
 		// finds the transaction committed.
-		if _, err := p.svc.DB().NewUpdate().Model(rec).Set("xact = NULL").WherePK().Exec(ctx); err != nil {
+		if _, err := p.svc.DB().NewUpdate().Model(rec).Set("xact = NULL").WherePK().Where("xact = ?", rec.Xact).Exec(ctx); err != nil {
 			p.log.WithField("migration", rec.Name).WithError(err).Warn("could not confirm an applied migration's commit; the plugin's next load will")
 		}
 	}
@@ -1802,12 +1802,20 @@ func (p *PluginDB) settleMigration(ctx context.Context, rec *pluginMigration) er
 		case !status.Valid:
 			return fmt.Errorf("cannot tell whether migration %s committed: the server no longer remembers its transaction %s; check the plugin's schema, then delete the migration's row from greenroom.plugin_migrations to apply it again, or set its xact to NULL if it is applied", rec.Name, rec.Xact)
 		case status.String == "committed":
-			if _, err := db.NewUpdate().Model(rec).Set("xact = NULL").WherePK().Exec(ctx); err != nil {
+			if _, err := db.NewUpdate().Model(rec).Set("xact = NULL").WherePK().Where("xact = ?", rec.Xact).Exec(ctx); err != nil {
 				return fmt.Errorf("confirm migration %s: %w", rec.Name, err)
 			}
 			return nil
 		case status.String == "aborted":
-			if _, err := db.NewDelete().Model(rec).WherePK().Exec(ctx); err != nil {
+			// Only the row this transaction wrote: a replica held up
+			// between recording the migration and committing it finds,
+			// when it goes on, that its transaction was aborted, and
+			// meanwhile another replica may have deleted its row and
+			// applied and recorded the migration again. Deleted by name,
+			// that record went: the migration stayed applied,
+			// unrecorded, and every later load applied it again
+			// (TestPGHeldUpMigrationLeavesTheTakeoversRecord).
+			if _, err := db.NewDelete().Model(rec).WherePK().Where("xact = ?", rec.Xact).Exec(ctx); err != nil {
 				return fmt.Errorf("forget migration %s, whose transaction did not commit: %w", rec.Name, err)
 			}
 			rec.Xact = ""
