@@ -596,6 +596,61 @@ type conn struct {
 	gate *connGate
 	tx   uint32
 	buf  []byte
+	// txCtx is the context given to BeginTx for the transaction the
+	// connection is in; txErr, once the driver rolled that transaction
+	// back because txCtx ended, what its later statements and its Commit
+	// return (see txEnded).
+	txCtx context.Context
+	txErr error
+}
+
+// txCtxError is a transaction's statement or Commit refused because the
+// context given to BeginTx ended: the driver rolled the transaction back.
+// It is that context's error and sql.ErrTxDone, as database/sql reports
+// such a transaction natively.
+type txCtxError struct{ cause error }
+
+func (e *txCtxError) Error() string {
+	return "greenroom: the transaction's context ended (" + e.cause.Error() + ") and the transaction was rolled back"
+}
+func (e *txCtxError) Unwrap() []error { return []error{e.cause, sql.ErrTxDone} }
+
+// ctxEnded is ctx's error, or context.DeadlineExceeded once its deadline
+// has passed. In a guest a context's deadline timer fires only when the
+// goroutine blocks, and one waiting in a host call (a statement) does
+// not: a handler whose transaction's deadline passed during a statement
+// saw its context live, and database/sql did not roll the transaction
+// back.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// txEnded reports the error of c's transaction when the context given to
+// BeginTx has ended: it rolls the transaction back first (once), as
+// database/sql does natively when that context ends, so that its later
+// statements fail and its Commit commits nothing.
+func (c *conn) txEnded() error {
+	if c.txErr != nil {
+		return c.txErr
+	}
+	if c.tx == 0 || c.txCtx == nil {
+		return nil
+	}
+	cerr := ctxEnded(c.txCtx)
+	if cerr == nil {
+		return nil
+	}
+	c.txErr = &txCtxError{cause: cerr}
+	if id, ok := c.endTx(); ok {
+		c.t.rollback(id)
+	}
+	return c.txErr
 }
 
 var (
@@ -642,7 +697,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		c.gate.release()
 		return nil, err
 	}
-	c.tx = tx
+	c.tx, c.txCtx, c.txErr = tx, ctx, nil
 	c.gate.began(c)
 	return &txn{c: c}, nil
 }
@@ -684,6 +739,9 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		return nil, err
 	}
 	c.buf = keptStatementBuf(req)
+	if err := c.txEnded(); err != nil {
+		return nil, err
+	}
 	outside := c.tx == 0 // once: a parked goroutine must release only what it took
 	if outside {
 		if err := c.gate.acquire(ctx, "db_exec"); err != nil {
@@ -709,6 +767,9 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	c.buf = keptStatementBuf(req)
+	if err := c.txEnded(); err != nil {
+		return nil, err
+	}
 	outside := c.tx == 0 // once: a parked goroutine must release only what it took
 	if outside {
 		if err := c.gate.acquire(ctx, "db_query"); err != nil {
@@ -743,12 +804,25 @@ func keptStatementBuf(req []byte) []byte {
 
 type txn struct{ c *conn }
 
+// Commit commits, unless the context given to BeginTx has ended: then it
+// rolls back and fails with that context's error, as database/sql's Commit
+// does natively (see txEnded).
 func (t *txn) Commit() error {
+	err := t.c.txEnded()
+	t.c.txCtx, t.c.txErr = nil, nil
+	if err != nil {
+		return err
+	}
 	id, _ := t.c.endTx()
 	return t.c.t.commit(id)
 }
 
 func (t *txn) Rollback() error {
+	ended := t.c.txErr != nil // rolled back already
+	t.c.txCtx, t.c.txErr = nil, nil
+	if ended {
+		return nil
+	}
 	id, _ := t.c.endTx()
 	return t.c.t.rollback(id)
 }

@@ -1157,3 +1157,44 @@ func TestOpenTransactionLinesAreRateLimited(t *testing.T) {
 		t.Error("no dropped line counted")
 	}
 }
+
+// A transaction whose context (the one given to BeginTx) ends is rolled
+// back, as database/sql does natively: its later statements fail with the
+// context's error (and sql.ErrTxDone), and its Commit commits nothing. In a
+// guest the context's deadline timer fires only when the goroutine blocks,
+// and a handler busy past the deadline (computing, or in a slow statement)
+// had its transaction's later statements run and its Commit commit them.
+func TestTransactionContextEnds(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		res := run(t, in, "alpha",
+			step{Op: "begin", TimeoutMS: 200},
+			exec("INSERT INTO notes (note) VALUES ('before the deadline')"),
+			step{Op: "spin", MS: 400},
+			exec("INSERT INTO notes (note) VALUES ('after the deadline')"),
+			step{Op: "commit"})
+		if res[0].Error != "" || res[1].Error != "" {
+			t.Fatalf("before the deadline: %+v", res[:2])
+		}
+		if r := res[3]; !r.CtxDeadline || !strings.Contains(r.Error, "transaction's context ended") {
+			t.Errorf("a statement after the transaction's deadline: %+v, want the context's error", r)
+		}
+		if r := res[4]; !r.CtxDeadline {
+			t.Errorf("Commit after the transaction's deadline: %+v, want the context's error", r)
+		}
+		// Commit alone, with no statement after the deadline.
+		res = run(t, in, "alpha",
+			step{Op: "begin", TimeoutMS: 200},
+			exec("INSERT INTO notes (note) VALUES ('before the deadline')"),
+			step{Op: "spin", MS: 400},
+			step{Op: "commit"},
+			// The connection serves the next transaction.
+			step{Op: "begin"}, query("SELECT count(*) FROM notes"), step{Op: "commit"})
+		if r := res[3]; !r.CtxDeadline {
+			t.Errorf("Commit after the transaction's deadline: %+v, want the context's error", r)
+		}
+		if r := res[5]; r.Error != "" || r.Rows[0][0].(float64) != 0 {
+			t.Errorf("notes after two transactions past their deadline: %+v, want none", r)
+		}
+	})
+}

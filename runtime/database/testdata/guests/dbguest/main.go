@@ -53,7 +53,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -170,6 +170,12 @@ func run(w http.ResponseWriter, r *http.Request) {
 			}
 		case "sleep":
 			time.Sleep(time.Duration(s.MS) * time.Millisecond)
+		case "spin":
+			// s.MS milliseconds of work that never blocks, as a handler
+			// computing (or waiting in a host call) does: no timer of
+			// the guest's runs meanwhile.
+			for start := time.Now(); time.Since(start) < time.Duration(s.MS)*time.Millisecond; {
+			}
 		case "exec":
 			var sr sql.Result
 			if tx != nil {
