@@ -1196,5 +1196,10 @@ func TestTransactionContextEnds(t *testing.T) {
 		if r := res[5]; r.Error != "" || r.Rows[0][0].(float64) != 0 {
 			t.Errorf("notes after two transactions past their deadline: %+v, want none", r)
 		}
+		// A transaction begun with a context past its deadline.
+		res = run(t, in, "alpha", step{Op: "begin", TimeoutMS: 1, MS: 5}, exec("INSERT INTO notes (note) VALUES ('begun past the deadline')"))
+		if r := res[0]; !r.CtxDeadline {
+			t.Errorf("BeginTx past its context's deadline: %+v, want the context's error", r)
+		}
 	})
 }

@@ -138,6 +138,9 @@ func run(w http.ResponseWriter, r *http.Request) {
 				err = kept.Commit()
 			}
 		case "begin":
+			// s.MS milliseconds of work first, past a short TimeoutMS.
+			for start := time.Now(); time.Since(start) < time.Duration(s.MS)*time.Millisecond; {
+			}
 			tx, err = db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.ReadOnly, Isolation: sql.IsolationLevel(s.Isolation)})
 		case "commit", "rollback":
 			switch {
