@@ -783,7 +783,11 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if err != nil {
 		return nil, statementError(ctx, err)
 	}
-	return decodeRows(res)
+	rs, err := decodeRows(res)
+	if rs != nil && ctx.Done() != nil {
+		rs.ctx = ctx
+	}
+	return rs, err
 }
 
 // maxKeptStatementBuf is the largest request buffer a connection keeps for
@@ -869,6 +873,12 @@ type rows struct {
 	vals        []driver.Value
 	nrows       int
 	next        int // the row Next returns next
+	// ctx is the query's context: once it ends, Next gives its error
+	// instead of a row, as database/sql's Rows do natively once they
+	// see it. (database/sql closes them from a goroutine of its own,
+	// which in a guest runs only when the plugin's goroutine blocks: a
+	// loop over rows already here read them all, and rows.Err was nil.)
+	ctx context.Context
 }
 
 func (r *rows) Columns() []string { return r.cols }
@@ -881,6 +891,11 @@ func (r *rows) ColumnTypeDatabaseTypeName(i int) string { return r.types[i] }
 func (r *rows) Next(dest []driver.Value) error {
 	if r.next >= r.nrows {
 		return io.EOF
+	}
+	if r.ctx != nil {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
 	}
 	n := len(r.cols)
 	copy(dest, r.vals[r.next*n:(r.next+1)*n])

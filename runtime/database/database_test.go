@@ -1203,3 +1203,19 @@ func TestTransactionContextEnds(t *testing.T) {
 		}
 	})
 }
+
+// Rows whose context is cancelled give no more rows, and rows.Err is the
+// context's error, as database/sql gives natively once it has closed them:
+// the rows are all in the guest, and database/sql's goroutine that closes
+// them runs only when the guest's goroutine blocks, so a loop over them
+// read every row and ended with no error.
+func TestRowsEndWithTheirContext(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		r := run(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('a'), ('b'), ('c')"),
+			step{Op: "cancel_iter", SQL: "SELECT note FROM notes"})[1]
+		if r.Affected != 0 || r.Error != "context canceled" {
+			t.Errorf("rows after their context was cancelled: %d rows, error %q; want none and context canceled", r.Affected, r.Error)
+		}
+	})
+}

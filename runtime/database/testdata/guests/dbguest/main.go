@@ -53,7 +53,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -171,6 +171,20 @@ func run(w http.ResponseWriter, r *http.Request) {
 				}
 				rows.Close()
 			}
+		case "cancel_iter":
+			// s.SQL's rows read after their context was cancelled;
+			// Affected counts the rows Next still gave.
+			qctx, cancel := context.WithCancel(ctx)
+			var rows *sql.Rows
+			if rows, err = db.QueryContext(qctx, s.SQL, args...); err == nil {
+				cancel()
+				for rows.Next() {
+					res.Affected++
+				}
+				err = rows.Err()
+				rows.Close()
+			}
+			cancel()
 		case "sleep":
 			time.Sleep(time.Duration(s.MS) * time.Millisecond)
 		case "spin":
