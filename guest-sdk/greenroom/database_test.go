@@ -513,3 +513,76 @@ func TestDriverRefusesLargeUint64(t *testing.T) {
 		t.Errorf("uint64 MaxInt64: request\n%x\nwant\n%x", f.reqs, want)
 	}
 }
+
+// endsDB is a fakeDB that records which transactions were committed and
+// which rolled back.
+type endsDB struct {
+	fakeDB
+	ends []string
+}
+
+func (f *endsDB) commit(tx uint32) error {
+	f.ends = append(f.ends, fmt.Sprint("commit ", tx))
+	return nil
+}
+func (f *endsDB) rollback(tx uint32) error {
+	f.ends = append(f.ends, fmt.Sprint("rollback ", tx))
+	return nil
+}
+
+// A transaction whose BeginTx context ended is rolled back by the driver
+// at its next statement or its Commit, which fail with the context's
+// error and sql.ErrTxDone; its Rollback then succeeds, and the connection
+// begins the next transaction. (In a guest the context's own timer, and
+// database/sql's goroutine that rolls back, run only when the goroutine
+// blocks: the runtime's TestTransactionContextEnds.)
+func TestTransactionContextEnded(t *testing.T) {
+	for _, first := range []string{"exec", "query", "commit"} {
+		f := &endsDB{}
+		c := &conn{t: f}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		tx, err := c.BeginTx(ctx, driver.TxOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		switch first {
+		case "exec":
+			_, err = c.ExecContext(context.Background(), "INSERT INTO t VALUES (1)", nil)
+		case "query":
+			_, err = c.QueryContext(context.Background(), "SELECT 1", nil)
+		}
+		if first != "commit" && (!errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, sql.ErrTxDone)) {
+			t.Errorf("%s past the transaction's deadline: %v", first, err)
+		}
+		if err := tx.Commit(); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, sql.ErrTxDone) {
+			t.Errorf("%s, then Commit past the transaction's deadline: %v", first, err)
+		}
+		if fmt.Sprint(f.ends) != "[rollback 9]" || len(f.reqs) != 0 {
+			t.Errorf("%s: transaction ended with %v, %d statements sent; want rolled back, none sent", first, f.ends, len(f.reqs))
+		}
+		cancel()
+		if _, err := c.BeginTx(context.Background(), driver.TxOptions{}); err != nil {
+			t.Errorf("%s: the next transaction: %v", first, err)
+		}
+	}
+	// Rollback after a statement refused.
+	f := &endsDB{}
+	c := &conn{t: f}
+	ctx, cancel := context.WithCancel(context.Background())
+	tx, _ := c.BeginTx(ctx, driver.TxOptions{})
+	cancel()
+	if _, err := c.ExecContext(context.Background(), "SELECT 1", nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("after cancel: %v", err)
+	}
+	if err := tx.Rollback(); err != nil || fmt.Sprint(f.ends) != "[rollback 9]" {
+		t.Errorf("Rollback: %v, ends %v", err, f.ends)
+	}
+	// A context past its deadline begins nothing.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	time.Sleep(5 * time.Millisecond)
+	if _, err := c.BeginTx(ctx, driver.TxOptions{}); !errors.Is(err, context.DeadlineExceeded) || len(f.flags) != 1 {
+		t.Errorf("BeginTx past the deadline: %v, %d begun", err, len(f.flags))
+	}
+}
