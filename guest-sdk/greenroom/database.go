@@ -43,7 +43,9 @@ var (
 )
 
 // DriverName is the name under which DB registers the SDK's database/sql
-// driver.
+// driver, at its first call: sql.Open(DriverName, "") before that fails
+// with "unknown driver". Pass DB() itself to a library that takes a
+// *sql.DB.
 const DriverName = "greenroom"
 
 // DB returns the plugin's own database as a *sql.DB. The operator must
