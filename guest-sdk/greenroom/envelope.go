@@ -646,6 +646,30 @@ func (w *responseWriter) FlushError() error {
 	return nil
 }
 
+// SetReadDeadline, SetWriteDeadline and EnableFullDuplex are what
+// http.ResponseController calls, and a handler that lifts its write
+// deadline for a long download or a server-sent-events loop, or reads its
+// body while it writes, stops with an error when they fail
+// (http.ErrNotSupported, before). Here the body is in the guest's memory
+// before the handler runs and the response is buffered: no read or write
+// waits on the client, so a deadline has nothing to bound (the call's own,
+// limits.timeout, bounds the handler) and is accepted, and the body stays
+// readable after the response is written, which is full duplex. Once the
+// handler returned they fail, as a flush does.
+func (w *responseWriter) SetReadDeadline(time.Time) error { return w.controlled() }
+
+func (w *responseWriter) SetWriteDeadline(time.Time) error { return w.controlled() }
+
+func (w *responseWriter) EnableFullDuplex() error { return w.controlled() }
+
+// controlled is the answer to a ResponseController call other than Flush.
+func (w *responseWriter) controlled() error {
+	if w.done {
+		return errWriteAfterReturn
+	}
+	return nil
+}
+
 // bodyAllowed reports whether the status written allows a body: not 204
 // No Content nor 304 Not Modified (Write then fails with
 // http.ErrBodyNotAllowed, as with net/http).

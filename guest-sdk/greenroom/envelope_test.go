@@ -844,3 +844,64 @@ func TestFlushAsResponseRecorder(t *testing.T) {
 	}
 	Handle(nil)
 }
+
+// What http.ResponseController offers besides Flush, a handler gets as
+// from net/http's server: a long download or a server-sent-events loop
+// lifts its write deadline (SetWriteDeadline(time.Time{})), sets a read
+// deadline, or reads its body while writing (EnableFullDuplex), and
+// stops with a 500 when one fails. They answered http.ErrNotSupported.
+// Here the body is in memory before the handler runs and the response
+// is buffered, so no read or write waits on the client: each is accepted,
+// and the body stays readable after a write. After the handler returned
+// they fail as a late Flush does.
+func TestResponseControllerAsNetHTTP(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(unwrapper{w})
+		for _, err := range []error{
+			rc.SetWriteDeadline(time.Time{}),
+			rc.SetReadDeadline(time.Now().Add(time.Minute)),
+			rc.SetWriteDeadline(time.Now().Add(time.Minute)),
+			rc.EnableFullDuplex(),
+		} {
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
+		io.WriteString(w, "got: ")
+		io.Copy(w, r.Body)
+	}
+	native := httptest.NewServer(http.HandlerFunc(h))
+	defer native.Close()
+	resp, err := http.Post(native.URL, "text/plain", strings.NewReader("hello body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(want) != "got: hello body" {
+		t.Fatalf("natively: %d %q", resp.StatusCode, want)
+	}
+
+	req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+	Handle(http.HandlerFunc(h))
+	defer Handle(nil)
+	if code := serve(w, req); code != handleOK {
+		t.Fatalf("serve = %d", code)
+	}
+	w.finish("")
+	if st, _, body := decodeResponse(t, w.envelope()); st != resp.StatusCode || body != string(want) {
+		t.Errorf("guest: %d %q, natively %d %q", st, body, resp.StatusCode, want)
+	}
+	w.retire()
+	rc := http.NewResponseController(w)
+	if err := rc.SetWriteDeadline(time.Time{}); err != errWriteAfterReturn {
+		t.Errorf("SetWriteDeadline after return: %v", err)
+	}
+	if err := rc.SetReadDeadline(time.Time{}); err != errWriteAfterReturn {
+		t.Errorf("SetReadDeadline after return: %v", err)
+	}
+	if err := rc.EnableFullDuplex(); err != errWriteAfterReturn {
+		t.Errorf("EnableFullDuplex after return: %v", err)
+	}
+}

@@ -36,8 +36,10 @@ var handler http.Handler
 // Responses are buffered and sent when the handler returns. The
 // ResponseWriter is an http.Flusher (also for http.ResponseController),
 // but a flush only writes the status and the header, as
-// httptest.ResponseRecorder's does: nothing is streamed. Hijack is not
-// supported.
+// httptest.ResponseRecorder's does: nothing is streamed. Its
+// SetReadDeadline, SetWriteDeadline and EnableFullDuplex (for
+// http.ResponseController) succeed: no read or write waits on the client.
+// Hijack is not supported.
 func Handle(h http.Handler) {
 	handler = h
 }
