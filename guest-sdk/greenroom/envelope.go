@@ -222,6 +222,7 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 		hold.ctx.body = &hold.body
 	}
 	hold.rw.status = http.StatusOK
+	hold.rw.ctx = &hold.ctx
 	hold.rw.isHead = method == http.MethodHead
 	return req, &hold.rw, nil
 }
@@ -422,6 +423,8 @@ type responseWriter struct {
 	isHead      bool  // the request is a HEAD: its Content-Length is the GET's
 	declared    int64 // the Content-Length the header had when taken, or -1
 	written     int64 // the bytes the handler tried to write (net/http's count)
+	ctx         *requestContext
+	gone        chan bool // CloseNotify's, made on its first call
 }
 
 // bodyPart is the size of the parts in which a body longer than its
@@ -644,6 +647,25 @@ func (w *responseWriter) FlushError() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	return nil
+}
+
+// CloseNotify is http.CloseNotifier's, which net/http's writer has (it
+// is deprecated, but gin's Context.Stream and many server-sent-events
+// loops assert it, and panicked without it). Its channel tells what
+// r.Context() tells, as Request.Context replaces it: it receives true
+// once the request's context ends (the handler returned, or the
+// deadline), not when the client goes away, which a guest does not see.
+func (w *responseWriter) CloseNotify() <-chan bool {
+	if w.gone == nil {
+		w.gone = make(chan bool, 1)
+		if w.ctx == nil {
+			w.gone <- true
+		} else {
+			gone := w.gone
+			context.AfterFunc(w.ctx, func() { gone <- true })
+		}
+	}
+	return w.gone
 }
 
 // SetReadDeadline, SetWriteDeadline and EnableFullDuplex are what

@@ -905,3 +905,84 @@ func TestResponseControllerAsNetHTTP(t *testing.T) {
 		t.Errorf("EnableFullDuplex after return: %v", err)
 	}
 }
+
+// A streaming loop written for net/http's server asks the writer for
+// CloseNotify (http.CloseNotifier, deprecated but implemented by
+// net/http's response): gin's Context.Stream does, through a writer whose
+// CloseNotify asserts the interface on the one it wraps, and so do
+// server-sent-events handlers. The SDK's writer had none, and the
+// assertion panicked: 500 plugin_panic, the instance discarded. Its
+// channel tells what r.Context() tells, Request.Context being what
+// replaces it: a value when the request's context ends (the handler
+// returned, or the deadline), not when the client goes away, which a
+// guest does not see.
+func TestCloseNotifyAsNetHTTP(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request) {
+		gone := w.(http.CloseNotifier).CloseNotify()
+		for i := 0; i < 3; i++ {
+			select {
+			case <-gone:
+				return
+			default:
+				fmt.Fprintf(w, "data: %d\n\n", i)
+				w.(http.Flusher).Flush()
+			}
+		}
+	}
+	native := httptest.NewServer(http.HandlerFunc(h))
+	defer native.Close()
+	resp, err := http.Get(native.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+	defer Handle(nil)
+	var gone <-chan bool
+	Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gone = w.(http.CloseNotifier).CloseNotify()
+		if again := w.(http.CloseNotifier).CloseNotify(); again != gone {
+			t.Error("a second CloseNotify gave another channel")
+		}
+		h(w, r)
+	}))
+	if code := serve(w, req); code != handleOK {
+		t.Fatalf("serve = %d", code)
+	}
+	w.finish("")
+	if st, _, body := decodeResponse(t, w.envelope()); st != resp.StatusCode || body != string(want) {
+		t.Errorf("guest: %d %q, natively %d %q", st, body, resp.StatusCode, want)
+	}
+	select {
+	case <-gone:
+		t.Fatal("CloseNotify's channel received before the request ended")
+	default:
+	}
+	requestContextFrom(req.Context()).finish()
+	select {
+	case v := <-gone:
+		if !v {
+			t.Error("CloseNotify's channel received false")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("CloseNotify's channel received nothing when the request ended")
+	}
+
+	// At the deadline, as r.Context().
+	req, w, _ = decodeRequest(string(sampleEnvelope(time.Now().Add(50 * time.Millisecond))))
+	Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-w.(http.CloseNotifier).CloseNotify():
+			io.WriteString(w, "gone")
+		case <-time.After(5 * time.Second):
+			io.WriteString(w, "still here")
+		}
+	}))
+	serve(w, req)
+	w.finish("")
+	if _, _, body := decodeResponse(t, w.envelope()); body != "gone" {
+		t.Errorf("at the deadline: %q", body)
+	}
+}

@@ -39,7 +39,8 @@ var handler http.Handler
 // httptest.ResponseRecorder's does: nothing is streamed. Its
 // SetReadDeadline, SetWriteDeadline and EnableFullDuplex (for
 // http.ResponseController) succeed: no read or write waits on the client.
-// Hijack is not supported.
+// It is an http.CloseNotifier, whose channel receives when r.Context()
+// ends. Hijack is not supported.
 func Handle(h http.Handler) {
 	handler = h
 }
