@@ -184,18 +184,22 @@ func decodeRequest(env string) (*http.Request, *responseWriter, error) {
 
 	u := &hold.url
 	u.Path, u.RawQuery = rawPath, rawQuery
+	unescaped := true
 	if strings.IndexByte(rawPath, '%') >= 0 {
-		if p, err := url.PathUnescape(rawPath); err == nil {
-			// RawPath as net/http's server sets it (url.URL.setPath):
-			// only when the path is escaped otherwise than Path's own
-			// escaping would be (%2F, lower-case hex), so that routers
-			// that match on a RawPath set (chi, echo) see /items/a%20b
-			// as /items/a b, as they do natively, and not its escapes.
+		p, err := url.PathUnescape(rawPath)
+		if unescaped = err == nil; unescaped {
 			u.Path = p
-			if u.EscapedPath() != rawPath {
-				u.RawPath = rawPath
-			}
 		}
+	}
+	// RawPath as net/http's server sets it (url.URL.setPath): only when
+	// the path is written otherwise than Path's own escaping would write
+	// it (%2F, lower-case hex, or a character sent unescaped that Path's
+	// escaping escapes: é, {, !), so that routers that match on a RawPath
+	// set (chi, echo) see /items/a%20b as /items/a b, as they do natively,
+	// and not its escapes. EscapedPath allocates nothing for a path with
+	// nothing to escape.
+	if unescaped && u.EscapedPath() != rawPath {
+		u.RawPath = rawPath
 	}
 	if deadline > 0 {
 		hold.ctx.deadline = time.Unix(0, deadline)
