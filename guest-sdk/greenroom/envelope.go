@@ -638,7 +638,10 @@ func (w *responseWriter) reset() {
 // and echo's Flush, a server-sent-events loop): the response is buffered
 // and sent whole when the handler returns, so a flush, as
 // httptest.ResponseRecorder's, writes the status (200 if none was
-// written) and takes the header, and sends nothing early.
+// written) and takes the header, and sends nothing early. As net/http's,
+// the first flush also fixes the Content-Type the SDK sniffs for a
+// handler that set none: from what was written before it, and none when
+// nothing was.
 func (w *responseWriter) Flush() { w.FlushError() }
 
 // FlushError is what http.ResponseController's Flush calls: Flush, failing
@@ -649,6 +652,15 @@ func (w *responseWriter) FlushError() error {
 	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
+	}
+	if !w.noSniff && w.bodyAllowed() {
+		// net/http's head goes out now, its type sniffed from what was
+		// written so far (none when nothing was): what follows is not
+		// looked at.
+		if w.size > 0 {
+			w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.sniffed()))
+		}
+		w.noSniff = true
 	}
 	return nil
 }

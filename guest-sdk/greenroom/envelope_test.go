@@ -989,3 +989,58 @@ func TestCloseNotifyAsNetHTTP(t *testing.T) {
 		t.Errorf("at the deadline: %q", body)
 	}
 }
+
+// net/http's server decides a response's sniffed Content-Type when its
+// head goes out: a flush before anything was written sends it with none
+// (and nothing later is sniffed), and a flush after a first write sniffs
+// that write only. The SDK sniffed the whole body when the handler
+// returned, so a handler that flushed first (an event stream that sets
+// no type, a ResponseController.Flush to send the status early) got a
+// Content-Type net/http never sends.
+func TestFlushFixesTheSniffedType(t *testing.T) {
+	for _, h := range []http.HandlerFunc{
+		func(w http.ResponseWriter, r *http.Request) {
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "<html><body>late</body></html>")
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			http.NewResponseController(w).Flush()
+			io.WriteString(w, "ok")
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "plain ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "<html><body>late</body></html>")
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "text ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "\x00\x01\x02binary")
+		},
+		func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, "<html>not flushed</html>")
+		},
+	} {
+		native := httptest.NewServer(h)
+		resp, err := http.Get(native.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		native.Close()
+
+		req, w, _ := decodeRequest(string(sampleEnvelope(time.Now().Add(time.Minute))))
+		Handle(h)
+		if code := serve(w, req); code != handleOK {
+			t.Fatalf("serve = %d", code)
+		}
+		w.finish("")
+		st, got, body := decodeResponse(t, w.envelope())
+		if st != resp.StatusCode || body != string(want) || strings.Join(got["Content-Type"], ",") != strings.Join(resp.Header["Content-Type"], ",") {
+			t.Errorf("%q: guest %d %q %q, natively %d %q %q", want, st, got["Content-Type"], body, resp.StatusCode, resp.Header["Content-Type"], want)
+		}
+	}
+	Handle(nil)
+}
