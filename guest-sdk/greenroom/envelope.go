@@ -429,6 +429,8 @@ type responseWriter struct {
 	written     int64 // the bytes the handler tried to write (net/http's count)
 	ctx         *requestContext
 	gone        chan bool // CloseNotify's, made on its first call
+	// typedAtFlush: a flush added the sniffed Content-Type to head.
+	typedAtFlush bool
 }
 
 // bodyPart is the size of the parts in which a body longer than its
@@ -620,7 +622,11 @@ func (w *responseWriter) badResponse() string {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if n := binary.LittleEndian.Uint32(w.head[4:]); n > maxHandlerHeaders {
+	n := binary.LittleEndian.Uint32(w.head[4:])
+	if w.typedAtFlush {
+		n-- // the SDK's sniffed type, which maxHandlerHeaders leaves room for
+	}
+	if n > maxHandlerHeaders {
 		return fmt.Sprintf("the handler set %d response header lines, more than the %d a response may have: it is not sent", n, maxHandlerHeaders)
 	}
 	if w.declared < 0 || int64(w.size) >= w.declared || w.isHead || !w.bodyAllowed() {
@@ -632,6 +638,7 @@ func (w *responseWriter) badResponse() string {
 // reset forgets what the handler wrote, for the SDK's own answer.
 func (w *responseWriter) reset() {
 	w.header, w.wroteHeader, w.head, w.body, w.more, w.size, w.written = nil, false, w.head[:0], w.body[:0], nil, 0, 0
+	w.typedAtFlush = false
 }
 
 // Flush is http.Flusher's, for handlers and frameworks that flush (gin's
@@ -659,6 +666,7 @@ func (w *responseWriter) FlushError() error {
 		// looked at.
 		if w.size > 0 {
 			w.head = appendHeader(w.head, "Content-Type", http.DetectContentType(w.sniffed()))
+			w.typedAtFlush = true
 		}
 		w.noSniff = true
 	}
