@@ -185,3 +185,63 @@ initial_delay = "1h"
 		t.Errorf("the run holding the instance: %v, want it to finish on its version", err)
 	}
 }
+
+// A plugin that a reload removes while its local task runs, and that the
+// next reload adds back at once, does not run the task again beside the
+// run still finishing on its old version: a run never overlaps the
+// previous run of the same task on the same replica (scheduler.md). The
+// new registration's first run waits for that run to end. Before, the
+// re-registered task had no run of its own in progress, and its first run
+// started at once, overlapping the old one by 2.5 s (a task every second
+// that takes three), and a trigger started one too.
+func TestReloadRemovedAndAddedBackDoesNotOverlapItsRun(t *testing.T) {
+	wasm := guesttest.Build(t, "runtime/scheduler/testdata/guests/tasks")
+	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	db := fmt.Sprintf("[database]\nclient = \"sqlite\"\nconnection = \"file:%s\"\n", t.TempDir())
+	base := fmt.Sprintf("[plugins.p]\npath = %q\n", ver)
+	tp := fmt.Sprintf("[plugins.t]\npath = %q\n[plugins.t.capabilities]\nscheduler = true\n"+
+		"[[plugins.t.config.tasks]]\nid = \"slow\"\nevery = \"1s\"\nscope = \"local\"\naction = \"sleep\"\nms = 3000\ntimeout = \"10s\"\n", wasm)
+	in := servertest.Start(t, db+base+tp, testOptions())
+	rt := in.RT
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, ok := taskStatus(t, rt, "t", "slow"); ok && st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task did not start within 20 s")
+		}
+	}
+	in.SetConfig(db + base)
+	if res := in.Reload(t); res.Plugins["t"].Outcome != runtime.OutcomeRemoved {
+		t.Fatalf("reload removing t: %+v", res)
+	}
+	in.SetConfig(db + base + tp)
+	if res := in.Reload(t); res.Plugins["t"].Outcome != runtime.OutcomeAdded {
+		t.Fatalf("reload adding t back: %+v", res)
+	}
+	// Nor does a manual run start beside it: the task is running.
+	if run, err := rt.Scheduler().Trigger(context.Background(), "t", "slow"); !errors.Is(err, scheduler.ErrRunning) {
+		t.Errorf("trigger while the old version's run goes on: %+v, %v; want %v", run, err, scheduler.ErrRunning)
+	}
+	time.Sleep(4 * time.Second) // the old run ends, and the new one starts after it
+	_, runs, err := rt.Scheduler().Task(context.Background(), "t", "slow", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := func(r scheduler.Run) time.Time {
+		if r.Ended == nil {
+			return time.Now()
+		}
+		return *r.Ended
+	}
+	for i, a := range runs {
+		for _, b := range runs[i+1:] {
+			if a.Started.Before(end(b)) && b.Started.Before(end(a)) {
+				t.Errorf("run %s (%s to %v) overlaps run %s (%s to %v)", a.RunID, a.Started, a.Ended, b.RunID, b.Started, b.Ended)
+			}
+		}
+	}
+	if len(runs) < 2 {
+		t.Fatalf("%d runs, want the one the reload found running and the next: %+v", len(runs), runs)
+	}
+}

@@ -683,6 +683,7 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 	var syncs, claims []*task
 	var locals []*run
 	s.mu.Lock()
+	prior := s.priorRuns()
 	for _, t := range s.tasks {
 		if t.attempt.After(now) {
 			continue
@@ -695,7 +696,7 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 			t.attempt = now.Add(time.Hour) // until sync says otherwise
 			continue
 		}
-		if t.run != nil {
+		if t.run != nil || prior[t.key] {
 			continue
 		}
 		r := &run{id: newRunID(), task: t, spec: t.Task, gen: t.gen, due: t.due}
@@ -739,11 +740,37 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 	return s.untilNext()
 }
 
+// priorRuns returns the keys of the tasks with a run in progress on this
+// replica under an earlier registration, one SetTasks dropped since (a
+// reload removed the plugin, or stopped its serving version, and a later
+// one registered the task again): the task's new registration starts no
+// run until that one has ended (forget wakes the loop then), so that a
+// run never overlaps the previous run of the same task on this replica.
+// Before, a plugin removed while its local task ran and added back at
+// once ran the task again beside the run still finishing on its old
+// version. s.mu is held.
+func (s *Scheduler) priorRuns() map[string]bool {
+	var prior map[string]bool
+	for r := range s.active {
+		if s.tasks[r.task.key] != r.task {
+			if prior == nil {
+				prior = map[string]bool{}
+			}
+			prior[r.task.key] = true
+		}
+	}
+	return prior
+}
+
 func (s *Scheduler) untilNext() time.Duration {
 	now := s.dueNow()
 	wait := time.Minute
 	s.mu.Lock()
+	prior := s.priorRuns()
 	for _, t := range s.tasks {
+		if prior[t.key] && t.synced {
+			continue // woken when that run ends
+		}
 		if t.run == nil || !t.synced {
 			wait = min(wait, t.attempt.Sub(now))
 		}

@@ -195,7 +195,9 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 			s.mu.Unlock()
 			time.Sleep(retryLocked)
 			continue
-		case t.run != nil:
+		case t.run != nil || s.priorRuns()[k]:
+			// Its run, or that of a registration a reload dropped
+			// since, finishing on the plugin's old version.
 			s.mu.Unlock()
 			return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: s.cfg.Replica}
 		case !t.synced && attempt == 0:
