@@ -91,7 +91,8 @@ func (r *ReloadResult) Failed() bool {
 // RestartNeeded and keep their old values. A reload that a shutdown cuts
 // short (its context ended, not by a newer reload, or BeginShutdown) is
 // abandoned whole: the plugins serve on as they were, and its result says
-// canceled.
+// canceled. One that a newer reload supersedes installs the versions it
+// loaded and removes no plugin (canceled): the newer one decides.
 func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult, error) {
 	// The reload decides anew about plugins retrying their load: an
 	// attempt in progress holds reloadMu, and may hold it long (a connect
@@ -269,11 +270,33 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 		reloadStep("loaded " + id)
 	}
 	var removed []string
+	superseded := ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrSuperseded)
 	for _, id := range old.ids {
-		if _, kept := next.slots[id]; !kept {
-			removed = append(removed, id)
+		if _, kept := next.slots[id]; kept {
+			continue
 		}
+		if superseded {
+			// A newer reload was asked for before this one got to
+			// removing the plugins its config lacks: it removes none,
+			// and the newer one decides (it removes the plugin if its
+			// config lacks it too). Removed here, a plugin the newer
+			// config keeps answered 404 until the newer reload had
+			// loaded it again.
+			s := old.slots[id]
+			next.ids = append(next.ids, id)
+			next.slots[id] = s
+			res.Plugins[id] = PluginReload{
+				Outcome: OutcomeCanceled,
+				Error:   fmt.Sprintf("plugin %s: %v before it removed the plugin", id, ErrSuperseded),
+				Serving: s.cur.Load() != nil,
+			}
+			res.Superseded = true
+			r.log.WithField("plugin", id).Warn("reload superseded by a newer one before it removed this plugin: not removed; the newer reload decides")
+			continue
+		}
+		removed = append(removed, id)
 	}
+	slices.Sort(next.ids)
 	if r.abandoned(ctx) {
 		// The shutdown began before the reload could publish what it
 		// loaded: it is abandoned whole, as one asked for after the

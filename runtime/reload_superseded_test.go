@@ -152,3 +152,86 @@ func TestCanceledReloadDoesNotPublishAPluginItDidNotAdd(t *testing.T) {
 		t.Errorf("after the canceled reload: GET /api/ver/v: %d %s, want 200", s, body)
 	}
 }
+
+// A reload superseded by a newer one removes no plugin: it stops where it
+// is, before the end where it would remove the plugins its config lacks,
+// and the newer reload decides (it removes them if its config lacks them
+// too). Before, the superseded reload went on to remove them, and a
+// plugin that the newer config, like the one before, still has answered
+// 404 unknown_plugin until the newer reload had loaded it again: a config
+// that dropped a plugin by mistake, fixed at once, took the plugin away
+// from its clients all the same.
+func TestSupersededReloadRemovesNoPlugin(t *testing.T) {
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	kept := fmt.Sprintf("[plugins.kept]\npath = %q\n", v1)
+	cfgA := kept + fmt.Sprintf("[plugins.ver]\npath = %q\n", v1)
+	// B drops kept and changes ver, whose new version initializes for 30 s.
+	cfgB := fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { timeout = \"60s\" }\n[plugins.ver.config]\ninit_sleep_ms = \"30000\"\n", v1)
+	in := servertest.Start(t, cfgA, testOptions())
+
+	var calls, bad atomic.Int64
+	var lastBad atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			calls.Add(1)
+			resp, err := in.Client.Get(in.URL + "/api/kept/v")
+			if err != nil {
+				bad.Add(1)
+				lastBad.Store(err.Error())
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				bad.Add(1)
+				lastBad.Store(fmt.Sprintf("%d %s", resp.StatusCode, b))
+			}
+		}
+	})
+
+	ctx, supersede := context.WithCancelCause(context.Background())
+	defer supersede(nil)
+	type result struct {
+		res *runtime.ReloadResult
+		err error
+	}
+	done := make(chan result, 1)
+	in.SetConfig(cfgB)
+	go func() {
+		res, err := in.ReloadContext(ctx)
+		done <- result{res, err}
+	}()
+	time.Sleep(time.Second) // into ver's new initialization
+	in.SetConfig(cfgA)
+	supersede(runtime.ErrSuperseded)
+	var b result
+	select {
+	case b = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("reload B did not end when superseded")
+	}
+	if b.err != nil {
+		t.Fatalf("reload B: %v", b.err)
+	}
+	if pr := b.res.Plugins["kept"]; !b.res.Superseded || pr.Outcome != runtime.OutcomeCanceled || !pr.Serving {
+		t.Errorf("reload B: superseded %v, kept %+v; want superseded, kept canceled and serving", b.res.Superseded, pr)
+	}
+	if s, _, body := in.Get(t, "/api/kept/v"); s != 200 {
+		t.Errorf("after the superseded reload B: GET /api/kept/v: %d %s, want 200", s, body)
+	}
+	if res := in.Reload(t); res.Plugins["kept"].Outcome != runtime.OutcomeUnchanged || res.Superseded {
+		t.Errorf("reload A again: %+v", res)
+	}
+	close(stop)
+	wg.Wait()
+	if calls.Load() == 0 || bad.Load() != 0 {
+		t.Errorf("GET /api/kept/v across the reloads: %d of %d calls not 200 (the last: %v)", bad.Load(), calls.Load(), lastBad.Load())
+	}
+}
