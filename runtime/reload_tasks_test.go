@@ -193,7 +193,8 @@ initial_delay = "1h"
 // new registration's first run waits for that run to end. Before, the
 // re-registered task had no run of its own in progress, and its first run
 // started at once, overlapping the old one by 2.5 s (a task every second
-// that takes three), and a trigger started one too.
+// that takes three), a trigger started one too, and the task was listed
+// as not running.
 func TestReloadRemovedAndAddedBackDoesNotOverlapItsRun(t *testing.T) {
 	wasm := guesttest.Build(t, "runtime/scheduler/testdata/guests/tasks")
 	ver := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
@@ -218,6 +219,9 @@ func TestReloadRemovedAndAddedBackDoesNotOverlapItsRun(t *testing.T) {
 	in.SetConfig(db + base + tp)
 	if res := in.Reload(t); res.Plugins["t"].Outcome != runtime.OutcomeAdded {
 		t.Fatalf("reload adding t back: %+v", res)
+	}
+	if st, _ := taskStatus(t, rt, "t", "slow"); !st.Running {
+		t.Errorf("status while the old version's run goes on: %+v, want running", st)
 	}
 	// Nor does a manual run start beside it: the task is running.
 	if run, err := rt.Scheduler().Trigger(context.Background(), "t", "slow"); !errors.Is(err, scheduler.ErrRunning) {

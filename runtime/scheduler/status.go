@@ -84,12 +84,15 @@ func (s *Scheduler) Tasks(ctx context.Context, all bool) ([]TaskStatus, error) {
 	s.mu.Lock()
 	out := make([]TaskStatus, 0, len(s.tasks))
 	index := map[string]int{}
+	prior := s.priorRuns()
 	for k, t := range s.tasks {
 		st := statusOf(&t.Task)
 		if t.Scope == Local && s.cfg.Enabled {
 			st.NextRun = timePtr(t.due)
 		}
-		if t.run != nil && t.run.claimed || t.run != nil && t.Scope == Local {
+		// Also the run of a registration a reload dropped since, which
+		// finishes on the plugin's old version (priorRuns).
+		if t.run != nil && t.run.claimed || t.run != nil && t.Scope == Local || prior[k] {
 			st.Running, st.RunningOn = true, s.cfg.Replica
 		}
 		index[k] = len(out)
