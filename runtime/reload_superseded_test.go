@@ -31,36 +31,7 @@ func TestSupersededReloadDoesNotPublishAPluginItDidNotAdd(t *testing.T) {
 	in := servertest.Start(t, cfgA, testOptions())
 
 	// A client of the plugin serving before, all along.
-	var calls, bad atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			calls.Add(1)
-			resp, err := in.Client.Get(in.URL + "/api/ver/v")
-			if err != nil {
-				bad.Add(1)
-				continue
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				bad.Add(1)
-			}
-		}
-	})
-	defer func() {
-		close(stop)
-		wg.Wait()
-		if calls.Load() == 0 || bad.Load() != 0 {
-			t.Errorf("GET /api/ver/v across the reloads: %d of %d calls not 200", bad.Load(), calls.Load())
-		}
-	}()
+	defer callAlong(t, in, "/api/ver/v")()
 
 	adding := make(chan struct{}, 1)
 	runtime.SetReloadStep(t, func(step string) {
@@ -169,32 +140,7 @@ func TestSupersededReloadRemovesNoPlugin(t *testing.T) {
 	cfgB := fmt.Sprintf("[plugins.ver]\npath = %q\nlimits = { timeout = \"60s\" }\n[plugins.ver.config]\ninit_sleep_ms = \"30000\"\n", v1)
 	in := servertest.Start(t, cfgA, testOptions())
 
-	var calls, bad atomic.Int64
-	var lastBad atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			calls.Add(1)
-			resp, err := in.Client.Get(in.URL + "/api/kept/v")
-			if err != nil {
-				bad.Add(1)
-				lastBad.Store(err.Error())
-				continue
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				bad.Add(1)
-				lastBad.Store(fmt.Sprintf("%d %s", resp.StatusCode, b))
-			}
-		}
-	})
+	stop := callAlong(t, in, "/api/kept/v")
 
 	ctx, supersede := context.WithCancelCause(context.Background())
 	defer supersede(nil)
@@ -229,9 +175,44 @@ func TestSupersededReloadRemovesNoPlugin(t *testing.T) {
 	if res := in.Reload(t); res.Plugins["kept"].Outcome != runtime.OutcomeUnchanged || res.Superseded {
 		t.Errorf("reload A again: %+v", res)
 	}
-	close(stop)
-	wg.Wait()
-	if calls.Load() == 0 || bad.Load() != 0 {
-		t.Errorf("GET /api/kept/v across the reloads: %d of %d calls not 200 (the last: %v)", bad.Load(), calls.Load(), lastBad.Load())
+	stop()
+}
+
+// callAlong calls GET path on in, one call after another, until the
+// function it returns is called, which fails the test unless there were
+// calls and every one answered 200.
+func callAlong(t *testing.T, in *servertest.Instance, path string) (stop func()) {
+	var calls, bad atomic.Int64
+	var lastBad atomic.Value
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			calls.Add(1)
+			resp, err := in.Client.Get(in.URL + path)
+			if err != nil {
+				bad.Add(1)
+				lastBad.Store(err.Error())
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				bad.Add(1)
+				lastBad.Store(fmt.Sprintf("%d %s", resp.StatusCode, b))
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		if calls.Load() == 0 || bad.Load() != 0 {
+			t.Errorf("GET %s across the reloads: %d of %d calls not 200 (the last: %v)", path, bad.Load(), calls.Load(), lastBad.Load())
+		}
 	}
 }
