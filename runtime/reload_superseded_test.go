@@ -42,18 +42,7 @@ func TestSupersededReloadDoesNotPublishAPluginItDidNotAdd(t *testing.T) {
 			}
 		}
 	})
-	ctx, supersede := context.WithCancelCause(context.Background())
-	defer supersede(nil)
-	type result struct {
-		res *runtime.ReloadResult
-		err error
-	}
-	done := make(chan result, 1)
-	in.SetConfig(cfgB)
-	go func() {
-		res, err := in.ReloadContext(ctx)
-		done <- result{res, err}
-	}()
+	supersede := reloadInBackground(t, in, cfgB)
 	select {
 	case <-adding:
 	case <-time.After(20 * time.Second):
@@ -63,19 +52,9 @@ func TestSupersededReloadDoesNotPublishAPluginItDidNotAdd(t *testing.T) {
 	if s, _, b := in.Get(t, "/api/zadded/v"); s != 404 {
 		t.Errorf("while reload B loads it: GET /api/zadded/v: %d %s, want 404", s, b)
 	}
-	in.SetConfig(cfgC)
-	supersede(runtime.ErrSuperseded)
-	var b result
-	select {
-	case b = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("reload B did not end when superseded")
-	}
-	if b.err != nil {
-		t.Fatalf("reload B: %v", b.err)
-	}
-	if pr := b.res.Plugins["zadded"]; !b.res.Superseded || pr.Outcome != runtime.OutcomeCanceled || pr.Serving {
-		t.Errorf("reload B: superseded %v, zadded %+v; want superseded, zadded canceled and not serving", b.res.Superseded, pr)
+	b := supersede(cfgC)
+	if pr := b.Plugins["zadded"]; !b.Superseded || pr.Outcome != runtime.OutcomeCanceled || pr.Serving {
+		t.Errorf("reload B: superseded %v, zadded %+v; want superseded, zadded canceled and not serving", b.Superseded, pr)
 	}
 	if s, _, body := in.Get(t, "/api/zadded/v"); s != 404 {
 		t.Errorf("after the superseded reload B: GET /api/zadded/v: %d %s, want 404", s, body)
@@ -142,32 +121,11 @@ func TestSupersededReloadRemovesNoPlugin(t *testing.T) {
 
 	stop := callAlong(t, in, "/api/kept/v")
 
-	ctx, supersede := context.WithCancelCause(context.Background())
-	defer supersede(nil)
-	type result struct {
-		res *runtime.ReloadResult
-		err error
-	}
-	done := make(chan result, 1)
-	in.SetConfig(cfgB)
-	go func() {
-		res, err := in.ReloadContext(ctx)
-		done <- result{res, err}
-	}()
+	supersede := reloadInBackground(t, in, cfgB)
 	time.Sleep(time.Second) // into ver's new initialization
-	in.SetConfig(cfgA)
-	supersede(runtime.ErrSuperseded)
-	var b result
-	select {
-	case b = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("reload B did not end when superseded")
-	}
-	if b.err != nil {
-		t.Fatalf("reload B: %v", b.err)
-	}
-	if pr := b.res.Plugins["kept"]; !b.res.Superseded || pr.Outcome != runtime.OutcomeCanceled || !pr.Serving {
-		t.Errorf("reload B: superseded %v, kept %+v; want superseded, kept canceled and serving", b.res.Superseded, pr)
+	b := supersede(cfgA)
+	if pr := b.Plugins["kept"]; !b.Superseded || pr.Outcome != runtime.OutcomeCanceled || !pr.Serving {
+		t.Errorf("reload B: superseded %v, kept %+v; want superseded, kept canceled and serving", b.Superseded, pr)
 	}
 	if s, _, body := in.Get(t, "/api/kept/v"); s != 200 {
 		t.Errorf("after the superseded reload B: GET /api/kept/v: %d %s, want 200", s, body)
@@ -176,6 +134,39 @@ func TestSupersededReloadRemovesNoPlugin(t *testing.T) {
 		t.Errorf("reload A again: %+v", res)
 	}
 	stop()
+}
+
+// reloadInBackground starts reload B of in to cfg and returns what
+// supersedes it: a newer config, cfg, is written and B is told it is
+// superseded, as greenroom serve tells it; B's result is returned once B
+// has ended (the test fails if it has not within 10 s, or failed).
+func reloadInBackground(t *testing.T, in *servertest.Instance, cfg string) (supersede func(newer string) *runtime.ReloadResult) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t.Cleanup(func() { cancel(nil) })
+	type result struct {
+		res *runtime.ReloadResult
+		err error
+	}
+	done := make(chan result, 1)
+	in.SetConfig(cfg)
+	go func() {
+		res, err := in.ReloadContext(ctx)
+		done <- result{res, err}
+	}()
+	return func(newer string) *runtime.ReloadResult {
+		in.SetConfig(newer)
+		cancel(runtime.ErrSuperseded)
+		select {
+		case b := <-done:
+			if b.err != nil {
+				t.Fatalf("reload B: %v", b.err)
+			}
+			return b.res
+		case <-time.After(10 * time.Second):
+			t.Fatal("reload B did not end when superseded")
+			return nil
+		}
+	}
 }
 
 // callAlong calls GET path on in, one call after another, until the
