@@ -611,6 +611,12 @@ var droppedResponseHeaders = map[string]bool{
 	// admin API, URLs and queries included (every one, with
 	// success_fraction 1), to the endpoint a Report-To names.
 	"nel": true, "report-to": true,
+	// Client hints: Chromium keeps a response's Accept-CH for the origin
+	// and sends the hints it names (the full browser version, the
+	// platform's version, device memory: a fingerprint) with every later
+	// request to it, every plugin's and the admin API's; Critical-CH
+	// makes it retry a request to send them.
+	"accept-ch": true, "critical-ch": true,
 }
 
 // mountLocation keeps a plugin's redirects inside its mount. A plugin

@@ -875,7 +875,7 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	if ids := h.Values("X-Request-Id"); len(ids) != 1 || ids[0] == "forged" || h.Get("Proxy-Authenticate") != "" || h.Get("Access-Control-Allow-Origin") != "" || h.Get("Access-Control-Allow-Private-Network") != "" {
 		t.Errorf("guest set greenroom's or a hop-by-hop header: %v", h)
 	}
-	for _, name := range []string{"Set-Cookie", "Clear-Site-Data", "Service-Worker-Allowed", "Strict-Transport-Security", "Alt-Svc", "NEL", "Report-To", "WWW-Authenticate"} {
+	for _, name := range []string{"Set-Cookie", "Clear-Site-Data", "Service-Worker-Allowed", "Strict-Transport-Security", "Alt-Svc", "NEL", "Report-To", "Accept-CH", "Critical-CH", "WWW-Authenticate"} {
 		if h.Get(name) != "" {
 			t.Errorf("guest set %s, which holds for the whole origin: %v", name, h)
 		}

