@@ -268,11 +268,18 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 	if reason != "" {
 		f["reason"] = reason
 	}
+	level, msg := logrus.InfoLevel, "admin action"
 	if event == "denied" {
-		s.log.WithFields(f).Warn("access denied")
-		return
+		level, msg = logrus.WarnLevel, "access denied"
 	}
-	s.log.WithFields(f).Info("admin action")
+	// The audit log is written whatever [log] level says: at the level
+	// itself when that is above the line's own. An operator who raised
+	// it to warn (to quiet the access log) lost every admin line, and
+	// at error every refusal too. (The level is one of debug to error.)
+	if !s.log.IsLevelEnabled(level) {
+		level = max(s.log.GetLevel(), logrus.ErrorLevel)
+	}
+	s.log.WithFields(f).Log(level, msg)
 }
 
 // rateLimiter is Fiber's limiter keyed by principal: the subject of a

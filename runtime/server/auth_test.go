@@ -888,3 +888,30 @@ func TestRefusedKeepsNoConnection(t *testing.T) {
 		t.Errorf("an authenticated request: %v %v", resp, err)
 	}
 }
+
+// The audit log is written whatever [log] level says: an operator who
+// turns the level up to quiet the access log keeps a line for every
+// admin request and every refusal (at the level itself when it is above
+// the line's own).
+func TestAuditWrittenAtAnyLevel(t *testing.T) {
+	idp := authtest.New(t)
+	for _, level := range []string{"warn", "error"} {
+		in := servertest.Start(t, authConfig(idp, ""), servertest.Options{CacheDir: cacheDir, Anonymous: true, LogLevel: level})
+		if status, _, body := in.DoAnon(t, "GET", "/.greenroom/plugins/v1/", nil, bearer(opsToken)...); status != 200 {
+			t.Fatalf("level %s: admin request: %d %s", level, status, body)
+		}
+		if status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil); status != 401 {
+			t.Fatalf("level %s: request without a credential: %d, want 401", level, status)
+		}
+		log := in.Log.String()
+		if !strings.Contains(log, `"audit":"admin"`) || !strings.Contains(log, `"msg":"admin action"`) {
+			t.Errorf("level %s: no audit line for the admin request:\n%s", level, log)
+		}
+		if !strings.Contains(log, `"audit":"denied"`) || !strings.Contains(log, `"msg":"access denied"`) {
+			t.Errorf("level %s: no audit line for the refused request:\n%s", level, log)
+		}
+		if strings.Contains(log, `"msg":"request"`) {
+			t.Errorf("level %s: an access log line (info) was written:\n%s", level, log)
+		}
+	}
+}

@@ -61,6 +61,8 @@ type Options struct {
 	// config configures no authentication: then nothing but public
 	// routes answers.
 	Anonymous bool
+	// LogLevel is the log's level ([log] level), "debug" when empty.
+	LogLevel string
 }
 
 // Start reads cfgText as config.toml (listen and cache_dir are overridden),
@@ -75,7 +77,11 @@ func Start(t testing.TB, cfgText string, opts Options) *Instance {
 		t.Fatalf("config: %v", err)
 	}
 	buf := &Buffer{}
-	log, _, err := logging.New(buf, "json", "debug", cfg.Secrets())
+	level := opts.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	log, _, err := logging.New(buf, "json", level, cfg.Secrets())
 	if err != nil {
 		t.Fatal(err)
 	}
