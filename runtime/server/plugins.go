@@ -862,8 +862,12 @@ func (s *Server) readiness(c *fiber.Ctx) error {
 	var waits notReady
 	if !s.rt.Loaded() {
 		for _, id := range s.rt.IDs() {
-			if st, _ := s.rt.Slot(id).Status(); st == runtime.StateLoading {
-				waits.add(id, "loading")
+			// A slot may be gone between IDs and Slot (a reload
+			// swapped the table), as in the loop below.
+			if slot := s.rt.Slot(id); slot != nil {
+				if st, _ := slot.Status(); st == runtime.StateLoading {
+					waits.add(id, "loading")
+				}
 			}
 		}
 		if len(waits.whats) == 0 {
