@@ -423,8 +423,19 @@ path = %q
 // anonGet returns a function that GETs path from the server at addr
 // without a credential, returning the status and body.
 func anonGet(t *testing.T, addr string) func(path string) (int, string) {
+	return tokenGet(t, addr, "")
+}
+
+// tokenGet returns a function that GETs path from the server at addr
+// with token as its bearer credential (none when empty), returning the
+// status and body.
+func tokenGet(t *testing.T, addr, token string) func(path string) (int, string) {
 	return func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Error(err)
 			return 0, ""
@@ -733,18 +744,7 @@ func TestCallWaitingForTheLoadIsDecidedAgain(t *testing.T) {
 		return s
 	}
 	rt, srv, addr := serveUnloaded(t, cfg(true))
-	call := func(token string) (int, string) {
-		req, _ := http.NewRequest("GET", "http://"+addr+"/api/hello/whoami", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			return 0, ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := func(token string) (int, string) { return tokenGet(t, addr, token)("/api/hello/whoami") }
 	type answer struct {
 		status int
 		body   string
