@@ -65,6 +65,39 @@ greeting = "hello"
 api_key = "${HELLO_API_KEY}"      # values that came from ${VAR} count as secrets
 `
 
+// The defaults the issues name, for a config that sets only what it must:
+// limits.max_requests 10000 and limits.retire_memory 3/4 of memory (issue
+// 2), log_rate 100 and log_burst 200 (issue 5), and the rest of the
+// example values of issues 2, 5 and 6 as what a plugin table, [reading]
+// and [auth.jwt] get when they leave them out; rate limiting, CORS and
+// dangerously_disable off (issue 6).
+func TestIssueDefaults(t *testing.T) {
+	c := mustRead(t, "[plugins.hello]\npath = \"hello.wasm\"\n[auth.jwt]\njwks_url = \"https://idp.example/jwks.json\"\nissuer = \"https://idp.example\"\naudience = \"greenroom\"\n", nil)
+	if c.Server.Listen != "127.0.0.1:7007" || c.Server.BodyLimit != 4<<20 {
+		t.Errorf("server: listen %q, body_limit %d", c.Server.Listen, c.Server.BodyLimit)
+	}
+	if c.Log.Level != "info" || c.Log.Format != "text" || c.Runtime.CacheDir != ".greenroom/cache" {
+		t.Errorf("log %+v, runtime %+v", c.Log, c.Runtime)
+	}
+	l := c.Plugins["hello"].Limits
+	if l.Memory != 64<<20 || l.Timeout.D() != 5*time.Second || l.Instances != 4 || l.QueueTimeout.D() != time.Second ||
+		l.MaxRequests != 10000 || l.RetireMemory != 48<<20 || l.EffectiveRetireMemory() != 48<<20 {
+		t.Errorf("plugin limits: %+v", l)
+	}
+	if l.LogRate != 100 || l.LogBurst != 200 || c.Plugins["hello"].LogLevel != "" {
+		t.Errorf("log limits: log_rate %v, log_burst %d, log_level %q", l.LogRate, l.LogBurst, c.Plugins["hello"].LogLevel)
+	}
+	if c.Reading.MaxBytes != 16<<20 || c.Reading.Timeout.D() != 30*time.Second || len(c.Reading.Allow) != 0 {
+		t.Errorf("reading: %+v", c.Reading)
+	}
+	if c.Server.RateLimit.PerSecond() != 0 || len(c.Server.CORS.Origins) != 0 || c.Auth.DangerouslyDisable {
+		t.Errorf("rate limit %+v, cors %+v, dangerously_disable %v: want all off", c.Server.RateLimit, c.Server.CORS, c.Auth.DangerouslyDisable)
+	}
+	if j := c.Auth.JWT; strings.Join(j.Algorithms, ",") != "RS256,ES256,EdDSA" || j.SubjectClaim != "sub" || j.Leeway.D() > time.Minute {
+		t.Errorf("auth.jwt: %+v", j)
+	}
+}
+
 func TestContract(t *testing.T) {
 	c := mustRead(t, contract, map[string]string{"HELLO_API_KEY": "s3cret-value"})
 	h := c.Plugins["hello"]
