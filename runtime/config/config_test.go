@@ -98,6 +98,120 @@ func TestIssueDefaults(t *testing.T) {
 	}
 }
 
+// The config snippets of issues 5 (logger, URL reader) and 6
+// (authentication), verbatim with their comments, beside the keys their
+// text names (log_level, log_rate, log_burst, public_routes, admin,
+// [auth.jwt]'s keys, rate_limit with burst, [server.cors] origins,
+// dangerously_disable): every key is accepted under the name the issue
+// gives it, and decodes to what it says.
+const contractAuthAndReading = `
+[server]
+rate_limit = "100/s"
+burst = 200
+[server.cors]
+origins = ["https://portal.example.com"]
+
+[reading]
+allow = [{ host = "raw.githubusercontent.com", paths = ["/backstage/"] }, { host = "*.example.com" }]
+max_bytes = "16MiB"
+timeout = "30s"
+
+[plugins.docs]
+path = "plugins/docs/docs.wasm"
+log_level = "warn"
+[plugins.docs.limits]
+log_rate = 100
+log_burst = 200
+[plugins.docs.capabilities]
+urlreader = ["raw.githubusercontent.com/backstage/"]
+
+[[integrations.github]]
+host = "raw.githubusercontent.com"
+token = "${GITHUB_TOKEN}"   # added by the host for that host only; the plugin never sees it
+
+[plugins.todo]
+path = "plugins/todo/todo.wasm"
+[plugins.hello]
+path = "plugins/hello/hello.wasm"
+public_routes = ["/ping"]
+
+[auth]
+dangerously_disable = false
+[auth.tokens.ci]
+token = "${CI_TOKEN}"        # at least 32 characters, else a config error
+subject = "service:ci"
+plugins = ["todo"]           # optional: only these plugins; others get 403
+[auth.tokens.ops]
+token = "${OPS_TOKEN}"
+subject = "service:ops"
+admin = true
+[auth.jwt]
+jwks_url = "https://idp.example.com/.well-known/jwks.json"
+issuer = "https://idp.example.com"
+audience = "greenroom"
+algorithms = ["RS256", "ES256", "EdDSA"]
+subject_claim = "email"
+admin_claim = "groups"
+admin_value = "greenroom-admins"
+`
+
+func TestContractAuthAndReading(t *testing.T) {
+	const gh, ci, ops = "ghp_contract0123456789", "ci-token-0123456789abcdef0123456789", "ops-token-0123456789abcdef0123456789"
+	c := mustRead(t, contractAuthAndReading, map[string]string{"GITHUB_TOKEN": gh, "CI_TOKEN": ci, "OPS_TOKEN": ops})
+	r := c.Reading
+	if len(r.Allow) != 2 || r.Allow[0].Host != "raw.githubusercontent.com" || strings.Join(r.Allow[0].Paths, ",") != "/backstage/" ||
+		r.Allow[1].Host != "*.example.com" || r.MaxBytes != 16<<20 || r.Timeout.D() != 30*time.Second {
+		t.Errorf("reading: %+v", r)
+	}
+	d := c.Plugins["docs"]
+	if d.LogLevel != "warn" || d.Limits.LogRate != 100 || d.Limits.LogBurst != 200 ||
+		strings.Join(d.Capabilities.URLReader, ",") != "raw.githubusercontent.com/backstage/" {
+		t.Errorf("plugins.docs: log_level %q, limits %+v, capabilities %+v", d.LogLevel, d.Limits, d.Capabilities)
+	}
+	if gs := c.Integrations.List("github"); len(gs) != 1 || gs[0].Host != "raw.githubusercontent.com" || gs[0].Token != gh {
+		t.Errorf("integrations.github: %+v", gs)
+	}
+	if strings.Join(c.Plugins["hello"].PublicRoutes, ",") != "/ping" {
+		t.Errorf("public_routes: %q", c.Plugins["hello"].PublicRoutes)
+	}
+	if tk := c.Auth.Tokens["ci"]; tk == nil || tk.Token != ci || tk.Subject != "service:ci" || strings.Join(tk.Plugins, ",") != "todo" || tk.Admin || tk.Type != "service" {
+		t.Errorf("auth.tokens.ci: %+v", tk)
+	}
+	if tk := c.Auth.Tokens["ops"]; tk == nil || !tk.Admin || len(tk.Plugins) != 0 {
+		t.Errorf("auth.tokens.ops: %+v", tk)
+	}
+	j := c.Auth.JWT
+	if j == nil || j.JWKSURL != "https://idp.example.com/.well-known/jwks.json" || j.Issuer != "https://idp.example.com" || j.Audience != "greenroom" ||
+		strings.Join(j.Algorithms, ",") != "RS256,ES256,EdDSA" || j.SubjectClaim != "email" || j.AdminClaim != "groups" || j.AdminValue != "greenroom-admins" {
+		t.Errorf("auth.jwt: %+v", j)
+	}
+	if c.Auth.DangerouslyDisable || c.Server.RateLimit.PerSecond() != 100 || c.Server.RateBurst != 200 ||
+		strings.Join(c.Server.CORS.Origins, ",") != "https://portal.example.com" {
+		t.Errorf("auth %+v, server rate %+v burst %d, cors %+v", c.Auth, c.Server.RateLimit, c.Server.RateBurst, c.Server.CORS)
+	}
+	// The tokens are secrets, for every log line and config print.
+	secrets := strings.Join(c.Secrets(), "\n")
+	for _, s := range []string{gh, ci, ops} {
+		if !strings.Contains(secrets, s) {
+			t.Errorf("%q is not a secret", s)
+		}
+	}
+	out, err := c.Print()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{gh, ci, ops} {
+		if strings.Contains(string(out), s) {
+			t.Errorf("config print shows %q", s)
+		}
+	}
+	// A token under 32 characters is a config error.
+	if _, err := read(t, contractAuthAndReading, map[string]string{"GITHUB_TOKEN": gh, "CI_TOKEN": "0123456789abcdef0123456789abcde", "OPS_TOKEN": ops}); err == nil ||
+		!strings.Contains(err.Error(), "auth.tokens.ci.token: must be at least 32 characters, got 31") {
+		t.Errorf("31-character token: %v", err)
+	}
+}
+
 func TestContract(t *testing.T) {
 	c := mustRead(t, contract, map[string]string{"HELLO_API_KEY": "s3cret-value"})
 	h := c.Plugins["hello"]
