@@ -821,7 +821,7 @@ limits = { interruptible = false }
 		{"badsig", "module exports greenroom_task_run with signature [i64] -> [i64]; want [i32] -> [i32]"},
 		{"badsig", `export "greenroom_abi_v01" does not name an ABI version`},
 		{"missing", "no such file"},
-		{"source", "is a source directory; greenroom serve runs built modules"},
+		{"source", "is a source directory; greenroom serve runs built modules: build it with `greenroom plugin build "},
 		{"bomb", "malformed module: import section at byte 8: 4294967295 imports declared in 1 bytes"},
 		{"locals", "malformed module: code section at byte 18: function body 0: 4294967295 locals, more than 50000"},
 	} {
@@ -845,6 +845,12 @@ limits = { interruptible = false }
 	// The operator's last_error keeps the whole path.
 	if _, reason := in.RT.Slot("missing").Status(); !strings.Contains(reason, filepath.Join(dir, "missing.wasm")) {
 		t.Errorf("missing: last_error %q does not name the path", reason)
+	}
+	// The log tells the operator how to build a source directory, with
+	// its whole path (serve refuses it; issue 2).
+	src := filepath.Join(guesttest.Root(), "plugins/hello")
+	if want := "build it with `greenroom plugin build " + src + " -o " + filepath.Join(src, "source.wasm") + "`"; !strings.Contains(in.Log.String(), want) {
+		t.Errorf("the log does not say %s:\n%s", want, in.Log)
 	}
 	status, _, body := in.Get(t, "/.greenroom/health/v1/readiness")
 	if status != 200 {
