@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -192,27 +193,166 @@ allow = [{ host = "a.test", scheme = "http" }, { host = "b.test", scheme = "http
 	}
 }
 
+// Encoders of a secret that a redirect's URL may carry it in, alone or
+// composed (fixpointSpellings).
+var (
+	qEsc   = url.QueryEscape
+	b64Std = func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	b64URL = func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	hexLow = func(s string) string { return hex.EncodeToString([]byte(s)) }
+	hexUp  = func(s string) string { return strings.ToUpper(hex.EncodeToString([]byte(s))) }
+	// escAll percent-escapes every byte, its hex digits in lower case
+	// (url.QueryEscape writes upper case and leaves letters alone).
+	escAll = func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			fmt.Fprintf(&b, "%%%02x", s[i])
+		}
+		return b.String()
+	}
+	escX = func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			fmt.Fprintf(&b, `\x%02X`, s[i])
+		}
+		return b.String()
+	}
+)
+
+// fixpointSpellings are the spellings of tok that an audit took to
+// another host past the check that decoded at most twice: escaped four
+// and five times, base64 four deep, hex of an escaped or a base64 token,
+// hex of its hex, base64 of it escaped thrice, every byte escaped and
+// then hex or base64, \x escapes, and nested URLs. Each is found now.
+func fixpointSpellings(tok string) map[string]string {
+	nest := func(s string, n int) string {
+		for range n {
+			s = "https://n.test/next?return_to=" + qEsc(s)
+		}
+		return s
+	}
+	own := "https://a.test/x?t=" + qEsc(tok)
+	return map[string]string{
+		"q4":         qEsc(qEsc(qEsc(qEsc(tok)))),
+		"q5":         qEsc(qEsc(qEsc(qEsc(qEsc(tok))))),
+		"nested5":    nest(own, 5),
+		"b64x4":      b64Std(b64Std(b64Std(b64Std("x=" + tok)))),
+		"b64urlx4":   b64URL(b64URL(b64URL(b64URL(tok)))),
+		"hexq":       hexLow(qEsc(tok)),
+		"hexb64":     hexUp(b64Std(tok)),
+		"hexb64q":    hexLow(b64Std(qEsc(tok))),
+		"hexhex":     hexLow(hexLow(tok)),
+		"b64hex":     b64URL(hexUp(tok)),
+		"b64q3":      b64Std(qEsc(qEsc(qEsc(tok)))),
+		"hexescall":  hexLow(escAll(tok)),
+		"b64escall":  b64URL(escAll(escAll(tok))),
+		"escall3":    escAll(escAll(escAll(tok))),
+		"xesc":       escX(tok),
+		"b64nested":  b64Std(nest(own, 3)),
+		"qb64hexb64": qEsc(b64Std(hexLow(b64URL("Bearer " + tok)))),
+	}
+}
+
 // quotes finds a secret as far as docs/urlreader.md says ("What still
-// leaks to another host"), and no further.
+// leaks to another host"), and no further: decoded to a fixpoint, but not
+// split, reversed or a part of it; a text that nests deeper than the
+// search goes (maxDecodeRounds) counts as quoting it, one of ordinary
+// encoded URLs does not.
 func TestQuotesDepth(t *testing.T) {
+	for _, tok := range []string{"tok_Ab+cd/ef=0123456789ABCDEFxyz", "ghp_0123456789abcdefABCDEF0123456789abcd", "a+b", "abc"} {
+		for name, text := range fixpointSpellings(tok) {
+			if !quotes([]byte("https://b.test/login?s="+text), tok) {
+				t.Errorf("%q: %s not found: %.80q", tok, name, text)
+			}
+		}
+	}
 	const tok = "tok_Ab+cd/ef=0123456789ABCDEFxyz"
-	q := url.QueryEscape
-	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	reversed := []byte(tok)
+	slices.Reverse(reversed)
+	deep := tok
+	for range maxDecodeRounds + 4 {
+		deep = qEsc(deep)
+	}
+	nested := "https://n.test/"
+	for range maxDecodeRounds + 4 {
+		nested = "https://n.test/next?r=" + qEsc(nested)
+	}
 	for _, c := range []struct {
 		text string
 		want bool
 	}{
 		{tok, true},
-		{q(q(q(tok))), true},
-		{q(q(q(q(tok)))), false},
-		{b64(b64(b64("x=" + tok))), true},
-		{b64(b64(b64(b64("x=" + tok)))), false},
-		{q(b64(q(q(tok)))), true},
-		{"https://b.test/login?state=" + hex.EncodeToString([]byte(tok[:len(tok)/2])), false},
+		{qEsc(qEsc(qEsc(tok))), true},
+		{b64Std(b64Std(b64Std("x=" + tok))), true},
+		{qEsc(b64Std(qEsc(qEsc(tok)))), true},
+		{deep, true},   // past maxDecodeRounds: taken to quote it
+		{nested, true}, // the same without the token: a false alarm, on purpose
+		{"https://b.test/login?state=" + hexLow(tok[:len(tok)/2]), false},
+		{"https://b.test/login?a=" + qEsc(tok[:16]) + "&b=" + qEsc(tok[16:]), false},
+		{"https://b.test/login?r=" + string(reversed), false},
 		{"https://b.test/" + strings.Repeat("A", maxQuoted), true},
+		// What servers put in redirects: a presigned URL with a session
+		// token, a JWT, a return_to nested twice, a hex digest.
+		{"https://bucket.s3.amazonaws.com/o/a.tar.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLE%2F20261207%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261207T010203Z&X-Amz-Expires=300&X-Amz-Security-Token=" + qEsc(b64Std(strings.Repeat("session-token-bytes/", 40))) + "&X-Amz-SignedHeaders=host&X-Amz-Signature=" + hexLow(strings.Repeat("s", 32)), false},
+		{"https://objects.example/x?jwt=" + b64URL(`{"alg":"RS256"}`) + "." + b64URL(`{"sub":"repo:1","exp":1765000000,"path":"/a/b?c=d"}`) + "." + b64URL(strings.Repeat("\xff\x01", 128)), false},
+		{"https://sso.test/login?return_to=" + qEsc("https://a.test/cb?next="+qEsc("https://a.test/x?y=1")), false},
 	} {
 		if got := quotes([]byte(c.text), tok); got != c.want {
 			t.Errorf("quotes(%.60q) = %v, want %v", c.text, got, c.want)
+		}
+	}
+	// A short token is found as often as ordinary text holds it, in
+	// any case (docs/urlreader.md: a false alarm the start-up warns of).
+	if !quotes([]byte("https://b.test/TEST/x"), "test") || !quotes([]byte("https://b.test/?q="+b64URL("a test")), "test") {
+		t.Error("the token test is not found in a URL that holds it")
+	}
+}
+
+// A token host's redirect to another host with the token in one of the
+// spellings the check that decoded at most twice missed
+// (fixpointSpellings) is refused, as the runtime follows it and as the
+// plugin's client does, for a token of 32 bytes and for one of 3 (shorter
+// than the log's redaction and the plugin secrets' 4 bytes, which the
+// runtime warns about but loads).
+func TestRedirectLeakAttacksTokenFixpoint(t *testing.T) {
+	for _, tok := range []string{"tok_Ab+cd/ef=0123456789ABCDEFxyz", "a+b"} {
+		b := newRecorder(t)
+		bURL := "http://b.test:" + b.port()
+		a := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			text, ok := fixpointSpellings(got)[strings.TrimPrefix(r.URL.Path, "/")]
+			if got != tok || !ok {
+				fmt.Fprint(w, "a")
+				return
+			}
+			w.Header().Set("Location", bURL+"/login?s="+text)
+			w.WriteHeader(http.StatusFound)
+		})
+		cfg := `
+[reading]
+allow = [{ host = "a.test", scheme = "http" }, { host = "b.test", scheme = "http" }]
+[[integrations.github]]
+host = "a.test"
+token = "` + tok + `"
+`
+		res := mapResolver{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}}
+		p := reader(t, cfg, res, a, b.server).For("p", []string{"a.test", "b.test"})
+		aURL := "http://a.test:" + a.port()
+		for _, hop := range []bool{false, true} {
+			for name := range fixpointSpellings(tok) {
+				var err error
+				if hop {
+					_, _, err = get(&http.Client{Transport: hopTransport{p}}, aURL+"/"+name)
+				} else {
+					_, err = read(p, aURL+"/"+name)
+				}
+				if err == nil || KindOf(err) != Denied {
+					t.Errorf("%q hop %v %s: err %v (%v), want Denied", tok, hop, name, err, KindOf(err))
+				}
+				if seen := b.take(); len(seen) != 0 {
+					t.Errorf("%q hop %v %s: host B got %.120q", tok, hop, name, seen)
+				}
+			}
 		}
 	}
 }

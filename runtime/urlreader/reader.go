@@ -1006,14 +1006,22 @@ func (h *hopper) quotedElsewhere(u *url.URL) error {
 		}
 	}
 	if own.secret != "" && slices.Contains(h.tokens(), own.secret) && quotes(h.scrubBytes(s), own.secret) {
-		return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read in a spelling the runtime cannot cut out of it (escaped twice, or base64 of its base64), which would reach the plugin in the URL it reads")
+		return errorf(Denied, "refused: the redirect's URL quotes an integration token sent on this read in a spelling the runtime cannot cut out of it (escaped twice, or hex or base64 of an encoding of it), which would reach the plugin in the URL it reads")
 	}
 	return nil
 }
 
-// maxDecodes is how many decodings deep quotes looks for a secret, past
-// the spellings redactAll finds by itself.
-const maxDecodes = 2
+// maxDecodeRounds is how many decodings deep quotes looks for a secret,
+// past the spellings redactAll finds by itself; maxDecodeWork is how many
+// decoded bytes it examines in all for one text. A text still holding
+// something new to decode after maxDecodeRounds, or one whose decodings
+// pass maxDecodeWork, is taken to quote the secret: no URL a server means
+// honestly nests that deep, and one made to cost the search more is
+// refused, not followed unsearched.
+const (
+	maxDecodeRounds = 16
+	maxDecodeWork   = 1 << 20
+)
 
 // maxQuoted is the longest text quotes decodes: one longer is taken to
 // quote the secret (a redirect's URL is at most maxURL; a plugin's header
@@ -1022,66 +1030,124 @@ const maxQuoted = 16 << 10
 
 // quotes reports whether b holds the secret tok in a spelling redactAll
 // finds (any case, percent-, JSON- or HTML-escaped once, hex, base64 of a
-// text holding it), or in one it finds in what b decodes to, up to
-// maxDecodes decodings deep: b percent-decoded once more (a URL nested in
-// another's query, return_to=https%3A%2F%2F...%3Ft%3D<token escaped>,
-// escapes the token's escapes again), or a base64 run of b decoded, from
-// each of its first four characters, in either alphabet, padded or not
-// (base64 of a URL that holds the token escaped). It is for the text that
-// would carry a secret to another host (a redirect's URL, a plugin's
-// header), where a false alarm costs a refused redirect or a header left
-// out, not for scrubbing: what it finds decoded cannot be cut out of b.
+// text holding it), or in one it finds in what b decodes to, decoded
+// again and again in any order until nothing new comes of it (a
+// fixpoint): b percent-decoded (%XX, and \xNN as some encoders write a
+// byte; a URL nested in another's query,
+// return_to=https%3A%2F%2F...%3Ft%3D<token escaped>, escapes the token's
+// escapes again), a base64 run of b decoded, from each of its first four
+// characters, in either alphabet, padded or not (base64 of a URL that
+// holds the token escaped), and a run of hex digits decoded, from each of
+// its first two (hex of the token's base64). The search is bounded by
+// maxDecodeRounds and maxDecodeWork, past which b counts as quoting tok.
+// It is for the text that would carry a secret to another host (a
+// redirect's URL, a plugin's header), where a false alarm costs a refused
+// redirect or a header left out, not for scrubbing: what it finds decoded
+// cannot be cut out of b.
 func quotes(b []byte, tok string) bool {
 	if len(b) > maxQuoted {
 		return true
 	}
-	return quotesDecoded(b, encodings(tok), maxDecodes)
-}
-
-func quotesDecoded(b []byte, needles []string, depth int) bool {
-	if out := redactAll(b, needles); !bytes.Equal(out, b) {
-		return true
+	needles := encodings(tok)
+	shortest := len(tok)
+	for _, n := range needles {
+		shortest = min(shortest, len(n))
 	}
-	if depth == 0 {
-		return false
-	}
-	if d := percentDecode(b); d != nil && quotesDecoded(d, needles, depth-1) {
-		return true
-	}
-	for i := 0; i < len(b); {
-		if !isBase64Char(b[i]) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(b) && isBase64Char(b[j]) {
-			j++
-		}
-		// A secret's shortest needle (encodings: 4 bytes at least, in
-		// hex, 8 characters) spans at least 4 decoded bytes, 6 encoded.
-		if j-i >= 6 {
-			for off := range 4 {
-				if d := decodeBase64Run(b[i+off : j]); len(d) >= 4 && quotesDecoded(d, needles, depth-1) {
+	seen := map[string]bool{string(b): true}
+	work := 0
+	frontier := [][]byte{b}
+	for round := 0; len(frontier) > 0; round++ {
+		var next [][]byte
+		for _, t := range frontier {
+			if out := redactAll(t, needles); !bytes.Equal(out, t) {
+				return true
+			}
+			if round == maxDecodeRounds {
+				continue
+			}
+			for _, d := range decodings(t, shortest) {
+				if seen[string(d)] {
+					continue
+				}
+				if work += len(d); work > maxDecodeWork {
 					return true
 				}
+				seen[string(d)] = true
+				next = append(next, d)
 			}
 		}
-		i = j
+		if round == maxDecodeRounds {
+			// Found in none of the last round, but some still decodes.
+			return slices.ContainsFunc(frontier, func(t []byte) bool {
+				return slices.ContainsFunc(decodings(t, shortest), func(d []byte) bool { return !seen[string(d)] })
+			})
+		}
+		frontier = next
 	}
 	return false
 }
 
-// percentDecode returns b with each %XX escape decoded, other bytes as
+// decodings returns what b decodes to in one step, each at least
+// shortest bytes long (a shorter one holds no needle): b with its escapes
+// decoded, and each run of base64 characters or of hex digits decoded
+// from each place a whole encoded byte may start.
+func decodings(b []byte, shortest int) [][]byte {
+	var out [][]byte
+	if d := percentDecode(b); d != nil && len(d) >= shortest {
+		out = append(out, d)
+	}
+	runs := func(in func(byte) bool, offsets int, decode func([]byte) []byte) {
+		for i := 0; i < len(b); {
+			if !in(b[i]) {
+				i++
+				continue
+			}
+			j := i
+			for j < len(b) && in(b[j]) {
+				j++
+			}
+			for off := 0; off < offsets && i+off < j; off++ {
+				if d := decode(b[i+off : j]); len(d) >= shortest && len(d) > 0 {
+					out = append(out, d)
+				}
+			}
+			i = j
+		}
+	}
+	runs(isBase64Char, 4, decodeBase64Run)
+	runs(isHexDigit, 2, decodeHexRun)
+	return out
+}
+
+// decodeHexRun decodes r, a run of hex digits in either case, as far as
+// it goes in whole bytes.
+func decodeHexRun(r []byte) []byte {
+	out := make([]byte, len(r)/2)
+	for i := range out {
+		out[i] = unhex(r[2*i])<<4 | unhex(r[2*i+1])
+	}
+	return out
+}
+
+// percentDecode returns b with each %XX escape decoded, and each \xNN
+// (a C, Python or JavaScript string's escape of a byte), other bytes as
 // they are, or nil when b holds no escape.
 func percentDecode(b []byte) []byte {
 	var out []byte
 	for i := 0; i < len(b); i++ {
-		if b[i] == '%' && i+2 < len(b) && isHexDigit(b[i+1]) && isHexDigit(b[i+2]) {
+		n := 0
+		switch {
+		case b[i] == '%' && i+2 < len(b) && isHexDigit(b[i+1]) && isHexDigit(b[i+2]):
+			n = 1
+		case b[i] == '\\' && i+3 < len(b) && (b[i+1] == 'x' || b[i+1] == 'X') && isHexDigit(b[i+2]) && isHexDigit(b[i+3]):
+			n = 2
+		}
+		if n > 0 {
 			if out == nil {
 				out = append(make([]byte, 0, len(b)), b[:i]...)
 			}
-			out = append(out, unhex(b[i+1])<<4|unhex(b[i+2]))
-			i += 2
+			out = append(out, unhex(b[i+n])<<4|unhex(b[i+n+1]))
+			i += n + 1
 			continue
 		}
 		if out != nil {
