@@ -247,6 +247,7 @@ var deniedHeaders = map[string]string{
 	"authorization":       "it carries credentials, which the host adds from [[integrations]]",
 	"proxy-authorization": "it carries credentials",
 	"cookie":              "it carries credentials",
+	"cookie2":             "it carries credentials",
 	"host":                "the host is the URL's",
 	"connection":          "it is hop-by-hop",
 	"keep-alive":          "it is hop-by-hop",
@@ -275,6 +276,12 @@ var deniedHeaders = map[string]string{
 	"cf-connecting-ip":    "it would speak for the runtime's network",
 	"fastly-client-ip":    "it would speak for the runtime's network",
 	"x-host":              "the host is the URL's",
+	// Front ends that route by these (IIS ARR and Azure's gateways by
+	// X-Original-Host, middleware by X-HTTP-Host-Override) would send the
+	// read to another virtual host than the allow rules checked.
+	"x-original-host":      "the host is the URL's",
+	"x-http-host-override": "the host is the URL's",
+	"x-forwarded":          "it would speak for the runtime's network",
 	// Servers behind some proxies and frameworks take these for the
 	// request's path or method, which the allow rules and the reader's
 	// GET/HEAD decide.

@@ -417,6 +417,13 @@ token = "glpat-0123456789abcdef"
 		{"X-Rewrite-URL", "/private/", Denied, "may not be set"},
 		{"X-HTTP-Method-Override", "DELETE", Denied, "X-Http-Method-Override may not be set by a plugin: reads are GET or HEAD"},
 		{"X-Method-Override", "PUT", Denied, "may not be set"},
+		// Host overrides that front ends (IIS ARR, Azure, Rails-style
+		// middleware) route by, as X-Host and X-Forwarded-Host; the bare
+		// X-Forwarded some take for Forwarded; RFC 2965's Cookie2.
+		{"X-Original-Host", "admin.internal", Denied, "X-Original-Host may not be set by a plugin: the host is the URL's"},
+		{"X-HTTP-Host-Override", "admin.internal", Denied, "may not be set by a plugin: the host is the URL's"},
+		{"X-Forwarded", "for=10.0.0.1", Denied, "may not be set by a plugin: it would speak for the runtime's network"},
+		{"Cookie2", "$Version=1", Denied, "Cookie2 may not be set by a plugin: it carries credentials"},
 		{"X-Ok", "a\r\nInjected: 1", Invalid, "control character"},
 		{"Bad Name", "v", Invalid, "not an HTTP token"},
 	} {
