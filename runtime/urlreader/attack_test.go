@@ -279,3 +279,74 @@ type resolverFunc func(ctx context.Context, network, host string) ([]netip.Addr,
 func (f resolverFunc) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	return f(ctx, network, host)
 }
+
+// A hostile plugin's redirects, through an allowed front it controls, to
+// allowed names that resolve internally in each spelling a resolver may
+// answer (IPv4-mapped, NAT64, IPv4-translated, 6to4, 0.0.0.0, ::), and to
+// allowed hosts spelled with a trailing dot, upper case, a port of 0 or
+// past 65535, userinfo naming an allowed host, and IPv6 spellings of
+// loopback: none reaches the internal server, as the runtime follows the
+// redirect and as the plugin's client does.
+func TestHostileRedirectsToInternalNames(t *testing.T) {
+	internal := newServer(t, false, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "internal secrets") })
+	ip := internal.port()
+	names := mapResolver{
+		"front.test":  {"127.0.0.1"},
+		"mapped.test": {"::ffff:127.0.0.1"},
+		"nat64.test":  {"64:ff9b::7f00:1"},
+		"xlat.test":   {"::ffff:0:7f00:1"},
+		"6to4.test":   {"2002:7f00:1::1"},
+		"zero.test":   {"0.0.0.0"},
+		"any6.test":   {"::"},
+		"mixed.test":  {"93.184.215.14", "10.0.0.7"},
+	}
+	locs := map[string]string{
+		"/mapped":    "http://mapped.test:" + ip + "/",
+		"/nat64":     "http://nat64.test:" + ip + "/",
+		"/xlat":      "http://xlat.test:" + ip + "/",
+		"/6to4":      "http://6to4.test:" + ip + "/",
+		"/zero":      "http://zero.test:" + ip + "/",
+		"/any6":      "http://any6.test:" + ip + "/",
+		"/mixed":     "http://mixed.test:" + ip + "/",
+		"/dotcase":   "http://ZERO.TEST.:" + ip + "/",
+		"/port0":     "http://front.test:0/",
+		"/portbig":   "http://front.test:65536/",
+		"/userinfo":  "http://front.test@127.0.0.1:" + ip + "/",
+		"/v6loop":    "http://[0:0:0:0:0:0:0:1]:" + ip + "/",
+		"/v6mapped":  "http://[::ffff:7f00:1]:" + ip + "/",
+		"/octal":     "http://0177.0.0.1:" + ip + "/",
+		"/schemerel": "//127.0.0.1:" + ip + "/",
+	}
+	front := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", locs[r.URL.Path])
+		w.WriteHeader(http.StatusFound)
+	})
+	var allow, grants []string
+	for h := range names {
+		allow = append(allow, fmt.Sprintf("{ host = %q, scheme = \"http\" }", h))
+		grants = append(grants, h)
+	}
+	allow = append(allow, `{ host = "127.0.0.1", scheme = "http" }`)
+	grants = append(grants, "127.0.0.1")
+	cfg := "[reading]\nallow = [" + strings.Join(allow, ", ") + "]\n"
+	p := reader(t, cfg, names, front).For("p", grants)
+	for _, hop := range []bool{false, true} {
+		for path := range locs {
+			u := "http://front.test:" + front.port() + path
+			var err error
+			if hop {
+				_, _, err = get(&http.Client{Transport: hopTransport{p}}, u)
+			} else {
+				_, err = read(p, u)
+			}
+			// Refused, not failed to connect (NAT64 and 6to4 addresses
+			// route nowhere here).
+			if k := KindOf(err); err == nil || k != Denied && k != Invalid {
+				t.Errorf("hop %v %s (to %s): err %v (%v), want it refused", hop, path, locs[path], err, k)
+			}
+		}
+	}
+	if n := internal.hits.Load(); n != 0 {
+		t.Errorf("the internal server was reached %d times", n)
+	}
+}
