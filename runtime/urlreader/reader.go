@@ -1020,14 +1020,18 @@ func (h *hopper) quotedElsewhere(u *url.URL) error {
 
 // maxDecodeRounds is how many decodings deep quotes looks for a secret,
 // past the spellings redactAll finds by itself; maxDecodeWork is how many
-// decoded bytes it examines in all for one text. A text still holding
-// something new to decode after maxDecodeRounds, or one whose decodings
-// pass maxDecodeWork, is taken to quote the secret: no URL a server means
-// honestly nests that deep, and one made to cost the search more is
-// refused, not followed unsearched.
+// decoded bytes it examines in all for one text, and decodeWorkPerByte
+// that many per byte of the text when it is less (ordinary URLs, a
+// presigned one's base64 token included, take under 6; a plugin sending
+// many headers so costs the host no more than 64 times what it sent). A
+// text still holding something new to decode after maxDecodeRounds, or
+// one whose decodings pass that work, is taken to quote the secret: no
+// URL a server means honestly nests that deep, and one made to cost the
+// search more is refused, not followed unsearched.
 const (
-	maxDecodeRounds = 16
-	maxDecodeWork   = 1 << 20
+	maxDecodeRounds   = 16
+	maxDecodeWork     = 1 << 20
+	decodeWorkPerByte = 64
 )
 
 // maxQuoted is the longest text quotes decodes: one longer is taken to
@@ -1046,7 +1050,8 @@ const maxQuoted = 16 << 10
 // characters, in either alphabet, padded or not (base64 of a URL that
 // holds the token escaped), and a run of hex digits decoded, from each of
 // its first two (hex of the token's base64). The search is bounded by
-// maxDecodeRounds and maxDecodeWork, past which b counts as quoting tok.
+// maxDecodeRounds and by maxDecodeWork or decodeWorkPerByte, past which b
+// counts as quoting tok.
 // It is for the text that would carry a secret to another host (a
 // redirect's URL, a plugin's header), where a false alarm costs a refused
 // redirect or a header left out, not for scrubbing: what it finds decoded
@@ -1061,7 +1066,7 @@ func quotes(b []byte, tok string) bool {
 		shortest = min(shortest, len(n))
 	}
 	seen := map[string]bool{string(b): true}
-	work := 0
+	work, budget := 0, min(maxDecodeWork, decodeWorkPerByte*len(b))
 	frontier := [][]byte{b}
 	for round := 0; len(frontier) > 0; round++ {
 		var next [][]byte
@@ -1076,7 +1081,7 @@ func quotes(b []byte, tok string) bool {
 				if seen[string(d)] {
 					continue
 				}
-				if work += len(d); work > maxDecodeWork {
+				if work += len(d); work > budget {
 					return true
 				}
 				seen[string(d)] = true
