@@ -1022,7 +1022,7 @@ func (h *hopper) quotedElsewhere(u *url.URL) error {
 // past the spellings redactAll finds by itself; maxDecodeWork is how many
 // decoded bytes it examines in all for one text, and decodeWorkPerByte
 // that many per byte of the text when it is less (ordinary URLs, a
-// presigned one's base64 token included, take under 6; a plugin sending
+// presigned one's base64 token included, take under 8; a plugin sending
 // many headers so costs the host no more than 64 times what it sent). A
 // text still holding something new to decode after maxDecodeRounds, or
 // one whose decodings pass that work, is taken to quote the secret: no
