@@ -6,6 +6,7 @@
 //	POST   /items                     create: {"title": "...", "done": false}
 //	GET    /items/{id}                one item
 //	PATCH  /items/{id}                change title and/or done
+//	PUT    /items/{id}                the same as PATCH
 //	DELETE /items/{id}                delete
 //
 // Bad input gets 400 with {"error": "..."}; an unknown id gets 404.
@@ -142,12 +143,15 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("POST /items", create)
 	mux.HandleFunc("GET /items/{id}", get)
 	mux.HandleFunc("PATCH /items/{id}", update)
+	// PUT updates too, as PATCH does (the fields sent change, the others
+	// stay): a client that updates with PUT is not refused.
+	mux.HandleFunc("PUT /items/{id}", update)
 	mux.HandleFunc("DELETE /items/{id}", remove)
 	// Every error is JSON, the mux's own too: a path with no route, or
 	// a method its route does not take (these patterns without a method
 	// match what the ones above do not).
 	mux.HandleFunc("/items", notAllowed("GET, POST"))
-	mux.HandleFunc("/items/{id}", notAllowed("GET, PATCH, DELETE"))
+	mux.HandleFunc("/items/{id}", notAllowed("GET, PATCH, PUT, DELETE"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no route %s", r.URL.Path)
 	})

@@ -51,6 +51,9 @@ func TestItemsCRUD(t *testing.T) {
 	if code, got := do("PATCH", "/items/"+id, `{"done":true}`); code != 200 || got["done"] != true || got["title"] != "write docs" {
 		t.Errorf("update: %d %v", code, got)
 	}
+	if code, got := do("PUT", "/items/"+id, `{"title":"write more docs","done":true}`); code != 200 || got["done"] != true || got["title"] != "write more docs" {
+		t.Errorf("update with PUT: %d %v", code, got)
+	}
 	if code, got := do("GET", "/items?done=true", ""); code != 200 || len(got["items"].([]any)) != 1 {
 		t.Errorf("list done: %d %v", code, got)
 	}
@@ -61,7 +64,7 @@ func TestItemsCRUD(t *testing.T) {
 	for _, c := range []struct {
 		method, path string
 		code         int
-	}{{"PUT", "/items/" + id, 405}, {"DELETE", "/items", 405}, {"GET", "/items/", 404}, {"GET", "/nothing", 404}} {
+	}{{"POST", "/items/" + id, 405}, {"DELETE", "/items", 405}, {"GET", "/items/", 404}, {"GET", "/nothing", 404}} {
 		if code, got := do(c.method, c.path, ""); code != c.code || got["error"] == nil {
 			t.Errorf("%s %s: %d %v, want %d with a JSON error", c.method, c.path, code, got, c.code)
 		}
@@ -73,6 +76,7 @@ func TestItemsCRUD(t *testing.T) {
 		{"POST", "/items", `not json`},
 		{"POST", "/items", `{"title":"` + strings.Repeat("x", 501) + `"}`},
 		{"PATCH", "/items/" + id, `{}`},
+		{"PUT", "/items/" + id, `{"title":""}`},
 		{"PATCH", "/items/abc", `{"done":true}`},
 		{"GET", "/items?done=maybe", ""},
 	} {
