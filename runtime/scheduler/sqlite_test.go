@@ -125,6 +125,10 @@ func testTimeoutInterruptsLoop(t *testing.T, db string) {
 			t.Errorf("loop run took %v ms", r.DurationMS)
 		}
 	}
+	// Each interrupted instance was discarded, as a request's is.
+	if st := in.RT.Slot("sched").Plugin().Stats(); st.Discarded < int64(len(runs)) {
+		t.Errorf("pool: %+v after %d timed-out runs, want each one's instance discarded", st, len(runs))
+	}
 	// The plugin is unharmed: its other task keeps succeeding.
 	n := len(ended(history(t, in, "sched", "tick"), "succeeded"))
 	waitFor(t, 10*time.Second, "another run of tick", func() bool {
