@@ -145,11 +145,8 @@ func (v *validator) server() {
 	if s.IdleTimeout < 0 {
 		v.fail("server.idle_timeout", "must not be negative (0 is read_timeout's)")
 	}
-	if s.ShutdownTimeout < Duration(time.Second) {
-		// Less and a shutdown with nothing to finish could not tell its
-		// listener's closing apart from work cut off (the HTTP server
-		// looks every 100 ms), and would exit 1.
-		v.fail("server.shutdown_timeout", "must be at least 1s, got %s", v.show("server.shutdown_timeout", s.ShutdownTimeout))
+	if s.ShutdownTimeout <= 0 {
+		v.fail("server.shutdown_timeout", "must be more than 0, got %s", v.show("server.shutdown_timeout", s.ShutdownTimeout))
 	}
 	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
 		v.fail("server.max_connections", "must be from 1 to %d, got %v", maxConnections, v.show("server.max_connections", s.MaxConnections))
