@@ -137,12 +137,12 @@ func BenchmarkDecodeStatement(b *testing.B) {
 	for _, v := range args {
 		req = AppendValue(req, v)
 	}
-	st, err := DecodeStatement(req)
+	st, err := DecodeStatement(req, 0)
 	if err != nil || st.SQL != sql || len(st.Args) != len(args) || st.Args[3] != args[3] {
 		b.Fatalf("decoded %+v, %v", st, err)
 	}
 	benchLoop(b, len(req), func() error {
-		_, err := DecodeStatement(req)
+		_, err := DecodeStatement(req, 0)
 		return err
 	})
 }

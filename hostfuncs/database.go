@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -88,8 +89,10 @@ func database(in *Instance) (Database, int32) {
 // exec result in the result slot (i64 rows affected, i64 last insert id,
 // u8 has last insert id), or ErrDenied, ErrInvalid (malformed request,
 // unknown transaction), ErrFailed (the database refused the statement),
-// ErrTimeout (db_statement_timeout or the call's deadline) or ErrTooLarge.
-// Traps if the request is outside guest memory.
+// ErrTimeout (db_statement_timeout or the call's deadline) or ErrTooLarge
+// (the arguments, encoded, pass db_max_result: refused before they are
+// copied; or, on SQLite, a value written does). Traps if the request is
+// outside guest memory.
 func dbExec(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "db_exec"
 	in := instanceFrom(ctx, fn)
@@ -99,9 +102,9 @@ func dbExec(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(code)
 		return
 	}
-	st, err := DecodeStatement(req)
+	st, err := decodeStatement(db, req)
 	if err != nil {
-		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: %v", fn, err))
+		stack[0] = api.EncodeI32(statementFailure(in, fn, err))
 		return
 	}
 	sctx, release := in.Cancel.stoppable(ctx)
@@ -113,6 +116,28 @@ func dbExec(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	in.result = AppendExecResult(in.result[:0], res)
 	stack[0] = api.EncodeI32(int32(len(in.result)))
+}
+
+// decodeStatement decodes req, read in guest memory, with the arguments
+// bounded by db's db_max_result (MaxResult), so that a statement whose
+// arguments pass it is refused before they are copied onto the host's
+// heap: otherwise only the guest's limits.memory bounded that copy, at
+// each call of each instance.
+func decodeStatement(db Database, req []byte) (Statement, error) {
+	maxArgs := 0
+	if m, ok := db.(interface{ MaxResult() int }); ok {
+		maxArgs = m.MaxResult()
+	}
+	return DecodeStatement(req, maxArgs)
+}
+
+// statementFailure fails the call for DecodeStatement's err: ErrTooLarge
+// for arguments past their bound, ErrInvalid for anything else.
+func statementFailure(in *Instance, fn string, err error) int32 {
+	if errors.Is(err, ErrArgsTooLarge) {
+		return in.Fail(ErrTooLarge, "%s: %s", fn, strings.TrimPrefix(err.Error(), ErrArgsTooLarge.Error()+": "))
+	}
+	return in.Fail(ErrInvalid, "%s: %v", fn, err)
 }
 
 type rowWriterKey struct{}
@@ -134,9 +159,9 @@ func dbQuery(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(code)
 		return
 	}
-	st, err := DecodeStatement(req)
+	st, err := decodeStatement(db, req)
 	if err != nil {
-		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: %v", fn, err))
+		stack[0] = api.EncodeI32(statementFailure(in, fn, err))
 		return
 	}
 	w, _ := in.Value(rowWriterKey{}).(*RowWriter)

@@ -72,10 +72,19 @@ type MigrationFile struct {
 // errMalformed is wrapped by decoding errors.
 var errMalformed = errors.New("malformed request")
 
+// ErrArgsTooLarge is wrapped by DecodeStatement's error for a statement
+// whose arguments pass its maxArgs.
+var ErrArgsTooLarge = errors.New("arguments too large")
+
 // DecodeStatement parses a statement request:
 //
 //	u32 tx, bytes sql, u32 argc, value × argc
-func DecodeStatement(b []byte) (Statement, error) {
+//
+// maxArgs, when positive, bounds the arguments' encoded size (tags and
+// lengths included; the plugin's db_max_result): past it the error wraps
+// ErrArgsTooLarge, and no argument has been copied out of b, which is
+// guest memory. The lengths are read in place first.
+func DecodeStatement(b []byte, maxArgs int) (Statement, error) {
 	var st Statement
 	d := decoder{b: b, base: errMalformed}
 	st.Tx = d.u32()
@@ -96,6 +105,15 @@ func DecodeStatement(b []byte) (Statement, error) {
 	// Each value takes at least its tag byte.
 	if uint64(argc) > uint64(len(b)-d.off) {
 		return st, fmt.Errorf("%w: argument count %d exceeds the request", errMalformed, argc)
+	}
+	if maxArgs > 0 {
+		size, err := argsSize(b[d.off:], argc)
+		if err != nil {
+			return st, err
+		}
+		if size > maxArgs {
+			return st, fmt.Errorf("%w: the statement's arguments take %d bytes, more than limits.db_max_result of %d, the most a statement may send (as a result may return): store a value that large in parts, and insert many rows in smaller batches", ErrArgsTooLarge, size, maxArgs)
+		}
 	}
 	st.SQL = string(sql)
 	if argc > 0 {
@@ -119,6 +137,34 @@ func DecodeStatement(b []byte) (Statement, error) {
 		return st, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b)-d.off)
 	}
 	return st, nil
+}
+
+// argsSize returns the encoded size of the argc values at the start of b,
+// reading their tags and lengths in place; an error for values that
+// overrun b.
+func argsSize(b []byte, argc uint32) (int, error) {
+	d := decoder{b: b, base: errMalformed}
+	for i := uint32(0); i < argc && d.err == nil; i++ {
+		n := 0
+		switch tag := d.u8(); tag {
+		case TagNull, TagFalse, TagTrue:
+		case TagInt64, TagDouble:
+			n = 8
+		case TagTime:
+			n = 12
+		case TagString, TagBytes:
+			n = int(d.u32())
+		default:
+			if d.err == nil {
+				return 0, fmt.Errorf("argument %d: %w: unknown value tag %d", i+1, errMalformed, tag)
+			}
+		}
+		if d.err == nil && n > len(b)-d.off {
+			return 0, fmt.Errorf("argument %d: %w: value of %d bytes at byte %d overruns the request", i+1, errMalformed, n, d.off)
+		}
+		d.off += n
+	}
+	return d.off, d.err
 }
 
 // DecodeMigrations parses a db_migrations request:

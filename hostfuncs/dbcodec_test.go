@@ -1,12 +1,17 @@
 package hostfuncs
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
 )
 
 func TestStatementRoundTrip(t *testing.T) {
@@ -18,7 +23,7 @@ func TestStatementRoundTrip(t *testing.T) {
 	for _, v := range vals {
 		req = AppendValue(req, v)
 	}
-	st, err := DecodeStatement(req)
+	st, err := DecodeStatement(req, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,13 +32,13 @@ func TestStatementRoundTrip(t *testing.T) {
 	}
 	// Every truncation fails cleanly.
 	for n := 0; n < len(req); n++ {
-		if _, err := DecodeStatement(req[:n]); err == nil {
+		if _, err := DecodeStatement(req[:n], 0); err == nil {
 			t.Fatalf("truncated request of %d/%d bytes decoded", n, len(req))
 		}
 	}
 	// The optional last field: the plugin's deadline.
 	withDeadline := binary.LittleEndian.AppendUint64(append([]byte(nil), req...), uint64(1_800_000_000_000_000_000))
-	if st, err := DecodeStatement(withDeadline); err != nil || st.Deadline != 1_800_000_000_000_000_000 || !reflect.DeepEqual(st.Args, vals) {
+	if st, err := DecodeStatement(withDeadline, 0); err != nil || st.Deadline != 1_800_000_000_000_000_000 || !reflect.DeepEqual(st.Args, vals) {
 		t.Errorf("with a deadline: %+v %v", st, err)
 	}
 	for _, bad := range [][]byte{
@@ -41,7 +46,7 @@ func TestStatementRoundTrip(t *testing.T) {
 		append(withDeadline, 0),                                              // 9
 		binary.LittleEndian.AppendUint64(append([]byte(nil), req...), 1<<63), // negative
 	} {
-		if _, err := DecodeStatement(bad); err == nil {
+		if _, err := DecodeStatement(bad, 0); err == nil {
 			t.Errorf("request with %d bytes after its arguments decoded", len(bad)-len(req))
 		}
 	}
@@ -52,7 +57,7 @@ func TestStatementTooLong(t *testing.T) {
 	req := appendUint32(nil, 0)
 	req = appendString(req, "INSERT INTO t VALUES ('"+strings.Repeat("x", MaxStatementSQL)+"')")
 	req = appendUint32(req, 0)
-	_, err := DecodeStatement(req)
+	_, err := DecodeStatement(req, 0)
 	if err == nil || !strings.Contains(err.Error(), "exceeds the limit of 1048576 bytes") || !strings.Contains(err.Error(), "pass values as arguments") {
 		t.Errorf("err = %v", err)
 	}
@@ -128,4 +133,89 @@ func TestRowWriterChecksEachValue(t *testing.T) {
 
 func appendUint32(b []byte, v uint32) []byte {
 	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+// dbHost is a Host whose Database is db.
+type dbHost struct {
+	Host
+	db Database
+}
+
+func (h dbHost) Database() (Database, error) { return h.db, nil }
+
+// limitDB is a Database with a db_max_result of max that counts the
+// statements that reach it.
+type limitDB struct {
+	Database
+	max   int
+	calls int
+}
+
+func (d *limitDB) MaxResult() int { return d.max }
+func (d *limitDB) Exec(context.Context, *Instance, *Statement) (ExecResult, error) {
+	d.calls++
+	return ExecResult{}, nil
+}
+func (d *limitDB) Query(context.Context, *Instance, *Statement, *RowWriter) error {
+	d.calls++
+	return nil
+}
+
+// db_exec and db_query refuse a statement whose arguments, encoded, pass
+// the plugin's db_max_result before they copy them out of the guest's
+// memory: an argument of the whole memory (up to 4 GiB) was copied onto
+// the host's heap at each call, for the database to store a value it
+// could never send back. At the bound they are passed on.
+func TestStatementArgumentsTooLargeNotCopied(t *testing.T) {
+	const max = 1 << 20
+	stmt := func(args ...any) []byte {
+		req := appendUint32(nil, 0)
+		req = appendString(req, "INSERT INTO t VALUES (?)")
+		req = appendUint32(req, uint32(len(args)))
+		for _, v := range args {
+			req = AppendValue(req, v)
+		}
+		return req
+	}
+	atBound := stmt(make([]byte, max-5))
+	over := stmt(make([]byte, max-5), nil)
+	huge := stmt(make([]byte, 64<<20))
+	many := stmt(make([]byte, max/2), make([]byte, max/2), int64(1))
+	for _, fn := range []struct {
+		name string
+		f    func(context.Context, api.Module, []uint64)
+	}{{"db_exec", dbExec}, {"db_query", dbQuery}} {
+		db := &limitDB{max: max}
+		in := &Instance{Host: dbHost{db: db}}
+		call := func(req []byte) (int32, string, uint64) {
+			mem := module{mem: memory{b: req}}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			code, trap := bufferCall(fn.f, in, mem)(0, uint32(len(req)))
+			runtime.ReadMemStats(&after)
+			if trap != nil {
+				t.Fatalf("%s: %v", fn.name, trap)
+			}
+			return code, string(in.result), after.TotalAlloc - before.TotalAlloc
+		}
+		if code, msg, _ := call(atBound); code < 0 || db.calls != 1 {
+			t.Errorf("%s: arguments of %d bytes at db_max_result of %d: %d %q, want passed on", fn.name, max, max, code, msg)
+		}
+		for _, tc := range []struct {
+			name string
+			req  []byte
+			size int
+		}{{"one byte over", over, max + 1}, {"64 MiB", huge, 64<<20 + 5}, {"three arguments", many, max + 19}} {
+			code, msg, alloc := call(tc.req)
+			if code != ErrTooLarge || db.calls != 1 {
+				t.Errorf("%s, %s: %d %q (%d statements passed on), want ErrTooLarge", fn.name, tc.name, code, msg, db.calls)
+			}
+			if want := fmt.Sprintf("%s: the statement's arguments take %d bytes, more than limits.db_max_result of %d", fn.name, tc.size, max); !strings.Contains(msg, want) {
+				t.Errorf("%s, %s: message %q, want it to contain %q", fn.name, tc.name, msg, want)
+			}
+			if alloc > 1<<20 {
+				t.Errorf("%s, %s: refusing it allocated %d bytes", fn.name, tc.name, alloc)
+			}
+		}
+	}
 }

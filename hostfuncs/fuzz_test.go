@@ -82,12 +82,27 @@ func FuzzDecodeStatement(f *testing.F) {
 	f.Add(append(appendBytes(appendUint32(nil, 1), []byte("COMMIT")), 0, 0, 0, 0))
 	f.Add([]byte{0, 0, 0, 0, 1, 0, 0, 0, 'x', 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := DecodeStatement(b)
+		st, err := DecodeStatement(b, 0)
 		if err != nil {
 			return
 		}
 		if len(st.SQL) > MaxStatementSQL || len(st.Args) > MaxStatementArgs {
 			t.Fatalf("statement of %d bytes with %d arguments accepted", len(st.SQL), len(st.Args))
+		}
+		// The arguments' size read in place is the size they decode
+		// from: a bound at it accepts them, one byte under refuses them.
+		size := 0
+		for _, v := range st.Args {
+			size += len(AppendValue(nil, v))
+		}
+		if size == 0 {
+			return
+		}
+		if _, err := DecodeStatement(b, size); err != nil {
+			t.Fatalf("arguments of %d bytes refused at a bound of %d: %v", size, size, err)
+		}
+		if _, err := DecodeStatement(b, size-1); !errors.Is(err, ErrArgsTooLarge) {
+			t.Fatalf("arguments of %d bytes at a bound of %d: %v", size, size-1, err)
 		}
 	})
 }

@@ -65,8 +65,8 @@ var (
 	// database connection stayed busy. It also matches
 	// context.DeadlineExceeded.
 	ErrTimeout = &Error{Code: errTimeout, Message: "timeout"}
-	// ErrTooLarge: a result passed its limit (limits.db_max_result,
-	// reading.max_bytes).
+	// ErrTooLarge: a result, or a statement's arguments, passed its limit
+	// (limits.db_max_result, reading.max_bytes).
 	ErrTooLarge = &Error{Code: errTooLarge, Message: "too large"}
 	// ErrNotModified: a conditional read (IfNoneMatch, IfModifiedSince)
 	// found the resource unchanged.

@@ -380,3 +380,29 @@ func TestSQLitePragmasEndWithTheirUse(t *testing.T) {
 		t.Errorf("last_insert_rowid() after reading pragmas: %s, want [[2]] (the same connection)", got)
 	}
 }
+
+// A statement whose arguments pass limits.db_max_result is refused with
+// ErrTooLarge naming the key, on both databases, before the host copies
+// them: PostgreSQL stored a value it could never send back, and arguments
+// of the plugin's whole memory were copied onto the host's heap. Arguments
+// within it run.
+func TestArgumentsBoundByMaxResult(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf, plugin("alpha", true, "good", `db_max_result = "64KiB"`))
+		a, c := strings.Repeat("a", 30000), strings.Repeat("c", 40000)
+		res := run(t, in, "alpha",
+			query("SELECT length(?) + length(?)", a, a),
+			query("SELECT length(?) + length(?)", a, c),
+			exec("SELECT length(?)", strings.Repeat("x", 70000)))
+		if r := res[0]; r.Error != "" || len(r.Rows) != 1 || fmt.Sprint(r.Rows[0][0]) != "60000" {
+			t.Errorf("arguments of 60010 bytes: %+v", r)
+		}
+		for i, size := range []int{70010, 70005} {
+			want := fmt.Sprintf("the statement's arguments take %d bytes, more than limits.db_max_result of 65536", size)
+			if r := res[i+1]; r.Kind != "too_large" || !strings.Contains(r.Error, want) {
+				t.Errorf("arguments of %d bytes: %s %q, want too_large containing %q", size, r.Kind, r.Error, want)
+			}
+		}
+	})
+}

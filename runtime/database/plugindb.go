@@ -79,6 +79,11 @@ func (p *PluginDB) MaxConns() int { return p.limits().MaxConns }
 // db_statement_timeout.
 func (p *PluginDB) StatementTimeout() time.Duration { return p.limits().StatementTimeout }
 
+// MaxResult is the most bytes a query result may take encoded
+// (limits.db_max_result of this version); the host functions bound a
+// statement's arguments by it too.
+func (p *PluginDB) MaxResult() int { return p.limits().MaxResult }
+
 // Release ends this PluginDB's use of the plugin's pool, once its version
 // of the plugin is closed for good; the pool closes with the last one.
 // Calls after the first do nothing.
