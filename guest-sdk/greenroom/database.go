@@ -65,7 +65,8 @@ const DriverName = "greenroom"
 // differs between the two).
 //
 // Transactions work as in database/sql; one still open when the request
-// ends is rolled back by the runtime. Prepared statements are emulated:
+// ends is rolled back by the runtime, and its later use (kept in a
+// variable) fails with sql.ErrTxDone. Prepared statements are emulated:
 // each execution sends the statement text again.
 //
 // The database is usable from handlers, not from init (its migrations are
@@ -569,9 +570,9 @@ func (g *connGate) callEnded() {
 	if g == nil {
 		return
 	}
-	// Only the slots: each conn keeps its (now rolled back) transaction's
-	// id, so that the transaction's later statements, Commit and Rollback
-	// are refused by the runtime ("transaction N is not open") instead of
+	// Only the slots: each conn keeps its (now rolled back) transaction,
+	// so that the transaction's later statements, Commit and Rollback
+	// fail with sql.ErrTxDone (txEnded, by the call count) instead of
 	// running outside any transaction, autocommitted.
 	g.mu.Lock()
 	n := len(g.open)
@@ -582,9 +583,15 @@ func (g *connGate) callEnded() {
 	}
 }
 
+// dbCalls counts the calls (requests, task runs) that have ended: a
+// transaction begun before the last one ended was rolled back by the
+// runtime then (see txEnded).
+var dbCalls atomic.Uint64
+
 // dbCallEnded releases what the call's transactions held in the SDK's
-// database (see connGate.callEnded); nothing when DB was never called.
+// database (see connGate.callEnded), and ends them in the driver.
 func dbCallEnded() {
+	dbCalls.Add(1)
 	if d, ok := registered.Load().(*sqlDriver); ok {
 		d.gate.callEnded()
 	}
@@ -604,6 +611,10 @@ type conn struct {
 	// return (see txEnded).
 	txCtx context.Context
 	txErr error
+	// txCall is dbCalls when the transaction began: once the count moves
+	// on, the call that began it has ended, and the runtime rolled it
+	// back.
+	txCall uint64
 }
 
 // txCtxError is a transaction's statement or Commit refused because the
@@ -616,6 +627,17 @@ func (e *txCtxError) Error() string {
 	return "greenroom: the transaction's context ended (" + e.cause.Error() + ") and the transaction was rolled back"
 }
 func (e *txCtxError) Unwrap() []error { return []error{e.cause, sql.ErrTxDone} }
+
+// txCallError is a transaction's statement, Commit or Rollback refused
+// because the call (request or task run) that began it has ended: the
+// runtime rolled it back then. It is sql.ErrTxDone, as database/sql
+// reports a transaction already ended.
+type txCallError struct{}
+
+func (e *txCallError) Error() string {
+	return "greenroom: the transaction was rolled back when the call that began it ended (a transaction lasts at most the request or task run that begins it): " + sql.ErrTxDone.Error()
+}
+func (e *txCallError) Unwrap() error { return sql.ErrTxDone }
 
 // ctxEnded is ctx's error, or context.DeadlineExceeded once its deadline
 // has passed. In a guest a context's deadline timer fires only when the
@@ -639,6 +661,13 @@ func ctxEnded(ctx context.Context) error {
 // statements fail and its Commit commits nothing.
 func (c *conn) txEnded() error {
 	if c.txErr != nil {
+		return c.txErr
+	}
+	if c.tx != 0 && c.txCall != dbCalls.Load() {
+		// Rolled back by the runtime when its call ended; nothing to
+		// send.
+		c.txErr = &txCallError{}
+		c.endTx()
 		return c.txErr
 	}
 	if c.tx == 0 || c.txCtx == nil {
@@ -699,7 +728,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		c.gate.release()
 		return nil, err
 	}
-	c.tx, c.txCtx, c.txErr = tx, ctx, nil
+	c.tx, c.txCtx, c.txErr, c.txCall = tx, ctx, nil, dbCalls.Load()
 	c.gate.began(c)
 	return &txn{c: c}, nil
 }
@@ -823,11 +852,18 @@ func (t *txn) Commit() error {
 	return t.c.t.commit(id)
 }
 
+// Rollback rolls back. After the context given to BeginTx ended, the
+// driver rolled back already (see txEnded) and it succeeds; after the
+// call that began the transaction ended, the runtime did, and it fails
+// with sql.ErrTxDone, as a second Rollback does in database/sql.
 func (t *txn) Rollback() error {
-	ended := t.c.txErr != nil // rolled back already
+	err := t.c.txEnded()
 	t.c.txCtx, t.c.txErr = nil, nil
-	if ended {
-		return nil
+	if _, ok := err.(*txCallError); ok {
+		return err
+	}
+	if err != nil {
+		return nil // rolled back by txEnded
 	}
 	id, _ := t.c.endTx()
 	return t.c.t.rollback(id)

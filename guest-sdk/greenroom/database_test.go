@@ -586,3 +586,59 @@ func TestTransactionContextEnded(t *testing.T) {
 		t.Errorf("BeginTx past the deadline: %v, %d begun", err, len(f.flags))
 	}
 }
+
+// A transaction begun with db.Begin() and used after the call that began
+// it ended (kept in a variable, or by a goroutine that outlived its
+// handler), which the runtime rolled back then, fails at its next
+// statement, its Commit or its Rollback with sql.ErrTxDone, as
+// database/sql reports a transaction already ended, without a word to
+// the host; its connection is free again. It failed with the runtime's
+// "transaction 9 is not open", which errors.Is(err, sql.ErrTxDone) did
+// not match.
+func TestTransactionOfAnEndedCall(t *testing.T) {
+	for _, first := range []string{"exec", "query", "commit", "rollback"} {
+		f := &endsDB{}
+		db := sql.OpenDB(connector{t: f})
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbCallEnded()
+		switch first {
+		case "exec":
+			_, err = tx.Exec("INSERT INTO t VALUES (1)")
+		case "query":
+			_, err = tx.Query("SELECT 1")
+		case "commit":
+			err = tx.Commit()
+		case "rollback":
+			err = tx.Rollback()
+		}
+		if !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "rolled back when the call that began it ended") {
+			t.Errorf("%s after the call ended: %v, want sql.ErrTxDone saying why", first, err)
+		}
+		if first == "exec" || first == "query" {
+			if err := tx.Commit(); !errors.Is(err, sql.ErrTxDone) {
+				t.Errorf("%s, then Commit: %v, want sql.ErrTxDone", first, err)
+			}
+		}
+		if len(f.reqs) != 0 || len(f.ends) != 0 {
+			t.Errorf("%s: %d statements and %v sent to the host, want none", first, len(f.reqs), f.ends)
+		}
+		if n := db.Stats().InUse; n != 0 {
+			t.Errorf("%s: %d connections in use after the transaction failed", first, n)
+		}
+		// The connection begins the next transaction, which runs.
+		tx, err = db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec("INSERT INTO t VALUES (2)"); err != nil || len(f.reqs) != 1 {
+			t.Errorf("%s: the next transaction's statement: %v (%d sent)", first, err, len(f.reqs))
+		}
+		if err := tx.Commit(); err != nil || fmt.Sprint(f.ends) != "[commit 9]" {
+			t.Errorf("%s: the next transaction's Commit: %v (ends %v)", first, err, f.ends)
+		}
+		db.Close()
+	}
+}

@@ -1074,29 +1074,42 @@ func TestLeftOpenTransactionFreesItsConnection(t *testing.T) {
 
 // A transaction still used after the call that began it ended (kept in a
 // variable, or by a goroutine that outlived its handler) is the one the
-// runtime rolled back then: its later statements and its commit are
-// refused ("transaction N is not open"), never run outside any
-// transaction and autocommitted. (When the SDK gave back the connections
-// of a call's open transactions by forgetting their ids, the next
-// statement ran with no transaction and its write stayed.)
+// runtime rolled back then: its later statements, its Commit and its
+// Rollback fail with sql.ErrTxDone, as database/sql reports a
+// transaction already ended, never run outside any transaction and
+// autocommitted. (When the SDK gave back the connections of a call's open
+// transactions by forgetting their ids, the next statement ran with no
+// transaction and its write stayed; then they failed with the runtime's
+// "transaction N is not open", which was not sql.ErrTxDone.)
 func TestRolledBackTransactionStaysEnded(t *testing.T) {
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "", "instances = 1"))
 		must(t, in, "alpha", exec("CREATE TABLE kept (v TEXT)"))
-		res := run(t, in, "alpha", step{Op: "keep_begin"}, step{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('in the transaction')"})
-		for i, r := range res {
-			if r.Error != "" {
-				t.Fatalf("request 1, step %d: %+v", i, r)
+		for _, end := range []string{"kept_commit", "kept_rollback"} {
+			res := run(t, in, "alpha", step{Op: "keep_begin"}, step{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('in the transaction')"})
+			for i, r := range res {
+				if r.Error != "" {
+					t.Fatalf("request 1, step %d: %+v", i, r)
+				}
+			}
+			steps := []step{{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('after the call ended')"}, {Op: end}}
+			if end == "kept_rollback" {
+				steps = steps[1:]
+			}
+			res = run(t, in, "alpha", steps...)
+			for i, r := range res {
+				if !r.TxDone || !strings.Contains(r.Error, "rolled back when the call that began it ended") {
+					t.Errorf("%s: request 2, step %d on the rolled back transaction: %+v; want sql.ErrTxDone saying why", end, i, r)
+				}
+			}
+			if n := count(t, in, "alpha", "kept"); n != 0 {
+				t.Errorf("%s: %d rows written by a transaction the runtime rolled back", end, n)
 			}
 		}
-		res = run(t, in, "alpha", step{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('after the call ended')"}, step{Op: "kept_commit"})
-		for i, r := range res {
-			if !strings.Contains(r.Error, "is not open") {
-				t.Errorf("request 2, step %d on the rolled back transaction: %+v; want it refused", i, r)
-			}
-		}
-		if n := count(t, in, "alpha", "kept"); n != 0 {
-			t.Errorf("%d rows written by a transaction the runtime rolled back", n)
+		// The connection the transaction held serves the next one.
+		must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO kept VALUES ('next')"), step{Op: "commit"})
+		if n := count(t, in, "alpha", "kept"); n != 1 {
+			t.Errorf("%d rows after the next transaction, want 1", n)
 		}
 	})
 }

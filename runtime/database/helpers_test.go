@@ -118,6 +118,8 @@ type result struct {
 	GoTypes  []string `json:"go_types"`
 	Affected int64    `json:"affected"`
 	LastID   *int64   `json:"last_id"`
+	// TxDone: errors.Is(err, sql.ErrTxDone) in the guest.
+	TxDone bool `json:"tx_done"`
 	// CtxDeadline: errors.Is(err, context.DeadlineExceeded) in the guest.
 	CtxDeadline bool `json:"ctx_deadline"`
 	// SQLState: greenroom.SQLState(err) in the guest.

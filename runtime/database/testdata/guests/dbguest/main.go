@@ -53,7 +53,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit, kept_rollback
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -77,6 +77,8 @@ type result struct {
 	GoTypes  []string `json:"go_types,omitempty"`
 	Affected int64    `json:"affected,omitempty"`
 	LastID   *int64   `json:"last_id,omitempty"`
+	// TxDone: the error is sql.ErrTxDone.
+	TxDone bool `json:"tx_done,omitempty"`
 	// CtxDeadline: the error is the context's deadline too.
 	CtxDeadline bool `json:"ctx_deadline,omitempty"`
 	// SQLState is greenroom.SQLState of the error.
@@ -131,11 +133,13 @@ func run(w http.ResponseWriter, r *http.Request) {
 					res.Affected, _ = r.RowsAffected()
 				}
 			}
-		case "kept_commit":
+		case "kept_commit", "kept_rollback":
 			if kept == nil {
 				err = errors.New("no kept transaction")
-			} else {
+			} else if s.Op == "kept_commit" {
 				err = kept.Commit()
+			} else {
+				err = kept.Rollback()
 			}
 		case "begin":
 			// s.MS milliseconds of work first, past a short TimeoutMS.
@@ -261,6 +265,7 @@ func run(w http.ResponseWriter, r *http.Request) {
 			res.Error = err.Error()
 			res.Kind = kind(err)
 			res.CtxDeadline = errors.Is(err, context.DeadlineExceeded)
+			res.TxDone = errors.Is(err, sql.ErrTxDone)
 			res.SQLState = greenroom.SQLState(err)
 		}
 		out = append(out, res)
