@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -566,9 +567,9 @@ func (c *conn) endTx() (uint32, bool) {
 // transaction begun with the request's context is also rolled back by
 // database/sql when that context ends; one begun with db.Begin() is
 // not, and would hold its slot for the instance's life.)
-func (g *connGate) callEnded() {
+func (g *connGate) callEnded() int {
 	if g == nil {
-		return
+		return 0
 	}
 	// Only the slots: each conn keeps its (now rolled back) transaction,
 	// so that the transaction's later statements, Commit and Rollback
@@ -581,6 +582,7 @@ func (g *connGate) callEnded() {
 	for range n {
 		g.release()
 	}
+	return n
 }
 
 // dbCalls counts the calls (requests, task runs) that have ended: a
@@ -590,10 +592,17 @@ var dbCalls atomic.Uint64
 
 // dbCallEnded releases what the call's transactions held in the SDK's
 // database (see connGate.callEnded), and ends them in the driver.
+//
+// When the call left transactions open, it yields once, so that
+// database/sql's goroutines that end those begun with the call's context
+// (now ended) run before the call returns: in a guest a goroutine runs
+// only when the running one blocks or yields, and a plugin whose handlers
+// never block kept each such transaction, its connection counted in use
+// by db.Stats() and its goroutine, for the instance's life.
 func dbCallEnded() {
 	dbCalls.Add(1)
-	if d, ok := registered.Load().(*sqlDriver); ok {
-		d.gate.callEnded()
+	if d, ok := registered.Load().(*sqlDriver); ok && d.gate.callEnded() > 0 {
+		runtime.Gosched()
 	}
 }
 

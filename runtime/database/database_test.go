@@ -1232,3 +1232,25 @@ func TestRowsEndWithTheirContext(t *testing.T) {
 		}
 	})
 }
+
+// Transactions a request left open, begun with its context, are given back
+// to the SDK's pool by the time the request ends: db.Stats().InUse counts
+// none of them at the start of the next request. They were counted in use
+// until the next request blocked (database/sql's goroutine that rolls
+// such a transaction back runs only then, in a guest).
+func TestLeftOpenTransactionsNotInUse(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "", "instances = 1"))
+	res := run(t, in, "alpha", step{Op: "begin", ReadOnly: true}, step{Op: "begin", ReadOnly: true}, step{Op: "in_use"})
+	if r := res[2]; r.Error != "" || r.Affected != 2 {
+		t.Fatalf("two transactions open: %+v, want 2 in use", r)
+	}
+	if r := run(t, in, "alpha", step{Op: "in_use"})[0]; r.Error != "" || r.Affected != 0 {
+		t.Errorf("at the start of the next request: %+v, want none in use", r)
+	}
+	// One begun with context.Background() is the handler's to end, as
+	// natively: it stays in use until it is (its next use fails).
+	run(t, in, "alpha", step{Op: "keep_begin"})
+	if r := run(t, in, "alpha", step{Op: "in_use"})[0]; r.Affected != 1 {
+		t.Errorf("a kept transaction: %+v, want 1 in use", r)
+	}
+}

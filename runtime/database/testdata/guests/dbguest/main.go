@@ -53,7 +53,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit, kept_rollback
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit, kept_rollback, in_use
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -133,6 +133,9 @@ func run(w http.ResponseWriter, r *http.Request) {
 					res.Affected, _ = r.RowsAffected()
 				}
 			}
+		case "in_use":
+			// The connections the SDK's pool counts in use, in Affected.
+			res.Affected = int64(db.Stats().InUse)
 		case "kept_commit", "kept_rollback":
 			if kept == nil {
 				err = errors.New("no kept transaction")
