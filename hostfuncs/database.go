@@ -142,6 +142,13 @@ func statementFailure(in *Instance, fn string, err error) int32 {
 
 type rowWriterKey struct{}
 
+// migrationsUse is what db_migrations registered so far in the init in
+// progress, so that a call past the bounds over the init's calls is
+// refused before its files are copied (the runtime checks them again).
+type migrationsUse struct{ files, sql int }
+
+type migrationsUseKey struct{}
+
 // db_query(req_ptr, req_len i32) -> i32
 //
 // Runs a statement and returns its rows: the request is encoded as for
@@ -308,8 +315,9 @@ func dbRollback(ctx context.Context, mod api.Module, stack []uint64) {
 // the new ones in the plugin's database before the plugin serves. Returns
 // 0, or ErrDenied, ErrInvalid (malformed, a duplicate name, called after
 // init, past MaxMigrations, MaxMigrationSQL or MaxMigrationsSQL over the
-// init's calls; a refused call registers none of its files). Traps if the
-// buffer is outside guest memory.
+// init's calls, checked before any file is copied; a refused call
+// registers none of its files). Traps if the buffer is outside guest
+// memory.
 func dbMigrations(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "db_migrations"
 	in := instanceFrom(ctx, fn)
@@ -323,7 +331,13 @@ func dbMigrations(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: migrations can only be registered while the plugin initializes (call greenroom.Migrations from init)", fn))
 		return
 	}
-	files, err := DecodeMigrations(buf)
+	reg, _ := in.Value(migrationsUseKey{}).(*migrationsUse)
+	if reg == nil {
+		reg = &migrationsUse{}
+		in.SetValue(migrationsUseKey{}, reg)
+		in.OnInitEnd(func() { in.SetValue(migrationsUseKey{}, nil) })
+	}
+	files, err := DecodeMigrations(buf, reg.files, reg.sql)
 	if err != nil {
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%s: %v", fn, err))
 		return
@@ -331,6 +345,10 @@ func dbMigrations(ctx context.Context, mod api.Module, stack []uint64) {
 	if err := db.RegisterMigrations(in, files); err != nil {
 		stack[0] = api.EncodeI32(in.failWith(err))
 		return
+	}
+	for _, f := range files {
+		reg.files++
+		reg.sql += len(f.SQL)
 	}
 	stack[0] = 0
 }

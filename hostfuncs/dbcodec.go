@@ -170,7 +170,12 @@ func argsSize(b []byte, argc uint32) (int, error) {
 // DecodeMigrations parses a db_migrations request:
 //
 //	u32 count, (bytes name, bytes sql) × count
-func DecodeMigrations(b []byte) ([]MigrationFile, error) {
+//
+// priorFiles and priorSQL are the files and bytes of SQL the init's
+// earlier calls registered: the bounds (MaxMigrations, MaxMigrationsSQL)
+// hold over them all. b is read whole in place, and refused, before
+// anything is copied out of it (it is guest memory).
+func DecodeMigrations(b []byte, priorFiles, priorSQL int) ([]MigrationFile, error) {
 	d := decoder{b: b, base: errMalformed}
 	n := d.u32()
 	if d.err != nil {
@@ -179,11 +184,11 @@ func DecodeMigrations(b []byte) ([]MigrationFile, error) {
 	if uint64(n) > uint64(len(b)-d.off)/8 {
 		return nil, fmt.Errorf("%w: migration count %d exceeds the request", errMalformed, n)
 	}
-	if n > MaxMigrations {
-		return nil, fmt.Errorf("%d migrations, more than the %d a plugin may register", n, MaxMigrations)
+	if priorFiles+int(n) > MaxMigrations {
+		return nil, fmt.Errorf("%d migrations, more than the %d a plugin may register", priorFiles+int(n), MaxMigrations)
 	}
-	files := make([]MigrationFile, 0, n)
-	total := 0
+	start := d.off
+	total := priorSQL
 	for i := uint32(0); i < n; i++ {
 		name, sql := d.bytes(), d.bytes()
 		if d.err != nil {
@@ -200,10 +205,15 @@ func DecodeMigrations(b []byte) ([]MigrationFile, error) {
 		if !utf8.Valid(name) || !utf8.Valid(sql) {
 			return nil, fmt.Errorf("%w: migration %d is not UTF-8", errMalformed, i+1)
 		}
-		files = append(files, MigrationFile{Name: string(name), SQL: string(sql)})
 	}
 	if d.off != len(b) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b)-d.off)
+	}
+	// Checked whole: now the copies.
+	d.off = start
+	files := make([]MigrationFile, n)
+	for i := range files {
+		files[i] = MigrationFile{Name: string(d.bytes()), SQL: string(d.bytes())}
 	}
 	return files, nil
 }

@@ -219,3 +219,85 @@ func TestStatementArgumentsTooLargeNotCopied(t *testing.T) {
 		}
 	}
 }
+
+// migrationsDB is a Database that registers every migration it is given.
+type migrationsDB struct {
+	Database
+	files, sql int
+}
+
+func (d *migrationsDB) RegisterMigrations(_ *Instance, files []MigrationFile) error {
+	for _, f := range files {
+		d.files++
+		d.sql += len(f.SQL)
+	}
+	return nil
+}
+
+// db_migrations refuses migrations past MaxMigrationsSQL, over the calls
+// of one init, before it copies any of them out of the guest's memory: a
+// call that crossed the bound had its files copied first (up to 64 MiB at
+// each call, for the runtime to refuse them, as many calls as the init's
+// timeout let through).
+func TestMigrationsTooLargeNotCopied(t *testing.T) {
+	enc := func(sizes ...int) []byte {
+		b := appendUint32(nil, uint32(len(sizes)))
+		for i, n := range sizes {
+			b = appendString(b, fmt.Sprintf("%03d.up.sql", i))
+			b = appendBytes(b, make([]byte, n))
+		}
+		return b
+	}
+	db := &migrationsDB{}
+	in := &Instance{Host: dbHost{db: db}, Initializing: true}
+	call := func(req []byte) (int32, string, uint64) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		code, trap := bufferCall(dbMigrations, in, module{mem: memory{b: req}})(0, uint32(len(req)))
+		runtime.ReadMemStats(&after)
+		if trap != nil {
+			t.Fatal(trap)
+		}
+		return code, string(in.result), after.TotalAlloc - before.TotalAlloc
+	}
+	if code, msg, _ := call(enc(MaxMigrationSQL, MaxMigrationSQL)); code != 0 || db.files != 2 {
+		t.Fatalf("two migrations of 4 MiB: %d %q", code, msg)
+	}
+	// 56 MiB and a byte more after the first call's 8 MiB.
+	code, msg, alloc := call(enc(append(slicesRepeat(MaxMigrationSQL, 14), 1)...))
+	if code != ErrInvalid || !strings.Contains(msg, "the most they may total (64 MiB)") || db.files != 2 {
+		t.Errorf("a call crossing the bound: %d %q (%d registered), want ErrInvalid naming the bound", code, msg, db.files)
+	}
+	if alloc > 1<<20 {
+		t.Errorf("a call crossing the bound: refusing it allocated %d bytes", alloc)
+	}
+	// At the bound, then one byte past it over the init's calls.
+	if code, msg, _ := call(enc(slicesRepeat(MaxMigrationSQL, 14)...)); code != 0 || db.sql != MaxMigrationsSQL {
+		t.Fatalf("up to the bound: %d %q (%d bytes registered)", code, msg, db.sql)
+	}
+	code, msg, alloc = call(enc(1))
+	if code != ErrInvalid || !strings.Contains(msg, "the most they may total (64 MiB)") || db.sql != MaxMigrationsSQL {
+		t.Errorf("one byte past the bound in a later call: %d %q", code, msg)
+	}
+	if alloc > 1<<20 {
+		t.Errorf("one byte past the bound: refusing it allocated %d bytes", alloc)
+	}
+	// A new init starts from none; one call crossing the bound alone is
+	// refused uncopied too.
+	in.EndInit()
+	code, msg, alloc = call(enc(append(slicesRepeat(MaxMigrationSQL, 16), 1)...))
+	if code != ErrInvalid || !strings.Contains(msg, "the most they may total (64 MiB)") || alloc > 1<<20 {
+		t.Errorf("one call of 64 MiB and a byte: %d %q, %d bytes allocated", code, msg, alloc)
+	}
+	if code, msg, _ := call(enc(MaxMigrationSQL)); code != 0 {
+		t.Errorf("the next init: %d %q", code, msg)
+	}
+}
+
+func slicesRepeat(n, count int) []int {
+	s := make([]int, count)
+	for i := range s {
+		s[i] = n
+	}
+	return s
+}

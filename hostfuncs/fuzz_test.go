@@ -114,7 +114,7 @@ func FuzzDecodeMigrations(f *testing.F) {
 	f.Add(m)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		files, err := DecodeMigrations(b)
+		files, err := DecodeMigrations(b, 0, 0)
 		if err == nil && len(files) > len(b)/8 {
 			t.Fatalf("%d migrations from %d bytes", len(files), len(b))
 		}

@@ -192,11 +192,11 @@ func TestDecodeMigrationsLimits(t *testing.T) {
 		"total":     {enc(migrationFiles(0, 17, hostfuncs.MaxMigrationSQL)), "migration 17: more than 67108864 bytes of SQL"},
 		"name":      {enc([]hostfuncs.MigrationFile{{Name: strings.Repeat("x", 256) + ".up.sql", SQL: "SELECT 1"}}), "a name of 263 bytes, more than the 255"},
 	} {
-		if _, err := hostfuncs.DecodeMigrations(c.req); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := hostfuncs.DecodeMigrations(c.req, 0, 0); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", name, err, c.want)
 		}
 	}
-	if files, err := hostfuncs.DecodeMigrations(enc(migrationFiles(0, 3, 9))); err != nil || len(files) != 3 {
+	if files, err := hostfuncs.DecodeMigrations(enc(migrationFiles(0, 3, 9)), 0, 0); err != nil || len(files) != 3 {
 		t.Errorf("3 small migrations: %d, %v", len(files), err)
 	}
 }
