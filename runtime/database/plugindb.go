@@ -1273,12 +1273,24 @@ func (p *PluginDB) Begin(ctx context.Context, in *hostfuncs.Instance, opts hostf
 	if len(st.open) == 0 {
 		in.OnCallEnd(func() { p.endCall(in) })
 	}
-	st.next++
-	if st.next == 0 || st.next > 1<<31-1 {
-		st.next = 1
+	return st.add(t), nil
+}
+
+// add records t as open and returns its handle: positive (an i32 for the
+// guest), and never one still open, past 2^31-1 handles too (handles
+// start again at 1 then: one given twice replaced the transaction still
+// open under it, whose connection was never given back).
+func (st *txState) add(t *openTx) uint32 {
+	for {
+		st.next++
+		if st.next == 0 || st.next > 1<<31-1 {
+			st.next = 1
+		}
+		if st.open[st.next] == nil {
+			st.open[st.next] = t
+			return st.next
+		}
 	}
-	st.open[st.next] = t
-	return st.next, nil
 }
 
 // endCall rolls back what the call left open.
