@@ -288,7 +288,7 @@ func TestErrors(t *testing.T) {
 		{"syntax", "[server\n", []string{"config.toml:1: TOML syntax error at column"}},
 		{"syntax on a later line", "[server]\nlisten = \"x\"\nbody_limit = = 3\n", []string{"config.toml:3: TOML syntax error at column 14"}},
 		{"short token", "[auth.tokens.ci]\ntoken = \"short\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters"}},
-		{"short token in bytes only", "[auth.tokens.ci]\ntoken = \"€€€€€€€€€€€\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters, got 11"}},
+		{"short token in bytes only", "[auth.tokens.ci]\ntoken = \"€€€€€€€€€€€\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must be at least 32 characters"}},
 		{"token with a newline", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\\n\"\nsubject = \"service:ci\"\n", []string{"config.toml:2: auth.tokens.ci.token: must not begin or end with whitespace"}},
 		{"token for no plugin", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\nplugins = []\n", []string{"config.toml:4: auth.tokens.ci.plugins: is empty: list the plugins the token may call"}},
 		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
@@ -695,7 +695,7 @@ func TestErrorsRedactSecrets(t *testing.T) {
 		want              string
 	}{
 		{"validation", "[log]\nlevel = \"${V}\"\n", "hunter2-secret", `log.level: must be one of debug, info, warn, error, got "[REDACTED]"`},
-		{"part of a value", "[server]\nlisten = \"${V}:99999\"\n", "hunter2-secret", `server.listen: invalid address "[REDACTED]:99999"`},
+		{"part of a value", "[server]\nlisten = \"${V}:99999\"\n", "hunter2-secret", `server.listen: invalid address "[REDACTED]": host must be`},
 		{"whole address", "[server]\nlisten = \"${V}\"\n", "127.0.0.1:hunter2-secret", `server.listen: invalid address "[REDACTED]": the port must be`},
 		{"quotes escaped", "[log]\nformat = \"${V}\"\n", "hunter\"2\nsecret", `log.format: must be text or json, got "[REDACTED]"`},
 		{"short", "[log]\nformat = \"${V}\"\n", "xy", `log.format: must be text or json, got "[REDACTED]"`},
@@ -1733,9 +1733,9 @@ func TestIntegrationTokenTooShort(t *testing.T) {
 		tok  string
 		want string
 	}{
-		{"abc", "integrations.generic[0].token: is 3 bytes, under 8"},
-		{"abcdefg", "integrations.generic[0].token: is 7 bytes, under 8"},
-		{"ab\u00e9d", "is 5 bytes, under 8"}, // bytes, not characters
+		{"abc", "integrations.generic[0].token: is under 8 bytes"},
+		{"abcdefg", "integrations.generic[0].token: is under 8 bytes"},
+		{"ab\u00e9d", "is under 8 bytes"}, // bytes, not characters
 		{"abcdefgh", ""},
 		{"", ""},
 	} {

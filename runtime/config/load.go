@@ -88,6 +88,7 @@ func Load(files []string, env LookupEnv) (*Config, error) {
 				errs = append(errs, syntaxErr(src.Name, err))
 			}
 		}
+		boundErrors(errs)
 		return nil, errs
 	}
 	return Read(srcs, env)
@@ -200,7 +201,8 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	cfg.origins = origins
 	cfg.secretPaths = s.secretPaths
 	cfg.secrets = dedupe(s.secrets)
-	d := decoder{origins: origins, secret: secretKeys(merged, s.secretPaths), substituted: s.substituted}
+	isSecret := secretKeys(merged, s.secretPaths)
+	d := decoder{origins: origins, secret: isSecret, substituted: s.substituted}
 	d.decode("", merged, reflect.ValueOf(cfg).Elem())
 	if parsed {
 		errs = append(errs, s.errs...)
@@ -214,7 +216,8 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	if len(errs) > 0 {
 		sortErrors(errs, cfg.Files)
 		// Messages quote the values they reject; none may show a secret.
-		redactErrors(errs, cfg.Secrets())
+		redactErrors(errs, cfg.Secrets(), secretValues(merged, isSecret))
+		boundErrors(errs)
 		return cfg, errs
 	}
 	// Defaults that depend on other settings are filled in, so that the

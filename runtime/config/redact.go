@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -22,9 +23,20 @@ const minSecretLength = 4
 // redactErrors replaces every secret in the errors' messages with
 // [REDACTED], so that whichever check wrote a message, none echoes a value
 // substituted from the environment or another secret.
-func redactErrors(errs Errors, secrets []string) {
+//
+// wholes are the values of the keys whose value is secret: a token, a
+// listed plugin secret, a string with any part from the environment. A
+// message that quotes one whole shows "[REDACTED]" whole, however short
+// the part from the environment, which free text keeps ("x${L}" with
+// L=ab was quoted as "xab").
+func redactErrors(errs Errors, secrets, wholes []string) {
 	type pair struct{ old, new string }
 	var pairs []pair
+	for _, w := range wholes {
+		if w != "" {
+			pairs = append(pairs, pair{strconv.Quote(w), strconv.Quote(Redacted)})
+		}
+	}
 	for _, s := range secrets {
 		if s == "" {
 			continue
@@ -53,6 +65,108 @@ func redactErrors(errs Errors, secrets []string) {
 	for _, e := range errs {
 		e.Msg = r.Replace(e.Msg)
 	}
+}
+
+// secretValues returns the strings in doc (merged and substituted) at the
+// key paths isSecret reports (secretKeys: a listed plugin key's values at
+// any depth), for redactErrors' wholes.
+func secretValues(doc map[string]any, isSecret func(string) bool) []string {
+	var out []string
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, e := range t {
+				walk(joinKey(path, []string{k}), e)
+			}
+		case []any:
+			for i, e := range t {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		case string:
+			if t != "" && isSecret(path) {
+				out = append(out, t)
+			}
+		}
+	}
+	walk("", doc)
+	return out
+}
+
+// maxQuoted is the most of a value an error message quotes; a longer one
+// is cut there, followed by its length: `"AAAA"... (1048576 bytes, cut)`.
+const maxQuoted = 64
+
+// maxMessage bounds an error message whole, past its quoted values: what
+// a check's words or a library's quote unquoted.
+const maxMessage = 2048
+
+// boundErrors cuts every quoted value in the messages to maxQuoted bytes
+// and each message to maxMessage, so that a 1 MiB value at a bad key does
+// not make a 1 MiB error (twice over where a library repeated it) in the
+// output and the log. It runs after redactErrors, which needs each secret
+// whole to find it: what is measured and cut is what is left once
+// secrets are [REDACTED], and a value with any part from the environment
+// is "[REDACTED]" whole by then.
+func boundErrors(errs Errors) {
+	for _, e := range errs {
+		e.Msg = boundMessage(e.Msg)
+	}
+}
+
+func boundMessage(msg string) string {
+	if len(msg) <= maxQuoted+2 {
+		return msg
+	}
+	var b strings.Builder
+	rest := msg
+	for {
+		i := strings.IndexByte(rest, '"')
+		if i < 0 {
+			break
+		}
+		// The quoted string's end: the next '"' not escaped.
+		j := i + 1
+		for j < len(rest) && rest[j] != '"' {
+			if rest[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(rest) {
+			break
+		}
+		q := rest[i : j+1]
+		b.WriteString(rest[:i])
+		rest = rest[j+1:]
+		if len(q) <= maxQuoted+2 {
+			b.WriteString(q)
+			continue
+		}
+		s, err := strconv.Unquote(q)
+		if err != nil || len(s) <= maxQuoted {
+			b.WriteString(q)
+			continue
+		}
+		fmt.Fprintf(&b, "%s... (%d bytes, cut)", strconv.Quote(cutUTF8(s, maxQuoted)), len(s))
+	}
+	b.WriteString(rest)
+	msg = b.String()
+	if len(msg) > maxMessage {
+		msg = fmt.Sprintf("%s... (%d bytes, cut)", cutUTF8(msg, maxMessage), len(msg))
+	}
+	return msg
+}
+
+// cutUTF8 is s cut to at most n bytes, not inside a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // floatForms returns the texts a secret number takes once a plugin holds

@@ -224,7 +224,7 @@ func (v *validator) cors() {
 			}
 			continue
 		}
-		if err := checkOrigin(o); err != nil {
+		if err := checkOrigin(o, v.c.isSecret(p)); err != nil {
 			v.fail(p, "%v", err)
 		}
 	}
@@ -244,10 +244,16 @@ func (v *validator) cors() {
 }
 
 // checkOrigin accepts what a browser sends as Origin: scheme://host[:port],
-// with "*." allowed at the start of the host for every subdomain.
-func checkOrigin(o string) error {
+// with "*." allowed at the start of the host for every subdomain. With
+// secret (a part of o came from the environment), its error quotes no
+// part of o, nor says which byte of it is wrong.
+func checkOrigin(o string, secret bool) error {
+	shown := strconv.Quote(o)
+	if secret {
+		shown = strconv.Quote(Redacted)
+	}
 	bad := func(why string) error {
-		return fmt.Errorf("origin %q %s (want e.g. \"https://app.example.com\" or \"https://*.example.com\")", o, why)
+		return fmt.Errorf("origin %s %s (want e.g. \"https://app.example.com\" or \"https://*.example.com\")", shown, why)
 	}
 	scheme, rest, ok := strings.Cut(o, "://")
 	if !ok || (scheme != "http" && scheme != "https") {
@@ -271,6 +277,9 @@ func checkOrigin(o string) error {
 		// A trailing dot is kept: a page at https://app.example.com./
 		// sends it in its Origin.
 		if why := hostNameProblem(name); why != "" {
+			if secret {
+				return bad("has a host that is not a host name")
+			}
 			return bad("has a host that is not a host name: " + why)
 		}
 	}
@@ -310,7 +319,12 @@ func isToken(s string) bool {
 func checkListen(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("invalid address %q (want host:port, e.g. \"127.0.0.1:7007\"): %v", addr, err)
+		// net's error repeats the address, unquoted: its reason alone.
+		why := err.Error()
+		if ae, ok := err.(*net.AddrError); ok {
+			why = ae.Err
+		}
+		return fmt.Errorf("invalid address %q (want host:port, e.g. \"127.0.0.1:7007\"): %s", addr, why)
 	}
 	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
 		return fmt.Errorf("invalid address %q: host must be an IP address or localhost", addr)
@@ -513,8 +527,8 @@ func (c *Config) shortIntegrationTokens() []string {
 			}
 			key := fmt.Sprintf("integrations.%s[%d].token", kind, i)
 			where := c.warnedAt(key)
-			out = append(out, fmt.Sprintf("%s%s: is %d bytes, under %d: the URL reader redacts a server's echo of the token from what a plugin gets back, and text that short also matches ordinary text (redacted as well) and can be guessed by a plugin watching which of its guesses come back redacted; use the longer token the host can issue",
-				where, key, len(in.Token), MinIntegrationTokenLength))
+			out = append(out, fmt.Sprintf("%s%s: is under %d bytes: the URL reader redacts a server's echo of the token from what a plugin gets back, and text that short also matches ordinary text (redacted as well) and can be guessed by a plugin watching which of its guesses come back redacted; use the longer token the host can issue",
+				where, key, MinIntegrationTokenLength))
 		}
 	}
 	return out
@@ -589,7 +603,7 @@ func (v *validator) reading() {
 		p := fmt.Sprintf("reading.allow[%d]", i)
 		if a.Host == "" {
 			v.fail(p+".host", "must not be empty")
-		} else if err := checkHostPattern(a.Host); err != nil {
+		} else if err := checkHostPattern(a.Host, v.c.isSecret(p+".host")); err != nil {
 			v.fail(p+".host", "%v", err)
 		}
 		if a.Scheme != "" && a.Scheme != "https" && a.Scheme != "http" {
@@ -659,7 +673,7 @@ func IntegrationHost(h string) (string, error) {
 			return "", fmt.Errorf("port of %q must be a number from 1 to 65535", h)
 		}
 	}
-	if err := checkHostPattern(name); err != nil || strings.HasPrefix(name, "*.") {
+	if err := checkHostPattern(name, false); err != nil || strings.HasPrefix(name, "*.") {
 		return "", fmt.Errorf("must be a plain host name, optionally with a port, got %q", h)
 	}
 	key := strings.ToLower(strings.TrimSuffix(name, "."))
@@ -688,13 +702,23 @@ func validHeaderName(h string) bool {
 	return true
 }
 
-func checkHostPattern(h string) error {
+// checkHostPattern checks a host name or "*." pattern. With secret (a part
+// of it came from the environment), its error quotes no part of h, nor
+// says which byte of it is wrong.
+func checkHostPattern(h string, secret bool) error {
+	shown := strconv.Quote(h)
+	if secret {
+		shown = strconv.Quote(Redacted)
+	}
 	name := strings.TrimPrefix(h, "*.")
 	if name == "" {
-		return fmt.Errorf("host %q must be a host name, optionally starting with \"*.\"", h)
+		return fmt.Errorf("host %s must be a host name, optionally starting with \"*.\"", shown)
 	}
 	if why := hostNameProblem(name); why != "" {
-		return fmt.Errorf("host %q must be a host name, optionally starting with \"*.\": %s", h, why)
+		if secret {
+			return fmt.Errorf("host %s must be a host name, optionally starting with \"*.\"", shown)
+		}
+		return fmt.Errorf("host %s must be a host name, optionally starting with \"*.\": %s", shown, why)
 	}
 	return nil
 }
@@ -740,7 +764,8 @@ func (v *validator) auth() {
 		t := a.Tokens[n]
 		p := joinKey("auth.tokens", []string{n})
 		if n := utf8.RuneCountInString(t.Token); n < MinTokenLength {
-			v.fail(p+".token", "must be at least %d characters, got %d", MinTokenLength, n)
+			// Not "got N": a secret's length is not told.
+			v.fail(p+".token", "must be at least %d characters", MinTokenLength)
 		}
 		// A bearer token is presented trimmed: one with spaces around it
 		// (a newline from an env file) could never match, nor one with a
@@ -895,7 +920,7 @@ func (v *validator) plugin(id string, p *Plugin) {
 			continue
 		}
 		host, _, _ := strings.Cut(g, "/")
-		if err := checkHostPattern(host); err != nil {
+		if err := checkHostPattern(host, v.c.isSecret(fmt.Sprintf("%s.capabilities.urlreader[%d]", base, i))); err != nil {
 			v.fail(fmt.Sprintf("%s.capabilities.urlreader[%d]", base, i), "%v", err)
 		}
 	}

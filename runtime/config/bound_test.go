@@ -1,0 +1,76 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// A value an error quotes is cut to its first maxQuoted bytes, with its
+// length: a 1 MiB string at a bad key was quoted whole (twice for
+// server.listen, whose net error repeated it), into the error and the
+// log. The error still names the key, its file and line, and what was
+// wrong.
+func TestErrorsBoundQuotedValues(t *testing.T) {
+	big := strings.Repeat("A", 1<<20)
+	for _, tc := range []struct{ name, text, want string }{
+		{"listen", "[server]\nlisten = \"" + big + "\"\n", `config.toml:2: server.listen: invalid address "AAAA`},
+		{"level", "[log]\nlevel = \"" + big + "\"\n", `config.toml:2: log.level: must be one of debug, info, warn, error, got "AAAA`},
+		{"origin", "[server.cors]\norigins = [\"" + big + "\"]\n", `config.toml:2: server.cors.origins[0]: origin "AAAA`},
+		{"unclosed reference", "[log]\nlevel = \"${" + big + "\"\n", `config.toml:2: log.level: unclosed ${ in "${AAAA`},
+		{"size", "[server]\nbody_limit = \"" + big + "\"\n", `config.toml:2: server.body_limit: invalid size "AAAA`},
+		{"wrong type", "[plugins.a]\npath = \"a.wasm\"\nlimits.instances = \"" + big + "\"\n", `plugins.a.limits.instances: want an integer, got string "AAAA`},
+		{"escaped", "[log]\nlevel = \"" + strings.Repeat(`\u0001`, 1<<16) + "\"\n", `got "\x01\x01`},
+		{"unknown key", "[server]\n" + strings.Repeat("k", 4000) + " = 1\n", `config.toml:2: server.kkkk`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := read(t, tc.text, nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error does not contain %q:\n%.500s", tc.want, msg)
+			}
+			if !strings.Contains(msg, " bytes, cut)") {
+				t.Errorf("error does not give the cut value's length:\n%.500s", msg)
+			}
+			// The key itself may be up to 4 KiB (twice: as the key and as
+			// the unknown key it names); a value is not quoted whole.
+			if len(msg) > 10<<10 {
+				t.Errorf("error is %d bytes", len(msg))
+			}
+		})
+	}
+}
+
+// A value with any part from the environment is quoted as "[REDACTED]"
+// whole, however short the part: a secret under 4 characters is not
+// redacted from free text, and "x${L}" with L=ab was quoted as "xab". A
+// secret's length is not told either ("must be at least 32 characters,
+// got 8").
+func TestErrorsQuoteNoSecretPart(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		vars       map[string]string
+		want       string
+		leaks      []string
+	}{
+		{"level", "[log]\nlevel = \"x${L}\"\n", map[string]string{"L": "ab"}, `log.level: must be one of debug, info, warn, error, got "[REDACTED]"`, []string{"xab", `ab"`}},
+		{"listen", "[server]\nlisten = \"${L}y\"\n", map[string]string{"L": "98"}, `server.listen: invalid address "[REDACTED]"`, []string{"98y", "98"}},
+		{"listen port", "[server]\nlisten = \"${V}:99999\"\n", map[string]string{"V": "1.2.3.4"}, `server.listen: invalid address "[REDACTED]"`, []string{"1.2.3.4", "99999"}},
+		{"origin", "[server.cors]\norigins = [\"https://a${H}\"]\n", map[string]string{"H": "!b"}, `server.cors.origins[0]: origin "[REDACTED]"`, []string{"!b", "'!'", "byte"}},
+		{"reading host", "[reading]\nallow = [{ host = \"a${H}\" }]\n", map[string]string{"H": "!b"}, `reading.allow[0].host: host "[REDACTED]"`, []string{"!b", "'!'", "byte"}},
+		{"token length", "[auth.tokens.ci]\ntoken = \"abc\"\nsubject = \"s\"\n", nil, `auth.tokens.ci.token: must be at least 32 characters`, []string{"got 3", "abc"}},
+		{"token length from env", "[auth.tokens.ci]\ntoken = \"${T}\"\nsubject = \"s\"\n", map[string]string{"T": "abcdefgh"}, `auth.tokens.ci.token: must be at least 32 characters`, []string{"got 8", "abcdefgh"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusedWithout(t, tc.text, tc.vars, tc.want, tc.leaks...)
+		})
+	}
+	// An integration token's warning does not tell its length either.
+	c := mustRead(t, "[[integrations.github]]\nhost = \"github.com\"\ntoken = \"${T}\"\n", map[string]string{"T": "abcde"})
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "integrations.github[0].token: is under 8 bytes") || strings.Contains(w, "5 bytes") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
