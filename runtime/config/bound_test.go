@@ -1,6 +1,8 @@
 package config
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -72,5 +74,43 @@ func TestErrorsQuoteNoSecretPart(t *testing.T) {
 	w := strings.Join(c.Warnings(), "\n")
 	if !strings.Contains(w, "integrations.github[0].token: is under 8 bytes") || strings.Contains(w, "5 bytes") {
 		t.Errorf("warnings:\n%s", w)
+	}
+}
+
+// server.cors.origins are kept as a browser sends its Origin, which the
+// CORS middleware compares them with: "https://app.example:443" never
+// matched a page at https://app.example, whose Origin has no port. What
+// is not an origin is refused, naming the key and what is wrong.
+func TestCORSOriginsNormalized(t *testing.T) {
+	c := mustRead(t, `[server.cors]
+origins = ["https://app.example:443", "http://plain.example:80/", "https://*.sub.example:443", "https://[0:0::1]:443", "HTTPS://Caps.Example.", "https://other.example:8443", "http://x.example:443", "https://[::FFFF:1.2.3.4]:80"]
+`, nil)
+	want := []string{"https://app.example", "http://plain.example", "https://*.sub.example", "https://[::1]", "https://caps.example.", "https://other.example:8443", "http://x.example:443", "https://[::ffff:1.2.3.4]:80"}
+	if !slices.Equal(c.Server.CORS.Origins, want) {
+		t.Errorf("origins = %q, want %q", c.Server.CORS.Origins, want)
+	}
+	for o, why := range map[string]string{
+		"https://app.example/path":      "with no path, query or wildcard",
+		"https://app.example/?q=1":      "with no path, query or wildcard",
+		"https://app.example#f":         "with no path, query or wildcard",
+		"https://app.example//":         "with no path, query or wildcard",
+		"https://user@app.example":      "with no path, query or wildcard",
+		"https://user:pw@app.example":   "with no path, query or wildcard",
+		"https://*":                     "with no path, query or wildcard",
+		"https://app.*.example":         "with no path, query or wildcard",
+		"*.example.com":                 "must start with http:// or https://",
+		"app.example":                   "must start with http:// or https://",
+		"ftp://app.example":             "must start with http:// or https://",
+		"https://app.example:0":         "has a port that is not a number from 1 to 65535",
+		"https://app.example:65536":     "has a port that is not a number from 1 to 65535",
+		"https://app.example:":          "has a port that is not a number from 1 to 65535",
+		"https://[fe80::1%25eth0]:8080": "is not a valid origin",
+		"https://*.[::1]":               "wildcard before an IP address",
+		"https://bücher.example":        "write an internationalised name in its xn-- form",
+	} {
+		_, err := read(t, "[server.cors]\norigins = ["+strconv.Quote(o)+"]\n", nil)
+		if err == nil || !strings.Contains(err.Error(), "config.toml:2: server.cors.origins[0]: origin "+strconv.Quote(o)) || !strings.Contains(err.Error(), why) {
+			t.Errorf("%s: err = %v, want %q", o, err, why)
+		}
 	}
 }

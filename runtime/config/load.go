@@ -222,6 +222,13 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	}
 	// Defaults that depend on other settings are filled in, so that the
 	// config (config print, the plugins API) shows the values in effect.
+	// An origin as a browser sends it, which the CORS middleware
+	// compares it with (checkOrigin).
+	for i, o := range cfg.Server.CORS.Origins {
+		if n, err := checkOrigin(o, true); err == nil {
+			cfg.Server.CORS.Origins[i] = n
+		}
+	}
 	if len(cfg.Server.CORS.Methods) == 0 {
 		cfg.Server.CORS.Methods = slices.Clone(DefaultCORSMethods)
 	}

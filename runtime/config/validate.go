@@ -224,7 +224,7 @@ func (v *validator) cors() {
 			}
 			continue
 		}
-		if err := checkOrigin(o, v.c.isSecret(p)); err != nil {
+		if _, err := checkOrigin(o, v.c.isSecret(p)); err != nil {
 			v.fail(p, "%v", err)
 		}
 	}
@@ -244,10 +244,16 @@ func (v *validator) cors() {
 }
 
 // checkOrigin accepts what a browser sends as Origin: scheme://host[:port],
-// with "*." allowed at the start of the host for every subdomain. With
-// secret (a part of o came from the environment), its error quotes no
-// part of o, nor says which byte of it is wrong.
-func checkOrigin(o string, secret bool) error {
+// with "*." allowed at the start of the host for every subdomain, and
+// returns it as a browser sends it in its Origin header, which is what the
+// CORS middleware compares it with (as strings, lower-cased): the scheme
+// and host in lower case, no trailing "/", no port when it is the
+// scheme's default (":443" for https, ":80" for http: a browser never
+// sends one, so "https://app.example:443" never matched), and an IPv6
+// address in its canonical form ("[::1]" for "[0:0::1]"). With secret (a
+// part of o came from the environment), its error quotes no part of o,
+// nor says which byte of it is wrong.
+func checkOrigin(o string, secret bool) (string, error) {
 	shown := strconv.Quote(o)
 	if secret {
 		shown = strconv.Quote(Redacted)
@@ -256,48 +262,66 @@ func checkOrigin(o string, secret bool) error {
 		return fmt.Errorf("origin %s %s (want e.g. \"https://app.example.com\" or \"https://*.example.com\")", shown, why)
 	}
 	scheme, rest, ok := strings.Cut(o, "://")
+	// A scheme is case-insensitive; a browser sends it in lower case.
+	scheme = strings.ToLower(scheme)
 	if !ok || (scheme != "http" && scheme != "https") {
-		return bad("must start with http:// or https://")
+		return "", bad("must start with http:// or https://")
 	}
 	rest = strings.TrimSuffix(rest, "/")
 	host := strings.TrimPrefix(rest, "*.")
 	if host == "" || strings.ContainsAny(host, "/?#@*, \t") {
-		return bad("must be a scheme and a host, with no path, query or wildcard inside the host")
+		return "", bad("must be a scheme and a host, with no path, query or wildcard inside the host")
 	}
 	u, err := url.Parse(scheme + "://" + host)
 	if err != nil || u.Host != host {
-		return bad("is not a valid origin")
+		return "", bad("is not a valid origin")
 	}
-	if port := u.Port(); port != "" || strings.HasSuffix(host, ":") {
+	port := u.Port()
+	if port != "" || strings.HasSuffix(host, ":") {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' {
-			return bad("has a port that is not a number from 1 to 65535")
+			return "", bad("has a port that is not a number from 1 to 65535")
 		}
 	}
-	if name := u.Hostname(); !strings.HasPrefix(host, "[") {
+	name := strings.ToLower(u.Hostname())
+	if strings.HasPrefix(host, "[") {
+		// A browser sends an IPv6 address in its canonical form, and
+		// never with a zone.
+		a, err := netip.ParseAddr(name)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", bad("has a host that is not an IPv6 address a browser sends (no zone)")
+		}
+		name = "[" + a.String() + "]"
+	}
+	if !strings.HasPrefix(host, "[") {
 		// A trailing dot is kept: a page at https://app.example.com./
 		// sends it in its Origin.
-		if why := hostNameProblem(name); why != "" {
+		if why := hostNameProblem(u.Hostname()); why != "" {
 			if secret {
-				return bad("has a host that is not a host name")
+				return "", bad("has a host that is not a host name")
 			}
-			return bad("has a host that is not a host name: " + why)
+			return "", bad("has a host that is not a host name: " + why)
 		}
 	}
-	if wild := host != rest; wild {
+	wild := host != rest
+	if wild {
 		// The CORS middleware reads "https://*.x" as "https://.x", and
 		// an address has no subdomains.
-		name := host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			name = h
-		}
-		if strings.HasPrefix(name, "[") || net.ParseIP(name) != nil {
-			return bad("has a wildcard before an IP address, which has no subdomains")
+		if strings.HasPrefix(host, "[") || net.ParseIP(u.Hostname()) != nil {
+			return "", bad("has a wildcard before an IP address, which has no subdomains")
 		}
 		if u, err := url.Parse(scheme + "://." + host); err != nil || u.Host != "."+host {
-			return bad("is not a valid origin")
+			return "", bad("is not a valid origin")
 		}
 	}
-	return nil
+	out := scheme + "://"
+	if wild {
+		out += "*."
+	}
+	out += name
+	if port != "" && !(scheme == "https" && port == "443" || scheme == "http" && port == "80") {
+		out += ":" + port
+	}
+	return out, nil
 }
 
 // isToken reports whether s is an HTTP token (RFC 9110), as method and
