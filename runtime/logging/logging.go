@@ -235,6 +235,10 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 	if r.json {
 		b = escapeInvisible(b)
 	}
+	if size, ok := e.Context.(*lineSize); ok {
+		// A plugin's line: the rate limit charges what it wrote.
+		size.n = len(b)
+	}
 	return b, nil
 }
 

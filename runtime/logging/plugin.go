@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -300,10 +301,47 @@ func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord) int32 {
 	} else if name := slogLevelName(rec.Level); name != "" {
 		fields[SlogLevelKey] = name
 	}
-	e := logrus.NewEntry(l.log)
-	e.Data = fields
+	// One allocation for the entry and the size its Redactor reports
+	// (logrus.NewEntry allocated a Data map this replaces).
+	pe := &pluginEntry{size: lineSize{Context: context.Background()}}
+	e := &pe.e
+	e.Logger, e.Data, e.Context = l.log, fields, &pe.size
 	e.Log(LogrusLevel(rec.Level), rec.Message)
+	l.chargeWritten(recordSize(rec), pe.size.n)
 	return hostfuncs.LogWritten
+}
+
+// pluginEntry is a plugin line's entry and the size of what it wrote.
+type pluginEntry struct {
+	e    logrus.Entry
+	size lineSize
+}
+
+// lineSize is the context of a plugin line's entry: the Redactor that
+// formats it (logrus passes the entry's context on to the formatter)
+// sets n to the bytes of the line it wrote.
+type lineSize struct {
+	context.Context
+	n int
+}
+
+// chargeWritten takes from the rate limit what a line wrote past what it
+// was charged for (charged bytes, its record's size: LineCost): a line
+// is written escaped (a control byte as \u0001 in JSON, six bytes; an
+// invalid UTF-8 byte as \ufffd; "<" as \u003c; a format character as
+// one or two \u escapes; \x01 in text), with its secrets as [REDACTED]
+// and the runtime's fields, so that 4000 control bytes charged one token
+// wrote 24 KB, and the limit let six times its bytes through. The
+// difference is taken as a debt (the bucket may go below zero), which
+// the plugin's next lines wait out: what reaches the log is bounded by
+// what is written, within a burst of at most one line more. A line
+// whose size the formatter did not report (a logger without this
+// package's Redactor) is charged its record's size alone.
+func (l *PluginLogger) chargeWritten(charged, written int) {
+	burst := l.limiter.Burst()
+	if extra := LineCost(written, burst) - LineCost(charged, burst); extra > 0 {
+		l.limiter.ReserveN(time.Now(), extra)
+	}
 }
 
 // key makes a plugin's attribute key safe to write: the text format writes
