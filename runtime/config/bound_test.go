@@ -114,3 +114,29 @@ origins = ["https://app.example:443", "http://plain.example:80/", "https://*.sub
 		}
 	}
 }
+
+// ${VAR} is substituted in string values only, never in keys: a key that
+// holds "${" is refused, naming it and its line, where it was taken as
+// written ("${K}" = 1 in a plugin's config was a key named "${K}", which
+// the plugin asking for the variable's value never found; a token named
+// "${N}" was a token of that name). Nothing else is reported about what
+// is under it (a plugin id's pattern).
+func TestReferenceInKeyRefused(t *testing.T) {
+	vars := map[string]string{"K": "kk", "P": "pp", "N": "nn"}
+	for _, tc := range []struct{ text, want string }{
+		{"[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\n\"${K}\" = 1\n", `config.toml:4: plugins.a.config."${K}": a key cannot hold "${"`},
+		{"[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\nt = { \"x${K}\" = 1 }\n", `config.toml:4: plugins.a.config.t."x${K}": a key cannot hold "${"`},
+		{"[plugins.a]\npath = \"a.wasm\"\n[plugins.a.config]\n\"$${K}\" = 1\n", `config.toml:4: plugins.a.config."$${K}": a key cannot hold "${"`},
+		{"[plugins.\"${P}\"]\npath = \"a.wasm\"\n", `config.toml:1: plugins."${P}": a key cannot hold "${"`},
+		{"[auth.tokens.\"${N}\"]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"s\"\n", `config.toml:1: auth.tokens."${N}": a key cannot hold "${"`},
+	} {
+		_, err := read(t, tc.text, vars)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "${...} is substituted in string values only") {
+			t.Errorf("%q: err = %v, want %q", tc.text, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "plugin id") {
+			t.Errorf("%q: a follow-on error: %v", tc.text, err)
+		}
+	}
+}

@@ -186,10 +186,12 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 	// An alias set beside its key is reported with every other problem:
 	// the key's own value is kept and checked.
 	parsed := len(errs) == 0
+	failedKeys := map[string]bool{}
 	if parsed {
 		errs = append(errs, applyAliases(merged, origins)...)
+		errs = append(errs, referencesInKeys("", merged, origins, failedKeys)...)
 	}
-	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, substituted: map[string]bool{}, failed: map[string]bool{}}
+	s := substituter{env: env, origins: origins, secretPaths: map[string]bool{}, substituted: map[string]bool{}, failed: failedKeys}
 	// Before substitution, the secrets lists are as written: enough to
 	// know where an error must not quote the text.
 	s.hide = secretKeys(merged, nil)
@@ -935,6 +937,36 @@ func prescan(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// referencesInKeys refuses every key under path that holds "${": ${VAR}
+// is substituted in string values only, and a key taken as written ("${K}"
+// in a plugin's config, a token named "${N}") is never the key its
+// author meant. Each is marked failed, so that nothing more is reported
+// about it or what is under it (a plugin id's pattern).
+func referencesInKeys(path string, v any, origins map[string]string, failed map[string]bool) Errors {
+	var errs Errors
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			p := joinKey(path, []string{k})
+			if strings.Contains(k, "${") {
+				origin := ""
+				for q := p; q != "" && origin == ""; q = parentPath(q) {
+					origin = origins[q]
+				}
+				errs = append(errs, &Error{Origin: origin, Key: p, Msg: `a key cannot hold "${": ${...} is substituted in string values only, not in keys (write the key out)`})
+				failed[p] = true
+				continue
+			}
+			errs = append(errs, referencesInKeys(p, e, origins, failed)...)
+		}
+	case []any:
+		for i, e := range t {
+			errs = append(errs, referencesInKeys(fmt.Sprintf("%s[%d]", path, i), e, origins, failed)...)
+		}
+	}
+	return errs
 }
 
 // aliases are keys read as another key of the same table: the issue that
