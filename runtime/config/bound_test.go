@@ -140,3 +140,17 @@ func TestReferenceInKeyRefused(t *testing.T) {
 		}
 	}
 }
+
+// A local date, time or date-time where a key wants something else is
+// named as what it is: the error said "got toml.LocalDate", a Go type.
+func TestLocalDateTypeNamed(t *testing.T) {
+	for text, want := range map[string]string{
+		"[log]\nlevel = 1979-05-27\n":          "log.level: want a string, got a date",
+		"[log]\nlevel = 07:32:00\n":            "log.level: want a string, got a time",
+		"[log]\nlevel = 1979-05-27T07:32:00\n": "log.level: want a string, got a date-time",
+	} {
+		if _, err := read(t, text, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", text, err, want)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 // decoder copies a generic TOML document into typed config structs,
@@ -293,8 +295,12 @@ func describe(v any) string {
 		return "an array"
 	case map[string]any:
 		return "a table"
-	case time.Time:
+	case time.Time, toml.LocalDateTime:
 		return "a date-time"
+	case toml.LocalDate:
+		return "a date"
+	case toml.LocalTime:
+		return "a time"
 	}
 	return fmt.Sprintf("%T", v)
 }
