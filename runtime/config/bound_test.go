@@ -154,3 +154,32 @@ func TestLocalDateTypeNamed(t *testing.T) {
 		}
 	}
 }
+
+// A warning is bounded as an error is (a 1 MiB host in a plain http://
+// jwks_url made a 1 MiB warning, at every start and reload), and a path
+// longer than any the system opens is refused, where it failed at
+// start-up with an error quoting it whole (log, error page, admin API).
+func TestWarningsAndPathsBounded(t *testing.T) {
+	big := strings.Repeat("a", 1<<20)
+	c := mustRead(t, "[auth.jwt]\njwks_url = \"http://"+big+".example/jwks\"\nissuer = \"i\"\naudience = \"a\"\n", nil)
+	w := c.Warnings()
+	if len(w) != 1 || len(w[0]) > 4<<10 || !strings.Contains(w[0], "config.toml:2: auth.jwt.jwks_url: is fetched over plain http://") || !strings.Contains(w[0], "bytes, cut)") {
+		t.Errorf("warnings: %d, %.300q", len(w), w)
+	}
+	long := strings.Repeat("d/", 2100)
+	for _, tc := range []struct {
+		text string
+		vars map[string]string
+		want string
+	}{
+		{"[plugins.a]\npath = \"" + long + "a.wasm\"\n", nil, "config.toml:2: plugins.a.path: is 4206 bytes, longer than 4096, the longest path the system opens"},
+		{"[runtime]\ncache_dir = \"" + long + "\"\n", nil, "config.toml:2: runtime.cache_dir: is 4200 bytes, longer than 4096"},
+		{"[database]\nconnection = \"file:" + long + "\"\n", nil, "config.toml:2: database.connection: is 4205 bytes, longer than 4096"},
+		{"[runtime]\ncache_dir = \"${D}\"\n", map[string]string{"D": long}, "config.toml:2: runtime.cache_dir: is longer than 4096 bytes, the longest path the system opens"},
+	} {
+		_, err := read(t, tc.text, tc.vars)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || len(err.Error()) > 4<<10 {
+			t.Errorf("err = %.300v, want %q", err, tc.want)
+		}
+	}
+}

@@ -48,6 +48,7 @@ func (c *Config) validate() Errors {
 	v.log()
 	if c.Runtime.CacheDir == "" {
 		v.fail("runtime.cache_dir", "must not be empty")
+	} else if v.pathTooLong("runtime.cache_dir", c.Runtime.CacheDir) {
 	} else if why := notADirectory(c.Resolve("runtime.cache_dir", c.Runtime.CacheDir)); why != "" {
 		// Checked without creating it: the runtime makes it at start.
 		if c.isSecret("runtime.cache_dir") {
@@ -409,6 +410,7 @@ func (v *validator) database() {
 		secret := v.c.isSecret("database.connection")
 		if err := checkSQLiteConnection(d.Connection, secret); err != nil {
 			v.fail("database.connection", "%v", err)
+		} else if v.pathTooLong("database.connection", d.Connection) {
 		} else if why := notADirectory(v.c.Resolve("database.connection", strings.TrimPrefix(d.Connection, "file:"))); why != "" {
 			if secret {
 				why = notADirectoryHidden
@@ -475,6 +477,16 @@ func checkSQLiteConnection(conn string, secret bool) error {
 // an auth.jwt.jwks_url over plain http:// to another machine: whoever is
 // on the path could answer with keys of its own.
 func (c *Config) Warnings() []string {
+	out := c.warnings()
+	// As errors are: a 1 MiB host in a plain http:// jwks_url made a
+	// 1 MiB warning, at every start and reload.
+	for i, w := range out {
+		out[i] = boundMessage(w)
+	}
+	return out
+}
+
+func (c *Config) warnings() []string {
 	var out []string
 	if w := c.connBuffers(); w != "" {
 		out = append(out, w)
@@ -584,6 +596,26 @@ func (c *Config) connBuffers() string {
 	}
 	return fmt.Sprintf("%s%s: server.header_limit (%s) × server.max_connections (%v) is %s GiB: each open connection holds a read buffer of header_limit, so that many connections could take that much memory for their buffers alone; lower one of them",
 		where, key, v.show("server.header_limit", s.HeaderLimit), v.show("server.max_connections", s.MaxConnections), gib)
+}
+
+// maxPath is the longest path a config key may name: Linux's PATH_MAX,
+// past which no file can be opened by it. A longer one could only fail,
+// at start-up, with an error that quoted it whole into the log, an error
+// page and the admin API.
+const maxPath = 4096
+
+// pathTooLong reports, and fails, a path at key longer than maxPath; its
+// length is told unless it is secret.
+func (v *validator) pathTooLong(key, path string) bool {
+	if len(path) <= maxPath {
+		return false
+	}
+	if v.c.isSecret(key) {
+		v.fail(key, "is longer than %d bytes, the longest path the system opens", maxPath)
+	} else {
+		v.fail(key, "is %d bytes, longer than %d, the longest path the system opens", len(path), maxPath)
+	}
+	return true
 }
 
 // notADirectoryHidden is notADirectory's answer for a path with a part
@@ -859,6 +891,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 	}
 	if p.Path == "" {
 		v.fail(base+".path", "must name a .wasm file (or, for greenroom dev, a Go source directory)")
+	} else {
+		v.pathTooLong(base+".path", p.Path)
 	}
 	if p.SHA256 != "" {
 		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != 32 {
