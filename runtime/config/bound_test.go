@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,5 +183,29 @@ func TestWarningsAndPathsBounded(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || len(err.Error()) > 4<<10 {
 			t.Errorf("err = %.300v, want %q", err, tc.want)
 		}
+	}
+}
+
+// At most MaxErrors errors are listed, the rest counted: 150 000 unknown
+// keys (a 1 MB file) made a 48 MB message, in config check's output, the
+// reload's log line and the admin API's answer.
+func TestErrorsCapped(t *testing.T) {
+	var b strings.Builder
+	for p := range 30 {
+		fmt.Fprintf(&b, "[plugins.p%d]\npath = \"a.wasm\"\n[plugins.p%d.limits]\n", p, p)
+		for k := range 100 {
+			fmt.Fprintf(&b, "k%d = 1\n", k)
+		}
+	}
+	_, err := read(t, b.String(), nil)
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != MaxErrors+1 {
+		t.Fatalf("%d errors, want %d: %.300v", len(errs), MaxErrors+1, err)
+	}
+	if last := errs[MaxErrors].Error(); last != fmt.Sprintf("and %d more errors, not listed: fix these first", 3000-MaxErrors) {
+		t.Errorf("last error %q", last)
+	}
+	if first := errs[0].Error(); !strings.HasPrefix(first, "config.toml:4: plugins.p0.limits.k0: unknown key") {
+		t.Errorf("first error %q", first)
 	}
 }

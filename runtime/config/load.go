@@ -89,7 +89,7 @@ func Load(files []string, env LookupEnv) (*Config, error) {
 			}
 		}
 		boundErrors(errs)
-		return nil, errs
+		return nil, capErrors(errs)
 	}
 	return Read(srcs, env)
 }
@@ -220,7 +220,7 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		// Messages quote the values they reject; none may show a secret.
 		redactErrors(errs, cfg.Secrets(), secretValues(merged, isSecret))
 		boundErrors(errs)
-		return cfg, errs
+		return cfg, capErrors(errs)
 	}
 	// Defaults that depend on other settings are filled in, so that the
 	// config (config print, the plugins API) shows the values in effect.
@@ -247,6 +247,22 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// MaxErrors is how many of a config's errors are listed: the rest are
+// counted in one last error. 150 000 unknown keys (a 1 MB file) made a
+// 48 MB message, in config check's output, the reload's log line and the
+// admin API's answer.
+const MaxErrors = 100
+
+// capErrors keeps the first MaxErrors of errs, sorted, and says how many
+// more there were.
+func capErrors(errs Errors) Errors {
+	if len(errs) <= MaxErrors {
+		return errs
+	}
+	more := len(errs) - MaxErrors
+	return append(errs[:MaxErrors:MaxErrors], &Error{Msg: fmt.Sprintf("and %d more errors, not listed: fix these first", more)})
 }
 
 // Sort orders es by file (in the order given, as Config.Files) and line;
