@@ -64,6 +64,7 @@ func TestErrorsQuoteNoSecretPart(t *testing.T) {
 		{"listen port", "[server]\nlisten = \"${V}:99999\"\n", map[string]string{"V": "1.2.3.4"}, `server.listen: invalid address "[REDACTED]"`, []string{"1.2.3.4", "99999"}},
 		{"origin", "[server.cors]\norigins = [\"https://a${H}\"]\n", map[string]string{"H": "!b"}, `server.cors.origins[0]: origin "[REDACTED]"`, []string{"!b", "'!'", "byte"}},
 		{"reading host", "[reading]\nallow = [{ host = \"a${H}\" }]\n", map[string]string{"H": "!b"}, `reading.allow[0].host: host "[REDACTED]"`, []string{"!b", "'!'", "byte"}},
+		{"route length", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"/${R}\"]\n", map[string]string{"R": strings.Repeat("r", 2000)}, `plugins.a.public_routes[0]: route is longer than 1024 bytes`, []string{"2001", "rrrr"}},
 		{"token length", "[auth.tokens.ci]\ntoken = \"abc\"\nsubject = \"s\"\n", nil, `auth.tokens.ci.token: must be at least 32 characters`, []string{"got 3", "abc"}},
 		{"token length from env", "[auth.tokens.ci]\ntoken = \"${T}\"\nsubject = \"s\"\n", map[string]string{"T": "abcdefgh"}, `auth.tokens.ci.token: must be at least 32 characters`, []string{"got 8", "abcdefgh"}},
 	} {

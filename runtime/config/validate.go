@@ -903,8 +903,14 @@ func (v *validator) plugin(id string, p *Plugin) {
 		v.fail(base+".log_level", "must be one of %s, got %q", strings.Join(logLevels, ", "), p.LogLevel)
 	}
 	for i, r := range p.PublicRoutes {
+		key := fmt.Sprintf("%s.public_routes[%d]", base, i)
 		if err := CheckPublicRoute(r); err != nil {
-			v.fail(fmt.Sprintf("%s.public_routes[%d]", base, i), "%v", err)
+			if len(r) > MaxRouteLength && v.c.isSecret(key) {
+				// Not "of 2000 bytes": a secret's length is not told.
+				v.fail(key, "route is longer than %d bytes", MaxRouteLength)
+				continue
+			}
+			v.fail(key, "%v", err)
 		}
 	}
 	l := p.Limits
