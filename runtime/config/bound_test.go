@@ -25,6 +25,9 @@ func TestErrorsBoundQuotedValues(t *testing.T) {
 		{"wrong type", "[plugins.a]\npath = \"a.wasm\"\nlimits.instances = \"" + big + "\"\n", `plugins.a.limits.instances: want an integer, got string "AAAA`},
 		{"escaped", "[log]\nlevel = \"" + strings.Repeat(`\u0001`, 1<<16) + "\"\n", `got "\x01\x01`},
 		{"unknown key", "[server]\n" + strings.Repeat("k", 4000) + " = 1\n", `config.toml:2: server.kkkk`},
+		// A quote as a rune literal ('"') starts no quoted string: the
+		// words after it are not taken for one and cut.
+		{"rune literal", "[server.cors]\norigins = [\"https://a\\\"b" + big + "\"]\n", `byte 1 ('"') is not a letter, digit, '-', '_' or '.' (write an internationalised name in its xn-- form) (want e.g. "https://app.example.com"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := read(t, tc.text, nil)

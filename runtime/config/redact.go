@@ -125,6 +125,13 @@ func boundMessage(msg string) string {
 		if i < 0 {
 			break
 		}
+		if i > 0 && rest[i-1] == '\'' && i+1 < len(rest) && rest[i+1] == '\'' {
+			// A rune literal, '"' (hostNameProblem's byte), starts no
+			// string.
+			b.WriteString(rest[:i+2])
+			rest = rest[i+2:]
+			continue
+		}
 		// The quoted string's end: the next '"' not escaped.
 		j := i + 1
 		for j < len(rest) && rest[j] != '"' {
