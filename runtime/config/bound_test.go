@@ -213,3 +213,21 @@ func TestErrorsCapped(t *testing.T) {
 		t.Errorf("first error %q", first)
 	}
 }
+
+// A duration written right but longer than a Go duration holds is said
+// to be too long, where the error asked for "a Go duration such as 5s"
+// (time's error says "invalid" for both).
+func TestDurationTooLong(t *testing.T) {
+	for text, want := range map[string]string{
+		"[plugins.a]\npath = \"a.wasm\"\nlimits.timeout = \"9999999999h\"\n": `plugins.a.limits.timeout: invalid duration "9999999999h": too long (a duration is at most 2562047h47m16.854775807s)`,
+		"[server]\nread_timeout = \"2562047h47m16.854775807s1ns\"\n":         `server.read_timeout: invalid duration "2562047h47m16.854775807s1ns": too long`,
+		"[server]\nread_timeout = \"5 s\"\n":                                 `server.read_timeout: invalid duration "5 s" (want a Go duration such as "5s"`,
+		"[server]\nread_timeout = \"1e3s\"\n":                                `server.read_timeout: invalid duration "1e3s" (want a Go duration such as "5s"`,
+		"[server]\nread_timeout = \"-9999999999h\"\n":                        `server.read_timeout: invalid duration "-9999999999h": too long`,
+	} {
+		if _, err := read(t, text, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", text, err, want)
+		}
+	}
+	refusedWithout(t, "[server]\nread_timeout = \"${D}h\"\n", map[string]string{"D": "99999999999"}, `server.read_timeout: invalid duration "[REDACTED]": too long`, "99999999999")
+}

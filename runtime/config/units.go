@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -113,9 +114,20 @@ func (s Size) String() string {
 // "1m30s", "250ms").
 type Duration time.Duration
 
+// durationForm is what time.ParseDuration reads: numbers, each with a
+// unit.
+var durationForm = regexp.MustCompile(`^[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+$`)
+
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	t := strings.TrimSpace(string(b))
+	v, err := time.ParseDuration(t)
+	if err != nil && durationForm.MatchString(t) {
+		// Written right, but past what a Go duration holds: time's
+		// error says "invalid" for both.
+		const why = `: too long (a duration is at most 2562047h47m16.854775807s)`
+		return &valueError{fmt.Sprintf("invalid duration %q%s", string(b), why), `invalid duration "[REDACTED]"` + why}
+	}
 	if err != nil {
 		const want = `(want a Go duration such as "5s", "250ms", "1m30s")`
 		return &valueError{fmt.Sprintf("invalid duration %q %s", string(b), want), `invalid duration "[REDACTED]" ` + want}
