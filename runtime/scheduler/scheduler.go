@@ -102,6 +102,10 @@ const (
 	// this (and half its round trip) from this replica's reckoning has
 	// the clock read again.
 	clockSlack = 100 * time.Millisecond
+	// stepTolerance: the clock due times go by is taken as stepped back
+	// when it reads this much less than its last reading and the time
+	// since on the monotonic clock make.
+	stepTolerance = time.Second
 	// maxErrorText bounds the error text kept for a run, and
 	// maxLogErrorText the part of it written in the log line of a failed
 	// run.
@@ -202,6 +206,15 @@ type Scheduler struct {
 	clockStale atomic.Bool
 	// starts batches the rows of local runs as they start.
 	starts startBatch
+	// frame is the last tick's reading of the clock due times go by, on
+	// the monotonic clock: the next tick compares, and sees that clock
+	// stepped back (stepBack). The loop's alone.
+	frame struct {
+		now   time.Time
+		mono  time.Duration
+		known bool // dbKnown then (its first reading moves the clock)
+		set   bool
+	}
 
 	stats stats
 }
@@ -680,6 +693,9 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 		s.dbClock(ctx)
 	}
 	now := s.dueNow()
+	if back := s.steppedBack(now, s.clk.Mono()); back > 0 {
+		s.stepBack(ctx, back, now)
+	}
 	var syncs, claims []*task
 	var locals []*run
 	s.mu.Lock()
@@ -738,6 +754,91 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 	}
 	wg.Wait()
 	return s.untilNext()
+}
+
+// steppedBack returns how far the clock due times go by (the database's,
+// the host's on SQLite) was stepped back since the last tick, now being
+// its reading at mono (clock.Mono), or 0.
+func (s *Scheduler) steppedBack(now time.Time, mono time.Duration) time.Duration {
+	f := &s.frame
+	known := s.dbKnown.Load()
+	var back time.Duration
+	if f.set && f.known == known {
+		back = f.now.Add(mono - f.mono).Sub(now)
+	}
+	f.now, f.mono, f.known, f.set = now, mono, known, true
+	if back > stepTolerance {
+		return back
+	}
+	return 0
+}
+
+// stepBack moves the tasks' due times after the clock they go by was
+// stepped back by back (NTP correcting a clock that ran ahead, an
+// operator): due times are absolute, and each task would otherwise wait
+// the step out, however often it is due. Each task's next due time
+// becomes what Task.steppedDue says (an Every task's moves back by the
+// step); a global task's is moved in its row, only if the row still has
+// the due time this replica saw and no run holds its lease (another
+// replica that saw the step may have moved it first: the row's is then
+// taken), and a scheduled global run in progress stores the moved one as
+// it ends. Registration times move back too (initial delays count from
+// them), and the latest due time seen claimed.
+func (s *Scheduler) stepBack(ctx context.Context, back time.Duration, now time.Time) {
+	type move struct {
+		t        *task
+		gen      uint64
+		from, to time.Time
+	}
+	var moves []move
+	s.mu.Lock()
+	for _, t := range s.tasks {
+		t.regAt = t.regAt.Add(-back)
+		if !t.passed.IsZero() {
+			t.passed = t.passed.Add(-back)
+		}
+		if r := t.run; r != nil && r.gen == t.gen && t.Scope == Global && !r.manual && !r.next.IsZero() {
+			r.next = t.steppedDue(r.next, back, now)
+		}
+		if !t.synced {
+			continue // its sync reckons from regAt
+		}
+		to := t.steppedDue(t.due, back, now)
+		if !to.Before(t.due) {
+			t.attempt = t.nextAttempt()
+			continue
+		}
+		if t.Scope == Local || t.run != nil {
+			t.due = to
+			if t.run == nil {
+				t.attempt = t.nextAttempt()
+			}
+			continue
+		}
+		moves = append(moves, move{t, t.gen, t.due, to})
+	}
+	s.mu.Unlock()
+	s.log.WithField("step", back.String()).Warn("the clock due times go by was stepped back; moving the tasks' next due times by the step (see docs/scheduler.md, Clock steps)")
+	if len(moves) == 0 {
+		return
+	}
+	st, err := s.store(ctx)
+	for _, m := range moves {
+		got := m.from
+		if err == nil {
+			got, err = st.reschedule(ctx, m.t.Plugin, m.t.ID, m.from, m.to)
+		}
+		if err != nil {
+			s.log.WithError(err).WithFields(logrus.Fields{"plugin": m.t.Plugin, "task": m.t.ID}).Error("cannot move the task's next due time after the clock was stepped back; it waits for its due time as it was")
+			continue
+		}
+		s.mu.Lock()
+		if t := m.t; s.tasks[t.key] == t && t.gen == m.gen && t.run == nil && !got.IsZero() {
+			t.due = got
+			t.attempt = t.nextAttempt()
+		}
+		s.mu.Unlock()
+	}
 }
 
 // priorRuns returns the keys of the tasks with a run in progress on this

@@ -25,7 +25,10 @@ import (
 type store interface {
 	// register upserts the rows of tasks registered at at. A global task
 	// keeps the next_run its row already has, unless its schedule or scope
-	// changed (or it has none): then next is stored. It returns each
+	// changed (or it has none), or its last run began over a second
+	// after now (the clock was stepped back while no replica ran to see
+	// it: stepBack) and next is earlier, no run holding its lease: then
+	// next is stored. It returns each
 	// task's next_run (zero for local tasks).
 	register(ctx context.Context, regs []registration) ([]time.Time, error)
 	// claim takes the lease of each item's task for replica, when the row
@@ -69,6 +72,11 @@ type store interface {
 	// (renew). It returns the run, and false when there is none (no run
 	// holds a live lease, it is replica's own, or it is not runID).
 	requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error)
+	// reschedule moves the next_run of global task plugin/task from from
+	// to to, when the row still has from and no live lease holds the task
+	// (after the clock due times go by was stepped back: stepBack), and
+	// returns the row's next_run (zero when there is no row).
+	reschedule(ctx context.Context, plugin, task string, from, to time.Time) (time.Time, error)
 	// tidy marks runs whose replica is gone as lost, but for the runs
 	// live (the calling replica's own, in progress), and keeps the last
 	// keep runs of each task.

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"time"
 )
@@ -36,7 +37,13 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::ti
 ORDER BY i.plugin, i.task
 ON CONFLICT (plugin, task) DO UPDATE SET
     next_run = CASE WHEN t.schedule <> excluded.schedule OR t.scope <> excluded.scope OR t.next_run IS NULL
-                    THEN excluded.next_run ELSE t.next_run END,
+                    THEN excluded.next_run
+                    -- The clock was stepped back (the last run began
+                    -- after now): the first due time from now.
+                    WHEN t.last_start > now() + interval '1 second' AND excluded.next_run < t.next_run
+                         AND (t.run_id IS NULL OR t.lease_until < now())
+                    THEN excluded.next_run
+                    ELSE t.next_run END,
     scope = excluded.scope, schedule = excluded.schedule, timeout_ms = excluded.timeout_ms,
     registered_at = excluded.registered_at
 RETURNING t.plugin, t.task, t.next_run`, plugins, tasks, scopes, scheds, timeouts, nexts)
@@ -360,4 +367,22 @@ func (s *pgStore) runs(ctx context.Context, plugin, task string, limit int) ([]R
 		return nil, err
 	}
 	return scanRuns(rows)
+}
+
+func (s *pgStore) reschedule(ctx context.Context, plugin, task string, from, to time.Time) (time.Time, error) {
+	var got time.Time
+	err := s.db.QueryRowContext(ctx, `
+WITH u AS (
+    UPDATE scheduler_tasks SET next_run = $4
+    WHERE plugin = $1 AND task = $2 AND scope = 'global' AND next_run = $3 AND (run_id IS NULL OR lease_until < now())
+    RETURNING next_run
+)
+SELECT next_run FROM u
+UNION ALL
+SELECT next_run FROM scheduler_tasks WHERE plugin = $1 AND task = $2 AND NOT EXISTS (SELECT 1 FROM u)`,
+		plugin, task, from, to).Scan(dbTime{&got})
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	return got, err
 }

@@ -55,7 +55,13 @@ INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, nex
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (plugin, task) DO UPDATE SET
     next_run = CASE WHEN t.schedule <> excluded.schedule OR t.scope <> excluded.scope OR t.next_run IS NULL
-                    THEN excluded.next_run ELSE t.next_run END,
+                    THEN excluded.next_run
+                    -- The clock was stepped back (the last run began
+                    -- after now): the first due time from now.
+                    WHEN t.last_start > excluded.registered_at + 1000000 AND excluded.next_run < t.next_run
+                         AND (t.run_id IS NULL OR t.lease_until < excluded.registered_at)
+                    THEN excluded.next_run
+                    ELSE t.next_run END,
     scope = excluded.scope, schedule = excluded.schedule, timeout_ms = excluded.timeout_ms,
     registered_at = excluded.registered_at
 RETURNING next_run`, r.task.Plugin, r.task.ID, string(r.task.Scope), r.task.Schedule(), r.task.Timeout.Milliseconds(), next, now.UnixMicro()).
@@ -337,4 +343,22 @@ func (s *sqliteStore) runs(ctx context.Context, plugin, task string, limit int) 
 		return nil, err
 	}
 	return scanRuns(rows)
+}
+
+func (s *sqliteStore) reschedule(ctx context.Context, plugin, task string, from, to time.Time) (time.Time, error) {
+	var got time.Time
+	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `
+UPDATE scheduler_tasks SET next_run = ?
+WHERE plugin = ? AND task = ? AND scope = 'global' AND next_run = ? AND (run_id IS NULL OR lease_until < ?)`,
+			us(to), plugin, task, us(from), us(s.clock())); err != nil {
+			return err
+		}
+		err := tx.QueryRowContext(ctx, "SELECT next_run FROM scheduler_tasks WHERE plugin = ? AND task = ?", plugin, task).Scan(dbTime{&got})
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	return got, err
 }

@@ -431,3 +431,36 @@ func ianaZoneName(zone string) bool {
 	}
 	return true
 }
+
+// steppedDue is due, a due time reckoned before the clock due times go by
+// was stepped back by back, as it stands now (now, after the step): an
+// Every task's due time moves back by the step, so that its next run
+// comes as long after the last one as it would have; a cron task's
+// becomes the next match after now, when that is earlier, but for an
+// expression with a fixed minute and hour and a step of at most three
+// hours (vixie cron's rule), whose wall times already run are not run
+// again: it keeps its next match.
+func (t *Task) steppedDue(due time.Time, back time.Duration, now time.Time) time.Time {
+	if due.IsZero() {
+		return due
+	}
+	if t.Every > 0 {
+		return trunc(due.Add(-back))
+	}
+	body := t.Cron
+	if strings.HasPrefix(body, "TZ=") || strings.HasPrefix(body, "CRON_TZ=") {
+		_, body, _ = strings.Cut(body, " ")
+	}
+	if back <= maxFixedStepBack && fixedTime(strings.TrimSpace(body)) {
+		return due
+	}
+	if n := t.nextCron(now); !n.IsZero() && n.Before(due) {
+		return n
+	}
+	return due
+}
+
+// maxFixedStepBack: a step back of the clock up to this long does not run
+// again the wall times a fixed-time cron task already ran (vixie cron's
+// rule); a longer one goes by the clock as it reads.
+const maxFixedStepBack = 3 * time.Hour
