@@ -132,13 +132,20 @@ type RunningError struct {
 	// Replica is the replica running it (for global tasks: the lease
 	// holder), when known.
 	Replica string
+	// Why says why the run cannot be acted on, when it is not only that
+	// it runs (a cancel that its replica would never read).
+	Why string
 }
 
 func (e *RunningError) Error() string {
+	msg := fmt.Sprintf("task %s/%s is running", e.Plugin, e.Task)
 	if e.Replica != "" {
-		return fmt.Sprintf("task %s/%s is running on replica %s", e.Plugin, e.Task, e.Replica)
+		msg += " on replica " + e.Replica
 	}
-	return fmt.Sprintf("task %s/%s is running", e.Plugin, e.Task)
+	if e.Why != "" {
+		msg += ", " + e.Why
+	}
+	return msg
 }
 
 func (e *RunningError) Is(target error) bool { return target == ErrRunning }

@@ -293,6 +293,13 @@ func (s *Scheduler) requestCancel(ctx context.Context, plugin, id, runID string)
 		return Run{}, err
 	}
 	run, ok, err := st.requestCancel(ctx, plugin, id, s.cfg.Replica, runID)
+	if errors.Is(err, errCancelUnread) {
+		// An older replica (a rolling upgrade) never reads the request:
+		// recorded and answered as requested, the run went on.
+		return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: run.Replica, Why: "which runs an older greenroom whose run rows do not say it reads cancel requests sent through another replica " +
+			"(no reads_cancel, runtime migration 20261207000001; before 20261206000001 replicas never read them) and would never read this one: " +
+			"nothing was recorded; send the cancel to that replica itself, or let the run end (upgrading that replica stops it, as a shutdown does)"}
+	}
 	if err != nil {
 		return Run{}, fmt.Errorf("scheduler: request the cancel of task %s/%s: %w", plugin, id, err)
 	}

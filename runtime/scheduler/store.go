@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -70,7 +71,10 @@ type store interface {
 	// kept on that run's row, so a later run of the task is not
 	// affected; the replica holding the lease reads it as it renews
 	// (renew). It returns the run, and false when there is none (no run
-	// holds a live lease, it is replica's own, or it is not runID).
+	// holds a live lease, it is replica's own, or it is not runID). A
+	// run whose replica does not read cancel requests (its row was
+	// written by a replica from before reads_cancel: a rolling upgrade)
+	// is returned with errCancelUnread, and nothing is recorded.
 	requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error)
 	// reschedule moves the next_run of global task plugin/task from from
 	// to to, when the row still has from and no live lease holds the task
@@ -172,6 +176,10 @@ type taskRow struct {
 	lastError, lastReplica        string
 	lastDurationUS                sql.NullInt64
 }
+
+// errCancelUnread: the run requestCancel found was started by a replica
+// that does not read cancel requests.
+var errCancelUnread = errors.New("the replica running the run does not read cancel requests")
 
 // lostMessage is the error of a run whose replica stopped renewing its
 // lease.

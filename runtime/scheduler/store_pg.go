@@ -104,10 +104,10 @@ WITH input AS (
     FROM cand c
     WHERE r.run_id = c.old_run AND r.outcome = 'running' AND NOT c.own
 ), ins AS (
-    INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome)
+    INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, reads_cancel)
     SELECT i.run_id, i.plugin, i.task, $6, CASE WHEN i.manual THEN 'manual' ELSE 'schedule' END,
            CASE WHEN i.manual THEN NULL ELSE i.due END,
-           CASE WHEN i.manual THEN now() ELSE GREATEST(now(), i.due) END, 'running'
+           CASE WHEN i.manual THEN now() ELSE GREATEST(now(), i.due) END, 'running', true
     FROM upd u JOIN input i ON i.plugin = u.plugin AND i.task = u.task
     WHERE NOT u.own
 )
@@ -169,8 +169,8 @@ func (s *pgStore) start(ctx context.Context, replica string, sts []localStart) e
 		}
 	}
 	_, err := s.db.ExecContext(ctx, `
-INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms)
-SELECT i.run_id, i.plugin, i.task, $5, i.trigger, i.due, now(), 'running', i.timeout_ms
+INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms, reads_cancel)
+SELECT i.run_id, i.plugin, i.task, $5, i.trigger, i.due, now(), 'running', i.timeout_ms, true
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::timestamptz[], $7::bigint[])
     AS i(run_id, plugin, task, trigger, due, timeout_ms)`, runIDs, plugins, tasks, triggers, replica, dues, timeouts)
 	return err
@@ -261,12 +261,24 @@ func (s *pgStore) requestCancel(ctx context.Context, plugin, task, replica, runI
 	// Only the run's row is written (locked): a completion, which locks
 	// the task's row then the run's, cannot deadlock with it, and one
 	// that committed first leaves the run no longer running.
-	return oneRun(s.db.QueryContext(ctx, `
+	run, ok, err := oneRun(s.db.QueryContext(ctx, `
 UPDATE scheduler_runs r SET cancel_requested_at = COALESCE(r.cancel_requested_at, now())
 FROM scheduler_tasks t
 WHERE t.plugin = $1 AND t.task = $2 AND r.run_id = t.run_id AND t.lease_until >= now() AND t.lease_owner <> $3
-  AND r.outcome = 'running' AND ($4 = '' OR r.run_id = $4)
+  AND r.outcome = 'running' AND ($4 = '' OR r.run_id = $4) AND r.reads_cancel
 RETURNING `+runColumnsOf("r"), plugin, task, replica, runID))
+	if err != nil || ok {
+		return run, ok, err
+	}
+	// None recorded: is the run one whose replica does not read them?
+	run, ok, err = oneRun(s.db.QueryContext(ctx, `
+SELECT `+runColumnsOf("r")+` FROM scheduler_runs r JOIN scheduler_tasks t ON r.run_id = t.run_id
+WHERE t.plugin = $1 AND t.task = $2 AND t.lease_until >= now() AND t.lease_owner <> $3
+  AND r.outcome = 'running' AND ($4 = '' OR r.run_id = $4) AND r.reads_cancel IS NOT TRUE`, plugin, task, replica, runID))
+	if err == nil && ok {
+		err = errCancelUnread
+	}
+	return run, ok, err
 }
 
 // lastLost is the SET list of an UPDATE of scheduler_tasks t that records

@@ -128,7 +128,7 @@ func (s *sqliteStore) claim(ctx context.Context, replica string, lease time.Dura
 					return err
 				}
 			}
-			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, reads_cancel) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1)",
 				it.runID, it.plugin, it.task, replica, trigger, due, started.UnixMicro()); err != nil {
 				return err
 			}
@@ -163,7 +163,7 @@ func (s *sqliteStore) start(ctx context.Context, replica string, sts []localStar
 			if st.manual {
 				trigger, due = "manual", nil
 			}
-			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+			if _, err := tx.ExecContext(ctx, "INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, due_at, started_at, outcome, timeout_ms, reads_cancel) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, 1)",
 				st.runID, st.plugin, st.task, replica, trigger, due, now, st.timeout.Milliseconds()); err != nil {
 				return err
 			}
@@ -240,11 +240,24 @@ func (s *sqliteStore) renew(ctx context.Context, replica string, lease time.Dura
 
 func (s *sqliteStore) requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error) {
 	now := s.clock().UnixMicro()
-	return oneRun(s.db.QueryContext(ctx, `
+	run, ok, err := oneRun(s.db.QueryContext(ctx, `
 UPDATE scheduler_runs SET cancel_requested_at = COALESCE(cancel_requested_at, ?)
-WHERE outcome = 'running' AND (? = '' OR run_id = ?) AND run_id = (
+WHERE outcome = 'running' AND (? = '' OR run_id = ?) AND reads_cancel = 1 AND run_id = (
     SELECT run_id FROM scheduler_tasks WHERE plugin = ? AND task = ? AND lease_until >= ? AND lease_owner <> ?)
 RETURNING `+runColumns, now, runID, runID, plugin, task, now, replica))
+	if err != nil || ok {
+		return run, ok, err
+	}
+	// None recorded: is the run one whose replica does not read them?
+	run, ok, err = oneRun(s.db.QueryContext(ctx, `
+SELECT `+runColumns+` FROM scheduler_runs
+WHERE outcome = 'running' AND (? = '' OR run_id = ?) AND reads_cancel IS NOT 1 AND run_id = (
+    SELECT run_id FROM scheduler_tasks WHERE plugin = ? AND task = ? AND lease_until >= ? AND lease_owner <> ?)`,
+		runID, runID, plugin, task, now, replica))
+	if err == nil && ok {
+		err = errCancelUnread
+	}
+	return run, ok, err
 }
 
 // sqliteMarkLost records the running runs that where (a condition on
