@@ -565,17 +565,20 @@ func TestTriggerDuringStop(t *testing.T) {
 // Run's ctx ends at the task's timeout and the call is interrupted a
 // little later (a tenth of it): a Run that watches its ctx returns
 // ctx.Err() every time. With both at the same instant it was interrupted
-// first in about half the runs, its return never seen.
+// first in about half the runs, its return never seen. The timeout is 2s,
+// so that the guest has 200 ms to return: with 400ms (40 ms) one run in
+// six was interrupted first when the package's tests ran on two busy
+// cores.
 func TestRunSeesItsTimeout(t *testing.T) {
 	t.Parallel()
-	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "wait", Every: "1s", Timeout: "400ms", Action: "sleep", MS: 10000}))
+	in := start(t, "one", sqliteConf(t), plugin("sched", true, def{ID: "wait", Every: "1s", Timeout: "2s", Action: "sleep", MS: 10000}))
 	var runs []scheduler.Run
-	waitFor(t, 30*time.Second, "six timed-out runs", func() bool {
+	waitFor(t, 60*time.Second, "six timed-out runs", func() bool {
 		runs = ended(history(t, in, "sched", "wait"), "")
 		return len(runs) >= 6
 	})
 	for _, r := range runs {
-		if r.Outcome != "failed" || r.Failure != "timeout" || r.Error != "ended at its timeout of 400ms: context deadline exceeded" {
+		if r.Outcome != "failed" || r.Failure != "timeout" || r.Error != "ended at its timeout of 2s: context deadline exceeded" {
 			t.Errorf("run: %s %s %q, want Run's own ctx.Err() at its timeout", r.Outcome, r.Failure, r.Error)
 		}
 	}
