@@ -1037,6 +1037,11 @@ func (s *Scheduler) dbClock(ctx context.Context) error {
 		s.dbKnown.Store(true)
 	}
 	if ref != nil {
+		if s.dueAt(ref.mono, s.clk.Now).Sub(ref.db) > stepTolerance {
+			// Stepped back: the loop moves the due times (stepBack)
+			// now, not at its next wake-up, an hour away.
+			defer s.wakeUp()
+		}
 		s.dbRef.Store(ref)
 	}
 	return nil
@@ -1070,6 +1075,9 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		res, err = st.claim(cctx, s.cfg.Replica, s.cfg.Lease, items)
 	}
 	back := s.clk.Mono()
+	// This replica's reckoning of the database's clock at back, which the
+	// due times claimed went by (checkClock may read it again).
+	est := s.dueAt(back, s.clk.Now)
 	if err != nil && ctx.Err() == nil {
 		s.claimFailed(err, "cannot claim due tasks; retrying")
 	}
@@ -1085,7 +1093,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 			// claimed, goes on under the old registration, and the new
 			// one's sync sets the task's due time, not this claim.
 			if err == nil && res[i].claimed {
-				r.took(res[i], sent, back)
+				r.took(res[i], sent, back, est)
 				t.sawClaimed(r.due)
 				r.withdrawn = s.tasks[t.key] != t // changed, then dropped
 				won = append(won, r)
@@ -1105,7 +1113,7 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 		x := res[i]
 		switch {
 		case x.claimed:
-			r.took(x, sent, back)
+			r.took(x, sent, back, est)
 			t.sawClaimed(r.due)
 			t.due = r.next
 			// Dropped by a reload while the claim was on its way: the
@@ -1153,11 +1161,22 @@ func (s *Scheduler) claimRuns(ctx context.Context, ts []*task) {
 // time by the database's clock, which the claim read (x.dbNow; none on
 // SQLite, whose clock is the host's). Counted from back, the claim's
 // reading being older, it begins no sooner, even should this replica's
-// reckoning of the database's clock be off.
-func (r *run) took(x claimResult, sent, back time.Duration) {
+// reckoning of the database's clock be off. Unless the claim read that
+// clock behind the reckoning (est, at back) by more than the round trip
+// and stepTolerance: the clock was stepped back since this replica last
+// read it, and the due time, reckoned before the step, would have waited
+// the step out (an hour's step, an hour, the lease held all along); the
+// run then begins at its due time by the reckoning, as it would have had
+// the clock not been stepped (checkClock reads the clock again, and the
+// next tick moves the due times: stepBack).
+func (r *run) took(x claimResult, sent, back time.Duration, est time.Time) {
 	r.claimed, r.leaseOK = true, sent
 	if !x.dbNow.IsZero() {
-		r.startAt, r.startSet = back+r.due.Sub(x.dbNow), true
+		wait := r.due.Sub(x.dbNow)
+		if est.Sub(x.dbNow) > back-sent+stepTolerance {
+			wait = r.due.Sub(est)
+		}
+		r.startAt, r.startSet = back+wait, true
 	}
 }
 
