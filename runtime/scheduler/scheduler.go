@@ -207,9 +207,10 @@ type Scheduler struct {
 	dbRef   atomic.Pointer[dbReading]
 	dbKnown atomic.Bool
 	// clockMu orders readings of the database's clock; clockAt is when
-	// the last one came back (clk), and clockStale asks for another.
+	// the last one came back (clk.Mono: a step of the host's clock back
+	// held the next one off by the step), and clockStale asks for another.
 	clockMu    sync.Mutex
-	clockAt    time.Time
+	clockAt    time.Duration
 	clockStale atomic.Bool
 	// starts batches the rows of local runs as they start.
 	starts startBatch
@@ -985,7 +986,7 @@ func (s *Scheduler) dueAt(mono time.Duration, wall func() time.Time) time.Time {
 func (s *Scheduler) dbClock(ctx context.Context) error {
 	s.clockMu.Lock()
 	defer s.clockMu.Unlock()
-	if s.dbKnown.Load() && !s.clockStale.Load() && s.clk.Now().Sub(s.clockAt) < clockEvery {
+	if s.dbKnown.Load() && !s.clockStale.Load() && s.clk.Mono()-s.clockAt < clockEvery {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -1004,7 +1005,7 @@ func (s *Scheduler) dbClock(ctx context.Context) error {
 		if err != nil {
 			if s.dbKnown.Load() {
 				// The last reading stands; the next try in retryError.
-				s.clockAt = s.clk.Now().Add(retryError - clockEvery)
+				s.clockAt = s.clk.Mono() + retryError - clockEvery
 			}
 			return err
 		}
@@ -1020,7 +1021,7 @@ func (s *Scheduler) dbClock(ctx context.Context) error {
 			}
 		}
 	}
-	s.clockAt = s.clk.Now()
+	s.clockAt = s.clk.Mono()
 	s.clockStale.Store(false)
 	if s.dbKnown.Load() && rtt > clockMaxRTT {
 		return nil // too rough: the last reading stands

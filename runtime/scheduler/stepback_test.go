@@ -274,3 +274,45 @@ func rebind(st store, q string) string {
 	}
 	return b.String()
 }
+
+// monoDBClock is a store whose database clock is clk's monotonic one (the
+// database's own clock, which no step of this host's moves), counting its
+// readings.
+type monoDBClock struct {
+	store
+	clk   *fakeClock
+	reads *atomic.Int32
+}
+
+func (m monoDBClock) dbNow(context.Context) (time.Time, error) {
+	m.reads.Add(1)
+	return time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Add(m.clk.Mono()), nil
+}
+
+// A replica reads the database's clock again every 30 s on its monotonic
+// clock: with the host's clock stepped back an hour it went an hour
+// without a reading (when the last was taken went by the wall clock), and
+// a step of the database's clock in that hour went unseen by a replica
+// running only local tasks, which no claim made read it.
+func TestDatabaseClockReadAgainAfterHostClockStep(t *testing.T) {
+	clk := newFakeClock(t)
+	reads := new(atomic.Int32)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: "r"})
+	s.clk = clk
+	s.st = monoDBClock{openStore(t, database.Config{Client: database.ClientSQLite, Connection: t.TempDir()}), clk, reads}
+	ctx := context.Background()
+	if err := s.dbClock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := reads.Load()
+	clk.stepWall(-time.Hour)
+	clk.AdvanceTo(clk.now.Add(clockEvery + time.Second))
+	if err := s.dbClock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if reads.Load() == n {
+		t.Errorf("the database's clock was not read again %s after the last reading, the host's clock stepped back an hour meanwhile", clockEvery+time.Second)
+	}
+}
