@@ -1425,7 +1425,9 @@ func (s *Scheduler) execute(r *run) {
 		// The due time is done with, unless its run was lost: then it
 		// stays due, and the replica that takes the task runs it again.
 		if r.claimed && !r.manual && failure != "lost" {
+			s.mu.Lock() // stepBack may move r.next
 			f.due, f.next = r.due, r.next
+			s.mu.Unlock()
 		}
 		s.complete(f, queued)
 	}
