@@ -342,8 +342,9 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 //     to it, and the request has no body), and passes greenroom a body it
 //     never framed. (A head ended by an empty line that is not a CRLF
 //     after a CRLF is not read at all by fasthttp: on a connection's
-//     first request lingerConn.Read refuses it, 400; a later one is
-//     answered 408 at server.read_timeout.)
+//     first request, or a later one whose head begins a read,
+//     lingerConn.Read refuses it, 400; one pipelined behind the request
+//     before it is answered 408 at server.read_timeout.)
 func framingProblem(raw []byte) string {
 	te, cl := false, false
 	for len(raw) > 0 {

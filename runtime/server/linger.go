@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Lingering close: when the server closes a connection, it first closes
@@ -72,15 +74,41 @@ type lingerConn struct {
 	// writes an answer before it reads the next request) or closes it.
 	heldHeads  atomic.Int64
 	headBudget atomic.Pointer[byteBudget]
-	// firstDone is set once the connection's first request's head is
-	// known to be framed by a CRLF CRLF, or an answer was written;
-	// first and crlf are Read's states of the search for its empty
-	// line (headEnd) and for a CRLF CRLF (crlfEnd) until then;
-	// unframed is set when the head ended without one (see Read).
+	// firstDone is set once the watched request's head (the
+	// connection's first, or one whose first bytes a read after
+	// fasthttp's StateIdle returned: see idle) is known to be framed by
+	// a CRLF CRLF, or an answer was written; first and crlf are Read's
+	// states of the search for its empty line (headEnd) and for a CRLF
+	// CRLF (crlfEnd) until then; unframed is set when the head ended
+	// without one (see Read).
 	firstDone atomic.Bool
 	first     int
 	crlf      int
 	unframed  atomic.Bool
+	// idle is set when fasthttp has finished a request and is about to
+	// wait for the next one's first byte (StateIdle, see connState),
+	// until its next read: if that read comes before fasthttp takes the
+	// connection as active, its buffer was empty, and the bytes the read
+	// returns begin the next request's head.
+	idle atomic.Bool
+}
+
+// connState follows fasthttp's connection states (Server.ConnState) for
+// the heads of a kept-alive connection's later requests (see Read).
+func connState(c net.Conn, state fasthttp.ConnState) {
+	lc, ok := c.(*lingerConn)
+	if !ok {
+		return
+	}
+	switch state {
+	case fasthttp.StateIdle:
+		lc.idle.Store(true)
+	case fasthttp.StateActive:
+		// Its first byte was in fasthttp's buffer already (pipelined,
+		// or read with the request before): where its head begins is
+		// not known, so it is not watched.
+		lc.idle.Store(false)
+	}
 }
 
 // errUnframedHead ends the read of a request's head that the HTTP
@@ -104,8 +132,14 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 // is a request line alone, which has no body to read; so when it reads
 // again before any answer, outside the handler, it is waiting for what
 // is not coming, and the read fails at once instead (400 bad_request).
-// A later request's head may begin anywhere in what a read returns
-// (after a body, or pipelined), so it is not watched: such a head still
+//
+// A later request of a kept-alive connection is watched the same way
+// when its head begins a read: fasthttp, done with a request (its body
+// read or dropped, its answer written), sets the connection idle and
+// reads what it holds of the next one, and reads from the connection
+// only when it holds nothing (idle). A head whose first bytes fasthttp
+// read with the request before (pipelined behind it) is not watched, as
+// where it begins among them is not known: ended by a bare LF, it still
 // waits for server.read_timeout.
 func (c *lingerConn) Read(p []byte) (int, error) {
 	c.releaseHeads()
@@ -113,6 +147,11 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 		return 0, errUnframedHead
 	}
 	n, err := c.TCPConn.Read(p)
+	if n > 0 && c.idle.Swap(false) {
+		c.first, c.crlf = 0, 0
+		c.unframed.Store(false)
+		c.firstDone.Store(false)
+	}
 	if n > 0 && !c.firstDone.Load() {
 		c.watchFirst(p[:n])
 	}

@@ -137,6 +137,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 	s.app.Server().Logger = httpLogger{log, cfg.Server.MaxConnections}
 	s.app.Server().SecureErrorLogMessage = true // and they are dropped (httpLogger)
 	s.app.Server().ErrorHandler = s.connErrors(s.app.Server().ErrorHandler)
+	s.app.Server().ConnState = connState
 	s.app.Server().HeaderReceived = bodyCheck(int(min(cfg.Server.BodyLimit, 1<<31-1)))
 	s.app.Server().Handler = s.guard(s.app.Server().Handler)
 	s.routes()
