@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -52,6 +54,12 @@ import (
 // whole words they would garble the text, and the first pass already
 // removed the texts where they stand; so is a value that is a plugin's
 // id, which the caller knows from its routes.
+//
+// Last, what names the host wherever it comes from (go build's output,
+// a path resolved otherwise than the config names it, a library's words)
+// is removed: an absolute path in the host's directories is told by its
+// base name (scrubPaths), and an IP address, with its port or zone, is
+// "[address]" (scrubAddresses).
 func (r *Runtime) callerReason(err error) string {
 	if err == nil {
 		return ""
@@ -62,7 +70,7 @@ func (r *Runtime) callerReason(err error) string {
 		// cause cannot be cut out of it.
 		return "(the runtime's log says why)"
 	}
-	return scrubValues(r.cfg.Load(), text)
+	return scrubAddresses(scrubPaths(scrubValues(r.cfg.Load(), text)))
 }
 
 // render returns err's text with each error that may name the
@@ -296,4 +304,104 @@ func replaceWord(s, old, new string) string {
 
 func wordByte(c byte) bool {
 	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// pathToken is a candidate absolute path: a slash and what follows it up
+// to a space, a quote or a bracket (a line and column after it included).
+var pathToken = regexp.MustCompile("/[^\\s\"'`()<>\\[\\]{},;|*]*")
+
+// lineCol is a position after a path: ":12:3", "(12)" is not one.
+var lineCol = regexp.MustCompile(`(:[0-9]+)*:?\.?$`)
+
+// scrubPaths replaces each absolute path in text that names a directory
+// of the host by its base name: go build's work directory (go-build...)
+// wherever it is, and any path whose first directory is one in the
+// host's root (/tmp, /home, /var, /usr, /srv ...). A path that is not
+// the host's (a route, "/items/{id}"), a relative one ("./x"), and a URL's
+// are kept.
+func scrubPaths(text string) string {
+	roots := map[string]bool{}
+	hostDir := func(first string) bool {
+		is, seen := roots[first]
+		if !seen {
+			st, err := os.Stat("/" + first)
+			is = err == nil && st.IsDir()
+			roots[first] = is
+		}
+		return is
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range pathToken.FindAllStringIndex(text, -1) {
+		i, j := m[0], m[1]
+		if i > 0 {
+			if c := text[i-1]; wordByte(c) || c == '.' || c == '/' || c == ':' || c == '~' || c == '-' || c == '@' || c == '%' {
+				continue // relative, a URL's or not a path
+			}
+		}
+		tok := text[i:j]
+		if strings.HasPrefix(tok, "//") {
+			continue
+		}
+		path := tok[:lineCol.FindStringIndex(tok)[0]]
+		first, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+		if first == "" || !strings.Contains(path, "go-build") && !hostDir(first) {
+			continue
+		}
+		b.WriteString(text[last:i])
+		base := filepath.Base(path)
+		if base == "/" || base == "." {
+			base = "[path]"
+		}
+		b.WriteString(base)
+		b.WriteString(tok[len(path):])
+		last = j
+	}
+	b.WriteString(text[last:])
+	return b.String()
+}
+
+// addrToken is a candidate IP address: IPv4 (a port after it included), or
+// IPv6 with two colons at least, bracketed or not (a zone, and after the
+// brackets a port, included).
+var addrToken = regexp.MustCompile(`\[[0-9A-Fa-f:.]+(%[0-9A-Za-z_.-]+)?\](:[0-9]+)?|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*(%[0-9A-Za-z_.-]+)?|[0-9]{1,3}(\.[0-9]{1,3}){3}(:[0-9]+)?`)
+
+// scrubAddresses replaces each IP address in text (its port and zone
+// included) with "[address]". What only looks like one (a time 12:30:45,
+// a line main.go:12:3, a version 1.2.3.4 in v1.2.3.4) is kept: a
+// candidate must parse as an address and stand apart from a word.
+func scrubAddresses(text string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range addrToken.FindAllStringIndex(text, -1) {
+		i, j := m[0], m[1]
+		for j > i && text[j-1] == '.' { // a sentence's end
+			j--
+		}
+		tok := text[i:j]
+		if i > 0 && (wordByte(text[i-1]) || text[i-1] == '.' || text[i-1] == ':') {
+			continue
+		}
+		if j < len(text) && (wordByte(text[j]) || text[j] == ':' || j+1 < len(text) && text[j] == '.' && wordByte(text[j+1])) {
+			continue
+		}
+		host := tok
+		if strings.HasPrefix(host, "[") {
+			host = host[1:strings.IndexByte(host, ']')]
+		} else if h, _, err := net.SplitHostPort(host); err == nil && strings.Count(host, ":") == 1 {
+			host = h
+		}
+		host, _, _ = strings.Cut(host, "%")
+		if !strings.ContainsAny(host, "0123456789abcdefABCDEF") {
+			continue
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			continue
+		}
+		b.WriteString(text[last:i])
+		b.WriteString("[address]")
+		last = j
+	}
+	b.WriteString(text[last:])
+	return b.String()
 }

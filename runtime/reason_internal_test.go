@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,5 +99,65 @@ path = "/srv/secret/plugins/alpha.wasm"
 	want := "plugin alpha: plugins.alpha.limits: [host]"
 	if got := r.callerReason(errors.New("plugin alpha: plugins.alpha.limits: db.internal.example")); got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// The reason a failed plugin's callers get names no directory of the host
+// wherever the text comes from (go build's output, an error that quotes a
+// path resolved otherwise than the config names it, the SQLite
+// directory), and no IP address outside the network errors told by their
+// kind; the file's base name, the plugin's own words and what only looks
+// like an address (a time, a line number, a version) are kept.
+func TestCallerReasonHidesHostPathsAndAddresses(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	dataDir := filepath.Join(tmp, "data")
+	cfg, err := config.Read([]config.Source{{Name: filepath.Join(wd, "config.toml"), Data: []byte(`
+[database]
+client = "sqlite"
+connection = "file:` + dataDir + `"
+[plugins.beta]
+path = "plugins/beta/beta.wasm"
+`)}}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{}
+	r.cfg.Store(cfg)
+	for _, tc := range []struct{ err, want string }{
+		// go build's output: its temporary work directory, the
+		// toolchain's and the module's directories.
+		{"plugin beta: build " + wd + "/plugins/beta: go build failed: exit status 1\n# example.com/beta\n/tmp/go-build2938471/b001/_pkg_.a(_go_.o): relocation target x not defined\nlink: open /tmp/go-build2938471/b001/exe/a.out: no space left on device",
+			"plugin beta: build beta: go build failed: exit status 1\n# example.com/beta\n_pkg_.a(_go_.o): relocation target x not defined\nlink: open a.out: no space left on device"},
+		{"plugin beta: build: " + filepath.Join(tmp, "gomod", "example.com", "lib@v1.2.0", "lib.go") + ":12:3: undefined: Foo",
+			"plugin beta: build: lib.go:12:3: undefined: Foo"},
+		{"plugin beta: go.mod at " + filepath.Join(wd, "go.mod") + ": missing go.sum entry",
+			"plugin beta: go.mod at go.mod: missing go.sum entry"},
+		// The module's path as resolved from the working directory, not
+		// as the config names it.
+		{"plugin beta: read \"" + filepath.Join(wd, "plugins", "beta", "beta.wasm") + "\": is a directory",
+			"plugin beta: read \"beta.wasm\": is a directory"},
+		// The SQLite directory reached another way (a link resolved).
+		{"plugin beta: database: open " + tmp + "/./data/../data/beta.db: unable to open database file",
+			"plugin beta: database: open beta.db: unable to open database file"},
+		// Addresses in the runtime's or a library's words.
+		{"plugin beta: url reader: 10.9.8.7:443 refused; tried 192.168.0.1 and [fe80::1%eth0]:5432, 2001:db8::5 and ::1.",
+			"plugin beta: url reader: [address] refused; tried [address] and [address], [address] and [address]."},
+		// What only looks like a path or an address is kept.
+		{"plugin beta: route /items/{id} at 12:30:45: main.go:12:3: go1.26.1 v1.2.3.4 SQLSTATE 42501 ./x/y https://example.com/a/b 1.2.3",
+			"plugin beta: route /items/{id} at 12:30:45: main.go:12:3: go1.26.1 v1.2.3.4 SQLSTATE 42501 ./x/y https://example.com/a/b 1.2.3"},
+	} {
+		got := r.callerReason(errors.New(tc.err))
+		if got != tc.want {
+			t.Errorf("callerReason(%q)\n got %q\nwant %q", tc.err, got, tc.want)
+		}
+		for _, leak := range []string{wd, tmp, "go-build", "10.9.8.7", "fe80", "2001:db8"} {
+			if strings.Contains(got, leak) {
+				t.Errorf("callerReason(%q) names %q: %s", tc.err, leak, got)
+			}
+		}
 	}
 }
