@@ -345,6 +345,14 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 //     first request, or a later one whose head begins a read,
 //     lingerConn.Read refuses it, 400; one pipelined behind the request
 //     before it is answered 408 at server.read_timeout.)
+//   - a folded header line (obs-fold: one that begins with a space or a
+//     tab), which fasthttp joins to the line before: a proxy in front
+//     that does not may read it as a header of its own (" Transfer-
+//     Encoding: chunked" after "X: a" is X's value to fasthttp, which
+//     then reads the body as the next request). RFC 9112 lets a server
+//     refuse it.
+//   - a header name that is not a token ("X A"), which fasthttp passed
+//     on to the plugin and net/http refuses.
 func framingProblem(raw []byte) string {
 	te, cl := false, false
 	for len(raw) > 0 {
@@ -357,9 +365,15 @@ func framingProblem(raw []byte) string {
 		} else {
 			raw = nil
 		}
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			return "a header line of the request is folded (begins with a space or tab), which servers may read differently; send each header on one line"
+		}
 		k, _, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
+		}
+		if !isToken(k) {
+			return "a header name of the request has a character a header name may not have (a space, a quote, a separator); send names made of letters, digits and !#$%&'*+-.^_`|~"
 		}
 		k = bytes.TrimSpace(k)
 		te = te || bytes.EqualFold(k, []byte("transfer-encoding"))
@@ -369,4 +383,17 @@ func framingProblem(raw []byte) string {
 		return "the request has both Transfer-Encoding and Content-Length, which servers may read differently; send one"
 	}
 	return ""
+}
+
+// isToken reports whether name is an RFC 9110 token: a header name.
+func isToken(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

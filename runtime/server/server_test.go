@@ -203,6 +203,15 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		// and no body) where greenroom sees a chunked body.
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"GET /api/hello/echo HTTP/1.1\r\nHost: x\nAuthorization: Bearer %s\r\n\r\n",
+		// A folded header line (obs-fold): fasthttp joins it to the
+		// line before, a proxy in front that does not may read it as a
+		// header of its own (here a chunked body greenroom never sees).
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"GET /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX: a\r\n\tb\r\n\r\n",
+		// A header name that is not a token (a space in it): net/http
+		// refuses it; fasthttp passed "X A" on to the plugin.
+		"GET /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX A: b\r\n\r\n",
+		"GET /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX\"A: b\r\n\r\n",
 		// Also with a method greenroom does not implement: its 501 kept
 		// the connection open, whose next request began where the HTTP
 		// library's framing (chunked) said, not the proxy's.
