@@ -552,41 +552,70 @@ func TestRemovedWhileWaiting(t *testing.T) {
 // A call without a credential, admitted on a public route and waiting for
 // an instance when a reload closes that route, is not served by the new
 // version: it gets the 401 a call arriving now gets.
+//
+// The waiting call must still be waiting when the reload swaps the
+// version in: the call ahead of it holds the one instance for ms, which
+// must outlast the reload. A reload took up to 3 s under -race and CPU
+// contention (its module's compile 2.7 s), past the 1.5 s the call took
+// then: the waiting call was served by the old version before the swap
+// (200 v1), and the test failed 2 times in 5 -race runs. The scenario is
+// now played again with a call twice as long whenever the call ahead
+// ended before the reload returned, and judged only when it did not.
 func TestPublicRouteClosedWhileWaiting(t *testing.T) {
 	t.Parallel()
 	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
 	v2 := guesttest.Build(t, "runtime/server/testdata/guests/ver2")
 	cfg := func(path, public string) string {
-		return fmt.Sprintf("[plugins.ver]\npath = %q\npublic_routes = [%s]\nlimits = { instances = 1, queue_timeout = \"10s\" }\n", path, public)
-	}
-	in := start(t, cfg(v1, `"/v"`))
-	if status, _, body := in.DoAnon(t, "GET", "/api/ver/v", nil); status != 200 || body != "v1" {
-		t.Fatalf("public route: %d %s", status, body)
+		return fmt.Sprintf("[plugins.ver]\npath = %q\npublic_routes = [%s]\nlimits = { instances = 1, queue_timeout = \"60s\", timeout = \"60s\" }\n", path, public)
 	}
 	type result struct {
 		status int
 		body   string
 	}
-	running, waiting := make(chan result, 1), make(chan result, 1)
-	go func() { s, _, b := in.Get(t, "/api/ver/slow?ms=1500"); running <- result{s, b} }()
-	in.WaitBusy(t, "ver")
-	go func() { s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil); waiting <- result{s, b} }()
-	time.Sleep(200 * time.Millisecond) // queued behind the slow call
-	in.SetConfig(cfg(v2, ""))
-	if res := in.Reload(t); res.Plugins["ver"].Outcome != runtime.OutcomeReloaded {
-		t.Fatalf("result = %+v", res)
-	}
-	if r := <-waiting; r.status != 401 {
-		t.Errorf("anonymous call waiting across the reload: %d %s, want 401", r.status, r.body)
-	}
-	if r := <-running; r.status != 200 || r.body != "v1" {
-		t.Errorf("call in flight: %d %s, want 200 v1", r.status, r.body)
-	}
-	if status, _, _ := in.DoAnon(t, "GET", "/api/ver/v", nil); status != 401 {
-		t.Errorf("anonymous call after the reload: %d", status)
-	}
-	if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != "v2" {
-		t.Errorf("authenticated call after the reload: %d %s", status, body)
+	for ms := 1500; ; ms *= 2 {
+		if ms > 12000 {
+			t.Fatalf("no reload returned within the %d ms call ahead of the waiting one", ms/2)
+		}
+		in := start(t, cfg(v1, `"/v"`))
+		if status, _, body := in.DoAnon(t, "GET", "/api/ver/v", nil); status != 200 || body != "v1" {
+			t.Fatalf("public route: %d %s", status, body)
+		}
+		running, waiting := make(chan result, 1), make(chan result, 1)
+		go func() { s, _, b := in.Get(t, fmt.Sprintf("/api/ver/slow?ms=%d", ms)); running <- result{s, b} }()
+		in.WaitBusy(t, "ver")
+		go func() { s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil); waiting <- result{s, b} }()
+		// Queued behind the slow call.
+		for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("ver").Plugin().Stats().QueueWaits < 1; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the anonymous call never waited for the instance")
+			}
+		}
+		in.SetConfig(cfg(v2, ""))
+		if res := in.Reload(t); res.Plugins["ver"].Outcome != runtime.OutcomeReloaded {
+			t.Fatalf("result = %+v", res)
+		}
+		select {
+		case r := <-running:
+			// It may have ended before the swap: the waiting call then
+			// ran on the old version, as it should. Played again.
+			t.Logf("the %d ms call ahead ended before the reload returned (%d %s); again with a longer one", ms, r.status, r.body)
+			<-waiting
+			continue
+		default:
+		}
+		if r := <-waiting; r.status != 401 {
+			t.Errorf("anonymous call waiting across the reload: %d %s, want 401", r.status, r.body)
+		}
+		if r := <-running; r.status != 200 || r.body != "v1" {
+			t.Errorf("call in flight: %d %s, want 200 v1", r.status, r.body)
+		}
+		if status, _, _ := in.DoAnon(t, "GET", "/api/ver/v", nil); status != 401 {
+			t.Errorf("anonymous call after the reload: %d", status)
+		}
+		if status, _, body := in.Get(t, "/api/ver/v"); status != 200 || body != "v2" {
+			t.Errorf("authenticated call after the reload: %d %s", status, body)
+		}
+		return
 	}
 }
 
