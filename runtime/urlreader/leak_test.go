@@ -81,15 +81,7 @@ func TestRedirectLeakAttacksToken(t *testing.T) {
 		}
 		http.Redirect(w, r, loc, http.StatusFound)
 	})
-	cfg := `
-[reading]
-allow = [{ host = "a.test", scheme = "http" }, { host = "b.test", scheme = "http" }]
-[[integrations.github]]
-host = "a.test"
-token = "` + tok + `"
-`
-	res := mapResolver{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}}
-	p := reader(t, cfg, res, a, b.server).For("p", []string{"a.test", "b.test"})
+	p := tokenHostReader(t, tok, a, b.server)
 	aURL := "http://a.test:" + a.port()
 	for _, hop := range []bool{false, true} {
 		for _, path := range []string{"/twice", "/thrice", "/b64esc", "/b64b64", "/b64path", "/hexupper", "/userinfo", "/username"} {
@@ -328,15 +320,7 @@ func TestRedirectLeakAttacksTokenFixpoint(t *testing.T) {
 			w.Header().Set("Location", bURL+"/login?s="+text)
 			w.WriteHeader(http.StatusFound)
 		})
-		cfg := `
-[reading]
-allow = [{ host = "a.test", scheme = "http" }, { host = "b.test", scheme = "http" }]
-[[integrations.github]]
-host = "a.test"
-token = "` + tok + `"
-`
-		res := mapResolver{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}}
-		p := reader(t, cfg, res, a, b.server).For("p", []string{"a.test", "b.test"})
+		p := tokenHostReader(t, tok, a, b.server)
 		aURL := "http://a.test:" + a.port()
 		for _, hop := range []bool{false, true} {
 			for name := range fixpointSpellings(tok) {
@@ -451,4 +435,20 @@ token = "` + tok + `"
 			t.Errorf("hop %v: final URL %q", hop, final)
 		}
 	}
+}
+
+// tokenHostReader returns plugin p's reader allowed a.test and b.test
+// (both served by the test servers a and b, over http), with an
+// integration's token tok for a.test.
+func tokenHostReader(t *testing.T, tok string, a, b *server) *PluginReader {
+	t.Helper()
+	cfg := `
+[reading]
+allow = [{ host = "a.test", scheme = "http" }, { host = "b.test", scheme = "http" }]
+[[integrations.github]]
+host = "a.test"
+token = "` + tok + `"
+`
+	res := mapResolver{"a.test": {"127.0.0.1"}, "b.test": {"127.0.0.1"}}
+	return reader(t, cfg, res, a, b).For("p", []string{"a.test", "b.test"})
 }
