@@ -48,7 +48,7 @@ func (c *Config) validate() Errors {
 	v.log()
 	if c.Runtime.CacheDir == "" {
 		v.fail("runtime.cache_dir", "must not be empty")
-	} else if v.pathTooLong("runtime.cache_dir", c.Runtime.CacheDir) {
+	} else if v.pathTooLong("runtime.cache_dir", c.Runtime.CacheDir) || v.pathControl("runtime.cache_dir", c.Runtime.CacheDir) {
 	} else if why := notADirectory(c.Resolve("runtime.cache_dir", c.Runtime.CacheDir)); why != "" {
 		// Checked without creating it: the runtime makes it at start.
 		if c.isSecret("runtime.cache_dir") {
@@ -136,11 +136,16 @@ func (v *validator) server() {
 		key string
 		d   Duration
 	}{{"server.read_timeout", s.ReadTimeout}, {"server.write_timeout", s.WriteTimeout}} {
-		if t.d <= 0 {
+		switch {
+		case t.d <= 0:
 			// The HTTP server takes 0 for no timeout: a client that
 			// never finishes sending its request, or never reads the
 			// answer, would hold its connection for ever.
 			v.fail(t.key, "must be more than 0")
+		case t.d.D() < minIOTimeout:
+			// "1ns" was taken: every request timed out (408) before its
+			// first byte was read, or every answer was cut off.
+			v.fail(t.key, "must be at least %s (no request or answer crosses a network faster), got %s", minIOTimeout, v.show(t.key, t.d))
 		}
 	}
 	if s.IdleTimeout < 0 {
@@ -148,6 +153,9 @@ func (v *validator) server() {
 	}
 	if s.ShutdownTimeout <= 0 {
 		v.fail("server.shutdown_timeout", "must be more than 0, got %s", v.show("server.shutdown_timeout", s.ShutdownTimeout))
+	}
+	if s.ShutdownDelay.D() > maxShutdownDelay {
+		v.fail("server.shutdown_delay", "must be at most 10m (load balancers stop sending within seconds; a longer delay keeps a stopping replica serving for nothing), got %s", v.show("server.shutdown_delay", s.ShutdownDelay))
 	}
 	if s.MaxConnections < 1 || s.MaxConnections > maxConnections {
 		v.fail("server.max_connections", "must be from 1 to %d, got %v", maxConnections, v.show("server.max_connections", s.MaxConnections))
@@ -186,6 +194,29 @@ func (v *validator) server() {
 	}
 	v.cors()
 }
+
+// minIOTimeout is the shortest server.read_timeout and write_timeout.
+const minIOTimeout = 100 * time.Millisecond
+
+// maxShutdownDelay bounds server.shutdown_delay (its error says 10m).
+const maxShutdownDelay = 10 * time.Minute
+
+// maxCORSMaxAge bounds server.cors.max_age, in seconds: a day, Firefox's
+// own cap (Chromium's is two hours); a longer one is cut by the browser.
+const maxCORSMaxAge = 86400
+
+// Bounds of a plugin's limits an audit found without one.
+const (
+	// maxDBMaxConns bounds limits.db_max_conns, a pool per plugin and
+	// replica: PostgreSQL's own max_connections is 100 by default.
+	maxDBMaxConns = 1000
+	// maxLogBurst bounds limits.log_burst: 100000 tokens are about
+	// 400 MiB of log lines at once.
+	maxLogBurst = 100000
+	// minPluginTimeout is the shortest limits.timeout (a task's default
+	// Timeout): under it no call could run.
+	minPluginTimeout = time.Millisecond
+)
 
 // maxRateWindow is the longest window server.rate_limit may make.
 const maxRateWindow = 24 * time.Hour
@@ -241,6 +272,8 @@ func (v *validator) cors() {
 	}
 	if c.MaxAge < 0 {
 		v.fail("server.cors.max_age", "must not be negative, got %v", v.show("server.cors.max_age", c.MaxAge))
+	} else if c.MaxAge > maxCORSMaxAge {
+		v.fail("server.cors.max_age", "must be from 0 to %d (a day, in seconds: browsers cache a preflight no longer, Chromium two hours), got %v", maxCORSMaxAge, v.show("server.cors.max_age", c.MaxAge))
 	}
 }
 
@@ -618,6 +651,24 @@ func (v *validator) pathTooLong(key, path string) bool {
 	return true
 }
 
+// pathControl reports (and says, as an error naming key) whether path
+// holds a control character: a NUL, which no file name can hold (it was
+// reported only when the plugin loaded), or another C0 byte or DEL, which
+// no sane file name holds and which would garble the logs that name it.
+// The path is quoted (Go's escapes show the byte), but not one with a part
+// from the environment.
+func (v *validator) pathControl(key, path string) bool {
+	if !strings.ContainsFunc(path, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return false
+	}
+	if v.c.isSecret(key) {
+		v.fail(key, "must not contain control characters (a NUL, a newline, ...)")
+	} else {
+		v.fail(key, "must not contain control characters (a NUL, a newline, ...), got %q", path)
+	}
+	return true
+}
+
 // notADirectoryHidden is notADirectory's answer for a path with a part
 // from the environment, which it does not name.
 const notADirectoryHidden = "names a file, or a directory under one or a symbolic link to nothing, where the directory would be"
@@ -891,8 +942,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 	}
 	if p.Path == "" {
 		v.fail(base+".path", "must name a .wasm file (or, for greenroom dev, a Go source directory)")
-	} else {
-		v.pathTooLong(base+".path", p.Path)
+	} else if !v.pathTooLong(base+".path", p.Path) {
+		v.pathControl(base+".path", p.Path)
 	}
 	if p.SHA256 != "" {
 		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != 32 {
@@ -923,6 +974,10 @@ func (v *validator) plugin(id string, p *Plugin) {
 	}
 	if l.Timeout == 0 {
 		v.fail(lp+".timeout", "must be more than 0")
+	} else if l.Timeout.D() < minPluginTimeout {
+		// "1ns" was taken: every call, and every task run without its
+		// own Timeout, failed at its deadline.
+		v.fail(lp+".timeout", "must be at least 1ms, got %s", v.show(lp+".timeout", l.Timeout))
 	}
 	if l.Instances < 1 || l.Instances > 1024 {
 		v.fail(lp+".instances", "must be between 1 and 1024, got %v", v.show(lp+".instances", l.Instances))
@@ -942,8 +997,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.GCPercent < -1 || l.GCPercent > 10000 {
 		v.fail(lp+".gc_percent", "must be -1 (off), 0 (Go's default, 100) or a percentage up to 10000, got %v", v.show(lp+".gc_percent", l.GCPercent))
 	}
-	if l.DBMaxConns < 1 {
-		v.fail(lp+".db_max_conns", "must be at least 1, got %v", v.show(lp+".db_max_conns", l.DBMaxConns))
+	if l.DBMaxConns < 1 || l.DBMaxConns > maxDBMaxConns {
+		v.fail(lp+".db_max_conns", "must be from 1 to %d (connections per replica), got %v", maxDBMaxConns, v.show(lp+".db_max_conns", l.DBMaxConns))
 	}
 	if l.DBStatementTimeout == 0 {
 		v.fail(lp+".db_statement_timeout", "must be more than 0")
@@ -975,8 +1030,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.LogRate <= 0 {
 		v.fail(lp+".log_rate", "must be more than 0")
 	}
-	if l.LogBurst < 1 {
-		v.fail(lp+".log_burst", "must be at least 1")
+	if l.LogBurst < 1 || l.LogBurst > maxLogBurst {
+		v.fail(lp+".log_burst", "must be from 1 to %d (tokens of 4KiB of log lines), got %v", maxLogBurst, v.show(lp+".log_burst", l.LogBurst))
 	}
 	for i, g := range p.Capabilities.URLReader {
 		if g == "" || strings.Contains(g, "://") {

@@ -171,7 +171,7 @@ func BenchmarkLogRoute(b *testing.B) {
 			name = "greenroom-same-route-without-the-log-line"
 		}
 		b.Run(name, func(b *testing.B) {
-			in := startQuiet(b, fmt.Sprintf("[plugins.logurl]\npath = %q\nlimits = { instances = 8, log_rate = 1e9, log_burst = 1000000000 }\n", logurlWasm), runtime.Options{})
+			in := startQuiet(b, fmt.Sprintf("[plugins.logurl]\npath = %q\nlimits = { instances = 8, log_rate = 1e9, log_burst = 100000 }\n", logurlWasm), runtime.Options{})
 			warmUp(b, in.URL+"/api/logurl/"+route)
 			drive(b, in.URL+"/api/logurl/"+route, servertest.Token)
 		})
