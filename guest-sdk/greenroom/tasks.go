@@ -54,9 +54,11 @@ type Task struct {
 	Cron  string
 	Every time.Duration
 	// Timeout bounds each run: ctx is cancelled and the run interrupted
-	// when it passes. Zero means the plugin's limits.timeout.
+	// when it passes. Zero means the plugin's limits.timeout; otherwise
+	// from 1ms to 24h.
 	Timeout time.Duration
-	// InitialDelay delays the first run after the plugin loads.
+	// InitialDelay delays the first run after the plugin loads, from 0 to
+	// 24h.
 	InitialDelay time.Duration
 	// Scope is Global (the default) or Local.
 	Scope Scope
@@ -312,8 +314,9 @@ func checkTask(t Task) error {
 		return bad("set Cron or Every")
 	case t.Every != 0 && (t.Every < time.Second || t.Every > 366*24*time.Hour):
 		return bad("Every is %s; it must be between 1s and 8784h0m0s", t.Every)
-	case t.Timeout < 0 || t.Timeout > 24*time.Hour:
-		return bad("Timeout is %s; it must be between 0 and 24h0m0s", t.Timeout)
+	case t.Timeout < 0 || t.Timeout > 24*time.Hour || t.Timeout > 0 && t.Timeout < time.Millisecond:
+		// Under a millisecond (1ns) every run failed at its deadline.
+		return bad("Timeout is %s; it must be 0 (the plugin's limits.timeout) or from 1ms to 24h0m0s", t.Timeout)
 	case t.InitialDelay < 0 || t.InitialDelay > 24*time.Hour:
 		return bad("InitialDelay is %s; it must be between 0 and 24h0m0s", t.InitialDelay)
 	}

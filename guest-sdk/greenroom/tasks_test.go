@@ -218,3 +218,28 @@ func TestValidTaskID(t *testing.T) {
 		}
 	}
 }
+
+// A Timeout under a millisecond (1ns) was accepted and made every run fail
+// at its deadline: refused, naming the task, as the runtime refuses it
+// (runtime/scheduler's TestSubMillisecondTaskTimeout). 0 (the plugin's
+// limits.timeout) and 1ms are accepted, and so is any InitialDelay from
+// 0 to 24h (1ns is "at once": harmless).
+func TestSubMillisecondTaskTimeout(t *testing.T) {
+	freshTasks(t)
+	for _, d := range []time.Duration{time.Nanosecond, 999 * time.Microsecond} {
+		err := Schedule(Task{ID: "tiny", Every: time.Minute, Timeout: d, Run: nop})
+		want := `task "tiny": Timeout is ` + d.String() + `; it must be 0 (the plugin's limits.timeout) or from 1ms to 24h0m0s`
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Timeout %s: %v, want ErrInvalid with %q", d, err, want)
+		}
+	}
+	for i, task := range []Task{
+		{ID: "zero", Every: time.Minute, Run: nop},
+		{ID: "ms", Every: time.Minute, Timeout: time.Millisecond, Run: nop},
+		{ID: "delay", Every: time.Minute, Timeout: time.Second, InitialDelay: time.Nanosecond, Run: nop},
+	} {
+		if err := Schedule(task); err != nil {
+			t.Errorf("%d %s: %v", i, task.ID, err)
+		}
+	}
+}

@@ -331,6 +331,7 @@ func TestInvalidTaskFailsLoad(t *testing.T) {
 		{"too often", []def{{ID: "a", Every: "100ms"}}, "between 1s"},
 		{"negative timeout", []def{{ID: "a", Every: "1s", Timeout: "-1s"}}, "Timeout is -1s"},
 		{"huge timeout", []def{{ID: "a", Every: "1s", Timeout: "48h"}}, "Timeout is 48h"},
+		{"sub-millisecond timeout", []def{{ID: "a", Every: "1s", Timeout: "1ns"}}, `task "a": Timeout is 1ns; it must be 0 (the plugin's limits.timeout) or from 1ms`},
 		{"negative delay", []def{{ID: "a", Every: "1s", InitialDelay: "-5s"}}, "InitialDelay"},
 		{"duplicate", []def{{ID: "a", Every: "1s"}, {ID: "a", Every: "2s"}}, `task "a" is registered twice`},
 		{"bad id", []def{{ID: "a/b", Every: "1s"}}, `task id "a/b" is invalid`},

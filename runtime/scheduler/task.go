@@ -29,6 +29,7 @@ const (
 const (
 	MinEvery        = time.Second
 	MaxEvery        = 366 * 24 * time.Hour
+	MinTimeout      = time.Millisecond
 	MaxTimeout      = 24 * time.Hour
 	MaxInitialDelay = 24 * time.Hour
 	maxCron         = hostfuncs.MaxTaskCron
@@ -90,8 +91,10 @@ func NewTask(plugin string, spec hostfuncs.TaskSpec, defaultTimeout time.Duratio
 		return fail("Every is %s; it must be between %s and %s", spec.Every, MinEvery, MaxEvery)
 	}
 	switch {
-	case spec.Timeout < 0 || spec.Timeout > MaxTimeout:
-		return fail("Timeout is %s; it must be between 0 (the plugin's limits.timeout) and %s", spec.Timeout, MaxTimeout)
+	case spec.Timeout < 0 || spec.Timeout > MaxTimeout || spec.Timeout > 0 && spec.Timeout < MinTimeout:
+		// Under a millisecond (1ns) every run failed at its deadline.
+		// The guest SDK's checkTask says the same.
+		return fail("Timeout is %s; it must be 0 (the plugin's limits.timeout) or from %s to %s", spec.Timeout, MinTimeout, MaxTimeout)
 	case spec.Timeout == 0:
 		t.Timeout = defaultTimeout
 	}

@@ -480,3 +480,27 @@ func TestCronNextMatchPastTheParsersFiveYears(t *testing.T) {
 		}
 	}
 }
+
+// A Timeout under a millisecond (1ns) was accepted and made every run fail
+// at its deadline: refused, naming the task, in the SDK's words
+// (guest-sdk's TestSubMillisecondTaskTimeout). 0 (the plugin's
+// limits.timeout) and 1ms are accepted, and so is any InitialDelay from 0
+// to 24h (1ns is "at once": harmless).
+func TestSubMillisecondTaskTimeout(t *testing.T) {
+	for _, d := range []time.Duration{time.Nanosecond, 999 * time.Microsecond} {
+		_, err := NewTask("p", hostfuncs.TaskSpec{ID: "tiny", Every: time.Minute, Timeout: d}, 5*time.Second)
+		want := `task "tiny": Timeout is ` + d.String() + `; it must be 0 (the plugin's limits.timeout) or from 1ms to 24h0m0s`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Timeout %s: %v, want %q", d, err, want)
+		}
+	}
+	for _, spec := range []hostfuncs.TaskSpec{
+		{ID: "zero", Every: time.Minute},
+		{ID: "ms", Every: time.Minute, Timeout: time.Millisecond},
+		{ID: "delay", Every: time.Minute, Timeout: time.Second, InitialDelay: time.Nanosecond},
+	} {
+		if _, err := NewTask("p", spec, 5*time.Second); err != nil {
+			t.Errorf("%s: %v", spec.ID, err)
+		}
+	}
+}
