@@ -28,9 +28,9 @@ func TestAuditedUpperBounds(t *testing.T) {
 		{"[server]\nshutdown_delay = \"10m\"\n", ""},
 		{"[server]\nshutdown_delay = \"10m1s\"\n", "config.toml:2: server.shutdown_delay: must be at most 10m"},
 		{"[server]\nshutdown_delay = \"2562047h\"\n", "config.toml:2: server.shutdown_delay: must be at most 10m"},
-		{"[server]\nread_timeout = \"100ms\"\nwrite_timeout = \"100ms\"\n", ""},
-		{"[server]\nread_timeout = \"1ns\"\n", "config.toml:2: server.read_timeout: must be at least 100ms"},
-		{"[server]\nwrite_timeout = \"99ms\"\n", "config.toml:2: server.write_timeout: must be at least 100ms"},
+		{"[server]\nread_timeout = \"10ms\"\nwrite_timeout = \"10ms\"\n", ""},
+		{"[server]\nread_timeout = \"1ns\"\n", "config.toml:2: server.read_timeout: must be at least 10ms"},
+		{"[server]\nwrite_timeout = \"9ms\"\n", "config.toml:2: server.write_timeout: must be at least 10ms"},
 		{plugin + "timeout = \"1ms\"\n", ""},
 		{plugin + "timeout = \"999us\"\n", "config.toml:4: plugins.a.limits.timeout: must be at least 1ms"},
 	} {

@@ -145,7 +145,7 @@ func (v *validator) server() {
 		case t.d.D() < minIOTimeout:
 			// "1ns" was taken: every request timed out (408) before its
 			// first byte was read, or every answer was cut off.
-			v.fail(t.key, "must be at least %s (no request or answer crosses a network faster), got %s", minIOTimeout, v.show(t.key, t.d))
+			v.fail(t.key, "must be at least %s (a shorter one cuts requests off before they are read), got %s", minIOTimeout, v.show(t.key, t.d))
 		}
 	}
 	if s.IdleTimeout < 0 {
@@ -196,7 +196,7 @@ func (v *validator) server() {
 }
 
 // minIOTimeout is the shortest server.read_timeout and write_timeout.
-const minIOTimeout = 100 * time.Millisecond
+const minIOTimeout = 10 * time.Millisecond
 
 // maxShutdownDelay bounds server.shutdown_delay (its error says 10m).
 const maxShutdownDelay = 10 * time.Minute
