@@ -276,7 +276,9 @@ type LogLimiter interface {
 	// and LogAllow has counted it as dropped.
 	LogAllow(size int) bool
 	// LogAllowed writes rec like Log, for a record that passed LogEnabled
-	// and LogAllow: it does not take from the rate limit again.
+	// and LogAllow: it takes from the rate limit only what the line it
+	// wrote cost past what LogAllow charged (its escapes and the
+	// runtime's fields).
 	LogAllowed(in *Instance, rec *LogRecord) int32
 }
 
