@@ -262,8 +262,9 @@ func knownMethod(method []byte) bool {
 //     method;
 //   - an HTTP version other than 1.1 and 1.0 (fasthttp serves HTTP/9.9 as
 //     1.1): 505, and the connection is closed;
-//   - a request with both Transfer-Encoding and Content-Length, or a
-//     header line ended by a bare LF, whose headers and body a proxy in
+//   - a request with both Transfer-Encoding and Content-Length, a header
+//     line ended by a bare LF, a folded header line or a header name that
+//     is not a token (framingProblem), whose headers and body a proxy in
 //     front may have read differently (request smuggling): 400, and the
 //     connection is closed. Checked first, whatever the method and
 //     version: a 501 kept the connection open, its next request read
