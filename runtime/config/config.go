@@ -1,7 +1,7 @@
 // Package config reads greenroom's config.toml: strict TOML (an unknown key
 // is an error naming the key and its line), ${VAR} and ${VAR:-default}
 // substituted from the environment, several files merged key by key, and
-// every error reported at once.
+// every error reported at once (the first MaxErrors, the rest counted).
 //
 // Values that came from ${VAR} are secrets: Secrets returns them for log
 // redaction, and Print and Read's errors show them as [REDACTED]. Keys

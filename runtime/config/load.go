@@ -38,7 +38,8 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Errors is every problem found in a config, reported together.
+// Errors is every problem found in a config, reported together (Load
+// lists the first MaxErrors and counts the rest in a last one).
 type Errors []*Error
 
 func (es Errors) Error() string {
