@@ -276,10 +276,10 @@ type LogLimiter interface {
 	// and LogAllow has counted it as dropped.
 	LogAllow(size int) bool
 	// LogAllowed writes rec like Log, for a record that passed LogEnabled
-	// and LogAllow: it takes from the rate limit only what the line it
-	// wrote cost past what LogAllow charged (its escapes and the
+	// and LogAllow(charged): it takes from the rate limit only what the
+	// line it wrote cost past what LogAllow charged (its escapes and the
 	// runtime's fields).
-	LogAllowed(in *Instance, rec *LogRecord) int32
+	LogAllowed(in *Instance, rec *LogRecord, charged int) int32
 }
 
 // log_write(rec_ptr, rec_len i32) -> i32
@@ -322,7 +322,7 @@ func logWrite(ctx context.Context, mod api.Module, stack []uint64) {
 	case err != nil:
 		stack[0] = api.EncodeI32(in.Fail(ErrInvalid, "%v", err))
 	case limited:
-		stack[0] = api.EncodeI32(limiter.LogAllowed(in, rec))
+		stack[0] = api.EncodeI32(limiter.LogAllowed(in, rec, len(b)))
 	default:
 		stack[0] = api.EncodeI32(in.Host.Log(in, rec))
 	}

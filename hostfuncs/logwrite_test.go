@@ -154,7 +154,7 @@ func (h *limitHost) LogAllow(int) bool {
 	return true
 }
 
-func (h *limitHost) LogAllowed(in *Instance, rec *LogRecord) int32 {
+func (h *limitHost) LogAllowed(in *Instance, rec *LogRecord, charged int) int32 {
 	h.written = append(h.written, keyBytes(rec))
 	return LogWritten
 }
@@ -164,7 +164,7 @@ func (h *limitHost) Log(in *Instance, rec *LogRecord) int32 {
 	if !h.LogAllow(len(rec.Message)) {
 		return LogDropped
 	}
-	return h.LogAllowed(in, rec)
+	return h.LogAllowed(in, rec, len(rec.Message))
 }
 
 // callLogWrite calls log_write on in with rec in guest memory.

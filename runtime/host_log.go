@@ -13,6 +13,6 @@ var _ hostfuncs.LogLimiter = (*host)(nil)
 
 func (h *host) LogAllow(size int) bool { return h.plog.AllowBytes(size) }
 
-func (h *host) LogAllowed(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
-	return h.plog.WriteAllowed(logging.CallOf(in), rec)
+func (h *host) LogAllowed(in *hostfuncs.Instance, rec *hostfuncs.LogRecord, charged int) int32 {
+	return h.plog.WriteAllowed(logging.CallOf(in), rec, charged)
 }

@@ -402,7 +402,7 @@ func configCmd() *cobra.Command {
 	var files []string
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Validate the config files and report every error at once",
+		Short: "Validate the config files and report their errors at once (the first 100)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(files)

@@ -47,3 +47,26 @@ func TestPluginRateLimitChargesWhatIsWritten(t *testing.T) {
 		})
 	}
 }
+
+// A record is charged once for what its line writes: log_write charges
+// its encoded size before it decodes it (a 4090-byte message encodes to
+// over 4 KiB, two tokens), and the line's top-up takes only what the
+// line wrote past that. It subtracted the record's approximate size
+// instead (one token), charging the line three tokens for its two.
+func TestPluginRateLimitChargesALineOnce(t *testing.T) {
+	const burst = 6
+	pl, buf := newPlugin(t, "json", "debug", nil, PluginOptions{Rate: 0.001, Burst: burst, ReportEvery: time.Hour})
+	rec := &hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: strings.Repeat("m", 4090)}
+	const encoded = 4110 // what log_write would have charged: over 4 KiB
+	if !pl.AllowBytes(encoded) {
+		t.Fatal("the first line was refused")
+	}
+	pl.WriteAllowed(Call{RequestID: "0123456789ab-1"}, rec, encoded)
+	if n := len(buf.String()); n <= TokenBytes || n > 2*TokenBytes {
+		t.Fatalf("the line wrote %d bytes, want two tokens' worth", n)
+	}
+	// Two tokens taken of six: four are left.
+	if !pl.AllowBytes(4 * TokenBytes) {
+		t.Error("a line of four tokens was refused after one of two: the first line was charged more than it wrote")
+	}
+}

@@ -212,7 +212,7 @@ func (l *PluginLogger) Write(call Call, rec *hostfuncs.LogRecord) int32 {
 	if !l.AllowBytes(recordSize(rec)) {
 		return hostfuncs.LogDropped
 	}
-	return l.WriteAllowed(call, rec)
+	return l.WriteAllowed(call, rec, recordSize(rec))
 }
 
 // TokenBytes is how much of a line one token of the rate limit pays for.
@@ -261,9 +261,11 @@ func recordSize(rec *hostfuncs.LogRecord) int {
 	return n
 }
 
-// WriteAllowed writes rec for call, a line that passed Enabled and Allow
-// already. It returns hostfuncs.LogWritten.
-func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord) int32 {
+// WriteAllowed writes rec for call, a line that passed Enabled and
+// AllowBytes(charged) already, and takes from the rate limit what the
+// line wrote past charged (chargeWritten). It returns
+// hostfuncs.LogWritten.
+func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord, charged int) int32 {
 	fields := make(logrus.Fields, len(rec.Attrs)+3)
 	var dups map[string]int // a key written again: the next suffix to try
 	for _, a := range rec.Attrs {
@@ -307,7 +309,7 @@ func (l *PluginLogger) WriteAllowed(call Call, rec *hostfuncs.LogRecord) int32 {
 	e := &pe.e
 	e.Logger, e.Data, e.Context = l.log, fields, &pe.size
 	e.Log(LogrusLevel(rec.Level), rec.Message)
-	l.chargeWritten(recordSize(rec), pe.size.n)
+	l.chargeWritten(charged, pe.size.n)
 	return hostfuncs.LogWritten
 }
 
@@ -326,7 +328,7 @@ type lineSize struct {
 }
 
 // chargeWritten takes from the rate limit what a line wrote past what it
-// was charged for (charged bytes, its record's size: LineCost): a line
+// was charged for (charged bytes: LineCost): a line
 // is written escaped (a control byte as \u0001 in JSON, six bytes; an
 // invalid UTF-8 byte as \ufffd; "<" as \u003c; a format character as
 // one or two \u escapes; \x01 in text), with its secrets as [REDACTED]

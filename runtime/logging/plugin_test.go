@@ -313,7 +313,7 @@ func TestPluginAllow(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		if pl.Allow() {
 			allowed++
-			pl.WriteAllowed(Call{Task: "t"}, &hostfuncs.LogRecord{Message: "allowed"})
+			pl.WriteAllowed(Call{Task: "t"}, &hostfuncs.LogRecord{Message: "allowed"}, 0)
 		}
 	}
 	if pl.Write(Call{}, &hostfuncs.LogRecord{Message: "written"}) != hostfuncs.LogWritten || allowed != 2 {

@@ -88,8 +88,8 @@ func (h logHost) Log(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
 	return h.pl.Write(logging.CallOf(in), rec)
 }
 func (h logHost) LogAllow(size int) bool { return h.pl.AllowBytes(size) }
-func (h logHost) LogAllowed(in *hostfuncs.Instance, rec *hostfuncs.LogRecord) int32 {
-	return h.pl.WriteAllowed(logging.CallOf(in), rec)
+func (h logHost) LogAllowed(in *hostfuncs.Instance, rec *hostfuncs.LogRecord, charged int) int32 {
+	return h.pl.WriteAllowed(logging.CallOf(in), rec, charged)
 }
 
 // BenchmarkLogWrite measures one Logger().Info("bench", "i", i, "user",

@@ -489,7 +489,7 @@ func (w *lineWriter) emit(line []byte) {
 	}
 	w.rec = hostfuncs.LogRecord{Level: hostfuncs.LevelInfo, Message: string(line), Stream: w.stream}
 	if limited {
-		limiter.LogAllowed(st, &w.rec)
+		limiter.LogAllowed(st, &w.rec, len(line))
 		return
 	}
 	st.Host.Log(st, &w.rec)
