@@ -1246,3 +1246,42 @@ func TestPGSelfTerminatedMigrationFails(t *testing.T) {
 		t.Fatalf("alpha: %s %s, want failed with the backend's termination", st, reason)
 	}
 }
+
+// A statement a connection described before its table gained a column
+// runs on, also when the table had more than one column: another
+// replica's migration that adds a column (as docs/operations.md asks a
+// rollout's migrations to do) made the old version's SELECT * and
+// RETURNING * with arguments fail once on each of its connections (ERROR:
+// bind message has 2 result formats but query has 3 columns, SQLSTATE
+// 08P01): the driver binds one result format per column it described,
+// and the server takes a single one for all columns (why a table of one
+// column never met it), or as many as there are.
+func TestPGStatementAfterItsTableGainedAColumn(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
+	sel := query("SELECT * FROM w WHERE a = $1", "x")
+	ret := query("UPDATE w SET b = b + 1 WHERE a = $1 RETURNING *", "x")
+	retExec := exec("UPDATE w SET b = b + 1 WHERE a = $1 RETURNING *, 1", "x")
+	must(t, in, "alpha", exec("CREATE TABLE w (a text, b int)"), exec("INSERT INTO w VALUES ('x', 1)"), sel, ret, retExec)
+	// The column another replica's migration adds (here the plugin's
+	// own statement: the same connection's descriptions are kept).
+	must(t, in, "alpha", exec("ALTER TABLE w ADD COLUMN c int DEFAULT 7"))
+	r := run(t, in, "alpha", sel, ret, retExec)
+	if r[0].Error != "" || fmt.Sprint(r[0].Rows) != "[[x 3 7]]" {
+		t.Errorf("SELECT * after the table gained a column: %v %q, want [[x 3 7]]", r[0].Rows, r[0].Error)
+	}
+	if r[1].Error != "" || fmt.Sprint(r[1].Rows) != "[[x 4 7]]" {
+		t.Errorf("UPDATE ... RETURNING * after the table gained a column: %v %q, want [[x 4 7]]", r[1].Rows, r[1].Error)
+	}
+	if r[2].Error != "" || r[2].Affected != 1 {
+		t.Errorf("UPDATE ... RETURNING * run as an Exec after the table gained a column: %d rows %q, want 1", r[2].Affected, r[2].Error)
+	}
+	// In a transaction the refused Bind has aborted it, and the statement
+	// is not run again (docs/database.md); the description is dropped, so
+	// the plugin's next transaction runs it.
+	must(t, in, "alpha", sel, exec("ALTER TABLE w ADD COLUMN d int DEFAULT 8"))
+	run(t, in, "alpha", step{Op: "begin"}, sel, step{Op: "rollback"})
+	r = run(t, in, "alpha", step{Op: "begin"}, sel, step{Op: "commit"})
+	if r[1].Error != "" || fmt.Sprint(r[1].Rows) != "[[x 5 7 8]]" {
+		t.Errorf("SELECT * in the transaction after the one that met the change: %v %q, want [[x 5 7 8]]", r[1].Rows, r[1].Error)
+	}
+}

@@ -1100,6 +1100,9 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 		return res, err
 	}
 	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
+	if err != nil && st.Tx == 0 && staleDescription(err) {
+		sr, err = r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.describedArgs(st)...)
+	}
 	if err != nil {
 		return res, p.fail(ctx, sctx, lim, st, err)
 	}
@@ -1114,6 +1117,27 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 // connection lived (an audit's). A longer statement is described each
 // time it runs, one round trip more.
 const maxDescribed = 4 << 10
+
+// staleDescription tells the error of a statement run with a description
+// the connection kept from before its result's columns changed (another
+// replica's migration added a column to a table its SELECT * or RETURNING
+// * reads): the driver binds one result format for each column it
+// described, and the server takes one for all columns or exactly as many
+// as the result has, refusing the Bind before the statement runs
+// (TestPGStatementAfterItsTableGainedAColumn). The driver has dropped that
+// description by then; outside a transaction the statement is run again,
+// described anew. In a transaction the failed Bind has aborted it.
+func staleDescription(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "08P01" &&
+		strings.HasPrefix(pe.Message, "bind message has ") && strings.Contains(pe.Message, " result formats but query has ")
+}
+
+// describedArgs is what a statement is run with again after
+// staleDescription: its arguments, in pgx's mode that describes it first.
+func (p *PluginDB) describedArgs(st *hostfuncs.Statement) []any {
+	return append([]any{pgx.QueryExecModeDescribeExec}, st.Args...)
+}
 
 // args is what a statement is run with: its arguments, preceded on
 // PostgreSQL, for a statement longer than maxDescribed, by pgx's mode
@@ -1159,6 +1183,9 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 		return err
 	}
 	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
+	if err != nil && st.Tx == 0 && staleDescription(err) {
+		rows, err = r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.describedArgs(st)...)
+	}
 	if err != nil {
 		return p.fail(ctx, sctx, lim, st, err)
 	}
