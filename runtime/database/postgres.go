@@ -290,7 +290,47 @@ func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
 			return err
 		}
 	}
+	b.checkStatsExt(ctx, db)
 	return nil
+}
+
+// statsExtViews are the views of CVE-2024-4317: before PostgreSQL 16.3,
+// 15.7, 14.12, 13.15 and 12.19 they showed every role the statistics of
+// every CREATE STATISTICS object (a column's most common values among
+// them), not only those of the tables it may read. The minor releases
+// fixed the views of clusters created by them only; a cluster created
+// before keeps the old views until a superuser runs the fix the release
+// notes give, in each database. With plugins as roles, one plugin could
+// read another's values through them.
+var statsExtViews = []string{"pg_catalog.pg_stats_ext", "pg_catalog.pg_stats_ext_exprs"}
+
+// checkStatsExt looks at statsExtViews in the runtime's database: a view
+// without the fix's owner check (pg_has_role) that PUBLIC may read has
+// SELECT revoked from PUBLIC when the runtime is a superuser (as
+// revokeFromPublic does; no plugin needs the views), and is named in a
+// warning otherwise (TestPGStatsExtLeakClosed). A view that cannot be
+// read is left as it is.
+func (b *pgBackend) checkStatsExt(ctx context.Context, db *bun.DB) {
+	for _, v := range statsExtViews {
+		var fixed, public bool
+		err := db.DB.QueryRowContext(ctx, `SELECT position('pg_has_role(' in pg_catalog.pg_get_viewdef($1::regclass)) > 0,
+			has_table_privilege('public', $1, 'SELECT')`, v).Scan(&fixed, &public)
+		if err != nil || fixed || !public {
+			continue
+		}
+		if b.super {
+			err = execCatalog(ctx, db, "REVOKE SELECT ON "+v+" FROM PUBLIC")
+			if err == nil {
+				b.log.WithField("view", v).Warn("this database's " + v + " lacks the fix of CVE-2024-4317 (a cluster created before PostgreSQL 16.3, 15.7, 14.12, 13.15 or 12.19 and not patched since): SELECT on it was revoked from PUBLIC, so that no plugin reads another's statistics through it; apply the fix from the release notes to restore it for other roles")
+				continue
+			}
+		}
+		l := b.log.WithField("view", v)
+		if err != nil {
+			l = l.WithError(err)
+		}
+		l.Warn("this database's " + v + " lacks the fix of CVE-2024-4317 (a cluster created before PostgreSQL 16.3, 15.7, 14.12, 13.15 or 12.19 and not patched since): every plugin can read the most common values of the other plugins' columns that a CREATE STATISTICS covers; a superuser should apply the fix from the release notes, or run REVOKE SELECT ON " + v + " FROM PUBLIC, in this database")
+	}
 }
 
 // revokedFunctions are functions PostgreSQL grants EXECUTE on to PUBLIC
