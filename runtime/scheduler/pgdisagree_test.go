@@ -2,19 +2,12 @@ package scheduler
 
 import (
 	"context"
-	"encoding/binary"
-	"io"
-	"sort"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
-	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
 // Three replicas on one PostgreSQL database register one global task with
@@ -26,13 +19,7 @@ import (
 func TestPGScheduleDisagreementRunsNoDueTimeTwice(t *testing.T) {
 	t.Parallel()
 	st := openStore(t, database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole})
-	type span struct {
-		replica    string
-		due        time.Time
-		start, end time.Time
-	}
-	var mu sync.Mutex
-	var spans []span
+	var runs spanLog
 	var reps []*Scheduler
 	for _, r := range []struct {
 		name string
@@ -42,20 +29,7 @@ func TestPGScheduleDisagreementRunsNoDueTimeTwice(t *testing.T) {
 		{"three", hostfuncs.TaskSpec{ID: "t", Every: 3 * time.Second}},
 		{"two", hostfuncs.TaskSpec{ID: "t", Every: 2 * time.Second, InitialDelay: time.Second}},
 	} {
-		log := logrus.New()
-		log.SetOutput(io.Discard)
-		s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: testLease, Replica: r.name,
-			Run: func(ctx context.Context, p string, c plugin.Call) (uint32, []byte, error) {
-				sp := span{replica: r.name, start: time.Now()}
-				enc := c.Encode(nil, 0) // ... u64 due_ns, u8 flags
-				sp.due = time.Unix(0, int64(binary.LittleEndian.Uint64(enc[len(enc)-9:])))
-				time.Sleep(300 * time.Millisecond)
-				sp.end = time.Now()
-				mu.Lock()
-				spans = append(spans, sp)
-				mu.Unlock()
-				return 0, nil, nil
-			}})
+		s := runs.replica(r.name, 300*time.Millisecond)
 		startWithTask(t, s, st, realClock{}, r.spec)
 		reps = append(reps, s)
 	}
@@ -65,12 +39,10 @@ func TestPGScheduleDisagreementRunsNoDueTimeTwice(t *testing.T) {
 		s.Stop(ctx)
 		cancel()
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	spans := runs.sorted()
 	if len(spans) < 3 {
 		t.Fatalf("%d runs in 8 s: %+v", len(spans), spans)
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].start.Before(spans[j].start) })
 	seen := map[time.Time]string{}
 	for i, sp := range spans {
 		if other, ok := seen[sp.due]; ok {
