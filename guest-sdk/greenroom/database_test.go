@@ -10,6 +10,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -540,12 +541,12 @@ func TestTransactionContextEnded(t *testing.T) {
 	for _, first := range []string{"exec", "query", "commit"} {
 		f := &endsDB{}
 		c := &conn{t: f}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		ctx := newPassingCtx()
 		tx, err := c.BeginTx(ctx, driver.TxOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		ctx.pass()
 		switch first {
 		case "exec":
 			_, err = c.ExecContext(context.Background(), "INSERT INTO t VALUES (1)", nil)
@@ -561,7 +562,6 @@ func TestTransactionContextEnded(t *testing.T) {
 		if fmt.Sprint(f.ends) != "[rollback 9]" || len(f.reqs) != 0 {
 			t.Errorf("%s: transaction ended with %v, %d statements sent; want rolled back, none sent", first, f.ends, len(f.reqs))
 		}
-		cancel()
 		if _, err := c.BeginTx(context.Background(), driver.TxOptions{}); err != nil {
 			t.Errorf("%s: the next transaction: %v", first, err)
 		}
@@ -579,12 +579,49 @@ func TestTransactionContextEnded(t *testing.T) {
 		t.Errorf("Rollback: %v, ends %v", err, f.ends)
 	}
 	// A context past its deadline begins nothing.
-	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	time.Sleep(5 * time.Millisecond)
-	if _, err := c.BeginTx(ctx, driver.TxOptions{}); !errors.Is(err, context.DeadlineExceeded) || len(f.flags) != 1 {
+	passed := newPassingCtx()
+	passed.pass()
+	if _, err := c.BeginTx(passed, driver.TxOptions{}); !errors.Is(err, context.DeadlineExceeded) || len(f.flags) != 1 {
 		t.Errorf("BeginTx past the deadline: %v, %d begun", err, len(f.flags))
 	}
+}
+
+// passingCtx is a context whose deadline is an hour away until pass is
+// called, and past from then on: a test's transaction begins under it
+// however slowly the machine runs (a 1 ms timeout had passed before
+// BeginTx ran, on a loaded CI machine), and its deadline then passes.
+type passingCtx struct {
+	context.Context
+	passed atomic.Bool
+	done   chan struct{}
+	at     time.Time
+}
+
+func newPassingCtx() *passingCtx {
+	return &passingCtx{Context: context.Background(), done: make(chan struct{}), at: time.Now().Add(time.Hour)}
+}
+
+// pass makes the deadline have passed.
+func (c *passingCtx) pass() {
+	if !c.passed.Swap(true) {
+		close(c.done)
+	}
+}
+
+func (c *passingCtx) Deadline() (time.Time, bool) {
+	if c.passed.Load() {
+		return time.Now().Add(-time.Millisecond), true
+	}
+	return c.at, true
+}
+
+func (c *passingCtx) Done() <-chan struct{} { return c.done }
+
+func (c *passingCtx) Err() error {
+	if c.passed.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // A transaction begun with db.Begin() and used after the call that began
