@@ -198,7 +198,7 @@ func (h *harness) configText(c grConfig) string {
 			p("[plugins.%s.capabilities]\ndatabase = true\n", pl.id)
 		case "logline":
 			// Every line written: the native side has no rate limit either.
-			limits = append(limits, "log_rate = 1000000000", "log_burst = 100000")
+			limits = append(limits, "log_rate = 1000000", "log_burst = 100000")
 		case "readurl":
 			p("[plugins.%s.capabilities]\nurlreader = [\"127.0.0.1\"]\n", pl.id)
 		case "docs":

@@ -33,6 +33,23 @@ func TestAuditedUpperBounds(t *testing.T) {
 		{"[server]\nwrite_timeout = \"9ms\"\n", "config.toml:2: server.write_timeout: must be at least 10ms"},
 		{plugin + "timeout = \"1ms\"\n", ""},
 		{plugin + "timeout = \"999us\"\n", "config.toml:4: plugins.a.limits.timeout: must be at least 1ms"},
+		{plugin + "timeout = \"24h\"\n", ""},
+		{plugin + "timeout = \"24h0m0.001s\"\n", "config.toml:4: plugins.a.limits.timeout: must be at most 24h (as a task's own Timeout), got 24h0m0.001s"},
+		{plugin + "timeout = \"2562047h\"\n", "config.toml:4: plugins.a.limits.timeout: must be at most 24h"},
+		{"[server]\nshutdown_timeout = \"1h\"\n", ""},
+		{"[server]\nshutdown_timeout = \"1h0m1s\"\n", "config.toml:2: server.shutdown_timeout: must be at most 1h (task runs are cancelled at once and requests end within limits.timeout; a longer wait only holds a stopping replica), got 1h0m1s"},
+		{"[server]\nshutdown_timeout = \"2562047h47m16.854775807s\"\nshutdown_delay = \"1s\"\n", "config.toml:2: server.shutdown_timeout: must be at most 1h"},
+		{"[server]\nidle_timeout = \"24h\"\n", ""},
+		{"[server]\nidle_timeout = \"0s\"\n", ""},
+		{"[server]\nidle_timeout = \"24h1s\"\n", "config.toml:2: server.idle_timeout: must be at most 24h (an idle connection holds one of server.max_connections; clients and proxies drop theirs within minutes), got 24h0m1s"},
+		{"[server]\nidle_timeout = \"2562047h\"\n", "config.toml:2: server.idle_timeout: must be at most 24h"},
+		{plugin + "log_rate = 1000000\n", ""},
+		{plugin + "log_rate = 0.001\n", ""},
+		{plugin + "log_rate = 1000000.5\n", "config.toml:4: plugins.a.limits.log_rate: must be more than 0 and at most 1000000 (tokens a second: 4GiB of log lines, more than the log writes), got 1.0000005e+06"},
+		{plugin + "log_rate = 1e300\n", "config.toml:4: plugins.a.limits.log_rate: must be more than 0 and at most 1000000"},
+		{plugin + "log_rate = 9223372036854775807\n", "config.toml:4: plugins.a.limits.log_rate: must be more than 0 and at most 1000000"},
+		{plugin + "log_rate = 0\n", "config.toml:4: plugins.a.limits.log_rate: must be more than 0 and at most 1000000 (tokens a second: 4GiB of log lines, more than the log writes), got 0"},
+		{plugin + "log_rate = -1\n", "config.toml:4: plugins.a.limits.log_rate: must be more than 0 and at most 1000000"},
 	} {
 		_, err := read(t, tc.text, nil)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
@@ -43,6 +60,14 @@ func TestAuditedUpperBounds(t *testing.T) {
 	_, err := read(t, plugin+"db_max_conns = \"${N}\"\n", map[string]string{"N": "5000"})
 	if err == nil || !strings.Contains(err.Error(), "db_max_conns: must be from 1 to 1000 (connections per replica), got [REDACTED]") || strings.Contains(err.Error(), "5000") {
 		t.Errorf("db_max_conns from the environment: %v", err)
+	}
+	_, err = read(t, plugin+"log_rate = \"${N}\"\n", map[string]string{"N": "99999999999999999999"})
+	if err == nil || !strings.Contains(err.Error(), "log_rate: must be more than 0 and at most 1000000 (tokens a second: 4GiB of log lines, more than the log writes), got [REDACTED]") || strings.Contains(err.Error(), "e+19") {
+		t.Errorf("log_rate from the environment: %v", err)
+	}
+	_, err = read(t, "[server]\nshutdown_timeout = \"${D}\"\n", map[string]string{"D": "3601s"})
+	if err == nil || !strings.Contains(err.Error(), "server.shutdown_timeout: must be at most 1h (task runs are cancelled at once and requests end within limits.timeout; a longer wait only holds a stopping replica), got [REDACTED]") || strings.Contains(err.Error(), "1h0m1s") {
+		t.Errorf("shutdown_timeout from the environment: %v", err)
 	}
 }
 

@@ -150,9 +150,13 @@ func (v *validator) server() {
 	}
 	if s.IdleTimeout < 0 {
 		v.fail("server.idle_timeout", "must not be negative (0 is read_timeout's)")
+	} else if s.IdleTimeout.D() > maxIdleTimeout {
+		v.fail("server.idle_timeout", "must be at most 24h (an idle connection holds one of server.max_connections; clients and proxies drop theirs within minutes), got %s", v.show("server.idle_timeout", s.IdleTimeout))
 	}
 	if s.ShutdownTimeout <= 0 {
 		v.fail("server.shutdown_timeout", "must be more than 0, got %s", v.show("server.shutdown_timeout", s.ShutdownTimeout))
+	} else if s.ShutdownTimeout.D() > maxShutdownTimeout {
+		v.fail("server.shutdown_timeout", "must be at most 1h (task runs are cancelled at once and requests end within limits.timeout; a longer wait only holds a stopping replica), got %s", v.show("server.shutdown_timeout", s.ShutdownTimeout))
 	}
 	if s.ShutdownDelay.D() > maxShutdownDelay {
 		v.fail("server.shutdown_delay", "must be at most 10m (load balancers stop sending within seconds; a longer delay keeps a stopping replica serving for nothing), got %s", v.show("server.shutdown_delay", s.ShutdownDelay))
@@ -201,6 +205,16 @@ const minIOTimeout = 10 * time.Millisecond
 // maxShutdownDelay bounds server.shutdown_delay (its error says 10m).
 const maxShutdownDelay = 10 * time.Minute
 
+// maxShutdownTimeout bounds server.shutdown_timeout (its error says 1h):
+// Kubernetes waits 30s by default before it kills a pod, systemd 90s.
+// Without a bound, one near the longest duration wrapped when the shutdown
+// added shutdown_delay to it, and its deadline was in the past: every
+// request and task run in flight was cut off at once.
+const maxShutdownTimeout = time.Hour
+
+// maxIdleTimeout bounds server.idle_timeout (its error says 24h).
+const maxIdleTimeout = 24 * time.Hour
+
 // maxCORSMaxAge bounds server.cors.max_age, in seconds: a day, Firefox's
 // own cap (Chromium's is two hours); a longer one is cut by the browser.
 const maxCORSMaxAge = 86400
@@ -216,6 +230,20 @@ const (
 	// minPluginTimeout is the shortest limits.timeout (a task's default
 	// Timeout): under it no call could run.
 	minPluginTimeout = time.Millisecond
+	// maxPluginTimeout is the longest limits.timeout, the longest Timeout
+	// a task may give itself (scheduler.MaxTimeout). A call's deadline
+	// reaches the guest in Unix nanoseconds, which hold dates up to 2262:
+	// a timeout of more than about 239 years ("2562047h") wrapped it to a
+	// date in the past, and every request's context had ended before the
+	// handler ran.
+	maxPluginTimeout = 24 * time.Hour
+	// maxLogRate bounds limits.log_rate, in tokens a second (4 GiB of
+	// lines a second). The whole process writes its lines one at a time,
+	// each with one write under logrus's lock: about 2 us for a 200-byte
+	// line to a file on the 2-core machine of docs/benchmarks.md, 500 000
+	// lines a second, each after 5-7 us of formatting on some core
+	// (BenchmarkPluginWrite). A rate past this limits nothing.
+	maxLogRate = 1000000
 )
 
 // maxRateWindow is the longest window server.rate_limit may make.
@@ -978,6 +1006,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 		// "1ns" was taken: every call, and every task run without its
 		// own Timeout, failed at its deadline.
 		v.fail(lp+".timeout", "must be at least 1ms, got %s", v.show(lp+".timeout", l.Timeout))
+	} else if l.Timeout.D() > maxPluginTimeout {
+		v.fail(lp+".timeout", "must be at most 24h (as a task's own Timeout), got %s", v.show(lp+".timeout", l.Timeout))
 	}
 	if l.Instances < 1 || l.Instances > 1024 {
 		v.fail(lp+".instances", "must be between 1 and 1024, got %v", v.show(lp+".instances", l.Instances))
@@ -1027,8 +1057,8 @@ func (v *validator) plugin(id string, p *Plugin) {
 	if l.MigrationTimeout > maxPGTimeout {
 		v.fail(lp+".migration_timeout", "must be at most %s (PostgreSQL's statement_timeout and lock_timeout take at most 2147483647 ms), got %s", maxPGTimeout, v.show(lp+".migration_timeout", l.MigrationTimeout))
 	}
-	if l.LogRate <= 0 {
-		v.fail(lp+".log_rate", "must be more than 0")
+	if l.LogRate <= 0 || l.LogRate > maxLogRate {
+		v.fail(lp+".log_rate", "must be more than 0 and at most %d (tokens a second: 4GiB of log lines, more than the log writes), got %v", maxLogRate, v.show(lp+".log_rate", l.LogRate))
 	}
 	if l.LogBurst < 1 || l.LogBurst > maxLogBurst {
 		v.fail(lp+".log_burst", "must be from 1 to %d (tokens of 4KiB of log lines), got %v", maxLogBurst, v.show(lp+".log_burst", l.LogBurst))
