@@ -97,8 +97,14 @@ func (d *decoder) decode(path string, src any, dst reflect.Value) {
 		dst.SetBool(b)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		if s, ok := src.(string); ok && d.substituted[path] {
-			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err == nil {
 				src = n
+			} else if errors.Is(err, strconv.ErrRange) {
+				// Digits past int64's range: as out of range as an
+				// integer the file gives, not a string.
+				d.fail(path, "integer out of range")
+				return
 			}
 		}
 		n, ok := src.(int64)

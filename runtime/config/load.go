@@ -328,12 +328,66 @@ func parse(data []byte) (map[string]any, map[string]int, map[string]bool, map[st
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return nil, nil, nil, nil, &syntaxError{line: row, msg: fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())}
+			msg := fmt.Sprintf("TOML syntax error at column %d: %s", col, de.Error())
+			if key := outOfRangeKey(data, row); key != "" {
+				msg = key + ": " + msg
+			}
+			return nil, nil, nil, nil, &syntaxError{line: row, msg: msg}
 		}
 		return nil, nil, nil, nil, err
 	}
-	p := lineParser{newlines: newlineOffsets(data), literals: map[string]string{}, lines: map[string]int{}, tables: map[string]bool{}}
+	p := newLineParser(data)
+	p.scan()
+	if p.tooDeep != 0 {
+		return nil, nil, nil, nil, &syntaxError{line: p.tooDeep, msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
+	}
+	if err := p.Error(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return doc, p.lines, p.tables, p.literals, nil
+}
+
+func newLineParser(data []byte) *lineParser {
+	p := &lineParser{newlines: newlineOffsets(data), literals: map[string]string{}, lines: map[string]int{}, tables: map[string]bool{}}
 	p.Reset(data)
+	return p
+}
+
+// outOfRangeKey is the key whose integer, on line row of data, is past
+// what TOML's 64-bit integers hold ("" for none): the decoder's error
+// gives the line and column alone, where every other error about a value
+// names its key. Only the key is named, not the number, which may be a
+// plugin's secret.
+func outOfRangeKey(data []byte, row int) string {
+	p := newLineParser(data)
+	p.scan()
+	var keys []string
+	for k, lit := range p.literals {
+		if p.lines[k] == row && isIntegerLiteral(lit) {
+			if _, err := strconv.ParseInt(strings.ReplaceAll(lit, "_", ""), 0, 64); err != nil && errors.Is(err, strconv.ErrRange) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) != 1 {
+		return ""
+	}
+	return keys[0]
+}
+
+// isIntegerLiteral reports whether lit, a TOML number as written, is an
+// integer: not a float (a fraction or an exponent), nan or inf.
+func isIntegerLiteral(lit string) bool {
+	if strings.HasPrefix(lit, "0x") || strings.HasPrefix(lit, "0o") || strings.HasPrefix(lit, "0b") {
+		return true
+	}
+	t := strings.TrimLeft(lit, "+-")
+	return t != "" && strings.Trim(t, "0123456789_") == ""
+}
+
+// scan records the line of every key, the tables and the literals of
+// p's text, stopping at the first key nested deeper than maxKeyDepth.
+func (p *lineParser) scan() {
 	var prefix string
 	var prefixDepth int
 	arrays := map[string]int{}
@@ -364,16 +418,9 @@ func parse(data []byte) (map[string]any, map[string]int, map[string]bool, map[st
 			}
 		case unstable.KeyValue:
 			p.depth = prefixDepth
-			recordKeyValue(&p, p.lines, prefix, e)
+			recordKeyValue(p, p.lines, prefix, e)
 		}
 	}
-	if p.tooDeep != 0 {
-		return nil, nil, nil, nil, &syntaxError{line: p.tooDeep, msg: fmt.Sprintf("keys nest more than %d levels deep (tables, dotted keys, arrays and inline tables together)", maxKeyDepth)}
-	}
-	if err := p.Error(); err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return doc, p.lines, p.tables, p.literals, nil
 }
 
 // recordTables records the tables that the key parts under prefix name,

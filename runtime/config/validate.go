@@ -176,11 +176,15 @@ func (v *validator) server() {
 	}
 	if s.RateBurst < 0 {
 		v.fail("server.rate_burst", "must not be negative")
+	} else if s.RateBurst > maxRate {
+		// As a rate's N: a larger burst limits nothing, and the window
+		// it makes is no rate a server keeps.
+		v.fail("server.rate_burst", "must be at most %d (requests at once), got %v", int64(maxRate), v.show("server.rate_burst", s.RateBurst))
 	}
 	if s.RateBurst > 0 && s.RateLimit.PerSecond() == 0 {
 		v.fail("server.rate_burst", "is set but server.rate_limit is not")
 	}
-	if ps := s.RateLimit.PerSecond(); ps > 0 && s.RateBurst >= 0 {
+	if ps := s.RateLimit.PerSecond(); ps > 0 && s.RateBurst >= 0 && s.RateBurst <= maxRate {
 		// The limiter counts requests in windows of burst/rate: a window
 		// past a day is no rate a server can keep (and one past Go's
 		// durations overflowed to a one-second window).
