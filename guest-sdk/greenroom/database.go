@@ -561,8 +561,9 @@ func (c *conn) endTx() (uint32, bool) {
 	return id, true
 }
 
-// callEnded is called when a request or a task run ends: the runtime
-// rolls back every transaction the call left open, so their connections'
+// callEnded is called when a request or a task run ends, and again when
+// the next begins: the runtime rolls back every transaction the call left
+// open, those begun while it was ending among them, so their connections'
 // slots are given back here, for the instance's next call. (A
 // transaction begun with the request's context is also rolled back by
 // database/sql when that context ends; one begun with db.Begin() is
@@ -585,10 +586,24 @@ func (g *connGate) callEnded() int {
 	return n
 }
 
-// dbCalls counts the calls (requests, task runs) that have ended: a
-// transaction begun before the last one ended was rolled back by the
-// runtime then (see txEnded).
+// dbCalls counts the ends and the beginnings of calls (requests, task
+// runs): a transaction begun before the count last moved on was rolled
+// back by the runtime when its call ended (see txEnded). Counting the end
+// alone missed a transaction a goroutine began after it, while the call
+// was ending (in dbCallEnded's yield): it was counted with the next call,
+// and its use there failed with the runtime's "transaction N is not open".
 var dbCalls atomic.Uint64
+
+// dbCallBegins is called as a call (request, task run) begins, before any
+// of the guest's goroutines runs in it: a transaction begun since the last
+// call ended, as it was ending, was rolled back by the runtime with the
+// call's others, and its connection's slot is given back.
+func dbCallBegins() {
+	dbCalls.Add(1)
+	if d, ok := registered.Load().(*sqlDriver); ok {
+		d.gate.callEnded()
+	}
+}
 
 // dbCallEnded releases what the call's transactions held in the SDK's
 // database (see connGate.callEnded), and ends them in the driver.

@@ -679,3 +679,59 @@ func TestTransactionOfAnEndedCall(t *testing.T) {
 		db.Close()
 	}
 }
+
+// A transaction a goroutine begins while its call ends (in dbCallEnded's
+// yield, its request's context ended) is rolled back by the runtime with
+// the call's others: its use in the next call fails with sql.ErrTxDone,
+// sending nothing, as one begun in the call does. It was counted with the
+// next call, and its statements were sent to the runtime, which refused
+// them ("transaction N is not open"). The runtime's
+// TestTransactionBegunAsTheCallEndsStaysEnded runs it in a guest.
+func TestTransactionBegunAsTheCallEnds(t *testing.T) {
+	for _, first := range []string{"exec", "query", "commit", "rollback"} {
+		f := &endsDB{}
+		db := sql.OpenDB(connector{t: f})
+		dbCallEnded()
+		tx, err := db.Begin() // in the yield, after the SDK counted the end
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbCallBegins() // the next call
+		switch first {
+		case "exec":
+			_, err = tx.Exec("INSERT INTO t VALUES (1)")
+		case "query":
+			_, err = tx.Query("SELECT 1")
+		case "commit":
+			err = tx.Commit()
+		case "rollback":
+			err = tx.Rollback()
+		}
+		if !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "rolled back when the call that began it ended") {
+			t.Errorf("%s in the call after the one whose end began it: %v, want sql.ErrTxDone saying why", first, err)
+		}
+		if first == "exec" || first == "query" {
+			if err := tx.Commit(); !errors.Is(err, sql.ErrTxDone) {
+				t.Errorf("%s, then Commit: %v, want sql.ErrTxDone", first, err)
+			}
+		}
+		if len(f.reqs) != 0 || len(f.ends) != 0 {
+			t.Errorf("%s: %d statements and %v sent to the host, want none", first, len(f.reqs), f.ends)
+		}
+		if n := db.Stats().InUse; n != 0 {
+			t.Errorf("%s: %d connections in use after the transaction failed", first, n)
+		}
+		// A transaction begun in the call runs.
+		tx, err = db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec("INSERT INTO t VALUES (2)"); err != nil || len(f.reqs) != 1 {
+			t.Errorf("%s: the next transaction's statement: %v (%d sent)", first, err, len(f.reqs))
+		}
+		if err := tx.Commit(); err != nil || len(f.ends) != 1 {
+			t.Errorf("%s: the next transaction's Commit: %v (ends %v)", first, err, f.ends)
+		}
+		db.Close()
+	}
+}

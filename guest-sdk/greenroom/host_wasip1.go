@@ -97,6 +97,7 @@ var headBuf, bodyBuf []byte
 //go:wasmexport greenroom_handle
 func greenroomHandle(reqLen uint32) uint32 {
 	serving = true
+	dbCallBegins()
 	if reqLen == 0 {
 		return handleBadInput
 	}
@@ -400,6 +401,7 @@ func refuseTask(err error) error {
 //go:wasmexport greenroom_task_run
 func greenroomTaskRun(envLen uint32) uint32 {
 	serving = true
+	dbCallBegins()
 	buf := make([]byte, envLen)
 	if envLen > 0 {
 		if got := requestRead(buf); got != int32(envLen) {

@@ -1114,6 +1114,43 @@ func TestRolledBackTransactionStaysEnded(t *testing.T) {
 	})
 }
 
+// A transaction a goroutine begins while the call ends (in the SDK's yield
+// at the end of a call that left a transaction open, its request's
+// context ended) is rolled back by the runtime with the call's others, and
+// its use in a later call fails with sql.ErrTxDone too, sending nothing:
+// it was begun after the SDK counted the call ended, so it passed for one
+// of the next call, and failed with the runtime's "transaction N is not
+// open". PostgreSQL only: on SQLite every transaction takes the write lock
+// as it begins, so the goroutine's Begin waits for the one left open, in
+// a host call that holds the guest, until the busy timeout fails it; it
+// never begins while the call ends.
+func TestPGTransactionBegunAsTheCallEndsStaysEnded(t *testing.T) {
+	in := start(t, backends[1].conf(t)+plugin("alpha", true, "", "instances = 1"))
+	must(t, in, "alpha", exec("CREATE TABLE kept (v TEXT)"))
+	for _, end := range []string{"kept_commit", "kept_rollback"} {
+		// A transaction left open makes the SDK yield as the call ends.
+		must(t, in, "alpha", step{Op: "keep_begin_at_end"}, step{Op: "begin"})
+		steps := []step{{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('after the call ended')"}, {Op: end}}
+		if end == "kept_rollback" {
+			steps = steps[1:]
+		}
+		res := run(t, in, "alpha", steps...)
+		for i, r := range res {
+			if !r.TxDone || !strings.Contains(r.Error, "rolled back when the call that began it ended") {
+				t.Errorf("%s: request 2, step %d on the transaction begun as request 1 ended: %+v; want sql.ErrTxDone saying why", end, i, r)
+			}
+		}
+		if n := count(t, in, "alpha", "kept"); n != 0 {
+			t.Errorf("%s: %d rows written by a transaction the runtime rolled back", end, n)
+		}
+	}
+	// The connections serve the next transaction.
+	must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO kept VALUES ('next')"), step{Op: "commit"})
+	if n := count(t, in, "alpha", "kept"); n != 1 {
+		t.Errorf("%d rows after the next transaction, want 1", n)
+	}
+}
+
 // SQLite's authorizer refuses with one code for everything; the error says
 // what it refused, in a handler's statement (in a transaction or not) and
 // in a migration, where an audit got the same words for ATTACH, VACUUM

@@ -53,7 +53,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, kept_exec, kept_commit, kept_rollback, in_use
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, keep_begin_at_end, kept_exec, kept_commit, kept_rollback, in_use
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -124,6 +124,18 @@ func run(w http.ResponseWriter, r *http.Request) {
 			// A transaction kept across requests (as a goroutine that
 			// outlives its handler would use it).
 			kept, err = db.Begin()
+		case "keep_begin_at_end":
+			// The kept transaction, begun by a goroutine once the
+			// request's context has ended: in the SDK's yield at the end
+			// of the call (when the call leaves a transaction open),
+			// before the runtime rolls back what the call left open.
+			// kept is nil until it has run.
+			kept = nil
+			done := ctx.Done()
+			go func() {
+				<-done
+				kept, _ = db.Begin()
+			}()
 		case "kept_exec":
 			if kept == nil {
 				err = errors.New("no kept transaction")
