@@ -1373,6 +1373,39 @@ func TestAccessLog(t *testing.T) {
 	}
 }
 
+// A reload turns the access log on and off (docs/config.md lists
+// log.access_log among what a reload applies).
+func TestAccessLogReloads(t *testing.T) {
+	conf := func(on bool) string {
+		return fmt.Sprintf("[log]\naccess_log = %v\n[plugins.hello]\npath = %q\n", on, helloWasm)
+	}
+	in := start(t, conf(false))
+	logged := func(id string) bool {
+		in.Get(t, "/api/hello/ping", "X-Request-Id", id)
+		for l := range strings.Lines(in.Log.String()) {
+			if strings.Contains(l, `"msg":"request"`) && strings.Contains(l, `"request_id":"`+id+`"`) {
+				return true
+			}
+		}
+		return false
+	}
+	if logged("off-1") {
+		t.Error("access_log = false logs requests")
+	}
+	in.SetConfig(conf(true))
+	if res := in.Reload(t); len(res.RestartNeeded) != 0 {
+		t.Errorf("reload: restart needed for %v", res.RestartNeeded)
+	}
+	if !logged("on-1") {
+		t.Error("access_log = true by a reload: the request is not logged")
+	}
+	in.SetConfig(conf(false))
+	in.Reload(t)
+	if logged("off-2") {
+		t.Error("access_log = false by a reload: the request is logged")
+	}
+}
+
 // A plugin reads its own [plugins.<id>.config] table and nothing else: not
 // another plugin's, not the runtime's settings.
 func TestPluginConfigIsolation(t *testing.T) {
