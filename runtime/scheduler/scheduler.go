@@ -345,6 +345,10 @@ type run struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	canceled atomic.Bool
+	// gone is closed when this replica lets the task go (forget): a
+	// trigger that finds the run ending (returned, its end being
+	// recorded) waits for it. Made by launch, under Scheduler.mu.
+	gone chan struct{}
 }
 
 // askStop asks r to stop (cancel_requested answers 1 to its guest).
@@ -1264,6 +1268,7 @@ func (s *Scheduler) launch(r *run) bool {
 	s.active[r] = struct{}{}
 	s.runs.Add(1)
 	r.stop = make(chan struct{})
+	r.gone = make(chan struct{})
 	s.mu.Unlock()
 	go s.execute(r)
 	return true
@@ -1447,6 +1452,10 @@ func runGrace(timeout time.Duration) time.Duration { return min(timeout/10, time
 func (s *Scheduler) forget(r *run, ran bool) {
 	s.mu.Lock()
 	delete(s.active, r)
+	if r.gone != nil {
+		close(r.gone)
+		r.gone = nil
+	}
 	if r.leaseStop != nil {
 		r.leaseStop()
 		r.leaseStop = nil

@@ -163,8 +163,9 @@ func (s *Scheduler) Task(ctx context.Context, plugin, id string, limit int) (Tas
 // Trigger runs a registered task now on this replica, outside its
 // schedule (the schedule is unchanged). A global task's lease is taken
 // first: a *RunningError (errors.Is ErrRunning) when a run holds it, on
-// any replica; a local task may not be running on this replica.
-// ErrUnknownTask when the task is not registered here; ErrDisabled when
+// any replica; a local task may not be running on this replica. A run
+// that has returned and whose end is being recorded is waited for
+// (endWait at most). ErrUnknownTask when the task is not registered here; ErrDisabled when
 // this replica runs no tasks. It returns once the run has started.
 func (s *Scheduler) Trigger(ctx context.Context, plugin, id string) (Run, error) {
 	return s.trigger(ctx, plugin, id, "")
@@ -178,6 +179,8 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 	// had not begun (nothing ran): it waits for that run, which may be
 	// short, for up to a second in all, before answering 409.
 	sawAhead := false
+	// endBy bounds the wait for runs that are ending (endingRun).
+	var endBy time.Time
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		if !s.started || s.stopped {
@@ -201,8 +204,22 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 		case t.run != nil || s.priorRuns()[k]:
 			// Its run, or that of a registration a reload dropped
 			// since, finishing on the plugin's old version.
+			gone := s.endingRun(t)
 			s.mu.Unlock()
-			return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: s.cfg.Replica}
+			if gone == nil {
+				return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: s.cfg.Replica}
+			}
+			// The run has returned: its end is being recorded (and is
+			// shown in the history before this replica lets the task
+			// go, which answered 409 task_running then). Wait for it.
+			if endBy.IsZero() {
+				endBy = time.Now().Add(endWait)
+			}
+			if !waitGone(ctx, gone, endBy) {
+				return Run{}, &RunningError{Plugin: plugin, Task: id, Replica: s.cfg.Replica,
+					Why: fmt.Sprintf("ending: its run has returned, and its end was still being recorded after %s", endWait)}
+			}
+			continue
 		case !t.synced && attempt == 0:
 			s.mu.Unlock()
 			s.sync(ctx, []*task{t})
@@ -216,6 +233,47 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 		s.mu.Unlock()
 		return s.startManual(ctx, t, r, sawAhead)
 	}
+}
+
+// endWait is how long a trigger waits at most for a run that is ending
+// (endingRun) to let its task go.
+const endWait = 5 * time.Second
+
+// endingRun returns, when every run of t on this replica (its run, and
+// that of a registration a reload dropped since) has returned and only
+// its end is left to record, the gone channel of one of them; else nil
+// (a run still runs, or has not begun). s.mu is held.
+func (s *Scheduler) endingRun(t *task) chan struct{} {
+	var gone chan struct{}
+	for r := range s.active {
+		if r.task.key != t.key {
+			continue
+		}
+		if !r.returned.Load() || r.gone == nil {
+			return nil
+		}
+		gone = r.gone
+	}
+	if r := t.run; r != nil {
+		if _, active := s.active[r]; !active {
+			return nil // claiming, or not launched yet
+		}
+	}
+	return gone
+}
+
+// waitGone waits for gone to be closed, until by or ctx's end, and reports
+// whether it was.
+func waitGone(ctx context.Context, gone chan struct{}, by time.Time) bool {
+	timer := time.NewTimer(time.Until(by))
+	defer timer.Stop()
+	select {
+	case <-gone:
+		return true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // Cancel stops the run of a task in progress (see CancelRun).
