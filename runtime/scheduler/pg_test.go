@@ -423,8 +423,9 @@ func TestPGGracefulStopReleasesLease(t *testing.T) {
 // A cancel sent to a replica that does not run the global task's run (an
 // operator behind a load balancer cannot pick the replica) is recorded in
 // the database for that run: 202, naming the replica running it, which
-// cancels it at its next lease renewal, and it is recorded canceled by an
-// operator. It hits only the run it meant: not another task's run on the
+// cancels it when it reads the request (within half a second:
+// TestPGCancelThroughAnotherReplicaBeforeTheNextRenewal), and it is
+// recorded canceled by an operator. It hits only the run it meant: not another task's run on the
 // same replica, not a later run of the task, and not a run that ended
 // before the cancel came (?run_id= names an ended run: 409
 // task_not_running). A replica with enabled = false relays a cancel too.

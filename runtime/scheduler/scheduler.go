@@ -509,11 +509,12 @@ func (s *Scheduler) Start() {
 	s.writerStop, s.writerDone = make(chan struct{}), make(chan struct{})
 	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
 	s.renewDone = make(chan struct{})
-	s.loops.Add(3)
+	s.loops.Add(4)
 	go s.loop()
 	go s.renewer(s.clk.NewTicker(s.cfg.Lease / 3))
 	go s.janitor()
 	go s.rescuer(s.clk.NewTicker(s.rescueEvery()))
+	go s.canceller(s.cancelEvery())
 	go s.writer()
 	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
 }
@@ -1856,7 +1857,8 @@ func (s *Scheduler) lose(r *run) {
 // renewer extends the leases of the global runs in progress, every third
 // of the lease (from Start, all in one statement), interrupts a run
 // whose lease another replica holds, and cancels a run an operator
-// canceled through another replica (CancelRun). A run whose renewals fail is
+// canceled through another replica (CancelRun) that the canceller, which
+// reads those requests more often, has not. A run whose renewals fail is
 // interrupted at its lease deadline by watchLease.
 func (s *Scheduler) renewer(tick ticker) {
 	defer close(s.renewDone)
@@ -1925,6 +1927,79 @@ func (s *Scheduler) renewer(tick ticker) {
 						Info("task run canceled through the admin API of another replica")
 				}
 			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// cancelPoll is how often a replica running global runs reads the cancel
+// requests sent for them through other replicas (canceller), at most.
+const cancelPoll = 500 * time.Millisecond
+
+// cancelEvery is cancelPoll, or a third of the lease when shorter (the
+// renewal reads them as often).
+func (s *Scheduler) cancelEvery() time.Duration { return min(cancelPoll, s.cfg.Lease/3) }
+
+// canceller cancels the global runs in progress on this replica that an
+// operator canceled through another replica (CancelRun,
+// store.requestCancel): every cancelEvery while there are any, it reads
+// which of them have a cancel request on their row, one statement for
+// all. The renewer reads the same requests as it renews, every third of
+// the lease (10 s by default): the cancel took that long to reach the
+// run. A read that fails is let go (the next one, or the renewal, reads
+// the request); the renewal stays the fallback. On the real clock: it
+// keeps no lease.
+func (s *Scheduler) canceller(every time.Duration) {
+	defer s.loops.Done()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.loopCtx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.dead.Load() {
+			continue
+		}
+		var ids []string
+		byID := map[string]*run{}
+		s.mu.Lock()
+		for r := range s.active {
+			if r.claimed && r.spec.Scope == Global && !r.canceled.Load() && !r.returned.Load() && !r.lost.Load() {
+				ids = append(ids, r.id)
+				byID[r.id] = r
+			}
+		}
+		s.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.loopCtx, max(every, time.Second))
+		st, err := s.store(ctx)
+		var asked []string
+		if err == nil {
+			asked, err = st.cancelRequested(ctx, ids)
+		}
+		cancel()
+		if err != nil {
+			if s.loopCtx.Err() == nil {
+				s.log.WithError(err).Debug("cannot read cancel requests; the lease renewal reads them too")
+			}
+			continue
+		}
+		s.mu.Lock()
+		for _, id := range asked {
+			r := byID[id]
+			if r == nil || r.canceled.Load() {
+				continue
+			}
+			if _, running := s.active[r]; !running {
+				continue
+			}
+			s.cancelRun(r)
+			s.log.WithFields(logrus.Fields{"plugin": r.spec.Plugin, "task": r.spec.ID, "run_id": r.id}).
+				Info("task run canceled through the admin API of another replica")
 		}
 		s.mu.Unlock()
 	}

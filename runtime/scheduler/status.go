@@ -286,8 +286,8 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 // dropped, finishing on the old version) it is stopped as a shutdown
 // does (cancelRun). A global task's run on another replica is asked to
 // stop through the database (store.requestCancel): that replica cancels
-// it when it next renews the run's lease, a third of the lease at most
-// later. The run is recorded failed, canceled, and (scheduled) its due
+// it when it next reads the requests for its runs (canceller), half a
+// second at most later, or as it renews the run's lease. The run is recorded failed, canceled, and (scheduled) its due
 // time is done with. It returns the run, without waiting for its end: its
 // Replica says which replica runs it, this one or another. ErrUnknownTask
 // when the task is neither registered nor running here; ErrNotRunning

@@ -69,13 +69,17 @@ type store interface {
 	// (POST .../cancel): the run that holds the task's live lease, and is
 	// still running, if its id is runID (any, for ""). The request is
 	// kept on that run's row, so a later run of the task is not
-	// affected; the replica holding the lease reads it as it renews
-	// (renew). It returns the run, and false when there is none (no run
+	// affected; the replica holding the lease reads it between renewals
+	// (cancelRequested) and as it renews (renew). It returns the run, and false when there is none (no run
 	// holds a live lease, it is replica's own, or it is not runID). A
 	// run whose replica does not read cancel requests (its row was
 	// written by a replica from before reads_cancel: a rolling upgrade)
 	// is returned with errCancelUnread, and nothing is recorded.
 	requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error)
+	// cancelRequested returns those of runIDs whose rows hold a cancel
+	// request (requestCancel), in no order: the replica running them
+	// reads them between renewals too (canceller).
+	cancelRequested(ctx context.Context, runIDs []string) ([]string, error)
 	// reschedule moves the next_run of global task plugin/task from from
 	// to to, when the row still has from and no live lease holds the task
 	// (after the clock due times go by was stepped back: stepBack), and
@@ -313,6 +317,23 @@ func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// scanIDs scans rows of one text column.
+func scanIDs(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 func scanOrphans(rows *sql.Rows) ([]orphan, error) {

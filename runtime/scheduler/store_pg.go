@@ -281,6 +281,11 @@ WHERE t.plugin = $1 AND t.task = $2 AND t.lease_until >= now() AND t.lease_owner
 	return run, ok, err
 }
 
+func (s *pgStore) cancelRequested(ctx context.Context, runIDs []string) ([]string, error) {
+	return scanIDs(s.db.QueryContext(ctx, `
+SELECT run_id FROM scheduler_runs WHERE run_id = ANY($1::text[]) AND cancel_requested_at IS NOT NULL`, runIDs))
+}
+
 // lastLost is the SET list of an UPDATE of scheduler_tasks t that records
 // the run lo, about to be marked lost (its row still "running", or no row:
 // NULL), as the task's last run, at ended, unless the task recorded a

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -236,6 +237,25 @@ func (s *sqliteStore) renew(ctx context.Context, replica string, lease time.Dura
 		return nil
 	})
 	return held, err
+}
+
+func (s *sqliteStore) cancelRequested(ctx context.Context, runIDs []string) ([]string, error) {
+	var out []string
+	for len(runIDs) > 0 {
+		n := min(len(runIDs), maxBatch)
+		args := make([]any, n)
+		for i, id := range runIDs[:n] {
+			args[i] = id
+		}
+		runIDs = runIDs[n:]
+		ids, err := scanIDs(s.db.QueryContext(ctx, "SELECT run_id FROM scheduler_runs WHERE cancel_requested_at IS NOT NULL AND run_id IN (?"+
+			strings.Repeat(", ?", n-1)+")", args...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ids...)
+	}
+	return out, nil
 }
 
 func (s *sqliteStore) requestCancel(ctx context.Context, plugin, task, replica, runID string) (Run, bool, error) {

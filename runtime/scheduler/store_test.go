@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -409,7 +410,8 @@ func registerDueTask(t *testing.T, st store) (Task, time.Time) {
 
 // An operator's cancel sent to a replica that does not run the run
 // (requestCancel) marks that run's row, which the replica holding the
-// lease reads as it renews it: never its own run, nor a run that no
+// lease reads between renewals (cancelRequested) and as it renews it:
+// never its own run, nor a run that no
 // longer holds a live lease (it ended), nor a later run of the task.
 func TestStoreCancelRequest(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store) {
@@ -448,8 +450,22 @@ func TestStoreCancelRequest(t *testing.T) {
 		if held, cancel := renew("run1"); !held || cancel {
 			t.Fatalf("renew before any cancel: held %v, cancel %v", held, cancel)
 		}
+		asked := func(ids ...string) []string {
+			t.Helper()
+			got, err := st.cancelRequested(ctx, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		if got := asked("run1", "run0"); len(got) != 0 {
+			t.Errorf("cancel requests before any: %v", got)
+		}
 		if run, ok := request("b", ""); !ok || run.RunID != "run1" || run.Replica != "a" || run.Outcome != "running" || run.Trigger != "schedule" {
 			t.Fatalf("cancel through b: %+v %v", run, ok)
+		}
+		if got := asked("run0", "run1", "run9"); !slices.Equal(got, []string{"run1"}) {
+			t.Errorf("cancel requests after the cancel: %v; want run1", got)
 		}
 		if held, cancel := renew("run1"); !held || !cancel {
 			t.Fatalf("renew after the cancel: held %v, cancel %v", held, cancel)
@@ -467,6 +483,9 @@ func TestStoreCancelRequest(t *testing.T) {
 		}
 		if held, cancel := renew("run2"); !held || cancel {
 			t.Errorf("renew of the later run2: held %v, cancel %v", held, cancel)
+		}
+		if got := asked("run2"); len(got) != 0 {
+			t.Errorf("cancel requests of the later run2: %v", got)
 		}
 		if _, ok := request("b", "run1"); ok {
 			t.Errorf("a cancel naming run1 hit run2")

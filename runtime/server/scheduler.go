@@ -120,7 +120,8 @@ type cancelAnswer struct {
 	scheduler.Run
 	// Cancel is "asked" when this replica runs the run and asked it to
 	// stop, "requested" when another replica runs it and was asked
-	// through the database, which it reads at its next lease renewal.
+	// through the database, which it reads within half a second (at its
+	// next lease renewal, for a replica of an older greenroom).
 	Cancel  string `json:"cancel"`
 	Message string `json:"message"`
 }
@@ -145,7 +146,7 @@ func (s *Server) cancelTask(c *fiber.Ctx) error {
 			return cancelAnswer{Run: run, Cancel: "asked", Message: "the run was asked to stop; it is interrupted if it has not returned 5s later"}
 		}
 		return cancelAnswer{Run: run, Cancel: "requested", Message: fmt.Sprintf(
-			"replica %s runs it: the cancel is recorded for it, and it asks the run to stop at its next renewal of the run's lease (every third of [scheduler] lease)", run.Replica)}
+			"replica %s runs it: the cancel is recorded for it, and it asks the run to stop when it reads it, within half a second (a replica of a greenroom from before 2026-12-07 reads it at its next renewal of the run's lease, every third of [scheduler] lease)", run.Replica)}
 	})
 }
 
