@@ -99,7 +99,6 @@ func TestAbsurdValuesNameTheirKey(t *testing.T) {
 	// with, a budget the server caps at 2^62, a bound SQLite takes as an
 	// int64.
 	takesLargest := map[string]bool{
-		"server.read_timeout": true, "server.write_timeout": true,
 		"reading.timeout": true, "plugins.a.limits.queue_timeout": true,
 		"plugins.a.limits.max_requests": true,
 		"server.request_budget":         true, "server.response_budget": true,

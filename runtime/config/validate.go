@@ -146,6 +146,11 @@ func (v *validator) server() {
 			// "1ns" was taken: every request timed out (408) before its
 			// first byte was read, or every answer was cut off.
 			v.fail(t.key, "must be at least %s (a shorter one cuts requests off before they are read), got %s", minIOTimeout, v.show(t.key, t.d))
+		case t.d.D() > maxIOTimeout:
+			// An idle_timeout of 0 is read_timeout's: without this, a
+			// longer read_timeout kept idle connections past
+			// idle_timeout's own bound.
+			v.fail(t.key, "must be at most 24h (a connection holds one of server.max_connections for as long; idle_timeout 0 takes read_timeout's), got %s", v.show(t.key, t.d))
 		}
 	}
 	if s.IdleTimeout < 0 {
@@ -205,6 +210,11 @@ func (v *validator) server() {
 
 // minIOTimeout is the shortest server.read_timeout and write_timeout.
 const minIOTimeout = 10 * time.Millisecond
+
+// maxIOTimeout bounds server.read_timeout and write_timeout (their
+// errors say 24h), as maxIdleTimeout does idle_timeout, which takes
+// read_timeout's when 0.
+const maxIOTimeout = 24 * time.Hour
 
 // maxShutdownDelay bounds server.shutdown_delay (its error says 10m).
 const maxShutdownDelay = 10 * time.Minute
