@@ -56,13 +56,13 @@ func renewAuthenticator(old *auth.Authenticator, cfg *config.Config, log *logrus
 	return a
 }
 
-// healthPrefix is where the health endpoints live; routing ignores case,
-// and so does this check.
+// healthPrefix is where the health endpoints live; routing is
+// case-sensitive, and so is this check: /.greenroom/HEALTH/ is the admin
+// API's, asks for its credential and is rate-limited.
 const healthPrefix = "/.greenroom/health/"
 
 func isHealth(c *fiber.Ctx) bool {
-	p := c.Path()
-	return len(p) >= len(healthPrefix) && strings.EqualFold(p[:len(healthPrefix)], healthPrefix)
+	return strings.HasPrefix(c.Path(), healthPrefix)
 }
 
 // hasCredential reports whether the request carries an Authorization

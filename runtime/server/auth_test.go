@@ -227,7 +227,7 @@ func TestPublicRouteMatching(t *testing.T) {
 		{"GET", "/api/", 401},
 		{"GET", "/api", 401}, // once a panic that took the server down
 		{"HEAD", "/api", 401},
-		{"GET", "/API?x=1", 401},
+		{"GET", "/API?x=1", 404},             // routed as sent, letter case included
 		{"GET", "/x/../api/hello/ping", 404}, // routed as sent: not under /api/
 		{"GET", "//api/hello/ping", 404},
 	} {
@@ -535,13 +535,18 @@ func TestRateLimit(t *testing.T) {
 			t.Errorf("anonymous request %d: %d, want %d", i, status, want)
 		}
 	}
-	// Health checks are never limited, however the path is cased.
+	// Health checks are never limited.
 	for i := 0; i < 10; i++ {
-		for _, path := range []string{"/.greenroom/health/v1/liveness", "/.GREENROOM/Health/v1/readiness"} {
+		for _, path := range []string{"/.greenroom/health/v1/liveness", "/.greenroom/health/v1/readiness/"} {
 			if status, _, _ := in.DoAnon(t, "GET", path, nil); status != 200 {
 				t.Fatalf("%s %d: %d", path, i, status)
 			}
 		}
+	}
+	// A path in another case is no health endpoint (routing is
+	// case-sensitive): it is limited like any other request.
+	if status, _, _ := in.DoAnon(t, "GET", "/.GREENROOM/Health/v1/readiness", nil); status != 429 {
+		t.Errorf("/.GREENROOM/Health/v1/readiness past the limit: %d, want 429", status)
 	}
 	if !strings.Contains(in.Log.String(), `"reason":"rate limit of 3 requests per 3m0s exceeded"`) {
 		t.Error("rate limiting not audited")

@@ -28,11 +28,12 @@ var reqPool = sync.Pool{New: func() any { return &hostfuncs.Request{} }}
 
 // splitPluginPath splits the path as the client sent it, /api/<id>/<rest>,
 // into the plugin id and /<rest>. Fiber's /api/* route also matches "/api"
-// itself (in any case, with or without a query), which names no plugin
-// (id ""): it is answered like an unknown plugin.
+// itself (with or without a query, in that case only: routing is
+// case-sensitive), which names no plugin (id ""): it is answered like an
+// unknown plugin.
 func splitPluginPath(raw []byte) (id string, sub []byte) {
 	const prefix = "/api/"
-	if len(raw) < len(prefix) || !bytes.EqualFold(raw[:len(prefix)], []byte(prefix)) {
+	if !bytes.HasPrefix(raw, []byte(prefix)) {
 		return "", []byte("/")
 	}
 	rest := raw[len(prefix):]

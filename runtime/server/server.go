@@ -117,6 +117,14 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 		// Plugins see the path as the client sent it; routing below uses
 		// the raw path too, so /api/<id> is decided on what was sent.
 		UnescapePath: false,
+		// Routes match in the case they are written: /api/, /.greenroom/
+		// and /metrics, not /API/ (Fiber's default matches any case,
+		// which served a public route under spellings public_routes does
+		// not list, and the admin API under /.GREENROOM/). Trailing
+		// slashes are still ignored by the routes (StrictRouting off:
+		// /metrics/ is /metrics, behind the same check); a plugin's
+		// route is decided on the path as sent, slash included.
+		CaseSensitive: true,
 		// A multipart body reaches the plugin as sent: parsed first,
 		// fasthttp hands on its own re-encoding of the form (parts
 		// reordered), and writes large file parts to temporary files
@@ -166,7 +174,9 @@ func (s *Server) routes() {
 		if !isHealth(c) { // Fiber's prefix match also takes /.greenroom/healthz
 			return c.Next()
 		}
-		if p := strings.ToLower(strings.TrimSuffix(c.Path(), "/")); p == "/.greenroom/health/v1/liveness" || p == "/.greenroom/health/v1/readiness" {
+		// Routed as the endpoints are: in their case, trailing slashes
+		// ignored.
+		if p := strings.TrimRight(c.Path(), "/"); p == "/.greenroom/health/v1/liveness" || p == "/.greenroom/health/v1/readiness" {
 			return methodNotAllowed(fiber.MethodGet)(c)
 		}
 		return apiErr(fiber.StatusNotFound, "not_found", "no route for "+c.Method()+" "+c.Path())
