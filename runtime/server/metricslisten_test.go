@@ -163,6 +163,26 @@ func TestMetricsListenUnknownMethod(t *testing.T) {
 	}
 }
 
+// metrics_listen routes the path as sent, as the main listener does:
+// /%6detrics (a letter percent-encoded) was served the metrics (net/http's
+// decoded path is /metrics), where the main listener answers 404;
+// another letter case, // and an encoded slash were 404 already.
+func TestMetricsListenPathAsSent(t *testing.T) {
+	in := start(t, "[log]\naccess_log = true\n")
+	addr := serveMetrics(t, in)
+	for _, target := range []string{"/%6detrics", "/%6Detrics", "/metric%73", "/%2Fmetrics", "/METRICS", "/Metrics", "//metrics", "/metrics/"} {
+		metricsAnswers(t, in, addr, "GET "+target, 404, "not_found")
+	}
+	resp, err := http.Get("http://" + addr + "/metrics?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /metrics?x=1: %d, want 200", resp.StatusCode)
+	}
+}
+
 // metricsAnswers sends metrics_listen at addr a request with the request
 // line line (and an X-Request-Id), and checks that it is answered status
 // with code in JSON, the request id returned and the request logged.

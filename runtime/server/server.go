@@ -323,7 +323,9 @@ func (s *Server) MetricsHandler() http.Handler {
 		case !knownMethod([]byte(r.Method)):
 			e := notImplemented(shownMethod([]byte(r.Method)))
 			fail(e.Status, e.Code, e.Message)
-		case r.URL.Path != "/metrics":
+		case r.URL.EscapedPath() != "/metrics":
+			// The path as sent, as the main listener routes it:
+			// /%6detrics decodes to /metrics but is no route there.
 			fail(http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.EscapedPath()+" (metrics_listen serves GET /metrics)")
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
 			sw.Header().Set("Allow", "GET, HEAD")
