@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -146,5 +147,91 @@ func TestBareLFHeadOnKeptAliveConnection(t *testing.T) {
 			t.Fatalf("%q: %v %v", req, resp, err)
 		}
 		io.Copy(io.Discard, resp.Body)
+	}
+}
+
+// TestBareLFHeadPipelined: a request whose head ends in an empty line
+// that is not a CRLF after a CRLF, pipelined behind a request without a
+// body (in the same write, so that the HTTP library holds its first bytes
+// already when it finishes the request before), is refused 400 at once,
+// as one that begins a read is: it was answered 408 at
+// server.read_timeout. Its head may also be completed by a later write.
+// The requests before it are answered first, each as usual.
+func TestBareLFHeadPipelined(t *testing.T) {
+	in := start(t, "[server]\nread_timeout = \"20s\"\n")
+	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	head := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n"
+	for _, c := range []struct {
+		before int      // well-framed requests written first, in the same write
+		pieces []string // the bare-LF request, its first piece in that write
+	}{
+		{1, []string{"GET " + liveness + " HTTP/1.1\nHost: x\n\n"}},
+		{1, []string{head + "\n"}},
+		{1, []string{"GET " + liveness + " HTTP/1.1\r\nHost: x\n\r\n"}},
+		{2, []string{"GET " + liveness + " HTTP/1.1\nHost: x\n\n"}},
+		{1, []string{head, "\n"}},
+		{1, []string{"GET " + liveness + " HT", "TP/1.1\nHost: x\n", "\n"}},
+		{1, []string{"POST " + liveness + " HTTP/1.1\nHost: x\nContent-Length: 5\n\nhello"}},
+		{1, []string{"GET " + liveness + " HTTP/1.1\nHost: x\n\nGET " + liveness + " HT"}},
+	} {
+		conn := dial(t, in.URL)
+		br := bufio.NewReader(conn)
+		began := time.Now()
+		for i, p := range c.pieces {
+			if i == 0 {
+				p = strings.Repeat(ok, c.before) + p
+			} else {
+				time.Sleep(100 * time.Millisecond)
+			}
+			io.WriteString(conn, p)
+		}
+		what := fmt.Sprintf("%d, then %q", c.before, strings.Join(c.pieces, ""))
+		for i := 0; i < c.before; i++ {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: answer %d: %v %v", what, i, resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v after %v", what, err, time.Since(began))
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 || !strings.Contains(string(b), "bare LF") || !strings.Contains(string(b), `"code":"bad_request"`) {
+			t.Errorf("%s: %d after %v (%s), want 400 at once", what, resp.StatusCode, time.Since(began).Round(time.Millisecond), b)
+		}
+		conn.Close()
+	}
+	// Pipelined requests the library takes are still served, whole or
+	// completed by a later write, also behind a request with a body
+	// holding what would end a head, and with a body of their own that
+	// does.
+	for _, pieces := range [][]string{
+		{ok + head, "\r\n", ok},
+		{ok + "GET " + liveness + " HT", "TP/1.1\r\nHost: x\r\n\r\n"},
+		{ok + head + "\r", "\n"},
+		{"POST " + liveness + " HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\n\n\n\n" + head, "\r\n"},
+		{"POST " + liveness + " HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\na\n\nb\n\n" + ok + head, "\r\n"},
+		{ok + "POST " + liveness + " HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\na\n", "\nb\n\n", head + "\r\n"},
+		{ok + "POST " + liveness + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n\n\n", "\n\n\r\n0\r\n\r\n" + ok},
+	} {
+		conn := dial(t, in.URL)
+		br := bufio.NewReader(conn)
+		for i, p := range pieces {
+			if i > 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
+			io.WriteString(conn, p)
+		}
+		want := strings.Count(strings.Join(pieces, ""), "HTTP/1.1")
+		for i := 0; i < want; i++ {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode == 400 || resp.StatusCode == 408 || resp.StatusCode >= 500 { // POST gets 405
+				t.Fatalf("%q: answer %d: %v %v", strings.Join(pieces, ""), i, resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		conn.Close()
 	}
 }

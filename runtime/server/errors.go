@@ -274,6 +274,9 @@ func knownMethod(method []byte) bool {
 // No credential is asked for: the answer says nothing about any plugin.
 func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		if lc, ok := ctx.Conn().(*lingerConn); ok {
+			lc.handling(ctx.Request.Header.ContentLength())
+		}
 		framing := framingProblem(ctx.Request.Header.RawHeaders())
 		switch {
 		case framing != "":
@@ -343,9 +346,10 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 //     to it, and the request has no body), and passes greenroom a body it
 //     never framed. (A head ended by an empty line that is not a CRLF
 //     after a CRLF is not read at all by fasthttp: on a connection's
-//     first request, or a later one whose head begins a read,
-//     lingerConn.Read refuses it, 400; one pipelined behind the request
-//     before it is answered 408 at server.read_timeout.)
+//     first request, a later one whose head begins a read, or one
+//     pipelined behind a request without a body, lingerConn.Read
+//     refuses it, 400; one pipelined behind a request with a body is
+//     answered 408 at server.read_timeout.)
 //   - a folded header line (obs-fold: one that begins with a space or a
 //     tab), which fasthttp joins to the line before: a proxy in front
 //     that does not may read it as a header of its own (" Transfer-

@@ -91,6 +91,132 @@ type lingerConn struct {
 	// connection as active, its buffer was empty, and the bytes the read
 	// returns begin the next request's head.
 	idle atomic.Bool
+	// piped is set when fasthttp takes the connection as active with no
+	// read since it went idle (the next request's first bytes were in its
+	// buffer: pipelined), until it goes idle again; tail and handled
+	// then say whether the head it is reading ends in a bare LF (see
+	// Read). tail follows the bytes read since the last CRLF CRLF, and
+	// counts the CRLF CRLFs, since the head watched last began (a new
+	// connection, or idle); handled counts the requests that reached the
+	// handler since then (guard). Both are used by the connection's
+	// serving goroutine only, as first and crlf are.
+	piped   atomic.Bool
+	tail    tailWatch
+	handled int
+}
+
+// tailWatch follows a connection's bytes after the last CRLF CRLF read,
+// where a head pipelined behind a request without a body begins.
+type tailWatch struct {
+	// heads counts the CRLF CRLFs read; void is set once the bytes read
+	// cannot be told apart (a request with a body was handled, or more
+	// than maxTail bytes followed the last CRLF CRLF: more than a head
+	// fasthttp reads whole) or are no head (they do not begin with a
+	// method, methodStart), until the watch begins anew.
+	heads int
+	void  bool
+	// first and crlf are the states of the searches for an empty line
+	// (headEnd) and a CRLF CRLF (crlfEnd) in the bytes after the last
+	// CRLF CRLF; n is how many there are.
+	first, crlf, n int
+}
+
+// maxTail is the longest head tailWatch follows: fasthttp's read buffer
+// is server.header_limit, at most 1 MiB, and a longer head is refused.
+const maxTail = 1 << 20
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// scan follows b, the next bytes read. It searches with bytes.Index
+// (vector instructions) rather than byte by byte, and not at all past a
+// head whose next bytes begin no request line (a body): the first read
+// of a request with a body carries up to 16 KiB of it, which a byte loop
+// took 60 µs to follow (BenchmarkTailScan).
+func (t *tailWatch) scan(b []byte) {
+	if t.void {
+		return
+	}
+	// A CRLF CRLF begun in the bytes before b.
+	if t.crlf > 0 {
+		k := min(len(crlfcrlf)-t.crlf, len(b))
+		if crlfEnd(t.crlf, b[:k]) == len(crlfcrlf) {
+			t.heads++
+			t.first, t.crlf, t.n = 0, 0, 0
+			b = b[k:]
+		}
+	}
+	for {
+		if t.n == 0 && len(b) > 0 && !methodStart(b) {
+			// What follows a head is no request line: its body,
+			// most likely (a request it is would be refused anyway).
+			t.void = true
+			return
+		}
+		i := bytes.Index(b, crlfcrlf)
+		if i < 0 {
+			break
+		}
+		t.heads++
+		t.first, t.crlf, t.n = 0, 0, 0
+		b = b[i+len(crlfcrlf):]
+	}
+	if t.n += len(b); t.n > maxTail {
+		t.void = true
+		return
+	}
+	if len(b) < len(crlfcrlf) {
+		// Short: byte by byte, from the states the bytes before left.
+		t.first, t.crlf = headEnd(t.first, b), crlfEnd(t.crlf, b)
+		return
+	}
+	// b holds no CRLF CRLF, so its states after it are those of its
+	// last bytes alone, but for an empty line begun before it or in it.
+	if t.first != headFound && (headEnd(t.first, b[:2]) == headFound ||
+		bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))) {
+		t.first = headFound
+	}
+	if t.first != headFound {
+		t.first = headEnd(0, b[len(b)-2:])
+	}
+	t.crlf = crlfEnd(0, b[len(b)-3:])
+}
+
+// methodStart reports whether b, the first bytes after a head, may
+// begin a request line: an upper-case method of up to 7 letters (those
+// greenroom serves) and a space, or as much of that as b holds.
+func methodStart(b []byte) bool {
+	for i, ch := range b[:min(len(b), 8)] {
+		if ch == ' ' && i > 0 {
+			return true
+		}
+		if ch < 'A' || ch > 'Z' {
+			return false
+		}
+	}
+	return len(b) < 8
+}
+
+// bareLFPiped reports whether fasthttp, reading the head of a request
+// pipelined behind the one before it, holds that head whole and ended by
+// an empty line that is not a CRLF after a CRLF, and waits for a CRLF
+// CRLF that is not coming. Every CRLF CRLF read ended the head of a
+// request handled since (none is left for the head being read), the last
+// of them had no body, so the bytes after it begin the head being read,
+// and those hold its empty line.
+func (c *lingerConn) bareLFPiped() bool {
+	return c.piped.Load() && c.busy.Load() == 0 && !c.tail.void &&
+		c.tail.heads == c.handled && c.tail.first == headFound
+}
+
+// handling notes a request that reached the handler (guard), whose head
+// has been read: when it has a body (a Content-Length above 0, or
+// chunked), the bytes after its head cannot be told apart from the next
+// head's any more (tailWatch.void).
+func (c *lingerConn) handling(contentLength int) {
+	c.handled++
+	if contentLength > 0 || contentLength == -1 {
+		c.tail.void = true
+	}
 }
 
 // connState follows fasthttp's connection states (Server.ConnState) for
@@ -102,12 +228,15 @@ func connState(c net.Conn, state fasthttp.ConnState) {
 	}
 	switch state {
 	case fasthttp.StateIdle:
+		lc.piped.Store(false)
 		lc.idle.Store(true)
 	case fasthttp.StateActive:
-		// Its first byte was in fasthttp's buffer already (pipelined,
-		// or read with the request before): where its head begins is
-		// not known, so it is not watched.
-		lc.idle.Store(false)
+		// No read since idle: its first byte was in fasthttp's buffer
+		// already (pipelined, or read with the request before), and
+		// its head is watched from the last CRLF CRLF (see Read).
+		if lc.idle.Swap(false) {
+			lc.piped.Store(true)
+		}
 	}
 }
 
@@ -137,13 +266,20 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 // when its head begins a read: fasthttp, done with a request (its body
 // read or dropped, its answer written), sets the connection idle and
 // reads what it holds of the next one, and reads from the connection
-// only when it holds nothing (idle). A head whose first bytes fasthttp
-// read with the request before (pipelined behind it) is not watched, as
-// where it begins among them is not known: ended by a bare LF, it still
-// waits for server.read_timeout.
+// only when it holds nothing (idle).
+//
+// A head whose first bytes fasthttp read with the request before
+// (pipelined behind it: active with no read since idle, piped) begins
+// among bytes read already, after the last CRLF CRLF when every CRLF
+// CRLF read ended a head fasthttp has handed on, and the last of those
+// requests had no body (tailWatch, bareLFPiped): a read fasthttp asks
+// for while it holds that head whole, ended by a bare LF, fails at once
+// too, and so does one after a read that completed it. Behind a request
+// with a body, where among the bytes after it the body ends is not
+// known, and such a head still waits for server.read_timeout.
 func (c *lingerConn) Read(p []byte) (int, error) {
 	c.releaseHeads()
-	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() {
+	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() || c.bareLFPiped() {
 		return 0, errUnframedHead
 	}
 	n, err := c.TCPConn.Read(p)
@@ -151,6 +287,10 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 		c.first, c.crlf = 0, 0
 		c.unframed.Store(false)
 		c.firstDone.Store(false)
+		c.tail, c.handled = tailWatch{}, 0
+	}
+	if n > 0 {
+		c.tail.scan(p[:n])
 	}
 	if n > 0 && !c.firstDone.Load() {
 		c.watchFirst(p[:n])

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"strings"
@@ -165,5 +166,100 @@ func TestCRLFEnd(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkTailScan is what following the bytes after the last CRLF CRLF
+// (tailWatch, for heads pipelined behind a request) costs a read that
+// holds one request's head, the common case, four pipelined heads, and
+// a head with 16 KiB of its body (only the first read of a body is
+// followed: a request with a body makes the watch void).
+//
+//	go test -run '^$' -bench TailScan ./runtime/server/
+func BenchmarkTailScan(b *testing.B) {
+	head := []byte("GET /api/hello/ping HTTP/1.1\r\nHost: 127.0.0.1:7007\r\nUser-Agent: bench\r\nAuthorization: Bearer servertest-admin-token-0123456789abcdef\r\nAccept: */*\r\n\r\n")
+	post := []byte("POST /api/hello/echo HTTP/1.1\r\nHost: 127.0.0.1:7007\r\nContent-Length: 16384\r\n\r\n")
+	pipelined := bytes.Repeat(head, 4)
+	for _, c := range []struct {
+		name string
+		read []byte
+	}{
+		{"head", head},
+		{"pipelined4", pipelined},
+		{"head+json16KiB", append(post, bytes.Repeat([]byte(`{"k":"0123456789"},`), 16384/19)...)},
+		// A body that begins as a method does, with a line feed
+		// every 16 bytes: the most a read costs.
+		{"head+text16KiB", append(post, bytes.Repeat([]byte("ABCDEFGHIJKLMNO\n"), 1024)...)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.read)))
+			var t tailWatch
+			for i := 0; i < b.N; i++ {
+				t = tailWatch{}
+				t.scan(c.read)
+			}
+		})
+	}
+}
+
+// TestTailWatchSplits: tailWatch counts the CRLF CRLFs of a connection's
+// bytes and finds the empty line after the last of them whatever reads
+// they arrive in, as a byte-by-byte search does; it gives up (void) only
+// where the bytes after a head begin no request line.
+func TestTailWatchSplits(t *testing.T) {
+	ref := func(s string) (heads int, found bool) {
+		first, crlf := 0, 0
+		for i := 0; i < len(s); i++ {
+			if crlf = crlfEnd(crlf, []byte{s[i]}); crlf == 4 {
+				heads++
+				first, crlf = 0, 0
+				continue
+			}
+			first = headEnd(first, []byte{s[i]})
+		}
+		return heads, first == headFound
+	}
+	ok := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, s := range []string{
+		ok,
+		ok + ok,
+		ok + "GET / HTTP/1.1\nHost: x\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\r\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\n\r\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\r\n",
+		ok + "GET / HTTP/1.1\nHost: x\r\n\r\n" + "GET / HT",
+		ok + "GET / HTTP/1.1\r\nHost: x\r\n\r\r\n\r\n",
+		ok + "GET / HTTP/1.1\r\nX: \r\n\r\r\n\n",
+		ok + "GET /\n\r\r\n\r\n" + ok,
+		ok + "GET / HTTP/1.1\r\nHost: x\r\nX: a\n\r" + "\n",
+	} {
+		wantHeads, wantFound := ref(s)
+		for i := 0; i <= len(s); i++ {
+			for j := i; j <= len(s); j++ {
+				var w tailWatch
+				w.scan([]byte(s[:i]))
+				w.scan([]byte(s[i:j]))
+				w.scan([]byte(s[j:]))
+				if w.void {
+					t.Errorf("%q read as %d, %d, rest: void", s, i, j-i)
+					continue
+				}
+				if w.heads != wantHeads || (w.first == headFound) != wantFound {
+					t.Errorf("%q read as %d, %d, rest: %d heads, empty line found %v; want %d, %v", s, i, j-i, w.heads, w.first == headFound, wantHeads, wantFound)
+				}
+			}
+		}
+	}
+	// A head followed by what begins no request line: not searched.
+	for _, s := range []string{ok + `{"a":1}` + "\n\n", ok + "a=b&c=d", ok + "ABCDEFGHIJ\n\n", ok + "PROPFIND / HTTP/1.1\n\n", ok + "\r\n" + ok} {
+		var w tailWatch
+		if w.scan([]byte(s)); !w.void {
+			t.Errorf("%q: searched (not void)", s)
+		}
+	}
+	// Nor is a tail longer than any head.
+	var w tailWatch
+	if w.scan([]byte(ok + "GET /" + strings.Repeat("x", maxTail))); !w.void {
+		t.Error("a tail over maxTail: searched")
 	}
 }
