@@ -195,8 +195,9 @@ func TestCancelOverAdminAPI(t *testing.T) {
 		began := time.Now()
 		status, body := cancelTask(t, in, c.id)
 		var run struct {
-			RunID   string `json:"run_id"`
-			Replica string `json:"replica"`
+			RunID   string    `json:"run_id"`
+			Replica string    `json:"replica"`
+			Started time.Time `json:"started_at"`
 		}
 		if status != 202 || json.Unmarshal([]byte(body), &run) != nil || run.RunID == "" || run.Replica != "one" {
 			t.Fatalf("cancel %s: %d %s", c.id, status, body)
@@ -208,6 +209,9 @@ func TestCancelOverAdminAPI(t *testing.T) {
 		checkStopped(t, in, c.id, c.want)
 		if runs := history(t, in, "sched", c.id); runs[0].RunID != run.RunID {
 			t.Errorf("%s: canceled run %s, recorded %+v", c.id, run.RunID, runs)
+		} else if !run.Started.Equal(runs[0].Started) {
+			// The answer said 0001-01-01T00:00:00Z.
+			t.Errorf("%s: the cancel's answer has started_at %s, the history %s", c.id, run.Started, runs[0].Started)
 		}
 	}
 	// The scheduler goes on: the task runs again.

@@ -332,7 +332,9 @@ func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Ru
 		if r.manual {
 			trigger = "manual"
 		}
-		return Run{RunID: r.id, Plugin: plugin, Task: id, Replica: s.cfg.Replica, Trigger: trigger, Due: timePtr(r.due), Outcome: "running"}, nil
+		// Started as recorded: without it the answer said started_at
+		// 0001-01-01T00:00:00Z for a run that had begun seconds before.
+		return Run{RunID: r.id, Plugin: plugin, Task: id, Replica: s.cfg.Replica, Trigger: trigger, Due: timePtr(r.due), Started: s.recordedStartNow(ctx, r.spec, r.id), Outcome: "running"}, nil
 	}
 	global := t.Scope == Global // r is nil, so t is not
 	s.mu.Unlock()
@@ -467,6 +469,22 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 		return Run{}, ErrDisabled
 	}
 	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: s.recordedStart(ctx, spec, r.id), Outcome: "running"}, nil
+}
+
+// recordedStartNow is the start recorded for run runID of spec's task, if
+// its row is written already, else now: a run canceled before it began
+// starts, and ends, with its cancel.
+func (s *Scheduler) recordedStartNow(ctx context.Context, spec Task, runID string) time.Time {
+	if st, err := s.store(ctx); err == nil {
+		if runs, err := st.runs(ctx, spec.Plugin, spec.ID, 5); err == nil {
+			for _, r := range runs {
+				if r.RunID == runID {
+					return r.Started
+				}
+			}
+		}
+	}
+	return time.Now().UTC()
 }
 
 // recordedStart returns the start of run runID as its history row has it
