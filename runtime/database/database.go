@@ -189,6 +189,15 @@ type limitsSetter interface {
 	setLimits(id string, lim Limits)
 }
 
+// describer is a backend whose plugin connections cache statement
+// descriptions (PostgreSQL, pgdescribe.go): forgetDescriptions makes
+// plugin id's forget them, and migrated does and tells the other
+// replicas, once plugin id's migrations committed.
+type describer interface {
+	forgetDescriptions(id string)
+	migrated(ctx context.Context, db *bun.DB, id string)
+}
+
 // New returns a Service for cfg. Nothing is opened until Open.
 func New(cfg Config, log *logrus.Logger) *Service {
 	s := &Service{cfg: cfg, log: log.WithField("component", "database"), plugins: map[string]*PluginDB{}, users: map[string]int{}, loading: map[string]chan struct{}{}}

@@ -126,3 +126,25 @@ func SetRuntimeMigrationLockWait(each, total time.Duration) (restore func()) {
 
 // RuntimeSQLiteConns is the size of greenroom.db's connection pool.
 const RuntimeSQLiteConns = runtimeSQLiteConns
+
+// DescriptionGeneration is plugin id's connector generation on s (0 on
+// SQLite): it moves on each time the plugin's PostgreSQL connections are
+// to forget the statement descriptions they cached.
+func DescriptionGeneration(s *Service, id string) int64 {
+	if pc := s.pluginConnector(id); pc != nil {
+		return pc.generation.Load()
+	}
+	return 0
+}
+
+// MigrationsHeard counts the notifications of plugin migrations s's watch
+// has handled (PostgreSQL; 0 on SQLite), its own replica's included.
+func MigrationsHeard(s *Service) int64 {
+	s.mu.Lock()
+	pg, ok := s.backend.(*pgBackend)
+	s.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return pg.heard.Load()
+}

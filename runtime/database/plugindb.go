@@ -1100,8 +1100,11 @@ func (p *PluginDB) Exec(ctx context.Context, in *hostfuncs.Instance, st *hostfun
 		return res, err
 	}
 	sr, err := r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
-	if err != nil && st.Tx == 0 && staleDescription(err) {
-		sr, err = r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.describedArgs(st)...)
+	if err != nil && staleDescription(err) {
+		p.forgetDescriptions()
+		if st.Tx == 0 {
+			sr, err = r.ExecContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.describedArgs(st)...)
+		}
 	}
 	if err != nil {
 		return res, p.fail(ctx, sctx, lim, st, err)
@@ -1126,11 +1129,25 @@ const maxDescribed = 4 << 10
 // as the result has, refusing the Bind before the statement runs
 // (TestPGStatementAfterItsTableGainedAColumn). The driver has dropped that
 // description by then; outside a transaction the statement is run again,
-// described anew. In a transaction the failed Bind has aborted it.
+// described anew. In a transaction the failed Bind has aborted it. Either
+// way the plugin's other connections forget their descriptions before
+// their next use (forgetDescriptions), and every replica's do as soon as
+// a replica has applied a migration (pgdescribe.go).
 func staleDescription(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "08P01" &&
 		strings.HasPrefix(pe.Message, "bind message has ") && strings.Contains(pe.Message, " result formats but query has ")
+}
+
+// forgetDescriptions makes all of the plugin's connections forget the
+// statement descriptions they cached, after one statement met a stale one:
+// the change (another replica's migration whose notification has not come,
+// or never will: pgdescribe.go) made the others' as stale, and a
+// transaction would fail on each of them in turn.
+func (p *PluginDB) forgetDescriptions() {
+	if d, ok := p.svc.backend.(describer); ok {
+		d.forgetDescriptions(p.id)
+	}
 }
 
 // describedArgs is what a statement is run with again after
@@ -1183,8 +1200,11 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 		return err
 	}
 	rows, err := r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.args(st)...)
-	if err != nil && st.Tx == 0 && staleDescription(err) {
-		rows, err = r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.describedArgs(st)...)
+	if err != nil && staleDescription(err) {
+		p.forgetDescriptions()
+		if st.Tx == 0 {
+			rows, err = r.QueryContext(sctx, p.svc.backend.rewrite(st.SQL, len(st.Args)), p.describedArgs(st)...)
+		}
 	}
 	if err != nil {
 		return p.fail(ctx, sctx, lim, st, err)
@@ -1591,6 +1611,14 @@ func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.
 			serverStart = time.Time{}
 		}
 	}
+	committed := 0
+	defer func() {
+		// What committed changed the tables under the descriptions the
+		// plugin's connections cached, here and on the other replicas.
+		if d, ok := p.svc.backend.(describer); ok && committed > 0 {
+			d.migrated(parent, db, p.id)
+		}
+	}()
 	for _, f := range pending {
 		start := time.Now()
 		if err := p.applyOne(ctx, f); err != nil {
@@ -1606,6 +1634,7 @@ func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.
 			}
 			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
 		}
+		committed++
 		p.svc.countApplied(p.id, 1)
 		p.log.WithFields(logrus.Fields{"migration": f.Name, "took": time.Since(start).Round(time.Millisecond).String()}).Info("applied plugin migration")
 	}

@@ -68,6 +68,11 @@ type pgBackend struct {
 	// foreign looks for plugin locks on relations that are not the
 	// plugin's (pgforeign.go), from open to close.
 	foreign *foreignLockWatch
+	// migrations hears of plugin migrations other replicas apply
+	// (pgdescribe.go), from open to close.
+	migrations *migrationWatch
+	// heard counts the notifications the watch has handled.
+	heard atomic.Int64
 }
 
 // survivorsOf is the count of plugin id's given-up backends still running.
@@ -128,6 +133,7 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 	b.checkClient = err == nil
 	// Before the runtime's migrations, which a plugin's lock could hold.
 	b.watchForeignLocks()
+	b.watchMigrations()
 	return bun.NewDB(sdb, pgdialect.New()), nil
 }
 
@@ -851,19 +857,22 @@ func (b *pgBackend) classify(err error) error {
 	return err
 }
 
-func (b *pgBackend) close() { b.stopWatchingForeignLocks() }
+func (b *pgBackend) close() {
+	b.stopWatchingForeignLocks()
+	b.stopWatchingMigrations()
+}
 
 // setLimits makes plugin id's connections use lim's statement timeout and
 // result limit: a connection opened with others is replaced by a new one
 // before its next use. It is called as a version starts serving, and the
-// connections kept forget their statement descriptions (versionKey).
+// connections kept forget their statement descriptions (generationKey).
 func (b *pgBackend) setLimits(id string, lim Limits) {
 	b.mu.Lock()
 	pc := b.plugins[id]
 	b.mu.Unlock()
 	if pc != nil {
 		pc.lim.Store(&lim)
-		pc.versions.Add(1)
+		pc.generation.Add(1)
 	}
 }
 
@@ -887,11 +896,15 @@ type pgConnector struct {
 	// parameter, which a connection pooler in between may refuse.
 	checkClient bool
 	lim         atomic.Pointer[Limits]
-	// versions counts the plugin's versions that started serving
-	// (setLimits): a connection that last served an earlier one forgets
-	// the statement descriptions it cached (versionKey).
-	versions atomic.Int64
-	heal     func(context.Context) error
+	// generation counts what may have changed the plugin's tables
+	// under the statement descriptions its connections cached: a
+	// version that started serving (setLimits), the plugin's migrations
+	// applied by this replica or another (pgdescribe.go), a statement
+	// that met a description gone stale (PluginDB.Exec). A connection
+	// that last served an earlier generation forgets the descriptions
+	// before its next use (generationKey).
+	generation atomic.Int64
+	heal       func(context.Context) error
 	// runtime is the runtime's own connection (the operator's user),
 	// which ends the backends of given-up connections where it may
 	// (terminateBackend).
@@ -907,16 +920,18 @@ type pgConnector struct {
 // pgconn.PgConn.CustomData.
 const backendStartKey = "greenroom.backend_start"
 
-// versionKey keys, in a plugin connection's pgconn.PgConn.CustomData, the
-// pgConnector.versions it last served under. The driver keeps, per
+// generationKey keys, in a plugin connection's pgconn.PgConn.CustomData,
+// the pgConnector.generation it last served under. The driver keeps, per
 // connection, each statement's description (its parameter and result
 // types) and sends the statement with them; a new version's migrations
 // may have changed the tables (a column from int to text), and a
 // statement then ran with the old types once on each connection the
 // reload kept (an INSERT of a text into the now text column failed with
-// invalid input syntax for type integer). So a connection that goes on
-// into a new version drops its descriptions first.
-const versionKey = "greenroom.version"
+// invalid input syntax for type integer); another replica's migration
+// adding a column failed a SELECT * in a transaction once on each
+// connection (staleDescription). So a connection that goes on into a new
+// generation drops its descriptions first.
+const generationKey = "greenroom.generation"
 
 // sessionReset is what PluginDB.release runs on a plugin connection
 // before it goes back to the pool: it ends what the call left in the
@@ -932,7 +947,7 @@ const (
 // connector opens connections with the current limits.
 func (c *pgConnector) connector() driver.Connector {
 	lim := c.lim.Load()
-	version := c.versions.Load()
+	generation := c.generation.Load()
 	conf := c.conf.Copy()
 	conf.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(lim.StatementTimeout.Milliseconds(), 1), 10)
 	maxBody := lim.MaxResult + 1<<16
@@ -966,7 +981,7 @@ func (c *pgConnector) connector() driver.Connector {
 				reset += "; " + set
 			}
 			conn.PgConn().CustomData()[sessionResetKey] = reset
-			conn.PgConn().CustomData()[versionKey] = version
+			conn.PgConn().CustomData()[generationKey] = generation
 			return nil
 		}),
 		stdlib.OptionResetSession(func(ctx context.Context, conn *pgx.Conn) error {
@@ -975,15 +990,16 @@ func (c *pgConnector) connector() driver.Connector {
 			if now := c.lim.Load(); now.StatementTimeout != lim.StatementTimeout || now.MaxResult != lim.MaxResult {
 				return driver.ErrBadConn
 			}
-			// A new version started serving since this connection's
-			// last use: forget the statement descriptions (and the
-			// server's prepared statements, which the session reset
-			// has deallocated already).
-			if now := c.versions.Load(); conn.PgConn().CustomData()[versionKey] != now {
+			// The plugin's tables may have changed since this
+			// connection's last use (a new version, migrations here or
+			// on another replica): forget the statement descriptions
+			// (and the server's prepared statements, which the session
+			// reset has deallocated already).
+			if now := c.generation.Load(); conn.PgConn().CustomData()[generationKey] != now {
 				if err := conn.DeallocateAll(ctx); err != nil {
 					return driver.ErrBadConn
 				}
-				conn.PgConn().CustomData()[versionKey] = now
+				conn.PgConn().CustomData()[generationKey] = now
 			}
 			return nil
 		}))

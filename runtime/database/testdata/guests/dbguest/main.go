@@ -53,7 +53,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, query_loop, keep_begin, keep_begin_at_end, kept_exec, kept_commit, kept_rollback, in_use
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, tx_each, query_loop, keep_begin, keep_begin_at_end, kept_exec, kept_commit, kept_rollback, in_use
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -252,6 +252,35 @@ func run(w http.ResponseWriter, r *http.Request) {
 				}()
 			}
 			wg.Wait()
+		case "tx_each":
+			// s.MS transactions open together (so each on its own
+			// connection), s.SQL queried in each, then all rolled back.
+			// Rows has each one's outcome: its rows, or its error;
+			// Affected counts the errors.
+			txs := make([]*sql.Tx, 0, s.MS)
+			for range s.MS {
+				var t *sql.Tx
+				if t, err = db.BeginTx(ctx, nil); err != nil {
+					break
+				}
+				txs = append(txs, t)
+			}
+			for _, t := range txs {
+				r, qerr := t.QueryContext(ctx, s.SQL, args...)
+				var got result
+				if qerr == nil {
+					got, qerr = readRows(r)
+				}
+				if qerr != nil {
+					res.Affected++
+					res.Rows = append(res.Rows, []any{qerr.Error()})
+				} else {
+					res.Rows = append(res.Rows, []any{fmt.Sprint(got.Rows)})
+				}
+			}
+			for _, t := range txs {
+				t.Rollback()
+			}
 		case "prepare":
 			var st *sql.Stmt
 			if st, err = db.PrepareContext(ctx, s.SQL); err == nil {
