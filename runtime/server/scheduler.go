@@ -108,8 +108,9 @@ func (s *Server) getTask(c *fiber.Ctx) error {
 
 // triggerTask runs a task now (POST .../trigger): 200 with the run once it
 // started, 404 for a task not registered on this replica, 409 while it
-// runs (a global task on any replica), 503 when this replica runs no
-// tasks.
+// runs (a global task on any replica; a run of this replica's that has
+// returned, its end being recorded, is waited for, 5s at most, and the
+// task run then), 503 when this replica runs no tasks.
 func (s *Server) triggerTask(c *fiber.Ctx) error {
 	return s.taskAction(c, s.rt.Scheduler().Trigger, "task triggered through the admin API", fiber.StatusOK, nil)
 }
