@@ -27,10 +27,12 @@ import (
 //     (PluginDB.forgetDescriptions): the others' are as stale;
 //   - a new version of the plugin started serving (setLimits).
 //
-// A plugin cannot NOTIFY (the session filter refuses NOTIFY and
-// pg_notify), so the notifications come from replicas; one that named a
-// plugin no migration changed would only cost its connections a describe
-// round trip per statement.
+// A plugin's statements cannot NOTIFY (the session filter refuses NOTIFY
+// and pg_notify), but code the filter does not read can: PostgreSQL lets
+// every role NOTIFY, also from a DO block, and the watch does not check
+// who sent a notification. One that names a plugin no migration changed
+// costs that plugin's connections, on every replica, a DEALLOCATE ALL as
+// each is next taken and a describe round trip per statement after.
 
 // migratedChannel is the channel on which a replica that applied a
 // plugin's migrations notifies the others; the payload is the plugin's id.
