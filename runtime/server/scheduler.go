@@ -147,7 +147,7 @@ func (s *Server) cancelTask(c *fiber.Ctx) error {
 			return cancelAnswer{Run: run, Cancel: "asked", Message: "the run was asked to stop; it is interrupted if it has not returned 5s later"}
 		}
 		return cancelAnswer{Run: run, Cancel: "requested", Message: fmt.Sprintf(
-			"replica %s runs it: the cancel is recorded for it, and it asks the run to stop when it reads it, within half a second (a replica of a greenroom from before 2026-12-07 reads it at its next renewal of the run's lease, every third of [scheduler] lease)", run.Replica)}
+			"replica %s runs it: the cancel is recorded for it, and it asks the run to stop when it reads it, within half a second (a replica of an earlier greenroom, which does not read it between renewals, reads it at its next renewal of the run's lease, every third of [scheduler] lease)", run.Replica)}
 	})
 }
 
