@@ -138,7 +138,8 @@ func DescriptionGeneration(s *Service, id string) int64 {
 }
 
 // MigrationsHeard counts the notifications of plugin migrations s's watch
-// has handled (PostgreSQL; 0 on SQLite), its own replica's included.
+// has handled, signed by a runtime (PostgreSQL; 0 on SQLite), its own
+// replica's included.
 func MigrationsHeard(s *Service) int64 {
 	s.mu.Lock()
 	pg, ok := s.backend.(*pgBackend)
@@ -147,4 +148,27 @@ func MigrationsHeard(s *Service) int64 {
 		return 0
 	}
 	return pg.heard.Load()
+}
+
+// MigrationNoticesIgnored counts the notifications on the migration
+// channel s's watch ignored, signed by no runtime (PostgreSQL; 0 on
+// SQLite).
+func MigrationNoticesIgnored(s *Service) int64 {
+	s.mu.Lock()
+	pg, ok := s.backend.(*pgBackend)
+	s.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return pg.ignored.Load()
+}
+
+// NotifyMigrated sends, as s's replica does once plugin id's migrations
+// committed, the notification that tells every replica (s's own too).
+func NotifyMigrated(s *Service, id string) {
+	s.mu.Lock()
+	pg, _ := s.backend.(*pgBackend)
+	db := s.db
+	s.mu.Unlock()
+	pg.migrated(context.Background(), db, id)
 }

@@ -155,6 +155,51 @@ func TestPGMigrationWatchConnectsAgain(t *testing.T) {
 	}
 }
 
+// Every role may NOTIFY: a plugin's DO block sent on the migration
+// channel naming another plugin, and every replica made that plugin's
+// connections forget their descriptions (a DEALLOCATE ALL and a describe
+// per statement, as long as it kept sending). A notification counts now
+// only when a runtime signed it (the key is in greenroom.runtime_secrets,
+// which plugin roles cannot read: TestIsolationHostileSQL); the forged
+// ones, the bare id and one with a made-up signature, are ignored. The
+// watch hears them before the runtime's own notification sent after.
+func TestPGForgedMigrationNoticeIgnored(t *testing.T) {
+	in := start(t, backends[1].conf(t), plugin("alpha", true, "", ""), plugin("beta", true, "", ""))
+	waitListening(t, in)
+	must(t, in, "beta", query("SELECT 1"))
+	db := in.RT.Database()
+	before := database.DescriptionGeneration(db, "beta")
+	heard, ignored := database.MigrationsHeard(db), database.MigrationNoticesIgnored(db)
+	must(t, in, "alpha", exec(`DO $$ BEGIN
+		EXECUTE 'NOT' || 'IFY greenroom_plugin_migrated, ''beta''';
+		EXECUTE 'NOT' || 'IFY greenroom_plugin_migrated, ''beta AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA''';
+	END $$`))
+	database.NotifyMigrated(db, "alpha")
+	for deadline := time.Now().Add(10 * time.Second); database.MigrationsHeard(db) == heard; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch did not hear the runtime's own notification within 10s")
+		}
+	}
+	if n := database.MigrationNoticesIgnored(db) - ignored; n != 2 {
+		t.Errorf("the watch ignored %d notifications, want the plugin's 2", n)
+	}
+	if after := database.DescriptionGeneration(db, "beta"); after != before {
+		t.Errorf("a plugin's DO block made another plugin's connections forget their descriptions (generation %d -> %d)", before, after)
+	}
+	if n := database.MigrationsHeard(db) - heard; n != 1 {
+		t.Errorf("the watch handled %d notifications, want the runtime's 1", n)
+	}
+	warned := 0
+	for _, l := range in.LogLines(t) {
+		if strings.HasPrefix(fmt.Sprint(l["msg"]), "ignored a notification on greenroom_plugin_migrated") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("the ignored notifications logged %d times, want once", warned)
+	}
+}
+
 // BenchmarkPGStatement runs a SELECT * with an argument through the
 // plugin's database as a guest's db.Query reaches it (without the guest
 // and HTTP around it): alone, and in a transaction (begin, the query,

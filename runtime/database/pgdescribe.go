@@ -2,6 +2,10 @@ package database
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,16 +31,65 @@ import (
 //     (PluginDB.forgetDescriptions): the others' are as stale;
 //   - a new version of the plugin started serving (setLimits).
 //
-// A plugin's statements cannot NOTIFY (the session filter refuses NOTIFY
-// and pg_notify), but code the filter does not read can: PostgreSQL lets
-// every role NOTIFY, also from a DO block, and the watch does not check
-// who sent a notification. One that names a plugin no migration changed
-// costs that plugin's connections, on every replica, a DEALLOCATE ALL as
-// each is next taken and a describe round trip per statement after.
+// Every role may NOTIFY, a plugin's too: its statements cannot (the
+// session filter refuses NOTIFY and pg_notify), but code the filter does
+// not read can (a DO block). So a notification on migratedChannel counts
+// only when a runtime signed it: its payload is the plugin's id and an
+// HMAC of it under the key in greenroom.runtime_secrets (notifyKeyName),
+// which plugin roles cannot read (they have no privilege on the runtime's
+// schema). A plugin never sees a runtime's payload to replay it: it can
+// LISTEN from a DO block, but the notifications that reach its connection
+// are dropped by the driver (pgBackend.plugin's OnNotification) and what
+// it listens to ends with the call (sessionReset's UNLISTEN *). A forged
+// notification costs the watch one HMAC and is ignored, no query; until
+// 2026-12-07's fix (TestPGForgedMigrationNoticeIgnored) one naming a plugin
+// made that plugin's connections, on every replica, DEALLOCATE ALL as each
+// was next taken and describe each statement again. With isolation =
+// "schema" plugins connect as the runtime's user and can read the key.
 
 // migratedChannel is the channel on which a replica that applied a
-// plugin's migrations notifies the others; the payload is the plugin's id.
+// plugin's migrations notifies the others; the payload is
+// migrationPayload's.
 const migratedChannel = "greenroom_plugin_migrated"
+
+// notifyKeyName is the row of greenroom.runtime_secrets whose value signs
+// the notifications on migratedChannel, created by the first replica to
+// start (pgBackend.prepare).
+const notifyKeyName = "migration-notify-key"
+
+// migrationMAC is the signature of plugin id's migration notification.
+func migrationMAC(key []byte, id string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("migrated:" + id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// migrationPayload is the payload of plugin id's migration notification:
+// the id, a space, and its signature. (The build of 2026-12-07 that
+// introduced the watch, never released, sent the bare id: such a replica
+// and a newer one ignore each other's notifications.)
+func (b *pgBackend) migrationPayload(id string) string {
+	b.mu.Lock()
+	key := b.notifyKey
+	b.mu.Unlock()
+	return id + " " + migrationMAC(key, id)
+}
+
+// migrationFrom returns the plugin id a notification's payload names, and
+// whether a runtime signed it (compared in constant time). Before the key
+// is read (the watch starts before prepare) nothing is accepted: no
+// plugin is loaded then.
+func (b *pgBackend) migrationFrom(payload string) (string, bool) {
+	b.mu.Lock()
+	key := b.notifyKey
+	b.mu.Unlock()
+	i := strings.LastIndexByte(payload, ' ')
+	if len(key) == 0 || i < 0 {
+		return "", false
+	}
+	id := payload[:i]
+	return id, hmac.Equal([]byte(payload[i+1:]), []byte(migrationMAC(key, id)))
+}
 
 // migrationWatchRetry is how long the watch waits before it connects again
 // when its connection failed.
@@ -114,7 +167,14 @@ func (b *pgBackend) listenForMigrations(ctx context.Context, connected func()) e
 		if err != nil {
 			return err
 		}
-		b.forgetDescriptions(n.Payload)
+		id, ok := b.migrationFrom(n.Payload)
+		if !ok {
+			if b.ignored.Add(1) == 1 {
+				b.log.Warn("ignored a notification on " + migratedChannel + " that no greenroom runtime signed (a plugin's DO block can NOTIFY; or a replica of the unreleased build of 2026-12-07 that sent unsigned ones): such notifications are ignored, this is logged once")
+			}
+			continue
+		}
+		b.forgetDescriptions(id)
 		b.heard.Add(1)
 	}
 }
@@ -158,7 +218,7 @@ func (b *pgBackend) migrated(ctx context.Context, db *bun.DB, id string) {
 	b.forgetDescriptions(id)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := db.DB.ExecContext(ctx, "SELECT pg_catalog.pg_notify($1, $2)", migratedChannel, id); err != nil {
+	if _, err := db.DB.ExecContext(ctx, "SELECT pg_catalog.pg_notify($1, $2)", migratedChannel, b.migrationPayload(id)); err != nil {
 		b.log.WithError(err).WithField("plugin", id).Warn("could not tell the other replicas that the plugin's migrations changed its tables (NOTIFY): there, the plugin's first transaction to read a changed table with SELECT * or RETURNING * and arguments fails (08P01) before its connections describe their statements again")
 	}
 }

@@ -71,8 +71,12 @@ type pgBackend struct {
 	// migrations hears of plugin migrations other replicas apply
 	// (pgdescribe.go), from open to close.
 	migrations *migrationWatch
-	// heard counts the notifications the watch has handled.
-	heard atomic.Int64
+	// heard counts the notifications the watch has handled; ignored
+	// those it ignored, signed by no runtime (migrationFrom).
+	heard, ignored atomic.Int64
+	// notifyKey signs the notifications of plugin migrations
+	// (notifyKeyName), from prepare on.
+	notifyKey []byte
 }
 
 // survivorsOf is the count of plugin id's given-up backends still running.
@@ -267,17 +271,35 @@ func (b *pgBackend) checkSchemaUser(ctx context.Context, db *bun.DB) error {
 		user, what, strings.Join(serverPrograms, ", "))
 }
 
+// runtimeSecret returns the value of greenroom.runtime_secrets' row name,
+// a random key stored first if there is none (by whichever replica gets
+// there first: every replica reads the same).
+func runtimeSecret(ctx context.Context, db *bun.DB, name string) ([]byte, error) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	if _, err := db.DB.ExecContext(ctx, "INSERT INTO runtime_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, key); err != nil {
+		return nil, fmt.Errorf("store the %s: %w", name, err)
+	}
+	if err := db.DB.QueryRowContext(ctx, "SELECT value FROM runtime_secrets WHERE name = $1", name).Scan(&key); err != nil {
+		return nil, fmt.Errorf("read the %s: %w", name, err)
+	}
+	return key, nil
+}
+
 func (b *pgBackend) prepare(ctx context.Context, db *bun.DB) error {
+	notifyKey, err := runtimeSecret(ctx, db, notifyKeyName)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.notifyKey = notifyKey
+	b.mu.Unlock()
 	if b.cfg.Isolation == IsolationSchema {
 		return nil
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	if _, err := db.DB.ExecContext(ctx, "INSERT INTO runtime_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", roleKeyName, key); err != nil {
-		return fmt.Errorf("store the plugin role key: %w", err)
-	}
-	if err := db.DB.QueryRowContext(ctx, "SELECT value FROM runtime_secrets WHERE name = $1", roleKeyName).Scan(&key); err != nil {
-		return fmt.Errorf("read the plugin role key: %w", err)
+	key, err := runtimeSecret(ctx, db, roleKeyName)
+	if err != nil {
+		return err
 	}
 	b.mu.Lock()
 	b.roleKey = key
