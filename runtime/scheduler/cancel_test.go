@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -315,5 +316,94 @@ func TestCancelRunClaimedAhead(t *testing.T) {
 	}
 	if !strings.Contains(runs[0].Error, "before the run began") {
 		t.Logf("the second run had begun when it was canceled (%s): the window was missed", runs[0].Error)
+	}
+}
+
+// The 202 of a cancel of a run on this replica says when the run started
+// as its history has it. It looked for the run among the task's 5 newest
+// history rows: with a local task running on six replicas or more (each
+// runs its own), the run of the replica asked was pushed out by the
+// others' later ones, and the answer said the cancel's time. It reads the
+// run's row by its run id now.
+func TestCancelStartedAtWithManyReplicas(t *testing.T) {
+	t.Parallel()
+	conf := strings.Replace(plugin("sched", true,
+		def{ID: "wait", Cron: "@yearly", Timeout: "60s", Action: "cleanup", MS: 60000, Scope: "local"}),
+		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	db := sqliteConf(t)
+	one := start(t, "one", db, conf)
+	if status, body := trigger(t, one, "sched", "wait"); status != 200 {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	waitFor(t, 10*time.Second, "the run to begin", func() bool { return len(jsonLines(t, one, "sched", "task start")) > 0 })
+	// Five more replicas each run the task, after one's run began.
+	for i := range 5 {
+		o := start(t, fmt.Sprintf("r%d", i), db, conf)
+		if status, body := trigger(t, o, "sched", "wait"); status != 200 {
+			t.Fatalf("trigger on r%d: %d %s", i, status, body)
+		}
+	}
+	waitFor(t, 10*time.Second, "six runs in the history", func() bool { return len(history(t, one, "sched", "wait")) >= 6 })
+	status, body := cancelTask(t, one, "wait")
+	var run struct {
+		RunID   string    `json:"run_id"`
+		Started time.Time `json:"started_at"`
+	}
+	if status != 202 || json.Unmarshal([]byte(body), &run) != nil {
+		t.Fatalf("cancel: %d %s", status, body)
+	}
+	found := false
+	for _, r := range history(t, one, "sched", "wait") {
+		if r.RunID == run.RunID {
+			found = true
+			if !r.Started.Equal(run.Started) {
+				t.Errorf("the cancel's answer has started_at %s, the history %s", run.Started, r.Started)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("run %s of the cancel's answer is not in the history", run.RunID)
+	}
+}
+
+// The trigger's 200 says when the run started as its history has it, read
+// by the run's id: it looked among the task's 5 newest history rows too,
+// which five runs begun later on other replicas (by started_at: here
+// rows written so, as other replicas' runs begun between this run's row
+// and the answer's read, or recorded by clocks ahead, would be) left it
+// out of: the answer said the time it gave up, half a second later.
+func TestTriggerStartedAtWithManyReplicas(t *testing.T) {
+	t.Parallel()
+	conf := strings.Replace(plugin("sched", true,
+		def{ID: "wait", Cron: "@yearly", Timeout: "60s", Action: "cleanup", MS: 60000, Scope: "local"}),
+		"scheduler = true\n", "scheduler = true\ndatabase = true\n", 1)
+	one := start(t, "one", sqliteConf(t), conf)
+	later := time.Now().Add(time.Hour).UnixMicro()
+	for i := range 5 {
+		if _, err := one.RT.Database().DB().ExecContext(context.Background(),
+			"INSERT INTO scheduler_runs (run_id, plugin, task, replica, triggered_by, started_at, outcome) VALUES (?, 'sched', 'wait', ?, 'manual', ?, 'running')",
+			fmt.Sprintf("later-%d", i), fmt.Sprintf("r%d", i), later+int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, body := trigger(t, one, "sched", "wait")
+	var run struct {
+		RunID   string    `json:"run_id"`
+		Started time.Time `json:"started_at"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &run) != nil {
+		t.Fatalf("trigger: %d %s", status, body)
+	}
+	found := false
+	for _, r := range history(t, one, "sched", "wait") {
+		if r.RunID == run.RunID {
+			found = true
+			if !r.Started.Equal(run.Started) {
+				t.Errorf("the trigger's answer has started_at %s, the history %s", run.Started, r.Started)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("run %s of the trigger's answer is not in the history", run.RunID)
 	}
 }

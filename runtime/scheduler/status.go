@@ -334,7 +334,7 @@ func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Ru
 		}
 		// Started as recorded: without it the answer said started_at
 		// 0001-01-01T00:00:00Z for a run that had begun seconds before.
-		return Run{RunID: r.id, Plugin: plugin, Task: id, Replica: s.cfg.Replica, Trigger: trigger, Due: timePtr(r.due), Started: s.recordedStartNow(ctx, r.spec, r.id), Outcome: "running"}, nil
+		return Run{RunID: r.id, Plugin: plugin, Task: id, Replica: s.cfg.Replica, Trigger: trigger, Due: timePtr(r.due), Started: s.recordedStartNow(ctx, r.id), Outcome: "running"}, nil
 	}
 	global := t.Scope == Global // r is nil, so t is not
 	s.mu.Unlock()
@@ -468,20 +468,18 @@ func (s *Scheduler) startManual(ctx context.Context, t *task, r *run, sawAhead b
 		}
 		return Run{}, ErrDisabled
 	}
-	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: s.recordedStart(ctx, spec, r.id), Outcome: "running"}, nil
+	return Run{RunID: r.id, Plugin: spec.Plugin, Task: spec.ID, Replica: s.cfg.Replica, Trigger: "manual", Started: s.recordedStart(ctx, r.id), Outcome: "running"}, nil
 }
 
 // recordedStartNow is the start recorded for run runID of spec's task, if
 // its row is written already, else now: a run canceled before it began
-// starts, and ends, with its cancel.
-func (s *Scheduler) recordedStartNow(ctx context.Context, spec Task, runID string) time.Time {
+// starts, and ends, with its cancel. The row is read by its run id: it was
+// looked for among the task's 5 newest, which a local task running on six
+// replicas or more pushed it out of (TestCancelStartedAtWithManyReplicas).
+func (s *Scheduler) recordedStartNow(ctx context.Context, runID string) time.Time {
 	if st, err := s.store(ctx); err == nil {
-		if runs, err := st.runs(ctx, spec.Plugin, spec.ID, 5); err == nil {
-			for _, r := range runs {
-				if r.RunID == runID {
-					return r.Started
-				}
-			}
+		if r, ok, err := st.run(ctx, runID); err == nil && ok {
+			return r.Started
 		}
 	}
 	return time.Now().UTC()
@@ -491,18 +489,17 @@ func (s *Scheduler) recordedStartNow(ctx context.Context, spec Task, runID strin
 // (the database's clock and precision), so that the trigger's answer and
 // the history agree. A global run's row is written by its claim, a local
 // one's as the run begins: it waits a little for that, then falls back to
-// now.
-func (s *Scheduler) recordedStart(ctx context.Context, spec Task, runID string) time.Time {
+// now. The row is read by its run id, as in recordedStartNow
+// (TestTriggerStartedAtWithManyReplicas).
+func (s *Scheduler) recordedStart(ctx context.Context, runID string) time.Time {
 	if st, err := s.store(ctx); err == nil {
 		for range 50 {
-			runs, err := st.runs(ctx, spec.Plugin, spec.ID, 5)
+			r, ok, err := st.run(ctx, runID)
 			if err != nil {
 				break
 			}
-			for _, r := range runs {
-				if r.RunID == runID {
-					return r.Started
-				}
+			if ok {
+				return r.Started
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

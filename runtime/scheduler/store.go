@@ -99,6 +99,9 @@ type store interface {
 	tasks(ctx context.Context) ([]taskRow, time.Time, error)
 	// runs reads the last runs of a task, newest first.
 	runs(ctx context.Context, plugin, task string, limit int) ([]Run, error)
+	// run reads the row of run runID (false when there is none): by its
+	// id, however many runs of its task other replicas began since.
+	run(ctx context.Context, runID string) (Run, bool, error)
 	// dbNow reads the database's clock, by which its leases (and claims)
 	// go; the zero time when that is the host's (SQLite).
 	dbNow(ctx context.Context) (time.Time, error)

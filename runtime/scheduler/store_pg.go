@@ -386,6 +386,10 @@ func (s *pgStore) runs(ctx context.Context, plugin, task string, limit int) ([]R
 	return scanRuns(rows)
 }
 
+func (s *pgStore) run(ctx context.Context, runID string) (Run, bool, error) {
+	return oneRun(s.db.QueryContext(ctx, "SELECT "+runColumns+" FROM scheduler_runs WHERE run_id = $1", runID))
+}
+
 func (s *pgStore) reschedule(ctx context.Context, plugin, task string, from, to time.Time) (time.Time, error) {
 	var got time.Time
 	err := s.db.QueryRowContext(ctx, `

@@ -378,6 +378,10 @@ func (s *sqliteStore) runs(ctx context.Context, plugin, task string, limit int) 
 	return scanRuns(rows)
 }
 
+func (s *sqliteStore) run(ctx context.Context, runID string) (Run, bool, error) {
+	return oneRun(s.db.QueryContext(ctx, "SELECT "+runColumns+" FROM scheduler_runs WHERE run_id = ?", runID))
+}
+
 func (s *sqliteStore) reschedule(ctx context.Context, plugin, task string, from, to time.Time) (time.Time, error) {
 	var got time.Time
 	err := inTx(ctx, s.db, func(tx *sql.Tx) error {

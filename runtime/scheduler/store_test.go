@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -493,6 +494,32 @@ func TestStoreCancelRequest(t *testing.T) {
 		runs, err := st.runs(ctx, "p", "t", 10)
 		if err != nil || len(runs) != 2 || runs[1].RunID != "run1" || runs[1].Outcome != "succeeded" {
 			t.Errorf("runs: %+v %v", runs, err)
+		}
+	})
+}
+
+// run reads a run's row by its id, among any number of the task's runs
+// begun after it (the trigger's and the cancel's started_at:
+// recordedStart, recordedStartNow); none for an unknown id.
+func TestStoreRunByID(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		var sts []localStart
+		for i := range 7 {
+			sts = append(sts, localStart{runID: fmt.Sprintf("run%d", i), plugin: "p", task: "l", manual: true, timeout: time.Minute})
+		}
+		if err := st.start(ctx, "a", sts[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.start(ctx, "b", sts[1:]); err != nil {
+			t.Fatal(err)
+		}
+		r, ok, err := st.run(ctx, "run0")
+		if err != nil || !ok || r.RunID != "run0" || r.Replica != "a" || r.Started.IsZero() {
+			t.Fatalf("run0: %+v %v %v", r, ok, err)
+		}
+		if _, ok, err := st.run(ctx, "nope"); err != nil || ok {
+			t.Errorf("an unknown run id: found %v, %v", ok, err)
 		}
 	})
 }
