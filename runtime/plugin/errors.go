@@ -79,6 +79,12 @@ var ErrBusy = errors.New("all instances busy for the whole queue timeout")
 // ErrClosed is the cause of FailClosed errors.
 var ErrClosed = errors.New("plugin closed")
 
+// ErrReadmit is the error of a call that got an instance after the
+// decision that let it in went out of date (WithAdmission): the guest was
+// not called, and the call counts as no failure. Its caller lets it in
+// again under the config now in force and, if it still may, calls again.
+var ErrReadmit = errors.New("the call's admission went out of date while it waited for an instance")
+
 // ErrStarting is a call that waited its whole timeout for a new instance
 // to start (FailTimeout); the instance goes on starting and serves a later
 // call.

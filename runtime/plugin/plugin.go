@@ -397,7 +397,8 @@ func (p *Plugin) Stats() Stats { return p.pool.stats() }
 
 // Handle serves one HTTP request on a pooled instance. respond is called
 // with the guest's response while the instance is still held, so the
-// response's slices are valid only during respond. Errors are *CallError.
+// response's slices are valid only during respond. Errors are *CallError, or
+// ErrReadmit (WithAdmission).
 func (p *Plugin) Handle(ctx context.Context, req *hostfuncs.Request, respond func(hostfuncs.Response) error) error {
 	var headers [][2][]byte
 	return p.Invoke(ctx, Call{
@@ -465,7 +466,8 @@ var ErrNotBegun = errors.New("canceled before the call began")
 // done gets its return code and what it wrote with response_write, while
 // the instance is still held; an error from done that is a *CallError
 // discards the instance. Return codes HandlePanicked and HandleBadInput
-// discard the instance without calling done. Errors are *CallError.
+// discard the instance without calling done. Errors are *CallError, or
+// ErrReadmit (WithAdmission).
 func (p *Plugin) Invoke(ctx context.Context, c Call, done func(in *instance, code uint32, out []byte) error) error {
 	err := p.invoke(ctx, c, done)
 	if err != nil {
@@ -491,6 +493,12 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	if c.Cancel.Requested() {
 		p.pool.release(in)
 		return &CallError{Plugin: p.id, Kind: FailCanceled, Err: ErrNotBegun}
+	}
+	// A reload while the call waited may have revoked its credential or
+	// closed its route: it is let in again before any guest code runs.
+	if admissionStale(ctx) {
+		p.pool.release(in)
+		return ErrReadmit
 	}
 	// A call into the guest: attempts refused before one (busy, closed)
 	// count as failures only.

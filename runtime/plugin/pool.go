@@ -354,6 +354,24 @@ func WithArrival(ctx context.Context, t time.Time) context.Context {
 	return context.WithValue(ctx, arrivalKey{}, t)
 }
 
+type admissionKey struct{}
+
+// WithAdmission returns ctx for a call let in under a decision (its
+// credential, the routes open) that a reload may put out of date while
+// the call waits for an instance: stale reports whether it is. A call
+// whose stale reports true once it has its instance does not run; it
+// gets ErrReadmit, and the instance goes to the next call.
+func WithAdmission(ctx context.Context, stale func() bool) context.Context {
+	return context.WithValue(ctx, admissionKey{}, stale)
+}
+
+// admissionStale reports whether ctx's call was let in under a decision
+// that is out of date now.
+func admissionStale(ctx context.Context) bool {
+	stale, ok := ctx.Value(admissionKey{}).(func() bool)
+	return ok && stale()
+}
+
 func arrivalOf(ctx context.Context) time.Time {
 	if t, ok := ctx.Value(arrivalKey{}).(time.Time); ok {
 		return t

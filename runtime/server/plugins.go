@@ -242,7 +242,11 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		return nil
 	}
 	began := time.Now()
-	err = s.rt.Handle(s.base, id, req, respond)
+	// A reload while the call waits for an instance (that revokes its
+	// token, closes its route, or swaps nothing of its plugin) lets it in
+	// again before it runs: it was served as it had been let in.
+	base := plugin.WithAdmission(s.base, func() bool { return s.authn.Load() != rs.authn || s.rt.Config() != under })
+	err = s.rt.Handle(base, id, req, respond)
 	for moves := 1; errors.Is(err, runtime.ErrMoved); moves++ {
 		// A reload moved the call, while it waited for an instance, to
 		// the plugin's new version (or removed the plugin): it is let in
@@ -260,13 +264,14 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
 				Message: fmt.Sprintf("plugin %s is busy: the call waited its whole queue timeout while reloads moved it to new versions", id)}
 		}
+		under = s.rt.Config()
 		if principal, err = s.admitAgain(c, rs, id, sub); err != nil {
 			return err
 		}
 		req.Principal = envelopePrincipal(principal)
 		// It keeps its place in line: ahead of the calls that arrived
 		// after it, which the new version may already have queued.
-		err = s.rt.Handle(plugin.WithArrival(s.base, began), id, req, respond)
+		err = s.rt.Handle(plugin.WithArrival(base, began), id, req, respond)
 	}
 	if err != nil {
 		return s.callError(id, string(rs.id), err)

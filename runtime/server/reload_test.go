@@ -903,3 +903,72 @@ func TestReloadDuringTheLoadAppliesAuthAtOnce(t *testing.T) {
 		t.Errorf("public route the reload closed: %d %s, want 401", status, body)
 	}
 }
+
+// A call waiting for an instance when a reload revokes its token, the
+// reload changing nothing of the plugin (so its version is not swapped),
+// gets the 401 a call arriving now gets; a call with a token the reload
+// keeps is served. It was served with the revoked token once an instance
+// freed: only a call moved to a new version was let in again.
+func TestRevokedWhileWaitingForAnInstance(t *testing.T) {
+	t.Parallel()
+	const victim = "queue-wait-victim-token-0123456789abcdef"
+	const keeper = "queue-wait-keeper-token-0123456789abcdef"
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	cfg := func(withVictim bool) string {
+		s := fmt.Sprintf("[auth.tokens.keeper]\ntoken = %q\nsubject = \"service:keeper\"\n[plugins.ver]\npath = %q\nlimits = { instances = 1, queue_timeout = \"60s\", timeout = \"60s\" }\n", keeper, v1)
+		if withVictim {
+			s += fmt.Sprintf("[auth.tokens.victim]\ntoken = %q\nsubject = \"service:victim\"\n", victim)
+		}
+		return s
+	}
+	type result struct {
+		status int
+		body   string
+	}
+	for ms := 1500; ; ms *= 2 {
+		if ms > 12000 {
+			t.Fatalf("no reload returned within the %d ms call ahead of the waiting ones", ms/2)
+		}
+		in := start(t, cfg(true))
+		running, revoked, kept := make(chan result, 1), make(chan result, 1), make(chan result, 1)
+		go func() {
+			s, _, b := in.DoAnon(t, "GET", fmt.Sprintf("/api/ver/slow?ms=%d", ms), nil, bearer(keeper)...)
+			running <- result{s, b}
+		}()
+		in.WaitBusy(t, "ver")
+		go func() { s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil, bearer(victim)...); revoked <- result{s, b} }()
+		go func() { s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil, bearer(keeper)...); kept <- result{s, b} }()
+		for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("ver").Plugin().Stats().QueueWaits < 2; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the calls never waited for the instance")
+			}
+		}
+		p := in.RT.Slot("ver").Plugin()
+		in.SetConfig(cfg(false))
+		in.Reload(t)
+		if in.RT.Slot("ver").Plugin() != p {
+			t.Fatal("the reload swapped the plugin's version: the test proves nothing")
+		}
+		select {
+		case r := <-running:
+			t.Logf("the %d ms call ahead ended before the reload returned (%d %s); again with a longer one", ms, r.status, r.body)
+			<-revoked
+			<-kept
+			continue
+		default:
+		}
+		if r := <-revoked; r.status != 401 || !strings.Contains(r.body, `"unauthenticated"`) {
+			t.Errorf("token revoked while its call waited for an instance: %d %s, want 401 unauthenticated", r.status, r.body)
+		}
+		if r := <-kept; r.status != 200 || r.body != "v1" {
+			t.Errorf("token kept: %d %s, want 200 v1", r.status, r.body)
+		}
+		if r := <-running; r.status != 200 {
+			t.Errorf("call in flight: %d %s, want 200", r.status, r.body)
+		}
+		if status, _, _ := in.DoAnon(t, "GET", "/api/ver/v", nil, bearer(victim)...); status != 401 {
+			t.Errorf("revoked token after the reload: %d", status)
+		}
+		return
+	}
+}
