@@ -913,8 +913,9 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // verification. A key whose key_ops (RFC 7517 4.3) does not list "verify"
 // is removed too, without a warning (an issuer may publish its encryption
 // keys): it may not verify a signature. So is an RSA key whose modulus is
-// shorter than minRSABits, with a warning. A body that is not a JSON object
-// is left for the decoder to refuse.
+// shorter than minRSABits, with a warning. A body that is not JSON is
+// left for the decoder to refuse; one whose first value has no "keys"
+// (null, {}) is refused as one (errNotJWKS).
 func dropBadKeys(resp *http.Response, warn *warner) {
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -932,12 +933,19 @@ func dropBadKeys(resp *http.Response, warn *warner) {
 	// read), so that the keys checked are the keys it takes: read as a map,
 	// {"Keys": [...]} or a set followed by anything passed unchecked.
 	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
+		Keys *[]json.RawMessage `json:"keys"`
 	}
 	if json.NewDecoder(bytes.NewReader(b)).Decode(&doc) != nil {
 		return
 	}
-	keys := doc.Keys
+	if doc.Keys == nil {
+		// null, {}, {"keys": null}: no JWKS (RFC 7517 5: "keys" is
+		// required), which jwkset took for an empty one, and every key
+		// held was dropped: an error page of JSON logged everybody out.
+		resp.Body = io.NopCloser(errReader{errNotJWKS})
+		return
+	}
+	keys := *doc.Keys
 	kept := keys[:0]
 	for _, raw := range keys {
 		var m jwkset.JWKMarshal
@@ -976,7 +984,7 @@ func dropBadKeys(resp *http.Response, warn *warner) {
 	}
 	// The set as jwkset would take it, without the refused keys (the
 	// other members of the object are none of its business).
-	doc.Keys = kept
+	doc.Keys = &kept
 	out, _ := json.Marshal(doc)
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 }
@@ -1032,6 +1040,11 @@ type limitedBody struct {
 }
 
 var errJWKSTooLarge = fmt.Errorf("JWKS response is larger than %d bytes (1 MiB): it is not used, the keys fetched before stay", maxJWKS)
+
+// errNotJWKS is the error of a JWKS response whose first JSON value is
+// not an object with a "keys" member (null, {}), which jwkset reads as a
+// set of no keys.
+var errNotJWKS = errors.New(`JWKS response has no "keys" member (RFC 7517 section 5): it is not used, the keys fetched before stay`)
 
 func (b *limitedBody) Read(p []byte) (int, error) {
 	if b.left < 0 {

@@ -361,3 +361,57 @@ func TestJWKSUnavailableAtStartRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A JWKS response that is not a JWKS keeps the keys fetched before, as a
+// failed fetch does, with a warning: garbage, a cut-off set, and JSON
+// without the required "keys" member (null, {}, which the JWKS client
+// took for a set of no keys: every key held was dropped, and every JWT
+// refused until the next good fetch). A set with an empty "keys" is a
+// JWKS, and withdraws every key.
+func TestJWKSGarbageKeepsTheKeys(t *testing.T) {
+	host := newJWKSHost(t)
+	k := rsaKey(t, 2048)
+	var logged syncbuf.Buffer
+	host.serve(t, 0, pubJWK("good", k))
+	a := newAuth(t, rs256Config(host.URL), Options{Log: logTo(&logged), UnknownKIDInterval: time.Millisecond})
+	ctx := context.Background()
+	n := 0
+	accept := func() error {
+		n++ // a subject of its own: never the cache's
+		_, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, k, "good", fmt.Sprintf("user:%d", n))))
+		return err
+	}
+	// fetchWith has the JWKS fetched once with body (a token with an
+	// unknown kid asks for it).
+	fetchWith := func(body string) {
+		t.Helper()
+		b := []byte(body)
+		host.body.Store(&b)
+		before := host.fetches.Load()
+		for host.fetches.Load() == before {
+			time.Sleep(2 * time.Millisecond)
+			if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, k, "unknown", "user:x"))); err == nil {
+				t.Fatal("a token with an unknown kid was accepted")
+			}
+		}
+	}
+	for _, body := range []string{
+		"null", "{}", `{"keys":null}`, `{"Keys":null}`, `{"other":[]}`,
+		"", "<html>503 Service Unavailable</html>", "\xff\xfe", "[]", `"keys"`,
+		`{"keys":"x"}`, `{"keys":{}}`, `{"keys":[{"kty":"RSA","kid":"good"`,
+	} {
+		fetchWith(body)
+		if err := accept(); err != nil {
+			t.Errorf("after a JWKS response %q: the key fetched before is dropped: %v", body, err)
+		}
+		host.serve(t, 0, pubJWK("good", k)) // back, should the case have dropped it
+		fetchWith(string(*host.body.Load()))
+	}
+	if !strings.Contains(logged.String(), `JWKS response has no \"keys\" member`) {
+		t.Errorf("no warning for a JWKS without keys:\n%.3000s", logged.String())
+	}
+	fetchWith(`{"keys":[]}`)
+	if err := accept(); err == nil {
+		t.Error("a key withdrawn by a JWKS of no keys still verifies")
+	}
+}
