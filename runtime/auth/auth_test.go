@@ -99,6 +99,7 @@ func TestStaticTokens(t *testing.T) {
 	for _, h := range []string{
 		"Bearer " + otherToken,
 		"Bearer " + ciToken[:len(ciToken)-1],
+		"Bearer " + ciToken[:len(ciToken)-1] + string(ciToken[len(ciToken)-1]^1), // its length, its last byte off
 		"Bearer " + ciToken + "x",
 		"Bearer " + strings.ToUpper(ciToken),
 		"Bearer",

@@ -211,3 +211,46 @@ func TestJWTECDSAKeyOnAnotherCurveRefused(t *testing.T) {
 		}
 	}
 }
+
+// An EC key of the JWKS on a curve no ES algorithm signs on (P-224) or
+// one Go does not know (secp256k1, ES256K's) verifies nothing: a token
+// signed with it, its r and s padded to ES256's 32 bytes, is refused,
+// and the set's other keys still verify.
+func TestJWKSKeyOnAnUnexpectedCurveRefused(t *testing.T) {
+	h := newJWKSHost(t)
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 := ecJWKOf("k1", "", p256)
+	k1["crv"] = "secp256k1"
+	h.serve(t, 0, ecJWKOf("p224", "", p224), ecJWKOf("p224-es256", "ES256", p224), k1, ecJWKOf("good", "ES256", p256))
+	cfg := rs256Config(h.URL)
+	cfg.JWT.Algorithms = []string{"ES256"}
+	// A key the set's client cannot use is an unknown kid: fetched again.
+	a := newAuth(t, cfg, Options{UnknownKIDInterval: time.Millisecond})
+	enc := base64.RawURLEncoding.EncodeToString
+	claims := `{"iss":"https://idp/","aud":"greenroom","sub":"user:default/jane","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`
+	sign := func(kid string, k *ecdsa.PrivateKey) string {
+		head := enc([]byte(`{"alg":"ES256","kid":"`+kid+`","typ":"JWT"}`)) + "." + enc([]byte(claims))
+		sum := crypto.SHA256.New()
+		sum.Write([]byte(head))
+		r, s, err := ecdsa.Sign(rand.Reader, k, sum.Sum(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return head + "." + enc(append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...))
+	}
+	for _, kid := range []string{"p224", "p224-es256", "k1", ""} {
+		if p, err := authenticate(a, "Bearer "+sign(kid, p224)); err == nil {
+			t.Errorf("kid %q: ES256 signed with a P-224 key let in as %s", kid, p.Subject)
+		}
+	}
+	if _, err := authenticate(a, "Bearer "+sign("good", p256)); err != nil {
+		t.Errorf("the P-256 key of the same set: %v", err)
+	}
+}

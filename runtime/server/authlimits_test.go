@@ -3,7 +3,10 @@ package server_test
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -60,3 +63,62 @@ type namedMethod struct {
 }
 
 func (m *namedMethod) Alg() string { return m.alg }
+
+// A burst of 1000 tokens, signed with the issuer's own key, whose key ids
+// the JWKS lacks (made up, a path, SQL, a URL, a NUL) makes the server
+// fetch the JWKS at most once a second (plus the fetch under way), and
+// each gets the documented 401: none is served, none a 500, and the log
+// holds no part of any token. Through the server as the unit test does it
+// with the authenticator alone (TestJWKSUnknownKidFloodIsRateLimited).
+func TestUnknownKidBurstThroughTheServer(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	kids := []string{"../../../../etc/passwd", `..\..\windows\win.ini`, "' OR '1'='1", `"; DROP TABLE keys; --`,
+		"https://evil.test/jwks.json", "file:///etc/passwd", "rsa-1\x00", "rsa-1/../rsa-1", "%2e%2e%2f", "*", ""}
+	const n = 1000
+	tokens := make([]string, n)
+	for i := range tokens {
+		kid := fmt.Sprintf("made-up-%d", i)
+		if k := kids[i%len(kids)]; k != "" {
+			kid = k + fmt.Sprint(i/len(kids))
+		}
+		tokens[i] = authtest.SignWith(t, jwt.SigningMethodES256, idp.EC, kid, authtest.Claims("user:default/mallory"))
+	}
+	before, start := idp.Fetches.Load(), time.Now()
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	next := atomic.Int32{}
+	// Every such token waits for the next fetch (about a second):
+	// enough callers at once that the burst takes a few seconds.
+	for range 250 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				status, h, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(tokens[i])...)
+				if status != 401 || errorBody(t, body)["code"] != "unauthenticated" || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+					if bad.Add(1) <= 5 {
+						t.Errorf("token %d: %d %s, WWW-Authenticate %q; want 401 unauthenticated, invalid_token", i, status, body, h.Get("WWW-Authenticate"))
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	t.Logf("%d fetches in %v", idp.Fetches.Load()-before, took)
+	if got, most := idp.Fetches.Load()-before, int64(took/time.Second)+2; got > most {
+		t.Errorf("%d JWKS fetches for %d tokens with unknown key ids in %v, want at most %d (one a second, and the one under way)", got, n, took, most)
+	}
+	log := in.Log.String()
+	for _, tok := range tokens[:50] {
+		for _, part := range strings.Split(tok, ".") {
+			if strings.Contains(log, part) {
+				t.Fatalf("the log holds part of a token: %.40s", part)
+			}
+		}
+	}
+	if !strings.Contains(log, `is not in the issuer's JWKS`) {
+		t.Error("the refusals are not audited with their reason")
+	}
+}
