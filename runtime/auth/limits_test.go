@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -413,5 +414,99 @@ func TestJWKSGarbageKeepsTheKeys(t *testing.T) {
 	fetchWith(`{"keys":[]}`)
 	if err := accept(); err == nil {
 		t.Error("a key withdrawn by a JWKS of no keys still verifies")
+	}
+}
+
+// A JWKS of 10 000 keys (Ed25519, the smallest, to fit in 1 MiB) is
+// used: a token signed with its last key verifies, as does one without a
+// kid, and an unknown kid is refused after one more fetch.
+func TestJWKSOfTenThousandKeys(t *testing.T) {
+	host := newJWKSHost(t)
+	b64 := base64.RawURLEncoding.EncodeToString
+	keys := make([]map[string]string, 10000)
+	var last ed25519.PrivateKey
+	for i := range keys {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i], last = map[string]string{"kty": "OKP", "crv": "Ed25519", "kid": strconv.Itoa(i), "x": b64(pub)}, priv
+	}
+	host.serve(t, 0, keys...)
+	if n := len(*host.body.Load()); n > maxJWKS {
+		t.Fatalf("the set is %d bytes, over the limit: the test proves nothing", n)
+	}
+	cfg := rs256Config(host.URL)
+	cfg.JWT.Algorithms = []string{"EdDSA"}
+	a := newAuth(t, cfg, Options{UnknownKIDInterval: time.Millisecond})
+	sign := func(kid, sub string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+		if kid != "" {
+			tok.Header["kid"] = kid
+		}
+		s, err := tok.SignedString(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ctx := context.Background()
+	if p, err := a.Authenticate(ctx, []byte("Bearer "+sign("9999", "user:last"))); err != nil || p.Subject != "user:last" {
+		t.Errorf("the last key of 10 000: %+v %v", p, err)
+	}
+	if p, err := a.Authenticate(ctx, []byte("Bearer "+sign("", "user:nokid"))); err != nil || p.Subject != "user:nokid" {
+		t.Errorf("no kid, 10 000 keys: %+v %v", p, err)
+	}
+	before := host.fetches.Load()
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+sign("10000", "user:x"))); err == nil || !strings.Contains(err.Error(), "is not in the issuer's JWKS") {
+		t.Errorf("unknown kid among 10 000 keys: %v", err)
+	}
+	if n := host.fetches.Load() - before; n != 1 {
+		t.Errorf("%d fetches for an unknown kid, want 1", n)
+	}
+}
+
+// A JWKS response of 100 MB is not read past the limit: the fetch ends
+// once 1 MiB and a byte have come, the server is not made to send the
+// rest, and the keys fetched before stay.
+func TestJWKSHundredMegabytesNotRead(t *testing.T) {
+	k := rsaKey(t, 2048)
+	good, err := json.Marshal(map[string]any{"keys": []map[string]string{pubJWK("good", k)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var huge atomic.Bool
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !huge.Load() {
+			w.Write(good)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(100<<20))
+		w.Write([]byte(`{"keys":[`))
+		chunk := bytes.Repeat([]byte(" "), 64<<10)
+		for sent.Load() < 100<<20 {
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	a := newAuth(t, rs256Config(srv.URL), Options{UnknownKIDInterval: time.Millisecond})
+	huge.Store(true)
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, k, "unknown", "user:x"))); err == nil {
+		t.Fatal("a token with an unknown kid was accepted")
+	}
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, k, "good", "user:a"))); err != nil {
+		t.Errorf("the key fetched before a 100 MB response was dropped: %v", err)
+	}
+	// What the kernel's buffers took besides: far less than 100 MB.
+	if n := sent.Load(); n < maxJWKS {
+		t.Errorf("the server sent %d bytes: the 100 MB response was not fetched, the test proves nothing", n)
+	} else if n >= 50<<20 {
+		t.Errorf("the server sent %d bytes of a 100 MB JWKS: the response was read past the limit", n)
 	}
 }
