@@ -152,6 +152,7 @@ func TestJWT(t *testing.T) {
 	}
 	valid := authtest.Claims("user:default/jane")
 	der, _ := x509.MarshalPKIXPublicKey(idp.RSA.Public())
+	ecDER, _ := x509.MarshalPKIXPublicKey(idp.EC.Public())
 
 	good := []struct {
 		name  string
@@ -165,6 +166,9 @@ func TestJWT(t *testing.T) {
 		{"audience array", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["aud"] = []string{"other", authtest.Audience} })), false},
 		{"expired within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Second).Unix() })), false},
 		{"nbf within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(10 * time.Second).Unix() })), false},
+		// No lifetime is imposed: the issuer's exp is trusted up to the
+		// year 9999 (docs/auth.md), and the token remembered a minute.
+		{"expiring in the year 9000", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["exp"] = int64(221845392000) })), false},
 		{"iat within the leeway", idp.Sign(t, "RS256", with(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Second).Unix() })), false},
 		{"admin by group", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev", "greenroom-admins"} })), true},
 		{"not admin by other groups", idp.Sign(t, "ES256", with(func(c jwt.MapClaims) { c["groups"] = []string{"dev"} })), false},
@@ -213,6 +217,7 @@ func TestJWT(t *testing.T) {
 		{"alg none", authtest.AlgNone(t, valid), `algorithm "none" is not allowed`, invalidCredential},
 		{"HS256 with the public key (PEM)", idp.HS256WithPublicKey(t, valid), `algorithm "HS256" is not allowed`, invalidCredential},
 		{"HS256 with the public key (DER)", authtest.SignWith(t, jwt.SigningMethodHS256, der, authtest.KidRSA, valid), `algorithm "HS256" is not allowed`, invalidCredential},
+		{"HS256 with the EC public key (DER)", authtest.SignWith(t, jwt.SigningMethodHS256, ecDER, authtest.KidEC, valid), `algorithm "HS256" is not allowed`, invalidCredential},
 		{"RS384 not configured", authtest.SignWith(t, jwt.SigningMethodRS384, idp.RSA, authtest.KidRSA, valid), `algorithm "RS384" is not allowed`, invalidCredential},
 		{"unknown kid", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, "nope", valid), `"nope" is not in the issuer's JWKS (fetched again for an unknown key at most every 1s)`, invalidCredential},
 		{"kid of another key type", authtest.SignWith(t, jwt.SigningMethodRS256, idp.RSA, authtest.KidEC, valid), "cannot be verified", invalidCredential},
