@@ -510,3 +510,65 @@ func TestJWKSHundredMegabytesNotRead(t *testing.T) {
 		t.Errorf("the server sent %d bytes of a 100 MB JWKS: the response was read past the limit", n)
 	}
 }
+
+// A JWKS that stops answering (a fetch hangs until the client's time
+// limit; greenroom's own is 10 s, the test's client 300 ms) keeps the
+// keys fetched before: a token of a known key is served meanwhile, one of
+// an unknown key refused, and a key rotated in once the issuer answers
+// again is accepted. A hang at start fails the start's fetch only.
+func TestJWKSHangingKeepsTheKeys(t *testing.T) {
+	old, next := rsaKey(t, 2048), rsaKey(t, 2048)
+	var hang atomic.Bool
+	var body atomic.Pointer[[]byte]
+	set := func(keys ...map[string]string) {
+		b, err := json.Marshal(map[string]any{"keys": keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body.Store(&b)
+	}
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			select {
+			case <-stop:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write(*body.Load())
+	}))
+	defer srv.Close()
+	defer close(stop)
+	set(pubJWK("old", old))
+	hang.Store(true)
+	var logged syncbuf.Buffer
+	a := newAuth(t, rs256Config(srv.URL), Options{Log: logTo(&logged), UnknownKIDInterval: time.Millisecond,
+		HTTPClient: &http.Client{Timeout: 300 * time.Millisecond}})
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, old, "old", "user:a"))); err == nil {
+		t.Fatal("a token accepted while the JWKS never answered")
+	}
+	hang.Store(false)
+	time.Sleep(2 * time.Millisecond)
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, old, "old", "user:b"))); err != nil {
+		t.Fatalf("after the JWKS answered: %v", err)
+	}
+	hang.Store(true)
+	set(pubJWK("old", old), pubJWK("next", next))
+	time.Sleep(2 * time.Millisecond)
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, next, "next", "user:c"))); err == nil {
+		t.Error("a key the hanging JWKS never served was accepted")
+	}
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, old, "old", "user:d"))); err != nil {
+		t.Errorf("the key held was dropped when the JWKS hung: %v", err)
+	}
+	if !strings.Contains(logged.String(), "could not fetch the JWKS") {
+		t.Errorf("no warning for the hanging fetch:\n%.2000s", logged.String())
+	}
+	hang.Store(false)
+	time.Sleep(2 * time.Millisecond)
+	if _, err := a.Authenticate(ctx, []byte("Bearer "+signRS256(t, next, "next", "user:e"))); err != nil {
+		t.Errorf("the key rotated in once the JWKS answered again: %v", err)
+	}
+}
