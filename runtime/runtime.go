@@ -1207,13 +1207,11 @@ func (r *Runtime) Handle(ctx context.Context, id string, req *hostfuncs.Request,
 		// version loaded now. (A token revoked meanwhile was served.)
 		return ErrMoved
 	}
-	err := p.Handle(ctx, req, respond)
 	// A reload (of any part of the config: [auth] alone swaps no
-	// version) put the decision that let the call in out of date while
-	// it waited for an instance.
-	if errors.Is(err, plugin.ErrReadmit) {
-		return ErrMoved
-	}
+	// version) that puts the decision that let the call in out of date
+	// while it waits for an instance has it decided again once it has
+	// one (plugin.WithAdmission); refused, it gets plugin.ErrReadmit.
+	err := p.Handle(ctx, req, respond)
 	// A reload closed the version we picked before it gave us an
 	// instance (replaced, or removed with its plugin).
 	if plugin.KindOf(err) == plugin.FailClosed && (s.cur.Load() != p || r.Slot(id) != s) {

@@ -80,10 +80,11 @@ var ErrBusy = errors.New("all instances busy for the whole queue timeout")
 var ErrClosed = errors.New("plugin closed")
 
 // ErrReadmit is the error of a call that got an instance after the
-// decision that let it in went out of date (WithAdmission): the guest was
-// not called, and the call counts as no failure. Its caller lets it in
-// again under the config now in force and, if it still may, calls again.
-var ErrReadmit = errors.New("the call's admission went out of date while it waited for an instance")
+// decision that let it in went out of date, and that the decision taken
+// again under the config now in force refused (WithAdmission): the guest
+// was not called, and the call counts as no failure. The refusal is its
+// caller's to answer.
+var ErrReadmit = errors.New("the call was refused when let in again after a reload that came while it waited for an instance")
 
 // ErrStarting is a call that waited its whole timeout for a new instance
 // to start (FailTimeout); the instance goes on starting and serves a later

@@ -495,8 +495,9 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 		return &CallError{Plugin: p.id, Kind: FailCanceled, Err: ErrNotBegun}
 	}
 	// A reload while the call waited may have revoked its credential or
-	// closed its route: it is let in again before any guest code runs.
-	if admissionStale(ctx) {
+	// closed its route: it is let in again before any guest code runs,
+	// its instance held meanwhile.
+	if readmit(ctx) != nil {
 		p.pool.release(in)
 		return ErrReadmit
 	}

@@ -358,18 +358,26 @@ type admissionKey struct{}
 
 // WithAdmission returns ctx for a call let in under a decision (its
 // credential, the routes open) that a reload may put out of date while
-// the call waits for an instance: stale reports whether it is. A call
-// whose stale reports true once it has its instance does not run; it
-// gets ErrReadmit, and the instance goes to the next call.
-func WithAdmission(ctx context.Context, stale func() bool) context.Context {
-	return context.WithValue(ctx, admissionKey{}, stale)
+// the call waits for an instance. Once the call has its instance, before
+// any guest code runs and before its input is encoded, admit is called,
+// with the instance held: it decides again if the decision is out of date
+// (and returns nil at once if not). A call admit refuses does not run; it
+// gets ErrReadmit, and the instance goes to the next call. The call keeps
+// its instance while admit decides: given back to be let in again, it
+// went to the call next in line, one that arrived later, and under
+// reloads one after another the calls waiting longest were served last.
+// The decision is the call's, within its limits.timeout: a credential
+// checked again in microseconds, unless it needs a JWKS fetch.
+func WithAdmission(ctx context.Context, admit func() error) context.Context {
+	return context.WithValue(ctx, admissionKey{}, admit)
 }
 
-// admissionStale reports whether ctx's call was let in under a decision
-// that is out of date now.
-func admissionStale(ctx context.Context) bool {
-	stale, ok := ctx.Value(admissionKey{}).(func() bool)
-	return ok && stale()
+// readmit decides again whether ctx's call may run (WithAdmission).
+func readmit(ctx context.Context) error {
+	if admit, ok := ctx.Value(admissionKey{}).(func() error); ok {
+		return admit()
+	}
+	return nil
 }
 
 func arrivalOf(ctx context.Context) time.Time {

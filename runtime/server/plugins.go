@@ -244,8 +244,19 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	began := time.Now()
 	// A reload while the call waits for an instance (that revokes its
 	// token, closes its route, or swaps nothing of its plugin) lets it in
-	// again before it runs: it was served as it had been let in.
-	base := plugin.WithAdmission(s.base, func() bool { return s.authn.Load() != rs.authn || s.rt.Config() != under })
+	// again before it runs, its instance held meanwhile: it was served as
+	// it had been let in. A refusal (401, 403, 404) is the answer.
+	var refused error
+	base := plugin.WithAdmission(s.base, func() error {
+		for s.authn.Load() != rs.authn || s.rt.Config() != under {
+			under = s.rt.Config()
+			if principal, refused = s.admitAgain(c, rs, id, sub); refused != nil {
+				return refused
+			}
+			req.Principal = envelopePrincipal(principal)
+		}
+		return nil
+	})
 	err = s.rt.Handle(base, id, req, respond)
 	for moves := 1; errors.Is(err, runtime.ErrMoved); moves++ {
 		// A reload moved the call, while it waited for an instance, to
@@ -272,6 +283,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// It keeps its place in line: ahead of the calls that arrived
 		// after it, which the new version may already have queued.
 		err = s.rt.Handle(plugin.WithArrival(base, began), id, req, respond)
+	}
+	if errors.Is(err, plugin.ErrReadmit) && refused != nil {
+		return refused
 	}
 	if err != nil {
 		return s.callError(id, string(rs.id), err)

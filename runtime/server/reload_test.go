@@ -972,3 +972,75 @@ func TestRevokedWhileWaitingForAnInstance(t *testing.T) {
 		return
 	}
 }
+
+// A call waiting for an instance when a reload that swaps nothing of its
+// plugin comes keeps its place ahead of a call that arrived after the
+// reload: once the instance frees, it is let in again and served first.
+// It gave the instance back to be let in again, and the later call, next
+// in line, took it: under reloads coming one after another the calls
+// waiting longest were served last, or not at all.
+func TestReadmittedCallKeepsItsTurn(t *testing.T) {
+	t.Parallel()
+	const keeper = "queue-turn-keeper-token-0123456789abcdef"
+	v1 := guesttest.Build(t, "runtime/server/testdata/guests/ver1")
+	cfg := func(n int) string {
+		return fmt.Sprintf("[auth.tokens.keeper]\ntoken = %q\nsubject = \"service:keeper\"\n[auth.tokens.other]\ntoken = \"queue-turn-other-token-%d-0123456789abcdef\"\nsubject = \"service:other\"\n[plugins.ver]\npath = %q\nlimits = { instances = 1, queue_timeout = \"60s\", timeout = \"60s\" }\n", keeper, n, v1)
+	}
+	type result struct {
+		status int
+		body   string
+		at     time.Time
+	}
+	for ms := 1500; ; ms *= 2 {
+		if ms > 12000 {
+			t.Fatalf("no reload returned within the %d ms call ahead of the waiting one", ms/2)
+		}
+		in := start(t, cfg(1))
+		running, first, later := make(chan result, 1), make(chan result, 1), make(chan result, 1)
+		go func() {
+			s, _, b := in.DoAnon(t, "GET", fmt.Sprintf("/api/ver/slow?ms=%d", ms), nil, bearer(keeper)...)
+			running <- result{s, b, time.Now()}
+		}()
+		in.WaitBusy(t, "ver")
+		go func() {
+			s, _, b := in.DoAnon(t, "GET", "/api/ver/v", nil, bearer(keeper)...)
+			first <- result{s, b, time.Now()}
+		}()
+		waits := func(n int64) {
+			for deadline := time.Now().Add(10 * time.Second); in.RT.Slot("ver").Plugin().Stats().QueueWaits < n; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the calls never waited for the instance")
+				}
+			}
+		}
+		waits(1)
+		p := in.RT.Slot("ver").Plugin()
+		in.SetConfig(cfg(2))
+		in.Reload(t)
+		if in.RT.Slot("ver").Plugin() != p {
+			t.Fatal("the reload swapped the plugin's version: the test proves nothing")
+		}
+		go func() {
+			s, _, b := in.DoAnon(t, "GET", fmt.Sprintf("/api/ver/slow?ms=%d", ms), nil, bearer(keeper)...)
+			later <- result{s, b, time.Now()}
+		}()
+		waits(2)
+		select {
+		case r := <-running:
+			t.Logf("the %d ms call ahead ended before the later call waited (%d %s); again with a longer one", ms, r.status, r.body)
+			<-first
+			<-later
+			continue
+		default:
+		}
+		r1, r2 := <-first, <-later
+		if r1.status != 200 || r1.body != "v1" {
+			t.Errorf("call waiting across the reload: %d %s, want 200 v1", r1.status, r1.body)
+		}
+		if !r1.at.Before(r2.at) {
+			t.Errorf("the call that arrived after the reload (a %d ms one) was answered %v before the one waiting across it", ms, r1.at.Sub(r2.at))
+		}
+		<-running
+		return
+	}
+}
