@@ -181,6 +181,10 @@ type Slot struct {
 // Counters returns the plugin's cumulative call, failure and pool figures.
 func (s *Slot) Counters() *plugin.Counters { return s.counters }
 
+// Tokens are the rights to an instance that the plugin's versions share
+// (limits.instances of them), its calls waiting in line for one.
+func (s *Slot) Tokens() *plugin.Tokens { return s.tokens }
+
 // HostCounters returns the plugin's cumulative host-function calls.
 func (s *Slot) HostCounters() *hostfuncs.Counters { return s.hostCounters }
 

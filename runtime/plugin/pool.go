@@ -81,7 +81,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	if err := ctx.Err(); err != nil {
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: err}
 	}
-	if !pl.tokens.tryTake() {
+	if !pl.tokens.tryTake(arrivalOf(ctx)) {
 		if err := pl.wait(ctx, timeout); err != nil {
 			return nil, time.Time{}, err
 		}
@@ -246,6 +246,25 @@ type Tokens struct {
 	held    int
 	max     int
 	waiters []*tokenWaiter // by arrival, earliest first
+	onGrant func(arrival time.Time)
+}
+
+// OnGrant has f called, in order, with the arrival of each call handed a
+// token (WithArrival; when its attempt began without), as it is handed
+// one: the order the line serves calls in, for tests. f runs under the
+// tokens' lock; it must not block or use them.
+func (t *Tokens) OnGrant(f func(arrival time.Time)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.onGrant = f
+}
+
+// granted reports a token handed to the call that arrived at arrival.
+// Under t.mu.
+func (t *Tokens) granted(arrival time.Time) {
+	if t.onGrant != nil {
+		t.onGrant(arrival)
+	}
 }
 
 // NewTokens returns tokens for max calls at once.
@@ -268,6 +287,7 @@ func (t *Tokens) handOver() {
 	w := t.waiters[0]
 	t.waiters[0] = nil
 	t.waiters = t.waiters[1:]
+	t.granted(w.arrival)
 	w.granted <- struct{}{}
 }
 
@@ -276,12 +296,14 @@ type tokenWaiter struct {
 	granted chan struct{} // receives the token handed over
 }
 
-// tryTake takes a token if one is free and nobody waits for it.
-func (t *Tokens) tryTake() bool {
+// tryTake takes a token for a call that arrived at arrival if one is
+// free and nobody waits for it.
+func (t *Tokens) tryTake(arrival time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.held < t.max && len(t.waiters) == 0 {
 		t.held++
+		t.granted(arrival)
 		return true
 	}
 	return false
@@ -296,6 +318,7 @@ func (t *Tokens) enqueue(arrival time.Time) *tokenWaiter {
 	defer t.mu.Unlock()
 	if t.held < t.max && len(t.waiters) == 0 {
 		t.held++
+		t.granted(arrival)
 		w.granted <- struct{}{}
 		return w
 	}

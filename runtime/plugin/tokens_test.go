@@ -1,23 +1,27 @@
 package plugin
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
 
 // A pool's tokens go to waiters in the order their calls arrived, not the
 // order they began to wait; nobody jumps the line while anyone waits; a
-// waiter that leaves after it was handed a token holds it.
+// waiter that leaves after it was handed a token holds it. OnGrant
+// reports each grant, in order, with the arrival of the call handed it.
 func TestTokensGoInArrivalOrder(t *testing.T) {
 	tk := NewTokens(1)
-	if !tk.tryTake() {
+	var grants []time.Time
+	tk.OnGrant(func(arrival time.Time) { grants = append(grants, arrival) })
+	base := time.Now()
+	if !tk.tryTake(base) {
 		t.Fatal("a free token was not taken")
 	}
-	base := time.Now()
 	late := tk.enqueue(base.Add(3 * time.Second))
 	early := tk.enqueue(base.Add(1 * time.Second)) // moved by a reload: arrived first
 	middle := tk.enqueue(base.Add(2 * time.Second))
-	if tk.tryTake() {
+	if tk.tryTake(time.Now()) {
 		t.Fatal("tryTake took a token while calls wait")
 	}
 	granted := func(w *tokenWaiter) bool {
@@ -43,8 +47,12 @@ func TestTokensGoInArrivalOrder(t *testing.T) {
 		t.Fatal("a waiter handed a token was not told it holds it")
 	}
 	tk.give()
-	if tk.count() != 0 || !tk.tryTake() {
+	if tk.count() != 0 || !tk.tryTake(base.Add(4*time.Second)) {
 		t.Fatalf("after all were given back, %d held", tk.count())
+	}
+	want := []time.Time{base, base.Add(time.Second), base.Add(3 * time.Second), base.Add(4 * time.Second)}
+	if !slices.Equal(grants, want) {
+		t.Errorf("grants reported: %v, want %v", grants, want)
 	}
 }
 
@@ -52,8 +60,8 @@ func TestTokensGoInArrivalOrder(t *testing.T) {
 // waiting at once; fewer holds the line until enough calls have ended.
 func TestTokensSetMax(t *testing.T) {
 	tk := NewTokens(2)
-	tk.tryTake()
-	tk.tryTake()
+	tk.tryTake(time.Now())
+	tk.tryTake(time.Now())
 	now := time.Now()
 	a, b, c := tk.enqueue(now), tk.enqueue(now.Add(1)), tk.enqueue(now.Add(2))
 	tk.SetMax(3)

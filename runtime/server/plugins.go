@@ -257,7 +257,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		}
 		return nil
 	})
-	err = s.rt.Handle(base, id, req, respond)
+	// Its place in line is its arrival, on the version it finds and on
+	// any a reload moves it to.
+	err = s.rt.Handle(plugin.WithArrival(base, began), id, req, respond)
 	for moves := 1; errors.Is(err, runtime.ErrMoved); moves++ {
 		// A reload moved the call, while it waited for an instance, to
 		// the plugin's new version (or removed the plugin): it is let in
