@@ -62,10 +62,16 @@ type callTimer struct {
 	mu    sync.Mutex
 	armed atomic.Int64
 
-	// linked is the caller's context of a recent call, watched for
-	// cancellation through unlink's registration. Only the goroutine
-	// making the instance's calls uses them.
-	linked context.Context
+	// linked is the Done channel of a recent call's caller's context,
+	// watched for cancellation through unlink's registration. Only the
+	// goroutine making the instance's calls uses them. Keyed by the
+	// channel, not the context: the server gives each call a context of
+	// its own carrying values (plugin.WithArrival, WithAdmission) over
+	// one cancellation, its base context, and a registration per call
+	// cost two allocations and a turn of that base context's lock,
+	// shared by every call in flight (BenchmarkPing: 18 to 29 allocations
+	// a request with both).
+	linked <-chan struct{}
 	unlink func() bool
 }
 
@@ -83,20 +89,21 @@ func (t *callTimer) begin(in *instance, parent context.Context, deadline time.Ti
 	if a := t.armed.Load(); a == 0 || a > deadline.UnixNano() {
 		t.arm(deadline)
 	}
-	if parent != t.linked {
+	d := parent.Done()
+	if d != t.linked {
 		if t.unlink != nil {
 			t.unlink()
 		}
-		t.linked, t.unlink = parent, nil
-		if parent.Done() != nil {
+		t.linked, t.unlink = d, nil
+		if d != nil {
 			t.unlink = context.AfterFunc(parent, func() {
-				if c := t.cur.Load(); c != nil && c.parent == parent {
-					c.cancel(parent.Err())
+				if c := t.cur.Load(); c != nil && c.parent.Done() == d {
+					c.cancel(c.parent.Err())
 				}
 			})
 		}
 	}
-	if d := parent.Done(); d != nil {
+	if d != nil {
 		select {
 		case <-d:
 			c.cancel(parent.Err())

@@ -220,3 +220,36 @@ func TestCallContextAfterFunc(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 }
+
+type callValueKey struct{}
+
+// Calls whose caller's contexts differ only in their values (the server
+// gives each call its own, carrying its arrival and admission, over one
+// base context) share one watch on that cancellation: beginning one costs
+// the call context alone, where a registration on the base context per
+// call cost two allocations more and a turn of its lock, which every call
+// in flight shares. The base context's end still ends the call running.
+func TestCallTimerWatchesOneCancellationOnce(t *testing.T) {
+	in, ct := newTestCallTimer(t)
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctxs := make([]context.Context, 64)
+	for i := range ctxs {
+		ctxs[i] = context.WithValue(base, callValueKey{}, i)
+	}
+	ct.end(ct.begin(in, ctxs[0], time.Now().Add(time.Hour)))
+	i := 0
+	allocs := testing.AllocsPerRun(50, func() {
+		i++
+		ct.end(ct.begin(in, ctxs[i%len(ctxs)], time.Now().Add(time.Hour)))
+	})
+	if allocs > 1 {
+		t.Errorf("a call under a new context over the same cancellation allocated %.0f times, want 1 (the call context)", allocs)
+	}
+	c := ct.begin(in, ctxs[5], time.Now().Add(time.Hour))
+	cancel()
+	waitDone(t, c, "the base context canceled")
+	if err := ct.end(c); !errors.Is(err, context.Canceled) {
+		t.Fatalf("end = %v, want Canceled", err)
+	}
+}

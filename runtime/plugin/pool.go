@@ -379,26 +379,36 @@ func WithArrival(ctx context.Context, t time.Time) context.Context {
 
 type admissionKey struct{}
 
-// WithAdmission returns ctx for a call let in under a decision (its
-// credential, the routes open) that a reload may put out of date while
-// the call waits for an instance. Once the call has its instance, before
-// any guest code runs and before its input is encoded, admit is called,
-// with the instance held: it decides again if the decision is out of date
-// (and returns nil at once if not). A call admit refuses does not run; it
-// gets ErrReadmit, and the instance goes to the next call. The call keeps
-// its instance while admit decides: given back to be let in again, it
-// went to the call next in line, one that arrived later, and under
-// reloads one after another the calls waiting longest were served last.
-// The decision is the call's, within its limits.timeout: a credential
-// checked again in microseconds, unless it needs a JWKS fetch.
-func WithAdmission(ctx context.Context, admit func() error) context.Context {
-	return context.WithValue(ctx, admissionKey{}, admit)
+// Admission is how a call let in under a decision (its credential, the
+// routes open) that a reload may put out of date while the call waits for
+// an instance is let in again (WithAdmission).
+type Admission interface {
+	// Admit decides again if the decision is out of date, and returns
+	// nil at once if not; a non-nil error is the refusal.
+	Admit() error
+}
+
+// WithAdmission returns ctx for a call let in under a decision that a
+// reload may put out of date while the call waits for an instance. Once
+// the call has its instance, before any guest code runs and before its
+// input is encoded, a.Admit is called, with the instance held. A call it
+// refuses does not run; it gets ErrReadmit, and the instance goes to the
+// next call. The call keeps its instance while Admit decides: given back
+// to be let in again, it went to the call next in line, one that arrived
+// later, and under reloads one after another the calls waiting longest
+// were served last. The decision is the call's, within its
+// limits.timeout: a credential checked again in microseconds, unless it
+// needs a JWKS fetch. (An interface rather than a func: the server's
+// admission is one object per call, where a closure over its variables
+// cost four allocations a request.)
+func WithAdmission(ctx context.Context, a Admission) context.Context {
+	return context.WithValue(ctx, admissionKey{}, a)
 }
 
 // readmit decides again whether ctx's call may run (WithAdmission).
 func readmit(ctx context.Context) error {
-	if admit, ok := ctx.Value(admissionKey{}).(func() error); ok {
-		return admit()
+	if a, ok := ctx.Value(admissionKey{}).(Admission); ok {
+		return a.Admit()
 	}
 	return nil
 }

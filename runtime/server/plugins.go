@@ -246,17 +246,8 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	// token, closes its route, or swaps nothing of its plugin) lets it in
 	// again before it runs, its instance held meanwhile: it was served as
 	// it had been let in. A refusal (401, 403, 404) is the answer.
-	var refused error
-	base := plugin.WithAdmission(s.base, func() error {
-		for s.authn.Load() != rs.authn || s.rt.Config() != under {
-			under = s.rt.Config()
-			if principal, refused = s.admitAgain(c, rs, id, sub); refused != nil {
-				return refused
-			}
-			req.Principal = envelopePrincipal(principal)
-		}
-		return nil
-	})
+	adm := &admission{s: s, c: c, rs: rs, id: id, sub: sub, req: req, under: under}
+	base := plugin.WithAdmission(s.base, adm)
 	// Its place in line is its arrival, on the version it finds and on
 	// any a reload moves it to.
 	err = s.rt.Handle(plugin.WithArrival(base, began), id, req, respond)
@@ -277,7 +268,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			return &APIError{Status: fiber.StatusServiceUnavailable, Code: "plugin_busy", Plugin: id, RetryAfter: 1,
 				Message: fmt.Sprintf("plugin %s is busy: the call waited its whole queue timeout while reloads moved it to new versions", id)}
 		}
-		under = s.rt.Config()
+		adm.under = s.rt.Config()
 		if principal, err = s.admitAgain(c, rs, id, sub); err != nil {
 			return err
 		}
@@ -286,11 +277,39 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// after it, which the new version may already have queued.
 		err = s.rt.Handle(plugin.WithArrival(base, began), id, req, respond)
 	}
-	if errors.Is(err, plugin.ErrReadmit) && refused != nil {
-		return refused
+	if errors.Is(err, plugin.ErrReadmit) && adm.refused != nil {
+		return adm.refused
 	}
 	if err != nil {
 		return s.callError(id, string(rs.id), err)
+	}
+	return nil
+}
+
+// admission lets a call in again, with its instance held, when a reload
+// came while it waited for one (plugin.WithAdmission): under is the config
+// it was let in under, refused the refusal it got.
+type admission struct {
+	s       *Server
+	c       *fiber.Ctx
+	rs      *reqState
+	id      string
+	sub     []byte
+	req     *hostfuncs.Request
+	under   *config.Config
+	refused error
+}
+
+// Admit implements plugin.Admission.
+func (a *admission) Admit() error {
+	for a.s.authn.Load() != a.rs.authn || a.s.rt.Config() != a.under {
+		a.under = a.s.rt.Config()
+		principal, err := a.s.admitAgain(a.c, a.rs, a.id, a.sub)
+		if err != nil {
+			a.refused = err
+			return err
+		}
+		a.req.Principal = envelopePrincipal(principal)
 	}
 	return nil
 }
