@@ -1,0 +1,169 @@
+package server
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// tailRef is tailWatch's result read byte by byte: the CRLF CRLFs in s,
+// and whether the bytes after the last of them hold an empty line
+// (headEnd).
+func tailRef(s []byte) (heads int, found bool) {
+	first, crlf := 0, 0
+	for i := range s {
+		if crlf = crlfEnd(crlf, s[i:i+1]); crlf == 4 {
+			heads++
+			first, crlf = 0, 0
+			continue
+		}
+		first = headEnd(first, s[i:i+1])
+	}
+	return heads, first == headFound
+}
+
+// splitAt cuts s into reads at the offsets cuts gives (each byte of cuts
+// a read's length, 0 an empty read), the rest in one.
+func splitAt(s, cuts []byte) [][]byte {
+	var reads [][]byte
+	for _, c := range cuts {
+		n := min(int(c), len(s))
+		reads = append(reads, s[:n])
+		s = s[n:]
+	}
+	return append(reads, s)
+}
+
+// FuzzTailWatch: whatever reads a connection's bytes arrive in,
+// tailWatch, unless it gave up (void), counts the CRLF CRLFs and finds
+// the empty line after the last as a byte-by-byte search does
+// (TestTailWatchSplits does so for every split of a few streams).
+func FuzzTailWatch(f *testing.F) {
+	ok := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, s := range []string{
+		ok + ok,
+		ok + "GET / HTTP/1.1\nHost: x\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\r\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\n\r\n",
+		ok + "GET / HTTP/1.1\r\nX: \r\n\r\r\n\n",
+		ok + "GET /\n\r\r\n\r\n" + ok,
+	} {
+		f.Add([]byte(s), []byte{3, 14, 1, 1})
+	}
+	f.Fuzz(func(t *testing.T, s, cuts []byte) {
+		var w tailWatch
+		for _, r := range splitAt(s, cuts) {
+			w.scan(r)
+		}
+		if w.void {
+			return
+		}
+		if heads, found := tailRef(s); w.heads != heads || (w.first == headFound) != found {
+			t.Fatalf("%q read as %v: %d heads, empty line found %v; want %d, %v", s, cuts, w.heads, w.first == headFound, heads, found)
+		}
+	})
+}
+
+// wellFormed builds, from a fuzzer's bytes, n bodiless requests with
+// every line ended by CRLF: methods greenroom serves, and targets,
+// header names and values made of the bytes each may hold. It returns
+// the stream and each request's header lines (what framingProblem reads),
+// and whether one request names both Transfer-Encoding and
+// Content-Length.
+func wellFormed(n uint8, b []byte) (stream []byte, heads [][]byte, teCL bool) {
+	methods := []string{"GET", "HEAD", "DELETE", "OPTIONS", "POST", "PUT", "PATCH"}
+	pick := func(keep func(byte) bool, def string) string {
+		var s []byte
+		for len(b) > 0 && b[0] != 0 {
+			if keep(b[0]) {
+				s = append(s, b[0])
+			}
+			b = b[1:]
+		}
+		if len(b) > 0 {
+			b = b[1:]
+		}
+		if len(s) == 0 {
+			return def
+		}
+		return string(s)
+	}
+	visible := func(c byte) bool { return c > ' ' && c < 0x7f }
+	value := func(c byte) bool { return c == '\t' || c >= ' ' && c != 0x7f }
+	token := func(c byte) bool { return isToken([]byte{c}) }
+	var out bytes.Buffer
+	for i := 0; i < int(n%8)+1; i++ {
+		m := methods[0]
+		if len(b) > 0 {
+			m, b = methods[int(b[0])%len(methods)], b[1:]
+		}
+		out.WriteString(m + " /" + pick(visible, "") + " HTTP/1.1\r\n")
+		var head bytes.Buffer
+		te, cl := false, false
+		for h := 0; len(b) > 0 && h < 4; h++ {
+			name := pick(token, "X")
+			te = te || strings.EqualFold(name, "transfer-encoding")
+			cl = cl || strings.EqualFold(name, "content-length")
+			head.WriteString(name + ": " + strings.TrimSpace(pick(value, "")) + "\r\n")
+		}
+		head.WriteString("\r\n")
+		out.Write(head.Bytes())
+		heads = append(heads, head.Bytes())
+		teCL = teCL || te && cl
+	}
+	return out.Bytes(), heads, teCL
+}
+
+// FuzzTailWatchWellFormed: a stream of well-formed pipelined requests
+// without bodies, in any reads, is never taken for a head ended by a
+// bare LF (bareLFPiped would refuse it) nor given up on: every head is
+// counted.
+func FuzzTailWatchWellFormed(f *testing.F) {
+	f.Add(uint8(3), []byte("\x01api/hello?x=1\x00Host\x00127.0.0.1:7007\x00Accept\x00*/*\x00"), []byte{5, 20, 1, 1, 2})
+	f.Add(uint8(1), []byte("\x02\x00\x00\x00"), []byte{0, 1, 0, 30})
+	f.Fuzz(func(t *testing.T, n uint8, b, cuts []byte) {
+		s, heads, teCL := wellFormed(n, b)
+		var w tailWatch
+		for _, r := range splitAt(s, cuts) {
+			w.scan(r)
+		}
+		if w.void || w.first == headFound || w.heads != int(n%8)+1 {
+			t.Fatalf("%q read as %v: void %v, empty line found %v, %d heads; want %d heads", s, cuts, w.void, w.first == headFound, w.heads, int(n%8)+1)
+		}
+		if teCL {
+			return
+		}
+		for _, h := range heads {
+			if p := framingProblem(h); p != "" {
+				t.Fatalf("%q: framingProblem %q", h, p)
+			}
+		}
+	})
+}
+
+// FuzzFramingProblem: framingProblem reads any header bytes without
+// failing, and finds nothing in header lines a client sends well formed
+// (CRLF ends, token names, no fold) but for Transfer-Encoding with
+// Content-Length.
+func FuzzFramingProblem(f *testing.F) {
+	for _, s := range []string{
+		"Host: x\r\nContent-Length: 3\r\n\r\n",
+		"Host: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+		"X: a\nTransfer-Encoding: chunked\r\n\r\n",
+		"X: a\r\n Transfer-Encoding: chunked\r\n\r\n",
+		"X A: b\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		p := framingProblem(raw)
+		if p != "" || bytes.Contains(raw, []byte("\n")) {
+			return
+		}
+		// One line, no LF: only a name that is not a token is a problem.
+		k, _, ok := bytes.Cut(raw, []byte(":"))
+		if ok && len(raw) > 0 && raw[0] != ' ' && raw[0] != '\t' && !isToken(k) {
+			t.Fatalf("%q: no problem found in a name that is not a token", raw)
+		}
+	})
+}
