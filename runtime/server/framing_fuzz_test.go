@@ -8,7 +8,7 @@ import (
 
 // tailRef is tailWatch's result read byte by byte: the CRLF CRLFs in s,
 // and whether the bytes after the last of them hold an empty line
-// (headEnd).
+// (headEnd), wherever in them.
 func tailRef(s []byte) (heads int, found bool) {
 	first, crlf := 0, 0
 	for i := range s {
@@ -17,7 +17,9 @@ func tailRef(s []byte) (heads int, found bool) {
 			first, crlf = 0, 0
 			continue
 		}
-		first = headEnd(first, s[i:i+1])
+		if first != headFound {
+			first = headEnd(first, s[i:i+1])
+		}
 	}
 	return heads, first == headFound
 }

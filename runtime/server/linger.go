@@ -166,7 +166,12 @@ func (t *tailWatch) scan(b []byte) {
 	}
 	if len(b) < len(crlfcrlf) {
 		// Short: byte by byte, from the states the bytes before left.
-		t.first, t.crlf = headEnd(t.first, b), crlfEnd(t.crlf, b)
+		// An empty line found stays found (headEnd would forget it
+		// at the next byte) until the next CRLF CRLF, as below.
+		if t.first != headFound {
+			t.first = headEnd(t.first, b)
+		}
+		t.crlf = crlfEnd(t.crlf, b)
 		return
 	}
 	// b holds no CRLF CRLF, so its states after it are those of its
