@@ -624,6 +624,40 @@ func (c *passingCtx) Err() error {
 	return nil
 }
 
+// useEndedTx uses tx, which the runtime rolled back when the call that
+// began it ended, first as first says ("exec", "query", "commit",
+// "rollback"), when (the test's words) it is: it must fail with
+// sql.ErrTxDone saying why, a Commit after a statement too, sending
+// nothing to the host, its connection free again.
+func useEndedTx(t *testing.T, db *sql.DB, f *endsDB, tx *sql.Tx, first, when string) {
+	t.Helper()
+	var err error
+	switch first {
+	case "exec":
+		_, err = tx.Exec("INSERT INTO t VALUES (1)")
+	case "query":
+		_, err = tx.Query("SELECT 1")
+	case "commit":
+		err = tx.Commit()
+	case "rollback":
+		err = tx.Rollback()
+	}
+	if !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "rolled back when the call that began it ended") {
+		t.Errorf("%s %s: %v, want sql.ErrTxDone saying why", first, when, err)
+	}
+	if first == "exec" || first == "query" {
+		if err := tx.Commit(); !errors.Is(err, sql.ErrTxDone) {
+			t.Errorf("%s, then Commit: %v, want sql.ErrTxDone", first, err)
+		}
+	}
+	if len(f.reqs) != 0 || len(f.ends) != 0 {
+		t.Errorf("%s: %d statements and %v sent to the host, want none", first, len(f.reqs), f.ends)
+	}
+	if n := db.Stats().InUse; n != 0 {
+		t.Errorf("%s: %d connections in use after the transaction failed", first, n)
+	}
+}
+
 // A transaction begun with db.Begin() and used after the call that began
 // it ended (kept in a variable, or by a goroutine that outlived its
 // handler), which the runtime rolled back then, fails at its next
@@ -641,30 +675,7 @@ func TestTransactionOfAnEndedCall(t *testing.T) {
 			t.Fatal(err)
 		}
 		dbCallEnded()
-		switch first {
-		case "exec":
-			_, err = tx.Exec("INSERT INTO t VALUES (1)")
-		case "query":
-			_, err = tx.Query("SELECT 1")
-		case "commit":
-			err = tx.Commit()
-		case "rollback":
-			err = tx.Rollback()
-		}
-		if !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "rolled back when the call that began it ended") {
-			t.Errorf("%s after the call ended: %v, want sql.ErrTxDone saying why", first, err)
-		}
-		if first == "exec" || first == "query" {
-			if err := tx.Commit(); !errors.Is(err, sql.ErrTxDone) {
-				t.Errorf("%s, then Commit: %v, want sql.ErrTxDone", first, err)
-			}
-		}
-		if len(f.reqs) != 0 || len(f.ends) != 0 {
-			t.Errorf("%s: %d statements and %v sent to the host, want none", first, len(f.reqs), f.ends)
-		}
-		if n := db.Stats().InUse; n != 0 {
-			t.Errorf("%s: %d connections in use after the transaction failed", first, n)
-		}
+		useEndedTx(t, db, f, tx, first, "after the call ended")
 		// The connection begins the next transaction, which runs.
 		tx, err = db.Begin()
 		if err != nil {
@@ -697,30 +708,7 @@ func TestTransactionBegunAsTheCallEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		dbCallBegins() // the next call
-		switch first {
-		case "exec":
-			_, err = tx.Exec("INSERT INTO t VALUES (1)")
-		case "query":
-			_, err = tx.Query("SELECT 1")
-		case "commit":
-			err = tx.Commit()
-		case "rollback":
-			err = tx.Rollback()
-		}
-		if !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "rolled back when the call that began it ended") {
-			t.Errorf("%s in the call after the one whose end began it: %v, want sql.ErrTxDone saying why", first, err)
-		}
-		if first == "exec" || first == "query" {
-			if err := tx.Commit(); !errors.Is(err, sql.ErrTxDone) {
-				t.Errorf("%s, then Commit: %v, want sql.ErrTxDone", first, err)
-			}
-		}
-		if len(f.reqs) != 0 || len(f.ends) != 0 {
-			t.Errorf("%s: %d statements and %v sent to the host, want none", first, len(f.reqs), f.ends)
-		}
-		if n := db.Stats().InUse; n != 0 {
-			t.Errorf("%s: %d connections in use after the transaction failed", first, n)
-		}
+		useEndedTx(t, db, f, tx, first, "in the call after the one whose end began it")
 		// A transaction begun in the call runs.
 		tx, err = db.Begin()
 		if err != nil {
