@@ -345,25 +345,7 @@ func TestCancelStartedAtWithManyReplicas(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "six runs in the history", func() bool { return len(history(t, one, "sched", "wait")) >= 6 })
 	status, body := cancelTask(t, one, "wait")
-	var run struct {
-		RunID   string    `json:"run_id"`
-		Started time.Time `json:"started_at"`
-	}
-	if status != 202 || json.Unmarshal([]byte(body), &run) != nil {
-		t.Fatalf("cancel: %d %s", status, body)
-	}
-	found := false
-	for _, r := range history(t, one, "sched", "wait") {
-		if r.RunID == run.RunID {
-			found = true
-			if !r.Started.Equal(run.Started) {
-				t.Errorf("the cancel's answer has started_at %s, the history %s", run.Started, r.Started)
-			}
-		}
-	}
-	if !found {
-		t.Errorf("run %s of the cancel's answer is not in the history", run.RunID)
-	}
+	startedAsInHistory(t, one, "cancel", status, 202, body)
 }
 
 // The trigger's 200 says when the run started as its history has it, read
@@ -387,23 +369,28 @@ func TestTriggerStartedAtWithManyReplicas(t *testing.T) {
 		}
 	}
 	status, body := trigger(t, one, "sched", "wait")
+	startedAsInHistory(t, one, "trigger", status, 200, body)
+}
+
+// startedAsInHistory checks that the answer (status, body) to a trigger or
+// cancel (what) of o's task sched/wait is want and names a run whose
+// started_at is its history's.
+func startedAsInHistory(t *testing.T, o *servertest.Instance, what string, status, want int, body string) {
+	t.Helper()
 	var run struct {
 		RunID   string    `json:"run_id"`
 		Started time.Time `json:"started_at"`
 	}
-	if status != 200 || json.Unmarshal([]byte(body), &run) != nil {
-		t.Fatalf("trigger: %d %s", status, body)
+	if status != want || json.Unmarshal([]byte(body), &run) != nil {
+		t.Fatalf("%s: %d %s", what, status, body)
 	}
-	found := false
-	for _, r := range history(t, one, "sched", "wait") {
+	for _, r := range history(t, o, "sched", "wait") {
 		if r.RunID == run.RunID {
-			found = true
 			if !r.Started.Equal(run.Started) {
-				t.Errorf("the trigger's answer has started_at %s, the history %s", run.Started, r.Started)
+				t.Errorf("the %s's answer has started_at %s, the history %s", what, run.Started, r.Started)
 			}
+			return
 		}
 	}
-	if !found {
-		t.Errorf("run %s of the trigger's answer is not in the history", run.RunID)
-	}
+	t.Errorf("run %s of the %s's answer is not in the history", run.RunID, what)
 }
