@@ -148,15 +148,21 @@ func (s *Service) startReap() bool {
 // pluginConnector returns what opens plugin id's PostgreSQL connections,
 // or nil (SQLite, or no such plugin).
 func (s *Service) pluginConnector(id string) *pgConnector {
-	s.mu.Lock()
-	pg, ok := s.backend.(*pgBackend)
-	s.mu.Unlock()
-	if !ok {
+	pg := s.pg()
+	if pg == nil {
 		return nil
 	}
 	pg.mu.Lock()
 	defer pg.mu.Unlock()
 	return pg.plugins[id]
+}
+
+// pg returns s's PostgreSQL backend, or nil on SQLite.
+func (s *Service) pg() *pgBackend {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pg, _ := s.backend.(*pgBackend)
+	return pg
 }
 
 // backend is what differs between SQLite and PostgreSQL.

@@ -141,26 +141,20 @@ func DescriptionGeneration(s *Service, id string) int64 {
 // has handled, signed by a runtime (PostgreSQL; 0 on SQLite), its own
 // replica's included.
 func MigrationsHeard(s *Service) int64 {
-	s.mu.Lock()
-	pg, ok := s.backend.(*pgBackend)
-	s.mu.Unlock()
-	if !ok {
-		return 0
+	if pg := s.pg(); pg != nil {
+		return pg.heard.Load()
 	}
-	return pg.heard.Load()
+	return 0
 }
 
 // MigrationNoticesIgnored counts the notifications on the migration
 // channel s's watch ignored, signed by no runtime (PostgreSQL; 0 on
 // SQLite).
 func MigrationNoticesIgnored(s *Service) int64 {
-	s.mu.Lock()
-	pg, ok := s.backend.(*pgBackend)
-	s.mu.Unlock()
-	if !ok {
-		return 0
+	if pg := s.pg(); pg != nil {
+		return pg.ignored.Load()
 	}
-	return pg.ignored.Load()
+	return 0
 }
 
 // NotifyMigrated sends, as s's replica does once plugin id's migrations
