@@ -4,7 +4,9 @@
 
 -- runtime_secrets holds values every replica must agree on, created once by
 -- whichever replica gets there first (INSERT ... ON CONFLICT DO NOTHING).
--- "plugin-role-key" derives the passwords of the plugins' login roles.
+-- "plugin-role-key" derives the passwords of the plugins' login roles;
+-- another row holds the key that signs the notifications announcing a
+-- plugin's migration (runtime/database/pgdescribe.go, notifyKeyName).
 CREATE TABLE runtime_secrets (
     name       text PRIMARY KEY,
     value      bytea NOT NULL,

@@ -1,5 +1,5 @@
 -- reads_cancel: the replica that wrote this run's row reads cancel
--- requests (cancel_requested_at) as it renews the run's lease. Replicas
+-- requests (cancel_requested_at) while the run lasts. Replicas
 -- from before this migration leave it NULL: during a rolling upgrade a
 -- cancel sent through a newer replica for a run on an older one, which
 -- would never read it, is refused (409) rather than recorded and
