@@ -57,6 +57,16 @@ const (
 	// minRSABits is the shortest RSA modulus a key of the JWKS may have
 	// to verify tokens (NIST SP 800-131A; jose refuses shorter ones too).
 	minRSABits = 2048
+	// maxCandidates is the most keys of the JWKS one token is tried
+	// with: those that fit its alg (type, curve, the key's own alg and
+	// use), found by its kid, or among the whole set when it has none.
+	// A token that more keys fit is refused before any signature check:
+	// anyone can send a token without a kid, and each key tried is a
+	// signature check (10 000 Ed25519 keys fit in maxJWKS: half a second
+	// of CPU per token). jose, Backstage's verifier, refuses a token that
+	// more than one key fits; a few allow an issuer that sends no kid to
+	// rotate its keys.
+	maxCandidates = 4
 )
 
 // withdrawnKeyBound is the longest a key withdrawn from the JWKS may still
@@ -78,6 +88,8 @@ type jwtVerifier struct {
 	typ    Type
 	parser *jwt.Parser
 	keys   keyfunc.Keyfunc
+	store  *unknownKIDRefresh // keys's storage
+	warn   *warner            // the JWKS's warnings
 	now    func() time.Time
 	log    *logrus.Logger
 	cancel context.CancelFunc
@@ -87,6 +99,9 @@ type jwtVerifier struct {
 
 	mu    sync.RWMutex
 	cache map[[sha256.Size]byte]cachedJWT
+
+	// tried counts the keys handed to the signature check (tests).
+	tried atomic.Int64
 }
 
 type cachedJWT struct {
@@ -110,6 +125,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	// logged without it. (The config registers it as a secret too.) Its
 	// warnings are logged at most once a minute each (warner).
 	warn := newWarner(opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL)), opts.Now)
+	v.warn = warn
 	client.Transport = limitedTransport{base: base, max: maxJWKS, warn: warn}
 	// A redirect's request would carry the JWKS URL as its Referer, and
 	// with it a credential in its query (?api_key=...), to wherever the
@@ -190,6 +206,8 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
 	}
 	storage := &unknownKIDRefresh{Storage: held, refetch: refetch, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1), failures: failures}
+	storage.reindex()
+	v.store = storage
 	go storage.keepFresh(refresh, retry)
 	// Keys marked for encryption ("use": "enc") never verify a signature;
 	// keys that say nothing of their use do.
@@ -317,29 +335,87 @@ func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 		if err != nil {
 			return k, err
 		}
-		return ecdsaKeys(tok.Method.Alg(), k)
+		k, err = ecdsaKeys(tok.Method.Alg(), k)
+		if set, ok := k.(jwt.VerificationKeySet); ok {
+			v.tried.Add(int64(len(set.Keys)))
+		} else if err == nil && k != nil {
+			v.tried.Add(1)
+		}
+		return k, err
 	}
 }
 
-// findKey returns the key, or keys, that may verify tok.
+// findKey returns the key, or keys, that may verify tok: for a token
+// without a kid, the keys of the set that fit its alg (candidates), at
+// most maxCandidates of them; for one whose kid names more than one key,
+// those of them that fit, as many at most; otherwise keyfunc's key.
 func (v *jwtVerifier) findKey(ctx context.Context, inner jwt.Keyfunc, tok *jwt.Token) (any, error) {
-	k, err := inner(tok)
-	if set, ok := k.(jwt.VerificationKeySet); ok && err == nil && len(set.Keys) == 0 {
-		if all, err := v.keys.Storage().KeyReadAll(ctx); err == nil && len(all) == 0 {
-			v.keys.Storage().KeyRead(ctx, "") // fetches, unless fetched too recently
-			return inner(tok)
+	alg := tok.Method.Alg()
+	kidv, hasKID := tok.Header[jwkset.HeaderKID]
+	if !hasKID {
+		if v.store.index().n == 0 {
+			v.store.KeyRead(ctx, "") // fetches, unless fetched too recently
 		}
+		ix := v.store.index()
+		fit := ix.noKID[alg]
+		if fit.count > maxCandidates {
+			e := &tooManyKeysError{alg: alg, count: fit.count}
+			// The operator learns it, once a minute at most: an issuer
+			// that sends no kid has all its tokens refused so.
+			v.warn.warn(logrus.Fields{"alg": alg}, nil, fmt.Sprintf("refused a JWT without a kid: %d keys of the JWKS fit its algorithm, and a token without a kid is tried with at most %d; the issuer should name its key in the token's kid header", fit.count, maxCandidates))
+			return nil, e
+		}
+		if fit.count == 0 {
+			return nil, &tooManyKeysError{alg: alg, count: 0, held: ix.n}
+		}
+		return jwt.VerificationKeySet{Keys: slices.Clone(fit.keys)}, nil
 	}
+	k, err := inner(tok)
 	// keyfunc takes the first key of the kid; a JWKS may hold more
 	// (RFC 7517 4.5 allows one kid for keys of different types, and
 	// a rotation may repeat one): every one of them that fits the
-	// token's alg is tried.
-	if kid, ok := tok.Header[jwkset.HeaderKID].(string); ok {
-		if set, held := v.keysOf(ctx, kid, tok.Method.Alg()); held > 1 && len(set.Keys) > 0 {
-			return set, nil
+	// token's alg is tried, up to maxCandidates.
+	if kid, ok := kidv.(string); ok {
+		if named := v.store.index().byKID[kid]; len(named) > 1 {
+			var set jwt.VerificationKeySet
+			count := 0
+			for _, e := range named {
+				if e.fits(alg) {
+					count++
+					if count <= maxCandidates {
+						set.Keys = append(set.Keys, e.key)
+					}
+				}
+			}
+			if count > maxCandidates {
+				return nil, &tooManyKeysError{alg: alg, count: count, kid: kid, named: true}
+			}
+			if count > 0 {
+				return set, nil
+			}
 		}
 	}
 	return k, err
+}
+
+// tooManyKeysError refuses a token that more than maxCandidates keys of
+// the JWKS fit, or, without a kid, none of the held ones.
+type tooManyKeysError struct {
+	alg   string
+	count int
+	held  int // keys of the set, when count is 0
+	kid   string
+	named bool // the token names kid
+}
+
+func (e *tooManyKeysError) Error() string {
+	if e.count == 0 {
+		return fmt.Sprintf("JWT has no kid, and none of the %d keys of the JWKS fits its algorithm %s", e.held, quoteField(e.alg))
+	}
+	if e.named {
+		return fmt.Sprintf("%d keys of the JWKS named %s fit JWT algorithm %s: a token is tried with at most %d", e.count, quoteField(e.kid), quoteField(e.alg), maxCandidates)
+	}
+	return fmt.Sprintf("JWT has no kid, and %d keys of the JWKS fit its algorithm %s: a token without a kid is tried with at most %d (the issuer should name its key in the token's kid header)", e.count, quoteField(e.alg), maxCandidates)
 }
 
 // ecdsaKeys keeps of k (a key, or a jwt.VerificationKeySet) what may
@@ -382,33 +458,6 @@ func ecdsaKeys(alg string, k any) (any, error) {
 	return kept, nil
 }
 
-// keysOf returns the public keys held under kid that may verify alg (the
-// checks keyfunc makes of the one key it picks: the key's own alg, when it
-// names one, is alg; its use is a signature's or unsaid), and how many
-// keys kid holds in all.
-func (v *jwtVerifier) keysOf(ctx context.Context, kid, alg string) (set jwt.VerificationKeySet, held int) {
-	all, err := v.keys.Storage().KeyReadAll(ctx)
-	if err != nil {
-		return set, 0
-	}
-	for _, j := range all {
-		m := j.Marshal()
-		if m.KID != kid {
-			continue
-		}
-		held++
-		if (m.ALG.String() != "" && m.ALG.String() != alg) || (m.USE != jwkset.UseSig && m.USE != "") {
-			continue
-		}
-		key := j.Key()
-		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
-			key = pk.Public()
-		}
-		set.Keys = append(set.Keys, key)
-	}
-	return set, held
-}
-
 func (v *jwtVerifier) close() { v.cancel() }
 
 // setClaims makes v check tokens as cfg says, apart from its JWKS URL:
@@ -445,7 +494,7 @@ func (v *jwtVerifier) setClaims(cfg *config.JWT) {
 // keys: v's key set and its background refresh, which v.close stops, and
 // so does the new verifier's close. Only one of the two may be closed.
 func (v *jwtVerifier) withClaims(cfg *config.JWT) *jwtVerifier {
-	n := &jwtVerifier{keys: v.keys, cancel: v.cancel, unknownKID: v.unknownKID, now: v.now, log: v.log}
+	n := &jwtVerifier{keys: v.keys, store: v.store, warn: v.warn, cancel: v.cancel, unknownKID: v.unknownKID, now: v.now, log: v.log}
 	n.setClaims(cfg)
 	return n
 }
@@ -473,6 +522,117 @@ type unknownKIDRefresh struct {
 	// failures counts the fetches that failed (the storage's error
 	// handler).
 	failures *atomic.Uint64
+	// keys is the index of the set held, built anew after each fetch
+	// (reindex): a token's kid is looked up in a map, and the keys a
+	// token without one may be tried with are found once per fetch, not
+	// per token (the storage's reads scan the set and copy it whole:
+	// some 10 MB per token naming a kid of a set of 10 000 keys).
+	keys atomic.Pointer[keyIndex]
+}
+
+// keyIndex indexes a snapshot of the JWKS's keys.
+type keyIndex struct {
+	all []jwkset.JWK // KeyReadAll's answer; never modified
+	n   int          // len(all)
+	// first is each kid's first key, which keyfunc verifies a token
+	// naming it with (as the storage's KeyRead gives it).
+	first map[string]jwkset.JWK
+	// byKID is each kid's keys, in the set's order.
+	byKID map[string][]indexedKey
+	// noKID is, for each algorithm, the keys a token without a kid may
+	// be tried with: at most maxCandidates of them, and how many fit.
+	noKID map[string]candidates
+}
+
+type candidates struct {
+	keys  []jwt.VerificationKey
+	count int
+}
+
+// indexedKey is a public key of the set and what of its JWK decides
+// which tokens it may verify.
+type indexedKey struct {
+	key jwt.VerificationKey
+	alg string
+	use jwkset.USE
+}
+
+// verifyAlgs are the algorithms a token may be verified with (those
+// config validation allows).
+var verifyAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// fits reports whether e may verify a token of alg: its own alg, when it
+// names one, is alg; its use is a signature's or unsaid (keyfunc's
+// checks); and its type is alg's: RSA for RS* and PS*, EC on alg's curve
+// for ES* (RFC 7518 3.4), Ed25519 for EdDSA, as jose picks keys.
+func (e indexedKey) fits(alg string) bool {
+	if (e.alg != "" && e.alg != alg) || (e.use != jwkset.UseSig && e.use != "") {
+		return false
+	}
+	switch k := e.key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		c, ok := ecdsaCurves[alg]
+		return ok && k.Curve.Params().Name == c.Params().Name
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+// reindex indexes the set the storage holds now.
+func (s *unknownKIDRefresh) reindex() {
+	all, err := s.Storage.KeyReadAll(context.Background())
+	if err != nil {
+		all = nil
+	}
+	ix := &keyIndex{all: all, n: len(all), first: map[string]jwkset.JWK{}, byKID: map[string][]indexedKey{}, noKID: map[string]candidates{}}
+	for _, j := range all {
+		m := j.Marshal()
+		key := j.Key()
+		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+			key = pk.Public()
+		}
+		if _, ok := ix.first[m.KID]; !ok {
+			ix.first[m.KID] = j
+		}
+		e := indexedKey{key: key, alg: m.ALG.String(), use: m.USE}
+		ix.byKID[m.KID] = append(ix.byKID[m.KID], e)
+		for _, alg := range verifyAlgs {
+			if !e.fits(alg) {
+				continue
+			}
+			c := ix.noKID[alg]
+			if c.count < maxCandidates {
+				c.keys = append(c.keys, key)
+			}
+			c.count++
+			ix.noKID[alg] = c
+		}
+	}
+	s.keys.Store(ix)
+}
+
+// index returns the index of the set held.
+func (s *unknownKIDRefresh) index() *keyIndex {
+	if ix := s.keys.Load(); ix != nil {
+		return ix
+	}
+	return &keyIndex{}
+}
+
+// read looks keyID up in the set held.
+func (s *unknownKIDRefresh) read(keyID string) (jwkset.JWK, error) {
+	if j, ok := s.index().first[keyID]; ok {
+		return j, nil
+	}
+	return jwkset.JWK{}, fmt.Errorf("%w: kid %q", jwkset.ErrKeyNotFound, keyID)
+}
+
+// KeyReadAll returns the set held, which the caller must not modify.
+func (s *unknownKIDRefresh) KeyReadAll(context.Context) ([]jwkset.JWK, error) {
+	return s.index().all, nil
 }
 
 // round is what a fetch of the JWKS did: when it started, and whether it
@@ -483,7 +643,7 @@ type round struct {
 }
 
 func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.JWK, error) {
-	jwk, err := s.Storage.KeyRead(ctx, keyID)
+	jwk, err := s.read(keyID)
 	if !errors.Is(err, jwkset.ErrKeyNotFound) {
 		return jwk, err
 	}
@@ -492,13 +652,13 @@ func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.J
 		ch := s.rounds.DoChan("", s.fetch)
 		select {
 		case res := <-ch:
-			jwk, err = s.Storage.KeyRead(ctx, keyID)
+			jwk, err = s.read(keyID)
 			// A fetch that was already under way when the caller asked
 			// may predate its key: one more, which starts after. A
 			// token without a kid (keyfunc asks for "") needs only some
 			// key: once any is held, it tries them.
 			r, ok := res.Val.(round)
-			if errors.Is(err, jwkset.ErrKeyNotFound) && ok && r.started.Before(asked) && (keyID != "" || !s.holdsKeys(ctx)) {
+			if errors.Is(err, jwkset.ErrKeyNotFound) && ok && r.started.Before(asked) && (keyID != "" || s.index().n == 0) {
 				continue
 			}
 			return jwk, err
@@ -506,12 +666,6 @@ func (s *unknownKIDRefresh) KeyRead(ctx context.Context, keyID string) (jwkset.J
 			return jwkset.JWK{}, fmt.Errorf("%w %q: %w", jwkset.ErrKeyNotFound, keyID, ctx.Err())
 		}
 	}
-}
-
-// holdsKeys reports whether any key is held.
-func (s *unknownKIDRefresh) holdsKeys(ctx context.Context) bool {
-	all, err := s.Storage.KeyReadAll(ctx)
-	return err == nil && len(all) > 0
 }
 
 // fetch waits for the rate limiter and fetches the JWKS (fetchNow); a
@@ -538,6 +692,7 @@ func (s *unknownKIDRefresh) fetchNow() (any, error) {
 	// An id no JWKS holds, so that the read fetches; failures reach the
 	// storage's RefreshErrorHandler, which logs and counts them.
 	s.refetch.KeyRead(fctx, "\x00greenroom: fetch the JWKS")
+	s.reindex()
 	return round{started: started, ok: s.failures.Load() == failed}, nil
 }
 
@@ -810,6 +965,7 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 		alg, _ = tok.Header["alg"].(string)
 	}
 	var te *typeError
+	var many *tooManyKeysError
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse(invalidCredential, "malformed JWT")
@@ -819,6 +975,8 @@ func (v *jwtVerifier) refusal(tok *jwt.Token, err error) *Error {
 		return refuse(invalidCredential, "%v", errCritical)
 	case errors.As(err, &te):
 		return refuse(invalidCredential, "%v", te)
+	case errors.As(err, &many):
+		return refuse(invalidCredential, "%v", many)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		kid := ""
 		if tok != nil {
