@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/syncbuf"
 )
 
 // edJWKs returns n Ed25519 JWKs under kid (kid+i when numbered) and their
@@ -95,7 +97,8 @@ func TestJWTWithoutKidTriesFewKeys(t *testing.T) {
 			h.serve(t, 0, c.keys...)
 			cfg := rs256Config(h.URL)
 			cfg.JWT.Algorithms = c.algs
-			a := newAuth(t, cfg, Options{})
+			var log syncbuf.Buffer
+			a := newAuth(t, cfg, Options{Log: logTo(&log)})
 			p, err := authenticate(a, "Bearer "+c.token)
 			if c.ok && err != nil {
 				t.Errorf("refused: %v", err)
@@ -106,6 +109,10 @@ func TestJWTWithoutKidTriesFewKeys(t *testing.T) {
 				} else if !strings.Contains(err.Error(), c.reason) {
 					t.Errorf("refused as %q, want %q in it", err, c.reason)
 				}
+			}
+			// The operator is told why an issuer's kid-less tokens fail.
+			if warned := strings.Contains(log.String(), "refused a JWT without a kid: 64 keys of the JWKS fit its algorithm"); warned != (c.reason == "no kid") {
+				t.Errorf("warned %v; log:\n%s", warned, log.String())
 			}
 			if n := a.jwt.tried.Load(); n > c.maxTried {
 				t.Errorf("%d keys tried, want at most %d", n, c.maxTried)
