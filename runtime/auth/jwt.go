@@ -63,9 +63,9 @@ const (
 	// A token that more keys fit is refused before any signature check:
 	// anyone can send a token without a kid, and each key tried is a
 	// signature check (10 000 Ed25519 keys fit in maxJWKS: half a second
-	// of CPU per token). jose, Backstage's verifier, refuses a token that
-	// more than one key fits; a few allow an issuer that sends no kid to
-	// rotate its keys.
+	// of CPU per token). jose, Backstage's verifier, refuses by default a
+	// token that more than one key fits; a few allow an issuer that sends
+	// no kid to rotate its keys.
 	maxCandidates = 4
 )
 
