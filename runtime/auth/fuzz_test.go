@@ -39,6 +39,10 @@ func FuzzJWT(f *testing.F) {
 	f.Add(es256, strings.Replace(string(claims), `"sub"`, `"s\u0075b"`, 1)+` `, false)
 	f.Add(`{"alg":"ES256","kid":"`+authtest.KidEC+`","crit":["b64"],"b64":false}`, string(claims), false)
 	f.Add(`{"alg":"none"}`, string(claims), false)
+	// Without a kid, and with one that is not a string: the keys are
+	// chosen by the index (findKey), not by keyfunc.
+	f.Add(`{"alg":"ES256","typ":"JWT"}`, string(claims), false)
+	f.Add(`{"alg":"ES256","kid":null}`, string(claims), false)
 	f.Add(authtest.SignWith(f, jwt.SigningMethodES256, idp.EC, authtest.KidEC, authtest.Claims("user:default/jane")), "", true)
 	f.Add(authtest.AlgNone(f, authtest.Claims("user:default/admin")), "", true)
 	enc := base64.RawURLEncoding.EncodeToString
