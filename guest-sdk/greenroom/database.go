@@ -594,11 +594,20 @@ func (g *connGate) callEnded() int {
 // and its use there failed with the runtime's "transaction N is not open".
 var dbCalls atomic.Uint64
 
+// dbCallEnding is true from the end of a call (dbCallEnded) to the
+// beginning of the next (dbCallBegins): the goroutines that run then, in
+// dbCallEnded's yield, run as the runtime is about to roll back what the
+// call left open, and a transaction they begin would be rolled back with
+// it. BeginTx refuses to begin one then, sending nothing (see
+// txCallEndingError).
+var dbCallEnding atomic.Bool
+
 // dbCallBegins is called as a call (request, task run) begins, before any
 // of the guest's goroutines runs in it: a transaction begun since the last
 // call ended, as it was ending, was rolled back by the runtime with the
 // call's others, and its connection's slot is given back.
 func dbCallBegins() {
+	dbCallEnding.Store(false)
 	dbCalls.Add(1)
 	if d, ok := registered.Load().(*sqlDriver); ok {
 		d.gate.callEnded()
@@ -615,6 +624,7 @@ func dbCallBegins() {
 // never block kept each such transaction, its connection counted in use
 // by db.Stats() and its goroutine, for the instance's life.
 func dbCallEnded() {
+	dbCallEnding.Store(true)
 	dbCalls.Add(1)
 	if d, ok := registered.Load().(*sqlDriver); ok && d.gate.callEnded() > 0 {
 		runtime.Gosched()
@@ -662,6 +672,23 @@ func (e *txCallError) Error() string {
 	return "greenroom: the transaction was rolled back when the call that began it ended (a transaction lasts at most the request or task run that begins it): " + sql.ErrTxDone.Error()
 }
 func (e *txCallError) Unwrap() error { return sql.ErrTxDone }
+
+// txCallEndingError is a BeginTx refused because the call (request or
+// task run) has ended: the goroutine began it in the SDK's yield at the
+// call's end (dbCallEnded), as the runtime is about to roll back what the
+// call left open. Such a transaction would be rolled back with those, and
+// its use would fail with txCallError; on SQLite its Begin waited, in a
+// host call that holds the guest, for the write lock of a transaction the
+// call left open, which the runtime rolls back only once the call has
+// returned: the call ended only when the busy timeout failed the Begin
+// (db_statement_timeout), or at its own deadline. It is sql.ErrTxDone, as
+// that transaction's use was.
+type txCallEndingError struct{}
+
+func (e *txCallEndingError) Error() string {
+	return "greenroom: no transaction was begun: it was begun as the call that would hold it was ending, and the runtime rolls back what a call leaves open as it ends (a transaction lasts at most the request or task run that begins it): " + sql.ErrTxDone.Error()
+}
+func (e *txCallEndingError) Unwrap() error { return sql.ErrTxDone }
 
 // ctxEnded is ctx's error, or context.DeadlineExceeded once its deadline
 // has passed. In a guest a context's deadline timer fires only when the
@@ -743,6 +770,9 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	flags, err := txFlags(opts)
 	if err != nil {
 		return nil, err
+	}
+	if dbCallEnding.Load() {
+		return nil, &txCallEndingError{}
 	}
 	if err := c.gate.acquire(ctx, "db_begin"); err != nil {
 		return nil, err

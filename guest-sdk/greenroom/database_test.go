@@ -675,6 +675,7 @@ func TestTransactionOfAnEndedCall(t *testing.T) {
 			t.Fatal(err)
 		}
 		dbCallEnded()
+		dbCallBegins() // the next call
 		useEndedTx(t, db, f, tx, first, "after the call ended")
 		// The connection begins the next transaction, which runs.
 		tx, err = db.Begin()
@@ -691,35 +692,52 @@ func TestTransactionOfAnEndedCall(t *testing.T) {
 	}
 }
 
-// A transaction a goroutine begins while its call ends (in dbCallEnded's
-// yield, its request's context ended) is rolled back by the runtime with
-// the call's others: its use in the next call fails with sql.ErrTxDone,
-// sending nothing, as one begun in the call does. It was counted with the
+// A goroutine that begins a transaction while its call ends (in
+// dbCallEnded's yield, its request's context ended) gets sql.ErrTxDone at
+// once, and nothing is sent to the runtime, which would roll such a
+// transaction back with the call's others. Begun, it was counted with the
 // next call, and its statements were sent to the runtime, which refused
-// them ("transaction N is not open"). The runtime's
-// TestTransactionBegunAsTheCallEndsStaysEnded runs it in a guest.
+// them ("transaction N is not open"); then its use failed with
+// sql.ErrTxDone, but on SQLite the Begin itself waited in the host for
+// the write lock of the transaction the call left open, until the busy
+// timeout. The runtime's TestTransactionBegunAsTheCallEndsStaysEnded
+// runs it in a guest. The next call begins transactions again.
 func TestTransactionBegunAsTheCallEnds(t *testing.T) {
-	for _, first := range []string{"exec", "query", "commit", "rollback"} {
-		f := &endsDB{}
-		db := sql.OpenDB(connector{t: f})
-		dbCallEnded()
-		tx, err := db.Begin() // in the yield, after the SDK counted the end
-		if err != nil {
-			t.Fatal(err)
+	f := &endsDB{}
+	db := sql.OpenDB(connector{t: f})
+	defer db.Close()
+	dbCallEnded()
+	t.Cleanup(func() { dbCallEnding.Store(false) }) // whatever fails below
+	for _, opts := range []*sql.TxOptions{nil, {ReadOnly: true}, {Isolation: sql.LevelSerializable}} {
+		_, err := db.BeginTx(context.Background(), opts) // in the yield, after the SDK counted the end
+		if !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "as the call that would hold it was ending") {
+			t.Errorf("Begin(%+v) as the call ends: %v, want sql.ErrTxDone saying why", opts, err)
 		}
-		dbCallBegins() // the next call
-		useEndedTx(t, db, f, tx, first, "in the call after the one whose end began it")
-		// A transaction begun in the call runs.
-		tx, err = db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec("INSERT INTO t VALUES (2)"); err != nil || len(f.reqs) != 1 {
-			t.Errorf("%s: the next transaction's statement: %v (%d sent)", first, err, len(f.reqs))
-		}
-		if err := tx.Commit(); err != nil || len(f.ends) != 1 {
-			t.Errorf("%s: the next transaction's Commit: %v (ends %v)", first, err, f.ends)
-		}
-		db.Close()
+	}
+	// A level neither database gives is refused as such, whenever.
+	if _, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelLinearizable}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Begin(Linearizable) as the call ends: %v, want ErrInvalid", err)
+	}
+	if len(f.flags) != 0 || len(f.reqs) != 0 || len(f.ends) != 0 {
+		t.Errorf("%d begins, %d statements and %v sent to the host as the call ended, want none", len(f.flags), len(f.reqs), f.ends)
+	}
+	if n := db.Stats().InUse; n != 0 {
+		t.Errorf("%d connections in use after the refused Begins", n)
+	}
+	// Statements outside a transaction are the database's, as the call
+	// ends too.
+	if _, err := db.Exec("INSERT INTO t VALUES (1)"); err != nil || len(f.reqs) != 1 {
+		t.Errorf("a statement as the call ends: %v (%d sent)", err, len(f.reqs))
+	}
+	dbCallBegins() // the next call
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t VALUES (2)"); err != nil || len(f.reqs) != 2 {
+		t.Errorf("the next call's transaction's statement: %v (%d sent)", err, len(f.reqs))
+	}
+	if err := tx.Commit(); err != nil || len(f.ends) != 1 {
+		t.Errorf("the next call's transaction's Commit: %v (ends %v)", err, f.ends)
 	}
 }

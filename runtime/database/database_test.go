@@ -1116,39 +1116,44 @@ func TestRolledBackTransactionStaysEnded(t *testing.T) {
 
 // A transaction a goroutine begins while the call ends (in the SDK's yield
 // at the end of a call that left a transaction open, its request's
-// context ended) is rolled back by the runtime with the call's others, and
-// its use in a later call fails with sql.ErrTxDone too, sending nothing:
-// it was begun after the SDK counted the call ended, so it passed for one
-// of the next call, and failed with the runtime's "transaction N is not
-// open". PostgreSQL only: on SQLite every transaction takes the write lock
-// as it begins, so the goroutine's Begin waits for the one left open, in
-// a host call that holds the guest, until the busy timeout fails it; it
-// never begins while the call ends.
-func TestPGTransactionBegunAsTheCallEndsStaysEnded(t *testing.T) {
-	in := start(t, backends[1].conf(t)+plugin("alpha", true, "", "instances = 1"))
-	must(t, in, "alpha", exec("CREATE TABLE kept (v TEXT)"))
-	for _, end := range []string{"kept_commit", "kept_rollback"} {
-		// A transaction left open makes the SDK yield as the call ends.
-		must(t, in, "alpha", step{Op: "keep_begin_at_end"}, step{Op: "begin"})
-		steps := []step{{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('after the call ended')"}, {Op: end}}
-		if end == "kept_rollback" {
-			steps = steps[1:]
-		}
-		res := run(t, in, "alpha", steps...)
-		for i, r := range res {
-			if !r.TxDone || !strings.Contains(r.Error, "rolled back when the call that began it ended") {
-				t.Errorf("%s: request 2, step %d on the transaction begun as request 1 ended: %+v; want sql.ErrTxDone saying why", end, i, r)
+// context ended) would be rolled back by the runtime with the call's
+// others: its Begin fails at once with sql.ErrTxDone, on both databases,
+// sending nothing. Its use in a later call failed with the runtime's
+// "transaction N is not open" (it was begun after the SDK counted the
+// call ended, so it passed for one of the next call); then, on SQLite,
+// where every read-write transaction takes the write lock as it begins,
+// the Begin waited for the transaction the call left open, in a host call
+// that holds the guest, so that the call could not end to roll that one
+// back: the request answered only when the busy timeout failed the Begin
+// (5 s by default), here past the request's timeout (504).
+func TestTransactionBegunAsTheCallEndsStaysEnded(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf+plugin("alpha", true, "", "instances = 1\ndb_statement_timeout = \"60s\"\ntimeout = \"10s\""))
+		must(t, in, "alpha", exec("CREATE TABLE kept (v TEXT)"))
+		for _, end := range []string{"kept_commit", "kept_rollback"} {
+			// A transaction left open makes the SDK yield as the call
+			// ends; the request answers (200) before its timeout.
+			must(t, in, "alpha", step{Op: "keep_begin_at_end"}, step{Op: "begin"})
+			steps := []step{{Op: "kept_exec", SQL: "INSERT INTO kept VALUES ('after the call ended')"}, {Op: end}}
+			if end == "kept_rollback" {
+				steps = steps[1:]
+			}
+			res := run(t, in, "alpha", steps...)
+			for i, r := range res {
+				if !r.TxDone || !strings.Contains(r.Error, "as the call that would hold it was ending") {
+					t.Errorf("%s: request 2, step %d on the transaction begun as request 1 ended: %+v; want sql.ErrTxDone saying why", end, i, r)
+				}
+			}
+			if n := count(t, in, "alpha", "kept"); n != 0 {
+				t.Errorf("%s: %d rows written by a transaction begun as its call ended", end, n)
 			}
 		}
-		if n := count(t, in, "alpha", "kept"); n != 0 {
-			t.Errorf("%s: %d rows written by a transaction the runtime rolled back", end, n)
+		// The connections serve the next transaction.
+		must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO kept VALUES ('next')"), step{Op: "commit"})
+		if n := count(t, in, "alpha", "kept"); n != 1 {
+			t.Errorf("%d rows after the next transaction, want 1", n)
 		}
-	}
-	// The connections serve the next transaction.
-	must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO kept VALUES ('next')"), step{Op: "commit"})
-	if n := count(t, in, "alpha", "kept"); n != 1 {
-		t.Errorf("%d rows after the next transaction, want 1", n)
-	}
+	})
 }
 
 // SQLite's authorizer refuses with one code for everything; the error says

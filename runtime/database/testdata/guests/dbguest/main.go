@@ -26,8 +26,12 @@ var migrations embed.FS
 
 var initErr string
 
-// kept is the transaction keep_begin keeps across requests.
-var kept *sql.Tx
+// kept is the transaction keep_begin keeps across requests; keptErr is
+// the error of the Begin that keep_begin_at_end's goroutine ran.
+var (
+	kept    *sql.Tx
+	keptErr error
+)
 
 func init() {
 	// config migrations = NAME picks the set migrations/NAME; none by default.
@@ -130,14 +134,16 @@ func run(w http.ResponseWriter, r *http.Request) {
 			// of the call (when the call leaves a transaction open),
 			// before the runtime rolls back what the call left open.
 			// kept is nil until it has run.
-			kept = nil
+			kept, keptErr = nil, nil
 			done := ctx.Done()
 			go func() {
 				<-done
-				kept, _ = db.Begin()
+				kept, keptErr = db.Begin()
 			}()
 		case "kept_exec":
-			if kept == nil {
+			if kept == nil && keptErr != nil {
+				err = keptErr // the kept transaction's Begin failed
+			} else if kept == nil {
 				err = errors.New("no kept transaction")
 			} else {
 				var r sql.Result
@@ -149,7 +155,9 @@ func run(w http.ResponseWriter, r *http.Request) {
 			// The connections the SDK's pool counts in use, in Affected.
 			res.Affected = int64(db.Stats().InUse)
 		case "kept_commit", "kept_rollback":
-			if kept == nil {
+			if kept == nil && keptErr != nil {
+				err = keptErr // the kept transaction's Begin failed
+			} else if kept == nil {
 				err = errors.New("no kept transaction")
 			} else if s.Op == "kept_commit" {
 				err = kept.Commit()
