@@ -112,6 +112,24 @@ func TestIsolationHostileSQL(t *testing.T) {
 				"SELECT 1 AS x INTO LOCAL TEMP evil",
 				"SELECT 1 AS x INTO GLOBAL TEMPORARY TABLE evil",
 				"SELECT*INTO TEMP evil FROM notes",
+				// the server's configuration, native code, other servers:
+				// each refused by the server for lack of privilege
+				"ALTER SYSTEM SET work_mem = '1GB'",
+				"SELECT pg_reload_conf()",
+				"SELECT pg_stat_file('/etc/passwd')",
+				"LOAD 'auto_explain'",
+				"CREATE FUNCTION evil() RETURNS int LANGUAGE c AS 'libc.so.6', 'system'",
+				"CREATE FUNCTION evil(cstring) RETURNS int LANGUAGE internal AS 'int4in'",
+				"CREATE EXTENSION file_fdw",
+				"CREATE EXTENSION postgres_fdw",
+				"CREATE FOREIGN DATA WRAPPER evil",
+				// what the statement filter does not read, the role's
+				// privileges refuse
+				"DO $$ BEGIN EXECUTE 'SET ROLE postgres'; END $$",
+				"DO $$ BEGIN EXECUTE 'SET SESSION AUTHORIZATION postgres'; END $$",
+				"DO $$ BEGIN EXECUTE 'SET ROLE " + betaRole + "'; END $$",
+				"DO $$ BEGIN EXECUTE 'SET search_path = plugin_beta'; PERFORM * FROM notes; END $$",
+				"SELECT query_to_xml('SELECT * FROM plugin_beta.notes', true, true, '')",
 				// notifications, which a plugin cannot receive
 				"LISTEN greenroom",
 				"UNLISTEN *",
@@ -183,6 +201,26 @@ func TestIsolationHostileSQL(t *testing.T) {
 			}
 		}
 		if b.name == "pg" {
+			// Nor can it cancel or end the backends of another plugin,
+			// or the runtime's own.
+			betaRole, runtimeUser := database.RoleName(dbName(t, in), "beta"), ""
+			must(t, in, "beta", query("SELECT count(*) FROM notes")) // a backend of beta's
+			for _, r := range must(t, in, "alpha", query("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() AND usename IS NOT NULL"))[0].Rows {
+				if u := r[0].(string); !strings.HasPrefix(u, "gr_") {
+					runtimeUser = u
+				}
+			}
+			for _, role := range []string{betaRole, runtimeUser} {
+				for _, f := range []string{"pg_cancel_backend", "pg_terminate_backend"} {
+					sql := "SELECT " + f + "(pid) FROM pg_stat_activity WHERE usename = ?"
+					if n := must(t, in, "alpha", query("SELECT count(*) FROM pg_stat_activity WHERE usename = ?", role))[0].Rows[0][0]; n == float64(0) {
+						t.Errorf("no backend of %q to try %s on", role, f)
+					}
+					if r := run(t, in, "alpha", query(sql, role))[0]; r.Kind != "denied" {
+						t.Errorf("%s of %q's backends: %s %q, want denied", f, role, r.Kind, r.Error)
+					}
+				}
+			}
 			// A session can turn standard_conforming_strings off; then a
 			// backslash escapes a quote in every literal.
 			r := run(t, in, "alpha", step{Op: "begin"}, exec("SET LOCAL standard_conforming_strings = off"),
@@ -206,6 +244,47 @@ func TestIsolationHostileSQL(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A plugin's SQLite connections run in SQLite's defensive mode, which
+// makes read-only what the authorizer lets through but no plugin may
+// write: the raw pages of its file (sqlite_dbpage, which it may read), the
+// schema table, and the shadow tables of its FTS5 and R*Tree tables. Writing
+// any of those would let a plugin hand SQLite a corrupt file or index: pages
+// and records its code (C compiled to Go, in the runtime's process) reads
+// as they are, without the checks SQL writes pass. Nothing tested the mode
+// (the connector's _defensive=1): without it, the first statement below
+// wrote zeros over page 1 of the plugin's file ("file is not a database"
+// after).
+func TestSQLiteDefensiveMode(t *testing.T) {
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""))
+	must(t, in, "alpha",
+		exec("CREATE VIRTUAL TABLE ft USING fts5(a)"), exec("INSERT INTO ft VALUES ('hello')"),
+		exec("CREATE VIRTUAL TABLE r USING rtree(id, a, b)"), exec("INSERT INTO r VALUES (1, 0, 1)"),
+		query("SELECT pgno FROM sqlite_dbpage WHERE pgno = 1"))
+	for _, sql := range []string{
+		"UPDATE sqlite_dbpage SET data = zeroblob(4096) WHERE pgno = 1",
+		"INSERT INTO sqlite_dbpage (pgno, data) VALUES (1000, zeroblob(4096))",
+		"DELETE FROM sqlite_dbpage",
+		"UPDATE sqlite_schema SET sql = 'CREATE TABLE notes (x)' WHERE name = 'notes'",
+		"DELETE FROM sqlite_master WHERE name = 'notes'",
+		"INSERT INTO ft_data VALUES (10, x'00')",
+		"UPDATE ft_data SET block = x'ffffffff'",
+		"DELETE FROM ft_config",
+		"DROP TABLE ft_idx",
+		"ALTER TABLE ft_content RENAME TO x",
+		"UPDATE r_node SET data = x'00'",
+		"INSERT INTO r_parent VALUES (5, 6)",
+		"DELETE FROM r_rowid",
+	} {
+		if r := run(t, in, "alpha", exec(sql))[0]; r.Error == "" {
+			t.Errorf("%q was not refused: %+v", sql, r)
+		}
+	}
+	must(t, in, "alpha", query("PRAGMA integrity_check"), exec("INSERT INTO ft(ft) VALUES ('integrity-check')"))
+	if r := must(t, in, "alpha", query("SELECT count(*) FROM ft WHERE ft MATCH 'hello'"), query("SELECT count(*) FROM notes"))[0]; r.Rows[0][0] != float64(1) {
+		t.Errorf("the FTS5 table: %v", r.Rows)
+	}
 }
 
 // SQLite's ALTER TABLE column forms pass its authorizer, in migrations and
