@@ -571,6 +571,11 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 			}
 			return &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
 		}
+		if err := pl.p.overRetireMemory(in); err != nil {
+			in.close()
+			pl.remove()
+			return &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
+		}
 		pl.c.Created.Add(1)
 		pl.track(in)
 		pl.park(in)

@@ -1,0 +1,80 @@
+package plugin
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+)
+
+// retireStartModule is a loadable module (memory, ABI v1) that answers 200
+// with an empty body and, once initialized, has pages pages of memory:
+// declared at start, or, with grow, one page declared and the rest grown
+// by its start function.
+func retireStartModule(pages int, grow bool) []byte {
+	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
+	sleb := func(b []byte, v int) []byte { // v < 1<<13: two bytes at most
+		if v < 64 {
+			return append(b, byte(v))
+		}
+		return append(b, byte(v&0x7f)|0x80, byte(v>>7))
+	}
+	section := func(id byte, body []byte) []byte { return append(uleb([]byte{id}, len(body)), body...) }
+	name := func(b []byte, s string) []byte { return append(uleb(b, len(s)), s...) }
+	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	// types: () -> (), (i32) -> i32, (i32 i32) -> i32
+	wasm = append(wasm, section(1, []byte{3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 1, 0x7f})...)
+	imps := name(name([]byte{1}, "greenroom"), "response_write")
+	wasm = append(wasm, section(2, append(imps, 0x00, 2))...)
+	wasm = append(wasm, section(3, []byte{3, 0, 1, 0})...) // abi_v1, handle, start
+	min := pages
+	if grow {
+		min = 1
+	}
+	wasm = append(wasm, section(5, uleb([]byte{1, 0}, min))...)
+	exports := name([]byte{3}, "memory")
+	exports = append(exports, 0x02, 0)
+	exports = append(name(exports, "greenroom_abi_v1"), 0x00, 1)
+	exports = append(name(exports, "greenroom_handle"), 0x00, 2)
+	wasm = append(wasm, section(7, exports)...)
+	wasm = append(wasm, section(8, []byte{3})...)
+	// handle: store 200 at 0 (memory is zero: no headers, empty body),
+	// response_write(0, 12), return 0.
+	handle := []byte{0, 0x41, 0, 0x41, 0xc8, 0x01, 0x36, 2, 0, 0x41, 0, 0x41, 12, 0x10, 0, 0x1a, 0x41, 0, 0x0b}
+	start := []byte{0, 0x0b}
+	if grow {
+		start = append(sleb([]byte{0, 0x41}, pages-1), 0x40, 0, 0x1a, 0x0b) // (drop (memory.grow (pages-1)))
+	}
+	code := []byte{3}
+	for _, b := range [][]byte{{0, 0x0b}, handle, start} {
+		code = append(uleb(code, len(b)), b...)
+	}
+	return append(wasm, section(10, code)...)
+}
+
+// A module whose instance, once initialized, is already over
+// limits.retire_memory is refused at load, naming both sizes: every
+// instance was retired after its first call and replaced, so each request
+// ran the initializer again, without a word in the log (an audit: 5
+// requests, 7 instances created, 5 retired). Whether the memory was
+// declared at start or grown by the initializer.
+func TestInstanceOverRetireMemoryAtStartRefused(t *testing.T) {
+	lim := testLimits() // memory 32MiB, retire_memory 24MiB
+	for _, grow := range []bool{false, true} {
+		err := loadErrWith(t, retireStartModule(416, grow), lim) // 26 MiB
+		if err == nil || !strings.Contains(err.Error(), "an instance uses 26MiB of memory once initialized") ||
+			!strings.Contains(err.Error(), "over limits.retire_memory (24MiB)") {
+			t.Errorf("grown by start = %t: Load = %v, want the refusal naming 26MiB and the retire size", grow, err)
+		}
+		// At the retire size it is not retired: loaded, and it keeps
+		// its instance.
+		p := load(t, retireStartModule(384, grow), lim) // 24 MiB
+		for range 3 {
+			if status, _, err := get(p, "/"); err != nil || status != 200 {
+				t.Fatalf("grown by start = %t: call = %d, %v; want 200", grow, status, err)
+			}
+		}
+		if retired := p.spec.Counters.Retired.Load(); retired != 0 {
+			t.Errorf("grown by start = %t: %d instances retired at the retire size, want 0", grow, retired)
+		}
+	}
+}
