@@ -102,8 +102,13 @@ func (e *compileError) Unwrap() error { return e.err }
 // It refuses what instrument.CheckSizes refuses before wazero sees it (for
 // a module instrument.Rewrite returned, rewritten, what
 // instrument.CheckRewrittenSizes refuses: the rewrite's own globals are
-// not the module's), and ends the compilation at compileTimeout.
-func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewritten bool) (wazero.CompiledModule, Info, error) {
+// not the module's), and ends the compilation at compileTimeout. A panic
+// in wazero's decoder or compiler (in the goroutine that called it) is
+// returned as a *panicError, so that a module meeting a bug there fails
+// its own load (and a module shared by several plugins releases them)
+// instead of ending the process.
+func compile(ctx context.Context, r wazero.Runtime, wasm []byte, info Info, rewritten bool) (_ wazero.CompiledModule, _ Info, err error) {
+	defer recoverAs("compiling the module", &err)
 	if err := checkMagic(wasm); err != nil {
 		return nil, info, err
 	}

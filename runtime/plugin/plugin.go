@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -180,10 +181,22 @@ func gcTuning(lim Limits, minPages uint32) hostfuncs.GCTuning {
 
 // Load compiles and validates the plugin's module, and creates its warm
 // instances. On error nothing stays open.
-func Load(ctx context.Context, spec Spec) (*Plugin, error) {
+//
+// A panic while loading (a bug in greenroom's rewriter or in wazero that
+// this module meets) fails this load with a *panicError, its stack logged
+// on spec.Log at error level: one hostile module must not end the process
+// at start or at a reload.
+func Load(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	if spec.Log == nil {
 		spec.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
+	defer func() {
+		var pe *panicError
+		if errors.As(err, &pe) {
+			spec.Log.WithFields(logrus.Fields{"panic": fmt.Sprint(pe.val), "stack": string(pe.stack)}).Error("loading the plugin panicked; it is not served (please report this with the module)")
+		}
+	}()
+	defer recoverAs("loading the module", &err)
 	p, err := loadOnce(ctx, spec)
 	var ws *wrongSum
 	if errors.As(err, &ws) {
@@ -192,6 +205,26 @@ func Load(ctx context.Context, spec Spec) (*Plugin, error) {
 		return loadOnce(ctx, spec)
 	}
 	return p, err
+}
+
+// panicError is a panic recovered while loading a module: what was being
+// done, the value, and the goroutine's stack (for the log only: the error's
+// message reaches the 503 a failed plugin's routes answer).
+type panicError struct {
+	what  string
+	val   any
+	stack []byte
+}
+
+func (e *panicError) Error() string {
+	return fmt.Sprintf("%s panicked: %v (a bug in greenroom or wazero that this module meets; the stack is in the log)", e.what, e.val)
+}
+
+// recoverAs, deferred, turns a panic into *err, a *panicError naming what.
+func recoverAs(what string, err *error) {
+	if v := recover(); v != nil {
+		*err = &panicError{what: what, val: v, stack: debug.Stack()}
+	}
 }
 
 // ModuleError is the error of a load that failed once the module was

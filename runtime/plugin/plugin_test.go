@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
@@ -600,5 +601,42 @@ func TestLargeResponseInPieces(t *testing.T) {
 	var ce *CallError
 	if !errors.As(err, &ce) || ce.Kind != FailBadResponse {
 		t.Fatalf("17 MiB in pieces: %v, want a bad response", err)
+	}
+}
+
+// A panic while loading a module (a bug in the rewriter or in wazero that
+// a hostile module meets) fails that load with a clear error and the stack
+// in the log, and the next load goes on: the process is not ended.
+func TestLoadPanicIsALoadError(t *testing.T) {
+	ctx := context.Background()
+	eng := NewEngine(testCache, t.TempDir())
+	defer eng.Close(ctx)
+	logger, hook := logtest.NewNullLogger()
+	host := testHost{log: logrus.NewEntry(logger)}
+	spec := Spec{ID: "hostile", Sum: SHA256(hostileWasm), Size: len(hostileWasm), Limits: testLimits(), Host: host, Engine: eng, Log: logrus.NewEntry(logger),
+		ReadWasm: func() ([]byte, error) { panic("reading went wrong") }}
+	_, err := Load(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "loading the module panicked: reading went wrong") || strings.Contains(err.Error(), "goroutine") {
+		t.Fatalf("Load = %v, want the panic as a short error (no stack)", err)
+	}
+	var logged bool
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.ErrorLevel && strings.Contains(fmt.Sprint(e.Data["stack"]), "TestLoadPanicIsALoadError") {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Errorf("no error line with the panic's stack: %v", hook.AllEntries())
+	}
+	spec.ReadWasm = func() ([]byte, error) { return hostileWasm, nil }
+	p, err := Load(ctx, spec)
+	if err != nil {
+		t.Fatalf("the load after the panic: %v", err)
+	}
+	p.Close(ctx)
+
+	// wazero itself: a nil runtime makes CompileModule panic.
+	if _, _, err := compile(ctx, nil, hostileWasm, Info{}, false); err == nil || !strings.Contains(err.Error(), "compiling the module panicked") {
+		t.Errorf("compile with a panicking compiler = %v, want its panic as an error", err)
 	}
 }
