@@ -51,11 +51,17 @@ var (
 	// translated is SIIT's IPv4-translated form, ::ffff:0:a.b.c.d (RFC
 	// 2765), which a stateless translator turns into a.b.c.d.
 	translated = netip.MustParsePrefix("::ffff:0:0:0/96")
+	// teredo is RFC 4380's 2001:0::/32: a Teredo address carries its
+	// server's IPv4 address in bits 32-63 and its client's (NAT-mapped)
+	// IPv4 address, inverted, in the last 32 bits; a host with a Teredo
+	// interface sends a packet for it over UDP to that client address.
+	teredo = netip.MustParsePrefix("2001::/32")
 )
 
 // internalReason returns why a is an internal address the reader refuses,
 // or "" when it is a public one. IPv6 forms that carry an IPv4 address
-// (IPv4-mapped, IPv4-translated, NAT64, 6to4) are judged by that address.
+// (IPv4-mapped, IPv4-translated, NAT64, 6to4, Teredo) are judged by that
+// address (Teredo by both of its addresses).
 func internalReason(a netip.Addr) string {
 	if a.Zone() != "" {
 		return "a scoped (zoned) IPv6 address"
@@ -80,6 +86,15 @@ func internalReason(a netip.Addr) string {
 			b := a.As16()
 			if r := internalReason(netip.AddrFrom4([4]byte(b[2:6]))); r != "" {
 				return r + ", through 6to4"
+			}
+		case teredo.Contains(a):
+			b := a.As16()
+			client := netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]})
+			if r := internalReason(client); r != "" {
+				return r + ", through Teredo (its client)"
+			}
+			if r := internalReason(netip.AddrFrom4([4]byte(b[4:8]))); r != "" {
+				return r + ", through Teredo (its server)"
 			}
 		}
 	}

@@ -181,17 +181,20 @@ func TestInternalAddressesRefusedAtConnect(t *testing.T) {
 		"mixed.test": {"93.184.215.14", "127.0.0.1"},
 		"meta.test":  {"169.254.169.254"},
 		"v6.test":    {"::ffff:127.0.0.1"},
+		// A Teredo address whose client is 127.0.0.1 (inverted, 0x80fffffe).
+		"teredo.test": {"2001:0:4136:e378:8000:63bf:80ff:fffe"},
 	}
 	cfg := strings.Replace(localConfig, `allow = [`, `allow = [{ host = "*.test", scheme = "http" }, `, 1)
 	// other is reachable, srv is not.
 	p := reader(t, cfg, res, other).For("p", append(localGrants, "*.test"))
 	for url, want := range map[string]string{
-		"http://127.0.0.1:" + srv.port() + "/":  "address 127.0.0.1 is loopback (127.0.0.0/8); refused by the URL reader's address rules",
-		"http://docs.test:" + srv.port() + "/":  "host docs.test resolves to 127.0.0.1, which is loopback",
-		"http://mixed.test:" + srv.port() + "/": "host mixed.test resolves to 127.0.0.1, which is loopback",
-		"http://meta.test/latest/meta-data/":    "host meta.test resolves to 169.254.169.254, which is link-local",
-		"http://169.254.169.254/latest/":        "address 169.254.169.254 is link-local",
-		"http://v6.test:" + srv.port() + "/":    "host v6.test resolves to 127.0.0.1, which is loopback (127.0.0.0/8)",
+		"http://127.0.0.1:" + srv.port() + "/":   "address 127.0.0.1 is loopback (127.0.0.0/8); refused by the URL reader's address rules",
+		"http://docs.test:" + srv.port() + "/":   "host docs.test resolves to 127.0.0.1, which is loopback",
+		"http://mixed.test:" + srv.port() + "/":  "host mixed.test resolves to 127.0.0.1, which is loopback",
+		"http://meta.test/latest/meta-data/":     "host meta.test resolves to 169.254.169.254, which is link-local",
+		"http://169.254.169.254/latest/":         "address 169.254.169.254 is link-local",
+		"http://v6.test:" + srv.port() + "/":     "host v6.test resolves to 127.0.0.1, which is loopback (127.0.0.0/8)",
+		"http://teredo.test:" + srv.port() + "/": "host teredo.test resolves to 2001:0:4136:e378:8000:63bf:80ff:fffe, which is loopback (127.0.0.0/8), through Teredo (its client)",
 	} {
 		_, err := read(p, url)
 		wantErr(t, err, Denied, want)
