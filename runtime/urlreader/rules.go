@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
 )
@@ -187,7 +190,7 @@ func parseTarget(raw string) (*target, error) {
 			// one to them.
 			if l := lax(s); l != s {
 				if name, _, _ := strings.Cut(l, ";"); name == "." || name == ".." || strings.ContainsAny(l, "/\\") {
-					return nil, errorf(Invalid, "%s: a segment that some servers read as a dot segment or a slash (with a NUL byte, as Jetty reads ..%%00, or in overlong UTF-8, as Tomcat reads %%c0%%ae%%c0%%ae) is refused", raw)
+					return nil, errorf(Invalid, "%s: a segment that some servers read as a dot segment or a slash (with a NUL byte, as Jetty reads ..%%00, in overlong UTF-8, as Tomcat reads %%c0%%ae%%c0%%ae, or in Unicode's compatibility forms, as servers that normalise paths read fullwidth %%ef%%bc%%8e%%ef%%bc%%8e) is refused", raw)
 				}
 			}
 		}
@@ -199,8 +202,23 @@ func parseTarget(raw string) (*target, error) {
 // it: without its NUL bytes (Jetty read "..%00" as "..", CVE-2021-34429)
 // and with the overlong UTF-8 spellings of ASCII characters decoded
 // ("%c0%ae" is "." to Tomcat, CVE-2008-2938; "%c0%af" and "%c1%9c" are
-// "/" and "\\" to IIS). Other bytes stay as they are.
+// "/" and "\\" to IIS), then, when it is not ASCII, in Unicode's NFKC
+// form, as servers that normalise a path read it: a fullwidth full stop
+// (U+FF0E), a one- or two-dot leader (U+2024, U+2025) and a small full
+// stop (U+FE52) are '.' there, a fullwidth solidus and reverse solidus
+// (U+FF0F, U+FF3C) '/' and '\\'. Other bytes stay as they are.
 func lax(seg string) string {
+	seg = laxBytes(seg)
+	for i := 0; i < len(seg); i++ {
+		if seg[i] >= utf8.RuneSelf {
+			return norm.NFKC.String(seg)
+		}
+	}
+	return seg
+}
+
+// laxBytes is lax's part for NUL bytes and overlong UTF-8.
+func laxBytes(seg string) string {
 	if !strings.ContainsAny(seg, "\x00\xc0\xc1\xe0\xf0") {
 		return seg
 	}

@@ -377,3 +377,47 @@ allow = [
 		}
 	}
 }
+
+// TestPathRuleCompatibilityDotSegments: servers that normalise a path's
+// Unicode (NFKC, as Python's and Java's frameworks can, or Windows'
+// best-fit mapping to ASCII) read a fullwidth full stop (U+FF0E), a
+// one- or two-dot leader (U+2024, U+2025) or a small full stop (U+FE52)
+// as '.', and a fullwidth solidus or reverse solidus (U+FF0F, U+FF3C) as
+// '/' and '\': "/allowed/．．/admin" climbed out of the rule's prefix
+// there, as "..%00" did on Jetty.
+func TestPathRuleCompatibilityDotSegments(t *testing.T) {
+	r, err := New(mustConfig(t, "[reading]\nallow = [{ host = \"host.test\", scheme = \"http\", paths = [\"/allowed/\"] }]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.For("docs", []string{"host.test/allowed/"})
+	// Names that are no dot segment and hold no slash, normalised or not.
+	for _, u := range []string{
+		"http://host.test/allowed/caf%c3%a9", "http://host.test/allowed/%e6%97%a5%e6%9c%ac",
+		"http://host.test/allowed/%ef%bc%8ex", "http://host.test/allowed/file%e2%80%a4txt",
+		"http://host.test/allowed/%ef%ac%81le", // ﬁ ligature: "file"
+	} {
+		if _, err := p.check(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{
+		"http://host.test/allowed/%ef%bc%8e%ef%bc%8e/admin",
+		"http://host.test/allowed/%EF%BC%8E%EF%BC%8E/admin",
+		"http://host.test/allowed/\uff0e\uff0e/admin",
+		"http://host.test/allowed/.%ef%bc%8e/admin",
+		"http://host.test/allowed/%ef%bc%8e/../admin",
+		"http://host.test/allowed/%e2%80%a5/admin",
+		"http://host.test/allowed/%e2%80%a4%e2%80%a4/admin",
+		"http://host.test/allowed/%ef%b9%92%ef%b9%92/admin",
+		"http://host.test/allowed/%ef%bc%8e%ef%bc%8e;x/admin",
+		"http://host.test/allowed/%25ef%25bc%258e%25ef%25bc%258e/admin",
+		"http://host.test/allowed/x%ef%bc%8f..%ef%bc%8fadmin",
+		"http://host.test/allowed/x%ef%bc%bc..%ef%bc%bcadmin",
+	} {
+		_, err := p.check(u)
+		if err == nil || KindOf(err) != Invalid {
+			t.Errorf("%s: err = %v, want it refused", u, err)
+		}
+	}
+}
