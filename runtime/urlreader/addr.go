@@ -60,8 +60,8 @@ var (
 
 // internalReason returns why a is an internal address the reader refuses,
 // or "" when it is a public one. IPv6 forms that carry an IPv4 address
-// (IPv4-mapped, IPv4-translated, NAT64, 6to4, Teredo) are judged by that
-// address (Teredo by both of its addresses).
+// (IPv4-mapped, IPv4-translated, NAT64, 6to4, Teredo, ISATAP) are judged
+// by that address (Teredo by both of its addresses).
 func internalReason(a netip.Addr) string {
 	if a.Zone() != "" {
 		return "a scoped (zoned) IPv6 address"
@@ -95,6 +95,16 @@ func internalReason(a netip.Addr) string {
 			}
 			if r := internalReason(netip.AddrFrom4([4]byte(b[4:8]))); r != "" {
 				return r + ", through Teredo (its server)"
+			}
+		}
+		// ISATAP (RFC 5214): an interface identifier 0000:5efe or
+		// 0200:5efe followed by an IPv4 address, under any prefix; a host
+		// with an ISATAP tunnel sends a packet for it to that IPv4
+		// address. No other address has such an identifier by chance
+		// but once in 2^31.
+		if b := a.As16(); (b[8]|0x02) == 0x02 && b[9] == 0 && b[10] == 0x5e && b[11] == 0xfe {
+			if r := internalReason(netip.AddrFrom4([4]byte(b[12:16]))); r != "" {
+				return r + ", through ISATAP"
 			}
 		}
 	}
