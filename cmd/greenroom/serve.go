@@ -17,6 +17,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
 
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/auth"
@@ -100,7 +101,7 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	routeStdLog(log)
+	defer routeStdLog(log).flush()
 	rt, err := runtime.New(cfg, log, opts)
 	if err != nil {
 		return err
@@ -376,11 +377,24 @@ func printDevToken(w io.Writer, tok, addr string, cfg *config.Config) {
 
 // routeStdLog sends what Go's standard logger is given (net/http's
 // transport writes to it) through log: formatted, with fields, redacted,
-// at warning level.
-func routeStdLog(log *logrus.Logger) {
+// at warning level, under a rate limit of its own (stdLogWriter). The
+// caller flushes the returned writer before it exits, so that what it
+// dropped is reported.
+func routeStdLog(log *logrus.Logger) *stdLogWriter {
+	w := &stdLogWriter{log: log, limiter: rate.NewLimiter(stdLogRate, stdLogBurst)}
 	stdlog.SetFlags(0)
-	stdlog.SetOutput(stdLogWriter{log})
+	stdlog.SetOutput(w)
+	return w
 }
+
+// Go's standard logger may write stdLogRate lines a second on average,
+// stdLogBurst at once; what it writes past that is counted and reported
+// in one summary line a second at most (stdLogReport).
+const (
+	stdLogRate   = 10
+	stdLogBurst  = 100
+	stdLogReport = time.Second
+)
 
 // stdLogWriter sends the lines of Go's standard logger to the runtime's
 // log. net/http's transport writes to it the bytes a server sent past the
@@ -388,9 +402,30 @@ func routeStdLog(log *logrus.Logger) {
 // starting with ..."): up to 4 KiB a URL reader's server chose, possibly
 // an integration token it echoed, cut where no redactor finds it whole.
 // They are withheld.
-type stdLogWriter struct{ log *logrus.Logger }
+//
+// Such a line comes from a transport goroutine that knows no plugin, so
+// no plugin's log rate limit bounds it: a plugin reading in a loop from a
+// server that sends bytes past each response made one runtime warning a
+// read. The writer has a rate limit of its own; the lines over it are
+// counted, and reported in a summary line within stdLogReport.
+type stdLogWriter struct {
+	log     *logrus.Logger
+	limiter *rate.Limiter
+	dropped atomic.Int64
+	pending atomic.Bool // a summary is scheduled
+}
 
-func (w stdLogWriter) Write(b []byte) (int, error) {
+func (w *stdLogWriter) Write(b []byte) (int, error) {
+	if !w.limiter.Allow() {
+		w.dropped.Add(1)
+		if w.pending.CompareAndSwap(false, true) {
+			time.AfterFunc(stdLogReport, func() {
+				w.pending.Store(false)
+				w.flush()
+			})
+		}
+		return len(b), nil
+	}
 	msg := strings.TrimRight(string(b), "\n")
 	if strings.HasPrefix(msg, "Unsolicited response received on idle HTTP channel") {
 		if i := strings.Index(msg, " starting with "); i >= 0 {
@@ -399,4 +434,13 @@ func (w stdLogWriter) Write(b []byte) (int, error) {
 	}
 	w.log.WithField("component", "go").Warn(msg)
 	return len(b), nil
+}
+
+// flush writes the summary of the lines dropped since the last one, if
+// any.
+func (w *stdLogWriter) flush() {
+	if n := w.dropped.Swap(0); n > 0 {
+		w.log.WithFields(logrus.Fields{"component": "go", "dropped": n}).Warnf(
+			"dropped %d lines of Go's standard logger over its rate limit (%d/s, burst %d)", n, stdLogRate, stdLogBurst)
+	}
 }
