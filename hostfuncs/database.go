@@ -33,9 +33,12 @@ type Database interface {
 	Query(ctx context.Context, in *Instance, st *Statement, w *RowWriter) error
 	// Begin starts a transaction and returns its handle, never 0.
 	Begin(ctx context.Context, in *Instance, opts TxOptions) (uint32, error)
-	// Commit and Rollback end the transaction tx.
+	// Commit and Rollback end the transaction tx. callEnded: the guest
+	// rolls tx back because the call that began it ended with it still
+	// open (db_rollback's TxCallEnded), as the runtime rolls back itself
+	// what a call leaves open; the provider says so as it does then.
 	Commit(ctx context.Context, in *Instance, tx uint32) error
-	Rollback(ctx context.Context, in *Instance, tx uint32) error
+	Rollback(ctx context.Context, in *Instance, tx uint32, callEnded bool) error
 	// RegisterMigrations records the migrations the guest registers while
 	// it initializes (Instance.Initializing is true).
 	RegisterMigrations(in *Instance, files []MigrationFile) error
@@ -290,10 +293,19 @@ func dbCommit(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = 0
 }
 
+// TxCallEnded is bit 31 of db_rollback's handle: the guest rolls the
+// transaction back because the call that began it is ending with it still
+// open (the SDK does, before the goroutines the call leaves run), and the
+// host logs the warning it logs for one it rolls back itself at the
+// call's end. No handle has it (they are at most 2^31-1): a guest that
+// never sets it is served as before.
+const TxCallEnded = 1 << 31
+
 // db_rollback(tx i32) -> i32
 //
-// Rolls transaction tx back. Returns 0, or ErrDenied, ErrNotFound or
-// ErrFailed.
+// Rolls transaction tx back; tx with bit 31 set (TxCallEnded) is the
+// transaction tx&^TxCallEnded, left open by the call that is ending.
+// Returns 0, or ErrDenied, ErrNotFound or ErrFailed.
 func dbRollback(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceFrom(ctx, "db_rollback")
 	db, code := database(in)
@@ -301,7 +313,8 @@ func dbRollback(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(code)
 		return
 	}
-	if err := db.Rollback(ctx, in, api.DecodeU32(stack[0])); err != nil {
+	tx := api.DecodeU32(stack[0])
+	if err := db.Rollback(ctx, in, tx&^TxCallEnded, tx&TxCallEnded != 0); err != nil {
 		stack[0] = api.EncodeI32(in.failWith(err))
 		return
 	}

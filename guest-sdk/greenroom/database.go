@@ -66,8 +66,8 @@ const DriverName = "greenroom"
 // differs between the two).
 //
 // Transactions work as in database/sql; one still open when the request
-// ends is rolled back by the runtime, and its later use (kept in a
-// variable) fails with sql.ErrTxDone. Prepared statements are emulated:
+// ends is rolled back then (the runtime logs a warning), and its later use
+// (kept in a variable) fails with sql.ErrTxDone. Prepared statements are emulated:
 // each execution sends the statement text again.
 //
 // The database is usable from handlers, not from init (its migrations are
@@ -485,7 +485,7 @@ type connGate struct {
 	wait  time.Duration
 
 	mu   sync.Mutex
-	open map[*conn]struct{} // connections in a transaction, each holding a slot
+	open map[*conn]uint32 // connections in a transaction, each holding a slot, and the transaction's handle
 }
 
 func newConnGate(n int, wait time.Duration) *connGate {
@@ -526,17 +526,17 @@ func (g *connGate) release() {
 	}
 }
 
-// began records that c holds a slot for its transaction.
-func (g *connGate) began(c *conn) {
+// began records that c holds a slot for its transaction tx.
+func (g *connGate) began(c *conn, tx uint32) {
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.open == nil {
-		g.open = map[*conn]struct{}{}
+		g.open = map[*conn]uint32{}
 	}
-	g.open[c] = struct{}{}
+	g.open[c] = tx
 }
 
 // endTx forgets c's transaction and gives back its slot, unless the end
@@ -562,28 +562,32 @@ func (c *conn) endTx() (uint32, bool) {
 }
 
 // callEnded is called when a request or a task run ends, and again when
-// the next begins: the runtime rolls back every transaction the call left
-// open, those begun while it was ending among them, so their connections'
-// slots are given back here, for the instance's next call. (A
-// transaction begun with the request's context is also rolled back by
+// the next begins: every transaction the call left open is rolled back as
+// it ends (by sqlDriver.callEnded, else by the runtime), so their
+// connections' slots are given back here, for the instance's next call.
+// (A transaction begun with the request's context is also rolled back by
 // database/sql when that context ends; one begun with db.Begin() is
-// not, and would hold its slot for the instance's life.)
-func (g *connGate) callEnded() int {
+// not, and would hold its slot for the instance's life.) It returns the
+// handles of those transactions.
+func (g *connGate) callEnded() []uint32 {
 	if g == nil {
-		return 0
+		return nil
 	}
 	// Only the slots: each conn keeps its (now rolled back) transaction,
 	// so that the transaction's later statements, Commit and Rollback
 	// fail with sql.ErrTxDone (txEnded, by the call count) instead of
 	// running outside any transaction, autocommitted.
 	g.mu.Lock()
-	n := len(g.open)
+	var ids []uint32
+	for _, id := range g.open {
+		ids = append(ids, id)
+	}
 	clear(g.open)
 	g.mu.Unlock()
-	for range n {
+	for range ids {
 		g.release()
 	}
-	return n
+	return ids
 }
 
 // dbCalls counts the ends and the beginnings of calls (requests, task
@@ -596,9 +600,9 @@ var dbCalls atomic.Uint64
 
 // dbCallEnding is true from the end of a call (dbCallEnded) to the
 // beginning of the next (dbCallBegins): the goroutines that run then, in
-// dbCallEnded's yield, run as the runtime is about to roll back what the
-// call left open, and a transaction they begin would be rolled back with
-// it. BeginTx refuses to begin one then, sending nothing (see
+// dbCallEnded's yield, run as the call is ending, and a transaction they
+// begin would be rolled back by the runtime once the call has returned.
+// BeginTx refuses to begin one then, sending nothing (see
 // txCallEndingError).
 var dbCallEnding atomic.Bool
 
@@ -614,8 +618,34 @@ func dbCallBegins() {
 	}
 }
 
-// dbCallEnded releases what the call's transactions held in the SDK's
-// database (see connGate.callEnded), and ends them in the driver.
+// dbCallEnded ends the call's transactions still open, and releases what
+// they held in the SDK's database (see sqlDriver.callEnded).
+func dbCallEnded() {
+	d, _ := registered.Load().(*sqlDriver)
+	d.callEnded()
+}
+
+// txCallEnded is bit 31 of db_rollback's handle: the transaction is
+// rolled back because the call that began it ended with it still open,
+// and the runtime logs its warning for it, as for one it rolls back
+// itself (docs/abi.md). No handle has it: they are at most 2^31-1.
+const txCallEnded = 1 << 31
+
+// callEnded marks the call ended (dbCallEnding, dbCalls), rolls back the
+// transactions it left open (db_rollback with txCallEnded, one each) and
+// releases what they held in the SDK's database (see connGate.callEnded);
+// d may be nil (no database used).
+//
+// The rollbacks come before the yield below, where the call's goroutines
+// may run: the runtime rolls back what the call left open only once the
+// call has returned, and a goroutine's statement outside a transaction
+// there waited, in a host call that holds the guest, for what such a
+// transaction held (on SQLite its write lock, on PostgreSQL the rows it
+// wrote) until db_statement_timeout failed it (ErrTimeout), holding the
+// call's answer that long. A rollback that fails (a runtime that does not
+// know bit 31 answers ErrNotFound) leaves the transaction to the runtime,
+// as before. The transactions' later use fails with sql.ErrTxDone, by the
+// call count, sending nothing (txEnded).
 //
 // When the call left transactions open, it yields once, so that
 // database/sql's goroutines that end those begun with the call's context
@@ -623,10 +653,17 @@ func dbCallBegins() {
 // only when the running one blocks or yields, and a plugin whose handlers
 // never block kept each such transaction, its connection counted in use
 // by db.Stats() and its goroutine, for the instance's life.
-func dbCallEnded() {
+func (d *sqlDriver) callEnded() {
 	dbCallEnding.Store(true)
 	dbCalls.Add(1)
-	if d, ok := registered.Load().(*sqlDriver); ok && d.gate.callEnded() > 0 {
+	if d == nil {
+		return
+	}
+	ids := d.gate.callEnded()
+	for _, id := range ids {
+		d.t.rollback(id | txCallEnded)
+	}
+	if len(ids) > 0 {
 		runtime.Gosched()
 	}
 }
@@ -675,14 +712,15 @@ func (e *txCallError) Unwrap() error { return sql.ErrTxDone }
 
 // txCallEndingError is a BeginTx refused because the call (request or
 // task run) has ended: the goroutine began it in the SDK's yield at the
-// call's end (dbCallEnded), as the runtime is about to roll back what the
-// call left open. Such a transaction would be rolled back with those, and
-// its use would fail with txCallError; on SQLite its Begin waited, in a
-// host call that holds the guest, for the write lock of a transaction the
-// call left open, which the runtime rolls back only once the call has
-// returned: the call ended only when the busy timeout failed the Begin
-// (db_statement_timeout), or at its own deadline. It is sql.ErrTxDone, as
-// that transaction's use was.
+// call's end (dbCallEnded), and the runtime rolls back what the call
+// leaves open once it has returned. Such a transaction would be rolled
+// back then, and its use would fail with txCallError; on SQLite, before
+// the SDK rolled back the call's own transactions ahead of the yield
+// (sqlDriver.callEnded), its Begin waited, in a host call that holds the
+// guest, for the write lock of one the call left open: the call ended
+// only when the busy timeout failed the Begin (db_statement_timeout), or
+// at its own deadline. It is sql.ErrTxDone, as that transaction's use
+// was.
 type txCallEndingError struct{}
 
 func (e *txCallEndingError) Error() string {
@@ -783,7 +821,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, err
 	}
 	c.tx, c.txCtx, c.txErr, c.txCall = tx, ctx, nil, dbCalls.Load()
-	c.gate.began(c)
+	c.gate.began(c, tx)
 	return &txn{c: c}, nil
 }
 

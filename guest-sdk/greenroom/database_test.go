@@ -692,6 +692,76 @@ func TestTransactionOfAnEndedCall(t *testing.T) {
 	}
 }
 
+// The transactions a call leaves open are rolled back by the SDK as the
+// call ends, before its yield, each with db_rollback's bit 31 set (the
+// runtime then logs its warning, as for one it rolls back itself): a
+// goroutine's statement outside a transaction in the yield ran while they
+// were still open in the runtime, which rolled them back only once the
+// call had returned, and waited in the host for what they held (on SQLite
+// the write lock) until db_statement_timeout. Their later use fails with
+// sql.ErrTxDone, sending nothing; their connections serve again. The
+// runtime's TestWriteAsTheCallEndsDoesNotWaitForItsOpenTransaction runs
+// it in a guest.
+func TestCallEndRollsBackOpenTransactions(t *testing.T) {
+	f := &endsDB{}
+	g := newConnGate(2, 10*time.Second)
+	d := &sqlDriver{t: f, gate: g}
+	db := sql.OpenDB(gatedConnector{f, g})
+	defer db.Close()
+	left, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := left.Exec("INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	ended, err := db.Begin() // ended in the call: not rolled back again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ended.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	d.callEnded()
+	t.Cleanup(func() { dbCallEnding.Store(false) }) // whatever fails below
+	if want := fmt.Sprint([]string{"commit 9", fmt.Sprint("rollback ", 9|1<<31)}); fmt.Sprint(f.ends) != want {
+		t.Errorf("ends sent as the call ended: %v, want %s", f.ends, want)
+	}
+	// In the yield: a statement outside a transaction is sent, the
+	// transaction left open is ended.
+	if _, err := db.Exec("INSERT INTO t VALUES (2)"); err != nil || len(f.reqs) != 2 {
+		t.Errorf("a statement as the call ends: %v (%d sent)", err, len(f.reqs))
+	}
+	if _, err := left.Exec("INSERT INTO t VALUES (3)"); !errors.Is(err, sql.ErrTxDone) || !strings.Contains(err.Error(), "rolled back when the call that began it ended") {
+		t.Errorf("the transaction left open, as the call ends: %v, want sql.ErrTxDone saying why", err)
+	}
+	if err := left.Rollback(); !errors.Is(err, sql.ErrTxDone) {
+		t.Errorf("its Rollback: %v, want sql.ErrTxDone", err)
+	}
+	if len(f.reqs) != 2 || len(f.ends) != 2 {
+		t.Errorf("%d statements and %v sent, want nothing more for the ended transaction", len(f.reqs), f.ends)
+	}
+	if n := db.Stats().InUse; n != 0 {
+		t.Errorf("%d connections in use after the call ended", n)
+	}
+	// The next call has both connections, and ends nothing it did not
+	// leave open.
+	dbCallBegins()
+	a, errA := db.Begin()
+	b, errB := db.Begin()
+	if errA != nil || errB != nil {
+		t.Fatalf("the next call's transactions: %v, %v", errA, errB)
+	}
+	a.Commit()
+	b.Rollback()
+	f.ends = nil
+	d.callEnded()
+	dbCallBegins()
+	if len(f.ends) != 0 {
+		t.Errorf("%v sent as a call with no transaction open ended", f.ends)
+	}
+}
+
 // A goroutine that begins a transaction while its call ends (in
 // dbCallEnded's yield, its request's context ended) gets sql.ErrTxDone at
 // once, and nothing is sent to the runtime, which would roll such a

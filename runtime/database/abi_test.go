@@ -47,6 +47,42 @@ func stmt(tx uint32, sql string, argc uint32, rest ...byte) []byte {
 	return append(b, rest...)
 }
 
+// db_rollback's handle with bit 31 set (hostfuncs.TxCallEnded) rolls back
+// the transaction of the handle without it, which the call is leaving
+// open, and the runtime logs its warning for it (the SDK sends it as a
+// call ends, TestWriteAsTheCallEndsDoesNotWaitForItsOpenTransaction);
+// without the bit, a rollback logs nothing. A handle with the bit that
+// names no open transaction (0 among them) is refused as any unknown one
+// is, saying which, and changes nothing; db_commit does not take the bit.
+func TestRollbackAsTheCallEnds(t *testing.T) {
+	const warning = "still open when the call ended; rolled back"
+	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""))
+	raw := func(fn, body string) (int32, string) { return rawCall(t, in, "alpha", fn, []byte(body)) }
+	warnings := func() int { return strings.Count(in.Log.String(), warning) }
+	if code, msg := raw("rollback", "begun+0"); code != 0 || warnings() != 0 {
+		t.Errorf("a rollback: %d %q, %d warnings; want 0, none", code, msg, warnings())
+	}
+	for i := range 2 {
+		if code, msg := raw("rollback", "begun+2147483648"); code != 0 || warnings() != i+1 {
+			t.Errorf("a rollback as the call ends: %d %q, %d warnings; want 0, %d (one, not a second at the call's end)", code, msg, warnings(), i+1)
+		}
+	}
+	for _, h := range []string{"2147483648", "2147484425", "4294967295", "begun+2147483649"} {
+		code, msg := raw("rollback", h)
+		if code != hostfuncs.ErrNotFound || !strings.Contains(msg, "is not open (db_rollback of handle 0x") {
+			t.Errorf("rollback %s: %d %q, want ErrNotFound naming the handle", h, code, msg)
+		}
+	}
+	if code, msg := raw("commit", "2147483649"); code != hostfuncs.ErrNotFound || !strings.Contains(msg, "transaction 2147483649 is not open") {
+		t.Errorf("commit with bit 31: %d %q, want ErrNotFound", code, msg)
+	}
+	// The refused handles warn of nothing; the transaction begun for the
+	// last, left open, is rolled back by the runtime as its call ends.
+	if n := warnings(); n != 3 {
+		t.Errorf("%d warnings, want 3", n)
+	}
+}
+
 // Malformed requests from a guest get ErrInvalid with a message; a buffer
 // outside guest memory traps; the instance and the plugin keep working.
 func TestHostileEncodings(t *testing.T) {

@@ -1235,6 +1235,51 @@ func TestTransactionBegunAsTheCallEndsStaysEnded(t *testing.T) {
 	})
 }
 
+// A goroutine's write outside any transaction while the call ends (in the
+// SDK's yield at the end of a call that left a transaction open) runs at
+// once: the SDK rolls back the call's open transactions before it yields
+// (db_rollback with bit 31 set, docs/abi.md), and the runtime logs its
+// warning for each, as when it rolls them back itself. It waited for what
+// the transaction left open held, in a host call that holds the guest, so
+// that the call could not end to roll that one back: on SQLite for its
+// write lock, on PostgreSQL for the row it updated, until
+// db_statement_timeout failed the write with ErrTimeout, holding the
+// request's answer that long.
+func TestWriteAsTheCallEndsDoesNotWaitForItsOpenTransaction(t *testing.T) {
+	const warning = "still open when the call ended; rolled back"
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		in := start(t, dbconf+plugin("alpha", true, "", "instances = 1\ndb_statement_timeout = \"10s\"\ntimeout = \"60s\""))
+		must(t, in, "alpha", exec("CREATE TABLE ends (k INTEGER PRIMARY KEY, v TEXT)"), exec("INSERT INTO ends VALUES (1, 'before')"))
+		for i := range 2 {
+			warnings := strings.Count(in.Log.String(), warning)
+			began := time.Now()
+			must(t, in, "alpha",
+				step{Op: "begin", Background: true}, // left open: db.Begin(), whose context never ends
+				exec("UPDATE ends SET v = 'left open' WHERE k = 1"),
+				exec("INSERT INTO ends VALUES (2, 'left open')"),
+				step{Op: "exec_at_end", SQL: "UPDATE ends SET v = ? WHERE k = 1", Args: []any{fmt.Sprint("as call ", i, " ended")}},
+			)
+			took := time.Since(began)
+			res := must(t, in, "alpha", query("SELECT k, v FROM ends ORDER BY k"))
+			r := run(t, in, "alpha", step{Op: "at_end"})[0]
+			if r.Error != "" || r.Affected != 1 {
+				t.Errorf("call %d: the goroutine's write as the call ended: %+v (the call took %s), want it run at once", i, r, took.Round(time.Millisecond))
+			}
+			if got, want := fmt.Sprint(res[0].Rows), fmt.Sprint("[[1 as call ", i, " ended]]"); got != want {
+				t.Errorf("call %d: rows %s, want %s: the goroutine's write, and none of the transaction left open", i, got, want)
+			}
+			if n := strings.Count(in.Log.String(), warning) - warnings; n != 1 {
+				t.Errorf("call %d: %d warnings for the transaction left open, want 1", i, n)
+			}
+		}
+		// The connections serve the next transaction.
+		must(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO ends VALUES (3, 'next')"), step{Op: "commit"})
+		if n := count(t, in, "alpha", "ends"); n != 2 {
+			t.Errorf("%d rows after the next transaction, want 2", n)
+		}
+	})
+}
+
 // SQLite's authorizer refuses with one code for everything; the error says
 // what it refused, in a handler's statement (in a transaction or not) and
 // in a migration, where an audit got the same words for ATTACH, VACUUM

@@ -1347,26 +1347,41 @@ func (p *PluginDB) endCall(in *hostfuncs.Instance) {
 		t.tx.Rollback()
 		p.release(t.conn, p.limits().StatementTimeout)
 		delete(st.open, id)
-		fields := logrus.Fields{}
-		if in.RequestID != "" {
-			fields["request_id"] = in.RequestID
-		}
-		if in.Task != "" {
-			fields["task"] = in.Task
-		}
-		if p.log.Logger.IsLevelEnabled(logrus.WarnLevel) && p.svc.allowLine(p.id) {
-			p.log.WithFields(fields).Warn("a database transaction was still open when the call ended; rolled back")
-		}
+		p.warnLeftOpen(in)
 	}
 }
 
-func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, commit bool) error {
+// warnLeftOpen tells the operator that the call in left a transaction
+// open, rolled back as the call ended: by endCall, or by the SDK before
+// its goroutines run at the call's end (db_rollback with TxCallEnded).
+func (p *PluginDB) warnLeftOpen(in *hostfuncs.Instance) {
+	fields := logrus.Fields{}
+	if in.RequestID != "" {
+		fields["request_id"] = in.RequestID
+	}
+	if in.Task != "" {
+		fields["task"] = in.Task
+	}
+	if p.log.Logger.IsLevelEnabled(logrus.WarnLevel) && p.svc.allowLine(p.id) {
+		p.log.WithFields(fields).Warn("a database transaction was still open when the call ended; rolled back")
+	}
+}
+
+// end commits or rolls back transaction id; callEnded (a rollback only):
+// the guest rolls it back because its call is ending with it open.
+func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, commit, callEnded bool) error {
 	st := p.txs(in)
 	t := st.open[id]
 	if t == nil {
+		if callEnded {
+			return hostfuncs.Failf(hostfuncs.ErrNotFound, "transaction %d is not open (db_rollback of handle %#x: bit 31 says the call that began it is ending)", id, id|hostfuncs.TxCallEnded)
+		}
 		return hostfuncs.Failf(hostfuncs.ErrNotFound, "transaction %d is not open", id)
 	}
 	delete(st.open, id)
+	if callEnded {
+		p.warnLeftOpen(in)
+	}
 	defer p.release(t.conn, p.limits().StatementTimeout)
 	if t.aborted != "" {
 		if commit {
@@ -1389,12 +1404,12 @@ func (p *PluginDB) end(ctx context.Context, in *hostfuncs.Instance, id uint32, c
 
 // Commit implements hostfuncs.Database.
 func (p *PluginDB) Commit(ctx context.Context, in *hostfuncs.Instance, tx uint32) error {
-	return p.end(ctx, in, tx, true)
+	return p.end(ctx, in, tx, true, false)
 }
 
 // Rollback implements hostfuncs.Database.
-func (p *PluginDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint32) error {
-	return p.end(ctx, in, tx, false)
+func (p *PluginDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint32, callEnded bool) error {
+	return p.end(ctx, in, tx, false, callEnded)
 }
 
 type migrationsKey struct{}

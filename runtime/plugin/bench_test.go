@@ -317,7 +317,7 @@ func (d *benchDB) Commit(_ context.Context, _ *hostfuncs.Instance, tx uint32) er
 	return nil
 }
 
-func (d *benchDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint32) error {
+func (d *benchDB) Rollback(ctx context.Context, in *hostfuncs.Instance, tx uint32, _ bool) error {
 	return d.Commit(ctx, in, tx)
 }
 

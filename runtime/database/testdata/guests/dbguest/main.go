@@ -33,6 +33,11 @@ var (
 	keptErr error
 )
 
+// atEnd is the outcome of the statement exec_at_end's goroutine ran
+// outside any transaction once the request's context had ended; nil
+// until it has run.
+var atEnd *result
+
 func init() {
 	// config migrations = NAME picks the set migrations/NAME; none by default.
 	if set, ok := greenroom.Config("migrations"); ok {
@@ -57,7 +62,7 @@ func init() {
 }
 
 type step struct {
-	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, tx_each, query_loop, keep_begin, keep_begin_at_end, kept_exec, kept_commit, kept_rollback, in_use
+	Op   string `json:"op"` // exec, query, begin, commit, rollback, sleep, spin, cancel_iter, prepare, holders, hold, tx_each, query_loop, keep_begin, keep_begin_at_end, kept_exec, exec_at_end, at_end, kept_commit, kept_rollback, in_use
 	SQL  string `json:"sql"`
 	Args []any  `json:"args"`
 	MS   int    `json:"ms"`
@@ -140,6 +145,31 @@ func run(w http.ResponseWriter, r *http.Request) {
 				<-done
 				kept, keptErr = db.Begin()
 			}()
+		case "exec_at_end":
+			// s.SQL, run outside any transaction by a goroutine once the
+			// request's context has ended: in the SDK's yield at the end
+			// of the call (when the call leaves a transaction open). Its
+			// outcome is at_end's.
+			atEnd = nil
+			done, q, qargs := ctx.Done(), s.SQL, args
+			go func() {
+				<-done
+				var r result
+				sr, err := db.Exec(q, qargs...)
+				if err == nil {
+					r.Affected, _ = sr.RowsAffected()
+				} else {
+					r.Error, r.Kind = err.Error(), kind(err)
+				}
+				atEnd = &r
+			}()
+		case "at_end":
+			// exec_at_end's outcome, as this step's.
+			if atEnd == nil {
+				err = errors.New("the exec_at_end goroutine has not run")
+			} else {
+				res = *atEnd
+			}
 		case "kept_exec":
 			if kept == nil && keptErr != nil {
 				err = keptErr // the kept transaction's Begin failed

@@ -23,6 +23,9 @@ func rawCommit(tx uint32) int32
 //go:wasmimport greenroom db_begin
 func rawBegin(flags uint32) int32
 
+//go:wasmimport greenroom db_rollback
+func rawRollback(tx uint32) int32
+
 //go:wasmimport greenroom db_migrations
 func rawMigrations(ptr unsafe.Pointer, size uint32) int32
 
@@ -50,6 +53,16 @@ func rawRoutes(mux *http.ServeMux) {
 		case "begin":
 			n, _ := strconv.Atoi(string(body))
 			code = rawBegin(uint32(n))
+		case "rollback":
+			// "N" rolls back handle N; "begun+N" begins a transaction
+			// and rolls back its handle plus N.
+			s, begun := strings.CutPrefix(string(body), "begun+")
+			n, _ := strconv.ParseUint(s, 10, 32)
+			if !begun {
+				code = rawRollback(uint32(n))
+			} else if code = rawBegin(0); code > 0 {
+				code = rawRollback(uint32(code) + uint32(n))
+			}
 		}
 		msg := ""
 		if code < 0 {
