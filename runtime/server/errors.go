@@ -347,9 +347,8 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 //     never framed. (A head ended by an empty line that is not a CRLF
 //     after a CRLF is not read at all by fasthttp: on a connection's
 //     first request, a later one whose head begins a read, or one
-//     pipelined behind a request without a body, lingerConn.Read
-//     refuses it, 400; one pipelined behind a request with a body is
-//     answered 408 at server.read_timeout.)
+//     pipelined behind a request with a body or without, lingerConn.Read
+//     refuses it, 400.)
 //   - a folded header line (obs-fold: one that begins with a space or a
 //     tab), which fasthttp joins to the line before: a proxy in front
 //     that does not may read it as a header of its own (" Transfer-

@@ -66,6 +66,59 @@ func FuzzTailWatch(f *testing.F) {
 	})
 }
 
+// FuzzNoteEmptyLines: whatever reads a connection's bytes arrive in,
+// and whatever bufSize, lastEmpty is where the last empty line (LF LF or
+// LF CR LF) begins, as a byte-by-byte search finds it among the bytes
+// heldEmptyLine may look at (the last bufSize of each read, and the two
+// bytes before a read no longer than bufSize).
+func FuzzNoteEmptyLines(f *testing.F) {
+	ok := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, s := range []string{
+		ok + "GET / HTTP/1.1\nHost: x\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\n\r\nGET",
+		"\n\n\n\r\n\r\r\n" + strings.Repeat("a\r\n", 300),
+	} {
+		f.Add([]byte(s), []byte{3, 14, 1, 1}, uint16(4096))
+		f.Add([]byte(s), []byte{1, 1, 1, 1, 1, 1, 1, 1}, uint16(3))
+	}
+	f.Fuzz(func(t *testing.T, s, cuts []byte, bufSize uint16) {
+		c := &lingerConn{bufSize: int(bufSize%8192) + 3, lastEmpty: -1}
+		want, from, cut := int64(-1), 0, false
+		for _, r := range splitAt(s, cuts) {
+			cut = cut || len(r) > c.bufSize
+			// The bytes a byte-by-byte search looks at: r's last
+			// bufSize, and those before it when r is no longer.
+			lo := from + max(0, len(r)-c.bufSize)
+			if len(r) <= c.bufSize {
+				lo = max(0, from-2)
+			}
+			for i := max(lo, from-2); i < from+len(r)-1; i++ {
+				if i >= lo && s[i] == '\n' && (s[i+1] == '\n' || s[i+1] == '\r' && i+2 < from+len(r) && s[i+2] == '\n') {
+					want = int64(i)
+				}
+			}
+			c.noteEmptyLines(r)
+			from += len(r)
+		}
+		if c.lastEmpty != want || c.total != int64(len(s)) {
+			t.Fatalf("%q read as %v, bufSize %d: last empty line at %d of %d; want %d", s, cuts, c.bufSize, c.lastEmpty, c.total, want)
+		}
+		// The line before it ends where a byte-by-byte search finds
+		// it, when no read was cut to its last bufSize bytes; never
+		// later.
+		wantLine := int64(0)
+		for k := want - 1; k >= 0; k-- {
+			if s[k] != '\r' && s[k] != '\n' {
+				wantLine = k + 1
+				break
+			}
+		}
+		if want >= 0 && (c.lineBefore > wantLine || !cut && c.lineBefore != wantLine) {
+			t.Fatalf("%q read as %v, bufSize %d: empty line at %d after a line ending at %d; want %d", s, cuts, c.bufSize, c.lastEmpty, c.lineBefore, wantLine)
+		}
+	})
+}
+
 // wellFormed builds, from a fuzzer's bytes, n bodiless requests with
 // every line ended by CRLF: methods greenroom serves, and targets,
 // header names and values made of the bytes each may hold. It returns

@@ -30,12 +30,15 @@ const (
 type lingerListener struct {
 	net.Listener
 	conns *connSet
+	// bufSize is the size of the HTTP library's read buffer
+	// (server.header_limit; see lingerConn.heldEmptyLine).
+	bufSize int
 }
 
 func (l lingerListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && err == nil {
-		lc := &lingerConn{TCPConn: tc, set: l.conns, accepted: time.Now()}
+		lc := &lingerConn{TCPConn: tc, set: l.conns, accepted: time.Now(), bufSize: l.bufSize, lastEmpty: -1}
 		l.conns.add(lc)
 		return lc, nil
 	}
@@ -103,6 +106,24 @@ type lingerConn struct {
 	piped   atomic.Bool
 	tail    tailWatch
 	handled int
+	// reading is set while fasthttp reads a request's head: from
+	// StateActive (see connState) until the request reaches the handler
+	// (handling). total counts the bytes read, lastEmpty is the offset
+	// among them of the LF that begins the last empty line read (LF LF
+	// or LF CR LF; -1 before any), lineBefore one more than the offset
+	// of the last byte before it that is neither CR nor LF (0: none
+	// known), lastLine the same for all the bytes read, and prev holds
+	// the last two bytes read, for an empty line split between reads;
+	// bufSize is the size of fasthttp's read buffer (see
+	// heldEmptyLine). Used by the connection's serving goroutine only,
+	// but for reading.
+	reading    atomic.Bool
+	total      int64
+	lastEmpty  int64
+	lineBefore int64
+	lastLine   int64
+	prev       [2]byte
+	bufSize    int
 }
 
 // tailWatch follows a connection's bytes after the last CRLF CRLF read,
@@ -218,6 +239,7 @@ func (c *lingerConn) bareLFPiped() bool {
 // chunked), the bytes after its head cannot be told apart from the next
 // head's any more (tailWatch.void).
 func (c *lingerConn) handling(contentLength int) {
+	c.reading.Store(false)
 	c.handled++
 	if contentLength > 0 || contentLength == -1 {
 		c.tail.void = true
@@ -236,6 +258,7 @@ func connState(c net.Conn, state fasthttp.ConnState) {
 		lc.piped.Store(false)
 		lc.idle.Store(true)
 	case fasthttp.StateActive:
+		lc.reading.Store(true)
 		// No read since idle: its first byte was in fasthttp's buffer
 		// already (pipelined, or read with the request before), and
 		// its head is watched from the last CRLF CRLF (see Read).
@@ -281,13 +304,18 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 // for while it holds that head whole, ended by a bare LF, fails at once
 // too, and so does one after a read that completed it. Behind a request
 // with a body, where among the bytes after it the body ends is not
-// known, and such a head still waits for server.read_timeout.
+// known to the tail watch, what fasthttp holds of the head is told by
+// the buffer it reads into (heldEmptyLine), and such a head is refused
+// too; heldEmptyLine covers the watch's case as well.
 func (c *lingerConn) Read(p []byte) (int, error) {
 	c.releaseHeads()
-	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() || c.bareLFPiped() {
+	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() || c.bareLFPiped() || c.heldEmptyLine(p) {
 		return 0, errUnframedHead
 	}
 	n, err := c.TCPConn.Read(p)
+	if n > 0 {
+		c.noteEmptyLines(p[:n])
+	}
 	if n > 0 && c.idle.Swap(false) {
 		c.first, c.crlf = 0, 0
 		c.unframed.Store(false)
@@ -314,6 +342,101 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// heldEmptyLine reports whether fasthttp, asking to read into p while it
+// reads a request's head (reading, outside the handler), holds an empty
+// line among the bytes of that head it has read already, after a line
+// that is not empty, which it then does not take for the head's end (see
+// Read): whatever the requests before it were on the connection, with
+// bodies or not. Empty lines before a request line are not its head's
+// end: fasthttp skips them, and waits for the rest of the head
+// ("\r\n\r\nGET / HT" is read on).
+//
+// fasthttp reads a head through a bufio.Reader of bufSize bytes, which
+// reads from the connection only to fill its buffer: into what follows
+// the bytes it holds, moved to the buffer's start first, so p is the
+// buffer less those bytes, the last bufSize-len(p) read. (It reads a
+// body before the handler, up to 8 KiB of it, only when it holds none:
+// into the whole buffer, or straight into a larger p; then it holds
+// nothing, and this is false.)
+func (c *lingerConn) heldEmptyLine(p []byte) bool {
+	if c.bufSize == 0 || c.lastEmpty < 0 || !c.reading.Load() || c.busy.Load() != 0 {
+		return false
+	}
+	held := int64(c.bufSize - len(p))
+	return held > 0 && c.lastEmpty >= c.total-held && c.lineBefore > c.total-held
+}
+
+// noteEmptyLines follows b, the next bytes read, for lastEmpty (see
+// heldEmptyLine): only its last bufSize bytes, as fasthttp holds no more.
+func (c *lingerConn) noteEmptyLines(b []byte) {
+	from := c.total
+	c.total += int64(len(b))
+	cut := c.bufSize > 0 && len(b) > c.bufSize
+	if cut {
+		from += int64(len(b) - c.bufSize)
+		b = b[len(b)-c.bufSize:]
+	}
+	// Before b, or before its last bufSize bytes (none known there, so
+	// as to refuse no less surely than the bytes say).
+	lineBefore := c.lastLine
+	if i := lastEmptyLine(b); i >= 0 {
+		c.lastEmpty = from + int64(i)
+		if j := lastLine(b[:i]); j >= 0 {
+			lineBefore = from + int64(j) + 1
+		}
+		c.lineBefore = lineBefore
+	} else if from > 0 && !cut {
+		// One begun in the two bytes before b.
+		var j [4]byte
+		k := copy(j[:], c.prev[:])
+		k += copy(j[k:], b)
+		if i := lastEmptyLine(j[:k]); i >= 0 && i < 2 {
+			c.lastEmpty = from - 2 + int64(i)
+			c.lineBefore = lineBefore
+		}
+	}
+	if j := lastLine(b); j >= 0 {
+		c.lastLine = from + int64(j) + 1
+	}
+	if len(b) >= 2 {
+		c.prev = [2]byte{b[len(b)-2], b[len(b)-1]}
+	} else if len(b) == 1 {
+		c.prev = [2]byte{c.prev[1], b[0]}
+	}
+}
+
+// lastLine returns the index in b of its last byte that is neither CR
+// nor LF, or -1.
+func lastLine(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] != '\r' && b[i] != '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+// lastEmptyLine returns the index in b of the LF that begins its last
+// empty line (LF LF or LF CR LF), or -1. It looks at 512 bytes at a time
+// from the end, with bytes.Contains (vector instructions), and byte by
+// byte only in the last 512 bytes holding one: the bytes after a head are
+// those of its body too, kilobytes of them.
+func lastEmptyLine(b []byte) int {
+	for end := len(b); end > 0; end -= 512 {
+		start := max(0, end-512)
+		s := b[start:min(len(b), end+2)]
+		if !bytes.Contains(s, []byte("\n\n")) && !bytes.Contains(s, []byte("\n\r\n")) {
+			continue
+		}
+		for i := len(s) - 2; i >= 0; i-- {
+			if s[i] == '\n' && (s[i+1] == '\n' || s[i+1] == '\r' && i+2 < len(s) && s[i+2] == '\n') {
+				return start + i
+			}
+		}
+	}
+	return -1
 }
 
 // holdHead holds n bytes of b for the head of an answer to HEAD until it

@@ -199,6 +199,15 @@ func BenchmarkTailScan(b *testing.B) {
 				t.scan(c.read)
 			}
 		})
+		// The search for the last empty line (heldEmptyLine) follows
+		// every read, bodies included, 16 KiB at most.
+		b.Run(c.name+"/emptyLines", func(b *testing.B) {
+			b.SetBytes(int64(len(c.read)))
+			lc := &lingerConn{bufSize: 16 << 10, lastEmpty: -1}
+			for i := 0; i < b.N; i++ {
+				lc.noteEmptyLines(c.read)
+			}
+		})
 	}
 }
 
@@ -267,5 +276,74 @@ func TestTailWatchSplits(t *testing.T) {
 	var w tailWatch
 	if w.scan([]byte(ok + "GET /" + strings.Repeat("x", maxTail))); !w.void {
 		t.Error("a tail over maxTail: searched")
+	}
+}
+
+// TestNoteEmptyLinesSplits: noteEmptyLines finds where the last empty
+// line (LF LF or LF CR LF) of a connection's bytes begins whatever reads
+// they arrive in, as a byte-by-byte search does, and lastEmptyLine finds
+// it in long runs too, where it searches 512 bytes at a time.
+func TestNoteEmptyLinesSplits(t *testing.T) {
+	ref := func(s string) int64 {
+		for i := len(s) - 2; i >= 0; i-- {
+			if s[i] == '\n' && (s[i+1] == '\n' || s[i+1] == '\r' && i+2 < len(s) && s[i+2] == '\n') {
+				return int64(i)
+			}
+		}
+		return -1
+	}
+	ok := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, s := range []string{
+		"",
+		"GET / HT",
+		ok,
+		ok + "GET / HTTP/1.1\nHost: x\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\r\n\n",
+		ok + "GET / HTTP/1.1\r\nHost: x\n\r\nGET",
+		ok + "GET / HTTP/1.1\r\nHost: x\r\n\r\r\n",
+		"\n\n\n\r\n\r\r\n",
+		"a\nb\rc\r\nd",
+		// Empty lines before a request line.
+		ok + "\r\n\r\nGET / HT",
+		"abc\r\n\r\n\r\nGET / HTTP/1.1\nHost: x\n\n",
+		"a\n\r\n\n",
+	} {
+		want := ref(s)
+		wantLine := int64(0) // one more than the last byte before it that is neither CR nor LF
+		for k := want - 1; k >= 0; k-- {
+			if s[k] != '\r' && s[k] != '\n' {
+				wantLine = k + 1
+				break
+			}
+		}
+		for i := 0; i <= len(s); i++ {
+			for j := i; j <= len(s); j++ {
+				c := &lingerConn{bufSize: 1 << 10, lastEmpty: -1}
+				for _, r := range []string{s[:i], s[i:j], s[j:]} {
+					if r != "" {
+						c.noteEmptyLines([]byte(r))
+					}
+				}
+				if c.lastEmpty != want || c.total != int64(len(s)) || want >= 0 && c.lineBefore != wantLine {
+					t.Errorf("%q read as %d, %d, rest: last empty line at %d of %d after a line ending at %d; want %d after %d", s, i, j-i, c.lastEmpty, c.total, c.lineBefore, want, wantLine)
+				}
+			}
+		}
+	}
+	for _, n := range []int{0, 1, 510, 511, 512, 513, 1023, 1024, 1025, 5000} {
+		for _, tail := range []string{"", "\n", "\r\n", "x", "\r\n\r"} {
+			for _, line := range []string{"\n\n", "\n\r\n"} {
+				s := strings.Repeat("a\r\n", n/3) + line + strings.Repeat("b\n", n/2) + tail
+				if got, want := int64(lastEmptyLine([]byte(s))), ref(s); got != want {
+					t.Errorf("%d bytes, then %q: %d, want %d", len(s), line, got, want)
+				}
+			}
+		}
+	}
+	// Of a read longer than the buffer, only its last bufSize bytes.
+	c := &lingerConn{bufSize: 4 << 10, lastEmpty: -1}
+	c.noteEmptyLines([]byte("\n\n" + strings.Repeat("x", 4<<10)))
+	if c.lastEmpty != -1 || c.total != 2+4<<10 {
+		t.Errorf("an empty line before a read's last bufSize bytes: at %d of %d", c.lastEmpty, c.total)
 	}
 }

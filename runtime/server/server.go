@@ -202,7 +202,7 @@ func (s *Server) routes() {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(lingerListener{Listener: ln, conns: &s.conns})
+	return s.app.Listener(lingerListener{Listener: ln, conns: &s.conns, bufSize: s.app.Server().ReadBufferSize})
 }
 
 // Drain turns readiness to 503 while the server keeps serving: the first
