@@ -357,6 +357,11 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 //     refuse it.
 //   - a header name that is not a token ("X A"), which fasthttp passed
 //     on to the plugin and net/http refuses.
+//   - a Transfer-Encoding other than chunked alone: fasthttp refuses
+//     most (gzip, "chunked, chunked") but read identity as no body and
+//     the body as the connection's next request, which a proxy in front
+//     may have passed on as a body; RFC 9112 has a server answer 400
+//     when chunked is not the last coding.
 func framingProblem(raw []byte) string {
 	te, cl := false, false
 	for len(raw) > 0 {
@@ -380,7 +385,13 @@ func framingProblem(raw []byte) string {
 			return "a header name of the request has a character a header name may not have (a space, a quote, a separator); send names made of letters, digits and !#$%&'*+-.^_`|~"
 		}
 		k = bytes.TrimSpace(k)
-		te = te || bytes.EqualFold(k, []byte("transfer-encoding"))
+		if bytes.EqualFold(k, []byte("transfer-encoding")) {
+			_, v, _ := bytes.Cut(line, []byte(":"))
+			if !bytes.EqualFold(bytes.Trim(v, " \t\r"), []byte("chunked")) {
+				return "the request has a Transfer-Encoding other than chunked, whose body servers may read differently; send a chunked body or a Content-Length"
+			}
+			te = true
+		}
 		cl = cl || bytes.EqualFold(k, []byte("content-length"))
 	}
 	if te && cl {

@@ -220,6 +220,12 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		// A path net/http would not decode either: its handler never runs.
 		"GET /api/hello/ping%%zz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
 		"GET /api/hello/a%%20b/%% HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+		// A Transfer-Encoding other than chunked, without a
+		// Content-Length: fasthttp read identity as no body (the plugin
+		// got none) and the body as the connection's next request,
+		// where a proxy in front may have passed it on as a body.
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: identity\r\n\r\nhello",
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: Identity\r\n\r\nGET /api/hello/ping HTTP/1.1\r\nHost: x\r\n\r\n",
 	} {
 		conn := dial(t, in.URL)
 		fmt.Fprintf(conn, raw, in.Token)
