@@ -349,3 +349,27 @@ func TestBareLFHeadPipelinedBehindBody(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestChunkedBodyCutShortTimesOut: a chunked body whose last chunk came
+// but whose trailer section (its empty line) does not come by
+// server.read_timeout is answered 408 request_timeout, as a body cut
+// short anywhere else is: the HTTP library reports that timeout with an
+// error of its own (fasthttp.ErrTimeout, which has Timeout but is no
+// net.Error), and it was answered 400 "reading the request body:
+// fasthttp: timeout". The same with a trailer field that came.
+func TestChunkedBodyCutShortTimesOut(t *testing.T) {
+	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"1s\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	for _, tail := range []string{"0\r\n", "0\r\nX-T: 1\r\n", "3\r\nab"} {
+		conn := dial(t, in.URL)
+		fmt.Fprintf(conn, "POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n%s", in.Token, tail)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tail, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != 408 || !strings.Contains(string(b), `"code":"request_timeout"`) {
+			t.Errorf("chunked body ending %q, then nothing: %d %s, want 408 request_timeout", tail, resp.StatusCode, b)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -1231,8 +1230,11 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 		}
 		if err != nil {
 			c.Context().SetConnectionClose()
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			// fasthttp reports a timeout reading a chunked body's
+			// trailer section as its ErrTimeout, which has Timeout but
+			// is no net.Error.
+			var te interface{ Timeout() bool }
+			if errors.As(err, &te) && te.Timeout() {
 				return apiErr(fiber.StatusRequestTimeout, "request_timeout", "the request body did not arrive within server.read_timeout")
 			}
 			// fasthttp's message may quote the request (a malformed
