@@ -245,8 +245,17 @@ func TestBareLFHeadPipelined(t *testing.T) {
 // at once, as one behind a request without a body is: it was answered 408
 // at server.read_timeout, where that body ended among the bytes read not
 // being known. The requests before it are answered first.
+//
+// greenroom tells what the HTTP library holds from the size of its read
+// buffer, server.header_limit: the default and the smallest.
 func TestBareLFHeadPipelinedBehindBody(t *testing.T) {
-	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\n[plugins.hello]\npath = %q\npublic_routes = [\"/echo\"]\n", helloWasm))
+	for _, limit := range []string{"16KiB", "4KiB"} {
+		t.Run(limit, func(t *testing.T) { bareLFBehindBody(t, limit) })
+	}
+}
+
+func bareLFBehindBody(t *testing.T, headerLimit string) {
+	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\nheader_limit = %q\n[plugins.hello]\npath = %q\npublic_routes = [\"/echo\"]\n", headerLimit, helloWasm))
 	bare := "GET " + liveness + " HTTP/1.1\nHost: x\n\n"
 	authz := "Authorization: Bearer " + servertest.Token + "\r\n"
 	post := func(path, body string) string {
