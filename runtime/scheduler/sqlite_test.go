@@ -607,3 +607,27 @@ func TestAdminQueryGivenTwice(t *testing.T) {
 		t.Errorf("two parameters once each: %d %s", status, body)
 	}
 }
+
+// A cancel's run_id that is not a run id (24 lowercase hex digits) is a
+// 400 naming it, on both databases, before any database is asked: on
+// PostgreSQL a NUL byte or invalid UTF-8 in it made the statement fail,
+// and the cancel of a global task answered 503 scheduler_unavailable
+// (the database "cannot be reached") with an error line in the log.
+func TestCancelRunIDThatIsNotARunID(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, db string) {
+		in := start(t, "one", db, plugin("sched", true, def{ID: "tick", Cron: "@yearly"}, def{ID: "near", Cron: "@yearly", Scope: "local"}))
+		for _, task := range []string{"tick", "near"} {
+			for _, q := range []string{"%00", "%ff", "0006617%00eb5c0d4b93f1a6c2", "00066171EB5C0D4B93F1A6C2", "..%2F..", strings.Repeat("a", 5000)} {
+				status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/sched/"+task+"/cancel?run_id="+q, nil)
+				if status != 400 || !strings.Contains(body, `"bad_request"`) || !strings.Contains(body, "is not a run id") || len(body) > 400 {
+					t.Errorf("cancel %s with run_id=%.40s: %d %.500s", task, q, status, body)
+				}
+			}
+			// A well-formed id of no run is still a 409.
+			if status, _, body := in.Do(t, "POST", "/.greenroom/scheduler/v1/tasks/sched/"+task+"/cancel?run_id=00066171eb5c0d4b93f1a6c2", nil); status != 409 || !strings.Contains(body, `"task_not_running"`) {
+				t.Errorf("cancel %s of an unknown run id: %d %s", task, status, body)
+			}
+		}
+	})
+}

@@ -43,6 +43,12 @@ const (
 // TestTaskIDPatternBound.
 var TaskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// RunIDPattern is the form of a run id (newRunID): 24 lowercase hex
+// digits. The admin API refuses a run_id of another form before it asks
+// the database (PostgreSQL refuses a NUL byte or invalid UTF-8 in a
+// parameter, and such a cancel answered 503 scheduler_unavailable).
+var RunIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
+
 // Task is one validated task of one plugin.
 type Task struct {
 	Plugin string

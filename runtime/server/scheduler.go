@@ -138,6 +138,16 @@ func (s *Server) cancelTask(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// Only a run id can name a run: anything else (a NUL byte, invalid
+	// UTF-8, which PostgreSQL refuses as a parameter) answered 503
+	// scheduler_unavailable, with an error line saying the database could
+	// not be reached, when the task was global and not running here.
+	if runID != "" && !scheduler.RunIDPattern.MatchString(runID) {
+		if len(runID) > 40 {
+			runID = runID[:40] + "..."
+		}
+		return apiErr(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("run_id %q is not a run id: want 24 lowercase hex digits, as run_id in the task's runs", runID))
+	}
 	sched := s.rt.Scheduler()
 	cancel := func(ctx context.Context, plugin, task string) (scheduler.Run, error) {
 		return sched.CancelRun(ctx, plugin, task, runID)
