@@ -267,6 +267,9 @@ func registerTask(_ []byte, t Task) error {
 	if _, dup := tasks[t.ID]; dup {
 		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q is registered twice", t.ID)}
 	}
+	if len(tasks) >= maxTasks {
+		return &Error{Op: "task_register", Code: ErrInvalid.Code, Message: fmt.Sprintf("task %q: the plugin registers more than %d tasks, the most one plugin may register", t.ID, maxTasks)}
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // This file is the plugin's side of the scheduler capability (docs/abi.md,
@@ -321,9 +322,31 @@ func checkTask(t Task) error {
 		return bad("InitialDelay is %s; it must be between 0 and 24h0m0s", t.InitialDelay)
 	}
 	if c := t.Cron; c != "" {
+		// What the runtime refuses before it parses (ParseCron in
+		// runtime/scheduler): these passed a plugin's unit tests, then
+		// failed its load.
+		switch {
+		case len(c) > maxTaskCron:
+			return bad("cron %q: longer than %d bytes", c[:maxTaskCron]+"...", maxTaskCron)
+		case strings.TrimSpace(c) != c || strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }):
+			return bad("cron %q: has leading or trailing space or control characters", c)
+		case !utf8.ValidString(c):
+			return bad("cron %q: is not valid UTF-8", c)
+		}
 		body := c
 		if strings.HasPrefix(c, "CRON_TZ=") || strings.HasPrefix(c, "TZ=") {
-			_, body, _ = strings.Cut(c, " ")
+			i := strings.IndexByte(c, ' ')
+			if i < 0 {
+				return bad("cron %q: a CRON_TZ= prefix must be followed by a space and the schedule", c)
+			}
+			prefix, zone, _ := strings.Cut(c[:i], "=")
+			switch {
+			case zone == "":
+				return bad("cron %q: %s= names no zone; name an IANA zone (%s=Europe/Paris), or leave the prefix out for UTC", c, prefix, prefix)
+			case strings.EqualFold(zone, "Local"), strings.EqualFold(zone, "localtime"), strings.EqualFold(zone, "posixrules"):
+				return bad("cron %q: %s=%s is not accepted: replicas in different zones would compute different due times; name an IANA zone (%s=Europe/Paris)", c, prefix, zone, prefix)
+			}
+			body = strings.TrimSpace(c[i:])
 		}
 		switch {
 		case strings.HasPrefix(body, "@every"):
@@ -335,6 +358,14 @@ func checkTask(t Task) error {
 	}
 	return nil
 }
+
+// maxTaskCron and maxTasks are the runtime's bounds: the longest cron
+// expression (hostfuncs.MaxTaskCron) and how many tasks one plugin may
+// register (scheduler.MaxTasks).
+const (
+	maxTaskCron = 200
+	maxTasks    = 1000
+)
 
 // scheduledTasks returns the registered tasks sorted by id.
 func scheduledTasks() []Task {

@@ -62,6 +62,54 @@ func TestScheduleChecks(t *testing.T) {
 	}
 }
 
+// Natively, Schedule refuses what the runtime refuses without a cron
+// parser: a cron over 200 bytes, with surrounding space, control
+// characters or invalid UTF-8, a CRON_TZ= prefix without a zone or
+// naming the host's, and a task past the 1000th. They passed a plugin's
+// unit tests, then failed its load.
+func TestScheduleChecksNativelyWhatTheRuntimeRefuses(t *testing.T) {
+	freshTasks(t)
+	for _, tc := range []struct {
+		cron, want string
+	}{
+		{"0 0 * * " + strings.Repeat("1,", 100) + "1", "longer than 200 bytes"},
+		{" 0 * * * *", "leading or trailing space"},
+		{"0 * * * *\n", "leading or trailing space"},
+		{"0 *\x00 * * *", "control characters"},
+		{"0 * * * \xff", "not valid UTF-8"},
+		{"CRON_TZ=Europe/Paris", "followed by a space"},
+		{"CRON_TZ= 0 9 * * *", "names no zone"},
+		{"CRON_TZ=Local 0 9 * * *", "not accepted"},
+		{"TZ=localtime 0 9 * * *", "not accepted"},
+	} {
+		err := Schedule(Task{ID: "c", Cron: tc.cron, Run: nop})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cron %q: %v, want ErrInvalid with %q", tc.cron, err, tc.want)
+		}
+	}
+	for _, ok := range []string{"CRON_TZ=Europe/Paris 0 9 * * *", "@daily", "0\t9 * * *"} {
+		if err := Schedule(Task{ID: "ok" + string(rune('a'+len(ok)%26)) + strings.Repeat("x", len(ok)%7), Cron: ok, Run: nop}); err != nil {
+			t.Errorf("cron %q: %v", ok, err)
+		}
+	}
+	freshTasks(t)
+	for i := range 1000 {
+		if err := Schedule(Task{ID: "t" + strings.Repeat("0", 4-len(itoa(i))) + itoa(i), Every: time.Minute, Run: nop}); err != nil {
+			t.Fatalf("task %d: %v", i, err)
+		}
+	}
+	if err := Schedule(Task{ID: "t1000", Every: time.Minute, Run: nop}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "more than 1000 tasks") {
+		t.Errorf("the 1001st task: %v", err)
+	}
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
+
 func TestRunTaskNatively(t *testing.T) {
 	freshTasks(t)
 	var saw TaskRun
