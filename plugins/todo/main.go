@@ -14,7 +14,8 @@
 //
 // A global task, purge-done, deletes the items marked done more than
 // done_retention ago ([plugins.todo.config] done_retention, a Go duration,
-// default 24h), every purge_every (default 10m). It needs scheduler = true
+// default 24h), every purge_every (default 10m, from 1s to 366 days; a
+// bad value of either fails the load, naming it). It needs scheduler = true
 // under [plugins.todo.capabilities]; without it the plugin serves all the
 // same and done items stay.
 package main
@@ -46,8 +47,15 @@ func init() {
 	if err := greenroom.Migrations(migrations); err != nil {
 		panic(err)
 	}
-	every, err := durationConfig("purge_every", 10*time.Minute)
+	// Both settings are checked here, so that a bad one fails the load
+	// naming its key: purge_every = "0s" failed it naming only the task
+	// ("set Cron or Every"), and a done_retention that is not a duration
+	// loaded, then failed every run.
+	every, err := durationConfig("purge_every", 10*time.Minute, time.Second, 366*24*time.Hour)
 	if err != nil {
+		panic(err)
+	}
+	if _, err := durationConfig("done_retention", 24*time.Hour, 0, 0); err != nil {
 		panic(err)
 	}
 	err = greenroom.Schedule(greenroom.Task{
@@ -67,22 +75,27 @@ func init() {
 // purgeTask is the id of the task that deletes old done items.
 const purgeTask = "purge-done"
 
-// durationConfig reads a Go duration from the plugin's config.
-func durationConfig(key string, def time.Duration) (time.Duration, error) {
+// durationConfig reads a Go duration from the plugin's config, from lo
+// to hi (no upper bound when hi is 0).
+func durationConfig(key string, def, lo, hi time.Duration) (time.Duration, error) {
 	v, ok := greenroom.Config(key)
 	if !ok {
 		return def, nil
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("todo: [plugins.todo.config] %s = %q is not a non-negative Go duration such as \"24h\"", key, v)
+	if err != nil || d < lo || hi > 0 && d > hi {
+		want := fmt.Sprintf("at least %s", lo)
+		if hi > 0 {
+			want = fmt.Sprintf("from %s to %s", lo, hi)
+		}
+		return 0, fmt.Errorf("todo: config %s = %q is not a Go duration %s, such as \"24h\"", key, v, want)
 	}
 	return d, nil
 }
 
 // purgeDone deletes the items marked done more than done_retention ago.
 func purgeDone(ctx context.Context) error {
-	keep, err := durationConfig("done_retention", 24*time.Hour)
+	keep, err := durationConfig("done_retention", 24*time.Hour, 0, 0)
 	if err != nil {
 		return err
 	}

@@ -92,3 +92,29 @@ func TestCapabilityImports(t *testing.T) {
 		}
 	}
 }
+
+// plugins/todo's purge settings are checked as it loads, and a bad one
+// fails the load naming its key: purge_every = "0s" or "500ms" failed it
+// naming only the task ("set Cron or Every", "Every is 500ms"), and a
+// done_retention that is not a duration loaded, then failed every run.
+func TestTodoBadPurgeConfig(t *testing.T) {
+	cases := []struct{ key, value, want string }{
+		{"purge_every", "0s", `purge_every = "0s"`},
+		{"purge_every", "500ms", `purge_every = "500ms"`},
+		{"purge_every", "9000h", `purge_every = "9000h"`},
+		{"purge_every", "1 day", `purge_every = "1 day"`},
+		{"done_retention", "1 day", `done_retention = "1 day"`},
+		{"done_retention", "-1h", `done_retention = "-1h"`},
+	}
+	conf := []string{sqliteConf(t)}
+	for i, tc := range cases {
+		conf = append(conf, fmt.Sprintf("[plugins.todo%d]\npath = %q\n[plugins.todo%d.capabilities]\ndatabase = true\nscheduler = true\n[plugins.todo%d.config]\n%s = %q\n", i, todoWasm, i, i, tc.key, tc.value))
+	}
+	in := start(t, "one", conf...)
+	for i, tc := range cases {
+		state, reason := in.RT.Slot(fmt.Sprintf("todo%d", i)).Status()
+		if state != "failed" || !strings.Contains(reason, tc.want) {
+			t.Errorf("%s = %q: state %s, reason %q; want failed naming %s", tc.key, tc.value, state, reason, tc.want)
+		}
+	}
+}
