@@ -21,9 +21,10 @@
 // plugin warns and keeps them in each instance's memory (memStore).
 //
 // Refresh: with scheduler = true granted, a global task named "refresh"
-// fetches the document every max_age (conditionally, with its ETag), so
-// /latest is served from the database; without the grant, /latest fetches
-// on demand as above.
+// fetches the document every max_age (conditionally, with its ETag; every
+// 366 days at most, and no task for a max_age under 1s), so /latest is
+// served from the database; without the grant, /latest fetches on demand
+// as above.
 package main
 
 import (
@@ -55,9 +56,15 @@ func init() {
 	// With the scheduler granted, a global task refreshes the copy every
 	// max_age, so requests rarely wait for a fetch; without it, /latest
 	// fetches on demand.
-	if _, maxAge, err := settings(); err == nil {
+	// The scheduler takes periods from 1s to 366 days: a max_age under
+	// 1s ("0s": every request fetches) gets no task, and one over 366
+	// days a refresh every 366 days. Given as it was, the runtime refused
+	// the task and the plugin's load failed with it.
+	if _, maxAge, err := settings(); err == nil && maxAge < minRefresh {
+		greenroom.Logger().Info("no scheduled refresh; fetching on demand", "reason", fmt.Sprintf("max_age %s is under %s, the shortest period of a task", maxAge, minRefresh))
+	} else if err == nil {
 		err := greenroom.Schedule(greenroom.Task{
-			ID: "refresh", Every: maxAge, Timeout: time.Minute, InitialDelay: 5 * time.Second,
+			ID: "refresh", Every: min(maxAge, maxRefresh), Timeout: time.Minute, InitialDelay: 5 * time.Second,
 			Scope: greenroom.Global, Run: a.refresh,
 		})
 		if err != nil {
@@ -65,6 +72,12 @@ func init() {
 		}
 	}
 }
+
+// minRefresh and maxRefresh bound a task's period (Task.Every).
+const (
+	minRefresh = time.Second
+	maxRefresh = 366 * 24 * time.Hour
+)
 
 // refresh is the scheduled task: a conditional fetch of the document.
 func (a *app) refresh(ctx context.Context) error {

@@ -449,10 +449,45 @@ func TestDocsRefreshTaskReadsURL(t *testing.T) {
 	}
 }
 
+// A max_age the scheduler takes no period of (under 1s: "0s" means
+// fetch at every request; over 366 days) does not fail plugins/docs's
+// load when the scheduler is granted: under 1s it schedules no refresh
+// and fetches on demand, saying so; over 366 days it refreshes every 366
+// days. Until 2026-12-07 the load failed, naming only the task ("set
+// Cron or Every", "Every is 500ms").
+func TestDocsMaxAgeOutsideTheSchedulersPeriods(t *testing.T) {
+	src := newTarget(t, false, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "# doc")
+	})
+	for _, tc := range []struct{ maxAge, every string }{{"0s", ""}, {"500ms", ""}, {"-1h", ""}, {"9000h", "8784h0m0s"}} {
+		in := startDocsMaxAge(t, src, ", database = true, scheduler = true", "/backstage/README.md", tc.maxAge)
+		if state, reason := in.RT.Slot("docs").Status(); state != "ready" {
+			t.Errorf("max_age %s: %s %s", tc.maxAge, state, reason)
+			continue
+		}
+		if status, _, body := in.Get(t, "/api/docs/latest"); status != 200 || body != "# doc" {
+			t.Errorf("max_age %s: latest: %d %q", tc.maxAge, status, body)
+		}
+		_, _, body := in.Get(t, "/.greenroom/scheduler/v1/tasks")
+		switch {
+		case tc.every == "" && (strings.Contains(body, `"refresh"`) || len(linesWith(t, in, "no scheduled refresh")) == 0):
+			t.Errorf("max_age %s: a refresh task, or no line saying there is none: %s\n%s", tc.maxAge, body, in.Log)
+		case tc.every != "" && !strings.Contains(body, `"every":"`+tc.every+`"`):
+			t.Errorf("max_age %s: tasks %s, want refresh every %s", tc.maxAge, body, tc.every)
+		}
+	}
+}
+
 // startDocs serves plugins/docs (two instances, its own SQLite file) with
 // its document at path on src, reachable as raw.test; caps extends its
 // capabilities table, which grants the read.
 func startDocs(t *testing.T, src *target, caps, path string) *servertest.Instance {
+	t.Helper()
+	return startDocsMaxAge(t, src, caps, path, "1h")
+}
+
+// startDocsMaxAge is startDocs with config max_age = maxAge.
+func startDocsMaxAge(t *testing.T, src *target, caps, path, maxAge string) *servertest.Instance {
 	t.Helper()
 	cfg := fmt.Sprintf(`
 [database]
@@ -463,8 +498,8 @@ allow = [{ host = "raw.test", paths = ["/backstage/"], scheme = "http" }]
 path = %q
 limits = { instances = 2 }
 capabilities = { urlreader = ["raw.test/backstage/"]%s }
-config = { url = "http://raw.test:%d%s", max_age = "1h" }
-`, t.TempDir(), docsWasm, caps, src.port(), path)
+config = { url = "http://raw.test:%d%s", max_age = %q }
+`, t.TempDir(), docsWasm, caps, src.port(), path, maxAge)
 	return servertest.Start(t, cfg, servertest.Options{
 		CacheDir: cacheDir,
 		Runtime: runtime.Options{URLReader: urlreader.Options{
