@@ -42,7 +42,10 @@ func ask(t *testing.T, url string, pieces ...string) (int, string, time.Duration
 // 408 at server.read_timeout, 30 s later by default. greenroom refuses a
 // head with a bare LF anyway (TestAmbiguousFramingRefused): on a new
 // connection it is now answered 400 at once. What the library does take
-// is still served.
+// is still served, also after empty lines before the request line, which
+// it skips, whatever reads they arrive in: a bare LF among them is no
+// head's end (taken for one, it got such a request refused 400 bare LF,
+// or its connection closed with no answer).
 func TestBareLFHeadRefusedAtOnce(t *testing.T) {
 	in := start(t, "[server]\nread_timeout = \"20s\"\n")
 	for _, pieces := range [][]string{
@@ -53,6 +56,8 @@ func TestBareLFHeadRefusedAtOnce(t *testing.T) {
 		{"POST " + liveness + " HTTP/1.1\nHost: x\nContent-Length: 5\n\n", "hello"},
 		{"GET " + liveness + " HTTP/1.1\nHost: x\n", "\n"},
 		{"GET " + liveness + " HTTP/1.1\nHost: x\n\n", "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"\n\r\n", "GET " + liveness + " HTTP/1.0\n\n"},
+		{"\n\n", "GET " + liveness + " HTTP/1.1\nHost: x\n", "\n"},
 	} {
 		status, body, took := ask(t, in.URL, pieces...)
 		if status != 400 || took > 5*time.Second || !strings.Contains(body, "bare LF") || !strings.Contains(body, `"code":"bad_request"`) {
@@ -66,6 +71,11 @@ func TestBareLFHeadRefusedAtOnce(t *testing.T) {
 		// request line alone followed by CRLF.
 		{"GET " + liveness + " HTTP/1.1\nHost: x\r\n\r\n"},
 		{"GET " + liveness + " HTTP/1.0\n\r\n"},
+		// Empty lines before the request line, ended by a bare LF.
+		{"\n\nGET " + liveness + " HT", "TP/1.1\r\nHost: x\r\n\r\n"},
+		{"\n\r\n", "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"\r\n\n", "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n", "\r\n"},
+		{"\n", "\n", "GET " + liveness + " HTTP/1.0\n\r\n"},
 	} {
 		if status, body, took := ask(t, in.URL, pieces...); status != 200 {
 			t.Errorf("%q: %d after %v (%s), want 200", strings.Join(pieces, ""), status, took.Round(time.Millisecond), body)
@@ -78,7 +88,8 @@ func TestBareLFHeadRefusedAtOnce(t *testing.T) {
 // CRLF is refused 400 at once, as the connection's first request is: it
 // was answered 408 at server.read_timeout. Whatever the request before it
 // was (a body read by its route, one not read, none), and on a third
-// request as on a second; well-framed requests between them are served.
+// request as on a second; well-framed requests between them are served,
+// also after empty lines ended by a bare LF before their request line.
 func TestBareLFHeadOnKeptAliveConnection(t *testing.T) {
 	in := start(t, "[server]\nread_timeout = \"20s\"\n")
 	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -137,10 +148,14 @@ func TestBareLFHeadOnKeptAliveConnection(t *testing.T) {
 		"POST " + liveness + " HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\n\n\n\n",
 		"GET " + liveness + " HTTP/1.1\r\nHost: x\r\n",
 		"\r\n",
+		// Empty lines before a request line, which the library
+		// skips: a bare LF among them is no head's end.
+		"\n\n",
+		ok,
 		"GET " + liveness + " HTTP/1.0\n\r\n",
 	} {
 		io.WriteString(conn, req)
-		if strings.HasSuffix(req, "x\r\n") {
+		if strings.HasSuffix(req, "x\r\n") || req == "\n\n" {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}

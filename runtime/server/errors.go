@@ -275,7 +275,7 @@ func knownMethod(method []byte) bool {
 func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		if lc, ok := ctx.Conn().(*lingerConn); ok {
-			lc.handling(ctx.Request.Header.ContentLength())
+			lc.handling()
 		}
 		framing := framingProblem(ctx.Request.Header.RawHeaders())
 		switch {

@@ -77,35 +77,6 @@ type lingerConn struct {
 	// writes an answer before it reads the next request) or closes it.
 	heldHeads  atomic.Int64
 	headBudget atomic.Pointer[byteBudget]
-	// firstDone is set once the watched request's head (the
-	// connection's first, or one whose first bytes a read after
-	// fasthttp's StateIdle returned: see idle) is known to be framed by
-	// a CRLF CRLF, or an answer was written; first and crlf are Read's
-	// states of the search for its empty line (headEnd) and for a CRLF
-	// CRLF (crlfEnd) until then; unframed is set when the head ended
-	// without one (see Read).
-	firstDone atomic.Bool
-	first     int
-	crlf      int
-	unframed  atomic.Bool
-	// idle is set when fasthttp has finished a request and is about to
-	// wait for the next one's first byte (StateIdle, see connState),
-	// until its next read: if that read comes before fasthttp takes the
-	// connection as active, its buffer was empty, and the bytes the read
-	// returns begin the next request's head.
-	idle atomic.Bool
-	// piped is set when fasthttp takes the connection as active with no
-	// read since it went idle (the next request's first bytes were in its
-	// buffer: pipelined), until it goes idle again; tail and handled
-	// then say whether the head it is reading ends in a bare LF (see
-	// Read). tail follows the bytes read since the last CRLF CRLF, and
-	// counts the CRLF CRLFs, since the head watched last began (a new
-	// connection, or idle); handled counts the requests that reached the
-	// handler since then (guard). Both are used by the connection's
-	// serving goroutine only, as first and crlf are.
-	piped   atomic.Bool
-	tail    tailWatch
-	handled int
 	// reading is set while fasthttp reads a request's head: from
 	// StateActive (see connState) until the request reaches the handler
 	// (handling). total counts the bytes read, lastEmpty is the offset
@@ -126,145 +97,18 @@ type lingerConn struct {
 	bufSize    int
 }
 
-// tailWatch follows a connection's bytes after the last CRLF CRLF read,
-// where a head pipelined behind a request without a body begins.
-type tailWatch struct {
-	// heads counts the CRLF CRLFs read; void is set once the bytes read
-	// cannot be told apart (a request with a body was handled, or more
-	// than maxTail bytes followed the last CRLF CRLF: more than a head
-	// fasthttp reads whole) or are no head (they do not begin with a
-	// method, methodStart), until the watch begins anew.
-	heads int
-	void  bool
-	// first and crlf are the states of the searches for an empty line
-	// (headEnd) and a CRLF CRLF (crlfEnd) in the bytes after the last
-	// CRLF CRLF; n is how many there are.
-	first, crlf, n int
-}
-
-// maxTail is the longest head tailWatch follows: fasthttp's read buffer
-// is server.header_limit, at most 1 MiB, and a longer head is refused.
-const maxTail = 1 << 20
-
-var crlfcrlf = []byte("\r\n\r\n")
-
-// scan follows b, the next bytes read. It searches with bytes.Index
-// (vector instructions) rather than byte by byte, and not at all past a
-// head whose next bytes begin no request line (a body): the first read
-// of a request with a body carries up to 16 KiB of it, which a byte loop
-// took 60 µs to follow (BenchmarkTailScan).
-func (t *tailWatch) scan(b []byte) {
-	if t.void {
-		return
-	}
-	// A CRLF CRLF begun in the bytes before b.
-	if t.crlf > 0 {
-		k := min(len(crlfcrlf)-t.crlf, len(b))
-		if crlfEnd(t.crlf, b[:k]) == len(crlfcrlf) {
-			t.heads++
-			t.first, t.crlf, t.n = 0, 0, 0
-			b = b[k:]
-		}
-	}
-	for {
-		if t.n == 0 && len(b) > 0 && !methodStart(b) {
-			// What follows a head is no request line: its body,
-			// most likely (a request it is would be refused anyway).
-			t.void = true
-			return
-		}
-		i := bytes.Index(b, crlfcrlf)
-		if i < 0 {
-			break
-		}
-		t.heads++
-		t.first, t.crlf, t.n = 0, 0, 0
-		b = b[i+len(crlfcrlf):]
-	}
-	if t.n += len(b); t.n > maxTail {
-		t.void = true
-		return
-	}
-	if len(b) < len(crlfcrlf) {
-		// Short: byte by byte, from the states the bytes before left.
-		// An empty line found stays found (headEnd would forget it
-		// at the next byte) until the next CRLF CRLF, as below.
-		if t.first != headFound {
-			t.first = headEnd(t.first, b)
-		}
-		t.crlf = crlfEnd(t.crlf, b)
-		return
-	}
-	// b holds no CRLF CRLF, so its states after it are those of its
-	// last bytes alone, but for an empty line begun before it or in it.
-	if t.first != headFound && (headEnd(t.first, b[:2]) == headFound ||
-		bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))) {
-		t.first = headFound
-	}
-	if t.first != headFound {
-		t.first = headEnd(0, b[len(b)-2:])
-	}
-	t.crlf = crlfEnd(0, b[len(b)-3:])
-}
-
-// methodStart reports whether b, the first bytes after a head, may
-// begin a request line: an upper-case method of up to 7 letters (those
-// greenroom serves) and a space, or as much of that as b holds.
-func methodStart(b []byte) bool {
-	for i, ch := range b[:min(len(b), 8)] {
-		if ch == ' ' && i > 0 {
-			return true
-		}
-		if ch < 'A' || ch > 'Z' {
-			return false
-		}
-	}
-	return len(b) < 8
-}
-
-// bareLFPiped reports whether fasthttp, reading the head of a request
-// pipelined behind the one before it, holds that head whole and ended by
-// an empty line that is not a CRLF after a CRLF, and waits for a CRLF
-// CRLF that is not coming. Every CRLF CRLF read ended the head of a
-// request handled since (none is left for the head being read), the last
-// of them had no body, so the bytes after it begin the head being read,
-// and those hold its empty line.
-func (c *lingerConn) bareLFPiped() bool {
-	return c.piped.Load() && c.busy.Load() == 0 && !c.tail.void &&
-		c.tail.heads == c.handled && c.tail.first == headFound
-}
-
-// handling notes a request that reached the handler (guard), whose head
-// has been read: when it has a body (a Content-Length above 0, or
-// chunked), the bytes after its head cannot be told apart from the next
-// head's any more (tailWatch.void).
-func (c *lingerConn) handling(contentLength int) {
+// handling notes a request that reached the handler (guard): its head
+// has been read (see reading).
+func (c *lingerConn) handling() {
 	c.reading.Store(false)
-	c.handled++
-	if contentLength > 0 || contentLength == -1 {
-		c.tail.void = true
-	}
 }
 
-// connState follows fasthttp's connection states (Server.ConnState) for
-// the heads of a kept-alive connection's later requests (see Read).
+// connState follows fasthttp's connection states (Server.ConnState):
+// StateActive, for every request of the connection, begins the read of
+// its head (reading).
 func connState(c net.Conn, state fasthttp.ConnState) {
-	lc, ok := c.(*lingerConn)
-	if !ok {
-		return
-	}
-	switch state {
-	case fasthttp.StateIdle:
-		lc.piped.Store(false)
-		lc.idle.Store(true)
-	case fasthttp.StateActive:
+	if lc, ok := c.(*lingerConn); ok && state == fasthttp.StateActive {
 		lc.reading.Store(true)
-		// No read since idle: its first byte was in fasthttp's buffer
-		// already (pipelined, or read with the request before), and
-		// its head is watched from the last CRLF CRLF (see Read).
-		if lc.idle.Swap(false) {
-			lc.piped.Store(true)
-		}
 	}
 }
 
@@ -276,57 +120,27 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 
 // Read notes the end of a request's head (headDone).
 //
-// It also refuses the connection's first request when its head ends in
-// an empty line the HTTP library does not take for its end: fasthttp
-// ends a head only where the bytes it holds carry a CRLF CRLF (or at a
-// CRLF right after the request line), and otherwise waits for more
-// until server.read_timeout (408), also for a head ended by "\n\n",
-// which every header line ended by a bare LF makes greenroom refuse
-// anyway (framingProblem). The first request's head begins at the
-// connection's first byte, so every byte Read returns before its end is
-// the head's: once its empty line came (headEnd) with no CRLF CRLF
-// among those bytes (crlfEnd), fasthttp cannot have parsed it unless it
-// is a request line alone, which has no body to read; so when it reads
-// again before any answer, outside the handler, it is waiting for what
-// is not coming, and the read fails at once instead (400 bad_request).
-//
-// A later request of a kept-alive connection is watched the same way
-// when its head begins a read: fasthttp, done with a request (its body
-// read or dropped, its answer written), sets the connection idle and
-// reads what it holds of the next one, and reads from the connection
-// only when it holds nothing (idle).
-//
-// A head whose first bytes fasthttp read with the request before
-// (pipelined behind it: active with no read since idle, piped) begins
-// among bytes read already, after the last CRLF CRLF when every CRLF
-// CRLF read ended a head fasthttp has handed on, and the last of those
-// requests had no body (tailWatch, bareLFPiped): a read fasthttp asks
-// for while it holds that head whole, ended by a bare LF, fails at once
-// too, and so does one after a read that completed it. Behind a request
-// with a body, where among the bytes after it the body ends is not
-// known to the tail watch, what fasthttp holds of the head is told by
-// the buffer it reads into (heldEmptyLine), and such a head is refused
-// too; heldEmptyLine covers the watch's case as well.
+// It also refuses a request whose head ends in an empty line the HTTP
+// library does not take for its end: fasthttp ends a head only where the
+// bytes it holds carry a CRLF CRLF (or at a CRLF right after the request
+// line), and otherwise waits for more until server.read_timeout (408),
+// also for a head ended by "\n\n", which every header line ended by a
+// bare LF makes greenroom refuse anyway (framingProblem). When fasthttp,
+// reading a head, asks for more bytes while those it holds carry such an
+// empty line after a line that is not empty (heldEmptyLine), it is
+// waiting for what is not coming, and the read fails at once instead
+// (400 bad_request): whatever request of the connection it is (the
+// first, one after an answer, one pipelined behind requests with bodies
+// or without), as what fasthttp holds is told by the buffer it reads
+// into, not by where the requests before it ended.
 func (c *lingerConn) Read(p []byte) (int, error) {
 	c.releaseHeads()
-	if c.unframed.Load() && c.busy.Load() == 0 && !c.firstDone.Load() || c.bareLFPiped() || c.heldEmptyLine(p) {
+	if c.heldEmptyLine(p) {
 		return 0, errUnframedHead
 	}
 	n, err := c.TCPConn.Read(p)
 	if n > 0 {
 		c.noteEmptyLines(p[:n])
-	}
-	if n > 0 && c.idle.Swap(false) {
-		c.first, c.crlf = 0, 0
-		c.unframed.Store(false)
-		c.firstDone.Store(false)
-		c.tail, c.handled = tailWatch{}, 0
-	}
-	if n > 0 {
-		c.tail.scan(p[:n])
-	}
-	if n > 0 && !c.firstDone.Load() {
-		c.watchFirst(p[:n])
 	}
 	if n > 0 && !c.got.Load() {
 		c.got.Store(true)
@@ -463,47 +277,12 @@ func (c *lingerConn) Write(p []byte) (int, error) {
 	if !bytes.HasPrefix(p, []byte("HTTP/1.1 100 ")) {
 		c.headDone.Store(false)
 		c.newHead.Store(true)
-		c.firstDone.Store(true)
 	}
 	return c.TCPConn.Write(p)
 }
 
 // headFound is headEnd's state once a head's empty line was read.
 const headFound = 3
-
-// watchFirst follows b, the next bytes of the connection's first
-// request's head (see Read).
-func (c *lingerConn) watchFirst(b []byte) {
-	c.crlf = crlfEnd(c.crlf, b)
-	if c.crlf == len("\r\n\r\n") {
-		c.firstDone.Store(true) // framed: fasthttp reads it
-		return
-	}
-	if c.first = headEnd(c.first, b); c.first == headFound {
-		c.unframed.Store(true)
-	}
-}
-
-// crlfEnd goes on searching b for a CRLF CRLF, from state (how many of
-// its bytes the bytes before b ended with), and returns the state after
-// b: 4 once found.
-func crlfEnd(state int, b []byte) int {
-	for _, ch := range b {
-		switch {
-		case state == 4:
-			return state
-		case ch == '\r' && state == 2:
-			state = 3
-		case ch == '\r':
-			state = 1
-		case ch == '\n' && (state == 1 || state == 3):
-			state++
-		default:
-			state = 0
-		}
-	}
-	return state
-}
 
 // headEnd goes on searching b for the empty line that ends a request's
 // head (LF CR LF or LF LF), from state (0: in a line, 1: after its LF, 2:

@@ -141,42 +141,14 @@ func TestExpireReadsSparesAWholeHeadNotReadYet(t *testing.T) {
 	}
 }
 
-// crlfEnd finds a CRLF CRLF however the bytes are split, and nothing
-// else.
-func TestCRLFEnd(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want bool
-	}{
-		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
-		{"a\r\r\n\r\n", true},
-		{"a\r\n\r\r\n\r\n", true},
-		{"a\n\r\n\r\n", true},
-		{"a\r\n\n", false},
-		{"a\n\r\n", false},
-		{"a\n\n", false},
-		{"a\r\n\r\r\n", false},
-		{"a\r\n\ra\n", false},
-	} {
-		for cut := 0; cut <= len(c.in); cut++ {
-			for cut2 := cut; cut2 <= len(c.in); cut2++ {
-				got := crlfEnd(crlfEnd(crlfEnd(0, []byte(c.in[:cut])), []byte(c.in[cut:cut2])), []byte(c.in[cut2:])) == 4
-				if got != c.want {
-					t.Errorf("%q cut at %d and %d: %v, want %v", c.in, cut, cut2, got, c.want)
-				}
-			}
-		}
-	}
-}
-
-// BenchmarkTailScan is what following the bytes after the last CRLF CRLF
-// (tailWatch, for heads pipelined behind a request) costs a read that
-// holds one request's head, the common case, four pipelined heads, and
-// a head with 16 KiB of its body (only the first read of a body is
-// followed: a request with a body makes the watch void).
+// BenchmarkEmptyLines is what the search for the last empty line
+// (noteEmptyLines, for heldEmptyLine) costs a read that holds one
+// request's head, the common case, four pipelined heads, and a head with
+// 16 KiB of its body: every read is searched, bodies included, its last
+// server.header_limit bytes (16 KiB by default) at most.
 //
-//	go test -run '^$' -bench TailScan ./runtime/server/
-func BenchmarkTailScan(b *testing.B) {
+//	go test -run '^$' -bench EmptyLines ./runtime/server/
+func BenchmarkEmptyLines(b *testing.B) {
 	head := []byte("GET /api/hello/ping HTTP/1.1\r\nHost: 127.0.0.1:7007\r\nUser-Agent: bench\r\nAuthorization: Bearer servertest-admin-token-0123456789abcdef\r\nAccept: */*\r\n\r\n")
 	post := []byte("POST /api/hello/echo HTTP/1.1\r\nHost: 127.0.0.1:7007\r\nContent-Length: 16384\r\n\r\n")
 	pipelined := bytes.Repeat(head, 4)
@@ -187,95 +159,16 @@ func BenchmarkTailScan(b *testing.B) {
 		{"head", head},
 		{"pipelined4", pipelined},
 		{"head+json16KiB", append(post, bytes.Repeat([]byte(`{"k":"0123456789"},`), 16384/19)...)},
-		// A body that begins as a method does, with a line feed
-		// every 16 bytes: the most a read costs.
+		// A body with a line feed every 16 bytes.
 		{"head+text16KiB", append(post, bytes.Repeat([]byte("ABCDEFGHIJKLMNO\n"), 1024)...)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(int64(len(c.read)))
-			var t tailWatch
-			for i := 0; i < b.N; i++ {
-				t = tailWatch{}
-				t.scan(c.read)
-			}
-		})
-		// The search for the last empty line (heldEmptyLine) follows
-		// every read, bodies included, 16 KiB at most.
-		b.Run(c.name+"/emptyLines", func(b *testing.B) {
 			b.SetBytes(int64(len(c.read)))
 			lc := &lingerConn{bufSize: 16 << 10, lastEmpty: -1}
 			for i := 0; i < b.N; i++ {
 				lc.noteEmptyLines(c.read)
 			}
 		})
-	}
-}
-
-// TestTailWatchSplits: tailWatch counts the CRLF CRLFs of a connection's
-// bytes and finds the empty line after the last of them whatever reads
-// they arrive in, as a byte-by-byte search does; it gives up (void) only
-// where the bytes after a head begin no request line.
-func TestTailWatchSplits(t *testing.T) {
-	ref := func(s string) (heads int, found bool) {
-		first, crlf := 0, 0
-		for i := 0; i < len(s); i++ {
-			if crlf = crlfEnd(crlf, []byte{s[i]}); crlf == 4 {
-				heads++
-				first, crlf = 0, 0
-				continue
-			}
-			if first != headFound {
-				first = headEnd(first, []byte{s[i]})
-			}
-		}
-		return heads, first == headFound
-	}
-	ok := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-	for _, s := range []string{
-		ok,
-		ok + ok,
-		ok + "GET / HTTP/1.1\nHost: x\n\n",
-		ok + "GET / HTTP/1.1\r\nHost: x\r\n\n",
-		ok + "GET / HTTP/1.1\r\nHost: x\n\r\n",
-		ok + "GET / HTTP/1.1\r\nHost: x\r\n",
-		ok + "GET / HTTP/1.1\nHost: x\r\n\r\n" + "GET / HT",
-		ok + "GET / HTTP/1.1\r\nHost: x\r\n\r\r\n\r\n",
-		ok + "GET / HTTP/1.1\r\nX: \r\n\r\r\n\n",
-		ok + "GET /\n\r\r\n\r\n" + ok,
-		ok + "GET / HTTP/1.1\r\nHost: x\r\nX: a\n\r" + "\n",
-		// Bytes after the empty line: it stays found, also when they
-		// come in a read of under 4 bytes.
-		ok + "GET / HTTP/1.1\nX: a\n\nGE",
-		ok + "A \n\n0",
-	} {
-		wantHeads, wantFound := ref(s)
-		for i := 0; i <= len(s); i++ {
-			for j := i; j <= len(s); j++ {
-				var w tailWatch
-				w.scan([]byte(s[:i]))
-				w.scan([]byte(s[i:j]))
-				w.scan([]byte(s[j:]))
-				if w.void {
-					t.Errorf("%q read as %d, %d, rest: void", s, i, j-i)
-					continue
-				}
-				if w.heads != wantHeads || (w.first == headFound) != wantFound {
-					t.Errorf("%q read as %d, %d, rest: %d heads, empty line found %v; want %d, %v", s, i, j-i, w.heads, w.first == headFound, wantHeads, wantFound)
-				}
-			}
-		}
-	}
-	// A head followed by what begins no request line: not searched.
-	for _, s := range []string{ok + `{"a":1}` + "\n\n", ok + "a=b&c=d", ok + "ABCDEFGHIJ\n\n", ok + "PROPFIND / HTTP/1.1\n\n", ok + "\r\n" + ok} {
-		var w tailWatch
-		if w.scan([]byte(s)); !w.void {
-			t.Errorf("%q: searched (not void)", s)
-		}
-	}
-	// Nor is a tail longer than any head.
-	var w tailWatch
-	if w.scan([]byte(ok + "GET /" + strings.Repeat("x", maxTail))); !w.void {
-		t.Error("a tail over maxTail: searched")
 	}
 }
 
