@@ -41,8 +41,14 @@ func edJWKs(t *testing.T, n int, kid string, numbered bool) ([]map[string]string
 // signEd is a token for rs256Config with EdDSA, signed by k under kid
 // (no kid when empty).
 func signEd(t *testing.T, k ed25519.PrivateKey, kid, sub string) string {
+	return signFor(t, jwt.SigningMethodEdDSA, k, kid, sub)
+}
+
+// signFor is a token for rs256Config with method, signed by k under kid
+// (no kid when empty), for sub.
+func signFor(t *testing.T, method jwt.SigningMethod, k any, kid, sub string) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+	tok := jwt.NewWithClaims(method, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
 	if kid != "" {
 		tok.Header["kid"] = kid
 	}
@@ -123,16 +129,7 @@ func TestJWTWithoutKidTriesFewKeys(t *testing.T) {
 
 // authtestES256 is an ES256 token for rs256Config signed by k under kid.
 func authtestES256(t *testing.T, k *ecdsa.PrivateKey, kid string) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": "https://idp/", "aud": "greenroom", "sub": "user:ec", "exp": time.Now().Add(time.Hour).Unix()})
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return signFor(t, jwt.SigningMethodES256, k, kid, "user:ec")
 }
 
 // A token naming a kid of a large JWKS is looked up, not searched for:
