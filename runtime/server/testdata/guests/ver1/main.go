@@ -2,6 +2,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -25,6 +26,12 @@ func init() {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		w.Write([]byte(version))
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		// The version and the length of the body it read, for the tests
+		// that send bodies across a reload.
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Write([]byte(version + ":" + strconv.FormatInt(n, 10)))
 	})
 	greenroom.Handle(mux)
 	// Open only where the operator also lists it in public_routes.
