@@ -521,7 +521,12 @@ func TestPGSurvivorStaysCountedThroughFailedChecks(t *testing.T) {
 	failing.Store(true)
 	time.Sleep(4 * time.Second) // twice the attempts it once gave up after
 	failing.Store(false)
-	time.Sleep(1500 * time.Millisecond) // a check that succeeds
+	// A check that succeeds counts the backend again, and (5 s after
+	// its termination) says it still runs. Waited for, not slept: on a
+	// loaded machine the check's own connection took 6 s.
+	within(t, 30*time.Second, "a check to succeed after the failed ones", func() bool {
+		return strings.Contains(in.Log.String(), "still runs")
+	})
 	if !running() {
 		t.Fatal("the containment's backend ended meanwhile: the test needs larger arrays")
 	}
