@@ -199,3 +199,60 @@ func FuzzFramingProblem(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLastEmptyLine: lastEmptyLine, which searches 8 bytes at a time and
+// skips 512 bytes without an LF at once, finds the LF that begins the
+// last empty line (LF LF or LF CR LF) where a byte-by-byte search from
+// the end does: at 0 or at the end, across every place in 8 bytes and the
+// 512-byte steps, after long runs of LFs, CRs or other bytes. s is
+// repeated n%1100 times after a prefix of pad%600 bytes ('x', or LFs
+// with lfs odd), so that short inputs land anywhere in long ones.
+func FuzzLastEmptyLine(f *testing.F) {
+	ref := func(b []byte) int {
+		for i := len(b) - 2; i >= 0; i-- {
+			if b[i] == '\n' && (b[i+1] == '\n' || b[i+1] == '\r' && i+2 < len(b) && b[i+2] == '\n') {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, s := range []string{
+		"", "\n", "\n\n", "\n\r\n", "\r\n\r\n", "\n\r\r\n", "\n\r", "\r\n",
+		"a\n\r\nb\n\nc", "\n\n\n\r\n\r\r\n", "a\nb\rc\r\nd", "\na", "a\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\n\r\nGET",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\r\nx",
+	} {
+		for _, pad := range []uint16{0, 1, 5, 6, 7, 8, 9, 14, 15, 16, 501, 502, 503, 504, 505, 506, 507, 508, 509, 510, 511, 512, 513, 1022, 1024} {
+			f.Add([]byte(s), pad, uint16(0), false)
+		}
+		f.Add([]byte(s), uint16(0), uint16(1000), false)
+		f.Add([]byte(s), uint16(3), uint16(1000), true)
+	}
+	// Long runs: of LFs, of CRs, of text lines, of CRLFs.
+	for _, s := range []string{"\n", "\r", "a\n", "ABCDEFGHIJKLMNO\n", "a,b\r\n", "\n\r\r"} {
+		for _, n := range []uint16{1, 63, 64, 65, 300, 1023} {
+			f.Add([]byte(s), uint16(0), n, false)
+			f.Add([]byte(s), uint16(509), n, true)
+		}
+	}
+	f.Fuzz(func(t *testing.T, s []byte, pad, n uint16, lfs bool) {
+		fill := byte('x')
+		if lfs {
+			fill = '\n'
+		}
+		b := bytes.Repeat([]byte{fill}, int(pad%600))
+		if n%1100 == 0 || len(s) == 0 {
+			b = append(b, s...)
+		} else {
+			// No more than 128 KiB of repeats (millions of bytes
+			// hold the fuzzer up).
+			b = append(b, bytes.Repeat(s, min(int(n%1100), 1+(128<<10)/len(s)))...)
+		}
+		// The 8 bytes after b, if any, are not b's.
+		c := append(b[:len(b):len(b)], "\n\n\n\r\n\r\n"...)[:len(b)]
+		if got, want := lastEmptyLine(c), ref(b); got != want {
+			t.Fatalf("%d bytes (pad %d, then %q × %d): last empty line at %d; want %d", len(b), pad%600, s, n%1100, got, want)
+		}
+	})
+}

@@ -144,7 +144,8 @@ func TestExpireReadsSparesAWholeHeadNotReadYet(t *testing.T) {
 // BenchmarkEmptyLines is what the search for the last empty line
 // (noteEmptyLines, for heldEmptyLine) costs a read that holds one
 // request's head, the common case, four pipelined heads, and a head with
-// 16 KiB of its body: every read is searched, bodies included, its last
+// 16 KiB of its body (JSON without line feeds, text with one every 16
+// bytes, or every 2): every read is searched, bodies included, its last
 // server.header_limit bytes (16 KiB by default) at most.
 //
 //	go test -run '^$' -bench EmptyLines ./runtime/server/
@@ -161,6 +162,9 @@ func BenchmarkEmptyLines(b *testing.B) {
 		{"head+json16KiB", append(post, bytes.Repeat([]byte(`{"k":"0123456789"},`), 16384/19)...)},
 		// A body with a line feed every 16 bytes.
 		{"head+text16KiB", append(post, bytes.Repeat([]byte("ABCDEFGHIJKLMNO\n"), 1024)...)},
+		// A body with a line feed every 2 bytes: every 8 bytes hold two
+		// LFs with a byte between, to be told from LF CR LF.
+		{"head+lines16KiB", append(post, bytes.Repeat([]byte("a\n"), 8192)...)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.read)))
