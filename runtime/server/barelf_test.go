@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,6 +35,18 @@ func ask(t *testing.T, url string, pieces ...string) (int, string, time.Duration
 	}
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), time.Since(began)
+}
+
+// writePieces writes each piece on conn, with a pause between them (so
+// that each is read apart), ignoring errors: the server may have answered
+// and closed.
+func writePieces(conn net.Conn, pieces ...string) {
+	for i, p := range pieces {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		io.WriteString(conn, p)
+	}
 }
 
 // TestBareLFHeadRefusedAtOnce: a request whose head ends in an empty line
@@ -121,12 +134,7 @@ func TestBareLFHeadOnKeptAliveConnection(t *testing.T) {
 			io.Copy(io.Discard, resp.Body)
 		}
 		began := time.Now()
-		for i, p := range c.pieces {
-			if i > 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-			io.WriteString(conn, p)
-		}
+		writePieces(conn, c.pieces...)
 		what := strings.Join(c.pieces, "")
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -235,12 +243,7 @@ func TestBareLFHeadPipelined(t *testing.T) {
 	} {
 		conn := dial(t, in.URL)
 		br := bufio.NewReader(conn)
-		for i, p := range pieces {
-			if i > 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-			io.WriteString(conn, p)
-		}
+		writePieces(conn, pieces...)
 		want := strings.Count(strings.Join(pieces, ""), "HTTP/1.1")
 		for i := 0; i < want; i++ {
 			resp, err := http.ReadResponse(br, nil)
@@ -307,12 +310,7 @@ func bareLFBehindBody(t *testing.T, headerLimit string) {
 		conn := dial(t, in.URL)
 		br := bufio.NewReader(conn)
 		began := time.Now()
-		for i, p := range pieces {
-			if i > 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-			io.WriteString(conn, p)
-		}
+		writePieces(conn, pieces...)
 		want := c.before
 		failed := false
 		for i := 0; i < want; i++ {
@@ -356,12 +354,7 @@ func bareLFBehindBody(t *testing.T, headerLimit string) {
 	} {
 		conn := dial(t, in.URL)
 		br := bufio.NewReader(conn)
-		for i, p := range pieces {
-			if i > 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-			io.WriteString(conn, p)
-		}
+		writePieces(conn, pieces...)
 		for i := 0; i < 2; i++ {
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil || resp.StatusCode == 400 || resp.StatusCode == 408 || resp.StatusCode >= 500 { // POST gets 405
