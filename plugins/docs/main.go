@@ -9,6 +9,8 @@
 //
 // When a fetch fails and an older copy exists, /latest serves that copy
 // with an X-Docs-Stale header saying why; with no copy it answers 502.
+// The configured url is shown to clients (X-Docs-Source, /history, errors)
+// without its user info and query (shownURL).
 //
 // Config ([plugins.docs.config]): url (required), max_age (a Go duration,
 // default "5m"). The operator grants the read with [plugins.docs.capabilities]
@@ -33,7 +35,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/greenroom-dev/greenroom/guest-sdk/greenroom"
@@ -157,7 +161,7 @@ func (a *app) latest(w http.ResponseWriter, r *http.Request) {
 		next, err := a.fetch(fctx, url, cur)
 		switch {
 		case err != nil && cur == nil:
-			writeError(w, http.StatusBadGateway, err)
+			writeError(w, http.StatusBadGateway, errors.New(scrubURL(err.Error(), url)))
 			return
 		case err != nil:
 			stale = err
@@ -172,10 +176,10 @@ func (a *app) latest(w http.ResponseWriter, r *http.Request) {
 	if cur.ETag != "" {
 		h.Set("ETag", cur.ETag)
 	}
-	h.Set("X-Docs-Source", cur.URL)
+	h.Set("X-Docs-Source", shownURL(cur.URL))
 	h.Set("X-Docs-Fetched-At", cur.FetchedAt.UTC().Format(time.RFC3339))
 	if stale != nil {
-		h.Set("X-Docs-Stale", stale.Error())
+		h.Set("X-Docs-Stale", scrubURL(stale.Error(), url))
 	}
 	w.Write(cur.Body)
 }
@@ -199,7 +203,7 @@ func (a *app) fetch(ctx context.Context, url string, cur *Copy) (*Copy, error) {
 		next.CheckedAt = start
 		err = nil
 	case err != nil:
-		f.Outcome, f.Error = "error", err.Error()
+		f.Outcome, f.Error = "error", scrubURL(err.Error(), url)
 		var se *greenroom.StatusError
 		if errors.As(err, &se) {
 			f.Status = se.Response.Status
@@ -251,7 +255,69 @@ func (a *app) history(w http.ResponseWriter, r *http.Request) {
 	}
 	url, _, _ := settings()
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"url": url, "fetches": fetches})
+	json.NewEncoder(w).Encode(map[string]any{"url": shownURL(url), "fetches": fetches})
+}
+
+// shownURL is the configured url as clients see it (X-Docs-Source, the
+// history, errors): without its user info, query and fragment, where an
+// operator may have put a credential (a value from ${VAR} is a secret;
+// the intended place for credentials is [[integrations]]). The runtime
+// redacts secrets from the plugin's log lines, not from its answers.
+func shownURL(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(the configured url, which does not parse)"
+	}
+	hidden := u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != ""
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	if hidden {
+		return u.String() + "?…"
+	}
+	return u.String()
+}
+
+// scrubURL replaces the configured url raw, and its user info and query,
+// in text (an error's) by what shownURL shows.
+func scrubURL(text, raw string) string {
+	text = strings.ReplaceAll(text, raw, shownURL(raw))
+	if u, err := neturl.Parse(raw); err == nil {
+		if u.RawQuery != "" {
+			text = strings.ReplaceAll(text, u.RawQuery, "…")
+		}
+		if u.User != nil {
+			// In any form: Go's errors show the password as ***.
+			text = cutUserInfo(text, u.User.String())
+			text = cutUserInfo(text, u.User.Username())
+		}
+	}
+	return text
+}
+
+// cutUserInfo removes, from each "//" followed by user in text, what
+// goes up to the next "@" before any "/": a URL's user info, whatever its
+// password reads.
+func cutUserInfo(text, user string) string {
+	if user == "" {
+		return text
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(text, "//"+user)
+		if i < 0 {
+			break
+		}
+		rest := text[i+2:]
+		at := strings.IndexByte(rest, '@')
+		if at < 0 || strings.ContainsAny(rest[:at], "/ \"") {
+			b.WriteString(text[:i+2+len(user)])
+			text = text[i+2+len(user):]
+			continue
+		}
+		b.WriteString(text[:i+2])
+		text = rest[at+1:]
+	}
+	b.WriteString(text)
+	return b.String()
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {

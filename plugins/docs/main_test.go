@@ -219,3 +219,62 @@ func TestOversizeAndSlowSource(t *testing.T) {
 		t.Errorf("slow source: %d, %d bytes, %v", rec.Code, rec.Body.Len(), rec.Header())
 	}
 }
+
+// A credential the operator put in the configured url (user info, a
+// query) is not shown to clients: not in X-Docs-Source, the stale reason,
+// the 502's error, nor the history, whose url and errors quote it.
+func TestConfiguredURLCredentialNotShown(t *testing.T) {
+	up := atomic.Bool{}
+	up.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("token") != "s3cret" {
+			http.Error(w, "no token", http.StatusForbidden)
+			return
+		}
+		io.WriteString(w, "# doc")
+	}))
+	greenroom.SetURLTransport(srv.Client().Transport)
+	defer greenroom.SetURLTransport(nil)
+	url := strings.Replace(srv.URL, "http://", "http://bob:pa55word@", 1) + "/doc?token=s3cret"
+	greenroom.SetConfig(map[string]string{"url": url, "max_age": "1m"})
+	defer greenroom.SetConfig(nil)
+	shown := srv.URL + "/doc?…"
+
+	h := newApp(freshStore(t), time.Now).routes()
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec
+	}
+	leaks := func(what, s string) {
+		t.Helper()
+		for _, secret := range []string{"s3cret", "pa55word", "bob"} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%s shows %q: %s", what, secret, s)
+			}
+		}
+	}
+	rec := get("/latest")
+	if rec.Code != 200 || rec.Header().Get("X-Docs-Source") != shown {
+		t.Fatalf("/latest: %d %q, X-Docs-Source %q, want %q", rec.Code, rec.Body, rec.Header().Get("X-Docs-Source"), shown)
+	}
+	srv.Close() // the source is gone: fetches fail with errors quoting the url
+	rec = get("/latest?refresh=1")
+	if rec.Code != 200 || rec.Header().Get("X-Docs-Stale") == "" {
+		t.Fatalf("stale /latest: %d %v", rec.Code, rec.Header())
+	}
+	leaks("X-Docs-Stale", rec.Header().Get("X-Docs-Stale"))
+	leaks("X-Docs-Source", rec.Header().Get("X-Docs-Source"))
+	rec = get("/history")
+	leaks("/history", rec.Body.String())
+	if !strings.Contains(rec.Body.String(), `"url":"`+shown+`"`) {
+		t.Errorf("/history does not show the url as %q: %s", shown, rec.Body)
+	}
+	fresh := newApp(freshStore(t), time.Now).routes()
+	rec = httptest.NewRecorder()
+	fresh.ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
+	if rec.Code != 502 {
+		t.Errorf("no copy, source gone: %d %q", rec.Code, rec.Body)
+	}
+	leaks("the 502", rec.Body.String())
+}
