@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgname"
@@ -929,8 +930,17 @@ func (v *validator) auth() {
 			v.fail(p+".token", "is the same as %s.token", other)
 		}
 		seen[t.Token] = p
-		if t.Subject == "" {
+		// The subject is the principal: what plugins compare, what the
+		// rate limit and the request budget are kept by. One read with a
+		// newline from an environment file, or spaces around it, named
+		// another principal than the one it reads as, silently.
+		switch {
+		case strings.TrimSpace(t.Subject) == "":
 			v.fail(p+".subject", "must not be empty")
+		case strings.TrimSpace(t.Subject) != t.Subject:
+			v.fail(p+".subject", "must not begin or end with whitespace (a newline from an environment file?): it names the principal plugins see and the rate limit counts")
+		case strings.ContainsFunc(t.Subject, unicode.IsControl):
+			v.fail(p+".subject", "must not contain control characters")
 		}
 		if t.Type != "service" && t.Type != "user" {
 			v.fail(p+".type", "must be service or user, got %q", t.Type)
