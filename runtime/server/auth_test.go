@@ -578,6 +578,37 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// The rate limit is the principal's, however its credential is spelt:
+// the scheme's letter case, spaces around the token, or another static
+// token of the same subject spend the one budget; and a refused spelling
+// spends the client's IP budget, not a fresh one.
+func TestRateLimitSpellings(t *testing.T) {
+	idp := authtest.New(t)
+	const ci2 = "ci2-token-0123456789abcdef0123456789"
+	in := startAuth(t, authConfig(idp, fmt.Sprintf("[auth.tokens.ci2]\ntoken = %q\nsubject = \"service:ci\"\n[server]\nrate_limit = \"1/m\"\nrate_burst = 3\n", ci2)))
+	for i, h := range []string{"Bearer " + ciToken, "bearer " + ciToken, "BEARER   " + ciToken + "  ", "Bearer " + ci2, "bEaReR " + ci2} {
+		status, hd, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, "Authorization", h)
+		if want := map[bool]int{true: 200, false: 429}[i < 3]; status != want {
+			t.Errorf("request %d (%.10q...): %d %s, want %d", i+1, h, status, body, want)
+		}
+		if status == 429 && hd.Get("Retry-After") == "" {
+			t.Errorf("request %d: 429 without Retry-After", i+1)
+		}
+	}
+	// Refused spellings (another scheme, a tab, the token cut) count
+	// against the IP, as no credential does.
+	for i, h := range []string{"Basic " + ciToken, "Bearer\t" + ciToken, "Bearer " + ciToken[1:], ""} {
+		header := []string{"Authorization", h}
+		if h == "" {
+			header = nil
+		}
+		status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, header...)
+		if want := map[bool]int{true: 401, false: 429}[i < 3]; status != want {
+			t.Errorf("refused spelling %d: %d %s, want %d", i+1, status, body, want)
+		}
+	}
+}
+
 // Under the health prefix, other methods and paths get 405 and 404 without
 // a credential, as the endpoints themselves: not the admin API's 401.
 func TestHealthOtherRequests(t *testing.T) {
@@ -693,15 +724,28 @@ func TestNoCredentialsConfigured(t *testing.T) {
 }
 
 func TestDangerouslyDisable(t *testing.T) {
-	in := startAuth(t, fmt.Sprintf("[auth]\ndangerously_disable = true\n[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[plugins.hello]\npath = %q\n", ciToken, helloWasm))
+	in := startAuth(t, fmt.Sprintf("[auth]\ndangerously_disable = true\n[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[auth.tokens.todo]\ntoken = %q\nsubject = \"service:todo-bot\"\nplugins = [\"todo\"]\n[plugins.hello]\npath = %q\n", ciToken, todoToken, helloWasm))
 	if w := getWhoami(t, in, "/api/hello/whoami", ""); w.Type != "none" {
 		t.Errorf("anonymous: %+v", w)
 	}
 	if w := getWhoami(t, in, "/api/hello/whoami", ciToken); w.Subject != "service:ci" {
 		t.Errorf("a valid credential still names the caller: %+v", w)
 	}
-	if status, _, body := in.DoAnon(t, "GET", "/.greenroom/plugins/v1/", nil); status != 200 {
-		t.Errorf("admin API: %d %s", status, body)
+	// Let in all the same, but a plugin never sees a principal the
+	// operator did not allow it: a token restricted to other plugins, or
+	// an invalid one, is no principal.
+	for _, token := range []string{todoToken, unknownToken} {
+		if w := getWhoami(t, in, "/api/hello/whoami", token); w.Type != "none" || w.Subject != "" {
+			t.Errorf("token %.8q: %+v, want no principal", token, w)
+		}
+	}
+	for _, token := range []string{"", ciToken, unknownToken} {
+		if status, _, body := in.DoAnon(t, "GET", "/.greenroom/plugins/v1/", nil, bearer(token)...); status != 200 {
+			t.Errorf("admin API (token %.8q): %d %s", token, status, body)
+		}
+	}
+	if strings.Contains(in.Log.String(), `"audit":"denied"`) {
+		t.Error("a request was refused with authentication off")
 	}
 	if !strings.Contains(in.Log.String(), "AUTHENTICATION IS OFF") {
 		t.Error("no warning at start")
