@@ -411,21 +411,23 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 	return p, nil
 }
 
-// overRetireMemory refuses an instance that, just initialized, already
-// uses more memory than limits.retire_memory: every instance of the module
-// would be retired after its first call, and each request would run the
-// initializer again on a new instance. An instance of a module is the same
-// after every start (a Go guest's init runs the same code), so this is
-// said at load, as a module needing more than limits.memory is (the module
-// an audit wrote, declaring 26 MiB at start under a retire size of 24 MiB,
-// made 7 instances for 5 requests, without a word in the log).
+// overRetireMemory says what is wrong when an instance, just
+// initialized, already uses more memory than limits.retire_memory: every
+// instance of the module will be retired after its first call, and each
+// request will wait for the initializer to run again on a new instance.
+// An instance of a module is the same after every start (a Go guest's init
+// runs the same code), so the load says it once, as a warning: the plugin
+// still serves, slowly, as the operator configured it (a retire size set
+// low on purpose retires every instance after each call), where it used to
+// do so without a word (an audit's module, declaring 26 MiB at start under
+// a retire size of 24 MiB, made 7 instances for 5 requests).
 func (p *Plugin) overRetireMemory(in *instance) error {
 	lim := p.spec.Limits
 	size := in.memorySize()
 	if lim.RetireMemory == 0 || size <= lim.RetireMemory {
 		return nil
 	}
-	return fmt.Errorf("an instance uses %s of memory once initialized (its module declares %s at start), over limits.retire_memory (%s): every instance would be retired after its first call, and each request would wait for a new one to initialize; raise limits.retire_memory (at most limits.memory, %s) or limits.memory",
+	return fmt.Errorf("an instance uses %s of memory once initialized (its module declares %s at start), over limits.retire_memory (%s): every instance will be retired after its first call, and each request will wait for a new one to initialize; raise limits.retire_memory (at most limits.memory, %s) or limits.memory",
 		config.Size(size), config.Size(uint64(p.info.MemoryMinPages)*pageSize), config.Size(lim.RetireMemory), config.Size(lim.Memory))
 }
 

@@ -97,7 +97,10 @@ func loadSpec(t testing.TB, spec Spec) *Plugin {
 		}
 	})
 	entry := log.WithField("plugin", "hostile")
-	spec.ID, spec.Log, spec.Cache = "hostile", entry, testCache
+	if spec.Log == nil {
+		spec.Log = entry
+	}
+	spec.ID, spec.Cache = "hostile", testCache
 	if spec.Host == nil {
 		spec.Host = testHost{config: map[string]string{"greeting": "hi"}, log: entry}
 	}

@@ -559,6 +559,7 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 	starts, cancel := context.WithCancel(pl.starts)
 	defer cancel()
 	defer context.AfterFunc(ctx, cancel)()
+	var retireWarned atomic.Bool // said once per load, not per instance
 	one := func() error {
 		if !pl.add() {
 			return &CallError{Plugin: pl.p.id, Kind: FailClosed, Err: ErrClosed}
@@ -571,10 +572,8 @@ func (pl *pool) warm(ctx context.Context, n int) error {
 			}
 			return &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
 		}
-		if err := pl.p.overRetireMemory(in); err != nil {
-			in.close()
-			pl.remove()
-			return &CallError{Plugin: pl.p.id, Kind: FailInstantiate, Err: err}
+		if err := pl.p.overRetireMemory(in); err != nil && retireWarned.CompareAndSwap(false, true) {
+			pl.p.log.Warn(err.Error())
 		}
 		pl.c.Created.Add(1)
 		pl.track(in)

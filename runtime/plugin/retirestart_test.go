@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // retireStartModule is a loadable module (memory, ABI v1) that answers 200
@@ -52,29 +55,44 @@ func retireStartModule(pages int, grow bool) []byte {
 }
 
 // A module whose instance, once initialized, is already over
-// limits.retire_memory is refused at load, naming both sizes: every
-// instance was retired after its first call and replaced, so each request
-// ran the initializer again, without a word in the log (an audit: 5
-// requests, 7 instances created, 5 retired). Whether the memory was
-// declared at start or grown by the initializer.
-func TestInstanceOverRetireMemoryAtStartRefused(t *testing.T) {
+// limits.retire_memory loads, serves, and is said to the operator once, at
+// load, naming both sizes: every instance is retired after its first call
+// and replaced, so each request runs the initializer again, which it did
+// without a word in the log (an audit: 5 requests, 7 instances created, 5
+// retired). Whether the memory was declared at start or grown by the
+// initializer. At the retire size it is neither retired nor warned about.
+func TestInstanceOverRetireMemoryAtStartWarned(t *testing.T) {
 	lim := testLimits() // memory 32MiB, retire_memory 24MiB
+	lim.Warm = 2        // said once per load, not per instance
 	for _, grow := range []bool{false, true} {
-		err := loadErrWith(t, retireStartModule(416, grow), lim) // 26 MiB
-		if err == nil || !strings.Contains(err.Error(), "an instance uses 26MiB of memory once initialized") ||
-			!strings.Contains(err.Error(), "over limits.retire_memory (24MiB)") {
-			t.Errorf("grown by start = %t: Load = %v, want the refusal naming 26MiB and the retire size", grow, err)
-		}
-		// At the retire size it is not retired: loaded, and it keeps
-		// its instance.
-		p := load(t, retireStartModule(384, grow), lim) // 24 MiB
-		for range 3 {
-			if status, _, err := get(p, "/"); err != nil || status != 200 {
-				t.Fatalf("grown by start = %t: call = %d, %v; want 200", grow, status, err)
+		for _, c := range []struct {
+			pages   int
+			warned  bool
+			retired bool
+		}{{416, true, true}, {384, false, false}} { // 26 MiB, 24 MiB
+			logger, hook := logtest.NewNullLogger()
+			p := loadSpec(t, Spec{Wasm: retireStartModule(c.pages, grow), Limits: lim, Log: logrus.NewEntry(logger)})
+			var warnings []string
+			for _, e := range hook.AllEntries() {
+				if strings.Contains(e.Message, "once initialized") {
+					warnings = append(warnings, e.Message)
+				}
 			}
-		}
-		if retired := p.spec.Counters.Retired.Load(); retired != 0 {
-			t.Errorf("grown by start = %t: %d instances retired at the retire size, want 0", grow, retired)
+			want := 0
+			if c.warned {
+				want = 1
+			}
+			if len(warnings) != want || want == 1 && (!strings.Contains(warnings[0], "an instance uses 26MiB of memory once initialized") || !strings.Contains(warnings[0], "over limits.retire_memory (24MiB)")) {
+				t.Errorf("grown by start = %t, %d pages: warnings %q, want %d naming 26MiB and the retire size", grow, c.pages, warnings, want)
+			}
+			for range 3 {
+				if status, _, err := get(p, "/"); err != nil || status != 200 {
+					t.Fatalf("grown by start = %t, %d pages: call = %d, %v; want 200", grow, c.pages, status, err)
+				}
+			}
+			if retired := p.spec.Counters.Retired.Load(); (retired > 0) != c.retired {
+				t.Errorf("grown by start = %t, %d pages: %d instances retired after 3 calls, want retired: %t", grow, c.pages, retired, c.retired)
+			}
 		}
 	}
 }
