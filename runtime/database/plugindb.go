@@ -1706,6 +1706,31 @@ func errorLine(sql string, err error) int {
 	return line
 }
 
+// migrationConn is a connection of the plugin's pool for a migration,
+// checked first on PostgreSQL: pgx checks a pooled connection it hands
+// out again only when it was idle for over a second, and the server's
+// restart or a failover ends the others too. A migration on one the
+// server had ended failed (57P01) for good, as a migration's own error:
+// it ran on the server that was up by the time the runtime noted its
+// start, not across a restart (TestPGReloadRightAfterTheServerEndedTheSessions).
+// Each connection found ended is discarded; the pool then opens a new one.
+func (p *PluginDB) migrationConn(ctx context.Context) (*sql.Conn, error) {
+	for tries := 0; ; tries++ {
+		conn, err := p.db.Conn(ctx)
+		if err != nil || p.svc.cfg.Client != ClientPG {
+			return conn, err
+		}
+		err = conn.PingContext(ctx)
+		if err == nil {
+			return conn, nil
+		}
+		conn.Close() // a failed ping has closed it: the pool drops it
+		if ctx.Err() != nil || tries >= p.limits().MaxConns {
+			return nil, err
+		}
+	}
+}
+
 func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) error {
 	// The same filter as the plugin's statements.
 	const where = ", in migrations either"
@@ -1717,7 +1742,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			return txControlRefused(cmd)
 		}
 	}
-	conn, err := p.db.Conn(ctx)
+	conn, err := p.migrationConn(ctx)
 	if err != nil {
 		return err
 	}

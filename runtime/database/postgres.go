@@ -120,7 +120,13 @@ func (b *pgBackend) open(ctx context.Context) (*bun.DB, error) {
 	c := b.conf.Copy()
 	c.RuntimeParams["search_path"] = RuntimeSchema
 	c.RuntimeParams["application_name"] = "greenroom"
-	sdb := stdlib.OpenDB(*c)
+	// Every connection the pool hands out again is checked first (a
+	// round trip): pgx checks only one idle for over a second, and the
+	// server's restart or a failover ends the others too, whose first
+	// statement then failed (57P01): a reload's migrations, a task's
+	// claim, right after it. None of the runtime's own statements is on
+	// a plugin call's path.
+	sdb := stdlib.OpenDB(*c, stdlib.OptionShouldPing(func(context.Context, stdlib.ShouldPingParams) bool { return true }))
 	sdb.SetMaxOpenConns(8)
 	sdb.SetMaxIdleConns(4)
 	if err := sdb.PingContext(ctx); err != nil {
