@@ -49,7 +49,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cacheDir = filepath.Join(guesttest.CacheDir(), "database-test-cache")
-	os.Exit(pgtest.Main(m))
+	code := pgtest.Main(m)
+	if serveBin != "" {
+		os.RemoveAll(filepath.Dir(serveBin)) // greenroomBinary's
+	}
+	os.Exit(code)
 }
 
 // backend is one database client the tests run against.
