@@ -1,7 +1,6 @@
 package database_test
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/syncbuf"
 )
 
 var (
@@ -45,28 +45,10 @@ func greenroomBinary(t *testing.T) string {
 	return serveBin
 }
 
-// lockedBuffer is a process's output, read while it writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serveReplica runs greenroom serve as a process of its own with the
 // database at url and plugin alpha (dbguest, migration set migrations);
 // it is killed when the test ends.
-func serveReplica(t *testing.T, url, migrations string) (cmd *osexec.Cmd, addr string, stderr *lockedBuffer) {
+func serveReplica(t *testing.T, url, migrations string) (cmd *osexec.Cmd, addr string, stderr *syncbuf.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,7 +63,7 @@ func serveReplica(t *testing.T, url, migrations string) (cmd *osexec.Cmd, addr s
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stderr = &lockedBuffer{}
+	stderr = &syncbuf.Buffer{}
 	cmd = osexec.Command(greenroomBinary(t), "serve", "--config", path)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
