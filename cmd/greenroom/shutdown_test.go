@@ -49,6 +49,16 @@ func greenroomBinary(t *testing.T) string {
 	return binPath
 }
 
+// TestMain removes the binary greenroomBinary built (some 50 MB, left in
+// the temporary directory by every run before).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // freeAddr returns a 127.0.0.1 address, free when picked, for a greenroom
 // process to listen on. Tests run in parallel and each process binds its
 // port a moment after it was picked, so the port is one the kernel does
