@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,26 @@ type Principal struct {
 	Credential string
 	// plugins restricts the principal to these plugins; nil allows all.
 	plugins map[string]bool
+	// key is what Key returns.
+	key string
+}
+
+// Key identifies the principal for what the server keeps per principal
+// (the rate limit's budget): its kind of credential and, for a static
+// token, its subject; for a JWT, the issuer and the subject. A JWT whose
+// subject is a static token's, or an earlier issuer's, is another
+// principal: keyed by the subject alone, it spent that principal's
+// budget. Static tokens of one subject are one principal (the operator
+// named them so), and so are all the JWTs of one issuer and subject,
+// whatever their bytes.
+func (p *Principal) Key() string { return p.key }
+
+// staticKey and jwtKey make principals' keys, each unambiguous: the kind
+// comes first, and the issuer, a JWT's first part, is counted.
+func staticKey(subject string) string { return "token:" + subject }
+
+func jwtKey(issuer, subject string) string {
+	return "jwt:" + strconv.Itoa(len(issuer)) + ":" + issuer + ":" + subject
 }
 
 // AllowsPlugin reports whether the principal may call plugin id.
@@ -168,7 +189,7 @@ func New(cfg *config.Auth, opts Options) (*Authenticator, error) {
 		if t == nil || t.Token == "" {
 			continue
 		}
-		p := &Principal{Type: parseType(t.Type), Subject: t.Subject, Admin: t.Admin, Credential: "token:" + name}
+		p := &Principal{Type: parseType(t.Type), Subject: t.Subject, Admin: t.Admin, Credential: "token:" + name, key: staticKey(t.Subject)}
 		if len(t.Plugins) > 0 {
 			p.plugins = map[string]bool{}
 			for _, id := range t.Plugins {

@@ -849,7 +849,9 @@ func (v *jwtVerifier) verify(ctx context.Context, token []byte, sum [sha256.Size
 	if name, ok := duplicateName(js); ok {
 		return nil, refuse(invalidCredential, "JWT payload has the member %s twice (claim names must be unique)", quoteField(name))
 	}
-	p := &Principal{Type: v.typ, Subject: sub, Claims: js, Admin: v.isAdmin(claims), Credential: "jwt"}
+	// The issuer is auth.jwt.issuer, which the token's iss was checked
+	// against.
+	p := &Principal{Type: v.typ, Subject: sub, Claims: js, Admin: v.isAdmin(claims), Credential: "jwt", key: jwtKey(v.cfg.Issuer, sub)}
 
 	// Remember the result until the token expires (with the leeway the
 	// check allows), and never longer than cacheTTL, so a key the issuer

@@ -92,3 +92,64 @@ func TestInterimAppliesNewClaims(t *testing.T) {
 		t.Errorf("the previous authenticator after the interim closed: %v", err)
 	}
 }
+
+// A principal's Key is its whole identity: the kind of credential, and a
+// JWT's issuer with its subject. A JWT whose subject is a static token's,
+// or another issuer's (after a reload), is another principal; every
+// spelling of one credential, every static token of one subject and
+// every JWT of one issuer and subject is one.
+func TestPrincipalKey(t *testing.T) {
+	idp := authtest.New(t)
+	cfg := staticConfig()
+	cfg.Tokens["ci2"] = &config.Token{Token: otherToken, Subject: "service:ci", Type: "service"}
+	cfg.JWT = jwtConfig(idp)
+	a := newAuth(t, cfg, Options{})
+	key := func(a *Authenticator, header string) string {
+		t.Helper()
+		p, err := authenticate(a, header)
+		if err != nil {
+			t.Fatalf("%.20q: %v", header, err)
+		}
+		return p.Key()
+	}
+	static := key(a, "Bearer "+ciToken)
+	for _, h := range []string{"bearer  " + ciToken + " ", "Bearer " + otherToken} {
+		if k := key(a, h); k != static {
+			t.Errorf("%.20q: key %q, want the static token's %q", h, k, static)
+		}
+	}
+	jwtCI := key(a, "Bearer "+idp.Sign(t, "RS256", authtest.Claims("service:ci")))
+	if jwtCI == static {
+		t.Errorf("a JWT of subject service:ci has the static token's key %q", static)
+	}
+	for _, alg := range []string{"ES256", "EdDSA"} {
+		if k := key(a, "Bearer "+idp.Sign(t, alg, authtest.Claims("service:ci"))); k != jwtCI {
+			t.Errorf("%s JWT of the same issuer and subject: key %q, want %q", alg, k, jwtCI)
+		}
+	}
+	if k := key(a, "Bearer "+idp.Sign(t, "RS256", authtest.Claims("service:other"))); k == jwtCI {
+		t.Errorf("JWTs of two subjects share the key %q", k)
+	}
+
+	// Another issuer, after a reload: its subjects are not the first's.
+	next := jwtConfig(idp)
+	next.Issuer = "https://idp2.test"
+	n, err := a.Renew(&config.Auth{Tokens: cfg.Tokens, JWT: next}, Options{Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	c := authtest.Claims("service:ci")
+	c["iss"] = next.Issuer
+	if k := key(n, "Bearer "+idp.Sign(t, "RS256", c)); k == jwtCI || k == static {
+		t.Errorf("a JWT of another issuer: key %q, the first issuer's %q, the static token's %q", k, jwtCI, static)
+	}
+	if k := key(n, "Bearer "+ciToken); k != static {
+		t.Errorf("the static token after the reload: key %q, want %q", k, static)
+	}
+
+	// The issuer is counted: its end is not a guess at the subject's start.
+	if jwtKey("https://a:b", "c") == jwtKey("https://a", "b:c") {
+		t.Error("jwtKey is ambiguous")
+	}
+}

@@ -282,8 +282,9 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 	s.log.WithFields(f).Log(level, msg)
 }
 
-// rateLimiter is Fiber's limiter keyed by principal: the subject of a
-// valid credential, else the client's IP. rate_limit = "N/unit" with
+// rateLimiter is Fiber's limiter keyed by principal: the Key of a valid
+// credential's principal (its kind, and a JWT's issuer, with its
+// subject), else the client's IP (anonymousKey). rate_limit = "N/unit" with
 // rate_burst = B allows B requests per window of B/N units (whole seconds,
 // at least one); B defaults to N, so "100/s" is 100 requests per second.
 // Health probes without a credential are not limited.
@@ -300,7 +301,7 @@ func (s *Server) rateLimiter() fiber.Handler {
 		Expiration: max(window, time.Second),
 		KeyGenerator: func(c *fiber.Ctx) string {
 			if rs := stateOf(c); rs != nil && rs.principal != nil {
-				return "principal:" + rs.principal.Subject
+				return "principal:" + rs.principal.Key()
 			}
 			return anonymousKey(c.IP())
 		},

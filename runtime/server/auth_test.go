@@ -522,11 +522,12 @@ func TestRateLimit(t *testing.T) {
 	if status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(opsToken)...); status != 200 {
 		t.Errorf("another principal limited: %d", status)
 	}
-	// ...but a second token of the same principal shares it: the key is
-	// the subject.
+	// ...and so does a JWT of the same subject: another kind of
+	// credential, another principal
+	// (TestRateLimitJWTCannotSpendAStaticTokensBudget).
 	jane := idp.Sign(t, "RS256", authtest.Claims("service:ci"))
-	if status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(jane)...); status != 429 {
-		t.Errorf("same subject, other credential: %d, want 429", status)
+	if status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(jane)...); status != 200 {
+		t.Errorf("JWT of a static token's subject: %d, want 200", status)
 	}
 	// Unauthenticated requests are limited by IP, failed ones included.
 	for i := 1; i <= 4; i++ {
@@ -575,6 +576,52 @@ func TestRateLimit(t *testing.T) {
 	// The audit line of a limited plugin request names the plugin.
 	if !strings.Contains(in.Log.String(), `"plugin":"hello","principal":"anonymous","reason":"rate limit`) {
 		t.Errorf("the audit line of a rate-limited plugin request lacks the plugin:\n%s", in.Log.String())
+	}
+}
+
+// The rate limit's budget is the principal's whole identity, not its
+// subject alone: a JWT whose subject is a static token's (anybody the
+// identity provider knows can get one, if its subjects are chosen by
+// users or the subject_claim is one they set) spends a budget of its
+// own, and cannot exhaust the static token's; nor the other way round.
+func TestRateLimitJWTCannotSpendAStaticTokensBudget(t *testing.T) {
+	idp := authtest.New(t)
+	// 3 requests per 3 minutes: nothing refills during the test.
+	in := startAuth(t, authConfig(idp, "[server]\nrate_limit = \"1/m\"\nrate_burst = 3\n"))
+	// Tokens of other bytes (another algorithm, another expiry) with the
+	// same subject are one principal: they share one budget.
+	impostor := []string{
+		idp.Sign(t, "RS256", authtest.Claims("service:ci")),
+		idp.Sign(t, "ES256", authtest.Claims("service:ci")),
+		idp.Sign(t, "EdDSA", authtest.Claims("service:ci")),
+		idp.Sign(t, "RS256", authtest.Claims("service:ci")),
+	}
+	for i, tok := range impostor {
+		status, h, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(tok)...)
+		if want := map[bool]int{true: 200, false: 429}[i < 3]; status != want {
+			t.Fatalf("JWT of subject service:ci, request %d: %d %s, want %d", i+1, status, body, want)
+		}
+		if status == 429 && h.Get("Retry-After") == "" {
+			t.Errorf("429 without Retry-After")
+		}
+	}
+	// The static token of that subject keeps its own budget whole.
+	for i := 1; i <= 4; i++ {
+		status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(ciToken)...)
+		if want := map[bool]int{true: 200, false: 429}[i <= 3]; status != want {
+			t.Fatalf("static token ci after the JWT's budget was spent, request %d: %d %s, want %d", i, status, body, want)
+		}
+	}
+	// The other way round: ops, a static token, spends its budget; a JWT
+	// of its subject is still served.
+	for i := 1; i <= 4; i++ {
+		status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(opsToken)...)
+		if want := map[bool]int{true: 200, false: 429}[i <= 3]; status != want {
+			t.Fatalf("static token ops, request %d: %d %s, want %d", i, status, body, want)
+		}
+	}
+	if status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(idp.Sign(t, "RS256", authtest.Claims("user:default/ops")))...); status != 200 {
+		t.Errorf("JWT of subject user:default/ops after the static token's budget was spent: %d %s, want 200", status, body)
 	}
 }
 
