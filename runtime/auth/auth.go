@@ -76,7 +76,8 @@ type Principal struct {
 }
 
 // Key identifies the principal for what the server keeps per principal
-// (the rate limit's budget): its kind of credential and, for a static
+// (the rate limit's budget, its share of the request budget): its kind
+// of credential and, for a static
 // token, its subject; for a JWT, the issuer and the subject. A JWT whose
 // subject is a static token's, or an earlier issuer's, is another
 // principal: keyed by the subject alone, it spent that principal's

@@ -47,7 +47,8 @@ func (b *byteBudget) take(n int64) bool {
 }
 
 // principalShares are the shares of the request budget that
-// authenticated callers hold, one per principal (by subject), each a
+// authenticated callers hold, one per principal (by auth.Principal.Key:
+// the kind of credential, a JWT's issuer, and the subject), each a
 // quarter of the budget at most, as the anonymous callers' share: a
 // principal's share exists while one of its requests holds it.
 type principalShares struct {
@@ -57,22 +58,22 @@ type principalShares struct {
 
 type principalShare struct {
 	byteBudget
-	subject string
-	refs    int
+	key  string
+	refs int
 }
 
-// get returns subject's share, with limit as its limit, for a request
-// that gives it back with put.
-func (ps *principalShares) get(subject string, limit int64) *principalShare {
+// get returns the share of the principal whose Key is key, with limit as
+// its limit, for a request that gives it back with put.
+func (ps *principalShares) get(key string, limit int64) *principalShare {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.m == nil {
 		ps.m = map[string]*principalShare{}
 	}
-	sh := ps.m[subject]
+	sh := ps.m[key]
 	if sh == nil {
-		sh = &principalShare{subject: subject}
-		ps.m[subject] = sh
+		sh = &principalShare{key: key}
+		ps.m[key] = sh
 	}
 	sh.limit.Store(limit)
 	sh.refs++
@@ -85,7 +86,7 @@ func (ps *principalShares) put(sh *principalShare) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if sh.refs--; sh.refs == 0 {
-		delete(ps.m, sh.subject)
+		delete(ps.m, sh.key)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
@@ -676,5 +677,42 @@ func TestShutdownNamesPathsRedacted(t *testing.T) {
 	err := in.Server.Shutdown(ctx)
 	if err == nil || !strings.Contains(err.Error(), "GET /api/hostile/x/[REDACTED]") || strings.Contains(err.Error(), jwtShaped[:20]) {
 		t.Errorf("shutdown cut short: %v, want the JWT in the path [REDACTED]", err)
+	}
+}
+
+// A principal's share of server.request_budget is kept by its whole
+// identity, as its rate limit is: a JWT whose subject is a static
+// token's holds a share of its own, and cannot refuse the static token's
+// bodies by filling its share with slow uploads. Another JWT of the same
+// issuer and subject (other bytes) is the same principal and shares it.
+func TestRequestBudgetJWTCannotHoldAStaticTokensShare(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, "[server]\nbody_limit = \"16KiB\"\nrequest_budget = \"64KiB\"\n"))
+	metric := func(name string) float64 {
+		return value(scrape(t, func(p string) (int, string) {
+			s, _, b := in.Get(t, p, "Authorization", "Bearer "+opsToken)
+			return s, b
+		}), name)
+	}
+	impostor := idp.Sign(t, "RS256", authtest.Claims("service:ci"))
+	slow := dial(t, in.URL)
+	fmt.Fprintf(slow, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", impostor, 16<<10, strings.Repeat("s", 12<<10))
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 12<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow body is not held")
+		}
+	}
+	same := idp.Sign(t, "ES256", authtest.Claims("service:ci"))
+	if status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("a", 8<<10)), "Authorization", "Bearer "+same); status != 503 || errorBody(t, body)["code"] != "server_busy" {
+		t.Errorf("another JWT of the same subject past the share: %d %.300s, want 503", status, body)
+	}
+	status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("b", 8<<10)), "Authorization", "Bearer "+ciToken)
+	if status != 200 || len(body) != 8<<10 {
+		t.Errorf("the static token of the JWT's subject beside the JWT's full share: %d (%.200s), want 200", status, body)
+	}
+	fmt.Fprint(slow, strings.Repeat("s", 4<<10))
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(slow), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the slow body's answer: %v %v", resp, err)
 	}
 }

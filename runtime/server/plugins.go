@@ -119,13 +119,15 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		// cannot starve authenticated callers.
 		// An authenticated caller draws on a quarter at most too, its
 		// own: one principal could otherwise hold the whole budget and
-		// refuse every other caller's bodies (an audit).
+		// refuse every other caller's bodies (an audit). Its share is
+		// kept by its Key, as its rate limit is: by the subject alone, a
+		// JWT of a static token's subject held the token's share.
 		body := &requestBody{share: &s.requests, all: &s.requests}
 		switch {
 		case principal == nil && !s.authConfig().Auth.DangerouslyDisable:
 			body.share = &s.anonymous
 		case principal != nil:
-			body.lent, body.shares = s.principals.get(principal.Subject, s.anonymous.limit.Load()), &s.principals
+			body.lent, body.shares = s.principals.get(principal.Key(), s.anonymous.limit.Load()), &s.principals
 			body.share = &body.lent.byteBudget
 		}
 		defer body.release()
