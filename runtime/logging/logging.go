@@ -93,7 +93,7 @@ func (r *Redactor) AddSecrets(secrets []string) {
 		if strings.ContainsAny(s, "\n\r") {
 			r.multiline.Store(true)
 		}
-		for _, u := range urlForms(s) {
+		for _, u := range secretForms(s) {
 			for _, f := range escapedForms(u) {
 				if !r.seen[f] {
 					r.seen[f] = true
@@ -153,6 +153,34 @@ func urlForms(s string) []string {
 	for _, e := range append(append([]string{q, url.PathEscape(s), sp, strings.ReplaceAll(sp, "%2F", "/")}, goForms...), readForms(s)...) {
 		if !slices.Contains(out, e) {
 			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// secretForms returns s and the forms it takes in a URL (urlForms), and
+// those the URL reader's messages give it, a secret a plugin put in part
+// of a URL it reads: in lower case, as the reader writes a host (it
+// lower-cases it before it checks it, and so do its denials, "no such
+// host" and TLS errors, and, Go-quoted, its refusal of a host with
+// characters no host name has), and percent-decoded, as the reader
+// writes a path no allow rule covers ("none of its paths covers
+// /priv/PaAth+k" for a secret "Pa%41th%2Bk" written into the path as it
+// is), with that decoding's own URL forms (net/url escapes a path it
+// decoded again, and the reader's messages quote the URL so:
+// `Zq9"Key%41x` in a path is written `Zq9%22KeyAx`). Each kept a plugin's
+// secret in the log in clear. A decoded form shorter than minSecret is
+// left out. escapedForms gives each its quoted and JSON-escaped forms.
+func secretForms(s string) []string {
+	out := urlForms(s)
+	if l := strings.ToLower(s); !slices.Contains(out, l) {
+		out = append(out, l)
+	}
+	if d, err := url.PathUnescape(s); err == nil && d != s && len(d) >= minSecret {
+		for _, f := range urlForms(d) {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
 		}
 	}
 	return out

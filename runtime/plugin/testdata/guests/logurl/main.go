@@ -124,6 +124,11 @@ func init() {
 			return
 		}
 		out := map[string]any{}
+		if err != nil && q.Get("log") != "" {
+			// As a plugin logs the error of a read: the URL it asked
+			// for and the error it got.
+			greenroom.Logger().Warn("read failed: "+err.Error(), "url", q.Get("url"), "err", err)
+		}
 		if err != nil {
 			out["error"] = err.Error()
 			out["kind"] = kindOf(err)
@@ -151,7 +156,11 @@ func init() {
 		if method == "POST" {
 			body = http.NoBody
 		}
-		req, _ := http.NewRequestWithContext(r.Context(), method, q.Get("url"), body)
+		req, err := http.NewRequestWithContext(r.Context(), method, q.Get("url"), body)
+		if err != nil { // a URL net/url refuses never reaches the host
+			json.NewEncoder(w).Encode(map[string]any{"error": err.Error(), "kind": "other"})
+			return
+		}
 		if etag := q.Get("etag"); etag != "" {
 			req.Header.Set("If-None-Match", etag)
 		}
@@ -164,6 +173,9 @@ func init() {
 		}
 		resp, err := client.Do(req)
 		out := map[string]any{}
+		if err != nil && q.Get("log") != "" {
+			greenroom.Logger().Warn("read failed: "+err.Error(), "url", q.Get("url"), "err", err)
+		}
 		if err != nil {
 			out["error"] = err.Error()
 			out["kind"] = kindOf(err)
