@@ -65,3 +65,80 @@ func TestPluginSecretEverywhereInARecord(t *testing.T) {
 		}
 	}
 }
+
+// A plugin's key cannot pass for one of the runtime's fields, in either
+// format: not spelled with look-alike characters (Cyrillic 'р' and 'і',
+// fullwidth letters, a zero-width space before, inside or after it), nor
+// in another case (a log pipeline or a consumer that matches keys
+// case-insensitively, as Go's encoding/json does, takes "Plugin" for
+// "plugin"). Keys are written in ASCII: a character outside it as its \u
+// escape, so the look-alike shows, and a runtime field's name in any
+// case under "fields.". Ordinary keys (ASCII letters, digits, _ . - and
+// the like) are written as they are.
+func TestPluginKeysCannotImpersonateRuntimeFields(t *testing.T) {
+	want := map[string]string{
+		"\u0440lugin":       `\u0440lugin`,                          // Cyrillic р
+		"ｐｌｕｇｉｎ":            `\uff50\uff4c\uff55\uff47\uff49\uff4e`, // fullwidth
+		"plugin\u200b":      `plugin\u200b`,                         // zero-width space after
+		"\u200bplugin":      `\u200bplugin`,                         // and before
+		"request\u200b_id":  `request\u200b_id`,                     // and inside
+		"t\u0456me":         `t\u0456me`,                            // Cyrillic і
+		"\ufeffaudit":       `\ufeffaudit`,                          // a byte order mark
+		"Plugin":            "fields.Plugin",                        // another case
+		"REQUEST_ID":        "fields.REQUEST_ID",                    //
+		"Level":             "fields.Level",                         // logrus's own, in another case
+		"MSG":               "fields.MSG",                           //
+		"Task":              "fields.Task",                          //
+		"plugin\n":          "plugin_",                              // a control character, as before
+		"ユーザー":              `\u30e6\u30fc\u30b6\u30fc`,             // any other non-ASCII key
+		"emoji\U0001F600":   `emoji\U0001f600`,                      // past U+FFFF
+		"user.name-1_x":     "user.name-1_x",                        // ordinary keys as they are
+		"!BADKEY":           "!BADKEY",                              //
+		"http.route/v1:x@y": "http.route/v1:x@y",                    //
+		"fields.plugin":     "fields.plugin",                        // the plugin's own, as before
+	}
+	for _, format := range []string{"text", "json"} {
+		pl, buf := newPlugin(t, format, "debug", nil, PluginOptions{})
+		var attrs []hostfuncs.LogAttr
+		for k := range want {
+			attrs = append(attrs, attr(k, "forged"))
+		}
+		pl.Write(Call{RequestID: "r", Task: ""}, &hostfuncs.LogRecord{Level: 0, Message: "m", Attrs: attrs})
+		out := buf.String()
+		if format == "json" {
+			var line map[string]any
+			if err := json.Unmarshal([]byte(out), &line); err != nil {
+				t.Fatalf("not JSON: %v: %s", err, out)
+			}
+			for k, w := range want {
+				if line[w] != "forged" {
+					t.Errorf("json: key %q written as %q? line: %s", k, w, out)
+				}
+			}
+			if line["plugin"] != "docs" || line["request_id"] != "r" || line["level"] != "info" || line["msg"] != "m" {
+				t.Errorf("json: the runtime's fields changed: %s", out)
+			}
+			for k := range line {
+				for i := 0; i < len(k); i++ {
+					if k[i] < 0x20 || k[i] >= 0x7f {
+						t.Errorf("json: key %q is not ASCII", k)
+						break
+					}
+				}
+			}
+			continue
+		}
+		for k, w := range want {
+			if !strings.Contains(out, " "+w+"=forged") {
+				t.Errorf("text: key %q not written as %q: %s", k, w, out)
+			}
+		}
+		// Outside the quoted message and values, the line is ASCII.
+		for _, r := range out {
+			if r >= 0x7f {
+				t.Errorf("text: %U written as it is: %s", r, out)
+				break
+			}
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
@@ -174,21 +173,31 @@ func (l *PluginLogger) Enabled(level int32) bool {
 }
 
 // reserved are the fields the runtime sets on every plugin line, and the
-// field that marks its audit lines, and the name of a level slog has no
-// name for (SlogLevelKey); a plugin attribute with one of these
-// keys is written as "fields.<key>" (as logrus does for time, msg and
-// level) so that a plugin cannot forge them: a line's plugin, request and
-// task are the runtime's, and a line with a top-level "audit" field is
-// always the runtime's. Every other key is the plugin's to use, the
-// common ones of HTTP work (status, path, method, bytes, duration)
-// included.
+// field that marks its audit lines, the name of a level slog has no name
+// for (SlogLevelKey), and logrus's own (level, msg, time), in any case
+// ("Plugin", "REQUEST_ID": a log pipeline or consumer that matches keys
+// case-insensitively, as Go's encoding/json does, would take them for
+// the runtime's); a plugin attribute with one of these keys is written as
+// "fields.<key>" (as logrus does for time, msg and level) so that a
+// plugin cannot forge them: a line's plugin, request and task are the
+// runtime's, and a line with a top-level "audit" field is always the
+// runtime's. Every other key is the plugin's to use, the common ones of
+// HTTP work (status, path, method, bytes, duration) included.
 func reserved(k string) bool {
-	switch k {
-	case "plugin", "request_id", "task", "stream", "phase", "audit", SlogLevelKey:
-		return true
+	switch len(k) {
+	case 3, 4, 5, 6, 10: // the lengths of reservedKeys
+	default:
+		return false
+	}
+	for _, r := range reservedKeys {
+		if len(k) == len(r) && strings.EqualFold(k, r) {
+			return true
+		}
 	}
 	return false
 }
+
+var reservedKeys = [...]string{"plugin", "request_id", "task", "stream", "phase", "audit", SlogLevelKey, "level", "msg", "time"}
 
 // Call identifies what a plugin was doing when it logged: serving a request,
 // running a task, or initialising an instance (its init functions).
@@ -348,8 +357,12 @@ func (l *PluginLogger) chargeWritten(charged, written int) {
 
 // key makes a plugin's attribute key safe to write: the text format writes
 // keys unquoted, so control characters, spaces, '=' and '"' (which could
-// forge fields or lines) become '_'. A secret in the key is redacted before
-// its characters are replaced, so that the replacement cannot hide it from
+// forge fields or lines) become '_'; and a key is written in ASCII, each
+// character outside it as its \u escape ("\u0440lugin" for a Cyrillic
+// 'р'), so that no look-alike letter (Cyrillic, Greek, fullwidth) nor
+// an invisible one (a zero-width space) makes a key read as one of the
+// runtime's fields. A secret in the key is redacted before its
+// characters are replaced, so that the replacement cannot hide it from
 // the redactor.
 func (l *PluginLogger) key(k string) string {
 	if reserved(k) {
@@ -369,10 +382,16 @@ func (l *PluginLogger) sanitize(k string) string {
 	}
 	var b strings.Builder
 	for i, r := range k {
-		if r == utf8.RuneError && !strings.HasPrefix(k[i:], "\uFFFD") || !unicode.IsPrint(r) || r == ' ' || r == '=' || r == '"' {
-			r = '_'
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(k[i:], "\uFFFD"), r <= ' ', r == '=', r == '"', r == 0x7f:
+			b.WriteByte('_')
+		case r < utf8.RuneSelf:
+			b.WriteByte(byte(r))
+		case r <= 0xffff:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
 		}
-		b.WriteRune(r)
 	}
 	if reserved(b.String()) {
 		return "fields." + b.String()
