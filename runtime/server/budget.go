@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/greenroom-dev/greenroom/runtime/auth"
 )
 
 // byteBudget bounds the bytes of HTTP bodies the server holds at once.
@@ -23,6 +25,9 @@ import (
 // waits for an instance. Without a bound, authenticated clients sending
 // bodies slowly could make the host hold server.body_limit for each
 // connection.
+//
+// Each budget has its callers' shares (sharedBudget), which are
+// byteBudgets too.
 type byteBudget struct {
 	limit   atomic.Int64
 	used    atomic.Int64
@@ -46,15 +51,109 @@ func (b *byteBudget) take(n int64) bool {
 	}
 }
 
-// principalShares are the shares of the request budget that
-// authenticated callers hold, one per principal (by auth.Principal.Key:
-// the kind of credential, a JWT's issuer, and the subject), each a
-// quarter of the budget at most, as the anonymous callers' share: a
-// principal's share exists while one of its requests holds it.
+// sharedBudget is a byteBudget (all) with its callers' shares: the
+// callers let in without a credential (public routes) hold anonymous
+// together, and each authenticated principal a share of its own
+// (principals). A share is a quarter of the budget at most, but with
+// room for one body of the largest size (one), so that no one caller
+// holding bodies it sends slowly, or answers it never reads, can take
+// the whole budget and have every other caller's refused (an audit).
+// A caller's bytes are taken from its share and from all.
+type sharedBudget struct {
+	all, anonymous byteBudget
+	principals     principalShares
+}
+
+// setLimit sets the budget, and its shares' limit: a quarter, but room
+// for one body of one bytes.
+func (sb *sharedBudget) setLimit(limit, one int64) {
+	sb.all.limit.Store(limit)
+	sb.anonymous.limit.Store(min(max(limit/4, one), limit))
+}
+
+// claim is a caller's claim on the budget: on principal's share, on the
+// anonymous callers' share (anonymous, with no principal), or else (the
+// authentication is off) on the whole budget. The caller gives it back
+// with release.
+func (sb *sharedBudget) claim(principal *auth.Principal, anonymous bool) budgetClaim {
+	c := budgetClaim{budget: sb, share: &sb.all}
+	switch {
+	case principal != nil:
+		// Kept by its Key, as its rate limit is: by the subject alone,
+		// a JWT of a static token's subject held the token's share.
+		c.lent = sb.principals.get(principal.Key(), sb.anonymous.limit.Load())
+		c.share = &c.lent.byteBudget
+	case anonymous:
+		c.share = &sb.anonymous
+	}
+	return c
+}
+
+// budgetClaim is what a request body, or an answer, holds of a
+// sharedBudget: held bytes, from share (when not the whole budget) and
+// from the whole budget. The zero claim holds nothing.
+type budgetClaim struct {
+	budget *sharedBudget
+	share  *byteBudget
+	// lent, when not nil, is the principal's share that share is, which
+	// release gives back to budget.principals.
+	lent *principalShare
+	held int64
+	// shareFull is set when take was refused by the share, not by the
+	// whole budget.
+	shareFull bool
+}
+
+// take takes n more bytes from the share and the whole budget; false
+// (and nothing taken) when either would pass its limit.
+func (c *budgetClaim) take(n int64) bool {
+	all := &c.budget.all
+	if c.share != all && !c.share.take(n) {
+		all.refused.Add(1)
+		c.shareFull = true
+		return false
+	}
+	if !all.take(n) {
+		if c.share != all {
+			c.share.give(n)
+		}
+		return false
+	}
+	c.held += n
+	return true
+}
+
+// release gives the held bytes back, and the principal's share.
+func (c *budgetClaim) release() {
+	if c.budget == nil {
+		return
+	}
+	all := &c.budget.all
+	all.give(c.held)
+	if c.share != all {
+		c.share.give(c.held)
+	}
+	if c.lent != nil {
+		c.budget.principals.put(c.lent)
+	}
+	*c = budgetClaim{}
+}
+
+// principalShares are the shares of a budget that authenticated callers
+// hold, one per principal (by auth.Principal.Key: the kind of
+// credential, a JWT's issuer, and the subject): a principal's share
+// exists while one of its requests or answers holds it.
 type principalShares struct {
 	mu sync.Mutex
 	m  map[string]*principalShare
+	// free are shares no one holds, kept for reuse (maxFreeShares at
+	// most): a principal's calls one after another would otherwise
+	// allocate a share each.
+	free []*principalShare
 }
+
+// maxFreeShares is the most shares principalShares keeps for reuse.
+const maxFreeShares = 64
 
 type principalShare struct {
 	byteBudget
@@ -72,7 +171,13 @@ func (ps *principalShares) get(key string, limit int64) *principalShare {
 	}
 	sh := ps.m[key]
 	if sh == nil {
-		sh = &principalShare{key: key}
+		if n := len(ps.free); n > 0 {
+			sh, ps.free[n-1] = ps.free[n-1], nil
+			ps.free = ps.free[:n-1]
+			sh.key = key
+		} else {
+			sh = &principalShare{key: key}
+		}
 		ps.m[key] = sh
 	}
 	sh.limit.Store(limit)
@@ -80,13 +185,17 @@ func (ps *principalShares) get(key string, limit int64) *principalShare {
 	return sh
 }
 
-// put gives back a share get returned; it is forgotten when no request
-// holds it.
+// put gives back a share get returned, holding nothing now; it is
+// forgotten when no request holds it.
 func (ps *principalShares) put(sh *principalShare) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if sh.refs--; sh.refs == 0 {
 		delete(ps.m, sh.key)
+		if len(ps.free) < maxFreeShares {
+			sh.key = ""
+			ps.free = append(ps.free, sh)
+		}
 	}
 }
 
@@ -107,7 +216,7 @@ func (b *byteBudget) collectors(what, refused, key string) []prometheus.Collecto
 		}, func() float64 { return float64(b.limit.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "greenroom", Subsystem: "http", Name: refused + "_total",
-			Help: "Requests answered 503 server_busy because " + key + " was spent.",
+			Help: "Requests answered 503 server_busy because " + key + ", or the caller's share of it, was spent.",
 		}, func() float64 { return float64(b.refused.Load()) }),
 	}
 }
@@ -126,10 +235,11 @@ func (b *byteBudget) warnDue() bool {
 // which gives the bytes back to the budget. Streams and their small
 // buffers are reused.
 type bodyStream struct {
-	b      []byte
-	off    int
-	held   int64
-	budget *byteBudget
+	b   []byte
+	off int
+	// claim holds the answer's bytes (body and head) of
+	// server.response_budget until Close.
+	claim budgetClaim
 	// ending, when set, is the request the answer ends (requestState):
 	// Close takes it out of server's in-flight set.
 	ending *reqState
@@ -141,16 +251,16 @@ const maxPooledBody = 64 << 10
 
 var bodyStreams = sync.Pool{New: func() any { return new(bodyStream) }}
 
-// newBodyStream copies body into a stream that holds held bytes of budget
-// (taken by the caller) until it is closed.
-func newBodyStream(body []byte, held int64, budget *byteBudget) *bodyStream {
+// newBodyStream copies body into a stream that holds claim (taken by the
+// caller) until it is closed.
+func newBodyStream(body []byte, claim budgetClaim) *bodyStream {
 	s := bodyStreams.Get().(*bodyStream)
 	if cap(s.b) < len(body) {
 		s.b = make([]byte, len(body))
 	}
 	s.b = s.b[:len(body)]
 	copy(s.b, body)
-	s.off, s.held, s.budget = 0, held, budget
+	s.off, s.claim = 0, claim
 	return s
 }
 
@@ -178,11 +288,11 @@ func (s *bodyStream) SupportsBodyWriteTo() bool { return true }
 // HTTP server calls it once: after writing the body, when the write
 // failed, or when the response is reset without being written.
 func (s *bodyStream) Close() error {
-	s.budget.give(s.held)
+	s.claim.release()
 	if s.ending != nil {
 		s.server.forget(s.ending)
 	}
-	s.held, s.budget, s.off, s.ending, s.server = 0, nil, 0, nil, nil
+	s.off, s.ending, s.server = 0, nil, nil
 	if cap(s.b) > maxPooledBody {
 		s.b = nil
 	}

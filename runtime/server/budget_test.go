@@ -144,15 +144,18 @@ func TestResponseBudget(t *testing.T) {
 		t.Errorf("greenroom_http_response_buffered_bytes = %v with nothing held", got)
 	}
 
-	// A reload changes the budget: two unread answers fit in 40MiB.
-	in.SetConfig(config("40MiB"))
+	// A reload changes the budget, and the caller's share of it (a
+	// quarter, but room for one answer of the largest max_response):
+	// two unread answers of one caller fit in 128MiB (its share is
+	// 32MiB; in 40MiB it was 17MiB, room for one).
+	in.SetConfig(config("128MiB"))
 	in.Reload(t)
 	holdingClient(t, in.URL, in.Token, bigPath)
 	waitHeld()
 	if status, _, body := getBig(); status != 200 || len(body) != big {
-		t.Errorf("a big answer with one held, after a reload to a 40MiB budget: %d (%d bytes)", status, len(body))
+		t.Errorf("a big answer with one held, after a reload to a 128MiB budget: %d (%d bytes)", status, len(body))
 	}
-	if got := metric("greenroom_http_response_budget_bytes"); got != 40<<20 {
+	if got := metric("greenroom_http_response_budget_bytes"); got != 128<<20 {
 		t.Errorf("greenroom_http_response_budget_bytes = %v after the reload", got)
 	}
 
@@ -714,5 +717,139 @@ func TestRequestBudgetJWTCannotHoldAStaticTokensShare(t *testing.T) {
 	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if resp, err := http.ReadResponse(bufio.NewReader(slow), nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("the slow body's answer: %v %v", resp, err)
+	}
+}
+
+// Each authenticated principal's unsent answers hold a quarter of
+// server.response_budget at most (but room for one answer of the largest
+// limits.max_response), and those of the callers let in without a
+// credential (public routes) a quarter together, as with request bodies:
+// one principal asking for large answers and never reading them, or
+// anonymous clients doing so, used up the whole budget, and every other
+// caller's answers got 503 server_busy. An answer to HEAD holds its
+// caller's share too, and gives it back once written.
+func TestResponseBudgetPerPrincipal(t *testing.T) {
+	t.Parallel()
+	const big = 16_000_000 // more than loopback sockets buffer
+	first, other := strings.Repeat("f", 40), strings.Repeat("o", 40)
+	in := start(t, fmt.Sprintf(`
+[server]
+response_budget = "64MiB"
+[auth.tokens.first]
+token = %q
+subject = "service:first"
+admin = true
+[auth.tokens.other]
+token = %q
+subject = "service:other"
+[plugins.hostile]
+path = %q
+public_routes = ["/big"]
+[plugins.hostile.limits]
+memory = "160MiB"
+instances = 2
+max_response = "17MiB"
+[plugins.hostile.config]
+public = "/big"
+`, first, other, hostileWasm))
+	bigPath := fmt.Sprintf("/api/hostile/big?n=%d", big)
+	buffered := func() float64 {
+		return value(scrape(t, func(p string) (int, string) {
+			s, _, b := in.Get(t, p, "Authorization", "Bearer "+first)
+			return s, b
+		}), "greenroom_http_response_buffered_bytes")
+	}
+	// ask asks for a big answer with token ("" for none) and reads its
+	// head only: a 200's body is left unread, and held; a refusal's body
+	// is returned.
+	ask := func(token string) (net.Conn, int, string) {
+		t.Helper()
+		c := dial(t, in.URL)
+		authz := ""
+		if token != "" {
+			authz = "Authorization: Bearer " + token + "\r\n"
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\n%s\r\n", bigPath, authz)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == 200 {
+			return c, 200, ""
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return c, resp.StatusCode, string(b)
+	}
+	// holdAll asks for big answers with token, reading none, until one
+	// is refused (5 at most): the number held, and their connections.
+	holdAll := func(token string) (int, []net.Conn) {
+		t.Helper()
+		var held []net.Conn
+		for range 5 {
+			c, status, body := ask(token)
+			if status != 200 {
+				if status != 503 || errorBody(t, body)["code"] != "server_busy" || !strings.Contains(body, "server.response_budget") {
+					t.Fatalf("a big unread answer refused with %d %.300s, want 503 server_busy naming server.response_budget", status, body)
+				}
+				break
+			}
+			held = append(held, c)
+		}
+		return len(held), held
+	}
+	getBig := func(token string) func() (int, http.Header, string) {
+		return func() (int, http.Header, string) {
+			return in.Get(t, bigPath, "Authorization", "Bearer "+token)
+		}
+	}
+
+	// A principal holds its quarter (16MiB: room for one answer of
+	// 17MiB), and no more; another principal's answer is served beside.
+	n, held := holdAll(first)
+	if n != 1 {
+		t.Errorf("one principal held %d unread answers of %d bytes under a 64MiB budget, want 1 (its share)", n, big)
+	}
+	if status, _, body := getBig(other)(); status != 200 || len(body) != big {
+		t.Errorf("another principal's big answer beside the first one's unread ones: %d (%.200s)", status, body)
+	}
+	// Anonymous clients hold their quarter together, and no more: not
+	// the principals' shares.
+	if n, _ := holdAll(""); n != 1 {
+		t.Errorf("anonymous clients held %d unread answers of %d bytes beside the principal's, want 1 (their share)", n, big)
+	}
+	if status, _, body := getBig(other)(); status != 200 || len(body) != big {
+		t.Errorf("another principal's big answer beside the first one's and the anonymous unread ones: %d (%.200s)", status, body)
+	}
+	if status, _, body := in.Get(t, "/api/hostile/big?n=1000", "Authorization", "Bearer "+first); status != 200 || len(body) != 1000 {
+		t.Errorf("a small answer to the principal holding its share: %d (%.200s)", status, body)
+	}
+
+	// The principal's unread answers give its share back; an unread
+	// head to HEAD holds it as a body does, and gives it back too.
+	for _, c := range held {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	if status, _, _ := untilStatus(t, getBig(first), 200); status != 200 {
+		t.Fatalf("the principal's big answer once its unread ones were closed: %d", status)
+	}
+	before := buffered()
+	head := dial(t, in.URL).(*net.TCPConn)
+	fmt.Fprintf(head, "HEAD /api/hostile/bighead?n=%d HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n\r\n", big, first)
+	for deadline := time.Now().Add(10 * time.Second); buffered() < before+big; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the unread head is not held")
+		}
+	}
+	if status, _, body := getBig(first)(); status != 503 || errorBody(t, body)["code"] != "server_busy" {
+		t.Errorf("the principal's big answer while its big head is unread: %d %.200s, want 503", status, body)
+	}
+	if status, _, body := getBig(other)(); status != 200 || len(body) != big {
+		t.Errorf("another principal's big answer beside the first one's unread head: %d (%.200s)", status, body)
+	}
+	head.SetLinger(0)
+	head.Close()
+	if status, _, _ := untilStatus(t, getBig(first), 200); status != 200 {
+		t.Fatalf("the principal's big answer once its unread head was closed: %d", status)
 	}
 }

@@ -72,13 +72,18 @@ type lingerConn struct {
 	got      atomic.Bool
 	// mute drops what is written from then on (see Server.connErrors).
 	mute atomic.Bool
-	// heldHeads is what server.response_budget (headBudget) holds for
-	// the heads of answers to HEAD being written on the connection, which
-	// have no body stream to hold it until they are sent: it is given
-	// back when the server reads from the connection again (the server
-	// writes an answer before it reads the next request) or closes it.
-	heldHeads  atomic.Int64
-	headBudget atomic.Pointer[byteBudget]
+	// heads are the claims on server.response_budget (each from its
+	// caller's share) of the heads of answers to HEAD being written on
+	// the connection, which have no body stream to hold them until they
+	// are sent: given back when the server reads from the connection
+	// again (the server writes an answer before it reads the next
+	// request) or closes it. nheads is len(heads), for Read to skip the
+	// lock; headsClosed is set once the connection is closed (a head
+	// held after that is given back at once).
+	headsMu     sync.Mutex
+	heads       []budgetClaim
+	nheads      atomic.Int32
+	headsClosed bool
 	// reading is set while fasthttp reads a request's head: from
 	// StateActive (see connState) until the request reaches the handler
 	// (handling). total counts the bytes read, lastEmpty is the offset
@@ -136,7 +141,7 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 // or without), as what fasthttp holds is told by the buffer it reads
 // into, not by where the requests before it ended.
 func (c *lingerConn) Read(p []byte) (int, error) {
-	c.releaseHeads()
+	c.releaseHeads(false)
 	if c.heldEmptyLine(p) {
 		return 0, errUnframedHead
 	}
@@ -316,18 +321,32 @@ func zeroBytes(y uint64) uint64 {
 	return ^((y&low7 + low7) | y) & top
 }
 
-// holdHead holds n bytes of b for the head of an answer to HEAD until it
-// is written (see heldHeads).
-func (c *lingerConn) holdHead(b *byteBudget, n int64) {
-	c.headBudget.Store(b)
-	c.heldHeads.Add(n)
+// holdHead holds claim for the head of an answer to HEAD until it is
+// written (see heads).
+func (c *lingerConn) holdHead(claim budgetClaim) {
+	c.headsMu.Lock()
+	defer c.headsMu.Unlock()
+	if c.headsClosed {
+		claim.release()
+		return
+	}
+	c.heads = append(c.heads, claim)
+	c.nheads.Store(int32(len(c.heads)))
 }
 
-// releaseHeads gives back what holdHead holds.
-func (c *lingerConn) releaseHeads() {
-	if n := c.heldHeads.Swap(0); n != 0 {
-		c.headBudget.Load().give(n)
+// releaseHeads gives back what holdHead holds; closing, for good.
+func (c *lingerConn) releaseHeads(closing bool) {
+	if !closing && c.nheads.Load() == 0 {
+		return
 	}
+	c.headsMu.Lock()
+	defer c.headsMu.Unlock()
+	c.headsClosed = c.headsClosed || closing
+	for i := range c.heads {
+		c.heads[i].release()
+	}
+	c.heads = c.heads[:0]
+	c.nheads.Store(0)
 }
 
 // Write ends the request whose answer it writes: the next bytes read are
@@ -517,7 +536,7 @@ func (s *connSet) expireReads(stop <-chan struct{}, graceEnd time.Time) {
 // the background, so that the server's loops that close connections one
 // after another (idle ones at shutdown) do not wait for it.
 func (c *lingerConn) Close() error {
-	c.releaseHeads()
+	c.releaseHeads(true)
 	c.once.Do(func() {
 		if c.set != nil {
 			c.set.remove(c)

@@ -116,20 +116,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if c.Request().IsBodyStream() {
 		// A caller let in without a credential (a public route) draws
 		// on a quarter of the budget at most, so that anonymous bodies
-		// cannot starve authenticated callers.
-		// An authenticated caller draws on a quarter at most too, its
-		// own: one principal could otherwise hold the whole budget and
-		// refuse every other caller's bodies (an audit). Its share is
-		// kept by its Key, as its rate limit is: by the subject alone, a
-		// JWT of a static token's subject held the token's share.
-		body := &requestBody{share: &s.requests, all: &s.requests}
-		switch {
-		case principal == nil && !s.authConfig().Auth.DangerouslyDisable:
-			body.share = &s.anonymous
-		case principal != nil:
-			body.lent, body.shares = s.principals.get(principal.Key(), s.anonymous.limit.Load()), &s.principals
-			body.share = &body.lent.byteBudget
-		}
+		// cannot starve authenticated callers; an authenticated one on a
+		// quarter of its own (see sharedBudget).
+		body := &requestBody{claim: s.claim(&s.requests, principal)}
 		defer body.release()
 		err = s.readBody(c, id, body)
 		req.Body = body.b
@@ -151,6 +140,11 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		req.Principal = envelopePrincipal(principal)
 	}
 
+	// A reload while the call waits for an instance (that revokes its
+	// token, closes its route, or swaps nothing of its plugin) lets it in
+	// again before it runs, its instance held meanwhile: it was served as
+	// it had been let in. A refusal (401, 403, 404) is the answer.
+	adm := &admission{s: s, c: c, rs: rs, id: id, sub: sub, req: req, under: under, principal: principal}
 	respond := func(resp hostfuncs.Response) error {
 		// A 2xx answer to CONNECT switches the connection to a tunnel
 		// (RFC 9110, 9.3.6: its client ignores the Content-Length and
@@ -201,9 +195,15 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			}
 		}
 		// The answer outlives the instance: it is held until the client
-		// has read it, under the process's response budget.
-		if !s.responses.take(held) {
-			return s.budgetSpent(id, "server.response_budget", held)
+		// has read it, under the process's response budget, from the
+		// caller's share of it (as a request body is): one principal's
+		// unread answers, or anonymous callers', could otherwise take
+		// the whole budget and have every other caller's refused.
+		claim := s.claim(&s.responses, adm.principal)
+		if !claim.take(held) {
+			err := s.budgetSpent(id, "server.response_budget", held, &claim)
+			claim.release()
+			return err
 		}
 		for i, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {
@@ -229,9 +229,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			// as a body is (which holds it with the head, below): a
 			// head may be as large as limits.max_response.
 			if lc, ok := c.Context().Conn().(*lingerConn); ok {
-				lc.holdHead(&s.responses, held)
+				lc.holdHead(claim)
 			} else {
-				s.responses.give(held)
+				claim.release()
 			}
 			w.SkipBody = true
 			if headLength >= 0 && resp.Status/100 == 2 && resp.Status != fiber.StatusNoContent {
@@ -239,15 +239,10 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			}
 			return nil
 		}
-		w.SetBodyStream(newBodyStream(resp.Body, held, &s.responses), len(resp.Body))
+		w.SetBodyStream(newBodyStream(resp.Body, claim), len(resp.Body))
 		return nil
 	}
 	began := time.Now()
-	// A reload while the call waits for an instance (that revokes its
-	// token, closes its route, or swaps nothing of its plugin) lets it in
-	// again before it runs, its instance held meanwhile: it was served as
-	// it had been let in. A refusal (401, 403, 404) is the answer.
-	adm := &admission{s: s, c: c, rs: rs, id: id, sub: sub, req: req, under: under}
 	base := plugin.WithAdmission(s.base, adm)
 	// Its place in line is its arrival, on the version it finds and on
 	// any a reload moves it to.
@@ -270,10 +265,10 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 				Message: fmt.Sprintf("plugin %s is busy: the call waited its whole queue timeout while reloads moved it to new versions", id)}
 		}
 		adm.under = s.rt.Config()
-		if principal, err = s.admitAgain(c, rs, id, sub); err != nil {
+		if adm.principal, err = s.admitAgain(c, rs, id, sub); err != nil {
 			return err
 		}
-		req.Principal = envelopePrincipal(principal)
+		req.Principal = envelopePrincipal(adm.principal)
 		// It keeps its place in line: ahead of the calls that arrived
 		// after it, which the new version may already have queued.
 		err = s.rt.Handle(plugin.WithArrival(base, began), id, req, respond)
@@ -289,16 +284,18 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 
 // admission lets a call in again, with its instance held, when a reload
 // came while it waited for one (plugin.WithAdmission): under is the config
-// it was let in under, refused the refusal it got.
+// it was let in under, principal the caller it let in (nil: none, a
+// public route or the authentication off), refused the refusal it got.
 type admission struct {
-	s       *Server
-	c       *fiber.Ctx
-	rs      *reqState
-	id      string
-	sub     []byte
-	req     *hostfuncs.Request
-	under   *config.Config
-	refused error
+	s         *Server
+	c         *fiber.Ctx
+	rs        *reqState
+	id        string
+	sub       []byte
+	req       *hostfuncs.Request
+	under     *config.Config
+	principal *auth.Principal
+	refused   error
 }
 
 // Admit implements plugin.Admission.
@@ -310,6 +307,7 @@ func (a *admission) Admit() error {
 			a.refused = err
 			return err
 		}
+		a.principal = principal
 		a.req.Principal = envelopePrincipal(principal)
 	}
 	return nil
@@ -332,17 +330,40 @@ func (s *Server) admitAgain(c *fiber.Ctx, rs *reqState, id string, sub []byte) (
 }
 
 // budgetSpent is the answer to a call whose response, or request body,
-// (bytes) would pass its budget (key).
-func (s *Server) budgetSpent(id, key string, bytes int64) error {
-	b, msg := &s.responses, fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, bytes)
-	if key == "server.request_budget" {
-		b, msg = &s.requests, fmt.Sprintf("the server holds as many request bodies as server.request_budget allows; this one was not read past its first %d bytes; retry", bytes)
+// (bytes) would pass its budget (key) or the caller's share of it
+// (claim.shareFull).
+func (s *Server) budgetSpent(id, key string, bytes int64, claim *budgetClaim) error {
+	b := &s.responses.all
+	var msg string
+	switch {
+	case key == "server.request_budget":
+		b = &s.requests.all
+		if claim.shareFull {
+			msg = fmt.Sprintf("this caller's request bodies fill its share of server.request_budget (a quarter of it; the callers without a credential share one); this one was not read past its first %d bytes; retry", bytes)
+		} else {
+			msg = fmt.Sprintf("the server holds as many request bodies as server.request_budget allows; this one was not read past its first %d bytes; retry", bytes)
+		}
+	case claim.shareFull:
+		msg = fmt.Sprintf("this caller's unread responses fill its share of server.response_budget (a quarter of it; the callers without a credential share one); plugin %s's answer of %d bytes was dropped; retry once they are read", id, bytes)
+	default:
+		msg = fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, bytes)
 	}
 	if b.warnDue() {
-		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": bytes, "held": b.used.Load(), "budget": b.limit.Load()}).
-			Warn("request refused: the bodies held fill " + key)
+		held, limit, what := b.used.Load(), b.limit.Load(), "the bodies held fill "+key
+		if claim.shareFull {
+			held, limit, what = claim.share.used.Load(), claim.share.limit.Load(), "the caller's bodies held fill its share of "+key
+		}
+		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": bytes, "held": held, "budget": limit}).
+			Warn("request refused: " + what)
 	}
 	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "server_busy", Plugin: id, RetryAfter: 1, Message: msg}
+}
+
+// claim is the caller's claim on budget (see sharedBudget): principal's
+// share, the anonymous callers' share when it has no credential, or the
+// whole budget when the authentication is off.
+func (s *Server) claim(budget *sharedBudget, principal *auth.Principal) budgetClaim {
+	return budget.claim(principal, principal == nil && !s.authConfig().Auth.DangerouslyDisable)
 }
 
 // queueTimeout is the queue_timeout of plugin id's version serving now
@@ -1108,16 +1129,11 @@ func (s *Server) reload(c *fiber.Ctx) error {
 	return c.Status(status).JSON(res)
 }
 
-// requestBody is a request's body and the budget it holds.
+// requestBody is a request's body and what it holds of
+// server.request_budget.
 type requestBody struct {
 	b     []byte
-	held  int64
-	share *byteBudget // also holds held, when not the whole budget
-	all   *byteBudget
-	// lent, when not nil, is the principal's share that share is, which
-	// shares takes back at release.
-	lent   *principalShare
-	shares *principalShares
+	claim budgetClaim
 	// pooled is the reused buffer b lives in, for a small body.
 	pooled *[]byte
 }
@@ -1127,33 +1143,9 @@ type requestBody struct {
 // allocation nor the copies of a growing buffer.
 var smallBodies = sync.Pool{New: func() any { b := make([]byte, maxPooledBody); return &b }}
 
-// take takes n more bytes from the share and the whole budget.
-func (rb *requestBody) take(n int64) bool {
-	if rb.share != rb.all && !rb.share.take(n) {
-		rb.all.refused.Add(1)
-		return false
-	}
-	if !rb.all.take(n) {
-		if rb.share != rb.all {
-			rb.share.give(n)
-		}
-		return false
-	}
-	rb.held += n
-	return true
-}
-
 // release gives the held bytes back, once the call has ended.
 func (rb *requestBody) release() {
-	rb.all.give(rb.held)
-	if rb.share != rb.all {
-		rb.share.give(rb.held)
-	}
-	rb.held = 0
-	if rb.lent != nil {
-		rb.shares.put(rb.lent)
-		rb.lent, rb.shares = nil, nil
-	}
+	rb.claim.release()
 	if rb.pooled != nil {
 		smallBodies.Put(rb.pooled)
 		rb.pooled, rb.b = nil, nil
@@ -1176,8 +1168,8 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 	if want > 0 && want <= maxPooledBody {
 		// Small and declared: its buffer at once, from the pool (the
 		// budget counts the declared length).
-		if !body.take(int64(want)) {
-			return s.budgetSpent(id, "server.request_budget", 0)
+		if !body.claim.take(int64(want)) {
+			return s.budgetSpent(id, "server.request_budget", 0, &body.claim)
 		}
 		body.pooled = smallBodies.Get().(*[]byte)
 		body.b = (*body.pooled)[:0:want]
@@ -1197,8 +1189,8 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 			grow = min(grow, want-len(buf))
 		}
 		more := len(buf) + grow - cap(buf)
-		if !body.take(int64(more)) {
-			return s.budgetSpent(id, "server.request_budget", int64(len(buf)))
+		if !body.claim.take(int64(more)) {
+			return s.budgetSpent(id, "server.request_budget", int64(len(buf)), &body.claim)
 		}
 		grown := make([]byte, len(buf), len(buf)+grow) // cap exactly what was taken
 		copy(grown, buf)

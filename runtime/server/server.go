@@ -73,13 +73,9 @@ type Server struct {
 
 	// responses bounds the plugin responses held until their clients
 	// have read them (server.response_budget), requests the plugins'
-	// request bodies held until their calls end (server.request_budget).
-	// anonymous is the share of requests that callers let in without a
-	// credential (public routes) may hold: a quarter.
-	responses, requests, anonymous byteBudget
-	// principals are the authenticated callers' shares of requests, a
-	// quarter each, as anonymous is.
-	principals principalShares
+	// request bodies held until their calls end (server.request_budget),
+	// each with its callers' shares (see sharedBudget).
+	responses, requests sharedBudget
 
 	// inflight holds the requests being served, so that a shutdown cut
 	// short can say which ones it cut off.
@@ -93,8 +89,8 @@ type Server struct {
 func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Collector) *Server {
 	cfg := rt.Config()
 	s := &Server{rt: rt, cfg: cfg, log: log, inflight: map[*reqState]struct{}{}}
-	budgets := append(s.responses.collectors("response", "responses_refused", "server.response_budget"),
-		s.requests.collectors("request", "request_bodies_refused", "server.request_budget")...)
+	budgets := append(s.responses.all.collectors("response", "responses_refused", "server.response_budget"),
+		s.requests.all.collectors("request", "request_bodies_refused", "server.request_budget")...)
 	s.metrics = metrics.New(rt, append(budgets, collectors...)...)
 	s.access.Store(cfg)
 	s.authn.Store(newAuthenticator(cfg, log))
@@ -760,20 +756,26 @@ func (s *Server) bodyTooLarge(c *fiber.Ctx) error {
 	return apiErr(fiber.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds server.body_limit of "+strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10)+" bytes")
 }
 
-// setBudgets applies the config's body budgets. The request budget is
-// at least server.body_limit: a reload keeps the running body_limit (it
-// needs a restart), and may come with a budget checked against another.
+// setBudgets applies the config's body budgets. A caller's share has
+// room for one answer of the largest limits.max_response, or one body of
+// server.body_limit. The request budget is at least server.body_limit: a
+// reload keeps the running body_limit (it needs a restart), and may come
+// with a budget checked against another.
 func (s *Server) setBudgets(cfg *config.Config) {
-	s.responses.limit.Store(int64(min(cfg.Server.ResponseBudget, 1<<62)))
+	var largest config.Size
+	for _, p := range cfg.Plugins {
+		if p != nil {
+			largest = max(largest, p.Limits.MaxResponse)
+		}
+	}
+	s.responses.setLimit(int64(min(cfg.Server.ResponseBudget, 1<<62)), int64(min(largest, 1<<62)))
 	requests := min(cfg.Server.RequestBudget, 1<<62)
 	if limit := cfg.Server.BodyLimit; requests < limit {
 		s.log.WithFields(logrus.Fields{"request_budget": cfg.Server.RequestBudget, "body_limit": limit}).
 			Warn("server.request_budget is below the running server.body_limit, which needs a restart to change: the budget is body_limit until then")
 		requests = limit
 	}
-	s.requests.limit.Store(int64(requests))
-	// A quarter, but room for one body of the largest size.
-	s.anonymous.limit.Store(int64(min(max(requests/4, cfg.Server.BodyLimit), requests)))
+	s.requests.setLimit(int64(requests), int64(min(cfg.Server.BodyLimit, 1<<62)))
 }
 
 // dropBody reads and drops what is left of a request's body (at most

@@ -58,6 +58,10 @@ func init() {
 		os.Exit(1)
 	}
 	initPublic = askPublic("no-leading-slash")
+	// Routes to open when public_routes lists them too: "/big,/bighead".
+	if routes, ok := greenroom.Config("public"); ok {
+		greenroom.Public(strings.Split(routes, ",")...)
+	}
 	// Output written while initializing, which no call answers with.
 	if n, ok := greenroom.Config("init_write"); ok {
 		b := make([]byte, max(atoi(n), 1))
