@@ -1007,6 +1007,12 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 		// a server that ended the session looks the same.
 		return hostfuncs.Failf(hostfuncs.ErrFailed, "the database connection was closed while the statement ran, and the driver does not say why: a message from the server (a notice or an error the statement raised, or a row) longer than limits.db_max_result of %d bytes ends the connection, and so does a server that ended the session (restarted, or pg_terminate_backend); the statement may have run", lim.MaxResult)
 	}
+	if p.svc.cfg.Client == ClientPG && st.Tx != 0 && sessionEndedBy(err) {
+		// The driver's text alone (FATAL: terminating connection due to
+		// administrator command) does not say that the transaction is
+		// gone. The SQLSTATE stays last, where SQLState reads it.
+		return hostfuncs.Failf(hostfuncs.ErrFailed, "the database server ended the session (a restart, a failover or pg_terminate_backend), and the transaction with it: it was rolled back, and its later statements and Commit fail; roll it back and start it again: %v", err)
+	}
 	if p.svc.cfg.Client == ClientSQLite && sqliteMissingArgError(err) {
 		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments, not one per placeholder (%v): pass one argument per placeholder", len(st.Args), err)
 	}
@@ -1016,6 +1022,15 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 		return hostfuncs.Failf(hostfuncs.ErrInvalid, "statement refused: %d arguments, not one per placeholder (%v; a $n used twice is one placeholder): pass one argument per placeholder", len(st.Args), err)
 	}
 	return hostfuncs.Failf(hostfuncs.ErrFailed, "%v", err)
+}
+
+// sessionEndedBy reports whether err is the FATAL error of a server
+// that ended the session: SQLSTATE 57P01 (admin_shutdown: a shutdown, a
+// failover, pg_terminate_backend), 57P02 (crash_shutdown), 57P03
+// (cannot_connect_now).
+func sessionEndedBy(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Severity == "FATAL" && (pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03")
 }
 
 // pgArgCountError reports whether err is pgx's refusal of a statement

@@ -1013,6 +1013,13 @@ func (c *pgConnector) connector() driver.Connector {
 			return nil
 		}),
 		stdlib.OptionResetSession(func(ctx context.Context, conn *pgx.Conn) error {
+			// The server ended the session while the connection sat in
+			// the pool (see serverEnded): database/sql discards it
+			// and takes another, before anything is sent on it.
+			if serverEnded(conn.PgConn()) {
+				c.log.WithField("pid", conn.PgConn().PID()).Debug("discarded a pooled database connection whose session the server had ended (a restart, a failover or pg_terminate_backend), before sending anything on it")
+				return driver.ErrBadConn
+			}
 			// A reload changed the limits since this connection opened:
 			// database/sql discards it and opens another.
 			if now := c.lim.Load(); now.StatementTimeout != lim.StatementTimeout || now.MaxResult != lim.MaxResult {
@@ -1031,6 +1038,26 @@ func (c *pgConnector) connector() driver.Connector {
 			}
 			return nil
 		}))
+}
+
+// serverEnded reports, without a round trip, whether the server has
+// ended the session of pc, an idle pooled connection: it sent something
+// (a FATAL error: 57P01 for a restart, a failover or
+// pg_terminate_backend, 57P02, 57P03) or closed the socket, which an
+// idle session's server does only when it ends it. pgx's database/sql
+// driver checks a connection it hands out again (a round trip) only when
+// over a second passed since it last did, and a plugin's statement on
+// one the server ended within that second failed with that FATAL error,
+// as if it had run (the plugin's statements are not pinged: a round
+// trip each). What the driver has read and not yet handled counts too.
+// A session the server ends between this check and the statement's
+// arrival, or whose end has not reached this host yet (a server cut
+// off), fails the statement as before; so does one ended while its
+// statement runs, which is not run again (it may have committed what it
+// did before: a procedure's COMMIT; and an operator's
+// pg_terminate_backend of a runaway statement means to stop it).
+func serverEnded(pc *pgconn.PgConn) bool {
+	return pc.Frontend().ReadBufferLen() > 0 || peerSpoke(pc.Conn())
 }
 
 func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
