@@ -390,3 +390,120 @@ func TestChunkedBodyCutShortTimesOut(t *testing.T) {
 		}
 	}
 }
+
+// TestBareLFTrailerRefusedAtOnce: a chunked body whose trailer section
+// holds an empty line that is not a CRLF after a CRLF ("0\r\n\n",
+// "0\r\nX-T: 1\n\r\n") is never ended by the HTTP library, which waits
+// for a CRLF CRLF that does not come: it was answered at
+// server.read_timeout (400 "unexpected EOF", or 408). It is now answered
+// 400 at once and its connection closed, whatever pieces it arrives in,
+// behind other requests or not; a route that does not read the body has
+// answered already, and its connection is closed at once instead of at
+// server.read_timeout. A chunk-size line or a chunk's data ended by a
+// bare LF is refused 400 at once by the library itself, and closes the
+// connection: nothing after it is read as a request. Well-framed chunked
+// bodies are still read, in whatever pieces, with trailer fields or
+// not, and the requests behind them served.
+func TestBareLFTrailerRefusedAtOnce(t *testing.T) {
+	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	head := "POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + servertest.Token + "\r\nTransfer-Encoding: chunked\r\n\r\n"
+	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, c := range []struct {
+		before int      // requests written first, answered as usual
+		pieces []string // the chunked request, written piece by piece
+		want   string   // in the 400's message
+	}{
+		{0, []string{head + "3\r\nabc\r\n0\r\n\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\n", "\n"}, "trailer section"},
+		{0, []string{head, "3\r\nabc\r\n", "0\r\n", "\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\nX-T: 1\n\r\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\nX-T: 1\r\n\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\nX-T: 1\n\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\nX-T: 1\n", "\r\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\nX-T: 1\r\n", "\n"}, "trailer section"},
+		{0, []string{head + "4\r\n\n\n\n\n\r\n0\r\n\n"}, "trailer section"},
+		{0, []string{head + "3\r\nabc\r\n0\r\n\nGET " + liveness + " HTTP/1.1\r\nHost: x\r\n", "\r\n"}, "trailer section"},
+		{1, []string{ok + head + "3\r\nabc\r\n0\r\n\n"}, "trailer section"},
+		{1, []string{ok + head + "3\r\nabc\r\n0\r\n", "X-T: 1\n", "\r\n"}, "trailer section"},
+		// A chunk-size line, or a chunk's data, ended by a bare LF.
+		{0, []string{head + "0\n\n"}, "after chunk size"},
+		{0, []string{head + "5\nhello\n0\r\n\r\n"}, "after chunk size"},
+		{0, []string{head + "5\r\nhello\n0\r\n\r\n"}, "end of chunk"},
+		{0, []string{head + "5\r\nhello\n", "0\r\n\r\n"}, "end of chunk"},
+		{0, []string{head + "5\r\nhello\r\n0\n\r\n" + ok}, "after chunk size"},
+	} {
+		what := strings.Join(c.pieces, "|")
+		conn := dial(t, in.URL)
+		br := bufio.NewReader(conn)
+		began := time.Now()
+		writePieces(conn, c.pieces...)
+		for i := 0; i < c.before; i++ {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%q: answer %d: %v %v", what, i, resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v after %v", what, err, time.Since(began))
+		}
+		b, _ := io.ReadAll(resp.Body)
+		took := time.Since(began)
+		if resp.StatusCode != 400 || took > 5*time.Second || !strings.Contains(string(b), c.want) || !strings.Contains(string(b), `"code":"bad_request"`) || !resp.Close {
+			t.Errorf("%q: %d after %v (close %v, %s), want 400 at once, closed", what, resp.StatusCode, took.Round(time.Millisecond), resp.Close, b)
+		}
+		// Nothing else is answered: the connection is closed.
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("%q: after the 400, read %d, %v, want EOF", what, n, err)
+		}
+		conn.Close()
+	}
+	// A route that does not read the body (405) has answered before the
+	// library reads it: the connection is closed at once.
+	for _, tail := range []string{"3\r\nabc\r\n0\r\n\n", "0\r\nX-T: 1\n\r\n"} {
+		conn := dial(t, in.URL)
+		br := bufio.NewReader(conn)
+		began := time.Now()
+		io.WriteString(conn, "POST "+liveness+" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+tail)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 405 {
+			t.Fatalf("%q: %v %v", tail, resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF || time.Since(began) > 5*time.Second {
+			t.Errorf("%q to a route that does not read it: after the 405, read %d, %v after %v, want EOF at once", tail, n, err, time.Since(began).Round(time.Millisecond))
+		}
+		conn.Close()
+	}
+	// Well-framed chunked bodies, in pieces, then a request behind them.
+	for _, pieces := range [][]string{
+		{head + "3\r\nabc\r\n0\r\n\r\n" + ok},
+		{head + "3\r\nabc\r\n0\r\n", "\r\n", ok},
+		{head + "3\r\nabc\r\n0\r\n\r", "\n" + ok},
+		{head + "3\r\nabc\r\n0\r\nX-T: 1\r\n", "\r\n" + ok},
+		{head + "3\r\nabc\r\n0\r\nX-T: 1\r", "\n\r", "\n", ok},
+		{head + "3\r\nabc\r\n0\r\nX-T", ": 1\r\nY: 2\r\n\r\n" + ok},
+		{head + "4\r\n\n\n\n\n\r\n", "0\r\n", "X-T: 1\r\n", "\r\n", ok},
+		{head + "4\r\n\n\n\r\n\r\n0\r\nX-T: 1\r\n", "\r\n" + ok},
+	} {
+		what := strings.Join(pieces, "|")
+		conn := dial(t, in.URL)
+		br := bufio.NewReader(conn)
+		writePieces(conn, pieces...)
+		for i, want := range []int{200, 200} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%q: answer %d: %v", what, i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != want {
+				t.Errorf("%q: answer %d: %d %s, want %d", what, i, resp.StatusCode, b, want)
+				break
+			}
+		}
+		conn.Close()
+	}
+}

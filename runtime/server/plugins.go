@@ -1224,6 +1224,12 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 		}
 		if err != nil {
 			c.Context().SetConnectionClose()
+			// A trailer section fasthttp would have waited on (see
+			// lingerConn.heldTrailerEmptyLine): its error may come as
+			// an "unexpected EOF".
+			if lc, ok := c.Context().Conn().(*lingerConn); ok && lc.badTrailer.Load() {
+				return apiErr(fiber.StatusBadRequest, "bad_request", errUnframedTrailer.Error())
+			}
 			// fasthttp reports a timeout reading a chunked body's
 			// trailer section as its ErrTimeout, which has Timeout but
 			// is no net.Error.
