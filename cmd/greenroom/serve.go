@@ -294,6 +294,10 @@ wait:
 	if err := rt.Close(sctx); err != nil {
 		cut = append(cut, err)
 	}
+	// A request whose plugin call was left running (it did not come
+	// back when interrupted) gets its access log line now: its handler
+	// never returns.
+	srv.LogCutOff()
 	if len(cut) > 0 {
 		err := errors.Join(cut...)
 		if forced.Load() {

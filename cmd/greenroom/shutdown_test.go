@@ -177,12 +177,21 @@ limits = { timeout = "30s", instances = 2 }
 // ends, and its standard error logged if the test failed.
 func runServe(t *testing.T, dir, addr, cfg string, flags ...string) *process {
 	t.Helper()
+	return runServeEnv(t, dir, addr, cfg, nil, flags...)
+}
+
+// runServeEnv is runServe with env added to the process's environment.
+func runServeEnv(t *testing.T, dir, addr, cfg string, env []string, flags ...string) *process {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &process{addr: addr, cfgPath: cfgPath, cfg: cfg, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(greenroomBinary(t), append([]string{"serve", "--config", cfgPath}, flags...)...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = lockedBuffer{p.mu, p.stderr}
 	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {
@@ -499,4 +508,88 @@ func waitBusy(t *testing.T, p *process, id string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no call of %s running after 30s", id)
+}
+
+// TestShutdownLogsRequestsCutOff: every request the shutdown's deadline
+// cuts off gets its one access log line, also one whose plugin call is
+// left running (limits.interruptible = false, a guest looping for ever),
+// which never returns: it got none. Its line says what the client got,
+// as that of a call interrupted at the deadline does.
+func TestShutdownLogsRequestsCutOff(t *testing.T) {
+	t.Parallel()
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	hostile, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "plugin", "testdata", "guests", "hostile"), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf(`
+[server]
+listen = %q
+shutdown_timeout = "1s"
+[log]
+format = "json"
+[runtime]
+cache_dir = %q
+[auth.tokens.test]
+token = %q
+subject = "service:test"
+admin = true
+[plugins.stuck]
+path = %q
+limits = { timeout = "60s", interruptible = false }
+[plugins.hostile]
+path = %q
+limits = { timeout = "60s" }
+`, addr, filepath.Join(cache, "cmd-test-cache"), testToken, hostile, hostile)
+	// A guest without checks never reaches a Go safe point: a garbage
+	// collection would wait for it, and the whole process with it
+	// (docs/sandbox.md); none is run.
+	p := runServeEnv(t, t.TempDir(), addr, cfg, []string{"GOGC=off"})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if status, _, err := p.get("/.greenroom/health/v1/readiness"); err == nil && status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("greenroom did not become ready within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Once the plugins are loaded the runtime hands their garbage back
+	// (debug.FreeOSMemory: a collection, which the loop would hold).
+	time.Sleep(2 * time.Second)
+	for _, path := range []string{"/api/hostile/loop", "/api/hostile/ctxwait"} {
+		go p.get(path)
+	}
+	waitBusy(t, p, "hostile")
+	go p.get("/api/stuck/loop")
+	waitBusy(t, p, "stuck")
+	time.Sleep(200 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 1 {
+		t.Errorf("exit code %d, want 1: requests were cut off", code)
+	}
+	log := p.log()
+	if !strings.Contains(log, "cut off: ") || !strings.Contains(log, "GET /api/stuck/loop (request ") {
+		t.Errorf("the log does not name the request left running:\n%s", log)
+	}
+	lines := map[string][]map[string]any{}
+	for _, l := range strings.Split(log, "\n") {
+		var v map[string]any
+		if json.Unmarshal([]byte(l), &v) == nil && v["msg"] == "request" {
+			path, _ := v["path"].(string)
+			lines[path] = append(lines[path], v)
+		}
+	}
+	for path, plugin := range map[string]string{"/api/stuck/loop": "stuck", "/api/hostile/loop": "hostile", "/api/hostile/ctxwait": "hostile"} {
+		got := lines[path]
+		if len(got) != 1 {
+			t.Errorf("%s: %d access log lines, want 1: %v", path, len(got), got)
+			continue
+		}
+		if l := got[0]; l["status"] != 503.0 || l["plugin"] != plugin || l["principal"] != "service:test" || l["method"] != "GET" || l["request_id"] == "" {
+			t.Errorf("%s: access log line %v, want status 503, plugin %s, principal service:test", path, l, plugin)
+		}
+	}
 }

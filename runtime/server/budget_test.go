@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -851,5 +852,53 @@ public = "/big"
 	head.Close()
 	if status, _, _ := untilStatus(t, getBig(first), 200); status != 200 {
 		t.Fatalf("the principal's big answer once its unread head was closed: %d", status)
+	}
+}
+
+// LogCutOff writes the access log line of a request still in flight,
+// whose handler has not returned (at shutdown: a call left running, which
+// never returns), and only its: the handler, returning after, writes no
+// second one, and a request answered before is not logged again.
+func TestLogCutOffWritesOneLine(t *testing.T) {
+	t.Parallel()
+	in := start(t, fmt.Sprintf("[plugins.hostile]\npath = %q\n[plugins.hostile.limits]\ntimeout = \"30s\"\n", hostileWasm))
+	if status, _, _ := in.Get(t, "/api/hostile/ok"); status != 200 {
+		t.Fatalf("GET /ok: %d", status)
+	}
+	answered := make(chan int, 1)
+	go func() {
+		status, _, _ := in.Get(t, "/api/hostile/ctxwait") // until its ctx ends
+		answered <- status
+	}()
+	in.WaitBusy(t, "hostile")
+	lines := func(path string) []map[string]any {
+		var out []map[string]any
+		for _, l := range strings.Split(in.Log.String(), "\n") {
+			var v map[string]any
+			if json.Unmarshal([]byte(l), &v) == nil && v["msg"] == "request" && v["path"] == path {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	in.Server.LogCutOff()
+	got := lines("/api/hostile/ctxwait")
+	if len(got) != 1 || got[0]["status"] != 503.0 || got[0]["plugin"] != "hostile" || got[0]["principal"] != "service:servertest" || got[0]["method"] != "GET" {
+		t.Fatalf("access log lines of the request in flight: %v, want one, 503, plugin hostile", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	in.Server.Shutdown(ctx) // interrupts the call: its handler returns
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not end")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := lines("/api/hostile/ctxwait"); len(got) != 1 {
+		t.Errorf("access log lines once its handler returned: %v, want the one", got)
+	}
+	if got := lines("/api/hostile/ok"); len(got) != 1 {
+		t.Errorf("access log lines of the request answered before: %v, want one", got)
 	}
 }

@@ -63,6 +63,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	if !known {
 		return unknownPlugin(id)
 	}
+	// Named so in the line of a request a shutdown cuts off (LogCutOff).
+	rs.letPlugin, rs.letSubject = id, rs.subject
+	rs.letIn.Store(true)
 	// A path net/http would refuse (a "%" not followed by two hex digits)
 	// never reaches a handler: Go's would see it undecoded.
 	if bytes.IndexByte(sub, '%') >= 0 {

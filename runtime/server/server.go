@@ -512,6 +512,15 @@ type reqState struct {
 	// outlives its handler (with sending set), so a shutdown may read them.
 	method, path string
 	sending      bool
+	// logged is set by whoever writes the request's access log line,
+	// once: its handler (requestState), or the shutdown for a request
+	// whose handler has not returned (LogCutOff). letIn is set once the
+	// request was let in to its plugin, which letPlugin and
+	// letSubject then name for that line (the handler goes on using
+	// plugin and subject: a reload may let the call in again).
+	logged                atomic.Bool
+	letIn                 atomic.Bool
+	letPlugin, letSubject string
 	// principal is the verified caller, nil when the request carried no
 	// valid credential; authErr says why not.
 	principal *auth.Principal
@@ -591,8 +600,68 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		c.Context().SetConnectionClose()
 		s.dropBody(c)
 	}
-	s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
+	if rs.logged.CompareAndSwap(false, true) {
+		s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
+	}
 	return nil
+}
+
+// LogCutOff writes the access log line, and counts in the metrics, each
+// request still in flight whose handler has not written its own: one
+// whose plugin call the shutdown's deadline cut off and that did not come
+// back when interrupted (limits.interruptible = false, a guest looping),
+// whose handler never returns; the process exits without it, and the
+// request had no line. Its status is 503, as that of a call the deadline
+// interrupted (plugin_unavailable), its duration up to now, its path as
+// the shutdown names it (inFlightPath). An answer being sent was logged
+// when it was handed to the connection. Called once the runtime has
+// closed, its calls interrupted and given their second to come back: a
+// handler that returns after still writes no second line.
+func (s *Server) LogCutOff() {
+	type cutReq struct {
+		rs           *reqState
+		method, path string
+	}
+	s.inflightMu.Lock()
+	cut := make([]cutReq, 0, len(s.inflight))
+	for rs := range s.inflight {
+		if !rs.sending {
+			cut = append(cut, cutReq{rs, rs.method, rs.path})
+		}
+	}
+	s.inflightMu.Unlock()
+	slices.SortFunc(cut, func(a, b cutReq) int { return a.rs.start.Compare(b.rs.start) })
+	for _, c := range cut {
+		rs := c.rs
+		if !rs.logged.CompareAndSwap(false, true) {
+			continue
+		}
+		var plugin, principal string
+		if rs.letIn.Load() {
+			plugin, principal = rs.letPlugin, rs.letSubject
+		}
+		took := time.Since(rs.start)
+		s.metrics.ObserveRequest(plugin, "", fiber.StatusServiceUnavailable, took)
+		if !s.rt.Config().Log.AccessLog {
+			continue
+		}
+		f := logrus.Fields{
+			"method":      c.method,
+			"path":        s.inFlightPath(c.path),
+			"status":      fiber.StatusServiceUnavailable,
+			"bytes":       0,
+			"duration":    took.Round(time.Microsecond).String(),
+			"duration_ms": float64(took.Microseconds()) / 1000,
+			"request_id":  rs.id,
+		}
+		if plugin != "" {
+			f["plugin"] = plugin
+		}
+		if principal != "" {
+			f["principal"] = principal
+		}
+		s.log.WithFields(f).Info("request")
+	}
 }
 
 // pluginOf returns the id of the plugin c's path names, when there is
