@@ -616,11 +616,23 @@ func TestShutdownServesABodyStillArriving(t *testing.T) {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
+	// Cut off, its read is ended when the shutdown returns: it is
+	// answered 408 and logged (the process exited with its read pending,
+	// and it had no access log line).
 	t.Run("cut off", func(t *testing.T) {
 		in := start(t, fmt.Sprintf("[plugins.hello]\npath = %q\n", helloWasm))
-		send(t, in) // the rest never comes
+		c := send(t, in) // the rest never comes
 		if err := <-shutdown(in, 500*time.Millisecond); err == nil || !strings.Contains(err.Error(), "its body still arriving") {
 			t.Errorf("shutdown with a body that never ends: %v, want it named as cut off", err)
+		}
+		returned := time.Now()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 408 || time.Since(returned) > time.Second {
+			t.Fatalf("the request cut off: %v %v after %v, want 408 as the shutdown returns", resp, err, time.Since(returned))
+		}
+		if n := strings.Count(in.Log.String(), `"status":408`); n != 1 {
+			t.Errorf("%d access log lines with status 408, want 1:\n%s", n, in.Log)
 		}
 	})
 }

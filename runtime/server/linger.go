@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -519,6 +520,28 @@ func (s *connSet) stillReceiving() []string {
 		}
 	}
 	return out
+}
+
+// endReceiving ends the reads of the connections whose request's head
+// arrived but whose request never reached the handler (stillReceiving),
+// as a shutdown's deadline cuts them off: fasthttp answers each 408 and
+// closes it, and its access log line is written. It waits for them to
+// close, wait at most.
+func (s *connSet) endReceiving(wait time.Duration) {
+	s.mu.Lock()
+	var ended []*lingerConn
+	for c := range s.m {
+		if c.headDone.Load() && c.busy.Load() == 0 {
+			c.SetReadDeadline(time.Now())
+			ended = append(ended, c)
+		}
+	}
+	s.mu.Unlock()
+	for end := time.Now().Add(wait); len(ended) > 0 && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		ended = slices.DeleteFunc(ended, func(c *lingerConn) bool { _, open := s.m[c]; return !open })
+		s.mu.Unlock()
+	}
 }
 
 func (s *connSet) remove(c *lingerConn) {

@@ -247,6 +247,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		if cut := append(s.inFlight(), s.conns.stillReceiving()...); len(cut) > 0 {
 			err = fmt.Errorf("%w; cut off: %s", err, strings.Join(cut, ", "))
+			// A request whose body was still arriving never reached
+			// the handler: its read is ended, so that it is answered
+			// 408 and logged (the process exited with its read
+			// pending, and it had no line).
+			s.conns.endReceiving(200 * time.Millisecond)
 		} else if ctx.Err() != nil {
 			// The deadline passed with no request in flight, none
 			// arriving and no answer being sent: what was left were
