@@ -51,11 +51,29 @@ func (b *byteBudget) take(n int64) bool {
 	}
 }
 
+// takeShare is take for a caller's share, which always has room for one
+// claim: holding nothing, it takes n whatever its limit (the whole
+// budget, which the caller's bytes are taken from too, still bounds
+// them).
+func (b *byteBudget) takeShare(n int64) bool {
+	for {
+		used := b.used.Load()
+		if used > 0 && used+n > b.limit.Load() {
+			b.refused.Add(1)
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
 // sharedBudget is a byteBudget (all) with its callers' shares: the
 // callers let in without a credential (public routes) hold anonymous
 // together, and each authenticated principal a share of its own
 // (principals). A share is a quarter of the budget at most, but with
-// room for one body of the largest size (one), so that no one caller
+// room for one body of the largest size (one), and a share holding
+// nothing takes one claim whatever its size (takeShare), so that no one caller
 // holding bodies it sends slowly, or answers it never reads, can take
 // the whole budget and have every other caller's refused (an audit).
 // A caller's bytes are taken from its share and from all.
@@ -105,10 +123,14 @@ type budgetClaim struct {
 }
 
 // take takes n more bytes from the share and the whole budget; false
-// (and nothing taken) when either would pass its limit.
+// (and nothing taken) when either would pass its limit. A share that
+// holds nothing takes n whatever its size (takeShare): what an answer
+// holds is not bounded by limits.max_response alone (a Location into
+// greenroom is held rewritten too), and one answer within it was refused
+// by an empty share on every try, the budget empty.
 func (c *budgetClaim) take(n int64) bool {
 	all := &c.budget.all
-	if c.share != all && !c.share.take(n) {
+	if c.share != all && !c.share.takeShare(n) {
 		all.refused.Add(1)
 		c.shareFull = true
 		return false

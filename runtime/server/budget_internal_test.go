@@ -128,6 +128,24 @@ func TestSharedBudgetClaims(t *testing.T) {
 		t.Errorf("a share past the budget: %d", got)
 	}
 
+	// A share holding nothing takes one claim past its limit (what an
+	// answer holds may pass max_response: TestResponseBudgetShareFitsOneAnswer),
+	// within the whole budget; holding something, it does not.
+	sb.setLimit(100, 10)
+	if c := sb.claim(a, false); !c.take(30) || c.take(1) || !c.shareFull {
+		t.Error("an empty share of 25 refused one claim of 30, or took more after it")
+	} else {
+		c.release()
+	}
+	if c := sb.claim(a, false); c.take(101) || c.shareFull {
+		t.Error("an empty share took one claim past the whole budget")
+	} else {
+		c.release()
+	}
+	if got := sb.all.used.Load(); got != 0 {
+		t.Fatalf("%d bytes held after every claim was released", got)
+	}
+
 	if n := testing.AllocsPerRun(100, func() {
 		c := sb.claim(a, false)
 		c.take(10)

@@ -914,3 +914,24 @@ func TestLogCutOffWritesOneLine(t *testing.T) {
 		t.Errorf("access log lines of the request answered before: %v, want one", got)
 	}
 }
+
+// A caller's share of server.response_budget has room for one answer of
+// the largest limits.max_response, whatever the answer holds past its
+// envelope: a Location into greenroom is held rewritten into the mount,
+// beside the plugin's own. A 17MiB answer with a 1.5 KB Location, under
+// a 64MiB budget (shares of 17MiB), was refused 503 server_busy by its
+// caller's share, which held nothing, on every try: the budget was
+// empty, and the answer within max_response.
+func TestResponseBudgetShareFitsOneAnswer(t *testing.T) {
+	t.Parallel()
+	in := start(t, bigAnswersConfig("64MiB"))
+	n := 17<<20 - 2000
+	path := fmt.Sprintf("/api/hostile/big?n=%d&location=/%s", n, strings.Repeat("x", 1500))
+	status, h, body := in.Get(t, path)
+	if status != 200 || len(body) != n {
+		t.Fatalf("an answer within max_response with a Location, nothing else held: %d (%d bytes) %.300s", status, len(body), body)
+	}
+	if loc := h.Get("Location"); !strings.HasPrefix(loc, "/api/hostile/xxx") {
+		t.Errorf("Location %.40q, want it mounted", loc)
+	}
+}

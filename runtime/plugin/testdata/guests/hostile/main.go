@@ -238,6 +238,10 @@ func init() {
 	mux.HandleFunc("GET /big", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		piece, _ := strconv.Atoi(r.URL.Query().Get("piece"))
+		// With a Location (a 201 Created's), which the host mounts.
+		if loc := r.URL.Query().Get("location"); loc != "" {
+			w.Header().Set("Location", loc)
+		}
 		if piece <= 0 {
 			w.Write(make([]byte, n))
 			return
