@@ -20,7 +20,8 @@ import (
 // body, HTTP/1.0 ones kept alive, Content-Length: 0, Expect:
 // 100-continue with the body sent at once, bodies that begin with an
 // upper-case word and a space and hold what would end a head, chunked
-// (with trailer fields or not).
+// (with trailer fields or not, with chunk extensions, with data that
+// looks like a trailer section ended by a bare LF).
 func TestPipelinedWellFramedNeverBareLF(t *testing.T) {
 	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\n[plugins.hello]\npath = %q\npublic_routes = [\"/echo\"]\n", helloWasm))
 	authz := "Authorization: Bearer " + servertest.Token + "\r\n"
@@ -36,6 +37,8 @@ func TestPipelinedWellFramedNeverBareLF(t *testing.T) {
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\n" + authz + "Transfer-Encoding: chunked\r\n\r\n7\r\nGET \n\n\n\r\n0\r\n\r\n" +
 		get +
 		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\n" + authz + "Transfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n" +
+		get +
+		"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\n" + authz + "Transfer-Encoding: chunked\r\n\r\n4;a=b\r\n0\r\n\n\r\n0;c\r\nX: 1\r\n\r\n" +
 		get
 	want := strings.Count(stream, " HTTP/1.")
 	cuts := make([]int, 0, len(stream))

@@ -507,3 +507,77 @@ func TestBareLFTrailerRefusedAtOnce(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestBareLFTrailerSmugglingRefused: a chunked body whose trailer section
+// ends, or has a line ended, by a bare LF, with a whole request behind it
+// in the same write ("0\r\n\nGET ... \r\n\r\n"), was ended by the HTTP
+// library at the bare LF, since a CRLF CRLF lay further on among the
+// bytes it held, and the request behind it served: a proxy in front that
+// ends a trailer section only at a CRLF CRLF sees one request where
+// greenroom saw two (request smuggling). The request with that body is
+// now answered 400 and its connection closed, the request behind it never
+// answered, whatever pieces the bytes arrive in and whatever requests
+// come before it (answered as usual); a route that does not read the body
+// has answered first, and its connection is closed then, the request
+// behind it never answered either.
+func TestBareLFTrailerSmugglingRefused(t *testing.T) {
+	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	head := "POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + servertest.Token + "\r\nTransfer-Encoding: chunked\r\n\r\n"
+	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	smuggled := "GET /api/hello/ping HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, c := range []struct {
+		before int      // requests answered first, as usual
+		want   int      // the answer to the request with the bad trailer
+		pieces []string // written piece by piece
+	}{
+		{0, 400, []string{head + "0\r\n\n" + smuggled}},
+		{0, 400, []string{head + "3\r\nabc\r\n0\r\n\n" + smuggled}},
+		{0, 400, []string{head + "0\r\nX: 1\n\r\n" + smuggled}},
+		{0, 400, []string{head + "0\r\nX: 1\n\n" + smuggled}},
+		{0, 400, []string{head + "0\r\nX: 1\r\n\n" + smuggled}},
+		{0, 400, []string{head + "0\r\nX: 1\r\nY: 2\n\r\n" + smuggled}},
+		{0, 400, []string{head + "0;a=b\r\nX: 1\n\r\n" + smuggled}},
+		{0, 400, []string{head + "4\r\n\r\n\r\n\r\n0\r\n\n" + smuggled}},
+		{0, 400, []string{head, "0\r\n\n" + smuggled}},
+		{0, 400, []string{head + "0\r\n", "\n" + smuggled}},
+		{0, 400, []string{head + "0\r\nX: 1", "\n\r\n" + smuggled}},
+		{0, 400, []string{head + "0\r\nX: 1\r", "\n\n" + smuggled}},
+		{0, 400, []string{head + "3\r\nab", "c\r\n0\r", "\n\n" + smuggled}},
+		{1, 400, []string{ok + head + "0\r\n\n" + smuggled}},
+		{2, 400, []string{ok + head + "0\r\nX: 1\r\n\r\n" + head + "0\r\nX: 1\n\r\n" + smuggled}},
+		{1, 400, []string{"POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + servertest.Token + "\r\nContent-Length: 12\r\n\r\n0\r\n\n" + smuggled[:8] + head + "0\r\n\n" + smuggled}},
+		// A route that does not read the body answers first.
+		{0, 405, []string{"POST " + liveness + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n" + smuggled}},
+		{0, 405, []string{"POST " + liveness + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX: 1\n\r\n" + smuggled}},
+	} {
+		what := strings.Join(c.pieces, "|")
+		conn := dial(t, in.URL)
+		br := bufio.NewReader(conn)
+		writePieces(conn, c.pieces...)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := 0; i < c.before; i++ {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%q: answer %d: %v %v", what, i, resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", what, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != c.want || c.want == 400 && (!strings.Contains(string(b), "trailer section") || !resp.Close) {
+			t.Errorf("%q: %d (close %v) %s, want %d", what, resp.StatusCode, resp.Close, b, c.want)
+		}
+		// The request behind it is never answered: the connection is
+		// closed.
+		if resp, err := http.ReadResponse(br, nil); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			t.Errorf("%q: the request behind the bad trailer was answered: %d %s", what, resp.StatusCode, b)
+		} else if err != io.EOF && err != io.ErrUnexpectedEOF {
+			t.Errorf("%q: after the answer, %v, want EOF", what, err)
+		}
+		conn.Close()
+	}
+}

@@ -73,9 +73,12 @@ type lingerConn struct {
 	got      atomic.Bool
 	// mute drops what is written from then on (see Server.connErrors).
 	mute atomic.Bool
-	// badTrailer is set once a read was refused because the chunked
-	// body being read has a trailer section fasthttp would wait on
-	// (heldTrailerEmptyLine): its request is answered 400 at once.
+	// framing follows the requests' framing in the bytes read, to find
+	// a chunked body's trailer section with a line ended by a bare LF.
+	// badTrailer is set once one was found: the bytes from that LF on
+	// were never handed to fasthttp, and every read fails from then on
+	// (see Read).
+	framing    framing
 	badTrailer atomic.Bool
 	// heads are the claims on server.response_budget (each from its
 	// caller's share) of the heads of answers to HEAD being written on
@@ -144,20 +147,35 @@ var errUnframedHead = errors.New("the request's head ends with a bare LF (an emp
 // (400 bad_request): whatever request of the connection it is (the
 // first, one after an answer, one pipelined behind requests with bodies
 // or without), as what fasthttp holds is told by the buffer it reads
-// into, not by where the requests before it ended. A chunked body's
-// trailer section fasthttp would wait on likewise fails its read at once
-// (heldTrailerEmptyLine).
+// into, not by where the requests before it ended.
+//
+// And it refuses a chunked body whose trailer section has a line ended by
+// a bare LF (framing.follow), which fasthttp takes for a line's end, and
+// for the section's end when it is empty: it ended "0\r\n\n" there when
+// a CRLF CRLF lay further on among the bytes it held (a request sent
+// behind it, which it then served, where a proxy in front that ends the
+// section only at a CRLF CRLF saw one request), and otherwise waited for
+// more until server.read_timeout. The bytes read are handed to fasthttp
+// only up to that LF, and every read fails from then on: fasthttp, which
+// cannot end the section without more bytes, fails to read the body (400
+// bad_request, see readBody) or to drop it after the route's answer, and
+// closes the connection; nothing after the LF is ever read as a request.
 func (c *lingerConn) Read(p []byte) (int, error) {
 	c.releaseHeads(false)
+	if c.badTrailer.Load() {
+		return 0, errUnframedTrailer
+	}
 	if c.heldEmptyLine(p) {
 		return 0, errUnframedHead
 	}
-	if c.heldTrailerEmptyLine(p) {
-		c.badTrailer.Store(true)
-		return 0, errUnframedTrailer
-	}
 	n, err := c.TCPConn.Read(p)
 	if n > 0 {
+		if i := c.framing.follow(p[:n]); i >= 0 {
+			c.badTrailer.Store(true)
+			if n, err = i, nil; n == 0 {
+				return 0, errUnframedTrailer
+			}
+		}
 		c.noteEmptyLines(p[:n])
 	}
 	if n > 0 && !c.got.Load() {
@@ -200,36 +218,10 @@ func (c *lingerConn) heldEmptyLine(p []byte) bool {
 	return held > 0 && c.lastEmpty >= c.total-held && c.lineBefore > c.total-held
 }
 
-// errUnframedTrailer ends the read of a chunked body's trailer section
-// that the HTTP library would wait on until server.read_timeout (see
-// heldTrailerEmptyLine). Its text becomes the 400's message, as
-// errUnframedHead's does.
-var errUnframedTrailer = errors.New("the request's chunked body has a trailer section with an empty line that is not a CRLF after a CRLF (a bare LF), which servers may read differently; end the last chunk with 0 CRLF CRLF and each trailer line with CRLF")
-
-// heldTrailerEmptyLine reports whether fasthttp, asking to read into p
-// outside the reading of a request's head, is reading a chunked body's
-// trailer section that holds an empty line it does not take for its end
-// (LF LF or LF CR LF, the first LF being that of the last chunk's "0"
-// line or one of the section's): fasthttp ends the section only where
-// the bytes it holds carry a CRLF CRLF (or at a CRLF right after a CRLF),
-// and otherwise waits for more until server.read_timeout ("0\r\n\n":
-// 400 "unexpected EOF" then, "0\r\nX: 1\n\r\n" 408), the client having
-// sent what it took for the body's end.
-//
-// Outside a head, fasthttp reads from the connection with bytes held in
-// its read buffer only to read a trailer section: a body's chunk sizes
-// and data, and a body of known length, are read only when it holds none
-// (see heldEmptyLine), so held is then 0 and this is false. Reading the
-// section, it holds all of it it has read, from its start, right after
-// the LF of the last chunk's line (what it has read of the next request
-// too, when it came with it).
-func (c *lingerConn) heldTrailerEmptyLine(p []byte) bool {
-	if c.bufSize == 0 || c.lastEmpty < 0 || c.reading.Load() {
-		return false
-	}
-	held := int64(c.bufSize - len(p))
-	return held > 0 && c.lastEmpty >= c.total-held-1
-}
+// errUnframedTrailer ends the reads of a connection on which a chunked
+// body's trailer section has a line ended by a bare LF (see Read). Its
+// text becomes the 400's message, as errUnframedHead's does.
+var errUnframedTrailer = errors.New("the request's chunked body has a trailer section with a line ended by a bare LF (not CRLF), which servers may read differently; end the last chunk with 0 CRLF CRLF and each trailer line with CRLF")
 
 // noteEmptyLines follows b, the next bytes read, for lastEmpty (see
 // heldEmptyLine): only its last bufSize bytes, as fasthttp holds no more.

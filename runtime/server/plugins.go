@@ -1227,9 +1227,10 @@ func (s *Server) readBody(c *fiber.Ctx, id string, body *requestBody) error {
 		}
 		if err != nil {
 			c.Context().SetConnectionClose()
-			// A trailer section fasthttp would have waited on (see
-			// lingerConn.heldTrailerEmptyLine): its error may come as
-			// an "unexpected EOF".
+			// A trailer section with a line ended by a bare LF, whose
+			// bytes from that LF on fasthttp never got (see
+			// lingerConn.Read): its error may come as an "unexpected
+			// EOF".
 			if lc, ok := c.Context().Conn().(*lingerConn); ok && lc.badTrailer.Load() {
 				return apiErr(fiber.StatusBadRequest, "bad_request", errUnframedTrailer.Error())
 			}
