@@ -40,16 +40,56 @@ var (
 	adminURL string
 	setupErr error
 	cluster  *throwaway
+
+	// made are the databases URL created (and for which test), for
+	// Main's sweep of the roles left behind.
+	madeMu sync.Mutex
+	made   []madeDB
 )
 
-// Main runs the package's tests and then stops the throwaway cluster, if
-// one was started. Use it from TestMain: os.Exit(pgtest.Main(m)).
+// Main runs the package's tests, drops the plugin roles of their
+// databases that are still there, and then stops the throwaway cluster,
+// if one was started. Use it from TestMain: os.Exit(pgtest.Main(m)).
+//
+// A role is left when something creates it after its test's cleanup
+// dropped the roles (a load going on in the background as the test
+// ends), and the shared server would keep it for good: Main names each
+// one it drops, with its test, on standard error (shown by go test -v,
+// or when the package fails).
 func Main(m *testing.M) int {
 	code := m.Run()
+	sweepRoles()
 	if cluster != nil {
 		cluster.stop()
 	}
 	return code
+}
+
+type madeDB struct{ name, test string }
+
+// sweepRoles drops the roles of the databases URL created that are still
+// on the server.
+func sweepRoles() {
+	madeMu.Lock()
+	names := made
+	madeMu.Unlock()
+	if len(names) == 0 || setupErr != nil {
+		return
+	}
+	db, err := sql.Open("pgx", adminURL)
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	for _, d := range names {
+		dropRoles(db, database.RolePrefix(d.name), func(r string, err error) {
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "pgtest: drop the roles %s left after its cleanup: %s: %v\n", d.test, r, err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "pgtest: dropped role %s, made after %s had dropped its roles\n", r, d.test)
+		})
+	}
 }
 
 // Available reports whether a server can be had, and why not.
@@ -112,6 +152,9 @@ func URL(tb testing.TB) string {
 		db.Close()
 		tb.Fatalf("create test database: %v", err)
 	}
+	madeMu.Lock()
+	made = append(made, madeDB{name, tb.Name()})
+	madeMu.Unlock()
 	tb.Cleanup(func() {
 		defer db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -132,11 +175,22 @@ func URL(tb testing.TB) string {
 
 // DropRoles drops every role whose name starts with prefix.
 func DropRoles(tb testing.TB, db *sql.DB, prefix string) {
+	dropRoles(db, prefix, func(r string, err error) {
+		if err != nil {
+			tb.Logf("drop role %s: %v", r, err)
+		}
+	})
+}
+
+// dropRoles drops every role whose name starts with prefix, telling done
+// of each, with the error that kept it if one did (r is "" when the roles
+// could not be listed).
+func dropRoles(db *sql.DB, prefix string, done func(r string, err error)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rows, err := db.QueryContext(ctx, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", prefix)
 	if err != nil {
-		tb.Logf("list roles: %v", err)
+		done("", err)
 		return
 	}
 	var roles []string
@@ -147,9 +201,8 @@ func DropRoles(tb testing.TB, db *sql.DB, prefix string) {
 	}
 	rows.Close()
 	for _, r := range roles {
-		if _, err := db.ExecContext(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize()); err != nil {
-			tb.Logf("drop role %s: %v", r, err)
-		}
+		_, err := db.ExecContext(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize())
+		done(r, err)
 	}
 }
 
