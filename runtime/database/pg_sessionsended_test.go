@@ -54,14 +54,7 @@ func useRuntimePool(t *testing.T, in *servertest.Instance) {
 // those checked, the migration failed the same way on a pooled
 // connection of the plugin's, as the migration's own error.
 func TestPGReloadRightAfterTheServerEndedTheSessions(t *testing.T) {
-	url := pgtest.URL(t)
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	admin.SetMaxOpenConns(1)
-	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url)
+	admin, conf := pgWithAdmin(t)
 	a := start(t, conf, plugin("alpha", true, "wide1", "db_max_conns = 3"))
 	// Another replica, left to itself (with pgtest.Restartable's real
 	// restart, its reload failed the same way: the runtime's own use
@@ -124,14 +117,7 @@ func endPluginSessions(t *testing.T, admin *sql.DB, id string) int {
 // transaction whose session the server ends, the statement fails, saying
 // the transaction is gone, and the plugin's next statement runs.
 func TestPGPluginStatementRightAfterTheServerEndedTheSessions(t *testing.T) {
-	url := pgtest.URL(t)
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	admin.SetMaxOpenConns(1)
-	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url)
+	admin, conf := pgWithAdmin(t)
 	in := start(t, conf, plugin("alpha", true, "wide1", "db_max_conns = 3"))
 	// A healthy pool's connections are not taken for ended ones: what
 	// the server sends a session (a notice, what a DO block's LISTEN
@@ -229,4 +215,19 @@ func TestPGPluginStatementRightAfterTheServerEndedTheSessions(t *testing.T) {
 	if n := discarded(); n < 9 {
 		t.Errorf("%d pooled connections logged discarded, want at least the 9 the three rounds ended", n)
 	}
+}
+
+// pgWithAdmin gives a test a database of its own, a connection to it
+// as its owner (one at most, closed when the test ends) to end the
+// plugins' sessions from, and the config of a runtime using it.
+func pgWithAdmin(t *testing.T) (*sql.DB, string) {
+	t.Helper()
+	url := pgtest.URL(t)
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	admin.SetMaxOpenConns(1)
+	return admin, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url)
 }

@@ -49,6 +49,19 @@ func writePieces(conn net.Conn, pieces ...string) {
 	}
 }
 
+// readOKs reads n answers from br, each a 200 (the requests written
+// before the one a test is about), failing the test with what otherwise.
+func readOKs(t *testing.T, br *bufio.Reader, n int, what string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: answer %d: %v %v", what, i, resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+}
+
 // TestBareLFHeadRefusedAtOnce: a request whose head ends in an empty line
 // that is not a CRLF after a CRLF ("\n\n") is never read by the HTTP
 // library, which waits for a CRLF CRLF that does not come: it was answered
@@ -211,13 +224,7 @@ func TestBareLFHeadPipelined(t *testing.T) {
 			io.WriteString(conn, p)
 		}
 		what := fmt.Sprintf("%d, then %q", c.before, strings.Join(c.pieces, ""))
-		for i := 0; i < c.before; i++ {
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("%s: answer %d: %v %v", what, i, resp, err)
-			}
-			io.Copy(io.Discard, resp.Body)
-		}
+		readOKs(t, br, c.before, what)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("%s: %v after %v", what, err, time.Since(began))
@@ -437,13 +444,7 @@ func TestBareLFTrailerRefusedAtOnce(t *testing.T) {
 		br := bufio.NewReader(conn)
 		began := time.Now()
 		writePieces(conn, c.pieces...)
-		for i := 0; i < c.before; i++ {
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("%q: answer %d: %v %v", what, i, resp, err)
-			}
-			io.Copy(io.Discard, resp.Body)
-		}
+		readOKs(t, br, c.before, fmt.Sprintf("%q", what))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("%q: %v after %v", what, err, time.Since(began))
@@ -555,13 +556,7 @@ func TestBareLFTrailerSmugglingRefused(t *testing.T) {
 		br := bufio.NewReader(conn)
 		writePieces(conn, c.pieces...)
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for i := 0; i < c.before; i++ {
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("%q: answer %d: %v %v", what, i, resp, err)
-			}
-			io.Copy(io.Discard, resp.Body)
-		}
+		readOKs(t, br, c.before, fmt.Sprintf("%q", what))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("%q: %v", what, err)
