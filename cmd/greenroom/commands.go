@@ -59,11 +59,10 @@ func pluginCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
 			if out == "" {
-				abs, err := filepath.Abs(dir)
-				if err != nil {
+				var err error
+				if out, err = build.DefaultOutput(dir); err != nil {
 					return err
 				}
-				out = filepath.Join(dir, filepath.Base(abs)+".wasm")
 			}
 			if fi, err := os.Stat(out); err == nil && fi.IsDir() || strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)) {
 				return &exitError{code: 2, err: fmt.Errorf("-o %s is a directory: name the .wasm file to write", out)}
@@ -187,7 +186,7 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 		}
 		ids := pluginsForFile(cfg, file, info.SHA256)
 		if len(ids) == 0 {
-			return fmt.Errorf("no plugin in %s uses %s (matched by path or sha256 pin)", strings.Join(cfgFiles, ", "), file)
+			return fmt.Errorf("no plugin in %s uses %s (matched by path, sha256 pin, or as the build of a plugin's source directory: DIR/<name>.wasm or greenroom dev's)", strings.Join(cfgFiles, ", "), file)
 		}
 		// What serve would also refuse with this config, for each plugin
 		// that uses the file: the module's bytes against the pin, its
@@ -236,10 +235,17 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 
 // pluginsForFile returns the ids, sorted, of the plugins in cfg whose
 // module is file: by its sha256 pin, by its path, or as the same file
-// under another name (a symbolic or hard link).
+// under another name (a symbolic or hard link). A plugin whose path is a
+// Go source directory (for greenroom dev, as the repository's config.toml
+// has them) uses the modules built from it: `plugin build DIR`'s default
+// output DIR/<base name>.wasm, the DIR/<id>.wasm that serve's refusal of
+// a source directory says to build, and greenroom dev's builds in
+// runtime.cache_dir. Such a file was not matched: the operator who built
+// it as serve said could not inspect it against the config.
 func pluginsForFile(cfg *config.Config, file, sum string) []string {
 	abs, _ := filepath.Abs(file)
 	fi, ferr := os.Stat(file)
+	cacheDir := cfg.Resolve("runtime.cache_dir", cfg.Runtime.CacheDir)
 	var ids []string
 	for id, pc := range cfg.Plugins {
 		if pc.SHA256 != "" && strings.EqualFold(pc.SHA256, sum) {
@@ -251,12 +257,31 @@ func pluginsForFile(cfg *config.Config, file, sum string) []string {
 			ids = append(ids, id)
 			continue
 		}
-		if pi, err := os.Stat(path); err == nil && ferr == nil && pi.Mode().IsRegular() && os.SameFile(fi, pi) {
+		pi, err := os.Stat(path)
+		if err != nil || ferr != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if pi.Mode().IsRegular() && os.SameFile(fi, pi) || pi.IsDir() && builtFrom(path, id, file, fi, cacheDir) {
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// builtFrom reports whether file (fi) is a module built from the plugin
+// sources in dir for plugin id (see pluginsForFile).
+func builtFrom(dir, id, file string, fi os.FileInfo, cacheDir string) bool {
+	outs := []string{filepath.Join(dir, id+".wasm")}
+	if out, err := build.DefaultOutput(dir); err == nil {
+		outs = append(outs, out)
+	}
+	for _, out := range outs {
+		if oi, err := os.Stat(out); err == nil && os.SameFile(fi, oi) {
+			return true
+		}
+	}
+	return build.IsCachedBuild(dir, cacheDir, file)
 }
 
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {

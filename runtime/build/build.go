@@ -303,6 +303,41 @@ func findModuleRoot(dir string) (string, error) {
 	}
 }
 
+// cacheName is how Cached names the builds of the plugin in dir, before
+// "-<source hash>.wasm": the directory's base name and a hash of its
+// absolute path.
+func cacheName(dir string) string {
+	abs, _ := filepath.Abs(dir)
+	where := sha256.Sum256([]byte(abs))
+	return filepath.Base(abs) + "-" + hex.EncodeToString(where[:4])
+}
+
+// DefaultOutput is where `greenroom plugin build DIR` writes the module
+// without -o: DIR/<base name of DIR>.wasm.
+func DefaultOutput(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, filepath.Base(abs)+".wasm"), nil
+}
+
+// IsCachedBuild reports whether file is a build that Cached made in
+// cacheDir of the plugin in dir (of any version of its sources).
+func IsCachedBuild(dir, cacheDir, file string) bool {
+	rest, ok := strings.CutPrefix(filepath.Base(file), cacheName(dir)+"-")
+	if !ok {
+		return false
+	}
+	sum, ok := strings.CutSuffix(rest, ".wasm")
+	if _, err := hex.DecodeString(sum); !ok || err != nil || len(sum) != 16 {
+		return false
+	}
+	fi, ferr := os.Stat(filepath.Dir(file))
+	ci, cerr := os.Stat(filepath.Join(cacheDir, "plugins"))
+	return ferr == nil && cerr == nil && os.SameFile(fi, ci)
+}
+
 // Cached builds the plugin in dir into cacheDir unless a build of the same
 // sources is already there, and returns the wasm file's path and whether it
 // was rebuilt.
@@ -311,9 +346,7 @@ func Cached(ctx context.Context, dir, cacheDir string) (path string, rebuilt boo
 	if err != nil {
 		return "", false, err
 	}
-	abs, _ := filepath.Abs(dir)
-	where := sha256.Sum256([]byte(abs))
-	name := filepath.Base(abs) + "-" + hex.EncodeToString(where[:4])
+	name := cacheName(dir)
 	path = filepath.Join(cacheDir, "plugins", name+"-"+sum[:16]+".wasm")
 	if _, err := os.Stat(path); err == nil {
 		return path, false, nil

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/greenroom-dev/greenroom/runtime/build"
+)
+
+// A config whose plugin path names a Go source directory (as the
+// repository's config.toml does, for greenroom dev) uses the modules built
+// from it: plugin inspect FILE --config matches `plugin build DIR`'s
+// default output, the DIR/<id>.wasm serve's refusal says to build, and
+// greenroom dev's build in runtime.cache_dir. It matched none of them ("no
+// plugin in config.toml uses plugins/hello/hello.wasm", exit 1) right after
+// `greenroom plugin build plugins/hello`.
+func TestInspectMatchesBuildsOfASourceDirectory(t *testing.T) {
+	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
+	src, err := filepath.Abs(filepath.Join("..", "..", "plugins", "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devBuild, _, err := build.Cached(context.Background(), src, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(devBuild)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// A source directory of its own (its sources do not matter here) with
+	// modules built into it under several names.
+	own := filepath.Join(dir, "src", "hello")
+	os.MkdirAll(own, 0o755)
+	for _, name := range []string{"hello.wasm", "greet.wasm", "other.wasm"} {
+		if err := os.WriteFile(filepath.Join(own, name), wasm, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[runtime]
+cache_dir = %q
+[plugins.dev]
+path = %q
+[plugins.dev.capabilities]
+database = true
+[plugins.greet]
+path = "src/hello"
+`, cache, src)), 0o644)
+	for _, tc := range []struct{ file, plugin string }{
+		{devBuild, "dev"}, // greenroom dev's build
+		{filepath.Join(own, "hello.wasm"), "greet"}, // plugin build DIR
+		{filepath.Join(own, "greet.wasm"), "greet"}, // as serve says: DIR/<id>.wasm
+		{filepath.Join(own, "other.wasm"), ""},      // another name: not the plugin's
+	} {
+		out, code := runCLI(t, nil, "plugin", "inspect", tc.file, "--config", cfg)
+		if tc.plugin == "" {
+			if code != 1 || !strings.Contains(out, "no plugin in "+cfg+" uses") {
+				t.Errorf("plugin inspect %s: exit %d, want 1 and no plugin matched:\n%s", tc.file, code, out)
+			}
+			continue
+		}
+		if code != 0 || !strings.Contains(out, "config plugin: "+tc.plugin+"\n") || strings.Count(out, "config plugin:") != 1 {
+			t.Errorf("plugin inspect %s: exit %d, want plugin %s alone:\n%s", tc.file, code, tc.plugin, out)
+		}
+	}
+	if out, _ := runCLI(t, nil, "plugin", "inspect", devBuild, "--config", cfg); !strings.Contains(out, "granted, not imported: database") {
+		t.Errorf("plugin inspect of greenroom dev's build: the grants are not compared:\n%s", out)
+	}
+}
