@@ -195,6 +195,10 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 		for _, id := range ids {
 			pc := cfg.Plugins[id]
 			rep.Grants = append(rep.Grants, compareGrants(id, pc, info.Capabilities))
+			if cfg.IsSecretPath("plugins." + id + ".limits.retire_memory") {
+				// 3/4 of a memory from the environment tells it.
+				exitSecrets.AddSecrets([]string{pc.Limits.RetireMemory.String()})
+			}
 			if pc.SHA256 != "" && !strings.EqualFold(pc.SHA256, info.SHA256) {
 				cerrs = append(cerrs, fmt.Sprintf("plugin %s: sha256 pin mismatch: config pins %s, file is %s", id, pc.SHA256, info.SHA256))
 			}

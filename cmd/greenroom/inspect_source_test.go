@@ -74,3 +74,21 @@ path = "src/hello"
 		t.Errorf("plugin inspect of greenroom dev's build: the grants are not compared:\n%s", out)
 	}
 }
+
+// A limits.memory from the environment is a secret, and so is the
+// retire_memory left to its default, 3/4 of it: plugin inspect --config
+// showed "memory [REDACTED], ... retire_memory 24MiB" for MEM=32MiB.
+func TestInspectRedactsRetireMemoryOfASecretMemory(t *testing.T) {
+	dir := t.TempDir()
+	// Not a module: the report (the plugin's limits) is printed all the
+	// same, with exit status 1.
+	os.WriteFile(filepath.Join(dir, "a.wasm"), []byte("not wasm"), 0o644)
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte("[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmemory = \"${INSPECT_TEST_MEM}\"\n"), 0o644)
+	for _, args := range [][]string{{}, {"--json"}} {
+		out, _ := runCLI(t, []string{"INSPECT_TEST_MEM=32MiB"}, append([]string{"plugin", "inspect", filepath.Join(dir, "a.wasm"), "--config", cfg}, args...)...)
+		if !strings.Contains(out, "config plugin: a") && !strings.Contains(out, `"plugin": "a"`) || strings.Contains(out, "32MiB") || strings.Contains(out, "24MiB") {
+			t.Errorf("plugin inspect %v:\n%s", args, out)
+		}
+	}
+}

@@ -236,6 +236,12 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		cfg.Server.CORS.Methods = slices.Clone(DefaultCORSMethods)
 	}
 	for id, pc := range cfg.Plugins {
+		// Left to its default, retire_memory is 3/4 of memory: one from
+		// the environment is told by it as well as by itself (config print
+		// showed "24MiB" beside a [REDACTED] memory of 32MiB).
+		if lp := "plugins." + id + ".limits."; pc.Limits.RetireMemory == 0 && cfg.secretPaths[lp+"memory"] {
+			cfg.secretPaths[lp+"retire_memory"] = true
+		}
 		pc.Limits.RetireMemory = Size(pc.Limits.EffectiveRetireMemory())
 		prefix := "plugins." + id + ".config."
 		for k, text := range literals {

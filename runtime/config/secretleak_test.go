@@ -201,6 +201,32 @@ func TestSecretDerivedFormsRedacted(t *testing.T) {
 	}
 }
 
+// config print shows a retire_memory left to its default as the value in
+// effect, 3/4 of memory: a memory from the environment was [REDACTED] and
+// told all the same by it ("24MiB" for "${V}" with V=32MiB). One set in
+// the file is shown.
+func TestPrintRedactsRetireMemoryOfASecretMemory(t *testing.T) {
+	plugin := "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmemory = \"${V}\"\n"
+	for _, tc := range []struct{ text, want, leak string }{
+		{plugin, "retire_memory = '[REDACTED]'", "24MiB"},
+		{plugin + "retire_memory = \"20MiB\"\n", "retire_memory = '20MiB'", "24MiB"},
+	} {
+		c := mustRead(t, tc.text, map[string]string{"V": "32MiB"})
+		out, err := c.Print()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), tc.want) || strings.Contains(string(out), tc.leak) || !strings.Contains(string(out), "memory = '[REDACTED]'") {
+			t.Errorf("config print, want %q and no %q:\n%s", tc.want, tc.leak, out)
+		}
+	}
+	// Written in the file, memory and its derived retire_memory are shown.
+	c := mustRead(t, "[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmemory = \"32MiB\"\n", nil)
+	if out, _ := c.Print(); !strings.Contains(string(out), "retire_memory = '24MiB'") {
+		t.Errorf("config print of a memory written in the file:\n%s", out)
+	}
+}
+
 // refusedWithout reads a config of text with vars, wants it refused with
 // an error that contains want and none of leaks, and returns the error's
 // text.
