@@ -91,6 +91,7 @@ func serveReplica(t *testing.T, url, migrations string) (cmd *osexec.Cmd, addr s
 // transaction aborted, and applies the migration again.
 // (TestPGMigrationCommitSettled stops a replica in process.)
 func TestPGReplicaKilledDuringAMigration(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	for _, c := range []struct{ name, migrations, query, settled string }{
 		{"in its statements", "pgslow", "%pg_sleep(3)%", ""},
 		{"in its commit", "pgslowcommit", "commit%", "a migration was recorded but its transaction did not commit"},
