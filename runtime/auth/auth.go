@@ -291,7 +291,7 @@ const maxJWT = 64 << 10
 // Authenticate verifies the value of an Authorization header. It returns
 // ErrNoCredential for an empty header, an *Error for a refused credential.
 func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) (*Principal, error) {
-	h := bytes.TrimSpace(authorization)
+	h := trimOWS(authorization)
 	if len(h) == 0 {
 		return nil, ErrNoCredential
 	}
@@ -299,7 +299,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) 
 	if !bytes.EqualFold(scheme, bearer) {
 		return nil, refuse("unsupported authorization scheme: send the header Authorization: Bearer TOKEN", "authorization scheme is not Bearer")
 	}
-	token = bytes.TrimSpace(token)
+	token = trimOWS(token)
 	if len(token) == 0 {
 		return nil, refuse(invalidCredential, "empty bearer token")
 	}
@@ -322,6 +322,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []byte) 
 	}
 	return nil, refuse(invalidCredential, "unknown token")
 }
+
+// trimOWS trims RFC 9110's optional white space, spaces and tabs, from
+// both ends of b, as a header value and the token in it may be padded.
+// Nothing else is trimmed: bytes.TrimSpace also took away Unicode's white
+// space (U+00A0, U+0085, U+2028, U+3000, ...), which a header carries as
+// the bytes they are, so "Bearer TOKEN\u00a0" was TOKEN: one credential
+// in many spellings, which a proxy or firewall in front that refuses
+// TOKEN (a leaked one it blocks) let through. A configured token never
+// begins or ends with any white space (config check), so such a spelling
+// matches none.
+func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
 
 // isBase64URL reports whether r is of the base64url alphabet (RFC 4648
 // section 5), without padding.

@@ -88,6 +88,9 @@ func TestStaticTokens(t *testing.T) {
 	if !p.AllowsPlugin("todo") || p.AllowsPlugin("hello") || strings.Join(p.Plugins(), ",") != "todo" {
 		t.Errorf("ci restrictions: todo=%v hello=%v %v", p.AllowsPlugin("todo"), p.AllowsPlugin("hello"), p.Plugins())
 	}
+	if p, err := authenticate(a, "\t Bearer \t"+ciToken+" \t"); err != nil || p.Subject != "service:ci" {
+		t.Fatalf("ci padded with spaces and tabs: %+v %v", p, err)
+	}
 	p, err = authenticate(a, "bearer   "+opsToken+"  ")
 	if err != nil || p.Subject != "user:default/ops" || p.Type != TypeUser || !p.Admin || !p.AllowsPlugin("anything") || p.Plugins() != nil {
 		t.Fatalf("ops: %+v %v", p, err)
@@ -107,6 +110,17 @@ func TestStaticTokens(t *testing.T) {
 		"Basic " + ciToken,
 		ciToken,
 		"Token " + ciToken,
+		// White space other than spaces and tabs is part of the token:
+		// U+00A0, U+0085, U+2028 and U+3000 around it made it another
+		// spelling of the same credential (bytes.TrimSpace took them).
+		"Bearer " + ciToken + "\u00a0",
+		"Bearer \u00a0" + ciToken,
+		"Bearer " + ciToken + "\u0085",
+		"Bearer " + ciToken + "\u2028",
+		"\u3000Bearer " + ciToken,
+		"Bearer " + ciToken + "\u3000",
+		"Bearer " + ciToken + "\v",
+		"Bearer " + ciToken + "\r\n",
 	} {
 		p, err := authenticate(a, h)
 		var ae *Error

@@ -115,6 +115,13 @@ func TestBearerSchemeAnyCase(t *testing.T) {
 		{"Bearer " + ciToken[:10] + " " + ciToken[10:], 401},
 		{"Bearer \"" + ciToken + "\"", 401},
 		{"Bearer " + ciToken + ",Bearer " + opsToken, 401},
+		// Spaces and tabs around the token are the header's padding;
+		// Unicode's other white space, which a header carries as its
+		// bytes, is not: the token followed by U+00A0 was accepted.
+		{"Bearer  \t" + ciToken + " \t", 200},
+		{"Bearer " + ciToken + "\u00a0", 401},
+		{"Bearer \u00a0" + ciToken, 401},
+		{"Bearer " + ciToken + "\u3000", 401},
 	} {
 		if status, body := rawStatus(t, in.URL, "/api/hello/whoami", "Authorization: "+tc.header); status != tc.want {
 			t.Errorf("Authorization %q: %d %s, want %d", tc.header[:min(len(tc.header), 24)], status, body, tc.want)
