@@ -161,7 +161,7 @@ func urlForms(s string) []string {
 // secretForms returns s and the forms it takes in a URL (urlForms), and
 // those the URL reader's messages give it, a secret a plugin put in part
 // of a URL it reads: in lower case, as the reader writes a host (it
-// lower-cases it before it checks it, and so do its denials, "no such
+// lower-cases it to check it, and so do its denials, "no such
 // host" and TLS errors, and, Go-quoted, its refusal of a host with
 // characters no host name has), and percent-decoded, as the reader
 // writes a path no allow rule covers ("none of its paths covers

@@ -269,16 +269,21 @@ func canonicalHost(u *url.URL) (string, error) {
 		}
 		return a.String(), nil
 	}
-	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	h = strings.TrimSuffix(h, ".")
 	if h == "" {
 		return "", errorf(Invalid, "%s: URL has no host", u.Redacted())
 	}
+	// Checked before it is lower-cased: strings.ToLower makes ASCII of
+	// some letters that are not (the Kelvin sign U+212A is "k", the
+	// capital I with a dot U+0130 "i"), and raw.g\u0130thubusercontent.com,
+	// another host to IDNA, was read as raw.githubusercontent.com.
 	for i := 0; i < len(h); i++ {
 		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return "", errorf(Invalid, "host %q is not an ASCII host name (write an internationalised name in its xn-- form)", h)
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return "", errorf(Invalid, "host %q is not an ASCII host name (write an internationalised name in its xn-- form)", strings.ToLower(h))
 		}
 	}
+	h = strings.ToLower(h)
 	labels := strings.Split(h, ".")
 	for _, l := range labels {
 		if l == "" {

@@ -49,6 +49,15 @@ func TestHostSpellingsRefused(t *testing.T) {
 		{"//example.com/x", Invalid, "not an absolute URL"},
 		{"http:///x", Invalid, "no host"},
 		{"http://exämple.com/", Invalid, "not an ASCII host name"},
+		// Unicode letters whose lower case is ASCII: the Kelvin sign
+		// (U+212A) is "k" and the capital I with a dot (U+0130) "i" to
+		// strings.ToLower, which made these hosts kiwi.example.com and
+		// raw.githubusercontent.com, read (with the integration's token)
+		// where their name, to IDNA, is another host.
+		{"https://\u212aiwi.example.com/", Invalid, "not an ASCII host name"},
+		{"https://%E2%84%AAiwi.example.com/", Invalid, "not an ASCII host name"},
+		{"https://raw.g\u0130thubusercontent.com/backstage/", Invalid, "not an ASCII host name"},
+		{"https://\u0130nternal.example.com/", Invalid, "not an ASCII host name"},
 		{"http://a..b/", Invalid, "empty label"},
 		{"https://example.com/a/../b", Invalid, "dot segments"},
 		{"https://example.com/a/%2e%2e/b", Invalid, "dot segments"},
