@@ -910,9 +910,9 @@ func TestFailingMigration(t *testing.T) {
 		if status != 503 || !strings.Contains(body, "migration 002_broken.up.sql failed") || !strings.Contains(body, "plugin_unavailable") {
 			t.Errorf("broken: %d %s", status, body)
 		}
-		// PostgreSQL says where in the file (SQLite does not).
-		if b.name == "pg" && !strings.Contains(body, "migration 002_broken.up.sql failed: line 3: ") {
-			t.Errorf("broken, on PostgreSQL: %s, want the line of the error", body)
+		// Both say where in the file (SQLite did not: TestSQLiteMigrationErrorNamesItsLine).
+		if !strings.Contains(body, "migration 002_broken.up.sql failed: line 3: ") {
+			t.Errorf("broken: %s, want the line of the error", body)
 		}
 		must(t, in, "alpha", query("SELECT count(*) FROM notes"))
 		var n int
@@ -921,6 +921,30 @@ func TestFailingMigration(t *testing.T) {
 			t.Errorf("broken has %d migrations recorded, want 1 (the one before the failure)", n)
 		}
 	})
+}
+
+// A failing migration on SQLite names the line its failing statement
+// begins on, as PostgreSQL names the line of its error: SQLite's error
+// said only what failed ("no such table: no_such_table"), not in which of
+// the file's statements. The file is run one statement at a time, split
+// where SQLite ends each: a trigger's body, with semicolons of its own,
+// stays one statement, as do semicolons in strings and comments.
+func TestSQLiteMigrationErrorNamesItsLine(t *testing.T) {
+	dbconf := backends[0].conf(t)
+	in := start(t, dbconf, plugin("lines", true, "sqlitelines", ""), plugin("bad", true, "sqlitelinesbad", ""))
+	r := must(t, in, "lines", query("SELECT note FROM notes ORDER BY note"), query("SELECT note FROM note_log ORDER BY note"))
+	if fmt.Sprint(r[0].Rows) != "[[x] [y;z]]" || fmt.Sprint(r[1].Rows) != "[[end; of trigger] [end; of trigger] [x] [y;z]]" {
+		t.Errorf("a file with a trigger: notes %v, log %v", r[0].Rows, r[1].Rows)
+	}
+	st, reason := in.RT.Slot("bad").Status()
+	if st != "failed" || !strings.Contains(reason, "migration 002_fails.up.sql failed: line 6: ") || !strings.Contains(reason, "no such table: no_such_table") {
+		t.Errorf("bad: %s: %s; want its load failed naming line 6", st, reason)
+	}
+	var n int
+	in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = 'bad'").Scan(&n)
+	if n != 1 {
+		t.Errorf("bad has %d migrations recorded, want 1 (the one before the failure)", n)
+	}
 }
 
 // A version that fails to load changes nothing of the plugin's database

@@ -170,7 +170,7 @@ func TestSQLiteMaxSize(t *testing.T) {
 // reason naming the key.
 func TestSQLiteMaxSizeMigration(t *testing.T) {
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "sqlitebig", "db_max_size = \"64KiB\"\ndb_max_result = \"32MiB\""))
-	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "migration 002_big.up.sql failed: the plugin's database reached limits.db_max_size of 65536 bytes") {
+	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "migration 002_big.up.sql failed: line 2: the plugin's database reached limits.db_max_size of 65536 bytes") {
 		t.Errorf("alpha: %s: %s", st, reason)
 	}
 }
@@ -308,7 +308,7 @@ func TestSQLiteMemoryBound(t *testing.T) {
 func TestSQLiteMemoryBoundMigration(t *testing.T) {
 	in := start(t, backends[0].conf(t)+"sqlite_memory = \"64MiB\"\n", plugin("alpha", true, "sqlitememory", ""))
 	st, reason := in.RT.Slot("alpha").Status()
-	if st == "ready" || !strings.Contains(reason, "migration 001_bomb.up.sql failed: the statement needed more memory than SQLite may take in this process (database.sqlite_memory of 67108864 bytes") {
+	if st == "ready" || !strings.Contains(reason, "migration 001_bomb.up.sql failed: line 3: the statement needed more memory than SQLite may take in this process (database.sqlite_memory of 67108864 bytes") {
 		t.Errorf("alpha is %s: %s; want its load failed naming database.sqlite_memory", st, reason)
 	}
 }

@@ -1655,6 +1655,11 @@ func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.
 			if !serverStart.IsZero() && parent.Err() == nil && p.serverRestarted(parent, serverStart) {
 				return &serverGoneError{fmt.Errorf("migration %s failed: the database server restarted or failed over while it ran (it is applied again when the plugin's load is retried): %w", f.Name, err)}
 			}
+			// The line comes first, whatever the error says after it.
+			at := ""
+			if le, ok := err.(*lineError); ok {
+				at, err = fmt.Sprintf("line %d: ", le.line), le.err
+			}
 			var full *fullError
 			var mem *memoryError
 			if max := p.limits().MaxSize; max > 0 && errors.As(p.svc.backend.classify(err), &full) {
@@ -1662,7 +1667,7 @@ func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.
 			} else if errors.As(p.svc.backend.classify(err), &mem) {
 				err = fmt.Errorf("%s: %w", p.memoryBound(), err)
 			}
-			return fmt.Errorf("migration %s failed: %w", f.Name, timedOut(err))
+			return fmt.Errorf("migration %s failed: %s%w", f.Name, at, timedOut(err))
 		}
 		committed++
 		p.svc.countApplied(p.id, 1)
@@ -1719,6 +1724,46 @@ func errorLine(sql string, err error) int {
 		}
 	}
 	return line
+}
+
+// lineError is a migration's error on a line of its file.
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e *lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+func (e *lineError) Unwrap() error { return e.err }
+
+// execMigration runs the SQL q of a migration file in tx, and returns the
+// line of q its error is on, 0 when that is not known. PostgreSQL is sent
+// the file whole, and says where its error is (errorLine). SQLite says
+// only what failed, not in which of the file's statements: there the file
+// is run one statement at a time, split where SQLite's own reading ends
+// each (secondStatement, which follows sqlite3_complete: a statement ends
+// at a semicolon outside strings, identifiers and comments, a CREATE
+// TRIGGER at its body's "; END;"), as the driver itself runs a file of
+// several statements, one after the other, and a failure is on the line
+// its statement begins.
+func (p *PluginDB) execMigration(ctx context.Context, tx *sql.Tx, q string) (line int, err error) {
+	if p.svc.cfg.Client != ClientSQLite {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return errorLine(q, err), err
+		}
+		return 0, nil
+	}
+	for at := 0; at < len(q); {
+		n := secondStatement(q[at:])
+		if n < 0 {
+			n = len(q) - at
+		}
+		stmt := q[at : at+n]
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return 1 + strings.Count(q[:at+skipBlank(stmt, 0)], "\n"), err
+		}
+		at += n
+	}
+	return 0, nil
 }
 
 // migrationConn is a connection of the plugin's pool for a migration,
@@ -1822,7 +1867,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	// A file with no SQL (an empty placeholder) is recorded, nothing run.
 	if strings.TrimSpace(f.SQL) != "" {
-		if _, err := tx.ExecContext(ctx, f.SQL); err != nil {
+		if line, err := p.execMigration(ctx, tx, f.SQL); err != nil {
 			if hook := testHookMigrationFailed; hook != nil {
 				hook()
 			}
@@ -1832,8 +1877,8 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 			if cmd := refusedTx(conn); cmd != "" {
 				return txControlRefused(cmd)
 			}
-			if line := errorLine(f.SQL, err); line > 0 {
-				return fmt.Errorf("line %d: %w", line, nameRefusal(conn, p.svc.backend.classify(err)))
+			if line > 0 {
+				return &lineError{line, nameRefusal(conn, p.svc.backend.classify(err))}
 			}
 			return nameRefusal(conn, p.svc.backend.classify(err))
 		}
