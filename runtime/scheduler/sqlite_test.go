@@ -454,6 +454,14 @@ func TestDisabledReplica(t *testing.T) {
 	if status, body := trigger(t, in, "sched", "tick"); status != 503 || !strings.Contains(body, "scheduler_disabled") {
 		t.Errorf("trigger: %d %s", status, body)
 	}
+	// A task no plugin registers is 404 there too, as on any replica
+	// (it answered 503 scheduler_disabled, as if it existed).
+	if status, body := trigger(t, in, "sched", "nope"); status != 404 || !strings.Contains(body, "unknown_task") {
+		t.Errorf("trigger of an unknown task: %d %s", status, body)
+	}
+	if status, body := cancelTask(t, in, "nope"); status != 404 || !strings.Contains(body, "unknown_task") {
+		t.Errorf("cancel of an unknown task: %d %s", status, body)
+	}
 	if runs := history(t, in, "sched", "tick"); len(runs) != 0 {
 		t.Errorf("runs: %+v", runs)
 	}

@@ -183,11 +183,17 @@ func (s *Scheduler) trigger(ctx context.Context, plugin, id, rescues string) (Ru
 	var endBy time.Time
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
+		t := s.tasks[k]
 		if !s.started || s.stopped {
 			s.mu.Unlock()
+			if t == nil && !s.stopped {
+				// A replica that runs no task still knows which
+				// tasks there are (it lists them): one that is not
+				// is 404, as on any replica, not 503.
+				return Run{}, ErrUnknownTask
+			}
 			return Run{}, ErrDisabled
 		}
-		t := s.tasks[k]
 		switch {
 		case t == nil:
 			s.mu.Unlock()
@@ -300,6 +306,9 @@ func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Ru
 		// A replica that runs no task still asks the one that runs a
 		// global task's run to cancel it, as it lists the task.
 		s.mu.Unlock()
+		if t == nil && !s.stopped {
+			return Run{}, ErrUnknownTask
+		}
 		if t != nil && t.Scope == Global && !s.stopped {
 			if run, err := s.requestCancel(ctx, plugin, id, runID); !errors.Is(err, ErrNotRunning) {
 				return run, err
