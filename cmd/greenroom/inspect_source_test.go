@@ -69,9 +69,9 @@ path = "src/hello"
 		if code != 0 || !strings.Contains(out, "config plugin: "+tc.plugin+"\n") || strings.Count(out, "config plugin:") != 1 {
 			t.Errorf("plugin inspect %s: exit %d, want plugin %s alone:\n%s", tc.file, code, tc.plugin, out)
 		}
-	}
-	if out, _ := runCLI(t, nil, "plugin", "inspect", devBuild, "--config", cfg); !strings.Contains(out, "granted, not imported: database") {
-		t.Errorf("plugin inspect of greenroom dev's build: the grants are not compared:\n%s", out)
+		if tc.plugin == "dev" && !strings.Contains(out, "granted, not imported: database") {
+			t.Errorf("plugin inspect of greenroom dev's build: the grants are not compared:\n%s", out)
+		}
 	}
 }
 
