@@ -3,18 +3,16 @@ package database_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/testflags"
 )
 
 var (
@@ -26,7 +24,7 @@ var (
 
 // Parallel tests: the tests that spend seconds waiting (timeouts, locks,
 // reaps) call t.Parallel, so that go test runs them after the serial ones,
-// -parallel of them at a time (4 unless given: waitingTestsInParallel).
+// -parallel of them at a time (4 unless given: testflags.Parallel).
 // A test may do so only when it changes no process-wide state the others
 // read: not a package hook (database.Set*, FailReapChecks,
 // SetLockTimings, SetMigration*Hook), not t.Setenv, not
@@ -53,25 +51,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cacheDir = filepath.Join(guesttest.CacheDir(), "database-test-cache")
-	waitingTestsInParallel(4)
+	testflags.Parallel(4)
 	code := pgtest.Main(m)
 	if serveBin != "" {
 		os.RemoveAll(filepath.Dir(serveBin)) // greenroomBinary's
 	}
 	os.Exit(code)
-}
-
-// waitingTestsInParallel lets n parallel tests run at once unless -parallel
-// was given: they spend their time waiting (see "Parallel tests" above),
-// and go test's default, GOMAXPROCS, ran two at a time on a two-core
-// machine, which kept the package near go test's 10-minute timeout there.
-func waitingTestsInParallel(n int) {
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given && goruntime.GOMAXPROCS(0) < n {
-		flag.Set("test.parallel", strconv.Itoa(n))
-	}
 }
 
 // backend is one database client the tests run against.
