@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +55,17 @@ func greenroomBinary(t *testing.T) string {
 // TestMain removes the binary greenroomBinary built (some 50 MB, left in
 // the temporary directory by every run before).
 func TestMain(m *testing.M) {
+	// The parallel tests run greenroom processes and wait on them
+	// (signals, drains, watchers): four at a time unless -parallel is
+	// given (58 s for that phase on a two-core machine under other load,
+	// against 82 s two at a time), as runtime/internal/testflags does for
+	// the runtime's packages (internal to them).
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given && runtime.GOMAXPROCS(0) < 4 {
+		flag.Set("test.parallel", "4")
+	}
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
