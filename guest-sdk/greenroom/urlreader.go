@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -163,7 +164,8 @@ func unknownOp(err error) bool {
 // it the 3xx); each hop is a read of its own, which the runtime checks as
 // the first and as a redirect it follows itself (at most 5). A
 // conditional request for an unchanged resource gets a 304 response, as
-// from any server.
+// from any server. A request whose Host differs from its URL's host is
+// refused (ErrDenied), as a Host header is: the reader sends the URL's.
 func HTTPClient() *http.Client {
 	return &http.Client{Transport: urlTransport{}}
 }
@@ -191,6 +193,13 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if method != http.MethodGet && method != http.MethodHead {
 		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
+	}
+	if req.Host != "" && !strings.EqualFold(req.Host, req.URL.Host) {
+		// net/http's client would send it as the Host header, and a
+		// server of virtual hosts would answer for that site; the URL
+		// reader sends the URL's host, so the plugin got another site's
+		// answer without a word. Refused as the Host header is.
+		return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: fmt.Sprintf("%s %s: request Host %q may not be set by a plugin: the host is the URL's (%s); put the host in the URL", method, req.URL.Redacted(), req.Host, req.URL.Host)}
 	}
 	ur := &urlRequest{method: method, url: req.URL.String(), header: req.Header, hop: !noReadHop.Load(), via: via(req)}
 	resp, err := readURL(req.Context(), ur)

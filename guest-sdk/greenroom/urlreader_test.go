@@ -119,3 +119,35 @@ func TestHTTPClientFallsBackWithoutReadHop(t *testing.T) {
 		t.Errorf("reads (hop or not): %v, want one read_hop, then read_url only", ops)
 	}
 }
+
+// A request whose Host differs from its URL's host, which net/http's
+// client sends as the Host header (a server of virtual hosts answers for
+// that site), is refused as the Host header is, sending nothing: the
+// reader sends the URL's host, and the plugin got another site's answer
+// without a word. The URL's own host, in any case, passes.
+func TestHTTPClientRefusesAnotherHost(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f }(callURL)
+	var sent []string
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		sent = append(sent, req.url)
+		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok")}, nil
+	}
+	req, _ := http.NewRequest("GET", "https://10.0.0.7:8443/status", nil)
+	req.Host = "billing.internal"
+	_, err := HTTPClient().Do(req)
+	if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), `request Host "billing.internal" may not be set by a plugin`) || len(sent) != 0 {
+		t.Errorf("another Host: %v (%d sent)", err, len(sent))
+	}
+	for _, host := range []string{"", "10.0.0.7:8443"} {
+		req, _ := http.NewRequest("GET", "https://10.0.0.7:8443/status", nil)
+		req.Host = host
+		if resp, err := HTTPClient().Do(req); err != nil || resp.StatusCode != 200 {
+			t.Errorf("Host %q: %v", host, err)
+		}
+	}
+	req, _ = http.NewRequest("GET", "https://Docs.Example/a", nil)
+	req.Host = "docs.example"
+	if _, err := HTTPClient().Do(req); err != nil {
+		t.Errorf("the URL's host in another case: %v", err)
+	}
+}
