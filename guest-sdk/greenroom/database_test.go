@@ -724,7 +724,7 @@ func TestCallEndRollsBackOpenTransactions(t *testing.T) {
 	}
 	d.callEnded()
 	t.Cleanup(func() { dbCallEnding.Store(false) }) // whatever fails below
-	if want := fmt.Sprint([]string{"commit 9", fmt.Sprint("rollback ", 9|1<<31)}); fmt.Sprint(f.ends) != want {
+	if want := fmt.Sprint([]string{"commit 9", fmt.Sprint("rollback ", uint32(9|txCallEnded))}); fmt.Sprint(f.ends) != want {
 		t.Errorf("ends sent as the call ended: %v, want %s", f.ends, want)
 	}
 	// In the yield: a statement outside a transaction is sent, the
