@@ -63,6 +63,25 @@ func init() {
 		debug.SetGCPercent(int(p))
 	}
 	noDefaultNetwork()
+	noTempFiles()
+}
+
+// noTempDir is the TMPDIR a plugin gets: no directory, but the reason,
+// which the error of whatever would create a temporary file quotes.
+const noTempDir = "/(greenroom: a plugin has no filesystem, so no temporary files; give r.ParseMultipartForm a maxMemory as large as server.body_limit)"
+
+// noTempFiles makes code that spills to temporary files fail with an
+// error that says why: r.ParseMultipartForm with a form larger than its
+// maxMemory (mime/multipart writes the rest to os.CreateTemp), and
+// os.CreateTemp and os.MkdirTemp themselves. Without it they failed with
+// wasip1's own "open /tmp/multipart-3877424964: Bad file number", which
+// names neither the cause nor the way out. It sets TMPDIR, which
+// os.TempDir reads (a guest gets no environment of its own), unless the
+// plugin's environment has one.
+func noTempFiles() {
+	if _, ok := os.LookupEnv("TMPDIR"); !ok {
+		os.Setenv("TMPDIR", noTempDir)
+	}
 }
 
 // noDefaultNetwork makes a plugin's attempts to reach the network by name

@@ -150,3 +150,30 @@ func TestGuestAsNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// A handler whose form is larger than the maxMemory it gives
+// r.ParseMultipartForm, which spills the rest to temporary files, and
+// any other code that makes one, fails with an error that says a plugin
+// has no filesystem and what to do, as net/http's default client says it
+// has no network: it failed with wasip1's "open
+// /tmp/multipart-3877424964: Bad file number", which names neither.
+func TestGuestTempFilesSayWhy(t *testing.T) {
+	wasm := guesttest.Build(t, "runtime/server/testdata/guests/nethttp")
+	in := start(t, fmt.Sprintf("[plugins.nethttp]\npath = %q\n", wasm))
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", "x.txt")
+	fw.Write(bytes.Repeat([]byte("x"), 4096))
+	mw.Close()
+	req, _ := http.NewRequest("POST", in.URL+"/api/nethttp/upload-small", &form)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := in.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "a plugin has no filesystem, so no temporary files; give r.ParseMultipartForm a maxMemory as large as server.body_limit") {
+		t.Errorf("a form that spills to temporary files: %d %q, want 400 with an error that says a plugin has no filesystem", resp.StatusCode, body)
+	}
+}

@@ -278,7 +278,11 @@ func init() {
 	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
 		_, err := os.ReadFile("/etc/passwd")
-		fmt.Fprintf(w, `{"env":%d,"fs_error":%q}`, len(os.Environ()), fmt.Sprint(err))
+		env := make([]string, 0, len(os.Environ()))
+		for _, kv := range os.Environ() {
+			env = append(env, strconv.Quote(kv))
+		}
+		fmt.Fprintf(w, `{"env":[%s],"fs_error":%q}`, strings.Join(env, ","), fmt.Sprint(err))
 	})
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
 		v, ok := greenroom.Config(r.URL.Query().Get("key"))

@@ -86,6 +86,14 @@ func New() http.Handler {
 		b, _ := io.ReadAll(f)
 		fmt.Fprintf(w, "name=%s size=%d type=%s content=%q field=%q", fh.Filename, fh.Size, fh.Header.Get("Content-Type"), b, r.FormValue("field"))
 	})
+	mux.HandleFunc("POST /upload-small", func(w http.ResponseWriter, r *http.Request) {
+		// A form larger than maxMemory spills to temporary files.
+		if err := r.ParseMultipartForm(16); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "ok %d", len(r.MultipartForm.File["file"]))
+	})
 	mux.HandleFunc("/query", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		for _, k := range sorted(q) {
