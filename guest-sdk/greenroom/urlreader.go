@@ -165,7 +165,9 @@ func unknownOp(err error) bool {
 // the first and as a redirect it follows itself (at most 5). A
 // conditional request for an unchanged resource gets a 304 response, as
 // from any server. A request whose Host differs from its URL's host is
-// refused (ErrDenied), as a Host header is: the reader sends the URL's.
+// refused (ErrDenied): the reader sends the URL's. As with net/http's
+// client, the Host, Content-Length, Transfer-Encoding and Trailer entries
+// of the request's Header are not sent.
 func HTTPClient() *http.Client {
 	return &http.Client{Transport: urlTransport{}}
 }
@@ -198,10 +200,11 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// net/http's client would send it as the Host header, and a
 		// server of virtual hosts would answer for that site; the URL
 		// reader sends the URL's host, so the plugin got another site's
-		// answer without a word. Refused as the Host header is.
+		// answer without a word. Refused as a Host header given to
+		// ReadURL is (one in req.Header is not sent: sentHeader).
 		return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: fmt.Sprintf("%s %s: request Host %q may not be set by a plugin: the host is the URL's (%s); put the host in the URL", method, req.URL.Redacted(), req.Host, req.URL.Host)}
 	}
-	ur := &urlRequest{method: method, url: req.URL.String(), header: req.Header, hop: !noReadHop.Load(), via: via(req)}
+	ur := &urlRequest{method: method, url: req.URL.String(), header: sentHeader(req.Header), hop: !noReadHop.Load(), via: via(req)}
 	resp, err := readURL(req.Context(), ur)
 	if ur.hop && unknownOp(err) {
 		noReadHop.Store(true)
@@ -239,6 +242,31 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return out, nil
+}
+
+// notSent are the request headers net/http's client never sends from
+// Request.Header (its reqWriteExcludeHeader, but User-Agent, which it
+// sends from there): it writes Host from Request.Host or the URL, and
+// Content-Length, Transfer-Encoding and Trailer from the request's own
+// fields. Code written for it sets them harmlessly (a signer's Host, a
+// GET's Content-Length: 0), and the runtime refused them, failing the
+// read (docs/urlreader.md).
+var notSent = [...]string{"Host", "Content-Length", "Transfer-Encoding", "Trailer"}
+
+// sentHeader is h without the headers net/http's client does not send
+// from it: h itself when it has none, else a copy (a RoundTripper must
+// not change the request).
+func sentHeader(h http.Header) http.Header {
+	for _, k := range notSent {
+		if _, ok := h[k]; ok {
+			h = h.Clone()
+			for _, k := range notSent {
+				delete(h, k)
+			}
+			return h
+		}
+	}
+	return h
 }
 
 // via returns the URLs of the requests Go's client made before req, a

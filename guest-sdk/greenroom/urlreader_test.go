@@ -151,3 +151,36 @@ func TestHTTPClientRefusesAnotherHost(t *testing.T) {
 		t.Errorf("the URL's host in another case: %v", err)
 	}
 }
+
+// The headers net/http's client never sends from Request.Header (it
+// writes Host, Content-Length, Transfer-Encoding and Trailer from the
+// request's own fields) are not sent by HTTPClient either, so that code
+// written for net/http that sets them (a signer's Host, a GET's
+// Content-Length: 0) reads as it does natively: they reached the
+// runtime, which refused the read ("request header Host may not be set
+// by a plugin"). The request itself is left as it was.
+func TestHTTPClientDropsHeadersNetHTTPDoesNotSend(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f }(callURL)
+	var sent http.Header
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		sent = req.header
+		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok")}, nil
+	}
+	req, _ := http.NewRequest("GET", "https://docs.example/a", nil)
+	for _, k := range []string{"Host", "Content-Length", "Transfer-Encoding", "Trailer"} {
+		req.Header.Set(k, "x")
+	}
+	req.Header.Set("Host", "docs.example")
+	req.Header.Set("Content-Length", "0")
+	req.Header.Set("X-Api-Version", "2")
+	req.Header.Set("User-Agent", "plugin/1")
+	if _, err := HTTPClient().Do(req); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 2 || sent.Get("X-Api-Version") != "2" || sent.Get("User-Agent") != "plugin/1" {
+		t.Errorf("sent %v, want X-Api-Version and User-Agent only", sent)
+	}
+	if len(req.Header) != 6 || req.Header.Get("Host") != "docs.example" {
+		t.Errorf("the request's header was changed: %v", req.Header)
+	}
+}
