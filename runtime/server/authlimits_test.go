@@ -71,6 +71,7 @@ func (m *namedMethod) Alg() string { return m.alg }
 // holds no part of any token. Through the server as the unit test does it
 // with the authenticator alone (TestJWKSUnknownKidFloodIsRateLimited).
 func TestUnknownKidBurstThroughTheServer(t *testing.T) {
+	t.Parallel()
 	idp := authtest.New(t)
 	in := startAuth(t, authConfig(idp, ""))
 	kids := []string{"../../../../etc/passwd", `..\..\windows\win.ini`, "' OR '1'='1", `"; DROP TABLE keys; --`,

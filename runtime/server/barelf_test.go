@@ -73,6 +73,7 @@ func readOKs(t *testing.T, br *bufio.Reader, n int, what string) {
 // head's end (taken for one, it got such a request refused 400 bare LF,
 // or its connection closed with no answer).
 func TestBareLFHeadRefusedAtOnce(t *testing.T) {
+	t.Parallel()
 	in := start(t, "[server]\nread_timeout = \"20s\"\n")
 	for _, pieces := range [][]string{
 		{"GET " + liveness + " HTTP/1.1\nHost: x\n\n"},
@@ -196,6 +197,7 @@ func TestBareLFHeadOnKeptAliveConnection(t *testing.T) {
 // server.read_timeout. Its head may also be completed by a later write.
 // The requests before it are answered first, each as usual.
 func TestBareLFHeadPipelined(t *testing.T) {
+	t.Parallel()
 	in := start(t, "[server]\nread_timeout = \"20s\"\n")
 	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"
 	head := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n"
@@ -274,6 +276,7 @@ func TestBareLFHeadPipelined(t *testing.T) {
 // greenroom tells what the HTTP library holds from the size of its read
 // buffer, server.header_limit: the default and the smallest.
 func TestBareLFHeadPipelinedBehindBody(t *testing.T) {
+	t.Parallel()
 	for _, limit := range []string{"16KiB", "4KiB"} {
 		t.Run(limit, func(t *testing.T) { bareLFBehindBody(t, limit) })
 	}
@@ -382,6 +385,7 @@ func bareLFBehindBody(t *testing.T, headerLimit string) {
 // net.Error), and it was answered 400 "reading the request body:
 // fasthttp: timeout". The same with a trailer field that came.
 func TestChunkedBodyCutShortTimesOut(t *testing.T) {
+	t.Parallel()
 	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"1s\"\n[plugins.hello]\npath = %q\n", helloWasm))
 	for _, tail := range []string{"0\r\n", "0\r\nX-T: 1\r\n", "3\r\nab"} {
 		conn := dial(t, in.URL)
@@ -412,6 +416,7 @@ func TestChunkedBodyCutShortTimesOut(t *testing.T) {
 // bodies are still read, in whatever pieces, with trailer fields or
 // not, and the requests behind them served.
 func TestBareLFTrailerRefusedAtOnce(t *testing.T) {
+	t.Parallel()
 	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\n[plugins.hello]\npath = %q\n", helloWasm))
 	head := "POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + servertest.Token + "\r\nTransfer-Encoding: chunked\r\n\r\n"
 	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -522,6 +527,7 @@ func TestBareLFTrailerRefusedAtOnce(t *testing.T) {
 // has answered first, and its connection is closed then, the request
 // behind it never answered either.
 func TestBareLFTrailerSmugglingRefused(t *testing.T) {
+	t.Parallel()
 	in := start(t, fmt.Sprintf("[server]\nread_timeout = \"20s\"\n[plugins.hello]\npath = %q\n", helloWasm))
 	head := "POST /api/hello/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + servertest.Token + "\r\nTransfer-Encoding: chunked\r\n\r\n"
 	ok := "GET " + liveness + " HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -23,6 +23,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/testflags"
 )
 
 var (
@@ -37,6 +38,16 @@ var (
 	cacheDir    string
 )
 
+// Parallel tests: the tests that spend seconds waiting (timeouts,
+// queues, reloads, pieces of a request written 100 ms apart) call
+// t.Parallel, so that go test runs them after the serial ones, -parallel
+// of them at a time (4 unless given: testflags.Parallel). A
+// test may do so only when it changes no process-wide state the others
+// read (t.Setenv, a package variable) and measures nothing the process
+// shares (runtime.MemStats, testing.AllocsPerRun), and when its timings
+// keep their margin beside other tests: tests whose guest computes or
+// loops for seconds (TestOutputWriteInterrupted, TestRandomGetInterrupted)
+// stay serial.
 func TestMain(m *testing.M) {
 	var err error
 	for dst, dir := range map[*string]string{
@@ -56,6 +67,7 @@ func TestMain(m *testing.M) {
 	}
 	// One compilation cache for the whole test binary keeps it fast.
 	cacheDir = filepath.Join(guesttest.CacheDir(), "server-test-cache")
+	testflags.Parallel(4)
 	os.Exit(m.Run())
 }
 
