@@ -34,10 +34,20 @@ type cacheStart struct {
 
 func startOnCache(t *testing.T, dir string, wasm []byte) *cacheStart {
 	t.Helper()
+	run, err := startOnCacheErr(dir, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// startOnCacheErr is startOnCache, with the error of opening the cache
+// returned rather than failing a test.
+func startOnCacheErr(dir string, wasm []byte) (*cacheStart, error) {
 	ctx := context.Background()
 	cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "wazero"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer cache.Close(ctx)
 	eng := NewEngine(cache, filepath.Join(dir, "rewritten"))
@@ -58,13 +68,50 @@ func startOnCache(t *testing.T, dir string, wasm []byte) *cacheStart {
 	})
 	if err != nil {
 		run.err = err
-		return run
+		return run, nil
 	}
 	defer p.Close(ctx)
 	if status, body, err := get(p, "/ok"); err != nil || status != 200 {
 		run.err = fmt.Errorf("GET /ok: %d %q %v", status, body, err)
 	}
-	return run
+	return run, nil
+}
+
+// warmCacheOnce is a cache directory (wazero's entries and the rewritten
+// modules) that one start on an empty directory filled for hostileWasm:
+// compiling it takes seconds, and tests that begin with a warm cache
+// start from a copy (warmCache) rather than compiling it again.
+var warmCacheOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "plugin-warm-cache-")
+	if err != nil {
+		return "", err
+	}
+	warmCacheDir = dir
+	run, err := startOnCacheErr(dir, hostileWasm)
+	if err != nil {
+		return "", err
+	}
+	if run.err != nil || run.reads != 1 {
+		return "", fmt.Errorf("first start, on an empty cache: read the module %d times, %v", run.reads, run.err)
+	}
+	return dir, nil
+})
+
+// warmCacheDir is warmCacheOnce's directory, removed by TestMain.
+var warmCacheDir string
+
+// warmCache makes dir what one start of hostileWasm on an empty cache
+// directory leaves there (a copy of warmCacheOnce's), failing the test
+// when that start failed or read the module other than once.
+func warmCache(t *testing.T, dir string) {
+	t.Helper()
+	src, err := warmCacheOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // warnings returns the messages (with their fields) logged at warning
@@ -217,9 +264,7 @@ func TestDamagedCacheEntriesAreRebuilt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if run := startOnCache(t, dir, hostileWasm); run.err != nil || run.reads != 1 {
-				t.Fatalf("first start: read the module %d times, %v", run.reads, run.err)
-			}
+			warmCache(t, dir) // the first start, on an empty cache
 			if run := startOnCache(t, dir, hostileWasm); run.err != nil || run.reads != 0 {
 				t.Fatalf("second start, intact cache: read the module %d times, %v", run.reads, run.err)
 			}
@@ -347,12 +392,12 @@ func TestCompilationCacheDir(t *testing.T) {
 	if eng.cacheDir != got {
 		t.Fatalf("engine's cacheDir %q", eng.cacheDir)
 	}
-	run := startOnCache(t, dir, hostileWasm)
-	if run.err != nil {
-		t.Fatal(run.err)
-	}
+	// Those of a start on an empty directory (warmCache's), in a
+	// directory of the same name: the same wazero wrote them.
+	warm := t.TempDir()
+	warmCache(t, warm)
 	version, _ := cacheVersion(got)
-	for _, f := range cacheFiles(t, got, "*") {
+	for _, f := range cacheFiles(t, filepath.Join(warm, "wazero", filepath.Base(got)), "*") {
 		if !isCacheEntryName(filepath.Base(f)) {
 			t.Errorf("unexpected file %s", f)
 		} else if err := checkCacheEntry(f, version, true); err != nil {
@@ -366,9 +411,7 @@ func TestCompilationCacheDir(t *testing.T) {
 // could not be removed, instead of retrying.
 func TestUnremovableCacheEntry(t *testing.T) {
 	dir := t.TempDir()
-	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
-		t.Fatal(run.err)
-	}
+	warmCache(t, dir)
 	for _, f := range cacheFiles(t, dir, "wazero/*/*") {
 		if err := os.Remove(f); err != nil {
 			t.Fatal(err)
@@ -504,9 +547,7 @@ func TestConcurrentLoadsOnDamagedCache(t *testing.T) {
 // without a checksum) is replaced quietly: an upgrade is not damage.
 func TestOldRewrittenEntryReplaced(t *testing.T) {
 	dir := t.TempDir()
-	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
-		t.Fatal(run.err)
-	}
+	warmCache(t, dir)
 	for _, f := range cacheFiles(t, dir, "rewritten/*.wasm") {
 		b, _ := os.ReadFile(f)
 		out, err := decodeRewritten(b)
@@ -529,9 +570,7 @@ func TestOldRewrittenEntryReplaced(t *testing.T) {
 // keeps every entry, and nothing is discarded.
 func TestValidationErrorIsNotCacheDamage(t *testing.T) {
 	dir := t.TempDir()
-	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
-		t.Fatal(run.err)
-	}
+	warmCache(t, dir)
 	entries := func() int { return len(cacheFiles(t, dir, "wazero/*/*")) }
 	before := entries()
 	run := startOnCache(t, dir, importsModule(funcImport("env", "compilationcache", typeVoid)))
@@ -552,9 +591,7 @@ func TestValidationErrorIsNotCacheDamage(t *testing.T) {
 // progress, and entries stay.
 func TestStaleTemporaryFilesRemoved(t *testing.T) {
 	dir := t.TempDir()
-	if run := startOnCache(t, dir, hostileWasm); run.err != nil {
-		t.Fatal(run.err)
-	}
+	warmCache(t, dir)
 	entry := cacheFiles(t, dir, "wazero/*/*")[0]
 	old := time.Now().Add(-2 * StaleTempAge)
 	stale := []string{

@@ -20,6 +20,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
+	"github.com/greenroom-dev/greenroom/runtime/internal/testflags"
 	"github.com/greenroom-dev/greenroom/runtime/plugin/instrument"
 )
 
@@ -63,7 +64,14 @@ func TestMain(m *testing.M) {
 	}
 	hostileWasm, _ = os.ReadFile(p)
 	testCache, _ = wazero.NewCompilationCacheWithDir(guesttest.CacheDir() + "/wazero")
-	os.Exit(m.Run())
+	// The parallel tests wait (sleeping inits and calls, queue timeouts):
+	// they run all at once rather than two by two on a two-core machine.
+	testflags.Parallel(4)
+	code := m.Run()
+	if warmCacheDir != "" {
+		os.RemoveAll(warmCacheDir)
+	}
+	os.Exit(code)
 }
 
 func testLimits() Limits {
