@@ -15,14 +15,26 @@ import (
 // tagged !wasip1) are compiled in and the wasip1 files left out. A test
 // that uses a native-only helper (SetDB, SetConfig, WithPrincipal, ...)
 // without that tag breaks the wasip1 vet, and this test.
-func TestVetWasip1(t *testing.T) {
+func TestVetWasip1(t *testing.T) { vetFor(t, "wasip1", "wasm") }
+
+// The SDK compiles natively so that plugins can be unit-tested on the
+// builder's machine, which may be a 32-bit one (GOARCH=386, arm: a
+// Raspberry Pi): there int is 32 bits, and a test that passes an untyped
+// constant over 2^31 as an int (9|1<<31, a rollback handle with
+// txCallEnded) did not compile, so the SDK's tests failed to build there.
+func TestVet32Bit(t *testing.T) { vetFor(t, "linux", "386") }
+
+// vetFor runs go vet on the SDK and the example plugins built for goos
+// and goarch, failing t with its report.
+func vetFor(t *testing.T, goos, goarch string) {
+	t.Helper()
 	gotool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skipf("no go tool: %v", err)
 	}
 	cmd := exec.Command(gotool, "vet", "./guest-sdk/...", "./plugins/...")
 	cmd.Dir = "../.." // the module's root
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch)
 	out, err := cmd.CombinedOutput()
 	var report []string
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -32,31 +44,6 @@ func TestVetWasip1(t *testing.T) {
 		}
 	}
 	if err != nil || len(report) > 0 {
-		t.Fatalf("GOOS=wasip1 GOARCH=wasm go vet ./guest-sdk/... ./plugins/...: %v\n%s", err, strings.Join(report, "\n"))
-	}
-}
-
-// The SDK compiles natively so that plugins can be unit-tested on the
-// builder's machine, which may be a 32-bit one (GOARCH=386, arm: a
-// Raspberry Pi): there int is 32 bits, and a test that passes an untyped
-// constant over 2^31 as an int (9|1<<31, a rollback handle with
-// txCallEnded) did not compile, so the SDK's tests failed to build there.
-func TestVet32Bit(t *testing.T) {
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("no go tool: %v", err)
-	}
-	cmd := exec.Command(gotool, "vet", "./guest-sdk/...", "./plugins/...")
-	cmd.Dir = "../.." // the module's root
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=386")
-	out, err := cmd.CombinedOutput()
-	var report []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if line != "" && !strings.HasPrefix(line, "go: downloading ") {
-			report = append(report, line)
-		}
-	}
-	if err != nil || len(report) > 0 {
-		t.Fatalf("GOOS=linux GOARCH=386 go vet ./guest-sdk/... ./plugins/...: %v\n%s", err, strings.Join(report, "\n"))
+		t.Fatalf("GOOS=%s GOARCH=%s go vet ./guest-sdk/... ./plugins/...: %v\n%s", goos, goarch, err, strings.Join(report, "\n"))
 	}
 }
