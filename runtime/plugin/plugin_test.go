@@ -349,7 +349,15 @@ func TestBusy(t *testing.T) {
 	p := load(t, hostileWasm, lim)
 	done := make(chan struct{})
 	go func() { get(p, "/sleep"); close(done) }()
-	time.Sleep(100 * time.Millisecond)
+	// Until /sleep holds the one instance: a fixed 100 ms let /ok take it
+	// first when the goroutine was not run in time, which a test that
+	// shares two cores with the package's other parallel tests (and
+	// other processes) cannot rule out.
+	for deadline := time.Now().Add(1500 * time.Millisecond); p.Stats().Busy != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/sleep did not take the instance within 1.5 s: %+v", p.Stats())
+		}
+	}
 	_, _, err := get(p, "/ok")
 	if KindOf(err) != FailBusy || !errors.Is(err, ErrBusy) {
 		t.Fatalf("err = %v, want busy", err)
