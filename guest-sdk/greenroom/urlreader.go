@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,8 +165,9 @@ func unknownOp(err error) bool {
 // it the 3xx); each hop is a read of its own, which the runtime checks as
 // the first and as a redirect it follows itself (at most 5). A
 // conditional request for an unchanged resource gets a 304 response, as
-// from any server. A request whose Host differs from its URL's host is
-// refused (ErrDenied): the reader sends the URL's. As with net/http's
+// from any server. A request whose Host differs from its URL's host (but
+// for letter case and the scheme's default port) is refused (ErrDenied):
+// the reader sends the URL's. As with net/http's
 // client, the Host, Content-Length, Transfer-Encoding and Trailer entries
 // of the request's Header are not sent.
 func HTTPClient() *http.Client {
@@ -196,7 +198,7 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if method != http.MethodGet && method != http.MethodHead {
 		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: fmt.Sprintf("method %s is not supported: the URL reader reads with GET and HEAD only", method)}
 	}
-	if req.Host != "" && !strings.EqualFold(req.Host, req.URL.Host) {
+	if req.Host != "" && !sameHostPort(req.Host, req.URL) {
 		// net/http's client would send it as the Host header, and a
 		// server of virtual hosts would answer for that site; the URL
 		// reader sends the URL's host, so the plugin got another site's
@@ -242,6 +244,34 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return out, nil
+}
+
+// sameHostPort reports whether host, a request's Host, names u's host:
+// the same but for letter case and the scheme's default port (80, 443),
+// written in one and not the other ("docs.example" and
+// "docs.example:443" for https), as net/http sends either as written and
+// a server answers both for one site. They were refused as another host.
+func sameHostPort(host string, u *url.URL) bool {
+	if strings.EqualFold(host, u.Host) {
+		return true
+	}
+	def := map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	split := func(hp string) (h, port string, ok bool) {
+		h = hp
+		if i := strings.LastIndexByte(hp, ':'); i >= 0 && !strings.Contains(hp[i:], "]") {
+			h, port = hp[:i], hp[i+1:]
+			if port == "" {
+				return "", "", false // "host:": written as no other is
+			}
+		}
+		if port == "" {
+			port = def
+		}
+		return h, port, def != ""
+	}
+	h1, p1, ok1 := split(host)
+	h2, p2, ok2 := split(u.Host)
+	return ok1 && ok2 && p1 == p2 && strings.EqualFold(h1, h2)
 }
 
 // notSent are the request headers net/http's client never sends from

@@ -150,6 +150,33 @@ func TestHTTPClientRefusesAnotherHost(t *testing.T) {
 	if _, err := HTTPClient().Do(req); err != nil {
 		t.Errorf("the URL's host in another case: %v", err)
 	}
+	// The scheme's default port, written in one and not the other, names
+	// the same site (net/http sends either as it is written): such a
+	// request was refused. Another port is another site.
+	for _, c := range []struct {
+		url, host string
+		ok        bool
+	}{
+		{"https://docs.example:443/a", "docs.example", true},
+		{"https://docs.example/a", "docs.example:443", true},
+		{"http://docs.example/a", "DOCS.example:80", true},
+		{"http://[::1]:80/a", "[::1]", true},
+		{"https://[::1]/a", "[::1]:443", true},
+		{"https://docs.example/a", "docs.example:80", false},
+		{"http://docs.example/a", "docs.example:443", false},
+		{"https://docs.example:8443/a", "docs.example", false},
+		{"https://docs.example/a", "docs.example:", false},
+		{"https://[::1]/a", "[::2]:443", false},
+		{"https://docs.example/a", "other.example:443", false},
+	} {
+		req, _ := http.NewRequest("GET", c.url, nil)
+		req.Host = c.host
+		n := len(sent)
+		_, err := HTTPClient().Do(req)
+		if c.ok && (err != nil || len(sent) != n+1) || !c.ok && (!errors.Is(err, ErrDenied) || len(sent) != n) {
+			t.Errorf("%s with Host %q: %v (%d sent), want sent: %t", c.url, c.host, err, len(sent)-n, c.ok)
+		}
+	}
 }
 
 // The headers net/http's client never sends from Request.Header (it
