@@ -3,6 +3,7 @@ package database_test
 import (
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -45,17 +46,45 @@ func greenroomBinary(t *testing.T) string {
 	return serveBin
 }
 
+var (
+	replicaPortsMu sync.Mutex
+	replicaPorts   = map[int]bool{}
+)
+
+// replicaAddr returns a 127.0.0.1 address, free when picked, for a
+// replica process to listen on a moment later. The tests that start
+// replicas run beside other parallel tests, whose listeners on ":0" (and
+// outgoing connections) get ports from the kernel's ephemeral range (from 32768 by
+// default): a port picked there and closed again could go to one of them
+// before the replica bound it. So the port is below that range, and one
+// no other replica of this process got (as cmd/greenroom's freeAddr).
+func replicaAddr(t *testing.T) string {
+	t.Helper()
+	replicaPortsMu.Lock()
+	defer replicaPortsMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if replicaPorts[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		replicaPorts[port] = true
+		return ln.Addr().String()
+	}
+	t.Fatal("no free port in 127.0.0.1:20000-31999 after 1000 tries")
+	return ""
+}
+
 // serveReplica runs greenroom serve as a process of its own with the
 // database at url and plugin alpha (dbguest, migration set migrations);
 // it is killed when the test ends.
 func serveReplica(t *testing.T, url, migrations string) (cmd *osexec.Cmd, addr string, stderr *syncbuf.Buffer) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
+	addr = replicaAddr(t)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("[server]\nlisten = %q\n[log]\nformat = \"json\"\n[runtime]\ncache_dir = %q\n[database]\nclient = \"pg\"\nconnection = %q\n%s",
 		addr, cacheDir, url, plugin("alpha", true, migrations, ""))
