@@ -296,7 +296,8 @@ func (s *Scheduler) Cancel(ctx context.Context, plugin, id string) (Run, error) 
 // second at most later, or as it renews the run's lease. The run is recorded failed, canceled, and (scheduled) its due
 // time is done with. It returns the run, without waiting for its end: its
 // Replica says which replica runs it, this one or another. ErrUnknownTask
-// when the task is neither registered nor running here; ErrNotRunning
+// when the task is neither registered nor running here, nor a global
+// task whose run another replica holds (requestCancelUnregistered); ErrNotRunning
 // when no run (of id runID) is in progress, on any replica; ErrDisabled
 // when this replica runs no tasks and the run is not another replica's.
 func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Run, error) {
@@ -307,7 +308,7 @@ func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Ru
 		// global task's run to cancel it, as it lists the task.
 		s.mu.Unlock()
 		if t == nil && !s.stopped {
-			return Run{}, ErrUnknownTask
+			return s.requestCancelUnregistered(ctx, plugin, id, runID)
 		}
 		if t != nil && t.Scope == Global && !s.stopped {
 			if run, err := s.requestCancel(ctx, plugin, id, runID); !errors.Is(err, ErrNotRunning) {
@@ -332,7 +333,7 @@ func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Ru
 	}
 	if t == nil && r == nil {
 		s.mu.Unlock()
-		return Run{}, ErrUnknownTask
+		return s.requestCancelUnregistered(ctx, plugin, id, runID)
 	}
 	if r != nil {
 		s.cancelRun(r)
@@ -351,6 +352,24 @@ func (s *Scheduler) CancelRun(ctx context.Context, plugin, id, runID string) (Ru
 		return s.requestCancel(ctx, plugin, id, runID)
 	}
 	return Run{}, ErrNotRunning
+}
+
+// requestCancelUnregistered is CancelRun of a task no plugin registers on
+// this replica and no run of which is in progress here: a global task
+// that other replicas still register and run, during a rolling upgrade
+// whose new version dropped it (or while a config change reaches the
+// replicas one by one). An operator behind a load balancer cannot pick
+// the replica, so its run is asked to stop through the database, as a
+// registered task's run on another replica; it answered ErrUnknownTask
+// (TestCancelOfATaskNotRegisteredHereRunningElsewhere). ErrUnknownTask
+// still when no other replica holds a run of it (the store's request
+// finds only a run holding a live lease, which local tasks never take).
+func (s *Scheduler) requestCancelUnregistered(ctx context.Context, plugin, id, runID string) (Run, error) {
+	run, err := s.requestCancel(ctx, plugin, id, runID)
+	if errors.Is(err, ErrNotRunning) {
+		return Run{}, ErrUnknownTask
+	}
+	return run, err
 }
 
 // requestCancel asks the replica running the global task plugin/id's run

@@ -69,3 +69,51 @@ func TestCancelOfAnOlderReplicasRunIsRefused(t *testing.T) {
 		}
 	})
 }
+
+// During a rolling upgrade a new version of a plugin no longer registers
+// a global task that replicas still on the old version run. An operator
+// behind a load balancer sends the cancel of that task's run to any
+// replica: one on the new version (which lists the task and its running
+// run, GET tasks/{plugin}/{task}) answered 404 unknown_task, as the task
+// is not registered there, so the run could be stopped only by reaching
+// a replica still on the old version. The cancel is relayed through the
+// database, as for a registered task's run on another replica, by an
+// enabled replica and by one with enabled = false; a task that no
+// replica runs, registered here or not, is still ErrUnknownTask.
+func TestCancelOfATaskNotRegisteredHereRunningElsewhere(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		const lease = time.Minute
+		_, due := registerDueTask(t, st)
+		log := logrus.New()
+		log.SetOutput(io.Discard)
+		for _, enabled := range []bool{true, false} {
+			s := New(Config{Enabled: enabled, Log: logrus.NewEntry(log), Lease: lease, Replica: "new"})
+			s.st = st
+			s.Start()
+			if _, err := s.Cancel(ctx, "p", "t"); !errors.Is(err, ErrUnknownTask) {
+				t.Errorf("enabled=%v: cancel of a task no replica runs: %v, want ErrUnknownTask", enabled, err)
+			}
+			s.Stop(ctx)
+		}
+		if res, err := st.claim(ctx, "old", lease, []claimItem{{plugin: "p", task: "t", due: due, runID: "run1"}}); err != nil || !res[0].claimed {
+			t.Fatalf("claim: %+v %v", res, err)
+		}
+		for _, enabled := range []bool{true, false} {
+			s := New(Config{Enabled: enabled, Log: logrus.NewEntry(log), Lease: lease, Replica: "new"})
+			s.st = st
+			s.Start()
+			run, err := s.Cancel(ctx, "p", "t")
+			if err != nil || run.RunID != "run1" || run.Replica != "old" {
+				t.Errorf("enabled=%v: cancel of run1, on replica old, of a task not registered here: %+v %v, want it requested", enabled, run, err)
+			}
+			if _, err := s.Cancel(ctx, "p", "other"); !errors.Is(err, ErrUnknownTask) {
+				t.Errorf("enabled=%v: cancel of a task nobody knows: %v, want ErrUnknownTask", enabled, err)
+			}
+			s.Stop(ctx)
+		}
+		if held, err := st.renew(ctx, "old", lease, []string{"run1"}); err != nil || !held["run1"] {
+			t.Errorf("renew after the cancel: %v %v, want the cancel read", held, err)
+		}
+	})
+}

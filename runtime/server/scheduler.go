@@ -130,7 +130,9 @@ type cancelAnswer struct {
 // cancelTask stops a task's run in progress (POST .../cancel, the run of
 // id run_id if given): 202 with the run once it is asked to stop on this
 // replica, or once its cancel is recorded for the replica running it,
-// 404 for a task not registered on this replica, 409 task_not_running
+// 404 for a task not registered on this replica (unless it is a global
+// task whose run another replica holds: a rolling upgrade's new version
+// dropped it, the old one runs it), 409 task_not_running
 // when no run (of that id) is in progress, 503 when this replica runs no
 // tasks and no other replica runs the task.
 func (s *Server) cancelTask(c *fiber.Ctx) error {
