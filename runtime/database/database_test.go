@@ -1444,3 +1444,26 @@ func TestLeftOpenTransactionsNotInUse(t *testing.T) {
 		t.Errorf("a kept transaction: %+v, want 1 in use", r)
 	}
 }
+
+// During a rolling upgrade, or after a rollback, a replica on a plugin's
+// version before loads against migrations a newer version applied: it
+// serves, leaving them alone, as docs/operations.md says. It said nothing
+// about them, and an operator rolling back saw nothing say that the
+// database was ahead of the version it ran; the load names them, once, at
+// info level.
+func TestOlderVersionNamesMigrationsItDoesNotKnow(t *testing.T) {
+	each(t, func(t *testing.T, b backend, dbconf string) {
+		stop(t, start(t, dbconf, plugin("alpha", true, "more", "")))
+		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		must(t, in, "alpha", query("SELECT count(*) FROM notes"))
+		var said []map[string]any
+		for _, l := range in.LogLines(t) {
+			if msg, _ := l["msg"].(string); strings.Contains(msg, "applied migrations this version of the plugin does not register") {
+				said = append(said, l)
+			}
+		}
+		if len(said) != 1 || said[0]["migrations"] != "003_more.up.sql, 004_empty.up.sql" || said[0]["level"] != "info" {
+			t.Errorf("log lines naming the migrations the old version does not know: %v, want one at info naming 003_more.up.sql and 004_empty.up.sql", said)
+		}
+	})
+}

@@ -1585,6 +1585,36 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	return nil
 }
 
+// logUnregistered says, at info level, which applied migrations (applied)
+// this version of the plugin does not register (files): during a rolling
+// upgrade, or after a rollback, a replica on the version before loads
+// against migrations a newer version applied, which are left alone. It
+// did so without a word, and an operator rolling back saw nothing say
+// that the database was ahead of the version it ran
+// (TestOlderVersionNamesMigrationsItDoesNotKnow).
+func (p *PluginDB) logUnregistered(applied map[string]string, files []hostfuncs.MigrationFile) {
+	known := make(map[string]bool, len(files))
+	for _, f := range files {
+		known[f.Name] = true
+	}
+	var names []string
+	for name := range applied {
+		if !known[name] {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	slices.Sort(names)
+	n := len(names)
+	if n > 5 {
+		names = append(names[:5:5], fmt.Sprintf("... (%d more)", n-5))
+	}
+	p.log.WithFields(logrus.Fields{"count": n, "migrations": strings.Join(names, ", ")}).Info(
+		"the plugin's database has applied migrations this version of the plugin does not register (a newer version applied them, or their files were removed): they are left alone; a version that must undo one does it in a new migration")
+}
+
 // migrateLocked applies plugin p's pending migrations under its
 // cross-replica lock: ApplyMigrations's critical section.
 func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.MigrationFile, timedOut func(error) error) (err error) {
@@ -1626,6 +1656,7 @@ func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.
 		}
 		pending = append(pending, f)
 	}
+	p.logUnregistered(applied, files)
 	if len(pending) == 0 {
 		return nil
 	}
