@@ -891,6 +891,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		Sum:      src.sum,
 		Limits: plugin.Limits{
 			Memory:       uint64(lim.Memory),
+			MemorySecret: cfg.IsSecretPath("plugins." + id + ".limits.memory"),
 			Timeout:      lim.Timeout.D(),
 			Instances:    lim.Instances,
 			QueueTimeout: lim.QueueTimeout.D(),

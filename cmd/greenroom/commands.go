@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ import (
 	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/build"
 	"github.com/greenroom-dev/greenroom/runtime/config"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 	"github.com/greenroom-dev/greenroom/runtime/plugin"
 )
 
@@ -203,7 +205,13 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 				cerrs = append(cerrs, fmt.Sprintf("plugin %s: sha256 pin mismatch: config pins %s, file is %s", id, pc.SHA256, info.SHA256))
 			}
 			if need := uint64(info.MemoryMinPages) * 65536; pc.Limits.Memory > 0 && need > uint64(pc.Limits.Memory) {
-				cerrs = append(cerrs, fmt.Sprintf("plugin %s: module needs %d bytes of memory at start, over plugins.%s.limits.memory (%d bytes)", id, need, id, uint64(pc.Limits.Memory)))
+				// A cap from the environment is not told decoded (the
+				// redaction below matches "1MiB", not "1048576").
+				limit := strconv.FormatUint(uint64(pc.Limits.Memory), 10) + " bytes"
+				if cfg.IsSecretPath("plugins." + id + ".limits.memory") {
+					limit = logging.Redacted
+				}
+				cerrs = append(cerrs, fmt.Sprintf("plugin %s: module needs %d bytes of memory at start, over plugins.%s.limits.memory (%s)", id, need, id, limit))
 			}
 		}
 		if len(cerrs) > 0 {

@@ -92,3 +92,28 @@ func TestInspectRedactsRetireMemoryOfASecretMemory(t *testing.T) {
 		}
 	}
 }
+
+// The refusal plugin inspect --config foretells for a module that needs
+// more memory at start than limits.memory does not tell a cap from the
+// environment in bytes ("over plugins.a.limits.memory (1048576 bytes)"
+// for "${M}" with M=1MiB, which the redaction of "1MiB" does not match),
+// as serve's own refusal does not (TestMemoryCapFromTheEnvironmentNotQuoted).
+func TestInspectHidesAMemoryCapFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "a.wasm")
+	if out, code := runCLI(t, nil, "plugin", "build", filepath.Join("..", "..", "plugins", "hello"), "-o", wasm); code != 0 {
+		t.Fatalf("plugin build: %d %s", code, out)
+	}
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte("[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmemory = \"${INSPECT_TEST_MEM}\"\n[plugins.b]\npath = \"a.wasm\"\n[plugins.b.limits]\nmemory = \"2MiB\"\n"), 0o644)
+	for _, args := range [][]string{{}, {"--json"}} {
+		out, code := runCLI(t, []string{"INSPECT_TEST_MEM=1MiB"}, append([]string{"plugin", "inspect", wasm, "--config", cfg}, args...)...)
+		if code != 1 || !strings.Contains(out, "over plugins.a.limits.memory ([REDACTED])") || strings.Contains(out, "1048576") {
+			t.Errorf("plugin inspect %v: exit %d\n%s", args, code, out)
+		}
+		// A cap written in the file is told.
+		if !strings.Contains(out, "over plugins.b.limits.memory (2097152 bytes)") {
+			t.Errorf("plugin inspect %v: b's cap is not told\n%s", args, out)
+		}
+	}
+}

@@ -23,6 +23,12 @@ type Limits struct {
 	// Memory caps each instance's linear memory, in bytes (rounded down to
 	// 64 KiB pages).
 	Memory uint64
+	// MemorySecret: Memory came from the environment (a config secret),
+	// so a load error does not quote it (instrument.MemoryError): the
+	// error reaches the plugin's callers, and the log's redaction matches
+	// the secret as written ("1MiB"), not as decoded ("16 pages
+	// (1048576 bytes)").
+	MemorySecret bool
 	// Timeout bounds each call; the guest is interrupted when it passes.
 	Timeout time.Duration
 	// InitTimeout bounds the guest's initializer when an instance is created.
@@ -142,6 +148,18 @@ type Plugin struct {
 }
 
 const pageSize = 65536
+
+// hideMemoryCap returns err with the cap of an instrument.MemoryError
+// left out of its message when the cap is a secret (Limits.MemorySecret).
+// Rewrite returns a MemoryError as it is, unwrapped.
+func hideMemoryCap(err error, secret bool) error {
+	if me, ok := err.(*instrument.MemoryError); ok && secret {
+		hidden := *me
+		hidden.CapSecret = true
+		return &hidden
+	}
+	return err
+}
 
 // maxMemoryPages is the largest memory cap a module gets (see Load).
 const maxMemoryPages = 65535
@@ -356,6 +374,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		if srcErr != nil {
 			return nil, srcErr
 		}
+		err = hideMemoryCap(err, lim.MemorySecret)
 		if errors.Is(err, instrument.ErrMalformed) || errors.Is(err, instrument.ErrOverLimit) || errors.Is(err, instrument.ErrReserved) || errors.Is(err, instrument.ErrUnsupported) {
 			return nil, err // refused with or without the checks
 		}
@@ -378,7 +397,7 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 		opts := instrument.Options{MaxMemoryPages: pages, MaxTableEntries: MaxTableEntries, DataImage: true}
 		var st instrument.Stats
 		if code, st, err = engine.rewriteWith(p.log, original, sum, opts); err != nil {
-			return nil, err
+			return nil, hideMemoryCap(err, lim.MemorySecret)
 		}
 		seen = st.Cached
 		key = rewriteKey(sum, opts)

@@ -893,6 +893,33 @@ limits = { interruptible = false }
 	}
 }
 
+// A module that needs more memory at start than limits.memory is refused
+// saying so; when the cap came from the environment, the refusal (the
+// plugin's 503s, which every caller reads, last_error and the log) does
+// not tell it decoded, as pages and bytes: the log's redaction matches
+// the secret as written ("1MiB"), and a caller read "over its limit
+// (limits.memory) of 16 pages (1048576 bytes)".
+func TestMemoryCapFromTheEnvironmentNotQuoted(t *testing.T) {
+	cfg := fmt.Sprintf("[plugins.secret]\npath = %q\nlimits = { memory = \"${GR_TEST_MEMORY}\" }\n[plugins.plain]\npath = %q\nlimits = { memory = \"2MiB\" }\n", helloWasm, helloWasm)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_MEMORY": "1MiB"}})
+	status, _, body := in.Get(t, "/api/secret/ping")
+	msg := fmt.Sprint(errorBody(t, body)["error"])
+	if status != 503 || !strings.Contains(msg, "pages of memory at start") || !strings.Contains(msg, "limits.memory, [REDACTED]") {
+		t.Errorf("secret: %d %s, want 503 saying the module needs more memory than a [REDACTED] limits.memory", status, body)
+	}
+	_, reason := in.RT.Slot("secret").Status()
+	_, _, admin := in.Get(t, "/.greenroom/plugins/v1/")
+	for where, text := range map[string]string{"503": msg, "last_error": reason, "admin API": admin, "log": in.Log.String()} {
+		if strings.Contains(text, "16 pages") || strings.Contains(text, "1048576") {
+			t.Errorf("the %s quotes the cap from the environment: %s", where, text)
+		}
+	}
+	// A cap written in the file is quoted as before.
+	if _, _, body := in.Get(t, "/api/plain/ping"); !strings.Contains(body, "over its limit (limits.memory) of 32 pages (2097152 bytes)") {
+		t.Errorf("plain: %s, want the cap quoted", body)
+	}
+}
+
 func TestResponseHeaderInjectionRefused(t *testing.T) {
 	in := start(t, hostileConfig("2s", 1))
 	status, h, body := in.Get(t, "/api/hostile/badheader")

@@ -448,7 +448,7 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 		return nil, fmt.Errorf("%w: memory section: %w", ErrMalformed, r.err)
 	}
 	if min > max {
-		return nil, overLimit(fmt.Errorf("module needs %d pages of memory at start (%d bytes), over its limit (limits.memory) of %d pages (%d bytes)", min, uint64(min)*65536, max, uint64(max)*65536))
+		return nil, &MemoryError{Need: min, Cap: max}
 	}
 	if flags&0x01 != 0 && declared < max {
 		max = declared
@@ -464,6 +464,25 @@ func capMemory(b []byte, max uint32) ([]byte, error) {
 // the runtime's limits (memory or tables needed at start, instructions,
 // loops or blocks in a function): no other rewrite makes it acceptable.
 var ErrOverLimit = errors.New("module over a limit")
+
+// MemoryError is Rewrite's refusal of a module whose memory at start,
+// Need pages, is over its cap, Cap pages (Options.MaxMemoryPages). It is
+// one of ErrOverLimit. With CapSecret its message does not tell the cap:
+// limits.memory came from the environment, and the message reaches the
+// plugin's callers (its 503s).
+type MemoryError struct {
+	Need, Cap uint32
+	CapSecret bool
+}
+
+func (e *MemoryError) Error() string {
+	if e.CapSecret {
+		return fmt.Sprintf("module needs %d pages of memory at start (%d bytes), over its limit (limits.memory, [REDACTED])", e.Need, uint64(e.Need)*65536)
+	}
+	return fmt.Sprintf("module needs %d pages of memory at start (%d bytes), over its limit (limits.memory) of %d pages (%d bytes)", e.Need, uint64(e.Need)*65536, e.Cap, uint64(e.Cap)*65536)
+}
+
+func (e *MemoryError) Is(target error) bool { return target == ErrOverLimit }
 
 // ErrReserved is wrapped by the refusal of a module that exports a name
 // Rewrite adds (FlagName, FuelName, StartName), with or without Interrupt.
