@@ -20,6 +20,7 @@ import (
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/database"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 // The reason a caller of a plugin that is not serving is given (its 503
@@ -231,9 +232,17 @@ func scrubValues(cfg *config.Config, text string) string {
 			continue
 		}
 		path := resolve(cfg, "plugins."+id+".path", pc.Path)
-		add(filepath.Clean(path), filepath.Base(path))
+		base := filepath.Base(path)
+		if cfg.IsSecretPath("plugins." + id + ".path") {
+			// A path with any part from the environment is a secret
+			// whole: not even its base name is told (render gives a
+			// file system error's base name alone).
+			add(base, logging.Redacted)
+			base = logging.Redacted
+		}
+		add(filepath.Clean(path), base)
 		if pc.Path != path {
-			add(pc.Path, filepath.Base(path))
+			add(pc.Path, base)
 		}
 	}
 	if dir := resolve(cfg, "runtime.cache_dir", cfg.Runtime.CacheDir); dir != "" {

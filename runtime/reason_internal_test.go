@@ -102,6 +102,42 @@ path = "/srv/secret/plugins/alpha.wasm"
 	}
 }
 
+// A module path with any part from the environment is a secret whole
+// (docs/config.md): the reason its plugin's callers get does not tell
+// even its base name, which render keeps of a file system error ("open
+// gamma-7f3a.wasm: no such file" for path = "${MOD}"), nor the
+// path where the runtime's words quote it; a path written in the file
+// keeps its base name (TestCallerReasonHidesInfrastructure).
+func TestCallerReasonHidesAPathFromTheEnvironment(t *testing.T) {
+	env := map[string]string{"MOD": "/srv/plugins/gamma-7f3a.wasm", "DIR": "/srv/secret-dir"}
+	cfg, err := config.Read([]config.Source{{Name: "/etc/gr/config.toml", Data: []byte(`
+[plugins.gamma]
+path = "${MOD}"
+[plugins.delta]
+path = "${DIR}/delta-build.wasm"
+`)}}, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{}
+	r.cfg.Store(cfg)
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("plugin gamma: path: %w", &fs.PathError{Op: "stat", Path: "/srv/plugins/gamma-7f3a.wasm", Err: fs.ErrNotExist}),
+			"plugin gamma: path: stat [REDACTED]: file does not exist"},
+		{errors.New("plugin gamma: /srv/plugins/gamma-7f3a.wasm is not a regular file"),
+			"plugin gamma: [REDACTED] is not a regular file"},
+		{fmt.Errorf("plugin delta: path: %w", &fs.PathError{Op: "open", Path: "/srv/secret-dir/delta-build.wasm", Err: fs.ErrPermission}),
+			"plugin delta: path: open [REDACTED]: permission denied"},
+	} {
+		if got := r.callerReason(tc.err); got != tc.want {
+			t.Errorf("callerReason(%q)\n got %q\nwant %q", tc.err, got, tc.want)
+		}
+	}
+}
+
 // The reason a failed plugin's callers get names no directory of the host
 // wherever the text comes from (go build's output, an error that quotes a
 // path resolved otherwise than the config names it, the SQLite
