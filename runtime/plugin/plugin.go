@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type Limits struct {
 	RetireMemory uint64
 	// MaxResponse bounds a response envelope, in bytes.
 	MaxResponse int
+	// MaxResponseSecret: MaxResponse came from the environment, so the
+	// refusal of a response over it, which the caller reads, does not
+	// quote it (see MemorySecret).
+	MaxResponseSecret bool
 	// Warm is how many instances are created at load.
 	Warm int
 	// NoInterrupt turns off interruption of the guest's own code at the
@@ -609,7 +614,11 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 	}
 	if in.state.ResponseOverflow {
 		p.pool.discard(in)
-		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("the response envelope (status, headers and body) is over limits.max_response of %d bytes", p.spec.Limits.MaxResponse)}
+		limit := strconv.Itoa(p.spec.Limits.MaxResponse) + " bytes"
+		if p.spec.Limits.MaxResponseSecret {
+			limit = "[REDACTED]"
+		}
+		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("the response envelope (status, headers and body) is over limits.max_response of %s", limit)}
 	}
 	err = done(in, uint32(code), in.state.Response)
 	in.state.Reset()

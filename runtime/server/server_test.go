@@ -920,6 +920,30 @@ func TestMemoryCapFromTheEnvironmentNotQuoted(t *testing.T) {
 	}
 }
 
+// A response over limits.max_response is refused (502
+// plugin_bad_response) naming the limit; one from the environment is not
+// told decoded to the caller nor in the log ("of 65536 bytes" for
+// "${R}" with R=64KiB, which the redaction of "64KiB" does not match).
+func TestMaxResponseFromTheEnvironmentNotQuoted(t *testing.T) {
+	cfg := fmt.Sprintf("[plugins.secret]\npath = %q\nlimits = { max_response = \"${GR_TEST_MAX_RESPONSE}\" }\n[plugins.plain]\npath = %q\nlimits = { max_response = \"96KiB\" }\n", helloWasm, helloWasm)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_MAX_RESPONSE": "64KiB"}})
+	big := strings.Repeat("a", 128<<10)
+	status, _, body := in.Do(t, "POST", "/api/secret/echo", strings.NewReader(big))
+	msg := fmt.Sprint(errorBody(t, body)["error"])
+	if status != 502 || !strings.Contains(msg, "over limits.max_response of [REDACTED]") {
+		t.Errorf("secret: %d %s, want 502 naming a [REDACTED] limits.max_response", status, body)
+	}
+	for where, text := range map[string]string{"502": msg, "log": in.Log.String()} {
+		if strings.Contains(text, "65536") {
+			t.Errorf("the %s quotes the limit from the environment: %s", where, text)
+		}
+	}
+	// A limit written in the file is quoted as before.
+	if _, _, body := in.Do(t, "POST", "/api/plain/echo", strings.NewReader(big)); !strings.Contains(body, "over limits.max_response of 98304 bytes") {
+		t.Errorf("plain: %s, want the limit quoted", body)
+	}
+}
+
 func TestResponseHeaderInjectionRefused(t *testing.T) {
 	in := start(t, hostileConfig("2s", 1))
 	status, h, body := in.Get(t, "/api/hostile/badheader")
