@@ -871,11 +871,13 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		}
 		var err error
 		pdb, err = r.db.Plugin(ctx, id, database.Limits{
-			MaxConns:         lim.DBMaxConns,
-			StatementTimeout: lim.DBStatementTimeout.D(),
-			MaxResult:        int(lim.DBMaxResult),
-			MaxSize:          int64(min(lim.DBMaxSize, 1<<62)),
-			MigrationTimeout: lim.MigrationTimeout.D(),
+			MaxConns:               lim.DBMaxConns,
+			StatementTimeout:       lim.DBStatementTimeout.D(),
+			MaxResult:              int(lim.DBMaxResult),
+			MaxSize:                int64(min(lim.DBMaxSize, 1<<62)),
+			MigrationTimeout:       lim.MigrationTimeout.D(),
+			MaxSizeSecret:          cfg.IsSecretPath("plugins." + id + ".limits.db_max_size"),
+			MigrationTimeoutSecret: cfg.IsSecretPath("plugins." + id + ".limits.migration_timeout"),
 		})
 		if err != nil {
 			return nil, err

@@ -75,6 +75,21 @@ type Limits struct {
 	// replica applying them and every pending migration, all together
 	// (0: no bound).
 	MigrationTimeout time.Duration
+	// MaxSizeSecret and MigrationTimeoutSecret: the limit came from the
+	// environment (a config secret), so an error does not quote it
+	// decoded ("of 65536 bytes" for "64KiB"): a migration's error reaches
+	// the plugin's callers in its 503s, and the log's redaction matches
+	// the secret as written only.
+	MaxSizeSecret, MigrationTimeoutSecret bool
+}
+
+// told is how an error names a limit's value: as text, or [REDACTED]
+// when it came from the environment.
+func told(secret bool, text string) string {
+	if secret {
+		return "[REDACTED]"
+	}
+	return text
 }
 
 // Service is the database side of one runtime.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
 
 // rawMigrations is a plugin running dbguest that registers migrations as
@@ -178,6 +180,43 @@ func TestSQLiteMaxSizeMigration(t *testing.T) {
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "sqlitebig", "db_max_size = \"64KiB\"\ndb_max_result = \"32MiB\""))
 	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "migration 002_big.up.sql failed: line 2: the plugin's database reached limits.db_max_size of 65536 bytes") {
 		t.Errorf("alpha: %s: %s", st, reason)
+	}
+}
+
+// A limits.db_max_size from the environment is not quoted decoded ("of
+// 65536 bytes" for "64KiB", which the log's redaction does not match) in
+// the migration's error, which the plugin's callers read in its 503s.
+func TestSQLiteMaxSizeMigrationFromTheEnvironment(t *testing.T) {
+	cfg := backends[0].conf(t) + "\n" + plugin("alpha", true, "sqlitebig", "db_max_size = \"${GR_TEST_DB_MAX_SIZE}\"\ndb_max_result = \"32MiB\"")
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_DB_MAX_SIZE": "64KiB"}})
+	st, reason := in.RT.Slot("alpha").Status()
+	_, _, body := in.Get(t, "/api/alpha/init")
+	if st != "failed" || !strings.Contains(reason, "the plugin's database reached limits.db_max_size of [REDACTED]") || !strings.Contains(body, "limits.db_max_size of [REDACTED]") {
+		t.Errorf("alpha: %s: %s; its callers read %s", st, reason, body)
+	}
+	for where, text := range map[string]string{"last_error": reason, "503": body, "log": in.Log.String()} {
+		if strings.Contains(text, "65536") {
+			t.Errorf("the %s quotes limits.db_max_size from the environment: %s", where, text)
+		}
+	}
+}
+
+// A limits.migration_timeout from the environment is not quoted decoded
+// ("of 2s" for "2000ms") in the error of the migration it cancelled,
+// which the plugin's callers read in its 503s.
+func TestMigrationTimeoutFromTheEnvironment(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	cfg := backends[0].conf(t) + "\n" + plugin("hang", true, "hang", `migration_timeout = "${GR_TEST_MIGRATION_TIMEOUT}"`)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_MIGRATION_TIMEOUT": "2000ms"}})
+	st, reason := in.RT.Slot("hang").Status()
+	_, _, body := in.Get(t, "/api/hang/init")
+	if st != "failed" || !strings.Contains(reason, "limits.migration_timeout of [REDACTED]") || !strings.Contains(body, "limits.migration_timeout of [REDACTED]") {
+		t.Errorf("hang: %s: %s; its callers read %s", st, reason, body)
+	}
+	for where, text := range map[string]string{"last_error": reason, "503": body, "log": in.Log.String()} {
+		if strings.Contains(text, "of 2s") {
+			t.Errorf("the %s quotes limits.migration_timeout from the environment: %s", where, text)
+		}
 	}
 }
 

@@ -984,7 +984,7 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 			in = "; the transaction it ran in was rolled back"
 		}
 		if lim.MaxSize > 0 {
-			return dbFull{hostfuncs.Failf(hostfuncs.ErrTooLarge, "the plugin's database is full: it reached limits.db_max_size of %d bytes, or the disk is full (%v); delete data to make room%s", lim.MaxSize, full.err, in)}
+			return dbFull{hostfuncs.Failf(hostfuncs.ErrTooLarge, "the plugin's database is full: it reached limits.db_max_size of %s, or the disk is full (%v); delete data to make room%s", told(lim.MaxSizeSecret, fmt.Sprintf("%d bytes", lim.MaxSize)), full.err, in)}
 		}
 		return dbFull{hostfuncs.Failf(hostfuncs.ErrFailed, "the disk holding the plugin's database is full (%v)%s", full.err, in)}
 	}
@@ -1538,7 +1538,7 @@ func unprintable(name string) (rune, bool) {
 func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	p.mu.Lock()
 	files := slices.Clone(p.migrations)
-	timeout := p.lim.MigrationTimeout
+	timeout, timeoutSecret := p.lim.MigrationTimeout, p.lim.MigrationTimeoutSecret
 	p.mu.Unlock()
 	// On SQLite the plugin's file is reconciled with its records (and
 	// gets its markTable) even without migrations to apply.
@@ -1556,7 +1556,7 @@ func (p *PluginDB) ApplyMigrations(ctx context.Context) error {
 	timedOut := func(err error) error {
 		var t *timeoutError
 		if timeout > 0 && parent.Err() == nil && (ctx.Err() != nil || errors.As(err, &t)) {
-			return fmt.Errorf("the plugin's pending migrations ran past limits.migration_timeout of %s and were cancelled (raise it for long migrations): %w", timeout, err)
+			return fmt.Errorf("the plugin's pending migrations ran past limits.migration_timeout of %s and were cancelled (raise it for long migrations): %w", told(timeoutSecret, timeout.String()), err)
 		}
 		return err
 	}
@@ -1693,8 +1693,8 @@ func (p *PluginDB) migrateLocked(ctx, parent context.Context, files []hostfuncs.
 			}
 			var full *fullError
 			var mem *memoryError
-			if max := p.limits().MaxSize; max > 0 && errors.As(p.svc.backend.classify(err), &full) {
-				err = fmt.Errorf("the plugin's database reached limits.db_max_size of %d bytes, or the disk is full: %w", max, err)
+			if lim := p.limits(); lim.MaxSize > 0 && errors.As(p.svc.backend.classify(err), &full) {
+				err = fmt.Errorf("the plugin's database reached limits.db_max_size of %s, or the disk is full: %w", told(lim.MaxSizeSecret, fmt.Sprintf("%d bytes", lim.MaxSize)), err)
 			} else if errors.As(p.svc.backend.classify(err), &mem) {
 				err = fmt.Errorf("%s: %w", p.memoryBound(), err)
 			}
