@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/url"
 	"os"
 	osexec "os/exec"
 	goruntime "runtime"
@@ -115,6 +116,26 @@ func TestPGLocksOutOfPluginsReach(t *testing.T) {
 		if r := run(t, in, "alpha", step{Op: "begin"}, exec(sql))[1]; r.Kind != "denied" {
 			t.Errorf("%s: got %+v, want denied", sql, r)
 		}
+	}
+}
+
+// A plugin does not read back what database.connection sets for the
+// runtime's session beyond PostgreSQL's own settings: a custom setting
+// given as a parameter or in options (where an operator may keep an
+// application key, and which, from ${DATABASE_URL}, is part of a secret)
+// was in every plugin connection, for current_setting to return.
+func TestPGConnectionParametersNotInPluginSessions(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	u := pgtest.URL(t) + "&gr.test_secret=ParamSecret1234&options=" + strings.ReplaceAll(url.QueryEscape("-c gr.test_opt=OptSecret1234"), "+", "%20") + "&TimeZone=Pacific/Auckland"
+	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", u), plugin("alpha", true, "", ""))
+	r := must(t, in, "alpha", query("SELECT coalesce(current_setting('gr.test_secret', true), ''), coalesce(current_setting('gr.test_opt', true), ''), current_setting('TimeZone')"))[0]
+	if got := fmt.Sprint(r.Rows); got != "[[  Pacific/Auckland]]" {
+		t.Errorf("the plugin's session reads %s, want neither custom setting and the time zone", got)
+	}
+	// The runtime's own connection keeps them.
+	var opt string
+	if err := in.RT.Database().DB().QueryRow("SELECT current_setting('gr.test_opt', true)").Scan(&opt); err != nil || opt != "OptSecret1234" {
+		t.Errorf("the runtime's connection: %q, %v", opt, err)
 	}
 }
 

@@ -576,6 +576,18 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 		conf.User, conf.Password = role, password
 		heal = func(ctx context.Context) error { return b.setPassword(ctx, db, role, password) }
 	}
+	// What database.connection sets for the session that a plugin could
+	// read back (current_setting, SHOW) and that no PostgreSQL setting
+	// needs: a custom setting ("?app.key=..." or "-c app.key=..." in
+	// options), a value the operator meant for the runtime's connection
+	// and, from ${DATABASE_URL}, a part of a secret. options goes whole
+	// (its -c settings are given as plain parameters instead:
+	// "?TimeZone=UTC"), as does any parameter with a dot in its name.
+	for k := range conf.RuntimeParams {
+		if k == "options" || strings.Contains(k, ".") {
+			delete(conf.RuntimeParams, k)
+		}
+	}
 	conf.RuntimeParams["search_path"] = schema // [a-z0-9_] only: no quoting needed
 	conf.RuntimeParams["application_name"] = "greenroom plugin " + id
 	// A statement whose replica died (killed, crashed: its socket closed
