@@ -27,6 +27,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/uptrace/bun"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
 )
 
 // Clients.
@@ -87,7 +89,7 @@ type Limits struct {
 // when it came from the environment.
 func told(secret bool, text string) string {
 	if secret {
-		return "[REDACTED]"
+		return config.Redacted
 	}
 	return text
 }

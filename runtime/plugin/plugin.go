@@ -616,7 +616,7 @@ func (p *Plugin) invoke(ctx context.Context, c Call, done func(in *instance, cod
 		p.pool.discard(in)
 		limit := strconv.Itoa(p.spec.Limits.MaxResponse) + " bytes"
 		if p.spec.Limits.MaxResponseSecret {
-			limit = "[REDACTED]"
+			limit = config.Redacted
 		}
 		return &CallError{Plugin: p.id, Kind: FailBadResponse, Err: fmt.Errorf("the response envelope (status, headers and body) is over limits.max_response of %s", limit)}
 	}
