@@ -632,10 +632,11 @@ func TestLoadErrorsServedWithoutSecrets(t *testing.T) {
 	const secret = "dir-s3cret-4f2a9c"
 	cfg := "[plugins.envp]\npath = \"/nonexistent/${PLUGIN_DIR}/x.wasm\"\n"
 	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"PLUGIN_DIR": secret}})
-	// The plugin's callers get the file's base name only (operations.md
-	// #health); the admin API the path, redacted.
+	// The plugin's callers get not even the file's base name, the path
+	// having a part from the environment (operations.md #health); the
+	// admin API the path, redacted.
 	for _, c := range []struct{ method, path, want string }{
-		{"GET", "/api/envp/x", "stat x.wasm: no such file"},
+		{"GET", "/api/envp/x", "stat [REDACTED]: no such file"},
 		{"GET", "/.greenroom/plugins/v1/", "/nonexistent/[REDACTED]/x.wasm"},
 		{"POST", "/.greenroom/plugins/v1/reload", "/nonexistent/[REDACTED]/x.wasm"},
 	} {
