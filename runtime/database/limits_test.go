@@ -187,18 +187,7 @@ func TestSQLiteMaxSizeMigration(t *testing.T) {
 // 65536 bytes" for "64KiB", which the log's redaction does not match) in
 // the migration's error, which the plugin's callers read in its 503s.
 func TestSQLiteMaxSizeMigrationFromTheEnvironment(t *testing.T) {
-	cfg := backends[0].conf(t) + "\n" + plugin("alpha", true, "sqlitebig", "db_max_size = \"${GR_TEST_DB_MAX_SIZE}\"\ndb_max_result = \"32MiB\"")
-	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_DB_MAX_SIZE": "64KiB"}})
-	st, reason := in.RT.Slot("alpha").Status()
-	_, _, body := in.Get(t, "/api/alpha/init")
-	if st != "failed" || !strings.Contains(reason, "the plugin's database reached limits.db_max_size of [REDACTED]") || !strings.Contains(body, "limits.db_max_size of [REDACTED]") {
-		t.Errorf("alpha: %s: %s; its callers read %s", st, reason, body)
-	}
-	for where, text := range map[string]string{"last_error": reason, "503": body, "log": in.Log.String()} {
-		if strings.Contains(text, "65536") {
-			t.Errorf("the %s quotes limits.db_max_size from the environment: %s", where, text)
-		}
-	}
+	migrationLimitFromTheEnvironment(t, "alpha", "sqlitebig", "db_max_size", "64KiB", "db_max_result = \"32MiB\"", "65536")
 }
 
 // A limits.migration_timeout from the environment is not quoted decoded
@@ -206,16 +195,28 @@ func TestSQLiteMaxSizeMigrationFromTheEnvironment(t *testing.T) {
 // which the plugin's callers read in its 503s.
 func TestMigrationTimeoutFromTheEnvironment(t *testing.T) {
 	t.Parallel() // see "Parallel tests" in helpers_test.go
-	cfg := backends[0].conf(t) + "\n" + plugin("hang", true, "hang", `migration_timeout = "${GR_TEST_MIGRATION_TIMEOUT}"`)
-	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_TEST_MIGRATION_TIMEOUT": "2000ms"}})
-	st, reason := in.RT.Slot("hang").Status()
-	_, _, body := in.Get(t, "/api/hang/init")
-	if st != "failed" || !strings.Contains(reason, "limits.migration_timeout of [REDACTED]") || !strings.Contains(body, "limits.migration_timeout of [REDACTED]") {
-		t.Errorf("hang: %s: %s; its callers read %s", st, reason, body)
+	migrationLimitFromTheEnvironment(t, "hang", "hang", "migration_timeout", "2000ms", "", "of 2s")
+}
+
+// migrationLimitFromTheEnvironment loads plugin id with migration set
+// set on SQLite and limits.<key> = value from the environment (plus the
+// limits lines extra), which its migrations must pass: the plugin fails,
+// and its last_error, its callers' 503 and the log say
+// "limits.<key> of [REDACTED]", never decoded, as the text.
+func migrationLimitFromTheEnvironment(t *testing.T, id, set, key, value, extra, decoded string) {
+	t.Helper()
+	const env = "GR_TEST_MIGRATION_LIMIT"
+	cfg := backends[0].conf(t) + "\n" + plugin(id, true, set, fmt.Sprintf("%s = \"${%s}\"\n%s", key, env, extra))
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{env: value}})
+	st, reason := in.RT.Slot(id).Status()
+	_, _, body := in.Get(t, "/api/"+id+"/init")
+	want := "limits." + key + " of [REDACTED]"
+	if st != "failed" || !strings.Contains(reason, want) || !strings.Contains(body, want) {
+		t.Errorf("%s: %s: %s; its callers read %s", id, st, reason, body)
 	}
 	for where, text := range map[string]string{"last_error": reason, "503": body, "log": in.Log.String()} {
-		if strings.Contains(text, "of 2s") {
-			t.Errorf("the %s quotes limits.migration_timeout from the environment: %s", where, text)
+		if strings.Contains(text, decoded) {
+			t.Errorf("the %s quotes limits.%s from the environment decoded (%q): %s", where, key, decoded, text)
 		}
 	}
 }
