@@ -37,3 +37,33 @@ func TestCORSDefaultPortOrigins(t *testing.T) {
 		}
 	}
 }
+
+// Browsers send CORS preflights without credentials: many users behind one
+// proxy address share its anonymous budget. Their preflights must not
+// spend it, nor be refused once it is spent, while each user is within
+// their own budget.
+func TestCORSPreflightNotRateLimited(t *testing.T) {
+	in := startAuth(t, "[server]\nrate_limit = \"1/m\"\nrate_burst = 3\n[server.cors]\norigins = [\"https://app.example\"]\n"+fmt.Sprintf("[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[auth.tokens.ops]\ntoken = %q\nsubject = \"user:default/ops\"\n[plugins.hello]\npath = %q\n", ciToken, opsToken, helloWasm))
+	preflight := func(origin string) (int, string) {
+		status, h, _ := in.DoAnon(t, "OPTIONS", "/api/hello/whoami", nil, "Origin", origin, "Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "authorization")
+		return status, h.Get("Access-Control-Allow-Origin")
+	}
+	for i := 1; i <= 10; i++ {
+		tok := []string{ciToken, opsToken}[i%2]
+		if status, acao := preflight("https://app.example"); status != 204 || acao != "https://app.example" {
+			t.Fatalf("preflight %d from the allowed origin: %d, Access-Control-Allow-Origin %q; want 204 and the origin", i, status, acao)
+		}
+		if i <= 6 {
+			if status, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, append(bearer(tok), "Origin", "https://app.example")...); status != 200 {
+				t.Fatalf("authenticated request %d after its preflight: %d %s", i, status, body)
+			}
+		}
+	}
+	// Anonymous requests from that address still have their own budget.
+	for i := 1; i <= 4; i++ {
+		status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil)
+		if want := map[bool]int{true: 401, false: 429}[i <= 3]; status != want {
+			t.Errorf("anonymous request %d: %d, want %d", i, status, want)
+		}
+	}
+}
