@@ -59,6 +59,12 @@ func TestCORSPreflightNotRateLimited(t *testing.T) {
 			}
 		}
 	}
+	// Past a user's own budget, the browser's page can read the 429 and
+	// its Retry-After.
+	status, h, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, append(bearer(ciToken), "Origin", "https://app.example")...)
+	if status != 429 || h.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Retry-After") || h.Get("Retry-After") == "" {
+		t.Errorf("a user past their budget: %d %v, want 429 readable by the page", status, h)
+	}
 	// Anonymous requests from that address still have their own budget.
 	for i := 1; i <= 4; i++ {
 		status, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil)
