@@ -232,7 +232,7 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		StatusCode: resp.status,
 		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header:        resp.header,
-		Body:          io.NopCloser(bytes.NewReader(resp.body)),
+		Body:          &responseBody{r: bytes.NewReader(resp.body)},
 		ContentLength: int64(len(resp.body)),
 		Request:       req,
 	}
@@ -244,6 +244,33 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return out, nil
+}
+
+// errReadOnClosedBody is net/http's error for a read of a response body
+// after its Close (its errReadOnClosedResBody, unexported): the text is
+// the same, so that code that tells it by its message still does.
+var errReadOnClosedBody = errors.New("http: read on closed response body")
+
+// responseBody is a response's body, whole in memory: as net/http's, a
+// Read after Close fails (it read on, as io.NopCloser does, so that code
+// that closed a body too early worked here and failed natively).
+// A Close may come from another goroutine than the reads (one that
+// watches a context), as net/http allows.
+type responseBody struct {
+	r      *bytes.Reader
+	closed atomic.Bool
+}
+
+func (b *responseBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, errReadOnClosedBody
+	}
+	return b.r.Read(p)
+}
+
+func (b *responseBody) Close() error {
+	b.closed.Store(true)
+	return nil
 }
 
 // sameHostPort reports whether host, a request's Host, names u's host:

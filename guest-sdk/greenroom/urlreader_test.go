@@ -3,6 +3,7 @@ package greenroom
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -209,5 +210,38 @@ func TestHTTPClientDropsHeadersNetHTTPDoesNotSend(t *testing.T) {
 	}
 	if len(req.Header) != 6 || req.Header.Get("Host") != "docs.example" {
 		t.Errorf("the request's header was changed: %v", req.Header)
+	}
+}
+
+// A response body read after its Close fails, as net/http's does ("http:
+// read on closed response body"): it read on (io.NopCloser), so that code
+// that closed a body before reading it worked in a plugin and failed in
+// its native tests, or the other way round. Close itself stays harmless
+// to repeat.
+func TestHTTPClientBodyClosed(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f }(callURL)
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("hello, world")}, nil
+	}
+	resp, err := HTTPClient().Get("https://docs.example/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if n, err := resp.Body.Read(buf); n != 5 || err != nil || string(buf) != "hello" {
+		t.Fatalf("read before Close: %d %v %q", n, err, buf)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := resp.Body.Read(buf)
+	if n != 0 || err == nil || err.Error() != "http: read on closed response body" {
+		t.Errorf("read after Close: %d, %v; want net/http's error", n, err)
+	}
+	if b, err := io.ReadAll(resp.Body); len(b) != 0 || err == nil {
+		t.Errorf("ReadAll after Close: %q, %v", b, err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
