@@ -169,7 +169,9 @@ func unknownOp(err error) bool {
 // for letter case and the scheme's default port) is refused (ErrDenied):
 // the reader sends the URL's. As with net/http's
 // client, the Host, Content-Length, Transfer-Encoding and Trailer entries
-// of the request's Header are not sent.
+// of the request's Header are not sent; nor are Connection, Keep-Alive,
+// Proxy-Connection and TE, which the runtime, which makes and manages the
+// connection, would refuse.
 func HTTPClient() *http.Client {
 	return &http.Client{Transport: urlTransport{}}
 }
@@ -301,29 +303,45 @@ func sameHostPort(host string, u *url.URL) bool {
 	return ok1 && ok2 && p1 == p2 && strings.EqualFold(h1, h2)
 }
 
-// notSent are the request headers net/http's client never sends from
-// Request.Header (its reqWriteExcludeHeader, but User-Agent, which it
-// sends from there): it writes Host from Request.Host or the URL, and
-// Content-Length, Transfer-Encoding and Trailer from the request's own
-// fields. Code written for it sets them harmlessly (a signer's Host, a
-// GET's Content-Length: 0), and the runtime refused them, failing the
-// read (docs/urlreader.md).
-var notSent = [...]string{"Host", "Content-Length", "Transfer-Encoding", "Trailer"}
+// notSent are the request headers HTTPClient does not send from
+// Request.Header, where the runtime would refuse them and fail the read
+// (docs/urlreader.md):
+//
+//   - those net/http's client never sends from there (its
+//     reqWriteExcludeHeader, but User-Agent, which it sends from there): it
+//     writes Host from Request.Host or the URL, and Content-Length,
+//     Transfer-Encoding and Trailer from the request's own fields. Code
+//     written for it sets them harmlessly (a signer's Host, a GET's
+//     Content-Length: 0);
+//   - the hop-by-hop headers of connection management, Connection,
+//     Keep-Alive, Proxy-Connection and TE, which net/http's client sends
+//     and a server accepts (Connection: close, keep-alive; TE: trailers):
+//     they are about the connection, which the runtime makes and manages,
+//     not the request. Upgrade is still sent, and refused: a protocol
+//     switch is not a read, and dropping it would hand the plugin a
+//     server's answer to another request than it made.
+var notSent = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true,
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+}
 
-// sentHeader is h without the headers net/http's client does not send
-// from it: h itself when it has none, else a copy (a RoundTripper must
-// not change the request).
+// sentHeader is h without the headers notSent names (in any letter
+// case): h itself when it has none, else a copy (a RoundTripper must not
+// change the request).
 func sentHeader(h http.Header) http.Header {
-	for _, k := range notSent {
-		if _, ok := h[k]; ok {
-			h = h.Clone()
-			for _, k := range notSent {
-				delete(h, k)
+	var out http.Header
+	for k := range h {
+		if notSent[http.CanonicalHeaderKey(k)] {
+			if out == nil {
+				out = h.Clone()
 			}
-			return h
+			delete(out, k)
 		}
 	}
-	return h
+	if out == nil {
+		return h
+	}
+	return out
 }
 
 // via returns the URLs of the requests Go's client made before req, a

@@ -245,3 +245,46 @@ func TestHTTPClientBodyClosed(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// The connection-management headers net/http's client sends as given
+// and a server accepts (Connection: close or keep-alive, Keep-Alive,
+// Proxy-Connection, TE: trailers), in any letter case, are not sent:
+// they reached the runtime, which manages the connection itself and
+// refused the read ("request header Connection may not be set by a
+// plugin: it is hop-by-hop"), where net/http's client read. Upgrade, a
+// protocol switch rather than a read, is still sent (and refused).
+func TestHTTPClientDropsConnectionHeaders(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f }(callURL)
+	var sent http.Header
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		sent = req.header
+		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok")}, nil
+	}
+	for _, c := range []http.Header{
+		{"Connection": {"close"}},
+		{"Connection": {"keep-alive"}, "Keep-Alive": {"timeout=5, max=100"}},
+		{"Proxy-Connection": {"keep-alive"}},
+		{"Te": {"trailers"}},
+		{"connection": {"close"}, "TE": {"trailers"}},
+	} {
+		req, _ := http.NewRequest("GET", "https://docs.example/a", nil)
+		for k, v := range c {
+			req.Header[k] = v
+		}
+		req.Header.Set("Accept", "text/plain")
+		if _, err := HTTPClient().Do(req); err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		if len(sent) != 1 || sent.Get("Accept") != "text/plain" {
+			t.Errorf("%v: sent %v, want Accept only", c, sent)
+		}
+		if len(req.Header) != len(c)+1 {
+			t.Errorf("the request's header was changed: %v", req.Header)
+		}
+	}
+	req, _ := http.NewRequest("GET", "https://docs.example/a", nil)
+	req.Header.Set("Upgrade", "websocket")
+	if _, err := HTTPClient().Do(req); err != nil || sent.Get("Upgrade") != "websocket" {
+		t.Errorf("Upgrade: %v, sent %v", err, sent)
+	}
+}
