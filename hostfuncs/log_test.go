@@ -166,6 +166,23 @@ func TestDecodeURLRequest(t *testing.T) {
 			t.Errorf("truncated read_hop of %d/%d bytes decoded", n, len(hop))
 		}
 	}
+	// read_hop_flags: read_hop's request; its response ends with flags.
+	flags := append([]byte{URLOpReadHopFlags}, hop[1:]...)
+	if err := DecodeURLRequest(flags, &req); err != nil || !req.Hop || !req.Flags || len(req.Via) != 2 || req.URL != "https://b.example/y" {
+		t.Errorf("read_hop_flags: %v %+v", err, req)
+	}
+	if err := DecodeURLRequest(hop, &req); err != nil || req.Flags {
+		t.Errorf("read_hop after read_hop_flags: %v %+v", err, req)
+	}
+	resp := &URLResponse{Status: 200, Body: []byte("x"), Decoded: true}
+	env := AppendURLResponse(nil, resp)
+	if f := AppendURLFlags(env, resp); len(f) != len(env)+4 || binary.LittleEndian.Uint32(f[len(env):]) != URLFlagDecoded {
+		t.Errorf("flags of a decoded body: %x", f[len(env):])
+	}
+	resp.Decoded = false
+	if f := AppendURLFlags(env, resp); binary.LittleEndian.Uint32(f[len(env):]) != 0 {
+		t.Errorf("flags of a body as sent: %x", f[len(env):])
+	}
 	if err := DecodeURLRequest(b, &req); err != nil || req.Hop || req.Via != nil {
 		t.Errorf("read_url after read_hop: %v %+v", err, req)
 	}

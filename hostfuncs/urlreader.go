@@ -27,7 +27,17 @@ const (
 	// a chain the guest's client follows, its earlier hops (Via) named
 	// after the headers.
 	URLOpReadHop uint8 = 4
+	// URLOpReadHopFlags is read_hop whose response ends with a u32 of
+	// flags (URLFlagDecoded), which a guest that knows only read_hop
+	// would not parse.
+	URLOpReadHopFlags uint8 = 5
 )
+
+// URLFlagDecoded, in read_hop_flags' response: the body arrived
+// gzip-encoded and the runtime decoded it, dropping its Content-Encoding
+// and Content-Length headers (Go's client tells its caller as much:
+// Response.Uncompressed).
+const URLFlagDecoded uint32 = 1
 
 // MaxURLRequest bounds a urlreader_call request envelope.
 const MaxURLRequest = 64 << 10
@@ -42,8 +52,11 @@ type URLRequest struct {
 	// deadline and reading.timeout.
 	Deadline int64
 	Header   [][2]string
-	// Hop: operation read_hop, a redirect comes back as the response.
+	// Hop: operation read_hop (or read_hop_flags), a redirect comes back
+	// as the response.
 	Hop bool
+	// Flags: operation read_hop_flags, the response ends with its flags.
+	Flags bool
 	// Via are a hop's earlier hops, the first URL the guest addressed
 	// first (read_hop only).
 	Via []string
@@ -57,6 +70,9 @@ type URLResponse struct {
 	LastModified string // the raw Last-Modified header
 	Header       [][2]string
 	Body         []byte
+	// Decoded: the body arrived gzip-encoded and was decoded
+	// (URLFlagDecoded).
+	Decoded bool
 }
 
 // ErrBadURLRequest is wrapped by DecodeURLRequest errors.
@@ -72,7 +88,7 @@ func DecodeURLRequest(b []byte, req *URLRequest) error {
 		return fmt.Errorf("%w: empty request", ErrBadURLRequest)
 	}
 	switch req.Op {
-	case URLOpRead, URLOpReadHop:
+	case URLOpRead, URLOpReadHop, URLOpReadHopFlags:
 	case URLOpTree:
 		return fmt.Errorf("operation %d (read_tree) is reserved and not implemented by this runtime", req.Op)
 	case URLOpSearch:
@@ -99,7 +115,8 @@ func DecodeURLRequest(b []byte, req *URLRequest) error {
 		}
 		req.Header = append(req.Header, [2]string{string(k), string(v)})
 	}
-	req.Hop, req.Via = req.Op == URLOpReadHop, nil
+	req.Flags = req.Op == URLOpReadHopFlags
+	req.Hop, req.Via = req.Op == URLOpReadHop || req.Flags, nil
 	if req.Hop {
 		n := d.u32()
 		if d.err != nil {
@@ -129,7 +146,7 @@ func urlDecodeErr(err error) error {
 }
 
 // AppendURLResponse encodes resp as a urlreader_call response envelope onto
-// dst.
+// dst (without flags: AppendURLFlags adds them for read_hop_flags).
 func AppendURLResponse(dst []byte, resp *URLResponse) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(resp.Status))
 	dst = appendString(dst, resp.URL)
@@ -143,7 +160,17 @@ func AppendURLResponse(dst []byte, resp *URLResponse) []byte {
 	return appendBytes(dst, resp.Body)
 }
 
-// urlResponseSize is the encoded size of resp.
+// AppendURLFlags appends the flags field of a read_hop_flags response
+// for resp onto dst, an envelope AppendURLResponse wrote.
+func AppendURLFlags(dst []byte, resp *URLResponse) []byte {
+	var flags uint32
+	if resp.Decoded {
+		flags |= URLFlagDecoded
+	}
+	return binary.LittleEndian.AppendUint32(dst, flags)
+}
+
+// urlResponseSize is the encoded size of resp (without flags).
 func urlResponseSize(resp *URLResponse) int {
 	n := 4 + 4 + len(resp.URL) + 4 + len(resp.ETag) + 4 + len(resp.LastModified) + 4 + 4 + len(resp.Body)
 	for _, h := range resp.Header {
@@ -196,6 +223,12 @@ func urlreaderCall(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "response of %d bytes does not fit the ABI", size))
 		return
 	}
+	if req.Flags {
+		size += 4
+	}
 	in.result = AppendURLResponse(slices.Grow(in.result[:0], size), resp)
+	if req.Flags {
+		in.result = AppendURLFlags(in.result, resp)
+	}
 	stack[0] = api.EncodeI32(int32(len(in.result)))
 }

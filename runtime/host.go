@@ -400,6 +400,7 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 		LastModified: resp.LastModified,
 		Header:       resp.Header,
 		Body:         resp.Body,
+		Decoded:      resp.Decoded,
 	}, nil
 }
 

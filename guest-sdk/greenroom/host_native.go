@@ -132,6 +132,7 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		lastModified: resp.Header.Get("Last-Modified"),
 		header:       resp.Header,
 		body:         body,
+		decoded:      req.flags && resp.Uncompressed,
 	}, nil
 }
 

@@ -251,7 +251,7 @@ func urlCall(_ context.Context, req *urlRequest) (*urlResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeURLResponse(res)
+	return decodeURLResponse(res, req.flags)
 }
 
 func hostPublic(path string) error {

@@ -144,17 +144,37 @@ func readURL(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 // callURL is urlCall; tests replace it.
 var callURL = urlCall
 
-// noReadHop is set once the runtime answered read_hop as an operation it
-// does not know (one older than it): HTTPClient then reads with read_url,
-// whose redirects the runtime follows, as before read_hop.
-var noReadHop atomic.Bool
+// hopOps is how far HTTPClient has fallen back from read_hop_flags, once
+// the runtime answered an operation as one it does not know (one older
+// than it): 0 reads with read_hop_flags; 1 with read_hop, which does not
+// tell whether the runtime decoded the body; 2 with read_url, whose
+// redirects the runtime follows, as before read_hop.
+var hopOps atomic.Int32
 
-// unknownOp reports whether err is the runtime's refusal of read_hop as
-// an operation it does not know (docs/abi.md: a guest can fall back), and
+// unknownOp reports whether err is the runtime's refusal of op as an
+// operation it does not know (docs/abi.md: a guest can fall back), and
 // not another ErrInvalid, whose message may quote a URL that says so.
-func unknownOp(err error) bool {
+func unknownOp(err error, op int) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Code == errInvalid && e.Message == "malformed urlreader request: unknown operation "+strconv.Itoa(opReadHop)
+	return errors.As(err, &e) && e.Code == errInvalid && e.Message == "malformed urlreader request: unknown operation "+strconv.Itoa(op)
+}
+
+// readHop reads ur, one hop of HTTPClient's, with the newest operation
+// the runtime knows of read_hop_flags, read_hop and read_url.
+func readHop(ctx context.Context, ur *urlRequest) (*urlResponse, error) {
+	for {
+		n := hopOps.Load()
+		ur.hop, ur.flags = n < 2, n < 1
+		resp, err := readURL(ctx, ur)
+		switch {
+		case ur.flags && unknownOp(err, opReadHopFlags):
+			hopOps.CompareAndSwap(0, 1)
+		case ur.hop && !ur.flags && unknownOp(err, opReadHop):
+			hopOps.Store(2)
+		default:
+			return resp, err
+		}
+	}
 }
 
 // HTTPClient returns an *http.Client whose transport is the runtime's URL
@@ -171,7 +191,12 @@ func unknownOp(err error) bool {
 // client, the Host, Content-Length, Transfer-Encoding and Trailer entries
 // of the request's Header are not sent; nor are Connection, Keep-Alive,
 // Proxy-Connection and TE, which the runtime, which makes and manages the
-// connection, would refuse.
+// connection, would refuse, nor Accept-Encoding: the runtime asks for gzip
+// itself and hands bodies over decoded, and a response whose body it
+// decoded comes as net/http's Transport hands over one it decoded
+// (Uncompressed, ContentLength -1, no Content-Encoding or
+// Content-Length). A response body read after Close fails, as net/http's
+// does.
 func HTTPClient() *http.Client {
 	return &http.Client{Transport: urlTransport{}}
 }
@@ -208,13 +233,8 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// ReadURL is (one in req.Header is not sent: sentHeader).
 		return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: fmt.Sprintf("%s %s: request Host %q may not be set by a plugin: the host is the URL's (%s); put the host in the URL", method, req.URL.Redacted(), req.Host, req.URL.Host)}
 	}
-	ur := &urlRequest{method: method, url: req.URL.String(), header: sentHeader(req.Header), hop: !noReadHop.Load(), via: via(req)}
-	resp, err := readURL(req.Context(), ur)
-	if ur.hop && unknownOp(err) {
-		noReadHop.Store(true)
-		ur.hop = false
-		resp, err = readURL(req.Context(), ur)
-	}
+	ur := &urlRequest{method: method, url: req.URL.String(), header: sentHeader(req.Header), via: via(req)}
+	resp, err := readHop(req.Context(), ur)
 	if errors.Is(err, ErrNotModified) {
 		h := http.Header{}
 		if etag := req.Header.Get("If-None-Match"); etag != "" {
@@ -237,6 +257,12 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body:          &responseBody{r: bytes.NewReader(resp.body)},
 		ContentLength: int64(len(resp.body)),
 		Request:       req,
+	}
+	if resp.decoded {
+		// As net/http's Transport says of a body it decoded: the
+		// runtime dropped Content-Encoding and Content-Length.
+		out.Uncompressed = true
+		out.ContentLength = -1
 	}
 	if method == http.MethodHead {
 		out.Body = http.NoBody
@@ -319,10 +345,18 @@ func sameHostPort(host string, u *url.URL) bool {
 //     they are about the connection, which the runtime makes and manages,
 //     not the request. Upgrade is still sent, and refused: a protocol
 //     switch is not a read, and dropping it would hand the plugin a
-//     server's answer to another request than it made.
+//     server's answer to another request than it made;
+//   - Accept-Encoding: the runtime asks for gzip itself and hands every
+//     body over decoded (so that it can search it for an echoed
+//     integration token). net/http's client sends the caller's and then
+//     hands over the body as the server encoded it; here the plugin gets
+//     it decoded, without Content-Encoding, as a server that answers
+//     without a coding sends it (Response.Uncompressed says the runtime
+//     decoded it).
 var notSent = map[string]bool{
 	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true,
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+	"Accept-Encoding": true,
 }
 
 // sentHeader is h without the headers notSent names (in any letter
@@ -365,6 +399,7 @@ type urlRequest struct {
 	deadline time.Time
 	header   http.Header
 	hop      bool     // a redirect comes back as the response
+	flags    bool     // read_hop_flags (with hop): the response ends with flags
 	via      []string // a hop's earlier hops, the first request's first
 }
 
@@ -376,19 +411,28 @@ type urlResponse struct {
 	lastModified string
 	header       http.Header
 	body         []byte
+	decoded      bool // the runtime decoded a gzip body (flagDecoded)
 }
 
 // The URL reader's operations (docs/abi.md, "URL reader").
 const (
-	opReadURL = 1
-	opReadHop = 4
+	opReadURL      = 1
+	opReadHop      = 4
+	opReadHopFlags = 5
 )
+
+// flagDecoded, in read_hop_flags' response: the runtime decoded a gzip
+// body, dropping its Content-Encoding and Content-Length.
+const flagDecoded = 1
 
 // appendURLRequest encodes req as a urlreader_call request envelope.
 func appendURLRequest(dst []byte, req *urlRequest) []byte {
 	op := byte(opReadURL)
 	if req.hop {
 		op = opReadHop
+		if req.flags {
+			op = opReadHopFlags
+		}
 	}
 	dst = append(dst, op)
 	dst = appendStr(dst, req.url)
@@ -420,8 +464,9 @@ func appendURLRequest(dst []byte, req *urlRequest) []byte {
 
 var errBadURLResponse = errors.New("greenroom: malformed urlreader response")
 
-// decodeURLResponse parses a response envelope. The body aliases b.
-func decodeURLResponse(b []byte) (*urlResponse, error) {
+// decodeURLResponse parses a response envelope, one of read_hop_flags
+// when flags is set. The body aliases b.
+func decodeURLResponse(b []byte, flags bool) (*urlResponse, error) {
 	r := byteReader{b: b}
 	resp := &urlResponse{status: int(r.u32())}
 	resp.url = string(r.bytes())
@@ -438,6 +483,9 @@ func decodeURLResponse(b []byte) (*urlResponse, error) {
 		resp.header[k] = append(resp.header[k], v)
 	}
 	resp.body = r.bytes()
+	if flags {
+		resp.decoded = r.u32()&flagDecoded != 0
+	}
 	if r.bad || r.off != len(b) {
 		return nil, errBadURLResponse
 	}

@@ -3,6 +3,7 @@
 package greenroom
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -183,5 +184,51 @@ func TestNativeHTTPClientCheckRedirect(t *testing.T) {
 	}
 	if _, err := c.Get(srv.URL + "/aaaaaa"); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "stopped after 5 redirects") {
 		t.Errorf("6 redirects: %v", err)
+	}
+}
+
+// Natively, HTTPClient's gzip responses are net/http's own: the same
+// Uncompressed, ContentLength, headers and body as a plain client's; and
+// the plugin's own Accept-Encoding is not sent, as in the runtime (which
+// refuses it), so the body comes decoded there too.
+func TestNativeHTTPClientUncompressed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept-Encoding") != "gzip" {
+			io.WriteString(w, "asked for "+r.Header.Get("Accept-Encoding"))
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		io.WriteString(zw, "hello, gzip")
+		zw.Close()
+	}))
+	defer srv.Close()
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	type seen struct {
+		Uncompressed bool
+		Length       int64
+		Coding, Len  string
+		Body         string
+	}
+	get := func(c *http.Client, ae string) seen {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return seen{resp.Uncompressed, resp.ContentLength, resp.Header.Get("Content-Encoding"), resp.Header.Get("Content-Length"), string(b)}
+	}
+	want := get(srv.Client(), "")
+	if got := get(HTTPClient(), ""); got != want || !got.Uncompressed {
+		t.Errorf("HTTPClient: %+v, net/http: %+v", got, want)
+	}
+	if got := get(HTTPClient(), "br"); got != want {
+		t.Errorf("HTTPClient with the plugin's Accept-Encoding: %+v, want %+v", got, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,10 @@ func TestURLRequestEncoding(t *testing.T) {
 	if b[0] != opReadHop || r.u32() != 0 || r.u32() != 2 || string(r.bytes()) != "https://x/a" || string(r.bytes()) != "https://x/b" || r.off != len(b)-1 {
 		t.Errorf("hop request = %q", b)
 	}
+	// read_hop_flags: read_hop's request, another operation.
+	if f := appendURLRequest(nil, &urlRequest{method: "GET", url: "https://x/c", header: http.Header{}, hop: true, flags: true, via: []string{"https://x/a", "https://x/b"}}); f[0] != opReadHopFlags || string(f[1:]) != string(b[1:]) {
+		t.Errorf("read_hop_flags request = %q", f)
+	}
 }
 
 func encodeResponse(status uint32, url, etag, lm string, headers [][2]string, body string) []byte {
@@ -48,7 +53,7 @@ func encodeResponse(status uint32, url, etag, lm string, headers [][2]string, bo
 
 func TestURLResponseDecoding(t *testing.T) {
 	b := encodeResponse(200, "https://x/final", `"v1"`, "Wed, 21 Oct 2015 07:28:00 GMT", [][2]string{{"content-type", "text/plain"}, {"X-A", "1"}, {"X-A", "2"}}, "body!")
-	resp, err := decodeURLResponse(b)
+	resp, err := decodeURLResponse(b, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,15 +62,26 @@ func TestURLResponseDecoding(t *testing.T) {
 		t.Errorf("resp = %+v", resp)
 	}
 	for n := 0; n < len(b); n++ {
-		if _, err := decodeURLResponse(b[:n]); err == nil {
+		if _, err := decodeURLResponse(b[:n], false); err == nil {
 			t.Fatalf("truncated response of %d/%d bytes decoded", n, len(b))
 		}
 	}
-	if _, err := decodeURLResponse(append(b, 0)); err == nil {
+	if _, err := decodeURLResponse(append(b, 0), false); err == nil {
 		t.Error("trailing byte accepted")
 	}
+	// read_hop_flags: the flags follow the body.
+	fl, err := decodeURLResponse(appendU32(b, flagDecoded), true)
+	if err != nil || !fl.decoded || string(fl.body) != "body!" {
+		t.Errorf("flags: %v %+v", err, fl)
+	}
+	if fl, err := decodeURLResponse(appendU32(b, 0), true); err != nil || fl.decoded {
+		t.Errorf("no flags set: %v %+v", err, fl)
+	}
+	if _, err := decodeURLResponse(b, true); err == nil {
+		t.Error("a response without its flags decoded")
+	}
 	huge := appendU32(encodeResponse(200, "", "", "", nil, "")[:16], 0x7fffffff)
-	if _, err := decodeURLResponse(huge); err == nil {
+	if _, err := decodeURLResponse(huge, false); err == nil {
 		t.Error("absurd header count accepted")
 	}
 }
@@ -88,36 +104,51 @@ func TestErrorsMatch(t *testing.T) {
 	}
 }
 
-// A runtime older than the read_hop operation answers it ERR_INVALID
-// (unknown operation): HTTPClient then reads with read_url, whose
+// A runtime older than the read_hop_flags operation answers it
+// ERR_INVALID (unknown operation 5): HTTPClient then reads with read_hop
+// (its responses do not say whether the runtime decoded the body), and on
+// one older than read_hop (unknown operation 4) with read_url, whose
 // redirects the runtime follows, as before read_hop, for the rest of the
 // instance's life, instead of failing every request.
 func TestHTTPClientFallsBackWithoutReadHop(t *testing.T) {
-	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f; noReadHop.Store(false) }(callURL)
-	var ops []bool
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f; hopOps.Store(0) }(callURL)
+	var ops []byte
+	known := 5
 	fake := func(_ context.Context, req *urlRequest) (*urlResponse, error) {
-		ops = append(ops, req.hop)
-		if req.hop {
-			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "malformed urlreader request: unknown operation 4"}
+		op := appendURLRequest(nil, req)[0]
+		ops = append(ops, op)
+		if int(op) > known {
+			return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "malformed urlreader request: unknown operation " + strconv.Itoa(int(op))}
 		}
-		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok")}, nil
+		return &urlResponse{status: 200, url: req.url, header: http.Header{}, body: []byte("ok"), decoded: req.flags}, nil
 	}
 	// Another ErrInvalid is the request's own, even if it says so.
 	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
-		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "https://x.example/unknown operation 4: invalid"}
+		return nil, &Error{Op: "urlreader_call", Code: errInvalid, Message: "https://x.example/unknown operation 5: invalid"}
 	}
-	if _, err := HTTPClient().Get("https://x.example/unknown%20operation%204"); !errors.Is(err, ErrInvalid) || noReadHop.Load() {
-		t.Errorf("another ErrInvalid: %v; read_hop given up: %v", err, noReadHop.Load())
+	if _, err := HTTPClient().Get("https://x.example/unknown%20operation%205"); !errors.Is(err, ErrInvalid) || hopOps.Load() != 0 {
+		t.Errorf("another ErrInvalid: %v; operations given up: %d", err, hopOps.Load())
 	}
 	callURL = fake
-	for range 2 {
-		resp, err := HTTPClient().Get("https://x.example/")
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%v %+v", err, resp)
+	for _, c := range []struct {
+		known        int
+		want         string
+		uncompressed bool
+	}{
+		{5, "\x05\x05", true},
+		{4, "\x05\x04\x04", false},
+		{1, "\x04\x01\x01", false},
+	} {
+		ops, known = nil, c.known
+		for range 2 {
+			resp, err := HTTPClient().Get("https://x.example/")
+			if err != nil || resp.StatusCode != 200 || resp.Uncompressed != c.uncompressed {
+				t.Fatalf("runtime knowing operation %d: %v %+v", c.known, err, resp)
+			}
 		}
-	}
-	if len(ops) != 3 || !ops[0] || ops[1] || ops[2] {
-		t.Errorf("reads (hop or not): %v, want one read_hop, then read_url only", ops)
+		if string(ops) != c.want {
+			t.Errorf("runtime knowing operation %d: read with operations %q, want %q", c.known, ops, c.want)
+		}
 	}
 }
 
@@ -286,5 +317,51 @@ func TestHTTPClientDropsConnectionHeaders(t *testing.T) {
 	req.Header.Set("Upgrade", "websocket")
 	if _, err := HTTPClient().Do(req); err != nil || sent.Get("Upgrade") != "websocket" {
 		t.Errorf("Upgrade: %v, sent %v", err, sent)
+	}
+}
+
+// A body the runtime decoded from gzip (read_hop_flags says so) comes as
+// net/http's Transport hands over one it decoded: Uncompressed, its
+// ContentLength -1 (unknown, as the encoded length no longer applies),
+// without Content-Encoding and Content-Length (the runtime dropped them).
+// It came with Uncompressed false and ContentLength set. A body as sent
+// keeps its length. The plugin's own Accept-Encoding is not sent: the
+// runtime refused it, failing the read; the body then comes decoded too.
+func TestHTTPClientUncompressed(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f }(callURL)
+	var sent http.Header
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		sent = req.header
+		if !req.flags {
+			t.Errorf("read without read_hop_flags: %+v", req)
+		}
+		if strings.HasSuffix(req.url, "/plain") {
+			return &urlResponse{status: 200, url: req.url, header: http.Header{"Content-Length": {"5"}}, body: []byte("plain")}, nil
+		}
+		return &urlResponse{status: 200, url: req.url, header: http.Header{"Content-Type": {"text/plain"}}, body: []byte("decoded"), decoded: true}, nil
+	}
+	for _, ae := range []string{"", "gzip", "gzip, deflate, br"} {
+		req, _ := http.NewRequest("GET", "https://docs.example/gz", nil)
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if !resp.Uncompressed || resp.ContentLength != -1 || string(body) != "decoded" || resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Content-Length") != "" {
+			t.Errorf("Accept-Encoding %q: Uncompressed %t, ContentLength %d, body %q, header %v; want net/http's for a body it decoded", ae, resp.Uncompressed, resp.ContentLength, body, resp.Header)
+		}
+		if _, ok := sent["Accept-Encoding"]; ok {
+			t.Errorf("Accept-Encoding %q: sent %v", ae, sent)
+		}
+		if ae != "" && req.Header.Get("Accept-Encoding") != ae {
+			t.Errorf("the request's header was changed: %v", req.Header)
+		}
+	}
+	resp, err := HTTPClient().Get("https://docs.example/plain")
+	if err != nil || resp.Uncompressed || resp.ContentLength != 5 {
+		t.Errorf("a body as sent: %v %+v", err, resp)
 	}
 }

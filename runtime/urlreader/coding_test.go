@@ -85,6 +85,11 @@ header = "X-Api-Key"
 		if got := string(resp.Body); got != "you sent [REDACTED] with Accept-Encoding gzip" {
 			t.Errorf("%s: body %q, want it decoded and the echoed token scrubbed", path, got)
 		}
+		// Said, for the plugin's client to tell its caller as Go's
+		// does (Response.Uncompressed, read_hop_flags).
+		if !resp.Decoded {
+			t.Errorf("%s: Decoded is false for a body the runtime decoded", path)
+		}
 		for _, h := range resp.Header {
 			if strings.EqualFold(h[0], "Content-Encoding") || strings.EqualFold(h[0], "Content-Length") {
 				t.Errorf("%s: the decoded body's headers still say %s: %s", path, h[0], h[1])
@@ -95,8 +100,8 @@ header = "X-Api-Key"
 	// read as "encoded", an audit's).
 	for _, path := range []string{"/empty-coding", "/identity"} {
 		resp, err := read(p, base+path)
-		if err != nil || string(resp.Body) != "you sent [REDACTED] with Accept-Encoding gzip" {
-			t.Errorf("%s: %v %q, want the body as sent", path, err, respBody(resp))
+		if err != nil || string(resp.Body) != "you sent [REDACTED] with Accept-Encoding gzip" || resp.Decoded {
+			t.Errorf("%s: %v %q (decoded: %t), want the body as sent", path, err, respBody(resp), err == nil && resp.Decoded)
 		}
 	}
 	for _, path := range []string{"/two-lines", "/gzip-br", "/list"} {

@@ -112,6 +112,10 @@ type Response struct {
 	LastModified string
 	Header       [][2]string
 	Body         []byte
+	// Decoded: the body arrived gzip-encoded and was decoded, its
+	// Content-Encoding and Content-Length headers dropped (Go's client
+	// says so in its Response.Uncompressed).
+	Decoded bool
 }
 
 // Resolver looks up the addresses of a host name; *net.Resolver is one.
@@ -621,11 +625,13 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	}
 	// One gzip layer, named by exactly one Content-Encoding line, is
 	// decoded; any other coding stays and fails the read (below).
+	decoded := false
 	if ce := resp.Header.Values("Content-Encoding"); method == http.MethodGet && len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && resp.Request.Header.Get("Accept-Encoding") == "gzip" {
 		resp.Body = &lazyGzip{r: resp.Body}
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
 		resp.ContentLength = -1
+		decoded = true
 	}
 	// Read before the hop-by-hop headers go: a Connection header that
 	// names Content-Encoding does not hide the body's coding.
@@ -639,6 +645,7 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		URL:          resp.Request.URL.String(),
 		ETag:         resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"),
+		Decoded:      decoded,
 	}
 	if method != http.MethodHead {
 		if resp.ContentLength > p.r.maxBytes {
