@@ -263,6 +263,10 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// runtime dropped Content-Encoding and Content-Length.
 		out.Uncompressed = true
 		out.ContentLength = -1
+	} else if resp.status == http.StatusNoContent || resp.header.Get("Content-Length") == "0" {
+		// net/http's body of a response that has none, which reads
+		// io.EOF after Close too.
+		out.Body = http.NoBody
 	}
 	if method == http.MethodHead {
 		out.Body = http.NoBody

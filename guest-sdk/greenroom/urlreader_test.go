@@ -275,6 +275,24 @@ func TestHTTPClientBodyClosed(t *testing.T) {
 	if err := resp.Body.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+	// A response without a body (204, Content-Length: 0) has net/http's
+	// http.NoBody, which reads io.EOF after Close as before it.
+	for _, c := range []struct {
+		status int
+		header http.Header
+	}{{204, http.Header{}}, {200, http.Header{"Content-Length": {"0"}}}} {
+		callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+			return &urlResponse{status: c.status, url: req.url, header: c.header}, nil
+		}
+		resp, err := HTTPClient().Get("https://docs.example/empty")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if n, err := resp.Body.Read(buf); resp.Body != http.NoBody || n != 0 || err != io.EOF {
+			t.Errorf("%d %v: body %T read after Close: %d %v, want net/http's NoBody", c.status, c.header, resp.Body, n, err)
+		}
+	}
 }
 
 // The connection-management headers net/http's client sends as given
