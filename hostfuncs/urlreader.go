@@ -28,8 +28,9 @@ const (
 	// after the headers.
 	URLOpReadHop uint8 = 4
 	// URLOpReadHopFlags is read_hop whose response ends with a u32 of
-	// flags (URLFlagDecoded), which a guest that knows only read_hop
-	// would not parse.
+	// flags (URLFlagDecoded), and may be a 304 with its headers (not
+	// ErrNotModified), which a guest that knows only read_hop would not
+	// parse or expect.
 	URLOpReadHopFlags uint8 = 5
 )
 
@@ -55,7 +56,9 @@ type URLRequest struct {
 	// Hop: operation read_hop (or read_hop_flags), a redirect comes back
 	// as the response.
 	Hop bool
-	// Flags: operation read_hop_flags, the response ends with its flags.
+	// Flags: operation read_hop_flags, the response ends with its flags,
+	// and a 304 is a response (status 304, its headers), not
+	// ErrNotModified.
 	Flags bool
 	// Via are a hop's earlier hops, the first URL the guest addressed
 	// first (read_hop only).

@@ -361,7 +361,7 @@ func (h *host) ReadURL(ctx context.Context, in *hostfuncs.Instance, req *hostfun
 	if req == nil {
 		return nil, nil // only the grant was asked for
 	}
-	r := urlreader.Request{URL: req.URL, Method: req.Method, Header: req.Header, Hop: req.Hop, Via: req.Via}
+	r := urlreader.Request{URL: req.URL, Method: req.Method, Header: req.Header, Hop: req.Hop, Via: req.Via, NotModifiedResponse: req.Flags}
 	if req.Deadline > 0 {
 		r.Deadline = time.Unix(0, req.Deadline)
 	}

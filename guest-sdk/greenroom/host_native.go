@@ -73,8 +73,9 @@ const nativeMaxBytes = 16 << 20
 
 // urlCall reads with net/http directly: GET and HEAD only, at most 5
 // redirects (a hop's own included: the client's requests before it) and
-// 16 MiB, 304 as ErrNotModified; no allow rules, grants or credentials.
-// A hop's redirect is the response, as in the runtime.
+// 16 MiB, 304 as ErrNotModified (but to read_hop_flags); no allow rules,
+// grants or credentials. A hop's redirect is the response, as in the
+// runtime.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	fail := func(code int32, format string, args ...any) (*urlResponse, error) {
 		return nil, &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
@@ -110,7 +111,7 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		return fail(errFailed, "%v", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotModified {
+	if resp.StatusCode == http.StatusNotModified && !req.flags {
 		return fail(errNotModified, "%s: not modified (ETag %s)", req.url, resp.Header.Get("ETag"))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, nativeMaxBytes+1))

@@ -184,8 +184,8 @@ func readHop(ctx context.Context, ur *urlRequest) (*urlResponse, error) {
 // does, so that its CheckRedirect decides (http.ErrUseLastResponse hands
 // it the 3xx); each hop is a read of its own, which the runtime checks as
 // the first and as a redirect it follows itself (at most 5). A
-// conditional request for an unchanged resource gets a 304 response, as
-// from any server. A request whose Host differs from its URL's host (but
+// conditional request for an unchanged resource gets the server's 304
+// response, as from any server. A request whose Host differs from its URL's host (but
 // for letter case and the scheme's default port) is refused (ErrDenied):
 // the reader sends the URL's. As with net/http's
 // client, the Host, Content-Length, Transfer-Encoding and Trailer entries
@@ -236,6 +236,8 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ur := &urlRequest{method: method, url: req.URL.String(), header: sentHeader(req.Header), via: via(req)}
 	resp, err := readHop(req.Context(), ur)
 	if errors.Is(err, ErrNotModified) {
+		// A runtime older than read_hop_flags, which answers a 304 with
+		// its headers.
 		h := http.Header{}
 		if etag := req.Header.Get("If-None-Match"); etag != "" {
 			h.Set("ETag", etag)
@@ -263,7 +265,7 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// runtime dropped Content-Encoding and Content-Length.
 		out.Uncompressed = true
 		out.ContentLength = -1
-	} else if resp.status == http.StatusNoContent || resp.header.Get("Content-Length") == "0" {
+	} else if resp.status == http.StatusNoContent || resp.status == http.StatusNotModified || resp.header.Get("Content-Length") == "0" {
 		// net/http's body of a response that has none, which reads
 		// io.EOF after Close too.
 		out.Body = http.NoBody

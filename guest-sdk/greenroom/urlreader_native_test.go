@@ -80,8 +80,8 @@ func TestNativeReadURL(t *testing.T) {
 	req, _ := http.NewRequest("GET", srv.URL+"/doc", nil)
 	req.Header.Set("If-None-Match", `"v2"`)
 	hr, err = c.Do(req)
-	if err != nil || hr.StatusCode != http.StatusNotModified || hr.Header.Get("ETag") != `"v2"` {
-		t.Errorf("client conditional GET: %v %v", hr, err)
+	if err != nil || hr.StatusCode != http.StatusNotModified || hr.Header.Get("ETag") != `"v2"` || hr.Header.Get("Last-Modified") == "" || hr.Body != http.NoBody {
+		t.Errorf("client conditional GET: %v %v, want the server's 304", hr, err)
 	}
 	hr, err = c.Head(srv.URL + "/doc")
 	if err != nil || hr.StatusCode != 200 {

@@ -383,3 +383,31 @@ func TestHTTPClientUncompressed(t *testing.T) {
 		t.Errorf("a body as sent: %v %+v", err, resp)
 	}
 }
+
+// A 304 to HTTPClient is the server's (read_hop_flags hands it over as a
+// response): its headers, a Last-Modified or Cache-Control, where it had
+// only the validators the request sent (an ETag from If-None-Match,
+// nothing for If-Modified-Since), as it still has from a runtime older
+// than read_hop_flags (ERR_NOT_MODIFIED). Its body is http.NoBody and its
+// ContentLength 0, as net/http's.
+func TestHTTPClientNotModified(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f; hopOps.Store(0) }(callURL)
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		if !req.flags {
+			return nil, &Error{Op: "urlreader_call", Code: errNotModified, Message: "not modified"}
+		}
+		return &urlResponse{status: 304, url: req.url, header: http.Header{"Etag": {`"v3"`}, "Cache-Control": {"max-age=60"}}}, nil
+	}
+	req, _ := http.NewRequest("GET", "https://docs.example/a", nil)
+	req.Header.Set("If-Modified-Since", "Wed, 21 Oct 2015 07:28:00 GMT")
+	resp, err := HTTPClient().Do(req)
+	if err != nil || resp.StatusCode != 304 || resp.Status != "304 Not Modified" || resp.Header.Get("ETag") != `"v3"` || resp.Header.Get("Cache-Control") != "max-age=60" || resp.Body != http.NoBody || resp.ContentLength != 0 {
+		t.Errorf("304: %v %+v, want the server's", err, resp)
+	}
+	hopOps.Store(1)
+	req.Header.Set("If-None-Match", `"v2"`)
+	resp, err = HTTPClient().Do(req)
+	if err != nil || resp.StatusCode != 304 || len(resp.Header) != 1 || resp.Header.Get("ETag") != `"v2"` || resp.Body != http.NoBody {
+		t.Errorf("304 from an older runtime: %v %+v, want the validators sent", err, resp)
+	}
+}

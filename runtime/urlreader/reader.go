@@ -100,10 +100,15 @@ type Request struct {
 	// runtime does on a redirect it follows itself, it does from Via
 	// (see hopRules).
 	Via []string
+	// NotModifiedResponse makes a 304 the response, with its headers,
+	// as any other status (for the plugin's own client), where it is
+	// the NotModified error.
+	NotModifiedResponse bool
 }
 
 // Response is a successful read: any final status from 200 to 999 but
-// 304, which is the NotModified error, and the redirects the reader
+// 304, which is the NotModified error (unless NotModifiedResponse), and
+// the redirects the reader
 // follows (docs/urlreader.md, "Response statuses").
 type Response struct {
 	Status       int
@@ -637,7 +642,7 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	// names Content-Encoding does not hide the body's coding.
 	codings := resp.Header.Values("Content-Encoding")
 	dropHopHeaders(resp.Header)
-	if resp.StatusCode == http.StatusNotModified {
+	if resp.StatusCode == http.StatusNotModified && !req.NotModifiedResponse {
 		return nil, errorf(NotModified, "%s: not modified (ETag %s)", final, resp.Header.Get("ETag"))
 	}
 	out := &Response{

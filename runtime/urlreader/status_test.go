@@ -1,8 +1,10 @@
 package urlreader
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 )
@@ -168,6 +170,14 @@ func TestStatusesPassed(t *testing.T) {
 	}
 	_, err := read(p, base+"/304")
 	wantErr(t, err, NotModified, "not modified")
+	// To the plugin's own client (read_hop_flags), a 304 is the
+	// response, with the server's headers, as from any server: it got
+	// only the validators it sent, not the server's Cache-Control, Date
+	// or ETag (to an If-Modified-Since).
+	resp, err := p.Read(context.Background(), Request{URL: base + "/304", Hop: true, NotModifiedResponse: true})
+	if err != nil || resp.Status != 304 || len(resp.Body) != 0 || !slices.ContainsFunc(resp.Header, func(h [2]string) bool { return h[0] == "Date" }) {
+		t.Errorf("/304 as a response: %v %+v", err, resp)
+	}
 }
 
 func respStatus(r *Response) int {
