@@ -222,12 +222,12 @@ func urlreaderCall(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	size := urlResponseSize(resp)
+	if req.Flags {
+		size += 4
+	}
 	if size > math.MaxInt32 {
 		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "response of %d bytes does not fit the ABI", size))
 		return
-	}
-	if req.Flags {
-		size += 4
 	}
 	in.result = AppendURLResponse(slices.Grow(in.result[:0], size), resp)
 	if req.Flags {

@@ -185,9 +185,9 @@ func readHop(ctx context.Context, ur *urlRequest) (*urlResponse, error) {
 // it the 3xx); each hop is a read of its own, which the runtime checks as
 // the first and as a redirect it follows itself (at most 5). A
 // conditional request for an unchanged resource gets the server's 304
-// response, as from any server. A request whose Host differs from its URL's host (but
-// for letter case and the scheme's default port) is refused (ErrDenied):
-// the reader sends the URL's. As with net/http's
+// response, as from any server. A request whose Host differs from its
+// URL's host (but for letter case and the scheme's default port) is
+// refused (ErrDenied): the reader sends the URL's. As with net/http's
 // client, the Host, Content-Length, Transfer-Encoding and Trailer entries
 // of the request's Header are not sent; nor are Connection, Keep-Alive,
 // Proxy-Connection and TE, which the runtime, which makes and manages the
@@ -236,8 +236,9 @@ func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ur := &urlRequest{method: method, url: req.URL.String(), header: sentHeader(req.Header), via: via(req)}
 	resp, err := readHop(req.Context(), ur)
 	if errors.Is(err, ErrNotModified) {
-		// A runtime older than read_hop_flags, which answers a 304 with
-		// its headers.
+		// From a runtime older than read_hop_flags (which hands the
+		// server's 304 over as a response): a 304 of the validators the
+		// request sent.
 		h := http.Header{}
 		if etag := req.Header.Get("If-None-Match"); etag != "" {
 			h.Set("ETag", etag)
