@@ -2111,3 +2111,49 @@ func TestPrintLinearInPlugins(t *testing.T) {
 		t.Errorf("config print of 4000 plugins took %v, of 400 %v: %.0fx for 10x the plugins", large, small, float64(large)/float64(small))
 	}
 }
+
+// A [database] key the chosen client ignores is warned of, naming the key
+// and its line (database.isolation with SQLite was accepted silently,
+// where it means nothing); not refused, since a later file switching the
+// client cannot unset it. Left at its default, or with its own client,
+// no warning. The client, which may come from the environment, is not
+// quoted.
+func TestWarningsNameDatabaseKeysOfTheOtherClient(t *testing.T) {
+	pg := "client = \"pg\"\nconnection = \"postgres://u@db/app\"\n"
+	for _, tc := range []struct {
+		text, want string
+	}{
+		{"[database]\nisolation = \"schema\"\n", `config.toml:2: database.isolation: is ignored: it applies to client "pg" only`},
+		{"[database]\nclient = \"sqlite\"\nisolation = \"role\"\n", `config.toml:3: database.isolation: is ignored: it applies to client "pg" only`},
+		{"[database]\n" + pg + "sqlite_memory = \"2GiB\"\n", `config.toml:4: database.sqlite_memory: is ignored: it applies to client "sqlite" only`},
+		{"[database]\n" + pg + "isolation = \"schema\"\n", ""},
+		{"[database]\nsqlite_memory = \"2GiB\"\n", ""},
+		{"[database]\n" + pg, ""},
+		{"", ""},
+	} {
+		w := mustRead(t, tc.text, nil).Warnings()
+		switch {
+		case tc.want == "" && len(w) != 0:
+			t.Errorf("%q: Warnings = %q, want none", tc.text, w)
+		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
+			t.Errorf("%q: Warnings = %q, want %q", tc.text, w, tc.want)
+		}
+	}
+	// A later file that switches the client to SQLite loads, the
+	// earlier file's isolation warned of at its line.
+	c, err := Read([]Source{
+		{Name: "base.toml", Data: []byte("[database]\n" + pg + "isolation = \"schema\"\n")},
+		{Name: "dev.toml", Data: []byte("[database]\nclient = \"sqlite\"\nconnection = \"file:data\"\n")},
+	}, env(nil))
+	if err != nil {
+		t.Fatalf("base.toml + dev.toml: %v, want them loaded", err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.HasPrefix(w[0], "base.toml:4: database.isolation: is ignored") {
+		t.Errorf("base.toml + dev.toml: Warnings = %q", w)
+	}
+	// With the client from the environment, its value is not quoted.
+	c = mustRead(t, "[database]\nclient = \"${C}\"\nisolation = \"schema\"\n", map[string]string{"C": "sqlite"})
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "database.isolation: is ignored") || strings.Contains(w, `"sqlite"`) {
+		t.Errorf("client from the environment: Warnings = %q", w)
+	}
+}

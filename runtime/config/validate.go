@@ -551,7 +551,9 @@ func checkSQLiteConnection(conn string, secret bool) error {
 // connBufferWarn: each open connection holds a read buffer of
 // header_limit, so connections alone could take that much memory. And
 // an auth.jwt.jwks_url over plain http:// to another machine: whoever is
-// on the path could answer with keys of its own.
+// on the path could answer with keys of its own. And a [database] key of
+// the other client (database.isolation with SQLite, sqlite_memory with
+// PostgreSQL), which the client ignores (clientKeys).
 func (c *Config) Warnings() []string {
 	out := c.warnings()
 	// As errors are: a 1 MiB host in a plain http:// jwks_url made a
@@ -568,6 +570,7 @@ func (c *Config) warnings() []string {
 		out = append(out, w)
 	}
 	out = append(out, c.shortIntegrationTokens()...)
+	out = append(out, c.clientKeys()...)
 	if w := c.plainHTTPJWKS(); w != "" {
 		out = append(out, w)
 	}
@@ -580,6 +583,31 @@ func (c *Config) warnings() []string {
 			key := fmt.Sprintf("%s.plugins[%d]", joinKey("auth.tokens", []string{n}), i)
 			where := c.warnedAt(key)
 			out = append(out, fmt.Sprintf("%s%s: names plugin %q, which this config does not have: the token can call no plugin by that id", where, key, id))
+		}
+	}
+	return out
+}
+
+// clientKeys is Warnings' lines about the [database] keys a config file
+// sets that the chosen client ignores: database.isolation (PostgreSQL's
+// plugin roles or schemas) with SQLite, database.sqlite_memory with
+// PostgreSQL. They are warned of, not refused as limits.db_max_size is
+// with PostgreSQL: that one promises a bound PostgreSQL would not
+// enforce, while these take nothing away (a SQLite plugin has a database
+// file of its own whatever isolation says); and a later file that
+// switches database.client (a development override of a PostgreSQL
+// config) cannot unset a key an earlier one set. Neither quotes a value:
+// the client may come from the environment.
+func (c *Config) clientKeys() []string {
+	var out []string
+	switch c.Database.Client {
+	case "sqlite":
+		if c.Origin("database.isolation") != "" {
+			out = append(out, c.warnedAt("database.isolation")+`database.isolation: is ignored: it applies to client "pg" only (with SQLite every plugin has a database file of its own); remove it, or set client = "pg"`)
+		}
+	case "pg":
+		if c.Origin("database.sqlite_memory") != "" {
+			out = append(out, c.warnedAt("database.sqlite_memory")+`database.sqlite_memory: is ignored: it applies to client "sqlite" only; remove it, or set client = "sqlite"`)
 		}
 	}
 	return out
