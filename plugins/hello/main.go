@@ -1,5 +1,5 @@
 // Command hello is greenroom's example plugin: GET /ping, GET /healthz,
-// GET /echo (the query and headers back as JSON), POST /echo (the body
+// GET /echo (the query, headers and remote address back as JSON), POST /echo (the body
 // back) and GET /whoami (who is calling, as JSON). It asks for /ping,
 // /healthz and /whoami to be public; the operator decides.
 package main
@@ -37,6 +37,7 @@ func newMux() *http.ServeMux {
 			"path":     r.URL.Path,
 			"query":    r.URL.Query(),
 			"headers":  r.Header,
+			"remote":   r.RemoteAddr,
 			"greeting": greeting,
 		})
 	})

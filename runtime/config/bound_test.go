@@ -231,3 +231,36 @@ func TestDurationTooLong(t *testing.T) {
 	}
 	refusedWithout(t, "[server]\nread_timeout = \"${D}h\"\n", map[string]string{"D": "99999999999"}, `server.read_timeout: invalid duration "[REDACTED]": too long`, "99999999999")
 }
+
+// server.trusted_proxies takes IP addresses and networks in CIDR
+// notation; anything else is refused naming the entry and its line, a
+// network with bits past its length with the two readings it may mean,
+// and an entry from the environment without being quoted.
+func TestTrustedProxiesChecked(t *testing.T) {
+	c := mustRead(t, "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1\", \"fd00::/8\"]\n", nil)
+	for _, s := range c.Server.TrustedProxies {
+		if _, err := ParseTrustedProxy(s); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	for tp, why := range map[string]string{
+		"10.0.0.0/33":         "is not a network in CIDR notation",
+		"10.0.0/8":            "is not a network in CIDR notation",
+		"":                    "is not an IP address",
+		"proxy.internal":      "is not an IP address",
+		"10.0.0.1:80":         "is not an IP address",
+		"10.0.0.1/8":          `has bits set past its prefix length: write "10.0.0.0/8" for the network, or "10.0.0.1" for the one address`,
+		"fe80::1%eth0":        "has a zone",
+		"::ffff:10.0.0.1":     "is an IPv4 address written as IPv6",
+		"::ffff:10.0.0.0/104": "is an IPv4 network written as IPv6",
+	} {
+		_, err := read(t, "[server]\nlisten = \"127.0.0.1:7007\"\ntrusted_proxies = [\"::1\", "+strconv.Quote(tp)+"]\n", nil)
+		if err == nil || !strings.Contains(err.Error(), "config.toml:3: server.trusted_proxies[1]: "+strconv.Quote(tp)+" "+why) {
+			t.Errorf("%q: err = %v, want %q", tp, err, why)
+		}
+	}
+	_, err := read(t, "[server]\ntrusted_proxies = [\"${TP}\"]\n", map[string]string{"TP": "10.99.0.1/8"})
+	if err == nil || !strings.Contains(err.Error(), `server.trusted_proxies[0]: "[REDACTED]" has bits set`) || strings.Contains(err.Error(), "10.99") {
+		t.Errorf("from the environment: err = %v", err)
+	}
+}

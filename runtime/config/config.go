@@ -65,7 +65,13 @@ type Server struct {
 	// RateLimit limits requests per principal; zero is off.
 	RateLimit Rate `toml:"rate_limit"`
 	RateBurst int  `toml:"rate_burst"`
-	CORS      CORS `toml:"cors"`
+	// TrustedProxies are the addresses ("10.0.0.1") and networks
+	// ("10.0.0.0/8") of the reverse proxies in front of greenroom: from
+	// one of them a request's X-Forwarded-For names the client, and the
+	// forwarding headers reach the plugin; from anyone else those headers
+	// are dropped (ParseTrustedProxy).
+	TrustedProxies []string `toml:"trusted_proxies"`
+	CORS           CORS     `toml:"cors"`
 }
 
 // CORS configures cross-origin requests; off unless origins are listed.

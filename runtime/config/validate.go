@@ -206,7 +206,56 @@ func (v *validator) server() {
 			}
 		}
 	}
+	for i, tp := range s.TrustedProxies {
+		p := fmt.Sprintf("server.trusted_proxies[%d]", i)
+		if _, err := parseTrustedProxy(tp, v.c.isSecret(p)); err != nil {
+			v.fail(p, "%v", err)
+		}
+	}
 	v.cors()
+}
+
+// ParseTrustedProxy reads an entry of server.trusted_proxies, which
+// validation accepted: an IP address (the network of that one address)
+// or a network in CIDR notation.
+func ParseTrustedProxy(s string) (netip.Prefix, error) { return parseTrustedProxy(s, false) }
+
+// parseTrustedProxy reads an entry of server.trusted_proxies. A network
+// with bits set past its length ("10.0.0.1/8") is refused, not masked:
+// it is more likely one address with a wrong length than the network.
+// With secret (the entry came from the environment), its error quotes no
+// part of s.
+func parseTrustedProxy(s string, secret bool) (netip.Prefix, error) {
+	shown := strconv.Quote(s)
+	if secret {
+		shown = strconv.Quote(Redacted)
+	}
+	const want = ` (want an IP address, "10.0.0.1" or "::1", or a network in CIDR notation, "10.0.0.0/8" or "fd00::/8")`
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			return netip.Prefix{}, fmt.Errorf("%s is not a network in CIDR notation%s", shown, want)
+		case p.Addr().Is4In6():
+			return netip.Prefix{}, fmt.Errorf("%s is an IPv4 network written as IPv6: write it as IPv4 (\"10.0.0.0/8\")", shown)
+		case p.Masked() != p:
+			if secret {
+				return netip.Prefix{}, fmt.Errorf("%s has bits set past its prefix length: write the network's first address, or the one address alone", shown)
+			}
+			return netip.Prefix{}, fmt.Errorf("%s has bits set past its prefix length: write %q for the network, or %q for the one address", shown, p.Masked().String(), p.Addr().String())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return netip.Prefix{}, fmt.Errorf("%s is not an IP address%s", shown, want)
+	case a.Zone() != "":
+		return netip.Prefix{}, fmt.Errorf("%s has a zone: a client's address is compared without one (write the address alone)", shown)
+	case a.Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%s is an IPv4 address written as IPv6: write it as IPv4 (\"10.0.0.1\")", shown)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // minIOTimeout is the shortest server.read_timeout and write_timeout.

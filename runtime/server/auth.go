@@ -253,7 +253,7 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 		"audit":      event,
 		"principal":  who,
 		"credential": cred,
-		"ip":         c.IP(),
+		"ip":         rs.ip,
 		"method":     c.Method(),
 		"path":       s.loggedPath(c.Request()),
 		"status":     status,
@@ -302,6 +302,9 @@ func (s *Server) rateLimiter() fiber.Handler {
 		KeyGenerator: func(c *fiber.Ctx) string {
 			if rs := stateOf(c); rs != nil && rs.principal != nil {
 				return "principal:" + rs.principal.Key()
+			}
+			if rs := stateOf(c); rs != nil {
+				return anonymousKey(rs.ip)
 			}
 			return anonymousKey(c.IP())
 		},

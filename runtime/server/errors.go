@@ -167,7 +167,8 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 	if fc := c.Context(); fc.ConnRequestNum() == 0 && !fc.ConnTime().IsZero() {
 		took = time.Since(fc.ConnTime())
 	}
-	s.record(c.Context(), "", id, "", "", "", took)
+	// The head was not read: the peer's address.
+	s.record(c.Context(), "", id, c.Context().RemoteIP().String(), "", "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the
@@ -332,7 +333,11 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
-	s.record(ctx, method, ae.RequestID, "", "", "", time.Since(start))
+	ip := ctx.RemoteIP().String()
+	if a, ok := s.proxies.Load().client(ctx); ok {
+		ip = a.Addr().String()
+	}
+	s.record(ctx, method, ae.RequestID, ip, "", "", "", time.Since(start))
 }
 
 // framingProblem says what in raw, a request's header lines as received,

@@ -85,7 +85,11 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	req.Path = sub
 	req.RawQuery = fr.URI().QueryString()
 	req.RequestID = rs.id
-	req.RemoteAddr = c.Context().RemoteAddr().String()
+	if rs.viaProxy {
+		req.RemoteAddr = rs.clientAddr
+	} else {
+		req.RemoteAddr = c.Context().RemoteAddr().String()
+	}
 	req.Principal = envelopePrincipal(principal)
 	// Headers the client named in Connection are hop-by-hop too (RFC
 	// 9110, 7.6.1): not the guest's.
@@ -96,6 +100,11 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	var lower []byte
 	fr.Header.VisitAll(func(k, v []byte) {
 		if !forwardRequestHeader(k) {
+			return
+		}
+		// A client's word for where it came from reaches the guest only
+		// as a trusted proxy passed it on (proxy.go).
+		if fwd, dashed := forwardingHeader(k); fwd && !(dashed && rs.viaProxy) {
 			return
 		}
 		// fasthttp gives a body-less POST (PUT, ...) a "Content-Length:

@@ -51,6 +51,9 @@ type Server struct {
 	// the start-up load it is newer than the runtime's config, which a
 	// reload changes only once that load has ended.
 	access atomic.Pointer[config.Config]
+	// proxies is server.trusted_proxies of the config in force (nil when
+	// empty): a reload stores it with access.
+	proxies atomic.Pointer[proxySet]
 	// reloader re-reads the config and reloads; set by the command that
 	// knows the config files.
 	reloader atomic.Pointer[Reloader]
@@ -93,6 +96,7 @@ func New(rt *runtime.Runtime, log *logrus.Logger, collectors ...prometheus.Colle
 		s.requests.all.collectors("request", "request_bodies_refused", "server.request_budget")...)
 	s.metrics = metrics.New(rt, append(budgets, collectors...)...)
 	s.access.Store(cfg)
+	s.proxies.Store(newProxySet(cfg))
 	s.authn.Store(newAuthenticator(cfg, log))
 	s.authnFor = cfg
 	s.setBudgets(cfg)
@@ -290,6 +294,7 @@ func (s *Server) Reload(cfg *config.Config) {
 	s.authnFor = cfg
 	s.setBudgets(cfg)
 	s.access.Store(cfg)
+	s.proxies.Store(newProxySet(cfg))
 	old := s.authn.Load()
 	if interim := old.Interim(&cfg.Auth, auth.Options{Log: s.log}); interim != nil {
 		s.authn.Store(interim)
@@ -534,6 +539,14 @@ type reqState struct {
 	// the one in force when the request was let in (handlePlugin lets it
 	// in again when a reload replaced it before the plugin ran it).
 	authn *auth.Authenticator
+	// ip is the client's address, as the access and audit logs and the
+	// anonymous rate limit take it: the peer's, or the one a trusted
+	// proxy's X-Forwarded-For names (clientAddr, with its port, is then
+	// the guest's RemoteAddr, and viaProxy is set: the forwarding
+	// headers reach the guest).
+	ip         string
+	clientAddr string
+	viaProxy   bool
 }
 
 const stateKey = "greenroom.request"
@@ -558,6 +571,11 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	c.Locals(stateKey, rs)
 	c.Set(fiber.HeaderXRequestID, rs.id)
 	rs.method, rs.path = c.Method(), c.Path()
+	if a, ok := s.proxies.Load().client(c.Context()); ok {
+		rs.ip, rs.clientAddr, rs.viaProxy = a.Addr().String(), a.String(), true
+	} else {
+		rs.ip = c.IP()
+	}
 	s.inflightMu.Lock()
 	s.inflight[rs] = struct{}{}
 	s.inflightMu.Unlock()
@@ -606,7 +624,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		s.dropBody(c)
 	}
 	if rs.logged.CompareAndSwap(false, true) {
-		s.record(c.Context(), c.Method(), rs.id, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
+		s.record(c.Context(), c.Method(), rs.id, rs.ip, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
 	}
 	return nil
 }
@@ -658,6 +676,7 @@ func (s *Server) LogCutOff() {
 			"duration":    took.Round(time.Microsecond).String(),
 			"duration_ms": float64(took.Microseconds()) / 1000,
 			"request_id":  rs.id,
+			"ip":          rs.ip,
 		}
 		if plugin != "" {
 			f["plugin"] = plugin
@@ -699,7 +718,7 @@ func (s *Server) forget(rs *reqState) {
 // record counts an answered request in the metrics and writes its access
 // log line: every request, also those answered before the middleware
 // (guard, errorHandler), whose plugin and principal are "".
-func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, route, principal string, took time.Duration) {
+func (s *Server) record(fc *fasthttp.RequestCtx, method, id, ip, plugin, route, principal string, took time.Duration) {
 	status := fc.Response.StatusCode()
 	s.metrics.ObserveRequest(plugin, route, status, took)
 	if !s.rt.Config().Log.AccessLog {
@@ -722,6 +741,7 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, plugin, route, prin
 		"duration":    took.Round(time.Microsecond).String(),
 		"duration_ms": float64(took.Microseconds()) / 1000,
 		"request_id":  id,
+		"ip":          ip,
 	}
 	// "" for a request whose head was not read (see errorHandler).
 	if method != "" {
