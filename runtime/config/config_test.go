@@ -2157,3 +2157,27 @@ func TestWarningsNameDatabaseKeysOfTheOtherClient(t *testing.T) {
 		t.Errorf("client from the environment: Warnings = %q", w)
 	}
 }
+
+func TestWarningsNameTrustedProxiesOfEveryAddress(t *testing.T) {
+	for _, tc := range []struct {
+		text, want string
+	}{
+		{"[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n", `config.toml:2: server.trusted_proxies[1]: "0.0.0.0/0" trusts every address as a proxy`},
+		{"[server]\ntrusted_proxies = [\"::/0\"]\n", `config.toml:2: server.trusted_proxies[0]: "::/0" trusts every address as a proxy`},
+		{"[server]\ntrusted_proxies = [\"0.0.0.0/1\", \"128.0.0.0/1\", \"127.0.0.1\", \"::1\"]\n", ""},
+		{"", ""},
+	} {
+		w := mustRead(t, tc.text, nil).Warnings()
+		switch {
+		case tc.want == "" && len(w) != 0:
+			t.Errorf("%q: Warnings = %q, want none", tc.text, w)
+		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
+			t.Errorf("%q: Warnings = %q, want %q", tc.text, w, tc.want)
+		}
+	}
+	// From the environment, the entry is not quoted.
+	c := mustRead(t, "[server]\ntrusted_proxies = [\"${P}\"]\n", map[string]string{"P": "::/0"})
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, `server.trusted_proxies[0]: "[REDACTED]" trusts every address`) || strings.Contains(w, "::/0") {
+		t.Errorf("entry from the environment: Warnings = %q", w)
+	}
+}

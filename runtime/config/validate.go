@@ -620,6 +620,7 @@ func (c *Config) warnings() []string {
 	}
 	out = append(out, c.shortIntegrationTokens()...)
 	out = append(out, c.clientKeys()...)
+	out = append(out, c.wideTrustedProxies()...)
 	if w := c.plainHTTPJWKS(); w != "" {
 		out = append(out, w)
 	}
@@ -658,6 +659,32 @@ func (c *Config) clientKeys() []string {
 		if c.Origin("database.sqlite_memory") != "" {
 			out = append(out, c.warnedAt("database.sqlite_memory")+`database.sqlite_memory: is ignored: it applies to client "sqlite" only; remove it, or set client = "sqlite"`)
 		}
+	}
+	return out
+}
+
+// wideTrustedProxies is Warnings' lines about server.trusted_proxies
+// entries that hold every address of their family (0.0.0.0/0, ::/0, or
+// any /0): every direct client is then a trusted proxy, and chooses the
+// address greenroom takes for it with X-Forwarded-For (its anonymous
+// rate-limit budget, the audit log's ip, the plugin's RemoteAddr). Loud,
+// not refused: an operator whose greenroom only a proxy can reach (a
+// network policy) may mean it. An entry from the environment is named
+// by its index only.
+func (c *Config) wideTrustedProxies() []string {
+	var out []string
+	for i, s := range c.Server.TrustedProxies {
+		p, err := ParseTrustedProxy(s)
+		if err != nil || p.Bits() != 0 {
+			continue
+		}
+		key := fmt.Sprintf("server.trusted_proxies[%d]", i)
+		shown := strconv.Quote(s)
+		if c.isSecret(key) {
+			shown = strconv.Quote(Redacted)
+		}
+		out = append(out, fmt.Sprintf("%s%s: %s trusts every address as a proxy: any client that reaches greenroom directly chooses the address it is taken for with X-Forwarded-For (its anonymous rate-limit budget, the audit log's ip, the plugin's RemoteAddr); list only your proxies' addresses",
+			c.warnedAt(key), key, shown))
 	}
 	return out
 }
