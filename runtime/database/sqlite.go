@@ -970,12 +970,20 @@ func (c *sqliteConn) rollbackStray(ctx context.Context) (bool, error) {
 // pool: a transaction a plugin's statement left open is rolled back there
 // (PluginDB also does it, to tell the plugin), and a connection that could
 // not be cleaned up is discarded, which rolls back whatever it had open.
+// The connection's last_insert_rowid() goes back to 0, as on a new
+// connection: the next use, another call's, read the row id this one had
+// inserted (SELECT last_insert_rowid(), and the LastInsertId of an upsert
+// that updated), as PostgreSQL's lastval() did before DISCARD SEQUENCES
+// (TestSQLiteLastInsertIDEndsWithTheCall).
 func (c *sqliteConn) IsValid() bool {
 	if c.queryOnly {
 		return false
 	}
 	if _, err := c.rollbackStray(context.Background()); err != nil {
 		return false
+	}
+	if c.db != 0 && c.tls != nil {
+		sqlite3.Xsqlite3_set_last_insert_rowid(c.tls, c.db, 0)
 	}
 	return c.sqliteDriverConn.IsValid()
 }
