@@ -600,9 +600,9 @@ func pgConnLost(conn *sql.Conn) bool {
 // nextval left (DISCARD SEQUENCES: lastval() and currval() would give the
 // next calls the id an earlier call inserted); its settings (RESET ALL: SET work_mem and the like
 // would reach the plugin's next calls, unbounded by anything of theirs);
-// and its session-level advisory locks (pg_advisory_unlock_all: the lock
+// its session-level advisory locks (pg_advisory_unlock_all: the lock
 // functions are revoked from plugins only where the runtime's user is a
-// superuser).
+// superuser); and the seed it gave random() (reseed).
 // RESET ALL goes back to the connection's startup parameters
 // (search_path, statement_timeout, application_name); what the connector
 // SET after connecting is set again (sessionReset). A connection that
@@ -631,7 +631,7 @@ func (p *PluginDB) release(conn *sql.Conn, timeout time.Duration) {
 			if reset == "" {
 				reset = sessionReset
 			}
-			if err := c.Conn().PgConn().Exec(ctx, reset).Close(); err != nil {
+			if err := c.Conn().PgConn().Exec(ctx, reset+reseed()).Close(); err != nil {
 				p.reapClosed(c.Conn().PgConn())
 				return driver.ErrBadConn
 			}

@@ -978,11 +978,26 @@ const generationKey = "greenroom.generation"
 // session, the role a SET ROLE in a DO block took first (RESET ALL leaves
 // it). A connection's own (sessionResetKey, in its
 // pgconn.PgConn.CustomData) adds what the connector SET after connecting,
-// which RESET ALL undoes.
+// which RESET ALL undoes; release adds reseed.
 const (
 	sessionReset    = "RESET ROLE; UNLISTEN *; CLOSE ALL; DEALLOCATE ALL; DISCARD TEMP; DISCARD SEQUENCES; RESET ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
 	sessionResetKey = "greenroom.session_reset"
 )
+
+// reseed is the last statement of each reset of a plugin connection:
+// setseed with a value drawn for this reset, so that the sequence of
+// random() a call fixed with setseed (from a statement or a DO block:
+// session state that no RESET or DISCARD ends) does not reach the next
+// call on the connection, which got that very sequence; a new session
+// seeds random() from strong random bits, and the reset draws the seed
+// from them too (TestPGRandomSeedEndsWithTheCall).
+func reseed() string {
+	var b [8]byte
+	rand.Read(b[:])
+	// 53 random bits, as a float64 in [-1, 1), setseed's range.
+	f := float64(uint64(b[0])|uint64(b[1])<<8|uint64(b[2])<<16|uint64(b[3])<<24|uint64(b[4])<<32|uint64(b[5])<<40|uint64(b[6]&0x1f)<<48)/(1<<52) - 1
+	return "; SELECT pg_catalog.setseed(" + strconv.FormatFloat(f, 'f', -1, 64) + ")"
+}
 
 // connector opens connections with the current limits.
 func (c *pgConnector) connector() driver.Connector {
