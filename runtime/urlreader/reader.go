@@ -512,7 +512,7 @@ func (p *PluginReader) Read(ctx context.Context, req Request) (*Response, error)
 	// redirect the runtime followed from there does (scrub).
 	if len(hops.sent) > 0 || hops.viaToken {
 		if resp != nil {
-			hops.scrub(resp, req.Method == http.MethodHead)
+			hops.scrub(resp, req.Method == http.MethodHead || !bodyAllowed(resp.Status))
 		}
 		err = hops.scrubErr(err, req.URL)
 	}
@@ -864,10 +864,12 @@ func (r *Reader) token(u *url.URL) (token, bool) {
 // escaped as in a JSON string ("\/", "\u002f"), and encoded in hex or
 // base64 (see encodings) before any of these. A Content-Length the scrub
 // made wrong is corrected: it would tell the token's length. The answer
-// to a HEAD (head) has no body to scrub and count, so its Content-Length,
-// which may count an echo, is dropped. The response's Set-Cookie and
-// Set-Cookie2 are dropped whatever the method (see below).
-func (h *hopper) scrub(resp *Response, head bool) {
+// to a HEAD, and a 204 or 304 (a 304 is a response to read_hop_flags),
+// has no body to scrub and count (bodiless), so its Content-Length, which
+// may count an echo (a 304's is the 200's: RFC 9110, 8.6), is dropped.
+// The response's Set-Cookie and Set-Cookie2 are dropped whatever the
+// method (see below).
+func (h *hopper) scrub(resp *Response, bodiless bool) {
 	n := len(resp.Body)
 	resp.Body = h.scrubBytes(resp.Body)
 	// A cookie a server sets in answer to a request that carried a token
@@ -877,7 +879,7 @@ func (h *hopper) scrub(resp *Response, head bool) {
 	// cannot send a cookie anyway.
 	resp.Header = slices.DeleteFunc(resp.Header, func(hv [2]string) bool {
 		return strings.EqualFold(hv[0], "Set-Cookie") || strings.EqualFold(hv[0], "Set-Cookie2") ||
-			head && strings.EqualFold(hv[0], "Content-Length")
+			bodiless && strings.EqualFold(hv[0], "Content-Length")
 	})
 	for i, hv := range resp.Header {
 		resp.Header[i][0] = h.scrubString(hv[0])
@@ -889,6 +891,12 @@ func (h *hopper) scrub(resp *Response, head bool) {
 	resp.URL = h.scrubString(resp.URL)
 	resp.ETag = h.scrubString(resp.ETag)
 	resp.LastModified = h.scrubString(resp.LastModified)
+}
+
+// bodyAllowed reports whether a response of status may have a body
+// (RFC 9110, 6.4.1: not a 1xx, 204 or 304).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func (h *hopper) scrubString(s string) string {

@@ -450,6 +450,17 @@ func TestIntegrationTokens(t *testing.T) {
 			// A server that echoes credentials back.
 			w.Header().Set("X-Echo", r.Header.Get("Authorization"))
 			fmt.Fprintf(w, "you sent %q", r.Header.Get("Authorization"))
+		case "/echo304":
+			// The 304 of /echo to a conditional read: its Content-Length
+			// is that of the 200's body (RFC 9110, 8.6), echo included
+			// (written raw: net/http's server drops it).
+			conn, bw, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				panic(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(bw, "HTTP/1.1 304 Not Modified\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(fmt.Sprintf("you sent %q", r.Header.Get("Authorization"))))
+			bw.Flush()
 		case "/away":
 			http.Redirect(w, r, "https://127.0.0.1:"+other.port()+"/landing", http.StatusFound)
 		case "/back":
@@ -540,6 +551,17 @@ token = "` + tok + `"
 			}
 		}
 	}
+	// Nor has a 304, handed to the plugin's own client as a response
+	// (read_hop_flags): its Content-Length, the 200's, is dropped too.
+	if resp, err := p.Read(context.Background(), Request{URL: ghURL + "/echo304", Hop: true, NotModifiedResponse: true}); err != nil || resp.Status != http.StatusNotModified {
+		t.Fatalf("a 304 as the response: %v %d", err, respStatus(resp))
+	} else {
+		for _, h := range resp.Header {
+			if strings.EqualFold(h[0], "Content-Length") {
+				t.Errorf("304 answered with Content-Length %s: it counts the echoed token", h[1])
+			}
+		}
+	}
 	// Echoes the runtime or net/http reformat: a host name lower-cased in
 	// a refusal, a header name canonicalised.
 	lower := strings.ToLower(tok)
@@ -566,8 +588,8 @@ token = "` + tok + `"
 	if _, err := read(p, ghURL+"/back"); err != nil {
 		t.Fatal(err)
 	}
-	if got := gh.seenAuth(); len(got) != 7 {
-		t.Errorf("integration host saw %d tokens over its 7 requests", len(got))
+	if got := gh.seenAuth(); len(got) != 8 {
+		t.Errorf("integration host saw %d tokens over its 8 requests", len(got))
 	}
 	// Directly to another host: nothing.
 	if _, err := read(p, "https://127.0.0.1:"+other.port()+"/"); err != nil {
