@@ -88,6 +88,11 @@ func TestHTTPClientAsNetHTTP(t *testing.T) {
 			http.ServeContent(w, r, "file.txt", time.Unix(1e9, 0), strings.NewReader("0123456789"))
 		case "/nocontent":
 			w.WriteHeader(http.StatusNoContent)
+		case "/gzip-nobody":
+			// Responses without a body that name gzip all the same:
+			// net/http's Transport decodes only a body.
+			w.Header().Set("Content-Encoding", "gzip")
+			w.WriteHeader(map[bool]int{true: http.StatusNotModified, false: http.StatusNoContent}[r.Header.Get("If-None-Match") != ""])
 		default:
 			http.NotFound(w, r)
 		}
@@ -177,6 +182,8 @@ limits = { memory = "128MiB" }
 		{scenario.Scenario{Calls: []string{"GET /file"}, Header: map[string]string{"Range": "bytes=2-5"}}, nil},
 		// The server's 304, headers included.
 		{scenario.Scenario{Calls: []string{"GET /file"}, Header: map[string]string{"If-Modified-Since": time.Unix(2e9, 0).UTC().Format(http.TimeFormat)}}, nil},
+		{scenario.Scenario{Calls: []string{"GET /gzip-nobody"}, Header: map[string]string{"If-None-Match": `"v1"`}}, nil},
+		{scenario.Scenario{Calls: []string{"GET /gzip-nobody"}}, nil},
 		// A cookie the Jar stored is refused as a credential.
 		{scenario.Scenario{Calls: []string{"GET /setcookie", "GET /plain"}, Jar: true}, []differ{refused(1, "request header Cookie may not be set by a plugin")}},
 		{scenario.Scenario{Calls: []string{"GET /cookie-redirect"}, Jar: true}, []differ{refused(0, "request header Cookie may not be set by a plugin")}},

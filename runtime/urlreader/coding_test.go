@@ -3,9 +3,11 @@ package urlreader
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,5 +188,37 @@ max_bytes = "8MiB"
 	runtime.ReadMemStats(&after)
 	if per := (after.TotalAlloc - before.TotalAlloc) / reads; per > 2<<20 {
 		t.Errorf("each read of a body claimed as 8 MiB and cut short allocated %d bytes, want well under the claim", per)
+	}
+}
+
+// A response without a body (a 304 handed to the plugin's client, a 204,
+// a Content-Length of 0) that names gzip keeps its Content-Encoding and
+// is not said to be decoded, as net/http's Transport leaves one (it
+// decodes only a body): it was flagged decoded, its headers dropped, so
+// the plugin's client saw Uncompressed and ContentLength -1 where Go's
+// sees neither.
+func TestEmptyBodyNotDecoded(t *testing.T) {
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("ETag", `"v1"`)
+		switch r.URL.Path {
+		case "/304":
+			w.WriteHeader(http.StatusNotModified)
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+		case "/empty":
+			w.Header().Set("Content-Length", "0")
+		}
+	})
+	p := reader(t, localConfig, nil, srv).For("p", localGrants)
+	base := "http://127.0.0.1:" + srv.port()
+	for _, path := range []string{"/304", "/204", "/empty"} {
+		resp, err := p.Read(context.Background(), Request{URL: base + path, Hop: true, NotModifiedResponse: true})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if resp.Decoded || len(resp.Body) != 0 || !slices.Contains(resp.Header, [2]string{"Content-Encoding", "gzip"}) {
+			t.Errorf("%s: decoded %t, body %q, headers %q; want it as sent", path, resp.Decoded, resp.Body, resp.Header)
+		}
 	}
 }

@@ -629,9 +629,12 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 		return nil, errorf(Failed, "%s: refused: the server answered %s, which is not a final response (the URL reader asks for no protocol switch and reads only final responses)", final, strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))))
 	}
 	// One gzip layer, named by exactly one Content-Encoding line, is
-	// decoded; any other coding stays and fails the read (below).
+	// decoded; any other coding stays and fails the read (below). A
+	// response without a body (a 204 or 304, whose ContentLength Go's
+	// client makes 0, or a Content-Length: 0) keeps its headers and is
+	// not Decoded, as net/http's Transport decodes only a body.
 	decoded := false
-	if ce := resp.Header.Values("Content-Encoding"); method == http.MethodGet && len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && resp.Request.Header.Get("Accept-Encoding") == "gzip" {
+	if ce := resp.Header.Values("Content-Encoding"); method == http.MethodGet && resp.ContentLength != 0 && len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && resp.Request.Header.Get("Accept-Encoding") == "gzip" {
 		resp.Body = &lazyGzip{r: resp.Body}
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
