@@ -120,12 +120,18 @@ func forwardedAddr(b []byte) (netip.AddrPort, bool) {
 
 // forwardingHeader reports whether k names a header through which a
 // proxy tells the request's origin: the client's address (X-Forwarded-For,
-// X-Real-Ip, Forwarded, the CDNs' own), the host, scheme, port or path
-// prefix the client used (X-Forwarded-Host, -Proto, -Port, -Prefix, and
-// the rest of the X-Forwarded- family). dashed says it is spelled as a
-// proxy sends it, with '-' and not '_' (X_Forwarded_For, which CGI-style
-// code reads as X-Forwarded-For, is the client's own, whoever passes it
-// on). Names are matched in any letter case. Identity headers of the
+// X-Real-Ip, Forwarded, Client-Ip, X-Originating-Ip, X-Remote-Ip and
+// -Addr, the CDNs' and platforms' own: True-Client-Ip, Cf-Connecting-Ip,
+// Fastly-Client-Ip, Fly-Client-Ip, X-Appengine-Remote-Addr, which Go
+// frameworks read as the client's, gin's TrustedPlatform among them),
+// the host, scheme, port or path prefix the client used
+// (X-Forwarded-Host, -Proto, -Port, -Prefix, and the rest of the
+// X-Forwarded- family, X-Forwarded, X-Host, X-Original-Host): those the
+// URL reader refuses a plugin to send for the same reason (urlreader's
+// refused headers), and more. dashed says it is spelled as a proxy
+// sends it, with '-' and not '_' (X_Forwarded_For, which CGI-style code
+// reads as X-Forwarded-For, is the client's own, whoever passes it on).
+// Names are matched in any letter case. Identity headers of the
 // X-Forwarded- family (X-Forwarded-User) are dropped before, always.
 func forwardingHeader(k []byte) (is, dashed bool) {
 	const family = "x-forwarded-"
@@ -133,16 +139,24 @@ func forwardingHeader(k []byte) (is, dashed bool) {
 		is = true
 	} else {
 		switch len(k) {
+		case 6:
+			is = headerFold(k, "x-host")
 		case 9:
-			is = headerFold(k, "forwarded") || headerFold(k, "x-real-ip")
+			is = headerFold(k, "forwarded") || headerFold(k, "x-real-ip") || headerFold(k, "client-ip")
 		case 11:
-			is = headerFold(k, "x-client-ip")
+			is = headerFold(k, "x-client-ip") || headerFold(k, "x-remote-ip") || headerFold(k, "x-forwarded")
+		case 13:
+			is = headerFold(k, "x-remote-addr") || headerFold(k, "fly-client-ip")
 		case 14:
 			is = headerFold(k, "true-client-ip")
+		case 15:
+			is = headerFold(k, "x-original-host")
 		case 16:
-			is = headerFold(k, "cf-connecting-ip") || headerFold(k, "fastly-client-ip")
+			is = headerFold(k, "cf-connecting-ip") || headerFold(k, "fastly-client-ip") || headerFold(k, "x-originating-ip")
 		case 19:
 			is = headerFold(k, "x-cluster-client-ip")
+		case 23:
+			is = headerFold(k, "x-appengine-remote-addr")
 		case 24:
 			is = headerFold(k, "x-original-forwarded-for")
 		}

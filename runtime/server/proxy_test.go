@@ -52,6 +52,11 @@ var forwarding = []string{
 	"Cf-Connecting-Ip", "203.0.113.70", "X_Forwarded_For", "203.0.113.71", "x_real_ip", "203.0.113.72",
 	"Fastly-Client-Ip", "203.0.113.73", "X-Client-Ip", "203.0.113.74", "X-Cluster-Client-Ip", "203.0.113.75",
 	"X-Original-Forwarded-For", "203.0.113.76", "X-FORWARDED-SERVER", "evil.example",
+	// Read as the client's by Go frameworks (gin's TrustedPlatform) and
+	// by code written for PHP's $_SERVER; refused to a plugin's reads.
+	"Fly-Client-Ip", "203.0.113.77", "X-Appengine-Remote-Addr", "203.0.113.78", "Client-Ip", "203.0.113.79",
+	"X-Originating-Ip", "203.0.113.80", "X-Remote-Ip", "203.0.113.81", "X-Remote-Addr", "203.0.113.82",
+	"X-Forwarded", "for=203.0.113.83", "X-Host", "evil.example", "X-Original-Host", "evil.example",
 	"X-Kept", "yes",
 }
 
