@@ -253,7 +253,7 @@ func (s *Server) audit(c *fiber.Ctx, rs *reqState, event string, status int, plu
 		"audit":      event,
 		"principal":  who,
 		"credential": cred,
-		"ip":         rs.ip,
+		"ip":         rs.ip(),
 		"method":     c.Method(),
 		"path":       s.loggedPath(c.Request()),
 		"status":     status,
@@ -304,7 +304,7 @@ func (s *Server) rateLimiter() fiber.Handler {
 				return "principal:" + rs.principal.Key()
 			}
 			if rs := stateOf(c); rs != nil {
-				return anonymousKey(rs.ip)
+				return anonymousKey(rs.ip())
 			}
 			return anonymousKey(c.IP())
 		},

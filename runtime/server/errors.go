@@ -168,7 +168,7 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 		took = time.Since(fc.ConnTime())
 	}
 	// The head was not read: the peer's address.
-	s.record(c.Context(), "", id, c.Context().RemoteIP().String(), "", "", "", took)
+	s.record(c.Context(), "", id, peerAddr(c.Context()), "", "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the
@@ -333,11 +333,11 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
-	ip := ctx.RemoteIP().String()
-	if a, ok := s.proxies.Load().client(ctx); ok {
-		ip = a.Addr().String()
+	client, ok := s.proxies.Load().client(ctx)
+	if !ok {
+		client = peerAddr(ctx)
 	}
-	s.record(ctx, method, ae.RequestID, ip, "", "", "", time.Since(start))
+	s.record(ctx, method, ae.RequestID, client, "", "", "", time.Since(start))
 }
 
 // framingProblem says what in raw, a request's header lines as received,

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -539,14 +540,26 @@ type reqState struct {
 	// the one in force when the request was let in (handlePlugin lets it
 	// in again when a reload replaced it before the plugin ran it).
 	authn *auth.Authenticator
-	// ip is the client's address, as the access and audit logs and the
-	// anonymous rate limit take it: the peer's, or the one a trusted
-	// proxy's X-Forwarded-For names (clientAddr, with its port, is then
-	// the guest's RemoteAddr, and viaProxy is set: the forwarding
-	// headers reach the guest).
-	ip         string
-	clientAddr string
-	viaProxy   bool
+	// client is the client's address, as the access and audit logs and
+	// the anonymous rate limit take it (ip): the peer's, or the one a
+	// trusted proxy's X-Forwarded-For names (viaProxy is then set: it
+	// and its port are the guest's RemoteAddr, and the forwarding
+	// headers reach the guest). Kept as a value, formatted only where a
+	// line or a rate-limit key needs it: with the access log off most
+	// requests never do.
+	client   netip.AddrPort
+	viaProxy bool
+}
+
+// ip is rs.client's address as text: "0.0.0.0" when it is not known (a
+// connection that is not TCP), as fasthttp's RemoteIP gives it.
+func (rs *reqState) ip() string { return addrIP(rs.client) }
+
+func addrIP(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return "0.0.0.0"
+	}
+	return a.Addr().String()
 }
 
 const stateKey = "greenroom.request"
@@ -571,10 +584,9 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	c.Locals(stateKey, rs)
 	c.Set(fiber.HeaderXRequestID, rs.id)
 	rs.method, rs.path = c.Method(), c.Path()
-	if a, ok := s.proxies.Load().client(c.Context()); ok {
-		rs.ip, rs.clientAddr, rs.viaProxy = a.Addr().String(), a.String(), true
-	} else {
-		rs.ip = c.IP()
+	rs.client, rs.viaProxy = s.proxies.Load().client(c.Context())
+	if !rs.viaProxy {
+		rs.client = peerAddr(c.Context())
 	}
 	s.inflightMu.Lock()
 	s.inflight[rs] = struct{}{}
@@ -624,7 +636,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		s.dropBody(c)
 	}
 	if rs.logged.CompareAndSwap(false, true) {
-		s.record(c.Context(), c.Method(), rs.id, rs.ip, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
+		s.record(c.Context(), c.Method(), rs.id, rs.client, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
 	}
 	return nil
 }
@@ -676,7 +688,7 @@ func (s *Server) LogCutOff() {
 			"duration":    took.Round(time.Microsecond).String(),
 			"duration_ms": float64(took.Microseconds()) / 1000,
 			"request_id":  rs.id,
-			"ip":          rs.ip,
+			"ip":          rs.ip(),
 		}
 		if plugin != "" {
 			f["plugin"] = plugin
@@ -718,7 +730,7 @@ func (s *Server) forget(rs *reqState) {
 // record counts an answered request in the metrics and writes its access
 // log line: every request, also those answered before the middleware
 // (guard, errorHandler), whose plugin and principal are "".
-func (s *Server) record(fc *fasthttp.RequestCtx, method, id, ip, plugin, route, principal string, took time.Duration) {
+func (s *Server) record(fc *fasthttp.RequestCtx, method, id string, client netip.AddrPort, plugin, route, principal string, took time.Duration) {
 	status := fc.Response.StatusCode()
 	s.metrics.ObserveRequest(plugin, route, status, took)
 	if !s.rt.Config().Log.AccessLog {
@@ -741,7 +753,7 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id, ip, plugin, route, 
 		"duration":    took.Round(time.Microsecond).String(),
 		"duration_ms": float64(took.Microseconds()) / 1000,
 		"request_id":  id,
-		"ip":          ip,
+		"ip":          addrIP(client),
 	}
 	// "" for a request whose head was not read (see errorHandler).
 	if method != "" {
