@@ -2162,8 +2162,8 @@ func TestWarningsNameTrustedProxiesOfEveryAddress(t *testing.T) {
 	for _, tc := range []struct {
 		text, want string
 	}{
-		{"[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n", `config.toml:2: server.trusted_proxies[1]: "0.0.0.0/0" trusts every address as a proxy`},
-		{"[server]\ntrusted_proxies = [\"::/0\"]\n", `config.toml:2: server.trusted_proxies[0]: "::/0" trusts every address as a proxy`},
+		{"[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n", `config.toml:2: server.trusted_proxies[1]: "0.0.0.0/0" trusts every IPv4 address as a proxy`},
+		{"[server]\ntrusted_proxies = [\"::/0\"]\n", `config.toml:2: server.trusted_proxies[0]: "::/0" trusts every IPv6 address as a proxy`},
 		{"[server]\ntrusted_proxies = [\"0.0.0.0/1\", \"128.0.0.0/1\", \"127.0.0.1\", \"::1\"]\n", ""},
 		{"", ""},
 	} {
@@ -2177,7 +2177,7 @@ func TestWarningsNameTrustedProxiesOfEveryAddress(t *testing.T) {
 	}
 	// From the environment, the entry is not quoted.
 	c := mustRead(t, "[server]\ntrusted_proxies = [\"${P}\"]\n", map[string]string{"P": "::/0"})
-	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, `server.trusted_proxies[0]: "[REDACTED]" trusts every address`) || strings.Contains(w, "::/0") {
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, `server.trusted_proxies[0]: "[REDACTED]" trusts every IPv6 address`) || strings.Contains(w, "::/0") {
 		t.Errorf("entry from the environment: Warnings = %q", w)
 	}
 }

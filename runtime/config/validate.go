@@ -664,8 +664,9 @@ func (c *Config) clientKeys() []string {
 }
 
 // wideTrustedProxies is Warnings' lines about server.trusted_proxies
-// entries that hold every address of their family (0.0.0.0/0, ::/0, or
-// any /0): every direct client is then a trusted proxy, and chooses the
+// entries that hold every address of their family (0.0.0.0/0, ::/0):
+// every direct client of that family (an IPv4 one is never taken as
+// IPv4-mapped IPv6) is then a trusted proxy, and chooses the
 // address greenroom takes for it with X-Forwarded-For (its anonymous
 // rate-limit budget, the audit log's ip, the plugin's RemoteAddr). Loud,
 // not refused: an operator whose greenroom only a proxy can reach (a
@@ -683,8 +684,12 @@ func (c *Config) wideTrustedProxies() []string {
 		if c.isSecret(key) {
 			shown = strconv.Quote(Redacted)
 		}
-		out = append(out, fmt.Sprintf("%s%s: %s trusts every address as a proxy: any client that reaches greenroom directly chooses the address it is taken for with X-Forwarded-For (its anonymous rate-limit budget, the audit log's ip, the plugin's RemoteAddr); list only your proxies' addresses",
-			c.warnedAt(key), key, shown))
+		family := "IPv4"
+		if p.Addr().Is6() {
+			family = "IPv6"
+		}
+		out = append(out, fmt.Sprintf("%s%s: %s trusts every %s address as a proxy: any client that reaches greenroom directly chooses the address it is taken for with X-Forwarded-For (its anonymous rate-limit budget, the audit log's ip, the plugin's RemoteAddr); list only your proxies' addresses",
+			c.warnedAt(key), key, shown, family))
 	}
 	return out
 }
