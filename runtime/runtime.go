@@ -655,11 +655,15 @@ func (r *Runtime) stageSlot(ctx context.Context, cfg *config.Config, s *Slot) (s
 	if slices.Contains(info.Capabilities, hostfuncs.CapabilityURLReader) && len(pc.Capabilities.URLReader) == 0 {
 		log.Warnf("plugin imports the URL reader but is not granted it; its reads will be denied (grant with [plugins.%s.capabilities] urlreader = [\"host/path-prefix\"])", s.ID)
 	}
+	interruption := string(p.Interruption())
+	if pc.LimitSecret("interruptible") {
+		interruption = config.Redacted // it tells limits.interruptible
+	}
 	log.WithFields(logrus.Fields{
 		"sha256":       info.SHA256,
 		"size":         info.Size,
 		"abi":          info.ABIVersion,
-		"interruption": string(p.Interruption()),
+		"interruption": interruption,
 		"compile":      p.CompileTime.Round(time.Millisecond).String(),
 		"load":         p.LoadTime.Round(time.Millisecond).String(),
 	}).Info("plugin loaded")
@@ -892,18 +896,19 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 		SHA256:   pc.SHA256,
 		Sum:      src.sum,
 		Limits: plugin.Limits{
-			Memory:            uint64(lim.Memory),
-			MemorySecret:      cfg.IsSecretPath("plugins." + id + ".limits.memory"),
-			Timeout:           lim.Timeout.D(),
-			Instances:         lim.Instances,
-			QueueTimeout:      lim.QueueTimeout.D(),
-			MaxRequests:       lim.MaxRequests,
-			RetireMemory:      lim.EffectiveRetireMemory(),
-			MaxResponse:       int(lim.MaxResponse),
-			MaxResponseSecret: cfg.IsSecretPath("plugins." + id + ".limits.max_response"),
-			NoInterrupt:       !lim.Interruptible,
-			GCPercent:         lim.GCPercent,
-			Warm:              s.liveInstances(),
+			Memory:             uint64(lim.Memory),
+			MemorySecret:       pc.LimitSecret("memory"),
+			RetireMemorySecret: pc.LimitSecret("retire_memory"),
+			Timeout:            lim.Timeout.D(),
+			Instances:          lim.Instances,
+			QueueTimeout:       lim.QueueTimeout.D(),
+			MaxRequests:        lim.MaxRequests,
+			RetireMemory:       lim.EffectiveRetireMemory(),
+			MaxResponse:        int(lim.MaxResponse),
+			MaxResponseSecret:  cfg.IsSecretPath("plugins." + id + ".limits.max_response"),
+			NoInterrupt:        !lim.Interruptible,
+			GCPercent:          lim.GCPercent,
+			Warm:               s.liveInstances(),
 		},
 		Host:         h,
 		Log:          r.log.WithField("plugin", id),

@@ -10,7 +10,11 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -220,6 +224,9 @@ type Plugin struct {
 	Config       map[string]any `toml:"config"`
 	// Secrets names keys of Config that are secret whatever their origin.
 	Secrets []string `toml:"secrets"`
+	// secretLimits names the keys of Limits ("memory") whose values are
+	// secret (LimitSecret); nil when none is.
+	secretLimits map[string]bool
 	// literals holds the source text of Config's number, boolean and
 	// date-time values by dotted key (1_000, 0xff, 1e10, 2026-01-02), which
 	// ConfigValue returns as written.
@@ -317,6 +324,56 @@ func DefaultPlugin() *Plugin {
 
 // setDefaults is called on map values the decoder creates.
 func (p *Plugin) setDefaults() { *p = *DefaultPlugin() }
+
+// LimitSecret reports whether the plugin's limit key (as written in its
+// limits table: "memory", "instances") is a secret: it came from the
+// environment, or it was computed from one that did (retire_memory left
+// to its default, 3/4 of a memory from the environment). Whatever shows
+// such a limit, or a figure computed from it, shows config.Redacted or
+// nothing: the admin API, the metrics, the log, the callers' errors. The
+// redaction of the secret as written ("32MiB") misses it decoded
+// ("33554432", "24MiB" for its 3/4).
+func (p *Plugin) LimitSecret(key string) bool { return p != nil && p.secretLimits[key] }
+
+// ShownLimits is the plugin's limits as the admin API shows them: in
+// JSON, each secret one (LimitSecret) as Redacted.
+func (p *Plugin) ShownLimits() *ShownLimits {
+	return &ShownLimits{limits: p.Limits, secret: p.secretLimits}
+}
+
+// ShownLimits is a plugin's limits with its secret ones redacted, for JSON
+// (Plugin.ShownLimits).
+type ShownLimits struct {
+	limits Limits
+	secret map[string]bool
+}
+
+// MarshalJSON writes the limits as json.Marshal writes Limits, in the
+// same order, each secret one as Redacted.
+func (s *ShownLimits) MarshalJSON() ([]byte, error) {
+	v := reflect.ValueOf(s.limits)
+	t := v.Type()
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		var val any = v.Field(i).Interface()
+		if s.secret[name] {
+			val = Redacted
+		}
+		enc, err := json.Marshal(val)
+		if err != nil {
+			return nil, err
+		}
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:", name)
+		b.Write(enc)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
 
 // EffectiveRetireMemory is limits.retire_memory, or 3/4 of limits.memory
 // when unset.

@@ -239,10 +239,19 @@ func Read(srcs []Source, env LookupEnv) (*Config, error) {
 		// Left to its default, retire_memory is 3/4 of memory: one from
 		// the environment is told by it as well as by itself (config print
 		// showed "24MiB" beside a [REDACTED] memory of 32MiB).
-		if lp := "plugins." + id + ".limits."; pc.Limits.RetireMemory == 0 && cfg.secretPaths[lp+"memory"] {
+		lp := "plugins." + id + ".limits."
+		if pc.Limits.RetireMemory == 0 && cfg.secretPaths[lp+"memory"] {
 			cfg.secretPaths[lp+"retire_memory"] = true
 		}
 		pc.Limits.RetireMemory = Size(pc.Limits.EffectiveRetireMemory())
+		for path := range cfg.secretPaths {
+			if key, ok := strings.CutPrefix(path, lp); ok && !strings.Contains(key, ".") {
+				if pc.secretLimits == nil {
+					pc.secretLimits = map[string]bool{}
+				}
+				pc.secretLimits[key] = true
+			}
+		}
 		prefix := "plugins." + id + ".config."
 		for k, text := range literals {
 			if key, ok := strings.CutPrefix(plainKey(k), prefix); ok {

@@ -43,6 +43,10 @@ type Limits struct {
 	// RetireMemory retires an instance once its memory passes this many
 	// bytes (0: never).
 	RetireMemory uint64
+	// RetireMemorySecret: RetireMemory came from the environment, or was
+	// computed from a Memory that did (3/4 of it), so the warning about
+	// instances that start over it does not quote it (see MemorySecret).
+	RetireMemorySecret bool
 	// MaxResponse bounds a response envelope, in bytes.
 	MaxResponse int
 	// MaxResponseSecret: MaxResponse came from the environment, so the
@@ -452,7 +456,17 @@ func (p *Plugin) overRetireMemory(in *instance) error {
 		return nil
 	}
 	return fmt.Errorf("an instance uses %s of memory once initialized (its module declares %s at start), over limits.retire_memory (%s): every instance will be retired after its first call, and each request will wait for a new one to initialize; raise limits.retire_memory (at most limits.memory, %s) or limits.memory",
-		config.Size(size), config.Size(uint64(p.info.MemoryMinPages)*pageSize), config.Size(lim.RetireMemory), config.Size(lim.Memory))
+		config.Size(size), config.Size(uint64(p.info.MemoryMinPages)*pageSize), toldSize(lim.RetireMemory, lim.RetireMemorySecret), toldSize(lim.Memory, lim.MemorySecret))
+}
+
+// toldSize is a size limit as a message tells it: config.Redacted when it
+// is a secret (the log's redaction matches the secret as written, "32MiB",
+// not as told here, "33554432" written so).
+func toldSize(n uint64, secret bool) string {
+	if secret {
+		return config.Redacted
+	}
+	return config.Size(n).String()
 }
 
 // ID returns the plugin's id.

@@ -96,3 +96,32 @@ func TestInstanceOverRetireMemoryAtStartWarned(t *testing.T) {
 		}
 	}
 }
+
+// The warning names neither limit when it is a secret (from the
+// environment, or retire_memory left at 3/4 of such a memory): it
+// said "over limits.retire_memory (24MiB)", which the log's redaction of
+// the secret as written ("32MiB", or "33554432") does not match.
+func TestInstanceOverRetireMemoryWarningHidesSecretLimits(t *testing.T) {
+	for _, secret := range []struct{ memory, retire bool }{{true, true}, {false, true}, {true, false}} {
+		lim := testLimits() // memory 32MiB, retire_memory 24MiB
+		lim.MemorySecret, lim.RetireMemorySecret = secret.memory, secret.retire
+		logger, hook := logtest.NewNullLogger()
+		loadSpec(t, Spec{Wasm: retireStartModule(416, false), Limits: lim, Log: logrus.NewEntry(logger)})
+		var warning string
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "once initialized") {
+				warning = e.Message
+			}
+		}
+		retire, memory := "over limits.retire_memory (24MiB)", "at most limits.memory, 32MiB"
+		if secret.retire {
+			retire = "over limits.retire_memory ([REDACTED])"
+		}
+		if secret.memory {
+			memory = "at most limits.memory, [REDACTED]"
+		}
+		if !strings.Contains(warning, "an instance uses 26MiB of memory once initialized") || !strings.Contains(warning, retire) || !strings.Contains(warning, memory) {
+			t.Errorf("secret %+v: warning %q, want it to say %q and %q", secret, warning, retire, memory)
+		}
+	}
+}

@@ -1038,10 +1038,31 @@ type pluginView struct {
 	Ungranted    *[]string `json:"imported_not_granted,omitempty"`
 	Interruption string    `json:"interruption,omitempty"`
 	// GCMemoryLimit is the soft memory limit, in bytes, the runtime gives
-	// the guest's garbage collector (docs/abi.md, "Garbage collector").
-	GCMemoryLimit uint64         `json:"gc_memory_limit,omitempty"`
-	Limits        *config.Limits `json:"limits,omitempty"`
-	Pool          *plugin.Stats  `json:"pool,omitempty"`
+	// the guest's garbage collector (docs/abi.md, "Garbage collector"):
+	// left out when it is computed from a secret (limits.memory or
+	// retire_memory from the environment).
+	GCMemoryLimit uint64 `json:"gc_memory_limit,omitempty"`
+	// Limits shows each limit from the environment as [REDACTED]
+	// (config.Plugin.LimitSecret), and so do Interruption (of a secret
+	// limits.interruptible) and the pool's max (of a secret
+	// limits.instances).
+	Limits *config.ShownLimits `json:"limits,omitempty"`
+	Pool   any                 `json:"pool,omitempty"` // *plugin.Stats or *secretMaxStats
+}
+
+// secretMaxStats is a pool's figures whose max, limits.instances, is a
+// secret.
+type secretMaxStats struct {
+	plugin.Stats
+	Max string `json:"max"`
+}
+
+// shownPool is st as the admin API shows it under pc.
+func shownPool(st plugin.Stats, pc *config.Plugin) any {
+	if pc.LimitSecret("instances") {
+		return &secretMaxStats{Stats: st, Max: config.Redacted}
+	}
+	return &st
 }
 
 func (s *Server) listPlugins(c *fiber.Ctx) error {
@@ -1060,19 +1081,22 @@ func (s *Server) listPlugins(c *fiber.Ctx) error {
 		}
 		if pc != nil {
 			v.Granted = append(v.Granted, pc.Granted()...)
-			lim := pc.Limits
-			v.Limits = &lim
-		}
-		if pc != nil {
+			v.Limits = pc.ShownLimits()
 			// A plugin with no version loaded has an empty pool.
-			v.Pool = &plugin.Stats{Max: pc.Limits.Instances}
+			v.Pool = shownPool(plugin.Stats{Max: pc.Limits.Instances}, pc)
 		}
 		var info *plugin.Info
 		if p != nil {
-			in, stats := p.Info(), p.Stats()
-			info, v.Pool = &in, &stats
+			in := p.Info()
+			info, v.Pool = &in, shownPool(p.Stats(), pc)
 			v.Interruption = string(p.Interruption())
-			v.GCMemoryLimit = p.GC().MemoryLimit
+			if pc.LimitSecret("interruptible") {
+				v.Interruption = config.Redacted
+			}
+			// The soft limit is computed from retire_memory (or memory).
+			if !pc.LimitSecret("memory") && !pc.LimitSecret("retire_memory") {
+				v.GCMemoryLimit = p.GC().MemoryLimit
+			}
 		} else {
 			// No version serves: the module of a load that failed once
 			// it was read (a guest initializer that failed for want of

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/guesttest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/testflags"
@@ -1553,5 +1554,80 @@ func TestAnswerAtTheDeadlineIsATimeout(t *testing.T) {
 	}
 	if status, _, _ := in.Get(t, "/api/hostile/ok"); status != 200 {
 		t.Errorf("after the timeouts: %d", status)
+	}
+}
+
+// The admin API shows a plugin's limits from the environment as
+// [REDACTED], and whatever it computes from them not at all or
+// [REDACTED]: it showed them decoded ("32MiB" for "${M}" with
+// M=33554432, which the redaction of the secret as written does not
+// match), retire_memory left to its default as 3/4 of such a memory,
+// gc_memory_limit computed from it, the pool's max (limits.instances) and
+// the interruption of limits.interruptible. The warning about instances
+// that start over retire_memory names neither limit when secret. Limits
+// written in the file are shown as before.
+func TestPluginViewHidesLimitsFromTheEnvironment(t *testing.T) {
+	cfg := fmt.Sprintf(`[plugins.secret]
+path = %[1]q
+limits = { memory = "${GR_M}", instances = "${GR_I}", timeout = "${GR_T}", interruptible = "${GR_IN}" }
+[plugins.warn]
+path = %[1]q
+limits = { memory = "${GR_M}", retire_memory = "${GR_R}" }
+[plugins.plain]
+path = %[1]q
+limits = { memory = "32MiB", instances = 13, timeout = "7300ms" }
+`, helloWasm)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{
+		"GR_M": "33554432", "GR_I": "13", "GR_T": "7300ms", "GR_IN": "false", "GR_R": "1048576"}})
+	_, _, body := in.Get(t, "/.greenroom/plugins/v1/")
+	var view struct {
+		Plugins []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(body), &view); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]map[string]any{}
+	for _, p := range view.Plugins {
+		byID[p["id"].(string)] = p
+	}
+	limits := func(id, key string) any { return byID[id]["limits"].(map[string]any)[key] }
+	poolMax := func(id string) any { return byID[id]["pool"].(map[string]any)["max"] }
+	for _, key := range []string{"memory", "retire_memory", "instances", "timeout", "interruptible"} {
+		if v := limits("secret", key); v != config.Redacted {
+			t.Errorf("secret: limits.%s = %v, want %s", key, v, config.Redacted)
+		}
+	}
+	if v := limits("secret", "max_requests"); v != float64(10000) {
+		t.Errorf("secret: limits.max_requests (not from the environment) = %v, want 10000", v)
+	}
+	if _, ok := byID["secret"]["gc_memory_limit"]; ok || poolMax("secret") != config.Redacted || byID["secret"]["interruption"] != config.Redacted {
+		t.Errorf("secret: gc_memory_limit %v (want none), pool max %v, interruption %v (want %s)", byID["secret"]["gc_memory_limit"], poolMax("secret"), byID["secret"]["interruption"], config.Redacted)
+	}
+	if _, ok := byID["warn"]["gc_memory_limit"]; ok || limits("warn", "retire_memory") != config.Redacted || poolMax("warn") != float64(4) {
+		t.Errorf("warn: gc_memory_limit %v (want none), retire_memory %v, pool max %v", byID["warn"]["gc_memory_limit"], limits("warn", "retire_memory"), poolMax("warn"))
+	}
+	if limits("plain", "memory") != "32MiB" || limits("plain", "retire_memory") != "24MiB" || limits("plain", "timeout") != "7.3s" || poolMax("plain") != float64(13) ||
+		byID["plain"]["interruption"] != "flag" || byID["plain"]["gc_memory_limit"] == nil {
+		t.Errorf("plain: %v", byID["plain"])
+	}
+	// Only plain's limits tell them (secret's and warn's retire_memory is
+	// 24MiB too).
+	for _, shown := range []string{`"7.3s"`, `"24MiB"`, `"32MiB"`} {
+		if n := strings.Count(body, shown); n != 1 {
+			t.Errorf("the admin API shows %s %d times, want once (plain's):\n%s", shown, n, body)
+		}
+	}
+	// Once, naming the instance's size but no limit of warn's.
+	var warning string
+	for _, line := range strings.Split(in.Log.String(), "\n") {
+		if strings.Contains(line, "once initialized") {
+			warning = line
+		}
+	}
+	if !strings.Contains(warning, "over limits.retire_memory ([REDACTED])") || !strings.Contains(warning, "at most limits.memory, [REDACTED]") || strings.Contains(warning, "1MiB") || strings.Contains(warning, "32MiB") {
+		t.Errorf("the warning about warn's instances: %s", warning)
+	}
+	if log := in.Log.String(); strings.Contains(log, `"interruption":"off"`) {
+		t.Errorf("the log tells secret's limits.interruptible:\n%s", log)
 	}
 }
