@@ -100,7 +100,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descInstances    = desc("pool_instances", "Instances of a plugin by state (idle, busy).", "plugin", "state")
-	descMaxInstances = desc("pool_max_instances", "The pool's bound (limits.instances).", "plugin")
+	descMaxInstances = desc("pool_max_instances", "The pool's bound (limits.instances); none for one from the environment.", "plugin")
 	descCreated      = desc("pool_instances_created_total", "Instances created (pre-warmed, on demand, replacements).", "plugin")
 	descDiscarded    = desc("pool_instances_discarded_total", "Instances discarded after a failure (trap, timeout, panic, memory cap).", "plugin")
 	descRetired      = desc("pool_instances_retired_total", "Instances retired after limits.max_requests or limits.retire_memory.", "plugin")
@@ -176,7 +176,7 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDenials, d, capability)
 		}
 		counter(descLogDropped, c.rt.DroppedLogLines(id))
-		p := s.Plugin()
+		p, pc := s.Serving()
 		if p == nil {
 			gauge(descUp, 0)
 			continue
@@ -185,7 +185,12 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		st := p.Stats()
 		gauge(descInstances, float64(st.Idle), "idle")
 		gauge(descInstances, float64(st.Busy), "busy")
-		gauge(descMaxInstances, float64(st.Max))
+		// Not a limits.instances from the environment: a gauge cannot
+		// show [REDACTED], and metrics_listen serves the metrics without
+		// a credential.
+		if !pc.LimitSecret("instances") {
+			gauge(descMaxInstances, float64(st.Max))
+		}
 		gauge(descLoadSeconds, p.LoadTime.Seconds())
 		gauge(descCompile, p.CompileTime.Seconds())
 	}

@@ -32,6 +32,9 @@ type byteBudget struct {
 	limit   atomic.Int64
 	used    atomic.Int64
 	refused atomic.Int64
+	// secret: limit is a config secret (from the environment, or raised
+	// to a server.body_limit from there), which the metrics leave out.
+	secret atomic.Bool
 
 	// lastWarn throttles the log line about refusals to one a second.
 	lastWarn atomic.Int64
@@ -83,9 +86,10 @@ type sharedBudget struct {
 }
 
 // setLimit sets the budget, and its shares' limit: a quarter, but room
-// for one body of one bytes.
-func (sb *sharedBudget) setLimit(limit, one int64) {
+// for one body of one bytes. secret says the limit is a config secret.
+func (sb *sharedBudget) setLimit(limit, one int64, secret bool) {
 	sb.all.limit.Store(limit)
+	sb.all.secret.Store(secret)
 	sb.anonymous.limit.Store(min(max(limit/4, one), limit))
 }
 
@@ -232,14 +236,28 @@ func (b *byteBudget) collectors(what, refused, key string) []prometheus.Collecto
 			Namespace: "greenroom", Subsystem: "http", Name: what + "_buffered_bytes",
 			Help: "Bytes of " + what + " bodies (with a response's headers) held now, under " + key + ".",
 		}, func() float64 { return float64(b.used.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "greenroom", Subsystem: "http", Name: what + "_budget_bytes",
-			Help: key + ": the most " + what + " bytes held at once.",
-		}, func() float64 { return float64(b.limit.Load()) }),
+		&budgetGauge{b: b, desc: prometheus.NewDesc("greenroom_http_"+what+"_budget_bytes",
+			key+": the most "+what+" bytes held at once (left out while it comes from the environment).", nil, nil)},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "greenroom", Subsystem: "http", Name: refused + "_total",
 			Help: "Requests answered 503 server_busy because " + key + ", or the caller's share of it, was spent.",
 		}, func() float64 { return float64(b.refused.Load()) }),
+	}
+}
+
+// budgetGauge is the gauge of a budget's limit: none while the limit is
+// a config secret (a gauge cannot show [REDACTED], and metrics_listen
+// serves the metrics without a credential).
+type budgetGauge struct {
+	b    *byteBudget
+	desc *prometheus.Desc
+}
+
+func (g *budgetGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *budgetGauge) Collect(ch chan<- prometheus.Metric) {
+	if !g.b.secret.Load() {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(g.b.limit.Load()))
 	}
 }
 

@@ -179,3 +179,44 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A limit from the environment is a secret, and the metrics, which
+// metrics_listen serves without a credential, showed it:
+// greenroom_pool_max_instances{plugin} a limits.instances, and
+// greenroom_http_{response,request}_budget_bytes the server's budgets.
+// A gauge cannot show [REDACTED]: the series is left out. Limits written
+// in the file are exported as before.
+func TestMetricsLeaveOutLimitsFromTheEnvironment(t *testing.T) {
+	cfg := fmt.Sprintf("[server]\nresponse_budget = \"${GR_RB}\"\nrequest_budget = \"${GR_QB}\"\n[plugins.secret]\npath = %[1]q\nlimits = { instances = \"${GR_I}\" }\n[plugins.plain]\npath = %[1]q\nlimits = { instances = 13 }\n", helloWasm)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_RB": "300MiB", "GR_QB": "310MiB", "GR_I": "13"}})
+	fams := scrape(t, func(path string) (int, string) {
+		status, _, body := in.Get(t, path)
+		return status, body
+	})
+	if v := value(fams, "greenroom_pool_max_instances", "plugin", "plain"); v != 13 {
+		t.Errorf("pool_max_instances{plain} = %v, want 13", v)
+	}
+	if f := fams["greenroom_pool_max_instances"]; f != nil && len(f.Metric) != 1 {
+		t.Errorf("pool_max_instances has %d series, want plain's alone: %v", len(f.Metric), f)
+	}
+	if value(fams, "greenroom_pool_instances", "plugin", "secret", "state", "idle") < 0 || value(fams, "greenroom_plugin_up", "plugin", "secret") != 1 {
+		t.Error("secret's other figures are missing")
+	}
+	for _, name := range []string{"greenroom_http_response_budget_bytes", "greenroom_http_request_budget_bytes"} {
+		if f := fams[name]; f != nil {
+			t.Errorf("%s shown for a budget from the environment: %v", name, f)
+		}
+	}
+	if value(fams, "greenroom_http_response_buffered_bytes") < 0 || value(fams, "greenroom_http_responses_refused_total") < 0 {
+		t.Error("the response budget's other figures are missing")
+	}
+	// Written in the file, the budgets are shown.
+	plain := servertest.Start(t, fmt.Sprintf("[server]\nresponse_budget = \"300MiB\"\n[plugins.plain]\npath = %q\n", helloWasm), servertest.Options{CacheDir: cacheDir})
+	fams = scrape(t, func(path string) (int, string) {
+		status, _, body := plain.Get(t, path)
+		return status, body
+	})
+	if v := value(fams, "greenroom_http_response_budget_bytes"); v != 300<<20 {
+		t.Errorf("response_budget_bytes of a budget in the file = %v", v)
+	}
+}

@@ -874,14 +874,26 @@ func (s *Server) setBudgets(cfg *config.Config) {
 			largest = max(largest, p.Limits.MaxResponse)
 		}
 	}
-	s.responses.setLimit(int64(min(cfg.Server.ResponseBudget, 1<<62)), int64(min(largest, 1<<62)))
+	s.responses.setLimit(int64(min(cfg.Server.ResponseBudget, 1<<62)), int64(min(largest, 1<<62)), cfg.IsSecretPath("server.response_budget"))
 	requests := min(cfg.Server.RequestBudget, 1<<62)
+	secret := cfg.IsSecretPath("server.request_budget")
 	if limit := cfg.Server.BodyLimit; requests < limit {
-		s.log.WithFields(logrus.Fields{"request_budget": cfg.Server.RequestBudget, "body_limit": limit}).
+		s.log.WithFields(logrus.Fields{"request_budget": shownValue(cfg, "server.request_budget", cfg.Server.RequestBudget), "body_limit": shownValue(cfg, "server.body_limit", limit)}).
 			Warn("server.request_budget is below the running server.body_limit, which needs a restart to change: the budget is body_limit until then")
-		requests = limit
+		requests, secret = limit, cfg.IsSecretPath("server.body_limit")
 	}
-	s.requests.setLimit(int64(requests), int64(min(cfg.Server.BodyLimit, 1<<62)))
+	s.requests.setLimit(int64(requests), int64(min(cfg.Server.BodyLimit, 1<<62)), secret)
+}
+
+// shownValue is the value v of the config's key path as a log line or an
+// answer shows it: config.Redacted when it is a secret (from the
+// environment), whose decoded form the redaction of the secret as written
+// does not match ("4MiB" for "4194304").
+func shownValue(cfg *config.Config, path string, v any) any {
+	if cfg.IsSecretPath(path) {
+		return config.Redacted
+	}
+	return v
 }
 
 // dropBody reads and drops what is left of a request's body (at most
