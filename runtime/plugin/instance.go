@@ -122,7 +122,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		// error, not its wasm stack trace (ErrorDetail has it).
 		err = firstLineError{err}
 		if ictx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("instantiate: the start function ran past the init timeout of %s (limits.timeout, at least 10s): %w", p.spec.Limits.InitTimeout, err)
+			return nil, fmt.Errorf("instantiate: the start function ran past the init timeout of %s (limits.timeout, at least 10s): %w", toldDuration(p.spec.Limits.InitTimeout, p.spec.Limits.TimeoutSecret), err)
 		}
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
@@ -176,7 +176,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			}
 			err = firstLineError{err}
 			if kind == FailTimeout {
-				return nil, fmt.Errorf("%s ran past the init timeout of %s (limits.timeout, at least 10s): %w", what, p.spec.Limits.InitTimeout, err)
+				return nil, fmt.Errorf("%s ran past the init timeout of %s (limits.timeout, at least 10s): %w", what, toldDuration(p.spec.Limits.InitTimeout, p.spec.Limits.TimeoutSecret), err)
 			}
 			if in.initFailure != "" {
 				return nil, fmt.Errorf("%s (%s): %s: %w", what, kind, in.initFailure, err)

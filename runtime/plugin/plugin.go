@@ -32,12 +32,19 @@ type Limits struct {
 	MemorySecret bool
 	// Timeout bounds each call; the guest is interrupted when it passes.
 	Timeout time.Duration
+	// TimeoutSecret: Timeout came from the environment, so no error or
+	// log line quotes it nor what is computed from it (InitTimeout, a
+	// wait of QueueTimeout + Timeout) (see MemorySecret).
+	TimeoutSecret bool
 	// InitTimeout bounds the guest's initializer when an instance is created.
 	InitTimeout time.Duration
 	// Instances is the most instances that exist at once.
 	Instances int
 	// QueueTimeout is how long a call waits for a free instance.
 	QueueTimeout time.Duration
+	// QueueTimeoutSecret: QueueTimeout came from the environment (see
+	// TimeoutSecret).
+	QueueTimeoutSecret bool
 	// MaxRequests retires an instance after this many calls (0: never).
 	MaxRequests int
 	// RetireMemory retires an instance once its memory passes this many
@@ -457,6 +464,16 @@ func (p *Plugin) overRetireMemory(in *instance) error {
 	}
 	return fmt.Errorf("an instance uses %s of memory once initialized (its module declares %s at start), over limits.retire_memory (%s): every instance will be retired after its first call, and each request will wait for a new one to initialize; raise limits.retire_memory (at most limits.memory, %s) or limits.memory",
 		config.Size(size), config.Size(uint64(p.info.MemoryMinPages)*pageSize), toldSize(lim.RetireMemory, lim.RetireMemorySecret), toldSize(lim.Memory, lim.MemorySecret))
+}
+
+// toldDuration is a duration limit (or one computed from limits) as a
+// message tells it: config.Redacted when it is a secret or computed from
+// one ("2s" for "2000ms" is not matched by the redaction of the latter).
+func toldDuration(d time.Duration, secret bool) string {
+	if secret {
+		return config.Redacted
+	}
+	return d.String()
 }
 
 // toldSize is a size limit as a message tells it: config.Redacted when it

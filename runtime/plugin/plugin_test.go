@@ -565,6 +565,21 @@ func TestInitializerTimeoutNamed(t *testing.T) {
 	}
 }
 
+// With limits.timeout from the environment, the init timeout computed
+// from it (at least 10s) is not told: the error reaches the plugin's
+// callers (its 503s) and last_error, and said "of 12s" for a "12000ms"
+// that the redaction of the secret as written does not match.
+func TestInitializerTimeoutOfASecretTimeoutNotTold(t *testing.T) {
+	lim := testLimits()
+	lim.InitTimeout, lim.TimeoutSecret = 300*time.Millisecond, true
+	log := logrus.NewEntry(logrus.New())
+	_, err := Load(context.Background(), Spec{ID: "hostile", Wasm: hostileWasm, Limits: lim, Cache: testCache,
+		Host: testHost{config: map[string]string{"init_sleep_ms": "5000"}, log: log}, Log: log})
+	if err == nil || !strings.Contains(err.Error(), "guest initializer ran past the init timeout of [REDACTED] (limits.timeout, at least 10s)") || strings.Contains(err.Error(), "300ms") {
+		t.Errorf("Load = %v, want the init timeout [REDACTED]", err)
+	}
+}
+
 // A load (a reload's new version) that warms several instances starts
 // them together once the first has initialized: one after the other, a
 // plugin whose init took 3 s took 25 s to reload with 8 live instances

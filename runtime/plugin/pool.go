@@ -158,7 +158,7 @@ func (pl *pool) acquire(ctx context.Context, timeout time.Duration) (*instance, 
 	case abandoned && ctx.Err() != nil:
 		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailCanceled, Err: ctx.Err()}
 	case abandoned:
-		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s; an initializer may run for %s), and will serve a later call", ErrStarting, timeout, pl.p.spec.Limits.InitTimeout)}
+		return nil, time.Time{}, &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s; an initializer may run for %s), and will serve a later call", ErrStarting, toldDuration(timeout, pl.p.spec.Limits.TimeoutSecret), toldDuration(pl.p.spec.Limits.InitTimeout, pl.p.spec.Limits.TimeoutSecret))}
 	case c.err != nil && pl.starts.Err() != nil:
 		// The pool closed while the instance started (a reload swapped
 		// in a new version, or the plugin was removed): closed, as for a
@@ -212,7 +212,7 @@ func (pl *pool) wait(ctx context.Context, timeout time.Duration) error {
 				// call: the answer of a caller that waited its timeout for
 				// a new instance of its own (504). With any serving a call,
 				// the pool is busy (503), as without replacements.
-				return &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s for an instance being replaced; an initializer may run for %s), and will serve a later call", ErrStarting, pl.queueTimeout+timeout, pl.p.spec.Limits.InitTimeout)}
+				return &CallError{Plugin: pl.p.id, Kind: FailTimeout, Err: fmt.Errorf("%w (waited %s for an instance being replaced; an initializer may run for %s), and will serve a later call", ErrStarting, toldDuration(pl.queueTimeout+timeout, pl.p.spec.Limits.TimeoutSecret || pl.p.spec.Limits.QueueTimeoutSecret), toldDuration(pl.p.spec.Limits.InitTimeout, pl.p.spec.Limits.TimeoutSecret))}
 			}
 			pl.c.Rejected.Add(1)
 			return &CallError{Plugin: pl.p.id, Kind: FailBusy, Err: ErrBusy}
