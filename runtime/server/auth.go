@@ -295,7 +295,17 @@ func (s *Server) rateLimiter() fiber.Handler {
 		burst = max(1, int(math.Ceil(r.N)))
 	}
 	window := time.Duration(float64(burst) / r.PerSecond() * float64(time.Second))
-	return limiter.New(limiter.Config{
+	// A rate or burst from the environment is a secret, and so are the
+	// window and budget computed from them: the audit line does not quote
+	// them, and the X-RateLimit-* headers the limiter adds to every
+	// answer (X-RateLimit-Limit is the burst) are taken out again.
+	// Retry-After, which a 429 needs, stays.
+	secret := s.cfg.IsSecretPath("server.rate_limit") || s.cfg.IsSecretPath("server.rate_burst") || s.cfg.IsSecretPath("server.burst")
+	exceeded := fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second))
+	if secret {
+		exceeded = "rate limit of " + config.Redacted + " exceeded"
+	}
+	h := limiter.New(limiter.Config{
 		Next:       unlimited,
 		Max:        burst,
 		Expiration: max(window, time.Second),
@@ -316,7 +326,7 @@ func (s *Server) rateLimiter() fiber.Handler {
 				plugin = id
 				rs.plugin = id // counted under it too, as a 401 or 403 is
 			}
-			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, plugin, fmt.Sprintf("rate limit of %d requests per %s exceeded", burst, max(window, time.Second)))
+			s.audit(c, rs, "denied", fiber.StatusTooManyRequests, plugin, exceeded)
 			if rs.principal == nil { // as a 401: no connection kept for it
 				c.Context().SetConnectionClose()
 			}
@@ -324,6 +334,16 @@ func (s *Server) rateLimiter() fiber.Handler {
 				Message: "too many requests: rate limit exceeded, retry later"}
 		},
 	})
+	if !secret {
+		return h
+	}
+	return func(c *fiber.Ctx) error {
+		err := h(c)
+		for _, k := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
+			c.Response().Header.Del(k)
+		}
+		return err
+	}
 }
 
 // anonymousKey is the rate limiter's key for a caller without a valid

@@ -191,6 +191,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			}
 			v, ok, err := mountLocation(id, sub, h[0], h[1], int(s.rt.Config().Server.HeaderLimit))
 			if err != nil {
+				if tl, isLong := err.(*locationTooLong); isLong {
+					tl.secret = s.rt.Config().IsSecretPath("server.header_limit")
+				}
 				// As often as the plugin likes: from its log rate limit.
 				if s.log.IsLevelEnabled(logrus.WarnLevel) && s.rt.PluginLogAllow(id) {
 					s.log.WithFields(logrus.Fields{"plugin": id, "request_id": string(rs.id)}).WithError(err).Warn("plugin wrote a bad response")
@@ -694,6 +697,23 @@ var droppedResponseHeaders = map[string]bool{
 	"accept-ch": true, "critical-ch": true,
 }
 
+// locationTooLong is mountLocation's error for a Location longer than
+// server.header_limit; secret (set by its caller) leaves the limit out: one
+// from the environment, told in bytes, is not matched by the redaction of
+// the secret as written ("16KiB").
+type locationTooLong struct {
+	n, limit int
+	secret   bool
+}
+
+func (e *locationTooLong) Error() string {
+	limit := strconv.Itoa(e.limit) + " bytes"
+	if e.secret {
+		limit = config.Redacted
+	}
+	return fmt.Sprintf("a Location path of %d bytes is longer than server.header_limit (%s): no client could request it", e.n, limit)
+}
+
 // mountLocation keeps a plugin's redirects inside its mount. A plugin
 // sees paths relative to its mount, so its redirects (its own, and
 // ServeMux's to a cleaned path or a trailing slash) are too: a Location
@@ -743,7 +763,7 @@ func mountLocation(id string, base, k, v []byte, limit int) ([]byte, bool, error
 		return nil, false, nil
 	}
 	if len(ref) > limit {
-		return nil, false, fmt.Errorf("a Location path of %d bytes is longer than server.header_limit (%d bytes): no client could request it", len(ref), limit)
+		return nil, false, &locationTooLong{n: len(ref), limit: limit}
 	}
 	end := bytes.IndexAny(ref, "?#")
 	if end < 0 {

@@ -859,7 +859,11 @@ func bodyCheck(limit int) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 // bodyCheck), or a chunked one once it passed the limit (the HTTP server
 // drops up to 256 KiB more of it, then closes).
 func (s *Server) bodyTooLarge(c *fiber.Ctx) error {
-	return apiErr(fiber.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds server.body_limit of "+strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10)+" bytes")
+	limit := strconv.FormatUint(uint64(s.cfg.Server.BodyLimit), 10) + " bytes"
+	if s.cfg.IsSecretPath("server.body_limit") {
+		limit = config.Redacted // "4194304 bytes" for "4MiB" is not redacted
+	}
+	return apiErr(fiber.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds server.body_limit of "+limit)
 }
 
 // setBudgets applies the config's body budgets. A caller's share has

@@ -1631,3 +1631,58 @@ limits = { memory = "32MiB", instances = 13, timeout = "7300ms" }
 		t.Errorf("the log tells secret's limits.interruptible:\n%s", log)
 	}
 }
+
+// server.body_limit, header_limit, rate_limit and rate_burst from the
+// environment are secrets, and callers were told them decoded: a 413
+// said "exceeds server.body_limit of 65536 bytes" for "${B}" with
+// B=64KiB, a too long Location "server.header_limit (4096 bytes)", and
+// every answer under the rate limit carried X-RateLimit-Limit (the burst),
+// X-RateLimit-Remaining and X-RateLimit-Reset, with the audit line of a
+// 429 quoting the burst and window. None of these is matched by the
+// redaction of the secret as written. Retry-After, which a 429 needs,
+// stays.
+func TestServerLimitsFromTheEnvironmentNotTold(t *testing.T) {
+	in := servertest.Start(t, "[server]\nbody_limit = \"${GR_BL}\"\nheader_limit = \"${GR_HL}\"\n"+hostileConfig("2s", 1),
+		servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_BL": "64KiB", "GR_HL": "4KiB"}})
+	status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("a", 100<<10)))
+	if status != 413 || !strings.Contains(body, "exceeds server.body_limit of [REDACTED]") || strings.Contains(body, "65536") {
+		t.Errorf("a body over a body_limit from the environment: %d %s", status, body)
+	}
+	client := *in.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	status, _, body = in.DoWith(t, &client, "GET", "/api/hostile/redirect?to=/.&then=/&repeat=5000", nil)
+	if status != 502 || !strings.Contains(body, "longer than server.header_limit ([REDACTED])") || strings.Contains(body, "4096") {
+		t.Errorf("a Location over a header_limit from the environment: %d %.300s", status, body)
+	}
+	if log := in.Log.String(); strings.Contains(log, "65536") || strings.Contains(log, "(4096 bytes)") {
+		t.Errorf("the log tells a limit from the environment:\n%s", log)
+	}
+
+	rl := servertest.Start(t, fmt.Sprintf("[server]\nrate_limit = \"${GR_RL}\"\n[plugins.hello]\npath = %q\n", helloWasm),
+		servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_RL": "2/h"}})
+	for i := 1; i <= 3; i++ {
+		status, h, body := rl.Get(t, "/api/hello/ping")
+		for k := range h {
+			if strings.HasPrefix(strings.ToLower(k), "x-ratelimit") {
+				t.Errorf("request %d: %s: %s tells the rate limit from the environment", i, k, h.Get(k))
+			}
+		}
+		if i == 3 && (status != 429 || h.Get("Retry-After") == "") {
+			t.Errorf("past the burst: %d %s, Retry-After %q", status, body, h.Get("Retry-After"))
+		}
+	}
+	if log := rl.Log.String(); !strings.Contains(log, "rate limit of [REDACTED] exceeded") || strings.Contains(log, "requests per 1h") {
+		t.Errorf("the audit line of the 429:\n%s", log)
+	}
+	// Written in the file, the rate limit is told as before.
+	plain := start(t, fmt.Sprintf("[server]\nrate_limit = \"2/h\"\n[plugins.hello]\npath = %q\n", helloWasm))
+	for range 3 {
+		plain.Get(t, "/api/hello/ping")
+	}
+	if _, h, _ := plain.Get(t, "/api/hello/ping"); h.Get("Retry-After") == "" || !strings.Contains(plain.Log.String(), "rate limit of 2 requests per 1h0m0s exceeded") {
+		t.Errorf("a rate limit in the file: Retry-After %q, log:\n%s", h.Get("Retry-After"), plain.Log.String())
+	}
+	if _, h, _ := start(t, fmt.Sprintf("[server]\nrate_limit = \"2/h\"\n[plugins.hello]\npath = %q\n", helloWasm)).Get(t, "/api/hello/ping"); h.Get("X-RateLimit-Limit") != "2" {
+		t.Errorf("a rate limit in the file: X-RateLimit-Limit %q, want 2", h.Get("X-RateLimit-Limit"))
+	}
+}
