@@ -154,11 +154,15 @@ type grantReport struct {
 	Ungranted []string `json:"imported_not_granted"`
 	Unused    []string `json:"granted_not_imported"`
 	// Interruptible is limits.interruptible: false, the plugin's loops
-	// are not interrupted at its timeout (the operator's opt-out).
-	Interruptible bool `json:"interruptible"`
+	// are not interrupted at its timeout (the operator's opt-out);
+	// config.Redacted when it comes from the environment.
+	Interruptible any `json:"interruptible"`
 	// Limits are the plugin's limits in effect, as the admin API shows
-	// them.
-	Limits config.Limits `json:"limits"`
+	// them: one from the environment (or computed from one) is
+	// [REDACTED], which the redaction of the secret as written misses
+	// decoded ("32MiB" for "33554432").
+	Limits *config.ShownLimits `json:"limits"`
+	pc     *config.Plugin
 }
 
 func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) error {
@@ -197,10 +201,6 @@ func inspect(cmd *cobra.Command, file string, cfgFiles []string, asJSON bool) er
 		for _, id := range ids {
 			pc := cfg.Plugins[id]
 			rep.Grants = append(rep.Grants, compareGrants(id, pc, info.Capabilities))
-			if cfg.IsSecretPath("plugins." + id + ".limits.retire_memory") {
-				// 3/4 of a memory from the environment tells it.
-				exitSecrets.AddSecrets([]string{pc.Limits.RetireMemory.String()})
-			}
 			if pc.SHA256 != "" && !strings.EqualFold(pc.SHA256, info.SHA256) {
 				cerrs = append(cerrs, fmt.Sprintf("plugin %s: sha256 pin mismatch: config pins %s, file is %s", id, pc.SHA256, info.SHA256))
 			}
@@ -297,7 +297,10 @@ func builtFrom(dir, id, file string, fi os.FileInfo, cacheDir string) bool {
 }
 
 func compareGrants(id string, pc *config.Plugin, imported []string) *grantReport {
-	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}, Interruptible: pc.Limits.Interruptible, Limits: pc.Limits}
+	g := &grantReport{Plugin: id, Granted: pc.Granted(), Ungranted: []string{}, Unused: []string{}, Interruptible: pc.Limits.Interruptible, Limits: pc.ShownLimits(), pc: pc}
+	if pc.LimitSecret("interruptible") {
+		g.Interruptible = config.Redacted
+	}
 	if g.Granted == nil {
 		g.Granted = []string{} // a list in the JSON, as in the admin API
 	}
@@ -346,14 +349,24 @@ func printInspection(w interface{ Write([]byte) (int, error) }, r inspection) {
 		fmt.Fprintf(w, "  granted:              %s\n", listOrNone(g.Granted))
 		fmt.Fprintf(w, "  imported, not granted: %s\n", listOrNone(g.Ungranted))
 		fmt.Fprintf(w, "  granted, not imported: %s\n", listOrNone(g.Unused))
-		if g.Interruptible {
+		switch g.Interruptible {
+		case true:
 			fmt.Fprintf(w, "  interrupted at its timeout: yes\n")
-		} else {
+		case false:
 			fmt.Fprintf(w, "  interrupted at its timeout: NO (limits.interruptible = false: its loops run on past limits.timeout; only for vetted plugins)\n")
+		default:
+			fmt.Fprintf(w, "  interrupted at its timeout: %s (limits.interruptible comes from the environment)\n", config.Redacted)
 		}
-		l := g.Limits
-		fmt.Fprintf(w, "  limits:               memory %s, timeout %s, instances %d, queue_timeout %s, max_requests %d, retire_memory %s, max_response %s\n",
-			l.Memory, l.Timeout, l.Instances, l.QueueTimeout, l.MaxRequests, l.RetireMemory, l.MaxResponse)
+		l := g.pc.Limits
+		shown := func(key string, v any) any {
+			if g.pc.LimitSecret(key) {
+				return config.Redacted
+			}
+			return v
+		}
+		fmt.Fprintf(w, "  limits:               memory %v, timeout %v, instances %v, queue_timeout %v, max_requests %v, retire_memory %v, max_response %v\n",
+			shown("memory", l.Memory), shown("timeout", l.Timeout), shown("instances", l.Instances), shown("queue_timeout", l.QueueTimeout),
+			shown("max_requests", l.MaxRequests), shown("retire_memory", l.RetireMemory), shown("max_response", l.MaxResponse))
 	}
 	if r.Valid {
 		fmt.Fprintf(w, "valid:         yes\n")

@@ -117,3 +117,32 @@ func TestInspectHidesAMemoryCapFromTheEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// plugin inspect --config shows a plugin's limits from the environment as
+// [REDACTED], in text and JSON: it showed them decoded ("memory 32MiB" for
+// "${M}" with M=33554432, "timeout 7.3s" for 7300ms), which the redaction
+// of the secrets as written does not match, and limits.interruptible by
+// its line. Limits written in the file are shown.
+func TestInspectRedactsLimitsFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.wasm"), []byte("not wasm"), 0o644)
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte("[plugins.a]\npath = \"a.wasm\"\n[plugins.a.limits]\nmemory = \"${INSPECT_M}\"\ntimeout = \"${INSPECT_T}\"\ninstances = \"${INSPECT_I}\"\ninterruptible = \"${INSPECT_IN}\"\nmax_response = \"3200KiB\"\n"), 0o644)
+	env := []string{"INSPECT_M=33554432", "INSPECT_T=7300ms", "INSPECT_I=13", "INSPECT_IN=false"}
+	out, _ := runCLI(t, env, "plugin", "inspect", filepath.Join(dir, "a.wasm"), "--config", cfg)
+	if !strings.Contains(out, "limits:               memory [REDACTED], timeout [REDACTED], instances [REDACTED], queue_timeout 1s, max_requests 10000, retire_memory [REDACTED], max_response 3200KiB") ||
+		!strings.Contains(out, "interrupted at its timeout: [REDACTED]") {
+		t.Errorf("plugin inspect:\n%s", out)
+	}
+	out, _ = runCLI(t, env, "plugin", "inspect", filepath.Join(dir, "a.wasm"), "--config", cfg, "--json")
+	for _, want := range []string{`"memory": "[REDACTED]"`, `"timeout": "[REDACTED]"`, `"instances": "[REDACTED]"`, `"interruptible": "[REDACTED]"`, `"max_response": "3200KiB"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plugin inspect --json has no %s:\n%s", want, out)
+		}
+	}
+	for _, leak := range []string{"32MiB", "24MiB", "7.3s", ": 13", "NO ("} {
+		if strings.Contains(out, leak) {
+			t.Errorf("plugin inspect --json shows %q:\n%s", leak, out)
+		}
+	}
+}
