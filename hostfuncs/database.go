@@ -105,7 +105,7 @@ func dbExec(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(code)
 		return
 	}
-	st, err := decodeStatement(db, req)
+	st, err := decodeStatementOf(db, req)
 	if err != nil {
 		stack[0] = api.EncodeI32(statementFailure(in, fn, err))
 		return
@@ -121,17 +121,23 @@ func dbExec(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = api.EncodeI32(int32(len(in.result)))
 }
 
-// decodeStatement decodes req, read in guest memory, with the arguments
+// redacted is config.Redacted (which this package does not import): a
+// limit from the environment, a secret, as a message names it.
+const redacted = "[REDACTED]"
+
+// decodeStatementOf decodes req, read in guest memory, with the arguments
 // bounded by db's db_max_result (MaxResult), so that a statement whose
 // arguments pass it is refused before they are copied onto the host's
 // heap: otherwise only the guest's limits.memory bounded that copy, at
 // each call of each instance.
-func decodeStatement(db Database, req []byte) (Statement, error) {
+func decodeStatementOf(db Database, req []byte) (Statement, error) {
 	maxArgs := 0
 	if m, ok := db.(interface{ MaxResult() int }); ok {
 		maxArgs = m.MaxResult()
 	}
-	return DecodeStatement(req, maxArgs)
+	// From the environment, the limit is not told decoded.
+	m, ok := db.(interface{ MaxResultSecret() bool })
+	return decodeStatement(req, maxArgs, ok && m.MaxResultSecret())
 }
 
 // statementFailure fails the call for DecodeStatement's err: ErrTooLarge
@@ -169,7 +175,7 @@ func dbQuery(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = api.EncodeI32(code)
 		return
 	}
-	st, err := decodeStatement(db, req)
+	st, err := decodeStatementOf(db, req)
 	if err != nil {
 		stack[0] = api.EncodeI32(statementFailure(in, fn, err))
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -85,6 +86,12 @@ var ErrArgsTooLarge = errors.New("arguments too large")
 // ErrArgsTooLarge, and no argument has been copied out of b, which is
 // guest memory. The lengths are read in place first.
 func DecodeStatement(b []byte, maxArgs int) (Statement, error) {
+	return decodeStatement(b, maxArgs, false)
+}
+
+// decodeStatement is DecodeStatement; its refusal of arguments over
+// maxArgs names the limit [REDACTED] when secret (from the environment).
+func decodeStatement(b []byte, maxArgs int, secret bool) (Statement, error) {
 	var st Statement
 	d := decoder{b: b, base: errMalformed}
 	st.Tx = d.u32()
@@ -112,7 +119,11 @@ func DecodeStatement(b []byte, maxArgs int) (Statement, error) {
 			return st, err
 		}
 		if size > maxArgs {
-			return st, fmt.Errorf("%w: the statement's arguments take %d bytes, more than limits.db_max_result of %d, the most a statement may send (as a result may return): store a value that large in parts, and insert many rows in smaller batches", ErrArgsTooLarge, size, maxArgs)
+			shownMax := redacted
+			if !secret {
+				shownMax = strconv.Itoa(maxArgs)
+			}
+			return st, fmt.Errorf("%w: the statement's arguments take %d bytes, more than limits.db_max_result of %s, the most a statement may send (as a result may return): store a value that large in parts, and insert many rows in smaller batches", ErrArgsTooLarge, size, shownMax)
 		}
 	}
 	st.SQL = string(sql)

@@ -394,7 +394,8 @@ func DatabaseConfig(cfg *config.Config) database.Config {
 	if d.Client == database.ClientSQLite {
 		conn = resolve(cfg, "database.connection", database.SQLiteDir(conn))
 	}
-	return database.Config{Client: d.Client, Connection: conn, Isolation: d.Isolation, SkipMigrations: d.SkipMigrations, SQLiteMemory: int64(d.SQLiteMemory)}
+	return database.Config{Client: d.Client, Connection: conn, Isolation: d.Isolation, SkipMigrations: d.SkipMigrations, SQLiteMemory: int64(d.SQLiteMemory),
+		SQLiteMemorySecret: cfg.IsSecretPath("database.sqlite_memory")}
 }
 
 // Database returns the database service: the runtime's own database
@@ -882,6 +883,9 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 			MigrationTimeout:       lim.MigrationTimeout.D(),
 			MaxSizeSecret:          cfg.IsSecretPath("plugins." + id + ".limits.db_max_size"),
 			MigrationTimeoutSecret: cfg.IsSecretPath("plugins." + id + ".limits.migration_timeout"),
+			StatementTimeoutSecret: pc.LimitSecret("db_statement_timeout"),
+			MaxConnsSecret:         pc.LimitSecret("db_max_conns"),
+			MaxResultSecret:        pc.LimitSecret("db_max_result"),
 		})
 		if err != nil {
 			return nil, err

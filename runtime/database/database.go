@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,9 @@ type Config struct {
 	// SQLiteMemory bounds what SQLite allocates in this process (see
 	// limitSQLiteMemory); 0 is no bound.
 	SQLiteMemory int64
+	// SQLiteMemorySecret: SQLiteMemory came from the environment, so a
+	// statement's error does not quote it (see Limits.MaxSizeSecret).
+	SQLiteMemorySecret bool
 }
 
 // Limits bound one plugin's use of its database.
@@ -83,6 +87,20 @@ type Limits struct {
 	// the plugin's callers in its 503s, and the log's redaction matches
 	// the secret as written only.
 	MaxSizeSecret, MigrationTimeoutSecret bool
+	// StatementTimeoutSecret, MaxConnsSecret and MaxResultSecret: as
+	// MaxSizeSecret, for the errors a plugin's statements get (which it
+	// may hand its callers) and the log.
+	StatementTimeoutSecret, MaxConnsSecret, MaxResultSecret bool
+}
+
+// toldStatementTimeout, toldMaxConns and toldMaxResult are the limits as
+// an error names them (told).
+func (l Limits) toldStatementTimeout() string {
+	return told(l.StatementTimeoutSecret, l.StatementTimeout.String())
+}
+func (l Limits) toldMaxConns() string { return told(l.MaxConnsSecret, strconv.Itoa(l.MaxConns)) }
+func (l Limits) toldMaxResult() string {
+	return told(l.MaxResultSecret, strconv.Itoa(l.MaxResult)+" bytes")
 }
 
 // told is how an error names a limit's value: as text, or [REDACTED]
@@ -475,7 +493,7 @@ func (s *Service) provision(ctx context.Context, b backend, db *bun.DB, id strin
 		return sdb, err
 	}()
 	if err != nil && ctx.Err() != nil && parent.Err() == nil {
-		err = fmt.Errorf("setting up the plugin's database did not finish within %s, twice limits.migration_timeout (waiting for its cross-replica lock, which another replica holds while it migrates, or for a lock on its role or schema that a transaction holds): %w", bound, err)
+		err = fmt.Errorf("setting up the plugin's database did not finish within %s, twice limits.migration_timeout (waiting for its cross-replica lock, which another replica holds while it migrates, or for a lock on its role or schema that a transaction holds): %w", told(lim.MigrationTimeoutSecret, bound.String()), err)
 		if !locked {
 			// The cross-replica lock, which only the runtime takes (a
 			// replica or migrate up applying migrations, each bounded by

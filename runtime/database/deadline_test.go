@@ -57,12 +57,12 @@ func TestStatementContextDeadlines(t *testing.T) {
 // reads it (it was inside the message's parentheses, and SQLState gave "").
 func TestServerTimeoutMessageEndsWithSQLState(t *testing.T) {
 	err := errors.New("ERROR: canceling statement due to statement timeout (SQLSTATE 57014)")
-	got := serverTimeoutMessage(time.Second, err)
+	got := serverTimeoutMessage(time.Second.String(), err)
 	want := "statement cancelled: it ran past limits.db_statement_timeout of 1s (ERROR: canceling statement due to statement timeout) (SQLSTATE 57014)"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
-	if got := serverTimeoutMessage(time.Second, errors.New("interrupted")); got != "statement cancelled: it ran past limits.db_statement_timeout of 1s (interrupted)" {
+	if got := serverTimeoutMessage(time.Second.String(), errors.New("interrupted")); got != "statement cancelled: it ran past limits.db_statement_timeout of 1s (interrupted)" {
 		t.Errorf("without a SQLSTATE: %q", got)
 	}
 }

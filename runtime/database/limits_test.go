@@ -452,3 +452,27 @@ func TestArgumentsBoundByMaxResult(t *testing.T) {
 		}
 	})
 }
+
+// A plugin's db_statement_timeout, db_max_result and db_max_conns from the
+// environment are secrets: the errors its statements get (which it may
+// hand its callers) and the log name them [REDACTED], not decoded ("of
+// 300ms" for "0.3s", "of 65536 bytes" or "of 65536" for "64KiB", which
+// the redaction of the secrets as written does not match).
+func TestStatementLimitsFromTheEnvironmentNotTold(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	b := backends[0]
+	cfg := b.conf(t) + "\n" + plugin("alpha", true, "good", "db_statement_timeout = \"${GR_ST}\"\ndb_max_result = \"${GR_MR}\"\ndb_max_conns = \"${GR_MC}\"\ntimeout = \"20s\"")
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_ST": "0.3s", "GR_MR": "64KiB", "GR_MC": "3"}})
+	res := run(t, in, "alpha",
+		step{Op: "query", SQL: slowStatement(b)},
+		query("SELECT zeroblob(70000)"),
+		exec("SELECT length(?)", strings.Repeat("x", 70000)))
+	for i, want := range []string{"ran past limits.db_statement_timeout of [REDACTED]", "exceeds limits.db_max_result of [REDACTED]", "more than limits.db_max_result of [REDACTED]"} {
+		if r := res[i]; !strings.Contains(r.Error, want) || strings.Contains(r.Error, "300ms") || strings.Contains(r.Error, "65536") {
+			t.Errorf("step %d: %s %q, want it to say %q", i, r.Kind, r.Error, want)
+		}
+	}
+	if log := in.Log.String(); strings.Contains(log, "300ms") || strings.Contains(log, "65536") {
+		t.Errorf("the log tells a limit from the environment decoded:\n%s", log)
+	}
+}

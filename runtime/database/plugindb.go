@@ -84,6 +84,11 @@ func (p *PluginDB) StatementTimeout() time.Duration { return p.limits().Statemen
 // statement's arguments by it too.
 func (p *PluginDB) MaxResult() int { return p.limits().MaxResult }
 
+// MaxResultSecret reports whether limits.db_max_result came from the
+// environment: the host functions' refusal of arguments over it does not
+// quote it then.
+func (p *PluginDB) MaxResultSecret() bool { return p.limits().MaxResultSecret }
+
 // Release ends this PluginDB's use of the plugin's pool, once its version
 // of the plugin is closed for good; the pool closes with the last one.
 // Calls after the first do nothing.
@@ -241,14 +246,14 @@ func (p *PluginDB) acquire(ctx context.Context, lim Limits) (*sql.Conn, error) {
 	}
 	if wctx.Err() != nil {
 		if n := p.survivors(); n > 0 {
-			return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "no database connection within limits.db_statement_timeout of %s: %d of the plugin's limits.db_max_conns of %d are taken by the backends of connections given up after their statement's timeout, which still run on the server (PostgreSQL does not interrupt some operations, such as array containment over large arrays, on a timeout or pg_terminate_backend)", lim.StatementTimeout, n, lim.MaxConns)
+			return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "no database connection within limits.db_statement_timeout of %s: %d of the plugin's limits.db_max_conns of %s are taken by the backends of connections given up after their statement's timeout, which still run on the server (PostgreSQL does not interrupt some operations, such as array containment over large arrays, on a timeout or pg_terminate_backend)", lim.toldStatementTimeout(), n, lim.toldMaxConns())
 		}
 		if inUse := p.db.Stats().InUse; inUse < lim.MaxConns {
 			// Not all busy (now): opening one (connect, authentication,
 			// the session's setup) may take longer than the wait.
-			return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "no database connection within limits.db_statement_timeout of %s: %d of %d (limits.db_max_conns) are in use now, and opening a new one takes longer than that", lim.StatementTimeout, inUse, lim.MaxConns)
+			return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "no database connection within limits.db_statement_timeout of %s: %d of %s (limits.db_max_conns) are in use now, and opening a new one takes longer than that", lim.toldStatementTimeout(), inUse, lim.toldMaxConns())
 		}
-		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "database connection pool exhausted: all %d connections (limits.db_max_conns) stayed busy for %s (limits.db_statement_timeout)", lim.MaxConns, lim.StatementTimeout)
+		return nil, hostfuncs.Failf(hostfuncs.ErrTimeout, "database connection pool exhausted: all %s connections (limits.db_max_conns) stayed busy for %s (limits.db_statement_timeout)", lim.toldMaxConns(), lim.toldStatementTimeout())
 	}
 	return nil, p.connectFailed(err)
 }
@@ -964,10 +969,10 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 		if d, ok := sctx.Deadline(); ok && sctx != ctx && time.Until(d) > lim.StatementTimeout/2 {
 			return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database is locked: another transaction holds its write lock, and this statement's transaction, begun deferred in SQL (BEGIN) and having read, cannot wait for it (SQLite refuses at once rather than deadlock); begin a transaction that writes with db.Begin or BEGIN IMMEDIATE, which waits for the lock (%v)", busy.err)
 		}
-		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database stayed locked for limits.db_statement_timeout of %s: another transaction holds its write lock (SQLite lets one transaction write at a time: keep transactions short, and do not open a second one while the first is open) (%v)", lim.StatementTimeout, busy.err)
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "the database stayed locked for limits.db_statement_timeout of %s: another transaction holds its write lock (SQLite lets one transaction write at a time: keep transactions short, and do not open a second one while the first is open) (%v)", lim.toldStatementTimeout(), busy.err)
 	}
 	if errors.Is(sctx.Err(), context.DeadlineExceeded) {
-		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s", lim.StatementTimeout)
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "statement cancelled: it ran past limits.db_statement_timeout of %s", lim.toldStatementTimeout())
 	}
 	var d *deniedError
 	if errors.As(err, &d) {
@@ -975,7 +980,7 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	}
 	var t *timeoutError
 	if errors.As(err, &t) {
-		return hostfuncs.Failf(hostfuncs.ErrTimeout, "%s", serverTimeoutMessage(lim.StatementTimeout, t.err))
+		return hostfuncs.Failf(hostfuncs.ErrTimeout, "%s", serverTimeoutMessage(lim.toldStatementTimeout(), t.err))
 	}
 	var full *fullError
 	if errors.As(err, &full) {
@@ -998,7 +1003,7 @@ func (p *PluginDB) fail(ctx, sctx context.Context, lim Limits, st *hostfuncs.Sta
 	}
 	var big *tooLargeError
 	if errors.As(err, &big) {
-		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %d bytes (%v); store a value that large in parts no larger than that, and select less at a time (LIMIT, pagination, substr)", lim.MaxResult, big.err)
+		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "a value or row exceeds limits.db_max_result of %s (%v); store a value that large in parts no larger than that, and select less at a time (LIMIT, pagination, substr)", lim.toldMaxResult(), big.err)
 	}
 	if p.svc.cfg.Client == ClientPG && errors.Is(err, driver.ErrBadConn) {
 		// pgx's Exec of a statement without arguments (the simple
@@ -1066,7 +1071,7 @@ func (p *PluginDB) memoryBound() string {
 	if p.svc.cfg.SQLiteMemory == 0 {
 		return "SQLite could not allocate the memory the statement needed (database.sqlite_memory is 0, no bound: the machine's memory, or SQLite's largest single allocation of about 2 GiB)"
 	}
-	return fmt.Sprintf("the statement needed more memory than SQLite may take in this process (database.sqlite_memory of %d bytes, shared by every plugin)", p.svc.cfg.SQLiteMemory)
+	return fmt.Sprintf("the statement needed more memory than SQLite may take in this process (database.sqlite_memory of %s, shared by every plugin)", told(p.svc.cfg.SQLiteMemorySecret, strconv.FormatInt(p.svc.cfg.SQLiteMemory, 10)+" bytes"))
 }
 
 // statementContext bounds a statement by db_statement_timeout, and by the
@@ -1239,7 +1244,7 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 		// The names alone (SQLite names a column by its alias or its
 		// expression, as long as a statement) pass the limit.
 		cancel()
-		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes with its %d column names and types alone; select fewer columns or give them shorter names (AS)", lim.MaxResult, len(names))
+		return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %s with its %d column names and types alone; select fewer columns or give them shorter names (AS)", lim.toldMaxResult(), len(names))
 	}
 	// Each value goes from the driver straight into the result as it is
 	// scanned, its size checked first: a row past the limit stops at the
@@ -1256,7 +1261,7 @@ func (p *PluginDB) Query(ctx context.Context, in *hostfuncs.Instance, st *hostfu
 			if errors.Is(err, hostfuncs.ErrResultTooLarge) {
 				// Stop the statement rather than read the rest of its rows.
 				cancel()
-				return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %d bytes after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.MaxResult, w.Rows())
+				return hostfuncs.Failf(hostfuncs.ErrTooLarge, "query result exceeds limits.db_max_result of %s after %d rows; select fewer rows or columns (LIMIT, pagination)", lim.toldMaxResult(), w.Rows())
 			}
 			return p.fail(ctx, sctx, lim, st, err)
 		}
@@ -2036,7 +2041,7 @@ func (p *PluginDB) settleMigration(ctx context.Context, rec *pluginMigration) er
 // serverTimeoutMessage is the message of a statement the server cancelled
 // at its statement_timeout: the server's SQLSTATE (57014) stays at the
 // end, where greenroom.SQLState reads it.
-func serverTimeoutMessage(timeout time.Duration, err error) string {
+func serverTimeoutMessage(timeout string, err error) string {
 	msg, state := err.Error(), ""
 	if i := strings.LastIndex(msg, " (SQLSTATE "); i >= 0 && strings.HasSuffix(msg, ")") {
 		msg, state = msg[:i], msg[i:]
