@@ -358,10 +358,11 @@ func New(cfg *config.Config, log *logrus.Logger, opts Options) (*Runtime, error)
 	r.db = database.New(DatabaseConfig(cfg), log)
 	r.db.SetLineAllowed(r.PluginLogAllow)
 	r.sched = scheduler.New(scheduler.Config{
-		Enabled: cfg.Scheduler.Enabled,
-		Lease:   cfg.Scheduler.Lease.D(),
-		Replica: opts.Replica,
-		Log:     logrus.NewEntry(log),
+		Enabled:     cfg.Scheduler.Enabled,
+		Lease:       cfg.Scheduler.Lease.D(),
+		LeaseSecret: cfg.IsSecretPath("scheduler.lease"),
+		Replica:     opts.Replica,
+		Log:         logrus.NewEntry(log),
 		DB: func(context.Context) (*bun.DB, error) {
 			if db := r.db.DB(); db != nil {
 				return db, nil
@@ -679,6 +680,8 @@ func (r *Runtime) pluginLogOptions(pc *config.Plugin) logging.PluginOptions {
 		Level:       pc.LogLevel,
 		Rate:        pc.Limits.LogRate,
 		Burst:       pc.Limits.LogBurst,
+		RateSecret:  pc.LimitSecret("log_rate"),
+		BurstSecret: pc.LimitSecret("log_burst"),
 		ReportEvery: r.opts.LogDropReport,
 	}
 }

@@ -32,6 +32,10 @@ type PluginOptions struct {
 	// TokenBytes started (LineCost).
 	Rate  float64
 	Burst int
+	// RateSecret, BurstSecret: Rate, Burst came from the environment (a
+	// config secret): the dropped-lines summary does not quote them
+	// (a short one, "200", is too short for the log's redaction).
+	RateSecret, BurstSecret bool
 	// ReportEvery is the interval of the dropped-lines summary;
 	// DefaultDropReport when 0.
 	ReportEvery time.Duration
@@ -128,7 +132,14 @@ func checkOptions(id string, o PluginOptions) (int32, error) {
 }
 
 func limitsText(o PluginOptions) *string {
-	s := fmt.Sprintf("log_rate %g/s, log_burst %d", o.Rate, o.Burst)
+	rate, burst := fmt.Sprintf("%g/s", o.Rate), strconv.Itoa(o.Burst)
+	if o.RateSecret {
+		rate = Redacted
+	}
+	if o.BurstSecret {
+		burst = Redacted
+	}
+	s := "log_rate " + rate + ", log_burst " + burst
 	return &s
 }
 

@@ -49,6 +49,9 @@ type Config struct {
 	// Lease is how long a global task's lease lasts without renewal: a
 	// replica that dies mid-run holds its task at most this long.
 	Lease time.Duration
+	// LeaseSecret: Lease came from the environment (a config secret),
+	// which the log does not tell decoded ("30s" for "30000ms").
+	LeaseSecret bool
 	// Replica names this replica in leases and history (NewReplicaID).
 	Replica string
 	Log     *logrus.Entry
@@ -516,7 +519,11 @@ func (s *Scheduler) Start() {
 	go s.rescuer(s.clk.NewTicker(s.rescueEvery()))
 	go s.canceller(s.cancelEvery())
 	go s.writer()
-	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": s.cfg.Lease.String()}).Info("scheduler started")
+	lease := s.cfg.Lease.String()
+	if s.cfg.LeaseSecret {
+		lease = logging.Redacted
+	}
+	s.log.WithFields(logrus.Fields{"replica": s.cfg.Replica, "lease": lease}).Info("scheduler started")
 }
 
 // cancelGrace is how long a run an operator cancels (Cancel) has to

@@ -130,6 +130,37 @@ func TestPluginCustomLevelsKeepTheirName(t *testing.T) {
 	}
 }
 
+// A plugin's log_rate and log_burst, and scheduler.lease, from the
+// environment are secrets: the dropped-lines summary said "log_rate
+// 0.01/s, log_burst 5" for them, and "scheduler started" "lease":"45s"
+// for "45000ms" (a short value such as "5" is too short for the log's
+// redaction, and a decoded one is not the text it matches).
+func TestLogLinesHideLimitsFromTheEnvironment(t *testing.T) {
+	in := servertest.Start(t, "[scheduler]\nlease = \"${GR_LEASE}\"\n"+logurlConfig("limits = { log_rate = \"${GR_LR}\", log_burst = \"${GR_LB}\" }\n"), servertest.Options{
+		CacheDir: cacheDir,
+		Runtime:  runtime.Options{LogDropReport: 50 * time.Millisecond},
+		Env:      map[string]string{"GR_LEASE": "45000ms", "GR_LR": "0.01", "GR_LB": "5"},
+	})
+	if status, _, body := in.Get(t, "/api/logurl/flood?n=20"); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(linesWith(t, in, "log lines over the plugin's rate limit")) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no dropped-lines summary")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range linesWith(t, in, "log lines over the plugin's rate limit") {
+		if msg := s["msg"].(string); !strings.Contains(msg, "(log_rate [REDACTED], log_burst [REDACTED])") {
+			t.Errorf("summary: %s", msg)
+		}
+	}
+	started := linesWith(t, in, "scheduler started")
+	if len(started) != 1 || started[0]["lease"] != "[REDACTED]" {
+		t.Errorf("scheduler started: %v", started)
+	}
+}
+
 // Lines over the rate limit — structured and printed alike — are counted
 // and reported; written plus reported is everything the plugin logged.
 func TestPluginLogRateLimit(t *testing.T) {

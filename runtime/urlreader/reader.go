@@ -149,17 +149,21 @@ type Options struct {
 // Reader reads URLs for every plugin of a runtime. Its rules come from the
 // config; each plugin reads through For with its own grants.
 type Reader struct {
-	rules     []allowRule
-	internal  map[string]bool // exact hosts allowed to resolve internally
-	maxBytes  int64
-	timeout   time.Duration
-	tokens    map[string]token  // by config.IntegrationHost
-	denyHdr   map[string]string // lowercase header name → why a plugin may not set it
-	resolver  Resolver
-	reachable map[netip.AddrPort]bool
-	dialer    *net.Dialer
-	transport *http.Transport
-	userAgent string
+	rules    []allowRule
+	internal map[string]bool // exact hosts allowed to resolve internally
+	maxBytes int64
+	timeout  time.Duration
+	// shownMaxBytes and shownTimeout are maxBytes and timeout as errors
+	// tell them: [REDACTED] for one from the environment (a config
+	// secret, whose redaction as written misses it decoded).
+	shownMaxBytes, shownTimeout string
+	tokens                      map[string]token  // by config.IntegrationHost
+	denyHdr                     map[string]string // lowercase header name → why a plugin may not set it
+	resolver                    Resolver
+	reachable                   map[netip.AddrPort]bool
+	dialer                      *net.Dialer
+	transport                   *http.Transport
+	userAgent                   string
 }
 
 // token is an integration credential: a header added to requests for one
@@ -178,15 +182,23 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 		return nil, errors.New("urlreader: TestOnlyReachable is for tests only")
 	}
 	r := &Reader{
-		rules:     parseAllow(cfg.Reading.Allow),
-		internal:  map[string]bool{},
-		maxBytes:  int64(cfg.Reading.MaxBytes),
-		timeout:   cfg.Reading.Timeout.D(),
-		tokens:    map[string]token{},
-		denyHdr:   map[string]string{},
-		resolver:  opts.Resolver,
-		reachable: map[netip.AddrPort]bool{},
-		userAgent: opts.UserAgent,
+		rules:         parseAllow(cfg.Reading.Allow),
+		internal:      map[string]bool{},
+		maxBytes:      int64(cfg.Reading.MaxBytes),
+		timeout:       cfg.Reading.Timeout.D(),
+		shownMaxBytes: strconv.FormatInt(int64(cfg.Reading.MaxBytes), 10),
+		shownTimeout:  cfg.Reading.Timeout.D().String(),
+		tokens:        map[string]token{},
+		denyHdr:       map[string]string{},
+		resolver:      opts.Resolver,
+		reachable:     map[netip.AddrPort]bool{},
+		userAgent:     opts.UserAgent,
+	}
+	if cfg.IsSecretPath("reading.max_bytes") {
+		r.shownMaxBytes = config.Redacted
+	}
+	if cfg.IsSecretPath("reading.timeout") {
+		r.shownTimeout = config.Redacted
 	}
 	if r.resolver == nil {
 		r.resolver = net.DefaultResolver
@@ -657,7 +669,7 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 	}
 	if method != http.MethodHead {
 		if resp.ContentLength > p.r.maxBytes {
-			return nil, errorf(TooLarge, "%s: body of %d bytes is over reading.max_bytes (%d)", final, resp.ContentLength, p.r.maxBytes)
+			return nil, errorf(TooLarge, "%s: body of %d bytes is over reading.max_bytes (%s)", final, resp.ContentLength, p.r.shownMaxBytes)
 		}
 		// Room for the length the server claims, up to preGrow: the rest
 		// grows as the body arrives, so that a claim the server does
@@ -670,7 +682,7 @@ func (p *PluginReader) read(ctx context.Context, req Request, hops *hopper) (*Re
 			return nil, p.classify(parent, req.Deadline, t, err)
 		}
 		if int64(buf.Len()) > p.r.maxBytes {
-			return nil, errorf(TooLarge, "%s: body is over reading.max_bytes (%d); stopped reading", final, p.r.maxBytes)
+			return nil, errorf(TooLarge, "%s: body is over reading.max_bytes (%s); stopped reading", final, p.r.shownMaxBytes)
 		}
 		out.Body = buf.Bytes()
 	}
@@ -790,7 +802,7 @@ func (p *PluginReader) classify(parent context.Context, guestDeadline time.Time,
 		case !guestDeadline.IsZero() && !time.Now().Before(guestDeadline):
 			return errorf(Timeout, "%s: the plugin's deadline for this read passed", t.u.Redacted())
 		}
-		return errorf(Timeout, "%s: read took longer than reading.timeout (%s)", t.u.Redacted(), p.r.timeout)
+		return errorf(Timeout, "%s: read took longer than reading.timeout (%s)", t.u.Redacted(), p.r.shownTimeout)
 	}
 	if errors.Is(err, context.Canceled) {
 		return errorf(Timeout, "%s: the call was canceled while reading", t.u.Redacted())

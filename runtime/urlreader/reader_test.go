@@ -1,6 +1,7 @@
 package urlreader
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/config"
 )
 
 // mapResolver answers from a fixed table, like a DNS server an attacker
@@ -329,6 +332,45 @@ func TestDotSegmentWithParametersNeverSent(t *testing.T) {
 	if len(paths) != 1 || paths[0] != "/allowed/jump" {
 		t.Errorf("server saw %q, want only /allowed/jump", paths)
 	}
+}
+
+// reading.max_bytes and reading.timeout from the environment are secrets:
+// a read past them is told "over reading.max_bytes ([REDACTED])" and
+// "longer than reading.timeout ([REDACTED])", not decoded ("(1024)" for
+// "1KiB", "(300ms)" for "0.3s"), which the redaction of the secret as
+// written does not match; the plugin reads these errors, and may hand
+// them to its callers.
+func TestLimitsFromTheEnvironmentNotTold(t *testing.T) {
+	release := make(chan struct{})
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Write(bytes.Repeat([]byte("a"), 2048))
+		case "/slow":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	env := map[string]string{"GR_MB": "1KiB", "GR_TO": "0.3s"}
+	cfg, err := config.Read([]config.Source{{Name: "config.toml", Data: []byte(localConfig + "max_bytes = \"${GR_MB}\"\ntimeout = \"${GR_TO}\"\n")}},
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, Options{TestOnlyReachable: []netip.AddrPort{srv.addrPort()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	p := r.For("p", localGrants)
+	base := "http://127.0.0.1:" + srv.port()
+	_, err = read(p, base+"/big")
+	wantErr(t, err, TooLarge, "over reading.max_bytes ([REDACTED])")
+	_, err = read(p, base+"/slow")
+	wantErr(t, err, Timeout, "read took longer than reading.timeout ([REDACTED])")
 }
 
 func TestLimits(t *testing.T) {
