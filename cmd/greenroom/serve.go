@@ -235,8 +235,19 @@ wait:
 	// reported whichever version ran it. Both are read now, so that a
 	// reload's values apply.
 	rt.BeginShutdown()
-	running := rt.Config().Server
+	runningCfg := rt.Config()
+	running := runningCfg.Server
 	timeout, delay := running.ShutdownTimeout.D(), running.ShutdownDelay.D()
+	// As the log and the exit error tell them: one from the environment
+	// is a secret, which the redaction of its text as written ("30000ms")
+	// misses decoded ("30s").
+	shownTimeout, shownDelay := timeout.String(), delay.String()
+	if runningCfg.IsSecretPath("server.shutdown_timeout") {
+		shownTimeout = logging.Redacted
+	}
+	if runningCfg.IsSecretPath("server.shutdown_delay") {
+		shownDelay = logging.Redacted
+	}
 	start := time.Now()
 	sctx, cancel := context.WithDeadline(context.Background(), start.Add(delay+timeout))
 	defer cancel()
@@ -269,7 +280,7 @@ wait:
 	stopped := make(chan error, 1)
 	go func() { stopped <- rt.StopScheduler(sctx) }()
 	if left := delay - time.Since(start); left > 0 {
-		log.WithField("delay", delay.String()).Info("readiness is 503; still serving for server.shutdown_delay")
+		log.WithField("delay", shownDelay).Info("readiness is 503; still serving for server.shutdown_delay")
 		select {
 		case <-time.After(left):
 		case <-sctx.Done():
@@ -305,7 +316,7 @@ wait:
 			return &exitError{code: 1, err: fmt.Errorf("shutdown cut short by a second signal after %s: %w", time.Since(start).Round(time.Millisecond), err)}
 		}
 		log.WithError(err).Error("shutdown deadline cut work off")
-		return &exitError{code: 1, err: fmt.Errorf("shutdown after %s cut work off: %w", timeout, err)}
+		return &exitError{code: 1, err: fmt.Errorf("shutdown after %s cut work off: %w", shownTimeout, err)}
 	}
 	log.Info("shut down cleanly")
 	return serveFailure

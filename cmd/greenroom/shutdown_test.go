@@ -160,6 +160,13 @@ func startServe(t *testing.T, server string, flags ...string) *process {
 // config after its own, and does not wait.
 func startProcess(t *testing.T, server, extra string, flags ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, server, extra, nil, flags...)
+}
+
+// startProcessEnv is startProcess with env added to the process's
+// environment.
+func startProcessEnv(t *testing.T, server, extra string, env []string, flags ...string) *process {
+	t.Helper()
 	cache := filepath.Join(os.TempDir(), "greenroom-test-guests")
 	ver, _, err := build.Cached(context.Background(), filepath.Join("..", "..", "runtime", "server", "testdata", "guests", "ver1"), cache)
 	if err != nil {
@@ -183,7 +190,7 @@ admin = true
 path = %q
 limits = { timeout = "30s", instances = 2 }
 %s`, addr, server, filepath.Join(cache, "cmd-test-cache"), testToken, ver, extra)
-	return runServe(t, dir, addr, cfg, flags...)
+	return runServeEnv(t, dir, addr, cfg, env, flags...)
 }
 
 // runServe writes cfg to config.toml in dir and runs greenroom serve with
@@ -433,6 +440,44 @@ func TestShutdownTimeoutFollowsReload(t *testing.T) {
 	}
 	if log := p.log(); !strings.Contains(log, "shutdown after 1s cut work off") {
 		t.Errorf("log does not name the reloaded timeout:\n%s", log)
+	}
+}
+
+// A server.shutdown_timeout or shutdown_delay from the environment is a
+// secret: the shutdown's log lines and exit error named them decoded
+// ("shutdown after 1s cut work off" for "${T}" with T=1000ms, "delay":
+// "300ms" for 0.3s), which the redaction of the secrets as written does
+// not match.
+func TestShutdownHidesTimeoutsFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	p := startProcessEnv(t, `shutdown_timeout = "${GR_TEST_ST}"`+"\n"+`shutdown_delay = "${GR_TEST_SD}"`, "", []string{"GR_TEST_ST=1000ms", "GR_TEST_SD=0.3s"})
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if status, _, err := p.get("/.greenroom/health/v1/readiness"); err == nil && status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("greenroom did not become ready within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	go p.get("/api/ver/slow?ms=20000")
+	// Until the request holds an instance.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, body, _ := p.get("/.greenroom/plugins/v1/"); strings.Contains(body, `"busy":1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow request never reached the plugin")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code == 0 {
+		t.Error("exit code 0 although the deadline cut a request off")
+	}
+	log := p.log()
+	if !strings.Contains(log, "shutdown after [REDACTED] cut work off") || !strings.Contains(log, `"delay":"[REDACTED]"`) || strings.Contains(log, "300ms") || strings.Contains(log, "after 1s") {
+		t.Errorf("the shutdown's lines tell a timeout from the environment:\n%s", log)
 	}
 }
 
