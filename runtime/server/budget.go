@@ -86,10 +86,12 @@ type sharedBudget struct {
 }
 
 // setLimit sets the budget, and its shares' limit: a quarter, but room
-// for one body of one bytes. secret says the limit is a config secret.
-func (sb *sharedBudget) setLimit(limit, one int64, secret bool) {
+// for one body of one bytes. secret says the limit is a config secret,
+// oneSecret that one is (or may be) one: then so is the shares' limit.
+func (sb *sharedBudget) setLimit(limit, one int64, secret, oneSecret bool) {
 	sb.all.limit.Store(limit)
 	sb.all.secret.Store(secret)
+	sb.anonymous.secret.Store(secret || oneSecret) // the principals' shares too
 	sb.anonymous.limit.Store(min(max(limit/4, one), limit))
 }
 

@@ -30,7 +30,7 @@ func TestByteBudgetTakeGive(t *testing.T) {
 
 func TestBodyStream(t *testing.T) {
 	var sb sharedBudget
-	sb.setLimit(1<<20, 0, false)
+	sb.setLimit(1<<20, 0, false, false)
 	b := &sb.all
 	body := bytes.Repeat([]byte("greenroom "), 1000)
 	for _, write := range []string{"Read", "WriteTo"} {
@@ -69,7 +69,7 @@ func TestBodyStream(t *testing.T) {
 // every plugin answer).
 func TestSharedBudgetClaims(t *testing.T) {
 	var sb sharedBudget
-	sb.setLimit(100, 10, false)
+	sb.setLimit(100, 10, false, false)
 	authn, err := auth.New(&config.Auth{Tokens: map[string]*config.Token{
 		"a": {Token: "token-of-a-0123456789abcdef", Subject: "service:a"},
 		"b": {Token: "token-of-b-0123456789abcdef", Subject: "service:b"},
@@ -117,13 +117,13 @@ func TestSharedBudgetClaims(t *testing.T) {
 	}
 
 	// Room for one body of the largest size, never past the budget.
-	sb.setLimit(100, 60, false)
+	sb.setLimit(100, 60, false, false)
 	if c := sb.claim(a, false); !c.take(60) || c.take(1) {
 		t.Error("a share with room for one body of 60 in 100")
 	} else {
 		c.release()
 	}
-	sb.setLimit(100, 200, false)
+	sb.setLimit(100, 200, false, false)
 	if got := sb.anonymous.limit.Load(); got != 100 {
 		t.Errorf("a share past the budget: %d", got)
 	}
@@ -131,7 +131,7 @@ func TestSharedBudgetClaims(t *testing.T) {
 	// A share holding nothing takes one claim past its limit (what an
 	// answer holds may pass max_response: TestResponseBudgetShareFitsOneAnswer),
 	// within the whole budget; holding something, it does not.
-	sb.setLimit(100, 10, false)
+	sb.setLimit(100, 10, false, false)
 	if c := sb.claim(a, false); !c.take(30) || c.take(1) || !c.shareFull {
 		t.Error("an empty share of 25 refused one claim of 30, or took more after it")
 	} else {

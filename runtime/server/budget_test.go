@@ -935,3 +935,35 @@ func TestResponseBudgetShareFitsOneAnswer(t *testing.T) {
 		t.Errorf("Location %.40q, want it mounted", loc)
 	}
 }
+
+// The warning about a body refused for a budget, or a caller's share of
+// it, from the environment (or a share computed from a body_limit from
+// there) does not tell it: its "budget" field said 49152 for a share of
+// "${B}" with B=48KiB, which the log's redaction of "48KiB" misses.
+func TestBudgetWarningHidesBudgetsFromTheEnvironment(t *testing.T) {
+	in := servertest.Start(t, fmt.Sprintf("[server]\nbody_limit = \"${GR_BL}\"\nrequest_budget = \"${GR_RB}\"\n[plugins.hello]\npath = %q\n", helloWasm),
+		servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_BL": "48KiB", "GR_RB": "64KiB"}})
+	metric := func(name string) float64 {
+		return value(scrape(t, func(p string) (int, string) { s, _, b := in.Get(t, p); return s, b }), name)
+	}
+	slow := dial(t, in.URL)
+	fmt.Fprintf(slow, "POST /api/hello/echo HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", in.Token, 40<<10, strings.Repeat("s", 36<<10))
+	for deadline := time.Now().Add(10 * time.Second); metric("greenroom_http_request_buffered_bytes") < 36<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow body is not held: %v bytes", metric("greenroom_http_request_buffered_bytes"))
+		}
+	}
+	if status, _, body := in.Do(t, "POST", "/api/hello/echo", strings.NewReader(strings.Repeat("p", 30<<10))); status != 503 || errorBody(t, body)["code"] != "server_busy" {
+		t.Fatalf("a 30 KiB body beside the held one: %d %.300s", status, body)
+	}
+	warnings := linesWith(t, in, "request refused")
+	if len(warnings) == 0 {
+		t.Fatal("no warning about the refusal")
+	}
+	for _, w := range warnings {
+		if w["budget"] != "[REDACTED]" {
+			t.Errorf("the warning tells the budget: %v", w)
+		}
+	}
+	slow.Close()
+}

@@ -364,11 +364,15 @@ func (s *Server) budgetSpent(id, key string, bytes int64, claim *budgetClaim) er
 		msg = fmt.Sprintf("the server holds as many unsent responses as server.response_budget allows; plugin %s's answer of %d bytes was dropped; retry", id, bytes)
 	}
 	if b.warnDue() {
-		held, limit, what := b.used.Load(), b.limit.Load(), "the bodies held fill "+key
+		held, limit, what, secret := b.used.Load(), b.limit.Load(), "the bodies held fill "+key, b.secret.Load()
 		if claim.shareFull {
-			held, limit, what = claim.share.used.Load(), claim.share.limit.Load(), "the caller's bodies held fill its share of "+key
+			held, limit, what, secret = claim.share.used.Load(), claim.share.limit.Load(), "the caller's bodies held fill its share of "+key, claim.budget.anonymous.secret.Load()
 		}
-		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": bytes, "held": held, "budget": limit}).
+		var budget any = limit
+		if secret {
+			budget = config.Redacted // a budget from the environment, or computed from one
+		}
+		s.log.WithFields(logrus.Fields{"plugin": id, "bytes": bytes, "held": held, "budget": budget}).
 			Warn("request refused: " + what)
 	}
 	return &APIError{Status: fiber.StatusServiceUnavailable, Code: "server_busy", Plugin: id, RetryAfter: 1, Message: msg}

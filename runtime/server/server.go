@@ -873,12 +873,14 @@ func (s *Server) bodyTooLarge(c *fiber.Ctx) error {
 // with a budget checked against another.
 func (s *Server) setBudgets(cfg *config.Config) {
 	var largest config.Size
+	largestSecret := false // any max_response from the environment may be it
 	for _, p := range cfg.Plugins {
 		if p != nil {
 			largest = max(largest, p.Limits.MaxResponse)
+			largestSecret = largestSecret || p.LimitSecret("max_response")
 		}
 	}
-	s.responses.setLimit(int64(min(cfg.Server.ResponseBudget, 1<<62)), int64(min(largest, 1<<62)), cfg.IsSecretPath("server.response_budget"))
+	s.responses.setLimit(int64(min(cfg.Server.ResponseBudget, 1<<62)), int64(min(largest, 1<<62)), cfg.IsSecretPath("server.response_budget"), largestSecret)
 	requests := min(cfg.Server.RequestBudget, 1<<62)
 	secret := cfg.IsSecretPath("server.request_budget")
 	if limit := cfg.Server.BodyLimit; requests < limit {
@@ -886,7 +888,7 @@ func (s *Server) setBudgets(cfg *config.Config) {
 			Warn("server.request_budget is below the running server.body_limit, which needs a restart to change: the budget is body_limit until then")
 		requests, secret = limit, cfg.IsSecretPath("server.body_limit")
 	}
-	s.requests.setLimit(int64(requests), int64(min(cfg.Server.BodyLimit, 1<<62)), secret)
+	s.requests.setLimit(int64(requests), int64(min(cfg.Server.BodyLimit, 1<<62)), secret, cfg.IsSecretPath("server.body_limit"))
 }
 
 // shownValue is the value v of the config's key path as a log line or an
