@@ -46,9 +46,12 @@ type host struct {
 	// granted the scheduler.
 	scheduler  bool
 	defTimeout time.Duration
-	tmu        sync.Mutex
-	tasks      []scheduler.Task
-	taskIndex  map[string]int
+	// defTimeoutSecret: defTimeout (limits.timeout) came from the
+	// environment.
+	defTimeoutSecret bool
+	tmu              sync.Mutex
+	tasks            []scheduler.Task
+	taskIndex        map[string]int
 	// tasksFixed is set once the version's first instance has
 	// initialized (settle): its registrations are the plugin's tasks,
 	// later instances only repeat them, those Load warms after it too.
@@ -80,7 +83,7 @@ var (
 
 func newHost(id string, pc *config.Plugin, log *logrus.Entry, plog *logging.PluginLogger, urls *urlreader.PluginReader) *host {
 	h := &host{id: id, config: pc.FlatConfig(), log: log, listed: map[string]bool{}, asked: map[string]bool{}, plog: plog, urls: urls,
-		scheduler: pc.Capabilities.Scheduler, defTimeout: pc.Limits.Timeout.D(), taskIndex: map[string]int{}}
+		scheduler: pc.Capabilities.Scheduler, defTimeout: pc.Limits.Timeout.D(), defTimeoutSecret: pc.LimitSecret("timeout"), taskIndex: map[string]int{}}
 	h.caps = pc.Capabilities
 	h.caps.URLReader = slices.Clone(pc.Capabilities.URLReader)
 	for _, r := range pc.PublicRoutes {
@@ -245,6 +248,7 @@ func (h *host) RegisterTask(in *hostfuncs.Instance, spec hostfuncs.TaskSpec) err
 		return hostfuncs.Failf(hostfuncs.ErrDenied, "%v", err)
 	}
 	t, err := scheduler.NewTask(h.id, spec, h.defTimeout)
+	t.TimeoutSecret = spec.Timeout == 0 && h.defTimeoutSecret
 	seen, _ := in.Value(taskSeenKey{}).(map[string]bool)
 	if seen == nil {
 		seen = map[string]bool{}

@@ -1569,16 +1569,16 @@ func (s *Scheduler) outcome(r *run, code uint32, out []byte, err error, pastDead
 			msg = "the task returned an error"
 		}
 		if pastDeadline {
-			return "failed", "timeout", errorText([]byte(fmt.Sprintf("ended at its timeout of %s: %s", r.spec.Timeout, msg)))
+			return "failed", "timeout", errorText([]byte(fmt.Sprintf("ended at its timeout of %s: %s", r.spec.toldTimeout(), msg)))
 		}
 		return "failed", "error", msg
 	}
 	kind := plugin.KindOf(err)
 	switch {
 	case kind == plugin.FailTimeout && errors.Is(err, plugin.ErrStarting):
-		return "failed", "timeout", fmt.Sprintf("did not run: no instance was ready within its timeout of %s (a new one was still starting)", r.spec.Timeout)
+		return "failed", "timeout", fmt.Sprintf("did not run: no instance was ready within its timeout of %s (a new one was still starting)", r.spec.toldTimeout())
 	case kind == plugin.FailTimeout:
-		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.Timeout)
+		return "failed", "timeout", fmt.Sprintf("interrupted at its timeout of %s", r.spec.toldTimeout())
 	case kind == plugin.FailCanceled && r.canceled.Load() && !errors.Is(err, plugin.ErrNotBegun):
 		return "failed", "canceled", fmt.Sprintf("interrupted: canceled by an operator (POST .../cancel) during the run, which did not return within %s after it was asked to stop", cancelGrace)
 	case kind == plugin.FailCanceled && r.canceled.Load() && errors.Is(err, plugin.ErrNotBegun):

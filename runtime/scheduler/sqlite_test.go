@@ -593,6 +593,34 @@ func TestRunSeesItsTimeout(t *testing.T) {
 	}
 }
 
+// A task that sets no timeout runs under the plugin's limits.timeout:
+// one from the environment is a secret, which the admin API listed as the
+// task's "timeout" ("2s" for "${T}" with T=2000ms) and its runs' errors
+// quoted ("ended at its timeout of 2s"). A timeout the task sets is
+// shown.
+func TestTaskTimeoutFromTheEnvironmentNotTold(t *testing.T) {
+	t.Parallel()
+	conf := strings.Replace(plugin("sched", true, def{ID: "wait", Every: "1s", Action: "sleep", MS: 10000}, def{ID: "own", Cron: "@yearly", Timeout: "3s"}),
+		`timeout = "10s"`, `timeout = "${GR_TEST_TASK_TIMEOUT}"`, 1)
+	in := servertest.Start(t, sqliteConf(t)+"\n"+conf, servertest.Options{CacheDir: cacheDir, Runtime: runtime.Options{Replica: "one"},
+		Env: map[string]string{"GR_TEST_TASK_TIMEOUT": "2000ms"}})
+	l := list(t, in, "")
+	if w, o := find(l, "sched", "wait"), find(l, "sched", "own"); w == nil || w.Timeout != "[REDACTED]" || o == nil || o.Timeout != "3s" {
+		t.Errorf("tasks: wait %+v, own %+v; want wait's timeout [REDACTED], own's 3s", w, o)
+	}
+	var runs []scheduler.Run
+	waitFor(t, 60*time.Second, "a timed-out run", func() bool {
+		runs = ended(history(t, in, "sched", "wait"), "")
+		return len(runs) >= 1
+	})
+	if r := runs[0]; r.Failure != "timeout" || r.Error != "ended at its timeout of [REDACTED]: context deadline exceeded" {
+		t.Errorf("run: %s %s %q, want the timeout [REDACTED]", r.Outcome, r.Failure, r.Error)
+	}
+	if log := in.Log.String(); strings.Contains(log, "timeout of 2s") {
+		t.Errorf("the log tells the timeout:\n%s", log)
+	}
+}
+
 // A query parameter of the admin API given twice is a 400, whichever
 // value comes first: readers differ on which counts (Fiber took the
 // first, and ?runs=1&runs=200 answered 200 with one run).

@@ -43,7 +43,7 @@ type TaskStatus struct {
 }
 
 func statusOf(t *Task) TaskStatus {
-	st := TaskStatus{Plugin: t.Plugin, ID: t.ID, Scope: t.Scope, Schedule: t.Schedule(), Cron: t.Cron, Timeout: t.Timeout.String(), Registered: true}
+	st := TaskStatus{Plugin: t.Plugin, ID: t.ID, Scope: t.Scope, Schedule: t.Schedule(), Cron: t.Cron, Timeout: t.toldTimeout(), Registered: true}
 	if t.Every > 0 {
 		st.Every = t.Every.String()
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/greenroom-dev/greenroom/hostfuncs"
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 // Scope says where a task runs.
@@ -59,6 +60,10 @@ type Task struct {
 	Timeout      time.Duration
 	InitialDelay time.Duration
 	Scope        Scope
+	// TimeoutSecret: Timeout is the plugin's limits.timeout (the task set
+	// none), which came from the environment: the admin API and the
+	// run's errors tell it as logging.Redacted.
+	TimeoutSecret bool
 
 	cron cron.Schedule
 }
@@ -473,3 +478,12 @@ func (t *Task) steppedDue(due time.Time, back time.Duration, now time.Time) time
 // again the wall times a fixed-time cron task already ran (vixie cron's
 // rule); a longer one goes by the clock as it reads.
 const maxFixedStepBack = 3 * time.Hour
+
+// toldTimeout is the task's timeout as the admin API and a run's error
+// tell it (see TimeoutSecret).
+func (t *Task) toldTimeout() string {
+	if t.TimeoutSecret {
+		return logging.Redacted
+	}
+	return t.Timeout.String()
+}
