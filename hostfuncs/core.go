@@ -38,7 +38,11 @@ func responseWrite(ctx context.Context, mod api.Module, stack []uint64) {
 	b := guestBytes(mod, fn, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
 	if in.MaxResponse > 0 && len(in.Response)+len(b) > in.MaxResponse {
 		in.ResponseOverflow = true
-		stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "response exceeds %d bytes", in.MaxResponse))
+		if in.MaxResponseSecret {
+			stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "response exceeds limits.max_response (%s)", redacted))
+		} else {
+			stack[0] = api.EncodeI32(in.Fail(ErrTooLarge, "response exceeds %d bytes", in.MaxResponse))
+		}
 		return
 	}
 	in.Response = append(in.Response, b...)

@@ -57,6 +57,27 @@ func TestResultReadChecksTheWholeBuffer(t *testing.T) {
 	}
 }
 
+// response_write's refusal of a response over limits.max_response tells
+// the guest the limit in bytes, or, when it came from the environment (a
+// config secret), not at all: "response exceeds 65536 bytes" for "64KiB"
+// is not matched by the redaction of the secret as written.
+func TestResponseWriteOverASecretLimitNotTold(t *testing.T) {
+	for _, secret := range []bool{false, true} {
+		in := &Instance{MaxResponse: 4, MaxResponseSecret: secret}
+		mem := module{mem: memory{b: make([]byte, 64<<10)}}
+		if code, trap := bufferCall(responseWrite, in, mem)(0, 8); code >= 0 || trap != nil || !in.ResponseOverflow {
+			t.Fatalf("secret %t: 8 bytes over a limit of 4: %d %v", secret, code, trap)
+		}
+		want := "response exceeds 4 bytes"
+		if secret {
+			want = "response exceeds limits.max_response ([REDACTED])"
+		}
+		if got := string(in.result); got != want {
+			t.Errorf("secret %t: %q, want %q", secret, got, want)
+		}
+	}
+}
+
 // bufferCall calls a host function taking (buf_ptr, buf_len) for in and
 // returns its result, or the trap it panicked with.
 func bufferCall(fn func(context.Context, api.Module, []uint64), in *Instance, mem api.Module) func(ptr, n uint32) (int32, error) {

@@ -88,8 +88,11 @@ type Instance struct {
 	Response []byte
 	// MaxResponse bounds Response; past it response_write fails with
 	// ErrTooLarge and ResponseOverflow is set.
-	MaxResponse      int
-	ResponseOverflow bool
+	MaxResponse int
+	// MaxResponseSecret: MaxResponse came from the environment (a config
+	// secret), which response_write's error does not quote.
+	MaxResponseSecret bool
+	ResponseOverflow  bool
 
 	// RequestID and Task identify the call in progress (one of them is
 	// set), for logs and providers.

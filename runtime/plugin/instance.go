@@ -71,6 +71,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.state.Host = p.spec.Host
 	in.state.Counters = p.spec.HostCounters
 	in.state.MaxResponse = p.spec.Limits.MaxResponse
+	in.state.MaxResponseSecret = p.spec.Limits.MaxResponseSecret
 	in.state.GC = p.gc
 	redact := logging.RedactorOf(p.log.Logger)
 	in.stdout = lineWriter{in: in, stream: "stdout", redact: redact}
