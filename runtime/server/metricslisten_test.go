@@ -129,6 +129,9 @@ func TestMetricsListenPathRedacted(t *testing.T) {
 	for _, l := range in.LogLines(t) {
 		if l["listener"] == "metrics_listen" {
 			lines++
+			if l["ip"] != "127.0.0.1" {
+				t.Errorf("metrics_listen access line with ip %v, want the peer's, 127.0.0.1", l["ip"])
+			}
 			if p, _ := l["path"].(string); !strings.Contains(p, "[REDACTED]") {
 				t.Errorf("metrics_listen access line with path %q, want the secret or the JWT [REDACTED]", p)
 			}

@@ -353,8 +353,22 @@ func (s *Server) MetricsHandler() http.Handler {
 			"duration":    took.Round(time.Microsecond).String(),
 			"duration_ms": float64(took.Microseconds()) / 1000,
 			"request_id":  id,
+			// The peer's: trusted_proxies is the main listener's
+			// (Prometheus scrapes this one directly).
+			"ip": remoteIP(r.RemoteAddr),
 		}).Info("request")
 	})
+}
+
+// remoteIP is the address of a net/http request's RemoteAddr ("ip:port"),
+// IPv4 unmapped, as the main listener's lines give it; "0.0.0.0" when it
+// is not one.
+func remoteIP(remote string) string {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return "0.0.0.0"
+	}
+	return addrIP(netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()))
 }
 
 // MetricsServer is the HTTP server of [server] metrics_listen, serving
