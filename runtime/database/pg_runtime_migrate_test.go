@@ -33,7 +33,7 @@ func TestPGRuntimeMigrationLetsStatementsThroughWhileItWaits(t *testing.T) {
 	db := bun.NewDB(sdb, pgdialect.New())
 	log := logrus.NewEntry(logrus.New())
 	names := database.RuntimeMigrationNames(database.ClientPG)
-	last := names[len(names)-1] // ALTER TABLE scheduler_runs ADD COLUMN
+	last := names[len(names)-1] // ALTER TABLE scheduler_tasks ADD COLUMN
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if got, err := database.MigrateRuntime(ctx, db, database.ClientPG, log, last); err == nil || len(got) != len(names)-1 {
@@ -45,7 +45,7 @@ func TestPGRuntimeMigrationLetsStatementsThroughWhileItWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	for _, q := range []string{"BEGIN", "LOCK TABLE scheduler_runs IN ACCESS SHARE MODE"} {
+	for _, q := range []string{"BEGIN", "LOCK TABLE scheduler_tasks, scheduler_runs IN ACCESS SHARE MODE"} {
 		if _, err := holder.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestPGRuntimeMigrationLetsStatementsThroughWhileItWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := reader.QueryRowContext(ctx, "SELECT count(*) FROM scheduler_runs").Scan(&n); err != nil {
+	if err := reader.QueryRowContext(ctx, "SELECT count(*) FROM scheduler_tasks").Scan(&n); err != nil {
 		t.Errorf("a reader while the migration waits (the lock is held 6 s): %v, want it to go through", err)
 	}
 	time.Sleep(6*time.Second - 500*time.Millisecond)

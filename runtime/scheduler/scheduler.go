@@ -417,6 +417,15 @@ func (s *Scheduler) SetTasks(plugin string, tasks []Task) {
 		keep[k] = true
 		if t, ok := s.tasks[k]; ok {
 			if t.Task.Equal(&nt) {
+				if t.TimeoutSecret != nt.TimeoutSecret {
+					// Only whether its timeout (limits.timeout, the
+					// same value) is a secret changed: the admin API
+					// tells it so from now on, and the row is written
+					// again (timeout_shown_ms, which other replicas
+					// list); its schedule and a run in progress stay.
+					t.TimeoutSecret = nt.TimeoutSecret
+					t.synced, t.attempt = false, now
+				}
 				continue
 			}
 			// A run in progress goes on under the old registration;

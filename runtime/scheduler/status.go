@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/logging"
 )
 
 // TaskStatus is one task as the admin API shows it: its registration,
@@ -56,7 +58,7 @@ func statusOf(t *Task) TaskStatus {
 func (st *TaskStatus) fill(r *taskRow, now time.Time) {
 	if st.Plugin == "" {
 		st.Plugin, st.ID, st.Scope, st.Schedule = r.plugin, r.task, Scope(r.scope), r.schedule
-		st.Timeout = (time.Duration(r.timeoutMS) * time.Millisecond).String()
+		st.Timeout = r.shownTimeout()
 		if d, ok := strings.CutPrefix(r.schedule, "every "); ok {
 			st.Every = d
 		} else {
@@ -75,6 +77,21 @@ func (st *TaskStatus) fill(r *taskRow, now time.Time) {
 		ms := float64(r.lastDurationUS.Int64) / 1000
 		st.LastDurationMS = &ms
 	}
+}
+
+// shownTimeout is the row's timeout as the admin API tells it for a task
+// no plugin registers on this replica: the replica that registered it
+// wrote timeout_shown_ms, the timeout it may show, equal to timeout_ms
+// but NULL for a plugin's limits.timeout from the environment (a secret).
+// A row without it (written before runtime migration 20261207000002, or
+// inserted by an older replica since), or whose timeout_ms an older
+// replica's registration, which leaves that column as it is, has changed
+// since, may hold a secret timeout too: logging.Redacted.
+func (r *taskRow) shownTimeout() string {
+	if !r.timeoutShownMS.Valid || r.timeoutShownMS.Int64 != r.timeoutMS {
+		return logging.Redacted
+	}
+	return (time.Duration(r.timeoutMS) * time.Millisecond).String()
 }
 
 // Tasks lists the tasks registered on this replica, sorted by plugin and

@@ -182,6 +182,9 @@ type taskRow struct {
 	lastOutcome, lastFailure      string
 	lastError, lastReplica        string
 	lastDurationUS                sql.NullInt64
+	// timeoutShownMS is timeout_shown_ms: the timeout the replica that
+	// registered the task may show (see shownTimeout).
+	timeoutShownMS sql.NullInt64
 }
 
 // errCancelUnread: the run requestCancel found was started by a replica
@@ -289,7 +292,7 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-const taskColumns = "plugin, task, scope, schedule, timeout_ms, next_run, lease_owner, lease_until, run_id, " +
+const taskColumns = "plugin, task, scope, schedule, timeout_ms, timeout_shown_ms, next_run, lease_owner, lease_until, run_id, " +
 	"last_run_id, last_start, last_end, last_outcome, last_failure, last_error, last_duration_us, last_replica"
 
 func scanTasks(rows *sql.Rows) ([]taskRow, error) {
@@ -298,7 +301,7 @@ func scanTasks(rows *sql.Rows) ([]taskRow, error) {
 	for rows.Next() {
 		var r taskRow
 		var owner, run, lastRun, outcome, failure, msg, replica sql.NullString
-		if err := rows.Scan(&r.plugin, &r.task, &r.scope, &r.schedule, &r.timeoutMS, dbTime{&r.nextRun}, &owner, dbTime{&r.leaseUntil}, &run,
+		if err := rows.Scan(&r.plugin, &r.task, &r.scope, &r.schedule, &r.timeoutMS, &r.timeoutShownMS, dbTime{&r.nextRun}, &owner, dbTime{&r.leaseUntil}, &run,
 			&lastRun, dbTime{&r.lastStart}, dbTime{&r.lastEnd}, &outcome, &failure, &msg, &r.lastDurationUS, &replica); err != nil {
 			return nil, err
 		}

@@ -24,16 +24,17 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 func (s *pgStore) register(ctx context.Context, regs []registration) ([]time.Time, error) {
 	n := len(regs)
 	plugins, tasks, scopes, scheds := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	timeouts, nexts := make([]int64, n), make([]time.Time, n)
+	timeouts, nexts, secrets := make([]int64, n), make([]time.Time, n), make([]bool, n)
 	for i, r := range regs {
 		plugins[i], tasks[i], scopes[i], scheds[i] = r.task.Plugin, r.task.ID, string(r.task.Scope), r.task.Schedule()
-		timeouts[i], nexts[i] = r.task.Timeout.Milliseconds(), r.next
+		timeouts[i], nexts[i], secrets[i] = r.task.Timeout.Milliseconds(), r.next, r.task.TimeoutSecret
 	}
 	rows, err := s.db.QueryContext(ctx, `
-INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, next_run, registered_at)
-SELECT i.plugin, i.task, i.scope, i.schedule, i.timeout_ms, CASE WHEN i.scope = 'global' THEN i.next END, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
-    AS i(plugin, task, scope, schedule, timeout_ms, next)
+INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, timeout_shown_ms, next_run, registered_at)
+SELECT i.plugin, i.task, i.scope, i.schedule, i.timeout_ms, CASE WHEN NOT i.secret THEN i.timeout_ms END,
+    CASE WHEN i.scope = 'global' THEN i.next END, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::boolean[])
+    AS i(plugin, task, scope, schedule, timeout_ms, next, secret)
 ORDER BY i.plugin, i.task
 ON CONFLICT (plugin, task) DO UPDATE SET
     next_run = CASE WHEN t.schedule <> excluded.schedule OR t.scope <> excluded.scope OR t.next_run IS NULL
@@ -45,8 +46,8 @@ ON CONFLICT (plugin, task) DO UPDATE SET
                     THEN excluded.next_run
                     ELSE t.next_run END,
     scope = excluded.scope, schedule = excluded.schedule, timeout_ms = excluded.timeout_ms,
-    registered_at = excluded.registered_at
-RETURNING t.plugin, t.task, t.next_run`, plugins, tasks, scopes, scheds, timeouts, nexts)
+    timeout_shown_ms = excluded.timeout_shown_ms, registered_at = excluded.registered_at
+RETURNING t.plugin, t.task, t.next_run`, plugins, tasks, scopes, scheds, timeouts, nexts, secrets)
 	if err != nil {
 		return nil, err
 	}

@@ -50,10 +50,14 @@ func (s *sqliteStore) register(ctx context.Context, regs []registration) ([]time
 			if r.task.Scope == Global {
 				next = us(r.next)
 			}
+			var shown any
+			if !r.task.TimeoutSecret {
+				shown = r.task.Timeout.Milliseconds()
+			}
 			var got time.Time
 			err := tx.QueryRowContext(ctx, `
-INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, next_run, registered_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO scheduler_tasks AS t (plugin, task, scope, schedule, timeout_ms, timeout_shown_ms, next_run, registered_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (plugin, task) DO UPDATE SET
     next_run = CASE WHEN t.schedule <> excluded.schedule OR t.scope <> excluded.scope OR t.next_run IS NULL
                     THEN excluded.next_run
@@ -64,8 +68,8 @@ ON CONFLICT (plugin, task) DO UPDATE SET
                     THEN excluded.next_run
                     ELSE t.next_run END,
     scope = excluded.scope, schedule = excluded.schedule, timeout_ms = excluded.timeout_ms,
-    registered_at = excluded.registered_at
-RETURNING next_run`, r.task.Plugin, r.task.ID, string(r.task.Scope), r.task.Schedule(), r.task.Timeout.Milliseconds(), next, now.UnixMicro()).
+    timeout_shown_ms = excluded.timeout_shown_ms, registered_at = excluded.registered_at
+RETURNING next_run`, r.task.Plugin, r.task.ID, string(r.task.Scope), r.task.Schedule(), r.task.Timeout.Milliseconds(), shown, next, now.UnixMicro()).
 				Scan(dbTime{&got})
 			if err != nil {
 				return err

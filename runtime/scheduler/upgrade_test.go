@@ -5,11 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/greenroom-dev/greenroom/hostfuncs"
 )
 
 // During a rolling upgrade a replica from before cancel requests
@@ -114,6 +117,151 @@ func TestCancelOfATaskNotRegisteredHereRunningElsewhere(t *testing.T) {
 		}
 		if held, err := st.renew(ctx, "old", lease, []string{"run1"}); err != nil || !held["run1"] {
 			t.Errorf("renew after the cancel: %v %v, want the cancel read", held, err)
+		}
+	})
+}
+
+// A task that sets no timeout runs under its plugin's limits.timeout,
+// which may come from the environment (a secret: the admin API shows it
+// [REDACTED] for a task registered on this replica). GET tasks?all=true
+// lists too the tasks that no plugin registers here, their timeout read
+// from scheduler_tasks, which another replica (or an older version)
+// wrote: it was shown, "2s" for the secret 2000ms. The row says which
+// timeout its replica may show (timeout_shown_ms, runtime migration
+// 20261207000002); one it does not match is [REDACTED]: a secret one, a
+// row written before that migration or inserted by an older replica
+// (NULL), and one whose timeout an older replica's registration rewrote
+// since a newer one wrote it.
+func TestTaskTimeoutFromTheEnvironmentNotToldByOtherReplicas(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		var db *sql.DB
+		switch x := st.(type) {
+		case *pgStore:
+			db = x.db
+		case *sqliteStore:
+			db = x.db
+		}
+		secret, err := NewTask("p", hostfuncs.TaskSpec{ID: "secret", Every: time.Minute}, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret.TimeoutSecret = true
+		own, err := NewTask("p", hostfuncs.TaskSpec{ID: "own", Every: time.Minute, Timeout: 3 * time.Second}, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := NewTask("p", hostfuncs.TaskSpec{ID: "old", Every: time.Minute}, 4*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rewritten, err := NewTask("p", hostfuncs.TaskSpec{ID: "rewritten", Every: time.Minute}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := trunc(time.Now().Add(time.Minute))
+		if _, err := st.register(ctx, []registration{{task: &own, next: next}, {task: &old, next: next}, {task: &rewritten, next: next}, {task: &secret, next: next}}); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		log := logrus.New()
+		log.SetOutput(io.Discard)
+		s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Replica: "other"})
+		s.st = st
+		timeouts := func() map[string]string {
+			t.Helper()
+			list, err := s.Tasks(ctx, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, ts := range list {
+				if ts.Registered {
+					t.Errorf("task %s listed as registered here", ts.ID)
+				}
+				got[ts.ID] = ts.Timeout
+			}
+			return got
+		}
+		want := map[string]string{"secret": "[REDACTED]", "own": "3s", "old": "4s", "rewritten": "5s"}
+		if got := timeouts(); !maps.Equal(got, want) {
+			t.Fatalf("timeouts of the tasks registered elsewhere: %v, want %v", got, want)
+		}
+		// "old" as an older replica inserts it (the column left NULL),
+		// "rewritten" as an older replica's registration updates it with
+		// the 6s of a limits.timeout from its environment.
+		if _, err := db.ExecContext(ctx, "UPDATE scheduler_tasks SET timeout_shown_ms = NULL WHERE task = 'old'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "UPDATE scheduler_tasks SET timeout_ms = 6000 WHERE task = 'rewritten'"); err != nil {
+			t.Fatal(err)
+		}
+		want["old"], want["rewritten"] = "[REDACTED]", "[REDACTED]"
+		if got := timeouts(); !maps.Equal(got, want) {
+			t.Errorf("timeouts after an older replica's registrations: %v, want %v", got, want)
+		}
+		// Registered again by a replica that may show them: shown.
+		secret.TimeoutSecret = false
+		if _, err := st.register(ctx, []registration{{task: &secret, next: next}, {task: &rewritten, next: next}, {task: &old, next: next}}); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		want["secret"], want["rewritten"], want["old"] = "2s", "5s", "4s"
+		if got := timeouts(); !maps.Equal(got, want) {
+			t.Errorf("timeouts after registrations that may show them: %v, want %v", got, want)
+		}
+	})
+}
+
+// A reload whose config makes the plugin's limits.timeout come from the
+// environment, with the value it had, registers the same task (the
+// timeout of one that sets none is that value): SetTasks kept the
+// registration it had, told as not secret, and the admin API showed its
+// timeout, on this replica and, from its row, on others. The same
+// registration is kept (no reschedule), told secret, and its row written
+// again; and back.
+func TestReloadThatMakesTheTaskTimeoutSecretHidesIt(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store) {
+		ctx := context.Background()
+		log := logrus.New()
+		log.SetOutput(io.Discard)
+		task, err := NewTask("p", hostfuncs.TaskSpec{ID: "t", Cron: "@yearly"}, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(Config{Enabled: true, Log: logrus.NewEntry(log), Lease: time.Minute, Replica: "a"})
+		s.st = st
+		s.SetTasks("p", []Task{task})
+		s.Start()
+		defer s.Stop(ctx)
+		other := New(Config{Enabled: true, Log: logrus.NewEntry(log), Replica: "b"})
+		other.st = st
+		told := func(s *Scheduler, all bool) string {
+			t.Helper()
+			list, err := s.Tasks(ctx, all)
+			if err != nil || len(list) > 1 || len(list) == 0 && !all {
+				t.Fatalf("tasks on %s: %+v %v", s.Replica(), list, err)
+			}
+			if len(list) == 0 {
+				return "" // not in the database yet
+			}
+			return list[0].Timeout
+		}
+		for _, secret := range []bool{false, true, false} {
+			want := "2s"
+			if secret {
+				want = "[REDACTED]"
+			}
+			task.TimeoutSecret = secret
+			s.SetTasks("p", []Task{task})
+			if got := told(s, false); got != want {
+				t.Errorf("secret %v: the timeout on the replica registering it: %s, want %s", secret, got, want)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for told(other, true) != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("secret %v: the timeout on another replica: %s, want %s", secret, told(other, true), want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 	})
 }
