@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"strconv"
 	"strings"
 	"testing"
@@ -409,5 +410,74 @@ func TestHTTPClientNotModified(t *testing.T) {
 	resp, err = HTTPClient().Do(req)
 	if err != nil || resp.StatusCode != 304 || len(resp.Header) != 1 || resp.Header.Get("ETag") != `"v2"` || resp.Body != http.NoBody {
 		t.Errorf("304 from an older runtime: %v %+v, want the validators sent", err, resp)
+	}
+}
+
+// The URL reader sends no cookies: the runtime refuses Cookie as a
+// credential. A client with a Jar that stored a cookie adds it to its
+// next request to that site, which failed with the runtime's "request
+// header Cookie may not be set by a plugin" although the plugin set no
+// Cookie. The error says the Jar added it and what to do, and nothing is
+// sent; a redirect's hop too. A Cookie the plugin sets itself still goes
+// to the runtime, which refuses it with its own words.
+func TestHTTPClientNamesTheJarThatAddedACookie(t *testing.T) {
+	defer func(f func(context.Context, *urlRequest) (*urlResponse, error)) { callURL = f }(callURL)
+	var sent []string
+	callURL = func(_ context.Context, req *urlRequest) (*urlResponse, error) {
+		sent = append(sent, req.url)
+		if req.header.Get("Cookie") != "" {
+			return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: "request header Cookie may not be set by a plugin: it carries credentials"}
+		}
+		h := http.Header{}
+		switch {
+		case strings.HasSuffix(req.url, "/login"):
+			h.Set("Set-Cookie", "sid=abc; Path=/")
+		case strings.HasSuffix(req.url, "/sso"):
+			h.Set("Set-Cookie", "sid=abc; Path=/")
+			h.Set("Location", "/home")
+			return &urlResponse{status: http.StatusFound, url: req.url, header: h}, nil
+		}
+		return &urlResponse{status: 200, url: req.url, header: h, body: []byte("ok")}, nil
+	}
+	const jarErr = "request header Cookie may not be set by a plugin: it carries credentials; the client's Jar added it, with the cookies a response set for this site: the URL reader sends no cookies, so use a client without a Jar"
+	c := HTTPClient()
+	c.Jar, _ = cookiejar.New(nil)
+	if resp, err := c.Get("https://docs.example/login"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the read that sets the cookie: %v", err)
+	}
+	if _, err := c.Get("https://docs.example/page"); !errors.Is(err, ErrDenied) || !strings.HasSuffix(err.Error(), jarErr) || len(sent) != 1 {
+		t.Errorf("the next read: %v (%d sent), want ErrDenied %q, nothing sent", err, len(sent)-1, jarErr)
+	}
+	// Another site: the Jar has no cookie for it.
+	if _, err := c.Get("https://other.example/page"); err != nil {
+		t.Errorf("another site: %v", err)
+	}
+	c = HTTPClient()
+	c.Jar, _ = cookiejar.New(nil)
+	sent = nil
+	if _, err := c.Get("https://docs.example/sso"); !errors.Is(err, ErrDenied) || !strings.HasSuffix(err.Error(), jarErr) || len(sent) != 1 {
+		t.Errorf("a redirect that sets a cookie: %v (%d sent), want ErrDenied %q for its second hop", err, len(sent), jarErr)
+	}
+	// Sent through another client around the transport of one whose Jar
+	// holds a cookie for the site, the Cookie is the plugin's own.
+	req, _ := http.NewRequest("GET", "https://docs.example/page", nil)
+	req.Header.Set("Cookie", "sid=mine")
+	sent = nil
+	if _, err := (&http.Client{Transport: c.Transport}).Do(req); !errors.Is(err, ErrDenied) || strings.Contains(err.Error(), "Jar") || len(sent) != 1 {
+		t.Errorf("a Cookie the plugin sets through another client: %v (%d sent), want the runtime's refusal", err, len(sent))
+	}
+	// Set by the plugin, with a Jar that has no cookie for the site or
+	// none: the runtime's refusal.
+	for _, jar := range []bool{true, false} {
+		c = HTTPClient()
+		if jar {
+			c.Jar, _ = cookiejar.New(nil)
+		}
+		req, _ := http.NewRequest("GET", "https://docs.example/page", nil)
+		req.Header.Set("Cookie", "sid=mine")
+		sent = nil
+		if _, err := c.Do(req); !errors.Is(err, ErrDenied) || !strings.HasSuffix(err.Error(), "request header Cookie may not be set by a plugin: it carries credentials") || len(sent) != 1 {
+			t.Errorf("jar %v: a Cookie the plugin sets: %v (%d sent), want the runtime's refusal", jar, err, len(sent))
+		}
 	}
 }
