@@ -55,6 +55,7 @@ func stmt(tx uint32, sql string, argc uint32, rest ...byte) []byte {
 // names no open transaction (0 among them) is refused as any unknown one
 // is, saying which, and changes nothing; db_commit does not take the bit.
 func TestRollbackAsTheCallEnds(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	const warning = "still open when the call ended; rolled back"
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""))
 	raw := func(fn, body string) (int32, string) { return rawCall(t, in, "alpha", fn, []byte(body)) }
@@ -130,6 +131,7 @@ func TestHostileEncodings(t *testing.T) {
 // plugin inspect reports the database capability only for a module that
 // imports database functions: the SDK keeps them unlinked unless used.
 func TestCapabilityImports(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	for path, want := range map[string]string{dbguestWasm: "[database]", helloWasm: "[]"} {
 		wasm, err := os.ReadFile(path)
 		if err != nil {
@@ -236,6 +238,7 @@ func TestPGSchemaIsolation(t *testing.T) {
 // itself those roles (a later audit ran a program through both from a
 // plugin's DO block).
 func TestPGSchemaIsolationRefusesServerPrograms(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	var version int
 	if err := pgtest.Admin(t).QueryRow("SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ func TestSameTableNamesAreSeparate(t *testing.T) {
 // Hostile SQL from one plugin must not reach another plugin's data, the
 // runtime's tables, the server's files or other roles.
 func TestIsolationHostileSQL(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 		must(t, in, "beta", exec("INSERT INTO notes (note) VALUES ('beta secret')"))
@@ -1109,6 +1110,7 @@ func tableExists(t *testing.T, in *servertest.Instance, dbconf string, b backend
 // host held the guest's only thread: the holders never ran, and every
 // waiter failed "pool exhausted" at db_statement_timeout.
 func TestGoroutinesWaitForConnectionsInTheGuest(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "good", "db_max_conns = 2\ndb_statement_timeout = \"2s\""))
 		// Read-only: SQLite lets one read-write transaction at a time,
@@ -1452,6 +1454,7 @@ func TestLeftOpenTransactionsNotInUse(t *testing.T) {
 // database was ahead of the version it ran; the load names them, once, at
 // info level.
 func TestOlderVersionNamesMigrationsItDoesNotKnow(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		stop(t, start(t, dbconf, plugin("alpha", true, "more", "")))
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))

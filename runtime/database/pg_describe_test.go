@@ -45,6 +45,7 @@ func waitListening(t *testing.T, in *servertest.Instance) {
 // tells the others (NOTIFY), and their connections forget their
 // descriptions.
 func TestPGTransactionsAfterAnotherReplicaAddedAColumn(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	const conns = 3
 	b := start(t, dbconf, plugin("alpha", true, "wide1", "db_max_conns = 3"))
@@ -104,6 +105,7 @@ func TestPGOneTransactionFailsAfterItsTableGainedAColumn(t *testing.T) {
 // plugin's connections forget their descriptions as it is back (what was
 // missed meanwhile is not known).
 func TestPGMigrationWatchConnectsAgain(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	b := start(t, dbconf, plugin("alpha", true, "wide1", ""))
 	gen := func() int64 { return database.DescriptionGeneration(b.RT.Database(), "alpha") }

@@ -115,6 +115,7 @@ func TestPGHeldUpMigrationIsRetried(t *testing.T) {
 // took over a global task among them, for as long as that lasted (an
 // audit). Outside a transaction nothing is set.
 func TestPGTransactionIdleBound(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "timeout = \"7s\""))
 	r := must(t, in, "alpha", step{Op: "begin"}, query("SHOW idle_in_transaction_session_timeout"), step{Op: "rollback"}, query("SHOW idle_in_transaction_session_timeout"))
 	got, err := time.ParseDuration(r[1].Rows[0][0].(string))

@@ -117,6 +117,7 @@ func endPluginSessions(t *testing.T, admin *sql.DB, id string) int {
 // transaction whose session the server ends, the statement fails, saying
 // the transaction is gone, and the plugin's next statement runs.
 func TestPGPluginStatementRightAfterTheServerEndedTheSessions(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	admin, conf := pgWithAdmin(t)
 	in := start(t, conf, plugin("alpha", true, "wide1", "db_max_conns = 3"))
 	// A healthy pool's connections are not taken for ended ones: what

@@ -343,6 +343,7 @@ func TestPGStatementFilterLinear(t *testing.T) {
 // connecting as the plugin's connections do, killed with SIGKILL (a dying
 // connection in this process would send a cancel request: pgconn does).
 func TestPGStatementOfDeadClientEnds(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_statement_timeout = \"60s\""))
 	ctx := context.Background()
 	db := in.RT.Database().PluginDB("alpha").SQL()
@@ -898,6 +899,7 @@ func TestPGReloadedMigrationRedescribesStatements(t *testing.T) {
 // driver's description cache off (description_cache_capacity=0), which the
 // runtime's mode for plugin connections would otherwise need.
 func TestPGPreparedStatementsEndWithTheCall(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	for _, param := range []string{"", "description_cache_capacity=0"} {
 		t.Run(param, func(t *testing.T) {
 			url := pgtest.URL(t)

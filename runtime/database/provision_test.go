@@ -56,6 +56,7 @@ func (w *warnings) all() []string {
 // as the runtime's user (a CREATEROLE user owning the database, as
 // docs/database.md asks for, also grants each role to itself).
 func TestPGConcurrentProvisioning(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	for _, user := range []string{"superuser", "createrole"} {
 		t.Run(user, func(t *testing.T) {
 			admin := pgtest.Admin(t)

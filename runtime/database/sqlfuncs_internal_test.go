@@ -121,6 +121,7 @@ func fuzzValue(r *rand.Rand, pieces []string, maxLen int) any {
 // built-ins on plugin connections with the built-ins, on random
 // arguments of every type: same value, same type, same error.
 func TestSQLFuncsMatchBuiltins(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	plug, pristine := pluginConn(t, 1<<16), pristineConn(t, 1<<16)
 	r := rand.New(rand.NewSource(1))
 	cases := []struct {
