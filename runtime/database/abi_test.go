@@ -310,6 +310,7 @@ func memberOf(t *testing.T, attrs string) string {
 // which the shared test server does not use: TestPGPasswordChangedByThePlugin
 // runs it on a throwaway cluster that does.)
 func TestPGRolePasswordDerived(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	in := start(t, dbconf, plugin("alpha", true, "good", ""))
 	admin := pgtest.Admin(t)

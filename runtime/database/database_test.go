@@ -19,6 +19,7 @@ import (
 
 // Two plugins with tables of the same name each see only their own rows.
 func TestSameTableNamesAreSeparate(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 		must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES (?)", "alpha's"))
@@ -316,6 +317,7 @@ func dbName(t *testing.T, in *servertest.Instance) string {
 }
 
 func TestTransactions(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		res := must(t, in, "alpha",
@@ -648,6 +650,7 @@ func TestStatementAtCallDeadline(t *testing.T) {
 // A constraint violation has the same SQLSTATE on both databases, so a
 // plugin can tell a duplicate key from other failures portably.
 func TestConstraintSQLState(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		r := run(t, in, "alpha",
@@ -670,6 +673,7 @@ func TestConstraintSQLState(t *testing.T) {
 }
 
 func TestResultLimit(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_result = \"64KiB\""))
 		many := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 100000) SELECT x, 'padding padding padding' FROM c"
@@ -700,6 +704,7 @@ func TestResultLimit(t *testing.T) {
 // query failing with ErrTooLarge. PostgreSQL cuts names to 63 bytes, but
 // a thousand columns pass 64 KiB the same way.
 func TestColumnNamesCountTowardTheResultLimit(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_result = \"64KiB\""))
 		var cols []string
@@ -724,6 +729,7 @@ func TestColumnNamesCountTowardTheResultLimit(t *testing.T) {
 }
 
 func TestTypesRoundTrip(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "", ""))
 		ddl := "CREATE TABLE vals (i INTEGER, f REAL, b BOOLEAN, s TEXT, x BLOB, ts TIMESTAMP, n TEXT)"
@@ -805,6 +811,7 @@ func TestTypesRoundTrip(t *testing.T) {
 // A plugin without the capability gets an error naming it on every call,
 // and nothing is opened for it.
 func TestCapabilityDenied(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("nodb", false, "good", ""), plugin("alpha", true, "good", ""))
 		const want = `capability "database" not granted to plugin nodb (set database = true under [plugins.nodb.capabilities])`
@@ -905,6 +912,7 @@ func stop(t *testing.T, in *servertest.Instance) {
 // A failing migration keeps its plugin out of service with the reason;
 // the others serve.
 func TestFailingMigration(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("broken", true, "bad", ""), plugin("alpha", true, "good", ""))
 		status, _, body := in.Do(t, "POST", "/api/broken/run", strings.NewReader(`{"steps":[]}`))
@@ -1164,6 +1172,7 @@ func TestOwnTransactionsHoldEveryConnection(t *testing.T) {
 // request gets the connection (it waited db_statement_timeout and failed
 // "pool exhausted" for the instance's life).
 func TestLeftOpenTransactionFreesItsConnection(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("gamma", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"1s\"\ninstances = 1"))
 		for i := range 3 {
@@ -1187,6 +1196,7 @@ func TestLeftOpenTransactionFreesItsConnection(t *testing.T) {
 // transaction and its write stayed; then they failed with the runtime's
 // "transaction N is not open", which was not sql.ErrTxDone.)
 func TestRolledBackTransactionStaysEnded(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "", "instances = 1"))
 		must(t, in, "alpha", exec("CREATE TABLE kept (v TEXT)"))
@@ -1232,6 +1242,7 @@ func TestRolledBackTransactionStaysEnded(t *testing.T) {
 // back: the request answered only when the busy timeout failed the Begin
 // (5 s by default), here past the request's timeout (504).
 func TestTransactionBegunAsTheCallEndsStaysEnded(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "", "instances = 1\ndb_statement_timeout = \"60s\"\ntimeout = \"10s\""))
 		must(t, in, "alpha", exec("CREATE TABLE kept (v TEXT)"))
@@ -1415,6 +1426,7 @@ func TestTransactionContextEnds(t *testing.T) {
 // them runs only when the guest's goroutine blocks, so a loop over them
 // read every row and ended with no error.
 func TestRowsEndWithTheirContext(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		r := run(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('a'), ('b'), ('c')"),

@@ -15,6 +15,7 @@ import (
 // The SDK refuses them before they reach the host (the SDK's
 // TestIsolationLevels); this is a guest that sends them anyway.
 func TestBeginIsolationLevels(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, _ backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		for level := sql.LevelDefault; level <= sql.LevelLinearizable; level++ {

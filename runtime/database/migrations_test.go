@@ -173,6 +173,7 @@ func TestRegisterMigrationsNUL(t *testing.T) {
 
 // The decoder refuses a request past the limits before it copies it.
 func TestDecodeMigrationsLimits(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	enc := func(files []hostfuncs.MigrationFile) []byte {
 		b := []byte{byte(len(files)), byte(len(files) >> 8), byte(len(files) >> 16), 0}
 		for _, f := range files {

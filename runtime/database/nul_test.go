@@ -11,6 +11,7 @@ import (
 // at one. A NUL in a string argument is refused on PostgreSQL, whose text
 // cannot hold one, naming the argument; SQLite stores it.
 func TestNULBytes(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		steps := []step{

@@ -21,6 +21,7 @@ import (
 // DO block alike; and the whole-database maintenance commands a plugin
 // may run (VACUUM, ANALYZE, CLUSTER) touch only its own tables.
 func TestPGOwnershipStaysWithThePlugin(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 	db := dbName(t, in)
 	betaRole := database.RoleName(db, "beta")

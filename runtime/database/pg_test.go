@@ -1268,6 +1268,7 @@ func TestPGRestartDuringMigrationRetries(t *testing.T) {
 // server's restart gives (57P01), but the server did not restart: the
 // plugin fails, it does not retry for ever.
 func TestPGSelfTerminatedMigrationFails(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "pgselfkill", ""))
 	st, reason := in.RT.Slot("alpha").Status()
 	if st != "failed" || !strings.Contains(reason, "57P01") {

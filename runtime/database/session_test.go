@@ -56,6 +56,7 @@ func committedNotes(t *testing.T, in *servertest.Instance, b backend, dbconf, id
 // the connection goes back to the pool out of any transaction: later
 // statements on it are committed.
 func TestStrayTransactionRolledBack(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		// One connection: every call below reuses the one a stray
 		// transaction was left on.
@@ -108,6 +109,7 @@ func TestStrayTransactionRolledBack(t *testing.T) {
 // A read-only transaction refuses writes, and the connection it ran on
 // writes again afterwards.
 func TestReadOnlyTransaction(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_conns = 1"))
 		res := run(t, in, "alpha", step{Op: "begin", ReadOnly: true}, exec("INSERT INTO notes (note) VALUES ('read-only')"),
@@ -143,6 +145,7 @@ func TestReadOnlyTransaction(t *testing.T) {
 // kept rows it had rolled back, on PostgreSQL). Savepoints stay the
 // plugin's. A read-only transaction cannot be made read-write.
 func TestTransactionControlInsideTransaction(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", "db_max_conns = 1"))
 		control := []string{"COMMIT", "commit /* x */", "END", "ROLLBACK", "BEGIN", "-- c\nCOMMIT;", "COMMIT TRANSACTION"}
