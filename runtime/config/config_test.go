@@ -1969,13 +1969,7 @@ func TestWarningsNameConnectionBuffersOverAGiB(t *testing.T) {
 		{"[server]\nmax_connections = 100000\n", "config.toml:2: server.max_connections: server.header_limit (16KiB) × server.max_connections (100000) is 1.5 GiB"},
 		{"[server]\nmax_connections = 100000\nheader_limit = \"32KiB\"\n", "config.toml:3: server.header_limit: server.header_limit (32KiB) × server.max_connections (100000) is 3.1 GiB"},
 	} {
-		w := mustRead(t, tc.text, nil).Warnings()
-		switch {
-		case tc.want == "" && len(w) != 0:
-			t.Errorf("%q: Warnings = %q, want none", tc.text, w)
-		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
-			t.Errorf("%q: Warnings = %q, want %q", tc.text, w, tc.want)
-		}
+		wantOneWarning(t, tc.text, tc.want)
 	}
 }
 
@@ -2131,13 +2125,7 @@ func TestWarningsNameDatabaseKeysOfTheOtherClient(t *testing.T) {
 		{"[database]\n" + pg, ""},
 		{"", ""},
 	} {
-		w := mustRead(t, tc.text, nil).Warnings()
-		switch {
-		case tc.want == "" && len(w) != 0:
-			t.Errorf("%q: Warnings = %q, want none", tc.text, w)
-		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
-			t.Errorf("%q: Warnings = %q, want %q", tc.text, w, tc.want)
-		}
+		wantOneWarning(t, tc.text, tc.want)
 	}
 	// A later file that switches the client to SQLite loads, the
 	// earlier file's isolation warned of at its line.
@@ -2167,17 +2155,24 @@ func TestWarningsNameTrustedProxiesOfEveryAddress(t *testing.T) {
 		{"[server]\ntrusted_proxies = [\"0.0.0.0/1\", \"128.0.0.0/1\", \"127.0.0.1\", \"::1\"]\n", ""},
 		{"", ""},
 	} {
-		w := mustRead(t, tc.text, nil).Warnings()
-		switch {
-		case tc.want == "" && len(w) != 0:
-			t.Errorf("%q: Warnings = %q, want none", tc.text, w)
-		case tc.want != "" && (len(w) != 1 || !strings.Contains(w[0], tc.want)):
-			t.Errorf("%q: Warnings = %q, want %q", tc.text, w, tc.want)
-		}
+		wantOneWarning(t, tc.text, tc.want)
 	}
 	// From the environment, the entry is not quoted.
 	c := mustRead(t, "[server]\ntrusted_proxies = [\"${P}\"]\n", map[string]string{"P": "::/0"})
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, `server.trusted_proxies[0]: "[REDACTED]" trusts every IPv6 address`) || strings.Contains(w, "::/0") {
 		t.Errorf("entry from the environment: Warnings = %q", w)
+	}
+}
+
+// wantOneWarning checks that the config text gives no warning (want "")
+// or exactly one, containing want.
+func wantOneWarning(t *testing.T, text, want string) {
+	t.Helper()
+	w := mustRead(t, text, nil).Warnings()
+	switch {
+	case want == "" && len(w) != 0:
+		t.Errorf("%q: Warnings = %q, want none", text, w)
+	case want != "" && (len(w) != 1 || !strings.Contains(w[0], want)):
+		t.Errorf("%q: Warnings = %q, want %q", text, w, want)
 	}
 }
