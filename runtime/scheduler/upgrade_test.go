@@ -28,13 +28,7 @@ func TestCancelOfAnOlderReplicasRunIsRefused(t *testing.T) {
 		ctx := context.Background()
 		const lease = time.Minute
 		_, due := registerDueTask(t, st)
-		var db *sql.DB
-		switch x := st.(type) {
-		case *pgStore:
-			db = x.db
-		case *sqliteStore:
-			db = x.db
-		}
+		db := storeDB(t, st)
 		if res, err := st.claim(ctx, "old", lease, []claimItem{{plugin: "p", task: "t", due: due, runID: "run1"}}); err != nil || !res[0].claimed {
 			t.Fatalf("claim: %+v %v", res, err)
 		}
@@ -135,13 +129,7 @@ func TestCancelOfATaskNotRegisteredHereRunningElsewhere(t *testing.T) {
 func TestTaskTimeoutFromTheEnvironmentNotToldByOtherReplicas(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store) {
 		ctx := context.Background()
-		var db *sql.DB
-		switch x := st.(type) {
-		case *pgStore:
-			db = x.db
-		case *sqliteStore:
-			db = x.db
-		}
+		db := storeDB(t, st)
 		secret, err := NewTask("p", hostfuncs.TaskSpec{ID: "secret", Every: time.Minute}, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -264,4 +252,18 @@ func TestReloadThatMakesTheTaskTimeoutSecretHidesIt(t *testing.T) {
 			}
 		}
 	})
+}
+
+// storeDB is the database under st, for a test that writes rows as
+// another replica (or an older version) would.
+func storeDB(t *testing.T, st store) *sql.DB {
+	t.Helper()
+	switch x := st.(type) {
+	case *pgStore:
+		return x.db
+	case *sqliteStore:
+		return x.db
+	}
+	t.Fatalf("store %T", st)
+	return nil
 }
