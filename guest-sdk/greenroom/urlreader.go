@@ -198,21 +198,15 @@ func readHop(ctx context.Context, ur *urlRequest) (*urlResponse, error) {
 // Content-Length). A response body read after Close fails, as net/http's
 // does. The reader sends no cookies (Cookie is refused as a credential):
 // leave the client's Jar unset, as a Jar that stored a cookie fails the
-// next request to that site, with an error that says the Jar added it.
+// next request to that site (the error says so), as a Cookie the plugin
+// sets does.
 func HTTPClient() *http.Client {
-	c := &http.Client{}
-	c.Transport = &urlTransport{client: c}
-	return c
+	return &http.Client{Transport: urlTransport{}}
 }
 
-// urlTransport is HTTPClient's transport; client is the client it was
-// made for, whose Jar it looks at (a client made around it with a Jar of
-// its own is not known to it).
-type urlTransport struct {
-	client *http.Client
-}
+type urlTransport struct{}
 
-func (t *urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		// A body of unknown length (ContentLength 0) is refused unless it
 		// is empty: it would otherwise be dropped without a word.
@@ -242,13 +236,13 @@ func (t *urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// ReadURL is (one in req.Header is not sent: sentHeader).
 		return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: fmt.Sprintf("%s %s: request Host %q may not be set by a plugin: the host is the URL's (%s); put the host in the URL", method, req.URL.Redacted(), req.Host, req.URL.Host)}
 	}
-	if t.jarAddedCookie(req) {
-		// The runtime refuses Cookie as a credential, and its error
-		// ("request header Cookie may not be set by a plugin") named a
-		// header the plugin never set: net/http's client adds the
-		// cookies its Jar stored for the URL (one an earlier response,
-		// or a redirect's, set) to every request it sends there.
-		return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: "request header Cookie may not be set by a plugin: it carries credentials; the client's Jar added it, with the cookies a response set for this site: the URL reader sends no cookies, so use a client without a Jar"}
+	if len(req.Header.Values("Cookie")) != 0 {
+		// The runtime refuses Cookie as a credential; refused here, the
+		// error can say where one comes from when the plugin set none:
+		// net/http's client adds the cookies its Jar stored for the URL
+		// (one an earlier response, or a redirect's, set) to every
+		// request it sends there.
+		return nil, &Error{Op: "urlreader_call", Code: errDenied, Message: errCookie}
 	}
 	ur := &urlRequest{method: method, url: req.URL.String(), header: sentHeader(req.Header), via: via(req)}
 	resp, err := readHop(req.Context(), ur)
@@ -298,30 +292,9 @@ func (t *urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return out, nil
 }
 
-// jarAddedCookie reports whether req carries a Cookie header that the
-// client's Jar added: the Jar holds cookies for req's URL, which
-// net/http's client adds to each request it sends there, and req's
-// cookies include every one of them (not so for a request sent through
-// another client around this transport).
-func (t *urlTransport) jarAddedCookie(req *http.Request) bool {
-	if t.client == nil || t.client.Jar == nil || len(req.Header.Values("Cookie")) == 0 {
-		return false
-	}
-	stored := t.client.Jar.Cookies(req.URL)
-	if len(stored) == 0 {
-		return false
-	}
-	sent := map[[2]string]bool{}
-	for _, c := range req.Cookies() {
-		sent[[2]string{c.Name, c.Value}] = true
-	}
-	for _, c := range stored {
-		if !sent[[2]string{c.Name, c.Value}] {
-			return false
-		}
-	}
-	return true
-}
+// errCookie is the refusal of a request with a Cookie header, whether the
+// plugin set it or the client's Jar added it.
+const errCookie = "request header Cookie may not be set by a plugin: it carries credentials; the URL reader sends no cookies: set none, and leave the client's Jar unset (a Jar adds the cookies a response set for the site to the requests that follow)"
 
 // errReadOnClosedBody is net/http's error for a read of a response body
 // after its Close (its errReadOnClosedResBody, unexported): the text is

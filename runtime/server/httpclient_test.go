@@ -184,11 +184,11 @@ limits = { memory = "128MiB" }
 		{scenario.Scenario{Calls: []string{"GET /file"}, Header: map[string]string{"If-Modified-Since": time.Unix(2e9, 0).UTC().Format(http.TimeFormat)}}, nil},
 		{scenario.Scenario{Calls: []string{"GET /gzip-nobody"}, Header: map[string]string{"If-None-Match": `"v1"`}}, nil},
 		{scenario.Scenario{Calls: []string{"GET /gzip-nobody"}}, nil},
-		// A cookie the Jar stored is refused as a credential, and the
-		// error says the Jar added it (the plugin set no Cookie).
-		{scenario.Scenario{Calls: []string{"GET /setcookie", "GET /plain"}, Jar: true}, []differ{refused(1, "request header Cookie may not be set by a plugin: it carries credentials; the client's Jar added it")}},
-		{scenario.Scenario{Calls: []string{"GET /cookie-redirect"}, Jar: true}, []differ{refused(0, "request header Cookie may not be set by a plugin: it carries credentials; the client's Jar added it")}},
-		// One the plugin sets itself: the runtime's refusal.
+		// A cookie the Jar stored is refused as a credential, by the SDK,
+		// whose error names the Jar (the plugin set no Cookie).
+		{scenario.Scenario{Calls: []string{"GET /setcookie", "GET /plain"}, Jar: true}, []differ{refused(1, "request header Cookie may not be set by a plugin: it carries credentials; the URL reader sends no cookies: set none, and leave the client's Jar unset")}},
+		{scenario.Scenario{Calls: []string{"GET /cookie-redirect"}, Jar: true}, []differ{refused(0, "request header Cookie may not be set by a plugin: it carries credentials; the URL reader sends no cookies: set none, and leave the client's Jar unset")}},
+		// One the plugin sets itself: refused the same way.
 		{scenario.Scenario{Calls: []string{"GET /plain"}, Header: map[string]string{"Cookie": "sid=mine"}, Jar: true}, []differ{refused(0, "request header Cookie may not be set by a plugin: it carries credentials")}},
 	} {
 		guest, want := run(c.s)
