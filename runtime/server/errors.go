@@ -333,7 +333,8 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
-	client, ok := s.proxies.Load().client(ctx)
+	o, ok := s.proxies.Load().client(ctx)
+	client := o.client
 	if !ok {
 		client = peerAddr(ctx)
 	}

@@ -103,8 +103,10 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			return
 		}
 		// A client's word for where it came from reaches the guest only
-		// as a trusted proxy passed it on (proxy.go).
-		if fwd, dashed := forwardingHeader(k); fwd && !(dashed && rs.viaProxy) {
+		// as a trusted proxy passed it on (proxy.go); the header the
+		// client's address was read from, only as its trusted part
+		// (below).
+		if fwd, dashed := forwardingHeader(k); fwd && !(dashed && rs.viaProxy) || fromProxyRead(k, rs.fwd.header) {
 			return
 		}
 		// fasthttp gives a body-less POST (PUT, ...) a "Content-Length:
@@ -120,6 +122,9 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		}
 		req.Headers = append(req.Headers, [2][]byte{hostfuncs.CanonicalHeaderName(k), v})
 	})
+	if h := rs.fwd.header; len(rs.fwd.chain) > 0 && !connection[strings.ToLower(h)] {
+		req.Headers = append(req.Headers, [2][]byte{[]byte(h), rs.fwd.chain})
+	}
 	if host := fr.Host(); len(host) > 0 {
 		req.Headers = append(req.Headers, [2][]byte{[]byte("Host"), host})
 	}

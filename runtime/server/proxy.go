@@ -11,13 +11,15 @@ import (
 )
 
 // Behind a reverse proxy every connection comes from the proxy: the
-// client's address is in the X-Forwarded-For the proxy appends to. Only a
-// proxy listed in server.trusted_proxies is believed. Fiber's own
-// TrustedProxies and ProxyHeader are not used: its c.IP() takes the
-// header's leftmost address (or the whole value), which the client writes
-// ("X-Forwarded-For: 1.2.3.4" sent through a proxy that appends), it does
-// not skip the trusted proxies of a chain, and its config is fixed when
-// the app is built, where trusted_proxies is applied by a reload.
+// client's address is in the X-Forwarded-For the proxy appends to (or in
+// Forwarded, RFC 7239). Only a proxy listed in server.trusted_proxies is
+// believed, and the guest gets of the header only what it vouches for.
+// Fiber's own TrustedProxies and ProxyHeader are not used: its c.IP()
+// takes the header's leftmost address (or the whole value), which the
+// client writes ("X-Forwarded-For: 1.2.3.4" sent through a proxy that
+// appends), it does not skip the trusted proxies of a chain, and its
+// config is fixed when the app is built, where trusted_proxies is
+// applied by a reload.
 
 // proxySet is server.trusted_proxies, parsed; nil when it is empty.
 type proxySet struct {
@@ -58,23 +60,57 @@ func peerAddr(fc *fasthttp.RequestCtx) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// origin is where a trusted proxy says a request came from.
+type origin struct {
+	// client is the client's address (see proxySet.client).
+	client netip.AddrPort
+	// header is the forwarding header read for the client, canonical:
+	// "X-Forwarded-For", or "Forwarded" when the request has no
+	// X-Forwarded-For; "" when it has neither.
+	header string
+	// chain is header's trusted part, the one line of it the guest gets
+	// in place of every line the proxy sent (none when header did not
+	// name the client, who is then the peer): the client's entry and
+	// those right of it, which the listed proxies wrote. What is left of
+	// the client's entry was written by the client (or a proxy not
+	// listed), and a guest taking the leftmost entry as the client's, as
+	// most code behind a proxy does, would take it.
+	chain []byte
+}
+
 // client returns, when the connection comes from a trusted proxy
-// (trusted; never when p is nil), the client's address: the rightmost
-// address of X-Forwarded-For (every such header, in order, read as one
-// list) that is not a trusted proxy's, or its leftmost when all are; the
-// peer's when the header is missing or an address it names before that
-// one does not parse. A named address's port is kept (an entry
-// "203.0.113.7:5100"), else it is 0.
-func (p *proxySet) client(fc *fasthttp.RequestCtx) (client netip.AddrPort, trusted bool) {
+// (trusted; never when p is nil), where the request came from: the
+// rightmost address of X-Forwarded-For (every such header, in order, read
+// as one list) that is not a trusted proxy's, or its leftmost when all
+// are; without X-Forwarded-For the same of Forwarded's for= parameters
+// (RFC 7239); the peer's when neither header is there, or an entry before
+// that one does not name an address (it does not parse, it is "unknown"
+// or an obfuscated identifier, or a Forwarded element has no for=). A
+// named address's port is kept (an entry "203.0.113.7:5100"), else it is
+// 0.
+func (p *proxySet) client(fc *fasthttp.RequestCtx) (o origin, trusted bool) {
 	if p == nil {
-		return netip.AddrPort{}, false
+		return origin{}, false
 	}
 	peer := peerAddr(fc)
 	if !peer.IsValid() || !p.trusts(peer.Addr()) {
-		return peer, false
+		return origin{client: peer}, false
 	}
-	all := fc.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor)
-	var last netip.AddrPort
+	if all := fc.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor); len(all) > 0 {
+		o = p.fromXFF(all, peer)
+		o.header = fasthttp.HeaderXForwardedFor
+	} else if all := fc.Request.Header.PeekAll(fasthttp.HeaderForwarded); len(all) > 0 {
+		o = p.fromForwarded(all, peer)
+		o.header = fasthttp.HeaderForwarded
+	} else {
+		o.client = peer
+	}
+	return o, true
+}
+
+// fromXFF is client's reading of X-Forwarded-For, its lines all.
+func (p *proxySet) fromXFF(all [][]byte, peer netip.AddrPort) origin {
+	var hops []netip.AddrPort // trusted entries, right to left
 	for i := len(all) - 1; i >= 0; i-- {
 		list := all[i]
 		for len(list) > 0 {
@@ -90,18 +126,203 @@ func (p *proxySet) client(fc *fasthttp.RequestCtx) (client netip.AddrPort, trust
 			}
 			a, ok := forwardedAddr(entry)
 			if !ok {
-				return peer, true
+				return origin{client: peer}
 			}
 			if !p.trusts(a.Addr()) {
-				return a, true
+				return origin{client: a, chain: xffLine(a, hops)}
 			}
+			hops = append(hops, a)
+		}
+	}
+	if n := len(hops); n > 0 {
+		return origin{client: hops[n-1], chain: xffLine(hops[n-1], hops[:n-1])}
+	}
+	return origin{client: peer}
+}
+
+// xffLine writes the client's address then hops (given right to left),
+// each as read (IPv4 unmapped, no zone, a port when one was given), as
+// one X-Forwarded-For list.
+func xffLine(client netip.AddrPort, hops []netip.AddrPort) []byte {
+	b := appendEntry(make([]byte, 0, 24*(len(hops)+1)), client)
+	for i := len(hops) - 1; i >= 0; i-- {
+		b = appendEntry(append(b, ", "...), hops[i])
+	}
+	return b
+}
+
+func appendEntry(b []byte, a netip.AddrPort) []byte {
+	if a.Port() == 0 {
+		return a.Addr().AppendTo(b)
+	}
+	return a.AppendTo(b)
+}
+
+// fromForwarded is client's reading of Forwarded, its lines all. A line
+// that is not a valid Forwarded list, when the walk reaches it, leaves
+// the peer's address: its elements cannot be told apart.
+func (p *proxySet) fromForwarded(all [][]byte, peer netip.AddrPort) origin {
+	var hops [][]byte // trusted elements as sent, right to left
+	var last netip.AddrPort
+	for i := len(all) - 1; i >= 0; i-- {
+		elems, ok := parseForwarded(all[i])
+		if !ok {
+			return origin{client: peer}
+		}
+		for j := len(elems) - 1; j >= 0; j-- {
+			a, ok := elems[j].addr()
+			if !ok {
+				return origin{client: peer}
+			}
+			if !p.trusts(a.Addr()) {
+				return origin{client: a, chain: forwardedLine(elems[j].raw, hops)}
+			}
+			hops = append(hops, elems[j].raw)
 			last = a
 		}
 	}
-	if last.IsValid() {
-		return last, true
+	if n := len(hops); n > 0 {
+		return origin{client: last, chain: forwardedLine(hops[n-1], hops[:n-1])}
 	}
-	return peer, true
+	return origin{client: peer}
+}
+
+// forwardedLine joins the client's element then hops (given right to
+// left) into one Forwarded list.
+func forwardedLine(client []byte, hops [][]byte) []byte {
+	n := len(client)
+	for _, h := range hops {
+		n += 2 + len(h)
+	}
+	b := append(make([]byte, 0, n), client...)
+	for i := len(hops) - 1; i >= 0; i-- {
+		b = append(append(b, ", "...), hops[i]...)
+	}
+	return b
+}
+
+// forwardedElement is an element of a Forwarded list: raw is it as sent
+// (without the whitespace around it), node its for= value (unquoted),
+// hasFor whether it has one.
+type forwardedElement struct {
+	raw    []byte
+	node   []byte
+	hasFor bool
+}
+
+// addr is the address e's for= names (RFC 7239, 6): an IPv4 address,
+// or an IPv6 one in brackets, with or without a port, as
+// forwardedAddr reads them (an IPv6 address without brackets too, as
+// proxies configured with "for=$remote_addr" write it); an obfuscated
+// port ("192.0.2.43:_p1") is taken as none. "unknown", an obfuscated
+// identifier ("_hidden") and an element without for= name none.
+func (e forwardedElement) addr() (netip.AddrPort, bool) {
+	node := e.node
+	if !e.hasFor || len(node) == 0 || node[0] == '_' {
+		return netip.AddrPort{}, false
+	}
+	if j := bytes.LastIndexByte(node, ':'); j >= 0 && j+1 < len(node) && node[j+1] == '_' {
+		node = node[:j] // an obfuscated port
+	}
+	if len(node) > 2 && node[0] == '[' && node[len(node)-1] == ']' {
+		node = node[1 : len(node)-1]
+	}
+	return forwardedAddr(node)
+}
+
+// parseForwarded splits one line of Forwarded into its elements (RFC
+// 7239, 4: a list of elements, each pairs token=value separated by
+// ';', a value a token or a quoted string), whitespace allowed around
+// ',' and ';'. ok is false when the line is not such a list, or an
+// element has for= twice: then no element of it can be told from the
+// client's text (a quote the client opened swallows what a proxy
+// appended). Empty elements and pairs are skipped. An unquoted value may
+// hold ':', '[' and ']' besides token characters, as proxies write an
+// address with a port or an IPv6 address unquoted.
+func parseForwarded(line []byte) (elems []forwardedElement, ok bool) {
+	i, n := 0, len(line)
+	skipOWS := func() {
+		for i < n && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+	}
+	for {
+		skipOWS()
+		start := i
+		var e forwardedElement
+		for {
+			skipOWS()
+			if i < n && line[i] != ',' && line[i] != ';' {
+				// A pair: token "=" value.
+				k := i
+				for i < n && isTokenChar(line[i]) {
+					i++
+				}
+				if i == k || i >= n || line[i] != '=' {
+					return nil, false
+				}
+				name := line[k:i]
+				i++
+				var value []byte
+				if i < n && line[i] == '"' {
+					i++
+					for {
+						if i >= n {
+							return nil, false // unterminated
+						}
+						ch := line[i]
+						if ch == '"' {
+							i++
+							break
+						}
+						if ch == '\\' {
+							i++
+							if i >= n {
+								return nil, false
+							}
+							ch = line[i]
+						}
+						if ch < 0x20 && ch != '\t' || ch == 0x7f {
+							return nil, false
+						}
+						value = append(value, ch)
+						i++
+					}
+				} else {
+					v := i
+					for i < n && (isTokenChar(line[i]) || line[i] == ':' || line[i] == '[' || line[i] == ']') {
+						i++
+					}
+					if i == v {
+						return nil, false
+					}
+					value = line[v:i]
+				}
+				if len(name) == 3 && headerFold(name, "for") {
+					if e.hasFor {
+						return nil, false
+					}
+					e.hasFor, e.node = true, value
+				}
+				skipOWS()
+			}
+			if i >= n || line[i] == ',' {
+				break
+			}
+			if line[i] != ';' {
+				return nil, false
+			}
+			i++
+		}
+		if raw := bytes.TrimRight(line[start:i], " \t"); len(raw) > 0 {
+			e.raw = raw
+			elems = append(elems, e)
+		}
+		if i >= n {
+			return elems, true
+		}
+		i++ // the ','
+	}
 }
 
 // forwardedAddr reads an entry of X-Forwarded-For: an IP address, or
@@ -162,4 +383,17 @@ func forwardingHeader(k []byte) (is, dashed bool) {
 		}
 	}
 	return is, is && bytes.IndexByte(k, '_') < 0
+}
+
+// fromProxyRead reports whether k names header, the forwarding header
+// read for the client (origin.header), in any letter case: the guest
+// gets it only as its trusted chain.
+func fromProxyRead(k []byte, header string) bool {
+	switch header {
+	case fasthttp.HeaderXForwardedFor:
+		return len(k) == 15 && headerFold(k, "x-forwarded-for")
+	case fasthttp.HeaderForwarded:
+		return len(k) == 9 && headerFold(k, "forwarded")
+	}
+	return false
 }

@@ -115,9 +115,12 @@ func TestForwardingHeadersFromClientDropped(t *testing.T) {
 // From a trusted proxy, the client is the rightmost address of
 // X-Forwarded-For that is not a trusted proxy's: the guest's RemoteAddr,
 // the anonymous rate limit's key, the audit and access logs' ip. What a
-// client wrote left of it is not believed; the forwarding headers reach
-// the guest as the proxy sent them (not their underscore spellings, which
-// no proxy sets, nor the identity headers of the X-Forwarded- family). A header that does not parse leaves the peer's address.
+// client wrote left of it is not believed, nor passed on: the guest's
+// X-Forwarded-For is its trusted part; the other forwarding headers
+// reach the guest as the proxy sent them (not their underscore
+// spellings, which no proxy sets, nor the identity headers of the
+// X-Forwarded- family). A header that does not parse leaves the peer's
+// address.
 func TestTrustedProxyNamesClient(t *testing.T) {
 	t.Parallel()
 	in := servertest.Start(t, proxyConfig(`"10.0.0.0/8", "127.0.0.1"`), servertest.Options{CacheDir: cacheDir, Anonymous: true})
@@ -130,7 +133,7 @@ func TestTrustedProxyNamesClient(t *testing.T) {
 	if e.Remote != "203.0.113.7:0" {
 		t.Errorf("RemoteAddr %q, want 203.0.113.7:0", e.Remote)
 	}
-	want := map[string]string{"X-Forwarded-For": "198.51.100.9, 203.0.113.7,10.1.2.3", "X-Forwarded-Host": "app.example",
+	want := map[string]string{"X-Forwarded-For": "203.0.113.7, 10.1.2.3", "X-Forwarded-Host": "app.example",
 		"X-Forwarded-Proto": "https", "Forwarded": "for=203.0.113.7"}
 	for k, v := range want {
 		if got := e.Headers[k]; len(got) != 1 || got[0] != v {
@@ -215,5 +218,122 @@ func TestTrustedProxiesReload(t *testing.T) {
 	}
 	if e := getEcho(t, in, "X-Forwarded-For", "203.0.113.7"); e.Remote != "203.0.113.7:0" || e.Headers["X-Forwarded-For"][0] != "203.0.113.7" {
 		t.Errorf("after the reload: %+v", e)
+	}
+}
+
+// unlimited is proxyConfig without the rate limit.
+func unlimited(trusted string) string {
+	return strings.Replace(proxyConfig(trusted), "rate_limit = \"1/m\"\n", "", 1)
+}
+
+// The guest's X-Forwarded-For, from a trusted proxy, is one line holding
+// only the trusted part of the chain: the client's address greenroom
+// took, then the listed proxies' right of it, as read. A proxy that adds
+// a line of its own rather than appending to the client's left the
+// client's forged line first, which r.Header.Get returned; one that
+// appends left the forged addresses leftmost, where most code behind a
+// proxy takes the client from. When the header names no client (an entry
+// does not parse), the guest gets none. From a peer that is not a listed
+// proxy, every line is dropped.
+func TestGuestGetsTrustedXForwardedFor(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, unlimited(`"10.0.0.0/8", "127.0.0.1"`), servertest.Options{CacheDir: cacheDir, Anonymous: true})
+	for _, c := range []struct {
+		xff          []string
+		remote, want string // want "": no X-Forwarded-For
+	}{
+		// The proxy added a line of its own.
+		{[]string{"198.51.100.9", "203.0.113.7, 10.1.2.3"}, "203.0.113.7:0", "203.0.113.7, 10.1.2.3"},
+		{[]string{"198.51.100.9, 10.0.0.5", "203.0.113.8"}, "203.0.113.8:0", "203.0.113.8"},
+		// It appended to the client's.
+		{[]string{"198.51.100.9, 203.0.113.9,10.1.2.3"}, "203.0.113.9:0", "203.0.113.9, 10.1.2.3"},
+		{[]string{"203.0.113.10"}, "203.0.113.10:0", "203.0.113.10"},
+		// As read: a port kept, a zone (any text) dropped, IPv4 unmapped.
+		{[]string{"x, [2001:db8::1]:5100", " 10.0.0.1:80 ,, "}, "[2001:db8::1]:5100", "[2001:db8::1]:5100, 10.0.0.1:80"},
+		{[]string{"fe80::1%evil, text"}, "127.0.0.1", ""},
+		{[]string{"fe80::1%evil-text"}, "[fe80::1]:0", "fe80::1"},
+		{[]string{"::ffff:203.0.113.11, ::ffff:10.0.0.3"}, "203.0.113.11:0", "203.0.113.11, 10.0.0.3"},
+		// Every address a listed proxy's: all of them.
+		{[]string{"10.9.9.9", "10.0.0.2"}, "10.9.9.9:0", "10.9.9.9, 10.0.0.2"},
+		// No client named: none.
+		{[]string{"203.0.113.12, not-an-address"}, "127.0.0.1", ""},
+		{[]string{"203.0.113.13", "unknown"}, "127.0.0.1", ""},
+		{[]string{""}, "127.0.0.1", ""},
+	} {
+		var h []string
+		for _, v := range c.xff {
+			h = append(h, "X-Forwarded-For", v)
+		}
+		e := getEcho(t, in, h...)
+		if remote := e.Remote; remote != c.remote && !(c.remote == "127.0.0.1" && strings.HasPrefix(remote, "127.0.0.1:")) {
+			t.Errorf("X-Forwarded-For %q: RemoteAddr %q, want %q", c.xff, remote, c.remote)
+		}
+		got := e.Headers["X-Forwarded-For"]
+		if c.want == "" && got != nil || c.want != "" && (len(got) != 1 || got[0] != c.want) {
+			t.Errorf("X-Forwarded-For %q: the guest's %q, want %q", c.xff, got, c.want)
+		}
+	}
+
+	// Not from a listed proxy: dropped, every line.
+	direct := servertest.Start(t, unlimited(`"10.0.0.0/8"`), servertest.Options{CacheDir: cacheDir, Anonymous: true})
+	e := getEcho(t, direct, "X-Forwarded-For", "198.51.100.9", "X-Forwarded-For", "203.0.113.7, 10.1.2.3", "x-forwarded-for", "203.0.113.14")
+	if got, ok := e.Headers["X-Forwarded-For"]; ok || !strings.HasPrefix(e.Remote, "127.0.0.1:") {
+		t.Errorf("from a peer not listed: the guest's X-Forwarded-For %q, RemoteAddr %q", got, e.Remote)
+	}
+}
+
+// Without X-Forwarded-For, a trusted proxy's Forwarded (RFC 7239) names
+// the client the same way: the rightmost for= that is not a listed
+// proxy's address, quoted IPv6 in brackets and ports read; the guest gets
+// the trusted elements as one line. An element that names no address
+// (for=unknown, an obfuscated for=_hidden, none) where the client would
+// be, or a line that is no valid list (a quote the client left open
+// swallowing what the proxy appended), leaves the peer's address, and
+// the guest no Forwarded. With X-Forwarded-For there, that is read and
+// Forwarded passed on as sent.
+func TestTrustedProxyForwarded(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, unlimited(`"10.0.0.0/8", "127.0.0.1"`), servertest.Options{CacheDir: cacheDir, Anonymous: true})
+	for _, c := range []struct {
+		fwd          []string
+		remote, want string // want "": no Forwarded
+	}{
+		{[]string{`for=198.51.100.9, for="[2001:db8:cafe::17]:4711";proto=https, for=10.1.2.3`}, "[2001:db8:cafe::17]:4711",
+			`for="[2001:db8:cafe::17]:4711";proto=https, for=10.1.2.3`},
+		// A line of the proxy's own.
+		{[]string{`for=198.51.100.9`, `For=203.0.113.7;proto=https`}, "203.0.113.7:0", `For=203.0.113.7;proto=https`},
+		{[]string{`for=198.51.100.9;x="`, `, for=203.0.113.7`}, "203.0.113.7:0", `for=203.0.113.7`}, // the client's line not reached
+		{[]string{`for="203.0.113.8:_p1";by=_gw`}, "203.0.113.8:0", `for="203.0.113.8:_p1";by=_gw`},
+		{[]string{`for=2001:db8::2`}, "[2001:db8::2]:0", `for=2001:db8::2`},
+		{[]string{`for="10.0.0.9"`, `for=10.0.0.8`}, "10.0.0.9:0", `for="10.0.0.9", for=10.0.0.8`},
+		// Nothing a proxy vouches for: the peer.
+		{[]string{`for=198.51.100.9, for=unknown`}, "127.0.0.1", ""},
+		{[]string{`for=198.51.100.9, for=_hidden`}, "127.0.0.1", ""},
+		{[]string{`for=198.51.100.9, for=unknown;proto=https, for=10.1.2.3`}, "127.0.0.1", ""},
+		{[]string{`for=198.51.100.9, proto=https`}, "127.0.0.1", ""},
+		{[]string{`for=198.51.100.9;x=", for=203.0.113.7`}, "127.0.0.1", ""},
+		{[]string{`for=198.51.100.9, for=203.0.113.7;for=203.0.113.6`}, "127.0.0.1", ""},
+	} {
+		var h []string
+		for _, v := range c.fwd {
+			h = append(h, "Forwarded", v)
+		}
+		e := getEcho(t, in, h...)
+		if remote := e.Remote; remote != c.remote && !(c.remote == "127.0.0.1" && strings.HasPrefix(remote, "127.0.0.1:")) {
+			t.Errorf("Forwarded %q: RemoteAddr %q, want %q", c.fwd, remote, c.remote)
+		}
+		got := e.Headers["Forwarded"]
+		if c.want == "" && got != nil || c.want != "" && (len(got) != 1 || got[0] != c.want) {
+			t.Errorf("Forwarded %q: the guest's %q, want %q", c.fwd, got, c.want)
+		}
+	}
+	// X-Forwarded-For first: Forwarded is then one more header the proxy
+	// passed on.
+	e := getEcho(t, in, "Forwarded", "for=198.51.100.12", "X-Forwarded-For", "203.0.113.15")
+	if e.Remote != "203.0.113.15:0" || len(e.Headers["Forwarded"]) != 1 || e.Headers["Forwarded"][0] != "for=198.51.100.12" {
+		t.Errorf("with X-Forwarded-For: RemoteAddr %q, the guest's Forwarded %q", e.Remote, e.Headers["Forwarded"])
+	}
+	if ips := logIPs(t, in, "request"); len(ips) == 0 || ips[0] != "2001:db8:cafe::17" {
+		t.Errorf("access lines' ip %q", ips)
 	}
 }

@@ -556,13 +556,15 @@ type reqState struct {
 	authn *auth.Authenticator
 	// client is the client's address, as the access and audit logs and
 	// the anonymous rate limit take it (ip): the peer's, or the one a
-	// trusted proxy's X-Forwarded-For names (viaProxy is then set: it
-	// and its port are the guest's RemoteAddr, and the forwarding
-	// headers reach the guest). Kept as a value, formatted only where a
-	// line or a rate-limit key needs it: with the access log off most
+	// trusted proxy's X-Forwarded-For or Forwarded names (viaProxy is
+	// then set: it and its port are the guest's RemoteAddr, the
+	// forwarding headers reach the guest, and the one it was read from
+	// only as fwd's trusted chain). Kept as a value, formatted only where
+	// a line or a rate-limit key needs it: with the access log off most
 	// requests never do.
 	client   netip.AddrPort
 	viaProxy bool
+	fwd      origin
 }
 
 // ip is rs.client's address as text: "0.0.0.0" when it is not known (a
@@ -598,7 +600,8 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	c.Locals(stateKey, rs)
 	c.Set(fiber.HeaderXRequestID, rs.id)
 	rs.method, rs.path = c.Method(), c.Path()
-	rs.client, rs.viaProxy = s.proxies.Load().client(c.Context())
+	rs.fwd, rs.viaProxy = s.proxies.Load().client(c.Context())
+	rs.client = rs.fwd.client
 	if !rs.viaProxy {
 		rs.client = peerAddr(c.Context())
 	}
