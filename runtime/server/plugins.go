@@ -225,6 +225,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 			claim.release()
 			return err
 		}
+		sniffSet := false
 		for i, h := range resp.Headers {
 			if !forwardResponseHeader(h[0], h[1]) {
 				if n, ok := contentLength(h[0], h[1]); ok {
@@ -236,7 +237,14 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 				w.Header.AddBytesV(fiber.HeaderLocation, v)
 				continue
 			}
+			sniffSet = sniffSet || len(h[0]) == len(noSniffHeader) && headerFold(h[0], "x-content-type-options")
 			w.Header.AddBytesKV(h[0], h[1])
+		}
+		// Every plugin answers from the one origin: a browser must not
+		// take one's JSON or text (an echo of a query) for a script or a
+		// stylesheet of another's page. The guest's own, when it set one.
+		if !sniffSet {
+			w.Header.Set(noSniffHeader, "nosniff")
 		}
 		if len(resp.Body) == 0 && fr.Header.IsHead() {
 			// A HEAD answer has no body. Its Content-Length is that of
@@ -679,6 +687,10 @@ func containsFold(b []byte, lower string) bool {
 	}
 	return false
 }
+
+// noSniffHeader is set to "nosniff" on a plugin's answer that has none
+// (sandbox.md, "One origin for every plugin").
+const noSniffHeader = "X-Content-Type-Options"
 
 // Headers a guest may not set: framing is the server's business.
 var droppedResponseHeaders = map[string]bool{

@@ -975,6 +975,29 @@ func TestResponseHeaderInjectionRefused(t *testing.T) {
 	}
 }
 
+// Every plugin answers from greenroom's one origin: a plugin's answer
+// gets X-Content-Type-Options: nosniff unless it set the header itself
+// (its value, whatever it is, is kept, once), so that a browser takes no
+// plugin's JSON or text (an echo of a query) for a script or stylesheet
+// of another plugin's page. HEAD answers too.
+func TestPluginAnswerNoSniff(t *testing.T) {
+	in := start(t, hostileConfig("2s", 1))
+	for path, want := range map[string]string{
+		"/api/hostile/badheader":                    "nosniff",
+		"/api/hostile/framing?case=sniff&v=nosniff": "nosniff",
+		"/api/hostile/framing?case=sniff&v=custom":  "custom",
+	} {
+		status, h, _ := in.Get(t, path)
+		if v := h.Values("X-Content-Type-Options"); status != 200 || len(v) != 1 || v[0] != want {
+			t.Errorf("%s: %d, X-Content-Type-Options %q, want %q", path, status, v, want)
+		}
+	}
+	status, h, _ := in.Do(t, "HEAD", "/api/hostile/content", nil)
+	if v := h.Values("X-Content-Type-Options"); status != 200 || len(v) != 1 || v[0] != "nosniff" {
+		t.Errorf("HEAD: %d, X-Content-Type-Options %q", status, v)
+	}
+}
+
 // A Go guest's ResponseWriter frames as net/http's, in wasm: a flush
 // (http.ResponseController) works and streams nothing; a body short of
 // its Content-Length, and more header lines than the envelope holds, are

@@ -196,6 +196,10 @@ func init() {
 		case "short":
 			w.Header().Set("Content-Length", "10")
 			io.WriteString(w, "abc")
+		case "sniff":
+			// The handler's own X-Content-Type-Options ("v"), any value.
+			w.Header().Set("x-content-type-options", q.Get("v"))
+			io.WriteString(w, "sniffed")
 		case "headers":
 			n, _ := strconv.Atoi(q.Get("n"))
 			for i := range n {
