@@ -82,9 +82,8 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 	// process without its handler (SIGHUP's default action is to exit);
 	// one during Go's start-up and package initialization, before this,
 	// still has that effect (docs/operations.md).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	sigs := notifySignals()
+	defer sigs.stopNotify()
 	stamps := configStamps(files) // before the read: the files the config in force was read from
 	cfg, err := loadConfig(files)
 	if err != nil {
@@ -198,12 +197,11 @@ func run(ctx context.Context, files []string, opts runtime.Options, watch bool) 
 wait:
 	for {
 		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				log.Info("SIGHUP: reloading the config and every plugin")
-				go rl.reload(reloadCtx)
-				continue
-			}
+		case <-sigs.reload:
+			log.Info("SIGHUP: reloading the config and every plugin")
+			go rl.reload(reloadCtx)
+			continue
+		case sig := <-sigs.stop:
 			log.WithField("signal", sig.String()).Info("shutting down")
 		case err := <-serveErr:
 			serveFailure = fmt.Errorf("serve: %w", err)
@@ -259,11 +257,10 @@ wait:
 	go func() {
 		for {
 			select {
-			case sig := <-sigs:
-				if sig == syscall.SIGHUP {
-					log.Info("SIGHUP during shutdown: ignored")
-					continue
-				}
+			case <-sigs.reload:
+				log.Info("SIGHUP during shutdown: ignored")
+				continue
+			case sig := <-sigs.stop:
 				log.WithField("signal", sig.String()).Warn("second signal: cutting the shutdown short")
 				forced.Store(true)
 				cancel()
@@ -322,13 +319,40 @@ wait:
 	return serveFailure
 }
 
+// signals is what serve is told by signals: SIGINT and SIGTERM on stop,
+// SIGHUP on reload. They have channels of their own: on one channel of
+// one place, a SIGHUP waiting there made signal.Notify, which never
+// blocks, drop a SIGTERM that came meanwhile, and the process went on
+// serving (a SIGHUP storm followed by a SIGTERM, as a deploy script sends
+// them: 2 runs in 12 under load). Several SIGHUPs while one waits are one
+// reload (it reads the files as they are then); stop holds two, the
+// signal and a second one that cuts the drain short.
+type signals struct {
+	stop   chan os.Signal
+	reload chan os.Signal
+}
+
+// notifySignals starts delivering SIGINT, SIGTERM and SIGHUP to a new
+// signals; stopNotify ends it.
+func notifySignals() *signals {
+	s := &signals{stop: make(chan os.Signal, 2), reload: make(chan os.Signal, 1)}
+	signal.Notify(s.reload, syscall.SIGHUP)
+	signal.Notify(s.stop, syscall.SIGINT, syscall.SIGTERM)
+	return s
+}
+
+func (s *signals) stopNotify() {
+	signal.Stop(s.stop)
+	signal.Stop(s.reload)
+}
+
 // errStopped: SIGINT or SIGTERM came before the server started serving.
 var errStopped = errors.New("stopped before serving")
 
 // prepare runs rt.Prepare until it ends; SIGINT or SIGTERM meanwhile
 // cancel it and make it return errStopped. It reports whether a SIGHUP came
 // meanwhile (a reload is then due).
-func prepare(ctx context.Context, rt *runtime.Runtime, sigs <-chan os.Signal, log *logrus.Logger) (reloadPending bool, err error) {
+func prepare(ctx context.Context, rt *runtime.Runtime, sigs *signals, log *logrus.Logger) (reloadPending bool, err error) {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -341,11 +365,9 @@ func prepare(ctx context.Context, rt *runtime.Runtime, sigs <-chan os.Signal, lo
 				return reloadPending, errStopped
 			}
 			return reloadPending, err
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				reloadPending = true
-				continue
-			}
+		case <-sigs.reload:
+			reloadPending = true
+		case sig := <-sigs.stop:
 			log.WithField("signal", sig.String()).Info("shutting down before serving: the database was still opening")
 			stopped = true
 			cancel()
