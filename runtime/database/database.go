@@ -330,7 +330,7 @@ func (s *Service) open(ctx context.Context) (_ backend, _ *bun.DB, err error) {
 		if len(pending) > 0 {
 			return fail(fmt.Errorf("database.skip_migrations is set and %d of the runtime's migrations are pending (%s): run `greenroom migrate up`", len(pending), pending[0]))
 		}
-	} else if names, err := migrateRuntime(ctx, db, s.cfg.Client, s.log); err != nil {
+	} else if names, err := migrateRuntime(ctx, db, s.cfg.Client, s.log, s.knobs()); err != nil {
 		return fail(err)
 	} else {
 		s.countApplied("", len(names))

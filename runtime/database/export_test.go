@@ -3,6 +3,9 @@ package database
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,40 +20,62 @@ func PluginConnConfig(s *Service, id string) *pgx.ConnConfig {
 	return s.pluginConnector(id).conf.Copy()
 }
 
-// SetMigrationCommitHook sets what runs before ("before") and after
-// ("after") a migration's transaction commits; an error stops the
-// migration there, as if the process had stopped. nil removes it.
-func SetMigrationCommitHook(f func(stage string) error) { testHookMigrationCommit = f }
+// tuneMu orders tests' changes of testKnobs.
+var tuneMu sync.Mutex
 
-// SetMigrationFailedHook makes f run when a migration's statement has
-// failed, before the runtime rolls its transaction back; it returns a
-// function that restores none.
-func SetMigrationFailedHook(f func()) (restore func()) {
-	testHookMigrationFailed = f
-	return func() { testHookMigrationFailed = nil }
+// tune changes the knobs of the Services of the database connection names
+// (Config.Connection, or the [database] table's connection) by f, for the
+// rest of t: the Services of other databases, other tests', keep theirs.
+func tune(t testing.TB, connection string, f func(*knobs)) {
+	t.Helper()
+	key := knobsKey(connection)
+	tuneMu.Lock()
+	defer tuneMu.Unlock()
+	v, loaded := testKnobs.LoadOrStore(key, new(atomic.Pointer[knobs]))
+	p := v.(*atomic.Pointer[knobs])
+	if !loaded {
+		p.Store(defaultKnobs)
+		t.Cleanup(func() { testKnobs.Delete(key) })
+	}
+	k := *p.Load()
+	f(&k)
+	p.Store(&k)
 }
 
-// SetReapAttempts sets how many failed checks the reap of a given-up
-// backend makes before it gives up, when it has not seen the backend
-// outlive its termination; it returns a function that restores it.
-func SetReapAttempts(n int) (restore func()) {
-	old := reapAttempts
-	reapAttempts = n
-	return func() { reapAttempts = old }
+// ResetKnobs gives the Services of the database connection names the
+// default timings and no hooks again.
+func ResetKnobs(t testing.TB, connection string) {
+	tune(t, connection, func(k *knobs) { *k = *defaultKnobs })
+}
+
+// SetMigrationCommitHook sets, for the Services of the database connection
+// names until t ends, what runs before ("before") and after ("after") a
+// migration's transaction commits; an error stops the migration there, as
+// if the process had stopped. nil removes it.
+func SetMigrationCommitHook(t testing.TB, connection string, f func(stage string) error) {
+	tune(t, connection, func(k *knobs) { k.migrationCommit = f })
+}
+
+// SetMigrationFailedHook makes f run, for the Services of the database
+// connection names until t ends, when a migration's statement has failed,
+// before the runtime rolls its transaction back.
+func SetMigrationFailedHook(t testing.TB, connection string, f func()) {
+	tune(t, connection, func(k *knobs) { k.migrationFailed = f })
+}
+
+// SetReapAttempts sets, for the Services of the database connection names
+// until t ends, how many failed checks the reap of a given-up backend
+// makes before it gives up, when it has not seen the backend outlive its
+// termination.
+func SetReapAttempts(t testing.TB, connection string, n int) {
+	tune(t, connection, func(k *knobs) { k.reapAttempts = n })
 }
 
 // FailReapChecks makes the reap's checks fail (as if the server refused
-// its connections) while fail reports true; it returns a function that
-// restores them.
-func FailReapChecks(fail func() bool) (restore func()) {
-	old := terminate
-	terminate = func(ctx context.Context, pc *pgConnector, pid uint32, started time.Time) (bool, bool, error) {
-		if fail() {
-			return false, false, errors.New("connection refused (a test's)")
-		}
-		return old(ctx, pc, pid, started)
-	}
-	return func() { terminate = old }
+// its connections) while fail reports true, for the Services of the
+// database connection names until t ends.
+func FailReapChecks(t testing.TB, connection string, fail func() bool) {
+	tune(t, connection, func(k *knobs) { k.failReapChecks = fail })
 }
 
 // MarkTable is the table of a plugin's SQLite file that lists the
@@ -58,11 +83,10 @@ func FailReapChecks(fail func() bool) (restore func()) {
 const MarkTable = markTable
 
 // SetMigrationIdleTimeout sets how long a migration's transaction may sit
-// idle on PostgreSQL; it returns a function that restores it.
-func SetMigrationIdleTimeout(d time.Duration) (restore func()) {
-	old := migrationIdleTimeout
-	migrationIdleTimeout = d
-	return func() { migrationIdleTimeout = old }
+// idle on PostgreSQL, for the Services of the database connection names
+// until t ends.
+func SetMigrationIdleTimeout(t testing.TB, connection string, d time.Duration) {
+	tune(t, connection, func(k *knobs) { k.migrationIdleTimeout = d })
 }
 
 // Lock takes s's cross-replica lock name as the runtime does.
@@ -71,12 +95,10 @@ func Lock(ctx context.Context, s *Service, name string) (context.Context, func()
 }
 
 // SetLockTimings sets how long a held lock's session may stay idle and
-// how often its holder keeps it busy; it returns a function that restores
-// them.
-func SetLockTimings(idle, heartbeat time.Duration) (restore func()) {
-	oldIdle, oldBeat := lockIdleTimeout, lockHeartbeat
-	lockIdleTimeout, lockHeartbeat = idle, heartbeat
-	return func() { lockIdleTimeout, lockHeartbeat = oldIdle, oldBeat }
+// how often its holder keeps it busy, for the Services of the database
+// connection names until t ends.
+func SetLockTimings(t testing.TB, connection string, idle, heartbeat time.Duration) {
+	tune(t, connection, func(k *knobs) { k.lockIdleTimeout, k.lockHeartbeat = idle, heartbeat })
 }
 
 // IsLockLost reports whether err is a lost lock.
@@ -85,20 +107,21 @@ func IsLockLost(err error) bool {
 	return errors.As(err, &lost)
 }
 
-// MigrateRuntime applies the runtime's pending migrations to db as a
-// start does (without the runtime lock), stopping with an error before
-// the record of the migration named stop ("": none).
-func MigrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.Entry, stop string) ([]string, error) {
+// MigrateRuntime applies the runtime's pending migrations to db, the
+// database connection names, as a start does (without the runtime lock,
+// with the knobs the test set for it), stopping with an error before the
+// record of the migration named stop ("": none).
+func MigrateRuntime(ctx context.Context, db *bun.DB, connection, client string, log *logrus.Entry, stop string) ([]string, error) {
+	k := *knobsFor(connection)
 	if stop != "" {
-		testHookRuntimeMark = func(name string) error {
+		k.runtimeMark = func(name string) error {
 			if name == stop {
 				return errors.New("stopped (a test's)")
 			}
 			return nil
 		}
-		defer func() { testHookRuntimeMark = nil }()
 	}
-	return migrateRuntime(ctx, db, client, log)
+	return migrateRuntime(ctx, db, client, log, &k)
 }
 
 // RuntimeMigrationNames are the names of the runtime's migrations for
@@ -116,12 +139,10 @@ func RuntimeMigrationNames(client string) []string {
 }
 
 // SetRuntimeMigrationLockWait sets how long a runtime migration waits for
-// each lock and how long it keeps trying; it returns a function that
-// restores them.
-func SetRuntimeMigrationLockWait(each, total time.Duration) (restore func()) {
-	oldEach, oldTotal := runtimeMigrationLockTimeout, runtimeMigrationLockWait
-	runtimeMigrationLockTimeout, runtimeMigrationLockWait = each, total
-	return func() { runtimeMigrationLockTimeout, runtimeMigrationLockWait = oldEach, oldTotal }
+// each lock and how long it keeps trying, on the database connection names
+// until t ends.
+func SetRuntimeMigrationLockWait(t testing.TB, connection string, each, total time.Duration) {
+	tune(t, connection, func(k *knobs) { k.runtimeMigrationLockTimeout, k.runtimeMigrationLockWait = each, total })
 }
 
 // RuntimeSQLiteConns is the size of greenroom.db's connection pool.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -26,13 +27,15 @@ var (
 // reaps) call t.Parallel, so that go test runs them after the serial ones,
 // -parallel of them at a time (4 unless given: testflags.Parallel).
 // A test may do so only when it changes no process-wide state the others
-// read: not a package hook (database.Set*, FailReapChecks,
-// SetLockTimings, SetMigration*Hook), not t.Setenv, not
-// database.sqlite_memory (SQLite's heap limit is the process's), and
-// when it measures nothing the process shares (runtime.MemStats), nor
-// ends sessions other than its own databases' and roles'. Serial tests
-// that change such state restore it before they return, so the parallel
-// ones, which start only after every serial one has ended, see defaults.
+// read: not t.Setenv, not database.sqlite_memory (SQLite's heap limit is
+// the process's), and when it measures nothing the process shares
+// (runtime.MemStats), nor ends sessions other than its own databases' and
+// roles'. The timings and hooks a test sets with database.Set* and
+// FailReapChecks are its own database's (named by its connection, connOf)
+// until it ends: other tests' Services keep the defaults, so such a test
+// may run in parallel. Serial tests that change process-wide state
+// restore it before they return, so the parallel ones, which start only
+// after every serial one has ended, see it as it was.
 func TestMain(m *testing.M) {
 	if dsn := os.Getenv(deadClientEnv); dsn != "" {
 		deadClient(dsn)
@@ -74,6 +77,23 @@ var backends = []backend{
 	{"pg", func(t testing.TB) string {
 		return fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", pgtest.URL(t))
 	}},
+}
+
+// connOf is the connection of the [database] table conf (a backend's
+// conf), which names the database in database.Set* and the like.
+func connOf(t testing.TB, conf string) string {
+	t.Helper()
+	for _, l := range strings.Split(conf, "\n") {
+		if v, ok := strings.CutPrefix(l, "connection = "); ok {
+			c, err := strconv.Unquote(v)
+			if err != nil {
+				t.Fatalf("connection in %q: %v", conf, err)
+			}
+			return c
+		}
+	}
+	t.Fatalf("no connection in %q", conf)
+	return ""
 }
 
 // each runs f once per backend, as subtests named after it.

@@ -50,24 +50,15 @@ func newMigrator(db *bun.DB, client string) (*migrate.Migrator, error) {
 		migrate.WithLocksTableName(migrationsLocksTable)), nil
 }
 
-// testHookRuntimeMark, when set, runs in a runtime migration's transaction
-// after its SQL and before its bookkeeping row; an error ends the
-// migration there (tests: a process killed at that point).
-var testHookRuntimeMark func(name string) error
-
 // A runtime migration on PostgreSQL waits at most
-// runtimeMigrationLockTimeout for each lock (lock_timeout), and is tried
-// again runtimeMigrationLockPause later, for runtimeMigrationLockWait at
-// most. A DDL statement waiting for its lock queues every later statement
+// runtimeMigrationLockTimeout (knobs) for each lock (lock_timeout), and is
+// tried again runtimeMigrationLockPause later, for runtimeMigrationLockWait
+// (knobs) at most. A DDL statement waiting for its lock queues every later statement
 // on that table behind it (the scheduler's, on every replica); a plugin
 // can hold a lock on a runtime table for as long as PostgreSQL does not
 // act on pg_terminate_backend (pgforeign.go), and an operator's
 // transaction can too.
-var (
-	runtimeMigrationLockTimeout = 2 * time.Second
-	runtimeMigrationLockPause   = time.Second
-	runtimeMigrationLockWait    = 2 * time.Minute
-)
+const runtimeMigrationLockPause = time.Second
 
 // migrateRuntime applies the runtime's pending migrations. The caller holds
 // the runtime lock, so replicas starting together apply each one once.
@@ -76,8 +67,9 @@ var (
 // status reads) are written in one transaction: bun's Migrate commits the
 // SQL and then inserts the row, and a process killed between the two left
 // a database no later start could migrate ("table ... already exists":
-// an audit's, with kill -9 at 7 of 28 points of a first start).
-func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.Entry) ([]string, error) {
+// an audit's, with kill -9 at 7 of 28 points of a first start). k are the
+// timings and hooks of the database's Services.
+func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.Entry, k *knobs) ([]string, error) {
 	m, err := newMigrator(db, client)
 	if err != nil {
 		return nil, err
@@ -103,32 +95,32 @@ func migrateRuntime(ctx context.Context, db *bun.DB, client string, log *logrus.
 			if client == ClientPG {
 				// As a plugin migration's (applyOne): a replica held up
 				// mid-migration must not hold the runtime's tables.
-				if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(migrationIdleTimeout.Milliseconds(), 10)); err != nil {
+				if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(k.migrationIdleTimeout.Milliseconds(), 10)); err != nil {
 					return err
 				}
-				if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = "+strconv.FormatInt(runtimeMigrationLockTimeout.Milliseconds(), 10)); err != nil {
+				if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = "+strconv.FormatInt(k.runtimeMigrationLockTimeout.Milliseconds(), 10)); err != nil {
 					return err
 				}
 			}
 			if _, err := tx.ExecContext(ctx, string(sqlText)); err != nil {
 				return err
 			}
-			if testHookRuntimeMark != nil {
-				if err := testHookRuntimeMark(mig.String()); err != nil {
+			if k.runtimeMark != nil {
+				if err := k.runtimeMark(mig.String()); err != nil {
 					return err
 				}
 			}
 			_, err := tx.NewInsert().Model(&mig).ModelTableExpr(migrationsTable).Exec(ctx)
 			return err
 		}
-		for waited := time.Duration(0); ; waited += runtimeMigrationLockTimeout + runtimeMigrationLockPause {
+		for waited := time.Duration(0); ; waited += k.runtimeMigrationLockTimeout + runtimeMigrationLockPause {
 			err = db.RunInTx(ctx, nil, apply)
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "55P03" {
 				break
 			}
-			if waited >= runtimeMigrationLockWait {
-				err = fmt.Errorf("a lock it needs stayed held by another transaction for %s (tried every %s; pg_locks shows who holds it): %w", runtimeMigrationLockWait, runtimeMigrationLockTimeout+runtimeMigrationLockPause, err)
+			if waited >= k.runtimeMigrationLockWait {
+				err = fmt.Errorf("a lock it needs stayed held by another transaction for %s (tried every %s; pg_locks shows who holds it): %w", k.runtimeMigrationLockWait, k.runtimeMigrationLockTimeout+runtimeMigrationLockPause, err)
 				break
 			}
 			if waited == 0 {

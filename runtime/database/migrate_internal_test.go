@@ -38,26 +38,25 @@ func TestRuntimeMigrationCommitsWithItsRecord(t *testing.T) {
 	sorted := ms.Sorted()
 	last := sorted[len(sorted)-1].String()
 	stop := errors.New("stopped (a test's)")
-	testHookRuntimeMark = func(name string) error {
+	stopped := *defaultKnobs
+	stopped.runtimeMark = func(name string) error {
 		if name == last {
 			return stop
 		}
 		return nil
 	}
-	defer func() { testHookRuntimeMark = nil }()
-	names, err := migrateRuntime(t.Context(), db, ClientSQLite, log)
+	names, err := migrateRuntime(t.Context(), db, ClientSQLite, log, &stopped)
 	if !errors.Is(err, stop) || len(names) != len(sorted)-1 {
 		t.Fatalf("stopped before the last record: %v %v", names, err)
 	}
 	if pending, err := pendingRuntimeMigrations(t.Context(), db, ClientSQLite); err != nil || len(pending) != 1 || !strings.HasPrefix(last, pending[0]) {
 		t.Errorf("pending after the stop: %v %v, want %s", pending, err, last)
 	}
-	testHookRuntimeMark = nil
-	names, err = migrateRuntime(t.Context(), db, ClientSQLite, log)
+	names, err = migrateRuntime(t.Context(), db, ClientSQLite, log, defaultKnobs)
 	if err != nil || !slices.Equal(names, []string{last}) {
 		t.Fatalf("the next start: %v %v, want %s applied", names, err, last)
 	}
-	if names, err = migrateRuntime(t.Context(), db, ClientSQLite, log); err != nil || len(names) != 0 {
+	if names, err = migrateRuntime(t.Context(), db, ClientSQLite, log, defaultKnobs); err != nil || len(names) != 0 {
 		t.Errorf("again: %v %v, want nothing to apply", names, err)
 	}
 	var n int

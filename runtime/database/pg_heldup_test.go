@@ -23,9 +23,11 @@ import (
 // it is alive; a holder whose heartbeat fails has its critical section's
 // context cancelled.
 func TestPGHeldUpLockIsLetGo(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc := database.New(database.Config{Client: database.ClientPG, Connection: pgtest.URL(t), Isolation: database.IsolationRole}, logrus.New())
+	url := pgtest.URL(t)
+	svc := database.New(database.Config{Client: database.ClientPG, Connection: url, Isolation: database.IsolationRole}, logrus.New())
 	defer svc.Close()
 	if err := svc.Open(ctx); err != nil {
 		t.Fatal(err)
@@ -33,8 +35,7 @@ func TestPGHeldUpLockIsLetGo(t *testing.T) {
 
 	// Held up: no heartbeat. Another replica gets the lock once the
 	// server has ended the idle session.
-	restore := database.SetLockTimings(time.Second, time.Hour)
-	defer restore()
+	database.SetLockTimings(t, url, time.Second, time.Hour)
 	_, unlock, err := database.Lock(ctx, svc, "test:held-up")
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +52,7 @@ func TestPGHeldUpLockIsLetGo(t *testing.T) {
 	t.Logf("taken over after %v", time.Since(start))
 
 	// Alive: the heartbeat keeps the session past the idle bound.
-	database.SetLockTimings(time.Second, 200*time.Millisecond)
+	database.SetLockTimings(t, url, time.Second, 200*time.Millisecond)
 	held, unlock3, err := database.Lock(ctx, svc, "test:alive")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestPGHeldUpLockIsLetGo(t *testing.T) {
 		t.Fatalf("a live replica's lock context ended: %v", context.Cause(held))
 	}
 	// Its session ended from outside: the critical section is told.
-	if _, err := svc.DB().DB.ExecContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'greenroom lock' AND state = 'idle in transaction'"); err != nil {
+	if _, err := svc.DB().DB.ExecContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'greenroom lock' AND state = 'idle in transaction' AND datname = current_database()"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -85,16 +86,17 @@ func TestPGHeldUpLockIsLetGo(t *testing.T) {
 // held-up replica's load is retried, not failed for good, and nothing is
 // recorded.
 func TestPGHeldUpMigrationIsRetried(t *testing.T) {
-	defer database.SetMigrationIdleTimeout(500 * time.Millisecond)()
-	database.SetMigrationCommitHook(func(stage string) error {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	conf := backends[1].conf(t)
+	database.SetMigrationIdleTimeout(t, connOf(t, conf), 500*time.Millisecond)
+	database.SetMigrationCommitHook(t, connOf(t, conf), func(stage string) error {
 		if stage == "before" {
 			time.Sleep(1500 * time.Millisecond) // held up, the transaction idle
 		}
 		return nil
 	})
-	t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
-	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
-	database.SetMigrationCommitHook(nil)
+	in := start(t, conf, plugin("alpha", true, "good", ""))
+	database.SetMigrationCommitHook(t, connOf(t, conf), nil)
 	st, reason := in.RT.Slot("alpha").Status()
 	if st != "retrying" || !strings.Contains(reason, "held up") {
 		t.Errorf("alpha: %s %q, want its load retried after it was held up", st, reason)
@@ -189,19 +191,19 @@ func TestPGTransactionIdleBoundFollowsTheFence(t *testing.T) {
 // every later load applied it again (here CREATE TABLE failed: "relation
 // \"applied\" already exists", and the plugin no longer loaded anywhere).
 func TestPGHeldUpMigrationLeavesTheTakeoversRecord(t *testing.T) {
-	defer database.SetMigrationIdleTimeout(500 * time.Millisecond)()
-	defer database.SetLockTimings(time.Second, time.Hour)() // held up: no heartbeat
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	conf := backends[1].conf(t)
+	database.SetMigrationIdleTimeout(t, connOf(t, conf), 500*time.Millisecond)
+	database.SetLockTimings(t, connOf(t, conf), time.Second, time.Hour) // held up: no heartbeat
 	held, resume := make(chan struct{}), make(chan struct{})
 	var first atomic.Bool
-	database.SetMigrationCommitHook(func(stage string) error {
+	database.SetMigrationCommitHook(t, connOf(t, conf), func(stage string) error {
 		if stage == "before" && first.CompareAndSwap(false, true) {
 			close(held)
 			<-resume // held up, its transaction and lock idle
 		}
 		return nil
 	})
-	t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
-	conf := backends[1].conf(t)
 	aStarted := make(chan *servertest.Instance, 1)
 	go func() { aStarted <- start(t, conf, plugin("alpha", true, "good", "")) }()
 	select {
@@ -220,7 +222,7 @@ func TestPGHeldUpMigrationLeavesTheTakeoversRecord(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the held-up replica did not start once it went on")
 	}
-	database.SetMigrationCommitHook(nil)
+	database.SetMigrationCommitHook(t, connOf(t, conf), nil)
 	within(t, 15*time.Second, "alpha to load on the held-up replica", func() bool {
 		st, _ := a.RT.Slot("alpha").Status()
 		return st == "ready" || st == "failed"

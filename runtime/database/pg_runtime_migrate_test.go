@@ -24,6 +24,7 @@ import (
 // operation PostgreSQL does not interrupt) holds the lock. It fails, with
 // an error that says so, once the lock stays held past its bound.
 func TestPGRuntimeMigrationLetsStatementsThroughWhileItWaits(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	url := pgtest.URL(t)
 	sdb, err := sql.Open("pgx", url)
 	if err != nil {
@@ -36,7 +37,7 @@ func TestPGRuntimeMigrationLetsStatementsThroughWhileItWaits(t *testing.T) {
 	last := names[len(names)-1] // ALTER TABLE scheduler_tasks ADD COLUMN
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if got, err := database.MigrateRuntime(ctx, db, database.ClientPG, log, last); err == nil || len(got) != len(names)-1 {
+	if got, err := database.MigrateRuntime(ctx, db, url, database.ClientPG, log, last); err == nil || len(got) != len(names)-1 {
 		t.Fatalf("all but the last: %v %v", got, err)
 	}
 
@@ -51,16 +52,16 @@ func TestPGRuntimeMigrationLetsStatementsThroughWhileItWaits(t *testing.T) {
 		}
 	}
 
-	restore := database.SetRuntimeMigrationLockWait(time.Second, 0)
-	got, err := database.MigrateRuntime(ctx, db, database.ClientPG, log, "")
-	restore()
+	database.SetRuntimeMigrationLockWait(t, url, time.Second, 0)
+	got, err := database.MigrateRuntime(ctx, db, url, database.ClientPG, log, "")
+	database.ResetKnobs(t, url)
 	if err == nil || !strings.Contains(err.Error(), "stayed held by another transaction") || len(got) != 0 {
 		t.Fatalf("with the lock held past the bound: %v %v, want an error that says the lock stayed held", got, err)
 	}
 
 	done := make(chan error, 1)
 	go func() {
-		got, err := database.MigrateRuntime(ctx, db, database.ClientPG, log, "")
+		got, err := database.MigrateRuntime(ctx, db, url, database.ClientPG, log, "")
 		if err == nil && (len(got) != 1 || got[0] != last) {
 			err = fmt.Errorf("applied %v, want %s", got, last)
 		}

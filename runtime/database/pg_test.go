@@ -530,12 +530,19 @@ func stuckContainment(t *testing.T, in *servertest.Instance, n int) (running fun
 // connections refused by the server for a while): the reap used to give
 // up after ten failed checks, and the plugin then opened a second backend
 // past a db_max_conns of 1 while the first still ran (an audit's).
+//
+// Not parallel: while its containment runs (for half a minute), every
+// DROP DATABASE on the server waits for it (PostgreSQL 15 and later: the
+// drop waits for every backend to absorb a barrier, which one that does
+// not check for interrupts does not), and so would the cleanup of every
+// parallel test then ending.
 func TestPGSurvivorStaysCountedThroughFailedChecks(t *testing.T) {
 	var failing atomic.Bool
-	// Before start: restored after the runtime (and its reaps) closed.
-	t.Cleanup(database.SetReapAttempts(2))
-	t.Cleanup(database.FailReapChecks(failing.Load))
-	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"300ms\"\ntimeout = \"30s\""))
+	// Before start: kept until the runtime (and its reaps) closed.
+	conf := backends[1].conf(t)
+	database.SetReapAttempts(t, connOf(t, conf), 2)
+	database.FailReapChecks(t, connOf(t, conf), failing.Load)
+	in := start(t, conf, plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"300ms\"\ntimeout = \"30s\""))
 	running := stuckContainment(t, in, 130000)
 	within(t, 10*time.Second, "the reap to see the backend outlive its termination", func() bool {
 		return strings.Contains(in.Log.String(), "ended the database backend")
@@ -641,7 +648,13 @@ func TestPGGivenUpCommitEnds(t *testing.T) {
 // load: the runtime ends it.
 func TestPGGivenUpMigrationEnds(t *testing.T) {
 	t.Parallel() // see "Parallel tests" in helpers_test.go
-	in := start(t, backends[1].conf(t), plugin("alpha", true, "pgunkillable", "migration_timeout = \"2s\""))
+	givenUpMigrationEnds(t, backends[1].conf(t))
+}
+
+// givenUpMigrationEnds is TestPGGivenUpMigrationEnds on the database of
+// conf.
+func givenUpMigrationEnds(t *testing.T, conf string) {
+	in := start(t, conf, plugin("alpha", true, "pgunkillable", "migration_timeout = \"2s\""))
 	if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "limits.migration_timeout of 2s") {
 		t.Fatalf("alpha: %s: %s, want failed at its migration timeout", st, reason)
 	}
@@ -663,8 +676,14 @@ func TestPGGivenUpMigrationEnds(t *testing.T) {
 // backend's pid, and the reap did nothing (TestPGGivenUpMigrationEnds
 // failed so in about one full run of the package in three).
 func TestPGGivenUpMigrationEndsAfterTheTxRollback(t *testing.T) {
-	defer database.SetMigrationFailedHook(func() { time.Sleep(300 * time.Millisecond) })()
-	TestPGGivenUpMigrationEnds(t)
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	conf := backends[1].conf(t)
+	var ran atomic.Bool
+	database.SetMigrationFailedHook(t, connOf(t, conf), func() { ran.Store(true); time.Sleep(300 * time.Millisecond) })
+	givenUpMigrationEnds(t, conf)
+	if !ran.Load() {
+		t.Error("the hook that lets database/sql's rollback come first did not run")
+	}
 }
 
 // linesWith is the lines of log that contain word.
@@ -1116,6 +1135,7 @@ func TestPGLeftOpenTransactionKeepsItsConnection(t *testing.T) {
 // once recorded as applied for ever, its tables missing), one that did is
 // not applied twice. A COMMIT that fails leaves no row.
 func TestPGMigrationCommitSettled(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	rows := func(t *testing.T, in *servertest.Instance) map[string]string {
 		t.Helper()
 		out := map[string]string{}
@@ -1145,10 +1165,9 @@ func TestPGMigrationCommitSettled(t *testing.T) {
 		t.Run("stopped "+stage+" commit", func(t *testing.T) {
 			conf := backends[1].conf(t)
 			alpha := plugin("alpha", true, "good", "")
-			database.SetMigrationCommitHook(stopAt(stage))
-			t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
+			database.SetMigrationCommitHook(t, connOf(t, conf), stopAt(stage))
 			in := start(t, conf, alpha)
-			database.SetMigrationCommitHook(nil)
+			database.SetMigrationCommitHook(t, connOf(t, conf), nil)
 			if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "replica stopped") {
 				t.Fatalf("alpha: %s %s, want failed at its first migration", st, reason)
 			}

@@ -736,7 +736,14 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 		// is looked for again soon, then less often, up to each second.
 		wait := 20 * time.Millisecond
 		for failures := 0; ; {
-			gone, ended, err := terminate(p.svc.reapCtx, pc, pid, started)
+			k := p.svc.knobs()
+			var gone, ended bool
+			var err error
+			if k.failReapChecks != nil && k.failReapChecks() {
+				err = errors.New("connection refused (a test's)")
+			} else {
+				gone, ended, err = terminateBackend(p.svc.reapCtx, pc, pid, started)
+			}
 			switch {
 			case gone && warned:
 				log.Warn("the database backend that outlived pg_terminate_backend has ended; it no longer takes one of the plugin's limits.db_max_conns")
@@ -764,7 +771,7 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 				}
 			case p.svc.reapCtx.Err() != nil:
 				// The runtime stops: said below.
-			case failures >= reapAttempts-1 && endedAt.IsZero():
+			case failures >= k.reapAttempts-1 && endedAt.IsZero():
 				log.WithError(err).Warn("cannot end the database backend of a connection given up after its statement's timeout; it runs on until the server notices the client is gone")
 				return
 			default:
@@ -777,7 +784,7 @@ func (p *PluginDB) reapClosed(c *pgconn.PgConn) {
 				// for 14 s).
 				failures++
 				count(false)
-				if failures == reapAttempts && !endedAt.IsZero() {
+				if failures == k.reapAttempts && !endedAt.IsZero() {
 					log.WithError(err).Warn("cannot check the database backend that outlived pg_terminate_backend; it is not counted against the plugin's limits.db_max_conns until a check succeeds, tried again each second")
 				}
 			}
@@ -811,13 +818,6 @@ func (p *PluginDB) survivors() int64 {
 	}
 	return 0
 }
-
-// reapAttempts bounds reapLost's failed tries, a second apart, before
-// it has seen the backend outlive its termination (a variable for tests).
-var reapAttempts = 10
-
-// terminate is terminateBackend (a variable for tests).
-var terminate = terminateBackend
 
 // terminateBackend ends backend pid, started at started, on a connection
 // of its own. It connects as the runtime's user first, which a plugin
@@ -1897,14 +1897,14 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		// replica is held up (stopped, a paused VM, cut off), and the
 		// locks the migration took would hold up every other replica's
 		// use of those tables for as long as that lasts.
-		if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(migrationIdleTimeout.Milliseconds(), 10)); err != nil {
+		if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+strconv.FormatInt(p.svc.knobs().migrationIdleTimeout.Milliseconds(), 10)); err != nil {
 			return err
 		}
 	}
 	// A file with no SQL (an empty placeholder) is recorded, nothing run.
 	if strings.TrimSpace(f.SQL) != "" {
 		if line, err := p.execMigration(ctx, tx, f.SQL); err != nil {
-			if hook := testHookMigrationFailed; hook != nil {
+			if hook := p.svc.knobs().migrationFailed; hook != nil {
 				hook()
 			}
 			// SQLite's authorizer refused a BEGIN, COMMIT or ROLLBACK
@@ -1946,7 +1946,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	if _, err := p.svc.DB().NewInsert().Model(rec).Exec(ctx); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
-	if hook := testHookMigrationCommit; hook != nil {
+	if hook := p.svc.knobs().migrationCommit; hook != nil {
 		if err := hook("before"); err != nil {
 			return err // as if the process stopped: the row stays
 		}
@@ -1970,7 +1970,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 		}
 		return err
 	}
-	if hook := testHookMigrationCommit; hook != nil {
+	if hook := p.svc.knobs().migrationCommit; hook != nil {
 		if err := hook("after"); err != nil {
 			return err
 		}
@@ -1984,15 +1984,6 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	return nil
 }
-
-// testHookMigrationFailed, set by tests, runs when a migration's
-// statement has failed, before the migration's transaction is rolled back.
-var testHookMigrationFailed func()
-
-// testHookMigrationCommit, set by tests, runs before a migration's
-// transaction commits ("before") and after ("after"); an error stops the
-// migration there, as if the process had stopped.
-var testHookMigrationCommit func(stage string) error
 
 // settleMigration decides a recorded migration whose transaction's COMMIT
 // was not confirmed (rec.Xact), asking the server for that transaction's

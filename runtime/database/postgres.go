@@ -426,7 +426,7 @@ func (b *pgBackend) revokeFromPublic(ctx context.Context, db *bun.DB) {
 // A replica held up while it holds the lock (stopped, a paused VM, cut off
 // from the server) must not keep every other replica waiting for as long
 // as that lasts: the server ends the lock's session once it has been idle
-// for lockIdleTimeout, and the holder keeps it busy every lockHeartbeat
+// for lockIdleTimeout, and the holder keeps it busy every lockHeartbeat (knobs)
 // while it is alive. The context returned, which the critical section
 // runs under, is cancelled (its cause an *errLockLost) when a heartbeat
 // fails: the lock may be another replica's by then.
@@ -437,7 +437,8 @@ func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (context.C
 	for _, p := range []string{"statement_timeout", "lock_timeout"} {
 		c.RuntimeParams[p] = "0"
 	}
-	c.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(lockIdleTimeout.Milliseconds(), 10)
+	k := knobsFor(b.cfg.Connection)
+	c.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(k.lockIdleTimeout.Milliseconds(), 10)
 	conn, err := pgx.ConnectConfig(ctx, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lock %s: connect to PostgreSQL: %w", name, err)
@@ -457,7 +458,7 @@ func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (context.C
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(lockHeartbeat)
+		t := time.NewTicker(k.lockHeartbeat)
 		defer t.Stop()
 		for {
 			select {
@@ -465,7 +466,7 @@ func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (context.C
 				return
 			case <-t.C:
 			}
-			hctx, cancel := context.WithTimeout(context.Background(), lockHeartbeat)
+			hctx, cancel := context.WithTimeout(context.Background(), k.lockHeartbeat)
 			_, err := conn.Exec(hctx, "SELECT 1")
 			cancel()
 			if err != nil {
@@ -484,18 +485,6 @@ func (b *pgBackend) lock(ctx context.Context, _ *bun.DB, name string) (context.C
 		})
 	}, nil
 }
-
-// How long a held cross-replica lock's session may stay idle before the
-// server ends it, and how often its holder keeps it busy (see lock).
-var (
-	lockIdleTimeout = 30 * time.Second
-	lockHeartbeat   = 5 * time.Second
-)
-
-// migrationIdleTimeout bounds how long a migration's transaction, the
-// runtime's or a plugin's, may sit idle on PostgreSQL before the server
-// ends it (see applyOne).
-var migrationIdleTimeout = 15 * time.Second
 
 // errLockLost is the cause of a lock's context when its session could no
 // longer be reached: the server may have ended it, and another replica

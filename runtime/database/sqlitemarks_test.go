@@ -18,6 +18,7 @@ import (
 // case failed before: a migration recorded but not applied, or applied
 // but not recorded, kept the plugin from loading.
 func TestSQLiteMigrationRecordsFollowThePluginFile(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	alpha := plugin("alpha", true, "good", "")
 	setup := func(t *testing.T) (dir, conf string) {
 		dir = t.TempDir()
@@ -80,15 +81,14 @@ func TestSQLiteMigrationRecordsFollowThePluginFile(t *testing.T) {
 
 	t.Run("stopped between the two commits", func(t *testing.T) {
 		dir, conf := setup(t)
-		database.SetMigrationCommitHook(func(stage string) error {
+		database.SetMigrationCommitHook(t, dir, func(stage string) error {
 			if stage == "before" {
 				return errors.New("process stopped")
 			}
 			return nil
 		})
-		t.Cleanup(func() { database.SetMigrationCommitHook(nil) })
 		in := start(t, conf, alpha)
-		database.SetMigrationCommitHook(nil)
+		database.SetMigrationCommitHook(t, dir, nil)
 		if st, reason := in.RT.Slot("alpha").Status(); st != "failed" || !strings.Contains(reason, "process stopped") {
 			t.Fatalf("alpha: %s %s, want failed at its first migration", st, reason)
 		}
