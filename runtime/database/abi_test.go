@@ -87,6 +87,7 @@ func TestRollbackAsTheCallEnds(t *testing.T) {
 // Malformed requests from a guest get ErrInvalid with a message; a buffer
 // outside guest memory traps; the instance and the plugin keep working.
 func TestHostileEncodings(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[0].conf(t), plugin("alpha", true, "good", ""))
 	raw := func(fn string, body []byte) (int32, string) { return rawCall(t, in, "alpha", fn, body) }
 	cases := map[string][]byte{

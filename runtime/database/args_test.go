@@ -20,6 +20,7 @@ import (
 //   - a $n used twice is one placeholder, given one argument, and $2
 //     before $1 takes the second argument there.
 func TestArgumentsAndPlaceholders(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "", ""))
 		must(t, in, "alpha", exec("CREATE TABLE targs (i bigint, s text, u text)"))

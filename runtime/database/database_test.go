@@ -961,6 +961,7 @@ func TestSQLiteMigrationErrorNamesItsLine(t *testing.T) {
 // (migrations) stays its own: a later version that registers none applies
 // none.
 func TestFailedVersionLeavesTheDatabaseAlone(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "good", "db_max_conns = 3"))
 		maxOpen := func() int { return in.RT.Database().PluginDB("alpha").Stats().MaxOpenConnections }
@@ -1381,6 +1382,7 @@ func TestOpenTransactionLinesAreRateLimited(t *testing.T) {
 // and a handler busy past the deadline (computing, or in a slow statement)
 // had its transaction's later statements run and its Commit commit them.
 func TestTransactionContextEnds(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		res := run(t, in, "alpha",

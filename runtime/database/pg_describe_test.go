@@ -166,6 +166,7 @@ func TestPGMigrationWatchConnectsAgain(t *testing.T) {
 // ones, the bare id and one with a made-up signature, are ignored. The
 // watch hears them before the runtime's own notification sent after.
 func TestPGForgedMigrationNoticeIgnored(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", ""), plugin("beta", true, "", ""))
 	waitListening(t, in)
 	must(t, in, "beta", query("SELECT 1"))

@@ -69,6 +69,7 @@ func TestPGLostConnectionEndsTheTransaction(t *testing.T) {
 // says only "bad connection", so the runtime says what most likely
 // happened and names the limit. The plugin's next statement works.
 func TestPGOversizedNoticeNamesTheLimit(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_result = \"64KiB\""))
 	for _, sql := range []string{
 		"DO $$BEGIN RAISE NOTICE '%', repeat('x', 200000); END$$",

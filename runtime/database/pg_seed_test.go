@@ -11,6 +11,7 @@ import (
 // call on the same pooled connection (another request) got the very
 // sequence of random() the earlier one had fixed.
 func TestPGRandomSeedEndsWithTheCall(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
 	pid := query("SELECT pg_backend_pid()")
 	random := query("SELECT random(), random()")

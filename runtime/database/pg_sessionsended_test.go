@@ -54,6 +54,7 @@ func useRuntimePool(t *testing.T, in *servertest.Instance) {
 // those checked, the migration failed the same way on a pooled
 // connection of the plugin's, as the migration's own error.
 func TestPGReloadRightAfterTheServerEndedTheSessions(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	admin, conf := pgWithAdmin(t)
 	a := start(t, conf, plugin("alpha", true, "wide1", "db_max_conns = 3"))
 	// Another replica, left to itself (with pgtest.Restartable's real

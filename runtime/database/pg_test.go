@@ -142,6 +142,7 @@ func TestPGConnectionParametersNotInPluginSessions(t *testing.T) {
 // Notifications are dropped, not buffered by the driver: a plugin cannot
 // receive them, and could otherwise fill the host's memory.
 func TestPGNotificationsDropped(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
 	ctx := context.Background()
 	conn, err := in.RT.Database().PluginDB("alpha").SQL().Conn(ctx)
@@ -213,6 +214,7 @@ func TestReloadedDBLimits(t *testing.T) {
 // notifies, an aggregate over set_config, a COPY that waits for data), and
 // what it lets through runs.
 func TestPGStatementFilter(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"3s\""), plugin("beta", true, "good", ""))
 	must(t, in, "alpha", exec("CREATE DOMAIN x$e AS text"), exec("CREATE TABLE j (x int)"), exec("CREATE TABLE files (path text, note text)"),
 		exec("CREATE TABLE help (k text, v text)"), exec("CREATE TABLE config (name text, v text)"), exec("CREATE TABLE temp (x int)"),
@@ -299,6 +301,7 @@ func TestPGStatementFilter(t *testing.T) {
 // (and PREPARE TRANSACTION, where the server allows it). Outside a
 // transaction such a connection is not put back in the pool.
 func TestPGClientEncodingChanged(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1\ndb_statement_timeout = \"3s\""))
 	hidden := `SELECT E'ぁ\'; LISTEN evilchan; CREATE TEMP TABLE sneaky (x int); --'`
 	for _, set := range []string{"SET client_encoding = 'SJIS'", "SET NAMES 'BIG5'", "SELECT set_config('client_encoding', 'GBK', false)", "SET LOCAL client_encoding = 'SJIS'"} {
@@ -789,6 +792,7 @@ func TestPGDatabaseRowHeldByAPlugin(t *testing.T) {
 // while it sits idle (it reads nothing). The runtime ends what a
 // connection listens to before it goes back to the pool.
 func TestPGListenEndsWithTheStatement(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", "db_max_conns = 1"))
 	listen := exec("DO $$ BEGIN EXECUTE 'LISTEN greenroom_test'; END $$")
 	channels := query("SELECT count(*) FROM pg_listening_channels()")
@@ -810,6 +814,7 @@ func TestPGListenEndsWithTheStatement(t *testing.T) {
 // runtime's own settings stay (client_connection_check_interval is SET
 // after connecting, statement_timeout a startup parameter).
 func TestPGSessionResetBetweenCalls(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1\ndb_statement_timeout = \"7s\""))
 	pid := query("SELECT pg_backend_pid()")
 	state := query(`SELECT (SELECT count(*) FROM pg_cursors WHERE is_holdable), (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
@@ -885,6 +890,7 @@ func TestPGSequenceStateEndsWithTheCall(t *testing.T) {
 // (an INSERT of a text into a column migrated from int to text: invalid
 // input syntax for type integer).
 func TestPGReloadedMigrationRedescribesStatements(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	dbconf := backends[1].conf(t)
 	conf := func(migrations string) string {
 		return dbconf + plugin("alpha", true, migrations, "db_max_conns = 3")
@@ -1305,6 +1311,7 @@ func TestPGSelfTerminatedMigrationFails(t *testing.T) {
 // and the server takes a single one for all columns (why a table of one
 // column never met it), or as many as there are.
 func TestPGStatementAfterItsTableGainedAColumn(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
 	sel := query("SELECT * FROM w WHERE a = $1", "x")
 	ret := query("UPDATE w SET b = b + 1 WHERE a = $1 RETURNING *", "x")

@@ -259,6 +259,7 @@ func TestWideRowResultLimit(t *testing.T) {
 // statements, and what it sets for its session does not reach the
 // plugin's connections.
 func TestMigrationSession(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, b.name+"session", "db_max_conns = 1"), plugin("hostile", true, "pghostile", ""))
 		if b.name == "sqlite" {
@@ -307,6 +308,7 @@ func TestParallelStatementsGetTheirOwnResults(t *testing.T) {
 // and out of a transaction; on SQLite it has no result, which trapped the
 // guest (a nil pointer in the host).
 func TestEmptyStatements(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("empty", true, "", ""))
 		for _, sql := range []string{"", ";", "   ", "-- nothing", "/* c */"} {

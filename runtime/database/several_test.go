@@ -9,6 +9,7 @@ import (
 // statements in one call"): what each database runs, what RowsAffected
 // then says, and what a failure in the middle leaves.
 func TestSeveralStatementsInAQuery(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
 		steps := []step{

@@ -12,6 +12,7 @@ import (
 // .999999, not rounded up to the next second). A timestamp without time
 // zone column on PostgreSQL gets the UTC wall clock.
 func TestTimesRoundTrip(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "", ""))
 		ts := func(s string) map[string]string { return map[string]string{"time": s} }

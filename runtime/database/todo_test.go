@@ -74,6 +74,7 @@ func TestTodoPlugin(t *testing.T) {
 // PostgreSQL a SELECT in a READ COMMITTED transaction locks nothing, and
 // the audit lost one of the two changes 16 times in 20).
 func TestTodoConcurrentPatches(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, todoConfig(dbconf))
 		for i := range 10 {
