@@ -150,6 +150,7 @@ func TestCapabilityImports(t *testing.T) {
 
 // Without CREATEROLE, isolation = "role" stops startup with what to do.
 func TestPGMissingCreateRole(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	url := pgtest.URL(t)
 	admin := pgtest.Admin(t)
 	u, err := neturl.Parse(url)
@@ -219,6 +220,7 @@ func prepareConf(t *testing.T, conf string, lookup func(string) (string, bool)) 
 // Plugins' SQL runs as the runtime's user, here one that is not a
 // superuser (TestPGSchemaIsolationRefusesServerPrograms).
 func TestPGSchemaIsolation(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	conf := "[database]\nclient = \"pg\"\nisolation = \"schema\"\nconnection = \"" + schemaUserURL(t) + "\"\n"
 	in := start(t, conf, plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 	must(t, in, "alpha", exec("INSERT INTO notes (note) VALUES ('a')"))

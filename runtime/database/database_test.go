@@ -1284,6 +1284,7 @@ func TestTransactionBegunAsTheCallEndsStaysEnded(t *testing.T) {
 // db_statement_timeout failed the write with ErrTimeout, holding the
 // request's answer that long.
 func TestWriteAsTheCallEndsDoesNotWaitForItsOpenTransaction(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	const warning = "still open when the call ended; rolled back"
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf+plugin("alpha", true, "", "instances = 1\ndb_statement_timeout = \"10s\"\ntimeout = \"60s\""))

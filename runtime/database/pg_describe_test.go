@@ -84,6 +84,7 @@ func TestPGTransactionsAfterAnotherReplicaAddedAColumn(t *testing.T) {
 // that met a stale description makes all of the plugin's connections
 // forget theirs: one transaction fails, not one per connection.
 func TestPGOneTransactionFailsAfterItsTableGainedAColumn(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	const conns = 3
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "wide1", "db_max_conns = 3"))
 	if r := must(t, in, "alpha", wideEach(conns))[0]; r.Affected != 0 {

@@ -98,6 +98,7 @@ func TestPGForeignLockEnded(t *testing.T) {
 // the database, as docs/database.md asks): it is a member of every plugin
 // role it provisions, which lets it end their sessions too.
 func TestPGForeignLockEndedWithoutSuperuser(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", createroleURL(t)),
 		plugin("alpha", true, "", "timeout = \"30s\"\ndb_statement_timeout = \"25s\""),
 		plugin("beta", true, "", ""))

@@ -8,6 +8,7 @@ import (
 // Rows of no columns reach the plugin as rows, as with a native driver:
 // SELECT FROM generate_series(1, 3) is three rows.
 func TestPGZeroColumnRows(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
 	r := must(t, in, "alpha",
 		query("SELECT FROM generate_series(1, 3)"),
@@ -26,6 +27,7 @@ func TestPGZeroColumnRows(t *testing.T) {
 // (docs/database.md, "Types"), json and jsonb too: not as []byte, which a
 // plugin scanning into any would encode as base64.
 func TestPGTextOfUntypedColumns(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", ""))
 	r := must(t, in, "alpha", query(`SELECT '{"a":1}'::json, '{"a": 1}'::jsonb, 1.50::numeric, '00000000-0000-0000-0000-000000000001'::uuid, ARRAY[1,2]`))
 	want := []any{`{"a":1}`, `{"a": 1}`, "1.50", "00000000-0000-0000-0000-000000000001", "{1,2}"}
@@ -45,6 +47,7 @@ func TestPGTextOfUntypedColumns(t *testing.T) {
 // succeeds, nothing stays; the driver's own words ("bad connection",
 // "failed to deallocate cached statement(s)") reached the plugin before.
 func TestPGLostConnectionEndsTheTransaction(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "good", `db_max_result = "64KiB"`))
 	for _, end := range []string{"commit", "rollback"} {
 		res := run(t, in, "alpha", step{Op: "begin"}, exec("INSERT INTO notes (note) VALUES ('first')"),

@@ -32,6 +32,7 @@ import (
 // plugin; and a plugin waiting for its lock (another replica provisioning
 // it) holds up neither the runtime's database nor other plugins.
 func TestPGLocksOutOfPluginsReach(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	url := pgtest.URL(t)
 	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "good", ""), plugin("beta", true, "good", ""))
 	key := func(name string) int64 {
@@ -79,7 +80,7 @@ func TestPGLocksOutOfPluginsReach(t *testing.T) {
 		gamma <- err
 	}()
 	for waiting := 0; waiting == 0; time.Sleep(20 * time.Millisecond) {
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'greenroom lock' AND wait_event_type = 'Lock'").Scan(&waiting); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'greenroom lock' AND wait_event_type = 'Lock' AND datname = current_database()").Scan(&waiting); err != nil {
 			t.Fatalf("gamma never waited for its lock: %v", err)
 		}
 	}
@@ -858,6 +859,7 @@ func TestPGSessionResetBetweenCalls(t *testing.T) {
 // id an earlier call (another request, another user) had inserted, where a
 // new session fails (55000).
 func TestPGSequenceStateEndsWithTheCall(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1"))
 	pid := query("SELECT pg_backend_pid()")
 	first := must(t, in, "alpha", pid, exec("CREATE TABLE items (id serial PRIMARY KEY, v text)"),
@@ -986,6 +988,7 @@ func testPGPreparedStatementsEndWithTheCall(t *testing.T, dbconf string) {
 // is not a superuser it cannot revoke the lock functions from PUBLIC, so
 // a plugin can take one (a review found it held after the call).
 func TestPGAdvisoryLockEndsWithTheCall(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	conf := fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", createroleURL(t))
 	in := start(t, conf, plugin("alpha", true, "", "db_max_conns = 1"))
 	must(t, in, "alpha", exec("DO $$ BEGIN PERFORM pg_advisory_lock(4242); END $$"))
@@ -1060,6 +1063,7 @@ func TestPGGivenUpBackendEndsWithThePoolBusy(t *testing.T) {
 // operators apply) still serves plugins: only the reap of given-up
 // backends needs the view, and it goes without.
 func TestPGWithoutStatActivity(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	conf := backends[1].conf(t)
 	in := start(t, conf, plugin("beta", false, "", ""))
 	u := conf[strings.Index(conf, "connection = \"")+len("connection = \""):]
@@ -1116,6 +1120,7 @@ func TestPGPasswordChangedByThePlugin(t *testing.T) {
 // waited for a new one, longer than a small db_statement_timeout, and
 // failed "pool exhausted" with no connection in use.)
 func TestPGLeftOpenTransactionKeepsItsConnection(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	in := start(t, backends[1].conf(t), plugin("alpha", true, "", "db_max_conns = 1\ninstances = 1"))
 	pid := func(res []result) any {
 		t.Helper()

@@ -283,6 +283,7 @@ func TestPGRoleMemberships(t *testing.T) {
 // CONNECT: PostgreSQL only warns. The runtime says so (the plugin then
 // relies on PUBLIC's CONNECT) instead of taking the warning for a grant.
 func TestPGGrantConnectGrantedNothing(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
 	u, qdb, runtimeUser := newRuntimeUser(t)
 	admin := pgtest.Admin(t)
 	if _, err := admin.Exec("GRANT CREATE ON DATABASE " + qdb + " TO " + runtimeUser); err != nil {
