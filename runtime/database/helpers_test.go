@@ -35,7 +35,11 @@ var (
 // until it ends: other tests' Services keep the defaults, so such a test
 // may run in parallel. Serial tests that change process-wide state
 // restore it before they return, so the parallel ones, which start only
-// after every serial one has ended, see it as it was.
+// after every serial one has ended, see it as it was. A statement
+// PostgreSQL does not interrupt (array containment over large arrays)
+// holds up every DROP DATABASE on the server while it runs, and with it
+// the cleanup of every test then ending: a test that keeps one running
+// for long runs alone (TestPGSurvivorStaysCountedThroughFailedChecks).
 func TestMain(m *testing.M) {
 	if dsn := os.Getenv(deadClientEnv); dsn != "" {
 		deadClient(dsn)
