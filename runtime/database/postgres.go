@@ -1028,6 +1028,13 @@ func (c *pgConnector) connector() driver.Connector {
 			conn.PgConn().CustomData()[generationKey] = generation
 			return nil
 		}),
+		// pgx's driver pings a connection it hands out again when it
+		// sat idle over a second, before the reset below: one the
+		// server ended is left unpinged, for the reset to discard with
+		// its log line (a failed ping discarded it unlogged).
+		stdlib.OptionShouldPing(func(_ context.Context, p stdlib.ShouldPingParams) bool {
+			return p.IdleDuration > time.Second && !serverEnded(p.Conn.PgConn())
+		}),
 		stdlib.OptionResetSession(func(ctx context.Context, conn *pgx.Conn) error {
 			// The server ended the session while the connection sat in
 			// the pool (see serverEnded): database/sql discards it
