@@ -1294,6 +1294,66 @@ func TestPGRestartDuringMigrationRetries(t *testing.T) {
 	}
 }
 
+// A server's shutdown ends its sessions one after another: the
+// migration's may end before the runtime's pooled sessions, which then
+// still answer with the old server's start. The migration is taken for
+// ended by the restart all the same (the server refuses new connections
+// from the start of its shutdown), and the load retried: it failed for
+// good, as its own SQL's failure (a flaky
+// TestPGRestartDuringMigrationRetries on a busy host). A smart shutdown,
+// which keeps the sessions it has, and pg_terminate_backend of the
+// migration's stand for that moment here.
+func TestPGRestartEndingTheMigrationBeforeThePoolRetries(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	url, drain, down, up := pgtest.Draining(t)
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Opened before the shutdown begins, to end the migration's session.
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan bool, 1)
+	go func() {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var pid int
+			if conn.QueryRowContext(context.Background(), "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()").Scan(&pid) == nil {
+				drain()
+				var ok bool
+				err := conn.QueryRowContext(context.Background(), "SELECT pg_terminate_backend($1)", pid).Scan(&ok)
+				ended <- err == nil && ok
+				return
+			}
+		}
+		ended <- false
+	}()
+	in := start(t, fmt.Sprintf("[database]\nclient = \"pg\"\nconnection = %q\n", url), plugin("alpha", true, "pgslow", ""))
+	if !<-ended {
+		t.Fatal("the migration's session was not ended")
+	}
+	conn.Close()
+	// The load's first attempt is over (Load returned): then the server
+	// restarts.
+	down()
+	up()
+	st, reason := in.RT.Slot("alpha").Status()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && st != "ready" && st != "failed"; time.Sleep(100 * time.Millisecond) {
+		st, reason = in.RT.Slot("alpha").Status()
+	}
+	if st != "ready" {
+		t.Fatalf("alpha after the restart: %s %s, want ready once its load was retried", st, reason)
+	}
+	if !strings.Contains(in.Log.String(), "restarted or failed over while it ran") {
+		t.Error("no log line says the migration was ended by the server's restart")
+	}
+	if n := count(t, in, "alpha", "applied"); n != 1 {
+		t.Errorf("002 applied %d times, want once", n)
+	}
+}
+
 // A plugin whose migration ends its own backend gets the same error a
 // server's restart gives (57P01), but the server did not restart: the
 // plugin fails, it does not retry for ever.

@@ -414,6 +414,28 @@ func (b *pgBackend) revokeFromPublic(ctx context.Context, db *bun.DB) {
 	}
 }
 
+// startTime is the server's pg_postmaster_start_time, read on a new
+// connection (see PluginDB.serverRestarted). The session's end while it
+// is read (the server began to shut down since it accepted the
+// connection) is a serverGoneError.
+func (b *pgBackend) startTime(ctx context.Context) (time.Time, error) {
+	c := b.conf.Copy()
+	c.RuntimeParams["application_name"] = "greenroom"
+	conn, err := pgx.ConnectConfig(ctx, c)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var t time.Time
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_postmaster_start_time()").Scan(&t); err != nil {
+		if conn.IsClosed() {
+			return time.Time{}, &serverGoneError{err}
+		}
+		return time.Time{}, err
+	}
+	return t, nil
+}
+
 // lock takes the named cross-replica lock: replicas starting together wait
 // for each other around role creation and migrations. The lock is the
 // row name of greenroom.runtime_locks, locked FOR UPDATE in a transaction

@@ -276,6 +276,28 @@ func PasswordURL(tb testing.TB) string {
 // initdb and pg_ctl the test is skipped, or fails under CI.
 func Restartable(tb testing.TB) (url string, down, up func()) {
 	tb.Helper()
+	_, url, down, up = restartable(tb)
+	return url, down, up
+}
+
+// Draining is Restartable with drain, which begins the server's smart
+// shutdown and returns: from then on the server refuses new connections
+// (57P03, as when a fast shutdown begins) while the sessions it has run
+// on until they end (down, a fast shutdown, then ends them), as a server
+// whose fast shutdown has not reached every session yet.
+func Draining(tb testing.TB) (url string, drain, down, up func()) {
+	tb.Helper()
+	c, url, down, up := restartable(tb)
+	drain = func() {
+		if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "smart", "-W", "stop"); err != nil {
+			tb.Fatalf("pg_ctl stop -m smart: %v\n%s", err, out)
+		}
+	}
+	return url, drain, down, up
+}
+
+func restartable(tb testing.TB) (c *throwaway, url string, down, up func()) {
+	tb.Helper()
 	c, err := startCluster("trust")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -297,7 +319,7 @@ func Restartable(tb testing.TB) (url string, down, up func()) {
 			tb.Fatalf("pg_ctl start: %v\n%s", err, out)
 		}
 	}
-	return c.url, down, up
+	return c, c.url, down, up
 }
 
 func startThrowaway() (*throwaway, error) { return startCluster("trust") }
