@@ -333,12 +333,8 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 	if s.draining.Load() {
 		ctx.SetConnectionClose()
 	}
-	o, ok := s.proxies.Load().client(ctx)
-	client := o.client
-	if !ok {
-		client = peerAddr(ctx)
-	}
-	s.record(ctx, method, ae.RequestID, client, "", "", "", time.Since(start))
+	o, _ := s.proxies.Load().client(ctx)
+	s.record(ctx, method, ae.RequestID, o.client, "", "", "", time.Since(start))
 }
 
 // framingProblem says what in raw, a request's header lines as received,

@@ -86,7 +86,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 	req.RawQuery = fr.URI().QueryString()
 	req.RequestID = rs.id
 	if rs.viaProxy {
-		req.RemoteAddr = rs.client.String()
+		req.RemoteAddr = rs.fwd.client.String()
 	} else {
 		req.RemoteAddr = c.Context().RemoteAddr().String()
 	}

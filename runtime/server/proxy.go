@@ -78,8 +78,9 @@ type origin struct {
 	chain []byte
 }
 
-// client returns, when the connection comes from a trusted proxy
-// (trusted; never when p is nil), where the request came from: the
+// client returns where the request came from: the peer (o.client,
+// nothing else set) unless the connection comes from a trusted proxy
+// (trusted; never when p is nil), and then the
 // rightmost address of X-Forwarded-For (every such header, in order, read
 // as one list) that is not a trusted proxy's, or its leftmost when all
 // are; without X-Forwarded-For the same of Forwarded's for= parameters
@@ -89,11 +90,8 @@ type origin struct {
 // named address's port is kept (an entry "203.0.113.7:5100"), else it is
 // 0.
 func (p *proxySet) client(fc *fasthttp.RequestCtx) (o origin, trusted bool) {
-	if p == nil {
-		return origin{}, false
-	}
 	peer := peerAddr(fc)
-	if !peer.IsValid() || !p.trusts(peer.Addr()) {
+	if p == nil || !peer.IsValid() || !p.trusts(peer.Addr()) {
 		return origin{client: peer}, false
 	}
 	if all := fc.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor); len(all) > 0 {

@@ -554,22 +554,21 @@ type reqState struct {
 	// the one in force when the request was let in (handlePlugin lets it
 	// in again when a reload replaced it before the plugin ran it).
 	authn *auth.Authenticator
-	// client is the client's address, as the access and audit logs and
-	// the anonymous rate limit take it (ip): the peer's, or the one a
-	// trusted proxy's X-Forwarded-For or Forwarded names (viaProxy is
+	// fwd.client is the client's address, as the access and audit logs
+	// and the anonymous rate limit take it (ip): the peer's, or the one
+	// a trusted proxy's X-Forwarded-For or Forwarded names (viaProxy is
 	// then set: it and its port are the guest's RemoteAddr, the
 	// forwarding headers reach the guest, and the one it was read from
 	// only as fwd's trusted chain). Kept as a value, formatted only where
 	// a line or a rate-limit key needs it: with the access log off most
 	// requests never do.
-	client   netip.AddrPort
-	viaProxy bool
 	fwd      origin
+	viaProxy bool
 }
 
-// ip is rs.client's address as text: "0.0.0.0" when it is not known (a
+// ip is rs.fwd.client's address as text: "0.0.0.0" when it is not known (a
 // connection that is not TCP), as fasthttp's RemoteIP gives it.
-func (rs *reqState) ip() string { return addrIP(rs.client) }
+func (rs *reqState) ip() string { return addrIP(rs.fwd.client) }
 
 func addrIP(a netip.AddrPort) string {
 	if !a.IsValid() {
@@ -601,10 +600,6 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderXRequestID, rs.id)
 	rs.method, rs.path = c.Method(), c.Path()
 	rs.fwd, rs.viaProxy = s.proxies.Load().client(c.Context())
-	rs.client = rs.fwd.client
-	if !rs.viaProxy {
-		rs.client = peerAddr(c.Context())
-	}
 	s.inflightMu.Lock()
 	s.inflight[rs] = struct{}{}
 	s.inflightMu.Unlock()
@@ -653,7 +648,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		s.dropBody(c)
 	}
 	if rs.logged.CompareAndSwap(false, true) {
-		s.record(c.Context(), c.Method(), rs.id, rs.client, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
+		s.record(c.Context(), c.Method(), rs.id, rs.fwd.client, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
 	}
 	return nil
 }
