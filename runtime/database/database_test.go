@@ -956,6 +956,35 @@ func TestSQLiteMigrationErrorNamesItsLine(t *testing.T) {
 	}
 }
 
+// A failing migration on PostgreSQL names the line its failing statement
+// begins on also when the server's error points nowhere in the file (a
+// constraint violated, an exception raised in a DO block, a division by
+// zero): the reason said only what failed, not in which of the file's
+// statements. The file is still sent whole, in the migration's one
+// transaction; the statement is the one after those the server
+// completed, found past semicolons in dollar quotes, a function's BEGIN
+// ATOMIC body, strings, quoted names and comments.
+func TestPGMigrationErrorWithoutPositionNamesItsLine(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	dbconf := backends[1].conf(t)
+	in := start(t, dbconf, plugin("lines", true, "pglines", ""), plugin("do", true, "pglinesdo", ""), plugin("div", true, "pglinesdiv", ""))
+	for _, tc := range []struct{ id, want, what string }{
+		{"lines", "migration 002_fails.up.sql failed: line 19: ", "duplicate key value violates unique constraint"},
+		{"do", "migration 002_fails.up.sql failed: line 4: ", "found 1 notes; too many"},
+		{"div", "migration 002_fails.up.sql failed: line 2: ", "division by zero"},
+	} {
+		st, reason := in.RT.Slot(tc.id).Status()
+		if st != "failed" || !strings.Contains(reason, tc.want) || !strings.Contains(reason, tc.what) {
+			t.Errorf("%s: %s: %s; want its load failed with %q ... %q", tc.id, st, reason, tc.want, tc.what)
+		}
+		var n int
+		in.RT.Database().DB().QueryRow("SELECT count(*) FROM plugin_migrations WHERE plugin = ?", tc.id).Scan(&n)
+		if n != 1 {
+			t.Errorf("%s has %d migrations recorded, want 1 (the one before the failure)", tc.id, n)
+		}
+	}
+}
+
 // A version that fails to load changes nothing of the plugin's database
 // for the version serving (its pool's limits), and what it registered
 // (migrations) stays its own: a later version that registers none applies

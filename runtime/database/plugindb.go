@@ -1776,22 +1776,40 @@ type lineError struct {
 func (e *lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
 func (e *lineError) Unwrap() error { return e.err }
 
-// execMigration runs the SQL q of a migration file in tx, and returns the
-// line of q its error is on, 0 when that is not known. PostgreSQL is sent
-// the file whole, and says where its error is (errorLine). SQLite says
-// only what failed, not in which of the file's statements: there the file
-// is run one statement at a time, split where SQLite's own reading ends
-// each (secondStatement, which follows sqlite3_complete: a statement ends
-// at a semicolon outside strings, identifiers and comments, a CREATE
-// TRIGGER at its body's "; END;"), as the driver itself runs a file of
-// several statements, one after the other, and a failure is on the line
-// its statement begins.
-func (p *PluginDB) execMigration(ctx context.Context, tx *sql.Tx, q string) (line int, err error) {
+// execMigration runs the SQL q of a migration file in tx, begun on conn,
+// and returns the line of q its error is on, 0 when that is not known.
+// PostgreSQL is sent the file whole (pgExecCounting), and says where an
+// error is when it points into the file (errorLine: a syntax error, a bad
+// literal); one that points nowhere (a constraint violated, an error
+// raised in a DO block or a function, a division by zero, a statement
+// timeout) is on the line the failing statement begins: the statement
+// after those the server completed, as pgStatementStarts reads the file
+// (not known when the client gave up before the server's error came).
+// SQLite says only what failed, not in which of the file's statements:
+// there the file is run one statement at a time, split where SQLite's own
+// reading ends each (secondStatement, which follows sqlite3_complete: a
+// statement ends at a semicolon outside strings, identifiers and
+// comments, a CREATE TRIGGER at its body's "; END;"), as the driver
+// itself runs a file of several statements, one after the other, and a
+// failure is on the line its statement begins.
+func (p *PluginDB) execMigration(ctx context.Context, conn *sql.Conn, tx *sql.Tx, q string) (line int, err error) {
 	if p.svc.cfg.Client != ClientSQLite {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return errorLine(q, err), err
+		done, backslashes, err := pgExecCounting(ctx, conn, tx, q)
+		if err == nil {
+			return 0, nil
 		}
-		return 0, nil
+		if line := errorLine(q, err); line > 0 {
+			return line, err
+		}
+		// Only the server's own error comes after every result of the
+		// statements before it: an error of the client's (it gave up at
+		// the deadline, the connection was lost) may come before the
+		// server's last results were read.
+		var pe *pgconn.PgError
+		if starts := pgStatementStarts(q, backslashes); errors.As(err, &pe) && done >= 0 && done < len(starts) {
+			return 1 + strings.Count(q[:starts[done]], "\n"), err
+		}
+		return 0, err
 	}
 	for at := 0; at < len(q); {
 		n := secondStatement(q[at:])
@@ -1805,6 +1823,48 @@ func (p *PluginDB) execMigration(ctx context.Context, tx *sql.Tx, q string) (lin
 		at += n
 	}
 	return 0, nil
+}
+
+// pgExecCounting runs q, several statements, in tx on conn, a PostgreSQL
+// connection, as tx.ExecContext does (the simple protocol: the server
+// parses q whole, then runs its statements one after the other, all in
+// tx), and returns how many of them the server completed before an error,
+// and whether the session reads a backslash in a literal as an escape
+// (standard_conforming_strings off), as q was read. done is -1 when q
+// could not be run that way; it then ran through tx.
+func pgExecCounting(ctx context.Context, conn *sql.Conn, tx *sql.Tx, q string) (done int, backslashes bool, err error) {
+	done = -1
+	ran := false
+	conn.Raw(func(dc any) error {
+		c, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return nil
+		}
+		ran = true
+		pc := c.Conn().PgConn()
+		if pc.IsClosed() {
+			err = driver.ErrBadConn
+			return nil
+		}
+		backslashes = pc.ParameterStatus("standard_conforming_strings") != "on"
+		done = 0
+		mrr := pc.Exec(ctx, q)
+		for mrr.NextResult() {
+			if _, rerr := mrr.ResultReader().Close(); rerr == nil {
+				done++
+			}
+		}
+		// As pgx's stdlib driver: an error before q was sent is a bad
+		// connection.
+		if err = mrr.Close(); err != nil && pgconn.SafeToRetry(err) {
+			err = driver.ErrBadConn
+		}
+		return nil
+	})
+	if !ran {
+		_, err = tx.ExecContext(ctx, q)
+	}
+	return done, backslashes, err
 }
 
 // migrationConn is a connection of the plugin's pool for a migration,
@@ -1908,7 +1968,7 @@ func (p *PluginDB) applyOne(ctx context.Context, f hostfuncs.MigrationFile) erro
 	}
 	// A file with no SQL (an empty placeholder) is recorded, nothing run.
 	if strings.TrimSpace(f.SQL) != "" {
-		if line, err := p.execMigration(ctx, tx, f.SQL); err != nil {
+		if line, err := p.execMigration(ctx, conn, tx, f.SQL); err != nil {
 			if hook := p.svc.knobs().migrationFailed; hook != nil {
 				hook()
 			}

@@ -254,6 +254,47 @@ func transactionControlIn(code string) string {
 	return ""
 }
 
+// pgStatementStarts returns the byte offset in q of each statement
+// PostgreSQL runs when it is sent q as one query string (the simple
+// protocol, as a migration file is sent), in order: where each statement's
+// first token is, past spaces and comments. Statements end at a semicolon
+// outside literals, dollar quotes, quoted identifiers and comments
+// (codeOnly, with backslashes as the session reads literals), but for
+// the body of a CREATE FUNCTION or PROCEDURE ... BEGIN ATOMIC, which ends
+// at its END (as transactionControlIn reads it); empty statements (";;",
+// a comment alone) are not run and not listed. A failing migration's
+// error without a position is on the statement after those the server
+// completed (execMigration).
+func pgStatementStarts(q string, backslashes bool) []int {
+	code := codeOnly(q, backslashes)
+	var starts []int
+	atomic := false
+	for from := 0; from < len(code); {
+		end := len(code)
+		if k := strings.IndexByte(code[from:], ';'); k >= 0 {
+			end = from + k
+		}
+		stmt := code[from:end]
+		t := tokens(lowerASCII(stmt))
+		var w []string
+		for _, tok := range t {
+			if isWord(tok) {
+				w = append(w, tok)
+			}
+		}
+		switch {
+		case len(w) == 0 && len(strings.TrimSpace(stmt)) == 0:
+		case atomic:
+			atomic = w == nil || w[0] != "end"
+		default:
+			starts = append(starts, from+len(stmt)-len(strings.TrimLeft(stmt, spaces)))
+			atomic = len(w) > 0 && opensAtomicBody(t, w)
+		}
+		from = end + 1
+	}
+	return starts
+}
+
 // opensAtomicBody reports whether a statement, as tokens t and their words
 // w, is CREATE [OR REPLACE] FUNCTION or PROCEDURE with a SQL-standard body
 // (BEGIN ATOMIC ... END, whose statements transactionControlIn skips): the
