@@ -81,8 +81,9 @@ const (
 const withdrawnKeyBound = jwksRefresh + 2*jwksTimeout + cacheTTL
 
 // jwtVerifier checks bearer JWTs: signature against the issuer's JWKS
-// (github.com/MicahParks/jwkset fetches, caches and refreshes it, and
-// keyfunc picks the key), then the claims (github.com/golang-jwt/jwt/v5).
+// (jwksFetcher fetches it into a github.com/MicahParks/jwkset storage,
+// unknownKIDRefresh refreshes it, and keyfunc picks the key), then the
+// claims (github.com/golang-jwt/jwt/v5).
 type jwtVerifier struct {
 	cfg    *config.JWT
 	typ    Type
@@ -126,7 +127,7 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	// warnings are logged at most once a minute each (warner).
 	warn := newWarner(opts.Log.WithField("jwks_url", redactedURL(cfg.JWKSURL)), opts.Now)
 	v.warn = warn
-	client.Transport = limitedTransport{base: base, max: maxJWKS, warn: warn}
+	client.Transport = limitedTransport{base: base, max: maxJWKS}
 	// A redirect's request would carry the JWKS URL as its Referer, and
 	// with it a credential in its query (?api_key=...), to wherever the
 	// redirect points.
@@ -168,44 +169,21 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 	}
 	// The JWKS is kept in one storage, fetched here once and then only
 	// by unknownKIDRefresh: every refresh (keepFresh), and for a key id
-	// it lacks at most every unknownKID for all such ids together. The
-	// storage's own refresh goroutine is not used: its fetches would run
-	// beside the others, and a slow one could put back a set older than
-	// the one a later fetch installed; nor would it retry a failure
-	// before the next interval. Every failed fetch goes through the
-	// error handler, which counts it.
+	// it lacks at most every unknownKID for all such ids together. Each
+	// fetch reads the response once (jwksFetcher): the keys checked are
+	// the keys used. Every failed fetch goes through failed, which counts
+	// it.
 	failures := new(atomic.Uint64)
-	fetched, err := jwkset.NewStorageFromHTTP(cfg.JWKSURL, jwkset.HTTPClientStorageOptions{
-		Client:                    client,
-		Ctx:                       ctx,
-		HTTPTimeout:               jwksTimeout,
-		NoErrorReturnFirstHTTPReq: true,
-		RefreshErrorHandler: func(_ context.Context, err error) {
-			failures.Add(1)
-			warn.warn(nil, err, "could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
-		},
-	})
-	if err != nil {
+	if _, err := url.ParseRequestURI(cfg.JWKSURL); err != nil {
 		cancel()
-		// jwkset's errors quote the URL, password and all.
-		return nil, &jwksURLError{msg: "auth.jwt.jwks_url: " + scrubURL(err.Error(), cfg.JWKSURL), err: err}
+		// The parser's errors quote the URL, password and all.
+		return nil, &jwksURLError{msg: "auth.jwt.jwks_url: " + scrubURL(fmt.Sprintf("failed to parse given URL %q: %v", cfg.JWKSURL, err), cfg.JWKSURL), err: err}
 	}
-	held, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{HTTPURLs: map[string]jwkset.Storage{cfg.JWKSURL: fetched}})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
-	}
-	// The limit is unknownKIDRefresh's own; this client refreshes at once
-	// whenever it is asked (one caller at a time).
-	refetch, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
-		HTTPURLs:          map[string]jwkset.Storage{cfg.JWKSURL: fetched},
-		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
-	})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
-	}
-	storage := &unknownKIDRefresh{Storage: held, refetch: refetch, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1), failures: failures}
+	fetcher := &jwksFetcher{url: cfg.JWKSURL, client: client, store: jwkset.NewMemoryStorage(), warn: warn, failures: failures}
+	fctx, fcancel := context.WithTimeout(ctx, jwksTimeout)
+	fetcher.fetch(fctx)
+	fcancel()
+	storage := &unknownKIDRefresh{Storage: fetcher.store, fetcher: fetcher, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1), failures: failures}
 	storage.reindex()
 	v.store = storage
 	go storage.keepFresh(refresh, retry)
@@ -510,8 +488,8 @@ func (v *jwtVerifier) withClaims(cfg *config.JWT) *jwtVerifier {
 // what a caller has left of its own.
 type unknownKIDRefresh struct {
 	jwkset.Storage // the keys held, never fetched on a miss
-	// refetch fetches the JWKS whenever a key is read from it.
-	refetch jwkset.Storage
+	// fetcher fetches the JWKS into the storage.
+	fetcher *jwksFetcher
 	life    context.Context // the verifier's
 	limit   *rate.Limiter
 	rounds  singleflight.Group
@@ -689,9 +667,7 @@ func (s *unknownKIDRefresh) fetchNow() (any, error) {
 	started := time.Now()
 	fctx, fcancel := context.WithTimeout(s.life, jwksTimeout)
 	defer fcancel()
-	// An id no JWKS holds, so that the read fetches; failures reach the
-	// storage's RefreshErrorHandler, which logs and counts them.
-	s.refetch.KeyRead(fctx, "\x00greenroom: fetch the JWKS")
+	s.fetcher.fetch(fctx) // logs and counts a failure
 	s.reindex()
 	return round{started: started, ok: s.failures.Load() == failed}, nil
 }
@@ -1047,7 +1023,6 @@ func lookupClaim(claims map[string]any, name string) any {
 type limitedTransport struct {
 	base http.RoundTripper
 	max  int64
-	warn *warner
 }
 
 func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -1056,97 +1031,142 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = &limitedBody{ReadCloser: resp.Body, left: t.max}
-	if resp.StatusCode == http.StatusOK {
-		dropBadKeys(resp, t.warn)
-	}
 	return resp, nil
 }
 
-// dropBadKeys removes from a JWKS response the keys jwkset cannot build
-// (missing or malformed members), which would otherwise make it discard
-// the whole set: RFC 7517 section 5 says to ignore such keys. It also
-// removes every key that carries private key material (an RSA, EC or OKP
-// key's private members, a symmetric key's "k"): such a key is public to
-// anyone who can fetch the JWKS, so anyone could sign tokens with it, and
-// verifying with its public half would accept them all. It is refused
-// with a warning, as jose (Backstage's verifier) refuses a private key for
-// verification. A key whose key_ops (RFC 7517 4.3) does not list "verify"
-// is removed too, without a warning (an issuer may publish its encryption
-// keys): it may not verify a signature. So is an RSA key whose modulus is
-// shorter than minRSABits, with a warning. A body that is not JSON is
-// left for the decoder to refuse; one whose first value has no "keys"
-// (null, {}) is refused as one (errNotJWKS).
-func dropBadKeys(resp *http.Response, warn *warner) {
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(b))
+// jwksFetcher fetches the JWKS at url into store, as jwkset's HTTP
+// storage did (the same request, status check and error messages), but
+// reading the response once: jwkset decoded the body and built each key
+// after readJWKS had done the same to check them, twice the work per
+// fetch (a 1 MiB set of 10 000 keys is fetched up to once a second), and
+// the keys checked were not always the keys used: a body with two "keys"
+// members had the second checked, and jwkset's decoder merged its keys
+// into the first's, private members and all.
+type jwksFetcher struct {
+	url      string
+	client   *http.Client
+	store    jwkset.Storage
+	warn     *warner
+	failures *atomic.Uint64
+}
+
+// fetch fetches the JWKS and replaces the keys held with its keys. A
+// failure keeps the keys held, is counted, logged (at most once a minute,
+// warner) and returned.
+func (f *jwksFetcher) fetch(ctx context.Context) error {
+	err := f.replace(ctx)
+	if err != nil {
+		f.failures.Add(1)
+		f.warn.warn(nil, err, "could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
+	}
+	return err
+}
+
+func (f *jwksFetcher) replace(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
+	if err != nil {
+		return fmt.Errorf("failed to create HTTP request for JWK Set refresh: %w", err)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to perform HTTP request for JWK Set refresh: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: %d", jwkset.ErrInvalidHTTPStatusCode, resp.StatusCode)
+	}
+	keys, err := readJWKS(resp.Body, f.warn)
+	if err != nil {
+		return fmt.Errorf("failed to decode JWK Set response: %w", err)
+	}
+	if err := f.store.KeyReplaceAll(ctx, keys); err != nil {
+		return fmt.Errorf("failed to delete all keys from storage: %w", err)
+	}
+	return nil
+}
+
+// readJWKS reads a JWKS response body and returns the keys to verify
+// with: those jwkset can build (NewJWKFromMarshal, as its HTTP storage
+// builds them) and supports. A key it cannot build (missing or malformed
+// members) is ignored with a warning rather than failing the whole set:
+// RFC 7517 section 5 says to ignore such keys. So is every key that
+// carries private key material (an RSA, EC or OKP key's private members,
+// a symmetric key's "k"): such a key is public to anyone who can fetch
+// the JWKS, so anyone could sign tokens with it, and verifying with its
+// public half would accept them all. It is refused with a warning, as
+// jose (Backstage's verifier) refuses a private key for verification. A
+// key whose key_ops (RFC 7517 4.3) does not list "verify" is ignored
+// too, without a warning (an issuer may publish its encryption keys): it
+// may not verify a signature. So is an RSA key whose modulus is shorter
+// than minRSABits, and an Ed25519 key of small order, with a warning;
+// and a member of "keys" that is not a JWK object, silently. A body that
+// could not be read whole, or is not JSON, fails; so does one whose
+// first value has no "keys" (null, {}: errNotJWKS).
+func readJWKS(body io.Reader, warn *warner) ([]jwkset.JWK, error) {
+	b, err := io.ReadAll(body)
 	if err != nil {
 		// Nothing of a body that could not be read whole (one over
 		// maxJWKS, or cut off) is used: a set at its start still
 		// decoded, so a JWKS of any size was taken as long as its keys
 		// came first.
-		resp.Body = io.NopCloser(errReader{err})
-		return
+		return nil, err
 	}
-	// Read as jwkset reads it (a json.Decoder's first value into a struct:
-	// "Keys" is "keys", the last of two wins, nothing after the set is
-	// read), so that the keys checked are the keys it takes: read as a map,
-	// {"Keys": [...]} or a set followed by anything passed unchecked.
+	// Read as jwkset read it (a json.Decoder's first value into a
+	// struct: "Keys" is "keys", the last of two wins, nothing after the
+	// set is read).
 	var doc struct {
 		Keys *[]json.RawMessage `json:"keys"`
 	}
-	if json.NewDecoder(bytes.NewReader(b)).Decode(&doc) != nil {
-		return
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		// Not a JWKS: the error jwkset's decoder gave it, as before.
+		var set jwkset.JWKSMarshal
+		if jerr := json.NewDecoder(bytes.NewReader(b)).Decode(&set); jerr != nil {
+			return nil, jerr
+		}
+		return nil, err
 	}
 	if doc.Keys == nil {
 		// null, {}, {"keys": null}: no JWKS (RFC 7517 5: "keys" is
 		// required), which jwkset took for an empty one, and every key
 		// held was dropped: an error page of JSON logged everybody out.
-		resp.Body = io.NopCloser(errReader{errNotJWKS})
-		return
+		return nil, errNotJWKS
 	}
-	keys := *doc.Keys
-	kept := keys[:0]
-	for _, raw := range keys {
+	keys := make([]jwkset.JWK, 0, len(*doc.Keys))
+	for _, raw := range *doc.Keys {
 		var m jwkset.JWKMarshal
-		if err := json.Unmarshal(raw, &m); err == nil {
-			// A key whose key_ops leaves out "verify" (an encryption
-			// key, or an empty list) may verify nothing, as one published
-			// with "use": "enc"; greenroom only verifies, so it is not
-			// kept (jose refuses it too).
-			if m.KEYOPS != nil && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
-				continue
-			}
-			if hasPrivateMembers(m) {
-				warn.warn(logrus.Fields{"kid": m.KID}, nil, "ignoring a key of the JWKS that carries private key material: anyone who can fetch the JWKS could sign tokens with it; publish only the public key")
-				continue
-			}
-			jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
-			if err == nil {
-				if pub, ok := jwk.Key().(*rsa.PublicKey); ok && pub.N.BitLen() < minRSABits {
-					warn.warn(logrus.Fields{"kid": m.KID}, nil, fmt.Sprintf("ignoring an RSA key of the JWKS whose modulus is %d bits, under %d: a key that short can be factored, and whoever did could sign any token; publish a key of at least %d bits", pub.N.BitLen(), minRSABits, minRSABits))
-					continue
-				}
-				if pub, ok := jwk.Key().(ed25519.PublicKey); ok && smallOrder(pub) {
-					warn.warn(logrus.Fields{"kid": m.KID}, nil, "ignoring an Ed25519 key of the JWKS that is a point of small order: with it, a signature anyone can write verifies any token")
-					continue
-				}
-			}
-			if err == nil || errors.Is(err, jwkset.ErrUnsupportedKey) {
-				kept = append(kept, raw)
-				continue
-			}
-			warn.warn(logrus.Fields{"kid": m.KID}, err, "ignoring a key of the JWKS that cannot be used")
+		if err := json.Unmarshal(raw, &m); err != nil {
+			continue
 		}
+		// A key whose key_ops leaves out "verify" (an encryption key, or
+		// an empty list) may verify nothing, as one published with "use":
+		// "enc"; greenroom only verifies, so it is not kept (jose refuses
+		// it too).
+		if m.KEYOPS != nil && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
+			continue
+		}
+		if hasPrivateMembers(m) {
+			warn.warn(logrus.Fields{"kid": m.KID}, nil, "ignoring a key of the JWKS that carries private key material: anyone who can fetch the JWKS could sign tokens with it; publish only the public key")
+			continue
+		}
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
+		switch {
+		case errors.Is(err, jwkset.ErrUnsupportedKey):
+			continue // jwkset's storage skipped it too
+		case err != nil:
+			warn.warn(logrus.Fields{"kid": m.KID}, err, "ignoring a key of the JWKS that cannot be used")
+			continue
+		}
+		if pub, ok := jwk.Key().(*rsa.PublicKey); ok && pub.N.BitLen() < minRSABits {
+			warn.warn(logrus.Fields{"kid": m.KID}, nil, fmt.Sprintf("ignoring an RSA key of the JWKS whose modulus is %d bits, under %d: a key that short can be factored, and whoever did could sign any token; publish a key of at least %d bits", pub.N.BitLen(), minRSABits, minRSABits))
+			continue
+		}
+		if pub, ok := jwk.Key().(ed25519.PublicKey); ok && smallOrder(pub) {
+			warn.warn(logrus.Fields{"kid": m.KID}, nil, "ignoring an Ed25519 key of the JWKS that is a point of small order: with it, a signature anyone can write verifies any token")
+			continue
+		}
+		keys = append(keys, jwk)
 	}
-	if len(kept) == len(keys) {
-		return
-	}
-	// The set as jwkset would take it, without the refused keys (the
-	// other members of the object are none of its business).
-	doc.Keys = &kept
-	out, _ := json.Marshal(doc)
-	resp.Body = io.NopCloser(bytes.NewReader(out))
+	return keys, nil
 }
 
 // p25519 is the field prime of edwards25519, 2^255-19.
@@ -1187,10 +1207,6 @@ func smallOrder(pub ed25519.PublicKey) bool {
 func hasPrivateMembers(m jwkset.JWKMarshal) bool {
 	return m.D != "" || m.P != "" || m.Q != "" || m.DP != "" || m.DQ != "" || m.QI != "" || len(m.OTH) > 0 || m.K != ""
 }
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // limitedBody reads at most left bytes of a body: a body of exactly
 // that many reads whole, one byte more fails with errJWKSTooLarge.
