@@ -105,7 +105,7 @@ func (s *Server) identify(c *fiber.Ctx) error {
 // authenticate verifies the request's credential, if it carries one, with
 // the credentials in force now, and records the result on rs.
 func (s *Server) authenticate(c *fiber.Ctx, rs *reqState) {
-	rs.principal, rs.authErr, rs.subject = nil, nil, ""
+	rs.principal, rs.authErr, rs.subject, rs.credential = nil, nil, "", ""
 	rs.authn = s.authn.Load()
 	all := c.Request().Header.PeekAll(fiber.HeaderAuthorization)
 	switch {
@@ -119,7 +119,7 @@ func (s *Server) authenticate(c *fiber.Ctx, rs *reqState) {
 		// context the standard library does not know costs a goroutine.
 		rs.principal, rs.authErr = rs.authn.Authenticate(s.base, all[0])
 		if rs.principal != nil {
-			rs.subject = rs.principal.Subject
+			rs.subject, rs.credential = rs.principal.Subject, rs.principal.Credential
 		}
 	}
 }

@@ -1011,3 +1011,41 @@ func TestAuditWrittenAtAnyLevel(t *testing.T) {
 		}
 	}
 }
+
+// The access log names the credential a principal came with, as the
+// audit log does: a JWT whose subject is a static token's ("service:ci",
+// which the rate limit keeps apart: TestRateLimitJWTCannotSpendAStaticTokensBudget)
+// read there as that token's request. It names the credential, never
+// the token.
+func TestAccessLogNamesTheCredential(t *testing.T) {
+	idp := authtest.New(t)
+	in := startAuth(t, authConfig(idp, ""))
+	jwtCI := idp.Sign(t, "RS256", authtest.Claims("service:ci"))
+	for id, token := range map[string]string{"by-token": ciToken, "by-jwt": jwtCI, "by-nobody": ""} {
+		path := "/api/hello/whoami"
+		if token == "" {
+			path = "/api/hello/ping"
+		}
+		if status, _, body := in.DoAnon(t, "GET", path, nil, append(bearer(token), "X-Request-Id", id)...); status != 200 {
+			t.Fatalf("%s: %d %s", id, status, body)
+		}
+	}
+	want := map[string][2]any{"by-token": {"service:ci", "token:ci"}, "by-jwt": {"service:ci", "jwt"}, "by-nobody": {nil, nil}}
+	seen := 0
+	for _, l := range in.LogLines(t) {
+		w, ok := want[fmt.Sprint(l["request_id"])]
+		if !ok || l["msg"] != "request" {
+			continue
+		}
+		seen++
+		if l["principal"] != w[0] || l["credential"] != w[1] {
+			t.Errorf("access line of %s: principal %v, credential %v; want %v, %v", l["request_id"], l["principal"], l["credential"], w[0], w[1])
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d access lines of the %d requests", seen, len(want))
+	}
+	if log := in.Log.String(); strings.Contains(log, ciToken) || strings.Contains(log, jwtCI) {
+		t.Error("a credential in the log")
+	}
+}

@@ -895,8 +895,8 @@ func TestLogCutOffWritesOneLine(t *testing.T) {
 	}
 	in.Server.LogCutOff()
 	got := lines("/api/hostile/ctxwait")
-	if len(got) != 1 || got[0]["status"] != 503.0 || got[0]["plugin"] != "hostile" || got[0]["principal"] != "service:servertest" || got[0]["method"] != "GET" {
-		t.Fatalf("access log lines of the request in flight: %v, want one, 503, plugin hostile", got)
+	if len(got) != 1 || got[0]["status"] != 503.0 || got[0]["plugin"] != "hostile" || got[0]["principal"] != "service:servertest" || got[0]["credential"] != "token:servertest" || got[0]["method"] != "GET" {
+		t.Fatalf("access log lines of the request in flight: %v, want one, 503, plugin hostile, its principal and credential", got)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()

@@ -168,7 +168,7 @@ func (s *Server) refusedEarly(c *fiber.Ctx, id string) {
 		took = time.Since(fc.ConnTime())
 	}
 	// The head was not read: the peer's address.
-	s.record(c.Context(), "", id, peerAddr(c.Context()), "", "", "", took)
+	s.record(c.Context(), "", id, peerAddr(c.Context()), "", "", "", "", took)
 }
 
 // parseErrorMessage keeps the reason of an HTTP parse error and drops the
@@ -334,7 +334,7 @@ func (s *Server) refuseRaw(ctx *fasthttp.RequestCtx, ae *APIError, method string
 		ctx.SetConnectionClose()
 	}
 	o, _ := s.proxies.Load().client(ctx)
-	s.record(ctx, method, ae.RequestID, o.client, "", "", "", time.Since(start))
+	s.record(ctx, method, ae.RequestID, o.client, "", "", "", "", time.Since(start))
 }
 
 // framingProblem says what in raw, a request's header lines as received,

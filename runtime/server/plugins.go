@@ -64,7 +64,7 @@ func (s *Server) handlePlugin(c *fiber.Ctx) error {
 		return unknownPlugin(id)
 	}
 	// Named so in the line of a request a shutdown cuts off (LogCutOff).
-	rs.letPlugin, rs.letSubject = id, rs.subject
+	rs.letPlugin, rs.letSubject, rs.letCredential = id, rs.subject, rs.credential
 	rs.letIn.Store(true)
 	// A path net/http would refuse (a "%" not followed by two hex digits)
 	// never reaches a handler: Go's would see it undecoded.

@@ -528,6 +528,10 @@ type reqState struct {
 	id      string
 	plugin  string
 	subject string
+	// credential names the credential subject came with, as the audit
+	// log does ("token:<name>" or "jwt"): a JWT's subject may be a
+	// static token's too.
+	credential string
 	// route is the route label of the plugin's answer (routeLabels), ""
 	// when the plugin wrote none.
 	route string
@@ -540,12 +544,12 @@ type reqState struct {
 	// logged is set by whoever writes the request's access log line,
 	// once: its handler (requestState), or the shutdown for a request
 	// whose handler has not returned (LogCutOff). letIn is set once the
-	// request was let in to its plugin, which letPlugin and
-	// letSubject then name for that line (the handler goes on using
+	// request was let in to its plugin, which letPlugin, letSubject and
+	// letCredential then name for that line (the handler goes on using
 	// plugin and subject: a reload may let the call in again).
-	logged                atomic.Bool
-	letIn                 atomic.Bool
-	letPlugin, letSubject string
+	logged                               atomic.Bool
+	letIn                                atomic.Bool
+	letPlugin, letSubject, letCredential string
 	// principal is the verified caller, nil when the request carried no
 	// valid credential; authErr says why not.
 	principal *auth.Principal
@@ -648,7 +652,7 @@ func (s *Server) requestState(c *fiber.Ctx) error {
 		s.dropBody(c)
 	}
 	if rs.logged.CompareAndSwap(false, true) {
-		s.record(c.Context(), c.Method(), rs.id, rs.fwd.client, rs.plugin, rs.route, rs.subject, time.Since(rs.start))
+		s.record(c.Context(), c.Method(), rs.id, rs.fwd.client, rs.plugin, rs.route, rs.subject, rs.credential, time.Since(rs.start))
 	}
 	return nil
 }
@@ -683,9 +687,9 @@ func (s *Server) LogCutOff() {
 		if !rs.logged.CompareAndSwap(false, true) {
 			continue
 		}
-		var plugin, principal string
+		var plugin, principal, credential string
 		if rs.letIn.Load() {
-			plugin, principal = rs.letPlugin, rs.letSubject
+			plugin, principal, credential = rs.letPlugin, rs.letSubject, rs.letCredential
 		}
 		took := time.Since(rs.start)
 		s.metrics.ObserveRequest(plugin, "", fiber.StatusServiceUnavailable, took)
@@ -706,7 +710,7 @@ func (s *Server) LogCutOff() {
 			f["plugin"] = plugin
 		}
 		if principal != "" {
-			f["principal"] = principal
+			f["principal"], f["credential"] = principal, credential
 		}
 		s.log.WithFields(f).Info("request")
 	}
@@ -741,8 +745,9 @@ func (s *Server) forget(rs *reqState) {
 
 // record counts an answered request in the metrics and writes its access
 // log line: every request, also those answered before the middleware
-// (guard, errorHandler), whose plugin and principal are "".
-func (s *Server) record(fc *fasthttp.RequestCtx, method, id string, client netip.AddrPort, plugin, route, principal string, took time.Duration) {
+// (guard, errorHandler), whose plugin and principal are "". credential
+// names the principal's credential, as the audit log does.
+func (s *Server) record(fc *fasthttp.RequestCtx, method, id string, client netip.AddrPort, plugin, route, principal, credential string, took time.Duration) {
 	status := fc.Response.StatusCode()
 	s.metrics.ObserveRequest(plugin, route, status, took)
 	if !s.rt.Config().Log.AccessLog {
@@ -779,7 +784,7 @@ func (s *Server) record(fc *fasthttp.RequestCtx, method, id string, client netip
 		f["route"] = route
 	}
 	if principal != "" {
-		f["principal"] = principal
+		f["principal"], f["credential"] = principal, credential
 	}
 	s.log.WithFields(f).Info("request")
 }
