@@ -461,10 +461,16 @@ func (p *PluginReader) check(raw string) (*target, error) {
 	}
 	if !granted {
 		srcs := make([]string, len(p.grants))
+		hint := ""
 		for i, g := range p.grants {
 			srcs[i] = g.src
+			// A grant "host/feed" read as a prefix of /feed.json: say
+			// that a prefix without a trailing "/" covers whole segments.
+			if hint == "" && g.host.match(t.host) && segmentCut(t.path, g.path) {
+				hint = fmt.Sprintf("; %q covers %s and the paths under %s/, not %s (a prefix that ends in \"/\" covers every path that starts with it)", g.src, g.path, g.path, t.path)
+			}
 		}
-		return nil, errorf(Denied, "%s: refused: not granted to plugin %s by plugins.%s.capabilities.urlreader %q", t.u.Redacted(), p.id, p.id, srcs)
+		return nil, errorf(Denied, "%s: refused: not granted to plugin %s by plugins.%s.capabilities.urlreader %q%s", t.u.Redacted(), p.id, p.id, srcs, hint)
 	}
 	var hostRule *allowRule
 	var rule *allowRule

@@ -56,6 +56,14 @@ func pathUnder(path, prefix string) bool {
 	return strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
 }
 
+// segmentCut reports whether prefix, which does not end in "/", starts
+// path without covering it: "/feed" and "/feed.json", where pathUnder
+// says no because the prefix ends inside one of path's segments.
+func segmentCut(path, prefix string) bool {
+	return prefix != "" && !strings.HasSuffix(prefix, "/") && len(path) > len(prefix) &&
+		strings.HasPrefix(path, prefix) && path[len(prefix)] != '/'
+}
+
 // allowRule is one parsed [reading] allow entry.
 type allowRule struct {
 	name     string // "reading.allow[0]"

@@ -238,6 +238,10 @@ func TestAllowListAndGrants(t *testing.T) {
 		{narrow, "https://a.example.com/other", `not granted to plugin narrow by plugins.narrow.capabilities.urlreader ["a.example.com/only/"]`},
 		{narrow, "https://b.example.com/only/x", "not granted to plugin narrow"},
 		{narrow, "https://raw.githubusercontent.com/backstage/x", "not granted"},
+		// A grant without a trailing "/" covers whole segments; a path it
+		// starts but cuts inside a segment is told so (a builder granted
+		// "plain.test/docs" for /docs.json read only "not granted").
+		{p, "http://plain.test/docs.json", `"plain.test/docs" covers /docs and the paths under /docs/, not /docs.json (a prefix that ends in "/" covers every path that starts with it)`},
 	}
 	for _, tc := range cases {
 		_, err := tc.p.check(tc.url)
@@ -246,6 +250,8 @@ func TestAllowListAndGrants(t *testing.T) {
 			t.Errorf("%s: refused: %v", tc.url, err)
 		case tc.want != "" && (err == nil || KindOf(err) != Denied || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: err = %v, want denied with %q", tc.url, err, tc.want)
+		case tc.want != "" && !strings.Contains(tc.want, "covers /docs and") && strings.Contains(err.Error(), "covers every path"):
+			t.Errorf("%s: err = %v, hints at a segment where no grant cuts one", tc.url, err)
 		}
 	}
 	empty, _ := New(mustConfig(t, ""), Options{})
