@@ -158,6 +158,15 @@ allow = [
 	if n := srv.hits.Load(); n != 1 {
 		t.Errorf("the internal server was reached %d times, want 1", n)
 	}
+	// With the internal rule alone, the words about other rules send the
+	// operator looking for a rule that is not there: they are left out.
+	alone := reader(t, "[reading]\nallow = [{ host = \"wiki.corp\", scheme = \"http\", internal = true, paths = [\"/public/\"] }]\n",
+		mapResolver{"wiki.corp": {"127.0.0.1"}}).For("p", []string{"wiki.corp"})
+	_, err = read(alone, "http://wiki.corp:"+srv.port()+"/admin/secrets")
+	wantErr(t, err, Denied, "reading.allow[0] matches host wiki.corp, but none of its paths covers /admin/secrets")
+	if strings.Contains(err.Error(), "whatever other rules match it") {
+		t.Errorf("the only rule is the internal one, yet the refusal speaks of other rules: %v", err)
+	}
 }
 
 // A read makes room for at most preGrow bytes of a body before they

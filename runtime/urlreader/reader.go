@@ -500,9 +500,17 @@ func (p *PluginReader) check(raw string) (*target, error) {
 				return nil, errorf(Denied, "%s: refused: scheme http is not allowed by %s; it allows https only unless it says scheme = \"http\"", t.u.Redacted(), ar.name)
 			}
 		}
+		// Only when another rule, not an internal one, matches the host:
+		// with the internal rules alone the words send the operator
+		// looking for a rule that is not there.
 		why := ""
 		if p.r.internal[t.host] {
-			why = "; a host an internal = true rule names is read only as its internal rules allow, whatever other rules match it"
+			for i := range p.r.rules {
+				if ar := &p.r.rules[i]; !ar.internal && ar.host.match(t.host) {
+					why = "; a host an internal = true rule names is read only as its internal rules allow, whatever other rules match it"
+					break
+				}
+			}
 		}
 		return nil, errorf(Denied, "%s: refused: %s matches host %s, but none of its paths covers %s%s", t.u.Redacted(), hostRule.name, t.host, t.path, why)
 	}
