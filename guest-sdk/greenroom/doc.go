@@ -12,11 +12,14 @@
 //
 //	func main() {}
 //
-// Build it with the standard Go toolchain:
+// Build it with `greenroom plugin build DIR -o hello.wasm`, or with the
+// standard Go toolchain, which gives the same bytes with the same flags:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm .
+//	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -buildvcs=false -o hello.wasm .
 //
-// or with `greenroom plugin build DIR`.
+// (without -trimpath and -buildvcs=false the module holds the build's
+// paths and version control state, and a sha256 pin taken from one build
+// does not match a rebuild elsewhere).
 //
 // Every request reaches the plugin after the runtime has verified the
 // caller's credential; PrincipalFrom says who called. The plugin may ask

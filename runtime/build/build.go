@@ -46,9 +46,9 @@ func Build(ctx context.Context, dir, out string) error {
 	}
 	tmp := f.Name()
 	f.Close()
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o", tmp, ".")
+	cmd := exec.CommandContext(ctx, goTool(), append(append([]string{"build"}, buildFlags...), "-o", tmp, ".")...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), buildEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = &stderr
@@ -63,6 +63,14 @@ func Build(ctx context.Context, dir, out string) error {
 	}
 	return nil
 }
+
+// buildEnv and buildFlags make the go command build a plugin, the same
+// bytes from the same sources anywhere (README.md, docs/abi.md and the
+// SDK's package doc give the command: TestDocumentedBuildCommand).
+var (
+	buildEnv   = []string{"GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0"}
+	buildFlags = []string{"-buildmode=c-shared", "-trimpath", "-buildvcs=false"}
+)
 
 // sdkModule is the module the guest SDK is a package of.
 const sdkModule = "github.com/greenroom-dev/greenroom"

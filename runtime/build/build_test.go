@@ -3,6 +3,7 @@ package build
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -103,6 +104,37 @@ func TestModuleHint(t *testing.T) {
 		got := moduleHint(tc.out)
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
 			t.Errorf("moduleHint(%q) = %q, want it to contain %q", tc.out, got, tc.want)
+		}
+	}
+}
+
+// The go build command the docs give a builder makes the bytes
+// `greenroom plugin build` makes: the SDK's package doc gave one without
+// -trimpath and -buildvcs=false, whose module matched no sha256 pin taken
+// from the other.
+func TestDocumentedBuildCommand(t *testing.T) {
+	for _, f := range []string{"../../README.md", "../../docs/abi.md", "../../guest-sdk/greenroom/doc.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A command continued on the next line (README.md's, in a
+		// comment) is one line.
+		text := regexp.MustCompile(`\\\n[#\s]*`).ReplaceAllString(string(b), " ")
+		n := 0
+		for _, line := range strings.Split(text, "\n") {
+			if !strings.Contains(line, "GOOS=wasip1") || !strings.Contains(line, "go build") {
+				continue
+			}
+			n++
+			for _, want := range append(append([]string{}, buildEnv...), buildFlags...) {
+				if !strings.Contains(line, want) {
+					t.Errorf("%s: %q lacks %s, which greenroom plugin build gives", f, strings.TrimSpace(line), want)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s gives no go build command for a plugin", f)
 		}
 	}
 }
