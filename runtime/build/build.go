@@ -87,6 +87,11 @@ func moduleHint(out string) string {
 	case strings.Contains(out, sdkModule) && (strings.Contains(out, "no required module provides package") ||
 		strings.Contains(out, "reading https://") || strings.Contains(out, "missing go.sum entry") || strings.Contains(out, "cannot find module")):
 		return "\nhint: the guest SDK comes from a checkout of greenroom: in the plugin's module run `go mod edit -require=" + sdkModule + "@v0.0.0 -replace=" + sdkModule + "=<a checkout of greenroom>` (README.md, \"A plugin in its own module\")"
+	case strings.Contains(out, sdkModule+"@") && (strings.Contains(out, "replacement directory") || strings.Contains(out, "(replaced by ")):
+		// A replace naming guest-sdk/ (where the package is) or a
+		// directory that is not there: the go command says what it
+		// could not read, not what the directory should be.
+		return "\nhint: the replace directive for " + sdkModule + " names the top directory of a checkout of greenroom, the one holding its go.mod (not guest-sdk/): `go mod edit -replace=" + sdkModule + "=<a checkout of greenroom>` (README.md, \"A plugin in its own module\")"
 	}
 	return ""
 }

@@ -90,7 +90,9 @@ func TestSourceHashModuleDepsAndIgnoredFiles(t *testing.T) {
 }
 
 // The go command's words for a plugin without a module, or whose module
-// does not get the SDK, come with the steps that fix them.
+// does not get the SDK (its replace directive naming guest-sdk/ or no
+// directory included: the go command's words said what it could not read),
+// come with the steps that fix them.
 func TestModuleHint(t *testing.T) {
 	for _, tc := range []struct {
 		out, want string
@@ -98,6 +100,9 @@ func TestModuleHint(t *testing.T) {
 		{"go: go.mod file not found in current directory or any parent directory; see 'go help modules'", "go mod init"},
 		{"main.go:5:2: no required module provides package github.com/greenroom-dev/greenroom/guest-sdk/greenroom; to add it:", "-replace=github.com/greenroom-dev/greenroom="},
 		{"go: github.com/greenroom-dev/greenroom@v0.0.1: reading https://proxy.golang.org/github.com/greenroom-dev/greenroom/@v/v0.0.1.mod: 403 Forbidden", "-replace="},
+		// A replace naming guest-sdk/, or a directory not there.
+		{"main.go:12:2: github.com/greenroom-dev/greenroom@v0.0.0 (replaced by /src/greenroom/guest-sdk): reading /src/greenroom/guest-sdk/go.mod: open /src/greenroom/guest-sdk/go.mod: no such file or directory", "the one holding its go.mod (not guest-sdk/)"},
+		{"main.go:12:2: github.com/greenroom-dev/greenroom@v0.0.0: replacement directory /src/nonexist does not exist", "names the top directory of a checkout of greenroom"},
 		{"main.go:3:1: syntax error: non-declaration statement outside function body", ""},
 		{"no required module provides package example.com/other/pkg", ""},
 	} {
