@@ -487,6 +487,24 @@ func TestPublicRouteWaitsForLoad(t *testing.T) {
 	}
 }
 
+// A plugin that failed to load asked for no public route (what it asks is
+// known from its load): a route the operator lists answers a caller
+// without a credential 401, as any protected route, and an authenticated
+// caller the 503 with the reason (docs/auth.md, "Public routes": a
+// builder's health check of its public route read a failed load as 401).
+func TestPublicRouteOfAFailedPlugin(t *testing.T) {
+	const token = "failed-public-token-0123456789abcdefgh"
+	rt, _, addr := serveUnloaded(t, fmt.Sprintf("[auth.tokens.ci]\ntoken = %q\nsubject = \"service:ci\"\n[plugins.broken]\npath = %q\npublic_routes = [\"/healthz\"]\n",
+		token, filepath.Join(t.TempDir(), "missing.wasm")))
+	rt.Load(context.Background())
+	if status, body := anonGet(t, addr)("/api/broken/healthz"); status != 401 || !strings.Contains(body, `"code":"unauthenticated"`) {
+		t.Errorf("anonymous call of a listed route of a failed plugin: %d %s, want 401", status, body)
+	}
+	if status, body := tokenGet(t, addr, token)("/api/broken/healthz"); status != 503 || !strings.Contains(body, `"code":"plugin_unavailable"`) || !strings.Contains(body, "missing.wasm") {
+		t.Errorf("authenticated call of a failed plugin: %d %s, want 503 with the reason", status, body)
+	}
+}
+
 // A call that arrives while its plugin is still loading (the port opens
 // before the plugins are compiled) waits for the load and is served,
 // rather than answered 503 meanwhile; one for a plugin whose load fails
