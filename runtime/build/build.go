@@ -55,7 +55,7 @@ func Build(ctx context.Context, dir, out string) error {
 	if err := cmd.Run(); err != nil {
 		os.Remove(tmp)
 		out := strings.TrimSpace(stderr.String())
-		return fmt.Errorf("build %s: go build failed: %w\n%s%s", dir, err, out, moduleHint(out))
+		return fmt.Errorf("build %s: go build failed: %w\n%s%s", dir, err, out, buildHint(out))
 	}
 	if err := os.Rename(tmp, absOut); err != nil {
 		os.Remove(tmp)
@@ -75,13 +75,16 @@ var (
 // sdkModule is the module the guest SDK is a package of.
 const sdkModule = "github.com/greenroom-dev/greenroom"
 
-// moduleHint is what to add to go build's output (out) when it says that
+// buildHint is what to add to go build's output (out) when it says that
 // the plugin has no module, or that its module does not get the SDK: the
 // two first steps of a plugin outside greenroom's repository, which the go
-// command's own words do not explain.
-func moduleHint(out string) string {
+// command's own words do not explain; or that the plugin is no main
+// package, which -buildmode=c-shared says in its own terms.
+func buildHint(out string) string {
 	const setup = "go mod init <module path>` in the plugin's directory, then `go mod edit -require=" + sdkModule + "@v0.0.0 -replace=" + sdkModule + "=<a checkout of greenroom>` (README.md, \"A plugin in its own module\")"
 	switch {
+	case strings.Contains(out, "-buildmode=c-shared requires exactly one main package"):
+		return "\nhint: a plugin is a main package: `package main` with an empty `func main() {}`, registering its handler with greenroom.Handle from an init function (README.md, \"A plugin in ten lines\")"
 	case strings.Contains(out, "go.mod file not found"):
 		return "\nhint: a plugin is built as a Go module: run `" + setup
 	case strings.Contains(out, sdkModule) && (strings.Contains(out, "no required module provides package") ||

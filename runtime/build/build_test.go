@@ -92,8 +92,8 @@ func TestSourceHashModuleDepsAndIgnoredFiles(t *testing.T) {
 // The go command's words for a plugin without a module, or whose module
 // does not get the SDK (its replace directive naming guest-sdk/ or no
 // directory included: the go command's words said what it could not read),
-// come with the steps that fix them.
-func TestModuleHint(t *testing.T) {
+// or that is no main package, come with the steps that fix them.
+func TestBuildHint(t *testing.T) {
 	for _, tc := range []struct {
 		out, want string
 	}{
@@ -103,12 +103,14 @@ func TestModuleHint(t *testing.T) {
 		// A replace naming guest-sdk/, or a directory not there.
 		{"main.go:12:2: github.com/greenroom-dev/greenroom@v0.0.0 (replaced by /src/greenroom/guest-sdk): reading /src/greenroom/guest-sdk/go.mod: open /src/greenroom/guest-sdk/go.mod: no such file or directory", "the one holding its go.mod (not guest-sdk/)"},
 		{"main.go:12:2: github.com/greenroom-dev/greenroom@v0.0.0: replacement directory /src/nonexist does not exist", "names the top directory of a checkout of greenroom"},
+		// A plugin written as a library package.
+		{"-buildmode=c-shared requires exactly one main package", "a plugin is a main package"},
 		{"main.go:3:1: syntax error: non-declaration statement outside function body", ""},
 		{"no required module provides package example.com/other/pkg", ""},
 	} {
-		got := moduleHint(tc.out)
+		got := buildHint(tc.out)
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
-			t.Errorf("moduleHint(%q) = %q, want it to contain %q", tc.out, got, tc.want)
+			t.Errorf("buildHint(%q) = %q, want it to contain %q", tc.out, got, tc.want)
 		}
 	}
 }
