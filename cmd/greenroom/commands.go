@@ -115,7 +115,7 @@ func pluginCmd() *cobra.Command {
 			return nil
 		},
 	}
-	buildCmd.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/<name>.wasm)")
+	buildCmd.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/<DIR's base name>.wasm)")
 
 	var cfgFiles []string
 	var asJSON bool
