@@ -51,7 +51,8 @@ type Task struct {
 	// Exactly one of Cron and Every is set. Cron is a standard cron
 	// expression of five fields (minute hour day-of-month month
 	// day-of-week) or a descriptor such as @hourly, in UTC unless it
-	// starts with CRON_TZ=<zone>; Every is a period of at least a second.
+	// starts with CRON_TZ=<zone>; Every is a period from 1s to 366 days
+	// (8784h).
 	Cron  string
 	Every time.Duration
 	// Timeout bounds each run: ctx is cancelled and the run interrupted
