@@ -29,6 +29,8 @@ func TestPGStatementStarts(t *testing.T) {
 		// A function's SQL-standard body ends at its END.
 		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; SELECT 3", false, []int{0, 83}},
 		{"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END;\nSELECT 3", false, []int{0, 89}},
+		// An empty body ends where it begins.
+		{"CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END; SELECT 2; SELECT 3", false, []int{0, 64, 74}},
 		// begin and atomic as two columns open no body.
 		{"SELECT begin, atomic FROM t; SELECT 2", false, []int{0, 29}},
 	} {

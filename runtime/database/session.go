@@ -302,6 +302,9 @@ func pgStatementStarts(q string, backslashes bool) []int {
 // as two column names (SELECT begin, atomic FROM t, or v(begin, atomic))
 // or as a parameter and its type (f(begin atomic)): taken for a body, they
 // hid the COMMIT after them, and a migration committed half of itself.
+// Nor an empty body (BEGIN ATOMIC END, which PostgreSQL takes), closed
+// where it opens: taken for open, it hid every statement after it up to
+// one beginning with END, and a COMMIT there ran.
 func opensAtomicBody(t, w []string) bool {
 	k := 1
 	if len(w) > 3 && w[1] == "or" && w[2] == "replace" {
@@ -319,7 +322,8 @@ func opensAtomicBody(t, w []string) bool {
 			depth--
 		case "begin":
 			if depth == 0 && i+1 < len(t) && t[i+1] == "atomic" {
-				return true
+				// A body statement never begins with END.
+				return i+2 >= len(t) || t[i+2] != "end"
 			}
 		}
 	}

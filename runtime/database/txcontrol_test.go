@@ -29,6 +29,9 @@ func TestTransactionControl(t *testing.T) {
 		"CREATE FUNCTION f(begin atomic) RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT":               "COMMIT",
 		"CREATE TABLE t (begin int, atomic int); ROLLBACK":                                             "ROLLBACK",
 		"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END; END": "END",
+		// An empty body closes where it opens.
+		"CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END; COMMIT; CREATE TABLE b (x int)": "COMMIT",
+		"CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC /* nothing */ END;\nROLLBACK":                    "ROLLBACK",
 	} {
 		if got := transactionControl(q); got != want {
 			t.Errorf("transactionControl(%q) = %q, want %q", q, got, want)
