@@ -31,6 +31,8 @@ func TestPGStatementStarts(t *testing.T) {
 		{"CREATE OR REPLACE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END;\nSELECT 3", false, []int{0, 89}},
 		// An empty body ends where it begins.
 		{"CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END; SELECT 2; SELECT 3", false, []int{0, 64, 74}},
+		// A rule's actions in parentheses are its statement's.
+		{"CREATE RULE r AS ON UPDATE TO t DO ALSO (INSERT INTO a VALUES (1); INSERT INTO a VALUES (2));\nINSERT INTO t VALUES (NULL)", false, []int{0, 94}},
 		// begin and atomic as two columns open no body.
 		{"SELECT begin, atomic FROM t; SELECT 2", false, []int{0, 29}},
 	} {

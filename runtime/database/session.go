@@ -259,7 +259,9 @@ func transactionControlIn(code string) string {
 // protocol, as a migration file is sent), in order: where each statement's
 // first token is, past spaces and comments. Statements end at a semicolon
 // outside literals, dollar quotes, quoted identifiers and comments
-// (codeOnly, with backslashes as the session reads literals), but for
+// (codeOnly, with backslashes as the session reads literals) and outside
+// parentheses (CREATE RULE ... DO ALSO (INSERT ...; INSERT ...) is one
+// statement, where PostgreSQL's grammar has a semicolon in them), but for
 // the body of a CREATE FUNCTION or PROCEDURE ... BEGIN ATOMIC, which ends
 // at its END (as transactionControlIn reads it); empty statements (";;",
 // a comment alone) are not run and not listed. A failing migration's
@@ -270,9 +272,14 @@ func pgStatementStarts(q string, backslashes bool) []int {
 	var starts []int
 	atomic := false
 	for from := 0; from < len(code); {
-		end := len(code)
-		if k := strings.IndexByte(code[from:], ';'); k >= 0 {
-			end = from + k
+		end, depth := from, 0
+		for ; end < len(code) && (code[end] != ';' || depth > 0); end++ {
+			switch code[end] {
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
 		}
 		stmt := code[from:end]
 		t := tokens(lowerASCII(stmt))
