@@ -187,3 +187,6 @@ func NotifyMigrated(s *Service, id string) {
 	s.mu.Unlock()
 	pg.migrated(context.Background(), db, id)
 }
+
+// PGStatementStarts is where pgStatementStarts finds each statement of q.
+func PGStatementStarts(q string, backslashes bool) []int { return pgStatementStarts(q, backslashes) }
