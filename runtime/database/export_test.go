@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -190,3 +191,10 @@ func NotifyMigrated(s *Service, id string) {
 
 // PGStatementStarts is where pgStatementStarts finds each statement of q.
 func PGStatementStarts(q string, backslashes bool) []int { return pgStatementStarts(q, backslashes) }
+
+// PGExecCounting runs q in tx on conn as a PostgreSQL migration's file
+// is run, and returns how many of its statements completed.
+func PGExecCounting(ctx context.Context, conn *sql.Conn, tx *sql.Tx, q string) (int, error) {
+	done, _, err := pgExecCounting(ctx, conn, tx, q)
+	return done, err
+}

@@ -2,12 +2,15 @@ package database_test
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"strings"
 	"testing"
 
 	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
 // pgStatementStarts finds the statements PostgreSQL itself runs of a
@@ -63,5 +66,48 @@ func TestPGStatementStartsAsTheServerRuns(t *testing.T) {
 				t.Errorf("standard_conforming_strings %s: %q: the server ran %d statements, pgStatementStarts finds %d (at %v)", scs, q, len(rs), len(got), got)
 			}
 		}
+	}
+}
+
+// A PostgreSQL migration's file after which the server's transaction is no
+// longer open fails, whatever got past the filter that refuses COMMIT and
+// the like (applyOne): recorded as applied, the file would be taken for
+// one that ran whole in its transaction, and the transaction id recorded
+// for it would be that of a transaction of its own.
+func TestPGMigrationLeavingItsTransactionFails(t *testing.T) {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, tc := range []struct {
+		q    string
+		done int
+		left bool
+	}{
+		{"CREATE TABLE kept (x int); INSERT INTO kept VALUES (1)", 2, false},
+		{"CREATE TABLE a (x int); COMMIT; CREATE TABLE b (x int)", 3, true},
+		{"CREATE TABLE c (x int); ROLLBACK", 2, true},
+		{"CREATE TABLE d (x int); COMMIT; BEGIN; CREATE TABLE e (x int)", 4, false},
+	} {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := database.PGExecCounting(ctx, conn, tx, tc.q)
+		if done != tc.done {
+			t.Errorf("%q: %d statements done, want %d", tc.q, done, tc.done)
+		}
+		if left := err != nil && strings.Contains(err.Error(), "ended the transaction it runs in"); left != tc.left || (err != nil && !left) {
+			t.Errorf("%q: error %v, want the transaction's end told: %v", tc.q, err, tc.left)
+		}
+		tx.Rollback()
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
 	}
 }

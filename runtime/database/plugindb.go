@@ -1825,13 +1825,19 @@ func (p *PluginDB) execMigration(ctx context.Context, conn *sql.Conn, tx *sql.Tx
 	return 0, nil
 }
 
+// errMigrationLeftTx is a PostgreSQL migration's error when the server's
+// transaction was no longer open after the file ran: a statement ended
+// it, and what ran after that may have been committed on its own.
+var errMigrationLeftTx = errors.New("the migration ended the transaction it runs in (what ran after that may have been committed on its own): it is not recorded as applied; a migration may not commit or roll back")
+
 // pgExecCounting runs q, several statements, in tx on conn, a PostgreSQL
 // connection, as tx.ExecContext does (the simple protocol: the server
 // parses q whole, then runs its statements one after the other, all in
 // tx), and returns how many of them the server completed before an error,
 // and whether the session reads a backslash in a literal as an escape
 // (standard_conforming_strings off), as q was read. done is -1 when q
-// could not be run that way; it then ran through tx.
+// could not be run that way; it then ran through tx. A file after which
+// the server's transaction is no longer open fails (errMigrationLeftTx).
 func pgExecCounting(ctx context.Context, conn *sql.Conn, tx *sql.Tx, q string) (done int, backslashes bool, err error) {
 	done = -1
 	ran := false
@@ -1858,6 +1864,12 @@ func pgExecCounting(ctx context.Context, conn *sql.Conn, tx *sql.Tx, q string) (
 		// connection.
 		if err = mrr.Close(); err != nil && pgconn.SafeToRetry(err) {
 			err = driver.ErrBadConn
+		}
+		// The filter refuses what would end the migration's transaction
+		// (transactionControl); should anything get past it, the file
+		// must not be recorded as applied in a transaction it left.
+		if err == nil && pc.TxStatus() != 'T' {
+			err = errMigrationLeftTx
 		}
 		return nil
 	})
