@@ -146,7 +146,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	hooks := slices.Clone(r.onReload)
 	r.onReloadMu.Unlock()
 	for _, f := range hooks {
-		f(cfg)
+		f(ctx, cfg)
 	}
 
 	// The plugins' new versions are loaded one after another, and what

@@ -84,7 +84,7 @@ type Runtime struct {
 	reloading atomic.Pointer[chan struct{}]
 	// onReload are called by Reload with the config it moves to (OnReload).
 	onReloadMu sync.Mutex
-	onReload   []func(*config.Config)
+	onReload   []func(context.Context, *config.Config)
 
 	// plogs hold each plugin id's logger (rate limit, drop count) across
 	// its versions; reader is the URL reader every plugin reads through
@@ -490,7 +490,11 @@ func (r *Runtime) Effective(cfg *config.Config) *config.Config {
 // version to a new one is let in again (ErrMoved) under the new config, so
 // it must be in force by then — and requests arriving meanwhile are
 // decided under it too.
-func (r *Runtime) OnReload(f func(*config.Config)) {
+//
+// f gets the reload's context, which ends when a newer reload supersedes
+// it or the shutdown cuts it short: what f waits for (a new JWKS's first
+// fetch) it stops waiting for then.
+func (r *Runtime) OnReload(f func(context.Context, *config.Config)) {
 	r.onReloadMu.Lock()
 	defer r.onReloadMu.Unlock()
 	r.onReload = append(r.onReload, f)

@@ -142,7 +142,7 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		// token it revokes is not accepted meanwhile. (With the settings
 		// that need a restart at their running values, as the reload
 		// will apply them.)
-		rl.srv.Reload(rl.rt.Effective(cfg))
+		rl.srv.Reload(ctx, rl.rt.Effective(cfg))
 	}
 	res, err := rl.rt.Reload(ctx, cfg)
 	if errors.Is(err, runtime.ErrShuttingDown) || errors.Is(err, runtime.ErrSuperseded) {
@@ -154,7 +154,7 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		rl.log.WithError(err).Error("reload failed")
 		return nil, err
 	}
-	rl.srv.Reload(rl.rt.Config())
+	rl.srv.Reload(ctx, rl.rt.Config())
 	rl.supMu.Lock()
 	rl.applied = read
 	rl.supMu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -120,6 +121,57 @@ func supersedeSlowReload(t *testing.T, asks int) {
 	waitUntil(t, 20*time.Second, "the superseded reload to be logged", func() bool {
 		return strings.Contains(p.log(), "reload superseded by a newer one")
 	})
+}
+
+// A reload that points [auth.jwt] at another JWKS URL waits for that
+// URL's first fetch (up to 10 s); a newer reload asked for meanwhile
+// supersedes it at once, and a token it revokes is refused from its
+// start. The runtime called the server's credentials hook without the
+// reload's context, so the superseded reload could not stop waiting:
+// the newer one waited behind it, and the revoked token was accepted for
+// as long as the identity provider took to answer (an attack pass: 7 s
+// of an 8 s answer). The newer reload starts from the keys in force
+// before (a token they verify is accepted meanwhile) and fetches its
+// own URL itself.
+func TestReloadSupersedesAJWKSFetch(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Write([]byte(`{"keys":[]}`))
+	}))
+	t.Cleanup(idp.Close)
+	t.Cleanup(func() { close(release) })
+	const victim = "jwks-victim-token-0123456789abcdef0123"
+	tokens := "[auth.tokens.victim]\ntoken = \"" + victim + "\"\nsubject = \"service:victim\"\n"
+	jwt := func(path string) string {
+		return fmt.Sprintf("[auth.jwt]\njwks_url = %q\nissuer = \"https://idp/\"\naudience = \"greenroom\"\n", idp.URL+path)
+	}
+	p := startServe(t, "")
+	base := p.cfg
+	asVictim := func() int { return p.statusAs(victim, "/api/ver/v") }
+	p.replaceConfig(t, base+tokens+jwt("/fast"))
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 20*time.Second, "the victim's token to work", func() bool { return asVictim() == 200 })
+	// The slow reload: its new JWKS URL does not answer.
+	p.replaceConfig(t, base+tokens+jwt("/slow"))
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second)
+	// The revocation, while that reload waits for the fetch.
+	p.replaceConfig(t, base+jwt("/slow"))
+	revoked := time.Now()
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 3*time.Second, "the revoked token to be refused", func() bool { return asVictim() == 401 })
+	t.Logf("refused %v after the revoking SIGHUP", time.Since(revoked))
+	if !strings.Contains(p.log(), "the first fetch of the JWKS was abandoned") {
+		t.Errorf("the superseded reload's fetch was not abandoned:\n%s", p.log())
+	}
 }
 
 // A reload whose config is invalid (a typo while editing) supersedes

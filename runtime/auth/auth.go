@@ -152,7 +152,16 @@ type Options struct {
 	// JWKS caused by tokens whose key id is unknown (default 1s), so a
 	// flood of such tokens cannot hammer the identity provider.
 	UnknownKIDInterval time.Duration
+	// Wait, when set, bounds the wait for the JWKS's first fetch (a
+	// reload's context): when it ends before the fetch has answered, the
+	// fetch is abandoned and New and Renew return ErrAbandoned, having
+	// built nothing, so that a newer reload does not wait for it (up to
+	// 10 s) before its own credentials apply.
+	Wait context.Context
 }
+
+// ErrAbandoned: Options.Wait ended before the JWKS's first fetch answered.
+var ErrAbandoned = errors.New("the first fetch of the JWKS was abandoned")
 
 // Authenticator verifies credentials. It is safe for concurrent use.
 type Authenticator struct {

@@ -180,9 +180,22 @@ func newJWTVerifier(cfg *config.JWT, opts Options) (*jwtVerifier, error) {
 		return nil, &jwksURLError{msg: "auth.jwt.jwks_url: " + scrubURL(fmt.Sprintf("failed to parse given URL %q: %v", cfg.JWKSURL, err), cfg.JWKSURL), err: err}
 	}
 	fetcher := &jwksFetcher{url: cfg.JWKSURL, client: client, store: jwkset.NewMemoryStorage(), warn: warn, failures: failures}
+	// The first fetch also ends when opts.Wait does (a newer reload, the
+	// shutdown): then it is no failure of the identity provider's, and
+	// the verifier is not made.
+	abandoned := func() bool { return opts.Wait != nil && opts.Wait.Err() != nil }
 	fctx, fcancel := context.WithTimeout(ctx, jwksTimeout)
-	fetcher.fetch(fctx)
+	if opts.Wait != nil {
+		defer context.AfterFunc(opts.Wait, fcancel)()
+	}
+	if err := fetcher.replace(fctx); err != nil && !abandoned() {
+		fetcher.failed(err)
+	}
 	fcancel()
+	if abandoned() {
+		cancel()
+		return nil, fmt.Errorf("auth.jwt.jwks_url: %w (%w)", ErrAbandoned, context.Cause(opts.Wait))
+	}
 	storage := &unknownKIDRefresh{Storage: fetcher.store, fetcher: fetcher, life: ctx, limit: rate.NewLimiter(rate.Every(unknownKID), 1), failures: failures}
 	storage.reindex()
 	v.store = storage
@@ -1056,10 +1069,15 @@ type jwksFetcher struct {
 func (f *jwksFetcher) fetch(ctx context.Context) error {
 	err := f.replace(ctx)
 	if err != nil {
-		f.failures.Add(1)
-		f.warn.warn(nil, err, "could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
+		f.failed(err)
 	}
 	return err
+}
+
+// failed counts and logs a failed fetch.
+func (f *jwksFetcher) failed(err error) {
+	f.failures.Add(1)
+	f.warn.warn(nil, err, "could not fetch the JWKS; JWTs signed with keys not fetched before are refused until a fetch succeeds")
 }
 
 func (f *jwksFetcher) replace(ctx context.Context) error {

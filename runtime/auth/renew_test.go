@@ -1,7 +1,12 @@
 package auth
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
@@ -151,5 +156,32 @@ func TestPrincipalKey(t *testing.T) {
 	// The issuer is counted: its end is not a guess at the subject's start.
 	if jwtKey("https://a:b", "c") == jwtKey("https://a", "b:c") {
 		t.Error("jwtKey is ambiguous")
+	}
+}
+
+// A renewal that fetches a new JWKS URL stops waiting for it when
+// Options.Wait ends (a newer reload superseded the one waiting): it
+// returns ErrAbandoned at once, having built nothing, and the previous
+// authenticator keeps its keys. It waited the whole fetch (up to 10 s)
+// for an identity provider that did not answer.
+func TestRenewAbandonedWhenItsWaitEnds(t *testing.T) {
+	idp := authtest.New(t)
+	a := newAuth(t, &config.Auth{JWT: jwtConfig(idp)}, Options{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hang.Close)
+	next := jwtConfig(idp)
+	next.JWKSURL = hang.URL + "/jwks"
+	wait, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(200*time.Millisecond, func() { cancel(errors.New("superseded")) })
+	start := time.Now()
+	n, err := a.Renew(&config.Auth{JWT: next}, Options{Log: quietLog(), Wait: wait})
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the renewal waited %v after its wait ended", took)
+	}
+	if !errors.Is(err, ErrAbandoned) || n != nil {
+		t.Fatalf("Renew after its wait ended: %v %v, want ErrAbandoned and nothing", n, err)
+	}
+	if _, err := authenticate(a, "Bearer "+idp.Sign(t, "RS256", authtest.Claims("user:default/jane"))); err != nil {
+		t.Errorf("the previous authenticator after the abandoned renewal: %v", err)
 	}
 }

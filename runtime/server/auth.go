@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -31,13 +32,20 @@ const realm = `Bearer realm="greenroom"`
 // newAuthenticator builds the authenticator and says loudly at every start
 // when the server is open or closed to everybody.
 func newAuthenticator(cfg *config.Config, log *logrus.Logger) *auth.Authenticator {
-	return renewAuthenticator(nil, cfg, log)
+	a, _ := renewAuthenticator(nil, nil, cfg, log)
+	return a
 }
 
 // renewAuthenticator builds the authenticator that replaces old (nil at
-// start), keeping old's JWT keys when [auth.jwt] did not change.
-func renewAuthenticator(old *auth.Authenticator, cfg *config.Config, log *logrus.Logger) *auth.Authenticator {
-	a, err := old.Renew(&cfg.Auth, auth.Options{Log: log})
+// start), keeping old's JWT keys when [auth.jwt] did not change. It
+// reports false, having built nothing, when wait (a reload's context; nil
+// at start) ended before a new JWKS URL's first fetch answered.
+func renewAuthenticator(wait context.Context, old *auth.Authenticator, cfg *config.Config, log *logrus.Logger) (*auth.Authenticator, bool) {
+	a, err := old.Renew(&cfg.Auth, auth.Options{Log: log, Wait: wait})
+	if errors.Is(err, auth.ErrAbandoned) {
+		log.WithError(err).Info("reload: stopped waiting for the new jwks_url's first fetch; JWTs are checked with the keys held before it until the next reload")
+		return nil, false
+	}
 	if err != nil {
 		// Only a JWKS URL the fetcher cannot use gets here; fail closed
 		// for JWTs and keep the static tokens.
@@ -53,7 +61,7 @@ func renewAuthenticator(old *auth.Authenticator, cfg *config.Config, log *logrus
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: " + w)
 	}
-	return a
+	return a, true
 }
 
 // healthPrefix is where the health endpoints live; routing is

@@ -880,7 +880,7 @@ func TestCallWaitingForTheLoadIsDecidedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Reload(rt.Effective(c))
+	srv.Reload(context.Background(), rt.Effective(c))
 	rt.Load(context.Background())
 	if a := <-revoked; a.status != 401 {
 		t.Errorf("token revoked while its call waited for the load: %d %s, want 401", a.status, a.body)
@@ -916,7 +916,7 @@ func TestReloadDuringTheLoadAppliesAuthAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Reload(rt.Effective(c))
+	srv.Reload(context.Background(), rt.Effective(c))
 	defer func(d time.Duration) { runtime.LoadWait = d }(runtime.LoadWait)
 	runtime.LoadWait = 300 * time.Millisecond
 	if status, body := get("/.greenroom/plugins/v1/"); status != 401 {

@@ -47,6 +47,13 @@ type Server struct {
 	authnMu sync.Mutex
 	// authnFor is the config authn was built from (under authnMu).
 	authnFor *config.Config
+	// keysOwner, when set, owns the JWKS keys authn borrows (stored
+	// under authnMu): authn is a reload's interim (auth.Authenticator.
+	// Interim) left in force when a newer reload superseded that reload
+	// before the new jwks_url's first fetch answered. The next reload
+	// starts from it, and closes it; so does Shutdown, which does not
+	// wait for authnMu (a reload may hold it while it fetches).
+	keysOwner atomic.Pointer[auth.Authenticator]
 	// access is the config whose [auth] and public_routes decide access
 	// (authConfig): authnFor, stored before authn at a reload. During
 	// the start-up load it is newer than the runtime's config, which a
@@ -267,6 +274,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.cancel()
+	if o := s.keysOwner.Load(); o != nil {
+		o.Close()
+	}
 	s.authn.Load().Close()
 	return err
 }
@@ -286,7 +296,13 @@ func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 // the runtime's Reload; listener settings need a restart. The runtime's
 // Reload calls it (Runtime.OnReload) before it swaps any plugin; calling it
 // again with the config already applied does nothing.
-func (s *Server) Reload(cfg *config.Config) {
+//
+// A cfg whose [auth.jwt] names another JWKS URL waits for that URL's first
+// fetch (up to 10 s), its interim deciding meanwhile; when ctx (the
+// reload's) ends first, the fetch is abandoned and the interim stays in
+// force until the next reload, which a newer reload superseding this one
+// is: its credentials apply at its start, not once this fetch answered.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) {
 	s.authnMu.Lock()
 	defer s.authnMu.Unlock()
 	if cfg == s.authnFor {
@@ -296,11 +312,23 @@ func (s *Server) Reload(cfg *config.Config) {
 	s.setBudgets(cfg)
 	s.access.Store(cfg)
 	s.proxies.Store(newProxySet(cfg))
+	// The keys' owner, when authn borrows them from it, is what the
+	// new credentials are built from (its keys kept, or borrowed again).
 	old := s.authn.Load()
+	if o := s.keysOwner.Load(); o != nil {
+		old = o
+	}
 	if interim := old.Interim(&cfg.Auth, auth.Options{Log: s.log}); interim != nil {
 		s.authn.Store(interim)
 	}
-	s.authn.Store(renewAuthenticator(old, cfg, s.log))
+	n, ok := renewAuthenticator(ctx, old, cfg, s.log)
+	if !ok {
+		// Abandoned: the interim decides, with old's keys.
+		s.keysOwner.Store(old)
+		return
+	}
+	s.authn.Store(n)
+	s.keysOwner.Store(nil)
 	old.Close()
 }
 

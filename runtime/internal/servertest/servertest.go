@@ -161,7 +161,7 @@ func (in *Instance) reload(ctx context.Context) (*runtime.ReloadResult, error) {
 	}
 	res, err := in.RT.Reload(ctx, cfg)
 	if err == nil {
-		in.Server.Reload(in.RT.Config())
+		in.Server.Reload(ctx, in.RT.Config())
 	}
 	return res, err
 }
