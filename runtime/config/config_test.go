@@ -295,6 +295,9 @@ func TestErrors(t *testing.T) {
 		{"subject with a control character", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:\\u001bci\"\n", []string{"config.toml:3: auth.tokens.ci.subject: must not contain control characters"}},
 		{"token for no plugin", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\nplugins = []\n", []string{"config.toml:4: auth.tokens.ci.plugins: is empty: list the plugins the token may call"}},
 		{"jwt none", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\", \"HS256\"]\n", []string{"auth.jwt.algorithms[0]: \"none\" is not allowed", "auth.jwt.algorithms[1]: \"HS256\" is not allowed"}},
+		{"jwt blank or padded", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"  \"\naudience = \"greenroom\\n\"\nsubject_claim = \" sub\"\n", []string{
+			"config.toml:3: auth.jwt.issuer: must not be empty", "config.toml:4: auth.jwt.audience: must not begin or end with whitespace",
+			"config.toml:5: auth.jwt.subject_claim: must not begin or end with whitespace"}},
 		{"jwt leeway", "[auth.jwt]\njwks_url = \"https://idp/jwks\"\nissuer = \"i\"\naudience = \"a\"\nleeway = \"-1s\"\n", []string{"config.toml:5: auth.jwt.leeway: invalid duration \"-1s\": negative"}},
 		{"token type", "[auth.tokens.ci]\ntoken = \"0123456789abcdef0123456789abcdef\"\nsubject = \"service:ci\"\ntype = \"robot\"\n", []string{"auth.tokens.ci.type: must be service or user, got \"robot\""}},
 		{"public routes", "[plugins.a]\npath = \"a.wasm\"\npublic_routes = [\"ping\", \"/x?y=1\", \"/static/*\", \"/a b\", \"/files/{path...}\"]\n", []string{

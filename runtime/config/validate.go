@@ -1069,12 +1069,12 @@ func (v *validator) auth() {
 		if _, err := parseJWKSURL(j.JWKSURL, v.c.isSecret("auth.jwt.jwks_url")); err != nil {
 			v.fail("auth.jwt.jwks_url", "%v", err)
 		}
-		if j.Issuer == "" {
-			v.fail("auth.jwt.issuer", "must not be empty")
-		}
-		if j.Audience == "" {
-			v.fail("auth.jwt.audience", "must not be empty")
-		}
+		// Compared whole with each token's iss and aud, and looked up as
+		// the claim's name: one read with a newline from an environment
+		// file, or all spaces, matched no token, and a reload that set it
+		// answered 200 and refused every JWT from then on.
+		v.jwtText("auth.jwt.issuer", j.Issuer)
+		v.jwtText("auth.jwt.audience", j.Audience)
 		if len(j.Algorithms) == 0 {
 			v.fail("auth.jwt.algorithms", "must list at least one algorithm")
 		}
@@ -1083,15 +1083,25 @@ func (v *validator) auth() {
 				v.fail(fmt.Sprintf("auth.jwt.algorithms[%d]", i), "%q is not allowed (allowed: %s; never none or HMAC)", alg, strings.Join(jwtAlgorithms, ", "))
 			}
 		}
-		if j.SubjectClaim == "" {
-			v.fail("auth.jwt.subject_claim", "must not be empty")
-		}
+		v.jwtText("auth.jwt.subject_claim", j.SubjectClaim)
 		if j.PrincipalType != "user" && j.PrincipalType != "service" {
 			v.fail("auth.jwt.principal_type", "must be user or service, got %q", j.PrincipalType)
 		}
 		if j.Leeway.D() > 5*time.Minute {
 			v.fail("auth.jwt.leeway", "must be at most 5m, got %s", v.show("auth.jwt.leeway", j.Leeway))
 		}
+	}
+}
+
+// jwtText refuses a value of [auth.jwt] that a token's claim is compared
+// with, or looked up by, when it is blank or begins or ends with
+// whitespace: no token would match it.
+func (v *validator) jwtText(key, s string) {
+	switch {
+	case strings.TrimSpace(s) == "":
+		v.fail(key, "must not be empty")
+	case strings.TrimSpace(s) != s:
+		v.fail(key, "must not begin or end with whitespace (a newline from an environment file?): it is compared with each token's claims, and no token would match it")
 	}
 }
 
