@@ -1049,3 +1049,69 @@ func TestAccessLogNamesTheCredential(t *testing.T) {
 		t.Error("a credential in the log")
 	}
 }
+
+// A reload that changes [auth.jwt] is in force when it answers: a token
+// of the old issuer, and one signed with a key only the old jwks_url
+// publishes, are refused right after it (neither the verified-token cache
+// nor the previous JWKS's keys carry over), and the new issuer's tokens
+// with the new URL's keys are accepted; a reload that then changes only
+// the issuer back keeps the new URL's keys and applies the issuer at
+// once. (An attack pass on the binary changed each [auth.jwt] setting by
+// SIGHUP, the endpoint and --watch under load; this pins the two an
+// operator rotating identity providers relies on.)
+func TestJWTReloadAppliesIssuerAndJWKSURLAtOnce(t *testing.T) {
+	t.Parallel()
+	oldIdP, newIdP := authtest.New(t), authtest.New(t)
+	oldOnly := oldIdP.AddRSAKey(t, "old-only") // newIdP does not publish it
+	newOnly := newIdP.AddRSAKey(t, "new-only")
+	in := startAuth(t, authConfig(oldIdP, ""))
+	const newIssuer = "https://idp.test/next"
+	sign := func(key any, kid, iss, sub string) string {
+		c := authtest.Claims(sub)
+		c["iss"] = iss
+		return authtest.SignWith(t, jwt.SigningMethodRS256, key, kid, c)
+	}
+	status := func(tok string) int {
+		s, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(tok)...)
+		return s
+	}
+	oldIss := sign(oldOnly, "old-only", authtest.Issuer, "user:default/old")
+	oldKeyNewIss := sign(oldOnly, "old-only", newIssuer, "user:default/mallory")
+	newTok := sign(newOnly, "new-only", newIssuer, "user:default/new")
+	for tok, want := range map[string]int{oldIss: 200, oldKeyNewIss: 401, newTok: 401} {
+		if s := status(tok); s != want {
+			t.Fatalf("before the reload: %d, want %d", s, want)
+		}
+	}
+
+	next := strings.Replace(authConfig(newIdP, ""), fmt.Sprintf("issuer = %q", authtest.Issuer), fmt.Sprintf("issuer = %q", newIssuer), 1)
+	in.SetConfig(next)
+	in.Reload(t)
+	for name, c := range map[string]struct {
+		tok  string
+		want int
+	}{
+		"the old issuer's token, verified before the reload":         {oldIss, 401},
+		"a key only the old jwks_url publishes, with the new issuer": {oldKeyNewIss, 401},
+		"the new issuer's token with the new jwks_url's key":         {newTok, 200},
+	} {
+		if s := status(c.tok); s != c.want {
+			t.Errorf("right after the reload, %s: %d, want %d", name, s, c.want)
+		}
+	}
+
+	// The issuer back, jwks_url kept: no fetch, the issuer at once.
+	fetches := newIdP.Fetches.Load()
+	in.SetConfig(authConfig(newIdP, ""))
+	in.Reload(t)
+	back := sign(newOnly, "new-only", authtest.Issuer, "user:default/back")
+	if s := status(back); s != 200 {
+		t.Errorf("the reverted issuer's token with the kept keys: %d, want 200", s)
+	}
+	if s := status(newTok); s != 401 {
+		t.Errorf("the issuer the second reload removed, verified before it: %d, want 401", s)
+	}
+	if n := newIdP.Fetches.Load() - fetches; n != 0 {
+		t.Errorf("a reload that kept jwks_url fetched the JWKS %d times", n)
+	}
+}
