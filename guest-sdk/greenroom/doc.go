@@ -55,8 +55,9 @@
 // WithPrincipal attached, PublicRoutes lists what Public was asked, DB
 // returns the database given to SetDB, Logger writes text to stderr,
 // ReadURL and HTTPClient read with net/http through the transport given to
-// SetURLTransport, without the runtime's rules, and RunTask runs a task
-// registered with Schedule.
+// SetURLTransport, without the runtime's allow rules, grants and address
+// rules but refusing the request headers it refuses, with its errors, and
+// RunTask runs a task registered with Schedule.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -73,15 +74,30 @@ const nativeMaxBytes = 16 << 20
 
 // urlCall reads with net/http directly: GET and HEAD only, at most 5
 // redirects (a hop's own included: the client's requests before it) and
-// 16 MiB, 304 as ErrNotModified (but to read_hop_flags); no allow rules,
-// grants or credentials. A hop's redirect is the response, as in the
-// runtime.
+// 16 MiB, 304 as ErrNotModified (but to read_hop_flags), the request
+// headers the runtime refuses refused with its errors (checkHeader); no
+// allow rules, grants or credentials. A hop's redirect is the response,
+// as in the runtime.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	fail := func(code int32, format string, args ...any) (*urlResponse, error) {
 		return nil, &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
 	}
 	if req.method != http.MethodGet && req.method != http.MethodHead {
 		return fail(errInvalid, "method %q is not supported: the URL reader reads with GET and HEAD only", req.method)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, req.method, req.url, nil)
+	if err != nil {
+		return fail(errInvalid, "%v", err)
+	}
+	// The headers the runtime refuses are refused here, with its errors
+	// (they were sent: a unit test passed with a header the deployed
+	// plugin's read is refused for).
+	for _, k := range slices.Sorted(maps.Keys(req.header)) {
+		for _, v := range req.header[k] {
+			if err := checkHeader(k, v); err != nil {
+				return nil, err
+			}
+		}
 	}
 	nativeTransportMu.RLock()
 	rt := nativeTransport
@@ -98,10 +114,6 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		}
 		return nil
 	}}
-	hreq, err := http.NewRequestWithContext(ctx, req.method, req.url, nil)
-	if err != nil {
-		return fail(errInvalid, "%v", err)
-	}
 	hreq.Header = req.header.Clone()
 	resp, err := client.Do(hreq)
 	if err != nil {

@@ -94,7 +94,8 @@ func (e *StatusError) Is(target error) bool {
 // In a native (non-wasm) build ReadURL uses net/http directly, through the
 // transport set with SetURLTransport (http.DefaultTransport by default),
 // with no allow rules, grants or integration credentials: it exists so that
-// plugins run and unit-test natively.
+// plugins run and unit-test natively. The request headers the runtime
+// refuses from every plugin are refused there too, with its errors.
 func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse, error) {
 	o := readOptions{header: http.Header{}}
 	for _, opt := range opts {

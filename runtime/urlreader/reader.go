@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -264,6 +265,8 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 func (r *Reader) Close() { r.transport.CloseIdleConnections() }
 
 // deniedHeaders are request headers a plugin may not set, with the reason.
+// The guest SDK's native build has a copy (guest-sdk/greenroom,
+// urlheaders_native.go), which its parity test keeps equal: change both.
 var deniedHeaders = map[string]string{
 	"authorization":       "it carries credentials, which the host adds from [[integrations]]",
 	"proxy-authorization": "it carries credentials",
@@ -774,7 +777,25 @@ func redirectFrom(req Request) string {
 	return prev
 }
 
-func (r *Reader) checkHeader(k, v string) error {
+func (r *Reader) checkHeader(k, v string) error { return checkHeader(r.denyHdr, k, v) }
+
+// DeniedRequestHeaders returns the request headers every plugin is
+// refused, by lower-case name ('-' for '_'), with the reason its error
+// gives; a configured integration's header is refused too (New), and any
+// x-forwarded-* name. The guest SDK's native build refuses the same, from
+// its own copy, so that a plugin's unit test meets the runtime's rules: its
+// TestNativeHeaderRulesMatchTheRuntime fails when the two differ.
+func DeniedRequestHeaders() map[string]string { return maps.Clone(deniedHeaders) }
+
+// CheckRequestHeader is the check of one request header a plugin sets, as
+// a reader without integrations makes it: nil, or an *Error (Denied for a
+// refused name, Invalid for a malformed one or a control character in the
+// value) whose message the plugin gets.
+func CheckRequestHeader(k, v string) error { return checkHeader(deniedHeaders, k, v) }
+
+// checkHeader checks a plugin's request header k: v against deny, the
+// refused names (lower-case, '-' for '_') with their reasons.
+func checkHeader(deny map[string]string, k, v string) error {
 	if k == "" {
 		return errorf(Invalid, "empty request header name")
 	}
@@ -787,7 +808,7 @@ func (r *Reader) checkHeader(k, v string) error {
 	// Compared with '_' as '-': servers behind CGI-style gateways read
 	// X_Forwarded_For as X-Forwarded-For (both HTTP_X_FORWARDED_FOR).
 	lk := strings.ReplaceAll(strings.ToLower(k), "_", "-")
-	why, ok := r.denyHdr[lk]
+	why, ok := deny[lk]
 	if !ok && strings.HasPrefix(lk, "x-forwarded-") {
 		why, ok = "it would speak for the runtime's network", true
 	}

@@ -1,0 +1,103 @@
+//go:build !wasip1
+
+package greenroom
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// In the runtime, the host refuses some request headers a plugin sets
+// (docs/urlreader.md, "What is checked", 3.); natively the SDK refuses the
+// same, with the same errors, so that a plugin's unit test does not pass
+// with a header its deployed read is refused for. What the host refuses
+// besides, a configured integration's header (PRIVATE-TOKEN for a GitLab
+// one), depends on the operator's config and is not known here.
+
+// deniedHeaders is a copy of the runtime's list (runtime/urlreader,
+// deniedHeaders): TestNativeHeaderRulesMatchTheRuntime fails when the two
+// differ, in a name or a reason. The SDK imports only the standard
+// library, so it cannot share the runtime's.
+var deniedHeaders = map[string]string{
+	"authorization":       "it carries credentials, which the host adds from [[integrations]]",
+	"proxy-authorization": "it carries credentials",
+	"cookie":              "it carries credentials",
+	"cookie2":             "it carries credentials",
+	"host":                "the host is the URL's",
+	"connection":          "it is hop-by-hop",
+	"keep-alive":          "it is hop-by-hop",
+	"proxy-connection":    "it is hop-by-hop",
+	"transfer-encoding":   "it is hop-by-hop",
+	"te":                  "it is hop-by-hop",
+	"trailer":             "it is hop-by-hop",
+	"upgrade":             "it is hop-by-hop",
+	"content-length":      "reads have no body",
+	// Bodies arrive decoded: the host asks for compression itself and
+	// decodes, so that it can find an integration token a server echoes.
+	"accept-encoding":     "the host negotiates compression and hands bodies over decoded",
+	"expect":              "reads have no body",
+	"forwarded":           "it would speak for the runtime's network",
+	"x-forwarded-for":     "it would speak for the runtime's network",
+	"x-forwarded-host":    "it would speak for the runtime's network",
+	"x-forwarded-proto":   "it would speak for the runtime's network",
+	"x-real-ip":           "it would speak for the runtime's network",
+	"x-client-ip":         "it would speak for the runtime's network",
+	"client-ip":           "it would speak for the runtime's network",
+	"true-client-ip":      "it would speak for the runtime's network",
+	"x-cluster-client-ip": "it would speak for the runtime's network",
+	"x-originating-ip":    "it would speak for the runtime's network",
+	"x-remote-ip":         "it would speak for the runtime's network",
+	"x-remote-addr":       "it would speak for the runtime's network",
+	"cf-connecting-ip":    "it would speak for the runtime's network",
+	"fastly-client-ip":    "it would speak for the runtime's network",
+	"x-host":              "the host is the URL's",
+	// Front ends that route by these (IIS ARR and Azure's gateways by
+	// X-Original-Host, middleware by X-HTTP-Host-Override) would send the
+	// read to another virtual host than the allow rules checked.
+	"x-original-host":      "the host is the URL's",
+	"x-http-host-override": "the host is the URL's",
+	"x-forwarded":          "it would speak for the runtime's network",
+	// Servers behind some proxies and frameworks take these for the
+	// request's path or method, which the allow rules and the reader's
+	// GET/HEAD decide.
+	"x-original-url":         "it would change the path the allow rules checked",
+	"x-rewrite-url":          "it would change the path the allow rules checked",
+	"x-http-method-override": "reads are GET or HEAD",
+	"x-http-method":          "reads are GET or HEAD",
+	"x-method-override":      "reads are GET or HEAD",
+}
+
+// checkHeader is the runtime's check of a request header k: v that a
+// plugin sets (runtime/urlreader, checkHeader), with its messages: names
+// compared in any letter case and with '_' as '-', every x-forwarded-*
+// name refused, a name that is not an HTTP token and a control character
+// in a value malformed.
+func checkHeader(k, v string) *Error {
+	fail := func(code int32, format string, args ...any) *Error {
+		return &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
+	}
+	if k == "" {
+		return fail(errInvalid, "empty request header name")
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return fail(errInvalid, "request header name %q is not an HTTP token", k)
+		}
+	}
+	lk := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+	why, ok := deniedHeaders[lk]
+	if !ok && strings.HasPrefix(lk, "x-forwarded-") {
+		why, ok = "it would speak for the runtime's network", true
+	}
+	if ok {
+		return fail(errDenied, "request header %s may not be set by a plugin: %s", http.CanonicalHeaderKey(k), why)
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return fail(errInvalid, "request header %s has a control character in its value", http.CanonicalHeaderKey(k))
+		}
+	}
+	return nil
+}
