@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -74,16 +75,32 @@ const nativeMaxBytes = 16 << 20
 
 // urlCall reads with net/http directly: GET and HEAD only, at most 5
 // redirects (a hop's own included: the client's requests before it) and
-// 16 MiB, 304 as ErrNotModified (but to read_hop_flags), the request
-// headers the runtime refuses refused with its errors (checkHeader); no
-// allow rules, grants or credentials. A hop's redirect is the response,
-// as in the runtime.
+// 16 MiB, 304 as ErrNotModified (but to read_hop_flags); the runtime's
+// rules that do not depend on the operator's config, with its errors: the
+// URL's (checkURL, on each redirect too), the request headers it refuses
+// (checkHeader), no Referer on a redirect, the hop-by-hop response headers
+// dropped (dropHopHeaders); no allow rules, grants or credentials. A hop's
+// redirect is the response, as in the runtime.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	fail := func(code int32, format string, args ...any) (*urlResponse, error) {
 		return nil, &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
 	}
 	if req.method != http.MethodGet && req.method != http.MethodHead {
 		return fail(errInvalid, "method %q is not supported: the URL reader reads with GET and HEAD only", req.method)
+	}
+	// A hop's error names the redirect, as the runtime's does.
+	from := ""
+	if len(req.via) > 0 {
+		from = req.via[len(req.via)-1]
+		if u, err := url.Parse(from); err == nil {
+			from = u.Redacted()
+		}
+	}
+	if err := checkURL(req.url); err != nil {
+		if from != "" {
+			err.Message = "redirect from " + from + ": " + err.Message
+		}
+		return nil, err
 	}
 	hreq, err := http.NewRequestWithContext(ctx, req.method, req.url, nil)
 	if err != nil {
@@ -103,28 +120,49 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	rt := nativeTransport
 	nativeTransportMu.RUnlock()
 	if len(req.via) > 5 {
-		return fail(errFailed, "redirect from %s: %s: stopped after 5 redirects", req.via[len(req.via)-1], req.url)
+		return fail(errFailed, "redirect from %s: %s: stopped after 5 redirects", from, hreq.URL.Redacted())
 	}
-	client := &http.Client{Transport: rt, CheckRedirect: func(_ *http.Request, via []*http.Request) error {
+	client := &http.Client{Transport: rt, CheckRedirect: func(next *http.Request, via []*http.Request) error {
 		if req.hop {
 			return http.ErrUseLastResponse
 		}
 		if len(via) > 5 {
-			return errors.New("stopped after 5 redirects")
+			return &Error{Op: "urlreader_call", Code: errFailed, Message: fmt.Sprintf("%s: stopped after 5 redirects", hreq.URL.Redacted())}
 		}
+		if err := checkURL(next.URL.String()); err != nil {
+			err.Message = "redirect from " + via[len(via)-1].URL.Redacted() + ": " + err.Message
+			return err
+		}
+		// Go's client names the previous URL in a redirect's Referer;
+		// the runtime sends none.
+		next.Header.Del("Referer")
 		return nil
 	}}
 	hreq.Header = req.header.Clone()
+	if from != "" {
+		// HTTPClient's client set it, as for a redirect it follows: the
+		// runtime drops it.
+		hreq.Header.Del("Referer")
+	}
 	resp, err := client.Do(hreq)
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fail(errTimeout, "%s: deadline passed", req.url)
 		}
 		return fail(errFailed, "%v", err)
 	}
 	defer resp.Body.Close()
+	final := resp.Request.URL.Redacted()
+	dropHopHeaders(resp.Header)
 	if resp.StatusCode == http.StatusNotModified && !req.flags {
-		return fail(errNotModified, "%s: not modified (ETag %s)", req.url, resp.Header.Get("ETag"))
+		return fail(errNotModified, "%s: not modified (ETag %s)", final, resp.Header.Get("ETag"))
+	}
+	if resp.ContentLength > nativeMaxBytes && req.method != http.MethodHead {
+		return fail(errTooLarge, "%s: body of %d bytes is over reading.max_bytes (%d)", final, resp.ContentLength, nativeMaxBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, nativeMaxBytes+1))
 	if err != nil {
@@ -136,7 +174,7 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		return fail(errFailed, "%s: %v", req.url, err)
 	}
 	if len(body) > nativeMaxBytes {
-		return fail(errTooLarge, "%s: body is over %d bytes", req.url, nativeMaxBytes)
+		return fail(errTooLarge, "%s: body is over reading.max_bytes (%d); stopped reading", final, nativeMaxBytes)
 	}
 	return &urlResponse{
 		status:       resp.StatusCode,

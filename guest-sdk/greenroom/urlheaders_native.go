@@ -5,6 +5,7 @@ package greenroom
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -100,4 +101,69 @@ func checkHeader(k, v string) *Error {
 		}
 	}
 	return nil
+}
+
+// maxURL is the runtime's limit on a URL's length (runtime/urlreader).
+const maxURL = 8 << 10
+
+// checkURL applies the runtime's rules for a URL that do not depend on the
+// operator's config (runtime/urlreader, parseTarget; docs/urlreader.md,
+// "What is checked", 1.), with its errors: at most 8 KiB, absolute, http or
+// https, not opaque, no credentials in it (net/http sends them as Basic
+// authorization), a host. The runtime's other rules (allow rules and
+// grants, https only unless a rule says http, host spellings, encoded
+// slashes and dot segments in the path, internal addresses) are not
+// applied natively, where a unit test reads an httptest.Server on
+// 127.0.0.1 over http.
+func checkURL(raw string) *Error {
+	fail := func(code int32, format string, args ...any) *Error {
+		return &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
+	}
+	if len(raw) > maxURL {
+		return fail(errInvalid, "URL is %d bytes, over the limit of %d", len(raw), maxURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fail(errInvalid, "%v", err)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "https" && u.Scheme != "http" {
+		if u.Scheme == "" {
+			return fail(errInvalid, "%q is not an absolute URL (want https://host/path)", raw)
+		}
+		return fail(errInvalid, "%s: scheme %q is not supported (https, or http where an allow rule says so)", raw, u.Scheme)
+	}
+	if u.Opaque != "" {
+		return fail(errInvalid, "%s: opaque URLs are not supported", raw)
+	}
+	if u.User != nil {
+		return fail(errDenied, "%s://%s: credentials in the URL are refused; the host adds credentials from [[integrations]]", u.Scheme, u.Host)
+	}
+	if h := u.Hostname(); h == "" || !strings.HasPrefix(u.Host, "[") && strings.TrimSuffix(h, ".") == "" {
+		return fail(errInvalid, "%s: URL has no host", u.Redacted())
+	}
+	return nil
+}
+
+// hopHeaders are the runtime's hop-by-hop response headers, which it does
+// not pass to the plugin (runtime/urlreader, hopHeaders).
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te",
+	"Proxy-Authenticate", "Proxy-Authorization",
+}
+
+// dropHopHeaders deletes the hop-by-hop headers from a response's, as the
+// runtime does (runtime/urlreader, dropHopHeaders): the standard ones and
+// those its Connection headers name.
+func dropHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
 }

@@ -5,11 +5,14 @@ package greenroom
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,5 +115,173 @@ func TestNativeHeaderRulesMatchTheRuntime(t *testing.T) {
 				t.Errorf("%q: %q: native %d %q, runtime %v %q", k, v, native.Code, native.Message, urlreader.KindOf(runtime), runtime)
 			}
 		}
+	}
+}
+
+// Natively, the runtime's rules that do not depend on the operator's
+// config hold as in the runtime, with its errors: a URL's form (checked
+// on each redirect too), no Referer on a redirect, no hop-by-hop response
+// headers. Natively a URL with credentials was read with them sent as
+// Basic authorization, another scheme failed with ErrFailed, Go's client
+// named the previous URL in a redirect's Referer, and Keep-Alive and the
+// headers a Connection header names reached the plugin.
+func TestNativeReadsAsTheRuntime(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		switch r.URL.Path {
+		case "/moved":
+			http.Redirect(w, r, "/referer", http.StatusFound)
+		case "/referer":
+			io.WriteString(w, "referer="+r.Header.Get("Referer")+" auth="+r.Header.Get("Authorization"))
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		case "/claims":
+			w.Header().Set("Content-Length", strconv.Itoa(nativeMaxBytes+1))
+		case "/big":
+			w.Write(make([]byte, nativeMaxBytes+1)) // chunked: no Content-Length
+		case "/tocreds":
+			http.Redirect(w, r, "http://user:pw@"+r.Host+"/referer", http.StatusFound)
+		case "/hop":
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: s1\r\nKeep-Alive: timeout=5\r\n" +
+				"Proxy-Authenticate: Basic realm=\"inner\"\r\nUpgrade: h2c\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
+			buf.Flush()
+		}
+	}))
+	defer srv.Close()
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	ctx := context.Background()
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+
+	// No Referer on a redirect, followed by ReadURL or by HTTPClient's
+	// client.
+	if resp, err := ReadURL(ctx, srv.URL+"/moved"); err != nil || string(resp.Body) != "referer= auth=" {
+		t.Errorf("ReadURL's redirect: %v %v", resp, err)
+	}
+	if resp, err := HTTPClient().Get(srv.URL + "/moved"); err != nil {
+		t.Errorf("HTTPClient's redirect: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "referer= auth=" {
+			t.Errorf("HTTPClient's redirect: %q", b)
+		}
+	}
+	// The hop-by-hop response headers and those Connection names are
+	// dropped.
+	check := func(name string, h http.Header) {
+		for _, k := range []string{"Connection", "X-Secret", "Keep-Alive", "Proxy-Authenticate", "Upgrade"} {
+			if v, ok := h[k]; ok {
+				t.Errorf("%s: hop-by-hop header %s: %q reached the plugin", name, k, v)
+			}
+		}
+		if h.Get("X-Kept") != "yes" {
+			t.Errorf("%s: X-Kept: %q", name, h.Get("X-Kept"))
+		}
+	}
+	if resp, err := ReadURL(ctx, srv.URL+"/hop"); err != nil {
+		t.Errorf("ReadURL /hop: %v", err)
+	} else {
+		check("ReadURL", resp.Header)
+	}
+	if resp, err := HTTPClient().Get(srv.URL + "/hop"); err != nil {
+		t.Errorf("HTTPClient /hop: %v", err)
+	} else {
+		resp.Body.Close()
+		check("HTTPClient", resp.Header)
+	}
+	// The limits, in the runtime's words (those of its defaults).
+	for _, tc := range []struct{ path, want string }{
+		{"/loop", "greenroom: " + srv.URL + "/loop: stopped after 5 redirects"},
+		{"/claims", "greenroom: " + srv.URL + "/claims: body of 16777217 bytes is over reading.max_bytes (16777216)"},
+		{"/big", "greenroom: " + srv.URL + "/big: body is over reading.max_bytes (16777216); stopped reading"},
+	} {
+		if _, err := ReadURL(ctx, srv.URL+tc.path); err == nil || err.Error() != tc.want {
+			t.Errorf("ReadURL %s: got %v, want %q", tc.path, err, tc.want)
+		}
+	}
+	before := hits.Load()
+
+	creds := "greenroom: http://" + hostPort + ": credentials in the URL are refused; the host adds credentials from [[integrations]]"
+	for _, tc := range []struct {
+		url  string
+		kind *Error
+		want string
+	}{
+		{"http://user:pw@" + hostPort + "/referer", ErrDenied, creds},
+		{srv.URL + "/tocreds", ErrDenied, "greenroom: redirect from " + srv.URL + "/tocreds: " + strings.TrimPrefix(creds, "greenroom: ")},
+		{"ftp://" + hostPort + "/x", ErrInvalid, "greenroom: ftp://" + hostPort + "/x: scheme \"ftp\" is not supported (https, or http where an allow rule says so)"},
+		{"/referer", ErrInvalid, "greenroom: \"/referer\" is not an absolute URL (want https://host/path)"},
+		{"http:///referer", ErrInvalid, "greenroom: http:///referer: URL has no host"},
+	} {
+		_, err := ReadURL(ctx, tc.url)
+		if !errors.Is(err, tc.kind) || err == nil || err.Error() != tc.want {
+			t.Errorf("ReadURL %s: got %v, want %v %q", tc.url, err, tc.kind, tc.want)
+		}
+		resp, err := HTTPClient().Get(tc.url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		if !errors.Is(err, tc.kind) || !strings.HasSuffix(fmt.Sprint(err), ": "+tc.want) {
+			t.Errorf("HTTPClient %s: got %v, want %v %q", tc.url, err, tc.kind, tc.want)
+		}
+	}
+	// The redirect to a URL with credentials was asked for twice, and
+	// followed neither time.
+	if n := hits.Load() - before; n != 2 {
+		t.Errorf("refused URLs reached the server: %d requests, want the 2 redirects", n)
+	}
+}
+
+// The native build's URL rules are the runtime's where it applies them:
+// a URL the native build refuses, the runtime refuses with the same error.
+func TestNativeURLRulesMatchTheRuntime(t *testing.T) {
+	refused := 0
+	for _, raw := range []string{
+		"https://docs.example/a", "http://127.0.0.1:8080/x?q=1#frag", "HTTPS://Docs.Example/", "https://user:pw@docs.example/",
+		"http://user@127.0.0.1:1/", "https://:pw@docs.example/", "ftp://docs.example/", "file:///etc/passwd", "gopher://x/",
+		"/relative", "docs.example/a", "//docs.example/a", "mailto:a@docs.example", "https:opaque", "https:///x", "http://./x",
+		"http://:80/", "https://docs.example:99999/", "https://[::1]/", "https://[fe80::1%25eth0]/", "https://%zz/",
+		"https://docs.example/" + strings.Repeat("a", maxURL), "", " https://docs.example/", "https://docs.example/\x00",
+		"javascript:alert(1)", "data:text/plain,x", "https://docs.example/%2F", "https://docs.example/../x",
+	} {
+		native, runtime := checkURL(raw), urlreader.CheckURL(raw)
+		if native == nil {
+			continue
+		}
+		refused++
+		codes := map[urlreader.Kind]int32{urlreader.Denied: errDenied, urlreader.Invalid: errInvalid}
+		if runtime == nil || native.Message != runtime.Error() || native.Code != codes[urlreader.KindOf(runtime)] {
+			t.Errorf("%q: native %d %q, runtime %v", raw, native.Code, native.Message, runtime)
+		}
+	}
+	if refused < 15 {
+		t.Errorf("the native build refused only %d URLs", refused)
+	}
+}
+
+// The native build drops the response headers the runtime drops.
+func TestNativeResponseHopHeadersMatchTheRuntime(t *testing.T) {
+	h := http.Header{
+		"Connection": {"X-Secret, keep-alive", " x-other ,ETag"}, "X-Secret": {"s"}, "X-Other": {"s"}, "Etag": {`"v"`},
+		"Keep-Alive": {"timeout=5"}, "Proxy-Authenticate": {"Basic"}, "Proxy-Authorization": {"x"}, "Proxy-Connection": {"close"},
+		"Transfer-Encoding": {"chunked"}, "Upgrade": {"h2c"}, "Trailer": {"X-T"}, "Te": {"trailers"},
+		"X-Kept": {"yes"}, "Content-Type": {"text/plain"}, "Set-Cookie": {"a=b"},
+	}
+	native, runtime := h.Clone(), h.Clone()
+	dropHopHeaders(native)
+	urlreader.DropResponseHopHeaders(runtime)
+	if !reflect.DeepEqual(native, runtime) {
+		t.Errorf("native keeps %v, the runtime %v", native, runtime)
+	}
+	if len(runtime) != 3 {
+		t.Errorf("the runtime keeps %v", runtime)
 	}
 }

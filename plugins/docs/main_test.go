@@ -222,7 +222,9 @@ func TestOversizeAndSlowSource(t *testing.T) {
 
 // A credential the operator put in the configured url (user info, a
 // query) is not shown to clients: not in X-Docs-Source, the stale reason,
-// the 502's error, nor the history, whose url and errors quote it.
+// the 502's error, nor the history, whose url and errors quote it. A url
+// with user info is refused by the URL reader (natively too, as in the
+// runtime), and its refusal shows it no more.
 func TestConfiguredURLCredentialNotShown(t *testing.T) {
 	up := atomic.Bool{}
 	up.Store(true)
@@ -235,7 +237,7 @@ func TestConfiguredURLCredentialNotShown(t *testing.T) {
 	}))
 	greenroom.SetURLTransport(srv.Client().Transport)
 	defer greenroom.SetURLTransport(nil)
-	url := strings.Replace(srv.URL, "http://", "http://bob:pa55word@", 1) + "/doc?token=s3cret"
+	url := srv.URL + "/doc?token=s3cret"
 	greenroom.SetConfig(map[string]string{"url": url, "max_age": "1m"})
 	defer greenroom.SetConfig(nil)
 	shown := srv.URL + "/doc?…"
@@ -277,4 +279,17 @@ func TestConfiguredURLCredentialNotShown(t *testing.T) {
 		t.Errorf("no copy, source gone: %d %q", rec.Code, rec.Body)
 	}
 	leaks("the 502", rec.Body.String())
+
+	greenroom.SetConfig(map[string]string{"url": strings.Replace(url, "http://", "http://bob:pa55word@", 1), "max_age": "1m"})
+	withUser := newApp(freshStore(t), time.Now).routes()
+	rec = httptest.NewRecorder()
+	withUser.ServeHTTP(rec, httptest.NewRequest("GET", "/latest", nil))
+	if rec.Code != 502 || !strings.Contains(rec.Body.String(), "credentials in the URL are refused") {
+		t.Errorf("url with user info: %d %q, want 502 and the URL reader's refusal", rec.Code, rec.Body)
+	}
+	leaks("the 502 of a url with user info", rec.Body.String())
+	leaks("X-Docs-Source of a url with user info", rec.Header().Get("X-Docs-Source"))
+	rec = httptest.NewRecorder()
+	withUser.ServeHTTP(rec, httptest.NewRequest("GET", "/history", nil))
+	leaks("/history of a url with user info", rec.Body.String())
 }

@@ -317,7 +317,8 @@ var deniedHeaders = map[string]string{
 }
 
 // hopHeaders are the standard hop-by-hop headers, not passed back to the
-// plugin.
+// plugin. The guest SDK's native build has a copy, which its parity test
+// keeps equal in effect (DropResponseHopHeaders).
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te",
 	"Proxy-Authenticate", "Proxy-Authorization",
@@ -792,6 +793,22 @@ func DeniedRequestHeaders() map[string]string { return maps.Clone(deniedHeaders)
 // refused name, Invalid for a malformed one or a control character in the
 // value) whose message the plugin gets.
 func CheckRequestHeader(k, v string) error { return checkHeader(deniedHeaders, k, v) }
+
+// CheckURL is the check of a URL's form that every read makes before the
+// grants and allow rules (docs/urlreader.md, "What is checked", 1.): nil,
+// or an *Error whose message the plugin gets. The guest SDK's native build
+// makes the part of it that a unit test against an httptest.Server can
+// meet; its TestNativeURLRulesMatchTheRuntime compares the two.
+func CheckURL(raw string) error {
+	_, err := parseTarget(raw)
+	return err
+}
+
+// DropResponseHopHeaders deletes from h what the reader does not pass on
+// to the plugin of a response's headers: the hop-by-hop ones and those
+// its Connection headers name. The guest SDK's native build drops the
+// same (TestNativeResponseHopHeadersMatchTheRuntime).
+func DropResponseHopHeaders(h http.Header) { dropHopHeaders(h) }
 
 // checkHeader checks a plugin's request header k: v against deny, the
 // refused names (lower-case, '-' for '_') with their reasons.
