@@ -56,8 +56,9 @@
 // returns the database given to SetDB, Logger writes text to stderr,
 // ReadURL and HTTPClient read with net/http through the transport given to
 // SetURLTransport, without the runtime's allow rules, grants and address
-// rules but refusing the request headers it refuses, with its errors, and
-// RunTask runs a task registered with Schedule.
+// rules but with its other rules (the URL's form, the request headers it
+// refuses) and defaults, with its errors, and RunTask runs a task
+// registered with Schedule.
 //
 // The wire protocol between this package and the greenroom runtime is ABI v1,
 // documented in docs/abi.md of the greenroom repository.

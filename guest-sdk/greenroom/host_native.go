@@ -73,14 +73,24 @@ func SetURLTransport(rt http.RoundTripper) {
 // nativeMaxBytes is the runtime's default reading.max_bytes.
 const nativeMaxBytes = 16 << 20
 
+// nativeTimeout is the runtime's default reading.timeout: each read (each
+// of HTTPClient's hops) ends there, or at its context's deadline if that
+// is earlier. A variable for tests.
+var nativeTimeout = 30 * time.Second
+
+// nativeUserAgent is the runtime's User-Agent for a read whose plugin sets
+// none (runtime/urlreader, DefaultUserAgent).
+const nativeUserAgent = "greenroom-urlreader"
+
 // urlCall reads with net/http directly: GET and HEAD only, at most 5
 // redirects (a hop's own included: the client's requests before it) and
 // 16 MiB, 304 as ErrNotModified (but to read_hop_flags); the runtime's
 // rules that do not depend on the operator's config, with its errors: the
 // URL's (checkURL, on each redirect too), the request headers it refuses
 // (checkHeader), no Referer on a redirect, the hop-by-hop response headers
-// dropped (dropHopHeaders); no allow rules, grants or credentials. A hop's
-// redirect is the response, as in the runtime.
+// dropped (dropHopHeaders); its defaults, reading.timeout (30s) and its
+// User-Agent; no allow rules, grants or credentials. A hop's redirect is
+// the response, as in the runtime.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	fail := func(code int32, format string, args ...any) (*urlResponse, error) {
 		return nil, &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}
@@ -102,9 +112,20 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		}
 		return nil, err
 	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, nativeTimeout)
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, req.method, req.url, nil)
 	if err != nil {
 		return fail(errInvalid, "%v", err)
+	}
+	// timedOut is the runtime's error for a read a deadline ended:
+	// the plugin's (its context's), or reading.timeout's.
+	timedOut := func() (*urlResponse, error) {
+		if errors.Is(parent.Err(), context.DeadlineExceeded) {
+			return fail(errTimeout, "%s: the plugin's deadline for this read passed", hreq.URL.Redacted())
+		}
+		return fail(errTimeout, "%s: read took longer than reading.timeout (%s)", hreq.URL.Redacted(), nativeTimeout)
 	}
 	// The headers the runtime refuses are refused here, with its errors
 	// (they were sent: a unit test passed with a header the deployed
@@ -144,6 +165,9 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		// runtime drops it.
 		hreq.Header.Del("Referer")
 	}
+	if hreq.Header.Get("User-Agent") == "" {
+		hreq.Header.Set("User-Agent", nativeUserAgent)
+	}
 	resp, err := client.Do(hreq)
 	if err != nil {
 		var e *Error
@@ -151,7 +175,7 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 			return nil, e
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fail(errTimeout, "%s: deadline passed", req.url)
+			return timedOut()
 		}
 		return fail(errFailed, "%v", err)
 	}
@@ -169,7 +193,7 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		// A deadline passing while the body arrives is a timeout, as
 		// one passing before the headers is (and as in the runtime).
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fail(errTimeout, "%s: deadline passed while reading the body", req.url)
+			return timedOut()
 		}
 		return fail(errFailed, "%s: %v", req.url, err)
 	}

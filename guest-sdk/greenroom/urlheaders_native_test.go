@@ -16,7 +16,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/greenroom-dev/greenroom/runtime/config"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
@@ -283,5 +285,80 @@ func TestNativeResponseHopHeadersMatchTheRuntime(t *testing.T) {
 	}
 	if len(runtime) != 3 {
 		t.Errorf("the runtime keeps %v", runtime)
+	}
+}
+
+// Natively a read has the runtime's defaults: its User-Agent when the
+// plugin sets none (it was Go's), and reading.timeout, 30s, with the
+// runtime's errors (a read ran as long as its server took, and a deadline
+// said only "deadline passed").
+func TestNativeReadsWithTheRuntimesDefaults(t *testing.T) {
+	if d := config.Default().Reading; nativeMaxBytes != int64(d.MaxBytes) || nativeTimeout != d.Timeout.D() || nativeUserAgent != urlreader.DefaultUserAgent {
+		t.Errorf("native defaults %d %s %q, the runtime's %d %s %q", nativeMaxBytes, nativeTimeout, nativeUserAgent, d.MaxBytes, d.Timeout.D(), urlreader.DefaultUserAgent)
+	}
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ua":
+			io.WriteString(w, r.UserAgent())
+		case "/slowbody":
+			io.WriteString(w, "the first part")
+			w.(http.Flusher).Flush()
+			fallthrough
+		case "/slow":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	ctx := context.Background()
+
+	if resp, err := ReadURL(ctx, srv.URL+"/ua"); err != nil || string(resp.Body) != "greenroom-urlreader" {
+		t.Errorf("ReadURL's User-Agent: %v %v", resp, err)
+	}
+	if resp, err := ReadURL(ctx, srv.URL+"/ua", WithHeader("User-Agent", "docs-plugin/1")); err != nil || string(resp.Body) != "docs-plugin/1" {
+		t.Errorf("the plugin's User-Agent: %v %v", resp, err)
+	}
+	if resp, err := HTTPClient().Get(srv.URL + "/ua"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "greenroom-urlreader" {
+			t.Errorf("HTTPClient's User-Agent: %q", b)
+		}
+	}
+
+	defer func(d time.Duration) { nativeTimeout = d }(nativeTimeout)
+	nativeTimeout = 100 * time.Millisecond
+	// A later deadline of the plugin's own, so that the test ends
+	// without reading.timeout too.
+	later, cancelLater := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelLater()
+	for _, path := range []string{"/slow", "/slowbody"} {
+		want := "greenroom: " + srv.URL + path + ": read took longer than reading.timeout (100ms)"
+		if _, err := ReadURL(later, srv.URL+path); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || err.Error() != want {
+			t.Errorf("ReadURL %s: %v, want ErrTimeout %q", path, err, want)
+		}
+		req, _ := http.NewRequestWithContext(later, http.MethodGet, srv.URL+path, nil)
+		resp, err := HTTPClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		if !errors.Is(err, ErrTimeout) || !strings.HasSuffix(fmt.Sprint(err), ": "+want) {
+			t.Errorf("HTTPClient %s: %v, want ErrTimeout %q", path, err, want)
+		}
+	}
+	nativeTimeout = 10 * time.Second
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	want := "greenroom: " + srv.URL + "/slowbody: the plugin's deadline for this read passed"
+	if _, err := ReadURL(short, srv.URL+"/slowbody"); !errors.Is(err, ErrTimeout) || err.Error() != want {
+		t.Errorf("the plugin's deadline: %v, want %q", err, want)
 	}
 }

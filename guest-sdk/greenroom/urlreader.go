@@ -94,8 +94,12 @@ func (e *StatusError) Is(target error) bool {
 // In a native (non-wasm) build ReadURL uses net/http directly, through the
 // transport set with SetURLTransport (http.DefaultTransport by default),
 // with no allow rules, grants or integration credentials: it exists so that
-// plugins run and unit-test natively. The request headers the runtime
-// refuses from every plugin are refused there too, with its errors.
+// plugins run and unit-test natively. The runtime's rules that need no
+// config hold there too, with its errors (the URL's form, the request
+// headers it refuses from every plugin, no Referer on a redirect, no
+// hop-by-hop response headers), as do its defaults (reading.max_bytes
+// 16 MiB, reading.timeout 30s, its User-Agent); docs/urlreader.md lists
+// what still differs.
 func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse, error) {
 	o := readOptions{header: http.Header{}}
 	for _, opt := range opts {

@@ -205,7 +205,7 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 		r.resolver = net.DefaultResolver
 	}
 	if r.userAgent == "" {
-		r.userAgent = "greenroom-urlreader"
+		r.userAgent = DefaultUserAgent
 	}
 	for _, ap := range opts.TestOnlyReachable {
 		r.reachable[ap] = true
@@ -779,6 +779,11 @@ func redirectFrom(req Request) string {
 }
 
 func (r *Reader) checkHeader(k, v string) error { return checkHeader(r.denyHdr, k, v) }
+
+// DefaultUserAgent is the User-Agent of a read whose plugin sets none
+// (unless Options.UserAgent says otherwise). The guest SDK's native build
+// sends it too.
+const DefaultUserAgent = "greenroom-urlreader"
 
 // DeniedRequestHeaders returns the request headers every plugin is
 // refused, by lower-case name ('-' for '_'), with the reason its error
