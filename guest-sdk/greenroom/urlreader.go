@@ -98,8 +98,16 @@ func (e *StatusError) Is(target error) bool {
 // config hold there too, with its errors (the URL's form, the request
 // headers it refuses from every plugin, no Referer on a redirect, no
 // hop-by-hop response headers), as do its defaults (reading.max_bytes
-// 16 MiB, reading.timeout 30s, its User-Agent); docs/urlreader.md lists
-// what still differs.
+// 16 MiB, reading.timeout 30s, its User-Agent). What still differs, so
+// that a unit test passes where the deployed read fails, is what needs the
+// operator's config or is left to net/http (docs/urlreader.md, "Native
+// builds"): every host is read, over plain http too, loopback and private
+// addresses included; the runtime's rules for a host's spelling and for
+// the path (encoded slashes, dot segments) are not applied; no
+// integration token is added; a response still encoded (Content-Encoding
+// br, deflate) is handed over, where the runtime fails the read; and a
+// context canceled during a read ends it, where the runtime sees it only
+// before the read.
 func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse, error) {
 	o := readOptions{header: http.Header{}}
 	for _, opt := range opts {
