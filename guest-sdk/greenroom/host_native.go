@@ -3,6 +3,7 @@
 package greenroom
 
 import (
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"errors"
@@ -88,7 +89,8 @@ const nativeUserAgent = "greenroom-urlreader"
 // rules that do not depend on the operator's config, with its errors: the
 // URL's (checkURL, on each redirect too), the request headers it refuses
 // (checkHeader), no Referer on a redirect, the hop-by-hop response headers
-// dropped (dropHopHeaders); its defaults, reading.timeout (30s) and its
+// dropped (dropHopHeaders), a body decoded as the runtime decodes it and
+// one still encoded refused; its defaults, reading.timeout (30s) and its
 // User-Agent; no allow rules, grants or credentials. A hop's redirect is
 // the response, as in the runtime.
 func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
@@ -181,6 +183,21 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	}
 	defer resp.Body.Close()
 	final := resp.Request.URL.Redacted()
+	// As the runtime: one gzip layer, named by one Content-Encoding line,
+	// of a GET's body is decoded, as the runtime asks for gzip on a GET
+	// without Range; an http.Transport has decoded it already
+	// (Uncompressed), a transport that does not decode has not. Any other
+	// coding fails the read (below).
+	decoded := resp.Uncompressed
+	if ce := resp.Header.Values("Content-Encoding"); req.method == http.MethodGet && resp.ContentLength != 0 && len(ce) == 1 &&
+		strings.EqualFold(strings.TrimSpace(ce[0]), "gzip") && hreq.Header.Get("Range") == "" {
+		resp.Body = &lazyGzip{r: resp.Body}
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+		decoded = true
+	}
+	codings := resp.Header.Values("Content-Encoding")
 	dropHopHeaders(resp.Header)
 	if resp.StatusCode == http.StatusNotModified && !req.flags {
 		return fail(errNotModified, "%s: not modified (ETag %s)", final, resp.Header.Get("ETag"))
@@ -195,10 +212,16 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return timedOut()
 		}
-		return fail(errFailed, "%s: %v", req.url, err)
+		return fail(errFailed, "%s: %v", hreq.URL.Redacted(), err)
 	}
 	if len(body) > nativeMaxBytes {
 		return fail(errTooLarge, "%s: body is over reading.max_bytes (%d); stopped reading", final, nativeMaxBytes)
+	}
+	for _, v := range codings {
+		// An empty value names no coding.
+		if v := strings.TrimSpace(v); len(body) > 0 && v != "" && !strings.EqualFold(v, "identity") {
+			return fail(errFailed, "%s: refused: the response is encoded (Content-Encoding: %s), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", final, v)
+		}
 	}
 	return &urlResponse{
 		status:       resp.StatusCode,
@@ -207,9 +230,29 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 		lastModified: resp.Header.Get("Last-Modified"),
 		header:       resp.Header,
 		body:         body,
-		decoded:      req.flags && resp.Uncompressed,
+		decoded:      req.flags && decoded,
 	}, nil
 }
+
+// lazyGzip decodes a gzip body from its first Read, as the runtime's
+// does: an empty body is an empty body, not a malformed gzip stream.
+type lazyGzip struct {
+	r  io.ReadCloser
+	zr *gzip.Reader
+}
+
+func (g *lazyGzip) Read(b []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.r)
+		if err != nil {
+			return 0, err
+		}
+		g.zr = zr
+	}
+	return g.zr.Read(b)
+}
+
+func (g *lazyGzip) Close() error { return g.r.Close() }
 
 func hostPublic(path string) error {
 	nativeMu.Lock()

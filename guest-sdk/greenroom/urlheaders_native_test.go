@@ -3,6 +3,7 @@
 package greenroom
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -360,5 +361,91 @@ func TestNativeReadsWithTheRuntimesDefaults(t *testing.T) {
 	want := "greenroom: " + srv.URL + "/slowbody: the plugin's deadline for this read passed"
 	if _, err := ReadURL(short, srv.URL+"/slowbody"); !errors.Is(err, ErrTimeout) || err.Error() != want {
 		t.Errorf("the plugin's deadline: %v, want %q", err, want)
+	}
+}
+
+// roundTripFunc is a transport that answers from a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Natively a body comes decoded as in the runtime: one gzip layer is
+// decoded, whether the transport decoded it or not (a transport set with
+// SetURLTransport that does not decode, as a test's fake), and a body
+// still encoded otherwise fails the read with the runtime's error (it
+// was handed over encoded, with its Content-Encoding).
+func TestNativeContentCodingsAsTheRuntime(t *testing.T) {
+	gz := func(s string) []byte {
+		var b strings.Builder
+		zw := gzip.NewWriter(&b)
+		io.WriteString(zw, s)
+		zw.Close()
+		return []byte(b.String())
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/br", "/deflate":
+			w.Header().Set("Content-Encoding", strings.TrimPrefix(r.URL.Path, "/"))
+			io.WriteString(w, "\x8b\x01\x80encoded")
+		case "/identity":
+			w.Header().Set("Content-Encoding", "identity")
+			io.WriteString(w, "plain")
+		case "/empty":
+			w.Header().Set("Content-Encoding", "br")
+			w.WriteHeader(http.StatusNoContent)
+		case "/gzip":
+			// gzip whether asked or not, Range or not.
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(gz("unzipped"))
+		}
+	}))
+	defer srv.Close()
+	SetURLTransport(srv.Client().Transport)
+	defer SetURLTransport(nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		path  string
+		opts  []ReadOption
+		want  string // the body, or the error
+		isErr bool
+	}{
+		{"/br", nil, "greenroom: " + srv.URL + "/br: refused: the response is encoded (Content-Encoding: br), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", true},
+		{"/deflate", nil, "greenroom: " + srv.URL + "/deflate: refused: the response is encoded (Content-Encoding: deflate), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", true},
+		{"/gzip", []ReadOption{WithHeader("Range", "bytes=0-")}, "greenroom: " + srv.URL + "/gzip: refused: the response is encoded (Content-Encoding: gzip), which the runtime does not decode; a plugin gets bodies decoded (the runtime asks for gzip itself)", true},
+		{"/identity", nil, "plain", false},
+		{"/gzip", nil, "unzipped", false},
+	} {
+		resp, err := ReadURL(ctx, srv.URL+tc.path, tc.opts...)
+		switch {
+		case tc.isErr && (!errors.Is(err, ErrFailed) || err.Error() != tc.want):
+			t.Errorf("%s: %v, want ErrFailed %q", tc.path, err, tc.want)
+		case !tc.isErr && (err != nil || string(resp.Body) != tc.want):
+			t.Errorf("%s: %v %v, want %q", tc.path, resp, err, tc.want)
+		}
+	}
+	if resp, err := HTTPClient().Get(srv.URL + "/empty"); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Errorf("an empty body is not encoded: %v %v", resp, err)
+	}
+	if resp, err := HTTPClient().Get(srv.URL + "/br"); err == nil || !errors.Is(err, ErrFailed) {
+		t.Errorf("HTTPClient /br: %v %v, want ErrFailed", resp, err)
+	}
+
+	// A transport that does not decode: the runtime would have.
+	SetURLTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		body := gz("from a fake")
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Encoding": {"gzip"}, "Content-Length": {strconv.Itoa(len(body))}},
+			Body: io.NopCloser(strings.NewReader(string(body))), ContentLength: int64(len(body)), Request: r}, nil
+	}))
+	if resp, err := ReadURL(ctx, "https://docs.example/a"); err != nil || string(resp.Body) != "from a fake" || resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("ReadURL through a fake: %v %v", resp, err)
+	}
+	resp, err := HTTPClient().Get("https://docs.example/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "from a fake" || !resp.Uncompressed || resp.ContentLength != -1 || resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Content-Length") != "" {
+		t.Errorf("HTTPClient through a fake: %q Uncompressed %v ContentLength %d %v", b, resp.Uncompressed, resp.ContentLength, resp.Header)
 	}
 }

@@ -104,10 +104,8 @@ func (e *StatusError) Is(target error) bool {
 // builds"): every host is read, over plain http too, loopback and private
 // addresses included; the runtime's rules for a host's spelling and for
 // the path (encoded slashes, dot segments) are not applied; no
-// integration token is added; a response still encoded (Content-Encoding
-// br, deflate) is handed over, where the runtime fails the read; and a
-// context canceled during a read ends it, where the runtime sees it only
-// before the read.
+// integration token is added; and a context canceled during a read ends
+// it, where the runtime sees it only before the read.
 func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse, error) {
 	o := readOptions{header: http.Header{}}
 	for _, opt := range opts {
