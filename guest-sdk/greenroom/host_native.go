@@ -121,6 +121,16 @@ func urlCall(ctx context.Context, req *urlRequest) (*urlResponse, error) {
 	if err != nil {
 		return fail(errInvalid, "%v", err)
 	}
+	// The URL as the runtime reads it, and as ReadResponse.URL says it:
+	// no fragment, a host name in lower case without a trailing dot.
+	hreq.URL.Fragment, hreq.URL.RawFragment = "", ""
+	if !strings.HasPrefix(hreq.URL.Host, "[") {
+		host := strings.ToLower(strings.TrimSuffix(hreq.URL.Hostname(), "."))
+		if port := hreq.URL.Port(); port != "" {
+			host += ":" + port
+		}
+		hreq.URL.Host = host
+	}
 	// timedOut is the runtime's error for a read a deadline ended:
 	// the plugin's (its context's), or reading.timeout's.
 	timedOut := func() (*urlResponse, error) {

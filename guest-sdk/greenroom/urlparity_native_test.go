@@ -89,6 +89,11 @@ allow = [{ host = "127.0.0.1", scheme = "http" }]
 		via         []string
 	}{
 		{method: "GET", url: srv.URL + "/plain"},
+		{method: "GET", url: srv.URL + "/plain#frag"},
+		{method: "GET", url: srv.URL + "/plain?q=1#frag", hop: true},
+		{method: "GET", url: "HTTP://" + hostPort + "/plain"},
+		{method: "GET", url: srv.URL + "/moved#frag"},
+		{method: "GET", url: "http://127.0.0.1.:" + strings.TrimPrefix(hostPort, "127.0.0.1:") + "/plain"},
 		{method: "GET", url: srv.URL + "/plain", header: [][2]string{{"Accept", "text/plain"}, {"User-Agent", "mine"}}},
 		{method: "HEAD", url: srv.URL + "/plain"},
 		{method: "GET", url: srv.URL + "/plain", header: [][2]string{{"If-None-Match", `"v1"`}}},
