@@ -103,7 +103,7 @@ func (e *StatusError) Is(target error) bool {
 // operator's config or is left to net/http (docs/urlreader.md, "Native
 // builds"): every host is read, over plain http too, loopback and private
 // addresses included; the runtime's rules for a host's spelling and for
-// the path (encoded slashes, dot segments) are not applied; no
+// path segments as lax servers read them are not applied; no
 // integration token is added; and a context canceled during a read ends
 // it, where the runtime sees it only before the read.
 func ReadURL(ctx context.Context, url string, opts ...ReadOption) (*ReadResponse, error) {
