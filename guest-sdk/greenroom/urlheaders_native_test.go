@@ -145,6 +145,8 @@ func TestNativeReadsAsTheRuntime(t *testing.T) {
 			w.Write(make([]byte, nativeMaxBytes+1)) // chunked: no Content-Length
 		case "/tocreds":
 			http.Redirect(w, r, "http://user:pw@"+r.Host+"/referer", http.StatusFound)
+		case "/api/v4/projects/group/project/repository/files/docs/index.md/raw":
+			io.WriteString(w, "uri="+r.RequestURI) // as sent: %2F kept
 		case "/hop":
 			conn, buf, err := w.(http.Hijacker).Hijack()
 			if err != nil {
@@ -176,6 +178,12 @@ func TestNativeReadsAsTheRuntime(t *testing.T) {
 		if string(b) != "referer= auth=" {
 			t.Errorf("HTTPClient's redirect: %q", b)
 		}
+	}
+	// An encoded slash (GitLab's API) is read and sent as written, as the
+	// runtime reads it for a whole host.
+	const gitlab = "/api/v4/projects/group%2Fproject/repository/files/docs%2Findex.md/raw?ref=main"
+	if resp, err := ReadURL(ctx, srv.URL+gitlab); err != nil || string(resp.Body) != "uri="+gitlab || resp.URL != srv.URL+gitlab {
+		t.Errorf("ReadURL %s: %v %v", gitlab, resp, err)
 	}
 	// The hop-by-hop response headers and those Connection names are
 	// dropped.
@@ -223,9 +231,10 @@ func TestNativeReadsAsTheRuntime(t *testing.T) {
 		{"ftp://" + hostPort + "/x", ErrInvalid, "greenroom: ftp://" + hostPort + "/x: scheme \"ftp\" is not supported (https, or http where an allow rule says so)"},
 		{"/referer", ErrInvalid, "greenroom: \"/referer\" is not an absolute URL (want https://host/path)"},
 		{"http:///referer", ErrInvalid, "greenroom: http:///referer: URL has no host"},
-		// GitLab's API names a project group%2Fproject: the runtime
-		// refuses it (its /-separated form, URL-encoded once, is read).
-		{srv.URL + "/api/v4/projects/group%2Fproject", ErrInvalid, "greenroom: " + srv.URL + "/api/v4/projects/group%2Fproject: encoded slashes and backslashes in the path are refused"},
+		// GitLab's API names a project group%2Fproject, read (below), as
+		// the runtime reads it for a whole host; a backslash is not.
+		{srv.URL + "/api/v4/projects/group%5Cproject", ErrInvalid, "greenroom: " + srv.URL + "/api/v4/projects/group%5Cproject: backslashes in the path, encoded or not (\\, %5C, or %255C encoded twice), are refused"},
+		{srv.URL + "/api/v4/projects/group%2F..%2Fadmin", ErrInvalid, "greenroom: " + srv.URL + "/api/v4/projects/group%2F..%2Fadmin: dot segments (. and .., also with ;parameters as in ..;, or encoded twice as in %252e%252e) in the path are refused"},
 		{srv.URL + "/docs/..;/admin", ErrInvalid, "greenroom: " + srv.URL + "/docs/..;/admin: dot segments (. and .., also with ;parameters as in ..;, or encoded twice as in %252e%252e) in the path are refused"},
 	} {
 		_, err := ReadURL(ctx, tc.url)
@@ -263,6 +272,8 @@ func TestNativeURLRulesMatchTheRuntime(t *testing.T) {
 		"https://docs.example/a/..;x/b", "https://docs.example/a/.;/b", "https://docs.example/a/..%3B/b", "https://docs.example/a/%252e%252e/b",
 		"https://docs.example/a/./b", "https://docs.example/a/.", "https://docs.example/a/..", "https://docs.example/a..b/c.d/...",
 		"https://docs.example/a;b/c", "https://docs.example/a%20b", "https://docs.example/%zz",
+		"https://docs.example/a%2F..%2Fb", "https://docs.example/a%252F..%252Fb", "https://docs.example/a/..%252Fb", "https://docs.example/a%255Cb",
+		"https://docs.example/a%2F%2e%2e", "https://docs.example/a/%2e%2e%2Fb",
 	} {
 		native, runtime := checkURL(raw), urlreader.CheckURL(raw)
 		if native == nil {

@@ -38,6 +38,10 @@ func TestNativeReadsMatchTheRuntimesReads(t *testing.T) {
 			fmt.Fprintf(w, "ua=%s referer=%s accept=%s", r.UserAgent(), r.Referer(), r.Header.Get("Accept"))
 		case "/moved":
 			http.Redirect(w, r, "/plain", http.StatusFound)
+		case "/group/project":
+			io.WriteString(w, "uri="+r.RequestURI) // %2F as sent
+		case "/to-group":
+			http.Redirect(w, r, "/group%2Fproject?ref=main", http.StatusFound)
 		case "/loop":
 			http.Redirect(w, r, "/loop", http.StatusFound)
 		case "/tocreds":
@@ -115,6 +119,9 @@ allow = [{ host = "127.0.0.1", scheme = "http" }]
 		{method: "GET", url: "ftp://" + hostPort + "/plain"},
 		{method: "GET", url: "/plain"},
 		{method: "GET", url: srv.URL + "/group%2Fproject"},
+		{method: "GET", url: srv.URL + "/to-group"},
+		{method: "GET", url: srv.URL + "/a%2F..%2Fplain"},
+		{method: "GET", url: srv.URL + "/a%5Cplain"},
 		{method: "GET", url: srv.URL + "/a/%252e%252e/plain"},
 		{method: "GET", url: srv.URL + "/a/./plain", hop: true, via: []string{srv.URL + "/moved"}},
 		{method: "GET", url: srv.URL + "/plain", header: [][2]string{{"Authorization", "Bearer x"}}},

@@ -138,6 +138,10 @@ func TestURLReaderThroughGuest(t *testing.T) {
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 		case "/moved":
 			http.Redirect(w, r, "/doc.md", http.StatusMovedPermanently)
+		case "/api/v4/projects/group/project/repository/files/docs/index.md/raw", "/doc.md/a/b":
+			fmt.Fprint(w, "uri="+r.RequestURI) // as it came: %2F kept
+		case "/to-gitlab":
+			http.Redirect(w, r, "/api/v4/projects/group%2Fproject/repository/files/docs%2Findex.md/raw?ref=main", http.StatusFound)
 		case "/to-loopback":
 			http.Redirect(w, r, fmt.Sprintf("http://127.0.0.1:%d/", internal.port()), http.StatusFound)
 		default:
@@ -224,6 +228,19 @@ limits = { timeout = "300ms" }
 		t.Errorf("the read outlived the call's 300ms deadline: %v", took)
 	}
 	wantKind(t, guestRead(t, in, "logurl", "/read", "url", base+"/doc.md", "header", "Authorization", "value", "Bearer mine"), "denied", "Authorization may not be set by a plugin")
+
+	// An encoded slash (GitLab's API) is read for a whole host and
+	// reaches the server as the plugin wrote it, through ReadURL and
+	// HTTPClient, redirects included; under a path grant it is refused.
+	const gitlab = "/api/v4/projects/group%2Fproject/repository/files/docs%2Findex.md/raw?ref=main"
+	for _, route := range []string{"/read", "/client"} {
+		for _, path := range []string{gitlab, "/to-gitlab"} {
+			if r := guestRead(t, in, "logurl", route, "url", base+path); r.Status != 200 || r.Body != "uri="+gitlab || r.URL != base+gitlab {
+				t.Errorf("%s %s: %+v", route, path, r)
+			}
+		}
+	}
+	wantKind(t, guestRead(t, in, "narrow", "/read", "url", base+"/doc.md/a%2Fb"), "denied", "refused: the path holds an encoded slash", `the grant "docs.test/doc.md" in plugins.narrow.capabilities.urlreader covers a path prefix`)
 
 	// HTTPClient: GET/HEAD, a 304 as a response, other methods refused.
 	c := guestRead(t, in, "logurl", "/client", "url", base+"/doc.md")

@@ -12,7 +12,7 @@ import (
 //
 //	go test -fuzz FuzzParseTarget ./runtime/urlreader/
 func FuzzParseTarget(f *testing.F) {
-	for _, s := range []string{"https://example.com/a", "http://2130706433/", "http://[::ffff:127.0.0.1]/", "http://0x7f.1/", "https://a..b/", "http://127.0.0.1:80/x/../y", "http://h.test/a/..;/b", "http://h.test/a/%2e.%3b/b", "http://h.test/a/%252e%252e/b"} {
+	for _, s := range []string{"https://example.com/a", "http://2130706433/", "http://[::ffff:127.0.0.1]/", "http://0x7f.1/", "https://a..b/", "http://127.0.0.1:80/x/../y", "http://h.test/a/..;/b", "http://h.test/a/%2e.%3b/b", "http://h.test/a/%252e%252e/b", "http://h.test/g%2Fp/f%2Fx.md/raw?ref=main", "http://h.test/a%252F..%252Fb", "http://h.test/g%2Fp/a b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -29,13 +29,24 @@ func FuzzParseTarget(f *testing.F) {
 		// No segment is a dot segment, not even once a server strips
 		// its ";parameters" (Tomcat, Spring) or decodes it again: a
 		// path prefix holds.
+		// A server that decodes twice reads ..%252F's pieces as segments.
 		for _, seg := range strings.Split(tg.path, "/") {
 			twice, _ := url.PathUnescape(seg)
-			for _, s := range []string{seg, twice} {
+			for _, s := range append([]string{seg}, strings.Split(twice, "/")...) {
 				if s, _, _ = strings.Cut(s, ";"); s == "." || s == ".." {
 					t.Fatalf("%q accepted with dot segment in path %q", raw, tg.path)
 				}
 			}
+		}
+		// What is sent holds an encoded slash (once or twice) only where
+		// the target says so, for check to refuse it under a prefix; and
+		// no backslash.
+		sent := strings.ToLower(tg.u.EscapedPath())
+		if !tg.encSlash && (strings.Contains(sent, "%2f") || strings.Contains(sent, "%252f")) {
+			t.Fatalf("%q accepted with an encoded slash in %q not noted", raw, sent)
+		}
+		if strings.Contains(sent, "%5c") || strings.Contains(sent, "\\") {
+			t.Fatalf("%q accepted with a backslash in %q", raw, sent)
 		}
 	})
 }

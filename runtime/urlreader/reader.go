@@ -456,11 +456,18 @@ func (p *PluginReader) check(raw string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	granted := false
+	// An encoded slash is read only through a grant and a rule for the
+	// whole host: pathGrant is a grant that covers the path only by its
+	// prefix, wholeGrant one for the whole host.
+	granted, wholeGrant, pathGrant := false, false, ""
 	for _, g := range p.grants {
 		if g.host.match(t.host) && pathUnder(t.path, g.path) {
 			granted = true
-			break
+			if g.wholeHost() {
+				wholeGrant = true
+			} else if pathGrant == "" {
+				pathGrant = g.src
+			}
 		}
 	}
 	if !granted {
@@ -476,8 +483,7 @@ func (p *PluginReader) check(raw string) (*target, error) {
 		}
 		return nil, errorf(Denied, "%s: refused: not granted to plugin %s by plugins.%s.capabilities.urlreader %q%s", t.u.Redacted(), p.id, p.id, srcs, hint)
 	}
-	var hostRule *allowRule
-	var rule *allowRule
+	var hostRule, rule, pathRule *allowRule
 	for i := range p.r.rules {
 		ar := &p.r.rules[i]
 		if !p.r.ruleCovers(ar, t.host) {
@@ -487,11 +493,30 @@ func (p *PluginReader) check(raw string) (*target, error) {
 			hostRule = ar
 		}
 		if ar.matchPath(t.path) && (t.u.Scheme == "https" || ar.http) {
+			if t.encSlash && !ar.wholeHost() {
+				if pathRule == nil {
+					pathRule = ar
+				}
+				continue
+			}
 			rule = ar
 			break
 		}
 	}
 	switch {
+	case t.encSlash && (rule == nil && pathRule != nil || rule != nil && !wholeGrant):
+		// A path prefix is compared with the decoded path, where %2F is
+		// a slash; a server may read it as one (and a prefix then says
+		// nothing of which directory is read) or as part of a name
+		// (GitLab's group%2Fproject), which the prefix does not name.
+		var by []string
+		if rule == nil {
+			by = append(by, pathRule.name+" allows it only under its paths")
+		}
+		if !wholeGrant {
+			by = append(by, fmt.Sprintf("the grant %q in plugins.%s.capabilities.urlreader covers a path prefix", pathGrant, p.id))
+		}
+		return nil, errorf(Denied, "%s: refused: the path holds an encoded slash (%%2F, or %%252F encoded twice), read only where both the allow rule and the plugin's grant cover the whole host: a path prefix cannot say where such a path leads (a server may read %%2F as a slash or as part of a name); %s. To read it, the operator gives host %s an allow rule without paths and grants it whole (plugins.%s.capabilities.urlreader = [%q])", t.u.Redacted(), strings.Join(by, " and "), t.host, p.id, t.host)
 	case len(p.r.rules) == 0:
 		return nil, errorf(Denied, "%s: refused: [reading] allow is empty, so no URL may be read", t.u.Redacted())
 	case hostRule == nil:
@@ -803,7 +828,9 @@ func CheckRequestHeader(k, v string) error { return checkHeader(deniedHeaders, k
 // grants and allow rules (docs/urlreader.md, "What is checked", 1.): nil,
 // or an *Error whose message the plugin gets. The guest SDK's native build
 // makes the part of it that a unit test against an httptest.Server can
-// meet; its TestNativeURLRulesMatchTheRuntime compares the two.
+// meet; its TestNativeURLRulesMatchTheRuntime compares the two. An
+// encoded slash in the path passes it, as natively: the allow rules and
+// grants refuse it under a path prefix (check).
 func CheckURL(raw string) error {
 	_, err := parseTarget(raw)
 	return err

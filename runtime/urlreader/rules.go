@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -73,6 +74,12 @@ type allowRule struct {
 	internal bool
 }
 
+// wholeHost reports whether r covers every path of its hosts: it lists
+// no paths, or "/" among them.
+func (r *allowRule) wholeHost() bool {
+	return len(r.paths) == 0 || slices.Contains(r.paths, "/")
+}
+
 func (r *allowRule) matchPath(path string) bool {
 	if len(r.paths) == 0 {
 		return true
@@ -118,19 +125,30 @@ func parseGrants(grants []string) []grant {
 	return out
 }
 
+// wholeHost reports whether g covers every path of its hosts ("host" or
+// "host/").
+func (g grant) wholeHost() bool { return g.path == "" || g.path == "/" }
+
 // target is a URL that passed parsing and canonicalisation.
 type target struct {
 	u    *url.URL
 	host string // canonical: lowercase name without a trailing dot, or a canonical IPv4 address
 	path string // decoded path, "/" when empty
+	// encSlash is set when the path holds an encoded slash (%2F, or
+	// %252F encoded twice): read only where the allow rule and the grant
+	// cover the whole host (check), as a path prefix is compared with
+	// the decoded path, where it is a slash, and a server may read it as
+	// part of a name (GitLab's group%2Fproject is one segment).
+	encSlash bool
 }
 
 // parseTarget parses raw and puts its host in canonical form. It refuses
 // what could be read two ways: credentials in the URL, non-canonical
 // spellings of IPv4 addresses (decimal, octal, hexadecimal, short forms),
 // IPv6 addresses that embed an IPv4 address, IPv6 zones, non-ASCII hosts,
-// encoded slashes and dot segments in the path (with ";parameters" too:
-// "..;" is ".." to Tomcat-style servers).
+// backslashes and dot segments in the path (with ";parameters" too:
+// "..;" is ".." to Tomcat-style servers). An encoded slash is noted in
+// the target (encSlash), for check to refuse under a path prefix.
 func parseTarget(raw string) (*target, error) {
 	if len(raw) > maxURL {
 		return nil, errorf(Invalid, "URL is %d bytes, over the limit of %d", len(raw), maxURL)
@@ -173,24 +191,26 @@ func parseTarget(raw string) (*target, error) {
 	if path == "" {
 		path = "/"
 	}
-	// The decoded path is checked for encoded slashes too: a server (or a
-	// proxy in front of one) that decodes twice reads %252F as "/".
-	if esc, lp := strings.ToLower(u.EscapedPath()), strings.ToLower(path); strings.Contains(esc, "%2f") || strings.Contains(esc, "%5c") ||
-		strings.Contains(path, "\\") || strings.Contains(lp, "%2f") || strings.Contains(lp, "%5c") {
-		return nil, errorf(Invalid, "%s: encoded slashes and backslashes in the path are refused", raw)
+	// The decoded path is checked too: a server (or a proxy in front of
+	// one) that decodes twice reads %252F as "/" and %255C as "\\".
+	esc, lp := strings.ToLower(u.EscapedPath()), strings.ToLower(path)
+	if strings.Contains(esc, "%5c") || strings.Contains(path, "\\") || strings.Contains(lp, "%5c") {
+		return nil, errorf(Invalid, "%s: backslashes in the path, encoded or not (\\, %%5C, or %%255C encoded twice), are refused", raw)
 	}
+	encSlash := strings.Contains(esc, "%2f") || strings.Contains(lp, "%2f")
 	for _, seg := range strings.Split(path, "/") {
 		// Tomcat, Spring and Jetty strip a segment's ";parameters" before
 		// they resolve dot segments: to them "..;" (or "..;x") is "..",
 		// which would climb out of a rule's path prefix. The path is
-		// decoded, so %2e and %3b spellings are caught too, and each
+		// decoded, so %2e, %2f and %3b spellings are caught too, and each
 		// segment is decoded once more, so that a server that decodes
-		// twice finds no dot segment either (%252e%252e).
+		// twice finds no dot segment either (%252e%252e, and ..%252F,
+		// whose pieces are segments there).
 		twice, err := url.PathUnescape(seg)
 		if err != nil {
 			twice = seg
 		}
-		for _, s := range []string{seg, twice} {
+		for _, s := range append([]string{seg}, strings.Split(twice, "/")...) {
 			if name, _, _ := strings.Cut(s, ";"); name == "." || name == ".." {
 				return nil, errorf(Invalid, "%s: dot segments (. and .., also with ;parameters as in ..;, or encoded twice as in %%252e%%252e) in the path are refused", raw)
 			}
@@ -203,7 +223,7 @@ func parseTarget(raw string) (*target, error) {
 			}
 		}
 	}
-	return &target{u: u, host: host, path: path}, nil
+	return &target{u: u, host: host, path: path, encSlash: encSlash}, nil
 }
 
 // lax returns a decoded path segment as servers lax about its bytes read

@@ -72,17 +72,22 @@ func TestHostSpellingsRefused(t *testing.T) {
 		{"http://host.test/allowed/..%3b/x", Invalid, "dot segments"},
 		{"http://host.test/allowed/..%3B/x", Invalid, "dot segments"},
 		{"http://host.test/allowed/..;a;b/x", Invalid, "dot segments"},
-		{"https://example.com/a%2Fb", Invalid, "encoded slashes"},
-		{"https://example.com/a%5cb", Invalid, "encoded slashes"},
+		{"https://example.com/a%5cb", Invalid, "backslashes"},
+		{"https://example.com/a%5Cb", Invalid, "backslashes"},
+		// An encoded slash is parsed (check refuses it under a path
+		// prefix), but not a dot segment it makes.
+		{"https://example.com/a%2F..%2Fb", Invalid, "dot segments"},
+		{"https://example.com/a%2f%2e%2e%2fb", Invalid, "dot segments"},
 		// Encoded twice: a server, or a proxy before it, that decodes
 		// twice reads these as "..", "/" and "\\".
 		{"http://host.test/allowed/%252e%252e/x", Invalid, "dot segments"},
 		{"http://host.test/allowed/%252E./x", Invalid, "dot segments"},
 		{"http://host.test/allowed/..%253b/x", Invalid, "dot segments"},
 		{"http://host.test/allowed/%252e%252e%253Bx/y", Invalid, "dot segments"},
-		{"http://host.test/allowed/..%252Fx", Invalid, "encoded slashes"},
-		{"http://host.test/allowed/%252f../x", Invalid, "encoded slashes"},
-		{"http://host.test/allowed/..%255Cx", Invalid, "encoded slashes"},
+		{"http://host.test/allowed/..%252Fx", Invalid, "dot segments"},
+		{"http://host.test/allowed/%252f../x", Invalid, "dot segments"},
+		{"http://host.test/allowed/a%252F%252e%252e%252Fx", Invalid, "dot segments"},
+		{"http://host.test/allowed/..%255Cx", Invalid, "backslashes"},
 		{"https://example.com:99999/", Invalid, "bad port"},
 		{"https://ex%61mple.com/", Invalid, "invalid URL escape"},
 		{"https://example.com/" + strings.Repeat("a", maxURL), Invalid, "over the limit"},
@@ -105,6 +110,9 @@ func TestHostSpellingsRefused(t *testing.T) {
 		// A percent sign encoded is an ordinary character elsewhere.
 		"https://example.com/100%25/b": "https://example.com/100%25/b",
 		"https://example.com/%252e.md": "https://example.com/%252e.md",
+		// Encoded slashes stay encoded, as written.
+		"https://example.com/p/group%2Fproject/f/docs%2findex.md/raw?ref=main": "https://example.com/p/group%2Fproject/f/docs%2findex.md/raw?ref=main",
+		"https://example.com/a%252Fb":                                          "https://example.com/a%252Fb",
 	} {
 		tg, err := parseTarget(raw)
 		if err != nil || tg.u.String() != want {
