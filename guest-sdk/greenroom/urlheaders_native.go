@@ -153,8 +153,16 @@ func checkURL(raw string) *Error {
 	if path == "" {
 		path = "/"
 	}
-	if esc, lp := strings.ToLower(u.EscapedPath()), strings.ToLower(path); strings.Contains(esc, "%5c") || strings.Contains(path, "\\") || strings.Contains(lp, "%5c") {
+	esc, lp := strings.ToLower(u.EscapedPath()), strings.ToLower(path)
+	if strings.Contains(esc, "%5c") || strings.Contains(path, "\\") || strings.Contains(lp, "%5c") {
 		return fail(errInvalid, "%s: backslashes in the path, encoded or not (\\, %%5C, or %%255C encoded twice), are refused", raw)
+	}
+	// Go sends a path that is not a valid escaping of itself (a space,
+	// "{", "|" or a non-ASCII byte left unescaped) escaped anew from its
+	// decoded form, %2F as "/": another path than the one written
+	// (GitLab's group/project is not group%2Fproject).
+	if strings.Contains(strings.ToLower(u.RawPath), "%2f") && !strings.Contains(esc, "%2f") {
+		return fail(errInvalid, "%s: the path holds an encoded slash (%%2F) beside characters left unescaped (a space, {, |, non-ASCII), which would be sent with %%2F decoded to /; escape them too (url.PathEscape)", raw)
 	}
 	for _, seg := range strings.Split(path, "/") {
 		twice, err := url.PathUnescape(seg)

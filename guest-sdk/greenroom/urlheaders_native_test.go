@@ -274,6 +274,7 @@ func TestNativeURLRulesMatchTheRuntime(t *testing.T) {
 		"https://docs.example/a;b/c", "https://docs.example/a%20b", "https://docs.example/%zz",
 		"https://docs.example/a%2F..%2Fb", "https://docs.example/a%252F..%252Fb", "https://docs.example/a/..%252Fb", "https://docs.example/a%255Cb",
 		"https://docs.example/a%2F%2e%2e", "https://docs.example/a/%2e%2e%2Fb",
+		"https://docs.example/g%2Fp/a b.md", "https://docs.example/g%2fp/a{b}", "https://docs.example/g%2Fp/%C3%A9", "https://docs.example/g%2Fp/\u00e9",
 	} {
 		native, runtime := checkURL(raw), urlreader.CheckURL(raw)
 		if native == nil {

@@ -122,6 +122,7 @@ allow = [{ host = "127.0.0.1", scheme = "http" }]
 		{method: "GET", url: srv.URL + "/to-group"},
 		{method: "GET", url: srv.URL + "/a%2F..%2Fplain"},
 		{method: "GET", url: srv.URL + "/a%5Cplain"},
+		{method: "GET", url: srv.URL + "/group%2Fproject/a b"},
 		{method: "GET", url: srv.URL + "/a/%252e%252e/plain"},
 		{method: "GET", url: srv.URL + "/a/./plain", hop: true, via: []string{srv.URL + "/moved"}},
 		{method: "GET", url: srv.URL + "/plain", header: [][2]string{{"Authorization", "Bearer x"}}},

@@ -198,6 +198,13 @@ func parseTarget(raw string) (*target, error) {
 		return nil, errorf(Invalid, "%s: backslashes in the path, encoded or not (\\, %%5C, or %%255C encoded twice), are refused", raw)
 	}
 	encSlash := strings.Contains(esc, "%2f") || strings.Contains(lp, "%2f")
+	// Go sends a path that is not a valid escaping of itself (a space,
+	// "{", "|" or a non-ASCII byte left unescaped) escaped anew from its
+	// decoded form, %2F as "/": another path than the one written
+	// (GitLab's group/project is not group%2Fproject).
+	if strings.Contains(strings.ToLower(u.RawPath), "%2f") && !strings.Contains(esc, "%2f") {
+		return nil, errorf(Invalid, "%s: the path holds an encoded slash (%%2F) beside characters left unescaped (a space, {, |, non-ASCII), which would be sent with %%2F decoded to /; escape them too (url.PathEscape)", raw)
+	}
 	for _, seg := range strings.Split(path, "/") {
 		// Tomcat, Spring and Jetty strip a segment's ";parameters" before
 		// they resolve dot segments: to them "..;" (or "..;x") is "..",

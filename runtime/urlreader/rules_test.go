@@ -78,6 +78,9 @@ func TestHostSpellingsRefused(t *testing.T) {
 		// prefix), but not a dot segment it makes.
 		{"https://example.com/a%2F..%2Fb", Invalid, "dot segments"},
 		{"https://example.com/a%2f%2e%2e%2fb", Invalid, "dot segments"},
+		// Go would send these with %2F decoded to "/".
+		{"https://example.com/g%2Fp/a b.md", Invalid, "an encoded slash (%2F) beside characters left unescaped"},
+		{"https://example.com/g%2fp/a{b}|\u00e9", Invalid, "an encoded slash (%2F) beside characters left unescaped"},
 		// Encoded twice: a server, or a proxy before it, that decodes
 		// twice reads these as "..", "/" and "\\".
 		{"http://host.test/allowed/%252e%252e/x", Invalid, "dot segments"},
@@ -113,6 +116,8 @@ func TestHostSpellingsRefused(t *testing.T) {
 		// Encoded slashes stay encoded, as written.
 		"https://example.com/p/group%2Fproject/f/docs%2findex.md/raw?ref=main": "https://example.com/p/group%2Fproject/f/docs%2findex.md/raw?ref=main",
 		"https://example.com/a%252Fb":                                          "https://example.com/a%252Fb",
+		"https://example.com/g%2Fp/a%20b%7B%7D.md":                             "https://example.com/g%2Fp/a%20b%7B%7D.md",
+		"https://example.com/a%252Fb/c d":                                      "https://example.com/a%252Fb/c%20d",
 	} {
 		tg, err := parseTarget(raw)
 		if err != nil || tg.u.String() != want {
