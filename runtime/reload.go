@@ -44,6 +44,10 @@ type ReloadResult struct {
 	// RestartNeeded lists changed settings that only take effect when the
 	// process restarts (the listener, the database, ...).
 	RestartNeeded []string `json:"restart_needed,omitempty"`
+	// Warnings say what the reload applied but cannot work yet: a new
+	// [auth.jwt] jwks_url whose JWKS could not be fetched, so that every
+	// JWT is refused until a fetch succeeds (OnReload's hooks).
+	Warnings []string `json:"warnings,omitempty"`
 	// Superseded: a newer reload was asked for while this one loaded
 	// plugins; it loads those this one did not (outcome canceled).
 	Superseded bool `json:"superseded,omitempty"`
@@ -146,7 +150,7 @@ func (r *Runtime) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult
 	hooks := slices.Clone(r.onReload)
 	r.onReloadMu.Unlock()
 	for _, f := range hooks {
-		f(ctx, cfg)
+		res.Warnings = append(res.Warnings, f(ctx, cfg)...)
 	}
 
 	// The plugins' new versions are loaded one after another, and what

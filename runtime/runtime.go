@@ -84,7 +84,7 @@ type Runtime struct {
 	reloading atomic.Pointer[chan struct{}]
 	// onReload are called by Reload with the config it moves to (OnReload).
 	onReloadMu sync.Mutex
-	onReload   []func(context.Context, *config.Config)
+	onReload   []func(context.Context, *config.Config) []string
 
 	// plogs hold each plugin id's logger (rate limit, drop count) across
 	// its versions; reader is the URL reader every plugin reads through
@@ -493,8 +493,9 @@ func (r *Runtime) Effective(cfg *config.Config) *config.Config {
 //
 // f gets the reload's context, which ends when a newer reload supersedes
 // it or the shutdown cuts it short: what f waits for (a new JWKS's first
-// fetch) it stops waiting for then.
-func (r *Runtime) OnReload(f func(context.Context, *config.Config)) {
+// fetch) it stops waiting for then. What f returns is added to the
+// reload's Warnings.
+func (r *Runtime) OnReload(f func(context.Context, *config.Config) []string) {
 	r.onReloadMu.Lock()
 	defer r.onReloadMu.Unlock()
 	r.onReload = append(r.onReload, f)

@@ -172,6 +172,9 @@ func (rl *reloader) reloadIf(ctx context.Context, settled func(read, applied []c
 		return res, nil
 	}
 	rl.log.WithFields(fields).Info("reloaded")
+	for _, w := range res.Warnings {
+		rl.log.Warn("reload: " + w)
+	}
 	return res, nil
 }
 

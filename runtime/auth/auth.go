@@ -276,6 +276,14 @@ func (a *Authenticator) Interim(cfg *config.Auth, opts Options) *Authenticator {
 	return n
 }
 
+// JWKSFetched reports whether the JWKS a's JWTs are verified with was
+// fetched at least once: false when [auth.jwt] is set and no fetch of its
+// jwks_url has succeeded yet, so that every JWT is refused until one does
+// (a reload to an identity provider that is down, or a wrong URL).
+func (a *Authenticator) JWKSFetched() bool {
+	return a.jwt == nil || a.jwt.store.fetcher.fetched.Load()
+}
+
 // Configured reports whether any credential can succeed: a static token
 // or a JWT issuer is configured.
 func (a *Authenticator) Configured() bool { return len(a.tokens) > 0 || a.jwt != nil }

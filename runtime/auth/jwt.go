@@ -1061,6 +1061,8 @@ type jwksFetcher struct {
 	store    jwkset.Storage
 	warn     *warner
 	failures *atomic.Uint64
+	// fetched is set once a fetch succeeded: until then no JWT verifies.
+	fetched atomic.Bool
 }
 
 // fetch fetches the JWKS and replaces the keys held with its keys. A
@@ -1100,6 +1102,7 @@ func (f *jwksFetcher) replace(ctx context.Context) error {
 	if err := f.store.KeyReplaceAll(ctx, keys); err != nil {
 		return fmt.Errorf("failed to delete all keys from storage: %w", err)
 	}
+	f.fetched.Store(true)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/greenroom-dev/greenroom/runtime"
 	"github.com/greenroom-dev/greenroom/runtime/internal/authtest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
@@ -1113,5 +1115,43 @@ func TestJWTReloadAppliesIssuerAndJWKSURLAtOnce(t *testing.T) {
 	}
 	if n := newIdP.Fetches.Load() - fetches; n != 0 {
 		t.Errorf("a reload that kept jwks_url fetched the JWKS %d times", n)
+	}
+}
+
+// A reload to a jwks_url whose JWKS cannot be fetched is applied (its
+// other changes do not wait for the identity provider), and its answer
+// says that every JWT is refused until a fetch succeeds, where only the
+// log said so and the reload answered as if all was well; one whose URL
+// answers, or that keeps a URL fetched before while the identity provider
+// is down, says nothing of it.
+func TestReloadToAnUnfetchableJWKSWarns(t *testing.T) {
+	t.Parallel()
+	idp, down := authtest.New(t), authtest.New(t)
+	down.Status.Store(http.StatusInternalServerError)
+	in := startAuth(t, authConfig(idp, ""))
+	tok := idp.Sign(t, "RS256", authtest.Claims("user:default/jo"))
+	const warning = "auth.jwt.jwks_url: no fetch of the JWKS has succeeded yet"
+	warned := func(res *runtime.ReloadResult) bool {
+		return slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.HasPrefix(w, warning) })
+	}
+
+	in.SetConfig(authConfig(down, ""))
+	if res := in.Reload(t); !warned(res) {
+		t.Errorf("a reload to a JWKS answering 500: warnings %q, want %q", res.Warnings, warning)
+	}
+	if s, _, _ := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(tok)...); s != 401 {
+		t.Errorf("a JWT after that reload: %d, want 401", s)
+	}
+	in.SetConfig(authConfig(idp, ""))
+	if res := in.Reload(t); warned(res) {
+		t.Errorf("a reload to a JWKS that answers: warnings %q", res.Warnings)
+	}
+	idp.Status.Store(http.StatusInternalServerError)
+	in.SetConfig(authConfig(idp, "[plugins.hello.limits]\ninstances = 2\n"))
+	if res := in.Reload(t); warned(res) {
+		t.Errorf("a reload keeping the fetched JWKS while the identity provider is down: warnings %q", res.Warnings)
+	}
+	if s, _, body := in.DoAnon(t, "GET", "/api/hello/whoami", nil, bearer(tok)...); s != 200 {
+		t.Errorf("a JWT with the kept keys: %d %s, want 200", s, body)
 	}
 }

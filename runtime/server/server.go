@@ -302,11 +302,20 @@ func (s *Server) SetReloader(f Reloader) { s.reloader.Store(&f) }
 // reload's) ends first, the fetch is abandoned and the interim stays in
 // force until the next reload, which a newer reload superseding this one
 // is: its credentials apply at its start, not once this fetch answered.
-func (s *Server) Reload(ctx context.Context, cfg *config.Config) {
+//
+// It returns warnings for the reload's result: cfg's [auth.jwt] names a
+// JWKS no fetch of which has succeeded (every JWT refused until one does,
+// which the reload's answer says rather than the log alone).
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) (warnings []string) {
 	s.authnMu.Lock()
 	defer s.authnMu.Unlock()
+	defer func() {
+		if cfg.Auth.JWT != nil && !s.authn.Load().JWKSFetched() {
+			warnings = []string{"auth.jwt.jwks_url: no fetch of the JWKS has succeeded yet (the log says why): every JWT is refused until one does; static tokens are not affected"}
+		}
+	}()
 	if cfg == s.authnFor {
-		return
+		return nil
 	}
 	s.authnFor = cfg
 	s.setBudgets(cfg)
@@ -325,11 +334,12 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) {
 	if !ok {
 		// Abandoned: the interim decides, with old's keys.
 		s.keysOwner.Store(old)
-		return
+		return nil
 	}
 	s.authn.Store(n)
 	s.keysOwner.Store(nil)
 	old.Close()
+	return nil
 }
 
 // MetricsHandler serves the Prometheus exposition of the server's metrics
