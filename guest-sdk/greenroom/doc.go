@@ -48,7 +48,8 @@
 // a guest has no environment to read GOMEMLIMIT and GOGC from). A plugin
 // may change them again in its init. The native build leaves them alone.
 //
-// The package imports only the standard library. It compiles for the host
+// The package imports only the standard library, and so do its tests (go
+// mod tidy in a plugin's module loads them). It compiles for the host
 // platform too, so plugin packages pass `go vet ./...` and their handlers can
 // be unit-tested natively: there, Config reads the values given to SetConfig,
 // Handler returns what was passed to Handle, PrincipalFrom reports what

@@ -80,7 +80,7 @@ const nativeMaxBytes = 16 << 20
 var nativeTimeout = 30 * time.Second
 
 // nativeUserAgent is the runtime's User-Agent for a read whose plugin sets
-// none (runtime/urlreader, DefaultUserAgent).
+// none (runtime/urlreader, defaultUserAgent).
 const nativeUserAgent = "greenroom-urlreader"
 
 // urlCall reads with net/http directly: GET and HEAD only, at most 5

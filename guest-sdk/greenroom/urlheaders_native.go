@@ -18,8 +18,10 @@ import (
 
 // deniedHeaders is a copy of the runtime's list (runtime/urlreader,
 // deniedHeaders): TestNativeHeaderRulesMatchTheRuntime fails when the two
-// differ, in a name or a reason. The SDK imports only the standard
-// library, so it cannot share the runtime's.
+// differ, in a name or a reason, as testdata/runtime_url_answers.json
+// records the runtime's (runtime/urlreader's
+// TestRuntimeAnswersForTheNativeBuild writes it). The SDK, its tests too,
+// imports only the standard library, so it cannot share the runtime's.
 var deniedHeaders = map[string]string{
 	"authorization":       "it carries credentials, which the host adds from [[integrations]]",
 	"proxy-authorization": "it carries credentials",

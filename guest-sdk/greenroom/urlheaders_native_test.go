@@ -8,19 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/greenroom-dev/greenroom/runtime/config"
-	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
 
 // Natively, a request header the runtime refuses is refused too, sending
@@ -80,44 +74,6 @@ func TestNativeRefusesTheRuntimesHeaders(t *testing.T) {
 	}
 	if n := hits.Load(); n != 1 {
 		t.Errorf("refused requests reached the server: %d requests", n)
-	}
-}
-
-// The native build's header rules are the runtime's: the same names
-// refused for the same reasons, with the same errors. It fails when one
-// list changes without the other (runtime/urlreader deniedHeaders,
-// urlheaders_native.go deniedHeaders).
-func TestNativeHeaderRulesMatchTheRuntime(t *testing.T) {
-	rt := urlreader.DeniedRequestHeaders()
-	if !maps.Equal(deniedHeaders, rt) {
-		for _, k := range slices.Sorted(maps.Keys(rt)) {
-			if deniedHeaders[k] != rt[k] {
-				t.Errorf("runtime refuses %s (%q), the native build %q", k, rt[k], deniedHeaders[k])
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(deniedHeaders)) {
-			if _, ok := rt[k]; !ok {
-				t.Errorf("the native build refuses %s, the runtime does not", k)
-			}
-		}
-	}
-	names := []string{"", "Accept", "Accept-Language", "If-None-Match", "If-Modified-Since", "Range", "User-Agent", "Referer", "X-Api-Key",
-		"x-forwarded-prefix", "X_Forwarded_Anything", "X-Forwarded-", "Private-Token", "Bad Name", "a:b", "X-Ok\r", "Ünicode"}
-	for k := range rt {
-		names = append(names, k, strings.ToUpper(k), http.CanonicalHeaderKey(k), strings.ReplaceAll(k, "-", "_"))
-	}
-	codes := map[urlreader.Kind]int32{urlreader.Denied: errDenied, urlreader.Invalid: errInvalid}
-	for _, k := range names {
-		for _, v := range []string{"v", "", "tab\tok", "a\r\nInjected: 1", "nul\x00", "del\x7f", "ü"} {
-			native, runtime := checkHeader(k, v), urlreader.CheckRequestHeader(k, v)
-			switch {
-			case native == nil && runtime == nil:
-			case native == nil || runtime == nil:
-				t.Errorf("%q: %q: native %v, runtime %v", k, v, native, runtime)
-			case native.Message != runtime.Error() || native.Code != codes[urlreader.KindOf(runtime)] || native.Code == 0:
-				t.Errorf("%q: %q: native %d %q, runtime %v %q", k, v, native.Code, native.Message, urlreader.KindOf(runtime), runtime)
-			}
-		}
 	}
 }
 
@@ -256,67 +212,15 @@ func TestNativeReadsAsTheRuntime(t *testing.T) {
 	}
 }
 
-// The native build's URL rules are the runtime's where it applies them:
-// a URL the native build refuses, the runtime refuses with the same error.
-func TestNativeURLRulesMatchTheRuntime(t *testing.T) {
-	refused := 0
-	for _, raw := range []string{
-		"https://docs.example/a", "http://127.0.0.1:8080/x?q=1#frag", "HTTPS://Docs.Example/", "https://user:pw@docs.example/",
-		"http://user@127.0.0.1:1/", "https://:pw@docs.example/", "ftp://docs.example/", "file:///etc/passwd", "gopher://x/",
-		"/relative", "docs.example/a", "//docs.example/a", "mailto:a@docs.example", "https:opaque", "https:///x", "http://./x",
-		"http://:80/", "https://docs.example:99999/", "https://[::1]/", "https://[fe80::1%25eth0]/", "https://%zz/",
-		"https://docs.example/" + strings.Repeat("a", maxURL), "", " https://docs.example/", "https://docs.example/\x00",
-		"javascript:alert(1)", "data:text/plain,x", "https://docs.example/%2F", "https://docs.example/../x",
-		"https://gitlab.example/api/v4/projects/group%2Fproject/repository/files/README.md/raw", "https://docs.example/a%5cb",
-		"https://docs.example/a\\b", "https://docs.example/a%252Fb", "https://docs.example/a/%2e%2e/b", "https://docs.example/a/..;/b",
-		"https://docs.example/a/..;x/b", "https://docs.example/a/.;/b", "https://docs.example/a/..%3B/b", "https://docs.example/a/%252e%252e/b",
-		"https://docs.example/a/./b", "https://docs.example/a/.", "https://docs.example/a/..", "https://docs.example/a..b/c.d/...",
-		"https://docs.example/a;b/c", "https://docs.example/a%20b", "https://docs.example/%zz",
-		"https://docs.example/a%2F..%2Fb", "https://docs.example/a%252F..%252Fb", "https://docs.example/a/..%252Fb", "https://docs.example/a%255Cb",
-		"https://docs.example/a%2F%2e%2e", "https://docs.example/a/%2e%2e%2Fb",
-		"https://docs.example/g%2Fp/a b.md", "https://docs.example/g%2fp/a{b}", "https://docs.example/g%2Fp/%C3%A9", "https://docs.example/g%2Fp/\u00e9",
-	} {
-		native, runtime := checkURL(raw), urlreader.CheckURL(raw)
-		if native == nil {
-			continue
-		}
-		refused++
-		codes := map[urlreader.Kind]int32{urlreader.Denied: errDenied, urlreader.Invalid: errInvalid}
-		if runtime == nil || native.Message != runtime.Error() || native.Code != codes[urlreader.KindOf(runtime)] {
-			t.Errorf("%q: native %d %q, runtime %v", raw, native.Code, native.Message, runtime)
-		}
-	}
-	if refused < 30 {
-		t.Errorf("the native build refused only %d URLs", refused)
-	}
-}
-
-// The native build drops the response headers the runtime drops.
-func TestNativeResponseHopHeadersMatchTheRuntime(t *testing.T) {
-	h := http.Header{
-		"Connection": {"X-Secret, keep-alive", " x-other ,ETag"}, "X-Secret": {"s"}, "X-Other": {"s"}, "Etag": {`"v"`},
-		"Keep-Alive": {"timeout=5"}, "Proxy-Authenticate": {"Basic"}, "Proxy-Authorization": {"x"}, "Proxy-Connection": {"close"},
-		"Transfer-Encoding": {"chunked"}, "Upgrade": {"h2c"}, "Trailer": {"X-T"}, "Te": {"trailers"},
-		"X-Kept": {"yes"}, "Content-Type": {"text/plain"}, "Set-Cookie": {"a=b"},
-	}
-	native, runtime := h.Clone(), h.Clone()
-	dropHopHeaders(native)
-	urlreader.DropResponseHopHeaders(runtime)
-	if !reflect.DeepEqual(native, runtime) {
-		t.Errorf("native keeps %v, the runtime %v", native, runtime)
-	}
-	if len(runtime) != 3 {
-		t.Errorf("the runtime keeps %v", runtime)
-	}
-}
-
 // Natively a read has the runtime's defaults: its User-Agent when the
 // plugin sets none (it was Go's), and reading.timeout, 30s, with the
 // runtime's errors (a read ran as long as its server took, and a deadline
-// said only "deadline passed").
+// said only "deadline passed"). The runtime's defaults are those
+// runtime/urlreader's TestRuntimeAnswersForTheNativeBuild wrote to
+// testdata/runtime_url_answers.json.
 func TestNativeReadsWithTheRuntimesDefaults(t *testing.T) {
-	if d := config.Default().Reading; nativeMaxBytes != int64(d.MaxBytes) || nativeTimeout != d.Timeout.D() || nativeUserAgent != urlreader.DefaultUserAgent {
-		t.Errorf("native defaults %d %s %q, the runtime's %d %s %q", nativeMaxBytes, nativeTimeout, nativeUserAgent, d.MaxBytes, d.Timeout.D(), urlreader.DefaultUserAgent)
+	if d := loadRuntimeAnswers(t).Defaults; nativeMaxBytes != d.MaxBytes || nativeTimeout.String() != d.Timeout || nativeUserAgent != d.UserAgent {
+		t.Errorf("native defaults %d %s %q, the runtime's %d %s %q (%s)", nativeMaxBytes, nativeTimeout, nativeUserAgent, d.MaxBytes, d.Timeout, d.UserAgent, runtimeAnswersFile)
 	}
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

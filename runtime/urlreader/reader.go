@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -205,7 +204,7 @@ func New(cfg *config.Config, opts Options) (*Reader, error) {
 		r.resolver = net.DefaultResolver
 	}
 	if r.userAgent == "" {
-		r.userAgent = DefaultUserAgent
+		r.userAgent = defaultUserAgent
 	}
 	for _, ap := range opts.TestOnlyReachable {
 		r.reachable[ap] = true
@@ -266,7 +265,9 @@ func (r *Reader) Close() { r.transport.CloseIdleConnections() }
 
 // deniedHeaders are request headers a plugin may not set, with the reason.
 // The guest SDK's native build has a copy (guest-sdk/greenroom,
-// urlheaders_native.go), which its parity test keeps equal: change both.
+// urlheaders_native.go): TestRuntimeAnswersForTheNativeBuild writes this
+// list and the errors of checkHeader to the file the SDK's
+// TestNativeHeaderRulesMatchTheRuntime checks its copy with: change both.
 var deniedHeaders = map[string]string{
 	"authorization":       "it carries credentials, which the host adds from [[integrations]]",
 	"proxy-authorization": "it carries credentials",
@@ -317,8 +318,9 @@ var deniedHeaders = map[string]string{
 }
 
 // hopHeaders are the standard hop-by-hop headers, not passed back to the
-// plugin. The guest SDK's native build has a copy, which its parity test
-// keeps equal in effect (DropResponseHopHeaders).
+// plugin. The guest SDK's native build has a copy, kept equal in effect
+// by TestRuntimeAnswersForTheNativeBuild and the SDK's
+// TestNativeResponseHopHeadersMatchTheRuntime.
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te",
 	"Proxy-Authenticate", "Proxy-Authorization",
@@ -805,42 +807,10 @@ func redirectFrom(req Request) string {
 
 func (r *Reader) checkHeader(k, v string) error { return checkHeader(r.denyHdr, k, v) }
 
-// DefaultUserAgent is the User-Agent of a read whose plugin sets none
+// defaultUserAgent is the User-Agent of a read whose plugin sets none
 // (unless Options.UserAgent says otherwise). The guest SDK's native build
-// sends it too.
-const DefaultUserAgent = "greenroom-urlreader"
-
-// DeniedRequestHeaders returns the request headers every plugin is
-// refused, by lower-case name ('-' for '_'), with the reason its error
-// gives; a configured integration's header is refused too (New), and any
-// x-forwarded-* name. The guest SDK's native build refuses the same, from
-// its own copy, so that a plugin's unit test meets the runtime's rules: its
-// TestNativeHeaderRulesMatchTheRuntime fails when the two differ.
-func DeniedRequestHeaders() map[string]string { return maps.Clone(deniedHeaders) }
-
-// CheckRequestHeader is the check of one request header a plugin sets, as
-// a reader without integrations makes it: nil, or an *Error (Denied for a
-// refused name, Invalid for a malformed one or a control character in the
-// value) whose message the plugin gets.
-func CheckRequestHeader(k, v string) error { return checkHeader(deniedHeaders, k, v) }
-
-// CheckURL is the check of a URL's form that every read makes before the
-// grants and allow rules (docs/urlreader.md, "What is checked", 1.): nil,
-// or an *Error whose message the plugin gets. The guest SDK's native build
-// makes the part of it that a unit test against an httptest.Server can
-// meet; its TestNativeURLRulesMatchTheRuntime compares the two. An
-// encoded slash in the path passes it, as natively: the allow rules and
-// grants refuse it under a path prefix (check).
-func CheckURL(raw string) error {
-	_, err := parseTarget(raw)
-	return err
-}
-
-// DropResponseHopHeaders deletes from h what the reader does not pass on
-// to the plugin of a response's headers: the hop-by-hop ones and those
-// its Connection headers name. The guest SDK's native build drops the
-// same (TestNativeResponseHopHeadersMatchTheRuntime).
-func DropResponseHopHeaders(h http.Header) { dropHopHeaders(h) }
+// sends it too (TestRuntimeAnswersForTheNativeBuild).
+const defaultUserAgent = "greenroom-urlreader"
 
 // checkHeader checks a plugin's request header k: v against deny, the
 // refused names (lower-case, '-' for '_') with their reasons.
