@@ -3,6 +3,7 @@ package urlreader
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -142,5 +143,108 @@ allow = [
 	}
 	if got := seenSince(n); len(got) != 0 {
 		t.Errorf("refused paths reached the server: %q", got)
+	}
+}
+
+// An attack pass on the rule above, as a hostile plugin and a hostile
+// server: each URL read directly, as the Location of a redirect from a
+// whole host that carried its own token, and by the plugin's client hop
+// by hop. A whole-host rule that does not let the read through (https
+// only) lends nothing to a rule with paths; a wildcard whole rule or
+// grant beside a path one for the same host reads it whole (as without
+// %2F); %25%32%46 (each character encoded), %2F in a ;parameter or
+// under a host spelled otherwise counts; %2F in the query does not.
+// What is read reaches the server as written, with its own host's
+// token only; what is refused reaches nothing. A Location that Go's
+// client escapes anew (%2F beside a space) is checked as it is sent,
+// with "/".
+func TestEncodedSlashRuleMixesAndRedirects(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := newServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/r" {
+			w.Header().Set("Location", r.URL.Query().Get("to"))
+			w.WriteHeader(http.StatusFound)
+			return
+		}
+		mu.Lock()
+		seen = append(seen, r.Host+" "+r.RequestURI+" gl="+r.Header.Get("Private-Token")+" gh="+r.Header.Get("Authorization"))
+		mu.Unlock()
+		fmt.Fprint(w, "# docs")
+	})
+	take := func() []string { mu.Lock(); defer mu.Unlock(); s := seen; seen = nil; return s }
+	cfg := `
+[reading]
+allow = [
+  { host = "api.ex.test", scheme = "http", paths = ["/api/"] },
+  { host = "*.ex.test", scheme = "http" },
+  { host = "gl.test", scheme = "http" },
+  { host = "mix.test", scheme = "https" },
+  { host = "mix.test", scheme = "http", paths = ["/pub/"] },
+]
+[[integrations.gitlab]]
+host = "gl.test"
+token = "gl-0123456789abcdef"
+[[integrations.github]]
+host = "api.ex.test"
+token = "gh-0123456789abcdef"
+`
+	res := mapResolver{}
+	for _, h := range []string{"gl.test", "api.ex.test", "mix.test"} {
+		res[h] = []string{"127.0.0.1"}
+	}
+	r := reader(t, cfg, res, srv)
+	port := srv.port()
+	plugins := map[string]*PluginReader{
+		"whole": r.For("whole", []string{"*.ex.test", "gl.test", "mix.test/"}),
+		"mixed": r.For("mixed", []string{"*.ex.test", "api.ex.test/api/", "gl.test/api/"}),
+	}
+	tokens := map[string]string{"gl.test": " gl=gl-0123456789abcdef gh=", "api.ex.test": " gl= gh=Bearer gh-0123456789abcdef", "mix.test": " gl= gh="}
+	for _, tc := range []struct {
+		plugin, host, path string
+		sent               string // the host the server sees it on, or "" when refused
+		kind               Kind
+		want               string
+		redirected         string // the path sent when it is a redirect's, if not path
+	}{
+		{"whole", "api.ex.test", "/api/g%2Fp/raw", "api.ex.test", 0, "", ""},
+		{"mixed", "api.ex.test", "/api/g%2Fp/raw", "api.ex.test", 0, "", ""},
+		{"whole", "GL.TEST.", "/api/g%25%32%46p/raw", "gl.test", 0, "", ""},
+		{"mixed", "gl.test", "/api/a?path=g%2Fp%2F..%2Fx", "gl.test", 0, "", ""},
+		{"whole", "mix.test", "/pub/a%2Fb", "", Denied, "reading.allow[4] allows it only under its paths", ""},
+		{"mixed", "GL.test", "/api/g%25%32%46p/raw", "", Denied, `the grant "gl.test/api/" in plugins.mixed.capabilities.urlreader covers a path prefix`, ""},
+		{"mixed", "gl.test.", "/api/g;x=%2F/raw", "", Denied, "covers a path prefix", ""},
+		{"mixed", "gl.test", "/api/g%2Fp/a b", "", Invalid, "beside characters left unescaped", "/api/g/p/a%20b"},
+		{"whole", "gl.test", "/api/a%2F%2e%2E%2Fb", "", Invalid, "dot segments", ""},
+	} {
+		target := "http://" + tc.host + ":" + port + tc.path
+		p := plugins[tc.plugin]
+		for _, how := range []string{"read", "redirect", "client"} {
+			var err error
+			switch via := "http://gl.test:" + port + "/api/r?to=" + url.QueryEscape(target); how {
+			case "read":
+				_, err = read(p, target)
+			case "redirect":
+				_, err = read(p, via)
+			case "client":
+				_, _, err = get(&http.Client{Transport: hopTransport{p}}, via)
+			}
+			got := take()
+			if how != "read" && tc.redirected != "" {
+				if want := "gl.test:" + port + " " + tc.redirected + tokens["gl.test"]; err != nil || len(got) != 1 || got[0] != want {
+					t.Errorf("%s %s %s: err %v, server saw %q, want %q", tc.plugin, how, target, err, got, want)
+				}
+				continue
+			}
+			if tc.sent == "" {
+				if err == nil || KindOf(err) != tc.kind || !strings.Contains(err.Error(), tc.want) || len(got) != 0 {
+					t.Errorf("%s %s %s: err %v, server saw %q; want %v error with %q, nothing sent", tc.plugin, how, target, err, got, tc.kind, tc.want)
+				}
+				continue
+			}
+			if want := tc.sent + ":" + port + " " + tc.path + tokens[tc.sent]; err != nil || len(got) != 1 || got[0] != want {
+				t.Errorf("%s %s %s: err %v, server saw %q, want %q", tc.plugin, how, target, err, got, want)
+			}
+		}
 	}
 }
