@@ -223,10 +223,8 @@ func parseTarget(raw string) (*target, error) {
 			}
 			// As lax servers read it: a dot segment or a slash there is
 			// one to them.
-			if l := lax(s); l != s {
-				if name, _, _ := strings.Cut(l, ";"); name == "." || name == ".." || strings.ContainsAny(l, "/\\") {
-					return nil, errorf(Invalid, "%s: a segment that some servers read as a dot segment or a slash (with a NUL byte, as Jetty reads ..%%00, in overlong UTF-8, as Tomcat reads %%c0%%ae%%c0%%ae, or in Unicode's compatibility forms, as servers that normalise paths read fullwidth %%ef%%bc%%8e%%ef%%bc%%8e) is refused", raw)
-				}
+			if l := lax(s); l != s && laxRefused(s, l) {
+				return nil, errorf(Invalid, "%s: a segment that some servers read as a dot segment or a slash (with a NUL byte, as Jetty reads ..%%00, in overlong UTF-8, as Tomcat reads %%c0%%ae%%c0%%ae, or in Unicode's compatibility forms, as servers that normalise paths read fullwidth %%ef%%bc%%8e%%ef%%bc%%8e, also percent-encoded there, as fullwidth %%ef%%bc%%85%%ef%%bc%%92%%ef%%bd%%85 is %%2e) is refused", raw)
 			}
 		}
 	}
@@ -252,37 +250,115 @@ func lax(seg string) string {
 	return seg
 }
 
-// laxBytes is lax's part for NUL bytes and overlong UTF-8.
-func laxBytes(seg string) string {
-	if !strings.ContainsAny(seg, "\x00\xc0\xc1\xe0\xf0") {
-		return seg
+// laxRefused tells whether l, lax's reading of the segment s, is a dot
+// segment or holds a slash or a backslash: as it is, or percent-decoded,
+// as a server that normalises a path and then decodes it reads it
+// (fullwidth percent signs and digits, U+FF05 U+FF12 U+FF45, are "%2e"
+// in NFKC, and ".." once decoded). A slash found only that way is
+// refused, not read as an encoded slash: a server that decodes before it
+// normalises reads a fullwidth "%2F" as a name, one that normalises
+// first as "/". A %2F spelled in ASCII (%252F) is one for both, and
+// stays the encoded slash it was without the normalisation.
+func laxRefused(s, l string) bool {
+	dot := func(x string) bool {
+		name, _, _ := strings.Cut(x, ";")
+		return name == "." || name == ".." || strings.ContainsAny(x, "\\")
 	}
-	cont := func(i int) bool { return i < len(seg) && seg[i]&0xc0 == 0x80 }
-	b := make([]byte, 0, len(seg))
-	for i := 0; i < len(seg); i++ {
-		c := seg[i]
-		switch {
-		case c == 0:
-			continue
-		// Two, three or four bytes for an ASCII character (below 0x80):
-		// C0 or C1 and one more, E0 80-81 and one more, F0 80 80-81 and
-		// one more.
-		case (c == 0xc0 || c == 0xc1) && cont(i+1):
-			b = append(b, (c&0x01)<<6|seg[i+1]&0x3f)
-			i++
-			continue
-		case c == 0xe0 && cont(i+1) && seg[i+1] <= 0x81 && cont(i+2):
-			b = append(b, (seg[i+1]&0x01)<<6|seg[i+2]&0x3f)
+	if dot(l) || strings.Contains(l, "/") {
+		return true
+	}
+	d := unescapeLax(l)
+	if d == l {
+		return false
+	}
+	if strings.Count(d, "/") > strings.Count(unescapeLax(s), "/") {
+		return true
+	}
+	for _, p := range strings.Split(d, "/") {
+		if dot(p) {
+			return true
+		}
+		if lp := lax(p); lp != p && (dot(lp) || strings.Contains(lp, "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeLax decodes s's %XX escapes, leaving a % that starts none as
+// it is, as lax servers do.
+func unescapeLax(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
 			i += 2
 			continue
-		case c == 0xf0 && cont(i+1) && seg[i+1] == 0x80 && cont(i+2) && seg[i+2] <= 0x81 && cont(i+3):
-			b = append(b, (seg[i+2]&0x01)<<6|seg[i+3]&0x3f)
-			i += 3
-			continue
 		}
-		b = append(b, c)
+		b = append(b, s[i])
 	}
 	return string(b)
+}
+
+// laxBytes is lax's part for NUL bytes and overlong UTF-8: NUL bytes,
+// spelled in one byte or overlong, are dropped.
+func laxBytes(seg string) string {
+	if !strings.ContainsAny(seg, "\x00\xc0\xc1\xe0\xf0\xf8\xfc") {
+		return seg
+	}
+	b := make([]byte, 0, len(seg))
+	for i := 0; i < len(seg); i++ {
+		c, n := seg[i], 1
+		if o, m := overlongASCII(seg[i:]); m > 0 {
+			c, n = o, m
+		}
+		if c != 0 {
+			b = append(b, c)
+		}
+		i += n - 1
+	}
+	return string(b)
+}
+
+// overlongASCII returns the ASCII character that s begins with in two to
+// six bytes of overlong UTF-8, and how many bytes, or 0 bytes when it
+// begins with none: C0 or C1 and one more byte, E0 80-81 and one more,
+// F0 80 80-81 and one more, and the obsolete five- and six-byte forms,
+// F8 80 80 80-81 and one more, FC 80 80 80 80-81 and one more, which
+// decoders older than RFC 3629 still read.
+func overlongASCII(s string) (byte, int) {
+	n := 0
+	switch c := s[0]; {
+	case c&0xe0 == 0xc0:
+		n = 2
+	case c&0xf0 == 0xe0:
+		n = 3
+	case c&0xf8 == 0xf0:
+		n = 4
+	case c&0xfc == 0xf8:
+		n = 5
+	case c&0xfe == 0xfc:
+		n = 6
+	default:
+		return 0, 0
+	}
+	if len(s) < n {
+		return 0, 0
+	}
+	v := uint32(s[0] & (0x7f >> n))
+	for j := 1; j < n; j++ {
+		if s[j]&0xc0 != 0x80 {
+			return 0, 0
+		}
+		v = v<<6 | uint32(s[j]&0x3f)
+	}
+	if v >= utf8.RuneSelf {
+		return 0, 0
+	}
+	return byte(v), n
 }
 
 // canonicalHost returns u's host in the form rules and the dialer use.

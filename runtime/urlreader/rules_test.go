@@ -310,7 +310,7 @@ func TestPathRuleLaxDotSegments(t *testing.T) {
 	}
 	p := r.For("docs", []string{"host.test/allowed/"})
 	// Bytes like these in a name are no dot segment: still read.
-	for _, u := range []string{"http://host.test/allowed/%c0%c1", "http://host.test/allowed/caf%c3%a9", "http://host.test/allowed/%e0%a4%85", "http://host.test/allowed/..x%00"} {
+	for _, u := range []string{"http://host.test/allowed/%c0%c1", "http://host.test/allowed/caf%c3%a9", "http://host.test/allowed/%e0%a4%85", "http://host.test/allowed/..x%00", "http://host.test/allowed/%f8%88%80%80%ae%f8%88%80%80%ae", "http://host.test/allowed/%fc%80%80%80%80"} {
 		if _, err := p.check(u); err != nil {
 			t.Errorf("%s refused: %v", u, err)
 		}
@@ -330,6 +330,17 @@ func TestPathRuleLaxDotSegments(t *testing.T) {
 		"http://host.test/allowed/x%c1%9c..%c1%9cx",
 		"http://host.test/allowed/x%e0%81%9c..%e0%81%9cx",
 		"http://host.test/allowed/x%f0%80%80%af..",
+		// The obsolete five- and six-byte forms, which old decoders
+		// still read: "/" and ".".
+		"http://host.test/allowed/x%f8%80%80%80%af..",
+		"http://host.test/allowed/x%fc%80%80%80%80%af..",
+		"http://host.test/allowed/%f8%80%80%80%ae%f8%80%80%80%ae/x",
+		"http://host.test/allowed/%fc%80%80%80%80%ae./x",
+		"http://host.test/allowed/x%f8%80%80%81%9c..",
+		"http://host.test/allowed/%25f8%2580%2580%2580%25ae./x",
+		// An overlong NUL is dropped like a NUL.
+		"http://host.test/allowed/..%c0%80/x",
+		"http://host.test/allowed/.%e0%80%80./x",
 	} {
 		_, err := p.check(u)
 		if err == nil || KindOf(err) != Invalid {
@@ -428,7 +439,9 @@ func TestPathRuleCompatibilityDotSegments(t *testing.T) {
 	for _, u := range []string{
 		"http://host.test/allowed/caf%c3%a9", "http://host.test/allowed/%e6%97%a5%e6%9c%ac",
 		"http://host.test/allowed/%ef%bc%8ex", "http://host.test/allowed/file%e2%80%a4txt",
-		"http://host.test/allowed/%ef%ac%81le", // ﬁ ligature: "file"
+		"http://host.test/allowed/%ef%ac%81le",                  // ﬁ ligature: "file"
+		"http://host.test/allowed/%ef%bc%85%ef%bc%92%ef%bc%90x", // ％２０x: " x"
+		"http://host.test/allowed/%ef%bc%85%ef%bc%92%ef%bd%85x", // ％２ｅx: ".x"
 	} {
 		if _, err := p.check(u); err != nil {
 			t.Errorf("%s refused: %v", u, err)
@@ -447,10 +460,36 @@ func TestPathRuleCompatibilityDotSegments(t *testing.T) {
 		"http://host.test/allowed/%25ef%25bc%258e%25ef%25bc%258e/admin",
 		"http://host.test/allowed/x%ef%bc%8f..%ef%bc%8fadmin",
 		"http://host.test/allowed/x%ef%bc%bc..%ef%bc%bcadmin",
+		// Normalised, then percent-decoded: fullwidth percent signs and
+		// digits (U+FF05, U+FF12, U+FF45...) are %2e%2e and %2F in NFKC.
+		"http://host.test/allowed/%ef%bc%85%ef%bc%92%ef%bd%85%ef%bc%85%ef%bc%92%ef%bd%85/admin",
+		"http://host.test/allowed/\uff05\uff12\uff45\uff05\uff12\uff25/admin",
+		"http://host.test/allowed/%ef%bc%85%ef%bc%92%ef%bd%85./admin",
+		"http://host.test/allowed/%ef%bc%852e%ef%bc%852e;x/admin",
+		"http://host.test/allowed/x%ef%bc%85%ef%bc%92%ef%bc%a6..%ef%bc%85%ef%bc%92%ef%bc%a6admin",
+		"http://host.test/allowed/x%ef%bc%85%ef%bc%92f..",
+		"http://host.test/allowed/x%ef%bc%852%ef%bc%a6..",
+		"http://host.test/allowed/x%252%ef%bc%a6..",
+		"http://host.test/allowed/x%ef%bc%855%ef%bc%a3..",
+		"http://host.test/allowed/%ef%bc%85c0%ef%bc%85ae%ef%bc%85c0%ef%bc%85ae/admin",
+		"http://host.test/allowed/%ef%bc%85ef%ef%bc%85bc%ef%bc%858e./admin",
+		"http://host.test/allowed/%25ef%25bc%2585%25ef%25bc%2592%25ef%25bd%2585./admin",
 	} {
 		_, err := p.check(u)
 		if err == nil || KindOf(err) != Invalid {
 			t.Errorf("%s: err = %v, want it refused", u, err)
+		}
+	}
+	// A slash spelled in fullwidth percent-encoding is refused whatever
+	// the rule, for a whole host too; an encoded slash spelled in ASCII
+	// beside characters NFKC changes (a decomposed é) is an encoded slash
+	// as any other, for check to read for whole hosts only.
+	if _, err := parseTarget("http://host.test/g%ef%bc%85%ef%bc%92%ef%bc%a6p/x"); err == nil || KindOf(err) != Invalid {
+		t.Errorf("fullwidth %%2F: err = %v, want it refused", err)
+	}
+	for _, u := range []string{"http://host.test/cafe%cc%81%2Fx", "http://host.test/cafe%cc%81%252Fx"} {
+		if tg, err := parseTarget(u); err != nil || !tg.encSlash {
+			t.Errorf("%s: %+v, %v, want it parsed with an encoded slash", u, tg, err)
 		}
 	}
 }
