@@ -625,6 +625,10 @@ func TestWarmInstancesStartTogether(t *testing.T) {
 func TestLargeResponseInPieces(t *testing.T) {
 	lim := testLimits()
 	lim.Memory, lim.RetireMemory, lim.MaxResponse = 64<<20, 48<<20, 16<<20
+	// What is tested is the size, not the time: writing 17 MiB in wasm
+	// took over testLimits' 1 s on a loaded 2-core CI machine, and the
+	// call failed as a timeout.
+	lim.Timeout = 20 * time.Second
 	p := load(t, hostileWasm, lim)
 	const n = 15 << 20
 	status, body, err := get(p, fmt.Sprintf("/big?n=%d&piece=32768", n))
