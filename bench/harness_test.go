@@ -24,14 +24,17 @@ import (
 // the report says about them.
 func TestConfigText(t *testing.T) {
 	h := &harness{opt: options{instances: 8}, token: "greenbench-" + strings.Repeat("ab", 24), wasm: map[string]string{}}
+	// A directory of the test's own: the config's directories are checked
+	// against the file system (a file /x left by something else failed it).
+	x := t.TempDir()
 	for name := range pluginSources {
-		h.wasm[name] = "/x/" + name + ".wasm"
+		h.wasm[name] = x + "/" + name + ".wasm"
 	}
 	for _, c := range []grConfig{
-		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", dataDir: "/x/data", plugins: modules(fivePlugins...), tuned: true},
-		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", pg: true, plugins: modules("todo"), tuned: true},
-		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", plugins: []plugin{{"hello", "hello"}, {"hello-2", "hello"}}},
-		{listen: "127.0.0.1:1234", cacheDir: "/x/cache", plugins: []plugin{{"hello-off", "hello"}}, tuned: true, uninterruptible: true},
+		{listen: "127.0.0.1:1234", cacheDir: x + "/cache", dataDir: x + "/data", plugins: modules(fivePlugins...), tuned: true},
+		{listen: "127.0.0.1:1234", cacheDir: x + "/cache", pg: true, plugins: modules("todo"), tuned: true},
+		{listen: "127.0.0.1:1234", cacheDir: x + "/cache", plugins: []plugin{{"hello", "hello"}, {"hello-2", "hello"}}},
+		{listen: "127.0.0.1:1234", cacheDir: x + "/cache", plugins: []plugin{{"hello-off", "hello"}}, tuned: true, uninterruptible: true},
 	} {
 		text := h.configText(c)
 		env := func(k string) (string, bool) {
