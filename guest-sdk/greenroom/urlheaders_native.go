@@ -116,10 +116,12 @@ const maxURL = 8 << 10
 // encoded slash (%2F, GitLab's group%2Fproject) is read, as the runtime
 // reads it under an allow rule and a grant for the whole host: natively
 // every host is read whole. The runtime's other rules (allow rules and
-// grants, an encoded slash under a path prefix, https only unless a rule
-// says http, host spellings, path segments as lax or normalising servers
-// read them, internal addresses) are not applied natively, where a unit
-// test reads an httptest.Server on 127.0.0.1 over http.
+// grants, an encoded slash or a segment servers that decode it again or
+// read it loosely take for a dot segment under a path prefix, https only
+// unless a rule says http, host spellings, path segments as lax or
+// normalising servers read them, internal addresses) are not applied
+// natively, where a unit test reads an httptest.Server on 127.0.0.1 over
+// http.
 func checkURL(raw string) *Error {
 	fail := func(code int32, format string, args ...any) *Error {
 		return &Error{Op: "urlreader_call", Code: code, Message: fmt.Sprintf(format, args...)}

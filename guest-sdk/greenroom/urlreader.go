@@ -103,8 +103,10 @@ func (e *StatusError) Is(target error) bool {
 // operator's config or is left to net/http (docs/urlreader.md, "Native
 // builds"): every host is read, over plain http too, loopback and private
 // addresses included, and every path of it, one with an encoded slash
-// (%2F) too, which the runtime reads only for an allow rule and a grant
-// that cover the whole host; the runtime's rules for a host's spelling and for
+// (%2F) or a segment that servers which decode it again or read it
+// loosely take for a dot segment (%25252e%25252e, ..%20, ...) too, which
+// the runtime reads only for an allow rule and a grant that cover the
+// whole host; the runtime's rules for a host's spelling and for
 // path segments as lax servers read them are not applied; no
 // integration token is added; and a context canceled during a read ends
 // it, where the runtime sees it only before the read.

@@ -95,7 +95,7 @@ allow = [
 	// Refused under a path prefix, naming what restricts it and what
 	// allows it; nothing is sent.
 	pathGrant := r.For("q", []string{"gitlab.test/api/", "docs.test/api/"})
-	const why = "refused: the path holds an encoded slash (%2F, or %252F encoded twice), read only where both the allow rule and the plugin's grant cover the whole host"
+	const why = "refused: the path holds an encoded slash (%2F, or %252F encoded twice or more), read only where both the allow rule and the plugin's grant cover the whole host"
 	n = count()
 	for _, tc := range []struct {
 		p    *PluginReader

@@ -201,6 +201,12 @@ func nativeAnswerCases() *nativeAnswers {
 		"https://docs.example/a%2F..%2Fb", "https://docs.example/a%252F..%252Fb", "https://docs.example/a/..%252Fb", "https://docs.example/a%255Cb",
 		"https://docs.example/a%2F%2e%2e", "https://docs.example/a/%2e%2e%2Fb",
 		"https://docs.example/g%2Fp/a b.md", "https://docs.example/g%2fp/a{b}", "https://docs.example/g%2Fp/%C3%A9", "https://docs.example/g%2Fp/\u00e9",
+		// Read for a whole host, refused under a path prefix only
+		// (wholeOnly): natively every host is read whole.
+		"https://docs.example/a/%25252e%25252e/b", "https://docs.example/a%25252Fb", "https://docs.example/a%25255Cb", "https://docs.example/a/%25u002e%25u002e/b",
+		"https://docs.example/a/.%e2%80%8b./b", "https://docs.example/a/..%20/b", "https://docs.example/a/.../b", "https://docs.example/a/%e3%80%82%e3%80%82/b",
+		"https://docs.example/a/..%e2%88%95b", "https://docs.example/a/..%c2%a5b", "https://docs.example/a/%f0%8f%bc%8e%f0%8f%bc%8e/b",
+		"https://docs.example/a/%" + strings.Repeat("25", 9) + "41",
 	} {
 		a.URLs = append(a.URLs, urlAnswer{URL: raw})
 	}

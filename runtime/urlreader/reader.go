@@ -458,8 +458,9 @@ func (p *PluginReader) check(raw string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	// An encoded slash is read only through a grant and a rule for the
-	// whole host: pathGrant is a grant that covers the path only by its
+	// An encoded slash, and a segment that servers which decode it again
+	// or read it loosely take for a dot segment (wholeOnly), is read only
+	// through a grant and a rule for the whole host: pathGrant is a grant that covers the path only by its
 	// prefix, wholeGrant one for the whole host.
 	granted, wholeGrant, pathGrant := false, false, ""
 	for _, g := range p.grants {
@@ -495,7 +496,7 @@ func (p *PluginReader) check(raw string) (*target, error) {
 			hostRule = ar
 		}
 		if ar.matchPath(t.path) && (t.u.Scheme == "https" || ar.http) {
-			if t.encSlash && !ar.wholeHost() {
+			if (t.encSlash || t.wholeOnly != "") && !ar.wholeHost() {
 				if pathRule == nil {
 					pathRule = ar
 				}
@@ -506,7 +507,7 @@ func (p *PluginReader) check(raw string) (*target, error) {
 		}
 	}
 	switch {
-	case t.encSlash && (rule == nil && pathRule != nil || rule != nil && !wholeGrant):
+	case (t.encSlash || t.wholeOnly != "") && (rule == nil && pathRule != nil || rule != nil && !wholeGrant):
 		// A path prefix is compared with the decoded path, where %2F is
 		// a slash; a server may read it as one (and a prefix then says
 		// nothing of which directory is read) or as part of a name
@@ -518,7 +519,11 @@ func (p *PluginReader) check(raw string) (*target, error) {
 		if !wholeGrant {
 			by = append(by, fmt.Sprintf("the grant %q in plugins.%s.capabilities.urlreader covers a path prefix", pathGrant, p.id))
 		}
-		return nil, errorf(Denied, "%s: refused: the path holds an encoded slash (%%2F, or %%252F encoded twice), read only where both the allow rule and the plugin's grant cover the whole host: a path prefix cannot say where such a path leads (a server may read %%2F as a slash or as part of a name); %s. To read it, the operator gives host %s an allow rule without paths and grants it whole (plugins.%s.capabilities.urlreader = [%q])", t.u.Redacted(), strings.Join(by, " and "), t.host, p.id, t.host)
+		what := "an encoded slash (%2F, or %252F encoded twice or more), read only where both the allow rule and the plugin's grant cover the whole host: a path prefix cannot say where such a path leads (a server may read %2F as a slash or as part of a name)"
+		if t.wholeOnly != "" {
+			what = t.wholeOnly + ", read only where both the allow rule and the plugin's grant cover the whole host: under a path prefix a server could read it out of the prefix"
+		}
+		return nil, errorf(Denied, "%s: refused: the path holds %s; %s. To read it, the operator gives host %s an allow rule without paths and grants it whole (plugins.%s.capabilities.urlreader = [%q])", t.u.Redacted(), what, strings.Join(by, " and "), t.host, p.id, t.host)
 	case len(p.r.rules) == 0:
 		return nil, errorf(Denied, "%s: refused: [reading] allow is empty, so no URL may be read", t.u.Redacted())
 	case hostRule == nil:

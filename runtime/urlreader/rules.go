@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -140,6 +141,12 @@ type target struct {
 	// the decoded path, where it is a slash, and a server may read it as
 	// part of a name (GitLab's group%2Fproject is one segment).
 	encSlash bool
+	// wholeOnly, when set, says why the path is read only where the
+	// allow rule and the grant cover the whole host: a segment that a
+	// server which decodes it again, or reads it loosely, may take for
+	// a dot segment (or a backslash) that would climb out of a path
+	// prefix (looseReading).
+	wholeOnly string
 }
 
 // parseTarget parses raw and puts its host in canonical form. It refuses
@@ -148,7 +155,9 @@ type target struct {
 // IPv6 addresses that embed an IPv4 address, IPv6 zones, non-ASCII hosts,
 // backslashes and dot segments in the path (with ";parameters" too:
 // "..;" is ".." to Tomcat-style servers). An encoded slash is noted in
-// the target (encSlash), for check to refuse under a path prefix.
+// the target (encSlash), for check to refuse under a path prefix, and so
+// is a segment that servers which decode it again or read it loosely may
+// take for a dot segment (wholeOnly, looseReading).
 func parseTarget(raw string) (*target, error) {
 	if len(raw) > maxURL {
 		return nil, errorf(Invalid, "URL is %d bytes, over the limit of %d", len(raw), maxURL)
@@ -205,6 +214,11 @@ func parseTarget(raw string) (*target, error) {
 	if strings.Contains(strings.ToLower(u.RawPath), "%2f") && !strings.Contains(esc, "%2f") {
 		return nil, errorf(Invalid, "%s: the path holds an encoded slash (%%2F) beside characters left unescaped (a space, {, |, non-ASCII), which would be sent with %%2F decoded to /; escape them too (url.PathEscape)", raw)
 	}
+	// What the checks below leave, servers that decode more often or
+	// read more loosely may still read as a dot segment: such a path is
+	// read only for a whole host (check, wholeOnly), where no prefix is
+	// to be kept.
+	wholeOnly := ""
 	for _, seg := range strings.Split(path, "/") {
 		// Tomcat, Spring and Jetty strip a segment's ";parameters" before
 		// they resolve dot segments: to them "..;" (or "..;x") is "..",
@@ -227,8 +241,13 @@ func parseTarget(raw string) (*target, error) {
 				return nil, errorf(Invalid, "%s: a segment that some servers read as a dot segment or a slash (with a NUL byte, as Jetty reads ..%%00, in overlong UTF-8, as Tomcat reads %%c0%%ae%%c0%%ae, or in Unicode's compatibility forms, as servers that normalise paths read fullwidth %%ef%%bc%%8e%%ef%%bc%%8e, also percent-encoded there, as fullwidth %%ef%%bc%%85%%ef%%bc%%92%%ef%%bd%%85 is %%2e) is refused", raw)
 			}
 		}
+		slash, why := looseReading(seg)
+		encSlash = encSlash || slash
+		if wholeOnly == "" {
+			wholeOnly = why
+		}
 	}
-	return &target{u: u, host: host, path: path, encSlash: encSlash}, nil
+	return &target{u: u, host: host, path: path, encSlash: encSlash, wholeOnly: wholeOnly}, nil
 }
 
 // lax returns a decoded path segment as servers lax about its bytes read
@@ -514,4 +533,225 @@ func GrantCovered(g string, next []string) bool {
 		}
 	}
 	return false
+}
+
+// maxDecodings is how many times more than once a path segment is
+// percent-decoded to find what a server that decodes again reads in it
+// (looseReading); a segment that still decodes after that is read only
+// for a whole host.
+const maxDecodings = 8
+
+// Reasons a path is read only where the allow rule and the grant cover
+// the whole host (target.wholeOnly).
+const (
+	looseDots = "a segment that servers which decode it again or read it loosely take for a dot segment " +
+		"(percent-encoded three times or more, as in %25252e%25252e; with invisible characters, spaces or more dots, as in .%e2%80%8b., ..%20 or ...; " +
+		"in look-alike characters, as in %e3%80%82%e3%80%82, or beside look-alike slashes, as in ..%e2%88%95; in IIS's %u002e; or in overlong UTF-8 of any character)"
+	looseBackslash = "a backslash that servers which decode it again or read it loosely find (percent-encoded three times or more, as in %25255C, or in overlong UTF-8 of a fullwidth one)"
+	looseTooDeep   = "a segment still percent-encoded after 9 decodings"
+)
+
+// looseReading reads a path segment (decoded once) as servers may that
+// decode it again and again, up to maxDecodings more times, or that read
+// it loosely at each step: NUL bytes and overlong UTF-8 of any character
+// decoded (laxRunes), in NFKC, IIS's %uXXXX escapes decoded too. It
+// tells whether some reading holds a slash (an encoded slash, for
+// check as %2F is) and the reason the segment is read only for a whole
+// host, if any: a reading holds a piece that is a dot segment to a
+// server (dotPiece), or a backslash (the ones found in fewer decodings
+// are refused by parseTarget whatever the rules), or the segment still
+// decodes after maxDecodings.
+func looseReading(seg string) (slash bool, why string) {
+	if !strings.ContainsAny(seg, "%\x00") && isASCII(seg) {
+		if dotPiece(seg) {
+			return false, looseDots
+		}
+		return false, ""
+	}
+	// Two chains: decoded as it is, and decoded once read loosely, at
+	// each step. seg holds no slash, and no backslash (parseTarget).
+	for _, loose := range []bool{false, true} {
+		x := seg
+		for level := 0; ; level++ {
+			l := laxRunes(x)
+			for _, r := range []string{x, l} {
+				if dotPiece(r) {
+					return false, looseDots
+				}
+				slash = slash || strings.Contains(r, "/")
+				if strings.Contains(r, "\\") {
+					why = looseBackslash
+				}
+			}
+			if loose {
+				x = l
+			}
+			next := unescapeLoose(x)
+			if next == x {
+				break
+			}
+			if level == maxDecodings {
+				return slash, looseTooDeep
+			}
+			x = next
+		}
+	}
+	return slash, why
+}
+
+// unescapeLoose decodes s's %XX escapes, and IIS's %uXXXX, leaving a %
+// that starts none as it is.
+func unescapeLoose(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] != '%':
+		case i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		case i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') && isHexDigit(s[i+2]) && isHexDigit(s[i+3]) && isHexDigit(s[i+4]) && isHexDigit(s[i+5]):
+			r := rune(unhex(s[i+2]))<<12 | rune(unhex(s[i+3]))<<8 | rune(unhex(s[i+4]))<<4 | rune(unhex(s[i+5]))
+			b = utf8.AppendRune(b, r)
+			i += 5
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// laxRunes is lax for any character: NUL bytes dropped, overlong UTF-8
+// of any character decoded (F0 8F BC 8E is U+FF0E, a fullwidth full
+// stop, to a decoder that does not refuse overlong forms), then, when
+// not ASCII, NFKC.
+func laxRunes(s string) string {
+	b := make([]byte, 0, len(s))
+	changed := false
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			changed = true
+			continue
+		}
+		if r, n := overlongRune(s[i:]); n > 0 {
+			changed = true
+			if r != 0 {
+				b = utf8.AppendRune(b, r)
+			}
+			i += n - 1
+			continue
+		}
+		b = append(b, s[i])
+	}
+	if changed {
+		s = string(b)
+	}
+	if !isASCII(s) {
+		return norm.NFKC.String(s)
+	}
+	return s
+}
+
+// overlongRune returns the character s begins with in overlong UTF-8
+// (two to six bytes, a value that fewer bytes would hold), and how many
+// bytes, or 0 bytes when it begins with none.
+func overlongRune(s string) (rune, int) {
+	n := 0
+	switch c := s[0]; {
+	case c&0xe0 == 0xc0:
+		n = 2
+	case c&0xf0 == 0xe0:
+		n = 3
+	case c&0xf8 == 0xf0:
+		n = 4
+	case c&0xfc == 0xf8:
+		n = 5
+	case c&0xfe == 0xfc:
+		n = 6
+	default:
+		return 0, 0
+	}
+	if len(s) < n {
+		return 0, 0
+	}
+	v := uint32(s[0] & (0x7f >> n))
+	for j := 1; j < n; j++ {
+		if s[j]&0xc0 != 0x80 {
+			return 0, 0
+		}
+		v = v<<6 | uint32(s[j]&0x3f)
+	}
+	if v >= [...]uint32{2: 0x80, 3: 0x800, 4: 0x10000, 5: 0x200000, 6: 0x4000000}[n] {
+		return 0, 0
+	}
+	return rune(v), n
+}
+
+// dotPiece tells whether s, split at slashes, backslashes and the
+// characters servers map to them, holds a piece (its ;parameters cut
+// off, and an NTFS stream name, ..::$INDEX_ALLOCATION) that a server may
+// take for a dot segment: one or more dots, or characters servers read
+// as one, and nothing else but spaces (a "+" too, a space to servers
+// that decode a path as a query), invisible characters and bytes that
+// are not UTF-8, which servers trim or drop (Windows trims trailing dots
+// and spaces, ".. " and "..." are ".." or "." there).
+func dotPiece(s string) bool {
+	for piece := range strings.FieldsFuncSeq(s, isSeparatorLike) {
+		if i := strings.IndexAny(piece, ";:"); i >= 0 {
+			piece = piece[:i]
+		}
+		if strings.IndexFunc(piece, isDotLike) >= 0 && strings.IndexFunc(piece, func(r rune) bool { return !isDotLike(r) && r != '+' && !isIgnorable(r) }) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// isSeparatorLike: a slash, a backslash, or a character that Windows'
+// "best-fit" conversion to an ANSI code page (or NFKC) makes one: U+2215
+// DIVISION SLASH, U+2044 FRACTION SLASH, U+29F8 BIG SOLIDUS, U+2571,
+// U+FF0F, U+2216 SET MINUS, U+29F5, U+29F9, U+2572, U+FF3C, U+FE68, and
+// the yen and won signs, backslashes in code pages 932 and 949.
+func isSeparatorLike(r rune) bool {
+	switch r {
+	case '/', '\\', '\u2215', '\u2044', '\u29f8', '\u2571', '\uff0f', '\u27cb',
+		'\u2216', '\u29f5', '\u29f9', '\u2572', '\uff3c', '\ufe68', '\u27cd',
+		'\u00a5', '\u20a9', '\uffe5', '\uffe6':
+		return true
+	}
+	return false
+}
+
+// isDotLike: a full stop, or a character read as one (or as two or
+// three): NFKC's (U+2024-U+2026 leaders and ellipsis, U+FE52, U+FF0E,
+// U+FE19), IDNA's (U+3002, U+FF61, and U+FE12, whose NFKC is U+3002).
+func isDotLike(r rune) bool {
+	switch r {
+	case '.', '\u2024', '\u2025', '\u2026', '\ufe52', '\uff0e', '\ufe19', '\u3002', '\uff61', '\ufe12':
+		return true
+	}
+	return false
+}
+
+// isIgnorable: a character servers trim or drop from a name: white
+// space (tabs and line ends too), other control and format characters
+// (U+200B ZERO WIDTH SPACE, U+FEFF, U+00AD SOFT HYPHEN, bidi marks),
+// combining marks, other default-ignorable code points (U+034F,
+// U+115F, U+3164, ...), variation selectors, and bytes that are not
+// UTF-8.
+func isIgnorable(r rune) bool {
+	return r == utf8.RuneError || unicode.IsSpace(r) || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zs, unicode.Zl, unicode.Zp,
+		unicode.Mn, unicode.Me, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
