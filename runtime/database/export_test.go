@@ -79,6 +79,14 @@ func FailReapChecks(t testing.TB, connection string, fail func() bool) {
 	tune(t, connection, func(k *knobs) { k.failReapChecks = fail })
 }
 
+// SetPluginConnSetupHook makes f run, for the Services of the database
+// connection names until t ends, when a plugin's new PostgreSQL
+// connection has logged in, before the runtime sets its session up, with
+// its backend's pid. nil removes it.
+func SetPluginConnSetupHook(t testing.TB, connection string, f func(pid uint32)) {
+	tune(t, connection, func(k *knobs) { k.pluginConnSetup = f })
+}
+
 // MarkTable is the table of a plugin's SQLite file that lists the
 // migrations the file holds.
 const MarkTable = markTable

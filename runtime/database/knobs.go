@@ -45,6 +45,10 @@ type knobs struct {
 	// failReapChecks makes the reap's checks fail (as if the server
 	// refused its connections) while it reports true.
 	failReapChecks func() bool
+	// pluginConnSetup runs when a plugin's new PostgreSQL connection has
+	// logged in, before the runtime sets its session up, with the
+	// backend's pid.
+	pluginConnSetup func(pid uint32)
 }
 
 // defaultKnobs are every Service's, outside tests.

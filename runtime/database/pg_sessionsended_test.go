@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/greenroom-dev/greenroom/runtime/database"
 	"github.com/greenroom-dev/greenroom/runtime/internal/pgtest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 )
@@ -261,4 +263,69 @@ func TestPGPluginConnectionEndedAfterASecondIdleIsLogged(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d pooled connections logged discarded, want the 1 the server ended", n)
 	}
+}
+
+// endBackend ends the backend pid (pg_terminate_backend from admin: 57P01)
+// and waits until it is gone.
+func endBackend(t *testing.T, admin *sql.DB, pid uint32) {
+	if _, err := admin.Exec("SELECT pg_catalog.pg_terminate_backend($1)", int64(pid)); err != nil {
+		t.Error(err)
+		return
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var n int
+		if err := admin.QueryRow("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = $1", int64(pid)).Scan(&n); err != nil || n == 0 {
+			return
+		}
+	}
+	t.Errorf("backend %d still there 5s after pg_terminate_backend", pid)
+}
+
+// A plugin's new connection whose session the server ends while the
+// runtime sets it up (logged in, nothing of the plugin's sent yet: an
+// operator's pg_terminate_backend of every session of the database, or
+// a failover's, reaching one just opened) is replaced by another, and the
+// plugin's statement runs. It failed with `could not open a database
+// connection (the runtime's log says why) (SQLSTATE 57P01)` (an
+// operator's pass: six such sweeps over three replicas under load
+// failed one request in seventy so). A server that ends every new
+// session is not tried for ever: three connections, then the error.
+func TestPGPluginConnectionEndedDuringItsSetup(t *testing.T) {
+	t.Parallel() // see "Parallel tests" in helpers_test.go
+	admin, conf := pgWithAdmin(t)
+	in := start(t, conf, plugin("alpha", true, "wide1", "db_max_conns = 1"))
+	must(t, in, "alpha", query("SELECT count(*) FROM wide"))
+	var opened atomic.Int32
+	var endFirst atomic.Int32
+	endFirst.Store(2)
+	database.SetPluginConnSetupHook(t, connOf(t, conf), func(pid uint32) {
+		if opened.Add(1) <= endFirst.Load() {
+			endBackend(t, admin, pid)
+		}
+	})
+	if n := endPluginSessions(t, admin, "alpha"); n != 1 {
+		t.Fatalf("%d of the plugin's sessions ended, want 1", n)
+	}
+	if r := run(t, in, "alpha", query("SELECT count(*) FROM wide"))[0]; r.Error != "" {
+		t.Fatalf("a statement whose new connections' sessions the server ended during their setup, twice: %s", r.Error)
+	}
+	if n := opened.Load(); n != 3 {
+		t.Errorf("%d connections opened, want 3 (two ended in their setup)", n)
+	}
+
+	// Every new session ended: the statement fails after three.
+	opened.Store(0)
+	endFirst.Store(1 << 30)
+	if n := endPluginSessions(t, admin, "alpha"); n != 1 {
+		t.Fatalf("%d of the plugin's sessions ended, want 1", n)
+	}
+	r := run(t, in, "alpha", query("SELECT count(*) FROM wide"))[0]
+	if !strings.Contains(r.Error, "could not open a database connection") || !strings.Contains(r.Error, "57P01") {
+		t.Errorf("every new session ended in its setup: %q, want could not open a database connection (57P01)", r.Error)
+	}
+	if n := opened.Load(); n != 3 {
+		t.Errorf("%d connections opened when the server ended each in its setup, want 3", n)
+	}
+	database.SetPluginConnSetupHook(t, connOf(t, conf), nil)
+	must(t, in, "alpha", query("SELECT count(*) FROM wide"))
 }

@@ -627,7 +627,7 @@ func (b *pgBackend) plugin(ctx context.Context, db *bun.DB, id string, lim Limit
 		conf.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
 	}
 	conf.StatementCacheCapacity = 0
-	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient, survivors: b.survivorsOf(id)}
+	pc := &pgConnector{conf: conf, runtime: b.conf, heal: heal, log: b.log.WithField("plugin", id), checkClient: b.checkClient, survivors: b.survivorsOf(id), connection: b.cfg.Connection}
 	pc.lim.Store(&lim)
 	b.mu.Lock()
 	b.plugins[id] = pc
@@ -965,6 +965,9 @@ type pgConnector struct {
 	// the plugin's given-up backends still running (pgBackend.survivors).
 	db        *sql.DB
 	survivors *atomic.Int64
+	// connection is the database's (Config.Connection), whose knobs
+	// the connector's test hooks are.
+	connection string
 }
 
 // backendStartKey keys a plugin connection's backend start time in its
@@ -1023,6 +1026,9 @@ func (c *pgConnector) connector() driver.Connector {
 			// driver would buffer it whole before the result limit could
 			// apply.
 			conn.PgConn().Frontend().SetMaxBodyLen(maxBody)
+			if hook := knobsFor(c.connection).pluginConnSetup; hook != nil {
+				hook(conn.PgConn().PID())
+			}
 			// When the client gives this connection up (a statement past
 			// its timeout), PluginDB.reapLost ends its backend by pid;
 			// the start time makes sure it is this backend and not a
@@ -1034,13 +1040,17 @@ func (c *pgConnector) connector() driver.Connector {
 			if err := conn.QueryRow(ctx, "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&started); err == nil {
 				conn.PgConn().CustomData()[backendStartKey] = started
 			} else if conn.PgConn().IsClosed() {
-				return fmt.Errorf("read the connection's backend start: %w", err)
+				return endedInSetup{fmt.Errorf("read the connection's backend start: %w", err)}
 			}
 			reset := sessionReset
 			if c.checkClient {
 				set := "SET client_connection_check_interval = " + strconv.Itoa(clientCheckInterval)
 				if _, err := conn.Exec(ctx, set); err != nil {
-					return fmt.Errorf("set client_connection_check_interval: %w", err)
+					err = fmt.Errorf("set client_connection_check_interval: %w", err)
+					if conn.PgConn().IsClosed() {
+						return endedInSetup{err}
+					}
+					return err
 				}
 				// RESET ALL, when the connection goes back to the
 				// pool, would undo it.
@@ -1124,11 +1134,32 @@ func (c *pgConnector) connect(ctx context.Context) (driver.Conn, error) {
 		}
 		conn, err = c.connector().Connect(ctx)
 	}
+	// A session the server ended while the connection was being set up
+	// (pg_terminate_backend of every session, or a failover's, reaching
+	// one just opened) ran nothing of the plugin's: open another, twice
+	// at most, so that a server ending every new session is not tried for
+	// ever. The plugin's statement failed with 57P01 for it
+	// (TestPGPluginConnectionEndedDuringItsSetup).
+	for range 2 {
+		var ended endedInSetup
+		if err == nil || !errors.As(err, &ended) || ctx.Err() != nil {
+			break
+		}
+		c.log.WithError(err).Debug("the server ended a new database connection's session while it was being set up; opening another")
+		conn, err = c.connector().Connect(ctx)
+	}
 	if sc, ok := conn.(*stdlib.Conn); ok && err == nil {
 		return validConn{sc}, nil
 	}
 	return conn, err
 }
+
+// endedInSetup is the error of a new plugin connection whose session the
+// server ended while the runtime set it up, before anything of the
+// plugin's was sent on it (pgConnector.connect opens another).
+type endedInSetup struct{ error }
+
+func (e endedInSetup) Unwrap() error { return e.error }
 
 // validConn is pgx's database/sql connection with driver.Validator.
 // Without it, database/sql's own rollback of a transaction whose context
