@@ -5,8 +5,9 @@ package logging
 
 import (
 	"bytes"
-	"cmp"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -58,18 +59,33 @@ func New(w io.Writer, format, level string, secrets []string) (*logrus.Logger, *
 type Redactor struct {
 	inner logrus.Formatter
 	json  bool // inner writes JSON: a secret number is replaced by a string
-	forms atomic.Pointer[[][]byte]
+	m     atomic.Pointer[matcher]
 	// multiline is set once a secret holds a line break: text cut into
 	// lines must be redacted before it is cut (Multiline).
 	multiline atomic.Bool
 
 	mu   sync.Mutex      // serialises AddSecrets
-	seen map[string]bool // the forms in forms
+	seen map[string]bool // the forms in m
 }
 
 // minSecret is the shortest secret redacted in free text; shorter values
-// ("1", "on") would shred every log line. docs/logging.md says so.
+// ("1", "on") would shred every log line. docs/logging.md says so. No
+// form of a secret shorter than this is redacted either (a secret's
+// lower case can be shorter than it: "\u212a" + "ab", Kelvin's sign, is
+// "kab").
 const minSecret = 4
+
+// minEncodedSecret is the shortest secret also redacted in hex and in
+// base64 (encodedForms). A fragment of base64 shorter than a secret of
+// this length gives is a few characters of letters and digits that other
+// text holds by chance: 4 bytes give fragments of 4 and 5 characters
+// ("YWJj" is in base64 of anything that starts "abc", and in a word
+// typed by hand). 8 bytes give fragments of 10 base64 characters (60
+// bits, whatever the alignment) and 16 hex digits (64 bits): the chance
+// of one in a 1 MiB line of random base64 that does not hold the secret
+// is about 2^-40 a run (2^-37 for the six), less in hex, and a word or a
+// number in a line is not made of them.
+const minEncodedSecret = 8
 
 // AddSecrets adds values to redact (at start and on each config reload).
 // A value stays redacted for the life of the process: after a reload
@@ -83,8 +99,14 @@ func (r *Redactor) AddSecrets(secrets []string) {
 		r.seen = map[string]bool{}
 	}
 	var forms [][]byte
-	if cur := r.forms.Load(); cur != nil {
-		forms = append(forms, *cur...)
+	if cur := r.m.Load(); cur != nil {
+		forms = append(forms, cur.forms...)
+	}
+	add := func(f string) {
+		if len(f) >= minSecret && !r.seen[f] {
+			r.seen[f] = true
+			forms = append(forms, []byte(f))
+		}
 	}
 	for _, s := range secrets {
 		if len(s) < minSecret {
@@ -95,16 +117,144 @@ func (r *Redactor) AddSecrets(secrets []string) {
 		}
 		for _, u := range secretForms(s) {
 			for _, f := range escapedForms(u) {
-				if !r.seen[f] {
-					r.seen[f] = true
-					forms = append(forms, []byte(f))
+				add(f)
+			}
+		}
+		for _, f := range encodedForms(s) {
+			add(f)
+		}
+	}
+	r.m.Store(newMatcher(forms))
+}
+
+// encodedForms returns, for a secret of minEncodedSecret bytes or more,
+// the forms it takes encoded by whoever logs it: in hex, lower and upper
+// case, and inside base64 of any text that holds it (an HTTP Basic
+// Authorization header, base64 of "user:" + s; a token a plugin encoded
+// itself), in the standard and URL alphabets, padded or not. In base64
+// the secret starts at one of three offsets of a 3-byte group; for each,
+// its form is the run of characters made only of the secret's bits, the
+// 6-bit characters from the first that begins at or after its first bit
+// to the last that ends at or before its last: the characters at either
+// end that mix its bits with its neighbours' (at most one at each end,
+// with at most 4 of the secret's bits) depend on the text around it and
+// stay in the line. Padding lies past the last character that holds the
+// secret's bits, so padded and unpadded base64 hold the same run. A run
+// with '+' or '/' is also redacted as a query value escapes it (%2B,
+// %2F: base64 sent in a URL built with url.Values).
+func encodedForms(s string) []string {
+	if len(s) < minEncodedSecret {
+		return nil
+	}
+	b := []byte(s)
+	h := hex.EncodeToString(b)
+	out := []string{h, strings.ToUpper(h)}
+	for off := range 3 {
+		in := append(make([]byte, off, off+len(b)), b...)
+		first := (8*off + 5) / 6       // the first character after off's bytes
+		last := 8 * (off + len(b)) / 6 // the characters wholly before the end
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			run := enc.EncodeToString(in)[first:last]
+			for _, f := range []string{run, url.QueryEscape(run)} {
+				if !slices.Contains(out, f) {
+					out = append(out, f)
 				}
 			}
 		}
 	}
-	// Longest first, so that a secret containing another is replaced whole.
+	return out
+}
+
+// matcher finds every form of every secret in a text in one pass, rather
+// than one search of the text for each form: with the forms of several
+// secrets (a few to a dozen each, counting their escaped, percent-encoded,
+// hex and base64 forms) a search each cost a line as much again per
+// secret. It is immutable: AddSecrets makes a new one.
+//
+// It is Wu and Manber's: every form is at least window bytes long, so a
+// window of that many bytes where a form starts ends with 4 bytes that
+// some form has at most window-4 bytes from its start; shift tells, for
+// the hash of the 4 bytes that end a window, how far the window may move
+// on without passing the start of a form (window-3 for 4 bytes no form
+// has near its start). Where it may not move, filter and starts check the
+// forms that begin with the window's first 4 bytes.
+type matcher struct {
+	forms   [][]byte // longest first, each window bytes or more
+	longest int
+	window  int // the shortest form's length, at most maxWindow
+	// shift is how far a window whose last 4 bytes hash (shiftHash) to
+	// its index may move.
+	shift [1 << shiftBits]uint8
+	// filter has a bit set for the hash (filterHash) of each form's
+	// first 4 bytes.
+	filter [1 << 16 / 64]uint64
+	// starts lists, for each form's first 4 bytes, the forms (indexes
+	// into forms) that begin with them, longest first.
+	starts map[uint32][]int32
+}
+
+const (
+	shiftBits = 13
+	maxWindow = 128 // a shift fits in a uint8
+)
+
+func filterHash(p uint32) uint32 { return p * 0x9e3779b1 >> 16 }
+func shiftHash(p uint32) uint32  { return p * 0x85ebca6b >> (32 - shiftBits) }
+
+func newMatcher(forms [][]byte) *matcher {
+	// Longest first, so that where one form contains another at the same
+	// place the longer is found first.
 	slices.SortStableFunc(forms, func(a, b []byte) int { return len(b) - len(a) })
-	r.forms.Store(&forms)
+	m := &matcher{forms: forms, starts: map[uint32][]int32{}, window: maxWindow}
+	for k, f := range forms {
+		p := binary.LittleEndian.Uint32(f)
+		h := filterHash(p)
+		m.filter[h>>6] |= 1 << (h & 63)
+		m.starts[p] = append(m.starts[p], int32(k))
+		m.longest = max(m.longest, len(f))
+		m.window = min(m.window, len(f))
+	}
+	for i := range m.shift {
+		m.shift[i] = uint8(m.window - 3)
+	}
+	for _, f := range forms {
+		for q := 0; q+4 <= m.window; q++ {
+			h := shiftHash(binary.LittleEndian.Uint32(f[q:]))
+			m.shift[h] = min(m.shift[h], uint8(m.window-4-q))
+		}
+	}
+	return m
+}
+
+// next returns the first position from i up to before limit where a form
+// starts, and the longest form that starts there; -1 when none does.
+func (m *matcher) next(b []byte, i, limit int) (int, []byte) {
+	limit = min(limit, len(b)-m.window+1)
+	for i < limit {
+		if s := m.shift[shiftHash(binary.LittleEndian.Uint32(b[i+m.window-4:]))]; s > 0 {
+			i += int(s)
+			continue
+		}
+		p := binary.LittleEndian.Uint32(b[i:])
+		if h := filterHash(p); m.filter[h>>6]&(1<<(h&63)) != 0 {
+			for _, k := range m.starts[p] {
+				if f := m.forms[k]; bytes.HasPrefix(b[i:], f) {
+					return i, f
+				}
+			}
+		}
+		i++
+	}
+	return -1, nil
+}
+
+// contains reports whether b holds a form.
+func (m *matcher) contains(b []byte) bool {
+	if m == nil || len(m.forms) == 0 {
+		return false
+	}
+	i, _ := m.next(b, 0, len(b))
+	return i >= 0
 }
 
 // escapes are the ways a value's text is escaped on its way into a line:
@@ -252,8 +402,7 @@ func (r *Redactor) Format(e *logrus.Entry) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	forms := r.forms.Load()
-	if forms != nil && containsAny(b, *forms) {
+	if r.m.Load().contains(b) {
 		if r.json {
 			b = r.RedactJSON(b)
 		} else {
@@ -353,8 +502,8 @@ func (r *Redactor) RedactJSON(b []byte) []byte {
 
 // redactJSONValues is RedactJSON's part outside strings.
 func (r *Redactor) redactJSONValues(b []byte) []byte {
-	forms := r.forms.Load()
-	if forms == nil {
+	m := r.m.Load()
+	if m == nil {
 		return b
 	}
 	var out []byte // nil until a number is replaced
@@ -378,7 +527,7 @@ func (r *Redactor) redactJSONValues(b []byte) []byte {
 			for j < len(b) && (strings.IndexByte("+-.0123456789", b[j]) >= 0 || b[j] >= 'a' && b[j] <= 'z' || b[j] == 'E') {
 				j++
 			}
-			if containsAny(b[i:j], *forms) {
+			if m.contains(b[i:j]) {
 				if out == nil {
 					out = append(make([]byte, 0, len(b)+len(Redacted)), b[:i]...)
 				}
@@ -399,15 +548,6 @@ func (r *Redactor) redactJSONValues(b []byte) []byte {
 	return out
 }
 
-func containsAny(b []byte, forms [][]byte) bool {
-	for _, f := range forms {
-		if bytes.Contains(b, f) {
-			return true
-		}
-	}
-	return false
-}
-
 // Longest returns the length of the longest text Redact replaces (a
 // secret, or one of its escaped forms), 0 when there is none. A writer
 // that cuts a stream of text into lines can redact what it holds and then
@@ -415,11 +555,10 @@ func containsAny(b []byte, forms [][]byte) bool {
 // secret: any secret that starts earlier ends within the text, so it was
 // replaced.
 func (r *Redactor) Longest() int {
-	forms := r.forms.Load()
-	if forms == nil || len(*forms) == 0 {
-		return 0
+	if m := r.m.Load(); m != nil {
+		return m.longest
 	}
-	return len((*forms)[0]) // longest first
+	return 0
 }
 
 // Multiline reports whether a secret holds a line break ("\n" or "\r",
@@ -447,12 +586,12 @@ func (r *Redactor) Redact(b []byte) []byte { return r.RedactChecked(b, nil) }
 const redactPiece = 1 << 20
 
 // RedactChecked is Redact calling check, when not nil, before it scans
-// each redactPiece bytes of b for each secret: a check that panics (a
-// guest's call past its deadline) stops it there. A guest's write to
-// stdout of its whole memory (up to 4 GiB) is redacted at once when a
-// secret holds a line break: 64 MiB took 0.86 s with a PEM key and two
-// tokens configured (about 55 s for 4 GiB), past the call's timeout with
-// no check of its deadline (TestMultilineRedactionInterrupted).
+// each redactPiece bytes of b: a check that panics (a guest's call past
+// its deadline) stops it there. A guest's write to stdout of its whole
+// memory (up to 4 GiB) is redacted at once when a secret holds a line
+// break: 64 MiB took 0.86 s with a PEM key and two tokens configured
+// (about 55 s for 4 GiB), past the call's timeout with no check of its
+// deadline (TestMultilineRedactionInterrupted).
 //
 // With a check, what the secrets cover is kept as a bit a byte rather
 // than as a span a match, and each run of covered bytes becomes one
@@ -460,64 +599,58 @@ const redactPiece = 1 << 20
 // over and over allocated 2.2 GB as spans and gave 160 MiB of Redacted
 // (TestRedactCheckedBounded).
 func (r *Redactor) RedactChecked(b []byte, check func()) []byte {
-	forms := r.forms.Load()
-	if forms == nil {
+	m := r.m.Load()
+	if m == nil || len(m.forms) == 0 {
 		return b
 	}
-	var spans [][2]int   // where the secrets are, [start, end)
+	var out []byte       // without a check: b redacted up to end, nil until a secret is found
+	end := 0             // without a check: the end of the run of secrets last found
 	var covered []uint64 // with a check: a bit a byte of b, set where a secret is
-	for _, f := range *forms {
-		set := 0 // covered is set before here for this form
-		for i := 0; i < len(b); {
-			end := len(b)
-			if check != nil {
-				check()
-				// A secret found in the piece ends in it; one that
-				// begins past i+redactPiece is the next piece's.
-				end = min(end, i+redactPiece+len(f)-1)
-			}
-			for {
-				j := bytes.Index(b[i:end], f)
-				if j < 0 {
-					break
-				}
-				if check == nil {
-					spans = append(spans, [2]int{i + j, i + j + len(f)})
-				} else {
-					if covered == nil {
-						covered = make([]uint64, (len(b)+63)/64)
-					}
-					for k := max(i+j, set); k < i+j+len(f); k++ {
-						covered[k>>6] |= 1 << (k & 63)
-					}
-					set = max(set, i+j+len(f))
-				}
-				i += j + 1
-			}
-			if end == len(b) {
+	set := 0             // with a check: covered is set before here
+	for i := 0; i < len(b); {
+		limit := len(b)
+		if check != nil {
+			check()
+			limit = min(limit, i+redactPiece)
+		}
+		for {
+			j, f := m.next(b, i, limit)
+			if j < 0 {
 				break
 			}
-			i = end - len(f) + 1
+			switch {
+			case check != nil:
+				if covered == nil {
+					covered = make([]uint64, (len(b)+63)/64)
+				}
+				for k := max(j, set); k < j+len(f); k++ {
+					covered[k>>6] |= 1 << (k & 63)
+				}
+				set = max(set, j+len(f))
+			case out != nil && j < end:
+				end = max(end, j+len(f)) // it overlaps the run
+			default:
+				prev := 0
+				if out == nil {
+					out = make([]byte, 0, len(b))
+				} else {
+					out = append(out, Redacted...)
+					prev = end
+				}
+				out = append(out, b[prev:j]...)
+				end = j + len(f)
+			}
+			i = j + 1
 		}
+		i = max(i, limit)
 	}
 	if covered != nil {
 		return redactCovered(b, covered, check)
 	}
-	if spans == nil {
+	if out == nil {
 		return b
 	}
-	slices.SortFunc(spans, func(x, y [2]int) int { return cmp.Compare(x[0], y[0]) })
-	out := make([]byte, 0, len(b))
-	at := 0
-	for k := 0; k < len(spans); {
-		start, end := spans[k][0], spans[k][1]
-		for k++; k < len(spans) && spans[k][0] < end; k++ {
-			end = max(end, spans[k][1])
-		}
-		out = append(append(out, b[at:start]...), Redacted...)
-		at = end
-	}
-	return append(out, b[at:]...)
+	return append(append(out, Redacted...), b[end:]...)
 }
 
 // redactCovered returns b with each run of the bytes covered marks

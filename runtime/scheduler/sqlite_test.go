@@ -2,6 +2,8 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,6 +242,38 @@ func TestErrorTextSecretAcrossCut(t *testing.T) {
 	waitFor(t, 5*time.Second, "the failure in the log", func() bool { return strings.Contains(in.Log.String(), "task run failed") })
 	if log := in.Log.String(); strings.Contains(log, secret[:6]) {
 		t.Errorf("log keeps part of the secret:\n%s", log)
+	}
+}
+
+// A secret the plugin encoded itself in a task's error (base64 of
+// "user:" + secret, as an HTTP Basic header has it, URL-safe base64,
+// hex) is redacted from the history, the task list's last error and the
+// log, as the secret as written is: the run's error goes through the
+// log's redactor.
+func TestErrorTextEncodedSecretRedacted(t *testing.T) {
+	const secret = "s3cr3t-0123456789abcdef"
+	conf := strings.Join([]string{sqliteConf(t), plugin("sched", true, def{ID: "encoded", Every: "1s", Action: "encoded"}),
+		"[plugins.sched.config.secret]\nvalue = \"${SCHED_TEST_SECRET}\"\n"}, "\n")
+	in := servertest.Start(t, conf, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"SCHED_TEST_SECRET": secret},
+		Runtime: runtime.Options{Replica: "one"}})
+	var runs []scheduler.Run
+	waitFor(t, 20*time.Second, "a failed run", func() bool {
+		runs = ended(history(t, in, "sched", "encoded"), "failed")
+		return len(runs) >= 1
+	})
+	// "user:" is 5 bytes: the secret's base64 starts mid-group, and the
+	// character before its run mixes it with the ':'.
+	basic := base64.StdEncoding.EncodeToString([]byte("user:" + secret))
+	want := "login refused: Authorization: Basic " + basic[:7] + "[REDACTED]" + basic[7+30:] + ", token "
+	if e := runs[0].Error; !strings.HasPrefix(e, want) || strings.Count(e, "[REDACTED]") != 3 || strings.Contains(e, hex.EncodeToString([]byte(secret))[:16]) {
+		t.Errorf("history: %q, want it to begin %q and hold 3 redactions", e, want)
+	}
+	if st := find(list(t, in, ""), "sched", "encoded"); st == nil || st.LastError != runs[0].Error {
+		t.Errorf("task: %+v, want the last error %q", st, runs[0].Error)
+	}
+	waitFor(t, 5*time.Second, "the failure in the log", func() bool { return strings.Contains(in.Log.String(), "task run failed") })
+	if log := in.Log.String(); strings.Contains(log, basic[7:7+30]) || strings.Contains(log, hex.EncodeToString([]byte(secret))[:16]) {
+		t.Errorf("log keeps the encoded secret:\n%s", log)
 	}
 }
 

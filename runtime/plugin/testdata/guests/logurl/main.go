@@ -6,7 +6,9 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +94,29 @@ func init() {
 		log.Print("log.Print: ", secret)
 		slog.SetDefault(greenroom.Logger())
 		log.Print("log.Print through slog: ", secret)
+		w.Write([]byte("logged"))
+	})
+	mux.HandleFunc("GET /secret-encoded", func(w http.ResponseWriter, r *http.Request) {
+		// The secret encoded by the plugin itself: HTTP Basic
+		// Authorization headers (base64 of user:secret, the secret at
+		// each offset of a 3-byte group), URL-safe base64 and hex.
+		secret, _ := greenroom.Config("api_key")
+		l := greenroom.Logger()
+		var basics []string
+		for _, user := range []string{"user:", "user1:", "user12:"} {
+			basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+secret))
+			basics = append(basics, basic)
+			l.Info("sending Authorization: "+basic, "authorization", basic)
+			fmt.Println("stdout:", basic)
+		}
+		fmt.Fprintln(os.Stderr, "stderr:", strings.Join(basics, ", "))
+		urlSafe := base64.RawURLEncoding.EncodeToString([]byte("t=" + secret + ";"))
+		l.Info("url-safe", "token", urlSafe, "hex", hex.EncodeToString([]byte(secret)), "HEX", strings.ToUpper(hex.EncodeToString([]byte("x"+secret))))
+		l.Error("failed", "err", fmt.Errorf("login with %s: %w", basics[0], errors.New("401")))
+		// A read whose URL carries it: the runtime's "url read" line
+		// quotes the URL and its error.
+		_, err := greenroom.ReadURL(r.Context(), "https://nohost.example.test/x?auth="+urlSafe)
+		l.Warn("read failed", "err", err)
 		w.Write([]byte("logged"))
 	})
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,8 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +38,9 @@ type taskDef struct {
 	// log, db (insert a row into the plugin's database), opentx (insert a
 	// row in a transaction and return without ending it), nul (an error
 	// whose text holds a NUL byte and invalid UTF-8), long (an error of ms
-	// bytes, with the config's secret.value at byte 500), cleanup (log
+	// bytes, with the config's secret.value at byte 500), encoded (an
+	// error quoting secret.value in base64, as an HTTP Basic header's
+	// "user:" + secret, in URL-safe base64 and in hex), cleanup (log
 	// "task start", wait ms or until ctx ends; when ctx ends, log "task
 	// ctx done" and insert a row "cleanup" into the plugin's database with
 	// a context of its own, then return ctx's error), spin (log "task
@@ -209,6 +213,12 @@ func action(d taskDef) func(context.Context) error {
 			// history keeps of an error.
 			v, _ := greenroom.Config("secret.value")
 			return errors.New(strings.Repeat("x", 4090) + v)
+		case "encoded":
+			// The operator's secret as the plugin encoded it itself: an
+			// HTTP Basic header, URL-safe base64, hex.
+			v, _ := greenroom.Config("secret.value")
+			return fmt.Errorf("login refused: Authorization: Basic %s, token %s, hex %s",
+				base64.StdEncoding.EncodeToString([]byte("user:"+v)), base64.RawURLEncoding.EncodeToString([]byte("t:"+v)), hex.EncodeToString([]byte(v)))
 		case "long":
 			v, _ := greenroom.Config("secret.value")
 			return errors.New(strings.Repeat("y", 500) + v + strings.Repeat("y", max(d.MS-500-len(v), 0)))
