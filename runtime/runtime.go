@@ -858,10 +858,22 @@ func (r *Runtime) readWasm(ctx context.Context, id, path string) (wasmSource, er
 	return r.sums.load(wasmPath)
 }
 
+// interruptibleSecretWarning is logged at every load of a plugin whose
+// limits.interruptible comes from the environment, whatever its value.
+const interruptibleSecretWarning = "limits.interruptible comes from the environment, a secret, so the log does not say whether this plugin's loops are interrupted at its timeout (this warning is logged at every load either way): if they are not, a loop that does not end stalls the whole server (Go's garbage collector waits for it; only SIGKILL ends the process then); turn interruption off only for vetted plugins"
+
 func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, pc *config.Plugin, h *host, src wasmSource) (*plugin.Plugin, error) {
 	id := s.ID
 	lim := pc.Limits
-	if !lim.Interruptible {
+	switch {
+	case pc.LimitSecret("interruptible"):
+		// A secret: the warning that it is off would tell its value
+		// (whatever the redaction of "false" hides), and so would its
+		// absence. Logged at every load whatever the value, in words
+		// that name neither value (each is a secret, redacted from
+		// every line), so that the operator is still warned.
+		r.log.WithField("plugin", id).Warn(interruptibleSecretWarning)
+	case !lim.Interruptible:
 		r.log.WithField("plugin", id).Warn("limits.interruptible = false: this plugin's loops are NOT interrupted at its timeout, and a loop that does not end stalls the whole server (Go's garbage collector waits for it; only SIGKILL ends the process then); only do this for vetted plugins")
 	}
 	// The scheduler keeps its tasks' leases and history in the runtime's
@@ -921,6 +933,7 @@ func (r *Runtime) loadPlugin(ctx context.Context, cfg *config.Config, s *Slot, p
 			MaxResponse:        int(lim.MaxResponse),
 			MaxResponseSecret:  cfg.IsSecretPath("plugins." + id + ".limits.max_response"),
 			NoInterrupt:        !lim.Interruptible,
+			NoInterruptSecret:  pc.LimitSecret("interruptible"),
 			GCPercent:          lim.GCPercent,
 			Warm:               s.liveInstances(),
 		},

@@ -67,6 +67,11 @@ type Limits struct {
 	// plugins the operator vetted: a runaway loop then holds its instance
 	// and a core until it ends.
 	NoInterrupt bool
+	// NoInterruptSecret: NoInterrupt comes from the environment, a
+	// secret. The load does not log its debug line about the module's
+	// instrumentation for interruption, which only an interrupted
+	// module has: the line's presence would tell the secret.
+	NoInterruptSecret bool
 	// GCPercent is the guest's GOGC: 0 for Go's default (100), -1 for off
 	// (only the memory limit starts a collection). See GCTuning.
 	GCPercent int
@@ -403,7 +408,9 @@ func loadOnce(ctx context.Context, spec Spec) (_ *Plugin, err error) {
 			return nil, fmt.Errorf("cannot instrument the module for interruption at its deadline: %w (limits.interruptible = false runs it without interruption, for a plugin the operator has vetted)", err)
 		}
 		p.mode, code, key, seen = InterruptFlag, out, rewriteKey(sum, opts), st.Cached
-		p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped, "data_segments": st.DataSegments, "merged_segments": st.MergedSegments}).Debug("instrumented for interruption")
+		if !lim.NoInterruptSecret {
+			p.log.WithFields(logrus.Fields{"functions": st.Functions, "loops": st.Loops, "skipped": st.Skipped, "data_segments": st.DataSegments, "merged_segments": st.MergedSegments}).Debug("instrumented for interruption")
+		}
 	}
 	if code == nil {
 		p.mode = InterruptWazero

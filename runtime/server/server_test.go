@@ -1655,6 +1655,44 @@ limits = { memory = "32MiB", instances = 13, timeout = "7300ms" }
 	}
 }
 
+// A limits.interruptible from the environment is a secret, and the log
+// does not tell it: the loud warning that it is off said so ("=
+// false: this plugin's loops are NOT interrupted", whatever the
+// redaction of "false" hid), and its absence, or the debug line about
+// the module's instrumentation, said it is on. Now the lines of a load
+// are the same for either value: a warning that says neither, logged at
+// every load.
+func TestSecretInterruptibleNotToldByTheLog(t *testing.T) {
+	cfg := fmt.Sprintf(`[plugins.off]
+path = %[1]q
+limits = { interruptible = "${GR_OFF}" }
+[plugins.on]
+path = %[1]q
+limits = { interruptible = "${GR_ON}" }
+`, helloWasm)
+	in := servertest.Start(t, cfg, servertest.Options{CacheDir: cacheDir, Env: map[string]string{"GR_OFF": "false", "GR_ON": "true"}})
+	msgs := map[string][]string{}
+	for _, l := range in.LogLines(t) {
+		if id, _ := l["plugin"].(string); id == "off" || id == "on" {
+			msg := strings.ReplaceAll(fmt.Sprint(l["msg"]), "plugins."+id+".", "plugins.ID.")
+			msgs[id] = append(msgs[id], fmt.Sprint(l["level"], ": ", msg))
+		}
+	}
+	slices.Sort(msgs["off"])
+	slices.Sort(msgs["on"])
+	if !slices.Equal(msgs["off"], msgs["on"]) {
+		t.Errorf("the loads log other lines:\noff: %q\non:  %q", msgs["off"], msgs["on"])
+	}
+	if !slices.ContainsFunc(msgs["off"], func(m string) bool {
+		return strings.HasPrefix(m, "warning: limits.interruptible comes from the environment, a secret, so the log does not say whether")
+	}) {
+		t.Errorf("no warning about the secret limits.interruptible: %q", msgs["off"])
+	}
+	if log := in.Log.String(); strings.Contains(log, "NOT interrupted") || strings.Contains(log, "instrumented for interruption") {
+		t.Errorf("the log tells limits.interruptible:\n%s", log)
+	}
+}
+
 // server.body_limit, header_limit, rate_limit and rate_burst from the
 // environment are secrets, and callers were told them decoded: a 413
 // said "exceeds server.body_limit of 65536 bytes" for "${B}" with
