@@ -78,8 +78,12 @@ path = "missing.wasm"
 	if err != nil || len(own) < 3 {
 		t.Fatalf("the runtime's migrations: %v %v", own, err)
 	}
-	if total["runtime"] != len(own) || total["plugin todo"] != 2 {
-		t.Fatalf("two migrate up at once reported %v applied in all, want runtime %d and todo 2:\n%s\n---\n%s", total, len(own), outs[0], outs[1])
+	todoFiles, err := filepath.Glob(filepath.Join("..", "..", "plugins", "todo", "migrations", "*.up.sql"))
+	if err != nil || len(todoFiles) < 3 {
+		t.Fatalf("plugins/todo's migrations: %v %v", todoFiles, err)
+	}
+	if total["runtime"] != len(own) || total["plugin todo"] != len(todoFiles) {
+		t.Fatalf("two migrate up at once reported %v applied in all, want runtime %d and todo %d:\n%s\n---\n%s", total, len(own), len(todoFiles), outs[0], outs[1])
 	}
 	out, err = run("migrate", "up", "-c", cfgPath)
 	if err != nil || !strings.HasPrefix(out, "runtime: migrations up to date (none to apply)\nplugin todo: migrations up to date (none to apply)") {
