@@ -171,8 +171,10 @@ func encodedForms(s string) []string {
 // hex and base64 forms) a search each cost a line as much again per
 // secret. It is immutable: AddSecrets makes a new one.
 //
-// It is Wu and Manber's: every form is at least window bytes long, so a
-// window of that many bytes where a form starts ends with 4 bytes that
+// It is Wu and Manber's (for the forms of shortForm bytes or more; the
+// others are looked for one by one, short): every such form is at least
+// window bytes long, so a window of that many bytes where a form starts
+// ends with 4 bytes that
 // some form has at most window-4 bytes from its start; shift tells, for
 // the hash of the 4 bytes that end a window, how far the window may move
 // on without passing the start of a form (window-3 for 4 bytes no form
@@ -185,9 +187,9 @@ func encodedForms(s string) []string {
 // keys, 0.65 s of CPU a MiB, up to 2 s on a loaded machine between two
 // checks of a guest call's deadline (TestMatcherManyFormsAlike).
 type matcher struct {
-	forms   [][]byte // longest first, each window bytes or more
+	forms   [][]byte // longest first; forms[:long] each window bytes or more
 	longest int
-	window  int // the shortest form's length, at most maxWindow
+	window  int // the shortest of forms[:long]'s length, at most maxWindow
 	// shift is how far a window whose last 4 bytes hash (shiftHash) to
 	// its index may move.
 	shift [1 << shiftBits]uint8
@@ -197,6 +199,13 @@ type matcher struct {
 	// starts holds, for each form's first 4 bytes, the forms that begin
 	// with them as a tree of what follows those bytes.
 	starts map[uint32]*trieNode
+	// long counts the forms of shortForm bytes or more, forms[:long];
+	// short are the others (of a secret of 4 to 7 bytes), each looked
+	// for on its own (bytes.Index): in the window they would leave the
+	// skips nothing (a 4-byte window moves a byte at most), and a line
+	// cost 6 to 8 ns a byte whatever the other secrets.
+	long  int
+	short [][]byte
 }
 
 // trieNode is a node of a radix tree of forms that begin with the same 4
@@ -258,6 +267,7 @@ func (n *trieNode) longest(t []byte) int32 {
 }
 
 const (
+	shortForm = 8 // forms shorter are not in the window (matcher.short)
 	shiftBits = 13
 	maxWindow = 128 // a shift fits in a uint8
 )
@@ -270,7 +280,15 @@ func newMatcher(forms [][]byte) *matcher {
 	// their order; this one is kept from one AddSecrets to the next).
 	slices.SortStableFunc(forms, func(a, b []byte) int { return len(b) - len(a) })
 	m := &matcher{forms: forms, starts: map[uint32]*trieNode{}, window: maxWindow}
-	for k, f := range forms {
+	long := len(forms)
+	for long > 0 && len(forms[long-1]) < shortForm {
+		long--
+	}
+	m.long, m.short = long, forms[long:]
+	for _, f := range forms {
+		m.longest = max(m.longest, len(f))
+	}
+	for k, f := range forms[:long] {
 		p := binary.LittleEndian.Uint32(f)
 		h := filterHash(p)
 		m.filter[h>>6] |= 1 << (h & 63)
@@ -280,13 +298,12 @@ func newMatcher(forms [][]byte) *matcher {
 			m.starts[p] = root
 		}
 		root.insert(f[4:], int32(k))
-		m.longest = max(m.longest, len(f))
 		m.window = min(m.window, len(f))
 	}
 	for i := range m.shift {
 		m.shift[i] = uint8(m.window - 3)
 	}
-	for _, f := range forms {
+	for _, f := range forms[:long] {
 		for q := 0; q+4 <= m.window; q++ {
 			h := shiftHash(binary.LittleEndian.Uint32(f[q:]))
 			m.shift[h] = min(m.shift[h], uint8(m.window-4-q))
@@ -295,9 +312,84 @@ func newMatcher(forms [][]byte) *matcher {
 	return m
 }
 
+// scanner finds the forms in one text, from left to right: it keeps,
+// for the long forms and for each short one, where the first was found
+// at or after where it last looked, so that each part of the text is
+// looked at once by each however close the others' finds are.
+type scanner struct {
+	m *matcher
+	b []byte
+	f []byte // the long form found at at[0]
+	// at[0] is the long forms', at[1+k] short[k]'s: the first found at
+	// or after where it last looked, before to[k]; -1 for none: then
+	// none is before to[k]. In the arrays for up to 3 short forms (a
+	// slice in the scanner itself would move it to the heap), else in
+	// atx and tox.
+	at, to   [4]int
+	atx, tox []int
+}
+
+func (sc *scanner) init(m *matcher, b []byte) {
+	sc.m, sc.b = m, b
+	if n := 1 + len(m.short); n > len(sc.at) {
+		sc.atx, sc.tox = make([]int, n), make([]int, n)
+	}
+	for k := range 1 + len(m.short) {
+		at, _ := sc.slot(k)
+		*at = -1
+	}
+}
+
+// slot returns at[k] and to[k].
+func (sc *scanner) slot(k int) (*int, *int) {
+	if sc.atx != nil {
+		return &sc.atx[k], &sc.tox[k]
+	}
+	return &sc.at[k], &sc.to[k]
+}
+
 // next returns the first position from i up to before limit where a form
-// starts, and the longest form that starts there; -1 when none does.
-func (m *matcher) next(b []byte, i, limit int) (int, []byte) {
+// starts, and the longest form that starts there; -1 when none does. i
+// never decreases from one call to the next.
+func (sc *scanner) next(i, limit int) (int, []byte) {
+	m, b := sc.m, sc.b
+	j, f := -1, []byte(nil)
+	if m.long > 0 {
+		at, to := sc.slot(0)
+		if *at < i && *to < limit {
+			*at, sc.f = m.nextLong(b, max(i, *to), limit)
+			*to = limit
+			if *at >= 0 {
+				*to = *at + 1
+			}
+		}
+		if *at >= i && *at < limit {
+			j, f = *at, sc.f
+		}
+	}
+	// Longest first: at the same place the first found is the longest.
+	for k, s := range m.short {
+		at, to := sc.slot(1 + k)
+		if *at < i && *to < limit {
+			from := max(i, *to)
+			*at, *to = -1, limit
+			if hi := min(len(b), limit+len(s)-1); hi-from >= len(s) {
+				if x := bytes.Index(b[from:hi], s); x >= 0 {
+					*at, *to = from+x, from+x+1
+				}
+			}
+		}
+		if *at >= i && *at < limit && (j < 0 || *at < j) {
+			j, f = *at, s
+		}
+	}
+	return j, f
+}
+
+// nextLong returns the first position from i up to before limit where
+// a form of shortForm bytes or more starts, and the longest that starts
+// there; -1 when none does.
+func (m *matcher) nextLong(b []byte, i, limit int) (int, []byte) {
 	limit = min(limit, len(b)-m.window+1)
 	for i < limit {
 		if s := m.shift[shiftHash(binary.LittleEndian.Uint32(b[i+m.window-4:]))]; s > 0 {
@@ -322,7 +414,9 @@ func (m *matcher) contains(b []byte) bool {
 	if m == nil || len(m.forms) == 0 {
 		return false
 	}
-	i, _ := m.next(b, 0, len(b))
+	var sc scanner
+	sc.init(m, b)
+	i, _ := sc.next(0, len(b))
 	return i >= 0
 }
 
@@ -676,6 +770,8 @@ func (r *Redactor) RedactChecked(b []byte, check func()) []byte {
 	end := 0             // without a check: the end of the run of secrets last found
 	var covered []uint64 // with a check: a bit a byte of b, set where a secret is
 	set := 0             // with a check: covered is set before here
+	var sc scanner
+	sc.init(m, b)
 	for i := 0; i < len(b); {
 		limit := len(b)
 		if check != nil {
@@ -683,7 +779,7 @@ func (r *Redactor) RedactChecked(b []byte, check func()) []byte {
 			limit = min(limit, i+redactPiece)
 		}
 		for {
-			j, f := m.next(b, i, limit)
+			j, f := sc.next(i, limit)
 			if j < 0 {
 				break
 			}
