@@ -1415,10 +1415,13 @@ func TestTransactionContextEnds(t *testing.T) {
 	t.Parallel() // see "Parallel tests" in helpers_test.go
 	each(t, func(t *testing.T, b backend, dbconf string) {
 		in := start(t, dbconf, plugin("alpha", true, "good", ""))
+		// Deadlines of 1 s, not less: on a loaded CI run an INSERT on
+		// PostgreSQL took over the 200 ms they were, before the deadline
+		// the test is about.
 		res := run(t, in, "alpha",
-			step{Op: "begin", TimeoutMS: 200},
+			step{Op: "begin", TimeoutMS: 1000},
 			exec("INSERT INTO notes (note) VALUES ('before the deadline')"),
-			step{Op: "spin", MS: 400},
+			step{Op: "spin", MS: 1200},
 			exec("INSERT INTO notes (note) VALUES ('after the deadline')"),
 			step{Op: "commit"})
 		if res[0].Error != "" || res[1].Error != "" {
@@ -1432,9 +1435,9 @@ func TestTransactionContextEnds(t *testing.T) {
 		}
 		// Commit alone, with no statement after the deadline.
 		res = run(t, in, "alpha",
-			step{Op: "begin", TimeoutMS: 200},
+			step{Op: "begin", TimeoutMS: 1000},
 			exec("INSERT INTO notes (note) VALUES ('before the deadline')"),
-			step{Op: "spin", MS: 400},
+			step{Op: "spin", MS: 1200},
 			step{Op: "commit"},
 			// The connection serves the next transaction.
 			step{Op: "begin"}, query("SELECT count(*) FROM notes"), step{Op: "commit"})
