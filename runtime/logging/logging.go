@@ -724,6 +724,30 @@ func (r *Redactor) Longest() int {
 	return 0
 }
 
+// Spans calls span with where each text Redact replaces in b begins and
+// ends, for those that begin before limit, in the order they begin (at
+// each place the longest). A writer that cuts a stream into lines keeps
+// the text raw and cuts it by these: redacting what it holds and keeping
+// the rest would let the replacement of one secret take the bytes it
+// shares with the next ("AAAA-BBBB" and "BBBB-CCCC" in
+// "AAAA-BBBB-CCCC"), whose rest would then match nothing.
+func (r *Redactor) Spans(b []byte, limit int, span func(start, end int)) {
+	m := r.m.Load()
+	if m == nil || len(m.forms) == 0 {
+		return
+	}
+	var sc scanner
+	sc.init(m, b)
+	for i := 0; ; {
+		j, f := sc.next(i, min(limit, len(b)))
+		if j < 0 {
+			return
+		}
+		span(j, j+len(f))
+		i = j + 1
+	}
+}
+
 // Multiline reports whether a secret holds a line break ("\n" or "\r",
 // a PEM key): whoever cuts text into lines must redact it first, or each
 // line would hold a part of it that no form matches.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -382,5 +383,25 @@ func TestRedactCheckedBounded(t *testing.T) {
 	}
 	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > uint64(len(b))*5/4 {
 		t.Errorf("redacting %d MiB allocated %d MiB", len(b)>>20, alloc>>20)
+	}
+}
+
+// Spans gives every secret that begins before the limit, overlapping ones
+// included, in the order they begin: a line writer cuts raw text by them.
+func TestSpansOverlapping(t *testing.T) {
+	_, r, err := New(io.Discard, "text", "info", []string{"AAAA-BBBB", "BBBB-CCCC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte("..AAAA-BBBB-CCCC..AAAA-BB")
+	var got [][2]int
+	r.Spans(b, len(b), func(start, end int) { got = append(got, [2]int{start, end}) })
+	if want := [][2]int{{2, 11}, {7, 16}}; !slices.Equal(got, want) {
+		t.Errorf("spans %v, want %v", got, want)
+	}
+	got = nil
+	r.Spans(b, 7, func(start, end int) { got = append(got, [2]int{start, end}) })
+	if want := [][2]int{{2, 11}}; !slices.Equal(got, want) {
+		t.Errorf("spans before 7: %v, want %v", got, want)
 	}
 }

@@ -321,16 +321,25 @@ const maxLine = 16 << 10
 // lineWriter turns a guest's stdout or stderr into log lines tagged with
 // the plugin, the stream and the request in progress.
 //
-// A line is split without splitting a secret: the writer redacts a line
-// before it cuts it, and until the newline comes it keeps back the last
-// bytes that could begin a secret still being written (one less than the
-// longest secret), so it holds at most maxLine plus that many bytes.
+// A line is split without splitting a secret. The writer keeps the line
+// raw (buf) until it must cut it, then redacts the part of it no secret
+// still being written can begin in (all but its last hold bytes) into
+// out, cutting out into lines of maxLine bytes as it fills, and keeps the
+// rest raw: a secret that begins in it may share bytes with one that
+// ends before it (overlapping secrets, "AAAA-BBBB" and "BBBB-CCCC" in
+// "AAAA-BBBB-CCCC"), and redacting the buffer whole took those bytes
+// with the first secret's replacement, leaving the second's rest in the
+// line. What it holds, out and buf, stays under maxLine plus hold+1.
 type lineWriter struct {
 	in     *instance
 	stream string
 	redact *logging.Redactor // the log's, nil when it has none
-	buf    []byte
-	// split is set when part of the line in buf was emitted already.
+	buf    []byte            // the line's raw text not yet redacted
+	out    []byte            // the line redacted before buf, not yet emitted
+	// cov is how many bytes at buf's start a secret covers whose
+	// Redacted is already in out (or emitted): they are left out.
+	cov int
+	// split is set when part of the line was emitted already.
 	split bool
 	rec   hostfuncs.LogRecord
 }
@@ -350,7 +359,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		// call's deadline, as a sleep does.
 		w.in.interruptAtDeadline()
 		hold := w.hold()
-		room := max(maxLine+hold-len(w.buf), 0)
+		room := max(maxLine+hold-len(w.out)-len(w.buf), 0)
 		// Only the first room+1 bytes can end this piece's line: looking
 		// for the newline in all of p made a write of one long line
 		// quadratic (64 MiB without a newline: seconds of scanning,
@@ -368,14 +377,10 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 			w.emitLines()
 			continue
 		}
-		if len(w.buf) >= maxLine+hold {
-			w.redactBuf()
-			for len(w.buf) >= maxLine+hold {
-				c := cut(w.buf)
-				w.emit(w.buf[:c])
-				w.buf = w.buf[:copy(w.buf, w.buf[c:])]
-				w.split = true
-			}
+		if len(w.out)+len(w.buf) >= maxLine+hold {
+			// out is under maxLine: at least one byte of buf is past
+			// the last hold.
+			w.redactTo(len(w.buf) - hold)
 		}
 	}
 	return n, nil
@@ -390,26 +395,77 @@ func (w *lineWriter) hold() int {
 	return max(w.redact.Longest()-1, 0)
 }
 
-func (w *lineWriter) redactBuf() {
-	if w.redact != nil {
-		w.buf = w.redact.Redact(w.buf)
+// redactTo moves buf[:limit] into out redacted, each run of bytes that
+// secrets beginning before limit cover (overlapping or touching) as one
+// Redacted, emitting out as it reaches maxLine; a run that goes on past
+// limit leaves its bytes past limit in cov. Every secret that begins
+// before limit ends within buf (limit is at most len(buf) less hold).
+func (w *lineWriter) redactTo(limit int) {
+	at := 0 // buf[:at] is in out
+	rs, re := 0, w.cov
+	open := w.cov > 0 // the run rs..re is out's last Redacted already
+	flushRun := func() {
+		if re > rs || open {
+			w.appendText(w.buf[at:rs])
+			if !open {
+				if len(w.out)+len(redacted) > maxLine {
+					w.emitOut(len(w.out))
+				}
+				w.out = append(w.out, redacted...)
+				if len(w.out) == maxLine {
+					w.emitOut(maxLine)
+				}
+			}
+			at = max(at, re)
+		}
 	}
+	if w.redact != nil {
+		w.redact.Spans(w.buf, limit, func(start, end int) {
+			if start <= re && (re > rs || open) {
+				re = max(re, end) // overlapping or touching the run
+				return
+			}
+			flushRun()
+			rs, re, open = start, end, false
+		})
+	}
+	flushRun()
+	w.cov = max(at-limit, 0)
+	if at < limit {
+		w.appendText(w.buf[at:limit])
+	}
+	w.buf = w.buf[:copy(w.buf, w.buf[limit:])]
+}
+
+// appendText appends text redacted already to out, emitting out as it
+// reaches maxLine.
+func (w *lineWriter) appendText(b []byte) {
+	for len(b) > 0 {
+		k := min(len(b), maxLine-len(w.out))
+		w.out = append(w.out, b[:k]...)
+		b = b[k:]
+		if len(w.out) == maxLine {
+			w.emitOut(cut(w.out))
+		}
+	}
+}
+
+// emitOut emits out[:c] as a piece of the line and keeps the rest.
+func (w *lineWriter) emitOut(c int) {
+	w.emit(w.out[:c])
+	w.out = w.out[:copy(w.out, w.out[c:])]
+	w.split = true
 }
 
 // emitLines emits the buffer as a finished line, in pieces of maxLine
 // bytes cut after redaction, and empties it.
 func (w *lineWriter) emitLines() {
-	if len(w.buf) > maxLine {
-		w.redactBuf()
+	if len(w.out) > 0 || w.cov > 0 || len(w.buf) > maxLine {
+		w.redactTo(len(w.buf))
+		w.buf, w.out = w.out, w.buf[:0]
 	}
-	b := w.buf
-	for len(b) > maxLine {
-		c := cut(b)
-		w.emit(b[:c])
-		b = b[c:]
-	}
-	if len(b) > 0 || !w.split {
-		w.emit(b)
+	if len(w.buf) > 0 || !w.split {
+		w.emit(w.buf)
 	}
 	w.buf = w.buf[:0]
 	w.split = false
@@ -437,18 +493,21 @@ func (w *lineWriter) initFailure(line []byte) string {
 
 var redacted = []byte(logging.Redacted)
 
-// cut returns where the first piece of b (over maxLine bytes) ends: at
-// maxLine, or before a [REDACTED] that would straddle it.
-func cut(b []byte) int {
-	from := maxLine - len(redacted) + 1
-	if i := bytes.Index(b[from:min(len(b), maxLine+len(redacted)-1)], redacted); i >= 0 {
-		return from + i
+// cut returns where the first piece of out, maxLine bytes, ends: at
+// maxLine, or before its last bytes when they begin a Redacted (one the
+// guest printed, or a multiline secret's, replaced before the write was
+// cut into lines), which would straddle the cut.
+func cut(out []byte) int {
+	for k := len(redacted) - 1; k > 0; k-- {
+		if bytes.HasSuffix(out, redacted[:k]) {
+			return len(out) - k
+		}
 	}
-	return maxLine
+	return len(out)
 }
 
 func (w *lineWriter) flush() {
-	if len(w.buf) > 0 {
+	if len(w.buf) > 0 || len(w.out) > 0 {
 		w.emitLines()
 	}
 }

@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"strings"
@@ -204,3 +205,87 @@ func TestLineWriterLongLineLinear(t *testing.T) {
 type quietHost struct{ testHost }
 
 func (quietHost) LogEnabled(int32) bool { return false }
+
+// Secrets that overlap (one's end is the next one's start) printed as one
+// run, plain, in hex or in base64, are redacted whole wherever the line is
+// cut, in one write or byte by byte, with or without a newline: redacting
+// the buffer before the cut replaced the first secret with the bytes it
+// shares with the second, whose rest ("-CCCC") then matched nothing and
+// stayed in the line. The cut is walked over every offset around the run,
+// with and without a secret early in the line (which moves the cut in the
+// redacted text away from where the raw text was cut).
+func TestLineWriterOverlappingSecretsAcrossCut(t *testing.T) {
+	secrets := []string{"AAAA-BBBB", "BBBB-CCCC", "CCCC-DDDD", "WXYZ-WXYZ-WXYZ"}
+	runs := map[string]string{
+		"pair":  "AAAA-BBBB-CCCC",
+		"chain": "AAAA-BBBB-CCCC-DDDD",
+		"self":  "WXYZ-WXYZ-WXYZ-WXYZ-WXYZ",
+	}
+	forms := map[string]func(string) string{
+		"plain":  func(s string) string { return s },
+		"hex":    func(s string) string { return fmt.Sprintf("%x", s) },
+		"base64": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+	}
+	_, r, err := logging.New(io.Discard, "text", "info", secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := r.Longest() - 1
+	residue := func(s string) string { return strings.ReplaceAll(s, logging.Redacted, "") }
+	for rname, run := range runs {
+		for fname, form := range forms {
+			printed := form(run)
+			for _, lead := range []string{"", form(secrets[0]) + "."} {
+				for pad := maxLine - len(lead) - len(printed) - 2; pad <= maxLine-len(lead)+hold+2; pad++ {
+					text := lead + strings.Repeat(".", pad) + printed + strings.Repeat(".", 10)
+					want := residue(string(r.Redact([]byte(text + strings.Repeat(".", maxLine)))))
+					if strings.Trim(want, ".") != "" && fname != "base64" {
+						t.Fatalf("%s %s: the redactor leaves %q", rname, fname, strings.Trim(want, "."))
+					}
+					for _, mode := range []string{"one write", "bytewise", "no newline"} {
+						w, lines := newLineWriter(t, secrets...)
+						switch mode {
+						case "one write":
+							w.Write([]byte(text + strings.Repeat(".", maxLine) + "\n"))
+						case "bytewise":
+							for i := range len(text) {
+								w.Write([]byte{text[i]})
+								if n := len(w.out) + len(w.buf); n >= maxLine+hold+1 {
+									t.Fatalf("%s %s: the writer holds %d bytes", rname, fname, n)
+								}
+							}
+							w.Write([]byte(strings.Repeat(".", maxLine) + "\n"))
+						case "no newline":
+							w.Write([]byte(text + strings.Repeat(".", maxLine)))
+							w.flush()
+						}
+						for _, l := range *lines {
+							if len(l) > maxLine {
+								t.Fatalf("%s %s %s, run at %d: line of %d bytes", rname, fname, mode, len(lead)+pad, len(l))
+							}
+						}
+						if got := residue(strings.Join(*lines, "")); got != want {
+							t.Fatalf("%s %s %s, run at %d: lines leave %q of the run, the redactor %q", rname, fname, mode, len(lead)+pad,
+								strings.Trim(got, "."), strings.Trim(want, "."))
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// A "[REDACTED]" already in the text (a multiline secret's, replaced
+// before the write was cut into lines, or one the guest printed) that
+// would straddle a cut moves whole to the next line.
+func TestLineWriterKeepsPrintedRedactedWhole(t *testing.T) {
+	for pad := maxLine - len(logging.Redacted) - 1; pad <= maxLine+1; pad++ {
+		w, lines := newLineWriter(t, "s3cr3t-value")
+		w.Write([]byte(strings.Repeat("x", pad) + logging.Redacted + strings.Repeat("x", maxLine) + "\n"))
+		for _, l := range *lines {
+			if strings.Trim(strings.ReplaceAll(l, logging.Redacted, ""), "x") != "" || len(l) > maxLine {
+				t.Fatalf("[REDACTED] at %d: a line of %d bytes ends %q", pad, len(l), l[max(len(l)-12, 0):])
+			}
+		}
+	}
+}
