@@ -349,35 +349,10 @@ func laxBytes(seg string) string {
 // F8 80 80 80-81 and one more, FC 80 80 80 80-81 and one more, which
 // decoders older than RFC 3629 still read.
 func overlongASCII(s string) (byte, int) {
-	n := 0
-	switch c := s[0]; {
-	case c&0xe0 == 0xc0:
-		n = 2
-	case c&0xf0 == 0xe0:
-		n = 3
-	case c&0xf8 == 0xf0:
-		n = 4
-	case c&0xfc == 0xf8:
-		n = 5
-	case c&0xfe == 0xfc:
-		n = 6
-	default:
-		return 0, 0
+	if r, n := overlongRune(s); n > 0 && r < utf8.RuneSelf {
+		return byte(r), n
 	}
-	if len(s) < n {
-		return 0, 0
-	}
-	v := uint32(s[0] & (0x7f >> n))
-	for j := 1; j < n; j++ {
-		if s[j]&0xc0 != 0x80 {
-			return 0, 0
-		}
-		v = v<<6 | uint32(s[j]&0x3f)
-	}
-	if v >= utf8.RuneSelf {
-		return 0, 0
-	}
-	return byte(v), n
+	return 0, 0
 }
 
 // canonicalHost returns u's host in the form rules and the dialer use.
