@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/greenroom-dev/greenroom/runtime/internal/secrettest"
 )
 
 // encodedSecret is a secret of 19 bytes whose base64 in an HTTP Basic
@@ -85,52 +87,13 @@ func TestEncodedSecretLeftUndecodable(t *testing.T) {
 					e := enc(append(append(append([]byte{}, before...), encodedSecret...), after...))
 					out.Reset()
 					log.WithField("auth", "Basic "+e).Info("sent " + e)
-					if left := decodable(out.String(), core); left != "" {
+					if left := secrettest.EncodedRun(out.String(), core); left != "" {
 						t.Errorf("%s, %s, %d bytes before, %d after: %q decodes to the secret in %s", format, name, pre, suf, left, out.String())
 					}
 				}
 			}
 		}
 	}
-}
-
-// decodable returns a run of base64 or hex characters in s that decodes,
-// at some offset, to bytes holding secret; "" when there is none.
-func decodable(s string, secret []byte) string {
-	isB64 := func(c byte) bool {
-		return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("+/-_", c) >= 0
-	}
-	for i := 0; i < len(s); {
-		if !isB64(s[i]) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(s) && isB64(s[j]) {
-			j++
-		}
-		run := s[i:j]
-		i = j
-		for off := range 4 {
-			if off >= len(run) {
-				break
-			}
-			part := run[off:]
-			part = part[:len(part)/4*4]
-			// Either alphabet, or a mix of both, as the standard one.
-			std := strings.NewReplacer("-", "+", "_", "/").Replace(part)
-			if d, err := base64.RawStdEncoding.DecodeString(std); err == nil && bytes.Contains(d, secret) {
-				return run
-			}
-		}
-		for off := range 2 {
-			part := run[min(off, len(run)):]
-			if d, err := hex.DecodeString(part[:len(part)/2*2]); err == nil && bytes.Contains(d, secret) {
-				return run
-			}
-		}
-	}
-	return ""
 }
 
 // Encoded forms do not redact ordinary text: base64 and hex of other

@@ -1,54 +1,17 @@
 package server_test
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/greenroom-dev/greenroom/runtime"
+	"github.com/greenroom-dev/greenroom/runtime/internal/secrettest"
 	"github.com/greenroom-dev/greenroom/runtime/internal/servertest"
 	"github.com/greenroom-dev/greenroom/runtime/urlreader"
 )
-
-// decodedRun returns a run of base64 (either alphabet) or hex characters
-// in text that decodes, from some offset, to bytes holding secret; ""
-// when none does. It decodes what is left rather than look for the
-// redactor's forms.
-func decodedRun(text string, secret []byte) string {
-	isB64 := func(c byte) bool {
-		return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("+/-_", c) >= 0
-	}
-	for i := 0; i < len(text); {
-		if !isB64(text[i]) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(text) && isB64(text[j]) {
-			j++
-		}
-		run := text[i:j]
-		i = j
-		std := strings.NewReplacer("-", "+", "_", "/").Replace(run)
-		for off := 0; off < 4 && off < len(std); off++ {
-			part := std[off:]
-			if d, err := base64.RawStdEncoding.DecodeString(part[:len(part)/4*4]); err == nil && bytes.Contains(d, secret) {
-				return run
-			}
-		}
-		for off := 0; off < 2 && off < len(run); off++ {
-			part := run[off:]
-			if d, err := hex.DecodeString(part[:len(part)/2*2]); err == nil && bytes.Contains(d, secret) {
-				return run
-			}
-		}
-	}
-	return ""
-}
 
 // A plugin that encodes its ${VAR} secret itself and logs it — an HTTP
 // Basic Authorization header, base64 of "user:" + secret with the secret
@@ -86,7 +49,7 @@ api_key = "${LOGURL_KEY}"
 		time.Sleep(20 * time.Millisecond)
 	}
 	out := in.Log.String()
-	if run := decodedRun(out, []byte(key[1:len(key)-1])); run != "" {
+	if run := secrettest.EncodedRun(out, []byte(key[1:len(key)-1])); run != "" {
 		t.Errorf("the log holds %q, which decodes to the secret:\n%s", run, linesHolding(out, run))
 	}
 	for _, want := range []string{"Basic dXNlcjp[REDACTED]", "Basic dXNlcjE6[REDACTED]w==", "Basic dXNlcjEyOl[REDACTED]8=", "url read", "/api/logurl/missing/dXNlcjp[REDACTED]"} {
